@@ -1,0 +1,144 @@
+"""The paper's experiments, each a function returning one JSON-ready dict.
+
+``timesteps``      digits (rate coding): integer-model accuracy and synaptic
+                   operations per sample vs the number of virtual steps T.
+``surrogate``      digits with a spiking (spike-count) readout, so every gradient
+                   path crosses a spike: ``none`` vs the three surrogates, same
+                   budget (epochs, seed, sizes).
+``recall-length``  associative recall through the SSM: one model per decay mode
+                   (fixed, selective) trained at length 32, evaluated at each length.
+"""
+
+from __future__ import annotations
+
+from tqdm.auto import tqdm
+
+from .tasks import recall
+from .train import config_for, evaluate, train
+from .twin import SURROGATES
+
+__all__ = ["EXPERIMENTS", "run", "plot", "describe"]
+
+EXPERIMENTS = ("timesteps", "surrogate", "recall-length")
+DEFAULT_TIMESTEPS = [1, 2, 4, 8, 16, 32]
+DEFAULT_LENGTHS = [17, 24, 32, 48, 64, 96, 128]
+
+
+def timesteps(*, timesteps=None, epochs=None, seed=0, progress=False) -> dict:
+    results = []
+    for t in tqdm(timesteps or DEFAULT_TIMESTEPS, desc="timesteps", disable=not progress):
+        net, meta = train(config_for("digits", timesteps=t, epochs=epochs, seed=seed),
+                          progress=progress)
+        report = evaluate(net, meta)
+        results.append({"timesteps": t, "accuracy": report["accuracy"],
+                        "synops_per_sample": report["synops_per_sample"]})
+    return {"experiment": "timesteps", "task": "digits", "encoding": "rate",
+            "results": results}
+
+
+def surrogate(*, epochs=None, seed=0, progress=False, **_) -> dict:
+    results, details = {}, {}
+    for name in tqdm(SURROGATES, desc="surrogates", disable=not progress):
+        net, meta = train(config_for("digits", surrogate=name, readout="spikes", epochs=epochs,
+                                     seed=seed), progress=progress)
+        results[name] = evaluate(net, meta)["accuracy"]
+        details[name] = {"accuracy_float": meta["training"]["accuracy_float"]}
+    return {"experiment": "surrogate", "task": "digits", "readout": "spikes",
+            "chance": 0.1, "results": results, "details": details}
+
+
+def recall_length(*, lengths=None, epochs=None, seed=0, progress=False, **_) -> dict:
+    lengths = lengths or DEFAULT_LENGTHS
+    results = []
+    for mode in tqdm(("fixed", "selective"), desc="modes", disable=not progress):
+        net, meta = train(config_for("recall", mode=mode, epochs=epochs, seed=seed),
+                          progress=progress)
+        for length in lengths:
+            task_meta = dict(meta, length=length)
+            results.append({"length": length, "mode": mode,
+                            "accuracy": evaluate(net, task_meta)["accuracy"]})
+    cfg = config_for("recall")
+    probe = recall(1000, length=32, n_pairs=cfg.n_pairs, n_keys=cfg.n_keys,
+                   n_values=cfg.n_values, seed=7)
+    return {"experiment": "recall-length", "task": "recall", "trained_length": cfg.length,
+            "n_pairs": cfg.n_pairs, "n_keys": cfg.n_keys, "n_values": cfg.n_values,
+            "chance": probe.chance, "chance_in_context": probe.chance_in_context(),
+            "results": results}
+
+
+_RUNNERS = {"timesteps": timesteps, "surrogate": surrogate, "recall-length": recall_length}
+
+
+def run(name: str, **kwargs) -> dict:
+    if name not in _RUNNERS:
+        raise ValueError(f"unknown experiment {name!r}; choose one of {EXPERIMENTS}")
+    if name != "timesteps":
+        kwargs.pop("timesteps", None)
+    if name != "recall-length":
+        kwargs.pop("lengths", None)
+    return _RUNNERS[name](**kwargs)
+
+
+def describe(result: dict):
+    """Human-readable lines for an experiment result."""
+    name = result["experiment"]
+    if name == "timesteps":
+        yield "T   accuracy  synops/sample"
+        for r in result["results"]:
+            yield f"{r['timesteps']:<3} {r['accuracy']:.4f}    {r['synops_per_sample']:.0f}"
+    elif name == "surrogate":
+        for k, v in result["results"].items():
+            yield f"{k:<13} {v:.4f}"
+    else:
+        yield f"chance {result['chance']:.4f} (guessing among values in context: " \
+              f"{result['chance_in_context']:.4f})"
+        for r in result["results"]:
+            yield f"{r['mode']:<10} length {r['length']:<4} accuracy {r['accuracy']:.4f}"
+    if "plot" in result:
+        yield f"plot: {result['plot']}"
+
+
+def plot(result: dict, path) -> None:
+    """Write a PNG plot of an experiment result."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    name = result["experiment"]
+    if name == "timesteps":
+        ts = [r["timesteps"] for r in result["results"]]
+        ax.plot(ts, [r["accuracy"] for r in result["results"]], "o-", label="accuracy")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("virtual time steps T")
+        ax.set_ylabel("integer-model test accuracy")
+        ax2 = ax.twinx()
+        ax2.plot(ts, [r["synops_per_sample"] for r in result["results"]], "s--", color="C1",
+                 label="synaptic ops / sample")
+        ax2.set_ylabel("synaptic ops per sample")
+        fig.legend(loc="lower right")
+        ax.set_title("digits: accuracy and work vs T")
+    elif name == "surrogate":
+        names = list(result["results"])
+        ax.bar(names, [result["results"][n] for n in names])
+        ax.axhline(result["chance"], color="grey", linestyle=":", label="chance")
+        ax.set_ylabel("integer-model test accuracy")
+        ax.set_ylim(0, 1)
+        ax.legend()
+        ax.set_title("digits: surrogate gradients (spike-count readout)")
+    else:
+        for mode in ("fixed", "selective"):
+            rows = [r for r in result["results"] if r["mode"] == mode]
+            ax.plot([r["length"] for r in rows], [r["accuracy"] for r in rows], "o-",
+                    label=f"{mode} decay")
+        ax.axhline(result["chance"], color="grey", linestyle=":", label="chance")
+        ax.set_xlabel("sequence length (tokens)")
+        ax.set_ylabel("recall accuracy")
+        ax.set_ylim(0, 1.05)
+        ax.legend()
+        ax.set_title(f"associative recall, {result['n_pairs']} pairs, trained at "
+                     f"length {result['trained_length']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,582 @@
+"""The integer model: the bit-exact contract between ``golden/`` and ``gateware/``.
+
+Everything here is integer arithmetic on ``torch.int64`` tensors, batched over
+samples and run over time steps.  The rules (see ``docs/integer-model.md``) are:
+
+Per time step ``t`` the layers run in list order (which must be a topological
+order of the feed-forward edges).  A feed-forward edge delivers its source's
+output of step ``t``; a recurrent edge (``recurrent=True``, including a layer
+feeding itself) delivers the output of step ``t - 1`` (zeros at ``t = 0``).
+
+LIF layer, neuron ``i``::
+
+    I_i    = sum_e sum_j W_e[i, j] * x_e[j]                 (exact, no saturation)
+    v_i    = sat_u( floor(alpha_i * u_i[t-1] / 2**F) + I_i + bias_i )
+    s_i[t] = 1 if v_i >= theta_i else 0                     (only if spiking)
+    u_i[t] = v_i - theta_i * s_i      (reset "subtract")
+           = v_reset if s_i else v_i  (reset "zero")
+           = v_i                      (reset "none")
+
+``floor`` is an arithmetic shift right, ``sat_u`` clamps to signed ``u_bits``.
+A layer with ``spiking=False`` is a leaky integrator (LI readout): reset
+``none``, no spikes, its membrane is its output.
+
+SSM layer (state ``S`` of ``n x m``, signed ``s_bits``, saturating)::
+
+    S[t] = sat_s( floor(a[t][:, None] * S[t-1] / 2**F) + k[t] v[t]^T )
+    y[t] = sat_y( (S[t]^T q[t]) >> y_shift )
+
+``k`` (length n), ``v`` (length m) and ``q`` (length n) come from a source (the
+input, or a layer's output) or are constant integer vectors.  ``a`` is a fixed
+per-row Q0.F vector, or in ``selective`` mode row ``g[t]`` of a table, where the
+gate index ``g[t] = sum_b s_b[t] * 2**b`` is read from the spikes of a gate layer.
+
+What a layer hands to the layers after it: a spiking LIF layer its spikes (0/1),
+an SSM layer its ``y`` (signed ``y_bits``), the input its values (spikes 0/1 or
+signed ``in_bits`` integers).  A non-spiking LI layer is an output only.
+
+Inputs are ``[T, B, input_size]`` integer tensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = [
+    "RESET_MODES",
+    "DECAY_MODES",
+    "Format",
+    "Projection",
+    "LIFLayer",
+    "Operand",
+    "SSMLayer",
+    "Network",
+    "Trace",
+    "NetworkError",
+    "floor_shift",
+    "saturate",
+    "signed_range",
+    "bits_for",
+]
+
+RESET_MODES = ("subtract", "zero", "none")
+DECAY_MODES = ("fixed", "selective")
+INPUT = "input"
+
+
+class NetworkError(ValueError):
+    """A network description or an input that breaks the integer model's rules."""
+
+
+def signed_range(bits: int) -> tuple[int, int]:
+    """The inclusive range of a signed two's-complement integer of ``bits`` bits."""
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def bits_for(lo: int, hi: int) -> int:
+    """The fewest signed bits that hold every integer in ``[lo, hi]``."""
+    bits = 1
+    while not (signed_range(bits)[0] <= lo and hi <= signed_range(bits)[1]):
+        bits += 1
+    return bits
+
+
+def saturate(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """Clamp to the signed range of ``bits`` bits."""
+    lo, hi = signed_range(bits)
+    return x.clamp(lo, hi)
+
+
+def floor_shift(x: torch.Tensor, shift: int) -> torch.Tensor:
+    """``floor(x / 2**shift)``: an arithmetic shift right (rounds towards -inf)."""
+    return torch.bitwise_right_shift(x, shift)
+
+
+@dataclass(frozen=True)
+class Format:
+    """Bit widths and fixed-point formats; every one is a generator parameter.
+
+    ``w_bits``: signed weights. ``u_bits``: signed membranes (saturating).
+    ``frac_bits``: F, the fraction bits of the unsigned Q0.F decays (0..2**F).
+    ``in_bits``: signed multi-bit input values. ``s_bits``: signed SSM state.
+    ``y_bits``: signed SSM outputs. ``acc_bits``: the synaptic accumulator; the
+    network is rejected if a layer's worst-case sum needs more.
+    """
+
+    w_bits: int = 8
+    u_bits: int = 16
+    frac_bits: int = 8
+    in_bits: int = 8
+    s_bits: int = 16
+    y_bits: int = 8
+    acc_bits: int = 24
+
+    def __post_init__(self):
+        for name in ("w_bits", "u_bits", "in_bits", "s_bits", "y_bits", "acc_bits"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 2 <= value <= 48:
+                raise NetworkError(f"Format.{name} must be an integer in 2..48, not {value!r}")
+        if (not isinstance(self.frac_bits, int) or isinstance(self.frac_bits, bool)
+                or not 0 <= self.frac_bits <= 16):
+            raise NetworkError(f"Format.frac_bits must be an integer in 0..16, not "
+                               f"{self.frac_bits!r}")
+
+    @property
+    def one(self) -> int:
+        """The Q0.F value 1.0 (no decay)."""
+        return 1 << self.frac_bits
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Projection:
+    """A dense edge into a LIF layer: ``weight[i, j]`` connects source ``j`` to target ``i``."""
+
+    source: str
+    weight: torch.Tensor
+    recurrent: bool = False
+
+
+@dataclass
+class LIFLayer:
+    """A layer of leaky integrate-and-fire neurons (or a leaky integrator).
+
+    ``alpha`` (Q0.F, 0..2**F), ``theta`` (> 0), ``bias``: integer vectors of
+    length ``size``.  ``reset`` is one of ``subtract``, ``zero``, ``none``;
+    ``v_reset`` is used by ``zero``.  ``spiking=False`` makes an LI readout.
+    """
+
+    name: str
+    size: int
+    alpha: torch.Tensor
+    theta: torch.Tensor
+    bias: torch.Tensor
+    inputs: list[Projection] = field(default_factory=list)
+    reset: str = "subtract"
+    v_reset: int = 0
+    spiking: bool = True
+
+    kind = "lif"
+
+    @property
+    def out_size(self) -> int:
+        return self.size
+
+
+@dataclass
+class Operand:
+    """Where an SSM operand (k, v or q) comes from: a source's output or a constant vector."""
+
+    source: str | None = None
+    const: torch.Tensor | None = None
+    recurrent: bool = False
+
+    @property
+    def is_const(self) -> bool:
+        return self.source is None
+
+
+@dataclass
+class SSMLayer:
+    """A state-space / associative-memory unit with state ``S`` of ``n x m``.
+
+    ``decay`` is a length-``n`` Q0.F vector (``mode="fixed"``) or a
+    ``[2**len(gate layer), n]`` table (``mode="selective"``, rows picked by the
+    gate layer's spikes read as a binary number, bit ``b`` = neuron ``b``).
+    """
+
+    name: str
+    n: int
+    m: int
+    k: Operand
+    v: Operand
+    q: Operand
+    decay: torch.Tensor
+    mode: str = "fixed"
+    gate: str | None = None
+    gate_recurrent: bool = False
+    y_shift: int = 0
+
+    kind = "ssm"
+
+    @property
+    def out_size(self) -> int:
+        return self.m
+
+    def operands(self) -> dict[str, Operand]:
+        return {"k": self.k, "v": self.v, "q": self.q}
+
+
+@dataclass
+class Trace:
+    """What a run produced.
+
+    ``outputs[name]``: ``[T, B, size]`` per layer: spikes (spiking LIF), membrane
+    (LI), or ``y`` (SSM).  ``spikes[name]`` / ``membranes[name]`` for every LIF
+    layer (membranes are ``u[t]`` after the reset).  ``state``: the state after
+    the last step (pass it back to ``run`` to continue).  ``synops``: per sample,
+    the synaptic operations (events times fan-out) summed over steps and edges;
+    ``ssm_ops``: per sample, state cells written by ``k v^T`` plus cells read by
+    the readout, counting only nonzero ``k``, ``q`` entries (what event-driven
+    hardware would do).
+    """
+
+    outputs: dict[str, torch.Tensor]
+    spikes: dict[str, torch.Tensor]
+    membranes: dict[str, torch.Tensor]
+    state: dict[str, torch.Tensor]
+    synops: torch.Tensor
+    ssm_ops: torch.Tensor
+
+
+class Network:
+    """A layer graph in the integer model.  Validated on construction."""
+
+    def __init__(self, *, input_size: int, input_kind: str, layers: list, output: str,
+                 fmt: Format | None = None):
+        self.input_size = input_size
+        self.input_kind = input_kind
+        self.layers = list(layers)
+        self.output = output
+        self.fmt = fmt if fmt is not None else Format()
+        self.validate()
+
+    # ----------------------------------------------------------------- checks
+    def layer(self, name: str):
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise NetworkError(f"no layer named {name!r}")
+
+    def source_size(self, name: str) -> int:
+        if name == INPUT:
+            return self.input_size
+        return self.layer(name).out_size
+
+    def source_bound(self, name: str) -> int:
+        """The largest magnitude a source's output can take."""
+        if name == INPUT:
+            return 1 if self.input_kind == "spike" else 1 << (self.fmt.in_bits - 1)
+        layer = self.layer(name)
+        if layer.kind == "ssm":
+            return 1 << (self.fmt.y_bits - 1)
+        return 1
+
+    def required_acc_bits(self, layer: LIFLayer) -> int:
+        """Signed bits that hold the worst-case synaptic sum of ``layer``."""
+        worst = 0
+        for proj in layer.inputs:
+            worst += int(proj.weight.abs().sum(dim=1).max()) * self.source_bound(proj.source) \
+                if proj.weight.numel() else 0
+        return bits_for(-worst, worst)
+
+    def operand_bound(self, op: Operand) -> int:
+        if op.is_const:
+            return int(op.const.abs().max()) if op.const.numel() else 0
+        return self.source_bound(op.source)
+
+    def ssm_acc_bits(self, layer: SSMLayer) -> int:
+        """Signed bits of the readout accumulator ``S^T q`` (before the shift)."""
+        worst = layer.n * (1 << (self.fmt.s_bits - 1)) * self.operand_bound(layer.q)
+        return bits_for(-worst, worst)
+
+    def validate(self) -> None:
+        fmt = self.fmt
+        if not isinstance(self.input_size, int) or self.input_size < 1:
+            raise NetworkError(f"input_size must be a positive integer, not {self.input_size!r}")
+        if self.input_kind not in ("spike", "int"):
+            raise NetworkError(f"input_kind must be 'spike' or 'int', not {self.input_kind!r}")
+        if not self.layers:
+            raise NetworkError("a network needs at least one layer")
+        names = [layer.name for layer in self.layers]
+        for i, name in enumerate(names):
+            if not isinstance(name, str) or not name or name == INPUT:
+                raise NetworkError(f"layer name {name!r} is not allowed")
+            if name in names[:i]:
+                raise NetworkError(f"layer name {name!r} is used twice")
+        if self.output not in names:
+            raise NetworkError(f"output {self.output!r} is not a layer (layers: {names})")
+        position = {name: i for i, name in enumerate(names)}
+
+        def check_source(owner: str, source: str, recurrent: bool, what: str) -> None:
+            if source != INPUT and source not in position:
+                raise NetworkError(f"layer {owner!r}: {what} source {source!r} does not exist")
+            if source == INPUT:
+                if recurrent:
+                    # The state keeps no previous input, so a delayed input edge cannot run.
+                    raise NetworkError(f"layer {owner!r}: {what} source {source!r} cannot be "
+                                       f"recurrent (the model keeps no previous input)")
+                return
+            src = self.layer(source)
+            if src.kind == "lif" and not src.spiking:
+                raise NetworkError(f"layer {owner!r}: {what} source {source!r} is a non-spiking "
+                                   f"LI layer, which can only be an output")
+            if not recurrent and position[source] >= position[owner]:
+                raise NetworkError(
+                    f"layer {owner!r}: feed-forward {what} source {source!r} does not come "
+                    f"earlier in the layer order; mark the edge recurrent or reorder the layers")
+
+        w_lo, w_hi = signed_range(fmt.w_bits)
+        u_lo, u_hi = signed_range(fmt.u_bits)
+        for layer in self.layers:
+            if layer.kind == "lif":
+                self._validate_lif(layer, check_source, w_lo, w_hi, u_lo, u_hi)
+            elif layer.kind == "ssm":
+                self._validate_ssm(layer, check_source)
+            else:  # pragma: no cover - dataclasses above are the only kinds
+                raise NetworkError(f"layer {layer.name!r}: unknown kind {layer.kind!r}")
+
+    def _vector(self, owner: str, what: str, t: torch.Tensor, size: int) -> None:
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.int64:
+            raise NetworkError(f"layer {owner!r}: {what} must be an int64 tensor")
+        if tuple(t.shape) != (size,):
+            raise NetworkError(f"layer {owner!r}: {what} has shape {tuple(t.shape)}, "
+                               f"expected ({size},)")
+
+    def _in_range(self, owner: str, what: str, t: torch.Tensor, lo: int, hi: int) -> None:
+        if t.numel() and (int(t.min()) < lo or int(t.max()) > hi):
+            raise NetworkError(f"layer {owner!r}: {what} has values in "
+                               f"[{int(t.min())}, {int(t.max())}], outside [{lo}, {hi}]")
+
+    def _validate_lif(self, layer, check_source, w_lo, w_hi, u_lo, u_hi) -> None:
+        fmt = self.fmt
+        if not isinstance(layer.size, int) or layer.size < 1:
+            raise NetworkError(f"layer {layer.name!r}: size must be a positive integer, "
+                               f"not {layer.size!r}")
+        if layer.reset not in RESET_MODES:
+            raise NetworkError(f"layer {layer.name!r}: reset must be one of {RESET_MODES}, "
+                               f"not {layer.reset!r}")
+        if not layer.spiking and layer.reset != "none":
+            raise NetworkError(f"layer {layer.name!r}: a non-spiking LI layer must use "
+                               f"reset 'none', not {layer.reset!r}")
+        for what in ("alpha", "theta", "bias"):
+            self._vector(layer.name, what, getattr(layer, what), layer.size)
+        self._in_range(layer.name, "alpha", layer.alpha, 0, fmt.one)
+        self._in_range(layer.name, "theta", layer.theta, 1, u_hi)
+        self._in_range(layer.name, "bias", layer.bias, u_lo, u_hi)
+        if not u_lo <= layer.v_reset <= u_hi:
+            raise NetworkError(f"layer {layer.name!r}: v_reset {layer.v_reset!r} is outside "
+                               f"[{u_lo}, {u_hi}]")
+        if not layer.inputs:
+            raise NetworkError(f"layer {layer.name!r} has no inputs")
+        for proj in layer.inputs:
+            check_source(layer.name, proj.source, proj.recurrent, "input")
+            expected = (layer.size, self.source_size(proj.source))
+            w = proj.weight
+            if not isinstance(w, torch.Tensor) or w.dtype != torch.int64:
+                raise NetworkError(f"layer {layer.name!r}: weight from {proj.source!r} must be "
+                                   f"an int64 tensor")
+            if tuple(w.shape) != expected:
+                raise NetworkError(f"layer {layer.name!r}: weight from {proj.source!r} has shape "
+                                   f"{tuple(w.shape)}, expected {expected}")
+            self._in_range(layer.name, f"weight from {proj.source!r}", w, w_lo, w_hi)
+        need = self.required_acc_bits(layer)
+        if need > fmt.acc_bits:
+            raise NetworkError(f"layer {layer.name!r}: the worst-case synaptic sum needs {need} "
+                               f"accumulator bits, more than acc_bits={fmt.acc_bits}")
+
+    def _validate_ssm(self, layer, check_source) -> None:
+        fmt = self.fmt
+        for what in ("n", "m"):
+            value = getattr(layer, what)
+            if not isinstance(value, int) or value < 1:
+                raise NetworkError(f"layer {layer.name!r}: {what} must be a positive integer, "
+                                   f"not {value!r}")
+        sizes = {"k": layer.n, "v": layer.m, "q": layer.n}
+        for what, op in layer.operands().items():
+            if op.is_const:
+                if op.const is None:
+                    raise NetworkError(f"layer {layer.name!r}: operand {what} has neither a "
+                                       f"source nor a constant")
+                self._vector(layer.name, f"constant {what}", op.const, sizes[what])
+                self._in_range(layer.name, f"constant {what}", op.const,
+                               *signed_range(fmt.in_bits))
+            else:
+                if op.const is not None:
+                    raise NetworkError(f"layer {layer.name!r}: operand {what} has both a source "
+                                       f"and a constant")
+                check_source(layer.name, op.source, op.recurrent, f"operand {what}")
+                if self.source_size(op.source) != sizes[what]:
+                    raise NetworkError(
+                        f"layer {layer.name!r}: operand {what} source {op.source!r} has "
+                        f"{self.source_size(op.source)} outputs, expected {sizes[what]}")
+        if layer.mode not in DECAY_MODES:
+            raise NetworkError(f"layer {layer.name!r}: mode must be one of {DECAY_MODES}, "
+                               f"not {layer.mode!r}")
+        d = layer.decay
+        if not isinstance(d, torch.Tensor) or d.dtype != torch.int64:
+            raise NetworkError(f"layer {layer.name!r}: decay must be an int64 tensor")
+        if layer.mode == "fixed":
+            if layer.gate is not None:
+                raise NetworkError(f"layer {layer.name!r}: a gate needs mode 'selective'")
+            self._vector(layer.name, "decay", d, layer.n)
+        else:
+            if layer.gate is None:
+                raise NetworkError(f"layer {layer.name!r}: selective mode needs a gate layer")
+            check_source(layer.name, layer.gate, layer.gate_recurrent, "gate")
+            if layer.gate == INPUT or self.layer(layer.gate).kind != "lif":
+                raise NetworkError(f"layer {layer.name!r}: the gate {layer.gate!r} must be a "
+                                   f"spiking LIF layer")
+            gate_bits = self.layer(layer.gate).size
+            if gate_bits > 8:
+                raise NetworkError(f"layer {layer.name!r}: gate layer {layer.gate!r} has "
+                                   f"{gate_bits} neurons; at most 8 (a 256-entry table)")
+            expected = (1 << gate_bits, layer.n)
+            if tuple(d.shape) != expected:
+                raise NetworkError(f"layer {layer.name!r}: decay table has shape "
+                                   f"{tuple(d.shape)}, expected {expected}")
+        self._in_range(layer.name, "decay", d, 0, fmt.one)
+        if not isinstance(layer.y_shift, int) or not 0 <= layer.y_shift <= 32:
+            raise NetworkError(f"layer {layer.name!r}: y_shift must be an integer in 0..32, "
+                               f"not {layer.y_shift!r}")
+        # The update floor(a*S/2**F) + k*v and the readout S^T q run in int64: reject
+        # formats whose worst case would wrap instead of producing wrong numbers silently.
+        update = self.operand_bound(layer.k) * self.operand_bound(layer.v) \
+            + (1 << (fmt.s_bits - 1))
+        need = max(bits_for(-update, update), self.ssm_acc_bits(layer))
+        if need > 64:
+            raise NetworkError(f"layer {layer.name!r}: the state update or readout needs {need} "
+                               f"bits, more than the 64 of the int64 model")
+
+    # -------------------------------------------------------------- execution
+    def initial_state(self, batch: int) -> dict[str, torch.Tensor]:
+        """All-zero state: LIF membranes, SSM states and last outputs (for recurrent edges)."""
+        state = {}
+        for layer in self.layers:
+            if layer.kind == "lif":
+                state[f"{layer.name}.u"] = torch.zeros(batch, layer.size, dtype=torch.int64)
+            else:
+                state[f"{layer.name}.S"] = torch.zeros(batch, layer.n, layer.m, dtype=torch.int64)
+            state[f"{layer.name}.out"] = torch.zeros(batch, layer.out_size, dtype=torch.int64)
+        return state
+
+    def check_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Validate an input ``[T, B, input_size]`` and return it as int64."""
+        if not isinstance(x, torch.Tensor):
+            raise NetworkError(f"input must be a tensor, not {type(x).__name__}")
+        if x.dim() != 3 or x.shape[2] != self.input_size:
+            raise NetworkError(f"input has shape {tuple(x.shape)}, expected "
+                               f"[T, B, {self.input_size}]")
+        if x.dtype.is_floating_point or x.dtype.is_complex:
+            raise NetworkError(f"input must be an integer tensor, not {x.dtype}")
+        x = x.to(torch.int64)
+        lo, hi = (0, 1) if self.input_kind == "spike" else signed_range(self.fmt.in_bits)
+        if x.numel() and (int(x.min()) < lo or int(x.max()) > hi):
+            kind = "spike input must be 0/1" if self.input_kind == "spike" else \
+                f"int input must fit signed {self.fmt.in_bits} bits"
+            raise NetworkError(f"{kind}: values in [{int(x.min())}, {int(x.max())}] are outside "
+                               f"[{lo}, {hi}]")
+        return x
+
+    def run(self, x: torch.Tensor, state: dict[str, torch.Tensor] | None = None,
+            *, record: bool = True) -> Trace:
+        """Run the network over the ``T`` steps of ``x`` (``[T, B, input_size]``).
+
+        With ``record=False`` only the output layer is kept per step (less memory).
+        """
+        x = self.check_input(x)
+        steps, batch = x.shape[0], x.shape[1]
+        state = {k: v.clone() for k, v in (state or self.initial_state(batch)).items()}
+        if any(v.shape[0] != batch for v in state.values()):
+            raise NetworkError("state batch size does not match the input")
+        fmt = self.fmt
+        keep = [layer.name for layer in self.layers] if record else [self.output]
+        outputs = {n: [] for n in keep}
+        spikes = {n: [] for n in keep if self.layer(n).kind == "lif" and self.layer(n).spiking}
+        membranes = {n: [] for n in keep if self.layer(n).kind == "lif"}
+        synops = torch.zeros(batch, dtype=torch.int64)
+        ssm_ops = torch.zeros(batch, dtype=torch.int64)
+        for t in range(steps):
+            prev = {layer.name: state[f"{layer.name}.out"] for layer in self.layers}
+            now = {INPUT: x[t]}
+
+            def fetch(source: str, recurrent: bool) -> torch.Tensor:
+                return prev[source] if recurrent else now[source]  # noqa: B023
+
+            for layer in self.layers:
+                if layer.kind == "lif":
+                    current = torch.zeros(batch, layer.size, dtype=torch.int64)
+                    for proj in layer.inputs:
+                        src = fetch(proj.source, proj.recurrent)
+                        current += exact_matmul(src, proj.weight.T, fmt.acc_bits)
+                        synops += (src != 0).sum(dim=1) * layer.size
+                    u_prev = state[f"{layer.name}.u"]
+                    v = saturate(floor_shift(layer.alpha * u_prev, fmt.frac_bits)
+                                 + current + layer.bias, fmt.u_bits)
+                    s = (v >= layer.theta).to(torch.int64) if layer.spiking \
+                        else torch.zeros_like(v)
+                    if layer.reset == "subtract":
+                        u = v - layer.theta * s
+                    elif layer.reset == "zero":
+                        u = torch.where(s.bool(), torch.full_like(v, layer.v_reset), v)
+                    else:
+                        u = v
+                    state[f"{layer.name}.u"] = u
+                    out = s if layer.spiking else u
+                    if layer.name in membranes:
+                        membranes[layer.name].append(u)
+                    if layer.name in spikes:
+                        spikes[layer.name].append(s)
+                else:
+                    ops = {}
+                    for what, op in layer.operands().items():
+                        if op.is_const:
+                            ops[what] = op.const.expand(batch, -1)
+                        else:
+                            ops[what] = fetch(op.source, op.recurrent)
+                    if layer.mode == "fixed":
+                        a = layer.decay.expand(batch, -1)
+                    else:
+                        bits = fetch(layer.gate, layer.gate_recurrent)
+                        weights = 1 << torch.arange(bits.shape[1], dtype=torch.int64)
+                        a = layer.decay[(bits * weights).sum(dim=1)]
+                    S = state[f"{layer.name}.S"]
+                    S = saturate(floor_shift(a[:, :, None] * S, fmt.frac_bits)
+                                 + ops["k"][:, :, None] * ops["v"][:, None, :], fmt.s_bits)
+                    state[f"{layer.name}.S"] = S
+                    y_wide = exact_matmul(ops["q"][:, None, :], S,
+                                          self.ssm_acc_bits(layer))[:, 0, :]
+                    out = saturate(floor_shift(y_wide, layer.y_shift), fmt.y_bits)
+                    ssm_ops += ((ops["k"] != 0).sum(dim=1) + (ops["q"] != 0).sum(dim=1)) \
+                        * layer.m
+                now[layer.name] = out
+                state[f"{layer.name}.out"] = out
+                if layer.name in outputs:
+                    outputs[layer.name].append(out)
+        stack = {n: torch.stack(v) if v else torch.zeros(0, batch, self.layer(n).out_size,
+                                                        dtype=torch.int64)
+                 for n, v in outputs.items()}
+        return Trace(
+            outputs=stack,
+            spikes={n: torch.stack(v) for n, v in spikes.items() if v},
+            membranes={n: torch.stack(v) for n, v in membranes.items() if v},
+            state=state,
+            synops=synops,
+            ssm_ops=ssm_ops,
+        )
+
+    # ----------------------------------------------------------------- counts
+    def counts(self) -> dict[str, int]:
+        """Neurons, synapses (weights) and SSM state cells of the network."""
+        neurons = sum(layer.size for layer in self.layers if layer.kind == "lif")
+        synapses = sum(p.weight.numel() for layer in self.layers if layer.kind == "lif"
+                       for p in layer.inputs)
+        cells = sum(layer.n * layer.m for layer in self.layers if layer.kind == "ssm")
+        return {"neurons": neurons, "synapses": synapses, "ssm_state_cells": cells}
+
+
+def exact_matmul(a: torch.Tensor, b: torch.Tensor, bound_bits: int) -> torch.Tensor:
+    """Integer ``a @ b`` computed exactly.
+
+    When every partial sum is known to fit ``bound_bits`` signed bits and that is
+    at most 53, float64 BLAS is exact (all partial sums are integers below
+    2**53) and much faster than int64 matmul; otherwise int64 is used.
+    """
+    if bound_bits <= 53:
+        return torch.matmul(a.to(torch.float64), b.to(torch.float64)).to(torch.int64)
+    return torch.matmul(a, b)

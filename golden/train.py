@@ -1,0 +1,256 @@
+"""Training, quantization and evaluation of the task models.
+
+``digits`` (intra-token): input 64 pixels (rate-coded spikes or direct int8)
+-> LIF hidden layer -> readout, over ``T`` virtual steps.  The readout is an
+LI layer (decision: argmax of its last membrane) or a spiking LIF layer
+(decision: argmax of the spike counts; every gradient then passes a spike,
+which is what the surrogate experiment needs).
+
+``recall`` (inter-token): input tokens -> ``key`` and ``value`` LIF layers
+(memoryless, alpha = 0) -> SSM ``mem`` with ``k = key``, ``v = value``,
+``q = key``; in selective mode a small ``gate`` LIF layer picks the decay row.
+The decision is the argmax of ``y`` at the query (last) token.
+
+Every model is trained as a float twin with surrogate gradients, then
+fine-tuned in the twin's integer-exact mode (QAT) and exported with
+:func:`~spikeforge.golden.quantize.to_integer`; the report gives how often the
+float twin and the integer model agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import tasks
+from .integer import Format, Network
+from .quantize import enter_integer_mode, predict, to_integer
+from .twin import SURROGATES, TwinLIF, TwinNetwork, TwinSSM
+
+__all__ = ["DigitsConfig", "RecallConfig", "train", "evaluate", "TASKS", "task_data", "config_for"]
+
+TASKS = ("digits", "recall")
+LOGIT_SCALE = 1.0
+
+
+@dataclass
+class DigitsConfig:
+    timesteps: int = 8
+    hidden: int = 128
+    encoding: str = "rate"
+    readout: str = "membrane"  # or "spikes"
+    surrogate: str = "fast-sigmoid"
+    epochs: int = 40
+    qat_epochs: int = 5
+    lr: float = 5e-3
+    batch: int = 64
+    seed: int = 0
+    w_bits: int = 8
+    encoding_seed: int = 0
+
+    task = "digits"
+
+
+@dataclass
+class RecallConfig:
+    length: int = 32
+    n_pairs: int = 8
+    n_keys: int = 16
+    n_values: int = 16
+    mode: str = "fixed"  # or "selective"
+    gate_bits: int = 2
+    surrogate: str = "fast-sigmoid"
+    epochs: int = 12
+    qat_epochs: int = 0
+    lr: float = 1e-2
+    batch: int = 128
+    train_size: int = 2048
+    test_size: int = 1000
+    seed: int = 0
+    w_bits: int = 8
+
+    task = "recall"
+
+
+def _check(cfg) -> None:
+    if cfg.surrogate not in SURROGATES:
+        raise ValueError(f"unknown surrogate {cfg.surrogate!r}; choose one of {SURROGATES}")
+    if not 2 <= cfg.w_bits <= 16:
+        raise ValueError(f"w_bits must be in 2..16, not {cfg.w_bits!r}")
+    if isinstance(cfg, DigitsConfig):
+        if cfg.encoding not in tasks.ENCODINGS:
+            raise ValueError(f"unknown encoding {cfg.encoding!r}; choose one of "
+                             f"{tasks.ENCODINGS}")
+        if cfg.readout not in ("membrane", "spikes"):
+            raise ValueError(f"readout must be 'membrane' or 'spikes', not {cfg.readout!r}")
+        if not 1 <= cfg.timesteps <= 1024:
+            raise ValueError(f"timesteps must be in 1..1024, not {cfg.timesteps!r}")
+    elif cfg.mode not in ("fixed", "selective"):
+        raise ValueError(f"mode must be 'fixed' or 'selective', not {cfg.mode!r}")
+
+
+# ------------------------------------------------------------------ builders
+def build_twin(cfg) -> TwinNetwork:
+    fmt = Format(w_bits=cfg.w_bits)
+    if isinstance(cfg, DigitsConfig):
+        hidden = TwinLIF("hidden", cfg.hidden, [("input", 64, False)],
+                         gain=(1.0 if cfg.encoding == "rate" else 0.25))
+        if cfg.readout == "membrane":
+            out = TwinLIF("out", 10, [("hidden", cfg.hidden, False)], spiking=False,
+                          reset="none", beta=1.0, learn_beta=False)
+        else:
+            out = TwinLIF("out", 10, [("hidden", cfg.hidden, False)], gain=2.0)
+        return TwinNetwork(input_size=64, input_kind="spike" if cfg.encoding == "rate" else "int",
+                           layers=[hidden, out], output="out", fmt=fmt,
+                           surrogate=cfg.surrogate)
+    d = cfg.n_keys + cfg.n_values + 1
+    memoryless = dict(beta=0.0, learn_beta=False, reset="zero", gain=6.0)
+    layers = [TwinLIF("key", cfg.n_keys, [("input", d, False)], **memoryless),
+              TwinLIF("value", cfg.n_values, [("input", d, False)], **memoryless)]
+    gate = None
+    if cfg.mode == "selective":
+        layers.append(TwinLIF("gate", cfg.gate_bits, [("input", d, False)], **memoryless))
+        gate = ("gate", cfg.gate_bits, False)
+    layers.append(TwinSSM("mem", cfg.n_keys, cfg.n_values,
+                          {"k": ("key", False), "v": ("value", False), "q": ("key", False)},
+                          mode=cfg.mode, gate=gate, decay=1.0))
+    return TwinNetwork(input_size=d, input_kind="spike", layers=layers, output="mem", fmt=fmt,
+                       surrogate=cfg.surrogate)
+
+
+def readout_rule(cfg) -> str:
+    return "sum" if isinstance(cfg, DigitsConfig) and cfg.readout == "spikes" else "last"
+
+
+def task_data(meta: dict, split: str, *, size: int | None = None):
+    """The encoded inputs ``[T, B, D]`` and labels of a task split, as ``meta`` describes."""
+    if meta["task"] == "digits":
+        data = tasks.digits(split)
+        x = data.encode(meta["encoding"], meta["timesteps"], seed=meta["encoding_seed"])
+        return x, torch.from_numpy(data.y)
+    if meta["task"] == "recall":
+        count = size or (meta["train_size"] if split == "train" else meta["test_size"])
+        seed = meta["seed"] * 2 + (1 if split == "train" else 2) + 1000
+        task = tasks.recall(count, length=meta["length"], n_pairs=meta["n_pairs"],
+                            n_keys=meta["n_keys"], n_values=meta["n_values"], seed=seed)
+        return task.x, task.y
+    raise ValueError(f"unknown task {meta['task']!r}; choose one of {TASKS}")
+
+
+def _logits(twin: TwinNetwork, out: dict, readout: str) -> torch.Tensor:
+    name = twin.output
+    layer = twin.layer(name)
+    if layer.kind == "ssm":
+        return out[f"{name}.y_wide"][-1] * LOGIT_SCALE
+    if readout == "sum":
+        return out[name].sum(dim=0) * 2.0
+    final = out[name][-1]
+    if layer.scale is not None:  # integer units: bring back to float units for the loss
+        final = final / layer.scale
+    return final
+
+
+def _fit(twin, x, y, cfg, epochs: int, *, desc: str, progress: bool) -> list[float]:
+    readout = readout_rule(cfg)
+    params = [p for p in twin.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    steps = max(1, epochs * -(-x.shape[1] // cfg.batch))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    losses = []
+    n = x.shape[1]
+    bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False)
+    for _ in bar:
+        order = torch.randperm(n, generator=gen)
+        total = 0.0
+        for i in range(0, n, cfg.batch):
+            idx = order[i:i + cfg.batch]
+            out = twin(x[:, idx])
+            loss = nn.functional.cross_entropy(_logits(twin, out, readout), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        losses.append(total / n)
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    return losses
+
+
+def _twin_predict(twin, x, readout) -> torch.Tensor:
+    with torch.no_grad():
+        out = twin(x)
+    return predict(out[twin.output], readout)
+
+
+def train(cfg, *, progress: bool = True) -> tuple[Network, dict]:
+    """Train the task model of ``cfg``; return the integer network and its metadata."""
+    _check(cfg)
+    torch.manual_seed(cfg.seed)
+    meta = {"task": cfg.task, **{k: v for k, v in dataclasses.asdict(cfg).items()}}
+    meta["readout"] = readout_rule(cfg)
+    x, y = task_data(meta, "train")
+    xt, yt = task_data(meta, "test")
+    twin = build_twin(cfg)
+    losses = _fit(twin, x, y, cfg, cfg.epochs, desc=f"train {cfg.task}", progress=progress)
+    float_pred = _twin_predict(twin, xt, meta["readout"])
+    ptq = to_integer(twin)
+    ptq_pred = predict(ptq.run(xt, record=False).outputs[ptq.output], meta["readout"])
+    enter_integer_mode(twin)
+    qat_losses = _fit(twin, x.double(), y, cfg, cfg.qat_epochs, desc="QAT", progress=progress)
+    net = to_integer(twin)
+    int_pred = predict(net.run(xt, record=False).outputs[net.output], meta["readout"])
+    qat_pred = _twin_predict(twin, xt, meta["readout"])
+    meta["training"] = {
+        "loss": losses, "qat_loss": qat_losses,
+        "accuracy_float": _acc(float_pred, yt),
+        "accuracy_ptq": _acc(ptq_pred, yt),
+        "accuracy_int": _acc(int_pred, yt),
+        # How often the decisions agree on the test split.
+        "agreement_float_vs_ptq": _acc(float_pred, ptq_pred),
+        "agreement_float_vs_int": _acc(float_pred, int_pred),
+        "agreement_qat_twin_vs_int": _acc(qat_pred, int_pred),
+    }
+    return net, meta
+
+
+def _acc(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a == b).double().mean())
+
+
+def evaluate(net: Network, meta: dict, *, split: str = "test", batch: int = 512) -> dict:
+    """Accuracy of the integer model on a split, with the synaptic-operation count."""
+    x, y = task_data(meta, split)
+    correct, synops, ssm_ops = 0, 0, 0
+    for i in range(0, x.shape[1], batch):
+        trace = net.run(x[:, i:i + batch], record=False)
+        pred = predict(trace.outputs[net.output], meta["readout"])
+        correct += int((pred == y[i:i + batch]).sum())
+        synops += int(trace.synops.sum())
+        ssm_ops += int(trace.ssm_ops.sum())
+    n = x.shape[1]
+    report = {"task": meta["task"], "accuracy": correct / n, "samples": n,
+              "timesteps": int(x.shape[0]), "w_bits": net.fmt.w_bits,
+              "synops_per_sample": synops / n}
+    if ssm_ops:
+        report["ssm_ops_per_sample"] = ssm_ops / n
+    if meta["task"] == "recall":
+        report["chance"] = 1.0 / meta["n_values"]
+    return report
+
+
+CONFIGS = {"digits": DigitsConfig, "recall": RecallConfig}
+
+
+def config_for(task: str, **overrides):
+    """A config for ``task`` with ``overrides`` (``None`` values are ignored)."""
+    if task not in CONFIGS:
+        raise ValueError(f"unknown task {task!r}; choose one of {TASKS}")
+    cls = CONFIGS[task]
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in overrides.items() if v is not None and k in names})
+

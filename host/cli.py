@@ -1,0 +1,198 @@
+"""The ``spikeforge`` command.
+
+Exit codes by error family: 0 ok, 1 unexpected internal error, 2 usage (bad
+arguments or option values), 3 bad model file, 4 a network or input that breaks
+the integer model's rules.  ``--json`` prints exactly one JSON object on stdout;
+progress and messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_MODEL_FILE, EXIT_NETWORK = 0, 1, 2, 3, 4
+
+
+class UsageError(Exception):
+    """A bad option value found after argument parsing."""
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of "
+                                         f"integers") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must list positive integers")
+    return values
+
+
+def _emit(result: dict, as_json: bool, lines) -> None:
+    if as_json:
+        print(json.dumps(result))
+    else:
+        for line in lines(result):
+            print(line)
+
+
+def _progress(args) -> bool:
+    return not args.quiet and sys.stderr.isatty() or args.progress
+
+
+# ---------------------------------------------------------------- commands
+def cmd_train(args) -> int:
+    from .golden.modelfile import save_model
+    from .golden.train import config_for, evaluate, train
+
+    cfg = config_for(args.task, timesteps=args.timesteps, surrogate=args.surrogate,
+                     hidden=args.hidden, epochs=args.epochs, seed=args.seed,
+                     w_bits=args.w_bits, encoding=args.encoding, readout=args.readout,
+                     length=args.length, mode=args.mode, qat_epochs=args.qat_epochs)
+    net, meta = train(cfg, progress=_progress(args))
+    save_model(args.out, net, meta)
+    report = evaluate(net, meta)
+    report.update(model=str(args.out), training={k: v for k, v in meta["training"].items()
+                                                 if not k.endswith("loss")})
+    _emit(report, args.json, lambda r: [
+        f"saved {r['model']}",
+        f"integer-model test accuracy {r['accuracy']:.4f} over {r['samples']} samples "
+        f"(T={r['timesteps']}, w_bits={r['w_bits']})",
+        *(f"  {k}: {v:.4f}" for k, v in r["training"].items())])
+    return EXIT_OK
+
+
+def cmd_eval(args) -> int:
+    from .golden.modelfile import load_model
+    from .golden.train import evaluate
+
+    net, meta = load_model(args.model)
+    report = evaluate(net, meta, split=args.split)
+    _emit(report, args.json, lambda r: [
+        f"{r['task']}: accuracy {r['accuracy']:.4f} on {r['samples']} {args.split} samples, "
+        f"T={r['timesteps']}, w_bits={r['w_bits']}, "
+        f"{r['synops_per_sample']:.0f} synaptic ops per sample"])
+    return EXIT_OK
+
+
+def cmd_experiment(args) -> int:
+    from .golden import experiments
+
+    result = experiments.run(args.name, progress=_progress(args), timesteps=args.timesteps,
+                             lengths=args.lengths, epochs=args.epochs, seed=args.seed)
+    if args.plot:
+        experiments.plot(result, args.plot)
+        result["plot"] = str(args.plot)
+    _emit(result, args.json, experiments.describe)
+    return EXIT_OK
+
+
+def cmd_bench(args) -> int:
+    from .golden import bench
+
+    result = bench.run(quick=args.quick)
+    _emit(result, args.json, bench.describe)
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    from .golden.experiments import EXPERIMENTS
+    from .golden.tasks import ENCODINGS
+    from .golden.train import TASKS
+    from .golden.twin import SURROGATES
+
+    parser = argparse.ArgumentParser(prog="spikeforge", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p):
+        p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.add_argument("--progress", action="store_true",
+                       help="progress bars even when stderr is not a terminal")
+
+    p = sub.add_parser("train", help="train a task model and save the integer model")
+    p.add_argument("task", choices=TASKS)
+    p.add_argument("--out", type=Path, required=True, help="model file to write (.safetensors)")
+    p.add_argument("--timesteps", "-T", type=_positive, help="virtual steps (digits) [8]")
+    p.add_argument("--surrogate", choices=SURROGATES, help="surrogate gradient [fast-sigmoid]")
+    p.add_argument("--hidden", type=_positive, help="hidden neurons (digits) [128]")
+    p.add_argument("--epochs", type=_positive, help="training epochs")
+    p.add_argument("--qat-epochs", type=int, help="quantization-aware fine-tuning epochs")
+    p.add_argument("--seed", type=int, help="training seed [0]")
+    p.add_argument("--w-bits", type=int, help="weight bits [8]")
+    p.add_argument("--encoding", choices=ENCODINGS, help="input coding (digits) [rate]")
+    p.add_argument("--readout", choices=("membrane", "spikes"),
+                   help="LI membrane or spike-count readout (digits) [membrane]")
+    p.add_argument("--length", type=_positive, help="sequence length (recall) [32]")
+    p.add_argument("--mode", choices=("fixed", "selective"), help="SSM decay (recall) [fixed]")
+    common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="integer-model accuracy of a model file")
+    p.add_argument("model", type=Path)
+    p.add_argument("--split", choices=("test", "train"), default="test")
+    common(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("experiment", help="run one of the paper's experiments")
+    p.add_argument("name", choices=EXPERIMENTS)
+    p.add_argument("--plot", type=Path, help="write a plot (PNG)")
+    p.add_argument("--timesteps", type=_int_list, help="T values for 'timesteps'")
+    p.add_argument("--lengths", type=_int_list, help="lengths for 'recall-length'")
+    p.add_argument("--epochs", type=_positive, help="training epochs per model")
+    p.add_argument("--seed", type=int, default=0)
+    common(p)
+    p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser("bench", help="speed of the golden model (JSON with --json)")
+    p.add_argument("--quick", action="store_true", help="smaller sweep")
+    common(p)
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .golden.integer import NetworkError
+    from .golden.modelfile import ModelFileError
+
+    try:
+        return args.func(args)
+    except ModelFileError as exc:
+        print(f"spikeforge: error: {exc}", file=sys.stderr)
+        return EXIT_MODEL_FILE
+    except NetworkError as exc:
+        print(f"spikeforge: error: {exc}", file=sys.stderr)
+        return EXIT_NETWORK
+    except (UsageError, ValueError) as exc:
+        print(f"spikeforge: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("spikeforge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
