@@ -34,7 +34,7 @@ from .twin import SURROGATES, TwinLIF, TwinNetwork, TwinSSM
 __all__ = ["DigitsConfig", "RecallConfig", "train", "evaluate", "TASKS", "task_data", "config_for"]
 
 TASKS = ("digits", "recall")
-LOGIT_SCALE = 1.0
+LOGIT_SCALE = 8.0
 
 
 @dataclass
@@ -63,10 +63,13 @@ class RecallConfig:
     n_values: int = 16
     mode: str = "fixed"  # or "selective"
     gate_bits: int = 2
+    embed_init: str = "identity"  # or "random"
+    activity_weight: float = 1.0
+    target_spikes: float = 1.0
     surrogate: str = "fast-sigmoid"
-    epochs: int = 12
-    qat_epochs: int = 0
-    lr: float = 1e-2
+    epochs: int = 6
+    qat_epochs: int = 0  # post-training quantization is already lossless here
+    lr: float = 3e-3
     batch: int = 128
     train_size: int = 2048
     test_size: int = 1000
@@ -91,6 +94,8 @@ def _check(cfg) -> None:
             raise ValueError(f"timesteps must be in 1..1024, not {cfg.timesteps!r}")
     elif cfg.mode not in ("fixed", "selective"):
         raise ValueError(f"mode must be 'fixed' or 'selective', not {cfg.mode!r}")
+    elif cfg.embed_init not in ("identity", "random"):
+        raise ValueError(f"embed_init must be 'identity' or 'random', not {cfg.embed_init!r}")
 
 
 # ------------------------------------------------------------------ builders
@@ -115,6 +120,16 @@ def build_twin(cfg) -> TwinNetwork:
     if cfg.mode == "selective":
         layers.append(TwinLIF("gate", cfg.gate_bits, [("input", d, False)], **memoryless))
         gate = ("gate", cfg.gate_bits, False)
+    if cfg.embed_init == "identity":
+        # Start the key/value layers as one-hot embeddings (plus noise); every
+        # weight is still trained.  From "random" the key layer does not yet
+        # learn a code that matches between write and query tokens (open issue).
+        with torch.no_grad():
+            for layer, offset, size in ((layers[0], 0, cfg.n_keys),
+                                        (layers[1], cfg.n_keys, cfg.n_values)):
+                w = layers[0].weights[0].new_empty(size, d).normal_(0.0, 0.1)
+                w[:, offset:offset + size] += 2.0 * torch.eye(size)
+                layer.weights[0].copy_(w)
     layers.append(TwinSSM("mem", cfg.n_keys, cfg.n_values,
                           {"k": ("key", False), "v": ("value", False), "q": ("key", False)},
                           mode=cfg.mode, gate=gate, decay=1.0))
@@ -145,13 +160,30 @@ def _logits(twin: TwinNetwork, out: dict, readout: str) -> torch.Tensor:
     name = twin.output
     layer = twin.layer(name)
     if layer.kind == "ssm":
-        return out[f"{name}.y_wide"][-1] * LOGIT_SCALE
+        # Normalised by the largest readout so that silencing the network (all y
+        # small) cannot lower the loss; only the right value being largest can.
+        y = out[f"{name}.y_wide"][-1]
+        return y / (y.abs().amax(dim=1, keepdim=True) + 1.0) * LOGIT_SCALE
     if readout == "sum":
         return out[name].sum(dim=0) * 2.0
     final = out[name][-1]
     if layer.scale is not None:  # integer units: bring back to float units for the loss
         final = final / layer.scale
     return final
+
+
+def _activity_penalty(twin, out, x, cfg) -> torch.Tensor:
+    """Recall: hold the mean spike count of the key and value layers on non-blank
+    tokens near ``cfg.target_spikes``.  Without it the key layer falls silent
+    early in training (all-zero readouts are a local minimum of the loss)."""
+    if not isinstance(cfg, RecallConfig) or cfg.activity_weight == 0:
+        return torch.zeros(())
+    active = (x.sum(dim=2) > 0).to(out["key"].dtype)
+    penalty = torch.zeros(())
+    for name in ("key", "value"):
+        rate = (out[name].sum(dim=2) * active).sum() / active.sum().clamp(min=1)
+        penalty = penalty + (rate - cfg.target_spikes) ** 2
+    return cfg.activity_weight * penalty
 
 
 def _fit(twin, x, y, cfg, epochs: int, *, desc: str, progress: bool) -> list[float]:
@@ -171,6 +203,7 @@ def _fit(twin, x, y, cfg, epochs: int, *, desc: str, progress: bool) -> list[flo
             idx = order[i:i + cfg.batch]
             out = twin(x[:, idx])
             loss = nn.functional.cross_entropy(_logits(twin, out, readout), y[idx])
+            loss = loss + _activity_penalty(twin, out, x[:, idx], cfg)
             opt.zero_grad()
             loss.backward()
             opt.step()
