@@ -84,6 +84,10 @@ def bits_for(lo: int, hi: int) -> int:
     return bits
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def saturate(x: torch.Tensor, bits: int) -> torch.Tensor:
     """Clamp to the signed range of ``bits`` bits."""
     lo, hi = signed_range(bits)
@@ -304,6 +308,9 @@ class Network:
         position = {name: i for i, name in enumerate(names)}
 
         def check_source(owner: str, source: str, recurrent: bool, what: str) -> None:
+            if not isinstance(recurrent, bool):
+                raise NetworkError(f"layer {owner!r}: the recurrent flag of {what} source "
+                                   f"{source!r} must be True or False, not {recurrent!r}")
             if source != INPUT and source not in position:
                 raise NetworkError(f"layer {owner!r}: {what} source {source!r} does not exist")
             if source == INPUT:
@@ -345,9 +352,15 @@ class Network:
 
     def _validate_lif(self, layer, check_source, w_lo, w_hi, u_lo, u_hi) -> None:
         fmt = self.fmt
-        if not isinstance(layer.size, int) or layer.size < 1:
+        if not _is_int(layer.size) or layer.size < 1:
             raise NetworkError(f"layer {layer.name!r}: size must be a positive integer, "
                                f"not {layer.size!r}")
+        if not isinstance(layer.spiking, bool):
+            raise NetworkError(f"layer {layer.name!r}: spiking must be True or False, "
+                               f"not {layer.spiking!r}")
+        if not _is_int(layer.v_reset):
+            raise NetworkError(f"layer {layer.name!r}: v_reset must be an integer, "
+                               f"not {layer.v_reset!r}")
         if layer.reset not in RESET_MODES:
             raise NetworkError(f"layer {layer.name!r}: reset must be one of {RESET_MODES}, "
                                f"not {layer.reset!r}")
@@ -384,7 +397,7 @@ class Network:
         fmt = self.fmt
         for what in ("n", "m"):
             value = getattr(layer, what)
-            if not isinstance(value, int) or value < 1:
+            if not _is_int(value) or value < 1:
                 raise NetworkError(f"layer {layer.name!r}: {what} must be a positive integer, "
                                    f"not {value!r}")
         sizes = {"k": layer.n, "v": layer.m, "q": layer.n}
@@ -393,6 +406,9 @@ class Network:
                 if op.const is None:
                     raise NetworkError(f"layer {layer.name!r}: operand {what} has neither a "
                                        f"source nor a constant")
+                if op.recurrent:
+                    raise NetworkError(f"layer {layer.name!r}: constant operand {what} cannot "
+                                       f"be recurrent")
                 self._vector(layer.name, f"constant {what}", op.const, sizes[what])
                 self._in_range(layer.name, f"constant {what}", op.const,
                                *signed_range(fmt.in_bits))
@@ -412,7 +428,7 @@ class Network:
         if not isinstance(d, torch.Tensor) or d.dtype != torch.int64:
             raise NetworkError(f"layer {layer.name!r}: decay must be an int64 tensor")
         if layer.mode == "fixed":
-            if layer.gate is not None:
+            if layer.gate is not None or layer.gate_recurrent:
                 raise NetworkError(f"layer {layer.name!r}: a gate needs mode 'selective'")
             self._vector(layer.name, "decay", d, layer.n)
         else:
@@ -481,9 +497,16 @@ class Network:
         """
         x = self.check_input(x)
         steps, batch = x.shape[0], x.shape[1]
-        state = {k: v.clone() for k, v in (state or self.initial_state(batch)).items()}
-        if any(v.shape[0] != batch for v in state.values()):
-            raise NetworkError("state batch size does not match the input")
+        fresh = self.initial_state(batch)
+        if state is not None:
+            if set(state) != set(fresh):
+                raise NetworkError(f"state has keys {sorted(state)}, expected {sorted(fresh)}")
+            for key, value in state.items():
+                if tuple(value.shape) != tuple(fresh[key].shape):
+                    raise NetworkError(f"state {key!r} has shape {tuple(value.shape)}, "
+                                       f"expected {tuple(fresh[key].shape)}")
+            fresh = state
+        state = {k: v.clone() for k, v in fresh.items()}
         fmt = self.fmt
         keep = [layer.name for layer in self.layers] if record else [self.output]
         outputs = {n: [] for n in keep}

@@ -760,8 +760,28 @@ def test_int_input_validation():
 
 def test_state_batch_must_match():
     net = build([h_layer()])
-    with raises("state batch size does not match the input"):
+    with raises("state 'h.u' has shape (1, 2), expected (2, 2)"):
         net.run(torch.zeros(1, 2, 2, dtype=torch.int64), net.initial_state(1))
+
+
+def test_state_keys_must_match():
+    net = build([h_layer()])
+    state = net.initial_state(2)
+    del state["h.out"]
+    with raises("state has keys ['h.u'], expected ['h.out', 'h.u']"):
+        net.run(torch.zeros(1, 2, 2, dtype=torch.int64), state)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("v_reset", 1.5, "layer 'h': v_reset must be an integer, not 1.5"),
+    ("spiking", 1, "layer 'h': spiking must be True or False, not 1"),
+    ("size", True, "layer 'h': size must be a positive integer, not True"),
+])
+def test_lif_field_types(field, value, message):
+    layer = h_layer()
+    setattr(layer, field, value)
+    with raises(message):
+        build([layer])
 
 
 def test_reference_input_validation():

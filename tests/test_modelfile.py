@@ -214,13 +214,12 @@ def test_file_layout(tmp_path):
         assert torch.equal(f.get_tensor("layers.4.inputs.2.weight"), net.layers[4].inputs[2].weight)
 
 
-def test_const_operand_recurrent_flag_is_not_stored(tmp_path):
+def test_const_operand_recurrent_flag_is_refused(tmp_path):
     net = ssm_net()
     net.layers[3].k.recurrent = True  # meaningless on a constant
-    save_model(tmp_path / "m.safetensors", net, {})
-    loaded, _ = load_model(tmp_path / "m.safetensors")
-    assert loaded.layers[3].k.recurrent is False
-    assert model_digest(loaded) == model_digest(net)
+    with pytest.raises(ModelFileError, match="constant operand k cannot be recurrent"):
+        save_model(tmp_path / "m.safetensors", net, {})
+    assert not (tmp_path / "m.safetensors").exists()
 
 
 def test_shared_tensors_are_saved(tmp_path):
@@ -809,7 +808,8 @@ def _float_v_reset(net):
 
 def _int_recurrent(net):
     net.layers[0].inputs[0].recurrent = 0
-    return "layer 'h1': recurrent of the input from 'input' must be a boolean, not 0"
+    return ("layer 'h1': the recurrent flag of input source 'input' must be True or False, "
+            "not 0")
 
 
 @pytest.mark.parametrize("breaker", [_break_theta, _float_v_reset, _int_recurrent])
