@@ -72,6 +72,9 @@ def rate_encode(values: np.ndarray, ids: np.ndarray, steps: int, *, p_max: int,
         raise ValueError(f"values must lie in 0..{p_max}, found "
                          f"{values.min()}..{values.max()}")
     b, d = values.shape
+    ids = np.asarray(ids)
+    if ids.shape != (b,):
+        raise ValueError(f"ids must have one entry per sample ({b}), not shape {ids.shape}")
     t = np.arange(steps, dtype=np.uint64)[:, None, None]
     n = np.asarray(ids, dtype=np.uint64)[None, :, None]
     i = np.arange(d, dtype=np.uint64)[None, None, :]
@@ -83,6 +86,8 @@ def rate_encode(values: np.ndarray, ids: np.ndarray, steps: int, *, p_max: int,
 def direct_encode(values: np.ndarray, steps: int) -> torch.Tensor:
     """Present the integer ``values`` (``[B, D]``, signed int8 range) at every step."""
     values = np.asarray(values)
+    if values.ndim != 2:
+        raise ValueError(f"values must be [B, D], not shape {values.shape}")
     if values.size and (values.min() < -128 or values.max() > 127):
         raise ValueError(f"direct coding needs signed int8 values, found "
                          f"{values.min()}..{values.max()}")
@@ -172,6 +177,8 @@ def recall(count: int, *, length: int = 32, n_pairs: int = 8, n_keys: int = 16,
     of the written keys.  The target is that key's value.  Sequences are drawn
     with ``numpy.random.default_rng(seed)``; train and test use different seeds.
     """
+    if n_pairs < 1:
+        raise ValueError(f"n_pairs must be at least 1, not {n_pairs}")
     if n_pairs > n_keys:
         raise ValueError(f"n_pairs={n_pairs} needs at least that many keys, not {n_keys}")
     if length < n_pairs + 1:

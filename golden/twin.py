@@ -19,8 +19,8 @@ Surrogates (``x = (v - theta) / theta``), selected by name:
     triangle      dH/dx ~ max(0, 1 - |x|)
     none          dH/dx = 0   (the true derivative of the step almost everywhere)
 
-Integer-exact mode (:meth:`TwinNetwork.quantize_`, used for quantization-aware
-fine-tuning): every LIF layer works in integer units with its scale ``s``:
+Integer-exact mode (:func:`~spikeforge.golden.quantize.enter_integer_mode`, used
+for quantization-aware fine-tuning): every LIF layer works in integer units with its scale ``s``:
 ``W_q = clamp(round(s W))``, ``b_q = round(s b)``, ``theta_q = round(s theta)``,
 ``alpha_q = round(beta 2**F)`` and the integer model's floor and saturation,
 with straight-through gradients for ``round`` and ``floor``.  Its forward pass
@@ -113,11 +113,13 @@ class TwinLIF(nn.Module):
         s = self.scale if scale is None else scale
         w_lo, w_hi = signed_range(fmt.w_bits)
         u_lo, u_hi = signed_range(fmt.u_bits)
+        # float64 throughout, so that every integer below 2**53 is exact.
         return {
-            "weights": [round_ste(w * s).clamp(w_lo, w_hi) for w in self.weights],
-            "bias": round_ste(self.bias * s).clamp(u_lo, u_hi),
-            "theta": torch.full((self.size,), float(max(1, round(self.theta * s)))),
-            "alpha": round_ste(self.beta.clamp(0.0, 1.0) * fmt.one),
+            "weights": [round_ste(w.double() * s).clamp(w_lo, w_hi) for w in self.weights],
+            "bias": round_ste(self.bias.double() * s).clamp(u_lo, u_hi),
+            "theta": torch.full((self.size,), float(max(1, round(self.theta * s))),
+                                dtype=torch.float64),
+            "alpha": round_ste(self.beta.double().clamp(0.0, 1.0) * fmt.one),
             "v_reset": float(round(self.v_reset * s)),
         }
 

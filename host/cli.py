@@ -30,6 +30,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 0")
+    return value
+
+
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -58,6 +68,11 @@ def cmd_train(args) -> int:
     from .golden.modelfile import save_model
     from .golden.train import config_for, evaluate, train
 
+    # Check the output location before training, not after it (an OSError at save
+    # time would be a traceback and exit code 1, after the whole run).
+    parent = args.out.parent
+    if not parent.is_dir():
+        raise UsageError(f"--out {args.out}: the directory {str(parent)!r} does not exist")
     cfg = config_for(args.task, timesteps=args.timesteps, surrogate=args.surrogate,
                      hidden=args.hidden, epochs=args.epochs, seed=args.seed,
                      w_bits=args.w_bits, encoding=args.encoding, readout=args.readout,
@@ -76,11 +91,20 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .golden.modelfile import load_model
-    from .golden.train import evaluate
+    from .golden.modelfile import ModelFileError, load_model
+    from .golden.train import TASKS, evaluate
 
     net, meta = load_model(args.model)
-    report = evaluate(net, meta, split=args.split)
+    # A valid model file may carry metadata that does not describe a task (saved by
+    # other code): that is a bad model file for ``eval`` (exit 3), not a crash.
+    if meta.get("task") not in TASKS:
+        raise ModelFileError(f"{args.model}: the metadata names no known task "
+                             f"(task={meta.get('task')!r}; expected one of {TASKS})")
+    try:
+        report = evaluate(net, meta, split=args.split)
+    except KeyError as exc:
+        raise ModelFileError(f"{args.model}: the metadata has no {exc.args[0]!r} entry, "
+                             f"needed to evaluate the {meta['task']!r} task") from exc
     _emit(report, args.json, lambda r: [
         f"{r['task']}: accuracy {r['accuracy']:.4f} on {r['samples']} {args.split} samples, "
         f"T={r['timesteps']}, w_bits={r['w_bits']}, "
@@ -132,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--surrogate", choices=SURROGATES, help="surrogate gradient [fast-sigmoid]")
     p.add_argument("--hidden", type=_positive, help="hidden neurons (digits) [128]")
     p.add_argument("--epochs", type=_positive, help="training epochs")
-    p.add_argument("--qat-epochs", type=int, help="quantization-aware fine-tuning epochs")
+    p.add_argument("--qat-epochs", type=_non_negative,
+                   help="quantization-aware fine-tuning epochs")
     p.add_argument("--seed", type=int, help="training seed [0]")
     p.add_argument("--w-bits", type=int, help="weight bits [8]")
     p.add_argument("--encoding", choices=ENCODINGS, help="input coding (digits) [rate]")
