@@ -75,7 +75,7 @@ class CoreConfig:
     max_edges: int = 8
     max_neurons: int = 256
     max_inputs: int = 256
-    max_fanin: int = 512
+    max_fanin: int = 256
     neuron_depth: int = 128
     weight_depth: int = 4096
     event_fifo_depth: int = 4

@@ -84,7 +84,8 @@ def _operand(rng: random.Random, length: int, ff: list[str], rec: list[str],
 def random_network(rng: random.Random, *, max_lif: int = 4, max_ssm: int = 2,
                    max_size: int = 12, ssm_prob: float = 0.4, recurrent_prob: float = 0.3,
                    skip_prob: float = 0.3, li_prob: float = 0.2, hot_prob: float = 0.35,
-                   w_bits: tuple[int, int] = (2, 8), input_kind: str | None = None) -> Network:
+                   w_bits: tuple[int, int] = (2, 8), input_kind: str | None = None,
+                   fmt: Format | None = None) -> Network:
     """A random valid :class:`Network` drawn from ``rng``.
 
     Limits: ``max_lif`` LIF layers (at least one), ``max_ssm`` SSM layers (present
@@ -94,11 +95,14 @@ def random_network(rng: random.Random, *, max_lif: int = 4, max_ssm: int = 2,
     and skip (``skip_prob``) edges, how often a LIF layer is a non-spiking LI
     readout (``li_prob``) and how often the whole network is "hot" (``hot_prob``,
     narrow widths and extreme values to hit the saturations).  ``input_kind``
-    forces ``"spike"`` or ``"int"``.  ``acc_bits`` is set to what the network
+    forces ``"spike"`` or ``"int"``; ``fmt`` fixes the widths (a hardware build's
+    generics) instead of drawing them, ``acc_bits`` excepted.  ``acc_bits`` is set
+    to what the network
     needs (sometimes exactly, sometimes with slack).
     """
     hot = rng.random() < hot_prob
-    fmt = random_format(rng, w_bits=w_bits, hot=hot)
+    fmt = random_format(rng, w_bits=w_bits, hot=hot) if fmt is None \
+        else dataclasses.replace(fmt, acc_bits=48)
     w_lo, w_hi = signed_range(fmt.w_bits)
     u_lo, u_hi = signed_range(fmt.u_bits)
     c_lo, c_hi = signed_range(fmt.in_bits)

@@ -1,0 +1,431 @@
+"""The NPU core: P NPE lanes, event lists with a spike router, and a time-step
+sequencer, computing the integer model of ``golden/integer.py`` (LIF layers).
+
+Contract
+--------
+Memories and tables are laid out as :mod:`.layout` describes and are written
+through the host port while the core is idle (``busy`` low).
+
+Host port: ``host_addr``/``host_wdata`` with ``host_we`` write one word;
+``host_re`` reads one word, returned in ``host_rdata`` with ``host_rvalid`` one
+cycle later.  Only while ``busy`` is low.  ``clear`` (one cycle, idle only)
+empties the event lists of both banks (so recurrent edges see zeros at the next
+step) and zeroes the counters; membranes are reset by writing them.
+
+``input`` stream (idle only): zero or more events ``(index, value, end=0)`` of
+one step followed by one marker with ``end=1``, which starts the step.  Spike
+inputs carry ``value = 1``; multi-bit inputs the signed value (zeros need not
+be sent: a zero costs nothing).
+
+``output`` stream: per step, for every layer in order, a ``kind=0`` record per
+spike (``layer``, ``index``) of layers that do not emit values, and for the
+output layer (``emit_values``) a ``kind=1`` record per neuron with its spike and
+membrane ``u[t]``; then one ``kind=2`` record ending the step.  Backpressure
+stalls the core; nothing is dropped.
+
+Per step, for each layer ``l`` in table order and each row ``k`` (lane ``p``
+owns neuron ``k*P + p``):
+
+* synaptic phase: for each edge, each event ``(j, x)`` of its source (this
+  step's list, or the previous step's for a recurrent edge) is read once and
+  every lane accumulates ``W[k*P + p, j] * x`` from its own weight memory at
+  ``wbase + k*nsrc + j``; one event per clock, a 3-stage pipeline
+  (event read, weight read, accumulate);
+* neuron phase: every lane updates its neuron in one clock:
+  ``v = sat(((alpha * u) >> F) + acc + bias)``, ``s = spiking & (v >= theta)``,
+  reset, write ``u``;
+* spike router: the row's spikes go, one per clock and overlapped with the next
+  row, into the layer's event list (its source events for later layers and, on
+  recurrent edges, for the next step) and to the output stream.
+
+Cost of a row: ``events + 2 * edges + 3`` clocks, so a step costs about
+``rows * (events + c)`` = ``(events * fan-out + neurons) / P`` plus a small
+fixed overhead per row; zero events cost zero synaptic clocks.
+"""
+
+from __future__ import annotations
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .layout import (
+    COUNTERS,
+    EDGE_FIELDS,
+    LAYER_FIELDS,
+    PARAM_FIELDS,
+    RECORD_FIELDS,
+    SIGNED_FIELDS,
+    CoreConfig,
+    Region,
+)
+
+__all__ = ["NPUCore", "struct_layout", "input_layout"]
+
+
+def struct_layout(fields) -> data.StructLayout:
+    """An Amaranth layout for a field table of :mod:`.layout` (LSB first)."""
+    return data.StructLayout({name: signed(w) if name in SIGNED_FIELDS else unsigned(w)
+                              for name, w in fields})
+
+
+def input_layout(c: CoreConfig) -> data.StructLayout:
+    return data.StructLayout({"index": unsigned(c.idx_bits), "value": signed(c.in_bits),
+                              "end": unsigned(1)})
+
+
+class NPUCore(wiring.Component):
+    """The NPU core for the generics in ``config`` (a :class:`.layout.CoreConfig`)."""
+
+    def __init__(self, *, config: CoreConfig):
+        if not isinstance(config, CoreConfig):
+            raise TypeError(f"config must be a CoreConfig, not {config!r}")
+        self.config = c = config
+        self.record_layout = struct_layout(RECORD_FIELDS(c))
+        super().__init__({
+            "host_addr": In(c.host_addr_bits),
+            "host_wdata": In(c.host_data_bits),
+            "host_we": In(1),
+            "host_re": In(1),
+            "host_rdata": Out(c.host_data_bits),
+            "host_rvalid": Out(1),
+            "clear": In(1),
+            "busy": Out(1),
+            "input": In(stream.Signature(input_layout(c))),
+            "output": Out(stream.Signature(self.record_layout)),
+        })
+
+    def elaborate(self, platform):
+        c = self.config
+        m = Module()
+        P = c.lanes
+        L = c.max_layers
+        layer_l = struct_layout(LAYER_FIELDS(c))
+        edge_l = struct_layout(EDGE_FIELDS(c))
+        param_l = struct_layout(PARAM_FIELDS(c))
+        u_shape = signed(c.u_bits)
+        u_min, u_max = -(1 << (c.u_bits - 1)), (1 << (c.u_bits - 1)) - 1
+
+        # ------------------------------------------------------------ storage
+        layers = Array(Signal(layer_l, name=f"layer{i}") for i in range(L))
+        edges = Array(Signal(edge_l, name=f"edge{i}") for i in range(c.max_edges))
+        num_layers = Signal(range(L + 1))
+        nsrc = L + 1  # event sources: the input, then each layer
+        # Indexed by Cat(source, bank): sized for the full index space.
+        counts = Array(Signal(range(max(c.max_neurons, c.max_inputs) + 1), name=f"count{i}")
+                       for i in range(2 << c.src_bits))
+        counters = Array(Signal(32, name=f"ctr{i}") for i in range(len(COUNTERS) * L + 2))
+        n_ctr = len(COUNTERS)
+
+        ev_layout = data.StructLayout({"index": unsigned(c.idx_bits),
+                                       "value": signed(c.in_bits)})
+        m.submodules.events = events = memory.Memory(
+            shape=ev_layout, depth=2 << (c.src_bits + c.idx_bits), init=[])
+        ev_rd = events.read_port()
+        ev_wr = events.write_port()
+
+        weights, params, membranes = [], [], []
+        for p in range(P):
+            wmem = memory.Memory(shape=signed(c.w_bits), depth=c.weight_depth, init=[])
+            pmem = memory.Memory(shape=param_l, depth=c.neuron_depth, init=[])
+            umem = memory.Memory(shape=u_shape, depth=c.neuron_depth, init=[])
+            m.submodules[f"weights{p}"] = wmem
+            m.submodules[f"params{p}"] = pmem
+            m.submodules[f"membranes{p}"] = umem
+            weights.append((wmem.read_port(), wmem.write_port()))
+            params.append((pmem.read_port(), pmem.write_port()))
+            membranes.append((umem.read_port(), umem.write_port()))
+
+        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(
+            width=self.record_layout.size, depth=c.event_fifo_depth)
+        m.d.comb += [
+            self.output.payload.eq(out_fifo.r_data),
+            self.output.valid.eq(out_fifo.r_rdy),
+            out_fifo.r_en.eq(self.output.ready),
+        ]
+
+        # ------------------------------------------------------- host access
+        region = self.host_addr[c.lane_bits + c.addr_bits:]
+        lane = self.host_addr[c.addr_bits:c.addr_bits + c.lane_bits]
+        addr = self.host_addr[:c.addr_bits]
+        busy = Signal()
+        m.d.comb += self.busy.eq(busy)
+        host_ok = ~busy
+
+        with m.If(host_ok & self.host_we):
+            with m.Switch(region):
+                with m.Case(Region.LAYERS):
+                    m.d.sync += layers[addr].as_value().eq(self.host_wdata)
+                with m.Case(Region.EDGES):
+                    m.d.sync += edges[addr].as_value().eq(self.host_wdata)
+                with m.Case(Region.CONTROL):
+                    m.d.sync += num_layers.eq(self.host_wdata)
+        for p in range(P):
+            for (_, wr), reg in ((weights[p], Region.WEIGHTS), (params[p], Region.PARAMS)):
+                m.d.comb += [
+                    wr.addr.eq(addr),
+                    wr.data.eq(self.host_wdata),
+                    wr.en.eq(host_ok & self.host_we & (region == reg) & (lane == p)),
+                ]
+
+        rd_region = Signal.like(region)
+        rd_lane = Signal.like(lane)
+        rd_reg = Signal(c.host_data_bits)
+        m.d.sync += [self.host_rvalid.eq(host_ok & self.host_re), rd_region.eq(region),
+                     rd_lane.eq(lane)]
+        with m.Switch(region):
+            with m.Case(Region.LAYERS):
+                m.d.sync += rd_reg.eq(layers[addr].as_value())
+            with m.Case(Region.EDGES):
+                m.d.sync += rd_reg.eq(edges[addr].as_value())
+            with m.Case(Region.COUNTERS):
+                m.d.sync += rd_reg.eq(counters[addr])
+            with m.Case(Region.CONTROL):
+                m.d.sync += rd_reg.eq(num_layers)
+        lane_data = {Region.WEIGHTS: Array(w[0].data.as_unsigned() for w in weights),
+                     Region.PARAMS: Array(pr[0].data.as_value() for pr in params),
+                     Region.MEMBRANES: Array(u[0].data.as_unsigned() for u in membranes)}
+        with m.Switch(rd_region):
+            for reg, arr in lane_data.items():
+                with m.Case(reg):
+                    m.d.comb += self.host_rdata.eq(arr[rd_lane])
+            with m.Default():
+                m.d.comb += self.host_rdata.eq(rd_reg)
+
+        # ------------------------------------------------- sequencer state
+        cur = Signal()  # the bank of this step's event lists
+        li = Signal(range(L))  # layer being processed
+        layer = layers[li]
+        k = Signal(c.rows_bits)  # row
+        e = Signal(c.edge_bits + 1)  # edge
+        edge = edges[e[:c.edge_bits]]
+        n = Signal(range(max(c.max_neurons, c.max_inputs) + 1))  # event within an edge
+        cnt = Signal.like(n)
+        src_sel = Signal(c.src_bits)
+        bank_sel = Signal()
+        rowbase = Signal(c.wbase_bits + 1)
+        acc = [Signal(signed(c.acc_bits), name=f"acc{p}") for p in range(P)]
+        step_cycles = counters[n_ctr * L]
+        steps_done = counters[n_ctr * L + 1]
+
+        def ctr(i):
+            return counters[li * n_ctr + i]
+
+        def ev_addr(bank, src, idx):
+            return Cat(idx[:c.idx_bits], src, bank)
+
+        # Pipeline stage registers.
+        s1_valid, s2_valid = Signal(), Signal()
+        s1_rowbase = Signal.like(rowbase)
+        s2_x = Signal(signed(c.in_bits))
+        issue = Signal()
+
+        # Read-port address defaults: host (idle) or the sequencer.
+        row_addr = Signal(c.sbase_bits + 1)
+        m.d.comb += row_addr.eq(layer.sbase + k)
+        for p in range(P):
+            w_rd = weights[p][0]
+            m.d.comb += w_rd.addr.eq(Mux(busy, s1_rowbase + ev_rd.data.index, addr))
+            m.d.comb += params[p][0].addr.eq(Mux(busy, row_addr, addr))
+            m.d.comb += membranes[p][0].addr.eq(Mux(busy, row_addr, addr))
+
+        # Event memory: read by the pipeline.
+        m.d.comb += ev_rd.addr.eq(ev_addr(bank_sel, src_sel, n))
+        m.d.sync += [s1_valid.eq(issue), s2_valid.eq(s1_valid), s2_x.eq(ev_rd.data.value)]
+        with m.If(issue):
+            m.d.sync += s1_rowbase.eq(rowbase)
+        with m.If(s2_valid):
+            for p in range(P):
+                m.d.sync += acc[p].eq(acc[p] + weights[p][0].data * s2_x)
+
+        # -------------------------------------------------- spike router
+        # One row's results wait here and leave one neuron per clock.
+        r_pending = Signal(P)
+        r_spikes = Signal(P)
+        r_values = Array(Signal(u_shape, name=f"r_value{p}") for p in range(P))
+        r_layer = Signal(range(L))
+        r_base = Signal(c.idx_bits + 1)  # k * P
+        r_emit_values = Signal()
+        pick = Signal(range(P))
+        for p in reversed(range(P)):
+            with m.If(r_pending[p]):
+                m.d.comb += pick.eq(p)
+        router_free = r_pending == 0
+        pick_index = Signal(c.idx_bits + 1)
+        pick_spike = Signal()
+        m.d.comb += [pick_index.eq(r_base + pick), pick_spike.eq(r_spikes.bit_select(pick, 1))]
+        record = Signal(self.record_layout)
+        m.d.comb += [
+            record.kind.eq(Mux(r_emit_values, 1, 0)),
+            record.layer.eq(r_layer),
+            record.index.eq(pick_index),
+            record.spike.eq(pick_spike),
+            record.value.eq(r_values[pick]),
+            out_fifo.w_data.eq(record.as_value()),
+        ]
+        router_go = Signal()
+        m.d.comb += router_go.eq(~router_free & out_fifo.w_rdy)
+        spike_src = Signal(c.src_bits)
+        m.d.comb += spike_src.eq(r_layer + 1)
+        spike_count = counts[Cat(spike_src, cur)]
+        with m.If(router_go):
+            m.d.sync += r_pending.eq(r_pending & ~(Const(1, P) << pick))
+            m.d.comb += out_fifo.w_en.eq(1)
+            with m.If(pick_spike):
+                m.d.comb += [
+                    ev_wr.addr.eq(ev_addr(cur, spike_src, spike_count)),
+                    ev_wr.data.index.eq(pick_index),
+                    ev_wr.data.value.eq(1),
+                    ev_wr.en.eq(1),
+                ]
+                m.d.sync += [spike_count.eq(spike_count + 1),
+                             counters[r_layer * n_ctr + 3].eq(counters[r_layer * n_ctr + 3] + 1)]
+
+        # ------------------------------------------------------ neuron phase
+        new_u = []
+        spikes = Signal(P)
+        for p in range(P):
+            prm = params[p][0].data
+            u_old = membranes[p][0].data
+            leak = Signal(signed(c.u_bits + c.frac_bits + 2), name=f"leak{p}")
+            total = Signal(signed(max(c.acc_bits, c.u_bits + 2) + 2), name=f"total{p}")
+            v = Signal(u_shape, name=f"v{p}")
+            nu = Signal(u_shape, name=f"u_new{p}")
+            m.d.comb += [
+                leak.eq((prm.alpha * u_old) >> c.frac_bits),
+                total.eq(leak + acc[p] + prm.bias),
+                v.eq(Mux(total > u_max, u_max, Mux(total < u_min, u_min, total))),
+                spikes[p].eq(layer.spiking & (v >= prm.theta)),
+            ]
+            with m.Switch(layer.reset):
+                with m.Case(0):
+                    m.d.comb += nu.eq(Mux(spikes[p], v - prm.theta, v))
+                with m.Case(1):
+                    m.d.comb += nu.eq(Mux(spikes[p], layer.v_reset, v))
+                with m.Default():
+                    m.d.comb += nu.eq(v)
+            new_u.append(nu)
+
+        neuron_write = Signal()
+        for p in range(P):
+            u_wr = membranes[p][1]
+            m.d.comb += [
+                u_wr.addr.eq(Mux(busy, row_addr, addr)),
+                u_wr.data.eq(Mux(busy, new_u[p], self.host_wdata)),
+                u_wr.en.eq(Mux(busy, neuron_write,
+                               self.host_we & (region == Region.MEMBRANES) & (lane == p))),
+            ]
+        valid_lanes = Signal(P)
+        for p in range(P):
+            m.d.comb += valid_lanes[p].eq(k * P + p < layer.size)
+
+        # --------------------------------------------------------- sequencer
+        in_count = counts[Cat(Const(0, c.src_bits), cur)]
+        with m.If(self.clear & ~busy):
+            for i in range(len(counts)):
+                m.d.sync += counts[i].eq(0)
+            for i in range(len(counters)):
+                m.d.sync += counters[i].eq(0)
+            m.d.sync += cur.eq(0)
+
+        with m.If(busy):
+            m.d.sync += step_cycles.eq(step_cycles + 1)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.input.ready.eq(~self.clear)
+                with m.If(self.input.valid & ~self.clear):
+                    with m.If(self.input.payload.end):
+                        m.d.sync += li.eq(0)
+                        with m.If(num_layers == 0):
+                            m.next = "STEP_END"
+                        with m.Else():
+                            m.next = "LAYER"
+                    with m.Else():
+                        m.d.comb += [
+                            ev_wr.addr.eq(ev_addr(cur, Const(0, c.src_bits), in_count)),
+                            ev_wr.data.index.eq(self.input.payload.index),
+                            ev_wr.data.value.eq(self.input.payload.value),
+                            ev_wr.en.eq(1),
+                        ]
+                        m.d.sync += in_count.eq(in_count + 1)
+            with m.State("LAYER"):
+                m.d.comb += busy.eq(1)
+                m.d.sync += k.eq(0)
+                m.next = "ROW"
+            with m.State("ROW"):
+                m.d.comb += busy.eq(1)
+                m.d.sync += [e.eq(layer.ebase)] + [a.eq(0) for a in acc]
+                m.d.sync += ctr(0).eq(ctr(0) + 1)
+                m.next = "EDGE"
+            with m.State("EDGE"):
+                m.d.comb += busy.eq(1)
+                m.d.sync += ctr(0).eq(ctr(0) + 1)
+                with m.If(e == layer.ebase + layer.ecount):
+                    m.next = "DRAIN"
+                with m.Else():
+                    bank = cur ^ edge.recurrent
+                    m.d.sync += [
+                        src_sel.eq(edge.src),
+                        bank_sel.eq(bank),
+                        n.eq(0),
+                        cnt.eq(counts[Cat(edge.src, bank)]),
+                        rowbase.eq(edge.wbase + k * edge.nsrc),
+                    ]
+                    m.next = "EVENTS"
+            with m.State("EVENTS"):
+                m.d.comb += busy.eq(1)
+                m.d.sync += ctr(0).eq(ctr(0) + 1)
+                with m.If(n < cnt):
+                    m.d.comb += issue.eq(1)
+                    m.d.sync += [n.eq(n + 1), ctr(2).eq(ctr(2) + 1)]
+                with m.Else():
+                    m.d.sync += e.eq(e + 1)
+                    m.next = "EDGE"
+            with m.State("DRAIN"):
+                m.d.comb += busy.eq(1)
+                m.d.sync += ctr(0).eq(ctr(0) + 1)
+                with m.If(~s1_valid & ~s2_valid):
+                    m.next = "NEURON"
+            with m.State("NEURON"):
+                m.d.comb += busy.eq(1)
+                m.d.sync += ctr(1).eq(ctr(1) + 1)
+                # Wait for the router to take the previous row (it runs concurrently).
+                with m.If(router_free | (router_go & (r_pending == (Const(1, P) << pick)))):
+                    m.d.comb += neuron_write.eq(1)
+                    m.d.sync += [
+                        r_pending.eq(Mux(layer.emit_values, valid_lanes, spikes & valid_lanes)),
+                        r_spikes.eq(spikes),
+                        r_layer.eq(li),
+                        r_base.eq(k * P),
+                        r_emit_values.eq(layer.emit_values),
+                    ]
+                    for p in range(P):
+                        m.d.sync += r_values[p].eq(new_u[p])
+                    with m.If(k + 1 == layer.rows):
+                        m.next = "LAYER_END"
+                    with m.Else():
+                        m.d.sync += k.eq(k + 1)
+                        m.next = "ROW"
+            with m.State("LAYER_END"):
+                m.d.comb += busy.eq(1)
+                # Later layers read this layer's events: wait until all are written.
+                with m.If(router_free):
+                    with m.If(li + 1 == num_layers):
+                        m.next = "STEP_END"
+                    with m.Else():
+                        m.d.sync += li.eq(li + 1)
+                        m.next = "LAYER"
+            with m.State("STEP_END"):
+                m.d.comb += busy.eq(1)
+                m.d.comb += [
+                    record.kind.eq(2),
+                    out_fifo.w_en.eq(out_fifo.w_rdy),
+                ]
+                with m.If(out_fifo.w_rdy):
+                    # The next step's lists start empty in the other bank.
+                    for s in range(nsrc):
+                        m.d.sync += counts[Cat(Const(s, c.src_bits), ~cur)].eq(0)
+                    m.d.sync += [cur.eq(~cur), steps_done.eq(steps_done + 1)]
+                    m.next = "IDLE"
+        return m

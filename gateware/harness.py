@@ -1,0 +1,71 @@
+"""Driving the core and checking it, independent of the simulator.
+
+The same functions serve the Amaranth-simulator tests and the cocotb /
+Verilator tests: :func:`input_events` turns one input step into the events the
+core takes, :func:`decode_step` turns one step's output records into spikes and
+values, and :func:`expected_steps` gives the same structure from the golden
+model, so a test asserts ``decoded == expected`` for every step.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..golden.integer import Network
+from .layout import RECORD_FIELDS, CoreConfig, Image, unpack
+
+__all__ = ["input_events", "decode_step", "expected_steps", "StepResult"]
+
+StepResult = dict
+"""``{"spikes": {layer: sorted spiking indices}, "values": [u of each output neuron],
+"out_spikes": [spike of each output neuron]}``."""
+
+
+def input_events(step: list[int]) -> list[tuple[int, int]]:
+    """The nonzero entries of one input step as ``(index, value)`` events."""
+    return [(j, v) for j, v in enumerate(step) if v != 0]
+
+
+def decode_step(records: list[int], net: Network, image: Image) -> StepResult:
+    """Decode one step's raw output records (the last must be the end-of-step record)."""
+    c: CoreConfig = image.config
+    names = [layer.name for layer in net.layers]
+    fields = RECORD_FIELDS(c)
+    spikes = {name: [] for name in names if name != net.output}
+    out = net.layer(net.output)
+    values: list[int | None] = [None] * out.size
+    out_spikes: list[int | None] = [None] * out.size
+    decoded = [unpack(fields, r) for r in records]
+    if not decoded or decoded[-1]["kind"] != 2:
+        raise AssertionError(f"step does not end with an end-of-step record: {decoded[-1:]}")
+    for rec in decoded[:-1]:
+        name = names[rec["layer"]]
+        if rec["kind"] == 0:
+            spikes[name].append(rec["index"])
+        elif rec["kind"] == 1:
+            if name != net.output:
+                raise AssertionError(f"value record from non-output layer {name!r}")
+            if values[rec["index"]] is not None:
+                raise AssertionError(f"two value records for {name}[{rec['index']}]")
+            values[rec["index"]] = rec["value"]
+            out_spikes[rec["index"]] = rec["spike"]
+        else:
+            raise AssertionError(f"unexpected record {rec}")
+    return {"spikes": spikes, "values": values, "out_spikes": out_spikes}
+
+
+def expected_steps(net: Network, x: torch.Tensor) -> list[StepResult]:
+    """The golden model's results for one sample ``x`` (``[T, input_size]``) per step."""
+    trace = net.run(x[:, None, :])
+    steps = []
+    for t in range(x.shape[0]):
+        spikes = {layer.name: torch.nonzero(trace.spikes[layer.name][t, 0]).flatten().tolist()
+                  if layer.spiking else []
+                  for layer in net.layers
+                  if layer.name != net.output}
+        out = net.layer(net.output)
+        values = trace.membranes[net.output][t, 0].tolist()
+        out_spikes = trace.spikes[net.output][t, 0].tolist() if out.spiking \
+            else [0] * out.size
+        steps.append({"spikes": spikes, "values": values, "out_spikes": out_spikes})
+    return steps
