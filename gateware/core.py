@@ -49,6 +49,7 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .lane import NeuronUpdate
 from .layout import (
     COUNTERS,
     EDGE_FIELDS,
@@ -104,7 +105,6 @@ class NPUCore(wiring.Component):
         edge_l = struct_layout(EDGE_FIELDS(c))
         param_l = struct_layout(PARAM_FIELDS(c))
         u_shape = signed(c.u_bits)
-        u_min, u_max = -(1 << (c.u_bits - 1)), (1 << (c.u_bits - 1)) - 1
 
         # ------------------------------------------------------------ storage
         layers = Array(Signal(layer_l, name=f"layer{i}") for i in range(L))
@@ -285,26 +285,16 @@ class NPUCore(wiring.Component):
         new_u = []
         spikes = Signal(P)
         for p in range(P):
+            m.submodules[f"neuron{p}"] = nu = NeuronUpdate(
+                u_bits=c.u_bits, frac_bits=c.frac_bits, acc_bits=c.acc_bits)
             prm = params[p][0].data
-            u_old = membranes[p][0].data
-            leak = Signal(signed(c.u_bits + c.frac_bits + 2), name=f"leak{p}")
-            total = Signal(signed(max(c.acc_bits, c.u_bits + 2) + 2), name=f"total{p}")
-            v = Signal(u_shape, name=f"v{p}")
-            nu = Signal(u_shape, name=f"u_new{p}")
             m.d.comb += [
-                leak.eq((prm.alpha * u_old) >> c.frac_bits),
-                total.eq(leak + acc[p] + prm.bias),
-                v.eq(Mux(total > u_max, u_max, Mux(total < u_min, u_min, total))),
-                spikes[p].eq(layer.spiking & (v >= prm.theta)),
+                nu.u.eq(membranes[p][0].data), nu.acc.eq(acc[p]), nu.alpha.eq(prm.alpha),
+                nu.theta.eq(prm.theta), nu.bias.eq(prm.bias), nu.v_reset.eq(layer.v_reset),
+                nu.reset.eq(layer.reset), nu.spiking.eq(layer.spiking),
+                spikes[p].eq(nu.spike),
             ]
-            with m.Switch(layer.reset):
-                with m.Case(0):
-                    m.d.comb += nu.eq(Mux(spikes[p], v - prm.theta, v))
-                with m.Case(1):
-                    m.d.comb += nu.eq(Mux(spikes[p], layer.v_reset, v))
-                with m.Default():
-                    m.d.comb += nu.eq(v)
-            new_u.append(nu)
+            new_u.append(nu.u_new)
 
         neuron_write = Signal()
         for p in range(P):
@@ -378,7 +368,9 @@ class NPUCore(wiring.Component):
                 m.d.sync += ctr(0).eq(ctr(0) + 1)
                 with m.If(n < cnt):
                     m.d.comb += issue.eq(1)
-                    m.d.sync += [n.eq(n + 1), ctr(2).eq(ctr(2) + 1)]
+                    m.d.sync += n.eq(n + 1)
+                    with m.If(k == 0):  # each event counted once, at its first row
+                        m.d.sync += ctr(2).eq(ctr(2) + 1)
                 with m.Else():
                     m.d.sync += e.eq(e + 1)
                     m.next = "EDGE"

@@ -31,7 +31,13 @@ __all__ = ["CoreConfig", "Region", "LAYER_FIELDS", "EDGE_FIELDS", "PARAM_FIELDS"
 
 RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
 COUNTERS = ("syn_cycles", "neuron_cycles", "events", "spikes")
-"""Per-layer counters, in address order; then the global ``step_cycles`` and ``steps``."""
+"""Per-layer counters, in address order; then the global ``step_cycles`` and ``steps``.
+
+``syn_cycles``: clocks in the synaptic phase (row setup, edge setup, events,
+pipeline drain); ``neuron_cycles``: clocks in the neuron phase, including waits
+for the spike router; ``events``: events delivered to the layer (each counted
+once, so synaptic operations = events x layer size); ``spikes``: spikes routed.
+``step_cycles``: busy clocks; ``steps``: completed steps."""
 
 
 class FitError(ValueError):

@@ -1,0 +1,219 @@
+"""Unit tests of the gateware on Amaranth's simulator: the neuron datapath
+against the golden model, the whole core on small random networks (with and
+without output backpressure), the counters, and the generics / fit errors."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+import torch
+from amaranth.sim import Simulator
+from netgen import random_input, random_network
+from spikeforge.gateware.harness import decode_step, expected_steps
+from spikeforge.gateware.lane import NeuronUpdate
+from spikeforge.gateware.layout import (
+    COUNTERS,
+    CoreConfig,
+    FitError,
+    compile_network,
+)
+from spikeforge.gateware.pysim import run_core
+from spikeforge.golden.integer import (
+    Format,
+    LIFLayer,
+    Network,
+    Projection,
+    signed_range,
+)
+
+I64 = torch.int64
+
+
+def _golden_neuron(fmt, alpha, theta, bias, reset, v_reset, spiking, u, acc):
+    """One golden step of a 1-neuron layer fed ``acc`` through a unit weight, from state ``u``."""
+    layer = LIFLayer("n", 1, alpha=torch.tensor([alpha]), theta=torch.tensor([theta]),
+                     bias=torch.tensor([bias]), reset=reset, v_reset=v_reset, spiking=spiking,
+                     inputs=[Projection("input", torch.tensor([[1]]))])
+    net = Network(input_size=1, input_kind="int", layers=[layer], output="n", fmt=fmt)
+    state = net.initial_state(len(u))
+    state["n.u"] = torch.tensor(u, dtype=I64)[:, None]
+    trace = net.run(torch.tensor(acc, dtype=I64)[None, :, None], state)
+    spikes = trace.spikes["n"][0, :, 0].tolist() if spiking else [0] * len(u)
+    return spikes, trace.membranes["n"][0, :, 0].tolist()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_neuron_update_matches_golden(seed):
+    rng = random.Random(seed)
+    u_bits, frac_bits = rng.choice([(5, 2), (6, 3), (4, 0), (8, 4)])
+    in_bits = u_bits + 2  # currents beyond the membrane range, so saturation is hit
+    fmt = Format(w_bits=2, u_bits=u_bits, frac_bits=frac_bits, in_bits=in_bits,
+                 acc_bits=in_bits + 1)
+    dut = NeuronUpdate(u_bits=u_bits, frac_bits=frac_bits, acc_bits=fmt.acc_bits)
+    u_lo, u_hi = signed_range(u_bits)
+    a_lo, a_hi = signed_range(in_bits)
+    groups = []
+    for _ in range(8):
+        reset = rng.choice(["subtract", "zero", "none"])
+        spiking = reset != "none" or rng.random() < 0.5
+        groups.append(dict(alpha=rng.randint(0, 1 << frac_bits), theta=rng.randint(1, u_hi),
+                           bias=rng.randint(u_lo, u_hi), reset=reset,
+                           v_reset=rng.randint(u_lo, u_hi), spiking=spiking))
+    cases = [(rng.randint(u_lo, u_hi), rng.randint(a_lo, a_hi)) for _ in range(60)]
+    cases += [(u_lo, a_lo), (u_hi, a_hi), (u_lo, 0), (u_hi, 0), (-1, 0), (0, 0)]
+    results = []
+
+    async def bench(ctx):
+        for g in groups:
+            for u, acc in cases:
+                ctx.set(dut.u, u)
+                ctx.set(dut.acc, acc)
+                ctx.set(dut.alpha, g["alpha"])
+                ctx.set(dut.theta, g["theta"])
+                ctx.set(dut.bias, g["bias"])
+                ctx.set(dut.v_reset, g["v_reset"])
+                ctx.set(dut.reset, {"subtract": 0, "zero": 1, "none": 2}[g["reset"]])
+                ctx.set(dut.spiking, int(g["spiking"]))
+                await ctx.delay(1e-9)
+                results.append((ctx.get(dut.spike), ctx.get(dut.u_new), ctx.get(dut.v)))
+
+    sim = Simulator(dut)
+    sim.add_testbench(bench)
+    sim.run()
+    saturated = 0
+    for gi, g in enumerate(groups):
+        spikes, u_new = _golden_neuron(fmt, **g, u=[u for u, _ in cases],
+                                       acc=[a for _, a in cases])
+        got = results[gi * len(cases):(gi + 1) * len(cases)]
+        assert [s for s, _, _ in got] == spikes, g
+        assert [u for _, u, _ in got] == u_new, g
+        saturated += sum(v in (u_lo, u_hi) for _, _, v in got)
+    assert saturated > 0  # the saturation bounds were reached
+
+
+def _core_config(net: Network, lanes: int) -> CoreConfig:
+    f = net.fmt
+    return CoreConfig(lanes=lanes, w_bits=f.w_bits, u_bits=f.u_bits, frac_bits=f.frac_bits,
+                      in_bits=f.in_bits, acc_bits=48, max_layers=len(net.layers),
+                      max_edges=16, max_neurons=8, max_inputs=8, max_fanin=128,
+                      neuron_depth=32, weight_depth=512)
+
+
+def _golden_counts(net: Network, x: torch.Tensor) -> dict[str, dict[str, int]]:
+    trace = net.run(x[:, None, :])
+    counts = {}
+    for layer in net.layers:
+        events = 0
+        for proj in layer.inputs:
+            if proj.source == "input":
+                events += int((x != 0).sum())
+            else:
+                src = trace.spikes[proj.source][:, 0]
+                events += int(src[:-1].sum() if proj.recurrent else src.sum())
+        spikes = int(trace.spikes[layer.name].sum()) if layer.spiking else 0
+        counts[layer.name] = {"events": events, "spikes": spikes}
+    return counts
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_core_matches_golden(seed):
+    """Random LIF networks: every spike of every layer, every output value, every step;
+    the event and spike counters equal the golden counts."""
+    rng = random.Random(1000 + seed)
+    net = random_network(rng, max_ssm=0, ssm_prob=0.0, max_lif=3, max_size=8,
+                         fmt=Format(u_bits=rng.randint(4, 12), w_bits=rng.randint(2, 8),
+                                    frac_bits=rng.randint(0, 8), in_bits=rng.randint(2, 8)))
+    lanes = rng.choice([1, 2, 3, 4])
+    x = random_input(rng, net, 5, 1)[:, 0, :]
+    config = _core_config(net, lanes)
+    image, steps, counters = run_core(net, config, x, stall=0.4 if seed % 2 else 0.0,
+                                      seed=seed)
+    assert len(steps) == len(x)
+    expected = expected_steps(net, x)
+    for t, (records, want) in enumerate(zip(steps, expected, strict=True)):
+        assert decode_step(records, net, image) == want, f"step {t}"
+    golden = _golden_counts(net, x)
+    n = len(COUNTERS)
+    for i, layer in enumerate(net.layers):
+        got = dict(zip(COUNTERS, counters[i * n:(i + 1) * n], strict=True))
+        assert got["events"] == golden[layer.name]["events"], layer.name
+        assert got["spikes"] == golden[layer.name]["spikes"], layer.name
+        assert got["syn_cycles"] > 0 and got["neuron_cycles"] > 0
+    assert counters[n * config.max_layers + 1] == len(x)  # steps
+
+
+def test_zero_input_costs_no_event_cycles():
+    """Silence in, silence through: the synaptic cycles do not depend on layer size
+    beyond the per-row overhead, and no events are counted."""
+    w = torch.ones(4, 3, dtype=I64)
+    layer = LIFLayer("h", 4, alpha=torch.zeros(4, dtype=I64), theta=torch.full((4,), 5),
+                     bias=torch.zeros(4, dtype=I64), inputs=[Projection("input", w)])
+    net = Network(input_size=3, input_kind="spike", layers=[layer], output="h")
+    config = CoreConfig(lanes=2, max_layers=1, max_edges=1, max_neurons=4, max_inputs=4,
+                        max_fanin=4, neuron_depth=4, weight_depth=64)
+    quiet = torch.zeros(3, 3, dtype=I64)
+    busy = torch.ones(3, 3, dtype=I64)
+    _, _, c_quiet = run_core(net, config, quiet)
+    _, _, c_busy = run_core(net, config, busy)
+    assert c_quiet[2] == 0 and c_busy[2] == 9  # events: 3 per step
+    rows = 2
+    # Each event costs exactly one clock per row in the synaptic phase.
+    assert c_busy[0] - c_quiet[0] == 9 * rows
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"lanes": 0}, "CoreConfig.lanes must be an integer in 1..64, not 0"),
+    ({"w_bits": True}, "CoreConfig.w_bits must be an integer in 2..16, not True"),
+    ({"acc_bits": 16},
+     "CoreConfig.acc_bits=16 is too narrow: a fan-in of 256 events of 8-bit values times "
+     "8-bit weights needs 24 bits"),
+    ({"max_neurons": 2048},
+     "CoreConfig.max_neurons=2048 exceeds the 1024 neuron slots (neuron_depth x lanes)"),
+])
+def test_core_config_errors(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message) + "$"):
+        CoreConfig(**kwargs)
+
+
+def _small_net(size=4, inputs=3, fmt=None) -> Network:
+    layer = LIFLayer("h", size, alpha=torch.zeros(size, dtype=I64),
+                     theta=torch.ones(size, dtype=I64), bias=torch.zeros(size, dtype=I64),
+                     inputs=[Projection("input", torch.ones(size, inputs, dtype=I64))])
+    return Network(input_size=inputs, input_kind="spike", layers=[layer], output="h", fmt=fmt)
+
+
+def _two_layers() -> Network:
+    """Two layers of 4 neurons: 2 rows each on 2 lanes, 4 neuron slots per lane."""
+    first = _small_net(size=4).layers[0]
+    second = LIFLayer("g", 4, alpha=torch.zeros(4, dtype=I64), theta=torch.ones(4, dtype=I64),
+                      bias=torch.zeros(4, dtype=I64),
+                      inputs=[Projection("h", torch.ones(4, 4, dtype=I64))])
+    return Network(input_size=3, input_kind="spike", layers=[first, second], output="g")
+
+
+@pytest.mark.parametrize(("net", "kwargs", "message"), [
+    (_small_net(size=9), {"max_neurons": 8},
+     "layer 'h' has 9 neurons, more than max_neurons=8"),
+    (_small_net(inputs=9), {"max_inputs": 8}, "input size 9 exceeds max_inputs=8"),
+    (_small_net(inputs=5), {"max_fanin": 4, "acc_bits": 24},
+     "layer 'h' has a fan-in of 5, more than max_fanin=4"),
+    (_small_net(size=8, inputs=8), {"weight_depth": 10},
+     "the weights need more than weight_depth=10 words per lane"),
+    (_two_layers(), {"neuron_depth": 3, "max_neurons": 4, "lanes": 2},
+     "the layers need more than neuron_depth=3 neuron slots per lane"),
+    (_small_net(fmt=Format(w_bits=4)), {},
+     "the network's w_bits=4 differs from the core's w_bits=8"),
+])
+def test_fit_errors(net, kwargs, message):
+    config = CoreConfig(**{"lanes": 1, "max_neurons": 8, "max_inputs": 8, "neuron_depth": 16,
+                           **kwargs})
+    with pytest.raises(FitError, match=re.escape(message) + "$"):
+        compile_network(net, config)
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")
+def test_neuron_update_rejects_bad_generics():
+    with pytest.raises(ValueError, match=re.escape("u_bits must be an integer >= 2, not 1")):
+        NeuronUpdate(u_bits=1, frac_bits=8, acc_bits=24)
