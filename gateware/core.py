@@ -310,7 +310,10 @@ class NPUCore(wiring.Component):
             m.d.comb += valid_lanes[p].eq(k * P + p < layer.size)
 
         # --------------------------------------------------------- sequencer
-        in_count = counts[Cat(Const(0, c.src_bits), cur)]
+        # The input's event counts of the two banks, selected explicitly (an Array
+        # index with constant bits would make a partial case that lints as a latch).
+        in_counts = (counts[0], counts[1 << c.src_bits])
+        in_count = Mux(cur, in_counts[1], in_counts[0])
         with m.If(self.clear & ~busy):
             for i in range(len(counts)):
                 m.d.sync += counts[i].eq(0)
@@ -338,7 +341,10 @@ class NPUCore(wiring.Component):
                             ev_wr.data.value.eq(self.input.payload.value),
                             ev_wr.en.eq(1),
                         ]
-                        m.d.sync += in_count.eq(in_count + 1)
+                        with m.If(cur):
+                            m.d.sync += in_counts[1].eq(in_counts[1] + 1)
+                        with m.Else():
+                            m.d.sync += in_counts[0].eq(in_counts[0] + 1)
             with m.State("LAYER"):
                 m.d.comb += busy.eq(1)
                 m.d.sync += k.eq(0)

