@@ -80,6 +80,7 @@ class NPUCore(wiring.Component):
 
     def __init__(self, *, config: CoreConfig):
         if not isinstance(config, CoreConfig):
+            self._MustUse__silence = True  # never elaborated: no "unused" warning
             raise TypeError(f"config must be a CoreConfig, not {config!r}")
         self.config = c = config
         self.record_layout = struct_layout(RECORD_FIELDS(c))

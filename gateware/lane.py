@@ -27,6 +27,7 @@ class NeuronUpdate(wiring.Component):
         for name, value, lo in (("u_bits", u_bits, 2), ("frac_bits", frac_bits, 0),
                                 ("acc_bits", acc_bits, 2)):
             if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+                self._MustUse__silence = True  # never elaborated: no "unused" warning
                 raise ValueError(f"{name} must be an integer >= {lo}, not {value!r}")
         self.u_bits, self.frac_bits, self.acc_bits = u_bits, frac_bits, acc_bits
         super().__init__({

@@ -175,7 +175,8 @@ def build_core(config: CoreConfig, build_dir: str | os.PathLike, *, waves: bool 
     source = build_dir / f"{TOPLEVEL}.v"
     built = build_dir / f"{TOPLEVEL}.built.v"  # the Verilog of the last finished build
     stamp = build_dir / "build.json"
-    flags = {"build_args": list(LINT_WAIVERS), "waves": bool(waves)}
+    flags = {"build_args": list(LINT_WAIVERS), "waves": bool(waves),
+             "make": make_overrides(verilator_root())}
     binary = build_dir / TOPLEVEL
     if (binary.is_file() and built.is_file() and stamp.is_file()
             and built.read_bytes() == text.encode()

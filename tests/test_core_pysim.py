@@ -213,7 +213,13 @@ def test_fit_errors(net, kwargs, message):
         compile_network(net, config)
 
 
-@pytest.mark.filterwarnings("ignore:.*created but never used")
 def test_neuron_update_rejects_bad_generics():
     with pytest.raises(ValueError, match=re.escape("u_bits must be an integer >= 2, not 1")):
         NeuronUpdate(u_bits=1, frac_bits=8, acc_bits=24)
+
+
+def test_core_rejects_a_config_that_is_not_a_core_config():
+    from spikeforge.gateware.core import NPUCore
+
+    with pytest.raises(TypeError, match=re.escape("config must be a CoreConfig, not {'lanes': 8}")):
+        NPUCore(config={"lanes": 8})
