@@ -4,7 +4,8 @@ The network is the digits network (64 -> 128 LIF -> 10 LI) quantized from a
 seeded, untrained twin; the input is the rate-coded digits test split, so the
 spike density is that of real data.  Reported: synaptic operations per second
 at batch 256 and T = 8, and how that rate scales with the batch size and T.
-Each point is the best of a few repetitions.
+Each point is the best of several repetitions after a warm-up run; wall-clock
+figures depend on the machine and its load (``machine`` in the output).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = ["run", "describe"]
 
 
 def _measure(net, x, repeats: int) -> tuple[float, int]:
+    net.run(x, record=False)  # warm-up: first calls pay for allocation and dispatch setup
     best = float("inf")
     synops = 0
     for _ in range(repeats):
@@ -37,7 +39,7 @@ def run(*, quick: bool = False) -> dict:
     torch.manual_seed(0)
     net = to_integer(build_twin(config_for("digits")))
     test = digits("test")
-    repeats = 2 if quick else 3
+    repeats = 2 if quick else 5
 
     def point(batch: int, steps: int) -> dict:
         index = torch.arange(batch) % len(test)
