@@ -38,7 +38,9 @@ owns neuron ``k*P + p``):
   row, into the layer's event list (its source events for later layers and, on
   recurrent edges, for the next step) and to the output stream.
 
-Cost of a row: ``events + 2 * edges + 3`` clocks, so a step costs about
+Cost of a row: ``events + 2 * edges + 3`` synaptic clocks and one neuron clock
+(plus router waits when a row has more to route than the next row has clocks),
+so a step costs about
 ``rows * (events + c)`` = ``(events * fan-out + neurons) / P`` plus a small
 fixed overhead per row; zero events cost zero synaptic clocks.
 """

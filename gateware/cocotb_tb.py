@@ -1,0 +1,239 @@
+"""A cocotb testbench for the NPU core built by :func:`.verilator.build_core`.
+
+:class:`CoreTB` drives the Verilog top ``npu_core`` (ports ``clk``, ``rst``,
+``host_*``, ``clear``, ``busy``, ``input__valid/ready/payload``,
+``output__valid/ready/payload``) with the protocol of :mod:`.pysim`: host writes
+of an image while idle, a ``clear`` pulse, then per step the input events and
+an end marker, collecting output records until the end-of-step record, with
+the output stream optionally throttled (``ready`` low on a seeded random
+fraction of the clocks).
+
+Timing discipline: the testbench acts only at falling clock edges.  There it
+samples outputs (stable since the last rising edge) and writes inputs, which
+the core takes at the next rising edge.  ``input.ready`` depends on the FSM
+state and ``clear`` only, and ``output.valid`` / ``payload`` not on
+``output.ready``, so a value sampled at a falling edge is the one the core
+sees at the next rising edge: a transfer happens there iff ``valid & ready``
+as sampled / written at the falling edge.
+
+This module imports cocotb; import it only inside a simulation.
+"""
+
+from __future__ import annotations
+
+import random
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge
+
+from .harness import input_events
+from .layout import COUNTERS, RECORD_FIELDS, CoreConfig, Image, Region
+
+__all__ = ["CoreTB", "pack_input", "record_kind"]
+
+
+def pack_input(c: CoreConfig, index: int, value: int, end: int) -> int:
+    """An ``input`` payload word: fields ``index``, ``value`` (signed), ``end``, LSB first
+    (``core.input_layout``)."""
+    if not 0 <= index < (1 << c.idx_bits):
+        raise ValueError(f"input index {index} does not fit {c.idx_bits} bits")
+    lo, hi = -(1 << (c.in_bits - 1)), (1 << (c.in_bits - 1)) - 1
+    if not lo <= value <= hi:
+        raise ValueError(f"input value {value} does not fit signed {c.in_bits} bits")
+    return index | ((value & ((1 << c.in_bits) - 1)) << c.idx_bits) \
+        | (int(bool(end)) << (c.idx_bits + c.in_bits))
+
+
+def record_kind(word: int) -> int:
+    """The ``kind`` field of a raw output record (the lowest field)."""
+    width = dict(RECORD_FIELDS(CoreConfig()))["kind"]
+    return word & ((1 << width) - 1)
+
+
+class CoreTB:
+    """Clock, reset, host port, input driver and output monitor of one ``npu_core``.
+
+    ``stall``: the fraction of clocks with ``output.ready`` low, drawn from
+    ``random.Random(seed)``.  ``max_step_cycles``: a step that takes longer is a
+    failure (a hang).  ``cycles`` counts the clocks the testbench waited for.
+    """
+
+    def __init__(self, dut, config: CoreConfig, *, stall: float = 0.0, seed: int = 0,
+                 period_ns: int = 10, max_step_cycles: int = 100_000):
+        self.dut = dut
+        self.config = config
+        self.stall = stall
+        self.rng = random.Random(seed)
+        self.period_ns = period_ns
+        self.max_step_cycles = max_step_cycles
+        self.cycles = 0
+        self._clock_started = False
+
+    # ------------------------------------------------------------ basics
+    async def tick(self, n: int = 1) -> None:
+        """Wait for ``n`` falling edges (the testbench's points of action)."""
+        for _ in range(n):
+            await FallingEdge(self.dut.clk)
+            self.cycles += 1
+
+    def _idle_inputs(self) -> None:
+        d = self.dut
+        d.host_addr.value = 0
+        d.host_wdata.value = 0
+        d.host_we.value = 0
+        d.host_re.value = 0
+        d.clear.value = 0
+        d.input__valid.value = 0
+        d.input__payload.value = 0
+        d.output__ready.value = 0
+
+    async def start(self, reset_cycles: int = 3) -> None:
+        """Start the clock (once) and reset the core (``rst`` high for ``reset_cycles``)."""
+        if not self._clock_started:
+            cocotb.start_soon(Clock(self.dut.clk, self.period_ns, unit="ns").start())
+            self._clock_started = True
+        self._idle_inputs()
+        self.dut.rst.value = 1
+        await self.tick(reset_cycles)
+        self.dut.rst.value = 0
+        await self.tick()
+
+    async def wait_idle(self, max_cycles: int = 100_000) -> None:
+        for _ in range(max_cycles):
+            if not int(self.dut.busy.value):
+                return
+            await self.tick()
+        raise TimeoutError(f"the core stayed busy for {max_cycles} clocks")
+
+    # ------------------------------------------------------------ host port
+    async def write(self, addr: int, data: int) -> None:
+        d = self.dut
+        d.host_addr.value = addr
+        d.host_wdata.value = data
+        d.host_we.value = 1
+        await self.tick()
+        d.host_we.value = 0
+
+    async def write_many(self, writes) -> None:
+        """One host write per clock (the core must be idle)."""
+        d = self.dut
+        if int(d.busy.value):
+            raise RuntimeError("host writes while the core is busy")
+        d.host_we.value = 1
+        for addr, data in writes:
+            d.host_addr.value = addr
+            d.host_wdata.value = data
+            await self.tick()
+        d.host_we.value = 0
+
+    async def read_many(self, addrs) -> list[int]:
+        """Pipelined host reads: one address per clock, data one clock later."""
+        d = self.dut
+        addrs = list(addrs)
+        out: list[int] = []
+        for i in range(len(addrs) + 1):
+            if i < len(addrs):
+                d.host_addr.value = addrs[i]
+                d.host_re.value = 1
+            else:
+                d.host_re.value = 0
+            await self.tick()
+            if i > 0:
+                if not int(d.host_rvalid.value):
+                    raise AssertionError(f"host_rvalid low for the read of {addrs[i - 1]:#x}")
+                out.append(d.host_rdata.value.to_unsigned())
+        return out
+
+    async def read(self, addr: int) -> int:
+        return (await self.read_many([addr]))[0]
+
+    async def clear(self) -> None:
+        """One ``clear`` pulse: empties the event lists, zeroes the counters."""
+        self.dut.clear.value = 1
+        await self.tick()
+        self.dut.clear.value = 0
+
+    async def load(self, image: Image) -> None:
+        """Write ``image`` through the host port, then pulse ``clear``."""
+        if image.config != self.config:
+            raise ValueError("the image was compiled for another CoreConfig")
+        await self.wait_idle()
+        await self.write_many(image.writes)
+        await self.clear()
+
+    async def read_counters(self) -> list[int]:
+        """All counter words, in address order (``COUNTERS`` per layer, then
+        ``step_cycles`` and ``steps``)."""
+        c = self.config
+        await self.wait_idle()
+        n = len(COUNTERS) * c.max_layers + 2
+        return await self.read_many(c.address(Region.COUNTERS, 0, i) for i in range(n))
+
+    # ------------------------------------------------------------ streams
+    async def _drive(self, steps_in: list[list[tuple[int, int]]]) -> None:
+        d = self.dut
+        c = self.config
+        for events in steps_in:
+            for j, v, end in [*((j, v, 0) for j, v in events), (0, 0, 1)]:
+                d.input__payload.value = pack_input(c, j, v, end)
+                d.input__valid.value = 1
+                while True:
+                    ready = int(d.input__ready.value)
+                    await self.tick()
+                    if ready:
+                        break
+            d.input__valid.value = 0
+
+    async def run(self, x_steps) -> list[list[int]]:
+        """Feed the steps of ``x_steps`` (``[T][input_size]`` ints, or a tensor) and
+        return the raw output records of each step (each list ending with its
+        end-of-step record)."""
+        rows = x_steps.tolist() if hasattr(x_steps, "tolist") else list(x_steps)
+        steps_in = [input_events(row) for row in rows]
+        out: list[list[int]] = [[] for _ in steps_in]
+        d = self.dut
+        driver = cocotb.start_soon(self._drive(steps_in))
+        t = 0
+        waited = 0
+        try:
+            while t < len(steps_in):
+                ready = self.stall <= 0 or self.rng.random() >= self.stall
+                d.output__ready.value = int(ready)
+                valid = int(d.output__valid.value)
+                word = d.output__payload.value.to_unsigned() if valid and ready else None
+                await self.tick()
+                waited += 1
+                if word is not None:
+                    out[t].append(word)
+                    if record_kind(word) == 2:
+                        t += 1
+                        waited = 0
+                if waited > self.max_step_cycles:
+                    raise TimeoutError(
+                        f"step {t} did not end within {self.max_step_cycles} clocks "
+                        f"(records so far: {len(out[t])}, busy={int(d.busy.value)})")
+        finally:
+            d.output__ready.value = 0
+            if not driver.done():
+                driver.cancel()
+        return out
+
+    async def expect_quiet(self, cycles: int = 16) -> None:
+        """With ``output.ready`` high for ``cycles`` clocks, nothing may come out, the core
+        must stay idle and ready for input."""
+        d = self.dut
+        d.output__ready.value = 1
+        try:
+            for i in range(cycles):
+                await self.tick()
+                if int(d.output__valid.value):
+                    raise AssertionError(
+                        f"an output record after the last step (clock {i}): "
+                        f"{d.output__payload.value.to_unsigned():#x}")
+                if int(d.busy.value):
+                    raise AssertionError(f"the core is busy after the last step (clock {i})")
+                if not int(d.input__ready.value):
+                    raise AssertionError(f"input.ready low while idle (clock {i})")
+        finally:
+            d.output__ready.value = 0
