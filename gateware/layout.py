@@ -27,7 +27,7 @@ from ..golden.integer import INPUT, Format, Network, bits_for
 
 __all__ = ["CoreConfig", "Region", "LAYER_FIELDS", "EDGE_FIELDS", "PARAM_FIELDS",
            "RECORD_FIELDS", "Image", "compile_network", "FitError", "pack", "unpack",
-           "RESET_CODES", "COUNTERS"]
+           "RESET_CODES", "COUNTERS", "input_word"]
 
 RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
 COUNTERS = ("syn_cycles", "neuron_cycles", "events", "spikes")
@@ -203,6 +203,12 @@ def RECORD_FIELDS(c: CoreConfig):  # noqa: N802
 SIGNED_FIELDS = {"v_reset", "bias", "value"}
 
 
+def input_word(c: CoreConfig, index: int, value: int, end: int) -> int:
+    """One input-stream payload word: ``index | value << idx_bits | end << (idx + in)``."""
+    return index | (value & ((1 << c.in_bits) - 1)) << c.idx_bits \
+        | end << (c.idx_bits + c.in_bits)
+
+
 def pack(fields, values: dict) -> int:
     """Pack field values (LSB first, signed fields two's complement) into an int."""
     word, shift = 0, 0
@@ -238,6 +244,13 @@ class Image:
     num_layers: int
     layer_index: dict[str, int]
     sbase: dict[str, int]
+
+    @property
+    def reset_writes(self) -> list[tuple[int, int]]:
+        """The writes that zero every membrane (with a clear: a fresh state)."""
+        region = int(Region.MEMBRANES) << (self.config.lane_bits + self.config.addr_bits)
+        mask = ((1 << 3) - 1) << (self.config.lane_bits + self.config.addr_bits)
+        return [(addr, 0) for addr, _ in self.writes if addr & mask == region]
 
 
 def compile_network(net: Network, config: CoreConfig) -> Image:
