@@ -2,8 +2,8 @@
 
 Exit codes by error family: 0 ok, 1 unexpected internal error, 2 usage (bad
 arguments or option values), 3 bad model file, 4 a network or input that breaks
-the integer model's rules.  ``--json`` prints exactly one JSON object on stdout;
-progress and messages go to stderr.
+the integer model's rules, or a model that does not fit the core.  ``--json``
+prints exactly one JSON object on stdout; progress and messages go to stderr.
 """
 
 from __future__ import annotations
@@ -105,10 +105,25 @@ def cmd_eval(args) -> int:
     except KeyError as exc:
         raise ModelFileError(f"{args.model}: the metadata has no {exc.args[0]!r} entry, "
                              f"needed to evaluate the {meta['task']!r} task") from exc
-    _emit(report, args.json, lambda r: [
-        f"{r['task']}: accuracy {r['accuracy']:.4f} on {r['samples']} {args.split} samples, "
-        f"T={r['timesteps']}, w_bits={r['w_bits']}, "
-        f"{r['synops_per_sample']:.0f} synaptic ops per sample"])
+    if args.rtl:
+        from .gateware.evaluate import evaluate_on_rtl
+        from .gateware.rtl import config_named
+
+        rtl = evaluate_on_rtl(net, meta, config_named(args.rtl), split=args.split,
+                              limit=args.limit)
+        report["rtl"] = {"config": args.rtl, **rtl}
+
+    def lines(r):
+        yield (f"{r['task']}: accuracy {r['accuracy']:.4f} on {r['samples']} {args.split} "
+               f"samples, T={r['timesteps']}, w_bits={r['w_bits']}, "
+               f"{r['synops_per_sample']:.0f} synaptic ops per sample")
+        if "rtl" in r:
+            q = r["rtl"]
+            yield (f"RTL ({q['config']}, Verilator): accuracy {q['accuracy_rtl']:.4f} on "
+                   f"{q['samples']} samples, bit-exact: {q['bit_exact']}, "
+                   f"{q['clocks_per_step']:.0f} clocks per step")
+
+    _emit(report, args.json, lines)
     return EXIT_OK
 
 
@@ -181,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="integer-model accuracy of a model file")
     p.add_argument("model", type=Path)
     p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--rtl", metavar="CONFIG",
+                   help="also run the split on the core's RTL (Verilator) for a core "
+                        "configuration (e.g. digits) and check it against the golden model")
+    p.add_argument("--limit", type=_positive, help="with --rtl: only the first N samples")
     common(p)
     p.set_defaults(func=cmd_eval)
 
@@ -220,6 +239,7 @@ def _version() -> str:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .gateware.layout import FitError
     from .golden.integer import NetworkError
     from .golden.modelfile import ModelFileError
 
@@ -230,6 +250,9 @@ def main(argv=None) -> int:
         return EXIT_MODEL_FILE
     except NetworkError as exc:
         print(f"spikeforge: error: {exc}", file=sys.stderr)
+        return EXIT_NETWORK
+    except FitError as exc:
+        print(f"spikeforge: error: the model does not fit the core: {exc}", file=sys.stderr)
         return EXIT_NETWORK
     except (UsageError, ValueError) as exc:
         print(f"spikeforge: error: {exc}", file=sys.stderr)
