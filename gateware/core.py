@@ -12,10 +12,12 @@ cycle later.  Only while ``busy`` is low.  ``clear`` (one cycle, idle only)
 empties the event lists of both banks (so recurrent edges see zeros at the next
 step) and zeroes the counters; membranes are reset by writing them.
 
-``input`` stream (idle only): zero or more events ``(index, value, end=0)`` of
-one step followed by one marker with ``end=1``, which starts the step.  Spike
-inputs carry ``value = 1``; multi-bit inputs the signed value (zeros need not
-be sent: a zero costs nothing).
+``input`` stream: zero or more events ``(index, value, end=0)`` of one step
+followed by one marker with ``end=1``.  Spike inputs carry ``value = 1``;
+multi-bit inputs the signed value (zeros need not be sent: a zero costs
+nothing).  The input is double-buffered: the next step's events stream in while
+a step runs; after its end marker the stream stalls until the core, idle again,
+starts that step.
 
 ``output`` stream: per step, for every layer in order, a ``kind=0`` record per
 spike (``layer``, ``index``) of layers that do not emit values, and for the
@@ -126,6 +128,12 @@ class NPUCore(wiring.Component):
             shape=ev_layout, depth=2 << (c.src_bits + c.idx_bits), init=[])
         ev_rd = events.read_port()
         ev_wr = events.write_port()
+        # The input's events live in their own two-bank memory, so the next step's
+        # input streams in while this step runs.
+        m.submodules.input_events = input_events = memory.Memory(
+            shape=ev_layout, depth=2 << c.idx_bits, init=[])
+        in_rd = input_events.read_port()
+        in_wr = input_events.write_port()
 
         weights, params, membranes = [], [], []
         for p in range(P):
@@ -222,21 +230,29 @@ class NPUCore(wiring.Component):
         s1_rowbase = Signal.like(rowbase)
         s2_x = Signal(signed(c.in_bits))
         issue = Signal()
+        from_input, s1_from_input = Signal(), Signal()
+        s1_index = Signal(c.idx_bits)
+        s1_value = Signal(signed(c.in_bits))
+        m.d.comb += [
+            s1_index.eq(Mux(s1_from_input, in_rd.data.index, ev_rd.data.index)),
+            s1_value.eq(Mux(s1_from_input, in_rd.data.value, ev_rd.data.value)),
+        ]
 
         # Read-port address defaults: host (idle) or the sequencer.
         row_addr = Signal(c.sbase_bits + 1)
         m.d.comb += row_addr.eq(layer.sbase + k)
         for p in range(P):
             w_rd = weights[p][0]
-            m.d.comb += w_rd.addr.eq(Mux(busy, s1_rowbase + ev_rd.data.index, addr))
+            m.d.comb += w_rd.addr.eq(Mux(busy, s1_rowbase + s1_index, addr))
             m.d.comb += params[p][0].addr.eq(Mux(busy, row_addr, addr))
             m.d.comb += membranes[p][0].addr.eq(Mux(busy, row_addr, addr))
 
         # Event memory: read by the pipeline.
-        m.d.comb += ev_rd.addr.eq(ev_addr(bank_sel, src_sel, n))
-        m.d.sync += [s1_valid.eq(issue), s2_valid.eq(s1_valid), s2_x.eq(ev_rd.data.value)]
+        m.d.comb += [ev_rd.addr.eq(ev_addr(bank_sel, src_sel, n)),
+                     in_rd.addr.eq(Cat(n[:c.idx_bits], bank_sel))]
+        m.d.sync += [s1_valid.eq(issue), s2_valid.eq(s1_valid), s2_x.eq(s1_value)]
         with m.If(issue):
-            m.d.sync += s1_rowbase.eq(rowbase)
+            m.d.sync += [s1_rowbase.eq(rowbase), s1_from_input.eq(from_input)]
         with m.If(s2_valid):
             for p in range(P):
                 m.d.sync += acc[p].eq(acc[p] + weights[p][0].data * s2_x)
@@ -313,41 +329,50 @@ class NPUCore(wiring.Component):
             m.d.comb += valid_lanes[p].eq(k * P + p < layer.size)
 
         # --------------------------------------------------------- sequencer
-        # The input's event counts of the two banks, selected explicitly (an Array
-        # index with constant bits would make a partial case that lints as a latch).
-        in_counts = (counts[0], counts[1 << c.src_bits])
-        in_count = Mux(cur, in_counts[1], in_counts[0])
+        # Input double buffer: events are written into bank ``in_wbank`` until the
+        # end marker makes it full; a step then takes it as ``in_rbank`` and the
+        # other bank starts filling, while the step runs.
+        in_counts = Array(Signal(range(c.max_inputs + 1), name=f"in_count{i}")
+                          for i in range(2))
+        in_wbank, in_rbank, in_full = Signal(), Signal(), Signal()
+        m.d.comb += self.input.ready.eq(~in_full & ~self.clear)
+        with m.If(self.input.valid & self.input.ready):
+            with m.If(self.input.payload.end):
+                m.d.sync += in_full.eq(1)
+            with m.Else():
+                m.d.comb += [
+                    in_wr.addr.eq(Cat(in_counts[in_wbank][:c.idx_bits], in_wbank)),
+                    in_wr.data.index.eq(self.input.payload.index),
+                    in_wr.data.value.eq(self.input.payload.value),
+                    in_wr.en.eq(1),
+                ]
+                m.d.sync += in_counts[in_wbank].eq(in_counts[in_wbank] + 1)
+
         with m.If(self.clear & ~busy):
             for i in range(len(counts)):
                 m.d.sync += counts[i].eq(0)
             for i in range(len(counters)):
                 m.d.sync += counters[i].eq(0)
-            m.d.sync += cur.eq(0)
+            m.d.sync += [cur.eq(0), in_counts[0].eq(0), in_counts[1].eq(0), in_full.eq(0),
+                         in_wbank.eq(0)]
 
         with m.If(busy):
             m.d.sync += step_cycles.eq(step_cycles + 1)
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.input.ready.eq(~self.clear)
-                with m.If(self.input.valid & ~self.clear):
-                    with m.If(self.input.payload.end):
-                        m.d.sync += li.eq(0)
-                        with m.If(num_layers == 0):
-                            m.next = "STEP_END"
-                        with m.Else():
-                            m.next = "LAYER"
+                with m.If(in_full & ~self.clear):
+                    m.d.sync += [
+                        li.eq(0),
+                        in_rbank.eq(in_wbank),
+                        in_wbank.eq(~in_wbank),
+                        in_counts[~in_wbank].eq(0),
+                        in_full.eq(0),
+                    ]
+                    with m.If(num_layers == 0):
+                        m.next = "STEP_END"
                     with m.Else():
-                        m.d.comb += [
-                            ev_wr.addr.eq(ev_addr(cur, Const(0, c.src_bits), in_count)),
-                            ev_wr.data.index.eq(self.input.payload.index),
-                            ev_wr.data.value.eq(self.input.payload.value),
-                            ev_wr.en.eq(1),
-                        ]
-                        with m.If(cur):
-                            m.d.sync += in_counts[1].eq(in_counts[1] + 1)
-                        with m.Else():
-                            m.d.sync += in_counts[0].eq(in_counts[0] + 1)
+                        m.next = "LAYER"
             with m.State("LAYER"):
                 m.d.comb += busy.eq(1)
                 m.d.sync += k.eq(0)
@@ -364,11 +389,13 @@ class NPUCore(wiring.Component):
                     m.next = "DRAIN"
                 with m.Else():
                     bank = cur ^ edge.recurrent
+                    is_input = edge.src == 0
                     m.d.sync += [
                         src_sel.eq(edge.src),
-                        bank_sel.eq(bank),
+                        from_input.eq(is_input),
+                        bank_sel.eq(Mux(is_input, in_rbank, bank)),
                         n.eq(0),
-                        cnt.eq(counts[Cat(edge.src, bank)]),
+                        cnt.eq(Mux(is_input, in_counts[in_rbank], counts[Cat(edge.src, bank)])),
                         rowbase.eq(edge.wbase + k * edge.nsrc),
                     ]
                     m.next = "EVENTS"

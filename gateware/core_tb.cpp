@@ -8,9 +8,13 @@
 //   R addr           host read            -> "D data"
 //   C                clear pulse (one clock)
 //   B permille seed  output backpressure: ready low on permille/1000 of clocks
-//   S n              run one step: the next n+1 lines are input payload words
-//                    (the last one the end marker); prints every output record
-//                    as "O word" and then "T clocks" for the step
+//   S n              queue one step: the next n+1 lines are input payload words
+//                    (the last one the end marker)
+//   G                run the queued steps, streaming their input back to back
+//                    (the core takes the next step's input while it computes);
+//                    prints every output record as "O word" and after each
+//                    step's end record "T clocks" since the previous one.
+//                    Any other command runs the queued steps first.
 //   Q                quit                 -> "X total_clocks wall_seconds"
 // Errors print "E message" and exit with status 1. (Verilator escapes "__" in
 // port names as "___05F": input__valid is input___05Fvalid.)
@@ -24,12 +28,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 static Vcore *top;
 static uint64_t clocks = 0;
 static uint32_t permille = 0;
 static uint64_t rng_state = 1;
 static const uint64_t step_limit = 100000000ULL;
+static std::vector<uint64_t> queue;  // input words of the queued steps
+static unsigned queued_steps = 0;
 
 static uint32_t next_random() {  // xorshift64*
     rng_state ^= rng_state >> 12;
@@ -57,6 +64,39 @@ static void fail(const char *message) {
     exit(1);
 }
 
+static void run_queued() {
+    if (!queued_steps) return;
+    uint64_t last = clocks;
+    size_t sent = 0;
+    unsigned ended = 0;
+    while (ended < queued_steps) {
+        if (clocks - last > step_limit) fail("step did not finish");
+        top->input___05Fvalid = sent < queue.size();
+        if (sent < queue.size()) top->input___05Fpayload = queue[sent];
+        top->output___05Fready = permille == 0 || next_random() % 1000 >= permille;
+        settle();
+        bool in_fire = top->input___05Fvalid && top->input___05Fready;
+        bool out_fire = top->output___05Fvalid && top->output___05Fready;
+        uint64_t record = top->output___05Fpayload;
+        rising_edge();
+        if (in_fire) sent++;
+        if (out_fire) {
+            printf("O %" PRIx64 "\n", record);
+            if ((record & 3) == 2) {
+                printf("T %" PRIx64 "\n", clocks - last);
+                last = clocks;
+                ended++;
+            }
+        }
+    }
+    top->input___05Fvalid = 0;
+    top->output___05Fready = 0;
+    queue.clear();
+    queued_steps = 0;
+    // Let the core return to idle (busy low) before any host access.
+    for (int i = 0; i < 1000 && (settle(), top->busy); i++) rising_edge();
+}
+
 int main(int argc, char **argv) {
     Verilated::commandArgs(argc, argv);
     top = new Vcore;
@@ -73,6 +113,7 @@ int main(int argc, char **argv) {
     char line[256];
     while (fgets(line, sizeof line, stdin)) {
         char cmd = line[0];
+        if (cmd != 'S') run_queued();
         if (cmd == 'W') {
             uint64_t addr, data;
             if (sscanf(line + 1, "%" SCNx64 " %" SCNx64, &addr, &data) != 2) fail("bad W");
@@ -106,34 +147,14 @@ int main(int argc, char **argv) {
         } else if (cmd == 'S') {
             unsigned n;
             if (sscanf(line + 1, "%x", &n) != 1) fail("bad S");
-            uint64_t *words = (uint64_t *)malloc(sizeof(uint64_t) * (n + 1));
             for (unsigned i = 0; i <= n; i++) {
                 if (!fgets(line, sizeof line, stdin)) fail("missing input word");
-                words[i] = strtoull(line, nullptr, 16);
+                queue.push_back(strtoull(line, nullptr, 16));
             }
-            uint64_t begin = clocks;
-            unsigned sent = 0;
-            bool done = false;
-            while (!done) {
-                if (clocks - begin > step_limit) fail("step did not finish");
-                top->input___05Fvalid = sent <= n;
-                if (sent <= n) top->input___05Fpayload = words[sent];
-                top->output___05Fready = permille == 0 || next_random() % 1000 >= permille;
-                settle();
-                bool in_fire = top->input___05Fvalid && top->input___05Fready;
-                bool out_fire = top->output___05Fvalid && top->output___05Fready;
-                uint64_t record = top->output___05Fpayload;
-                rising_edge();
-                if (in_fire) sent++;
-                if (out_fire) {
-                    printf("O %" PRIx64 "\n", record);
-                    if ((record & 3) == 2) done = true;
-                }
-            }
-            top->input___05Fvalid = 0;
-            top->output___05Fready = 0;
-            free(words);
-            printf("T %" PRIx64 "\n", clocks - begin);
+            queued_steps++;
+            continue;
+        } else if (cmd == 'G') {
+            run_queued();
         } else if (cmd == 'Q') {
             break;
         } else if (cmd != '\n' && cmd != 0) {

@@ -28,6 +28,8 @@ REFERENCE_CONFIGS = {
 """Shipped configurations: their Verilog is checked in under ``rtl/``."""
 
 BENCH_CONFIGS = {
+    "p8": CoreConfig(lanes=8, max_layers=4, max_edges=8, max_neurons=128, max_inputs=256,
+                     max_fanin=256, neuron_depth=16, weight_depth=4096),
     "p32": CoreConfig(lanes=32, max_layers=4, max_edges=8, max_neurons=256, max_inputs=256,
                       max_fanin=256, neuron_depth=16, weight_depth=2048),
 }

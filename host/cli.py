@@ -143,7 +143,25 @@ def cmd_bench(args) -> int:
     from .golden import bench
 
     result = bench.run(quick=args.quick)
-    _emit(result, args.json, bench.describe)
+    if not args.no_rtl:
+        from .gateware import bench as rtl_bench
+        from .gateware.verilator import have_verilator, missing_tools
+
+        if have_verilator():
+            result["rtl"] = rtl_bench.run(
+                progress=lambda msg: print(msg, file=sys.stderr) if not args.quiet else None)
+        else:
+            result["rtl"] = {"skipped": "missing: " + ", ".join(missing_tools())}
+
+    def lines(r):
+        yield from bench.describe(r)
+        if "rtl" in r and "skipped" not in r["rtl"]:
+            yield "NPU core (RTL counters, Verilator):"
+            yield from rtl_bench.describe(r["rtl"])
+        elif "rtl" in r:
+            yield f"RTL benchmarks skipped ({r['rtl']['skipped']})"
+
+    _emit(result, args.json, lines)
     return EXIT_OK
 
 
@@ -223,8 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_rtl)
 
-    p = sub.add_parser("bench", help="speed of the golden model (JSON with --json)")
+    p = sub.add_parser("bench", help="speed of the golden model and the RTL (JSON with --json)")
     p.add_argument("--quick", action="store_true", help="smaller sweep")
+    p.add_argument("--no-rtl", action="store_true",
+                   help="skip the RTL benchmarks (they build cores with Verilator)")
     common(p)
     p.set_defaults(func=cmd_bench)
     return parser

@@ -123,7 +123,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$203 ;
   wire \$204 ;
   wire \$205 ;
-  wire [7:0] \$206 ;
+  reg [6:0] \$206 ;
   wire \$207 ;
   wire \$208 ;
   wire [14:0] \$209 ;
@@ -179,205 +179,224 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [4:0] \$254 ;
   wire [5:0] \$255 ;
   wire \$256 ;
-  wire \$257 ;
-  wire [32:0] \$258 ;
+  reg [6:0] \$257 ;
+  wire [7:0] \$258 ;
   wire \$259 ;
   wire \$26 ;
   wire \$260 ;
-  wire \$261 ;
-  wire [8:0] \$262 ;
-  wire [8:0] \$263 ;
-  reg [2:0] \$264 ;
-  wire [4:0] \$265 ;
-  wire [5:0] \$266 ;
-  reg [31:0] \$267 ;
-  wire [32:0] \$268 ;
-  wire [4:0] \$269 ;
+  wire [32:0] \$261 ;
+  wire \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  reg [2:0] \$267 ;
+  wire [4:0] \$268 ;
+  wire [5:0] \$269 ;
   wire \$27 ;
-  wire [5:0] \$270 ;
-  wire [4:0] \$271 ;
-  wire [5:0] \$272 ;
-  reg [31:0] \$273 ;
-  wire [32:0] \$274 ;
-  wire [4:0] \$275 ;
-  wire [5:0] \$276 ;
-  reg [2:0] \$277 ;
-  reg [3:0] \$278 ;
-  wire [4:0] \$279 ;
+  reg [31:0] \$270 ;
+  wire [32:0] \$271 ;
+  wire [4:0] \$272 ;
+  wire [5:0] \$273 ;
+  wire [4:0] \$274 ;
+  wire [5:0] \$275 ;
+  reg [31:0] \$276 ;
+  wire [32:0] \$277 ;
+  wire [4:0] \$278 ;
+  wire [5:0] \$279 ;
   wire \$28 ;
-  wire \$280 ;
-  reg [2:0] \$281 ;
-  reg \$282 ;
+  reg [2:0] \$280 ;
+  reg [3:0] \$281 ;
+  wire [4:0] \$282 ;
   wire \$283 ;
   reg [2:0] \$284 ;
-  reg \$285 ;
+  reg [2:0] \$285 ;
   wire \$286 ;
-  reg [7:0] \$287 ;
-  reg [10:0] \$288 ;
-  reg [7:0] \$289 ;
+  reg [2:0] \$287 ;
+  wire \$288 ;
+  reg \$289 ;
   wire \$29 ;
-  wire [12:0] \$290 ;
-  wire [13:0] \$291 ;
-  wire [4:0] \$292 ;
-  wire [5:0] \$293 ;
-  reg [31:0] \$294 ;
-  wire [32:0] \$295 ;
-  wire [4:0] \$296 ;
-  wire [5:0] \$297 ;
-  wire \$298 ;
-  wire [8:0] \$299 ;
+  wire \$290 ;
+  wire \$291 ;
+  reg [2:0] \$292 ;
+  wire \$293 ;
+  reg [6:0] \$294 ;
+  reg [2:0] \$295 ;
+  reg \$296 ;
+  wire \$297 ;
+  reg [7:0] \$298 ;
+  wire [7:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
-  wire \$300 ;
-  wire [4:0] \$301 ;
-  wire [5:0] \$302 ;
-  reg [31:0] \$303 ;
-  wire [32:0] \$304 ;
-  wire [4:0] \$305 ;
-  wire [5:0] \$306 ;
-  wire [4:0] \$307 ;
+  reg [10:0] \$300 ;
+  reg [7:0] \$301 ;
+  wire [12:0] \$302 ;
+  wire [13:0] \$303 ;
+  wire [4:0] \$304 ;
+  wire [5:0] \$305 ;
+  reg [31:0] \$306 ;
+  wire [32:0] \$307 ;
   wire [4:0] \$308 ;
   wire [5:0] \$309 ;
   wire \$31 ;
-  reg [31:0] \$310 ;
-  wire [32:0] \$311 ;
-  wire [4:0] \$312 ;
-  wire [5:0] \$313 ;
-  wire \$314 ;
-  wire \$315 ;
-  wire \$316 ;
+  wire \$310 ;
+  wire [8:0] \$311 ;
+  wire \$312 ;
+  wire [4:0] \$313 ;
+  wire [5:0] \$314 ;
+  reg [31:0] \$315 ;
+  wire [32:0] \$316 ;
   wire [4:0] \$317 ;
   wire [5:0] \$318 ;
-  reg [31:0] \$319 ;
+  wire [4:0] \$319 ;
   wire \$32 ;
-  wire [32:0] \$320 ;
-  wire [4:0] \$321 ;
-  wire [5:0] \$322 ;
-  wire \$323 ;
-  wire [14:0] \$324 ;
-  wire \$325 ;
+  wire [4:0] \$320 ;
+  wire [5:0] \$321 ;
+  reg [31:0] \$322 ;
+  wire [32:0] \$323 ;
+  wire [4:0] \$324 ;
+  wire [5:0] \$325 ;
   wire \$326 ;
   wire \$327 ;
-  reg \$328 ;
-  wire [7:0] \$329 ;
+  wire \$328 ;
+  wire [4:0] \$329 ;
   wire \$33 ;
-  wire [7:0] \$330 ;
-  wire [8:0] \$331 ;
-  reg \$332 ;
-  reg [4:0] \$333 ;
+  wire [5:0] \$330 ;
+  reg [31:0] \$331 ;
+  wire [32:0] \$332 ;
+  wire [4:0] \$333 ;
   wire [5:0] \$334 ;
   wire \$335 ;
-  wire [5:0] \$336 ;
+  wire [14:0] \$336 ;
   wire \$337 ;
-  wire [2:0] \$338 ;
+  wire \$338 ;
   wire \$339 ;
   wire \$34 ;
-  wire [2:0] \$340 ;
-  wire \$341 ;
-  wire \$342 ;
-  wire \$343 ;
-  wire \$344 ;
-  wire \$345 ;
-  wire \$346 ;
-  wire [32:0] \$347 ;
-  reg [44:0] \$348 ;
-  reg [44:0] \$349 ;
+  reg \$340 ;
+  wire [7:0] \$341 ;
+  wire [7:0] \$342 ;
+  wire [8:0] \$343 ;
+  reg \$344 ;
+  reg [4:0] \$345 ;
+  wire [5:0] \$346 ;
+  wire \$347 ;
+  wire [5:0] \$348 ;
+  wire \$349 ;
   wire \$35 ;
-  reg [44:0] \$350 ;
-  reg [44:0] \$351 ;
-  reg [22:0] \$352 ;
-  reg [22:0] \$353 ;
-  reg [22:0] \$354 ;
-  reg [22:0] \$355 ;
-  reg [22:0] \$356 ;
-  reg [22:0] \$357 ;
-  reg [22:0] \$358 ;
-  reg [22:0] \$359 ;
+  wire [2:0] \$350 ;
+  wire \$351 ;
+  wire [2:0] \$352 ;
+  wire \$353 ;
+  wire \$354 ;
+  wire \$355 ;
+  wire \$356 ;
+  wire \$357 ;
+  wire \$358 ;
+  wire [32:0] \$359 ;
   wire \$36 ;
-  reg [2:0] \$360 ;
-  reg \$361 ;
-  reg [2:0] \$362 ;
-  reg [2:0] \$363 ;
-  reg [44:0] \$364 ;
-  reg \$365 ;
-  reg \$366 ;
-  reg [7:0] \$367 ;
-  reg [11:0] \$368 ;
-  reg [23:0] \$369 ;
+  reg [44:0] \$360 ;
+  reg [44:0] \$361 ;
+  reg [44:0] \$362 ;
+  reg [44:0] \$363 ;
+  reg [22:0] \$364 ;
+  reg [22:0] \$365 ;
+  reg [22:0] \$366 ;
+  reg [22:0] \$367 ;
+  reg [22:0] \$368 ;
+  reg [22:0] \$369 ;
   wire \$37 ;
-  reg [23:0] \$370 ;
-  reg [23:0] \$371 ;
-  reg [23:0] \$372 ;
-  reg [23:0] \$373 ;
-  reg [23:0] \$374 ;
-  reg [23:0] \$375 ;
-  reg [23:0] \$376 ;
-  reg [7:0] \$377 ;
-  reg [7:0] \$378 ;
+  reg [22:0] \$370 ;
+  reg [22:0] \$371 ;
+  reg [2:0] \$372 ;
+  reg \$373 ;
+  reg [2:0] \$374 ;
+  reg [2:0] \$375 ;
+  reg [44:0] \$376 ;
+  reg \$377 ;
+  reg \$378 ;
   reg [7:0] \$379 ;
   wire \$38 ;
-  reg [7:0] \$380 ;
-  reg [7:0] \$381 ;
-  reg [7:0] \$382 ;
-  reg [7:0] \$383 ;
-  reg [7:0] \$384 ;
-  reg [7:0] \$385 ;
-  reg [7:0] \$386 ;
-  reg [7:0] \$387 ;
-  reg [7:0] \$388 ;
-  reg [7:0] \$389 ;
+  reg [11:0] \$380 ;
+  reg \$381 ;
+  reg [23:0] \$382 ;
+  reg [23:0] \$383 ;
+  reg [23:0] \$384 ;
+  reg [23:0] \$385 ;
+  reg [23:0] \$386 ;
+  reg [23:0] \$387 ;
+  reg [23:0] \$388 ;
+  reg [23:0] \$389 ;
   wire \$39 ;
   reg [7:0] \$390 ;
   reg [7:0] \$391 ;
   reg [7:0] \$392 ;
   reg [7:0] \$393 ;
-  reg [31:0] \$394 ;
-  reg [31:0] \$395 ;
-  reg [31:0] \$396 ;
-  reg [31:0] \$397 ;
-  reg [31:0] \$398 ;
-  reg [31:0] \$399 ;
+  reg [7:0] \$394 ;
+  reg [7:0] \$395 ;
+  reg [7:0] \$396 ;
+  reg [7:0] \$397 ;
+  reg [7:0] \$398 ;
+  reg [7:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
-  reg [31:0] \$400 ;
-  reg [31:0] \$401 ;
-  reg [31:0] \$402 ;
-  reg [31:0] \$403 ;
-  reg [31:0] \$404 ;
-  reg [31:0] \$405 ;
-  reg [31:0] \$406 ;
+  reg [7:0] \$400 ;
+  reg [7:0] \$401 ;
+  reg [7:0] \$402 ;
+  reg [7:0] \$403 ;
+  reg [7:0] \$404 ;
+  reg [7:0] \$405 ;
+  reg [7:0] \$406 ;
   reg [31:0] \$407 ;
   reg [31:0] \$408 ;
   reg [31:0] \$409 ;
   wire \$41 ;
   reg [31:0] \$410 ;
   reg [31:0] \$411 ;
-  reg \$412 ;
-  reg [1:0] \$413 ;
-  reg [3:0] \$414 ;
-  reg [4:0] \$415 ;
-  reg [3:0] \$416 ;
-  reg [2:0] \$417 ;
-  reg \$418 ;
-  reg [7:0] \$419 ;
+  reg [31:0] \$412 ;
+  reg [31:0] \$413 ;
+  reg [31:0] \$414 ;
+  reg [31:0] \$415 ;
+  reg [31:0] \$416 ;
+  reg [31:0] \$417 ;
+  reg [31:0] \$418 ;
+  reg [31:0] \$419 ;
   wire \$42 ;
-  reg [7:0] \$420 ;
-  reg [11:0] \$421 ;
-  reg [7:0] \$422 ;
-  reg [1:0] \$423 ;
-  reg [7:0] \$424 ;
+  reg [31:0] \$420 ;
+  reg [31:0] \$421 ;
+  reg [31:0] \$422 ;
+  reg [31:0] \$423 ;
+  reg [31:0] \$424 ;
   reg \$425 ;
-  reg [15:0] \$426 ;
-  reg [15:0] \$427 ;
-  reg [15:0] \$428 ;
-  reg [15:0] \$429 ;
+  reg [6:0] \$426 ;
+  reg [6:0] \$427 ;
+  reg \$428 ;
+  reg \$429 ;
   wire \$43 ;
-  reg [15:0] \$430 ;
-  reg [15:0] \$431 ;
-  reg [15:0] \$432 ;
-  reg [15:0] \$433 ;
+  reg [1:0] \$430 ;
+  reg \$431 ;
+  reg [3:0] \$432 ;
+  reg [4:0] \$433 ;
+  reg [3:0] \$434 ;
+  reg [2:0] \$435 ;
+  reg \$436 ;
+  reg \$437 ;
+  reg [7:0] \$438 ;
+  reg [7:0] \$439 ;
   wire \$44 ;
+  reg [11:0] \$440 ;
+  reg [7:0] \$441 ;
+  reg [1:0] \$442 ;
+  reg [7:0] \$443 ;
+  reg \$444 ;
+  reg [15:0] \$445 ;
+  reg [15:0] \$446 ;
+  reg [15:0] \$447 ;
+  reg [15:0] \$448 ;
+  reg [15:0] \$449 ;
   wire \$45 ;
+  reg [15:0] \$450 ;
+  reg [15:0] \$451 ;
+  reg [15:0] \$452 ;
   wire \$46 ;
   wire \$47 ;
   wire \$48 ;
@@ -438,41 +457,44 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [12:0] \$98 ;
   wire [10:0] \$99 ;
   reg \$signal  = 1'h0;
+  reg \$signal$331  = 1'h0;
+  reg \$signal$335  = 1'h0;
+  reg \$signal$336  = 1'h0;
   wire [10:0] \$signature__addr ;
-  wire [10:0] \$signature__addr$102 ;
-  wire [4:0] \$signature__addr$105 ;
-  wire [4:0] \$signature__addr$106 ;
   wire [10:0] \$signature__addr$107 ;
-  wire [4:0] \$signature__addr$108 ;
   wire [4:0] \$signature__addr$109 ;
-  wire [10:0] \$signature__addr$110 ;
-  wire [4:0] \$signature__addr$111 ;
+  wire [4:0] \$signature__addr$110 ;
+  wire [10:0] \$signature__addr$111 ;
   wire [4:0] \$signature__addr$112 ;
-  wire [10:0] \$signature__addr$113 ;
-  wire [4:0] \$signature__addr$114 ;
+  wire [4:0] \$signature__addr$113 ;
+  wire [10:0] \$signature__addr$114 ;
   wire [4:0] \$signature__addr$115 ;
-  wire [10:0] \$signature__addr$116 ;
-  wire [4:0] \$signature__addr$117 ;
+  wire [4:0] \$signature__addr$116 ;
+  wire [10:0] \$signature__addr$117 ;
   wire [4:0] \$signature__addr$118 ;
-  wire [10:0] \$signature__addr$119 ;
-  wire [4:0] \$signature__addr$120 ;
+  wire [4:0] \$signature__addr$119 ;
+  wire [10:0] \$signature__addr$120 ;
   wire [4:0] \$signature__addr$121 ;
-  wire [10:0] \$signature__addr$122 ;
-  wire [4:0] \$signature__addr$123 ;
+  wire [4:0] \$signature__addr$122 ;
+  wire [10:0] \$signature__addr$123 ;
   wire [4:0] \$signature__addr$124 ;
-  wire [10:0] \$signature__addr$125 ;
-  wire [4:0] \$signature__addr$126 ;
+  wire [4:0] \$signature__addr$125 ;
+  wire [10:0] \$signature__addr$126 ;
   wire [4:0] \$signature__addr$127 ;
+  wire [4:0] \$signature__addr$128 ;
+  wire [10:0] \$signature__addr$129 ;
+  wire [4:0] \$signature__addr$130 ;
+  wire [4:0] \$signature__addr$131 ;
   wire [4:0] \$signature__addr$23 ;
-  wire [4:0] \$signature__addr$255 ;
   wire [10:0] \$signature__addr$26 ;
   wire [4:0] \$signature__addr$260 ;
-  wire [4:0] \$signature__addr$264 ;
-  wire [4:0] \$signature__addr$268 ;
-  wire [4:0] \$signature__addr$272 ;
-  wire [4:0] \$signature__addr$276 ;
-  wire [4:0] \$signature__addr$280 ;
-  wire [4:0] \$signature__addr$284 ;
+  wire [4:0] \$signature__addr$265 ;
+  wire [4:0] \$signature__addr$269 ;
+  wire [4:0] \$signature__addr$273 ;
+  wire [4:0] \$signature__addr$277 ;
+  wire [4:0] \$signature__addr$281 ;
+  wire [4:0] \$signature__addr$285 ;
+  wire [4:0] \$signature__addr$289 ;
   wire [4:0] \$signature__addr$29 ;
   wire [10:0] \$signature__addr$32 ;
   wire [4:0] \$signature__addr$35 ;
@@ -491,15 +513,15 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [8:0] \$signature__data$24.alpha ;
   wire [15:0] \$signature__data$24.bias ;
   wire [15:0] \$signature__data$24.theta ;
-  wire [15:0] \$signature__data$256 ;
   wire [15:0] \$signature__data$261 ;
-  wire [15:0] \$signature__data$265 ;
-  wire [15:0] \$signature__data$269 ;
+  wire [15:0] \$signature__data$266 ;
   wire [7:0] \$signature__data$27 ;
-  wire [15:0] \$signature__data$273 ;
-  wire [15:0] \$signature__data$277 ;
-  wire [15:0] \$signature__data$281 ;
-  wire [15:0] \$signature__data$285 ;
+  wire [15:0] \$signature__data$270 ;
+  wire [15:0] \$signature__data$274 ;
+  wire [15:0] \$signature__data$278 ;
+  wire [15:0] \$signature__data$282 ;
+  wire [15:0] \$signature__data$286 ;
+  wire [15:0] \$signature__data$290 ;
   wire [40:0] \$signature__data$30 ;
   wire [8:0] \$signature__data$30.alpha ;
   wire [15:0] \$signature__data$30.bias ;
@@ -584,15 +606,15 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \$signature__data$93 ;
   wire \$signature__en ;
   wire \$signature__en$25 ;
-  wire \$signature__en$258 ;
   wire \$signature__en$263 ;
-  wire \$signature__en$267 ;
-  wire \$signature__en$271 ;
-  wire \$signature__en$275 ;
-  wire \$signature__en$279 ;
+  wire \$signature__en$268 ;
+  wire \$signature__en$272 ;
+  wire \$signature__en$276 ;
   wire \$signature__en$28 ;
-  wire \$signature__en$283 ;
-  wire \$signature__en$287 ;
+  wire \$signature__en$280 ;
+  wire \$signature__en$284 ;
+  wire \$signature__en$288 ;
+  wire \$signature__en$292 ;
   wire \$signature__en$31 ;
   wire \$signature__en$34 ;
   wire \$signature__en$37 ;
@@ -607,13 +629,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$signature__en$64 ;
   wire \$signature__en$67 ;
   reg [23:0] acc = 24'h000000;
-  reg [23:0] \acc$186  = 24'h000000;
-  reg [23:0] \acc$196  = 24'h000000;
-  reg [23:0] \acc$206  = 24'h000000;
-  reg [23:0] \acc$216  = 24'h000000;
-  reg [23:0] \acc$226  = 24'h000000;
-  reg [23:0] \acc$236  = 24'h000000;
-  reg [23:0] \acc$246  = 24'h000000;
+  reg [23:0] \acc$191  = 24'h000000;
+  reg [23:0] \acc$201  = 24'h000000;
+  reg [23:0] \acc$211  = 24'h000000;
+  reg [23:0] \acc$221  = 24'h000000;
+  reg [23:0] \acc$231  = 24'h000000;
+  reg [23:0] \acc$241  = 24'h000000;
+  reg [23:0] \acc$251  = 24'h000000;
   (* init = 24'h000000 *)
   wire [23:0] acc0;
   (* init = 24'h000000 *)
@@ -631,22 +653,22 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   (* init = 24'h000000 *)
   wire [23:0] acc7;
   wire [8:0] alpha;
-  wire [8:0] \alpha$188 ;
-  wire [8:0] \alpha$198 ;
-  wire [8:0] \alpha$208 ;
-  wire [8:0] \alpha$218 ;
-  wire [8:0] \alpha$228 ;
-  wire [8:0] \alpha$238 ;
-  wire [8:0] \alpha$248 ;
+  wire [8:0] \alpha$193 ;
+  wire [8:0] \alpha$203 ;
+  wire [8:0] \alpha$213 ;
+  wire [8:0] \alpha$223 ;
+  wire [8:0] \alpha$233 ;
+  wire [8:0] \alpha$243 ;
+  wire [8:0] \alpha$253 ;
   reg bank_sel = 1'h0;
   wire [15:0] bias;
-  wire [15:0] \bias$190 ;
-  wire [15:0] \bias$200 ;
-  wire [15:0] \bias$210 ;
-  wire [15:0] \bias$220 ;
-  wire [15:0] \bias$230 ;
-  wire [15:0] \bias$240 ;
-  wire [15:0] \bias$250 ;
+  wire [15:0] \bias$195 ;
+  wire [15:0] \bias$205 ;
+  wire [15:0] \bias$215 ;
+  wire [15:0] \bias$225 ;
+  wire [15:0] \bias$235 ;
+  wire [15:0] \bias$245 ;
+  wire [15:0] \bias$255 ;
   output busy;
   reg busy;
   wire \busy$19 ;
@@ -753,13 +775,25 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [44:0] host_wdata;
   input host_we;
   wire host_we;
+  reg [6:0] in_count0 = 7'h00;
+  reg [6:0] in_count1 = 7'h00;
+  reg in_full = 1'h0;
+  wire [7:0] in_rd__addr;
+  wire [14:0] in_rd__data;
+  wire [6:0] \in_rd__data.index ;
+  wire [7:0] \in_rd__data.value ;
+  reg [7:0] in_wr__addr;
+  reg [14:0] in_wr__data;
+  wire [6:0] \in_wr__data.index ;
+  wire [7:0] \in_wr__data.value ;
+  reg in_wr__en;
   input [15:0] input__payload;
   wire [15:0] input__payload;
   wire \input__payload.end ;
   wire [6:0] \input__payload.index ;
   wire [7:0] \input__payload.value ;
   output input__ready;
-  reg input__ready;
+  wire input__ready;
   input input__valid;
   wire input__valid;
   reg issue;
@@ -848,72 +882,75 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \record.spike ;
   wire [15:0] \record.value ;
   reg [1:0] reset;
-  reg [1:0] \reset$192 ;
-  reg [1:0] \reset$202 ;
-  reg [1:0] \reset$212 ;
-  reg [1:0] \reset$222 ;
-  reg [1:0] \reset$232 ;
-  reg [1:0] \reset$242 ;
-  reg [1:0] \reset$252 ;
+  reg [1:0] \reset$197 ;
+  reg [1:0] \reset$207 ;
+  reg [1:0] \reset$217 ;
+  reg [1:0] \reset$227 ;
+  reg [1:0] \reset$237 ;
+  reg [1:0] \reset$247 ;
+  reg [1:0] \reset$257 ;
   wire router_go;
   wire [5:0] row_addr;
   reg [11:0] rowbase = 12'h000;
   input rst;
   wire rst;
+  reg s1_from_input = 1'h0;
+  wire [6:0] s1_index;
   reg [11:0] s1_rowbase = 12'h000;
+  wire [7:0] s1_value;
   reg s2_valid = 1'h0;
   reg [7:0] s2_x = 8'h00;
   wire spike;
-  wire \spike$194 ;
-  wire \spike$204 ;
-  wire \spike$214 ;
-  wire \spike$224 ;
-  wire \spike$234 ;
-  wire \spike$244 ;
-  wire \spike$254 ;
+  wire \spike$199 ;
+  wire \spike$209 ;
+  wire \spike$219 ;
+  wire \spike$229 ;
+  wire \spike$239 ;
+  wire \spike$249 ;
+  wire \spike$259 ;
   wire [2:0] spike_src;
   wire [7:0] spikes;
   reg spiking;
-  reg \spiking$193 ;
-  reg \spiking$203 ;
-  reg \spiking$213 ;
-  reg \spiking$223 ;
-  reg \spiking$233 ;
-  reg \spiking$243 ;
-  reg \spiking$253 ;
+  reg \spiking$198 ;
+  reg \spiking$208 ;
+  reg \spiking$218 ;
+  reg \spiking$228 ;
+  reg \spiking$238 ;
+  reg \spiking$248 ;
+  reg \spiking$258 ;
   reg [2:0] src_sel = 3'h0;
   wire [15:0] theta;
-  wire [15:0] \theta$189 ;
-  wire [15:0] \theta$199 ;
-  wire [15:0] \theta$209 ;
-  wire [15:0] \theta$219 ;
-  wire [15:0] \theta$229 ;
-  wire [15:0] \theta$239 ;
-  wire [15:0] \theta$249 ;
+  wire [15:0] \theta$194 ;
+  wire [15:0] \theta$204 ;
+  wire [15:0] \theta$214 ;
+  wire [15:0] \theta$224 ;
+  wire [15:0] \theta$234 ;
+  wire [15:0] \theta$244 ;
+  wire [15:0] \theta$254 ;
   wire [15:0] u;
-  wire [15:0] \u$185 ;
-  wire [15:0] \u$195 ;
-  wire [15:0] \u$205 ;
-  wire [15:0] \u$215 ;
-  wire [15:0] \u$225 ;
-  wire [15:0] \u$235 ;
-  wire [15:0] \u$245 ;
+  wire [15:0] \u$190 ;
+  wire [15:0] \u$200 ;
+  wire [15:0] \u$210 ;
+  wire [15:0] \u$220 ;
+  wire [15:0] \u$230 ;
+  wire [15:0] \u$240 ;
+  wire [15:0] \u$250 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$262 ;
-  wire [15:0] \u_new$266 ;
-  wire [15:0] \u_new$270 ;
-  wire [15:0] \u_new$274 ;
-  wire [15:0] \u_new$278 ;
-  wire [15:0] \u_new$282 ;
-  wire [15:0] \u_new$286 ;
+  wire [15:0] \u_new$267 ;
+  wire [15:0] \u_new$271 ;
+  wire [15:0] \u_new$275 ;
+  wire [15:0] \u_new$279 ;
+  wire [15:0] \u_new$283 ;
+  wire [15:0] \u_new$287 ;
+  wire [15:0] \u_new$291 ;
   reg [15:0] v_reset;
-  reg [15:0] \v_reset$191 ;
-  reg [15:0] \v_reset$201 ;
-  reg [15:0] \v_reset$211 ;
-  reg [15:0] \v_reset$221 ;
-  reg [15:0] \v_reset$231 ;
-  reg [15:0] \v_reset$241 ;
-  reg [15:0] \v_reset$251 ;
+  reg [15:0] \v_reset$196 ;
+  reg [15:0] \v_reset$206 ;
+  reg [15:0] \v_reset$216 ;
+  reg [15:0] \v_reset$226 ;
+  reg [15:0] \v_reset$236 ;
+  reg [15:0] \v_reset$246 ;
+  reg [15:0] \v_reset$256 ;
   wire [7:0] valid_lanes;
   wire [27:0] w_data;
   reg w_en;
@@ -2978,6 +3015,274 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     _0_ <= events[{ bank_sel, src_sel, n[6:0] }];
   end
   assign ev_rd__data = _0_;
+  reg [14:0] input_events [255:0];
+  initial begin
+    input_events[0] = 15'h0000;
+    input_events[1] = 15'h0000;
+    input_events[2] = 15'h0000;
+    input_events[3] = 15'h0000;
+    input_events[4] = 15'h0000;
+    input_events[5] = 15'h0000;
+    input_events[6] = 15'h0000;
+    input_events[7] = 15'h0000;
+    input_events[8] = 15'h0000;
+    input_events[9] = 15'h0000;
+    input_events[10] = 15'h0000;
+    input_events[11] = 15'h0000;
+    input_events[12] = 15'h0000;
+    input_events[13] = 15'h0000;
+    input_events[14] = 15'h0000;
+    input_events[15] = 15'h0000;
+    input_events[16] = 15'h0000;
+    input_events[17] = 15'h0000;
+    input_events[18] = 15'h0000;
+    input_events[19] = 15'h0000;
+    input_events[20] = 15'h0000;
+    input_events[21] = 15'h0000;
+    input_events[22] = 15'h0000;
+    input_events[23] = 15'h0000;
+    input_events[24] = 15'h0000;
+    input_events[25] = 15'h0000;
+    input_events[26] = 15'h0000;
+    input_events[27] = 15'h0000;
+    input_events[28] = 15'h0000;
+    input_events[29] = 15'h0000;
+    input_events[30] = 15'h0000;
+    input_events[31] = 15'h0000;
+    input_events[32] = 15'h0000;
+    input_events[33] = 15'h0000;
+    input_events[34] = 15'h0000;
+    input_events[35] = 15'h0000;
+    input_events[36] = 15'h0000;
+    input_events[37] = 15'h0000;
+    input_events[38] = 15'h0000;
+    input_events[39] = 15'h0000;
+    input_events[40] = 15'h0000;
+    input_events[41] = 15'h0000;
+    input_events[42] = 15'h0000;
+    input_events[43] = 15'h0000;
+    input_events[44] = 15'h0000;
+    input_events[45] = 15'h0000;
+    input_events[46] = 15'h0000;
+    input_events[47] = 15'h0000;
+    input_events[48] = 15'h0000;
+    input_events[49] = 15'h0000;
+    input_events[50] = 15'h0000;
+    input_events[51] = 15'h0000;
+    input_events[52] = 15'h0000;
+    input_events[53] = 15'h0000;
+    input_events[54] = 15'h0000;
+    input_events[55] = 15'h0000;
+    input_events[56] = 15'h0000;
+    input_events[57] = 15'h0000;
+    input_events[58] = 15'h0000;
+    input_events[59] = 15'h0000;
+    input_events[60] = 15'h0000;
+    input_events[61] = 15'h0000;
+    input_events[62] = 15'h0000;
+    input_events[63] = 15'h0000;
+    input_events[64] = 15'h0000;
+    input_events[65] = 15'h0000;
+    input_events[66] = 15'h0000;
+    input_events[67] = 15'h0000;
+    input_events[68] = 15'h0000;
+    input_events[69] = 15'h0000;
+    input_events[70] = 15'h0000;
+    input_events[71] = 15'h0000;
+    input_events[72] = 15'h0000;
+    input_events[73] = 15'h0000;
+    input_events[74] = 15'h0000;
+    input_events[75] = 15'h0000;
+    input_events[76] = 15'h0000;
+    input_events[77] = 15'h0000;
+    input_events[78] = 15'h0000;
+    input_events[79] = 15'h0000;
+    input_events[80] = 15'h0000;
+    input_events[81] = 15'h0000;
+    input_events[82] = 15'h0000;
+    input_events[83] = 15'h0000;
+    input_events[84] = 15'h0000;
+    input_events[85] = 15'h0000;
+    input_events[86] = 15'h0000;
+    input_events[87] = 15'h0000;
+    input_events[88] = 15'h0000;
+    input_events[89] = 15'h0000;
+    input_events[90] = 15'h0000;
+    input_events[91] = 15'h0000;
+    input_events[92] = 15'h0000;
+    input_events[93] = 15'h0000;
+    input_events[94] = 15'h0000;
+    input_events[95] = 15'h0000;
+    input_events[96] = 15'h0000;
+    input_events[97] = 15'h0000;
+    input_events[98] = 15'h0000;
+    input_events[99] = 15'h0000;
+    input_events[100] = 15'h0000;
+    input_events[101] = 15'h0000;
+    input_events[102] = 15'h0000;
+    input_events[103] = 15'h0000;
+    input_events[104] = 15'h0000;
+    input_events[105] = 15'h0000;
+    input_events[106] = 15'h0000;
+    input_events[107] = 15'h0000;
+    input_events[108] = 15'h0000;
+    input_events[109] = 15'h0000;
+    input_events[110] = 15'h0000;
+    input_events[111] = 15'h0000;
+    input_events[112] = 15'h0000;
+    input_events[113] = 15'h0000;
+    input_events[114] = 15'h0000;
+    input_events[115] = 15'h0000;
+    input_events[116] = 15'h0000;
+    input_events[117] = 15'h0000;
+    input_events[118] = 15'h0000;
+    input_events[119] = 15'h0000;
+    input_events[120] = 15'h0000;
+    input_events[121] = 15'h0000;
+    input_events[122] = 15'h0000;
+    input_events[123] = 15'h0000;
+    input_events[124] = 15'h0000;
+    input_events[125] = 15'h0000;
+    input_events[126] = 15'h0000;
+    input_events[127] = 15'h0000;
+    input_events[128] = 15'h0000;
+    input_events[129] = 15'h0000;
+    input_events[130] = 15'h0000;
+    input_events[131] = 15'h0000;
+    input_events[132] = 15'h0000;
+    input_events[133] = 15'h0000;
+    input_events[134] = 15'h0000;
+    input_events[135] = 15'h0000;
+    input_events[136] = 15'h0000;
+    input_events[137] = 15'h0000;
+    input_events[138] = 15'h0000;
+    input_events[139] = 15'h0000;
+    input_events[140] = 15'h0000;
+    input_events[141] = 15'h0000;
+    input_events[142] = 15'h0000;
+    input_events[143] = 15'h0000;
+    input_events[144] = 15'h0000;
+    input_events[145] = 15'h0000;
+    input_events[146] = 15'h0000;
+    input_events[147] = 15'h0000;
+    input_events[148] = 15'h0000;
+    input_events[149] = 15'h0000;
+    input_events[150] = 15'h0000;
+    input_events[151] = 15'h0000;
+    input_events[152] = 15'h0000;
+    input_events[153] = 15'h0000;
+    input_events[154] = 15'h0000;
+    input_events[155] = 15'h0000;
+    input_events[156] = 15'h0000;
+    input_events[157] = 15'h0000;
+    input_events[158] = 15'h0000;
+    input_events[159] = 15'h0000;
+    input_events[160] = 15'h0000;
+    input_events[161] = 15'h0000;
+    input_events[162] = 15'h0000;
+    input_events[163] = 15'h0000;
+    input_events[164] = 15'h0000;
+    input_events[165] = 15'h0000;
+    input_events[166] = 15'h0000;
+    input_events[167] = 15'h0000;
+    input_events[168] = 15'h0000;
+    input_events[169] = 15'h0000;
+    input_events[170] = 15'h0000;
+    input_events[171] = 15'h0000;
+    input_events[172] = 15'h0000;
+    input_events[173] = 15'h0000;
+    input_events[174] = 15'h0000;
+    input_events[175] = 15'h0000;
+    input_events[176] = 15'h0000;
+    input_events[177] = 15'h0000;
+    input_events[178] = 15'h0000;
+    input_events[179] = 15'h0000;
+    input_events[180] = 15'h0000;
+    input_events[181] = 15'h0000;
+    input_events[182] = 15'h0000;
+    input_events[183] = 15'h0000;
+    input_events[184] = 15'h0000;
+    input_events[185] = 15'h0000;
+    input_events[186] = 15'h0000;
+    input_events[187] = 15'h0000;
+    input_events[188] = 15'h0000;
+    input_events[189] = 15'h0000;
+    input_events[190] = 15'h0000;
+    input_events[191] = 15'h0000;
+    input_events[192] = 15'h0000;
+    input_events[193] = 15'h0000;
+    input_events[194] = 15'h0000;
+    input_events[195] = 15'h0000;
+    input_events[196] = 15'h0000;
+    input_events[197] = 15'h0000;
+    input_events[198] = 15'h0000;
+    input_events[199] = 15'h0000;
+    input_events[200] = 15'h0000;
+    input_events[201] = 15'h0000;
+    input_events[202] = 15'h0000;
+    input_events[203] = 15'h0000;
+    input_events[204] = 15'h0000;
+    input_events[205] = 15'h0000;
+    input_events[206] = 15'h0000;
+    input_events[207] = 15'h0000;
+    input_events[208] = 15'h0000;
+    input_events[209] = 15'h0000;
+    input_events[210] = 15'h0000;
+    input_events[211] = 15'h0000;
+    input_events[212] = 15'h0000;
+    input_events[213] = 15'h0000;
+    input_events[214] = 15'h0000;
+    input_events[215] = 15'h0000;
+    input_events[216] = 15'h0000;
+    input_events[217] = 15'h0000;
+    input_events[218] = 15'h0000;
+    input_events[219] = 15'h0000;
+    input_events[220] = 15'h0000;
+    input_events[221] = 15'h0000;
+    input_events[222] = 15'h0000;
+    input_events[223] = 15'h0000;
+    input_events[224] = 15'h0000;
+    input_events[225] = 15'h0000;
+    input_events[226] = 15'h0000;
+    input_events[227] = 15'h0000;
+    input_events[228] = 15'h0000;
+    input_events[229] = 15'h0000;
+    input_events[230] = 15'h0000;
+    input_events[231] = 15'h0000;
+    input_events[232] = 15'h0000;
+    input_events[233] = 15'h0000;
+    input_events[234] = 15'h0000;
+    input_events[235] = 15'h0000;
+    input_events[236] = 15'h0000;
+    input_events[237] = 15'h0000;
+    input_events[238] = 15'h0000;
+    input_events[239] = 15'h0000;
+    input_events[240] = 15'h0000;
+    input_events[241] = 15'h0000;
+    input_events[242] = 15'h0000;
+    input_events[243] = 15'h0000;
+    input_events[244] = 15'h0000;
+    input_events[245] = 15'h0000;
+    input_events[246] = 15'h0000;
+    input_events[247] = 15'h0000;
+    input_events[248] = 15'h0000;
+    input_events[249] = 15'h0000;
+    input_events[250] = 15'h0000;
+    input_events[251] = 15'h0000;
+    input_events[252] = 15'h0000;
+    input_events[253] = 15'h0000;
+    input_events[254] = 15'h0000;
+    input_events[255] = 15'h0000;
+  end
+  always @(posedge clk) begin
+    if (in_wr__en)
+      input_events[in_wr__addr] <= in_wr__data;
+  end
+  reg [14:0] _1_;
+  always @(posedge clk) begin
+    _1_ <= input_events[{ bank_sel, n[6:0] }];
+  end
+  assign in_rd__data = _1_;
   reg [15:0] membranes0 [31:0];
   initial begin
     membranes0[0] = 16'h0000;
@@ -3014,14 +3319,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes0[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$258 )
+    if (\$signature__en$263 )
       membranes0[\$123 [4:0]] <= \$124 [15:0];
   end
-  reg [15:0] _1_;
+  reg [15:0] _2_;
   always @(posedge clk) begin
-    _1_ <= membranes0[\$88 [4:0]];
+    _2_ <= membranes0[\$88 [4:0]];
   end
-  assign \$signature__data$86  = _1_;
+  assign \$signature__data$86  = _2_;
   reg [15:0] membranes1 [31:0];
   initial begin
     membranes1[0] = 16'h0000;
@@ -3058,14 +3363,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes1[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$263 )
+    if (\$signature__en$268 )
       membranes1[\$129 [4:0]] <= \$130 [15:0];
   end
-  reg [15:0] _2_;
+  reg [15:0] _3_;
   always @(posedge clk) begin
-    _2_ <= membranes1[\$92 [4:0]];
+    _3_ <= membranes1[\$92 [4:0]];
   end
-  assign \$signature__data$87  = _2_;
+  assign \$signature__data$87  = _3_;
   reg [15:0] membranes2 [31:0];
   initial begin
     membranes2[0] = 16'h0000;
@@ -3102,14 +3407,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes2[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$267 )
+    if (\$signature__en$272 )
       membranes2[\$135 [4:0]] <= \$136 [15:0];
   end
-  reg [15:0] _3_;
+  reg [15:0] _4_;
   always @(posedge clk) begin
-    _3_ <= membranes2[\$96 [4:0]];
+    _4_ <= membranes2[\$96 [4:0]];
   end
-  assign \$signature__data$88  = _3_;
+  assign \$signature__data$88  = _4_;
   reg [15:0] membranes3 [31:0];
   initial begin
     membranes3[0] = 16'h0000;
@@ -3146,14 +3451,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes3[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$271 )
+    if (\$signature__en$276 )
       membranes3[\$141 [4:0]] <= \$142 [15:0];
   end
-  reg [15:0] _4_;
+  reg [15:0] _5_;
   always @(posedge clk) begin
-    _4_ <= membranes3[\$100 [4:0]];
+    _5_ <= membranes3[\$100 [4:0]];
   end
-  assign \$signature__data$89  = _4_;
+  assign \$signature__data$89  = _5_;
   reg [15:0] membranes4 [31:0];
   initial begin
     membranes4[0] = 16'h0000;
@@ -3190,14 +3495,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes4[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$275 )
+    if (\$signature__en$280 )
       membranes4[\$147 [4:0]] <= \$148 [15:0];
   end
-  reg [15:0] _5_;
+  reg [15:0] _6_;
   always @(posedge clk) begin
-    _5_ <= membranes4[\$104 [4:0]];
+    _6_ <= membranes4[\$104 [4:0]];
   end
-  assign \$signature__data$90  = _5_;
+  assign \$signature__data$90  = _6_;
   reg [15:0] membranes5 [31:0];
   initial begin
     membranes5[0] = 16'h0000;
@@ -3234,14 +3539,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes5[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$279 )
+    if (\$signature__en$284 )
       membranes5[\$153 [4:0]] <= \$154 [15:0];
   end
-  reg [15:0] _6_;
+  reg [15:0] _7_;
   always @(posedge clk) begin
-    _6_ <= membranes5[\$108 [4:0]];
+    _7_ <= membranes5[\$108 [4:0]];
   end
-  assign \$signature__data$91  = _6_;
+  assign \$signature__data$91  = _7_;
   reg [15:0] membranes6 [31:0];
   initial begin
     membranes6[0] = 16'h0000;
@@ -3278,14 +3583,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes6[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$283 )
+    if (\$signature__en$288 )
       membranes6[\$159 [4:0]] <= \$160 [15:0];
   end
-  reg [15:0] _7_;
+  reg [15:0] _8_;
   always @(posedge clk) begin
-    _7_ <= membranes6[\$112 [4:0]];
+    _8_ <= membranes6[\$112 [4:0]];
   end
-  assign \$signature__data$92  = _7_;
+  assign \$signature__data$92  = _8_;
   reg [15:0] membranes7 [31:0];
   initial begin
     membranes7[0] = 16'h0000;
@@ -3322,14 +3627,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes7[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$287 )
+    if (\$signature__en$292 )
       membranes7[\$165 [4:0]] <= \$166 [15:0];
   end
-  reg [15:0] _8_;
+  reg [15:0] _9_;
   always @(posedge clk) begin
-    _8_ <= membranes7[\$116 [4:0]];
+    _9_ <= membranes7[\$116 [4:0]];
   end
-  assign \$signature__data$93  = _8_;
+  assign \$signature__data$93  = _9_;
   reg [40:0] params0 [31:0];
   initial begin
     params0[0] = 41'h00000000000;
@@ -3369,11 +3674,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$signature__en$25 )
       params0[host_addr[4:0]] <= host_wdata[40:0];
   end
-  reg [40:0] _9_;
+  reg [40:0] _10_;
   always @(posedge clk) begin
-    _9_ <= params0[\$87 [4:0]];
+    _10_ <= params0[\$87 [4:0]];
   end
-  assign \$signature__data$78  = _9_;
+  assign \$signature__data$78  = _10_;
   reg [40:0] params1 [31:0];
   initial begin
     params1[0] = 41'h00000000000;
@@ -3413,11 +3718,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$signature__en$31 )
       params1[host_addr[4:0]] <= host_wdata[40:0];
   end
-  reg [40:0] _10_;
+  reg [40:0] _11_;
   always @(posedge clk) begin
-    _10_ <= params1[\$91 [4:0]];
+    _11_ <= params1[\$91 [4:0]];
   end
-  assign \$signature__data$79  = _10_;
+  assign \$signature__data$79  = _11_;
   reg [40:0] params2 [31:0];
   initial begin
     params2[0] = 41'h00000000000;
@@ -3457,11 +3762,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$signature__en$37 )
       params2[host_addr[4:0]] <= host_wdata[40:0];
   end
-  reg [40:0] _11_;
+  reg [40:0] _12_;
   always @(posedge clk) begin
-    _11_ <= params2[\$95 [4:0]];
+    _12_ <= params2[\$95 [4:0]];
   end
-  assign \$signature__data$80  = _11_;
+  assign \$signature__data$80  = _12_;
   reg [40:0] params3 [31:0];
   initial begin
     params3[0] = 41'h00000000000;
@@ -3501,11 +3806,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$signature__en$43 )
       params3[host_addr[4:0]] <= host_wdata[40:0];
   end
-  reg [40:0] _12_;
+  reg [40:0] _13_;
   always @(posedge clk) begin
-    _12_ <= params3[\$99 [4:0]];
+    _13_ <= params3[\$99 [4:0]];
   end
-  assign \$signature__data$81  = _12_;
+  assign \$signature__data$81  = _13_;
   reg [40:0] params4 [31:0];
   initial begin
     params4[0] = 41'h00000000000;
@@ -3545,11 +3850,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$signature__en$49 )
       params4[host_addr[4:0]] <= host_wdata[40:0];
   end
-  reg [40:0] _13_;
+  reg [40:0] _14_;
   always @(posedge clk) begin
-    _13_ <= params4[\$103 [4:0]];
+    _14_ <= params4[\$103 [4:0]];
   end
-  assign \$signature__data$82  = _13_;
+  assign \$signature__data$82  = _14_;
   reg [40:0] params5 [31:0];
   initial begin
     params5[0] = 41'h00000000000;
@@ -3589,11 +3894,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$signature__en$55 )
       params5[host_addr[4:0]] <= host_wdata[40:0];
   end
-  reg [40:0] _14_;
+  reg [40:0] _15_;
   always @(posedge clk) begin
-    _14_ <= params5[\$107 [4:0]];
+    _15_ <= params5[\$107 [4:0]];
   end
-  assign \$signature__data$83  = _14_;
+  assign \$signature__data$83  = _15_;
   reg [40:0] params6 [31:0];
   initial begin
     params6[0] = 41'h00000000000;
@@ -3633,11 +3938,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$signature__en$61 )
       params6[host_addr[4:0]] <= host_wdata[40:0];
   end
-  reg [40:0] _15_;
+  reg [40:0] _16_;
   always @(posedge clk) begin
-    _15_ <= params6[\$111 [4:0]];
+    _16_ <= params6[\$111 [4:0]];
   end
-  assign \$signature__data$84  = _15_;
+  assign \$signature__data$84  = _16_;
   reg [40:0] params7 [31:0];
   initial begin
     params7[0] = 41'h00000000000;
@@ -3677,11 +3982,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$signature__en$67 )
       params7[host_addr[4:0]] <= host_wdata[40:0];
   end
-  reg [40:0] _16_;
+  reg [40:0] _17_;
   always @(posedge clk) begin
-    _16_ <= params7[\$115 [4:0]];
+    _17_ <= params7[\$115 [4:0]];
   end
-  assign \$signature__data$85  = _16_;
+  assign \$signature__data$85  = _17_;
   reg [7:0] weights0 [2047:0];
   initial begin
     weights0[0] = 8'h00;
@@ -5737,11 +6042,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$signature__en )
       weights0[host_addr[10:0]] <= host_wdata[7:0];
   end
-  reg [7:0] _17_;
+  reg [7:0] _18_;
   always @(posedge clk) begin
-    _17_ <= weights0[\$86 [10:0]];
+    _18_ <= weights0[\$86 [10:0]];
   end
-  assign \$signature__data$70  = _17_;
+  assign \$signature__data$70  = _18_;
   reg [7:0] weights1 [2047:0];
   initial begin
     weights1[0] = 8'h00;
@@ -7797,11 +8102,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$signature__en$28 )
       weights1[host_addr[10:0]] <= host_wdata[7:0];
   end
-  reg [7:0] _18_;
+  reg [7:0] _19_;
   always @(posedge clk) begin
-    _18_ <= weights1[\$90 [10:0]];
+    _19_ <= weights1[\$90 [10:0]];
   end
-  assign \$signature__data$71  = _18_;
+  assign \$signature__data$71  = _19_;
   reg [7:0] weights2 [2047:0];
   initial begin
     weights2[0] = 8'h00;
@@ -9857,11 +10162,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$signature__en$34 )
       weights2[host_addr[10:0]] <= host_wdata[7:0];
   end
-  reg [7:0] _19_;
+  reg [7:0] _20_;
   always @(posedge clk) begin
-    _19_ <= weights2[\$94 [10:0]];
+    _20_ <= weights2[\$94 [10:0]];
   end
-  assign \$signature__data$72  = _19_;
+  assign \$signature__data$72  = _20_;
   reg [7:0] weights3 [2047:0];
   initial begin
     weights3[0] = 8'h00;
@@ -11917,11 +12222,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$signature__en$40 )
       weights3[host_addr[10:0]] <= host_wdata[7:0];
   end
-  reg [7:0] _20_;
+  reg [7:0] _21_;
   always @(posedge clk) begin
-    _20_ <= weights3[\$98 [10:0]];
+    _21_ <= weights3[\$98 [10:0]];
   end
-  assign \$signature__data$73  = _20_;
+  assign \$signature__data$73  = _21_;
   reg [7:0] weights4 [2047:0];
   initial begin
     weights4[0] = 8'h00;
@@ -13977,11 +14282,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$signature__en$46 )
       weights4[host_addr[10:0]] <= host_wdata[7:0];
   end
-  reg [7:0] _21_;
+  reg [7:0] _22_;
   always @(posedge clk) begin
-    _21_ <= weights4[\$102 [10:0]];
+    _22_ <= weights4[\$102 [10:0]];
   end
-  assign \$signature__data$74  = _21_;
+  assign \$signature__data$74  = _22_;
   reg [7:0] weights5 [2047:0];
   initial begin
     weights5[0] = 8'h00;
@@ -16037,11 +16342,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$signature__en$52 )
       weights5[host_addr[10:0]] <= host_wdata[7:0];
   end
-  reg [7:0] _22_;
+  reg [7:0] _23_;
   always @(posedge clk) begin
-    _22_ <= weights5[\$106 [10:0]];
+    _23_ <= weights5[\$106 [10:0]];
   end
-  assign \$signature__data$75  = _22_;
+  assign \$signature__data$75  = _23_;
   reg [7:0] weights6 [2047:0];
   initial begin
     weights6[0] = 8'h00;
@@ -18097,11 +18402,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$signature__en$58 )
       weights6[host_addr[10:0]] <= host_wdata[7:0];
   end
-  reg [7:0] _23_;
+  reg [7:0] _24_;
   always @(posedge clk) begin
-    _23_ <= weights6[\$110 [10:0]];
+    _24_ <= weights6[\$110 [10:0]];
   end
-  assign \$signature__data$76  = _23_;
+  assign \$signature__data$76  = _24_;
   reg [7:0] weights7 [2047:0];
   initial begin
     weights7[0] = 8'h00;
@@ -20157,105 +20462,157 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$signature__en$64 )
       weights7[host_addr[10:0]] <= host_wdata[7:0];
   end
-  reg [7:0] _24_;
+  reg [7:0] _25_;
   always @(posedge clk) begin
-    _24_ <= weights7[\$114 [10:0]];
+    _25_ <= weights7[\$114 [10:0]];
   end
-  assign \$signature__data$77  = _24_;
+  assign \$signature__data$77  = _25_;
   always @(posedge clk)
-    count9 <= \$387 ;
+    s1_rowbase <= \$380 ;
   always @(posedge clk)
-    count10 <= \$388 ;
+    s1_from_input <= \$381 ;
   always @(posedge clk)
-    count11 <= \$389 ;
+    acc <= \$382 ;
   always @(posedge clk)
-    count12 <= \$390 ;
+    \acc$191  <= \$383 ;
   always @(posedge clk)
-    count13 <= \$391 ;
+    \acc$201  <= \$384 ;
   always @(posedge clk)
-    count14 <= \$392 ;
+    \acc$211  <= \$385 ;
   always @(posedge clk)
-    count15 <= \$393 ;
+    \acc$221  <= \$386 ;
   always @(posedge clk)
-    ctr0 <= \$394 ;
+    \acc$231  <= \$387 ;
   always @(posedge clk)
-    ctr1 <= \$395 ;
+    \acc$241  <= \$388 ;
   always @(posedge clk)
-    ctr2 <= \$396 ;
+    \acc$251  <= \$389 ;
   always @(posedge clk)
-    ctr3 <= \$397 ;
+    r_pending <= \$390 ;
   always @(posedge clk)
-    ctr4 <= \$398 ;
+    count0 <= \$391 ;
   always @(posedge clk)
-    ctr5 <= \$399 ;
+    count1 <= \$392 ;
   always @(posedge clk)
-    ctr6 <= \$400 ;
+    count2 <= \$393 ;
   always @(posedge clk)
-    ctr7 <= \$401 ;
+    count3 <= \$394 ;
   always @(posedge clk)
-    ctr8 <= \$402 ;
+    count4 <= \$395 ;
   always @(posedge clk)
-    ctr9 <= \$403 ;
+    count5 <= \$396 ;
   always @(posedge clk)
-    ctr10 <= \$404 ;
+    count6 <= \$397 ;
   always @(posedge clk)
-    ctr11 <= \$405 ;
+    count7 <= \$398 ;
   always @(posedge clk)
-    ctr12 <= \$406 ;
+    count8 <= \$399 ;
   always @(posedge clk)
-    ctr13 <= \$407 ;
+    count9 <= \$400 ;
   always @(posedge clk)
-    ctr14 <= \$408 ;
+    count10 <= \$401 ;
   always @(posedge clk)
-    ctr15 <= \$409 ;
+    count11 <= \$402 ;
   always @(posedge clk)
-    ctr16 <= \$410 ;
+    count12 <= \$403 ;
   always @(posedge clk)
-    ctr17 <= \$411 ;
+    count13 <= \$404 ;
   always @(posedge clk)
-    cur <= \$412 ;
+    count14 <= \$405 ;
   always @(posedge clk)
-    li <= \$413 ;
+    count15 <= \$406 ;
   always @(posedge clk)
-    fsm_state <= \$414 ;
+    ctr0 <= \$407 ;
   always @(posedge clk)
-    k <= \$415 ;
+    ctr1 <= \$408 ;
   always @(posedge clk)
-    e <= \$416 ;
+    ctr2 <= \$409 ;
   always @(posedge clk)
-    src_sel <= \$417 ;
+    ctr3 <= \$410 ;
   always @(posedge clk)
-    bank_sel <= \$418 ;
+    ctr4 <= \$411 ;
   always @(posedge clk)
-    n <= \$419 ;
+    ctr5 <= \$412 ;
   always @(posedge clk)
-    cnt <= \$420 ;
+    ctr6 <= \$413 ;
   always @(posedge clk)
-    rowbase <= \$421 ;
+    ctr7 <= \$414 ;
   always @(posedge clk)
-    r_spikes <= \$422 ;
+    ctr8 <= \$415 ;
   always @(posedge clk)
-    r_layer <= \$423 ;
+    ctr9 <= \$416 ;
   always @(posedge clk)
-    r_base <= \$424 ;
+    ctr10 <= \$417 ;
   always @(posedge clk)
-    r_emit_values <= \$425 ;
+    ctr11 <= \$418 ;
   always @(posedge clk)
-    r_value0 <= \$426 ;
+    ctr12 <= \$419 ;
   always @(posedge clk)
-    r_value1 <= \$427 ;
+    ctr13 <= \$420 ;
   always @(posedge clk)
-    r_value2 <= \$428 ;
+    ctr14 <= \$421 ;
   always @(posedge clk)
-    r_value3 <= \$429 ;
+    ctr15 <= \$422 ;
   always @(posedge clk)
-    r_value4 <= \$430 ;
+    ctr16 <= \$423 ;
   always @(posedge clk)
-    r_value5 <= \$431 ;
+    ctr17 <= \$424 ;
   always @(posedge clk)
-    r_value6 <= \$432 ;
+    in_full <= \$425 ;
   always @(posedge clk)
-    r_value7 <= \$433 ;
+    in_count0 <= \$426 ;
+  always @(posedge clk)
+    in_count1 <= \$427 ;
+  always @(posedge clk)
+    cur <= \$428 ;
+  always @(posedge clk)
+    \$signal  <= \$429 ;
+  always @(posedge clk)
+    li <= \$430 ;
+  always @(posedge clk)
+    \$signal$336  <= \$431 ;
+  always @(posedge clk)
+    fsm_state <= \$432 ;
+  always @(posedge clk)
+    k <= \$433 ;
+  always @(posedge clk)
+    e <= \$434 ;
+  always @(posedge clk)
+    src_sel <= \$435 ;
+  always @(posedge clk)
+    \$signal$335  <= \$436 ;
+  always @(posedge clk)
+    bank_sel <= \$437 ;
+  always @(posedge clk)
+    n <= \$438 ;
+  always @(posedge clk)
+    cnt <= \$439 ;
+  always @(posedge clk)
+    rowbase <= \$440 ;
+  always @(posedge clk)
+    r_spikes <= \$441 ;
+  always @(posedge clk)
+    r_layer <= \$442 ;
+  always @(posedge clk)
+    r_base <= \$443 ;
+  always @(posedge clk)
+    r_emit_values <= \$444 ;
+  always @(posedge clk)
+    r_value0 <= \$445 ;
+  always @(posedge clk)
+    r_value1 <= \$446 ;
+  always @(posedge clk)
+    r_value2 <= \$447 ;
+  always @(posedge clk)
+    r_value3 <= \$448 ;
+  always @(posedge clk)
+    r_value4 <= \$449 ;
+  always @(posedge clk)
+    r_value5 <= \$450 ;
+  always @(posedge clk)
+    r_value6 <= \$451 ;
+  always @(posedge clk)
+    r_value7 <= \$452 ;
   assign \$1  = ~ busy;
   assign \$2  = \$1  & host_we;
   assign \$3  = host_addr[16:14] == 3'h4;
@@ -20352,36 +20709,38 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$79  = \$77  & \$78 ;
   assign \$80  = host_addr[13:11] == 3'h7;
   assign \$signature__en$67  = \$79  & \$80 ;
+  assign s1_index = s1_from_input ? in_rd__data[6:0] : ev_rd__data[6:0];
+  assign s1_value = s1_from_input ? in_rd__data[14:7] : ev_rd__data[14:7];
   assign row_addr = \$84  + k;
-  assign \$85  = s1_rowbase + ev_rd__data[6:0];
+  assign \$85  = s1_rowbase + s1_index;
   assign \$86  = busy ? \$85  : { 2'h0, host_addr[10:0] };
   assign \$87  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$88  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$89  = s1_rowbase + ev_rd__data[6:0];
+  assign \$89  = s1_rowbase + s1_index;
   assign \$90  = busy ? \$89  : { 2'h0, host_addr[10:0] };
   assign \$91  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$92  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$93  = s1_rowbase + ev_rd__data[6:0];
+  assign \$93  = s1_rowbase + s1_index;
   assign \$94  = busy ? \$93  : { 2'h0, host_addr[10:0] };
   assign \$95  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$96  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$97  = s1_rowbase + ev_rd__data[6:0];
+  assign \$97  = s1_rowbase + s1_index;
   assign \$98  = busy ? \$97  : { 2'h0, host_addr[10:0] };
   assign \$99  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$100  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$101  = s1_rowbase + ev_rd__data[6:0];
+  assign \$101  = s1_rowbase + s1_index;
   assign \$102  = busy ? \$101  : { 2'h0, host_addr[10:0] };
   assign \$103  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$104  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$105  = s1_rowbase + ev_rd__data[6:0];
+  assign \$105  = s1_rowbase + s1_index;
   assign \$106  = busy ? \$105  : { 2'h0, host_addr[10:0] };
   assign \$107  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$108  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$109  = s1_rowbase + ev_rd__data[6:0];
+  assign \$109  = s1_rowbase + s1_index;
   assign \$110  = busy ? \$109  : { 2'h0, host_addr[10:0] };
   assign \$111  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$112  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$113  = s1_rowbase + ev_rd__data[6:0];
+  assign \$113  = s1_rowbase + s1_index;
   assign \$114  = busy ? \$113  : { 2'h0, host_addr[10:0] };
   assign \$115  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$116  = busy ? { 5'h00, row_addr } : host_addr[10:0];
@@ -20398,56 +20757,56 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$126  = host_we & \$125 ;
   assign \$127  = ! host_addr[13:11];
   assign \$128  = \$126  & \$127 ;
-  assign \$signature__en$258  = busy ? neuron_write : \$128 ;
+  assign \$signature__en$263  = busy ? neuron_write : \$128 ;
   assign \$129  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$130  = busy ? { \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262 [15], \u_new$262  } : { 1'h0, host_wdata };
+  assign \$130  = busy ? { \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267  } : { 1'h0, host_wdata };
   assign \$131  = host_addr[16:14] == 2'h3;
   assign \$132  = host_we & \$131 ;
   assign \$133  = host_addr[13:11] == 1'h1;
   assign \$134  = \$132  & \$133 ;
-  assign \$signature__en$263  = busy ? neuron_write : \$134 ;
+  assign \$signature__en$268  = busy ? neuron_write : \$134 ;
   assign \$135  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$136  = busy ? { \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266 [15], \u_new$266  } : { 1'h0, host_wdata };
+  assign \$136  = busy ? { \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271  } : { 1'h0, host_wdata };
   assign \$137  = host_addr[16:14] == 2'h3;
   assign \$138  = host_we & \$137 ;
   assign \$139  = host_addr[13:11] == 2'h2;
   assign \$140  = \$138  & \$139 ;
-  assign \$signature__en$267  = busy ? neuron_write : \$140 ;
+  assign \$signature__en$272  = busy ? neuron_write : \$140 ;
   assign \$141  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$142  = busy ? { \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270 [15], \u_new$270  } : { 1'h0, host_wdata };
+  assign \$142  = busy ? { \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275  } : { 1'h0, host_wdata };
   assign \$143  = host_addr[16:14] == 2'h3;
   assign \$144  = host_we & \$143 ;
   assign \$145  = host_addr[13:11] == 2'h3;
   assign \$146  = \$144  & \$145 ;
-  assign \$signature__en$271  = busy ? neuron_write : \$146 ;
+  assign \$signature__en$276  = busy ? neuron_write : \$146 ;
   assign \$147  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$148  = busy ? { \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274 [15], \u_new$274  } : { 1'h0, host_wdata };
+  assign \$148  = busy ? { \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279  } : { 1'h0, host_wdata };
   assign \$149  = host_addr[16:14] == 2'h3;
   assign \$150  = host_we & \$149 ;
   assign \$151  = host_addr[13:11] == 3'h4;
   assign \$152  = \$150  & \$151 ;
-  assign \$signature__en$275  = busy ? neuron_write : \$152 ;
+  assign \$signature__en$280  = busy ? neuron_write : \$152 ;
   assign \$153  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$154  = busy ? { \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278 [15], \u_new$278  } : { 1'h0, host_wdata };
+  assign \$154  = busy ? { \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283  } : { 1'h0, host_wdata };
   assign \$155  = host_addr[16:14] == 2'h3;
   assign \$156  = host_we & \$155 ;
   assign \$157  = host_addr[13:11] == 3'h5;
   assign \$158  = \$156  & \$157 ;
-  assign \$signature__en$279  = busy ? neuron_write : \$158 ;
+  assign \$signature__en$284  = busy ? neuron_write : \$158 ;
   assign \$159  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$160  = busy ? { \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282 [15], \u_new$282  } : { 1'h0, host_wdata };
+  assign \$160  = busy ? { \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287  } : { 1'h0, host_wdata };
   assign \$161  = host_addr[16:14] == 2'h3;
   assign \$162  = host_we & \$161 ;
   assign \$163  = host_addr[13:11] == 3'h6;
   assign \$164  = \$162  & \$163 ;
-  assign \$signature__en$283  = busy ? neuron_write : \$164 ;
+  assign \$signature__en$288  = busy ? neuron_write : \$164 ;
   assign \$165  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$166  = busy ? { \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286 [15], \u_new$286  } : { 1'h0, host_wdata };
+  assign \$166  = busy ? { \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291  } : { 1'h0, host_wdata };
   assign \$167  = host_addr[16:14] == 2'h3;
   assign \$168  = host_we & \$167 ;
   assign \$169  = host_addr[13:11] == 3'h7;
   assign \$170  = \$168  & \$169 ;
-  assign \$signature__en$287  = busy ? neuron_write : \$170 ;
+  assign \$signature__en$292  = busy ? neuron_write : \$170 ;
   assign \$172  = k * 4'h8;
   assign \$173  = \$172  + 1'h0;
   assign \$174  = \$171  > \$173 ;
@@ -20472,10 +20831,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$200  = k * 4'h8;
   assign \$201  = \$200  + 3'h7;
   assign \$202  = \$199  > \$201 ;
-  assign \$203  = ~ clear;
+  assign \$203  = ~ in_full;
   assign \$204  = ~ clear;
-  assign \$205  = input__valid & \$204 ;
-  assign \$206  = cur ? count8 : count0;
+  assign input__ready = \$203  & \$204 ;
+  assign \$205  = input__valid & input__ready;
   assign \$207  = n < cnt;
   assign \$208  = ! r_pending;
   assign \$209  = 1'h1 << pick;
@@ -20498,19 +20857,19 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$229  = $signed(\$signature__data$70 ) * $signed(s2_x);
   assign \$230  = $signed(acc) + $signed(\$229 );
   assign \$231  = $signed(\$signature__data$71 ) * $signed(s2_x);
-  assign \$232  = $signed(\acc$186 ) + $signed(\$231 );
+  assign \$232  = $signed(\acc$191 ) + $signed(\$231 );
   assign \$233  = $signed(\$signature__data$72 ) * $signed(s2_x);
-  assign \$234  = $signed(\acc$196 ) + $signed(\$233 );
+  assign \$234  = $signed(\acc$201 ) + $signed(\$233 );
   assign \$235  = $signed(\$signature__data$73 ) * $signed(s2_x);
-  assign \$236  = $signed(\acc$206 ) + $signed(\$235 );
+  assign \$236  = $signed(\acc$211 ) + $signed(\$235 );
   assign \$237  = $signed(\$signature__data$74 ) * $signed(s2_x);
-  assign \$238  = $signed(\acc$216 ) + $signed(\$237 );
+  assign \$238  = $signed(\acc$221 ) + $signed(\$237 );
   assign \$239  = $signed(\$signature__data$75 ) * $signed(s2_x);
-  assign \$240  = $signed(\acc$226 ) + $signed(\$239 );
+  assign \$240  = $signed(\acc$231 ) + $signed(\$239 );
   assign \$241  = $signed(\$signature__data$76 ) * $signed(s2_x);
-  assign \$242  = $signed(\acc$236 ) + $signed(\$241 );
+  assign \$242  = $signed(\acc$241 ) + $signed(\$241 );
   assign \$243  = $signed(\$signature__data$77 ) * $signed(s2_x);
-  assign \$244  = $signed(\acc$246 ) + $signed(\$243 );
+  assign \$244  = $signed(\acc$251 ) + $signed(\$243 );
   assign \$245  = 1'h1 << pick;
   assign \$246  = ~ \$245 ;
   assign \$247  = { 7'h00, r_pending } & \$246 ;
@@ -20520,160 +20879,129 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$253  = \$252  + 1'h1;
   assign \$254  = r_layer * 3'h4;
   assign \$255  = \$254  + 2'h3;
-  assign \$256  = ~ busy;
-  assign \$257  = clear & \$256 ;
-  assign \$258  = ctr16 + 1'h1;
-  assign \$259  = ~ clear;
-  assign \$260  = input__valid & \$259 ;
-  assign \$261  = ! num_layers;
-  assign \$262  = count8 + 1'h1;
-  assign \$263  = count0 + 1'h1;
-  assign \$265  = li * 3'h4;
-  assign \$266  = \$265  + 1'h0;
-  assign \$268  = \$267  + 1'h1;
-  assign \$269  = li * 3'h4;
-  assign \$270  = \$269  + 1'h0;
-  assign \$271  = li * 3'h4;
-  assign \$272  = \$271  + 1'h0;
-  assign \$274  = \$273  + 1'h1;
-  assign \$275  = li * 3'h4;
-  assign \$276  = \$275  + 1'h0;
-  assign \$279  = \$277  + \$278 ;
-  assign \$280  = e == \$279 ;
-  assign \$283  = cur ^ \$282 ;
-  assign \$286  = cur ^ \$285 ;
-  assign \$290  = k * \$289 ;
-  assign \$291  = \$288  + \$290 ;
-  assign \$292  = li * 3'h4;
-  assign \$293  = \$292  + 1'h0;
-  assign \$295  = \$294  + 1'h1;
-  assign \$296  = li * 3'h4;
-  assign \$297  = \$296  + 1'h0;
-  assign \$298  = n < cnt;
-  assign \$299  = n + 1'h1;
-  assign \$300  = ! k;
-  assign \$301  = li * 3'h4;
-  assign \$302  = \$301  + 2'h2;
-  assign \$304  = \$303  + 1'h1;
-  assign \$305  = li * 3'h4;
-  assign \$306  = \$305  + 2'h2;
-  assign \$307  = e + 1'h1;
+  assign \$256  = input__valid & input__ready;
+  assign \$258  = \$257  + 1'h1;
+  assign \$259  = ~ busy;
+  assign \$260  = clear & \$259 ;
+  assign \$261  = ctr16 + 1'h1;
+  assign \$262  = ~ clear;
+  assign \$263  = in_full & \$262 ;
+  assign \$264  = ~ \$signal ;
+  assign \$265  = ~ \$signal ;
+  assign \$266  = ! num_layers;
+  assign \$268  = li * 3'h4;
+  assign \$269  = \$268  + 1'h0;
+  assign \$271  = \$270  + 1'h1;
+  assign \$272  = li * 3'h4;
+  assign \$273  = \$272  + 1'h0;
+  assign \$274  = li * 3'h4;
+  assign \$275  = \$274  + 1'h0;
+  assign \$277  = \$276  + 1'h1;
+  assign \$278  = li * 3'h4;
+  assign \$279  = \$278  + 1'h0;
+  assign \$282  = \$280  + \$281 ;
+  assign \$283  = e == \$282 ;
+  assign \$286  = ! \$285 ;
+  assign \$288  = ! \$287 ;
+  assign \$290  = cur ^ \$289 ;
+  assign \$291  = \$288  ? \$signal$336  : \$290 ;
+  assign \$293  = ! \$292 ;
+  assign \$297  = cur ^ \$296 ;
+  assign \$299  = \$293  ? { 1'h0, \$294  } : \$298 ;
+  assign \$302  = k * \$301 ;
+  assign \$303  = \$300  + \$302 ;
+  assign \$304  = li * 3'h4;
+  assign \$305  = \$304  + 1'h0;
+  assign \$307  = \$306  + 1'h1;
   assign \$308  = li * 3'h4;
   assign \$309  = \$308  + 1'h0;
-  assign \$311  = \$310  + 1'h1;
-  assign \$312  = li * 3'h4;
-  assign \$313  = \$312  + 1'h0;
-  assign \$314  = ~ \$signal ;
-  assign \$315  = ~ s2_valid;
-  assign \$316  = \$314  & \$315 ;
+  assign \$310  = n < cnt;
+  assign \$311  = n + 1'h1;
+  assign \$312  = ! k;
+  assign \$313  = li * 3'h4;
+  assign \$314  = \$313  + 2'h2;
+  assign \$316  = \$315  + 1'h1;
   assign \$317  = li * 3'h4;
-  assign \$318  = \$317  + 1'h1;
-  assign \$320  = \$319  + 1'h1;
-  assign \$321  = li * 3'h4;
-  assign \$322  = \$321  + 1'h1;
-  assign \$323  = ! r_pending;
-  assign \$324  = 1'h1 << pick;
-  assign \$325  = r_pending == \$324 ;
-  assign \$326  = router_go & \$325 ;
-  assign \$327  = \$323  | \$326 ;
-  assign \$329  = spikes & valid_lanes;
-  assign \$330  = \$328  ? valid_lanes : \$329 ;
-  assign \$331  = k * 4'h8;
-  assign \$334  = k + 1'h1;
-  assign \$335  = \$333  == \$334 ;
-  assign \$336  = k + 1'h1;
-  assign \$337  = ! r_pending;
-  assign \$338  = li + 1'h1;
-  assign \$339  = \$338  == num_layers;
-  assign \$340  = li + 1'h1;
-  assign \$341  = ~ cur;
-  assign \$342  = ~ cur;
-  assign \$343  = ~ cur;
-  assign \$344  = ~ cur;
-  assign \$345  = ~ cur;
-  assign \$346  = ~ cur;
-  assign \$347  = ctr17 + 1'h1;
+  assign \$318  = \$317  + 2'h2;
+  assign \$319  = e + 1'h1;
+  assign \$320  = li * 3'h4;
+  assign \$321  = \$320  + 1'h0;
+  assign \$323  = \$322  + 1'h1;
+  assign \$324  = li * 3'h4;
+  assign \$325  = \$324  + 1'h0;
+  assign \$326  = ~ \$signal$331 ;
+  assign \$327  = ~ s2_valid;
+  assign \$328  = \$326  & \$327 ;
+  assign \$329  = li * 3'h4;
+  assign \$330  = \$329  + 1'h1;
+  assign \$332  = \$331  + 1'h1;
+  assign \$333  = li * 3'h4;
+  assign \$334  = \$333  + 1'h1;
+  assign \$335  = ! r_pending;
+  assign \$336  = 1'h1 << pick;
+  assign \$337  = r_pending == \$336 ;
+  assign \$338  = router_go & \$337 ;
+  assign \$339  = \$335  | \$338 ;
+  assign \$341  = spikes & valid_lanes;
+  assign \$342  = \$340  ? valid_lanes : \$341 ;
+  assign \$343  = k * 4'h8;
+  assign \$346  = k + 1'h1;
+  assign \$347  = \$345  == \$346 ;
+  assign \$348  = k + 1'h1;
+  assign \$349  = ! r_pending;
+  assign \$350  = li + 1'h1;
+  assign \$351  = \$350  == num_layers;
+  assign \$352  = li + 1'h1;
+  assign \$353  = ~ cur;
+  assign \$354  = ~ cur;
+  assign \$355  = ~ cur;
+  assign \$356  = ~ cur;
+  assign \$357  = ~ cur;
+  assign \$358  = ~ cur;
+  assign \$359  = ctr17 + 1'h1;
   always @(posedge clk)
-    layer0 <= \$348 ;
+    layer0 <= \$360 ;
   always @(posedge clk)
-    layer1 <= \$349 ;
+    layer1 <= \$361 ;
   always @(posedge clk)
-    layer2 <= \$350 ;
+    layer2 <= \$362 ;
   always @(posedge clk)
-    layer3 <= \$351 ;
+    layer3 <= \$363 ;
   always @(posedge clk)
-    edge0 <= \$352 ;
+    edge0 <= \$364 ;
   always @(posedge clk)
-    edge1 <= \$353 ;
+    edge1 <= \$365 ;
   always @(posedge clk)
-    edge2 <= \$354 ;
+    edge2 <= \$366 ;
   always @(posedge clk)
-    edge3 <= \$355 ;
+    edge3 <= \$367 ;
   always @(posedge clk)
-    edge4 <= \$356 ;
+    edge4 <= \$368 ;
   always @(posedge clk)
-    edge5 <= \$357 ;
+    edge5 <= \$369 ;
   always @(posedge clk)
-    edge6 <= \$358 ;
+    edge6 <= \$370 ;
   always @(posedge clk)
-    edge7 <= \$359 ;
+    edge7 <= \$371 ;
   always @(posedge clk)
-    num_layers <= \$360 ;
+    num_layers <= \$372 ;
   always @(posedge clk)
-    host_rvalid <= \$361 ;
+    host_rvalid <= \$373 ;
   always @(posedge clk)
-    rd_region <= \$362 ;
+    rd_region <= \$374 ;
   always @(posedge clk)
-    rd_lane <= \$363 ;
+    rd_lane <= \$375 ;
   always @(posedge clk)
-    rd_reg <= \$364 ;
+    rd_reg <= \$376 ;
   always @(posedge clk)
-    \$signal  <= \$365 ;
+    \$signal$331  <= \$377 ;
   always @(posedge clk)
-    s2_valid <= \$366 ;
+    s2_valid <= \$378 ;
   always @(posedge clk)
-    s2_x <= \$367 ;
-  always @(posedge clk)
-    s1_rowbase <= \$368 ;
-  always @(posedge clk)
-    acc <= \$369 ;
-  always @(posedge clk)
-    \acc$186  <= \$370 ;
-  always @(posedge clk)
-    \acc$196  <= \$371 ;
-  always @(posedge clk)
-    \acc$206  <= \$372 ;
-  always @(posedge clk)
-    \acc$216  <= \$373 ;
-  always @(posedge clk)
-    \acc$226  <= \$374 ;
-  always @(posedge clk)
-    \acc$236  <= \$375 ;
-  always @(posedge clk)
-    \acc$246  <= \$376 ;
-  always @(posedge clk)
-    r_pending <= \$377 ;
-  always @(posedge clk)
-    count0 <= \$378 ;
-  always @(posedge clk)
-    count1 <= \$379 ;
-  always @(posedge clk)
-    count2 <= \$380 ;
-  always @(posedge clk)
-    count3 <= \$381 ;
-  always @(posedge clk)
-    count4 <= \$382 ;
-  always @(posedge clk)
-    count5 <= \$383 ;
-  always @(posedge clk)
-    count6 <= \$384 ;
-  always @(posedge clk)
-    count7 <= \$385 ;
-  always @(posedge clk)
-    count8 <= \$386 ;
+    s2_x <= \$379 ;
   \npu_core_digits.neuron0  neuron0 (
     .acc(acc),
-    .\port$1043$0 (\$signature__data$78 ),
+    .\port$1083$0 (\$signature__data$78 ),
     .reset(reset),
     .spike(spike),
     .spiking(spiking),
@@ -20682,74 +21010,74 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .v_reset(v_reset)
   );
   \npu_core_digits.neuron1  neuron1 (
-    .acc(\acc$186 ),
-    .\port$1052$0 (\$signature__data$79 ),
-    .reset(\reset$192 ),
-    .spike(\spike$194 ),
-    .spiking(\spiking$193 ),
+    .acc(\acc$191 ),
+    .\port$1092$0 (\$signature__data$79 ),
+    .reset(\reset$197 ),
+    .spike(\spike$199 ),
+    .spiking(\spiking$198 ),
     .u(\$signature__data$87 ),
-    .u_new(\u_new$262 ),
-    .v_reset(\v_reset$191 )
+    .u_new(\u_new$267 ),
+    .v_reset(\v_reset$196 )
   );
   \npu_core_digits.neuron2  neuron2 (
-    .acc(\acc$196 ),
-    .\port$1061$0 (\$signature__data$80 ),
-    .reset(\reset$202 ),
-    .spike(\spike$204 ),
-    .spiking(\spiking$203 ),
+    .acc(\acc$201 ),
+    .\port$1101$0 (\$signature__data$80 ),
+    .reset(\reset$207 ),
+    .spike(\spike$209 ),
+    .spiking(\spiking$208 ),
     .u(\$signature__data$88 ),
-    .u_new(\u_new$266 ),
-    .v_reset(\v_reset$201 )
+    .u_new(\u_new$271 ),
+    .v_reset(\v_reset$206 )
   );
   \npu_core_digits.neuron3  neuron3 (
-    .acc(\acc$206 ),
-    .\port$1070$0 (\$signature__data$81 ),
-    .reset(\reset$212 ),
-    .spike(\spike$214 ),
-    .spiking(\spiking$213 ),
+    .acc(\acc$211 ),
+    .\port$1110$0 (\$signature__data$81 ),
+    .reset(\reset$217 ),
+    .spike(\spike$219 ),
+    .spiking(\spiking$218 ),
     .u(\$signature__data$89 ),
-    .u_new(\u_new$270 ),
-    .v_reset(\v_reset$211 )
+    .u_new(\u_new$275 ),
+    .v_reset(\v_reset$216 )
   );
   \npu_core_digits.neuron4  neuron4 (
-    .acc(\acc$216 ),
-    .\port$1079$0 (\$signature__data$82 ),
-    .reset(\reset$222 ),
-    .spike(\spike$224 ),
-    .spiking(\spiking$223 ),
+    .acc(\acc$221 ),
+    .\port$1119$0 (\$signature__data$82 ),
+    .reset(\reset$227 ),
+    .spike(\spike$229 ),
+    .spiking(\spiking$228 ),
     .u(\$signature__data$90 ),
-    .u_new(\u_new$274 ),
-    .v_reset(\v_reset$221 )
+    .u_new(\u_new$279 ),
+    .v_reset(\v_reset$226 )
   );
   \npu_core_digits.neuron5  neuron5 (
-    .acc(\acc$226 ),
-    .\port$1088$0 (\$signature__data$83 ),
-    .reset(\reset$232 ),
-    .spike(\spike$234 ),
-    .spiking(\spiking$233 ),
+    .acc(\acc$231 ),
+    .\port$1128$0 (\$signature__data$83 ),
+    .reset(\reset$237 ),
+    .spike(\spike$239 ),
+    .spiking(\spiking$238 ),
     .u(\$signature__data$91 ),
-    .u_new(\u_new$278 ),
-    .v_reset(\v_reset$231 )
+    .u_new(\u_new$283 ),
+    .v_reset(\v_reset$236 )
   );
   \npu_core_digits.neuron6  neuron6 (
-    .acc(\acc$236 ),
-    .\port$1097$0 (\$signature__data$84 ),
-    .reset(\reset$242 ),
-    .spike(\spike$244 ),
-    .spiking(\spiking$243 ),
+    .acc(\acc$241 ),
+    .\port$1137$0 (\$signature__data$84 ),
+    .reset(\reset$247 ),
+    .spike(\spike$249 ),
+    .spiking(\spiking$248 ),
     .u(\$signature__data$92 ),
-    .u_new(\u_new$282 ),
-    .v_reset(\v_reset$241 )
+    .u_new(\u_new$287 ),
+    .v_reset(\v_reset$246 )
   );
   \npu_core_digits.neuron7  neuron7 (
-    .acc(\acc$246 ),
-    .\port$1106$0 (\$signature__data$85 ),
-    .reset(\reset$252 ),
-    .spike(\spike$254 ),
-    .spiking(\spiking$253 ),
+    .acc(\acc$251 ),
+    .\port$1146$0 (\$signature__data$85 ),
+    .reset(\reset$257 ),
+    .spike(\spike$259 ),
+    .spiking(\spiking$258 ),
     .u(\$signature__data$93 ),
-    .u_new(\u_new$286 ),
-    .v_reset(\v_reset$251 )
+    .u_new(\u_new$291 ),
+    .v_reset(\v_reset$256 )
   );
   \npu_core_digits.out_fifo  out_fifo (
     .clk(clk),
@@ -20763,7 +21091,650 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$388  = count10;
+    \$380  = s1_rowbase;
+    if (issue) begin
+      \$380  = rowbase;
+    end
+    if (rst) begin
+      \$380  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$381  = s1_from_input;
+    if (issue) begin
+      \$381  = \$signal$335 ;
+    end
+    if (rst) begin
+      \$381  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$382  = acc;
+    if (s2_valid) begin
+      \$382  = \$230 [23:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$382  = 24'h000000;
+    endcase
+    if (rst) begin
+      \$382  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$383  = \acc$191 ;
+    if (s2_valid) begin
+      \$383  = \$232 [23:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$383  = 24'h000000;
+    endcase
+    if (rst) begin
+      \$383  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$384  = \acc$201 ;
+    if (s2_valid) begin
+      \$384  = \$234 [23:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$384  = 24'h000000;
+    endcase
+    if (rst) begin
+      \$384  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$385  = \acc$211 ;
+    if (s2_valid) begin
+      \$385  = \$236 [23:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$385  = 24'h000000;
+    endcase
+    if (rst) begin
+      \$385  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$386  = \acc$221 ;
+    if (s2_valid) begin
+      \$386  = \$238 [23:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$386  = 24'h000000;
+    endcase
+    if (rst) begin
+      \$386  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$387  = \acc$231 ;
+    if (s2_valid) begin
+      \$387  = \$240 [23:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$387  = 24'h000000;
+    endcase
+    if (rst) begin
+      \$387  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$388  = \acc$241 ;
+    if (s2_valid) begin
+      \$388  = \$242 [23:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$388  = 24'h000000;
+    endcase
+    if (rst) begin
+      \$388  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$389  = \acc$251 ;
+    if (s2_valid) begin
+      \$389  = \$244 [23:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$389  = 24'h000000;
+    endcase
+    if (rst) begin
+      \$389  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$390  = r_pending;
+    if (router_go) begin
+      \$390  = \$247 [7:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$339 ) begin
+            \$390  = \$342 ;
+          end
+    endcase
+    if (rst) begin
+      \$390  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$391  = count0;
+    if (router_go) begin
+      if (pick_spike) begin
+        casez ({ cur, spike_src })
+          4'h0:
+              \$391  = \$249 [7:0];
+        endcase
+      end
+    end
+    if (\$260 ) begin
+      \$391  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$353 , 3'h0 })
+              4'h0:
+                  \$391  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$391  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$392  = count1;
+    if (router_go) begin
+      if (pick_spike) begin
+        casez ({ cur, spike_src })
+          4'h0:
+              /* empty */;
+          4'h1:
+              \$392  = \$249 [7:0];
+        endcase
+      end
+    end
+    if (\$260 ) begin
+      \$392  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$354 , 3'h1 })
+              4'h1:
+                  \$392  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$392  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$393  = count2;
+    if (router_go) begin
+      if (pick_spike) begin
+        casez ({ cur, spike_src })
+          4'h0:
+              /* empty */;
+          4'h1:
+              /* empty */;
+          4'h2:
+              \$393  = \$249 [7:0];
+        endcase
+      end
+    end
+    if (\$260 ) begin
+      \$393  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$355 , 3'h2 })
+              4'h2:
+                  \$393  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$393  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$394  = count3;
+    if (router_go) begin
+      if (pick_spike) begin
+        casez ({ cur, spike_src })
+          4'h0:
+              /* empty */;
+          4'h1:
+              /* empty */;
+          4'h2:
+              /* empty */;
+          4'h3:
+              \$394  = \$249 [7:0];
+        endcase
+      end
+    end
+    if (\$260 ) begin
+      \$394  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$356 , 3'h3 })
+              4'h3:
+                  \$394  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$394  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$395  = count4;
+    if (router_go) begin
+      if (pick_spike) begin
+        casez ({ cur, spike_src })
+          4'h0:
+              /* empty */;
+          4'h1:
+              /* empty */;
+          4'h2:
+              /* empty */;
+          4'h3:
+              /* empty */;
+          4'h4:
+              \$395  = \$249 [7:0];
+        endcase
+      end
+    end
+    if (\$260 ) begin
+      \$395  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$357 , 3'h4 })
+              4'h4:
+                  \$395  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$395  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$396  = count5;
+    if (router_go) begin
+      if (pick_spike) begin
+        casez ({ cur, spike_src })
+          4'h0:
+              /* empty */;
+          4'h1:
+              /* empty */;
+          4'h2:
+              /* empty */;
+          4'h3:
+              /* empty */;
+          4'h4:
+              /* empty */;
+          4'h5:
+              \$396  = \$249 [7:0];
+        endcase
+      end
+    end
+    if (\$260 ) begin
+      \$396  = 8'h00;
+    end
+    if (rst) begin
+      \$396  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$397  = count6;
+    if (router_go) begin
+      if (pick_spike) begin
+        casez ({ cur, spike_src })
+          4'h0:
+              /* empty */;
+          4'h1:
+              /* empty */;
+          4'h2:
+              /* empty */;
+          4'h3:
+              /* empty */;
+          4'h4:
+              /* empty */;
+          4'h5:
+              /* empty */;
+          4'h6:
+              \$397  = \$249 [7:0];
+        endcase
+      end
+    end
+    if (\$260 ) begin
+      \$397  = 8'h00;
+    end
+    if (rst) begin
+      \$397  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$398  = count7;
+    if (router_go) begin
+      if (pick_spike) begin
+        casez ({ cur, spike_src })
+          4'h0:
+              /* empty */;
+          4'h1:
+              /* empty */;
+          4'h2:
+              /* empty */;
+          4'h3:
+              /* empty */;
+          4'h4:
+              /* empty */;
+          4'h5:
+              /* empty */;
+          4'h6:
+              /* empty */;
+          4'h7:
+              \$398  = \$249 [7:0];
+        endcase
+      end
+    end
+    if (\$260 ) begin
+      \$398  = 8'h00;
+    end
+    if (rst) begin
+      \$398  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$399  = count8;
+    if (router_go) begin
+      if (pick_spike) begin
+        casez ({ cur, spike_src })
+          4'h0:
+              /* empty */;
+          4'h1:
+              /* empty */;
+          4'h2:
+              /* empty */;
+          4'h3:
+              /* empty */;
+          4'h4:
+              /* empty */;
+          4'h5:
+              /* empty */;
+          4'h6:
+              /* empty */;
+          4'h7:
+              /* empty */;
+          4'h8:
+              \$399  = \$249 [7:0];
+        endcase
+      end
+    end
+    if (\$260 ) begin
+      \$399  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            casez ({ \$353 , 3'h0 })
+              4'h0:
+                  /* empty */;
+              4'h8:
+                  \$399  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$399  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$400  = count9;
+    if (router_go) begin
+      if (pick_spike) begin
+        casez ({ cur, spike_src })
+          4'h0:
+              /* empty */;
+          4'h1:
+              /* empty */;
+          4'h2:
+              /* empty */;
+          4'h3:
+              /* empty */;
+          4'h4:
+              /* empty */;
+          4'h5:
+              /* empty */;
+          4'h6:
+              /* empty */;
+          4'h7:
+              /* empty */;
+          4'h8:
+              /* empty */;
+          4'h9:
+              \$400  = \$249 [7:0];
+        endcase
+      end
+    end
+    if (\$260 ) begin
+      \$400  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            casez ({ \$354 , 3'h1 })
+              4'h1:
+                  /* empty */;
+              4'h9:
+                  \$400  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$400  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$401  = count10;
     if (router_go) begin
       if (pick_spike) begin
         casez ({ cur, spike_src })
@@ -20788,12 +21759,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           4'h9:
               /* empty */;
           4'ha:
-              \$388  = \$249 [7:0];
+              \$401  = \$249 [7:0];
         endcase
       end
     end
-    if (\$257 ) begin
-      \$388  = 8'h00;
+    if (\$260 ) begin
+      \$401  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -20815,21 +21786,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$343 , 3'h2 })
+            casez ({ \$355 , 3'h2 })
               4'h2:
                   /* empty */;
               4'ha:
-                  \$388  = 8'h00;
+                  \$401  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$388  = 8'h00;
+      \$401  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$389  = count11;
+    \$402  = count11;
     if (router_go) begin
       if (pick_spike) begin
         casez ({ cur, spike_src })
@@ -20856,12 +21827,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           4'ha:
               /* empty */;
           4'hb:
-              \$389  = \$249 [7:0];
+              \$402  = \$249 [7:0];
         endcase
       end
     end
-    if (\$257 ) begin
-      \$389  = 8'h00;
+    if (\$260 ) begin
+      \$402  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -20883,21 +21854,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$344 , 3'h3 })
+            casez ({ \$356 , 3'h3 })
               4'h3:
                   /* empty */;
               4'hb:
-                  \$389  = 8'h00;
+                  \$402  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$389  = 8'h00;
+      \$402  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$390  = count12;
+    \$403  = count12;
     if (router_go) begin
       if (pick_spike) begin
         casez ({ cur, spike_src })
@@ -20926,12 +21897,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           4'hb:
               /* empty */;
           4'hc:
-              \$390  = \$249 [7:0];
+              \$403  = \$249 [7:0];
         endcase
       end
     end
-    if (\$257 ) begin
-      \$390  = 8'h00;
+    if (\$260 ) begin
+      \$403  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -20961,21 +21932,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             (* full_case = 32'd1 *)
             
             (* full_case = 32'd1 *)
-            casez ({ \$345 , 3'h4 })
+            casez ({ \$357 , 3'h4 })
               4'h4:
                   /* empty */;
               4'hc:
-                  \$390  = 8'h00;
+                  \$403  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$390  = 8'h00;
+      \$403  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$391  = count13;
+    \$404  = count13;
     if (router_go) begin
       if (pick_spike) begin
         casez ({ cur, spike_src })
@@ -21006,12 +21977,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           4'hc:
               /* empty */;
           4'hd:
-              \$391  = \$249 [7:0];
+              \$404  = \$249 [7:0];
         endcase
       end
     end
-    if (\$257 ) begin
-      \$391  = 8'h00;
+    if (\$260 ) begin
+      \$404  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -21045,12 +22016,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (rst) begin
-      \$391  = 8'h00;
+      \$404  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$392  = count14;
+    \$405  = count14;
     if (router_go) begin
       if (pick_spike) begin
         casez ({ cur, spike_src })
@@ -21083,12 +22054,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           4'hd:
               /* empty */;
           4'he:
-              \$392  = \$249 [7:0];
+              \$405  = \$249 [7:0];
         endcase
       end
     end
-    if (\$257 ) begin
-      \$392  = 8'h00;
+    if (\$260 ) begin
+      \$405  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -21122,12 +22093,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (rst) begin
-      \$392  = 8'h00;
+      \$405  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$393  = count15;
+    \$406  = count15;
     if (router_go) begin
       if (pick_spike) begin
         (* full_case = 32'd1 *)
@@ -21163,12 +22134,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           4'he:
               /* empty */;
           4'hf:
-              \$393  = \$249 [7:0];
+              \$406  = \$249 [7:0];
         endcase
       end
     end
-    if (\$257 ) begin
-      \$393  = 8'h00;
+    if (\$260 ) begin
+      \$406  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -21202,22 +22173,22 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (rst) begin
-      \$393  = 8'h00;
+      \$406  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$394  = ctr0;
+    \$407  = ctr0;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$255 )
           6'h00:
-              \$394  = \$253 [31:0];
+              \$407  = \$253 [31:0];
         endcase
       end
     end
-    if (\$257 ) begin
-      \$394  = 32'd0;
+    if (\$260 ) begin
+      \$407  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -21225,60 +22196,60 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$270 )
+          casez (\$273 )
             6'h00:
-                \$394  = \$268 [31:0];
+                \$407  = \$271 [31:0];
           endcase
       4'h4:
-          casez (\$276 )
+          casez (\$279 )
             6'h00:
-                \$394  = \$274 [31:0];
+                \$407  = \$277 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$297 )
+          casez (\$309 )
             6'h00:
-                \$394  = \$295 [31:0];
+                \$407  = \$307 [31:0];
           endcase
-          if (\$298 ) begin
-            if (\$300 ) begin
-              casez (\$306 )
+          if (\$310 ) begin
+            if (\$312 ) begin
+              casez (\$318 )
                 6'h00:
-                    \$394  = \$304 [31:0];
+                    \$407  = \$316 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$313 )
+          casez (\$325 )
             6'h00:
-                \$394  = \$311 [31:0];
+                \$407  = \$323 [31:0];
           endcase
       4'h7:
-          casez (\$322 )
+          casez (\$334 )
             6'h00:
-                \$394  = \$320 [31:0];
+                \$407  = \$332 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$394  = 32'd0;
+      \$407  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$395  = ctr1;
+    \$408  = ctr1;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$255 )
           6'h00:
               /* empty */;
           6'h01:
-              \$395  = \$253 [31:0];
+              \$408  = \$253 [31:0];
         endcase
       end
     end
-    if (\$257 ) begin
-      \$395  = 32'd0;
+    if (\$260 ) begin
+      \$408  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -21286,60 +22257,60 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$270 )
+          casez (\$273 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$395  = \$268 [31:0];
+                \$408  = \$271 [31:0];
           endcase
       4'h4:
-          casez (\$276 )
+          casez (\$279 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$395  = \$274 [31:0];
+                \$408  = \$277 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$297 )
+          casez (\$309 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$395  = \$295 [31:0];
+                \$408  = \$307 [31:0];
           endcase
-          if (\$298 ) begin
-            if (\$300 ) begin
-              casez (\$306 )
+          if (\$310 ) begin
+            if (\$312 ) begin
+              casez (\$318 )
                 6'h00:
                     /* empty */;
                 6'h01:
-                    \$395  = \$304 [31:0];
+                    \$408  = \$316 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$313 )
+          casez (\$325 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$395  = \$311 [31:0];
+                \$408  = \$323 [31:0];
           endcase
       4'h7:
-          casez (\$322 )
+          casez (\$334 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$395  = \$320 [31:0];
+                \$408  = \$332 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$395  = 32'd0;
+      \$408  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$396  = ctr2;
+    \$409  = ctr2;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$255 )
@@ -21348,12 +22319,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           6'h01:
               /* empty */;
           6'h02:
-              \$396  = \$253 [31:0];
+              \$409  = \$253 [31:0];
         endcase
       end
     end
-    if (\$257 ) begin
-      \$396  = 32'd0;
+    if (\$260 ) begin
+      \$409  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -21361,72 +22332,72 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$270 )
+          casez (\$273 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$396  = \$268 [31:0];
+                \$409  = \$271 [31:0];
           endcase
       4'h4:
-          casez (\$276 )
+          casez (\$279 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$396  = \$274 [31:0];
+                \$409  = \$277 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$297 )
+          casez (\$309 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$396  = \$295 [31:0];
+                \$409  = \$307 [31:0];
           endcase
-          if (\$298 ) begin
-            if (\$300 ) begin
-              casez (\$306 )
+          if (\$310 ) begin
+            if (\$312 ) begin
+              casez (\$318 )
                 6'h00:
                     /* empty */;
                 6'h01:
                     /* empty */;
                 6'h02:
-                    \$396  = \$304 [31:0];
+                    \$409  = \$316 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$313 )
+          casez (\$325 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$396  = \$311 [31:0];
+                \$409  = \$323 [31:0];
           endcase
       4'h7:
-          casez (\$322 )
+          casez (\$334 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$396  = \$320 [31:0];
+                \$409  = \$332 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$396  = 32'd0;
+      \$409  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$397  = ctr3;
+    \$410  = ctr3;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$255 )
@@ -21437,12 +22408,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           6'h02:
               /* empty */;
           6'h03:
-              \$397  = \$253 [31:0];
+              \$410  = \$253 [31:0];
         endcase
       end
     end
-    if (\$257 ) begin
-      \$397  = 32'd0;
+    if (\$260 ) begin
+      \$410  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -21450,7 +22421,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$270 )
+          casez (\$273 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21458,10 +22429,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h02:
                 /* empty */;
             6'h03:
-                \$397  = \$268 [31:0];
+                \$410  = \$271 [31:0];
           endcase
       4'h4:
-          casez (\$276 )
+          casez (\$279 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21469,11 +22440,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h02:
                 /* empty */;
             6'h03:
-                \$397  = \$274 [31:0];
+                \$410  = \$277 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$297 )
+          casez (\$309 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21481,11 +22452,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h02:
                 /* empty */;
             6'h03:
-                \$397  = \$295 [31:0];
+                \$410  = \$307 [31:0];
           endcase
-          if (\$298 ) begin
-            if (\$300 ) begin
-              casez (\$306 )
+          if (\$310 ) begin
+            if (\$312 ) begin
+              casez (\$318 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -21493,13 +22464,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h02:
                     /* empty */;
                 6'h03:
-                    \$397  = \$304 [31:0];
+                    \$410  = \$316 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$313 )
+          casez (\$325 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21507,10 +22478,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h02:
                 /* empty */;
             6'h03:
-                \$397  = \$311 [31:0];
+                \$410  = \$323 [31:0];
           endcase
       4'h7:
-          casez (\$322 )
+          casez (\$334 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21518,16 +22489,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h02:
                 /* empty */;
             6'h03:
-                \$397  = \$320 [31:0];
+                \$410  = \$332 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$397  = 32'd0;
+      \$410  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$398  = ctr4;
+    \$411  = ctr4;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$255 )
@@ -21540,12 +22511,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           6'h03:
               /* empty */;
           6'h04:
-              \$398  = \$253 [31:0];
+              \$411  = \$253 [31:0];
         endcase
       end
     end
-    if (\$257 ) begin
-      \$398  = 32'd0;
+    if (\$260 ) begin
+      \$411  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -21553,7 +22524,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$270 )
+          casez (\$273 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21563,10 +22534,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h03:
                 /* empty */;
             6'h04:
-                \$398  = \$268 [31:0];
+                \$411  = \$271 [31:0];
           endcase
       4'h4:
-          casez (\$276 )
+          casez (\$279 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21576,11 +22547,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h03:
                 /* empty */;
             6'h04:
-                \$398  = \$274 [31:0];
+                \$411  = \$277 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$297 )
+          casez (\$309 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21590,11 +22561,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h03:
                 /* empty */;
             6'h04:
-                \$398  = \$295 [31:0];
+                \$411  = \$307 [31:0];
           endcase
-          if (\$298 ) begin
-            if (\$300 ) begin
-              casez (\$306 )
+          if (\$310 ) begin
+            if (\$312 ) begin
+              casez (\$318 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -21604,13 +22575,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h03:
                     /* empty */;
                 6'h04:
-                    \$398  = \$304 [31:0];
+                    \$411  = \$316 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$313 )
+          casez (\$325 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21620,10 +22591,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h03:
                 /* empty */;
             6'h04:
-                \$398  = \$311 [31:0];
+                \$411  = \$323 [31:0];
           endcase
       4'h7:
-          casez (\$322 )
+          casez (\$334 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21633,16 +22604,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h03:
                 /* empty */;
             6'h04:
-                \$398  = \$320 [31:0];
+                \$411  = \$332 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$398  = 32'd0;
+      \$411  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$399  = ctr5;
+    \$412  = ctr5;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$255 )
@@ -21657,12 +22628,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           6'h04:
               /* empty */;
           6'h05:
-              \$399  = \$253 [31:0];
+              \$412  = \$253 [31:0];
         endcase
       end
     end
-    if (\$257 ) begin
-      \$399  = 32'd0;
+    if (\$260 ) begin
+      \$412  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -21670,7 +22641,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$270 )
+          casez (\$273 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21682,10 +22653,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h04:
                 /* empty */;
             6'h05:
-                \$399  = \$268 [31:0];
+                \$412  = \$271 [31:0];
           endcase
       4'h4:
-          casez (\$276 )
+          casez (\$279 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21697,11 +22668,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h04:
                 /* empty */;
             6'h05:
-                \$399  = \$274 [31:0];
+                \$412  = \$277 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$297 )
+          casez (\$309 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21713,11 +22684,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h04:
                 /* empty */;
             6'h05:
-                \$399  = \$295 [31:0];
+                \$412  = \$307 [31:0];
           endcase
-          if (\$298 ) begin
-            if (\$300 ) begin
-              casez (\$306 )
+          if (\$310 ) begin
+            if (\$312 ) begin
+              casez (\$318 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -21729,13 +22700,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h04:
                     /* empty */;
                 6'h05:
-                    \$399  = \$304 [31:0];
+                    \$412  = \$316 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$313 )
+          casez (\$325 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21747,10 +22718,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h04:
                 /* empty */;
             6'h05:
-                \$399  = \$311 [31:0];
+                \$412  = \$323 [31:0];
           endcase
       4'h7:
-          casez (\$322 )
+          casez (\$334 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21762,16 +22733,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h04:
                 /* empty */;
             6'h05:
-                \$399  = \$320 [31:0];
+                \$412  = \$332 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$399  = 32'd0;
+      \$412  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$400  = ctr6;
+    \$413  = ctr6;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$255 )
@@ -21788,12 +22759,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           6'h05:
               /* empty */;
           6'h06:
-              \$400  = \$253 [31:0];
+              \$413  = \$253 [31:0];
         endcase
       end
     end
-    if (\$257 ) begin
-      \$400  = 32'd0;
+    if (\$260 ) begin
+      \$413  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -21801,7 +22772,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$270 )
+          casez (\$273 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21815,10 +22786,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h05:
                 /* empty */;
             6'h06:
-                \$400  = \$268 [31:0];
+                \$413  = \$271 [31:0];
           endcase
       4'h4:
-          casez (\$276 )
+          casez (\$279 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21832,11 +22803,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h05:
                 /* empty */;
             6'h06:
-                \$400  = \$274 [31:0];
+                \$413  = \$277 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$297 )
+          casez (\$309 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21850,11 +22821,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h05:
                 /* empty */;
             6'h06:
-                \$400  = \$295 [31:0];
+                \$413  = \$307 [31:0];
           endcase
-          if (\$298 ) begin
-            if (\$300 ) begin
-              casez (\$306 )
+          if (\$310 ) begin
+            if (\$312 ) begin
+              casez (\$318 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -21868,13 +22839,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h05:
                     /* empty */;
                 6'h06:
-                    \$400  = \$304 [31:0];
+                    \$413  = \$316 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$313 )
+          casez (\$325 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21888,10 +22859,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h05:
                 /* empty */;
             6'h06:
-                \$400  = \$311 [31:0];
+                \$413  = \$323 [31:0];
           endcase
       4'h7:
-          casez (\$322 )
+          casez (\$334 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21905,16 +22876,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h05:
                 /* empty */;
             6'h06:
-                \$400  = \$320 [31:0];
+                \$413  = \$332 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$400  = 32'd0;
+      \$413  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$401  = ctr7;
+    \$414  = ctr7;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$255 )
@@ -21933,12 +22904,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           6'h06:
               /* empty */;
           6'h07:
-              \$401  = \$253 [31:0];
+              \$414  = \$253 [31:0];
         endcase
       end
     end
-    if (\$257 ) begin
-      \$401  = 32'd0;
+    if (\$260 ) begin
+      \$414  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -21946,7 +22917,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$270 )
+          casez (\$273 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21962,10 +22933,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h06:
                 /* empty */;
             6'h07:
-                \$401  = \$268 [31:0];
+                \$414  = \$271 [31:0];
           endcase
       4'h4:
-          casez (\$276 )
+          casez (\$279 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21981,11 +22952,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h06:
                 /* empty */;
             6'h07:
-                \$401  = \$274 [31:0];
+                \$414  = \$277 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$297 )
+          casez (\$309 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22001,11 +22972,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h06:
                 /* empty */;
             6'h07:
-                \$401  = \$295 [31:0];
+                \$414  = \$307 [31:0];
           endcase
-          if (\$298 ) begin
-            if (\$300 ) begin
-              casez (\$306 )
+          if (\$310 ) begin
+            if (\$312 ) begin
+              casez (\$318 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -22021,13 +22992,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h06:
                     /* empty */;
                 6'h07:
-                    \$401  = \$304 [31:0];
+                    \$414  = \$316 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$313 )
+          casez (\$325 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22043,10 +23014,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h06:
                 /* empty */;
             6'h07:
-                \$401  = \$311 [31:0];
+                \$414  = \$323 [31:0];
           endcase
       4'h7:
-          casez (\$322 )
+          casez (\$334 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22062,16 +23033,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h06:
                 /* empty */;
             6'h07:
-                \$401  = \$320 [31:0];
+                \$414  = \$332 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$401  = 32'd0;
+      \$414  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$402  = ctr8;
+    \$415  = ctr8;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$255 )
@@ -22092,12 +23063,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           6'h07:
               /* empty */;
           6'h08:
-              \$402  = \$253 [31:0];
+              \$415  = \$253 [31:0];
         endcase
       end
     end
-    if (\$257 ) begin
-      \$402  = 32'd0;
+    if (\$260 ) begin
+      \$415  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -22105,7 +23076,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$270 )
+          casez (\$273 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22123,10 +23094,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h07:
                 /* empty */;
             6'h08:
-                \$402  = \$268 [31:0];
+                \$415  = \$271 [31:0];
           endcase
       4'h4:
-          casez (\$276 )
+          casez (\$279 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22144,11 +23115,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h07:
                 /* empty */;
             6'h08:
-                \$402  = \$274 [31:0];
+                \$415  = \$277 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$297 )
+          casez (\$309 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22166,11 +23137,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h07:
                 /* empty */;
             6'h08:
-                \$402  = \$295 [31:0];
+                \$415  = \$307 [31:0];
           endcase
-          if (\$298 ) begin
-            if (\$300 ) begin
-              casez (\$306 )
+          if (\$310 ) begin
+            if (\$312 ) begin
+              casez (\$318 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -22188,13 +23159,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h07:
                     /* empty */;
                 6'h08:
-                    \$402  = \$304 [31:0];
+                    \$415  = \$316 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$313 )
+          casez (\$325 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22212,10 +23183,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h07:
                 /* empty */;
             6'h08:
-                \$402  = \$311 [31:0];
+                \$415  = \$323 [31:0];
           endcase
       4'h7:
-          casez (\$322 )
+          casez (\$334 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22233,16 +23204,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h07:
                 /* empty */;
             6'h08:
-                \$402  = \$320 [31:0];
+                \$415  = \$332 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$402  = 32'd0;
+      \$415  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$403  = ctr9;
+    \$416  = ctr9;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$255 )
@@ -22265,12 +23236,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           6'h08:
               /* empty */;
           6'h09:
-              \$403  = \$253 [31:0];
+              \$416  = \$253 [31:0];
         endcase
       end
     end
-    if (\$257 ) begin
-      \$403  = 32'd0;
+    if (\$260 ) begin
+      \$416  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -22278,7 +23249,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$270 )
+          casez (\$273 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22298,10 +23269,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h08:
                 /* empty */;
             6'h09:
-                \$403  = \$268 [31:0];
+                \$416  = \$271 [31:0];
           endcase
       4'h4:
-          casez (\$276 )
+          casez (\$279 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22321,11 +23292,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h08:
                 /* empty */;
             6'h09:
-                \$403  = \$274 [31:0];
+                \$416  = \$277 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$297 )
+          casez (\$309 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22345,11 +23316,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h08:
                 /* empty */;
             6'h09:
-                \$403  = \$295 [31:0];
+                \$416  = \$307 [31:0];
           endcase
-          if (\$298 ) begin
-            if (\$300 ) begin
-              casez (\$306 )
+          if (\$310 ) begin
+            if (\$312 ) begin
+              casez (\$318 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -22369,13 +23340,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h08:
                     /* empty */;
                 6'h09:
-                    \$403  = \$304 [31:0];
+                    \$416  = \$316 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$313 )
+          casez (\$325 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22395,10 +23366,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h08:
                 /* empty */;
             6'h09:
-                \$403  = \$311 [31:0];
+                \$416  = \$323 [31:0];
           endcase
       4'h7:
-          casez (\$322 )
+          casez (\$334 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22418,16 +23389,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h08:
                 /* empty */;
             6'h09:
-                \$403  = \$320 [31:0];
+                \$416  = \$332 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$403  = 32'd0;
+      \$416  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$404  = ctr10;
+    \$417  = ctr10;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$255 )
@@ -22452,12 +23423,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           6'h09:
               /* empty */;
           6'h0a:
-              \$404  = \$253 [31:0];
+              \$417  = \$253 [31:0];
         endcase
       end
     end
-    if (\$257 ) begin
-      \$404  = 32'd0;
+    if (\$260 ) begin
+      \$417  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -22465,7 +23436,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$270 )
+          casez (\$273 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22487,10 +23458,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h09:
                 /* empty */;
             6'h0a:
-                \$404  = \$268 [31:0];
+                \$417  = \$271 [31:0];
           endcase
       4'h4:
-          casez (\$276 )
+          casez (\$279 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22512,11 +23483,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h09:
                 /* empty */;
             6'h0a:
-                \$404  = \$274 [31:0];
+                \$417  = \$277 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$297 )
+          casez (\$309 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22538,11 +23509,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h09:
                 /* empty */;
             6'h0a:
-                \$404  = \$295 [31:0];
+                \$417  = \$307 [31:0];
           endcase
-          if (\$298 ) begin
-            if (\$300 ) begin
-              casez (\$306 )
+          if (\$310 ) begin
+            if (\$312 ) begin
+              casez (\$318 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -22564,13 +23535,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h09:
                     /* empty */;
                 6'h0a:
-                    \$404  = \$304 [31:0];
+                    \$417  = \$316 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$313 )
+          casez (\$325 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22592,10 +23563,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h09:
                 /* empty */;
             6'h0a:
-                \$404  = \$311 [31:0];
+                \$417  = \$323 [31:0];
           endcase
       4'h7:
-          casez (\$322 )
+          casez (\$334 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22617,16 +23588,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h09:
                 /* empty */;
             6'h0a:
-                \$404  = \$320 [31:0];
+                \$417  = \$332 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$404  = 32'd0;
+      \$417  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$405  = ctr11;
+    \$418  = ctr11;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$255 )
@@ -22653,12 +23624,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           6'h0a:
               /* empty */;
           6'h0b:
-              \$405  = \$253 [31:0];
+              \$418  = \$253 [31:0];
         endcase
       end
     end
-    if (\$257 ) begin
-      \$405  = 32'd0;
+    if (\$260 ) begin
+      \$418  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -22666,7 +23637,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$270 )
+          casez (\$273 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22690,10 +23661,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$405  = \$268 [31:0];
+                \$418  = \$271 [31:0];
           endcase
       4'h4:
-          casez (\$276 )
+          casez (\$279 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22717,11 +23688,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$405  = \$274 [31:0];
+                \$418  = \$277 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$297 )
+          casez (\$309 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22745,11 +23716,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$405  = \$295 [31:0];
+                \$418  = \$307 [31:0];
           endcase
-          if (\$298 ) begin
-            if (\$300 ) begin
-              casez (\$306 )
+          if (\$310 ) begin
+            if (\$312 ) begin
+              casez (\$318 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -22773,13 +23744,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h0a:
                     /* empty */;
                 6'h0b:
-                    \$405  = \$304 [31:0];
+                    \$418  = \$316 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$313 )
+          casez (\$325 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22803,10 +23774,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$405  = \$311 [31:0];
+                \$418  = \$323 [31:0];
           endcase
       4'h7:
-          casez (\$322 )
+          casez (\$334 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22830,16 +23801,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$405  = \$320 [31:0];
+                \$418  = \$332 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$405  = 32'd0;
+      \$418  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$406  = ctr12;
+    \$419  = ctr12;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$255 )
@@ -22868,12 +23839,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           6'h0b:
               /* empty */;
           6'h0c:
-              \$406  = \$253 [31:0];
+              \$419  = \$253 [31:0];
         endcase
       end
     end
-    if (\$257 ) begin
-      \$406  = 32'd0;
+    if (\$260 ) begin
+      \$419  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -22881,7 +23852,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$270 )
+          casez (\$273 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22907,10 +23878,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$406  = \$268 [31:0];
+                \$419  = \$271 [31:0];
           endcase
       4'h4:
-          casez (\$276 )
+          casez (\$279 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22936,11 +23907,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$406  = \$274 [31:0];
+                \$419  = \$277 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$297 )
+          casez (\$309 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22966,11 +23937,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$406  = \$295 [31:0];
+                \$419  = \$307 [31:0];
           endcase
-          if (\$298 ) begin
-            if (\$300 ) begin
-              casez (\$306 )
+          if (\$310 ) begin
+            if (\$312 ) begin
+              casez (\$318 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -22996,13 +23967,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h0b:
                     /* empty */;
                 6'h0c:
-                    \$406  = \$304 [31:0];
+                    \$419  = \$316 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$313 )
+          casez (\$325 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23028,10 +23999,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$406  = \$311 [31:0];
+                \$419  = \$323 [31:0];
           endcase
       4'h7:
-          casez (\$322 )
+          casez (\$334 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23057,16 +24028,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$406  = \$320 [31:0];
+                \$419  = \$332 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$406  = 32'd0;
+      \$419  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$407  = ctr13;
+    \$420  = ctr13;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$255 )
@@ -23097,12 +24068,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           6'h0c:
               /* empty */;
           6'h0d:
-              \$407  = \$253 [31:0];
+              \$420  = \$253 [31:0];
         endcase
       end
     end
-    if (\$257 ) begin
-      \$407  = 32'd0;
+    if (\$260 ) begin
+      \$420  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -23110,7 +24081,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$270 )
+          casez (\$273 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23138,10 +24109,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$407  = \$268 [31:0];
+                \$420  = \$271 [31:0];
           endcase
       4'h4:
-          casez (\$276 )
+          casez (\$279 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23169,11 +24140,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$407  = \$274 [31:0];
+                \$420  = \$277 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$297 )
+          casez (\$309 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23201,11 +24172,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$407  = \$295 [31:0];
+                \$420  = \$307 [31:0];
           endcase
-          if (\$298 ) begin
-            if (\$300 ) begin
-              casez (\$306 )
+          if (\$310 ) begin
+            if (\$312 ) begin
+              casez (\$318 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -23233,13 +24204,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h0c:
                     /* empty */;
                 6'h0d:
-                    \$407  = \$304 [31:0];
+                    \$420  = \$316 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$313 )
+          casez (\$325 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23267,10 +24238,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$407  = \$311 [31:0];
+                \$420  = \$323 [31:0];
           endcase
       4'h7:
-          casez (\$322 )
+          casez (\$334 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23298,16 +24269,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$407  = \$320 [31:0];
+                \$420  = \$332 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$407  = 32'd0;
+      \$420  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$408  = ctr14;
+    \$421  = ctr14;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$255 )
@@ -23340,12 +24311,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           6'h0d:
               /* empty */;
           6'h0e:
-              \$408  = \$253 [31:0];
+              \$421  = \$253 [31:0];
         endcase
       end
     end
-    if (\$257 ) begin
-      \$408  = 32'd0;
+    if (\$260 ) begin
+      \$421  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -23353,7 +24324,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$270 )
+          casez (\$273 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23383,10 +24354,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$408  = \$268 [31:0];
+                \$421  = \$271 [31:0];
           endcase
       4'h4:
-          casez (\$276 )
+          casez (\$279 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23416,11 +24387,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$408  = \$274 [31:0];
+                \$421  = \$277 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$297 )
+          casez (\$309 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23450,11 +24421,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$408  = \$295 [31:0];
+                \$421  = \$307 [31:0];
           endcase
-          if (\$298 ) begin
-            if (\$300 ) begin
-              casez (\$306 )
+          if (\$310 ) begin
+            if (\$312 ) begin
+              casez (\$318 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -23484,13 +24455,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h0d:
                     /* empty */;
                 6'h0e:
-                    \$408  = \$304 [31:0];
+                    \$421  = \$316 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$313 )
+          casez (\$325 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23520,10 +24491,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$408  = \$311 [31:0];
+                \$421  = \$323 [31:0];
           endcase
       4'h7:
-          casez (\$322 )
+          casez (\$334 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23553,16 +24524,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$408  = \$320 [31:0];
+                \$421  = \$332 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$408  = 32'd0;
+      \$421  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$409  = ctr15;
+    \$422  = ctr15;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$255 )
@@ -23597,12 +24568,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           6'h0e:
               /* empty */;
           6'h0f:
-              \$409  = \$253 [31:0];
+              \$422  = \$253 [31:0];
         endcase
       end
     end
-    if (\$257 ) begin
-      \$409  = 32'd0;
+    if (\$260 ) begin
+      \$422  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -23610,7 +24581,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$270 )
+          casez (\$273 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23642,10 +24613,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$409  = \$268 [31:0];
+                \$422  = \$271 [31:0];
           endcase
       4'h4:
-          casez (\$276 )
+          casez (\$279 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23677,11 +24648,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$409  = \$274 [31:0];
+                \$422  = \$277 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$297 )
+          casez (\$309 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23713,11 +24684,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$409  = \$295 [31:0];
+                \$422  = \$307 [31:0];
           endcase
-          if (\$298 ) begin
-            if (\$300 ) begin
-              casez (\$306 )
+          if (\$310 ) begin
+            if (\$312 ) begin
+              casez (\$318 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -23749,13 +24720,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h0e:
                     /* empty */;
                 6'h0f:
-                    \$409  = \$304 [31:0];
+                    \$422  = \$316 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$313 )
+          casez (\$325 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23787,10 +24758,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$409  = \$311 [31:0];
+                \$422  = \$323 [31:0];
           endcase
       4'h7:
-          casez (\$322 )
+          casez (\$334 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23822,16 +24793,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$409  = \$320 [31:0];
+                \$422  = \$332 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$409  = 32'd0;
+      \$422  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$410  = ctr16;
+    \$423  = ctr16;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$255 )
@@ -23868,15 +24839,15 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           6'h0f:
               /* empty */;
           6'h10:
-              \$410  = \$253 [31:0];
+              \$423  = \$253 [31:0];
         endcase
       end
     end
-    if (\$257 ) begin
-      \$410  = 32'd0;
+    if (\$260 ) begin
+      \$423  = 32'd0;
     end
     if (busy) begin
-      \$410  = \$258 [31:0];
+      \$423  = \$261 [31:0];
     end
     casez (fsm_state)
       4'h0:
@@ -23884,7 +24855,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$270 )
+          casez (\$273 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23918,10 +24889,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0f:
                 /* empty */;
             6'h10:
-                \$410  = \$268 [31:0];
+                \$423  = \$271 [31:0];
           endcase
       4'h4:
-          casez (\$276 )
+          casez (\$279 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23955,11 +24926,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0f:
                 /* empty */;
             6'h10:
-                \$410  = \$274 [31:0];
+                \$423  = \$277 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$297 )
+          casez (\$309 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23993,11 +24964,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0f:
                 /* empty */;
             6'h10:
-                \$410  = \$295 [31:0];
+                \$423  = \$307 [31:0];
           endcase
-          if (\$298 ) begin
-            if (\$300 ) begin
-              casez (\$306 )
+          if (\$310 ) begin
+            if (\$312 ) begin
+              casez (\$318 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -24031,13 +25002,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h0f:
                     /* empty */;
                 6'h10:
-                    \$410  = \$304 [31:0];
+                    \$423  = \$316 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$313 )
+          casez (\$325 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24071,10 +25042,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0f:
                 /* empty */;
             6'h10:
-                \$410  = \$311 [31:0];
+                \$423  = \$323 [31:0];
           endcase
       4'h7:
-          casez (\$322 )
+          casez (\$334 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24108,16 +25079,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0f:
                 /* empty */;
             6'h10:
-                \$410  = \$320 [31:0];
+                \$423  = \$332 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$410  = 32'd0;
+      \$423  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$411  = ctr17;
+    \$424  = ctr17;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$255 )
@@ -24156,12 +25127,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           6'h10:
               /* empty */;
           6'h11:
-              \$411  = \$253 [31:0];
+              \$424  = \$253 [31:0];
         endcase
       end
     end
-    if (\$257 ) begin
-      \$411  = 32'd0;
+    if (\$260 ) begin
+      \$424  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -24169,7 +25140,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$270 )
+          casez (\$273 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24205,10 +25176,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h10:
                 /* empty */;
             6'h11:
-                \$411  = \$268 [31:0];
+                \$424  = \$271 [31:0];
           endcase
       4'h4:
-          casez (\$276 )
+          casez (\$279 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24244,11 +25215,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h10:
                 /* empty */;
             6'h11:
-                \$411  = \$274 [31:0];
+                \$424  = \$277 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$297 )
+          casez (\$309 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24284,11 +25255,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h10:
                 /* empty */;
             6'h11:
-                \$411  = \$295 [31:0];
+                \$424  = \$307 [31:0];
           endcase
-          if (\$298 ) begin
-            if (\$300 ) begin
-              casez (\$306 )
+          if (\$310 ) begin
+            if (\$312 ) begin
+              casez (\$318 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -24324,13 +25295,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h10:
                     /* empty */;
                 6'h11:
-                    \$411  = \$304 [31:0];
+                    \$424  = \$316 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$313 )
+          casez (\$325 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24366,10 +25337,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h10:
                 /* empty */;
             6'h11:
-                \$411  = \$311 [31:0];
+                \$424  = \$323 [31:0];
           endcase
       4'h7:
-          casez (\$322 )
+          casez (\$334 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24405,404 +25376,34 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h10:
                 /* empty */;
             6'h11:
-                \$411  = \$320 [31:0];
+                \$424  = \$332 [31:0];
           endcase
       4'h8:
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$411  = \$347 [31:0];
+            \$424  = \$359 [31:0];
           end
     endcase
     if (rst) begin
-      \$411  = 32'd0;
+      \$424  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$412  = cur;
-    if (\$257 ) begin
-      \$412  = 1'h0;
+    \$425  = in_full;
+    if (\$256 ) begin
+      if (input__payload[15]) begin
+        \$425  = 1'h1;
+      end
+    end
+    if (\$260 ) begin
+      \$425  = 1'h0;
     end
     casez (fsm_state)
       4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            \$412  = \$346 ;
-          end
-    endcase
-    if (rst) begin
-      \$412  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$413  = li;
-    casez (fsm_state)
-      4'h0:
-          if (\$260 ) begin
-            if (input__payload[15]) begin
-              \$413  = 2'h0;
-            end
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (\$337 ) begin
-            (* full_case = 32'd1 *)
-            if (\$339 ) begin
-            end else begin
-              \$413  = \$340 [1:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$413  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$414  = fsm_state;
-    casez (fsm_state)
-      4'h0:
-          if (\$260 ) begin
-            if (input__payload[15]) begin
-              (* full_case = 32'd1 *)
-              if (\$261 ) begin
-                \$414  = 4'h1;
-              end else begin
-                \$414  = 4'h2;
-              end
-            end
-          end
-      4'h2:
-          \$414  = 4'h3;
-      4'h3:
-          \$414  = 4'h4;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$280 ) begin
-            \$414  = 4'h5;
-          end else begin
-            \$414  = 4'h6;
-          end
-      4'h6:
-          (* full_case = 32'd1 *)
-          if (\$298 ) begin
-          end else begin
-            \$414  = 4'h4;
-          end
-      4'h5:
-          if (\$316 ) begin
-            \$414  = 4'h7;
-          end
-      4'h7:
-          if (\$327 ) begin
-            (* full_case = 32'd1 *)
-            if (\$335 ) begin
-              \$414  = 4'h8;
-            end else begin
-              \$414  = 4'h3;
-            end
-          end
-      4'h8:
-          if (\$337 ) begin
-            (* full_case = 32'd1 *)
-            if (\$339 ) begin
-              \$414  = 4'h1;
-            end else begin
-              \$414  = 4'h2;
-            end
-          end
-      4'h1:
-          if (w_rdy) begin
-            \$414  = 4'h0;
-          end
-    endcase
-    if (rst) begin
-      \$414  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$415  = k;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          \$415  = 5'h00;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$327 ) begin
-            (* full_case = 32'd1 *)
-            if (\$335 ) begin
-            end else begin
-              \$415  = \$336 [4:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$415  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$416  = e;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$416  = { 1'h0, \$264  };
-      4'h4:
-          /* empty */;
-      4'h6:
-          (* full_case = 32'd1 *)
-          if (\$298 ) begin
-          end else begin
-            \$416  = \$307 [3:0];
-          end
-    endcase
-    if (rst) begin
-      \$416  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$417  = src_sel;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$280 ) begin
-          end else begin
-            \$417  = \$281 ;
-          end
-    endcase
-    if (rst) begin
-      \$417  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$418  = bank_sel;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$280 ) begin
-          end else begin
-            \$418  = \$283 ;
-          end
-    endcase
-    if (rst) begin
-      \$418  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$419  = n;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$280 ) begin
-          end else begin
-            \$419  = 8'h00;
-          end
-      4'h6:
-          if (\$298 ) begin
-            \$419  = \$299 [7:0];
-          end
-    endcase
-    if (rst) begin
-      \$419  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$420  = cnt;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$280 ) begin
-          end else begin
-            \$420  = \$287 ;
-          end
-    endcase
-    if (rst) begin
-      \$420  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$421  = rowbase;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$280 ) begin
-          end else begin
-            \$421  = \$291 [11:0];
-          end
-    endcase
-    if (rst) begin
-      \$421  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$422  = r_spikes;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$327 ) begin
-            \$422  = spikes;
-          end
-    endcase
-    if (rst) begin
-      \$422  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$423  = r_layer;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$327 ) begin
-            \$423  = li;
-          end
-    endcase
-    if (rst) begin
-      \$423  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$424  = r_base;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$327 ) begin
-            \$424  = \$331 [7:0];
-          end
-    endcase
-    if (rst) begin
-      \$424  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$425  = r_emit_values;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$327 ) begin
-            \$425  = \$332 ;
+          if (\$263 ) begin
+            \$425  = 1'h0;
           end
     endcase
     if (rst) begin
@@ -24811,57 +25412,74 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$426  = r_value0;
+    \$426  = in_count0;
+    if (\$256 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        casez (\$signal )
+          1'h0:
+              \$426  = \$258 [6:0];
+        endcase
+      end
+    end
+    if (\$260 ) begin
+      \$426  = 7'h00;
+    end
     casez (fsm_state)
       4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$327 ) begin
-            \$426  = u_new;
+          if (\$263 ) begin
+            casez (\$265 )
+              1'h0:
+                  \$426  = 7'h00;
+            endcase
           end
     endcase
     if (rst) begin
-      \$426  = 16'h0000;
+      \$426  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$427  = r_value1;
+    \$427  = in_count1;
+    if (\$256 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (\$signal )
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$427  = \$258 [6:0];
+        endcase
+      end
+    end
+    if (\$260 ) begin
+      \$427  = 7'h00;
+    end
     casez (fsm_state)
       4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$327 ) begin
-            \$427  = \u_new$262 ;
+          if (\$263 ) begin
+            (* full_case = 32'd1 *)
+            casez (\$265 )
+              1'h0:
+                  /* empty */;
+              1'h1:
+                  \$427  = 7'h00;
+            endcase
           end
     endcase
     if (rst) begin
-      \$427  = 16'h0000;
+      \$427  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$428  = r_value2;
+    \$428  = cur;
+    if (\$260 ) begin
+      \$428  = 1'h0;
+    end
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -24876,45 +25494,42 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h5:
           /* empty */;
       4'h7:
-          if (\$327 ) begin
-            \$428  = \u_new$266 ;
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            \$428  = \$358 ;
           end
     endcase
     if (rst) begin
-      \$428  = 16'h0000;
+      \$428  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$429  = r_value3;
+    \$429  = \$signal ;
+    if (\$260 ) begin
+      \$429  = 1'h0;
+    end
     casez (fsm_state)
       4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$327 ) begin
-            \$429  = \u_new$270 ;
+          if (\$263 ) begin
+            \$429  = \$264 ;
           end
     endcase
     if (rst) begin
-      \$429  = 16'h0000;
+      \$429  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$430  = r_value4;
+    \$430  = li;
     casez (fsm_state)
       4'h0:
-          /* empty */;
+          if (\$263 ) begin
+            \$430  = 2'h0;
+          end
       4'h2:
           /* empty */;
       4'h3:
@@ -24926,67 +25541,279 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h5:
           /* empty */;
       4'h7:
-          if (\$327 ) begin
-            \$430  = \u_new$274 ;
+          /* empty */;
+      4'h8:
+          if (\$349 ) begin
+            (* full_case = 32'd1 *)
+            if (\$351 ) begin
+            end else begin
+              \$430  = \$352 [1:0];
+            end
           end
     endcase
     if (rst) begin
-      \$430  = 16'h0000;
+      \$430  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$431  = r_value5;
+    \$431  = \$signal$336 ;
     casez (fsm_state)
       4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$327 ) begin
-            \$431  = \u_new$278 ;
+          if (\$263 ) begin
+            \$431  = \$signal ;
           end
     endcase
     if (rst) begin
-      \$431  = 16'h0000;
+      \$431  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$432  = r_value6;
+    \$432  = fsm_state;
     casez (fsm_state)
       4'h0:
-          /* empty */;
+          if (\$263 ) begin
+            (* full_case = 32'd1 *)
+            if (\$266 ) begin
+              \$432  = 4'h1;
+            end else begin
+              \$432  = 4'h2;
+            end
+          end
       4'h2:
-          /* empty */;
+          \$432  = 4'h3;
       4'h3:
-          /* empty */;
+          \$432  = 4'h4;
       4'h4:
-          /* empty */;
+          (* full_case = 32'd1 *)
+          if (\$283 ) begin
+            \$432  = 4'h5;
+          end else begin
+            \$432  = 4'h6;
+          end
       4'h6:
-          /* empty */;
+          (* full_case = 32'd1 *)
+          if (\$310 ) begin
+          end else begin
+            \$432  = 4'h4;
+          end
       4'h5:
-          /* empty */;
+          if (\$328 ) begin
+            \$432  = 4'h7;
+          end
       4'h7:
-          if (\$327 ) begin
-            \$432  = \u_new$282 ;
+          if (\$339 ) begin
+            (* full_case = 32'd1 *)
+            if (\$347 ) begin
+              \$432  = 4'h8;
+            end else begin
+              \$432  = 4'h3;
+            end
+          end
+      4'h8:
+          if (\$349 ) begin
+            (* full_case = 32'd1 *)
+            if (\$351 ) begin
+              \$432  = 4'h1;
+            end else begin
+              \$432  = 4'h2;
+            end
+          end
+      4'h1:
+          if (w_rdy) begin
+            \$432  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$432  = 16'h0000;
+      \$432  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$433  = r_value7;
+    \$433  = k;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          \$433  = 5'h00;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$339 ) begin
+            (* full_case = 32'd1 *)
+            if (\$347 ) begin
+            end else begin
+              \$433  = \$348 [4:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$433  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$434  = e;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$434  = { 1'h0, \$267  };
+      4'h4:
+          /* empty */;
+      4'h6:
+          (* full_case = 32'd1 *)
+          if (\$310 ) begin
+          end else begin
+            \$434  = \$319 [3:0];
+          end
+    endcase
+    if (rst) begin
+      \$434  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$435  = src_sel;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$283 ) begin
+          end else begin
+            \$435  = \$284 ;
+          end
+    endcase
+    if (rst) begin
+      \$435  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$436  = \$signal$335 ;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$283 ) begin
+          end else begin
+            \$436  = \$286 ;
+          end
+    endcase
+    if (rst) begin
+      \$436  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$437  = bank_sel;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$283 ) begin
+          end else begin
+            \$437  = \$291 ;
+          end
+    endcase
+    if (rst) begin
+      \$437  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$438  = n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$283 ) begin
+          end else begin
+            \$438  = 8'h00;
+          end
+      4'h6:
+          if (\$310 ) begin
+            \$438  = \$311 [7:0];
+          end
+    endcase
+    if (rst) begin
+      \$438  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$439  = cnt;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$283 ) begin
+          end else begin
+            \$439  = \$299 ;
+          end
+    endcase
+    if (rst) begin
+      \$439  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$440  = rowbase;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$283 ) begin
+          end else begin
+            \$440  = \$303 [11:0];
+          end
+    endcase
+    if (rst) begin
+      \$440  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$441  = r_spikes;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -25001,12 +25828,287 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h5:
           /* empty */;
       4'h7:
-          if (\$327 ) begin
-            \$433  = \u_new$286 ;
+          if (\$339 ) begin
+            \$441  = spikes;
           end
     endcase
     if (rst) begin
-      \$433  = 16'h0000;
+      \$441  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$442  = r_layer;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$339 ) begin
+            \$442  = li;
+          end
+    endcase
+    if (rst) begin
+      \$442  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$443  = r_base;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$339 ) begin
+            \$443  = \$343 [7:0];
+          end
+    endcase
+    if (rst) begin
+      \$443  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$444  = r_emit_values;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$339 ) begin
+            \$444  = \$344 ;
+          end
+    endcase
+    if (rst) begin
+      \$444  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$445  = r_value0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$339 ) begin
+            \$445  = u_new;
+          end
+    endcase
+    if (rst) begin
+      \$445  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$446  = r_value1;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$339 ) begin
+            \$446  = \u_new$267 ;
+          end
+    endcase
+    if (rst) begin
+      \$446  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$447  = r_value2;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$339 ) begin
+            \$447  = \u_new$271 ;
+          end
+    endcase
+    if (rst) begin
+      \$447  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$448  = r_value3;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$339 ) begin
+            \$448  = \u_new$275 ;
+          end
+    endcase
+    if (rst) begin
+      \$448  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$449  = r_value4;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$339 ) begin
+            \$449  = \u_new$279 ;
+          end
+    endcase
+    if (rst) begin
+      \$449  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$450  = r_value5;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$339 ) begin
+            \$450  = \u_new$283 ;
+          end
+    endcase
+    if (rst) begin
+      \$450  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$451  = r_value6;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$339 ) begin
+            \$451  = \u_new$287 ;
+          end
+    endcase
+    if (rst) begin
+      \$451  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$452  = r_value7;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$339 ) begin
+            \$452  = \u_new$291 ;
+          end
+    endcase
+    if (rst) begin
+      \$452  = 16'h0000;
     end
   end
   always @* begin
@@ -25196,13 +26298,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \v_reset$191  = layer0[43:28];
+          \v_reset$196  = layer0[43:28];
       2'h1:
-          \v_reset$191  = layer1[43:28];
+          \v_reset$196  = layer1[43:28];
       2'h2:
-          \v_reset$191  = layer2[43:28];
+          \v_reset$196  = layer2[43:28];
       2'h3:
-          \v_reset$191  = layer3[43:28];
+          \v_reset$196  = layer3[43:28];
     endcase
   end
   always @* begin
@@ -25210,13 +26312,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \reset$192  = layer0[27:26];
+          \reset$197  = layer0[27:26];
       2'h1:
-          \reset$192  = layer1[27:26];
+          \reset$197  = layer1[27:26];
       2'h2:
-          \reset$192  = layer2[27:26];
+          \reset$197  = layer2[27:26];
       2'h3:
-          \reset$192  = layer3[27:26];
+          \reset$197  = layer3[27:26];
     endcase
   end
   always @* begin
@@ -25224,13 +26326,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \spiking$193  = layer0[25];
+          \spiking$198  = layer0[25];
       2'h1:
-          \spiking$193  = layer1[25];
+          \spiking$198  = layer1[25];
       2'h2:
-          \spiking$193  = layer2[25];
+          \spiking$198  = layer2[25];
       2'h3:
-          \spiking$193  = layer3[25];
+          \spiking$198  = layer3[25];
     endcase
   end
   always @* begin
@@ -25238,13 +26340,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \v_reset$201  = layer0[43:28];
+          \v_reset$206  = layer0[43:28];
       2'h1:
-          \v_reset$201  = layer1[43:28];
+          \v_reset$206  = layer1[43:28];
       2'h2:
-          \v_reset$201  = layer2[43:28];
+          \v_reset$206  = layer2[43:28];
       2'h3:
-          \v_reset$201  = layer3[43:28];
+          \v_reset$206  = layer3[43:28];
     endcase
   end
   always @* begin
@@ -25252,13 +26354,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \reset$202  = layer0[27:26];
+          \reset$207  = layer0[27:26];
       2'h1:
-          \reset$202  = layer1[27:26];
+          \reset$207  = layer1[27:26];
       2'h2:
-          \reset$202  = layer2[27:26];
+          \reset$207  = layer2[27:26];
       2'h3:
-          \reset$202  = layer3[27:26];
+          \reset$207  = layer3[27:26];
     endcase
   end
   always @* begin
@@ -25266,13 +26368,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \spiking$203  = layer0[25];
+          \spiking$208  = layer0[25];
       2'h1:
-          \spiking$203  = layer1[25];
+          \spiking$208  = layer1[25];
       2'h2:
-          \spiking$203  = layer2[25];
+          \spiking$208  = layer2[25];
       2'h3:
-          \spiking$203  = layer3[25];
+          \spiking$208  = layer3[25];
     endcase
   end
   always @* begin
@@ -25280,13 +26382,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \v_reset$211  = layer0[43:28];
+          \v_reset$216  = layer0[43:28];
       2'h1:
-          \v_reset$211  = layer1[43:28];
+          \v_reset$216  = layer1[43:28];
       2'h2:
-          \v_reset$211  = layer2[43:28];
+          \v_reset$216  = layer2[43:28];
       2'h3:
-          \v_reset$211  = layer3[43:28];
+          \v_reset$216  = layer3[43:28];
     endcase
   end
   always @* begin
@@ -25294,13 +26396,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \reset$212  = layer0[27:26];
+          \reset$217  = layer0[27:26];
       2'h1:
-          \reset$212  = layer1[27:26];
+          \reset$217  = layer1[27:26];
       2'h2:
-          \reset$212  = layer2[27:26];
+          \reset$217  = layer2[27:26];
       2'h3:
-          \reset$212  = layer3[27:26];
+          \reset$217  = layer3[27:26];
     endcase
   end
   always @* begin
@@ -25308,13 +26410,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \spiking$213  = layer0[25];
+          \spiking$218  = layer0[25];
       2'h1:
-          \spiking$213  = layer1[25];
+          \spiking$218  = layer1[25];
       2'h2:
-          \spiking$213  = layer2[25];
+          \spiking$218  = layer2[25];
       2'h3:
-          \spiking$213  = layer3[25];
+          \spiking$218  = layer3[25];
     endcase
   end
   always @* begin
@@ -25322,13 +26424,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \v_reset$221  = layer0[43:28];
+          \v_reset$226  = layer0[43:28];
       2'h1:
-          \v_reset$221  = layer1[43:28];
+          \v_reset$226  = layer1[43:28];
       2'h2:
-          \v_reset$221  = layer2[43:28];
+          \v_reset$226  = layer2[43:28];
       2'h3:
-          \v_reset$221  = layer3[43:28];
+          \v_reset$226  = layer3[43:28];
     endcase
   end
   always @* begin
@@ -25336,13 +26438,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \reset$222  = layer0[27:26];
+          \reset$227  = layer0[27:26];
       2'h1:
-          \reset$222  = layer1[27:26];
+          \reset$227  = layer1[27:26];
       2'h2:
-          \reset$222  = layer2[27:26];
+          \reset$227  = layer2[27:26];
       2'h3:
-          \reset$222  = layer3[27:26];
+          \reset$227  = layer3[27:26];
     endcase
   end
   always @* begin
@@ -25350,13 +26452,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \spiking$223  = layer0[25];
+          \spiking$228  = layer0[25];
       2'h1:
-          \spiking$223  = layer1[25];
+          \spiking$228  = layer1[25];
       2'h2:
-          \spiking$223  = layer2[25];
+          \spiking$228  = layer2[25];
       2'h3:
-          \spiking$223  = layer3[25];
+          \spiking$228  = layer3[25];
     endcase
   end
   always @* begin
@@ -25364,13 +26466,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \v_reset$231  = layer0[43:28];
+          \v_reset$236  = layer0[43:28];
       2'h1:
-          \v_reset$231  = layer1[43:28];
+          \v_reset$236  = layer1[43:28];
       2'h2:
-          \v_reset$231  = layer2[43:28];
+          \v_reset$236  = layer2[43:28];
       2'h3:
-          \v_reset$231  = layer3[43:28];
+          \v_reset$236  = layer3[43:28];
     endcase
   end
   always @* begin
@@ -25378,13 +26480,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \reset$232  = layer0[27:26];
+          \reset$237  = layer0[27:26];
       2'h1:
-          \reset$232  = layer1[27:26];
+          \reset$237  = layer1[27:26];
       2'h2:
-          \reset$232  = layer2[27:26];
+          \reset$237  = layer2[27:26];
       2'h3:
-          \reset$232  = layer3[27:26];
+          \reset$237  = layer3[27:26];
     endcase
   end
   always @* begin
@@ -25392,13 +26494,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \spiking$233  = layer0[25];
+          \spiking$238  = layer0[25];
       2'h1:
-          \spiking$233  = layer1[25];
+          \spiking$238  = layer1[25];
       2'h2:
-          \spiking$233  = layer2[25];
+          \spiking$238  = layer2[25];
       2'h3:
-          \spiking$233  = layer3[25];
+          \spiking$238  = layer3[25];
     endcase
   end
   always @* begin
@@ -25406,13 +26508,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \v_reset$241  = layer0[43:28];
+          \v_reset$246  = layer0[43:28];
       2'h1:
-          \v_reset$241  = layer1[43:28];
+          \v_reset$246  = layer1[43:28];
       2'h2:
-          \v_reset$241  = layer2[43:28];
+          \v_reset$246  = layer2[43:28];
       2'h3:
-          \v_reset$241  = layer3[43:28];
+          \v_reset$246  = layer3[43:28];
     endcase
   end
   always @* begin
@@ -25420,13 +26522,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \reset$242  = layer0[27:26];
+          \reset$247  = layer0[27:26];
       2'h1:
-          \reset$242  = layer1[27:26];
+          \reset$247  = layer1[27:26];
       2'h2:
-          \reset$242  = layer2[27:26];
+          \reset$247  = layer2[27:26];
       2'h3:
-          \reset$242  = layer3[27:26];
+          \reset$247  = layer3[27:26];
     endcase
   end
   always @* begin
@@ -25434,13 +26536,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \spiking$243  = layer0[25];
+          \spiking$248  = layer0[25];
       2'h1:
-          \spiking$243  = layer1[25];
+          \spiking$248  = layer1[25];
       2'h2:
-          \spiking$243  = layer2[25];
+          \spiking$248  = layer2[25];
       2'h3:
-          \spiking$243  = layer3[25];
+          \spiking$248  = layer3[25];
     endcase
   end
   always @* begin
@@ -25448,13 +26550,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \v_reset$251  = layer0[43:28];
+          \v_reset$256  = layer0[43:28];
       2'h1:
-          \v_reset$251  = layer1[43:28];
+          \v_reset$256  = layer1[43:28];
       2'h2:
-          \v_reset$251  = layer2[43:28];
+          \v_reset$256  = layer2[43:28];
       2'h3:
-          \v_reset$251  = layer3[43:28];
+          \v_reset$256  = layer3[43:28];
     endcase
   end
   always @* begin
@@ -25462,13 +26564,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \reset$252  = layer0[27:26];
+          \reset$257  = layer0[27:26];
       2'h1:
-          \reset$252  = layer1[27:26];
+          \reset$257  = layer1[27:26];
       2'h2:
-          \reset$252  = layer2[27:26];
+          \reset$257  = layer2[27:26];
       2'h3:
-          \reset$252  = layer3[27:26];
+          \reset$257  = layer3[27:26];
     endcase
   end
   always @* begin
@@ -25476,13 +26578,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \spiking$253  = layer0[25];
+          \spiking$258  = layer0[25];
       2'h1:
-          \spiking$253  = layer1[25];
+          \spiking$258  = layer1[25];
       2'h2:
-          \spiking$253  = layer2[25];
+          \spiking$258  = layer2[25];
       2'h3:
-          \spiking$253  = layer3[25];
+          \spiking$258  = layer3[25];
     endcase
   end
   always @* begin
@@ -25595,6 +26697,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           \$199  = layer2[7:0];
       2'h3:
           \$199  = layer3[7:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal )
+      1'h0:
+          \$206  = in_count0;
+      1'h1:
+          \$206  = in_count1;
     endcase
   end
   always @* begin
@@ -25758,99 +26870,109 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$264  = layer0[20:18];
-      2'h1:
-          \$264  = layer1[20:18];
-      2'h2:
-          \$264  = layer2[20:18];
-      2'h3:
-          \$264  = layer3[20:18];
+    casez (\$signal )
+      1'h0:
+          \$257  = in_count0;
+      1'h1:
+          \$257  = in_count1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$267  = 32'd0;
-    casez (\$266 )
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$267  = layer0[20:18];
+      2'h1:
+          \$267  = layer1[20:18];
+      2'h2:
+          \$267  = layer2[20:18];
+      2'h3:
+          \$267  = layer3[20:18];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$270  = 32'd0;
+    casez (\$269 )
       6'h00:
-          \$267  = ctr0;
+          \$270  = ctr0;
       6'h01:
-          \$267  = ctr1;
+          \$270  = ctr1;
       6'h02:
-          \$267  = ctr2;
+          \$270  = ctr2;
       6'h03:
-          \$267  = ctr3;
+          \$270  = ctr3;
       6'h04:
-          \$267  = ctr4;
+          \$270  = ctr4;
       6'h05:
-          \$267  = ctr5;
+          \$270  = ctr5;
       6'h06:
-          \$267  = ctr6;
+          \$270  = ctr6;
       6'h07:
-          \$267  = ctr7;
+          \$270  = ctr7;
       6'h08:
-          \$267  = ctr8;
+          \$270  = ctr8;
       6'h09:
-          \$267  = ctr9;
+          \$270  = ctr9;
       6'h0a:
-          \$267  = ctr10;
+          \$270  = ctr10;
       6'h0b:
-          \$267  = ctr11;
+          \$270  = ctr11;
       6'h0c:
-          \$267  = ctr12;
+          \$270  = ctr12;
       6'h0d:
-          \$267  = ctr13;
+          \$270  = ctr13;
       6'h0e:
-          \$267  = ctr14;
+          \$270  = ctr14;
       6'h0f:
-          \$267  = ctr15;
+          \$270  = ctr15;
       6'h10:
-          \$267  = ctr16;
+          \$270  = ctr16;
       6'h11:
-          \$267  = ctr17;
+          \$270  = ctr17;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$273  = 32'd0;
-    casez (\$272 )
+    \$276  = 32'd0;
+    casez (\$275 )
       6'h00:
-          \$273  = ctr0;
+          \$276  = ctr0;
       6'h01:
-          \$273  = ctr1;
+          \$276  = ctr1;
       6'h02:
-          \$273  = ctr2;
+          \$276  = ctr2;
       6'h03:
-          \$273  = ctr3;
+          \$276  = ctr3;
       6'h04:
-          \$273  = ctr4;
+          \$276  = ctr4;
       6'h05:
-          \$273  = ctr5;
+          \$276  = ctr5;
       6'h06:
-          \$273  = ctr6;
+          \$276  = ctr6;
       6'h07:
-          \$273  = ctr7;
+          \$276  = ctr7;
       6'h08:
-          \$273  = ctr8;
+          \$276  = ctr8;
       6'h09:
-          \$273  = ctr9;
+          \$276  = ctr9;
       6'h0a:
-          \$273  = ctr10;
+          \$276  = ctr10;
       6'h0b:
-          \$273  = ctr11;
+          \$276  = ctr11;
       6'h0c:
-          \$273  = ctr12;
+          \$276  = ctr12;
       6'h0d:
-          \$273  = ctr13;
+          \$276  = ctr13;
       6'h0e:
-          \$273  = ctr14;
+          \$276  = ctr14;
       6'h0f:
-          \$273  = ctr15;
+          \$276  = ctr15;
       6'h10:
-          \$273  = ctr16;
+          \$276  = ctr16;
       6'h11:
-          \$273  = ctr17;
+          \$276  = ctr17;
     endcase
   end
   always @* begin
@@ -25858,13 +26980,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$277  = layer0[20:18];
+          \$280  = layer0[20:18];
       2'h1:
-          \$277  = layer1[20:18];
+          \$280  = layer1[20:18];
       2'h2:
-          \$277  = layer2[20:18];
+          \$280  = layer2[20:18];
       2'h3:
-          \$277  = layer3[20:18];
+          \$280  = layer3[20:18];
     endcase
   end
   always @* begin
@@ -25872,57 +26994,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$278  = layer0[24:21];
+          \$281  = layer0[24:21];
       2'h1:
-          \$278  = layer1[24:21];
+          \$281  = layer1[24:21];
       2'h2:
-          \$278  = layer2[24:21];
+          \$281  = layer2[24:21];
       2'h3:
-          \$278  = layer3[24:21];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$281  = edge0[2:0];
-      3'h1:
-          \$281  = edge1[2:0];
-      3'h2:
-          \$281  = edge2[2:0];
-      3'h3:
-          \$281  = edge3[2:0];
-      3'h4:
-          \$281  = edge4[2:0];
-      3'h5:
-          \$281  = edge5[2:0];
-      3'h6:
-          \$281  = edge6[2:0];
-      3'h7:
-          \$281  = edge7[2:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$282  = edge0[3];
-      3'h1:
-          \$282  = edge1[3];
-      3'h2:
-          \$282  = edge2[3];
-      3'h3:
-          \$282  = edge3[3];
-      3'h4:
-          \$282  = edge4[3];
-      3'h5:
-          \$282  = edge5[3];
-      3'h6:
-          \$282  = edge6[3];
-      3'h7:
-          \$282  = edge7[3];
+          \$281  = layer3[24:21];
     endcase
   end
   always @* begin
@@ -25952,59 +27030,179 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$285  = edge0[3];
+          \$285  = edge0[2:0];
       3'h1:
-          \$285  = edge1[3];
+          \$285  = edge1[2:0];
       3'h2:
-          \$285  = edge2[3];
+          \$285  = edge2[2:0];
       3'h3:
-          \$285  = edge3[3];
+          \$285  = edge3[2:0];
       3'h4:
-          \$285  = edge4[3];
+          \$285  = edge4[2:0];
       3'h5:
-          \$285  = edge5[3];
+          \$285  = edge5[2:0];
       3'h6:
-          \$285  = edge6[3];
+          \$285  = edge6[2:0];
       3'h7:
-          \$285  = edge7[3];
+          \$285  = edge7[2:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez ({ \$286 , \$284  })
+    casez (e[2:0])
+      3'h0:
+          \$287  = edge0[2:0];
+      3'h1:
+          \$287  = edge1[2:0];
+      3'h2:
+          \$287  = edge2[2:0];
+      3'h3:
+          \$287  = edge3[2:0];
+      3'h4:
+          \$287  = edge4[2:0];
+      3'h5:
+          \$287  = edge5[2:0];
+      3'h6:
+          \$287  = edge6[2:0];
+      3'h7:
+          \$287  = edge7[2:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$289  = edge0[3];
+      3'h1:
+          \$289  = edge1[3];
+      3'h2:
+          \$289  = edge2[3];
+      3'h3:
+          \$289  = edge3[3];
+      3'h4:
+          \$289  = edge4[3];
+      3'h5:
+          \$289  = edge5[3];
+      3'h6:
+          \$289  = edge6[3];
+      3'h7:
+          \$289  = edge7[3];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$292  = edge0[2:0];
+      3'h1:
+          \$292  = edge1[2:0];
+      3'h2:
+          \$292  = edge2[2:0];
+      3'h3:
+          \$292  = edge3[2:0];
+      3'h4:
+          \$292  = edge4[2:0];
+      3'h5:
+          \$292  = edge5[2:0];
+      3'h6:
+          \$292  = edge6[2:0];
+      3'h7:
+          \$292  = edge7[2:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$336 )
+      1'h0:
+          \$294  = in_count0;
+      1'h1:
+          \$294  = in_count1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$295  = edge0[2:0];
+      3'h1:
+          \$295  = edge1[2:0];
+      3'h2:
+          \$295  = edge2[2:0];
+      3'h3:
+          \$295  = edge3[2:0];
+      3'h4:
+          \$295  = edge4[2:0];
+      3'h5:
+          \$295  = edge5[2:0];
+      3'h6:
+          \$295  = edge6[2:0];
+      3'h7:
+          \$295  = edge7[2:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$296  = edge0[3];
+      3'h1:
+          \$296  = edge1[3];
+      3'h2:
+          \$296  = edge2[3];
+      3'h3:
+          \$296  = edge3[3];
+      3'h4:
+          \$296  = edge4[3];
+      3'h5:
+          \$296  = edge5[3];
+      3'h6:
+          \$296  = edge6[3];
+      3'h7:
+          \$296  = edge7[3];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez ({ \$297 , \$295  })
       4'h0:
-          \$287  = count0;
+          \$298  = count0;
       4'h1:
-          \$287  = count1;
+          \$298  = count1;
       4'h2:
-          \$287  = count2;
+          \$298  = count2;
       4'h3:
-          \$287  = count3;
+          \$298  = count3;
       4'h4:
-          \$287  = count4;
+          \$298  = count4;
       4'h5:
-          \$287  = count5;
+          \$298  = count5;
       4'h6:
-          \$287  = count6;
+          \$298  = count6;
       4'h7:
-          \$287  = count7;
+          \$298  = count7;
       4'h8:
-          \$287  = count8;
+          \$298  = count8;
       4'h9:
-          \$287  = count9;
+          \$298  = count9;
       4'ha:
-          \$287  = count10;
+          \$298  = count10;
       4'hb:
-          \$287  = count11;
+          \$298  = count11;
       4'hc:
-          \$287  = count12;
+          \$298  = count12;
       4'hd:
-          \$287  = count13;
+          \$298  = count13;
       4'he:
-          \$287  = count14;
+          \$298  = count14;
       4'hf:
-          \$287  = count15;
+          \$298  = count15;
     endcase
   end
   always @* begin
@@ -26012,21 +27210,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$288  = edge0[14:4];
+          \$300  = edge0[14:4];
       3'h1:
-          \$288  = edge1[14:4];
+          \$300  = edge1[14:4];
       3'h2:
-          \$288  = edge2[14:4];
+          \$300  = edge2[14:4];
       3'h3:
-          \$288  = edge3[14:4];
+          \$300  = edge3[14:4];
       3'h4:
-          \$288  = edge4[14:4];
+          \$300  = edge4[14:4];
       3'h5:
-          \$288  = edge5[14:4];
+          \$300  = edge5[14:4];
       3'h6:
-          \$288  = edge6[14:4];
+          \$300  = edge6[14:4];
       3'h7:
-          \$288  = edge7[14:4];
+          \$300  = edge7[14:4];
     endcase
   end
   always @* begin
@@ -26034,189 +27232,189 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$289  = edge0[22:15];
+          \$301  = edge0[22:15];
       3'h1:
-          \$289  = edge1[22:15];
+          \$301  = edge1[22:15];
       3'h2:
-          \$289  = edge2[22:15];
+          \$301  = edge2[22:15];
       3'h3:
-          \$289  = edge3[22:15];
+          \$301  = edge3[22:15];
       3'h4:
-          \$289  = edge4[22:15];
+          \$301  = edge4[22:15];
       3'h5:
-          \$289  = edge5[22:15];
+          \$301  = edge5[22:15];
       3'h6:
-          \$289  = edge6[22:15];
+          \$301  = edge6[22:15];
       3'h7:
-          \$289  = edge7[22:15];
+          \$301  = edge7[22:15];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$294  = 32'd0;
-    casez (\$293 )
+    \$306  = 32'd0;
+    casez (\$305 )
       6'h00:
-          \$294  = ctr0;
+          \$306  = ctr0;
       6'h01:
-          \$294  = ctr1;
+          \$306  = ctr1;
       6'h02:
-          \$294  = ctr2;
+          \$306  = ctr2;
       6'h03:
-          \$294  = ctr3;
+          \$306  = ctr3;
       6'h04:
-          \$294  = ctr4;
+          \$306  = ctr4;
       6'h05:
-          \$294  = ctr5;
+          \$306  = ctr5;
       6'h06:
-          \$294  = ctr6;
+          \$306  = ctr6;
       6'h07:
-          \$294  = ctr7;
+          \$306  = ctr7;
       6'h08:
-          \$294  = ctr8;
+          \$306  = ctr8;
       6'h09:
-          \$294  = ctr9;
+          \$306  = ctr9;
       6'h0a:
-          \$294  = ctr10;
+          \$306  = ctr10;
       6'h0b:
-          \$294  = ctr11;
+          \$306  = ctr11;
       6'h0c:
-          \$294  = ctr12;
+          \$306  = ctr12;
       6'h0d:
-          \$294  = ctr13;
+          \$306  = ctr13;
       6'h0e:
-          \$294  = ctr14;
+          \$306  = ctr14;
       6'h0f:
-          \$294  = ctr15;
+          \$306  = ctr15;
       6'h10:
-          \$294  = ctr16;
+          \$306  = ctr16;
       6'h11:
-          \$294  = ctr17;
+          \$306  = ctr17;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$303  = 32'd0;
-    casez (\$302 )
+    \$315  = 32'd0;
+    casez (\$314 )
       6'h00:
-          \$303  = ctr0;
+          \$315  = ctr0;
       6'h01:
-          \$303  = ctr1;
+          \$315  = ctr1;
       6'h02:
-          \$303  = ctr2;
+          \$315  = ctr2;
       6'h03:
-          \$303  = ctr3;
+          \$315  = ctr3;
       6'h04:
-          \$303  = ctr4;
+          \$315  = ctr4;
       6'h05:
-          \$303  = ctr5;
+          \$315  = ctr5;
       6'h06:
-          \$303  = ctr6;
+          \$315  = ctr6;
       6'h07:
-          \$303  = ctr7;
+          \$315  = ctr7;
       6'h08:
-          \$303  = ctr8;
+          \$315  = ctr8;
       6'h09:
-          \$303  = ctr9;
+          \$315  = ctr9;
       6'h0a:
-          \$303  = ctr10;
+          \$315  = ctr10;
       6'h0b:
-          \$303  = ctr11;
+          \$315  = ctr11;
       6'h0c:
-          \$303  = ctr12;
+          \$315  = ctr12;
       6'h0d:
-          \$303  = ctr13;
+          \$315  = ctr13;
       6'h0e:
-          \$303  = ctr14;
+          \$315  = ctr14;
       6'h0f:
-          \$303  = ctr15;
+          \$315  = ctr15;
       6'h10:
-          \$303  = ctr16;
+          \$315  = ctr16;
       6'h11:
-          \$303  = ctr17;
+          \$315  = ctr17;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$310  = 32'd0;
-    casez (\$309 )
+    \$322  = 32'd0;
+    casez (\$321 )
       6'h00:
-          \$310  = ctr0;
+          \$322  = ctr0;
       6'h01:
-          \$310  = ctr1;
+          \$322  = ctr1;
       6'h02:
-          \$310  = ctr2;
+          \$322  = ctr2;
       6'h03:
-          \$310  = ctr3;
+          \$322  = ctr3;
       6'h04:
-          \$310  = ctr4;
+          \$322  = ctr4;
       6'h05:
-          \$310  = ctr5;
+          \$322  = ctr5;
       6'h06:
-          \$310  = ctr6;
+          \$322  = ctr6;
       6'h07:
-          \$310  = ctr7;
+          \$322  = ctr7;
       6'h08:
-          \$310  = ctr8;
+          \$322  = ctr8;
       6'h09:
-          \$310  = ctr9;
+          \$322  = ctr9;
       6'h0a:
-          \$310  = ctr10;
+          \$322  = ctr10;
       6'h0b:
-          \$310  = ctr11;
+          \$322  = ctr11;
       6'h0c:
-          \$310  = ctr12;
+          \$322  = ctr12;
       6'h0d:
-          \$310  = ctr13;
+          \$322  = ctr13;
       6'h0e:
-          \$310  = ctr14;
+          \$322  = ctr14;
       6'h0f:
-          \$310  = ctr15;
+          \$322  = ctr15;
       6'h10:
-          \$310  = ctr16;
+          \$322  = ctr16;
       6'h11:
-          \$310  = ctr17;
+          \$322  = ctr17;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$319  = 32'd0;
-    casez (\$318 )
+    \$331  = 32'd0;
+    casez (\$330 )
       6'h00:
-          \$319  = ctr0;
+          \$331  = ctr0;
       6'h01:
-          \$319  = ctr1;
+          \$331  = ctr1;
       6'h02:
-          \$319  = ctr2;
+          \$331  = ctr2;
       6'h03:
-          \$319  = ctr3;
+          \$331  = ctr3;
       6'h04:
-          \$319  = ctr4;
+          \$331  = ctr4;
       6'h05:
-          \$319  = ctr5;
+          \$331  = ctr5;
       6'h06:
-          \$319  = ctr6;
+          \$331  = ctr6;
       6'h07:
-          \$319  = ctr7;
+          \$331  = ctr7;
       6'h08:
-          \$319  = ctr8;
+          \$331  = ctr8;
       6'h09:
-          \$319  = ctr9;
+          \$331  = ctr9;
       6'h0a:
-          \$319  = ctr10;
+          \$331  = ctr10;
       6'h0b:
-          \$319  = ctr11;
+          \$331  = ctr11;
       6'h0c:
-          \$319  = ctr12;
+          \$331  = ctr12;
       6'h0d:
-          \$319  = ctr13;
+          \$331  = ctr13;
       6'h0e:
-          \$319  = ctr14;
+          \$331  = ctr14;
       6'h0f:
-          \$319  = ctr15;
+          \$331  = ctr15;
       6'h10:
-          \$319  = ctr16;
+          \$331  = ctr16;
       6'h11:
-          \$319  = ctr17;
+          \$331  = ctr17;
     endcase
   end
   always @* begin
@@ -26224,13 +27422,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$328  = layer0[44];
+          \$340  = layer0[44];
       2'h1:
-          \$328  = layer1[44];
+          \$340  = layer1[44];
       2'h2:
-          \$328  = layer2[44];
+          \$340  = layer2[44];
       2'h3:
-          \$328  = layer3[44];
+          \$340  = layer3[44];
     endcase
   end
   always @* begin
@@ -26238,13 +27436,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$332  = layer0[44];
+          \$344  = layer0[44];
       2'h1:
-          \$332  = layer1[44];
+          \$344  = layer1[44];
       2'h2:
-          \$332  = layer2[44];
+          \$344  = layer2[44];
       2'h3:
-          \$332  = layer3[44];
+          \$344  = layer3[44];
     endcase
   end
   always @* begin
@@ -26252,13 +27450,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$333  = layer0[12:8];
+          \$345  = layer0[12:8];
       2'h1:
-          \$333  = layer1[12:8];
+          \$345  = layer1[12:8];
       2'h2:
-          \$333  = layer2[12:8];
+          \$345  = layer2[12:8];
       2'h3:
-          \$333  = layer3[12:8];
+          \$345  = layer3[12:8];
     endcase
   end
   always @* begin
@@ -26362,16 +27560,6 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         ev_wr__addr = { cur, spike_src, \$122  };
       end
     end
-    casez (fsm_state)
-      4'h0:
-          if (\$205 ) begin
-            (* full_case = 32'd1 *)
-            if (input__payload[15]) begin
-            end else begin
-              ev_wr__addr = { cur, 3'h0, \$206 [6:0] };
-            end
-          end
-    endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
@@ -26382,17 +27570,6 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         ev_wr__data[14:7] = 8'h01;
       end
     end
-    casez (fsm_state)
-      4'h0:
-          if (\$205 ) begin
-            (* full_case = 32'd1 *)
-            if (input__payload[15]) begin
-            end else begin
-              ev_wr__data[6:0] = input__payload[6:0];
-              ev_wr__data[14:7] = input__payload[14:7];
-            end
-          end
-    endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
@@ -26402,24 +27579,40 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         ev_wr__en = 1'h1;
       end
     end
-    casez (fsm_state)
-      4'h0:
-          if (\$205 ) begin
-            (* full_case = 32'd1 *)
-            if (input__payload[15]) begin
-            end else begin
-              ev_wr__en = 1'h1;
-            end
-          end
-    endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    input__ready = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          input__ready = \$203 ;
-    endcase
+    in_wr__addr = 8'h00;
+    if (\$205 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        in_wr__addr = { \$signal , \$206  };
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    in_wr__data = 15'h0000;
+    if (\$205 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        in_wr__data[6:0] = input__payload[6:0];
+        in_wr__data[14:7] = input__payload[14:7];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    in_wr__en = 1'h0;
+    if (\$205 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        in_wr__en = 1'h1;
+      end
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
@@ -26487,41 +27680,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$348  = layer0;
+    \$360  = layer0;
     if (\$223 ) begin
       casez (host_addr[16:14])
         3'h0:
             casez (host_addr[10:0])
               11'h000:
-                  \$348  = host_wdata;
+                  \$360  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$348  = 45'h000000000000;
+      \$360  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$349  = layer1;
-    if (\$223 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  \$349  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$349  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$350  = layer2;
+    \$361  = layer1;
     if (\$223 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -26529,19 +27704,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               11'h000:
                   /* empty */;
               11'h001:
-                  /* empty */;
-              11'h002:
-                  \$350  = host_wdata;
+                  \$361  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$350  = 45'h000000000000;
+      \$361  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$351  = layer3;
+    \$362  = layer2;
     if (\$223 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -26551,84 +27724,20 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               11'h001:
                   /* empty */;
               11'h002:
-                  /* empty */;
-              11'h003:
-                  \$351  = host_wdata;
+                  \$362  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$351  = 45'h000000000000;
+      \$362  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$352  = edge0;
+    \$363  = layer3;
     if (\$223 ) begin
       casez (host_addr[16:14])
         3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[10:0])
-              11'h000:
-                  \$352  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$352  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$353  = edge1;
-    if (\$223 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  \$353  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$353  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$354  = edge2;
-    if (\$223 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  /* empty */;
-              11'h002:
-                  \$354  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$354  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$355  = edge3;
-    if (\$223 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
             casez (host_addr[10:0])
               11'h000:
                   /* empty */;
@@ -26637,17 +27746,101 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               11'h002:
                   /* empty */;
               11'h003:
-                  \$355  = host_wdata[22:0];
+                  \$363  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$355  = 23'h000000;
+      \$363  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$356  = edge4;
+    \$364  = edge0;
+    if (\$223 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[10:0])
+              11'h000:
+                  \$364  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$364  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$365  = edge1;
+    if (\$223 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[10:0])
+              11'h000:
+                  /* empty */;
+              11'h001:
+                  \$365  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$365  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$366  = edge2;
+    if (\$223 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[10:0])
+              11'h000:
+                  /* empty */;
+              11'h001:
+                  /* empty */;
+              11'h002:
+                  \$366  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$366  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$367  = edge3;
+    if (\$223 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[10:0])
+              11'h000:
+                  /* empty */;
+              11'h001:
+                  /* empty */;
+              11'h002:
+                  /* empty */;
+              11'h003:
+                  \$367  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$367  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$368  = edge4;
     if (\$223 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -26663,17 +27856,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               11'h003:
                   /* empty */;
               11'h004:
-                  \$356  = host_wdata[22:0];
+                  \$368  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$356  = 23'h000000;
+      \$368  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$357  = edge5;
+    \$369  = edge5;
     if (\$223 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -26691,17 +27884,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               11'h004:
                   /* empty */;
               11'h005:
-                  \$357  = host_wdata[22:0];
+                  \$369  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$357  = 23'h000000;
+      \$369  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$358  = edge6;
+    \$370  = edge6;
     if (\$223 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -26721,17 +27914,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               11'h005:
                   /* empty */;
               11'h006:
-                  \$358  = host_wdata[22:0];
+                  \$370  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$358  = 23'h000000;
+      \$370  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$359  = edge7;
+    \$371  = edge7;
     if (\$223 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -26753,17 +27946,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               11'h006:
                   /* empty */;
               11'h007:
-                  \$359  = host_wdata[22:0];
+                  \$371  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$359  = 23'h000000;
+      \$371  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$360  = num_layers;
+    \$372  = num_layers;
     if (\$223 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -26771,721 +27964,70 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         3'h1:
             /* empty */;
         3'h6:
-            \$360  = host_wdata[2:0];
+            \$372  = host_wdata[2:0];
       endcase
     end
     if (rst) begin
-      \$360  = 3'h0;
+      \$372  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$361  = \$225 ;
+    \$373  = \$225 ;
     if (rst) begin
-      \$361  = 1'h0;
+      \$373  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$362  = host_addr[16:14];
+    \$374  = host_addr[16:14];
     if (rst) begin
-      \$362  = 3'h0;
+      \$374  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$363  = host_addr[13:11];
+    \$375  = host_addr[13:11];
     if (rst) begin
-      \$363  = 3'h0;
+      \$375  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$364  = rd_reg;
+    \$376  = rd_reg;
     casez (host_addr[16:14])
       3'h0:
-          \$364  = \$226 ;
+          \$376  = \$226 ;
       3'h1:
-          \$364  = { 22'h000000, \$227  };
+          \$376  = { 22'h000000, \$227  };
       3'h5:
-          \$364  = { 13'h0000, \$228  };
+          \$376  = { 13'h0000, \$228  };
       3'h6:
-          \$364  = { 42'h00000000000, num_layers };
+          \$376  = { 42'h00000000000, num_layers };
     endcase
     if (rst) begin
-      \$364  = 45'h000000000000;
+      \$376  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$365  = issue;
+    \$377  = issue;
     if (rst) begin
-      \$365  = 1'h0;
+      \$377  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$366  = \$signal ;
+    \$378  = \$signal$331 ;
     if (rst) begin
-      \$366  = 1'h0;
+      \$378  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$367  = ev_rd__data[14:7];
-    if (rst) begin
-      \$367  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$368  = s1_rowbase;
-    if (issue) begin
-      \$368  = rowbase;
-    end
-    if (rst) begin
-      \$368  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$369  = acc;
-    if (s2_valid) begin
-      \$369  = \$230 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$369  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$369  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$370  = \acc$186 ;
-    if (s2_valid) begin
-      \$370  = \$232 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$370  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$370  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$371  = \acc$196 ;
-    if (s2_valid) begin
-      \$371  = \$234 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$371  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$371  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$372  = \acc$206 ;
-    if (s2_valid) begin
-      \$372  = \$236 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$372  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$372  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$373  = \acc$216 ;
-    if (s2_valid) begin
-      \$373  = \$238 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$373  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$373  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$374  = \acc$226 ;
-    if (s2_valid) begin
-      \$374  = \$240 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$374  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$374  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$375  = \acc$236 ;
-    if (s2_valid) begin
-      \$375  = \$242 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$375  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$375  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$376  = \acc$246 ;
-    if (s2_valid) begin
-      \$376  = \$244 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$376  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$376  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$377  = r_pending;
-    if (router_go) begin
-      \$377  = \$247 [7:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$327 ) begin
-            \$377  = \$330 ;
-          end
-    endcase
-    if (rst) begin
-      \$377  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$378  = count0;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              \$378  = \$249 [7:0];
-        endcase
-      end
-    end
-    if (\$257 ) begin
-      \$378  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$260 ) begin
-            (* full_case = 32'd1 *)
-            if (input__payload[15]) begin
-            end else begin
-              (* full_case = 32'd1 *)
-              if (cur) begin
-              end else begin
-                \$378  = \$263 [7:0];
-              end
-            end
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$341 , 3'h0 })
-              4'h0:
-                  \$378  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$378  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$379  = count1;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              /* empty */;
-          4'h1:
-              \$379  = \$249 [7:0];
-        endcase
-      end
-    end
-    if (\$257 ) begin
-      \$379  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$342 , 3'h1 })
-              4'h1:
-                  \$379  = 8'h00;
-            endcase
-          end
-    endcase
+    \$379  = s1_value;
     if (rst) begin
       \$379  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$380  = count2;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              /* empty */;
-          4'h1:
-              /* empty */;
-          4'h2:
-              \$380  = \$249 [7:0];
-        endcase
-      end
-    end
-    if (\$257 ) begin
-      \$380  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$343 , 3'h2 })
-              4'h2:
-                  \$380  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$380  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$381  = count3;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              /* empty */;
-          4'h1:
-              /* empty */;
-          4'h2:
-              /* empty */;
-          4'h3:
-              \$381  = \$249 [7:0];
-        endcase
-      end
-    end
-    if (\$257 ) begin
-      \$381  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$344 , 3'h3 })
-              4'h3:
-                  \$381  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$381  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$382  = count4;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              /* empty */;
-          4'h1:
-              /* empty */;
-          4'h2:
-              /* empty */;
-          4'h3:
-              /* empty */;
-          4'h4:
-              \$382  = \$249 [7:0];
-        endcase
-      end
-    end
-    if (\$257 ) begin
-      \$382  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$345 , 3'h4 })
-              4'h4:
-                  \$382  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$382  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$383  = count5;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              /* empty */;
-          4'h1:
-              /* empty */;
-          4'h2:
-              /* empty */;
-          4'h3:
-              /* empty */;
-          4'h4:
-              /* empty */;
-          4'h5:
-              \$383  = \$249 [7:0];
-        endcase
-      end
-    end
-    if (\$257 ) begin
-      \$383  = 8'h00;
-    end
-    if (rst) begin
-      \$383  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$384  = count6;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              /* empty */;
-          4'h1:
-              /* empty */;
-          4'h2:
-              /* empty */;
-          4'h3:
-              /* empty */;
-          4'h4:
-              /* empty */;
-          4'h5:
-              /* empty */;
-          4'h6:
-              \$384  = \$249 [7:0];
-        endcase
-      end
-    end
-    if (\$257 ) begin
-      \$384  = 8'h00;
-    end
-    if (rst) begin
-      \$384  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$385  = count7;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              /* empty */;
-          4'h1:
-              /* empty */;
-          4'h2:
-              /* empty */;
-          4'h3:
-              /* empty */;
-          4'h4:
-              /* empty */;
-          4'h5:
-              /* empty */;
-          4'h6:
-              /* empty */;
-          4'h7:
-              \$385  = \$249 [7:0];
-        endcase
-      end
-    end
-    if (\$257 ) begin
-      \$385  = 8'h00;
-    end
-    if (rst) begin
-      \$385  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$386  = count8;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              /* empty */;
-          4'h1:
-              /* empty */;
-          4'h2:
-              /* empty */;
-          4'h3:
-              /* empty */;
-          4'h4:
-              /* empty */;
-          4'h5:
-              /* empty */;
-          4'h6:
-              /* empty */;
-          4'h7:
-              /* empty */;
-          4'h8:
-              \$386  = \$249 [7:0];
-        endcase
-      end
-    end
-    if (\$257 ) begin
-      \$386  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$260 ) begin
-            (* full_case = 32'd1 *)
-            if (input__payload[15]) begin
-            end else begin
-              if (cur) begin
-                \$386  = \$262 [7:0];
-              end
-            end
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$341 , 3'h0 })
-              4'h0:
-                  /* empty */;
-              4'h8:
-                  \$386  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$386  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$387  = count9;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              /* empty */;
-          4'h1:
-              /* empty */;
-          4'h2:
-              /* empty */;
-          4'h3:
-              /* empty */;
-          4'h4:
-              /* empty */;
-          4'h5:
-              /* empty */;
-          4'h6:
-              /* empty */;
-          4'h7:
-              /* empty */;
-          4'h8:
-              /* empty */;
-          4'h9:
-              \$387  = \$249 [7:0];
-        endcase
-      end
-    end
-    if (\$257 ) begin
-      \$387  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$342 , 3'h1 })
-              4'h1:
-                  /* empty */;
-              4'h9:
-                  \$387  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$387  = 8'h00;
     end
   end
   assign r_data = output__payload;
@@ -27524,31 +28066,32 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$signature__data$63  = host_wdata[7:0];
   assign \$signature__addr$65  = host_addr[4:0];
   assign \$signature__data$66  = host_wdata[40:0];
-  assign \$signature__addr$102  = \$86 [10:0];
-  assign \$signature__addr$105  = \$87 [4:0];
-  assign \$signature__addr$106  = \$88 [4:0];
-  assign \$signature__addr$107  = \$90 [10:0];
-  assign \$signature__addr$108  = \$91 [4:0];
-  assign \$signature__addr$109  = \$92 [4:0];
-  assign \$signature__addr$110  = \$94 [10:0];
-  assign \$signature__addr$111  = \$95 [4:0];
-  assign \$signature__addr$112  = \$96 [4:0];
-  assign \$signature__addr$113  = \$98 [10:0];
-  assign \$signature__addr$114  = \$99 [4:0];
-  assign \$signature__addr$115  = \$100 [4:0];
-  assign \$signature__addr$116  = \$102 [10:0];
-  assign \$signature__addr$117  = \$103 [4:0];
-  assign \$signature__addr$118  = \$104 [4:0];
-  assign \$signature__addr$119  = \$106 [10:0];
-  assign \$signature__addr$120  = \$107 [4:0];
-  assign \$signature__addr$121  = \$108 [4:0];
-  assign \$signature__addr$122  = \$110 [10:0];
-  assign \$signature__addr$123  = \$111 [4:0];
-  assign \$signature__addr$124  = \$112 [4:0];
-  assign \$signature__addr$125  = \$114 [10:0];
-  assign \$signature__addr$126  = \$115 [4:0];
-  assign \$signature__addr$127  = \$116 [4:0];
+  assign \$signature__addr$107  = \$86 [10:0];
+  assign \$signature__addr$109  = \$87 [4:0];
+  assign \$signature__addr$110  = \$88 [4:0];
+  assign \$signature__addr$111  = \$90 [10:0];
+  assign \$signature__addr$112  = \$91 [4:0];
+  assign \$signature__addr$113  = \$92 [4:0];
+  assign \$signature__addr$114  = \$94 [10:0];
+  assign \$signature__addr$115  = \$95 [4:0];
+  assign \$signature__addr$116  = \$96 [4:0];
+  assign \$signature__addr$117  = \$98 [10:0];
+  assign \$signature__addr$118  = \$99 [4:0];
+  assign \$signature__addr$119  = \$100 [4:0];
+  assign \$signature__addr$120  = \$102 [10:0];
+  assign \$signature__addr$121  = \$103 [4:0];
+  assign \$signature__addr$122  = \$104 [4:0];
+  assign \$signature__addr$123  = \$106 [10:0];
+  assign \$signature__addr$124  = \$107 [4:0];
+  assign \$signature__addr$125  = \$108 [4:0];
+  assign \$signature__addr$126  = \$110 [10:0];
+  assign \$signature__addr$127  = \$111 [4:0];
+  assign \$signature__addr$128  = \$112 [4:0];
+  assign \$signature__addr$129  = \$114 [10:0];
+  assign \$signature__addr$130  = \$115 [4:0];
+  assign \$signature__addr$131  = \$116 [4:0];
   assign ev_rd__addr = { bank_sel, src_sel, n[6:0] };
+  assign in_rd__addr = { bank_sel, n[6:0] };
   assign pick_index = \$117 [7:0];
   assign w_data = record;
   assign u = \$signature__data$86 ;
@@ -27556,57 +28099,57 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign alpha = \$signature__data$78 [8:0];
   assign theta = \$signature__data$78 [24:9];
   assign bias = \$signature__data$78 [40:25];
-  assign \u$185  = \$signature__data$87 ;
-  assign acc1 = \acc$186 ;
-  assign \alpha$188  = \$signature__data$79 [8:0];
-  assign \theta$189  = \$signature__data$79 [24:9];
-  assign \bias$190  = \$signature__data$79 [40:25];
-  assign \u$195  = \$signature__data$88 ;
-  assign acc2 = \acc$196 ;
-  assign \alpha$198  = \$signature__data$80 [8:0];
-  assign \theta$199  = \$signature__data$80 [24:9];
-  assign \bias$200  = \$signature__data$80 [40:25];
-  assign \u$205  = \$signature__data$89 ;
-  assign acc3 = \acc$206 ;
-  assign \alpha$208  = \$signature__data$81 [8:0];
-  assign \theta$209  = \$signature__data$81 [24:9];
-  assign \bias$210  = \$signature__data$81 [40:25];
-  assign \u$215  = \$signature__data$90 ;
-  assign acc4 = \acc$216 ;
-  assign \alpha$218  = \$signature__data$82 [8:0];
-  assign \theta$219  = \$signature__data$82 [24:9];
-  assign \bias$220  = \$signature__data$82 [40:25];
-  assign \u$225  = \$signature__data$91 ;
-  assign acc5 = \acc$226 ;
-  assign \alpha$228  = \$signature__data$83 [8:0];
-  assign \theta$229  = \$signature__data$83 [24:9];
-  assign \bias$230  = \$signature__data$83 [40:25];
-  assign \u$235  = \$signature__data$92 ;
-  assign acc6 = \acc$236 ;
-  assign \alpha$238  = \$signature__data$84 [8:0];
-  assign \theta$239  = \$signature__data$84 [24:9];
-  assign \bias$240  = \$signature__data$84 [40:25];
-  assign \u$245  = \$signature__data$93 ;
-  assign acc7 = \acc$246 ;
-  assign \alpha$248  = \$signature__data$85 [8:0];
-  assign \theta$249  = \$signature__data$85 [24:9];
-  assign \bias$250  = \$signature__data$85 [40:25];
-  assign \$signature__addr$255  = \$123 [4:0];
-  assign \$signature__data$256  = \$124 [15:0];
-  assign \$signature__addr$260  = \$129 [4:0];
-  assign \$signature__data$261  = \$130 [15:0];
-  assign \$signature__addr$264  = \$135 [4:0];
-  assign \$signature__data$265  = \$136 [15:0];
-  assign \$signature__addr$268  = \$141 [4:0];
-  assign \$signature__data$269  = \$142 [15:0];
-  assign \$signature__addr$272  = \$147 [4:0];
-  assign \$signature__data$273  = \$148 [15:0];
-  assign \$signature__addr$276  = \$153 [4:0];
-  assign \$signature__data$277  = \$154 [15:0];
-  assign \$signature__addr$280  = \$159 [4:0];
-  assign \$signature__data$281  = \$160 [15:0];
-  assign \$signature__addr$284  = \$165 [4:0];
-  assign \$signature__data$285  = \$166 [15:0];
+  assign \u$190  = \$signature__data$87 ;
+  assign acc1 = \acc$191 ;
+  assign \alpha$193  = \$signature__data$79 [8:0];
+  assign \theta$194  = \$signature__data$79 [24:9];
+  assign \bias$195  = \$signature__data$79 [40:25];
+  assign \u$200  = \$signature__data$88 ;
+  assign acc2 = \acc$201 ;
+  assign \alpha$203  = \$signature__data$80 [8:0];
+  assign \theta$204  = \$signature__data$80 [24:9];
+  assign \bias$205  = \$signature__data$80 [40:25];
+  assign \u$210  = \$signature__data$89 ;
+  assign acc3 = \acc$211 ;
+  assign \alpha$213  = \$signature__data$81 [8:0];
+  assign \theta$214  = \$signature__data$81 [24:9];
+  assign \bias$215  = \$signature__data$81 [40:25];
+  assign \u$220  = \$signature__data$90 ;
+  assign acc4 = \acc$221 ;
+  assign \alpha$223  = \$signature__data$82 [8:0];
+  assign \theta$224  = \$signature__data$82 [24:9];
+  assign \bias$225  = \$signature__data$82 [40:25];
+  assign \u$230  = \$signature__data$91 ;
+  assign acc5 = \acc$231 ;
+  assign \alpha$233  = \$signature__data$83 [8:0];
+  assign \theta$234  = \$signature__data$83 [24:9];
+  assign \bias$235  = \$signature__data$83 [40:25];
+  assign \u$240  = \$signature__data$92 ;
+  assign acc6 = \acc$241 ;
+  assign \alpha$243  = \$signature__data$84 [8:0];
+  assign \theta$244  = \$signature__data$84 [24:9];
+  assign \bias$245  = \$signature__data$84 [40:25];
+  assign \u$250  = \$signature__data$93 ;
+  assign acc7 = \acc$251 ;
+  assign \alpha$253  = \$signature__data$85 [8:0];
+  assign \theta$254  = \$signature__data$85 [24:9];
+  assign \bias$255  = \$signature__data$85 [40:25];
+  assign \$signature__addr$260  = \$123 [4:0];
+  assign \$signature__data$261  = \$124 [15:0];
+  assign \$signature__addr$265  = \$129 [4:0];
+  assign \$signature__data$266  = \$130 [15:0];
+  assign \$signature__addr$269  = \$135 [4:0];
+  assign \$signature__data$270  = \$136 [15:0];
+  assign \$signature__addr$273  = \$141 [4:0];
+  assign \$signature__data$274  = \$142 [15:0];
+  assign \$signature__addr$277  = \$147 [4:0];
+  assign \$signature__data$278  = \$148 [15:0];
+  assign \$signature__addr$281  = \$153 [4:0];
+  assign \$signature__data$282  = \$154 [15:0];
+  assign \$signature__addr$285  = \$159 [4:0];
+  assign \$signature__data$286  = \$160 [15:0];
+  assign \$signature__addr$289  = \$165 [4:0];
+  assign \$signature__data$290  = \$166 [15:0];
   assign \input__payload.index  = input__payload[6:0];
   assign \input__payload.value  = input__payload[14:7];
   assign \input__payload.end  = input__payload[15];
@@ -27663,6 +28206,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$signature__data$85.alpha  = \$signature__data$85 [8:0];
   assign \$signature__data$85.theta  = \$signature__data$85 [24:9];
   assign \$signature__data$85.bias  = \$signature__data$85 [40:25];
+  assign \ev_rd__data.index  = ev_rd__data[6:0];
+  assign \ev_rd__data.value  = ev_rd__data[14:7];
+  assign \in_rd__data.index  = in_rd__data[6:0];
+  assign \in_rd__data.value  = in_rd__data[14:7];
   assign \layer0.size  = layer0[7:0];
   assign \layer0.rows  = layer0[12:8];
   assign \layer0.sbase  = layer0[17:13];
@@ -27699,8 +28246,6 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \layer3.reset  = layer3[27:26];
   assign \layer3.v_reset  = layer3[43:28];
   assign \layer3.emit_values  = layer3[44];
-  assign \ev_rd__data.index  = ev_rd__data[6:0];
-  assign \ev_rd__data.value  = ev_rd__data[14:7];
   assign \record.kind  = record[1:0];
   assign \record.layer  = record[3:2];
   assign \record.index  = record[10:4];
@@ -27708,6 +28253,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \record.value  = record[27:12];
   assign \ev_wr__data.index  = ev_wr__data[6:0];
   assign \ev_wr__data.value  = ev_wr__data[14:7];
+  assign \in_wr__data.index  = in_wr__data[6:0];
+  assign \in_wr__data.value  = in_wr__data[14:7];
   assign \edge0.src  = edge0[2:0];
   assign \edge0.recurrent  = edge0[3];
   assign \edge0.wbase  = edge0[14:4];
@@ -27748,13 +28295,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign valid_lanes[2] = \$182 ;
   assign valid_lanes[1] = \$178 ;
   assign valid_lanes[0] = \$174 ;
-  assign spikes[7] = \spike$254 ;
-  assign spikes[6] = \spike$244 ;
-  assign spikes[5] = \spike$234 ;
-  assign spikes[4] = \spike$224 ;
-  assign spikes[3] = \spike$214 ;
-  assign spikes[2] = \spike$204 ;
-  assign spikes[1] = \spike$194 ;
+  assign spikes[7] = \spike$259 ;
+  assign spikes[6] = \spike$249 ;
+  assign spikes[5] = \spike$239 ;
+  assign spikes[4] = \spike$229 ;
+  assign spikes[3] = \spike$219 ;
+  assign spikes[2] = \spike$209 ;
+  assign spikes[1] = \spike$199 ;
   assign spikes[0] = spike;
   always @*
     record[27:12] = \$119 ;
@@ -27767,7 +28314,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron0 (reset, spiking, \port$1043$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_digits.neuron0 (reset, spiking, \port$1083$0 , u, spike, acc, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [24:0] \$1 ;
   wire [16:0] \$10 ;
@@ -27786,8 +28333,8 @@ module \npu_core_digits.neuron0 (reset, spiking, \port$1043$0 , u, spike, acc, u
   wire [8:0] alpha;
   wire [15:0] bias;
   wire [25:0] leak;
-  input [40:0] \port$1043$0 ;
-  wire [40:0] \port$1043$0 ;
+  input [40:0] \port$1083$0 ;
+  wire [40:0] \port$1083$0 ;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
@@ -27803,16 +28350,16 @@ module \npu_core_digits.neuron0 (reset, spiking, \port$1043$0 , u, spike, acc, u
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1043$0 [8:0] }) * $signed(u);
+  assign \$1  = $signed({ 1'h0, \port$1083$0 [8:0] }) * $signed(u);
   assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1043$0 [40:25]);
+  assign \$4  = $signed(\$3 ) + $signed(\port$1083$0 [40:25]);
   assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
   assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
   assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
   assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1043$0 [24:9]);
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1083$0 [24:9]);
   assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1043$0 [24:9]);
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1083$0 [24:9]);
   assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
   assign \$12  = spike ? v_reset : \$8 [15:0];
   always @* begin
@@ -27828,16 +28375,16 @@ module \npu_core_digits.neuron0 (reset, spiking, \port$1043$0 , u, spike, acc, u
     endcase
   end
   assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1043$0 [8:0];
+  assign alpha = \port$1083$0 [8:0];
   assign total = \$4 [25:0];
-  assign bias = \port$1043$0 [40:25];
+  assign bias = \port$1083$0 [40:25];
   assign v = \$8 [15:0];
-  assign theta = \port$1043$0 [24:9];
+  assign theta = \port$1083$0 [24:9];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron1 (reset, spiking, \port$1052$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_digits.neuron1 (reset, spiking, \port$1092$0 , u, spike, acc, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [24:0] \$1 ;
   wire [16:0] \$10 ;
@@ -27856,8 +28403,8 @@ module \npu_core_digits.neuron1 (reset, spiking, \port$1052$0 , u, spike, acc, u
   wire [8:0] alpha;
   wire [15:0] bias;
   wire [25:0] leak;
-  input [40:0] \port$1052$0 ;
-  wire [40:0] \port$1052$0 ;
+  input [40:0] \port$1092$0 ;
+  wire [40:0] \port$1092$0 ;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
@@ -27873,16 +28420,16 @@ module \npu_core_digits.neuron1 (reset, spiking, \port$1052$0 , u, spike, acc, u
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1052$0 [8:0] }) * $signed(u);
+  assign \$1  = $signed({ 1'h0, \port$1092$0 [8:0] }) * $signed(u);
   assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1052$0 [40:25]);
+  assign \$4  = $signed(\$3 ) + $signed(\port$1092$0 [40:25]);
   assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
   assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
   assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
   assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1052$0 [24:9]);
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1092$0 [24:9]);
   assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1052$0 [24:9]);
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1092$0 [24:9]);
   assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
   assign \$12  = spike ? v_reset : \$8 [15:0];
   always @* begin
@@ -27898,16 +28445,16 @@ module \npu_core_digits.neuron1 (reset, spiking, \port$1052$0 , u, spike, acc, u
     endcase
   end
   assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1052$0 [8:0];
+  assign alpha = \port$1092$0 [8:0];
   assign total = \$4 [25:0];
-  assign bias = \port$1052$0 [40:25];
+  assign bias = \port$1092$0 [40:25];
   assign v = \$8 [15:0];
-  assign theta = \port$1052$0 [24:9];
+  assign theta = \port$1092$0 [24:9];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron2 (reset, spiking, \port$1061$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_digits.neuron2 (reset, spiking, \port$1101$0 , u, spike, acc, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [24:0] \$1 ;
   wire [16:0] \$10 ;
@@ -27926,8 +28473,8 @@ module \npu_core_digits.neuron2 (reset, spiking, \port$1061$0 , u, spike, acc, u
   wire [8:0] alpha;
   wire [15:0] bias;
   wire [25:0] leak;
-  input [40:0] \port$1061$0 ;
-  wire [40:0] \port$1061$0 ;
+  input [40:0] \port$1101$0 ;
+  wire [40:0] \port$1101$0 ;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
@@ -27943,16 +28490,16 @@ module \npu_core_digits.neuron2 (reset, spiking, \port$1061$0 , u, spike, acc, u
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1061$0 [8:0] }) * $signed(u);
+  assign \$1  = $signed({ 1'h0, \port$1101$0 [8:0] }) * $signed(u);
   assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1061$0 [40:25]);
+  assign \$4  = $signed(\$3 ) + $signed(\port$1101$0 [40:25]);
   assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
   assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
   assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
   assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1061$0 [24:9]);
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1101$0 [24:9]);
   assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1061$0 [24:9]);
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1101$0 [24:9]);
   assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
   assign \$12  = spike ? v_reset : \$8 [15:0];
   always @* begin
@@ -27968,16 +28515,16 @@ module \npu_core_digits.neuron2 (reset, spiking, \port$1061$0 , u, spike, acc, u
     endcase
   end
   assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1061$0 [8:0];
+  assign alpha = \port$1101$0 [8:0];
   assign total = \$4 [25:0];
-  assign bias = \port$1061$0 [40:25];
+  assign bias = \port$1101$0 [40:25];
   assign v = \$8 [15:0];
-  assign theta = \port$1061$0 [24:9];
+  assign theta = \port$1101$0 [24:9];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron3 (reset, spiking, \port$1070$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_digits.neuron3 (reset, spiking, \port$1110$0 , u, spike, acc, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [24:0] \$1 ;
   wire [16:0] \$10 ;
@@ -27996,8 +28543,8 @@ module \npu_core_digits.neuron3 (reset, spiking, \port$1070$0 , u, spike, acc, u
   wire [8:0] alpha;
   wire [15:0] bias;
   wire [25:0] leak;
-  input [40:0] \port$1070$0 ;
-  wire [40:0] \port$1070$0 ;
+  input [40:0] \port$1110$0 ;
+  wire [40:0] \port$1110$0 ;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
@@ -28013,16 +28560,16 @@ module \npu_core_digits.neuron3 (reset, spiking, \port$1070$0 , u, spike, acc, u
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1070$0 [8:0] }) * $signed(u);
+  assign \$1  = $signed({ 1'h0, \port$1110$0 [8:0] }) * $signed(u);
   assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1070$0 [40:25]);
+  assign \$4  = $signed(\$3 ) + $signed(\port$1110$0 [40:25]);
   assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
   assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
   assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
   assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1070$0 [24:9]);
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1110$0 [24:9]);
   assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1070$0 [24:9]);
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1110$0 [24:9]);
   assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
   assign \$12  = spike ? v_reset : \$8 [15:0];
   always @* begin
@@ -28038,16 +28585,16 @@ module \npu_core_digits.neuron3 (reset, spiking, \port$1070$0 , u, spike, acc, u
     endcase
   end
   assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1070$0 [8:0];
+  assign alpha = \port$1110$0 [8:0];
   assign total = \$4 [25:0];
-  assign bias = \port$1070$0 [40:25];
+  assign bias = \port$1110$0 [40:25];
   assign v = \$8 [15:0];
-  assign theta = \port$1070$0 [24:9];
+  assign theta = \port$1110$0 [24:9];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron4 (reset, spiking, \port$1079$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_digits.neuron4 (reset, spiking, \port$1119$0 , u, spike, acc, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [24:0] \$1 ;
   wire [16:0] \$10 ;
@@ -28066,8 +28613,8 @@ module \npu_core_digits.neuron4 (reset, spiking, \port$1079$0 , u, spike, acc, u
   wire [8:0] alpha;
   wire [15:0] bias;
   wire [25:0] leak;
-  input [40:0] \port$1079$0 ;
-  wire [40:0] \port$1079$0 ;
+  input [40:0] \port$1119$0 ;
+  wire [40:0] \port$1119$0 ;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
@@ -28083,16 +28630,16 @@ module \npu_core_digits.neuron4 (reset, spiking, \port$1079$0 , u, spike, acc, u
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1079$0 [8:0] }) * $signed(u);
+  assign \$1  = $signed({ 1'h0, \port$1119$0 [8:0] }) * $signed(u);
   assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1079$0 [40:25]);
+  assign \$4  = $signed(\$3 ) + $signed(\port$1119$0 [40:25]);
   assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
   assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
   assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
   assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1079$0 [24:9]);
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1119$0 [24:9]);
   assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1079$0 [24:9]);
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1119$0 [24:9]);
   assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
   assign \$12  = spike ? v_reset : \$8 [15:0];
   always @* begin
@@ -28108,16 +28655,16 @@ module \npu_core_digits.neuron4 (reset, spiking, \port$1079$0 , u, spike, acc, u
     endcase
   end
   assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1079$0 [8:0];
+  assign alpha = \port$1119$0 [8:0];
   assign total = \$4 [25:0];
-  assign bias = \port$1079$0 [40:25];
+  assign bias = \port$1119$0 [40:25];
   assign v = \$8 [15:0];
-  assign theta = \port$1079$0 [24:9];
+  assign theta = \port$1119$0 [24:9];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron5 (reset, spiking, \port$1088$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_digits.neuron5 (reset, spiking, \port$1128$0 , u, spike, acc, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [24:0] \$1 ;
   wire [16:0] \$10 ;
@@ -28136,8 +28683,8 @@ module \npu_core_digits.neuron5 (reset, spiking, \port$1088$0 , u, spike, acc, u
   wire [8:0] alpha;
   wire [15:0] bias;
   wire [25:0] leak;
-  input [40:0] \port$1088$0 ;
-  wire [40:0] \port$1088$0 ;
+  input [40:0] \port$1128$0 ;
+  wire [40:0] \port$1128$0 ;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
@@ -28153,16 +28700,16 @@ module \npu_core_digits.neuron5 (reset, spiking, \port$1088$0 , u, spike, acc, u
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1088$0 [8:0] }) * $signed(u);
+  assign \$1  = $signed({ 1'h0, \port$1128$0 [8:0] }) * $signed(u);
   assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1088$0 [40:25]);
+  assign \$4  = $signed(\$3 ) + $signed(\port$1128$0 [40:25]);
   assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
   assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
   assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
   assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1088$0 [24:9]);
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1128$0 [24:9]);
   assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1088$0 [24:9]);
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1128$0 [24:9]);
   assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
   assign \$12  = spike ? v_reset : \$8 [15:0];
   always @* begin
@@ -28178,16 +28725,16 @@ module \npu_core_digits.neuron5 (reset, spiking, \port$1088$0 , u, spike, acc, u
     endcase
   end
   assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1088$0 [8:0];
+  assign alpha = \port$1128$0 [8:0];
   assign total = \$4 [25:0];
-  assign bias = \port$1088$0 [40:25];
+  assign bias = \port$1128$0 [40:25];
   assign v = \$8 [15:0];
-  assign theta = \port$1088$0 [24:9];
+  assign theta = \port$1128$0 [24:9];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron6 (reset, spiking, \port$1097$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_digits.neuron6 (reset, spiking, \port$1137$0 , u, spike, acc, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [24:0] \$1 ;
   wire [16:0] \$10 ;
@@ -28206,8 +28753,8 @@ module \npu_core_digits.neuron6 (reset, spiking, \port$1097$0 , u, spike, acc, u
   wire [8:0] alpha;
   wire [15:0] bias;
   wire [25:0] leak;
-  input [40:0] \port$1097$0 ;
-  wire [40:0] \port$1097$0 ;
+  input [40:0] \port$1137$0 ;
+  wire [40:0] \port$1137$0 ;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
@@ -28223,16 +28770,16 @@ module \npu_core_digits.neuron6 (reset, spiking, \port$1097$0 , u, spike, acc, u
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1097$0 [8:0] }) * $signed(u);
+  assign \$1  = $signed({ 1'h0, \port$1137$0 [8:0] }) * $signed(u);
   assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1097$0 [40:25]);
+  assign \$4  = $signed(\$3 ) + $signed(\port$1137$0 [40:25]);
   assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
   assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
   assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
   assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1097$0 [24:9]);
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1137$0 [24:9]);
   assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1097$0 [24:9]);
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1137$0 [24:9]);
   assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
   assign \$12  = spike ? v_reset : \$8 [15:0];
   always @* begin
@@ -28248,16 +28795,16 @@ module \npu_core_digits.neuron6 (reset, spiking, \port$1097$0 , u, spike, acc, u
     endcase
   end
   assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1097$0 [8:0];
+  assign alpha = \port$1137$0 [8:0];
   assign total = \$4 [25:0];
-  assign bias = \port$1097$0 [40:25];
+  assign bias = \port$1137$0 [40:25];
   assign v = \$8 [15:0];
-  assign theta = \port$1097$0 [24:9];
+  assign theta = \port$1137$0 [24:9];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron7 (reset, spiking, \port$1106$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_digits.neuron7 (reset, spiking, \port$1146$0 , u, spike, acc, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [24:0] \$1 ;
   wire [16:0] \$10 ;
@@ -28276,8 +28823,8 @@ module \npu_core_digits.neuron7 (reset, spiking, \port$1106$0 , u, spike, acc, u
   wire [8:0] alpha;
   wire [15:0] bias;
   wire [25:0] leak;
-  input [40:0] \port$1106$0 ;
-  wire [40:0] \port$1106$0 ;
+  input [40:0] \port$1146$0 ;
+  wire [40:0] \port$1146$0 ;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
@@ -28293,16 +28840,16 @@ module \npu_core_digits.neuron7 (reset, spiking, \port$1106$0 , u, spike, acc, u
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1106$0 [8:0] }) * $signed(u);
+  assign \$1  = $signed({ 1'h0, \port$1146$0 [8:0] }) * $signed(u);
   assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1106$0 [40:25]);
+  assign \$4  = $signed(\$3 ) + $signed(\port$1146$0 [40:25]);
   assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
   assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
   assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
   assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1106$0 [24:9]);
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1146$0 [24:9]);
   assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1106$0 [24:9]);
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1146$0 [24:9]);
   assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
   assign \$12  = spike ? v_reset : \$8 [15:0];
   always @* begin
@@ -28318,11 +28865,11 @@ module \npu_core_digits.neuron7 (reset, spiking, \port$1106$0 , u, spike, acc, u
     endcase
   end
   assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1106$0 [8:0];
+  assign alpha = \port$1146$0 [8:0];
   assign total = \$4 [25:0];
-  assign bias = \port$1106$0 [40:25];
+  assign bias = \port$1146$0 [40:25];
   assign v = \$8 [15:0];
-  assign theta = \port$1106$0 [24:9];
+  assign theta = \port$1146$0 [24:9];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 

@@ -7,164 +7,183 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire \$101 ;
-  wire [32:0] \$102 ;
+  reg [4:0] \$101 ;
+  wire [5:0] \$102 ;
   wire \$103 ;
   wire \$104 ;
-  wire \$105 ;
-  wire [5:0] \$106 ;
-  wire [5:0] \$107 ;
-  reg [1:0] \$108 ;
-  wire [3:0] \$109 ;
+  wire [32:0] \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
   wire \$11 ;
-  wire [4:0] \$110 ;
-  reg [31:0] \$111 ;
-  wire [32:0] \$112 ;
-  wire [3:0] \$113 ;
-  wire [4:0] \$114 ;
-  wire [3:0] \$115 ;
-  wire [4:0] \$116 ;
-  reg [31:0] \$117 ;
-  wire [32:0] \$118 ;
-  wire [3:0] \$119 ;
+  wire \$110 ;
+  reg [1:0] \$111 ;
+  wire [3:0] \$112 ;
+  wire [4:0] \$113 ;
+  reg [31:0] \$114 ;
+  wire [32:0] \$115 ;
+  wire [3:0] \$116 ;
+  wire [4:0] \$117 ;
+  wire [3:0] \$118 ;
+  wire [4:0] \$119 ;
   wire \$12 ;
-  wire [4:0] \$120 ;
-  reg [1:0] \$121 ;
-  reg [2:0] \$122 ;
-  wire [3:0] \$123 ;
-  wire \$124 ;
-  reg [1:0] \$125 ;
-  reg \$126 ;
+  reg [31:0] \$120 ;
+  wire [32:0] \$121 ;
+  wire [3:0] \$122 ;
+  wire [4:0] \$123 ;
+  reg [1:0] \$124 ;
+  reg [2:0] \$125 ;
+  wire [3:0] \$126 ;
   wire \$127 ;
   reg [1:0] \$128 ;
-  reg \$129 ;
+  reg [1:0] \$129 ;
   wire \$13 ;
   wire \$130 ;
-  reg [4:0] \$131 ;
-  reg [7:0] \$132 ;
-  reg [4:0] \$133 ;
-  wire [8:0] \$134 ;
-  wire [9:0] \$135 ;
-  wire [3:0] \$136 ;
-  wire [4:0] \$137 ;
-  reg [31:0] \$138 ;
-  wire [32:0] \$139 ;
+  reg [1:0] \$131 ;
+  wire \$132 ;
+  reg \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  reg [1:0] \$136 ;
+  wire \$137 ;
+  reg [4:0] \$138 ;
+  reg [1:0] \$139 ;
   wire \$14 ;
-  wire [3:0] \$140 ;
-  wire [4:0] \$141 ;
-  wire \$142 ;
-  wire [5:0] \$143 ;
-  wire \$144 ;
-  wire [3:0] \$145 ;
-  wire [4:0] \$146 ;
-  reg [31:0] \$147 ;
-  wire [32:0] \$148 ;
-  wire [3:0] \$149 ;
+  reg \$140 ;
+  wire \$141 ;
+  reg [4:0] \$142 ;
+  wire [4:0] \$143 ;
+  reg [7:0] \$144 ;
+  reg [4:0] \$145 ;
+  wire [8:0] \$146 ;
+  wire [9:0] \$147 ;
+  wire [3:0] \$148 ;
+  wire [4:0] \$149 ;
   wire \$15 ;
-  wire [4:0] \$150 ;
-  wire [3:0] \$151 ;
+  reg [31:0] \$150 ;
+  wire [32:0] \$151 ;
   wire [3:0] \$152 ;
   wire [4:0] \$153 ;
-  reg [31:0] \$154 ;
-  wire [32:0] \$155 ;
-  wire [3:0] \$156 ;
-  wire [4:0] \$157 ;
-  wire \$158 ;
-  wire \$159 ;
+  wire \$154 ;
+  wire [5:0] \$155 ;
+  wire \$156 ;
+  wire [3:0] \$157 ;
+  wire [4:0] \$158 ;
+  reg [31:0] \$159 ;
   wire \$16 ;
-  wire \$160 ;
+  wire [32:0] \$160 ;
   wire [3:0] \$161 ;
   wire [4:0] \$162 ;
-  reg [31:0] \$163 ;
-  wire [32:0] \$164 ;
-  wire [3:0] \$165 ;
-  wire [4:0] \$166 ;
-  wire \$167 ;
-  wire [2:0] \$168 ;
-  wire \$169 ;
+  wire [3:0] \$163 ;
+  wire [3:0] \$164 ;
+  wire [4:0] \$165 ;
+  reg [31:0] \$166 ;
+  wire [32:0] \$167 ;
+  wire [3:0] \$168 ;
+  wire [4:0] \$169 ;
   wire \$17 ;
   wire \$170 ;
   wire \$171 ;
-  reg \$172 ;
-  wire [1:0] \$173 ;
-  wire [1:0] \$174 ;
-  wire [5:0] \$175 ;
-  reg \$176 ;
-  reg [3:0] \$177 ;
+  wire \$172 ;
+  wire [3:0] \$173 ;
+  wire [4:0] \$174 ;
+  reg [31:0] \$175 ;
+  wire [32:0] \$176 ;
+  wire [3:0] \$177 ;
   wire [4:0] \$178 ;
   wire \$179 ;
   wire \$18 ;
-  wire [4:0] \$180 ;
+  wire [2:0] \$180 ;
   wire \$181 ;
-  wire [1:0] \$182 ;
+  wire \$182 ;
   wire \$183 ;
-  wire [1:0] \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire [32:0] \$189 ;
+  reg \$184 ;
+  wire [1:0] \$185 ;
+  wire [1:0] \$186 ;
+  wire [5:0] \$187 ;
+  reg \$188 ;
+  reg [3:0] \$189 ;
   wire \$19 ;
-  reg [37:0] \$190 ;
-  reg [37:0] \$191 ;
-  reg [15:0] \$192 ;
-  reg [15:0] \$193 ;
-  reg [15:0] \$194 ;
-  reg [15:0] \$195 ;
-  reg [1:0] \$196 ;
-  reg \$197 ;
-  reg [2:0] \$198 ;
-  reg \$199 ;
+  wire [4:0] \$190 ;
+  wire \$191 ;
+  wire [4:0] \$192 ;
+  wire \$193 ;
+  wire [1:0] \$194 ;
+  wire \$195 ;
+  wire [1:0] \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire \$2 ;
   wire \$20 ;
-  reg [40:0] \$200 ;
-  reg \$201 ;
-  reg \$202 ;
-  reg [7:0] \$203 ;
-  reg [8:0] \$204 ;
-  reg [23:0] \$205 ;
-  reg [23:0] \$206 ;
-  reg [1:0] \$207 ;
-  reg [4:0] \$208 ;
-  reg [4:0] \$209 ;
+  wire \$200 ;
+  wire [32:0] \$201 ;
+  reg [37:0] \$202 ;
+  reg [37:0] \$203 ;
+  reg [15:0] \$204 ;
+  reg [15:0] \$205 ;
+  reg [15:0] \$206 ;
+  reg [15:0] \$207 ;
+  reg [1:0] \$208 ;
+  reg \$209 ;
   reg [7:0] \$21 ;
-  reg [4:0] \$210 ;
-  reg [4:0] \$211 ;
-  reg [4:0] \$212 ;
-  reg [4:0] \$213 ;
-  reg [4:0] \$214 ;
-  reg [4:0] \$215 ;
-  reg [31:0] \$216 ;
-  reg [31:0] \$217 ;
-  reg [31:0] \$218 ;
-  reg [31:0] \$219 ;
+  reg [2:0] \$210 ;
+  reg \$211 ;
+  reg [40:0] \$212 ;
+  reg \$213 ;
+  reg \$214 ;
+  reg [7:0] \$215 ;
+  reg [8:0] \$216 ;
+  reg \$217 ;
+  reg [23:0] \$218 ;
+  reg [23:0] \$219 ;
   reg [40:0] \$22 ;
-  reg [31:0] \$220 ;
-  reg [31:0] \$221 ;
-  reg [31:0] \$222 ;
-  reg [31:0] \$223 ;
-  reg [31:0] \$224 ;
-  reg [31:0] \$225 ;
-  reg \$226 ;
-  reg \$227 ;
-  reg [3:0] \$228 ;
-  reg [3:0] \$229 ;
+  reg [1:0] \$220 ;
+  reg [4:0] \$221 ;
+  reg [4:0] \$222 ;
+  reg [4:0] \$223 ;
+  reg [4:0] \$224 ;
+  reg [4:0] \$225 ;
+  reg [4:0] \$226 ;
+  reg [4:0] \$227 ;
+  reg [4:0] \$228 ;
+  reg [31:0] \$229 ;
   reg [15:0] \$23 ;
-  reg [2:0] \$230 ;
-  reg [1:0] \$231 ;
-  reg \$232 ;
-  reg [4:0] \$233 ;
-  reg [4:0] \$234 ;
-  reg [8:0] \$235 ;
-  reg [1:0] \$236 ;
-  reg \$237 ;
-  reg [4:0] \$238 ;
+  reg [31:0] \$230 ;
+  reg [31:0] \$231 ;
+  reg [31:0] \$232 ;
+  reg [31:0] \$233 ;
+  reg [31:0] \$234 ;
+  reg [31:0] \$235 ;
+  reg [31:0] \$236 ;
+  reg [31:0] \$237 ;
+  reg [31:0] \$238 ;
   reg \$239 ;
   reg [3:0] \$24 ;
-  reg [15:0] \$240 ;
-  reg [15:0] \$241 ;
+  reg [4:0] \$240 ;
+  reg [4:0] \$241 ;
+  reg \$242 ;
+  reg \$243 ;
+  reg \$244 ;
+  reg \$245 ;
+  reg [3:0] \$246 ;
+  reg [3:0] \$247 ;
+  reg [2:0] \$248 ;
+  reg [1:0] \$249 ;
   wire [9:0] \$25 ;
+  reg \$250 ;
+  reg \$251 ;
+  reg [4:0] \$252 ;
+  reg [4:0] \$253 ;
+  reg [8:0] \$254 ;
+  reg [1:0] \$255 ;
+  reg \$256 ;
+  reg [4:0] \$257 ;
+  reg \$258 ;
+  reg [15:0] \$259 ;
   wire [9:0] \$26 ;
+  reg [15:0] \$260 ;
   wire [7:0] \$27 ;
   wire [7:0] \$28 ;
   wire [9:0] \$29 ;
@@ -204,7 +223,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$6 ;
   wire \$60 ;
   wire \$61 ;
-  wire [4:0] \$62 ;
+  reg [3:0] \$62 ;
   wire \$63 ;
   wire \$64 ;
   wire [2:0] \$65 ;
@@ -246,21 +265,24 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [3:0] \$98 ;
   wire [4:0] \$99 ;
   reg \$signal  = 1'h0;
+  reg \$signal$147  = 1'h0;
+  reg \$signal$151  = 1'h0;
+  reg \$signal$152  = 1'h0;
   wire [7:0] \$signature__addr ;
-  wire [3:0] \$signature__addr$107 ;
   wire [3:0] \$signature__addr$112 ;
+  wire [3:0] \$signature__addr$117 ;
   wire [3:0] \$signature__addr$23 ;
   wire [7:0] \$signature__addr$26 ;
   wire [3:0] \$signature__addr$29 ;
-  wire [7:0] \$signature__addr$46 ;
-  wire [3:0] \$signature__addr$49 ;
-  wire [3:0] \$signature__addr$50 ;
   wire [7:0] \$signature__addr$51 ;
-  wire [3:0] \$signature__addr$52 ;
   wire [3:0] \$signature__addr$53 ;
+  wire [3:0] \$signature__addr$54 ;
+  wire [7:0] \$signature__addr$55 ;
+  wire [3:0] \$signature__addr$56 ;
+  wire [3:0] \$signature__addr$57 ;
   wire [7:0] \$signature__data ;
-  wire [15:0] \$signature__data$108 ;
   wire [15:0] \$signature__data$113 ;
+  wire [15:0] \$signature__data$118 ;
   wire [40:0] \$signature__data$24 ;
   wire [8:0] \$signature__data$24.alpha ;
   wire [15:0] \$signature__data$24.bias ;
@@ -283,22 +305,22 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \$signature__data$38 ;
   wire [15:0] \$signature__data$39 ;
   wire \$signature__en ;
-  wire \$signature__en$110 ;
   wire \$signature__en$115 ;
+  wire \$signature__en$120 ;
   wire \$signature__en$25 ;
   wire \$signature__en$28 ;
   wire \$signature__en$31 ;
   reg [23:0] acc = 24'h000000;
-  reg [23:0] \acc$98  = 24'h000000;
+  reg [23:0] \acc$103  = 24'h000000;
   (* init = 24'h000000 *)
   wire [23:0] acc0;
   (* init = 24'h000000 *)
   wire [23:0] acc1;
   wire [8:0] alpha;
-  wire [8:0] \alpha$100 ;
+  wire [8:0] \alpha$105 ;
   reg bank_sel = 1'h0;
   wire [15:0] bias;
-  wire [15:0] \bias$102 ;
+  wire [15:0] \bias$107 ;
   output busy;
   reg busy;
   wire \busy$19 ;
@@ -369,13 +391,25 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [40:0] host_wdata;
   input host_we;
   wire host_we;
+  reg [4:0] in_count0 = 5'h00;
+  reg [4:0] in_count1 = 5'h00;
+  reg in_full = 1'h0;
+  wire [4:0] in_rd__addr;
+  wire [11:0] in_rd__data;
+  wire [3:0] \in_rd__data.index ;
+  wire [7:0] \in_rd__data.value ;
+  reg [4:0] in_wr__addr;
+  reg [11:0] in_wr__data;
+  wire [3:0] \in_wr__data.index ;
+  wire [7:0] \in_wr__data.value ;
+  reg in_wr__en;
   input [12:0] input__payload;
   wire [12:0] input__payload;
   wire \input__payload.end ;
   wire [3:0] \input__payload.index ;
   wire [7:0] \input__payload.value ;
   output input__ready;
-  reg input__ready;
+  wire input__ready;
   input input__valid;
   wire input__valid;
   reg issue;
@@ -438,30 +472,33 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \record.spike ;
   wire [15:0] \record.value ;
   reg [1:0] reset;
-  reg [1:0] \reset$104 ;
+  reg [1:0] \reset$109 ;
   wire router_go;
   wire [4:0] row_addr;
   reg [8:0] rowbase = 9'h000;
   input rst;
   wire rst;
+  reg s1_from_input = 1'h0;
+  wire [3:0] s1_index;
   reg [8:0] s1_rowbase = 9'h000;
+  wire [7:0] s1_value;
   reg s2_valid = 1'h0;
   reg [7:0] s2_x = 8'h00;
   wire spike;
-  wire \spike$106 ;
+  wire \spike$111 ;
   wire [1:0] spike_src;
   wire [1:0] spikes;
   reg spiking;
-  reg \spiking$105 ;
+  reg \spiking$110 ;
   reg [1:0] src_sel = 2'h0;
   wire [15:0] theta;
-  wire [15:0] \theta$101 ;
+  wire [15:0] \theta$106 ;
   wire [15:0] u;
-  wire [15:0] \u$97 ;
+  wire [15:0] \u$102 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$114 ;
+  wire [15:0] \u_new$119 ;
   reg [15:0] v_reset;
-  reg [15:0] \v_reset$103 ;
+  reg [15:0] \v_reset$108 ;
   wire [1:0] valid_lanes;
   wire [23:0] w_data;
   reg w_en;
@@ -606,6 +643,50 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     _0_ <= events[{ bank_sel, src_sel, n[3:0] }];
   end
   assign ev_rd__data = _0_;
+  reg [11:0] input_events [31:0];
+  initial begin
+    input_events[0] = 12'h000;
+    input_events[1] = 12'h000;
+    input_events[2] = 12'h000;
+    input_events[3] = 12'h000;
+    input_events[4] = 12'h000;
+    input_events[5] = 12'h000;
+    input_events[6] = 12'h000;
+    input_events[7] = 12'h000;
+    input_events[8] = 12'h000;
+    input_events[9] = 12'h000;
+    input_events[10] = 12'h000;
+    input_events[11] = 12'h000;
+    input_events[12] = 12'h000;
+    input_events[13] = 12'h000;
+    input_events[14] = 12'h000;
+    input_events[15] = 12'h000;
+    input_events[16] = 12'h000;
+    input_events[17] = 12'h000;
+    input_events[18] = 12'h000;
+    input_events[19] = 12'h000;
+    input_events[20] = 12'h000;
+    input_events[21] = 12'h000;
+    input_events[22] = 12'h000;
+    input_events[23] = 12'h000;
+    input_events[24] = 12'h000;
+    input_events[25] = 12'h000;
+    input_events[26] = 12'h000;
+    input_events[27] = 12'h000;
+    input_events[28] = 12'h000;
+    input_events[29] = 12'h000;
+    input_events[30] = 12'h000;
+    input_events[31] = 12'h000;
+  end
+  always @(posedge clk) begin
+    if (in_wr__en)
+      input_events[in_wr__addr] <= in_wr__data;
+  end
+  reg [11:0] _1_;
+  always @(posedge clk) begin
+    _1_ <= input_events[{ bank_sel, n[3:0] }];
+  end
+  assign in_rd__data = _1_;
   reg [15:0] membranes0 [15:0];
   initial begin
     membranes0[0] = 16'h0000;
@@ -626,14 +707,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes0[15] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$110 )
+    if (\$signature__en$115 )
       membranes0[\$39 [3:0]] <= \$40 [15:0];
   end
-  reg [15:0] _1_;
+  reg [15:0] _2_;
   always @(posedge clk) begin
-    _1_ <= membranes0[\$28 [3:0]];
+    _2_ <= membranes0[\$28 [3:0]];
   end
-  assign \$signature__data$38  = _1_;
+  assign \$signature__data$38  = _2_;
   reg [15:0] membranes1 [15:0];
   initial begin
     membranes1[0] = 16'h0000;
@@ -654,14 +735,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes1[15] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$115 )
+    if (\$signature__en$120 )
       membranes1[\$45 [3:0]] <= \$46 [15:0];
   end
-  reg [15:0] _2_;
+  reg [15:0] _3_;
   always @(posedge clk) begin
-    _2_ <= membranes1[\$32 [3:0]];
+    _3_ <= membranes1[\$32 [3:0]];
   end
-  assign \$signature__data$39  = _2_;
+  assign \$signature__data$39  = _3_;
   reg [40:0] params0 [15:0];
   initial begin
     params0[0] = 41'h00000000000;
@@ -685,11 +766,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     if (\$signature__en$25 )
       params0[host_addr[3:0]] <= host_wdata;
   end
-  reg [40:0] _3_;
+  reg [40:0] _4_;
   always @(posedge clk) begin
-    _3_ <= params0[\$27 [3:0]];
+    _4_ <= params0[\$27 [3:0]];
   end
-  assign \$signature__data$36  = _3_;
+  assign \$signature__data$36  = _4_;
   reg [40:0] params1 [15:0];
   initial begin
     params1[0] = 41'h00000000000;
@@ -713,11 +794,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     if (\$signature__en$31 )
       params1[host_addr[3:0]] <= host_wdata;
   end
-  reg [40:0] _4_;
+  reg [40:0] _5_;
   always @(posedge clk) begin
-    _4_ <= params1[\$31 [3:0]];
+    _5_ <= params1[\$31 [3:0]];
   end
-  assign \$signature__data$37  = _4_;
+  assign \$signature__data$37  = _5_;
   reg [7:0] weights0 [255:0];
   initial begin
     weights0[0] = 8'h00;
@@ -981,11 +1062,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     if (\$signature__en )
       weights0[host_addr[7:0]] <= host_wdata[7:0];
   end
-  reg [7:0] _5_;
+  reg [7:0] _6_;
   always @(posedge clk) begin
-    _5_ <= weights0[\$26 [7:0]];
+    _6_ <= weights0[\$26 [7:0]];
   end
-  assign \$signature__data$34  = _5_;
+  assign \$signature__data$34  = _6_;
   reg [7:0] weights1 [255:0];
   initial begin
     weights1[0] = 8'h00;
@@ -1249,11 +1330,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     if (\$signature__en$28 )
       weights1[host_addr[7:0]] <= host_wdata[7:0];
   end
-  reg [7:0] _6_;
+  reg [7:0] _7_;
   always @(posedge clk) begin
-    _6_ <= weights1[\$30 [7:0]];
+    _7_ <= weights1[\$30 [7:0]];
   end
-  assign \$signature__data$35  = _6_;
+  assign \$signature__data$35  = _7_;
   assign \$1  = ~ busy;
   assign \$2  = \$1  & host_we;
   assign \$3  = host_addr[11:9] == 3'h4;
@@ -1276,12 +1357,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$18  = host_addr[11:9] == 2'h2;
   assign \$19  = \$17  & \$18 ;
   assign \$signature__en$31  = \$19  & \$20 ;
+  assign s1_index = s1_from_input ? in_rd__data[3:0] : ev_rd__data[3:0];
+  assign s1_value = s1_from_input ? in_rd__data[11:4] : ev_rd__data[11:4];
   assign row_addr = \$24  + k;
-  assign \$25  = s1_rowbase + ev_rd__data[3:0];
+  assign \$25  = s1_rowbase + s1_index;
   assign \$26  = busy ? \$25  : { 2'h0, host_addr[7:0] };
   assign \$27  = busy ? { 3'h0, row_addr } : host_addr[7:0];
   assign \$28  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$29  = s1_rowbase + ev_rd__data[3:0];
+  assign \$29  = s1_rowbase + s1_index;
   assign \$30  = busy ? \$29  : { 2'h0, host_addr[7:0] };
   assign \$31  = busy ? { 3'h0, row_addr } : host_addr[7:0];
   assign \$32  = busy ? { 3'h0, row_addr } : host_addr[7:0];
@@ -1298,23 +1381,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$42  = host_we & \$41 ;
   assign \$43  = ! host_addr[8];
   assign \$44  = \$42  & \$43 ;
-  assign \$signature__en$110  = busy ? neuron_write : \$44 ;
+  assign \$signature__en$115  = busy ? neuron_write : \$44 ;
   assign \$45  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$46  = busy ? { \u_new$114 [15], \u_new$114 [15], \u_new$114 [15], \u_new$114 [15], \u_new$114 [15], \u_new$114 [15], \u_new$114 [15], \u_new$114 [15], \u_new$114 [15], \u_new$114 [15], \u_new$114 [15], \u_new$114 [15], \u_new$114 [15], \u_new$114 [15], \u_new$114 [15], \u_new$114 [15], \u_new$114 [15], \u_new$114 [15], \u_new$114 [15], \u_new$114 [15], \u_new$114 [15], \u_new$114 [15], \u_new$114 [15], \u_new$114 [15], \u_new$114 [15], \u_new$114 [15], \u_new$114  } : { 1'h0, host_wdata };
+  assign \$46  = busy ? { \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119  } : { 1'h0, host_wdata };
   assign \$47  = host_addr[11:9] == 2'h3;
   assign \$48  = host_we & \$47 ;
   assign \$50  = \$48  & \$49 ;
-  assign \$signature__en$115  = busy ? neuron_write : \$50 ;
+  assign \$signature__en$120  = busy ? neuron_write : \$50 ;
   assign \$52  = k * 2'h2;
   assign \$53  = \$52  + 1'h0;
   assign \$54  = \$51  > \$53 ;
   assign \$56  = k * 2'h2;
   assign \$57  = \$56  + 1'h1;
   assign \$58  = \$55  > \$57 ;
-  assign \$59  = ~ clear;
+  assign \$59  = ~ in_full;
   assign \$60  = ~ clear;
-  assign \$61  = input__valid & \$60 ;
-  assign \$62  = cur ? count4 : count0;
+  assign input__ready = \$59  & \$60 ;
+  assign \$61  = input__valid & input__ready;
   assign \$63  = n < cnt;
   assign \$64  = ! r_pending;
   assign \$65  = 1'h1 << pick;
@@ -1337,7 +1420,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$85  = $signed(\$signature__data$34 ) * $signed(s2_x);
   assign \$86  = $signed(acc) + $signed(\$85 );
   assign \$87  = $signed(\$signature__data$35 ) * $signed(s2_x);
-  assign \$88  = $signed(\acc$98 ) + $signed(\$87 );
+  assign \$88  = $signed(\acc$103 ) + $signed(\$87 );
   assign \$89  = 1'h1 << pick;
   assign \$90  = ~ \$89 ;
   assign \$91  = { 1'h0, r_pending } & \$90 ;
@@ -1347,184 +1430,205 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$97  = \$96  + 1'h1;
   assign \$98  = r_layer * 3'h4;
   assign \$99  = \$98  + 2'h3;
-  assign \$100  = ~ busy;
-  assign \$101  = clear & \$100 ;
-  assign \$102  = ctr8 + 1'h1;
-  assign \$103  = ~ clear;
-  assign \$104  = input__valid & \$103 ;
-  assign \$105  = ! num_layers;
-  assign \$106  = count4 + 1'h1;
-  assign \$107  = count0 + 1'h1;
-  assign \$109  = li * 3'h4;
-  assign \$110  = \$109  + 1'h0;
-  assign \$112  = \$111  + 1'h1;
-  assign \$113  = li * 3'h4;
-  assign \$114  = \$113  + 1'h0;
-  assign \$115  = li * 3'h4;
-  assign \$116  = \$115  + 1'h0;
-  assign \$118  = \$117  + 1'h1;
-  assign \$119  = li * 3'h4;
-  assign \$120  = \$119  + 1'h0;
-  assign \$123  = \$121  + \$122 ;
-  assign \$124  = e == \$123 ;
-  assign \$127  = cur ^ \$126 ;
-  assign \$130  = cur ^ \$129 ;
-  assign \$134  = k * \$133 ;
-  assign \$135  = \$132  + \$134 ;
-  assign \$136  = li * 3'h4;
-  assign \$137  = \$136  + 1'h0;
-  assign \$139  = \$138  + 1'h1;
-  assign \$140  = li * 3'h4;
-  assign \$141  = \$140  + 1'h0;
-  assign \$142  = n < cnt;
-  assign \$143  = n + 1'h1;
-  assign \$144  = ! k;
-  assign \$145  = li * 3'h4;
-  assign \$146  = \$145  + 2'h2;
-  assign \$148  = \$147  + 1'h1;
-  assign \$149  = li * 3'h4;
-  assign \$150  = \$149  + 2'h2;
-  assign \$151  = e + 1'h1;
+  assign \$100  = input__valid & input__ready;
+  assign \$102  = \$101  + 1'h1;
+  assign \$103  = ~ busy;
+  assign \$104  = clear & \$103 ;
+  assign \$105  = ctr8 + 1'h1;
+  assign \$106  = ~ clear;
+  assign \$107  = in_full & \$106 ;
+  assign \$108  = ~ \$signal ;
+  assign \$109  = ~ \$signal ;
+  assign \$110  = ! num_layers;
+  assign \$112  = li * 3'h4;
+  assign \$113  = \$112  + 1'h0;
+  assign \$115  = \$114  + 1'h1;
+  assign \$116  = li * 3'h4;
+  assign \$117  = \$116  + 1'h0;
+  assign \$118  = li * 3'h4;
+  assign \$119  = \$118  + 1'h0;
+  assign \$121  = \$120  + 1'h1;
+  assign \$122  = li * 3'h4;
+  assign \$123  = \$122  + 1'h0;
+  assign \$126  = \$124  + \$125 ;
+  assign \$127  = e == \$126 ;
+  assign \$130  = ! \$129 ;
+  assign \$132  = ! \$131 ;
+  assign \$134  = cur ^ \$133 ;
+  assign \$135  = \$132  ? \$signal$152  : \$134 ;
+  assign \$137  = ! \$136 ;
+  assign \$141  = cur ^ \$140 ;
+  assign \$143  = \$137  ? \$138  : \$142 ;
+  assign \$146  = k * \$145 ;
+  assign \$147  = \$144  + \$146 ;
+  assign \$148  = li * 3'h4;
+  assign \$149  = \$148  + 1'h0;
+  assign \$151  = \$150  + 1'h1;
   assign \$152  = li * 3'h4;
   assign \$153  = \$152  + 1'h0;
-  assign \$155  = \$154  + 1'h1;
-  assign \$156  = li * 3'h4;
-  assign \$157  = \$156  + 1'h0;
-  assign \$158  = ~ \$signal ;
-  assign \$159  = ~ s2_valid;
-  assign \$160  = \$158  & \$159 ;
+  assign \$154  = n < cnt;
+  assign \$155  = n + 1'h1;
+  assign \$156  = ! k;
+  assign \$157  = li * 3'h4;
+  assign \$158  = \$157  + 2'h2;
+  assign \$160  = \$159  + 1'h1;
   assign \$161  = li * 3'h4;
-  assign \$162  = \$161  + 1'h1;
-  assign \$164  = \$163  + 1'h1;
-  assign \$165  = li * 3'h4;
-  assign \$166  = \$165  + 1'h1;
-  assign \$167  = ! r_pending;
-  assign \$168  = 1'h1 << pick;
-  assign \$169  = r_pending == \$168 ;
-  assign \$170  = router_go & \$169 ;
-  assign \$171  = \$167  | \$170 ;
-  assign \$173  = spikes & valid_lanes;
-  assign \$174  = \$172  ? valid_lanes : \$173 ;
-  assign \$175  = k * 2'h2;
-  assign \$178  = k + 1'h1;
-  assign \$179  = \$177  == \$178 ;
-  assign \$180  = k + 1'h1;
-  assign \$181  = ! r_pending;
-  assign \$182  = li + 1'h1;
-  assign \$183  = \$182  == num_layers;
-  assign \$184  = li + 1'h1;
-  assign \$185  = ~ cur;
-  assign \$186  = ~ cur;
-  assign \$187  = ~ cur;
-  assign \$188  = ~ cur;
-  assign \$189  = ctr9 + 1'h1;
+  assign \$162  = \$161  + 2'h2;
+  assign \$163  = e + 1'h1;
+  assign \$164  = li * 3'h4;
+  assign \$165  = \$164  + 1'h0;
+  assign \$167  = \$166  + 1'h1;
+  assign \$168  = li * 3'h4;
+  assign \$169  = \$168  + 1'h0;
+  assign \$170  = ~ \$signal$147 ;
+  assign \$171  = ~ s2_valid;
+  assign \$172  = \$170  & \$171 ;
+  assign \$173  = li * 3'h4;
+  assign \$174  = \$173  + 1'h1;
+  assign \$176  = \$175  + 1'h1;
+  assign \$177  = li * 3'h4;
+  assign \$178  = \$177  + 1'h1;
+  assign \$179  = ! r_pending;
+  assign \$180  = 1'h1 << pick;
+  assign \$181  = r_pending == \$180 ;
+  assign \$182  = router_go & \$181 ;
+  assign \$183  = \$179  | \$182 ;
+  assign \$185  = spikes & valid_lanes;
+  assign \$186  = \$184  ? valid_lanes : \$185 ;
+  assign \$187  = k * 2'h2;
+  assign \$190  = k + 1'h1;
+  assign \$191  = \$189  == \$190 ;
+  assign \$192  = k + 1'h1;
+  assign \$193  = ! r_pending;
+  assign \$194  = li + 1'h1;
+  assign \$195  = \$194  == num_layers;
+  assign \$196  = li + 1'h1;
+  assign \$197  = ~ cur;
+  assign \$198  = ~ cur;
+  assign \$199  = ~ cur;
+  assign \$200  = ~ cur;
+  assign \$201  = ctr9 + 1'h1;
   always @(posedge clk)
-    layer0 <= \$190 ;
+    layer0 <= \$202 ;
   always @(posedge clk)
-    layer1 <= \$191 ;
+    layer1 <= \$203 ;
   always @(posedge clk)
-    edge0 <= \$192 ;
+    edge0 <= \$204 ;
   always @(posedge clk)
-    edge1 <= \$193 ;
+    edge1 <= \$205 ;
   always @(posedge clk)
-    edge2 <= \$194 ;
+    edge2 <= \$206 ;
   always @(posedge clk)
-    edge3 <= \$195 ;
+    edge3 <= \$207 ;
   always @(posedge clk)
-    num_layers <= \$196 ;
+    num_layers <= \$208 ;
   always @(posedge clk)
-    host_rvalid <= \$197 ;
+    host_rvalid <= \$209 ;
   always @(posedge clk)
-    rd_region <= \$198 ;
+    rd_region <= \$210 ;
   always @(posedge clk)
-    rd_lane <= \$199 ;
+    rd_lane <= \$211 ;
   always @(posedge clk)
-    rd_reg <= \$200 ;
+    rd_reg <= \$212 ;
   always @(posedge clk)
-    \$signal  <= \$201 ;
+    \$signal$147  <= \$213 ;
   always @(posedge clk)
-    s2_valid <= \$202 ;
+    s2_valid <= \$214 ;
   always @(posedge clk)
-    s2_x <= \$203 ;
+    s2_x <= \$215 ;
   always @(posedge clk)
-    s1_rowbase <= \$204 ;
+    s1_rowbase <= \$216 ;
   always @(posedge clk)
-    acc <= \$205 ;
+    s1_from_input <= \$217 ;
   always @(posedge clk)
-    \acc$98  <= \$206 ;
+    acc <= \$218 ;
   always @(posedge clk)
-    r_pending <= \$207 ;
+    \acc$103  <= \$219 ;
   always @(posedge clk)
-    count0 <= \$208 ;
+    r_pending <= \$220 ;
   always @(posedge clk)
-    count1 <= \$209 ;
+    count0 <= \$221 ;
   always @(posedge clk)
-    count2 <= \$210 ;
+    count1 <= \$222 ;
   always @(posedge clk)
-    count3 <= \$211 ;
+    count2 <= \$223 ;
   always @(posedge clk)
-    count4 <= \$212 ;
+    count3 <= \$224 ;
   always @(posedge clk)
-    count5 <= \$213 ;
+    count4 <= \$225 ;
   always @(posedge clk)
-    count6 <= \$214 ;
+    count5 <= \$226 ;
   always @(posedge clk)
-    count7 <= \$215 ;
+    count6 <= \$227 ;
   always @(posedge clk)
-    ctr0 <= \$216 ;
+    count7 <= \$228 ;
   always @(posedge clk)
-    ctr1 <= \$217 ;
+    ctr0 <= \$229 ;
   always @(posedge clk)
-    ctr2 <= \$218 ;
+    ctr1 <= \$230 ;
   always @(posedge clk)
-    ctr3 <= \$219 ;
+    ctr2 <= \$231 ;
   always @(posedge clk)
-    ctr4 <= \$220 ;
+    ctr3 <= \$232 ;
   always @(posedge clk)
-    ctr5 <= \$221 ;
+    ctr4 <= \$233 ;
   always @(posedge clk)
-    ctr6 <= \$222 ;
+    ctr5 <= \$234 ;
   always @(posedge clk)
-    ctr7 <= \$223 ;
+    ctr6 <= \$235 ;
   always @(posedge clk)
-    ctr8 <= \$224 ;
+    ctr7 <= \$236 ;
   always @(posedge clk)
-    ctr9 <= \$225 ;
+    ctr8 <= \$237 ;
   always @(posedge clk)
-    cur <= \$226 ;
+    ctr9 <= \$238 ;
   always @(posedge clk)
-    li <= \$227 ;
+    in_full <= \$239 ;
   always @(posedge clk)
-    fsm_state <= \$228 ;
+    in_count0 <= \$240 ;
   always @(posedge clk)
-    k <= \$229 ;
+    in_count1 <= \$241 ;
   always @(posedge clk)
-    e <= \$230 ;
+    cur <= \$242 ;
   always @(posedge clk)
-    src_sel <= \$231 ;
+    \$signal  <= \$243 ;
   always @(posedge clk)
-    bank_sel <= \$232 ;
+    li <= \$244 ;
   always @(posedge clk)
-    n <= \$233 ;
+    \$signal$152  <= \$245 ;
   always @(posedge clk)
-    cnt <= \$234 ;
+    fsm_state <= \$246 ;
   always @(posedge clk)
-    rowbase <= \$235 ;
+    k <= \$247 ;
   always @(posedge clk)
-    r_spikes <= \$236 ;
+    e <= \$248 ;
   always @(posedge clk)
-    r_layer <= \$237 ;
+    src_sel <= \$249 ;
   always @(posedge clk)
-    r_base <= \$238 ;
+    \$signal$151  <= \$250 ;
   always @(posedge clk)
-    r_emit_values <= \$239 ;
+    bank_sel <= \$251 ;
   always @(posedge clk)
-    r_value0 <= \$240 ;
+    n <= \$252 ;
   always @(posedge clk)
-    r_value1 <= \$241 ;
+    cnt <= \$253 ;
+  always @(posedge clk)
+    rowbase <= \$254 ;
+  always @(posedge clk)
+    r_spikes <= \$255 ;
+  always @(posedge clk)
+    r_layer <= \$256 ;
+  always @(posedge clk)
+    r_base <= \$257 ;
+  always @(posedge clk)
+    r_emit_values <= \$258 ;
+  always @(posedge clk)
+    r_value0 <= \$259 ;
+  always @(posedge clk)
+    r_value1 <= \$260 ;
   \npu_core_tiny.neuron0  neuron0 (
     .acc(acc),
-    .\port$577$0 (\$signature__data$36 ),
+    .\port$613$0 (\$signature__data$36 ),
     .reset(reset),
     .spike(spike),
     .spiking(spiking),
@@ -1533,14 +1637,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .v_reset(v_reset)
   );
   \npu_core_tiny.neuron1  neuron1 (
-    .acc(\acc$98 ),
-    .\port$586$0 (\$signature__data$37 ),
-    .reset(\reset$104 ),
-    .spike(\spike$106 ),
-    .spiking(\spiking$105 ),
+    .acc(\acc$103 ),
+    .\port$622$0 (\$signature__data$37 ),
+    .reset(\reset$109 ),
+    .spike(\spike$111 ),
+    .spiking(\spiking$110 ),
     .u(\$signature__data$39 ),
-    .u_new(\u_new$114 ),
-    .v_reset(\v_reset$103 )
+    .u_new(\u_new$119 ),
+    .v_reset(\v_reset$108 )
   );
   \npu_core_tiny.out_fifo  out_fifo (
     .clk(clk),
@@ -1659,9 +1763,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \v_reset$103  = layer0[36:21];
+          \v_reset$108  = layer0[36:21];
       1'h1:
-          \v_reset$103  = layer1[36:21];
+          \v_reset$108  = layer1[36:21];
     endcase
   end
   always @* begin
@@ -1669,9 +1773,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \reset$104  = layer0[20:19];
+          \reset$109  = layer0[20:19];
       1'h1:
-          \reset$104  = layer1[20:19];
+          \reset$109  = layer1[20:19];
     endcase
   end
   always @* begin
@@ -1679,9 +1783,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \spiking$105  = layer0[18];
+          \spiking$110  = layer0[18];
       1'h1:
-          \spiking$105  = layer1[18];
+          \spiking$110  = layer1[18];
     endcase
   end
   always @* begin
@@ -1702,6 +1806,16 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           \$55  = layer0[4:0];
       1'h1:
           \$55  = layer1[4:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal )
+      1'h0:
+          \$62  = in_count0[3:0];
+      1'h1:
+          \$62  = in_count1[3:0];
     endcase
   end
   always @* begin
@@ -1805,63 +1919,73 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (li)
+    casez (\$signal )
       1'h0:
-          \$108  = layer0[14:13];
+          \$101  = in_count0;
       1'h1:
-          \$108  = layer1[14:13];
+          \$101  = in_count1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$111  = 32'd0;
-    casez (\$110 )
+    (* full_case = 32'd1 *)
+    casez (li)
+      1'h0:
+          \$111  = layer0[14:13];
+      1'h1:
+          \$111  = layer1[14:13];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$114  = 32'd0;
+    casez (\$113 )
       5'h00:
-          \$111  = ctr0;
+          \$114  = ctr0;
       5'h01:
-          \$111  = ctr1;
+          \$114  = ctr1;
       5'h02:
-          \$111  = ctr2;
+          \$114  = ctr2;
       5'h03:
-          \$111  = ctr3;
+          \$114  = ctr3;
       5'h04:
-          \$111  = ctr4;
+          \$114  = ctr4;
       5'h05:
-          \$111  = ctr5;
+          \$114  = ctr5;
       5'h06:
-          \$111  = ctr6;
+          \$114  = ctr6;
       5'h07:
-          \$111  = ctr7;
+          \$114  = ctr7;
       5'h08:
-          \$111  = ctr8;
+          \$114  = ctr8;
       5'h09:
-          \$111  = ctr9;
+          \$114  = ctr9;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$117  = 32'd0;
-    casez (\$116 )
+    \$120  = 32'd0;
+    casez (\$119 )
       5'h00:
-          \$117  = ctr0;
+          \$120  = ctr0;
       5'h01:
-          \$117  = ctr1;
+          \$120  = ctr1;
       5'h02:
-          \$117  = ctr2;
+          \$120  = ctr2;
       5'h03:
-          \$117  = ctr3;
+          \$120  = ctr3;
       5'h04:
-          \$117  = ctr4;
+          \$120  = ctr4;
       5'h05:
-          \$117  = ctr5;
+          \$120  = ctr5;
       5'h06:
-          \$117  = ctr6;
+          \$120  = ctr6;
       5'h07:
-          \$117  = ctr7;
+          \$120  = ctr7;
       5'h08:
-          \$117  = ctr8;
+          \$120  = ctr8;
       5'h09:
-          \$117  = ctr9;
+          \$120  = ctr9;
     endcase
   end
   always @* begin
@@ -1869,9 +1993,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \$121  = layer0[14:13];
+          \$124  = layer0[14:13];
       1'h1:
-          \$121  = layer1[14:13];
+          \$124  = layer1[14:13];
     endcase
   end
   always @* begin
@@ -1879,37 +2003,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \$122  = layer0[17:15];
+          \$125  = layer0[17:15];
       1'h1:
-          \$122  = layer1[17:15];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$125  = edge0[1:0];
-      2'h1:
-          \$125  = edge1[1:0];
-      2'h2:
-          \$125  = edge2[1:0];
-      2'h3:
-          \$125  = edge3[1:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$126  = edge0[2];
-      2'h1:
-          \$126  = edge1[2];
-      2'h2:
-          \$126  = edge2[2];
-      2'h3:
-          \$126  = edge3[2];
+          \$125  = layer1[17:15];
     endcase
   end
   always @* begin
@@ -1931,35 +2027,115 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$129  = edge0[2];
+          \$129  = edge0[1:0];
       2'h1:
-          \$129  = edge1[2];
+          \$129  = edge1[1:0];
       2'h2:
-          \$129  = edge2[2];
+          \$129  = edge2[1:0];
       2'h3:
-          \$129  = edge3[2];
+          \$129  = edge3[1:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez ({ \$130 , \$128  })
+    casez (e[1:0])
+      2'h0:
+          \$131  = edge0[1:0];
+      2'h1:
+          \$131  = edge1[1:0];
+      2'h2:
+          \$131  = edge2[1:0];
+      2'h3:
+          \$131  = edge3[1:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[1:0])
+      2'h0:
+          \$133  = edge0[2];
+      2'h1:
+          \$133  = edge1[2];
+      2'h2:
+          \$133  = edge2[2];
+      2'h3:
+          \$133  = edge3[2];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[1:0])
+      2'h0:
+          \$136  = edge0[1:0];
+      2'h1:
+          \$136  = edge1[1:0];
+      2'h2:
+          \$136  = edge2[1:0];
+      2'h3:
+          \$136  = edge3[1:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$152 )
+      1'h0:
+          \$138  = in_count0;
+      1'h1:
+          \$138  = in_count1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[1:0])
+      2'h0:
+          \$139  = edge0[1:0];
+      2'h1:
+          \$139  = edge1[1:0];
+      2'h2:
+          \$139  = edge2[1:0];
+      2'h3:
+          \$139  = edge3[1:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[1:0])
+      2'h0:
+          \$140  = edge0[2];
+      2'h1:
+          \$140  = edge1[2];
+      2'h2:
+          \$140  = edge2[2];
+      2'h3:
+          \$140  = edge3[2];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez ({ \$141 , \$139  })
       3'h0:
-          \$131  = count0;
+          \$142  = count0;
       3'h1:
-          \$131  = count1;
+          \$142  = count1;
       3'h2:
-          \$131  = count2;
+          \$142  = count2;
       3'h3:
-          \$131  = count3;
+          \$142  = count3;
       3'h4:
-          \$131  = count4;
+          \$142  = count4;
       3'h5:
-          \$131  = count5;
+          \$142  = count5;
       3'h6:
-          \$131  = count6;
+          \$142  = count6;
       3'h7:
-          \$131  = count7;
+          \$142  = count7;
     endcase
   end
   always @* begin
@@ -1967,13 +2143,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$132  = edge0[10:3];
+          \$144  = edge0[10:3];
       2'h1:
-          \$132  = edge1[10:3];
+          \$144  = edge1[10:3];
       2'h2:
-          \$132  = edge2[10:3];
+          \$144  = edge2[10:3];
       2'h3:
-          \$132  = edge3[10:3];
+          \$144  = edge3[10:3];
     endcase
   end
   always @* begin
@@ -1981,117 +2157,117 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$133  = edge0[15:11];
+          \$145  = edge0[15:11];
       2'h1:
-          \$133  = edge1[15:11];
+          \$145  = edge1[15:11];
       2'h2:
-          \$133  = edge2[15:11];
+          \$145  = edge2[15:11];
       2'h3:
-          \$133  = edge3[15:11];
+          \$145  = edge3[15:11];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$138  = 32'd0;
-    casez (\$137 )
+    \$150  = 32'd0;
+    casez (\$149 )
       5'h00:
-          \$138  = ctr0;
+          \$150  = ctr0;
       5'h01:
-          \$138  = ctr1;
+          \$150  = ctr1;
       5'h02:
-          \$138  = ctr2;
+          \$150  = ctr2;
       5'h03:
-          \$138  = ctr3;
+          \$150  = ctr3;
       5'h04:
-          \$138  = ctr4;
+          \$150  = ctr4;
       5'h05:
-          \$138  = ctr5;
+          \$150  = ctr5;
       5'h06:
-          \$138  = ctr6;
+          \$150  = ctr6;
       5'h07:
-          \$138  = ctr7;
+          \$150  = ctr7;
       5'h08:
-          \$138  = ctr8;
+          \$150  = ctr8;
       5'h09:
-          \$138  = ctr9;
+          \$150  = ctr9;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$147  = 32'd0;
-    casez (\$146 )
+    \$159  = 32'd0;
+    casez (\$158 )
       5'h00:
-          \$147  = ctr0;
+          \$159  = ctr0;
       5'h01:
-          \$147  = ctr1;
+          \$159  = ctr1;
       5'h02:
-          \$147  = ctr2;
+          \$159  = ctr2;
       5'h03:
-          \$147  = ctr3;
+          \$159  = ctr3;
       5'h04:
-          \$147  = ctr4;
+          \$159  = ctr4;
       5'h05:
-          \$147  = ctr5;
+          \$159  = ctr5;
       5'h06:
-          \$147  = ctr6;
+          \$159  = ctr6;
       5'h07:
-          \$147  = ctr7;
+          \$159  = ctr7;
       5'h08:
-          \$147  = ctr8;
+          \$159  = ctr8;
       5'h09:
-          \$147  = ctr9;
+          \$159  = ctr9;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$154  = 32'd0;
-    casez (\$153 )
+    \$166  = 32'd0;
+    casez (\$165 )
       5'h00:
-          \$154  = ctr0;
+          \$166  = ctr0;
       5'h01:
-          \$154  = ctr1;
+          \$166  = ctr1;
       5'h02:
-          \$154  = ctr2;
+          \$166  = ctr2;
       5'h03:
-          \$154  = ctr3;
+          \$166  = ctr3;
       5'h04:
-          \$154  = ctr4;
+          \$166  = ctr4;
       5'h05:
-          \$154  = ctr5;
+          \$166  = ctr5;
       5'h06:
-          \$154  = ctr6;
+          \$166  = ctr6;
       5'h07:
-          \$154  = ctr7;
+          \$166  = ctr7;
       5'h08:
-          \$154  = ctr8;
+          \$166  = ctr8;
       5'h09:
-          \$154  = ctr9;
+          \$166  = ctr9;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$163  = 32'd0;
-    casez (\$162 )
+    \$175  = 32'd0;
+    casez (\$174 )
       5'h00:
-          \$163  = ctr0;
+          \$175  = ctr0;
       5'h01:
-          \$163  = ctr1;
+          \$175  = ctr1;
       5'h02:
-          \$163  = ctr2;
+          \$175  = ctr2;
       5'h03:
-          \$163  = ctr3;
+          \$175  = ctr3;
       5'h04:
-          \$163  = ctr4;
+          \$175  = ctr4;
       5'h05:
-          \$163  = ctr5;
+          \$175  = ctr5;
       5'h06:
-          \$163  = ctr6;
+          \$175  = ctr6;
       5'h07:
-          \$163  = ctr7;
+          \$175  = ctr7;
       5'h08:
-          \$163  = ctr8;
+          \$175  = ctr8;
       5'h09:
-          \$163  = ctr9;
+          \$175  = ctr9;
     endcase
   end
   always @* begin
@@ -2099,9 +2275,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \$172  = layer0[37];
+          \$184  = layer0[37];
       1'h1:
-          \$172  = layer1[37];
+          \$184  = layer1[37];
     endcase
   end
   always @* begin
@@ -2109,9 +2285,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \$176  = layer0[37];
+          \$188  = layer0[37];
       1'h1:
-          \$176  = layer1[37];
+          \$188  = layer1[37];
     endcase
   end
   always @* begin
@@ -2119,9 +2295,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \$177  = layer0[8:5];
+          \$189  = layer0[8:5];
       1'h1:
-          \$177  = layer1[8:5];
+          \$189  = layer1[8:5];
     endcase
   end
   always @* begin
@@ -2207,16 +2383,6 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         ev_wr__addr = { cur, spike_src, \$38  };
       end
     end
-    casez (fsm_state)
-      4'h0:
-          if (\$61 ) begin
-            (* full_case = 32'd1 *)
-            if (input__payload[12]) begin
-            end else begin
-              ev_wr__addr = { cur, 2'h0, \$62 [3:0] };
-            end
-          end
-    endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
@@ -2227,17 +2393,6 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         ev_wr__data[11:4] = 8'h01;
       end
     end
-    casez (fsm_state)
-      4'h0:
-          if (\$61 ) begin
-            (* full_case = 32'd1 *)
-            if (input__payload[12]) begin
-            end else begin
-              ev_wr__data[3:0] = input__payload[3:0];
-              ev_wr__data[11:4] = input__payload[11:4];
-            end
-          end
-    endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
@@ -2247,24 +2402,40 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         ev_wr__en = 1'h1;
       end
     end
-    casez (fsm_state)
-      4'h0:
-          if (\$61 ) begin
-            (* full_case = 32'd1 *)
-            if (input__payload[12]) begin
-            end else begin
-              ev_wr__en = 1'h1;
-            end
-          end
-    endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    input__ready = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          input__ready = \$59 ;
-    endcase
+    in_wr__addr = 5'h00;
+    if (\$61 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[12]) begin
+      end else begin
+        in_wr__addr = { \$signal , \$62  };
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    in_wr__data = 12'h000;
+    if (\$61 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[12]) begin
+      end else begin
+        in_wr__data[3:0] = input__payload[3:0];
+        in_wr__data[11:4] = input__payload[11:4];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    in_wr__en = 1'h0;
+    if (\$61 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[12]) begin
+      end else begin
+        in_wr__en = 1'h1;
+      end
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
@@ -2332,23 +2503,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$190  = layer0;
+    \$202  = layer0;
     if (\$79 ) begin
       casez (host_addr[11:9])
         3'h0:
             casez (host_addr[7:0])
               8'h00:
-                  \$190  = host_wdata[37:0];
+                  \$202  = host_wdata[37:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$190  = 38'h0000000000;
+      \$202  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$191  = layer1;
+    \$203  = layer1;
     if (\$79 ) begin
       casez (host_addr[11:9])
         3'h0:
@@ -2356,17 +2527,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               8'h00:
                   /* empty */;
               8'h01:
-                  \$191  = host_wdata[37:0];
+                  \$203  = host_wdata[37:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$191  = 38'h0000000000;
+      \$203  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$192  = edge0;
+    \$204  = edge0;
     if (\$79 ) begin
       casez (host_addr[11:9])
         3'h0:
@@ -2374,17 +2545,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             casez (host_addr[7:0])
               8'h00:
-                  \$192  = host_wdata[15:0];
+                  \$204  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$192  = 16'h0000;
+      \$204  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$193  = edge1;
+    \$205  = edge1;
     if (\$79 ) begin
       casez (host_addr[11:9])
         3'h0:
@@ -2394,17 +2565,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               8'h00:
                   /* empty */;
               8'h01:
-                  \$193  = host_wdata[15:0];
+                  \$205  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$193  = 16'h0000;
+      \$205  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$194  = edge2;
+    \$206  = edge2;
     if (\$79 ) begin
       casez (host_addr[11:9])
         3'h0:
@@ -2416,17 +2587,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               8'h01:
                   /* empty */;
               8'h02:
-                  \$194  = host_wdata[15:0];
+                  \$206  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$194  = 16'h0000;
+      \$206  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$195  = edge3;
+    \$207  = edge3;
     if (\$79 ) begin
       casez (host_addr[11:9])
         3'h0:
@@ -2440,17 +2611,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               8'h02:
                   /* empty */;
               8'h03:
-                  \$195  = host_wdata[15:0];
+                  \$207  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$195  = 16'h0000;
+      \$207  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$196  = num_layers;
+    \$208  = num_layers;
     if (\$79 ) begin
       casez (host_addr[11:9])
         3'h0:
@@ -2458,87 +2629,97 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             /* empty */;
         3'h6:
-            \$196  = host_wdata[1:0];
+            \$208  = host_wdata[1:0];
       endcase
     end
     if (rst) begin
-      \$196  = 2'h0;
+      \$208  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$197  = \$81 ;
+    \$209  = \$81 ;
     if (rst) begin
-      \$197  = 1'h0;
+      \$209  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$198  = host_addr[11:9];
+    \$210  = host_addr[11:9];
     if (rst) begin
-      \$198  = 3'h0;
+      \$210  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$199  = host_addr[8];
+    \$211  = host_addr[8];
     if (rst) begin
-      \$199  = 1'h0;
+      \$211  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$200  = rd_reg;
+    \$212  = rd_reg;
     casez (host_addr[11:9])
       3'h0:
-          \$200  = { 3'h0, \$82  };
+          \$212  = { 3'h0, \$82  };
       3'h1:
-          \$200  = { 25'h0000000, \$83  };
+          \$212  = { 25'h0000000, \$83  };
       3'h5:
-          \$200  = { 9'h000, \$84  };
+          \$212  = { 9'h000, \$84  };
       3'h6:
-          \$200  = { 39'h0000000000, num_layers };
+          \$212  = { 39'h0000000000, num_layers };
     endcase
     if (rst) begin
-      \$200  = 41'h00000000000;
+      \$212  = 41'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$201  = issue;
+    \$213  = issue;
     if (rst) begin
-      \$201  = 1'h0;
+      \$213  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202  = \$signal ;
+    \$214  = \$signal$147 ;
     if (rst) begin
-      \$202  = 1'h0;
+      \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$203  = ev_rd__data[11:4];
+    \$215  = s1_value;
     if (rst) begin
-      \$203  = 8'h00;
+      \$215  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$204  = s1_rowbase;
+    \$216  = s1_rowbase;
     if (issue) begin
-      \$204  = rowbase;
+      \$216  = rowbase;
     end
     if (rst) begin
-      \$204  = 9'h000;
+      \$216  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$205  = acc;
+    \$217  = s1_from_input;
+    if (issue) begin
+      \$217  = \$signal$151 ;
+    end
+    if (rst) begin
+      \$217  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$218  = acc;
     if (s2_valid) begin
-      \$205  = \$86 [23:0];
+      \$218  = \$86 [23:0];
     end
     casez (fsm_state)
       4'h0:
@@ -2546,17 +2727,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          \$205  = 24'h000000;
+          \$218  = 24'h000000;
     endcase
     if (rst) begin
-      \$205  = 24'h000000;
+      \$218  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$206  = \acc$98 ;
+    \$219  = \acc$103 ;
     if (s2_valid) begin
-      \$206  = \$88 [23:0];
+      \$219  = \$88 [23:0];
     end
     casez (fsm_state)
       4'h0:
@@ -2564,17 +2745,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          \$206  = 24'h000000;
+          \$219  = 24'h000000;
     endcase
     if (rst) begin
-      \$206  = 24'h000000;
+      \$219  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$207  = r_pending;
+    \$220  = r_pending;
     if (router_go) begin
-      \$207  = \$91 [1:0];
+      \$220  = \$91 [1:0];
     end
     casez (fsm_state)
       4'h0:
@@ -2590,41 +2771,31 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h5:
           /* empty */;
       4'h7:
-          if (\$171 ) begin
-            \$207  = \$174 ;
+          if (\$183 ) begin
+            \$220  = \$186 ;
           end
     endcase
     if (rst) begin
-      \$207  = 2'h0;
+      \$220  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$208  = count0;
+    \$221  = count0;
     if (router_go) begin
       if (pick_spike) begin
         casez ({ cur, spike_src })
           3'h0:
-              \$208  = \$93 [4:0];
+              \$221  = \$93 [4:0];
         endcase
       end
     end
-    if (\$101 ) begin
-      \$208  = 5'h00;
+    if (\$104 ) begin
+      \$221  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
-          if (\$104 ) begin
-            (* full_case = 32'd1 *)
-            if (input__payload[12]) begin
-            end else begin
-              (* full_case = 32'd1 *)
-              if (cur) begin
-              end else begin
-                \$208  = \$107 [4:0];
-              end
-            end
-          end
+          /* empty */;
       4'h2:
           /* empty */;
       4'h3:
@@ -2641,31 +2812,31 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$185 , 2'h0 })
+            casez ({ \$197 , 2'h0 })
               3'h0:
-                  \$208  = 5'h00;
+                  \$221  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$208  = 5'h00;
+      \$221  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209  = count1;
+    \$222  = count1;
     if (router_go) begin
       if (pick_spike) begin
         casez ({ cur, spike_src })
           3'h0:
               /* empty */;
           3'h1:
-              \$209  = \$93 [4:0];
+              \$222  = \$93 [4:0];
         endcase
       end
     end
-    if (\$101 ) begin
-      \$209  = 5'h00;
+    if (\$104 ) begin
+      \$222  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -2686,19 +2857,19 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$186 , 2'h1 })
+            casez ({ \$198 , 2'h1 })
               3'h1:
-                  \$209  = 5'h00;
+                  \$222  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$209  = 5'h00;
+      \$222  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210  = count2;
+    \$223  = count2;
     if (router_go) begin
       if (pick_spike) begin
         casez ({ cur, spike_src })
@@ -2707,12 +2878,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           3'h1:
               /* empty */;
           3'h2:
-              \$210  = \$93 [4:0];
+              \$223  = \$93 [4:0];
         endcase
       end
     end
-    if (\$101 ) begin
-      \$210  = 5'h00;
+    if (\$104 ) begin
+      \$223  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -2733,19 +2904,19 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$187 , 2'h2 })
+            casez ({ \$199 , 2'h2 })
               3'h2:
-                  \$210  = 5'h00;
+                  \$223  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$210  = 5'h00;
+      \$223  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211  = count3;
+    \$224  = count3;
     if (router_go) begin
       if (pick_spike) begin
         casez ({ cur, spike_src })
@@ -2756,20 +2927,20 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           3'h2:
               /* empty */;
           3'h3:
-              \$211  = \$93 [4:0];
+              \$224  = \$93 [4:0];
         endcase
       end
     end
-    if (\$101 ) begin
-      \$211  = 5'h00;
+    if (\$104 ) begin
+      \$224  = 5'h00;
     end
     if (rst) begin
-      \$211  = 5'h00;
+      \$224  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = count4;
+    \$225  = count4;
     if (router_go) begin
       if (pick_spike) begin
         casez ({ cur, spike_src })
@@ -2782,24 +2953,16 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           3'h3:
               /* empty */;
           3'h4:
-              \$212  = \$93 [4:0];
+              \$225  = \$93 [4:0];
         endcase
       end
     end
-    if (\$101 ) begin
-      \$212  = 5'h00;
+    if (\$104 ) begin
+      \$225  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
-          if (\$104 ) begin
-            (* full_case = 32'd1 *)
-            if (input__payload[12]) begin
-            end else begin
-              if (cur) begin
-                \$212  = \$106 [4:0];
-              end
-            end
-          end
+          /* empty */;
       4'h2:
           /* empty */;
       4'h3:
@@ -2817,21 +2980,21 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$185 , 2'h0 })
+            casez ({ \$197 , 2'h0 })
               3'h0:
                   /* empty */;
               3'h4:
-                  \$212  = 5'h00;
+                  \$225  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$212  = 5'h00;
+      \$225  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = count5;
+    \$226  = count5;
     if (router_go) begin
       if (pick_spike) begin
         casez ({ cur, spike_src })
@@ -2846,12 +3009,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           3'h4:
               /* empty */;
           3'h5:
-              \$213  = \$93 [4:0];
+              \$226  = \$93 [4:0];
         endcase
       end
     end
-    if (\$101 ) begin
-      \$213  = 5'h00;
+    if (\$104 ) begin
+      \$226  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -2873,21 +3036,21 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$186 , 2'h1 })
+            casez ({ \$198 , 2'h1 })
               3'h1:
                   /* empty */;
               3'h5:
-                  \$213  = 5'h00;
+                  \$226  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$213  = 5'h00;
+      \$226  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = count6;
+    \$227  = count6;
     if (router_go) begin
       if (pick_spike) begin
         casez ({ cur, spike_src })
@@ -2904,12 +3067,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           3'h5:
               /* empty */;
           3'h6:
-              \$214  = \$93 [4:0];
+              \$227  = \$93 [4:0];
         endcase
       end
     end
-    if (\$101 ) begin
-      \$214  = 5'h00;
+    if (\$104 ) begin
+      \$227  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -2935,21 +3098,21 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             (* full_case = 32'd1 *)
             
             (* full_case = 32'd1 *)
-            casez ({ \$187 , 2'h2 })
+            casez ({ \$199 , 2'h2 })
               3'h2:
                   /* empty */;
               3'h6:
-                  \$214  = 5'h00;
+                  \$227  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$214  = 5'h00;
+      \$227  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = count7;
+    \$228  = count7;
     if (router_go) begin
       if (pick_spike) begin
         (* full_case = 32'd1 *)
@@ -2969,12 +3132,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           3'h6:
               /* empty */;
           3'h7:
-              \$215  = \$93 [4:0];
+              \$228  = \$93 [4:0];
         endcase
       end
     end
-    if (\$101 ) begin
-      \$215  = 5'h00;
+    if (\$104 ) begin
+      \$228  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -3004,22 +3167,22 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           end
     endcase
     if (rst) begin
-      \$215  = 5'h00;
+      \$228  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = ctr0;
+    \$229  = ctr0;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$99 )
           5'h00:
-              \$216  = \$97 [31:0];
+              \$229  = \$97 [31:0];
         endcase
       end
     end
-    if (\$101 ) begin
-      \$216  = 32'd0;
+    if (\$104 ) begin
+      \$229  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -3027,60 +3190,60 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$114 )
+          casez (\$117 )
             5'h00:
-                \$216  = \$112 [31:0];
+                \$229  = \$115 [31:0];
           endcase
       4'h4:
-          casez (\$120 )
+          casez (\$123 )
             5'h00:
-                \$216  = \$118 [31:0];
+                \$229  = \$121 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$141 )
+          casez (\$153 )
             5'h00:
-                \$216  = \$139 [31:0];
+                \$229  = \$151 [31:0];
           endcase
-          if (\$142 ) begin
-            if (\$144 ) begin
-              casez (\$150 )
+          if (\$154 ) begin
+            if (\$156 ) begin
+              casez (\$162 )
                 5'h00:
-                    \$216  = \$148 [31:0];
+                    \$229  = \$160 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$157 )
+          casez (\$169 )
             5'h00:
-                \$216  = \$155 [31:0];
+                \$229  = \$167 [31:0];
           endcase
       4'h7:
-          casez (\$166 )
+          casez (\$178 )
             5'h00:
-                \$216  = \$164 [31:0];
+                \$229  = \$176 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$216  = 32'd0;
+      \$229  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = ctr1;
+    \$230  = ctr1;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$99 )
           5'h00:
               /* empty */;
           5'h01:
-              \$217  = \$97 [31:0];
+              \$230  = \$97 [31:0];
         endcase
       end
     end
-    if (\$101 ) begin
-      \$217  = 32'd0;
+    if (\$104 ) begin
+      \$230  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -3088,60 +3251,60 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$114 )
+          casez (\$117 )
             5'h00:
                 /* empty */;
             5'h01:
-                \$217  = \$112 [31:0];
+                \$230  = \$115 [31:0];
           endcase
       4'h4:
-          casez (\$120 )
+          casez (\$123 )
             5'h00:
                 /* empty */;
             5'h01:
-                \$217  = \$118 [31:0];
+                \$230  = \$121 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$141 )
+          casez (\$153 )
             5'h00:
                 /* empty */;
             5'h01:
-                \$217  = \$139 [31:0];
+                \$230  = \$151 [31:0];
           endcase
-          if (\$142 ) begin
-            if (\$144 ) begin
-              casez (\$150 )
+          if (\$154 ) begin
+            if (\$156 ) begin
+              casez (\$162 )
                 5'h00:
                     /* empty */;
                 5'h01:
-                    \$217  = \$148 [31:0];
+                    \$230  = \$160 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$157 )
+          casez (\$169 )
             5'h00:
                 /* empty */;
             5'h01:
-                \$217  = \$155 [31:0];
+                \$230  = \$167 [31:0];
           endcase
       4'h7:
-          casez (\$166 )
+          casez (\$178 )
             5'h00:
                 /* empty */;
             5'h01:
-                \$217  = \$164 [31:0];
+                \$230  = \$176 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$217  = 32'd0;
+      \$230  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = ctr2;
+    \$231  = ctr2;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$99 )
@@ -3150,12 +3313,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           5'h01:
               /* empty */;
           5'h02:
-              \$218  = \$97 [31:0];
+              \$231  = \$97 [31:0];
         endcase
       end
     end
-    if (\$101 ) begin
-      \$218  = 32'd0;
+    if (\$104 ) begin
+      \$231  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -3163,72 +3326,72 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$114 )
+          casez (\$117 )
             5'h00:
                 /* empty */;
             5'h01:
                 /* empty */;
             5'h02:
-                \$218  = \$112 [31:0];
+                \$231  = \$115 [31:0];
           endcase
       4'h4:
-          casez (\$120 )
+          casez (\$123 )
             5'h00:
                 /* empty */;
             5'h01:
                 /* empty */;
             5'h02:
-                \$218  = \$118 [31:0];
+                \$231  = \$121 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$141 )
+          casez (\$153 )
             5'h00:
                 /* empty */;
             5'h01:
                 /* empty */;
             5'h02:
-                \$218  = \$139 [31:0];
+                \$231  = \$151 [31:0];
           endcase
-          if (\$142 ) begin
-            if (\$144 ) begin
-              casez (\$150 )
+          if (\$154 ) begin
+            if (\$156 ) begin
+              casez (\$162 )
                 5'h00:
                     /* empty */;
                 5'h01:
                     /* empty */;
                 5'h02:
-                    \$218  = \$148 [31:0];
+                    \$231  = \$160 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$157 )
+          casez (\$169 )
             5'h00:
                 /* empty */;
             5'h01:
                 /* empty */;
             5'h02:
-                \$218  = \$155 [31:0];
+                \$231  = \$167 [31:0];
           endcase
       4'h7:
-          casez (\$166 )
+          casez (\$178 )
             5'h00:
                 /* empty */;
             5'h01:
                 /* empty */;
             5'h02:
-                \$218  = \$164 [31:0];
+                \$231  = \$176 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$218  = 32'd0;
+      \$231  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = ctr3;
+    \$232  = ctr3;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$99 )
@@ -3239,12 +3402,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           5'h02:
               /* empty */;
           5'h03:
-              \$219  = \$97 [31:0];
+              \$232  = \$97 [31:0];
         endcase
       end
     end
-    if (\$101 ) begin
-      \$219  = 32'd0;
+    if (\$104 ) begin
+      \$232  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -3252,7 +3415,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$114 )
+          casez (\$117 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3260,10 +3423,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h02:
                 /* empty */;
             5'h03:
-                \$219  = \$112 [31:0];
+                \$232  = \$115 [31:0];
           endcase
       4'h4:
-          casez (\$120 )
+          casez (\$123 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3271,11 +3434,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h02:
                 /* empty */;
             5'h03:
-                \$219  = \$118 [31:0];
+                \$232  = \$121 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$141 )
+          casez (\$153 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3283,11 +3446,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h02:
                 /* empty */;
             5'h03:
-                \$219  = \$139 [31:0];
+                \$232  = \$151 [31:0];
           endcase
-          if (\$142 ) begin
-            if (\$144 ) begin
-              casez (\$150 )
+          if (\$154 ) begin
+            if (\$156 ) begin
+              casez (\$162 )
                 5'h00:
                     /* empty */;
                 5'h01:
@@ -3295,13 +3458,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
                 5'h02:
                     /* empty */;
                 5'h03:
-                    \$219  = \$148 [31:0];
+                    \$232  = \$160 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$157 )
+          casez (\$169 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3309,10 +3472,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h02:
                 /* empty */;
             5'h03:
-                \$219  = \$155 [31:0];
+                \$232  = \$167 [31:0];
           endcase
       4'h7:
-          casez (\$166 )
+          casez (\$178 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3320,16 +3483,16 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h02:
                 /* empty */;
             5'h03:
-                \$219  = \$164 [31:0];
+                \$232  = \$176 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$219  = 32'd0;
+      \$232  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = ctr4;
+    \$233  = ctr4;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$99 )
@@ -3342,12 +3505,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           5'h03:
               /* empty */;
           5'h04:
-              \$220  = \$97 [31:0];
+              \$233  = \$97 [31:0];
         endcase
       end
     end
-    if (\$101 ) begin
-      \$220  = 32'd0;
+    if (\$104 ) begin
+      \$233  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -3355,7 +3518,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$114 )
+          casez (\$117 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3365,10 +3528,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h03:
                 /* empty */;
             5'h04:
-                \$220  = \$112 [31:0];
+                \$233  = \$115 [31:0];
           endcase
       4'h4:
-          casez (\$120 )
+          casez (\$123 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3378,11 +3541,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h03:
                 /* empty */;
             5'h04:
-                \$220  = \$118 [31:0];
+                \$233  = \$121 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$141 )
+          casez (\$153 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3392,11 +3555,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h03:
                 /* empty */;
             5'h04:
-                \$220  = \$139 [31:0];
+                \$233  = \$151 [31:0];
           endcase
-          if (\$142 ) begin
-            if (\$144 ) begin
-              casez (\$150 )
+          if (\$154 ) begin
+            if (\$156 ) begin
+              casez (\$162 )
                 5'h00:
                     /* empty */;
                 5'h01:
@@ -3406,13 +3569,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
                 5'h03:
                     /* empty */;
                 5'h04:
-                    \$220  = \$148 [31:0];
+                    \$233  = \$160 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$157 )
+          casez (\$169 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3422,10 +3585,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h03:
                 /* empty */;
             5'h04:
-                \$220  = \$155 [31:0];
+                \$233  = \$167 [31:0];
           endcase
       4'h7:
-          casez (\$166 )
+          casez (\$178 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3435,16 +3598,16 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h03:
                 /* empty */;
             5'h04:
-                \$220  = \$164 [31:0];
+                \$233  = \$176 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$220  = 32'd0;
+      \$233  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = ctr5;
+    \$234  = ctr5;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$99 )
@@ -3459,12 +3622,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           5'h04:
               /* empty */;
           5'h05:
-              \$221  = \$97 [31:0];
+              \$234  = \$97 [31:0];
         endcase
       end
     end
-    if (\$101 ) begin
-      \$221  = 32'd0;
+    if (\$104 ) begin
+      \$234  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -3472,7 +3635,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$114 )
+          casez (\$117 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3484,10 +3647,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h04:
                 /* empty */;
             5'h05:
-                \$221  = \$112 [31:0];
+                \$234  = \$115 [31:0];
           endcase
       4'h4:
-          casez (\$120 )
+          casez (\$123 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3499,11 +3662,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h04:
                 /* empty */;
             5'h05:
-                \$221  = \$118 [31:0];
+                \$234  = \$121 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$141 )
+          casez (\$153 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3515,11 +3678,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h04:
                 /* empty */;
             5'h05:
-                \$221  = \$139 [31:0];
+                \$234  = \$151 [31:0];
           endcase
-          if (\$142 ) begin
-            if (\$144 ) begin
-              casez (\$150 )
+          if (\$154 ) begin
+            if (\$156 ) begin
+              casez (\$162 )
                 5'h00:
                     /* empty */;
                 5'h01:
@@ -3531,13 +3694,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
                 5'h04:
                     /* empty */;
                 5'h05:
-                    \$221  = \$148 [31:0];
+                    \$234  = \$160 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$157 )
+          casez (\$169 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3549,10 +3712,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h04:
                 /* empty */;
             5'h05:
-                \$221  = \$155 [31:0];
+                \$234  = \$167 [31:0];
           endcase
       4'h7:
-          casez (\$166 )
+          casez (\$178 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3564,16 +3727,16 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h04:
                 /* empty */;
             5'h05:
-                \$221  = \$164 [31:0];
+                \$234  = \$176 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$221  = 32'd0;
+      \$234  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = ctr6;
+    \$235  = ctr6;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$99 )
@@ -3590,12 +3753,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           5'h05:
               /* empty */;
           5'h06:
-              \$222  = \$97 [31:0];
+              \$235  = \$97 [31:0];
         endcase
       end
     end
-    if (\$101 ) begin
-      \$222  = 32'd0;
+    if (\$104 ) begin
+      \$235  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -3603,7 +3766,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$114 )
+          casez (\$117 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3617,10 +3780,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h05:
                 /* empty */;
             5'h06:
-                \$222  = \$112 [31:0];
+                \$235  = \$115 [31:0];
           endcase
       4'h4:
-          casez (\$120 )
+          casez (\$123 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3634,11 +3797,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h05:
                 /* empty */;
             5'h06:
-                \$222  = \$118 [31:0];
+                \$235  = \$121 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$141 )
+          casez (\$153 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3652,11 +3815,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h05:
                 /* empty */;
             5'h06:
-                \$222  = \$139 [31:0];
+                \$235  = \$151 [31:0];
           endcase
-          if (\$142 ) begin
-            if (\$144 ) begin
-              casez (\$150 )
+          if (\$154 ) begin
+            if (\$156 ) begin
+              casez (\$162 )
                 5'h00:
                     /* empty */;
                 5'h01:
@@ -3670,13 +3833,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
                 5'h05:
                     /* empty */;
                 5'h06:
-                    \$222  = \$148 [31:0];
+                    \$235  = \$160 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$157 )
+          casez (\$169 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3690,10 +3853,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h05:
                 /* empty */;
             5'h06:
-                \$222  = \$155 [31:0];
+                \$235  = \$167 [31:0];
           endcase
       4'h7:
-          casez (\$166 )
+          casez (\$178 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3707,16 +3870,16 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h05:
                 /* empty */;
             5'h06:
-                \$222  = \$164 [31:0];
+                \$235  = \$176 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$222  = 32'd0;
+      \$235  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = ctr7;
+    \$236  = ctr7;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$99 )
@@ -3735,12 +3898,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           5'h06:
               /* empty */;
           5'h07:
-              \$223  = \$97 [31:0];
+              \$236  = \$97 [31:0];
         endcase
       end
     end
-    if (\$101 ) begin
-      \$223  = 32'd0;
+    if (\$104 ) begin
+      \$236  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -3748,7 +3911,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$114 )
+          casez (\$117 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3764,10 +3927,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h06:
                 /* empty */;
             5'h07:
-                \$223  = \$112 [31:0];
+                \$236  = \$115 [31:0];
           endcase
       4'h4:
-          casez (\$120 )
+          casez (\$123 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3783,11 +3946,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h06:
                 /* empty */;
             5'h07:
-                \$223  = \$118 [31:0];
+                \$236  = \$121 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$141 )
+          casez (\$153 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3803,11 +3966,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h06:
                 /* empty */;
             5'h07:
-                \$223  = \$139 [31:0];
+                \$236  = \$151 [31:0];
           endcase
-          if (\$142 ) begin
-            if (\$144 ) begin
-              casez (\$150 )
+          if (\$154 ) begin
+            if (\$156 ) begin
+              casez (\$162 )
                 5'h00:
                     /* empty */;
                 5'h01:
@@ -3823,13 +3986,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
                 5'h06:
                     /* empty */;
                 5'h07:
-                    \$223  = \$148 [31:0];
+                    \$236  = \$160 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$157 )
+          casez (\$169 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3845,10 +4008,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h06:
                 /* empty */;
             5'h07:
-                \$223  = \$155 [31:0];
+                \$236  = \$167 [31:0];
           endcase
       4'h7:
-          casez (\$166 )
+          casez (\$178 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3864,16 +4027,16 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h06:
                 /* empty */;
             5'h07:
-                \$223  = \$164 [31:0];
+                \$236  = \$176 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$223  = 32'd0;
+      \$236  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = ctr8;
+    \$237  = ctr8;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$99 )
@@ -3894,15 +4057,15 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           5'h07:
               /* empty */;
           5'h08:
-              \$224  = \$97 [31:0];
+              \$237  = \$97 [31:0];
         endcase
       end
     end
-    if (\$101 ) begin
-      \$224  = 32'd0;
+    if (\$104 ) begin
+      \$237  = 32'd0;
     end
     if (busy) begin
-      \$224  = \$102 [31:0];
+      \$237  = \$105 [31:0];
     end
     casez (fsm_state)
       4'h0:
@@ -3910,7 +4073,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$114 )
+          casez (\$117 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3928,10 +4091,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h07:
                 /* empty */;
             5'h08:
-                \$224  = \$112 [31:0];
+                \$237  = \$115 [31:0];
           endcase
       4'h4:
-          casez (\$120 )
+          casez (\$123 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3949,11 +4112,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h07:
                 /* empty */;
             5'h08:
-                \$224  = \$118 [31:0];
+                \$237  = \$121 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$141 )
+          casez (\$153 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3971,11 +4134,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h07:
                 /* empty */;
             5'h08:
-                \$224  = \$139 [31:0];
+                \$237  = \$151 [31:0];
           endcase
-          if (\$142 ) begin
-            if (\$144 ) begin
-              casez (\$150 )
+          if (\$154 ) begin
+            if (\$156 ) begin
+              casez (\$162 )
                 5'h00:
                     /* empty */;
                 5'h01:
@@ -3993,13 +4156,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
                 5'h07:
                     /* empty */;
                 5'h08:
-                    \$224  = \$148 [31:0];
+                    \$237  = \$160 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$157 )
+          casez (\$169 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -4017,10 +4180,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h07:
                 /* empty */;
             5'h08:
-                \$224  = \$155 [31:0];
+                \$237  = \$167 [31:0];
           endcase
       4'h7:
-          casez (\$166 )
+          casez (\$178 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -4038,16 +4201,16 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h07:
                 /* empty */;
             5'h08:
-                \$224  = \$164 [31:0];
+                \$237  = \$176 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$224  = 32'd0;
+      \$237  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = ctr9;
+    \$238  = ctr9;
     if (router_go) begin
       if (pick_spike) begin
         casez (\$99 )
@@ -4070,12 +4233,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           5'h08:
               /* empty */;
           5'h09:
-              \$225  = \$97 [31:0];
+              \$238  = \$97 [31:0];
         endcase
       end
     end
-    if (\$101 ) begin
-      \$225  = 32'd0;
+    if (\$104 ) begin
+      \$238  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -4083,7 +4246,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$114 )
+          casez (\$117 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -4103,10 +4266,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h08:
                 /* empty */;
             5'h09:
-                \$225  = \$112 [31:0];
+                \$238  = \$115 [31:0];
           endcase
       4'h4:
-          casez (\$120 )
+          casez (\$123 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -4126,11 +4289,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h08:
                 /* empty */;
             5'h09:
-                \$225  = \$118 [31:0];
+                \$238  = \$121 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$141 )
+          casez (\$153 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -4150,11 +4313,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h08:
                 /* empty */;
             5'h09:
-                \$225  = \$139 [31:0];
+                \$238  = \$151 [31:0];
           endcase
-          if (\$142 ) begin
-            if (\$144 ) begin
-              casez (\$150 )
+          if (\$154 ) begin
+            if (\$156 ) begin
+              casez (\$162 )
                 5'h00:
                     /* empty */;
                 5'h01:
@@ -4174,13 +4337,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
                 5'h08:
                     /* empty */;
                 5'h09:
-                    \$225  = \$148 [31:0];
+                    \$238  = \$160 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$157 )
+          casez (\$169 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -4200,10 +4363,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h08:
                 /* empty */;
             5'h09:
-                \$225  = \$155 [31:0];
+                \$238  = \$167 [31:0];
           endcase
       4'h7:
-          casez (\$166 )
+          casez (\$178 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -4223,404 +4386,34 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h08:
                 /* empty */;
             5'h09:
-                \$225  = \$164 [31:0];
+                \$238  = \$176 [31:0];
           endcase
       4'h8:
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$225  = \$189 [31:0];
+            \$238  = \$201 [31:0];
           end
     endcase
     if (rst) begin
-      \$225  = 32'd0;
+      \$238  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = cur;
-    if (\$101 ) begin
-      \$226  = 1'h0;
+    \$239  = in_full;
+    if (\$100 ) begin
+      if (input__payload[12]) begin
+        \$239  = 1'h1;
+      end
+    end
+    if (\$104 ) begin
+      \$239  = 1'h0;
     end
     casez (fsm_state)
       4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            \$226  = \$188 ;
-          end
-    endcase
-    if (rst) begin
-      \$226  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = li;
-    casez (fsm_state)
-      4'h0:
-          if (\$104 ) begin
-            if (input__payload[12]) begin
-              \$227  = 1'h0;
-            end
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (\$181 ) begin
-            (* full_case = 32'd1 *)
-            if (\$183 ) begin
-            end else begin
-              \$227  = \$184 [0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$227  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = fsm_state;
-    casez (fsm_state)
-      4'h0:
-          if (\$104 ) begin
-            if (input__payload[12]) begin
-              (* full_case = 32'd1 *)
-              if (\$105 ) begin
-                \$228  = 4'h1;
-              end else begin
-                \$228  = 4'h2;
-              end
-            end
-          end
-      4'h2:
-          \$228  = 4'h3;
-      4'h3:
-          \$228  = 4'h4;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$124 ) begin
-            \$228  = 4'h5;
-          end else begin
-            \$228  = 4'h6;
-          end
-      4'h6:
-          (* full_case = 32'd1 *)
-          if (\$142 ) begin
-          end else begin
-            \$228  = 4'h4;
-          end
-      4'h5:
-          if (\$160 ) begin
-            \$228  = 4'h7;
-          end
-      4'h7:
-          if (\$171 ) begin
-            (* full_case = 32'd1 *)
-            if (\$179 ) begin
-              \$228  = 4'h8;
-            end else begin
-              \$228  = 4'h3;
-            end
-          end
-      4'h8:
-          if (\$181 ) begin
-            (* full_case = 32'd1 *)
-            if (\$183 ) begin
-              \$228  = 4'h1;
-            end else begin
-              \$228  = 4'h2;
-            end
-          end
-      4'h1:
-          if (w_rdy) begin
-            \$228  = 4'h0;
-          end
-    endcase
-    if (rst) begin
-      \$228  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = k;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          \$229  = 4'h0;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$171 ) begin
-            (* full_case = 32'd1 *)
-            if (\$179 ) begin
-            end else begin
-              \$229  = \$180 [3:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$229  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = e;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$230  = { 1'h0, \$108  };
-      4'h4:
-          /* empty */;
-      4'h6:
-          (* full_case = 32'd1 *)
-          if (\$142 ) begin
-          end else begin
-            \$230  = \$151 [2:0];
-          end
-    endcase
-    if (rst) begin
-      \$230  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = src_sel;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$124 ) begin
-          end else begin
-            \$231  = \$125 ;
-          end
-    endcase
-    if (rst) begin
-      \$231  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = bank_sel;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$124 ) begin
-          end else begin
-            \$232  = \$127 ;
-          end
-    endcase
-    if (rst) begin
-      \$232  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = n;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$124 ) begin
-          end else begin
-            \$233  = 5'h00;
-          end
-      4'h6:
-          if (\$142 ) begin
-            \$233  = \$143 [4:0];
-          end
-    endcase
-    if (rst) begin
-      \$233  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = cnt;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$124 ) begin
-          end else begin
-            \$234  = \$131 ;
-          end
-    endcase
-    if (rst) begin
-      \$234  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = rowbase;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$124 ) begin
-          end else begin
-            \$235  = \$135 [8:0];
-          end
-    endcase
-    if (rst) begin
-      \$235  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = r_spikes;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$171 ) begin
-            \$236  = spikes;
-          end
-    endcase
-    if (rst) begin
-      \$236  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = r_layer;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$171 ) begin
-            \$237  = li;
-          end
-    endcase
-    if (rst) begin
-      \$237  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$238  = r_base;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$171 ) begin
-            \$238  = \$175 [4:0];
-          end
-    endcase
-    if (rst) begin
-      \$238  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$239  = r_emit_values;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$171 ) begin
-            \$239  = \$176 ;
+          if (\$107 ) begin
+            \$239  = 1'h0;
           end
     endcase
     if (rst) begin
@@ -4629,32 +4422,74 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$240  = r_value0;
+    \$240  = in_count0;
+    if (\$100 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[12]) begin
+      end else begin
+        casez (\$signal )
+          1'h0:
+              \$240  = \$102 [4:0];
+        endcase
+      end
+    end
+    if (\$104 ) begin
+      \$240  = 5'h00;
+    end
     casez (fsm_state)
       4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$171 ) begin
-            \$240  = u_new;
+          if (\$107 ) begin
+            casez (\$109 )
+              1'h0:
+                  \$240  = 5'h00;
+            endcase
           end
     endcase
     if (rst) begin
-      \$240  = 16'h0000;
+      \$240  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$241  = r_value1;
+    \$241  = in_count1;
+    if (\$100 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[12]) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (\$signal )
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$241  = \$102 [4:0];
+        endcase
+      end
+    end
+    if (\$104 ) begin
+      \$241  = 5'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$107 ) begin
+            (* full_case = 32'd1 *)
+            casez (\$109 )
+              1'h0:
+                  /* empty */;
+              1'h1:
+                  \$241  = 5'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$241  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$242  = cur;
+    if (\$104 ) begin
+      \$242  = 1'h0;
+    end
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4669,12 +4504,471 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h5:
           /* empty */;
       4'h7:
-          if (\$171 ) begin
-            \$241  = \u_new$114 ;
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            \$242  = \$200 ;
           end
     endcase
     if (rst) begin
-      \$241  = 16'h0000;
+      \$242  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$243  = \$signal ;
+    if (\$104 ) begin
+      \$243  = 1'h0;
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$107 ) begin
+            \$243  = \$108 ;
+          end
+    endcase
+    if (rst) begin
+      \$243  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$244  = li;
+    casez (fsm_state)
+      4'h0:
+          if (\$107 ) begin
+            \$244  = 1'h0;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (\$193 ) begin
+            (* full_case = 32'd1 *)
+            if (\$195 ) begin
+            end else begin
+              \$244  = \$196 [0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$244  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$245  = \$signal$152 ;
+    casez (fsm_state)
+      4'h0:
+          if (\$107 ) begin
+            \$245  = \$signal ;
+          end
+    endcase
+    if (rst) begin
+      \$245  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$246  = fsm_state;
+    casez (fsm_state)
+      4'h0:
+          if (\$107 ) begin
+            (* full_case = 32'd1 *)
+            if (\$110 ) begin
+              \$246  = 4'h1;
+            end else begin
+              \$246  = 4'h2;
+            end
+          end
+      4'h2:
+          \$246  = 4'h3;
+      4'h3:
+          \$246  = 4'h4;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$127 ) begin
+            \$246  = 4'h5;
+          end else begin
+            \$246  = 4'h6;
+          end
+      4'h6:
+          (* full_case = 32'd1 *)
+          if (\$154 ) begin
+          end else begin
+            \$246  = 4'h4;
+          end
+      4'h5:
+          if (\$172 ) begin
+            \$246  = 4'h7;
+          end
+      4'h7:
+          if (\$183 ) begin
+            (* full_case = 32'd1 *)
+            if (\$191 ) begin
+              \$246  = 4'h8;
+            end else begin
+              \$246  = 4'h3;
+            end
+          end
+      4'h8:
+          if (\$193 ) begin
+            (* full_case = 32'd1 *)
+            if (\$195 ) begin
+              \$246  = 4'h1;
+            end else begin
+              \$246  = 4'h2;
+            end
+          end
+      4'h1:
+          if (w_rdy) begin
+            \$246  = 4'h0;
+          end
+    endcase
+    if (rst) begin
+      \$246  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$247  = k;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          \$247  = 4'h0;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$183 ) begin
+            (* full_case = 32'd1 *)
+            if (\$191 ) begin
+            end else begin
+              \$247  = \$192 [3:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$247  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$248  = e;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$248  = { 1'h0, \$111  };
+      4'h4:
+          /* empty */;
+      4'h6:
+          (* full_case = 32'd1 *)
+          if (\$154 ) begin
+          end else begin
+            \$248  = \$163 [2:0];
+          end
+    endcase
+    if (rst) begin
+      \$248  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$249  = src_sel;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$127 ) begin
+          end else begin
+            \$249  = \$128 ;
+          end
+    endcase
+    if (rst) begin
+      \$249  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$250  = \$signal$151 ;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$127 ) begin
+          end else begin
+            \$250  = \$130 ;
+          end
+    endcase
+    if (rst) begin
+      \$250  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$251  = bank_sel;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$127 ) begin
+          end else begin
+            \$251  = \$135 ;
+          end
+    endcase
+    if (rst) begin
+      \$251  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$252  = n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$127 ) begin
+          end else begin
+            \$252  = 5'h00;
+          end
+      4'h6:
+          if (\$154 ) begin
+            \$252  = \$155 [4:0];
+          end
+    endcase
+    if (rst) begin
+      \$252  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$253  = cnt;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$127 ) begin
+          end else begin
+            \$253  = \$143 ;
+          end
+    endcase
+    if (rst) begin
+      \$253  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$254  = rowbase;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$127 ) begin
+          end else begin
+            \$254  = \$147 [8:0];
+          end
+    endcase
+    if (rst) begin
+      \$254  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$255  = r_spikes;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$183 ) begin
+            \$255  = spikes;
+          end
+    endcase
+    if (rst) begin
+      \$255  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$256  = r_layer;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$183 ) begin
+            \$256  = li;
+          end
+    endcase
+    if (rst) begin
+      \$256  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$257  = r_base;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$183 ) begin
+            \$257  = \$187 [4:0];
+          end
+    endcase
+    if (rst) begin
+      \$257  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$258  = r_emit_values;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$183 ) begin
+            \$258  = \$188 ;
+          end
+    endcase
+    if (rst) begin
+      \$258  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$259  = r_value0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$183 ) begin
+            \$259  = u_new;
+          end
+    endcase
+    if (rst) begin
+      \$259  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$260  = r_value1;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$183 ) begin
+            \$260  = \u_new$119 ;
+          end
+    endcase
+    if (rst) begin
+      \$260  = 16'h0000;
     end
   end
   assign r_data = output__payload;
@@ -4689,13 +4983,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$signature__data$27  = host_wdata[7:0];
   assign \$signature__addr$29  = host_addr[3:0];
   assign \$signature__data$30  = host_wdata;
-  assign \$signature__addr$46  = \$26 [7:0];
-  assign \$signature__addr$49  = \$27 [3:0];
-  assign \$signature__addr$50  = \$28 [3:0];
-  assign \$signature__addr$51  = \$30 [7:0];
-  assign \$signature__addr$52  = \$31 [3:0];
-  assign \$signature__addr$53  = \$32 [3:0];
+  assign \$signature__addr$51  = \$26 [7:0];
+  assign \$signature__addr$53  = \$27 [3:0];
+  assign \$signature__addr$54  = \$28 [3:0];
+  assign \$signature__addr$55  = \$30 [7:0];
+  assign \$signature__addr$56  = \$31 [3:0];
+  assign \$signature__addr$57  = \$32 [3:0];
   assign ev_rd__addr = { bank_sel, src_sel, n[3:0] };
+  assign in_rd__addr = { bank_sel, n[3:0] };
   assign pick_index = \$33 [4:0];
   assign w_data = record;
   assign u = \$signature__data$38 ;
@@ -4703,15 +4998,15 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign alpha = \$signature__data$36 [8:0];
   assign theta = \$signature__data$36 [24:9];
   assign bias = \$signature__data$36 [40:25];
-  assign \u$97  = \$signature__data$39 ;
-  assign acc1 = \acc$98 ;
-  assign \alpha$100  = \$signature__data$37 [8:0];
-  assign \theta$101  = \$signature__data$37 [24:9];
-  assign \bias$102  = \$signature__data$37 [40:25];
-  assign \$signature__addr$107  = \$39 [3:0];
-  assign \$signature__data$108  = \$40 [15:0];
-  assign \$signature__addr$112  = \$45 [3:0];
-  assign \$signature__data$113  = \$46 [15:0];
+  assign \u$102  = \$signature__data$39 ;
+  assign acc1 = \acc$103 ;
+  assign \alpha$105  = \$signature__data$37 [8:0];
+  assign \theta$106  = \$signature__data$37 [24:9];
+  assign \bias$107  = \$signature__data$37 [40:25];
+  assign \$signature__addr$112  = \$39 [3:0];
+  assign \$signature__data$113  = \$40 [15:0];
+  assign \$signature__addr$117  = \$45 [3:0];
+  assign \$signature__data$118  = \$46 [15:0];
   assign \input__payload.index  = input__payload[3:0];
   assign \input__payload.value  = input__payload[11:4];
   assign \input__payload.end  = input__payload[12];
@@ -4732,6 +5027,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$signature__data$37.alpha  = \$signature__data$37 [8:0];
   assign \$signature__data$37.theta  = \$signature__data$37 [24:9];
   assign \$signature__data$37.bias  = \$signature__data$37 [40:25];
+  assign \ev_rd__data.index  = ev_rd__data[3:0];
+  assign \ev_rd__data.value  = ev_rd__data[11:4];
+  assign \in_rd__data.index  = in_rd__data[3:0];
+  assign \in_rd__data.value  = in_rd__data[11:4];
   assign \layer0.size  = layer0[4:0];
   assign \layer0.rows  = layer0[8:5];
   assign \layer0.sbase  = layer0[12:9];
@@ -4750,8 +5049,6 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \layer1.reset  = layer1[20:19];
   assign \layer1.v_reset  = layer1[36:21];
   assign \layer1.emit_values  = layer1[37];
-  assign \ev_rd__data.index  = ev_rd__data[3:0];
-  assign \ev_rd__data.value  = ev_rd__data[11:4];
   assign \record.kind  = record[1:0];
   assign \record.layer  = record[2];
   assign \record.index  = record[6:3];
@@ -4759,6 +5056,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \record.value  = record[23:8];
   assign \ev_wr__data.index  = ev_wr__data[3:0];
   assign \ev_wr__data.value  = ev_wr__data[11:4];
+  assign \in_wr__data.index  = in_wr__data[3:0];
+  assign \in_wr__data.value  = in_wr__data[11:4];
   assign \edge0.src  = edge0[1:0];
   assign \edge0.recurrent  = edge0[2];
   assign \edge0.wbase  = edge0[10:3];
@@ -4777,7 +5076,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \edge3.nsrc  = edge3[15:11];
   assign valid_lanes[1] = \$58 ;
   assign valid_lanes[0] = \$54 ;
-  assign spikes[1] = \spike$106 ;
+  assign spikes[1] = \spike$111 ;
   assign spikes[0] = spike;
   always @*
     record[23:8] = \$35 ;
@@ -4793,7 +5092,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neuron0 (reset, spiking, \port$577$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_tiny.neuron0 (reset, spiking, \port$613$0 , u, spike, acc, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [24:0] \$1 ;
   wire [16:0] \$10 ;
@@ -4812,8 +5111,8 @@ module \npu_core_tiny.neuron0 (reset, spiking, \port$577$0 , u, spike, acc, u_ne
   wire [8:0] alpha;
   wire [15:0] bias;
   wire [25:0] leak;
-  input [40:0] \port$577$0 ;
-  wire [40:0] \port$577$0 ;
+  input [40:0] \port$613$0 ;
+  wire [40:0] \port$613$0 ;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
@@ -4829,16 +5128,16 @@ module \npu_core_tiny.neuron0 (reset, spiking, \port$577$0 , u, spike, acc, u_ne
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$577$0 [8:0] }) * $signed(u);
+  assign \$1  = $signed({ 1'h0, \port$613$0 [8:0] }) * $signed(u);
   assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$577$0 [40:25]);
+  assign \$4  = $signed(\$3 ) + $signed(\port$613$0 [40:25]);
   assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
   assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
   assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
   assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$577$0 [24:9]);
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$613$0 [24:9]);
   assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$577$0 [24:9]);
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$613$0 [24:9]);
   assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
   assign \$12  = spike ? v_reset : \$8 [15:0];
   always @* begin
@@ -4854,16 +5153,16 @@ module \npu_core_tiny.neuron0 (reset, spiking, \port$577$0 , u, spike, acc, u_ne
     endcase
   end
   assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$577$0 [8:0];
+  assign alpha = \port$613$0 [8:0];
   assign total = \$4 [25:0];
-  assign bias = \port$577$0 [40:25];
+  assign bias = \port$613$0 [40:25];
   assign v = \$8 [15:0];
-  assign theta = \port$577$0 [24:9];
+  assign theta = \port$613$0 [24:9];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neuron1 (reset, spiking, \port$586$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_tiny.neuron1 (reset, spiking, \port$622$0 , u, spike, acc, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [24:0] \$1 ;
   wire [16:0] \$10 ;
@@ -4882,8 +5181,8 @@ module \npu_core_tiny.neuron1 (reset, spiking, \port$586$0 , u, spike, acc, u_ne
   wire [8:0] alpha;
   wire [15:0] bias;
   wire [25:0] leak;
-  input [40:0] \port$586$0 ;
-  wire [40:0] \port$586$0 ;
+  input [40:0] \port$622$0 ;
+  wire [40:0] \port$622$0 ;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
@@ -4899,16 +5198,16 @@ module \npu_core_tiny.neuron1 (reset, spiking, \port$586$0 , u, spike, acc, u_ne
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$586$0 [8:0] }) * $signed(u);
+  assign \$1  = $signed({ 1'h0, \port$622$0 [8:0] }) * $signed(u);
   assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$586$0 [40:25]);
+  assign \$4  = $signed(\$3 ) + $signed(\port$622$0 [40:25]);
   assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
   assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
   assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
   assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$586$0 [24:9]);
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$622$0 [24:9]);
   assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$586$0 [24:9]);
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$622$0 [24:9]);
   assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
   assign \$12  = spike ? v_reset : \$8 [15:0];
   always @* begin
@@ -4924,11 +5223,11 @@ module \npu_core_tiny.neuron1 (reset, spiking, \port$586$0 , u, spike, acc, u_ne
     endcase
   end
   assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$586$0 [8:0];
+  assign alpha = \port$622$0 [8:0];
   assign total = \$4 [25:0];
-  assign bias = \port$586$0 [40:25];
+  assign bias = \port$622$0 [40:25];
   assign v = \$8 [15:0];
-  assign theta = \port$586$0 [24:9];
+  assign theta = \port$622$0 [24:9];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 

@@ -207,7 +207,7 @@ def test_train_then_eval_json(tmp_path, capsys):
 
 # ------------------------------------------------------------------- bench
 def test_bench_quick_json(capsys):
-    assert main(["bench", "--quick", "--json"]) == 0
+    assert main(["bench", "--quick", "--no-rtl", "--json"]) == 0
     result = single_json(capsys.readouterr().out)
     golden = result["golden"]
     assert golden["synops_per_second"] > 0
