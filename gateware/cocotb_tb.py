@@ -14,7 +14,9 @@ the core takes at the next rising edge.  ``input.ready`` depends on the FSM
 state and ``clear`` only, and ``output.valid`` / ``payload`` not on
 ``output.ready``, so a value sampled at a falling edge is the one the core
 sees at the next rising edge: a transfer happens there iff ``valid & ready``
-as sampled / written at the falling edge.
+as sampled / written at the falling edge.  (cocotb defers writes, so a value
+sampled at a falling edge must not depend on an input written at that same
+edge: hence ``clear`` is followed by one clock without it.)
 
 This module imports cocotb; import it only inside a simulation.
 """
@@ -45,9 +47,10 @@ def pack_input(c: CoreConfig, index: int, value: int, end: int) -> int:
         | (int(bool(end)) << (c.idx_bits + c.in_bits))
 
 
-def record_kind(word: int) -> int:
+def record_kind(c: CoreConfig, word: int) -> int:
     """The ``kind`` field of a raw output record (the lowest field)."""
-    width = dict(RECORD_FIELDS(CoreConfig()))["kind"]
+    name, width = RECORD_FIELDS(c)[0]
+    assert name == "kind"
     return word & ((1 << width) - 1)
 
 
@@ -68,6 +71,7 @@ class CoreTB:
         self.period_ns = period_ns
         self.max_step_cycles = max_step_cycles
         self.cycles = 0
+        self.held = 0  # clocks with a record waiting and ``output.ready`` withheld
         self._clock_started = False
 
     # ------------------------------------------------------------ basics
@@ -91,7 +95,7 @@ class CoreTB:
     async def start(self, reset_cycles: int = 3) -> None:
         """Start the clock (once) and reset the core (``rst`` high for ``reset_cycles``)."""
         if not self._clock_started:
-            cocotb.start_soon(Clock(self.dut.clk, self.period_ns, unit="ns").start())
+            Clock(self.dut.clk, self.period_ns, unit="ns").start()
             self._clock_started = True
         self._idle_inputs()
         self.dut.rst.value = 1
@@ -128,31 +132,33 @@ class CoreTB:
         d.host_we.value = 0
 
     async def read_many(self, addrs) -> list[int]:
-        """Pipelined host reads: one address per clock, data one clock later."""
+        """Pipelined host reads, one address per clock (the core must be idle): the
+        data of an address presented at one falling edge is there at the next."""
         d = self.dut
-        addrs = list(addrs)
         out: list[int] = []
-        for i in range(len(addrs) + 1):
-            if i < len(addrs):
-                d.host_addr.value = addrs[i]
-                d.host_re.value = 1
-            else:
-                d.host_re.value = 0
-            await self.tick()
-            if i > 0:
+        d.host_re.value = 1
+        try:
+            for addr in addrs:
+                d.host_addr.value = addr
+                await self.tick()
                 if not int(d.host_rvalid.value):
-                    raise AssertionError(f"host_rvalid low for the read of {addrs[i - 1]:#x}")
+                    raise AssertionError(f"host_rvalid low for the read of {addr:#x}")
                 out.append(d.host_rdata.value.to_unsigned())
+        finally:
+            d.host_re.value = 0
         return out
 
     async def read(self, addr: int) -> int:
         return (await self.read_many([addr]))[0]
 
     async def clear(self) -> None:
-        """One ``clear`` pulse: empties the event lists, zeroes the counters."""
+        """One ``clear`` pulse (empties the event lists, zeroes the counters), then one
+        clock with ``clear`` low, so that ``input.ready`` (low during ``clear``) is
+        sampled without it."""
         self.dut.clear.value = 1
         await self.tick()
         self.dut.clear.value = 0
+        await self.tick()
 
     async def load(self, image: Image) -> None:
         """Write ``image`` through the host port, then pulse ``clear``."""
@@ -180,7 +186,7 @@ class CoreTB:
                 d.input__valid.value = 1
                 while True:
                     ready = int(d.input__ready.value)
-                    await self.tick()
+                    await FallingEdge(d.clk)  # (the monitor counts the clocks)
                     if ready:
                         break
             d.input__valid.value = 0
@@ -202,11 +208,12 @@ class CoreTB:
                 d.output__ready.value = int(ready)
                 valid = int(d.output__valid.value)
                 word = d.output__payload.value.to_unsigned() if valid and ready else None
+                self.held += valid and not ready
                 await self.tick()
                 waited += 1
                 if word is not None:
                     out[t].append(word)
-                    if record_kind(word) == 2:
+                    if record_kind(self.config, word) == 2:
                         t += 1
                         waited = 0
                 if waited > self.max_step_cycles:

@@ -47,6 +47,8 @@ LINT_WAIVERS = {
     # Intermediate nets and unused slices of packed structs (e.g. a read-back mux).
     "UNUSEDSIGNAL": "intermediate nets and unused bits of packed structs",
     "DECLFILENAME": "one file holds the core and its submodules",
+    # Zero-width signals are declared `[-1:0]` (the router's lane select when P = 1).
+    "ASCRANGE": "zero-width signals are declared [-1:0]",
 }
 """Verilator ``-Wall`` rules waived for Amaranth's output, each with the reason.
 Everything else (latches, multiple drivers, combinational loops, ...) fails."""
