@@ -64,6 +64,7 @@ from .layout import (
     CoreConfig,
     Region,
 )
+from .router import SpikeRouter
 
 __all__ = ["NPUCore", "struct_layout", "input_layout"]
 
@@ -258,47 +259,31 @@ class NPUCore(wiring.Component):
                 m.d.sync += acc[p].eq(acc[p] + weights[p][0].data * s2_x)
 
         # -------------------------------------------------- spike router
-        # One row's results wait here and leave one neuron per clock.
-        r_pending = Signal(P)
-        r_spikes = Signal(P)
-        r_values = Array(Signal(u_shape, name=f"r_value{p}") for p in range(P))
-        r_layer = Signal(range(L))
-        r_base = Signal(c.idx_bits + 1)  # k * P
-        r_emit_values = Signal()
-        pick = Signal(range(P))
-        for p in reversed(range(P)):
-            with m.If(r_pending[p]):
-                m.d.comb += pick.eq(p)
-        router_free = r_pending == 0
-        pick_index = Signal(c.idx_bits + 1)
-        pick_spike = Signal()
-        m.d.comb += [pick_index.eq(r_base + pick), pick_spike.eq(r_spikes.bit_select(pick, 1))]
-        record = Signal(self.record_layout)
+        # One row's results leave one neuron per clock, overlapped with the next row.
+        m.submodules.router = router = SpikeRouter(
+            lanes=P, index_bits=c.idx_bits + 1, layer_bits=c.layer_bits, u_bits=c.u_bits,
+            record_layout=self.record_layout)
+        end_record = Signal(self.record_layout)
+        write_end = Signal()  # the sequencer writes the end-of-step record
         m.d.comb += [
-            record.kind.eq(Mux(r_emit_values, 1, 0)),
-            record.layer.eq(r_layer),
-            record.index.eq(pick_index),
-            record.spike.eq(pick_spike),
-            record.value.eq(r_values[pick]),
-            out_fifo.w_data.eq(record.as_value()),
+            end_record.kind.eq(2),
+            out_fifo.w_data.eq(Mux(write_end, end_record.as_value(),
+                                   router.records.payload.as_value())),
+            out_fifo.w_en.eq(out_fifo.w_rdy & (write_end | router.records.valid)),
+            router.records.ready.eq(out_fifo.w_rdy & ~write_end),
         ]
-        router_go = Signal()
-        m.d.comb += router_go.eq(~router_free & out_fifo.w_rdy)
         spike_src = Signal(c.src_bits)
-        m.d.comb += spike_src.eq(r_layer + 1)
+        m.d.comb += spike_src.eq(router.event_layer + 1)
         spike_count = counts[Cat(spike_src, cur)]
-        with m.If(router_go):
-            m.d.sync += r_pending.eq(r_pending & ~(Const(1, P) << pick))
-            m.d.comb += out_fifo.w_en.eq(1)
-            with m.If(pick_spike):
-                m.d.comb += [
-                    ev_wr.addr.eq(ev_addr(cur, spike_src, spike_count)),
-                    ev_wr.data.index.eq(pick_index),
-                    ev_wr.data.value.eq(1),
-                    ev_wr.en.eq(1),
-                ]
-                m.d.sync += [spike_count.eq(spike_count + 1),
-                             counters[r_layer * n_ctr + 3].eq(counters[r_layer * n_ctr + 3] + 1)]
+        spike_ctr = counters[router.event_layer * n_ctr + 3]
+        with m.If(router.event):
+            m.d.comb += [
+                ev_wr.addr.eq(ev_addr(cur, spike_src, spike_count)),
+                ev_wr.data.index.eq(router.event_index),
+                ev_wr.data.value.eq(1),
+                ev_wr.en.eq(1),
+            ]
+            m.d.sync += [spike_count.eq(spike_count + 1), spike_ctr.eq(spike_ctr + 1)]
 
         # ------------------------------------------------------ neuron phase
         new_u = []
@@ -419,17 +404,18 @@ class NPUCore(wiring.Component):
                 m.d.comb += busy.eq(1)
                 m.d.sync += ctr(1).eq(ctr(1) + 1)
                 # Wait for the router to take the previous row (it runs concurrently).
-                with m.If(router_free | (router_go & (r_pending == (Const(1, P) << pick)))):
-                    m.d.comb += neuron_write.eq(1)
-                    m.d.sync += [
-                        r_pending.eq(Mux(layer.emit_values, valid_lanes, spikes & valid_lanes)),
-                        r_spikes.eq(spikes),
-                        r_layer.eq(li),
-                        r_base.eq(k * P),
-                        r_emit_values.eq(layer.emit_values),
+                with m.If(router.can_load):
+                    m.d.comb += [
+                        neuron_write.eq(1),
+                        router.load.eq(1),
+                        router.send.eq(Mux(layer.emit_values, valid_lanes,
+                                           spikes & valid_lanes)),
+                        router.spikes.eq(spikes),
+                        router.base.eq(k * P),
+                        router.layer.eq(li),
+                        router.emit_values.eq(layer.emit_values),
                     ]
-                    for p in range(P):
-                        m.d.sync += r_values[p].eq(new_u[p])
+                    m.d.comb += [router.values[p].eq(new_u[p]) for p in range(P)]
                     with m.If(k + 1 == layer.rows):
                         m.next = "LAYER_END"
                     with m.Else():
@@ -438,7 +424,7 @@ class NPUCore(wiring.Component):
             with m.State("LAYER_END"):
                 m.d.comb += busy.eq(1)
                 # Later layers read this layer's events: wait until all are written.
-                with m.If(router_free):
+                with m.If(router.free):
                     with m.If(li + 1 == num_layers):
                         m.next = "STEP_END"
                     with m.Else():
@@ -446,10 +432,7 @@ class NPUCore(wiring.Component):
                         m.next = "LAYER"
             with m.State("STEP_END"):
                 m.d.comb += busy.eq(1)
-                m.d.comb += [
-                    record.kind.eq(2),
-                    out_fifo.w_en.eq(out_fifo.w_rdy),
-                ]
+                m.d.comb += write_end.eq(1)
                 with m.If(out_fifo.w_rdy):
                     # The next step's lists start empty in the other bank.
                     for s in range(nsrc):

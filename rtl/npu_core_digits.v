@@ -24,109 +24,109 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [12:0] \$114 ;
   wire [10:0] \$115 ;
   wire [10:0] \$116 ;
-  wire [8:0] \$117 ;
+  wire \$117 ;
   wire \$118 ;
-  reg [15:0] \$119 ;
+  reg [6:0] \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  reg [6:0] \$122 ;
-  wire [10:0] \$123 ;
-  wire [45:0] \$124 ;
+  wire [10:0] \$120 ;
+  wire [45:0] \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
   wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
+  wire [10:0] \$126 ;
+  wire [45:0] \$127 ;
   wire \$128 ;
-  wire [10:0] \$129 ;
+  wire \$129 ;
   wire \$13 ;
-  wire [45:0] \$130 ;
+  wire \$130 ;
   wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
+  wire [10:0] \$132 ;
+  wire [45:0] \$133 ;
   wire \$134 ;
-  wire [10:0] \$135 ;
-  wire [45:0] \$136 ;
+  wire \$135 ;
+  wire \$136 ;
   wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
+  wire [10:0] \$138 ;
+  wire [45:0] \$139 ;
   wire \$14 ;
   wire \$140 ;
-  wire [10:0] \$141 ;
-  wire [45:0] \$142 ;
+  wire \$141 ;
+  wire \$142 ;
   wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
+  wire [10:0] \$144 ;
+  wire [45:0] \$145 ;
   wire \$146 ;
-  wire [10:0] \$147 ;
-  wire [45:0] \$148 ;
+  wire \$147 ;
+  wire \$148 ;
   wire \$149 ;
   wire \$15 ;
-  wire \$150 ;
-  wire \$151 ;
+  wire [10:0] \$150 ;
+  wire [45:0] \$151 ;
   wire \$152 ;
-  wire [10:0] \$153 ;
-  wire [45:0] \$154 ;
+  wire \$153 ;
+  wire \$154 ;
   wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
+  wire [10:0] \$156 ;
+  wire [45:0] \$157 ;
   wire \$158 ;
-  wire [10:0] \$159 ;
+  wire \$159 ;
   wire \$16 ;
-  wire [45:0] \$160 ;
+  wire \$160 ;
   wire \$161 ;
-  wire \$162 ;
-  wire \$163 ;
+  wire [10:0] \$162 ;
+  wire [45:0] \$163 ;
   wire \$164 ;
-  wire [10:0] \$165 ;
-  wire [45:0] \$166 ;
+  wire \$165 ;
+  wire \$166 ;
   wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
+  reg [7:0] \$168 ;
+  wire [8:0] \$169 ;
   wire \$17 ;
-  wire \$170 ;
-  reg [7:0] \$171 ;
-  wire [8:0] \$172 ;
-  wire [9:0] \$173 ;
-  wire \$174 ;
-  reg [7:0] \$175 ;
-  wire [8:0] \$176 ;
-  wire [9:0] \$177 ;
-  wire \$178 ;
-  reg [7:0] \$179 ;
+  wire [9:0] \$170 ;
+  wire \$171 ;
+  reg [7:0] \$172 ;
+  wire [8:0] \$173 ;
+  wire [9:0] \$174 ;
+  wire \$175 ;
+  reg [7:0] \$176 ;
+  wire [8:0] \$177 ;
+  wire [9:0] \$178 ;
+  wire \$179 ;
   wire \$18 ;
-  wire [8:0] \$180 ;
-  wire [9:0] \$181 ;
-  wire \$182 ;
-  reg [7:0] \$183 ;
-  wire [8:0] \$184 ;
-  wire [9:0] \$185 ;
-  wire \$186 ;
-  reg [7:0] \$187 ;
-  wire [8:0] \$188 ;
-  wire [9:0] \$189 ;
+  reg [7:0] \$180 ;
+  wire [8:0] \$181 ;
+  wire [9:0] \$182 ;
+  wire \$183 ;
+  reg [7:0] \$184 ;
+  wire [8:0] \$185 ;
+  wire [9:0] \$186 ;
+  wire \$187 ;
+  reg [7:0] \$188 ;
+  wire [8:0] \$189 ;
   wire \$19 ;
-  wire \$190 ;
-  reg [7:0] \$191 ;
-  wire [8:0] \$192 ;
-  wire [9:0] \$193 ;
-  wire \$194 ;
-  reg [7:0] \$195 ;
-  wire [8:0] \$196 ;
-  wire [9:0] \$197 ;
-  wire \$198 ;
-  reg [7:0] \$199 ;
+  wire [9:0] \$190 ;
+  wire \$191 ;
+  reg [7:0] \$192 ;
+  wire [8:0] \$193 ;
+  wire [9:0] \$194 ;
+  wire \$195 ;
+  reg [7:0] \$196 ;
+  wire [8:0] \$197 ;
+  wire [9:0] \$198 ;
+  wire \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire [8:0] \$200 ;
-  wire [9:0] \$201 ;
+  wire \$200 ;
+  wire \$201 ;
   wire \$202 ;
-  wire \$203 ;
+  reg [6:0] \$203 ;
   wire \$204 ;
-  wire \$205 ;
-  reg [6:0] \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire [14:0] \$209 ;
+  reg \$205 ;
+  wire [7:0] \$206 ;
+  wire [7:0] \$207 ;
+  wire [8:0] \$208 ;
+  reg \$209 ;
   wire \$21 ;
   wire \$210 ;
   wire \$211 ;
@@ -142,55 +142,55 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$220 ;
   wire \$221 ;
   wire \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  wire \$225 ;
-  reg [44:0] \$226 ;
-  reg [22:0] \$227 ;
-  reg [31:0] \$228 ;
-  wire [15:0] \$229 ;
+  reg [44:0] \$223 ;
+  reg [22:0] \$224 ;
+  reg [31:0] \$225 ;
+  wire [15:0] \$226 ;
+  wire [24:0] \$227 ;
+  wire [15:0] \$228 ;
+  wire [24:0] \$229 ;
   wire \$23 ;
-  wire [24:0] \$230 ;
-  wire [15:0] \$231 ;
-  wire [24:0] \$232 ;
-  wire [15:0] \$233 ;
-  wire [24:0] \$234 ;
-  wire [15:0] \$235 ;
-  wire [24:0] \$236 ;
-  wire [15:0] \$237 ;
-  wire [24:0] \$238 ;
-  wire [15:0] \$239 ;
+  wire [15:0] \$230 ;
+  wire [24:0] \$231 ;
+  wire [15:0] \$232 ;
+  wire [24:0] \$233 ;
+  wire [15:0] \$234 ;
+  wire [24:0] \$235 ;
+  wire [15:0] \$236 ;
+  wire [24:0] \$237 ;
+  wire [15:0] \$238 ;
+  wire [24:0] \$239 ;
   wire \$24 ;
-  wire [24:0] \$240 ;
-  wire [15:0] \$241 ;
-  wire [24:0] \$242 ;
-  wire [15:0] \$243 ;
-  wire [24:0] \$244 ;
-  wire [14:0] \$245 ;
-  wire [14:0] \$246 ;
-  wire [14:0] \$247 ;
-  reg [7:0] \$248 ;
-  wire [8:0] \$249 ;
+  wire [15:0] \$240 ;
+  wire [24:0] \$241 ;
+  reg [7:0] \$242 ;
+  wire [8:0] \$243 ;
+  wire [4:0] \$244 ;
+  wire [5:0] \$245 ;
+  reg [31:0] \$246 ;
+  wire [32:0] \$247 ;
+  wire [4:0] \$248 ;
+  wire [5:0] \$249 ;
   wire \$25 ;
-  wire [4:0] \$250 ;
-  wire [5:0] \$251 ;
-  reg [31:0] \$252 ;
-  wire [32:0] \$253 ;
-  wire [4:0] \$254 ;
-  wire [5:0] \$255 ;
+  wire \$250 ;
+  reg [6:0] \$251 ;
+  wire [7:0] \$252 ;
+  wire \$253 ;
+  wire \$254 ;
+  wire [32:0] \$255 ;
   wire \$256 ;
-  reg [6:0] \$257 ;
-  wire [7:0] \$258 ;
+  wire \$257 ;
+  wire \$258 ;
   wire \$259 ;
   wire \$26 ;
   wire \$260 ;
-  wire [32:0] \$261 ;
-  wire \$262 ;
-  wire \$263 ;
-  wire \$264 ;
-  wire \$265 ;
-  wire \$266 ;
-  reg [2:0] \$267 ;
+  reg [2:0] \$261 ;
+  wire [4:0] \$262 ;
+  wire [5:0] \$263 ;
+  reg [31:0] \$264 ;
+  wire [32:0] \$265 ;
+  wire [4:0] \$266 ;
+  wire [5:0] \$267 ;
   wire [4:0] \$268 ;
   wire [5:0] \$269 ;
   wire \$27 ;
@@ -198,205 +198,175 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [32:0] \$271 ;
   wire [4:0] \$272 ;
   wire [5:0] \$273 ;
-  wire [4:0] \$274 ;
-  wire [5:0] \$275 ;
-  reg [31:0] \$276 ;
-  wire [32:0] \$277 ;
-  wire [4:0] \$278 ;
-  wire [5:0] \$279 ;
+  reg [2:0] \$274 ;
+  reg [3:0] \$275 ;
+  wire [4:0] \$276 ;
+  wire \$277 ;
+  reg [2:0] \$278 ;
+  reg [2:0] \$279 ;
   wire \$28 ;
-  reg [2:0] \$280 ;
-  reg [3:0] \$281 ;
-  wire [4:0] \$282 ;
-  wire \$283 ;
-  reg [2:0] \$284 ;
-  reg [2:0] \$285 ;
-  wire \$286 ;
-  reg [2:0] \$287 ;
-  wire \$288 ;
-  reg \$289 ;
+  wire \$280 ;
+  reg [2:0] \$281 ;
+  wire \$282 ;
+  reg \$283 ;
+  wire \$284 ;
+  wire \$285 ;
+  reg [2:0] \$286 ;
+  wire \$287 ;
+  reg [6:0] \$288 ;
+  reg [2:0] \$289 ;
   wire \$29 ;
-  wire \$290 ;
+  reg \$290 ;
   wire \$291 ;
-  reg [2:0] \$292 ;
-  wire \$293 ;
-  reg [6:0] \$294 ;
-  reg [2:0] \$295 ;
-  reg \$296 ;
-  wire \$297 ;
-  reg [7:0] \$298 ;
-  wire [7:0] \$299 ;
+  reg [7:0] \$292 ;
+  wire [7:0] \$293 ;
+  reg [10:0] \$294 ;
+  reg [7:0] \$295 ;
+  wire [12:0] \$296 ;
+  wire [13:0] \$297 ;
+  wire [4:0] \$298 ;
+  wire [5:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
-  reg [10:0] \$300 ;
-  reg [7:0] \$301 ;
-  wire [12:0] \$302 ;
-  wire [13:0] \$303 ;
-  wire [4:0] \$304 ;
-  wire [5:0] \$305 ;
-  reg [31:0] \$306 ;
-  wire [32:0] \$307 ;
-  wire [4:0] \$308 ;
-  wire [5:0] \$309 ;
+  reg [31:0] \$300 ;
+  wire [32:0] \$301 ;
+  wire [4:0] \$302 ;
+  wire [5:0] \$303 ;
+  wire \$304 ;
+  wire [8:0] \$305 ;
+  wire \$306 ;
+  wire [4:0] \$307 ;
+  wire [5:0] \$308 ;
+  reg [31:0] \$309 ;
   wire \$31 ;
-  wire \$310 ;
-  wire [8:0] \$311 ;
-  wire \$312 ;
+  wire [32:0] \$310 ;
+  wire [4:0] \$311 ;
+  wire [5:0] \$312 ;
   wire [4:0] \$313 ;
-  wire [5:0] \$314 ;
-  reg [31:0] \$315 ;
-  wire [32:0] \$316 ;
-  wire [4:0] \$317 ;
-  wire [5:0] \$318 ;
-  wire [4:0] \$319 ;
+  wire [4:0] \$314 ;
+  wire [5:0] \$315 ;
+  reg [31:0] \$316 ;
+  wire [32:0] \$317 ;
+  wire [4:0] \$318 ;
+  wire [5:0] \$319 ;
   wire \$32 ;
-  wire [4:0] \$320 ;
-  wire [5:0] \$321 ;
-  reg [31:0] \$322 ;
-  wire [32:0] \$323 ;
-  wire [4:0] \$324 ;
-  wire [5:0] \$325 ;
-  wire \$326 ;
-  wire \$327 ;
-  wire \$328 ;
-  wire [4:0] \$329 ;
+  wire \$320 ;
+  wire \$321 ;
+  wire \$322 ;
+  wire [4:0] \$323 ;
+  wire [5:0] \$324 ;
+  reg [31:0] \$325 ;
+  wire [32:0] \$326 ;
+  wire [4:0] \$327 ;
+  wire [5:0] \$328 ;
+  reg [4:0] \$329 ;
   wire \$33 ;
   wire [5:0] \$330 ;
-  reg [31:0] \$331 ;
-  wire [32:0] \$332 ;
-  wire [4:0] \$333 ;
-  wire [5:0] \$334 ;
-  wire \$335 ;
-  wire [14:0] \$336 ;
+  wire \$331 ;
+  wire [5:0] \$332 ;
+  wire [2:0] \$333 ;
+  wire \$334 ;
+  wire [2:0] \$335 ;
+  wire \$336 ;
   wire \$337 ;
   wire \$338 ;
   wire \$339 ;
   wire \$34 ;
-  reg \$340 ;
-  wire [7:0] \$341 ;
-  wire [7:0] \$342 ;
-  wire [8:0] \$343 ;
-  reg \$344 ;
-  reg [4:0] \$345 ;
-  wire [5:0] \$346 ;
-  wire \$347 ;
-  wire [5:0] \$348 ;
-  wire \$349 ;
+  wire \$340 ;
+  wire \$341 ;
+  wire [32:0] \$342 ;
+  reg [44:0] \$343 ;
+  reg [44:0] \$344 ;
+  reg [44:0] \$345 ;
+  reg [44:0] \$346 ;
+  reg [22:0] \$347 ;
+  reg [22:0] \$348 ;
+  reg [22:0] \$349 ;
   wire \$35 ;
-  wire [2:0] \$350 ;
-  wire \$351 ;
-  wire [2:0] \$352 ;
-  wire \$353 ;
-  wire \$354 ;
-  wire \$355 ;
-  wire \$356 ;
-  wire \$357 ;
-  wire \$358 ;
-  wire [32:0] \$359 ;
+  reg [22:0] \$350 ;
+  reg [22:0] \$351 ;
+  reg [22:0] \$352 ;
+  reg [22:0] \$353 ;
+  reg [22:0] \$354 ;
+  reg [2:0] \$355 ;
+  reg \$356 ;
+  reg [2:0] \$357 ;
+  reg [2:0] \$358 ;
+  reg [44:0] \$359 ;
   wire \$36 ;
-  reg [44:0] \$360 ;
-  reg [44:0] \$361 ;
-  reg [44:0] \$362 ;
-  reg [44:0] \$363 ;
-  reg [22:0] \$364 ;
-  reg [22:0] \$365 ;
-  reg [22:0] \$366 ;
-  reg [22:0] \$367 ;
-  reg [22:0] \$368 ;
-  reg [22:0] \$369 ;
+  reg \$360 ;
+  reg \$361 ;
+  reg [7:0] \$362 ;
+  reg [11:0] \$363 ;
+  reg \$364 ;
+  reg [23:0] \$365 ;
+  reg [23:0] \$366 ;
+  reg [23:0] \$367 ;
+  reg [23:0] \$368 ;
+  reg [23:0] \$369 ;
   wire \$37 ;
-  reg [22:0] \$370 ;
-  reg [22:0] \$371 ;
-  reg [2:0] \$372 ;
-  reg \$373 ;
-  reg [2:0] \$374 ;
-  reg [2:0] \$375 ;
-  reg [44:0] \$376 ;
-  reg \$377 ;
-  reg \$378 ;
+  reg [23:0] \$370 ;
+  reg [23:0] \$371 ;
+  reg [23:0] \$372 ;
+  reg [7:0] \$373 ;
+  reg [7:0] \$374 ;
+  reg [7:0] \$375 ;
+  reg [7:0] \$376 ;
+  reg [7:0] \$377 ;
+  reg [7:0] \$378 ;
   reg [7:0] \$379 ;
   wire \$38 ;
-  reg [11:0] \$380 ;
-  reg \$381 ;
-  reg [23:0] \$382 ;
-  reg [23:0] \$383 ;
-  reg [23:0] \$384 ;
-  reg [23:0] \$385 ;
-  reg [23:0] \$386 ;
-  reg [23:0] \$387 ;
-  reg [23:0] \$388 ;
-  reg [23:0] \$389 ;
+  reg [7:0] \$380 ;
+  reg [7:0] \$381 ;
+  reg [7:0] \$382 ;
+  reg [7:0] \$383 ;
+  reg [7:0] \$384 ;
+  reg [7:0] \$385 ;
+  reg [7:0] \$386 ;
+  reg [7:0] \$387 ;
+  reg [7:0] \$388 ;
+  reg [31:0] \$389 ;
   wire \$39 ;
-  reg [7:0] \$390 ;
-  reg [7:0] \$391 ;
-  reg [7:0] \$392 ;
-  reg [7:0] \$393 ;
-  reg [7:0] \$394 ;
-  reg [7:0] \$395 ;
-  reg [7:0] \$396 ;
-  reg [7:0] \$397 ;
-  reg [7:0] \$398 ;
-  reg [7:0] \$399 ;
+  reg [31:0] \$390 ;
+  reg [31:0] \$391 ;
+  reg [31:0] \$392 ;
+  reg [31:0] \$393 ;
+  reg [31:0] \$394 ;
+  reg [31:0] \$395 ;
+  reg [31:0] \$396 ;
+  reg [31:0] \$397 ;
+  reg [31:0] \$398 ;
+  reg [31:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
-  reg [7:0] \$400 ;
-  reg [7:0] \$401 ;
-  reg [7:0] \$402 ;
-  reg [7:0] \$403 ;
-  reg [7:0] \$404 ;
-  reg [7:0] \$405 ;
-  reg [7:0] \$406 ;
-  reg [31:0] \$407 ;
-  reg [31:0] \$408 ;
-  reg [31:0] \$409 ;
+  reg [31:0] \$400 ;
+  reg [31:0] \$401 ;
+  reg [31:0] \$402 ;
+  reg [31:0] \$403 ;
+  reg [31:0] \$404 ;
+  reg [31:0] \$405 ;
+  reg [31:0] \$406 ;
+  reg \$407 ;
+  reg [6:0] \$408 ;
+  reg [6:0] \$409 ;
   wire \$41 ;
-  reg [31:0] \$410 ;
-  reg [31:0] \$411 ;
-  reg [31:0] \$412 ;
-  reg [31:0] \$413 ;
-  reg [31:0] \$414 ;
-  reg [31:0] \$415 ;
-  reg [31:0] \$416 ;
-  reg [31:0] \$417 ;
-  reg [31:0] \$418 ;
-  reg [31:0] \$419 ;
+  reg \$410 ;
+  reg \$411 ;
+  reg [1:0] \$412 ;
+  reg \$413 ;
+  reg [3:0] \$414 ;
+  reg [4:0] \$415 ;
+  reg [3:0] \$416 ;
+  reg [2:0] \$417 ;
+  reg \$418 ;
+  reg \$419 ;
   wire \$42 ;
-  reg [31:0] \$420 ;
-  reg [31:0] \$421 ;
-  reg [31:0] \$422 ;
-  reg [31:0] \$423 ;
-  reg [31:0] \$424 ;
-  reg \$425 ;
-  reg [6:0] \$426 ;
-  reg [6:0] \$427 ;
-  reg \$428 ;
-  reg \$429 ;
+  reg [7:0] \$420 ;
+  reg [7:0] \$421 ;
+  reg [11:0] \$422 ;
   wire \$43 ;
-  reg [1:0] \$430 ;
-  reg \$431 ;
-  reg [3:0] \$432 ;
-  reg [4:0] \$433 ;
-  reg [3:0] \$434 ;
-  reg [2:0] \$435 ;
-  reg \$436 ;
-  reg \$437 ;
-  reg [7:0] \$438 ;
-  reg [7:0] \$439 ;
   wire \$44 ;
-  reg [11:0] \$440 ;
-  reg [7:0] \$441 ;
-  reg [1:0] \$442 ;
-  reg [7:0] \$443 ;
-  reg \$444 ;
-  reg [15:0] \$445 ;
-  reg [15:0] \$446 ;
-  reg [15:0] \$447 ;
-  reg [15:0] \$448 ;
-  reg [15:0] \$449 ;
   wire \$45 ;
-  reg [15:0] \$450 ;
-  reg [15:0] \$451 ;
-  reg [15:0] \$452 ;
   wire \$46 ;
   wire \$47 ;
   wire \$48 ;
@@ -457,9 +427,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [12:0] \$98 ;
   wire [10:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$331  = 1'h0;
-  reg \$signal$335  = 1'h0;
-  reg \$signal$336  = 1'h0;
+  reg \$signal$329  = 1'h0;
+  reg \$signal$333  = 1'h0;
+  reg \$signal$334  = 1'h0;
   wire [10:0] \$signature__addr ;
   wire [10:0] \$signature__addr$107 ;
   wire [4:0] \$signature__addr$109 ;
@@ -486,15 +456,15 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [4:0] \$signature__addr$130 ;
   wire [4:0] \$signature__addr$131 ;
   wire [4:0] \$signature__addr$23 ;
+  wire [4:0] \$signature__addr$250 ;
+  wire [4:0] \$signature__addr$255 ;
+  wire [4:0] \$signature__addr$259 ;
   wire [10:0] \$signature__addr$26 ;
-  wire [4:0] \$signature__addr$260 ;
-  wire [4:0] \$signature__addr$265 ;
-  wire [4:0] \$signature__addr$269 ;
-  wire [4:0] \$signature__addr$273 ;
-  wire [4:0] \$signature__addr$277 ;
-  wire [4:0] \$signature__addr$281 ;
-  wire [4:0] \$signature__addr$285 ;
-  wire [4:0] \$signature__addr$289 ;
+  wire [4:0] \$signature__addr$263 ;
+  wire [4:0] \$signature__addr$267 ;
+  wire [4:0] \$signature__addr$271 ;
+  wire [4:0] \$signature__addr$275 ;
+  wire [4:0] \$signature__addr$279 ;
   wire [4:0] \$signature__addr$29 ;
   wire [10:0] \$signature__addr$32 ;
   wire [4:0] \$signature__addr$35 ;
@@ -513,15 +483,15 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [8:0] \$signature__data$24.alpha ;
   wire [15:0] \$signature__data$24.bias ;
   wire [15:0] \$signature__data$24.theta ;
-  wire [15:0] \$signature__data$261 ;
-  wire [15:0] \$signature__data$266 ;
+  wire [15:0] \$signature__data$251 ;
+  wire [15:0] \$signature__data$256 ;
+  wire [15:0] \$signature__data$260 ;
+  wire [15:0] \$signature__data$264 ;
+  wire [15:0] \$signature__data$268 ;
   wire [7:0] \$signature__data$27 ;
-  wire [15:0] \$signature__data$270 ;
-  wire [15:0] \$signature__data$274 ;
-  wire [15:0] \$signature__data$278 ;
-  wire [15:0] \$signature__data$282 ;
-  wire [15:0] \$signature__data$286 ;
-  wire [15:0] \$signature__data$290 ;
+  wire [15:0] \$signature__data$272 ;
+  wire [15:0] \$signature__data$276 ;
+  wire [15:0] \$signature__data$280 ;
   wire [40:0] \$signature__data$30 ;
   wire [8:0] \$signature__data$30.alpha ;
   wire [15:0] \$signature__data$30.bias ;
@@ -606,15 +576,15 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \$signature__data$93 ;
   wire \$signature__en ;
   wire \$signature__en$25 ;
-  wire \$signature__en$263 ;
-  wire \$signature__en$268 ;
-  wire \$signature__en$272 ;
-  wire \$signature__en$276 ;
+  wire \$signature__en$253 ;
+  wire \$signature__en$258 ;
+  wire \$signature__en$262 ;
+  wire \$signature__en$266 ;
+  wire \$signature__en$270 ;
+  wire \$signature__en$274 ;
+  wire \$signature__en$278 ;
   wire \$signature__en$28 ;
-  wire \$signature__en$280 ;
-  wire \$signature__en$284 ;
-  wire \$signature__en$288 ;
-  wire \$signature__en$292 ;
+  wire \$signature__en$282 ;
   wire \$signature__en$31 ;
   wire \$signature__en$34 ;
   wire \$signature__en$37 ;
@@ -629,13 +599,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$signature__en$64 ;
   wire \$signature__en$67 ;
   reg [23:0] acc = 24'h000000;
+  reg [23:0] \acc$181  = 24'h000000;
   reg [23:0] \acc$191  = 24'h000000;
   reg [23:0] \acc$201  = 24'h000000;
   reg [23:0] \acc$211  = 24'h000000;
   reg [23:0] \acc$221  = 24'h000000;
   reg [23:0] \acc$231  = 24'h000000;
   reg [23:0] \acc$241  = 24'h000000;
-  reg [23:0] \acc$251  = 24'h000000;
   (* init = 24'h000000 *)
   wire [23:0] acc0;
   (* init = 24'h000000 *)
@@ -653,25 +623,27 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   (* init = 24'h000000 *)
   wire [23:0] acc7;
   wire [8:0] alpha;
+  wire [8:0] \alpha$183 ;
   wire [8:0] \alpha$193 ;
   wire [8:0] \alpha$203 ;
   wire [8:0] \alpha$213 ;
   wire [8:0] \alpha$223 ;
   wire [8:0] \alpha$233 ;
   wire [8:0] \alpha$243 ;
-  wire [8:0] \alpha$253 ;
   reg bank_sel = 1'h0;
+  reg [7:0] base;
   wire [15:0] bias;
+  wire [15:0] \bias$185 ;
   wire [15:0] \bias$195 ;
   wire [15:0] \bias$205 ;
   wire [15:0] \bias$215 ;
   wire [15:0] \bias$225 ;
   wire [15:0] \bias$235 ;
   wire [15:0] \bias$245 ;
-  wire [15:0] \bias$255 ;
   output busy;
   reg busy;
   wire \busy$19 ;
+  wire can_load;
   input clear;
   wire clear;
   input clk;
@@ -753,6 +725,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \edge7.recurrent ;
   wire [2:0] \edge7.src ;
   wire [10:0] \edge7.wbase ;
+  reg emit_values;
+  wire [27:0] end_record;
+  wire [6:0] \end_record.index ;
+  wire [1:0] \end_record.kind ;
+  wire [1:0] \end_record.layer ;
+  wire \end_record.spike ;
+  wire [15:0] \end_record.value ;
   wire [10:0] ev_rd__addr;
   wire [14:0] ev_rd__data;
   wire [6:0] \ev_rd__data.index ;
@@ -762,6 +741,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [6:0] \ev_wr__data.index ;
   wire [7:0] \ev_wr__data.value ;
   reg ev_wr__en;
+  wire \event ;
+  wire [7:0] event_index;
+  wire [1:0] event_layer;
+  wire free;
   reg [3:0] fsm_state = 4'h0;
   input [16:0] host_addr;
   wire [16:0] host_addr;
@@ -798,6 +781,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire input__valid;
   reg issue;
   reg [4:0] k = 5'h00;
+  reg [1:0] layer;
   reg [44:0] layer0 = 45'h000000000000;
   wire [2:0] \layer0.ebase ;
   wire [3:0] \layer0.ecount ;
@@ -839,6 +823,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \layer3.spiking ;
   wire [15:0] \layer3.v_reset ;
   reg [1:0] li = 2'h0;
+  reg load;
   reg [7:0] n = 8'h00;
   reg neuron_write;
   reg [2:0] num_layers = 3'h0;
@@ -853,43 +838,28 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire output__ready;
   output output__valid;
   wire output__valid;
-  reg [2:0] pick;
-  wire [7:0] pick_index;
-  wire pick_spike;
-  reg [7:0] r_base = 8'h00;
   wire [27:0] r_data;
-  reg r_emit_values = 1'h0;
   wire r_en;
-  reg [1:0] r_layer = 2'h0;
-  reg [7:0] r_pending = 8'h00;
   wire r_rdy;
-  reg [7:0] r_spikes = 8'h00;
-  reg [15:0] r_value0 = 16'h0000;
-  reg [15:0] r_value1 = 16'h0000;
-  reg [15:0] r_value2 = 16'h0000;
-  reg [15:0] r_value3 = 16'h0000;
-  reg [15:0] r_value4 = 16'h0000;
-  reg [15:0] r_value5 = 16'h0000;
-  reg [15:0] r_value6 = 16'h0000;
-  reg [15:0] r_value7 = 16'h0000;
   reg [2:0] rd_lane = 3'h0;
   reg [44:0] rd_reg = 45'h000000000000;
   reg [2:0] rd_region = 3'h0;
-  reg [27:0] record;
-  wire [6:0] \record.index ;
-  wire [1:0] \record.kind ;
-  wire [1:0] \record.layer ;
-  wire \record.spike ;
-  wire [15:0] \record.value ;
+  wire [27:0] records__payload;
+  wire [6:0] \records__payload.index ;
+  wire [1:0] \records__payload.kind ;
+  wire [1:0] \records__payload.layer ;
+  wire \records__payload.spike ;
+  wire [15:0] \records__payload.value ;
+  wire records__ready;
+  wire records__valid;
   reg [1:0] reset;
+  reg [1:0] \reset$187 ;
   reg [1:0] \reset$197 ;
   reg [1:0] \reset$207 ;
   reg [1:0] \reset$217 ;
   reg [1:0] \reset$227 ;
   reg [1:0] \reset$237 ;
   reg [1:0] \reset$247 ;
-  reg [1:0] \reset$257 ;
-  wire router_go;
   wire [5:0] row_addr;
   reg [11:0] rowbase = 12'h000;
   input rst;
@@ -900,61 +870,73 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [7:0] s1_value;
   reg s2_valid = 1'h0;
   reg [7:0] s2_x = 8'h00;
+  reg [7:0] send;
   wire spike;
+  wire \spike$189 ;
   wire \spike$199 ;
   wire \spike$209 ;
   wire \spike$219 ;
   wire \spike$229 ;
   wire \spike$239 ;
   wire \spike$249 ;
-  wire \spike$259 ;
   wire [2:0] spike_src;
   wire [7:0] spikes;
+  reg [7:0] \spikes$297 ;
   reg spiking;
+  reg \spiking$188 ;
   reg \spiking$198 ;
   reg \spiking$208 ;
   reg \spiking$218 ;
   reg \spiking$228 ;
   reg \spiking$238 ;
   reg \spiking$248 ;
-  reg \spiking$258 ;
   reg [2:0] src_sel = 3'h0;
   wire [15:0] theta;
+  wire [15:0] \theta$184 ;
   wire [15:0] \theta$194 ;
   wire [15:0] \theta$204 ;
   wire [15:0] \theta$214 ;
   wire [15:0] \theta$224 ;
   wire [15:0] \theta$234 ;
   wire [15:0] \theta$244 ;
-  wire [15:0] \theta$254 ;
   wire [15:0] u;
+  wire [15:0] \u$180 ;
   wire [15:0] \u$190 ;
   wire [15:0] \u$200 ;
   wire [15:0] \u$210 ;
   wire [15:0] \u$220 ;
   wire [15:0] \u$230 ;
   wire [15:0] \u$240 ;
-  wire [15:0] \u$250 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$267 ;
-  wire [15:0] \u_new$271 ;
-  wire [15:0] \u_new$275 ;
-  wire [15:0] \u_new$279 ;
-  wire [15:0] \u_new$283 ;
-  wire [15:0] \u_new$287 ;
-  wire [15:0] \u_new$291 ;
+  wire [15:0] \u_new$257 ;
+  wire [15:0] \u_new$261 ;
+  wire [15:0] \u_new$265 ;
+  wire [15:0] \u_new$269 ;
+  wire [15:0] \u_new$273 ;
+  wire [15:0] \u_new$277 ;
+  wire [15:0] \u_new$281 ;
   reg [15:0] v_reset;
+  reg [15:0] \v_reset$186 ;
   reg [15:0] \v_reset$196 ;
   reg [15:0] \v_reset$206 ;
   reg [15:0] \v_reset$216 ;
   reg [15:0] \v_reset$226 ;
   reg [15:0] \v_reset$236 ;
   reg [15:0] \v_reset$246 ;
-  reg [15:0] \v_reset$256 ;
   wire [7:0] valid_lanes;
+  reg [127:0] values;
+  wire [15:0] \values[0] ;
+  wire [15:0] \values[1] ;
+  wire [15:0] \values[2] ;
+  wire [15:0] \values[3] ;
+  wire [15:0] \values[4] ;
+  wire [15:0] \values[5] ;
+  wire [15:0] \values[6] ;
+  wire [15:0] \values[7] ;
   wire [27:0] w_data;
-  reg w_en;
+  wire w_en;
   wire w_rdy;
+  reg write_end;
   reg [14:0] events [2047:0];
   initial begin
     events[0] = 15'h0000;
@@ -3319,8 +3301,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes0[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$263 )
-      membranes0[\$123 [4:0]] <= \$124 [15:0];
+    if (\$signature__en$253 )
+      membranes0[\$120 [4:0]] <= \$121 [15:0];
   end
   reg [15:0] _2_;
   always @(posedge clk) begin
@@ -3363,8 +3345,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes1[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$268 )
-      membranes1[\$129 [4:0]] <= \$130 [15:0];
+    if (\$signature__en$258 )
+      membranes1[\$126 [4:0]] <= \$127 [15:0];
   end
   reg [15:0] _3_;
   always @(posedge clk) begin
@@ -3407,8 +3389,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes2[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$272 )
-      membranes2[\$135 [4:0]] <= \$136 [15:0];
+    if (\$signature__en$262 )
+      membranes2[\$132 [4:0]] <= \$133 [15:0];
   end
   reg [15:0] _4_;
   always @(posedge clk) begin
@@ -3451,8 +3433,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes3[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$276 )
-      membranes3[\$141 [4:0]] <= \$142 [15:0];
+    if (\$signature__en$266 )
+      membranes3[\$138 [4:0]] <= \$139 [15:0];
   end
   reg [15:0] _5_;
   always @(posedge clk) begin
@@ -3495,8 +3477,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes4[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$280 )
-      membranes4[\$147 [4:0]] <= \$148 [15:0];
+    if (\$signature__en$270 )
+      membranes4[\$144 [4:0]] <= \$145 [15:0];
   end
   reg [15:0] _6_;
   always @(posedge clk) begin
@@ -3539,8 +3521,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes5[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$284 )
-      membranes5[\$153 [4:0]] <= \$154 [15:0];
+    if (\$signature__en$274 )
+      membranes5[\$150 [4:0]] <= \$151 [15:0];
   end
   reg [15:0] _7_;
   always @(posedge clk) begin
@@ -3583,8 +3565,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes6[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$288 )
-      membranes6[\$159 [4:0]] <= \$160 [15:0];
+    if (\$signature__en$278 )
+      membranes6[\$156 [4:0]] <= \$157 [15:0];
   end
   reg [15:0] _8_;
   always @(posedge clk) begin
@@ -3627,8 +3609,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes7[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$292 )
-      membranes7[\$165 [4:0]] <= \$166 [15:0];
+    if (\$signature__en$282 )
+      membranes7[\$162 [4:0]] <= \$163 [15:0];
   end
   reg [15:0] _9_;
   always @(posedge clk) begin
@@ -20468,151 +20450,85 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   assign \$signature__data$77  = _25_;
   always @(posedge clk)
-    s1_rowbase <= \$380 ;
+    count10 <= \$383 ;
   always @(posedge clk)
-    s1_from_input <= \$381 ;
+    count11 <= \$384 ;
   always @(posedge clk)
-    acc <= \$382 ;
+    count12 <= \$385 ;
   always @(posedge clk)
-    \acc$191  <= \$383 ;
+    count13 <= \$386 ;
   always @(posedge clk)
-    \acc$201  <= \$384 ;
+    count14 <= \$387 ;
   always @(posedge clk)
-    \acc$211  <= \$385 ;
+    count15 <= \$388 ;
   always @(posedge clk)
-    \acc$221  <= \$386 ;
+    ctr0 <= \$389 ;
   always @(posedge clk)
-    \acc$231  <= \$387 ;
+    ctr1 <= \$390 ;
   always @(posedge clk)
-    \acc$241  <= \$388 ;
+    ctr2 <= \$391 ;
   always @(posedge clk)
-    \acc$251  <= \$389 ;
+    ctr3 <= \$392 ;
   always @(posedge clk)
-    r_pending <= \$390 ;
+    ctr4 <= \$393 ;
   always @(posedge clk)
-    count0 <= \$391 ;
+    ctr5 <= \$394 ;
   always @(posedge clk)
-    count1 <= \$392 ;
+    ctr6 <= \$395 ;
   always @(posedge clk)
-    count2 <= \$393 ;
+    ctr7 <= \$396 ;
   always @(posedge clk)
-    count3 <= \$394 ;
+    ctr8 <= \$397 ;
   always @(posedge clk)
-    count4 <= \$395 ;
+    ctr9 <= \$398 ;
   always @(posedge clk)
-    count5 <= \$396 ;
+    ctr10 <= \$399 ;
   always @(posedge clk)
-    count6 <= \$397 ;
+    ctr11 <= \$400 ;
   always @(posedge clk)
-    count7 <= \$398 ;
+    ctr12 <= \$401 ;
   always @(posedge clk)
-    count8 <= \$399 ;
+    ctr13 <= \$402 ;
   always @(posedge clk)
-    count9 <= \$400 ;
+    ctr14 <= \$403 ;
   always @(posedge clk)
-    count10 <= \$401 ;
+    ctr15 <= \$404 ;
   always @(posedge clk)
-    count11 <= \$402 ;
+    ctr16 <= \$405 ;
   always @(posedge clk)
-    count12 <= \$403 ;
+    ctr17 <= \$406 ;
   always @(posedge clk)
-    count13 <= \$404 ;
+    in_full <= \$407 ;
   always @(posedge clk)
-    count14 <= \$405 ;
+    in_count0 <= \$408 ;
   always @(posedge clk)
-    count15 <= \$406 ;
+    in_count1 <= \$409 ;
   always @(posedge clk)
-    ctr0 <= \$407 ;
+    cur <= \$410 ;
   always @(posedge clk)
-    ctr1 <= \$408 ;
+    \$signal  <= \$411 ;
   always @(posedge clk)
-    ctr2 <= \$409 ;
+    li <= \$412 ;
   always @(posedge clk)
-    ctr3 <= \$410 ;
+    \$signal$334  <= \$413 ;
   always @(posedge clk)
-    ctr4 <= \$411 ;
+    fsm_state <= \$414 ;
   always @(posedge clk)
-    ctr5 <= \$412 ;
+    k <= \$415 ;
   always @(posedge clk)
-    ctr6 <= \$413 ;
+    e <= \$416 ;
   always @(posedge clk)
-    ctr7 <= \$414 ;
+    src_sel <= \$417 ;
   always @(posedge clk)
-    ctr8 <= \$415 ;
+    \$signal$333  <= \$418 ;
   always @(posedge clk)
-    ctr9 <= \$416 ;
+    bank_sel <= \$419 ;
   always @(posedge clk)
-    ctr10 <= \$417 ;
+    n <= \$420 ;
   always @(posedge clk)
-    ctr11 <= \$418 ;
+    cnt <= \$421 ;
   always @(posedge clk)
-    ctr12 <= \$419 ;
-  always @(posedge clk)
-    ctr13 <= \$420 ;
-  always @(posedge clk)
-    ctr14 <= \$421 ;
-  always @(posedge clk)
-    ctr15 <= \$422 ;
-  always @(posedge clk)
-    ctr16 <= \$423 ;
-  always @(posedge clk)
-    ctr17 <= \$424 ;
-  always @(posedge clk)
-    in_full <= \$425 ;
-  always @(posedge clk)
-    in_count0 <= \$426 ;
-  always @(posedge clk)
-    in_count1 <= \$427 ;
-  always @(posedge clk)
-    cur <= \$428 ;
-  always @(posedge clk)
-    \$signal  <= \$429 ;
-  always @(posedge clk)
-    li <= \$430 ;
-  always @(posedge clk)
-    \$signal$336  <= \$431 ;
-  always @(posedge clk)
-    fsm_state <= \$432 ;
-  always @(posedge clk)
-    k <= \$433 ;
-  always @(posedge clk)
-    e <= \$434 ;
-  always @(posedge clk)
-    src_sel <= \$435 ;
-  always @(posedge clk)
-    \$signal$335  <= \$436 ;
-  always @(posedge clk)
-    bank_sel <= \$437 ;
-  always @(posedge clk)
-    n <= \$438 ;
-  always @(posedge clk)
-    cnt <= \$439 ;
-  always @(posedge clk)
-    rowbase <= \$440 ;
-  always @(posedge clk)
-    r_spikes <= \$441 ;
-  always @(posedge clk)
-    r_layer <= \$442 ;
-  always @(posedge clk)
-    r_base <= \$443 ;
-  always @(posedge clk)
-    r_emit_values <= \$444 ;
-  always @(posedge clk)
-    r_value0 <= \$445 ;
-  always @(posedge clk)
-    r_value1 <= \$446 ;
-  always @(posedge clk)
-    r_value2 <= \$447 ;
-  always @(posedge clk)
-    r_value3 <= \$448 ;
-  always @(posedge clk)
-    r_value4 <= \$449 ;
-  always @(posedge clk)
-    r_value5 <= \$450 ;
-  always @(posedge clk)
-    r_value6 <= \$451 ;
-  always @(posedge clk)
-    r_value7 <= \$452 ;
+    rowbase <= \$422 ;
   assign \$1  = ~ busy;
   assign \$2  = \$1  & host_we;
   assign \$3  = host_addr[16:14] == 3'h4;
@@ -20744,264 +20660,289 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$114  = busy ? \$113  : { 2'h0, host_addr[10:0] };
   assign \$115  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$116  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$117  = r_base + pick;
-  assign pick_spike = r_spikes >> pick;
-  assign \$118  = r_emit_values ? 1'h1 : 1'h0;
-  assign \$120  = ! r_pending;
-  assign \$121  = ~ \$120 ;
-  assign router_go = \$121  & w_rdy;
-  assign spike_src = r_layer + 1'h1;
-  assign \$123  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$124  = busy ? { u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new } : { 1'h0, host_wdata };
-  assign \$125  = host_addr[16:14] == 2'h3;
-  assign \$126  = host_we & \$125 ;
-  assign \$127  = ! host_addr[13:11];
-  assign \$128  = \$126  & \$127 ;
-  assign \$signature__en$263  = busy ? neuron_write : \$128 ;
-  assign \$129  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$130  = busy ? { \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267 [15], \u_new$267  } : { 1'h0, host_wdata };
-  assign \$131  = host_addr[16:14] == 2'h3;
-  assign \$132  = host_we & \$131 ;
-  assign \$133  = host_addr[13:11] == 1'h1;
-  assign \$134  = \$132  & \$133 ;
-  assign \$signature__en$268  = busy ? neuron_write : \$134 ;
-  assign \$135  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$136  = busy ? { \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271 [15], \u_new$271  } : { 1'h0, host_wdata };
-  assign \$137  = host_addr[16:14] == 2'h3;
-  assign \$138  = host_we & \$137 ;
-  assign \$139  = host_addr[13:11] == 2'h2;
-  assign \$140  = \$138  & \$139 ;
-  assign \$signature__en$272  = busy ? neuron_write : \$140 ;
-  assign \$141  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$142  = busy ? { \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275 [15], \u_new$275  } : { 1'h0, host_wdata };
-  assign \$143  = host_addr[16:14] == 2'h3;
-  assign \$144  = host_we & \$143 ;
-  assign \$145  = host_addr[13:11] == 2'h3;
-  assign \$146  = \$144  & \$145 ;
-  assign \$signature__en$276  = busy ? neuron_write : \$146 ;
-  assign \$147  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$148  = busy ? { \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279 [15], \u_new$279  } : { 1'h0, host_wdata };
-  assign \$149  = host_addr[16:14] == 2'h3;
-  assign \$150  = host_we & \$149 ;
-  assign \$151  = host_addr[13:11] == 3'h4;
-  assign \$152  = \$150  & \$151 ;
-  assign \$signature__en$280  = busy ? neuron_write : \$152 ;
-  assign \$153  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$154  = busy ? { \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283 [15], \u_new$283  } : { 1'h0, host_wdata };
-  assign \$155  = host_addr[16:14] == 2'h3;
-  assign \$156  = host_we & \$155 ;
-  assign \$157  = host_addr[13:11] == 3'h5;
-  assign \$158  = \$156  & \$157 ;
-  assign \$signature__en$284  = busy ? neuron_write : \$158 ;
-  assign \$159  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$160  = busy ? { \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287 [15], \u_new$287  } : { 1'h0, host_wdata };
-  assign \$161  = host_addr[16:14] == 2'h3;
-  assign \$162  = host_we & \$161 ;
-  assign \$163  = host_addr[13:11] == 3'h6;
-  assign \$164  = \$162  & \$163 ;
-  assign \$signature__en$288  = busy ? neuron_write : \$164 ;
-  assign \$165  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$166  = busy ? { \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291 [15], \u_new$291  } : { 1'h0, host_wdata };
-  assign \$167  = host_addr[16:14] == 2'h3;
-  assign \$168  = host_we & \$167 ;
-  assign \$169  = host_addr[13:11] == 3'h7;
-  assign \$170  = \$168  & \$169 ;
-  assign \$signature__en$292  = busy ? neuron_write : \$170 ;
-  assign \$172  = k * 4'h8;
-  assign \$173  = \$172  + 1'h0;
-  assign \$174  = \$171  > \$173 ;
-  assign \$176  = k * 4'h8;
-  assign \$177  = \$176  + 1'h1;
-  assign \$178  = \$175  > \$177 ;
-  assign \$180  = k * 4'h8;
-  assign \$181  = \$180  + 2'h2;
-  assign \$182  = \$179  > \$181 ;
-  assign \$184  = k * 4'h8;
-  assign \$185  = \$184  + 2'h3;
-  assign \$186  = \$183  > \$185 ;
-  assign \$188  = k * 4'h8;
-  assign \$189  = \$188  + 3'h4;
-  assign \$190  = \$187  > \$189 ;
-  assign \$192  = k * 4'h8;
-  assign \$193  = \$192  + 3'h5;
-  assign \$194  = \$191  > \$193 ;
-  assign \$196  = k * 4'h8;
-  assign \$197  = \$196  + 3'h6;
-  assign \$198  = \$195  > \$197 ;
-  assign \$200  = k * 4'h8;
-  assign \$201  = \$200  + 3'h7;
-  assign \$202  = \$199  > \$201 ;
-  assign \$203  = ~ in_full;
-  assign \$204  = ~ clear;
-  assign input__ready = \$203  & \$204 ;
-  assign \$205  = input__valid & input__ready;
-  assign \$207  = n < cnt;
-  assign \$208  = ! r_pending;
-  assign \$209  = 1'h1 << pick;
-  assign \$210  = r_pending == \$209 ;
-  assign \$211  = router_go & \$210 ;
-  assign \$212  = \$208  | \$211 ;
-  assign \$213  = ! fsm_state;
-  assign \$214  = fsm_state == 1'h1;
-  assign \$215  = fsm_state == 2'h2;
-  assign \$216  = fsm_state == 2'h3;
-  assign \$217  = fsm_state == 3'h4;
-  assign \$218  = fsm_state == 3'h5;
-  assign \$219  = fsm_state == 3'h6;
-  assign \$220  = fsm_state == 3'h7;
-  assign \$221  = fsm_state == 4'h8;
-  assign \$222  = ~ busy;
-  assign \$223  = \$222  & host_we;
-  assign \$224  = ~ busy;
-  assign \$225  = \$224  & host_re;
-  assign \$229  = $signed(\$signature__data$70 ) * $signed(s2_x);
-  assign \$230  = $signed(acc) + $signed(\$229 );
-  assign \$231  = $signed(\$signature__data$71 ) * $signed(s2_x);
-  assign \$232  = $signed(\acc$191 ) + $signed(\$231 );
-  assign \$233  = $signed(\$signature__data$72 ) * $signed(s2_x);
-  assign \$234  = $signed(\acc$201 ) + $signed(\$233 );
-  assign \$235  = $signed(\$signature__data$73 ) * $signed(s2_x);
-  assign \$236  = $signed(\acc$211 ) + $signed(\$235 );
-  assign \$237  = $signed(\$signature__data$74 ) * $signed(s2_x);
-  assign \$238  = $signed(\acc$221 ) + $signed(\$237 );
-  assign \$239  = $signed(\$signature__data$75 ) * $signed(s2_x);
-  assign \$240  = $signed(\acc$231 ) + $signed(\$239 );
-  assign \$241  = $signed(\$signature__data$76 ) * $signed(s2_x);
-  assign \$242  = $signed(\acc$241 ) + $signed(\$241 );
-  assign \$243  = $signed(\$signature__data$77 ) * $signed(s2_x);
-  assign \$244  = $signed(\acc$251 ) + $signed(\$243 );
-  assign \$245  = 1'h1 << pick;
-  assign \$246  = ~ \$245 ;
-  assign \$247  = { 7'h00, r_pending } & \$246 ;
-  assign \$249  = \$248  + 1'h1;
-  assign \$250  = r_layer * 3'h4;
-  assign \$251  = \$250  + 2'h3;
-  assign \$253  = \$252  + 1'h1;
-  assign \$254  = r_layer * 3'h4;
-  assign \$255  = \$254  + 2'h3;
-  assign \$256  = input__valid & input__ready;
-  assign \$258  = \$257  + 1'h1;
-  assign \$259  = ~ busy;
-  assign \$260  = clear & \$259 ;
-  assign \$261  = ctr16 + 1'h1;
-  assign \$262  = ~ clear;
-  assign \$263  = in_full & \$262 ;
-  assign \$264  = ~ \$signal ;
-  assign \$265  = ~ \$signal ;
-  assign \$266  = ! num_layers;
+  assign w_data = write_end ? 28'h0000002 : records__payload;
+  assign \$117  = write_end | records__valid;
+  assign w_en = w_rdy & \$117 ;
+  assign \$118  = ~ write_end;
+  assign records__ready = w_rdy & \$118 ;
+  assign spike_src = event_layer + 1'h1;
+  assign \$120  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$121  = busy ? { u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new } : { 1'h0, host_wdata };
+  assign \$122  = host_addr[16:14] == 2'h3;
+  assign \$123  = host_we & \$122 ;
+  assign \$124  = ! host_addr[13:11];
+  assign \$125  = \$123  & \$124 ;
+  assign \$signature__en$253  = busy ? neuron_write : \$125 ;
+  assign \$126  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$127  = busy ? { \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257  } : { 1'h0, host_wdata };
+  assign \$128  = host_addr[16:14] == 2'h3;
+  assign \$129  = host_we & \$128 ;
+  assign \$130  = host_addr[13:11] == 1'h1;
+  assign \$131  = \$129  & \$130 ;
+  assign \$signature__en$258  = busy ? neuron_write : \$131 ;
+  assign \$132  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$133  = busy ? { \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261  } : { 1'h0, host_wdata };
+  assign \$134  = host_addr[16:14] == 2'h3;
+  assign \$135  = host_we & \$134 ;
+  assign \$136  = host_addr[13:11] == 2'h2;
+  assign \$137  = \$135  & \$136 ;
+  assign \$signature__en$262  = busy ? neuron_write : \$137 ;
+  assign \$138  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$139  = busy ? { \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265  } : { 1'h0, host_wdata };
+  assign \$140  = host_addr[16:14] == 2'h3;
+  assign \$141  = host_we & \$140 ;
+  assign \$142  = host_addr[13:11] == 2'h3;
+  assign \$143  = \$141  & \$142 ;
+  assign \$signature__en$266  = busy ? neuron_write : \$143 ;
+  assign \$144  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$145  = busy ? { \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269  } : { 1'h0, host_wdata };
+  assign \$146  = host_addr[16:14] == 2'h3;
+  assign \$147  = host_we & \$146 ;
+  assign \$148  = host_addr[13:11] == 3'h4;
+  assign \$149  = \$147  & \$148 ;
+  assign \$signature__en$270  = busy ? neuron_write : \$149 ;
+  assign \$150  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$151  = busy ? { \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273  } : { 1'h0, host_wdata };
+  assign \$152  = host_addr[16:14] == 2'h3;
+  assign \$153  = host_we & \$152 ;
+  assign \$154  = host_addr[13:11] == 3'h5;
+  assign \$155  = \$153  & \$154 ;
+  assign \$signature__en$274  = busy ? neuron_write : \$155 ;
+  assign \$156  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$157  = busy ? { \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277  } : { 1'h0, host_wdata };
+  assign \$158  = host_addr[16:14] == 2'h3;
+  assign \$159  = host_we & \$158 ;
+  assign \$160  = host_addr[13:11] == 3'h6;
+  assign \$161  = \$159  & \$160 ;
+  assign \$signature__en$278  = busy ? neuron_write : \$161 ;
+  assign \$162  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$163  = busy ? { \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281  } : { 1'h0, host_wdata };
+  assign \$164  = host_addr[16:14] == 2'h3;
+  assign \$165  = host_we & \$164 ;
+  assign \$166  = host_addr[13:11] == 3'h7;
+  assign \$167  = \$165  & \$166 ;
+  assign \$signature__en$282  = busy ? neuron_write : \$167 ;
+  assign \$169  = k * 4'h8;
+  assign \$170  = \$169  + 1'h0;
+  assign \$171  = \$168  > \$170 ;
+  assign \$173  = k * 4'h8;
+  assign \$174  = \$173  + 1'h1;
+  assign \$175  = \$172  > \$174 ;
+  assign \$177  = k * 4'h8;
+  assign \$178  = \$177  + 2'h2;
+  assign \$179  = \$176  > \$178 ;
+  assign \$181  = k * 4'h8;
+  assign \$182  = \$181  + 2'h3;
+  assign \$183  = \$180  > \$182 ;
+  assign \$185  = k * 4'h8;
+  assign \$186  = \$185  + 3'h4;
+  assign \$187  = \$184  > \$186 ;
+  assign \$189  = k * 4'h8;
+  assign \$190  = \$189  + 3'h5;
+  assign \$191  = \$188  > \$190 ;
+  assign \$193  = k * 4'h8;
+  assign \$194  = \$193  + 3'h6;
+  assign \$195  = \$192  > \$194 ;
+  assign \$197  = k * 4'h8;
+  assign \$198  = \$197  + 3'h7;
+  assign \$199  = \$196  > \$198 ;
+  assign \$200  = ~ in_full;
+  assign \$201  = ~ clear;
+  assign input__ready = \$200  & \$201 ;
+  assign \$202  = input__valid & input__ready;
+  assign \$204  = n < cnt;
+  assign \$206  = spikes & valid_lanes;
+  assign \$207  = \$205  ? valid_lanes : \$206 ;
+  assign \$208  = k * 4'h8;
+  assign \$210  = ! fsm_state;
+  assign \$211  = fsm_state == 1'h1;
+  assign \$212  = fsm_state == 2'h2;
+  assign \$213  = fsm_state == 2'h3;
+  assign \$214  = fsm_state == 3'h4;
+  assign \$215  = fsm_state == 3'h5;
+  assign \$216  = fsm_state == 3'h6;
+  assign \$217  = fsm_state == 3'h7;
+  assign \$218  = fsm_state == 4'h8;
+  assign \$219  = ~ busy;
+  assign \$220  = \$219  & host_we;
+  assign \$221  = ~ busy;
+  assign \$222  = \$221  & host_re;
+  assign \$226  = $signed(\$signature__data$70 ) * $signed(s2_x);
+  assign \$227  = $signed(acc) + $signed(\$226 );
+  assign \$228  = $signed(\$signature__data$71 ) * $signed(s2_x);
+  assign \$229  = $signed(\acc$181 ) + $signed(\$228 );
+  assign \$230  = $signed(\$signature__data$72 ) * $signed(s2_x);
+  assign \$231  = $signed(\acc$191 ) + $signed(\$230 );
+  assign \$232  = $signed(\$signature__data$73 ) * $signed(s2_x);
+  assign \$233  = $signed(\acc$201 ) + $signed(\$232 );
+  assign \$234  = $signed(\$signature__data$74 ) * $signed(s2_x);
+  assign \$235  = $signed(\acc$211 ) + $signed(\$234 );
+  assign \$236  = $signed(\$signature__data$75 ) * $signed(s2_x);
+  assign \$237  = $signed(\acc$221 ) + $signed(\$236 );
+  assign \$238  = $signed(\$signature__data$76 ) * $signed(s2_x);
+  assign \$239  = $signed(\acc$231 ) + $signed(\$238 );
+  assign \$240  = $signed(\$signature__data$77 ) * $signed(s2_x);
+  assign \$241  = $signed(\acc$241 ) + $signed(\$240 );
+  assign \$243  = \$242  + 1'h1;
+  assign \$244  = event_layer * 3'h4;
+  assign \$245  = \$244  + 2'h3;
+  assign \$247  = \$246  + 1'h1;
+  assign \$248  = event_layer * 3'h4;
+  assign \$249  = \$248  + 2'h3;
+  assign \$250  = input__valid & input__ready;
+  assign \$252  = \$251  + 1'h1;
+  assign \$253  = ~ busy;
+  assign \$254  = clear & \$253 ;
+  assign \$255  = ctr16 + 1'h1;
+  assign \$256  = ~ clear;
+  assign \$257  = in_full & \$256 ;
+  assign \$258  = ~ \$signal ;
+  assign \$259  = ~ \$signal ;
+  assign \$260  = ! num_layers;
+  assign \$262  = li * 3'h4;
+  assign \$263  = \$262  + 1'h0;
+  assign \$265  = \$264  + 1'h1;
+  assign \$266  = li * 3'h4;
+  assign \$267  = \$266  + 1'h0;
   assign \$268  = li * 3'h4;
   assign \$269  = \$268  + 1'h0;
   assign \$271  = \$270  + 1'h1;
   assign \$272  = li * 3'h4;
   assign \$273  = \$272  + 1'h0;
-  assign \$274  = li * 3'h4;
-  assign \$275  = \$274  + 1'h0;
-  assign \$277  = \$276  + 1'h1;
-  assign \$278  = li * 3'h4;
-  assign \$279  = \$278  + 1'h0;
-  assign \$282  = \$280  + \$281 ;
-  assign \$283  = e == \$282 ;
-  assign \$286  = ! \$285 ;
-  assign \$288  = ! \$287 ;
-  assign \$290  = cur ^ \$289 ;
-  assign \$291  = \$288  ? \$signal$336  : \$290 ;
-  assign \$293  = ! \$292 ;
-  assign \$297  = cur ^ \$296 ;
-  assign \$299  = \$293  ? { 1'h0, \$294  } : \$298 ;
-  assign \$302  = k * \$301 ;
-  assign \$303  = \$300  + \$302 ;
-  assign \$304  = li * 3'h4;
-  assign \$305  = \$304  + 1'h0;
-  assign \$307  = \$306  + 1'h1;
-  assign \$308  = li * 3'h4;
-  assign \$309  = \$308  + 1'h0;
-  assign \$310  = n < cnt;
-  assign \$311  = n + 1'h1;
-  assign \$312  = ! k;
-  assign \$313  = li * 3'h4;
-  assign \$314  = \$313  + 2'h2;
-  assign \$316  = \$315  + 1'h1;
-  assign \$317  = li * 3'h4;
-  assign \$318  = \$317  + 2'h2;
-  assign \$319  = e + 1'h1;
-  assign \$320  = li * 3'h4;
-  assign \$321  = \$320  + 1'h0;
-  assign \$323  = \$322  + 1'h1;
-  assign \$324  = li * 3'h4;
-  assign \$325  = \$324  + 1'h0;
-  assign \$326  = ~ \$signal$331 ;
-  assign \$327  = ~ s2_valid;
-  assign \$328  = \$326  & \$327 ;
-  assign \$329  = li * 3'h4;
-  assign \$330  = \$329  + 1'h1;
-  assign \$332  = \$331  + 1'h1;
-  assign \$333  = li * 3'h4;
-  assign \$334  = \$333  + 1'h1;
-  assign \$335  = ! r_pending;
-  assign \$336  = 1'h1 << pick;
-  assign \$337  = r_pending == \$336 ;
-  assign \$338  = router_go & \$337 ;
-  assign \$339  = \$335  | \$338 ;
-  assign \$341  = spikes & valid_lanes;
-  assign \$342  = \$340  ? valid_lanes : \$341 ;
-  assign \$343  = k * 4'h8;
-  assign \$346  = k + 1'h1;
-  assign \$347  = \$345  == \$346 ;
-  assign \$348  = k + 1'h1;
-  assign \$349  = ! r_pending;
-  assign \$350  = li + 1'h1;
-  assign \$351  = \$350  == num_layers;
-  assign \$352  = li + 1'h1;
-  assign \$353  = ~ cur;
-  assign \$354  = ~ cur;
-  assign \$355  = ~ cur;
-  assign \$356  = ~ cur;
-  assign \$357  = ~ cur;
-  assign \$358  = ~ cur;
-  assign \$359  = ctr17 + 1'h1;
+  assign \$276  = \$274  + \$275 ;
+  assign \$277  = e == \$276 ;
+  assign \$280  = ! \$279 ;
+  assign \$282  = ! \$281 ;
+  assign \$284  = cur ^ \$283 ;
+  assign \$285  = \$282  ? \$signal$334  : \$284 ;
+  assign \$287  = ! \$286 ;
+  assign \$291  = cur ^ \$290 ;
+  assign \$293  = \$287  ? { 1'h0, \$288  } : \$292 ;
+  assign \$296  = k * \$295 ;
+  assign \$297  = \$294  + \$296 ;
+  assign \$298  = li * 3'h4;
+  assign \$299  = \$298  + 1'h0;
+  assign \$301  = \$300  + 1'h1;
+  assign \$302  = li * 3'h4;
+  assign \$303  = \$302  + 1'h0;
+  assign \$304  = n < cnt;
+  assign \$305  = n + 1'h1;
+  assign \$306  = ! k;
+  assign \$307  = li * 3'h4;
+  assign \$308  = \$307  + 2'h2;
+  assign \$310  = \$309  + 1'h1;
+  assign \$311  = li * 3'h4;
+  assign \$312  = \$311  + 2'h2;
+  assign \$313  = e + 1'h1;
+  assign \$314  = li * 3'h4;
+  assign \$315  = \$314  + 1'h0;
+  assign \$317  = \$316  + 1'h1;
+  assign \$318  = li * 3'h4;
+  assign \$319  = \$318  + 1'h0;
+  assign \$320  = ~ \$signal$329 ;
+  assign \$321  = ~ s2_valid;
+  assign \$322  = \$320  & \$321 ;
+  assign \$323  = li * 3'h4;
+  assign \$324  = \$323  + 1'h1;
+  assign \$326  = \$325  + 1'h1;
+  assign \$327  = li * 3'h4;
+  assign \$328  = \$327  + 1'h1;
+  assign \$330  = k + 1'h1;
+  assign \$331  = \$329  == \$330 ;
+  assign \$332  = k + 1'h1;
+  assign \$333  = li + 1'h1;
+  assign \$334  = \$333  == num_layers;
+  assign \$335  = li + 1'h1;
+  assign \$336  = ~ cur;
+  assign \$337  = ~ cur;
+  assign \$338  = ~ cur;
+  assign \$339  = ~ cur;
+  assign \$340  = ~ cur;
+  assign \$341  = ~ cur;
+  assign \$342  = ctr17 + 1'h1;
   always @(posedge clk)
-    layer0 <= \$360 ;
+    layer0 <= \$343 ;
   always @(posedge clk)
-    layer1 <= \$361 ;
+    layer1 <= \$344 ;
   always @(posedge clk)
-    layer2 <= \$362 ;
+    layer2 <= \$345 ;
   always @(posedge clk)
-    layer3 <= \$363 ;
+    layer3 <= \$346 ;
   always @(posedge clk)
-    edge0 <= \$364 ;
+    edge0 <= \$347 ;
   always @(posedge clk)
-    edge1 <= \$365 ;
+    edge1 <= \$348 ;
   always @(posedge clk)
-    edge2 <= \$366 ;
+    edge2 <= \$349 ;
   always @(posedge clk)
-    edge3 <= \$367 ;
+    edge3 <= \$350 ;
   always @(posedge clk)
-    edge4 <= \$368 ;
+    edge4 <= \$351 ;
   always @(posedge clk)
-    edge5 <= \$369 ;
+    edge5 <= \$352 ;
   always @(posedge clk)
-    edge6 <= \$370 ;
+    edge6 <= \$353 ;
   always @(posedge clk)
-    edge7 <= \$371 ;
+    edge7 <= \$354 ;
   always @(posedge clk)
-    num_layers <= \$372 ;
+    num_layers <= \$355 ;
   always @(posedge clk)
-    host_rvalid <= \$373 ;
+    host_rvalid <= \$356 ;
   always @(posedge clk)
-    rd_region <= \$374 ;
+    rd_region <= \$357 ;
   always @(posedge clk)
-    rd_lane <= \$375 ;
+    rd_lane <= \$358 ;
   always @(posedge clk)
-    rd_reg <= \$376 ;
+    rd_reg <= \$359 ;
   always @(posedge clk)
-    \$signal$331  <= \$377 ;
+    \$signal$329  <= \$360 ;
   always @(posedge clk)
-    s2_valid <= \$378 ;
+    s2_valid <= \$361 ;
   always @(posedge clk)
-    s2_x <= \$379 ;
+    s2_x <= \$362 ;
+  always @(posedge clk)
+    s1_rowbase <= \$363 ;
+  always @(posedge clk)
+    s1_from_input <= \$364 ;
+  always @(posedge clk)
+    acc <= \$365 ;
+  always @(posedge clk)
+    \acc$181  <= \$366 ;
+  always @(posedge clk)
+    \acc$191  <= \$367 ;
+  always @(posedge clk)
+    \acc$201  <= \$368 ;
+  always @(posedge clk)
+    \acc$211  <= \$369 ;
+  always @(posedge clk)
+    \acc$221  <= \$370 ;
+  always @(posedge clk)
+    \acc$231  <= \$371 ;
+  always @(posedge clk)
+    \acc$241  <= \$372 ;
+  always @(posedge clk)
+    count0 <= \$373 ;
+  always @(posedge clk)
+    count1 <= \$374 ;
+  always @(posedge clk)
+    count2 <= \$375 ;
+  always @(posedge clk)
+    count3 <= \$376 ;
+  always @(posedge clk)
+    count4 <= \$377 ;
+  always @(posedge clk)
+    count5 <= \$378 ;
+  always @(posedge clk)
+    count6 <= \$379 ;
+  always @(posedge clk)
+    count7 <= \$380 ;
+  always @(posedge clk)
+    count8 <= \$381 ;
+  always @(posedge clk)
+    count9 <= \$382 ;
   \npu_core_digits.neuron0  neuron0 (
     .acc(acc),
-    .\port$1083$0 (\$signature__data$78 ),
+    .\port$1038$0 (\$signature__data$78 ),
     .reset(reset),
     .spike(spike),
     .spiking(spiking),
@@ -21010,74 +20951,74 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .v_reset(v_reset)
   );
   \npu_core_digits.neuron1  neuron1 (
+    .acc(\acc$181 ),
+    .\port$1047$0 (\$signature__data$79 ),
+    .reset(\reset$187 ),
+    .spike(\spike$189 ),
+    .spiking(\spiking$188 ),
+    .u(\$signature__data$87 ),
+    .u_new(\u_new$257 ),
+    .v_reset(\v_reset$186 )
+  );
+  \npu_core_digits.neuron2  neuron2 (
     .acc(\acc$191 ),
-    .\port$1092$0 (\$signature__data$79 ),
+    .\port$1056$0 (\$signature__data$80 ),
     .reset(\reset$197 ),
     .spike(\spike$199 ),
     .spiking(\spiking$198 ),
-    .u(\$signature__data$87 ),
-    .u_new(\u_new$267 ),
+    .u(\$signature__data$88 ),
+    .u_new(\u_new$261 ),
     .v_reset(\v_reset$196 )
   );
-  \npu_core_digits.neuron2  neuron2 (
+  \npu_core_digits.neuron3  neuron3 (
     .acc(\acc$201 ),
-    .\port$1101$0 (\$signature__data$80 ),
+    .\port$1065$0 (\$signature__data$81 ),
     .reset(\reset$207 ),
     .spike(\spike$209 ),
     .spiking(\spiking$208 ),
-    .u(\$signature__data$88 ),
-    .u_new(\u_new$271 ),
+    .u(\$signature__data$89 ),
+    .u_new(\u_new$265 ),
     .v_reset(\v_reset$206 )
   );
-  \npu_core_digits.neuron3  neuron3 (
+  \npu_core_digits.neuron4  neuron4 (
     .acc(\acc$211 ),
-    .\port$1110$0 (\$signature__data$81 ),
+    .\port$1074$0 (\$signature__data$82 ),
     .reset(\reset$217 ),
     .spike(\spike$219 ),
     .spiking(\spiking$218 ),
-    .u(\$signature__data$89 ),
-    .u_new(\u_new$275 ),
+    .u(\$signature__data$90 ),
+    .u_new(\u_new$269 ),
     .v_reset(\v_reset$216 )
   );
-  \npu_core_digits.neuron4  neuron4 (
+  \npu_core_digits.neuron5  neuron5 (
     .acc(\acc$221 ),
-    .\port$1119$0 (\$signature__data$82 ),
+    .\port$1083$0 (\$signature__data$83 ),
     .reset(\reset$227 ),
     .spike(\spike$229 ),
     .spiking(\spiking$228 ),
-    .u(\$signature__data$90 ),
-    .u_new(\u_new$279 ),
+    .u(\$signature__data$91 ),
+    .u_new(\u_new$273 ),
     .v_reset(\v_reset$226 )
   );
-  \npu_core_digits.neuron5  neuron5 (
+  \npu_core_digits.neuron6  neuron6 (
     .acc(\acc$231 ),
-    .\port$1128$0 (\$signature__data$83 ),
+    .\port$1092$0 (\$signature__data$84 ),
     .reset(\reset$237 ),
     .spike(\spike$239 ),
     .spiking(\spiking$238 ),
-    .u(\$signature__data$91 ),
-    .u_new(\u_new$283 ),
+    .u(\$signature__data$92 ),
+    .u_new(\u_new$277 ),
     .v_reset(\v_reset$236 )
   );
-  \npu_core_digits.neuron6  neuron6 (
+  \npu_core_digits.neuron7  neuron7 (
     .acc(\acc$241 ),
-    .\port$1137$0 (\$signature__data$84 ),
+    .\port$1101$0 (\$signature__data$85 ),
     .reset(\reset$247 ),
     .spike(\spike$249 ),
     .spiking(\spiking$248 ),
-    .u(\$signature__data$92 ),
-    .u_new(\u_new$287 ),
-    .v_reset(\v_reset$246 )
-  );
-  \npu_core_digits.neuron7  neuron7 (
-    .acc(\acc$251 ),
-    .\port$1146$0 (\$signature__data$85 ),
-    .reset(\reset$257 ),
-    .spike(\spike$259 ),
-    .spiking(\spiking$258 ),
     .u(\$signature__data$93 ),
-    .u_new(\u_new$291 ),
-    .v_reset(\v_reset$256 )
+    .u_new(\u_new$281 ),
+    .v_reset(\v_reset$246 )
   );
   \npu_core_digits.out_fifo  out_fifo (
     .clk(clk),
@@ -21086,555 +21027,59 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .r_rdy(output__valid),
     .rst(rst),
     .w_en(w_en),
-    .w_port__data(record),
+    .w_port__data(w_data),
     .w_rdy(w_rdy)
+  );
+  \npu_core_digits.router  router (
+    .\base$28 (base),
+    .can_load(can_load),
+    .clk(clk),
+    .\emit_values$30 (emit_values),
+    .\event (\event ),
+    .event_index(event_index),
+    .free(free),
+    .layer(event_layer),
+    .\layer$29 (layer),
+    .load(load),
+    .records__payload(records__payload),
+    .records__ready(records__ready),
+    .records__valid(records__valid),
+    .rst(rst),
+    .send(send),
+    .\spikes$27 (\spikes$297 ),
+    .values(values)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$380  = s1_rowbase;
-    if (issue) begin
-      \$380  = rowbase;
+    \$383  = count10;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            /* empty */;
+        4'h9:
+            /* empty */;
+        4'ha:
+            \$383  = \$243 [7:0];
+      endcase
     end
-    if (rst) begin
-      \$380  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$381  = s1_from_input;
-    if (issue) begin
-      \$381  = \$signal$335 ;
-    end
-    if (rst) begin
-      \$381  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$382  = acc;
-    if (s2_valid) begin
-      \$382  = \$230 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$382  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$382  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$383  = \acc$191 ;
-    if (s2_valid) begin
-      \$383  = \$232 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$383  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$383  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$384  = \acc$201 ;
-    if (s2_valid) begin
-      \$384  = \$234 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$384  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$384  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$385  = \acc$211 ;
-    if (s2_valid) begin
-      \$385  = \$236 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$385  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$385  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$386  = \acc$221 ;
-    if (s2_valid) begin
-      \$386  = \$238 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$386  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$386  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$387  = \acc$231 ;
-    if (s2_valid) begin
-      \$387  = \$240 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$387  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$387  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$388  = \acc$241 ;
-    if (s2_valid) begin
-      \$388  = \$242 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$388  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$388  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$389  = \acc$251 ;
-    if (s2_valid) begin
-      \$389  = \$244 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$389  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$389  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$390  = r_pending;
-    if (router_go) begin
-      \$390  = \$247 [7:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$339 ) begin
-            \$390  = \$342 ;
-          end
-    endcase
-    if (rst) begin
-      \$390  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$391  = count0;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              \$391  = \$249 [7:0];
-        endcase
-      end
-    end
-    if (\$260 ) begin
-      \$391  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$353 , 3'h0 })
-              4'h0:
-                  \$391  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$391  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$392  = count1;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              /* empty */;
-          4'h1:
-              \$392  = \$249 [7:0];
-        endcase
-      end
-    end
-    if (\$260 ) begin
-      \$392  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$354 , 3'h1 })
-              4'h1:
-                  \$392  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$392  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$393  = count2;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              /* empty */;
-          4'h1:
-              /* empty */;
-          4'h2:
-              \$393  = \$249 [7:0];
-        endcase
-      end
-    end
-    if (\$260 ) begin
-      \$393  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$355 , 3'h2 })
-              4'h2:
-                  \$393  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$393  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$394  = count3;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              /* empty */;
-          4'h1:
-              /* empty */;
-          4'h2:
-              /* empty */;
-          4'h3:
-              \$394  = \$249 [7:0];
-        endcase
-      end
-    end
-    if (\$260 ) begin
-      \$394  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$356 , 3'h3 })
-              4'h3:
-                  \$394  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$394  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$395  = count4;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              /* empty */;
-          4'h1:
-              /* empty */;
-          4'h2:
-              /* empty */;
-          4'h3:
-              /* empty */;
-          4'h4:
-              \$395  = \$249 [7:0];
-        endcase
-      end
-    end
-    if (\$260 ) begin
-      \$395  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$357 , 3'h4 })
-              4'h4:
-                  \$395  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$395  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$396  = count5;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              /* empty */;
-          4'h1:
-              /* empty */;
-          4'h2:
-              /* empty */;
-          4'h3:
-              /* empty */;
-          4'h4:
-              /* empty */;
-          4'h5:
-              \$396  = \$249 [7:0];
-        endcase
-      end
-    end
-    if (\$260 ) begin
-      \$396  = 8'h00;
-    end
-    if (rst) begin
-      \$396  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$397  = count6;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              /* empty */;
-          4'h1:
-              /* empty */;
-          4'h2:
-              /* empty */;
-          4'h3:
-              /* empty */;
-          4'h4:
-              /* empty */;
-          4'h5:
-              /* empty */;
-          4'h6:
-              \$397  = \$249 [7:0];
-        endcase
-      end
-    end
-    if (\$260 ) begin
-      \$397  = 8'h00;
-    end
-    if (rst) begin
-      \$397  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$398  = count7;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              /* empty */;
-          4'h1:
-              /* empty */;
-          4'h2:
-              /* empty */;
-          4'h3:
-              /* empty */;
-          4'h4:
-              /* empty */;
-          4'h5:
-              /* empty */;
-          4'h6:
-              /* empty */;
-          4'h7:
-              \$398  = \$249 [7:0];
-        endcase
-      end
-    end
-    if (\$260 ) begin
-      \$398  = 8'h00;
-    end
-    if (rst) begin
-      \$398  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$399  = count8;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              /* empty */;
-          4'h1:
-              /* empty */;
-          4'h2:
-              /* empty */;
-          4'h3:
-              /* empty */;
-          4'h4:
-              /* empty */;
-          4'h5:
-              /* empty */;
-          4'h6:
-              /* empty */;
-          4'h7:
-              /* empty */;
-          4'h8:
-              \$399  = \$249 [7:0];
-        endcase
-      end
-    end
-    if (\$260 ) begin
-      \$399  = 8'h00;
+    if (\$254 ) begin
+      \$383  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -21656,183 +21101,51 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$353 , 3'h0 })
-              4'h0:
-                  /* empty */;
-              4'h8:
-                  \$399  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$399  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$400  = count9;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              /* empty */;
-          4'h1:
-              /* empty */;
-          4'h2:
-              /* empty */;
-          4'h3:
-              /* empty */;
-          4'h4:
-              /* empty */;
-          4'h5:
-              /* empty */;
-          4'h6:
-              /* empty */;
-          4'h7:
-              /* empty */;
-          4'h8:
-              /* empty */;
-          4'h9:
-              \$400  = \$249 [7:0];
-        endcase
-      end
-    end
-    if (\$260 ) begin
-      \$400  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$354 , 3'h1 })
-              4'h1:
-                  /* empty */;
-              4'h9:
-                  \$400  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$400  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$401  = count10;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              /* empty */;
-          4'h1:
-              /* empty */;
-          4'h2:
-              /* empty */;
-          4'h3:
-              /* empty */;
-          4'h4:
-              /* empty */;
-          4'h5:
-              /* empty */;
-          4'h6:
-              /* empty */;
-          4'h7:
-              /* empty */;
-          4'h8:
-              /* empty */;
-          4'h9:
-              /* empty */;
-          4'ha:
-              \$401  = \$249 [7:0];
-        endcase
-      end
-    end
-    if (\$260 ) begin
-      \$401  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$355 , 3'h2 })
+            casez ({ \$338 , 3'h2 })
               4'h2:
                   /* empty */;
               4'ha:
-                  \$401  = 8'h00;
+                  \$383  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$401  = 8'h00;
+      \$383  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$402  = count11;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              /* empty */;
-          4'h1:
-              /* empty */;
-          4'h2:
-              /* empty */;
-          4'h3:
-              /* empty */;
-          4'h4:
-              /* empty */;
-          4'h5:
-              /* empty */;
-          4'h6:
-              /* empty */;
-          4'h7:
-              /* empty */;
-          4'h8:
-              /* empty */;
-          4'h9:
-              /* empty */;
-          4'ha:
-              /* empty */;
-          4'hb:
-              \$402  = \$249 [7:0];
-        endcase
-      end
+    \$384  = count11;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            /* empty */;
+        4'h9:
+            /* empty */;
+        4'ha:
+            /* empty */;
+        4'hb:
+            \$384  = \$243 [7:0];
+      endcase
     end
-    if (\$260 ) begin
-      \$402  = 8'h00;
+    if (\$254 ) begin
+      \$384  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -21854,55 +21167,53 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$356 , 3'h3 })
+            casez ({ \$339 , 3'h3 })
               4'h3:
                   /* empty */;
               4'hb:
-                  \$402  = 8'h00;
+                  \$384  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$402  = 8'h00;
+      \$384  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$403  = count12;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              /* empty */;
-          4'h1:
-              /* empty */;
-          4'h2:
-              /* empty */;
-          4'h3:
-              /* empty */;
-          4'h4:
-              /* empty */;
-          4'h5:
-              /* empty */;
-          4'h6:
-              /* empty */;
-          4'h7:
-              /* empty */;
-          4'h8:
-              /* empty */;
-          4'h9:
-              /* empty */;
-          4'ha:
-              /* empty */;
-          4'hb:
-              /* empty */;
-          4'hc:
-              \$403  = \$249 [7:0];
-        endcase
-      end
+    \$385  = count12;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            /* empty */;
+        4'h9:
+            /* empty */;
+        4'ha:
+            /* empty */;
+        4'hb:
+            /* empty */;
+        4'hc:
+            \$385  = \$243 [7:0];
+      endcase
     end
-    if (\$260 ) begin
-      \$403  = 8'h00;
+    if (\$254 ) begin
+      \$385  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -21932,57 +21243,55 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             (* full_case = 32'd1 *)
             
             (* full_case = 32'd1 *)
-            casez ({ \$357 , 3'h4 })
+            casez ({ \$340 , 3'h4 })
               4'h4:
                   /* empty */;
               4'hc:
-                  \$403  = 8'h00;
+                  \$385  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$403  = 8'h00;
+      \$385  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$404  = count13;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              /* empty */;
-          4'h1:
-              /* empty */;
-          4'h2:
-              /* empty */;
-          4'h3:
-              /* empty */;
-          4'h4:
-              /* empty */;
-          4'h5:
-              /* empty */;
-          4'h6:
-              /* empty */;
-          4'h7:
-              /* empty */;
-          4'h8:
-              /* empty */;
-          4'h9:
-              /* empty */;
-          4'ha:
-              /* empty */;
-          4'hb:
-              /* empty */;
-          4'hc:
-              /* empty */;
-          4'hd:
-              \$404  = \$249 [7:0];
-        endcase
-      end
+    \$386  = count13;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            /* empty */;
+        4'h9:
+            /* empty */;
+        4'ha:
+            /* empty */;
+        4'hb:
+            /* empty */;
+        4'hc:
+            /* empty */;
+        4'hd:
+            \$386  = \$243 [7:0];
+      endcase
     end
-    if (\$260 ) begin
-      \$404  = 8'h00;
+    if (\$254 ) begin
+      \$386  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22016,50 +21325,48 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (rst) begin
-      \$404  = 8'h00;
+      \$386  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$405  = count14;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          4'h0:
-              /* empty */;
-          4'h1:
-              /* empty */;
-          4'h2:
-              /* empty */;
-          4'h3:
-              /* empty */;
-          4'h4:
-              /* empty */;
-          4'h5:
-              /* empty */;
-          4'h6:
-              /* empty */;
-          4'h7:
-              /* empty */;
-          4'h8:
-              /* empty */;
-          4'h9:
-              /* empty */;
-          4'ha:
-              /* empty */;
-          4'hb:
-              /* empty */;
-          4'hc:
-              /* empty */;
-          4'hd:
-              /* empty */;
-          4'he:
-              \$405  = \$249 [7:0];
-        endcase
-      end
+    \$387  = count14;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            /* empty */;
+        4'h9:
+            /* empty */;
+        4'ha:
+            /* empty */;
+        4'hb:
+            /* empty */;
+        4'hc:
+            /* empty */;
+        4'hd:
+            /* empty */;
+        4'he:
+            \$387  = \$243 [7:0];
+      endcase
     end
-    if (\$260 ) begin
-      \$405  = 8'h00;
+    if (\$254 ) begin
+      \$387  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22093,53 +21400,51 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (rst) begin
-      \$405  = 8'h00;
+      \$387  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$406  = count15;
-    if (router_go) begin
-      if (pick_spike) begin
-        (* full_case = 32'd1 *)
-        casez ({ cur, spike_src })
-          4'h0:
-              /* empty */;
-          4'h1:
-              /* empty */;
-          4'h2:
-              /* empty */;
-          4'h3:
-              /* empty */;
-          4'h4:
-              /* empty */;
-          4'h5:
-              /* empty */;
-          4'h6:
-              /* empty */;
-          4'h7:
-              /* empty */;
-          4'h8:
-              /* empty */;
-          4'h9:
-              /* empty */;
-          4'ha:
-              /* empty */;
-          4'hb:
-              /* empty */;
-          4'hc:
-              /* empty */;
-          4'hd:
-              /* empty */;
-          4'he:
-              /* empty */;
-          4'hf:
-              \$406  = \$249 [7:0];
-        endcase
-      end
+    \$388  = count15;
+    if (\event ) begin
+      (* full_case = 32'd1 *)
+      casez ({ cur, spike_src })
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            /* empty */;
+        4'h9:
+            /* empty */;
+        4'ha:
+            /* empty */;
+        4'hb:
+            /* empty */;
+        4'hc:
+            /* empty */;
+        4'hd:
+            /* empty */;
+        4'he:
+            /* empty */;
+        4'hf:
+            \$388  = \$243 [7:0];
+      endcase
     end
-    if (\$260 ) begin
-      \$406  = 8'h00;
+    if (\$254 ) begin
+      \$388  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22173,22 +21478,20 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (rst) begin
-      \$406  = 8'h00;
+      \$388  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$407  = ctr0;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$255 )
-          6'h00:
-              \$407  = \$253 [31:0];
-        endcase
-      end
+    \$389  = ctr0;
+    if (\event ) begin
+      casez (\$249 )
+        6'h00:
+            \$389  = \$247 [31:0];
+      endcase
     end
-    if (\$260 ) begin
-      \$407  = 32'd0;
+    if (\$254 ) begin
+      \$389  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -22196,60 +21499,58 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$273 )
+          casez (\$267 )
             6'h00:
-                \$407  = \$271 [31:0];
+                \$389  = \$265 [31:0];
           endcase
       4'h4:
-          casez (\$279 )
+          casez (\$273 )
             6'h00:
-                \$407  = \$277 [31:0];
+                \$389  = \$271 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$309 )
+          casez (\$303 )
             6'h00:
-                \$407  = \$307 [31:0];
+                \$389  = \$301 [31:0];
           endcase
-          if (\$310 ) begin
-            if (\$312 ) begin
-              casez (\$318 )
+          if (\$304 ) begin
+            if (\$306 ) begin
+              casez (\$312 )
                 6'h00:
-                    \$407  = \$316 [31:0];
+                    \$389  = \$310 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$325 )
+          casez (\$319 )
             6'h00:
-                \$407  = \$323 [31:0];
+                \$389  = \$317 [31:0];
           endcase
       4'h7:
-          casez (\$334 )
+          casez (\$328 )
             6'h00:
-                \$407  = \$332 [31:0];
+                \$389  = \$326 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$407  = 32'd0;
+      \$389  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$408  = ctr1;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$255 )
-          6'h00:
-              /* empty */;
-          6'h01:
-              \$408  = \$253 [31:0];
-        endcase
-      end
+    \$390  = ctr1;
+    if (\event ) begin
+      casez (\$249 )
+        6'h00:
+            /* empty */;
+        6'h01:
+            \$390  = \$247 [31:0];
+      endcase
     end
-    if (\$260 ) begin
-      \$408  = 32'd0;
+    if (\$254 ) begin
+      \$390  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -22257,74 +21558,72 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$267 )
+            6'h00:
+                /* empty */;
+            6'h01:
+                \$390  = \$265 [31:0];
+          endcase
+      4'h4:
           casez (\$273 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$408  = \$271 [31:0];
-          endcase
-      4'h4:
-          casez (\$279 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                \$408  = \$277 [31:0];
+                \$390  = \$271 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$309 )
+          casez (\$303 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$408  = \$307 [31:0];
+                \$390  = \$301 [31:0];
           endcase
-          if (\$310 ) begin
-            if (\$312 ) begin
-              casez (\$318 )
+          if (\$304 ) begin
+            if (\$306 ) begin
+              casez (\$312 )
                 6'h00:
                     /* empty */;
                 6'h01:
-                    \$408  = \$316 [31:0];
+                    \$390  = \$310 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$325 )
+          casez (\$319 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$408  = \$323 [31:0];
+                \$390  = \$317 [31:0];
           endcase
       4'h7:
-          casez (\$334 )
+          casez (\$328 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$408  = \$332 [31:0];
+                \$390  = \$326 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$408  = 32'd0;
+      \$390  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$409  = ctr2;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$255 )
-          6'h00:
-              /* empty */;
-          6'h01:
-              /* empty */;
-          6'h02:
-              \$409  = \$253 [31:0];
-        endcase
-      end
+    \$391  = ctr2;
+    if (\event ) begin
+      casez (\$249 )
+        6'h00:
+            /* empty */;
+        6'h01:
+            /* empty */;
+        6'h02:
+            \$391  = \$247 [31:0];
+      endcase
     end
-    if (\$260 ) begin
-      \$409  = 32'd0;
+    if (\$254 ) begin
+      \$391  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -22332,88 +21631,86 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$267 )
+            6'h00:
+                /* empty */;
+            6'h01:
+                /* empty */;
+            6'h02:
+                \$391  = \$265 [31:0];
+          endcase
+      4'h4:
           casez (\$273 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$409  = \$271 [31:0];
-          endcase
-      4'h4:
-          casez (\$279 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                \$409  = \$277 [31:0];
+                \$391  = \$271 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$309 )
+          casez (\$303 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$409  = \$307 [31:0];
+                \$391  = \$301 [31:0];
           endcase
-          if (\$310 ) begin
-            if (\$312 ) begin
-              casez (\$318 )
+          if (\$304 ) begin
+            if (\$306 ) begin
+              casez (\$312 )
                 6'h00:
                     /* empty */;
                 6'h01:
                     /* empty */;
                 6'h02:
-                    \$409  = \$316 [31:0];
+                    \$391  = \$310 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$325 )
+          casez (\$319 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$409  = \$323 [31:0];
+                \$391  = \$317 [31:0];
           endcase
       4'h7:
-          casez (\$334 )
+          casez (\$328 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$409  = \$332 [31:0];
+                \$391  = \$326 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$409  = 32'd0;
+      \$391  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$410  = ctr3;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$255 )
-          6'h00:
-              /* empty */;
-          6'h01:
-              /* empty */;
-          6'h02:
-              /* empty */;
-          6'h03:
-              \$410  = \$253 [31:0];
-        endcase
-      end
+    \$392  = ctr3;
+    if (\event ) begin
+      casez (\$249 )
+        6'h00:
+            /* empty */;
+        6'h01:
+            /* empty */;
+        6'h02:
+            /* empty */;
+        6'h03:
+            \$392  = \$247 [31:0];
+      endcase
     end
-    if (\$260 ) begin
-      \$410  = 32'd0;
+    if (\$254 ) begin
+      \$392  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -22421,6 +21718,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$267 )
+            6'h00:
+                /* empty */;
+            6'h01:
+                /* empty */;
+            6'h02:
+                /* empty */;
+            6'h03:
+                \$392  = \$265 [31:0];
+          endcase
+      4'h4:
           casez (\$273 )
             6'h00:
                 /* empty */;
@@ -22429,22 +21737,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h02:
                 /* empty */;
             6'h03:
-                \$410  = \$271 [31:0];
-          endcase
-      4'h4:
-          casez (\$279 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                \$410  = \$277 [31:0];
+                \$392  = \$271 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$309 )
+          casez (\$303 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22452,11 +21749,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h02:
                 /* empty */;
             6'h03:
-                \$410  = \$307 [31:0];
+                \$392  = \$301 [31:0];
           endcase
-          if (\$310 ) begin
-            if (\$312 ) begin
-              casez (\$318 )
+          if (\$304 ) begin
+            if (\$306 ) begin
+              casez (\$312 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -22464,13 +21761,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h02:
                     /* empty */;
                 6'h03:
-                    \$410  = \$316 [31:0];
+                    \$392  = \$310 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$325 )
+          casez (\$319 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22478,10 +21775,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h02:
                 /* empty */;
             6'h03:
-                \$410  = \$323 [31:0];
+                \$392  = \$317 [31:0];
           endcase
       4'h7:
-          casez (\$334 )
+          casez (\$328 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22489,34 +21786,32 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h02:
                 /* empty */;
             6'h03:
-                \$410  = \$332 [31:0];
+                \$392  = \$326 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$410  = 32'd0;
+      \$392  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$411  = ctr4;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$255 )
-          6'h00:
-              /* empty */;
-          6'h01:
-              /* empty */;
-          6'h02:
-              /* empty */;
-          6'h03:
-              /* empty */;
-          6'h04:
-              \$411  = \$253 [31:0];
-        endcase
-      end
+    \$393  = ctr4;
+    if (\event ) begin
+      casez (\$249 )
+        6'h00:
+            /* empty */;
+        6'h01:
+            /* empty */;
+        6'h02:
+            /* empty */;
+        6'h03:
+            /* empty */;
+        6'h04:
+            \$393  = \$247 [31:0];
+      endcase
     end
-    if (\$260 ) begin
-      \$411  = 32'd0;
+    if (\$254 ) begin
+      \$393  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -22524,6 +21819,19 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$267 )
+            6'h00:
+                /* empty */;
+            6'h01:
+                /* empty */;
+            6'h02:
+                /* empty */;
+            6'h03:
+                /* empty */;
+            6'h04:
+                \$393  = \$265 [31:0];
+          endcase
+      4'h4:
           casez (\$273 )
             6'h00:
                 /* empty */;
@@ -22534,24 +21842,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h03:
                 /* empty */;
             6'h04:
-                \$411  = \$271 [31:0];
-          endcase
-      4'h4:
-          casez (\$279 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                \$411  = \$277 [31:0];
+                \$393  = \$271 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$309 )
+          casez (\$303 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22561,11 +21856,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h03:
                 /* empty */;
             6'h04:
-                \$411  = \$307 [31:0];
+                \$393  = \$301 [31:0];
           endcase
-          if (\$310 ) begin
-            if (\$312 ) begin
-              casez (\$318 )
+          if (\$304 ) begin
+            if (\$306 ) begin
+              casez (\$312 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -22575,13 +21870,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h03:
                     /* empty */;
                 6'h04:
-                    \$411  = \$316 [31:0];
+                    \$393  = \$310 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$325 )
+          casez (\$319 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22591,10 +21886,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h03:
                 /* empty */;
             6'h04:
-                \$411  = \$323 [31:0];
+                \$393  = \$317 [31:0];
           endcase
       4'h7:
-          casez (\$334 )
+          casez (\$328 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22604,36 +21899,34 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h03:
                 /* empty */;
             6'h04:
-                \$411  = \$332 [31:0];
+                \$393  = \$326 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$411  = 32'd0;
+      \$393  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$412  = ctr5;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$255 )
-          6'h00:
-              /* empty */;
-          6'h01:
-              /* empty */;
-          6'h02:
-              /* empty */;
-          6'h03:
-              /* empty */;
-          6'h04:
-              /* empty */;
-          6'h05:
-              \$412  = \$253 [31:0];
-        endcase
-      end
+    \$394  = ctr5;
+    if (\event ) begin
+      casez (\$249 )
+        6'h00:
+            /* empty */;
+        6'h01:
+            /* empty */;
+        6'h02:
+            /* empty */;
+        6'h03:
+            /* empty */;
+        6'h04:
+            /* empty */;
+        6'h05:
+            \$394  = \$247 [31:0];
+      endcase
     end
-    if (\$260 ) begin
-      \$412  = 32'd0;
+    if (\$254 ) begin
+      \$394  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -22641,6 +21934,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$267 )
+            6'h00:
+                /* empty */;
+            6'h01:
+                /* empty */;
+            6'h02:
+                /* empty */;
+            6'h03:
+                /* empty */;
+            6'h04:
+                /* empty */;
+            6'h05:
+                \$394  = \$265 [31:0];
+          endcase
+      4'h4:
           casez (\$273 )
             6'h00:
                 /* empty */;
@@ -22653,26 +21961,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h04:
                 /* empty */;
             6'h05:
-                \$412  = \$271 [31:0];
-          endcase
-      4'h4:
-          casez (\$279 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                \$412  = \$277 [31:0];
+                \$394  = \$271 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$309 )
+          casez (\$303 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22684,11 +21977,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h04:
                 /* empty */;
             6'h05:
-                \$412  = \$307 [31:0];
+                \$394  = \$301 [31:0];
           endcase
-          if (\$310 ) begin
-            if (\$312 ) begin
-              casez (\$318 )
+          if (\$304 ) begin
+            if (\$306 ) begin
+              casez (\$312 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -22700,13 +21993,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h04:
                     /* empty */;
                 6'h05:
-                    \$412  = \$316 [31:0];
+                    \$394  = \$310 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$325 )
+          casez (\$319 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22718,10 +22011,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h04:
                 /* empty */;
             6'h05:
-                \$412  = \$323 [31:0];
+                \$394  = \$317 [31:0];
           endcase
       4'h7:
-          casez (\$334 )
+          casez (\$328 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22733,38 +22026,36 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h04:
                 /* empty */;
             6'h05:
-                \$412  = \$332 [31:0];
+                \$394  = \$326 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$412  = 32'd0;
+      \$394  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$413  = ctr6;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$255 )
-          6'h00:
-              /* empty */;
-          6'h01:
-              /* empty */;
-          6'h02:
-              /* empty */;
-          6'h03:
-              /* empty */;
-          6'h04:
-              /* empty */;
-          6'h05:
-              /* empty */;
-          6'h06:
-              \$413  = \$253 [31:0];
-        endcase
-      end
+    \$395  = ctr6;
+    if (\event ) begin
+      casez (\$249 )
+        6'h00:
+            /* empty */;
+        6'h01:
+            /* empty */;
+        6'h02:
+            /* empty */;
+        6'h03:
+            /* empty */;
+        6'h04:
+            /* empty */;
+        6'h05:
+            /* empty */;
+        6'h06:
+            \$395  = \$247 [31:0];
+      endcase
     end
-    if (\$260 ) begin
-      \$413  = 32'd0;
+    if (\$254 ) begin
+      \$395  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -22772,6 +22063,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$267 )
+            6'h00:
+                /* empty */;
+            6'h01:
+                /* empty */;
+            6'h02:
+                /* empty */;
+            6'h03:
+                /* empty */;
+            6'h04:
+                /* empty */;
+            6'h05:
+                /* empty */;
+            6'h06:
+                \$395  = \$265 [31:0];
+          endcase
+      4'h4:
           casez (\$273 )
             6'h00:
                 /* empty */;
@@ -22786,28 +22094,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h05:
                 /* empty */;
             6'h06:
-                \$413  = \$271 [31:0];
-          endcase
-      4'h4:
-          casez (\$279 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                \$413  = \$277 [31:0];
+                \$395  = \$271 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$309 )
+          casez (\$303 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22821,11 +22112,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h05:
                 /* empty */;
             6'h06:
-                \$413  = \$307 [31:0];
+                \$395  = \$301 [31:0];
           endcase
-          if (\$310 ) begin
-            if (\$312 ) begin
-              casez (\$318 )
+          if (\$304 ) begin
+            if (\$306 ) begin
+              casez (\$312 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -22839,13 +22130,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h05:
                     /* empty */;
                 6'h06:
-                    \$413  = \$316 [31:0];
+                    \$395  = \$310 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$325 )
+          casez (\$319 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22859,10 +22150,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h05:
                 /* empty */;
             6'h06:
-                \$413  = \$323 [31:0];
+                \$395  = \$317 [31:0];
           endcase
       4'h7:
-          casez (\$334 )
+          casez (\$328 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22876,40 +22167,38 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h05:
                 /* empty */;
             6'h06:
-                \$413  = \$332 [31:0];
+                \$395  = \$326 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$413  = 32'd0;
+      \$395  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$414  = ctr7;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$255 )
-          6'h00:
-              /* empty */;
-          6'h01:
-              /* empty */;
-          6'h02:
-              /* empty */;
-          6'h03:
-              /* empty */;
-          6'h04:
-              /* empty */;
-          6'h05:
-              /* empty */;
-          6'h06:
-              /* empty */;
-          6'h07:
-              \$414  = \$253 [31:0];
-        endcase
-      end
+    \$396  = ctr7;
+    if (\event ) begin
+      casez (\$249 )
+        6'h00:
+            /* empty */;
+        6'h01:
+            /* empty */;
+        6'h02:
+            /* empty */;
+        6'h03:
+            /* empty */;
+        6'h04:
+            /* empty */;
+        6'h05:
+            /* empty */;
+        6'h06:
+            /* empty */;
+        6'h07:
+            \$396  = \$247 [31:0];
+      endcase
     end
-    if (\$260 ) begin
-      \$414  = 32'd0;
+    if (\$254 ) begin
+      \$396  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -22917,6 +22206,25 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$267 )
+            6'h00:
+                /* empty */;
+            6'h01:
+                /* empty */;
+            6'h02:
+                /* empty */;
+            6'h03:
+                /* empty */;
+            6'h04:
+                /* empty */;
+            6'h05:
+                /* empty */;
+            6'h06:
+                /* empty */;
+            6'h07:
+                \$396  = \$265 [31:0];
+          endcase
+      4'h4:
           casez (\$273 )
             6'h00:
                 /* empty */;
@@ -22933,30 +22241,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h06:
                 /* empty */;
             6'h07:
-                \$414  = \$271 [31:0];
-          endcase
-      4'h4:
-          casez (\$279 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                \$414  = \$277 [31:0];
+                \$396  = \$271 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$309 )
+          casez (\$303 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22972,11 +22261,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h06:
                 /* empty */;
             6'h07:
-                \$414  = \$307 [31:0];
+                \$396  = \$301 [31:0];
           endcase
-          if (\$310 ) begin
-            if (\$312 ) begin
-              casez (\$318 )
+          if (\$304 ) begin
+            if (\$306 ) begin
+              casez (\$312 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -22992,13 +22281,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h06:
                     /* empty */;
                 6'h07:
-                    \$414  = \$316 [31:0];
+                    \$396  = \$310 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$325 )
+          casez (\$319 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23014,10 +22303,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h06:
                 /* empty */;
             6'h07:
-                \$414  = \$323 [31:0];
+                \$396  = \$317 [31:0];
           endcase
       4'h7:
-          casez (\$334 )
+          casez (\$328 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23033,42 +22322,40 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h06:
                 /* empty */;
             6'h07:
-                \$414  = \$332 [31:0];
+                \$396  = \$326 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$414  = 32'd0;
+      \$396  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$415  = ctr8;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$255 )
-          6'h00:
-              /* empty */;
-          6'h01:
-              /* empty */;
-          6'h02:
-              /* empty */;
-          6'h03:
-              /* empty */;
-          6'h04:
-              /* empty */;
-          6'h05:
-              /* empty */;
-          6'h06:
-              /* empty */;
-          6'h07:
-              /* empty */;
-          6'h08:
-              \$415  = \$253 [31:0];
-        endcase
-      end
+    \$397  = ctr8;
+    if (\event ) begin
+      casez (\$249 )
+        6'h00:
+            /* empty */;
+        6'h01:
+            /* empty */;
+        6'h02:
+            /* empty */;
+        6'h03:
+            /* empty */;
+        6'h04:
+            /* empty */;
+        6'h05:
+            /* empty */;
+        6'h06:
+            /* empty */;
+        6'h07:
+            /* empty */;
+        6'h08:
+            \$397  = \$247 [31:0];
+      endcase
     end
-    if (\$260 ) begin
-      \$415  = 32'd0;
+    if (\$254 ) begin
+      \$397  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -23076,6 +22363,27 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$267 )
+            6'h00:
+                /* empty */;
+            6'h01:
+                /* empty */;
+            6'h02:
+                /* empty */;
+            6'h03:
+                /* empty */;
+            6'h04:
+                /* empty */;
+            6'h05:
+                /* empty */;
+            6'h06:
+                /* empty */;
+            6'h07:
+                /* empty */;
+            6'h08:
+                \$397  = \$265 [31:0];
+          endcase
+      4'h4:
           casez (\$273 )
             6'h00:
                 /* empty */;
@@ -23094,32 +22402,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h07:
                 /* empty */;
             6'h08:
-                \$415  = \$271 [31:0];
-          endcase
-      4'h4:
-          casez (\$279 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                \$415  = \$277 [31:0];
+                \$397  = \$271 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$309 )
+          casez (\$303 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23137,11 +22424,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h07:
                 /* empty */;
             6'h08:
-                \$415  = \$307 [31:0];
+                \$397  = \$301 [31:0];
           endcase
-          if (\$310 ) begin
-            if (\$312 ) begin
-              casez (\$318 )
+          if (\$304 ) begin
+            if (\$306 ) begin
+              casez (\$312 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -23159,13 +22446,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h07:
                     /* empty */;
                 6'h08:
-                    \$415  = \$316 [31:0];
+                    \$397  = \$310 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$325 )
+          casez (\$319 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23183,10 +22470,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h07:
                 /* empty */;
             6'h08:
-                \$415  = \$323 [31:0];
+                \$397  = \$317 [31:0];
           endcase
       4'h7:
-          casez (\$334 )
+          casez (\$328 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23204,44 +22491,42 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h07:
                 /* empty */;
             6'h08:
-                \$415  = \$332 [31:0];
+                \$397  = \$326 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$415  = 32'd0;
+      \$397  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$416  = ctr9;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$255 )
-          6'h00:
-              /* empty */;
-          6'h01:
-              /* empty */;
-          6'h02:
-              /* empty */;
-          6'h03:
-              /* empty */;
-          6'h04:
-              /* empty */;
-          6'h05:
-              /* empty */;
-          6'h06:
-              /* empty */;
-          6'h07:
-              /* empty */;
-          6'h08:
-              /* empty */;
-          6'h09:
-              \$416  = \$253 [31:0];
-        endcase
-      end
+    \$398  = ctr9;
+    if (\event ) begin
+      casez (\$249 )
+        6'h00:
+            /* empty */;
+        6'h01:
+            /* empty */;
+        6'h02:
+            /* empty */;
+        6'h03:
+            /* empty */;
+        6'h04:
+            /* empty */;
+        6'h05:
+            /* empty */;
+        6'h06:
+            /* empty */;
+        6'h07:
+            /* empty */;
+        6'h08:
+            /* empty */;
+        6'h09:
+            \$398  = \$247 [31:0];
+      endcase
     end
-    if (\$260 ) begin
-      \$416  = 32'd0;
+    if (\$254 ) begin
+      \$398  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -23249,6 +22534,29 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$267 )
+            6'h00:
+                /* empty */;
+            6'h01:
+                /* empty */;
+            6'h02:
+                /* empty */;
+            6'h03:
+                /* empty */;
+            6'h04:
+                /* empty */;
+            6'h05:
+                /* empty */;
+            6'h06:
+                /* empty */;
+            6'h07:
+                /* empty */;
+            6'h08:
+                /* empty */;
+            6'h09:
+                \$398  = \$265 [31:0];
+          endcase
+      4'h4:
           casez (\$273 )
             6'h00:
                 /* empty */;
@@ -23269,34 +22577,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h08:
                 /* empty */;
             6'h09:
-                \$416  = \$271 [31:0];
-          endcase
-      4'h4:
-          casez (\$279 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                \$416  = \$277 [31:0];
+                \$398  = \$271 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$309 )
+          casez (\$303 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23316,11 +22601,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h08:
                 /* empty */;
             6'h09:
-                \$416  = \$307 [31:0];
+                \$398  = \$301 [31:0];
           endcase
-          if (\$310 ) begin
-            if (\$312 ) begin
-              casez (\$318 )
+          if (\$304 ) begin
+            if (\$306 ) begin
+              casez (\$312 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -23340,13 +22625,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h08:
                     /* empty */;
                 6'h09:
-                    \$416  = \$316 [31:0];
+                    \$398  = \$310 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$325 )
+          casez (\$319 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23366,10 +22651,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h08:
                 /* empty */;
             6'h09:
-                \$416  = \$323 [31:0];
+                \$398  = \$317 [31:0];
           endcase
       4'h7:
-          casez (\$334 )
+          casez (\$328 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23389,46 +22674,44 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h08:
                 /* empty */;
             6'h09:
-                \$416  = \$332 [31:0];
+                \$398  = \$326 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$416  = 32'd0;
+      \$398  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$417  = ctr10;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$255 )
-          6'h00:
-              /* empty */;
-          6'h01:
-              /* empty */;
-          6'h02:
-              /* empty */;
-          6'h03:
-              /* empty */;
-          6'h04:
-              /* empty */;
-          6'h05:
-              /* empty */;
-          6'h06:
-              /* empty */;
-          6'h07:
-              /* empty */;
-          6'h08:
-              /* empty */;
-          6'h09:
-              /* empty */;
-          6'h0a:
-              \$417  = \$253 [31:0];
-        endcase
-      end
+    \$399  = ctr10;
+    if (\event ) begin
+      casez (\$249 )
+        6'h00:
+            /* empty */;
+        6'h01:
+            /* empty */;
+        6'h02:
+            /* empty */;
+        6'h03:
+            /* empty */;
+        6'h04:
+            /* empty */;
+        6'h05:
+            /* empty */;
+        6'h06:
+            /* empty */;
+        6'h07:
+            /* empty */;
+        6'h08:
+            /* empty */;
+        6'h09:
+            /* empty */;
+        6'h0a:
+            \$399  = \$247 [31:0];
+      endcase
     end
-    if (\$260 ) begin
-      \$417  = 32'd0;
+    if (\$254 ) begin
+      \$399  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -23436,6 +22719,31 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$267 )
+            6'h00:
+                /* empty */;
+            6'h01:
+                /* empty */;
+            6'h02:
+                /* empty */;
+            6'h03:
+                /* empty */;
+            6'h04:
+                /* empty */;
+            6'h05:
+                /* empty */;
+            6'h06:
+                /* empty */;
+            6'h07:
+                /* empty */;
+            6'h08:
+                /* empty */;
+            6'h09:
+                /* empty */;
+            6'h0a:
+                \$399  = \$265 [31:0];
+          endcase
+      4'h4:
           casez (\$273 )
             6'h00:
                 /* empty */;
@@ -23458,36 +22766,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h09:
                 /* empty */;
             6'h0a:
-                \$417  = \$271 [31:0];
-          endcase
-      4'h4:
-          casez (\$279 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                \$417  = \$277 [31:0];
+                \$399  = \$271 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$309 )
+          casez (\$303 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23509,11 +22792,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h09:
                 /* empty */;
             6'h0a:
-                \$417  = \$307 [31:0];
+                \$399  = \$301 [31:0];
           endcase
-          if (\$310 ) begin
-            if (\$312 ) begin
-              casez (\$318 )
+          if (\$304 ) begin
+            if (\$306 ) begin
+              casez (\$312 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -23535,13 +22818,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h09:
                     /* empty */;
                 6'h0a:
-                    \$417  = \$316 [31:0];
+                    \$399  = \$310 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$325 )
+          casez (\$319 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23563,10 +22846,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h09:
                 /* empty */;
             6'h0a:
-                \$417  = \$323 [31:0];
+                \$399  = \$317 [31:0];
           endcase
       4'h7:
-          casez (\$334 )
+          casez (\$328 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23588,48 +22871,46 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h09:
                 /* empty */;
             6'h0a:
-                \$417  = \$332 [31:0];
+                \$399  = \$326 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$417  = 32'd0;
+      \$399  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$418  = ctr11;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$255 )
-          6'h00:
-              /* empty */;
-          6'h01:
-              /* empty */;
-          6'h02:
-              /* empty */;
-          6'h03:
-              /* empty */;
-          6'h04:
-              /* empty */;
-          6'h05:
-              /* empty */;
-          6'h06:
-              /* empty */;
-          6'h07:
-              /* empty */;
-          6'h08:
-              /* empty */;
-          6'h09:
-              /* empty */;
-          6'h0a:
-              /* empty */;
-          6'h0b:
-              \$418  = \$253 [31:0];
-        endcase
-      end
+    \$400  = ctr11;
+    if (\event ) begin
+      casez (\$249 )
+        6'h00:
+            /* empty */;
+        6'h01:
+            /* empty */;
+        6'h02:
+            /* empty */;
+        6'h03:
+            /* empty */;
+        6'h04:
+            /* empty */;
+        6'h05:
+            /* empty */;
+        6'h06:
+            /* empty */;
+        6'h07:
+            /* empty */;
+        6'h08:
+            /* empty */;
+        6'h09:
+            /* empty */;
+        6'h0a:
+            /* empty */;
+        6'h0b:
+            \$400  = \$247 [31:0];
+      endcase
     end
-    if (\$260 ) begin
-      \$418  = 32'd0;
+    if (\$254 ) begin
+      \$400  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -23637,6 +22918,33 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$267 )
+            6'h00:
+                /* empty */;
+            6'h01:
+                /* empty */;
+            6'h02:
+                /* empty */;
+            6'h03:
+                /* empty */;
+            6'h04:
+                /* empty */;
+            6'h05:
+                /* empty */;
+            6'h06:
+                /* empty */;
+            6'h07:
+                /* empty */;
+            6'h08:
+                /* empty */;
+            6'h09:
+                /* empty */;
+            6'h0a:
+                /* empty */;
+            6'h0b:
+                \$400  = \$265 [31:0];
+          endcase
+      4'h4:
           casez (\$273 )
             6'h00:
                 /* empty */;
@@ -23661,38 +22969,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$418  = \$271 [31:0];
-          endcase
-      4'h4:
-          casez (\$279 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                \$418  = \$277 [31:0];
+                \$400  = \$271 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$309 )
+          casez (\$303 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23716,11 +22997,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$418  = \$307 [31:0];
+                \$400  = \$301 [31:0];
           endcase
-          if (\$310 ) begin
-            if (\$312 ) begin
-              casez (\$318 )
+          if (\$304 ) begin
+            if (\$306 ) begin
+              casez (\$312 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -23744,13 +23025,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h0a:
                     /* empty */;
                 6'h0b:
-                    \$418  = \$316 [31:0];
+                    \$400  = \$310 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$325 )
+          casez (\$319 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23774,10 +23055,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$418  = \$323 [31:0];
+                \$400  = \$317 [31:0];
           endcase
       4'h7:
-          casez (\$334 )
+          casez (\$328 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23801,50 +23082,48 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$418  = \$332 [31:0];
+                \$400  = \$326 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$418  = 32'd0;
+      \$400  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$419  = ctr12;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$255 )
-          6'h00:
-              /* empty */;
-          6'h01:
-              /* empty */;
-          6'h02:
-              /* empty */;
-          6'h03:
-              /* empty */;
-          6'h04:
-              /* empty */;
-          6'h05:
-              /* empty */;
-          6'h06:
-              /* empty */;
-          6'h07:
-              /* empty */;
-          6'h08:
-              /* empty */;
-          6'h09:
-              /* empty */;
-          6'h0a:
-              /* empty */;
-          6'h0b:
-              /* empty */;
-          6'h0c:
-              \$419  = \$253 [31:0];
-        endcase
-      end
+    \$401  = ctr12;
+    if (\event ) begin
+      casez (\$249 )
+        6'h00:
+            /* empty */;
+        6'h01:
+            /* empty */;
+        6'h02:
+            /* empty */;
+        6'h03:
+            /* empty */;
+        6'h04:
+            /* empty */;
+        6'h05:
+            /* empty */;
+        6'h06:
+            /* empty */;
+        6'h07:
+            /* empty */;
+        6'h08:
+            /* empty */;
+        6'h09:
+            /* empty */;
+        6'h0a:
+            /* empty */;
+        6'h0b:
+            /* empty */;
+        6'h0c:
+            \$401  = \$247 [31:0];
+      endcase
     end
-    if (\$260 ) begin
-      \$419  = 32'd0;
+    if (\$254 ) begin
+      \$401  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -23852,6 +23131,35 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$267 )
+            6'h00:
+                /* empty */;
+            6'h01:
+                /* empty */;
+            6'h02:
+                /* empty */;
+            6'h03:
+                /* empty */;
+            6'h04:
+                /* empty */;
+            6'h05:
+                /* empty */;
+            6'h06:
+                /* empty */;
+            6'h07:
+                /* empty */;
+            6'h08:
+                /* empty */;
+            6'h09:
+                /* empty */;
+            6'h0a:
+                /* empty */;
+            6'h0b:
+                /* empty */;
+            6'h0c:
+                \$401  = \$265 [31:0];
+          endcase
+      4'h4:
           casez (\$273 )
             6'h00:
                 /* empty */;
@@ -23878,40 +23186,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$419  = \$271 [31:0];
-          endcase
-      4'h4:
-          casez (\$279 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                \$419  = \$277 [31:0];
+                \$401  = \$271 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$309 )
+          casez (\$303 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23937,11 +23216,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$419  = \$307 [31:0];
+                \$401  = \$301 [31:0];
           endcase
-          if (\$310 ) begin
-            if (\$312 ) begin
-              casez (\$318 )
+          if (\$304 ) begin
+            if (\$306 ) begin
+              casez (\$312 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -23967,13 +23246,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h0b:
                     /* empty */;
                 6'h0c:
-                    \$419  = \$316 [31:0];
+                    \$401  = \$310 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$325 )
+          casez (\$319 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23999,10 +23278,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$419  = \$323 [31:0];
+                \$401  = \$317 [31:0];
           endcase
       4'h7:
-          casez (\$334 )
+          casez (\$328 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24028,52 +23307,50 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$419  = \$332 [31:0];
+                \$401  = \$326 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$419  = 32'd0;
+      \$401  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$420  = ctr13;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$255 )
-          6'h00:
-              /* empty */;
-          6'h01:
-              /* empty */;
-          6'h02:
-              /* empty */;
-          6'h03:
-              /* empty */;
-          6'h04:
-              /* empty */;
-          6'h05:
-              /* empty */;
-          6'h06:
-              /* empty */;
-          6'h07:
-              /* empty */;
-          6'h08:
-              /* empty */;
-          6'h09:
-              /* empty */;
-          6'h0a:
-              /* empty */;
-          6'h0b:
-              /* empty */;
-          6'h0c:
-              /* empty */;
-          6'h0d:
-              \$420  = \$253 [31:0];
-        endcase
-      end
+    \$402  = ctr13;
+    if (\event ) begin
+      casez (\$249 )
+        6'h00:
+            /* empty */;
+        6'h01:
+            /* empty */;
+        6'h02:
+            /* empty */;
+        6'h03:
+            /* empty */;
+        6'h04:
+            /* empty */;
+        6'h05:
+            /* empty */;
+        6'h06:
+            /* empty */;
+        6'h07:
+            /* empty */;
+        6'h08:
+            /* empty */;
+        6'h09:
+            /* empty */;
+        6'h0a:
+            /* empty */;
+        6'h0b:
+            /* empty */;
+        6'h0c:
+            /* empty */;
+        6'h0d:
+            \$402  = \$247 [31:0];
+      endcase
     end
-    if (\$260 ) begin
-      \$420  = 32'd0;
+    if (\$254 ) begin
+      \$402  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -24081,6 +23358,37 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$267 )
+            6'h00:
+                /* empty */;
+            6'h01:
+                /* empty */;
+            6'h02:
+                /* empty */;
+            6'h03:
+                /* empty */;
+            6'h04:
+                /* empty */;
+            6'h05:
+                /* empty */;
+            6'h06:
+                /* empty */;
+            6'h07:
+                /* empty */;
+            6'h08:
+                /* empty */;
+            6'h09:
+                /* empty */;
+            6'h0a:
+                /* empty */;
+            6'h0b:
+                /* empty */;
+            6'h0c:
+                /* empty */;
+            6'h0d:
+                \$402  = \$265 [31:0];
+          endcase
+      4'h4:
           casez (\$273 )
             6'h00:
                 /* empty */;
@@ -24109,42 +23417,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$420  = \$271 [31:0];
-          endcase
-      4'h4:
-          casez (\$279 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                \$420  = \$277 [31:0];
+                \$402  = \$271 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$309 )
+          casez (\$303 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24172,11 +23449,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$420  = \$307 [31:0];
+                \$402  = \$301 [31:0];
           endcase
-          if (\$310 ) begin
-            if (\$312 ) begin
-              casez (\$318 )
+          if (\$304 ) begin
+            if (\$306 ) begin
+              casez (\$312 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -24204,13 +23481,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h0c:
                     /* empty */;
                 6'h0d:
-                    \$420  = \$316 [31:0];
+                    \$402  = \$310 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$325 )
+          casez (\$319 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24238,10 +23515,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$420  = \$323 [31:0];
+                \$402  = \$317 [31:0];
           endcase
       4'h7:
-          casez (\$334 )
+          casez (\$328 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24269,54 +23546,52 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$420  = \$332 [31:0];
+                \$402  = \$326 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$420  = 32'd0;
+      \$402  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$421  = ctr14;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$255 )
-          6'h00:
-              /* empty */;
-          6'h01:
-              /* empty */;
-          6'h02:
-              /* empty */;
-          6'h03:
-              /* empty */;
-          6'h04:
-              /* empty */;
-          6'h05:
-              /* empty */;
-          6'h06:
-              /* empty */;
-          6'h07:
-              /* empty */;
-          6'h08:
-              /* empty */;
-          6'h09:
-              /* empty */;
-          6'h0a:
-              /* empty */;
-          6'h0b:
-              /* empty */;
-          6'h0c:
-              /* empty */;
-          6'h0d:
-              /* empty */;
-          6'h0e:
-              \$421  = \$253 [31:0];
-        endcase
-      end
+    \$403  = ctr14;
+    if (\event ) begin
+      casez (\$249 )
+        6'h00:
+            /* empty */;
+        6'h01:
+            /* empty */;
+        6'h02:
+            /* empty */;
+        6'h03:
+            /* empty */;
+        6'h04:
+            /* empty */;
+        6'h05:
+            /* empty */;
+        6'h06:
+            /* empty */;
+        6'h07:
+            /* empty */;
+        6'h08:
+            /* empty */;
+        6'h09:
+            /* empty */;
+        6'h0a:
+            /* empty */;
+        6'h0b:
+            /* empty */;
+        6'h0c:
+            /* empty */;
+        6'h0d:
+            /* empty */;
+        6'h0e:
+            \$403  = \$247 [31:0];
+      endcase
     end
-    if (\$260 ) begin
-      \$421  = 32'd0;
+    if (\$254 ) begin
+      \$403  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -24324,6 +23599,39 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$267 )
+            6'h00:
+                /* empty */;
+            6'h01:
+                /* empty */;
+            6'h02:
+                /* empty */;
+            6'h03:
+                /* empty */;
+            6'h04:
+                /* empty */;
+            6'h05:
+                /* empty */;
+            6'h06:
+                /* empty */;
+            6'h07:
+                /* empty */;
+            6'h08:
+                /* empty */;
+            6'h09:
+                /* empty */;
+            6'h0a:
+                /* empty */;
+            6'h0b:
+                /* empty */;
+            6'h0c:
+                /* empty */;
+            6'h0d:
+                /* empty */;
+            6'h0e:
+                \$403  = \$265 [31:0];
+          endcase
+      4'h4:
           casez (\$273 )
             6'h00:
                 /* empty */;
@@ -24354,44 +23662,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$421  = \$271 [31:0];
-          endcase
-      4'h4:
-          casez (\$279 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                \$421  = \$277 [31:0];
+                \$403  = \$271 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$309 )
+          casez (\$303 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24421,11 +23696,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$421  = \$307 [31:0];
+                \$403  = \$301 [31:0];
           endcase
-          if (\$310 ) begin
-            if (\$312 ) begin
-              casez (\$318 )
+          if (\$304 ) begin
+            if (\$306 ) begin
+              casez (\$312 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -24455,13 +23730,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h0d:
                     /* empty */;
                 6'h0e:
-                    \$421  = \$316 [31:0];
+                    \$403  = \$310 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$325 )
+          casez (\$319 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24491,10 +23766,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$421  = \$323 [31:0];
+                \$403  = \$317 [31:0];
           endcase
       4'h7:
-          casez (\$334 )
+          casez (\$328 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24524,56 +23799,54 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$421  = \$332 [31:0];
+                \$403  = \$326 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$421  = 32'd0;
+      \$403  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$422  = ctr15;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$255 )
-          6'h00:
-              /* empty */;
-          6'h01:
-              /* empty */;
-          6'h02:
-              /* empty */;
-          6'h03:
-              /* empty */;
-          6'h04:
-              /* empty */;
-          6'h05:
-              /* empty */;
-          6'h06:
-              /* empty */;
-          6'h07:
-              /* empty */;
-          6'h08:
-              /* empty */;
-          6'h09:
-              /* empty */;
-          6'h0a:
-              /* empty */;
-          6'h0b:
-              /* empty */;
-          6'h0c:
-              /* empty */;
-          6'h0d:
-              /* empty */;
-          6'h0e:
-              /* empty */;
-          6'h0f:
-              \$422  = \$253 [31:0];
-        endcase
-      end
+    \$404  = ctr15;
+    if (\event ) begin
+      casez (\$249 )
+        6'h00:
+            /* empty */;
+        6'h01:
+            /* empty */;
+        6'h02:
+            /* empty */;
+        6'h03:
+            /* empty */;
+        6'h04:
+            /* empty */;
+        6'h05:
+            /* empty */;
+        6'h06:
+            /* empty */;
+        6'h07:
+            /* empty */;
+        6'h08:
+            /* empty */;
+        6'h09:
+            /* empty */;
+        6'h0a:
+            /* empty */;
+        6'h0b:
+            /* empty */;
+        6'h0c:
+            /* empty */;
+        6'h0d:
+            /* empty */;
+        6'h0e:
+            /* empty */;
+        6'h0f:
+            \$404  = \$247 [31:0];
+      endcase
     end
-    if (\$260 ) begin
-      \$422  = 32'd0;
+    if (\$254 ) begin
+      \$404  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -24581,6 +23854,41 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$267 )
+            6'h00:
+                /* empty */;
+            6'h01:
+                /* empty */;
+            6'h02:
+                /* empty */;
+            6'h03:
+                /* empty */;
+            6'h04:
+                /* empty */;
+            6'h05:
+                /* empty */;
+            6'h06:
+                /* empty */;
+            6'h07:
+                /* empty */;
+            6'h08:
+                /* empty */;
+            6'h09:
+                /* empty */;
+            6'h0a:
+                /* empty */;
+            6'h0b:
+                /* empty */;
+            6'h0c:
+                /* empty */;
+            6'h0d:
+                /* empty */;
+            6'h0e:
+                /* empty */;
+            6'h0f:
+                \$404  = \$265 [31:0];
+          endcase
+      4'h4:
           casez (\$273 )
             6'h00:
                 /* empty */;
@@ -24613,46 +23921,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$422  = \$271 [31:0];
-          endcase
-      4'h4:
-          casez (\$279 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                \$422  = \$277 [31:0];
+                \$404  = \$271 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$309 )
+          casez (\$303 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24684,11 +23957,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$422  = \$307 [31:0];
+                \$404  = \$301 [31:0];
           endcase
-          if (\$310 ) begin
-            if (\$312 ) begin
-              casez (\$318 )
+          if (\$304 ) begin
+            if (\$306 ) begin
+              casez (\$312 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -24720,13 +23993,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h0e:
                     /* empty */;
                 6'h0f:
-                    \$422  = \$316 [31:0];
+                    \$404  = \$310 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$325 )
+          casez (\$319 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24758,10 +24031,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$422  = \$323 [31:0];
+                \$404  = \$317 [31:0];
           endcase
       4'h7:
-          casez (\$334 )
+          casez (\$328 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24793,61 +24066,59 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$422  = \$332 [31:0];
+                \$404  = \$326 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$422  = 32'd0;
+      \$404  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$423  = ctr16;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$255 )
-          6'h00:
-              /* empty */;
-          6'h01:
-              /* empty */;
-          6'h02:
-              /* empty */;
-          6'h03:
-              /* empty */;
-          6'h04:
-              /* empty */;
-          6'h05:
-              /* empty */;
-          6'h06:
-              /* empty */;
-          6'h07:
-              /* empty */;
-          6'h08:
-              /* empty */;
-          6'h09:
-              /* empty */;
-          6'h0a:
-              /* empty */;
-          6'h0b:
-              /* empty */;
-          6'h0c:
-              /* empty */;
-          6'h0d:
-              /* empty */;
-          6'h0e:
-              /* empty */;
-          6'h0f:
-              /* empty */;
-          6'h10:
-              \$423  = \$253 [31:0];
-        endcase
-      end
+    \$405  = ctr16;
+    if (\event ) begin
+      casez (\$249 )
+        6'h00:
+            /* empty */;
+        6'h01:
+            /* empty */;
+        6'h02:
+            /* empty */;
+        6'h03:
+            /* empty */;
+        6'h04:
+            /* empty */;
+        6'h05:
+            /* empty */;
+        6'h06:
+            /* empty */;
+        6'h07:
+            /* empty */;
+        6'h08:
+            /* empty */;
+        6'h09:
+            /* empty */;
+        6'h0a:
+            /* empty */;
+        6'h0b:
+            /* empty */;
+        6'h0c:
+            /* empty */;
+        6'h0d:
+            /* empty */;
+        6'h0e:
+            /* empty */;
+        6'h0f:
+            /* empty */;
+        6'h10:
+            \$405  = \$247 [31:0];
+      endcase
     end
-    if (\$260 ) begin
-      \$423  = 32'd0;
+    if (\$254 ) begin
+      \$405  = 32'd0;
     end
     if (busy) begin
-      \$423  = \$261 [31:0];
+      \$405  = \$255 [31:0];
     end
     casez (fsm_state)
       4'h0:
@@ -24855,6 +24126,43 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$267 )
+            6'h00:
+                /* empty */;
+            6'h01:
+                /* empty */;
+            6'h02:
+                /* empty */;
+            6'h03:
+                /* empty */;
+            6'h04:
+                /* empty */;
+            6'h05:
+                /* empty */;
+            6'h06:
+                /* empty */;
+            6'h07:
+                /* empty */;
+            6'h08:
+                /* empty */;
+            6'h09:
+                /* empty */;
+            6'h0a:
+                /* empty */;
+            6'h0b:
+                /* empty */;
+            6'h0c:
+                /* empty */;
+            6'h0d:
+                /* empty */;
+            6'h0e:
+                /* empty */;
+            6'h0f:
+                /* empty */;
+            6'h10:
+                \$405  = \$265 [31:0];
+          endcase
+      4'h4:
           casez (\$273 )
             6'h00:
                 /* empty */;
@@ -24889,48 +24197,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0f:
                 /* empty */;
             6'h10:
-                \$423  = \$271 [31:0];
-          endcase
-      4'h4:
-          casez (\$279 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                /* empty */;
-            6'h10:
-                \$423  = \$277 [31:0];
+                \$405  = \$271 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$309 )
+          casez (\$303 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24964,11 +24235,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0f:
                 /* empty */;
             6'h10:
-                \$423  = \$307 [31:0];
+                \$405  = \$301 [31:0];
           endcase
-          if (\$310 ) begin
-            if (\$312 ) begin
-              casez (\$318 )
+          if (\$304 ) begin
+            if (\$306 ) begin
+              casez (\$312 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -25002,13 +24273,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h0f:
                     /* empty */;
                 6'h10:
-                    \$423  = \$316 [31:0];
+                    \$405  = \$310 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$325 )
+          casez (\$319 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -25042,10 +24313,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0f:
                 /* empty */;
             6'h10:
-                \$423  = \$323 [31:0];
+                \$405  = \$317 [31:0];
           endcase
       4'h7:
-          casez (\$334 )
+          casez (\$328 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -25079,60 +24350,58 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0f:
                 /* empty */;
             6'h10:
-                \$423  = \$332 [31:0];
+                \$405  = \$326 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$423  = 32'd0;
+      \$405  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$424  = ctr17;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$255 )
-          6'h00:
-              /* empty */;
-          6'h01:
-              /* empty */;
-          6'h02:
-              /* empty */;
-          6'h03:
-              /* empty */;
-          6'h04:
-              /* empty */;
-          6'h05:
-              /* empty */;
-          6'h06:
-              /* empty */;
-          6'h07:
-              /* empty */;
-          6'h08:
-              /* empty */;
-          6'h09:
-              /* empty */;
-          6'h0a:
-              /* empty */;
-          6'h0b:
-              /* empty */;
-          6'h0c:
-              /* empty */;
-          6'h0d:
-              /* empty */;
-          6'h0e:
-              /* empty */;
-          6'h0f:
-              /* empty */;
-          6'h10:
-              /* empty */;
-          6'h11:
-              \$424  = \$253 [31:0];
-        endcase
-      end
+    \$406  = ctr17;
+    if (\event ) begin
+      casez (\$249 )
+        6'h00:
+            /* empty */;
+        6'h01:
+            /* empty */;
+        6'h02:
+            /* empty */;
+        6'h03:
+            /* empty */;
+        6'h04:
+            /* empty */;
+        6'h05:
+            /* empty */;
+        6'h06:
+            /* empty */;
+        6'h07:
+            /* empty */;
+        6'h08:
+            /* empty */;
+        6'h09:
+            /* empty */;
+        6'h0a:
+            /* empty */;
+        6'h0b:
+            /* empty */;
+        6'h0c:
+            /* empty */;
+        6'h0d:
+            /* empty */;
+        6'h0e:
+            /* empty */;
+        6'h0f:
+            /* empty */;
+        6'h10:
+            /* empty */;
+        6'h11:
+            \$406  = \$247 [31:0];
+      endcase
     end
-    if (\$260 ) begin
-      \$424  = 32'd0;
+    if (\$254 ) begin
+      \$406  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -25140,6 +24409,45 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$267 )
+            6'h00:
+                /* empty */;
+            6'h01:
+                /* empty */;
+            6'h02:
+                /* empty */;
+            6'h03:
+                /* empty */;
+            6'h04:
+                /* empty */;
+            6'h05:
+                /* empty */;
+            6'h06:
+                /* empty */;
+            6'h07:
+                /* empty */;
+            6'h08:
+                /* empty */;
+            6'h09:
+                /* empty */;
+            6'h0a:
+                /* empty */;
+            6'h0b:
+                /* empty */;
+            6'h0c:
+                /* empty */;
+            6'h0d:
+                /* empty */;
+            6'h0e:
+                /* empty */;
+            6'h0f:
+                /* empty */;
+            6'h10:
+                /* empty */;
+            6'h11:
+                \$406  = \$265 [31:0];
+          endcase
+      4'h4:
           casez (\$273 )
             6'h00:
                 /* empty */;
@@ -25176,50 +24484,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h10:
                 /* empty */;
             6'h11:
-                \$424  = \$271 [31:0];
-          endcase
-      4'h4:
-          casez (\$279 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                /* empty */;
-            6'h10:
-                /* empty */;
-            6'h11:
-                \$424  = \$277 [31:0];
+                \$406  = \$271 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$309 )
+          casez (\$303 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -25255,11 +24524,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h10:
                 /* empty */;
             6'h11:
-                \$424  = \$307 [31:0];
+                \$406  = \$301 [31:0];
           endcase
-          if (\$310 ) begin
-            if (\$312 ) begin
-              casez (\$318 )
+          if (\$304 ) begin
+            if (\$306 ) begin
+              casez (\$312 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -25295,13 +24564,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h10:
                     /* empty */;
                 6'h11:
-                    \$424  = \$316 [31:0];
+                    \$406  = \$310 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$325 )
+          casez (\$319 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -25337,10 +24606,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h10:
                 /* empty */;
             6'h11:
-                \$424  = \$323 [31:0];
+                \$406  = \$317 [31:0];
           endcase
       4'h7:
-          casez (\$334 )
+          casez (\$328 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -25376,73 +24645,73 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h10:
                 /* empty */;
             6'h11:
-                \$424  = \$332 [31:0];
+                \$406  = \$326 [31:0];
           endcase
       4'h8:
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$424  = \$359 [31:0];
+            \$406  = \$342 [31:0];
           end
     endcase
     if (rst) begin
-      \$424  = 32'd0;
+      \$406  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$425  = in_full;
-    if (\$256 ) begin
+    \$407  = in_full;
+    if (\$250 ) begin
       if (input__payload[15]) begin
-        \$425  = 1'h1;
+        \$407  = 1'h1;
       end
     end
-    if (\$260 ) begin
-      \$425  = 1'h0;
+    if (\$254 ) begin
+      \$407  = 1'h0;
     end
     casez (fsm_state)
       4'h0:
-          if (\$263 ) begin
-            \$425  = 1'h0;
+          if (\$257 ) begin
+            \$407  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$425  = 1'h0;
+      \$407  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$426  = in_count0;
-    if (\$256 ) begin
+    \$408  = in_count0;
+    if (\$250 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
         casez (\$signal )
           1'h0:
-              \$426  = \$258 [6:0];
+              \$408  = \$252 [6:0];
         endcase
       end
     end
-    if (\$260 ) begin
-      \$426  = 7'h00;
+    if (\$254 ) begin
+      \$408  = 7'h00;
     end
     casez (fsm_state)
       4'h0:
-          if (\$263 ) begin
-            casez (\$265 )
+          if (\$257 ) begin
+            casez (\$259 )
               1'h0:
-                  \$426  = 7'h00;
+                  \$408  = 7'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$426  = 7'h00;
+      \$408  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$427  = in_count1;
-    if (\$256 ) begin
+    \$409  = in_count1;
+    if (\$250 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
@@ -25451,34 +24720,34 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           1'h0:
               /* empty */;
           1'h1:
-              \$427  = \$258 [6:0];
+              \$409  = \$252 [6:0];
         endcase
       end
     end
-    if (\$260 ) begin
-      \$427  = 7'h00;
+    if (\$254 ) begin
+      \$409  = 7'h00;
     end
     casez (fsm_state)
       4'h0:
-          if (\$263 ) begin
+          if (\$257 ) begin
             (* full_case = 32'd1 *)
-            casez (\$265 )
+            casez (\$259 )
               1'h0:
                   /* empty */;
               1'h1:
-                  \$427  = 7'h00;
+                  \$409  = 7'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$427  = 7'h00;
+      \$409  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$428  = cur;
-    if (\$260 ) begin
-      \$428  = 1'h0;
+    \$410  = cur;
+    if (\$254 ) begin
+      \$410  = 1'h0;
     end
     casez (fsm_state)
       4'h0:
@@ -25499,36 +24768,36 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$428  = \$358 ;
+            \$410  = \$341 ;
           end
     endcase
     if (rst) begin
-      \$428  = 1'h0;
+      \$410  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$429  = \$signal ;
-    if (\$260 ) begin
-      \$429  = 1'h0;
+    \$411  = \$signal ;
+    if (\$254 ) begin
+      \$411  = 1'h0;
     end
     casez (fsm_state)
       4'h0:
-          if (\$263 ) begin
-            \$429  = \$264 ;
+          if (\$257 ) begin
+            \$411  = \$258 ;
           end
     endcase
     if (rst) begin
-      \$429  = 1'h0;
+      \$411  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$430  = li;
+    \$412  = li;
     casez (fsm_state)
       4'h0:
-          if (\$263 ) begin
-            \$430  = 2'h0;
+          if (\$257 ) begin
+            \$412  = 2'h0;
           end
       4'h2:
           /* empty */;
@@ -25543,100 +24812,100 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h7:
           /* empty */;
       4'h8:
-          if (\$349 ) begin
+          if (free) begin
             (* full_case = 32'd1 *)
-            if (\$351 ) begin
+            if (\$334 ) begin
             end else begin
-              \$430  = \$352 [1:0];
+              \$412  = \$335 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$430  = 2'h0;
+      \$412  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$431  = \$signal$336 ;
+    \$413  = \$signal$334 ;
     casez (fsm_state)
       4'h0:
-          if (\$263 ) begin
-            \$431  = \$signal ;
+          if (\$257 ) begin
+            \$413  = \$signal ;
           end
     endcase
     if (rst) begin
-      \$431  = 1'h0;
+      \$413  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$432  = fsm_state;
+    \$414  = fsm_state;
     casez (fsm_state)
       4'h0:
-          if (\$263 ) begin
+          if (\$257 ) begin
             (* full_case = 32'd1 *)
-            if (\$266 ) begin
-              \$432  = 4'h1;
+            if (\$260 ) begin
+              \$414  = 4'h1;
             end else begin
-              \$432  = 4'h2;
+              \$414  = 4'h2;
             end
           end
       4'h2:
-          \$432  = 4'h3;
+          \$414  = 4'h3;
       4'h3:
-          \$432  = 4'h4;
+          \$414  = 4'h4;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$283 ) begin
-            \$432  = 4'h5;
+          if (\$277 ) begin
+            \$414  = 4'h5;
           end else begin
-            \$432  = 4'h6;
+            \$414  = 4'h6;
           end
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$310 ) begin
+          if (\$304 ) begin
           end else begin
-            \$432  = 4'h4;
+            \$414  = 4'h4;
           end
       4'h5:
-          if (\$328 ) begin
-            \$432  = 4'h7;
+          if (\$322 ) begin
+            \$414  = 4'h7;
           end
       4'h7:
-          if (\$339 ) begin
+          if (can_load) begin
             (* full_case = 32'd1 *)
-            if (\$347 ) begin
-              \$432  = 4'h8;
+            if (\$331 ) begin
+              \$414  = 4'h8;
             end else begin
-              \$432  = 4'h3;
+              \$414  = 4'h3;
             end
           end
       4'h8:
-          if (\$349 ) begin
+          if (free) begin
             (* full_case = 32'd1 *)
-            if (\$351 ) begin
-              \$432  = 4'h1;
+            if (\$334 ) begin
+              \$414  = 4'h1;
             end else begin
-              \$432  = 4'h2;
+              \$414  = 4'h2;
             end
           end
       4'h1:
           if (w_rdy) begin
-            \$432  = 4'h0;
+            \$414  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$432  = 4'h0;
+      \$414  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$433  = k;
+    \$415  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          \$433  = 5'h00;
+          \$415  = 5'h00;
       4'h3:
           /* empty */;
       4'h4:
@@ -25646,65 +24915,44 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h5:
           /* empty */;
       4'h7:
-          if (\$339 ) begin
+          if (can_load) begin
             (* full_case = 32'd1 *)
-            if (\$347 ) begin
+            if (\$331 ) begin
             end else begin
-              \$433  = \$348 [4:0];
+              \$415  = \$332 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$433  = 5'h00;
+      \$415  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$434  = e;
+    \$416  = e;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
           /* empty */;
       4'h3:
-          \$434  = { 1'h0, \$267  };
+          \$416  = { 1'h0, \$261  };
       4'h4:
           /* empty */;
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$310 ) begin
+          if (\$304 ) begin
           end else begin
-            \$434  = \$319 [3:0];
+            \$416  = \$313 [3:0];
           end
     endcase
     if (rst) begin
-      \$434  = 4'h0;
+      \$416  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$435  = src_sel;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$283 ) begin
-          end else begin
-            \$435  = \$284 ;
-          end
-    endcase
-    if (rst) begin
-      \$435  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$436  = \$signal$335 ;
+    \$417  = src_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -25714,18 +24962,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$283 ) begin
+          if (\$277 ) begin
           end else begin
-            \$436  = \$286 ;
+            \$417  = \$278 ;
           end
     endcase
     if (rst) begin
-      \$436  = 1'h0;
+      \$417  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$437  = bank_sel;
+    \$418  = \$signal$333 ;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -25735,18 +24983,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$283 ) begin
+          if (\$277 ) begin
           end else begin
-            \$437  = \$291 ;
+            \$418  = \$280 ;
           end
     endcase
     if (rst) begin
-      \$437  = 1'h0;
+      \$418  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$438  = n;
+    \$419  = bank_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -25756,22 +25004,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$283 ) begin
+          if (\$277 ) begin
           end else begin
-            \$438  = 8'h00;
-          end
-      4'h6:
-          if (\$310 ) begin
-            \$438  = \$311 [7:0];
+            \$419  = \$285 ;
           end
     endcase
     if (rst) begin
-      \$438  = 8'h00;
+      \$419  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$439  = cnt;
+    \$420  = n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -25781,18 +25025,22 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$283 ) begin
+          if (\$277 ) begin
           end else begin
-            \$439  = \$299 ;
+            \$420  = 8'h00;
+          end
+      4'h6:
+          if (\$304 ) begin
+            \$420  = \$305 [7:0];
           end
     endcase
     if (rst) begin
-      \$439  = 8'h00;
+      \$420  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$440  = rowbase;
+    \$421  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -25802,18 +25050,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$283 ) begin
+          if (\$277 ) begin
           end else begin
-            \$440  = \$303 [11:0];
+            \$421  = \$293 ;
           end
     endcase
     if (rst) begin
-      \$440  = 12'h000;
+      \$421  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$441  = r_spikes;
+    \$422  = rowbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -25822,293 +25070,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h3:
           /* empty */;
       4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$339 ) begin
-            \$441  = spikes;
+          (* full_case = 32'd1 *)
+          if (\$277 ) begin
+          end else begin
+            \$422  = \$297 [11:0];
           end
     endcase
     if (rst) begin
-      \$441  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$442  = r_layer;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$339 ) begin
-            \$442  = li;
-          end
-    endcase
-    if (rst) begin
-      \$442  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$443  = r_base;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$339 ) begin
-            \$443  = \$343 [7:0];
-          end
-    endcase
-    if (rst) begin
-      \$443  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$444  = r_emit_values;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$339 ) begin
-            \$444  = \$344 ;
-          end
-    endcase
-    if (rst) begin
-      \$444  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$445  = r_value0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$339 ) begin
-            \$445  = u_new;
-          end
-    endcase
-    if (rst) begin
-      \$445  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$446  = r_value1;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$339 ) begin
-            \$446  = \u_new$267 ;
-          end
-    endcase
-    if (rst) begin
-      \$446  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$447  = r_value2;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$339 ) begin
-            \$447  = \u_new$271 ;
-          end
-    endcase
-    if (rst) begin
-      \$447  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$448  = r_value3;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$339 ) begin
-            \$448  = \u_new$275 ;
-          end
-    endcase
-    if (rst) begin
-      \$448  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$449  = r_value4;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$339 ) begin
-            \$449  = \u_new$279 ;
-          end
-    endcase
-    if (rst) begin
-      \$449  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$450  = r_value5;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$339 ) begin
-            \$450  = \u_new$283 ;
-          end
-    endcase
-    if (rst) begin
-      \$450  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$451  = r_value6;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$339 ) begin
-            \$451  = \u_new$287 ;
-          end
-    endcase
-    if (rst) begin
-      \$451  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$452  = r_value7;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$339 ) begin
-            \$452  = \u_new$291 ;
-          end
-    endcase
-    if (rst) begin
-      \$452  = 16'h0000;
+      \$422  = 12'h000;
     end
   end
   always @* begin
@@ -26194,61 +25163,39 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (pick)
-      3'h0:
-          \$119  = r_value0;
-      3'h1:
-          \$119  = r_value1;
-      3'h2:
-          \$119  = r_value2;
-      3'h3:
-          \$119  = r_value3;
-      3'h4:
-          \$119  = r_value4;
-      3'h5:
-          \$119  = r_value5;
-      3'h6:
-          \$119  = r_value6;
-      3'h7:
-          \$119  = r_value7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
     casez ({ cur, spike_src })
       4'h0:
-          \$122  = count0[6:0];
+          \$119  = count0[6:0];
       4'h1:
-          \$122  = count1[6:0];
+          \$119  = count1[6:0];
       4'h2:
-          \$122  = count2[6:0];
+          \$119  = count2[6:0];
       4'h3:
-          \$122  = count3[6:0];
+          \$119  = count3[6:0];
       4'h4:
-          \$122  = count4[6:0];
+          \$119  = count4[6:0];
       4'h5:
-          \$122  = count5[6:0];
+          \$119  = count5[6:0];
       4'h6:
-          \$122  = count6[6:0];
+          \$119  = count6[6:0];
       4'h7:
-          \$122  = count7[6:0];
+          \$119  = count7[6:0];
       4'h8:
-          \$122  = count8[6:0];
+          \$119  = count8[6:0];
       4'h9:
-          \$122  = count9[6:0];
+          \$119  = count9[6:0];
       4'ha:
-          \$122  = count10[6:0];
+          \$119  = count10[6:0];
       4'hb:
-          \$122  = count11[6:0];
+          \$119  = count11[6:0];
       4'hc:
-          \$122  = count12[6:0];
+          \$119  = count12[6:0];
       4'hd:
-          \$122  = count13[6:0];
+          \$119  = count13[6:0];
       4'he:
-          \$122  = count14[6:0];
+          \$119  = count14[6:0];
       4'hf:
-          \$122  = count15[6:0];
+          \$119  = count15[6:0];
     endcase
   end
   always @* begin
@@ -26291,6 +25238,48 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           spiking = layer2[25];
       2'h3:
           spiking = layer3[25];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \v_reset$186  = layer0[43:28];
+      2'h1:
+          \v_reset$186  = layer1[43:28];
+      2'h2:
+          \v_reset$186  = layer2[43:28];
+      2'h3:
+          \v_reset$186  = layer3[43:28];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \reset$187  = layer0[27:26];
+      2'h1:
+          \reset$187  = layer1[27:26];
+      2'h2:
+          \reset$187  = layer2[27:26];
+      2'h3:
+          \reset$187  = layer3[27:26];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \spiking$188  = layer0[25];
+      2'h1:
+          \spiking$188  = layer1[25];
+      2'h2:
+          \spiking$188  = layer2[25];
+      2'h3:
+          \spiking$188  = layer3[25];
     endcase
   end
   always @* begin
@@ -26550,13 +25539,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \v_reset$256  = layer0[43:28];
+          \$168  = layer0[7:0];
       2'h1:
-          \v_reset$256  = layer1[43:28];
+          \$168  = layer1[7:0];
       2'h2:
-          \v_reset$256  = layer2[43:28];
+          \$168  = layer2[7:0];
       2'h3:
-          \v_reset$256  = layer3[43:28];
+          \$168  = layer3[7:0];
     endcase
   end
   always @* begin
@@ -26564,13 +25553,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \reset$257  = layer0[27:26];
+          \$172  = layer0[7:0];
       2'h1:
-          \reset$257  = layer1[27:26];
+          \$172  = layer1[7:0];
       2'h2:
-          \reset$257  = layer2[27:26];
+          \$172  = layer2[7:0];
       2'h3:
-          \reset$257  = layer3[27:26];
+          \$172  = layer3[7:0];
     endcase
   end
   always @* begin
@@ -26578,13 +25567,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \spiking$258  = layer0[25];
+          \$176  = layer0[7:0];
       2'h1:
-          \spiking$258  = layer1[25];
+          \$176  = layer1[7:0];
       2'h2:
-          \spiking$258  = layer2[25];
+          \$176  = layer2[7:0];
       2'h3:
-          \spiking$258  = layer3[25];
+          \$176  = layer3[7:0];
     endcase
   end
   always @* begin
@@ -26592,13 +25581,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$171  = layer0[7:0];
+          \$180  = layer0[7:0];
       2'h1:
-          \$171  = layer1[7:0];
+          \$180  = layer1[7:0];
       2'h2:
-          \$171  = layer2[7:0];
+          \$180  = layer2[7:0];
       2'h3:
-          \$171  = layer3[7:0];
+          \$180  = layer3[7:0];
     endcase
   end
   always @* begin
@@ -26606,13 +25595,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$175  = layer0[7:0];
+          \$184  = layer0[7:0];
       2'h1:
-          \$175  = layer1[7:0];
+          \$184  = layer1[7:0];
       2'h2:
-          \$175  = layer2[7:0];
+          \$184  = layer2[7:0];
       2'h3:
-          \$175  = layer3[7:0];
+          \$184  = layer3[7:0];
     endcase
   end
   always @* begin
@@ -26620,13 +25609,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$179  = layer0[7:0];
+          \$188  = layer0[7:0];
       2'h1:
-          \$179  = layer1[7:0];
+          \$188  = layer1[7:0];
       2'h2:
-          \$179  = layer2[7:0];
+          \$188  = layer2[7:0];
       2'h3:
-          \$179  = layer3[7:0];
+          \$188  = layer3[7:0];
     endcase
   end
   always @* begin
@@ -26634,13 +25623,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$183  = layer0[7:0];
+          \$192  = layer0[7:0];
       2'h1:
-          \$183  = layer1[7:0];
+          \$192  = layer1[7:0];
       2'h2:
-          \$183  = layer2[7:0];
+          \$192  = layer2[7:0];
       2'h3:
-          \$183  = layer3[7:0];
+          \$192  = layer3[7:0];
     endcase
   end
   always @* begin
@@ -26648,55 +25637,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$187  = layer0[7:0];
+          \$196  = layer0[7:0];
       2'h1:
-          \$187  = layer1[7:0];
+          \$196  = layer1[7:0];
       2'h2:
-          \$187  = layer2[7:0];
+          \$196  = layer2[7:0];
       2'h3:
-          \$187  = layer3[7:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$191  = layer0[7:0];
-      2'h1:
-          \$191  = layer1[7:0];
-      2'h2:
-          \$191  = layer2[7:0];
-      2'h3:
-          \$191  = layer3[7:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$195  = layer0[7:0];
-      2'h1:
-          \$195  = layer1[7:0];
-      2'h2:
-          \$195  = layer2[7:0];
-      2'h3:
-          \$195  = layer3[7:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$199  = layer0[7:0];
-      2'h1:
-          \$199  = layer1[7:0];
-      2'h2:
-          \$199  = layer2[7:0];
-      2'h3:
-          \$199  = layer3[7:0];
+          \$196  = layer3[7:0];
     endcase
   end
   always @* begin
@@ -26704,87 +25651,115 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$206  = in_count0;
+          \$203  = in_count0;
       1'h1:
-          \$206  = in_count1;
+          \$203  = in_count1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = 45'h000000000000;
-    casez (host_addr[10:0])
-      11'h000:
-          \$226  = layer0;
-      11'h001:
-          \$226  = layer1;
-      11'h002:
-          \$226  = layer2;
-      11'h003:
-          \$226  = layer3;
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$205  = layer0[44];
+      2'h1:
+          \$205  = layer1[44];
+      2'h2:
+          \$205  = layer2[44];
+      2'h3:
+          \$205  = layer3[44];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = 23'h000000;
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$209  = layer0[44];
+      2'h1:
+          \$209  = layer1[44];
+      2'h2:
+          \$209  = layer2[44];
+      2'h3:
+          \$209  = layer3[44];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$223  = 45'h000000000000;
     casez (host_addr[10:0])
       11'h000:
-          \$227  = edge0;
+          \$223  = layer0;
       11'h001:
-          \$227  = edge1;
+          \$223  = layer1;
       11'h002:
-          \$227  = edge2;
+          \$223  = layer2;
       11'h003:
-          \$227  = edge3;
+          \$223  = layer3;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$224  = 23'h000000;
+    casez (host_addr[10:0])
+      11'h000:
+          \$224  = edge0;
+      11'h001:
+          \$224  = edge1;
+      11'h002:
+          \$224  = edge2;
+      11'h003:
+          \$224  = edge3;
       11'h004:
-          \$227  = edge4;
+          \$224  = edge4;
       11'h005:
-          \$227  = edge5;
+          \$224  = edge5;
       11'h006:
-          \$227  = edge6;
+          \$224  = edge6;
       11'h007:
-          \$227  = edge7;
+          \$224  = edge7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = 32'd0;
+    \$225  = 32'd0;
     casez (host_addr[10:0])
       11'h000:
-          \$228  = ctr0;
+          \$225  = ctr0;
       11'h001:
-          \$228  = ctr1;
+          \$225  = ctr1;
       11'h002:
-          \$228  = ctr2;
+          \$225  = ctr2;
       11'h003:
-          \$228  = ctr3;
+          \$225  = ctr3;
       11'h004:
-          \$228  = ctr4;
+          \$225  = ctr4;
       11'h005:
-          \$228  = ctr5;
+          \$225  = ctr5;
       11'h006:
-          \$228  = ctr6;
+          \$225  = ctr6;
       11'h007:
-          \$228  = ctr7;
+          \$225  = ctr7;
       11'h008:
-          \$228  = ctr8;
+          \$225  = ctr8;
       11'h009:
-          \$228  = ctr9;
+          \$225  = ctr9;
       11'h00a:
-          \$228  = ctr10;
+          \$225  = ctr10;
       11'h00b:
-          \$228  = ctr11;
+          \$225  = ctr11;
       11'h00c:
-          \$228  = ctr12;
+          \$225  = ctr12;
       11'h00d:
-          \$228  = ctr13;
+          \$225  = ctr13;
       11'h00e:
-          \$228  = ctr14;
+          \$225  = ctr14;
       11'h00f:
-          \$228  = ctr15;
+          \$225  = ctr15;
       11'h010:
-          \$228  = ctr16;
+          \$225  = ctr16;
       11'h011:
-          \$228  = ctr17;
+          \$225  = ctr17;
     endcase
   end
   always @* begin
@@ -26792,79 +25767,79 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez ({ cur, spike_src })
       4'h0:
-          \$248  = count0;
+          \$242  = count0;
       4'h1:
-          \$248  = count1;
+          \$242  = count1;
       4'h2:
-          \$248  = count2;
+          \$242  = count2;
       4'h3:
-          \$248  = count3;
+          \$242  = count3;
       4'h4:
-          \$248  = count4;
+          \$242  = count4;
       4'h5:
-          \$248  = count5;
+          \$242  = count5;
       4'h6:
-          \$248  = count6;
+          \$242  = count6;
       4'h7:
-          \$248  = count7;
+          \$242  = count7;
       4'h8:
-          \$248  = count8;
+          \$242  = count8;
       4'h9:
-          \$248  = count9;
+          \$242  = count9;
       4'ha:
-          \$248  = count10;
+          \$242  = count10;
       4'hb:
-          \$248  = count11;
+          \$242  = count11;
       4'hc:
-          \$248  = count12;
+          \$242  = count12;
       4'hd:
-          \$248  = count13;
+          \$242  = count13;
       4'he:
-          \$248  = count14;
+          \$242  = count14;
       4'hf:
-          \$248  = count15;
+          \$242  = count15;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$252  = 32'd0;
-    casez (\$251 )
+    \$246  = 32'd0;
+    casez (\$245 )
       6'h00:
-          \$252  = ctr0;
+          \$246  = ctr0;
       6'h01:
-          \$252  = ctr1;
+          \$246  = ctr1;
       6'h02:
-          \$252  = ctr2;
+          \$246  = ctr2;
       6'h03:
-          \$252  = ctr3;
+          \$246  = ctr3;
       6'h04:
-          \$252  = ctr4;
+          \$246  = ctr4;
       6'h05:
-          \$252  = ctr5;
+          \$246  = ctr5;
       6'h06:
-          \$252  = ctr6;
+          \$246  = ctr6;
       6'h07:
-          \$252  = ctr7;
+          \$246  = ctr7;
       6'h08:
-          \$252  = ctr8;
+          \$246  = ctr8;
       6'h09:
-          \$252  = ctr9;
+          \$246  = ctr9;
       6'h0a:
-          \$252  = ctr10;
+          \$246  = ctr10;
       6'h0b:
-          \$252  = ctr11;
+          \$246  = ctr11;
       6'h0c:
-          \$252  = ctr12;
+          \$246  = ctr12;
       6'h0d:
-          \$252  = ctr13;
+          \$246  = ctr13;
       6'h0e:
-          \$252  = ctr14;
+          \$246  = ctr14;
       6'h0f:
-          \$252  = ctr15;
+          \$246  = ctr15;
       6'h10:
-          \$252  = ctr16;
+          \$246  = ctr16;
       6'h11:
-          \$252  = ctr17;
+          \$246  = ctr17;
     endcase
   end
   always @* begin
@@ -26872,9 +25847,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$257  = in_count0;
+          \$251  = in_count0;
       1'h1:
-          \$257  = in_count1;
+          \$251  = in_count1;
     endcase
   end
   always @* begin
@@ -26882,13 +25857,55 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$267  = layer0[20:18];
+          \$261  = layer0[20:18];
       2'h1:
-          \$267  = layer1[20:18];
+          \$261  = layer1[20:18];
       2'h2:
-          \$267  = layer2[20:18];
+          \$261  = layer2[20:18];
       2'h3:
-          \$267  = layer3[20:18];
+          \$261  = layer3[20:18];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$264  = 32'd0;
+    casez (\$263 )
+      6'h00:
+          \$264  = ctr0;
+      6'h01:
+          \$264  = ctr1;
+      6'h02:
+          \$264  = ctr2;
+      6'h03:
+          \$264  = ctr3;
+      6'h04:
+          \$264  = ctr4;
+      6'h05:
+          \$264  = ctr5;
+      6'h06:
+          \$264  = ctr6;
+      6'h07:
+          \$264  = ctr7;
+      6'h08:
+          \$264  = ctr8;
+      6'h09:
+          \$264  = ctr9;
+      6'h0a:
+          \$264  = ctr10;
+      6'h0b:
+          \$264  = ctr11;
+      6'h0c:
+          \$264  = ctr12;
+      6'h0d:
+          \$264  = ctr13;
+      6'h0e:
+          \$264  = ctr14;
+      6'h0f:
+          \$264  = ctr15;
+      6'h10:
+          \$264  = ctr16;
+      6'h11:
+          \$264  = ctr17;
     endcase
   end
   always @* begin
@@ -26935,44 +25952,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$276  = 32'd0;
-    casez (\$275 )
-      6'h00:
-          \$276  = ctr0;
-      6'h01:
-          \$276  = ctr1;
-      6'h02:
-          \$276  = ctr2;
-      6'h03:
-          \$276  = ctr3;
-      6'h04:
-          \$276  = ctr4;
-      6'h05:
-          \$276  = ctr5;
-      6'h06:
-          \$276  = ctr6;
-      6'h07:
-          \$276  = ctr7;
-      6'h08:
-          \$276  = ctr8;
-      6'h09:
-          \$276  = ctr9;
-      6'h0a:
-          \$276  = ctr10;
-      6'h0b:
-          \$276  = ctr11;
-      6'h0c:
-          \$276  = ctr12;
-      6'h0d:
-          \$276  = ctr13;
-      6'h0e:
-          \$276  = ctr14;
-      6'h0f:
-          \$276  = ctr15;
-      6'h10:
-          \$276  = ctr16;
-      6'h11:
-          \$276  = ctr17;
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$274  = layer0[20:18];
+      2'h1:
+          \$274  = layer1[20:18];
+      2'h2:
+          \$274  = layer2[20:18];
+      2'h3:
+          \$274  = layer3[20:18];
     endcase
   end
   always @* begin
@@ -26980,27 +25969,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$280  = layer0[20:18];
+          \$275  = layer0[24:21];
       2'h1:
-          \$280  = layer1[20:18];
+          \$275  = layer1[24:21];
       2'h2:
-          \$280  = layer2[20:18];
+          \$275  = layer2[24:21];
       2'h3:
-          \$280  = layer3[20:18];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$281  = layer0[24:21];
-      2'h1:
-          \$281  = layer1[24:21];
-      2'h2:
-          \$281  = layer2[24:21];
-      2'h3:
-          \$281  = layer3[24:21];
+          \$275  = layer3[24:21];
     endcase
   end
   always @* begin
@@ -27008,21 +25983,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$284  = edge0[2:0];
+          \$278  = edge0[2:0];
       3'h1:
-          \$284  = edge1[2:0];
+          \$278  = edge1[2:0];
       3'h2:
-          \$284  = edge2[2:0];
+          \$278  = edge2[2:0];
       3'h3:
-          \$284  = edge3[2:0];
+          \$278  = edge3[2:0];
       3'h4:
-          \$284  = edge4[2:0];
+          \$278  = edge4[2:0];
       3'h5:
-          \$284  = edge5[2:0];
+          \$278  = edge5[2:0];
       3'h6:
-          \$284  = edge6[2:0];
+          \$278  = edge6[2:0];
       3'h7:
-          \$284  = edge7[2:0];
+          \$278  = edge7[2:0];
     endcase
   end
   always @* begin
@@ -27030,21 +26005,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$285  = edge0[2:0];
+          \$279  = edge0[2:0];
       3'h1:
-          \$285  = edge1[2:0];
+          \$279  = edge1[2:0];
       3'h2:
-          \$285  = edge2[2:0];
+          \$279  = edge2[2:0];
       3'h3:
-          \$285  = edge3[2:0];
+          \$279  = edge3[2:0];
       3'h4:
-          \$285  = edge4[2:0];
+          \$279  = edge4[2:0];
       3'h5:
-          \$285  = edge5[2:0];
+          \$279  = edge5[2:0];
       3'h6:
-          \$285  = edge6[2:0];
+          \$279  = edge6[2:0];
       3'h7:
-          \$285  = edge7[2:0];
+          \$279  = edge7[2:0];
     endcase
   end
   always @* begin
@@ -27052,21 +26027,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$287  = edge0[2:0];
+          \$281  = edge0[2:0];
       3'h1:
-          \$287  = edge1[2:0];
+          \$281  = edge1[2:0];
       3'h2:
-          \$287  = edge2[2:0];
+          \$281  = edge2[2:0];
       3'h3:
-          \$287  = edge3[2:0];
+          \$281  = edge3[2:0];
       3'h4:
-          \$287  = edge4[2:0];
+          \$281  = edge4[2:0];
       3'h5:
-          \$287  = edge5[2:0];
+          \$281  = edge5[2:0];
       3'h6:
-          \$287  = edge6[2:0];
+          \$281  = edge6[2:0];
       3'h7:
-          \$287  = edge7[2:0];
+          \$281  = edge7[2:0];
     endcase
   end
   always @* begin
@@ -27074,21 +26049,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$289  = edge0[3];
+          \$283  = edge0[3];
       3'h1:
-          \$289  = edge1[3];
+          \$283  = edge1[3];
       3'h2:
-          \$289  = edge2[3];
+          \$283  = edge2[3];
       3'h3:
-          \$289  = edge3[3];
+          \$283  = edge3[3];
       3'h4:
-          \$289  = edge4[3];
+          \$283  = edge4[3];
       3'h5:
-          \$289  = edge5[3];
+          \$283  = edge5[3];
       3'h6:
-          \$289  = edge6[3];
+          \$283  = edge6[3];
       3'h7:
-          \$289  = edge7[3];
+          \$283  = edge7[3];
     endcase
   end
   always @* begin
@@ -27096,31 +26071,31 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$292  = edge0[2:0];
+          \$286  = edge0[2:0];
       3'h1:
-          \$292  = edge1[2:0];
+          \$286  = edge1[2:0];
       3'h2:
-          \$292  = edge2[2:0];
+          \$286  = edge2[2:0];
       3'h3:
-          \$292  = edge3[2:0];
+          \$286  = edge3[2:0];
       3'h4:
-          \$292  = edge4[2:0];
+          \$286  = edge4[2:0];
       3'h5:
-          \$292  = edge5[2:0];
+          \$286  = edge5[2:0];
       3'h6:
-          \$292  = edge6[2:0];
+          \$286  = edge6[2:0];
       3'h7:
-          \$292  = edge7[2:0];
+          \$286  = edge7[2:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$336 )
+    casez (\$signal$334 )
       1'h0:
-          \$294  = in_count0;
+          \$288  = in_count0;
       1'h1:
-          \$294  = in_count1;
+          \$288  = in_count1;
     endcase
   end
   always @* begin
@@ -27128,21 +26103,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$295  = edge0[2:0];
+          \$289  = edge0[2:0];
       3'h1:
-          \$295  = edge1[2:0];
+          \$289  = edge1[2:0];
       3'h2:
-          \$295  = edge2[2:0];
+          \$289  = edge2[2:0];
       3'h3:
-          \$295  = edge3[2:0];
+          \$289  = edge3[2:0];
       3'h4:
-          \$295  = edge4[2:0];
+          \$289  = edge4[2:0];
       3'h5:
-          \$295  = edge5[2:0];
+          \$289  = edge5[2:0];
       3'h6:
-          \$295  = edge6[2:0];
+          \$289  = edge6[2:0];
       3'h7:
-          \$295  = edge7[2:0];
+          \$289  = edge7[2:0];
     endcase
   end
   always @* begin
@@ -27150,59 +26125,59 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$296  = edge0[3];
+          \$290  = edge0[3];
       3'h1:
-          \$296  = edge1[3];
+          \$290  = edge1[3];
       3'h2:
-          \$296  = edge2[3];
+          \$290  = edge2[3];
       3'h3:
-          \$296  = edge3[3];
+          \$290  = edge3[3];
       3'h4:
-          \$296  = edge4[3];
+          \$290  = edge4[3];
       3'h5:
-          \$296  = edge5[3];
+          \$290  = edge5[3];
       3'h6:
-          \$296  = edge6[3];
+          \$290  = edge6[3];
       3'h7:
-          \$296  = edge7[3];
+          \$290  = edge7[3];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez ({ \$297 , \$295  })
+    casez ({ \$291 , \$289  })
       4'h0:
-          \$298  = count0;
+          \$292  = count0;
       4'h1:
-          \$298  = count1;
+          \$292  = count1;
       4'h2:
-          \$298  = count2;
+          \$292  = count2;
       4'h3:
-          \$298  = count3;
+          \$292  = count3;
       4'h4:
-          \$298  = count4;
+          \$292  = count4;
       4'h5:
-          \$298  = count5;
+          \$292  = count5;
       4'h6:
-          \$298  = count6;
+          \$292  = count6;
       4'h7:
-          \$298  = count7;
+          \$292  = count7;
       4'h8:
-          \$298  = count8;
+          \$292  = count8;
       4'h9:
-          \$298  = count9;
+          \$292  = count9;
       4'ha:
-          \$298  = count10;
+          \$292  = count10;
       4'hb:
-          \$298  = count11;
+          \$292  = count11;
       4'hc:
-          \$298  = count12;
+          \$292  = count12;
       4'hd:
-          \$298  = count13;
+          \$292  = count13;
       4'he:
-          \$298  = count14;
+          \$292  = count14;
       4'hf:
-          \$298  = count15;
+          \$292  = count15;
     endcase
   end
   always @* begin
@@ -27210,21 +26185,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$300  = edge0[14:4];
+          \$294  = edge0[14:4];
       3'h1:
-          \$300  = edge1[14:4];
+          \$294  = edge1[14:4];
       3'h2:
-          \$300  = edge2[14:4];
+          \$294  = edge2[14:4];
       3'h3:
-          \$300  = edge3[14:4];
+          \$294  = edge3[14:4];
       3'h4:
-          \$300  = edge4[14:4];
+          \$294  = edge4[14:4];
       3'h5:
-          \$300  = edge5[14:4];
+          \$294  = edge5[14:4];
       3'h6:
-          \$300  = edge6[14:4];
+          \$294  = edge6[14:4];
       3'h7:
-          \$300  = edge7[14:4];
+          \$294  = edge7[14:4];
     endcase
   end
   always @* begin
@@ -27232,189 +26207,189 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$301  = edge0[22:15];
+          \$295  = edge0[22:15];
       3'h1:
-          \$301  = edge1[22:15];
+          \$295  = edge1[22:15];
       3'h2:
-          \$301  = edge2[22:15];
+          \$295  = edge2[22:15];
       3'h3:
-          \$301  = edge3[22:15];
+          \$295  = edge3[22:15];
       3'h4:
-          \$301  = edge4[22:15];
+          \$295  = edge4[22:15];
       3'h5:
-          \$301  = edge5[22:15];
+          \$295  = edge5[22:15];
       3'h6:
-          \$301  = edge6[22:15];
+          \$295  = edge6[22:15];
       3'h7:
-          \$301  = edge7[22:15];
+          \$295  = edge7[22:15];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$306  = 32'd0;
-    casez (\$305 )
+    \$300  = 32'd0;
+    casez (\$299 )
       6'h00:
-          \$306  = ctr0;
+          \$300  = ctr0;
       6'h01:
-          \$306  = ctr1;
+          \$300  = ctr1;
       6'h02:
-          \$306  = ctr2;
+          \$300  = ctr2;
       6'h03:
-          \$306  = ctr3;
+          \$300  = ctr3;
       6'h04:
-          \$306  = ctr4;
+          \$300  = ctr4;
       6'h05:
-          \$306  = ctr5;
+          \$300  = ctr5;
       6'h06:
-          \$306  = ctr6;
+          \$300  = ctr6;
       6'h07:
-          \$306  = ctr7;
+          \$300  = ctr7;
       6'h08:
-          \$306  = ctr8;
+          \$300  = ctr8;
       6'h09:
-          \$306  = ctr9;
+          \$300  = ctr9;
       6'h0a:
-          \$306  = ctr10;
+          \$300  = ctr10;
       6'h0b:
-          \$306  = ctr11;
+          \$300  = ctr11;
       6'h0c:
-          \$306  = ctr12;
+          \$300  = ctr12;
       6'h0d:
-          \$306  = ctr13;
+          \$300  = ctr13;
       6'h0e:
-          \$306  = ctr14;
+          \$300  = ctr14;
       6'h0f:
-          \$306  = ctr15;
+          \$300  = ctr15;
       6'h10:
-          \$306  = ctr16;
+          \$300  = ctr16;
       6'h11:
-          \$306  = ctr17;
+          \$300  = ctr17;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$315  = 32'd0;
-    casez (\$314 )
+    \$309  = 32'd0;
+    casez (\$308 )
       6'h00:
-          \$315  = ctr0;
+          \$309  = ctr0;
       6'h01:
-          \$315  = ctr1;
+          \$309  = ctr1;
       6'h02:
-          \$315  = ctr2;
+          \$309  = ctr2;
       6'h03:
-          \$315  = ctr3;
+          \$309  = ctr3;
       6'h04:
-          \$315  = ctr4;
+          \$309  = ctr4;
       6'h05:
-          \$315  = ctr5;
+          \$309  = ctr5;
       6'h06:
-          \$315  = ctr6;
+          \$309  = ctr6;
       6'h07:
-          \$315  = ctr7;
+          \$309  = ctr7;
       6'h08:
-          \$315  = ctr8;
+          \$309  = ctr8;
       6'h09:
-          \$315  = ctr9;
+          \$309  = ctr9;
       6'h0a:
-          \$315  = ctr10;
+          \$309  = ctr10;
       6'h0b:
-          \$315  = ctr11;
+          \$309  = ctr11;
       6'h0c:
-          \$315  = ctr12;
+          \$309  = ctr12;
       6'h0d:
-          \$315  = ctr13;
+          \$309  = ctr13;
       6'h0e:
-          \$315  = ctr14;
+          \$309  = ctr14;
       6'h0f:
-          \$315  = ctr15;
+          \$309  = ctr15;
       6'h10:
-          \$315  = ctr16;
+          \$309  = ctr16;
       6'h11:
-          \$315  = ctr17;
+          \$309  = ctr17;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$322  = 32'd0;
-    casez (\$321 )
+    \$316  = 32'd0;
+    casez (\$315 )
       6'h00:
-          \$322  = ctr0;
+          \$316  = ctr0;
       6'h01:
-          \$322  = ctr1;
+          \$316  = ctr1;
       6'h02:
-          \$322  = ctr2;
+          \$316  = ctr2;
       6'h03:
-          \$322  = ctr3;
+          \$316  = ctr3;
       6'h04:
-          \$322  = ctr4;
+          \$316  = ctr4;
       6'h05:
-          \$322  = ctr5;
+          \$316  = ctr5;
       6'h06:
-          \$322  = ctr6;
+          \$316  = ctr6;
       6'h07:
-          \$322  = ctr7;
+          \$316  = ctr7;
       6'h08:
-          \$322  = ctr8;
+          \$316  = ctr8;
       6'h09:
-          \$322  = ctr9;
+          \$316  = ctr9;
       6'h0a:
-          \$322  = ctr10;
+          \$316  = ctr10;
       6'h0b:
-          \$322  = ctr11;
+          \$316  = ctr11;
       6'h0c:
-          \$322  = ctr12;
+          \$316  = ctr12;
       6'h0d:
-          \$322  = ctr13;
+          \$316  = ctr13;
       6'h0e:
-          \$322  = ctr14;
+          \$316  = ctr14;
       6'h0f:
-          \$322  = ctr15;
+          \$316  = ctr15;
       6'h10:
-          \$322  = ctr16;
+          \$316  = ctr16;
       6'h11:
-          \$322  = ctr17;
+          \$316  = ctr17;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$331  = 32'd0;
-    casez (\$330 )
+    \$325  = 32'd0;
+    casez (\$324 )
       6'h00:
-          \$331  = ctr0;
+          \$325  = ctr0;
       6'h01:
-          \$331  = ctr1;
+          \$325  = ctr1;
       6'h02:
-          \$331  = ctr2;
+          \$325  = ctr2;
       6'h03:
-          \$331  = ctr3;
+          \$325  = ctr3;
       6'h04:
-          \$331  = ctr4;
+          \$325  = ctr4;
       6'h05:
-          \$331  = ctr5;
+          \$325  = ctr5;
       6'h06:
-          \$331  = ctr6;
+          \$325  = ctr6;
       6'h07:
-          \$331  = ctr7;
+          \$325  = ctr7;
       6'h08:
-          \$331  = ctr8;
+          \$325  = ctr8;
       6'h09:
-          \$331  = ctr9;
+          \$325  = ctr9;
       6'h0a:
-          \$331  = ctr10;
+          \$325  = ctr10;
       6'h0b:
-          \$331  = ctr11;
+          \$325  = ctr11;
       6'h0c:
-          \$331  = ctr12;
+          \$325  = ctr12;
       6'h0d:
-          \$331  = ctr13;
+          \$325  = ctr13;
       6'h0e:
-          \$331  = ctr14;
+          \$325  = ctr14;
       6'h0f:
-          \$331  = ctr15;
+          \$325  = ctr15;
       6'h10:
-          \$331  = ctr16;
+          \$325  = ctr16;
       6'h11:
-          \$331  = ctr17;
+          \$325  = ctr17;
     endcase
   end
   always @* begin
@@ -27422,41 +26397,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$340  = layer0[44];
+          \$329  = layer0[12:8];
       2'h1:
-          \$340  = layer1[44];
+          \$329  = layer1[12:8];
       2'h2:
-          \$340  = layer2[44];
+          \$329  = layer2[12:8];
       2'h3:
-          \$340  = layer3[44];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$344  = layer0[44];
-      2'h1:
-          \$344  = layer1[44];
-      2'h2:
-          \$344  = layer2[44];
-      2'h3:
-          \$344  = layer3[44];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$345  = layer0[12:8];
-      2'h1:
-          \$345  = layer1[12:8];
-      2'h2:
-          \$345  = layer2[12:8];
-      2'h3:
-          \$345  = layer3[12:8];
+          \$329  = layer3[12:8];
     endcase
   end
   always @* begin
@@ -27475,126 +26422,41 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    pick = 3'h0;
-    if (r_pending[7]) begin
-      pick = 3'h7;
-    end
-    if (r_pending[6]) begin
-      pick = 3'h6;
-    end
-    if (r_pending[5]) begin
-      pick = 3'h5;
-    end
-    if (r_pending[4]) begin
-      pick = 3'h4;
-    end
-    if (r_pending[3]) begin
-      pick = 3'h3;
-    end
-    if (r_pending[2]) begin
-      pick = 3'h2;
-    end
-    if (r_pending[1]) begin
-      pick = 3'h1;
-    end
-    if (r_pending[0]) begin
-      pick = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    record[1:0] = { 1'h0, \$118  };
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          record[1:0] = 2'h2;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    w_en = 1'h0;
-    if (router_go) begin
-      w_en = 1'h1;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          w_en = w_rdy;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ev_wr__addr = 11'h000;
-    if (router_go) begin
-      if (pick_spike) begin
-        ev_wr__addr = { cur, spike_src, \$122  };
-      end
+    if (\event ) begin
+      ev_wr__addr = { cur, spike_src, \$119  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ev_wr__data = 15'h0000;
-    if (router_go) begin
-      if (pick_spike) begin
-        ev_wr__data[6:0] = \$117 [6:0];
-        ev_wr__data[14:7] = 8'h01;
-      end
+    if (\event ) begin
+      ev_wr__data[6:0] = event_index[6:0];
+      ev_wr__data[14:7] = 8'h01;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ev_wr__en = 1'h0;
-    if (router_go) begin
-      if (pick_spike) begin
-        ev_wr__en = 1'h1;
-      end
+    if (\event ) begin
+      ev_wr__en = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__addr = 8'h00;
-    if (\$205 ) begin
+    if (\$202 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
-        in_wr__addr = { \$signal , \$206  };
+        in_wr__addr = { \$signal , \$203  };
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__data = 15'h0000;
-    if (\$205 ) begin
+    if (\$202 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
@@ -27606,7 +26468,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__en = 1'h0;
-    if (\$205 ) begin
+    if (\$202 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
@@ -27651,7 +26513,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h4:
           /* empty */;
       4'h6:
-          if (\$207 ) begin
+          if (\$204 ) begin
             issue = 1'h1;
           end
     endcase
@@ -27673,49 +26535,234 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h5:
           /* empty */;
       4'h7:
-          if (\$212 ) begin
+          if (can_load) begin
             neuron_write = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$360  = layer0;
-    if (\$223 ) begin
+    load = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            load = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    send = 8'h00;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            send = \$207 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \spikes$297  = 8'h00;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            \spikes$297  = spikes;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    base = 8'h00;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            base = \$208 [7:0];
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    layer = 2'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            layer = li;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    emit_values = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            emit_values = \$209 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    values = 128'h00000000000000000000000000000000;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            values[15:0] = u_new;
+            values[31:16] = \u_new$257 ;
+            values[47:32] = \u_new$261 ;
+            values[63:48] = \u_new$265 ;
+            values[79:64] = \u_new$269 ;
+            values[95:80] = \u_new$273 ;
+            values[111:96] = \u_new$277 ;
+            values[127:112] = \u_new$281 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    write_end = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          write_end = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$343  = layer0;
+    if (\$220 ) begin
       casez (host_addr[16:14])
         3'h0:
             casez (host_addr[10:0])
               11'h000:
-                  \$360  = host_wdata;
+                  \$343  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$360  = 45'h000000000000;
+      \$343  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$361  = layer1;
-    if (\$223 ) begin
+    \$344  = layer1;
+    if (\$220 ) begin
       casez (host_addr[16:14])
         3'h0:
             casez (host_addr[10:0])
               11'h000:
                   /* empty */;
               11'h001:
-                  \$361  = host_wdata;
+                  \$344  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$361  = 45'h000000000000;
+      \$344  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$362  = layer2;
-    if (\$223 ) begin
+    \$345  = layer2;
+    if (\$220 ) begin
       casez (host_addr[16:14])
         3'h0:
             casez (host_addr[10:0])
@@ -27724,18 +26771,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               11'h001:
                   /* empty */;
               11'h002:
-                  \$362  = host_wdata;
+                  \$345  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$362  = 45'h000000000000;
+      \$345  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$363  = layer3;
-    if (\$223 ) begin
+    \$346  = layer3;
+    if (\$220 ) begin
       casez (host_addr[16:14])
         3'h0:
             casez (host_addr[10:0])
@@ -27746,36 +26793,36 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               11'h002:
                   /* empty */;
               11'h003:
-                  \$363  = host_wdata;
+                  \$346  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$363  = 45'h000000000000;
+      \$346  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$364  = edge0;
-    if (\$223 ) begin
+    \$347  = edge0;
+    if (\$220 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
         3'h1:
             casez (host_addr[10:0])
               11'h000:
-                  \$364  = host_wdata[22:0];
+                  \$347  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$364  = 23'h000000;
+      \$347  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$365  = edge1;
-    if (\$223 ) begin
+    \$348  = edge1;
+    if (\$220 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
@@ -27784,18 +26831,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               11'h000:
                   /* empty */;
               11'h001:
-                  \$365  = host_wdata[22:0];
+                  \$348  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$365  = 23'h000000;
+      \$348  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$366  = edge2;
-    if (\$223 ) begin
+    \$349  = edge2;
+    if (\$220 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
@@ -27806,18 +26853,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               11'h001:
                   /* empty */;
               11'h002:
-                  \$366  = host_wdata[22:0];
+                  \$349  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$366  = 23'h000000;
+      \$349  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$367  = edge3;
-    if (\$223 ) begin
+    \$350  = edge3;
+    if (\$220 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
@@ -27830,18 +26877,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               11'h002:
                   /* empty */;
               11'h003:
-                  \$367  = host_wdata[22:0];
+                  \$350  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$367  = 23'h000000;
+      \$350  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$368  = edge4;
-    if (\$223 ) begin
+    \$351  = edge4;
+    if (\$220 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
@@ -27856,18 +26903,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               11'h003:
                   /* empty */;
               11'h004:
-                  \$368  = host_wdata[22:0];
+                  \$351  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$368  = 23'h000000;
+      \$351  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$369  = edge5;
-    if (\$223 ) begin
+    \$352  = edge5;
+    if (\$220 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
@@ -27884,18 +26931,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               11'h004:
                   /* empty */;
               11'h005:
-                  \$369  = host_wdata[22:0];
+                  \$352  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$369  = 23'h000000;
+      \$352  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$370  = edge6;
-    if (\$223 ) begin
+    \$353  = edge6;
+    if (\$220 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
@@ -27914,18 +26961,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               11'h005:
                   /* empty */;
               11'h006:
-                  \$370  = host_wdata[22:0];
+                  \$353  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$370  = 23'h000000;
+      \$353  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$371  = edge7;
-    if (\$223 ) begin
+    \$354  = edge7;
+    if (\$220 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
@@ -27946,88 +26993,683 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               11'h006:
                   /* empty */;
               11'h007:
-                  \$371  = host_wdata[22:0];
+                  \$354  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$371  = 23'h000000;
+      \$354  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$372  = num_layers;
-    if (\$223 ) begin
+    \$355  = num_layers;
+    if (\$220 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
         3'h1:
             /* empty */;
         3'h6:
-            \$372  = host_wdata[2:0];
+            \$355  = host_wdata[2:0];
       endcase
     end
     if (rst) begin
-      \$372  = 3'h0;
+      \$355  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$373  = \$225 ;
+    \$356  = \$222 ;
     if (rst) begin
-      \$373  = 1'h0;
+      \$356  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$374  = host_addr[16:14];
+    \$357  = host_addr[16:14];
     if (rst) begin
-      \$374  = 3'h0;
+      \$357  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$375  = host_addr[13:11];
+    \$358  = host_addr[13:11];
     if (rst) begin
-      \$375  = 3'h0;
+      \$358  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$376  = rd_reg;
+    \$359  = rd_reg;
     casez (host_addr[16:14])
       3'h0:
-          \$376  = \$226 ;
+          \$359  = \$223 ;
       3'h1:
-          \$376  = { 22'h000000, \$227  };
+          \$359  = { 22'h000000, \$224  };
       3'h5:
-          \$376  = { 13'h0000, \$228  };
+          \$359  = { 13'h0000, \$225  };
       3'h6:
-          \$376  = { 42'h00000000000, num_layers };
+          \$359  = { 42'h00000000000, num_layers };
     endcase
     if (rst) begin
-      \$376  = 45'h000000000000;
+      \$359  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$377  = issue;
+    \$360  = issue;
     if (rst) begin
-      \$377  = 1'h0;
+      \$360  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$378  = \$signal$331 ;
+    \$361  = \$signal$329 ;
     if (rst) begin
-      \$378  = 1'h0;
+      \$361  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$379  = s1_value;
+    \$362  = s1_value;
+    if (rst) begin
+      \$362  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$363  = s1_rowbase;
+    if (issue) begin
+      \$363  = rowbase;
+    end
+    if (rst) begin
+      \$363  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$364  = s1_from_input;
+    if (issue) begin
+      \$364  = \$signal$333 ;
+    end
+    if (rst) begin
+      \$364  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$365  = acc;
+    if (s2_valid) begin
+      \$365  = \$227 [23:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$365  = 24'h000000;
+    endcase
+    if (rst) begin
+      \$365  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$366  = \acc$181 ;
+    if (s2_valid) begin
+      \$366  = \$229 [23:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$366  = 24'h000000;
+    endcase
+    if (rst) begin
+      \$366  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$367  = \acc$191 ;
+    if (s2_valid) begin
+      \$367  = \$231 [23:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$367  = 24'h000000;
+    endcase
+    if (rst) begin
+      \$367  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$368  = \acc$201 ;
+    if (s2_valid) begin
+      \$368  = \$233 [23:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$368  = 24'h000000;
+    endcase
+    if (rst) begin
+      \$368  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$369  = \acc$211 ;
+    if (s2_valid) begin
+      \$369  = \$235 [23:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$369  = 24'h000000;
+    endcase
+    if (rst) begin
+      \$369  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$370  = \acc$221 ;
+    if (s2_valid) begin
+      \$370  = \$237 [23:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$370  = 24'h000000;
+    endcase
+    if (rst) begin
+      \$370  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$371  = \acc$231 ;
+    if (s2_valid) begin
+      \$371  = \$239 [23:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$371  = 24'h000000;
+    endcase
+    if (rst) begin
+      \$371  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$372  = \acc$241 ;
+    if (s2_valid) begin
+      \$372  = \$241 [23:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$372  = 24'h000000;
+    endcase
+    if (rst) begin
+      \$372  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$373  = count0;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            \$373  = \$243 [7:0];
+      endcase
+    end
+    if (\$254 ) begin
+      \$373  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$336 , 3'h0 })
+              4'h0:
+                  \$373  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$373  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$374  = count1;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            /* empty */;
+        4'h1:
+            \$374  = \$243 [7:0];
+      endcase
+    end
+    if (\$254 ) begin
+      \$374  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$337 , 3'h1 })
+              4'h1:
+                  \$374  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$374  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$375  = count2;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            \$375  = \$243 [7:0];
+      endcase
+    end
+    if (\$254 ) begin
+      \$375  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$338 , 3'h2 })
+              4'h2:
+                  \$375  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$375  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$376  = count3;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            \$376  = \$243 [7:0];
+      endcase
+    end
+    if (\$254 ) begin
+      \$376  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$339 , 3'h3 })
+              4'h3:
+                  \$376  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$376  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$377  = count4;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            \$377  = \$243 [7:0];
+      endcase
+    end
+    if (\$254 ) begin
+      \$377  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$340 , 3'h4 })
+              4'h4:
+                  \$377  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$377  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$378  = count5;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            \$378  = \$243 [7:0];
+      endcase
+    end
+    if (\$254 ) begin
+      \$378  = 8'h00;
+    end
+    if (rst) begin
+      \$378  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$379  = count6;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            \$379  = \$243 [7:0];
+      endcase
+    end
+    if (\$254 ) begin
+      \$379  = 8'h00;
+    end
     if (rst) begin
       \$379  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$380  = count7;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            \$380  = \$243 [7:0];
+      endcase
+    end
+    if (\$254 ) begin
+      \$380  = 8'h00;
+    end
+    if (rst) begin
+      \$380  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$381  = count8;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            \$381  = \$243 [7:0];
+      endcase
+    end
+    if (\$254 ) begin
+      \$381  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            casez ({ \$336 , 3'h0 })
+              4'h0:
+                  /* empty */;
+              4'h8:
+                  \$381  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$381  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$382  = count9;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            /* empty */;
+        4'h9:
+            \$382  = \$243 [7:0];
+      endcase
+    end
+    if (\$254 ) begin
+      \$382  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            casez ({ \$337 , 3'h1 })
+              4'h1:
+                  /* empty */;
+              4'h9:
+                  \$382  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$382  = 8'h00;
     end
   end
   assign r_data = output__payload;
@@ -28092,64 +27734,62 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$signature__addr$131  = \$116 [4:0];
   assign ev_rd__addr = { bank_sel, src_sel, n[6:0] };
   assign in_rd__addr = { bank_sel, n[6:0] };
-  assign pick_index = \$117 [7:0];
-  assign w_data = record;
   assign u = \$signature__data$86 ;
   assign acc0 = acc;
   assign alpha = \$signature__data$78 [8:0];
   assign theta = \$signature__data$78 [24:9];
   assign bias = \$signature__data$78 [40:25];
-  assign \u$190  = \$signature__data$87 ;
-  assign acc1 = \acc$191 ;
-  assign \alpha$193  = \$signature__data$79 [8:0];
-  assign \theta$194  = \$signature__data$79 [24:9];
-  assign \bias$195  = \$signature__data$79 [40:25];
-  assign \u$200  = \$signature__data$88 ;
-  assign acc2 = \acc$201 ;
-  assign \alpha$203  = \$signature__data$80 [8:0];
-  assign \theta$204  = \$signature__data$80 [24:9];
-  assign \bias$205  = \$signature__data$80 [40:25];
-  assign \u$210  = \$signature__data$89 ;
-  assign acc3 = \acc$211 ;
-  assign \alpha$213  = \$signature__data$81 [8:0];
-  assign \theta$214  = \$signature__data$81 [24:9];
-  assign \bias$215  = \$signature__data$81 [40:25];
-  assign \u$220  = \$signature__data$90 ;
-  assign acc4 = \acc$221 ;
-  assign \alpha$223  = \$signature__data$82 [8:0];
-  assign \theta$224  = \$signature__data$82 [24:9];
-  assign \bias$225  = \$signature__data$82 [40:25];
-  assign \u$230  = \$signature__data$91 ;
-  assign acc5 = \acc$231 ;
-  assign \alpha$233  = \$signature__data$83 [8:0];
-  assign \theta$234  = \$signature__data$83 [24:9];
-  assign \bias$235  = \$signature__data$83 [40:25];
-  assign \u$240  = \$signature__data$92 ;
-  assign acc6 = \acc$241 ;
-  assign \alpha$243  = \$signature__data$84 [8:0];
-  assign \theta$244  = \$signature__data$84 [24:9];
-  assign \bias$245  = \$signature__data$84 [40:25];
-  assign \u$250  = \$signature__data$93 ;
-  assign acc7 = \acc$251 ;
-  assign \alpha$253  = \$signature__data$85 [8:0];
-  assign \theta$254  = \$signature__data$85 [24:9];
-  assign \bias$255  = \$signature__data$85 [40:25];
-  assign \$signature__addr$260  = \$123 [4:0];
-  assign \$signature__data$261  = \$124 [15:0];
-  assign \$signature__addr$265  = \$129 [4:0];
-  assign \$signature__data$266  = \$130 [15:0];
-  assign \$signature__addr$269  = \$135 [4:0];
-  assign \$signature__data$270  = \$136 [15:0];
-  assign \$signature__addr$273  = \$141 [4:0];
-  assign \$signature__data$274  = \$142 [15:0];
-  assign \$signature__addr$277  = \$147 [4:0];
-  assign \$signature__data$278  = \$148 [15:0];
-  assign \$signature__addr$281  = \$153 [4:0];
-  assign \$signature__data$282  = \$154 [15:0];
-  assign \$signature__addr$285  = \$159 [4:0];
-  assign \$signature__data$286  = \$160 [15:0];
-  assign \$signature__addr$289  = \$165 [4:0];
-  assign \$signature__data$290  = \$166 [15:0];
+  assign \u$180  = \$signature__data$87 ;
+  assign acc1 = \acc$181 ;
+  assign \alpha$183  = \$signature__data$79 [8:0];
+  assign \theta$184  = \$signature__data$79 [24:9];
+  assign \bias$185  = \$signature__data$79 [40:25];
+  assign \u$190  = \$signature__data$88 ;
+  assign acc2 = \acc$191 ;
+  assign \alpha$193  = \$signature__data$80 [8:0];
+  assign \theta$194  = \$signature__data$80 [24:9];
+  assign \bias$195  = \$signature__data$80 [40:25];
+  assign \u$200  = \$signature__data$89 ;
+  assign acc3 = \acc$201 ;
+  assign \alpha$203  = \$signature__data$81 [8:0];
+  assign \theta$204  = \$signature__data$81 [24:9];
+  assign \bias$205  = \$signature__data$81 [40:25];
+  assign \u$210  = \$signature__data$90 ;
+  assign acc4 = \acc$211 ;
+  assign \alpha$213  = \$signature__data$82 [8:0];
+  assign \theta$214  = \$signature__data$82 [24:9];
+  assign \bias$215  = \$signature__data$82 [40:25];
+  assign \u$220  = \$signature__data$91 ;
+  assign acc5 = \acc$221 ;
+  assign \alpha$223  = \$signature__data$83 [8:0];
+  assign \theta$224  = \$signature__data$83 [24:9];
+  assign \bias$225  = \$signature__data$83 [40:25];
+  assign \u$230  = \$signature__data$92 ;
+  assign acc6 = \acc$231 ;
+  assign \alpha$233  = \$signature__data$84 [8:0];
+  assign \theta$234  = \$signature__data$84 [24:9];
+  assign \bias$235  = \$signature__data$84 [40:25];
+  assign \u$240  = \$signature__data$93 ;
+  assign acc7 = \acc$241 ;
+  assign \alpha$243  = \$signature__data$85 [8:0];
+  assign \theta$244  = \$signature__data$85 [24:9];
+  assign \bias$245  = \$signature__data$85 [40:25];
+  assign \$signature__addr$250  = \$120 [4:0];
+  assign \$signature__data$251  = \$121 [15:0];
+  assign \$signature__addr$255  = \$126 [4:0];
+  assign \$signature__data$256  = \$127 [15:0];
+  assign \$signature__addr$259  = \$132 [4:0];
+  assign \$signature__data$260  = \$133 [15:0];
+  assign \$signature__addr$263  = \$138 [4:0];
+  assign \$signature__data$264  = \$139 [15:0];
+  assign \$signature__addr$267  = \$144 [4:0];
+  assign \$signature__data$268  = \$145 [15:0];
+  assign \$signature__addr$271  = \$150 [4:0];
+  assign \$signature__data$272  = \$151 [15:0];
+  assign \$signature__addr$275  = \$156 [4:0];
+  assign \$signature__data$276  = \$157 [15:0];
+  assign \$signature__addr$279  = \$162 [4:0];
+  assign \$signature__data$280  = \$163 [15:0];
   assign \input__payload.index  = input__payload[6:0];
   assign \input__payload.value  = input__payload[14:7];
   assign \input__payload.end  = input__payload[15];
@@ -28246,15 +27886,28 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \layer3.reset  = layer3[27:26];
   assign \layer3.v_reset  = layer3[43:28];
   assign \layer3.emit_values  = layer3[44];
-  assign \record.kind  = record[1:0];
-  assign \record.layer  = record[3:2];
-  assign \record.index  = record[10:4];
-  assign \record.spike  = record[11];
-  assign \record.value  = record[27:12];
+  assign \end_record.kind  = end_record[1:0];
+  assign \end_record.layer  = end_record[3:2];
+  assign \end_record.index  = end_record[10:4];
+  assign \end_record.spike  = end_record[11];
+  assign \end_record.value  = end_record[27:12];
+  assign \records__payload.kind  = records__payload[1:0];
+  assign \records__payload.layer  = records__payload[3:2];
+  assign \records__payload.index  = records__payload[10:4];
+  assign \records__payload.spike  = records__payload[11];
+  assign \records__payload.value  = records__payload[27:12];
   assign \ev_wr__data.index  = ev_wr__data[6:0];
   assign \ev_wr__data.value  = ev_wr__data[14:7];
   assign \in_wr__data.index  = in_wr__data[6:0];
   assign \in_wr__data.value  = in_wr__data[14:7];
+  assign \values[0]  = values[15:0];
+  assign \values[1]  = values[31:16];
+  assign \values[2]  = values[47:32];
+  assign \values[3]  = values[63:48];
+  assign \values[4]  = values[79:64];
+  assign \values[5]  = values[95:80];
+  assign \values[6]  = values[111:96];
+  assign \values[7]  = values[127:112];
   assign \edge0.src  = edge0[2:0];
   assign \edge0.recurrent  = edge0[3];
   assign \edge0.wbase  = edge0[14:4];
@@ -28287,35 +27940,379 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \edge7.recurrent  = edge7[3];
   assign \edge7.wbase  = edge7[14:4];
   assign \edge7.nsrc  = edge7[22:15];
-  assign valid_lanes[7] = \$202 ;
-  assign valid_lanes[6] = \$198 ;
-  assign valid_lanes[5] = \$194 ;
-  assign valid_lanes[4] = \$190 ;
-  assign valid_lanes[3] = \$186 ;
-  assign valid_lanes[2] = \$182 ;
-  assign valid_lanes[1] = \$178 ;
-  assign valid_lanes[0] = \$174 ;
-  assign spikes[7] = \spike$259 ;
-  assign spikes[6] = \spike$249 ;
-  assign spikes[5] = \spike$239 ;
-  assign spikes[4] = \spike$229 ;
-  assign spikes[3] = \spike$219 ;
-  assign spikes[2] = \spike$209 ;
-  assign spikes[1] = \spike$199 ;
+  assign valid_lanes[7] = \$199 ;
+  assign valid_lanes[6] = \$195 ;
+  assign valid_lanes[5] = \$191 ;
+  assign valid_lanes[4] = \$187 ;
+  assign valid_lanes[3] = \$183 ;
+  assign valid_lanes[2] = \$179 ;
+  assign valid_lanes[1] = \$175 ;
+  assign valid_lanes[0] = \$171 ;
+  assign spikes[7] = \spike$249 ;
+  assign spikes[6] = \spike$239 ;
+  assign spikes[5] = \spike$229 ;
+  assign spikes[4] = \spike$219 ;
+  assign spikes[3] = \spike$209 ;
+  assign spikes[2] = \spike$199 ;
+  assign spikes[1] = \spike$189 ;
   assign spikes[0] = spike;
-  always @*
-    record[27:12] = \$119 ;
-  always @*
-    record[11] = pick_spike;
-  always @*
-    record[10:4] = \$117 [6:0];
-  always @*
-    record[3:2] = r_layer;
+  assign end_record[1:0] = 2'h2;
+  assign end_record[27:2] = 26'h0000000;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron0 (reset, spiking, \port$1083$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_digits.neuron0 (reset, spiking, \port$1038$0 , u, spike, acc, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+  wire [24:0] \$1 ;
+  wire [16:0] \$10 ;
+  wire [16:0] \$11 ;
+  wire [15:0] \$12 ;
+  wire [24:0] \$2 ;
+  wire [26:0] \$3 ;
+  wire [27:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire [25:0] \$7 ;
+  wire [25:0] \$8 ;
+  wire \$9 ;
+  input [23:0] acc;
+  wire [23:0] acc;
+  wire [8:0] alpha;
+  wire [15:0] bias;
+  wire [25:0] leak;
+  input [40:0] \port$1038$0 ;
+  wire [40:0] \port$1038$0 ;
+  input [1:0] reset;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  input spiking;
+  wire spiking;
+  wire [15:0] theta;
+  wire [25:0] total;
+  input [15:0] u;
+  wire [15:0] u;
+  output [15:0] u_new;
+  reg [15:0] u_new;
+  wire [15:0] v;
+  input [15:0] v_reset;
+  wire [15:0] v_reset;
+  assign \$1  = $signed({ 1'h0, \port$1038$0 [8:0] }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(acc);
+  assign \$4  = $signed(\$3 ) + $signed(\port$1038$0 [40:25]);
+  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
+  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
+  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
+  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1038$0 [24:9]);
+  assign spike = spiking & \$9 ;
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1038$0 [24:9]);
+  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
+  assign \$12  = spike ? v_reset : \$8 [15:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (reset)
+      2'h0:
+          u_new = \$11 [15:0];
+      2'h1:
+          u_new = \$12 ;
+      default:
+          u_new = \$8 [15:0];
+    endcase
+  end
+  assign leak = { \$2 [24], \$2  };
+  assign alpha = \port$1038$0 [8:0];
+  assign total = \$4 [25:0];
+  assign bias = \port$1038$0 [40:25];
+  assign v = \$8 [15:0];
+  assign theta = \port$1038$0 [24:9];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neuron1 (reset, spiking, \port$1047$0 , u, spike, acc, u_new, v_reset);
+  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
+  wire [24:0] \$1 ;
+  wire [16:0] \$10 ;
+  wire [16:0] \$11 ;
+  wire [15:0] \$12 ;
+  wire [24:0] \$2 ;
+  wire [26:0] \$3 ;
+  wire [27:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire [25:0] \$7 ;
+  wire [25:0] \$8 ;
+  wire \$9 ;
+  input [23:0] acc;
+  wire [23:0] acc;
+  wire [8:0] alpha;
+  wire [15:0] bias;
+  wire [25:0] leak;
+  input [40:0] \port$1047$0 ;
+  wire [40:0] \port$1047$0 ;
+  input [1:0] reset;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  input spiking;
+  wire spiking;
+  wire [15:0] theta;
+  wire [25:0] total;
+  input [15:0] u;
+  wire [15:0] u;
+  output [15:0] u_new;
+  reg [15:0] u_new;
+  wire [15:0] v;
+  input [15:0] v_reset;
+  wire [15:0] v_reset;
+  assign \$1  = $signed({ 1'h0, \port$1047$0 [8:0] }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(acc);
+  assign \$4  = $signed(\$3 ) + $signed(\port$1047$0 [40:25]);
+  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
+  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
+  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
+  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1047$0 [24:9]);
+  assign spike = spiking & \$9 ;
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1047$0 [24:9]);
+  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
+  assign \$12  = spike ? v_reset : \$8 [15:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    (* full_case = 32'd1 *)
+    casez (reset)
+      2'h0:
+          u_new = \$11 [15:0];
+      2'h1:
+          u_new = \$12 ;
+      default:
+          u_new = \$8 [15:0];
+    endcase
+  end
+  assign leak = { \$2 [24], \$2  };
+  assign alpha = \port$1047$0 [8:0];
+  assign total = \$4 [25:0];
+  assign bias = \port$1047$0 [40:25];
+  assign v = \$8 [15:0];
+  assign theta = \port$1047$0 [24:9];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neuron2 (reset, spiking, \port$1056$0 , u, spike, acc, u_new, v_reset);
+  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
+  wire [24:0] \$1 ;
+  wire [16:0] \$10 ;
+  wire [16:0] \$11 ;
+  wire [15:0] \$12 ;
+  wire [24:0] \$2 ;
+  wire [26:0] \$3 ;
+  wire [27:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire [25:0] \$7 ;
+  wire [25:0] \$8 ;
+  wire \$9 ;
+  input [23:0] acc;
+  wire [23:0] acc;
+  wire [8:0] alpha;
+  wire [15:0] bias;
+  wire [25:0] leak;
+  input [40:0] \port$1056$0 ;
+  wire [40:0] \port$1056$0 ;
+  input [1:0] reset;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  input spiking;
+  wire spiking;
+  wire [15:0] theta;
+  wire [25:0] total;
+  input [15:0] u;
+  wire [15:0] u;
+  output [15:0] u_new;
+  reg [15:0] u_new;
+  wire [15:0] v;
+  input [15:0] v_reset;
+  wire [15:0] v_reset;
+  assign \$1  = $signed({ 1'h0, \port$1056$0 [8:0] }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(acc);
+  assign \$4  = $signed(\$3 ) + $signed(\port$1056$0 [40:25]);
+  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
+  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
+  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
+  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1056$0 [24:9]);
+  assign spike = spiking & \$9 ;
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1056$0 [24:9]);
+  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
+  assign \$12  = spike ? v_reset : \$8 [15:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (reset)
+      2'h0:
+          u_new = \$11 [15:0];
+      2'h1:
+          u_new = \$12 ;
+      default:
+          u_new = \$8 [15:0];
+    endcase
+  end
+  assign leak = { \$2 [24], \$2  };
+  assign alpha = \port$1056$0 [8:0];
+  assign total = \$4 [25:0];
+  assign bias = \port$1056$0 [40:25];
+  assign v = \$8 [15:0];
+  assign theta = \port$1056$0 [24:9];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neuron3 (reset, spiking, \port$1065$0 , u, spike, acc, u_new, v_reset);
+  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+  wire [24:0] \$1 ;
+  wire [16:0] \$10 ;
+  wire [16:0] \$11 ;
+  wire [15:0] \$12 ;
+  wire [24:0] \$2 ;
+  wire [26:0] \$3 ;
+  wire [27:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire [25:0] \$7 ;
+  wire [25:0] \$8 ;
+  wire \$9 ;
+  input [23:0] acc;
+  wire [23:0] acc;
+  wire [8:0] alpha;
+  wire [15:0] bias;
+  wire [25:0] leak;
+  input [40:0] \port$1065$0 ;
+  wire [40:0] \port$1065$0 ;
+  input [1:0] reset;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  input spiking;
+  wire spiking;
+  wire [15:0] theta;
+  wire [25:0] total;
+  input [15:0] u;
+  wire [15:0] u;
+  output [15:0] u_new;
+  reg [15:0] u_new;
+  wire [15:0] v;
+  input [15:0] v_reset;
+  wire [15:0] v_reset;
+  assign \$1  = $signed({ 1'h0, \port$1065$0 [8:0] }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(acc);
+  assign \$4  = $signed(\$3 ) + $signed(\port$1065$0 [40:25]);
+  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
+  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
+  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
+  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1065$0 [24:9]);
+  assign spike = spiking & \$9 ;
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1065$0 [24:9]);
+  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
+  assign \$12  = spike ? v_reset : \$8 [15:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    (* full_case = 32'd1 *)
+    casez (reset)
+      2'h0:
+          u_new = \$11 [15:0];
+      2'h1:
+          u_new = \$12 ;
+      default:
+          u_new = \$8 [15:0];
+    endcase
+  end
+  assign leak = { \$2 [24], \$2  };
+  assign alpha = \port$1065$0 [8:0];
+  assign total = \$4 [25:0];
+  assign bias = \port$1065$0 [40:25];
+  assign v = \$8 [15:0];
+  assign theta = \port$1065$0 [24:9];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neuron4 (reset, spiking, \port$1074$0 , u, spike, acc, u_new, v_reset);
+  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
+  wire [24:0] \$1 ;
+  wire [16:0] \$10 ;
+  wire [16:0] \$11 ;
+  wire [15:0] \$12 ;
+  wire [24:0] \$2 ;
+  wire [26:0] \$3 ;
+  wire [27:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire [25:0] \$7 ;
+  wire [25:0] \$8 ;
+  wire \$9 ;
+  input [23:0] acc;
+  wire [23:0] acc;
+  wire [8:0] alpha;
+  wire [15:0] bias;
+  wire [25:0] leak;
+  input [40:0] \port$1074$0 ;
+  wire [40:0] \port$1074$0 ;
+  input [1:0] reset;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  input spiking;
+  wire spiking;
+  wire [15:0] theta;
+  wire [25:0] total;
+  input [15:0] u;
+  wire [15:0] u;
+  output [15:0] u_new;
+  reg [15:0] u_new;
+  wire [15:0] v;
+  input [15:0] v_reset;
+  wire [15:0] v_reset;
+  assign \$1  = $signed({ 1'h0, \port$1074$0 [8:0] }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(acc);
+  assign \$4  = $signed(\$3 ) + $signed(\port$1074$0 [40:25]);
+  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
+  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
+  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
+  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1074$0 [24:9]);
+  assign spike = spiking & \$9 ;
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1074$0 [24:9]);
+  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
+  assign \$12  = spike ? v_reset : \$8 [15:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    (* full_case = 32'd1 *)
+    casez (reset)
+      2'h0:
+          u_new = \$11 [15:0];
+      2'h1:
+          u_new = \$12 ;
+      default:
+          u_new = \$8 [15:0];
+    endcase
+  end
+  assign leak = { \$2 [24], \$2  };
+  assign alpha = \port$1074$0 [8:0];
+  assign total = \$4 [25:0];
+  assign bias = \port$1074$0 [40:25];
+  assign v = \$8 [15:0];
+  assign theta = \port$1074$0 [24:9];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neuron5 (reset, spiking, \port$1083$0 , u, spike, acc, u_new, v_reset);
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [24:0] \$1 ;
   wire [16:0] \$10 ;
   wire [16:0] \$11 ;
@@ -28363,7 +28360,7 @@ module \npu_core_digits.neuron0 (reset, spiking, \port$1083$0 , u, spike, acc, u
   assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
   assign \$12  = spike ? v_reset : \$8 [15:0];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     (* full_case = 32'd1 *)
     casez (reset)
       2'h0:
@@ -28384,8 +28381,8 @@ module \npu_core_digits.neuron0 (reset, spiking, \port$1083$0 , u, spike, acc, u
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron1 (reset, spiking, \port$1092$0 , u, spike, acc, u_new, v_reset);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
+module \npu_core_digits.neuron6 (reset, spiking, \port$1092$0 , u, spike, acc, u_new, v_reset);
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [24:0] \$1 ;
   wire [16:0] \$10 ;
   wire [16:0] \$11 ;
@@ -28433,7 +28430,7 @@ module \npu_core_digits.neuron1 (reset, spiking, \port$1092$0 , u, spike, acc, u
   assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
   assign \$12  = spike ? v_reset : \$8 [15:0];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     casez (reset)
       2'h0:
@@ -28454,8 +28451,8 @@ module \npu_core_digits.neuron1 (reset, spiking, \port$1092$0 , u, spike, acc, u
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron2 (reset, spiking, \port$1101$0 , u, spike, acc, u_new, v_reset);
-  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
+module \npu_core_digits.neuron7 (reset, spiking, \port$1101$0 , u, spike, acc, u_new, v_reset);
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [24:0] \$1 ;
   wire [16:0] \$10 ;
   wire [16:0] \$11 ;
@@ -28503,7 +28500,7 @@ module \npu_core_digits.neuron2 (reset, spiking, \port$1101$0 , u, spike, acc, u
   assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
   assign \$12  = spike ? v_reset : \$8 [15:0];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     casez (reset)
       2'h0:
@@ -28524,357 +28521,7 @@ module \npu_core_digits.neuron2 (reset, spiking, \port$1101$0 , u, spike, acc, u
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron3 (reset, spiking, \port$1110$0 , u, spike, acc, u_new, v_reset);
-  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
-  wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
-  wire [15:0] \$12 ;
-  wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
-  wire [8:0] alpha;
-  wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$1110$0 ;
-  wire [40:0] \port$1110$0 ;
-  input [1:0] reset;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  input spiking;
-  wire spiking;
-  wire [15:0] theta;
-  wire [25:0] total;
-  input [15:0] u;
-  wire [15:0] u;
-  output [15:0] u_new;
-  reg [15:0] u_new;
-  wire [15:0] v;
-  input [15:0] v_reset;
-  wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1110$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1110$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1110$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1110$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (reset)
-      2'h0:
-          u_new = \$11 [15:0];
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$8 [15:0];
-    endcase
-  end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1110$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$1110$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$1110$0 [24:9];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.neuron4 (reset, spiking, \port$1119$0 , u, spike, acc, u_new, v_reset);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
-  wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
-  wire [15:0] \$12 ;
-  wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
-  wire [8:0] alpha;
-  wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$1119$0 ;
-  wire [40:0] \port$1119$0 ;
-  input [1:0] reset;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  input spiking;
-  wire spiking;
-  wire [15:0] theta;
-  wire [25:0] total;
-  input [15:0] u;
-  wire [15:0] u;
-  output [15:0] u_new;
-  reg [15:0] u_new;
-  wire [15:0] v;
-  input [15:0] v_reset;
-  wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1119$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1119$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1119$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1119$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    (* full_case = 32'd1 *)
-    casez (reset)
-      2'h0:
-          u_new = \$11 [15:0];
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$8 [15:0];
-    endcase
-  end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1119$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$1119$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$1119$0 [24:9];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.neuron5 (reset, spiking, \port$1128$0 , u, spike, acc, u_new, v_reset);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
-  wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
-  wire [15:0] \$12 ;
-  wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
-  wire [8:0] alpha;
-  wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$1128$0 ;
-  wire [40:0] \port$1128$0 ;
-  input [1:0] reset;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  input spiking;
-  wire spiking;
-  wire [15:0] theta;
-  wire [25:0] total;
-  input [15:0] u;
-  wire [15:0] u;
-  output [15:0] u_new;
-  reg [15:0] u_new;
-  wire [15:0] v;
-  input [15:0] v_reset;
-  wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1128$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1128$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1128$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1128$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    (* full_case = 32'd1 *)
-    casez (reset)
-      2'h0:
-          u_new = \$11 [15:0];
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$8 [15:0];
-    endcase
-  end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1128$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$1128$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$1128$0 [24:9];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.neuron6 (reset, spiking, \port$1137$0 , u, spike, acc, u_new, v_reset);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
-  wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
-  wire [15:0] \$12 ;
-  wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
-  wire [8:0] alpha;
-  wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$1137$0 ;
-  wire [40:0] \port$1137$0 ;
-  input [1:0] reset;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  input spiking;
-  wire spiking;
-  wire [15:0] theta;
-  wire [25:0] total;
-  input [15:0] u;
-  wire [15:0] u;
-  output [15:0] u_new;
-  reg [15:0] u_new;
-  wire [15:0] v;
-  input [15:0] v_reset;
-  wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1137$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1137$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1137$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1137$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (reset)
-      2'h0:
-          u_new = \$11 [15:0];
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$8 [15:0];
-    endcase
-  end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1137$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$1137$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$1137$0 [24:9];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.neuron7 (reset, spiking, \port$1146$0 , u, spike, acc, u_new, v_reset);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
-  wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
-  wire [15:0] \$12 ;
-  wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
-  wire [8:0] alpha;
-  wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$1146$0 ;
-  wire [40:0] \port$1146$0 ;
-  input [1:0] reset;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  input spiking;
-  wire spiking;
-  wire [15:0] theta;
-  wire [25:0] total;
-  input [15:0] u;
-  wire [15:0] u;
-  output [15:0] u_new;
-  reg [15:0] u_new;
-  wire [15:0] v;
-  input [15:0] v_reset;
-  wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1146$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1146$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1146$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1146$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (reset)
-      2'h0:
-          u_new = \$11 [15:0];
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$8 [15:0];
-    endcase
-  end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1146$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$1146$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$1146$0 [24:9];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.out_fifo (clk, rst, w_rdy, r_data, w_port__data, w_en, r_rdy, r_en);
+module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_rdy, r_en);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -29050,4 +28697,346 @@ module \npu_core_digits.out_fifo (clk, rst, w_rdy, r_data, w_port__data, w_en, r
   assign w_data = w_port__data;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.router (rst, records__ready, free, records__valid, event_index, \event , can_load, load, send, \spikes$27 , \base$28 , \layer$29 , \emit_values$30 , values, records__payload, layer, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire [14:0] \$11 ;
+  wire [14:0] \$12 ;
+  wire [14:0] \$13 ;
+  wire \$14 ;
+  reg [7:0] \$15 ;
+  reg [7:0] \$16 ;
+  reg [7:0] \$17 ;
+  reg [1:0] \$18 ;
+  reg \$19 ;
+  wire [8:0] \$2 ;
+  reg [15:0] \$20 ;
+  reg [15:0] \$21 ;
+  reg [15:0] \$22 ;
+  reg [15:0] \$23 ;
+  reg [15:0] \$24 ;
+  reg [15:0] \$25 ;
+  reg [15:0] \$26 ;
+  reg [15:0] \$27 ;
+  reg [15:0] \$3 ;
+  wire [8:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire [14:0] \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  reg [7:0] base = 8'h00;
+  input [7:0] \base$28 ;
+  wire [7:0] \base$28 ;
+  output can_load;
+  wire can_load;
+  input clk;
+  wire clk;
+  reg emit_values = 1'h0;
+  input \emit_values$30 ;
+  wire \emit_values$30 ;
+  output \event ;
+  wire \event ;
+  output [7:0] event_index;
+  wire [7:0] event_index;
+  (* init = 2'h0 *)
+  wire [1:0] event_layer;
+  output free;
+  wire free;
+  output [1:0] layer;
+  reg [1:0] layer = 2'h0;
+  input [1:0] \layer$29 ;
+  wire [1:0] \layer$29 ;
+  input load;
+  wire load;
+  reg [7:0] pending = 8'h00;
+  reg [2:0] pick;
+  wire pick_spike;
+  output [27:0] records__payload;
+  wire [27:0] records__payload;
+  wire [6:0] \records__payload.index ;
+  wire [1:0] \records__payload.kind ;
+  wire [1:0] \records__payload.layer ;
+  wire \records__payload.spike ;
+  wire [15:0] \records__payload.value ;
+  input records__ready;
+  wire records__ready;
+  output records__valid;
+  wire records__valid;
+  input rst;
+  wire rst;
+  input [7:0] send;
+  wire [7:0] send;
+  reg [7:0] spikes = 8'h00;
+  input [7:0] \spikes$27 ;
+  wire [7:0] \spikes$27 ;
+  reg [15:0] value0 = 16'h0000;
+  reg [15:0] value1 = 16'h0000;
+  reg [15:0] value2 = 16'h0000;
+  reg [15:0] value3 = 16'h0000;
+  reg [15:0] value4 = 16'h0000;
+  reg [15:0] value5 = 16'h0000;
+  reg [15:0] value6 = 16'h0000;
+  reg [15:0] value7 = 16'h0000;
+  input [127:0] values;
+  wire [127:0] values;
+  wire [15:0] \values[0] ;
+  wire [15:0] \values[1] ;
+  wire [15:0] \values[2] ;
+  wire [15:0] \values[3] ;
+  wire [15:0] \values[4] ;
+  wire [15:0] \values[5] ;
+  wire [15:0] \values[6] ;
+  wire [15:0] \values[7] ;
+  assign pick_spike = spikes >> pick;
+  assign free = ! pending;
+  assign records__valid = ~ free;
+  assign \$1  = emit_values ? 1'h1 : 1'h0;
+  assign \$2  = base + pick;
+  assign \$4  = base + pick;
+  assign \$5  = records__valid & records__ready;
+  assign \event  = \$5  & pick_spike;
+  assign \$6  = records__valid & records__ready;
+  assign \$7  = 1'h1 << pick;
+  assign \$8  = pending == \$7 ;
+  assign \$9  = \$6  & \$8 ;
+  assign can_load = free | \$9 ;
+  assign \$10  = records__valid & records__ready;
+  assign \$11  = 1'h1 << pick;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = { 7'h00, pending } & \$12 ;
+  assign \$14  = load & can_load;
+  always @(posedge clk)
+    pending <= \$15 ;
+  always @(posedge clk)
+    spikes <= \$16 ;
+  always @(posedge clk)
+    base <= \$17 ;
+  always @(posedge clk)
+    layer <= \$18 ;
+  always @(posedge clk)
+    emit_values <= \$19 ;
+  always @(posedge clk)
+    value0 <= \$20 ;
+  always @(posedge clk)
+    value1 <= \$21 ;
+  always @(posedge clk)
+    value2 <= \$22 ;
+  always @(posedge clk)
+    value3 <= \$23 ;
+  always @(posedge clk)
+    value4 <= \$24 ;
+  always @(posedge clk)
+    value5 <= \$25 ;
+  always @(posedge clk)
+    value6 <= \$26 ;
+  always @(posedge clk)
+    value7 <= \$27 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      3'h0:
+          \$3  = value0;
+      3'h1:
+          \$3  = value1;
+      3'h2:
+          \$3  = value2;
+      3'h3:
+          \$3  = value3;
+      3'h4:
+          \$3  = value4;
+      3'h5:
+          \$3  = value5;
+      3'h6:
+          \$3  = value6;
+      3'h7:
+          \$3  = value7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    pick = 3'h0;
+    if (pending[7]) begin
+      pick = 3'h7;
+    end
+    if (pending[6]) begin
+      pick = 3'h6;
+    end
+    if (pending[5]) begin
+      pick = 3'h5;
+    end
+    if (pending[4]) begin
+      pick = 3'h4;
+    end
+    if (pending[3]) begin
+      pick = 3'h3;
+    end
+    if (pending[2]) begin
+      pick = 3'h2;
+    end
+    if (pending[1]) begin
+      pick = 3'h1;
+    end
+    if (pending[0]) begin
+      pick = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$15  = pending;
+    if (\$10 ) begin
+      \$15  = \$13 [7:0];
+    end
+    if (\$14 ) begin
+      \$15  = send;
+    end
+    if (rst) begin
+      \$15  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$16  = spikes;
+    if (\$14 ) begin
+      \$16  = \spikes$27 ;
+    end
+    if (rst) begin
+      \$16  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$17  = base;
+    if (\$14 ) begin
+      \$17  = \base$28 ;
+    end
+    if (rst) begin
+      \$17  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$18  = layer;
+    if (\$14 ) begin
+      \$18  = \layer$29 ;
+    end
+    if (rst) begin
+      \$18  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$19  = emit_values;
+    if (\$14 ) begin
+      \$19  = \emit_values$30 ;
+    end
+    if (rst) begin
+      \$19  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$20  = value0;
+    if (\$14 ) begin
+      \$20  = values[15:0];
+    end
+    if (rst) begin
+      \$20  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$21  = value1;
+    if (\$14 ) begin
+      \$21  = values[31:16];
+    end
+    if (rst) begin
+      \$21  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$22  = value2;
+    if (\$14 ) begin
+      \$22  = values[47:32];
+    end
+    if (rst) begin
+      \$22  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$23  = value3;
+    if (\$14 ) begin
+      \$23  = values[63:48];
+    end
+    if (rst) begin
+      \$23  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$24  = value4;
+    if (\$14 ) begin
+      \$24  = values[79:64];
+    end
+    if (rst) begin
+      \$24  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$25  = value5;
+    if (\$14 ) begin
+      \$25  = values[95:80];
+    end
+    if (rst) begin
+      \$25  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$26  = value6;
+    if (\$14 ) begin
+      \$26  = values[111:96];
+    end
+    if (rst) begin
+      \$26  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$27  = value7;
+    if (\$14 ) begin
+      \$27  = values[127:112];
+    end
+    if (rst) begin
+      \$27  = 16'h0000;
+    end
+  end
+  assign event_layer = layer;
+  assign event_index = \$4 [7:0];
+  assign \records__payload.kind  = records__payload[1:0];
+  assign \records__payload.layer  = records__payload[3:2];
+  assign \records__payload.index  = records__payload[10:4];
+  assign \records__payload.spike  = records__payload[11];
+  assign \records__payload.value  = records__payload[27:12];
+  assign \values[0]  = values[15:0];
+  assign \values[1]  = values[31:16];
+  assign \values[2]  = values[47:32];
+  assign \values[3]  = values[63:48];
+  assign \values[4]  = values[79:64];
+  assign \values[5]  = values[95:80];
+  assign \values[6]  = values[111:96];
+  assign \values[7]  = values[127:112];
+  assign records__payload[27:12] = \$3 ;
+  assign records__payload[11] = pick_spike;
+  assign records__payload[10:4] = \$2 [6:0];
+  assign records__payload[3:2] = layer;
+  assign records__payload[1:0] = { 1'h0, \$1  };
 endmodule

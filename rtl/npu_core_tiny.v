@@ -7,183 +7,159 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
-  reg [4:0] \$101 ;
-  wire [5:0] \$102 ;
+  wire \$101 ;
+  wire \$102 ;
   wire \$103 ;
   wire \$104 ;
-  wire [32:0] \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
+  reg [1:0] \$105 ;
+  wire [3:0] \$106 ;
+  wire [4:0] \$107 ;
+  reg [31:0] \$108 ;
+  wire [32:0] \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  reg [1:0] \$111 ;
+  wire [3:0] \$110 ;
+  wire [4:0] \$111 ;
   wire [3:0] \$112 ;
   wire [4:0] \$113 ;
   reg [31:0] \$114 ;
   wire [32:0] \$115 ;
   wire [3:0] \$116 ;
   wire [4:0] \$117 ;
-  wire [3:0] \$118 ;
-  wire [4:0] \$119 ;
+  reg [1:0] \$118 ;
+  reg [2:0] \$119 ;
   wire \$12 ;
-  reg [31:0] \$120 ;
-  wire [32:0] \$121 ;
-  wire [3:0] \$122 ;
-  wire [4:0] \$123 ;
-  reg [1:0] \$124 ;
-  reg [2:0] \$125 ;
-  wire [3:0] \$126 ;
-  wire \$127 ;
-  reg [1:0] \$128 ;
-  reg [1:0] \$129 ;
+  wire [3:0] \$120 ;
+  wire \$121 ;
+  reg [1:0] \$122 ;
+  reg [1:0] \$123 ;
+  wire \$124 ;
+  reg [1:0] \$125 ;
+  wire \$126 ;
+  reg \$127 ;
+  wire \$128 ;
+  wire \$129 ;
   wire \$13 ;
-  wire \$130 ;
-  reg [1:0] \$131 ;
-  wire \$132 ;
-  reg \$133 ;
-  wire \$134 ;
+  reg [1:0] \$130 ;
+  wire \$131 ;
+  reg [4:0] \$132 ;
+  reg [1:0] \$133 ;
+  reg \$134 ;
   wire \$135 ;
-  reg [1:0] \$136 ;
-  wire \$137 ;
-  reg [4:0] \$138 ;
-  reg [1:0] \$139 ;
+  reg [4:0] \$136 ;
+  wire [4:0] \$137 ;
+  reg [7:0] \$138 ;
+  reg [4:0] \$139 ;
   wire \$14 ;
-  reg \$140 ;
-  wire \$141 ;
-  reg [4:0] \$142 ;
+  wire [8:0] \$140 ;
+  wire [9:0] \$141 ;
+  wire [3:0] \$142 ;
   wire [4:0] \$143 ;
-  reg [7:0] \$144 ;
-  reg [4:0] \$145 ;
-  wire [8:0] \$146 ;
-  wire [9:0] \$147 ;
-  wire [3:0] \$148 ;
-  wire [4:0] \$149 ;
+  reg [31:0] \$144 ;
+  wire [32:0] \$145 ;
+  wire [3:0] \$146 ;
+  wire [4:0] \$147 ;
+  wire \$148 ;
+  wire [5:0] \$149 ;
   wire \$15 ;
-  reg [31:0] \$150 ;
-  wire [32:0] \$151 ;
-  wire [3:0] \$152 ;
-  wire [4:0] \$153 ;
-  wire \$154 ;
-  wire [5:0] \$155 ;
-  wire \$156 ;
+  wire \$150 ;
+  wire [3:0] \$151 ;
+  wire [4:0] \$152 ;
+  reg [31:0] \$153 ;
+  wire [32:0] \$154 ;
+  wire [3:0] \$155 ;
+  wire [4:0] \$156 ;
   wire [3:0] \$157 ;
-  wire [4:0] \$158 ;
-  reg [31:0] \$159 ;
+  wire [3:0] \$158 ;
+  wire [4:0] \$159 ;
   wire \$16 ;
-  wire [32:0] \$160 ;
-  wire [3:0] \$161 ;
-  wire [4:0] \$162 ;
-  wire [3:0] \$163 ;
-  wire [3:0] \$164 ;
-  wire [4:0] \$165 ;
-  reg [31:0] \$166 ;
-  wire [32:0] \$167 ;
-  wire [3:0] \$168 ;
-  wire [4:0] \$169 ;
+  reg [31:0] \$160 ;
+  wire [32:0] \$161 ;
+  wire [3:0] \$162 ;
+  wire [4:0] \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire [3:0] \$167 ;
+  wire [4:0] \$168 ;
+  reg [31:0] \$169 ;
   wire \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire [3:0] \$173 ;
+  wire [32:0] \$170 ;
+  wire [3:0] \$171 ;
+  wire [4:0] \$172 ;
+  reg [3:0] \$173 ;
   wire [4:0] \$174 ;
-  reg [31:0] \$175 ;
-  wire [32:0] \$176 ;
-  wire [3:0] \$177 ;
-  wire [4:0] \$178 ;
-  wire \$179 ;
+  wire \$175 ;
+  wire [4:0] \$176 ;
+  wire [1:0] \$177 ;
+  wire \$178 ;
+  wire [1:0] \$179 ;
   wire \$18 ;
-  wire [2:0] \$180 ;
+  wire \$180 ;
   wire \$181 ;
   wire \$182 ;
   wire \$183 ;
-  reg \$184 ;
-  wire [1:0] \$185 ;
-  wire [1:0] \$186 ;
-  wire [5:0] \$187 ;
-  reg \$188 ;
-  reg [3:0] \$189 ;
+  wire [32:0] \$184 ;
+  reg [37:0] \$185 ;
+  reg [37:0] \$186 ;
+  reg [15:0] \$187 ;
+  reg [15:0] \$188 ;
+  reg [15:0] \$189 ;
   wire \$19 ;
-  wire [4:0] \$190 ;
-  wire \$191 ;
-  wire [4:0] \$192 ;
-  wire \$193 ;
-  wire [1:0] \$194 ;
-  wire \$195 ;
-  wire [1:0] \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
+  reg [15:0] \$190 ;
+  reg [1:0] \$191 ;
+  reg \$192 ;
+  reg [2:0] \$193 ;
+  reg \$194 ;
+  reg [40:0] \$195 ;
+  reg \$196 ;
+  reg \$197 ;
+  reg [7:0] \$198 ;
+  reg [8:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire \$200 ;
-  wire [32:0] \$201 ;
-  reg [37:0] \$202 ;
-  reg [37:0] \$203 ;
-  reg [15:0] \$204 ;
-  reg [15:0] \$205 ;
-  reg [15:0] \$206 ;
-  reg [15:0] \$207 ;
-  reg [1:0] \$208 ;
-  reg \$209 ;
+  reg \$200 ;
+  reg [23:0] \$201 ;
+  reg [23:0] \$202 ;
+  reg [4:0] \$203 ;
+  reg [4:0] \$204 ;
+  reg [4:0] \$205 ;
+  reg [4:0] \$206 ;
+  reg [4:0] \$207 ;
+  reg [4:0] \$208 ;
+  reg [4:0] \$209 ;
   reg [7:0] \$21 ;
-  reg [2:0] \$210 ;
-  reg \$211 ;
-  reg [40:0] \$212 ;
-  reg \$213 ;
-  reg \$214 ;
-  reg [7:0] \$215 ;
-  reg [8:0] \$216 ;
-  reg \$217 ;
-  reg [23:0] \$218 ;
-  reg [23:0] \$219 ;
+  reg [4:0] \$210 ;
+  reg [31:0] \$211 ;
+  reg [31:0] \$212 ;
+  reg [31:0] \$213 ;
+  reg [31:0] \$214 ;
+  reg [31:0] \$215 ;
+  reg [31:0] \$216 ;
+  reg [31:0] \$217 ;
+  reg [31:0] \$218 ;
+  reg [31:0] \$219 ;
   reg [40:0] \$22 ;
-  reg [1:0] \$220 ;
-  reg [4:0] \$221 ;
+  reg [31:0] \$220 ;
+  reg \$221 ;
   reg [4:0] \$222 ;
   reg [4:0] \$223 ;
-  reg [4:0] \$224 ;
-  reg [4:0] \$225 ;
-  reg [4:0] \$226 ;
-  reg [4:0] \$227 ;
-  reg [4:0] \$228 ;
-  reg [31:0] \$229 ;
+  reg \$224 ;
+  reg \$225 ;
+  reg \$226 ;
+  reg \$227 ;
+  reg [3:0] \$228 ;
+  reg [3:0] \$229 ;
   reg [15:0] \$23 ;
-  reg [31:0] \$230 ;
-  reg [31:0] \$231 ;
-  reg [31:0] \$232 ;
-  reg [31:0] \$233 ;
-  reg [31:0] \$234 ;
-  reg [31:0] \$235 ;
-  reg [31:0] \$236 ;
-  reg [31:0] \$237 ;
-  reg [31:0] \$238 ;
-  reg \$239 ;
+  reg [2:0] \$230 ;
+  reg [1:0] \$231 ;
+  reg \$232 ;
+  reg \$233 ;
+  reg [4:0] \$234 ;
+  reg [4:0] \$235 ;
+  reg [8:0] \$236 ;
   reg [3:0] \$24 ;
-  reg [4:0] \$240 ;
-  reg [4:0] \$241 ;
-  reg \$242 ;
-  reg \$243 ;
-  reg \$244 ;
-  reg \$245 ;
-  reg [3:0] \$246 ;
-  reg [3:0] \$247 ;
-  reg [2:0] \$248 ;
-  reg [1:0] \$249 ;
   wire [9:0] \$25 ;
-  reg \$250 ;
-  reg \$251 ;
-  reg [4:0] \$252 ;
-  reg [4:0] \$253 ;
-  reg [8:0] \$254 ;
-  reg [1:0] \$255 ;
-  reg \$256 ;
-  reg [4:0] \$257 ;
-  reg \$258 ;
-  reg [15:0] \$259 ;
   wire [9:0] \$26 ;
-  reg [15:0] \$260 ;
   wire [7:0] \$27 ;
   wire [7:0] \$28 ;
   wire [9:0] \$29 ;
@@ -191,42 +167,42 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [9:0] \$30 ;
   wire [7:0] \$31 ;
   wire [7:0] \$32 ;
-  wire [5:0] \$33 ;
+  wire \$33 ;
   wire \$34 ;
-  reg [15:0] \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  reg [3:0] \$38 ;
-  wire [7:0] \$39 ;
+  reg [3:0] \$35 ;
+  wire [7:0] \$36 ;
+  wire [41:0] \$37 ;
+  wire \$38 ;
+  wire \$39 ;
   wire \$4 ;
-  wire [41:0] \$40 ;
+  wire \$40 ;
   wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
+  wire [7:0] \$42 ;
+  wire [41:0] \$43 ;
   wire \$44 ;
-  wire [7:0] \$45 ;
-  wire [41:0] \$46 ;
+  wire \$45 ;
+  wire \$46 ;
   wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
+  reg [4:0] \$48 ;
+  wire [5:0] \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  reg [4:0] \$51 ;
-  wire [5:0] \$52 ;
-  wire [6:0] \$53 ;
-  wire \$54 ;
-  reg [4:0] \$55 ;
-  wire [5:0] \$56 ;
-  wire [6:0] \$57 ;
+  wire [6:0] \$50 ;
+  wire \$51 ;
+  reg [4:0] \$52 ;
+  wire [5:0] \$53 ;
+  wire [6:0] \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
   wire \$58 ;
-  wire \$59 ;
+  reg [3:0] \$59 ;
   wire \$6 ;
   wire \$60 ;
-  wire \$61 ;
-  reg [3:0] \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire [2:0] \$65 ;
+  reg \$61 ;
+  wire [1:0] \$62 ;
+  wire [1:0] \$63 ;
+  wire [5:0] \$64 ;
+  reg \$65 ;
   wire \$66 ;
   wire \$67 ;
   wire \$68 ;
@@ -241,36 +217,36 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$76 ;
   wire \$77 ;
   wire \$78 ;
-  wire \$79 ;
+  reg [37:0] \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  reg [37:0] \$82 ;
-  reg [15:0] \$83 ;
-  reg [31:0] \$84 ;
-  wire [15:0] \$85 ;
-  wire [24:0] \$86 ;
-  wire [15:0] \$87 ;
-  wire [24:0] \$88 ;
-  wire [2:0] \$89 ;
+  reg [15:0] \$80 ;
+  reg [31:0] \$81 ;
+  wire [15:0] \$82 ;
+  wire [24:0] \$83 ;
+  wire [15:0] \$84 ;
+  wire [24:0] \$85 ;
+  reg [4:0] \$86 ;
+  wire [5:0] \$87 ;
+  wire [3:0] \$88 ;
+  wire [4:0] \$89 ;
   wire \$9 ;
-  wire [2:0] \$90 ;
-  wire [2:0] \$91 ;
-  reg [4:0] \$92 ;
-  wire [5:0] \$93 ;
-  wire [3:0] \$94 ;
-  wire [4:0] \$95 ;
-  reg [31:0] \$96 ;
-  wire [32:0] \$97 ;
-  wire [3:0] \$98 ;
-  wire [4:0] \$99 ;
+  reg [31:0] \$90 ;
+  wire [32:0] \$91 ;
+  wire [3:0] \$92 ;
+  wire [4:0] \$93 ;
+  wire \$94 ;
+  reg [4:0] \$95 ;
+  wire [5:0] \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire [32:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$147  = 1'h0;
   reg \$signal$151  = 1'h0;
-  reg \$signal$152  = 1'h0;
+  reg \$signal$155  = 1'h0;
+  reg \$signal$156  = 1'h0;
   wire [7:0] \$signature__addr ;
-  wire [3:0] \$signature__addr$112 ;
-  wire [3:0] \$signature__addr$117 ;
+  wire [3:0] \$signature__addr$108 ;
+  wire [3:0] \$signature__addr$113 ;
   wire [3:0] \$signature__addr$23 ;
   wire [7:0] \$signature__addr$26 ;
   wire [3:0] \$signature__addr$29 ;
@@ -281,8 +257,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [3:0] \$signature__addr$56 ;
   wire [3:0] \$signature__addr$57 ;
   wire [7:0] \$signature__data ;
-  wire [15:0] \$signature__data$113 ;
-  wire [15:0] \$signature__data$118 ;
+  wire [15:0] \$signature__data$109 ;
+  wire [15:0] \$signature__data$114 ;
   wire [40:0] \$signature__data$24 ;
   wire [8:0] \$signature__data$24.alpha ;
   wire [15:0] \$signature__data$24.bias ;
@@ -305,25 +281,27 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \$signature__data$38 ;
   wire [15:0] \$signature__data$39 ;
   wire \$signature__en ;
-  wire \$signature__en$115 ;
-  wire \$signature__en$120 ;
+  wire \$signature__en$111 ;
+  wire \$signature__en$116 ;
   wire \$signature__en$25 ;
   wire \$signature__en$28 ;
   wire \$signature__en$31 ;
   reg [23:0] acc = 24'h000000;
-  reg [23:0] \acc$103  = 24'h000000;
+  reg [23:0] \acc$99  = 24'h000000;
   (* init = 24'h000000 *)
   wire [23:0] acc0;
   (* init = 24'h000000 *)
   wire [23:0] acc1;
   wire [8:0] alpha;
-  wire [8:0] \alpha$105 ;
+  wire [8:0] \alpha$101 ;
   reg bank_sel = 1'h0;
+  reg [4:0] base;
   wire [15:0] bias;
-  wire [15:0] \bias$107 ;
+  wire [15:0] \bias$103 ;
   output busy;
   reg busy;
   wire \busy$19 ;
+  wire can_load;
   input clear;
   wire clear;
   input clk;
@@ -369,6 +347,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \edge3.recurrent ;
   wire [1:0] \edge3.src ;
   wire [7:0] \edge3.wbase ;
+  reg emit_values;
+  wire [23:0] end_record;
+  wire [3:0] \end_record.index ;
+  wire [1:0] \end_record.kind ;
+  wire \end_record.layer ;
+  wire \end_record.spike ;
+  wire [15:0] \end_record.value ;
   wire [6:0] ev_rd__addr;
   wire [11:0] ev_rd__data;
   wire [3:0] \ev_rd__data.index ;
@@ -378,6 +363,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [3:0] \ev_wr__data.index ;
   wire [7:0] \ev_wr__data.value ;
   reg ev_wr__en;
+  wire \event ;
+  wire [4:0] event_index;
+  wire event_layer;
+  wire free;
   reg [3:0] fsm_state = 4'h0;
   input [11:0] host_addr;
   wire [11:0] host_addr;
@@ -414,6 +403,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire input__valid;
   reg issue;
   reg [3:0] k = 4'h0;
+  reg layer;
   reg [37:0] layer0 = 38'h0000000000;
   wire [1:0] \layer0.ebase ;
   wire [2:0] \layer0.ecount ;
@@ -435,6 +425,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \layer1.spiking ;
   wire [15:0] \layer1.v_reset ;
   reg li = 1'h0;
+  reg load;
   reg [4:0] n = 5'h00;
   reg neuron_write;
   reg [1:0] num_layers = 2'h0;
@@ -449,31 +440,22 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire output__ready;
   output output__valid;
   wire output__valid;
-  reg pick;
-  wire [4:0] pick_index;
-  wire pick_spike;
-  reg [4:0] r_base = 5'h00;
   wire [23:0] r_data;
-  reg r_emit_values = 1'h0;
   wire r_en;
-  reg r_layer = 1'h0;
-  reg [1:0] r_pending = 2'h0;
   wire r_rdy;
-  reg [1:0] r_spikes = 2'h0;
-  reg [15:0] r_value0 = 16'h0000;
-  reg [15:0] r_value1 = 16'h0000;
   reg rd_lane = 1'h0;
   reg [40:0] rd_reg = 41'h00000000000;
   reg [2:0] rd_region = 3'h0;
-  reg [23:0] record;
-  wire [3:0] \record.index ;
-  wire [1:0] \record.kind ;
-  wire \record.layer ;
-  wire \record.spike ;
-  wire [15:0] \record.value ;
+  wire [23:0] records__payload;
+  wire [3:0] \records__payload.index ;
+  wire [1:0] \records__payload.kind ;
+  wire \records__payload.layer ;
+  wire \records__payload.spike ;
+  wire [15:0] \records__payload.value ;
+  wire records__ready;
+  wire records__valid;
   reg [1:0] reset;
-  reg [1:0] \reset$109 ;
-  wire router_go;
+  reg [1:0] \reset$105 ;
   wire [4:0] row_addr;
   reg [8:0] rowbase = 9'h000;
   input rst;
@@ -484,25 +466,31 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [7:0] s1_value;
   reg s2_valid = 1'h0;
   reg [7:0] s2_x = 8'h00;
+  reg [1:0] send;
   wire spike;
-  wire \spike$111 ;
+  wire \spike$107 ;
   wire [1:0] spike_src;
   wire [1:0] spikes;
+  reg [1:0] \spikes$131 ;
   reg spiking;
-  reg \spiking$110 ;
+  reg \spiking$106 ;
   reg [1:0] src_sel = 2'h0;
   wire [15:0] theta;
-  wire [15:0] \theta$106 ;
+  wire [15:0] \theta$102 ;
   wire [15:0] u;
-  wire [15:0] \u$102 ;
+  wire [15:0] \u$98 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$119 ;
+  wire [15:0] \u_new$115 ;
   reg [15:0] v_reset;
-  reg [15:0] \v_reset$108 ;
+  reg [15:0] \v_reset$104 ;
   wire [1:0] valid_lanes;
+  reg [31:0] values;
+  wire [15:0] \values[0] ;
+  wire [15:0] \values[1] ;
   wire [23:0] w_data;
-  reg w_en;
+  wire w_en;
   wire w_rdy;
+  reg write_end;
   reg [11:0] events [127:0];
   initial begin
     events[0] = 12'h000;
@@ -707,8 +695,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes0[15] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$115 )
-      membranes0[\$39 [3:0]] <= \$40 [15:0];
+    if (\$signature__en$111 )
+      membranes0[\$36 [3:0]] <= \$37 [15:0];
   end
   reg [15:0] _2_;
   always @(posedge clk) begin
@@ -735,8 +723,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes1[15] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$120 )
-      membranes1[\$45 [3:0]] <= \$46 [15:0];
+    if (\$signature__en$116 )
+      membranes1[\$42 [3:0]] <= \$43 [15:0];
   end
   reg [15:0] _3_;
   always @(posedge clk) begin
@@ -1368,267 +1356,238 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$30  = busy ? \$29  : { 2'h0, host_addr[7:0] };
   assign \$31  = busy ? { 3'h0, row_addr } : host_addr[7:0];
   assign \$32  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$33  = r_base + pick;
-  assign pick_spike = r_spikes >> pick;
-  assign \$34  = r_emit_values ? 1'h1 : 1'h0;
-  assign \$36  = ! r_pending;
-  assign \$37  = ~ \$36 ;
-  assign router_go = \$37  & w_rdy;
-  assign spike_src = r_layer + 1'h1;
-  assign \$39  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$40  = busy ? { u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new } : { 1'h0, host_wdata };
-  assign \$41  = host_addr[11:9] == 2'h3;
-  assign \$42  = host_we & \$41 ;
-  assign \$43  = ! host_addr[8];
-  assign \$44  = \$42  & \$43 ;
-  assign \$signature__en$115  = busy ? neuron_write : \$44 ;
-  assign \$45  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$46  = busy ? { \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119 [15], \u_new$119  } : { 1'h0, host_wdata };
-  assign \$47  = host_addr[11:9] == 2'h3;
-  assign \$48  = host_we & \$47 ;
-  assign \$50  = \$48  & \$49 ;
-  assign \$signature__en$120  = busy ? neuron_write : \$50 ;
-  assign \$52  = k * 2'h2;
-  assign \$53  = \$52  + 1'h0;
-  assign \$54  = \$51  > \$53 ;
-  assign \$56  = k * 2'h2;
-  assign \$57  = \$56  + 1'h1;
-  assign \$58  = \$55  > \$57 ;
-  assign \$59  = ~ in_full;
-  assign \$60  = ~ clear;
-  assign input__ready = \$59  & \$60 ;
-  assign \$61  = input__valid & input__ready;
-  assign \$63  = n < cnt;
-  assign \$64  = ! r_pending;
-  assign \$65  = 1'h1 << pick;
-  assign \$66  = r_pending == \$65 ;
-  assign \$67  = router_go & \$66 ;
-  assign \$68  = \$64  | \$67 ;
-  assign \$69  = ! fsm_state;
-  assign \$70  = fsm_state == 1'h1;
-  assign \$71  = fsm_state == 2'h2;
-  assign \$72  = fsm_state == 2'h3;
-  assign \$73  = fsm_state == 3'h4;
-  assign \$74  = fsm_state == 3'h5;
-  assign \$75  = fsm_state == 3'h6;
-  assign \$76  = fsm_state == 3'h7;
-  assign \$77  = fsm_state == 4'h8;
-  assign \$78  = ~ busy;
-  assign \$79  = \$78  & host_we;
-  assign \$80  = ~ busy;
-  assign \$81  = \$80  & host_re;
-  assign \$85  = $signed(\$signature__data$34 ) * $signed(s2_x);
-  assign \$86  = $signed(acc) + $signed(\$85 );
-  assign \$87  = $signed(\$signature__data$35 ) * $signed(s2_x);
-  assign \$88  = $signed(\acc$103 ) + $signed(\$87 );
-  assign \$89  = 1'h1 << pick;
-  assign \$90  = ~ \$89 ;
-  assign \$91  = { 1'h0, r_pending } & \$90 ;
-  assign \$93  = \$92  + 1'h1;
-  assign \$94  = r_layer * 3'h4;
-  assign \$95  = \$94  + 2'h3;
-  assign \$97  = \$96  + 1'h1;
-  assign \$98  = r_layer * 3'h4;
-  assign \$99  = \$98  + 2'h3;
-  assign \$100  = input__valid & input__ready;
-  assign \$102  = \$101  + 1'h1;
-  assign \$103  = ~ busy;
-  assign \$104  = clear & \$103 ;
-  assign \$105  = ctr8 + 1'h1;
-  assign \$106  = ~ clear;
-  assign \$107  = in_full & \$106 ;
-  assign \$108  = ~ \$signal ;
-  assign \$109  = ~ \$signal ;
-  assign \$110  = ! num_layers;
+  assign w_data = write_end ? 24'h000002 : records__payload;
+  assign \$33  = write_end | records__valid;
+  assign w_en = w_rdy & \$33 ;
+  assign \$34  = ~ write_end;
+  assign records__ready = w_rdy & \$34 ;
+  assign spike_src = event_layer + 1'h1;
+  assign \$36  = busy ? { 3'h0, row_addr } : host_addr[7:0];
+  assign \$37  = busy ? { u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new } : { 1'h0, host_wdata };
+  assign \$38  = host_addr[11:9] == 2'h3;
+  assign \$39  = host_we & \$38 ;
+  assign \$40  = ! host_addr[8];
+  assign \$41  = \$39  & \$40 ;
+  assign \$signature__en$111  = busy ? neuron_write : \$41 ;
+  assign \$42  = busy ? { 3'h0, row_addr } : host_addr[7:0];
+  assign \$43  = busy ? { \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115  } : { 1'h0, host_wdata };
+  assign \$44  = host_addr[11:9] == 2'h3;
+  assign \$45  = host_we & \$44 ;
+  assign \$47  = \$45  & \$46 ;
+  assign \$signature__en$116  = busy ? neuron_write : \$47 ;
+  assign \$49  = k * 2'h2;
+  assign \$50  = \$49  + 1'h0;
+  assign \$51  = \$48  > \$50 ;
+  assign \$53  = k * 2'h2;
+  assign \$54  = \$53  + 1'h1;
+  assign \$55  = \$52  > \$54 ;
+  assign \$56  = ~ in_full;
+  assign \$57  = ~ clear;
+  assign input__ready = \$56  & \$57 ;
+  assign \$58  = input__valid & input__ready;
+  assign \$60  = n < cnt;
+  assign \$62  = spikes & valid_lanes;
+  assign \$63  = \$61  ? valid_lanes : \$62 ;
+  assign \$64  = k * 2'h2;
+  assign \$66  = ! fsm_state;
+  assign \$67  = fsm_state == 1'h1;
+  assign \$68  = fsm_state == 2'h2;
+  assign \$69  = fsm_state == 2'h3;
+  assign \$70  = fsm_state == 3'h4;
+  assign \$71  = fsm_state == 3'h5;
+  assign \$72  = fsm_state == 3'h6;
+  assign \$73  = fsm_state == 3'h7;
+  assign \$74  = fsm_state == 4'h8;
+  assign \$75  = ~ busy;
+  assign \$76  = \$75  & host_we;
+  assign \$77  = ~ busy;
+  assign \$78  = \$77  & host_re;
+  assign \$82  = $signed(\$signature__data$34 ) * $signed(s2_x);
+  assign \$83  = $signed(acc) + $signed(\$82 );
+  assign \$84  = $signed(\$signature__data$35 ) * $signed(s2_x);
+  assign \$85  = $signed(\acc$99 ) + $signed(\$84 );
+  assign \$87  = \$86  + 1'h1;
+  assign \$88  = event_layer * 3'h4;
+  assign \$89  = \$88  + 2'h3;
+  assign \$91  = \$90  + 1'h1;
+  assign \$92  = event_layer * 3'h4;
+  assign \$93  = \$92  + 2'h3;
+  assign \$94  = input__valid & input__ready;
+  assign \$96  = \$95  + 1'h1;
+  assign \$97  = ~ busy;
+  assign \$98  = clear & \$97 ;
+  assign \$99  = ctr8 + 1'h1;
+  assign \$100  = ~ clear;
+  assign \$101  = in_full & \$100 ;
+  assign \$102  = ~ \$signal ;
+  assign \$103  = ~ \$signal ;
+  assign \$104  = ! num_layers;
+  assign \$106  = li * 3'h4;
+  assign \$107  = \$106  + 1'h0;
+  assign \$109  = \$108  + 1'h1;
+  assign \$110  = li * 3'h4;
+  assign \$111  = \$110  + 1'h0;
   assign \$112  = li * 3'h4;
   assign \$113  = \$112  + 1'h0;
   assign \$115  = \$114  + 1'h1;
   assign \$116  = li * 3'h4;
   assign \$117  = \$116  + 1'h0;
-  assign \$118  = li * 3'h4;
-  assign \$119  = \$118  + 1'h0;
-  assign \$121  = \$120  + 1'h1;
-  assign \$122  = li * 3'h4;
-  assign \$123  = \$122  + 1'h0;
-  assign \$126  = \$124  + \$125 ;
-  assign \$127  = e == \$126 ;
-  assign \$130  = ! \$129 ;
-  assign \$132  = ! \$131 ;
-  assign \$134  = cur ^ \$133 ;
-  assign \$135  = \$132  ? \$signal$152  : \$134 ;
-  assign \$137  = ! \$136 ;
-  assign \$141  = cur ^ \$140 ;
-  assign \$143  = \$137  ? \$138  : \$142 ;
-  assign \$146  = k * \$145 ;
-  assign \$147  = \$144  + \$146 ;
-  assign \$148  = li * 3'h4;
-  assign \$149  = \$148  + 1'h0;
-  assign \$151  = \$150  + 1'h1;
-  assign \$152  = li * 3'h4;
-  assign \$153  = \$152  + 1'h0;
-  assign \$154  = n < cnt;
-  assign \$155  = n + 1'h1;
-  assign \$156  = ! k;
-  assign \$157  = li * 3'h4;
-  assign \$158  = \$157  + 2'h2;
-  assign \$160  = \$159  + 1'h1;
-  assign \$161  = li * 3'h4;
-  assign \$162  = \$161  + 2'h2;
-  assign \$163  = e + 1'h1;
-  assign \$164  = li * 3'h4;
-  assign \$165  = \$164  + 1'h0;
-  assign \$167  = \$166  + 1'h1;
-  assign \$168  = li * 3'h4;
-  assign \$169  = \$168  + 1'h0;
-  assign \$170  = ~ \$signal$147 ;
-  assign \$171  = ~ s2_valid;
-  assign \$172  = \$170  & \$171 ;
-  assign \$173  = li * 3'h4;
-  assign \$174  = \$173  + 1'h1;
-  assign \$176  = \$175  + 1'h1;
-  assign \$177  = li * 3'h4;
-  assign \$178  = \$177  + 1'h1;
-  assign \$179  = ! r_pending;
-  assign \$180  = 1'h1 << pick;
-  assign \$181  = r_pending == \$180 ;
-  assign \$182  = router_go & \$181 ;
-  assign \$183  = \$179  | \$182 ;
-  assign \$185  = spikes & valid_lanes;
-  assign \$186  = \$184  ? valid_lanes : \$185 ;
-  assign \$187  = k * 2'h2;
-  assign \$190  = k + 1'h1;
-  assign \$191  = \$189  == \$190 ;
-  assign \$192  = k + 1'h1;
-  assign \$193  = ! r_pending;
-  assign \$194  = li + 1'h1;
-  assign \$195  = \$194  == num_layers;
-  assign \$196  = li + 1'h1;
-  assign \$197  = ~ cur;
-  assign \$198  = ~ cur;
-  assign \$199  = ~ cur;
-  assign \$200  = ~ cur;
-  assign \$201  = ctr9 + 1'h1;
+  assign \$120  = \$118  + \$119 ;
+  assign \$121  = e == \$120 ;
+  assign \$124  = ! \$123 ;
+  assign \$126  = ! \$125 ;
+  assign \$128  = cur ^ \$127 ;
+  assign \$129  = \$126  ? \$signal$156  : \$128 ;
+  assign \$131  = ! \$130 ;
+  assign \$135  = cur ^ \$134 ;
+  assign \$137  = \$131  ? \$132  : \$136 ;
+  assign \$140  = k * \$139 ;
+  assign \$141  = \$138  + \$140 ;
+  assign \$142  = li * 3'h4;
+  assign \$143  = \$142  + 1'h0;
+  assign \$145  = \$144  + 1'h1;
+  assign \$146  = li * 3'h4;
+  assign \$147  = \$146  + 1'h0;
+  assign \$148  = n < cnt;
+  assign \$149  = n + 1'h1;
+  assign \$150  = ! k;
+  assign \$151  = li * 3'h4;
+  assign \$152  = \$151  + 2'h2;
+  assign \$154  = \$153  + 1'h1;
+  assign \$155  = li * 3'h4;
+  assign \$156  = \$155  + 2'h2;
+  assign \$157  = e + 1'h1;
+  assign \$158  = li * 3'h4;
+  assign \$159  = \$158  + 1'h0;
+  assign \$161  = \$160  + 1'h1;
+  assign \$162  = li * 3'h4;
+  assign \$163  = \$162  + 1'h0;
+  assign \$164  = ~ \$signal$151 ;
+  assign \$165  = ~ s2_valid;
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = li * 3'h4;
+  assign \$168  = \$167  + 1'h1;
+  assign \$170  = \$169  + 1'h1;
+  assign \$171  = li * 3'h4;
+  assign \$172  = \$171  + 1'h1;
+  assign \$174  = k + 1'h1;
+  assign \$175  = \$173  == \$174 ;
+  assign \$176  = k + 1'h1;
+  assign \$177  = li + 1'h1;
+  assign \$178  = \$177  == num_layers;
+  assign \$179  = li + 1'h1;
+  assign \$180  = ~ cur;
+  assign \$181  = ~ cur;
+  assign \$182  = ~ cur;
+  assign \$183  = ~ cur;
+  assign \$184  = ctr9 + 1'h1;
   always @(posedge clk)
-    layer0 <= \$202 ;
+    layer0 <= \$185 ;
   always @(posedge clk)
-    layer1 <= \$203 ;
+    layer1 <= \$186 ;
   always @(posedge clk)
-    edge0 <= \$204 ;
+    edge0 <= \$187 ;
   always @(posedge clk)
-    edge1 <= \$205 ;
+    edge1 <= \$188 ;
   always @(posedge clk)
-    edge2 <= \$206 ;
+    edge2 <= \$189 ;
   always @(posedge clk)
-    edge3 <= \$207 ;
+    edge3 <= \$190 ;
   always @(posedge clk)
-    num_layers <= \$208 ;
+    num_layers <= \$191 ;
   always @(posedge clk)
-    host_rvalid <= \$209 ;
+    host_rvalid <= \$192 ;
   always @(posedge clk)
-    rd_region <= \$210 ;
+    rd_region <= \$193 ;
   always @(posedge clk)
-    rd_lane <= \$211 ;
+    rd_lane <= \$194 ;
   always @(posedge clk)
-    rd_reg <= \$212 ;
+    rd_reg <= \$195 ;
   always @(posedge clk)
-    \$signal$147  <= \$213 ;
+    \$signal$151  <= \$196 ;
   always @(posedge clk)
-    s2_valid <= \$214 ;
+    s2_valid <= \$197 ;
   always @(posedge clk)
-    s2_x <= \$215 ;
+    s2_x <= \$198 ;
   always @(posedge clk)
-    s1_rowbase <= \$216 ;
+    s1_rowbase <= \$199 ;
   always @(posedge clk)
-    s1_from_input <= \$217 ;
+    s1_from_input <= \$200 ;
   always @(posedge clk)
-    acc <= \$218 ;
+    acc <= \$201 ;
   always @(posedge clk)
-    \acc$103  <= \$219 ;
+    \acc$99  <= \$202 ;
   always @(posedge clk)
-    r_pending <= \$220 ;
+    count0 <= \$203 ;
   always @(posedge clk)
-    count0 <= \$221 ;
+    count1 <= \$204 ;
   always @(posedge clk)
-    count1 <= \$222 ;
+    count2 <= \$205 ;
   always @(posedge clk)
-    count2 <= \$223 ;
+    count3 <= \$206 ;
   always @(posedge clk)
-    count3 <= \$224 ;
+    count4 <= \$207 ;
   always @(posedge clk)
-    count4 <= \$225 ;
+    count5 <= \$208 ;
   always @(posedge clk)
-    count5 <= \$226 ;
+    count6 <= \$209 ;
   always @(posedge clk)
-    count6 <= \$227 ;
+    count7 <= \$210 ;
   always @(posedge clk)
-    count7 <= \$228 ;
+    ctr0 <= \$211 ;
   always @(posedge clk)
-    ctr0 <= \$229 ;
+    ctr1 <= \$212 ;
   always @(posedge clk)
-    ctr1 <= \$230 ;
+    ctr2 <= \$213 ;
   always @(posedge clk)
-    ctr2 <= \$231 ;
+    ctr3 <= \$214 ;
   always @(posedge clk)
-    ctr3 <= \$232 ;
+    ctr4 <= \$215 ;
   always @(posedge clk)
-    ctr4 <= \$233 ;
+    ctr5 <= \$216 ;
   always @(posedge clk)
-    ctr5 <= \$234 ;
+    ctr6 <= \$217 ;
   always @(posedge clk)
-    ctr6 <= \$235 ;
+    ctr7 <= \$218 ;
   always @(posedge clk)
-    ctr7 <= \$236 ;
+    ctr8 <= \$219 ;
   always @(posedge clk)
-    ctr8 <= \$237 ;
+    ctr9 <= \$220 ;
   always @(posedge clk)
-    ctr9 <= \$238 ;
+    in_full <= \$221 ;
   always @(posedge clk)
-    in_full <= \$239 ;
+    in_count0 <= \$222 ;
   always @(posedge clk)
-    in_count0 <= \$240 ;
+    in_count1 <= \$223 ;
   always @(posedge clk)
-    in_count1 <= \$241 ;
+    cur <= \$224 ;
   always @(posedge clk)
-    cur <= \$242 ;
+    \$signal  <= \$225 ;
   always @(posedge clk)
-    \$signal  <= \$243 ;
+    li <= \$226 ;
   always @(posedge clk)
-    li <= \$244 ;
+    \$signal$156  <= \$227 ;
   always @(posedge clk)
-    \$signal$152  <= \$245 ;
+    fsm_state <= \$228 ;
   always @(posedge clk)
-    fsm_state <= \$246 ;
+    k <= \$229 ;
   always @(posedge clk)
-    k <= \$247 ;
+    e <= \$230 ;
   always @(posedge clk)
-    e <= \$248 ;
+    src_sel <= \$231 ;
   always @(posedge clk)
-    src_sel <= \$249 ;
+    \$signal$155  <= \$232 ;
   always @(posedge clk)
-    \$signal$151  <= \$250 ;
+    bank_sel <= \$233 ;
   always @(posedge clk)
-    bank_sel <= \$251 ;
+    n <= \$234 ;
   always @(posedge clk)
-    n <= \$252 ;
+    cnt <= \$235 ;
   always @(posedge clk)
-    cnt <= \$253 ;
-  always @(posedge clk)
-    rowbase <= \$254 ;
-  always @(posedge clk)
-    r_spikes <= \$255 ;
-  always @(posedge clk)
-    r_layer <= \$256 ;
-  always @(posedge clk)
-    r_base <= \$257 ;
-  always @(posedge clk)
-    r_emit_values <= \$258 ;
-  always @(posedge clk)
-    r_value0 <= \$259 ;
-  always @(posedge clk)
-    r_value1 <= \$260 ;
+    rowbase <= \$236 ;
   \npu_core_tiny.neuron0  neuron0 (
     .acc(acc),
-    .\port$613$0 (\$signature__data$36 ),
+    .\port$586$0 (\$signature__data$36 ),
     .reset(reset),
     .spike(spike),
     .spiking(spiking),
@@ -1637,14 +1596,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .v_reset(v_reset)
   );
   \npu_core_tiny.neuron1  neuron1 (
-    .acc(\acc$103 ),
-    .\port$622$0 (\$signature__data$37 ),
-    .reset(\reset$109 ),
-    .spike(\spike$111 ),
-    .spiking(\spiking$110 ),
+    .acc(\acc$99 ),
+    .\port$595$0 (\$signature__data$37 ),
+    .reset(\reset$105 ),
+    .spike(\spike$107 ),
+    .spiking(\spiking$106 ),
     .u(\$signature__data$39 ),
-    .u_new(\u_new$119 ),
-    .v_reset(\v_reset$108 )
+    .u_new(\u_new$115 ),
+    .v_reset(\v_reset$104 )
   );
   \npu_core_tiny.out_fifo  out_fifo (
     .clk(clk),
@@ -1653,8 +1612,27 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .r_rdy(output__valid),
     .rst(rst),
     .w_en(w_en),
-    .w_port__data(record),
+    .w_port__data(w_data),
     .w_rdy(w_rdy)
+  );
+  \npu_core_tiny.router  router (
+    .\base$22 (base),
+    .can_load(can_load),
+    .clk(clk),
+    .\emit_values$24 (emit_values),
+    .\event (\event ),
+    .event_index(event_index),
+    .free(free),
+    .layer(event_layer),
+    .\layer$23 (layer),
+    .load(load),
+    .records__payload(records__payload),
+    .records__ready(records__ready),
+    .records__valid(records__valid),
+    .rst(rst),
+    .send(send),
+    .\spikes$21 (\spikes$131 ),
+    .values(values)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
@@ -1699,33 +1677,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (pick)
-      1'h0:
-          \$35  = r_value0;
-      1'h1:
-          \$35  = r_value1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
     casez ({ cur, spike_src })
       3'h0:
-          \$38  = count0[3:0];
+          \$35  = count0[3:0];
       3'h1:
-          \$38  = count1[3:0];
+          \$35  = count1[3:0];
       3'h2:
-          \$38  = count2[3:0];
+          \$35  = count2[3:0];
       3'h3:
-          \$38  = count3[3:0];
+          \$35  = count3[3:0];
       3'h4:
-          \$38  = count4[3:0];
+          \$35  = count4[3:0];
       3'h5:
-          \$38  = count5[3:0];
+          \$35  = count5[3:0];
       3'h6:
-          \$38  = count6[3:0];
+          \$35  = count6[3:0];
       3'h7:
-          \$38  = count7[3:0];
+          \$35  = count7[3:0];
     endcase
   end
   always @* begin
@@ -1763,9 +1731,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \v_reset$108  = layer0[36:21];
+          \v_reset$104  = layer0[36:21];
       1'h1:
-          \v_reset$108  = layer1[36:21];
+          \v_reset$104  = layer1[36:21];
     endcase
   end
   always @* begin
@@ -1773,9 +1741,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \reset$109  = layer0[20:19];
+          \reset$105  = layer0[20:19];
       1'h1:
-          \reset$109  = layer1[20:19];
+          \reset$105  = layer1[20:19];
     endcase
   end
   always @* begin
@@ -1783,9 +1751,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \spiking$110  = layer0[18];
+          \spiking$106  = layer0[18];
       1'h1:
-          \spiking$110  = layer1[18];
+          \spiking$106  = layer1[18];
     endcase
   end
   always @* begin
@@ -1793,9 +1761,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \$51  = layer0[4:0];
+          \$48  = layer0[4:0];
       1'h1:
-          \$51  = layer1[4:0];
+          \$48  = layer1[4:0];
     endcase
   end
   always @* begin
@@ -1803,9 +1771,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \$55  = layer0[4:0];
+          \$52  = layer0[4:0];
       1'h1:
-          \$55  = layer1[4:0];
+          \$52  = layer1[4:0];
     endcase
   end
   always @* begin
@@ -1813,59 +1781,79 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$62  = in_count0[3:0];
+          \$59  = in_count0[3:0];
       1'h1:
-          \$62  = in_count1[3:0];
+          \$59  = in_count1[3:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$82  = 38'h0000000000;
-    casez (host_addr[7:0])
-      8'h00:
-          \$82  = layer0;
-      8'h01:
-          \$82  = layer1;
+    (* full_case = 32'd1 *)
+    casez (li)
+      1'h0:
+          \$61  = layer0[37];
+      1'h1:
+          \$61  = layer1[37];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$83  = 16'h0000;
+    (* full_case = 32'd1 *)
+    casez (li)
+      1'h0:
+          \$65  = layer0[37];
+      1'h1:
+          \$65  = layer1[37];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$79  = 38'h0000000000;
     casez (host_addr[7:0])
       8'h00:
-          \$83  = edge0;
+          \$79  = layer0;
       8'h01:
-          \$83  = edge1;
+          \$79  = layer1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$80  = 16'h0000;
+    casez (host_addr[7:0])
+      8'h00:
+          \$80  = edge0;
+      8'h01:
+          \$80  = edge1;
       8'h02:
-          \$83  = edge2;
+          \$80  = edge2;
       8'h03:
-          \$83  = edge3;
+          \$80  = edge3;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$84  = 32'd0;
+    \$81  = 32'd0;
     casez (host_addr[7:0])
       8'h00:
-          \$84  = ctr0;
+          \$81  = ctr0;
       8'h01:
-          \$84  = ctr1;
+          \$81  = ctr1;
       8'h02:
-          \$84  = ctr2;
+          \$81  = ctr2;
       8'h03:
-          \$84  = ctr3;
+          \$81  = ctr3;
       8'h04:
-          \$84  = ctr4;
+          \$81  = ctr4;
       8'h05:
-          \$84  = ctr5;
+          \$81  = ctr5;
       8'h06:
-          \$84  = ctr6;
+          \$81  = ctr6;
       8'h07:
-          \$84  = ctr7;
+          \$81  = ctr7;
       8'h08:
-          \$84  = ctr8;
+          \$81  = ctr8;
       8'h09:
-          \$84  = ctr9;
+          \$81  = ctr9;
     endcase
   end
   always @* begin
@@ -1873,47 +1861,47 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez ({ cur, spike_src })
       3'h0:
-          \$92  = count0;
+          \$86  = count0;
       3'h1:
-          \$92  = count1;
+          \$86  = count1;
       3'h2:
-          \$92  = count2;
+          \$86  = count2;
       3'h3:
-          \$92  = count3;
+          \$86  = count3;
       3'h4:
-          \$92  = count4;
+          \$86  = count4;
       3'h5:
-          \$92  = count5;
+          \$86  = count5;
       3'h6:
-          \$92  = count6;
+          \$86  = count6;
       3'h7:
-          \$92  = count7;
+          \$86  = count7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$96  = 32'd0;
-    casez (\$95 )
+    \$90  = 32'd0;
+    casez (\$89 )
       5'h00:
-          \$96  = ctr0;
+          \$90  = ctr0;
       5'h01:
-          \$96  = ctr1;
+          \$90  = ctr1;
       5'h02:
-          \$96  = ctr2;
+          \$90  = ctr2;
       5'h03:
-          \$96  = ctr3;
+          \$90  = ctr3;
       5'h04:
-          \$96  = ctr4;
+          \$90  = ctr4;
       5'h05:
-          \$96  = ctr5;
+          \$90  = ctr5;
       5'h06:
-          \$96  = ctr6;
+          \$90  = ctr6;
       5'h07:
-          \$96  = ctr7;
+          \$90  = ctr7;
       5'h08:
-          \$96  = ctr8;
+          \$90  = ctr8;
       5'h09:
-          \$96  = ctr9;
+          \$90  = ctr9;
     endcase
   end
   always @* begin
@@ -1921,9 +1909,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$101  = in_count0;
+          \$95  = in_count0;
       1'h1:
-          \$101  = in_count1;
+          \$95  = in_count1;
     endcase
   end
   always @* begin
@@ -1931,9 +1919,35 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \$111  = layer0[14:13];
+          \$105  = layer0[14:13];
       1'h1:
-          \$111  = layer1[14:13];
+          \$105  = layer1[14:13];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$108  = 32'd0;
+    casez (\$107 )
+      5'h00:
+          \$108  = ctr0;
+      5'h01:
+          \$108  = ctr1;
+      5'h02:
+          \$108  = ctr2;
+      5'h03:
+          \$108  = ctr3;
+      5'h04:
+          \$108  = ctr4;
+      5'h05:
+          \$108  = ctr5;
+      5'h06:
+          \$108  = ctr6;
+      5'h07:
+          \$108  = ctr7;
+      5'h08:
+          \$108  = ctr8;
+      5'h09:
+          \$108  = ctr9;
     endcase
   end
   always @* begin
@@ -1964,28 +1978,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$120  = 32'd0;
-    casez (\$119 )
-      5'h00:
-          \$120  = ctr0;
-      5'h01:
-          \$120  = ctr1;
-      5'h02:
-          \$120  = ctr2;
-      5'h03:
-          \$120  = ctr3;
-      5'h04:
-          \$120  = ctr4;
-      5'h05:
-          \$120  = ctr5;
-      5'h06:
-          \$120  = ctr6;
-      5'h07:
-          \$120  = ctr7;
-      5'h08:
-          \$120  = ctr8;
-      5'h09:
-          \$120  = ctr9;
+    (* full_case = 32'd1 *)
+    casez (li)
+      1'h0:
+          \$118  = layer0[14:13];
+      1'h1:
+          \$118  = layer1[14:13];
     endcase
   end
   always @* begin
@@ -1993,19 +1991,89 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \$124  = layer0[14:13];
+          \$119  = layer0[17:15];
       1'h1:
-          \$124  = layer1[14:13];
+          \$119  = layer1[17:15];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (li)
+    casez (e[1:0])
+      2'h0:
+          \$122  = edge0[1:0];
+      2'h1:
+          \$122  = edge1[1:0];
+      2'h2:
+          \$122  = edge2[1:0];
+      2'h3:
+          \$122  = edge3[1:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[1:0])
+      2'h0:
+          \$123  = edge0[1:0];
+      2'h1:
+          \$123  = edge1[1:0];
+      2'h2:
+          \$123  = edge2[1:0];
+      2'h3:
+          \$123  = edge3[1:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[1:0])
+      2'h0:
+          \$125  = edge0[1:0];
+      2'h1:
+          \$125  = edge1[1:0];
+      2'h2:
+          \$125  = edge2[1:0];
+      2'h3:
+          \$125  = edge3[1:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[1:0])
+      2'h0:
+          \$127  = edge0[2];
+      2'h1:
+          \$127  = edge1[2];
+      2'h2:
+          \$127  = edge2[2];
+      2'h3:
+          \$127  = edge3[2];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[1:0])
+      2'h0:
+          \$130  = edge0[1:0];
+      2'h1:
+          \$130  = edge1[1:0];
+      2'h2:
+          \$130  = edge2[1:0];
+      2'h3:
+          \$130  = edge3[1:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$156 )
       1'h0:
-          \$125  = layer0[17:15];
+          \$132  = in_count0;
       1'h1:
-          \$125  = layer1[17:15];
+          \$132  = in_count1;
     endcase
   end
   always @* begin
@@ -2013,13 +2081,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$128  = edge0[1:0];
+          \$133  = edge0[1:0];
       2'h1:
-          \$128  = edge1[1:0];
+          \$133  = edge1[1:0];
       2'h2:
-          \$128  = edge2[1:0];
+          \$133  = edge2[1:0];
       2'h3:
-          \$128  = edge3[1:0];
+          \$133  = edge3[1:0];
     endcase
   end
   always @* begin
@@ -2027,115 +2095,35 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$129  = edge0[1:0];
+          \$134  = edge0[2];
       2'h1:
-          \$129  = edge1[1:0];
+          \$134  = edge1[2];
       2'h2:
-          \$129  = edge2[1:0];
+          \$134  = edge2[2];
       2'h3:
-          \$129  = edge3[1:0];
+          \$134  = edge3[2];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$131  = edge0[1:0];
-      2'h1:
-          \$131  = edge1[1:0];
-      2'h2:
-          \$131  = edge2[1:0];
-      2'h3:
-          \$131  = edge3[1:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$133  = edge0[2];
-      2'h1:
-          \$133  = edge1[2];
-      2'h2:
-          \$133  = edge2[2];
-      2'h3:
-          \$133  = edge3[2];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$136  = edge0[1:0];
-      2'h1:
-          \$136  = edge1[1:0];
-      2'h2:
-          \$136  = edge2[1:0];
-      2'h3:
-          \$136  = edge3[1:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$152 )
-      1'h0:
-          \$138  = in_count0;
-      1'h1:
-          \$138  = in_count1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$139  = edge0[1:0];
-      2'h1:
-          \$139  = edge1[1:0];
-      2'h2:
-          \$139  = edge2[1:0];
-      2'h3:
-          \$139  = edge3[1:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$140  = edge0[2];
-      2'h1:
-          \$140  = edge1[2];
-      2'h2:
-          \$140  = edge2[2];
-      2'h3:
-          \$140  = edge3[2];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ \$141 , \$139  })
+    casez ({ \$135 , \$133  })
       3'h0:
-          \$142  = count0;
+          \$136  = count0;
       3'h1:
-          \$142  = count1;
+          \$136  = count1;
       3'h2:
-          \$142  = count2;
+          \$136  = count2;
       3'h3:
-          \$142  = count3;
+          \$136  = count3;
       3'h4:
-          \$142  = count4;
+          \$136  = count4;
       3'h5:
-          \$142  = count5;
+          \$136  = count5;
       3'h6:
-          \$142  = count6;
+          \$136  = count6;
       3'h7:
-          \$142  = count7;
+          \$136  = count7;
     endcase
   end
   always @* begin
@@ -2143,13 +2131,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$144  = edge0[10:3];
+          \$138  = edge0[10:3];
       2'h1:
-          \$144  = edge1[10:3];
+          \$138  = edge1[10:3];
       2'h2:
-          \$144  = edge2[10:3];
+          \$138  = edge2[10:3];
       2'h3:
-          \$144  = edge3[10:3];
+          \$138  = edge3[10:3];
     endcase
   end
   always @* begin
@@ -2157,117 +2145,117 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$145  = edge0[15:11];
+          \$139  = edge0[15:11];
       2'h1:
-          \$145  = edge1[15:11];
+          \$139  = edge1[15:11];
       2'h2:
-          \$145  = edge2[15:11];
+          \$139  = edge2[15:11];
       2'h3:
-          \$145  = edge3[15:11];
+          \$139  = edge3[15:11];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$150  = 32'd0;
-    casez (\$149 )
+    \$144  = 32'd0;
+    casez (\$143 )
       5'h00:
-          \$150  = ctr0;
+          \$144  = ctr0;
       5'h01:
-          \$150  = ctr1;
+          \$144  = ctr1;
       5'h02:
-          \$150  = ctr2;
+          \$144  = ctr2;
       5'h03:
-          \$150  = ctr3;
+          \$144  = ctr3;
       5'h04:
-          \$150  = ctr4;
+          \$144  = ctr4;
       5'h05:
-          \$150  = ctr5;
+          \$144  = ctr5;
       5'h06:
-          \$150  = ctr6;
+          \$144  = ctr6;
       5'h07:
-          \$150  = ctr7;
+          \$144  = ctr7;
       5'h08:
-          \$150  = ctr8;
+          \$144  = ctr8;
       5'h09:
-          \$150  = ctr9;
+          \$144  = ctr9;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$159  = 32'd0;
-    casez (\$158 )
+    \$153  = 32'd0;
+    casez (\$152 )
       5'h00:
-          \$159  = ctr0;
+          \$153  = ctr0;
       5'h01:
-          \$159  = ctr1;
+          \$153  = ctr1;
       5'h02:
-          \$159  = ctr2;
+          \$153  = ctr2;
       5'h03:
-          \$159  = ctr3;
+          \$153  = ctr3;
       5'h04:
-          \$159  = ctr4;
+          \$153  = ctr4;
       5'h05:
-          \$159  = ctr5;
+          \$153  = ctr5;
       5'h06:
-          \$159  = ctr6;
+          \$153  = ctr6;
       5'h07:
-          \$159  = ctr7;
+          \$153  = ctr7;
       5'h08:
-          \$159  = ctr8;
+          \$153  = ctr8;
       5'h09:
-          \$159  = ctr9;
+          \$153  = ctr9;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$166  = 32'd0;
-    casez (\$165 )
+    \$160  = 32'd0;
+    casez (\$159 )
       5'h00:
-          \$166  = ctr0;
+          \$160  = ctr0;
       5'h01:
-          \$166  = ctr1;
+          \$160  = ctr1;
       5'h02:
-          \$166  = ctr2;
+          \$160  = ctr2;
       5'h03:
-          \$166  = ctr3;
+          \$160  = ctr3;
       5'h04:
-          \$166  = ctr4;
+          \$160  = ctr4;
       5'h05:
-          \$166  = ctr5;
+          \$160  = ctr5;
       5'h06:
-          \$166  = ctr6;
+          \$160  = ctr6;
       5'h07:
-          \$166  = ctr7;
+          \$160  = ctr7;
       5'h08:
-          \$166  = ctr8;
+          \$160  = ctr8;
       5'h09:
-          \$166  = ctr9;
+          \$160  = ctr9;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$175  = 32'd0;
-    casez (\$174 )
+    \$169  = 32'd0;
+    casez (\$168 )
       5'h00:
-          \$175  = ctr0;
+          \$169  = ctr0;
       5'h01:
-          \$175  = ctr1;
+          \$169  = ctr1;
       5'h02:
-          \$175  = ctr2;
+          \$169  = ctr2;
       5'h03:
-          \$175  = ctr3;
+          \$169  = ctr3;
       5'h04:
-          \$175  = ctr4;
+          \$169  = ctr4;
       5'h05:
-          \$175  = ctr5;
+          \$169  = ctr5;
       5'h06:
-          \$175  = ctr6;
+          \$169  = ctr6;
       5'h07:
-          \$175  = ctr7;
+          \$169  = ctr7;
       5'h08:
-          \$175  = ctr8;
+          \$169  = ctr8;
       5'h09:
-          \$175  = ctr9;
+          \$169  = ctr9;
     endcase
   end
   always @* begin
@@ -2275,29 +2263,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \$184  = layer0[37];
+          \$173  = layer0[8:5];
       1'h1:
-          \$184  = layer1[37];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          \$188  = layer0[37];
-      1'h1:
-          \$188  = layer1[37];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          \$189  = layer0[8:5];
-      1'h1:
-          \$189  = layer1[8:5];
+          \$173  = layer1[8:5];
     endcase
   end
   always @* begin
@@ -2316,108 +2284,41 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    pick = 1'h0;
-    if (r_pending[1]) begin
-      pick = 1'h1;
-    end
-    if (r_pending[0]) begin
-      pick = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    record[1:0] = { 1'h0, \$34  };
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          record[1:0] = 2'h2;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    w_en = 1'h0;
-    if (router_go) begin
-      w_en = 1'h1;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          w_en = w_rdy;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ev_wr__addr = 7'h00;
-    if (router_go) begin
-      if (pick_spike) begin
-        ev_wr__addr = { cur, spike_src, \$38  };
-      end
+    if (\event ) begin
+      ev_wr__addr = { cur, spike_src, \$35  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ev_wr__data = 12'h000;
-    if (router_go) begin
-      if (pick_spike) begin
-        ev_wr__data[3:0] = \$33 [3:0];
-        ev_wr__data[11:4] = 8'h01;
-      end
+    if (\event ) begin
+      ev_wr__data[3:0] = event_index[3:0];
+      ev_wr__data[11:4] = 8'h01;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ev_wr__en = 1'h0;
-    if (router_go) begin
-      if (pick_spike) begin
-        ev_wr__en = 1'h1;
-      end
+    if (\event ) begin
+      ev_wr__en = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__addr = 5'h00;
-    if (\$61 ) begin
+    if (\$58 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
-        in_wr__addr = { \$signal , \$62  };
+        in_wr__addr = { \$signal , \$59  };
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__data = 12'h000;
-    if (\$61 ) begin
+    if (\$58 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
@@ -2429,7 +2330,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__en = 1'h0;
-    if (\$61 ) begin
+    if (\$58 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
@@ -2474,7 +2375,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h4:
           /* empty */;
       4'h6:
-          if (\$63 ) begin
+          if (\$60 ) begin
             issue = 1'h1;
           end
     endcase
@@ -2496,67 +2397,246 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h5:
           /* empty */;
       4'h7:
-          if (\$68 ) begin
+          if (can_load) begin
             neuron_write = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202  = layer0;
-    if (\$79 ) begin
+    load = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            load = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    send = 2'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            send = \$63 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \spikes$131  = 2'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            \spikes$131  = spikes;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    base = 5'h00;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            base = \$64 [4:0];
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    layer = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            layer = li;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    emit_values = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            emit_values = \$65 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    values = 32'd0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            values[15:0] = u_new;
+            values[31:16] = \u_new$115 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    write_end = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          write_end = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$185  = layer0;
+    if (\$76 ) begin
       casez (host_addr[11:9])
         3'h0:
             casez (host_addr[7:0])
               8'h00:
-                  \$202  = host_wdata[37:0];
+                  \$185  = host_wdata[37:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$202  = 38'h0000000000;
+      \$185  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$203  = layer1;
-    if (\$79 ) begin
+    \$186  = layer1;
+    if (\$76 ) begin
       casez (host_addr[11:9])
         3'h0:
             casez (host_addr[7:0])
               8'h00:
                   /* empty */;
               8'h01:
-                  \$203  = host_wdata[37:0];
+                  \$186  = host_wdata[37:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$203  = 38'h0000000000;
+      \$186  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$204  = edge0;
-    if (\$79 ) begin
+    \$187  = edge0;
+    if (\$76 ) begin
       casez (host_addr[11:9])
         3'h0:
             /* empty */;
         3'h1:
             casez (host_addr[7:0])
               8'h00:
-                  \$204  = host_wdata[15:0];
+                  \$187  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$204  = 16'h0000;
+      \$187  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$205  = edge1;
-    if (\$79 ) begin
+    \$188  = edge1;
+    if (\$76 ) begin
       casez (host_addr[11:9])
         3'h0:
             /* empty */;
@@ -2565,18 +2645,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               8'h00:
                   /* empty */;
               8'h01:
-                  \$205  = host_wdata[15:0];
+                  \$188  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$205  = 16'h0000;
+      \$188  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$206  = edge2;
-    if (\$79 ) begin
+    \$189  = edge2;
+    if (\$76 ) begin
       casez (host_addr[11:9])
         3'h0:
             /* empty */;
@@ -2587,18 +2667,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               8'h01:
                   /* empty */;
               8'h02:
-                  \$206  = host_wdata[15:0];
+                  \$189  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$206  = 16'h0000;
+      \$189  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$207  = edge3;
-    if (\$79 ) begin
+    \$190  = edge3;
+    if (\$76 ) begin
       casez (host_addr[11:9])
         3'h0:
             /* empty */;
@@ -2611,115 +2691,115 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               8'h02:
                   /* empty */;
               8'h03:
-                  \$207  = host_wdata[15:0];
+                  \$190  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$207  = 16'h0000;
+      \$190  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$208  = num_layers;
-    if (\$79 ) begin
+    \$191  = num_layers;
+    if (\$76 ) begin
       casez (host_addr[11:9])
         3'h0:
             /* empty */;
         3'h1:
             /* empty */;
         3'h6:
-            \$208  = host_wdata[1:0];
+            \$191  = host_wdata[1:0];
       endcase
     end
     if (rst) begin
-      \$208  = 2'h0;
+      \$191  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209  = \$81 ;
+    \$192  = \$78 ;
     if (rst) begin
-      \$209  = 1'h0;
+      \$192  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210  = host_addr[11:9];
+    \$193  = host_addr[11:9];
     if (rst) begin
-      \$210  = 3'h0;
+      \$193  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211  = host_addr[8];
+    \$194  = host_addr[8];
     if (rst) begin
-      \$211  = 1'h0;
+      \$194  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = rd_reg;
+    \$195  = rd_reg;
     casez (host_addr[11:9])
       3'h0:
-          \$212  = { 3'h0, \$82  };
+          \$195  = { 3'h0, \$79  };
       3'h1:
-          \$212  = { 25'h0000000, \$83  };
+          \$195  = { 25'h0000000, \$80  };
       3'h5:
-          \$212  = { 9'h000, \$84  };
+          \$195  = { 9'h000, \$81  };
       3'h6:
-          \$212  = { 39'h0000000000, num_layers };
+          \$195  = { 39'h0000000000, num_layers };
     endcase
     if (rst) begin
-      \$212  = 41'h00000000000;
+      \$195  = 41'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = issue;
+    \$196  = issue;
     if (rst) begin
-      \$213  = 1'h0;
+      \$196  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = \$signal$147 ;
+    \$197  = \$signal$151 ;
     if (rst) begin
-      \$214  = 1'h0;
+      \$197  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = s1_value;
+    \$198  = s1_value;
     if (rst) begin
-      \$215  = 8'h00;
+      \$198  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = s1_rowbase;
+    \$199  = s1_rowbase;
     if (issue) begin
-      \$216  = rowbase;
+      \$199  = rowbase;
     end
     if (rst) begin
-      \$216  = 9'h000;
+      \$199  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = s1_from_input;
+    \$200  = s1_from_input;
     if (issue) begin
-      \$217  = \$signal$151 ;
+      \$200  = \$signal$155 ;
     end
     if (rst) begin
-      \$217  = 1'h0;
+      \$200  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = acc;
+    \$201  = acc;
     if (s2_valid) begin
-      \$218  = \$86 [23:0];
+      \$201  = \$83 [23:0];
     end
     casez (fsm_state)
       4'h0:
@@ -2727,17 +2807,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          \$218  = 24'h000000;
+          \$201  = 24'h000000;
     endcase
     if (rst) begin
-      \$218  = 24'h000000;
+      \$201  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = \acc$103 ;
+    \$202  = \acc$99 ;
     if (s2_valid) begin
-      \$219  = \$88 [23:0];
+      \$202  = \$85 [23:0];
     end
     casez (fsm_state)
       4'h0:
@@ -2745,53 +2825,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          \$219  = 24'h000000;
+          \$202  = 24'h000000;
     endcase
     if (rst) begin
-      \$219  = 24'h000000;
+      \$202  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = r_pending;
-    if (router_go) begin
-      \$220  = \$91 [1:0];
+    \$203  = count0;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        3'h0:
+            \$203  = \$87 [4:0];
+      endcase
     end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$183 ) begin
-            \$220  = \$186 ;
-          end
-    endcase
-    if (rst) begin
-      \$220  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = count0;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          3'h0:
-              \$221  = \$93 [4:0];
-        endcase
-      end
-    end
-    if (\$104 ) begin
-      \$221  = 5'h00;
+    if (\$98 ) begin
+      \$203  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -2812,31 +2862,29 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$197 , 2'h0 })
+            casez ({ \$180 , 2'h0 })
               3'h0:
-                  \$221  = 5'h00;
+                  \$203  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$221  = 5'h00;
+      \$203  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = count1;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          3'h0:
-              /* empty */;
-          3'h1:
-              \$222  = \$93 [4:0];
-        endcase
-      end
+    \$204  = count1;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        3'h0:
+            /* empty */;
+        3'h1:
+            \$204  = \$87 [4:0];
+      endcase
     end
-    if (\$104 ) begin
-      \$222  = 5'h00;
+    if (\$98 ) begin
+      \$204  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -2857,33 +2905,31 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$198 , 2'h1 })
+            casez ({ \$181 , 2'h1 })
               3'h1:
-                  \$222  = 5'h00;
+                  \$204  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$222  = 5'h00;
+      \$204  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = count2;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          3'h0:
-              /* empty */;
-          3'h1:
-              /* empty */;
-          3'h2:
-              \$223  = \$93 [4:0];
-        endcase
-      end
+    \$205  = count2;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            \$205  = \$87 [4:0];
+      endcase
     end
-    if (\$104 ) begin
-      \$223  = 5'h00;
+    if (\$98 ) begin
+      \$205  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -2904,61 +2950,57 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$199 , 2'h2 })
+            casez ({ \$182 , 2'h2 })
               3'h2:
-                  \$223  = 5'h00;
+                  \$205  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$223  = 5'h00;
+      \$205  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = count3;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          3'h0:
-              /* empty */;
-          3'h1:
-              /* empty */;
-          3'h2:
-              /* empty */;
-          3'h3:
-              \$224  = \$93 [4:0];
-        endcase
-      end
+    \$206  = count3;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            /* empty */;
+        3'h3:
+            \$206  = \$87 [4:0];
+      endcase
     end
-    if (\$104 ) begin
-      \$224  = 5'h00;
+    if (\$98 ) begin
+      \$206  = 5'h00;
     end
     if (rst) begin
-      \$224  = 5'h00;
+      \$206  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = count4;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          3'h0:
-              /* empty */;
-          3'h1:
-              /* empty */;
-          3'h2:
-              /* empty */;
-          3'h3:
-              /* empty */;
-          3'h4:
-              \$225  = \$93 [4:0];
-        endcase
-      end
+    \$207  = count4;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            /* empty */;
+        3'h3:
+            /* empty */;
+        3'h4:
+            \$207  = \$87 [4:0];
+      endcase
     end
-    if (\$104 ) begin
-      \$225  = 5'h00;
+    if (\$98 ) begin
+      \$207  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -2980,41 +3022,39 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$197 , 2'h0 })
+            casez ({ \$180 , 2'h0 })
               3'h0:
                   /* empty */;
               3'h4:
-                  \$225  = 5'h00;
+                  \$207  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$225  = 5'h00;
+      \$207  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = count5;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          3'h0:
-              /* empty */;
-          3'h1:
-              /* empty */;
-          3'h2:
-              /* empty */;
-          3'h3:
-              /* empty */;
-          3'h4:
-              /* empty */;
-          3'h5:
-              \$226  = \$93 [4:0];
-        endcase
-      end
+    \$208  = count5;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            /* empty */;
+        3'h3:
+            /* empty */;
+        3'h4:
+            /* empty */;
+        3'h5:
+            \$208  = \$87 [4:0];
+      endcase
     end
-    if (\$104 ) begin
-      \$226  = 5'h00;
+    if (\$98 ) begin
+      \$208  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -3036,43 +3076,41 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$198 , 2'h1 })
+            casez ({ \$181 , 2'h1 })
               3'h1:
                   /* empty */;
               3'h5:
-                  \$226  = 5'h00;
+                  \$208  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$226  = 5'h00;
+      \$208  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = count6;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez ({ cur, spike_src })
-          3'h0:
-              /* empty */;
-          3'h1:
-              /* empty */;
-          3'h2:
-              /* empty */;
-          3'h3:
-              /* empty */;
-          3'h4:
-              /* empty */;
-          3'h5:
-              /* empty */;
-          3'h6:
-              \$227  = \$93 [4:0];
-        endcase
-      end
+    \$209  = count6;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            /* empty */;
+        3'h3:
+            /* empty */;
+        3'h4:
+            /* empty */;
+        3'h5:
+            /* empty */;
+        3'h6:
+            \$209  = \$87 [4:0];
+      endcase
     end
-    if (\$104 ) begin
-      \$227  = 5'h00;
+    if (\$98 ) begin
+      \$209  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -3098,46 +3136,44 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             (* full_case = 32'd1 *)
             
             (* full_case = 32'd1 *)
-            casez ({ \$199 , 2'h2 })
+            casez ({ \$182 , 2'h2 })
               3'h2:
                   /* empty */;
               3'h6:
-                  \$227  = 5'h00;
+                  \$209  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$227  = 5'h00;
+      \$209  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = count7;
-    if (router_go) begin
-      if (pick_spike) begin
-        (* full_case = 32'd1 *)
-        casez ({ cur, spike_src })
-          3'h0:
-              /* empty */;
-          3'h1:
-              /* empty */;
-          3'h2:
-              /* empty */;
-          3'h3:
-              /* empty */;
-          3'h4:
-              /* empty */;
-          3'h5:
-              /* empty */;
-          3'h6:
-              /* empty */;
-          3'h7:
-              \$228  = \$93 [4:0];
-        endcase
-      end
+    \$210  = count7;
+    if (\event ) begin
+      (* full_case = 32'd1 *)
+      casez ({ cur, spike_src })
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            /* empty */;
+        3'h3:
+            /* empty */;
+        3'h4:
+            /* empty */;
+        3'h5:
+            /* empty */;
+        3'h6:
+            /* empty */;
+        3'h7:
+            \$210  = \$87 [4:0];
+      endcase
     end
-    if (\$104 ) begin
-      \$228  = 5'h00;
+    if (\$98 ) begin
+      \$210  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -3167,22 +3203,20 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           end
     endcase
     if (rst) begin
-      \$228  = 5'h00;
+      \$210  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = ctr0;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$99 )
-          5'h00:
-              \$229  = \$97 [31:0];
-        endcase
-      end
+    \$211  = ctr0;
+    if (\event ) begin
+      casez (\$93 )
+        5'h00:
+            \$211  = \$91 [31:0];
+      endcase
     end
-    if (\$104 ) begin
-      \$229  = 32'd0;
+    if (\$98 ) begin
+      \$211  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -3190,60 +3224,58 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$117 )
+          casez (\$111 )
             5'h00:
-                \$229  = \$115 [31:0];
+                \$211  = \$109 [31:0];
           endcase
       4'h4:
-          casez (\$123 )
+          casez (\$117 )
             5'h00:
-                \$229  = \$121 [31:0];
+                \$211  = \$115 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$153 )
+          casez (\$147 )
             5'h00:
-                \$229  = \$151 [31:0];
+                \$211  = \$145 [31:0];
           endcase
-          if (\$154 ) begin
-            if (\$156 ) begin
-              casez (\$162 )
+          if (\$148 ) begin
+            if (\$150 ) begin
+              casez (\$156 )
                 5'h00:
-                    \$229  = \$160 [31:0];
+                    \$211  = \$154 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$169 )
+          casez (\$163 )
             5'h00:
-                \$229  = \$167 [31:0];
+                \$211  = \$161 [31:0];
           endcase
       4'h7:
-          casez (\$178 )
+          casez (\$172 )
             5'h00:
-                \$229  = \$176 [31:0];
+                \$211  = \$170 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$229  = 32'd0;
+      \$211  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = ctr1;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$99 )
-          5'h00:
-              /* empty */;
-          5'h01:
-              \$230  = \$97 [31:0];
-        endcase
-      end
+    \$212  = ctr1;
+    if (\event ) begin
+      casez (\$93 )
+        5'h00:
+            /* empty */;
+        5'h01:
+            \$212  = \$91 [31:0];
+      endcase
     end
-    if (\$104 ) begin
-      \$230  = 32'd0;
+    if (\$98 ) begin
+      \$212  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -3251,74 +3283,72 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$111 )
+            5'h00:
+                /* empty */;
+            5'h01:
+                \$212  = \$109 [31:0];
+          endcase
+      4'h4:
           casez (\$117 )
             5'h00:
                 /* empty */;
             5'h01:
-                \$230  = \$115 [31:0];
-          endcase
-      4'h4:
-          casez (\$123 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                \$230  = \$121 [31:0];
+                \$212  = \$115 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$153 )
+          casez (\$147 )
             5'h00:
                 /* empty */;
             5'h01:
-                \$230  = \$151 [31:0];
+                \$212  = \$145 [31:0];
           endcase
-          if (\$154 ) begin
-            if (\$156 ) begin
-              casez (\$162 )
+          if (\$148 ) begin
+            if (\$150 ) begin
+              casez (\$156 )
                 5'h00:
                     /* empty */;
                 5'h01:
-                    \$230  = \$160 [31:0];
+                    \$212  = \$154 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$169 )
+          casez (\$163 )
             5'h00:
                 /* empty */;
             5'h01:
-                \$230  = \$167 [31:0];
+                \$212  = \$161 [31:0];
           endcase
       4'h7:
-          casez (\$178 )
+          casez (\$172 )
             5'h00:
                 /* empty */;
             5'h01:
-                \$230  = \$176 [31:0];
+                \$212  = \$170 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$230  = 32'd0;
+      \$212  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = ctr2;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$99 )
-          5'h00:
-              /* empty */;
-          5'h01:
-              /* empty */;
-          5'h02:
-              \$231  = \$97 [31:0];
-        endcase
-      end
+    \$213  = ctr2;
+    if (\event ) begin
+      casez (\$93 )
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            \$213  = \$91 [31:0];
+      endcase
     end
-    if (\$104 ) begin
-      \$231  = 32'd0;
+    if (\$98 ) begin
+      \$213  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -3326,88 +3356,86 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$111 )
+            5'h00:
+                /* empty */;
+            5'h01:
+                /* empty */;
+            5'h02:
+                \$213  = \$109 [31:0];
+          endcase
+      4'h4:
           casez (\$117 )
             5'h00:
                 /* empty */;
             5'h01:
                 /* empty */;
             5'h02:
-                \$231  = \$115 [31:0];
-          endcase
-      4'h4:
-          casez (\$123 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                \$231  = \$121 [31:0];
+                \$213  = \$115 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$153 )
+          casez (\$147 )
             5'h00:
                 /* empty */;
             5'h01:
                 /* empty */;
             5'h02:
-                \$231  = \$151 [31:0];
+                \$213  = \$145 [31:0];
           endcase
-          if (\$154 ) begin
-            if (\$156 ) begin
-              casez (\$162 )
+          if (\$148 ) begin
+            if (\$150 ) begin
+              casez (\$156 )
                 5'h00:
                     /* empty */;
                 5'h01:
                     /* empty */;
                 5'h02:
-                    \$231  = \$160 [31:0];
+                    \$213  = \$154 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$169 )
+          casez (\$163 )
             5'h00:
                 /* empty */;
             5'h01:
                 /* empty */;
             5'h02:
-                \$231  = \$167 [31:0];
+                \$213  = \$161 [31:0];
           endcase
       4'h7:
-          casez (\$178 )
+          casez (\$172 )
             5'h00:
                 /* empty */;
             5'h01:
                 /* empty */;
             5'h02:
-                \$231  = \$176 [31:0];
+                \$213  = \$170 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$231  = 32'd0;
+      \$213  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = ctr3;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$99 )
-          5'h00:
-              /* empty */;
-          5'h01:
-              /* empty */;
-          5'h02:
-              /* empty */;
-          5'h03:
-              \$232  = \$97 [31:0];
-        endcase
-      end
+    \$214  = ctr3;
+    if (\event ) begin
+      casez (\$93 )
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            \$214  = \$91 [31:0];
+      endcase
     end
-    if (\$104 ) begin
-      \$232  = 32'd0;
+    if (\$98 ) begin
+      \$214  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -3415,6 +3443,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$111 )
+            5'h00:
+                /* empty */;
+            5'h01:
+                /* empty */;
+            5'h02:
+                /* empty */;
+            5'h03:
+                \$214  = \$109 [31:0];
+          endcase
+      4'h4:
           casez (\$117 )
             5'h00:
                 /* empty */;
@@ -3423,22 +3462,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h02:
                 /* empty */;
             5'h03:
-                \$232  = \$115 [31:0];
-          endcase
-      4'h4:
-          casez (\$123 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                \$232  = \$121 [31:0];
+                \$214  = \$115 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$153 )
+          casez (\$147 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3446,11 +3474,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h02:
                 /* empty */;
             5'h03:
-                \$232  = \$151 [31:0];
+                \$214  = \$145 [31:0];
           endcase
-          if (\$154 ) begin
-            if (\$156 ) begin
-              casez (\$162 )
+          if (\$148 ) begin
+            if (\$150 ) begin
+              casez (\$156 )
                 5'h00:
                     /* empty */;
                 5'h01:
@@ -3458,13 +3486,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
                 5'h02:
                     /* empty */;
                 5'h03:
-                    \$232  = \$160 [31:0];
+                    \$214  = \$154 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$169 )
+          casez (\$163 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3472,10 +3500,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h02:
                 /* empty */;
             5'h03:
-                \$232  = \$167 [31:0];
+                \$214  = \$161 [31:0];
           endcase
       4'h7:
-          casez (\$178 )
+          casez (\$172 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3483,34 +3511,32 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h02:
                 /* empty */;
             5'h03:
-                \$232  = \$176 [31:0];
+                \$214  = \$170 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$232  = 32'd0;
+      \$214  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = ctr4;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$99 )
-          5'h00:
-              /* empty */;
-          5'h01:
-              /* empty */;
-          5'h02:
-              /* empty */;
-          5'h03:
-              /* empty */;
-          5'h04:
-              \$233  = \$97 [31:0];
-        endcase
-      end
+    \$215  = ctr4;
+    if (\event ) begin
+      casez (\$93 )
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            \$215  = \$91 [31:0];
+      endcase
     end
-    if (\$104 ) begin
-      \$233  = 32'd0;
+    if (\$98 ) begin
+      \$215  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -3518,6 +3544,19 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$111 )
+            5'h00:
+                /* empty */;
+            5'h01:
+                /* empty */;
+            5'h02:
+                /* empty */;
+            5'h03:
+                /* empty */;
+            5'h04:
+                \$215  = \$109 [31:0];
+          endcase
+      4'h4:
           casez (\$117 )
             5'h00:
                 /* empty */;
@@ -3528,24 +3567,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h03:
                 /* empty */;
             5'h04:
-                \$233  = \$115 [31:0];
-          endcase
-      4'h4:
-          casez (\$123 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                \$233  = \$121 [31:0];
+                \$215  = \$115 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$153 )
+          casez (\$147 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3555,11 +3581,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h03:
                 /* empty */;
             5'h04:
-                \$233  = \$151 [31:0];
+                \$215  = \$145 [31:0];
           endcase
-          if (\$154 ) begin
-            if (\$156 ) begin
-              casez (\$162 )
+          if (\$148 ) begin
+            if (\$150 ) begin
+              casez (\$156 )
                 5'h00:
                     /* empty */;
                 5'h01:
@@ -3569,13 +3595,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
                 5'h03:
                     /* empty */;
                 5'h04:
-                    \$233  = \$160 [31:0];
+                    \$215  = \$154 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$169 )
+          casez (\$163 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3585,10 +3611,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h03:
                 /* empty */;
             5'h04:
-                \$233  = \$167 [31:0];
+                \$215  = \$161 [31:0];
           endcase
       4'h7:
-          casez (\$178 )
+          casez (\$172 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3598,36 +3624,34 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h03:
                 /* empty */;
             5'h04:
-                \$233  = \$176 [31:0];
+                \$215  = \$170 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$233  = 32'd0;
+      \$215  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = ctr5;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$99 )
-          5'h00:
-              /* empty */;
-          5'h01:
-              /* empty */;
-          5'h02:
-              /* empty */;
-          5'h03:
-              /* empty */;
-          5'h04:
-              /* empty */;
-          5'h05:
-              \$234  = \$97 [31:0];
-        endcase
-      end
+    \$216  = ctr5;
+    if (\event ) begin
+      casez (\$93 )
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            \$216  = \$91 [31:0];
+      endcase
     end
-    if (\$104 ) begin
-      \$234  = 32'd0;
+    if (\$98 ) begin
+      \$216  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -3635,6 +3659,21 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$111 )
+            5'h00:
+                /* empty */;
+            5'h01:
+                /* empty */;
+            5'h02:
+                /* empty */;
+            5'h03:
+                /* empty */;
+            5'h04:
+                /* empty */;
+            5'h05:
+                \$216  = \$109 [31:0];
+          endcase
+      4'h4:
           casez (\$117 )
             5'h00:
                 /* empty */;
@@ -3647,26 +3686,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h04:
                 /* empty */;
             5'h05:
-                \$234  = \$115 [31:0];
-          endcase
-      4'h4:
-          casez (\$123 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                \$234  = \$121 [31:0];
+                \$216  = \$115 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$153 )
+          casez (\$147 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3678,11 +3702,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h04:
                 /* empty */;
             5'h05:
-                \$234  = \$151 [31:0];
+                \$216  = \$145 [31:0];
           endcase
-          if (\$154 ) begin
-            if (\$156 ) begin
-              casez (\$162 )
+          if (\$148 ) begin
+            if (\$150 ) begin
+              casez (\$156 )
                 5'h00:
                     /* empty */;
                 5'h01:
@@ -3694,13 +3718,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
                 5'h04:
                     /* empty */;
                 5'h05:
-                    \$234  = \$160 [31:0];
+                    \$216  = \$154 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$169 )
+          casez (\$163 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3712,10 +3736,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h04:
                 /* empty */;
             5'h05:
-                \$234  = \$167 [31:0];
+                \$216  = \$161 [31:0];
           endcase
       4'h7:
-          casez (\$178 )
+          casez (\$172 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3727,38 +3751,36 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h04:
                 /* empty */;
             5'h05:
-                \$234  = \$176 [31:0];
+                \$216  = \$170 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$234  = 32'd0;
+      \$216  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = ctr6;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$99 )
-          5'h00:
-              /* empty */;
-          5'h01:
-              /* empty */;
-          5'h02:
-              /* empty */;
-          5'h03:
-              /* empty */;
-          5'h04:
-              /* empty */;
-          5'h05:
-              /* empty */;
-          5'h06:
-              \$235  = \$97 [31:0];
-        endcase
-      end
+    \$217  = ctr6;
+    if (\event ) begin
+      casez (\$93 )
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            \$217  = \$91 [31:0];
+      endcase
     end
-    if (\$104 ) begin
-      \$235  = 32'd0;
+    if (\$98 ) begin
+      \$217  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -3766,6 +3788,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$111 )
+            5'h00:
+                /* empty */;
+            5'h01:
+                /* empty */;
+            5'h02:
+                /* empty */;
+            5'h03:
+                /* empty */;
+            5'h04:
+                /* empty */;
+            5'h05:
+                /* empty */;
+            5'h06:
+                \$217  = \$109 [31:0];
+          endcase
+      4'h4:
           casez (\$117 )
             5'h00:
                 /* empty */;
@@ -3780,28 +3819,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h05:
                 /* empty */;
             5'h06:
-                \$235  = \$115 [31:0];
-          endcase
-      4'h4:
-          casez (\$123 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                \$235  = \$121 [31:0];
+                \$217  = \$115 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$153 )
+          casez (\$147 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3815,11 +3837,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h05:
                 /* empty */;
             5'h06:
-                \$235  = \$151 [31:0];
+                \$217  = \$145 [31:0];
           endcase
-          if (\$154 ) begin
-            if (\$156 ) begin
-              casez (\$162 )
+          if (\$148 ) begin
+            if (\$150 ) begin
+              casez (\$156 )
                 5'h00:
                     /* empty */;
                 5'h01:
@@ -3833,13 +3855,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
                 5'h05:
                     /* empty */;
                 5'h06:
-                    \$235  = \$160 [31:0];
+                    \$217  = \$154 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$169 )
+          casez (\$163 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3853,10 +3875,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h05:
                 /* empty */;
             5'h06:
-                \$235  = \$167 [31:0];
+                \$217  = \$161 [31:0];
           endcase
       4'h7:
-          casez (\$178 )
+          casez (\$172 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3870,40 +3892,38 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h05:
                 /* empty */;
             5'h06:
-                \$235  = \$176 [31:0];
+                \$217  = \$170 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$235  = 32'd0;
+      \$217  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = ctr7;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$99 )
-          5'h00:
-              /* empty */;
-          5'h01:
-              /* empty */;
-          5'h02:
-              /* empty */;
-          5'h03:
-              /* empty */;
-          5'h04:
-              /* empty */;
-          5'h05:
-              /* empty */;
-          5'h06:
-              /* empty */;
-          5'h07:
-              \$236  = \$97 [31:0];
-        endcase
-      end
+    \$218  = ctr7;
+    if (\event ) begin
+      casez (\$93 )
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            \$218  = \$91 [31:0];
+      endcase
     end
-    if (\$104 ) begin
-      \$236  = 32'd0;
+    if (\$98 ) begin
+      \$218  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -3911,6 +3931,25 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$111 )
+            5'h00:
+                /* empty */;
+            5'h01:
+                /* empty */;
+            5'h02:
+                /* empty */;
+            5'h03:
+                /* empty */;
+            5'h04:
+                /* empty */;
+            5'h05:
+                /* empty */;
+            5'h06:
+                /* empty */;
+            5'h07:
+                \$218  = \$109 [31:0];
+          endcase
+      4'h4:
           casez (\$117 )
             5'h00:
                 /* empty */;
@@ -3927,30 +3966,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h06:
                 /* empty */;
             5'h07:
-                \$236  = \$115 [31:0];
-          endcase
-      4'h4:
-          casez (\$123 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                \$236  = \$121 [31:0];
+                \$218  = \$115 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$153 )
+          casez (\$147 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3966,11 +3986,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h06:
                 /* empty */;
             5'h07:
-                \$236  = \$151 [31:0];
+                \$218  = \$145 [31:0];
           endcase
-          if (\$154 ) begin
-            if (\$156 ) begin
-              casez (\$162 )
+          if (\$148 ) begin
+            if (\$150 ) begin
+              casez (\$156 )
                 5'h00:
                     /* empty */;
                 5'h01:
@@ -3986,13 +4006,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
                 5'h06:
                     /* empty */;
                 5'h07:
-                    \$236  = \$160 [31:0];
+                    \$218  = \$154 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$169 )
+          casez (\$163 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -4008,10 +4028,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h06:
                 /* empty */;
             5'h07:
-                \$236  = \$167 [31:0];
+                \$218  = \$161 [31:0];
           endcase
       4'h7:
-          casez (\$178 )
+          casez (\$172 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -4027,45 +4047,43 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h06:
                 /* empty */;
             5'h07:
-                \$236  = \$176 [31:0];
+                \$218  = \$170 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$236  = 32'd0;
+      \$218  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = ctr8;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$99 )
-          5'h00:
-              /* empty */;
-          5'h01:
-              /* empty */;
-          5'h02:
-              /* empty */;
-          5'h03:
-              /* empty */;
-          5'h04:
-              /* empty */;
-          5'h05:
-              /* empty */;
-          5'h06:
-              /* empty */;
-          5'h07:
-              /* empty */;
-          5'h08:
-              \$237  = \$97 [31:0];
-        endcase
-      end
+    \$219  = ctr8;
+    if (\event ) begin
+      casez (\$93 )
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            \$219  = \$91 [31:0];
+      endcase
     end
-    if (\$104 ) begin
-      \$237  = 32'd0;
+    if (\$98 ) begin
+      \$219  = 32'd0;
     end
     if (busy) begin
-      \$237  = \$105 [31:0];
+      \$219  = \$99 [31:0];
     end
     casez (fsm_state)
       4'h0:
@@ -4073,6 +4091,27 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$111 )
+            5'h00:
+                /* empty */;
+            5'h01:
+                /* empty */;
+            5'h02:
+                /* empty */;
+            5'h03:
+                /* empty */;
+            5'h04:
+                /* empty */;
+            5'h05:
+                /* empty */;
+            5'h06:
+                /* empty */;
+            5'h07:
+                /* empty */;
+            5'h08:
+                \$219  = \$109 [31:0];
+          endcase
+      4'h4:
           casez (\$117 )
             5'h00:
                 /* empty */;
@@ -4091,32 +4130,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h07:
                 /* empty */;
             5'h08:
-                \$237  = \$115 [31:0];
-          endcase
-      4'h4:
-          casez (\$123 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                /* empty */;
-            5'h08:
-                \$237  = \$121 [31:0];
+                \$219  = \$115 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$153 )
+          casez (\$147 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -4134,11 +4152,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h07:
                 /* empty */;
             5'h08:
-                \$237  = \$151 [31:0];
+                \$219  = \$145 [31:0];
           endcase
-          if (\$154 ) begin
-            if (\$156 ) begin
-              casez (\$162 )
+          if (\$148 ) begin
+            if (\$150 ) begin
+              casez (\$156 )
                 5'h00:
                     /* empty */;
                 5'h01:
@@ -4156,13 +4174,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
                 5'h07:
                     /* empty */;
                 5'h08:
-                    \$237  = \$160 [31:0];
+                    \$219  = \$154 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$169 )
+          casez (\$163 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -4180,10 +4198,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h07:
                 /* empty */;
             5'h08:
-                \$237  = \$167 [31:0];
+                \$219  = \$161 [31:0];
           endcase
       4'h7:
-          casez (\$178 )
+          casez (\$172 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -4201,44 +4219,42 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h07:
                 /* empty */;
             5'h08:
-                \$237  = \$176 [31:0];
+                \$219  = \$170 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$237  = 32'd0;
+      \$219  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$238  = ctr9;
-    if (router_go) begin
-      if (pick_spike) begin
-        casez (\$99 )
-          5'h00:
-              /* empty */;
-          5'h01:
-              /* empty */;
-          5'h02:
-              /* empty */;
-          5'h03:
-              /* empty */;
-          5'h04:
-              /* empty */;
-          5'h05:
-              /* empty */;
-          5'h06:
-              /* empty */;
-          5'h07:
-              /* empty */;
-          5'h08:
-              /* empty */;
-          5'h09:
-              \$238  = \$97 [31:0];
-        endcase
-      end
+    \$220  = ctr9;
+    if (\event ) begin
+      casez (\$93 )
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            /* empty */;
+        5'h09:
+            \$220  = \$91 [31:0];
+      endcase
     end
-    if (\$104 ) begin
-      \$238  = 32'd0;
+    if (\$98 ) begin
+      \$220  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -4246,6 +4262,29 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
+          casez (\$111 )
+            5'h00:
+                /* empty */;
+            5'h01:
+                /* empty */;
+            5'h02:
+                /* empty */;
+            5'h03:
+                /* empty */;
+            5'h04:
+                /* empty */;
+            5'h05:
+                /* empty */;
+            5'h06:
+                /* empty */;
+            5'h07:
+                /* empty */;
+            5'h08:
+                /* empty */;
+            5'h09:
+                \$220  = \$109 [31:0];
+          endcase
+      4'h4:
           casez (\$117 )
             5'h00:
                 /* empty */;
@@ -4266,34 +4305,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h08:
                 /* empty */;
             5'h09:
-                \$238  = \$115 [31:0];
-          endcase
-      4'h4:
-          casez (\$123 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                /* empty */;
-            5'h08:
-                /* empty */;
-            5'h09:
-                \$238  = \$121 [31:0];
+                \$220  = \$115 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$153 )
+          casez (\$147 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -4313,11 +4329,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h08:
                 /* empty */;
             5'h09:
-                \$238  = \$151 [31:0];
+                \$220  = \$145 [31:0];
           endcase
-          if (\$154 ) begin
-            if (\$156 ) begin
-              casez (\$162 )
+          if (\$148 ) begin
+            if (\$150 ) begin
+              casez (\$156 )
                 5'h00:
                     /* empty */;
                 5'h01:
@@ -4337,13 +4353,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
                 5'h08:
                     /* empty */;
                 5'h09:
-                    \$238  = \$160 [31:0];
+                    \$220  = \$154 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$169 )
+          casez (\$163 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -4363,10 +4379,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h08:
                 /* empty */;
             5'h09:
-                \$238  = \$167 [31:0];
+                \$220  = \$161 [31:0];
           endcase
       4'h7:
-          casez (\$178 )
+          casez (\$172 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -4386,73 +4402,73 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h08:
                 /* empty */;
             5'h09:
-                \$238  = \$176 [31:0];
+                \$220  = \$170 [31:0];
           endcase
       4'h8:
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$238  = \$201 [31:0];
+            \$220  = \$184 [31:0];
           end
     endcase
     if (rst) begin
-      \$238  = 32'd0;
+      \$220  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$239  = in_full;
-    if (\$100 ) begin
+    \$221  = in_full;
+    if (\$94 ) begin
       if (input__payload[12]) begin
-        \$239  = 1'h1;
+        \$221  = 1'h1;
       end
     end
-    if (\$104 ) begin
-      \$239  = 1'h0;
+    if (\$98 ) begin
+      \$221  = 1'h0;
     end
     casez (fsm_state)
       4'h0:
-          if (\$107 ) begin
-            \$239  = 1'h0;
+          if (\$101 ) begin
+            \$221  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$239  = 1'h0;
+      \$221  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$240  = in_count0;
-    if (\$100 ) begin
+    \$222  = in_count0;
+    if (\$94 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
         casez (\$signal )
           1'h0:
-              \$240  = \$102 [4:0];
+              \$222  = \$96 [4:0];
         endcase
       end
     end
-    if (\$104 ) begin
-      \$240  = 5'h00;
+    if (\$98 ) begin
+      \$222  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
-          if (\$107 ) begin
-            casez (\$109 )
+          if (\$101 ) begin
+            casez (\$103 )
               1'h0:
-                  \$240  = 5'h00;
+                  \$222  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$240  = 5'h00;
+      \$222  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$241  = in_count1;
-    if (\$100 ) begin
+    \$223  = in_count1;
+    if (\$94 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
@@ -4461,34 +4477,34 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           1'h0:
               /* empty */;
           1'h1:
-              \$241  = \$102 [4:0];
+              \$223  = \$96 [4:0];
         endcase
       end
     end
-    if (\$104 ) begin
-      \$241  = 5'h00;
+    if (\$98 ) begin
+      \$223  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
-          if (\$107 ) begin
+          if (\$101 ) begin
             (* full_case = 32'd1 *)
-            casez (\$109 )
+            casez (\$103 )
               1'h0:
                   /* empty */;
               1'h1:
-                  \$241  = 5'h00;
+                  \$223  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$241  = 5'h00;
+      \$223  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$242  = cur;
-    if (\$104 ) begin
-      \$242  = 1'h0;
+    \$224  = cur;
+    if (\$98 ) begin
+      \$224  = 1'h0;
     end
     casez (fsm_state)
       4'h0:
@@ -4509,36 +4525,36 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$242  = \$200 ;
+            \$224  = \$183 ;
           end
     endcase
     if (rst) begin
-      \$242  = 1'h0;
+      \$224  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$243  = \$signal ;
-    if (\$104 ) begin
-      \$243  = 1'h0;
+    \$225  = \$signal ;
+    if (\$98 ) begin
+      \$225  = 1'h0;
     end
     casez (fsm_state)
       4'h0:
-          if (\$107 ) begin
-            \$243  = \$108 ;
+          if (\$101 ) begin
+            \$225  = \$102 ;
           end
     endcase
     if (rst) begin
-      \$243  = 1'h0;
+      \$225  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$244  = li;
+    \$226  = li;
     casez (fsm_state)
       4'h0:
-          if (\$107 ) begin
-            \$244  = 1'h0;
+          if (\$101 ) begin
+            \$226  = 1'h0;
           end
       4'h2:
           /* empty */;
@@ -4553,100 +4569,100 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h7:
           /* empty */;
       4'h8:
-          if (\$193 ) begin
+          if (free) begin
             (* full_case = 32'd1 *)
-            if (\$195 ) begin
+            if (\$178 ) begin
             end else begin
-              \$244  = \$196 [0];
+              \$226  = \$179 [0];
             end
           end
     endcase
     if (rst) begin
-      \$244  = 1'h0;
+      \$226  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$245  = \$signal$152 ;
+    \$227  = \$signal$156 ;
     casez (fsm_state)
       4'h0:
-          if (\$107 ) begin
-            \$245  = \$signal ;
+          if (\$101 ) begin
+            \$227  = \$signal ;
           end
     endcase
     if (rst) begin
-      \$245  = 1'h0;
+      \$227  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$246  = fsm_state;
+    \$228  = fsm_state;
     casez (fsm_state)
       4'h0:
-          if (\$107 ) begin
+          if (\$101 ) begin
             (* full_case = 32'd1 *)
-            if (\$110 ) begin
-              \$246  = 4'h1;
+            if (\$104 ) begin
+              \$228  = 4'h1;
             end else begin
-              \$246  = 4'h2;
+              \$228  = 4'h2;
             end
           end
       4'h2:
-          \$246  = 4'h3;
+          \$228  = 4'h3;
       4'h3:
-          \$246  = 4'h4;
+          \$228  = 4'h4;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$127 ) begin
-            \$246  = 4'h5;
+          if (\$121 ) begin
+            \$228  = 4'h5;
           end else begin
-            \$246  = 4'h6;
+            \$228  = 4'h6;
           end
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$154 ) begin
+          if (\$148 ) begin
           end else begin
-            \$246  = 4'h4;
+            \$228  = 4'h4;
           end
       4'h5:
-          if (\$172 ) begin
-            \$246  = 4'h7;
+          if (\$166 ) begin
+            \$228  = 4'h7;
           end
       4'h7:
-          if (\$183 ) begin
+          if (can_load) begin
             (* full_case = 32'd1 *)
-            if (\$191 ) begin
-              \$246  = 4'h8;
+            if (\$175 ) begin
+              \$228  = 4'h8;
             end else begin
-              \$246  = 4'h3;
+              \$228  = 4'h3;
             end
           end
       4'h8:
-          if (\$193 ) begin
+          if (free) begin
             (* full_case = 32'd1 *)
-            if (\$195 ) begin
-              \$246  = 4'h1;
+            if (\$178 ) begin
+              \$228  = 4'h1;
             end else begin
-              \$246  = 4'h2;
+              \$228  = 4'h2;
             end
           end
       4'h1:
           if (w_rdy) begin
-            \$246  = 4'h0;
+            \$228  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$246  = 4'h0;
+      \$228  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$247  = k;
+    \$229  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          \$247  = 4'h0;
+          \$229  = 4'h0;
       4'h3:
           /* empty */;
       4'h4:
@@ -4656,65 +4672,44 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h5:
           /* empty */;
       4'h7:
-          if (\$183 ) begin
+          if (can_load) begin
             (* full_case = 32'd1 *)
-            if (\$191 ) begin
+            if (\$175 ) begin
             end else begin
-              \$247  = \$192 [3:0];
+              \$229  = \$176 [3:0];
             end
           end
     endcase
     if (rst) begin
-      \$247  = 4'h0;
+      \$229  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$248  = e;
+    \$230  = e;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
           /* empty */;
       4'h3:
-          \$248  = { 1'h0, \$111  };
+          \$230  = { 1'h0, \$105  };
       4'h4:
           /* empty */;
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$154 ) begin
+          if (\$148 ) begin
           end else begin
-            \$248  = \$163 [2:0];
+            \$230  = \$157 [2:0];
           end
     endcase
     if (rst) begin
-      \$248  = 3'h0;
+      \$230  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$249  = src_sel;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$127 ) begin
-          end else begin
-            \$249  = \$128 ;
-          end
-    endcase
-    if (rst) begin
-      \$249  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$250  = \$signal$151 ;
+    \$231  = src_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4724,18 +4719,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$127 ) begin
+          if (\$121 ) begin
           end else begin
-            \$250  = \$130 ;
+            \$231  = \$122 ;
           end
     endcase
     if (rst) begin
-      \$250  = 1'h0;
+      \$231  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$251  = bank_sel;
+    \$232  = \$signal$155 ;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4745,18 +4740,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$127 ) begin
+          if (\$121 ) begin
           end else begin
-            \$251  = \$135 ;
+            \$232  = \$124 ;
           end
     endcase
     if (rst) begin
-      \$251  = 1'h0;
+      \$232  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$252  = n;
+    \$233  = bank_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4766,22 +4761,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$127 ) begin
+          if (\$121 ) begin
           end else begin
-            \$252  = 5'h00;
-          end
-      4'h6:
-          if (\$154 ) begin
-            \$252  = \$155 [4:0];
+            \$233  = \$129 ;
           end
     endcase
     if (rst) begin
-      \$252  = 5'h00;
+      \$233  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$253  = cnt;
+    \$234  = n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4791,18 +4782,22 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$127 ) begin
+          if (\$121 ) begin
           end else begin
-            \$253  = \$143 ;
+            \$234  = 5'h00;
+          end
+      4'h6:
+          if (\$148 ) begin
+            \$234  = \$149 [4:0];
           end
     endcase
     if (rst) begin
-      \$253  = 5'h00;
+      \$234  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$254  = rowbase;
+    \$235  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4812,18 +4807,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$127 ) begin
+          if (\$121 ) begin
           end else begin
-            \$254  = \$147 [8:0];
+            \$235  = \$137 ;
           end
     endcase
     if (rst) begin
-      \$254  = 9'h000;
+      \$235  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$255  = r_spikes;
+    \$236  = rowbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4832,143 +4827,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h3:
           /* empty */;
       4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$183 ) begin
-            \$255  = spikes;
+          (* full_case = 32'd1 *)
+          if (\$121 ) begin
+          end else begin
+            \$236  = \$141 [8:0];
           end
     endcase
     if (rst) begin
-      \$255  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$256  = r_layer;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$183 ) begin
-            \$256  = li;
-          end
-    endcase
-    if (rst) begin
-      \$256  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$257  = r_base;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$183 ) begin
-            \$257  = \$187 [4:0];
-          end
-    endcase
-    if (rst) begin
-      \$257  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$258  = r_emit_values;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$183 ) begin
-            \$258  = \$188 ;
-          end
-    endcase
-    if (rst) begin
-      \$258  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$259  = r_value0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$183 ) begin
-            \$259  = u_new;
-          end
-    endcase
-    if (rst) begin
-      \$259  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$260  = r_value1;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$183 ) begin
-            \$260  = \u_new$119 ;
-          end
-    endcase
-    if (rst) begin
-      \$260  = 16'h0000;
+      \$236  = 9'h000;
     end
   end
   assign r_data = output__payload;
@@ -4991,22 +4857,20 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$signature__addr$57  = \$32 [3:0];
   assign ev_rd__addr = { bank_sel, src_sel, n[3:0] };
   assign in_rd__addr = { bank_sel, n[3:0] };
-  assign pick_index = \$33 [4:0];
-  assign w_data = record;
   assign u = \$signature__data$38 ;
   assign acc0 = acc;
   assign alpha = \$signature__data$36 [8:0];
   assign theta = \$signature__data$36 [24:9];
   assign bias = \$signature__data$36 [40:25];
-  assign \u$102  = \$signature__data$39 ;
-  assign acc1 = \acc$103 ;
-  assign \alpha$105  = \$signature__data$37 [8:0];
-  assign \theta$106  = \$signature__data$37 [24:9];
-  assign \bias$107  = \$signature__data$37 [40:25];
-  assign \$signature__addr$112  = \$39 [3:0];
-  assign \$signature__data$113  = \$40 [15:0];
-  assign \$signature__addr$117  = \$45 [3:0];
-  assign \$signature__data$118  = \$46 [15:0];
+  assign \u$98  = \$signature__data$39 ;
+  assign acc1 = \acc$99 ;
+  assign \alpha$101  = \$signature__data$37 [8:0];
+  assign \theta$102  = \$signature__data$37 [24:9];
+  assign \bias$103  = \$signature__data$37 [40:25];
+  assign \$signature__addr$108  = \$36 [3:0];
+  assign \$signature__data$109  = \$37 [15:0];
+  assign \$signature__addr$113  = \$42 [3:0];
+  assign \$signature__data$114  = \$43 [15:0];
   assign \input__payload.index  = input__payload[3:0];
   assign \input__payload.value  = input__payload[11:4];
   assign \input__payload.end  = input__payload[12];
@@ -5049,15 +4913,22 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \layer1.reset  = layer1[20:19];
   assign \layer1.v_reset  = layer1[36:21];
   assign \layer1.emit_values  = layer1[37];
-  assign \record.kind  = record[1:0];
-  assign \record.layer  = record[2];
-  assign \record.index  = record[6:3];
-  assign \record.spike  = record[7];
-  assign \record.value  = record[23:8];
+  assign \end_record.kind  = end_record[1:0];
+  assign \end_record.layer  = end_record[2];
+  assign \end_record.index  = end_record[6:3];
+  assign \end_record.spike  = end_record[7];
+  assign \end_record.value  = end_record[23:8];
+  assign \records__payload.kind  = records__payload[1:0];
+  assign \records__payload.layer  = records__payload[2];
+  assign \records__payload.index  = records__payload[6:3];
+  assign \records__payload.spike  = records__payload[7];
+  assign \records__payload.value  = records__payload[23:8];
   assign \ev_wr__data.index  = ev_wr__data[3:0];
   assign \ev_wr__data.value  = ev_wr__data[11:4];
   assign \in_wr__data.index  = in_wr__data[3:0];
   assign \in_wr__data.value  = in_wr__data[11:4];
+  assign \values[0]  = values[15:0];
+  assign \values[1]  = values[31:16];
   assign \edge0.src  = edge0[1:0];
   assign \edge0.recurrent  = edge0[2];
   assign \edge0.wbase  = edge0[10:3];
@@ -5074,25 +4945,19 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \edge3.recurrent  = edge3[2];
   assign \edge3.wbase  = edge3[10:3];
   assign \edge3.nsrc  = edge3[15:11];
-  assign valid_lanes[1] = \$58 ;
-  assign valid_lanes[0] = \$54 ;
-  assign spikes[1] = \spike$111 ;
+  assign valid_lanes[1] = \$55 ;
+  assign valid_lanes[0] = \$51 ;
+  assign spikes[1] = \spike$107 ;
   assign spikes[0] = spike;
-  always @*
-    record[23:8] = \$35 ;
-  always @*
-    record[7] = pick_spike;
-  always @*
-    record[6:3] = \$33 [3:0];
-  always @*
-    record[2] = r_layer;
+  assign end_record[1:0] = 2'h2;
+  assign end_record[23:2] = 22'h000000;
   assign \$15  = host_addr[8];
   assign \$20  = host_addr[8];
-  assign \$49  = host_addr[8];
+  assign \$46  = host_addr[8];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neuron0 (reset, spiking, \port$613$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_tiny.neuron0 (reset, spiking, \port$586$0 , u, spike, acc, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [24:0] \$1 ;
   wire [16:0] \$10 ;
@@ -5111,8 +4976,8 @@ module \npu_core_tiny.neuron0 (reset, spiking, \port$613$0 , u, spike, acc, u_ne
   wire [8:0] alpha;
   wire [15:0] bias;
   wire [25:0] leak;
-  input [40:0] \port$613$0 ;
-  wire [40:0] \port$613$0 ;
+  input [40:0] \port$586$0 ;
+  wire [40:0] \port$586$0 ;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
@@ -5128,16 +4993,16 @@ module \npu_core_tiny.neuron0 (reset, spiking, \port$613$0 , u, spike, acc, u_ne
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$613$0 [8:0] }) * $signed(u);
+  assign \$1  = $signed({ 1'h0, \port$586$0 [8:0] }) * $signed(u);
   assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$613$0 [40:25]);
+  assign \$4  = $signed(\$3 ) + $signed(\port$586$0 [40:25]);
   assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
   assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
   assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
   assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$613$0 [24:9]);
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$586$0 [24:9]);
   assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$613$0 [24:9]);
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$586$0 [24:9]);
   assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
   assign \$12  = spike ? v_reset : \$8 [15:0];
   always @* begin
@@ -5153,16 +5018,16 @@ module \npu_core_tiny.neuron0 (reset, spiking, \port$613$0 , u, spike, acc, u_ne
     endcase
   end
   assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$613$0 [8:0];
+  assign alpha = \port$586$0 [8:0];
   assign total = \$4 [25:0];
-  assign bias = \port$613$0 [40:25];
+  assign bias = \port$586$0 [40:25];
   assign v = \$8 [15:0];
-  assign theta = \port$613$0 [24:9];
+  assign theta = \port$586$0 [24:9];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neuron1 (reset, spiking, \port$622$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_tiny.neuron1 (reset, spiking, \port$595$0 , u, spike, acc, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [24:0] \$1 ;
   wire [16:0] \$10 ;
@@ -5181,8 +5046,8 @@ module \npu_core_tiny.neuron1 (reset, spiking, \port$622$0 , u, spike, acc, u_ne
   wire [8:0] alpha;
   wire [15:0] bias;
   wire [25:0] leak;
-  input [40:0] \port$622$0 ;
-  wire [40:0] \port$622$0 ;
+  input [40:0] \port$595$0 ;
+  wire [40:0] \port$595$0 ;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
@@ -5198,16 +5063,16 @@ module \npu_core_tiny.neuron1 (reset, spiking, \port$622$0 , u, spike, acc, u_ne
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$622$0 [8:0] }) * $signed(u);
+  assign \$1  = $signed({ 1'h0, \port$595$0 [8:0] }) * $signed(u);
   assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$622$0 [40:25]);
+  assign \$4  = $signed(\$3 ) + $signed(\port$595$0 [40:25]);
   assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
   assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
   assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
   assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$622$0 [24:9]);
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$595$0 [24:9]);
   assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$622$0 [24:9]);
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$595$0 [24:9]);
   assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
   assign \$12  = spike ? v_reset : \$8 [15:0];
   always @* begin
@@ -5223,16 +5088,16 @@ module \npu_core_tiny.neuron1 (reset, spiking, \port$622$0 , u, spike, acc, u_ne
     endcase
   end
   assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$622$0 [8:0];
+  assign alpha = \port$595$0 [8:0];
   assign total = \$4 [25:0];
-  assign bias = \port$622$0 [40:25];
+  assign bias = \port$595$0 [40:25];
   assign v = \$8 [15:0];
-  assign theta = \port$622$0 [24:9];
+  assign theta = \port$595$0 [24:9];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.out_fifo (clk, rst, w_rdy, r_data, w_port__data, w_en, r_rdy, r_en);
+module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_rdy, r_en);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -5408,4 +5273,220 @@ module \npu_core_tiny.out_fifo (clk, rst, w_rdy, r_data, w_port__data, w_en, r_r
   assign w_data = w_port__data;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_tiny.router (rst, records__ready, free, records__valid, event_index, \event , can_load, load, send, \spikes$21 , \base$22 , \layer$23 , \emit_values$24 , values, records__payload, layer, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire [2:0] \$11 ;
+  wire [2:0] \$12 ;
+  wire [2:0] \$13 ;
+  wire \$14 ;
+  reg [1:0] \$15 ;
+  reg [1:0] \$16 ;
+  reg [4:0] \$17 ;
+  reg \$18 ;
+  reg \$19 ;
+  wire [5:0] \$2 ;
+  reg [15:0] \$20 ;
+  reg [15:0] \$21 ;
+  reg [15:0] \$3 ;
+  wire [5:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire [2:0] \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  reg [4:0] base = 5'h00;
+  input [4:0] \base$22 ;
+  wire [4:0] \base$22 ;
+  output can_load;
+  wire can_load;
+  input clk;
+  wire clk;
+  reg emit_values = 1'h0;
+  input \emit_values$24 ;
+  wire \emit_values$24 ;
+  output \event ;
+  wire \event ;
+  output [4:0] event_index;
+  wire [4:0] event_index;
+  (* init = 1'h0 *)
+  wire event_layer;
+  output free;
+  wire free;
+  output layer;
+  reg layer = 1'h0;
+  input \layer$23 ;
+  wire \layer$23 ;
+  input load;
+  wire load;
+  reg [1:0] pending = 2'h0;
+  reg pick;
+  wire pick_spike;
+  output [23:0] records__payload;
+  wire [23:0] records__payload;
+  wire [3:0] \records__payload.index ;
+  wire [1:0] \records__payload.kind ;
+  wire \records__payload.layer ;
+  wire \records__payload.spike ;
+  wire [15:0] \records__payload.value ;
+  input records__ready;
+  wire records__ready;
+  output records__valid;
+  wire records__valid;
+  input rst;
+  wire rst;
+  input [1:0] send;
+  wire [1:0] send;
+  reg [1:0] spikes = 2'h0;
+  input [1:0] \spikes$21 ;
+  wire [1:0] \spikes$21 ;
+  reg [15:0] value0 = 16'h0000;
+  reg [15:0] value1 = 16'h0000;
+  input [31:0] values;
+  wire [31:0] values;
+  wire [15:0] \values[0] ;
+  wire [15:0] \values[1] ;
+  assign pick_spike = spikes >> pick;
+  assign free = ! pending;
+  assign records__valid = ~ free;
+  assign \$1  = emit_values ? 1'h1 : 1'h0;
+  assign \$2  = base + pick;
+  assign \$4  = base + pick;
+  assign \$5  = records__valid & records__ready;
+  assign \event  = \$5  & pick_spike;
+  assign \$6  = records__valid & records__ready;
+  assign \$7  = 1'h1 << pick;
+  assign \$8  = pending == \$7 ;
+  assign \$9  = \$6  & \$8 ;
+  assign can_load = free | \$9 ;
+  assign \$10  = records__valid & records__ready;
+  assign \$11  = 1'h1 << pick;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = { 1'h0, pending } & \$12 ;
+  assign \$14  = load & can_load;
+  always @(posedge clk)
+    pending <= \$15 ;
+  always @(posedge clk)
+    spikes <= \$16 ;
+  always @(posedge clk)
+    base <= \$17 ;
+  always @(posedge clk)
+    layer <= \$18 ;
+  always @(posedge clk)
+    emit_values <= \$19 ;
+  always @(posedge clk)
+    value0 <= \$20 ;
+  always @(posedge clk)
+    value1 <= \$21 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      1'h0:
+          \$3  = value0;
+      1'h1:
+          \$3  = value1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    pick = 1'h0;
+    if (pending[1]) begin
+      pick = 1'h1;
+    end
+    if (pending[0]) begin
+      pick = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$15  = pending;
+    if (\$10 ) begin
+      \$15  = \$13 [1:0];
+    end
+    if (\$14 ) begin
+      \$15  = send;
+    end
+    if (rst) begin
+      \$15  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$16  = spikes;
+    if (\$14 ) begin
+      \$16  = \spikes$21 ;
+    end
+    if (rst) begin
+      \$16  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$17  = base;
+    if (\$14 ) begin
+      \$17  = \base$22 ;
+    end
+    if (rst) begin
+      \$17  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$18  = layer;
+    if (\$14 ) begin
+      \$18  = \layer$23 ;
+    end
+    if (rst) begin
+      \$18  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$19  = emit_values;
+    if (\$14 ) begin
+      \$19  = \emit_values$24 ;
+    end
+    if (rst) begin
+      \$19  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$20  = value0;
+    if (\$14 ) begin
+      \$20  = values[15:0];
+    end
+    if (rst) begin
+      \$20  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$21  = value1;
+    if (\$14 ) begin
+      \$21  = values[31:16];
+    end
+    if (rst) begin
+      \$21  = 16'h0000;
+    end
+  end
+  assign event_layer = layer;
+  assign event_index = \$4 [4:0];
+  assign \records__payload.kind  = records__payload[1:0];
+  assign \records__payload.layer  = records__payload[2];
+  assign \records__payload.index  = records__payload[6:3];
+  assign \records__payload.spike  = records__payload[7];
+  assign \records__payload.value  = records__payload[23:8];
+  assign \values[0]  = values[15:0];
+  assign \values[1]  = values[31:16];
+  assign records__payload[23:8] = \$3 ;
+  assign records__payload[7] = pick_spike;
+  assign records__payload[6:3] = \$2 [3:0];
+  assign records__payload[2] = layer;
+  assign records__payload[1:0] = { 1'h0, \$1  };
 endmodule
