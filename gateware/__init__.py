@@ -1,1 +1,5 @@
-"""Placeholder: see the project issues; nothing here yet."""
+"""The NPU gateware (Amaranth): the core (:mod:`.core`) with its lane datapath
+(:mod:`.lane`) and spike router (:mod:`.router`), the memory layout and network
+compiler (:mod:`.layout`), generated Verilog (:mod:`.rtl`), and the simulator
+drivers (:mod:`.pysim`, :mod:`.vsim`, :mod:`.verilator`, :mod:`.cocotb_tb`).
+See ``docs/gateware.md``."""
