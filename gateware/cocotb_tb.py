@@ -31,20 +31,9 @@ from cocotb.triggers import FallingEdge
 
 from .harness import input_events
 from .layout import COUNTERS, RECORD_FIELDS, CoreConfig, Image, Region
+from .layout import input_word as pack_input
 
 __all__ = ["CoreTB", "pack_input", "record_kind"]
-
-
-def pack_input(c: CoreConfig, index: int, value: int, end: int) -> int:
-    """An ``input`` payload word: fields ``index``, ``value`` (signed), ``end``, LSB first
-    (``core.input_layout``)."""
-    if not 0 <= index < (1 << c.idx_bits):
-        raise ValueError(f"input index {index} does not fit {c.idx_bits} bits")
-    lo, hi = -(1 << (c.in_bits - 1)), (1 << (c.in_bits - 1)) - 1
-    if not lo <= value <= hi:
-        raise ValueError(f"input value {value} does not fit signed {c.in_bits} bits")
-    return index | ((value & ((1 << c.in_bits) - 1)) << c.idx_bits) \
-        | (int(bool(end)) << (c.idx_bits + c.in_bits))
 
 
 def record_kind(c: CoreConfig, word: int) -> int:

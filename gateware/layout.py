@@ -205,6 +205,11 @@ SIGNED_FIELDS = {"v_reset", "bias", "value"}
 
 def input_word(c: CoreConfig, index: int, value: int, end: int) -> int:
     """One input-stream payload word: ``index | value << idx_bits | end << (idx + in)``."""
+    if not 0 <= index < (1 << c.idx_bits):
+        raise ValueError(f"input index {index} does not fit {c.idx_bits} bits")
+    lo, hi = -(1 << (c.in_bits - 1)), (1 << (c.in_bits - 1)) - 1
+    if not lo <= value <= hi:
+        raise ValueError(f"input value {value} does not fit signed {c.in_bits} bits")
     return index | (value & ((1 << c.in_bits) - 1)) << c.idx_bits \
         | end << (c.idx_bits + c.in_bits)
 

@@ -229,3 +229,18 @@ def test_core_rejects_a_config_that_is_not_a_core_config():
 
     with pytest.raises(TypeError, match=re.escape("config must be a CoreConfig, not {'lanes': 8}")):
         NPUCore(config={"lanes": 8})
+
+
+@pytest.mark.parametrize(("index", "value", "message"), [
+    (16, 0, "input index 16 does not fit 4 bits"),
+    (0, 8, "input value 8 does not fit signed 4 bits"),
+    (0, -9, "input value -9 does not fit signed 4 bits"),
+])
+def test_input_word_range(index, value, message):
+    from spikeforge.gateware.layout import input_word
+
+    config = CoreConfig(lanes=1, in_bits=4, w_bits=4, acc_bits=16, max_neurons=16,
+                        max_inputs=16, max_fanin=16, neuron_depth=16)
+    with pytest.raises(ValueError, match=re.escape(message) + "$"):
+        input_word(config, index, value, 0)
+    assert input_word(config, 15, -8, 1) == 15 | (8 << 4) | (1 << 8)
