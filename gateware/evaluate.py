@@ -8,9 +8,15 @@ import torch
 from ..golden.integer import Network
 from ..golden.quantize import predict
 from ..golden.train import task_data
-from .harness import decode_step, expected_steps
+from .harness import (
+    decode_membranes,
+    decode_step,
+    expected_membranes,
+    expected_steps,
+    membrane_reads,
+)
 from .layout import CoreConfig, compile_network
-from .vsim import VerilatedCore
+from .vsim import Read, VerilatedCore
 
 __all__ = ["evaluate_on_rtl"]
 
@@ -20,24 +26,29 @@ def evaluate_on_rtl(net: Network, meta: dict, config: CoreConfig, *, split: str 
     """Run every sample of ``split`` (or the first ``limit``) on the RTL.
 
     ``bit_exact`` is true only if every spike of every layer and every output
-    value of every step of every sample equals the golden model's.
+    value of every step of every sample, and every layer's membranes after each
+    sample, equal the golden model's.
     """
     image = compile_network(net, config)
     x, y = task_data(meta, split)
     if limit is not None:
         x, y = x[:, :limit], y[:limit]
     steps, samples = x.shape[0], x.shape[1]
+    reads = membrane_reads(net, image)
     program = []
     for b in range(samples):
         program.append(None)
         program += x[:, b].tolist()
+        program.append(Read(reads))  # every layer's membranes after the sample
     result = VerilatedCore(config).run(image, program, read_counters=False)
     mismatches = []
     rtl_out = torch.zeros(steps, samples, net.layer(net.output).size, dtype=torch.int64)
     for b in range(samples):
         got = [decode_step(r, net, image) for r in result.steps[b * steps:(b + 1) * steps]]
         want = expected_steps(net, x[:, b])
-        if got != want:
+        words = result.reads[b * len(reads):(b + 1) * len(reads)]
+        if got != want or decode_membranes(words, net, image) != \
+                expected_membranes(net, x[:, b]):
             mismatches.append(b)
         for t, step in enumerate(got):
             rtl_out[t, b] = torch.tensor(step["values"] if step["values"][0] is not None

@@ -12,9 +12,10 @@ from __future__ import annotations
 import torch
 
 from ..golden.integer import Network
-from .layout import RECORD_FIELDS, CoreConfig, Image, unpack
+from .layout import RECORD_FIELDS, CoreConfig, Image, Region, unpack
 
-__all__ = ["input_events", "decode_step", "expected_steps", "StepResult"]
+__all__ = ["input_events", "decode_step", "expected_steps", "StepResult", "membrane_reads",
+           "decode_membranes", "expected_membranes"]
 
 StepResult = dict
 """``{"spikes": {layer: sorted spiking indices}, "values": [u of each output neuron],
@@ -69,3 +70,27 @@ def expected_steps(net: Network, x: torch.Tensor) -> list[StepResult]:
             else [0] * out.size
         steps.append({"spikes": spikes, "values": values, "out_spikes": out_spikes})
     return steps
+
+
+def membrane_reads(net: Network, image: Image) -> list[int]:
+    """Host addresses of every neuron's membrane, layer by layer, neuron by neuron."""
+    c = image.config
+    return [c.address(Region.MEMBRANES, n % c.lanes, image.sbase[layer.name] + n // c.lanes)
+            for layer in net.layers for n in range(layer.size)]
+
+
+def decode_membranes(words: list[int], net: Network, image: Image) -> dict[str, list[int]]:
+    """The membranes read at :func:`membrane_reads`, per layer, as signed integers."""
+    bits = image.config.u_bits
+    values = [w - (1 << bits) if w >> (bits - 1) & 1 else w for w in words]
+    out, i = {}, 0
+    for layer in net.layers:
+        out[layer.name] = values[i:i + layer.size]
+        i += layer.size
+    return out
+
+
+def expected_membranes(net: Network, x: torch.Tensor) -> dict[str, list[int]]:
+    """Every layer's membranes after the last step of one sample ``x`` (``[T, D]``)."""
+    state = net.run(x[:, None, :]).state
+    return {layer.name: state[f"{layer.name}.u"][0].tolist() for layer in net.layers}

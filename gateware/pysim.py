@@ -14,7 +14,7 @@ from amaranth.sim import Simulator
 
 from ..golden.integer import Network
 from .core import NPUCore
-from .harness import input_events
+from .harness import decode_membranes, input_events, membrane_reads
 from .layout import CoreConfig, Image, compile_network
 
 __all__ = ["run_core"]
@@ -24,14 +24,17 @@ def run_core(net: Network, config: CoreConfig, x, *, stall: float = 0.0, seed: i
              max_cycles: int = 200_000, vcd: str | None = None):
     """Simulate ``net`` on a core built for ``config``; ``x`` is ``[T, input_size]``.
 
-    Returns ``(image, steps, counters)``: ``steps`` is a list (per step) of raw
-    record words, ``counters`` the counter words read back after the run.
+    Returns ``(image, steps, counters, membranes)``: ``steps`` is a list (per
+    step) of raw record words, ``counters`` the counter words and ``membranes``
+    every layer's membranes (:func:`.harness.decode_membranes`) read back after
+    the run.
     """
     image: Image = compile_network(net, config)
     dut = NPUCore(config=config)
     steps_in = [input_events(row) for row in x.tolist()]
     steps_out: list[list[int]] = [[] for _ in steps_in]
     counters: list[int] = []
+    membranes: list[int] = []
     rng = random.Random(seed)
     done = {"driver": False}
 
@@ -79,12 +82,14 @@ def run_core(net: Network, config: CoreConfig, x, *, stall: float = 0.0, seed: i
         while ctx.get(dut.busy):
             await ctx.tick()
         from .layout import COUNTERS, Region
-        for i in range(len(COUNTERS) * config.max_layers + 2):
-            ctx.set(dut.host_addr, config.address(Region.COUNTERS, 0, i))
+        counter_addrs = [config.address(Region.COUNTERS, 0, i)
+                         for i in range(len(COUNTERS) * config.max_layers + 2)]
+        for i, addr in enumerate(counter_addrs + membrane_reads(net, image)):
+            ctx.set(dut.host_addr, addr)
             ctx.set(dut.host_re, 1)
             await ctx.tick()
             ctx.set(dut.host_re, 0)
-            counters.append(ctx.get(dut.host_rdata))
+            (counters if i < len(counter_addrs) else membranes).append(ctx.get(dut.host_rdata))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -95,4 +100,4 @@ def run_core(net: Network, config: CoreConfig, x, *, stall: float = 0.0, seed: i
             sim.run()
     else:
         sim.run()
-    return image, steps_out, counters
+    return image, steps_out, counters, decode_membranes(membranes, net, image)

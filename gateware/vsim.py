@@ -23,7 +23,7 @@ from .layout import COUNTERS, CoreConfig, Image, Region, input_word
 from .rtl import LINT_WAIVERS, generate
 from .verilator import make_overrides, verilator_env, verilator_root
 
-__all__ = ["VerilatedCore", "VsimResult", "default_build_root", "VsimError"]
+__all__ = ["VerilatedCore", "VsimResult", "Read", "default_build_root", "VsimError"]
 
 TESTBENCH = Path(__file__).with_name("core_tb.cpp")
 
@@ -40,11 +40,20 @@ def default_build_root() -> Path:
 
 
 @dataclass
+class Read:
+    """A program element of :meth:`VerilatedCore.run`: read these host addresses here."""
+
+    addresses: list[int]
+
+
+@dataclass
 class VsimResult:
     steps: list[list[int]]
     """Raw output records, per step."""
     step_clocks: list[int]
     counters: list[int]
+    reads: list[int]
+    """The words read at the ``reads`` addresses passed to :meth:`VerilatedCore.run`."""
     clocks: int
     seconds: float
 
@@ -93,9 +102,11 @@ class VerilatedCore:
         return self.binary
 
     def run(self, image: Image, steps, *, stall: float = 0.0, seed: int = 0,
-            read_counters: bool = True, timeout: float = 3600.0) -> VsimResult:
+            read_counters: bool = True, reads: list[int] = (),
+            timeout: float = 3600.0) -> VsimResult:
         """Load ``image``, clear, run ``steps`` (each a list of input values, zeros
-        not sent; ``None`` resets the state between samples) with the output
+        not sent; ``None`` resets the state between samples; a :class:`Read` reads
+        host addresses at that point, returned first in ``reads``) with the output
         ``ready`` low on a ``stall`` fraction of clocks.  ``clear`` also zeroes the
         counters, so after a reset they count from there."""
         if image.config != self.config:
@@ -107,6 +118,9 @@ class VerilatedCore:
         if stall:
             lines.append(f"B {int(stall * 1000):x} {random.Random(seed).getrandbits(63) | 1:x}")
         for step in steps:
+            if isinstance(step, Read):  # host reads at this point of the program
+                lines += [f"R {addr:x}" for addr in step.addresses]
+                continue
             if step is None:  # a fresh state: membranes zeroed, event lists cleared
                 lines += [f"W {addr:x} 0" for addr, _ in image.reset_writes]
                 lines.append("C")
@@ -118,6 +132,7 @@ class VerilatedCore:
         n_counters = len(COUNTERS) * c.max_layers + 2
         if read_counters:
             lines += [f"R {c.address(Region.COUNTERS, 0, i):x}" for i in range(n_counters)]
+        lines += [f"R {addr:x}" for addr in reads]
         lines.append("Q")
         proc = subprocess.run([str(binary)], input="\n".join(lines) + "\n",
                               capture_output=True, text=True, timeout=timeout)
@@ -141,8 +156,13 @@ class VerilatedCore:
                 total, secs = rest.split()
                 clocks, seconds = int(total, 16), float(secs)
         records.pop()  # the list opened after the last step
-        expected = sum(step is not None for step in steps)
+        expected = sum(isinstance(step, list) for step in steps)
         if len(records) != expected:
             raise VsimError(f"expected {expected} steps, got {len(records)}")
-        return VsimResult(steps=records, step_clocks=step_clocks, counters=counters,
-                          clocks=clocks, seconds=seconds)
+        # Reads come back in program order: Read markers, then counters, then ``reads``.
+        early = sum(len(step.addresses) for step in steps if isinstance(step, Read))
+        split = early + (n_counters if read_counters else 0)
+        return VsimResult(steps=records, step_clocks=step_clocks,
+                          counters=counters[early:split],
+                          reads=counters[:early] + counters[split:], clocks=clocks,
+                          seconds=seconds)

@@ -37,7 +37,13 @@ import cocotb
 import torch
 from netgen import random_input, random_network
 from spikeforge.gateware.cocotb_tb import CoreTB
-from spikeforge.gateware.harness import decode_step, expected_steps
+from spikeforge.gateware.harness import (
+    decode_membranes,
+    decode_step,
+    expected_membranes,
+    expected_steps,
+    membrane_reads,
+)
 from spikeforge.gateware.layout import COUNTERS, CoreConfig, FitError, compile_network
 from spikeforge.golden.integer import INPUT, Network, signed_range
 
@@ -142,6 +148,10 @@ async def check_seed(tb: CoreTB, seed: int, c: CoreConfig, s: dict, stats: dict)
         got = decode_step(records[t], net, image)
         if got != want[t]:
             raise AssertionError(f"step {t}/{steps_total}: {first_difference(got, want[t])}")
+    membranes = decode_membranes(await tb.read_many(membrane_reads(net, image)), net, image)
+    if membranes != expected_membranes(net, x):
+        raise AssertionError(f"final membranes: rtl {membranes} golden "
+                             f"{expected_membranes(net, x)}")
     counters = await tb.read_counters()
     await tb.expect_quiet()
     events, spikes, sat_lo, sat_hi = golden_counts(net, x)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from amaranth.sim import Simulator
 from netgen import random_input, random_network
-from spikeforge.gateware.harness import decode_step, expected_steps
+from spikeforge.gateware.harness import decode_step, expected_membranes, expected_steps
 from spikeforge.gateware.lane import NeuronUpdate
 from spikeforge.gateware.layout import (
     COUNTERS,
@@ -133,12 +133,13 @@ def test_core_matches_golden(seed):
     lanes = rng.choice([1, 2, 3, 4])
     x = random_input(rng, net, 5, 1)[:, 0, :]
     config = _core_config(net, lanes)
-    image, steps, counters = run_core(net, config, x, stall=0.4 if seed % 2 else 0.0,
-                                      seed=seed)
+    image, steps, counters, membranes = run_core(net, config, x,
+                                                 stall=0.4 if seed % 2 else 0.0, seed=seed)
     assert len(steps) == len(x)
     expected = expected_steps(net, x)
     for t, (records, want) in enumerate(zip(steps, expected, strict=True)):
         assert decode_step(records, net, image) == want, f"step {t}"
+    assert membranes == expected_membranes(net, x)  # every layer's final membranes
     golden = _golden_counts(net, x, lanes)
     n = len(COUNTERS)
     for i, layer in enumerate(net.layers):
@@ -161,8 +162,8 @@ def test_zero_input_costs_no_event_cycles():
                         max_fanin=4, neuron_depth=4, weight_depth=64)
     quiet = torch.zeros(3, 3, dtype=I64)
     busy = torch.ones(3, 3, dtype=I64)
-    _, _, c_quiet = run_core(net, config, quiet)
-    _, _, c_busy = run_core(net, config, busy)
+    _, _, c_quiet, _ = run_core(net, config, quiet)
+    _, _, c_busy, _ = run_core(net, config, busy)
     assert c_quiet[2] == 0 and c_busy[2] == 9  # events: 3 per step
     rows = 2
     # Each event costs exactly one clock per row in the synaptic phase.
