@@ -1,0 +1,645 @@
+"""The wire protocol (``host/protocol.py``): CRC, COBS, frames, the stream decoder, payloads.
+
+The CRC and COBS are checked against independent reference implementations written
+here from their definitions (a bitwise CRC, the Wikipedia COBS encoder), not
+against the module's own code.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import struct
+
+import pytest
+from spikeforge import protocol as P
+from spikeforge.protocol import (
+    ERROR_REPLY,
+    MAX_BODY,
+    MAX_ENCODED_FRAME,
+    MAX_PAYLOAD,
+    Command,
+    ErrorCode,
+    Frame,
+    FrameDecoder,
+    ProtocolError,
+    cobs_decode,
+    cobs_encode,
+    crc16,
+)
+
+BAD_CRC, BAD_LENGTH, TOO_LARGE = ErrorCode.BAD_CRC, ErrorCode.BAD_LENGTH, ErrorCode.TOO_LARGE
+BAD_PAYLOAD = ErrorCode.BAD_PAYLOAD
+
+
+def raises(exc_type, message):
+    """``pytest.raises`` that requires exactly ``message``."""
+    return pytest.raises(exc_type, match="^" + re.escape(message) + "$")
+
+
+# ------------------------------------------------------------------------ CRC
+def crc_reference(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE bit by bit: poly 0x1021, init 0xFFFF, MSB first, xorout 0."""
+    crc = 0xFFFF
+    for byte in data:
+        for bit in range(7, -1, -1):
+            top = (crc >> 15) ^ ((byte >> bit) & 1)
+            crc = (crc << 1) & 0xFFFF
+            if top:
+                crc ^= 0x1021
+    return crc
+
+
+def test_crc_check_value():
+    assert crc_reference(b"123456789") == 0x29B1
+    assert crc16(b"123456789") == 0x29B1
+    assert crc16(bytearray(b"123456789")) == crc16(memoryview(b"123456789")) == 0x29B1
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"\x00", b"\xff", b"A", b"\x00\x00", b"\xff\xff\xff\xff", bytes(range(256)),
+    b"\x01\x80\x00\x05" + bytes(1024)])
+def test_crc_vectors(data):
+    assert crc16(data) == crc_reference(data)
+
+
+def test_crc_random():
+    rng = random.Random(1)
+    for n in range(0, 300, 7):
+        data = rng.randbytes(n)
+        assert crc16(data) == crc_reference(data)
+    assert crc16(b"") == 0xFFFF                 # the init value, nothing shifted in
+
+
+# ----------------------------------------------------------------------- COBS
+def cobs_reference(data: bytes) -> bytes:
+    """The Wikipedia reference encoder, transliterated from its C code."""
+    out = bytearray([0])
+    code_at, code = 0, 1
+    for i, byte in enumerate(data):
+        if byte:
+            out.append(byte)
+            code += 1
+        if not byte or code == 0xFF:
+            out[code_at], code, code_at = code, 1, len(out)
+            if not byte or i < len(data) - 1:
+                out.append(0)
+    if code_at < len(out):
+        out[code_at] = code
+    return bytes(out)
+
+
+SEQ_254 = bytes(range(1, 255))                  # 01 02 .. FE
+WIKIPEDIA_EXAMPLES = [
+    (b"\x00", b"\x01\x01"),
+    (b"\x00\x00", b"\x01\x01\x01"),
+    (b"\x00\x11\x00", b"\x01\x02\x11\x01"),
+    (b"\x11\x22\x00\x33", b"\x03\x11\x22\x02\x33"),
+    (b"\x11\x22\x33\x44", b"\x05\x11\x22\x33\x44"),
+    (b"\x11\x00\x00\x00", b"\x02\x11\x01\x01\x01"),
+    (SEQ_254, b"\xff" + SEQ_254),                                       # 254 non-zero bytes
+    (b"\x00" + SEQ_254, b"\x01\xff" + SEQ_254),                         # 00 01 .. FE
+    (SEQ_254 + b"\xff", b"\xff" + SEQ_254 + b"\x02\xff"),               # 01 .. FE FF
+    (bytes(range(2, 256)) + b"\x00", b"\xff" + bytes(range(2, 256)) + b"\x01\x01"),
+    (bytes(range(3, 256)) + b"\x00\x01", b"\xfe" + bytes(range(3, 256)) + b"\x02\x01"),
+    (b"", b"\x01"),
+]
+
+
+@pytest.mark.parametrize("data, encoded", WIKIPEDIA_EXAMPLES)
+def test_cobs_known_examples(data, encoded):
+    assert cobs_encode(data) == encoded
+    assert cobs_decode(encoded) == data
+    assert cobs_reference(data) == encoded
+
+
+@pytest.mark.parametrize("n", [253, 254, 255, 256, 507, 508, 509, 762])
+def test_cobs_run_boundaries(n):
+    data = bytes(1 + i % 255 for i in range(n))   # no zero byte
+    encoded = cobs_encode(data)
+    full, rest = divmod(n, 254)
+    # One 0xFF code per full run of 254; a final shorter run has its own code; a data that
+    # ends exactly on a full run gets no trailing empty run (01).
+    assert len(encoded) == n + full + (1 if rest else 0)
+    assert encoded == cobs_reference(data)
+    for k in range(full):
+        assert encoded[255 * k] == 0xFF
+    if rest:
+        assert encoded[255 * full] == rest + 1
+    assert cobs_decode(encoded) == data
+
+
+def test_cobs_decoder_accepts_the_trailing_empty_run():
+    # The paper's form of 254 non-zero bytes ends with an empty run (01); it decodes the same.
+    assert cobs_decode(b"\xff" + SEQ_254 + b"\x01") == SEQ_254
+    assert cobs_decode(b"\xff" + SEQ_254 + b"\xff" + SEQ_254 + b"\x01") == SEQ_254 * 2
+    # 254 non-zero bytes then a zero: the zero needs its 01, then the empty last run 01.
+    assert cobs_encode(SEQ_254 + b"\x00") == b"\xff" + SEQ_254 + b"\x01\x01"
+
+
+def test_cobs_random_round_trips():
+    rng = random.Random(2)
+    for n in range(601):
+        zero_share = rng.choice([0.0, 0.01, 0.3, 0.9])
+        data = bytes(0 if rng.random() < zero_share else rng.randrange(1, 256)
+                     for _ in range(n))
+        encoded = cobs_encode(data)
+        assert 0 not in encoded
+        assert len(encoded) <= n + n // 254 + 1
+        assert encoded == cobs_reference(data)
+        assert cobs_decode(encoded) == data
+
+
+@pytest.mark.parametrize("encoded, message", [
+    (b"", "empty COBS frame (at least one code byte)"),
+    (b"\x03\x11\x00\x22", "zero byte inside the COBS frame at offset 2"),
+    (b"\x00", "zero byte inside the COBS frame at offset 0"),
+    (b"\x05\x11\x22", "COBS code 0x05 at offset 0 points past the end of the 3-byte frame"),
+    (b"\x02\x11\x03\x22", "COBS code 0x03 at offset 2 points past the end of the 4-byte frame"),
+    (b"\xff" + bytes(range(1, 100)),
+     "COBS code 0xff at offset 0 points past the end of the 100-byte frame"),
+])
+def test_cobs_malformed(encoded, message):
+    with raises(ProtocolError, message) as info:
+        cobs_decode(encoded)
+    assert info.value.code is BAD_LENGTH
+
+
+# ---------------------------------------------------------------------- frames
+def random_payload(rng: random.Random, size: int | None = None) -> bytes:
+    if size is None:
+        size = rng.choice([0, 1, 2, rng.randrange(3, 64), rng.randrange(64, MAX_PAYLOAD + 1),
+                           MAX_PAYLOAD])
+    kind = rng.randrange(3)
+    if kind == 0:
+        return rng.randbytes(size)
+    if kind == 1:
+        return bytes(size)                         # all zeros: every byte is a COBS code
+    return bytes(rng.randrange(1, 256) for _ in range(size))   # no zeros: 0xFF runs
+
+
+def test_frame_layout():
+    frame = Frame(Command.WRITE, 7, b"\x01\x00\x02")
+    head = bytes([0x02, 0x07, 0x03, 0x00, 0x01, 0x00, 0x02])
+    body = head + struct.pack("<H", crc_reference(head))
+    assert frame.to_body() == body
+    assert frame.encode() == cobs_reference(body) + b"\x00"
+    assert Frame.from_body(body) == frame
+    assert Frame.decode(frame.encode()[:-1]) == frame
+    # Reply and error command codes.
+    assert P.reply_cmd(Command.RUN) == 0x85 and ERROR_REPLY == 0xFF
+    assert [P.reply_cmd(c) for c in Command] == [0x81, 0x82, 0x83, 0x84, 0x85]
+    with raises(ValueError, "request cmd 127 is out of range 0..126"):
+        P.reply_cmd(0x7F)
+
+
+def test_sizes():
+    assert (P.MIN_BODY, MAX_BODY, MAX_ENCODED_FRAME) == (6, 1030, 1035)
+    assert (P.MAX_WRITE_WORDS, P.MAX_READ_WORDS) == (127, 128)
+    worst = Frame(0x7E, 0xFF, bytes(range(1, 256)) * 4 + bytes(range(1, 5)))
+    assert len(worst.encode()) - 1 <= MAX_ENCODED_FRAME
+
+
+@pytest.mark.parametrize("cmd", [*Command, *(P.reply_cmd(c) for c in Command), ERROR_REPLY,
+                                 0x00, 0x42])
+def test_frame_round_trips(cmd):
+    rng = random.Random(cmd)
+    for _ in range(25):
+        frame = Frame(cmd, rng.randrange(256), random_payload(rng))
+        wire = frame.encode()
+        assert wire[-1] == 0 and 0 not in wire[:-1]
+        assert len(wire) - 1 <= MAX_ENCODED_FRAME
+        assert Frame.decode(wire[:-1]) == frame
+        assert FrameDecoder().feed(wire) == [frame]
+
+
+def test_next_seq():
+    assert [P.next_seq(s) for s in (0, 1, 254, 255)] == [1, 2, 255, 0]
+    with raises(ValueError, "seq 256 is out of range 0..255"):
+        P.next_seq(256)
+
+
+def body_with(cmd=1, seq=2, length=None, payload=b"", crc=None) -> bytes:
+    """A frame body with chosen fields; by default consistent and with a good CRC."""
+    head = struct.pack("<BBH", cmd, seq, len(payload) if length is None else length) + payload
+    return head + struct.pack("<H", crc_reference(head) if crc is None else crc)
+
+
+CRC_OF_GOOD = crc_reference(bytes([1, 2, 9, 0]) + b"123456789")
+
+
+@pytest.mark.parametrize("body, code, message", [
+    (b"", BAD_LENGTH, "frame body of 0 bytes is shorter than the 6-byte minimum "
+                      "(cmd, seq, length, crc)"),
+    (b"\x01\x02\x00\x00\x00", BAD_LENGTH, "frame body of 5 bytes is shorter than the 6-byte "
+                                          "minimum (cmd, seq, length, crc)"),
+    (body_with(payload=bytes(MAX_PAYLOAD + 1)), TOO_LARGE,
+     "frame body of 1031 bytes is over the 1030-byte maximum (MAX_PAYLOAD 1024)"),
+    (body_with(length=5, payload=b"abc"), BAD_LENGTH,
+     "length field 5 disagrees with the 3-byte payload received"),
+    (body_with(length=2000, payload=b"abc"), BAD_LENGTH,
+     "length field 2000 disagrees with the 3-byte payload received"),
+    (body_with(payload=b"abc")[:-1], BAD_LENGTH,            # truncated
+     "length field 3 disagrees with the 2-byte payload received"),
+    (body_with(payload=b"123456789", crc=0x1234), BAD_CRC,
+     f"CRC 0x1234 does not match the computed {CRC_OF_GOOD:#06x}"),
+])
+def test_frame_rejects(body, code, message):
+    with raises(ProtocolError, message) as info:
+        Frame.from_body(body)
+    assert info.value.code is code
+    with raises(ProtocolError, message) as info:
+        Frame.decode(cobs_encode(body))
+    assert info.value.code is code
+
+
+def test_frame_decode_rejects_oversized_encoding():
+    with raises(ProtocolError, "encoded frame of 1036 bytes is over the 1035-byte maximum") as e:
+        Frame.decode(b"\x01" * 1036)
+    assert e.value.code is TOO_LARGE
+
+
+def test_frame_one_flipped_bit_in_the_body():
+    rng = random.Random(3)
+    frame = Frame(Command.RUN, 200, rng.randbytes(40))
+    body = frame.to_body()
+    for byte in range(len(body)):
+        for bit in range(8):
+            bad = bytearray(body)
+            bad[byte] ^= 1 << bit
+            with pytest.raises(ProtocolError) as info:
+                Frame.decode(cobs_encode(bad))
+            # A flip in the length field (bytes 2, 3) is a length mismatch; elsewhere the
+            # CRC catches it (CRC-16 detects every single-bit error).
+            assert info.value.code is (BAD_LENGTH if byte in (2, 3) else BAD_CRC)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(cmd=256, seq=0), "cmd 256 is out of range 0..255"),
+    (dict(cmd=-1, seq=0), "cmd -1 is out of range 0..255"),
+    (dict(cmd="INFO", seq=0), "cmd 'INFO' is not an integer"),
+    (dict(cmd=1, seq=300), "seq 300 is out of range 0..255"),
+    (dict(cmd=1, seq=0, payload=bytes(1025)), "payload of 1025 bytes is over MAX_PAYLOAD (1024)"),
+    (dict(cmd=1, seq=0, payload="text"), "payload 'text' is not bytes"),
+    (dict(cmd=1, seq=0, payload=12), "payload 12 is not bytes"),
+    (dict(cmd=1, seq=0, payload=[1, 2]), "payload [1, 2] is not bytes"),
+])
+def test_frame_validation(kwargs, message):
+    with raises(ValueError, message):
+        Frame(**kwargs)
+
+
+def test_frame_normalises_fields():
+    frame = Frame(Command.READ, 3, bytearray(b"ab"))
+    assert type(frame.payload) is bytes and frame.cmd == 3 and frame == Frame(3, 3, b"ab")
+
+
+# --------------------------------------------------------------- stream decoder
+class Stream:
+    """Builds a byte stream and what a decoder must make of it."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        self.data = bytearray()
+        self.frames: list[Frame] = []
+        self.dropped = {BAD_CRC: 0, BAD_LENGTH: 0, TOO_LARGE: 0}
+
+    def bad(self, wire: bytes, code: ErrorCode):
+        self.data += wire
+        self.dropped[code] += 1
+
+    def add_random(self):
+        rng = self.rng
+        frame = Frame(rng.randrange(256), rng.randrange(256), random_payload(rng))
+        body = frame.to_body()
+        kind = rng.choice(["valid"] * 6 + ["flip", "truncated", "length", "oversized-body",
+                                           "oversized-run", "garbage", "delimiters"])
+        if kind == "valid":
+            self.data += frame.encode()
+            self.frames.append(frame)
+        elif kind == "flip":                    # one flipped bit anywhere in the body
+            bad = bytearray(body)
+            at = rng.randrange(len(bad))
+            bad[at] ^= 1 << rng.randrange(8)
+            self.bad(cobs_encode(bad) + b"\x00", BAD_LENGTH if at in (2, 3) else BAD_CRC)
+        elif kind == "truncated":               # the line lost the end of a frame
+            wire = frame.encode()
+            self.bad(wire[:rng.randrange(1, len(wire) - 1)] + b"\x00", BAD_LENGTH)
+        elif kind == "length":                  # good CRC over a wrong length field
+            wrong = rng.choice([n for n in (0, 1, len(frame.payload) + 1, 0xFFFF)
+                                if n != len(frame.payload)])
+            self.bad(cobs_encode(body_with(frame.cmd, frame.seq, wrong, frame.payload))
+                     + b"\x00", BAD_LENGTH)
+        elif kind == "oversized-body":          # fits the encoded maximum, body too long
+            payload = bytes(rng.randrange(MAX_PAYLOAD + 1, MAX_PAYLOAD + 4))
+            wire = cobs_encode(body_with(payload=payload))
+            assert len(wire) <= MAX_ENCODED_FRAME
+            self.bad(wire + b"\x00", TOO_LARGE)
+        elif kind == "oversized-run":           # no delimiter for longer than any frame
+            run = bytes(rng.randrange(1, 256) for _ in range(rng.randrange(1036, 4000)))
+            self.bad(run + b"\x00", TOO_LARGE)
+        elif kind == "garbage":                 # short pieces, each ending in a zero
+            for _ in range(rng.randrange(1, 6)):
+                piece = bytes(rng.randrange(1, 256) for _ in range(rng.randrange(1, 7)))
+                # <= 6 encoded bytes decode to <= 5 bytes (or fail): always BAD_LENGTH.
+                self.bad(piece + b"\x00" * rng.randrange(1, 3), BAD_LENGTH)
+        else:                                   # extra delimiters: ignored, not counted
+            self.data += b"\x00" * rng.randrange(1, 4)
+
+
+def feed_in_chunks(decoder: FrameDecoder, data: bytes, rng: random.Random, most: int):
+    frames, pos = [], 0
+    while pos < len(data):
+        size = rng.randrange(0, most + 1)
+        frames += decoder.feed(data[pos:pos + size])
+        pos += size
+        assert decoder.buffered <= MAX_ENCODED_FRAME
+    return frames
+
+
+@pytest.mark.parametrize("seed, items, most", [(10, 250, 1), (11, 400, 7), (12, 400, 300),
+                                               (13, 400, 5000)])
+def test_decoder_mixed_stream(seed, items, most):
+    rng = random.Random(seed)
+    stream = Stream(rng)
+    for _ in range(items):
+        stream.add_random()
+    decoder = FrameDecoder()
+    frames = feed_in_chunks(decoder, bytes(stream.data), rng, most)
+    assert frames == stream.frames
+    assert decoder.dropped == stream.dropped
+    assert decoder.received == len(stream.frames)
+    assert decoder.buffered == 0
+    assert min(stream.dropped.values()) > 0      # every kind of bad frame occurred
+
+
+def test_decoder_all_at_once_and_empty_feeds():
+    rng = random.Random(14)
+    stream = Stream(rng)
+    for _ in range(300):
+        stream.add_random()
+    decoder = FrameDecoder()
+    assert decoder.feed(b"") == []
+    assert decoder.feed(bytes(stream.data)) == stream.frames
+    assert decoder.dropped == stream.dropped
+
+
+def test_decoder_one_flipped_bit_on_the_wire():
+    # A flip in the COBS bytes can move, add or remove zeros: the frame is lost (and
+    # counted at least once), its neighbours are not, nothing raises.
+    rng = random.Random(15)
+    before, after = Frame(1, 1, b"before"), Frame(2, 2, b"after")
+    for payload in (rng.randbytes(30), bytes(30), bytes(range(1, 255)) + b"\x00\x07"):
+        wire = Frame(Command.RUN, 9, payload).encode()[:-1]
+        for at in range(len(wire)):
+            for bit in range(8):
+                bad = bytearray(wire)
+                bad[at] ^= 1 << bit
+                decoder = FrameDecoder()
+                data = before.encode() + bytes(bad) + b"\x00" + after.encode()
+                assert feed_in_chunks(decoder, data, rng, 40) == [before, after]
+                assert sum(decoder.dropped.values()) >= 1
+
+
+def test_decoder_random_garbage():
+    # Longer random garbage between delimiters: dropped under one of the framing codes.
+    rng = random.Random(16)
+    frames, data, pieces = [], bytearray(), 0
+    for i in range(300):
+        frame = Frame(i % 256, i % 256, rng.randbytes(rng.randrange(0, 50)))
+        frames.append(frame)
+        data += frame.encode()
+        garbage = rng.randbytes(rng.randrange(0, 3000)) + b"\x00"
+        pieces += sum(1 for _ in filter(None, garbage.split(b"\x00")))
+        data += garbage
+    decoder = FrameDecoder()
+    assert feed_in_chunks(decoder, bytes(data), rng, 500) == frames
+    # An oversized piece counts once; every other non-empty piece counts once.
+    assert sum(decoder.dropped.values()) == pieces
+    assert set(decoder.dropped) == {BAD_CRC, BAD_LENGTH, TOO_LARGE}
+
+
+def test_decoder_bounded_memory():
+    decoder = FrameDecoder()
+    good = Frame(Command.INFO, 1).encode()
+    for _ in range(50):                          # 50 kB without a delimiter
+        assert decoder.feed(b"\x55" * 1000) == []
+        assert decoder.buffered <= MAX_ENCODED_FRAME
+    assert decoder.dropped[TOO_LARGE] == 1       # one oversized frame, counted once
+    assert decoder.feed(b"\x00" + good) == [Frame(Command.INFO, 1)]
+    assert decoder.dropped == {BAD_CRC: 0, BAD_LENGTH: 0, TOO_LARGE: 1}
+
+
+def test_decoder_exactly_the_maximum_is_kept():
+    decoder = FrameDecoder()
+    decoder.feed(b"\x01" * MAX_ENCODED_FRAME)
+    assert decoder.buffered == MAX_ENCODED_FRAME and decoder.dropped[TOO_LARGE] == 0
+    decoder.feed(b"\x01")
+    assert decoder.buffered == 0 and decoder.dropped[TOO_LARGE] == 1
+
+
+def test_decoder_garbage_without_delimiter_costs_the_next_frame():
+    a, b = Frame(1, 1, b"a"), Frame(1, 2, b"b")
+    decoder = FrameDecoder()
+    assert decoder.feed(b"\x13\x37" + a.encode() + b.encode()) == [b]
+    assert sum(decoder.dropped.values()) == 1
+    # A lone delimiter first (what a sender does after a timeout) saves it.
+    decoder = FrameDecoder()
+    assert decoder.feed(b"\x13\x37" + b"\x00" + a.encode() + b.encode()) == [a, b]
+    assert decoder.dropped[BAD_LENGTH] == 1
+
+
+def test_decoder_passes_unknown_commands():
+    # An unknown cmd is not a framing error: the command engine answers it.
+    assert FrameDecoder().feed(Frame(0x6A, 5, b"x").encode()) == [Frame(0x6A, 5, b"x")]
+
+
+# -------------------------------------------------------------------- payloads
+def test_write_round_trips():
+    rng = random.Random(20)
+    for count in (1, 2, 64, 127):
+        words = [rng.randrange(2 ** 64) for _ in range(count)] + [0, 2 ** 64 - 1][:127 - count]
+        address = rng.randrange(2 ** 32 - len(words))
+        payload = P.pack_write(address, words)
+        assert payload[:6] == struct.pack("<IH", address, len(words))
+        assert len(payload) == 6 + 8 * len(words) <= MAX_PAYLOAD
+        assert P.unpack_write(payload) == (address, words)
+    assert P.unpack_write(P.pack_write(2 ** 32 - 1, [5])) == (2 ** 32 - 1, [5])
+
+
+def test_read_round_trips():
+    for address, count in ((0, 1), (123456, 128), (2 ** 32 - 128, 128)):
+        payload = P.pack_read(address, count)
+        assert payload == struct.pack("<IH", address, count)
+        assert P.unpack_read(payload) == (address, count)
+    words = list(range(128))
+    assert P.unpack_read_reply(P.pack_read_reply(words), 128) == words
+    assert P.unpack_read_reply(P.pack_read_reply([2 ** 64 - 1])) == [2 ** 64 - 1]
+
+
+def test_run_round_trips():
+    rng = random.Random(21)
+    for _ in range(200):
+        steps = [[(rng.randrange(65536), rng.randrange(-32768, 32768))
+                  for _ in range(rng.randrange(0, 10))] for _ in range(rng.randrange(1, 20))]
+        payload = P.pack_run(steps)
+        assert P.unpack_run(payload) == steps
+    assert P.pack_run([[(1, -1)], []]) == bytes.fromhex("0200" "0100" "0100" "ffff" "0000")
+    assert P.unpack_run(P.pack_run([[]] * 511)) == [[]] * 511            # 1024 bytes
+    assert P.unpack_run(P.pack_run([[(0, 0)] * 255])) == [[(0, 0)] * 255]  # 1024 bytes
+
+
+def test_run_reply_round_trips():
+    rng = random.Random(22)
+    for _ in range(200):
+        outputs = [[rng.randrange(2 ** 64) for _ in range(rng.randrange(0, 8))]
+                   for _ in range(rng.randrange(1, 12))]
+        payload = P.pack_run_reply(outputs)
+        assert P.unpack_run_reply(payload, len(outputs)) == outputs
+    assert P.pack_run_reply([[7], []]) == bytes.fromhex("0100" "0700000000000000" "0000")
+    assert P.unpack_run_reply(P.pack_run_reply([[]] * 512)) == [[]] * 512
+
+
+def test_error_round_trips():
+    for code in ErrorCode:
+        for message in ("", "address 0x1234 out of range", "µs ✓", "x" * 1023):
+            payload = P.pack_error(code, message)
+            assert payload[0] == code
+            got_code, got_message = P.unpack_error(payload)
+            assert got_code is code and got_message == message
+    assert P.unpack_error(b"\x63oops") == (99, "oops")              # an unknown code survives
+
+
+def test_payloads_travel_in_frames():
+    cases = [
+        (Command.WRITE, P.pack_write(16, [1, 2, 3]), P.unpack_write, (16, [1, 2, 3])),
+        (Command.READ, P.pack_read(16, 3), P.unpack_read, (16, 3)),
+        (Command.RUN, P.pack_run([[(3, -7)], []]), P.unpack_run, [[(3, -7)], []]),
+        (ERROR_REPLY, P.pack_error(ErrorCode.BUSY, "busy"), P.unpack_error,
+         (ErrorCode.BUSY, "busy")),
+    ]
+    for seq, (cmd, payload, unpack, value) in enumerate(cases):
+        [frame] = FrameDecoder().feed(Frame(cmd, seq, payload).encode())
+        assert unpack(frame.payload) == value
+
+
+U64_MAX = 2 ** 64 - 1
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: P.pack_write(-1, [1]), "address -1 is out of range 0..4294967295"),
+    (lambda: P.pack_write(2 ** 32, [1]), "address 4294967296 is out of range 0..4294967295"),
+    (lambda: P.pack_write(1.5, [1]), "address 1.5 is not an integer"),
+    (lambda: P.pack_write(0, []), "words is empty (at least 1 word)"),
+    (lambda: P.pack_write(0, [0] * 128), "128 words are more than the 127 that fit one payload"),
+    (lambda: P.pack_write(0, [1, -1]), "words[1] -1 is out of range 0..18446744073709551615"),
+    (lambda: P.pack_write(0, [U64_MAX + 1]),
+     "words[0] 18446744073709551616 is out of range 0..18446744073709551615"),
+    (lambda: P.pack_write(0, ["1"]), "words[0] '1' is not an integer"),
+    (lambda: P.pack_write(2 ** 32 - 1, [1, 2]),
+     "address 4294967295 + 2 words runs past the end of the 32-bit address space"),
+    (lambda: P.pack_read(-5, 1), "address -5 is out of range 0..4294967295"),
+    (lambda: P.pack_read(0, 0), "count 0 is out of range 1..128"),
+    (lambda: P.pack_read(0, 129), "count 129 is out of range 1..128"),
+    (lambda: P.pack_read(2 ** 32 - 2, 3),
+     "address 4294967294 + 3 words runs past the end of the 32-bit address space"),
+    (lambda: P.pack_read_reply([]), "words is empty (at least 1 word)"),
+    (lambda: P.pack_read_reply([0] * 129), "129 words are more than the 128 that fit one payload"),
+    (lambda: P.pack_read_reply([None]), "words[0] None is not an integer"),
+    (lambda: P.pack_run([]), "steps is empty (at least 1 step)"),
+    (lambda: P.pack_run([[(0, 0)] * 256]),
+     "1 steps with 256 events need a 1028-byte RUN payload, over MAX_PAYLOAD (1024)"),
+    (lambda: P.pack_run([[]] * 512),
+     "512 steps with 0 events need a 1026-byte RUN payload, over MAX_PAYLOAD (1024)"),
+    (lambda: P.pack_run([[], [(65536, 0)]]), "steps[1][0] index 65536 is out of range 0..65535"),
+    (lambda: P.pack_run([[(-1, 0)]]), "steps[0][0] index -1 is out of range 0..65535"),
+    (lambda: P.pack_run([[(0, 1), (2, 32768)]]),
+     "steps[0][1] value 32768 is out of range -32768..32767"),
+    (lambda: P.pack_run([[(0, -32769)]]), "steps[0][0] value -32769 is out of range -32768..32767"),
+    (lambda: P.pack_run([[(1, 2, 3)]]), "steps[0][0] (1, 2, 3) is not an (index, value) pair"),
+    (lambda: P.pack_run([[5]]), "steps[0][0] 5 is not an (index, value) pair"),
+    (lambda: P.pack_run_reply([]), "outputs is empty (at least 1 step)"),
+    (lambda: P.pack_run_reply([[0] * 128]),
+     "1 steps with 128 records need a 1026-byte RUN reply, over MAX_PAYLOAD (1024)"),
+    (lambda: P.pack_run_reply([[1], [-1]]), "outputs[1][0] -1 is out of range "
+                                            "0..18446744073709551615"),
+    (lambda: P.pack_error(0, "x"), "error code 0 is not an ErrorCode"),
+    (lambda: P.pack_error(8, "x"), "error code 8 is not an ErrorCode"),
+    (lambda: P.pack_error("BUSY", "x"), "error code 'BUSY' is not an ErrorCode"),
+    (lambda: P.pack_error(ErrorCode.BUSY, b"x"), "error message b'x' is not a str"),
+    (lambda: P.pack_error(ErrorCode.BUSY, "é" * 512),
+     "error message of 1024 UTF-8 bytes is over the 1023-byte maximum"),
+])
+def test_pack_validation(call, message):
+    with raises(ValueError, message):
+        call()
+
+
+def test_pack_accepts_index_types():
+    class Index:                                # numpy integers behave like this
+        def __index__(self):
+            return 9
+    assert P.unpack_write(P.pack_write(Index(), [Index()])) == (9, [9])
+    assert P.pack_error(5) == b"\x05"
+
+
+WRITE_2 = struct.pack("<IH2Q", 16, 2, 1, 2)
+RUN_OK = bytes.fromhex("0200" "0100" "0100ffff" "0000")
+
+
+@pytest.mark.parametrize("unpack, payload, code, message", [
+    (P.unpack_write, b"\x00" * 5, BAD_PAYLOAD,
+     "WRITE payload of 5 bytes is shorter than its 6-byte header"),
+    (P.unpack_write, struct.pack("<IH", 0, 0), BAD_PAYLOAD, "WRITE count is 0 (at least 1 word)"),
+    (P.unpack_write, WRITE_2[:-1], BAD_PAYLOAD,
+     "WRITE payload of 21 bytes disagrees with its count 2 (22 bytes expected)"),
+    (P.unpack_write, WRITE_2 + b"\x00", BAD_PAYLOAD,
+     "WRITE payload of 23 bytes disagrees with its count 2 (22 bytes expected)"),
+    (P.unpack_write, struct.pack("<IH2Q", 2 ** 32 - 1, 2, 1, 2), ErrorCode.ADDRESS_OUT_OF_RANGE,
+     "address 4294967295 + 2 words runs past the end of the 32-bit address space"),
+    (P.unpack_write, bytes(1025), TOO_LARGE, "WRITE payload of 1025 bytes is over MAX_PAYLOAD "
+                                             "(1024)"),
+    (P.unpack_read, b"\x00" * 5, BAD_PAYLOAD,
+     "READ payload of 5 bytes is not 6 bytes (address u32, count u16)"),
+    (P.unpack_read, b"\x00" * 7, BAD_PAYLOAD,
+     "READ payload of 7 bytes is not 6 bytes (address u32, count u16)"),
+    (P.unpack_read, struct.pack("<IH", 4, 0), BAD_PAYLOAD, "READ count is 0 (at least 1 word)"),
+    (P.unpack_read, struct.pack("<IH", 4, 129), TOO_LARGE,
+     "READ count 129 needs a 1032-byte reply, over MAX_PAYLOAD (1024)"),
+    (P.unpack_read, struct.pack("<IH", 2 ** 32 - 1, 2), ErrorCode.ADDRESS_OUT_OF_RANGE,
+     "address 4294967295 + 2 words runs past the end of the 32-bit address space"),
+    (P.unpack_read_reply, b"", BAD_PAYLOAD,
+     "READ reply of 0 bytes is not a whole, non-zero number of 8-byte words"),
+    (P.unpack_read_reply, bytes(12), BAD_PAYLOAD,
+     "READ reply of 12 bytes is not a whole, non-zero number of 8-byte words"),
+    (lambda p: P.unpack_read_reply(p, 3), bytes(16), BAD_PAYLOAD,
+     "READ reply has 2 words, the request asked for 3"),
+    (P.unpack_run, b"\x01", BAD_PAYLOAD,
+     "RUN payload of 1 bytes is shorter than its 2-byte step count"),
+    (P.unpack_run, b"\x00\x00", BAD_PAYLOAD, "RUN step count is 0 (at least 1 step)"),
+    (P.unpack_run, RUN_OK[:3], BAD_PAYLOAD, "RUN payload of 3 bytes ends before step 0 of 2"),
+    (P.unpack_run, RUN_OK[:6], BAD_PAYLOAD, "RUN payload of 6 bytes ends inside step 0's 1 events"),
+    (P.unpack_run, RUN_OK[:8], BAD_PAYLOAD, "RUN payload of 8 bytes ends before step 1 of 2"),
+    (P.unpack_run, RUN_OK + b"\x00", BAD_PAYLOAD, "RUN payload has 1 bytes after its 2 steps"),
+    (P.unpack_run, b"\x01\x00" + bytes(1024), TOO_LARGE,
+     "RUN payload of 1026 bytes is over MAX_PAYLOAD (1024)"),
+    (P.unpack_run_reply, b"", BAD_PAYLOAD, "RUN reply is empty (at least 1 step)"),
+    (P.unpack_run_reply, b"\x00\x00\x01", BAD_PAYLOAD,
+     "RUN reply of 3 bytes ends inside the count of step 1"),
+    (P.unpack_run_reply, b"\x02\x00" + bytes(15), BAD_PAYLOAD,
+     "RUN reply of 17 bytes ends inside step 0's 2 records"),
+    (lambda p: P.unpack_run_reply(p, 3), bytes(4), BAD_PAYLOAD,
+     "RUN reply has 2 steps, the request had 3"),
+    (P.unpack_error, b"", BAD_PAYLOAD, "ERROR payload is empty (no error code)"),
+    (P.unpack_error, b"\x05ok\xff", BAD_PAYLOAD,
+     "ERROR message is not UTF-8 (byte 0xff at offset 3)"),
+])
+def test_unpack_rejects(unpack, payload, code, message):
+    with raises(ProtocolError, message) as info:
+        unpack(payload)
+    assert info.value.code is code
+
+
+def test_protocol_error_carries_its_code():
+    exc = ProtocolError(3, "nope")
+    assert exc.code is ErrorCode.UNKNOWN_COMMAND and str(exc) == "nope"
