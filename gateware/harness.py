@@ -3,19 +3,21 @@
 The same functions serve the Amaranth-simulator tests and the cocotb /
 Verilator tests: :func:`input_events` turns one input step into the events the
 core takes, :func:`decode_step` turns one step's output records into spikes and
-values, and :func:`expected_steps` gives the same structure from the golden
-model, so a test asserts ``decoded == expected`` for every step.
+values, and :func:`expected` gives the same structure from the golden model
+(with the final membranes, from one golden run), so a test asserts
+``decoded == expected`` for every step; :func:`expected_counters` gives what
+the counters must read.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..golden.integer import Network
+from ..golden.integer import INPUT, Network, Trace
 from .layout import RECORD_FIELDS, CoreConfig, Image, Region, unpack
 
-__all__ = ["input_events", "decode_step", "expected_steps", "StepResult", "membrane_reads",
-           "decode_membranes", "expected_membranes"]
+__all__ = ["input_events", "decode_step", "expected", "expected_from_trace",
+           "expected_counters", "StepResult", "membrane_reads", "decode_membranes"]
 
 StepResult = dict
 """``{"spikes": {layer: sorted spiking indices}, "values": [u of each output neuron],
@@ -55,21 +57,52 @@ def decode_step(records: list[int], net: Network, image: Image) -> StepResult:
     return {"spikes": spikes, "values": values, "out_spikes": out_spikes}
 
 
-def expected_steps(net: Network, x: torch.Tensor) -> list[StepResult]:
-    """The golden model's results for one sample ``x`` (``[T, input_size]``) per step."""
-    trace = net.run(x[:, None, :])
+def expected_from_trace(net: Network, trace: Trace, sample: int = 0
+                        ) -> tuple[list[StepResult], dict[str, list[int]]]:
+    """The golden results of one sample of a recorded run: per step what
+    :func:`decode_step` gives, and every layer's membranes after the last step
+    (what :func:`decode_membranes` gives)."""
+    out = net.layer(net.output)
     steps = []
-    for t in range(x.shape[0]):
-        spikes = {layer.name: torch.nonzero(trace.spikes[layer.name][t, 0]).flatten().tolist()
-                  if layer.spiking else []
-                  for layer in net.layers
-                  if layer.name != net.output}
-        out = net.layer(net.output)
-        values = trace.membranes[net.output][t, 0].tolist()
-        out_spikes = trace.spikes[net.output][t, 0].tolist() if out.spiking \
+    for t in range(trace.outputs[net.output].shape[0]):
+        spikes = {layer.name: torch.nonzero(trace.spikes[layer.name][t, sample]).flatten()
+                  .tolist() if layer.spiking else []
+                  for layer in net.layers if layer.name != net.output}
+        values = trace.membranes[net.output][t, sample].tolist()
+        out_spikes = trace.spikes[net.output][t, sample].tolist() if out.spiking \
             else [0] * out.size
         steps.append({"spikes": spikes, "values": values, "out_spikes": out_spikes})
-    return steps
+    membranes = {layer.name: trace.state[f"{layer.name}.u"][sample].tolist()
+                 for layer in net.layers}
+    return steps, membranes
+
+
+def expected(net: Network, x: torch.Tensor) -> tuple[list[StepResult], dict[str, list[int]]]:
+    """:func:`expected_from_trace` of one sample ``x`` (``[T, input_size]``)."""
+    return expected_from_trace(net, net.run(x[:, None, :]))
+
+
+def expected_counters(net: Network, x: torch.Tensor, lanes: int) -> dict[str, dict[str, int]]:
+    """Per layer, what the core's counters must read after running one sample ``x``:
+    ``events`` delivered, ``spikes``, and ``syn_cycles`` by the cost model (per step
+    and row: ``events + 2 * edges + 3``)."""
+    trace = net.run(x[:, None, :])
+    counts = {}
+    for layer in net.layers:
+        per_step = torch.zeros(len(x), dtype=torch.int64)
+        for proj in layer.inputs:
+            if proj.source == INPUT:
+                per_step += (x != 0).sum(dim=1)
+            else:
+                src = trace.spikes[proj.source][:, 0].sum(dim=1)
+                per_step += torch.cat([src.new_zeros(1), src[:-1]]) if proj.recurrent else src
+        rows = -(-layer.size // lanes)
+        counts[layer.name] = {
+            "events": int(per_step.sum()),
+            "spikes": int(trace.spikes[layer.name].sum()) if layer.spiking else 0,
+            "syn_cycles": int((rows * (per_step + 2 * len(layer.inputs) + 3)).sum()),
+        }
+    return counts
 
 
 def membrane_reads(net: Network, image: Image) -> list[int]:
@@ -88,9 +121,3 @@ def decode_membranes(words: list[int], net: Network, image: Image) -> dict[str, 
         out[layer.name] = values[i:i + layer.size]
         i += layer.size
     return out
-
-
-def expected_membranes(net: Network, x: torch.Tensor) -> dict[str, list[int]]:
-    """Every layer's membranes after the last step of one sample ``x`` (``[T, D]``)."""
-    state = net.run(x[:, None, :]).state
-    return {layer.name: state[f"{layer.name}.u"][0].tolist() for layer in net.layers}

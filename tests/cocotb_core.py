@@ -40,8 +40,8 @@ from spikeforge.gateware.cocotb_tb import CoreTB
 from spikeforge.gateware.harness import (
     decode_membranes,
     decode_step,
-    expected_membranes,
-    expected_steps,
+    expected,
+    expected_counters,
     membrane_reads,
 )
 from spikeforge.gateware.layout import COUNTERS, CoreConfig, FitError, compile_network
@@ -84,20 +84,16 @@ def draw_case(seed: int, c: CoreConfig, s: dict):
     return net, x, image, stall
 
 
-def golden_counts(net: Network, x: torch.Tensor):
-    """Per layer: events read (each source event once per edge) and spikes; and the
-    number of steps where some neuron's ``v`` was clamped by the ``u_bits`` saturation
-    (its unsaturated value below / above the range), recomputed from the trace."""
+def clamped_steps(net: Network, x: torch.Tensor) -> tuple[int, int]:
+    """The number of steps where some neuron's ``v`` was clamped by the ``u_bits``
+    saturation (its unsaturated value below / above the range), recomputed from the
+    golden trace."""
     trace = net.run(x[:, None, :])
 
     def source(name: str, recurrent: bool) -> torch.Tensor:
         s = x if name == INPUT else trace.spikes[name][:, 0, :]
         return torch.cat([torch.zeros_like(s[:1]), s[:-1]]) if recurrent else s
 
-    events, spikes = [], []
-    for layer in net.layers:
-        events.append(sum(int((source(p.source, p.recurrent) != 0).sum()) for p in layer.inputs))
-        spikes.append(int(trace.spikes[layer.name].sum()) if layer.spiking else 0)
     lo, hi = signed_range(net.fmt.u_bits)
     steps = x.shape[0]
     clamped_lo = torch.zeros(steps, dtype=torch.bool)
@@ -118,7 +114,7 @@ def golden_counts(net: Network, x: torch.Tensor):
                  "none": v}[layer.reset]
         if not torch.equal(again, u):
             raise AssertionError(f"recomputing {layer.name} from the trace disagrees with it")
-    return events, spikes, int(clamped_lo.sum()), int(clamped_hi.sum())
+    return int(clamped_lo.sum()), int(clamped_hi.sum())
 
 
 def first_difference(got: dict, want: dict) -> str:
@@ -143,32 +139,25 @@ async def check_seed(tb: CoreTB, seed: int, c: CoreConfig, s: dict, stats: dict)
     records = await tb.run(x)
     stats["run_cycles"] += tb.cycles - start
     stats["run_s"] += time.perf_counter() - wall
-    want = expected_steps(net, x)
+    want, want_membranes = expected(net, x)
     for t in range(steps_total):
         got = decode_step(records[t], net, image)
         if got != want[t]:
             raise AssertionError(f"step {t}/{steps_total}: {first_difference(got, want[t])}")
     membranes = decode_membranes(await tb.read_many(membrane_reads(net, image)), net, image)
-    if membranes != expected_membranes(net, x):
-        raise AssertionError(f"final membranes: rtl {membranes} golden "
-                             f"{expected_membranes(net, x)}")
+    if membranes != want_membranes:
+        raise AssertionError(f"final membranes: rtl {membranes} golden {want_membranes}")
     counters = await tb.read_counters()
     await tb.expect_quiet()
-    events, spikes, sat_lo, sat_hi = golden_counts(net, x)
+    sat_lo, sat_hi = clamped_steps(net, x)
+    golden = expected_counters(net, x, c.lanes)  # syn_cycles: the docstring's cost model
     n = len(COUNTERS)
-    ix = {name: i for i, name in enumerate(COUNTERS)}
     for i, layer in enumerate(net.layers):
-        got = {name: counters[i * n + ix[name]] for name in COUNTERS}
-        if got["events"] != events[i] or got["spikes"] != spikes[i]:
-            raise AssertionError(f"counters of layer {i} ({layer.name}): events {got['events']} "
-                                 f"spikes {got['spikes']}, golden events {events[i]} "
-                                 f"spikes {spikes[i]}")
-        # The docstring's cost model: a row costs events + 2 * edges + 3 clocks.
-        rows = -(-layer.size // c.lanes)
-        syn = rows * (events[i] + steps_total * (2 * len(layer.inputs) + 3))
-        if got["syn_cycles"] != syn:
-            raise AssertionError(f"syn_cycles of layer {i} ({layer.name}): "
-                                 f"{got['syn_cycles']}, cost model {syn}")
+        got = dict(zip(COUNTERS, counters[i * n:(i + 1) * n], strict=True))
+        for key, want_count in golden[layer.name].items():
+            if got[key] != want_count:
+                raise AssertionError(f"counter {key} of layer {i} ({layer.name}): "
+                                     f"{got[key]}, golden {want_count}")
     for i in range(len(net.layers), c.max_layers):
         unused = counters[i * n:(i + 1) * n]
         if any(unused):
@@ -182,8 +171,8 @@ async def check_seed(tb: CoreTB, seed: int, c: CoreConfig, s: dict, stats: dict)
     stats["layers"] += len(net.layers)
     stats["edges"] += sum(len(layer.inputs) for layer in net.layers)
     stats["recurrent_edges"] += sum(p.recurrent for layer in net.layers for p in layer.inputs)
-    stats["events"] += sum(events)
-    stats["spikes"] += sum(spikes)
+    stats["events"] += sum(g["events"] for g in golden.values())
+    stats["spikes"] += sum(g["spikes"] for g in golden.values())
     stats["sat_low_steps"] += sat_lo
     stats["sat_high_steps"] += sat_hi
     stats["records"] += sum(len(r) for r in records)

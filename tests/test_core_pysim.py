@@ -11,7 +11,7 @@ import pytest
 import torch
 from amaranth.sim import Simulator
 from netgen import random_input, random_network
-from spikeforge.gateware.harness import decode_step, expected_membranes, expected_steps
+from spikeforge.gateware.harness import decode_step, expected, expected_counters
 from spikeforge.gateware.lane import NeuronUpdate
 from spikeforge.gateware.layout import (
     COUNTERS,
@@ -101,27 +101,6 @@ def _core_config(net: Network, lanes: int) -> CoreConfig:
                       neuron_depth=32, weight_depth=512)
 
 
-def _golden_counts(net: Network, x: torch.Tensor, lanes: int) -> dict[str, dict[str, int]]:
-    """Per layer: events delivered, spikes, and the synaptic clocks the cost model
-    predicts: per step and row, ``events + 2 * edges + 3``."""
-    trace = net.run(x[:, None, :])
-    counts = {}
-    for layer in net.layers:
-        per_step = torch.zeros(len(x), dtype=I64)
-        for proj in layer.inputs:
-            if proj.source == "input":
-                per_step += (x != 0).sum(dim=1)
-            else:
-                src = trace.spikes[proj.source][:, 0].sum(dim=1)
-                per_step += torch.cat([src.new_zeros(1), src[:-1]]) if proj.recurrent else src
-        rows = -(-layer.size // lanes)
-        spikes = int(trace.spikes[layer.name].sum()) if layer.spiking else 0
-        syn = int((rows * (per_step + 2 * len(layer.inputs) + 3)).sum())
-        counts[layer.name] = {"events": int(per_step.sum()), "spikes": spikes,
-                              "syn_cycles": syn}
-    return counts
-
-
 @pytest.mark.parametrize("seed", range(24))
 def test_core_matches_golden(seed):
     """Random LIF networks: every spike of every layer, every output value, every step;
@@ -136,11 +115,11 @@ def test_core_matches_golden(seed):
     image, steps, counters, membranes = run_core(net, config, x,
                                                  stall=0.4 if seed % 2 else 0.0, seed=seed)
     assert len(steps) == len(x)
-    expected = expected_steps(net, x)
-    for t, (records, want) in enumerate(zip(steps, expected, strict=True)):
+    want_steps, want_membranes = expected(net, x)
+    for t, (records, want) in enumerate(zip(steps, want_steps, strict=True)):
         assert decode_step(records, net, image) == want, f"step {t}"
-    assert membranes == expected_membranes(net, x)  # every layer's final membranes
-    golden = _golden_counts(net, x, lanes)
+    assert membranes == want_membranes  # every layer's final membranes
+    golden = expected_counters(net, x, lanes)
     n = len(COUNTERS)
     for i, layer in enumerate(net.layers):
         got = dict(zip(COUNTERS, counters[i * n:(i + 1) * n], strict=True))
