@@ -253,9 +253,8 @@ class Image:
     @property
     def reset_writes(self) -> list[tuple[int, int]]:
         """The writes that zero every membrane (with a clear: a fresh state)."""
-        region = int(Region.MEMBRANES) << (self.config.lane_bits + self.config.addr_bits)
-        mask = ((1 << 3) - 1) << (self.config.lane_bits + self.config.addr_bits)
-        return [(addr, 0) for addr, _ in self.writes if addr & mask == region]
+        shift = self.config.lane_bits + self.config.addr_bits
+        return [(addr, 0) for addr, _ in self.writes if addr >> shift == Region.MEMBRANES]
 
 
 def compile_network(net: Network, config: CoreConfig) -> Image:

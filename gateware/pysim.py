@@ -15,7 +15,7 @@ from amaranth.sim import Simulator
 from ..golden.integer import Network
 from .core import NPUCore
 from .harness import decode_membranes, input_events, membrane_reads
-from .layout import CoreConfig, Image, compile_network
+from .layout import COUNTERS, CoreConfig, Image, Region, compile_network
 
 __all__ = ["run_core"]
 
@@ -81,7 +81,6 @@ def run_core(net: Network, config: CoreConfig, x, *, stall: float = 0.0, seed: i
         # Read the counters back through the host port once the core is idle.
         while ctx.get(dut.busy):
             await ctx.tick()
-        from .layout import COUNTERS, Region
         counter_addrs = [config.address(Region.COUNTERS, 0, i)
                          for i in range(len(COUNTERS) * config.max_layers + 2)]
         for i, addr in enumerate(counter_addrs + membrane_reads(net, image)):
