@@ -27,7 +27,7 @@ from ..golden.integer import INPUT, Format, Network, bits_for
 
 __all__ = ["CoreConfig", "Region", "LAYER_FIELDS", "EDGE_FIELDS", "PARAM_FIELDS",
            "RECORD_FIELDS", "Image", "compile_network", "FitError", "pack", "unpack",
-           "RESET_CODES", "COUNTERS", "input_word"]
+           "RESET_CODES", "COUNTERS", "input_word", "MapEntry", "address_map"]
 
 RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
 COUNTERS = ("syn_cycles", "neuron_cycles", "events", "spikes")
@@ -177,6 +177,36 @@ class CoreConfig:
     def fmt(self) -> Format:
         return Format(w_bits=self.w_bits, u_bits=self.u_bits, frac_bits=self.frac_bits,
                       in_bits=self.in_bits, acc_bits=self.acc_bits)
+
+
+@dataclass(frozen=True)
+class MapEntry:
+    """One region of the host address space: ``lanes`` x ``depth`` words.
+
+    Valid addresses are ``config.address(region, lane, addr)`` for
+    ``lane < lanes`` and ``addr < depth``; ``writable`` is False for read-only
+    regions; ``state`` marks the regions a device RESET zeroes (neuron and SSM
+    state)."""
+
+    region: Region
+    lanes: int
+    depth: int
+    writable: bool = True
+    state: bool = False
+
+
+def address_map(c: CoreConfig) -> list[MapEntry]:
+    """The core's host address space, region by region (the device's memory map:
+    the command engine refuses any other address, see ``docs/device.md``)."""
+    return [
+        MapEntry(Region.LAYERS, 1, c.max_layers),
+        MapEntry(Region.EDGES, 1, c.max_edges),
+        MapEntry(Region.PARAMS, c.lanes, c.neuron_depth),
+        MapEntry(Region.MEMBRANES, c.lanes, c.neuron_depth, state=True),
+        MapEntry(Region.WEIGHTS, c.lanes, c.weight_depth),
+        MapEntry(Region.COUNTERS, 1, len(COUNTERS) * c.max_layers + 2, writable=False),
+        MapEntry(Region.CONTROL, 1, 1),
+    ]
 
 
 def LAYER_FIELDS(c: CoreConfig):  # noqa: N802 - a table, named like one
