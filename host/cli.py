@@ -2,7 +2,8 @@
 
 Exit codes by error family: 0 ok, 1 unexpected internal error, 2 usage (bad
 arguments or option values), 3 bad model file, 4 a network or input that breaks
-the integer model's rules, or a model that does not fit the core.  ``--json``
+the integer model's rules, or a model that does not fit the core, 5 a device
+or link failure (cannot open, no answer, an error reply, a failed read-back).  ``--json``
 prints exactly one JSON object on stdout; progress and messages go to stderr.
 """
 
@@ -13,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_MODEL_FILE, EXIT_NETWORK = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_MODEL_FILE, EXIT_NETWORK, EXIT_DEVICE = 0, 1, 2, 3, 4, 5
 
 
 class UsageError(Exception):
@@ -124,6 +125,47 @@ def cmd_eval(args) -> int:
     return EXIT_OK
 
 
+def _task_model(path: Path):
+    """A model file whose metadata names a known task (else a bad model file)."""
+    from .golden.modelfile import ModelFileError, load_model
+    from .golden.train import TASKS
+
+    net, meta = load_model(path)
+    if meta.get("task") not in TASKS:
+        raise ModelFileError(f"{path}: the metadata names no known task "
+                             f"(task={meta.get('task')!r}; expected one of {TASKS})")
+    return net, meta
+
+
+def _device_lines(r):
+    yield (f"{r['task']} on {r['device']}: accuracy {r['accuracy_device']:.4f} "
+           f"(golden {r['accuracy_golden']:.4f}) over {r['samples']} samples, "
+           f"bit-exact: {r['bit_exact']}, {r['steps_per_second']:.0f} steps/s")
+
+
+def cmd_run(args) -> int:
+    from .device import open as open_device
+    from .evaluate import evaluate_on_device
+
+    net, meta = _task_model(args.model)
+    with open_device(args.device, timeout=args.timeout, progress=_progress(args)) as dev:
+        report = evaluate_on_device(dev, net, meta, split=args.split, limit=args.limit,
+                                    progress=_progress(args))
+        report["device"] = dev.url
+        report["model"] = str(args.model)
+    _emit(report, args.json, _device_lines)
+    return EXIT_OK if report["bit_exact"] else EXIT_DEVICE
+
+
+def cmd_demo(args) -> int:
+    from . import demo
+
+    report = demo.run(args.device, limit=args.limit, retrain=args.retrain,
+                      progress=_progress(args), timeout=args.timeout)
+    _emit(report, args.json, demo.describe)
+    return EXIT_OK if all(t["bit_exact"] for t in report["tasks"].values()) else EXIT_DEVICE
+
+
 def cmd_experiment(args) -> int:
     from .golden import experiments
 
@@ -218,6 +260,31 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_eval)
 
+    def device_options(p, default=None):
+        p.add_argument("--device", default=default, required=default is None, metavar="URL",
+                       help="sim://[CONFIG] (a simulated board), a serial port "
+                            "(/dev/ttyUSB1), socket://HOST:PORT, xdma:///dev/xdma0"
+                            + (f" [{default}]" if default else ""))
+        p.add_argument("--timeout", type=float, default=2.0,
+                       help="seconds to wait for a reply before retrying [2]")
+        p.add_argument("--limit", type=_positive, help="only the first N test samples")
+
+    p = sub.add_parser("run", help="stream a model's test split through a device and "
+                                   "check it against the golden model")
+    p.add_argument("model", type=Path)
+    p.add_argument("--split", choices=("test", "train"), default="test")
+    device_options(p)
+    common(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="the digits and recall models on the simulated board "
+                                    "(or --device): accuracy, bit-exactness, throughput")
+    device_options(p, default="sim://demo")
+    p.add_argument("--retrain", action="store_true",
+                   help="train fresh models instead of using the shipped ones")
+    common(p)
+    p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("experiment", help="run one of the paper's experiments")
     p.add_argument("name", choices=EXPERIMENTS)
     p.add_argument("--plot", type=Path, help="write a plot (PNG)")
@@ -256,6 +323,7 @@ def _version() -> str:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .errors import DeviceError
     from .gateware.layout import FitError
     from .golden.integer import NetworkError
     from .golden.modelfile import ModelFileError
@@ -271,6 +339,9 @@ def main(argv=None) -> int:
     except FitError as exc:
         print(f"spikeforge: error: the model does not fit the core: {exc}", file=sys.stderr)
         return EXIT_NETWORK
+    except DeviceError as exc:
+        print(f"spikeforge: error: {exc}", file=sys.stderr)
+        return EXIT_DEVICE
     except (UsageError, ValueError) as exc:
         print(f"spikeforge: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

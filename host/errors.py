@@ -1,0 +1,48 @@
+"""The device runtime's one error family: every failure to reach or use a
+device is a :class:`DeviceError` (the CLI maps it to one exit code)."""
+
+from __future__ import annotations
+
+from .protocol import Command, ErrorCode
+
+__all__ = ["DeviceError", "LinkError", "LinkClosed", "DeviceReplyError", "VerifyError"]
+
+
+class DeviceError(Exception):
+    """The device could not do what was asked."""
+
+
+class LinkError(DeviceError):
+    """The link failed: it cannot be opened, it closed, or the device stopped
+    answering (no reply after every retry)."""
+
+
+class LinkClosed(LinkError):
+    """The other end of the link went away (end of file, connection reset)."""
+
+
+class VerifyError(DeviceError):
+    """What was read back from the device differs from what was written."""
+
+
+class DeviceReplyError(DeviceError):
+    """The device answered with an ERROR reply; ``.code`` is its ``ErrorCode``."""
+
+    def __init__(self, command: int, code: int, message: str):
+        super().__init__(f"the device refused {command_name(command)}: "
+                         f"{_code_name(code)}: {message}")
+        self.command, self.code, self.message = command, code, message
+
+
+def command_name(cmd: int) -> str:
+    try:
+        return Command(cmd).name
+    except ValueError:
+        return f"command 0x{cmd:02x}"
+
+
+def _code_name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"error code {code}"

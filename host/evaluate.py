@@ -1,0 +1,85 @@
+"""A task model's test split through a device, checked against the golden model
+sample by sample and step by step (the device-side twin of
+``gateware/evaluate.py``, which drives the RTL directly)."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .device import Device
+
+__all__ = ["evaluate_on_device"]
+
+
+def evaluate_on_device(dev: Device, net, meta: dict, *, split: str = "test",
+                       limit: int | None = None, membranes: bool = True,
+                       progress: bool = False) -> dict:
+    """Load ``net`` onto ``dev`` and stream ``split`` (or its first ``limit`` samples).
+
+    ``bit_exact`` is true only if, for every sample and every step, the output
+    layer's values and spikes equal the golden model's, and (with ``membranes``)
+    every layer's state read back after each sample equals the golden final
+    state.  ``counters`` sums the device's hardware counters over the samples."""
+    from tqdm import tqdm
+
+    from .golden.quantize import predict
+    from .golden.train import task_data
+
+    x, y = task_data(meta, split)
+    if limit is not None:
+        x, y = x[:, :limit], y[:limit]
+    steps, samples = int(x.shape[0]), int(x.shape[1])
+    load = dev.load(net)
+    trace = net.run(x)
+    out = net.layer(net.output)
+    golden_values = trace.membranes.get(net.output, trace.outputs[net.output])
+    golden_spikes = trace.spikes.get(net.output)
+    got = torch.zeros_like(trace.outputs[net.output])
+    mismatches: list[int] = []
+    totals: dict = {}
+    start = time.monotonic()
+    bar = tqdm(total=samples, desc=f"{meta.get('task', 'model')} on {dev.url}", unit="sample",
+               disable=not progress, leave=False)
+    with bar:
+        results = dev.stream((x[:, b] for b in range(samples)), membranes=membranes)
+        for b, result in enumerate(results):
+            got[:, b] = result.outputs
+            same = torch.equal(result.values, golden_values[:, b])
+            if golden_spikes is not None and getattr(out, "spiking", False):
+                same &= torch.equal(result.spikes, golden_spikes[:, b])
+            if membranes:
+                want = {layer.name: trace.state[f"{layer.name}.u"][b].tolist()
+                        for layer in net.layers if f"{layer.name}.u" in trace.state}
+                same &= all(result.membranes.get(name) == value for name, value in want.items())
+            if not same:
+                mismatches.append(b)
+            _accumulate(totals, dev.counters())
+            bar.update()
+    seconds = time.monotonic() - start
+    pred_dev = predict(got, meta["readout"])
+    pred_gold = predict(trace.outputs[net.output], meta["readout"])
+    return {
+        "task": meta.get("task"),
+        "samples": samples,
+        "timesteps": steps,
+        "accuracy_device": float((pred_dev == y).double().mean()),
+        "accuracy_golden": float((pred_gold == y).double().mean()),
+        "bit_exact": not mismatches and torch.equal(got, trace.outputs[net.output]),
+        "mismatched_samples": mismatches[:20],
+        "words_loaded": load["words"],
+        "seconds": seconds,
+        "steps_per_second": samples * steps / seconds if seconds else None,
+        "samples_per_second": samples / seconds if seconds else None,
+        "counters": totals,
+        "golden_synops": int(trace.synops.sum()),
+    }
+
+
+def _accumulate(totals: dict, counters: dict) -> None:
+    for key, value in counters.items():
+        if isinstance(value, dict):
+            _accumulate(totals.setdefault(key, {}), value)
+        else:
+            totals[key] = totals.get(key, 0) + value

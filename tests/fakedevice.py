@@ -1,0 +1,107 @@
+"""An in-process stand-in for a device at the protocol level (a test double for
+the client's retry, window and replay logic; the real device is the simulated
+board).  It keeps a word memory, executes WRITE/READ/RESET/INFO, and answers RUN
+with one record per step holding the step's event count and the number of RUNs
+executed so far, so a test sees whether a RUN ran twice.  Like the device, it
+answers a repeated ``(seq, crc)`` from its one-deep reply cache."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from spikeforge.protocol import (
+    ERROR_REPLY,
+    Command,
+    ErrorCode,
+    Frame,
+    FrameDecoder,
+    ProtocolError,
+    crc16,
+    pack_error,
+    pack_read_reply,
+    pack_run_reply,
+    reply_cmd,
+    unpack_read,
+    unpack_run,
+    unpack_write,
+)
+from spikeforge.transport import LinkClosed, Transport
+
+
+class FakeDevice(Transport):
+    url = "fake://"
+
+    def __init__(self, *, words: int = 4096, mute: bool = False):
+        self.memory = [0] * words
+        self.decoder = FrameDecoder()
+        self.outbox = bytearray()
+        self.cache: tuple | None = None
+        self.executed = {cmd: 0 for cmd in Command}
+        self.replays = 0
+        self.mute = mute        # receives and executes, never answers
+        self.closed = False
+
+    def _execute(self, frame: Frame) -> bytes:
+        try:
+            cmd = Command(frame.cmd)
+        except ValueError:
+            return Frame(ERROR_REPLY, frame.seq, pack_error(ErrorCode.UNKNOWN_COMMAND,
+                                                            "unknown")).encode()
+        self.executed[cmd] += 1
+        try:
+            if cmd == Command.INFO:
+                payload = json.dumps({"device": "fake"}).encode()
+            elif cmd == Command.WRITE:
+                addr, words = unpack_write(frame.payload)
+                if addr + len(words) > len(self.memory):
+                    raise ProtocolError(ErrorCode.ADDRESS_OUT_OF_RANGE, "out of range")
+                self.memory[addr:addr + len(words)] = words
+                payload = b""
+            elif cmd == Command.READ:
+                addr, count = unpack_read(frame.payload)
+                if addr + count > len(self.memory):
+                    raise ProtocolError(ErrorCode.ADDRESS_OUT_OF_RANGE, "out of range")
+                payload = pack_read_reply(self.memory[addr:addr + count])
+            elif cmd == Command.RESET:
+                payload = b""
+            else:
+                steps = unpack_run(frame.payload)
+                runs = self.executed[Command.RUN] - 1  # RUNs executed before this one
+                payload = pack_run_reply([[len(events) | runs << 32] for events in steps])
+            return Frame(reply_cmd(cmd), frame.seq, payload).encode()
+        except ProtocolError as exc:
+            return Frame(ERROR_REPLY, frame.seq, pack_error(exc.code, str(exc))).encode()
+
+    def write(self, data: bytes) -> None:
+        if self.closed:
+            raise LinkClosed("fake device closed")
+        for frame in self.decoder.feed(data):
+            key = (frame.seq, crc16(frame.to_body()[:-2]))
+            if self.cache is not None and self.cache[0] == key:
+                self.replays += 1
+                reply = self.cache[1]
+            else:
+                reply = self._execute(frame)
+                self.cache = (key, reply)
+            if not self.mute:
+                self.outbox += reply
+
+    def read(self, timeout: float) -> bytes:
+        if self.closed:
+            raise LinkClosed("fake device closed")
+        data, self.outbox = bytes(self.outbox), bytearray()
+        if not data:
+            time.sleep(min(timeout, 0.001))
+        return data
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def run_record(record: int) -> tuple[int, int]:
+    """(events, RUNs executed before) of a FakeDevice RUN record."""
+    return record & 0xFFFF_FFFF, record >> 32
+
+
+__all__ = ["FakeDevice", "run_record"]
