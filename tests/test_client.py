@@ -6,7 +6,6 @@ import threading
 
 import pytest
 from fakedevice import FakeDevice, run_record
-
 from spikeforge.client import Client
 from spikeforge.errors import DeviceReplyError, LinkClosed, LinkError
 from spikeforge.protocol import (
