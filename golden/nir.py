@@ -17,7 +17,9 @@ importer pins one (``docs/nir.md`` states it in full):
 * a spike when ``v > v_threshold`` (strict), then ``v = v_reset``;
 * an edge that closes a cycle (found by a depth-first walk from the input, in
   edge order) is recurrent: it delivers the previous step's spikes; every
-  other edge delivers the same step's, as in snnTorch's ``Sequential``.
+  other edge delivers the same step's, as in snnTorch's ``Sequential``.  A
+  weight node with metadata ``spikeforge_recurrent = 1`` (written by
+  :func:`export_nir`) is recurrent even without a cycle.
 
 Each neuron node becomes one integer LIF layer, each ``Affine`` / ``Linear``
 into it one projection (``Flatten``, ``Identity`` and the ``Input`` / ``Output``
@@ -58,6 +60,7 @@ _SUPPORTED = ("Input, Output, Affine, Linear, LIF, IF, LI, I (Integrator), CubaL
 _META_RESET = "spikeforge_reset"
 _META_FORMAT = "spikeforge_format"
 _META_KIND = "spikeforge_input_kind"
+_META_RECURRENT = "spikeforge_recurrent"
 
 
 class NirError(ValueError):
@@ -153,7 +156,9 @@ def read_graph(path) -> object:
     if not path.is_file():
         raise NirError(f"{path}: no such NIR file")
     try:
-        return nir.read(str(path))
+        # Our own checks name the node; nir's type inference would also add Output
+        # nodes for every node without successors.
+        return nir.read(str(path), type_check=False)
     except Exception as exc:  # h5py / nir raise many kinds for a malformed file
         raise NirError(f"{path}: not a readable NIR file ({type(exc).__name__}: {exc})") from exc
 
@@ -241,13 +246,13 @@ def _discretise(name: str, node, kind: str, size: int, dt: float) -> dict:
     else:
         tau = _vector(name, node, "tau_mem" if kind.startswith("Cuba") else "tau", size)
         if np.any(tau <= 0):
-            raise NirError(f"node {name!r}: tau must be positive, not {tau.min()!r}")
+            raise NirError(f"node {name!r}: tau must be positive, not {float(tau.min())!r}")
         v_leak = _vector(name, node, "v_leak", size)
         beta = 1.0 - dt / tau
         if np.any(beta < 0):
-            raise NirError(f"node {name!r}: tau={tau.min()!r} is shorter than dt={dt!r}, so "
-                           f"beta = 1 - dt/tau = {beta.min()!r} < 0 (forward Euler is unstable); "
-                           f"use a smaller dt")
+            raise NirError(f"node {name!r}: tau={float(tau.min())!r} is shorter than "
+                           f"dt={dt!r}, so beta = 1 - dt/tau = {float(beta.min())!r} < 0 "
+                           f"(forward Euler is unstable); use a smaller dt")
         with np.errstate(invalid="ignore", divide="ignore"):
             gain = dt * r / tau
         leak = (dt / tau) * v_leak
@@ -277,6 +282,12 @@ def _discretise(name: str, node, kind: str, size: int, dt: float) -> dict:
             raise NirError(f"node {name!r}: metadata {_META_RESET}={reset!r} is not a reset mode")
     return {"beta": beta, "gain": gain, "leak": leak, "threshold": threshold,
             "v_reset": 0.0 if v_reset is None else v_reset, "reset": reset}
+
+
+def _marked(nodes: dict, weights: dict, name: str) -> bool:
+    """A weight node that a spikeforge export marked recurrent."""
+    meta = getattr(nodes[name][1], "metadata", None) or {}
+    return name in weights and bool(int(meta.get(_META_RECURRENT, 0)))
 
 
 def from_graph(graph, *, dt: float = DEFAULT_DT) -> FloatNetwork:
@@ -402,9 +413,12 @@ def from_graph(graph, *, dt: float = DEFAULT_DT) -> FloatNetwork:
                        f"{nodes[out_preds[0]][0]}; the integer model's output is a neuron layer")
     # Order: depth-first from the input along the neuron graph; back edges are recurrent.
     targets = {n: [] for n in [in_name, *proj]}
+    marked = set()  # edges a spikeforge export marked recurrent (weight node metadata)
     for name, plist in proj.items():
-        for src, *_ in plist:
-            if name not in targets[src]:
+        for src, _w, _b, p0 in plist:
+            if _marked(nodes, weights, p0):
+                marked.add((src, name))
+            elif name not in targets[src]:
                 targets[src].append(name)
     state, order, back = {}, [], set()
 
@@ -418,10 +432,20 @@ def from_graph(graph, *, dt: float = DEFAULT_DT) -> FloatNetwork:
         state[n] = "done"
         order.append(n)
 
-    visit(in_name)
-    unreached = [n for n in proj if n not in state]
+    reach, todo = {in_name}, [in_name]  # reachability counts marked edges too
+    while todo:
+        n = todo.pop()
+        for m in [*targets[n], *(t for a, t in marked if a == n)]:
+            if m not in reach:
+                reach.add(m)
+                todo.append(m)
+    unreached = [n for n in proj if n not in reach]
     if unreached:
         raise NirError(f"node {unreached[0]!r} is not reachable from the Input node")
+    visit(in_name)
+    for n in proj:  # layers fed only through marked recurrent edges
+        if n not in state:
+            visit(n)
     order = [n for n in reversed(order) if n != in_name]
     layers = []
     for name in order:
@@ -429,9 +453,9 @@ def from_graph(graph, *, dt: float = DEFAULT_DT) -> FloatNetwork:
         d = _discretise(name, node, kind, size[name], dt)
         bias = d["leak"].copy()
         inputs = []
-        for src, w, b, _p in proj[name]:
+        for src, w, b, p0 in proj[name]:
             inputs.append((INPUT if src == in_name else src, d["gain"][:, None] * w,
-                           (src, name) in back))
+                           (src, name) in back or _marked(nodes, weights, p0)))
             bias += d["gain"] * b
         layers.append(FloatLayer(name=name, kind=kind, size=size[name], beta=d["beta"],
                                  bias=bias, threshold=d["threshold"], v_reset=d["v_reset"],
@@ -455,7 +479,7 @@ class NirImport:
 
 def _quantize_layer(la: FloatLayer, fmt: Format, scale: float | None,
                     headroom: float) -> tuple[LIFLayer, float]:
-    _, w_hi = signed_range(fmt.w_bits)
+    w_lo, w_hi = signed_range(fmt.w_bits)
     u_lo, u_hi = signed_range(fmt.u_bits)
     w_max = max(float(np.abs(w).max()) if w.size else 0.0 for _, w, _ in la.inputs)
     if scale is None:
@@ -469,10 +493,9 @@ def _quantize_layer(la: FloatLayer, fmt: Format, scale: float | None,
         scale = min(limits) if limits else 1.0
     weights = [np.round(scale * w) for _, w, _ in la.inputs]
     for (src, _w, _r), w in zip(la.inputs, weights, strict=True):
-        if w.size and np.abs(w).max() > w_hi:
-            raise NirError(f"node {la.name!r}: weights from {src!r} reach "
-                           f"{np.abs(w).max():.0f} at scale {scale:.6g}, beyond w_bits="
-                           f"{fmt.w_bits}")
+        if w.size and (w.min() < w_lo or w.max() > w_hi):
+            raise NirError(f"node {la.name!r}: weights from {src!r} reach [{w.min():.0f}, "
+                           f"{w.max():.0f}] at scale {scale:.6g}, outside w_bits={fmt.w_bits}")
     bias = np.round(scale * la.bias)
     if bias.size and (bias.min() < u_lo or bias.max() > u_hi):
         raise NirError(f"node {la.name!r}: the bias (with the v_leak term) reaches "
@@ -652,13 +675,14 @@ def to_graph(net: Network, *, dt: float = DEFAULT_DT):
         for j, proj in enumerate(layer.inputs):
             w = proj.weight.double().numpy()
             key = f"{layer.name}_w{j}"
-            nodes[key] = nir.Affine(weight=w, bias=bias) if j == 0 else nir.Linear(weight=w)
+            meta = {_META_RECURRENT: 1} if proj.recurrent else {}
+            nodes[key] = nir.Affine(weight=w, bias=bias, metadata=meta) if j == 0 \
+                else nir.Linear(weight=w, metadata=meta)
             edges += [(names[proj.source], key), (key, layer.name)]
         size = layer.size
         leaky = alpha < 1
-        if leaky.any() and not leaky.all():
-            raise NirError(f"layer {layer.name!r}: it mixes alpha = 2**F (no leak) with leaky "
-                           f"neurons; NIR's LIF cannot express tau = inf per neuron")
+        # No leak (alpha = 2**F) in a leaky layer: a finite tau whose beta rounds back to 1.
+        beta = np.where(leaky, alpha, 1 - 2.0 ** -(fmt.frac_bits + 2))
         meta = {}
         if layer.spiking:
             thr = layer.theta.double().numpy() - 0.5
@@ -669,14 +693,14 @@ def to_graph(net: Network, *, dt: float = DEFAULT_DT):
                              f"reset to v_reset=0 (other tools will reset to zero); spikeforge "
                              f"restores it from the node metadata")
             if leaky.any():
-                tau = dt / (1 - alpha)
+                tau = dt / (1 - beta)
                 nodes[layer.name] = nir.LIF(tau=tau, r=tau / dt, v_leak=np.zeros(size),
                                             v_threshold=thr, v_reset=v_reset, metadata=meta)
             else:
                 nodes[layer.name] = nir.IF(r=np.full(size, 1 / dt), v_threshold=thr,
                                            v_reset=v_reset, metadata=meta)
         elif leaky.any():
-            tau = dt / (1 - alpha)
+            tau = dt / (1 - beta)
             nodes[layer.name] = nir.LI(tau=tau, r=tau / dt, v_leak=np.zeros(size))
         else:
             nodes[layer.name] = nir.I(r=np.full(size, 1 / dt))
