@@ -132,7 +132,8 @@ def estimate(net: Network, counts: dict, *, ann_passes: int | None = None) -> di
     if ann_passes is None:
         ann_passes = steps if recurrent else 1
     weight_bits = sum(p.weight.numel() for layer in lif for p in layer.inputs) * fmt.w_bits
-    state_bits = sum(layer.size for layer in lif) * (2 * fmt.u_bits + fmt.frac_bits + 1)
+    # Per neuron: u, theta and bias (u_bits each) and alpha (F + 1 bits).
+    state_bits = sum(layer.size for layer in lif) * (3 * fmt.u_bits + fmt.frac_bits + 1)
     w_pj = fmt.w_bits * _sram_per_bit(weight_bits / 8)
     add_acc = _width(TABLE["int_add"], fmt.acc_bits)
     add_u = _width(TABLE["int_add"], fmt.u_bits)

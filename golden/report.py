@@ -41,7 +41,9 @@ def _out_dir(directory) -> Path:
 def sample_figures(net: Network, trace: Trace, directory, *, sample: int = 0,
                    neurons: int = 8, prefix: str = "") -> list[tuple[str, str]]:
     """Spike raster (every spiking layer) and membrane traces (the first ``neurons``
-    of every LIF layer) of ``sample`` of a recorded run.  Returns ``(title, file)``."""
+    of every LIF layer) of ``sample`` of a recorded run.  ``trace``: anything with
+    ``spikes`` and ``membranes`` dicts of ``[T, B, size]`` tensors (a golden
+    :class:`Trace`, or a device run's).  Returns ``(title, file)`` pairs."""
     plt = _plt()
     directory = _out_dir(directory)
     lif = [layer for layer in net.layers if layer.kind == "lif"]

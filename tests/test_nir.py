@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from netgen import random_input, random_network
+from nir.ir.graph import Identity
 from spikeforge.cli import main
 from spikeforge.golden.integer import Format, LIFLayer, Network, Projection
 from spikeforge.golden.modelfile import load_model, save_model
@@ -481,3 +482,20 @@ def test_from_graph_rejects_bad_dt():
     with pytest.raises(NirError) as err:
         from_graph(chain(lif(1), 1, np.ones((1, 1))), dt=0.0)
     assert str(err.value) == "dt must be a positive number, not 0.0"
+
+
+def test_scalar_parameters_broadcast_and_identity_and_direct_edges():
+    """0-d parameters take the population size from the weights; Identity passes
+    through; a neuron node may read another neuron node directly (identity weights)."""
+    scalar = nir.LIF(tau=np.array(1e-3), r=np.array(10.0), v_leak=np.array(0.0),
+                     v_threshold=np.array(1.0), v_reset=np.array(0.0))
+    nodes = {"input": inp(3), "id": Identity(input_type={"input": np.array([3])}),
+             "w": nir.Linear(weight=np.ones((2, 3))), "a": scalar, "b": lif(2, thr=0.5),
+             "output": out(2)}
+    edges = [("input", "id"), ("id", "w"), ("w", "a"), ("a", "b"), ("b", "output")]
+    imp = import_nir(graph(nodes, edges))
+    a, b = imp.net.layers
+    assert (a.name, a.size, b.name, b.size) == ("a", 2, "b", 2)
+    assert a.alpha.tolist() == [230, 230]
+    assert [p.source for p in b.inputs] == ["a"]
+    assert imp.float_net.layer("b").inputs[0][1].tolist() == [[1.0, 0.0], [0.0, 1.0]]
