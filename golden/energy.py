@@ -35,7 +35,8 @@ import torch
 
 from .integer import INPUT, Network, Trace
 
-__all__ = ["TABLE", "SOURCE", "counts_from_trace", "counts_from_counters", "estimate"]
+__all__ = ["TABLE", "SOURCE", "counts_from_trace", "counts_from_counters", "estimate",
+           "estimate_run"]
 
 SOURCE = {
     "citation": "M. Horowitz, \"Computing's energy problem (and what we can do about it)\", "
@@ -208,3 +209,13 @@ def estimate(net: Network, counts: dict, *, ann_passes: int | None = None) -> di
         "layers": layers,
         "ratio": snn_total / ann_total if ann_total else None,
     }
+
+
+def estimate_run(net: Network, x: torch.Tensor, *, counters: dict | None = None,
+                 trace: Trace | None = None, source: str = "rtl-counters") -> dict:
+    """The estimate of running ``x`` (``[T, B, input_size]``): from the hardware
+    ``counters`` (per layer, summed over the samples) when given, else from the
+    golden ``trace`` of ``x`` (run here if not given)."""
+    if counters is not None:
+        return estimate(net, counts_from_counters(net, counters, x, source=source))
+    return estimate(net, counts_from_trace(net, x, net.run(x) if trace is None else trace))

@@ -44,6 +44,8 @@ def sample_figures(net: Network, trace: Trace, directory, *, sample: int = 0,
     of every LIF layer) of ``sample`` of a recorded run.  ``trace``: anything with
     ``spikes`` and ``membranes`` dicts of ``[T, B, size]`` tensors (a golden
     :class:`Trace`, or a device run's).  Returns ``(title, file)`` pairs."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _plt()
     directory = _out_dir(directory)
     lif = [layer for layer in net.layers if layer.kind == "lif"]
@@ -59,6 +61,7 @@ def sample_figures(net: Network, trace: Trace, directory, *, sample: int = 0,
             ax.set_ylim(-0.5, layer.size - 0.5)
             ax.set_ylabel(f"{layer.name}\nneuron")
         axes[-1, 0].set_xlabel("time step")
+        axes[-1, 0].xaxis.set_major_locator(MaxNLocator(integer=True))
         axes[0, 0].set_title(f"spike raster, sample {sample}")
         fig.tight_layout()
         name = f"{prefix}raster.png"
@@ -75,6 +78,7 @@ def sample_figures(net: Network, trace: Trace, directory, *, sample: int = 0,
             ax.axhline(int(layer.theta[:neurons].max()), color="grey", ls=":", lw=1)
         ax.set_ylabel(f"{layer.name}\nu (int)")
     axes[-1, 0].set_xlabel("time step")
+    axes[-1, 0].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0, 0].set_title(f"membranes u[t] after reset, first {neurons} neurons, sample {sample}")
     fig.tight_layout()
     name = f"{prefix}membranes.png"

@@ -10,7 +10,13 @@ import torch
 from spikeforge.cli import main
 from spikeforge.gateware.verilator import have_verilator
 from spikeforge.golden import experiments
-from spikeforge.golden.energy import TABLE, counts_from_counters, counts_from_trace, estimate
+from spikeforge.golden.energy import (
+    TABLE,
+    counts_from_counters,
+    counts_from_trace,
+    estimate,
+    estimate_run,
+)
 from spikeforge.golden.integer import Format, LIFLayer, Network, Projection
 from spikeforge.golden.modelfile import load_model, save_model
 from spikeforge.golden.quantize import to_integer
@@ -186,3 +192,19 @@ def test_write_report_without_energy(tmp_path):
                         notes=["hello"])
     assert path.read_text() == "# run\n\n| quantity | value |\n|---|---|\n| a | 1 |\n" \
         "| b | 0.5 |\n\n## Notes\n\n- hello\n"
+
+
+def test_estimate_run_and_the_experiment_summary(model_file):
+    net, meta = load_model(model_file)
+    x, _ = task_data(meta, "test")
+    trace = net.run(x)
+    golden = estimate(net, counts_from_trace(net, x, trace))
+    assert estimate_run(net, x) == golden
+    counters = {k: {"events": v["events"], "spikes": v["spikes"]}
+                for k, v in counts_from_trace(net, x, trace)["layers"].items()}
+    from_counters = estimate_run(net, x, counters=counters)
+    assert from_counters["counts_source"] == "rtl-counters"
+    assert from_counters["snn"] == golden["snn"] and from_counters["ratio"] == golden["ratio"]
+    summary = experiments._energy(net, meta)
+    assert summary["snn_pj_per_sample"] == golden["snn"]["total_pj"]
+    assert summary["ratio"] == golden["ratio"] and summary["process"] == "45 nm CMOS, 0.9 V"
