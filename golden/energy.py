@@ -170,10 +170,15 @@ def estimate(net: Network, counts: dict, *, ann_passes: int | None = None) -> di
         snn["spikes"] += int(c["spikes"])
         for k, v in e.items():
             energy[k] += v
-    if "ssm_ops" in counts:
-        ssm_pj = counts["ssm_ops"] * (mult_in + _width(TABLE["int_add"], fmt.s_bits))
-        energy["ssm"] = ssm_pj
-        snn["ssm_ops"] = counts["ssm_ops"]
+    ssm_layers = [layer for layer in net.layers if layer.kind == "ssm"]
+    if ssm_layers:
+        # Event-driven writes / reads (nonzero k, q) plus the decay of every cell every step.
+        decays = sum(layer.n * layer.m for layer in ssm_layers) * steps * samples
+        add_s = _width(TABLE["int_add"], fmt.s_bits)
+        energy["ssm"] = int(counts.get("ssm_ops", 0)) * (mult_in + add_s) \
+            + decays * (_width(TABLE["int_mult"], fmt.s_bits) + add_s)
+        snn["ssm_ops"] = int(counts.get("ssm_ops", 0))
+        snn["ssm_decays"] = decays
     snn = {k: v / samples for k, v in snn.items()}
     snn_pj = {k: v / samples for k, v in energy.items()}
     snn_total = sum(snn_pj.values())

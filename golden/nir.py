@@ -660,21 +660,29 @@ def to_graph(net: Network, *, dt: float = DEFAULT_DT):
     import nir
 
     fmt = net.fmt
-    nodes = {"input": nir.Input(input_type={"input": np.array([net.input_size])})}
+    taken = {layer.name for layer in net.layers}
+
+    def fresh(base: str) -> str:
+        """A node name no layer uses (layers keep their names)."""
+        while base in taken:
+            base += "_"
+        taken.add(base)
+        return base
+
+    in_node = fresh("input")
+    nodes = {in_node: nir.Input(input_type={"input": np.array([net.input_size])})}
     edges, notes = [], []
-    names = {INPUT: "input"}
+    names = {INPUT: in_node}
     for layer in net.layers:
         if layer.kind != "lif":
             raise NirError(f"layer {layer.name!r}: {layer.kind} layers have no NIR node")
-        if layer.name in ("input", "output") or "." in layer.name:
-            raise NirError(f"layer {layer.name!r}: the name clashes with NIR node naming")
         names[layer.name] = layer.name
     for layer in net.layers:
         alpha = layer.alpha.double().numpy() / fmt.one
         bias = layer.bias.double().numpy()
         for j, proj in enumerate(layer.inputs):
             w = proj.weight.double().numpy()
-            key = f"{layer.name}_w{j}"
+            key = fresh(f"{layer.name}_w{j}")
             meta = {_META_RECURRENT: 1} if proj.recurrent else {}
             nodes[key] = nir.Affine(weight=w, bias=bias, metadata=meta) if j == 0 \
                 else nir.Linear(weight=w, metadata=meta)
@@ -704,8 +712,9 @@ def to_graph(net: Network, *, dt: float = DEFAULT_DT):
             nodes[layer.name] = nir.LI(tau=tau, r=tau / dt, v_leak=np.zeros(size))
         else:
             nodes[layer.name] = nir.I(r=np.full(size, 1 / dt))
-    nodes["output"] = nir.Output(output_type={"output": np.array([net.layer(net.output).size])})
-    edges.append((net.output, "output"))
+    out_node = fresh("output")
+    nodes[out_node] = nir.Output(output_type={"output": np.array([net.layer(net.output).size])})
+    edges.append((net.output, out_node))
     meta = {_META_FORMAT: json.dumps(fmt.to_dict(), sort_keys=True), _META_KIND: net.input_kind,
             "spikeforge_dt": float(dt)}
     graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False)

@@ -33,6 +33,17 @@ def _int_at_least(lowest: int):
     return parse
 
 
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite number above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
 _positive = _int_at_least(1)
 _non_negative = _int_at_least(0)
 
@@ -333,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path, help="NIR file (.nir)")
     p.add_argument("--out", type=Path, required=True, help="model file to write (.safetensors)")
     p.add_argument("--w-bits", type=int, help="weight bits [8]")
-    p.add_argument("--dt", type=float, default=None,
+    p.add_argument("--dt", type=_positive_float, default=None,
                    help=f"discretisation step (forward Euler) [{DEFAULT_DT}, snnTorch's]")
     p.add_argument("--input-kind", choices=("spike", "int"),
                    help="the network input: 0/1 spikes or signed integers [spike]")
@@ -351,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export-nir", help="write an integer model file as a NIR graph")
     p.add_argument("model", type=Path)
     p.add_argument("file", type=Path, help="NIR file to write (.nir)")
-    p.add_argument("--dt", type=float, default=DEFAULT_DT,
+    p.add_argument("--dt", type=_positive_float, default=DEFAULT_DT,
                    help=f"discretisation step written into tau and r [{DEFAULT_DT}]")
     common(p)
     p.set_defaults(func=cmd_export_nir)

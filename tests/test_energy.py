@@ -208,3 +208,26 @@ def test_estimate_run_and_the_experiment_summary(model_file):
     summary = experiments._energy(net, meta)
     assert summary["snn_pj_per_sample"] == golden["snn"]["total_pj"]
     assert summary["ratio"] == golden["ratio"] and summary["process"] == "45 nm CMOS, 0.9 V"
+
+
+def test_ssm_layers_count_writes_reads_and_every_decay():
+    import random
+
+    from netgen import random_input, random_network
+
+    rng = random.Random(11)
+    net = next(n for n in (random_network(rng) for _ in range(100))
+               if any(la.kind == "ssm" for la in n.layers))
+    x = random_input(rng, net, steps=5, batch=3)
+    trace = net.run(x)
+    e = estimate(net, counts_from_trace(net, x, trace))
+    cells = sum(la.n * la.m for la in net.layers if la.kind == "ssm")
+    fmt = net.fmt
+    add_s = TABLE["int_add"][8 if fmt.s_bits <= 8 else 16 if fmt.s_bits <= 16 else 32]
+    mult_s = TABLE["int_mult"][8 if fmt.s_bits <= 8 else 32]
+    mult_in = TABLE["int_mult"][8 if max(fmt.w_bits, fmt.in_bits) <= 8 else 32]
+    assert e["snn"]["per_sample"]["ssm_decays"] == cells * 5
+    assert e["snn"]["per_sample"]["ssm_ops"] == pytest.approx(int(trace.ssm_ops.sum()) / 3)
+    assert e["snn"]["energy_pj"]["ssm"] == pytest.approx(
+        (int(trace.ssm_ops.sum()) * (mult_in + add_s) + cells * 5 * 3 * (mult_s + add_s)) / 3)
+    assert e["ann"]["passes"] == 5

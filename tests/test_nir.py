@@ -499,3 +499,29 @@ def test_scalar_parameters_broadcast_and_identity_and_direct_edges():
     assert a.alpha.tolist() == [230, 230]
     assert [p.source for p in b.inputs] == ["a"]
     assert imp.float_net.layer("b").inputs[0][1].tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+def test_export_names_never_clash_with_layer_names(tmp_path):
+    w = torch.ones(2, 2, dtype=torch.int64)
+
+    def layer(name, source):
+        return LIFLayer(name=name, size=2, alpha=torch.tensor([200, 200]),
+                        theta=torch.tensor([2, 2]), bias=torch.tensor([0, 0]),
+                        inputs=[Projection(source, w)], reset="zero")
+
+    net = Network(input_size=2, input_kind="spike", output="output", layers=[
+        layer("a_w0", "input"), layer("a", "a_w0"), layer("output", "a")])
+    g, _ = to_graph(net)
+    assert {"a_w0", "a", "output", "a_w0_", "output_", "input"} <= set(g.nodes)
+    path = tmp_path / "clash.nir"
+    export_nir(net, path)
+    back = import_nir(path).net
+    x = (torch.rand(10, 3, 2, generator=torch.Generator().manual_seed(1)) < 0.6).long()
+    assert torch.equal(back.run(x).outputs["output"], net.run(x).outputs["output"])
+
+
+def test_cli_rejects_a_bad_dt(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["import-nir", "x.nir", "--out", str(tmp_path / "m"), "--dt", "-1"])
+    assert exc.value.code == 2
+    assert "argument --dt: '-1' must be a positive number" in capsys.readouterr().err
