@@ -121,7 +121,9 @@ def estimate(net: Network, counts: dict, *, ann_passes: int | None = None) -> di
     needs one pass), otherwise ``T`` (one per step).
     Returns ``estimate`` (True), ``label``, ``source`` (citation, process, table),
     ``snn`` and ``ann`` (per-sample counts and pJ by category, ``total_pj``),
-    ``layers`` and ``ratio = snn.total_pj / ann.total_pj``.
+    ``layers``, ``ratio = snn.total_pj / ann.total_pj`` (the dense network with the
+    same integer weights) and ``ratio_fp32 = snn.total_pj / ann.fp32_total_pj``
+    (a float32 dense network, the usual comparison in SNN papers).
     """
     fmt = net.fmt
     samples, steps = int(counts["samples"]), int(counts["timesteps"])
@@ -213,6 +215,7 @@ def estimate(net: Network, counts: dict, *, ann_passes: int | None = None) -> di
                 "fp32_total_pj": fp32},
         "layers": layers,
         "ratio": snn_total / ann_total if ann_total else None,
+        "ratio_fp32": snn_total / fp32 if fp32 else None,
     }
 
 

@@ -172,7 +172,9 @@ def write_report(directory, *, title: str, summary: dict, energy: dict | None = 
                   f"{_fmt(ann['energy_pj'].get(p, 0.0))} |" for p in parts]
         lines += [f"| **total (pJ)** | **{_fmt(snn['total_pj'])}** | **{_fmt(ann['total_pj'])}** |",
                   "", f"SNN / ANN energy ratio: **{_fmt(energy['ratio'])}** "
-                  f"(ANN: {ann['passes']} dense pass(es), {ann['macs']} MACs per sample).", "",
+                  f"(ANN: {ann['passes']} dense pass(es), {ann['macs']} MACs per sample, the "
+                  f"same integer weights); against a float32 dense network "
+                  f"({_fmt(ann['fp32_total_pj'])} pJ): **{_fmt(energy['ratio_fp32'])}**.", "",
                   "| SNN operations per sample | count |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in snn["per_sample"].items()]
     for caption, name in figures:

@@ -131,6 +131,14 @@ def cmd_eval(args) -> int:
             yield (f"RTL ({q['config']}, Verilator): accuracy {q['accuracy_rtl']:.4f} on "
                    f"{q['samples']} samples, bit-exact: {q['bit_exact']}, "
                    f"{q['clocks_per_step']:.0f} clocks per step")
+        if "energy" in r:
+            e = r["energy"]
+            yield (f"energy ESTIMATE ({e['source']['process']}, Horowitz ISSCC 2014): SNN "
+                   f"{e['snn']['total_pj'] / 1000:.4g} nJ/sample, dense ANN "
+                   f"{e['ann']['total_pj'] / 1000:.4g} nJ (SNN/ANN {e['ratio']:.3g}), float32 "
+                   f"ANN {e['ann']['fp32_total_pj'] / 1000:.4g} nJ (SNN/ANN {e['ratio_fp32']:.3g})")
+        if "report" in r:
+            yield f"report: {r['report']}"
 
     _emit(report, args.json, lines)
     return EXIT_OK

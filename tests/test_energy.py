@@ -80,6 +80,9 @@ def test_estimate_by_hand():
     assert e["ann"]["passes"] == 1 and e["ann"]["macs"] == 6
     assert e["ann"]["energy_pj"] == pytest.approx(ann)
     assert e["ratio"] == pytest.approx(sum(snn.values()) / sum(ann.values()))
+    fp32 = 6 * (3.7 + 0.9 + 32 * bit)  # 6 float32 MACs, 24 bytes of weights: 8 KB class
+    assert e["ann"]["fp32_total_pj"] == pytest.approx(fp32)
+    assert e["ratio_fp32"] == pytest.approx(sum(snn.values()) / fp32)
     assert e["estimate"] is True and "ESTIMATE" in e["label"]
     assert e["source"]["process"] == "45 nm CMOS, 0.9 V"
     assert "Horowitz" in e["source"]["citation"] and "ISSCC 2014" in e["source"]["citation"]
