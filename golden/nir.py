@@ -536,13 +536,14 @@ def import_nir(source, *, fmt: Format | None = None, input_kind: str | None = No
     ``fmt``: the integer formats (default ``Format()``, or the one a spikeforge
     export recorded); ``input_kind``: ``"spike"`` (default) or ``"int"``; ``dt``:
     the discretisation step (default :data:`DEFAULT_DT`).  A graph written by
-    :func:`export_nir` keeps its scale 1 and resets, so the round trip is exact.
+    :func:`export_nir` keeps its format, scale 1 and resets, so the round trip is
+    exact; with an explicit ``fmt`` it is quantized afresh like any other graph.
     """
     graph = read_graph(source) if isinstance(source, (str, Path)) else source
     meta = getattr(graph, "metadata", None) or {}
     if not isinstance(meta, dict):
         meta = {}
-    ours = _META_FORMAT in meta
+    ours = _META_FORMAT in meta and fmt is None  # a spikeforge export, read as written
     if fmt is None:
         if ours:
             try:

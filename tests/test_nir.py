@@ -525,3 +525,15 @@ def test_cli_rejects_a_bad_dt(tmp_path, capsys):
         main(["import-nir", "x.nir", "--out", str(tmp_path / "m"), "--dt", "-1"])
     assert exc.value.code == 2
     assert "argument --dt: '-1' must be a positive number" in capsys.readouterr().err
+
+
+def test_an_export_requantizes_for_another_format(tmp_path):
+    rng = random.Random(4)
+    net = random_network(rng, max_ssm=0, max_lif=2)
+    path = tmp_path / "n.nir"
+    export_nir(net, path)
+    imp = import_nir(path, fmt=Format(w_bits=4))
+    assert imp.net.fmt == Format(w_bits=4)
+    for layer in imp.net.layers:
+        assert max(int(p.weight.abs().max()) for p in layer.inputs) in (7, 8)
+        assert imp.scales[layer.name] != 1.0
