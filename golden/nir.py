@@ -287,7 +287,13 @@ def _discretise(name: str, node, kind: str, size: int, dt: float) -> dict:
 def _marked(nodes: dict, weights: dict, name: str) -> bool:
     """A weight node that a spikeforge export marked recurrent."""
     meta = getattr(nodes[name][1], "metadata", None) or {}
-    return name in weights and bool(int(meta.get(_META_RECURRENT, 0)))
+    if name not in weights or _META_RECURRENT not in meta:
+        return False
+    try:
+        return bool(int(meta[_META_RECURRENT]))
+    except (TypeError, ValueError) as exc:
+        raise NirError(f"node {name!r}: metadata {_META_RECURRENT}="
+                       f"{meta[_META_RECURRENT]!r} is not 0 or 1") from exc
 
 
 def from_graph(graph, *, dt: float = DEFAULT_DT) -> FloatNetwork:
