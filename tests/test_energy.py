@@ -234,3 +234,23 @@ def test_ssm_layers_count_writes_reads_and_every_decay():
     assert e["snn"]["energy_pj"]["ssm"] == pytest.approx(
         (int(trace.ssm_ops.sum()) * (mult_in + add_s) + cells * 5 * 3 * (mult_s + add_s)) / 3)
     assert e["ann"]["passes"] == 5
+
+
+def test_experiment_plot_dir_through_the_cli(tmp_path, monkeypatch, capsys):
+    """``experiment NAME --plot DIR`` writes the plot and the report; ``--plot X.png``
+    still writes the single plot (the experiment itself is stubbed: training is slow)."""
+    result = {"experiment": "surrogate", "task": "digits", "chance": 0.1,
+              "results": {"none": 0.1, "fast-sigmoid": 0.9}}
+    monkeypatch.setattr(experiments, "run", lambda name, **kw: dict(result))
+    out_dir = tmp_path / "exp"
+    assert main(["experiment", "surrogate", "--plot", str(out_dir), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["report"] == str(out_dir / "report.md") and got["plot"] == str(out_dir)
+    assert (out_dir / "surrogate.png").is_file()
+    text = (out_dir / "report.md").read_text()
+    assert "![Experiment surrogate](surrogate.png)" in text
+    assert '| results | `{"none": 0.1, "fast-sigmoid": 0.9}` |' in text
+    png = tmp_path / "one.png"
+    assert main(["experiment", "surrogate", "--plot", str(png), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["plot"] == str(png) and "report" not in got and png.is_file()
