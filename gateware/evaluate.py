@@ -9,7 +9,7 @@ from ..golden.integer import Network
 from ..golden.quantize import predict
 from ..golden.train import task_data
 from .harness import decode_membranes, decode_step, expected_from_trace, membrane_reads
-from .layout import CoreConfig, compile_network
+from .layout import COUNTERS, CoreConfig, Region, compile_network
 from .vsim import Read, VerilatedCore
 
 __all__ = ["evaluate_on_rtl"]
@@ -29,19 +29,29 @@ def evaluate_on_rtl(net: Network, meta: dict, config: CoreConfig, *, split: str 
         x, y = x[:, :limit], y[:limit]
     steps, samples = x.shape[0], x.shape[1]
     reads = membrane_reads(net, image)
+    # The per-layer counters of each sample, read before the next reset clears them.
+    counter_reads = [config.address(Region.COUNTERS, 0,
+                                    image.layer_index[layer.name] * len(COUNTERS) + i)
+                     for layer in net.layers for i in range(len(COUNTERS))]
     program = []
     for b in range(samples):
         program.append(None)
         program += x[:, b].tolist()
-        program.append(Read(reads))  # every layer's membranes after the sample
+        program.append(Read(reads + counter_reads))  # membranes and counters after the sample
     result = VerilatedCore(config).run(image, program, read_counters=False)
     trace = net.run(x)  # one golden run for every sample's expectations
     mismatches = []
+    counters = {layer.name: dict.fromkeys(COUNTERS, 0) for layer in net.layers}
+    per = len(reads) + len(counter_reads)
     rtl_out = torch.zeros(steps, samples, net.layer(net.output).size, dtype=torch.int64)
     for b in range(samples):
         got = [decode_step(r, net, image) for r in result.steps[b * steps:(b + 1) * steps]]
         want, want_membranes = expected_from_trace(net, trace, b)
-        words = result.reads[b * len(reads):(b + 1) * len(reads)]
+        words = result.reads[b * per:b * per + len(reads)]
+        values = iter(result.reads[b * per + len(reads):(b + 1) * per])
+        for layer in net.layers:
+            for name in COUNTERS:
+                counters[layer.name][name] += next(values)
         if got != want or decode_membranes(words, net, image) != want_membranes:
             mismatches.append(b)
         for t, step in enumerate(got):
@@ -56,6 +66,7 @@ def evaluate_on_rtl(net: Network, meta: dict, config: CoreConfig, *, split: str 
         "accuracy_golden": float((pred_golden == y).double().mean()),
         "bit_exact": not mismatches,
         "mismatched_samples": mismatches[:20],
+        "counters": counters,
         "clocks": result.clocks,
         "clocks_per_step": result.clocks / (samples * steps),
         "sim_seconds": result.seconds,

@@ -17,7 +17,7 @@ from .tasks import recall
 from .train import config_for, evaluate, train
 from .twin import SURROGATES
 
-__all__ = ["EXPERIMENTS", "run", "plot", "describe"]
+__all__ = ["EXPERIMENTS", "run", "plot", "report", "describe"]
 
 EXPERIMENTS = ("timesteps", "surrogate", "recall-length")
 DEFAULT_TIMESTEPS = [1, 2, 4, 8, 16, 32]
@@ -31,9 +31,22 @@ def timesteps(*, timesteps=None, epochs=None, seed=0, progress=False) -> dict:
                           progress=progress)
         report = evaluate(net, meta)
         results.append({"timesteps": t, "accuracy": report["accuracy"],
-                        "synops_per_sample": report["synops_per_sample"]})
+                        "synops_per_sample": report["synops_per_sample"],
+                        "energy": _energy(net, meta)})
     return {"experiment": "timesteps", "task": "digits", "encoding": "rate",
             "results": results}
+
+
+def _energy(net, meta) -> dict:
+    """The energy estimate (golden counts on the test split), summarised."""
+    from .energy import counts_from_trace, estimate
+    from .train import task_data
+
+    x, _ = task_data(meta, "test")
+    e = estimate(net, counts_from_trace(net, x, net.run(x)))
+    return {"snn_pj_per_sample": e["snn"]["total_pj"], "ann_pj_per_sample": e["ann"]["total_pj"],
+            "ratio": e["ratio"], "source": e["source"]["citation"],
+            "process": e["source"]["process"], "label": e["label"]}
 
 
 def surrogate(*, epochs=None, seed=0, progress=False, **_) -> dict:
@@ -142,3 +155,40 @@ def plot(result: dict, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def report(result: dict, directory):
+    """``--plot DIR``: the experiment's plot, accuracy vs T and energy vs accuracy
+    (``timesteps``), and ``DIR/report.md``.  Returns the report's path."""
+    from pathlib import Path
+
+    from . import report as rep
+
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"--plot {directory}: exists and is not a directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    name = result["experiment"]
+    plot(result, directory / f"{name}.png")
+    figures = [(f"Experiment {name}", f"{name}.png")]
+    summary = {k: v for k, v in result.items() if k not in ("results", "details")}
+    notes = []
+    if name == "timesteps":
+        rows = result["results"]
+        figures.append(rep.accuracy_vs_t_figure(rows, directory))
+        if all("energy" in r for r in rows):
+            figures.append(rep.energy_vs_accuracy_figure(
+                [{"energy_pj": r["energy"]["snn_pj_per_sample"], "accuracy": r["accuracy"],
+                  "label": f"T={r['timesteps']}"} for r in rows], directory))
+            notes.append(f"Energies are an ESTIMATE from operation counts "
+                         f"({rows[0]['energy']['source']}, {rows[0]['energy']['process']}).")
+        for r in rows:
+            e = r.get("energy", {})
+            summary[f"T={r['timesteps']}"] = (
+                f"accuracy {r['accuracy']:.4f}, {r['synops_per_sample']:.0f} synops/sample"
+                + (f", {e['snn_pj_per_sample']:.4g} pJ/sample (SNN/ANN {e['ratio']:.3g})"
+                   if e else ""))
+    else:
+        summary["results"] = result["results"]
+    return rep.write_report(directory, title=f"spikeforge experiment: {name}", summary=summary,
+                            figures=figures, notes=notes)

@@ -1,9 +1,10 @@
 """The ``spikeforge`` command.
 
 Exit codes by error family: 0 ok, 1 unexpected internal error, 2 usage (bad
-arguments or option values), 3 bad model file, 4 a network or input that breaks
-the integer model's rules, or a model that does not fit the core, 5 a device
-or link failure (cannot open, no answer, an error reply, a failed read-back).  ``--json``
+arguments or option values), 3 bad model file or NIR file, 4 a network or input
+that breaks the integer model's rules, or a model that does not fit the core,
+5 a device or link failure (cannot open, no answer, an error reply, a failed
+read-back) or a device run that is not bit-exact.  ``--json``
 prints exactly one JSON object on stdout; progress and messages go to stderr.
 """
 
@@ -32,6 +33,17 @@ def _int_at_least(lowest: int):
             raise argparse.ArgumentTypeError(f"{text!r} must be at least {lowest}")
         return value
     return parse
+
+
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite number above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
 
 
 _positive = _int_at_least(1)
@@ -110,6 +122,7 @@ def cmd_eval(args) -> int:
         rtl = evaluate_on_rtl(net, meta, config_named(args.rtl), split=args.split,
                               limit=args.limit)
         report["rtl"] = {"config": args.rtl, **rtl}
+    _eval_energy_and_plots(args, net, meta, report)
 
     def lines(r):
         yield (f"{r['task']}: accuracy {r['accuracy']:.4f} on {r['samples']} {args.split} "
@@ -120,6 +133,14 @@ def cmd_eval(args) -> int:
             yield (f"RTL ({q['config']}, Verilator): accuracy {q['accuracy_rtl']:.4f} on "
                    f"{q['samples']} samples, bit-exact: {q['bit_exact']}, "
                    f"{q['clocks_per_step']:.0f} clocks per step")
+        if "energy" in r:
+            e = r["energy"]
+            yield (f"energy ESTIMATE ({e['source']['process']}, Horowitz ISSCC 2014): SNN "
+                   f"{e['snn']['total_pj'] / 1000:.4g} nJ/sample, dense ANN "
+                   f"{e['ann']['total_pj'] / 1000:.4g} nJ (SNN/ANN {e['ratio']:.3g}), float32 "
+                   f"ANN {e['ann']['fp32_total_pj'] / 1000:.4g} nJ (SNN/ANN {e['ratio_fp32']:.3g})")
+        if "report" in r:
+            yield f"report: {r['report']}"
 
     _emit(report, args.json, lines)
     return EXIT_OK
@@ -164,6 +185,105 @@ def cmd_demo(args) -> int:
                       progress=_progress(args), timeout=args.timeout)
     _emit(report, args.json, demo.describe)
     return EXIT_OK if all(t["bit_exact"] for t in report["tasks"].values()) else EXIT_DEVICE
+def _eval_energy_and_plots(args, net, meta, report) -> None:
+    """``eval``: the energy estimate from the golden counts (and the RTL counters with
+    ``--rtl``); with ``--plot DIR`` the figures and ``DIR/report.md``."""
+    from .golden.energy import counts_from_counters, counts_from_trace, estimate
+    from .golden.train import task_data
+
+    x, _ = task_data(meta, args.split)
+    trace = net.run(x)
+    report["energy"] = estimate(net, counts_from_trace(net, x, trace))
+    if "rtl" in report and "counters" in report["rtl"]:
+        ran = x[:, :report["rtl"]["samples"]]
+        report["rtl"]["energy"] = estimate(net, counts_from_counters(
+            net, report["rtl"]["counters"], ran))
+    if args.plot:
+        from .golden import report as rep
+
+        figures = rep.sample_figures(net, trace, args.plot, sample=0)
+        figures.append(rep.energy_figure(report["energy"], args.plot))
+        summary = {k: v for k, v in report.items() if k not in ("energy", "rtl")}
+        summary["model"] = str(args.model)
+        if "rtl" in report:
+            summary.update({f"rtl_{k}": v for k, v in report["rtl"].items()
+                            if k in ("config", "accuracy_rtl", "bit_exact", "clocks_per_step")})
+        path = rep.write_report(args.plot, title=f"spikeforge eval: {args.model.name}",
+                                summary=summary, energy=report["energy"], figures=figures)
+        report["report"] = str(path)
+
+
+def cmd_import_nir(args) -> int:
+    import numpy as np
+    import torch
+
+    from .golden.integer import Format
+    from .golden.modelfile import save_model
+    from .golden.nir import NirError, fidelity, import_nir, random_input
+
+    parent = args.out.parent
+    if not parent.is_dir():
+        raise UsageError(f"--out {args.out}: the directory {str(parent)!r} does not exist")
+    fmt = Format(w_bits=args.w_bits) if args.w_bits is not None else None
+    imported = import_nir(args.file, fmt=fmt, input_kind=args.input_kind, dt=args.dt)
+    reference = None
+    if args.inputs:
+        try:
+            with np.load(args.inputs, allow_pickle=False) as data:
+                if "input" not in data:
+                    raise NirError(f"--inputs {args.inputs}: no 'input' array (shape [T, B, "
+                                   f"{imported.net.input_size}])")
+                x = torch.from_numpy(np.asarray(data["input"])).to(torch.int64)
+                if "reference" in data:
+                    reference = torch.from_numpy(np.asarray(data["reference"]))
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, NirError):
+                raise
+            raise UsageError(f"--inputs {args.inputs}: cannot read it as .npz ({exc})") from exc
+    else:
+        x = random_input(imported.net, args.steps, args.samples, seed=args.seed)
+    fid = fidelity(imported, x, reference)
+    meta = {"nir": {**imported.meta, "file": str(args.file)}}
+    save_model(args.out, imported.net, meta)
+    result = {"model": str(args.out), "layers": [
+        {"name": la.name, "size": la.size, "spiking": la.spiking, "reset": la.reset,
+         "nir_node": imported.meta["nir_nodes"][la.name], "scale": imported.scales[la.name]}
+        for la in imported.net.layers],
+        "inputs": str(args.inputs) if args.inputs else "random", "fidelity": fid}
+
+    def lines(r):
+        yield f"saved {r['model']} ({len(r['layers'])} layers)"
+        for la in r["layers"]:
+            yield (f"  {la['name']}: {la['nir_node']} x{la['size']}, scale {la['scale']:.4g}, "
+                   f"reset {la['reset']}")
+        f = r["fidelity"]
+        yield (f"integer model vs NIR dynamics on {f['samples']} {r['inputs']} inputs "
+               f"x {f['steps']} steps:")
+        for name, v in f["layers"].items():
+            agree = f"spike agreement {v['spike_agreement']:.4f}, " \
+                if "spike_agreement" in v else ""
+            rel = v["membrane_relative_error"]
+            yield (f"  {name}: {agree}membrane relative error "
+                   f"{'n/a' if rel is None else format(rel, '.4f')}")
+        if "reference_agreement" in f:
+            yield f"  against the reference output: {f['reference_agreement']}"
+
+    _emit(result, args.json, lines)
+    return EXIT_OK
+
+
+def cmd_export_nir(args) -> int:
+    from .golden.modelfile import load_model
+    from .golden.nir import export_nir
+
+    net, _ = load_model(args.model)
+    parent = args.file.parent
+    if not parent.is_dir():
+        raise UsageError(f"{args.file}: the directory {str(parent)!r} does not exist")
+    notes = export_nir(net, args.file, dt=args.dt)
+    result = {"file": str(args.file), "layers": [la.name for la in net.layers], "notes": notes}
+    _emit(result, args.json, lambda r: [f"wrote {r['file']}", *r["notes"]])
+    return EXIT_OK
 
 
 def cmd_experiment(args) -> int:
@@ -171,8 +291,11 @@ def cmd_experiment(args) -> int:
 
     result = experiments.run(args.name, progress=_progress(args), timesteps=args.timesteps,
                              lengths=args.lengths, epochs=args.epochs, seed=args.seed)
-    if args.plot:
+    if args.plot and args.plot.suffix.lower() == ".png":
         experiments.plot(result, args.plot)
+        result["plot"] = str(args.plot)
+    elif args.plot:
+        result["report"] = str(experiments.report(result, args.plot))
         result["plot"] = str(args.plot)
     _emit(result, args.json, experiments.describe)
     return EXIT_OK
@@ -257,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run the split on the core's RTL (Verilator) for a core "
                         "configuration (e.g. digits) and check it against the golden model")
     p.add_argument("--limit", type=_positive, help="with --rtl: only the first N samples")
+    p.add_argument("--plot", type=Path, metavar="DIR",
+                   help="write a spike raster, membrane traces, the energy estimate (PNGs) "
+                        "and DIR/report.md")
     common(p)
     p.set_defaults(func=cmd_eval)
 
@@ -284,10 +410,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train fresh models instead of using the shipped ones")
     common(p)
     p.set_defaults(func=cmd_demo)
+    from .golden.nir import DEFAULT_DT
+
+    p = sub.add_parser("import-nir", help="import a NIR graph (snnTorch, Norse, ...) into an "
+                       "integer model file, with a fidelity report")
+    p.add_argument("file", type=Path, help="NIR file (.nir)")
+    p.add_argument("--out", type=Path, required=True, help="model file to write (.safetensors)")
+    p.add_argument("--w-bits", type=int, help="weight bits [8]")
+    p.add_argument("--dt", type=_positive_float, default=None,
+                   help=f"discretisation step (forward Euler) [{DEFAULT_DT}, snnTorch's]")
+    p.add_argument("--input-kind", choices=("spike", "int"),
+                   help="the network input: 0/1 spikes or signed integers [spike]")
+    p.add_argument("--inputs", type=Path, metavar="NPZ",
+                   help="inputs for the fidelity report: .npz with 'input' [T, B, N] and "
+                        "optionally 'reference' (another simulator's output on it)")
+    p.add_argument("--steps", "-T", type=_positive, default=32,
+                   help="random inputs: time steps [32]")
+    p.add_argument("--samples", type=_positive, default=16,
+                   help="random inputs: samples [16]")
+    p.add_argument("--seed", type=int, default=0, help="random inputs: seed [0]")
+    common(p)
+    p.set_defaults(func=cmd_import_nir)
+
+    p = sub.add_parser("export-nir", help="write an integer model file as a NIR graph")
+    p.add_argument("model", type=Path)
+    p.add_argument("file", type=Path, help="NIR file to write (.nir)")
+    p.add_argument("--dt", type=_positive_float, default=DEFAULT_DT,
+                   help=f"discretisation step written into tau and r [{DEFAULT_DT}]")
+    common(p)
+    p.set_defaults(func=cmd_export_nir)
 
     p = sub.add_parser("experiment", help="run one of the paper's experiments")
     p.add_argument("name", choices=EXPERIMENTS)
-    p.add_argument("--plot", type=Path, help="write a plot (PNG)")
+    p.add_argument("--plot", type=Path, help="write a plot: FILE.png, or a folder DIR for "
+                   "PNGs plus DIR/report.md")
     p.add_argument("--timesteps", type=_int_list, help="T values for 'timesteps'")
     p.add_argument("--lengths", type=_int_list, help="lengths for 'recall-length'")
     p.add_argument("--epochs", type=_positive, help="training epochs per model")
@@ -327,9 +483,13 @@ def main(argv=None) -> int:
     from .gateware.layout import FitError
     from .golden.integer import NetworkError
     from .golden.modelfile import ModelFileError
+    from .golden.nir import NirError
 
     try:
         return args.func(args)
+    except NirError as exc:
+        print(f"spikeforge: error: {exc}", file=sys.stderr)
+        return EXIT_MODEL_FILE
     except ModelFileError as exc:
         print(f"spikeforge: error: {exc}", file=sys.stderr)
         return EXIT_MODEL_FILE

@@ -79,6 +79,7 @@ def describe(r: dict):
         yield (f"  {task}: accuracy {t['accuracy_device']:.4f} on the device, "
                f"{t['accuracy_golden']:.4f} golden, {t['samples']} samples x "
                f"{t['timesteps']} steps, bit-exact: {t['bit_exact']}")
-        yield (f"    {t['steps_per_second']:.0f} steps/s, {c['step_cycles'] / max(1, c['steps']):.0f}"
-               f" clocks per step (hardware counters)")
+        clocks = c["step_cycles"] / max(1, c["steps"])
+        yield (f"    {t['steps_per_second']:.0f} steps/s, {clocks:.0f} clocks per step "
+               f"(hardware counters)")
     yield f"  {r['steps_per_second']:.0f} steps/s over all tasks, {r['seconds']:.1f} s in all"

@@ -58,6 +58,10 @@ def evaluate_on_device(dev: Device, net, meta: dict, *, split: str = "test",
             _accumulate(totals, dev.counters())
             bar.update()
     seconds = time.monotonic() - start
+    from .golden.energy import estimate_run
+
+    energy = estimate_run(net, x, counters=totals.get("layers", {}), trace=trace,
+                          source="device-counters")
     pred_dev = predict(got, meta["readout"])
     pred_gold = predict(trace.outputs[net.output], meta["readout"])
     return {
@@ -74,6 +78,7 @@ def evaluate_on_device(dev: Device, net, meta: dict, *, split: str = "test",
         "samples_per_second": samples / seconds if seconds else None,
         "counters": totals,
         "golden_synops": int(trace.synops.sum()),
+        "energy": energy,
     }
 
 

@@ -1,0 +1,229 @@
+"""An energy ESTIMATE: operation counts times per-operation energies from a cited table.
+
+This is not a measurement.  It multiplies what the network did (synaptic
+accumulates, neuron updates, memory reads; from the golden model's run or from
+the core's hardware counters) by per-operation energies of a 45 nm process, and
+sets it next to the same network run as a dense, non-spiking network
+(multiply-accumulates).  ``docs/energy.md`` gives the model in full.
+
+Table: M. Horowitz, "Computing's energy problem (and what we can do about it)",
+ISSCC 2014, pp. 10-14 (45 nm CMOS, 0.9 V), the figures most SNN papers quote.
+Integer add 0.03 / 0.05 / 0.1 pJ (8 / 16 / 32 bit), integer multiply 0.2 / 3.1 pJ
+(8 / 32 bit), 32-bit float add 0.9 pJ and multiply 3.7 pJ, SRAM read of 64 bits
+10 / 20 / 100 pJ (8 KB / 32 KB / 1 MB).  An operation of a width between table
+entries uses the next wider entry (conservative); a memory access of ``b`` bits
+costs ``b / 64`` of a 64-bit read of the SRAM size class that holds the data.
+
+Counts (``counts`` argument of :func:`estimate`, summed over the samples)::
+
+    {"source": "golden" | "rtl-counters" | ..., "samples": B, "timesteps": T,
+     "layers": {name: {"events": e, "input_events": ie, "spikes": s}}}
+
+``events``: events delivered to the layer over all its edges (each event is one
+synaptic operation per target neuron: ``synops = events x size``), of which
+``input_events`` came from a multi-bit (``int``) network input and are
+multiply-accumulates rather than accumulates.  Neuron updates are ``size x T``
+per sample for every LIF layer (the core updates every neuron every step).
+
+golden/ stays pure: the hardware counters arrive as plain dicts
+(:func:`counts_from_counters`), never through gateware imports.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .integer import INPUT, Network, Trace
+
+__all__ = ["TABLE", "SOURCE", "counts_from_trace", "counts_from_counters", "estimate",
+           "estimate_run"]
+
+SOURCE = {
+    "citation": "M. Horowitz, \"Computing's energy problem (and what we can do about it)\", "
+                "IEEE ISSCC 2014, Digest of Technical Papers, pp. 10-14",
+    "process": "45 nm CMOS, 0.9 V",
+}
+TABLE = {
+    "int_add": {8: 0.03, 16: 0.05, 32: 0.1},
+    "int_mult": {8: 0.2, 32: 3.1},
+    "fp32_add": 0.9,
+    "fp32_mult": 3.7,
+    "sram_read_64b": {8 * 1024: 10.0, 32 * 1024: 20.0, 1024 * 1024: 100.0},
+}
+"""Energies in pJ (per operation, or per 64-bit SRAM read by SRAM size in bytes)."""
+
+
+def _width(table: dict[int, float], bits: int) -> float:
+    for width in sorted(table):
+        if bits <= width:
+            return table[width]
+    return table[max(table)] * bits / max(table)  # beyond the table: linear in width
+
+
+def _sram_per_bit(total_bytes: float) -> float:
+    return _width(TABLE["sram_read_64b"], max(1, int(total_bytes))) / 64.0
+
+
+def counts_from_trace(net: Network, x: torch.Tensor, trace: Trace) -> dict:
+    """Per-layer counts of a golden run (``trace = net.run(x)``, recorded)."""
+    x = net.check_input(x)
+    steps, batch = int(x.shape[0]), int(x.shape[1])
+    layers = {}
+    for layer in net.layers:
+        if layer.kind != "lif":
+            continue
+        events = input_events = 0
+        for proj in layer.inputs:
+            if proj.source == INPUT:
+                n = int((x != 0).sum())
+                input_events += n if net.input_kind == "int" else 0
+            else:
+                src = trace.outputs[proj.source]
+                n = int((src[:-1] != 0).sum()) if proj.recurrent else int((src != 0).sum())
+            events += n
+        spikes = int(trace.spikes[layer.name].sum()) if layer.spiking else 0
+        layers[layer.name] = {"events": events, "input_events": input_events, "spikes": spikes}
+    ssm = {layer.name: {"cells": layer.n * layer.m} for layer in net.layers if layer.kind == "ssm"}
+    out = {"source": "golden", "samples": batch, "timesteps": steps, "layers": layers}
+    if ssm:
+        out["ssm_ops"] = int(trace.ssm_ops.sum())
+    return out
+
+
+def counts_from_counters(net: Network, counters: dict, x: torch.Tensor,
+                         source: str = "rtl-counters") -> dict:
+    """Per-layer counts from the core's hardware counters.
+
+    ``counters``: ``{layer: {"events", "spikes", ...}}`` summed over the samples of
+    ``x`` (``[T, B, input_size]``, what was run); ``x`` gives the input events, so
+    the multiply-accumulates of an int input are split off exactly."""
+    x = net.check_input(x)
+    steps, batch = int(x.shape[0]), int(x.shape[1])
+    in_events = int((x != 0).sum()) if net.input_kind == "int" else 0
+    layers = {}
+    for layer in net.layers:
+        if layer.kind != "lif":
+            continue
+        if layer.name not in counters:
+            raise ValueError(f"the counters have no entry for layer {layer.name!r}")
+        c = counters[layer.name]
+        from_input = sum(1 for p in layer.inputs if p.source == INPUT) * in_events
+        layers[layer.name] = {"events": int(c["events"]), "input_events": from_input,
+                              "spikes": int(c["spikes"])}
+    return {"source": source, "samples": batch, "timesteps": steps, "layers": layers}
+
+
+def estimate(net: Network, counts: dict, *, ann_passes: int | None = None) -> dict:
+    """The energy estimate of one run, JSON-able (see the module docstring).
+
+    ``ann_passes``: dense passes per sample of the non-spiking equivalent; by
+    default 1 for a network without recurrent edges or SSM layers (a static input
+    needs one pass), otherwise ``T`` (one per step).
+    Returns ``estimate`` (True), ``label``, ``source`` (citation, process, table),
+    ``snn`` and ``ann`` (per-sample counts and pJ by category, ``total_pj``),
+    ``layers``, ``ratio = snn.total_pj / ann.total_pj`` (the dense network with the
+    same integer weights) and ``ratio_fp32 = snn.total_pj / ann.fp32_total_pj``
+    (a float32 dense network, the usual comparison in SNN papers).
+    """
+    fmt = net.fmt
+    samples, steps = int(counts["samples"]), int(counts["timesteps"])
+    if samples < 1 or steps < 1:
+        raise ValueError(f"counts need samples >= 1 and timesteps >= 1, not {samples}, {steps}")
+    lif = [layer for layer in net.layers if layer.kind == "lif"]
+    recurrent = any(p.recurrent for layer in lif for p in layer.inputs) or \
+        len(lif) != len(net.layers)
+    if ann_passes is None:
+        ann_passes = steps if recurrent else 1
+    weight_bits = sum(p.weight.numel() for layer in lif for p in layer.inputs) * fmt.w_bits
+    # Per neuron: u, theta and bias (u_bits each) and alpha (F + 1 bits).
+    state_bits = sum(layer.size for layer in lif) * (3 * fmt.u_bits + fmt.frac_bits + 1)
+    w_pj = fmt.w_bits * _sram_per_bit(weight_bits / 8)
+    add_acc = _width(TABLE["int_add"], fmt.acc_bits)
+    add_u = _width(TABLE["int_add"], fmt.u_bits)
+    mult_in = _width(TABLE["int_mult"], max(fmt.w_bits, fmt.in_bits))
+    mult_leak = _width(TABLE["int_mult"], fmt.u_bits)
+    state_pj_bit = _sram_per_bit(state_bits / 8)
+    # A neuron update: leak multiply, two adds (current, bias), the threshold compare;
+    # read u, alpha, theta, bias and write u.
+    neuron_bits = 2 * fmt.u_bits + (fmt.frac_bits + 1) + 2 * fmt.u_bits
+    neuron_pj = mult_leak + 3 * add_u + neuron_bits * state_pj_bit
+    event_bits = 16  # one queued address event: written once, read once
+    layers, snn = {}, dict.fromkeys(("synaptic_accumulates", "synaptic_macs", "weight_reads",
+                                     "neuron_updates", "spikes"), 0)
+    energy = dict.fromkeys(("synaptic", "weights", "neurons", "routing"), 0.0)
+    for layer in lif:
+        c = counts["layers"].get(layer.name)
+        if c is None:
+            raise ValueError(f"the counts have no entry for layer {layer.name!r}")
+        syn = int(c["events"]) * layer.size
+        macs = int(c.get("input_events", 0)) * layer.size
+        acc = syn - macs
+        updates = layer.size * steps * samples
+        e = {"synaptic": acc * add_acc + macs * (mult_in + add_acc), "weights": syn * w_pj,
+             "neurons": updates * neuron_pj,
+             "routing": int(c["spikes"]) * 2 * event_bits * state_pj_bit}
+        layers[layer.name] = {"synaptic_ops": syn / samples, "neuron_updates": updates / samples,
+                              "spikes": int(c["spikes"]) / samples,
+                              "energy_pj": sum(e.values()) / samples}
+        snn["synaptic_accumulates"] += acc
+        snn["synaptic_macs"] += macs
+        snn["weight_reads"] += syn
+        snn["neuron_updates"] += updates
+        snn["spikes"] += int(c["spikes"])
+        for k, v in e.items():
+            energy[k] += v
+    ssm_layers = [layer for layer in net.layers if layer.kind == "ssm"]
+    if ssm_layers:
+        # Event-driven writes / reads (nonzero k, q) plus the decay of every cell every step.
+        decays = sum(layer.n * layer.m for layer in ssm_layers) * steps * samples
+        add_s = _width(TABLE["int_add"], fmt.s_bits)
+        energy["ssm"] = int(counts.get("ssm_ops", 0)) * (mult_in + add_s) \
+            + decays * (_width(TABLE["int_mult"], fmt.s_bits) + add_s)
+        snn["ssm_ops"] = int(counts.get("ssm_ops", 0))
+        snn["ssm_decays"] = decays
+    snn = {k: v / samples for k, v in snn.items()}
+    snn_pj = {k: v / samples for k, v in energy.items()}
+    snn_total = sum(snn_pj.values())
+    # The dense equivalent: every weight once per pass (an int8-style MAC: a
+    # w_bits multiply and an acc_bits add), every activation written and read once.
+    macs = sum(p.weight.numel() for layer in lif for p in layer.inputs) * ann_passes
+    neurons = sum(layer.size for layer in lif) * ann_passes
+    ssm_cells = sum(layer.n * layer.m for layer in net.layers if layer.kind == "ssm")
+    mac_pj = _width(TABLE["int_mult"], fmt.w_bits) + add_acc
+    ann_pj = {"macs": macs * mac_pj, "weights": macs * w_pj,
+              "activations": neurons * (add_u + 2 * 8 * state_pj_bit)}
+    if ssm_cells:
+        ann_pj["ssm"] = 2 * ssm_cells * ann_passes * (mult_in + add_acc)
+    ann_total = sum(ann_pj.values())
+    fp32 = macs * (TABLE["fp32_mult"] + TABLE["fp32_add"] + 32 * _sram_per_bit(
+        weight_bits / fmt.w_bits * 4))
+    return {
+        "estimate": True,
+        "label": "ESTIMATE: operation counts x per-operation energies (45 nm table), not a "
+                 "measurement",
+        "source": {**SOURCE, "table_pj": {k: ({str(w): e for w, e in v.items()}
+                                              if isinstance(v, dict) else v)
+                                          for k, v in TABLE.items()}},
+        "counts_source": counts.get("source", "unknown"),
+        "samples": samples,
+        "timesteps": steps,
+        "per_op_pj": {"synaptic_accumulate": add_acc, "synaptic_mac": mult_in + add_acc,
+                      "weight_read": w_pj, "neuron_update": neuron_pj,
+                      "spike_routing": 2 * event_bits * state_pj_bit, "ann_mac": mac_pj},
+        "snn": {"per_sample": snn, "energy_pj": snn_pj, "total_pj": snn_total},
+        "ann": {"passes": ann_passes, "macs": macs, "energy_pj": ann_pj, "total_pj": ann_total,
+                "fp32_total_pj": fp32},
+        "layers": layers,
+        "ratio": snn_total / ann_total if ann_total else None,
+        "ratio_fp32": snn_total / fp32 if fp32 else None,
+    }
+
+
+def estimate_run(net: Network, x: torch.Tensor, *, counters: dict | None = None,
+                 trace: Trace | None = None, source: str = "rtl-counters") -> dict:
+    """The estimate of running ``x`` (``[T, B, input_size]``): from the hardware
+    ``counters`` (per layer, summed over the samples) when given, else from the
+    golden ``trace`` of ``x`` (run here if not given)."""
+    if counters is not None:
+        return estimate(net, counts_from_counters(net, counters, x, source=source))
+    return estimate(net, counts_from_trace(net, x, net.run(x) if trace is None else trace))
