@@ -283,7 +283,7 @@ class NPUCore(wiring.Component):
                      in_rd.addr.eq(Cat(n[:c.idx_bits], bank_sel))]
         m.d.sync += [s1_valid.eq(issue), s2_valid.eq(s1_valid), s2_x.eq(s1_value)]
         gissue = Signal()  # the SSM unit's operand gather reads an event or a constant
-        with m.If(issue | gissue):
+        with m.If((issue | gissue) if c.has_ssm else issue):
             m.d.sync += [s1_rowbase.eq(rowbase), s1_from_input.eq(from_input)]
         with m.If(s2_valid):
             for p in range(P):

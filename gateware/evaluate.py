@@ -37,7 +37,8 @@ def evaluate_on_rtl(net: Network, meta: dict, config: CoreConfig, *, split: str 
     result = VerilatedCore(config).run(image, program, read_counters=False)
     trace = net.run(x)  # one golden run for every sample's expectations
     mismatches = []
-    rtl_out = torch.zeros(steps, samples, net.layer(net.output).size, dtype=torch.int64)
+    rtl_out = torch.zeros(steps, samples, net.layer(net.output).out_size,
+                          dtype=torch.int64)
     for b in range(samples):
         got = [decode_step(r, net, image) for r in result.steps[b * steps:(b + 1) * steps]]
         want, want_membranes = expected_from_trace(net, trace, b)
