@@ -538,13 +538,26 @@ class NPUCore(wiring.Component):
 
         # Pass: chunk ``k`` (columns kP..kP+P-1), row ``i``: read S and a_i, then
         # S' = sat_s(((a_i * S) >> F) + k_i * v_j), write S', y_j += q_i * S'.
-        i = Signal(range(c.ssm_max_n + 1))
+        # Rows to visit: all of them, or with ``skip`` (every decay is 1.0, so a row
+        # with k_i = 0 keeps its state) only rows with k_i != 0 or q_i != 0.
+        i = Signal(range(c.ssm_max_n + 1))  # the first row not yet visited
+        active = Signal(c.ssm_max_n)
+        for r in range(c.ssm_max_n):
+            m.d.comb += active[r].eq((r >= i) & (r < n_len)
+                                     & (~entry.skip | (kregs[r] != 0) | (qregs[r] != 0)))
+        row = Signal(range(c.ssm_max_n))  # the next row to visit, if ``found``
+        found = Signal()
+        m.d.comb += found.eq(active.any())
+        for r in reversed(range(c.ssm_max_n)):
+            with m.If(active[r]):
+                m.d.comb += row.eq(r)
         saddr = Signal(c.ssm_depth.bit_length() + 1)
+        m.d.comb += saddr.eq(entry.ssbase + row * e.layer.rows + e.k)
         arow = Signal(c.ssm_param_depth.bit_length() + 1)
         p_issue, p1_valid = Signal(), Signal()
-        p1_i = Signal.like(i)
+        p1_i = Signal.like(row)
         p1_addr = Signal.like(saddr)
-        m.d.sync += [p1_valid.eq(p_issue), p1_i.eq(i), p1_addr.eq(saddr)]
+        m.d.sync += [p1_valid.eq(p_issue), p1_i.eq(row), p1_addr.eq(saddr)]
         s_min, s_max = -(1 << (c.s_bits - 1)), (1 << (c.s_bits - 1)) - 1
         y_min, y_max = -(1 << (c.y_bits - 1)), (1 << (c.y_bits - 1)) - 1
         decay = pdata[:c.frac_bits + 1]
@@ -575,7 +588,8 @@ class NPUCore(wiring.Component):
                 m.d.sync += yacc[p].eq(yacc[p] + q_i * new)
         return SimpleNamespace(entry=entry, kregs=kregs, vregs=vregs, qregs=qregs, gate=gate,
                                n_len=n_len, m_len=m_len, gop=gop, g_const=g_const,
-                               gbase=gbase, i=i, saddr=saddr, arow=arow, p_issue=p_issue,
+                               gbase=gbase, i=i, row=row, found=found, arow=arow,
+                               p_issue=p_issue,
                                yacc=yacc, ys=ys, ynz=ynz, e=e)
 
     def _ssm_states(self, m: Module, s: SimpleNamespace) -> None:
@@ -643,16 +657,16 @@ class NPUCore(wiring.Component):
             m.d.comb += e.busy.eq(1)
             m.d.sync += e.ctr(1).eq(e.ctr(1) + 1)
             dbase = entry.pbase + 2 * s.n_len + s.m_len
-            m.d.sync += [s.i.eq(0), s.saddr.eq(entry.ssbase + k),
+            m.d.sync += [s.i.eq(0),
                          s.arow.eq(dbase + s.gate * s.n_len)]
             m.d.sync += [a.eq(0) for a in s.yacc]
             m.next = "SSM_ROWS"
         with m.State("SSM_ROWS"):
             m.d.comb += e.busy.eq(1)
             m.d.sync += e.ctr(1).eq(e.ctr(1) + 1)
-            with m.If(s.i < s.n_len):
-                m.d.comb += [s.p_issue.eq(1), e.pm_rd.addr.eq(s.arow + s.i)]
-                m.d.sync += [s.i.eq(s.i + 1), s.saddr.eq(s.saddr + layer.rows)]
+            with m.If(s.found):
+                m.d.comb += [s.p_issue.eq(1), e.pm_rd.addr.eq(s.arow + s.row)]
+                m.d.sync += s.i.eq(s.row + 1)
             with m.Else():
                 m.next = "SSM_Y"
         with m.State("SSM_Y"):  # the last row's update and readout

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from ..golden.integer import INPUT, Network, Trace
-from .layout import RECORD_FIELDS, CoreConfig, Image, Region, unpack
+from .layout import RECORD_FIELDS, CoreConfig, Image, Region, ssm_skips, unpack
 
 __all__ = ["input_events", "decode_step", "expected", "expected_from_trace",
            "expected_counters", "StepResult", "membrane_reads", "decode_membranes"]
@@ -108,17 +108,19 @@ def expected_counters(net: Network, x: torch.Tensor, lanes: int) -> dict[str, di
     SSM layers: ``events``: the events of its source operands (``k``, ``v``, ``q``,
     gate) read by the gather; ``spikes``: nonzero ``y`` routed; ``syn_cycles``: the
     gather, per step ``10 + events + constant entries``; ``neuron_cycles``: the pass,
-    per step ``ceil(m / P) * (n + 4)`` (exact when the router never waits: no output
-    backpressure and ``P <= n + 3``; else a lower bound)."""
+    per step ``ceil(m / P) * (rows + 4)`` with ``rows = n``, or when every decay is 1.0
+    (:func:`.layout.ssm_skips`) the rows with a nonzero ``k_i`` or ``q_i`` (exact when
+    the router never waits: no output backpressure and ``P <= rows + 3``; else a lower
+    bound)."""
     trace = net.run(x[:, None, :])
     counts = {}
 
+    def source_values(source: str, recurrent: bool) -> torch.Tensor:
+        values = x if source == INPUT else trace.outputs[source][:, 0]
+        return torch.cat([torch.zeros_like(values[:1]), values[:-1]]) if recurrent else values
+
     def source_events(source: str, recurrent: bool) -> torch.Tensor:
-        if source == INPUT:
-            per_step = (x != 0).sum(dim=1)
-        else:
-            per_step = (trace.outputs[source][:, 0] != 0).sum(dim=1)
-        return torch.cat([per_step.new_zeros(1), per_step[:-1]]) if recurrent else per_step
+        return (source_values(source, recurrent) != 0).sum(dim=1)
 
     for layer in net.layers:
         if layer.kind == "ssm":
@@ -132,11 +134,17 @@ def expected_counters(net: Network, x: torch.Tensor, lanes: int) -> dict[str, di
             if layer.mode == "selective":
                 events += source_events(layer.gate, layer.gate_recurrent)
             cols = -(-layer.m // lanes)
+            rows = torch.full((len(x),), layer.n, dtype=torch.int64)
+            if ssm_skips(net, layer):
+                k, q = ((op.const.expand(len(x), -1) if op.is_const
+                         else source_values(op.source, op.recurrent)) for op in (layer.k, layer.q))
+                rows = ((k != 0) | (q != 0)).sum(dim=1)
             counts[layer.name] = {
                 "events": int(events.sum()),
                 "spikes": int((trace.outputs[layer.name] != 0).sum()),
                 "syn_cycles": int((10 + consts + events).sum()),
-                "neuron_cycles_min": len(x) * cols * (layer.n + 4),
+                "neuron_cycles_min": int((cols * (rows + 4)).sum()),
+                "pass_rows": rows.tolist(),
             }
             continue
         per_step = torch.zeros(len(x), dtype=torch.int64)

@@ -28,7 +28,7 @@ from ..golden.integer import INPUT, Format, Network, bits_for
 __all__ = ["CoreConfig", "Region", "LAYER_FIELDS", "EDGE_FIELDS", "PARAM_FIELDS",
            "RECORD_FIELDS", "Image", "compile_network", "FitError", "pack", "unpack",
            "RESET_CODES", "COUNTERS", "input_word", "MapEntry", "address_map", "SSM_FIELDS",
-           "OPERANDS"]
+           "OPERANDS", "ssm_skips"]
 
 RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
 COUNTERS = ("syn_cycles", "neuron_cycles", "events", "spikes")
@@ -314,12 +314,14 @@ def SSM_FIELDS(c: CoreConfig):  # noqa: N802
     ``pbase + n + m``, the decay table at ``pbase + 2n + m``, row ``g`` of it at
     ``+ g * n``); per operand its source (0 = input, ``1 + l`` = layer ``l``),
     recurrent flag and ``const`` flag; the gate source and flag, ``selective``,
-    ``y_shift``."""
+    ``y_shift``; ``skip``: every decay is 1.0, so the pass visits only the rows
+    with a nonzero ``k_i`` or ``q_i`` (the others keep their state and add 0)."""
     fields = [("n", c.ssm_max_n.bit_length()), ("ssbase", _ubits(c.ssm_depth)),
               ("pbase", _ubits(c.ssm_param_depth))]
     for op in OPERANDS:
         fields += [(f"{op}_src", c.src_bits), (f"{op}_rec", 1), (f"{op}_const", 1)]
-    return fields + [("g_src", c.src_bits), ("g_rec", 1), ("selective", 1), ("y_shift", 6)]
+    return fields + [("g_src", c.src_bits), ("g_rec", 1), ("selective", 1), ("y_shift", 6),
+                     ("skip", 1)]
 
 
 def EDGE_FIELDS(c: CoreConfig):  # noqa: N802
@@ -488,6 +490,13 @@ def compile_network(net: Network, config: CoreConfig) -> Image:
                  sbase=sbase, ssbase=ssm_state["ssbase"])
 
 
+def ssm_skips(net: Network, layer) -> bool:
+    """Whether the core's pass skips the rows of ``layer`` whose ``k_i`` and ``q_i`` are
+    both 0: when every decay (every table row) is 1.0, such a row's state is unchanged
+    (``floor(2**F * S / 2**F) + 0 = S``) and it adds nothing to ``y``."""
+    return bool((layer.decay == net.fmt.one).all())
+
+
 def _compile_ssm(net: Network, c: CoreConfig, layer, i: int, index: dict, st: dict) -> list:
     """The writes of SSM layer ``layer`` (table index ``i``): its layer and SSM table
     entries, parameters (constants, decay table) and zeroed state."""
@@ -533,7 +542,7 @@ def _compile_ssm(net: Network, c: CoreConfig, layer, i: int, index: dict, st: di
     entry = {"n": layer.n, "ssbase": ssbase, "pbase": pbase,
              "g_src": src(layer.gate) if layer.mode == "selective" else 0,
              "g_rec": int(layer.gate_recurrent), "selective": int(layer.mode == "selective"),
-             "y_shift": layer.y_shift}
+             "y_shift": layer.y_shift, "skip": int(ssm_skips(net, layer))}
     for op in OPERANDS:
         operand = getattr(layer, op)
         entry[f"{op}_src"] = 0 if operand.is_const else src(operand.source)

@@ -7,9 +7,48 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$1 ;
   wire \$10 ;
   wire [10:0] \$100 ;
+  reg [7:0] \$1000 ;
+  reg [7:0] \$1001 ;
+  reg [7:0] \$1002 ;
+  reg [7:0] \$1003 ;
+  reg [7:0] \$1004 ;
+  reg [7:0] \$1005 ;
+  reg [7:0] \$1006 ;
+  reg [7:0] \$1007 ;
+  reg [7:0] \$1008 ;
+  reg [7:0] \$1009 ;
   wire [10:0] \$101 ;
+  reg [7:0] \$1010 ;
+  reg [7:0] \$1011 ;
+  reg \$1012 ;
+  reg [3:0] \$1013 ;
+  reg [7:0] \$1014 ;
+  reg [27:0] \$1015 ;
+  reg [27:0] \$1016 ;
+  reg [27:0] \$1017 ;
+  reg [27:0] \$1018 ;
+  reg [27:0] \$1019 ;
   wire [12:0] \$102 ;
+  reg [27:0] \$1020 ;
+  reg [27:0] \$1021 ;
+  reg [27:0] \$1022 ;
+  reg [1:0] \$1023 ;
+  reg \$1024 ;
+  reg [3:0] \$1025 ;
+  reg [4:0] \$1026 ;
+  reg [3:0] \$1027 ;
+  reg [2:0] \$1028 ;
+  reg \$1029 ;
   wire [12:0] \$103 ;
+  reg \$1030 ;
+  reg [7:0] \$1031 ;
+  reg [7:0] \$1032 ;
+  reg [11:0] \$1033 ;
+  reg [2:0] \$1034 ;
+  reg \$1035 ;
+  reg [10:0] \$1036 ;
+  reg [4:0] \$1037 ;
+  reg [10:0] \$1038 ;
   wire [10:0] \$104 ;
   wire [10:0] \$105 ;
   wire [12:0] \$106 ;
@@ -35,53 +74,53 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [6:0] \$124 ;
   reg \$125 ;
   wire [10:0] \$126 ;
-  wire [46:0] \$127 ;
+  wire [47:0] \$127 ;
   wire \$128 ;
   wire \$129 ;
   wire \$13 ;
   wire \$130 ;
   wire \$131 ;
   wire [10:0] \$132 ;
-  wire [46:0] \$133 ;
+  wire [47:0] \$133 ;
   wire \$134 ;
   wire \$135 ;
   wire \$136 ;
   wire \$137 ;
   wire [10:0] \$138 ;
-  wire [46:0] \$139 ;
+  wire [47:0] \$139 ;
   wire \$14 ;
   wire \$140 ;
   wire \$141 ;
   wire \$142 ;
   wire \$143 ;
   wire [10:0] \$144 ;
-  wire [46:0] \$145 ;
+  wire [47:0] \$145 ;
   wire \$146 ;
   wire \$147 ;
   wire \$148 ;
   wire \$149 ;
   wire \$15 ;
   wire [10:0] \$150 ;
-  wire [46:0] \$151 ;
+  wire [47:0] \$151 ;
   wire \$152 ;
   wire \$153 ;
   wire \$154 ;
   wire \$155 ;
   wire [10:0] \$156 ;
-  wire [46:0] \$157 ;
+  wire [47:0] \$157 ;
   wire \$158 ;
   wire \$159 ;
   wire \$16 ;
   wire \$160 ;
   wire \$161 ;
   wire [10:0] \$162 ;
-  wire [46:0] \$163 ;
+  wire [47:0] \$163 ;
   wire \$164 ;
   wire \$165 ;
   wire \$166 ;
   wire \$167 ;
   wire [10:0] \$168 ;
-  wire [46:0] \$169 ;
+  wire [47:0] \$169 ;
   wire \$17 ;
   wire \$170 ;
   wire \$171 ;
@@ -131,519 +170,519 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [7:0] \$210 ;
   wire [11:0] \$211 ;
   wire [11:0] \$212 ;
-  wire [8:0] \$213 ;
-  wire [9:0] \$214 ;
-  wire [24:0] \$215 ;
-  wire [24:0] \$216 ;
-  reg [7:0] \$217 ;
-  wire [15:0] \$218 ;
-  wire [25:0] \$219 ;
+  wire \$213 ;
+  reg [4:0] \$214 ;
+  wire \$215 ;
+  wire \$216 ;
+  reg \$217 ;
+  wire \$218 ;
+  wire \$219 ;
   wire \$22 ;
   wire \$220 ;
   wire \$221 ;
-  wire [33:0] \$222 ;
-  wire [33:0] \$223 ;
-  wire [10:0] \$224 ;
-  wire [10:0] \$225 ;
-  wire [46:0] \$226 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire \$224 ;
+  reg [4:0] \$225 ;
+  wire \$226 ;
   wire \$227 ;
-  wire \$228 ;
+  reg \$228 ;
   wire \$229 ;
   wire \$23 ;
   wire \$230 ;
   wire \$231 ;
-  reg [5:0] \$232 ;
+  wire \$232 ;
   wire \$233 ;
   wire \$234 ;
-  wire [27:0] \$235 ;
-  wire [27:0] \$236 ;
+  wire \$235 ;
+  reg [4:0] \$236 ;
   wire \$237 ;
-  wire [8:0] \$238 ;
-  wire [9:0] \$239 ;
+  wire \$238 ;
+  reg \$239 ;
   wire \$24 ;
-  wire [24:0] \$240 ;
-  wire [24:0] \$241 ;
-  reg [7:0] \$242 ;
-  wire [15:0] \$243 ;
-  wire [25:0] \$244 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire \$244 ;
   wire \$245 ;
   wire \$246 ;
-  wire [33:0] \$247 ;
-  wire [33:0] \$248 ;
-  wire [10:0] \$249 ;
+  reg [4:0] \$247 ;
+  wire \$248 ;
+  wire \$249 ;
   wire \$25 ;
-  wire [10:0] \$250 ;
-  wire [46:0] \$251 ;
+  reg \$250 ;
+  wire \$251 ;
   wire \$252 ;
   wire \$253 ;
   wire \$254 ;
   wire \$255 ;
   wire \$256 ;
-  reg [5:0] \$257 ;
-  wire \$258 ;
+  wire \$257 ;
+  reg [4:0] \$258 ;
   wire \$259 ;
   wire \$26 ;
-  wire [27:0] \$260 ;
-  wire [27:0] \$261 ;
+  wire \$260 ;
+  reg \$261 ;
   wire \$262 ;
-  wire [8:0] \$263 ;
-  wire [9:0] \$264 ;
-  wire [24:0] \$265 ;
-  wire [24:0] \$266 ;
-  reg [7:0] \$267 ;
-  wire [15:0] \$268 ;
-  wire [25:0] \$269 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  reg [4:0] \$269 ;
   wire \$27 ;
   wire \$270 ;
   wire \$271 ;
-  wire [33:0] \$272 ;
-  wire [33:0] \$273 ;
-  wire [10:0] \$274 ;
-  wire [10:0] \$275 ;
-  wire [46:0] \$276 ;
+  reg \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire \$276 ;
   wire \$277 ;
   wire \$278 ;
   wire \$279 ;
   wire \$28 ;
-  wire \$280 ;
+  reg [4:0] \$280 ;
   wire \$281 ;
-  reg [5:0] \$282 ;
-  wire \$283 ;
+  wire \$282 ;
+  reg \$283 ;
   wire \$284 ;
-  wire [27:0] \$285 ;
-  wire [27:0] \$286 ;
+  wire \$285 ;
+  wire \$286 ;
   wire \$287 ;
-  wire [8:0] \$288 ;
-  wire [9:0] \$289 ;
+  wire \$288 ;
+  wire \$289 ;
   wire \$29 ;
-  wire [24:0] \$290 ;
-  wire [24:0] \$291 ;
-  reg [7:0] \$292 ;
-  wire [15:0] \$293 ;
-  wire [25:0] \$294 ;
+  wire \$290 ;
+  reg [4:0] \$291 ;
+  wire \$292 ;
+  wire \$293 ;
+  reg \$294 ;
   wire \$295 ;
   wire \$296 ;
-  wire [33:0] \$297 ;
-  wire [33:0] \$298 ;
-  wire [10:0] \$299 ;
+  wire \$297 ;
+  wire \$298 ;
+  wire \$299 ;
   wire \$3 ;
   wire \$30 ;
-  wire [10:0] \$300 ;
-  wire [46:0] \$301 ;
-  wire \$302 ;
+  wire \$300 ;
+  wire \$301 ;
+  reg [4:0] \$302 ;
   wire \$303 ;
   wire \$304 ;
-  wire \$305 ;
+  reg \$305 ;
   wire \$306 ;
-  reg [5:0] \$307 ;
+  wire \$307 ;
   wire \$308 ;
   wire \$309 ;
   wire \$31 ;
-  wire [27:0] \$310 ;
-  wire [27:0] \$311 ;
+  wire \$310 ;
+  wire \$311 ;
   wire \$312 ;
-  wire [8:0] \$313 ;
-  wire [9:0] \$314 ;
-  wire [24:0] \$315 ;
-  wire [24:0] \$316 ;
-  reg [7:0] \$317 ;
-  wire [15:0] \$318 ;
-  wire [25:0] \$319 ;
+  reg [4:0] \$313 ;
+  wire \$314 ;
+  wire \$315 ;
+  reg \$316 ;
+  wire \$317 ;
+  wire \$318 ;
+  wire \$319 ;
   wire \$32 ;
   wire \$320 ;
   wire \$321 ;
-  wire [33:0] \$322 ;
-  wire [33:0] \$323 ;
-  wire [10:0] \$324 ;
-  wire [10:0] \$325 ;
-  wire [46:0] \$326 ;
-  wire \$327 ;
+  wire \$322 ;
+  wire \$323 ;
+  reg [4:0] \$324 ;
+  wire \$325 ;
+  wire \$326 ;
+  reg \$327 ;
   wire \$328 ;
   wire \$329 ;
   wire \$33 ;
   wire \$330 ;
   wire \$331 ;
-  reg [5:0] \$332 ;
+  wire \$332 ;
   wire \$333 ;
   wire \$334 ;
-  wire [27:0] \$335 ;
-  wire [27:0] \$336 ;
+  reg [4:0] \$335 ;
+  wire \$336 ;
   wire \$337 ;
-  wire [8:0] \$338 ;
-  wire [9:0] \$339 ;
+  reg \$338 ;
+  wire \$339 ;
   wire \$34 ;
-  wire [24:0] \$340 ;
-  wire [24:0] \$341 ;
-  reg [7:0] \$342 ;
-  wire [15:0] \$343 ;
-  wire [25:0] \$344 ;
+  wire \$340 ;
+  wire \$341 ;
+  wire \$342 ;
+  wire \$343 ;
+  wire \$344 ;
   wire \$345 ;
-  wire \$346 ;
-  wire [33:0] \$347 ;
-  wire [33:0] \$348 ;
-  wire [10:0] \$349 ;
+  reg [4:0] \$346 ;
+  wire \$347 ;
+  wire \$348 ;
+  reg \$349 ;
   wire \$35 ;
-  wire [10:0] \$350 ;
-  wire [46:0] \$351 ;
+  wire \$350 ;
+  wire \$351 ;
   wire \$352 ;
   wire \$353 ;
   wire \$354 ;
   wire \$355 ;
   wire \$356 ;
-  reg [5:0] \$357 ;
+  reg [4:0] \$357 ;
   wire \$358 ;
   wire \$359 ;
   wire \$36 ;
-  wire [27:0] \$360 ;
-  wire [27:0] \$361 ;
+  reg \$360 ;
+  wire \$361 ;
   wire \$362 ;
-  wire [8:0] \$363 ;
-  wire [9:0] \$364 ;
-  wire [24:0] \$365 ;
-  wire [24:0] \$366 ;
-  reg [7:0] \$367 ;
-  wire [15:0] \$368 ;
-  wire [25:0] \$369 ;
+  wire \$363 ;
+  wire \$364 ;
+  wire \$365 ;
+  wire \$366 ;
+  wire \$367 ;
+  reg [4:0] \$368 ;
+  wire \$369 ;
   wire \$37 ;
   wire \$370 ;
-  wire \$371 ;
-  wire [33:0] \$372 ;
-  wire [33:0] \$373 ;
-  wire [10:0] \$374 ;
-  wire [10:0] \$375 ;
-  wire [46:0] \$376 ;
+  reg \$371 ;
+  wire \$372 ;
+  wire \$373 ;
+  wire \$374 ;
+  wire \$375 ;
+  wire \$376 ;
   wire \$377 ;
   wire \$378 ;
-  wire \$379 ;
+  reg [4:0] \$379 ;
   wire \$38 ;
   wire \$380 ;
   wire \$381 ;
-  reg [5:0] \$382 ;
+  reg \$382 ;
   wire \$383 ;
   wire \$384 ;
-  wire [27:0] \$385 ;
-  wire [27:0] \$386 ;
+  wire \$385 ;
+  wire \$386 ;
   wire \$387 ;
-  wire [8:0] \$388 ;
-  wire [9:0] \$389 ;
+  wire \$388 ;
+  reg [5:0] \$389 ;
   wire \$39 ;
-  wire [24:0] \$390 ;
-  wire [24:0] \$391 ;
-  reg [7:0] \$392 ;
-  wire [15:0] \$393 ;
-  wire [25:0] \$394 ;
-  wire \$395 ;
-  wire \$396 ;
-  wire [33:0] \$397 ;
-  wire [33:0] \$398 ;
-  wire [10:0] \$399 ;
+  reg [4:0] \$390 ;
+  wire [8:0] \$391 ;
+  wire [9:0] \$392 ;
+  wire [10:0] \$393 ;
+  wire [8:0] \$394 ;
+  wire [9:0] \$395 ;
+  wire [24:0] \$396 ;
+  wire [24:0] \$397 ;
+  reg [7:0] \$398 ;
+  wire [15:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
-  wire [10:0] \$400 ;
-  wire [46:0] \$401 ;
+  wire [25:0] \$400 ;
+  wire \$401 ;
   wire \$402 ;
-  wire \$403 ;
-  wire \$404 ;
-  wire \$405 ;
-  wire \$406 ;
-  reg [5:0] \$407 ;
+  wire [33:0] \$403 ;
+  wire [33:0] \$404 ;
+  wire [10:0] \$405 ;
+  wire [10:0] \$406 ;
+  wire [47:0] \$407 ;
   wire \$408 ;
   wire \$409 ;
   wire \$41 ;
-  wire [27:0] \$410 ;
-  wire [27:0] \$411 ;
+  wire \$410 ;
+  wire \$411 ;
   wire \$412 ;
-  wire \$413 ;
-  reg \$414 ;
-  wire [7:0] \$415 ;
-  wire [7:0] \$416 ;
-  wire [8:0] \$417 ;
-  reg \$418 ;
-  wire \$419 ;
+  reg [5:0] \$413 ;
+  wire \$414 ;
+  wire \$415 ;
+  wire [27:0] \$416 ;
+  wire [27:0] \$417 ;
+  wire \$418 ;
+  wire [8:0] \$419 ;
   wire \$42 ;
-  reg [2:0] \$420 ;
-  reg \$421 ;
-  reg \$422 ;
-  reg [4:0] \$423 ;
-  reg [8:0] \$424 ;
-  wire [9:0] \$425 ;
-  reg [2:0] \$426 ;
-  reg \$427 ;
-  reg \$428 ;
-  reg [7:0] \$429 ;
+  wire [9:0] \$420 ;
+  wire [24:0] \$421 ;
+  wire [24:0] \$422 ;
+  reg [7:0] \$423 ;
+  wire [15:0] \$424 ;
+  wire [25:0] \$425 ;
+  wire \$426 ;
+  wire \$427 ;
+  wire [33:0] \$428 ;
+  wire [33:0] \$429 ;
   wire \$43 ;
-  reg [8:0] \$430 ;
-  reg [4:0] \$431 ;
-  wire [9:0] \$432 ;
-  reg [2:0] \$433 ;
-  reg \$434 ;
-  reg \$435 ;
-  reg [4:0] \$436 ;
-  reg [8:0] \$437 ;
-  reg [4:0] \$438 ;
-  reg [7:0] \$439 ;
+  wire [10:0] \$430 ;
+  wire [10:0] \$431 ;
+  wire [47:0] \$432 ;
+  wire \$433 ;
+  wire \$434 ;
+  wire \$435 ;
+  wire \$436 ;
+  wire \$437 ;
+  reg [5:0] \$438 ;
+  wire \$439 ;
   wire \$44 ;
-  wire [8:0] \$440 ;
-  wire [9:0] \$441 ;
-  reg [2:0] \$442 ;
-  reg \$443 ;
-  reg \$444 ;
-  wire \$445 ;
-  reg [4:0] \$446 ;
-  wire \$447 ;
-  wire [11:0] \$448 ;
-  reg \$449 ;
+  wire \$440 ;
+  wire [27:0] \$441 ;
+  wire [27:0] \$442 ;
+  wire \$443 ;
+  wire [8:0] \$444 ;
+  wire [9:0] \$445 ;
+  wire [24:0] \$446 ;
+  wire [24:0] \$447 ;
+  reg [7:0] \$448 ;
+  wire [15:0] \$449 ;
   wire \$45 ;
-  wire [7:0] \$450 ;
-  wire [7:0] \$451 ;
-  wire [8:0] \$452 ;
-  reg \$453 ;
-  wire \$454 ;
-  wire \$455 ;
-  wire \$456 ;
-  wire \$457 ;
+  wire [25:0] \$450 ;
+  wire \$451 ;
+  wire \$452 ;
+  wire [33:0] \$453 ;
+  wire [33:0] \$454 ;
+  wire [10:0] \$455 ;
+  wire [10:0] \$456 ;
+  wire [47:0] \$457 ;
   wire \$458 ;
   wire \$459 ;
   wire \$46 ;
   wire \$460 ;
   wire \$461 ;
   wire \$462 ;
-  wire \$463 ;
+  reg [5:0] \$463 ;
   wire \$464 ;
   wire \$465 ;
-  wire \$466 ;
-  wire \$467 ;
+  wire [27:0] \$466 ;
+  wire [27:0] \$467 ;
   wire \$468 ;
-  wire \$469 ;
+  wire [8:0] \$469 ;
   wire \$47 ;
-  wire \$470 ;
-  wire \$471 ;
-  wire \$472 ;
-  wire \$473 ;
-  reg [45:0] \$474 ;
-  reg [22:0] \$475 ;
-  reg [31:0] \$476 ;
-  reg [45:0] \$477 ;
-  wire \$478 ;
-  wire [15:0] \$479 ;
+  wire [9:0] \$470 ;
+  wire [24:0] \$471 ;
+  wire [24:0] \$472 ;
+  reg [7:0] \$473 ;
+  wire [15:0] \$474 ;
+  wire [25:0] \$475 ;
+  wire \$476 ;
+  wire \$477 ;
+  wire [33:0] \$478 ;
+  wire [33:0] \$479 ;
   wire \$48 ;
-  wire [24:0] \$480 ;
-  wire [15:0] \$481 ;
-  wire [24:0] \$482 ;
-  wire [15:0] \$483 ;
-  wire [24:0] \$484 ;
-  wire [15:0] \$485 ;
-  wire [24:0] \$486 ;
-  wire [15:0] \$487 ;
-  wire [24:0] \$488 ;
-  wire [15:0] \$489 ;
+  wire [10:0] \$480 ;
+  wire [10:0] \$481 ;
+  wire [47:0] \$482 ;
+  wire \$483 ;
+  wire \$484 ;
+  wire \$485 ;
+  wire \$486 ;
+  wire \$487 ;
+  reg [5:0] \$488 ;
+  wire \$489 ;
   wire \$49 ;
-  wire [24:0] \$490 ;
-  wire [15:0] \$491 ;
-  wire [24:0] \$492 ;
-  wire [15:0] \$493 ;
-  wire [24:0] \$494 ;
-  reg [7:0] \$495 ;
-  wire [8:0] \$496 ;
-  wire [4:0] \$497 ;
-  wire [5:0] \$498 ;
-  reg [31:0] \$499 ;
+  wire \$490 ;
+  wire [27:0] \$491 ;
+  wire [27:0] \$492 ;
+  wire \$493 ;
+  wire [8:0] \$494 ;
+  wire [9:0] \$495 ;
+  wire [24:0] \$496 ;
+  wire [24:0] \$497 ;
+  reg [7:0] \$498 ;
+  wire [15:0] \$499 ;
   wire \$5 ;
   wire \$50 ;
-  wire [32:0] \$500 ;
-  wire [4:0] \$501 ;
-  wire [5:0] \$502 ;
-  wire \$503 ;
-  reg [6:0] \$504 ;
-  wire [7:0] \$505 ;
-  wire \$506 ;
-  wire \$507 ;
-  wire [32:0] \$508 ;
+  wire [25:0] \$500 ;
+  wire \$501 ;
+  wire \$502 ;
+  wire [33:0] \$503 ;
+  wire [33:0] \$504 ;
+  wire [10:0] \$505 ;
+  wire [10:0] \$506 ;
+  wire [47:0] \$507 ;
+  wire \$508 ;
   wire \$509 ;
   wire \$51 ;
   wire \$510 ;
   wire \$511 ;
   wire \$512 ;
-  wire \$513 ;
+  reg [5:0] \$513 ;
   wire \$514 ;
   wire \$515 ;
-  wire \$516 ;
-  reg [7:0] \$517 ;
-  wire [23:0] \$518 ;
-  wire [28:0] \$519 ;
+  wire [27:0] \$516 ;
+  wire [27:0] \$517 ;
+  wire \$518 ;
+  wire [8:0] \$519 ;
   wire \$52 ;
-  reg [7:0] \$520 ;
-  wire [23:0] \$521 ;
-  wire [28:0] \$522 ;
+  wire [9:0] \$520 ;
+  wire [24:0] \$521 ;
+  wire [24:0] \$522 ;
   reg [7:0] \$523 ;
-  wire [23:0] \$524 ;
-  wire [28:0] \$525 ;
-  reg [7:0] \$526 ;
-  wire [23:0] \$527 ;
-  wire [28:0] \$528 ;
-  reg [7:0] \$529 ;
+  wire [15:0] \$524 ;
+  wire [25:0] \$525 ;
+  wire \$526 ;
+  wire \$527 ;
+  wire [33:0] \$528 ;
+  wire [33:0] \$529 ;
   wire \$53 ;
-  wire [23:0] \$530 ;
-  wire [28:0] \$531 ;
-  reg [7:0] \$532 ;
-  wire [23:0] \$533 ;
-  wire [28:0] \$534 ;
-  reg [7:0] \$535 ;
-  wire [23:0] \$536 ;
-  wire [28:0] \$537 ;
-  reg [7:0] \$538 ;
-  wire [23:0] \$539 ;
+  wire [10:0] \$530 ;
+  wire [10:0] \$531 ;
+  wire [47:0] \$532 ;
+  wire \$533 ;
+  wire \$534 ;
+  wire \$535 ;
+  wire \$536 ;
+  wire \$537 ;
+  reg [5:0] \$538 ;
+  wire \$539 ;
   wire \$54 ;
-  wire [28:0] \$540 ;
-  wire \$541 ;
-  wire \$542 ;
+  wire \$540 ;
+  wire [27:0] \$541 ;
+  wire [27:0] \$542 ;
   wire \$543 ;
-  wire \$544 ;
-  wire \$545 ;
-  reg \$546 ;
-  reg [2:0] \$547 ;
-  wire [4:0] \$548 ;
-  wire [5:0] \$549 ;
+  wire [8:0] \$544 ;
+  wire [9:0] \$545 ;
+  wire [24:0] \$546 ;
+  wire [24:0] \$547 ;
+  reg [7:0] \$548 ;
+  wire [15:0] \$549 ;
   wire \$55 ;
-  reg [31:0] \$550 ;
-  wire [32:0] \$551 ;
-  wire [4:0] \$552 ;
-  wire [5:0] \$553 ;
-  wire [4:0] \$554 ;
-  wire [5:0] \$555 ;
-  reg [31:0] \$556 ;
-  wire [32:0] \$557 ;
-  wire [4:0] \$558 ;
-  wire [5:0] \$559 ;
+  wire [25:0] \$550 ;
+  wire \$551 ;
+  wire \$552 ;
+  wire [33:0] \$553 ;
+  wire [33:0] \$554 ;
+  wire [10:0] \$555 ;
+  wire [10:0] \$556 ;
+  wire [47:0] \$557 ;
+  wire \$558 ;
+  wire \$559 ;
   wire \$56 ;
-  reg [2:0] \$560 ;
-  reg [3:0] \$561 ;
-  wire [4:0] \$562 ;
-  wire \$563 ;
-  reg [2:0] \$564 ;
-  reg [2:0] \$565 ;
-  wire \$566 ;
-  reg [2:0] \$567 ;
+  wire \$560 ;
+  wire \$561 ;
+  wire \$562 ;
+  reg [5:0] \$563 ;
+  wire \$564 ;
+  wire \$565 ;
+  wire [27:0] \$566 ;
+  wire [27:0] \$567 ;
   wire \$568 ;
-  reg \$569 ;
+  wire [8:0] \$569 ;
   wire \$57 ;
-  wire \$570 ;
-  wire \$571 ;
-  reg [2:0] \$572 ;
-  wire \$573 ;
-  reg [6:0] \$574 ;
-  reg [2:0] \$575 ;
-  reg \$576 ;
+  wire [9:0] \$570 ;
+  wire [24:0] \$571 ;
+  wire [24:0] \$572 ;
+  reg [7:0] \$573 ;
+  wire [15:0] \$574 ;
+  wire [25:0] \$575 ;
+  wire \$576 ;
   wire \$577 ;
-  reg [7:0] \$578 ;
-  wire [7:0] \$579 ;
+  wire [33:0] \$578 ;
+  wire [33:0] \$579 ;
   wire \$58 ;
-  reg [10:0] \$580 ;
-  reg [7:0] \$581 ;
-  wire [12:0] \$582 ;
-  wire [13:0] \$583 ;
-  wire [4:0] \$584 ;
-  wire [5:0] \$585 ;
-  reg [31:0] \$586 ;
-  wire [32:0] \$587 ;
-  wire [4:0] \$588 ;
-  wire [5:0] \$589 ;
+  wire [10:0] \$580 ;
+  wire [10:0] \$581 ;
+  wire [47:0] \$582 ;
+  wire \$583 ;
+  wire \$584 ;
+  wire \$585 ;
+  wire \$586 ;
+  wire \$587 ;
+  reg [5:0] \$588 ;
+  wire \$589 ;
   wire \$59 ;
   wire \$590 ;
-  wire [8:0] \$591 ;
-  wire \$592 ;
-  wire [4:0] \$593 ;
-  wire [5:0] \$594 ;
-  reg [31:0] \$595 ;
-  wire [32:0] \$596 ;
-  wire [4:0] \$597 ;
-  wire [5:0] \$598 ;
-  wire [4:0] \$599 ;
+  wire [27:0] \$591 ;
+  wire [27:0] \$592 ;
+  wire \$593 ;
+  wire \$594 ;
+  reg \$595 ;
+  wire [7:0] \$596 ;
+  wire [7:0] \$597 ;
+  wire [8:0] \$598 ;
+  reg \$599 ;
   wire \$6 ;
   wire \$60 ;
-  wire [4:0] \$600 ;
-  wire [5:0] \$601 ;
-  reg [31:0] \$602 ;
-  wire [32:0] \$603 ;
-  wire [4:0] \$604 ;
-  wire [5:0] \$605 ;
-  wire \$606 ;
-  wire \$607 ;
-  wire \$608 ;
-  wire [4:0] \$609 ;
+  wire \$600 ;
+  reg [2:0] \$601 ;
+  reg \$602 ;
+  reg \$603 ;
+  reg [4:0] \$604 ;
+  reg [8:0] \$605 ;
+  wire [9:0] \$606 ;
+  reg [2:0] \$607 ;
+  reg \$608 ;
+  reg \$609 ;
   wire \$61 ;
-  wire [5:0] \$610 ;
-  reg [31:0] \$611 ;
-  wire [32:0] \$612 ;
-  wire [4:0] \$613 ;
-  wire [5:0] \$614 ;
-  reg [4:0] \$615 ;
-  wire [5:0] \$616 ;
-  wire \$617 ;
-  wire [5:0] \$618 ;
-  wire [4:0] \$619 ;
+  reg [7:0] \$610 ;
+  reg [8:0] \$611 ;
+  reg [4:0] \$612 ;
+  wire [9:0] \$613 ;
+  reg [2:0] \$614 ;
+  reg \$615 ;
+  reg \$616 ;
+  reg [4:0] \$617 ;
+  reg [8:0] \$618 ;
+  reg [4:0] \$619 ;
   wire \$62 ;
-  wire [5:0] \$620 ;
-  reg [31:0] \$621 ;
-  wire [32:0] \$622 ;
-  wire [4:0] \$623 ;
-  wire [5:0] \$624 ;
-  wire [4:0] \$625 ;
-  wire [5:0] \$626 ;
-  reg [31:0] \$627 ;
-  wire [32:0] \$628 ;
-  wire [4:0] \$629 ;
+  reg [7:0] \$620 ;
+  wire [8:0] \$621 ;
+  wire [9:0] \$622 ;
+  reg [2:0] \$623 ;
+  reg \$624 ;
+  reg \$625 ;
+  wire \$626 ;
+  wire [11:0] \$627 ;
+  reg \$628 ;
+  wire [7:0] \$629 ;
   wire \$63 ;
-  wire [5:0] \$630 ;
-  wire \$631 ;
-  wire \$632 ;
+  wire [7:0] \$630 ;
+  wire [8:0] \$631 ;
+  reg \$632 ;
   wire \$633 ;
   wire \$634 ;
   wire \$635 ;
   wire \$636 ;
-  reg [6:0] \$637 ;
+  wire \$637 ;
   wire \$638 ;
-  reg [7:0] \$639 ;
+  wire \$639 ;
   wire \$64 ;
-  wire [7:0] \$640 ;
-  wire [7:0] \$641 ;
-  wire [7:0] \$642 ;
-  wire [4:0] \$643 ;
-  wire [5:0] \$644 ;
-  reg [31:0] \$645 ;
-  wire [32:0] \$646 ;
-  wire [4:0] \$647 ;
-  wire [5:0] \$648 ;
+  wire \$640 ;
+  wire \$641 ;
+  wire \$642 ;
+  wire \$643 ;
+  wire \$644 ;
+  wire \$645 ;
+  wire \$646 ;
+  wire \$647 ;
+  wire \$648 ;
   wire \$649 ;
   wire \$65 ;
-  wire [8:0] \$650 ;
+  wire \$650 ;
   wire \$651 ;
-  wire [4:0] \$652 ;
-  wire [5:0] \$653 ;
-  reg [31:0] \$654 ;
-  wire [32:0] \$655 ;
-  wire [4:0] \$656 ;
-  wire [5:0] \$657 ;
-  wire [3:0] \$658 ;
-  wire [4:0] \$659 ;
+  wire \$652 ;
+  reg [45:0] \$653 ;
+  reg [22:0] \$654 ;
+  reg [31:0] \$655 ;
+  reg [46:0] \$656 ;
+  wire \$657 ;
+  wire [15:0] \$658 ;
+  wire [24:0] \$659 ;
   wire \$66 ;
-  wire [5:0] \$660 ;
-  reg [31:0] \$661 ;
-  wire [32:0] \$662 ;
-  wire [4:0] \$663 ;
-  wire [5:0] \$664 ;
-  reg [5:0] \$665 ;
-  wire [6:0] \$666 ;
-  reg [8:0] \$667 ;
-  reg [4:0] \$668 ;
-  wire [6:0] \$669 ;
+  wire [15:0] \$660 ;
+  wire [24:0] \$661 ;
+  wire [15:0] \$662 ;
+  wire [24:0] \$663 ;
+  wire [15:0] \$664 ;
+  wire [24:0] \$665 ;
+  wire [15:0] \$666 ;
+  wire [24:0] \$667 ;
+  wire [15:0] \$668 ;
+  wire [24:0] \$669 ;
   wire \$67 ;
-  wire [9:0] \$670 ;
-  reg [7:0] \$671 ;
-  wire [10:0] \$672 ;
-  reg [4:0] \$673 ;
-  wire [12:0] \$674 ;
-  wire [13:0] \$675 ;
+  wire [15:0] \$670 ;
+  wire [24:0] \$671 ;
+  wire [15:0] \$672 ;
+  wire [24:0] \$673 ;
+  reg [7:0] \$674 ;
+  wire [8:0] \$675 ;
   wire [4:0] \$676 ;
   wire [5:0] \$677 ;
   reg [31:0] \$678 ;
@@ -651,233 +690,366 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$68 ;
   wire [4:0] \$680 ;
   wire [5:0] \$681 ;
-  reg [4:0] \$682 ;
-  wire \$683 ;
-  wire [5:0] \$684 ;
-  reg [4:0] \$685 ;
-  wire [8:0] \$686 ;
-  wire [4:0] \$687 ;
-  wire [5:0] \$688 ;
-  reg [31:0] \$689 ;
+  wire \$682 ;
+  reg [6:0] \$683 ;
+  wire [7:0] \$684 ;
+  wire \$685 ;
+  wire \$686 ;
+  wire [32:0] \$687 ;
+  wire \$688 ;
+  wire \$689 ;
   wire \$69 ;
-  wire [32:0] \$690 ;
-  wire [4:0] \$691 ;
-  wire [5:0] \$692 ;
-  wire [4:0] \$693 ;
-  wire [5:0] \$694 ;
-  reg [31:0] \$695 ;
-  wire [32:0] \$696 ;
-  wire [4:0] \$697 ;
-  wire [5:0] \$698 ;
-  reg [4:0] \$699 ;
+  wire \$690 ;
+  wire \$691 ;
+  wire \$692 ;
+  wire \$693 ;
+  wire \$694 ;
+  wire \$695 ;
+  reg [7:0] \$696 ;
+  wire [23:0] \$697 ;
+  wire [28:0] \$698 ;
+  reg [7:0] \$699 ;
   wire \$7 ;
   wire \$70 ;
-  wire [5:0] \$700 ;
-  wire \$701 ;
-  wire [5:0] \$702 ;
-  wire [2:0] \$703 ;
-  wire \$704 ;
-  wire [2:0] \$705 ;
-  wire \$706 ;
-  wire \$707 ;
-  wire \$708 ;
-  wire \$709 ;
+  wire [23:0] \$700 ;
+  wire [28:0] \$701 ;
+  reg [7:0] \$702 ;
+  wire [23:0] \$703 ;
+  wire [28:0] \$704 ;
+  reg [7:0] \$705 ;
+  wire [23:0] \$706 ;
+  wire [28:0] \$707 ;
+  reg [7:0] \$708 ;
+  wire [23:0] \$709 ;
   wire \$71 ;
-  wire \$710 ;
-  wire \$711 ;
-  wire [32:0] \$712 ;
-  reg [45:0] \$713 ;
-  reg [45:0] \$714 ;
-  reg [45:0] \$715 ;
-  reg [45:0] \$716 ;
-  reg [22:0] \$717 ;
-  reg [22:0] \$718 ;
-  reg [22:0] \$719 ;
+  wire [28:0] \$710 ;
+  reg [7:0] \$711 ;
+  wire [23:0] \$712 ;
+  wire [28:0] \$713 ;
+  reg [7:0] \$714 ;
+  wire [23:0] \$715 ;
+  wire [28:0] \$716 ;
+  reg [7:0] \$717 ;
+  wire [23:0] \$718 ;
+  wire [28:0] \$719 ;
   wire \$72 ;
-  reg [22:0] \$720 ;
-  reg [22:0] \$721 ;
-  reg [22:0] \$722 ;
-  reg [22:0] \$723 ;
-  reg [22:0] \$724 ;
-  reg [2:0] \$725 ;
-  reg [45:0] \$726 ;
-  reg [45:0] \$727 ;
-  reg [45:0] \$728 ;
-  reg [45:0] \$729 ;
+  wire \$720 ;
+  wire \$721 ;
+  wire \$722 ;
+  wire \$723 ;
+  wire \$724 ;
+  reg \$725 ;
+  reg [2:0] \$726 ;
+  wire [4:0] \$727 ;
+  wire [5:0] \$728 ;
+  reg [31:0] \$729 ;
   wire \$73 ;
-  reg \$730 ;
-  reg [3:0] \$731 ;
-  reg [2:0] \$732 ;
-  reg [45:0] \$733 ;
-  reg \$734 ;
-  reg \$735 ;
-  reg [7:0] \$736 ;
-  reg [11:0] \$737 ;
-  reg \$738 ;
-  reg [23:0] \$739 ;
+  wire [32:0] \$730 ;
+  wire [4:0] \$731 ;
+  wire [5:0] \$732 ;
+  wire [4:0] \$733 ;
+  wire [5:0] \$734 ;
+  reg [31:0] \$735 ;
+  wire [32:0] \$736 ;
+  wire [4:0] \$737 ;
+  wire [5:0] \$738 ;
+  reg [2:0] \$739 ;
   wire \$74 ;
-  reg [23:0] \$740 ;
-  reg [23:0] \$741 ;
-  reg [23:0] \$742 ;
-  reg [23:0] \$743 ;
-  reg [23:0] \$744 ;
-  reg [23:0] \$745 ;
-  reg [23:0] \$746 ;
-  reg [7:0] \$747 ;
-  reg [7:0] \$748 ;
-  reg [7:0] \$749 ;
+  reg [3:0] \$740 ;
+  wire [4:0] \$741 ;
+  wire \$742 ;
+  reg [2:0] \$743 ;
+  reg [2:0] \$744 ;
+  wire \$745 ;
+  reg [2:0] \$746 ;
+  wire \$747 ;
+  reg \$748 ;
+  wire \$749 ;
   wire \$75 ;
-  reg [7:0] \$750 ;
-  reg [7:0] \$751 ;
-  reg [7:0] \$752 ;
-  reg [7:0] \$753 ;
-  reg [7:0] \$754 ;
-  reg [7:0] \$755 ;
-  reg [7:0] \$756 ;
+  wire \$750 ;
+  reg [2:0] \$751 ;
+  wire \$752 ;
+  reg [6:0] \$753 ;
+  reg [2:0] \$754 ;
+  reg \$755 ;
+  wire \$756 ;
   reg [7:0] \$757 ;
-  reg [7:0] \$758 ;
-  reg [7:0] \$759 ;
+  wire [7:0] \$758 ;
+  reg [10:0] \$759 ;
   wire \$76 ;
   reg [7:0] \$760 ;
-  reg [7:0] \$761 ;
-  reg [7:0] \$762 ;
-  reg [31:0] \$763 ;
-  reg [31:0] \$764 ;
+  wire [12:0] \$761 ;
+  wire [13:0] \$762 ;
+  wire [4:0] \$763 ;
+  wire [5:0] \$764 ;
   reg [31:0] \$765 ;
-  reg [31:0] \$766 ;
-  reg [31:0] \$767 ;
-  reg [31:0] \$768 ;
-  reg [31:0] \$769 ;
+  wire [32:0] \$766 ;
+  wire [4:0] \$767 ;
+  wire [5:0] \$768 ;
+  wire \$769 ;
   wire \$77 ;
-  reg [31:0] \$770 ;
-  reg [31:0] \$771 ;
-  reg [31:0] \$772 ;
-  reg [31:0] \$773 ;
+  wire [8:0] \$770 ;
+  wire \$771 ;
+  wire [4:0] \$772 ;
+  wire [5:0] \$773 ;
   reg [31:0] \$774 ;
-  reg [31:0] \$775 ;
-  reg [31:0] \$776 ;
-  reg [31:0] \$777 ;
-  reg [31:0] \$778 ;
-  reg [31:0] \$779 ;
+  wire [32:0] \$775 ;
+  wire [4:0] \$776 ;
+  wire [5:0] \$777 ;
+  wire [4:0] \$778 ;
+  wire [4:0] \$779 ;
   wire \$78 ;
-  reg [31:0] \$780 ;
-  reg \$781 ;
-  reg [6:0] \$782 ;
-  reg [6:0] \$783 ;
-  reg \$784 ;
-  reg \$785 ;
-  reg \$786 ;
-  reg [2:0] \$787 ;
-  reg \$788 ;
-  reg [7:0] \$789 ;
+  wire [5:0] \$780 ;
+  reg [31:0] \$781 ;
+  wire [32:0] \$782 ;
+  wire [4:0] \$783 ;
+  wire [5:0] \$784 ;
+  wire \$785 ;
+  wire \$786 ;
+  wire \$787 ;
+  wire [4:0] \$788 ;
+  wire [5:0] \$789 ;
   wire \$79 ;
-  reg [7:0] \$790 ;
-  reg [7:0] \$791 ;
-  reg [7:0] \$792 ;
-  reg [7:0] \$793 ;
-  reg [7:0] \$794 ;
-  reg [7:0] \$795 ;
-  reg [7:0] \$796 ;
-  reg [7:0] \$797 ;
-  reg [7:0] \$798 ;
-  reg [7:0] \$799 ;
+  reg [31:0] \$790 ;
+  wire [32:0] \$791 ;
+  wire [4:0] \$792 ;
+  wire [5:0] \$793 ;
+  reg [4:0] \$794 ;
+  wire [5:0] \$795 ;
+  wire \$796 ;
+  wire [5:0] \$797 ;
+  wire [4:0] \$798 ;
+  wire [5:0] \$799 ;
   wire \$8 ;
   wire \$80 ;
-  reg [7:0] \$800 ;
-  reg [7:0] \$801 ;
-  reg [7:0] \$802 ;
-  reg [7:0] \$803 ;
-  reg [7:0] \$804 ;
-  reg [7:0] \$805 ;
-  reg [7:0] \$806 ;
-  reg [7:0] \$807 ;
-  reg [7:0] \$808 ;
-  reg [7:0] \$809 ;
+  reg [31:0] \$800 ;
+  wire [32:0] \$801 ;
+  wire [4:0] \$802 ;
+  wire [5:0] \$803 ;
+  wire [4:0] \$804 ;
+  wire [5:0] \$805 ;
+  reg [31:0] \$806 ;
+  wire [32:0] \$807 ;
+  wire [4:0] \$808 ;
+  wire [5:0] \$809 ;
   wire \$81 ;
-  reg [7:0] \$810 ;
-  reg [7:0] \$811 ;
-  reg [7:0] \$812 ;
-  reg [7:0] \$813 ;
-  reg [7:0] \$814 ;
-  reg [7:0] \$815 ;
-  reg [7:0] \$816 ;
-  reg [7:0] \$817 ;
+  wire \$810 ;
+  wire \$811 ;
+  wire \$812 ;
+  wire \$813 ;
+  wire \$814 ;
+  wire \$815 ;
+  reg [6:0] \$816 ;
+  wire \$817 ;
   reg [7:0] \$818 ;
-  reg [7:0] \$819 ;
+  wire [7:0] \$819 ;
   wire \$82 ;
-  reg [7:0] \$820 ;
-  reg [7:0] \$821 ;
-  reg [7:0] \$822 ;
-  reg [7:0] \$823 ;
-  reg [7:0] \$824 ;
-  reg [7:0] \$825 ;
-  reg [7:0] \$826 ;
-  reg [7:0] \$827 ;
-  reg [7:0] \$828 ;
-  reg [7:0] \$829 ;
+  wire [7:0] \$820 ;
+  wire [7:0] \$821 ;
+  wire [4:0] \$822 ;
+  wire [5:0] \$823 ;
+  reg [31:0] \$824 ;
+  wire [32:0] \$825 ;
+  wire [4:0] \$826 ;
+  wire [5:0] \$827 ;
+  wire \$828 ;
+  wire [8:0] \$829 ;
   wire \$83 ;
-  reg [7:0] \$830 ;
-  reg [7:0] \$831 ;
-  reg [7:0] \$832 ;
-  reg [7:0] \$833 ;
-  reg [7:0] \$834 ;
-  reg [7:0] \$835 ;
-  reg [7:0] \$836 ;
-  reg [7:0] \$837 ;
-  reg [7:0] \$838 ;
-  reg \$839 ;
+  wire \$830 ;
+  wire [4:0] \$831 ;
+  wire [5:0] \$832 ;
+  reg [31:0] \$833 ;
+  wire [32:0] \$834 ;
+  wire [4:0] \$835 ;
+  wire [5:0] \$836 ;
+  wire [3:0] \$837 ;
+  wire [4:0] \$838 ;
+  wire [5:0] \$839 ;
   reg [7:0] \$84 ;
-  reg [4:0] \$840 ;
-  reg [7:0] \$841 ;
-  reg [27:0] \$842 ;
-  reg [27:0] \$843 ;
-  reg [27:0] \$844 ;
-  reg [27:0] \$845 ;
-  reg [27:0] \$846 ;
-  reg [27:0] \$847 ;
-  reg [27:0] \$848 ;
-  reg [27:0] \$849 ;
+  reg [31:0] \$840 ;
+  wire [32:0] \$841 ;
+  wire [4:0] \$842 ;
+  wire [5:0] \$843 ;
+  reg [8:0] \$844 ;
+  reg [4:0] \$845 ;
+  wire [6:0] \$846 ;
+  wire [9:0] \$847 ;
+  reg [7:0] \$848 ;
+  wire [10:0] \$849 ;
   reg [40:0] \$85 ;
-  reg [1:0] \$850 ;
-  reg \$851 ;
-  reg [3:0] \$852 ;
-  reg [4:0] \$853 ;
-  reg [3:0] \$854 ;
-  reg [2:0] \$855 ;
-  reg \$856 ;
-  reg \$857 ;
-  reg [7:0] \$858 ;
-  reg [7:0] \$859 ;
+  reg [4:0] \$850 ;
+  wire [12:0] \$851 ;
+  wire [13:0] \$852 ;
+  wire [4:0] \$853 ;
+  wire [5:0] \$854 ;
+  reg [31:0] \$855 ;
+  wire [32:0] \$856 ;
+  wire [4:0] \$857 ;
+  wire [5:0] \$858 ;
+  wire [4:0] \$859 ;
   reg [15:0] \$86 ;
-  reg [11:0] \$860 ;
-  reg [2:0] \$861 ;
-  reg \$862 ;
-  reg [10:0] \$863 ;
-  reg [4:0] \$864 ;
-  reg [7:0] \$865 ;
-  reg [10:0] \$866 ;
+  wire [4:0] \$860 ;
+  wire [5:0] \$861 ;
+  reg [31:0] \$862 ;
+  wire [32:0] \$863 ;
+  wire [4:0] \$864 ;
+  wire [5:0] \$865 ;
+  wire [4:0] \$866 ;
+  wire [5:0] \$867 ;
+  reg [31:0] \$868 ;
+  wire [32:0] \$869 ;
   reg [15:0] \$87 ;
+  wire [4:0] \$870 ;
+  wire [5:0] \$871 ;
+  reg [4:0] \$872 ;
+  wire [5:0] \$873 ;
+  wire \$874 ;
+  wire [5:0] \$875 ;
+  wire [2:0] \$876 ;
+  wire \$877 ;
+  wire [2:0] \$878 ;
+  wire \$879 ;
   reg [8:0] \$88 ;
+  wire \$880 ;
+  wire \$881 ;
+  wire \$882 ;
+  wire \$883 ;
+  wire \$884 ;
+  wire [32:0] \$885 ;
+  reg [45:0] \$886 ;
+  reg [45:0] \$887 ;
+  reg [45:0] \$888 ;
+  reg [45:0] \$889 ;
   reg [4:0] \$89 ;
+  reg [22:0] \$890 ;
+  reg [22:0] \$891 ;
+  reg [22:0] \$892 ;
+  reg [22:0] \$893 ;
+  reg [22:0] \$894 ;
+  reg [22:0] \$895 ;
+  reg [22:0] \$896 ;
+  reg [22:0] \$897 ;
+  reg [2:0] \$898 ;
+  reg [46:0] \$899 ;
   wire \$9 ;
   wire [12:0] \$90 ;
+  reg [46:0] \$900 ;
+  reg [46:0] \$901 ;
+  reg [46:0] \$902 ;
+  reg \$903 ;
+  reg [3:0] \$904 ;
+  reg [2:0] \$905 ;
+  reg [46:0] \$906 ;
+  reg \$907 ;
+  reg \$908 ;
+  reg [7:0] \$909 ;
   wire [12:0] \$91 ;
+  reg [11:0] \$910 ;
+  reg \$911 ;
+  reg [23:0] \$912 ;
+  reg [23:0] \$913 ;
+  reg [23:0] \$914 ;
+  reg [23:0] \$915 ;
+  reg [23:0] \$916 ;
+  reg [23:0] \$917 ;
+  reg [23:0] \$918 ;
+  reg [23:0] \$919 ;
   wire [10:0] \$92 ;
+  reg [7:0] \$920 ;
+  reg [7:0] \$921 ;
+  reg [7:0] \$922 ;
+  reg [7:0] \$923 ;
+  reg [7:0] \$924 ;
+  reg [7:0] \$925 ;
+  reg [7:0] \$926 ;
+  reg [7:0] \$927 ;
+  reg [7:0] \$928 ;
+  reg [7:0] \$929 ;
   wire [10:0] \$93 ;
+  reg [7:0] \$930 ;
+  reg [7:0] \$931 ;
+  reg [7:0] \$932 ;
+  reg [7:0] \$933 ;
+  reg [7:0] \$934 ;
+  reg [7:0] \$935 ;
+  reg [31:0] \$936 ;
+  reg [31:0] \$937 ;
+  reg [31:0] \$938 ;
+  reg [31:0] \$939 ;
   wire [12:0] \$94 ;
+  reg [31:0] \$940 ;
+  reg [31:0] \$941 ;
+  reg [31:0] \$942 ;
+  reg [31:0] \$943 ;
+  reg [31:0] \$944 ;
+  reg [31:0] \$945 ;
+  reg [31:0] \$946 ;
+  reg [31:0] \$947 ;
+  reg [31:0] \$948 ;
+  reg [31:0] \$949 ;
   wire [12:0] \$95 ;
+  reg [31:0] \$950 ;
+  reg [31:0] \$951 ;
+  reg [31:0] \$952 ;
+  reg [31:0] \$953 ;
+  reg \$954 ;
+  reg [6:0] \$955 ;
+  reg [6:0] \$956 ;
+  reg \$957 ;
+  reg \$958 ;
+  reg \$959 ;
   wire [10:0] \$96 ;
+  reg [2:0] \$960 ;
+  reg \$961 ;
+  reg [7:0] \$962 ;
+  reg [7:0] \$963 ;
+  reg [7:0] \$964 ;
+  reg [7:0] \$965 ;
+  reg [7:0] \$966 ;
+  reg [7:0] \$967 ;
+  reg [7:0] \$968 ;
+  reg [7:0] \$969 ;
   wire [10:0] \$97 ;
+  reg [7:0] \$970 ;
+  reg [7:0] \$971 ;
+  reg [7:0] \$972 ;
+  reg [7:0] \$973 ;
+  reg [7:0] \$974 ;
+  reg [7:0] \$975 ;
+  reg [7:0] \$976 ;
+  reg [7:0] \$977 ;
+  reg [7:0] \$978 ;
+  reg [7:0] \$979 ;
   wire [12:0] \$98 ;
+  reg [7:0] \$980 ;
+  reg [7:0] \$981 ;
+  reg [7:0] \$982 ;
+  reg [7:0] \$983 ;
+  reg [7:0] \$984 ;
+  reg [7:0] \$985 ;
+  reg [7:0] \$986 ;
+  reg [7:0] \$987 ;
+  reg [7:0] \$988 ;
+  reg [7:0] \$989 ;
   wire [12:0] \$99 ;
+  reg [7:0] \$990 ;
+  reg [7:0] \$991 ;
+  reg [7:0] \$992 ;
+  reg [7:0] \$993 ;
+  reg [7:0] \$994 ;
+  reg [7:0] \$995 ;
+  reg [7:0] \$996 ;
+  reg [7:0] \$997 ;
+  reg [7:0] \$998 ;
+  reg [7:0] \$999 ;
   reg \$signal  = 1'h0;
-  reg \$signal$443 ;
-  reg \$signal$444 ;
-  reg \$signal$450 ;
-  reg \$signal$479  = 1'h0;
-  reg \$signal$483  = 1'h0;
-  reg \$signal$484  = 1'h0;
-  reg \$signal$504  = 1'h0;
+  reg \$signal$463 ;
+  reg \$signal$464 ;
+  reg \$signal$469 ;
+  reg \$signal$498  = 1'h0;
+  reg \$signal$502  = 1'h0;
+  reg \$signal$503  = 1'h0;
+  reg \$signal$507  = 1'h0;
   wire [10:0] \$signature__addr ;
   wire [10:0] \$signature__addr$119 ;
   wire [4:0] \$signature__addr$121 ;
@@ -915,13 +1087,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [4:0] \$signature__addr$291 ;
   reg [8:0] \$signature__addr$307 ;
   wire [4:0] \$signature__addr$32 ;
-  wire [5:0] \$signature__addr$345 ;
-  wire [5:0] \$signature__addr$347 ;
   wire [10:0] \$signature__addr$35 ;
-  wire [5:0] \$signature__addr$363 ;
-  wire [5:0] \$signature__addr$364 ;
-  wire [5:0] \$signature__addr$373 ;
-  wire [5:0] \$signature__addr$374 ;
+  wire [5:0] \$signature__addr$370 ;
+  wire [5:0] \$signature__addr$371 ;
   wire [4:0] \$signature__addr$38 ;
   wire [5:0] \$signature__addr$383 ;
   wire [5:0] \$signature__addr$384 ;
@@ -934,7 +1102,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [5:0] \$signature__addr$414 ;
   wire [5:0] \$signature__addr$423 ;
   wire [5:0] \$signature__addr$424 ;
+  wire [5:0] \$signature__addr$433 ;
+  wire [5:0] \$signature__addr$434 ;
   wire [4:0] \$signature__addr$44 ;
+  wire [5:0] \$signature__addr$443 ;
+  wire [5:0] \$signature__addr$444 ;
   wire [10:0] \$signature__addr$47 ;
   wire [4:0] \$signature__addr$50 ;
   wire [10:0] \$signature__addr$53 ;
@@ -967,10 +1139,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [8:0] \$signature__data$33.alpha ;
   wire [15:0] \$signature__data$33.bias ;
   wire [15:0] \$signature__data$33.theta ;
-  wire [15:0] \$signature__data$349 ;
   wire [7:0] \$signature__data$36 ;
-  wire [15:0] \$signature__data$365 ;
-  wire [15:0] \$signature__data$375 ;
+  wire [15:0] \$signature__data$373 ;
   wire [15:0] \$signature__data$385 ;
   wire [40:0] \$signature__data$39 ;
   wire [8:0] \$signature__data$39.alpha ;
@@ -981,6 +1151,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \$signature__data$415 ;
   wire [7:0] \$signature__data$42 ;
   wire [15:0] \$signature__data$425 ;
+  wire [15:0] \$signature__data$435 ;
+  wire [15:0] \$signature__data$445 ;
   wire [40:0] \$signature__data$45 ;
   wire [8:0] \$signature__data$45.alpha ;
   wire [15:0] \$signature__data$45.bias ;
@@ -1068,10 +1240,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$signature__en$294 ;
   wire \$signature__en$31 ;
   wire \$signature__en$34 ;
-  wire \$signature__en$350 ;
-  wire \$signature__en$366 ;
   wire \$signature__en$37 ;
-  wire \$signature__en$376 ;
+  wire \$signature__en$374 ;
   wire \$signature__en$386 ;
   wire \$signature__en$396 ;
   wire \$signature__en$40 ;
@@ -1079,6 +1249,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$signature__en$416 ;
   wire \$signature__en$426 ;
   wire \$signature__en$43 ;
+  wire \$signature__en$436 ;
+  wire \$signature__en$446 ;
   wire \$signature__en$46 ;
   wire \$signature__en$49 ;
   wire \$signature__en$52 ;
@@ -1112,6 +1284,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [23:0] acc6;
   (* init = 24'h000000 *)
   wire [23:0] acc7;
+  wire [15:0] active;
   wire [8:0] alpha;
   wire [8:0] \alpha$195 ;
   wire [8:0] \alpha$205 ;
@@ -1123,7 +1296,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [10:0] arow = 11'h000;
   reg bank_sel = 1'h0;
   reg [7:0] base;
-  reg [10:0] \base$447 ;
+  reg [10:0] \base$467 ;
   wire [15:0] bias;
   wire [15:0] \bias$197 ;
   wire [15:0] \bias$207 ;
@@ -1236,6 +1409,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \event ;
   wire [7:0] event_index;
   wire [1:0] event_layer;
+  wire found;
   wire free;
   reg [3:0] fsm_state = 4'h0;
   reg g1_const = 1'h0;
@@ -1250,14 +1424,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [2:0] gop = 3'h0;
   input [17:0] host_addr;
   wire [17:0] host_addr;
-  output [45:0] host_rdata;
-  reg [45:0] host_rdata;
+  output [46:0] host_rdata;
+  reg [46:0] host_rdata;
   input host_re;
   wire host_re;
   output host_rvalid;
   reg host_rvalid = 1'h0;
-  input [45:0] host_wdata;
-  wire [45:0] host_wdata;
+  input [46:0] host_wdata;
+  wire [46:0] host_wdata;
   input host_we;
   wire host_we;
   reg [4:0] i = 5'h00;
@@ -1347,7 +1521,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   output output__valid;
   wire output__valid;
   reg [7:0] p1_addr = 8'h00;
-  reg [4:0] p1_i = 5'h00;
+  reg [3:0] p1_i = 4'h0;
   reg p1_valid = 1'h0;
   wire [8:0] pm_wr__addr;
   wire [8:0] pm_wr__data;
@@ -1357,7 +1531,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire r_en;
   wire r_rdy;
   reg [2:0] rd_lane = 3'h0;
-  reg [45:0] rd_reg = 46'h000000000000;
+  reg [46:0] rd_reg = 47'h000000000000;
   reg [3:0] rd_region = 4'h0;
   wire [27:0] records__payload;
   wire [6:0] \records__payload.index ;
@@ -1375,6 +1549,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [1:0] \reset$239 ;
   reg [1:0] \reset$249 ;
   reg [1:0] \reset$259 ;
+  reg [3:0] row;
   wire [5:0] row_addr;
   reg [11:0] rowbase = 12'h000;
   input rst;
@@ -1385,7 +1560,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [7:0] s1_value;
   reg s2_valid = 1'h0;
   reg [7:0] s2_x = 8'h00;
-  reg [7:0] saddr = 8'h00;
+  wire [7:0] saddr;
   reg [7:0] send;
   wire spike;
   wire \spike$201 ;
@@ -1397,7 +1572,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \spike$261 ;
   wire [2:0] spike_src;
   wire [7:0] spikes;
-  reg [7:0] \spikes$436 ;
+  reg [7:0] \spikes$456 ;
   reg spiking;
   reg \spiking$200 ;
   reg \spiking$210 ;
@@ -1408,7 +1583,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg \spiking$260 ;
   reg [2:0] src;
   reg [2:0] src_sel = 3'h0;
-  reg [45:0] ssm0 = 46'h000000000000;
+  reg [46:0] ssm0 = 47'h000000000000;
   wire \ssm0.g_rec ;
   wire [2:0] \ssm0.g_src ;
   wire \ssm0.k_const ;
@@ -1420,12 +1595,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \ssm0.q_rec ;
   wire [2:0] \ssm0.q_src ;
   wire \ssm0.selective ;
+  wire \ssm0.skip ;
   wire [5:0] \ssm0.ssbase ;
   wire \ssm0.v_const ;
   wire \ssm0.v_rec ;
   wire [2:0] \ssm0.v_src ;
   wire [5:0] \ssm0.y_shift ;
-  reg [45:0] ssm1 = 46'h000000000000;
+  reg [46:0] ssm1 = 47'h000000000000;
   wire \ssm1.g_rec ;
   wire [2:0] \ssm1.g_src ;
   wire \ssm1.k_const ;
@@ -1437,12 +1613,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \ssm1.q_rec ;
   wire [2:0] \ssm1.q_src ;
   wire \ssm1.selective ;
+  wire \ssm1.skip ;
   wire [5:0] \ssm1.ssbase ;
   wire \ssm1.v_const ;
   wire \ssm1.v_rec ;
   wire [2:0] \ssm1.v_src ;
   wire [5:0] \ssm1.y_shift ;
-  reg [45:0] ssm2 = 46'h000000000000;
+  reg [46:0] ssm2 = 47'h000000000000;
   wire \ssm2.g_rec ;
   wire [2:0] \ssm2.g_src ;
   wire \ssm2.k_const ;
@@ -1454,12 +1631,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \ssm2.q_rec ;
   wire [2:0] \ssm2.q_src ;
   wire \ssm2.selective ;
+  wire \ssm2.skip ;
   wire [5:0] \ssm2.ssbase ;
   wire \ssm2.v_const ;
   wire \ssm2.v_rec ;
   wire [2:0] \ssm2.v_src ;
   wire [5:0] \ssm2.y_shift ;
-  reg [45:0] ssm3 = 46'h000000000000;
+  reg [46:0] ssm3 = 47'h000000000000;
   wire \ssm3.g_rec ;
   wire [2:0] \ssm3.g_src ;
   wire \ssm3.k_const ;
@@ -1471,6 +1649,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \ssm3.q_rec ;
   wire [2:0] \ssm3.q_src ;
   wire \ssm3.selective ;
+  wire \ssm3.skip ;
   wire [5:0] \ssm3.ssbase ;
   wire \ssm3.v_const ;
   wire \ssm3.v_rec ;
@@ -5243,12 +5422,12 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state0[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$350 )
-      ssm_state0[\$225 [5:0]] <= \$226 [15:0];
+    if (\$signature__en$374 )
+      ssm_state0[\$406 [5:0]] <= \$407 [15:0];
   end
   reg [15:0] _19_;
   always @(posedge clk) begin
-    _19_ <= ssm_state0[\$224 [5:0]];
+    _19_ <= ssm_state0[\$405 [5:0]];
   end
   assign \$signature__data$97  = _19_;
   reg [15:0] ssm_state1 [63:0];
@@ -5319,12 +5498,12 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state1[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$366 )
-      ssm_state1[\$250 [5:0]] <= \$251 [15:0];
+    if (\$signature__en$386 )
+      ssm_state1[\$431 [5:0]] <= \$432 [15:0];
   end
   reg [15:0] _20_;
   always @(posedge clk) begin
-    _20_ <= ssm_state1[\$249 [5:0]];
+    _20_ <= ssm_state1[\$430 [5:0]];
   end
   assign \$signature__data$98  = _20_;
   reg [15:0] ssm_state2 [63:0];
@@ -5395,12 +5574,12 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state2[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$376 )
-      ssm_state2[\$275 [5:0]] <= \$276 [15:0];
+    if (\$signature__en$396 )
+      ssm_state2[\$456 [5:0]] <= \$457 [15:0];
   end
   reg [15:0] _21_;
   always @(posedge clk) begin
-    _21_ <= ssm_state2[\$274 [5:0]];
+    _21_ <= ssm_state2[\$455 [5:0]];
   end
   assign \$signature__data$99  = _21_;
   reg [15:0] ssm_state3 [63:0];
@@ -5471,12 +5650,12 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state3[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$386 )
-      ssm_state3[\$300 [5:0]] <= \$301 [15:0];
+    if (\$signature__en$406 )
+      ssm_state3[\$481 [5:0]] <= \$482 [15:0];
   end
   reg [15:0] _22_;
   always @(posedge clk) begin
-    _22_ <= ssm_state3[\$299 [5:0]];
+    _22_ <= ssm_state3[\$480 [5:0]];
   end
   assign \$signature__data$100  = _22_;
   reg [15:0] ssm_state4 [63:0];
@@ -5547,12 +5726,12 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state4[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$396 )
-      ssm_state4[\$325 [5:0]] <= \$326 [15:0];
+    if (\$signature__en$416 )
+      ssm_state4[\$506 [5:0]] <= \$507 [15:0];
   end
   reg [15:0] _23_;
   always @(posedge clk) begin
-    _23_ <= ssm_state4[\$324 [5:0]];
+    _23_ <= ssm_state4[\$505 [5:0]];
   end
   assign \$signature__data$101  = _23_;
   reg [15:0] ssm_state5 [63:0];
@@ -5623,12 +5802,12 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state5[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$406 )
-      ssm_state5[\$350 [5:0]] <= \$351 [15:0];
+    if (\$signature__en$426 )
+      ssm_state5[\$531 [5:0]] <= \$532 [15:0];
   end
   reg [15:0] _24_;
   always @(posedge clk) begin
-    _24_ <= ssm_state5[\$349 [5:0]];
+    _24_ <= ssm_state5[\$530 [5:0]];
   end
   assign \$signature__data$102  = _24_;
   reg [15:0] ssm_state6 [63:0];
@@ -5699,12 +5878,12 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state6[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$416 )
-      ssm_state6[\$375 [5:0]] <= \$376 [15:0];
+    if (\$signature__en$436 )
+      ssm_state6[\$556 [5:0]] <= \$557 [15:0];
   end
   reg [15:0] _25_;
   always @(posedge clk) begin
-    _25_ <= ssm_state6[\$374 [5:0]];
+    _25_ <= ssm_state6[\$555 [5:0]];
   end
   assign \$signature__data$103  = _25_;
   reg [15:0] ssm_state7 [63:0];
@@ -5775,12 +5954,12 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state7[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$426 )
-      ssm_state7[\$400 [5:0]] <= \$401 [15:0];
+    if (\$signature__en$446 )
+      ssm_state7[\$581 [5:0]] <= \$582 [15:0];
   end
   reg [15:0] _26_;
   always @(posedge clk) begin
-    _26_ <= ssm_state7[\$399 [5:0]];
+    _26_ <= ssm_state7[\$580 [5:0]];
   end
   assign \$signature__data$104  = _26_;
   reg [7:0] weights0 [2047:0];
@@ -22263,827 +22442,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     _34_ <= weights7[\$119 [10:0]];
   end
   assign \$signature__data$80  = _34_;
-  assign \$114  = s1_rowbase + s1_index;
-  assign \$115  = busy ? \$114  : { 2'h0, host_addr[10:0] };
-  assign \$116  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$117  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$118  = s1_rowbase + s1_index;
-  assign \$119  = busy ? \$118  : { 2'h0, host_addr[10:0] };
-  assign \$120  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$121  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign w_data = write_end ? 28'h0000002 : records__payload;
-  assign \$122  = write_end | records__valid;
-  assign w_en = w_rdy & \$122 ;
-  assign \$123  = ~ write_end;
-  assign records__ready = w_rdy & \$123 ;
-  assign spike_src = event_layer + 1'h1;
-  assign \$126  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$127  = busy ? { u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new } : { 1'h0, host_wdata };
-  assign \$128  = host_addr[17:14] == 2'h3;
-  assign \$129  = host_we & \$128 ;
-  assign \$130  = ! host_addr[13:11];
-  assign \$131  = \$129  & \$130 ;
-  assign \$signature__en$265  = busy ? neuron_write : \$131 ;
-  assign \$132  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$133  = busy ? { \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269  } : { 1'h0, host_wdata };
-  assign \$134  = host_addr[17:14] == 2'h3;
-  assign \$135  = host_we & \$134 ;
-  assign \$136  = host_addr[13:11] == 1'h1;
-  assign \$137  = \$135  & \$136 ;
-  assign \$signature__en$270  = busy ? neuron_write : \$137 ;
-  assign \$138  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$139  = busy ? { \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273  } : { 1'h0, host_wdata };
-  assign \$140  = host_addr[17:14] == 2'h3;
-  assign \$141  = host_we & \$140 ;
-  assign \$142  = host_addr[13:11] == 2'h2;
-  assign \$143  = \$141  & \$142 ;
-  assign \$signature__en$274  = busy ? neuron_write : \$143 ;
-  assign \$144  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$145  = busy ? { \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277  } : { 1'h0, host_wdata };
-  assign \$146  = host_addr[17:14] == 2'h3;
-  assign \$147  = host_we & \$146 ;
-  assign \$148  = host_addr[13:11] == 2'h3;
-  assign \$149  = \$147  & \$148 ;
-  assign \$signature__en$278  = busy ? neuron_write : \$149 ;
-  assign \$150  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$151  = busy ? { \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281  } : { 1'h0, host_wdata };
-  assign \$152  = host_addr[17:14] == 2'h3;
-  assign \$153  = host_we & \$152 ;
-  assign \$154  = host_addr[13:11] == 3'h4;
-  assign \$155  = \$153  & \$154 ;
-  assign \$signature__en$282  = busy ? neuron_write : \$155 ;
-  assign \$156  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$157  = busy ? { \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285  } : { 1'h0, host_wdata };
-  assign \$158  = host_addr[17:14] == 2'h3;
-  assign \$159  = host_we & \$158 ;
-  assign \$160  = host_addr[13:11] == 3'h5;
-  assign \$161  = \$159  & \$160 ;
-  assign \$signature__en$286  = busy ? neuron_write : \$161 ;
-  assign \$162  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$163  = busy ? { \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289  } : { 1'h0, host_wdata };
-  assign \$164  = host_addr[17:14] == 2'h3;
-  assign \$165  = host_we & \$164 ;
-  assign \$166  = host_addr[13:11] == 3'h6;
-  assign \$167  = \$165  & \$166 ;
-  assign \$signature__en$290  = busy ? neuron_write : \$167 ;
-  assign \$168  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$169  = busy ? { \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293  } : { 1'h0, host_wdata };
-  assign \$170  = host_addr[17:14] == 2'h3;
-  assign \$171  = host_we & \$170 ;
-  assign \$172  = host_addr[13:11] == 3'h7;
-  assign \$173  = \$171  & \$172 ;
-  assign \$signature__en$294  = busy ? neuron_write : \$173 ;
-  assign \$175  = k * 4'h8;
-  assign \$176  = \$175  + 1'h0;
-  assign \$177  = \$174  > \$176 ;
-  assign \$179  = k * 4'h8;
-  assign \$180  = \$179  + 1'h1;
-  assign \$181  = \$178  > \$180 ;
-  assign \$183  = k * 4'h8;
-  assign \$184  = \$183  + 2'h2;
-  assign \$185  = \$182  > \$184 ;
-  assign \$187  = k * 4'h8;
-  assign \$188  = \$187  + 2'h3;
-  assign \$189  = \$186  > \$188 ;
-  assign \$191  = k * 4'h8;
-  assign \$192  = \$191  + 3'h4;
-  assign \$193  = \$190  > \$192 ;
-  assign \$195  = k * 4'h8;
-  assign \$196  = \$195  + 3'h5;
-  assign \$197  = \$194  > \$196 ;
-  assign \$199  = k * 4'h8;
-  assign \$200  = \$199  + 3'h6;
-  assign \$201  = \$198  > \$200 ;
-  assign \$203  = k * 4'h8;
-  assign \$204  = \$203  + 3'h7;
-  assign \$205  = \$202  > \$204 ;
-  assign \$206  = ~ in_full;
-  assign \$207  = ~ clear;
-  assign input__ready = \$206  & \$207 ;
-  assign \$208  = input__valid & input__ready;
-  assign \$210  = g1_const ? g1_n : { 1'h0, s1_index };
-  assign g_value = g1_const ? \$signature__data$105 [7:0] : s1_value;
-  assign \$211  = gbase + n;
-  assign \$212  = busy ? \$211  : { 1'h0, host_addr[10:0] };
-  assign \$213  = k * 4'h8;
-  assign \$214  = \$213  + 1'h0;
-  assign \$215  = $signed({ 1'h0, \$signature__data$105  }) * $signed(\$signature__data$97 );
-  assign \$218  = $signed(\$217 ) * $signed(ssm_vsel0);
-  assign \$219  = $signed(\$216 ) + $signed(\$218 );
-  assign \$220  = $signed(\$219 ) > $signed(16'h7fff);
-  assign \$221  = $signed(\$219 ) < $signed(16'h8000);
-  assign \$222  = \$221  ? 34'h3ffff8000 : { \$219 [25], \$219 [25], \$219 [25], \$219 [25], \$219 [25], \$219 [25], \$219 [25], \$219 [25], \$219  };
-  assign \$223  = \$220  ? 34'h000007fff : \$222 ;
-  assign \$224  = busy ? { 3'h0, saddr } : host_addr[10:0];
-  assign \$225  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$226  = busy ? { \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15], \$223 [15:0] } : { 1'h0, host_wdata };
-  assign \$227  = p1_valid & valid_lanes[0];
-  assign \$228  = host_addr[17:14] == 4'h8;
-  assign \$229  = host_we & \$228 ;
-  assign \$230  = ! host_addr[13:11];
-  assign \$231  = \$229  & \$230 ;
-  assign \$signature__en$350  = busy ? \$227  : \$231 ;
-  assign ssm_shifted0 = $signed(ssm_yacc0) >>> \$232 ;
-  assign \$233  = $signed(ssm_shifted0) > $signed(8'h7f);
-  assign \$234  = $signed(ssm_shifted0) < $signed(8'h80);
-  assign \$235  = \$234  ? 28'hfffff80 : ssm_shifted0;
-  assign \$236  = \$233  ? 28'h000007f : \$235 ;
-  assign \$237  = | \$236 [7:0];
-  assign \$238  = k * 4'h8;
-  assign \$239  = \$238  + 1'h1;
-  assign \$240  = $signed({ 1'h0, \$signature__data$105  }) * $signed(\$signature__data$98 );
-  assign \$243  = $signed(\$242 ) * $signed(ssm_vsel1);
-  assign \$244  = $signed(\$241 ) + $signed(\$243 );
-  assign \$245  = $signed(\$244 ) > $signed(16'h7fff);
-  assign \$246  = $signed(\$244 ) < $signed(16'h8000);
-  assign \$247  = \$246  ? 34'h3ffff8000 : { \$244 [25], \$244 [25], \$244 [25], \$244 [25], \$244 [25], \$244 [25], \$244 [25], \$244 [25], \$244  };
-  assign \$248  = \$245  ? 34'h000007fff : \$247 ;
-  assign \$249  = busy ? { 3'h0, saddr } : host_addr[10:0];
-  assign \$250  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$251  = busy ? { \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15], \$248 [15:0] } : { 1'h0, host_wdata };
-  assign \$252  = p1_valid & valid_lanes[1];
-  assign \$253  = host_addr[17:14] == 4'h8;
-  assign \$254  = host_we & \$253 ;
-  assign \$255  = host_addr[13:11] == 1'h1;
-  assign \$256  = \$254  & \$255 ;
-  assign \$signature__en$366  = busy ? \$252  : \$256 ;
-  assign ssm_shifted1 = $signed(ssm_yacc1) >>> \$257 ;
-  assign \$258  = $signed(ssm_shifted1) > $signed(8'h7f);
-  assign \$259  = $signed(ssm_shifted1) < $signed(8'h80);
-  assign \$260  = \$259  ? 28'hfffff80 : ssm_shifted1;
-  assign \$261  = \$258  ? 28'h000007f : \$260 ;
-  assign \$262  = | \$261 [7:0];
-  assign \$263  = k * 4'h8;
-  assign \$264  = \$263  + 2'h2;
-  assign \$265  = $signed({ 1'h0, \$signature__data$105  }) * $signed(\$signature__data$99 );
-  assign \$268  = $signed(\$267 ) * $signed(ssm_vsel2);
-  assign \$269  = $signed(\$266 ) + $signed(\$268 );
-  assign \$270  = $signed(\$269 ) > $signed(16'h7fff);
-  assign \$271  = $signed(\$269 ) < $signed(16'h8000);
-  assign \$272  = \$271  ? 34'h3ffff8000 : { \$269 [25], \$269 [25], \$269 [25], \$269 [25], \$269 [25], \$269 [25], \$269 [25], \$269 [25], \$269  };
-  assign \$273  = \$270  ? 34'h000007fff : \$272 ;
-  assign \$274  = busy ? { 3'h0, saddr } : host_addr[10:0];
-  assign \$275  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$276  = busy ? { \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15], \$273 [15:0] } : { 1'h0, host_wdata };
-  assign \$277  = p1_valid & valid_lanes[2];
-  assign \$278  = host_addr[17:14] == 4'h8;
-  assign \$279  = host_we & \$278 ;
-  assign \$280  = host_addr[13:11] == 2'h2;
-  assign \$281  = \$279  & \$280 ;
-  assign \$signature__en$376  = busy ? \$277  : \$281 ;
-  assign ssm_shifted2 = $signed(ssm_yacc2) >>> \$282 ;
-  assign \$283  = $signed(ssm_shifted2) > $signed(8'h7f);
-  assign \$284  = $signed(ssm_shifted2) < $signed(8'h80);
-  assign \$285  = \$284  ? 28'hfffff80 : ssm_shifted2;
-  assign \$286  = \$283  ? 28'h000007f : \$285 ;
-  assign \$287  = | \$286 [7:0];
-  assign \$288  = k * 4'h8;
-  assign \$289  = \$288  + 2'h3;
-  assign \$290  = $signed({ 1'h0, \$signature__data$105  }) * $signed(\$signature__data$100 );
-  assign \$293  = $signed(\$292 ) * $signed(ssm_vsel3);
-  assign \$294  = $signed(\$291 ) + $signed(\$293 );
-  assign \$295  = $signed(\$294 ) > $signed(16'h7fff);
-  assign \$296  = $signed(\$294 ) < $signed(16'h8000);
-  assign \$297  = \$296  ? 34'h3ffff8000 : { \$294 [25], \$294 [25], \$294 [25], \$294 [25], \$294 [25], \$294 [25], \$294 [25], \$294 [25], \$294  };
-  assign \$298  = \$295  ? 34'h000007fff : \$297 ;
-  assign \$299  = busy ? { 3'h0, saddr } : host_addr[10:0];
-  assign \$300  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$301  = busy ? { \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15], \$298 [15:0] } : { 1'h0, host_wdata };
-  assign \$302  = p1_valid & valid_lanes[3];
-  assign \$303  = host_addr[17:14] == 4'h8;
-  assign \$304  = host_we & \$303 ;
-  assign \$305  = host_addr[13:11] == 2'h3;
-  assign \$306  = \$304  & \$305 ;
-  assign \$signature__en$386  = busy ? \$302  : \$306 ;
-  assign ssm_shifted3 = $signed(ssm_yacc3) >>> \$307 ;
-  assign \$308  = $signed(ssm_shifted3) > $signed(8'h7f);
-  assign \$309  = $signed(ssm_shifted3) < $signed(8'h80);
-  assign \$310  = \$309  ? 28'hfffff80 : ssm_shifted3;
-  assign \$311  = \$308  ? 28'h000007f : \$310 ;
-  assign \$312  = | \$311 [7:0];
-  assign \$313  = k * 4'h8;
-  assign \$314  = \$313  + 3'h4;
-  assign \$315  = $signed({ 1'h0, \$signature__data$105  }) * $signed(\$signature__data$101 );
-  assign \$318  = $signed(\$317 ) * $signed(ssm_vsel4);
-  assign \$319  = $signed(\$316 ) + $signed(\$318 );
-  assign \$320  = $signed(\$319 ) > $signed(16'h7fff);
-  assign \$321  = $signed(\$319 ) < $signed(16'h8000);
-  assign \$322  = \$321  ? 34'h3ffff8000 : { \$319 [25], \$319 [25], \$319 [25], \$319 [25], \$319 [25], \$319 [25], \$319 [25], \$319 [25], \$319  };
-  assign \$323  = \$320  ? 34'h000007fff : \$322 ;
-  assign \$324  = busy ? { 3'h0, saddr } : host_addr[10:0];
-  assign \$325  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$326  = busy ? { \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15], \$323 [15:0] } : { 1'h0, host_wdata };
-  assign \$327  = p1_valid & valid_lanes[4];
-  assign \$328  = host_addr[17:14] == 4'h8;
-  assign \$329  = host_we & \$328 ;
-  assign \$330  = host_addr[13:11] == 3'h4;
-  assign \$331  = \$329  & \$330 ;
-  assign \$signature__en$396  = busy ? \$327  : \$331 ;
-  assign ssm_shifted4 = $signed(ssm_yacc4) >>> \$332 ;
-  assign \$333  = $signed(ssm_shifted4) > $signed(8'h7f);
-  assign \$334  = $signed(ssm_shifted4) < $signed(8'h80);
-  assign \$335  = \$334  ? 28'hfffff80 : ssm_shifted4;
-  assign \$336  = \$333  ? 28'h000007f : \$335 ;
-  assign \$337  = | \$336 [7:0];
-  assign \$338  = k * 4'h8;
-  assign \$339  = \$338  + 3'h5;
-  assign \$340  = $signed({ 1'h0, \$signature__data$105  }) * $signed(\$signature__data$102 );
-  assign \$343  = $signed(\$342 ) * $signed(ssm_vsel5);
-  assign \$344  = $signed(\$341 ) + $signed(\$343 );
-  assign \$345  = $signed(\$344 ) > $signed(16'h7fff);
-  assign \$346  = $signed(\$344 ) < $signed(16'h8000);
-  assign \$347  = \$346  ? 34'h3ffff8000 : { \$344 [25], \$344 [25], \$344 [25], \$344 [25], \$344 [25], \$344 [25], \$344 [25], \$344 [25], \$344  };
-  assign \$348  = \$345  ? 34'h000007fff : \$347 ;
-  assign \$349  = busy ? { 3'h0, saddr } : host_addr[10:0];
-  assign \$350  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$351  = busy ? { \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15], \$348 [15:0] } : { 1'h0, host_wdata };
-  assign \$352  = p1_valid & valid_lanes[5];
-  assign \$353  = host_addr[17:14] == 4'h8;
-  assign \$354  = host_we & \$353 ;
-  assign \$355  = host_addr[13:11] == 3'h5;
-  assign \$356  = \$354  & \$355 ;
-  assign \$signature__en$406  = busy ? \$352  : \$356 ;
-  assign ssm_shifted5 = $signed(ssm_yacc5) >>> \$357 ;
-  assign \$358  = $signed(ssm_shifted5) > $signed(8'h7f);
-  assign \$359  = $signed(ssm_shifted5) < $signed(8'h80);
-  assign \$360  = \$359  ? 28'hfffff80 : ssm_shifted5;
-  assign \$361  = \$358  ? 28'h000007f : \$360 ;
-  assign \$362  = | \$361 [7:0];
-  assign \$363  = k * 4'h8;
-  assign \$364  = \$363  + 3'h6;
-  assign \$365  = $signed({ 1'h0, \$signature__data$105  }) * $signed(\$signature__data$103 );
-  assign \$368  = $signed(\$367 ) * $signed(ssm_vsel6);
-  assign \$369  = $signed(\$366 ) + $signed(\$368 );
-  assign \$370  = $signed(\$369 ) > $signed(16'h7fff);
-  assign \$371  = $signed(\$369 ) < $signed(16'h8000);
-  assign \$372  = \$371  ? 34'h3ffff8000 : { \$369 [25], \$369 [25], \$369 [25], \$369 [25], \$369 [25], \$369 [25], \$369 [25], \$369 [25], \$369  };
-  assign \$373  = \$370  ? 34'h000007fff : \$372 ;
-  assign \$374  = busy ? { 3'h0, saddr } : host_addr[10:0];
-  assign \$375  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$376  = busy ? { \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15], \$373 [15:0] } : { 1'h0, host_wdata };
-  assign \$377  = p1_valid & valid_lanes[6];
-  assign \$378  = host_addr[17:14] == 4'h8;
-  assign \$379  = host_we & \$378 ;
-  assign \$380  = host_addr[13:11] == 3'h6;
-  assign \$381  = \$379  & \$380 ;
-  assign \$signature__en$416  = busy ? \$377  : \$381 ;
-  assign ssm_shifted6 = $signed(ssm_yacc6) >>> \$382 ;
-  assign \$383  = $signed(ssm_shifted6) > $signed(8'h7f);
-  assign \$384  = $signed(ssm_shifted6) < $signed(8'h80);
-  assign \$385  = \$384  ? 28'hfffff80 : ssm_shifted6;
-  assign \$386  = \$383  ? 28'h000007f : \$385 ;
-  assign \$387  = | \$386 [7:0];
-  assign \$388  = k * 4'h8;
-  assign \$389  = \$388  + 3'h7;
-  assign \$390  = $signed({ 1'h0, \$signature__data$105  }) * $signed(\$signature__data$104 );
-  assign \$393  = $signed(\$392 ) * $signed(ssm_vsel7);
-  assign \$394  = $signed(\$391 ) + $signed(\$393 );
-  assign \$395  = $signed(\$394 ) > $signed(16'h7fff);
-  assign \$396  = $signed(\$394 ) < $signed(16'h8000);
-  assign \$397  = \$396  ? 34'h3ffff8000 : { \$394 [25], \$394 [25], \$394 [25], \$394 [25], \$394 [25], \$394 [25], \$394 [25], \$394 [25], \$394  };
-  assign \$398  = \$395  ? 34'h000007fff : \$397 ;
-  assign \$399  = busy ? { 3'h0, saddr } : host_addr[10:0];
-  assign \$400  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$401  = busy ? { \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15], \$398 [15:0] } : { 1'h0, host_wdata };
-  assign \$402  = p1_valid & valid_lanes[7];
-  assign \$403  = host_addr[17:14] == 4'h8;
-  assign \$404  = host_we & \$403 ;
-  assign \$405  = host_addr[13:11] == 3'h7;
-  assign \$406  = \$404  & \$405 ;
-  assign \$signature__en$426  = busy ? \$402  : \$406 ;
-  assign ssm_shifted7 = $signed(ssm_yacc7) >>> \$407 ;
-  assign \$408  = $signed(ssm_shifted7) > $signed(8'h7f);
-  assign \$409  = $signed(ssm_shifted7) < $signed(8'h80);
-  assign \$410  = \$409  ? 28'hfffff80 : ssm_shifted7;
-  assign \$411  = \$408  ? 28'h000007f : \$410 ;
-  assign \$412  = | \$411 [7:0];
-  assign \$413  = n < cnt;
-  assign \$415  = spikes & valid_lanes;
-  assign \$416  = \$414  ? valid_lanes : \$415 ;
-  assign \$417  = k * 4'h8;
-  assign \$419  = gop == 3'h4;
-  assign \$425  = \$424  + 1'h0;
-  assign \$432  = \$430  + \$431 ;
-  assign \$440  = \$438  + \$439 ;
-  assign \$441  = \$437  + \$440 ;
-  assign \$445  = n < cnt;
-  assign \$447  = \$446  > i;
-  assign \$448  = arow + i;
-  assign \$450  = ynz & valid_lanes;
-  assign \$451  = \$449  ? valid_lanes : \$450 ;
-  assign \$452  = k * 4'h8;
-  assign \$454  = ! fsm_state;
-  assign \$455  = fsm_state == 1'h1;
-  assign \$456  = fsm_state == 2'h2;
-  assign \$457  = fsm_state == 2'h3;
-  assign \$458  = fsm_state == 3'h4;
-  assign \$459  = fsm_state == 3'h5;
-  assign \$460  = fsm_state == 3'h6;
-  assign \$461  = fsm_state == 3'h7;
-  assign \$462  = fsm_state == 4'h8;
-  assign \$463  = fsm_state == 4'h9;
-  assign \$464  = fsm_state == 4'ha;
-  assign \$465  = fsm_state == 4'hb;
-  assign \$466  = fsm_state == 4'hc;
-  assign \$467  = fsm_state == 4'hd;
-  assign \$468  = fsm_state == 4'he;
-  assign \$469  = fsm_state == 4'hf;
-  assign \$470  = ~ busy;
-  assign \$471  = \$470  & host_we;
-  assign \$472  = ~ busy;
-  assign \$473  = \$472  & host_re;
-  assign \$478  = issue | gissue;
-  assign \$479  = $signed(\$signature__data$73 ) * $signed(s2_x);
-  assign \$480  = $signed(acc) + $signed(\$479 );
-  assign \$481  = $signed(\$signature__data$74 ) * $signed(s2_x);
-  assign \$482  = $signed(\acc$193 ) + $signed(\$481 );
-  assign \$483  = $signed(\$signature__data$75 ) * $signed(s2_x);
-  assign \$484  = $signed(\acc$203 ) + $signed(\$483 );
-  assign \$485  = $signed(\$signature__data$76 ) * $signed(s2_x);
-  assign \$486  = $signed(\acc$213 ) + $signed(\$485 );
-  assign \$487  = $signed(\$signature__data$77 ) * $signed(s2_x);
-  assign \$488  = $signed(\acc$223 ) + $signed(\$487 );
-  assign \$489  = $signed(\$signature__data$78 ) * $signed(s2_x);
-  assign \$490  = $signed(\acc$233 ) + $signed(\$489 );
-  assign \$491  = $signed(\$signature__data$79 ) * $signed(s2_x);
-  assign \$492  = $signed(\acc$243 ) + $signed(\$491 );
-  assign \$493  = $signed(\$signature__data$80 ) * $signed(s2_x);
-  assign \$494  = $signed(\acc$253 ) + $signed(\$493 );
-  assign \$496  = \$495  + 1'h1;
-  assign \$497  = event_layer * 3'h4;
-  assign \$498  = \$497  + 2'h3;
-  assign \$500  = \$499  + 1'h1;
-  assign \$501  = event_layer * 3'h4;
-  assign \$502  = \$501  + 2'h3;
-  assign \$503  = input__valid & input__ready;
-  assign \$505  = \$504  + 1'h1;
-  assign \$506  = ~ busy;
-  assign \$507  = clear & \$506 ;
-  assign \$508  = ctr16 + 1'h1;
-  assign \$509  = ! \$210 [6:0];
-  assign \$510  = \$210 [6:0] == 1'h1;
-  assign \$511  = \$210 [6:0] == 2'h2;
-  assign \$512  = \$210 [6:0] == 2'h3;
-  assign \$513  = \$210 [6:0] == 3'h4;
-  assign \$514  = \$210 [6:0] == 3'h5;
-  assign \$515  = \$210 [6:0] == 3'h6;
-  assign \$516  = \$210 [6:0] == 3'h7;
-  assign \$518  = $signed(\$517 ) * $signed(\$223 [15:0]);
-  assign \$519  = $signed(ssm_yacc0) + $signed(\$518 );
-  assign \$521  = $signed(\$520 ) * $signed(\$248 [15:0]);
-  assign \$522  = $signed(ssm_yacc1) + $signed(\$521 );
-  assign \$524  = $signed(\$523 ) * $signed(\$273 [15:0]);
-  assign \$525  = $signed(ssm_yacc2) + $signed(\$524 );
-  assign \$527  = $signed(\$526 ) * $signed(\$298 [15:0]);
-  assign \$528  = $signed(ssm_yacc3) + $signed(\$527 );
-  assign \$530  = $signed(\$529 ) * $signed(\$323 [15:0]);
-  assign \$531  = $signed(ssm_yacc4) + $signed(\$530 );
-  assign \$533  = $signed(\$532 ) * $signed(\$348 [15:0]);
-  assign \$534  = $signed(ssm_yacc5) + $signed(\$533 );
-  assign \$536  = $signed(\$535 ) * $signed(\$373 [15:0]);
-  assign \$537  = $signed(ssm_yacc6) + $signed(\$536 );
-  assign \$539  = $signed(\$538 ) * $signed(\$398 [15:0]);
-  assign \$540  = $signed(ssm_yacc7) + $signed(\$539 );
-  assign \$541  = ~ clear;
-  assign \$542  = in_full & \$541 ;
-  assign \$543  = ~ \$signal ;
-  assign \$544  = ~ \$signal ;
-  assign \$545  = ! num_layers;
-  assign \$548  = li * 3'h4;
-  assign \$549  = \$548  + 1'h0;
-  assign \$551  = \$550  + 1'h1;
-  assign \$552  = li * 3'h4;
-  assign \$553  = \$552  + 1'h0;
-  assign \$554  = li * 3'h4;
-  assign \$555  = \$554  + 1'h0;
-  assign \$557  = \$556  + 1'h1;
-  assign \$558  = li * 3'h4;
-  assign \$559  = \$558  + 1'h0;
-  assign \$562  = \$560  + \$561 ;
-  assign \$563  = e == \$562 ;
-  assign \$566  = ! \$565 ;
-  assign \$568  = ! \$567 ;
-  assign \$570  = cur ^ \$569 ;
-  assign \$571  = \$568  ? \$signal$504  : \$570 ;
-  assign \$573  = ! \$572 ;
-  assign \$577  = cur ^ \$576 ;
-  assign \$579  = \$573  ? { 1'h0, \$574  } : \$578 ;
-  assign \$582  = k * \$581 ;
-  assign \$583  = \$580  + \$582 ;
-  assign \$584  = li * 3'h4;
-  assign \$585  = \$584  + 1'h0;
-  assign \$587  = \$586  + 1'h1;
-  assign \$588  = li * 3'h4;
-  assign \$589  = \$588  + 1'h0;
-  assign \$590  = n < cnt;
-  assign \$591  = n + 1'h1;
-  assign \$592  = ! k;
-  assign \$593  = li * 3'h4;
-  assign \$594  = \$593  + 2'h2;
-  assign \$596  = \$595  + 1'h1;
-  assign \$597  = li * 3'h4;
-  assign \$598  = \$597  + 2'h2;
-  assign \$599  = e + 1'h1;
-  assign \$600  = li * 3'h4;
-  assign \$601  = \$600  + 1'h0;
-  assign \$603  = \$602  + 1'h1;
-  assign \$604  = li * 3'h4;
-  assign \$605  = \$604  + 1'h0;
-  assign \$606  = ~ \$signal$479 ;
-  assign \$607  = ~ s2_valid;
-  assign \$608  = \$606  & \$607 ;
-  assign \$609  = li * 3'h4;
-  assign \$610  = \$609  + 1'h1;
-  assign \$612  = \$611  + 1'h1;
-  assign \$613  = li * 3'h4;
-  assign \$614  = \$613  + 1'h1;
-  assign \$616  = k + 1'h1;
-  assign \$617  = \$615  == \$616 ;
-  assign \$618  = k + 1'h1;
-  assign \$619  = li * 3'h4;
-  assign \$620  = \$619  + 1'h0;
-  assign \$622  = \$621  + 1'h1;
-  assign \$623  = li * 3'h4;
-  assign \$624  = \$623  + 1'h0;
-  assign \$625  = li * 3'h4;
-  assign \$626  = \$625  + 1'h0;
-  assign \$628  = \$627  + 1'h1;
-  assign \$629  = li * 3'h4;
-  assign \$630  = \$629  + 1'h0;
-  assign \$631  = gop == 3'h4;
-  assign \$632  = ! src;
-  assign \$633  = ! src;
-  assign \$634  = cur ^ \$signal$443 ;
-  assign \$635  = \$633  ? \$signal$504  : \$634 ;
-  assign \$636  = ! src;
-  assign \$638  = cur ^ \$signal$443 ;
-  assign \$640  = \$636  ? { 1'h0, \$637  } : \$639 ;
-  assign \$641  = \$signal$444  ? length : \$640 ;
-  assign \$642  = present ? \$641  : 8'h00;
-  assign \$643  = li * 3'h4;
-  assign \$644  = \$643  + 1'h0;
-  assign \$646  = \$645  + 1'h1;
-  assign \$647  = li * 3'h4;
-  assign \$648  = \$647  + 1'h0;
-  assign \$649  = n < cnt;
-  assign \$650  = n + 1'h1;
-  assign \$651  = ~ g_const;
-  assign \$652  = li * 3'h4;
-  assign \$653  = \$652  + 2'h2;
-  assign \$655  = \$654  + 1'h1;
-  assign \$656  = li * 3'h4;
-  assign \$657  = \$656  + 2'h2;
-  assign \$658  = gop + 1'h1;
-  assign \$659  = li * 3'h4;
-  assign \$660  = \$659  + 1'h1;
-  assign \$662  = \$661  + 1'h1;
-  assign \$663  = li * 3'h4;
-  assign \$664  = \$663  + 1'h1;
-  assign \$666  = \$665  + k;
-  assign \$669  = 2'h2 * \$668 ;
-  assign \$670  = \$667  + \$669 ;
-  assign \$672  = \$670  + \$671 ;
-  assign \$674  = gate * \$673 ;
-  assign \$675  = \$672  + \$674 ;
-  assign \$676  = li * 3'h4;
-  assign \$677  = \$676  + 1'h1;
-  assign \$679  = \$678  + 1'h1;
-  assign \$680  = li * 3'h4;
-  assign \$681  = \$680  + 1'h1;
-  assign \$683  = \$682  > i;
-  assign \$684  = i + 1'h1;
-  assign \$686  = saddr + \$685 ;
-  assign \$687  = li * 3'h4;
-  assign \$688  = \$687  + 1'h1;
-  assign \$690  = \$689  + 1'h1;
-  assign \$691  = li * 3'h4;
-  assign \$692  = \$691  + 1'h1;
-  assign \$693  = li * 3'h4;
-  assign \$694  = \$693  + 1'h1;
-  assign \$696  = \$695  + 1'h1;
-  assign \$697  = li * 3'h4;
-  assign \$698  = \$697  + 1'h1;
-  assign \$700  = k + 1'h1;
-  assign \$701  = \$699  == \$700 ;
-  assign \$702  = k + 1'h1;
-  assign \$703  = li + 1'h1;
-  assign \$704  = \$703  == num_layers;
-  assign \$705  = li + 1'h1;
-  assign \$706  = ~ cur;
-  assign \$707  = ~ cur;
-  assign \$708  = ~ cur;
-  assign \$709  = ~ cur;
-  assign \$710  = ~ cur;
-  assign \$711  = ~ cur;
-  assign \$712  = ctr17 + 1'h1;
-  always @(posedge clk)
-    layer0 <= \$713 ;
-  always @(posedge clk)
-    layer1 <= \$714 ;
-  always @(posedge clk)
-    layer2 <= \$715 ;
-  always @(posedge clk)
-    layer3 <= \$716 ;
-  always @(posedge clk)
-    edge0 <= \$717 ;
-  always @(posedge clk)
-    edge1 <= \$718 ;
-  always @(posedge clk)
-    edge2 <= \$719 ;
-  always @(posedge clk)
-    edge3 <= \$720 ;
-  always @(posedge clk)
-    edge4 <= \$721 ;
-  always @(posedge clk)
-    edge5 <= \$722 ;
-  always @(posedge clk)
-    edge6 <= \$723 ;
-  always @(posedge clk)
-    edge7 <= \$724 ;
-  always @(posedge clk)
-    num_layers <= \$725 ;
-  always @(posedge clk)
-    ssm0 <= \$726 ;
-  always @(posedge clk)
-    ssm1 <= \$727 ;
-  always @(posedge clk)
-    ssm2 <= \$728 ;
-  always @(posedge clk)
-    ssm3 <= \$729 ;
-  always @(posedge clk)
-    host_rvalid <= \$730 ;
-  always @(posedge clk)
-    rd_region <= \$731 ;
-  always @(posedge clk)
-    rd_lane <= \$732 ;
-  always @(posedge clk)
-    rd_reg <= \$733 ;
-  always @(posedge clk)
-    \$signal$479  <= \$734 ;
-  always @(posedge clk)
-    s2_valid <= \$735 ;
-  always @(posedge clk)
-    s2_x <= \$736 ;
-  always @(posedge clk)
-    s1_rowbase <= \$737 ;
-  always @(posedge clk)
-    s1_from_input <= \$738 ;
-  always @(posedge clk)
-    acc <= \$739 ;
-  always @(posedge clk)
-    \acc$193  <= \$740 ;
-  always @(posedge clk)
-    \acc$203  <= \$741 ;
-  always @(posedge clk)
-    \acc$213  <= \$742 ;
-  always @(posedge clk)
-    \acc$223  <= \$743 ;
-  always @(posedge clk)
-    \acc$233  <= \$744 ;
-  always @(posedge clk)
-    \acc$243  <= \$745 ;
-  always @(posedge clk)
-    \acc$253  <= \$746 ;
-  always @(posedge clk)
-    count0 <= \$747 ;
-  always @(posedge clk)
-    count1 <= \$748 ;
-  always @(posedge clk)
-    count2 <= \$749 ;
-  always @(posedge clk)
-    count3 <= \$750 ;
-  always @(posedge clk)
-    count4 <= \$751 ;
-  always @(posedge clk)
-    count5 <= \$752 ;
-  always @(posedge clk)
-    count6 <= \$753 ;
-  always @(posedge clk)
-    count7 <= \$754 ;
-  always @(posedge clk)
-    count8 <= \$755 ;
-  always @(posedge clk)
-    count9 <= \$756 ;
-  always @(posedge clk)
-    count10 <= \$757 ;
-  always @(posedge clk)
-    count11 <= \$758 ;
-  always @(posedge clk)
-    count12 <= \$759 ;
-  always @(posedge clk)
-    count13 <= \$760 ;
-  always @(posedge clk)
-    count14 <= \$761 ;
-  always @(posedge clk)
-    count15 <= \$762 ;
-  always @(posedge clk)
-    ctr0 <= \$763 ;
-  always @(posedge clk)
-    ctr1 <= \$764 ;
-  always @(posedge clk)
-    ctr2 <= \$765 ;
-  always @(posedge clk)
-    ctr3 <= \$766 ;
-  always @(posedge clk)
-    ctr4 <= \$767 ;
-  always @(posedge clk)
-    ctr5 <= \$768 ;
-  always @(posedge clk)
-    ctr6 <= \$769 ;
-  always @(posedge clk)
-    ctr7 <= \$770 ;
-  always @(posedge clk)
-    ctr8 <= \$771 ;
-  always @(posedge clk)
-    ctr9 <= \$772 ;
-  always @(posedge clk)
-    ctr10 <= \$773 ;
-  always @(posedge clk)
-    ctr11 <= \$774 ;
-  always @(posedge clk)
-    ctr12 <= \$775 ;
-  always @(posedge clk)
-    ctr13 <= \$776 ;
-  always @(posedge clk)
-    ctr14 <= \$777 ;
-  always @(posedge clk)
-    ctr15 <= \$778 ;
-  always @(posedge clk)
-    ctr16 <= \$779 ;
-  always @(posedge clk)
-    ctr17 <= \$780 ;
-  always @(posedge clk)
-    in_full <= \$781 ;
-  always @(posedge clk)
-    in_count0 <= \$782 ;
-  always @(posedge clk)
-    in_count1 <= \$783 ;
-  always @(posedge clk)
-    cur <= \$784 ;
-  always @(posedge clk)
-    \$signal  <= \$785 ;
-  always @(posedge clk)
-    \$signal$484  <= \$786 ;
-  always @(posedge clk)
-    g1_op <= \$787 ;
-  always @(posedge clk)
-    g1_const <= \$788 ;
-  always @(posedge clk)
-    g1_n <= \$789 ;
-  always @(posedge clk)
-    ssm_k0 <= \$790 ;
-  always @(posedge clk)
-    ssm_k1 <= \$791 ;
-  always @(posedge clk)
-    ssm_k2 <= \$792 ;
-  always @(posedge clk)
-    ssm_k3 <= \$793 ;
-  always @(posedge clk)
-    ssm_k4 <= \$794 ;
-  always @(posedge clk)
-    ssm_k5 <= \$795 ;
-  always @(posedge clk)
-    ssm_k6 <= \$796 ;
-  always @(posedge clk)
-    ssm_k7 <= \$797 ;
-  always @(posedge clk)
-    ssm_k8 <= \$798 ;
-  always @(posedge clk)
-    ssm_k9 <= \$799 ;
-  always @(posedge clk)
-    ssm_k10 <= \$800 ;
-  always @(posedge clk)
-    ssm_k11 <= \$801 ;
-  always @(posedge clk)
-    ssm_k12 <= \$802 ;
-  always @(posedge clk)
-    ssm_k13 <= \$803 ;
-  always @(posedge clk)
-    ssm_k14 <= \$804 ;
-  always @(posedge clk)
-    ssm_k15 <= \$805 ;
-  always @(posedge clk)
-    ssm_v0 <= \$806 ;
-  always @(posedge clk)
-    ssm_v1 <= \$807 ;
-  always @(posedge clk)
-    ssm_v2 <= \$808 ;
-  always @(posedge clk)
-    ssm_v3 <= \$809 ;
-  always @(posedge clk)
-    ssm_v4 <= \$810 ;
-  always @(posedge clk)
-    ssm_v5 <= \$811 ;
-  always @(posedge clk)
-    ssm_v6 <= \$812 ;
-  always @(posedge clk)
-    ssm_v7 <= \$813 ;
-  always @(posedge clk)
-    ssm_v8 <= \$814 ;
-  always @(posedge clk)
-    ssm_v9 <= \$815 ;
-  always @(posedge clk)
-    ssm_v10 <= \$816 ;
-  always @(posedge clk)
-    ssm_v11 <= \$817 ;
-  always @(posedge clk)
-    ssm_v12 <= \$818 ;
-  always @(posedge clk)
-    ssm_v13 <= \$819 ;
-  always @(posedge clk)
-    ssm_v14 <= \$820 ;
-  always @(posedge clk)
-    ssm_v15 <= \$821 ;
-  always @(posedge clk)
-    ssm_q0 <= \$822 ;
-  always @(posedge clk)
-    ssm_q1 <= \$823 ;
-  always @(posedge clk)
-    ssm_q2 <= \$824 ;
-  always @(posedge clk)
-    ssm_q3 <= \$825 ;
-  always @(posedge clk)
-    ssm_q4 <= \$826 ;
-  always @(posedge clk)
-    ssm_q5 <= \$827 ;
-  always @(posedge clk)
-    ssm_q6 <= \$828 ;
-  always @(posedge clk)
-    ssm_q7 <= \$829 ;
-  always @(posedge clk)
-    ssm_q8 <= \$830 ;
-  always @(posedge clk)
-    ssm_q9 <= \$831 ;
-  always @(posedge clk)
-    ssm_q10 <= \$832 ;
-  always @(posedge clk)
-    ssm_q11 <= \$833 ;
-  always @(posedge clk)
-    ssm_q12 <= \$834 ;
-  always @(posedge clk)
-    ssm_q13 <= \$835 ;
-  always @(posedge clk)
-    ssm_q14 <= \$836 ;
-  always @(posedge clk)
-    ssm_q15 <= \$837 ;
-  always @(posedge clk)
-    gate <= \$838 ;
-  always @(posedge clk)
-    p1_valid <= \$839 ;
-  always @(posedge clk)
-    p1_i <= \$840 ;
-  always @(posedge clk)
-    p1_addr <= \$841 ;
-  always @(posedge clk)
-    ssm_yacc0 <= \$842 ;
-  always @(posedge clk)
-    ssm_yacc1 <= \$843 ;
-  always @(posedge clk)
-    ssm_yacc2 <= \$844 ;
-  always @(posedge clk)
-    ssm_yacc3 <= \$845 ;
-  always @(posedge clk)
-    ssm_yacc4 <= \$846 ;
-  always @(posedge clk)
-    ssm_yacc5 <= \$847 ;
-  always @(posedge clk)
-    ssm_yacc6 <= \$848 ;
-  always @(posedge clk)
-    ssm_yacc7 <= \$849 ;
-  always @(posedge clk)
-    li <= \$850 ;
-  always @(posedge clk)
-    \$signal$504  <= \$851 ;
-  always @(posedge clk)
-    fsm_state <= \$852 ;
-  always @(posedge clk)
-    k <= \$853 ;
-  always @(posedge clk)
-    e <= \$854 ;
-  always @(posedge clk)
-    src_sel <= \$855 ;
-  always @(posedge clk)
-    \$signal$483  <= \$856 ;
-  always @(posedge clk)
-    bank_sel <= \$857 ;
-  always @(posedge clk)
-    n <= \$858 ;
-  always @(posedge clk)
-    cnt <= \$859 ;
-  always @(posedge clk)
-    rowbase <= \$860 ;
-  always @(posedge clk)
-    gop <= \$861 ;
-  always @(posedge clk)
-    g_const <= \$862 ;
-  always @(posedge clk)
-    gbase <= \$863 ;
-  always @(posedge clk)
-    i <= \$864 ;
-  always @(posedge clk)
-    saddr <= \$865 ;
-  always @(posedge clk)
-    arow <= \$866 ;
   assign \$1  = ~ busy;
   assign \$2  = \$1  & host_we;
   assign \$3  = host_addr[17:14] == 4'h9;
@@ -23211,9 +22569,972 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$111  = busy ? \$110  : { 2'h0, host_addr[10:0] };
   assign \$112  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$113  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$114  = s1_rowbase + s1_index;
+  assign \$115  = busy ? \$114  : { 2'h0, host_addr[10:0] };
+  assign \$116  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$117  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$118  = s1_rowbase + s1_index;
+  assign \$119  = busy ? \$118  : { 2'h0, host_addr[10:0] };
+  assign \$120  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$121  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign w_data = write_end ? 28'h0000002 : records__payload;
+  assign \$122  = write_end | records__valid;
+  assign w_en = w_rdy & \$122 ;
+  assign \$123  = ~ write_end;
+  assign records__ready = w_rdy & \$123 ;
+  assign spike_src = event_layer + 1'h1;
+  assign \$126  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$127  = busy ? { u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new } : { 1'h0, host_wdata };
+  assign \$128  = host_addr[17:14] == 2'h3;
+  assign \$129  = host_we & \$128 ;
+  assign \$130  = ! host_addr[13:11];
+  assign \$131  = \$129  & \$130 ;
+  assign \$signature__en$265  = busy ? neuron_write : \$131 ;
+  assign \$132  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$133  = busy ? { \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269  } : { 1'h0, host_wdata };
+  assign \$134  = host_addr[17:14] == 2'h3;
+  assign \$135  = host_we & \$134 ;
+  assign \$136  = host_addr[13:11] == 1'h1;
+  assign \$137  = \$135  & \$136 ;
+  assign \$signature__en$270  = busy ? neuron_write : \$137 ;
+  assign \$138  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$139  = busy ? { \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273  } : { 1'h0, host_wdata };
+  assign \$140  = host_addr[17:14] == 2'h3;
+  assign \$141  = host_we & \$140 ;
+  assign \$142  = host_addr[13:11] == 2'h2;
+  assign \$143  = \$141  & \$142 ;
+  assign \$signature__en$274  = busy ? neuron_write : \$143 ;
+  assign \$144  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$145  = busy ? { \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277  } : { 1'h0, host_wdata };
+  assign \$146  = host_addr[17:14] == 2'h3;
+  assign \$147  = host_we & \$146 ;
+  assign \$148  = host_addr[13:11] == 2'h3;
+  assign \$149  = \$147  & \$148 ;
+  assign \$signature__en$278  = busy ? neuron_write : \$149 ;
+  assign \$150  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$151  = busy ? { \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281  } : { 1'h0, host_wdata };
+  assign \$152  = host_addr[17:14] == 2'h3;
+  assign \$153  = host_we & \$152 ;
+  assign \$154  = host_addr[13:11] == 3'h4;
+  assign \$155  = \$153  & \$154 ;
+  assign \$signature__en$282  = busy ? neuron_write : \$155 ;
+  assign \$156  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$157  = busy ? { \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285  } : { 1'h0, host_wdata };
+  assign \$158  = host_addr[17:14] == 2'h3;
+  assign \$159  = host_we & \$158 ;
+  assign \$160  = host_addr[13:11] == 3'h5;
+  assign \$161  = \$159  & \$160 ;
+  assign \$signature__en$286  = busy ? neuron_write : \$161 ;
+  assign \$162  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$163  = busy ? { \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289  } : { 1'h0, host_wdata };
+  assign \$164  = host_addr[17:14] == 2'h3;
+  assign \$165  = host_we & \$164 ;
+  assign \$166  = host_addr[13:11] == 3'h6;
+  assign \$167  = \$165  & \$166 ;
+  assign \$signature__en$290  = busy ? neuron_write : \$167 ;
+  assign \$168  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$169  = busy ? { \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293 [15], \u_new$293  } : { 1'h0, host_wdata };
+  assign \$170  = host_addr[17:14] == 2'h3;
+  assign \$171  = host_we & \$170 ;
+  assign \$172  = host_addr[13:11] == 3'h7;
+  assign \$173  = \$171  & \$172 ;
+  assign \$signature__en$294  = busy ? neuron_write : \$173 ;
+  assign \$175  = k * 4'h8;
+  assign \$176  = \$175  + 1'h0;
+  assign \$177  = \$174  > \$176 ;
+  assign \$179  = k * 4'h8;
+  assign \$180  = \$179  + 1'h1;
+  assign \$181  = \$178  > \$180 ;
+  assign \$183  = k * 4'h8;
+  assign \$184  = \$183  + 2'h2;
+  assign \$185  = \$182  > \$184 ;
+  assign \$187  = k * 4'h8;
+  assign \$188  = \$187  + 2'h3;
+  assign \$189  = \$186  > \$188 ;
+  assign \$191  = k * 4'h8;
+  assign \$192  = \$191  + 3'h4;
+  assign \$193  = \$190  > \$192 ;
+  assign \$195  = k * 4'h8;
+  assign \$196  = \$195  + 3'h5;
+  assign \$197  = \$194  > \$196 ;
+  assign \$199  = k * 4'h8;
+  assign \$200  = \$199  + 3'h6;
+  assign \$201  = \$198  > \$200 ;
+  assign \$203  = k * 4'h8;
+  assign \$204  = \$203  + 3'h7;
+  assign \$205  = \$202  > \$204 ;
+  assign \$206  = ~ in_full;
+  assign \$207  = ~ clear;
+  assign input__ready = \$206  & \$207 ;
+  assign \$208  = input__valid & input__ready;
+  assign \$210  = g1_const ? g1_n : { 1'h0, s1_index };
+  assign g_value = g1_const ? \$signature__data$105 [7:0] : s1_value;
+  assign \$211  = gbase + n;
+  assign \$212  = busy ? \$211  : { 1'h0, host_addr[10:0] };
+  assign \$213  = i <= 1'h0;
+  assign \$215  = \$214  > 1'h0;
+  assign \$216  = \$213  & \$215 ;
+  assign \$218  = ~ \$217 ;
+  assign \$219  = | ssm_k0;
+  assign \$220  = \$218  | \$219 ;
+  assign \$221  = | ssm_q0;
+  assign \$222  = \$220  | \$221 ;
+  assign \$223  = \$216  & \$222 ;
+  assign \$224  = i <= 1'h1;
+  assign \$226  = \$225  > 1'h1;
+  assign \$227  = \$224  & \$226 ;
+  assign \$229  = ~ \$228 ;
+  assign \$230  = | ssm_k1;
+  assign \$231  = \$229  | \$230 ;
+  assign \$232  = | ssm_q1;
+  assign \$233  = \$231  | \$232 ;
+  assign \$234  = \$227  & \$233 ;
+  assign \$235  = i <= 2'h2;
+  assign \$237  = \$236  > 2'h2;
+  assign \$238  = \$235  & \$237 ;
+  assign \$240  = ~ \$239 ;
+  assign \$241  = | ssm_k2;
+  assign \$242  = \$240  | \$241 ;
+  assign \$243  = | ssm_q2;
+  assign \$244  = \$242  | \$243 ;
+  assign \$245  = \$238  & \$244 ;
+  assign \$246  = i <= 2'h3;
+  assign \$248  = \$247  > 2'h3;
+  assign \$249  = \$246  & \$248 ;
+  assign \$251  = ~ \$250 ;
+  assign \$252  = | ssm_k3;
+  assign \$253  = \$251  | \$252 ;
+  assign \$254  = | ssm_q3;
+  assign \$255  = \$253  | \$254 ;
+  assign \$256  = \$249  & \$255 ;
+  assign \$257  = i <= 3'h4;
+  assign \$259  = \$258  > 3'h4;
+  assign \$260  = \$257  & \$259 ;
+  assign \$262  = ~ \$261 ;
+  assign \$263  = | ssm_k4;
+  assign \$264  = \$262  | \$263 ;
+  assign \$265  = | ssm_q4;
+  assign \$266  = \$264  | \$265 ;
+  assign \$267  = \$260  & \$266 ;
+  assign \$268  = i <= 3'h5;
+  assign \$270  = \$269  > 3'h5;
+  assign \$271  = \$268  & \$270 ;
+  assign \$273  = ~ \$272 ;
+  assign \$274  = | ssm_k5;
+  assign \$275  = \$273  | \$274 ;
+  assign \$276  = | ssm_q5;
+  assign \$277  = \$275  | \$276 ;
+  assign \$278  = \$271  & \$277 ;
+  assign \$279  = i <= 3'h6;
+  assign \$281  = \$280  > 3'h6;
+  assign \$282  = \$279  & \$281 ;
+  assign \$284  = ~ \$283 ;
+  assign \$285  = | ssm_k6;
+  assign \$286  = \$284  | \$285 ;
+  assign \$287  = | ssm_q6;
+  assign \$288  = \$286  | \$287 ;
+  assign \$289  = \$282  & \$288 ;
+  assign \$290  = i <= 3'h7;
+  assign \$292  = \$291  > 3'h7;
+  assign \$293  = \$290  & \$292 ;
+  assign \$295  = ~ \$294 ;
+  assign \$296  = | ssm_k7;
+  assign \$297  = \$295  | \$296 ;
+  assign \$298  = | ssm_q7;
+  assign \$299  = \$297  | \$298 ;
+  assign \$300  = \$293  & \$299 ;
+  assign \$301  = i <= 4'h8;
+  assign \$303  = \$302  > 4'h8;
+  assign \$304  = \$301  & \$303 ;
+  assign \$306  = ~ \$305 ;
+  assign \$307  = | ssm_k8;
+  assign \$308  = \$306  | \$307 ;
+  assign \$309  = | ssm_q8;
+  assign \$310  = \$308  | \$309 ;
+  assign \$311  = \$304  & \$310 ;
+  assign \$312  = i <= 4'h9;
+  assign \$314  = \$313  > 4'h9;
+  assign \$315  = \$312  & \$314 ;
+  assign \$317  = ~ \$316 ;
+  assign \$318  = | ssm_k9;
+  assign \$319  = \$317  | \$318 ;
+  assign \$320  = | ssm_q9;
+  assign \$321  = \$319  | \$320 ;
+  assign \$322  = \$315  & \$321 ;
+  assign \$323  = i <= 4'ha;
+  assign \$325  = \$324  > 4'ha;
+  assign \$326  = \$323  & \$325 ;
+  assign \$328  = ~ \$327 ;
+  assign \$329  = | ssm_k10;
+  assign \$330  = \$328  | \$329 ;
+  assign \$331  = | ssm_q10;
+  assign \$332  = \$330  | \$331 ;
+  assign \$333  = \$326  & \$332 ;
+  assign \$334  = i <= 4'hb;
+  assign \$336  = \$335  > 4'hb;
+  assign \$337  = \$334  & \$336 ;
+  assign \$339  = ~ \$338 ;
+  assign \$340  = | ssm_k11;
+  assign \$341  = \$339  | \$340 ;
+  assign \$342  = | ssm_q11;
+  assign \$343  = \$341  | \$342 ;
+  assign \$344  = \$337  & \$343 ;
+  assign \$345  = i <= 4'hc;
+  assign \$347  = \$346  > 4'hc;
+  assign \$348  = \$345  & \$347 ;
+  assign \$350  = ~ \$349 ;
+  assign \$351  = | ssm_k12;
+  assign \$352  = \$350  | \$351 ;
+  assign \$353  = | ssm_q12;
+  assign \$354  = \$352  | \$353 ;
+  assign \$355  = \$348  & \$354 ;
+  assign \$356  = i <= 4'hd;
+  assign \$358  = \$357  > 4'hd;
+  assign \$359  = \$356  & \$358 ;
+  assign \$361  = ~ \$360 ;
+  assign \$362  = | ssm_k13;
+  assign \$363  = \$361  | \$362 ;
+  assign \$364  = | ssm_q13;
+  assign \$365  = \$363  | \$364 ;
+  assign \$366  = \$359  & \$365 ;
+  assign \$367  = i <= 4'he;
+  assign \$369  = \$368  > 4'he;
+  assign \$370  = \$367  & \$369 ;
+  assign \$372  = ~ \$371 ;
+  assign \$373  = | ssm_k14;
+  assign \$374  = \$372  | \$373 ;
+  assign \$375  = | ssm_q14;
+  assign \$376  = \$374  | \$375 ;
+  assign \$377  = \$370  & \$376 ;
+  assign \$378  = i <= 4'hf;
+  assign \$380  = \$379  > 4'hf;
+  assign \$381  = \$378  & \$380 ;
+  assign \$383  = ~ \$382 ;
+  assign \$384  = | ssm_k15;
+  assign \$385  = \$383  | \$384 ;
+  assign \$386  = | ssm_q15;
+  assign \$387  = \$385  | \$386 ;
+  assign \$388  = \$381  & \$387 ;
+  assign found = | active;
+  assign \$391  = row * \$390 ;
+  assign \$392  = \$389  + \$391 ;
+  assign \$393  = \$392  + k;
+  assign \$394  = k * 4'h8;
+  assign \$395  = \$394  + 1'h0;
+  assign \$396  = $signed({ 1'h0, \$signature__data$105  }) * $signed(\$signature__data$97 );
+  assign \$399  = $signed(\$398 ) * $signed(ssm_vsel0);
+  assign \$400  = $signed(\$397 ) + $signed(\$399 );
+  assign \$401  = $signed(\$400 ) > $signed(16'h7fff);
+  assign \$402  = $signed(\$400 ) < $signed(16'h8000);
+  assign \$403  = \$402  ? 34'h3ffff8000 : { \$400 [25], \$400 [25], \$400 [25], \$400 [25], \$400 [25], \$400 [25], \$400 [25], \$400 [25], \$400  };
+  assign \$404  = \$401  ? 34'h000007fff : \$403 ;
+  assign \$405  = busy ? { 3'h0, \$393 [7:0] } : host_addr[10:0];
+  assign \$406  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$407  = busy ? { \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15], \$404 [15:0] } : { 1'h0, host_wdata };
+  assign \$408  = p1_valid & valid_lanes[0];
+  assign \$409  = host_addr[17:14] == 4'h8;
+  assign \$410  = host_we & \$409 ;
+  assign \$411  = ! host_addr[13:11];
+  assign \$412  = \$410  & \$411 ;
+  assign \$signature__en$374  = busy ? \$408  : \$412 ;
+  assign ssm_shifted0 = $signed(ssm_yacc0) >>> \$413 ;
+  assign \$414  = $signed(ssm_shifted0) > $signed(8'h7f);
+  assign \$415  = $signed(ssm_shifted0) < $signed(8'h80);
+  assign \$416  = \$415  ? 28'hfffff80 : ssm_shifted0;
+  assign \$417  = \$414  ? 28'h000007f : \$416 ;
+  assign \$418  = | \$417 [7:0];
+  assign \$419  = k * 4'h8;
+  assign \$420  = \$419  + 1'h1;
+  assign \$421  = $signed({ 1'h0, \$signature__data$105  }) * $signed(\$signature__data$98 );
+  assign \$424  = $signed(\$423 ) * $signed(ssm_vsel1);
+  assign \$425  = $signed(\$422 ) + $signed(\$424 );
+  assign \$426  = $signed(\$425 ) > $signed(16'h7fff);
+  assign \$427  = $signed(\$425 ) < $signed(16'h8000);
+  assign \$428  = \$427  ? 34'h3ffff8000 : { \$425 [25], \$425 [25], \$425 [25], \$425 [25], \$425 [25], \$425 [25], \$425 [25], \$425 [25], \$425  };
+  assign \$429  = \$426  ? 34'h000007fff : \$428 ;
+  assign \$430  = busy ? { 3'h0, \$393 [7:0] } : host_addr[10:0];
+  assign \$431  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$432  = busy ? { \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15], \$429 [15:0] } : { 1'h0, host_wdata };
+  assign \$433  = p1_valid & valid_lanes[1];
+  assign \$434  = host_addr[17:14] == 4'h8;
+  assign \$435  = host_we & \$434 ;
+  assign \$436  = host_addr[13:11] == 1'h1;
+  assign \$437  = \$435  & \$436 ;
+  assign \$signature__en$386  = busy ? \$433  : \$437 ;
+  assign ssm_shifted1 = $signed(ssm_yacc1) >>> \$438 ;
+  assign \$439  = $signed(ssm_shifted1) > $signed(8'h7f);
+  assign \$440  = $signed(ssm_shifted1) < $signed(8'h80);
+  assign \$441  = \$440  ? 28'hfffff80 : ssm_shifted1;
+  assign \$442  = \$439  ? 28'h000007f : \$441 ;
+  assign \$443  = | \$442 [7:0];
+  assign \$444  = k * 4'h8;
+  assign \$445  = \$444  + 2'h2;
+  assign \$446  = $signed({ 1'h0, \$signature__data$105  }) * $signed(\$signature__data$99 );
+  assign \$449  = $signed(\$448 ) * $signed(ssm_vsel2);
+  assign \$450  = $signed(\$447 ) + $signed(\$449 );
+  assign \$451  = $signed(\$450 ) > $signed(16'h7fff);
+  assign \$452  = $signed(\$450 ) < $signed(16'h8000);
+  assign \$453  = \$452  ? 34'h3ffff8000 : { \$450 [25], \$450 [25], \$450 [25], \$450 [25], \$450 [25], \$450 [25], \$450 [25], \$450 [25], \$450  };
+  assign \$454  = \$451  ? 34'h000007fff : \$453 ;
+  assign \$455  = busy ? { 3'h0, \$393 [7:0] } : host_addr[10:0];
+  assign \$456  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$457  = busy ? { \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15], \$454 [15:0] } : { 1'h0, host_wdata };
+  assign \$458  = p1_valid & valid_lanes[2];
+  assign \$459  = host_addr[17:14] == 4'h8;
+  assign \$460  = host_we & \$459 ;
+  assign \$461  = host_addr[13:11] == 2'h2;
+  assign \$462  = \$460  & \$461 ;
+  assign \$signature__en$396  = busy ? \$458  : \$462 ;
+  assign ssm_shifted2 = $signed(ssm_yacc2) >>> \$463 ;
+  assign \$464  = $signed(ssm_shifted2) > $signed(8'h7f);
+  assign \$465  = $signed(ssm_shifted2) < $signed(8'h80);
+  assign \$466  = \$465  ? 28'hfffff80 : ssm_shifted2;
+  assign \$467  = \$464  ? 28'h000007f : \$466 ;
+  assign \$468  = | \$467 [7:0];
+  assign \$469  = k * 4'h8;
+  assign \$470  = \$469  + 2'h3;
+  assign \$471  = $signed({ 1'h0, \$signature__data$105  }) * $signed(\$signature__data$100 );
+  assign \$474  = $signed(\$473 ) * $signed(ssm_vsel3);
+  assign \$475  = $signed(\$472 ) + $signed(\$474 );
+  assign \$476  = $signed(\$475 ) > $signed(16'h7fff);
+  assign \$477  = $signed(\$475 ) < $signed(16'h8000);
+  assign \$478  = \$477  ? 34'h3ffff8000 : { \$475 [25], \$475 [25], \$475 [25], \$475 [25], \$475 [25], \$475 [25], \$475 [25], \$475 [25], \$475  };
+  assign \$479  = \$476  ? 34'h000007fff : \$478 ;
+  assign \$480  = busy ? { 3'h0, \$393 [7:0] } : host_addr[10:0];
+  assign \$481  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$482  = busy ? { \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15], \$479 [15:0] } : { 1'h0, host_wdata };
+  assign \$483  = p1_valid & valid_lanes[3];
+  assign \$484  = host_addr[17:14] == 4'h8;
+  assign \$485  = host_we & \$484 ;
+  assign \$486  = host_addr[13:11] == 2'h3;
+  assign \$487  = \$485  & \$486 ;
+  assign \$signature__en$406  = busy ? \$483  : \$487 ;
+  assign ssm_shifted3 = $signed(ssm_yacc3) >>> \$488 ;
+  assign \$489  = $signed(ssm_shifted3) > $signed(8'h7f);
+  assign \$490  = $signed(ssm_shifted3) < $signed(8'h80);
+  assign \$491  = \$490  ? 28'hfffff80 : ssm_shifted3;
+  assign \$492  = \$489  ? 28'h000007f : \$491 ;
+  assign \$493  = | \$492 [7:0];
+  assign \$494  = k * 4'h8;
+  assign \$495  = \$494  + 3'h4;
+  assign \$496  = $signed({ 1'h0, \$signature__data$105  }) * $signed(\$signature__data$101 );
+  assign \$499  = $signed(\$498 ) * $signed(ssm_vsel4);
+  assign \$500  = $signed(\$497 ) + $signed(\$499 );
+  assign \$501  = $signed(\$500 ) > $signed(16'h7fff);
+  assign \$502  = $signed(\$500 ) < $signed(16'h8000);
+  assign \$503  = \$502  ? 34'h3ffff8000 : { \$500 [25], \$500 [25], \$500 [25], \$500 [25], \$500 [25], \$500 [25], \$500 [25], \$500 [25], \$500  };
+  assign \$504  = \$501  ? 34'h000007fff : \$503 ;
+  assign \$505  = busy ? { 3'h0, \$393 [7:0] } : host_addr[10:0];
+  assign \$506  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$507  = busy ? { \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15], \$504 [15:0] } : { 1'h0, host_wdata };
+  assign \$508  = p1_valid & valid_lanes[4];
+  assign \$509  = host_addr[17:14] == 4'h8;
+  assign \$510  = host_we & \$509 ;
+  assign \$511  = host_addr[13:11] == 3'h4;
+  assign \$512  = \$510  & \$511 ;
+  assign \$signature__en$416  = busy ? \$508  : \$512 ;
+  assign ssm_shifted4 = $signed(ssm_yacc4) >>> \$513 ;
+  assign \$514  = $signed(ssm_shifted4) > $signed(8'h7f);
+  assign \$515  = $signed(ssm_shifted4) < $signed(8'h80);
+  assign \$516  = \$515  ? 28'hfffff80 : ssm_shifted4;
+  assign \$517  = \$514  ? 28'h000007f : \$516 ;
+  assign \$518  = | \$517 [7:0];
+  assign \$519  = k * 4'h8;
+  assign \$520  = \$519  + 3'h5;
+  assign \$521  = $signed({ 1'h0, \$signature__data$105  }) * $signed(\$signature__data$102 );
+  assign \$524  = $signed(\$523 ) * $signed(ssm_vsel5);
+  assign \$525  = $signed(\$522 ) + $signed(\$524 );
+  assign \$526  = $signed(\$525 ) > $signed(16'h7fff);
+  assign \$527  = $signed(\$525 ) < $signed(16'h8000);
+  assign \$528  = \$527  ? 34'h3ffff8000 : { \$525 [25], \$525 [25], \$525 [25], \$525 [25], \$525 [25], \$525 [25], \$525 [25], \$525 [25], \$525  };
+  assign \$529  = \$526  ? 34'h000007fff : \$528 ;
+  assign \$530  = busy ? { 3'h0, \$393 [7:0] } : host_addr[10:0];
+  assign \$531  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$532  = busy ? { \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15], \$529 [15:0] } : { 1'h0, host_wdata };
+  assign \$533  = p1_valid & valid_lanes[5];
+  assign \$534  = host_addr[17:14] == 4'h8;
+  assign \$535  = host_we & \$534 ;
+  assign \$536  = host_addr[13:11] == 3'h5;
+  assign \$537  = \$535  & \$536 ;
+  assign \$signature__en$426  = busy ? \$533  : \$537 ;
+  assign ssm_shifted5 = $signed(ssm_yacc5) >>> \$538 ;
+  assign \$539  = $signed(ssm_shifted5) > $signed(8'h7f);
+  assign \$540  = $signed(ssm_shifted5) < $signed(8'h80);
+  assign \$541  = \$540  ? 28'hfffff80 : ssm_shifted5;
+  assign \$542  = \$539  ? 28'h000007f : \$541 ;
+  assign \$543  = | \$542 [7:0];
+  assign \$544  = k * 4'h8;
+  assign \$545  = \$544  + 3'h6;
+  assign \$546  = $signed({ 1'h0, \$signature__data$105  }) * $signed(\$signature__data$103 );
+  assign \$549  = $signed(\$548 ) * $signed(ssm_vsel6);
+  assign \$550  = $signed(\$547 ) + $signed(\$549 );
+  assign \$551  = $signed(\$550 ) > $signed(16'h7fff);
+  assign \$552  = $signed(\$550 ) < $signed(16'h8000);
+  assign \$553  = \$552  ? 34'h3ffff8000 : { \$550 [25], \$550 [25], \$550 [25], \$550 [25], \$550 [25], \$550 [25], \$550 [25], \$550 [25], \$550  };
+  assign \$554  = \$551  ? 34'h000007fff : \$553 ;
+  assign \$555  = busy ? { 3'h0, \$393 [7:0] } : host_addr[10:0];
+  assign \$556  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$557  = busy ? { \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15], \$554 [15:0] } : { 1'h0, host_wdata };
+  assign \$558  = p1_valid & valid_lanes[6];
+  assign \$559  = host_addr[17:14] == 4'h8;
+  assign \$560  = host_we & \$559 ;
+  assign \$561  = host_addr[13:11] == 3'h6;
+  assign \$562  = \$560  & \$561 ;
+  assign \$signature__en$436  = busy ? \$558  : \$562 ;
+  assign ssm_shifted6 = $signed(ssm_yacc6) >>> \$563 ;
+  assign \$564  = $signed(ssm_shifted6) > $signed(8'h7f);
+  assign \$565  = $signed(ssm_shifted6) < $signed(8'h80);
+  assign \$566  = \$565  ? 28'hfffff80 : ssm_shifted6;
+  assign \$567  = \$564  ? 28'h000007f : \$566 ;
+  assign \$568  = | \$567 [7:0];
+  assign \$569  = k * 4'h8;
+  assign \$570  = \$569  + 3'h7;
+  assign \$571  = $signed({ 1'h0, \$signature__data$105  }) * $signed(\$signature__data$104 );
+  assign \$574  = $signed(\$573 ) * $signed(ssm_vsel7);
+  assign \$575  = $signed(\$572 ) + $signed(\$574 );
+  assign \$576  = $signed(\$575 ) > $signed(16'h7fff);
+  assign \$577  = $signed(\$575 ) < $signed(16'h8000);
+  assign \$578  = \$577  ? 34'h3ffff8000 : { \$575 [25], \$575 [25], \$575 [25], \$575 [25], \$575 [25], \$575 [25], \$575 [25], \$575 [25], \$575  };
+  assign \$579  = \$576  ? 34'h000007fff : \$578 ;
+  assign \$580  = busy ? { 3'h0, \$393 [7:0] } : host_addr[10:0];
+  assign \$581  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$582  = busy ? { \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15], \$579 [15:0] } : { 1'h0, host_wdata };
+  assign \$583  = p1_valid & valid_lanes[7];
+  assign \$584  = host_addr[17:14] == 4'h8;
+  assign \$585  = host_we & \$584 ;
+  assign \$586  = host_addr[13:11] == 3'h7;
+  assign \$587  = \$585  & \$586 ;
+  assign \$signature__en$446  = busy ? \$583  : \$587 ;
+  assign ssm_shifted7 = $signed(ssm_yacc7) >>> \$588 ;
+  assign \$589  = $signed(ssm_shifted7) > $signed(8'h7f);
+  assign \$590  = $signed(ssm_shifted7) < $signed(8'h80);
+  assign \$591  = \$590  ? 28'hfffff80 : ssm_shifted7;
+  assign \$592  = \$589  ? 28'h000007f : \$591 ;
+  assign \$593  = | \$592 [7:0];
+  assign \$594  = n < cnt;
+  assign \$596  = spikes & valid_lanes;
+  assign \$597  = \$595  ? valid_lanes : \$596 ;
+  assign \$598  = k * 4'h8;
+  assign \$600  = gop == 3'h4;
+  assign \$606  = \$605  + 1'h0;
+  assign \$613  = \$611  + \$612 ;
+  assign \$621  = \$619  + \$620 ;
+  assign \$622  = \$618  + \$621 ;
+  assign \$626  = n < cnt;
+  assign \$627  = arow + row;
+  assign \$629  = ynz & valid_lanes;
+  assign \$630  = \$628  ? valid_lanes : \$629 ;
+  assign \$631  = k * 4'h8;
+  assign \$633  = ! fsm_state;
+  assign \$634  = fsm_state == 1'h1;
+  assign \$635  = fsm_state == 2'h2;
+  assign \$636  = fsm_state == 2'h3;
+  assign \$637  = fsm_state == 3'h4;
+  assign \$638  = fsm_state == 3'h5;
+  assign \$639  = fsm_state == 3'h6;
+  assign \$640  = fsm_state == 3'h7;
+  assign \$641  = fsm_state == 4'h8;
+  assign \$642  = fsm_state == 4'h9;
+  assign \$643  = fsm_state == 4'ha;
+  assign \$644  = fsm_state == 4'hb;
+  assign \$645  = fsm_state == 4'hc;
+  assign \$646  = fsm_state == 4'hd;
+  assign \$647  = fsm_state == 4'he;
+  assign \$648  = fsm_state == 4'hf;
+  assign \$649  = ~ busy;
+  assign \$650  = \$649  & host_we;
+  assign \$651  = ~ busy;
+  assign \$652  = \$651  & host_re;
+  assign \$657  = issue | gissue;
+  assign \$658  = $signed(\$signature__data$73 ) * $signed(s2_x);
+  assign \$659  = $signed(acc) + $signed(\$658 );
+  assign \$660  = $signed(\$signature__data$74 ) * $signed(s2_x);
+  assign \$661  = $signed(\acc$193 ) + $signed(\$660 );
+  assign \$662  = $signed(\$signature__data$75 ) * $signed(s2_x);
+  assign \$663  = $signed(\acc$203 ) + $signed(\$662 );
+  assign \$664  = $signed(\$signature__data$76 ) * $signed(s2_x);
+  assign \$665  = $signed(\acc$213 ) + $signed(\$664 );
+  assign \$666  = $signed(\$signature__data$77 ) * $signed(s2_x);
+  assign \$667  = $signed(\acc$223 ) + $signed(\$666 );
+  assign \$668  = $signed(\$signature__data$78 ) * $signed(s2_x);
+  assign \$669  = $signed(\acc$233 ) + $signed(\$668 );
+  assign \$670  = $signed(\$signature__data$79 ) * $signed(s2_x);
+  assign \$671  = $signed(\acc$243 ) + $signed(\$670 );
+  assign \$672  = $signed(\$signature__data$80 ) * $signed(s2_x);
+  assign \$673  = $signed(\acc$253 ) + $signed(\$672 );
+  assign \$675  = \$674  + 1'h1;
+  assign \$676  = event_layer * 3'h4;
+  assign \$677  = \$676  + 2'h3;
+  assign \$679  = \$678  + 1'h1;
+  assign \$680  = event_layer * 3'h4;
+  assign \$681  = \$680  + 2'h3;
+  assign \$682  = input__valid & input__ready;
+  assign \$684  = \$683  + 1'h1;
+  assign \$685  = ~ busy;
+  assign \$686  = clear & \$685 ;
+  assign \$687  = ctr16 + 1'h1;
+  assign \$688  = ! \$210 [6:0];
+  assign \$689  = \$210 [6:0] == 1'h1;
+  assign \$690  = \$210 [6:0] == 2'h2;
+  assign \$691  = \$210 [6:0] == 2'h3;
+  assign \$692  = \$210 [6:0] == 3'h4;
+  assign \$693  = \$210 [6:0] == 3'h5;
+  assign \$694  = \$210 [6:0] == 3'h6;
+  assign \$695  = \$210 [6:0] == 3'h7;
+  assign \$697  = $signed(\$696 ) * $signed(\$404 [15:0]);
+  assign \$698  = $signed(ssm_yacc0) + $signed(\$697 );
+  assign \$700  = $signed(\$699 ) * $signed(\$429 [15:0]);
+  assign \$701  = $signed(ssm_yacc1) + $signed(\$700 );
+  assign \$703  = $signed(\$702 ) * $signed(\$454 [15:0]);
+  assign \$704  = $signed(ssm_yacc2) + $signed(\$703 );
+  assign \$706  = $signed(\$705 ) * $signed(\$479 [15:0]);
+  assign \$707  = $signed(ssm_yacc3) + $signed(\$706 );
+  assign \$709  = $signed(\$708 ) * $signed(\$504 [15:0]);
+  assign \$710  = $signed(ssm_yacc4) + $signed(\$709 );
+  assign \$712  = $signed(\$711 ) * $signed(\$529 [15:0]);
+  assign \$713  = $signed(ssm_yacc5) + $signed(\$712 );
+  assign \$715  = $signed(\$714 ) * $signed(\$554 [15:0]);
+  assign \$716  = $signed(ssm_yacc6) + $signed(\$715 );
+  assign \$718  = $signed(\$717 ) * $signed(\$579 [15:0]);
+  assign \$719  = $signed(ssm_yacc7) + $signed(\$718 );
+  assign \$720  = ~ clear;
+  assign \$721  = in_full & \$720 ;
+  assign \$722  = ~ \$signal ;
+  assign \$723  = ~ \$signal ;
+  assign \$724  = ! num_layers;
+  assign \$727  = li * 3'h4;
+  assign \$728  = \$727  + 1'h0;
+  assign \$730  = \$729  + 1'h1;
+  assign \$731  = li * 3'h4;
+  assign \$732  = \$731  + 1'h0;
+  assign \$733  = li * 3'h4;
+  assign \$734  = \$733  + 1'h0;
+  assign \$736  = \$735  + 1'h1;
+  assign \$737  = li * 3'h4;
+  assign \$738  = \$737  + 1'h0;
+  assign \$741  = \$739  + \$740 ;
+  assign \$742  = e == \$741 ;
+  assign \$745  = ! \$744 ;
+  assign \$747  = ! \$746 ;
+  assign \$749  = cur ^ \$748 ;
+  assign \$750  = \$747  ? \$signal$507  : \$749 ;
+  assign \$752  = ! \$751 ;
+  assign \$756  = cur ^ \$755 ;
+  assign \$758  = \$752  ? { 1'h0, \$753  } : \$757 ;
+  assign \$761  = k * \$760 ;
+  assign \$762  = \$759  + \$761 ;
+  assign \$763  = li * 3'h4;
+  assign \$764  = \$763  + 1'h0;
+  assign \$766  = \$765  + 1'h1;
+  assign \$767  = li * 3'h4;
+  assign \$768  = \$767  + 1'h0;
+  assign \$769  = n < cnt;
+  assign \$770  = n + 1'h1;
+  assign \$771  = ! k;
+  assign \$772  = li * 3'h4;
+  assign \$773  = \$772  + 2'h2;
+  assign \$775  = \$774  + 1'h1;
+  assign \$776  = li * 3'h4;
+  assign \$777  = \$776  + 2'h2;
+  assign \$778  = e + 1'h1;
+  assign \$779  = li * 3'h4;
+  assign \$780  = \$779  + 1'h0;
+  assign \$782  = \$781  + 1'h1;
+  assign \$783  = li * 3'h4;
+  assign \$784  = \$783  + 1'h0;
+  assign \$785  = ~ \$signal$498 ;
+  assign \$786  = ~ s2_valid;
+  assign \$787  = \$785  & \$786 ;
+  assign \$788  = li * 3'h4;
+  assign \$789  = \$788  + 1'h1;
+  assign \$791  = \$790  + 1'h1;
+  assign \$792  = li * 3'h4;
+  assign \$793  = \$792  + 1'h1;
+  assign \$795  = k + 1'h1;
+  assign \$796  = \$794  == \$795 ;
+  assign \$797  = k + 1'h1;
+  assign \$798  = li * 3'h4;
+  assign \$799  = \$798  + 1'h0;
+  assign \$801  = \$800  + 1'h1;
+  assign \$802  = li * 3'h4;
+  assign \$803  = \$802  + 1'h0;
+  assign \$804  = li * 3'h4;
+  assign \$805  = \$804  + 1'h0;
+  assign \$807  = \$806  + 1'h1;
+  assign \$808  = li * 3'h4;
+  assign \$809  = \$808  + 1'h0;
+  assign \$810  = gop == 3'h4;
+  assign \$811  = ! src;
+  assign \$812  = ! src;
+  assign \$813  = cur ^ \$signal$463 ;
+  assign \$814  = \$812  ? \$signal$507  : \$813 ;
+  assign \$815  = ! src;
+  assign \$817  = cur ^ \$signal$463 ;
+  assign \$819  = \$815  ? { 1'h0, \$816  } : \$818 ;
+  assign \$820  = \$signal$464  ? length : \$819 ;
+  assign \$821  = present ? \$820  : 8'h00;
+  assign \$822  = li * 3'h4;
+  assign \$823  = \$822  + 1'h0;
+  assign \$825  = \$824  + 1'h1;
+  assign \$826  = li * 3'h4;
+  assign \$827  = \$826  + 1'h0;
+  assign \$828  = n < cnt;
+  assign \$829  = n + 1'h1;
+  assign \$830  = ~ g_const;
+  assign \$831  = li * 3'h4;
+  assign \$832  = \$831  + 2'h2;
+  assign \$834  = \$833  + 1'h1;
+  assign \$835  = li * 3'h4;
+  assign \$836  = \$835  + 2'h2;
+  assign \$837  = gop + 1'h1;
+  assign \$838  = li * 3'h4;
+  assign \$839  = \$838  + 1'h1;
+  assign \$841  = \$840  + 1'h1;
+  assign \$842  = li * 3'h4;
+  assign \$843  = \$842  + 1'h1;
+  assign \$846  = 2'h2 * \$845 ;
+  assign \$847  = \$844  + \$846 ;
+  assign \$849  = \$847  + \$848 ;
+  assign \$851  = gate * \$850 ;
+  assign \$852  = \$849  + \$851 ;
+  assign \$853  = li * 3'h4;
+  assign \$854  = \$853  + 1'h1;
+  assign \$856  = \$855  + 1'h1;
+  assign \$857  = li * 3'h4;
+  assign \$858  = \$857  + 1'h1;
+  assign \$859  = row + 1'h1;
+  assign \$860  = li * 3'h4;
+  assign \$861  = \$860  + 1'h1;
+  assign \$863  = \$862  + 1'h1;
+  assign \$864  = li * 3'h4;
+  assign \$865  = \$864  + 1'h1;
+  assign \$866  = li * 3'h4;
+  assign \$867  = \$866  + 1'h1;
+  assign \$869  = \$868  + 1'h1;
+  assign \$870  = li * 3'h4;
+  assign \$871  = \$870  + 1'h1;
+  assign \$873  = k + 1'h1;
+  assign \$874  = \$872  == \$873 ;
+  assign \$875  = k + 1'h1;
+  assign \$876  = li + 1'h1;
+  assign \$877  = \$876  == num_layers;
+  assign \$878  = li + 1'h1;
+  assign \$879  = ~ cur;
+  assign \$880  = ~ cur;
+  assign \$881  = ~ cur;
+  assign \$882  = ~ cur;
+  assign \$883  = ~ cur;
+  assign \$884  = ~ cur;
+  assign \$885  = ctr17 + 1'h1;
+  always @(posedge clk)
+    layer0 <= \$886 ;
+  always @(posedge clk)
+    layer1 <= \$887 ;
+  always @(posedge clk)
+    layer2 <= \$888 ;
+  always @(posedge clk)
+    layer3 <= \$889 ;
+  always @(posedge clk)
+    edge0 <= \$890 ;
+  always @(posedge clk)
+    edge1 <= \$891 ;
+  always @(posedge clk)
+    edge2 <= \$892 ;
+  always @(posedge clk)
+    edge3 <= \$893 ;
+  always @(posedge clk)
+    edge4 <= \$894 ;
+  always @(posedge clk)
+    edge5 <= \$895 ;
+  always @(posedge clk)
+    edge6 <= \$896 ;
+  always @(posedge clk)
+    edge7 <= \$897 ;
+  always @(posedge clk)
+    num_layers <= \$898 ;
+  always @(posedge clk)
+    ssm0 <= \$899 ;
+  always @(posedge clk)
+    ssm1 <= \$900 ;
+  always @(posedge clk)
+    ssm2 <= \$901 ;
+  always @(posedge clk)
+    ssm3 <= \$902 ;
+  always @(posedge clk)
+    host_rvalid <= \$903 ;
+  always @(posedge clk)
+    rd_region <= \$904 ;
+  always @(posedge clk)
+    rd_lane <= \$905 ;
+  always @(posedge clk)
+    rd_reg <= \$906 ;
+  always @(posedge clk)
+    \$signal$498  <= \$907 ;
+  always @(posedge clk)
+    s2_valid <= \$908 ;
+  always @(posedge clk)
+    s2_x <= \$909 ;
+  always @(posedge clk)
+    s1_rowbase <= \$910 ;
+  always @(posedge clk)
+    s1_from_input <= \$911 ;
+  always @(posedge clk)
+    acc <= \$912 ;
+  always @(posedge clk)
+    \acc$193  <= \$913 ;
+  always @(posedge clk)
+    \acc$203  <= \$914 ;
+  always @(posedge clk)
+    \acc$213  <= \$915 ;
+  always @(posedge clk)
+    \acc$223  <= \$916 ;
+  always @(posedge clk)
+    \acc$233  <= \$917 ;
+  always @(posedge clk)
+    \acc$243  <= \$918 ;
+  always @(posedge clk)
+    \acc$253  <= \$919 ;
+  always @(posedge clk)
+    count0 <= \$920 ;
+  always @(posedge clk)
+    count1 <= \$921 ;
+  always @(posedge clk)
+    count2 <= \$922 ;
+  always @(posedge clk)
+    count3 <= \$923 ;
+  always @(posedge clk)
+    count4 <= \$924 ;
+  always @(posedge clk)
+    count5 <= \$925 ;
+  always @(posedge clk)
+    count6 <= \$926 ;
+  always @(posedge clk)
+    count7 <= \$927 ;
+  always @(posedge clk)
+    count8 <= \$928 ;
+  always @(posedge clk)
+    count9 <= \$929 ;
+  always @(posedge clk)
+    count10 <= \$930 ;
+  always @(posedge clk)
+    count11 <= \$931 ;
+  always @(posedge clk)
+    count12 <= \$932 ;
+  always @(posedge clk)
+    count13 <= \$933 ;
+  always @(posedge clk)
+    count14 <= \$934 ;
+  always @(posedge clk)
+    count15 <= \$935 ;
+  always @(posedge clk)
+    ctr0 <= \$936 ;
+  always @(posedge clk)
+    ctr1 <= \$937 ;
+  always @(posedge clk)
+    ctr2 <= \$938 ;
+  always @(posedge clk)
+    ctr3 <= \$939 ;
+  always @(posedge clk)
+    ctr4 <= \$940 ;
+  always @(posedge clk)
+    ctr5 <= \$941 ;
+  always @(posedge clk)
+    ctr6 <= \$942 ;
+  always @(posedge clk)
+    ctr7 <= \$943 ;
+  always @(posedge clk)
+    ctr8 <= \$944 ;
+  always @(posedge clk)
+    ctr9 <= \$945 ;
+  always @(posedge clk)
+    ctr10 <= \$946 ;
+  always @(posedge clk)
+    ctr11 <= \$947 ;
+  always @(posedge clk)
+    ctr12 <= \$948 ;
+  always @(posedge clk)
+    ctr13 <= \$949 ;
+  always @(posedge clk)
+    ctr14 <= \$950 ;
+  always @(posedge clk)
+    ctr15 <= \$951 ;
+  always @(posedge clk)
+    ctr16 <= \$952 ;
+  always @(posedge clk)
+    ctr17 <= \$953 ;
+  always @(posedge clk)
+    in_full <= \$954 ;
+  always @(posedge clk)
+    in_count0 <= \$955 ;
+  always @(posedge clk)
+    in_count1 <= \$956 ;
+  always @(posedge clk)
+    cur <= \$957 ;
+  always @(posedge clk)
+    \$signal  <= \$958 ;
+  always @(posedge clk)
+    \$signal$503  <= \$959 ;
+  always @(posedge clk)
+    g1_op <= \$960 ;
+  always @(posedge clk)
+    g1_const <= \$961 ;
+  always @(posedge clk)
+    g1_n <= \$962 ;
+  always @(posedge clk)
+    ssm_k0 <= \$963 ;
+  always @(posedge clk)
+    ssm_k1 <= \$964 ;
+  always @(posedge clk)
+    ssm_k2 <= \$965 ;
+  always @(posedge clk)
+    ssm_k3 <= \$966 ;
+  always @(posedge clk)
+    ssm_k4 <= \$967 ;
+  always @(posedge clk)
+    ssm_k5 <= \$968 ;
+  always @(posedge clk)
+    ssm_k6 <= \$969 ;
+  always @(posedge clk)
+    ssm_k7 <= \$970 ;
+  always @(posedge clk)
+    ssm_k8 <= \$971 ;
+  always @(posedge clk)
+    ssm_k9 <= \$972 ;
+  always @(posedge clk)
+    ssm_k10 <= \$973 ;
+  always @(posedge clk)
+    ssm_k11 <= \$974 ;
+  always @(posedge clk)
+    ssm_k12 <= \$975 ;
+  always @(posedge clk)
+    ssm_k13 <= \$976 ;
+  always @(posedge clk)
+    ssm_k14 <= \$977 ;
+  always @(posedge clk)
+    ssm_k15 <= \$978 ;
+  always @(posedge clk)
+    ssm_v0 <= \$979 ;
+  always @(posedge clk)
+    ssm_v1 <= \$980 ;
+  always @(posedge clk)
+    ssm_v2 <= \$981 ;
+  always @(posedge clk)
+    ssm_v3 <= \$982 ;
+  always @(posedge clk)
+    ssm_v4 <= \$983 ;
+  always @(posedge clk)
+    ssm_v5 <= \$984 ;
+  always @(posedge clk)
+    ssm_v6 <= \$985 ;
+  always @(posedge clk)
+    ssm_v7 <= \$986 ;
+  always @(posedge clk)
+    ssm_v8 <= \$987 ;
+  always @(posedge clk)
+    ssm_v9 <= \$988 ;
+  always @(posedge clk)
+    ssm_v10 <= \$989 ;
+  always @(posedge clk)
+    ssm_v11 <= \$990 ;
+  always @(posedge clk)
+    ssm_v12 <= \$991 ;
+  always @(posedge clk)
+    ssm_v13 <= \$992 ;
+  always @(posedge clk)
+    ssm_v14 <= \$993 ;
+  always @(posedge clk)
+    ssm_v15 <= \$994 ;
+  always @(posedge clk)
+    ssm_q0 <= \$995 ;
+  always @(posedge clk)
+    ssm_q1 <= \$996 ;
+  always @(posedge clk)
+    ssm_q2 <= \$997 ;
+  always @(posedge clk)
+    ssm_q3 <= \$998 ;
+  always @(posedge clk)
+    ssm_q4 <= \$999 ;
+  always @(posedge clk)
+    ssm_q5 <= \$1000 ;
+  always @(posedge clk)
+    ssm_q6 <= \$1001 ;
+  always @(posedge clk)
+    ssm_q7 <= \$1002 ;
+  always @(posedge clk)
+    ssm_q8 <= \$1003 ;
+  always @(posedge clk)
+    ssm_q9 <= \$1004 ;
+  always @(posedge clk)
+    ssm_q10 <= \$1005 ;
+  always @(posedge clk)
+    ssm_q11 <= \$1006 ;
+  always @(posedge clk)
+    ssm_q12 <= \$1007 ;
+  always @(posedge clk)
+    ssm_q13 <= \$1008 ;
+  always @(posedge clk)
+    ssm_q14 <= \$1009 ;
+  always @(posedge clk)
+    ssm_q15 <= \$1010 ;
+  always @(posedge clk)
+    gate <= \$1011 ;
+  always @(posedge clk)
+    p1_valid <= \$1012 ;
+  always @(posedge clk)
+    p1_i <= \$1013 ;
+  always @(posedge clk)
+    p1_addr <= \$1014 ;
+  always @(posedge clk)
+    ssm_yacc0 <= \$1015 ;
+  always @(posedge clk)
+    ssm_yacc1 <= \$1016 ;
+  always @(posedge clk)
+    ssm_yacc2 <= \$1017 ;
+  always @(posedge clk)
+    ssm_yacc3 <= \$1018 ;
+  always @(posedge clk)
+    ssm_yacc4 <= \$1019 ;
+  always @(posedge clk)
+    ssm_yacc5 <= \$1020 ;
+  always @(posedge clk)
+    ssm_yacc6 <= \$1021 ;
+  always @(posedge clk)
+    ssm_yacc7 <= \$1022 ;
+  always @(posedge clk)
+    li <= \$1023 ;
+  always @(posedge clk)
+    \$signal$507  <= \$1024 ;
+  always @(posedge clk)
+    fsm_state <= \$1025 ;
+  always @(posedge clk)
+    k <= \$1026 ;
+  always @(posedge clk)
+    e <= \$1027 ;
+  always @(posedge clk)
+    src_sel <= \$1028 ;
+  always @(posedge clk)
+    \$signal$502  <= \$1029 ;
+  always @(posedge clk)
+    bank_sel <= \$1030 ;
+  always @(posedge clk)
+    n <= \$1031 ;
+  always @(posedge clk)
+    cnt <= \$1032 ;
+  always @(posedge clk)
+    rowbase <= \$1033 ;
+  always @(posedge clk)
+    gop <= \$1034 ;
+  always @(posedge clk)
+    g_const <= \$1035 ;
+  always @(posedge clk)
+    gbase <= \$1036 ;
+  always @(posedge clk)
+    i <= \$1037 ;
+  always @(posedge clk)
+    arow <= \$1038 ;
   \npu_core_demo.neuron0  neuron0 (
     .acc(acc),
-    .\port$2148$0 (\$signature__data$81 ),
+    .\port$2352$0 (\$signature__data$81 ),
     .reset(reset),
     .spike(spike),
     .spiking(spiking),
@@ -23223,7 +23544,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   );
   \npu_core_demo.neuron1  neuron1 (
     .acc(\acc$193 ),
-    .\port$2157$0 (\$signature__data$82 ),
+    .\port$2361$0 (\$signature__data$82 ),
     .reset(\reset$199 ),
     .spike(\spike$201 ),
     .spiking(\spiking$200 ),
@@ -23233,7 +23554,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   );
   \npu_core_demo.neuron2  neuron2 (
     .acc(\acc$203 ),
-    .\port$2166$0 (\$signature__data$83 ),
+    .\port$2370$0 (\$signature__data$83 ),
     .reset(\reset$209 ),
     .spike(\spike$211 ),
     .spiking(\spiking$210 ),
@@ -23243,7 +23564,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   );
   \npu_core_demo.neuron3  neuron3 (
     .acc(\acc$213 ),
-    .\port$2175$0 (\$signature__data$84 ),
+    .\port$2379$0 (\$signature__data$84 ),
     .reset(\reset$219 ),
     .spike(\spike$221 ),
     .spiking(\spiking$220 ),
@@ -23253,7 +23574,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   );
   \npu_core_demo.neuron4  neuron4 (
     .acc(\acc$223 ),
-    .\port$2184$0 (\$signature__data$85 ),
+    .\port$2388$0 (\$signature__data$85 ),
     .reset(\reset$229 ),
     .spike(\spike$231 ),
     .spiking(\spiking$230 ),
@@ -23263,7 +23584,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   );
   \npu_core_demo.neuron5  neuron5 (
     .acc(\acc$233 ),
-    .\port$2193$0 (\$signature__data$86 ),
+    .\port$2397$0 (\$signature__data$86 ),
     .reset(\reset$239 ),
     .spike(\spike$241 ),
     .spiking(\spiking$240 ),
@@ -23273,7 +23594,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   );
   \npu_core_demo.neuron6  neuron6 (
     .acc(\acc$243 ),
-    .\port$2202$0 (\$signature__data$87 ),
+    .\port$2406$0 (\$signature__data$87 ),
     .reset(\reset$249 ),
     .spike(\spike$251 ),
     .spiking(\spiking$250 ),
@@ -23283,7 +23604,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   );
   \npu_core_demo.neuron7  neuron7 (
     .acc(\acc$253 ),
-    .\port$2211$0 (\$signature__data$88 ),
+    .\port$2415$0 (\$signature__data$88 ),
     .reset(\reset$259 ),
     .spike(\spike$261 ),
     .spiking(\spiking$260 ),
@@ -23317,9 +23638,119 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .records__valid(records__valid),
     .rst(rst),
     .send(send),
-    .\spikes$27 (\spikes$436 ),
+    .\spikes$27 (\spikes$456 ),
     .values(values)
   );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rd_lane)
+      3'h0:
+          \$84  = \$signature__data$73 ;
+      3'h1:
+          \$84  = \$signature__data$74 ;
+      3'h2:
+          \$84  = \$signature__data$75 ;
+      3'h3:
+          \$84  = \$signature__data$76 ;
+      3'h4:
+          \$84  = \$signature__data$77 ;
+      3'h5:
+          \$84  = \$signature__data$78 ;
+      3'h6:
+          \$84  = \$signature__data$79 ;
+      3'h7:
+          \$84  = \$signature__data$80 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rd_lane)
+      3'h0:
+          \$85  = \$signature__data$81 ;
+      3'h1:
+          \$85  = \$signature__data$82 ;
+      3'h2:
+          \$85  = \$signature__data$83 ;
+      3'h3:
+          \$85  = \$signature__data$84 ;
+      3'h4:
+          \$85  = \$signature__data$85 ;
+      3'h5:
+          \$85  = \$signature__data$86 ;
+      3'h6:
+          \$85  = \$signature__data$87 ;
+      3'h7:
+          \$85  = \$signature__data$88 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rd_lane)
+      3'h0:
+          \$86  = \$signature__data$89 ;
+      3'h1:
+          \$86  = \$signature__data$90 ;
+      3'h2:
+          \$86  = \$signature__data$91 ;
+      3'h3:
+          \$86  = \$signature__data$92 ;
+      3'h4:
+          \$86  = \$signature__data$93 ;
+      3'h5:
+          \$86  = \$signature__data$94 ;
+      3'h6:
+          \$86  = \$signature__data$95 ;
+      3'h7:
+          \$86  = \$signature__data$96 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rd_lane)
+      3'h0:
+          \$87  = \$signature__data$97 ;
+      3'h1:
+          \$87  = \$signature__data$98 ;
+      3'h2:
+          \$87  = \$signature__data$99 ;
+      3'h3:
+          \$87  = \$signature__data$100 ;
+      3'h4:
+          \$87  = \$signature__data$101 ;
+      3'h5:
+          \$87  = \$signature__data$102 ;
+      3'h6:
+          \$87  = \$signature__data$103 ;
+      3'h7:
+          \$87  = \$signature__data$104 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$88  = 9'h000;
+    casez (rd_lane)
+      3'h0:
+          \$88  = \$signature__data$105 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$89  = layer0[17:13];
+      2'h1:
+          \$89  = layer1[17:13];
+      2'h2:
+          \$89  = layer2[17:13];
+      2'h3:
+          \$89  = layer3[17:13];
+    endcase
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
@@ -23832,8 +24263,484 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$214  = ssm0[4:0];
+      2'h1:
+          \$214  = ssm1[4:0];
+      2'h2:
+          \$214  = ssm2[4:0];
+      2'h3:
+          \$214  = ssm3[4:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$217  = ssm0[46];
+      2'h1:
+          \$217  = ssm1[46];
+      2'h2:
+          \$217  = ssm2[46];
+      2'h3:
+          \$217  = ssm3[46];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$225  = ssm0[4:0];
+      2'h1:
+          \$225  = ssm1[4:0];
+      2'h2:
+          \$225  = ssm2[4:0];
+      2'h3:
+          \$225  = ssm3[4:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$228  = ssm0[46];
+      2'h1:
+          \$228  = ssm1[46];
+      2'h2:
+          \$228  = ssm2[46];
+      2'h3:
+          \$228  = ssm3[46];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$236  = ssm0[4:0];
+      2'h1:
+          \$236  = ssm1[4:0];
+      2'h2:
+          \$236  = ssm2[4:0];
+      2'h3:
+          \$236  = ssm3[4:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$239  = ssm0[46];
+      2'h1:
+          \$239  = ssm1[46];
+      2'h2:
+          \$239  = ssm2[46];
+      2'h3:
+          \$239  = ssm3[46];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$247  = ssm0[4:0];
+      2'h1:
+          \$247  = ssm1[4:0];
+      2'h2:
+          \$247  = ssm2[4:0];
+      2'h3:
+          \$247  = ssm3[4:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$250  = ssm0[46];
+      2'h1:
+          \$250  = ssm1[46];
+      2'h2:
+          \$250  = ssm2[46];
+      2'h3:
+          \$250  = ssm3[46];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$258  = ssm0[4:0];
+      2'h1:
+          \$258  = ssm1[4:0];
+      2'h2:
+          \$258  = ssm2[4:0];
+      2'h3:
+          \$258  = ssm3[4:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$261  = ssm0[46];
+      2'h1:
+          \$261  = ssm1[46];
+      2'h2:
+          \$261  = ssm2[46];
+      2'h3:
+          \$261  = ssm3[46];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$269  = ssm0[4:0];
+      2'h1:
+          \$269  = ssm1[4:0];
+      2'h2:
+          \$269  = ssm2[4:0];
+      2'h3:
+          \$269  = ssm3[4:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$272  = ssm0[46];
+      2'h1:
+          \$272  = ssm1[46];
+      2'h2:
+          \$272  = ssm2[46];
+      2'h3:
+          \$272  = ssm3[46];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$280  = ssm0[4:0];
+      2'h1:
+          \$280  = ssm1[4:0];
+      2'h2:
+          \$280  = ssm2[4:0];
+      2'h3:
+          \$280  = ssm3[4:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$283  = ssm0[46];
+      2'h1:
+          \$283  = ssm1[46];
+      2'h2:
+          \$283  = ssm2[46];
+      2'h3:
+          \$283  = ssm3[46];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$291  = ssm0[4:0];
+      2'h1:
+          \$291  = ssm1[4:0];
+      2'h2:
+          \$291  = ssm2[4:0];
+      2'h3:
+          \$291  = ssm3[4:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$294  = ssm0[46];
+      2'h1:
+          \$294  = ssm1[46];
+      2'h2:
+          \$294  = ssm2[46];
+      2'h3:
+          \$294  = ssm3[46];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$302  = ssm0[4:0];
+      2'h1:
+          \$302  = ssm1[4:0];
+      2'h2:
+          \$302  = ssm2[4:0];
+      2'h3:
+          \$302  = ssm3[4:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$305  = ssm0[46];
+      2'h1:
+          \$305  = ssm1[46];
+      2'h2:
+          \$305  = ssm2[46];
+      2'h3:
+          \$305  = ssm3[46];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$313  = ssm0[4:0];
+      2'h1:
+          \$313  = ssm1[4:0];
+      2'h2:
+          \$313  = ssm2[4:0];
+      2'h3:
+          \$313  = ssm3[4:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$316  = ssm0[46];
+      2'h1:
+          \$316  = ssm1[46];
+      2'h2:
+          \$316  = ssm2[46];
+      2'h3:
+          \$316  = ssm3[46];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$324  = ssm0[4:0];
+      2'h1:
+          \$324  = ssm1[4:0];
+      2'h2:
+          \$324  = ssm2[4:0];
+      2'h3:
+          \$324  = ssm3[4:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$327  = ssm0[46];
+      2'h1:
+          \$327  = ssm1[46];
+      2'h2:
+          \$327  = ssm2[46];
+      2'h3:
+          \$327  = ssm3[46];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$335  = ssm0[4:0];
+      2'h1:
+          \$335  = ssm1[4:0];
+      2'h2:
+          \$335  = ssm2[4:0];
+      2'h3:
+          \$335  = ssm3[4:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$338  = ssm0[46];
+      2'h1:
+          \$338  = ssm1[46];
+      2'h2:
+          \$338  = ssm2[46];
+      2'h3:
+          \$338  = ssm3[46];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$346  = ssm0[4:0];
+      2'h1:
+          \$346  = ssm1[4:0];
+      2'h2:
+          \$346  = ssm2[4:0];
+      2'h3:
+          \$346  = ssm3[4:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$349  = ssm0[46];
+      2'h1:
+          \$349  = ssm1[46];
+      2'h2:
+          \$349  = ssm2[46];
+      2'h3:
+          \$349  = ssm3[46];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$357  = ssm0[4:0];
+      2'h1:
+          \$357  = ssm1[4:0];
+      2'h2:
+          \$357  = ssm2[4:0];
+      2'h3:
+          \$357  = ssm3[4:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$360  = ssm0[46];
+      2'h1:
+          \$360  = ssm1[46];
+      2'h2:
+          \$360  = ssm2[46];
+      2'h3:
+          \$360  = ssm3[46];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$368  = ssm0[4:0];
+      2'h1:
+          \$368  = ssm1[4:0];
+      2'h2:
+          \$368  = ssm2[4:0];
+      2'h3:
+          \$368  = ssm3[4:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$371  = ssm0[46];
+      2'h1:
+          \$371  = ssm1[46];
+      2'h2:
+          \$371  = ssm2[46];
+      2'h3:
+          \$371  = ssm3[46];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$379  = ssm0[4:0];
+      2'h1:
+          \$379  = ssm1[4:0];
+      2'h2:
+          \$379  = ssm2[4:0];
+      2'h3:
+          \$379  = ssm3[4:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$382  = ssm0[46];
+      2'h1:
+          \$382  = ssm1[46];
+      2'h2:
+          \$382  = ssm2[46];
+      2'h3:
+          \$382  = ssm3[46];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$389  = ssm0[10:5];
+      2'h1:
+          \$389  = ssm1[10:5];
+      2'h2:
+          \$389  = ssm2[10:5];
+      2'h3:
+          \$389  = ssm3[10:5];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$390  = layer0[12:8];
+      2'h1:
+          \$390  = layer1[12:8];
+      2'h2:
+          \$390  = layer2[12:8];
+      2'h3:
+          \$390  = layer3[12:8];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ssm_vsel0 = 8'h00;
-    casez (\$214 )
+    casez (\$395 )
       10'h000:
           ssm_vsel0 = ssm_v0;
       10'h001:
@@ -23870,40 +24777,40 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = 8'h00;
+    (* full_case = 32'd1 *)
     casez (p1_i)
-      5'h00:
-          \$217  = ssm_k0;
-      5'h01:
-          \$217  = ssm_k1;
-      5'h02:
-          \$217  = ssm_k2;
-      5'h03:
-          \$217  = ssm_k3;
-      5'h04:
-          \$217  = ssm_k4;
-      5'h05:
-          \$217  = ssm_k5;
-      5'h06:
-          \$217  = ssm_k6;
-      5'h07:
-          \$217  = ssm_k7;
-      5'h08:
-          \$217  = ssm_k8;
-      5'h09:
-          \$217  = ssm_k9;
-      5'h0a:
-          \$217  = ssm_k10;
-      5'h0b:
-          \$217  = ssm_k11;
-      5'h0c:
-          \$217  = ssm_k12;
-      5'h0d:
-          \$217  = ssm_k13;
-      5'h0e:
-          \$217  = ssm_k14;
-      5'h0f:
-          \$217  = ssm_k15;
+      4'h0:
+          \$398  = ssm_k0;
+      4'h1:
+          \$398  = ssm_k1;
+      4'h2:
+          \$398  = ssm_k2;
+      4'h3:
+          \$398  = ssm_k3;
+      4'h4:
+          \$398  = ssm_k4;
+      4'h5:
+          \$398  = ssm_k5;
+      4'h6:
+          \$398  = ssm_k6;
+      4'h7:
+          \$398  = ssm_k7;
+      4'h8:
+          \$398  = ssm_k8;
+      4'h9:
+          \$398  = ssm_k9;
+      4'ha:
+          \$398  = ssm_k10;
+      4'hb:
+          \$398  = ssm_k11;
+      4'hc:
+          \$398  = ssm_k12;
+      4'hd:
+          \$398  = ssm_k13;
+      4'he:
+          \$398  = ssm_k14;
+      4'hf:
+          \$398  = ssm_k15;
     endcase
   end
   always @* begin
@@ -23911,19 +24818,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$232  = ssm0[45:40];
+          \$413  = ssm0[45:40];
       2'h1:
-          \$232  = ssm1[45:40];
+          \$413  = ssm1[45:40];
       2'h2:
-          \$232  = ssm2[45:40];
+          \$413  = ssm2[45:40];
       2'h3:
-          \$232  = ssm3[45:40];
+          \$413  = ssm3[45:40];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ssm_vsel1 = 8'h00;
-    casez (\$239 )
+    casez (\$420 )
       10'h000:
           ssm_vsel1 = ssm_v0;
       10'h001:
@@ -23960,40 +24867,40 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$242  = 8'h00;
+    (* full_case = 32'd1 *)
     casez (p1_i)
-      5'h00:
-          \$242  = ssm_k0;
-      5'h01:
-          \$242  = ssm_k1;
-      5'h02:
-          \$242  = ssm_k2;
-      5'h03:
-          \$242  = ssm_k3;
-      5'h04:
-          \$242  = ssm_k4;
-      5'h05:
-          \$242  = ssm_k5;
-      5'h06:
-          \$242  = ssm_k6;
-      5'h07:
-          \$242  = ssm_k7;
-      5'h08:
-          \$242  = ssm_k8;
-      5'h09:
-          \$242  = ssm_k9;
-      5'h0a:
-          \$242  = ssm_k10;
-      5'h0b:
-          \$242  = ssm_k11;
-      5'h0c:
-          \$242  = ssm_k12;
-      5'h0d:
-          \$242  = ssm_k13;
-      5'h0e:
-          \$242  = ssm_k14;
-      5'h0f:
-          \$242  = ssm_k15;
+      4'h0:
+          \$423  = ssm_k0;
+      4'h1:
+          \$423  = ssm_k1;
+      4'h2:
+          \$423  = ssm_k2;
+      4'h3:
+          \$423  = ssm_k3;
+      4'h4:
+          \$423  = ssm_k4;
+      4'h5:
+          \$423  = ssm_k5;
+      4'h6:
+          \$423  = ssm_k6;
+      4'h7:
+          \$423  = ssm_k7;
+      4'h8:
+          \$423  = ssm_k8;
+      4'h9:
+          \$423  = ssm_k9;
+      4'ha:
+          \$423  = ssm_k10;
+      4'hb:
+          \$423  = ssm_k11;
+      4'hc:
+          \$423  = ssm_k12;
+      4'hd:
+          \$423  = ssm_k13;
+      4'he:
+          \$423  = ssm_k14;
+      4'hf:
+          \$423  = ssm_k15;
     endcase
   end
   always @* begin
@@ -24001,19 +24908,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$257  = ssm0[45:40];
+          \$438  = ssm0[45:40];
       2'h1:
-          \$257  = ssm1[45:40];
+          \$438  = ssm1[45:40];
       2'h2:
-          \$257  = ssm2[45:40];
+          \$438  = ssm2[45:40];
       2'h3:
-          \$257  = ssm3[45:40];
+          \$438  = ssm3[45:40];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ssm_vsel2 = 8'h00;
-    casez (\$264 )
+    casez (\$445 )
       10'h000:
           ssm_vsel2 = ssm_v0;
       10'h001:
@@ -24050,40 +24957,40 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$267  = 8'h00;
+    (* full_case = 32'd1 *)
     casez (p1_i)
-      5'h00:
-          \$267  = ssm_k0;
-      5'h01:
-          \$267  = ssm_k1;
-      5'h02:
-          \$267  = ssm_k2;
-      5'h03:
-          \$267  = ssm_k3;
-      5'h04:
-          \$267  = ssm_k4;
-      5'h05:
-          \$267  = ssm_k5;
-      5'h06:
-          \$267  = ssm_k6;
-      5'h07:
-          \$267  = ssm_k7;
-      5'h08:
-          \$267  = ssm_k8;
-      5'h09:
-          \$267  = ssm_k9;
-      5'h0a:
-          \$267  = ssm_k10;
-      5'h0b:
-          \$267  = ssm_k11;
-      5'h0c:
-          \$267  = ssm_k12;
-      5'h0d:
-          \$267  = ssm_k13;
-      5'h0e:
-          \$267  = ssm_k14;
-      5'h0f:
-          \$267  = ssm_k15;
+      4'h0:
+          \$448  = ssm_k0;
+      4'h1:
+          \$448  = ssm_k1;
+      4'h2:
+          \$448  = ssm_k2;
+      4'h3:
+          \$448  = ssm_k3;
+      4'h4:
+          \$448  = ssm_k4;
+      4'h5:
+          \$448  = ssm_k5;
+      4'h6:
+          \$448  = ssm_k6;
+      4'h7:
+          \$448  = ssm_k7;
+      4'h8:
+          \$448  = ssm_k8;
+      4'h9:
+          \$448  = ssm_k9;
+      4'ha:
+          \$448  = ssm_k10;
+      4'hb:
+          \$448  = ssm_k11;
+      4'hc:
+          \$448  = ssm_k12;
+      4'hd:
+          \$448  = ssm_k13;
+      4'he:
+          \$448  = ssm_k14;
+      4'hf:
+          \$448  = ssm_k15;
     endcase
   end
   always @* begin
@@ -24091,19 +24998,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$282  = ssm0[45:40];
+          \$463  = ssm0[45:40];
       2'h1:
-          \$282  = ssm1[45:40];
+          \$463  = ssm1[45:40];
       2'h2:
-          \$282  = ssm2[45:40];
+          \$463  = ssm2[45:40];
       2'h3:
-          \$282  = ssm3[45:40];
+          \$463  = ssm3[45:40];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ssm_vsel3 = 8'h00;
-    casez (\$289 )
+    casez (\$470 )
       10'h000:
           ssm_vsel3 = ssm_v0;
       10'h001:
@@ -24140,40 +25047,40 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$292  = 8'h00;
+    (* full_case = 32'd1 *)
     casez (p1_i)
-      5'h00:
-          \$292  = ssm_k0;
-      5'h01:
-          \$292  = ssm_k1;
-      5'h02:
-          \$292  = ssm_k2;
-      5'h03:
-          \$292  = ssm_k3;
-      5'h04:
-          \$292  = ssm_k4;
-      5'h05:
-          \$292  = ssm_k5;
-      5'h06:
-          \$292  = ssm_k6;
-      5'h07:
-          \$292  = ssm_k7;
-      5'h08:
-          \$292  = ssm_k8;
-      5'h09:
-          \$292  = ssm_k9;
-      5'h0a:
-          \$292  = ssm_k10;
-      5'h0b:
-          \$292  = ssm_k11;
-      5'h0c:
-          \$292  = ssm_k12;
-      5'h0d:
-          \$292  = ssm_k13;
-      5'h0e:
-          \$292  = ssm_k14;
-      5'h0f:
-          \$292  = ssm_k15;
+      4'h0:
+          \$473  = ssm_k0;
+      4'h1:
+          \$473  = ssm_k1;
+      4'h2:
+          \$473  = ssm_k2;
+      4'h3:
+          \$473  = ssm_k3;
+      4'h4:
+          \$473  = ssm_k4;
+      4'h5:
+          \$473  = ssm_k5;
+      4'h6:
+          \$473  = ssm_k6;
+      4'h7:
+          \$473  = ssm_k7;
+      4'h8:
+          \$473  = ssm_k8;
+      4'h9:
+          \$473  = ssm_k9;
+      4'ha:
+          \$473  = ssm_k10;
+      4'hb:
+          \$473  = ssm_k11;
+      4'hc:
+          \$473  = ssm_k12;
+      4'hd:
+          \$473  = ssm_k13;
+      4'he:
+          \$473  = ssm_k14;
+      4'hf:
+          \$473  = ssm_k15;
     endcase
   end
   always @* begin
@@ -24181,19 +25088,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$307  = ssm0[45:40];
+          \$488  = ssm0[45:40];
       2'h1:
-          \$307  = ssm1[45:40];
+          \$488  = ssm1[45:40];
       2'h2:
-          \$307  = ssm2[45:40];
+          \$488  = ssm2[45:40];
       2'h3:
-          \$307  = ssm3[45:40];
+          \$488  = ssm3[45:40];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ssm_vsel4 = 8'h00;
-    casez (\$314 )
+    casez (\$495 )
       10'h000:
           ssm_vsel4 = ssm_v0;
       10'h001:
@@ -24230,40 +25137,40 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$317  = 8'h00;
+    (* full_case = 32'd1 *)
     casez (p1_i)
-      5'h00:
-          \$317  = ssm_k0;
-      5'h01:
-          \$317  = ssm_k1;
-      5'h02:
-          \$317  = ssm_k2;
-      5'h03:
-          \$317  = ssm_k3;
-      5'h04:
-          \$317  = ssm_k4;
-      5'h05:
-          \$317  = ssm_k5;
-      5'h06:
-          \$317  = ssm_k6;
-      5'h07:
-          \$317  = ssm_k7;
-      5'h08:
-          \$317  = ssm_k8;
-      5'h09:
-          \$317  = ssm_k9;
-      5'h0a:
-          \$317  = ssm_k10;
-      5'h0b:
-          \$317  = ssm_k11;
-      5'h0c:
-          \$317  = ssm_k12;
-      5'h0d:
-          \$317  = ssm_k13;
-      5'h0e:
-          \$317  = ssm_k14;
-      5'h0f:
-          \$317  = ssm_k15;
+      4'h0:
+          \$498  = ssm_k0;
+      4'h1:
+          \$498  = ssm_k1;
+      4'h2:
+          \$498  = ssm_k2;
+      4'h3:
+          \$498  = ssm_k3;
+      4'h4:
+          \$498  = ssm_k4;
+      4'h5:
+          \$498  = ssm_k5;
+      4'h6:
+          \$498  = ssm_k6;
+      4'h7:
+          \$498  = ssm_k7;
+      4'h8:
+          \$498  = ssm_k8;
+      4'h9:
+          \$498  = ssm_k9;
+      4'ha:
+          \$498  = ssm_k10;
+      4'hb:
+          \$498  = ssm_k11;
+      4'hc:
+          \$498  = ssm_k12;
+      4'hd:
+          \$498  = ssm_k13;
+      4'he:
+          \$498  = ssm_k14;
+      4'hf:
+          \$498  = ssm_k15;
     endcase
   end
   always @* begin
@@ -24271,19 +25178,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$332  = ssm0[45:40];
+          \$513  = ssm0[45:40];
       2'h1:
-          \$332  = ssm1[45:40];
+          \$513  = ssm1[45:40];
       2'h2:
-          \$332  = ssm2[45:40];
+          \$513  = ssm2[45:40];
       2'h3:
-          \$332  = ssm3[45:40];
+          \$513  = ssm3[45:40];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ssm_vsel5 = 8'h00;
-    casez (\$339 )
+    casez (\$520 )
       10'h000:
           ssm_vsel5 = ssm_v0;
       10'h001:
@@ -24320,40 +25227,40 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$342  = 8'h00;
+    (* full_case = 32'd1 *)
     casez (p1_i)
-      5'h00:
-          \$342  = ssm_k0;
-      5'h01:
-          \$342  = ssm_k1;
-      5'h02:
-          \$342  = ssm_k2;
-      5'h03:
-          \$342  = ssm_k3;
-      5'h04:
-          \$342  = ssm_k4;
-      5'h05:
-          \$342  = ssm_k5;
-      5'h06:
-          \$342  = ssm_k6;
-      5'h07:
-          \$342  = ssm_k7;
-      5'h08:
-          \$342  = ssm_k8;
-      5'h09:
-          \$342  = ssm_k9;
-      5'h0a:
-          \$342  = ssm_k10;
-      5'h0b:
-          \$342  = ssm_k11;
-      5'h0c:
-          \$342  = ssm_k12;
-      5'h0d:
-          \$342  = ssm_k13;
-      5'h0e:
-          \$342  = ssm_k14;
-      5'h0f:
-          \$342  = ssm_k15;
+      4'h0:
+          \$523  = ssm_k0;
+      4'h1:
+          \$523  = ssm_k1;
+      4'h2:
+          \$523  = ssm_k2;
+      4'h3:
+          \$523  = ssm_k3;
+      4'h4:
+          \$523  = ssm_k4;
+      4'h5:
+          \$523  = ssm_k5;
+      4'h6:
+          \$523  = ssm_k6;
+      4'h7:
+          \$523  = ssm_k7;
+      4'h8:
+          \$523  = ssm_k8;
+      4'h9:
+          \$523  = ssm_k9;
+      4'ha:
+          \$523  = ssm_k10;
+      4'hb:
+          \$523  = ssm_k11;
+      4'hc:
+          \$523  = ssm_k12;
+      4'hd:
+          \$523  = ssm_k13;
+      4'he:
+          \$523  = ssm_k14;
+      4'hf:
+          \$523  = ssm_k15;
     endcase
   end
   always @* begin
@@ -24361,19 +25268,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$357  = ssm0[45:40];
+          \$538  = ssm0[45:40];
       2'h1:
-          \$357  = ssm1[45:40];
+          \$538  = ssm1[45:40];
       2'h2:
-          \$357  = ssm2[45:40];
+          \$538  = ssm2[45:40];
       2'h3:
-          \$357  = ssm3[45:40];
+          \$538  = ssm3[45:40];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ssm_vsel6 = 8'h00;
-    casez (\$364 )
+    casez (\$545 )
       10'h000:
           ssm_vsel6 = ssm_v0;
       10'h001:
@@ -24410,40 +25317,40 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$367  = 8'h00;
+    (* full_case = 32'd1 *)
     casez (p1_i)
-      5'h00:
-          \$367  = ssm_k0;
-      5'h01:
-          \$367  = ssm_k1;
-      5'h02:
-          \$367  = ssm_k2;
-      5'h03:
-          \$367  = ssm_k3;
-      5'h04:
-          \$367  = ssm_k4;
-      5'h05:
-          \$367  = ssm_k5;
-      5'h06:
-          \$367  = ssm_k6;
-      5'h07:
-          \$367  = ssm_k7;
-      5'h08:
-          \$367  = ssm_k8;
-      5'h09:
-          \$367  = ssm_k9;
-      5'h0a:
-          \$367  = ssm_k10;
-      5'h0b:
-          \$367  = ssm_k11;
-      5'h0c:
-          \$367  = ssm_k12;
-      5'h0d:
-          \$367  = ssm_k13;
-      5'h0e:
-          \$367  = ssm_k14;
-      5'h0f:
-          \$367  = ssm_k15;
+      4'h0:
+          \$548  = ssm_k0;
+      4'h1:
+          \$548  = ssm_k1;
+      4'h2:
+          \$548  = ssm_k2;
+      4'h3:
+          \$548  = ssm_k3;
+      4'h4:
+          \$548  = ssm_k4;
+      4'h5:
+          \$548  = ssm_k5;
+      4'h6:
+          \$548  = ssm_k6;
+      4'h7:
+          \$548  = ssm_k7;
+      4'h8:
+          \$548  = ssm_k8;
+      4'h9:
+          \$548  = ssm_k9;
+      4'ha:
+          \$548  = ssm_k10;
+      4'hb:
+          \$548  = ssm_k11;
+      4'hc:
+          \$548  = ssm_k12;
+      4'hd:
+          \$548  = ssm_k13;
+      4'he:
+          \$548  = ssm_k14;
+      4'hf:
+          \$548  = ssm_k15;
     endcase
   end
   always @* begin
@@ -24451,19 +25358,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$382  = ssm0[45:40];
+          \$563  = ssm0[45:40];
       2'h1:
-          \$382  = ssm1[45:40];
+          \$563  = ssm1[45:40];
       2'h2:
-          \$382  = ssm2[45:40];
+          \$563  = ssm2[45:40];
       2'h3:
-          \$382  = ssm3[45:40];
+          \$563  = ssm3[45:40];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ssm_vsel7 = 8'h00;
-    casez (\$389 )
+    casez (\$570 )
       10'h000:
           ssm_vsel7 = ssm_v0;
       10'h001:
@@ -24500,40 +25407,40 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$392  = 8'h00;
+    (* full_case = 32'd1 *)
     casez (p1_i)
-      5'h00:
-          \$392  = ssm_k0;
-      5'h01:
-          \$392  = ssm_k1;
-      5'h02:
-          \$392  = ssm_k2;
-      5'h03:
-          \$392  = ssm_k3;
-      5'h04:
-          \$392  = ssm_k4;
-      5'h05:
-          \$392  = ssm_k5;
-      5'h06:
-          \$392  = ssm_k6;
-      5'h07:
-          \$392  = ssm_k7;
-      5'h08:
-          \$392  = ssm_k8;
-      5'h09:
-          \$392  = ssm_k9;
-      5'h0a:
-          \$392  = ssm_k10;
-      5'h0b:
-          \$392  = ssm_k11;
-      5'h0c:
-          \$392  = ssm_k12;
-      5'h0d:
-          \$392  = ssm_k13;
-      5'h0e:
-          \$392  = ssm_k14;
-      5'h0f:
-          \$392  = ssm_k15;
+      4'h0:
+          \$573  = ssm_k0;
+      4'h1:
+          \$573  = ssm_k1;
+      4'h2:
+          \$573  = ssm_k2;
+      4'h3:
+          \$573  = ssm_k3;
+      4'h4:
+          \$573  = ssm_k4;
+      4'h5:
+          \$573  = ssm_k5;
+      4'h6:
+          \$573  = ssm_k6;
+      4'h7:
+          \$573  = ssm_k7;
+      4'h8:
+          \$573  = ssm_k8;
+      4'h9:
+          \$573  = ssm_k9;
+      4'ha:
+          \$573  = ssm_k10;
+      4'hb:
+          \$573  = ssm_k11;
+      4'hc:
+          \$573  = ssm_k12;
+      4'hd:
+          \$573  = ssm_k13;
+      4'he:
+          \$573  = ssm_k14;
+      4'hf:
+          \$573  = ssm_k15;
     endcase
   end
   always @* begin
@@ -24541,13 +25448,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$407  = ssm0[45:40];
+          \$588  = ssm0[45:40];
       2'h1:
-          \$407  = ssm1[45:40];
+          \$588  = ssm1[45:40];
       2'h2:
-          \$407  = ssm2[45:40];
+          \$588  = ssm2[45:40];
       2'h3:
-          \$407  = ssm3[45:40];
+          \$588  = ssm3[45:40];
     endcase
   end
   always @* begin
@@ -24555,13 +25462,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$414  = layer0[44];
+          \$595  = layer0[44];
       2'h1:
-          \$414  = layer1[44];
+          \$595  = layer1[44];
       2'h2:
-          \$414  = layer2[44];
+          \$595  = layer2[44];
       2'h3:
-          \$414  = layer3[44];
+          \$595  = layer3[44];
     endcase
   end
   always @* begin
@@ -24569,13 +25476,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$418  = layer0[44];
+          \$599  = layer0[44];
       2'h1:
-          \$418  = layer1[44];
+          \$599  = layer1[44];
       2'h2:
-          \$418  = layer2[44];
+          \$599  = layer2[44];
       2'h3:
-          \$418  = layer3[44];
+          \$599  = layer3[44];
     endcase
   end
   always @* begin
@@ -24583,13 +25490,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$420  = ssm0[22:20];
+          \$601  = ssm0[22:20];
       2'h1:
-          \$420  = ssm1[22:20];
+          \$601  = ssm1[22:20];
       2'h2:
-          \$420  = ssm2[22:20];
+          \$601  = ssm2[22:20];
       2'h3:
-          \$420  = ssm3[22:20];
+          \$601  = ssm3[22:20];
     endcase
   end
   always @* begin
@@ -24597,13 +25504,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$421  = ssm0[23];
+          \$602  = ssm0[23];
       2'h1:
-          \$421  = ssm1[23];
+          \$602  = ssm1[23];
       2'h2:
-          \$421  = ssm2[23];
+          \$602  = ssm2[23];
       2'h3:
-          \$421  = ssm3[23];
+          \$602  = ssm3[23];
     endcase
   end
   always @* begin
@@ -24611,13 +25518,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$422  = ssm0[24];
+          \$603  = ssm0[24];
       2'h1:
-          \$422  = ssm1[24];
+          \$603  = ssm1[24];
       2'h2:
-          \$422  = ssm2[24];
+          \$603  = ssm2[24];
       2'h3:
-          \$422  = ssm3[24];
+          \$603  = ssm3[24];
     endcase
   end
   always @* begin
@@ -24625,13 +25532,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$423  = ssm0[4:0];
+          \$604  = ssm0[4:0];
       2'h1:
-          \$423  = ssm1[4:0];
+          \$604  = ssm1[4:0];
       2'h2:
-          \$423  = ssm2[4:0];
+          \$604  = ssm2[4:0];
       2'h3:
-          \$423  = ssm3[4:0];
+          \$604  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -24639,13 +25546,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$424  = ssm0[19:11];
+          \$605  = ssm0[19:11];
       2'h1:
-          \$424  = ssm1[19:11];
+          \$605  = ssm1[19:11];
       2'h2:
-          \$424  = ssm2[19:11];
+          \$605  = ssm2[19:11];
       2'h3:
-          \$424  = ssm3[19:11];
+          \$605  = ssm3[19:11];
     endcase
   end
   always @* begin
@@ -24653,13 +25560,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$426  = ssm0[27:25];
+          \$607  = ssm0[27:25];
       2'h1:
-          \$426  = ssm1[27:25];
+          \$607  = ssm1[27:25];
       2'h2:
-          \$426  = ssm2[27:25];
+          \$607  = ssm2[27:25];
       2'h3:
-          \$426  = ssm3[27:25];
+          \$607  = ssm3[27:25];
     endcase
   end
   always @* begin
@@ -24667,13 +25574,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$427  = ssm0[28];
+          \$608  = ssm0[28];
       2'h1:
-          \$427  = ssm1[28];
+          \$608  = ssm1[28];
       2'h2:
-          \$427  = ssm2[28];
+          \$608  = ssm2[28];
       2'h3:
-          \$427  = ssm3[28];
+          \$608  = ssm3[28];
     endcase
   end
   always @* begin
@@ -24681,13 +25588,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$428  = ssm0[29];
+          \$609  = ssm0[29];
       2'h1:
-          \$428  = ssm1[29];
+          \$609  = ssm1[29];
       2'h2:
-          \$428  = ssm2[29];
+          \$609  = ssm2[29];
       2'h3:
-          \$428  = ssm3[29];
+          \$609  = ssm3[29];
     endcase
   end
   always @* begin
@@ -24695,13 +25602,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$429  = layer0[7:0];
+          \$610  = layer0[7:0];
       2'h1:
-          \$429  = layer1[7:0];
+          \$610  = layer1[7:0];
       2'h2:
-          \$429  = layer2[7:0];
+          \$610  = layer2[7:0];
       2'h3:
-          \$429  = layer3[7:0];
+          \$610  = layer3[7:0];
     endcase
   end
   always @* begin
@@ -24709,13 +25616,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$430  = ssm0[19:11];
+          \$611  = ssm0[19:11];
       2'h1:
-          \$430  = ssm1[19:11];
+          \$611  = ssm1[19:11];
       2'h2:
-          \$430  = ssm2[19:11];
+          \$611  = ssm2[19:11];
       2'h3:
-          \$430  = ssm3[19:11];
+          \$611  = ssm3[19:11];
     endcase
   end
   always @* begin
@@ -24723,13 +25630,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$431  = ssm0[4:0];
+          \$612  = ssm0[4:0];
       2'h1:
-          \$431  = ssm1[4:0];
+          \$612  = ssm1[4:0];
       2'h2:
-          \$431  = ssm2[4:0];
+          \$612  = ssm2[4:0];
       2'h3:
-          \$431  = ssm3[4:0];
+          \$612  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -24737,13 +25644,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$433  = ssm0[32:30];
+          \$614  = ssm0[32:30];
       2'h1:
-          \$433  = ssm1[32:30];
+          \$614  = ssm1[32:30];
       2'h2:
-          \$433  = ssm2[32:30];
+          \$614  = ssm2[32:30];
       2'h3:
-          \$433  = ssm3[32:30];
+          \$614  = ssm3[32:30];
     endcase
   end
   always @* begin
@@ -24751,13 +25658,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$434  = ssm0[33];
+          \$615  = ssm0[33];
       2'h1:
-          \$434  = ssm1[33];
+          \$615  = ssm1[33];
       2'h2:
-          \$434  = ssm2[33];
+          \$615  = ssm2[33];
       2'h3:
-          \$434  = ssm3[33];
+          \$615  = ssm3[33];
     endcase
   end
   always @* begin
@@ -24765,13 +25672,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$435  = ssm0[34];
+          \$616  = ssm0[34];
       2'h1:
-          \$435  = ssm1[34];
+          \$616  = ssm1[34];
       2'h2:
-          \$435  = ssm2[34];
+          \$616  = ssm2[34];
       2'h3:
-          \$435  = ssm3[34];
+          \$616  = ssm3[34];
     endcase
   end
   always @* begin
@@ -24779,13 +25686,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$436  = ssm0[4:0];
+          \$617  = ssm0[4:0];
       2'h1:
-          \$436  = ssm1[4:0];
+          \$617  = ssm1[4:0];
       2'h2:
-          \$436  = ssm2[4:0];
+          \$617  = ssm2[4:0];
       2'h3:
-          \$436  = ssm3[4:0];
+          \$617  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -24793,13 +25700,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$437  = ssm0[19:11];
+          \$618  = ssm0[19:11];
       2'h1:
-          \$437  = ssm1[19:11];
+          \$618  = ssm1[19:11];
       2'h2:
-          \$437  = ssm2[19:11];
+          \$618  = ssm2[19:11];
       2'h3:
-          \$437  = ssm3[19:11];
+          \$618  = ssm3[19:11];
     endcase
   end
   always @* begin
@@ -24807,13 +25714,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$438  = ssm0[4:0];
+          \$619  = ssm0[4:0];
       2'h1:
-          \$438  = ssm1[4:0];
+          \$619  = ssm1[4:0];
       2'h2:
-          \$438  = ssm2[4:0];
+          \$619  = ssm2[4:0];
       2'h3:
-          \$438  = ssm3[4:0];
+          \$619  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -24821,13 +25728,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$439  = layer0[7:0];
+          \$620  = layer0[7:0];
       2'h1:
-          \$439  = layer1[7:0];
+          \$620  = layer1[7:0];
       2'h2:
-          \$439  = layer2[7:0];
+          \$620  = layer2[7:0];
       2'h3:
-          \$439  = layer3[7:0];
+          \$620  = layer3[7:0];
     endcase
   end
   always @* begin
@@ -24835,13 +25742,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$442  = ssm0[37:35];
+          \$623  = ssm0[37:35];
       2'h1:
-          \$442  = ssm1[37:35];
+          \$623  = ssm1[37:35];
       2'h2:
-          \$442  = ssm2[37:35];
+          \$623  = ssm2[37:35];
       2'h3:
-          \$442  = ssm3[37:35];
+          \$623  = ssm3[37:35];
     endcase
   end
   always @* begin
@@ -24849,13 +25756,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$443  = ssm0[38];
+          \$624  = ssm0[38];
       2'h1:
-          \$443  = ssm1[38];
+          \$624  = ssm1[38];
       2'h2:
-          \$443  = ssm2[38];
+          \$624  = ssm2[38];
       2'h3:
-          \$443  = ssm3[38];
+          \$624  = ssm3[38];
     endcase
   end
   always @* begin
@@ -24863,13 +25770,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$444  = ssm0[39];
+          \$625  = ssm0[39];
       2'h1:
-          \$444  = ssm1[39];
+          \$625  = ssm1[39];
       2'h2:
-          \$444  = ssm2[39];
+          \$625  = ssm2[39];
       2'h3:
-          \$444  = ssm3[39];
+          \$625  = ssm3[39];
     endcase
   end
   always @* begin
@@ -24877,13 +25784,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$446  = ssm0[4:0];
+          \$628  = layer0[44];
       2'h1:
-          \$446  = ssm1[4:0];
+          \$628  = layer1[44];
       2'h2:
-          \$446  = ssm2[4:0];
+          \$628  = layer2[44];
       2'h3:
-          \$446  = ssm3[4:0];
+          \$628  = layer3[44];
     endcase
   end
   always @* begin
@@ -24891,119 +25798,105 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$449  = layer0[44];
+          \$632  = layer0[44];
       2'h1:
-          \$449  = layer1[44];
+          \$632  = layer1[44];
       2'h2:
-          \$449  = layer2[44];
+          \$632  = layer2[44];
       2'h3:
-          \$449  = layer3[44];
+          \$632  = layer3[44];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$453  = layer0[44];
-      2'h1:
-          \$453  = layer1[44];
-      2'h2:
-          \$453  = layer2[44];
-      2'h3:
-          \$453  = layer3[44];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$474  = 46'h000000000000;
+    \$653  = 46'h000000000000;
     casez (host_addr[10:0])
       11'h000:
-          \$474  = layer0;
+          \$653  = layer0;
       11'h001:
-          \$474  = layer1;
+          \$653  = layer1;
       11'h002:
-          \$474  = layer2;
+          \$653  = layer2;
       11'h003:
-          \$474  = layer3;
+          \$653  = layer3;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$475  = 23'h000000;
+    \$654  = 23'h000000;
     casez (host_addr[10:0])
       11'h000:
-          \$475  = edge0;
+          \$654  = edge0;
       11'h001:
-          \$475  = edge1;
+          \$654  = edge1;
       11'h002:
-          \$475  = edge2;
+          \$654  = edge2;
       11'h003:
-          \$475  = edge3;
+          \$654  = edge3;
       11'h004:
-          \$475  = edge4;
+          \$654  = edge4;
       11'h005:
-          \$475  = edge5;
+          \$654  = edge5;
       11'h006:
-          \$475  = edge6;
+          \$654  = edge6;
       11'h007:
-          \$475  = edge7;
+          \$654  = edge7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$476  = 32'd0;
+    \$655  = 32'd0;
     casez (host_addr[10:0])
       11'h000:
-          \$476  = ctr0;
+          \$655  = ctr0;
       11'h001:
-          \$476  = ctr1;
+          \$655  = ctr1;
       11'h002:
-          \$476  = ctr2;
+          \$655  = ctr2;
       11'h003:
-          \$476  = ctr3;
+          \$655  = ctr3;
       11'h004:
-          \$476  = ctr4;
+          \$655  = ctr4;
       11'h005:
-          \$476  = ctr5;
+          \$655  = ctr5;
       11'h006:
-          \$476  = ctr6;
+          \$655  = ctr6;
       11'h007:
-          \$476  = ctr7;
+          \$655  = ctr7;
       11'h008:
-          \$476  = ctr8;
+          \$655  = ctr8;
       11'h009:
-          \$476  = ctr9;
+          \$655  = ctr9;
       11'h00a:
-          \$476  = ctr10;
+          \$655  = ctr10;
       11'h00b:
-          \$476  = ctr11;
+          \$655  = ctr11;
       11'h00c:
-          \$476  = ctr12;
+          \$655  = ctr12;
       11'h00d:
-          \$476  = ctr13;
+          \$655  = ctr13;
       11'h00e:
-          \$476  = ctr14;
+          \$655  = ctr14;
       11'h00f:
-          \$476  = ctr15;
+          \$655  = ctr15;
       11'h010:
-          \$476  = ctr16;
+          \$655  = ctr16;
       11'h011:
-          \$476  = ctr17;
+          \$655  = ctr17;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$477  = 46'h000000000000;
+    \$656  = 47'h000000000000;
     casez (host_addr[10:0])
       11'h000:
-          \$477  = ssm0;
+          \$656  = ssm0;
       11'h001:
-          \$477  = ssm1;
+          \$656  = ssm1;
       11'h002:
-          \$477  = ssm2;
+          \$656  = ssm2;
       11'h003:
-          \$477  = ssm3;
+          \$656  = ssm3;
     endcase
   end
   always @* begin
@@ -25011,1289 +25904,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez ({ cur, spike_src })
       4'h0:
-          \$495  = count0;
+          \$674  = count0;
       4'h1:
-          \$495  = count1;
+          \$674  = count1;
       4'h2:
-          \$495  = count2;
+          \$674  = count2;
       4'h3:
-          \$495  = count3;
+          \$674  = count3;
       4'h4:
-          \$495  = count4;
+          \$674  = count4;
       4'h5:
-          \$495  = count5;
+          \$674  = count5;
       4'h6:
-          \$495  = count6;
+          \$674  = count6;
       4'h7:
-          \$495  = count7;
+          \$674  = count7;
       4'h8:
-          \$495  = count8;
+          \$674  = count8;
       4'h9:
-          \$495  = count9;
+          \$674  = count9;
       4'ha:
-          \$495  = count10;
+          \$674  = count10;
       4'hb:
-          \$495  = count11;
+          \$674  = count11;
       4'hc:
-          \$495  = count12;
+          \$674  = count12;
       4'hd:
-          \$495  = count13;
+          \$674  = count13;
       4'he:
-          \$495  = count14;
+          \$674  = count14;
       4'hf:
-          \$495  = count15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$499  = 32'd0;
-    casez (\$498 )
-      6'h00:
-          \$499  = ctr0;
-      6'h01:
-          \$499  = ctr1;
-      6'h02:
-          \$499  = ctr2;
-      6'h03:
-          \$499  = ctr3;
-      6'h04:
-          \$499  = ctr4;
-      6'h05:
-          \$499  = ctr5;
-      6'h06:
-          \$499  = ctr6;
-      6'h07:
-          \$499  = ctr7;
-      6'h08:
-          \$499  = ctr8;
-      6'h09:
-          \$499  = ctr9;
-      6'h0a:
-          \$499  = ctr10;
-      6'h0b:
-          \$499  = ctr11;
-      6'h0c:
-          \$499  = ctr12;
-      6'h0d:
-          \$499  = ctr13;
-      6'h0e:
-          \$499  = ctr14;
-      6'h0f:
-          \$499  = ctr15;
-      6'h10:
-          \$499  = ctr16;
-      6'h11:
-          \$499  = ctr17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$504  = in_count0;
-      1'h1:
-          \$504  = in_count1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$517  = 8'h00;
-    casez (p1_i)
-      5'h00:
-          \$517  = ssm_q0;
-      5'h01:
-          \$517  = ssm_q1;
-      5'h02:
-          \$517  = ssm_q2;
-      5'h03:
-          \$517  = ssm_q3;
-      5'h04:
-          \$517  = ssm_q4;
-      5'h05:
-          \$517  = ssm_q5;
-      5'h06:
-          \$517  = ssm_q6;
-      5'h07:
-          \$517  = ssm_q7;
-      5'h08:
-          \$517  = ssm_q8;
-      5'h09:
-          \$517  = ssm_q9;
-      5'h0a:
-          \$517  = ssm_q10;
-      5'h0b:
-          \$517  = ssm_q11;
-      5'h0c:
-          \$517  = ssm_q12;
-      5'h0d:
-          \$517  = ssm_q13;
-      5'h0e:
-          \$517  = ssm_q14;
-      5'h0f:
-          \$517  = ssm_q15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$520  = 8'h00;
-    casez (p1_i)
-      5'h00:
-          \$520  = ssm_q0;
-      5'h01:
-          \$520  = ssm_q1;
-      5'h02:
-          \$520  = ssm_q2;
-      5'h03:
-          \$520  = ssm_q3;
-      5'h04:
-          \$520  = ssm_q4;
-      5'h05:
-          \$520  = ssm_q5;
-      5'h06:
-          \$520  = ssm_q6;
-      5'h07:
-          \$520  = ssm_q7;
-      5'h08:
-          \$520  = ssm_q8;
-      5'h09:
-          \$520  = ssm_q9;
-      5'h0a:
-          \$520  = ssm_q10;
-      5'h0b:
-          \$520  = ssm_q11;
-      5'h0c:
-          \$520  = ssm_q12;
-      5'h0d:
-          \$520  = ssm_q13;
-      5'h0e:
-          \$520  = ssm_q14;
-      5'h0f:
-          \$520  = ssm_q15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$523  = 8'h00;
-    casez (p1_i)
-      5'h00:
-          \$523  = ssm_q0;
-      5'h01:
-          \$523  = ssm_q1;
-      5'h02:
-          \$523  = ssm_q2;
-      5'h03:
-          \$523  = ssm_q3;
-      5'h04:
-          \$523  = ssm_q4;
-      5'h05:
-          \$523  = ssm_q5;
-      5'h06:
-          \$523  = ssm_q6;
-      5'h07:
-          \$523  = ssm_q7;
-      5'h08:
-          \$523  = ssm_q8;
-      5'h09:
-          \$523  = ssm_q9;
-      5'h0a:
-          \$523  = ssm_q10;
-      5'h0b:
-          \$523  = ssm_q11;
-      5'h0c:
-          \$523  = ssm_q12;
-      5'h0d:
-          \$523  = ssm_q13;
-      5'h0e:
-          \$523  = ssm_q14;
-      5'h0f:
-          \$523  = ssm_q15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$526  = 8'h00;
-    casez (p1_i)
-      5'h00:
-          \$526  = ssm_q0;
-      5'h01:
-          \$526  = ssm_q1;
-      5'h02:
-          \$526  = ssm_q2;
-      5'h03:
-          \$526  = ssm_q3;
-      5'h04:
-          \$526  = ssm_q4;
-      5'h05:
-          \$526  = ssm_q5;
-      5'h06:
-          \$526  = ssm_q6;
-      5'h07:
-          \$526  = ssm_q7;
-      5'h08:
-          \$526  = ssm_q8;
-      5'h09:
-          \$526  = ssm_q9;
-      5'h0a:
-          \$526  = ssm_q10;
-      5'h0b:
-          \$526  = ssm_q11;
-      5'h0c:
-          \$526  = ssm_q12;
-      5'h0d:
-          \$526  = ssm_q13;
-      5'h0e:
-          \$526  = ssm_q14;
-      5'h0f:
-          \$526  = ssm_q15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$529  = 8'h00;
-    casez (p1_i)
-      5'h00:
-          \$529  = ssm_q0;
-      5'h01:
-          \$529  = ssm_q1;
-      5'h02:
-          \$529  = ssm_q2;
-      5'h03:
-          \$529  = ssm_q3;
-      5'h04:
-          \$529  = ssm_q4;
-      5'h05:
-          \$529  = ssm_q5;
-      5'h06:
-          \$529  = ssm_q6;
-      5'h07:
-          \$529  = ssm_q7;
-      5'h08:
-          \$529  = ssm_q8;
-      5'h09:
-          \$529  = ssm_q9;
-      5'h0a:
-          \$529  = ssm_q10;
-      5'h0b:
-          \$529  = ssm_q11;
-      5'h0c:
-          \$529  = ssm_q12;
-      5'h0d:
-          \$529  = ssm_q13;
-      5'h0e:
-          \$529  = ssm_q14;
-      5'h0f:
-          \$529  = ssm_q15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$532  = 8'h00;
-    casez (p1_i)
-      5'h00:
-          \$532  = ssm_q0;
-      5'h01:
-          \$532  = ssm_q1;
-      5'h02:
-          \$532  = ssm_q2;
-      5'h03:
-          \$532  = ssm_q3;
-      5'h04:
-          \$532  = ssm_q4;
-      5'h05:
-          \$532  = ssm_q5;
-      5'h06:
-          \$532  = ssm_q6;
-      5'h07:
-          \$532  = ssm_q7;
-      5'h08:
-          \$532  = ssm_q8;
-      5'h09:
-          \$532  = ssm_q9;
-      5'h0a:
-          \$532  = ssm_q10;
-      5'h0b:
-          \$532  = ssm_q11;
-      5'h0c:
-          \$532  = ssm_q12;
-      5'h0d:
-          \$532  = ssm_q13;
-      5'h0e:
-          \$532  = ssm_q14;
-      5'h0f:
-          \$532  = ssm_q15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$535  = 8'h00;
-    casez (p1_i)
-      5'h00:
-          \$535  = ssm_q0;
-      5'h01:
-          \$535  = ssm_q1;
-      5'h02:
-          \$535  = ssm_q2;
-      5'h03:
-          \$535  = ssm_q3;
-      5'h04:
-          \$535  = ssm_q4;
-      5'h05:
-          \$535  = ssm_q5;
-      5'h06:
-          \$535  = ssm_q6;
-      5'h07:
-          \$535  = ssm_q7;
-      5'h08:
-          \$535  = ssm_q8;
-      5'h09:
-          \$535  = ssm_q9;
-      5'h0a:
-          \$535  = ssm_q10;
-      5'h0b:
-          \$535  = ssm_q11;
-      5'h0c:
-          \$535  = ssm_q12;
-      5'h0d:
-          \$535  = ssm_q13;
-      5'h0e:
-          \$535  = ssm_q14;
-      5'h0f:
-          \$535  = ssm_q15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$538  = 8'h00;
-    casez (p1_i)
-      5'h00:
-          \$538  = ssm_q0;
-      5'h01:
-          \$538  = ssm_q1;
-      5'h02:
-          \$538  = ssm_q2;
-      5'h03:
-          \$538  = ssm_q3;
-      5'h04:
-          \$538  = ssm_q4;
-      5'h05:
-          \$538  = ssm_q5;
-      5'h06:
-          \$538  = ssm_q6;
-      5'h07:
-          \$538  = ssm_q7;
-      5'h08:
-          \$538  = ssm_q8;
-      5'h09:
-          \$538  = ssm_q9;
-      5'h0a:
-          \$538  = ssm_q10;
-      5'h0b:
-          \$538  = ssm_q11;
-      5'h0c:
-          \$538  = ssm_q12;
-      5'h0d:
-          \$538  = ssm_q13;
-      5'h0e:
-          \$538  = ssm_q14;
-      5'h0f:
-          \$538  = ssm_q15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$546  = layer0[45];
-      2'h1:
-          \$546  = layer1[45];
-      2'h2:
-          \$546  = layer2[45];
-      2'h3:
-          \$546  = layer3[45];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$547  = layer0[20:18];
-      2'h1:
-          \$547  = layer1[20:18];
-      2'h2:
-          \$547  = layer2[20:18];
-      2'h3:
-          \$547  = layer3[20:18];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$550  = 32'd0;
-    casez (\$549 )
-      6'h00:
-          \$550  = ctr0;
-      6'h01:
-          \$550  = ctr1;
-      6'h02:
-          \$550  = ctr2;
-      6'h03:
-          \$550  = ctr3;
-      6'h04:
-          \$550  = ctr4;
-      6'h05:
-          \$550  = ctr5;
-      6'h06:
-          \$550  = ctr6;
-      6'h07:
-          \$550  = ctr7;
-      6'h08:
-          \$550  = ctr8;
-      6'h09:
-          \$550  = ctr9;
-      6'h0a:
-          \$550  = ctr10;
-      6'h0b:
-          \$550  = ctr11;
-      6'h0c:
-          \$550  = ctr12;
-      6'h0d:
-          \$550  = ctr13;
-      6'h0e:
-          \$550  = ctr14;
-      6'h0f:
-          \$550  = ctr15;
-      6'h10:
-          \$550  = ctr16;
-      6'h11:
-          \$550  = ctr17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$556  = 32'd0;
-    casez (\$555 )
-      6'h00:
-          \$556  = ctr0;
-      6'h01:
-          \$556  = ctr1;
-      6'h02:
-          \$556  = ctr2;
-      6'h03:
-          \$556  = ctr3;
-      6'h04:
-          \$556  = ctr4;
-      6'h05:
-          \$556  = ctr5;
-      6'h06:
-          \$556  = ctr6;
-      6'h07:
-          \$556  = ctr7;
-      6'h08:
-          \$556  = ctr8;
-      6'h09:
-          \$556  = ctr9;
-      6'h0a:
-          \$556  = ctr10;
-      6'h0b:
-          \$556  = ctr11;
-      6'h0c:
-          \$556  = ctr12;
-      6'h0d:
-          \$556  = ctr13;
-      6'h0e:
-          \$556  = ctr14;
-      6'h0f:
-          \$556  = ctr15;
-      6'h10:
-          \$556  = ctr16;
-      6'h11:
-          \$556  = ctr17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$560  = layer0[20:18];
-      2'h1:
-          \$560  = layer1[20:18];
-      2'h2:
-          \$560  = layer2[20:18];
-      2'h3:
-          \$560  = layer3[20:18];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$561  = layer0[24:21];
-      2'h1:
-          \$561  = layer1[24:21];
-      2'h2:
-          \$561  = layer2[24:21];
-      2'h3:
-          \$561  = layer3[24:21];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$564  = edge0[2:0];
-      3'h1:
-          \$564  = edge1[2:0];
-      3'h2:
-          \$564  = edge2[2:0];
-      3'h3:
-          \$564  = edge3[2:0];
-      3'h4:
-          \$564  = edge4[2:0];
-      3'h5:
-          \$564  = edge5[2:0];
-      3'h6:
-          \$564  = edge6[2:0];
-      3'h7:
-          \$564  = edge7[2:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$565  = edge0[2:0];
-      3'h1:
-          \$565  = edge1[2:0];
-      3'h2:
-          \$565  = edge2[2:0];
-      3'h3:
-          \$565  = edge3[2:0];
-      3'h4:
-          \$565  = edge4[2:0];
-      3'h5:
-          \$565  = edge5[2:0];
-      3'h6:
-          \$565  = edge6[2:0];
-      3'h7:
-          \$565  = edge7[2:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$567  = edge0[2:0];
-      3'h1:
-          \$567  = edge1[2:0];
-      3'h2:
-          \$567  = edge2[2:0];
-      3'h3:
-          \$567  = edge3[2:0];
-      3'h4:
-          \$567  = edge4[2:0];
-      3'h5:
-          \$567  = edge5[2:0];
-      3'h6:
-          \$567  = edge6[2:0];
-      3'h7:
-          \$567  = edge7[2:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$569  = edge0[3];
-      3'h1:
-          \$569  = edge1[3];
-      3'h2:
-          \$569  = edge2[3];
-      3'h3:
-          \$569  = edge3[3];
-      3'h4:
-          \$569  = edge4[3];
-      3'h5:
-          \$569  = edge5[3];
-      3'h6:
-          \$569  = edge6[3];
-      3'h7:
-          \$569  = edge7[3];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$572  = edge0[2:0];
-      3'h1:
-          \$572  = edge1[2:0];
-      3'h2:
-          \$572  = edge2[2:0];
-      3'h3:
-          \$572  = edge3[2:0];
-      3'h4:
-          \$572  = edge4[2:0];
-      3'h5:
-          \$572  = edge5[2:0];
-      3'h6:
-          \$572  = edge6[2:0];
-      3'h7:
-          \$572  = edge7[2:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$504 )
-      1'h0:
-          \$574  = in_count0;
-      1'h1:
-          \$574  = in_count1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$575  = edge0[2:0];
-      3'h1:
-          \$575  = edge1[2:0];
-      3'h2:
-          \$575  = edge2[2:0];
-      3'h3:
-          \$575  = edge3[2:0];
-      3'h4:
-          \$575  = edge4[2:0];
-      3'h5:
-          \$575  = edge5[2:0];
-      3'h6:
-          \$575  = edge6[2:0];
-      3'h7:
-          \$575  = edge7[2:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$576  = edge0[3];
-      3'h1:
-          \$576  = edge1[3];
-      3'h2:
-          \$576  = edge2[3];
-      3'h3:
-          \$576  = edge3[3];
-      3'h4:
-          \$576  = edge4[3];
-      3'h5:
-          \$576  = edge5[3];
-      3'h6:
-          \$576  = edge6[3];
-      3'h7:
-          \$576  = edge7[3];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ \$577 , \$575  })
-      4'h0:
-          \$578  = count0;
-      4'h1:
-          \$578  = count1;
-      4'h2:
-          \$578  = count2;
-      4'h3:
-          \$578  = count3;
-      4'h4:
-          \$578  = count4;
-      4'h5:
-          \$578  = count5;
-      4'h6:
-          \$578  = count6;
-      4'h7:
-          \$578  = count7;
-      4'h8:
-          \$578  = count8;
-      4'h9:
-          \$578  = count9;
-      4'ha:
-          \$578  = count10;
-      4'hb:
-          \$578  = count11;
-      4'hc:
-          \$578  = count12;
-      4'hd:
-          \$578  = count13;
-      4'he:
-          \$578  = count14;
-      4'hf:
-          \$578  = count15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$580  = edge0[14:4];
-      3'h1:
-          \$580  = edge1[14:4];
-      3'h2:
-          \$580  = edge2[14:4];
-      3'h3:
-          \$580  = edge3[14:4];
-      3'h4:
-          \$580  = edge4[14:4];
-      3'h5:
-          \$580  = edge5[14:4];
-      3'h6:
-          \$580  = edge6[14:4];
-      3'h7:
-          \$580  = edge7[14:4];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$581  = edge0[22:15];
-      3'h1:
-          \$581  = edge1[22:15];
-      3'h2:
-          \$581  = edge2[22:15];
-      3'h3:
-          \$581  = edge3[22:15];
-      3'h4:
-          \$581  = edge4[22:15];
-      3'h5:
-          \$581  = edge5[22:15];
-      3'h6:
-          \$581  = edge6[22:15];
-      3'h7:
-          \$581  = edge7[22:15];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$586  = 32'd0;
-    casez (\$585 )
-      6'h00:
-          \$586  = ctr0;
-      6'h01:
-          \$586  = ctr1;
-      6'h02:
-          \$586  = ctr2;
-      6'h03:
-          \$586  = ctr3;
-      6'h04:
-          \$586  = ctr4;
-      6'h05:
-          \$586  = ctr5;
-      6'h06:
-          \$586  = ctr6;
-      6'h07:
-          \$586  = ctr7;
-      6'h08:
-          \$586  = ctr8;
-      6'h09:
-          \$586  = ctr9;
-      6'h0a:
-          \$586  = ctr10;
-      6'h0b:
-          \$586  = ctr11;
-      6'h0c:
-          \$586  = ctr12;
-      6'h0d:
-          \$586  = ctr13;
-      6'h0e:
-          \$586  = ctr14;
-      6'h0f:
-          \$586  = ctr15;
-      6'h10:
-          \$586  = ctr16;
-      6'h11:
-          \$586  = ctr17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$595  = 32'd0;
-    casez (\$594 )
-      6'h00:
-          \$595  = ctr0;
-      6'h01:
-          \$595  = ctr1;
-      6'h02:
-          \$595  = ctr2;
-      6'h03:
-          \$595  = ctr3;
-      6'h04:
-          \$595  = ctr4;
-      6'h05:
-          \$595  = ctr5;
-      6'h06:
-          \$595  = ctr6;
-      6'h07:
-          \$595  = ctr7;
-      6'h08:
-          \$595  = ctr8;
-      6'h09:
-          \$595  = ctr9;
-      6'h0a:
-          \$595  = ctr10;
-      6'h0b:
-          \$595  = ctr11;
-      6'h0c:
-          \$595  = ctr12;
-      6'h0d:
-          \$595  = ctr13;
-      6'h0e:
-          \$595  = ctr14;
-      6'h0f:
-          \$595  = ctr15;
-      6'h10:
-          \$595  = ctr16;
-      6'h11:
-          \$595  = ctr17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$602  = 32'd0;
-    casez (\$601 )
-      6'h00:
-          \$602  = ctr0;
-      6'h01:
-          \$602  = ctr1;
-      6'h02:
-          \$602  = ctr2;
-      6'h03:
-          \$602  = ctr3;
-      6'h04:
-          \$602  = ctr4;
-      6'h05:
-          \$602  = ctr5;
-      6'h06:
-          \$602  = ctr6;
-      6'h07:
-          \$602  = ctr7;
-      6'h08:
-          \$602  = ctr8;
-      6'h09:
-          \$602  = ctr9;
-      6'h0a:
-          \$602  = ctr10;
-      6'h0b:
-          \$602  = ctr11;
-      6'h0c:
-          \$602  = ctr12;
-      6'h0d:
-          \$602  = ctr13;
-      6'h0e:
-          \$602  = ctr14;
-      6'h0f:
-          \$602  = ctr15;
-      6'h10:
-          \$602  = ctr16;
-      6'h11:
-          \$602  = ctr17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$611  = 32'd0;
-    casez (\$610 )
-      6'h00:
-          \$611  = ctr0;
-      6'h01:
-          \$611  = ctr1;
-      6'h02:
-          \$611  = ctr2;
-      6'h03:
-          \$611  = ctr3;
-      6'h04:
-          \$611  = ctr4;
-      6'h05:
-          \$611  = ctr5;
-      6'h06:
-          \$611  = ctr6;
-      6'h07:
-          \$611  = ctr7;
-      6'h08:
-          \$611  = ctr8;
-      6'h09:
-          \$611  = ctr9;
-      6'h0a:
-          \$611  = ctr10;
-      6'h0b:
-          \$611  = ctr11;
-      6'h0c:
-          \$611  = ctr12;
-      6'h0d:
-          \$611  = ctr13;
-      6'h0e:
-          \$611  = ctr14;
-      6'h0f:
-          \$611  = ctr15;
-      6'h10:
-          \$611  = ctr16;
-      6'h11:
-          \$611  = ctr17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$615  = layer0[12:8];
-      2'h1:
-          \$615  = layer1[12:8];
-      2'h2:
-          \$615  = layer2[12:8];
-      2'h3:
-          \$615  = layer3[12:8];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$621  = 32'd0;
-    casez (\$620 )
-      6'h00:
-          \$621  = ctr0;
-      6'h01:
-          \$621  = ctr1;
-      6'h02:
-          \$621  = ctr2;
-      6'h03:
-          \$621  = ctr3;
-      6'h04:
-          \$621  = ctr4;
-      6'h05:
-          \$621  = ctr5;
-      6'h06:
-          \$621  = ctr6;
-      6'h07:
-          \$621  = ctr7;
-      6'h08:
-          \$621  = ctr8;
-      6'h09:
-          \$621  = ctr9;
-      6'h0a:
-          \$621  = ctr10;
-      6'h0b:
-          \$621  = ctr11;
-      6'h0c:
-          \$621  = ctr12;
-      6'h0d:
-          \$621  = ctr13;
-      6'h0e:
-          \$621  = ctr14;
-      6'h0f:
-          \$621  = ctr15;
-      6'h10:
-          \$621  = ctr16;
-      6'h11:
-          \$621  = ctr17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$627  = 32'd0;
-    casez (\$626 )
-      6'h00:
-          \$627  = ctr0;
-      6'h01:
-          \$627  = ctr1;
-      6'h02:
-          \$627  = ctr2;
-      6'h03:
-          \$627  = ctr3;
-      6'h04:
-          \$627  = ctr4;
-      6'h05:
-          \$627  = ctr5;
-      6'h06:
-          \$627  = ctr6;
-      6'h07:
-          \$627  = ctr7;
-      6'h08:
-          \$627  = ctr8;
-      6'h09:
-          \$627  = ctr9;
-      6'h0a:
-          \$627  = ctr10;
-      6'h0b:
-          \$627  = ctr11;
-      6'h0c:
-          \$627  = ctr12;
-      6'h0d:
-          \$627  = ctr13;
-      6'h0e:
-          \$627  = ctr14;
-      6'h0f:
-          \$627  = ctr15;
-      6'h10:
-          \$627  = ctr16;
-      6'h11:
-          \$627  = ctr17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$504 )
-      1'h0:
-          \$637  = in_count0;
-      1'h1:
-          \$637  = in_count1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ \$638 , src })
-      4'h0:
-          \$639  = count0;
-      4'h1:
-          \$639  = count1;
-      4'h2:
-          \$639  = count2;
-      4'h3:
-          \$639  = count3;
-      4'h4:
-          \$639  = count4;
-      4'h5:
-          \$639  = count5;
-      4'h6:
-          \$639  = count6;
-      4'h7:
-          \$639  = count7;
-      4'h8:
-          \$639  = count8;
-      4'h9:
-          \$639  = count9;
-      4'ha:
-          \$639  = count10;
-      4'hb:
-          \$639  = count11;
-      4'hc:
-          \$639  = count12;
-      4'hd:
-          \$639  = count13;
-      4'he:
-          \$639  = count14;
-      4'hf:
-          \$639  = count15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$645  = 32'd0;
-    casez (\$644 )
-      6'h00:
-          \$645  = ctr0;
-      6'h01:
-          \$645  = ctr1;
-      6'h02:
-          \$645  = ctr2;
-      6'h03:
-          \$645  = ctr3;
-      6'h04:
-          \$645  = ctr4;
-      6'h05:
-          \$645  = ctr5;
-      6'h06:
-          \$645  = ctr6;
-      6'h07:
-          \$645  = ctr7;
-      6'h08:
-          \$645  = ctr8;
-      6'h09:
-          \$645  = ctr9;
-      6'h0a:
-          \$645  = ctr10;
-      6'h0b:
-          \$645  = ctr11;
-      6'h0c:
-          \$645  = ctr12;
-      6'h0d:
-          \$645  = ctr13;
-      6'h0e:
-          \$645  = ctr14;
-      6'h0f:
-          \$645  = ctr15;
-      6'h10:
-          \$645  = ctr16;
-      6'h11:
-          \$645  = ctr17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$654  = 32'd0;
-    casez (\$653 )
-      6'h00:
-          \$654  = ctr0;
-      6'h01:
-          \$654  = ctr1;
-      6'h02:
-          \$654  = ctr2;
-      6'h03:
-          \$654  = ctr3;
-      6'h04:
-          \$654  = ctr4;
-      6'h05:
-          \$654  = ctr5;
-      6'h06:
-          \$654  = ctr6;
-      6'h07:
-          \$654  = ctr7;
-      6'h08:
-          \$654  = ctr8;
-      6'h09:
-          \$654  = ctr9;
-      6'h0a:
-          \$654  = ctr10;
-      6'h0b:
-          \$654  = ctr11;
-      6'h0c:
-          \$654  = ctr12;
-      6'h0d:
-          \$654  = ctr13;
-      6'h0e:
-          \$654  = ctr14;
-      6'h0f:
-          \$654  = ctr15;
-      6'h10:
-          \$654  = ctr16;
-      6'h11:
-          \$654  = ctr17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$661  = 32'd0;
-    casez (\$660 )
-      6'h00:
-          \$661  = ctr0;
-      6'h01:
-          \$661  = ctr1;
-      6'h02:
-          \$661  = ctr2;
-      6'h03:
-          \$661  = ctr3;
-      6'h04:
-          \$661  = ctr4;
-      6'h05:
-          \$661  = ctr5;
-      6'h06:
-          \$661  = ctr6;
-      6'h07:
-          \$661  = ctr7;
-      6'h08:
-          \$661  = ctr8;
-      6'h09:
-          \$661  = ctr9;
-      6'h0a:
-          \$661  = ctr10;
-      6'h0b:
-          \$661  = ctr11;
-      6'h0c:
-          \$661  = ctr12;
-      6'h0d:
-          \$661  = ctr13;
-      6'h0e:
-          \$661  = ctr14;
-      6'h0f:
-          \$661  = ctr15;
-      6'h10:
-          \$661  = ctr16;
-      6'h11:
-          \$661  = ctr17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$665  = ssm0[10:5];
-      2'h1:
-          \$665  = ssm1[10:5];
-      2'h2:
-          \$665  = ssm2[10:5];
-      2'h3:
-          \$665  = ssm3[10:5];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$667  = ssm0[19:11];
-      2'h1:
-          \$667  = ssm1[19:11];
-      2'h2:
-          \$667  = ssm2[19:11];
-      2'h3:
-          \$667  = ssm3[19:11];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$668  = ssm0[4:0];
-      2'h1:
-          \$668  = ssm1[4:0];
-      2'h2:
-          \$668  = ssm2[4:0];
-      2'h3:
-          \$668  = ssm3[4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$671  = layer0[7:0];
-      2'h1:
-          \$671  = layer1[7:0];
-      2'h2:
-          \$671  = layer2[7:0];
-      2'h3:
-          \$671  = layer3[7:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$673  = ssm0[4:0];
-      2'h1:
-          \$673  = ssm1[4:0];
-      2'h2:
-          \$673  = ssm2[4:0];
-      2'h3:
-          \$673  = ssm3[4:0];
+          \$674  = count15;
     endcase
   end
   always @* begin
@@ -26341,15 +25982,315 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$682  = ssm0[4:0];
-      2'h1:
-          \$682  = ssm1[4:0];
-      2'h2:
-          \$682  = ssm2[4:0];
-      2'h3:
-          \$682  = ssm3[4:0];
+    casez (\$signal )
+      1'h0:
+          \$683  = in_count0;
+      1'h1:
+          \$683  = in_count1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_i)
+      4'h0:
+          \$696  = ssm_q0;
+      4'h1:
+          \$696  = ssm_q1;
+      4'h2:
+          \$696  = ssm_q2;
+      4'h3:
+          \$696  = ssm_q3;
+      4'h4:
+          \$696  = ssm_q4;
+      4'h5:
+          \$696  = ssm_q5;
+      4'h6:
+          \$696  = ssm_q6;
+      4'h7:
+          \$696  = ssm_q7;
+      4'h8:
+          \$696  = ssm_q8;
+      4'h9:
+          \$696  = ssm_q9;
+      4'ha:
+          \$696  = ssm_q10;
+      4'hb:
+          \$696  = ssm_q11;
+      4'hc:
+          \$696  = ssm_q12;
+      4'hd:
+          \$696  = ssm_q13;
+      4'he:
+          \$696  = ssm_q14;
+      4'hf:
+          \$696  = ssm_q15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_i)
+      4'h0:
+          \$699  = ssm_q0;
+      4'h1:
+          \$699  = ssm_q1;
+      4'h2:
+          \$699  = ssm_q2;
+      4'h3:
+          \$699  = ssm_q3;
+      4'h4:
+          \$699  = ssm_q4;
+      4'h5:
+          \$699  = ssm_q5;
+      4'h6:
+          \$699  = ssm_q6;
+      4'h7:
+          \$699  = ssm_q7;
+      4'h8:
+          \$699  = ssm_q8;
+      4'h9:
+          \$699  = ssm_q9;
+      4'ha:
+          \$699  = ssm_q10;
+      4'hb:
+          \$699  = ssm_q11;
+      4'hc:
+          \$699  = ssm_q12;
+      4'hd:
+          \$699  = ssm_q13;
+      4'he:
+          \$699  = ssm_q14;
+      4'hf:
+          \$699  = ssm_q15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_i)
+      4'h0:
+          \$702  = ssm_q0;
+      4'h1:
+          \$702  = ssm_q1;
+      4'h2:
+          \$702  = ssm_q2;
+      4'h3:
+          \$702  = ssm_q3;
+      4'h4:
+          \$702  = ssm_q4;
+      4'h5:
+          \$702  = ssm_q5;
+      4'h6:
+          \$702  = ssm_q6;
+      4'h7:
+          \$702  = ssm_q7;
+      4'h8:
+          \$702  = ssm_q8;
+      4'h9:
+          \$702  = ssm_q9;
+      4'ha:
+          \$702  = ssm_q10;
+      4'hb:
+          \$702  = ssm_q11;
+      4'hc:
+          \$702  = ssm_q12;
+      4'hd:
+          \$702  = ssm_q13;
+      4'he:
+          \$702  = ssm_q14;
+      4'hf:
+          \$702  = ssm_q15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_i)
+      4'h0:
+          \$705  = ssm_q0;
+      4'h1:
+          \$705  = ssm_q1;
+      4'h2:
+          \$705  = ssm_q2;
+      4'h3:
+          \$705  = ssm_q3;
+      4'h4:
+          \$705  = ssm_q4;
+      4'h5:
+          \$705  = ssm_q5;
+      4'h6:
+          \$705  = ssm_q6;
+      4'h7:
+          \$705  = ssm_q7;
+      4'h8:
+          \$705  = ssm_q8;
+      4'h9:
+          \$705  = ssm_q9;
+      4'ha:
+          \$705  = ssm_q10;
+      4'hb:
+          \$705  = ssm_q11;
+      4'hc:
+          \$705  = ssm_q12;
+      4'hd:
+          \$705  = ssm_q13;
+      4'he:
+          \$705  = ssm_q14;
+      4'hf:
+          \$705  = ssm_q15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_i)
+      4'h0:
+          \$708  = ssm_q0;
+      4'h1:
+          \$708  = ssm_q1;
+      4'h2:
+          \$708  = ssm_q2;
+      4'h3:
+          \$708  = ssm_q3;
+      4'h4:
+          \$708  = ssm_q4;
+      4'h5:
+          \$708  = ssm_q5;
+      4'h6:
+          \$708  = ssm_q6;
+      4'h7:
+          \$708  = ssm_q7;
+      4'h8:
+          \$708  = ssm_q8;
+      4'h9:
+          \$708  = ssm_q9;
+      4'ha:
+          \$708  = ssm_q10;
+      4'hb:
+          \$708  = ssm_q11;
+      4'hc:
+          \$708  = ssm_q12;
+      4'hd:
+          \$708  = ssm_q13;
+      4'he:
+          \$708  = ssm_q14;
+      4'hf:
+          \$708  = ssm_q15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_i)
+      4'h0:
+          \$711  = ssm_q0;
+      4'h1:
+          \$711  = ssm_q1;
+      4'h2:
+          \$711  = ssm_q2;
+      4'h3:
+          \$711  = ssm_q3;
+      4'h4:
+          \$711  = ssm_q4;
+      4'h5:
+          \$711  = ssm_q5;
+      4'h6:
+          \$711  = ssm_q6;
+      4'h7:
+          \$711  = ssm_q7;
+      4'h8:
+          \$711  = ssm_q8;
+      4'h9:
+          \$711  = ssm_q9;
+      4'ha:
+          \$711  = ssm_q10;
+      4'hb:
+          \$711  = ssm_q11;
+      4'hc:
+          \$711  = ssm_q12;
+      4'hd:
+          \$711  = ssm_q13;
+      4'he:
+          \$711  = ssm_q14;
+      4'hf:
+          \$711  = ssm_q15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_i)
+      4'h0:
+          \$714  = ssm_q0;
+      4'h1:
+          \$714  = ssm_q1;
+      4'h2:
+          \$714  = ssm_q2;
+      4'h3:
+          \$714  = ssm_q3;
+      4'h4:
+          \$714  = ssm_q4;
+      4'h5:
+          \$714  = ssm_q5;
+      4'h6:
+          \$714  = ssm_q6;
+      4'h7:
+          \$714  = ssm_q7;
+      4'h8:
+          \$714  = ssm_q8;
+      4'h9:
+          \$714  = ssm_q9;
+      4'ha:
+          \$714  = ssm_q10;
+      4'hb:
+          \$714  = ssm_q11;
+      4'hc:
+          \$714  = ssm_q12;
+      4'hd:
+          \$714  = ssm_q13;
+      4'he:
+          \$714  = ssm_q14;
+      4'hf:
+          \$714  = ssm_q15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_i)
+      4'h0:
+          \$717  = ssm_q0;
+      4'h1:
+          \$717  = ssm_q1;
+      4'h2:
+          \$717  = ssm_q2;
+      4'h3:
+          \$717  = ssm_q3;
+      4'h4:
+          \$717  = ssm_q4;
+      4'h5:
+          \$717  = ssm_q5;
+      4'h6:
+          \$717  = ssm_q6;
+      4'h7:
+          \$717  = ssm_q7;
+      4'h8:
+          \$717  = ssm_q8;
+      4'h9:
+          \$717  = ssm_q9;
+      4'ha:
+          \$717  = ssm_q10;
+      4'hb:
+          \$717  = ssm_q11;
+      4'hc:
+          \$717  = ssm_q12;
+      4'hd:
+          \$717  = ssm_q13;
+      4'he:
+          \$717  = ssm_q14;
+      4'hf:
+          \$717  = ssm_q15;
     endcase
   end
   always @* begin
@@ -26357,97 +26298,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$685  = layer0[12:8];
+          \$725  = layer0[45];
       2'h1:
-          \$685  = layer1[12:8];
+          \$725  = layer1[45];
       2'h2:
-          \$685  = layer2[12:8];
+          \$725  = layer2[45];
       2'h3:
-          \$685  = layer3[12:8];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$689  = 32'd0;
-    casez (\$688 )
-      6'h00:
-          \$689  = ctr0;
-      6'h01:
-          \$689  = ctr1;
-      6'h02:
-          \$689  = ctr2;
-      6'h03:
-          \$689  = ctr3;
-      6'h04:
-          \$689  = ctr4;
-      6'h05:
-          \$689  = ctr5;
-      6'h06:
-          \$689  = ctr6;
-      6'h07:
-          \$689  = ctr7;
-      6'h08:
-          \$689  = ctr8;
-      6'h09:
-          \$689  = ctr9;
-      6'h0a:
-          \$689  = ctr10;
-      6'h0b:
-          \$689  = ctr11;
-      6'h0c:
-          \$689  = ctr12;
-      6'h0d:
-          \$689  = ctr13;
-      6'h0e:
-          \$689  = ctr14;
-      6'h0f:
-          \$689  = ctr15;
-      6'h10:
-          \$689  = ctr16;
-      6'h11:
-          \$689  = ctr17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$695  = 32'd0;
-    casez (\$694 )
-      6'h00:
-          \$695  = ctr0;
-      6'h01:
-          \$695  = ctr1;
-      6'h02:
-          \$695  = ctr2;
-      6'h03:
-          \$695  = ctr3;
-      6'h04:
-          \$695  = ctr4;
-      6'h05:
-          \$695  = ctr5;
-      6'h06:
-          \$695  = ctr6;
-      6'h07:
-          \$695  = ctr7;
-      6'h08:
-          \$695  = ctr8;
-      6'h09:
-          \$695  = ctr9;
-      6'h0a:
-          \$695  = ctr10;
-      6'h0b:
-          \$695  = ctr11;
-      6'h0c:
-          \$695  = ctr12;
-      6'h0d:
-          \$695  = ctr13;
-      6'h0e:
-          \$695  = ctr14;
-      6'h0f:
-          \$695  = ctr15;
-      6'h10:
-          \$695  = ctr16;
-      6'h11:
-          \$695  = ctr17;
+          \$725  = layer3[45];
     endcase
   end
   always @* begin
@@ -26455,13 +26312,1007 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$699  = layer0[12:8];
+          \$726  = layer0[20:18];
       2'h1:
-          \$699  = layer1[12:8];
+          \$726  = layer1[20:18];
       2'h2:
-          \$699  = layer2[12:8];
+          \$726  = layer2[20:18];
       2'h3:
-          \$699  = layer3[12:8];
+          \$726  = layer3[20:18];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$729  = 32'd0;
+    casez (\$728 )
+      6'h00:
+          \$729  = ctr0;
+      6'h01:
+          \$729  = ctr1;
+      6'h02:
+          \$729  = ctr2;
+      6'h03:
+          \$729  = ctr3;
+      6'h04:
+          \$729  = ctr4;
+      6'h05:
+          \$729  = ctr5;
+      6'h06:
+          \$729  = ctr6;
+      6'h07:
+          \$729  = ctr7;
+      6'h08:
+          \$729  = ctr8;
+      6'h09:
+          \$729  = ctr9;
+      6'h0a:
+          \$729  = ctr10;
+      6'h0b:
+          \$729  = ctr11;
+      6'h0c:
+          \$729  = ctr12;
+      6'h0d:
+          \$729  = ctr13;
+      6'h0e:
+          \$729  = ctr14;
+      6'h0f:
+          \$729  = ctr15;
+      6'h10:
+          \$729  = ctr16;
+      6'h11:
+          \$729  = ctr17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$735  = 32'd0;
+    casez (\$734 )
+      6'h00:
+          \$735  = ctr0;
+      6'h01:
+          \$735  = ctr1;
+      6'h02:
+          \$735  = ctr2;
+      6'h03:
+          \$735  = ctr3;
+      6'h04:
+          \$735  = ctr4;
+      6'h05:
+          \$735  = ctr5;
+      6'h06:
+          \$735  = ctr6;
+      6'h07:
+          \$735  = ctr7;
+      6'h08:
+          \$735  = ctr8;
+      6'h09:
+          \$735  = ctr9;
+      6'h0a:
+          \$735  = ctr10;
+      6'h0b:
+          \$735  = ctr11;
+      6'h0c:
+          \$735  = ctr12;
+      6'h0d:
+          \$735  = ctr13;
+      6'h0e:
+          \$735  = ctr14;
+      6'h0f:
+          \$735  = ctr15;
+      6'h10:
+          \$735  = ctr16;
+      6'h11:
+          \$735  = ctr17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$739  = layer0[20:18];
+      2'h1:
+          \$739  = layer1[20:18];
+      2'h2:
+          \$739  = layer2[20:18];
+      2'h3:
+          \$739  = layer3[20:18];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$740  = layer0[24:21];
+      2'h1:
+          \$740  = layer1[24:21];
+      2'h2:
+          \$740  = layer2[24:21];
+      2'h3:
+          \$740  = layer3[24:21];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$743  = edge0[2:0];
+      3'h1:
+          \$743  = edge1[2:0];
+      3'h2:
+          \$743  = edge2[2:0];
+      3'h3:
+          \$743  = edge3[2:0];
+      3'h4:
+          \$743  = edge4[2:0];
+      3'h5:
+          \$743  = edge5[2:0];
+      3'h6:
+          \$743  = edge6[2:0];
+      3'h7:
+          \$743  = edge7[2:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$744  = edge0[2:0];
+      3'h1:
+          \$744  = edge1[2:0];
+      3'h2:
+          \$744  = edge2[2:0];
+      3'h3:
+          \$744  = edge3[2:0];
+      3'h4:
+          \$744  = edge4[2:0];
+      3'h5:
+          \$744  = edge5[2:0];
+      3'h6:
+          \$744  = edge6[2:0];
+      3'h7:
+          \$744  = edge7[2:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$746  = edge0[2:0];
+      3'h1:
+          \$746  = edge1[2:0];
+      3'h2:
+          \$746  = edge2[2:0];
+      3'h3:
+          \$746  = edge3[2:0];
+      3'h4:
+          \$746  = edge4[2:0];
+      3'h5:
+          \$746  = edge5[2:0];
+      3'h6:
+          \$746  = edge6[2:0];
+      3'h7:
+          \$746  = edge7[2:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$748  = edge0[3];
+      3'h1:
+          \$748  = edge1[3];
+      3'h2:
+          \$748  = edge2[3];
+      3'h3:
+          \$748  = edge3[3];
+      3'h4:
+          \$748  = edge4[3];
+      3'h5:
+          \$748  = edge5[3];
+      3'h6:
+          \$748  = edge6[3];
+      3'h7:
+          \$748  = edge7[3];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$751  = edge0[2:0];
+      3'h1:
+          \$751  = edge1[2:0];
+      3'h2:
+          \$751  = edge2[2:0];
+      3'h3:
+          \$751  = edge3[2:0];
+      3'h4:
+          \$751  = edge4[2:0];
+      3'h5:
+          \$751  = edge5[2:0];
+      3'h6:
+          \$751  = edge6[2:0];
+      3'h7:
+          \$751  = edge7[2:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$507 )
+      1'h0:
+          \$753  = in_count0;
+      1'h1:
+          \$753  = in_count1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$754  = edge0[2:0];
+      3'h1:
+          \$754  = edge1[2:0];
+      3'h2:
+          \$754  = edge2[2:0];
+      3'h3:
+          \$754  = edge3[2:0];
+      3'h4:
+          \$754  = edge4[2:0];
+      3'h5:
+          \$754  = edge5[2:0];
+      3'h6:
+          \$754  = edge6[2:0];
+      3'h7:
+          \$754  = edge7[2:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$755  = edge0[3];
+      3'h1:
+          \$755  = edge1[3];
+      3'h2:
+          \$755  = edge2[3];
+      3'h3:
+          \$755  = edge3[3];
+      3'h4:
+          \$755  = edge4[3];
+      3'h5:
+          \$755  = edge5[3];
+      3'h6:
+          \$755  = edge6[3];
+      3'h7:
+          \$755  = edge7[3];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez ({ \$756 , \$754  })
+      4'h0:
+          \$757  = count0;
+      4'h1:
+          \$757  = count1;
+      4'h2:
+          \$757  = count2;
+      4'h3:
+          \$757  = count3;
+      4'h4:
+          \$757  = count4;
+      4'h5:
+          \$757  = count5;
+      4'h6:
+          \$757  = count6;
+      4'h7:
+          \$757  = count7;
+      4'h8:
+          \$757  = count8;
+      4'h9:
+          \$757  = count9;
+      4'ha:
+          \$757  = count10;
+      4'hb:
+          \$757  = count11;
+      4'hc:
+          \$757  = count12;
+      4'hd:
+          \$757  = count13;
+      4'he:
+          \$757  = count14;
+      4'hf:
+          \$757  = count15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$759  = edge0[14:4];
+      3'h1:
+          \$759  = edge1[14:4];
+      3'h2:
+          \$759  = edge2[14:4];
+      3'h3:
+          \$759  = edge3[14:4];
+      3'h4:
+          \$759  = edge4[14:4];
+      3'h5:
+          \$759  = edge5[14:4];
+      3'h6:
+          \$759  = edge6[14:4];
+      3'h7:
+          \$759  = edge7[14:4];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$760  = edge0[22:15];
+      3'h1:
+          \$760  = edge1[22:15];
+      3'h2:
+          \$760  = edge2[22:15];
+      3'h3:
+          \$760  = edge3[22:15];
+      3'h4:
+          \$760  = edge4[22:15];
+      3'h5:
+          \$760  = edge5[22:15];
+      3'h6:
+          \$760  = edge6[22:15];
+      3'h7:
+          \$760  = edge7[22:15];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$765  = 32'd0;
+    casez (\$764 )
+      6'h00:
+          \$765  = ctr0;
+      6'h01:
+          \$765  = ctr1;
+      6'h02:
+          \$765  = ctr2;
+      6'h03:
+          \$765  = ctr3;
+      6'h04:
+          \$765  = ctr4;
+      6'h05:
+          \$765  = ctr5;
+      6'h06:
+          \$765  = ctr6;
+      6'h07:
+          \$765  = ctr7;
+      6'h08:
+          \$765  = ctr8;
+      6'h09:
+          \$765  = ctr9;
+      6'h0a:
+          \$765  = ctr10;
+      6'h0b:
+          \$765  = ctr11;
+      6'h0c:
+          \$765  = ctr12;
+      6'h0d:
+          \$765  = ctr13;
+      6'h0e:
+          \$765  = ctr14;
+      6'h0f:
+          \$765  = ctr15;
+      6'h10:
+          \$765  = ctr16;
+      6'h11:
+          \$765  = ctr17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$774  = 32'd0;
+    casez (\$773 )
+      6'h00:
+          \$774  = ctr0;
+      6'h01:
+          \$774  = ctr1;
+      6'h02:
+          \$774  = ctr2;
+      6'h03:
+          \$774  = ctr3;
+      6'h04:
+          \$774  = ctr4;
+      6'h05:
+          \$774  = ctr5;
+      6'h06:
+          \$774  = ctr6;
+      6'h07:
+          \$774  = ctr7;
+      6'h08:
+          \$774  = ctr8;
+      6'h09:
+          \$774  = ctr9;
+      6'h0a:
+          \$774  = ctr10;
+      6'h0b:
+          \$774  = ctr11;
+      6'h0c:
+          \$774  = ctr12;
+      6'h0d:
+          \$774  = ctr13;
+      6'h0e:
+          \$774  = ctr14;
+      6'h0f:
+          \$774  = ctr15;
+      6'h10:
+          \$774  = ctr16;
+      6'h11:
+          \$774  = ctr17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$781  = 32'd0;
+    casez (\$780 )
+      6'h00:
+          \$781  = ctr0;
+      6'h01:
+          \$781  = ctr1;
+      6'h02:
+          \$781  = ctr2;
+      6'h03:
+          \$781  = ctr3;
+      6'h04:
+          \$781  = ctr4;
+      6'h05:
+          \$781  = ctr5;
+      6'h06:
+          \$781  = ctr6;
+      6'h07:
+          \$781  = ctr7;
+      6'h08:
+          \$781  = ctr8;
+      6'h09:
+          \$781  = ctr9;
+      6'h0a:
+          \$781  = ctr10;
+      6'h0b:
+          \$781  = ctr11;
+      6'h0c:
+          \$781  = ctr12;
+      6'h0d:
+          \$781  = ctr13;
+      6'h0e:
+          \$781  = ctr14;
+      6'h0f:
+          \$781  = ctr15;
+      6'h10:
+          \$781  = ctr16;
+      6'h11:
+          \$781  = ctr17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$790  = 32'd0;
+    casez (\$789 )
+      6'h00:
+          \$790  = ctr0;
+      6'h01:
+          \$790  = ctr1;
+      6'h02:
+          \$790  = ctr2;
+      6'h03:
+          \$790  = ctr3;
+      6'h04:
+          \$790  = ctr4;
+      6'h05:
+          \$790  = ctr5;
+      6'h06:
+          \$790  = ctr6;
+      6'h07:
+          \$790  = ctr7;
+      6'h08:
+          \$790  = ctr8;
+      6'h09:
+          \$790  = ctr9;
+      6'h0a:
+          \$790  = ctr10;
+      6'h0b:
+          \$790  = ctr11;
+      6'h0c:
+          \$790  = ctr12;
+      6'h0d:
+          \$790  = ctr13;
+      6'h0e:
+          \$790  = ctr14;
+      6'h0f:
+          \$790  = ctr15;
+      6'h10:
+          \$790  = ctr16;
+      6'h11:
+          \$790  = ctr17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$794  = layer0[12:8];
+      2'h1:
+          \$794  = layer1[12:8];
+      2'h2:
+          \$794  = layer2[12:8];
+      2'h3:
+          \$794  = layer3[12:8];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$800  = 32'd0;
+    casez (\$799 )
+      6'h00:
+          \$800  = ctr0;
+      6'h01:
+          \$800  = ctr1;
+      6'h02:
+          \$800  = ctr2;
+      6'h03:
+          \$800  = ctr3;
+      6'h04:
+          \$800  = ctr4;
+      6'h05:
+          \$800  = ctr5;
+      6'h06:
+          \$800  = ctr6;
+      6'h07:
+          \$800  = ctr7;
+      6'h08:
+          \$800  = ctr8;
+      6'h09:
+          \$800  = ctr9;
+      6'h0a:
+          \$800  = ctr10;
+      6'h0b:
+          \$800  = ctr11;
+      6'h0c:
+          \$800  = ctr12;
+      6'h0d:
+          \$800  = ctr13;
+      6'h0e:
+          \$800  = ctr14;
+      6'h0f:
+          \$800  = ctr15;
+      6'h10:
+          \$800  = ctr16;
+      6'h11:
+          \$800  = ctr17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$806  = 32'd0;
+    casez (\$805 )
+      6'h00:
+          \$806  = ctr0;
+      6'h01:
+          \$806  = ctr1;
+      6'h02:
+          \$806  = ctr2;
+      6'h03:
+          \$806  = ctr3;
+      6'h04:
+          \$806  = ctr4;
+      6'h05:
+          \$806  = ctr5;
+      6'h06:
+          \$806  = ctr6;
+      6'h07:
+          \$806  = ctr7;
+      6'h08:
+          \$806  = ctr8;
+      6'h09:
+          \$806  = ctr9;
+      6'h0a:
+          \$806  = ctr10;
+      6'h0b:
+          \$806  = ctr11;
+      6'h0c:
+          \$806  = ctr12;
+      6'h0d:
+          \$806  = ctr13;
+      6'h0e:
+          \$806  = ctr14;
+      6'h0f:
+          \$806  = ctr15;
+      6'h10:
+          \$806  = ctr16;
+      6'h11:
+          \$806  = ctr17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$507 )
+      1'h0:
+          \$816  = in_count0;
+      1'h1:
+          \$816  = in_count1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez ({ \$817 , src })
+      4'h0:
+          \$818  = count0;
+      4'h1:
+          \$818  = count1;
+      4'h2:
+          \$818  = count2;
+      4'h3:
+          \$818  = count3;
+      4'h4:
+          \$818  = count4;
+      4'h5:
+          \$818  = count5;
+      4'h6:
+          \$818  = count6;
+      4'h7:
+          \$818  = count7;
+      4'h8:
+          \$818  = count8;
+      4'h9:
+          \$818  = count9;
+      4'ha:
+          \$818  = count10;
+      4'hb:
+          \$818  = count11;
+      4'hc:
+          \$818  = count12;
+      4'hd:
+          \$818  = count13;
+      4'he:
+          \$818  = count14;
+      4'hf:
+          \$818  = count15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$824  = 32'd0;
+    casez (\$823 )
+      6'h00:
+          \$824  = ctr0;
+      6'h01:
+          \$824  = ctr1;
+      6'h02:
+          \$824  = ctr2;
+      6'h03:
+          \$824  = ctr3;
+      6'h04:
+          \$824  = ctr4;
+      6'h05:
+          \$824  = ctr5;
+      6'h06:
+          \$824  = ctr6;
+      6'h07:
+          \$824  = ctr7;
+      6'h08:
+          \$824  = ctr8;
+      6'h09:
+          \$824  = ctr9;
+      6'h0a:
+          \$824  = ctr10;
+      6'h0b:
+          \$824  = ctr11;
+      6'h0c:
+          \$824  = ctr12;
+      6'h0d:
+          \$824  = ctr13;
+      6'h0e:
+          \$824  = ctr14;
+      6'h0f:
+          \$824  = ctr15;
+      6'h10:
+          \$824  = ctr16;
+      6'h11:
+          \$824  = ctr17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$833  = 32'd0;
+    casez (\$832 )
+      6'h00:
+          \$833  = ctr0;
+      6'h01:
+          \$833  = ctr1;
+      6'h02:
+          \$833  = ctr2;
+      6'h03:
+          \$833  = ctr3;
+      6'h04:
+          \$833  = ctr4;
+      6'h05:
+          \$833  = ctr5;
+      6'h06:
+          \$833  = ctr6;
+      6'h07:
+          \$833  = ctr7;
+      6'h08:
+          \$833  = ctr8;
+      6'h09:
+          \$833  = ctr9;
+      6'h0a:
+          \$833  = ctr10;
+      6'h0b:
+          \$833  = ctr11;
+      6'h0c:
+          \$833  = ctr12;
+      6'h0d:
+          \$833  = ctr13;
+      6'h0e:
+          \$833  = ctr14;
+      6'h0f:
+          \$833  = ctr15;
+      6'h10:
+          \$833  = ctr16;
+      6'h11:
+          \$833  = ctr17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$840  = 32'd0;
+    casez (\$839 )
+      6'h00:
+          \$840  = ctr0;
+      6'h01:
+          \$840  = ctr1;
+      6'h02:
+          \$840  = ctr2;
+      6'h03:
+          \$840  = ctr3;
+      6'h04:
+          \$840  = ctr4;
+      6'h05:
+          \$840  = ctr5;
+      6'h06:
+          \$840  = ctr6;
+      6'h07:
+          \$840  = ctr7;
+      6'h08:
+          \$840  = ctr8;
+      6'h09:
+          \$840  = ctr9;
+      6'h0a:
+          \$840  = ctr10;
+      6'h0b:
+          \$840  = ctr11;
+      6'h0c:
+          \$840  = ctr12;
+      6'h0d:
+          \$840  = ctr13;
+      6'h0e:
+          \$840  = ctr14;
+      6'h0f:
+          \$840  = ctr15;
+      6'h10:
+          \$840  = ctr16;
+      6'h11:
+          \$840  = ctr17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$844  = ssm0[19:11];
+      2'h1:
+          \$844  = ssm1[19:11];
+      2'h2:
+          \$844  = ssm2[19:11];
+      2'h3:
+          \$844  = ssm3[19:11];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$845  = ssm0[4:0];
+      2'h1:
+          \$845  = ssm1[4:0];
+      2'h2:
+          \$845  = ssm2[4:0];
+      2'h3:
+          \$845  = ssm3[4:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$848  = layer0[7:0];
+      2'h1:
+          \$848  = layer1[7:0];
+      2'h2:
+          \$848  = layer2[7:0];
+      2'h3:
+          \$848  = layer3[7:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$850  = ssm0[4:0];
+      2'h1:
+          \$850  = ssm1[4:0];
+      2'h2:
+          \$850  = ssm2[4:0];
+      2'h3:
+          \$850  = ssm3[4:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$855  = 32'd0;
+    casez (\$854 )
+      6'h00:
+          \$855  = ctr0;
+      6'h01:
+          \$855  = ctr1;
+      6'h02:
+          \$855  = ctr2;
+      6'h03:
+          \$855  = ctr3;
+      6'h04:
+          \$855  = ctr4;
+      6'h05:
+          \$855  = ctr5;
+      6'h06:
+          \$855  = ctr6;
+      6'h07:
+          \$855  = ctr7;
+      6'h08:
+          \$855  = ctr8;
+      6'h09:
+          \$855  = ctr9;
+      6'h0a:
+          \$855  = ctr10;
+      6'h0b:
+          \$855  = ctr11;
+      6'h0c:
+          \$855  = ctr12;
+      6'h0d:
+          \$855  = ctr13;
+      6'h0e:
+          \$855  = ctr14;
+      6'h0f:
+          \$855  = ctr15;
+      6'h10:
+          \$855  = ctr16;
+      6'h11:
+          \$855  = ctr17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$862  = 32'd0;
+    casez (\$861 )
+      6'h00:
+          \$862  = ctr0;
+      6'h01:
+          \$862  = ctr1;
+      6'h02:
+          \$862  = ctr2;
+      6'h03:
+          \$862  = ctr3;
+      6'h04:
+          \$862  = ctr4;
+      6'h05:
+          \$862  = ctr5;
+      6'h06:
+          \$862  = ctr6;
+      6'h07:
+          \$862  = ctr7;
+      6'h08:
+          \$862  = ctr8;
+      6'h09:
+          \$862  = ctr9;
+      6'h0a:
+          \$862  = ctr10;
+      6'h0b:
+          \$862  = ctr11;
+      6'h0c:
+          \$862  = ctr12;
+      6'h0d:
+          \$862  = ctr13;
+      6'h0e:
+          \$862  = ctr14;
+      6'h0f:
+          \$862  = ctr15;
+      6'h10:
+          \$862  = ctr16;
+      6'h11:
+          \$862  = ctr17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$868  = 32'd0;
+    casez (\$867 )
+      6'h00:
+          \$868  = ctr0;
+      6'h01:
+          \$868  = ctr1;
+      6'h02:
+          \$868  = ctr2;
+      6'h03:
+          \$868  = ctr3;
+      6'h04:
+          \$868  = ctr4;
+      6'h05:
+          \$868  = ctr5;
+      6'h06:
+          \$868  = ctr6;
+      6'h07:
+          \$868  = ctr7;
+      6'h08:
+          \$868  = ctr8;
+      6'h09:
+          \$868  = ctr9;
+      6'h0a:
+          \$868  = ctr10;
+      6'h0b:
+          \$868  = ctr11;
+      6'h0c:
+          \$868  = ctr12;
+      6'h0d:
+          \$868  = ctr13;
+      6'h0e:
+          \$868  = ctr14;
+      6'h0f:
+          \$868  = ctr15;
+      6'h10:
+          \$868  = ctr16;
+      6'h11:
+          \$868  = ctr17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$872  = layer0[12:8];
+      2'h1:
+          \$872  = layer1[12:8];
+      2'h2:
+          \$872  = layer2[12:8];
+      2'h3:
+          \$872  = layer3[12:8];
     endcase
   end
   always @* begin
@@ -26469,15 +27320,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (rd_region)
       4'h4:
-          host_rdata = { 38'h0000000000, \$84  };
+          host_rdata = { 39'h0000000000, \$84  };
       4'h2:
-          host_rdata = { 5'h00, \$85  };
+          host_rdata = { 6'h00, \$85  };
       4'h3:
-          host_rdata = { 30'h00000000, \$86  };
+          host_rdata = { 31'h00000000, \$86  };
       4'h8:
-          host_rdata = { 30'h00000000, \$87  };
+          host_rdata = { 31'h00000000, \$87  };
       4'h9:
-          host_rdata = { 37'h0000000000, \$88  };
+          host_rdata = { 38'h0000000000, \$88  };
       default:
           host_rdata = rd_reg;
     endcase
@@ -26568,10 +27419,62 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'hb:
           /* empty */;
       4'hd:
-          if (\$447 ) begin
-            \$signature__addr$307  = \$448 [8:0];
+          if (found) begin
+            \$signature__addr$307  = \$627 [8:0];
           end
     endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    row = 4'h0;
+    if (active[15]) begin
+      row = 4'hf;
+    end
+    if (active[14]) begin
+      row = 4'he;
+    end
+    if (active[13]) begin
+      row = 4'hd;
+    end
+    if (active[12]) begin
+      row = 4'hc;
+    end
+    if (active[11]) begin
+      row = 4'hb;
+    end
+    if (active[10]) begin
+      row = 4'ha;
+    end
+    if (active[9]) begin
+      row = 4'h9;
+    end
+    if (active[8]) begin
+      row = 4'h8;
+    end
+    if (active[7]) begin
+      row = 4'h7;
+    end
+    if (active[6]) begin
+      row = 4'h6;
+    end
+    if (active[5]) begin
+      row = 4'h5;
+    end
+    if (active[4]) begin
+      row = 4'h4;
+    end
+    if (active[3]) begin
+      row = 4'h3;
+    end
+    if (active[2]) begin
+      row = 4'h2;
+    end
+    if (active[1]) begin
+      row = 4'h1;
+    end
+    if (active[0]) begin
+      row = 4'h0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
@@ -26625,7 +27528,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h5:
           /* empty */;
       4'h7:
-          if (\$413 ) begin
+          if (\$594 ) begin
             issue = 1'h1;
           end
     endcase
@@ -26708,7 +27611,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h8:
           if (can_load) begin
-            send = \$416 ;
+            send = \$597 ;
           end
       4'h3:
           /* empty */;
@@ -26724,13 +27627,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'hf:
           if (can_load) begin
-            send = \$451 ;
+            send = \$630 ;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \spikes$436  = 8'h00;
+    \spikes$456  = 8'h00;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -26746,7 +27649,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h8:
           if (can_load) begin
-            \spikes$436  = spikes;
+            \spikes$456  = spikes;
           end
       4'h3:
           /* empty */;
@@ -26762,7 +27665,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'hf:
           if (can_load) begin
-            \spikes$436  = ynz;
+            \spikes$456  = ynz;
           end
     endcase
   end
@@ -26784,7 +27687,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h8:
           if (can_load) begin
-            base = \$417 [7:0];
+            base = \$598 [7:0];
           end
       4'h3:
           /* empty */;
@@ -26800,7 +27703,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'hf:
           if (can_load) begin
-            base = \$452 [7:0];
+            base = \$631 [7:0];
           end
     endcase
   end
@@ -26860,7 +27763,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h8:
           if (can_load) begin
-            emit_values = \$418 ;
+            emit_values = \$599 ;
           end
       4'h3:
           /* empty */;
@@ -26876,7 +27779,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'hf:
           if (can_load) begin
-            emit_values = \$453 ;
+            emit_values = \$632 ;
           end
     endcase
   end
@@ -26921,14 +27824,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'hf:
           if (can_load) begin
-            values[15:0] = { \$236 [7], \$236 [7], \$236 [7], \$236 [7], \$236 [7], \$236 [7], \$236 [7], \$236 [7], \$236 [7:0] };
-            values[31:16] = { \$261 [7], \$261 [7], \$261 [7], \$261 [7], \$261 [7], \$261 [7], \$261 [7], \$261 [7], \$261 [7:0] };
-            values[47:32] = { \$286 [7], \$286 [7], \$286 [7], \$286 [7], \$286 [7], \$286 [7], \$286 [7], \$286 [7], \$286 [7:0] };
-            values[63:48] = { \$311 [7], \$311 [7], \$311 [7], \$311 [7], \$311 [7], \$311 [7], \$311 [7], \$311 [7], \$311 [7:0] };
-            values[79:64] = { \$336 [7], \$336 [7], \$336 [7], \$336 [7], \$336 [7], \$336 [7], \$336 [7], \$336 [7], \$336 [7:0] };
-            values[95:80] = { \$361 [7], \$361 [7], \$361 [7], \$361 [7], \$361 [7], \$361 [7], \$361 [7], \$361 [7], \$361 [7:0] };
-            values[111:96] = { \$386 [7], \$386 [7], \$386 [7], \$386 [7], \$386 [7], \$386 [7], \$386 [7], \$386 [7], \$386 [7:0] };
-            values[127:112] = { \$411 [7], \$411 [7], \$411 [7], \$411 [7], \$411 [7], \$411 [7], \$411 [7], \$411 [7], \$411 [7:0] };
+            values[15:0] = { \$417 [7], \$417 [7], \$417 [7], \$417 [7], \$417 [7], \$417 [7], \$417 [7], \$417 [7], \$417 [7:0] };
+            values[31:16] = { \$442 [7], \$442 [7], \$442 [7], \$442 [7], \$442 [7], \$442 [7], \$442 [7], \$442 [7], \$442 [7:0] };
+            values[47:32] = { \$467 [7], \$467 [7], \$467 [7], \$467 [7], \$467 [7], \$467 [7], \$467 [7], \$467 [7], \$467 [7:0] };
+            values[63:48] = { \$492 [7], \$492 [7], \$492 [7], \$492 [7], \$492 [7], \$492 [7], \$492 [7], \$492 [7], \$492 [7:0] };
+            values[79:64] = { \$517 [7], \$517 [7], \$517 [7], \$517 [7], \$517 [7], \$517 [7], \$517 [7], \$517 [7], \$517 [7:0] };
+            values[95:80] = { \$542 [7], \$542 [7], \$542 [7], \$542 [7], \$542 [7], \$542 [7], \$542 [7], \$542 [7], \$542 [7:0] };
+            values[111:96] = { \$567 [7], \$567 [7], \$567 [7], \$567 [7], \$567 [7], \$567 [7], \$567 [7], \$567 [7], \$567 [7:0] };
+            values[127:112] = { \$592 [7], \$592 [7], \$592 [7], \$592 [7], \$592 [7], \$592 [7], \$592 [7], \$592 [7], \$592 [7:0] };
           end
     endcase
   end
@@ -26954,24 +27857,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'ha:
           (* full_case = 32'd1 *)
-          if (\$419 ) begin
+          if (\$600 ) begin
           end else begin
             casez (gop)
               3'h0:
-                  src = \$420 ;
+                  src = \$601 ;
               3'h1:
-                  src = \$426 ;
+                  src = \$607 ;
               3'h2:
-                  src = \$433 ;
+                  src = \$614 ;
               3'h3:
-                  src = \$442 ;
+                  src = \$623 ;
             endcase
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signal$443  = 1'h0;
+    \$signal$463  = 1'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -26991,24 +27894,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'ha:
           (* full_case = 32'd1 *)
-          if (\$419 ) begin
+          if (\$600 ) begin
           end else begin
             casez (gop)
               3'h0:
-                  \$signal$443  = \$421 ;
+                  \$signal$463  = \$602 ;
               3'h1:
-                  \$signal$443  = \$427 ;
+                  \$signal$463  = \$608 ;
               3'h2:
-                  \$signal$443  = \$434 ;
+                  \$signal$463  = \$615 ;
               3'h3:
-                  \$signal$443  = \$443 ;
+                  \$signal$463  = \$624 ;
             endcase
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signal$444  = 1'h0;
+    \$signal$464  = 1'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -27028,15 +27931,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'ha:
           (* full_case = 32'd1 *)
-          if (\$419 ) begin
+          if (\$600 ) begin
           end else begin
             casez (gop)
               3'h0:
-                  \$signal$444  = \$422 ;
+                  \$signal$464  = \$603 ;
               3'h1:
-                  \$signal$444  = \$428 ;
+                  \$signal$464  = \$609 ;
               3'h2:
-                  \$signal$444  = \$435 ;
+                  \$signal$464  = \$616 ;
             endcase
           end
     endcase
@@ -27063,7 +27966,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'ha:
           (* full_case = 32'd1 *)
-          if (\$419 ) begin
+          if (\$600 ) begin
           end else begin
             casez (gop)
               3'h0:
@@ -27073,7 +27976,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h2:
                   present = 1'h1;
               3'h3:
-                  present = \$444 ;
+                  present = \$625 ;
             endcase
           end
     endcase
@@ -27100,22 +28003,22 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'ha:
           (* full_case = 32'd1 *)
-          if (\$419 ) begin
+          if (\$600 ) begin
           end else begin
             casez (gop)
               3'h0:
-                  length = { 3'h0, \$423  };
+                  length = { 3'h0, \$604  };
               3'h1:
-                  length = \$429 ;
+                  length = \$610 ;
               3'h2:
-                  length = { 3'h0, \$436  };
+                  length = { 3'h0, \$617  };
             endcase
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \base$447  = 11'h000;
+    \base$467  = 11'h000;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -27135,15 +28038,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'ha:
           (* full_case = 32'd1 *)
-          if (\$419 ) begin
+          if (\$600 ) begin
           end else begin
             casez (gop)
               3'h0:
-                  \base$447  = { 1'h0, \$425  };
+                  \base$467  = { 1'h0, \$606  };
               3'h1:
-                  \base$447  = { 1'h0, \$432  };
+                  \base$467  = { 1'h0, \$613  };
               3'h2:
-                  \base$447  = { 1'h0, \$441  };
+                  \base$467  = { 1'h0, \$622  };
             endcase
           end
     endcase
@@ -27171,14 +28074,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'ha:
           /* empty */;
       4'hc:
-          if (\$445 ) begin
+          if (\$626 ) begin
             gissue = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signal$450  = 1'h0;
+    \$signal$469  = 1'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -27203,8 +28106,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'hb:
           /* empty */;
       4'hd:
-          if (\$447 ) begin
-            \$signal$450  = 1'h1;
+          if (found) begin
+            \$signal$469  = 1'h1;
           end
     endcase
   end
@@ -27249,62 +28152,42 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$713  = layer0;
-    if (\$471 ) begin
+    \$886  = layer0;
+    if (\$650 ) begin
       casez (host_addr[17:14])
         4'h0:
             casez (host_addr[10:0])
               11'h000:
-                  \$713  = host_wdata;
+                  \$886  = host_wdata[45:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$713  = 46'h000000000000;
+      \$886  = 46'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$714  = layer1;
-    if (\$471 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  \$714  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$714  = 46'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$715  = layer2;
-    if (\$471 ) begin
+    \$887  = layer1;
+    if (\$650 ) begin
       casez (host_addr[17:14])
         4'h0:
             casez (host_addr[10:0])
               11'h000:
                   /* empty */;
               11'h001:
-                  /* empty */;
-              11'h002:
-                  \$715  = host_wdata;
+                  \$887  = host_wdata[45:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$715  = 46'h000000000000;
+      \$887  = 46'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$716  = layer3;
-    if (\$471 ) begin
+    \$888  = layer2;
+    if (\$650 ) begin
       casez (host_addr[17:14])
         4'h0:
             casez (host_addr[10:0])
@@ -27313,84 +28196,20 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               11'h001:
                   /* empty */;
               11'h002:
-                  /* empty */;
-              11'h003:
-                  \$716  = host_wdata;
+                  \$888  = host_wdata[45:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$716  = 46'h000000000000;
+      \$888  = 46'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$717  = edge0;
-    if (\$471 ) begin
+    \$889  = layer3;
+    if (\$650 ) begin
       casez (host_addr[17:14])
         4'h0:
-            /* empty */;
-        4'h1:
-            casez (host_addr[10:0])
-              11'h000:
-                  \$717  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$717  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$718  = edge1;
-    if (\$471 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  \$718  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$718  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$719  = edge2;
-    if (\$471 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  /* empty */;
-              11'h002:
-                  \$719  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$719  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$720  = edge3;
-    if (\$471 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
             casez (host_addr[10:0])
               11'h000:
                   /* empty */;
@@ -27399,18 +28218,102 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               11'h002:
                   /* empty */;
               11'h003:
-                  \$720  = host_wdata[22:0];
+                  \$889  = host_wdata[45:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$720  = 23'h000000;
+      \$889  = 46'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$721  = edge4;
-    if (\$471 ) begin
+    \$890  = edge0;
+    if (\$650 ) begin
+      casez (host_addr[17:14])
+        4'h0:
+            /* empty */;
+        4'h1:
+            casez (host_addr[10:0])
+              11'h000:
+                  \$890  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$890  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$891  = edge1;
+    if (\$650 ) begin
+      casez (host_addr[17:14])
+        4'h0:
+            /* empty */;
+        4'h1:
+            casez (host_addr[10:0])
+              11'h000:
+                  /* empty */;
+              11'h001:
+                  \$891  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$891  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$892  = edge2;
+    if (\$650 ) begin
+      casez (host_addr[17:14])
+        4'h0:
+            /* empty */;
+        4'h1:
+            casez (host_addr[10:0])
+              11'h000:
+                  /* empty */;
+              11'h001:
+                  /* empty */;
+              11'h002:
+                  \$892  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$892  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$893  = edge3;
+    if (\$650 ) begin
+      casez (host_addr[17:14])
+        4'h0:
+            /* empty */;
+        4'h1:
+            casez (host_addr[10:0])
+              11'h000:
+                  /* empty */;
+              11'h001:
+                  /* empty */;
+              11'h002:
+                  /* empty */;
+              11'h003:
+                  \$893  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$893  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$894  = edge4;
+    if (\$650 ) begin
       casez (host_addr[17:14])
         4'h0:
             /* empty */;
@@ -27425,18 +28328,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               11'h003:
                   /* empty */;
               11'h004:
-                  \$721  = host_wdata[22:0];
+                  \$894  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$721  = 23'h000000;
+      \$894  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$722  = edge5;
-    if (\$471 ) begin
+    \$895  = edge5;
+    if (\$650 ) begin
       casez (host_addr[17:14])
         4'h0:
             /* empty */;
@@ -27453,18 +28356,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               11'h004:
                   /* empty */;
               11'h005:
-                  \$722  = host_wdata[22:0];
+                  \$895  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$722  = 23'h000000;
+      \$895  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$723  = edge6;
-    if (\$471 ) begin
+    \$896  = edge6;
+    if (\$650 ) begin
       casez (host_addr[17:14])
         4'h0:
             /* empty */;
@@ -27483,18 +28386,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               11'h005:
                   /* empty */;
               11'h006:
-                  \$723  = host_wdata[22:0];
+                  \$896  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$723  = 23'h000000;
+      \$896  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$724  = edge7;
-    if (\$471 ) begin
+    \$897  = edge7;
+    if (\$650 ) begin
       casez (host_addr[17:14])
         4'h0:
             /* empty */;
@@ -27515,35 +28418,35 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               11'h006:
                   /* empty */;
               11'h007:
-                  \$724  = host_wdata[22:0];
+                  \$897  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$724  = 23'h000000;
+      \$897  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$725  = num_layers;
-    if (\$471 ) begin
+    \$898  = num_layers;
+    if (\$650 ) begin
       casez (host_addr[17:14])
         4'h0:
             /* empty */;
         4'h1:
             /* empty */;
         4'h6:
-            \$725  = host_wdata[2:0];
+            \$898  = host_wdata[2:0];
       endcase
     end
     if (rst) begin
-      \$725  = 3'h0;
+      \$898  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$726  = ssm0;
-    if (\$471 ) begin
+    \$899  = ssm0;
+    if (\$650 ) begin
       casez (host_addr[17:14])
         4'h0:
             /* empty */;
@@ -27554,18 +28457,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         4'h7:
             casez (host_addr[10:0])
               11'h000:
-                  \$726  = host_wdata;
+                  \$899  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$726  = 46'h000000000000;
+      \$899  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$727  = ssm1;
-    if (\$471 ) begin
+    \$900  = ssm1;
+    if (\$650 ) begin
       casez (host_addr[17:14])
         4'h0:
             /* empty */;
@@ -27578,18 +28481,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               11'h000:
                   /* empty */;
               11'h001:
-                  \$727  = host_wdata;
+                  \$900  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$727  = 46'h000000000000;
+      \$900  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$728  = ssm2;
-    if (\$471 ) begin
+    \$901  = ssm2;
+    if (\$650 ) begin
       casez (host_addr[17:14])
         4'h0:
             /* empty */;
@@ -27604,18 +28507,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               11'h001:
                   /* empty */;
               11'h002:
-                  \$728  = host_wdata;
+                  \$901  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$728  = 46'h000000000000;
+      \$901  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$729  = ssm3;
-    if (\$471 ) begin
+    \$902  = ssm3;
+    if (\$650 ) begin
       casez (host_addr[17:14])
         4'h0:
             /* empty */;
@@ -27632,100 +28535,100 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               11'h002:
                   /* empty */;
               11'h003:
-                  \$729  = host_wdata;
+                  \$902  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$729  = 46'h000000000000;
+      \$902  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$730  = \$473 ;
+    \$903  = \$652 ;
     if (rst) begin
-      \$730  = 1'h0;
+      \$903  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$731  = host_addr[17:14];
+    \$904  = host_addr[17:14];
     if (rst) begin
-      \$731  = 4'h0;
+      \$904  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$732  = host_addr[13:11];
+    \$905  = host_addr[13:11];
     if (rst) begin
-      \$732  = 3'h0;
+      \$905  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$733  = rd_reg;
+    \$906  = rd_reg;
     casez (host_addr[17:14])
       4'h0:
-          \$733  = \$474 ;
+          \$906  = { 1'h0, \$653  };
       4'h1:
-          \$733  = { 23'h000000, \$475  };
+          \$906  = { 24'h000000, \$654  };
       4'h5:
-          \$733  = { 14'h0000, \$476  };
+          \$906  = { 15'h0000, \$655  };
       4'h6:
-          \$733  = { 43'h00000000000, num_layers };
+          \$906  = { 44'h00000000000, num_layers };
       4'h7:
-          \$733  = \$477 ;
+          \$906  = \$656 ;
     endcase
     if (rst) begin
-      \$733  = 46'h000000000000;
+      \$906  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$734  = issue;
+    \$907  = issue;
     if (rst) begin
-      \$734  = 1'h0;
+      \$907  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$735  = \$signal$479 ;
+    \$908  = \$signal$498 ;
     if (rst) begin
-      \$735  = 1'h0;
+      \$908  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$736  = s1_value;
+    \$909  = s1_value;
     if (rst) begin
-      \$736  = 8'h00;
+      \$909  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$737  = s1_rowbase;
-    if (\$478 ) begin
-      \$737  = rowbase;
-    end
-    if (rst) begin
-      \$737  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$738  = s1_from_input;
-    if (\$478 ) begin
-      \$738  = \$signal$483 ;
+    \$910  = s1_rowbase;
+    if (\$657 ) begin
+      \$910  = rowbase;
     end
     if (rst) begin
-      \$738  = 1'h0;
+      \$910  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$739  = acc;
+    \$911  = s1_from_input;
+    if (\$657 ) begin
+      \$911  = \$signal$502 ;
+    end
+    if (rst) begin
+      \$911  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$912  = acc;
     if (s2_valid) begin
-      \$739  = \$480 [23:0];
+      \$912  = \$659 [23:0];
     end
     casez (fsm_state)
       4'h0:
@@ -27733,17 +28636,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          \$739  = 24'h000000;
+          \$912  = 24'h000000;
     endcase
     if (rst) begin
-      \$739  = 24'h000000;
+      \$912  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$740  = \acc$193 ;
+    \$913  = \acc$193 ;
     if (s2_valid) begin
-      \$740  = \$482 [23:0];
+      \$913  = \$661 [23:0];
     end
     casez (fsm_state)
       4'h0:
@@ -27751,17 +28654,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          \$740  = 24'h000000;
+          \$913  = 24'h000000;
     endcase
     if (rst) begin
-      \$740  = 24'h000000;
+      \$913  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$741  = \acc$203 ;
+    \$914  = \acc$203 ;
     if (s2_valid) begin
-      \$741  = \$484 [23:0];
+      \$914  = \$663 [23:0];
     end
     casez (fsm_state)
       4'h0:
@@ -27769,17 +28672,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          \$741  = 24'h000000;
+          \$914  = 24'h000000;
     endcase
     if (rst) begin
-      \$741  = 24'h000000;
+      \$914  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$742  = \acc$213 ;
+    \$915  = \acc$213 ;
     if (s2_valid) begin
-      \$742  = \$486 [23:0];
+      \$915  = \$665 [23:0];
     end
     casez (fsm_state)
       4'h0:
@@ -27787,17 +28690,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          \$742  = 24'h000000;
+          \$915  = 24'h000000;
     endcase
     if (rst) begin
-      \$742  = 24'h000000;
+      \$915  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$743  = \acc$223 ;
+    \$916  = \acc$223 ;
     if (s2_valid) begin
-      \$743  = \$488 [23:0];
+      \$916  = \$667 [23:0];
     end
     casez (fsm_state)
       4'h0:
@@ -27805,17 +28708,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          \$743  = 24'h000000;
+          \$916  = 24'h000000;
     endcase
     if (rst) begin
-      \$743  = 24'h000000;
+      \$916  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$744  = \acc$233 ;
+    \$917  = \acc$233 ;
     if (s2_valid) begin
-      \$744  = \$490 [23:0];
+      \$917  = \$669 [23:0];
     end
     casez (fsm_state)
       4'h0:
@@ -27823,17 +28726,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          \$744  = 24'h000000;
+          \$917  = 24'h000000;
     endcase
     if (rst) begin
-      \$744  = 24'h000000;
+      \$917  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$745  = \acc$243 ;
+    \$918  = \acc$243 ;
     if (s2_valid) begin
-      \$745  = \$492 [23:0];
+      \$918  = \$671 [23:0];
     end
     casez (fsm_state)
       4'h0:
@@ -27841,17 +28744,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          \$745  = 24'h000000;
+          \$918  = 24'h000000;
     endcase
     if (rst) begin
-      \$745  = 24'h000000;
+      \$918  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$746  = \acc$253 ;
+    \$919  = \acc$253 ;
     if (s2_valid) begin
-      \$746  = \$494 [23:0];
+      \$919  = \$673 [23:0];
     end
     casez (fsm_state)
       4'h0:
@@ -27859,23 +28762,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          \$746  = 24'h000000;
+          \$919  = 24'h000000;
     endcase
     if (rst) begin
-      \$746  = 24'h000000;
+      \$919  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$747  = count0;
+    \$920  = count0;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
-            \$747  = \$496 [7:0];
+            \$920  = \$675 [7:0];
       endcase
     end
-    if (\$507 ) begin
-      \$747  = 8'h00;
+    if (\$686 ) begin
+      \$920  = 8'h00;
     end
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -27911,29 +28814,29 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$706 , 3'h0 })
+            casez ({ \$879 , 3'h0 })
               4'h0:
-                  \$747  = 8'h00;
+                  \$920  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$747  = 8'h00;
+      \$920  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$748  = count1;
+    \$921  = count1;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
             /* empty */;
         4'h1:
-            \$748  = \$496 [7:0];
+            \$921  = \$675 [7:0];
       endcase
     end
-    if (\$507 ) begin
-      \$748  = 8'h00;
+    if (\$686 ) begin
+      \$921  = 8'h00;
     end
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -27969,19 +28872,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$707 , 3'h1 })
+            casez ({ \$880 , 3'h1 })
               4'h1:
-                  \$748  = 8'h00;
+                  \$921  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$748  = 8'h00;
+      \$921  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$749  = count2;
+    \$922  = count2;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -27989,11 +28892,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         4'h1:
             /* empty */;
         4'h2:
-            \$749  = \$496 [7:0];
+            \$922  = \$675 [7:0];
       endcase
     end
-    if (\$507 ) begin
-      \$749  = 8'h00;
+    if (\$686 ) begin
+      \$922  = 8'h00;
     end
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -28029,19 +28932,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$708 , 3'h2 })
+            casez ({ \$881 , 3'h2 })
               4'h2:
-                  \$749  = 8'h00;
+                  \$922  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$749  = 8'h00;
+      \$922  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$750  = count3;
+    \$923  = count3;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -28051,11 +28954,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         4'h2:
             /* empty */;
         4'h3:
-            \$750  = \$496 [7:0];
+            \$923  = \$675 [7:0];
       endcase
     end
-    if (\$507 ) begin
-      \$750  = 8'h00;
+    if (\$686 ) begin
+      \$923  = 8'h00;
     end
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -28091,19 +28994,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$709 , 3'h3 })
+            casez ({ \$882 , 3'h3 })
               4'h3:
-                  \$750  = 8'h00;
+                  \$923  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$750  = 8'h00;
+      \$923  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$751  = count4;
+    \$924  = count4;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -28115,11 +29018,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         4'h3:
             /* empty */;
         4'h4:
-            \$751  = \$496 [7:0];
+            \$924  = \$675 [7:0];
       endcase
     end
-    if (\$507 ) begin
-      \$751  = 8'h00;
+    if (\$686 ) begin
+      \$924  = 8'h00;
     end
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -28155,19 +29058,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$710 , 3'h4 })
+            casez ({ \$883 , 3'h4 })
               4'h4:
-                  \$751  = 8'h00;
+                  \$924  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$751  = 8'h00;
+      \$924  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$752  = count5;
+    \$925  = count5;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -28181,19 +29084,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         4'h4:
             /* empty */;
         4'h5:
-            \$752  = \$496 [7:0];
+            \$925  = \$675 [7:0];
       endcase
     end
-    if (\$507 ) begin
-      \$752  = 8'h00;
+    if (\$686 ) begin
+      \$925  = 8'h00;
     end
     if (rst) begin
-      \$752  = 8'h00;
+      \$925  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$753  = count6;
+    \$926  = count6;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -28209,19 +29112,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         4'h5:
             /* empty */;
         4'h6:
-            \$753  = \$496 [7:0];
+            \$926  = \$675 [7:0];
       endcase
     end
-    if (\$507 ) begin
-      \$753  = 8'h00;
+    if (\$686 ) begin
+      \$926  = 8'h00;
     end
     if (rst) begin
-      \$753  = 8'h00;
+      \$926  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$754  = count7;
+    \$927  = count7;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -28239,19 +29142,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         4'h6:
             /* empty */;
         4'h7:
-            \$754  = \$496 [7:0];
+            \$927  = \$675 [7:0];
       endcase
     end
-    if (\$507 ) begin
-      \$754  = 8'h00;
+    if (\$686 ) begin
+      \$927  = 8'h00;
     end
     if (rst) begin
-      \$754  = 8'h00;
+      \$927  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$755  = count8;
+    \$928  = count8;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -28271,11 +29174,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         4'h7:
             /* empty */;
         4'h8:
-            \$755  = \$496 [7:0];
+            \$928  = \$675 [7:0];
       endcase
     end
-    if (\$507 ) begin
-      \$755  = 8'h00;
+    if (\$686 ) begin
+      \$928  = 8'h00;
     end
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -28312,21 +29215,21 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$706 , 3'h0 })
+            casez ({ \$879 , 3'h0 })
               4'h0:
                   /* empty */;
               4'h8:
-                  \$755  = 8'h00;
+                  \$928  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$755  = 8'h00;
+      \$928  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$756  = count9;
+    \$929  = count9;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -28348,11 +29251,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         4'h8:
             /* empty */;
         4'h9:
-            \$756  = \$496 [7:0];
+            \$929  = \$675 [7:0];
       endcase
     end
-    if (\$507 ) begin
-      \$756  = 8'h00;
+    if (\$686 ) begin
+      \$929  = 8'h00;
     end
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -28389,21 +29292,21 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$707 , 3'h1 })
+            casez ({ \$880 , 3'h1 })
               4'h1:
                   /* empty */;
               4'h9:
-                  \$756  = 8'h00;
+                  \$929  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$756  = 8'h00;
+      \$929  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$757  = count10;
+    \$930  = count10;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -28427,11 +29330,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         4'h9:
             /* empty */;
         4'ha:
-            \$757  = \$496 [7:0];
+            \$930  = \$675 [7:0];
       endcase
     end
-    if (\$507 ) begin
-      \$757  = 8'h00;
+    if (\$686 ) begin
+      \$930  = 8'h00;
     end
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -28468,21 +29371,21 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$708 , 3'h2 })
+            casez ({ \$881 , 3'h2 })
               4'h2:
                   /* empty */;
               4'ha:
-                  \$757  = 8'h00;
+                  \$930  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$757  = 8'h00;
+      \$930  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$758  = count11;
+    \$931  = count11;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -28508,11 +29411,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         4'ha:
             /* empty */;
         4'hb:
-            \$758  = \$496 [7:0];
+            \$931  = \$675 [7:0];
       endcase
     end
-    if (\$507 ) begin
-      \$758  = 8'h00;
+    if (\$686 ) begin
+      \$931  = 8'h00;
     end
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -28549,21 +29452,21 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$709 , 3'h3 })
+            casez ({ \$882 , 3'h3 })
               4'h3:
                   /* empty */;
               4'hb:
-                  \$758  = 8'h00;
+                  \$931  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$758  = 8'h00;
+      \$931  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$759  = count12;
+    \$932  = count12;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -28591,11 +29494,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         4'hb:
             /* empty */;
         4'hc:
-            \$759  = \$496 [7:0];
+            \$932  = \$675 [7:0];
       endcase
     end
-    if (\$507 ) begin
-      \$759  = 8'h00;
+    if (\$686 ) begin
+      \$932  = 8'h00;
     end
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -28640,21 +29543,21 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             (* full_case = 32'd1 *)
             
             (* full_case = 32'd1 *)
-            casez ({ \$710 , 3'h4 })
+            casez ({ \$883 , 3'h4 })
               4'h4:
                   /* empty */;
               4'hc:
-                  \$759  = 8'h00;
+                  \$932  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$759  = 8'h00;
+      \$932  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$760  = count13;
+    \$933  = count13;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -28684,11 +29587,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         4'hc:
             /* empty */;
         4'hd:
-            \$760  = \$496 [7:0];
+            \$933  = \$675 [7:0];
       endcase
     end
-    if (\$507 ) begin
-      \$760  = 8'h00;
+    if (\$686 ) begin
+      \$933  = 8'h00;
     end
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -28737,12 +29640,12 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           end
     endcase
     if (rst) begin
-      \$760  = 8'h00;
+      \$933  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$761  = count14;
+    \$934  = count14;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -28774,11 +29677,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         4'hd:
             /* empty */;
         4'he:
-            \$761  = \$496 [7:0];
+            \$934  = \$675 [7:0];
       endcase
     end
-    if (\$507 ) begin
-      \$761  = 8'h00;
+    if (\$686 ) begin
+      \$934  = 8'h00;
     end
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -28827,12 +29730,12 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           end
     endcase
     if (rst) begin
-      \$761  = 8'h00;
+      \$934  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$762  = count15;
+    \$935  = count15;
     if (\event ) begin
       (* full_case = 32'd1 *)
       casez ({ cur, spike_src })
@@ -28867,11 +29770,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         4'he:
             /* empty */;
         4'hf:
-            \$762  = \$496 [7:0];
+            \$935  = \$675 [7:0];
       endcase
     end
-    if (\$507 ) begin
-      \$762  = 8'h00;
+    if (\$686 ) begin
+      \$935  = 8'h00;
     end
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -28920,20 +29823,20 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           end
     endcase
     if (rst) begin
-      \$762  = 8'h00;
+      \$935  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$763  = ctr0;
+    \$936  = ctr0;
     if (\event ) begin
-      casez (\$502 )
+      casez (\$681 )
         6'h00:
-            \$763  = \$500 [31:0];
+            \$936  = \$679 [31:0];
       endcase
     end
-    if (\$507 ) begin
-      \$763  = 32'd0;
+    if (\$686 ) begin
+      \$936  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -28941,103 +29844,103 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          casez (\$553 )
+          casez (\$732 )
             6'h00:
-                \$763  = \$551 [31:0];
+                \$936  = \$730 [31:0];
           endcase
       4'h5:
-          casez (\$559 )
+          casez (\$738 )
             6'h00:
-                \$763  = \$557 [31:0];
+                \$936  = \$736 [31:0];
           endcase
       4'h7:
         begin
-          casez (\$589 )
+          casez (\$768 )
             6'h00:
-                \$763  = \$587 [31:0];
+                \$936  = \$766 [31:0];
           endcase
-          if (\$590 ) begin
-            if (\$592 ) begin
-              casez (\$598 )
+          if (\$769 ) begin
+            if (\$771 ) begin
+              casez (\$777 )
                 6'h00:
-                    \$763  = \$596 [31:0];
+                    \$936  = \$775 [31:0];
               endcase
             end
           end
         end
       4'h6:
-          casez (\$605 )
+          casez (\$784 )
             6'h00:
-                \$763  = \$603 [31:0];
+                \$936  = \$782 [31:0];
           endcase
       4'h8:
-          casez (\$614 )
+          casez (\$793 )
             6'h00:
-                \$763  = \$612 [31:0];
+                \$936  = \$791 [31:0];
           endcase
       4'h3:
-          casez (\$624 )
+          casez (\$803 )
             6'h00:
-                \$763  = \$622 [31:0];
+                \$936  = \$801 [31:0];
           endcase
       4'ha:
-          casez (\$630 )
+          casez (\$809 )
             6'h00:
-                \$763  = \$628 [31:0];
+                \$936  = \$807 [31:0];
           endcase
       4'hc:
         begin
-          casez (\$648 )
+          casez (\$827 )
             6'h00:
-                \$763  = \$646 [31:0];
+                \$936  = \$825 [31:0];
           endcase
-          if (\$649 ) begin
-            if (\$651 ) begin
-              casez (\$657 )
+          if (\$828 ) begin
+            if (\$830 ) begin
+              casez (\$836 )
                 6'h00:
-                    \$763  = \$655 [31:0];
+                    \$936  = \$834 [31:0];
               endcase
             end
           end
         end
       4'hb:
-          casez (\$664 )
+          casez (\$843 )
             6'h00:
-                \$763  = \$662 [31:0];
+                \$936  = \$841 [31:0];
           endcase
       4'hd:
-          casez (\$681 )
+          casez (\$858 )
             6'h00:
-                \$763  = \$679 [31:0];
+                \$936  = \$856 [31:0];
           endcase
       4'he:
-          casez (\$692 )
+          casez (\$865 )
             6'h00:
-                \$763  = \$690 [31:0];
+                \$936  = \$863 [31:0];
           endcase
       4'hf:
-          casez (\$698 )
+          casez (\$871 )
             6'h00:
-                \$763  = \$696 [31:0];
+                \$936  = \$869 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$763  = 32'd0;
+      \$936  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$764  = ctr1;
+    \$937  = ctr1;
     if (\event ) begin
-      casez (\$502 )
+      casez (\$681 )
         6'h00:
             /* empty */;
         6'h01:
-            \$764  = \$500 [31:0];
+            \$937  = \$679 [31:0];
       endcase
     end
-    if (\$507 ) begin
-      \$764  = 32'd0;
+    if (\$686 ) begin
+      \$937  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -29045,133 +29948,133 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          casez (\$553 )
+          casez (\$732 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$764  = \$551 [31:0];
+                \$937  = \$730 [31:0];
           endcase
       4'h5:
-          casez (\$559 )
+          casez (\$738 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$764  = \$557 [31:0];
+                \$937  = \$736 [31:0];
           endcase
       4'h7:
         begin
-          casez (\$589 )
+          casez (\$768 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$764  = \$587 [31:0];
+                \$937  = \$766 [31:0];
           endcase
-          if (\$590 ) begin
-            if (\$592 ) begin
-              casez (\$598 )
+          if (\$769 ) begin
+            if (\$771 ) begin
+              casez (\$777 )
                 6'h00:
                     /* empty */;
                 6'h01:
-                    \$764  = \$596 [31:0];
+                    \$937  = \$775 [31:0];
               endcase
             end
           end
         end
       4'h6:
-          casez (\$605 )
+          casez (\$784 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$764  = \$603 [31:0];
+                \$937  = \$782 [31:0];
           endcase
       4'h8:
-          casez (\$614 )
+          casez (\$793 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$764  = \$612 [31:0];
+                \$937  = \$791 [31:0];
           endcase
       4'h3:
-          casez (\$624 )
+          casez (\$803 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$764  = \$622 [31:0];
+                \$937  = \$801 [31:0];
           endcase
       4'ha:
-          casez (\$630 )
+          casez (\$809 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$764  = \$628 [31:0];
+                \$937  = \$807 [31:0];
           endcase
       4'hc:
         begin
-          casez (\$648 )
+          casez (\$827 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$764  = \$646 [31:0];
+                \$937  = \$825 [31:0];
           endcase
-          if (\$649 ) begin
-            if (\$651 ) begin
-              casez (\$657 )
+          if (\$828 ) begin
+            if (\$830 ) begin
+              casez (\$836 )
                 6'h00:
                     /* empty */;
                 6'h01:
-                    \$764  = \$655 [31:0];
+                    \$937  = \$834 [31:0];
               endcase
             end
           end
         end
       4'hb:
-          casez (\$664 )
+          casez (\$843 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$764  = \$662 [31:0];
+                \$937  = \$841 [31:0];
           endcase
       4'hd:
-          casez (\$681 )
+          casez (\$858 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$764  = \$679 [31:0];
+                \$937  = \$856 [31:0];
           endcase
       4'he:
-          casez (\$692 )
+          casez (\$865 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$764  = \$690 [31:0];
+                \$937  = \$863 [31:0];
           endcase
       4'hf:
-          casez (\$698 )
+          casez (\$871 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$764  = \$696 [31:0];
+                \$937  = \$869 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$764  = 32'd0;
+      \$937  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$765  = ctr2;
+    \$938  = ctr2;
     if (\event ) begin
-      casez (\$502 )
+      casez (\$681 )
         6'h00:
             /* empty */;
         6'h01:
             /* empty */;
         6'h02:
-            \$765  = \$500 [31:0];
+            \$938  = \$679 [31:0];
       endcase
     end
-    if (\$507 ) begin
-      \$765  = 32'd0;
+    if (\$686 ) begin
+      \$938  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -29179,151 +30082,151 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          casez (\$553 )
+          casez (\$732 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$765  = \$551 [31:0];
+                \$938  = \$730 [31:0];
           endcase
       4'h5:
-          casez (\$559 )
+          casez (\$738 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$765  = \$557 [31:0];
+                \$938  = \$736 [31:0];
           endcase
       4'h7:
         begin
-          casez (\$589 )
+          casez (\$768 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$765  = \$587 [31:0];
+                \$938  = \$766 [31:0];
           endcase
-          if (\$590 ) begin
-            if (\$592 ) begin
-              casez (\$598 )
+          if (\$769 ) begin
+            if (\$771 ) begin
+              casez (\$777 )
                 6'h00:
                     /* empty */;
                 6'h01:
                     /* empty */;
                 6'h02:
-                    \$765  = \$596 [31:0];
+                    \$938  = \$775 [31:0];
               endcase
             end
           end
         end
       4'h6:
-          casez (\$605 )
+          casez (\$784 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$765  = \$603 [31:0];
+                \$938  = \$782 [31:0];
           endcase
       4'h8:
-          casez (\$614 )
+          casez (\$793 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$765  = \$612 [31:0];
+                \$938  = \$791 [31:0];
           endcase
       4'h3:
-          casez (\$624 )
+          casez (\$803 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$765  = \$622 [31:0];
+                \$938  = \$801 [31:0];
           endcase
       4'ha:
-          casez (\$630 )
+          casez (\$809 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$765  = \$628 [31:0];
+                \$938  = \$807 [31:0];
           endcase
       4'hc:
         begin
-          casez (\$648 )
+          casez (\$827 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$765  = \$646 [31:0];
+                \$938  = \$825 [31:0];
           endcase
-          if (\$649 ) begin
-            if (\$651 ) begin
-              casez (\$657 )
+          if (\$828 ) begin
+            if (\$830 ) begin
+              casez (\$836 )
                 6'h00:
                     /* empty */;
                 6'h01:
                     /* empty */;
                 6'h02:
-                    \$765  = \$655 [31:0];
+                    \$938  = \$834 [31:0];
               endcase
             end
           end
         end
       4'hb:
-          casez (\$664 )
+          casez (\$843 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$765  = \$662 [31:0];
+                \$938  = \$841 [31:0];
           endcase
       4'hd:
-          casez (\$681 )
+          casez (\$858 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$765  = \$679 [31:0];
+                \$938  = \$856 [31:0];
           endcase
       4'he:
-          casez (\$692 )
+          casez (\$865 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$765  = \$690 [31:0];
+                \$938  = \$863 [31:0];
           endcase
       4'hf:
-          casez (\$698 )
+          casez (\$871 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$765  = \$696 [31:0];
+                \$938  = \$869 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$765  = 32'd0;
+      \$938  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$766  = ctr3;
+    \$939  = ctr3;
     if (\event ) begin
-      casez (\$502 )
+      casez (\$681 )
         6'h00:
             /* empty */;
         6'h01:
@@ -29331,11 +30234,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         6'h02:
             /* empty */;
         6'h03:
-            \$766  = \$500 [31:0];
+            \$939  = \$679 [31:0];
       endcase
     end
-    if (\$507 ) begin
-      \$766  = 32'd0;
+    if (\$686 ) begin
+      \$939  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -29343,7 +30246,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          casez (\$553 )
+          casez (\$732 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29351,10 +30254,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h02:
                 /* empty */;
             6'h03:
-                \$766  = \$551 [31:0];
+                \$939  = \$730 [31:0];
           endcase
       4'h5:
-          casez (\$559 )
+          casez (\$738 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29362,11 +30265,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h02:
                 /* empty */;
             6'h03:
-                \$766  = \$557 [31:0];
+                \$939  = \$736 [31:0];
           endcase
       4'h7:
         begin
-          casez (\$589 )
+          casez (\$768 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29374,11 +30277,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h02:
                 /* empty */;
             6'h03:
-                \$766  = \$587 [31:0];
+                \$939  = \$766 [31:0];
           endcase
-          if (\$590 ) begin
-            if (\$592 ) begin
-              casez (\$598 )
+          if (\$769 ) begin
+            if (\$771 ) begin
+              casez (\$777 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -29386,13 +30289,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h02:
                     /* empty */;
                 6'h03:
-                    \$766  = \$596 [31:0];
+                    \$939  = \$775 [31:0];
               endcase
             end
           end
         end
       4'h6:
-          casez (\$605 )
+          casez (\$784 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29400,10 +30303,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h02:
                 /* empty */;
             6'h03:
-                \$766  = \$603 [31:0];
+                \$939  = \$782 [31:0];
           endcase
       4'h8:
-          casez (\$614 )
+          casez (\$793 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29411,10 +30314,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h02:
                 /* empty */;
             6'h03:
-                \$766  = \$612 [31:0];
+                \$939  = \$791 [31:0];
           endcase
       4'h3:
-          casez (\$624 )
+          casez (\$803 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29422,10 +30325,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h02:
                 /* empty */;
             6'h03:
-                \$766  = \$622 [31:0];
+                \$939  = \$801 [31:0];
           endcase
       4'ha:
-          casez (\$630 )
+          casez (\$809 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29433,11 +30336,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h02:
                 /* empty */;
             6'h03:
-                \$766  = \$628 [31:0];
+                \$939  = \$807 [31:0];
           endcase
       4'hc:
         begin
-          casez (\$648 )
+          casez (\$827 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29445,11 +30348,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h02:
                 /* empty */;
             6'h03:
-                \$766  = \$646 [31:0];
+                \$939  = \$825 [31:0];
           endcase
-          if (\$649 ) begin
-            if (\$651 ) begin
-              casez (\$657 )
+          if (\$828 ) begin
+            if (\$830 ) begin
+              casez (\$836 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -29457,13 +30360,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h02:
                     /* empty */;
                 6'h03:
-                    \$766  = \$655 [31:0];
+                    \$939  = \$834 [31:0];
               endcase
             end
           end
         end
       4'hb:
-          casez (\$664 )
+          casez (\$843 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29471,10 +30374,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h02:
                 /* empty */;
             6'h03:
-                \$766  = \$662 [31:0];
+                \$939  = \$841 [31:0];
           endcase
       4'hd:
-          casez (\$681 )
+          casez (\$858 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29482,10 +30385,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h02:
                 /* empty */;
             6'h03:
-                \$766  = \$679 [31:0];
+                \$939  = \$856 [31:0];
           endcase
       4'he:
-          casez (\$692 )
+          casez (\$865 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29493,10 +30396,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h02:
                 /* empty */;
             6'h03:
-                \$766  = \$690 [31:0];
+                \$939  = \$863 [31:0];
           endcase
       4'hf:
-          casez (\$698 )
+          casez (\$871 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29504,18 +30407,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h02:
                 /* empty */;
             6'h03:
-                \$766  = \$696 [31:0];
+                \$939  = \$869 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$766  = 32'd0;
+      \$939  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$767  = ctr4;
+    \$940  = ctr4;
     if (\event ) begin
-      casez (\$502 )
+      casez (\$681 )
         6'h00:
             /* empty */;
         6'h01:
@@ -29525,11 +30428,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         6'h03:
             /* empty */;
         6'h04:
-            \$767  = \$500 [31:0];
+            \$940  = \$679 [31:0];
       endcase
     end
-    if (\$507 ) begin
-      \$767  = 32'd0;
+    if (\$686 ) begin
+      \$940  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -29537,7 +30440,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          casez (\$553 )
+          casez (\$732 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29547,10 +30450,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h03:
                 /* empty */;
             6'h04:
-                \$767  = \$551 [31:0];
+                \$940  = \$730 [31:0];
           endcase
       4'h5:
-          casez (\$559 )
+          casez (\$738 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29560,11 +30463,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h03:
                 /* empty */;
             6'h04:
-                \$767  = \$557 [31:0];
+                \$940  = \$736 [31:0];
           endcase
       4'h7:
         begin
-          casez (\$589 )
+          casez (\$768 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29574,11 +30477,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h03:
                 /* empty */;
             6'h04:
-                \$767  = \$587 [31:0];
+                \$940  = \$766 [31:0];
           endcase
-          if (\$590 ) begin
-            if (\$592 ) begin
-              casez (\$598 )
+          if (\$769 ) begin
+            if (\$771 ) begin
+              casez (\$777 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -29588,13 +30491,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h03:
                     /* empty */;
                 6'h04:
-                    \$767  = \$596 [31:0];
+                    \$940  = \$775 [31:0];
               endcase
             end
           end
         end
       4'h6:
-          casez (\$605 )
+          casez (\$784 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29604,10 +30507,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h03:
                 /* empty */;
             6'h04:
-                \$767  = \$603 [31:0];
+                \$940  = \$782 [31:0];
           endcase
       4'h8:
-          casez (\$614 )
+          casez (\$793 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29617,10 +30520,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h03:
                 /* empty */;
             6'h04:
-                \$767  = \$612 [31:0];
+                \$940  = \$791 [31:0];
           endcase
       4'h3:
-          casez (\$624 )
+          casez (\$803 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29630,10 +30533,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h03:
                 /* empty */;
             6'h04:
-                \$767  = \$622 [31:0];
+                \$940  = \$801 [31:0];
           endcase
       4'ha:
-          casez (\$630 )
+          casez (\$809 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29643,11 +30546,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h03:
                 /* empty */;
             6'h04:
-                \$767  = \$628 [31:0];
+                \$940  = \$807 [31:0];
           endcase
       4'hc:
         begin
-          casez (\$648 )
+          casez (\$827 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29657,11 +30560,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h03:
                 /* empty */;
             6'h04:
-                \$767  = \$646 [31:0];
+                \$940  = \$825 [31:0];
           endcase
-          if (\$649 ) begin
-            if (\$651 ) begin
-              casez (\$657 )
+          if (\$828 ) begin
+            if (\$830 ) begin
+              casez (\$836 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -29671,13 +30574,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h03:
                     /* empty */;
                 6'h04:
-                    \$767  = \$655 [31:0];
+                    \$940  = \$834 [31:0];
               endcase
             end
           end
         end
       4'hb:
-          casez (\$664 )
+          casez (\$843 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29687,10 +30590,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h03:
                 /* empty */;
             6'h04:
-                \$767  = \$662 [31:0];
+                \$940  = \$841 [31:0];
           endcase
       4'hd:
-          casez (\$681 )
+          casez (\$858 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29700,10 +30603,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h03:
                 /* empty */;
             6'h04:
-                \$767  = \$679 [31:0];
+                \$940  = \$856 [31:0];
           endcase
       4'he:
-          casez (\$692 )
+          casez (\$865 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29713,10 +30616,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h03:
                 /* empty */;
             6'h04:
-                \$767  = \$690 [31:0];
+                \$940  = \$863 [31:0];
           endcase
       4'hf:
-          casez (\$698 )
+          casez (\$871 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29726,18 +30629,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h03:
                 /* empty */;
             6'h04:
-                \$767  = \$696 [31:0];
+                \$940  = \$869 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$767  = 32'd0;
+      \$940  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$768  = ctr5;
+    \$941  = ctr5;
     if (\event ) begin
-      casez (\$502 )
+      casez (\$681 )
         6'h00:
             /* empty */;
         6'h01:
@@ -29749,11 +30652,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         6'h04:
             /* empty */;
         6'h05:
-            \$768  = \$500 [31:0];
+            \$941  = \$679 [31:0];
       endcase
     end
-    if (\$507 ) begin
-      \$768  = 32'd0;
+    if (\$686 ) begin
+      \$941  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -29761,7 +30664,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          casez (\$553 )
+          casez (\$732 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29773,10 +30676,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h04:
                 /* empty */;
             6'h05:
-                \$768  = \$551 [31:0];
+                \$941  = \$730 [31:0];
           endcase
       4'h5:
-          casez (\$559 )
+          casez (\$738 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29788,11 +30691,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h04:
                 /* empty */;
             6'h05:
-                \$768  = \$557 [31:0];
+                \$941  = \$736 [31:0];
           endcase
       4'h7:
         begin
-          casez (\$589 )
+          casez (\$768 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29804,11 +30707,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h04:
                 /* empty */;
             6'h05:
-                \$768  = \$587 [31:0];
+                \$941  = \$766 [31:0];
           endcase
-          if (\$590 ) begin
-            if (\$592 ) begin
-              casez (\$598 )
+          if (\$769 ) begin
+            if (\$771 ) begin
+              casez (\$777 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -29820,13 +30723,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h04:
                     /* empty */;
                 6'h05:
-                    \$768  = \$596 [31:0];
+                    \$941  = \$775 [31:0];
               endcase
             end
           end
         end
       4'h6:
-          casez (\$605 )
+          casez (\$784 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29838,10 +30741,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h04:
                 /* empty */;
             6'h05:
-                \$768  = \$603 [31:0];
+                \$941  = \$782 [31:0];
           endcase
       4'h8:
-          casez (\$614 )
+          casez (\$793 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29853,10 +30756,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h04:
                 /* empty */;
             6'h05:
-                \$768  = \$612 [31:0];
+                \$941  = \$791 [31:0];
           endcase
       4'h3:
-          casez (\$624 )
+          casez (\$803 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29868,10 +30771,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h04:
                 /* empty */;
             6'h05:
-                \$768  = \$622 [31:0];
+                \$941  = \$801 [31:0];
           endcase
       4'ha:
-          casez (\$630 )
+          casez (\$809 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29883,11 +30786,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h04:
                 /* empty */;
             6'h05:
-                \$768  = \$628 [31:0];
+                \$941  = \$807 [31:0];
           endcase
       4'hc:
         begin
-          casez (\$648 )
+          casez (\$827 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29899,11 +30802,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h04:
                 /* empty */;
             6'h05:
-                \$768  = \$646 [31:0];
+                \$941  = \$825 [31:0];
           endcase
-          if (\$649 ) begin
-            if (\$651 ) begin
-              casez (\$657 )
+          if (\$828 ) begin
+            if (\$830 ) begin
+              casez (\$836 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -29915,13 +30818,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h04:
                     /* empty */;
                 6'h05:
-                    \$768  = \$655 [31:0];
+                    \$941  = \$834 [31:0];
               endcase
             end
           end
         end
       4'hb:
-          casez (\$664 )
+          casez (\$843 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29933,10 +30836,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h04:
                 /* empty */;
             6'h05:
-                \$768  = \$662 [31:0];
+                \$941  = \$841 [31:0];
           endcase
       4'hd:
-          casez (\$681 )
+          casez (\$858 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29948,10 +30851,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h04:
                 /* empty */;
             6'h05:
-                \$768  = \$679 [31:0];
+                \$941  = \$856 [31:0];
           endcase
       4'he:
-          casez (\$692 )
+          casez (\$865 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29963,10 +30866,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h04:
                 /* empty */;
             6'h05:
-                \$768  = \$690 [31:0];
+                \$941  = \$863 [31:0];
           endcase
       4'hf:
-          casez (\$698 )
+          casez (\$871 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -29978,18 +30881,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h04:
                 /* empty */;
             6'h05:
-                \$768  = \$696 [31:0];
+                \$941  = \$869 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$768  = 32'd0;
+      \$941  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$769  = ctr6;
+    \$942  = ctr6;
     if (\event ) begin
-      casez (\$502 )
+      casez (\$681 )
         6'h00:
             /* empty */;
         6'h01:
@@ -30003,11 +30906,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         6'h05:
             /* empty */;
         6'h06:
-            \$769  = \$500 [31:0];
+            \$942  = \$679 [31:0];
       endcase
     end
-    if (\$507 ) begin
-      \$769  = 32'd0;
+    if (\$686 ) begin
+      \$942  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -30015,7 +30918,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          casez (\$553 )
+          casez (\$732 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30029,10 +30932,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h05:
                 /* empty */;
             6'h06:
-                \$769  = \$551 [31:0];
+                \$942  = \$730 [31:0];
           endcase
       4'h5:
-          casez (\$559 )
+          casez (\$738 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30046,11 +30949,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h05:
                 /* empty */;
             6'h06:
-                \$769  = \$557 [31:0];
+                \$942  = \$736 [31:0];
           endcase
       4'h7:
         begin
-          casez (\$589 )
+          casez (\$768 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30064,11 +30967,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h05:
                 /* empty */;
             6'h06:
-                \$769  = \$587 [31:0];
+                \$942  = \$766 [31:0];
           endcase
-          if (\$590 ) begin
-            if (\$592 ) begin
-              casez (\$598 )
+          if (\$769 ) begin
+            if (\$771 ) begin
+              casez (\$777 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -30082,13 +30985,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h05:
                     /* empty */;
                 6'h06:
-                    \$769  = \$596 [31:0];
+                    \$942  = \$775 [31:0];
               endcase
             end
           end
         end
       4'h6:
-          casez (\$605 )
+          casez (\$784 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30102,10 +31005,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h05:
                 /* empty */;
             6'h06:
-                \$769  = \$603 [31:0];
+                \$942  = \$782 [31:0];
           endcase
       4'h8:
-          casez (\$614 )
+          casez (\$793 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30119,10 +31022,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h05:
                 /* empty */;
             6'h06:
-                \$769  = \$612 [31:0];
+                \$942  = \$791 [31:0];
           endcase
       4'h3:
-          casez (\$624 )
+          casez (\$803 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30136,10 +31039,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h05:
                 /* empty */;
             6'h06:
-                \$769  = \$622 [31:0];
+                \$942  = \$801 [31:0];
           endcase
       4'ha:
-          casez (\$630 )
+          casez (\$809 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30153,11 +31056,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h05:
                 /* empty */;
             6'h06:
-                \$769  = \$628 [31:0];
+                \$942  = \$807 [31:0];
           endcase
       4'hc:
         begin
-          casez (\$648 )
+          casez (\$827 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30171,11 +31074,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h05:
                 /* empty */;
             6'h06:
-                \$769  = \$646 [31:0];
+                \$942  = \$825 [31:0];
           endcase
-          if (\$649 ) begin
-            if (\$651 ) begin
-              casez (\$657 )
+          if (\$828 ) begin
+            if (\$830 ) begin
+              casez (\$836 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -30189,13 +31092,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h05:
                     /* empty */;
                 6'h06:
-                    \$769  = \$655 [31:0];
+                    \$942  = \$834 [31:0];
               endcase
             end
           end
         end
       4'hb:
-          casez (\$664 )
+          casez (\$843 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30209,10 +31112,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h05:
                 /* empty */;
             6'h06:
-                \$769  = \$662 [31:0];
+                \$942  = \$841 [31:0];
           endcase
       4'hd:
-          casez (\$681 )
+          casez (\$858 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30226,10 +31129,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h05:
                 /* empty */;
             6'h06:
-                \$769  = \$679 [31:0];
+                \$942  = \$856 [31:0];
           endcase
       4'he:
-          casez (\$692 )
+          casez (\$865 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30243,10 +31146,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h05:
                 /* empty */;
             6'h06:
-                \$769  = \$690 [31:0];
+                \$942  = \$863 [31:0];
           endcase
       4'hf:
-          casez (\$698 )
+          casez (\$871 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30260,18 +31163,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h05:
                 /* empty */;
             6'h06:
-                \$769  = \$696 [31:0];
+                \$942  = \$869 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$769  = 32'd0;
+      \$942  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$770  = ctr7;
+    \$943  = ctr7;
     if (\event ) begin
-      casez (\$502 )
+      casez (\$681 )
         6'h00:
             /* empty */;
         6'h01:
@@ -30287,11 +31190,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         6'h06:
             /* empty */;
         6'h07:
-            \$770  = \$500 [31:0];
+            \$943  = \$679 [31:0];
       endcase
     end
-    if (\$507 ) begin
-      \$770  = 32'd0;
+    if (\$686 ) begin
+      \$943  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -30299,7 +31202,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          casez (\$553 )
+          casez (\$732 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30315,10 +31218,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h06:
                 /* empty */;
             6'h07:
-                \$770  = \$551 [31:0];
+                \$943  = \$730 [31:0];
           endcase
       4'h5:
-          casez (\$559 )
+          casez (\$738 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30334,11 +31237,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h06:
                 /* empty */;
             6'h07:
-                \$770  = \$557 [31:0];
+                \$943  = \$736 [31:0];
           endcase
       4'h7:
         begin
-          casez (\$589 )
+          casez (\$768 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30354,11 +31257,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h06:
                 /* empty */;
             6'h07:
-                \$770  = \$587 [31:0];
+                \$943  = \$766 [31:0];
           endcase
-          if (\$590 ) begin
-            if (\$592 ) begin
-              casez (\$598 )
+          if (\$769 ) begin
+            if (\$771 ) begin
+              casez (\$777 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -30374,13 +31277,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h06:
                     /* empty */;
                 6'h07:
-                    \$770  = \$596 [31:0];
+                    \$943  = \$775 [31:0];
               endcase
             end
           end
         end
       4'h6:
-          casez (\$605 )
+          casez (\$784 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30396,10 +31299,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h06:
                 /* empty */;
             6'h07:
-                \$770  = \$603 [31:0];
+                \$943  = \$782 [31:0];
           endcase
       4'h8:
-          casez (\$614 )
+          casez (\$793 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30415,10 +31318,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h06:
                 /* empty */;
             6'h07:
-                \$770  = \$612 [31:0];
+                \$943  = \$791 [31:0];
           endcase
       4'h3:
-          casez (\$624 )
+          casez (\$803 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30434,10 +31337,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h06:
                 /* empty */;
             6'h07:
-                \$770  = \$622 [31:0];
+                \$943  = \$801 [31:0];
           endcase
       4'ha:
-          casez (\$630 )
+          casez (\$809 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30453,11 +31356,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h06:
                 /* empty */;
             6'h07:
-                \$770  = \$628 [31:0];
+                \$943  = \$807 [31:0];
           endcase
       4'hc:
         begin
-          casez (\$648 )
+          casez (\$827 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30473,11 +31376,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h06:
                 /* empty */;
             6'h07:
-                \$770  = \$646 [31:0];
+                \$943  = \$825 [31:0];
           endcase
-          if (\$649 ) begin
-            if (\$651 ) begin
-              casez (\$657 )
+          if (\$828 ) begin
+            if (\$830 ) begin
+              casez (\$836 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -30493,13 +31396,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h06:
                     /* empty */;
                 6'h07:
-                    \$770  = \$655 [31:0];
+                    \$943  = \$834 [31:0];
               endcase
             end
           end
         end
       4'hb:
-          casez (\$664 )
+          casez (\$843 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30515,10 +31418,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h06:
                 /* empty */;
             6'h07:
-                \$770  = \$662 [31:0];
+                \$943  = \$841 [31:0];
           endcase
       4'hd:
-          casez (\$681 )
+          casez (\$858 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30534,10 +31437,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h06:
                 /* empty */;
             6'h07:
-                \$770  = \$679 [31:0];
+                \$943  = \$856 [31:0];
           endcase
       4'he:
-          casez (\$692 )
+          casez (\$865 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30553,10 +31456,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h06:
                 /* empty */;
             6'h07:
-                \$770  = \$690 [31:0];
+                \$943  = \$863 [31:0];
           endcase
       4'hf:
-          casez (\$698 )
+          casez (\$871 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30572,18 +31475,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h06:
                 /* empty */;
             6'h07:
-                \$770  = \$696 [31:0];
+                \$943  = \$869 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$770  = 32'd0;
+      \$943  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$771  = ctr8;
+    \$944  = ctr8;
     if (\event ) begin
-      casez (\$502 )
+      casez (\$681 )
         6'h00:
             /* empty */;
         6'h01:
@@ -30601,11 +31504,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         6'h07:
             /* empty */;
         6'h08:
-            \$771  = \$500 [31:0];
+            \$944  = \$679 [31:0];
       endcase
     end
-    if (\$507 ) begin
-      \$771  = 32'd0;
+    if (\$686 ) begin
+      \$944  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -30613,7 +31516,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          casez (\$553 )
+          casez (\$732 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30631,10 +31534,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h07:
                 /* empty */;
             6'h08:
-                \$771  = \$551 [31:0];
+                \$944  = \$730 [31:0];
           endcase
       4'h5:
-          casez (\$559 )
+          casez (\$738 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30652,11 +31555,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h07:
                 /* empty */;
             6'h08:
-                \$771  = \$557 [31:0];
+                \$944  = \$736 [31:0];
           endcase
       4'h7:
         begin
-          casez (\$589 )
+          casez (\$768 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30674,11 +31577,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h07:
                 /* empty */;
             6'h08:
-                \$771  = \$587 [31:0];
+                \$944  = \$766 [31:0];
           endcase
-          if (\$590 ) begin
-            if (\$592 ) begin
-              casez (\$598 )
+          if (\$769 ) begin
+            if (\$771 ) begin
+              casez (\$777 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -30696,13 +31599,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h07:
                     /* empty */;
                 6'h08:
-                    \$771  = \$596 [31:0];
+                    \$944  = \$775 [31:0];
               endcase
             end
           end
         end
       4'h6:
-          casez (\$605 )
+          casez (\$784 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30720,10 +31623,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h07:
                 /* empty */;
             6'h08:
-                \$771  = \$603 [31:0];
+                \$944  = \$782 [31:0];
           endcase
       4'h8:
-          casez (\$614 )
+          casez (\$793 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30741,10 +31644,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h07:
                 /* empty */;
             6'h08:
-                \$771  = \$612 [31:0];
+                \$944  = \$791 [31:0];
           endcase
       4'h3:
-          casez (\$624 )
+          casez (\$803 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30762,10 +31665,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h07:
                 /* empty */;
             6'h08:
-                \$771  = \$622 [31:0];
+                \$944  = \$801 [31:0];
           endcase
       4'ha:
-          casez (\$630 )
+          casez (\$809 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30783,11 +31686,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h07:
                 /* empty */;
             6'h08:
-                \$771  = \$628 [31:0];
+                \$944  = \$807 [31:0];
           endcase
       4'hc:
         begin
-          casez (\$648 )
+          casez (\$827 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30805,11 +31708,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h07:
                 /* empty */;
             6'h08:
-                \$771  = \$646 [31:0];
+                \$944  = \$825 [31:0];
           endcase
-          if (\$649 ) begin
-            if (\$651 ) begin
-              casez (\$657 )
+          if (\$828 ) begin
+            if (\$830 ) begin
+              casez (\$836 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -30827,13 +31730,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h07:
                     /* empty */;
                 6'h08:
-                    \$771  = \$655 [31:0];
+                    \$944  = \$834 [31:0];
               endcase
             end
           end
         end
       4'hb:
-          casez (\$664 )
+          casez (\$843 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30851,10 +31754,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h07:
                 /* empty */;
             6'h08:
-                \$771  = \$662 [31:0];
+                \$944  = \$841 [31:0];
           endcase
       4'hd:
-          casez (\$681 )
+          casez (\$858 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30872,10 +31775,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h07:
                 /* empty */;
             6'h08:
-                \$771  = \$679 [31:0];
+                \$944  = \$856 [31:0];
           endcase
       4'he:
-          casez (\$692 )
+          casez (\$865 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30893,10 +31796,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h07:
                 /* empty */;
             6'h08:
-                \$771  = \$690 [31:0];
+                \$944  = \$863 [31:0];
           endcase
       4'hf:
-          casez (\$698 )
+          casez (\$871 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30914,18 +31817,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h07:
                 /* empty */;
             6'h08:
-                \$771  = \$696 [31:0];
+                \$944  = \$869 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$771  = 32'd0;
+      \$944  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$772  = ctr9;
+    \$945  = ctr9;
     if (\event ) begin
-      casez (\$502 )
+      casez (\$681 )
         6'h00:
             /* empty */;
         6'h01:
@@ -30945,11 +31848,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         6'h08:
             /* empty */;
         6'h09:
-            \$772  = \$500 [31:0];
+            \$945  = \$679 [31:0];
       endcase
     end
-    if (\$507 ) begin
-      \$772  = 32'd0;
+    if (\$686 ) begin
+      \$945  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -30957,7 +31860,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          casez (\$553 )
+          casez (\$732 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -30977,10 +31880,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h08:
                 /* empty */;
             6'h09:
-                \$772  = \$551 [31:0];
+                \$945  = \$730 [31:0];
           endcase
       4'h5:
-          casez (\$559 )
+          casez (\$738 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31000,11 +31903,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h08:
                 /* empty */;
             6'h09:
-                \$772  = \$557 [31:0];
+                \$945  = \$736 [31:0];
           endcase
       4'h7:
         begin
-          casez (\$589 )
+          casez (\$768 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31024,11 +31927,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h08:
                 /* empty */;
             6'h09:
-                \$772  = \$587 [31:0];
+                \$945  = \$766 [31:0];
           endcase
-          if (\$590 ) begin
-            if (\$592 ) begin
-              casez (\$598 )
+          if (\$769 ) begin
+            if (\$771 ) begin
+              casez (\$777 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -31048,13 +31951,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h08:
                     /* empty */;
                 6'h09:
-                    \$772  = \$596 [31:0];
+                    \$945  = \$775 [31:0];
               endcase
             end
           end
         end
       4'h6:
-          casez (\$605 )
+          casez (\$784 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31074,10 +31977,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h08:
                 /* empty */;
             6'h09:
-                \$772  = \$603 [31:0];
+                \$945  = \$782 [31:0];
           endcase
       4'h8:
-          casez (\$614 )
+          casez (\$793 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31097,10 +32000,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h08:
                 /* empty */;
             6'h09:
-                \$772  = \$612 [31:0];
+                \$945  = \$791 [31:0];
           endcase
       4'h3:
-          casez (\$624 )
+          casez (\$803 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31120,10 +32023,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h08:
                 /* empty */;
             6'h09:
-                \$772  = \$622 [31:0];
+                \$945  = \$801 [31:0];
           endcase
       4'ha:
-          casez (\$630 )
+          casez (\$809 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31143,11 +32046,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h08:
                 /* empty */;
             6'h09:
-                \$772  = \$628 [31:0];
+                \$945  = \$807 [31:0];
           endcase
       4'hc:
         begin
-          casez (\$648 )
+          casez (\$827 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31167,11 +32070,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h08:
                 /* empty */;
             6'h09:
-                \$772  = \$646 [31:0];
+                \$945  = \$825 [31:0];
           endcase
-          if (\$649 ) begin
-            if (\$651 ) begin
-              casez (\$657 )
+          if (\$828 ) begin
+            if (\$830 ) begin
+              casez (\$836 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -31191,13 +32094,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h08:
                     /* empty */;
                 6'h09:
-                    \$772  = \$655 [31:0];
+                    \$945  = \$834 [31:0];
               endcase
             end
           end
         end
       4'hb:
-          casez (\$664 )
+          casez (\$843 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31217,10 +32120,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h08:
                 /* empty */;
             6'h09:
-                \$772  = \$662 [31:0];
+                \$945  = \$841 [31:0];
           endcase
       4'hd:
-          casez (\$681 )
+          casez (\$858 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31240,10 +32143,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h08:
                 /* empty */;
             6'h09:
-                \$772  = \$679 [31:0];
+                \$945  = \$856 [31:0];
           endcase
       4'he:
-          casez (\$692 )
+          casez (\$865 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31263,10 +32166,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h08:
                 /* empty */;
             6'h09:
-                \$772  = \$690 [31:0];
+                \$945  = \$863 [31:0];
           endcase
       4'hf:
-          casez (\$698 )
+          casez (\$871 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31286,18 +32189,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h08:
                 /* empty */;
             6'h09:
-                \$772  = \$696 [31:0];
+                \$945  = \$869 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$772  = 32'd0;
+      \$945  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$773  = ctr10;
+    \$946  = ctr10;
     if (\event ) begin
-      casez (\$502 )
+      casez (\$681 )
         6'h00:
             /* empty */;
         6'h01:
@@ -31319,11 +32222,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         6'h09:
             /* empty */;
         6'h0a:
-            \$773  = \$500 [31:0];
+            \$946  = \$679 [31:0];
       endcase
     end
-    if (\$507 ) begin
-      \$773  = 32'd0;
+    if (\$686 ) begin
+      \$946  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -31331,7 +32234,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          casez (\$553 )
+          casez (\$732 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31353,10 +32256,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h09:
                 /* empty */;
             6'h0a:
-                \$773  = \$551 [31:0];
+                \$946  = \$730 [31:0];
           endcase
       4'h5:
-          casez (\$559 )
+          casez (\$738 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31378,11 +32281,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h09:
                 /* empty */;
             6'h0a:
-                \$773  = \$557 [31:0];
+                \$946  = \$736 [31:0];
           endcase
       4'h7:
         begin
-          casez (\$589 )
+          casez (\$768 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31404,11 +32307,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h09:
                 /* empty */;
             6'h0a:
-                \$773  = \$587 [31:0];
+                \$946  = \$766 [31:0];
           endcase
-          if (\$590 ) begin
-            if (\$592 ) begin
-              casez (\$598 )
+          if (\$769 ) begin
+            if (\$771 ) begin
+              casez (\$777 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -31430,13 +32333,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h09:
                     /* empty */;
                 6'h0a:
-                    \$773  = \$596 [31:0];
+                    \$946  = \$775 [31:0];
               endcase
             end
           end
         end
       4'h6:
-          casez (\$605 )
+          casez (\$784 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31458,10 +32361,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h09:
                 /* empty */;
             6'h0a:
-                \$773  = \$603 [31:0];
+                \$946  = \$782 [31:0];
           endcase
       4'h8:
-          casez (\$614 )
+          casez (\$793 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31483,10 +32386,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h09:
                 /* empty */;
             6'h0a:
-                \$773  = \$612 [31:0];
+                \$946  = \$791 [31:0];
           endcase
       4'h3:
-          casez (\$624 )
+          casez (\$803 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31508,10 +32411,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h09:
                 /* empty */;
             6'h0a:
-                \$773  = \$622 [31:0];
+                \$946  = \$801 [31:0];
           endcase
       4'ha:
-          casez (\$630 )
+          casez (\$809 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31533,11 +32436,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h09:
                 /* empty */;
             6'h0a:
-                \$773  = \$628 [31:0];
+                \$946  = \$807 [31:0];
           endcase
       4'hc:
         begin
-          casez (\$648 )
+          casez (\$827 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31559,11 +32462,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h09:
                 /* empty */;
             6'h0a:
-                \$773  = \$646 [31:0];
+                \$946  = \$825 [31:0];
           endcase
-          if (\$649 ) begin
-            if (\$651 ) begin
-              casez (\$657 )
+          if (\$828 ) begin
+            if (\$830 ) begin
+              casez (\$836 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -31585,13 +32488,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h09:
                     /* empty */;
                 6'h0a:
-                    \$773  = \$655 [31:0];
+                    \$946  = \$834 [31:0];
               endcase
             end
           end
         end
       4'hb:
-          casez (\$664 )
+          casez (\$843 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31613,10 +32516,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h09:
                 /* empty */;
             6'h0a:
-                \$773  = \$662 [31:0];
+                \$946  = \$841 [31:0];
           endcase
       4'hd:
-          casez (\$681 )
+          casez (\$858 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31638,10 +32541,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h09:
                 /* empty */;
             6'h0a:
-                \$773  = \$679 [31:0];
+                \$946  = \$856 [31:0];
           endcase
       4'he:
-          casez (\$692 )
+          casez (\$865 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31663,10 +32566,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h09:
                 /* empty */;
             6'h0a:
-                \$773  = \$690 [31:0];
+                \$946  = \$863 [31:0];
           endcase
       4'hf:
-          casez (\$698 )
+          casez (\$871 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31688,18 +32591,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h09:
                 /* empty */;
             6'h0a:
-                \$773  = \$696 [31:0];
+                \$946  = \$869 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$773  = 32'd0;
+      \$946  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$774  = ctr11;
+    \$947  = ctr11;
     if (\event ) begin
-      casez (\$502 )
+      casez (\$681 )
         6'h00:
             /* empty */;
         6'h01:
@@ -31723,11 +32626,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         6'h0a:
             /* empty */;
         6'h0b:
-            \$774  = \$500 [31:0];
+            \$947  = \$679 [31:0];
       endcase
     end
-    if (\$507 ) begin
-      \$774  = 32'd0;
+    if (\$686 ) begin
+      \$947  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -31735,7 +32638,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          casez (\$553 )
+          casez (\$732 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31759,10 +32662,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$774  = \$551 [31:0];
+                \$947  = \$730 [31:0];
           endcase
       4'h5:
-          casez (\$559 )
+          casez (\$738 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31786,11 +32689,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$774  = \$557 [31:0];
+                \$947  = \$736 [31:0];
           endcase
       4'h7:
         begin
-          casez (\$589 )
+          casez (\$768 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31814,11 +32717,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$774  = \$587 [31:0];
+                \$947  = \$766 [31:0];
           endcase
-          if (\$590 ) begin
-            if (\$592 ) begin
-              casez (\$598 )
+          if (\$769 ) begin
+            if (\$771 ) begin
+              casez (\$777 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -31842,13 +32745,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h0a:
                     /* empty */;
                 6'h0b:
-                    \$774  = \$596 [31:0];
+                    \$947  = \$775 [31:0];
               endcase
             end
           end
         end
       4'h6:
-          casez (\$605 )
+          casez (\$784 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31872,10 +32775,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$774  = \$603 [31:0];
+                \$947  = \$782 [31:0];
           endcase
       4'h8:
-          casez (\$614 )
+          casez (\$793 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31899,10 +32802,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$774  = \$612 [31:0];
+                \$947  = \$791 [31:0];
           endcase
       4'h3:
-          casez (\$624 )
+          casez (\$803 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31926,10 +32829,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$774  = \$622 [31:0];
+                \$947  = \$801 [31:0];
           endcase
       4'ha:
-          casez (\$630 )
+          casez (\$809 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31953,11 +32856,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$774  = \$628 [31:0];
+                \$947  = \$807 [31:0];
           endcase
       4'hc:
         begin
-          casez (\$648 )
+          casez (\$827 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -31981,11 +32884,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$774  = \$646 [31:0];
+                \$947  = \$825 [31:0];
           endcase
-          if (\$649 ) begin
-            if (\$651 ) begin
-              casez (\$657 )
+          if (\$828 ) begin
+            if (\$830 ) begin
+              casez (\$836 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -32009,13 +32912,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h0a:
                     /* empty */;
                 6'h0b:
-                    \$774  = \$655 [31:0];
+                    \$947  = \$834 [31:0];
               endcase
             end
           end
         end
       4'hb:
-          casez (\$664 )
+          casez (\$843 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32039,10 +32942,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$774  = \$662 [31:0];
+                \$947  = \$841 [31:0];
           endcase
       4'hd:
-          casez (\$681 )
+          casez (\$858 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32066,10 +32969,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$774  = \$679 [31:0];
+                \$947  = \$856 [31:0];
           endcase
       4'he:
-          casez (\$692 )
+          casez (\$865 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32093,10 +32996,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$774  = \$690 [31:0];
+                \$947  = \$863 [31:0];
           endcase
       4'hf:
-          casez (\$698 )
+          casez (\$871 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32120,18 +33023,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$774  = \$696 [31:0];
+                \$947  = \$869 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$774  = 32'd0;
+      \$947  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$775  = ctr12;
+    \$948  = ctr12;
     if (\event ) begin
-      casez (\$502 )
+      casez (\$681 )
         6'h00:
             /* empty */;
         6'h01:
@@ -32157,11 +33060,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         6'h0b:
             /* empty */;
         6'h0c:
-            \$775  = \$500 [31:0];
+            \$948  = \$679 [31:0];
       endcase
     end
-    if (\$507 ) begin
-      \$775  = 32'd0;
+    if (\$686 ) begin
+      \$948  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -32169,7 +33072,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          casez (\$553 )
+          casez (\$732 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32195,10 +33098,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$775  = \$551 [31:0];
+                \$948  = \$730 [31:0];
           endcase
       4'h5:
-          casez (\$559 )
+          casez (\$738 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32224,11 +33127,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$775  = \$557 [31:0];
+                \$948  = \$736 [31:0];
           endcase
       4'h7:
         begin
-          casez (\$589 )
+          casez (\$768 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32254,11 +33157,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$775  = \$587 [31:0];
+                \$948  = \$766 [31:0];
           endcase
-          if (\$590 ) begin
-            if (\$592 ) begin
-              casez (\$598 )
+          if (\$769 ) begin
+            if (\$771 ) begin
+              casez (\$777 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -32284,13 +33187,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h0b:
                     /* empty */;
                 6'h0c:
-                    \$775  = \$596 [31:0];
+                    \$948  = \$775 [31:0];
               endcase
             end
           end
         end
       4'h6:
-          casez (\$605 )
+          casez (\$784 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32316,10 +33219,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$775  = \$603 [31:0];
+                \$948  = \$782 [31:0];
           endcase
       4'h8:
-          casez (\$614 )
+          casez (\$793 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32345,10 +33248,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$775  = \$612 [31:0];
+                \$948  = \$791 [31:0];
           endcase
       4'h3:
-          casez (\$624 )
+          casez (\$803 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32374,10 +33277,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$775  = \$622 [31:0];
+                \$948  = \$801 [31:0];
           endcase
       4'ha:
-          casez (\$630 )
+          casez (\$809 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32403,11 +33306,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$775  = \$628 [31:0];
+                \$948  = \$807 [31:0];
           endcase
       4'hc:
         begin
-          casez (\$648 )
+          casez (\$827 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32433,11 +33336,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$775  = \$646 [31:0];
+                \$948  = \$825 [31:0];
           endcase
-          if (\$649 ) begin
-            if (\$651 ) begin
-              casez (\$657 )
+          if (\$828 ) begin
+            if (\$830 ) begin
+              casez (\$836 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -32463,13 +33366,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h0b:
                     /* empty */;
                 6'h0c:
-                    \$775  = \$655 [31:0];
+                    \$948  = \$834 [31:0];
               endcase
             end
           end
         end
       4'hb:
-          casez (\$664 )
+          casez (\$843 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32495,10 +33398,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$775  = \$662 [31:0];
+                \$948  = \$841 [31:0];
           endcase
       4'hd:
-          casez (\$681 )
+          casez (\$858 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32524,10 +33427,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$775  = \$679 [31:0];
+                \$948  = \$856 [31:0];
           endcase
       4'he:
-          casez (\$692 )
+          casez (\$865 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32553,10 +33456,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$775  = \$690 [31:0];
+                \$948  = \$863 [31:0];
           endcase
       4'hf:
-          casez (\$698 )
+          casez (\$871 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32582,18 +33485,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$775  = \$696 [31:0];
+                \$948  = \$869 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$775  = 32'd0;
+      \$948  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$776  = ctr13;
+    \$949  = ctr13;
     if (\event ) begin
-      casez (\$502 )
+      casez (\$681 )
         6'h00:
             /* empty */;
         6'h01:
@@ -32621,11 +33524,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         6'h0c:
             /* empty */;
         6'h0d:
-            \$776  = \$500 [31:0];
+            \$949  = \$679 [31:0];
       endcase
     end
-    if (\$507 ) begin
-      \$776  = 32'd0;
+    if (\$686 ) begin
+      \$949  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -32633,7 +33536,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          casez (\$553 )
+          casez (\$732 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32661,10 +33564,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$776  = \$551 [31:0];
+                \$949  = \$730 [31:0];
           endcase
       4'h5:
-          casez (\$559 )
+          casez (\$738 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32692,11 +33595,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$776  = \$557 [31:0];
+                \$949  = \$736 [31:0];
           endcase
       4'h7:
         begin
-          casez (\$589 )
+          casez (\$768 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32724,11 +33627,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$776  = \$587 [31:0];
+                \$949  = \$766 [31:0];
           endcase
-          if (\$590 ) begin
-            if (\$592 ) begin
-              casez (\$598 )
+          if (\$769 ) begin
+            if (\$771 ) begin
+              casez (\$777 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -32756,13 +33659,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h0c:
                     /* empty */;
                 6'h0d:
-                    \$776  = \$596 [31:0];
+                    \$949  = \$775 [31:0];
               endcase
             end
           end
         end
       4'h6:
-          casez (\$605 )
+          casez (\$784 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32790,10 +33693,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$776  = \$603 [31:0];
+                \$949  = \$782 [31:0];
           endcase
       4'h8:
-          casez (\$614 )
+          casez (\$793 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32821,10 +33724,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$776  = \$612 [31:0];
+                \$949  = \$791 [31:0];
           endcase
       4'h3:
-          casez (\$624 )
+          casez (\$803 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32852,10 +33755,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$776  = \$622 [31:0];
+                \$949  = \$801 [31:0];
           endcase
       4'ha:
-          casez (\$630 )
+          casez (\$809 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32883,11 +33786,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$776  = \$628 [31:0];
+                \$949  = \$807 [31:0];
           endcase
       4'hc:
         begin
-          casez (\$648 )
+          casez (\$827 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32915,11 +33818,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$776  = \$646 [31:0];
+                \$949  = \$825 [31:0];
           endcase
-          if (\$649 ) begin
-            if (\$651 ) begin
-              casez (\$657 )
+          if (\$828 ) begin
+            if (\$830 ) begin
+              casez (\$836 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -32947,13 +33850,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h0c:
                     /* empty */;
                 6'h0d:
-                    \$776  = \$655 [31:0];
+                    \$949  = \$834 [31:0];
               endcase
             end
           end
         end
       4'hb:
-          casez (\$664 )
+          casez (\$843 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -32981,10 +33884,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$776  = \$662 [31:0];
+                \$949  = \$841 [31:0];
           endcase
       4'hd:
-          casez (\$681 )
+          casez (\$858 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -33012,10 +33915,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$776  = \$679 [31:0];
+                \$949  = \$856 [31:0];
           endcase
       4'he:
-          casez (\$692 )
+          casez (\$865 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -33043,10 +33946,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$776  = \$690 [31:0];
+                \$949  = \$863 [31:0];
           endcase
       4'hf:
-          casez (\$698 )
+          casez (\$871 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -33074,18 +33977,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$776  = \$696 [31:0];
+                \$949  = \$869 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$776  = 32'd0;
+      \$949  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$777  = ctr14;
+    \$950  = ctr14;
     if (\event ) begin
-      casez (\$502 )
+      casez (\$681 )
         6'h00:
             /* empty */;
         6'h01:
@@ -33115,11 +34018,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         6'h0d:
             /* empty */;
         6'h0e:
-            \$777  = \$500 [31:0];
+            \$950  = \$679 [31:0];
       endcase
     end
-    if (\$507 ) begin
-      \$777  = 32'd0;
+    if (\$686 ) begin
+      \$950  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -33127,7 +34030,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          casez (\$553 )
+          casez (\$732 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -33157,10 +34060,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$777  = \$551 [31:0];
+                \$950  = \$730 [31:0];
           endcase
       4'h5:
-          casez (\$559 )
+          casez (\$738 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -33190,11 +34093,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$777  = \$557 [31:0];
+                \$950  = \$736 [31:0];
           endcase
       4'h7:
         begin
-          casez (\$589 )
+          casez (\$768 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -33224,11 +34127,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$777  = \$587 [31:0];
+                \$950  = \$766 [31:0];
           endcase
-          if (\$590 ) begin
-            if (\$592 ) begin
-              casez (\$598 )
+          if (\$769 ) begin
+            if (\$771 ) begin
+              casez (\$777 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -33258,13 +34161,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h0d:
                     /* empty */;
                 6'h0e:
-                    \$777  = \$596 [31:0];
+                    \$950  = \$775 [31:0];
               endcase
             end
           end
         end
       4'h6:
-          casez (\$605 )
+          casez (\$784 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -33294,10 +34197,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$777  = \$603 [31:0];
+                \$950  = \$782 [31:0];
           endcase
       4'h8:
-          casez (\$614 )
+          casez (\$793 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -33327,10 +34230,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$777  = \$612 [31:0];
+                \$950  = \$791 [31:0];
           endcase
       4'h3:
-          casez (\$624 )
+          casez (\$803 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -33360,10 +34263,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$777  = \$622 [31:0];
+                \$950  = \$801 [31:0];
           endcase
       4'ha:
-          casez (\$630 )
+          casez (\$809 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -33393,11 +34296,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$777  = \$628 [31:0];
+                \$950  = \$807 [31:0];
           endcase
       4'hc:
         begin
-          casez (\$648 )
+          casez (\$827 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -33427,11 +34330,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$777  = \$646 [31:0];
+                \$950  = \$825 [31:0];
           endcase
-          if (\$649 ) begin
-            if (\$651 ) begin
-              casez (\$657 )
+          if (\$828 ) begin
+            if (\$830 ) begin
+              casez (\$836 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -33461,13 +34364,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h0d:
                     /* empty */;
                 6'h0e:
-                    \$777  = \$655 [31:0];
+                    \$950  = \$834 [31:0];
               endcase
             end
           end
         end
       4'hb:
-          casez (\$664 )
+          casez (\$843 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -33497,10 +34400,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$777  = \$662 [31:0];
+                \$950  = \$841 [31:0];
           endcase
       4'hd:
-          casez (\$681 )
+          casez (\$858 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -33530,10 +34433,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$777  = \$679 [31:0];
+                \$950  = \$856 [31:0];
           endcase
       4'he:
-          casez (\$692 )
+          casez (\$865 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -33563,10 +34466,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$777  = \$690 [31:0];
+                \$950  = \$863 [31:0];
           endcase
       4'hf:
-          casez (\$698 )
+          casez (\$871 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -33596,18 +34499,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$777  = \$696 [31:0];
+                \$950  = \$869 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$777  = 32'd0;
+      \$950  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$778  = ctr15;
+    \$951  = ctr15;
     if (\event ) begin
-      casez (\$502 )
+      casez (\$681 )
         6'h00:
             /* empty */;
         6'h01:
@@ -33639,11 +34542,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         6'h0e:
             /* empty */;
         6'h0f:
-            \$778  = \$500 [31:0];
+            \$951  = \$679 [31:0];
       endcase
     end
-    if (\$507 ) begin
-      \$778  = 32'd0;
+    if (\$686 ) begin
+      \$951  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -33651,7 +34554,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          casez (\$553 )
+          casez (\$732 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -33683,10 +34586,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$778  = \$551 [31:0];
+                \$951  = \$730 [31:0];
           endcase
       4'h5:
-          casez (\$559 )
+          casez (\$738 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -33718,11 +34621,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$778  = \$557 [31:0];
+                \$951  = \$736 [31:0];
           endcase
       4'h7:
         begin
-          casez (\$589 )
+          casez (\$768 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -33754,11 +34657,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$778  = \$587 [31:0];
+                \$951  = \$766 [31:0];
           endcase
-          if (\$590 ) begin
-            if (\$592 ) begin
-              casez (\$598 )
+          if (\$769 ) begin
+            if (\$771 ) begin
+              casez (\$777 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -33790,13 +34693,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h0e:
                     /* empty */;
                 6'h0f:
-                    \$778  = \$596 [31:0];
+                    \$951  = \$775 [31:0];
               endcase
             end
           end
         end
       4'h6:
-          casez (\$605 )
+          casez (\$784 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -33828,10 +34731,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$778  = \$603 [31:0];
+                \$951  = \$782 [31:0];
           endcase
       4'h8:
-          casez (\$614 )
+          casez (\$793 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -33863,10 +34766,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$778  = \$612 [31:0];
+                \$951  = \$791 [31:0];
           endcase
       4'h3:
-          casez (\$624 )
+          casez (\$803 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -33898,10 +34801,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$778  = \$622 [31:0];
+                \$951  = \$801 [31:0];
           endcase
       4'ha:
-          casez (\$630 )
+          casez (\$809 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -33933,11 +34836,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$778  = \$628 [31:0];
+                \$951  = \$807 [31:0];
           endcase
       4'hc:
         begin
-          casez (\$648 )
+          casez (\$827 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -33969,11 +34872,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$778  = \$646 [31:0];
+                \$951  = \$825 [31:0];
           endcase
-          if (\$649 ) begin
-            if (\$651 ) begin
-              casez (\$657 )
+          if (\$828 ) begin
+            if (\$830 ) begin
+              casez (\$836 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -34005,13 +34908,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h0e:
                     /* empty */;
                 6'h0f:
-                    \$778  = \$655 [31:0];
+                    \$951  = \$834 [31:0];
               endcase
             end
           end
         end
       4'hb:
-          casez (\$664 )
+          casez (\$843 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -34043,10 +34946,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$778  = \$662 [31:0];
+                \$951  = \$841 [31:0];
           endcase
       4'hd:
-          casez (\$681 )
+          casez (\$858 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -34078,10 +34981,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$778  = \$679 [31:0];
+                \$951  = \$856 [31:0];
           endcase
       4'he:
-          casez (\$692 )
+          casez (\$865 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -34113,10 +35016,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$778  = \$690 [31:0];
+                \$951  = \$863 [31:0];
           endcase
       4'hf:
-          casez (\$698 )
+          casez (\$871 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -34148,18 +35051,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$778  = \$696 [31:0];
+                \$951  = \$869 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$778  = 32'd0;
+      \$951  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$779  = ctr16;
+    \$952  = ctr16;
     if (\event ) begin
-      casez (\$502 )
+      casez (\$681 )
         6'h00:
             /* empty */;
         6'h01:
@@ -34193,14 +35096,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         6'h0f:
             /* empty */;
         6'h10:
-            \$779  = \$500 [31:0];
+            \$952  = \$679 [31:0];
       endcase
     end
-    if (\$507 ) begin
-      \$779  = 32'd0;
+    if (\$686 ) begin
+      \$952  = 32'd0;
     end
     if (busy) begin
-      \$779  = \$508 [31:0];
+      \$952  = \$687 [31:0];
     end
     casez (fsm_state)
       4'h0:
@@ -34208,7 +35111,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          casez (\$553 )
+          casez (\$732 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -34242,10 +35145,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0f:
                 /* empty */;
             6'h10:
-                \$779  = \$551 [31:0];
+                \$952  = \$730 [31:0];
           endcase
       4'h5:
-          casez (\$559 )
+          casez (\$738 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -34279,11 +35182,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0f:
                 /* empty */;
             6'h10:
-                \$779  = \$557 [31:0];
+                \$952  = \$736 [31:0];
           endcase
       4'h7:
         begin
-          casez (\$589 )
+          casez (\$768 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -34317,11 +35220,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0f:
                 /* empty */;
             6'h10:
-                \$779  = \$587 [31:0];
+                \$952  = \$766 [31:0];
           endcase
-          if (\$590 ) begin
-            if (\$592 ) begin
-              casez (\$598 )
+          if (\$769 ) begin
+            if (\$771 ) begin
+              casez (\$777 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -34355,13 +35258,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h0f:
                     /* empty */;
                 6'h10:
-                    \$779  = \$596 [31:0];
+                    \$952  = \$775 [31:0];
               endcase
             end
           end
         end
       4'h6:
-          casez (\$605 )
+          casez (\$784 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -34395,10 +35298,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0f:
                 /* empty */;
             6'h10:
-                \$779  = \$603 [31:0];
+                \$952  = \$782 [31:0];
           endcase
       4'h8:
-          casez (\$614 )
+          casez (\$793 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -34432,10 +35335,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0f:
                 /* empty */;
             6'h10:
-                \$779  = \$612 [31:0];
+                \$952  = \$791 [31:0];
           endcase
       4'h3:
-          casez (\$624 )
+          casez (\$803 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -34469,10 +35372,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0f:
                 /* empty */;
             6'h10:
-                \$779  = \$622 [31:0];
+                \$952  = \$801 [31:0];
           endcase
       4'ha:
-          casez (\$630 )
+          casez (\$809 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -34506,11 +35409,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0f:
                 /* empty */;
             6'h10:
-                \$779  = \$628 [31:0];
+                \$952  = \$807 [31:0];
           endcase
       4'hc:
         begin
-          casez (\$648 )
+          casez (\$827 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -34544,11 +35447,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0f:
                 /* empty */;
             6'h10:
-                \$779  = \$646 [31:0];
+                \$952  = \$825 [31:0];
           endcase
-          if (\$649 ) begin
-            if (\$651 ) begin
-              casez (\$657 )
+          if (\$828 ) begin
+            if (\$830 ) begin
+              casez (\$836 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -34582,13 +35485,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h0f:
                     /* empty */;
                 6'h10:
-                    \$779  = \$655 [31:0];
+                    \$952  = \$834 [31:0];
               endcase
             end
           end
         end
       4'hb:
-          casez (\$664 )
+          casez (\$843 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -34622,10 +35525,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0f:
                 /* empty */;
             6'h10:
-                \$779  = \$662 [31:0];
+                \$952  = \$841 [31:0];
           endcase
       4'hd:
-          casez (\$681 )
+          casez (\$858 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -34659,10 +35562,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0f:
                 /* empty */;
             6'h10:
-                \$779  = \$679 [31:0];
+                \$952  = \$856 [31:0];
           endcase
       4'he:
-          casez (\$692 )
+          casez (\$865 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -34696,10 +35599,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0f:
                 /* empty */;
             6'h10:
-                \$779  = \$690 [31:0];
+                \$952  = \$863 [31:0];
           endcase
       4'hf:
-          casez (\$698 )
+          casez (\$871 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -34733,18 +35636,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h0f:
                 /* empty */;
             6'h10:
-                \$779  = \$696 [31:0];
+                \$952  = \$869 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$779  = 32'd0;
+      \$952  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$780  = ctr17;
+    \$953  = ctr17;
     if (\event ) begin
-      casez (\$502 )
+      casez (\$681 )
         6'h00:
             /* empty */;
         6'h01:
@@ -34780,11 +35683,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         6'h10:
             /* empty */;
         6'h11:
-            \$780  = \$500 [31:0];
+            \$953  = \$679 [31:0];
       endcase
     end
-    if (\$507 ) begin
-      \$780  = 32'd0;
+    if (\$686 ) begin
+      \$953  = 32'd0;
     end
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -34793,7 +35696,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h4:
-          casez (\$553 )
+          casez (\$732 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -34829,10 +35732,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h10:
                 /* empty */;
             6'h11:
-                \$780  = \$551 [31:0];
+                \$953  = \$730 [31:0];
           endcase
       4'h5:
-          casez (\$559 )
+          casez (\$738 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -34868,11 +35771,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h10:
                 /* empty */;
             6'h11:
-                \$780  = \$557 [31:0];
+                \$953  = \$736 [31:0];
           endcase
       4'h7:
         begin
-          casez (\$589 )
+          casez (\$768 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -34908,11 +35811,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h10:
                 /* empty */;
             6'h11:
-                \$780  = \$587 [31:0];
+                \$953  = \$766 [31:0];
           endcase
-          if (\$590 ) begin
-            if (\$592 ) begin
-              casez (\$598 )
+          if (\$769 ) begin
+            if (\$771 ) begin
+              casez (\$777 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -34948,13 +35851,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h10:
                     /* empty */;
                 6'h11:
-                    \$780  = \$596 [31:0];
+                    \$953  = \$775 [31:0];
               endcase
             end
           end
         end
       4'h6:
-          casez (\$605 )
+          casez (\$784 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -34990,10 +35893,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h10:
                 /* empty */;
             6'h11:
-                \$780  = \$603 [31:0];
+                \$953  = \$782 [31:0];
           endcase
       4'h8:
-          casez (\$614 )
+          casez (\$793 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -35029,10 +35932,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h10:
                 /* empty */;
             6'h11:
-                \$780  = \$612 [31:0];
+                \$953  = \$791 [31:0];
           endcase
       4'h3:
-          casez (\$624 )
+          casez (\$803 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -35068,10 +35971,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h10:
                 /* empty */;
             6'h11:
-                \$780  = \$622 [31:0];
+                \$953  = \$801 [31:0];
           endcase
       4'ha:
-          casez (\$630 )
+          casez (\$809 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -35107,11 +36010,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h10:
                 /* empty */;
             6'h11:
-                \$780  = \$628 [31:0];
+                \$953  = \$807 [31:0];
           endcase
       4'hc:
         begin
-          casez (\$648 )
+          casez (\$827 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -35147,11 +36050,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h10:
                 /* empty */;
             6'h11:
-                \$780  = \$646 [31:0];
+                \$953  = \$825 [31:0];
           endcase
-          if (\$649 ) begin
-            if (\$651 ) begin
-              casez (\$657 )
+          if (\$828 ) begin
+            if (\$830 ) begin
+              casez (\$836 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -35187,13 +36090,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
                 6'h10:
                     /* empty */;
                 6'h11:
-                    \$780  = \$655 [31:0];
+                    \$953  = \$834 [31:0];
               endcase
             end
           end
         end
       4'hb:
-          casez (\$664 )
+          casez (\$843 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -35229,10 +36132,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h10:
                 /* empty */;
             6'h11:
-                \$780  = \$662 [31:0];
+                \$953  = \$841 [31:0];
           endcase
       4'hd:
-          casez (\$681 )
+          casez (\$858 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -35268,10 +36171,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h10:
                 /* empty */;
             6'h11:
-                \$780  = \$679 [31:0];
+                \$953  = \$856 [31:0];
           endcase
       4'he:
-          casez (\$692 )
+          casez (\$865 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -35307,10 +36210,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h10:
                 /* empty */;
             6'h11:
-                \$780  = \$690 [31:0];
+                \$953  = \$863 [31:0];
           endcase
       4'hf:
-          casez (\$698 )
+          casez (\$871 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -35346,73 +36249,73 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             6'h10:
                 /* empty */;
             6'h11:
-                \$780  = \$696 [31:0];
+                \$953  = \$869 [31:0];
           endcase
       4'h9:
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$780  = \$712 [31:0];
+            \$953  = \$885 [31:0];
           end
     endcase
     if (rst) begin
-      \$780  = 32'd0;
+      \$953  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$781  = in_full;
-    if (\$503 ) begin
+    \$954  = in_full;
+    if (\$682 ) begin
       if (input__payload[15]) begin
-        \$781  = 1'h1;
+        \$954  = 1'h1;
       end
     end
-    if (\$507 ) begin
-      \$781  = 1'h0;
+    if (\$686 ) begin
+      \$954  = 1'h0;
     end
     casez (fsm_state)
       4'h0:
-          if (\$542 ) begin
-            \$781  = 1'h0;
+          if (\$721 ) begin
+            \$954  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$781  = 1'h0;
+      \$954  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$782  = in_count0;
-    if (\$503 ) begin
+    \$955  = in_count0;
+    if (\$682 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
         casez (\$signal )
           1'h0:
-              \$782  = \$505 [6:0];
+              \$955  = \$684 [6:0];
         endcase
       end
     end
-    if (\$507 ) begin
-      \$782  = 7'h00;
+    if (\$686 ) begin
+      \$955  = 7'h00;
     end
     casez (fsm_state)
       4'h0:
-          if (\$542 ) begin
-            casez (\$544 )
+          if (\$721 ) begin
+            casez (\$723 )
               1'h0:
-                  \$782  = 7'h00;
+                  \$955  = 7'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$782  = 7'h00;
+      \$955  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$783  = in_count1;
-    if (\$503 ) begin
+    \$956  = in_count1;
+    if (\$682 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
@@ -35421,34 +36324,34 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           1'h0:
               /* empty */;
           1'h1:
-              \$783  = \$505 [6:0];
+              \$956  = \$684 [6:0];
         endcase
       end
     end
-    if (\$507 ) begin
-      \$783  = 7'h00;
+    if (\$686 ) begin
+      \$956  = 7'h00;
     end
     casez (fsm_state)
       4'h0:
-          if (\$542 ) begin
+          if (\$721 ) begin
             (* full_case = 32'd1 *)
-            casez (\$544 )
+            casez (\$723 )
               1'h0:
                   /* empty */;
               1'h1:
-                  \$783  = 7'h00;
+                  \$956  = 7'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$783  = 7'h00;
+      \$956  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$784  = cur;
-    if (\$507 ) begin
-      \$784  = 1'h0;
+    \$957  = cur;
+    if (\$686 ) begin
+      \$957  = 1'h0;
     end
     (* full_case = 32'd1 *)
     casez (fsm_state)
@@ -35484,66 +36387,66 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$784  = \$711 ;
+            \$957  = \$884 ;
           end
     endcase
     if (rst) begin
-      \$784  = 1'h0;
+      \$957  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$785  = \$signal ;
-    if (\$507 ) begin
-      \$785  = 1'h0;
+    \$958  = \$signal ;
+    if (\$686 ) begin
+      \$958  = 1'h0;
     end
     casez (fsm_state)
       4'h0:
-          if (\$542 ) begin
-            \$785  = \$543 ;
+          if (\$721 ) begin
+            \$958  = \$722 ;
           end
     endcase
     if (rst) begin
-      \$785  = 1'h0;
+      \$958  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$786  = gissue;
+    \$959  = gissue;
     if (rst) begin
-      \$786  = 1'h0;
+      \$959  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$787  = gop;
+    \$960  = gop;
     if (rst) begin
-      \$787  = 3'h0;
+      \$960  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$788  = g_const;
+    \$961  = g_const;
     if (rst) begin
-      \$788  = 1'h0;
+      \$961  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$789  = n;
+    \$962  = n;
     if (rst) begin
-      \$789  = 8'h00;
+      \$962  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$790  = ssm_k0;
-    if (\$signal$484 ) begin
+    \$963  = ssm_k0;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             casez (\$210 [6:0])
               7'h00:
-                  \$790  = g_value;
+                  \$963  = g_value;
             endcase
       endcase
     end
@@ -35563,61 +36466,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$790  = 8'h00;
+          \$963  = 8'h00;
     endcase
     if (rst) begin
-      \$790  = 8'h00;
+      \$963  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$791  = ssm_k1;
-    if (\$signal$484 ) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$210 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  \$791  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h3:
-          \$791  = 8'h00;
-    endcase
-    if (rst) begin
-      \$791  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$792  = ssm_k2;
-    if (\$signal$484 ) begin
+    \$964  = ssm_k1;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             casez (\$210 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
-                  /* empty */;
-              7'h02:
-                  \$792  = g_value;
+                  \$964  = g_value;
             endcase
       endcase
     end
@@ -35637,16 +36502,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$792  = 8'h00;
+          \$964  = 8'h00;
     endcase
     if (rst) begin
-      \$792  = 8'h00;
+      \$964  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$793  = ssm_k3;
-    if (\$signal$484 ) begin
+    \$965  = ssm_k2;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             casez (\$210 [6:0])
@@ -35655,9 +36520,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h01:
                   /* empty */;
               7'h02:
-                  /* empty */;
-              7'h03:
-                  \$793  = g_value;
+                  \$965  = g_value;
             endcase
       endcase
     end
@@ -35677,16 +36540,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$793  = 8'h00;
+          \$965  = 8'h00;
     endcase
     if (rst) begin
-      \$793  = 8'h00;
+      \$965  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$794  = ssm_k4;
-    if (\$signal$484 ) begin
+    \$966  = ssm_k3;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             casez (\$210 [6:0])
@@ -35697,9 +36560,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h02:
                   /* empty */;
               7'h03:
-                  /* empty */;
-              7'h04:
-                  \$794  = g_value;
+                  \$966  = g_value;
             endcase
       endcase
     end
@@ -35719,16 +36580,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$794  = 8'h00;
+          \$966  = 8'h00;
     endcase
     if (rst) begin
-      \$794  = 8'h00;
+      \$966  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$795  = ssm_k5;
-    if (\$signal$484 ) begin
+    \$967  = ssm_k4;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             casez (\$210 [6:0])
@@ -35741,9 +36602,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h03:
                   /* empty */;
               7'h04:
-                  /* empty */;
-              7'h05:
-                  \$795  = g_value;
+                  \$967  = g_value;
             endcase
       endcase
     end
@@ -35763,16 +36622,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$795  = 8'h00;
+          \$967  = 8'h00;
     endcase
     if (rst) begin
-      \$795  = 8'h00;
+      \$967  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$796  = ssm_k6;
-    if (\$signal$484 ) begin
+    \$968  = ssm_k5;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             casez (\$210 [6:0])
@@ -35787,9 +36646,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h04:
                   /* empty */;
               7'h05:
-                  /* empty */;
-              7'h06:
-                  \$796  = g_value;
+                  \$968  = g_value;
             endcase
       endcase
     end
@@ -35809,16 +36666,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$796  = 8'h00;
+          \$968  = 8'h00;
     endcase
     if (rst) begin
-      \$796  = 8'h00;
+      \$968  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$797  = ssm_k7;
-    if (\$signal$484 ) begin
+    \$969  = ssm_k6;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             casez (\$210 [6:0])
@@ -35835,9 +36692,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h05:
                   /* empty */;
               7'h06:
-                  /* empty */;
-              7'h07:
-                  \$797  = g_value;
+                  \$969  = g_value;
             endcase
       endcase
     end
@@ -35857,16 +36712,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$797  = 8'h00;
+          \$969  = 8'h00;
     endcase
     if (rst) begin
-      \$797  = 8'h00;
+      \$969  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$798  = ssm_k8;
-    if (\$signal$484 ) begin
+    \$970  = ssm_k7;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             casez (\$210 [6:0])
@@ -35885,9 +36740,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h06:
                   /* empty */;
               7'h07:
-                  /* empty */;
-              7'h08:
-                  \$798  = g_value;
+                  \$970  = g_value;
             endcase
       endcase
     end
@@ -35907,16 +36760,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$798  = 8'h00;
+          \$970  = 8'h00;
     endcase
     if (rst) begin
-      \$798  = 8'h00;
+      \$970  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$799  = ssm_k9;
-    if (\$signal$484 ) begin
+    \$971  = ssm_k8;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             casez (\$210 [6:0])
@@ -35937,9 +36790,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h07:
                   /* empty */;
               7'h08:
-                  /* empty */;
-              7'h09:
-                  \$799  = g_value;
+                  \$971  = g_value;
             endcase
       endcase
     end
@@ -35959,16 +36810,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$799  = 8'h00;
+          \$971  = 8'h00;
     endcase
     if (rst) begin
-      \$799  = 8'h00;
+      \$971  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$800  = ssm_k10;
-    if (\$signal$484 ) begin
+    \$972  = ssm_k9;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             casez (\$210 [6:0])
@@ -35991,9 +36842,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h08:
                   /* empty */;
               7'h09:
-                  /* empty */;
-              7'h0a:
-                  \$800  = g_value;
+                  \$972  = g_value;
             endcase
       endcase
     end
@@ -36013,16 +36862,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$800  = 8'h00;
+          \$972  = 8'h00;
     endcase
     if (rst) begin
-      \$800  = 8'h00;
+      \$972  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$801  = ssm_k11;
-    if (\$signal$484 ) begin
+    \$973  = ssm_k10;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             casez (\$210 [6:0])
@@ -36047,9 +36896,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h09:
                   /* empty */;
               7'h0a:
-                  /* empty */;
-              7'h0b:
-                  \$801  = g_value;
+                  \$973  = g_value;
             endcase
       endcase
     end
@@ -36069,16 +36916,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$801  = 8'h00;
+          \$973  = 8'h00;
     endcase
     if (rst) begin
-      \$801  = 8'h00;
+      \$973  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$802  = ssm_k12;
-    if (\$signal$484 ) begin
+    \$974  = ssm_k11;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             casez (\$210 [6:0])
@@ -36105,9 +36952,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0a:
                   /* empty */;
               7'h0b:
-                  /* empty */;
-              7'h0c:
-                  \$802  = g_value;
+                  \$974  = g_value;
             endcase
       endcase
     end
@@ -36127,16 +36972,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$802  = 8'h00;
+          \$974  = 8'h00;
     endcase
     if (rst) begin
-      \$802  = 8'h00;
+      \$974  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$803  = ssm_k13;
-    if (\$signal$484 ) begin
+    \$975  = ssm_k12;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             casez (\$210 [6:0])
@@ -36165,9 +37010,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0b:
                   /* empty */;
               7'h0c:
-                  /* empty */;
-              7'h0d:
-                  \$803  = g_value;
+                  \$975  = g_value;
             endcase
       endcase
     end
@@ -36187,16 +37030,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$803  = 8'h00;
+          \$975  = 8'h00;
     endcase
     if (rst) begin
-      \$803  = 8'h00;
+      \$975  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$804  = ssm_k14;
-    if (\$signal$484 ) begin
+    \$976  = ssm_k13;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             casez (\$210 [6:0])
@@ -36227,9 +37070,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0c:
                   /* empty */;
               7'h0d:
-                  /* empty */;
-              7'h0e:
-                  \$804  = g_value;
+                  \$976  = g_value;
             endcase
       endcase
     end
@@ -36249,16 +37090,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$804  = 8'h00;
+          \$976  = 8'h00;
     endcase
     if (rst) begin
-      \$804  = 8'h00;
+      \$976  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$805  = ssm_k15;
-    if (\$signal$484 ) begin
+    \$977  = ssm_k14;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             casez (\$210 [6:0])
@@ -36291,9 +37132,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0d:
                   /* empty */;
               7'h0e:
-                  /* empty */;
-              7'h0f:
-                  \$805  = g_value;
+                  \$977  = g_value;
             endcase
       endcase
     end
@@ -36313,770 +37152,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$805  = 8'h00;
+          \$977  = 8'h00;
     endcase
     if (rst) begin
-      \$805  = 8'h00;
+      \$977  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$806  = ssm_v0;
-    if (\$signal$484 ) begin
+    \$978  = ssm_k15;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$210 [6:0])
-              7'h00:
-                  \$806  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h3:
-          \$806  = 8'h00;
-    endcase
-    if (rst) begin
-      \$806  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$807  = ssm_v1;
-    if (\$signal$484 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$210 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  \$807  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h3:
-          \$807  = 8'h00;
-    endcase
-    if (rst) begin
-      \$807  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$808  = ssm_v2;
-    if (\$signal$484 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$210 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  \$808  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h3:
-          \$808  = 8'h00;
-    endcase
-    if (rst) begin
-      \$808  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$809  = ssm_v3;
-    if (\$signal$484 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$210 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  \$809  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h3:
-          \$809  = 8'h00;
-    endcase
-    if (rst) begin
-      \$809  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$810  = ssm_v4;
-    if (\$signal$484 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$210 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  \$810  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h3:
-          \$810  = 8'h00;
-    endcase
-    if (rst) begin
-      \$810  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$811  = ssm_v5;
-    if (\$signal$484 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$210 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  \$811  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h3:
-          \$811  = 8'h00;
-    endcase
-    if (rst) begin
-      \$811  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$812  = ssm_v6;
-    if (\$signal$484 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$210 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  \$812  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h3:
-          \$812  = 8'h00;
-    endcase
-    if (rst) begin
-      \$812  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$813  = ssm_v7;
-    if (\$signal$484 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$210 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  \$813  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h3:
-          \$813  = 8'h00;
-    endcase
-    if (rst) begin
-      \$813  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$814  = ssm_v8;
-    if (\$signal$484 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$210 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  \$814  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h3:
-          \$814  = 8'h00;
-    endcase
-    if (rst) begin
-      \$814  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$815  = ssm_v9;
-    if (\$signal$484 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$210 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  \$815  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h3:
-          \$815  = 8'h00;
-    endcase
-    if (rst) begin
-      \$815  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$816  = ssm_v10;
-    if (\$signal$484 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$210 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  \$816  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h3:
-          \$816  = 8'h00;
-    endcase
-    if (rst) begin
-      \$816  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$817  = ssm_v11;
-    if (\$signal$484 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$210 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  \$817  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h3:
-          \$817  = 8'h00;
-    endcase
-    if (rst) begin
-      \$817  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$818  = ssm_v12;
-    if (\$signal$484 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$210 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  \$818  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h3:
-          \$818  = 8'h00;
-    endcase
-    if (rst) begin
-      \$818  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$819  = ssm_v13;
-    if (\$signal$484 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$210 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  \$819  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h3:
-          \$819  = 8'h00;
-    endcase
-    if (rst) begin
-      \$819  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$820  = ssm_v14;
-    if (\$signal$484 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$210 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
-                  \$820  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h3:
-          \$820  = 8'h00;
-    endcase
-    if (rst) begin
-      \$820  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$821  = ssm_v15;
-    if (\$signal$484 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
             casez (\$210 [6:0])
               7'h00:
                   /* empty */;
@@ -37109,7 +37196,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0e:
                   /* empty */;
               7'h0f:
-                  \$821  = g_value;
+                  \$978  = g_value;
             endcase
       endcase
     end
@@ -37129,16 +37216,832 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$821  = 8'h00;
+          \$978  = 8'h00;
     endcase
     if (rst) begin
-      \$821  = 8'h00;
+      \$978  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$822  = ssm_q0;
-    if (\$signal$484 ) begin
+    \$979  = ssm_v0;
+    if (\$signal$503 ) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$210 [6:0])
+              7'h00:
+                  \$979  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h3:
+          \$979  = 8'h00;
+    endcase
+    if (rst) begin
+      \$979  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$980  = ssm_v1;
+    if (\$signal$503 ) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$210 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  \$980  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h3:
+          \$980  = 8'h00;
+    endcase
+    if (rst) begin
+      \$980  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$981  = ssm_v2;
+    if (\$signal$503 ) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$210 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  \$981  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h3:
+          \$981  = 8'h00;
+    endcase
+    if (rst) begin
+      \$981  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$982  = ssm_v3;
+    if (\$signal$503 ) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$210 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  \$982  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h3:
+          \$982  = 8'h00;
+    endcase
+    if (rst) begin
+      \$982  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$983  = ssm_v4;
+    if (\$signal$503 ) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$210 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  \$983  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h3:
+          \$983  = 8'h00;
+    endcase
+    if (rst) begin
+      \$983  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$984  = ssm_v5;
+    if (\$signal$503 ) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$210 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  \$984  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h3:
+          \$984  = 8'h00;
+    endcase
+    if (rst) begin
+      \$984  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$985  = ssm_v6;
+    if (\$signal$503 ) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$210 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  \$985  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h3:
+          \$985  = 8'h00;
+    endcase
+    if (rst) begin
+      \$985  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$986  = ssm_v7;
+    if (\$signal$503 ) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$210 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  \$986  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h3:
+          \$986  = 8'h00;
+    endcase
+    if (rst) begin
+      \$986  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$987  = ssm_v8;
+    if (\$signal$503 ) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$210 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  \$987  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h3:
+          \$987  = 8'h00;
+    endcase
+    if (rst) begin
+      \$987  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$988  = ssm_v9;
+    if (\$signal$503 ) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$210 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  \$988  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h3:
+          \$988  = 8'h00;
+    endcase
+    if (rst) begin
+      \$988  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$989  = ssm_v10;
+    if (\$signal$503 ) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$210 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  \$989  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h3:
+          \$989  = 8'h00;
+    endcase
+    if (rst) begin
+      \$989  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$990  = ssm_v11;
+    if (\$signal$503 ) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$210 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  \$990  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h3:
+          \$990  = 8'h00;
+    endcase
+    if (rst) begin
+      \$990  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$991  = ssm_v12;
+    if (\$signal$503 ) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$210 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  \$991  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h3:
+          \$991  = 8'h00;
+    endcase
+    if (rst) begin
+      \$991  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$992  = ssm_v13;
+    if (\$signal$503 ) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$210 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  \$992  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h3:
+          \$992  = 8'h00;
+    endcase
+    if (rst) begin
+      \$992  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$993  = ssm_v14;
+    if (\$signal$503 ) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$210 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
+                  \$993  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h3:
+          \$993  = 8'h00;
+    endcase
+    if (rst) begin
+      \$993  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$994  = ssm_v15;
+    if (\$signal$503 ) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$210 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
+                  /* empty */;
+              7'h0f:
+                  \$994  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h3:
+          \$994  = 8'h00;
+    endcase
+    if (rst) begin
+      \$994  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$995  = ssm_q0;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -37147,7 +38050,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h2:
             casez (\$210 [6:0])
               7'h00:
-                  \$822  = g_value;
+                  \$995  = g_value;
             endcase
       endcase
     end
@@ -37167,16 +38070,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$822  = 8'h00;
+          \$995  = 8'h00;
     endcase
     if (rst) begin
-      \$822  = 8'h00;
+      \$995  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$823  = ssm_q1;
-    if (\$signal$484 ) begin
+    \$996  = ssm_q1;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -37187,7 +38090,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h00:
                   /* empty */;
               7'h01:
-                  \$823  = g_value;
+                  \$996  = g_value;
             endcase
       endcase
     end
@@ -37207,16 +38110,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$823  = 8'h00;
+          \$996  = 8'h00;
     endcase
     if (rst) begin
-      \$823  = 8'h00;
+      \$996  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$824  = ssm_q2;
-    if (\$signal$484 ) begin
+    \$997  = ssm_q2;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -37229,7 +38132,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h01:
                   /* empty */;
               7'h02:
-                  \$824  = g_value;
+                  \$997  = g_value;
             endcase
       endcase
     end
@@ -37249,16 +38152,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$824  = 8'h00;
+          \$997  = 8'h00;
     endcase
     if (rst) begin
-      \$824  = 8'h00;
+      \$997  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$825  = ssm_q3;
-    if (\$signal$484 ) begin
+    \$998  = ssm_q3;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -37273,7 +38176,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h02:
                   /* empty */;
               7'h03:
-                  \$825  = g_value;
+                  \$998  = g_value;
             endcase
       endcase
     end
@@ -37293,16 +38196,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$825  = 8'h00;
+          \$998  = 8'h00;
     endcase
     if (rst) begin
-      \$825  = 8'h00;
+      \$998  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$826  = ssm_q4;
-    if (\$signal$484 ) begin
+    \$999  = ssm_q4;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -37319,7 +38222,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h03:
                   /* empty */;
               7'h04:
-                  \$826  = g_value;
+                  \$999  = g_value;
             endcase
       endcase
     end
@@ -37339,16 +38242,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$826  = 8'h00;
+          \$999  = 8'h00;
     endcase
     if (rst) begin
-      \$826  = 8'h00;
+      \$999  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$827  = ssm_q5;
-    if (\$signal$484 ) begin
+    \$1000  = ssm_q5;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -37367,7 +38270,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h04:
                   /* empty */;
               7'h05:
-                  \$827  = g_value;
+                  \$1000  = g_value;
             endcase
       endcase
     end
@@ -37387,16 +38290,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$827  = 8'h00;
+          \$1000  = 8'h00;
     endcase
     if (rst) begin
-      \$827  = 8'h00;
+      \$1000  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$828  = ssm_q6;
-    if (\$signal$484 ) begin
+    \$1001  = ssm_q6;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -37417,7 +38320,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h05:
                   /* empty */;
               7'h06:
-                  \$828  = g_value;
+                  \$1001  = g_value;
             endcase
       endcase
     end
@@ -37437,16 +38340,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$828  = 8'h00;
+          \$1001  = 8'h00;
     endcase
     if (rst) begin
-      \$828  = 8'h00;
+      \$1001  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$829  = ssm_q7;
-    if (\$signal$484 ) begin
+    \$1002  = ssm_q7;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -37469,7 +38372,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h06:
                   /* empty */;
               7'h07:
-                  \$829  = g_value;
+                  \$1002  = g_value;
             endcase
       endcase
     end
@@ -37489,16 +38392,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$829  = 8'h00;
+          \$1002  = 8'h00;
     endcase
     if (rst) begin
-      \$829  = 8'h00;
+      \$1002  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$830  = ssm_q8;
-    if (\$signal$484 ) begin
+    \$1003  = ssm_q8;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -37523,7 +38426,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h07:
                   /* empty */;
               7'h08:
-                  \$830  = g_value;
+                  \$1003  = g_value;
             endcase
       endcase
     end
@@ -37543,16 +38446,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$830  = 8'h00;
+          \$1003  = 8'h00;
     endcase
     if (rst) begin
-      \$830  = 8'h00;
+      \$1003  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$831  = ssm_q9;
-    if (\$signal$484 ) begin
+    \$1004  = ssm_q9;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -37579,7 +38482,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h08:
                   /* empty */;
               7'h09:
-                  \$831  = g_value;
+                  \$1004  = g_value;
             endcase
       endcase
     end
@@ -37599,16 +38502,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$831  = 8'h00;
+          \$1004  = 8'h00;
     endcase
     if (rst) begin
-      \$831  = 8'h00;
+      \$1004  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$832  = ssm_q10;
-    if (\$signal$484 ) begin
+    \$1005  = ssm_q10;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -37637,7 +38540,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h09:
                   /* empty */;
               7'h0a:
-                  \$832  = g_value;
+                  \$1005  = g_value;
             endcase
       endcase
     end
@@ -37657,16 +38560,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$832  = 8'h00;
+          \$1005  = 8'h00;
     endcase
     if (rst) begin
-      \$832  = 8'h00;
+      \$1005  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$833  = ssm_q11;
-    if (\$signal$484 ) begin
+    \$1006  = ssm_q11;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -37697,7 +38600,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0a:
                   /* empty */;
               7'h0b:
-                  \$833  = g_value;
+                  \$1006  = g_value;
             endcase
       endcase
     end
@@ -37717,16 +38620,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$833  = 8'h00;
+          \$1006  = 8'h00;
     endcase
     if (rst) begin
-      \$833  = 8'h00;
+      \$1006  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$834  = ssm_q12;
-    if (\$signal$484 ) begin
+    \$1007  = ssm_q12;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -37759,7 +38662,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0b:
                   /* empty */;
               7'h0c:
-                  \$834  = g_value;
+                  \$1007  = g_value;
             endcase
       endcase
     end
@@ -37779,16 +38682,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$834  = 8'h00;
+          \$1007  = 8'h00;
     endcase
     if (rst) begin
-      \$834  = 8'h00;
+      \$1007  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$835  = ssm_q13;
-    if (\$signal$484 ) begin
+    \$1008  = ssm_q13;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -37823,7 +38726,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0c:
                   /* empty */;
               7'h0d:
-                  \$835  = g_value;
+                  \$1008  = g_value;
             endcase
       endcase
     end
@@ -37843,16 +38746,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$835  = 8'h00;
+          \$1008  = 8'h00;
     endcase
     if (rst) begin
-      \$835  = 8'h00;
+      \$1008  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$836  = ssm_q14;
-    if (\$signal$484 ) begin
+    \$1009  = ssm_q14;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -37889,7 +38792,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0d:
                   /* empty */;
               7'h0e:
-                  \$836  = g_value;
+                  \$1009  = g_value;
             endcase
       endcase
     end
@@ -37909,16 +38812,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$836  = 8'h00;
+          \$1009  = 8'h00;
     endcase
     if (rst) begin
-      \$836  = 8'h00;
+      \$1009  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$837  = ssm_q15;
-    if (\$signal$484 ) begin
+    \$1010  = ssm_q15;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -37957,7 +38860,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0e:
                   /* empty */;
               7'h0f:
-                  \$837  = g_value;
+                  \$1010  = g_value;
             endcase
       endcase
     end
@@ -37977,16 +38880,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$837  = 8'h00;
+          \$1010  = 8'h00;
     endcase
     if (rst) begin
-      \$837  = 8'h00;
+      \$1010  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$838  = gate;
-    if (\$signal$484 ) begin
+    \$1011  = gate;
+    if (\$signal$503 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -37996,29 +38899,29 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             /* empty */;
         3'h3:
           begin
-            if (\$509 ) begin
-              \$838 [0] = 1'h1;
+            if (\$688 ) begin
+              \$1011 [0] = 1'h1;
             end
-            if (\$510 ) begin
-              \$838 [1] = 1'h1;
+            if (\$689 ) begin
+              \$1011 [1] = 1'h1;
             end
-            if (\$511 ) begin
-              \$838 [2] = 1'h1;
+            if (\$690 ) begin
+              \$1011 [2] = 1'h1;
             end
-            if (\$512 ) begin
-              \$838 [3] = 1'h1;
+            if (\$691 ) begin
+              \$1011 [3] = 1'h1;
             end
-            if (\$513 ) begin
-              \$838 [4] = 1'h1;
+            if (\$692 ) begin
+              \$1011 [4] = 1'h1;
             end
-            if (\$514 ) begin
-              \$838 [5] = 1'h1;
+            if (\$693 ) begin
+              \$1011 [5] = 1'h1;
             end
-            if (\$515 ) begin
-              \$838 [6] = 1'h1;
+            if (\$694 ) begin
+              \$1011 [6] = 1'h1;
             end
-            if (\$516 ) begin
-              \$838 [7] = 1'h1;
+            if (\$695 ) begin
+              \$1011 [7] = 1'h1;
             end
           end
       endcase
@@ -38039,38 +38942,38 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$838  = 8'h00;
+          \$1011  = 8'h00;
     endcase
     if (rst) begin
-      \$838  = 8'h00;
+      \$1011  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$839  = \$signal$450 ;
+    \$1012  = \$signal$469 ;
     if (rst) begin
-      \$839  = 1'h0;
+      \$1012  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$840  = i;
+    \$1013  = row;
     if (rst) begin
-      \$840  = 5'h00;
+      \$1013  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$841  = saddr;
+    \$1014  = \$393 [7:0];
     if (rst) begin
-      \$841  = 8'h00;
+      \$1014  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$842  = ssm_yacc0;
+    \$1015  = ssm_yacc0;
     if (p1_valid) begin
-      \$842  = \$519 [27:0];
+      \$1015  = \$698 [27:0];
     end
     casez (fsm_state)
       4'h0:
@@ -38094,17 +38997,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'hc:
           /* empty */;
       4'hb:
-          \$842  = 28'h0000000;
+          \$1015  = 28'h0000000;
     endcase
     if (rst) begin
-      \$842  = 28'h0000000;
+      \$1015  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$843  = ssm_yacc1;
+    \$1016  = ssm_yacc1;
     if (p1_valid) begin
-      \$843  = \$522 [27:0];
+      \$1016  = \$701 [27:0];
     end
     casez (fsm_state)
       4'h0:
@@ -38128,17 +39031,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'hc:
           /* empty */;
       4'hb:
-          \$843  = 28'h0000000;
+          \$1016  = 28'h0000000;
     endcase
     if (rst) begin
-      \$843  = 28'h0000000;
+      \$1016  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$844  = ssm_yacc2;
+    \$1017  = ssm_yacc2;
     if (p1_valid) begin
-      \$844  = \$525 [27:0];
+      \$1017  = \$704 [27:0];
     end
     casez (fsm_state)
       4'h0:
@@ -38162,17 +39065,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'hc:
           /* empty */;
       4'hb:
-          \$844  = 28'h0000000;
+          \$1017  = 28'h0000000;
     endcase
     if (rst) begin
-      \$844  = 28'h0000000;
+      \$1017  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$845  = ssm_yacc3;
+    \$1018  = ssm_yacc3;
     if (p1_valid) begin
-      \$845  = \$528 [27:0];
+      \$1018  = \$707 [27:0];
     end
     casez (fsm_state)
       4'h0:
@@ -38196,17 +39099,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'hc:
           /* empty */;
       4'hb:
-          \$845  = 28'h0000000;
+          \$1018  = 28'h0000000;
     endcase
     if (rst) begin
-      \$845  = 28'h0000000;
+      \$1018  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$846  = ssm_yacc4;
+    \$1019  = ssm_yacc4;
     if (p1_valid) begin
-      \$846  = \$531 [27:0];
+      \$1019  = \$710 [27:0];
     end
     casez (fsm_state)
       4'h0:
@@ -38230,17 +39133,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'hc:
           /* empty */;
       4'hb:
-          \$846  = 28'h0000000;
+          \$1019  = 28'h0000000;
     endcase
     if (rst) begin
-      \$846  = 28'h0000000;
+      \$1019  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$847  = ssm_yacc5;
+    \$1020  = ssm_yacc5;
     if (p1_valid) begin
-      \$847  = \$534 [27:0];
+      \$1020  = \$713 [27:0];
     end
     casez (fsm_state)
       4'h0:
@@ -38264,17 +39167,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'hc:
           /* empty */;
       4'hb:
-          \$847  = 28'h0000000;
+          \$1020  = 28'h0000000;
     endcase
     if (rst) begin
-      \$847  = 28'h0000000;
+      \$1020  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$848  = ssm_yacc6;
+    \$1021  = ssm_yacc6;
     if (p1_valid) begin
-      \$848  = \$537 [27:0];
+      \$1021  = \$716 [27:0];
     end
     casez (fsm_state)
       4'h0:
@@ -38298,17 +39201,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'hc:
           /* empty */;
       4'hb:
-          \$848  = 28'h0000000;
+          \$1021  = 28'h0000000;
     endcase
     if (rst) begin
-      \$848  = 28'h0000000;
+      \$1021  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$849  = ssm_yacc7;
+    \$1022  = ssm_yacc7;
     if (p1_valid) begin
-      \$849  = \$540 [27:0];
+      \$1022  = \$719 [27:0];
     end
     casez (fsm_state)
       4'h0:
@@ -38332,19 +39235,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'hc:
           /* empty */;
       4'hb:
-          \$849  = 28'h0000000;
+          \$1022  = 28'h0000000;
     endcase
     if (rst) begin
-      \$849  = 28'h0000000;
+      \$1022  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$850  = li;
+    \$1023  = li;
     casez (fsm_state)
       4'h0:
-          if (\$542 ) begin
-            \$850  = 2'h0;
+          if (\$721 ) begin
+            \$1023  = 2'h0;
           end
       4'h2:
           /* empty */;
@@ -38375,138 +39278,138 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h9:
           if (free) begin
             (* full_case = 32'd1 *)
-            if (\$704 ) begin
+            if (\$877 ) begin
             end else begin
-              \$850  = \$705 [1:0];
+              \$1023  = \$878 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$850  = 2'h0;
+      \$1023  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$851  = \$signal$504 ;
+    \$1024  = \$signal$507 ;
     casez (fsm_state)
       4'h0:
-          if (\$542 ) begin
-            \$851  = \$signal ;
+          if (\$721 ) begin
+            \$1024  = \$signal ;
           end
     endcase
     if (rst) begin
-      \$851  = 1'h0;
+      \$1024  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$852  = fsm_state;
+    \$1025  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       4'h0:
-          if (\$542 ) begin
+          if (\$721 ) begin
             (* full_case = 32'd1 *)
-            if (\$545 ) begin
-              \$852  = 4'h1;
+            if (\$724 ) begin
+              \$1025  = 4'h1;
             end else begin
-              \$852  = 4'h2;
+              \$1025  = 4'h2;
             end
           end
       4'h2:
           (* full_case = 32'd1 *)
-          if (\$546 ) begin
-            \$852  = 4'h3;
+          if (\$725 ) begin
+            \$1025  = 4'h3;
           end else begin
-            \$852  = 4'h4;
+            \$1025  = 4'h4;
           end
       4'h4:
-          \$852  = 4'h5;
+          \$1025  = 4'h5;
       4'h5:
           (* full_case = 32'd1 *)
-          if (\$563 ) begin
-            \$852  = 4'h6;
+          if (\$742 ) begin
+            \$1025  = 4'h6;
           end else begin
-            \$852  = 4'h7;
+            \$1025  = 4'h7;
           end
       4'h7:
           (* full_case = 32'd1 *)
-          if (\$590 ) begin
+          if (\$769 ) begin
           end else begin
-            \$852  = 4'h5;
+            \$1025  = 4'h5;
           end
       4'h6:
-          if (\$608 ) begin
-            \$852  = 4'h8;
+          if (\$787 ) begin
+            \$1025  = 4'h8;
           end
       4'h8:
           if (can_load) begin
             (* full_case = 32'd1 *)
-            if (\$617 ) begin
-              \$852  = 4'h9;
+            if (\$796 ) begin
+              \$1025  = 4'h9;
             end else begin
-              \$852  = 4'h4;
+              \$1025  = 4'h4;
             end
           end
       4'h3:
-          \$852  = 4'ha;
+          \$1025  = 4'ha;
       4'ha:
           (* full_case = 32'd1 *)
-          if (\$631 ) begin
-            \$852  = 4'hb;
+          if (\$810 ) begin
+            \$1025  = 4'hb;
           end else begin
-            \$852  = 4'hc;
+            \$1025  = 4'hc;
           end
       4'hc:
           (* full_case = 32'd1 *)
-          if (\$649 ) begin
+          if (\$828 ) begin
           end else begin
-            \$852  = 4'ha;
+            \$1025  = 4'ha;
           end
       4'hb:
-          \$852  = 4'hd;
+          \$1025  = 4'hd;
       4'hd:
           (* full_case = 32'd1 *)
-          if (\$683 ) begin
+          if (found) begin
           end else begin
-            \$852  = 4'he;
+            \$1025  = 4'he;
           end
       4'he:
-          \$852  = 4'hf;
+          \$1025  = 4'hf;
       4'hf:
           if (can_load) begin
             (* full_case = 32'd1 *)
-            if (\$701 ) begin
-              \$852  = 4'h9;
+            if (\$874 ) begin
+              \$1025  = 4'h9;
             end else begin
-              \$852  = 4'hb;
+              \$1025  = 4'hb;
             end
           end
       4'h9:
           if (free) begin
             (* full_case = 32'd1 *)
-            if (\$704 ) begin
-              \$852  = 4'h1;
+            if (\$877 ) begin
+              \$1025  = 4'h1;
             end else begin
-              \$852  = 4'h2;
+              \$1025  = 4'h2;
             end
           end
       4'h1:
           if (w_rdy) begin
-            \$852  = 4'h0;
+            \$1025  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$852  = 4'h0;
+      \$1025  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$853  = k;
+    \$1026  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          \$853  = 5'h00;
+          \$1026  = 5'h00;
       4'h4:
           /* empty */;
       4'h5:
@@ -38518,9 +39421,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           if (can_load) begin
             (* full_case = 32'd1 *)
-            if (\$617 ) begin
+            if (\$796 ) begin
             end else begin
-              \$853  = \$618 [4:0];
+              \$1026  = \$797 [4:0];
             end
           end
       4'h3:
@@ -38538,42 +39441,42 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'hf:
           if (can_load) begin
             (* full_case = 32'd1 *)
-            if (\$701 ) begin
+            if (\$874 ) begin
             end else begin
-              \$853  = \$702 [4:0];
+              \$1026  = \$875 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$853  = 5'h00;
+      \$1026  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$854  = e;
+    \$1027  = e;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
           /* empty */;
       4'h4:
-          \$854  = { 1'h0, \$547  };
+          \$1027  = { 1'h0, \$726  };
       4'h5:
           /* empty */;
       4'h7:
           (* full_case = 32'd1 *)
-          if (\$590 ) begin
+          if (\$769 ) begin
           end else begin
-            \$854  = \$599 [3:0];
+            \$1027  = \$778 [3:0];
           end
     endcase
     if (rst) begin
-      \$854  = 4'h0;
+      \$1027  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$855  = src_sel;
+    \$1028  = src_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -38583,9 +39486,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h5:
           (* full_case = 32'd1 *)
-          if (\$563 ) begin
+          if (\$742 ) begin
           end else begin
-            \$855  = \$564 ;
+            \$1028  = \$743 ;
           end
       4'h7:
           /* empty */;
@@ -38597,18 +39500,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'ha:
           (* full_case = 32'd1 *)
-          if (\$631 ) begin
+          if (\$810 ) begin
           end else begin
-            \$855  = src;
+            \$1028  = src;
           end
     endcase
     if (rst) begin
-      \$855  = 3'h0;
+      \$1028  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$856  = \$signal$483 ;
+    \$1029  = \$signal$502 ;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -38618,9 +39521,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h5:
           (* full_case = 32'd1 *)
-          if (\$563 ) begin
+          if (\$742 ) begin
           end else begin
-            \$856  = \$566 ;
+            \$1029  = \$745 ;
           end
       4'h7:
           /* empty */;
@@ -38632,18 +39535,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'ha:
           (* full_case = 32'd1 *)
-          if (\$631 ) begin
+          if (\$810 ) begin
           end else begin
-            \$856  = \$632 ;
+            \$1029  = \$811 ;
           end
     endcase
     if (rst) begin
-      \$856  = 1'h0;
+      \$1029  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$857  = bank_sel;
+    \$1030  = bank_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -38653,9 +39556,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h5:
           (* full_case = 32'd1 *)
-          if (\$563 ) begin
+          if (\$742 ) begin
           end else begin
-            \$857  = \$571 ;
+            \$1030  = \$750 ;
           end
       4'h7:
           /* empty */;
@@ -38667,18 +39570,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'ha:
           (* full_case = 32'd1 *)
-          if (\$631 ) begin
+          if (\$810 ) begin
           end else begin
-            \$857  = \$635 ;
+            \$1030  = \$814 ;
           end
     endcase
     if (rst) begin
-      \$857  = 1'h0;
+      \$1030  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$858  = n;
+    \$1031  = n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -38688,13 +39591,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h5:
           (* full_case = 32'd1 *)
-          if (\$563 ) begin
+          if (\$742 ) begin
           end else begin
-            \$858  = 8'h00;
+            \$1031  = 8'h00;
           end
       4'h7:
-          if (\$590 ) begin
-            \$858  = \$591 [7:0];
+          if (\$769 ) begin
+            \$1031  = \$770 [7:0];
           end
       4'h6:
           /* empty */;
@@ -38704,22 +39607,22 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'ha:
           (* full_case = 32'd1 *)
-          if (\$631 ) begin
+          if (\$810 ) begin
           end else begin
-            \$858  = 8'h00;
+            \$1031  = 8'h00;
           end
       4'hc:
-          if (\$649 ) begin
-            \$858  = \$650 [7:0];
+          if (\$828 ) begin
+            \$1031  = \$829 [7:0];
           end
     endcase
     if (rst) begin
-      \$858  = 8'h00;
+      \$1031  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$859  = cnt;
+    \$1032  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -38729,9 +39632,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h5:
           (* full_case = 32'd1 *)
-          if (\$563 ) begin
+          if (\$742 ) begin
           end else begin
-            \$859  = \$579 ;
+            \$1032  = \$758 ;
           end
       4'h7:
           /* empty */;
@@ -38743,18 +39646,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'ha:
           (* full_case = 32'd1 *)
-          if (\$631 ) begin
+          if (\$810 ) begin
           end else begin
-            \$859  = \$642 ;
+            \$1032  = \$821 ;
           end
     endcase
     if (rst) begin
-      \$859  = 8'h00;
+      \$1032  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$860  = rowbase;
+    \$1033  = rowbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -38764,18 +39667,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h5:
           (* full_case = 32'd1 *)
-          if (\$563 ) begin
+          if (\$742 ) begin
           end else begin
-            \$860  = \$583 [11:0];
+            \$1033  = \$762 [11:0];
           end
     endcase
     if (rst) begin
-      \$860  = 12'h000;
+      \$1033  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$861  = gop;
+    \$1034  = gop;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -38792,23 +39695,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           /* empty */;
       4'h3:
-          \$861  = 3'h0;
+          \$1034  = 3'h0;
       4'ha:
           /* empty */;
       4'hc:
           (* full_case = 32'd1 *)
-          if (\$649 ) begin
+          if (\$828 ) begin
           end else begin
-            \$861  = \$658 [2:0];
+            \$1034  = \$837 [2:0];
           end
     endcase
     if (rst) begin
-      \$861  = 3'h0;
+      \$1034  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$862  = g_const;
+    \$1035  = g_const;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -38828,18 +39731,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'ha:
           (* full_case = 32'd1 *)
-          if (\$631 ) begin
+          if (\$810 ) begin
           end else begin
-            \$862  = \$signal$444 ;
+            \$1035  = \$signal$464 ;
           end
     endcase
     if (rst) begin
-      \$862  = 1'h0;
+      \$1035  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$863  = gbase;
+    \$1036  = gbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -38859,18 +39762,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'ha:
           (* full_case = 32'd1 *)
-          if (\$631 ) begin
+          if (\$810 ) begin
           end else begin
-            \$863  = \base$447 ;
+            \$1036  = \base$467 ;
           end
     endcase
     if (rst) begin
-      \$863  = 11'h000;
+      \$1036  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$864  = i;
+    \$1037  = i;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -38893,19 +39796,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'hc:
           /* empty */;
       4'hb:
-          \$864  = 5'h00;
+          \$1037  = 5'h00;
       4'hd:
-          if (\$683 ) begin
-            \$864  = \$684 [4:0];
+          if (found) begin
+            \$1037  = \$859 ;
           end
     endcase
     if (rst) begin
-      \$864  = 5'h00;
+      \$1037  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$865  = saddr;
+    \$1038  = arow;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -38928,156 +39831,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       4'hc:
           /* empty */;
       4'hb:
-          \$865  = { 1'h0, \$666  };
-      4'hd:
-          if (\$683 ) begin
-            \$865  = \$686 [7:0];
-          end
+          \$1038  = \$852 [10:0];
     endcase
     if (rst) begin
-      \$865  = 8'h00;
+      \$1038  = 11'h000;
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$866  = arow;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'hc:
-          /* empty */;
-      4'hb:
-          \$866  = \$675 [10:0];
-    endcase
-    if (rst) begin
-      \$866  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_lane)
-      3'h0:
-          \$84  = \$signature__data$73 ;
-      3'h1:
-          \$84  = \$signature__data$74 ;
-      3'h2:
-          \$84  = \$signature__data$75 ;
-      3'h3:
-          \$84  = \$signature__data$76 ;
-      3'h4:
-          \$84  = \$signature__data$77 ;
-      3'h5:
-          \$84  = \$signature__data$78 ;
-      3'h6:
-          \$84  = \$signature__data$79 ;
-      3'h7:
-          \$84  = \$signature__data$80 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_lane)
-      3'h0:
-          \$85  = \$signature__data$81 ;
-      3'h1:
-          \$85  = \$signature__data$82 ;
-      3'h2:
-          \$85  = \$signature__data$83 ;
-      3'h3:
-          \$85  = \$signature__data$84 ;
-      3'h4:
-          \$85  = \$signature__data$85 ;
-      3'h5:
-          \$85  = \$signature__data$86 ;
-      3'h6:
-          \$85  = \$signature__data$87 ;
-      3'h7:
-          \$85  = \$signature__data$88 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_lane)
-      3'h0:
-          \$86  = \$signature__data$89 ;
-      3'h1:
-          \$86  = \$signature__data$90 ;
-      3'h2:
-          \$86  = \$signature__data$91 ;
-      3'h3:
-          \$86  = \$signature__data$92 ;
-      3'h4:
-          \$86  = \$signature__data$93 ;
-      3'h5:
-          \$86  = \$signature__data$94 ;
-      3'h6:
-          \$86  = \$signature__data$95 ;
-      3'h7:
-          \$86  = \$signature__data$96 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_lane)
-      3'h0:
-          \$87  = \$signature__data$97 ;
-      3'h1:
-          \$87  = \$signature__data$98 ;
-      3'h2:
-          \$87  = \$signature__data$99 ;
-      3'h3:
-          \$87  = \$signature__data$100 ;
-      3'h4:
-          \$87  = \$signature__data$101 ;
-      3'h5:
-          \$87  = \$signature__data$102 ;
-      3'h6:
-          \$87  = \$signature__data$103 ;
-      3'h7:
-          \$87  = \$signature__data$104 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$88  = 9'h000;
-    casez (rd_lane)
-      3'h0:
-          \$88  = \$signature__data$105 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$89  = layer0[17:13];
-      2'h1:
-          \$89  = layer1[17:13];
-      2'h2:
-          \$89  = layer2[17:13];
-      2'h3:
-          \$89  = layer3[17:13];
-    endcase
   end
   assign r_data = output__payload;
   assign r_rdy = output__valid;
@@ -39200,54 +39958,55 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$signature__addr$291  = \$168 [4:0];
   assign \$signature__data$292  = \$169 [15:0];
   assign g_index = \$210 [6:0];
-  assign ssm_wide0 = { \$219 [25], \$219 [25], \$219 [25], \$219 [25], \$219 [25], \$219 [25], \$219 [25], \$219 [25], \$219  };
-  assign ssm_new0 = \$223 [15:0];
-  assign \$signature__addr$345  = \$224 [5:0];
-  assign \$signature__addr$347  = \$225 [5:0];
-  assign \$signature__data$349  = \$226 [15:0];
-  assign ssm_y0 = \$236 [7:0];
-  assign ssm_wide1 = { \$244 [25], \$244 [25], \$244 [25], \$244 [25], \$244 [25], \$244 [25], \$244 [25], \$244 [25], \$244  };
-  assign ssm_new1 = \$248 [15:0];
-  assign \$signature__addr$363  = \$249 [5:0];
-  assign \$signature__addr$364  = \$250 [5:0];
-  assign \$signature__data$365  = \$251 [15:0];
-  assign ssm_y1 = \$261 [7:0];
-  assign ssm_wide2 = { \$269 [25], \$269 [25], \$269 [25], \$269 [25], \$269 [25], \$269 [25], \$269 [25], \$269 [25], \$269  };
-  assign ssm_new2 = \$273 [15:0];
-  assign \$signature__addr$373  = \$274 [5:0];
-  assign \$signature__addr$374  = \$275 [5:0];
-  assign \$signature__data$375  = \$276 [15:0];
-  assign ssm_y2 = \$286 [7:0];
-  assign ssm_wide3 = { \$294 [25], \$294 [25], \$294 [25], \$294 [25], \$294 [25], \$294 [25], \$294 [25], \$294 [25], \$294  };
-  assign ssm_new3 = \$298 [15:0];
-  assign \$signature__addr$383  = \$299 [5:0];
-  assign \$signature__addr$384  = \$300 [5:0];
-  assign \$signature__data$385  = \$301 [15:0];
-  assign ssm_y3 = \$311 [7:0];
-  assign ssm_wide4 = { \$319 [25], \$319 [25], \$319 [25], \$319 [25], \$319 [25], \$319 [25], \$319 [25], \$319 [25], \$319  };
-  assign ssm_new4 = \$323 [15:0];
-  assign \$signature__addr$393  = \$324 [5:0];
-  assign \$signature__addr$394  = \$325 [5:0];
-  assign \$signature__data$395  = \$326 [15:0];
-  assign ssm_y4 = \$336 [7:0];
-  assign ssm_wide5 = { \$344 [25], \$344 [25], \$344 [25], \$344 [25], \$344 [25], \$344 [25], \$344 [25], \$344 [25], \$344  };
-  assign ssm_new5 = \$348 [15:0];
-  assign \$signature__addr$403  = \$349 [5:0];
-  assign \$signature__addr$404  = \$350 [5:0];
-  assign \$signature__data$405  = \$351 [15:0];
-  assign ssm_y5 = \$361 [7:0];
-  assign ssm_wide6 = { \$369 [25], \$369 [25], \$369 [25], \$369 [25], \$369 [25], \$369 [25], \$369 [25], \$369 [25], \$369  };
-  assign ssm_new6 = \$373 [15:0];
-  assign \$signature__addr$413  = \$374 [5:0];
-  assign \$signature__addr$414  = \$375 [5:0];
-  assign \$signature__data$415  = \$376 [15:0];
-  assign ssm_y6 = \$386 [7:0];
-  assign ssm_wide7 = { \$394 [25], \$394 [25], \$394 [25], \$394 [25], \$394 [25], \$394 [25], \$394 [25], \$394 [25], \$394  };
-  assign ssm_new7 = \$398 [15:0];
-  assign \$signature__addr$423  = \$399 [5:0];
-  assign \$signature__addr$424  = \$400 [5:0];
-  assign \$signature__data$425  = \$401 [15:0];
-  assign ssm_y7 = \$411 [7:0];
+  assign saddr = \$393 [7:0];
+  assign ssm_wide0 = { \$400 [25], \$400 [25], \$400 [25], \$400 [25], \$400 [25], \$400 [25], \$400 [25], \$400 [25], \$400  };
+  assign ssm_new0 = \$404 [15:0];
+  assign \$signature__addr$370  = \$405 [5:0];
+  assign \$signature__addr$371  = \$406 [5:0];
+  assign \$signature__data$373  = \$407 [15:0];
+  assign ssm_y0 = \$417 [7:0];
+  assign ssm_wide1 = { \$425 [25], \$425 [25], \$425 [25], \$425 [25], \$425 [25], \$425 [25], \$425 [25], \$425 [25], \$425  };
+  assign ssm_new1 = \$429 [15:0];
+  assign \$signature__addr$383  = \$430 [5:0];
+  assign \$signature__addr$384  = \$431 [5:0];
+  assign \$signature__data$385  = \$432 [15:0];
+  assign ssm_y1 = \$442 [7:0];
+  assign ssm_wide2 = { \$450 [25], \$450 [25], \$450 [25], \$450 [25], \$450 [25], \$450 [25], \$450 [25], \$450 [25], \$450  };
+  assign ssm_new2 = \$454 [15:0];
+  assign \$signature__addr$393  = \$455 [5:0];
+  assign \$signature__addr$394  = \$456 [5:0];
+  assign \$signature__data$395  = \$457 [15:0];
+  assign ssm_y2 = \$467 [7:0];
+  assign ssm_wide3 = { \$475 [25], \$475 [25], \$475 [25], \$475 [25], \$475 [25], \$475 [25], \$475 [25], \$475 [25], \$475  };
+  assign ssm_new3 = \$479 [15:0];
+  assign \$signature__addr$403  = \$480 [5:0];
+  assign \$signature__addr$404  = \$481 [5:0];
+  assign \$signature__data$405  = \$482 [15:0];
+  assign ssm_y3 = \$492 [7:0];
+  assign ssm_wide4 = { \$500 [25], \$500 [25], \$500 [25], \$500 [25], \$500 [25], \$500 [25], \$500 [25], \$500 [25], \$500  };
+  assign ssm_new4 = \$504 [15:0];
+  assign \$signature__addr$413  = \$505 [5:0];
+  assign \$signature__addr$414  = \$506 [5:0];
+  assign \$signature__data$415  = \$507 [15:0];
+  assign ssm_y4 = \$517 [7:0];
+  assign ssm_wide5 = { \$525 [25], \$525 [25], \$525 [25], \$525 [25], \$525 [25], \$525 [25], \$525 [25], \$525 [25], \$525  };
+  assign ssm_new5 = \$529 [15:0];
+  assign \$signature__addr$423  = \$530 [5:0];
+  assign \$signature__addr$424  = \$531 [5:0];
+  assign \$signature__data$425  = \$532 [15:0];
+  assign ssm_y5 = \$542 [7:0];
+  assign ssm_wide6 = { \$550 [25], \$550 [25], \$550 [25], \$550 [25], \$550 [25], \$550 [25], \$550 [25], \$550 [25], \$550  };
+  assign ssm_new6 = \$554 [15:0];
+  assign \$signature__addr$433  = \$555 [5:0];
+  assign \$signature__addr$434  = \$556 [5:0];
+  assign \$signature__data$435  = \$557 [15:0];
+  assign ssm_y6 = \$567 [7:0];
+  assign ssm_wide7 = { \$575 [25], \$575 [25], \$575 [25], \$575 [25], \$575 [25], \$575 [25], \$575 [25], \$575 [25], \$575  };
+  assign ssm_new7 = \$579 [15:0];
+  assign \$signature__addr$443  = \$580 [5:0];
+  assign \$signature__addr$444  = \$581 [5:0];
+  assign \$signature__data$445  = \$582 [15:0];
+  assign ssm_y7 = \$592 [7:0];
   assign \input__payload.index  = input__payload[6:0];
   assign \input__payload.value  = input__payload[14:7];
   assign \input__payload.end  = input__payload[15];
@@ -39378,6 +40137,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \ssm0.g_rec  = ssm0[38];
   assign \ssm0.selective  = ssm0[39];
   assign \ssm0.y_shift  = ssm0[45:40];
+  assign \ssm0.skip  = ssm0[46];
   assign \ssm1.n  = ssm1[4:0];
   assign \ssm1.ssbase  = ssm1[10:5];
   assign \ssm1.pbase  = ssm1[19:11];
@@ -39394,6 +40154,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \ssm1.g_rec  = ssm1[38];
   assign \ssm1.selective  = ssm1[39];
   assign \ssm1.y_shift  = ssm1[45:40];
+  assign \ssm1.skip  = ssm1[46];
   assign \ssm2.n  = ssm2[4:0];
   assign \ssm2.ssbase  = ssm2[10:5];
   assign \ssm2.pbase  = ssm2[19:11];
@@ -39410,6 +40171,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \ssm2.g_rec  = ssm2[38];
   assign \ssm2.selective  = ssm2[39];
   assign \ssm2.y_shift  = ssm2[45:40];
+  assign \ssm2.skip  = ssm2[46];
   assign \ssm3.n  = ssm3[4:0];
   assign \ssm3.ssbase  = ssm3[10:5];
   assign \ssm3.pbase  = ssm3[19:11];
@@ -39426,6 +40188,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \ssm3.g_rec  = ssm3[38];
   assign \ssm3.selective  = ssm3[39];
   assign \ssm3.y_shift  = ssm3[45:40];
+  assign \ssm3.skip  = ssm3[46];
   assign \values[0]  = values[15:0];
   assign \values[1]  = values[31:16];
   assign \values[2]  = values[47:32];
@@ -39466,14 +40229,30 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \edge7.recurrent  = edge7[3];
   assign \edge7.wbase  = edge7[14:4];
   assign \edge7.nsrc  = edge7[22:15];
-  assign ynz[7] = \$412 ;
-  assign ynz[6] = \$387 ;
-  assign ynz[5] = \$362 ;
-  assign ynz[4] = \$337 ;
-  assign ynz[3] = \$312 ;
-  assign ynz[2] = \$287 ;
-  assign ynz[1] = \$262 ;
-  assign ynz[0] = \$237 ;
+  assign ynz[7] = \$593 ;
+  assign ynz[6] = \$568 ;
+  assign ynz[5] = \$543 ;
+  assign ynz[4] = \$518 ;
+  assign ynz[3] = \$493 ;
+  assign ynz[2] = \$468 ;
+  assign ynz[1] = \$443 ;
+  assign ynz[0] = \$418 ;
+  assign active[15] = \$388 ;
+  assign active[14] = \$377 ;
+  assign active[13] = \$366 ;
+  assign active[12] = \$355 ;
+  assign active[11] = \$344 ;
+  assign active[10] = \$333 ;
+  assign active[9] = \$322 ;
+  assign active[8] = \$311 ;
+  assign active[7] = \$300 ;
+  assign active[6] = \$289 ;
+  assign active[5] = \$278 ;
+  assign active[4] = \$267 ;
+  assign active[3] = \$256 ;
+  assign active[2] = \$245 ;
+  assign active[1] = \$234 ;
+  assign active[0] = \$223 ;
   assign valid_lanes[7] = \$205 ;
   assign valid_lanes[6] = \$201 ;
   assign valid_lanes[5] = \$197 ;
@@ -39492,18 +40271,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign spikes[0] = spike;
   assign end_record[1:0] = 2'h2;
   assign end_record[27:2] = 26'h0000000;
-  assign \$216  = { \$215 [24], \$215 [24], \$215 [24], \$215 [24], \$215 [24], \$215 [24], \$215 [24], \$215 [24], \$215 [24:8] };
-  assign \$241  = { \$240 [24], \$240 [24], \$240 [24], \$240 [24], \$240 [24], \$240 [24], \$240 [24], \$240 [24], \$240 [24:8] };
-  assign \$266  = { \$265 [24], \$265 [24], \$265 [24], \$265 [24], \$265 [24], \$265 [24], \$265 [24], \$265 [24], \$265 [24:8] };
-  assign \$291  = { \$290 [24], \$290 [24], \$290 [24], \$290 [24], \$290 [24], \$290 [24], \$290 [24], \$290 [24], \$290 [24:8] };
-  assign \$316  = { \$315 [24], \$315 [24], \$315 [24], \$315 [24], \$315 [24], \$315 [24], \$315 [24], \$315 [24], \$315 [24:8] };
-  assign \$341  = { \$340 [24], \$340 [24], \$340 [24], \$340 [24], \$340 [24], \$340 [24], \$340 [24], \$340 [24], \$340 [24:8] };
-  assign \$366  = { \$365 [24], \$365 [24], \$365 [24], \$365 [24], \$365 [24], \$365 [24], \$365 [24], \$365 [24], \$365 [24:8] };
-  assign \$391  = { \$390 [24], \$390 [24], \$390 [24], \$390 [24], \$390 [24], \$390 [24], \$390 [24], \$390 [24], \$390 [24:8] };
+  assign \$397  = { \$396 [24], \$396 [24], \$396 [24], \$396 [24], \$396 [24], \$396 [24], \$396 [24], \$396 [24], \$396 [24:8] };
+  assign \$422  = { \$421 [24], \$421 [24], \$421 [24], \$421 [24], \$421 [24], \$421 [24], \$421 [24], \$421 [24], \$421 [24:8] };
+  assign \$447  = { \$446 [24], \$446 [24], \$446 [24], \$446 [24], \$446 [24], \$446 [24], \$446 [24], \$446 [24], \$446 [24:8] };
+  assign \$472  = { \$471 [24], \$471 [24], \$471 [24], \$471 [24], \$471 [24], \$471 [24], \$471 [24], \$471 [24], \$471 [24:8] };
+  assign \$497  = { \$496 [24], \$496 [24], \$496 [24], \$496 [24], \$496 [24], \$496 [24], \$496 [24], \$496 [24], \$496 [24:8] };
+  assign \$522  = { \$521 [24], \$521 [24], \$521 [24], \$521 [24], \$521 [24], \$521 [24], \$521 [24], \$521 [24], \$521 [24:8] };
+  assign \$547  = { \$546 [24], \$546 [24], \$546 [24], \$546 [24], \$546 [24], \$546 [24], \$546 [24], \$546 [24], \$546 [24:8] };
+  assign \$572  = { \$571 [24], \$571 [24], \$571 [24], \$571 [24], \$571 [24], \$571 [24], \$571 [24], \$571 [24], \$571 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron0 (reset, spiking, \port$2148$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_demo.neuron0 (reset, spiking, \port$2352$0 , u, spike, acc, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [24:0] \$1 ;
   wire [16:0] \$10 ;
@@ -39522,8 +40301,8 @@ module \npu_core_demo.neuron0 (reset, spiking, \port$2148$0 , u, spike, acc, u_n
   wire [8:0] alpha;
   wire [15:0] bias;
   wire [25:0] leak;
-  input [40:0] \port$2148$0 ;
-  wire [40:0] \port$2148$0 ;
+  input [40:0] \port$2352$0 ;
+  wire [40:0] \port$2352$0 ;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
@@ -39539,16 +40318,16 @@ module \npu_core_demo.neuron0 (reset, spiking, \port$2148$0 , u, spike, acc, u_n
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$2148$0 [8:0] }) * $signed(u);
+  assign \$1  = $signed({ 1'h0, \port$2352$0 [8:0] }) * $signed(u);
   assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$2148$0 [40:25]);
+  assign \$4  = $signed(\$3 ) + $signed(\port$2352$0 [40:25]);
   assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
   assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
   assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
   assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$2148$0 [24:9]);
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$2352$0 [24:9]);
   assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$2148$0 [24:9]);
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$2352$0 [24:9]);
   assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
   assign \$12  = spike ? v_reset : \$8 [15:0];
   always @* begin
@@ -39564,16 +40343,16 @@ module \npu_core_demo.neuron0 (reset, spiking, \port$2148$0 , u, spike, acc, u_n
     endcase
   end
   assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$2148$0 [8:0];
+  assign alpha = \port$2352$0 [8:0];
   assign total = \$4 [25:0];
-  assign bias = \port$2148$0 [40:25];
+  assign bias = \port$2352$0 [40:25];
   assign v = \$8 [15:0];
-  assign theta = \port$2148$0 [24:9];
+  assign theta = \port$2352$0 [24:9];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron1 (reset, spiking, \port$2157$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_demo.neuron1 (reset, spiking, \port$2361$0 , u, spike, acc, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [24:0] \$1 ;
   wire [16:0] \$10 ;
@@ -39592,8 +40371,8 @@ module \npu_core_demo.neuron1 (reset, spiking, \port$2157$0 , u, spike, acc, u_n
   wire [8:0] alpha;
   wire [15:0] bias;
   wire [25:0] leak;
-  input [40:0] \port$2157$0 ;
-  wire [40:0] \port$2157$0 ;
+  input [40:0] \port$2361$0 ;
+  wire [40:0] \port$2361$0 ;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
@@ -39609,16 +40388,16 @@ module \npu_core_demo.neuron1 (reset, spiking, \port$2157$0 , u, spike, acc, u_n
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$2157$0 [8:0] }) * $signed(u);
+  assign \$1  = $signed({ 1'h0, \port$2361$0 [8:0] }) * $signed(u);
   assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$2157$0 [40:25]);
+  assign \$4  = $signed(\$3 ) + $signed(\port$2361$0 [40:25]);
   assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
   assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
   assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
   assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$2157$0 [24:9]);
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$2361$0 [24:9]);
   assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$2157$0 [24:9]);
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$2361$0 [24:9]);
   assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
   assign \$12  = spike ? v_reset : \$8 [15:0];
   always @* begin
@@ -39634,16 +40413,16 @@ module \npu_core_demo.neuron1 (reset, spiking, \port$2157$0 , u, spike, acc, u_n
     endcase
   end
   assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$2157$0 [8:0];
+  assign alpha = \port$2361$0 [8:0];
   assign total = \$4 [25:0];
-  assign bias = \port$2157$0 [40:25];
+  assign bias = \port$2361$0 [40:25];
   assign v = \$8 [15:0];
-  assign theta = \port$2157$0 [24:9];
+  assign theta = \port$2361$0 [24:9];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron2 (reset, spiking, \port$2166$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_demo.neuron2 (reset, spiking, \port$2370$0 , u, spike, acc, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [24:0] \$1 ;
   wire [16:0] \$10 ;
@@ -39662,8 +40441,8 @@ module \npu_core_demo.neuron2 (reset, spiking, \port$2166$0 , u, spike, acc, u_n
   wire [8:0] alpha;
   wire [15:0] bias;
   wire [25:0] leak;
-  input [40:0] \port$2166$0 ;
-  wire [40:0] \port$2166$0 ;
+  input [40:0] \port$2370$0 ;
+  wire [40:0] \port$2370$0 ;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
@@ -39679,16 +40458,16 @@ module \npu_core_demo.neuron2 (reset, spiking, \port$2166$0 , u, spike, acc, u_n
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$2166$0 [8:0] }) * $signed(u);
+  assign \$1  = $signed({ 1'h0, \port$2370$0 [8:0] }) * $signed(u);
   assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$2166$0 [40:25]);
+  assign \$4  = $signed(\$3 ) + $signed(\port$2370$0 [40:25]);
   assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
   assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
   assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
   assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$2166$0 [24:9]);
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$2370$0 [24:9]);
   assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$2166$0 [24:9]);
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$2370$0 [24:9]);
   assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
   assign \$12  = spike ? v_reset : \$8 [15:0];
   always @* begin
@@ -39704,16 +40483,16 @@ module \npu_core_demo.neuron2 (reset, spiking, \port$2166$0 , u, spike, acc, u_n
     endcase
   end
   assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$2166$0 [8:0];
+  assign alpha = \port$2370$0 [8:0];
   assign total = \$4 [25:0];
-  assign bias = \port$2166$0 [40:25];
+  assign bias = \port$2370$0 [40:25];
   assign v = \$8 [15:0];
-  assign theta = \port$2166$0 [24:9];
+  assign theta = \port$2370$0 [24:9];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron3 (reset, spiking, \port$2175$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_demo.neuron3 (reset, spiking, \port$2379$0 , u, spike, acc, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [24:0] \$1 ;
   wire [16:0] \$10 ;
@@ -39732,8 +40511,8 @@ module \npu_core_demo.neuron3 (reset, spiking, \port$2175$0 , u, spike, acc, u_n
   wire [8:0] alpha;
   wire [15:0] bias;
   wire [25:0] leak;
-  input [40:0] \port$2175$0 ;
-  wire [40:0] \port$2175$0 ;
+  input [40:0] \port$2379$0 ;
+  wire [40:0] \port$2379$0 ;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
@@ -39749,16 +40528,16 @@ module \npu_core_demo.neuron3 (reset, spiking, \port$2175$0 , u, spike, acc, u_n
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$2175$0 [8:0] }) * $signed(u);
+  assign \$1  = $signed({ 1'h0, \port$2379$0 [8:0] }) * $signed(u);
   assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$2175$0 [40:25]);
+  assign \$4  = $signed(\$3 ) + $signed(\port$2379$0 [40:25]);
   assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
   assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
   assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
   assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$2175$0 [24:9]);
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$2379$0 [24:9]);
   assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$2175$0 [24:9]);
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$2379$0 [24:9]);
   assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
   assign \$12  = spike ? v_reset : \$8 [15:0];
   always @* begin
@@ -39774,16 +40553,16 @@ module \npu_core_demo.neuron3 (reset, spiking, \port$2175$0 , u, spike, acc, u_n
     endcase
   end
   assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$2175$0 [8:0];
+  assign alpha = \port$2379$0 [8:0];
   assign total = \$4 [25:0];
-  assign bias = \port$2175$0 [40:25];
+  assign bias = \port$2379$0 [40:25];
   assign v = \$8 [15:0];
-  assign theta = \port$2175$0 [24:9];
+  assign theta = \port$2379$0 [24:9];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron4 (reset, spiking, \port$2184$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_demo.neuron4 (reset, spiking, \port$2388$0 , u, spike, acc, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [24:0] \$1 ;
   wire [16:0] \$10 ;
@@ -39802,8 +40581,8 @@ module \npu_core_demo.neuron4 (reset, spiking, \port$2184$0 , u, spike, acc, u_n
   wire [8:0] alpha;
   wire [15:0] bias;
   wire [25:0] leak;
-  input [40:0] \port$2184$0 ;
-  wire [40:0] \port$2184$0 ;
+  input [40:0] \port$2388$0 ;
+  wire [40:0] \port$2388$0 ;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
@@ -39819,16 +40598,16 @@ module \npu_core_demo.neuron4 (reset, spiking, \port$2184$0 , u, spike, acc, u_n
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$2184$0 [8:0] }) * $signed(u);
+  assign \$1  = $signed({ 1'h0, \port$2388$0 [8:0] }) * $signed(u);
   assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$2184$0 [40:25]);
+  assign \$4  = $signed(\$3 ) + $signed(\port$2388$0 [40:25]);
   assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
   assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
   assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
   assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$2184$0 [24:9]);
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$2388$0 [24:9]);
   assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$2184$0 [24:9]);
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$2388$0 [24:9]);
   assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
   assign \$12  = spike ? v_reset : \$8 [15:0];
   always @* begin
@@ -39844,16 +40623,16 @@ module \npu_core_demo.neuron4 (reset, spiking, \port$2184$0 , u, spike, acc, u_n
     endcase
   end
   assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$2184$0 [8:0];
+  assign alpha = \port$2388$0 [8:0];
   assign total = \$4 [25:0];
-  assign bias = \port$2184$0 [40:25];
+  assign bias = \port$2388$0 [40:25];
   assign v = \$8 [15:0];
-  assign theta = \port$2184$0 [24:9];
+  assign theta = \port$2388$0 [24:9];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron5 (reset, spiking, \port$2193$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_demo.neuron5 (reset, spiking, \port$2397$0 , u, spike, acc, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [24:0] \$1 ;
   wire [16:0] \$10 ;
@@ -39872,8 +40651,8 @@ module \npu_core_demo.neuron5 (reset, spiking, \port$2193$0 , u, spike, acc, u_n
   wire [8:0] alpha;
   wire [15:0] bias;
   wire [25:0] leak;
-  input [40:0] \port$2193$0 ;
-  wire [40:0] \port$2193$0 ;
+  input [40:0] \port$2397$0 ;
+  wire [40:0] \port$2397$0 ;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
@@ -39889,16 +40668,16 @@ module \npu_core_demo.neuron5 (reset, spiking, \port$2193$0 , u, spike, acc, u_n
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$2193$0 [8:0] }) * $signed(u);
+  assign \$1  = $signed({ 1'h0, \port$2397$0 [8:0] }) * $signed(u);
   assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$2193$0 [40:25]);
+  assign \$4  = $signed(\$3 ) + $signed(\port$2397$0 [40:25]);
   assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
   assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
   assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
   assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$2193$0 [24:9]);
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$2397$0 [24:9]);
   assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$2193$0 [24:9]);
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$2397$0 [24:9]);
   assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
   assign \$12  = spike ? v_reset : \$8 [15:0];
   always @* begin
@@ -39914,16 +40693,16 @@ module \npu_core_demo.neuron5 (reset, spiking, \port$2193$0 , u, spike, acc, u_n
     endcase
   end
   assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$2193$0 [8:0];
+  assign alpha = \port$2397$0 [8:0];
   assign total = \$4 [25:0];
-  assign bias = \port$2193$0 [40:25];
+  assign bias = \port$2397$0 [40:25];
   assign v = \$8 [15:0];
-  assign theta = \port$2193$0 [24:9];
+  assign theta = \port$2397$0 [24:9];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron6 (reset, spiking, \port$2202$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_demo.neuron6 (reset, spiking, \port$2406$0 , u, spike, acc, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [24:0] \$1 ;
   wire [16:0] \$10 ;
@@ -39942,8 +40721,8 @@ module \npu_core_demo.neuron6 (reset, spiking, \port$2202$0 , u, spike, acc, u_n
   wire [8:0] alpha;
   wire [15:0] bias;
   wire [25:0] leak;
-  input [40:0] \port$2202$0 ;
-  wire [40:0] \port$2202$0 ;
+  input [40:0] \port$2406$0 ;
+  wire [40:0] \port$2406$0 ;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
@@ -39959,16 +40738,16 @@ module \npu_core_demo.neuron6 (reset, spiking, \port$2202$0 , u, spike, acc, u_n
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$2202$0 [8:0] }) * $signed(u);
+  assign \$1  = $signed({ 1'h0, \port$2406$0 [8:0] }) * $signed(u);
   assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$2202$0 [40:25]);
+  assign \$4  = $signed(\$3 ) + $signed(\port$2406$0 [40:25]);
   assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
   assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
   assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
   assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$2202$0 [24:9]);
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$2406$0 [24:9]);
   assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$2202$0 [24:9]);
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$2406$0 [24:9]);
   assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
   assign \$12  = spike ? v_reset : \$8 [15:0];
   always @* begin
@@ -39984,16 +40763,16 @@ module \npu_core_demo.neuron6 (reset, spiking, \port$2202$0 , u, spike, acc, u_n
     endcase
   end
   assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$2202$0 [8:0];
+  assign alpha = \port$2406$0 [8:0];
   assign total = \$4 [25:0];
-  assign bias = \port$2202$0 [40:25];
+  assign bias = \port$2406$0 [40:25];
   assign v = \$8 [15:0];
-  assign theta = \port$2202$0 [24:9];
+  assign theta = \port$2406$0 [24:9];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron7 (reset, spiking, \port$2211$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_demo.neuron7 (reset, spiking, \port$2415$0 , u, spike, acc, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [24:0] \$1 ;
   wire [16:0] \$10 ;
@@ -40012,8 +40791,8 @@ module \npu_core_demo.neuron7 (reset, spiking, \port$2211$0 , u, spike, acc, u_n
   wire [8:0] alpha;
   wire [15:0] bias;
   wire [25:0] leak;
-  input [40:0] \port$2211$0 ;
-  wire [40:0] \port$2211$0 ;
+  input [40:0] \port$2415$0 ;
+  wire [40:0] \port$2415$0 ;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
@@ -40029,16 +40808,16 @@ module \npu_core_demo.neuron7 (reset, spiking, \port$2211$0 , u, spike, acc, u_n
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$2211$0 [8:0] }) * $signed(u);
+  assign \$1  = $signed({ 1'h0, \port$2415$0 [8:0] }) * $signed(u);
   assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$2211$0 [40:25]);
+  assign \$4  = $signed(\$3 ) + $signed(\port$2415$0 [40:25]);
   assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
   assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
   assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
   assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$2211$0 [24:9]);
+  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$2415$0 [24:9]);
   assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$2211$0 [24:9]);
+  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$2415$0 [24:9]);
   assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
   assign \$12  = spike ? v_reset : \$8 [15:0];
   always @* begin
@@ -40054,11 +40833,11 @@ module \npu_core_demo.neuron7 (reset, spiking, \port$2211$0 , u, spike, acc, u_n
     endcase
   end
   assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$2211$0 [8:0];
+  assign alpha = \port$2415$0 [8:0];
   assign total = \$4 [25:0];
-  assign bias = \port$2211$0 [40:25];
+  assign bias = \port$2415$0 [40:25];
   assign v = \$8 [15:0];
-  assign theta = \port$2211$0 [24:9];
+  assign theta = \port$2415$0 [24:9];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 

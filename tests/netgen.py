@@ -197,6 +197,8 @@ def random_network(rng: random.Random, *, max_lif: int = 4, max_ssm: int = 2,
             else:
                 gate, gate_recurrent, mode = None, False, "fixed"
                 decay = _tensor([_value(rng, 0, one, extreme=0.3) for _ in range(n)])
+            if ssm_max_n is not None and rng.random() < 0.2:
+                decay = torch.full_like(decay, one)  # no decay: the hardware skips idle rows
             layers.append(SSMLayer(s["name"], n, m, k, v, q, decay, mode=mode, gate=gate,
                                    gate_recurrent=gate_recurrent, y_shift=rng.randint(0, 6)))
 

@@ -63,7 +63,7 @@ def _check(net: Network, config: CoreConfig, x: torch.Tensor, *, stall: float, s
             assert got[key] == golden[layer.name][key], (layer.name, key)
         if layer.kind == "ssm":
             floor = golden[layer.name]["neuron_cycles_min"]
-            if stall == 0 and config.lanes <= layer.n + 3:
+            if stall == 0 and config.lanes <= min(golden[layer.name]["pass_rows"]) + 3:
                 assert got["neuron_cycles"] == floor, layer.name
             else:
                 assert got["neuron_cycles"] >= floor, layer.name
@@ -148,6 +148,22 @@ def test_pass_cost_is_independent_of_activity():
     assert c_quiet[0] == 5 * (10 + 5)  # gather: v's 5 constants
     assert c_busy[0] == 5 * (10 + 5 + 3 + 3 + 2)  # plus k, q and gate events
     assert c_busy[2] == 5 * (3 + 3 + 2)  # events counted
+
+
+def test_pass_skips_idle_rows_without_decay():
+    """With every decay 1.0 the pass visits only the rows whose k_i or q_i is nonzero:
+    ceil(m/P) * (rows + 4) clocks per step, so silence costs 4 clocks per chunk."""
+    fmt = Format(w_bits=2, u_bits=6, frac_bits=4, in_bits=6, s_bits=8, y_bits=6, acc_bits=8)
+    net = _gated_net(fmt, k=Operand(source="key"), v=Operand(const=_t([1, 2, 3, 4, 5])),
+                     q=Operand(source="key"), y_shift=0)
+    net.layer("mem").decay.fill_(fmt.one)
+    config = _config(fmt, 2, 3)
+    x = _t([[0, 0, 0, 0], [0, 1, 0, 0], [0, 1, 1, 1], [1, 0, 0, 1], [0, 0, 0, 0]])
+    counters = _check(net, config, x, stall=0.0)
+    n = len(COUNTERS)
+    active = [0, 1, 3, 1, 0]  # rows with a key spike (k = q = key)
+    assert counters[2 * n + 1] == sum(3 * (rows + 4) for rows in active)
+    # The state is still every cell's: read back and compared inside _check.
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
