@@ -14,7 +14,9 @@
   SSM layer's own counters: clocks per token of the gather and of the pass
   against the state size ``n x m`` and against the spike density of ``k``/``v``/``q``;
   the pass (decay, update and readout fused, every cell every token) is the
-  fixed cost ``ceil(m / P) * (n + 4)``; state memory in bits.
+  fixed cost ``ceil(m / P) * (n + 4)``; without decay (every decay 1.0) the pass
+  visits only rows with a nonzero ``k_i`` or ``q_i`` (``vs_density_no_decay``);
+  state memory in bits.
 """
 
 from __future__ import annotations
@@ -101,9 +103,9 @@ def digits(densities=(0.0, 0.1, 0.5), steps: int = 8) -> dict:
                               "and the end-of-step record"}
 
 
-def _attention_net(config: CoreConfig, n: int, m: int) -> Network:
+def _attention_net(config: CoreConfig, n: int, m: int, decay: float = 0.75) -> Network:
     """Input ``[k | v | q]`` (2n + m spikes) copied by three LIF layers into an SSM
-    ``n x m`` with ``k``, ``v``, ``q`` from those layers (decay 0.75)."""
+    ``n x m`` with ``k``, ``v``, ``q`` from those layers (every row's decay ``decay``)."""
     size = 2 * n + m
 
     def copy(name: str, count: int, offset: int) -> LIFLayer:
@@ -115,7 +117,7 @@ def _attention_net(config: CoreConfig, n: int, m: int) -> Network:
 
     fmt = config.fmt()
     mem = SSMLayer("mem", n, m, Operand(source="key"), Operand(source="value"),
-                   Operand(source="query"), torch.full((n,), fmt.one * 3 // 4, dtype=I64),
+                   Operand(source="query"), torch.full((n,), int(fmt.one * decay), dtype=I64),
                    y_shift=2)
     return Network(input_size=size, input_kind="spike", output="mem", fmt=fmt,
                    layers=[copy("key", n, 0), copy("value", m, n), copy("query", n, n + m), mem])
@@ -128,8 +130,8 @@ def ssm(sizes=((4, 4), (8, 8), (8, 16), (16, 8), (16, 16)), densities=(0.0, 0.1,
     core = VerilatedCore(config)
     P = config.lanes
 
-    def point(n: int, m: int, density: float) -> dict:
-        net = _attention_net(config, n, m)
+    def point(n: int, m: int, density: float, decay: float = 0.75) -> dict:
+        net = _attention_net(config, n, m, decay)
         rng = random.Random(f"ssm:{n}:{m}:{density}")
         x = [[int(rng.random() < density) for _ in range(net.input_size)] for _ in range(steps)]
         result = core.run(compile_network(net, config), x)
@@ -138,7 +140,7 @@ def ssm(sizes=((4, 4), (8, 8), (8, 16), (16, 8), (16, 16)), densities=(0.0, 0.1,
         passes = result.counter(config, 3, "neuron_cycles")
         cols = -(-m // P)
         return {
-            "n": n, "m": m, "density": density,
+            "n": n, "m": m, "density": density, "decay": decay,
             "gather_clocks_per_token": gather / steps,
             "pass_clocks_per_token": passes / steps,
             "ssm_clocks_per_token": (gather + passes) / steps,
@@ -154,9 +156,12 @@ def ssm(sizes=((4, 4), (8, 8), (8, 16), (16, 8), (16, 16)), densities=(0.0, 0.1,
         "config": "demo", "lanes": P, "s_bits": config.s_bits,
         "state_memory_bits": P * config.ssm_depth * config.s_bits,
         "cost_model": "per token: gather 10 + operand events + constant entries; pass "
-                      "ceil(m/P) * (n + 4) (every cell: decay, k v^T, q readout fused)",
+                      "ceil(m/P) * (rows + 4), rows = n (every cell: decay, k v^T, q "
+                      "readout fused), or without decay the rows with k_i or q_i nonzero",
         "vs_size": [point(n, m, 0.5) for n, m in sizes],
         "vs_density": [point(16, 16, d) for d in densities],
+        # Without decay (1.0) the pass skips rows whose k_i and q_i are both zero.
+        "vs_density_no_decay": [point(16, 16, d, 1.0) for d in densities],
     }
 
 
@@ -189,11 +194,13 @@ def describe(result: dict):
         r = result["ssm"]
         yield (f"  SSM ({r['config']}, P={r['lanes']}, state memory {r['state_memory_bits']} "
                f"bits): clocks/token = gather + pass")
-        for p in r["vs_size"] + r["vs_density"]:
-            yield (f"    {p['n']:>2} x {p['m']:<2} at {p['density'] * 100:>3.0f}%: "
+        for p in r["vs_size"] + r["vs_density"] + r["vs_density_no_decay"]:
+            yield (f"    {p['n']:>2} x {p['m']:<2} at {p['density'] * 100:>3.0f}%, decay "
+                   f"{p['decay']:.2f}: "
                    f"{p['ssm_clocks_per_token']:.1f} (gather {p['gather_clocks_per_token']:.1f}"
-                   f", pass {p['pass_clocks_per_token']:.0f}, fixed "
-                   f"{p['fixed_pass_clocks_per_token']}), {p['cells_per_clock']:.2f} cells/clock"
+                   f", pass {p['pass_clocks_per_token']:.0f}, full pass "
+                   f"{p['fixed_pass_clocks_per_token']}), {p['cells_per_clock']:.2f} state "
+                   f"cells/pass clock"
                    f", state {p['state_bits']} bits")
     if result.get("verilator_clocks_per_second"):
         yield f"  Verilator: {result['verilator_clocks_per_second'] / 1e6:.2f} M clocks/s"

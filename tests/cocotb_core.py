@@ -1,6 +1,7 @@
 """cocotb test module: random networks (LIF, and SSM layers on a core with an SSM
-unit) on the Verilator build of the NPU core, step by step against the golden model.  Run inside the simulator by
-``tests/test_core_verilator.py`` (not collected by pytest itself).
+unit) on the Verilator build of the NPU core, step by step against the golden
+model.  Run inside the simulator by ``tests/test_core_verilator.py`` (not
+collected by pytest itself).
 
 Settings come from the environment:
 
