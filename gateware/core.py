@@ -1,5 +1,6 @@
-"""The NPU core: P NPE lanes, event lists with a spike router, and a time-step
-sequencer, computing the integer model of ``golden/integer.py`` (LIF layers).
+"""The NPU core: P NPE lanes, event lists with a spike router, a time-step
+sequencer and (``CoreConfig.has_ssm``) an SSM unit, computing the integer model
+of ``golden/integer.py`` (LIF and SSM layers).
 
 Contract
 --------
@@ -45,6 +46,20 @@ Cost of a row: ``events + 2 * edges + 3`` synaptic clocks and one neuron clock
 so a step costs about
 ``rows * (events + c)`` = ``(events * fan-out + neurons) / P`` plus a small
 fixed overhead per row; zero events cost zero synaptic clocks.
+
+SSM layers (layer-table bit ``ssm``, entry in the SSM table; state per lane,
+lane ``p`` holding columns ``p, p + P, ...``; see ``docs/gateware.md``), per step:
+
+* gather: zero the operand registers ``k``, ``v``, ``q``, gate; for each operand
+  copy its constant from the parameter memory or read its source's events (this
+  step's list, or the previous step's when recurrent), one per clock; a gate
+  event ``b`` sets bit ``b`` of the table row ``g``.  ``10 + items`` clocks;
+* pass, per chunk of ``P`` columns, one row ``i`` per clock (2-stage pipeline:
+  read ``S`` and ``a_i``; then ``S' = sat_s(((a_i * S) >> F) + k_i * v_j)``,
+  write, ``acc_j += q_i * S'``); then ``y_j = sat_y(acc_j >> y_shift)`` goes to
+  the router like a row of neurons (events ``(j, y_j)`` for ``y_j != 0``).
+  ``rows + 4`` clocks per chunk; ``rows = n``, or when every decay is 1.0 only
+  the rows with ``k_i != 0`` or ``q_i != 0`` (the others are unchanged).
 """
 
 from __future__ import annotations
