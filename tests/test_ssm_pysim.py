@@ -228,3 +228,18 @@ def test_address_map_has_the_ssm_regions():
     plain = CoreConfig()
     assert Region.SSM_STATE not in {e.region for e in address_map(plain)}
     assert plain.region_bits == 3  # a core without an SSM unit keeps its address space
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_smallest_ssm_unit(lanes):
+    """A 1 x 1 SSM unit (ssm_max_n = ssm_max_m = 1, one state word) with a recurrent q."""
+    fmt = Format(w_bits=4, u_bits=8, frac_bits=3, in_bits=5, s_bits=6, y_bits=4, acc_bits=12)
+    key = LIFLayer("key", 1, _t([0]), _t([1]), _t([0]), [Projection("input", _t([[1, 1]]))])
+    mem = SSMLayer("mem", 1, 1, Operand(source="key"), Operand(const=_t([9])),
+                   Operand(source="key", recurrent=True), _t([5]), y_shift=1)
+    net = Network(input_size=2, input_kind="spike", layers=[key, mem], output="mem", fmt=fmt)
+    config = CoreConfig(lanes=lanes, w_bits=4, u_bits=8, frac_bits=3, in_bits=5, acc_bits=12,
+                        s_bits=6, y_bits=4, max_layers=2, max_edges=2, max_neurons=2,
+                        max_inputs=2, max_fanin=4, neuron_depth=2, weight_depth=8, ssm_max_n=1,
+                        ssm_max_m=1, ssm_depth=1, ssm_param_depth=4)
+    _check(net, config, _t([[1, 0], [0, 0], [1, 1], [0, 1], [0, 0]]), stall=0.0)
