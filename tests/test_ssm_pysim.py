@@ -179,6 +179,11 @@ def test_pass_skips_idle_rows_without_decay():
      "CoreConfig.y_bits=9 exceeds in_bits=8 or u_bits=16 (a y travels as an event value and "
      "in an output record)"),
     ({"s_bits": 1}, "CoreConfig.s_bits must be an integer in 2..32, not 1"),
+    ({"max_layers": 64, "max_neurons": 1024, "neuron_depth": 1024, "ssm_max_n": 1024,
+      "ssm_max_m": 1024, "ssm_depth": 1 << 20, "ssm_param_depth": 1 << 20},
+     "CoreConfig: a table entry needs 94 bits, more than the 64 of the host port"),
+    ({"lanes": 64, "weight_depth": 1 << 24},
+     "CoreConfig: host addresses need 33 bits, more than 31"),
 ])
 def test_ssm_config_errors(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message) + "$"):
