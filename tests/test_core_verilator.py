@@ -70,6 +70,14 @@ SSM_CONFIGS = {
                       ssm_max_n=8, ssm_max_m=7, ssm_depth=48, ssm_param_depth=4096), 8),
 }
 
+# Soak only: P = 8 with m up to 17 (three chunks of columns, idle lanes in the last).
+SLOW_SSM_CONFIGS = {
+    "s8": (CoreConfig(lanes=8, w_bits=5, u_bits=12, frac_bits=6, in_bits=7, acc_bits=20,
+                      s_bits=9, y_bits=5, max_layers=4, max_edges=12, max_neurons=17,
+                      max_inputs=17, max_fanin=64, neuron_depth=16, weight_depth=512,
+                      ssm_max_n=9, ssm_max_m=17, ssm_depth=54, ssm_param_depth=4096), 17),
+}
+
 _missing = missing_tools()
 pytestmark = pytest.mark.skipif(bool(_missing), reason="Verilator tests need "
                                 + ", ".join(_missing) if _missing else "")
@@ -88,7 +96,7 @@ def _settings(config: CoreConfig, max_size: int, report: Path, *, require_satura
 
 def run_config(name: str, seeds: str, run: str, *, minimum: int, steps=(4, 12)) -> dict:
     """Build configuration ``name`` and run the cocotb module on ``seeds``; return the report."""
-    config, max_size = {**CONFIGS, **SSM_CONFIGS}[name]
+    config, max_size = {**CONFIGS, **SSM_CONFIGS, **SLOW_SSM_CONFIGS}[name]
     waves = os.environ.get("SPIKEFORGE_WAVES", "") not in ("", "0")
     build_dir = BUILD / (f"{name}-waves" if waves else name)  # (a traced build is separate)
     t0 = time.perf_counter()
@@ -148,7 +156,7 @@ def test_core_ssm_random_networks(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(SSM_CONFIGS))
+@pytest.mark.parametrize("name", list(SSM_CONFIGS) + list(SLOW_SSM_CONFIGS))
 def test_core_ssm_soak(name):
     run_config(name, f"{FAST_SEEDS}-{FAST_SEEDS + SOAK_SEEDS}", "soak",
                minimum=int(SOAK_SEEDS * 0.9), steps=(4, 24))
