@@ -9,6 +9,14 @@
   50 % density: clocks per step against the ideal
   ``(events x fan-out + neurons) / P`` and the fixed overhead (the rest).
 * ``verilator``: simulated clocks per wall-clock second of the C++ testbench.
+* ``ssm``: the SSM unit on the ``demo`` core (P = 8): linear attention (``k``,
+  ``v``, ``q`` all spikes, copied from the input by three LIF layers), from the
+  SSM layer's own counters: clocks per token of the gather and of the pass
+  against the state size ``n x m`` and against the spike density of ``k``/``v``/``q``;
+  the pass (decay, update and readout fused, every cell every token) is the
+  fixed cost ``ceil(m / P) * (n + 4)``; without decay (every decay 1.0) the pass
+  visits only rows with a nonzero ``k_i`` or ``q_i`` (``vs_density_no_decay``);
+  state memory in bits.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import random
 
 import torch
 
-from ..golden.integer import Format, LIFLayer, Network, Projection
+from ..golden.integer import Format, LIFLayer, Network, Operand, Projection, SSMLayer
 from .layout import CoreConfig, compile_network
 from .rtl import BENCH_CONFIGS, REFERENCE_CONFIGS
 from .vsim import VerilatedCore
@@ -95,6 +103,68 @@ def digits(densities=(0.0, 0.1, 0.5), steps: int = 8) -> dict:
                               "and the end-of-step record"}
 
 
+def _attention_net(config: CoreConfig, n: int, m: int, decay: float = 0.75) -> Network:
+    """Input ``[k | v | q]`` (2n + m spikes) copied by three LIF layers into an SSM
+    ``n x m`` with ``k``, ``v``, ``q`` from those layers (every row's decay ``decay``)."""
+    size = 2 * n + m
+
+    def copy(name: str, count: int, offset: int) -> LIFLayer:
+        w = torch.zeros(count, size, dtype=I64)
+        w[torch.arange(count), offset + torch.arange(count)] = 1
+        return LIFLayer(name, count, alpha=torch.zeros(count, dtype=I64),
+                        theta=torch.ones(count, dtype=I64), bias=torch.zeros(count, dtype=I64),
+                        inputs=[Projection("input", w)], reset="zero")
+
+    fmt = config.fmt()
+    mem = SSMLayer("mem", n, m, Operand(source="key"), Operand(source="value"),
+                   Operand(source="query"), torch.full((n,), int(fmt.one * decay), dtype=I64),
+                   y_shift=2)
+    return Network(input_size=size, input_kind="spike", output="mem", fmt=fmt,
+                   layers=[copy("key", n, 0), copy("value", m, n), copy("query", n, n + m), mem])
+
+
+def ssm(sizes=((4, 4), (8, 8), (8, 16), (16, 8), (16, 16)), densities=(0.0, 0.1, 0.5, 1.0),
+        steps: int = 8) -> dict:
+    """SSM clocks per token vs state size (at 50 % density) and vs density (16 x 16)."""
+    config = REFERENCE_CONFIGS["demo"]
+    core = VerilatedCore(config)
+    P = config.lanes
+
+    def point(n: int, m: int, density: float, decay: float = 0.75) -> dict:
+        net = _attention_net(config, n, m, decay)
+        rng = random.Random(f"ssm:{n}:{m}:{density}")
+        x = [[int(rng.random() < density) for _ in range(net.input_size)] for _ in range(steps)]
+        result = core.run(compile_network(net, config), x)
+        trace = net.run(torch.tensor(x, dtype=I64)[:, None, :])
+        gather = result.counter(config, 3, "syn_cycles")
+        passes = result.counter(config, 3, "neuron_cycles")
+        cols = -(-m // P)
+        return {
+            "n": n, "m": m, "density": density, "decay": decay,
+            "gather_clocks_per_token": gather / steps,
+            "pass_clocks_per_token": passes / steps,
+            "ssm_clocks_per_token": (gather + passes) / steps,
+            "fixed_pass_clocks_per_token": cols * (n + 4),
+            "cells_per_clock": n * m * steps / passes,
+            "operand_events_per_token": result.counter(config, 3, "events") / steps,
+            "ssm_ops_per_token": int(trace.ssm_ops.sum()) / steps,
+            "step_clocks_per_token": sum(result.step_clocks) / steps,
+            "state_bits": n * m * config.s_bits,
+        }
+
+    return {
+        "config": "demo", "lanes": P, "s_bits": config.s_bits,
+        "state_memory_bits": P * config.ssm_depth * config.s_bits,
+        "cost_model": "per token: gather 10 + operand events + constant entries; pass "
+                      "ceil(m/P) * (rows + 4), rows = n (every cell: decay, k v^T, q "
+                      "readout fused), or without decay the rows with k_i or q_i nonzero",
+        "vs_size": [point(n, m, 0.5) for n, m in sizes],
+        "vs_density": [point(16, 16, d) for d in densities],
+        # Without decay (1.0) the pass skips rows whose k_i and q_i are both zero.
+        "vs_density_no_decay": [point(16, 16, d, 1.0) for d in densities],
+    }
+
+
 def run(progress=print) -> dict:
     """All RTL benchmarks (builds the cores on first use, which takes a while)."""
     out = {"dense": []}
@@ -106,6 +176,8 @@ def run(progress=print) -> dict:
     speeds = [p["sim_clocks_per_second"] for p in out["digits"]["points"]
               if p["sim_clocks_per_second"]]
     out["verilator_clocks_per_second"] = max(speeds) if speeds else None
+    progress("rtl bench: SSM unit vs state size and k/v/q density (demo core)")
+    out["ssm"] = ssm()
     return out
 
 
@@ -118,5 +190,17 @@ def describe(result: dict):
         yield (f"  digits, {p['density'] * 100:>3.0f}% input spikes: "
                f"{p['clocks_per_step']:.0f} clocks/step (ideal {p['ideal_clocks_per_step']:.0f}, "
                f"overhead {p['overhead_clocks_per_step']:.0f})")
+    if "ssm" in result:
+        r = result["ssm"]
+        yield (f"  SSM ({r['config']}, P={r['lanes']}, state memory {r['state_memory_bits']} "
+               f"bits): clocks/token = gather + pass")
+        for p in r["vs_size"] + r["vs_density"] + r["vs_density_no_decay"]:
+            yield (f"    {p['n']:>2} x {p['m']:<2} at {p['density'] * 100:>3.0f}%, decay "
+                   f"{p['decay']:.2f}: "
+                   f"{p['ssm_clocks_per_token']:.1f} (gather {p['gather_clocks_per_token']:.1f}"
+                   f", pass {p['pass_clocks_per_token']:.0f}, full pass "
+                   f"{p['fixed_pass_clocks_per_token']}), {p['cells_per_clock']:.2f} state "
+                   f"cells/pass clock"
+                   f", state {p['state_bits']} bits")
     if result.get("verilator_clocks_per_second"):
         yield f"  Verilator: {result['verilator_clocks_per_second'] / 1e6:.2f} M clocks/s"

@@ -1,5 +1,6 @@
-"""The NPU core: P NPE lanes, event lists with a spike router, and a time-step
-sequencer, computing the integer model of ``golden/integer.py`` (LIF layers).
+"""The NPU core: P NPE lanes, event lists with a spike router, a time-step
+sequencer and (``CoreConfig.has_ssm``) an SSM unit, computing the integer model
+of ``golden/integer.py`` (LIF and SSM layers).
 
 Contract
 --------
@@ -45,9 +46,25 @@ Cost of a row: ``events + 2 * edges + 3`` synaptic clocks and one neuron clock
 so a step costs about
 ``rows * (events + c)`` = ``(events * fan-out + neurons) / P`` plus a small
 fixed overhead per row; zero events cost zero synaptic clocks.
+
+SSM layers (layer-table bit ``ssm``, entry in the SSM table; state per lane,
+lane ``p`` holding columns ``p, p + P, ...``; see ``docs/gateware.md``), per step:
+
+* gather: zero the operand registers ``k``, ``v``, ``q``, gate; for each operand
+  copy its constant from the parameter memory or read its source's events (this
+  step's list, or the previous step's when recurrent), one per clock; a gate
+  event ``b`` sets bit ``b`` of the table row ``g``.  ``10 + items`` clocks;
+* pass, per chunk of ``P`` columns, one row ``i`` per clock (2-stage pipeline:
+  read ``S`` and ``a_i``; then ``S' = sat_s(((a_i * S) >> F) + k_i * v_j)``,
+  write, ``acc_j += q_i * S'``); then ``y_j = sat_y(acc_j >> y_shift)`` goes to
+  the router like a row of neurons (events ``(j, y_j)`` for ``y_j != 0``).
+  ``rows + 4`` clocks per chunk; ``rows = n``, or when every decay is 1.0 only
+  the rows with ``k_i != 0`` or ``q_i != 0`` (the others are unchanged).
 """
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
@@ -61,6 +78,7 @@ from .layout import (
     PARAM_FIELDS,
     RECORD_FIELDS,
     SIGNED_FIELDS,
+    SSM_FIELDS,
     CoreConfig,
     Region,
 )
@@ -136,6 +154,18 @@ class NPUCore(wiring.Component):
         in_rd = input_events.read_port()
         in_wr = input_events.write_port()
 
+        if c.has_ssm:
+            ssm_l = struct_layout(SSM_FIELDS(c))
+            ssm_table = Array(Signal(ssm_l, name=f"ssm{i}") for i in range(L))
+            m.submodules.ssm_params = pmem = memory.Memory(
+                shape=unsigned(c.param_bits), depth=c.ssm_param_depth, init=[])
+            pm_rd, pm_wr = pmem.read_port(), pmem.write_port()
+            states = []
+            for p in range(P):
+                smem = memory.Memory(shape=signed(c.s_bits), depth=c.ssm_depth, init=[])
+                m.submodules[f"ssm_state{p}"] = smem
+                states.append((smem.read_port(), smem.write_port()))
+
         weights, params, membranes = [], [], []
         for p in range(P):
             wmem = memory.Memory(shape=signed(c.w_bits), depth=c.weight_depth, init=[])
@@ -172,6 +202,15 @@ class NPUCore(wiring.Component):
                     m.d.sync += edges[addr].as_value().eq(self.host_wdata)
                 with m.Case(Region.CONTROL):
                     m.d.sync += num_layers.eq(self.host_wdata)
+                if c.has_ssm:
+                    with m.Case(Region.SSM_LAYERS):
+                        m.d.sync += ssm_table[addr].as_value().eq(self.host_wdata)
+        if c.has_ssm:
+            m.d.comb += [
+                pm_wr.addr.eq(addr),
+                pm_wr.data.eq(self.host_wdata),
+                pm_wr.en.eq(host_ok & self.host_we & (region == Region.SSM_PARAMS)),
+            ]
         for p in range(P):
             for (_, wr), reg in ((weights[p], Region.WEIGHTS), (params[p], Region.PARAMS)):
                 m.d.comb += [
@@ -194,9 +233,15 @@ class NPUCore(wiring.Component):
                 m.d.sync += rd_reg.eq(counters[addr])
             with m.Case(Region.CONTROL):
                 m.d.sync += rd_reg.eq(num_layers)
+            if c.has_ssm:
+                with m.Case(Region.SSM_LAYERS):
+                    m.d.sync += rd_reg.eq(ssm_table[addr].as_value())
         lane_data = {Region.WEIGHTS: Array(w[0].data.as_unsigned() for w in weights),
                      Region.PARAMS: Array(pr[0].data.as_value() for pr in params),
                      Region.MEMBRANES: Array(u[0].data.as_unsigned() for u in membranes)}
+        if c.has_ssm:
+            lane_data[Region.SSM_STATE] = Array(st[0].data.as_unsigned() for st in states)
+            lane_data[Region.SSM_PARAMS] = Array([pm_rd.data])
         with m.Switch(rd_region):
             for reg, arr in lane_data.items():
                 with m.Case(reg):
@@ -252,7 +297,8 @@ class NPUCore(wiring.Component):
         m.d.comb += [ev_rd.addr.eq(ev_addr(bank_sel, src_sel, n)),
                      in_rd.addr.eq(Cat(n[:c.idx_bits], bank_sel))]
         m.d.sync += [s1_valid.eq(issue), s2_valid.eq(s1_valid), s2_x.eq(s1_value)]
-        with m.If(issue):
+        gissue = Signal()  # the SSM unit's operand gather reads an event or a constant
+        with m.If((issue | gissue) if c.has_ssm else issue):
             m.d.sync += [s1_rowbase.eq(rowbase), s1_from_input.eq(from_input)]
         with m.If(s2_valid):
             for p in range(P):
@@ -283,6 +329,9 @@ class NPUCore(wiring.Component):
                 ev_wr.data.value.eq(1),
                 ev_wr.en.eq(1),
             ]
+            if c.has_ssm:  # an SSM layer's events carry its y
+                with m.If(layer.ssm):
+                    m.d.comb += ev_wr.data.value.eq(router.records.payload.value)
             m.d.sync += [spike_count.eq(spike_count + 1), spike_ctr.eq(spike_ctr + 1)]
 
         # ------------------------------------------------------ neuron phase
@@ -344,6 +393,14 @@ class NPUCore(wiring.Component):
         with m.If(busy):
             m.d.sync += step_cycles.eq(step_cycles + 1)
 
+        if c.has_ssm:
+            ssm = self._ssm_datapath(m, SimpleNamespace(
+                layer=layer, li=li, k=k, n=n, cnt=cnt, src_sel=src_sel, bank_sel=bank_sel,
+                from_input=from_input, gissue=gissue, s1_index=s1_index, s1_value=s1_value,
+                cur=cur, in_rbank=in_rbank, in_counts=in_counts, counts=counts, busy=busy,
+                addr=addr, region=region, lane=lane, ssm_table=ssm_table, pm_rd=pm_rd,
+                states=states, valid_lanes=valid_lanes, router=router, ctr=ctr))
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(in_full & ~self.clear):
@@ -361,7 +418,13 @@ class NPUCore(wiring.Component):
             with m.State("LAYER"):
                 m.d.comb += busy.eq(1)
                 m.d.sync += k.eq(0)
-                m.next = "ROW"
+                if c.has_ssm:
+                    with m.If(layer.ssm):
+                        m.next = "SSM_LAYER"
+                    with m.Else():
+                        m.next = "ROW"
+                else:
+                    m.next = "ROW"
             with m.State("ROW"):
                 m.d.comb += busy.eq(1)
                 m.d.sync += [e.eq(layer.ebase)] + [a.eq(0) for a in acc]
@@ -421,6 +484,8 @@ class NPUCore(wiring.Component):
                     with m.Else():
                         m.d.sync += k.eq(k + 1)
                         m.next = "ROW"
+            if c.has_ssm:
+                self._ssm_states(m, ssm)
             with m.State("LAYER_END"):
                 m.d.comb += busy.eq(1)
                 # Later layers read this layer's events: wait until all are written.
@@ -440,3 +505,206 @@ class NPUCore(wiring.Component):
                     m.d.sync += [cur.eq(~cur), steps_done.eq(steps_done + 1)]
                     m.next = "IDLE"
         return m
+
+    # ------------------------------------------------------------- SSM unit
+    def _ssm_datapath(self, m: Module, e: SimpleNamespace) -> SimpleNamespace:
+        """The SSM unit's registers and datapath (see the class docstring)."""
+        c = self.config
+        P = c.lanes
+        entry = e.ssm_table[e.li]
+        in_shape = signed(c.in_bits)
+        kregs = Array(Signal(in_shape, name=f"ssm_k{i}") for i in range(c.ssm_max_n))
+        vregs = Array(Signal(in_shape, name=f"ssm_v{i}") for i in range(c.ssm_max_m))
+        qregs = Array(Signal(in_shape, name=f"ssm_q{i}") for i in range(c.ssm_max_n))
+        gate = Signal(8)
+        n_len = entry.n
+        m_len = e.layer.size
+
+        # Gather: operand ``gop`` (0 k, 1 v, 2 q, 3 gate) item ``n`` (a constant at
+        # ``gbase + n`` or an event); written one clock after the read.
+        gop = Signal(3)
+        g_const = Signal()
+        gbase = Signal(c.ssm_param_depth.bit_length() + 1)
+        g1_valid, g1_const = Signal(), Signal()
+        g1_op = Signal.like(gop)
+        g1_n = Signal.like(e.n)
+        m.d.sync += [g1_valid.eq(e.gissue), g1_op.eq(gop), g1_const.eq(g_const),
+                     g1_n.eq(e.n)]
+        pdata = e.pm_rd.data
+        g_index = Signal(c.idx_bits)
+        g_value = Signal(in_shape)
+        m.d.comb += [
+            g_index.eq(Mux(g1_const, g1_n, e.s1_index)),
+            g_value.eq(Mux(g1_const, pdata[:c.in_bits].as_signed(), e.s1_value)),
+        ]
+        with m.If(g1_valid):
+            with m.Switch(g1_op):
+                with m.Case(0):
+                    m.d.sync += kregs[g_index].eq(g_value)
+                with m.Case(1):
+                    m.d.sync += vregs[g_index].eq(g_value)
+                with m.Case(2):
+                    m.d.sync += qregs[g_index].eq(g_value)
+                with m.Case(3):
+                    for b in range(8):
+                        with m.If(g_index == b):
+                            m.d.sync += gate[b].eq(1)
+        m.d.comb += e.pm_rd.addr.eq(Mux(e.busy, gbase + e.n, e.addr))
+
+        # Pass: chunk ``k`` (columns kP..kP+P-1), row ``i``: read S and a_i, then
+        # S' = sat_s(((a_i * S) >> F) + k_i * v_j), write S', y_j += q_i * S'.
+        # Rows to visit: all of them, or with ``skip`` (every decay is 1.0, so a row
+        # with k_i = 0 keeps its state) only rows with k_i != 0 or q_i != 0.
+        i = Signal(range(c.ssm_max_n + 1))  # the first row not yet visited
+        active = Signal(c.ssm_max_n)
+        for r in range(c.ssm_max_n):
+            m.d.comb += active[r].eq((r >= i) & (r < n_len)
+                                     & (~entry.skip | (kregs[r] != 0) | (qregs[r] != 0)))
+        row = Signal(range(c.ssm_max_n))  # the next row to visit, if ``found``
+        found = Signal()
+        m.d.comb += found.eq(active.any())
+        for r in reversed(range(c.ssm_max_n)):
+            with m.If(active[r]):
+                m.d.comb += row.eq(r)
+        saddr = Signal(c.ssm_depth.bit_length() + 1)
+        m.d.comb += saddr.eq(entry.ssbase + row * e.layer.rows + e.k)
+        arow = Signal(c.ssm_param_depth.bit_length() + 1)
+        p_issue, p1_valid = Signal(), Signal()
+        p1_i = Signal.like(row)
+        p1_addr = Signal.like(saddr)
+        m.d.sync += [p1_valid.eq(p_issue), p1_i.eq(row), p1_addr.eq(saddr)]
+        s_min, s_max = -(1 << (c.s_bits - 1)), (1 << (c.s_bits - 1)) - 1
+        y_min, y_max = -(1 << (c.y_bits - 1)), (1 << (c.y_bits - 1)) - 1
+        decay = pdata[:c.frac_bits + 1]
+        yacc = [Signal(signed(c.ssm_acc_bits), name=f"ssm_yacc{p}") for p in range(P)]
+        ys = [Signal(signed(c.y_bits), name=f"ssm_y{p}") for p in range(P)]
+        ynz = Signal(P)
+        k_i, q_i = kregs[p1_i], qregs[p1_i]
+        for p in range(P):
+            rd, wr = e.states[p]
+            v_j = Signal(in_shape, name=f"ssm_vsel{p}")
+            wide = Signal(signed(c.s_bits + 2 * c.in_bits + 2), name=f"ssm_wide{p}")
+            new = Signal(signed(c.s_bits), name=f"ssm_new{p}")
+            shifted = Signal(signed(c.ssm_acc_bits), name=f"ssm_shifted{p}")
+            m.d.comb += [
+                v_j.eq(vregs[e.k * P + p]),
+                wide.eq(((decay * rd.data) >> c.frac_bits) + k_i * v_j),
+                new.eq(Mux(wide > s_max, s_max, Mux(wide < s_min, s_min, wide))),
+                rd.addr.eq(Mux(e.busy, saddr, e.addr)),
+                wr.addr.eq(Mux(e.busy, p1_addr, e.addr)),
+                wr.data.eq(Mux(e.busy, new, self.host_wdata)),
+                wr.en.eq(Mux(e.busy, p1_valid & e.valid_lanes[p],
+                             self.host_we & (e.region == Region.SSM_STATE) & (e.lane == p))),
+                shifted.eq(yacc[p] >> entry.y_shift),
+                ys[p].eq(Mux(shifted > y_max, y_max, Mux(shifted < y_min, y_min, shifted))),
+                ynz[p].eq(ys[p] != 0),
+            ]
+            with m.If(p1_valid):
+                m.d.sync += yacc[p].eq(yacc[p] + q_i * new)
+        return SimpleNamespace(entry=entry, kregs=kregs, vregs=vregs, qregs=qregs, gate=gate,
+                               n_len=n_len, m_len=m_len, gop=gop, g_const=g_const,
+                               gbase=gbase, i=i, row=row, found=found, arow=arow,
+                               p_issue=p_issue,
+                               yacc=yacc, ys=ys, ynz=ynz, e=e)
+
+    def _ssm_states(self, m: Module, s: SimpleNamespace) -> None:
+        """The sequencer states of an SSM layer: gather, then one pass per chunk."""
+        c = self.config
+        P = c.lanes
+        e = s.e
+        entry = s.entry
+        layer = e.layer
+        k = e.k
+        with m.State("SSM_LAYER"):
+            m.d.comb += e.busy.eq(1)
+            m.d.sync += e.ctr(0).eq(e.ctr(0) + 1)
+            m.d.sync += [r.eq(0) for r in (*s.kregs, *s.vregs, *s.qregs)]
+            m.d.sync += [s.gate.eq(0), s.gop.eq(0)]
+            m.next = "SSM_OP"
+        with m.State("SSM_OP"):
+            m.d.comb += e.busy.eq(1)
+            m.d.sync += e.ctr(0).eq(e.ctr(0) + 1)
+            with m.If(s.gop == 4):
+                m.next = "SSM_CHUNK"
+            with m.Else():
+                src = Signal(c.src_bits)
+                rec, const, present = Signal(), Signal(), Signal()
+                length = Signal.like(e.cnt)
+                base = Signal.like(s.gbase)
+                pbase = entry.pbase
+                with m.Switch(s.gop):
+                    for code, op, off, ln in ((0, "k", 0, s.n_len),
+                                              (1, "v", s.n_len, s.m_len),
+                                              (2, "q", s.n_len + s.m_len, s.n_len)):
+                        with m.Case(code):
+                            m.d.comb += [src.eq(getattr(entry, f"{op}_src")),
+                                         rec.eq(getattr(entry, f"{op}_rec")),
+                                         const.eq(getattr(entry, f"{op}_const")),
+                                         present.eq(1), length.eq(ln), base.eq(pbase + off)]
+                    with m.Case(3):
+                        m.d.comb += [src.eq(entry.g_src), rec.eq(entry.g_rec),
+                                     present.eq(entry.selective)]
+                is_input = src == 0
+                bank = e.cur ^ rec
+                events = Mux(is_input, e.in_counts[e.in_rbank], e.counts[Cat(src, bank)])
+                m.d.sync += [
+                    s.g_const.eq(const),
+                    e.src_sel.eq(src),
+                    e.from_input.eq(is_input),
+                    e.bank_sel.eq(Mux(is_input, e.in_rbank, bank)),
+                    e.n.eq(0),
+                    e.cnt.eq(Mux(present, Mux(const, length, events), 0)),
+                    s.gbase.eq(base),
+                ]
+                m.next = "SSM_GATHER"
+        with m.State("SSM_GATHER"):
+            m.d.comb += e.busy.eq(1)
+            m.d.sync += e.ctr(0).eq(e.ctr(0) + 1)
+            with m.If(e.n < e.cnt):
+                m.d.comb += e.gissue.eq(1)
+                m.d.sync += e.n.eq(e.n + 1)
+                with m.If(~s.g_const):
+                    m.d.sync += e.ctr(2).eq(e.ctr(2) + 1)
+            with m.Else():
+                m.d.sync += s.gop.eq(s.gop + 1)
+                m.next = "SSM_OP"
+        with m.State("SSM_CHUNK"):
+            m.d.comb += e.busy.eq(1)
+            m.d.sync += e.ctr(1).eq(e.ctr(1) + 1)
+            dbase = entry.pbase + 2 * s.n_len + s.m_len
+            m.d.sync += [s.i.eq(0),
+                         s.arow.eq(dbase + s.gate * s.n_len)]
+            m.d.sync += [a.eq(0) for a in s.yacc]
+            m.next = "SSM_ROWS"
+        with m.State("SSM_ROWS"):
+            m.d.comb += e.busy.eq(1)
+            m.d.sync += e.ctr(1).eq(e.ctr(1) + 1)
+            with m.If(s.found):
+                m.d.comb += [s.p_issue.eq(1), e.pm_rd.addr.eq(s.arow + s.row)]
+                m.d.sync += s.i.eq(s.row + 1)
+            with m.Else():
+                m.next = "SSM_Y"
+        with m.State("SSM_Y"):  # the last row's update and readout
+            m.d.comb += e.busy.eq(1)
+            m.d.sync += e.ctr(1).eq(e.ctr(1) + 1)
+            m.next = "SSM_ROUTE"
+        with m.State("SSM_ROUTE"):
+            m.d.comb += e.busy.eq(1)
+            m.d.sync += e.ctr(1).eq(e.ctr(1) + 1)
+            router = e.router
+            with m.If(router.can_load):
+                m.d.comb += [
+                    router.load.eq(1),
+                    router.send.eq(Mux(layer.emit_values, e.valid_lanes,
+                                       s.ynz & e.valid_lanes)),
+                    router.spikes.eq(s.ynz),
+                    router.base.eq(k * P),
+                    router.layer.eq(e.li),
+                    router.emit_values.eq(layer.emit_values),
+                ]
+                m.d.comb += [router.values[p].eq(s.ys[p]) for p in range(P)]
+                with m.If(k + 1 == layer.rows):
+                    m.next = "LAYER_END"
+                with m.Else():
+                    m.d.sync += k.eq(k + 1)
+                    m.next = "SSM_CHUNK"

@@ -43,7 +43,7 @@ def evaluate_on_rtl(net: Network, meta: dict, config: CoreConfig, *, split: str 
     mismatches = []
     counters = {layer.name: dict.fromkeys(COUNTERS, 0) for layer in net.layers}
     per = len(reads) + len(counter_reads)
-    rtl_out = torch.zeros(steps, samples, net.layer(net.output).size, dtype=torch.int64)
+    rtl_out = torch.zeros(steps, samples, net.layer(net.output).out_size, dtype=torch.int64)
     for b in range(samples):
         got = [decode_step(r, net, image) for r in result.steps[b * steps:(b + 1) * steps]]
         want, want_membranes = expected_from_trace(net, trace, b)

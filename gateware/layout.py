@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..golden.integer import INPUT, Format, Network, bits_for
 
 __all__ = ["CoreConfig", "Region", "LAYER_FIELDS", "EDGE_FIELDS", "PARAM_FIELDS",
            "RECORD_FIELDS", "Image", "compile_network", "FitError", "pack", "unpack",
-           "RESET_CODES", "COUNTERS", "input_word", "MapEntry", "address_map"]
+           "RESET_CODES", "COUNTERS", "input_word", "MapEntry", "address_map", "SSM_FIELDS",
+           "OPERANDS", "ssm_skips"]
 
 RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
 COUNTERS = ("syn_cycles", "neuron_cycles", "events", "spikes")
@@ -52,6 +53,10 @@ class Region(enum.IntEnum):
     WEIGHTS = 4
     COUNTERS = 5
     CONTROL = 6
+    # Only in a core with an SSM unit (``CoreConfig.has_ssm``; 4 region bits):
+    SSM_LAYERS = 7
+    SSM_STATE = 8
+    SSM_PARAMS = 9
 
 
 def _ubits(n: int) -> int:
@@ -69,6 +74,15 @@ class CoreConfig:
     slots per lane (all layers).  ``weight_depth``: weights per lane.
     ``input_kind``: ``spike`` (events carry 1) or ``int`` (events carry signed
     ``in_bits`` values).
+
+    SSM unit (all four sizes 0, the default: no SSM unit, and the core is
+    exactly the LIF-only core): ``ssm_max_n`` / ``ssm_max_m``: the largest
+    state ``n x m``; ``ssm_depth``: state cells per lane (lane ``p`` holds the
+    columns ``p, p + P, ...``; a layer needs ``n * ceil(m / P)``);
+    ``ssm_param_depth``: words of the SSM parameter memory (constant ``k``,
+    ``v``, ``q`` and the decay table; a layer needs ``2n + m + rows * n``).
+    ``s_bits``: signed state; ``y_bits``: signed outputs (at most ``in_bits``
+    and ``u_bits``: a ``y`` travels as an event value and in a record).
     """
 
     lanes: int = 8
@@ -85,6 +99,12 @@ class CoreConfig:
     neuron_depth: int = 128
     weight_depth: int = 4096
     event_fifo_depth: int = 4
+    s_bits: int = 16
+    y_bits: int = 8
+    ssm_max_n: int = 0
+    ssm_max_m: int = 0
+    ssm_depth: int = 0
+    ssm_param_depth: int = 0
 
     def __post_init__(self):
         def check(name, lo, hi):
@@ -117,6 +137,62 @@ class CoreConfig:
             raise ValueError(f"CoreConfig.max_neurons={self.max_neurons} exceeds the "
                              f"{self.neuron_depth * self.lanes} neuron slots "
                              f"(neuron_depth x lanes)")
+        check("s_bits", 2, 32)
+        check("y_bits", 2, 32)
+        check("ssm_max_n", 0, 1 << 10)
+        check("ssm_max_m", 0, 1 << 10)
+        check("ssm_depth", 0, 1 << 20)
+        check("ssm_param_depth", 0, 1 << 20)
+        sizes = ("ssm_max_n", "ssm_max_m", "ssm_depth", "ssm_param_depth")
+        if any(getattr(self, name) for name in sizes):
+            for name in sizes:
+                if getattr(self, name) == 0:
+                    raise ValueError(f"CoreConfig.{name} must be positive in a core with an "
+                                     f"SSM unit, not 0")
+            for name in ("ssm_max_n", "ssm_max_m"):
+                if getattr(self, name) > self.max_neurons:
+                    raise ValueError(f"CoreConfig.{name}={getattr(self, name)} exceeds "
+                                     f"max_neurons={self.max_neurons}")
+            if self.y_bits > min(self.in_bits, self.u_bits):
+                raise ValueError(f"CoreConfig.y_bits={self.y_bits} exceeds in_bits="
+                                 f"{self.in_bits} or u_bits={self.u_bits} (a y travels as an "
+                                 f"event value and in an output record)")
+            cells = self.ssm_max_n * -(-self.ssm_max_m // self.lanes)
+            if self.ssm_depth < cells:
+                raise ValueError(f"CoreConfig.ssm_depth={self.ssm_depth} cannot hold a "
+                                 f"{self.ssm_max_n} x {self.ssm_max_m} state ({cells} cells "
+                                 f"per lane)")
+            words = 3 * self.ssm_max_n + self.ssm_max_m
+            if self.ssm_param_depth < words:
+                raise ValueError(f"CoreConfig.ssm_param_depth={self.ssm_param_depth} cannot "
+                                 f"hold the parameters of a {self.ssm_max_n} x "
+                                 f"{self.ssm_max_m} layer ({words} words)")
+            if self.host_data_bits > 64:
+                raise ValueError(f"CoreConfig: a table entry needs {self.host_data_bits} "
+                                 f"bits, more than the 64 of the host port")
+        if self.host_addr_bits > 31:
+            raise ValueError(f"CoreConfig: host addresses need {self.host_addr_bits} bits, "
+                             f"more than 31")
+
+    @property
+    def has_ssm(self) -> bool:
+        """Whether the core has an SSM unit."""
+        return self.ssm_max_n > 0
+
+    @property
+    def region_bits(self) -> int:
+        return 4 if self.has_ssm else 3
+
+    @property
+    def param_bits(self) -> int:
+        """Width of an SSM parameter word: a signed ``in_bits`` constant or a Q0.F decay."""
+        return max(self.in_bits, self.frac_bits + 1)
+
+    @property
+    def ssm_acc_bits(self) -> int:
+        """The readout accumulator: ``ssm_max_n`` products of a state and a ``q``."""
+        worst = max(1, self.ssm_max_n) * (1 << (self.s_bits - 1)) * (1 << (self.in_bits - 1))
+        return bits_for(-worst, worst)
 
     # Derived widths.
     @property
@@ -157,17 +233,22 @@ class CoreConfig:
 
     @property
     def addr_bits(self) -> int:
-        return max(self.sbase_bits, self.wbase_bits, self.layer_bits, self.edge_bits,
+        bits = max(self.sbase_bits, self.wbase_bits, self.layer_bits, self.edge_bits,
                    _ubits(len(COUNTERS) * self.max_layers + 2))
+        if self.has_ssm:
+            bits = max(bits, _ubits(self.ssm_depth), _ubits(self.ssm_param_depth))
+        return bits
 
     @property
     def host_addr_bits(self) -> int:
-        return 3 + self.lane_bits + self.addr_bits
+        return self.region_bits + self.lane_bits + self.addr_bits
 
     @property
     def host_data_bits(self) -> int:
-        widths = [sum(w for _, w in fields(self)) for fields in
-                  (LAYER_FIELDS, EDGE_FIELDS, PARAM_FIELDS)]
+        tables = [LAYER_FIELDS, EDGE_FIELDS, PARAM_FIELDS]
+        if self.has_ssm:
+            tables.append(SSM_FIELDS)
+        widths = [sum(w for _, w in fields(self)) for fields in tables]
         return max(32, *widths)
 
     def address(self, region: Region, lane: int = 0, addr: int = 0) -> int:
@@ -176,7 +257,8 @@ class CoreConfig:
 
     def fmt(self) -> Format:
         return Format(w_bits=self.w_bits, u_bits=self.u_bits, frac_bits=self.frac_bits,
-                      in_bits=self.in_bits, acc_bits=self.acc_bits)
+                      in_bits=self.in_bits, acc_bits=self.acc_bits, s_bits=self.s_bits,
+                      y_bits=self.y_bits)
 
 
 @dataclass(frozen=True)
@@ -206,13 +288,40 @@ def address_map(c: CoreConfig) -> list[MapEntry]:
         MapEntry(Region.WEIGHTS, c.lanes, c.weight_depth),
         MapEntry(Region.COUNTERS, 1, len(COUNTERS) * c.max_layers + 2, writable=False),
         MapEntry(Region.CONTROL, 1, 1),
-    ]
+    ] + ([
+        MapEntry(Region.SSM_LAYERS, 1, c.max_layers),
+        MapEntry(Region.SSM_STATE, c.lanes, c.ssm_depth, state=True),
+        MapEntry(Region.SSM_PARAMS, 1, c.ssm_param_depth),
+    ] if c.has_ssm else [])
 
 
 def LAYER_FIELDS(c: CoreConfig):  # noqa: N802 - a table, named like one
     return [("size", c.count_bits), ("rows", c.rows_bits), ("sbase", c.sbase_bits),
             ("ebase", c.edge_bits), ("ecount", c.edge_bits + 1), ("spiking", 1),
-            ("reset", 2), ("v_reset", c.u_bits), ("emit_values", 1)]
+            ("reset", 2), ("v_reset", c.u_bits), ("emit_values", 1)] \
+        + ([("ssm", 1)] if c.has_ssm else [])
+
+
+OPERANDS = ("k", "v", "q")
+
+
+def SSM_FIELDS(c: CoreConfig):  # noqa: N802
+    """An SSM layer's entry (region ``SSM_LAYERS``, at the layer's index).
+
+    ``n``; ``ssbase``: its first state word per lane (row ``i``, column ``j`` at
+    ``ssbase + i * cols + j // P`` in lane ``j % P``); ``pbase``: its parameters
+    (constant ``k`` at ``pbase``, ``v`` at ``pbase + n``, ``q`` at
+    ``pbase + n + m``, the decay table at ``pbase + 2n + m``, row ``g`` of it at
+    ``+ g * n``); per operand its source (0 = input, ``1 + l`` = layer ``l``),
+    recurrent flag and ``const`` flag; the gate source and flag, ``selective``,
+    ``y_shift``; ``skip``: every decay is 1.0, so the pass visits only the rows
+    with a nonzero ``k_i`` or ``q_i`` (the others keep their state and add 0)."""
+    fields = [("n", c.ssm_max_n.bit_length()), ("ssbase", _ubits(c.ssm_depth)),
+              ("pbase", _ubits(c.ssm_param_depth))]
+    for op in OPERANDS:
+        fields += [(f"{op}_src", c.src_bits), (f"{op}_rec", 1), (f"{op}_const", 1)]
+    return fields + [("g_src", c.src_bits), ("g_rec", 1), ("selective", 1), ("y_shift", 6),
+                     ("skip", 1)]
 
 
 def EDGE_FIELDS(c: CoreConfig):  # noqa: N802
@@ -279,12 +388,15 @@ class Image:
     num_layers: int
     layer_index: dict[str, int]
     sbase: dict[str, int]
+    ssbase: dict[str, int] = field(default_factory=dict)
+    """SSM layers: the first state word per lane."""
 
     @property
     def reset_writes(self) -> list[tuple[int, int]]:
-        """The writes that zero every membrane (with a clear: a fresh state)."""
+        """The writes that zero every membrane and SSM state (with a clear: a fresh state)."""
         shift = self.config.lane_bits + self.config.addr_bits
-        return [(addr, 0) for addr, _ in self.writes if addr >> shift == Region.MEMBRANES]
+        return [(addr, 0) for addr, _ in self.writes
+                if addr >> shift in (Region.MEMBRANES, Region.SSM_STATE)]
 
 
 def compile_network(net: Network, config: CoreConfig) -> Image:
@@ -295,20 +407,31 @@ def compile_network(net: Network, config: CoreConfig) -> Image:
         if getattr(fmt, name) != getattr(c, name):
             raise FitError(f"the network's {name}={getattr(fmt, name)} differs from the "
                            f"core's {name}={getattr(c, name)}")
-    if any(layer.kind != "lif" for layer in net.layers):
-        raise FitError("this core runs LIF layers only (the SSM unit is not built yet)")
+    ssm_layers = [layer for layer in net.layers if layer.kind == "ssm"]
+    if ssm_layers and not c.has_ssm:
+        raise FitError(f"layer {ssm_layers[0].name!r} is an SSM layer and this core has no "
+                       f"SSM unit (ssm_max_n=0)")
+    if ssm_layers:
+        for name in ("s_bits", "y_bits"):
+            if getattr(fmt, name) != getattr(c, name):
+                raise FitError(f"the network's {name}={getattr(fmt, name)} differs from the "
+                               f"core's {name}={getattr(c, name)}")
     if len(net.layers) > c.max_layers:
         raise FitError(f"{len(net.layers)} layers exceed max_layers={c.max_layers}")
     if net.input_size > c.max_inputs:
         raise FitError(f"input size {net.input_size} exceeds max_inputs={c.max_inputs}")
-    edges = sum(len(layer.inputs) for layer in net.layers)
+    edges = sum(len(layer.inputs) for layer in net.layers if layer.kind == "lif")
     if edges > c.max_edges:
         raise FitError(f"{edges} edges exceed max_edges={c.max_edges}")
     index = {layer.name: i for i, layer in enumerate(net.layers)}
     writes, sbase, ebase, wbase = [], {}, 0, 0
     next_sbase = 0
+    ssm_state = {"ssbase": {}, "next": 0, "pnext": 0}
     P = c.lanes
     for i, layer in enumerate(net.layers):
+        if layer.kind == "ssm":
+            writes += _compile_ssm(net, c, layer, i, index, ssm_state)
+            continue
         if layer.size > c.max_neurons:
             raise FitError(f"layer {layer.name!r} has {layer.size} neurons, more than "
                            f"max_neurons={c.max_neurons}")
@@ -359,8 +482,75 @@ def compile_network(net: Network, config: CoreConfig) -> Image:
             "size": layer.size, "rows": rows, "sbase": next_sbase,
             "ebase": ebase - len(layer.inputs), "ecount": len(layer.inputs),
             "spiking": int(layer.spiking), "reset": RESET_CODES[layer.reset],
-            "v_reset": layer.v_reset, "emit_values": int(layer.name == net.output)})))
+            "v_reset": layer.v_reset, "emit_values": int(layer.name == net.output),
+            **({"ssm": 0} if c.has_ssm else {})})))
         next_sbase += rows
     writes.append((c.address(Region.CONTROL, 0, 0), len(net.layers)))
     return Image(config=c, writes=writes, num_layers=len(net.layers), layer_index=index,
-                 sbase=sbase)
+                 sbase=sbase, ssbase=ssm_state["ssbase"])
+
+
+def ssm_skips(net: Network, layer) -> bool:
+    """Whether the core's pass skips the rows of ``layer`` whose ``k_i`` and ``q_i`` are
+    both 0: when every decay (every table row) is 1.0, such a row's state is unchanged
+    (``floor(2**F * S / 2**F) + 0 = S``) and it adds nothing to ``y``."""
+    return bool((layer.decay == net.fmt.one).all())
+
+
+def _compile_ssm(net: Network, c: CoreConfig, layer, i: int, index: dict, st: dict) -> list:
+    """The writes of SSM layer ``layer`` (table index ``i``): its layer and SSM table
+    entries, parameters (constants, decay table) and zeroed state."""
+    P = c.lanes
+    if layer.n > c.ssm_max_n:
+        raise FitError(f"layer {layer.name!r} has n={layer.n}, more than "
+                       f"ssm_max_n={c.ssm_max_n}")
+    if layer.m > c.ssm_max_m:
+        raise FitError(f"layer {layer.name!r} has m={layer.m}, more than "
+                       f"ssm_max_m={c.ssm_max_m}")
+    need = net.ssm_acc_bits(layer)
+    if need > c.ssm_acc_bits:  # (cannot happen: constants fit in_bits; kept as a guard)
+        raise FitError(f"layer {layer.name!r} needs {need} readout accumulator bits, more "
+                       f"than the core's {c.ssm_acc_bits}")
+    cols = -(-layer.m // P)
+    ssbase = st["next"]
+    if ssbase + layer.n * cols > c.ssm_depth:
+        raise FitError(f"the SSM states need more than ssm_depth={c.ssm_depth} words per lane")
+    decay = layer.decay if layer.mode == "selective" else layer.decay[None, :]
+    pbase = st["pnext"]
+    words = 2 * layer.n + layer.m + decay.numel()
+    if pbase + words > c.ssm_param_depth:
+        raise FitError(f"the SSM parameters need more than ssm_param_depth="
+                       f"{c.ssm_param_depth} words")
+    st["next"] += layer.n * cols
+    st["pnext"] += words
+    st["ssbase"][layer.name] = ssbase
+    writes = []
+    mask = (1 << c.param_bits) - 1
+    params = []
+    for op, length in (("k", layer.n), ("v", layer.m), ("q", layer.n)):
+        operand = getattr(layer, op)
+        params += operand.const.tolist() if operand.is_const else [0] * length
+    params += decay.flatten().tolist()
+    writes += [(c.address(Region.SSM_PARAMS, 0, pbase + a), value & mask)
+               for a, value in enumerate(params)]
+    writes += [(c.address(Region.SSM_STATE, p, ssbase + a), 0)
+               for a in range(layer.n * cols) for p in range(P)]
+
+    def src(name: str) -> int:
+        return 0 if name == INPUT else 1 + index[name]
+
+    entry = {"n": layer.n, "ssbase": ssbase, "pbase": pbase,
+             "g_src": src(layer.gate) if layer.mode == "selective" else 0,
+             "g_rec": int(layer.gate_recurrent), "selective": int(layer.mode == "selective"),
+             "y_shift": layer.y_shift, "skip": int(ssm_skips(net, layer))}
+    for op in OPERANDS:
+        operand = getattr(layer, op)
+        entry[f"{op}_src"] = 0 if operand.is_const else src(operand.source)
+        entry[f"{op}_rec"] = int(operand.recurrent)
+        entry[f"{op}_const"] = int(operand.is_const)
+    writes.append((c.address(Region.SSM_LAYERS, 0, i), pack(SSM_FIELDS(c), entry)))
+    writes.append((c.address(Region.LAYERS, 0, i), pack(LAYER_FIELDS(c), {
+        "size": layer.m, "rows": cols, "sbase": 0, "ebase": 0, "ecount": 0, "spiking": 0,
+        "reset": RESET_CODES["none"], "v_reset": 0,
+        "emit_values": int(layer.name == net.output), "ssm": 1})))
+    return writes

@@ -24,6 +24,11 @@ REFERENCE_CONFIGS = {
     # Sized for the digits network (64 -> 128 -> 10) with P = 8.
     "digits": CoreConfig(lanes=8, max_layers=4, max_edges=8, max_neurons=128, max_inputs=64,
                          max_fanin=128, neuron_depth=32, weight_depth=2048),
+    # The simulated board's default: the digits network (64 -> 128 -> 10) and the
+    # recall model (33 -> 16 + 16 -> SSM 16 x 16, fixed or selective) with P = 8.
+    "demo": CoreConfig(lanes=8, max_layers=4, max_edges=8, max_neurons=128, max_inputs=64,
+                       max_fanin=128, neuron_depth=32, weight_depth=2048, ssm_max_n=16,
+                       ssm_max_m=16, ssm_depth=64, ssm_param_depth=512),
 }
 """Shipped configurations: their Verilog is checked in under ``rtl/``."""
 

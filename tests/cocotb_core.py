@@ -1,12 +1,14 @@
-"""cocotb test module: random LIF networks on the Verilator build of the NPU core,
-step by step against the golden model.  Run inside the simulator by
-``tests/test_core_verilator.py`` (not collected by pytest itself).
+"""cocotb test module: random networks (LIF, and SSM layers on a core with an SSM
+unit) on the Verilator build of the NPU core, step by step against the golden
+model.  Run inside the simulator by ``tests/test_core_verilator.py`` (not
+collected by pytest itself).
 
 Settings come from the environment:
 
 * ``SPIKEFORGE_CORE``: JSON ``{"config": {CoreConfig fields}, "max_size": int,
   "max_lif": int, "steps": [lo, hi], "stall": float, "require_saturation": bool,
-  "max_fit_errors": float, "report": path}``; ``config`` must be the build's.
+  "max_fit_errors": float, "report": path, "max_ssm": int, "ssm_prob": float,
+  "require_ssm_coverage": bool}``; ``config`` must be the build's.
 * ``SPIKEFORGE_SEEDS``: which seeds, ``"0-40"`` (``range(0, 40)``), ``"17"`` or a
   comma list of both (``"3,17,100-110"``).
 
@@ -21,6 +23,16 @@ synaptic cycle count of the docstring's cost model, and that the core ends
 idle with an empty output stream.  Across the seeds, some step must have hit
 the membrane saturation (a neuron whose unsaturated ``v`` left the range of
 ``u_bits``, recomputed from the golden trace).
+
+SSM layers (``max_ssm`` > 0): every ``y`` (nonzero ones of hidden SSM layers as
+events with their values, all of an SSM output layer) of every step and the
+final state ``S`` read back, the gather cycle count exactly and the pass cycle
+count as a lower bound (exact without backpressure when ``P <= n + 3``).  With
+``require_ssm_coverage`` the seeds together must cover all eight source /
+constant combinations of ``k``, ``v``, ``q``, fixed and selective decay, ``n``
+and ``m`` of 1 and of the configured maximum, layers with and without decay (the
+pass skips idle rows only without), and both the state (``s_bits``) and the
+output (``y_bits``) saturation.
 
 Writes a JSON report (counts, cycles, wall time, failures) to ``report``.
 """
@@ -44,8 +56,14 @@ from spikeforge.gateware.harness import (
     expected_counters,
     membrane_reads,
 )
-from spikeforge.gateware.layout import COUNTERS, CoreConfig, FitError, compile_network
-from spikeforge.golden.integer import INPUT, Network, signed_range
+from spikeforge.gateware.layout import (
+    COUNTERS,
+    CoreConfig,
+    FitError,
+    compile_network,
+    ssm_skips,
+)
+from spikeforge.golden.integer import INPUT, Network, floor_shift, signed_range
 
 MAX_FAILURES = 5  # stop after this many failing seeds (each is reported)
 
@@ -65,16 +83,23 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def config_tag(c: CoreConfig) -> str:
-    return (f"P{c.lanes}-w{c.w_bits}-u{c.u_bits}-f{c.frac_bits}-i{c.in_bits}-a{c.acc_bits}"
-            f"-L{c.max_layers}-E{c.max_edges}-N{c.max_neurons}")
+    tag = (f"P{c.lanes}-w{c.w_bits}-u{c.u_bits}-f{c.frac_bits}-i{c.in_bits}-a{c.acc_bits}"
+           f"-L{c.max_layers}-E{c.max_edges}-N{c.max_neurons}")
+    if c.has_ssm:
+        tag += f"-S{c.ssm_max_n}x{c.ssm_max_m}-s{c.s_bits}-y{c.y_bits}"
+    return tag
 
 
 def draw_case(seed: int, c: CoreConfig, s: dict):
     """The network, input and run options of one seed (raises FitError if it does not fit)."""
     rng = random.Random(f"npu-core:{seed}:{config_tag(c)}")
     kind = "spike" if seed % 2 == 0 else "int"
-    net = random_network(rng, max_ssm=0, ssm_prob=0.0, fmt=c.fmt(), input_kind=kind,
-                         max_lif=min(s["max_lif"], c.max_layers), max_size=s["max_size"])
+    max_ssm = min(s.get("max_ssm", 0), c.max_layers - 1)
+    net = random_network(rng, max_ssm=max_ssm, ssm_prob=s.get("ssm_prob", 0.0), fmt=c.fmt(),
+                         input_kind=kind, max_lif=min(s["max_lif"], c.max_layers - max_ssm),
+                         max_size=s["max_size"],
+                         ssm_max_n=c.ssm_max_n if c.has_ssm else None,
+                         ssm_max_m=c.ssm_max_m if c.has_ssm else None)
     # (net.fmt.acc_bits is what the network needs, plus slack; the results do not
     # depend on it, and compile_network checks the need against the core's acc_bits.)
     steps = rng.randint(*s["steps"])
@@ -91,7 +116,7 @@ def clamped_steps(net: Network, x: torch.Tensor) -> tuple[int, int]:
     trace = net.run(x[:, None, :])
 
     def source(name: str, recurrent: bool) -> torch.Tensor:
-        s = x if name == INPUT else trace.spikes[name][:, 0, :]
+        s = x if name == INPUT else trace.outputs[name][:, 0, :]
         return torch.cat([torch.zeros_like(s[:1]), s[:-1]]) if recurrent else s
 
     lo, hi = signed_range(net.fmt.u_bits)
@@ -99,6 +124,8 @@ def clamped_steps(net: Network, x: torch.Tensor) -> tuple[int, int]:
     clamped_lo = torch.zeros(steps, dtype=torch.bool)
     clamped_hi = torch.zeros(steps, dtype=torch.bool)
     for layer in net.layers:
+        if layer.kind == "ssm":
+            continue
         u = trace.membranes[layer.name][:, 0, :]
         u_prev = torch.cat([torch.zeros_like(u[:1]), u[:-1]])
         current = sum(source(p.source, p.recurrent) @ p.weight.T for p in layer.inputs)
@@ -115,6 +142,49 @@ def clamped_steps(net: Network, x: torch.Tensor) -> tuple[int, int]:
         if not torch.equal(again, u):
             raise AssertionError(f"recomputing {layer.name} from the trace disagrees with it")
     return int(clamped_lo.sum()), int(clamped_hi.sum())
+
+
+def ssm_clamps(net: Network, x: torch.Tensor) -> tuple[int, int]:
+    """The number of (step, SSM layer) pairs where the state saturation (``s_bits``)
+    and where the output saturation (``y_bits``) clamped some value, recomputed from
+    the golden model run step by step (the states of every step)."""
+    fmt = net.fmt
+    trace = net.run(x[:, None, :])
+    state = None
+    s_clamps = y_clamps = 0
+    s_lo, s_hi = signed_range(fmt.s_bits)
+    y_lo, y_hi = signed_range(fmt.y_bits)
+
+    def fetch(name: str, recurrent: bool, t: int) -> torch.Tensor:
+        out = x[:, None, :] if name == INPUT else trace.outputs[name]
+        if recurrent:
+            return out[t - 1, 0] if t > 0 else torch.zeros_like(out[0, 0])
+        return out[t, 0]
+
+    for t in range(x.shape[0]):
+        before = state if state is not None else net.initial_state(1)
+        state = net.run(x[t:t + 1, None, :], before).state
+        for layer in net.layers:
+            if layer.kind != "ssm":
+                continue
+            ops = {what: op.const if op.is_const else fetch(op.source, op.recurrent, t)
+                   for what, op in layer.operands().items()}
+            if layer.mode == "fixed":
+                a = layer.decay
+            else:
+                bits = fetch(layer.gate, layer.gate_recurrent, t)
+                a = layer.decay[int((bits * (1 << torch.arange(len(bits)))).sum())]
+            wide = floor_shift(a[:, None] * before[f"{layer.name}.S"][0], fmt.frac_bits) \
+                + ops["k"][:, None] * ops["v"][None, :]
+            S = state[f"{layer.name}.S"][0]
+            if not torch.equal(wide.clamp(s_lo, s_hi), S):
+                raise AssertionError(f"recomputing {layer.name} from the trace disagrees")
+            s_clamps += bool((wide != S).any())
+            y = floor_shift(ops["q"] @ S, layer.y_shift)
+            if not torch.equal(y.clamp(y_lo, y_hi), trace.outputs[layer.name][t, 0]):
+                raise AssertionError(f"recomputing y of {layer.name} disagrees with the trace")
+            y_clamps += bool(((y < y_lo) | (y > y_hi)).any())
+    return s_clamps, y_clamps
 
 
 def first_difference(got: dict, want: dict) -> str:
@@ -155,6 +225,15 @@ async def check_seed(tb: CoreTB, seed: int, c: CoreConfig, s: dict, stats: dict)
     for i, layer in enumerate(net.layers):
         got = dict(zip(COUNTERS, counters[i * n:(i + 1) * n], strict=True))
         for key, want_count in golden[layer.name].items():
+            if key == "pass_rows":
+                continue
+            if key == "neuron_cycles_min":  # an SSM layer's pass: router waits add to it
+                exact = stall == 0 and c.lanes <= min(golden[layer.name]["pass_rows"]) + 3
+                if got["neuron_cycles"] < want_count or (exact and
+                                                         got["neuron_cycles"] != want_count):
+                    raise AssertionError(f"SSM pass cycles of layer {i} ({layer.name}): "
+                                         f"{got['neuron_cycles']}, cost model {want_count}")
+                continue
             if got[key] != want_count:
                 raise AssertionError(f"counter {key} of layer {i} ({layer.name}): "
                                      f"{got[key]}, golden {want_count}")
@@ -169,13 +248,28 @@ async def check_seed(tb: CoreTB, seed: int, c: CoreConfig, s: dict, stats: dict)
     stats["kinds"][net.input_kind] += 1
     stats["stalled"] += stall > 0
     stats["layers"] += len(net.layers)
-    stats["edges"] += sum(len(layer.inputs) for layer in net.layers)
-    stats["recurrent_edges"] += sum(p.recurrent for layer in net.layers for p in layer.inputs)
+    lifs = [layer for layer in net.layers if layer.kind == "lif"]
+    stats["edges"] += sum(len(layer.inputs) for layer in lifs)
+    stats["recurrent_edges"] += sum(p.recurrent for layer in lifs for p in layer.inputs)
     stats["events"] += sum(g["events"] for g in golden.values())
     stats["spikes"] += sum(g["spikes"] for g in golden.values())
     stats["sat_low_steps"] += sat_lo
     stats["sat_high_steps"] += sat_hi
     stats["records"] += sum(len(r) for r in records)
+    for layer in net.layers:
+        if layer.kind == "ssm":
+            stats["ssm_layers"] += 1
+            combo = "".join("c" if op.is_const else "s" for op in layer.operands().values())
+            cover = stats["ssm_cover"]
+            for key, value in (("kvq", combo), ("mode", layer.mode), ("n", layer.n),
+                               ("m", layer.m), ("skip", ssm_skips(net, layer))):
+                cover.setdefault(key, [])
+                if value not in cover[key]:
+                    cover[key].append(value)
+    if any(layer.kind == "ssm" for layer in net.layers):
+        s_clamps, y_clamps = ssm_clamps(net, x)
+        stats["s_sat_steps"] += s_clamps
+        stats["y_sat_steps"] += y_clamps
 
 
 @cocotb.test()
@@ -187,7 +281,8 @@ async def random_networks(dut):
              "failures": [], "steps": 0, "kinds": {"spike": 0, "int": 0}, "stalled": 0,
              "layers": 0, "edges": 0, "recurrent_edges": 0, "events": 0, "spikes": 0,
              "sat_low_steps": 0, "sat_high_steps": 0, "records": 0, "run_cycles": 0,
-             "run_s": 0.0}
+             "run_s": 0.0, "ssm_layers": 0, "ssm_cover": {}, "s_sat_steps": 0,
+             "y_sat_steps": 0}
     tb = CoreTB(dut, c)
     wall = time.perf_counter()
     await tb.start()
@@ -224,3 +319,19 @@ async def random_networks(dut):
     if s.get("require_saturation") and not stats["sat_low_steps"] + stats["sat_high_steps"]:
         raise AssertionError(f"no step of the {stats['networks']} networks reached the u "
                              f"saturation on {config_tag(c)}")
+    if s.get("require_ssm_coverage"):
+        cover = stats["ssm_cover"]
+        missing = []
+        combos = [a + b + q for a in "sc" for b in "sc" for q in "sc"]
+        missing += [f"k/v/q {v}" for v in combos if v not in cover.get("kvq", [])]
+        missing += [f"mode {v}" for v in ("fixed", "selective") if v not in cover.get("mode", [])]
+        missing += [f"n={v}" for v in (1, c.ssm_max_n) if v not in cover.get("n", [])]
+        missing += [f"m={v}" for v in (1, c.ssm_max_m) if v not in cover.get("m", [])]
+        missing += [f"skip={v}" for v in (False, True) if v not in cover.get("skip", [])]
+        if not stats["s_sat_steps"]:
+            missing.append("state saturation")
+        if not stats["y_sat_steps"]:
+            missing.append("y saturation")
+        if missing:
+            raise AssertionError(f"the SSM networks on {config_tag(c)} did not cover: "
+                                 f"{', '.join(missing)} ({cover})")

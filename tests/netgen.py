@@ -85,7 +85,8 @@ def random_network(rng: random.Random, *, max_lif: int = 4, max_ssm: int = 2,
                    max_size: int = 12, ssm_prob: float = 0.4, recurrent_prob: float = 0.3,
                    skip_prob: float = 0.3, li_prob: float = 0.2, hot_prob: float = 0.35,
                    w_bits: tuple[int, int] = (2, 8), input_kind: str | None = None,
-                   fmt: Format | None = None) -> Network:
+                   fmt: Format | None = None, ssm_max_n: int | None = None,
+                   ssm_max_m: int | None = None) -> Network:
     """A random valid :class:`Network` drawn from ``rng``.
 
     Limits: ``max_lif`` LIF layers (at least one), ``max_ssm`` SSM layers (present
@@ -98,7 +99,9 @@ def random_network(rng: random.Random, *, max_lif: int = 4, max_ssm: int = 2,
     forces ``"spike"`` or ``"int"``; ``fmt`` fixes the widths (a hardware build's
     generics) instead of drawing them, ``acc_bits`` excepted.  ``acc_bits`` is set
     to what the network
-    needs (sometimes exactly, sometimes with slack).
+    needs (sometimes exactly, sometimes with slack).  ``ssm_max_n`` / ``ssm_max_m``
+    (a hardware build's SSM limits) cap ``n`` / ``m`` and make the extremes (1 and
+    the cap) common, so that a few dozen networks cover both.
     """
     hot = rng.random() < hot_prob
     fmt = random_format(rng, w_bits=w_bits, hot=hot) if fmt is None \
@@ -130,6 +133,10 @@ def random_network(rng: random.Random, *, max_lif: int = 4, max_ssm: int = 2,
             # Often match an earlier source's size so that k / v / q can read it.
             n = rng.choice(sources) if rng.random() < 0.7 else rng.randint(1, max_size)
             m = rng.choice(sources) if rng.random() < 0.7 else rng.randint(1, max_size)
+            if ssm_max_n is not None:
+                n = rng.choice((1, ssm_max_n)) if rng.random() < 0.35 else min(n, ssm_max_n)
+            if ssm_max_m is not None:
+                m = rng.choice((1, ssm_max_m)) if rng.random() < 0.35 else min(m, ssm_max_m)
             shape.append({"name": name, "kind": kind, "n": n, "m": m, "out": m,
                           "spiking": False, "source": True})
     out_of = {INPUT: input_size, **{s["name"]: s["out"] for s in shape}}
@@ -190,6 +197,8 @@ def random_network(rng: random.Random, *, max_lif: int = 4, max_ssm: int = 2,
             else:
                 gate, gate_recurrent, mode = None, False, "fixed"
                 decay = _tensor([_value(rng, 0, one, extreme=0.3) for _ in range(n)])
+            if ssm_max_n is not None and rng.random() < 0.2:
+                decay = torch.full_like(decay, one)  # no decay: the hardware skips idle rows
             layers.append(SSMLayer(s["name"], n, m, k, v, q, decay, mode=mode, gate=gate,
                                    gate_recurrent=gate_recurrent, y_shift=rng.randint(0, 6)))
 

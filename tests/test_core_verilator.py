@@ -57,6 +57,27 @@ CONFIGS = {
                        neuron_depth=8, weight_depth=512), 24),
 }
 
+# SSM builds: name -> (CoreConfig, netgen max_size).  Narrow s_bits / y_bits so that
+# the state and output saturations are reached; n, m from 1 to the maximum.
+SSM_CONFIGS = {
+    "s2": (CoreConfig(lanes=2, w_bits=6, u_bits=10, frac_bits=4, in_bits=5, acc_bits=18,
+                      s_bits=7, y_bits=4, max_layers=4, max_edges=12, max_neurons=8,
+                      max_inputs=8, max_fanin=64, neuron_depth=16, weight_depth=512,
+                      ssm_max_n=6, ssm_max_m=6, ssm_depth=36, ssm_param_depth=4096), 8),
+    "s3": (CoreConfig(lanes=3, w_bits=4, u_bits=8, frac_bits=8, in_bits=8, acc_bits=20,
+                      s_bits=12, y_bits=6, max_layers=4, max_edges=12, max_neurons=8,
+                      max_inputs=8, max_fanin=64, neuron_depth=16, weight_depth=512,
+                      ssm_max_n=8, ssm_max_m=7, ssm_depth=48, ssm_param_depth=4096), 8),
+}
+
+# Soak only: P = 8 with m up to 17 (three chunks of columns, idle lanes in the last).
+SLOW_SSM_CONFIGS = {
+    "s8": (CoreConfig(lanes=8, w_bits=5, u_bits=12, frac_bits=6, in_bits=7, acc_bits=20,
+                      s_bits=9, y_bits=5, max_layers=4, max_edges=12, max_neurons=17,
+                      max_inputs=17, max_fanin=64, neuron_depth=16, weight_depth=512,
+                      ssm_max_n=9, ssm_max_m=17, ssm_depth=54, ssm_param_depth=4096), 17),
+}
+
 _missing = missing_tools()
 pytestmark = pytest.mark.skipif(bool(_missing), reason="Verilator tests need "
                                 + ", ".join(_missing) if _missing else "")
@@ -64,14 +85,18 @@ pytestmark = pytest.mark.skipif(bool(_missing), reason="Verilator tests need "
 
 def _settings(config: CoreConfig, max_size: int, report: Path, *, require_saturation: bool,
               steps=(4, 12)):
-    return {"config": dataclasses.asdict(config), "max_size": max_size, "max_lif": 4,
-            "steps": list(steps), "stall": 0.3, "require_saturation": require_saturation,
-            "max_fit_errors": 0.1, "report": str(report)}
+    settings = {"config": dataclasses.asdict(config), "max_size": max_size, "max_lif": 4,
+                "steps": list(steps), "stall": 0.3, "require_saturation": require_saturation,
+                "max_fit_errors": 0.1, "report": str(report)}
+    if config.has_ssm:
+        settings.update(max_lif=3, max_ssm=2, ssm_prob=0.9,
+                        require_ssm_coverage=require_saturation)
+    return settings
 
 
 def run_config(name: str, seeds: str, run: str, *, minimum: int, steps=(4, 12)) -> dict:
     """Build configuration ``name`` and run the cocotb module on ``seeds``; return the report."""
-    config, max_size = CONFIGS[name]
+    config, max_size = {**CONFIGS, **SSM_CONFIGS, **SLOW_SSM_CONFIGS}[name]
     waves = os.environ.get("SPIKEFORGE_WAVES", "") not in ("", "0")
     build_dir = BUILD / (f"{name}-waves" if waves else name)  # (a traced build is separate)
     t0 = time.perf_counter()
@@ -118,6 +143,23 @@ def run_config(name: str, seeds: str, run: str, *, minimum: int, steps=(4, 12)) 
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_core_random_networks(name):
     run_config(name, f"0-{FAST_SEEDS}", "fast", minimum=int(FAST_SEEDS * 0.9))
+
+
+@pytest.mark.parametrize("name", list(SSM_CONFIGS))
+def test_core_ssm_random_networks(name):
+    """SSM layers (every k / v / q source combination, fixed and selective decay, both
+    saturations, n and m from 1 to the maximum) among LIF layers: every y and the
+    final state equal the golden model's, every step."""
+    stats = run_config(name, f"0-{FAST_SEEDS}", "fast", minimum=int(FAST_SEEDS * 0.9))
+    if os.environ.get("SPIKEFORGE_SEEDS") is None:
+        assert stats["ssm_layers"] >= FAST_SEEDS, stats
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(SSM_CONFIGS) + list(SLOW_SSM_CONFIGS))
+def test_core_ssm_soak(name):
+    run_config(name, f"{FAST_SEEDS}-{FAST_SEEDS + SOAK_SEEDS}", "soak",
+               minimum=int(SOAK_SEEDS * 0.9), steps=(4, 24))
 
 
 @pytest.mark.slow

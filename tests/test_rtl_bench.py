@@ -27,3 +27,17 @@ def test_digits_clocks_grow_with_input_events():
     # No input, no hidden spikes: only the fixed per-row work remains.
     assert quiet["hidden_spikes_per_step"] == 0
     assert quiet["overhead_clocks_per_step"] > 0
+
+
+def test_ssm_clocks_follow_the_cost_model():
+    result = bench.ssm(sizes=((4, 4), (16, 16)), densities=(0.0, 1.0), steps=2)
+    small, big = result["vs_size"]
+    assert small["state_bits"] < big["state_bits"] == 16 * 16 * result["s_bits"]
+    for p in result["vs_size"] + result["vs_density"]:  # with decay: every cell, every token
+        assert p["pass_clocks_per_token"] == p["fixed_pass_clocks_per_token"]
+    quiet, busy = result["vs_density"]
+    assert quiet["gather_clocks_per_token"] == 10 < busy["gather_clocks_per_token"]
+    assert busy["gather_clocks_per_token"] == 10 + busy["operand_events_per_token"]
+    idle, full = result["vs_density_no_decay"]  # without decay idle rows are skipped
+    # 2 chunks x (rows + 4), plus router waits: an output chunk sends P = 8 records.
+    assert 2 * 4 <= idle["pass_clocks_per_token"] < full["pass_clocks_per_token"] == 2 * 20
