@@ -269,7 +269,7 @@ class Device:
     # ------------------------------------------------------------------ run
     def _steps_per_run(self) -> int:
         net, _ = self._loaded()
-        records = net.layer(net.output).size + 1  # value records and the end record
+        records = net.layer(net.output).out_size + 1  # value records and the end record
         record = struct.calcsize(RUN_RECORD_FORMAT)
         return max(1, MAX_PAYLOAD // (struct.calcsize(RUN_COUNT_FORMAT) + record * records))
 

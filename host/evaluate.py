@@ -19,11 +19,14 @@ def evaluate_on_device(dev: Device, net, meta: dict, *, split: str = "test",
     """Load ``net`` onto ``dev`` and stream ``split`` (or its first ``limit`` samples).
 
     ``bit_exact`` is true only if, for every sample and every step, the output
-    layer's values and spikes equal the golden model's, and (with ``membranes``)
-    every layer's state read back after each sample equals the golden final
-    state.  ``counters`` sums the device's hardware counters over the samples."""
+    layer's values (membranes, or an SSM's y) and spikes equal the golden
+    model's, and (with ``membranes``) every layer's state (membranes, SSM state)
+    read back after each sample equals the golden final state.  ``counters`` sums
+    the device's hardware counters over the samples; ``energy`` is the estimate
+    from them (:mod:`spikeforge.golden.energy`)."""
     from tqdm import tqdm
 
+    from .gateware.harness import expected_from_trace
     from .golden.quantize import predict
     from .golden.train import task_data
 
@@ -33,9 +36,6 @@ def evaluate_on_device(dev: Device, net, meta: dict, *, split: str = "test",
     steps, samples = int(x.shape[0]), int(x.shape[1])
     load = dev.load(net)
     trace = net.run(x)
-    out = net.layer(net.output)
-    golden_values = trace.membranes.get(net.output, trace.outputs[net.output])
-    golden_spikes = trace.spikes.get(net.output)
     got = torch.zeros_like(trace.outputs[net.output])
     mismatches: list[int] = []
     totals: dict = {}
@@ -46,13 +46,10 @@ def evaluate_on_device(dev: Device, net, meta: dict, *, split: str = "test",
         results = dev.stream((x[:, b] for b in range(samples)), membranes=membranes)
         for b, result in enumerate(results):
             got[:, b] = result.outputs
-            same = torch.equal(result.values, golden_values[:, b])
-            if golden_spikes is not None and getattr(out, "spiking", False):
-                same &= torch.equal(result.spikes, golden_spikes[:, b])
-            if membranes:
-                want = {layer.name: trace.state[f"{layer.name}.u"][b].tolist()
-                        for layer in net.layers if f"{layer.name}.u" in trace.state}
-                same &= all(result.membranes.get(name) == value for name, value in want.items())
+            want_steps, want_state = expected_from_trace(net, trace, b)
+            same = (result.values.tolist() == [s["values"] for s in want_steps]
+                    and result.spikes.tolist() == [s["out_spikes"] for s in want_steps]
+                    and (not membranes or result.membranes == want_state))
             if not same:
                 mismatches.append(b)
             _accumulate(totals, dev.counters())
