@@ -65,3 +65,34 @@ def decode_replies(out: bytes) -> list[Frame]:
     assert not any(dec.dropped.values()), dec.dropped
     assert dec.buffered == 0
     return frames
+
+
+def write_requests(writes, *, start_seq: int = 0) -> list[Frame]:
+    """WRITE frames for ``(address, word)`` pairs: runs of consecutive addresses,
+    at most MAX_WRITE_WORDS words each, sequence numbers from ``start_seq``."""
+    from spikeforge.protocol import MAX_WRITE_WORDS, Command, pack_write
+
+    words = dict(writes)
+    runs: list[tuple[int, list[int]]] = []
+    for addr in sorted(words):
+        if runs and runs[-1][0] + len(runs[-1][1]) == addr \
+                and len(runs[-1][1]) < MAX_WRITE_WORDS:
+            runs[-1][1].append(words[addr])
+        else:
+            runs.append((addr, [words[addr]]))
+    return [Frame(Command.WRITE, (start_seq + i) % 256, pack_write(a, ws))
+            for i, (a, ws) in enumerate(runs)]
+
+
+def read_requests(addresses, *, start_seq: int = 0) -> list[tuple[Frame, list[int]]]:
+    """READ frames covering ``addresses`` (runs of consecutive ones), each with its addresses."""
+    from spikeforge.protocol import MAX_READ_WORDS, Command, pack_read
+
+    runs: list[list[int]] = []
+    for addr in sorted(set(addresses)):
+        if runs and runs[-1][-1] + 1 == addr and len(runs[-1]) < MAX_READ_WORDS:
+            runs[-1].append(addr)
+        else:
+            runs.append([addr])
+    return [(Frame(Command.READ, (start_seq + i) % 256, pack_read(r[0], len(r))), r)
+            for i, r in enumerate(runs)]

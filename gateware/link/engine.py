@@ -202,7 +202,7 @@ class CommandEngine(wiring.Component):
         offset = addr[:c.addr_bits]
         hits = [(region == int(e.region)) & (lane < e.lanes) & (offset < e.depth) for e in amap]
         core_r = Cat(*hits).any()
-        core_w = Cat(*(h for h, e in zip(hits, amap) if e.writable)).any()
+        core_w = Cat(*(h for h, e in zip(hits, amap, strict=True) if e.writable)).any()
         read_ok = is_reg | (in_core & core_r)
         write_ok = (is_reg & (addr[:3] == 0)) | (in_core & core_w)
         mask_core = Array(Const(v, 8) for v in _masks(c.host_data_bits))
@@ -392,8 +392,8 @@ class CommandEngine(wiring.Component):
             for j, e in enumerate(state_entries):
                 with m.State(f"RS_ZERO{j}"):
                     m.d.comb += [self.host_we.eq(1), self.host_wdata.eq(0),
-                                 self.host_addr.eq(Cat(za[:c.addr_bits], zl[:c.lane_bits],
-                                                       Const(int(e.region), 3)))]
+                                 self.host_addr.eq((int(e.region) << region_lo)
+                                                   | (zl << c.addr_bits) | za)]
                     m.d.sync += za.eq(za + 1)
                     with m.If(za == e.depth - 1):
                         m.d.sync += [za.eq(0), zl.eq(zl + 1)]
