@@ -35,6 +35,8 @@
 #include "Vsoc.h"
 #include "verilated.h"
 
+// Verilator escapes the double underscore of Amaranth's stream port names (rx__valid).
+
 static volatile sig_atomic_t stop_requested = 0;
 static void on_signal(int) { stop_requested = 1; }
 
@@ -60,8 +62,8 @@ struct Board {
 #ifdef SIMBOARD_UART
         top->uart_rx = 1;
 #else
-        top->rx__valid = 0;
-        top->tx__ready = 1;
+        top->rx___05Fvalid = 0;
+        top->tx___05Fready = 1;
 #endif
         top->rst = 1;
         for (int i = 0; i < 4; i++) tick();
@@ -129,12 +131,12 @@ struct Board {
         }
 #else
         bool offer = !in.empty();
-        top->rx__valid = offer;
-        if (offer) top->rx__payload = in.front();
-        top->tx__ready = 1;
+        top->rx___05Fvalid = offer;
+        if (offer) top->rx___05Fpayload = in.front();
+        top->tx___05Fready = 1;
         top->eval();
-        if (offer && top->rx__ready) in.pop_front();
-        if (top->tx__valid) push(top->tx__payload);
+        if (offer && top->rx___05Fready) in.pop_front();
+        if (top->tx___05Fvalid) push(top->tx___05Fpayload);
 #endif
         top->clk = 1;
         top->eval();
