@@ -106,7 +106,16 @@ def run(progress=print) -> dict:
     speeds = [p["sim_clocks_per_second"] for p in out["digits"]["points"]
               if p["sim_clocks_per_second"]]
     out["verilator_clocks_per_second"] = max(speeds) if speeds else None
+    progress("rtl bench: link goodput through the bit-level UART simulation")
+    out["link"] = link()
     return out
+
+
+def link() -> dict:
+    """Link goodput: max-size WRITE frames through the simulated board's bit-level UART."""
+    from .link.bench import uart_goodput
+
+    return uart_goodput("tiny")
 
 
 def describe(result: dict):
@@ -120,3 +129,8 @@ def describe(result: dict):
                f"overhead {p['overhead_clocks_per_step']:.0f})")
     if result.get("verilator_clocks_per_second"):
         yield f"  Verilator: {result['verilator_clocks_per_second'] / 1e6:.2f} M clocks/s"
+    if "link" in result:
+        u = result["link"]
+        yield (f"  link: {u['goodput_fraction']:.3f} of the 8N1 payload rate (WRITE payload "
+               f"through the bit-level UART, {u['clocks_per_bit']} clocks/bit); simulated "
+               f"board {u['sim_clocks_per_second'] / 1e6:.2f} M clocks/s")

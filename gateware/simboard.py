@@ -15,6 +15,7 @@ With ``uart=True`` the SoC is built with ``link="uart"`` at ``SIM_CLOCK_HZ`` and
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -168,10 +169,8 @@ class SimBoard:
         self.port = None
         if proc is None:
             return
-        try:
+        with contextlib.suppress(OSError):
             proc.stdin.close()
-        except OSError:
-            pass
         if proc.poll() is None:
             proc.terminate()
             try:
@@ -180,10 +179,8 @@ class SimBoard:
                 proc.kill()
                 proc.wait()
         for stream in (proc.stdout, proc.stderr):
-            try:
+            with contextlib.suppress(OSError):
                 stream.close()
-            except OSError:
-                pass
 
     def __enter__(self) -> SimBoard:
         return self.start()

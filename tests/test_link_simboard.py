@@ -263,3 +263,24 @@ def test_simboard_process_lifecycle():
     with SimBoard(CONFIG) as b:
         proc = b.process
     assert proc.poll() is not None  # terminated and reaped
+
+
+def test_cli_sim_board():
+    """``spikeforge sim-board --config tiny``: prints LISTENING, answers INFO, stops on SIGTERM."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from spikeforge.cli import main; "
+                             "sys.exit(main(['sim-board', '--config', 'tiny', '--quiet']))"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("LISTENING "), line
+        client = Client(int(line.split()[1]))
+        info = json.loads(client.ok(Frame(Command.INFO, 5)))
+        assert info["config_hash"] == config_hash(CONFIG)
+        client.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        proc.stdout.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 from ...protocol import MAX_WRITE_WORDS, Command, Frame, FrameDecoder, pack_write, reply_cmd
 from ..layout import Region, address_map
@@ -34,6 +35,7 @@ def uart_goodput(config="tiny", *, frames: int = 8, build_root=None) -> dict:
                                                        row * MAX_WRITE_WORDS), words)))
         wire = b"".join(f.encode() for f in requests)
         with socket.create_connection(("127.0.0.1", board.port)) as sock:
+            t0 = time.perf_counter()
             sock.sendall(wire)
             dec = FrameDecoder()
             replies = []
@@ -42,6 +44,7 @@ def uart_goodput(config="tiny", *, frames: int = 8, build_root=None) -> dict:
                 if not chunk:
                     raise RuntimeError("the simulated board closed the connection")
                 replies += dec.feed(chunk)
+            seconds = time.perf_counter() - t0
         for req, rep in zip(requests, replies, strict=True):
             if (rep.cmd, rep.seq, rep.payload) != (reply_cmd(req.cmd), req.seq, b""):
                 raise RuntimeError(f"unexpected reply {rep} to WRITE seq {req.seq}")
@@ -52,4 +55,5 @@ def uart_goodput(config="tiny", *, frames: int = 8, build_root=None) -> dict:
     return {"frames": frames, "payload_bytes": payload, "wire_bytes": len(wire),
             "clocks": clocks, "clocks_per_bit": cpb,
             "goodput_fraction": payload / line_bytes,
-            "wire_fraction": len(wire) / line_bytes}
+            "wire_fraction": len(wire) / line_bytes,
+            "sim_clocks_per_second": clocks / seconds}
