@@ -5,8 +5,8 @@ engine (:mod:`.engine`) and the SoC top with its AXI-Stream wrapper
 from .engine import ENGINE_BASE, REGISTERS, CommandEngine, config_hash, device_info
 from .frame import FrameDecoder, FrameEncoder, crc16_update
 from .soc import AXIStreamLink, SoC
-from .uart import UARTRx, UARTTx, uart_divisor
+from .uart import UARTPHY, UARTRx, UARTTx, uart_divisor
 
 __all__ = ["ENGINE_BASE", "REGISTERS", "CommandEngine", "config_hash", "device_info",
            "FrameDecoder", "FrameEncoder", "crc16_update", "SoC", "AXIStreamLink",
-           "UARTRx", "UARTTx", "uart_divisor"]
+           "UARTPHY", "UARTRx", "UARTTx", "uart_divisor"]

@@ -25,7 +25,7 @@ from amaranth import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["uart_divisor", "UARTRx", "UARTTx"]
+__all__ = ["uart_divisor", "UARTRx", "UARTTx", "UARTPHY"]
 
 
 def uart_divisor(*, clk_freq, baud) -> int:
@@ -137,4 +137,33 @@ class UARTTx(wiring.Component):
             m.d.sync += cnt.eq(cnt - 1)
             with m.If(cnt == 0):
                 m.d.sync += [shreg.eq(Cat(shreg[1:], 1)), bits.eq(bits - 1), cnt.eq(d - 1)]
+        return m
+
+
+class UARTPHY(wiring.Component):
+    """Receiver and transmitter at one ``divisor``: ``rx`` / ``tx`` pins, ``rx_data``
+    (stream out, no backpressure) and ``tx_data`` (stream in), the receiver's
+    counters and ``tx_idle``."""
+
+    def __init__(self, *, divisor: int):
+        _check_divisor(self, divisor)
+        self.divisor = divisor
+        super().__init__({
+            "rx": In(1, init=1),
+            "tx": Out(1, init=1),
+            "rx_data": Out(stream.Signature(8)),
+            "tx_data": In(stream.Signature(8)),
+            "overruns": Out(16),
+            "frame_errors": Out(16),
+            "tx_idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.rx = rx = UARTRx(divisor=self.divisor)
+        m.submodules.tx = tx = UARTTx(divisor=self.divisor)
+        m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx), self.overruns.eq(rx.overruns),
+                     self.frame_errors.eq(rx.frame_errors), self.tx_idle.eq(tx.idle)]
+        wiring.connect(m, rx.data, wiring.flipped(self.rx_data))
+        wiring.connect(m, wiring.flipped(self.tx_data), tx.data)
         return m
