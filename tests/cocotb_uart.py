@@ -81,7 +81,7 @@ async def transmitter_with_clock_mismatch(dut):
         data = [rng.randrange(256) for _ in range(SETTINGS["bytes"])]
         got = []
 
-        async def remote():
+        async def remote(got=got, data=data, bit_ps=bit_ps):
             while len(got) < len(data):
                 await FallingEdge(dut.tx)
                 await Timer(bit_ps // 2, unit="ps")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from amaranth.back import verilog
-from spikeforge.gateware.link import AXIStreamLink, UARTPHY, uart_divisor
+from spikeforge.gateware.link import UARTPHY, AXIStreamLink, uart_divisor
 from spikeforge.gateware.rtl import config_named
 from spikeforge.gateware.verilator import build_module, missing_tools, run_cocotb
 
