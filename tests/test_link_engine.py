@@ -245,3 +245,31 @@ def test_engine_run_reply_too_large():
     replies = decode_replies(out)[len(load):]
     _error(replies[0], run, ErrorCode.TOO_LARGE)
     assert unpack_read_reply(_ok(replies[1], regs)) == [steps]
+
+
+def test_generics_are_validated():
+    config = CoreConfig(lanes=2, max_layers=1, max_edges=1, max_neurons=4, max_inputs=4,
+                        max_fanin=4, neuron_depth=2, weight_depth=8)
+    with pytest.raises(TypeError, match=r"^config must be a CoreConfig, not 1$"):
+        SoC(config=1)
+    with pytest.raises(ValueError, match=r"^link must be 'stream' or 'uart', not 'spi'$"):
+        SoC(config=config, link="spi")
+    with pytest.raises(ValueError, match=r"^baud 9600 is for link='uart' only$"):
+        SoC(config=config, baud=9600)
+    with pytest.raises(ValueError, match=r"^clk_freq must be a positive integer, not None$"):
+        SoC(config=config, link="uart", baud=9600)
+    with pytest.raises(ValueError, match=r"^rx_fifo_depth must be an integer >= 2, not 1$"):
+        SoC(config=config, link="uart", clk_freq=12_000_000, baud=115_200, rx_fifo_depth=1)
+    with pytest.raises(ValueError, match=r"^info must be 1\.\.1024 bytes, not b''$"):
+        from spikeforge.gateware.link import CommandEngine
+
+        CommandEngine(config=config, info=b"")
+    info = json.loads(device_info(config, link="uart", clock_hz=12_000_000, baud=115_200))
+    assert info["config"]["lanes"] == 2 and info["baud"] == 115_200
+    assert info["clock_hz"] == 12_000_000 and info["engine_base"] == ENGINE_BASE == 2 ** 31
+    from spikeforge.gateware.simboard import SimBoard
+
+    with pytest.raises(ValueError, match=r"^port must be an integer in 0\.\.65535, not -1$"):
+        SimBoard(config, port=-1)
+    with pytest.raises(ValueError, match=r"^unknown configuration 'nope'"):
+        SimBoard("nope")

@@ -284,3 +284,25 @@ def test_cli_sim_board():
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
         proc.stdout.close()
+
+
+@pytest.mark.slow
+def test_simboard_uart_full_fidelity():
+    """The board with the UART PHY simulated bit by bit: load, read back, RUN vs golden."""
+    rng = random.Random(21)
+    (net, image), = _networks(rng, 1)
+    with SimBoard(CONFIG, uart=True) as b:
+        client = Client(b.port)
+        info = json.loads(client.ok(Frame(Command.INFO, 1)))
+        assert info["link"] == "uart" and info["baud"] == 750_000
+        _load(client, image, seq=10)
+        assert _read_back(client, image, seq=60) == dict(image.writes)
+        client.ok(Frame(Command.RESET, 90))
+        x = random_input(rng, net, 4, 1)[:, 0, :]
+        want, _ = expected(net, x)
+        got = unpack_run_reply(client.ok(Frame(Command.RUN, 91, pack_run(
+            [input_events(row) for row in x.tolist()]))), len(x))
+        for records, w in zip(got, want, strict=True):
+            d = decode_step(records, net, image)
+            assert (d["values"], d["out_spikes"]) == (w["values"], w["out_spikes"])
+        client.close()

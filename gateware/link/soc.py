@@ -4,7 +4,7 @@ AXI-Stream wrapper of the byte-stream SoC for PCIe boards (XDMA-style bridge).
 ``SoC(config=..., link="stream")``: ports ``rx`` (8-bit ``lib.stream`` in) and
 ``tx`` (out), both with backpressure.  ``SoC(config=..., link="uart",
 clk_freq=..., baud=...)``: ports ``uart_rx`` (in) and ``uart_tx`` (out), idle
-high, 8N1; received bytes pass a ``rx_fifo_depth``-byte FIFO (default 32), so
+high, 8N1; received bytes pass a ``rx_fifo_depth``-byte FIFO (default 2048), so
 the decoder may stall while the engine executes a request without losing bytes
 (a WRITE of 127 words executes in about 2 100 clocks, under 2 byte times at 16
 clocks per bit).  ``idle`` is high when nothing is in progress (the simulated
@@ -38,7 +38,7 @@ class SoC(wiring.Component):
     """The device (see the module docstring and ``docs/device.md``)."""
 
     def __init__(self, *, config: CoreConfig, link: str = "stream", clk_freq: int | None = None,
-                 baud: int | None = None, rx_fifo_depth: int = 32):
+                 baud: int | None = None, rx_fifo_depth: int = 2048):
         if not isinstance(config, CoreConfig):
             self._MustUse__silence = True
             raise TypeError(f"config must be a CoreConfig, not {config!r}")
