@@ -122,6 +122,7 @@ class SimBoard:
         self.process: subprocess.Popen | None = None
         self._lines: list[str] = []
         self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -129,25 +130,28 @@ class SimBoard:
             raise SimBoardError("the simulated board is not running (call start())")
         return f"socket://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> SimBoard:
+    def start(self) -> SimBoard:
         if self.process is not None:
             return self
         binary = build_simboard(self.config, uart=self.uart, build_root=self.build_root)
         args = [str(binary), "--port", str(self.requested_port), "--cpb",
                 str(self.clocks_per_bit), *(["--stats"] if self.stats else [])]
+        # stderr is inherited: the harness' messages show, and never fill a pipe.
         self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True)
+                                        text=True)
         line = self.process.stdout.readline()
         if not line.startswith("LISTENING "):
-            err = self.process.stderr.read() if self.process.poll() is not None else ""
             self.close()
-            raise SimBoardError(f"the simulated board did not start: {line!r} {err}")
+            raise SimBoardError(f"the simulated board did not start (its first line: "
+                                f"{line!r}; its messages are on stderr)")
         self.port = int(line.split()[1])
-        threading.Thread(target=self._reader, daemon=True).start()
+        self._thread = threading.Thread(target=self._reader, args=(self.process.stdout,),
+                                        daemon=True)
+        self._thread.start()
         return self
 
-    def _reader(self):
-        for line in self.process.stdout:
+    def _reader(self, stdout):
+        for line in stdout:  # until the process exits
             with self._cond:
                 self._lines.append(line.strip())
                 self._cond.notify_all()
@@ -178,9 +182,11 @@ class SimBoard:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            with contextlib.suppress(OSError):
-                stream.close()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=5)  # the process is gone: its stdout is at EOF
+        with contextlib.suppress(OSError):
+            proc.stdout.close()
 
     def __enter__(self) -> SimBoard:
         return self.start()

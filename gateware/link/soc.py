@@ -67,7 +67,11 @@ class SoC(wiring.Component):
         self.clk_freq = clk_freq
         self.baud = baud
         self.rx_fifo_depth = rx_fifo_depth
-        self.info = device_info(config, link=link, clock_hz=clk_freq, baud=baud)
+        try:
+            self.info = device_info(config, link=link, clock_hz=clk_freq, baud=baud)
+        except ValueError:
+            self._MustUse__silence = True
+            raise
         if link == "stream":
             ports = {"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8))}
         else:
