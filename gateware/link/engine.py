@@ -13,10 +13,11 @@ Everything is derived from the :class:`..layout.CoreConfig` and
 ``layout.address_map(config)``: a region added to the map is readable and
 writable (if ``writable``) and zeroed by RESET (if ``state``) with no change here.
 
-Costs (clocks, besides waiting for the encoder to finish the previous reply):
-WRITE ``16 * count + 10``, READ ``10 * count + 10``, INFO ``len(info) + 6``,
-RESET the ``state`` words + 6, RUN ``payload bytes`` to validate, then per step
-``4 * events + 3``, the core's step and ``9 * records``.
+Costs (clocks from the decoder's ``frame_valid``, besides waiting for the
+encoder to finish the previous reply): WRITE ``18 * count + 13`` (8 per word to
+validate, 8 to gather, 2 to write), READ ``11 * count + 13``, INFO
+``len(info) + 7``, RESET the ``state`` words + 8, RUN: 1 per payload byte to
+validate, then per step 4, per event 6, the core's step, and 9 per record kept.
 """
 
 from __future__ import annotations

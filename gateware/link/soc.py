@@ -6,7 +6,7 @@ AXI-Stream wrapper of the byte-stream SoC for PCIe boards (XDMA-style bridge).
 clk_freq=..., baud=...)``: ports ``uart_rx`` (in) and ``uart_tx`` (out), idle
 high, 8N1; received bytes pass a ``rx_fifo_depth``-byte FIFO (default 2048), so
 the decoder may stall while the engine executes a request without losing bytes
-(a WRITE of 127 words executes in about 2 100 clocks, under 2 byte times at 16
+(a WRITE of 127 words executes in about 2 300 clocks, 15 byte times at 16
 clocks per bit).  ``idle`` is high when nothing is in progress (the simulated
 board stops its clock then).
 
