@@ -113,9 +113,11 @@ def run(progress=print) -> dict:
 
 def link() -> dict:
     """Link goodput: max-size WRITE frames through the simulated board's bit-level UART."""
-    from .link.bench import uart_goodput
+    from .link.bench import stream_board_speed, uart_goodput
 
-    return uart_goodput("tiny")
+    out = uart_goodput("tiny")
+    out["stream_board"] = stream_board_speed("tiny")
+    return out
 
 
 def describe(result: dict):
@@ -134,3 +136,5 @@ def describe(result: dict):
         yield (f"  link: {u['goodput_fraction']:.3f} of the 8N1 payload rate (WRITE payload "
                f"through the bit-level UART, {u['clocks_per_bit']} clocks/bit); simulated "
                f"board {u['sim_clocks_per_second'] / 1e6:.2f} M clocks/s")
+        yield (f"  simulated board (byte stream, RUN requests over TCP): "
+               f"{u['stream_board']['sim_clocks_per_second'] / 1e6:.2f} M clocks/s")

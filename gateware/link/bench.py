@@ -5,10 +5,18 @@ from __future__ import annotations
 import socket
 import time
 
-from ...protocol import MAX_WRITE_WORDS, Command, Frame, FrameDecoder, pack_write, reply_cmd
+from ...protocol import (
+    MAX_PAYLOAD,
+    MAX_WRITE_WORDS,
+    Command,
+    Frame,
+    FrameDecoder,
+    pack_write,
+    reply_cmd,
+)
 from ..layout import Region, address_map
 
-__all__ = ["uart_goodput"]
+__all__ = ["uart_goodput", "stream_board_speed"]
 
 
 def uart_goodput(config="tiny", *, frames: int = 8, build_root=None) -> dict:
@@ -56,4 +64,66 @@ def uart_goodput(config="tiny", *, frames: int = 8, build_root=None) -> dict:
             "clocks": clocks, "clocks_per_bit": cpb,
             "goodput_fraction": payload / line_bytes,
             "wire_fraction": len(wire) / line_bytes,
+            "sim_clocks_per_second": clocks / seconds}
+
+
+def stream_board_speed(config="tiny", *, runs: int = 20, build_root=None) -> dict:
+    """Clocks per second of the byte-stream simulated board on RUN requests (a dense
+    one-layer network, every input active), from its ``SESSION`` clock count and the
+    wall time of the session (TCP round trips included)."""
+    import random
+
+    import torch
+
+    from ...golden.integer import INPUT, LIFLayer, Network, Projection
+    from ...protocol import pack_run
+    from ..layout import compile_network
+    from ..simboard import SimBoard
+
+    with SimBoard(config, stats=True, build_root=build_root) as board:
+        c = board.config
+        # As many outputs as one step's reply can carry (n_out value records + the end).
+        n_in = c.max_inputs
+        n_out = min(c.max_neurons, c.neuron_depth * c.lanes, (MAX_PAYLOAD - 2) // 8 - 1)
+        rng = random.Random(0)
+        w_lo, w_hi = -(1 << (c.w_bits - 1)), (1 << (c.w_bits - 1)) - 1
+        weight = torch.tensor([[rng.randint(w_lo, w_hi) for _ in range(n_in)]
+                               for _ in range(n_out)], dtype=torch.int64)
+        layer = LIFLayer("out", n_out, alpha=torch.full((n_out,), 1 << c.frac_bits),
+                         theta=torch.full((n_out,), 1 << (c.u_bits - 2)),
+                         bias=torch.zeros(n_out, dtype=torch.int64), reset="zero", v_reset=0,
+                         spiking=True, inputs=[Projection(INPUT, weight)])
+        net = Network(input_size=n_in, input_kind="spike", layers=[layer], output="out",
+                      fmt=c.fmt())
+        image = compile_network(net, c)
+        words = dict(image.writes)
+        loads, run = [], []
+        for addr in sorted(words):
+            if run and run[-1] + 1 == addr and len(run) < MAX_WRITE_WORDS:
+                run.append(addr)
+            else:
+                run = [addr]
+                loads.append(run)
+        requests = [Frame(Command.WRITE, i % 256, pack_write(r[0], [words[a] for a in r]))
+                    for i, r in enumerate(loads)]
+        step = [(j, 1) for j in range(n_in)]
+        steps = MAX_PAYLOAD // (2 + 8 * (n_out + 1))
+        with socket.create_connection(("127.0.0.1", board.port)) as sock:
+            dec = FrameDecoder()
+            t0 = time.perf_counter()
+            runs_out = [Frame(Command.RUN, (200 + i) % 256, pack_run([step] * steps))
+                        for i in range(runs)]
+            for frame in [*requests, *runs_out]:
+                sock.sendall(frame.encode())
+                got = []
+                while not got:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        raise RuntimeError("the simulated board closed the connection")
+                    got = dec.feed(chunk)
+                if got[0].cmd != reply_cmd(frame.cmd):
+                    raise RuntimeError(f"unexpected reply {got[0]} to {frame.cmd}")
+            seconds = time.perf_counter() - t0
+        clocks, _, _ = board.session()
+    return {"runs": runs, "steps_per_run": steps, "clocks": clocks, "seconds": seconds,
             "sim_clocks_per_second": clocks / seconds}
