@@ -306,3 +306,14 @@ def test_simboard_uart_full_fidelity():
             d = decode_step(records, net, image)
             assert (d["values"], d["out_spikes"]) == (w["values"], w["out_spikes"])
         client.close()
+
+
+@pytest.mark.slow
+def test_link_goodput_bench_is_consistent():
+    """The goodput benchmark's figures follow from its clock count (no speed asserted)."""
+    from spikeforge.gateware.link.bench import uart_goodput
+
+    r = uart_goodput("tiny", frames=2)
+    assert r["payload_bytes"] == 2 * (6 + 8 * 127)
+    assert r["goodput_fraction"] == r["payload_bytes"] * 10 * r["clocks_per_bit"] / r["clocks"]
+    assert r["wire_bytes"] * 10 * r["clocks_per_bit"] <= r["clocks"]  # the line's own limit
