@@ -104,3 +104,15 @@ def test_uart_divisor_validation():
         uart_divisor(clk_freq=10_000_000, baud=0)
     with pytest.raises(ValueError, match=r"divisor must be an integer >= 4, not 3"):
         UARTPHY(divisor=3)
+
+
+@pytest.mark.parametrize("uart", [False, True])
+def test_soc_verilog_lints_clean(uart, tmp_path):
+    """``verilator --lint-only -Wall`` (with the project's waivers) on the SoC top."""
+    from spikeforge.gateware.rtl import lint
+    from spikeforge.gateware.simboard import simboard_verilog
+
+    path = tmp_path / "soc.v"
+    path.write_text(simboard_verilog(config_named("tiny"), uart=uart))
+    result = lint(path)
+    assert result.returncode == 0, result.stderr[-3000:]
