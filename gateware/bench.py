@@ -178,6 +178,17 @@ def run(progress=print) -> dict:
     out["verilator_clocks_per_second"] = max(speeds) if speeds else None
     progress("rtl bench: SSM unit vs state size and k/v/q density (demo core)")
     out["ssm"] = ssm()
+    progress("rtl bench: link goodput through the bit-level UART simulation")
+    out["link"] = link()
+    return out
+
+
+def link() -> dict:
+    """Link goodput: max-size WRITE frames through the simulated board's bit-level UART."""
+    from .link.bench import stream_board_speed, uart_goodput
+
+    out = uart_goodput("tiny")
+    out["stream_board"] = stream_board_speed("tiny")
     return out
 
 
@@ -204,3 +215,10 @@ def describe(result: dict):
                    f", state {p['state_bits']} bits")
     if result.get("verilator_clocks_per_second"):
         yield f"  Verilator: {result['verilator_clocks_per_second'] / 1e6:.2f} M clocks/s"
+    if "link" in result:
+        u = result["link"]
+        yield (f"  link: {u['goodput_fraction']:.3f} of the 8N1 payload rate (WRITE payload "
+               f"through the bit-level UART, {u['clocks_per_bit']} clocks/bit); simulated "
+               f"board {u['sim_clocks_per_second'] / 1e6:.2f} M clocks/s")
+        yield (f"  simulated board (byte stream, RUN requests over TCP): "
+               f"{u['stream_board']['sim_clocks_per_second'] / 1e6:.2f} M clocks/s")

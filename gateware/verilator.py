@@ -26,7 +26,8 @@ from .rtl import LINT_WAIVERS as RULES_WAIVED
 from .rtl import generate
 
 __all__ = ["TOPLEVEL", "LINT_WAIVERS", "verilator_root", "verilator_env", "have_verilator",
-           "missing_tools", "core_verilog", "build_core", "run_cocotb", "BuildError"]
+           "missing_tools", "core_verilog", "build_core", "build_module", "run_cocotb",
+           "BuildError"]
 
 TOPLEVEL = "npu_core"
 
@@ -158,19 +159,27 @@ def build_core(config: CoreConfig, build_dir: str | os.PathLike, *, waves: bool 
     simulates as fast (cocotb's Python dominates).  Raises :class:`BuildError`
     with the tail of ``build.log`` if the build fails.
     """
+    return build_module(core_verilog(config), TOPLEVEL, build_dir, waves=waves, opt=opt,
+                        verbose=verbose)
+
+
+def build_module(text: str, toplevel: str, build_dir: str | os.PathLike, *,
+                 waves: bool = False, opt: str | None = "-O1", verbose: bool = False) -> Path:
+    """Build the Verilog ``text`` (top module ``toplevel``) for cocotb in ``build_dir``,
+    as :func:`build_core` does for the core (reused while ``text`` and the flags are
+    unchanged); return the folder."""
     missing = missing_tools()
     if missing:
-        raise BuildError("cannot build the core with Verilator: missing " + ", ".join(missing))
+        raise BuildError(f"cannot build {toplevel} with Verilator: missing " + ", ".join(missing))
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
-    text = core_verilog(config)
-    source = build_dir / f"{TOPLEVEL}.v"
-    built = build_dir / f"{TOPLEVEL}.built.v"  # the Verilog of the last finished build
+    source = build_dir / f"{toplevel}.v"
+    built = build_dir / f"{toplevel}.built.v"  # the Verilog of the last finished build
     stamp = build_dir / "build.json"
     extra_make = [f"OPT_FAST={opt}", f"OPT_GLOBAL={opt}"] if opt is not None else []
     flags = {"build_args": list(LINT_WAIVERS), "waves": bool(waves),
              "make": [*make_overrides(verilator_root()), *extra_make]}
-    binary = build_dir / TOPLEVEL
+    binary = build_dir / toplevel
     if (binary.is_file() and built.is_file() and stamp.is_file()
             and built.read_bytes() == text.encode()
             and json.loads(stamp.read_text()) == flags):
@@ -183,7 +192,7 @@ def build_core(config: CoreConfig, build_dir: str | os.PathLike, *, waves: bool 
     with _environ(verilator_env()):
         runner = _runner(verilator_root(), extra_make)
         try:
-            runner.build(sources=[source], hdl_toplevel=TOPLEVEL, build_dir=build_dir,
+            runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
                          build_args=list(LINT_WAIVERS), waves=waves, log_file=log,
                          verbose=verbose)
         except (RuntimeError, SystemExit) as e:
@@ -196,7 +205,7 @@ def build_core(config: CoreConfig, build_dir: str | os.PathLike, *, waves: bool 
 
 def run_cocotb(build_dir: str | os.PathLike, test_module: str, *, test_dir=None,
                extra_env: dict[str, str] | None = None, waves: bool = False,
-               log_file=None) -> bool:
+               log_file=None, toplevel: str = TOPLEVEL) -> bool:
     """Run the cocotb ``test_module`` (importable from ``sys.path``) on the build in
     ``build_dir``; True if every test passed.  The simulator's output goes to
     ``log_file`` if given; with ``waves`` (the build must have them too) it writes
@@ -213,7 +222,7 @@ def run_cocotb(build_dir: str | os.PathLike, test_module: str, *, test_dir=None,
     with _environ(verilator_env()):
         runner = _runner(verilator_root())
         try:
-            results = runner.test(test_module=test_module, hdl_toplevel=TOPLEVEL,
+            results = runner.test(test_module=test_module, hdl_toplevel=toplevel,
                                   hdl_toplevel_lang="verilog", build_dir=build_dir,
                                   test_dir=test_dir or build_dir, extra_env=env,
                                   waves=waves, log_file=log_file)

@@ -337,6 +337,33 @@ def cmd_rtl(args) -> int:
     return EXIT_OK
 
 
+def cmd_sim_board(args) -> int:
+    import signal
+
+    from .gateware.simboard import SimBoard
+
+    board = SimBoard(args.config, port=args.port, uart=args.uart)
+    if not args.quiet:
+        print(f"sim-board: building / starting the {args.config!r} board "
+              f"({'UART' if args.uart else 'byte stream'})", file=sys.stderr)
+    board.start()
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        print(f"LISTENING {board.port}", flush=True)  # the harness' line, for scripts
+        if not args.quiet:
+            print(f"sim-board: serving {board.url} (Ctrl-C stops)", file=sys.stderr)
+        board.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        board.close()
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     from .golden.experiments import EXPERIMENTS
@@ -467,6 +494,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the RTL benchmarks (they build cores with Verilator)")
     common(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("sim-board", help="serve a simulated board (Verilator SoC) on a TCP port")
+    p.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 [0: a free one]")
+    p.add_argument("--config", default="digits", help="core configuration name [digits]")
+    p.add_argument("--uart", action="store_true",
+                   help="simulate the UART PHY bit by bit (full fidelity, slower)")
+    p.add_argument("--quiet", action="store_true", help="no messages on stderr")
+    p.set_defaults(func=cmd_sim_board)
     return parser
 
 

@@ -1,0 +1,526 @@
+"""The command engine: executes the requests of the wire protocol on the NPU core
+(``docs/device.md`` is the contract, ``host/protocol.py`` the byte layouts).
+
+It takes one good frame at a time from the :class:`.frame.FrameDecoder` (body in
+the receive buffer), validates the request completely, executes it through the
+core's host port and input/output streams, writes the reply body (header and
+payload, without the CRC) into the reply buffer and starts the
+:class:`.frame.FrameEncoder`.  The reply buffer doubles as the one-deep reply
+cache: a frame with the ``(seq, crc)`` of the last executed request is answered
+from it again (``REPLAYS``) without being executed.
+
+Everything is derived from the :class:`..layout.CoreConfig` and
+``layout.address_map(config)``: a region added to the map is readable and
+writable (if ``writable``) and zeroed by RESET (if ``state``) with no change here.
+
+Costs (clocks from the decoder's ``frame_valid``, besides waiting for the
+encoder to finish the previous reply): WRITE ``18 * count + 13`` (8 per word to
+validate, 8 to gather, 2 to write), READ ``11 * count + 13``, INFO
+``len(info) + 7``, RESET the ``state`` words + 8, RUN: 1 per payload byte to
+validate, then per step 4, per event 6, the core's step, and 9 per record kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ...protocol import MAX_PAYLOAD, Command, ErrorCode
+from ..core import input_layout, struct_layout
+from ..layout import RECORD_FIELDS, CoreConfig, address_map
+from .frame import BODY_ADDR_BITS, COUNTER_BITS
+
+__all__ = ["CommandEngine", "device_info", "ENGINE_BASE", "REGISTERS", "config_hash"]
+
+ENGINE_BASE = 0x8000_0000
+"""Word address of the engine registers (``REGISTERS`` in order)."""
+
+REGISTERS = ("FLAGS", "FRAMES_OK", "DROP_BAD_CRC", "DROP_BAD_LENGTH", "DROP_TOO_LARGE",
+             "ERRORS", "REPLAYS", "STEPS")
+
+MAX_INFO = 1024
+HEADER = 4  # cmd, seq, length: the reply payload starts here in the buffer
+
+
+def config_hash(config: CoreConfig) -> str:
+    """First 16 hex digits of the SHA-256 of the config's JSON (sorted keys, no spaces)."""
+    text = json.dumps(dataclasses.asdict(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def device_info(config: CoreConfig, *, link: str = "stream", clock_hz: int | None = None,
+                baud: int | None = None) -> bytes:
+    """The INFO reply: UTF-8 JSON describing the device (``docs/device.md``)."""
+    from ... import __version__
+
+    if not isinstance(config, CoreConfig):
+        raise TypeError(f"config must be a CoreConfig, not {config!r}")
+    if link not in ("stream", "uart"):
+        raise ValueError(f"link must be 'stream' or 'uart', not {link!r}")
+    info = {"device": "spikeforge", "version": __version__,
+            "config": dataclasses.asdict(config), "config_hash": config_hash(config),
+            "link": link, "clock_hz": clock_hz, "baud": baud, "engine_base": ENGINE_BASE}
+    text = json.dumps(info, sort_keys=True, separators=(",", ":")).encode()
+    if len(text) > MAX_INFO:
+        raise ValueError(f"the INFO JSON of {len(text)} bytes is over {MAX_INFO} bytes")
+    return text
+
+
+def _masks(limit: int) -> list[int]:
+    """Per byte of a little-endian u64 word, the bits allowed below ``limit`` bits."""
+    out = []
+    for k in range(8):
+        lo = 8 * k
+        out.append(0xFF if lo + 8 <= limit else 0 if lo >= limit else (1 << (limit - lo)) - 1)
+    return out
+
+
+class CommandEngine(wiring.Component):
+    """Executes requests (``docs/device.md``).
+
+    Ports: from the decoder ``frame_valid``/``frame_ack``/``cmd``/``seq``/
+    ``length``/``crc`` and its counters (``frames_ok``, ``drop_*``); the receive
+    buffer's synchronous read port ``rx_addr``/``rx_data`` (the engine drives
+    the address one clock ahead); the reply buffer's write port
+    ``tx_waddr``/``tx_wdata``/``tx_we``; the encoder's ``send``/``send_length``/
+    ``send_busy``; the core's host port (``host_*``, ``clear``, ``core_busy``)
+    and streams (``core_input`` out, ``core_output`` in); ``idle`` is high while
+    no request is in progress.
+
+    Parameters: ``config`` (CoreConfig), ``info`` (the INFO bytes, at most 1024).
+    """
+
+    def __init__(self, *, config: CoreConfig, info: bytes):
+        if not isinstance(config, CoreConfig):
+            self._MustUse__silence = True
+            raise TypeError(f"config must be a CoreConfig, not {config!r}")
+        if not isinstance(info, bytes) or not 1 <= len(info) <= MAX_INFO:
+            self._MustUse__silence = True
+            raise ValueError(f"info must be 1..{MAX_INFO} bytes, not {info!r}")
+        self.config = c = config
+        self.info = info
+        self.record_layout = record = struct_layout(RECORD_FIELDS(c))
+        if c.host_data_bits > 64:
+            self._MustUse__silence = True
+            raise ValueError(f"host words of {c.host_data_bits} bits do not fit the u64 of "
+                             f"the wire protocol")
+        super().__init__({
+            "frame_valid": In(1),
+            "frame_ack": Out(1),
+            "cmd": In(8),
+            "seq": In(8),
+            "length": In(16),
+            "crc": In(16),
+            "frames_ok": In(COUNTER_BITS),
+            "drop_bad_crc": In(COUNTER_BITS),
+            "drop_bad_length": In(COUNTER_BITS),
+            "drop_too_large": In(COUNTER_BITS),
+            "rx_addr": Out(BODY_ADDR_BITS),
+            "rx_data": In(8),
+            "tx_waddr": Out(BODY_ADDR_BITS),
+            "tx_wdata": Out(8),
+            "tx_we": Out(1),
+            "send": Out(1),
+            "send_length": Out(BODY_ADDR_BITS),
+            "send_busy": In(1),
+            "host_addr": Out(c.host_addr_bits),
+            "host_wdata": Out(c.host_data_bits),
+            "host_we": Out(1),
+            "host_re": Out(1),
+            "host_rdata": In(c.host_data_bits),
+            "host_rvalid": In(1),
+            "clear": Out(1),
+            "core_busy": In(1),
+            "core_input": Out(stream.Signature(input_layout(c))),
+            "core_output": In(stream.Signature(record)),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform):  # noqa: C901 - one FSM, state by state
+        c = self.config
+        m = Module()
+        amap = address_map(c)
+        region_lo = c.lane_bits + c.addr_bits
+
+        # --------------------------------------------------------- registers
+        flags = Signal(32)
+        errors = Signal(COUNTER_BITS)
+        replays = Signal(COUNTER_BITS)
+        steps_done = Signal(COUNTER_BITS)
+        regs = Array([flags, self.frames_ok, self.drop_bad_crc, self.drop_bad_length,
+                      self.drop_too_large, errors, replays, steps_done])
+
+        cache_valid = Signal()
+        cache_seq = Signal(8)
+        cache_crc = Signal(16)
+        cache_len = Signal(BODY_ADDR_BITS)
+
+        # ------------------------------------------- the receive buffer reader
+        rp = Signal(BODY_ADDR_BITS)
+        rp_next = Signal(BODY_ADDR_BITS)
+        m.d.comb += [rp_next.eq(rp), self.rx_addr.eq(rp_next)]
+        m.d.sync += rp.eq(rp_next)
+        cur = self.rx_data  # the byte at ``rp``
+
+        m.submodules.info = info_rom = memory.Memory(shape=8, depth=len(self.info),
+                                                     init=list(self.info))
+        info_rd = info_rom.read_port()
+        m.d.comb += info_rd.addr.eq(rp_next)
+
+        k = Signal(3)
+        byt = Array(Signal(8, name=f"byte{i}") for i in range(8))
+        word = Cat(*byt)
+        payload_end = Signal(BODY_ADDR_BITS + 1)
+        m.d.comb += payload_end.eq(HEADER + self.length)
+
+        addr = Signal(32)
+        count = Signal(16)
+        i = Signal(16)
+        wp = Signal(BODY_ADDR_BITS)
+        rcmd = Signal(8)
+        rlen = Signal(BODY_ADDR_BITS)
+        err = Signal(8)
+        steps = Signal(16)
+        n_events = Signal(16)
+        nout = Signal(16)
+        npos = Signal(BODY_ADDR_BITS)
+        overflow = Signal()
+
+        def write_reply(pos, value):
+            m.d.comb += [self.tx_waddr.eq(pos), self.tx_wdata.eq(value), self.tx_we.eq(1)]
+
+        # ------------------------------------------------- address validation
+        is_reg = Signal()
+        m.d.comb += is_reg.eq((addr[31] == 1) & (addr[3:31] == 0))
+        in_core = Const(1) if c.host_addr_bits >= 32 else (addr[c.host_addr_bits:32] == 0)
+        region = addr[region_lo:c.host_addr_bits]
+        lane = addr[c.addr_bits:region_lo]
+        offset = addr[:c.addr_bits]
+        hits = [(region == int(e.region)) & (lane < e.lanes) & (offset < e.depth) for e in amap]
+        core_r = Cat(*hits).any()
+        core_w = Cat(*(h for h, e in zip(hits, amap, strict=True) if e.writable)).any()
+        read_ok = is_reg | (in_core & core_r)
+        write_ok = (is_reg & (addr[:3] == 0)) | (in_core & core_w)
+        mask_core = Array(Const(v, 8) for v in _masks(c.host_data_bits))
+        mask_reg = Array(Const(v, 8) for v in _masks(32))
+        byte_bad = (cur & ~Mux(is_reg, mask_reg[k], mask_core[k])) != 0
+
+        # ------------------------------------------------------------ RUN data
+        ev_index = word[:16]
+        ev_value = word[16:32].as_signed()
+        lo, hi = -(1 << (c.in_bits - 1)), (1 << (c.in_bits - 1)) - 1
+        ev_ok = (ev_index < c.max_inputs) & (ev_value >= lo) & (ev_value <= hi)
+        rec = self.core_output.payload.as_value()
+        rec_kind = self.core_output.payload.kind
+
+        state_entries = [e for e in amap if e.state]
+        zl = Signal(range(max([e.lanes for e in state_entries] + [1]) + 1))
+        za = Signal(range(max([e.depth for e in state_entries] + [1]) + 1))
+
+        m.d.comb += self.host_addr.eq(addr)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.idle.eq(~self.frame_valid)
+                with m.If(self.frame_valid):
+                    with m.If(cache_valid & (cache_seq == self.seq) & (cache_crc == self.crc)):
+                        m.next = "REPLAY"
+                    with m.Else():
+                        m.next = "WAIT_TX"
+
+            with m.State("REPLAY"):
+                with m.If(~self.send_busy):
+                    m.d.comb += [self.frame_ack.eq(1), self.send.eq(1),
+                                 self.send_length.eq(cache_len)]
+                    m.d.sync += replays.eq(replays + 1)
+                    m.next = "IDLE"
+
+            with m.State("WAIT_TX"):
+                # The reply buffer (the cache) is free once the last reply is sent.
+                with m.If(~self.send_busy):
+                    m.d.sync += [cache_valid.eq(0), rcmd.eq(self.cmd | 0x80), rlen.eq(0),
+                                 k.eq(0), wp.eq(HEADER), i.eq(0), overflow.eq(0)]
+                    m.d.comb += rp_next.eq(HEADER)
+                    with m.Switch(self.cmd):
+                        with m.Case(Command.INFO):
+                            with m.If(self.length == 0):
+                                m.d.comb += rp_next.eq(0)
+                                m.next = "INFO"
+                            with m.Else():
+                                self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                        with m.Case(Command.WRITE):
+                            with m.If(self.length >= 6):
+                                m.next = "W_HDR"
+                            with m.Else():
+                                self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                        with m.Case(Command.READ):
+                            with m.If(self.length == 6):
+                                m.next = "R_HDR"
+                            with m.Else():
+                                self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                        with m.Case(Command.RESET):
+                            with m.If(self.length == 0):
+                                m.next = "RS_CLEAR"
+                            with m.Else():
+                                self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                        with m.Case(Command.RUN):
+                            with m.If(self.length >= 2):
+                                m.next = "RV_COUNT"
+                            with m.Else():
+                                self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                        with m.Default():
+                            self._error(m, err, ErrorCode.UNKNOWN_COMMAND)
+
+            with m.State("ERROR"):
+                write_reply(HEADER, err)
+                m.d.sync += [rcmd.eq(0xFF), rlen.eq(1), errors.eq(errors + 1), k.eq(0)]
+                m.next = "FINISH"
+
+            with m.State("FINISH"):
+                header = Array([rcmd, self.seq, rlen[:8], rlen[8:]])
+                write_reply(k, header[k])
+                m.d.sync += k.eq(k + 1)
+                with m.If(k == 3):
+                    m.d.sync += [k.eq(0), cache_valid.eq(1), cache_seq.eq(self.seq),
+                                 cache_crc.eq(self.crc), cache_len.eq(HEADER + rlen)]
+                    m.d.comb += [self.frame_ack.eq(1), self.send.eq(1),
+                                 self.send_length.eq(HEADER + rlen)]
+                    m.next = "IDLE"
+
+            # --------------------------------------------------------- INFO
+            with m.State("INFO"):
+                write_reply(wp, info_rd.data)
+                m.d.sync += [wp.eq(wp + 1), i.eq(i + 1)]
+                m.d.comb += rp_next.eq(rp + 1)
+                with m.If(i == len(self.info) - 1):
+                    m.d.sync += [rlen.eq(len(self.info)), k.eq(0)]
+                    m.next = "FINISH"
+
+            # -------------------------------------------------------- WRITE
+            self._gather(m, "W_HDR", 6, k, byt, cur, rp, rp_next, "W_CHECK")
+            with m.State("W_CHECK"):
+                cnt = word[32:48]
+                m.d.sync += [addr.eq(word[:32]), count.eq(cnt), i.eq(0), k.eq(0)]
+                with m.If((cnt == 0) | (self.length != 6 + 8 * cnt)):
+                    self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                with m.Elif(word[:32] + cnt > (1 << 32)):
+                    self._error(m, err, ErrorCode.ADDRESS_OUT_OF_RANGE)
+                with m.Else():
+                    m.next = "W_VALIDATE"
+            with m.State("W_VALIDATE"):
+                # Every word: its address writable, then no bits over the target's width.
+                m.d.comb += rp_next.eq(rp + 1)
+                m.d.sync += k.eq(k + 1)
+                with m.If((k == 0) & ~write_ok):
+                    self._error(m, err, ErrorCode.ADDRESS_OUT_OF_RANGE)
+                with m.Elif(byte_bad):
+                    self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                with m.Elif(k == 7):
+                    m.d.sync += [addr.eq(addr + 1), i.eq(i + 1)]
+                    with m.If(i == count - 1):
+                        m.d.sync += [addr.eq(addr - i), i.eq(0)]
+                        m.d.comb += rp_next.eq(HEADER + 6)
+                        m.next = "W_GATHER"
+            self._gather(m, "W_GATHER", 8, k, byt, cur, rp, rp_next, "W_DO")
+            with m.State("W_DO"):
+                with m.If(is_reg):
+                    m.d.sync += flags.eq(word[:32])
+                    m.next = "W_NEXT"
+                with m.Elif(~self.core_busy):
+                    m.d.comb += [self.host_we.eq(1), self.host_wdata.eq(word)]
+                    m.next = "W_NEXT"
+            with m.State("W_NEXT"):
+                m.d.sync += [addr.eq(addr + 1), i.eq(i + 1)]
+                with m.If(i == count - 1):
+                    m.next = "FINISH"
+                with m.Else():
+                    m.next = "W_GATHER"
+
+            # --------------------------------------------------------- READ
+            self._gather(m, "R_HDR", 6, k, byt, cur, rp, rp_next, "R_CHECK")
+            with m.State("R_CHECK"):
+                cnt = word[32:48]
+                m.d.sync += [addr.eq(word[:32]), count.eq(cnt), i.eq(0)]
+                with m.If(cnt == 0):
+                    self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                with m.Elif(cnt > MAX_PAYLOAD // 8):
+                    self._error(m, err, ErrorCode.TOO_LARGE)
+                with m.Elif(word[:32] + cnt > (1 << 32)):
+                    self._error(m, err, ErrorCode.ADDRESS_OUT_OF_RANGE)
+                with m.Else():
+                    m.next = "R_VALIDATE"
+            with m.State("R_VALIDATE"):
+                with m.If(~read_ok):
+                    self._error(m, err, ErrorCode.ADDRESS_OUT_OF_RANGE)
+                with m.Else():
+                    m.d.sync += [addr.eq(addr + 1), i.eq(i + 1)]
+                    with m.If(i == count - 1):
+                        m.d.sync += [addr.eq(addr - i), i.eq(0)]
+                        m.next = "R_FETCH"
+            with m.State("R_FETCH"):
+                with m.If(is_reg):
+                    m.d.sync += [word.eq(regs[addr[:3]]), k.eq(0)]
+                    m.next = "R_PUT"
+                with m.Elif(~self.core_busy):
+                    m.d.comb += self.host_re.eq(1)
+                    m.next = "R_WAIT"
+            with m.State("R_WAIT"):
+                with m.If(self.host_rvalid):
+                    m.d.sync += [word.eq(self.host_rdata), k.eq(0)]
+                    m.next = "R_PUT"
+            with m.State("R_PUT"):
+                write_reply(wp, byt[k])
+                m.d.sync += [wp.eq(wp + 1), k.eq(k + 1)]
+                with m.If(k == 7):
+                    m.d.sync += [addr.eq(addr + 1), i.eq(i + 1)]
+                    with m.If(i == count - 1):
+                        m.d.sync += rlen.eq(8 * count)
+                        m.next = "FINISH"
+                    with m.Else():
+                        m.next = "R_FETCH"
+
+            # -------------------------------------------------------- RESET
+            with m.State("RS_CLEAR"):
+                with m.If(~self.core_busy):
+                    m.d.comb += self.clear.eq(1)
+                    m.d.sync += [zl.eq(0), za.eq(0)]
+                    m.next = "RS_ZERO0" if state_entries else "FINISH"
+            for j, e in enumerate(state_entries):
+                with m.State(f"RS_ZERO{j}"):
+                    m.d.comb += [self.host_we.eq(1), self.host_wdata.eq(0),
+                                 self.host_addr.eq((int(e.region) << region_lo)
+                                                   | (zl << c.addr_bits) | za)]
+                    m.d.sync += za.eq(za + 1)
+                    with m.If(za == e.depth - 1):
+                        m.d.sync += [za.eq(0), zl.eq(zl + 1)]
+                        with m.If(zl == e.lanes - 1):
+                            m.d.sync += zl.eq(0)
+                            m.next = f"RS_ZERO{j + 1}" if j + 1 < len(state_entries) \
+                                else "FINISH"
+
+            # ---------------------------------------------------------- RUN
+            self._gather(m, "RV_COUNT", 2, k, byt, cur, rp, rp_next, "RV_COUNT_CHECK")
+            with m.State("RV_COUNT_CHECK"):
+                m.d.sync += [steps.eq(word[:16]), i.eq(0)]
+                with m.If(word[:16] == 0):
+                    self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                with m.Else():
+                    m.next = "RV_STEP"
+            with m.State("RV_STEP"):
+                with m.If(i == steps):
+                    with m.If(rp == payload_end):
+                        m.d.sync += [i.eq(0), wp.eq(HEADER)]
+                        m.d.comb += rp_next.eq(HEADER + 2)
+                        m.next = "RX_STEP"
+                    with m.Else():
+                        self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                with m.Elif(rp + 2 > payload_end):
+                    self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                with m.Else():
+                    m.next = "RV_NEV"
+            self._gather(m, "RV_NEV", 2, k, byt, cur, rp, rp_next, "RV_NEV_SET")
+            with m.State("RV_NEV_SET"):
+                m.d.sync += [n_events.eq(word[:16]), count.eq(0)]
+                m.next = "RV_EVENT"
+            with m.State("RV_EVENT"):
+                with m.If(count == n_events):
+                    m.d.sync += i.eq(i + 1)
+                    m.next = "RV_STEP"
+                with m.Elif(rp + 4 > payload_end):
+                    self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                with m.Else():
+                    m.next = "RV_EV"
+            self._gather(m, "RV_EV", 4, k, byt, cur, rp, rp_next, "RV_EV_CHECK")
+            with m.State("RV_EV_CHECK"):
+                with m.If(ev_ok):
+                    m.d.sync += count.eq(count + 1)
+                    m.next = "RV_EVENT"
+                with m.Else():
+                    self._error(m, err, ErrorCode.BAD_PAYLOAD)
+
+            with m.State("RX_STEP"):
+                with m.If(i == steps):
+                    m.next = "RX_DRAIN"
+                with m.Else():
+                    m.next = "RX_NEV"
+            self._gather(m, "RX_NEV", 2, k, byt, cur, rp, rp_next, "RX_NEV_SET")
+            with m.State("RX_NEV_SET"):
+                m.d.sync += [n_events.eq(word[:16]), count.eq(0)]
+                m.next = "RX_EVENT"
+            with m.State("RX_EVENT"):
+                with m.If(count == n_events):
+                    m.d.comb += [self.core_input.valid.eq(1),
+                                 self.core_input.payload.end.eq(1)]
+                    with m.If(self.core_input.ready):
+                        m.d.sync += [npos.eq(wp), nout.eq(0)]
+                        with m.If(wp + 2 > HEADER + MAX_PAYLOAD):
+                            m.d.sync += overflow.eq(1)
+                        with m.Else():
+                            m.d.sync += wp.eq(wp + 2)
+                        m.next = "RX_OUT"
+                with m.Else():
+                    m.next = "RX_EV"
+            self._gather(m, "RX_EV", 4, k, byt, cur, rp, rp_next, "RX_PUSH")
+            with m.State("RX_PUSH"):
+                m.d.comb += [self.core_input.valid.eq(1),
+                             self.core_input.payload.index.eq(ev_index),
+                             self.core_input.payload.value.eq(ev_value)]
+                with m.If(self.core_input.ready):
+                    m.d.sync += count.eq(count + 1)
+                    m.next = "RX_EVENT"
+            with m.State("RX_OUT"):
+                m.d.comb += self.core_output.ready.eq(1)
+                with m.If(self.core_output.valid):
+                    keep = (rec_kind != 0) | flags[0]
+                    with m.If(keep):
+                        m.d.sync += [word.eq(rec), k.eq(0)]
+                        with m.If(overflow | (wp + 8 > HEADER + MAX_PAYLOAD)):
+                            m.d.sync += overflow.eq(1)
+                            with m.If(rec_kind == 2):
+                                m.next = "RX_NOUT"
+                        with m.Else():
+                            m.d.sync += nout.eq(nout + 1)
+                            m.next = "RX_REC"
+            with m.State("RX_REC"):
+                write_reply(wp, byt[k])
+                m.d.sync += [wp.eq(wp + 1), k.eq(k + 1)]
+                with m.If(k == 7):
+                    with m.If(word[:2] == 2):
+                        m.next = "RX_NOUT"
+                    with m.Else():
+                        m.next = "RX_OUT"
+            with m.State("RX_NOUT"):
+                with m.If(~overflow):
+                    write_reply(npos + k, Array([nout[:8], nout[8:]])[k[0]])
+                m.d.sync += k.eq(k + 1)
+                with m.If(k == 1):
+                    m.d.sync += [k.eq(0), i.eq(i + 1), steps_done.eq(steps_done + 1)]
+                    m.next = "RX_STEP"
+            with m.State("RX_DRAIN"):
+                with m.If(~self.core_busy):
+                    with m.If(overflow):
+                        self._error(m, err, ErrorCode.TOO_LARGE)
+                    with m.Else():
+                        m.d.sync += [rlen.eq(wp - HEADER), k.eq(0)]
+                        m.next = "FINISH"
+        return m
+
+    @staticmethod
+    def _error(m, err, code):
+        m.d.sync += err.eq(int(code))
+        m.next = "ERROR"
+
+    @staticmethod
+    def _gather(m, name, n, k, byt, cur, rp, rp_next, then):
+        """State ``name``: the next ``n`` bytes of the receive buffer into ``byt[0..n-1]``."""
+        with m.State(name):
+            m.d.sync += [byt[k].eq(cur), k.eq(k + 1)]
+            m.d.comb += rp_next.eq(rp + 1)
+            with m.If(k == n - 1):
+                m.d.sync += k.eq(0)
+                m.next = then

@@ -1,0 +1,281 @@
+"""Frame decoder and encoder of the wire protocol (``host/protocol.py``): COBS,
+CRC-16/CCITT-FALSE and the receive checks, one byte per clock.
+
+:class:`FrameDecoder` takes the received byte stream, undoes COBS on the fly,
+writes the frame body into a buffer memory (a write port owned by the parent)
+and checks each frame at its 0x00 delimiter in the order of ``protocol.py``::
+
+    1. more than MAX_ENCODED_FRAME bytes before the delimiter   TOO_LARGE
+       (counted once, then everything up to the next 0x00 is skipped)
+    2. malformed COBS (a code byte pointing past the end)       BAD_LENGTH
+    3. body shorter than MIN_BODY                               BAD_LENGTH
+    4. body longer than MAX_BODY                                TOO_LARGE
+    5. the length field disagrees with the bytes received       BAD_LENGTH
+    6. the CRC does not match                                   BAD_CRC
+
+A bad frame is dropped and counted; an empty frame (two adjacent delimiters) is
+ignored.  A good frame raises ``frame_valid`` (with ``cmd``, ``seq``,
+``length`` and ``crc``) and holds it, with ``rx.ready`` low, until the consumer
+pulses ``frame_ack``: the body sits at buffer addresses ``0 .. length + 5``.
+
+:class:`FrameEncoder` sends the frame whose body (without the CRC) sits in a
+buffer memory at ``0 .. length - 1``: one pass computes the CRC, then COBS
+scans each run (up to 254 non-zero bytes) and sends its code byte and its
+bytes, then the 0x00 delimiter.  Reads go through a synchronous read port whose
+address the encoder drives one clock ahead (``mem_addr``), ``mem_data`` being
+the byte at the previous clock's address.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ...protocol import MAX_BODY, MAX_ENCODED_FRAME, MIN_BODY
+
+__all__ = ["crc16_update", "FrameDecoder", "FrameEncoder", "BODY_ADDR_BITS"]
+
+BODY_ADDR_BITS = (MAX_BODY + 2).bit_length()
+"""Address width of a frame body buffer (MAX_BODY bytes plus room)."""
+
+COUNTER_BITS = 32
+
+
+def _crc16_matrix():
+    """Per output bit of one CRC-16/CCITT-FALSE byte step, the input bits XORed into it:
+    ``("c", i)`` for bit i of the CRC, ``("b", i)`` for bit i of the byte (the step is linear)."""
+    value = [{("c", i)} for i in range(16)]
+    for i in range(8):
+        value[8 + i] = value[8 + i] ^ {("b", i)}
+    for _ in range(8):
+        top = value[15]
+        value = [set()] + value[:15]
+        for i in (0, 5, 12):  # 0x1021
+            value[i] = value[i] ^ top
+    return [sorted(bits) for bits in value]
+
+
+_CRC16_MATRIX = _crc16_matrix()
+
+
+def crc16_update(crc, byte):
+    """CRC-16/CCITT-FALSE (poly 0x1021, MSB first) of ``crc`` after one more ``byte``:
+    an Amaranth expression, one XOR tree per bit."""
+    out = []
+    for bits in _CRC16_MATRIX:
+        terms = [crc[i] if kind == "c" else byte[i] for kind, i in bits]
+        x = terms[0]
+        for t in terms[1:]:
+            x = x ^ t
+        out.append(x)
+    return Cat(*out)
+
+
+class FrameDecoder(wiring.Component):
+    """Receive side of the framing layer (see the module docstring).
+
+    Ports: ``rx`` (8-bit stream in, ``ready`` low while a good frame is
+    pending); ``wr_addr``/``wr_data``/``wr_en`` drive the body buffer's write
+    port; ``frame_valid`` (a good frame is in the buffer), ``frame_ack`` (one
+    clock: the consumer is done with it), ``cmd``, ``seq``, ``length`` (payload
+    bytes) and ``crc`` of the pending frame; the counters ``frames_ok``,
+    ``drop_bad_crc``, ``drop_bad_length``, ``drop_too_large`` (32 bits, wrap).
+    Latency: ``frame_valid`` rises the clock after the delimiter is taken.
+    """
+
+    def __init__(self):
+        super().__init__({
+            "rx": In(stream.Signature(8)),
+            "wr_addr": Out(BODY_ADDR_BITS),
+            "wr_data": Out(8),
+            "wr_en": Out(1),
+            "frame_valid": Out(1),
+            "frame_ack": In(1),
+            "cmd": Out(8),
+            "seq": Out(8),
+            "length": Out(16),
+            "crc": Out(16),
+            "frames_ok": Out(COUNTER_BITS),
+            "drop_bad_crc": Out(COUNTER_BITS),
+            "drop_bad_length": Out(COUNTER_BITS),
+            "drop_too_large": Out(COUNTER_BITS),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        enc_count = Signal(range(MAX_ENCODED_FRAME + 1))
+        code_left = Signal(8)
+        last_code = Signal(8)
+        first = Signal(init=1)
+        discarding = Signal()
+        body_len = Signal(range(MAX_ENCODED_FRAME + 1))
+        crc = Signal(16, init=0xFFFF)
+        older = Signal(8)   # the last two body bytes: the received CRC at the end
+        newer = Signal(8)
+        len_field = Signal(16)
+
+        m.d.comb += self.rx.ready.eq(~self.frame_valid)
+        with m.If(self.frame_ack):
+            m.d.sync += self.frame_valid.eq(0)
+
+        emit = Signal()
+        emit_byte = Signal(8)
+        m.d.comb += [
+            self.wr_addr.eq(body_len),
+            self.wr_data.eq(emit_byte),
+            self.wr_en.eq(emit & (body_len < MAX_BODY)),
+        ]
+        with m.If(emit):
+            m.d.sync += [body_len.eq(body_len + 1), older.eq(newer), newer.eq(emit_byte)]
+            with m.If(body_len >= 2):
+                m.d.sync += crc.eq(crc16_update(crc, older))
+            with m.Switch(body_len):
+                with m.Case(0):
+                    m.d.sync += self.cmd.eq(emit_byte)
+                with m.Case(1):
+                    m.d.sync += self.seq.eq(emit_byte)
+                with m.Case(2):
+                    m.d.sync += len_field[:8].eq(emit_byte)
+                with m.Case(3):
+                    m.d.sync += len_field[8:].eq(emit_byte)
+
+        def restart():
+            m.d.sync += [enc_count.eq(0), code_left.eq(0), first.eq(1), body_len.eq(0),
+                         crc.eq(0xFFFF)]
+
+        byte = self.rx.payload
+        with m.If(self.rx.valid & self.rx.ready):
+            with m.If(byte == 0):
+                restart()
+                m.d.sync += discarding.eq(0)
+                with m.If(discarding | (enc_count == 0)):
+                    pass
+                with m.Elif(code_left != 0):
+                    m.d.sync += self.drop_bad_length.eq(self.drop_bad_length + 1)
+                with m.Elif(body_len < MIN_BODY):
+                    m.d.sync += self.drop_bad_length.eq(self.drop_bad_length + 1)
+                with m.Elif(body_len > MAX_BODY):
+                    m.d.sync += self.drop_too_large.eq(self.drop_too_large + 1)
+                with m.Elif(len_field != body_len - MIN_BODY):
+                    m.d.sync += self.drop_bad_length.eq(self.drop_bad_length + 1)
+                with m.Elif(crc != Cat(older, newer)):
+                    m.d.sync += self.drop_bad_crc.eq(self.drop_bad_crc + 1)
+                with m.Else():
+                    m.d.sync += [self.frames_ok.eq(self.frames_ok + 1),
+                                 self.frame_valid.eq(1), self.length.eq(len_field),
+                                 self.crc.eq(crc)]
+            with m.Elif(discarding):
+                pass
+            with m.Elif(enc_count == MAX_ENCODED_FRAME):
+                restart()
+                m.d.sync += [discarding.eq(1),
+                             self.drop_too_large.eq(self.drop_too_large + 1)]
+            with m.Else():
+                m.d.sync += enc_count.eq(enc_count + 1)
+                with m.If(code_left == 0):
+                    m.d.sync += [first.eq(0), last_code.eq(byte), code_left.eq(byte - 1)]
+                    with m.If(~first & (last_code != 0xFF)):
+                        m.d.comb += [emit.eq(1), emit_byte.eq(0)]
+                with m.Else():
+                    m.d.sync += code_left.eq(code_left - 1)
+                    m.d.comb += [emit.eq(1), emit_byte.eq(byte)]
+        return m
+
+
+class FrameEncoder(wiring.Component):
+    """Send side of the framing layer (see the module docstring).
+
+    Ports: ``start`` (one clock, while ``busy`` is low) with ``length`` (body
+    bytes without the CRC, 4 .. MAX_BODY - 2) sends the body held in the
+    buffer; ``busy`` is high from the clock after ``start`` until the delimiter
+    has been taken; ``mem_addr`` (out) / ``mem_data`` (in) read the buffer
+    through a synchronous read port; ``tx`` is the 8-bit output stream.
+    Cost: ``length`` clocks of CRC, then per COBS run about twice its bytes
+    plus 2 clocks (scan, then send one byte per clock while ``tx.ready``).
+    """
+
+    def __init__(self):
+        super().__init__({
+            "start": In(1),
+            "length": In(BODY_ADDR_BITS),
+            "busy": Out(1),
+            "mem_addr": Out(BODY_ADDR_BITS),
+            "mem_data": In(8),
+            "tx": Out(stream.Signature(8)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n = Signal(BODY_ADDR_BITS)          # body bytes without the CRC
+        total = Signal(BODY_ADDR_BITS)      # with it
+        ptr = Signal(BODY_ADDR_BITS)        # the byte ``cur`` is read from
+        ptr_next = Signal(BODY_ADDR_BITS)
+        run_start = Signal(BODY_ADDR_BITS)
+        run = Signal(8)
+        crc = Signal(16)
+        m.d.comb += [ptr_next.eq(ptr), self.mem_addr.eq(ptr_next)]
+        m.d.sync += ptr.eq(ptr_next)
+        # The byte at ``ptr``: the buffer, then the CRC (little-endian).
+        cur = Signal(8)
+        m.d.comb += cur.eq(Mux(ptr < n, self.mem_data, Mux(ptr == n, crc[:8], crc[8:])))
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [n.eq(self.length), total.eq(self.length + 2),
+                                 crc.eq(0xFFFF)]
+                    m.d.comb += ptr_next.eq(0)
+                    m.next = "CRC"
+            with m.State("CRC"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(ptr == n):
+                    m.d.comb += ptr_next.eq(0)
+                    m.d.sync += [run_start.eq(0), run.eq(0)]
+                    m.next = "SCAN"
+                with m.Else():
+                    m.d.sync += crc.eq(crc16_update(crc, self.mem_data))
+                    m.d.comb += ptr_next.eq(ptr + 1)
+            with m.State("SCAN"):
+                m.d.comb += self.busy.eq(1)
+                with m.If((ptr == total) | (cur == 0) | (run == 254)):
+                    m.next = "CODE"
+                with m.Else():
+                    m.d.sync += run.eq(run + 1)
+                    m.d.comb += ptr_next.eq(ptr + 1)
+            with m.State("CODE"):
+                m.d.comb += [self.busy.eq(1), self.tx.valid.eq(1),
+                             self.tx.payload.eq(run + 1)]
+                with m.If(self.tx.ready):
+                    m.d.comb += ptr_next.eq(run_start)
+                    m.next = "DATA"
+            with m.State("DATA"):
+                m.d.comb += self.busy.eq(1)
+                end = run_start + run
+                with m.If(ptr == end):
+                    # The run is sent: skip its zero, or stop at the end.
+                    with m.If(run == 254):
+                        m.d.sync += [run_start.eq(end), run.eq(0)]
+                        m.next = "NEXT_FULL"
+                    with m.Elif(end == total):
+                        m.next = "DELIM"
+                    with m.Else():
+                        m.d.comb += ptr_next.eq(end + 1)
+                        m.d.sync += [run_start.eq(end + 1), run.eq(0)]
+                        m.next = "SCAN"
+                with m.Else():
+                    m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(cur)]
+                    with m.If(self.tx.ready):
+                        m.d.comb += ptr_next.eq(ptr + 1)
+            with m.State("NEXT_FULL"):
+                # After a full 254-byte run: nothing more (no trailing 01), or scan on.
+                m.d.comb += self.busy.eq(1)
+                with m.If(run_start == total):
+                    m.next = "DELIM"
+                with m.Else():
+                    m.next = "SCAN"
+            with m.State("DELIM"):
+                m.d.comb += [self.busy.eq(1), self.tx.valid.eq(1), self.tx.payload.eq(0)]
+                with m.If(self.tx.ready):
+                    m.next = "IDLE"
+        return m

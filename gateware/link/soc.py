@@ -1,0 +1,173 @@
+"""The SoC top: link, frame decoder/encoder, command engine and NPU core; and an
+AXI-Stream wrapper of the byte-stream SoC for PCIe boards (XDMA-style bridge).
+
+``SoC(config=..., link="stream")``: ports ``rx`` (8-bit ``lib.stream`` in) and
+``tx`` (out), both with backpressure.  ``SoC(config=..., link="uart",
+clk_freq=..., baud=...)``: ports ``uart_rx`` (in) and ``uart_tx`` (out), idle
+high, 8N1; received bytes pass a ``rx_fifo_depth``-byte FIFO (default 2048), so
+the decoder may stall while the engine executes a request without losing bytes
+(a WRITE of 127 words executes in about 2 300 clocks, 15 byte times at 16
+clocks per bit).  ``idle`` is high when nothing is in progress (the simulated
+board stops its clock then).
+
+Data path::
+
+    rx -> [UART RX -> FIFO] -> FrameDecoder -> receive buffer (MAX_BODY bytes)
+       -> CommandEngine <-> NPUCore (host port, input and output streams)
+       -> reply buffer (4 + MAX_PAYLOAD bytes, also the reply cache)
+       -> FrameEncoder -> [UART TX] -> tx
+"""
+
+from __future__ import annotations
+
+from amaranth import Module
+from amaranth.lib import fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ...protocol import MAX_BODY, MAX_PAYLOAD
+from ..core import NPUCore
+from ..layout import CoreConfig
+from .engine import HEADER, CommandEngine, device_info
+from .frame import FrameDecoder, FrameEncoder
+from .uart import UARTRx, UARTTx, uart_divisor
+
+__all__ = ["SoC", "AXIStreamLink"]
+
+
+class SoC(wiring.Component):
+    """The device (see the module docstring and ``docs/device.md``)."""
+
+    def __init__(self, *, config: CoreConfig, link: str = "stream", clk_freq: int | None = None,
+                 baud: int | None = None, rx_fifo_depth: int = 2048):
+        if not isinstance(config, CoreConfig):
+            self._MustUse__silence = True
+            raise TypeError(f"config must be a CoreConfig, not {config!r}")
+        if link not in ("stream", "uart"):
+            self._MustUse__silence = True
+            raise ValueError(f"link must be 'stream' or 'uart', not {link!r}")
+        if not isinstance(rx_fifo_depth, int) or isinstance(rx_fifo_depth, bool) \
+                or rx_fifo_depth < 2:
+            self._MustUse__silence = True
+            raise ValueError(f"rx_fifo_depth must be an integer >= 2, not {rx_fifo_depth!r}")
+        self.divisor = None
+        if link == "uart":
+            try:
+                self.divisor = uart_divisor(clk_freq=clk_freq, baud=baud)
+            except ValueError:
+                self._MustUse__silence = True
+                raise
+        elif baud is not None:
+            self._MustUse__silence = True
+            raise ValueError(f"baud {baud!r} is for link='uart' only")
+        if clk_freq is not None and (not isinstance(clk_freq, int) or clk_freq <= 0):
+            self._MustUse__silence = True
+            raise ValueError(f"clk_freq must be a positive integer or None, not {clk_freq!r}")
+        self.config = config
+        self.link = link
+        self.clk_freq = clk_freq
+        self.baud = baud
+        self.rx_fifo_depth = rx_fifo_depth
+        try:
+            self.info = device_info(config, link=link, clock_hz=clk_freq, baud=baud)
+        except ValueError:
+            self._MustUse__silence = True
+            raise
+        if link == "stream":
+            ports = {"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8))}
+        else:
+            ports = {"uart_rx": In(1, init=1), "uart_tx": Out(1, init=1)}
+        super().__init__({**ports, "idle": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        c = self.config
+        m.submodules.core = core = NPUCore(config=c)
+        m.submodules.decoder = dec = FrameDecoder()
+        m.submodules.encoder = enc = FrameEncoder()
+        m.submodules.engine = eng = CommandEngine(config=c, info=self.info)
+        m.submodules.rx_buffer = rx_buf = memory.Memory(shape=8, depth=MAX_BODY, init=[])
+        m.submodules.tx_buffer = tx_buf = memory.Memory(shape=8, depth=HEADER + MAX_PAYLOAD,
+                                                        init=[])
+        rx_wr = rx_buf.write_port()
+        rx_rd = rx_buf.read_port()
+        tx_wr = tx_buf.write_port()
+        tx_rd = tx_buf.read_port()
+        m.d.comb += [
+            rx_wr.addr.eq(dec.wr_addr), rx_wr.data.eq(dec.wr_data), rx_wr.en.eq(dec.wr_en),
+            rx_rd.addr.eq(eng.rx_addr), eng.rx_data.eq(rx_rd.data),
+            tx_wr.addr.eq(eng.tx_waddr), tx_wr.data.eq(eng.tx_wdata), tx_wr.en.eq(eng.tx_we),
+            tx_rd.addr.eq(enc.mem_addr), enc.mem_data.eq(tx_rd.data),
+            # decoder -> engine
+            eng.frame_valid.eq(dec.frame_valid), dec.frame_ack.eq(eng.frame_ack),
+            eng.cmd.eq(dec.cmd), eng.seq.eq(dec.seq), eng.length.eq(dec.length),
+            eng.crc.eq(dec.crc), eng.frames_ok.eq(dec.frames_ok),
+            eng.drop_bad_crc.eq(dec.drop_bad_crc), eng.drop_bad_length.eq(dec.drop_bad_length),
+            eng.drop_too_large.eq(dec.drop_too_large),
+            # engine -> encoder
+            enc.start.eq(eng.send), enc.length.eq(eng.send_length),
+            eng.send_busy.eq(enc.busy),
+            # engine <-> core
+            core.host_addr.eq(eng.host_addr), core.host_wdata.eq(eng.host_wdata),
+            core.host_we.eq(eng.host_we), core.host_re.eq(eng.host_re),
+            eng.host_rdata.eq(core.host_rdata), eng.host_rvalid.eq(core.host_rvalid),
+            core.clear.eq(eng.clear), eng.core_busy.eq(core.busy),
+        ]
+        wiring.connect(m, eng.core_input, core.input)
+        wiring.connect(m, core.output, eng.core_output)
+        busy = ~eng.idle | enc.busy
+        if self.link == "stream":
+            wiring.connect(m, wiring.flipped(self.rx), dec.rx)
+            wiring.connect(m, enc.tx, wiring.flipped(self.tx))
+            m.d.comb += self.idle.eq(~busy)
+        else:
+            m.submodules.uart_rx = urx = UARTRx(divisor=self.divisor)
+            m.submodules.uart_tx = utx = UARTTx(divisor=self.divisor)
+            m.submodules.rx_fifo = rx_fifo = fifo.SyncFIFOBuffered(width=8,
+                                                                   depth=self.rx_fifo_depth)
+            m.d.comb += [
+                urx.rx.eq(self.uart_rx),
+                rx_fifo.w_data.eq(urx.data.payload), rx_fifo.w_en.eq(urx.data.valid),
+                urx.data.ready.eq(rx_fifo.w_rdy),
+                dec.rx.payload.eq(rx_fifo.r_data), dec.rx.valid.eq(rx_fifo.r_rdy),
+                rx_fifo.r_en.eq(dec.rx.ready),
+                self.uart_tx.eq(utx.tx),
+                self.idle.eq(~busy & ~rx_fifo.r_rdy & utx.idle),
+            ]
+            wiring.connect(m, enc.tx, utx.data)
+        return m
+
+
+class AXIStreamLink(wiring.Component):
+    """The byte-stream SoC behind AXI-Stream ports, as an XDMA-style bridge's
+    H2C / C2H streams see it (8-bit ``tdata``).
+
+    ``s_axis_*`` (host to card): bytes into the SoC's ``rx``; ``tlast`` is
+    accepted and ignored (frames are delimited by 0x00).  ``m_axis_*`` (card to
+    host): the SoC's ``tx``; ``tlast`` marks each frame's 0x00 delimiter, so a
+    C2H transfer ends on a frame boundary.  Handshakes are AXI's (a beat moves
+    when ``tvalid`` and ``tready`` are both high); no added latency.
+    """
+
+    def __init__(self, *, config: CoreConfig):
+        if not isinstance(config, CoreConfig):
+            self._MustUse__silence = True
+            raise TypeError(f"config must be a CoreConfig, not {config!r}")
+        self.config = config
+        super().__init__({
+            "s_axis_tdata": In(8), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
+            "s_axis_tlast": In(1),
+            "m_axis_tdata": Out(8), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
+            "m_axis_tlast": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.soc = soc = SoC(config=self.config, link="stream")
+        m.d.comb += [
+            soc.rx.payload.eq(self.s_axis_tdata), soc.rx.valid.eq(self.s_axis_tvalid),
+            self.s_axis_tready.eq(soc.rx.ready),
+            self.m_axis_tdata.eq(soc.tx.payload), self.m_axis_tvalid.eq(soc.tx.valid),
+            soc.tx.ready.eq(self.m_axis_tready),
+            self.m_axis_tlast.eq(soc.tx.payload == 0),
+        ]
+        return m

@@ -1,0 +1,250 @@
+// The simulated board: a Verilator build of the SoC top (gateware/link/soc.py)
+// serving its byte stream on a TCP port (see docs/device.md).
+//
+//   simboard [--port N] [--cpb N] [--stats]
+//
+// Prints "LISTENING <port>" once bound (port 0: a free one), serves one client at
+// a time and keeps the SoC's state across connections; exits on SIGTERM/SIGINT or
+// when stdin closes.  The clock runs while there is input to feed or the SoC is
+// busy (its `idle` output low), otherwise the harness sleeps in poll().
+//
+// Built with -DSIMBOARD_UART the SoC's ports are uart_rx / uart_tx: a C++ UART
+// drives uart_rx bit by bit (8N1, --cpb clocks per bit, back to back) and samples
+// uart_tx in the middle of each bit, so the whole PHY is simulated.
+//
+// With --stats, after each connection closes it prints
+// "SESSION <clocks> <bytes in> <bytes out>": the clocks from the first byte received
+// from the client to the last byte sent back.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "Vsoc.h"
+#include "verilated.h"
+
+// Verilator escapes the double underscore of Amaranth's stream port names (rx__valid).
+
+static volatile sig_atomic_t stop_requested = 0;
+static void on_signal(int) { stop_requested = 1; }
+
+struct Board {
+    Vsoc* top;
+    uint64_t clocks = 0;
+    int cpb;
+    std::deque<uint8_t> in;    // bytes from the client, not yet taken by the SoC
+    std::vector<uint8_t> out;  // bytes from the SoC, not yet sent to the client
+#ifdef SIMBOARD_UART
+    // Transmitter into uart_rx.
+    int tx_bit = -1;  // -1 idle, 0 start, 1..8 data, 9 stop
+    int tx_count = 0;
+    uint8_t tx_byte = 0;
+    // Receiver of uart_tx.
+    int rx_bit = -1;
+    int rx_count = 0;
+    uint8_t rx_byte = 0;
+#endif
+
+    explicit Board(int cpb_) : cpb(cpb_) {
+        top = new Vsoc;
+#ifdef SIMBOARD_UART
+        top->uart_rx = 1;
+#else
+        top->rx___05Fvalid = 0;
+        top->tx___05Fready = 1;
+#endif
+        top->rst = 1;
+        for (int i = 0; i < 4; i++) tick();
+        top->rst = 0;
+        clocks = 0;
+    }
+    ~Board() {
+        top->final();
+        delete top;
+    }
+
+    uint64_t last_out = 0;  // the clock of the last byte out
+    void push(uint8_t b) {
+        out.push_back(b);
+        last_out = clocks;
+    }
+
+    bool busy() const {
+#ifdef SIMBOARD_UART
+        return !in.empty() || tx_bit >= 0 || rx_bit >= 0 || !top->idle || !top->uart_tx;
+#else
+        return !in.empty() || !top->idle;
+#endif
+    }
+
+    void tick() {
+        top->clk = 0;
+        top->eval();
+#ifdef SIMBOARD_UART
+        // Our transmitter: one bit every cpb clocks.
+        if (tx_bit < 0 && !in.empty()) {
+            tx_byte = in.front();
+            in.pop_front();
+            tx_bit = 0;
+            tx_count = 0;
+        }
+        if (tx_bit >= 0) {
+            top->uart_rx = tx_bit == 0 ? 0 : tx_bit == 9 ? 1 : (tx_byte >> (tx_bit - 1)) & 1;
+            if (++tx_count == cpb) {
+                tx_count = 0;
+                if (++tx_bit == 10) tx_bit = -1;
+            }
+        } else {
+            top->uart_rx = 1;
+        }
+        // Our receiver: a falling edge starts a byte, each bit sampled mid-way.
+        int line = top->uart_tx;
+        if (rx_bit < 0) {
+            if (!line) {
+                rx_bit = 0;
+                rx_count = 0;
+            }
+        } else if (++rx_count == (rx_bit == 0 ? cpb / 2 : cpb)) {
+            rx_count = 0;
+            if (rx_bit == 0) {
+                rx_bit = line ? -1 : 1;  // a glitch, or the start bit
+            } else if (rx_bit <= 8) {
+                rx_byte = (rx_byte >> 1) | (line ? 0x80 : 0);
+                rx_bit++;
+            } else {
+                if (line) push(rx_byte);
+                else fprintf(stderr, "simboard: framing error from the SoC\n");
+                rx_bit = -1;
+            }
+        }
+#else
+        bool offer = !in.empty();
+        top->rx___05Fvalid = offer;
+        if (offer) top->rx___05Fpayload = in.front();
+        top->tx___05Fready = 1;
+        top->eval();
+        if (offer && top->rx___05Fready) in.pop_front();
+        if (top->tx___05Fvalid) push(top->tx___05Fpayload);
+#endif
+        top->clk = 1;
+        top->eval();
+        clocks++;
+    }
+};
+
+int main(int argc, char** argv) {
+    Verilated::commandArgs(argc, argv);
+    int port = 0, cpb = 16;
+    bool stats = false;
+    for (int i = 1; i < argc; i++) {
+        std::string a = argv[i];
+        if (a == "--port" && i + 1 < argc) port = atoi(argv[++i]);
+        else if (a == "--cpb" && i + 1 < argc) cpb = atoi(argv[++i]);
+        else if (a == "--stats") stats = true;
+        else {
+            fprintf(stderr, "simboard: unknown argument %s\n", a.c_str());
+            return 2;
+        }
+    }
+    if (cpb < 4) {
+        fprintf(stderr, "simboard: --cpb must be at least 4\n");
+        return 2;
+    }
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port);
+    if (bind(lfd, (sockaddr*)&addr, sizeof addr) != 0 || listen(lfd, 1) != 0) {
+        fprintf(stderr, "simboard: cannot listen on port %d: %s\n", port, strerror(errno));
+        return 1;
+    }
+    socklen_t len = sizeof addr;
+    getsockname(lfd, (sockaddr*)&addr, &len);
+    printf("LISTENING %d\n", ntohs(addr.sin_port));
+    fflush(stdout);
+
+    Board board(cpb);
+    int cfd = -1;
+    uint64_t first_in = 0, last_out = 0, bytes_in = 0, bytes_out = 0;
+    bool started = false;
+    uint8_t buf[65536];
+    while (!stop_requested) {
+        bool busy = board.busy();
+        pollfd fds[3];
+        int n = 0;
+        fds[n++] = {0, POLLIN, 0};
+        fds[n++] = {cfd >= 0 ? cfd : lfd, POLLIN, 0};
+        int rc = poll(fds, n, busy ? 0 : 200);
+        if (rc < 0 && errno != EINTR) break;
+        if (rc > 0 && fds[0].revents) {
+            ssize_t got = read(0, buf, sizeof buf);
+            if (got <= 0) break;  // stdin closed: the parent is gone
+        }
+        if (rc > 0 && fds[1].revents) {
+            if (cfd < 0) {
+                cfd = accept(lfd, nullptr, nullptr);
+                if (cfd >= 0) {
+                    setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                    started = false;
+                    bytes_in = bytes_out = 0;
+                }
+            } else {
+                ssize_t got = recv(cfd, buf, sizeof buf, 0);
+                if (got <= 0) {
+                    close(cfd);
+                    cfd = -1;
+                    if (stats) {
+                        printf("SESSION %llu %llu %llu\n",
+                               (unsigned long long)(started ? last_out - first_in : 0),
+                               (unsigned long long)bytes_in, (unsigned long long)bytes_out);
+                        fflush(stdout);
+                    }
+                } else {
+                    if (!started) {
+                        started = true;
+                        first_in = board.clocks;
+                    }
+                    bytes_in += got;
+                    board.in.insert(board.in.end(), buf, buf + got);
+                }
+            }
+        }
+        // Run the clock in slices, sending the output after each.
+        for (int i = 0; i < 4096 && board.busy(); i++) board.tick();
+        if (!board.out.empty()) {
+            if (cfd >= 0) {
+                size_t off = 0;
+                while (off < board.out.size()) {
+                    ssize_t sent = send(cfd, board.out.data() + off, board.out.size() - off, 0);
+                    if (sent <= 0) break;
+                    off += sent;
+                }
+                bytes_out += off;
+            }
+            last_out = board.last_out;
+            board.out.clear();  // with no client the bytes are lost, as on a wire
+        }
+    }
+    if (cfd >= 0) close(cfd);
+    close(lfd);
+    return 0;
+}

@@ -1,0 +1,275 @@
+"""The byte-stream SoC (decoder, command engine, encoder, NPU core) on Amaranth's
+simulator: every command and error path of docs/device.md, checked with
+host/protocol.py and against the golden model."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from linkutil import decode_replies, read_requests, run_byte_stream, write_requests
+from netgen import random_input, random_network
+from spikeforge.gateware.harness import (
+    decode_membranes,
+    decode_step,
+    expected,
+    input_events,
+    membrane_reads,
+)
+from spikeforge.gateware.layout import (
+    CoreConfig,
+    Region,
+    address_map,
+    compile_network,
+)
+from spikeforge.gateware.link import ENGINE_BASE, REGISTERS, SoC, config_hash, device_info
+from spikeforge.golden.integer import Format
+from spikeforge.protocol import (
+    ERROR_REPLY,
+    Command,
+    ErrorCode,
+    Frame,
+    pack_read,
+    pack_run,
+    pack_write,
+    reply_cmd,
+    unpack_error,
+    unpack_read_reply,
+    unpack_run_reply,
+)
+
+
+def _config(net, lanes):
+    f = net.fmt
+    return CoreConfig(lanes=lanes, w_bits=f.w_bits, u_bits=f.u_bits, frac_bits=f.frac_bits,
+                      in_bits=f.in_bits, acc_bits=48, max_layers=len(net.layers),
+                      max_edges=8, max_neurons=6, max_inputs=6, max_fanin=64,
+                      neuron_depth=8, weight_depth=64)
+
+
+def _net(seed):
+    rng = random.Random(seed)
+    net = random_network(rng, max_ssm=0, ssm_prob=0.0, max_lif=2, max_size=6,
+                         fmt=Format(u_bits=rng.randint(4, 12), w_bits=rng.randint(2, 8),
+                                    frac_bits=rng.randint(0, 8), in_bits=rng.randint(2, 8)))
+    return rng, net
+
+
+def _reg(name):
+    return ENGINE_BASE + REGISTERS.index(name)
+
+
+def _ok(reply, request):
+    assert (reply.cmd, reply.seq) == (reply_cmd(request.cmd), request.seq), (reply, request)
+    return reply.payload
+
+
+def _error(reply, request, code):
+    assert (reply.cmd, reply.seq) == (ERROR_REPLY, request.seq), (reply, request)
+    assert unpack_error(reply.payload) == (code, "")
+
+
+def _steps(x):
+    return [input_events(row) for row in x.tolist()]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_engine_load_read_run_reset(seed):
+    """INFO; WRITE the image, READ it all back; RUN (records vs the golden model, with
+    and without hidden spikes); the reply cache; RESET (membranes zero, weights kept);
+    the registers."""
+    rng, net = _net(seed)
+    config = _config(net, rng.choice([1, 2, 3]))
+    image = compile_network(net, config)
+    x = random_input(rng, net, 4, 1)[:, 0, :]
+    want_steps, want_membranes = expected(net, x)
+    requests = [Frame(Command.INFO, 7)]
+    writes = write_requests(image.writes, start_seq=10)
+    requests += writes
+    reads = read_requests([a for a, _ in image.writes], start_seq=100)
+    requests += [f for f, _ in reads]
+    run = Frame(Command.RUN, 150, pack_run(_steps(x)))
+    mem_reads = read_requests(membrane_reads(net, image), start_seq=160)
+    flags_on = Frame(Command.WRITE, 170, pack_write(_reg("FLAGS"), [1]))
+    reset = Frame(Command.RESET, 171)
+    run2 = Frame(Command.RUN, 172, pack_run(_steps(x)))
+    zeroed = read_requests(membrane_reads(net, image), start_seq=180)
+    shift = config.lane_bits + config.addr_bits
+    weights = read_requests([a for a, _ in image.writes if a >> shift != Region.MEMBRANES],
+                            start_seq=190)
+    regs = Frame(Command.READ, 250, pack_read(ENGINE_BASE, len(REGISTERS)))
+    requests += [run, run] + [f for f, _ in mem_reads] + [flags_on, reset]
+    requests += [f for f, _ in zeroed] + [run2] + [f for f, _ in weights] + [regs]
+    dut = SoC(config=config)
+    out, _ = run_byte_stream(dut, b"".join(f.encode() for f in requests),
+                             replies=len(requests), idle=0.2 if seed % 2 else 0.0,
+                             backpressure=0.3 if seed else 0.0, seed=seed)
+    replies = iter(decode_replies(out))
+    pairs = iter(requests)
+
+    def next_ok():
+        req = next(pairs)
+        return _ok(next(replies), req)
+
+    info = json.loads(next_ok())
+    assert info == json.loads(device_info(config))
+    assert info["config_hash"] == config_hash(config) and info["link"] == "stream"
+    for _ in writes:
+        assert next_ok() == b""
+    stored = dict(image.writes)
+    for _, addresses in reads:
+        assert unpack_read_reply(next_ok(), len(addresses)) == [stored[a] for a in addresses]
+    first = next_ok()
+    assert next_ok() == first  # the retried RUN: answered from the cache
+    outputs = unpack_run_reply(first, len(x))
+    for t, (records, want) in enumerate(zip(outputs, want_steps, strict=True)):
+        got = decode_step(records, net, image)
+        assert got["values"] == want["values"] and got["out_spikes"] == want["out_spikes"], t
+        assert all(not v for v in got["spikes"].values())  # FLAGS bit 0 clear: no kind 0
+    got_words = {}
+    for _, addresses in mem_reads:
+        got_words.update(zip(addresses, unpack_read_reply(next_ok(), len(addresses)),
+                             strict=True))
+    membranes = decode_membranes([got_words[a] for a in membrane_reads(net, image)], net, image)
+    assert membranes == want_membranes
+    assert next_ok() == b""  # FLAGS = 1
+    assert next_ok() == b""  # RESET
+    for _, addresses in zeroed:
+        assert unpack_read_reply(next_ok(), len(addresses)) == [0] * len(addresses)
+    outputs = unpack_run_reply(next_ok(), len(x))
+    for t, (records, want) in enumerate(zip(outputs, want_steps, strict=True)):
+        assert decode_step(records, net, image) == want, t  # hidden spikes too, fresh state
+    for _, addresses in weights:  # everything but the membranes: as loaded
+        assert unpack_read_reply(next_ok(), len(addresses)) == [stored[a] for a in addresses]
+    values = dict(zip(REGISTERS, unpack_read_reply(next_ok(), len(REGISTERS)), strict=True))
+    assert values == {"FLAGS": 1, "FRAMES_OK": len(requests), "DROP_BAD_CRC": 0,
+                      "DROP_BAD_LENGTH": 0, "DROP_TOO_LARGE": 0, "ERRORS": 0, "REPLAYS": 1,
+                      "STEPS": 2 * len(x)}
+    with pytest.raises(StopIteration):
+        next(replies)
+
+
+def test_engine_errors():
+    """Each error path answers its ERROR code and changes nothing; bad frames are
+    dropped and counted; the device keeps answering."""
+    rng, net = _net(5)
+    config = _config(net, 2)
+    image = compile_network(net, config)
+    amap = {e.region: e for e in address_map(config)}
+    w_addr = config.address(Region.WEIGHTS, 1, 3)
+    counters = config.address(Region.COUNTERS, 0, 0)
+    over = 1 << config.host_data_bits
+    lo = -(1 << (config.in_bits - 1))
+    cases = [
+        (Frame(0x42, 1), ErrorCode.UNKNOWN_COMMAND),
+        (Frame(0x7F, 2), ErrorCode.UNKNOWN_COMMAND),
+        (Frame(Command.INFO, 3, b"x"), ErrorCode.BAD_PAYLOAD),
+        (Frame(Command.RESET, 4, b"\0"), ErrorCode.BAD_PAYLOAD),
+        (Frame(Command.WRITE, 5, pack_write(w_addr, [5])[:-1]), ErrorCode.BAD_PAYLOAD),
+        (Frame(Command.WRITE, 6, pack_write(w_addr, [5]) + b"\0" * 8), ErrorCode.BAD_PAYLOAD),
+        (Frame(Command.WRITE, 7, b"\0" * 6), ErrorCode.BAD_PAYLOAD),  # count 0
+        (Frame(Command.WRITE, 8, pack_write(w_addr, [1, 2, over])), ErrorCode.BAD_PAYLOAD),
+        (Frame(Command.WRITE, 9, pack_write(counters, [0])), ErrorCode.ADDRESS_OUT_OF_RANGE),
+        (Frame(Command.WRITE, 10, pack_write(_reg("STEPS"), [0])),
+         ErrorCode.ADDRESS_OUT_OF_RANGE),
+        (Frame(Command.WRITE, 11, pack_write(_reg("FLAGS"), [1 << 32])), ErrorCode.BAD_PAYLOAD),
+        (Frame(Command.WRITE, 12, pack_write(
+            config.address(Region.WEIGHTS, 0, amap[Region.WEIGHTS].depth - 1), [1, 2])
+            if config.lanes == 1 else pack_write(
+                config.address(Region.WEIGHTS, config.lanes - 1,
+                               amap[Region.WEIGHTS].depth - 1), [1, 2])),
+         ErrorCode.ADDRESS_OUT_OF_RANGE),
+        (Frame(Command.WRITE, 13, b"\xff\xff\xff\xff\x02\x00" + b"\0" * 16),
+         ErrorCode.ADDRESS_OUT_OF_RANGE),  # past the 32-bit space
+        (Frame(Command.READ, 14, b"\0" * 6), ErrorCode.BAD_PAYLOAD),
+        (Frame(Command.READ, 15, pack_read(0, 1) + b"\0"), ErrorCode.BAD_PAYLOAD),
+        (Frame(Command.READ, 16, b"\0\0\0\0\x81\x00"), ErrorCode.TOO_LARGE),
+        (Frame(Command.READ, 17, pack_read(ENGINE_BASE + len(REGISTERS), 1)),
+         ErrorCode.ADDRESS_OUT_OF_RANGE),
+        (Frame(Command.READ, 18, pack_read(config.address(Region.CONTROL, 0, 1), 1)),
+         ErrorCode.ADDRESS_OUT_OF_RANGE),
+        (Frame(Command.READ, 19, pack_read(1 << config.host_addr_bits, 1)),
+         ErrorCode.ADDRESS_OUT_OF_RANGE),
+        (Frame(Command.READ, 20, b"\xff\xff\xff\xff\x02\x00"), ErrorCode.ADDRESS_OUT_OF_RANGE),
+        (Frame(Command.RUN, 21, b""), ErrorCode.BAD_PAYLOAD),
+        (Frame(Command.RUN, 22, b"\0\0"), ErrorCode.BAD_PAYLOAD),  # 0 steps
+        (Frame(Command.RUN, 23, pack_run([[(0, 1)], [(config.max_inputs, 1)]])),
+         ErrorCode.BAD_PAYLOAD),
+        (Frame(Command.RUN, 24, pack_run([[(0, lo - 1)]]) if config.in_bits < 16
+               else pack_run([[(70000 % 65536, 1)]])), ErrorCode.BAD_PAYLOAD),
+        (Frame(Command.RUN, 25, pack_run([[(0, 1)]]) + b"\0"), ErrorCode.BAD_PAYLOAD),
+        (Frame(Command.RUN, 26, pack_run([[(0, 1), (1, 1)]])[:-4]), ErrorCode.BAD_PAYLOAD),
+    ]
+    probe = Frame(Command.READ, 200, pack_read(w_addr, 1))
+    regs = Frame(Command.READ, 201, pack_read(ENGINE_BASE, len(REGISTERS)))
+    load = write_requests(image.writes, start_seq=100)
+    stream = b"".join(f.encode() for f in load)
+    bad = b"\x13\x37garbage" + b"\0" + Frame(9, 9, b"abc").encode()[:-3] + b"\0"  # 2 BAD_LENGTH
+    body = Frame(Command.INFO, 30).to_body()
+    from spikeforge.protocol import cobs_encode
+
+    bad += cobs_encode(body[:-1] + bytes([body[-1] ^ 1])) + b"\0"  # BAD_CRC
+    bad += b"\x55" * 1100 + b"\0"  # TOO_LARGE
+    stream += bad
+    stream += b"".join(f.encode() for f, _ in cases) + probe.encode() + regs.encode()
+    dut = SoC(config=config)
+    out, _ = run_byte_stream(dut, stream, replies=len(load) + len(cases) + 2, seed=5,
+                             backpressure=0.2)
+    replies = decode_replies(out)
+    for req, rep in zip(load, replies, strict=False):
+        assert _ok(rep, req) == b""
+    replies = replies[len(load):]
+    for (req, code), rep in zip(cases, replies, strict=False):
+        _error(rep, req, code)
+    assert unpack_read_reply(_ok(replies[-2], probe), 1) == [dict(image.writes).get(w_addr, 0)]
+    values = dict(zip(REGISTERS, unpack_read_reply(_ok(replies[-1], regs)), strict=True))
+    assert values == {"FLAGS": 0, "FRAMES_OK": len(load) + len(cases) + 2, "DROP_BAD_CRC": 1,
+                      "DROP_BAD_LENGTH": 2, "DROP_TOO_LARGE": 1, "ERRORS": len(cases),
+                      "REPLAYS": 0, "STEPS": 0}
+
+
+def test_engine_run_reply_too_large():
+    """A RUN whose reply would exceed MAX_PAYLOAD: ERROR TOO_LARGE, the steps all ran."""
+    rng, net = _net(2)
+    config = _config(net, 2)
+    image = compile_network(net, config)
+    out_size = net.layer(net.output).size
+    per_step = 2 + 8 * (out_size + 1)
+    steps = 1024 // per_step + 1
+    run = Frame(Command.RUN, 3, pack_run([[] for _ in range(steps)]))
+    regs = Frame(Command.READ, 4, pack_read(_reg("STEPS"), 1))
+    load = write_requests(image.writes, start_seq=100)
+    stream = b"".join(f.encode() for f in [*load, run, regs])
+    out, _ = run_byte_stream(SoC(config=config), stream, replies=len(load) + 2)
+    replies = decode_replies(out)[len(load):]
+    _error(replies[0], run, ErrorCode.TOO_LARGE)
+    assert unpack_read_reply(_ok(replies[1], regs)) == [steps]
+
+
+def test_generics_are_validated():
+    config = CoreConfig(lanes=2, max_layers=1, max_edges=1, max_neurons=4, max_inputs=4,
+                        max_fanin=4, neuron_depth=2, weight_depth=8)
+    with pytest.raises(TypeError, match=r"^config must be a CoreConfig, not 1$"):
+        SoC(config=1)
+    with pytest.raises(ValueError, match=r"^link must be 'stream' or 'uart', not 'spi'$"):
+        SoC(config=config, link="spi")
+    with pytest.raises(ValueError, match=r"^baud 9600 is for link='uart' only$"):
+        SoC(config=config, baud=9600)
+    with pytest.raises(ValueError, match=r"^clk_freq must be a positive integer, not None$"):
+        SoC(config=config, link="uart", baud=9600)
+    with pytest.raises(ValueError, match=r"^rx_fifo_depth must be an integer >= 2, not 1$"):
+        SoC(config=config, link="uart", clk_freq=12_000_000, baud=115_200, rx_fifo_depth=1)
+    with pytest.raises(ValueError, match=r"^info must be 1\.\.1024 bytes, not b''$"):
+        from spikeforge.gateware.link import CommandEngine
+
+        CommandEngine(config=config, info=b"")
+    info = json.loads(device_info(config, link="uart", clock_hz=12_000_000, baud=115_200))
+    assert info["config"]["lanes"] == 2 and info["baud"] == 115_200
+    assert info["clock_hz"] == 12_000_000 and info["engine_base"] == ENGINE_BASE == 2 ** 31
+    from spikeforge.gateware.simboard import SimBoard
+
+    with pytest.raises(ValueError, match=r"^port must be an integer in 0\.\.65535, not -1$"):
+        SimBoard(config, port=-1)
+    with pytest.raises(ValueError, match=r"^unknown configuration 'nope'"):
+        SimBoard("nope")
