@@ -104,7 +104,7 @@ class SimBoard:
     (:meth:`session`).  Usable as a context manager.
     """
 
-    def __init__(self, config="digits", *, port: int = 0, uart: bool = False,
+    def __init__(self, config="demo", *, port: int = 0, uart: bool = False,
                  clocks_per_bit: int | None = None, stats: bool = False,
                  build_root: Path | None = None):
         self.config = _config(config)

@@ -497,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sim-board", help="serve a simulated board (Verilator SoC) on a TCP port")
     p.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 [0: a free one]")
-    p.add_argument("--config", default="digits", help="core configuration name [digits]")
+    p.add_argument("--config", default="demo", help="core configuration name [demo]")
     p.add_argument("--uart", action="store_true",
                    help="simulate the UART PHY bit by bit (full fidelity, slower)")
     p.add_argument("--quiet", action="store_true", help="no messages on stderr")

@@ -24,8 +24,6 @@ The same code drives every transport (:mod:`.transport`); the wire protocol is
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import struct
 from collections.abc import Iterable, Iterator
@@ -36,6 +34,7 @@ import torch
 
 from .client import Client
 from .errors import DeviceError, VerifyError
+from .gateware.link.engine import ENGINE_BASE, REGISTERS, config_hash
 from .protocol import (
     MAX_PAYLOAD,
     MAX_READ_WORDS,
@@ -55,18 +54,8 @@ from .transport import Transport, open_transport
 __all__ = ["Device", "open", "SampleResult", "RunResult", "config_hash", "ENGINE_BASE",
            "ENGINE_REGISTERS"]
 
-ENGINE_BASE = 0x8000_0000
-ENGINE_REGISTERS = ("flags", "frames_ok", "drop_bad_crc", "drop_bad_length", "drop_too_large",
-                    "errors", "replays", "steps")
+ENGINE_REGISTERS = tuple(name.lower() for name in REGISTERS)
 """The command engine's registers, in address order from ``ENGINE_BASE``."""
-FLAG_HIDDEN_SPIKES = 1
-
-
-def config_hash(config) -> str:
-    """The first 16 hex digits of the SHA-256 of the configuration's JSON (sorted
-    keys, no spaces): what INFO's ``config_hash`` must be."""
-    text = json.dumps(dataclasses.asdict(config), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass

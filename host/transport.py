@@ -87,17 +87,21 @@ class SerialTransport(Transport):
             raise LinkClosed(f"{self.url}: write failed: {exc}") from None
 
     def read(self, timeout: float) -> bytes:
+        # Wait up to ``timeout`` for one byte, then take whatever else has arrived
+        # (``in_waiting`` is no help: for socket:// it is 0 or 1, not a count).
         try:
-            self._port.timeout = timeout
+            self._set_timeout(timeout)
             data = self._port.read(1)
             if data:
-                waiting = self._port.in_waiting
-                if waiting:
-                    self._port.timeout = 0
-                    data += self._port.read(waiting)
+                self._set_timeout(0)
+                data += self._port.read(65536)
             return data
         except (self._error, OSError) as exc:
             raise LinkClosed(f"{self.url}: {exc}") from None
+
+    def _set_timeout(self, timeout: float) -> None:
+        if self._port.timeout != timeout:  # a real port reconfigures on every change
+            self._port.timeout = timeout
 
     def close(self) -> None:
         port, self._port = getattr(self, "_port", None), None
@@ -208,7 +212,7 @@ class SimTransport(Transport):
     """``sim://CONFIG``: starts a simulated board (built once per configuration
     and cached) and talks to it over its TCP port; closing stops the board."""
 
-    DEFAULT_CONFIG = "digits"
+    DEFAULT_CONFIG = "demo"
 
     def __init__(self, url: str):
         from .gateware.simboard import SimBoard

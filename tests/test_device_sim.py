@@ -27,6 +27,7 @@ import torch
 from netgen import random_input, random_network
 from spikeforge.device import ENGINE_BASE, Device
 from spikeforge.errors import DeviceReplyError, LinkError
+from spikeforge.gateware.harness import expected_from_trace
 from spikeforge.gateware.layout import FitError, Region, compile_network
 from spikeforge.gateware.rtl import config_named
 from spikeforge.gateware.verilator import have_verilator
@@ -81,13 +82,12 @@ def check_bit_exact(dev: Device, net: Network, x: torch.Tensor) -> None:
     sample, equal the golden model's."""
     got = dev.run(x, membranes=True)
     trace = net.run(x)
-    out = net.output
-    assert torch.equal(got.outputs, trace.outputs[out])
-    assert torch.equal(got.values, trace.membranes[out])
-    assert torch.equal(got.spikes, trace.spikes[out])
-    for b, membranes in enumerate(got.membranes):
-        assert membranes == {layer.name: trace.state[f"{layer.name}.u"][b].tolist()
-                             for layer in net.layers}
+    assert torch.equal(got.outputs, trace.outputs[net.output])
+    for b in range(x.shape[1]):
+        steps, state = expected_from_trace(net, trace, b)
+        assert got.values[:, b].tolist() == [s["values"] for s in steps]
+        assert got.spikes[:, b].tolist() == [s["out_spikes"] for s in steps]
+        assert got.membranes[b] == state
 
 
 def test_info_describes_the_build(board):
@@ -278,13 +278,16 @@ def test_unknown_commands_and_bad_addresses_get_error_replies(board):
     net = fitting_network(rng, config)
     with open_board(board) as dev:
         dev.load(net)
-        weights = [a for a, _ in compile_network(net, config).writes
-                   if a >> (config.lane_bits + config.addr_bits) == Region.WEIGHTS]
-        before = dev.read(weights)
+        shift = config.lane_bits + config.addr_bits
+        image = [a for a, _ in compile_network(net, config).writes
+                 if a >> shift in (Region.WEIGHTS, Region.PARAMS)]
+        last = config.address(Region.PARAMS, 0, config.neuron_depth - 1)
+        before = dev.read([*image, last])
         with pytest.raises(DeviceReplyError) as info:
             dev.client.request(0x3C)
         assert info.value.code == ErrorCode.UNKNOWN_COMMAND
-        bad = config.address(Region.WEIGHTS, 0, config.weight_depth)
+        assert config.neuron_depth < 1 << config.addr_bits  # so the next one is a hole
+        bad = config.address(Region.PARAMS, 0, config.neuron_depth)
         for request in ((Command.READ, pack_read(bad, 1)),
                         (Command.WRITE, pack_write(bad - 1, [1, 2])),
                         (Command.READ, pack_read(ENGINE_BASE + 1000, 1)),
@@ -293,8 +296,7 @@ def test_unknown_commands_and_bad_addresses_get_error_replies(board):
                 dev.client.request(*request)
             assert info.value.code == ErrorCode.ADDRESS_OUT_OF_RANGE, request
         # A refused WRITE changed nothing (not even its first, valid word).
-        assert dev.read(weights) == before
-        assert dev.read([bad - 1]) == [0]
+        assert dev.read([*image, last]) == before
         check_bit_exact(dev, net, random_input(rng, net, steps=4, batch=2))
 
 
@@ -309,16 +311,11 @@ def test_a_noisy_link_loses_nothing(board, seed):
                            seed=seed)
     with Device(link, timeout=0.1, retries=100) as dev:
         dev.load(net)
-        before = _clean_registers(board)["steps"]
+        before = dev.registers()["steps"]
         check_bit_exact(dev, net, x)
+        assert dev.registers()["steps"] == before + 8 * 4
         assert dev.client.stats["retries"] > 0
-    assert _clean_registers(board)["steps"] == before + 8 * 4
     assert link.dropped + link.flipped > 0
-
-
-def _clean_registers(board) -> dict:
-    with open_board(board) as dev:
-        return dev.registers()
 
 
 def test_a_lost_run_reply_is_replayed_not_run_twice(board):
