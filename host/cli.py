@@ -312,6 +312,12 @@ def cmd_bench(args) -> int:
         if have_verilator():
             result["rtl"] = rtl_bench.run(
                 progress=lambda msg: print(msg, file=sys.stderr) if not args.quiet else None)
+            from .demo import bench as device_bench
+
+            if not args.quiet:
+                print("bench: end-to-end samples/s through the simulated board (TCP)",
+                      file=sys.stderr)
+            result["device"] = device_bench()
         else:
             result["rtl"] = {"skipped": "missing: " + ", ".join(missing_tools())}
 
@@ -322,6 +328,13 @@ def cmd_bench(args) -> int:
             yield from rtl_bench.describe(r["rtl"])
         elif "rtl" in r:
             yield f"RTL benchmarks skipped ({r['rtl']['skipped']})"
+        if "device" in r:
+            for task in ("digits", "recall"):
+                d = r["device"][task]
+                yield (f"device {r['device']['device']}, {task}: {d['samples_per_second']:.1f} "
+                       f"samples/s, {d['steps_per_second']:.0f} steps/s end to end "
+                       f"({d['clocks_per_step']:.0f} clocks per step), bit-exact: "
+                       f"{d['bit_exact']}")
 
     _emit(result, args.json, lines)
     return EXIT_OK

@@ -83,3 +83,21 @@ def describe(r: dict):
         yield (f"    {t['steps_per_second']:.0f} steps/s, {clocks:.0f} clocks per step "
                f"(hardware counters)")
     yield f"  {r['steps_per_second']:.0f} steps/s over all tasks, {r['seconds']:.1f} s in all"
+
+
+def bench(url: str = "sim://demo", *, samples: int = 100) -> dict:
+    """End-to-end throughput through a device (by default the simulated board over
+    TCP): the first ``samples`` test samples of each shipped model, every one
+    checked against the golden model (wall-clock figures: they vary with load)."""
+    from .device import open as open_device
+    from .evaluate import evaluate_on_device
+
+    out: dict = {"device": url}
+    with open_device(url) as dev:
+        for task in TASKS:
+            _, net, meta = _model(task, False, False)
+            r = evaluate_on_device(dev, net, meta, limit=samples, membranes=False)
+            out[task] = {k: r[k] for k in ("samples", "timesteps", "samples_per_second",
+                                            "steps_per_second", "bit_exact")}
+            out[task]["clocks_per_step"] = r["counters"]["step_cycles"] / r["counters"]["steps"]
+    return out
