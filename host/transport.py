@@ -12,7 +12,8 @@ A :class:`Transport` moves raw bytes: ``write(data)`` sends them all,
 URL                                transport
 =================================  ==============================================
 ``sim://`` or ``sim://CONFIG``     :class:`SimTransport`: starts and owns a
-                                   simulated board (Verilator build of the SoC)
+                                   simulated board (Verilator build of the SoC);
+                                   ``?uart=1`` simulates the UART PHY bit by bit
 ``xdma:///dev/xdma0[?channel=N]``  :class:`XdmaTransport`: the XDMA driver's
                                    ``/dev/xdma0_h2c_N`` / ``_c2h_N`` stream devices
 anything else                      :class:`SerialTransport`: pyserial's
@@ -209,8 +210,10 @@ class XdmaTransport(Transport):
 
 
 class SimTransport(Transport):
-    """``sim://CONFIG``: starts a simulated board (built once per configuration
-    and cached) and talks to it over its TCP port; closing stops the board."""
+    """``sim://CONFIG[?uart=1]``: starts a simulated board (built once per
+    configuration and cached) and talks to it over its TCP port; closing stops
+    the board.  With ``uart=1`` the board's byte stream goes through the UART
+    PHY, simulated bit by bit (full fidelity, slower)."""
 
     DEFAULT_CONFIG = "demo"
 
@@ -220,8 +223,13 @@ class SimTransport(Transport):
         self.url = url
         parsed = urlparse(url)
         name = (parsed.netloc + parsed.path).strip("/") or self.DEFAULT_CONFIG
+        query = parse_qs(parsed.query)
+        unknown = set(query) - {"uart"}
+        if unknown:
+            raise LinkError(f"{url!r}: unknown option {sorted(unknown)[0]!r} (known: uart)")
+        uart = query.get("uart", ["0"])[-1] not in ("0", "", "false", "no")
         self.config_name = name
-        self.board = SimBoard(name)
+        self.board = SimBoard(name, uart=uart)
         try:
             self.board.start()
             self._link = SerialTransport(self.board.url)

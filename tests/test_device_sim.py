@@ -359,3 +359,24 @@ def test_the_board_killed_mid_stream_is_a_clear_error_not_a_hang():
         dev.close()
     finally:
         board.close()
+
+
+def test_the_bit_level_uart_board_gives_the_same_results():
+    """``sim://CONFIG?uart=1``: the byte stream goes through the UART PHY bit by
+    bit (the board's own RX/TX and a C++ UART model); same results."""
+    from spikeforge.device import open as open_device
+
+    rng = random.Random(21)
+    net = fitting_network(rng, config_named(CONFIG))
+    x = random_input(rng, net, steps=5, batch=2)
+    with open_device(f"sim://{CONFIG}?uart=1", timeout=5.0) as dev:
+        assert dev.info()["link"] == "uart"
+        check_bit_exact(dev, net, x)
+        assert dev.registers()["drop_bad_crc"] == 0
+
+
+def test_sim_url_options_are_checked():
+    from spikeforge.device import open as open_device
+
+    with pytest.raises(LinkError, match=r"'sim://tiny\?baud=9600': unknown option 'baud'"):
+        open_device("sim://tiny?baud=9600")

@@ -30,7 +30,11 @@ def _train(cfg):
 
 @pytest.fixture(scope="module")
 def recall_model():
-    return _train(RecallConfig())
+    """The shipped recall model (``spikeforge train recall``, default settings)."""
+    from spikeforge.demo import shipped_model
+    from spikeforge.golden.modelfile import load_model
+
+    return load_model(shipped_model("recall"))
 
 
 def _check_on_demo(net, meta, samples: int) -> dict:
