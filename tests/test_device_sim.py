@@ -371,6 +371,7 @@ def test_the_bit_level_uart_board_gives_the_same_results():
     x = random_input(rng, net, steps=5, batch=2)
     with open_device(f"sim://{CONFIG}?uart=1", timeout=5.0) as dev:
         assert dev.info()["link"] == "uart"
+        dev.load(net)
         check_bit_exact(dev, net, x)
         assert dev.registers()["drop_bad_crc"] == 0
 
