@@ -174,8 +174,33 @@ def cmd_run(args) -> int:
                                     progress=_progress(args))
         report["device"] = dev.url
         report["model"] = str(args.model)
+    if args.plot:
+        _run_report(args, net, meta, report)
     _emit(report, args.json, _device_lines)
     return EXIT_OK if report["bit_exact"] else EXIT_DEVICE
+
+
+def _run_report(args, net, meta, report) -> None:
+    """``run --plot DIR``: raster and membrane figures of the first sample, the
+    energy estimate from the device's counters, and ``DIR/report.md``."""
+    from .golden import report as rep
+    from .golden.train import task_data
+
+    x, _ = task_data(meta, args.split)
+    trace = net.run(x[:, :1])
+    figures = rep.sample_figures(net, trace, args.plot, sample=0)
+    figures.append(rep.energy_figure(report["energy"], args.plot))
+    summary = {k: report[k] for k in ("model", "device", "task", "samples", "timesteps",
+                                      "accuracy_device", "accuracy_golden", "bit_exact",
+                                      "steps_per_second")}
+    notes = ["The raster and membrane figures show the golden model's run of the first "
+             "test sample, which the device reproduced bit for bit."
+             if report["bit_exact"] else
+             "The device's run was NOT bit-exact; the figures show the golden model's run."]
+    path = rep.write_report(args.plot, title=f"spikeforge run: {args.model.name} on "
+                            f"{report['device']}", summary=summary, energy=report["energy"],
+                            figures=figures, notes=notes)
+    report["report"] = str(path)
 
 
 def cmd_demo(args) -> int:
@@ -439,6 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "check it against the golden model")
     p.add_argument("model", type=Path)
     p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--plot", type=Path, metavar="DIR",
+                   help="write figures (raster, membranes, energy) and DIR/report.md")
     device_options(p)
     common(p)
     p.set_defaults(func=cmd_run)

@@ -60,3 +60,15 @@ def test_device_bench_reports_end_to_end_throughput():
         assert result[task]["bit_exact"] is True
         assert result[task]["samples_per_second"] > 0
         assert result[task]["clocks_per_step"] > 0
+
+
+def test_run_plot_writes_a_report_with_the_energy_estimate(tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["run", str(shipped_model("digits")), "--device", "sim://demo", "--limit", "3",
+                 "--plot", str(out), "--json", "--quiet"]) == EXIT_OK
+    report = json.loads(capsys.readouterr().out)
+    assert report["report"] == str(out / "report.md")
+    text = (out / "report.md").read_text()
+    assert "bit for bit" in text and "estimate" in text.lower()
+    assert report["energy"]["source"] and report["energy"]["ratio"] > 0
+    assert sorted(p.suffix for p in out.iterdir()).count(".png") >= 2
