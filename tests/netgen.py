@@ -225,3 +225,18 @@ def random_input(rng: random.Random, net: Network, steps: int, batch: int) -> to
             x[t][b] = [_value(rng, lo, hi, extreme=0.2) if rng.random() < density else 0
                        for _ in range(net.input_size)]
     return torch.tensor(x, dtype=torch.int64).reshape(steps, batch, net.input_size)
+
+
+def small_model_file(path, *, hidden: int = 8, timesteps: int = 2):
+    """Write a valid digits model file (an untrained, quantized twin: no training
+    needed) to ``path`` and return ``path``."""
+    from spikeforge.golden.modelfile import save_model
+    from spikeforge.golden.quantize import to_integer
+    from spikeforge.golden.train import build_twin, config_for
+
+    torch.manual_seed(0)
+    net = to_integer(build_twin(config_for("digits", hidden=hidden, timesteps=timesteps)))
+    meta = {"task": "digits", "encoding": "rate", "timesteps": timesteps, "encoding_seed": 0,
+            "readout": "last"}
+    save_model(path, net, meta)
+    return path

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from netgen import small_model_file
 from sklearn.datasets import load_digits
 from spikeforge import __version__
 from spikeforge.cli import main
@@ -45,14 +46,7 @@ def single_json(text: str) -> dict:
 @pytest.fixture
 def model_file(tmp_path) -> Path:
     """A valid digits model file (an untrained, quantized twin: no training needed)."""
-    torch.manual_seed(0)
-    cfg = config_for("digits", hidden=8, timesteps=2)
-    net = to_integer(build_twin(cfg))
-    meta = {"task": "digits", "encoding": "rate", "timesteps": 2, "encoding_seed": 0,
-            "readout": "last"}
-    path = tmp_path / "small.safetensors"
-    save_model(path, net, meta)
-    return path
+    return small_model_file(tmp_path / "small.safetensors", hidden=8, timesteps=2)
 
 
 # ---------------------------------------------------------------- bad files

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from netgen import small_model_file
 from spikeforge.cli import main
 from spikeforge.gateware.verilator import have_verilator
 from spikeforge.golden import experiments
@@ -18,10 +19,9 @@ from spikeforge.golden.energy import (
     estimate_run,
 )
 from spikeforge.golden.integer import Format, LIFLayer, Network, Projection
-from spikeforge.golden.modelfile import load_model, save_model
-from spikeforge.golden.quantize import to_integer
+from spikeforge.golden.modelfile import load_model
 from spikeforge.golden.report import write_report
-from spikeforge.golden.train import build_twin, config_for, task_data
+from spikeforge.golden.train import task_data
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -117,14 +117,7 @@ def test_counter_counts_split_int_input_events():
 
 @pytest.fixture
 def model_file(tmp_path):
-    torch.manual_seed(0)
-    cfg = config_for("digits", hidden=12, timesteps=3)
-    net = to_integer(build_twin(cfg))
-    meta = {"task": "digits", "encoding": "rate", "timesteps": 3, "encoding_seed": 0,
-            "readout": "last"}
-    path = tmp_path / "small.safetensors"
-    save_model(path, net, meta)
-    return path
+    return small_model_file(tmp_path / "small.safetensors", hidden=12, timesteps=3)
 
 
 def test_eval_json_has_energy_and_plot_writes_a_report(model_file, tmp_path, capsys):
