@@ -81,12 +81,24 @@ def input_layout(c: CoreConfig) -> data.StructLayout:
 
 
 class NPUCore(wiring.Component):
-    """The NPU core for the generics in ``config`` (a :class:`.layout.CoreConfig`)."""
+    """The NPU core for the generics in ``config`` (a :class:`.layout.CoreConfig`).
 
-    def __init__(self, *, config: CoreConfig):
+    ``weight_memory``: ``None`` (an Amaranth ``Memory`` per lane), or a callable
+    ``(shape=, depth=)`` returning a component with ``read`` (``addr`` in,
+    ``data`` out one clock later, every clock) and ``write`` (``addr``,
+    ``data``, ``en`` in) members, e.g. ``boards.mem.SPRAMWeights`` to put the
+    weights into iCE40 SPRAM.  The core writes weights only while idle and
+    reads them only while busy, so a single-port memory serves both.
+    """
+
+    def __init__(self, *, config: CoreConfig, weight_memory=None):
         if not isinstance(config, CoreConfig):
             self._MustUse__silence = True  # never elaborated: no "unused" warning
             raise TypeError(f"config must be a CoreConfig, not {config!r}")
+        if weight_memory is not None and not callable(weight_memory):
+            self._MustUse__silence = True
+            raise TypeError(f"weight_memory must be None or a callable, not {weight_memory!r}")
+        self.weight_memory = weight_memory
         self.config = c = config
         self.record_layout = struct_layout(RECORD_FIELDS(c))
         super().__init__({
@@ -138,13 +150,18 @@ class NPUCore(wiring.Component):
 
         weights, params, membranes = [], [], []
         for p in range(P):
-            wmem = memory.Memory(shape=signed(c.w_bits), depth=c.weight_depth, init=[])
+            if self.weight_memory is None:
+                wmem = memory.Memory(shape=signed(c.w_bits), depth=c.weight_depth, init=[])
+                w_ports = (wmem.read_port(), wmem.write_port())
+            else:
+                wmem = self.weight_memory(shape=signed(c.w_bits), depth=c.weight_depth)
+                w_ports = (wmem.read, wmem.write)
             pmem = memory.Memory(shape=param_l, depth=c.neuron_depth, init=[])
             umem = memory.Memory(shape=u_shape, depth=c.neuron_depth, init=[])
             m.submodules[f"weights{p}"] = wmem
             m.submodules[f"params{p}"] = pmem
             m.submodules[f"membranes{p}"] = umem
-            weights.append((wmem.read_port(), wmem.write_port()))
+            weights.append(w_ports)
             params.append((pmem.read_port(), pmem.write_port()))
             membranes.append((umem.read_port(), umem.write_port()))
 

@@ -2,7 +2,8 @@
 
 Exit codes by error family: 0 ok, 1 unexpected internal error, 2 usage (bad
 arguments or option values), 3 bad model file, 4 a network or input that breaks
-the integer model's rules, or a model that does not fit the core.  ``--json``
+the integer model's rules, or a model that does not fit the core; 5 a board build
+that cannot run (missing tools) or failed.  ``--json``
 prints exactly one JSON object on stdout; progress and messages go to stderr.
 """
 
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_MODEL_FILE, EXIT_NETWORK = 0, 1, 2, 3, 4
+EXIT_BUILD = 5
 
 
 class UsageError(Exception):
@@ -172,6 +174,58 @@ def cmd_rtl(args) -> int:
     return EXIT_OK
 
 
+def cmd_boards(args) -> int:
+    from .boards.defs import BOARDS, capacity
+
+    result = {"boards": [{**capacity(b), "description": b.description, "baud": b.baud,
+                          "transport": b.transport} for b in BOARDS.values()]}
+
+    def lines(r):
+        yield (f"{'board':<15} {'device':<10} {'P':>3} {'neurons':>8} {'synapses':>9} "
+               f"{'SSM state':>9} {'target':>8}")
+        for b in r["boards"]:
+            yield (f"{b['board']:<15} {b['device']:<10} {b['lanes']:>3} {b['neurons']:>8} "
+                   f"{b['synapses']:>9} {b['ssm_state']:>9} {b['target_mhz']:>5.0f} MHz")
+
+    _emit(result, args.json, lines)
+    return EXIT_OK
+
+
+def cmd_build(args) -> int:
+    import tempfile
+
+    from .boards.build import build, parse_config, program
+    from .boards.defs import board_named
+
+    board = board_named(args.board)
+    config = parse_config(args.config, board)
+    out = args.out or Path(tempfile.mkdtemp(prefix=f"spikeforge-{board.name}-"))
+    quiet = args.quiet and not args.progress
+    report = build(board, top=args.top, config=config, model=args.model, out=out,
+                   progress=(lambda msg: None) if quiet else
+                   (lambda msg: print(msg, file=sys.stderr, flush=True)))
+    if args.program:
+        if report["bitstream"] is None:
+            raise UsageError(f"--program: {board.name} builds vendor project files only")
+        program(Path(report["bitstream"]), board)
+        report["programmed"] = True
+    report.pop("bels", None)
+
+    def lines(r):
+        yield f"{r['board']} ({r['top']} top, P={r['config']['P']}): {r['build_dir']}"
+        if r["bitstream"] is None:
+            yield f"  vendor project files: {r['vendor_project']} ({r['note']})"
+            return
+        for name, u in r["utilization"].items():
+            yield f"  {name:<6} {u['used']:>6} / {u['available']}"
+        for clock, f in r["fmax_mhz"].items():
+            yield f"  fmax {clock}: {f:.2f} MHz (target {r['target_mhz']} MHz)"
+        yield f"  timing met: {r['timing_met']}; bitstream: {r['bitstream']}"
+
+    _emit(report, args.json, lines)
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     from .golden.experiments import EXPERIMENTS
@@ -244,6 +298,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the RTL benchmarks (they build cores with Verilator)")
     common(p)
     p.set_defaults(func=cmd_bench)
+
+    from .boards.defs import BOARDS
+    from .boards.top import DEFAULT_TOP, TOPS
+
+    p = sub.add_parser("boards", help="supported boards and their NPU capacity")
+    common(p)
+    p.set_defaults(func=cmd_boards)
+
+    p = sub.add_parser("build", help="fit check, then a bitstream for a board (Yosys, nextpnr)")
+    p.add_argument("--board", required=True, choices=sorted(BOARDS))
+    p.add_argument("--model", type=Path, help="model file to fit-check against the board")
+    p.add_argument("--config", help="core configuration: a name (e.g. tiny) or key=value,... "
+                                    "overrides of the board's [the board's largest]")
+    p.add_argument("--top", choices=sorted(TOPS), default=DEFAULT_TOP,
+                   help=f"the design: soc (UART link + command engine + core, needs "
+                        f"gateware.link) or core (the core alone on a scan chain) "
+                        f"[{DEFAULT_TOP}]")
+    p.add_argument("--out", type=Path, help="build folder [a new temporary folder]")
+    p.add_argument("--program", action="store_true", help="load the bitstream (openFPGALoader)")
+    common(p)
+    p.set_defaults(func=cmd_build)
     return parser
 
 
@@ -258,6 +333,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from .gateware.layout import FitError
     from .golden.integer import NetworkError
+    from .boards.build import BuildError
     from .golden.modelfile import ModelFileError
 
     try:
@@ -271,6 +347,9 @@ def main(argv=None) -> int:
     except FitError as exc:
         print(f"spikeforge: error: the model does not fit the core: {exc}", file=sys.stderr)
         return EXIT_NETWORK
+    except BuildError as exc:
+        print(f"spikeforge: error: {exc}", file=sys.stderr)
+        return EXIT_BUILD
     except (UsageError, ValueError) as exc:
         print(f"spikeforge: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
