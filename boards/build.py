@@ -235,7 +235,9 @@ def build(board: Board, *, top: str = "core", config: CoreConfig | None = None,
                       utilization=None, fmax_mhz=None, timing_met=None,
                       note="vendor project files only: run build_top.sh with Vivado")
         return report
-    nextpnr_opts = f"--report report.json --timing-allow-fail --seed {seed}"
+    # One clock domain: --freq constrains it (and the reset domain on the same clock).
+    nextpnr_opts = (f"--report report.json --timing-allow-fail --seed {seed} "
+                    f"--freq {design.clk_freq / 1e6:.4f}")
     overrides = {"nextpnr_opts": nextpnr_opts}
     if board.family == "ice40":
         overrides["synth_opts"] = "-dsp"

@@ -77,7 +77,7 @@ class SPRAMWeights(wiring.Component):
     """Weights in one iCE40UP SPRAM block (``depth`` <= 16384, width <= 16 bits).
 
     Latency: ``read.data`` one clock after ``read.addr`` (the SPRAM's output
-    register).  On a non-iCE40 platform (or in simulation) it elaborates to
+    register).  On a platform other than an iCE40UP (or in simulation) it elaborates to
     :class:`SinglePortWeights`."""
 
     def __init__(self, *, shape, depth: int):
@@ -91,7 +91,7 @@ class SPRAMWeights(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        if getattr(platform, "family", None) != "ice40":
+        if not str(getattr(platform, "device", "")).startswith("iCE40UP"):
             m.submodules.model = model = SinglePortWeights(shape=self.shape, depth=self.depth)
             wiring.connect(m, wiring.flipped(self.read), model.read)
             wiring.connect(m, wiring.flipped(self.write), model.write)
@@ -103,7 +103,7 @@ class SPRAMWeights(wiring.Component):
         m.submodules.spram = Instance(
             "SB_SPRAM256KA",
             i_ADDRESS=addr,
-            i_DATAIN=Cat(self.write.data.as_value(), Const(0, SPRAM_WIDTH - w)),
+            i_DATAIN=Cat(self.write.data, Const(0, SPRAM_WIDTH - w)),
             i_MASKWREN=Const(0b1111, 4),
             i_WREN=self.write.en,
             i_CHIPSELECT=Const(1, 1),

@@ -178,7 +178,8 @@ class BoardTop(wiring.Component):
             m.d.comb += [cd_sync.clk.eq(bridge.aclk), locked.eq(bridge.aresetn)]
         else:
             self._clock(m, platform, cd_sync.clk, locked)
-        platform.add_clock_constraint(cd_sync.clk, self.clk_freq)
+        if b.family == "xilinx":  # open-toolchain builds pass nextpnr --freq instead
+            platform.add_clock_constraint(cd_sync.clk, self.clk_freq)
 
         locked_s = Signal()
         m.submodules.lock_sync = FFSynchronizer(locked, locked_s, o_domain="por")
@@ -222,7 +223,7 @@ class BoardTop(wiring.Component):
         m.d.sync += blink.eq(blink + 1)
         rx_low = ~design.uart_rx if hasattr(design, "uart_rx") else Const(0, 1)
         status = [blink[-1], getattr(design, "busy", Const(0, 1)), rx_low]
-        for led, value in zip(leds, status):
+        for led, value in zip(leds, status, strict=False):
             m.d.comb += led.o.eq(value)
         if not leds:
             try:

@@ -31,11 +31,15 @@ owns neuron ``k*P + p``):
 * synaptic phase: for each edge, each event ``(j, x)`` of its source (this
   step's list, or the previous step's for a recurrent edge) is read once and
   every lane accumulates ``W[k*P + p, j] * x`` from its own weight memory at
-  ``wbase + k*nsrc + j``; one event per clock, a 3-stage pipeline
-  (event read, weight read, accumulate);
+  ``wbase + k*nsrc + j``; one event per clock, a 4-stage pipeline
+  (event read, weight read, weight register, multiply-accumulate);
+* the leak ``((alpha * u) >> F) + bias`` of the row's neurons is computed from
+  the membranes and parameters read at the row's start and added into the
+  accumulators before the first event (a pipeline stage hidden in the
+  synaptic phase: no extra clock);
 * neuron phase: every lane updates its neuron in one clock:
-  ``v = sat(((alpha * u) >> F) + acc + bias)``, ``s = spiking & (v >= theta)``,
-  reset, write ``u``;
+  ``v = sat(acc)`` (``= sat(((alpha * u) >> F) + sum + bias)``),
+  ``s = spiking & (v >= theta)``, reset, write ``u``;
 * spike router: the row's spikes go, one per clock and overlapped with the next
   row, into the layer's event list (its source events for later layers and, on
   recurrent edges, for the next step) and to the output stream.
@@ -53,7 +57,7 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .lane import NeuronUpdate
+from .lane import NeuronFire, NeuronLeak, shift_add_product, total_bits
 from .layout import (
     COUNTERS,
     EDGE_FIELDS,
@@ -233,7 +237,10 @@ class NPUCore(wiring.Component):
         src_sel = Signal(c.src_bits)
         bank_sel = Signal()
         rowbase = Signal(c.wbase_bits + 1)
-        acc = [Signal(signed(c.acc_bits), name=f"acc{p}") for p in range(P)]
+        # The accumulators also take the neuron's leak (see the neuron phase), so they
+        # are as wide as leak + acc.
+        acc = [Signal(signed(total_bits(c.u_bits, c.acc_bits)), name=f"acc{p}")
+               for p in range(P)]
         step_cycles = counters[n_ctr * L]
         steps_done = counters[n_ctr * L + 1]
 
@@ -271,9 +278,32 @@ class NPUCore(wiring.Component):
         m.d.sync += [s1_valid.eq(issue), s2_valid.eq(s1_valid), s2_x.eq(s1_value)]
         with m.If(issue):
             m.d.sync += [s1_rowbase.eq(rowbase), s1_from_input.eq(from_input)]
-        with m.If(s2_valid):
-            for p in range(P):
-                m.d.sync += acc[p].eq(acc[p] + weights[p][0].data * s2_x)
+        # Stage 3 (timing): the weights and the input value are registered, then
+        # multiplied and accumulated.  DRAIN waits for stages 1 and 2 only: the last
+        # stage-3 add lands in the DRAIN clock at the latest, before NEURON.
+        s3_valid = Signal()
+        s3_x = Signal.like(s2_x)
+        w_q = [Signal(signed(c.w_bits), name=f"w_q{p}") for p in range(P)]
+        m.d.sync += [s3_valid.eq(s2_valid), s3_x.eq(s2_x)]
+        m.d.sync += [w_q[p].eq(weights[p][0].data) for p in range(P)]
+        # The leak of the row's neurons: membranes and parameters are read from the ROW
+        # clock on (their address is fixed for the whole row), so the leak is known two
+        # clocks later and is added into the accumulator then, before any event (the
+        # first stage-3 add comes 3 clocks after ROW at the earliest).
+        row_start, pre1, pre2 = Signal(), Signal(), Signal()
+        m.d.sync += [pre1.eq(row_start), pre2.eq(pre1)]
+        leak_q = [Signal(signed(c.u_bits + 2), name=f"leak_q{p}") for p in range(P)]
+        theta_q = [Signal(signed(c.u_bits), name=f"theta_q{p}") for p in range(P)]
+        for p in range(P):
+            m.submodules[f"leak{p}"] = nl = NeuronLeak(u_bits=c.u_bits, frac_bits=c.frac_bits)
+            prm = params[p][0].data
+            m.d.comb += [nl.u.eq(membranes[p][0].data), nl.alpha.eq(prm.alpha),
+                         nl.bias.eq(prm.bias)]
+            m.d.sync += [leak_q[p].eq(nl.leak), theta_q[p].eq(prm.theta)]
+            with m.If(s3_valid):
+                m.d.sync += acc[p].eq(acc[p] + w_q[p] * s3_x)
+            with m.Elif(pre2):
+                m.d.sync += acc[p].eq(acc[p] + leak_q[p])
 
         # -------------------------------------------------- spike router
         # One row's results leave one neuron per clock, overlapped with the next row.
@@ -306,12 +336,12 @@ class NPUCore(wiring.Component):
         new_u = []
         spikes = Signal(P)
         for p in range(P):
-            m.submodules[f"neuron{p}"] = nu = NeuronUpdate(
-                u_bits=c.u_bits, frac_bits=c.frac_bits, acc_bits=c.acc_bits)
-            prm = params[p][0].data
+            # acc = leak + the row's synaptic input: only the saturation, the spike and
+            # the reset are left for the neuron clock.
+            m.submodules[f"neuron{p}"] = nu = NeuronFire(
+                u_bits=c.u_bits, total_bits=total_bits(c.u_bits, c.acc_bits))
             m.d.comb += [
-                nu.u.eq(membranes[p][0].data), nu.acc.eq(acc[p]), nu.alpha.eq(prm.alpha),
-                nu.theta.eq(prm.theta), nu.bias.eq(prm.bias), nu.v_reset.eq(layer.v_reset),
+                nu.total.eq(acc[p]), nu.theta.eq(theta_q[p]), nu.v_reset.eq(layer.v_reset),
                 nu.reset.eq(layer.reset), nu.spiking.eq(layer.spiking),
                 spikes[p].eq(nu.spike),
             ]
@@ -380,7 +410,7 @@ class NPUCore(wiring.Component):
                 m.d.sync += k.eq(0)
                 m.next = "ROW"
             with m.State("ROW"):
-                m.d.comb += busy.eq(1)
+                m.d.comb += [busy.eq(1), row_start.eq(1)]
                 m.d.sync += [e.eq(layer.ebase)] + [a.eq(0) for a in acc]
                 m.d.sync += ctr(0).eq(ctr(0) + 1)
                 m.next = "EDGE"
@@ -398,7 +428,7 @@ class NPUCore(wiring.Component):
                         bank_sel.eq(Mux(is_input, in_rbank, bank)),
                         n.eq(0),
                         cnt.eq(Mux(is_input, in_counts[in_rbank], counts[Cat(edge.src, bank)])),
-                        rowbase.eq(edge.wbase + k * edge.nsrc),
+                        rowbase.eq(edge.wbase + shift_add_product(k, edge.nsrc)),
                     ]
                     m.next = "EVENTS"
             with m.State("EVENTS"):

@@ -151,6 +151,12 @@ def cmd_bench(args) -> int:
                 progress=lambda msg: print(msg, file=sys.stderr) if not args.quiet else None)
         else:
             result["rtl"] = {"skipped": "missing: " + ", ".join(missing_tools())}
+    if not args.no_rtl and not args.no_boards and "skipped" not in result["rtl"]:
+        from .boards import bench as boards_bench
+
+        result["boards"] = boards_bench.run(
+            args.boards, progress=lambda msg: print(msg, file=sys.stderr) if not args.quiet
+            else None)
 
     def lines(r):
         yield from bench.describe(r)
@@ -159,6 +165,9 @@ def cmd_bench(args) -> int:
             yield from rtl_bench.describe(r["rtl"])
         elif "rtl" in r:
             yield f"RTL benchmarks skipped ({r['rtl']['skipped']})"
+        if "boards" in r:
+            yield "Boards (open-toolchain builds; synaptic ops/s = dense ops/clock x fmax):"
+            yield from boards_bench.describe(r["boards"])
 
     _emit(result, args.json, lines)
     return EXIT_OK
@@ -296,6 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="smaller sweep")
     p.add_argument("--no-rtl", action="store_true",
                    help="skip the RTL benchmarks (they build cores with Verilator)")
+    from .boards.bench import DEFAULT_BOARDS
+
+    p.add_argument("--no-boards", action="store_true",
+                   help="skip the board builds (minutes each)")
+    p.add_argument("--boards", type=lambda t: [board_named_arg(x) for x in t.split(",")],
+                   default=list(DEFAULT_BOARDS),
+                   help=f"boards to build and measure [{','.join(DEFAULT_BOARDS)}]")
     common(p)
     p.set_defaults(func=cmd_bench)
 
@@ -322,6 +338,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def board_named_arg(name: str) -> str:
+    """An argparse type: a supported board's name."""
+    from .boards.defs import BOARDS
+
+    name = name.strip()
+    if name not in BOARDS:
+        raise argparse.ArgumentTypeError(f"unknown board {name!r}; choose from "
+                                         f"{', '.join(sorted(BOARDS))}")
+    return name
+
+
 def _version() -> str:
     from . import __version__
 
@@ -331,9 +358,9 @@ def _version() -> str:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .boards.build import BuildError
     from .gateware.layout import FitError
     from .golden.integer import NetworkError
-    from .boards.build import BuildError
     from .golden.modelfile import ModelFileError
 
     try:
