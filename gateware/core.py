@@ -31,8 +31,8 @@ owns neuron ``k*P + p``):
 * synaptic phase: for each edge, each event ``(j, x)`` of its source (this
   step's list, or the previous step's for a recurrent edge) is read once and
   every lane accumulates ``W[k*P + p, j] * x`` from its own weight memory at
-  ``wbase + k*nsrc + j``; one event per clock, a 4-stage pipeline
-  (event read, weight read, weight register, multiply-accumulate);
+  ``wbase + k*nsrc + j``; one event per clock, a 5-stage pipeline
+  (event read, weight read, weight register, multiply, accumulate);
 * the leak ``((alpha * u) >> F) + bias`` of the row's neurons is computed from
   the membranes and parameters read at the row's start and added into the
   accumulators before the first event (a pipeline stage hidden in the
@@ -44,7 +44,7 @@ owns neuron ``k*P + p``):
   row, into the layer's event list (its source events for later layers and, on
   recurrent edges, for the next step) and to the output stream.
 
-Cost of a row: ``events + 2 * edges + 3`` synaptic clocks and one neuron clock
+Cost of a row: ``events + 2 * edges + 4`` synaptic clocks and one neuron clock
 (plus router waits when a row has more to route than the next row has clocks),
 so a step costs about
 ``rows * (events + c)`` = ``(events * fan-out + neurons) / P`` plus a small
@@ -278,18 +278,20 @@ class NPUCore(wiring.Component):
         m.d.sync += [s1_valid.eq(issue), s2_valid.eq(s1_valid), s2_x.eq(s1_value)]
         with m.If(issue):
             m.d.sync += [s1_rowbase.eq(rowbase), s1_from_input.eq(from_input)]
-        # Stage 3 (timing): the weights and the input value are registered, then
-        # multiplied and accumulated.  DRAIN waits for stages 1 and 2 only: the last
-        # stage-3 add lands in the DRAIN clock at the latest, before NEURON.
-        s3_valid = Signal()
+        # Stages 3 and 4 (timing): the weight and the input value are registered
+        # (stage 3), multiplied into a register (stage 4, the DSP's output register),
+        # then accumulated.  The last event's add lands in DRAIN's second clock.
+        s3_valid, s4_valid = Signal(), Signal()
         s3_x = Signal.like(s2_x)
         w_q = [Signal(signed(c.w_bits), name=f"w_q{p}") for p in range(P)]
-        m.d.sync += [s3_valid.eq(s2_valid), s3_x.eq(s2_x)]
+        prod_q = [Signal(signed(c.w_bits + c.in_bits), name=f"prod_q{p}") for p in range(P)]
+        m.d.sync += [s3_valid.eq(s2_valid), s3_x.eq(s2_x), s4_valid.eq(s3_valid)]
         m.d.sync += [w_q[p].eq(weights[p][0].data) for p in range(P)]
+        m.d.sync += [prod_q[p].eq(w_q[p] * s3_x) for p in range(P)]
         # The leak of the row's neurons: membranes and parameters are read from the ROW
         # clock on (their address is fixed for the whole row), so the leak is known two
         # clocks later and is added into the accumulator then, before any event (the
-        # first stage-3 add comes 3 clocks after ROW at the earliest).
+        # first stage-4 add comes 6 clocks after ROW at the earliest).
         row_start, pre1, pre2 = Signal(), Signal(), Signal()
         m.d.sync += [pre1.eq(row_start), pre2.eq(pre1)]
         leak_q = [Signal(signed(c.u_bits + 2), name=f"leak_q{p}") for p in range(P)]
@@ -300,8 +302,8 @@ class NPUCore(wiring.Component):
             m.d.comb += [nl.u.eq(membranes[p][0].data), nl.alpha.eq(prm.alpha),
                          nl.bias.eq(prm.bias)]
             m.d.sync += [leak_q[p].eq(nl.leak), theta_q[p].eq(prm.theta)]
-            with m.If(s3_valid):
-                m.d.sync += acc[p].eq(acc[p] + w_q[p] * s3_x)
+            with m.If(s4_valid):
+                m.d.sync += acc[p].eq(acc[p] + prod_q[p])
             with m.Elif(pre2):
                 m.d.sync += acc[p].eq(acc[p] + leak_q[p])
 
@@ -390,6 +392,7 @@ class NPUCore(wiring.Component):
 
         with m.If(busy):
             m.d.sync += step_cycles.eq(step_cycles + 1)
+        drain2 = Signal()  # the second clock of DRAIN
 
         with m.FSM():
             with m.State("IDLE"):
@@ -443,9 +446,13 @@ class NPUCore(wiring.Component):
                     m.d.sync += e.eq(e + 1)
                     m.next = "EDGE"
             with m.State("DRAIN"):
+                # Two clocks: the row's last event leaves stage 4 in the second.
                 m.d.comb += busy.eq(1)
                 m.d.sync += ctr(0).eq(ctr(0) + 1)
-                with m.If(~s1_valid & ~s2_valid):
+                with m.If(~drain2):
+                    m.d.sync += drain2.eq(1)
+                with m.Elif(~s1_valid & ~s2_valid & ~s3_valid):
+                    m.d.sync += drain2.eq(0)
                     m.next = "NEURON"
             with m.State("NEURON"):
                 m.d.comb += busy.eq(1)
