@@ -17,7 +17,7 @@ from __future__ import annotations
 from amaranth import Cat, ClockDomain, Const, Instance, Module, Signal
 from amaranth.build import Attrs
 from amaranth.build.res import ResourceError
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
@@ -116,7 +116,7 @@ def _request_all(platform, name, count):
     found = []
     for i in range(count):
         try:
-            found.append(platform.request(name, i))
+            found.append(platform.request(name, i, dir="-"))
         except ResourceError:
             break
     return found
@@ -205,8 +205,10 @@ class BoardTop(wiring.Component):
                 platform.add_resources([UARTResource(0, rx=b.uart[0], tx=b.uart[1],
                                                      conn=b.uart_connector,
                                                      attrs=Attrs(IO_TYPE="LVCMOS33"))])
-            uart = platform.request("uart", 0)
-            m.d.comb += [design.uart_rx.eq(uart.rx.i), uart.tx.o.eq(design.uart_tx)]
+            uart = platform.request("uart", 0, dir="-")
+            m.submodules.uart_rx = rx_buf = io.Buffer("i", uart.rx)
+            m.submodules.uart_tx = tx_buf = io.Buffer("o", uart.tx)
+            m.d.comb += [design.uart_rx.eq(rx_buf.i), tx_buf.o.eq(design.uart_tx)]
         elif "rx" in design.signature.members:  # the SoC's byte-stream link
             wiring.connect(m, bridge.rx, design.rx)
             wiring.connect(m, design.tx, bridge.tx)
@@ -223,21 +225,27 @@ class BoardTop(wiring.Component):
         m.d.sync += blink.eq(blink + 1)
         rx_low = ~design.uart_rx if hasattr(design, "uart_rx") else Const(0, 1)
         status = [blink[-1], getattr(design, "busy", Const(0, 1)), rx_low]
-        for led, value in zip(leds, status, strict=False):
-            m.d.comb += led.o.eq(value)
+        for i, (led, value) in enumerate(zip(leds, status, strict=False)):
+            m.submodules[f"led{i}"] = buf = io.Buffer("o", led)
+            m.d.comb += buf.o.eq(value)
         if not leds:
             try:
-                rgb = platform.request("rgb_led", 0)
-                m.d.comb += [rgb.g.o.eq(status[0]), rgb.r.o.eq(status[1]),
-                             rgb.b.o.eq(status[2])]
+                rgb = platform.request("rgb_led", 0, dir="-")
+                for color, value in zip("grb", status, strict=True):
+                    m.submodules[f"rgb_{color}"] = buf = io.Buffer("o", getattr(rgb, color))
+                    m.d.comb += buf.o.eq(value)
             except ResourceError:
                 pass
         return m
 
+    def _clock_in(self, m, platform):
+        m.submodules.clk_in = buf = io.Buffer("i", platform.request(self.board.clock, dir="-"))
+        return buf.i
+
     def _clock(self, m, platform, clk, locked):
         b, pll = self.board, self.pll
         if pll is None:
-            m.d.comb += [clk.eq(platform.request(b.clock).i), locked.eq(1)]
+            m.d.comb += [clk.eq(self._clock_in(m, platform)), locked.eq(1)]
         elif b.family == "ice40":
             pin = platform.request(b.clock, dir="-")
             m.submodules.pll = Instance(
@@ -247,7 +255,7 @@ class BoardTop(wiring.Component):
                 io_PACKAGEPIN=pin.io, i_RESETB=Const(1), i_BYPASS=Const(0),
                 o_PLLOUTGLOBAL=clk, o_LOCK=locked)
         elif b.family == "ecp5":
-            clk_in = platform.request(b.clock).i
+            clk_in = self._clock_in(m, platform)
             p = pll.params
             m.submodules.pll = Instance(
                 "EHXPLLL",
@@ -266,7 +274,7 @@ class BoardTop(wiring.Component):
                 i_PHASESTEP=Const(1), i_PHASELOADREG=Const(1), i_PLLWAKESYNC=Const(0),
                 i_ENCLKOP=Const(0), o_CLKOP=clk, o_LOCK=locked)
         else:  # xilinx 7-series: MMCME2_BASE + BUFG
-            clk_in = platform.request(b.clock).i
+            clk_in = self._clock_in(m, platform)
             p = pll.params
             fb, raw = Signal(), Signal()
             m.submodules.pll = Instance(

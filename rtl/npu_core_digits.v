@@ -146,230 +146,297 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [22:0] \$224 ;
   reg [31:0] \$225 ;
   wire [15:0] \$226 ;
-  wire [24:0] \$227 ;
+  wire [15:0] \$227 ;
   wire [15:0] \$228 ;
-  wire [24:0] \$229 ;
+  wire [15:0] \$229 ;
   wire \$23 ;
   wire [15:0] \$230 ;
-  wire [24:0] \$231 ;
+  wire [15:0] \$231 ;
   wire [15:0] \$232 ;
-  wire [24:0] \$233 ;
-  wire [15:0] \$234 ;
-  wire [24:0] \$235 ;
-  wire [15:0] \$236 ;
-  wire [24:0] \$237 ;
-  wire [15:0] \$238 ;
-  wire [24:0] \$239 ;
+  wire [15:0] \$233 ;
+  wire [26:0] \$234 ;
+  wire [26:0] \$235 ;
+  wire [26:0] \$236 ;
+  wire [26:0] \$237 ;
+  wire [26:0] \$238 ;
+  wire [26:0] \$239 ;
   wire \$24 ;
-  wire [15:0] \$240 ;
-  wire [24:0] \$241 ;
-  reg [7:0] \$242 ;
-  wire [8:0] \$243 ;
-  wire [4:0] \$244 ;
-  wire [5:0] \$245 ;
-  reg [31:0] \$246 ;
-  wire [32:0] \$247 ;
-  wire [4:0] \$248 ;
-  wire [5:0] \$249 ;
+  wire [26:0] \$240 ;
+  wire [26:0] \$241 ;
+  wire [26:0] \$242 ;
+  wire [26:0] \$243 ;
+  wire [26:0] \$244 ;
+  wire [26:0] \$245 ;
+  wire [26:0] \$246 ;
+  wire [26:0] \$247 ;
+  wire [26:0] \$248 ;
+  wire [26:0] \$249 ;
   wire \$25 ;
-  wire \$250 ;
-  reg [6:0] \$251 ;
-  wire [7:0] \$252 ;
-  wire \$253 ;
-  wire \$254 ;
+  reg [7:0] \$250 ;
+  wire [8:0] \$251 ;
+  wire [4:0] \$252 ;
+  wire [5:0] \$253 ;
+  reg [31:0] \$254 ;
   wire [32:0] \$255 ;
-  wire \$256 ;
-  wire \$257 ;
+  wire [4:0] \$256 ;
+  wire [5:0] \$257 ;
   wire \$258 ;
-  wire \$259 ;
+  reg [6:0] \$259 ;
   wire \$26 ;
-  wire \$260 ;
-  reg [2:0] \$261 ;
-  wire [4:0] \$262 ;
-  wire [5:0] \$263 ;
-  reg [31:0] \$264 ;
-  wire [32:0] \$265 ;
-  wire [4:0] \$266 ;
-  wire [5:0] \$267 ;
-  wire [4:0] \$268 ;
-  wire [5:0] \$269 ;
+  wire [7:0] \$260 ;
+  wire \$261 ;
+  wire \$262 ;
+  wire [32:0] \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  reg [2:0] \$269 ;
   wire \$27 ;
-  reg [31:0] \$270 ;
-  wire [32:0] \$271 ;
-  wire [4:0] \$272 ;
-  wire [5:0] \$273 ;
-  reg [2:0] \$274 ;
-  reg [3:0] \$275 ;
+  wire [4:0] \$270 ;
+  wire [5:0] \$271 ;
+  reg [31:0] \$272 ;
+  wire [32:0] \$273 ;
+  wire [4:0] \$274 ;
+  wire [5:0] \$275 ;
   wire [4:0] \$276 ;
-  wire \$277 ;
-  reg [2:0] \$278 ;
-  reg [2:0] \$279 ;
+  wire [5:0] \$277 ;
+  reg [31:0] \$278 ;
+  wire [32:0] \$279 ;
   wire \$28 ;
-  wire \$280 ;
-  reg [2:0] \$281 ;
-  wire \$282 ;
-  reg \$283 ;
-  wire \$284 ;
+  wire [4:0] \$280 ;
+  wire [5:0] \$281 ;
+  reg [2:0] \$282 ;
+  reg [3:0] \$283 ;
+  wire [4:0] \$284 ;
   wire \$285 ;
   reg [2:0] \$286 ;
-  wire \$287 ;
-  reg [6:0] \$288 ;
+  reg [2:0] \$287 ;
+  wire \$288 ;
   reg [2:0] \$289 ;
   wire \$29 ;
-  reg \$290 ;
-  wire \$291 ;
-  reg [7:0] \$292 ;
-  wire [7:0] \$293 ;
-  reg [10:0] \$294 ;
-  reg [7:0] \$295 ;
-  wire [12:0] \$296 ;
-  wire [13:0] \$297 ;
-  wire [4:0] \$298 ;
-  wire [5:0] \$299 ;
+  wire \$290 ;
+  reg \$291 ;
+  wire \$292 ;
+  wire \$293 ;
+  reg [2:0] \$294 ;
+  wire \$295 ;
+  reg [6:0] \$296 ;
+  reg [2:0] \$297 ;
+  reg \$298 ;
+  wire \$299 ;
   wire \$3 ;
   wire \$30 ;
-  reg [31:0] \$300 ;
-  wire [32:0] \$301 ;
-  wire [4:0] \$302 ;
-  wire [5:0] \$303 ;
-  wire \$304 ;
+  reg [7:0] \$300 ;
+  wire [7:0] \$301 ;
+  reg [10:0] \$302 ;
+  reg [7:0] \$303 ;
+  wire [8:0] \$304 ;
   wire [8:0] \$305 ;
-  wire \$306 ;
-  wire [4:0] \$307 ;
-  wire [5:0] \$308 ;
-  reg [31:0] \$309 ;
+  wire [13:0] \$306 ;
+  reg [7:0] \$307 ;
+  wire [8:0] \$308 ;
+  wire [8:0] \$309 ;
   wire \$31 ;
-  wire [32:0] \$310 ;
-  wire [4:0] \$311 ;
-  wire [5:0] \$312 ;
-  wire [4:0] \$313 ;
-  wire [4:0] \$314 ;
-  wire [5:0] \$315 ;
-  reg [31:0] \$316 ;
-  wire [32:0] \$317 ;
-  wire [4:0] \$318 ;
-  wire [5:0] \$319 ;
+  wire [14:0] \$310 ;
+  reg [7:0] \$311 ;
+  wire [10:0] \$312 ;
+  wire [10:0] \$313 ;
+  wire [15:0] \$314 ;
+  reg [7:0] \$315 ;
+  wire [10:0] \$316 ;
+  wire [10:0] \$317 ;
+  wire [16:0] \$318 ;
+  reg [7:0] \$319 ;
   wire \$32 ;
-  wire \$320 ;
-  wire \$321 ;
-  wire \$322 ;
-  wire [4:0] \$323 ;
-  wire [5:0] \$324 ;
-  reg [31:0] \$325 ;
-  wire [32:0] \$326 ;
-  wire [4:0] \$327 ;
-  wire [5:0] \$328 ;
-  reg [4:0] \$329 ;
+  wire [14:0] \$320 ;
+  wire [14:0] \$321 ;
+  wire [17:0] \$322 ;
+  wire [13:0] \$323 ;
+  wire [4:0] \$324 ;
+  wire [5:0] \$325 ;
+  reg [31:0] \$326 ;
+  wire [32:0] \$327 ;
+  wire [4:0] \$328 ;
+  wire [5:0] \$329 ;
   wire \$33 ;
-  wire [5:0] \$330 ;
-  wire \$331 ;
-  wire [5:0] \$332 ;
-  wire [2:0] \$333 ;
-  wire \$334 ;
-  wire [2:0] \$335 ;
-  wire \$336 ;
-  wire \$337 ;
-  wire \$338 ;
-  wire \$339 ;
+  wire \$330 ;
+  wire [8:0] \$331 ;
+  wire \$332 ;
+  wire [4:0] \$333 ;
+  wire [5:0] \$334 ;
+  reg [31:0] \$335 ;
+  wire [32:0] \$336 ;
+  wire [4:0] \$337 ;
+  wire [5:0] \$338 ;
+  wire [4:0] \$339 ;
   wire \$34 ;
-  wire \$340 ;
-  wire \$341 ;
-  wire [32:0] \$342 ;
-  reg [44:0] \$343 ;
-  reg [44:0] \$344 ;
-  reg [44:0] \$345 ;
-  reg [44:0] \$346 ;
-  reg [22:0] \$347 ;
-  reg [22:0] \$348 ;
-  reg [22:0] \$349 ;
+  wire [4:0] \$340 ;
+  wire [5:0] \$341 ;
+  reg [31:0] \$342 ;
+  wire [32:0] \$343 ;
+  wire [4:0] \$344 ;
+  wire [5:0] \$345 ;
+  wire \$346 ;
+  wire \$347 ;
+  wire \$348 ;
+  wire \$349 ;
   wire \$35 ;
-  reg [22:0] \$350 ;
-  reg [22:0] \$351 ;
-  reg [22:0] \$352 ;
-  reg [22:0] \$353 ;
-  reg [22:0] \$354 ;
-  reg [2:0] \$355 ;
-  reg \$356 ;
-  reg [2:0] \$357 ;
-  reg [2:0] \$358 ;
-  reg [44:0] \$359 ;
+  wire \$350 ;
+  wire \$351 ;
+  wire [4:0] \$352 ;
+  wire [5:0] \$353 ;
+  reg [31:0] \$354 ;
+  wire [32:0] \$355 ;
+  wire [4:0] \$356 ;
+  wire [5:0] \$357 ;
+  reg [4:0] \$358 ;
+  wire [5:0] \$359 ;
   wire \$36 ;
-  reg \$360 ;
-  reg \$361 ;
-  reg [7:0] \$362 ;
-  reg [11:0] \$363 ;
-  reg \$364 ;
-  reg [23:0] \$365 ;
-  reg [23:0] \$366 ;
-  reg [23:0] \$367 ;
-  reg [23:0] \$368 ;
-  reg [23:0] \$369 ;
+  wire \$360 ;
+  wire [5:0] \$361 ;
+  wire [2:0] \$362 ;
+  wire \$363 ;
+  wire [2:0] \$364 ;
+  wire \$365 ;
+  wire \$366 ;
+  wire \$367 ;
+  wire \$368 ;
+  wire \$369 ;
   wire \$37 ;
-  reg [23:0] \$370 ;
-  reg [23:0] \$371 ;
-  reg [23:0] \$372 ;
-  reg [7:0] \$373 ;
-  reg [7:0] \$374 ;
-  reg [7:0] \$375 ;
-  reg [7:0] \$376 ;
-  reg [7:0] \$377 ;
-  reg [7:0] \$378 ;
-  reg [7:0] \$379 ;
+  wire \$370 ;
+  wire [32:0] \$371 ;
+  reg [44:0] \$372 ;
+  reg [44:0] \$373 ;
+  reg [44:0] \$374 ;
+  reg [44:0] \$375 ;
+  reg [22:0] \$376 ;
+  reg [22:0] \$377 ;
+  reg [22:0] \$378 ;
+  reg [22:0] \$379 ;
   wire \$38 ;
-  reg [7:0] \$380 ;
-  reg [7:0] \$381 ;
-  reg [7:0] \$382 ;
-  reg [7:0] \$383 ;
-  reg [7:0] \$384 ;
-  reg [7:0] \$385 ;
-  reg [7:0] \$386 ;
-  reg [7:0] \$387 ;
-  reg [7:0] \$388 ;
-  reg [31:0] \$389 ;
+  reg [22:0] \$380 ;
+  reg [22:0] \$381 ;
+  reg [22:0] \$382 ;
+  reg [22:0] \$383 ;
+  reg [2:0] \$384 ;
+  reg \$385 ;
+  reg [2:0] \$386 ;
+  reg [2:0] \$387 ;
+  reg [44:0] \$388 ;
+  reg \$389 ;
   wire \$39 ;
-  reg [31:0] \$390 ;
-  reg [31:0] \$391 ;
-  reg [31:0] \$392 ;
-  reg [31:0] \$393 ;
-  reg [31:0] \$394 ;
-  reg [31:0] \$395 ;
-  reg [31:0] \$396 ;
-  reg [31:0] \$397 ;
-  reg [31:0] \$398 ;
-  reg [31:0] \$399 ;
+  reg \$390 ;
+  reg [7:0] \$391 ;
+  reg [11:0] \$392 ;
+  reg \$393 ;
+  reg \$394 ;
+  reg [7:0] \$395 ;
+  reg \$396 ;
+  reg [7:0] \$397 ;
+  reg [7:0] \$398 ;
+  reg [7:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
-  reg [31:0] \$400 ;
-  reg [31:0] \$401 ;
-  reg [31:0] \$402 ;
-  reg [31:0] \$403 ;
-  reg [31:0] \$404 ;
-  reg [31:0] \$405 ;
-  reg [31:0] \$406 ;
-  reg \$407 ;
-  reg [6:0] \$408 ;
-  reg [6:0] \$409 ;
+  reg [7:0] \$400 ;
+  reg [7:0] \$401 ;
+  reg [7:0] \$402 ;
+  reg [7:0] \$403 ;
+  reg [7:0] \$404 ;
+  reg [15:0] \$405 ;
+  reg [15:0] \$406 ;
+  reg [15:0] \$407 ;
+  reg [15:0] \$408 ;
+  reg [15:0] \$409 ;
   wire \$41 ;
-  reg \$410 ;
-  reg \$411 ;
-  reg [1:0] \$412 ;
+  reg [15:0] \$410 ;
+  reg [15:0] \$411 ;
+  reg [15:0] \$412 ;
   reg \$413 ;
-  reg [3:0] \$414 ;
-  reg [4:0] \$415 ;
-  reg [3:0] \$416 ;
-  reg [2:0] \$417 ;
-  reg \$418 ;
-  reg \$419 ;
+  reg \$414 ;
+  reg [17:0] \$415 ;
+  reg [15:0] \$416 ;
+  reg [25:0] \$417 ;
+  reg [17:0] \$418 ;
+  reg [15:0] \$419 ;
   wire \$42 ;
-  reg [7:0] \$420 ;
-  reg [7:0] \$421 ;
-  reg [11:0] \$422 ;
+  reg [25:0] \$420 ;
+  reg [17:0] \$421 ;
+  reg [15:0] \$422 ;
+  reg [25:0] \$423 ;
+  reg [17:0] \$424 ;
+  reg [15:0] \$425 ;
+  reg [25:0] \$426 ;
+  reg [17:0] \$427 ;
+  reg [15:0] \$428 ;
+  reg [25:0] \$429 ;
   wire \$43 ;
+  reg [17:0] \$430 ;
+  reg [15:0] \$431 ;
+  reg [25:0] \$432 ;
+  reg [17:0] \$433 ;
+  reg [15:0] \$434 ;
+  reg [25:0] \$435 ;
+  reg [17:0] \$436 ;
+  reg [15:0] \$437 ;
+  reg [25:0] \$438 ;
+  reg [7:0] \$439 ;
   wire \$44 ;
+  reg [7:0] \$440 ;
+  reg [7:0] \$441 ;
+  reg [7:0] \$442 ;
+  reg [7:0] \$443 ;
+  reg [7:0] \$444 ;
+  reg [7:0] \$445 ;
+  reg [7:0] \$446 ;
+  reg [7:0] \$447 ;
+  reg [7:0] \$448 ;
+  reg [7:0] \$449 ;
   wire \$45 ;
+  reg [7:0] \$450 ;
+  reg [7:0] \$451 ;
+  reg [7:0] \$452 ;
+  reg [7:0] \$453 ;
+  reg [7:0] \$454 ;
+  reg [31:0] \$455 ;
+  reg [31:0] \$456 ;
+  reg [31:0] \$457 ;
+  reg [31:0] \$458 ;
+  reg [31:0] \$459 ;
   wire \$46 ;
+  reg [31:0] \$460 ;
+  reg [31:0] \$461 ;
+  reg [31:0] \$462 ;
+  reg [31:0] \$463 ;
+  reg [31:0] \$464 ;
+  reg [31:0] \$465 ;
+  reg [31:0] \$466 ;
+  reg [31:0] \$467 ;
+  reg [31:0] \$468 ;
+  reg [31:0] \$469 ;
   wire \$47 ;
+  reg [31:0] \$470 ;
+  reg [31:0] \$471 ;
+  reg [31:0] \$472 ;
+  reg \$473 ;
+  reg [6:0] \$474 ;
+  reg [6:0] \$475 ;
+  reg \$476 ;
+  reg \$477 ;
+  reg [1:0] \$478 ;
+  reg \$479 ;
   wire \$48 ;
+  reg [3:0] \$480 ;
+  reg [4:0] \$481 ;
+  reg [3:0] \$482 ;
+  reg [2:0] \$483 ;
+  reg \$484 ;
+  reg \$485 ;
+  reg [7:0] \$486 ;
+  reg [7:0] \$487 ;
+  reg [11:0] \$488 ;
+  reg \$489 ;
   wire \$49 ;
   wire \$5 ;
   wire \$50 ;
@@ -427,9 +494,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [12:0] \$98 ;
   wire [10:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$329  = 1'h0;
-  reg \$signal$333  = 1'h0;
-  reg \$signal$334  = 1'h0;
+  reg \$signal$300 ;
+  reg \$signal$338  = 1'h0;
+  reg \$signal$342  = 1'h0;
+  reg \$signal$343  = 1'h0;
+  reg \$signal$362  = 1'h0;
+  reg \$signal$380  = 1'h0;
   wire [10:0] \$signature__addr ;
   wire [10:0] \$signature__addr$107 ;
   wire [4:0] \$signature__addr$109 ;
@@ -456,15 +526,15 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [4:0] \$signature__addr$130 ;
   wire [4:0] \$signature__addr$131 ;
   wire [4:0] \$signature__addr$23 ;
-  wire [4:0] \$signature__addr$250 ;
-  wire [4:0] \$signature__addr$255 ;
-  wire [4:0] \$signature__addr$259 ;
+  wire [4:0] \$signature__addr$258 ;
   wire [10:0] \$signature__addr$26 ;
   wire [4:0] \$signature__addr$263 ;
   wire [4:0] \$signature__addr$267 ;
   wire [4:0] \$signature__addr$271 ;
   wire [4:0] \$signature__addr$275 ;
   wire [4:0] \$signature__addr$279 ;
+  wire [4:0] \$signature__addr$283 ;
+  wire [4:0] \$signature__addr$287 ;
   wire [4:0] \$signature__addr$29 ;
   wire [10:0] \$signature__addr$32 ;
   wire [4:0] \$signature__addr$35 ;
@@ -483,15 +553,15 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [8:0] \$signature__data$24.alpha ;
   wire [15:0] \$signature__data$24.bias ;
   wire [15:0] \$signature__data$24.theta ;
-  wire [15:0] \$signature__data$251 ;
-  wire [15:0] \$signature__data$256 ;
-  wire [15:0] \$signature__data$260 ;
+  wire [15:0] \$signature__data$259 ;
   wire [15:0] \$signature__data$264 ;
   wire [15:0] \$signature__data$268 ;
   wire [7:0] \$signature__data$27 ;
   wire [15:0] \$signature__data$272 ;
   wire [15:0] \$signature__data$276 ;
   wire [15:0] \$signature__data$280 ;
+  wire [15:0] \$signature__data$284 ;
+  wire [15:0] \$signature__data$288 ;
   wire [40:0] \$signature__data$30 ;
   wire [8:0] \$signature__data$30.alpha ;
   wire [15:0] \$signature__data$30.bias ;
@@ -576,15 +646,15 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \$signature__data$93 ;
   wire \$signature__en ;
   wire \$signature__en$25 ;
-  wire \$signature__en$253 ;
-  wire \$signature__en$258 ;
-  wire \$signature__en$262 ;
+  wire \$signature__en$261 ;
   wire \$signature__en$266 ;
   wire \$signature__en$270 ;
   wire \$signature__en$274 ;
   wire \$signature__en$278 ;
   wire \$signature__en$28 ;
   wire \$signature__en$282 ;
+  wire \$signature__en$286 ;
+  wire \$signature__en$290 ;
   wire \$signature__en$31 ;
   wire \$signature__en$34 ;
   wire \$signature__en$37 ;
@@ -598,48 +668,40 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$signature__en$61 ;
   wire \$signature__en$64 ;
   wire \$signature__en$67 ;
-  reg [23:0] acc = 24'h000000;
-  reg [23:0] \acc$181  = 24'h000000;
-  reg [23:0] \acc$191  = 24'h000000;
-  reg [23:0] \acc$201  = 24'h000000;
-  reg [23:0] \acc$211  = 24'h000000;
-  reg [23:0] \acc$221  = 24'h000000;
-  reg [23:0] \acc$231  = 24'h000000;
-  reg [23:0] \acc$241  = 24'h000000;
-  (* init = 24'h000000 *)
-  wire [23:0] acc0;
-  (* init = 24'h000000 *)
-  wire [23:0] acc1;
-  (* init = 24'h000000 *)
-  wire [23:0] acc2;
-  (* init = 24'h000000 *)
-  wire [23:0] acc3;
-  (* init = 24'h000000 *)
-  wire [23:0] acc4;
-  (* init = 24'h000000 *)
-  wire [23:0] acc5;
-  (* init = 24'h000000 *)
-  wire [23:0] acc6;
-  (* init = 24'h000000 *)
-  wire [23:0] acc7;
+  (* init = 26'h0000000 *)
+  wire [25:0] acc0;
+  (* init = 26'h0000000 *)
+  wire [25:0] acc1;
+  (* init = 26'h0000000 *)
+  wire [25:0] acc2;
+  (* init = 26'h0000000 *)
+  wire [25:0] acc3;
+  (* init = 26'h0000000 *)
+  wire [25:0] acc4;
+  (* init = 26'h0000000 *)
+  wire [25:0] acc5;
+  (* init = 26'h0000000 *)
+  wire [25:0] acc6;
+  (* init = 26'h0000000 *)
+  wire [25:0] acc7;
   wire [8:0] alpha;
-  wire [8:0] \alpha$183 ;
-  wire [8:0] \alpha$193 ;
-  wire [8:0] \alpha$203 ;
-  wire [8:0] \alpha$213 ;
-  wire [8:0] \alpha$223 ;
-  wire [8:0] \alpha$233 ;
-  wire [8:0] \alpha$243 ;
+  wire [8:0] \alpha$141 ;
+  wire [8:0] \alpha$144 ;
+  wire [8:0] \alpha$147 ;
+  wire [8:0] \alpha$150 ;
+  wire [8:0] \alpha$153 ;
+  wire [8:0] \alpha$156 ;
+  wire [8:0] \alpha$159 ;
   reg bank_sel = 1'h0;
   reg [7:0] base;
   wire [15:0] bias;
-  wire [15:0] \bias$185 ;
-  wire [15:0] \bias$195 ;
-  wire [15:0] \bias$205 ;
-  wire [15:0] \bias$215 ;
-  wire [15:0] \bias$225 ;
-  wire [15:0] \bias$235 ;
-  wire [15:0] \bias$245 ;
+  wire [15:0] \bias$142 ;
+  wire [15:0] \bias$145 ;
+  wire [15:0] \bias$148 ;
+  wire [15:0] \bias$151 ;
+  wire [15:0] \bias$154 ;
+  wire [15:0] \bias$157 ;
+  wire [15:0] \bias$160 ;
   output busy;
   reg busy;
   wire \busy$19 ;
@@ -684,6 +746,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [31:0] ctr8 = 32'd0;
   reg [31:0] ctr9 = 32'd0;
   reg cur = 1'h0;
+  reg drain2 = 1'h0;
   reg [3:0] e = 4'h0;
   reg [22:0] edge0 = 23'h000000;
   wire [7:0] \edge0.nsrc ;
@@ -822,6 +885,22 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [7:0] \layer3.size ;
   wire \layer3.spiking ;
   wire [15:0] \layer3.v_reset ;
+  wire [17:0] leak;
+  wire [17:0] \leak$367 ;
+  wire [17:0] \leak$369 ;
+  wire [17:0] \leak$371 ;
+  wire [17:0] \leak$373 ;
+  wire [17:0] \leak$375 ;
+  wire [17:0] \leak$377 ;
+  wire [17:0] \leak$379 ;
+  reg [17:0] leak_q0 = 18'h00000;
+  reg [17:0] leak_q1 = 18'h00000;
+  reg [17:0] leak_q2 = 18'h00000;
+  reg [17:0] leak_q3 = 18'h00000;
+  reg [17:0] leak_q4 = 18'h00000;
+  reg [17:0] leak_q5 = 18'h00000;
+  reg [17:0] leak_q6 = 18'h00000;
+  reg [17:0] leak_q7 = 18'h00000;
   reg [1:0] li = 2'h0;
   reg load;
   reg [7:0] n = 8'h00;
@@ -838,6 +917,15 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire output__ready;
   output output__valid;
   wire output__valid;
+  reg pre2 = 1'h0;
+  reg [15:0] prod_q0 = 16'h0000;
+  reg [15:0] prod_q1 = 16'h0000;
+  reg [15:0] prod_q2 = 16'h0000;
+  reg [15:0] prod_q3 = 16'h0000;
+  reg [15:0] prod_q4 = 16'h0000;
+  reg [15:0] prod_q5 = 16'h0000;
+  reg [15:0] prod_q6 = 16'h0000;
+  reg [15:0] prod_q7 = 16'h0000;
   wire [27:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -853,13 +941,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire records__ready;
   wire records__valid;
   reg [1:0] reset;
-  reg [1:0] \reset$187 ;
-  reg [1:0] \reset$197 ;
   reg [1:0] \reset$207 ;
-  reg [1:0] \reset$217 ;
-  reg [1:0] \reset$227 ;
-  reg [1:0] \reset$237 ;
+  reg [1:0] \reset$215 ;
+  reg [1:0] \reset$223 ;
+  reg [1:0] \reset$231 ;
+  reg [1:0] \reset$239 ;
   reg [1:0] \reset$247 ;
+  reg [1:0] \reset$255 ;
   wire [5:0] row_addr;
   reg [11:0] rowbase = 12'h000;
   input rst;
@@ -870,59 +958,85 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [7:0] s1_value;
   reg s2_valid = 1'h0;
   reg [7:0] s2_x = 8'h00;
+  reg [7:0] s3_x = 8'h00;
+  reg s4_valid = 1'h0;
   reg [7:0] send;
   wire spike;
-  wire \spike$189 ;
-  wire \spike$199 ;
   wire \spike$209 ;
-  wire \spike$219 ;
-  wire \spike$229 ;
-  wire \spike$239 ;
+  wire \spike$217 ;
+  wire \spike$225 ;
+  wire \spike$233 ;
+  wire \spike$241 ;
   wire \spike$249 ;
+  wire \spike$257 ;
   wire [2:0] spike_src;
   wire [7:0] spikes;
-  reg [7:0] \spikes$297 ;
+  reg [7:0] \spikes$306 ;
   reg spiking;
-  reg \spiking$188 ;
-  reg \spiking$198 ;
   reg \spiking$208 ;
-  reg \spiking$218 ;
-  reg \spiking$228 ;
-  reg \spiking$238 ;
+  reg \spiking$216 ;
+  reg \spiking$224 ;
+  reg \spiking$232 ;
+  reg \spiking$240 ;
   reg \spiking$248 ;
+  reg \spiking$256 ;
   reg [2:0] src_sel = 3'h0;
-  wire [15:0] theta;
-  wire [15:0] \theta$184 ;
-  wire [15:0] \theta$194 ;
-  wire [15:0] \theta$204 ;
-  wire [15:0] \theta$214 ;
-  wire [15:0] \theta$224 ;
-  wire [15:0] \theta$234 ;
-  wire [15:0] \theta$244 ;
+  reg [15:0] theta = 16'h0000;
+  reg [15:0] \theta$204  = 16'h0000;
+  reg [15:0] \theta$212  = 16'h0000;
+  reg [15:0] \theta$220  = 16'h0000;
+  reg [15:0] \theta$228  = 16'h0000;
+  reg [15:0] \theta$236  = 16'h0000;
+  reg [15:0] \theta$244  = 16'h0000;
+  reg [15:0] \theta$252  = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] theta_q0;
+  (* init = 16'h0000 *)
+  wire [15:0] theta_q1;
+  (* init = 16'h0000 *)
+  wire [15:0] theta_q2;
+  (* init = 16'h0000 *)
+  wire [15:0] theta_q3;
+  (* init = 16'h0000 *)
+  wire [15:0] theta_q4;
+  (* init = 16'h0000 *)
+  wire [15:0] theta_q5;
+  (* init = 16'h0000 *)
+  wire [15:0] theta_q6;
+  (* init = 16'h0000 *)
+  wire [15:0] theta_q7;
+  reg [25:0] total = 26'h0000000;
+  reg [25:0] \total$202  = 26'h0000000;
+  reg [25:0] \total$210  = 26'h0000000;
+  reg [25:0] \total$218  = 26'h0000000;
+  reg [25:0] \total$226  = 26'h0000000;
+  reg [25:0] \total$234  = 26'h0000000;
+  reg [25:0] \total$242  = 26'h0000000;
+  reg [25:0] \total$250  = 26'h0000000;
   wire [15:0] u;
-  wire [15:0] \u$180 ;
-  wire [15:0] \u$190 ;
-  wire [15:0] \u$200 ;
-  wire [15:0] \u$210 ;
-  wire [15:0] \u$220 ;
-  wire [15:0] \u$230 ;
-  wire [15:0] \u$240 ;
+  wire [15:0] \u$140 ;
+  wire [15:0] \u$143 ;
+  wire [15:0] \u$146 ;
+  wire [15:0] \u$149 ;
+  wire [15:0] \u$152 ;
+  wire [15:0] \u$155 ;
+  wire [15:0] \u$158 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$257 ;
-  wire [15:0] \u_new$261 ;
   wire [15:0] \u_new$265 ;
   wire [15:0] \u_new$269 ;
   wire [15:0] \u_new$273 ;
   wire [15:0] \u_new$277 ;
   wire [15:0] \u_new$281 ;
+  wire [15:0] \u_new$285 ;
+  wire [15:0] \u_new$289 ;
   reg [15:0] v_reset;
-  reg [15:0] \v_reset$186 ;
-  reg [15:0] \v_reset$196 ;
   reg [15:0] \v_reset$206 ;
-  reg [15:0] \v_reset$216 ;
-  reg [15:0] \v_reset$226 ;
-  reg [15:0] \v_reset$236 ;
+  reg [15:0] \v_reset$214 ;
+  reg [15:0] \v_reset$222 ;
+  reg [15:0] \v_reset$230 ;
+  reg [15:0] \v_reset$238 ;
   reg [15:0] \v_reset$246 ;
+  reg [15:0] \v_reset$254 ;
   wire [7:0] valid_lanes;
   reg [127:0] values;
   wire [15:0] \values[0] ;
@@ -935,6 +1049,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \values[7] ;
   wire [27:0] w_data;
   wire w_en;
+  reg [7:0] w_q0 = 8'h00;
+  reg [7:0] w_q1 = 8'h00;
+  reg [7:0] w_q2 = 8'h00;
+  reg [7:0] w_q3 = 8'h00;
+  reg [7:0] w_q4 = 8'h00;
+  reg [7:0] w_q5 = 8'h00;
+  reg [7:0] w_q6 = 8'h00;
+  reg [7:0] w_q7 = 8'h00;
   wire w_rdy;
   reg write_end;
   reg [14:0] events [2047:0];
@@ -3301,7 +3423,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes0[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$253 )
+    if (\$signature__en$261 )
       membranes0[\$120 [4:0]] <= \$121 [15:0];
   end
   reg [15:0] _2_;
@@ -3345,7 +3467,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes1[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$258 )
+    if (\$signature__en$266 )
       membranes1[\$126 [4:0]] <= \$127 [15:0];
   end
   reg [15:0] _3_;
@@ -3389,7 +3511,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes2[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$262 )
+    if (\$signature__en$270 )
       membranes2[\$132 [4:0]] <= \$133 [15:0];
   end
   reg [15:0] _4_;
@@ -3433,7 +3555,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes3[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$266 )
+    if (\$signature__en$274 )
       membranes3[\$138 [4:0]] <= \$139 [15:0];
   end
   reg [15:0] _5_;
@@ -3477,7 +3599,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes4[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$270 )
+    if (\$signature__en$278 )
       membranes4[\$144 [4:0]] <= \$145 [15:0];
   end
   reg [15:0] _6_;
@@ -3521,7 +3643,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes5[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$274 )
+    if (\$signature__en$282 )
       membranes5[\$150 [4:0]] <= \$151 [15:0];
   end
   reg [15:0] _7_;
@@ -3565,7 +3687,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes6[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$278 )
+    if (\$signature__en$286 )
       membranes6[\$156 [4:0]] <= \$157 [15:0];
   end
   reg [15:0] _8_;
@@ -3609,7 +3731,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes7[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$282 )
+    if (\$signature__en$290 )
       membranes7[\$162 [4:0]] <= \$163 [15:0];
   end
   reg [15:0] _9_;
@@ -20450,85 +20572,241 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   assign \$signature__data$77  = _25_;
   always @(posedge clk)
-    count10 <= \$383 ;
+    layer0 <= \$372 ;
   always @(posedge clk)
-    count11 <= \$384 ;
+    layer1 <= \$373 ;
   always @(posedge clk)
-    count12 <= \$385 ;
+    layer2 <= \$374 ;
   always @(posedge clk)
-    count13 <= \$386 ;
+    layer3 <= \$375 ;
   always @(posedge clk)
-    count14 <= \$387 ;
+    edge0 <= \$376 ;
   always @(posedge clk)
-    count15 <= \$388 ;
+    edge1 <= \$377 ;
   always @(posedge clk)
-    ctr0 <= \$389 ;
+    edge2 <= \$378 ;
   always @(posedge clk)
-    ctr1 <= \$390 ;
+    edge3 <= \$379 ;
   always @(posedge clk)
-    ctr2 <= \$391 ;
+    edge4 <= \$380 ;
   always @(posedge clk)
-    ctr3 <= \$392 ;
+    edge5 <= \$381 ;
   always @(posedge clk)
-    ctr4 <= \$393 ;
+    edge6 <= \$382 ;
   always @(posedge clk)
-    ctr5 <= \$394 ;
+    edge7 <= \$383 ;
   always @(posedge clk)
-    ctr6 <= \$395 ;
+    num_layers <= \$384 ;
   always @(posedge clk)
-    ctr7 <= \$396 ;
+    host_rvalid <= \$385 ;
   always @(posedge clk)
-    ctr8 <= \$397 ;
+    rd_region <= \$386 ;
   always @(posedge clk)
-    ctr9 <= \$398 ;
+    rd_lane <= \$387 ;
   always @(posedge clk)
-    ctr10 <= \$399 ;
+    rd_reg <= \$388 ;
   always @(posedge clk)
-    ctr11 <= \$400 ;
+    \$signal$338  <= \$389 ;
   always @(posedge clk)
-    ctr12 <= \$401 ;
+    s2_valid <= \$390 ;
   always @(posedge clk)
-    ctr13 <= \$402 ;
+    s2_x <= \$391 ;
   always @(posedge clk)
-    ctr14 <= \$403 ;
+    s1_rowbase <= \$392 ;
   always @(posedge clk)
-    ctr15 <= \$404 ;
+    s1_from_input <= \$393 ;
   always @(posedge clk)
-    ctr16 <= \$405 ;
+    \$signal$343  <= \$394 ;
   always @(posedge clk)
-    ctr17 <= \$406 ;
+    s3_x <= \$395 ;
   always @(posedge clk)
-    in_full <= \$407 ;
+    s4_valid <= \$396 ;
   always @(posedge clk)
-    in_count0 <= \$408 ;
+    w_q0 <= \$397 ;
   always @(posedge clk)
-    in_count1 <= \$409 ;
+    w_q1 <= \$398 ;
   always @(posedge clk)
-    cur <= \$410 ;
+    w_q2 <= \$399 ;
   always @(posedge clk)
-    \$signal  <= \$411 ;
+    w_q3 <= \$400 ;
   always @(posedge clk)
-    li <= \$412 ;
+    w_q4 <= \$401 ;
   always @(posedge clk)
-    \$signal$334  <= \$413 ;
+    w_q5 <= \$402 ;
   always @(posedge clk)
-    fsm_state <= \$414 ;
+    w_q6 <= \$403 ;
   always @(posedge clk)
-    k <= \$415 ;
+    w_q7 <= \$404 ;
   always @(posedge clk)
-    e <= \$416 ;
+    prod_q0 <= \$405 ;
   always @(posedge clk)
-    src_sel <= \$417 ;
+    prod_q1 <= \$406 ;
   always @(posedge clk)
-    \$signal$333  <= \$418 ;
+    prod_q2 <= \$407 ;
   always @(posedge clk)
-    bank_sel <= \$419 ;
+    prod_q3 <= \$408 ;
   always @(posedge clk)
-    n <= \$420 ;
+    prod_q4 <= \$409 ;
   always @(posedge clk)
-    cnt <= \$421 ;
+    prod_q5 <= \$410 ;
   always @(posedge clk)
-    rowbase <= \$422 ;
+    prod_q6 <= \$411 ;
+  always @(posedge clk)
+    prod_q7 <= \$412 ;
+  always @(posedge clk)
+    \$signal$362  <= \$413 ;
+  always @(posedge clk)
+    pre2 <= \$414 ;
+  always @(posedge clk)
+    leak_q0 <= \$415 ;
+  always @(posedge clk)
+    theta <= \$416 ;
+  always @(posedge clk)
+    total <= \$417 ;
+  always @(posedge clk)
+    leak_q1 <= \$418 ;
+  always @(posedge clk)
+    \theta$204  <= \$419 ;
+  always @(posedge clk)
+    \total$202  <= \$420 ;
+  always @(posedge clk)
+    leak_q2 <= \$421 ;
+  always @(posedge clk)
+    \theta$212  <= \$422 ;
+  always @(posedge clk)
+    \total$210  <= \$423 ;
+  always @(posedge clk)
+    leak_q3 <= \$424 ;
+  always @(posedge clk)
+    \theta$220  <= \$425 ;
+  always @(posedge clk)
+    \total$218  <= \$426 ;
+  always @(posedge clk)
+    leak_q4 <= \$427 ;
+  always @(posedge clk)
+    \theta$228  <= \$428 ;
+  always @(posedge clk)
+    \total$226  <= \$429 ;
+  always @(posedge clk)
+    leak_q5 <= \$430 ;
+  always @(posedge clk)
+    \theta$236  <= \$431 ;
+  always @(posedge clk)
+    \total$234  <= \$432 ;
+  always @(posedge clk)
+    leak_q6 <= \$433 ;
+  always @(posedge clk)
+    \theta$244  <= \$434 ;
+  always @(posedge clk)
+    \total$242  <= \$435 ;
+  always @(posedge clk)
+    leak_q7 <= \$436 ;
+  always @(posedge clk)
+    \theta$252  <= \$437 ;
+  always @(posedge clk)
+    \total$250  <= \$438 ;
+  always @(posedge clk)
+    count0 <= \$439 ;
+  always @(posedge clk)
+    count1 <= \$440 ;
+  always @(posedge clk)
+    count2 <= \$441 ;
+  always @(posedge clk)
+    count3 <= \$442 ;
+  always @(posedge clk)
+    count4 <= \$443 ;
+  always @(posedge clk)
+    count5 <= \$444 ;
+  always @(posedge clk)
+    count6 <= \$445 ;
+  always @(posedge clk)
+    count7 <= \$446 ;
+  always @(posedge clk)
+    count8 <= \$447 ;
+  always @(posedge clk)
+    count9 <= \$448 ;
+  always @(posedge clk)
+    count10 <= \$449 ;
+  always @(posedge clk)
+    count11 <= \$450 ;
+  always @(posedge clk)
+    count12 <= \$451 ;
+  always @(posedge clk)
+    count13 <= \$452 ;
+  always @(posedge clk)
+    count14 <= \$453 ;
+  always @(posedge clk)
+    count15 <= \$454 ;
+  always @(posedge clk)
+    ctr0 <= \$455 ;
+  always @(posedge clk)
+    ctr1 <= \$456 ;
+  always @(posedge clk)
+    ctr2 <= \$457 ;
+  always @(posedge clk)
+    ctr3 <= \$458 ;
+  always @(posedge clk)
+    ctr4 <= \$459 ;
+  always @(posedge clk)
+    ctr5 <= \$460 ;
+  always @(posedge clk)
+    ctr6 <= \$461 ;
+  always @(posedge clk)
+    ctr7 <= \$462 ;
+  always @(posedge clk)
+    ctr8 <= \$463 ;
+  always @(posedge clk)
+    ctr9 <= \$464 ;
+  always @(posedge clk)
+    ctr10 <= \$465 ;
+  always @(posedge clk)
+    ctr11 <= \$466 ;
+  always @(posedge clk)
+    ctr12 <= \$467 ;
+  always @(posedge clk)
+    ctr13 <= \$468 ;
+  always @(posedge clk)
+    ctr14 <= \$469 ;
+  always @(posedge clk)
+    ctr15 <= \$470 ;
+  always @(posedge clk)
+    ctr16 <= \$471 ;
+  always @(posedge clk)
+    ctr17 <= \$472 ;
+  always @(posedge clk)
+    in_full <= \$473 ;
+  always @(posedge clk)
+    in_count0 <= \$474 ;
+  always @(posedge clk)
+    in_count1 <= \$475 ;
+  always @(posedge clk)
+    cur <= \$476 ;
+  always @(posedge clk)
+    \$signal  <= \$477 ;
+  always @(posedge clk)
+    li <= \$478 ;
+  always @(posedge clk)
+    \$signal$380  <= \$479 ;
+  always @(posedge clk)
+    fsm_state <= \$480 ;
+  always @(posedge clk)
+    k <= \$481 ;
+  always @(posedge clk)
+    e <= \$482 ;
+  always @(posedge clk)
+    src_sel <= \$483 ;
+  always @(posedge clk)
+    \$signal$342  <= \$484 ;
+  always @(posedge clk)
+    bank_sel <= \$485 ;
+  always @(posedge clk)
+    n <= \$486 ;
+  always @(posedge clk)
+    cnt <= \$487 ;
+  always @(posedge clk)
+    rowbase <= \$488 ;
+  always @(posedge clk)
+    drain2 <= \$489 ;
   assign \$1  = ~ busy;
   assign \$2  = \$1  & host_we;
   assign \$3  = host_addr[16:14] == 3'h4;
@@ -20672,56 +20950,56 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$123  = host_we & \$122 ;
   assign \$124  = ! host_addr[13:11];
   assign \$125  = \$123  & \$124 ;
-  assign \$signature__en$253  = busy ? neuron_write : \$125 ;
+  assign \$signature__en$261  = busy ? neuron_write : \$125 ;
   assign \$126  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$127  = busy ? { \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257  } : { 1'h0, host_wdata };
+  assign \$127  = busy ? { \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265  } : { 1'h0, host_wdata };
   assign \$128  = host_addr[16:14] == 2'h3;
   assign \$129  = host_we & \$128 ;
   assign \$130  = host_addr[13:11] == 1'h1;
   assign \$131  = \$129  & \$130 ;
-  assign \$signature__en$258  = busy ? neuron_write : \$131 ;
+  assign \$signature__en$266  = busy ? neuron_write : \$131 ;
   assign \$132  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$133  = busy ? { \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261  } : { 1'h0, host_wdata };
+  assign \$133  = busy ? { \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269  } : { 1'h0, host_wdata };
   assign \$134  = host_addr[16:14] == 2'h3;
   assign \$135  = host_we & \$134 ;
   assign \$136  = host_addr[13:11] == 2'h2;
   assign \$137  = \$135  & \$136 ;
-  assign \$signature__en$262  = busy ? neuron_write : \$137 ;
+  assign \$signature__en$270  = busy ? neuron_write : \$137 ;
   assign \$138  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$139  = busy ? { \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265  } : { 1'h0, host_wdata };
+  assign \$139  = busy ? { \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273  } : { 1'h0, host_wdata };
   assign \$140  = host_addr[16:14] == 2'h3;
   assign \$141  = host_we & \$140 ;
   assign \$142  = host_addr[13:11] == 2'h3;
   assign \$143  = \$141  & \$142 ;
-  assign \$signature__en$266  = busy ? neuron_write : \$143 ;
+  assign \$signature__en$274  = busy ? neuron_write : \$143 ;
   assign \$144  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$145  = busy ? { \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269  } : { 1'h0, host_wdata };
+  assign \$145  = busy ? { \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277  } : { 1'h0, host_wdata };
   assign \$146  = host_addr[16:14] == 2'h3;
   assign \$147  = host_we & \$146 ;
   assign \$148  = host_addr[13:11] == 3'h4;
   assign \$149  = \$147  & \$148 ;
-  assign \$signature__en$270  = busy ? neuron_write : \$149 ;
+  assign \$signature__en$278  = busy ? neuron_write : \$149 ;
   assign \$150  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$151  = busy ? { \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273  } : { 1'h0, host_wdata };
+  assign \$151  = busy ? { \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281  } : { 1'h0, host_wdata };
   assign \$152  = host_addr[16:14] == 2'h3;
   assign \$153  = host_we & \$152 ;
   assign \$154  = host_addr[13:11] == 3'h5;
   assign \$155  = \$153  & \$154 ;
-  assign \$signature__en$274  = busy ? neuron_write : \$155 ;
+  assign \$signature__en$282  = busy ? neuron_write : \$155 ;
   assign \$156  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$157  = busy ? { \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277  } : { 1'h0, host_wdata };
+  assign \$157  = busy ? { \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285  } : { 1'h0, host_wdata };
   assign \$158  = host_addr[16:14] == 2'h3;
   assign \$159  = host_we & \$158 ;
   assign \$160  = host_addr[13:11] == 3'h6;
   assign \$161  = \$159  & \$160 ;
-  assign \$signature__en$278  = busy ? neuron_write : \$161 ;
+  assign \$signature__en$286  = busy ? neuron_write : \$161 ;
   assign \$162  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$163  = busy ? { \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281  } : { 1'h0, host_wdata };
+  assign \$163  = busy ? { \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289  } : { 1'h0, host_wdata };
   assign \$164  = host_addr[16:14] == 2'h3;
   assign \$165  = host_we & \$164 ;
   assign \$166  = host_addr[13:11] == 3'h7;
   assign \$167  = \$165  & \$166 ;
-  assign \$signature__en$282  = busy ? neuron_write : \$167 ;
+  assign \$signature__en$290  = busy ? neuron_write : \$167 ;
   assign \$169  = k * 4'h8;
   assign \$170  = \$169  + 1'h0;
   assign \$171  = \$168  > \$170 ;
@@ -20767,258 +21045,238 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$220  = \$219  & host_we;
   assign \$221  = ~ busy;
   assign \$222  = \$221  & host_re;
-  assign \$226  = $signed(\$signature__data$70 ) * $signed(s2_x);
-  assign \$227  = $signed(acc) + $signed(\$226 );
-  assign \$228  = $signed(\$signature__data$71 ) * $signed(s2_x);
-  assign \$229  = $signed(\acc$181 ) + $signed(\$228 );
-  assign \$230  = $signed(\$signature__data$72 ) * $signed(s2_x);
-  assign \$231  = $signed(\acc$191 ) + $signed(\$230 );
-  assign \$232  = $signed(\$signature__data$73 ) * $signed(s2_x);
-  assign \$233  = $signed(\acc$201 ) + $signed(\$232 );
-  assign \$234  = $signed(\$signature__data$74 ) * $signed(s2_x);
-  assign \$235  = $signed(\acc$211 ) + $signed(\$234 );
-  assign \$236  = $signed(\$signature__data$75 ) * $signed(s2_x);
-  assign \$237  = $signed(\acc$221 ) + $signed(\$236 );
-  assign \$238  = $signed(\$signature__data$76 ) * $signed(s2_x);
-  assign \$239  = $signed(\acc$231 ) + $signed(\$238 );
-  assign \$240  = $signed(\$signature__data$77 ) * $signed(s2_x);
-  assign \$241  = $signed(\acc$241 ) + $signed(\$240 );
-  assign \$243  = \$242  + 1'h1;
-  assign \$244  = event_layer * 3'h4;
-  assign \$245  = \$244  + 2'h3;
-  assign \$247  = \$246  + 1'h1;
-  assign \$248  = event_layer * 3'h4;
-  assign \$249  = \$248  + 2'h3;
-  assign \$250  = input__valid & input__ready;
-  assign \$252  = \$251  + 1'h1;
-  assign \$253  = ~ busy;
-  assign \$254  = clear & \$253 ;
-  assign \$255  = ctr16 + 1'h1;
-  assign \$256  = ~ clear;
-  assign \$257  = in_full & \$256 ;
-  assign \$258  = ~ \$signal ;
-  assign \$259  = ~ \$signal ;
-  assign \$260  = ! num_layers;
-  assign \$262  = li * 3'h4;
-  assign \$263  = \$262  + 1'h0;
-  assign \$265  = \$264  + 1'h1;
-  assign \$266  = li * 3'h4;
-  assign \$267  = \$266  + 1'h0;
-  assign \$268  = li * 3'h4;
-  assign \$269  = \$268  + 1'h0;
-  assign \$271  = \$270  + 1'h1;
-  assign \$272  = li * 3'h4;
-  assign \$273  = \$272  + 1'h0;
-  assign \$276  = \$274  + \$275 ;
-  assign \$277  = e == \$276 ;
-  assign \$280  = ! \$279 ;
-  assign \$282  = ! \$281 ;
-  assign \$284  = cur ^ \$283 ;
-  assign \$285  = \$282  ? \$signal$334  : \$284 ;
-  assign \$287  = ! \$286 ;
-  assign \$291  = cur ^ \$290 ;
-  assign \$293  = \$287  ? { 1'h0, \$288  } : \$292 ;
-  assign \$296  = k * \$295 ;
-  assign \$297  = \$294  + \$296 ;
-  assign \$298  = li * 3'h4;
-  assign \$299  = \$298  + 1'h0;
-  assign \$301  = \$300  + 1'h1;
-  assign \$302  = li * 3'h4;
-  assign \$303  = \$302  + 1'h0;
-  assign \$304  = n < cnt;
-  assign \$305  = n + 1'h1;
-  assign \$306  = ! k;
-  assign \$307  = li * 3'h4;
-  assign \$308  = \$307  + 2'h2;
-  assign \$310  = \$309  + 1'h1;
-  assign \$311  = li * 3'h4;
-  assign \$312  = \$311  + 2'h2;
-  assign \$313  = e + 1'h1;
-  assign \$314  = li * 3'h4;
-  assign \$315  = \$314  + 1'h0;
-  assign \$317  = \$316  + 1'h1;
-  assign \$318  = li * 3'h4;
-  assign \$319  = \$318  + 1'h0;
-  assign \$320  = ~ \$signal$329 ;
-  assign \$321  = ~ s2_valid;
-  assign \$322  = \$320  & \$321 ;
-  assign \$323  = li * 3'h4;
-  assign \$324  = \$323  + 1'h1;
-  assign \$326  = \$325  + 1'h1;
-  assign \$327  = li * 3'h4;
-  assign \$328  = \$327  + 1'h1;
-  assign \$330  = k + 1'h1;
-  assign \$331  = \$329  == \$330 ;
-  assign \$332  = k + 1'h1;
-  assign \$333  = li + 1'h1;
-  assign \$334  = \$333  == num_layers;
-  assign \$335  = li + 1'h1;
-  assign \$336  = ~ cur;
-  assign \$337  = ~ cur;
-  assign \$338  = ~ cur;
-  assign \$339  = ~ cur;
-  assign \$340  = ~ cur;
-  assign \$341  = ~ cur;
-  assign \$342  = ctr17 + 1'h1;
-  always @(posedge clk)
-    layer0 <= \$343 ;
-  always @(posedge clk)
-    layer1 <= \$344 ;
-  always @(posedge clk)
-    layer2 <= \$345 ;
-  always @(posedge clk)
-    layer3 <= \$346 ;
-  always @(posedge clk)
-    edge0 <= \$347 ;
-  always @(posedge clk)
-    edge1 <= \$348 ;
-  always @(posedge clk)
-    edge2 <= \$349 ;
-  always @(posedge clk)
-    edge3 <= \$350 ;
-  always @(posedge clk)
-    edge4 <= \$351 ;
-  always @(posedge clk)
-    edge5 <= \$352 ;
-  always @(posedge clk)
-    edge6 <= \$353 ;
-  always @(posedge clk)
-    edge7 <= \$354 ;
-  always @(posedge clk)
-    num_layers <= \$355 ;
-  always @(posedge clk)
-    host_rvalid <= \$356 ;
-  always @(posedge clk)
-    rd_region <= \$357 ;
-  always @(posedge clk)
-    rd_lane <= \$358 ;
-  always @(posedge clk)
-    rd_reg <= \$359 ;
-  always @(posedge clk)
-    \$signal$329  <= \$360 ;
-  always @(posedge clk)
-    s2_valid <= \$361 ;
-  always @(posedge clk)
-    s2_x <= \$362 ;
-  always @(posedge clk)
-    s1_rowbase <= \$363 ;
-  always @(posedge clk)
-    s1_from_input <= \$364 ;
-  always @(posedge clk)
-    acc <= \$365 ;
-  always @(posedge clk)
-    \acc$181  <= \$366 ;
-  always @(posedge clk)
-    \acc$191  <= \$367 ;
-  always @(posedge clk)
-    \acc$201  <= \$368 ;
-  always @(posedge clk)
-    \acc$211  <= \$369 ;
-  always @(posedge clk)
-    \acc$221  <= \$370 ;
-  always @(posedge clk)
-    \acc$231  <= \$371 ;
-  always @(posedge clk)
-    \acc$241  <= \$372 ;
-  always @(posedge clk)
-    count0 <= \$373 ;
-  always @(posedge clk)
-    count1 <= \$374 ;
-  always @(posedge clk)
-    count2 <= \$375 ;
-  always @(posedge clk)
-    count3 <= \$376 ;
-  always @(posedge clk)
-    count4 <= \$377 ;
-  always @(posedge clk)
-    count5 <= \$378 ;
-  always @(posedge clk)
-    count6 <= \$379 ;
-  always @(posedge clk)
-    count7 <= \$380 ;
-  always @(posedge clk)
-    count8 <= \$381 ;
-  always @(posedge clk)
-    count9 <= \$382 ;
+  assign \$226  = $signed(w_q0) * $signed(s3_x);
+  assign \$227  = $signed(w_q1) * $signed(s3_x);
+  assign \$228  = $signed(w_q2) * $signed(s3_x);
+  assign \$229  = $signed(w_q3) * $signed(s3_x);
+  assign \$230  = $signed(w_q4) * $signed(s3_x);
+  assign \$231  = $signed(w_q5) * $signed(s3_x);
+  assign \$232  = $signed(w_q6) * $signed(s3_x);
+  assign \$233  = $signed(w_q7) * $signed(s3_x);
+  assign \$234  = $signed(total) + $signed(prod_q0);
+  assign \$235  = $signed(total) + $signed(leak_q0);
+  assign \$236  = $signed(\total$202 ) + $signed(prod_q1);
+  assign \$237  = $signed(\total$202 ) + $signed(leak_q1);
+  assign \$238  = $signed(\total$210 ) + $signed(prod_q2);
+  assign \$239  = $signed(\total$210 ) + $signed(leak_q2);
+  assign \$240  = $signed(\total$218 ) + $signed(prod_q3);
+  assign \$241  = $signed(\total$218 ) + $signed(leak_q3);
+  assign \$242  = $signed(\total$226 ) + $signed(prod_q4);
+  assign \$243  = $signed(\total$226 ) + $signed(leak_q4);
+  assign \$244  = $signed(\total$234 ) + $signed(prod_q5);
+  assign \$245  = $signed(\total$234 ) + $signed(leak_q5);
+  assign \$246  = $signed(\total$242 ) + $signed(prod_q6);
+  assign \$247  = $signed(\total$242 ) + $signed(leak_q6);
+  assign \$248  = $signed(\total$250 ) + $signed(prod_q7);
+  assign \$249  = $signed(\total$250 ) + $signed(leak_q7);
+  assign \$251  = \$250  + 1'h1;
+  assign \$252  = event_layer * 3'h4;
+  assign \$253  = \$252  + 2'h3;
+  assign \$255  = \$254  + 1'h1;
+  assign \$256  = event_layer * 3'h4;
+  assign \$257  = \$256  + 2'h3;
+  assign \$258  = input__valid & input__ready;
+  assign \$260  = \$259  + 1'h1;
+  assign \$261  = ~ busy;
+  assign \$262  = clear & \$261 ;
+  assign \$263  = ctr16 + 1'h1;
+  assign \$264  = ~ clear;
+  assign \$265  = in_full & \$264 ;
+  assign \$266  = ~ \$signal ;
+  assign \$267  = ~ \$signal ;
+  assign \$268  = ! num_layers;
+  assign \$270  = li * 3'h4;
+  assign \$271  = \$270  + 1'h0;
+  assign \$273  = \$272  + 1'h1;
+  assign \$274  = li * 3'h4;
+  assign \$275  = \$274  + 1'h0;
+  assign \$276  = li * 3'h4;
+  assign \$277  = \$276  + 1'h0;
+  assign \$279  = \$278  + 1'h1;
+  assign \$280  = li * 3'h4;
+  assign \$281  = \$280  + 1'h0;
+  assign \$284  = \$282  + \$283 ;
+  assign \$285  = e == \$284 ;
+  assign \$288  = ! \$287 ;
+  assign \$290  = ! \$289 ;
+  assign \$292  = cur ^ \$291 ;
+  assign \$293  = \$290  ? \$signal$380  : \$292 ;
+  assign \$295  = ! \$294 ;
+  assign \$299  = cur ^ \$298 ;
+  assign \$301  = \$295  ? { 1'h0, \$296  } : \$300 ;
+  assign \$305  = k[0] ? \$304  : 9'h000;
+  assign \$306  = 1'h0 + \$305 ;
+  assign \$309  = k[1] ? \$308  : 9'h000;
+  assign \$310  = \$306  + \$309 ;
+  assign \$313  = k[2] ? \$312  : 11'h000;
+  assign \$314  = \$310  + \$313 ;
+  assign \$317  = k[3] ? \$316  : 11'h000;
+  assign \$318  = \$314  + \$317 ;
+  assign \$321  = k[4] ? \$320  : 15'h0000;
+  assign \$322  = \$318  + \$321 ;
+  assign \$323  = \$302  + \$322 [12:0];
+  assign \$324  = li * 3'h4;
+  assign \$325  = \$324  + 1'h0;
+  assign \$327  = \$326  + 1'h1;
+  assign \$328  = li * 3'h4;
+  assign \$329  = \$328  + 1'h0;
+  assign \$330  = n < cnt;
+  assign \$331  = n + 1'h1;
+  assign \$332  = ! k;
+  assign \$333  = li * 3'h4;
+  assign \$334  = \$333  + 2'h2;
+  assign \$336  = \$335  + 1'h1;
+  assign \$337  = li * 3'h4;
+  assign \$338  = \$337  + 2'h2;
+  assign \$339  = e + 1'h1;
+  assign \$340  = li * 3'h4;
+  assign \$341  = \$340  + 1'h0;
+  assign \$343  = \$342  + 1'h1;
+  assign \$344  = li * 3'h4;
+  assign \$345  = \$344  + 1'h0;
+  assign \$346  = ~ drain2;
+  assign \$347  = ~ \$signal$338 ;
+  assign \$348  = ~ s2_valid;
+  assign \$349  = \$347  & \$348 ;
+  assign \$350  = ~ \$signal$343 ;
+  assign \$351  = \$349  & \$350 ;
+  assign \$352  = li * 3'h4;
+  assign \$353  = \$352  + 1'h1;
+  assign \$355  = \$354  + 1'h1;
+  assign \$356  = li * 3'h4;
+  assign \$357  = \$356  + 1'h1;
+  assign \$359  = k + 1'h1;
+  assign \$360  = \$358  == \$359 ;
+  assign \$361  = k + 1'h1;
+  assign \$362  = li + 1'h1;
+  assign \$363  = \$362  == num_layers;
+  assign \$364  = li + 1'h1;
+  assign \$365  = ~ cur;
+  assign \$366  = ~ cur;
+  assign \$367  = ~ cur;
+  assign \$368  = ~ cur;
+  assign \$369  = ~ cur;
+  assign \$370  = ~ cur;
+  assign \$371  = ctr17 + 1'h1;
+  \npu_core_digits.leak0  leak0 (
+    .alpha(\$signature__data$78 [8:0]),
+    .bias(\$signature__data$78 [40:25]),
+    .leak(leak),
+    .u(\$signature__data$86 )
+  );
+  \npu_core_digits.leak1  leak1 (
+    .alpha(\$signature__data$79 [8:0]),
+    .bias(\$signature__data$79 [40:25]),
+    .leak(\leak$367 ),
+    .u(\$signature__data$87 )
+  );
+  \npu_core_digits.leak2  leak2 (
+    .alpha(\$signature__data$80 [8:0]),
+    .bias(\$signature__data$80 [40:25]),
+    .leak(\leak$369 ),
+    .u(\$signature__data$88 )
+  );
+  \npu_core_digits.leak3  leak3 (
+    .alpha(\$signature__data$81 [8:0]),
+    .bias(\$signature__data$81 [40:25]),
+    .leak(\leak$371 ),
+    .u(\$signature__data$89 )
+  );
+  \npu_core_digits.leak4  leak4 (
+    .alpha(\$signature__data$82 [8:0]),
+    .bias(\$signature__data$82 [40:25]),
+    .leak(\leak$373 ),
+    .u(\$signature__data$90 )
+  );
+  \npu_core_digits.leak5  leak5 (
+    .alpha(\$signature__data$83 [8:0]),
+    .bias(\$signature__data$83 [40:25]),
+    .leak(\leak$375 ),
+    .u(\$signature__data$91 )
+  );
+  \npu_core_digits.leak6  leak6 (
+    .alpha(\$signature__data$84 [8:0]),
+    .bias(\$signature__data$84 [40:25]),
+    .leak(\leak$377 ),
+    .u(\$signature__data$92 )
+  );
+  \npu_core_digits.leak7  leak7 (
+    .alpha(\$signature__data$85 [8:0]),
+    .bias(\$signature__data$85 [40:25]),
+    .leak(\leak$379 ),
+    .u(\$signature__data$93 )
+  );
   \npu_core_digits.neuron0  neuron0 (
-    .acc(acc),
-    .\port$1038$0 (\$signature__data$78 ),
     .reset(reset),
     .spike(spike),
     .spiking(spiking),
-    .u(\$signature__data$86 ),
+    .theta(theta),
+    .total(total),
     .u_new(u_new),
     .v_reset(v_reset)
   );
   \npu_core_digits.neuron1  neuron1 (
-    .acc(\acc$181 ),
-    .\port$1047$0 (\$signature__data$79 ),
-    .reset(\reset$187 ),
-    .spike(\spike$189 ),
-    .spiking(\spiking$188 ),
-    .u(\$signature__data$87 ),
-    .u_new(\u_new$257 ),
-    .v_reset(\v_reset$186 )
-  );
-  \npu_core_digits.neuron2  neuron2 (
-    .acc(\acc$191 ),
-    .\port$1056$0 (\$signature__data$80 ),
-    .reset(\reset$197 ),
-    .spike(\spike$199 ),
-    .spiking(\spiking$198 ),
-    .u(\$signature__data$88 ),
-    .u_new(\u_new$261 ),
-    .v_reset(\v_reset$196 )
-  );
-  \npu_core_digits.neuron3  neuron3 (
-    .acc(\acc$201 ),
-    .\port$1065$0 (\$signature__data$81 ),
     .reset(\reset$207 ),
     .spike(\spike$209 ),
     .spiking(\spiking$208 ),
-    .u(\$signature__data$89 ),
+    .theta(\theta$204 ),
+    .total(\total$202 ),
     .u_new(\u_new$265 ),
     .v_reset(\v_reset$206 )
   );
-  \npu_core_digits.neuron4  neuron4 (
-    .acc(\acc$211 ),
-    .\port$1074$0 (\$signature__data$82 ),
-    .reset(\reset$217 ),
-    .spike(\spike$219 ),
-    .spiking(\spiking$218 ),
-    .u(\$signature__data$90 ),
+  \npu_core_digits.neuron2  neuron2 (
+    .reset(\reset$215 ),
+    .spike(\spike$217 ),
+    .spiking(\spiking$216 ),
+    .theta(\theta$212 ),
+    .total(\total$210 ),
     .u_new(\u_new$269 ),
-    .v_reset(\v_reset$216 )
+    .v_reset(\v_reset$214 )
+  );
+  \npu_core_digits.neuron3  neuron3 (
+    .reset(\reset$223 ),
+    .spike(\spike$225 ),
+    .spiking(\spiking$224 ),
+    .theta(\theta$220 ),
+    .total(\total$218 ),
+    .u_new(\u_new$273 ),
+    .v_reset(\v_reset$222 )
+  );
+  \npu_core_digits.neuron4  neuron4 (
+    .reset(\reset$231 ),
+    .spike(\spike$233 ),
+    .spiking(\spiking$232 ),
+    .theta(\theta$228 ),
+    .total(\total$226 ),
+    .u_new(\u_new$277 ),
+    .v_reset(\v_reset$230 )
   );
   \npu_core_digits.neuron5  neuron5 (
-    .acc(\acc$221 ),
-    .\port$1083$0 (\$signature__data$83 ),
-    .reset(\reset$227 ),
-    .spike(\spike$229 ),
-    .spiking(\spiking$228 ),
-    .u(\$signature__data$91 ),
-    .u_new(\u_new$273 ),
-    .v_reset(\v_reset$226 )
+    .reset(\reset$239 ),
+    .spike(\spike$241 ),
+    .spiking(\spiking$240 ),
+    .theta(\theta$236 ),
+    .total(\total$234 ),
+    .u_new(\u_new$281 ),
+    .v_reset(\v_reset$238 )
   );
   \npu_core_digits.neuron6  neuron6 (
-    .acc(\acc$231 ),
-    .\port$1092$0 (\$signature__data$84 ),
-    .reset(\reset$237 ),
-    .spike(\spike$239 ),
-    .spiking(\spiking$238 ),
-    .u(\$signature__data$92 ),
-    .u_new(\u_new$277 ),
-    .v_reset(\v_reset$236 )
-  );
-  \npu_core_digits.neuron7  neuron7 (
-    .acc(\acc$241 ),
-    .\port$1101$0 (\$signature__data$85 ),
     .reset(\reset$247 ),
     .spike(\spike$249 ),
     .spiking(\spiking$248 ),
-    .u(\$signature__data$93 ),
-    .u_new(\u_new$281 ),
+    .theta(\theta$244 ),
+    .total(\total$242 ),
+    .u_new(\u_new$285 ),
     .v_reset(\v_reset$246 )
+  );
+  \npu_core_digits.neuron7  neuron7 (
+    .reset(\reset$255 ),
+    .spike(\spike$257 ),
+    .spiking(\spiking$256 ),
+    .theta(\theta$252 ),
+    .total(\total$250 ),
+    .u_new(\u_new$289 ),
+    .v_reset(\v_reset$254 )
   );
   \npu_core_digits.out_fifo  out_fifo (
     .clk(clk),
@@ -21046,12 +21304,1529 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .records__valid(records__valid),
     .rst(rst),
     .send(send),
-    .\spikes$27 (\spikes$297 ),
+    .\spikes$27 (\spikes$306 ),
     .values(values)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$383  = count10;
+    in_wr__addr = 8'h00;
+    if (\$202 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        in_wr__addr = { \$signal , \$203  };
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    in_wr__data = 15'h0000;
+    if (\$202 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        in_wr__data[6:0] = input__payload[6:0];
+        in_wr__data[14:7] = input__payload[14:7];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    in_wr__en = 1'h0;
+    if (\$202 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        in_wr__en = 1'h1;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    busy = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          busy = 1'h1;
+      4'h3:
+          busy = 1'h1;
+      4'h4:
+          busy = 1'h1;
+      4'h6:
+          busy = 1'h1;
+      4'h5:
+          busy = 1'h1;
+      4'h7:
+          busy = 1'h1;
+      4'h8:
+          busy = 1'h1;
+      4'h1:
+          busy = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$signal$300  = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$signal$300  = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    issue = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          if (\$204 ) begin
+            issue = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    neuron_write = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            neuron_write = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    load = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            load = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    send = 8'h00;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            send = \$207 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \spikes$306  = 8'h00;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            \spikes$306  = spikes;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    base = 8'h00;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            base = \$208 [7:0];
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    layer = 2'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            layer = li;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    emit_values = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            emit_values = \$209 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    values = 128'h00000000000000000000000000000000;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            values[15:0] = u_new;
+            values[31:16] = \u_new$265 ;
+            values[47:32] = \u_new$269 ;
+            values[63:48] = \u_new$273 ;
+            values[79:64] = \u_new$277 ;
+            values[95:80] = \u_new$281 ;
+            values[111:96] = \u_new$285 ;
+            values[127:112] = \u_new$289 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    write_end = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          write_end = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$372  = layer0;
+    if (\$220 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            casez (host_addr[10:0])
+              11'h000:
+                  \$372  = host_wdata;
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$372  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$373  = layer1;
+    if (\$220 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            casez (host_addr[10:0])
+              11'h000:
+                  /* empty */;
+              11'h001:
+                  \$373  = host_wdata;
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$373  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$374  = layer2;
+    if (\$220 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            casez (host_addr[10:0])
+              11'h000:
+                  /* empty */;
+              11'h001:
+                  /* empty */;
+              11'h002:
+                  \$374  = host_wdata;
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$374  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$375  = layer3;
+    if (\$220 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            casez (host_addr[10:0])
+              11'h000:
+                  /* empty */;
+              11'h001:
+                  /* empty */;
+              11'h002:
+                  /* empty */;
+              11'h003:
+                  \$375  = host_wdata;
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$375  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$376  = edge0;
+    if (\$220 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[10:0])
+              11'h000:
+                  \$376  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$376  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$377  = edge1;
+    if (\$220 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[10:0])
+              11'h000:
+                  /* empty */;
+              11'h001:
+                  \$377  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$377  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$378  = edge2;
+    if (\$220 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[10:0])
+              11'h000:
+                  /* empty */;
+              11'h001:
+                  /* empty */;
+              11'h002:
+                  \$378  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$378  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$379  = edge3;
+    if (\$220 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[10:0])
+              11'h000:
+                  /* empty */;
+              11'h001:
+                  /* empty */;
+              11'h002:
+                  /* empty */;
+              11'h003:
+                  \$379  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$379  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$380  = edge4;
+    if (\$220 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[10:0])
+              11'h000:
+                  /* empty */;
+              11'h001:
+                  /* empty */;
+              11'h002:
+                  /* empty */;
+              11'h003:
+                  /* empty */;
+              11'h004:
+                  \$380  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$380  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$381  = edge5;
+    if (\$220 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[10:0])
+              11'h000:
+                  /* empty */;
+              11'h001:
+                  /* empty */;
+              11'h002:
+                  /* empty */;
+              11'h003:
+                  /* empty */;
+              11'h004:
+                  /* empty */;
+              11'h005:
+                  \$381  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$381  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$382  = edge6;
+    if (\$220 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[10:0])
+              11'h000:
+                  /* empty */;
+              11'h001:
+                  /* empty */;
+              11'h002:
+                  /* empty */;
+              11'h003:
+                  /* empty */;
+              11'h004:
+                  /* empty */;
+              11'h005:
+                  /* empty */;
+              11'h006:
+                  \$382  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$382  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$383  = edge7;
+    if (\$220 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[10:0])
+              11'h000:
+                  /* empty */;
+              11'h001:
+                  /* empty */;
+              11'h002:
+                  /* empty */;
+              11'h003:
+                  /* empty */;
+              11'h004:
+                  /* empty */;
+              11'h005:
+                  /* empty */;
+              11'h006:
+                  /* empty */;
+              11'h007:
+                  \$383  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$383  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$384  = num_layers;
+    if (\$220 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h6:
+            \$384  = host_wdata[2:0];
+      endcase
+    end
+    if (rst) begin
+      \$384  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$385  = \$222 ;
+    if (rst) begin
+      \$385  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$386  = host_addr[16:14];
+    if (rst) begin
+      \$386  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$387  = host_addr[13:11];
+    if (rst) begin
+      \$387  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$388  = rd_reg;
+    casez (host_addr[16:14])
+      3'h0:
+          \$388  = \$223 ;
+      3'h1:
+          \$388  = { 22'h000000, \$224  };
+      3'h5:
+          \$388  = { 13'h0000, \$225  };
+      3'h6:
+          \$388  = { 42'h00000000000, num_layers };
+    endcase
+    if (rst) begin
+      \$388  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$389  = issue;
+    if (rst) begin
+      \$389  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$390  = \$signal$338 ;
+    if (rst) begin
+      \$390  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$391  = s1_value;
+    if (rst) begin
+      \$391  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$392  = s1_rowbase;
+    if (issue) begin
+      \$392  = rowbase;
+    end
+    if (rst) begin
+      \$392  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$393  = s1_from_input;
+    if (issue) begin
+      \$393  = \$signal$342 ;
+    end
+    if (rst) begin
+      \$393  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$394  = s2_valid;
+    if (rst) begin
+      \$394  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$395  = s2_x;
+    if (rst) begin
+      \$395  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$396  = \$signal$343 ;
+    if (rst) begin
+      \$396  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$397  = \$signature__data$70 ;
+    if (rst) begin
+      \$397  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$398  = \$signature__data$71 ;
+    if (rst) begin
+      \$398  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$399  = \$signature__data$72 ;
+    if (rst) begin
+      \$399  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$400  = \$signature__data$73 ;
+    if (rst) begin
+      \$400  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$401  = \$signature__data$74 ;
+    if (rst) begin
+      \$401  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$402  = \$signature__data$75 ;
+    if (rst) begin
+      \$402  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$403  = \$signature__data$76 ;
+    if (rst) begin
+      \$403  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$404  = \$signature__data$77 ;
+    if (rst) begin
+      \$404  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$405  = \$226 ;
+    if (rst) begin
+      \$405  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$406  = \$227 ;
+    if (rst) begin
+      \$406  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$407  = \$228 ;
+    if (rst) begin
+      \$407  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$408  = \$229 ;
+    if (rst) begin
+      \$408  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$409  = \$230 ;
+    if (rst) begin
+      \$409  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$410  = \$231 ;
+    if (rst) begin
+      \$410  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$411  = \$232 ;
+    if (rst) begin
+      \$411  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$412  = \$233 ;
+    if (rst) begin
+      \$412  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$413  = \$signal$300 ;
+    if (rst) begin
+      \$413  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$414  = \$signal$362 ;
+    if (rst) begin
+      \$414  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$415  = leak;
+    if (rst) begin
+      \$415  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$416  = \$signature__data$78 [24:9];
+    if (rst) begin
+      \$416  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$417  = total;
+    if (s4_valid) begin
+      \$417  = \$234 [25:0];
+    end else if (pre2) begin
+      \$417  = \$235 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$417  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$417  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$418  = \leak$367 ;
+    if (rst) begin
+      \$418  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$419  = \$signature__data$79 [24:9];
+    if (rst) begin
+      \$419  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$420  = \total$202 ;
+    if (s4_valid) begin
+      \$420  = \$236 [25:0];
+    end else if (pre2) begin
+      \$420  = \$237 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$420  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$420  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$421  = \leak$369 ;
+    if (rst) begin
+      \$421  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$422  = \$signature__data$80 [24:9];
+    if (rst) begin
+      \$422  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$423  = \total$210 ;
+    if (s4_valid) begin
+      \$423  = \$238 [25:0];
+    end else if (pre2) begin
+      \$423  = \$239 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$423  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$423  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$424  = \leak$371 ;
+    if (rst) begin
+      \$424  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$425  = \$signature__data$81 [24:9];
+    if (rst) begin
+      \$425  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$426  = \total$218 ;
+    if (s4_valid) begin
+      \$426  = \$240 [25:0];
+    end else if (pre2) begin
+      \$426  = \$241 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$426  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$426  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$427  = \leak$373 ;
+    if (rst) begin
+      \$427  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$428  = \$signature__data$82 [24:9];
+    if (rst) begin
+      \$428  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$429  = \total$226 ;
+    if (s4_valid) begin
+      \$429  = \$242 [25:0];
+    end else if (pre2) begin
+      \$429  = \$243 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$429  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$429  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$430  = \leak$375 ;
+    if (rst) begin
+      \$430  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$431  = \$signature__data$83 [24:9];
+    if (rst) begin
+      \$431  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$432  = \total$234 ;
+    if (s4_valid) begin
+      \$432  = \$244 [25:0];
+    end else if (pre2) begin
+      \$432  = \$245 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$432  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$432  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$433  = \leak$377 ;
+    if (rst) begin
+      \$433  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$434  = \$signature__data$84 [24:9];
+    if (rst) begin
+      \$434  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$435  = \total$242 ;
+    if (s4_valid) begin
+      \$435  = \$246 [25:0];
+    end else if (pre2) begin
+      \$435  = \$247 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$435  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$435  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$436  = \leak$379 ;
+    if (rst) begin
+      \$436  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$437  = \$signature__data$85 [24:9];
+    if (rst) begin
+      \$437  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$438  = \total$250 ;
+    if (s4_valid) begin
+      \$438  = \$248 [25:0];
+    end else if (pre2) begin
+      \$438  = \$249 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$438  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$438  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$439  = count0;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            \$439  = \$251 [7:0];
+      endcase
+    end
+    if (\$262 ) begin
+      \$439  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$365 , 3'h0 })
+              4'h0:
+                  \$439  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$439  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$440  = count1;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            /* empty */;
+        4'h1:
+            \$440  = \$251 [7:0];
+      endcase
+    end
+    if (\$262 ) begin
+      \$440  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$366 , 3'h1 })
+              4'h1:
+                  \$440  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$440  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$441  = count2;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            \$441  = \$251 [7:0];
+      endcase
+    end
+    if (\$262 ) begin
+      \$441  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$367 , 3'h2 })
+              4'h2:
+                  \$441  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$441  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$442  = count3;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            \$442  = \$251 [7:0];
+      endcase
+    end
+    if (\$262 ) begin
+      \$442  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$368 , 3'h3 })
+              4'h3:
+                  \$442  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$442  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$443  = count4;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            \$443  = \$251 [7:0];
+      endcase
+    end
+    if (\$262 ) begin
+      \$443  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$369 , 3'h4 })
+              4'h4:
+                  \$443  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$443  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$444  = count5;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            \$444  = \$251 [7:0];
+      endcase
+    end
+    if (\$262 ) begin
+      \$444  = 8'h00;
+    end
+    if (rst) begin
+      \$444  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$445  = count6;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            \$445  = \$251 [7:0];
+      endcase
+    end
+    if (\$262 ) begin
+      \$445  = 8'h00;
+    end
+    if (rst) begin
+      \$445  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$446  = count7;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            \$446  = \$251 [7:0];
+      endcase
+    end
+    if (\$262 ) begin
+      \$446  = 8'h00;
+    end
+    if (rst) begin
+      \$446  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$447  = count8;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            \$447  = \$251 [7:0];
+      endcase
+    end
+    if (\$262 ) begin
+      \$447  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            casez ({ \$365 , 3'h0 })
+              4'h0:
+                  /* empty */;
+              4'h8:
+                  \$447  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$447  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$448  = count9;
+    if (\event ) begin
+      casez ({ cur, spike_src })
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            /* empty */;
+        4'h9:
+            \$448  = \$251 [7:0];
+      endcase
+    end
+    if (\$262 ) begin
+      \$448  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            casez ({ \$366 , 3'h1 })
+              4'h1:
+                  /* empty */;
+              4'h9:
+                  \$448  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$448  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$449  = count10;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -21075,11 +22850,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         4'h9:
             /* empty */;
         4'ha:
-            \$383  = \$243 [7:0];
+            \$449  = \$251 [7:0];
       endcase
     end
-    if (\$254 ) begin
-      \$383  = 8'h00;
+    if (\$262 ) begin
+      \$449  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -21101,21 +22876,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$338 , 3'h2 })
+            casez ({ \$367 , 3'h2 })
               4'h2:
                   /* empty */;
               4'ha:
-                  \$383  = 8'h00;
+                  \$449  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$383  = 8'h00;
+      \$449  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$384  = count11;
+    \$450  = count11;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -21141,11 +22916,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         4'ha:
             /* empty */;
         4'hb:
-            \$384  = \$243 [7:0];
+            \$450  = \$251 [7:0];
       endcase
     end
-    if (\$254 ) begin
-      \$384  = 8'h00;
+    if (\$262 ) begin
+      \$450  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -21167,21 +22942,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$339 , 3'h3 })
+            casez ({ \$368 , 3'h3 })
               4'h3:
                   /* empty */;
               4'hb:
-                  \$384  = 8'h00;
+                  \$450  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$384  = 8'h00;
+      \$450  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$385  = count12;
+    \$451  = count12;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -21209,11 +22984,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         4'hb:
             /* empty */;
         4'hc:
-            \$385  = \$243 [7:0];
+            \$451  = \$251 [7:0];
       endcase
     end
-    if (\$254 ) begin
-      \$385  = 8'h00;
+    if (\$262 ) begin
+      \$451  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -21243,21 +23018,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             (* full_case = 32'd1 *)
             
             (* full_case = 32'd1 *)
-            casez ({ \$340 , 3'h4 })
+            casez ({ \$369 , 3'h4 })
               4'h4:
                   /* empty */;
               4'hc:
-                  \$385  = 8'h00;
+                  \$451  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$385  = 8'h00;
+      \$451  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$386  = count13;
+    \$452  = count13;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -21287,11 +23062,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         4'hc:
             /* empty */;
         4'hd:
-            \$386  = \$243 [7:0];
+            \$452  = \$251 [7:0];
       endcase
     end
-    if (\$254 ) begin
-      \$386  = 8'h00;
+    if (\$262 ) begin
+      \$452  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -21325,12 +23100,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (rst) begin
-      \$386  = 8'h00;
+      \$452  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$387  = count14;
+    \$453  = count14;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -21362,11 +23137,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         4'hd:
             /* empty */;
         4'he:
-            \$387  = \$243 [7:0];
+            \$453  = \$251 [7:0];
       endcase
     end
-    if (\$254 ) begin
-      \$387  = 8'h00;
+    if (\$262 ) begin
+      \$453  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -21400,12 +23175,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (rst) begin
-      \$387  = 8'h00;
+      \$453  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$388  = count15;
+    \$454  = count15;
     if (\event ) begin
       (* full_case = 32'd1 *)
       casez ({ cur, spike_src })
@@ -21440,11 +23215,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         4'he:
             /* empty */;
         4'hf:
-            \$388  = \$243 [7:0];
+            \$454  = \$251 [7:0];
       endcase
     end
-    if (\$254 ) begin
-      \$388  = 8'h00;
+    if (\$262 ) begin
+      \$454  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -21478,20 +23253,20 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (rst) begin
-      \$388  = 8'h00;
+      \$454  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$389  = ctr0;
+    \$455  = ctr0;
     if (\event ) begin
-      casez (\$249 )
+      casez (\$257 )
         6'h00:
-            \$389  = \$247 [31:0];
+            \$455  = \$255 [31:0];
       endcase
     end
-    if (\$254 ) begin
-      \$389  = 32'd0;
+    if (\$262 ) begin
+      \$455  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -21499,58 +23274,58 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$267 )
+          casez (\$275 )
             6'h00:
-                \$389  = \$265 [31:0];
+                \$455  = \$273 [31:0];
           endcase
       4'h4:
-          casez (\$273 )
+          casez (\$281 )
             6'h00:
-                \$389  = \$271 [31:0];
+                \$455  = \$279 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$303 )
+          casez (\$329 )
             6'h00:
-                \$389  = \$301 [31:0];
+                \$455  = \$327 [31:0];
           endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
+          if (\$330 ) begin
+            if (\$332 ) begin
+              casez (\$338 )
                 6'h00:
-                    \$389  = \$310 [31:0];
+                    \$455  = \$336 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$319 )
+          casez (\$345 )
             6'h00:
-                \$389  = \$317 [31:0];
+                \$455  = \$343 [31:0];
           endcase
       4'h7:
-          casez (\$328 )
+          casez (\$357 )
             6'h00:
-                \$389  = \$326 [31:0];
+                \$455  = \$355 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$389  = 32'd0;
+      \$455  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$390  = ctr1;
+    \$456  = ctr1;
     if (\event ) begin
-      casez (\$249 )
+      casez (\$257 )
         6'h00:
             /* empty */;
         6'h01:
-            \$390  = \$247 [31:0];
+            \$456  = \$255 [31:0];
       endcase
     end
-    if (\$254 ) begin
-      \$390  = 32'd0;
+    if (\$262 ) begin
+      \$456  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -21558,72 +23333,72 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$267 )
+          casez (\$275 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$390  = \$265 [31:0];
+                \$456  = \$273 [31:0];
           endcase
       4'h4:
-          casez (\$273 )
+          casez (\$281 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$390  = \$271 [31:0];
+                \$456  = \$279 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$303 )
+          casez (\$329 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$390  = \$301 [31:0];
+                \$456  = \$327 [31:0];
           endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
+          if (\$330 ) begin
+            if (\$332 ) begin
+              casez (\$338 )
                 6'h00:
                     /* empty */;
                 6'h01:
-                    \$390  = \$310 [31:0];
+                    \$456  = \$336 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$319 )
+          casez (\$345 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$390  = \$317 [31:0];
+                \$456  = \$343 [31:0];
           endcase
       4'h7:
-          casez (\$328 )
+          casez (\$357 )
             6'h00:
                 /* empty */;
             6'h01:
-                \$390  = \$326 [31:0];
+                \$456  = \$355 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$390  = 32'd0;
+      \$456  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$391  = ctr2;
+    \$457  = ctr2;
     if (\event ) begin
-      casez (\$249 )
+      casez (\$257 )
         6'h00:
             /* empty */;
         6'h01:
             /* empty */;
         6'h02:
-            \$391  = \$247 [31:0];
+            \$457  = \$255 [31:0];
       endcase
     end
-    if (\$254 ) begin
-      \$391  = 32'd0;
+    if (\$262 ) begin
+      \$457  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -21631,74 +23406,74 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$267 )
+          casez (\$275 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$391  = \$265 [31:0];
+                \$457  = \$273 [31:0];
           endcase
       4'h4:
-          casez (\$273 )
+          casez (\$281 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$391  = \$271 [31:0];
+                \$457  = \$279 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$303 )
+          casez (\$329 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$391  = \$301 [31:0];
+                \$457  = \$327 [31:0];
           endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
+          if (\$330 ) begin
+            if (\$332 ) begin
+              casez (\$338 )
                 6'h00:
                     /* empty */;
                 6'h01:
                     /* empty */;
                 6'h02:
-                    \$391  = \$310 [31:0];
+                    \$457  = \$336 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$319 )
+          casez (\$345 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$391  = \$317 [31:0];
+                \$457  = \$343 [31:0];
           endcase
       4'h7:
-          casez (\$328 )
+          casez (\$357 )
             6'h00:
                 /* empty */;
             6'h01:
                 /* empty */;
             6'h02:
-                \$391  = \$326 [31:0];
+                \$457  = \$355 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$391  = 32'd0;
+      \$457  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$392  = ctr3;
+    \$458  = ctr3;
     if (\event ) begin
-      casez (\$249 )
+      casez (\$257 )
         6'h00:
             /* empty */;
         6'h01:
@@ -21706,11 +23481,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         6'h02:
             /* empty */;
         6'h03:
-            \$392  = \$247 [31:0];
+            \$458  = \$255 [31:0];
       endcase
     end
-    if (\$254 ) begin
-      \$392  = 32'd0;
+    if (\$262 ) begin
+      \$458  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -21718,7 +23493,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$267 )
+          casez (\$275 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21726,10 +23501,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h02:
                 /* empty */;
             6'h03:
-                \$392  = \$265 [31:0];
+                \$458  = \$273 [31:0];
           endcase
       4'h4:
-          casez (\$273 )
+          casez (\$281 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21737,11 +23512,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h02:
                 /* empty */;
             6'h03:
-                \$392  = \$271 [31:0];
+                \$458  = \$279 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$303 )
+          casez (\$329 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21749,11 +23524,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h02:
                 /* empty */;
             6'h03:
-                \$392  = \$301 [31:0];
+                \$458  = \$327 [31:0];
           endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
+          if (\$330 ) begin
+            if (\$332 ) begin
+              casez (\$338 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -21761,13 +23536,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h02:
                     /* empty */;
                 6'h03:
-                    \$392  = \$310 [31:0];
+                    \$458  = \$336 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$319 )
+          casez (\$345 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21775,10 +23550,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h02:
                 /* empty */;
             6'h03:
-                \$392  = \$317 [31:0];
+                \$458  = \$343 [31:0];
           endcase
       4'h7:
-          casez (\$328 )
+          casez (\$357 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21786,18 +23561,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h02:
                 /* empty */;
             6'h03:
-                \$392  = \$326 [31:0];
+                \$458  = \$355 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$392  = 32'd0;
+      \$458  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$393  = ctr4;
+    \$459  = ctr4;
     if (\event ) begin
-      casez (\$249 )
+      casez (\$257 )
         6'h00:
             /* empty */;
         6'h01:
@@ -21807,11 +23582,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         6'h03:
             /* empty */;
         6'h04:
-            \$393  = \$247 [31:0];
+            \$459  = \$255 [31:0];
       endcase
     end
-    if (\$254 ) begin
-      \$393  = 32'd0;
+    if (\$262 ) begin
+      \$459  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -21819,7 +23594,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$267 )
+          casez (\$275 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21829,10 +23604,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h03:
                 /* empty */;
             6'h04:
-                \$393  = \$265 [31:0];
+                \$459  = \$273 [31:0];
           endcase
       4'h4:
-          casez (\$273 )
+          casez (\$281 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21842,11 +23617,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h03:
                 /* empty */;
             6'h04:
-                \$393  = \$271 [31:0];
+                \$459  = \$279 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$303 )
+          casez (\$329 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21856,11 +23631,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h03:
                 /* empty */;
             6'h04:
-                \$393  = \$301 [31:0];
+                \$459  = \$327 [31:0];
           endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
+          if (\$330 ) begin
+            if (\$332 ) begin
+              casez (\$338 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -21870,13 +23645,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h03:
                     /* empty */;
                 6'h04:
-                    \$393  = \$310 [31:0];
+                    \$459  = \$336 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$319 )
+          casez (\$345 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21886,10 +23661,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h03:
                 /* empty */;
             6'h04:
-                \$393  = \$317 [31:0];
+                \$459  = \$343 [31:0];
           endcase
       4'h7:
-          casez (\$328 )
+          casez (\$357 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21899,18 +23674,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h03:
                 /* empty */;
             6'h04:
-                \$393  = \$326 [31:0];
+                \$459  = \$355 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$393  = 32'd0;
+      \$459  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$394  = ctr5;
+    \$460  = ctr5;
     if (\event ) begin
-      casez (\$249 )
+      casez (\$257 )
         6'h00:
             /* empty */;
         6'h01:
@@ -21922,11 +23697,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         6'h04:
             /* empty */;
         6'h05:
-            \$394  = \$247 [31:0];
+            \$460  = \$255 [31:0];
       endcase
     end
-    if (\$254 ) begin
-      \$394  = 32'd0;
+    if (\$262 ) begin
+      \$460  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -21934,7 +23709,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$267 )
+          casez (\$275 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21946,10 +23721,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h04:
                 /* empty */;
             6'h05:
-                \$394  = \$265 [31:0];
+                \$460  = \$273 [31:0];
           endcase
       4'h4:
-          casez (\$273 )
+          casez (\$281 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21961,11 +23736,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h04:
                 /* empty */;
             6'h05:
-                \$394  = \$271 [31:0];
+                \$460  = \$279 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$303 )
+          casez (\$329 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -21977,11 +23752,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h04:
                 /* empty */;
             6'h05:
-                \$394  = \$301 [31:0];
+                \$460  = \$327 [31:0];
           endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
+          if (\$330 ) begin
+            if (\$332 ) begin
+              casez (\$338 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -21993,13 +23768,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h04:
                     /* empty */;
                 6'h05:
-                    \$394  = \$310 [31:0];
+                    \$460  = \$336 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$319 )
+          casez (\$345 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22011,10 +23786,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h04:
                 /* empty */;
             6'h05:
-                \$394  = \$317 [31:0];
+                \$460  = \$343 [31:0];
           endcase
       4'h7:
-          casez (\$328 )
+          casez (\$357 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22026,18 +23801,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h04:
                 /* empty */;
             6'h05:
-                \$394  = \$326 [31:0];
+                \$460  = \$355 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$394  = 32'd0;
+      \$460  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$395  = ctr6;
+    \$461  = ctr6;
     if (\event ) begin
-      casez (\$249 )
+      casez (\$257 )
         6'h00:
             /* empty */;
         6'h01:
@@ -22051,11 +23826,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         6'h05:
             /* empty */;
         6'h06:
-            \$395  = \$247 [31:0];
+            \$461  = \$255 [31:0];
       endcase
     end
-    if (\$254 ) begin
-      \$395  = 32'd0;
+    if (\$262 ) begin
+      \$461  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -22063,7 +23838,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$267 )
+          casez (\$275 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22077,10 +23852,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h05:
                 /* empty */;
             6'h06:
-                \$395  = \$265 [31:0];
+                \$461  = \$273 [31:0];
           endcase
       4'h4:
-          casez (\$273 )
+          casez (\$281 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22094,11 +23869,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h05:
                 /* empty */;
             6'h06:
-                \$395  = \$271 [31:0];
+                \$461  = \$279 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$303 )
+          casez (\$329 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22112,11 +23887,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h05:
                 /* empty */;
             6'h06:
-                \$395  = \$301 [31:0];
+                \$461  = \$327 [31:0];
           endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
+          if (\$330 ) begin
+            if (\$332 ) begin
+              casez (\$338 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -22130,13 +23905,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h05:
                     /* empty */;
                 6'h06:
-                    \$395  = \$310 [31:0];
+                    \$461  = \$336 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$319 )
+          casez (\$345 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22150,10 +23925,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h05:
                 /* empty */;
             6'h06:
-                \$395  = \$317 [31:0];
+                \$461  = \$343 [31:0];
           endcase
       4'h7:
-          casez (\$328 )
+          casez (\$357 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22167,18 +23942,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h05:
                 /* empty */;
             6'h06:
-                \$395  = \$326 [31:0];
+                \$461  = \$355 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$395  = 32'd0;
+      \$461  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$396  = ctr7;
+    \$462  = ctr7;
     if (\event ) begin
-      casez (\$249 )
+      casez (\$257 )
         6'h00:
             /* empty */;
         6'h01:
@@ -22194,11 +23969,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         6'h06:
             /* empty */;
         6'h07:
-            \$396  = \$247 [31:0];
+            \$462  = \$255 [31:0];
       endcase
     end
-    if (\$254 ) begin
-      \$396  = 32'd0;
+    if (\$262 ) begin
+      \$462  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -22206,7 +23981,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$267 )
+          casez (\$275 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22222,10 +23997,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h06:
                 /* empty */;
             6'h07:
-                \$396  = \$265 [31:0];
+                \$462  = \$273 [31:0];
           endcase
       4'h4:
-          casez (\$273 )
+          casez (\$281 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22241,11 +24016,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h06:
                 /* empty */;
             6'h07:
-                \$396  = \$271 [31:0];
+                \$462  = \$279 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$303 )
+          casez (\$329 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22261,11 +24036,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h06:
                 /* empty */;
             6'h07:
-                \$396  = \$301 [31:0];
+                \$462  = \$327 [31:0];
           endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
+          if (\$330 ) begin
+            if (\$332 ) begin
+              casez (\$338 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -22281,13 +24056,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h06:
                     /* empty */;
                 6'h07:
-                    \$396  = \$310 [31:0];
+                    \$462  = \$336 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$319 )
+          casez (\$345 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22303,10 +24078,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h06:
                 /* empty */;
             6'h07:
-                \$396  = \$317 [31:0];
+                \$462  = \$343 [31:0];
           endcase
       4'h7:
-          casez (\$328 )
+          casez (\$357 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22322,18 +24097,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h06:
                 /* empty */;
             6'h07:
-                \$396  = \$326 [31:0];
+                \$462  = \$355 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$396  = 32'd0;
+      \$462  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$397  = ctr8;
+    \$463  = ctr8;
     if (\event ) begin
-      casez (\$249 )
+      casez (\$257 )
         6'h00:
             /* empty */;
         6'h01:
@@ -22351,11 +24126,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         6'h07:
             /* empty */;
         6'h08:
-            \$397  = \$247 [31:0];
+            \$463  = \$255 [31:0];
       endcase
     end
-    if (\$254 ) begin
-      \$397  = 32'd0;
+    if (\$262 ) begin
+      \$463  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -22363,7 +24138,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$267 )
+          casez (\$275 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22381,10 +24156,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h07:
                 /* empty */;
             6'h08:
-                \$397  = \$265 [31:0];
+                \$463  = \$273 [31:0];
           endcase
       4'h4:
-          casez (\$273 )
+          casez (\$281 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22402,11 +24177,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h07:
                 /* empty */;
             6'h08:
-                \$397  = \$271 [31:0];
+                \$463  = \$279 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$303 )
+          casez (\$329 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22424,11 +24199,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h07:
                 /* empty */;
             6'h08:
-                \$397  = \$301 [31:0];
+                \$463  = \$327 [31:0];
           endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
+          if (\$330 ) begin
+            if (\$332 ) begin
+              casez (\$338 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -22446,13 +24221,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h07:
                     /* empty */;
                 6'h08:
-                    \$397  = \$310 [31:0];
+                    \$463  = \$336 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$319 )
+          casez (\$345 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22470,10 +24245,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h07:
                 /* empty */;
             6'h08:
-                \$397  = \$317 [31:0];
+                \$463  = \$343 [31:0];
           endcase
       4'h7:
-          casez (\$328 )
+          casez (\$357 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22491,18 +24266,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h07:
                 /* empty */;
             6'h08:
-                \$397  = \$326 [31:0];
+                \$463  = \$355 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$397  = 32'd0;
+      \$463  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$398  = ctr9;
+    \$464  = ctr9;
     if (\event ) begin
-      casez (\$249 )
+      casez (\$257 )
         6'h00:
             /* empty */;
         6'h01:
@@ -22522,11 +24297,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         6'h08:
             /* empty */;
         6'h09:
-            \$398  = \$247 [31:0];
+            \$464  = \$255 [31:0];
       endcase
     end
-    if (\$254 ) begin
-      \$398  = 32'd0;
+    if (\$262 ) begin
+      \$464  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -22534,7 +24309,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$267 )
+          casez (\$275 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22554,10 +24329,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h08:
                 /* empty */;
             6'h09:
-                \$398  = \$265 [31:0];
+                \$464  = \$273 [31:0];
           endcase
       4'h4:
-          casez (\$273 )
+          casez (\$281 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22577,11 +24352,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h08:
                 /* empty */;
             6'h09:
-                \$398  = \$271 [31:0];
+                \$464  = \$279 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$303 )
+          casez (\$329 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22601,11 +24376,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h08:
                 /* empty */;
             6'h09:
-                \$398  = \$301 [31:0];
+                \$464  = \$327 [31:0];
           endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
+          if (\$330 ) begin
+            if (\$332 ) begin
+              casez (\$338 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -22625,13 +24400,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h08:
                     /* empty */;
                 6'h09:
-                    \$398  = \$310 [31:0];
+                    \$464  = \$336 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$319 )
+          casez (\$345 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22651,10 +24426,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h08:
                 /* empty */;
             6'h09:
-                \$398  = \$317 [31:0];
+                \$464  = \$343 [31:0];
           endcase
       4'h7:
-          casez (\$328 )
+          casez (\$357 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22674,18 +24449,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h08:
                 /* empty */;
             6'h09:
-                \$398  = \$326 [31:0];
+                \$464  = \$355 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$398  = 32'd0;
+      \$464  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$399  = ctr10;
+    \$465  = ctr10;
     if (\event ) begin
-      casez (\$249 )
+      casez (\$257 )
         6'h00:
             /* empty */;
         6'h01:
@@ -22707,11 +24482,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         6'h09:
             /* empty */;
         6'h0a:
-            \$399  = \$247 [31:0];
+            \$465  = \$255 [31:0];
       endcase
     end
-    if (\$254 ) begin
-      \$399  = 32'd0;
+    if (\$262 ) begin
+      \$465  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -22719,7 +24494,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$267 )
+          casez (\$275 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22741,10 +24516,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h09:
                 /* empty */;
             6'h0a:
-                \$399  = \$265 [31:0];
+                \$465  = \$273 [31:0];
           endcase
       4'h4:
-          casez (\$273 )
+          casez (\$281 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22766,11 +24541,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h09:
                 /* empty */;
             6'h0a:
-                \$399  = \$271 [31:0];
+                \$465  = \$279 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$303 )
+          casez (\$329 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22792,11 +24567,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h09:
                 /* empty */;
             6'h0a:
-                \$399  = \$301 [31:0];
+                \$465  = \$327 [31:0];
           endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
+          if (\$330 ) begin
+            if (\$332 ) begin
+              casez (\$338 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -22818,13 +24593,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h09:
                     /* empty */;
                 6'h0a:
-                    \$399  = \$310 [31:0];
+                    \$465  = \$336 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$319 )
+          casez (\$345 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22846,10 +24621,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h09:
                 /* empty */;
             6'h0a:
-                \$399  = \$317 [31:0];
+                \$465  = \$343 [31:0];
           endcase
       4'h7:
-          casez (\$328 )
+          casez (\$357 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22871,18 +24646,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h09:
                 /* empty */;
             6'h0a:
-                \$399  = \$326 [31:0];
+                \$465  = \$355 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$399  = 32'd0;
+      \$465  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$400  = ctr11;
+    \$466  = ctr11;
     if (\event ) begin
-      casez (\$249 )
+      casez (\$257 )
         6'h00:
             /* empty */;
         6'h01:
@@ -22906,11 +24681,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         6'h0a:
             /* empty */;
         6'h0b:
-            \$400  = \$247 [31:0];
+            \$466  = \$255 [31:0];
       endcase
     end
-    if (\$254 ) begin
-      \$400  = 32'd0;
+    if (\$262 ) begin
+      \$466  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -22918,7 +24693,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$267 )
+          casez (\$275 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22942,10 +24717,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$400  = \$265 [31:0];
+                \$466  = \$273 [31:0];
           endcase
       4'h4:
-          casez (\$273 )
+          casez (\$281 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22969,11 +24744,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$400  = \$271 [31:0];
+                \$466  = \$279 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$303 )
+          casez (\$329 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -22997,11 +24772,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$400  = \$301 [31:0];
+                \$466  = \$327 [31:0];
           endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
+          if (\$330 ) begin
+            if (\$332 ) begin
+              casez (\$338 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -23025,13 +24800,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h0a:
                     /* empty */;
                 6'h0b:
-                    \$400  = \$310 [31:0];
+                    \$466  = \$336 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$319 )
+          casez (\$345 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23055,10 +24830,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$400  = \$317 [31:0];
+                \$466  = \$343 [31:0];
           endcase
       4'h7:
-          casez (\$328 )
+          casez (\$357 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23082,18 +24857,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0a:
                 /* empty */;
             6'h0b:
-                \$400  = \$326 [31:0];
+                \$466  = \$355 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$400  = 32'd0;
+      \$466  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$401  = ctr12;
+    \$467  = ctr12;
     if (\event ) begin
-      casez (\$249 )
+      casez (\$257 )
         6'h00:
             /* empty */;
         6'h01:
@@ -23119,11 +24894,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         6'h0b:
             /* empty */;
         6'h0c:
-            \$401  = \$247 [31:0];
+            \$467  = \$255 [31:0];
       endcase
     end
-    if (\$254 ) begin
-      \$401  = 32'd0;
+    if (\$262 ) begin
+      \$467  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -23131,7 +24906,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$267 )
+          casez (\$275 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23157,10 +24932,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$401  = \$265 [31:0];
+                \$467  = \$273 [31:0];
           endcase
       4'h4:
-          casez (\$273 )
+          casez (\$281 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23186,11 +24961,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$401  = \$271 [31:0];
+                \$467  = \$279 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$303 )
+          casez (\$329 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23216,11 +24991,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$401  = \$301 [31:0];
+                \$467  = \$327 [31:0];
           endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
+          if (\$330 ) begin
+            if (\$332 ) begin
+              casez (\$338 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -23246,13 +25021,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h0b:
                     /* empty */;
                 6'h0c:
-                    \$401  = \$310 [31:0];
+                    \$467  = \$336 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$319 )
+          casez (\$345 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23278,10 +25053,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$401  = \$317 [31:0];
+                \$467  = \$343 [31:0];
           endcase
       4'h7:
-          casez (\$328 )
+          casez (\$357 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23307,18 +25082,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0b:
                 /* empty */;
             6'h0c:
-                \$401  = \$326 [31:0];
+                \$467  = \$355 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$401  = 32'd0;
+      \$467  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$402  = ctr13;
+    \$468  = ctr13;
     if (\event ) begin
-      casez (\$249 )
+      casez (\$257 )
         6'h00:
             /* empty */;
         6'h01:
@@ -23346,11 +25121,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         6'h0c:
             /* empty */;
         6'h0d:
-            \$402  = \$247 [31:0];
+            \$468  = \$255 [31:0];
       endcase
     end
-    if (\$254 ) begin
-      \$402  = 32'd0;
+    if (\$262 ) begin
+      \$468  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -23358,7 +25133,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$267 )
+          casez (\$275 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23386,10 +25161,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$402  = \$265 [31:0];
+                \$468  = \$273 [31:0];
           endcase
       4'h4:
-          casez (\$273 )
+          casez (\$281 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23417,11 +25192,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$402  = \$271 [31:0];
+                \$468  = \$279 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$303 )
+          casez (\$329 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23449,11 +25224,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$402  = \$301 [31:0];
+                \$468  = \$327 [31:0];
           endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
+          if (\$330 ) begin
+            if (\$332 ) begin
+              casez (\$338 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -23481,13 +25256,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h0c:
                     /* empty */;
                 6'h0d:
-                    \$402  = \$310 [31:0];
+                    \$468  = \$336 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$319 )
+          casez (\$345 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23515,10 +25290,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$402  = \$317 [31:0];
+                \$468  = \$343 [31:0];
           endcase
       4'h7:
-          casez (\$328 )
+          casez (\$357 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23546,18 +25321,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0c:
                 /* empty */;
             6'h0d:
-                \$402  = \$326 [31:0];
+                \$468  = \$355 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$402  = 32'd0;
+      \$468  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$403  = ctr14;
+    \$469  = ctr14;
     if (\event ) begin
-      casez (\$249 )
+      casez (\$257 )
         6'h00:
             /* empty */;
         6'h01:
@@ -23587,11 +25362,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         6'h0d:
             /* empty */;
         6'h0e:
-            \$403  = \$247 [31:0];
+            \$469  = \$255 [31:0];
       endcase
     end
-    if (\$254 ) begin
-      \$403  = 32'd0;
+    if (\$262 ) begin
+      \$469  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -23599,7 +25374,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$267 )
+          casez (\$275 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23629,10 +25404,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$403  = \$265 [31:0];
+                \$469  = \$273 [31:0];
           endcase
       4'h4:
-          casez (\$273 )
+          casez (\$281 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23662,11 +25437,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$403  = \$271 [31:0];
+                \$469  = \$279 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$303 )
+          casez (\$329 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23696,11 +25471,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$403  = \$301 [31:0];
+                \$469  = \$327 [31:0];
           endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
+          if (\$330 ) begin
+            if (\$332 ) begin
+              casez (\$338 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -23730,13 +25505,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h0d:
                     /* empty */;
                 6'h0e:
-                    \$403  = \$310 [31:0];
+                    \$469  = \$336 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$319 )
+          casez (\$345 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23766,10 +25541,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$403  = \$317 [31:0];
+                \$469  = \$343 [31:0];
           endcase
       4'h7:
-          casez (\$328 )
+          casez (\$357 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23799,18 +25574,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0d:
                 /* empty */;
             6'h0e:
-                \$403  = \$326 [31:0];
+                \$469  = \$355 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$403  = 32'd0;
+      \$469  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$404  = ctr15;
+    \$470  = ctr15;
     if (\event ) begin
-      casez (\$249 )
+      casez (\$257 )
         6'h00:
             /* empty */;
         6'h01:
@@ -23842,11 +25617,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         6'h0e:
             /* empty */;
         6'h0f:
-            \$404  = \$247 [31:0];
+            \$470  = \$255 [31:0];
       endcase
     end
-    if (\$254 ) begin
-      \$404  = 32'd0;
+    if (\$262 ) begin
+      \$470  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -23854,7 +25629,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$267 )
+          casez (\$275 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23886,10 +25661,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$404  = \$265 [31:0];
+                \$470  = \$273 [31:0];
           endcase
       4'h4:
-          casez (\$273 )
+          casez (\$281 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23921,11 +25696,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$404  = \$271 [31:0];
+                \$470  = \$279 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$303 )
+          casez (\$329 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -23957,11 +25732,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$404  = \$301 [31:0];
+                \$470  = \$327 [31:0];
           endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
+          if (\$330 ) begin
+            if (\$332 ) begin
+              casez (\$338 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -23993,13 +25768,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h0e:
                     /* empty */;
                 6'h0f:
-                    \$404  = \$310 [31:0];
+                    \$470  = \$336 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$319 )
+          casez (\$345 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24031,10 +25806,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$404  = \$317 [31:0];
+                \$470  = \$343 [31:0];
           endcase
       4'h7:
-          casez (\$328 )
+          casez (\$357 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24066,18 +25841,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0e:
                 /* empty */;
             6'h0f:
-                \$404  = \$326 [31:0];
+                \$470  = \$355 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$404  = 32'd0;
+      \$470  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$405  = ctr16;
+    \$471  = ctr16;
     if (\event ) begin
-      casez (\$249 )
+      casez (\$257 )
         6'h00:
             /* empty */;
         6'h01:
@@ -24111,14 +25886,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         6'h0f:
             /* empty */;
         6'h10:
-            \$405  = \$247 [31:0];
+            \$471  = \$255 [31:0];
       endcase
     end
-    if (\$254 ) begin
-      \$405  = 32'd0;
+    if (\$262 ) begin
+      \$471  = 32'd0;
     end
     if (busy) begin
-      \$405  = \$255 [31:0];
+      \$471  = \$263 [31:0];
     end
     casez (fsm_state)
       4'h0:
@@ -24126,7 +25901,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$267 )
+          casez (\$275 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24160,10 +25935,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0f:
                 /* empty */;
             6'h10:
-                \$405  = \$265 [31:0];
+                \$471  = \$273 [31:0];
           endcase
       4'h4:
-          casez (\$273 )
+          casez (\$281 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24197,11 +25972,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0f:
                 /* empty */;
             6'h10:
-                \$405  = \$271 [31:0];
+                \$471  = \$279 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$303 )
+          casez (\$329 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24235,11 +26010,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0f:
                 /* empty */;
             6'h10:
-                \$405  = \$301 [31:0];
+                \$471  = \$327 [31:0];
           endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
+          if (\$330 ) begin
+            if (\$332 ) begin
+              casez (\$338 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -24273,13 +26048,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h0f:
                     /* empty */;
                 6'h10:
-                    \$405  = \$310 [31:0];
+                    \$471  = \$336 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$319 )
+          casez (\$345 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24313,10 +26088,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0f:
                 /* empty */;
             6'h10:
-                \$405  = \$317 [31:0];
+                \$471  = \$343 [31:0];
           endcase
       4'h7:
-          casez (\$328 )
+          casez (\$357 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24350,18 +26125,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h0f:
                 /* empty */;
             6'h10:
-                \$405  = \$326 [31:0];
+                \$471  = \$355 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$405  = 32'd0;
+      \$471  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$406  = ctr17;
+    \$472  = ctr17;
     if (\event ) begin
-      casez (\$249 )
+      casez (\$257 )
         6'h00:
             /* empty */;
         6'h01:
@@ -24397,11 +26172,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         6'h10:
             /* empty */;
         6'h11:
-            \$406  = \$247 [31:0];
+            \$472  = \$255 [31:0];
       endcase
     end
-    if (\$254 ) begin
-      \$406  = 32'd0;
+    if (\$262 ) begin
+      \$472  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -24409,7 +26184,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$267 )
+          casez (\$275 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24445,10 +26220,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h10:
                 /* empty */;
             6'h11:
-                \$406  = \$265 [31:0];
+                \$472  = \$273 [31:0];
           endcase
       4'h4:
-          casez (\$273 )
+          casez (\$281 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24484,11 +26259,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h10:
                 /* empty */;
             6'h11:
-                \$406  = \$271 [31:0];
+                \$472  = \$279 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$303 )
+          casez (\$329 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24524,11 +26299,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h10:
                 /* empty */;
             6'h11:
-                \$406  = \$301 [31:0];
+                \$472  = \$327 [31:0];
           endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
+          if (\$330 ) begin
+            if (\$332 ) begin
+              casez (\$338 )
                 6'h00:
                     /* empty */;
                 6'h01:
@@ -24564,13 +26339,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
                 6'h10:
                     /* empty */;
                 6'h11:
-                    \$406  = \$310 [31:0];
+                    \$472  = \$336 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$319 )
+          casez (\$345 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24606,10 +26381,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h10:
                 /* empty */;
             6'h11:
-                \$406  = \$317 [31:0];
+                \$472  = \$343 [31:0];
           endcase
       4'h7:
-          casez (\$328 )
+          casez (\$357 )
             6'h00:
                 /* empty */;
             6'h01:
@@ -24645,73 +26420,73 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             6'h10:
                 /* empty */;
             6'h11:
-                \$406  = \$326 [31:0];
+                \$472  = \$355 [31:0];
           endcase
       4'h8:
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$406  = \$342 [31:0];
+            \$472  = \$371 [31:0];
           end
     endcase
     if (rst) begin
-      \$406  = 32'd0;
+      \$472  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$407  = in_full;
-    if (\$250 ) begin
+    \$473  = in_full;
+    if (\$258 ) begin
       if (input__payload[15]) begin
-        \$407  = 1'h1;
+        \$473  = 1'h1;
       end
     end
-    if (\$254 ) begin
-      \$407  = 1'h0;
+    if (\$262 ) begin
+      \$473  = 1'h0;
     end
     casez (fsm_state)
       4'h0:
-          if (\$257 ) begin
-            \$407  = 1'h0;
+          if (\$265 ) begin
+            \$473  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$407  = 1'h0;
+      \$473  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$408  = in_count0;
-    if (\$250 ) begin
+    \$474  = in_count0;
+    if (\$258 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
         casez (\$signal )
           1'h0:
-              \$408  = \$252 [6:0];
+              \$474  = \$260 [6:0];
         endcase
       end
     end
-    if (\$254 ) begin
-      \$408  = 7'h00;
+    if (\$262 ) begin
+      \$474  = 7'h00;
     end
     casez (fsm_state)
       4'h0:
-          if (\$257 ) begin
-            casez (\$259 )
+          if (\$265 ) begin
+            casez (\$267 )
               1'h0:
-                  \$408  = 7'h00;
+                  \$474  = 7'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$408  = 7'h00;
+      \$474  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$409  = in_count1;
-    if (\$250 ) begin
+    \$475  = in_count1;
+    if (\$258 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
@@ -24720,34 +26495,34 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           1'h0:
               /* empty */;
           1'h1:
-              \$409  = \$252 [6:0];
+              \$475  = \$260 [6:0];
         endcase
       end
     end
-    if (\$254 ) begin
-      \$409  = 7'h00;
+    if (\$262 ) begin
+      \$475  = 7'h00;
     end
     casez (fsm_state)
       4'h0:
-          if (\$257 ) begin
+          if (\$265 ) begin
             (* full_case = 32'd1 *)
-            casez (\$259 )
+            casez (\$267 )
               1'h0:
                   /* empty */;
               1'h1:
-                  \$409  = 7'h00;
+                  \$475  = 7'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$409  = 7'h00;
+      \$475  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$410  = cur;
-    if (\$254 ) begin
-      \$410  = 1'h0;
+    \$476  = cur;
+    if (\$262 ) begin
+      \$476  = 1'h0;
     end
     casez (fsm_state)
       4'h0:
@@ -24768,36 +26543,36 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$410  = \$341 ;
+            \$476  = \$370 ;
           end
     endcase
     if (rst) begin
-      \$410  = 1'h0;
+      \$476  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$411  = \$signal ;
-    if (\$254 ) begin
-      \$411  = 1'h0;
+    \$477  = \$signal ;
+    if (\$262 ) begin
+      \$477  = 1'h0;
     end
     casez (fsm_state)
       4'h0:
-          if (\$257 ) begin
-            \$411  = \$258 ;
+          if (\$265 ) begin
+            \$477  = \$266 ;
           end
     endcase
     if (rst) begin
-      \$411  = 1'h0;
+      \$477  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$412  = li;
+    \$478  = li;
     casez (fsm_state)
       4'h0:
-          if (\$257 ) begin
-            \$412  = 2'h0;
+          if (\$265 ) begin
+            \$478  = 2'h0;
           end
       4'h2:
           /* empty */;
@@ -24814,98 +26589,99 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h8:
           if (free) begin
             (* full_case = 32'd1 *)
-            if (\$334 ) begin
+            if (\$363 ) begin
             end else begin
-              \$412  = \$335 [1:0];
+              \$478  = \$364 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$412  = 2'h0;
+      \$478  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$413  = \$signal$334 ;
+    \$479  = \$signal$380 ;
     casez (fsm_state)
       4'h0:
-          if (\$257 ) begin
-            \$413  = \$signal ;
+          if (\$265 ) begin
+            \$479  = \$signal ;
           end
     endcase
     if (rst) begin
-      \$413  = 1'h0;
+      \$479  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$414  = fsm_state;
+    \$480  = fsm_state;
     casez (fsm_state)
       4'h0:
-          if (\$257 ) begin
+          if (\$265 ) begin
             (* full_case = 32'd1 *)
-            if (\$260 ) begin
-              \$414  = 4'h1;
+            if (\$268 ) begin
+              \$480  = 4'h1;
             end else begin
-              \$414  = 4'h2;
+              \$480  = 4'h2;
             end
           end
       4'h2:
-          \$414  = 4'h3;
+          \$480  = 4'h3;
       4'h3:
-          \$414  = 4'h4;
+          \$480  = 4'h4;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$277 ) begin
-            \$414  = 4'h5;
+          if (\$285 ) begin
+            \$480  = 4'h5;
           end else begin
-            \$414  = 4'h6;
+            \$480  = 4'h6;
           end
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$304 ) begin
+          if (\$330 ) begin
           end else begin
-            \$414  = 4'h4;
+            \$480  = 4'h4;
           end
       4'h5:
-          if (\$322 ) begin
-            \$414  = 4'h7;
+          if (\$346 ) begin
+          end else if (\$351 ) begin
+            \$480  = 4'h7;
           end
       4'h7:
           if (can_load) begin
             (* full_case = 32'd1 *)
-            if (\$331 ) begin
-              \$414  = 4'h8;
+            if (\$360 ) begin
+              \$480  = 4'h8;
             end else begin
-              \$414  = 4'h3;
+              \$480  = 4'h3;
             end
           end
       4'h8:
           if (free) begin
             (* full_case = 32'd1 *)
-            if (\$334 ) begin
-              \$414  = 4'h1;
+            if (\$363 ) begin
+              \$480  = 4'h1;
             end else begin
-              \$414  = 4'h2;
+              \$480  = 4'h2;
             end
           end
       4'h1:
           if (w_rdy) begin
-            \$414  = 4'h0;
+            \$480  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$414  = 4'h0;
+      \$480  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$415  = k;
+    \$481  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          \$415  = 5'h00;
+          \$481  = 5'h00;
       4'h3:
           /* empty */;
       4'h4:
@@ -24917,42 +26693,42 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h7:
           if (can_load) begin
             (* full_case = 32'd1 *)
-            if (\$331 ) begin
+            if (\$360 ) begin
             end else begin
-              \$415  = \$332 [4:0];
+              \$481  = \$361 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$415  = 5'h00;
+      \$481  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$416  = e;
+    \$482  = e;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
           /* empty */;
       4'h3:
-          \$416  = { 1'h0, \$261  };
+          \$482  = { 1'h0, \$269  };
       4'h4:
           /* empty */;
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$304 ) begin
+          if (\$330 ) begin
           end else begin
-            \$416  = \$313 [3:0];
+            \$482  = \$339 [3:0];
           end
     endcase
     if (rst) begin
-      \$416  = 4'h0;
+      \$482  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$417  = src_sel;
+    \$483  = src_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -24962,18 +26738,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$277 ) begin
+          if (\$285 ) begin
           end else begin
-            \$417  = \$278 ;
+            \$483  = \$286 ;
           end
     endcase
     if (rst) begin
-      \$417  = 3'h0;
+      \$483  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$418  = \$signal$333 ;
+    \$484  = \$signal$342 ;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -24983,18 +26759,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$277 ) begin
+          if (\$285 ) begin
           end else begin
-            \$418  = \$280 ;
+            \$484  = \$288 ;
           end
     endcase
     if (rst) begin
-      \$418  = 1'h0;
+      \$484  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$419  = bank_sel;
+    \$485  = bank_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -25004,18 +26780,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$277 ) begin
+          if (\$285 ) begin
           end else begin
-            \$419  = \$285 ;
+            \$485  = \$293 ;
           end
     endcase
     if (rst) begin
-      \$419  = 1'h0;
+      \$485  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$420  = n;
+    \$486  = n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -25025,22 +26801,22 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$277 ) begin
+          if (\$285 ) begin
           end else begin
-            \$420  = 8'h00;
+            \$486  = 8'h00;
           end
       4'h6:
-          if (\$304 ) begin
-            \$420  = \$305 [7:0];
+          if (\$330 ) begin
+            \$486  = \$331 [7:0];
           end
     endcase
     if (rst) begin
-      \$420  = 8'h00;
+      \$486  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$421  = cnt;
+    \$487  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -25050,18 +26826,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$277 ) begin
+          if (\$285 ) begin
           end else begin
-            \$421  = \$293 ;
+            \$487  = \$301 ;
           end
     endcase
     if (rst) begin
-      \$421  = 8'h00;
+      \$487  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$422  = rowbase;
+    \$488  = rowbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -25071,13 +26847,38 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$277 ) begin
+          if (\$285 ) begin
           end else begin
-            \$422  = \$297 [11:0];
+            \$488  = \$323 [11:0];
           end
     endcase
     if (rst) begin
-      \$422  = 12'h000;
+      \$488  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$489  = drain2;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          if (\$346 ) begin
+            \$489  = 1'h1;
+          end else if (\$351 ) begin
+            \$489  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$489  = 1'h0;
     end
   end
   always @* begin
@@ -25245,90 +27046,6 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \v_reset$186  = layer0[43:28];
-      2'h1:
-          \v_reset$186  = layer1[43:28];
-      2'h2:
-          \v_reset$186  = layer2[43:28];
-      2'h3:
-          \v_reset$186  = layer3[43:28];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \reset$187  = layer0[27:26];
-      2'h1:
-          \reset$187  = layer1[27:26];
-      2'h2:
-          \reset$187  = layer2[27:26];
-      2'h3:
-          \reset$187  = layer3[27:26];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \spiking$188  = layer0[25];
-      2'h1:
-          \spiking$188  = layer1[25];
-      2'h2:
-          \spiking$188  = layer2[25];
-      2'h3:
-          \spiking$188  = layer3[25];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \v_reset$196  = layer0[43:28];
-      2'h1:
-          \v_reset$196  = layer1[43:28];
-      2'h2:
-          \v_reset$196  = layer2[43:28];
-      2'h3:
-          \v_reset$196  = layer3[43:28];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \reset$197  = layer0[27:26];
-      2'h1:
-          \reset$197  = layer1[27:26];
-      2'h2:
-          \reset$197  = layer2[27:26];
-      2'h3:
-          \reset$197  = layer3[27:26];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \spiking$198  = layer0[25];
-      2'h1:
-          \spiking$198  = layer1[25];
-      2'h2:
-          \spiking$198  = layer2[25];
-      2'h3:
-          \spiking$198  = layer3[25];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
           \v_reset$206  = layer0[43:28];
       2'h1:
           \v_reset$206  = layer1[43:28];
@@ -25371,13 +27088,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \v_reset$216  = layer0[43:28];
+          \v_reset$214  = layer0[43:28];
       2'h1:
-          \v_reset$216  = layer1[43:28];
+          \v_reset$214  = layer1[43:28];
       2'h2:
-          \v_reset$216  = layer2[43:28];
+          \v_reset$214  = layer2[43:28];
       2'h3:
-          \v_reset$216  = layer3[43:28];
+          \v_reset$214  = layer3[43:28];
     endcase
   end
   always @* begin
@@ -25385,13 +27102,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \reset$217  = layer0[27:26];
+          \reset$215  = layer0[27:26];
       2'h1:
-          \reset$217  = layer1[27:26];
+          \reset$215  = layer1[27:26];
       2'h2:
-          \reset$217  = layer2[27:26];
+          \reset$215  = layer2[27:26];
       2'h3:
-          \reset$217  = layer3[27:26];
+          \reset$215  = layer3[27:26];
     endcase
   end
   always @* begin
@@ -25399,13 +27116,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \spiking$218  = layer0[25];
+          \spiking$216  = layer0[25];
       2'h1:
-          \spiking$218  = layer1[25];
+          \spiking$216  = layer1[25];
       2'h2:
-          \spiking$218  = layer2[25];
+          \spiking$216  = layer2[25];
       2'h3:
-          \spiking$218  = layer3[25];
+          \spiking$216  = layer3[25];
     endcase
   end
   always @* begin
@@ -25413,13 +27130,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \v_reset$226  = layer0[43:28];
+          \v_reset$222  = layer0[43:28];
       2'h1:
-          \v_reset$226  = layer1[43:28];
+          \v_reset$222  = layer1[43:28];
       2'h2:
-          \v_reset$226  = layer2[43:28];
+          \v_reset$222  = layer2[43:28];
       2'h3:
-          \v_reset$226  = layer3[43:28];
+          \v_reset$222  = layer3[43:28];
     endcase
   end
   always @* begin
@@ -25427,13 +27144,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \reset$227  = layer0[27:26];
+          \reset$223  = layer0[27:26];
       2'h1:
-          \reset$227  = layer1[27:26];
+          \reset$223  = layer1[27:26];
       2'h2:
-          \reset$227  = layer2[27:26];
+          \reset$223  = layer2[27:26];
       2'h3:
-          \reset$227  = layer3[27:26];
+          \reset$223  = layer3[27:26];
     endcase
   end
   always @* begin
@@ -25441,13 +27158,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \spiking$228  = layer0[25];
+          \spiking$224  = layer0[25];
       2'h1:
-          \spiking$228  = layer1[25];
+          \spiking$224  = layer1[25];
       2'h2:
-          \spiking$228  = layer2[25];
+          \spiking$224  = layer2[25];
       2'h3:
-          \spiking$228  = layer3[25];
+          \spiking$224  = layer3[25];
     endcase
   end
   always @* begin
@@ -25455,13 +27172,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \v_reset$236  = layer0[43:28];
+          \v_reset$230  = layer0[43:28];
       2'h1:
-          \v_reset$236  = layer1[43:28];
+          \v_reset$230  = layer1[43:28];
       2'h2:
-          \v_reset$236  = layer2[43:28];
+          \v_reset$230  = layer2[43:28];
       2'h3:
-          \v_reset$236  = layer3[43:28];
+          \v_reset$230  = layer3[43:28];
     endcase
   end
   always @* begin
@@ -25469,13 +27186,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \reset$237  = layer0[27:26];
+          \reset$231  = layer0[27:26];
       2'h1:
-          \reset$237  = layer1[27:26];
+          \reset$231  = layer1[27:26];
       2'h2:
-          \reset$237  = layer2[27:26];
+          \reset$231  = layer2[27:26];
       2'h3:
-          \reset$237  = layer3[27:26];
+          \reset$231  = layer3[27:26];
     endcase
   end
   always @* begin
@@ -25483,13 +27200,55 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \spiking$238  = layer0[25];
+          \spiking$232  = layer0[25];
       2'h1:
-          \spiking$238  = layer1[25];
+          \spiking$232  = layer1[25];
       2'h2:
-          \spiking$238  = layer2[25];
+          \spiking$232  = layer2[25];
       2'h3:
-          \spiking$238  = layer3[25];
+          \spiking$232  = layer3[25];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \v_reset$238  = layer0[43:28];
+      2'h1:
+          \v_reset$238  = layer1[43:28];
+      2'h2:
+          \v_reset$238  = layer2[43:28];
+      2'h3:
+          \v_reset$238  = layer3[43:28];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \reset$239  = layer0[27:26];
+      2'h1:
+          \reset$239  = layer1[27:26];
+      2'h2:
+          \reset$239  = layer2[27:26];
+      2'h3:
+          \reset$239  = layer3[27:26];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \spiking$240  = layer0[25];
+      2'h1:
+          \spiking$240  = layer1[25];
+      2'h2:
+          \spiking$240  = layer2[25];
+      2'h3:
+          \spiking$240  = layer3[25];
     endcase
   end
   always @* begin
@@ -25532,6 +27291,48 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           \spiking$248  = layer2[25];
       2'h3:
           \spiking$248  = layer3[25];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \v_reset$254  = layer0[43:28];
+      2'h1:
+          \v_reset$254  = layer1[43:28];
+      2'h2:
+          \v_reset$254  = layer2[43:28];
+      2'h3:
+          \v_reset$254  = layer3[43:28];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \reset$255  = layer0[27:26];
+      2'h1:
+          \reset$255  = layer1[27:26];
+      2'h2:
+          \reset$255  = layer2[27:26];
+      2'h3:
+          \reset$255  = layer3[27:26];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \spiking$256  = layer0[25];
+      2'h1:
+          \spiking$256  = layer1[25];
+      2'h2:
+          \spiking$256  = layer2[25];
+      2'h3:
+          \spiking$256  = layer3[25];
     endcase
   end
   always @* begin
@@ -25767,79 +27568,79 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez ({ cur, spike_src })
       4'h0:
-          \$242  = count0;
+          \$250  = count0;
       4'h1:
-          \$242  = count1;
+          \$250  = count1;
       4'h2:
-          \$242  = count2;
+          \$250  = count2;
       4'h3:
-          \$242  = count3;
+          \$250  = count3;
       4'h4:
-          \$242  = count4;
+          \$250  = count4;
       4'h5:
-          \$242  = count5;
+          \$250  = count5;
       4'h6:
-          \$242  = count6;
+          \$250  = count6;
       4'h7:
-          \$242  = count7;
+          \$250  = count7;
       4'h8:
-          \$242  = count8;
+          \$250  = count8;
       4'h9:
-          \$242  = count9;
+          \$250  = count9;
       4'ha:
-          \$242  = count10;
+          \$250  = count10;
       4'hb:
-          \$242  = count11;
+          \$250  = count11;
       4'hc:
-          \$242  = count12;
+          \$250  = count12;
       4'hd:
-          \$242  = count13;
+          \$250  = count13;
       4'he:
-          \$242  = count14;
+          \$250  = count14;
       4'hf:
-          \$242  = count15;
+          \$250  = count15;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$246  = 32'd0;
-    casez (\$245 )
+    \$254  = 32'd0;
+    casez (\$253 )
       6'h00:
-          \$246  = ctr0;
+          \$254  = ctr0;
       6'h01:
-          \$246  = ctr1;
+          \$254  = ctr1;
       6'h02:
-          \$246  = ctr2;
+          \$254  = ctr2;
       6'h03:
-          \$246  = ctr3;
+          \$254  = ctr3;
       6'h04:
-          \$246  = ctr4;
+          \$254  = ctr4;
       6'h05:
-          \$246  = ctr5;
+          \$254  = ctr5;
       6'h06:
-          \$246  = ctr6;
+          \$254  = ctr6;
       6'h07:
-          \$246  = ctr7;
+          \$254  = ctr7;
       6'h08:
-          \$246  = ctr8;
+          \$254  = ctr8;
       6'h09:
-          \$246  = ctr9;
+          \$254  = ctr9;
       6'h0a:
-          \$246  = ctr10;
+          \$254  = ctr10;
       6'h0b:
-          \$246  = ctr11;
+          \$254  = ctr11;
       6'h0c:
-          \$246  = ctr12;
+          \$254  = ctr12;
       6'h0d:
-          \$246  = ctr13;
+          \$254  = ctr13;
       6'h0e:
-          \$246  = ctr14;
+          \$254  = ctr14;
       6'h0f:
-          \$246  = ctr15;
+          \$254  = ctr15;
       6'h10:
-          \$246  = ctr16;
+          \$254  = ctr16;
       6'h11:
-          \$246  = ctr17;
+          \$254  = ctr17;
     endcase
   end
   always @* begin
@@ -25847,9 +27648,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$251  = in_count0;
+          \$259  = in_count0;
       1'h1:
-          \$251  = in_count1;
+          \$259  = in_count1;
     endcase
   end
   always @* begin
@@ -25857,97 +27658,97 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$261  = layer0[20:18];
+          \$269  = layer0[20:18];
       2'h1:
-          \$261  = layer1[20:18];
+          \$269  = layer1[20:18];
       2'h2:
-          \$261  = layer2[20:18];
+          \$269  = layer2[20:18];
       2'h3:
-          \$261  = layer3[20:18];
+          \$269  = layer3[20:18];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$264  = 32'd0;
-    casez (\$263 )
+    \$272  = 32'd0;
+    casez (\$271 )
       6'h00:
-          \$264  = ctr0;
+          \$272  = ctr0;
       6'h01:
-          \$264  = ctr1;
+          \$272  = ctr1;
       6'h02:
-          \$264  = ctr2;
+          \$272  = ctr2;
       6'h03:
-          \$264  = ctr3;
+          \$272  = ctr3;
       6'h04:
-          \$264  = ctr4;
+          \$272  = ctr4;
       6'h05:
-          \$264  = ctr5;
+          \$272  = ctr5;
       6'h06:
-          \$264  = ctr6;
+          \$272  = ctr6;
       6'h07:
-          \$264  = ctr7;
+          \$272  = ctr7;
       6'h08:
-          \$264  = ctr8;
+          \$272  = ctr8;
       6'h09:
-          \$264  = ctr9;
+          \$272  = ctr9;
       6'h0a:
-          \$264  = ctr10;
+          \$272  = ctr10;
       6'h0b:
-          \$264  = ctr11;
+          \$272  = ctr11;
       6'h0c:
-          \$264  = ctr12;
+          \$272  = ctr12;
       6'h0d:
-          \$264  = ctr13;
+          \$272  = ctr13;
       6'h0e:
-          \$264  = ctr14;
+          \$272  = ctr14;
       6'h0f:
-          \$264  = ctr15;
+          \$272  = ctr15;
       6'h10:
-          \$264  = ctr16;
+          \$272  = ctr16;
       6'h11:
-          \$264  = ctr17;
+          \$272  = ctr17;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$270  = 32'd0;
-    casez (\$269 )
+    \$278  = 32'd0;
+    casez (\$277 )
       6'h00:
-          \$270  = ctr0;
+          \$278  = ctr0;
       6'h01:
-          \$270  = ctr1;
+          \$278  = ctr1;
       6'h02:
-          \$270  = ctr2;
+          \$278  = ctr2;
       6'h03:
-          \$270  = ctr3;
+          \$278  = ctr3;
       6'h04:
-          \$270  = ctr4;
+          \$278  = ctr4;
       6'h05:
-          \$270  = ctr5;
+          \$278  = ctr5;
       6'h06:
-          \$270  = ctr6;
+          \$278  = ctr6;
       6'h07:
-          \$270  = ctr7;
+          \$278  = ctr7;
       6'h08:
-          \$270  = ctr8;
+          \$278  = ctr8;
       6'h09:
-          \$270  = ctr9;
+          \$278  = ctr9;
       6'h0a:
-          \$270  = ctr10;
+          \$278  = ctr10;
       6'h0b:
-          \$270  = ctr11;
+          \$278  = ctr11;
       6'h0c:
-          \$270  = ctr12;
+          \$278  = ctr12;
       6'h0d:
-          \$270  = ctr13;
+          \$278  = ctr13;
       6'h0e:
-          \$270  = ctr14;
+          \$278  = ctr14;
       6'h0f:
-          \$270  = ctr15;
+          \$278  = ctr15;
       6'h10:
-          \$270  = ctr16;
+          \$278  = ctr16;
       6'h11:
-          \$270  = ctr17;
+          \$278  = ctr17;
     endcase
   end
   always @* begin
@@ -25955,13 +27756,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$274  = layer0[20:18];
+          \$282  = layer0[20:18];
       2'h1:
-          \$274  = layer1[20:18];
+          \$282  = layer1[20:18];
       2'h2:
-          \$274  = layer2[20:18];
+          \$282  = layer2[20:18];
       2'h3:
-          \$274  = layer3[20:18];
+          \$282  = layer3[20:18];
     endcase
   end
   always @* begin
@@ -25969,101 +27770,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$275  = layer0[24:21];
+          \$283  = layer0[24:21];
       2'h1:
-          \$275  = layer1[24:21];
+          \$283  = layer1[24:21];
       2'h2:
-          \$275  = layer2[24:21];
+          \$283  = layer2[24:21];
       2'h3:
-          \$275  = layer3[24:21];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$278  = edge0[2:0];
-      3'h1:
-          \$278  = edge1[2:0];
-      3'h2:
-          \$278  = edge2[2:0];
-      3'h3:
-          \$278  = edge3[2:0];
-      3'h4:
-          \$278  = edge4[2:0];
-      3'h5:
-          \$278  = edge5[2:0];
-      3'h6:
-          \$278  = edge6[2:0];
-      3'h7:
-          \$278  = edge7[2:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$279  = edge0[2:0];
-      3'h1:
-          \$279  = edge1[2:0];
-      3'h2:
-          \$279  = edge2[2:0];
-      3'h3:
-          \$279  = edge3[2:0];
-      3'h4:
-          \$279  = edge4[2:0];
-      3'h5:
-          \$279  = edge5[2:0];
-      3'h6:
-          \$279  = edge6[2:0];
-      3'h7:
-          \$279  = edge7[2:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$281  = edge0[2:0];
-      3'h1:
-          \$281  = edge1[2:0];
-      3'h2:
-          \$281  = edge2[2:0];
-      3'h3:
-          \$281  = edge3[2:0];
-      3'h4:
-          \$281  = edge4[2:0];
-      3'h5:
-          \$281  = edge5[2:0];
-      3'h6:
-          \$281  = edge6[2:0];
-      3'h7:
-          \$281  = edge7[2:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$283  = edge0[3];
-      3'h1:
-          \$283  = edge1[3];
-      3'h2:
-          \$283  = edge2[3];
-      3'h3:
-          \$283  = edge3[3];
-      3'h4:
-          \$283  = edge4[3];
-      3'h5:
-          \$283  = edge5[3];
-      3'h6:
-          \$283  = edge6[3];
-      3'h7:
-          \$283  = edge7[3];
+          \$283  = layer3[24:21];
     endcase
   end
   always @* begin
@@ -26091,11 +27804,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$334 )
-      1'h0:
-          \$288  = in_count0;
-      1'h1:
-          \$288  = in_count1;
+    casez (e[2:0])
+      3'h0:
+          \$287  = edge0[2:0];
+      3'h1:
+          \$287  = edge1[2:0];
+      3'h2:
+          \$287  = edge2[2:0];
+      3'h3:
+          \$287  = edge3[2:0];
+      3'h4:
+          \$287  = edge4[2:0];
+      3'h5:
+          \$287  = edge5[2:0];
+      3'h6:
+          \$287  = edge6[2:0];
+      3'h7:
+          \$287  = edge7[2:0];
     endcase
   end
   always @* begin
@@ -26125,59 +27850,135 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$290  = edge0[3];
+          \$291  = edge0[3];
       3'h1:
-          \$290  = edge1[3];
+          \$291  = edge1[3];
       3'h2:
-          \$290  = edge2[3];
+          \$291  = edge2[3];
       3'h3:
-          \$290  = edge3[3];
+          \$291  = edge3[3];
       3'h4:
-          \$290  = edge4[3];
+          \$291  = edge4[3];
       3'h5:
-          \$290  = edge5[3];
+          \$291  = edge5[3];
       3'h6:
-          \$290  = edge6[3];
+          \$291  = edge6[3];
       3'h7:
-          \$290  = edge7[3];
+          \$291  = edge7[3];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez ({ \$291 , \$289  })
+    casez (e[2:0])
+      3'h0:
+          \$294  = edge0[2:0];
+      3'h1:
+          \$294  = edge1[2:0];
+      3'h2:
+          \$294  = edge2[2:0];
+      3'h3:
+          \$294  = edge3[2:0];
+      3'h4:
+          \$294  = edge4[2:0];
+      3'h5:
+          \$294  = edge5[2:0];
+      3'h6:
+          \$294  = edge6[2:0];
+      3'h7:
+          \$294  = edge7[2:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$380 )
+      1'h0:
+          \$296  = in_count0;
+      1'h1:
+          \$296  = in_count1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$297  = edge0[2:0];
+      3'h1:
+          \$297  = edge1[2:0];
+      3'h2:
+          \$297  = edge2[2:0];
+      3'h3:
+          \$297  = edge3[2:0];
+      3'h4:
+          \$297  = edge4[2:0];
+      3'h5:
+          \$297  = edge5[2:0];
+      3'h6:
+          \$297  = edge6[2:0];
+      3'h7:
+          \$297  = edge7[2:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$298  = edge0[3];
+      3'h1:
+          \$298  = edge1[3];
+      3'h2:
+          \$298  = edge2[3];
+      3'h3:
+          \$298  = edge3[3];
+      3'h4:
+          \$298  = edge4[3];
+      3'h5:
+          \$298  = edge5[3];
+      3'h6:
+          \$298  = edge6[3];
+      3'h7:
+          \$298  = edge7[3];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez ({ \$299 , \$297  })
       4'h0:
-          \$292  = count0;
+          \$300  = count0;
       4'h1:
-          \$292  = count1;
+          \$300  = count1;
       4'h2:
-          \$292  = count2;
+          \$300  = count2;
       4'h3:
-          \$292  = count3;
+          \$300  = count3;
       4'h4:
-          \$292  = count4;
+          \$300  = count4;
       4'h5:
-          \$292  = count5;
+          \$300  = count5;
       4'h6:
-          \$292  = count6;
+          \$300  = count6;
       4'h7:
-          \$292  = count7;
+          \$300  = count7;
       4'h8:
-          \$292  = count8;
+          \$300  = count8;
       4'h9:
-          \$292  = count9;
+          \$300  = count9;
       4'ha:
-          \$292  = count10;
+          \$300  = count10;
       4'hb:
-          \$292  = count11;
+          \$300  = count11;
       4'hc:
-          \$292  = count12;
+          \$300  = count12;
       4'hd:
-          \$292  = count13;
+          \$300  = count13;
       4'he:
-          \$292  = count14;
+          \$300  = count14;
       4'hf:
-          \$292  = count15;
+          \$300  = count15;
     endcase
   end
   always @* begin
@@ -26185,21 +27986,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$294  = edge0[14:4];
+          \$302  = edge0[14:4];
       3'h1:
-          \$294  = edge1[14:4];
+          \$302  = edge1[14:4];
       3'h2:
-          \$294  = edge2[14:4];
+          \$302  = edge2[14:4];
       3'h3:
-          \$294  = edge3[14:4];
+          \$302  = edge3[14:4];
       3'h4:
-          \$294  = edge4[14:4];
+          \$302  = edge4[14:4];
       3'h5:
-          \$294  = edge5[14:4];
+          \$302  = edge5[14:4];
       3'h6:
-          \$294  = edge6[14:4];
+          \$302  = edge6[14:4];
       3'h7:
-          \$294  = edge7[14:4];
+          \$302  = edge7[14:4];
     endcase
   end
   always @* begin
@@ -26207,189 +28008,277 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$295  = edge0[22:15];
+          \$303  = edge0[22:15];
       3'h1:
-          \$295  = edge1[22:15];
+          \$303  = edge1[22:15];
       3'h2:
-          \$295  = edge2[22:15];
+          \$303  = edge2[22:15];
       3'h3:
-          \$295  = edge3[22:15];
+          \$303  = edge3[22:15];
       3'h4:
-          \$295  = edge4[22:15];
+          \$303  = edge4[22:15];
       3'h5:
-          \$295  = edge5[22:15];
+          \$303  = edge5[22:15];
       3'h6:
-          \$295  = edge6[22:15];
+          \$303  = edge6[22:15];
       3'h7:
-          \$295  = edge7[22:15];
+          \$303  = edge7[22:15];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$300  = 32'd0;
-    casez (\$299 )
-      6'h00:
-          \$300  = ctr0;
-      6'h01:
-          \$300  = ctr1;
-      6'h02:
-          \$300  = ctr2;
-      6'h03:
-          \$300  = ctr3;
-      6'h04:
-          \$300  = ctr4;
-      6'h05:
-          \$300  = ctr5;
-      6'h06:
-          \$300  = ctr6;
-      6'h07:
-          \$300  = ctr7;
-      6'h08:
-          \$300  = ctr8;
-      6'h09:
-          \$300  = ctr9;
-      6'h0a:
-          \$300  = ctr10;
-      6'h0b:
-          \$300  = ctr11;
-      6'h0c:
-          \$300  = ctr12;
-      6'h0d:
-          \$300  = ctr13;
-      6'h0e:
-          \$300  = ctr14;
-      6'h0f:
-          \$300  = ctr15;
-      6'h10:
-          \$300  = ctr16;
-      6'h11:
-          \$300  = ctr17;
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$307  = edge0[22:15];
+      3'h1:
+          \$307  = edge1[22:15];
+      3'h2:
+          \$307  = edge2[22:15];
+      3'h3:
+          \$307  = edge3[22:15];
+      3'h4:
+          \$307  = edge4[22:15];
+      3'h5:
+          \$307  = edge5[22:15];
+      3'h6:
+          \$307  = edge6[22:15];
+      3'h7:
+          \$307  = edge7[22:15];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$309  = 32'd0;
-    casez (\$308 )
-      6'h00:
-          \$309  = ctr0;
-      6'h01:
-          \$309  = ctr1;
-      6'h02:
-          \$309  = ctr2;
-      6'h03:
-          \$309  = ctr3;
-      6'h04:
-          \$309  = ctr4;
-      6'h05:
-          \$309  = ctr5;
-      6'h06:
-          \$309  = ctr6;
-      6'h07:
-          \$309  = ctr7;
-      6'h08:
-          \$309  = ctr8;
-      6'h09:
-          \$309  = ctr9;
-      6'h0a:
-          \$309  = ctr10;
-      6'h0b:
-          \$309  = ctr11;
-      6'h0c:
-          \$309  = ctr12;
-      6'h0d:
-          \$309  = ctr13;
-      6'h0e:
-          \$309  = ctr14;
-      6'h0f:
-          \$309  = ctr15;
-      6'h10:
-          \$309  = ctr16;
-      6'h11:
-          \$309  = ctr17;
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$311  = edge0[22:15];
+      3'h1:
+          \$311  = edge1[22:15];
+      3'h2:
+          \$311  = edge2[22:15];
+      3'h3:
+          \$311  = edge3[22:15];
+      3'h4:
+          \$311  = edge4[22:15];
+      3'h5:
+          \$311  = edge5[22:15];
+      3'h6:
+          \$311  = edge6[22:15];
+      3'h7:
+          \$311  = edge7[22:15];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$316  = 32'd0;
-    casez (\$315 )
-      6'h00:
-          \$316  = ctr0;
-      6'h01:
-          \$316  = ctr1;
-      6'h02:
-          \$316  = ctr2;
-      6'h03:
-          \$316  = ctr3;
-      6'h04:
-          \$316  = ctr4;
-      6'h05:
-          \$316  = ctr5;
-      6'h06:
-          \$316  = ctr6;
-      6'h07:
-          \$316  = ctr7;
-      6'h08:
-          \$316  = ctr8;
-      6'h09:
-          \$316  = ctr9;
-      6'h0a:
-          \$316  = ctr10;
-      6'h0b:
-          \$316  = ctr11;
-      6'h0c:
-          \$316  = ctr12;
-      6'h0d:
-          \$316  = ctr13;
-      6'h0e:
-          \$316  = ctr14;
-      6'h0f:
-          \$316  = ctr15;
-      6'h10:
-          \$316  = ctr16;
-      6'h11:
-          \$316  = ctr17;
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$315  = edge0[22:15];
+      3'h1:
+          \$315  = edge1[22:15];
+      3'h2:
+          \$315  = edge2[22:15];
+      3'h3:
+          \$315  = edge3[22:15];
+      3'h4:
+          \$315  = edge4[22:15];
+      3'h5:
+          \$315  = edge5[22:15];
+      3'h6:
+          \$315  = edge6[22:15];
+      3'h7:
+          \$315  = edge7[22:15];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$325  = 32'd0;
-    casez (\$324 )
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$319  = edge0[22:15];
+      3'h1:
+          \$319  = edge1[22:15];
+      3'h2:
+          \$319  = edge2[22:15];
+      3'h3:
+          \$319  = edge3[22:15];
+      3'h4:
+          \$319  = edge4[22:15];
+      3'h5:
+          \$319  = edge5[22:15];
+      3'h6:
+          \$319  = edge6[22:15];
+      3'h7:
+          \$319  = edge7[22:15];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$326  = 32'd0;
+    casez (\$325 )
       6'h00:
-          \$325  = ctr0;
+          \$326  = ctr0;
       6'h01:
-          \$325  = ctr1;
+          \$326  = ctr1;
       6'h02:
-          \$325  = ctr2;
+          \$326  = ctr2;
       6'h03:
-          \$325  = ctr3;
+          \$326  = ctr3;
       6'h04:
-          \$325  = ctr4;
+          \$326  = ctr4;
       6'h05:
-          \$325  = ctr5;
+          \$326  = ctr5;
       6'h06:
-          \$325  = ctr6;
+          \$326  = ctr6;
       6'h07:
-          \$325  = ctr7;
+          \$326  = ctr7;
       6'h08:
-          \$325  = ctr8;
+          \$326  = ctr8;
       6'h09:
-          \$325  = ctr9;
+          \$326  = ctr9;
       6'h0a:
-          \$325  = ctr10;
+          \$326  = ctr10;
       6'h0b:
-          \$325  = ctr11;
+          \$326  = ctr11;
       6'h0c:
-          \$325  = ctr12;
+          \$326  = ctr12;
       6'h0d:
-          \$325  = ctr13;
+          \$326  = ctr13;
       6'h0e:
-          \$325  = ctr14;
+          \$326  = ctr14;
       6'h0f:
-          \$325  = ctr15;
+          \$326  = ctr15;
       6'h10:
-          \$325  = ctr16;
+          \$326  = ctr16;
       6'h11:
-          \$325  = ctr17;
+          \$326  = ctr17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$335  = 32'd0;
+    casez (\$334 )
+      6'h00:
+          \$335  = ctr0;
+      6'h01:
+          \$335  = ctr1;
+      6'h02:
+          \$335  = ctr2;
+      6'h03:
+          \$335  = ctr3;
+      6'h04:
+          \$335  = ctr4;
+      6'h05:
+          \$335  = ctr5;
+      6'h06:
+          \$335  = ctr6;
+      6'h07:
+          \$335  = ctr7;
+      6'h08:
+          \$335  = ctr8;
+      6'h09:
+          \$335  = ctr9;
+      6'h0a:
+          \$335  = ctr10;
+      6'h0b:
+          \$335  = ctr11;
+      6'h0c:
+          \$335  = ctr12;
+      6'h0d:
+          \$335  = ctr13;
+      6'h0e:
+          \$335  = ctr14;
+      6'h0f:
+          \$335  = ctr15;
+      6'h10:
+          \$335  = ctr16;
+      6'h11:
+          \$335  = ctr17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$342  = 32'd0;
+    casez (\$341 )
+      6'h00:
+          \$342  = ctr0;
+      6'h01:
+          \$342  = ctr1;
+      6'h02:
+          \$342  = ctr2;
+      6'h03:
+          \$342  = ctr3;
+      6'h04:
+          \$342  = ctr4;
+      6'h05:
+          \$342  = ctr5;
+      6'h06:
+          \$342  = ctr6;
+      6'h07:
+          \$342  = ctr7;
+      6'h08:
+          \$342  = ctr8;
+      6'h09:
+          \$342  = ctr9;
+      6'h0a:
+          \$342  = ctr10;
+      6'h0b:
+          \$342  = ctr11;
+      6'h0c:
+          \$342  = ctr12;
+      6'h0d:
+          \$342  = ctr13;
+      6'h0e:
+          \$342  = ctr14;
+      6'h0f:
+          \$342  = ctr15;
+      6'h10:
+          \$342  = ctr16;
+      6'h11:
+          \$342  = ctr17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$354  = 32'd0;
+    casez (\$353 )
+      6'h00:
+          \$354  = ctr0;
+      6'h01:
+          \$354  = ctr1;
+      6'h02:
+          \$354  = ctr2;
+      6'h03:
+          \$354  = ctr3;
+      6'h04:
+          \$354  = ctr4;
+      6'h05:
+          \$354  = ctr5;
+      6'h06:
+          \$354  = ctr6;
+      6'h07:
+          \$354  = ctr7;
+      6'h08:
+          \$354  = ctr8;
+      6'h09:
+          \$354  = ctr9;
+      6'h0a:
+          \$354  = ctr10;
+      6'h0b:
+          \$354  = ctr11;
+      6'h0c:
+          \$354  = ctr12;
+      6'h0d:
+          \$354  = ctr13;
+      6'h0e:
+          \$354  = ctr14;
+      6'h0f:
+          \$354  = ctr15;
+      6'h10:
+          \$354  = ctr16;
+      6'h11:
+          \$354  = ctr17;
     endcase
   end
   always @* begin
@@ -26397,13 +28286,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$329  = layer0[12:8];
+          \$358  = layer0[12:8];
       2'h1:
-          \$329  = layer1[12:8];
+          \$358  = layer1[12:8];
       2'h2:
-          \$329  = layer2[12:8];
+          \$358  = layer2[12:8];
       2'h3:
-          \$329  = layer3[12:8];
+          \$358  = layer3[12:8];
     endcase
   end
   always @* begin
@@ -26440,1236 +28329,6 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     ev_wr__en = 1'h0;
     if (\event ) begin
       ev_wr__en = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    in_wr__addr = 8'h00;
-    if (\$202 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        in_wr__addr = { \$signal , \$203  };
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    in_wr__data = 15'h0000;
-    if (\$202 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        in_wr__data[6:0] = input__payload[6:0];
-        in_wr__data[14:7] = input__payload[14:7];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    in_wr__en = 1'h0;
-    if (\$202 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        in_wr__en = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    busy = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          busy = 1'h1;
-      4'h3:
-          busy = 1'h1;
-      4'h4:
-          busy = 1'h1;
-      4'h6:
-          busy = 1'h1;
-      4'h5:
-          busy = 1'h1;
-      4'h7:
-          busy = 1'h1;
-      4'h8:
-          busy = 1'h1;
-      4'h1:
-          busy = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    issue = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          if (\$204 ) begin
-            issue = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    neuron_write = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            neuron_write = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    load = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            load = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    send = 8'h00;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            send = \$207 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \spikes$297  = 8'h00;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            \spikes$297  = spikes;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    base = 8'h00;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            base = \$208 [7:0];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    layer = 2'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            layer = li;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    emit_values = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            emit_values = \$209 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    values = 128'h00000000000000000000000000000000;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            values[15:0] = u_new;
-            values[31:16] = \u_new$257 ;
-            values[47:32] = \u_new$261 ;
-            values[63:48] = \u_new$265 ;
-            values[79:64] = \u_new$269 ;
-            values[95:80] = \u_new$273 ;
-            values[111:96] = \u_new$277 ;
-            values[127:112] = \u_new$281 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    write_end = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          write_end = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$343  = layer0;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            casez (host_addr[10:0])
-              11'h000:
-                  \$343  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$343  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$344  = layer1;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  \$344  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$344  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$345  = layer2;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  /* empty */;
-              11'h002:
-                  \$345  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$345  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$346  = layer3;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  /* empty */;
-              11'h002:
-                  /* empty */;
-              11'h003:
-                  \$346  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$346  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$347  = edge0;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[10:0])
-              11'h000:
-                  \$347  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$347  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$348  = edge1;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  \$348  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$348  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$349  = edge2;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  /* empty */;
-              11'h002:
-                  \$349  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$349  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$350  = edge3;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  /* empty */;
-              11'h002:
-                  /* empty */;
-              11'h003:
-                  \$350  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$350  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$351  = edge4;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  /* empty */;
-              11'h002:
-                  /* empty */;
-              11'h003:
-                  /* empty */;
-              11'h004:
-                  \$351  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$351  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$352  = edge5;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  /* empty */;
-              11'h002:
-                  /* empty */;
-              11'h003:
-                  /* empty */;
-              11'h004:
-                  /* empty */;
-              11'h005:
-                  \$352  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$352  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$353  = edge6;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  /* empty */;
-              11'h002:
-                  /* empty */;
-              11'h003:
-                  /* empty */;
-              11'h004:
-                  /* empty */;
-              11'h005:
-                  /* empty */;
-              11'h006:
-                  \$353  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$353  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$354  = edge7;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  /* empty */;
-              11'h002:
-                  /* empty */;
-              11'h003:
-                  /* empty */;
-              11'h004:
-                  /* empty */;
-              11'h005:
-                  /* empty */;
-              11'h006:
-                  /* empty */;
-              11'h007:
-                  \$354  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$354  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$355  = num_layers;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h6:
-            \$355  = host_wdata[2:0];
-      endcase
-    end
-    if (rst) begin
-      \$355  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$356  = \$222 ;
-    if (rst) begin
-      \$356  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$357  = host_addr[16:14];
-    if (rst) begin
-      \$357  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$358  = host_addr[13:11];
-    if (rst) begin
-      \$358  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$359  = rd_reg;
-    casez (host_addr[16:14])
-      3'h0:
-          \$359  = \$223 ;
-      3'h1:
-          \$359  = { 22'h000000, \$224  };
-      3'h5:
-          \$359  = { 13'h0000, \$225  };
-      3'h6:
-          \$359  = { 42'h00000000000, num_layers };
-    endcase
-    if (rst) begin
-      \$359  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$360  = issue;
-    if (rst) begin
-      \$360  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$361  = \$signal$329 ;
-    if (rst) begin
-      \$361  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$362  = s1_value;
-    if (rst) begin
-      \$362  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$363  = s1_rowbase;
-    if (issue) begin
-      \$363  = rowbase;
-    end
-    if (rst) begin
-      \$363  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$364  = s1_from_input;
-    if (issue) begin
-      \$364  = \$signal$333 ;
-    end
-    if (rst) begin
-      \$364  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$365  = acc;
-    if (s2_valid) begin
-      \$365  = \$227 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$365  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$365  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$366  = \acc$181 ;
-    if (s2_valid) begin
-      \$366  = \$229 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$366  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$366  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$367  = \acc$191 ;
-    if (s2_valid) begin
-      \$367  = \$231 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$367  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$367  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$368  = \acc$201 ;
-    if (s2_valid) begin
-      \$368  = \$233 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$368  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$368  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$369  = \acc$211 ;
-    if (s2_valid) begin
-      \$369  = \$235 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$369  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$369  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$370  = \acc$221 ;
-    if (s2_valid) begin
-      \$370  = \$237 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$370  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$370  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$371  = \acc$231 ;
-    if (s2_valid) begin
-      \$371  = \$239 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$371  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$371  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$372  = \acc$241 ;
-    if (s2_valid) begin
-      \$372  = \$241 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$372  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$372  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$373  = count0;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            \$373  = \$243 [7:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$373  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$336 , 3'h0 })
-              4'h0:
-                  \$373  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$373  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$374  = count1;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            \$374  = \$243 [7:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$374  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$337 , 3'h1 })
-              4'h1:
-                  \$374  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$374  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$375  = count2;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            \$375  = \$243 [7:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$375  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$338 , 3'h2 })
-              4'h2:
-                  \$375  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$375  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$376  = count3;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            \$376  = \$243 [7:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$376  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$339 , 3'h3 })
-              4'h3:
-                  \$376  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$376  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$377  = count4;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            \$377  = \$243 [7:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$377  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$340 , 3'h4 })
-              4'h4:
-                  \$377  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$377  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$378  = count5;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            \$378  = \$243 [7:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$378  = 8'h00;
-    end
-    if (rst) begin
-      \$378  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$379  = count6;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            /* empty */;
-        4'h6:
-            \$379  = \$243 [7:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$379  = 8'h00;
-    end
-    if (rst) begin
-      \$379  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$380  = count7;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            \$380  = \$243 [7:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$380  = 8'h00;
-    end
-    if (rst) begin
-      \$380  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$381  = count8;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            /* empty */;
-        4'h8:
-            \$381  = \$243 [7:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$381  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$336 , 3'h0 })
-              4'h0:
-                  /* empty */;
-              4'h8:
-                  \$381  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$381  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$382  = count9;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            /* empty */;
-        4'h8:
-            /* empty */;
-        4'h9:
-            \$382  = \$243 [7:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$382  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$337 , 3'h1 })
-              4'h1:
-                  /* empty */;
-              4'h9:
-                  \$382  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$382  = 8'h00;
     end
   end
   assign r_data = output__payload;
@@ -27735,61 +28394,61 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign ev_rd__addr = { bank_sel, src_sel, n[6:0] };
   assign in_rd__addr = { bank_sel, n[6:0] };
   assign u = \$signature__data$86 ;
-  assign acc0 = acc;
   assign alpha = \$signature__data$78 [8:0];
-  assign theta = \$signature__data$78 [24:9];
   assign bias = \$signature__data$78 [40:25];
-  assign \u$180  = \$signature__data$87 ;
-  assign acc1 = \acc$181 ;
-  assign \alpha$183  = \$signature__data$79 [8:0];
-  assign \theta$184  = \$signature__data$79 [24:9];
-  assign \bias$185  = \$signature__data$79 [40:25];
-  assign \u$190  = \$signature__data$88 ;
-  assign acc2 = \acc$191 ;
-  assign \alpha$193  = \$signature__data$80 [8:0];
-  assign \theta$194  = \$signature__data$80 [24:9];
-  assign \bias$195  = \$signature__data$80 [40:25];
-  assign \u$200  = \$signature__data$89 ;
-  assign acc3 = \acc$201 ;
-  assign \alpha$203  = \$signature__data$81 [8:0];
-  assign \theta$204  = \$signature__data$81 [24:9];
-  assign \bias$205  = \$signature__data$81 [40:25];
-  assign \u$210  = \$signature__data$90 ;
-  assign acc4 = \acc$211 ;
-  assign \alpha$213  = \$signature__data$82 [8:0];
-  assign \theta$214  = \$signature__data$82 [24:9];
-  assign \bias$215  = \$signature__data$82 [40:25];
-  assign \u$220  = \$signature__data$91 ;
-  assign acc5 = \acc$221 ;
-  assign \alpha$223  = \$signature__data$83 [8:0];
-  assign \theta$224  = \$signature__data$83 [24:9];
-  assign \bias$225  = \$signature__data$83 [40:25];
-  assign \u$230  = \$signature__data$92 ;
-  assign acc6 = \acc$231 ;
-  assign \alpha$233  = \$signature__data$84 [8:0];
-  assign \theta$234  = \$signature__data$84 [24:9];
-  assign \bias$235  = \$signature__data$84 [40:25];
-  assign \u$240  = \$signature__data$93 ;
-  assign acc7 = \acc$241 ;
-  assign \alpha$243  = \$signature__data$85 [8:0];
-  assign \theta$244  = \$signature__data$85 [24:9];
-  assign \bias$245  = \$signature__data$85 [40:25];
-  assign \$signature__addr$250  = \$120 [4:0];
-  assign \$signature__data$251  = \$121 [15:0];
-  assign \$signature__addr$255  = \$126 [4:0];
-  assign \$signature__data$256  = \$127 [15:0];
-  assign \$signature__addr$259  = \$132 [4:0];
-  assign \$signature__data$260  = \$133 [15:0];
-  assign \$signature__addr$263  = \$138 [4:0];
-  assign \$signature__data$264  = \$139 [15:0];
-  assign \$signature__addr$267  = \$144 [4:0];
-  assign \$signature__data$268  = \$145 [15:0];
-  assign \$signature__addr$271  = \$150 [4:0];
-  assign \$signature__data$272  = \$151 [15:0];
-  assign \$signature__addr$275  = \$156 [4:0];
-  assign \$signature__data$276  = \$157 [15:0];
-  assign \$signature__addr$279  = \$162 [4:0];
-  assign \$signature__data$280  = \$163 [15:0];
+  assign \u$140  = \$signature__data$87 ;
+  assign \alpha$141  = \$signature__data$79 [8:0];
+  assign \bias$142  = \$signature__data$79 [40:25];
+  assign \u$143  = \$signature__data$88 ;
+  assign \alpha$144  = \$signature__data$80 [8:0];
+  assign \bias$145  = \$signature__data$80 [40:25];
+  assign \u$146  = \$signature__data$89 ;
+  assign \alpha$147  = \$signature__data$81 [8:0];
+  assign \bias$148  = \$signature__data$81 [40:25];
+  assign \u$149  = \$signature__data$90 ;
+  assign \alpha$150  = \$signature__data$82 [8:0];
+  assign \bias$151  = \$signature__data$82 [40:25];
+  assign \u$152  = \$signature__data$91 ;
+  assign \alpha$153  = \$signature__data$83 [8:0];
+  assign \bias$154  = \$signature__data$83 [40:25];
+  assign \u$155  = \$signature__data$92 ;
+  assign \alpha$156  = \$signature__data$84 [8:0];
+  assign \bias$157  = \$signature__data$84 [40:25];
+  assign \u$158  = \$signature__data$93 ;
+  assign \alpha$159  = \$signature__data$85 [8:0];
+  assign \bias$160  = \$signature__data$85 [40:25];
+  assign acc0 = total;
+  assign theta_q0 = theta;
+  assign acc1 = \total$202 ;
+  assign theta_q1 = \theta$204 ;
+  assign acc2 = \total$210 ;
+  assign theta_q2 = \theta$212 ;
+  assign acc3 = \total$218 ;
+  assign theta_q3 = \theta$220 ;
+  assign acc4 = \total$226 ;
+  assign theta_q4 = \theta$228 ;
+  assign acc5 = \total$234 ;
+  assign theta_q5 = \theta$236 ;
+  assign acc6 = \total$242 ;
+  assign theta_q6 = \theta$244 ;
+  assign acc7 = \total$250 ;
+  assign theta_q7 = \theta$252 ;
+  assign \$signature__addr$258  = \$120 [4:0];
+  assign \$signature__data$259  = \$121 [15:0];
+  assign \$signature__addr$263  = \$126 [4:0];
+  assign \$signature__data$264  = \$127 [15:0];
+  assign \$signature__addr$267  = \$132 [4:0];
+  assign \$signature__data$268  = \$133 [15:0];
+  assign \$signature__addr$271  = \$138 [4:0];
+  assign \$signature__data$272  = \$139 [15:0];
+  assign \$signature__addr$275  = \$144 [4:0];
+  assign \$signature__data$276  = \$145 [15:0];
+  assign \$signature__addr$279  = \$150 [4:0];
+  assign \$signature__data$280  = \$151 [15:0];
+  assign \$signature__addr$283  = \$156 [4:0];
+  assign \$signature__data$284  = \$157 [15:0];
+  assign \$signature__addr$287  = \$162 [4:0];
+  assign \$signature__data$288  = \$163 [15:0];
   assign \input__payload.index  = input__payload[6:0];
   assign \input__payload.value  = input__payload[14:7];
   assign \input__payload.end  = input__payload[15];
@@ -27948,576 +28607,685 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign valid_lanes[2] = \$179 ;
   assign valid_lanes[1] = \$175 ;
   assign valid_lanes[0] = \$171 ;
-  assign spikes[7] = \spike$249 ;
-  assign spikes[6] = \spike$239 ;
-  assign spikes[5] = \spike$229 ;
-  assign spikes[4] = \spike$219 ;
-  assign spikes[3] = \spike$209 ;
-  assign spikes[2] = \spike$199 ;
-  assign spikes[1] = \spike$189 ;
+  assign spikes[7] = \spike$257 ;
+  assign spikes[6] = \spike$249 ;
+  assign spikes[5] = \spike$241 ;
+  assign spikes[4] = \spike$233 ;
+  assign spikes[3] = \spike$225 ;
+  assign spikes[2] = \spike$217 ;
+  assign spikes[1] = \spike$209 ;
   assign spikes[0] = spike;
   assign end_record[1:0] = 2'h2;
   assign end_record[27:2] = 26'h0000000;
+  assign \$304  = { 1'h0, \$303  };
+  assign \$308  = { \$307 , 1'h0 };
+  assign \$312  = { 1'h0, \$311 , 2'h0 };
+  assign \$316  = { \$315 , 3'h0 };
+  assign \$320  = { 3'h0, \$319 , 4'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron0 (reset, spiking, \port$1038$0 , u, spike, acc, u_new, v_reset);
-  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+module \npu_core_digits.leak0 (bias, u, leak, alpha);
   wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
-  wire [15:0] \$12 ;
   wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
   wire [8:0] alpha;
+  input [15:0] bias;
   wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$1038$0 ;
-  wire [40:0] \port$1038$0 ;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.leak1 (bias, u, leak, alpha);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.leak2 (bias, u, leak, alpha);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.leak3 (bias, u, leak, alpha);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.leak4 (bias, u, leak, alpha);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.leak5 (bias, u, leak, alpha);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.leak6 (bias, u, leak, alpha);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.leak7 (bias, u, leak, alpha);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neuron0 (reset, spiking, spike, theta, total, u_new, v_reset);
+  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+  wire [25:0] \$1 ;
+  wire [26:0] \$10 ;
+  wire [15:0] \$11 ;
+  wire [15:0] \$12 ;
+  wire [25:0] \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire [16:0] \$6 ;
+  wire [16:0] \$7 ;
+  wire [26:0] \$8 ;
+  wire [26:0] \$9 ;
+  wire \$signal ;
+  wire lo;
+  wire [15:0] minus;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
   wire spike;
   input spiking;
   wire spiking;
+  input [15:0] theta;
   wire [15:0] theta;
+  input [25:0] total;
   wire [25:0] total;
-  input [15:0] u;
-  wire [15:0] u;
   output [15:0] u_new;
   reg [15:0] u_new;
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1038$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1038$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1038$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1038$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
+  assign \$signal  = $signed(total) > $signed(16'h7fff);
+  assign lo = $signed(total) < $signed(16'h8000);
+  assign \$1  = lo ? 26'h3ff8000 : total;
+  assign \$2  = \$signal  ? 26'h0007fff : \$1 ;
+  assign \$3  = $signed(total) >= $signed(theta);
+  assign \$4  = theta == 16'h8000;
+  assign \$5  = \$3  | \$4 ;
+  assign spike = spiking & \$5 ;
+  assign \$6  = $signed(16'h7fff) - $signed(theta);
+  assign \$7  = $signed(16'h8000) - $signed(theta);
+  assign \$8  = $signed(total) - $signed(theta);
+  assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
+  assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
+  assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
+  assign \$12  = spike ? v_reset : \$2 [15:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
     casez (reset)
       2'h0:
-          u_new = \$11 [15:0];
+          u_new = \$11 ;
       2'h1:
           u_new = \$12 ;
       default:
-          u_new = \$8 [15:0];
+          u_new = \$2 [15:0];
     endcase
   end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1038$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$1038$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$1038$0 [24:9];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+  assign v = \$2 [15:0];
+  assign minus = \$10 [15:0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron1 (reset, spiking, \port$1047$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_digits.neuron1 (reset, spiking, spike, theta, total, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
-  wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
+  wire [25:0] \$1 ;
+  wire [26:0] \$10 ;
+  wire [15:0] \$11 ;
   wire [15:0] \$12 ;
-  wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
+  wire [25:0] \$2 ;
+  wire \$3 ;
+  wire \$4 ;
   wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
-  wire [8:0] alpha;
-  wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$1047$0 ;
-  wire [40:0] \port$1047$0 ;
+  wire [16:0] \$6 ;
+  wire [16:0] \$7 ;
+  wire [26:0] \$8 ;
+  wire [26:0] \$9 ;
+  wire \$signal ;
+  wire lo;
+  wire [15:0] minus;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
   wire spike;
   input spiking;
   wire spiking;
+  input [15:0] theta;
   wire [15:0] theta;
+  input [25:0] total;
   wire [25:0] total;
-  input [15:0] u;
-  wire [15:0] u;
   output [15:0] u_new;
   reg [15:0] u_new;
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1047$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1047$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1047$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1047$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
+  assign \$signal  = $signed(total) > $signed(16'h7fff);
+  assign lo = $signed(total) < $signed(16'h8000);
+  assign \$1  = lo ? 26'h3ff8000 : total;
+  assign \$2  = \$signal  ? 26'h0007fff : \$1 ;
+  assign \$3  = $signed(total) >= $signed(theta);
+  assign \$4  = theta == 16'h8000;
+  assign \$5  = \$3  | \$4 ;
+  assign spike = spiking & \$5 ;
+  assign \$6  = $signed(16'h7fff) - $signed(theta);
+  assign \$7  = $signed(16'h8000) - $signed(theta);
+  assign \$8  = $signed(total) - $signed(theta);
+  assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
+  assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
+  assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
+  assign \$12  = spike ? v_reset : \$2 [15:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     (* full_case = 32'd1 *)
     casez (reset)
       2'h0:
-          u_new = \$11 [15:0];
+          u_new = \$11 ;
       2'h1:
           u_new = \$12 ;
       default:
-          u_new = \$8 [15:0];
+          u_new = \$2 [15:0];
     endcase
   end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1047$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$1047$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$1047$0 [24:9];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+  assign v = \$2 [15:0];
+  assign minus = \$10 [15:0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron2 (reset, spiking, \port$1056$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_digits.neuron2 (reset, spiking, spike, theta, total, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
+  wire [25:0] \$1 ;
+  wire [26:0] \$10 ;
+  wire [15:0] \$11 ;
   wire [15:0] \$12 ;
-  wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
+  wire [25:0] \$2 ;
+  wire \$3 ;
+  wire \$4 ;
   wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
-  wire [8:0] alpha;
-  wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$1056$0 ;
-  wire [40:0] \port$1056$0 ;
+  wire [16:0] \$6 ;
+  wire [16:0] \$7 ;
+  wire [26:0] \$8 ;
+  wire [26:0] \$9 ;
+  wire \$signal ;
+  wire lo;
+  wire [15:0] minus;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
   wire spike;
   input spiking;
   wire spiking;
+  input [15:0] theta;
   wire [15:0] theta;
+  input [25:0] total;
   wire [25:0] total;
-  input [15:0] u;
-  wire [15:0] u;
   output [15:0] u_new;
   reg [15:0] u_new;
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1056$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1056$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1056$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1056$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
+  assign \$signal  = $signed(total) > $signed(16'h7fff);
+  assign lo = $signed(total) < $signed(16'h8000);
+  assign \$1  = lo ? 26'h3ff8000 : total;
+  assign \$2  = \$signal  ? 26'h0007fff : \$1 ;
+  assign \$3  = $signed(total) >= $signed(theta);
+  assign \$4  = theta == 16'h8000;
+  assign \$5  = \$3  | \$4 ;
+  assign spike = spiking & \$5 ;
+  assign \$6  = $signed(16'h7fff) - $signed(theta);
+  assign \$7  = $signed(16'h8000) - $signed(theta);
+  assign \$8  = $signed(total) - $signed(theta);
+  assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
+  assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
+  assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
+  assign \$12  = spike ? v_reset : \$2 [15:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     casez (reset)
       2'h0:
-          u_new = \$11 [15:0];
+          u_new = \$11 ;
       2'h1:
           u_new = \$12 ;
       default:
-          u_new = \$8 [15:0];
+          u_new = \$2 [15:0];
     endcase
   end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1056$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$1056$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$1056$0 [24:9];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+  assign v = \$2 [15:0];
+  assign minus = \$10 [15:0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron3 (reset, spiking, \port$1065$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_digits.neuron3 (reset, spiking, spike, theta, total, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
-  wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
+  wire [25:0] \$1 ;
+  wire [26:0] \$10 ;
+  wire [15:0] \$11 ;
   wire [15:0] \$12 ;
-  wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
+  wire [25:0] \$2 ;
+  wire \$3 ;
+  wire \$4 ;
   wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
-  wire [8:0] alpha;
-  wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$1065$0 ;
-  wire [40:0] \port$1065$0 ;
+  wire [16:0] \$6 ;
+  wire [16:0] \$7 ;
+  wire [26:0] \$8 ;
+  wire [26:0] \$9 ;
+  wire \$signal ;
+  wire lo;
+  wire [15:0] minus;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
   wire spike;
   input spiking;
   wire spiking;
+  input [15:0] theta;
   wire [15:0] theta;
+  input [25:0] total;
   wire [25:0] total;
-  input [15:0] u;
-  wire [15:0] u;
   output [15:0] u_new;
   reg [15:0] u_new;
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1065$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1065$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1065$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1065$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
+  assign \$signal  = $signed(total) > $signed(16'h7fff);
+  assign lo = $signed(total) < $signed(16'h8000);
+  assign \$1  = lo ? 26'h3ff8000 : total;
+  assign \$2  = \$signal  ? 26'h0007fff : \$1 ;
+  assign \$3  = $signed(total) >= $signed(theta);
+  assign \$4  = theta == 16'h8000;
+  assign \$5  = \$3  | \$4 ;
+  assign spike = spiking & \$5 ;
+  assign \$6  = $signed(16'h7fff) - $signed(theta);
+  assign \$7  = $signed(16'h8000) - $signed(theta);
+  assign \$8  = $signed(total) - $signed(theta);
+  assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
+  assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
+  assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
+  assign \$12  = spike ? v_reset : \$2 [15:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     casez (reset)
       2'h0:
-          u_new = \$11 [15:0];
+          u_new = \$11 ;
       2'h1:
           u_new = \$12 ;
       default:
-          u_new = \$8 [15:0];
+          u_new = \$2 [15:0];
     endcase
   end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1065$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$1065$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$1065$0 [24:9];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+  assign v = \$2 [15:0];
+  assign minus = \$10 [15:0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron4 (reset, spiking, \port$1074$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_digits.neuron4 (reset, spiking, spike, theta, total, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
-  wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
+  wire [25:0] \$1 ;
+  wire [26:0] \$10 ;
+  wire [15:0] \$11 ;
   wire [15:0] \$12 ;
-  wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
+  wire [25:0] \$2 ;
+  wire \$3 ;
+  wire \$4 ;
   wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
-  wire [8:0] alpha;
-  wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$1074$0 ;
-  wire [40:0] \port$1074$0 ;
+  wire [16:0] \$6 ;
+  wire [16:0] \$7 ;
+  wire [26:0] \$8 ;
+  wire [26:0] \$9 ;
+  wire \$signal ;
+  wire lo;
+  wire [15:0] minus;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
   wire spike;
   input spiking;
   wire spiking;
+  input [15:0] theta;
   wire [15:0] theta;
+  input [25:0] total;
   wire [25:0] total;
-  input [15:0] u;
-  wire [15:0] u;
   output [15:0] u_new;
   reg [15:0] u_new;
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1074$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1074$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1074$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1074$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
+  assign \$signal  = $signed(total) > $signed(16'h7fff);
+  assign lo = $signed(total) < $signed(16'h8000);
+  assign \$1  = lo ? 26'h3ff8000 : total;
+  assign \$2  = \$signal  ? 26'h0007fff : \$1 ;
+  assign \$3  = $signed(total) >= $signed(theta);
+  assign \$4  = theta == 16'h8000;
+  assign \$5  = \$3  | \$4 ;
+  assign spike = spiking & \$5 ;
+  assign \$6  = $signed(16'h7fff) - $signed(theta);
+  assign \$7  = $signed(16'h8000) - $signed(theta);
+  assign \$8  = $signed(total) - $signed(theta);
+  assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
+  assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
+  assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
+  assign \$12  = spike ? v_reset : \$2 [15:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     (* full_case = 32'd1 *)
     casez (reset)
       2'h0:
-          u_new = \$11 [15:0];
+          u_new = \$11 ;
       2'h1:
           u_new = \$12 ;
       default:
-          u_new = \$8 [15:0];
+          u_new = \$2 [15:0];
     endcase
   end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1074$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$1074$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$1074$0 [24:9];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+  assign v = \$2 [15:0];
+  assign minus = \$10 [15:0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron5 (reset, spiking, \port$1083$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_digits.neuron5 (reset, spiking, spike, theta, total, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
-  wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
+  wire [25:0] \$1 ;
+  wire [26:0] \$10 ;
+  wire [15:0] \$11 ;
   wire [15:0] \$12 ;
-  wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
+  wire [25:0] \$2 ;
+  wire \$3 ;
+  wire \$4 ;
   wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
-  wire [8:0] alpha;
-  wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$1083$0 ;
-  wire [40:0] \port$1083$0 ;
+  wire [16:0] \$6 ;
+  wire [16:0] \$7 ;
+  wire [26:0] \$8 ;
+  wire [26:0] \$9 ;
+  wire \$signal ;
+  wire lo;
+  wire [15:0] minus;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
   wire spike;
   input spiking;
   wire spiking;
+  input [15:0] theta;
   wire [15:0] theta;
+  input [25:0] total;
   wire [25:0] total;
-  input [15:0] u;
-  wire [15:0] u;
   output [15:0] u_new;
   reg [15:0] u_new;
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1083$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1083$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1083$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1083$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
+  assign \$signal  = $signed(total) > $signed(16'h7fff);
+  assign lo = $signed(total) < $signed(16'h8000);
+  assign \$1  = lo ? 26'h3ff8000 : total;
+  assign \$2  = \$signal  ? 26'h0007fff : \$1 ;
+  assign \$3  = $signed(total) >= $signed(theta);
+  assign \$4  = theta == 16'h8000;
+  assign \$5  = \$3  | \$4 ;
+  assign spike = spiking & \$5 ;
+  assign \$6  = $signed(16'h7fff) - $signed(theta);
+  assign \$7  = $signed(16'h8000) - $signed(theta);
+  assign \$8  = $signed(total) - $signed(theta);
+  assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
+  assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
+  assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
+  assign \$12  = spike ? v_reset : \$2 [15:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     (* full_case = 32'd1 *)
     casez (reset)
       2'h0:
-          u_new = \$11 [15:0];
+          u_new = \$11 ;
       2'h1:
           u_new = \$12 ;
       default:
-          u_new = \$8 [15:0];
+          u_new = \$2 [15:0];
     endcase
   end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1083$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$1083$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$1083$0 [24:9];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+  assign v = \$2 [15:0];
+  assign minus = \$10 [15:0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron6 (reset, spiking, \port$1092$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_digits.neuron6 (reset, spiking, spike, theta, total, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
-  wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
+  wire [25:0] \$1 ;
+  wire [26:0] \$10 ;
+  wire [15:0] \$11 ;
   wire [15:0] \$12 ;
-  wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
+  wire [25:0] \$2 ;
+  wire \$3 ;
+  wire \$4 ;
   wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
-  wire [8:0] alpha;
-  wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$1092$0 ;
-  wire [40:0] \port$1092$0 ;
+  wire [16:0] \$6 ;
+  wire [16:0] \$7 ;
+  wire [26:0] \$8 ;
+  wire [26:0] \$9 ;
+  wire \$signal ;
+  wire lo;
+  wire [15:0] minus;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
   wire spike;
   input spiking;
   wire spiking;
+  input [15:0] theta;
   wire [15:0] theta;
+  input [25:0] total;
   wire [25:0] total;
-  input [15:0] u;
-  wire [15:0] u;
   output [15:0] u_new;
   reg [15:0] u_new;
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1092$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1092$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1092$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1092$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
+  assign \$signal  = $signed(total) > $signed(16'h7fff);
+  assign lo = $signed(total) < $signed(16'h8000);
+  assign \$1  = lo ? 26'h3ff8000 : total;
+  assign \$2  = \$signal  ? 26'h0007fff : \$1 ;
+  assign \$3  = $signed(total) >= $signed(theta);
+  assign \$4  = theta == 16'h8000;
+  assign \$5  = \$3  | \$4 ;
+  assign spike = spiking & \$5 ;
+  assign \$6  = $signed(16'h7fff) - $signed(theta);
+  assign \$7  = $signed(16'h8000) - $signed(theta);
+  assign \$8  = $signed(total) - $signed(theta);
+  assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
+  assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
+  assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
+  assign \$12  = spike ? v_reset : \$2 [15:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     casez (reset)
       2'h0:
-          u_new = \$11 [15:0];
+          u_new = \$11 ;
       2'h1:
           u_new = \$12 ;
       default:
-          u_new = \$8 [15:0];
+          u_new = \$2 [15:0];
     endcase
   end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1092$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$1092$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$1092$0 [24:9];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+  assign v = \$2 [15:0];
+  assign minus = \$10 [15:0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron7 (reset, spiking, \port$1101$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_digits.neuron7 (reset, spiking, spike, theta, total, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
-  wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
+  wire [25:0] \$1 ;
+  wire [26:0] \$10 ;
+  wire [15:0] \$11 ;
   wire [15:0] \$12 ;
-  wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
+  wire [25:0] \$2 ;
+  wire \$3 ;
+  wire \$4 ;
   wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
-  wire [8:0] alpha;
-  wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$1101$0 ;
-  wire [40:0] \port$1101$0 ;
+  wire [16:0] \$6 ;
+  wire [16:0] \$7 ;
+  wire [26:0] \$8 ;
+  wire [26:0] \$9 ;
+  wire \$signal ;
+  wire lo;
+  wire [15:0] minus;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
   wire spike;
   input spiking;
   wire spiking;
+  input [15:0] theta;
   wire [15:0] theta;
+  input [25:0] total;
   wire [25:0] total;
-  input [15:0] u;
-  wire [15:0] u;
   output [15:0] u_new;
   reg [15:0] u_new;
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1101$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1101$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1101$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1101$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
+  assign \$signal  = $signed(total) > $signed(16'h7fff);
+  assign lo = $signed(total) < $signed(16'h8000);
+  assign \$1  = lo ? 26'h3ff8000 : total;
+  assign \$2  = \$signal  ? 26'h0007fff : \$1 ;
+  assign \$3  = $signed(total) >= $signed(theta);
+  assign \$4  = theta == 16'h8000;
+  assign \$5  = \$3  | \$4 ;
+  assign spike = spiking & \$5 ;
+  assign \$6  = $signed(16'h7fff) - $signed(theta);
+  assign \$7  = $signed(16'h8000) - $signed(theta);
+  assign \$8  = $signed(total) - $signed(theta);
+  assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
+  assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
+  assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
+  assign \$12  = spike ? v_reset : \$2 [15:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     casez (reset)
       2'h0:
-          u_new = \$11 [15:0];
+          u_new = \$11 ;
       2'h1:
           u_new = \$12 ;
       default:
-          u_new = \$8 [15:0];
+          u_new = \$2 [15:0];
     endcase
   end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1101$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$1101$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$1101$0 [24:9];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+  assign v = \$2 [15:0];
+  assign minus = \$10 [15:0];
 endmodule
 
 (* generator = "Amaranth" *)

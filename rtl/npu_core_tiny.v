@@ -7,68 +7,68 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire \$101 ;
+  wire [32:0] \$101 ;
   wire \$102 ;
   wire \$103 ;
   wire \$104 ;
-  reg [1:0] \$105 ;
-  wire [3:0] \$106 ;
-  wire [4:0] \$107 ;
-  reg [31:0] \$108 ;
-  wire [32:0] \$109 ;
+  wire \$105 ;
+  wire \$106 ;
+  reg [1:0] \$107 ;
+  wire [3:0] \$108 ;
+  wire [4:0] \$109 ;
   wire \$11 ;
-  wire [3:0] \$110 ;
-  wire [4:0] \$111 ;
+  reg [31:0] \$110 ;
+  wire [32:0] \$111 ;
   wire [3:0] \$112 ;
   wire [4:0] \$113 ;
-  reg [31:0] \$114 ;
-  wire [32:0] \$115 ;
-  wire [3:0] \$116 ;
-  wire [4:0] \$117 ;
-  reg [1:0] \$118 ;
-  reg [2:0] \$119 ;
+  wire [3:0] \$114 ;
+  wire [4:0] \$115 ;
+  reg [31:0] \$116 ;
+  wire [32:0] \$117 ;
+  wire [3:0] \$118 ;
+  wire [4:0] \$119 ;
   wire \$12 ;
-  wire [3:0] \$120 ;
-  wire \$121 ;
-  reg [1:0] \$122 ;
-  reg [1:0] \$123 ;
-  wire \$124 ;
+  reg [1:0] \$120 ;
+  reg [2:0] \$121 ;
+  wire [3:0] \$122 ;
+  wire \$123 ;
+  reg [1:0] \$124 ;
   reg [1:0] \$125 ;
   wire \$126 ;
-  reg \$127 ;
+  reg [1:0] \$127 ;
   wire \$128 ;
-  wire \$129 ;
+  reg \$129 ;
   wire \$13 ;
-  reg [1:0] \$130 ;
+  wire \$130 ;
   wire \$131 ;
-  reg [4:0] \$132 ;
-  reg [1:0] \$133 ;
-  reg \$134 ;
-  wire \$135 ;
-  reg [4:0] \$136 ;
-  wire [4:0] \$137 ;
-  reg [7:0] \$138 ;
-  reg [4:0] \$139 ;
+  reg [1:0] \$132 ;
+  wire \$133 ;
+  reg [4:0] \$134 ;
+  reg [1:0] \$135 ;
+  reg \$136 ;
+  wire \$137 ;
+  reg [4:0] \$138 ;
+  wire [4:0] \$139 ;
   wire \$14 ;
-  wire [8:0] \$140 ;
-  wire [9:0] \$141 ;
-  wire [3:0] \$142 ;
-  wire [4:0] \$143 ;
-  reg [31:0] \$144 ;
-  wire [32:0] \$145 ;
-  wire [3:0] \$146 ;
-  wire [4:0] \$147 ;
-  wire \$148 ;
-  wire [5:0] \$149 ;
+  reg [7:0] \$140 ;
+  reg [4:0] \$141 ;
+  wire [5:0] \$142 ;
+  wire [5:0] \$143 ;
+  wire [9:0] \$144 ;
+  reg [4:0] \$145 ;
+  wire [5:0] \$146 ;
+  wire [5:0] \$147 ;
+  wire [10:0] \$148 ;
+  reg [4:0] \$149 ;
   wire \$15 ;
-  wire \$150 ;
-  wire [3:0] \$151 ;
-  wire [4:0] \$152 ;
-  reg [31:0] \$153 ;
-  wire [32:0] \$154 ;
-  wire [3:0] \$155 ;
-  wire [4:0] \$156 ;
-  wire [3:0] \$157 ;
+  wire [7:0] \$150 ;
+  wire [7:0] \$151 ;
+  wire [11:0] \$152 ;
+  reg [4:0] \$153 ;
+  wire [7:0] \$154 ;
+  wire [7:0] \$155 ;
+  wire [12:0] \$156 ;
+  wire [9:0] \$157 ;
   wire [3:0] \$158 ;
   wire [4:0] \$159 ;
   wire \$16 ;
@@ -77,7 +77,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [3:0] \$162 ;
   wire [4:0] \$163 ;
   wire \$164 ;
-  wire \$165 ;
+  wire [5:0] \$165 ;
   wire \$166 ;
   wire [3:0] \$167 ;
   wire [4:0] \$168 ;
@@ -86,80 +86,113 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [32:0] \$170 ;
   wire [3:0] \$171 ;
   wire [4:0] \$172 ;
-  reg [3:0] \$173 ;
-  wire [4:0] \$174 ;
-  wire \$175 ;
-  wire [4:0] \$176 ;
-  wire [1:0] \$177 ;
-  wire \$178 ;
-  wire [1:0] \$179 ;
+  wire [3:0] \$173 ;
+  wire [3:0] \$174 ;
+  wire [4:0] \$175 ;
+  reg [31:0] \$176 ;
+  wire [32:0] \$177 ;
+  wire [3:0] \$178 ;
+  wire [4:0] \$179 ;
   wire \$18 ;
   wire \$180 ;
   wire \$181 ;
   wire \$182 ;
   wire \$183 ;
-  wire [32:0] \$184 ;
-  reg [37:0] \$185 ;
-  reg [37:0] \$186 ;
-  reg [15:0] \$187 ;
-  reg [15:0] \$188 ;
-  reg [15:0] \$189 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire [3:0] \$186 ;
+  wire [4:0] \$187 ;
+  reg [31:0] \$188 ;
+  wire [32:0] \$189 ;
   wire \$19 ;
-  reg [15:0] \$190 ;
-  reg [1:0] \$191 ;
-  reg \$192 ;
-  reg [2:0] \$193 ;
-  reg \$194 ;
-  reg [40:0] \$195 ;
-  reg \$196 ;
-  reg \$197 ;
-  reg [7:0] \$198 ;
-  reg [8:0] \$199 ;
+  wire [3:0] \$190 ;
+  wire [4:0] \$191 ;
+  reg [3:0] \$192 ;
+  wire [4:0] \$193 ;
+  wire \$194 ;
+  wire [4:0] \$195 ;
+  wire [1:0] \$196 ;
+  wire \$197 ;
+  wire [1:0] \$198 ;
+  wire \$199 ;
   wire \$2 ;
   wire \$20 ;
-  reg \$200 ;
-  reg [23:0] \$201 ;
-  reg [23:0] \$202 ;
-  reg [4:0] \$203 ;
-  reg [4:0] \$204 ;
-  reg [4:0] \$205 ;
-  reg [4:0] \$206 ;
-  reg [4:0] \$207 ;
-  reg [4:0] \$208 ;
-  reg [4:0] \$209 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire \$202 ;
+  wire [32:0] \$203 ;
+  reg [37:0] \$204 ;
+  reg [37:0] \$205 ;
+  reg [15:0] \$206 ;
+  reg [15:0] \$207 ;
+  reg [15:0] \$208 ;
+  reg [15:0] \$209 ;
   reg [7:0] \$21 ;
-  reg [4:0] \$210 ;
-  reg [31:0] \$211 ;
-  reg [31:0] \$212 ;
-  reg [31:0] \$213 ;
-  reg [31:0] \$214 ;
-  reg [31:0] \$215 ;
-  reg [31:0] \$216 ;
-  reg [31:0] \$217 ;
-  reg [31:0] \$218 ;
-  reg [31:0] \$219 ;
+  reg [1:0] \$210 ;
+  reg \$211 ;
+  reg [2:0] \$212 ;
+  reg \$213 ;
+  reg [40:0] \$214 ;
+  reg \$215 ;
+  reg \$216 ;
+  reg [7:0] \$217 ;
+  reg [8:0] \$218 ;
+  reg \$219 ;
   reg [40:0] \$22 ;
-  reg [31:0] \$220 ;
-  reg \$221 ;
-  reg [4:0] \$222 ;
-  reg [4:0] \$223 ;
-  reg \$224 ;
-  reg \$225 ;
-  reg \$226 ;
+  reg \$220 ;
+  reg [7:0] \$221 ;
+  reg \$222 ;
+  reg [7:0] \$223 ;
+  reg [7:0] \$224 ;
+  reg [15:0] \$225 ;
+  reg [15:0] \$226 ;
   reg \$227 ;
-  reg [3:0] \$228 ;
-  reg [3:0] \$229 ;
+  reg \$228 ;
+  reg [17:0] \$229 ;
   reg [15:0] \$23 ;
-  reg [2:0] \$230 ;
-  reg [1:0] \$231 ;
-  reg \$232 ;
-  reg \$233 ;
-  reg [4:0] \$234 ;
+  reg [15:0] \$230 ;
+  reg [25:0] \$231 ;
+  reg [17:0] \$232 ;
+  reg [15:0] \$233 ;
+  reg [25:0] \$234 ;
   reg [4:0] \$235 ;
-  reg [8:0] \$236 ;
+  reg [4:0] \$236 ;
+  reg [4:0] \$237 ;
+  reg [4:0] \$238 ;
+  reg [4:0] \$239 ;
   reg [3:0] \$24 ;
+  reg [4:0] \$240 ;
+  reg [4:0] \$241 ;
+  reg [4:0] \$242 ;
+  reg [31:0] \$243 ;
+  reg [31:0] \$244 ;
+  reg [31:0] \$245 ;
+  reg [31:0] \$246 ;
+  reg [31:0] \$247 ;
+  reg [31:0] \$248 ;
+  reg [31:0] \$249 ;
   wire [9:0] \$25 ;
+  reg [31:0] \$250 ;
+  reg [31:0] \$251 ;
+  reg [31:0] \$252 ;
+  reg \$253 ;
+  reg [4:0] \$254 ;
+  reg [4:0] \$255 ;
+  reg \$256 ;
+  reg \$257 ;
+  reg \$258 ;
+  reg \$259 ;
   wire [9:0] \$26 ;
+  reg [3:0] \$260 ;
+  reg [3:0] \$261 ;
+  reg [2:0] \$262 ;
+  reg [1:0] \$263 ;
+  reg \$264 ;
+  reg \$265 ;
+  reg [4:0] \$266 ;
+  reg [4:0] \$267 ;
+  reg [8:0] \$268 ;
+  reg \$269 ;
   wire [7:0] \$27 ;
   wire [7:0] \$28 ;
   wire [9:0] \$29 ;
@@ -222,31 +255,34 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [15:0] \$80 ;
   reg [31:0] \$81 ;
   wire [15:0] \$82 ;
-  wire [24:0] \$83 ;
-  wire [15:0] \$84 ;
-  wire [24:0] \$85 ;
-  reg [4:0] \$86 ;
-  wire [5:0] \$87 ;
-  wire [3:0] \$88 ;
-  wire [4:0] \$89 ;
+  wire [15:0] \$83 ;
+  wire [26:0] \$84 ;
+  wire [26:0] \$85 ;
+  wire [26:0] \$86 ;
+  wire [26:0] \$87 ;
+  reg [4:0] \$88 ;
+  wire [5:0] \$89 ;
   wire \$9 ;
-  reg [31:0] \$90 ;
-  wire [32:0] \$91 ;
-  wire [3:0] \$92 ;
-  wire [4:0] \$93 ;
-  wire \$94 ;
-  reg [4:0] \$95 ;
-  wire [5:0] \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire [32:0] \$99 ;
+  wire [3:0] \$90 ;
+  wire [4:0] \$91 ;
+  reg [31:0] \$92 ;
+  wire [32:0] \$93 ;
+  wire [3:0] \$94 ;
+  wire [4:0] \$95 ;
+  wire \$96 ;
+  reg [4:0] \$97 ;
+  wire [5:0] \$98 ;
+  wire \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$151  = 1'h0;
-  reg \$signal$155  = 1'h0;
-  reg \$signal$156  = 1'h0;
+  reg \$signal$128 ;
+  reg \$signal$154  = 1'h0;
+  reg \$signal$158  = 1'h0;
+  reg \$signal$159  = 1'h0;
+  reg \$signal$166  = 1'h0;
+  reg \$signal$172  = 1'h0;
   wire [7:0] \$signature__addr ;
-  wire [3:0] \$signature__addr$108 ;
-  wire [3:0] \$signature__addr$113 ;
+  wire [3:0] \$signature__addr$110 ;
+  wire [3:0] \$signature__addr$115 ;
   wire [3:0] \$signature__addr$23 ;
   wire [7:0] \$signature__addr$26 ;
   wire [3:0] \$signature__addr$29 ;
@@ -257,8 +293,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [3:0] \$signature__addr$56 ;
   wire [3:0] \$signature__addr$57 ;
   wire [7:0] \$signature__data ;
-  wire [15:0] \$signature__data$109 ;
-  wire [15:0] \$signature__data$114 ;
+  wire [15:0] \$signature__data$111 ;
+  wire [15:0] \$signature__data$116 ;
   wire [40:0] \$signature__data$24 ;
   wire [8:0] \$signature__data$24.alpha ;
   wire [15:0] \$signature__data$24.bias ;
@@ -281,23 +317,21 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \$signature__data$38 ;
   wire [15:0] \$signature__data$39 ;
   wire \$signature__en ;
-  wire \$signature__en$111 ;
-  wire \$signature__en$116 ;
+  wire \$signature__en$113 ;
+  wire \$signature__en$118 ;
   wire \$signature__en$25 ;
   wire \$signature__en$28 ;
   wire \$signature__en$31 ;
-  reg [23:0] acc = 24'h000000;
-  reg [23:0] \acc$99  = 24'h000000;
-  (* init = 24'h000000 *)
-  wire [23:0] acc0;
-  (* init = 24'h000000 *)
-  wire [23:0] acc1;
+  (* init = 26'h0000000 *)
+  wire [25:0] acc0;
+  (* init = 26'h0000000 *)
+  wire [25:0] acc1;
   wire [8:0] alpha;
-  wire [8:0] \alpha$101 ;
+  wire [8:0] \alpha$67 ;
   reg bank_sel = 1'h0;
   reg [4:0] base;
   wire [15:0] bias;
-  wire [15:0] \bias$103 ;
+  wire [15:0] \bias$68 ;
   output busy;
   reg busy;
   wire \busy$19 ;
@@ -326,6 +360,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [31:0] ctr8 = 32'd0;
   reg [31:0] ctr9 = 32'd0;
   reg cur = 1'h0;
+  reg drain2 = 1'h0;
   reg [2:0] e = 3'h0;
   reg [15:0] edge0 = 16'h0000;
   wire [4:0] \edge0.nsrc ;
@@ -424,6 +459,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [4:0] \layer1.size ;
   wire \layer1.spiking ;
   wire [15:0] \layer1.v_reset ;
+  wire [17:0] leak;
+  wire [17:0] \leak$171 ;
+  reg [17:0] leak_q0 = 18'h00000;
+  reg [17:0] leak_q1 = 18'h00000;
   reg li = 1'h0;
   reg load;
   reg [4:0] n = 5'h00;
@@ -440,6 +479,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire output__ready;
   output output__valid;
   wire output__valid;
+  reg pre2 = 1'h0;
+  reg [15:0] prod_q0 = 16'h0000;
+  reg [15:0] prod_q1 = 16'h0000;
   wire [23:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -455,7 +497,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire records__ready;
   wire records__valid;
   reg [1:0] reset;
-  reg [1:0] \reset$105 ;
+  reg [1:0] \reset$107 ;
   wire [4:0] row_addr;
   reg [8:0] rowbase = 9'h000;
   input rst;
@@ -466,29 +508,39 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [7:0] s1_value;
   reg s2_valid = 1'h0;
   reg [7:0] s2_x = 8'h00;
+  reg [7:0] s3_x = 8'h00;
+  reg s4_valid = 1'h0;
   reg [1:0] send;
   wire spike;
-  wire \spike$107 ;
+  wire \spike$109 ;
   wire [1:0] spike_src;
   wire [1:0] spikes;
-  reg [1:0] \spikes$131 ;
+  reg [1:0] \spikes$134 ;
   reg spiking;
-  reg \spiking$106 ;
+  reg \spiking$108 ;
   reg [1:0] src_sel = 2'h0;
-  wire [15:0] theta;
-  wire [15:0] \theta$102 ;
+  reg [15:0] theta = 16'h0000;
+  reg [15:0] \theta$104  = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] theta_q0;
+  (* init = 16'h0000 *)
+  wire [15:0] theta_q1;
+  reg [25:0] total = 26'h0000000;
+  reg [25:0] \total$102  = 26'h0000000;
   wire [15:0] u;
-  wire [15:0] \u$98 ;
+  wire [15:0] \u$66 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$115 ;
+  wire [15:0] \u_new$117 ;
   reg [15:0] v_reset;
-  reg [15:0] \v_reset$104 ;
+  reg [15:0] \v_reset$106 ;
   wire [1:0] valid_lanes;
   reg [31:0] values;
   wire [15:0] \values[0] ;
   wire [15:0] \values[1] ;
   wire [23:0] w_data;
   wire w_en;
+  reg [7:0] w_q0 = 8'h00;
+  reg [7:0] w_q1 = 8'h00;
   wire w_rdy;
   reg write_end;
   reg [11:0] events [127:0];
@@ -695,7 +747,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes0[15] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$111 )
+    if (\$signature__en$113 )
       membranes0[\$36 [3:0]] <= \$37 [15:0];
   end
   reg [15:0] _2_;
@@ -723,7 +775,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes1[15] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$116 )
+    if (\$signature__en$118 )
       membranes1[\$42 [3:0]] <= \$43 [15:0];
   end
   reg [15:0] _3_;
@@ -1368,13 +1420,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$39  = host_we & \$38 ;
   assign \$40  = ! host_addr[8];
   assign \$41  = \$39  & \$40 ;
-  assign \$signature__en$111  = busy ? neuron_write : \$41 ;
+  assign \$signature__en$113  = busy ? neuron_write : \$41 ;
   assign \$42  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$43  = busy ? { \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115  } : { 1'h0, host_wdata };
+  assign \$43  = busy ? { \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117  } : { 1'h0, host_wdata };
   assign \$44  = host_addr[11:9] == 2'h3;
   assign \$45  = host_we & \$44 ;
   assign \$47  = \$45  & \$46 ;
-  assign \$signature__en$116  = busy ? neuron_write : \$47 ;
+  assign \$signature__en$118  = busy ? neuron_write : \$47 ;
   assign \$49  = k * 2'h2;
   assign \$50  = \$49  + 1'h0;
   assign \$51  = \$48  > \$50 ;
@@ -1402,208 +1454,258 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$76  = \$75  & host_we;
   assign \$77  = ~ busy;
   assign \$78  = \$77  & host_re;
-  assign \$82  = $signed(\$signature__data$34 ) * $signed(s2_x);
-  assign \$83  = $signed(acc) + $signed(\$82 );
-  assign \$84  = $signed(\$signature__data$35 ) * $signed(s2_x);
-  assign \$85  = $signed(\acc$99 ) + $signed(\$84 );
-  assign \$87  = \$86  + 1'h1;
-  assign \$88  = event_layer * 3'h4;
-  assign \$89  = \$88  + 2'h3;
-  assign \$91  = \$90  + 1'h1;
-  assign \$92  = event_layer * 3'h4;
-  assign \$93  = \$92  + 2'h3;
-  assign \$94  = input__valid & input__ready;
-  assign \$96  = \$95  + 1'h1;
-  assign \$97  = ~ busy;
-  assign \$98  = clear & \$97 ;
-  assign \$99  = ctr8 + 1'h1;
-  assign \$100  = ~ clear;
-  assign \$101  = in_full & \$100 ;
-  assign \$102  = ~ \$signal ;
-  assign \$103  = ~ \$signal ;
-  assign \$104  = ! num_layers;
-  assign \$106  = li * 3'h4;
-  assign \$107  = \$106  + 1'h0;
-  assign \$109  = \$108  + 1'h1;
-  assign \$110  = li * 3'h4;
-  assign \$111  = \$110  + 1'h0;
+  assign \$82  = $signed(w_q0) * $signed(s3_x);
+  assign \$83  = $signed(w_q1) * $signed(s3_x);
+  assign \$84  = $signed(total) + $signed(prod_q0);
+  assign \$85  = $signed(total) + $signed(leak_q0);
+  assign \$86  = $signed(\total$102 ) + $signed(prod_q1);
+  assign \$87  = $signed(\total$102 ) + $signed(leak_q1);
+  assign \$89  = \$88  + 1'h1;
+  assign \$90  = event_layer * 3'h4;
+  assign \$91  = \$90  + 2'h3;
+  assign \$93  = \$92  + 1'h1;
+  assign \$94  = event_layer * 3'h4;
+  assign \$95  = \$94  + 2'h3;
+  assign \$96  = input__valid & input__ready;
+  assign \$98  = \$97  + 1'h1;
+  assign \$99  = ~ busy;
+  assign \$100  = clear & \$99 ;
+  assign \$101  = ctr8 + 1'h1;
+  assign \$102  = ~ clear;
+  assign \$103  = in_full & \$102 ;
+  assign \$104  = ~ \$signal ;
+  assign \$105  = ~ \$signal ;
+  assign \$106  = ! num_layers;
+  assign \$108  = li * 3'h4;
+  assign \$109  = \$108  + 1'h0;
+  assign \$111  = \$110  + 1'h1;
   assign \$112  = li * 3'h4;
   assign \$113  = \$112  + 1'h0;
-  assign \$115  = \$114  + 1'h1;
-  assign \$116  = li * 3'h4;
-  assign \$117  = \$116  + 1'h0;
-  assign \$120  = \$118  + \$119 ;
-  assign \$121  = e == \$120 ;
-  assign \$124  = ! \$123 ;
+  assign \$114  = li * 3'h4;
+  assign \$115  = \$114  + 1'h0;
+  assign \$117  = \$116  + 1'h1;
+  assign \$118  = li * 3'h4;
+  assign \$119  = \$118  + 1'h0;
+  assign \$122  = \$120  + \$121 ;
+  assign \$123  = e == \$122 ;
   assign \$126  = ! \$125 ;
-  assign \$128  = cur ^ \$127 ;
-  assign \$129  = \$126  ? \$signal$156  : \$128 ;
-  assign \$131  = ! \$130 ;
-  assign \$135  = cur ^ \$134 ;
-  assign \$137  = \$131  ? \$132  : \$136 ;
-  assign \$140  = k * \$139 ;
-  assign \$141  = \$138  + \$140 ;
-  assign \$142  = li * 3'h4;
-  assign \$143  = \$142  + 1'h0;
-  assign \$145  = \$144  + 1'h1;
-  assign \$146  = li * 3'h4;
-  assign \$147  = \$146  + 1'h0;
-  assign \$148  = n < cnt;
-  assign \$149  = n + 1'h1;
-  assign \$150  = ! k;
-  assign \$151  = li * 3'h4;
-  assign \$152  = \$151  + 2'h2;
-  assign \$154  = \$153  + 1'h1;
-  assign \$155  = li * 3'h4;
-  assign \$156  = \$155  + 2'h2;
-  assign \$157  = e + 1'h1;
+  assign \$128  = ! \$127 ;
+  assign \$130  = cur ^ \$129 ;
+  assign \$131  = \$128  ? \$signal$172  : \$130 ;
+  assign \$133  = ! \$132 ;
+  assign \$137  = cur ^ \$136 ;
+  assign \$139  = \$133  ? \$134  : \$138 ;
+  assign \$143  = k[0] ? \$142  : 6'h00;
+  assign \$144  = 1'h0 + \$143 ;
+  assign \$147  = k[1] ? \$146  : 6'h00;
+  assign \$148  = \$144  + \$147 ;
+  assign \$151  = k[2] ? \$150  : 8'h00;
+  assign \$152  = \$148  + \$151 ;
+  assign \$155  = k[3] ? \$154  : 8'h00;
+  assign \$156  = \$152  + \$155 ;
+  assign \$157  = \$140  + \$156 [8:0];
   assign \$158  = li * 3'h4;
   assign \$159  = \$158  + 1'h0;
   assign \$161  = \$160  + 1'h1;
   assign \$162  = li * 3'h4;
   assign \$163  = \$162  + 1'h0;
-  assign \$164  = ~ \$signal$151 ;
-  assign \$165  = ~ s2_valid;
-  assign \$166  = \$164  & \$165 ;
+  assign \$164  = n < cnt;
+  assign \$165  = n + 1'h1;
+  assign \$166  = ! k;
   assign \$167  = li * 3'h4;
-  assign \$168  = \$167  + 1'h1;
+  assign \$168  = \$167  + 2'h2;
   assign \$170  = \$169  + 1'h1;
   assign \$171  = li * 3'h4;
-  assign \$172  = \$171  + 1'h1;
-  assign \$174  = k + 1'h1;
-  assign \$175  = \$173  == \$174 ;
-  assign \$176  = k + 1'h1;
-  assign \$177  = li + 1'h1;
-  assign \$178  = \$177  == num_layers;
-  assign \$179  = li + 1'h1;
-  assign \$180  = ~ cur;
-  assign \$181  = ~ cur;
-  assign \$182  = ~ cur;
-  assign \$183  = ~ cur;
-  assign \$184  = ctr9 + 1'h1;
+  assign \$172  = \$171  + 2'h2;
+  assign \$173  = e + 1'h1;
+  assign \$174  = li * 3'h4;
+  assign \$175  = \$174  + 1'h0;
+  assign \$177  = \$176  + 1'h1;
+  assign \$178  = li * 3'h4;
+  assign \$179  = \$178  + 1'h0;
+  assign \$180  = ~ drain2;
+  assign \$181  = ~ \$signal$154 ;
+  assign \$182  = ~ s2_valid;
+  assign \$183  = \$181  & \$182 ;
+  assign \$184  = ~ \$signal$159 ;
+  assign \$185  = \$183  & \$184 ;
+  assign \$186  = li * 3'h4;
+  assign \$187  = \$186  + 1'h1;
+  assign \$189  = \$188  + 1'h1;
+  assign \$190  = li * 3'h4;
+  assign \$191  = \$190  + 1'h1;
+  assign \$193  = k + 1'h1;
+  assign \$194  = \$192  == \$193 ;
+  assign \$195  = k + 1'h1;
+  assign \$196  = li + 1'h1;
+  assign \$197  = \$196  == num_layers;
+  assign \$198  = li + 1'h1;
+  assign \$199  = ~ cur;
+  assign \$200  = ~ cur;
+  assign \$201  = ~ cur;
+  assign \$202  = ~ cur;
+  assign \$203  = ctr9 + 1'h1;
   always @(posedge clk)
-    layer0 <= \$185 ;
+    layer0 <= \$204 ;
   always @(posedge clk)
-    layer1 <= \$186 ;
+    layer1 <= \$205 ;
   always @(posedge clk)
-    edge0 <= \$187 ;
+    edge0 <= \$206 ;
   always @(posedge clk)
-    edge1 <= \$188 ;
+    edge1 <= \$207 ;
   always @(posedge clk)
-    edge2 <= \$189 ;
+    edge2 <= \$208 ;
   always @(posedge clk)
-    edge3 <= \$190 ;
+    edge3 <= \$209 ;
   always @(posedge clk)
-    num_layers <= \$191 ;
+    num_layers <= \$210 ;
   always @(posedge clk)
-    host_rvalid <= \$192 ;
+    host_rvalid <= \$211 ;
   always @(posedge clk)
-    rd_region <= \$193 ;
+    rd_region <= \$212 ;
   always @(posedge clk)
-    rd_lane <= \$194 ;
+    rd_lane <= \$213 ;
   always @(posedge clk)
-    rd_reg <= \$195 ;
+    rd_reg <= \$214 ;
   always @(posedge clk)
-    \$signal$151  <= \$196 ;
+    \$signal$154  <= \$215 ;
   always @(posedge clk)
-    s2_valid <= \$197 ;
+    s2_valid <= \$216 ;
   always @(posedge clk)
-    s2_x <= \$198 ;
+    s2_x <= \$217 ;
   always @(posedge clk)
-    s1_rowbase <= \$199 ;
+    s1_rowbase <= \$218 ;
   always @(posedge clk)
-    s1_from_input <= \$200 ;
+    s1_from_input <= \$219 ;
   always @(posedge clk)
-    acc <= \$201 ;
+    \$signal$159  <= \$220 ;
   always @(posedge clk)
-    \acc$99  <= \$202 ;
+    s3_x <= \$221 ;
   always @(posedge clk)
-    count0 <= \$203 ;
+    s4_valid <= \$222 ;
   always @(posedge clk)
-    count1 <= \$204 ;
+    w_q0 <= \$223 ;
   always @(posedge clk)
-    count2 <= \$205 ;
+    w_q1 <= \$224 ;
   always @(posedge clk)
-    count3 <= \$206 ;
+    prod_q0 <= \$225 ;
   always @(posedge clk)
-    count4 <= \$207 ;
+    prod_q1 <= \$226 ;
   always @(posedge clk)
-    count5 <= \$208 ;
+    \$signal$166  <= \$227 ;
   always @(posedge clk)
-    count6 <= \$209 ;
+    pre2 <= \$228 ;
   always @(posedge clk)
-    count7 <= \$210 ;
+    leak_q0 <= \$229 ;
   always @(posedge clk)
-    ctr0 <= \$211 ;
+    theta <= \$230 ;
   always @(posedge clk)
-    ctr1 <= \$212 ;
+    total <= \$231 ;
   always @(posedge clk)
-    ctr2 <= \$213 ;
+    leak_q1 <= \$232 ;
   always @(posedge clk)
-    ctr3 <= \$214 ;
+    \theta$104  <= \$233 ;
   always @(posedge clk)
-    ctr4 <= \$215 ;
+    \total$102  <= \$234 ;
   always @(posedge clk)
-    ctr5 <= \$216 ;
+    count0 <= \$235 ;
   always @(posedge clk)
-    ctr6 <= \$217 ;
+    count1 <= \$236 ;
   always @(posedge clk)
-    ctr7 <= \$218 ;
+    count2 <= \$237 ;
   always @(posedge clk)
-    ctr8 <= \$219 ;
+    count3 <= \$238 ;
   always @(posedge clk)
-    ctr9 <= \$220 ;
+    count4 <= \$239 ;
   always @(posedge clk)
-    in_full <= \$221 ;
+    count5 <= \$240 ;
   always @(posedge clk)
-    in_count0 <= \$222 ;
+    count6 <= \$241 ;
   always @(posedge clk)
-    in_count1 <= \$223 ;
+    count7 <= \$242 ;
   always @(posedge clk)
-    cur <= \$224 ;
+    ctr0 <= \$243 ;
   always @(posedge clk)
-    \$signal  <= \$225 ;
+    ctr1 <= \$244 ;
   always @(posedge clk)
-    li <= \$226 ;
+    ctr2 <= \$245 ;
   always @(posedge clk)
-    \$signal$156  <= \$227 ;
+    ctr3 <= \$246 ;
   always @(posedge clk)
-    fsm_state <= \$228 ;
+    ctr4 <= \$247 ;
   always @(posedge clk)
-    k <= \$229 ;
+    ctr5 <= \$248 ;
   always @(posedge clk)
-    e <= \$230 ;
+    ctr6 <= \$249 ;
   always @(posedge clk)
-    src_sel <= \$231 ;
+    ctr7 <= \$250 ;
   always @(posedge clk)
-    \$signal$155  <= \$232 ;
+    ctr8 <= \$251 ;
   always @(posedge clk)
-    bank_sel <= \$233 ;
+    ctr9 <= \$252 ;
   always @(posedge clk)
-    n <= \$234 ;
+    in_full <= \$253 ;
   always @(posedge clk)
-    cnt <= \$235 ;
+    in_count0 <= \$254 ;
   always @(posedge clk)
-    rowbase <= \$236 ;
+    in_count1 <= \$255 ;
+  always @(posedge clk)
+    cur <= \$256 ;
+  always @(posedge clk)
+    \$signal  <= \$257 ;
+  always @(posedge clk)
+    li <= \$258 ;
+  always @(posedge clk)
+    \$signal$172  <= \$259 ;
+  always @(posedge clk)
+    fsm_state <= \$260 ;
+  always @(posedge clk)
+    k <= \$261 ;
+  always @(posedge clk)
+    e <= \$262 ;
+  always @(posedge clk)
+    src_sel <= \$263 ;
+  always @(posedge clk)
+    \$signal$158  <= \$264 ;
+  always @(posedge clk)
+    bank_sel <= \$265 ;
+  always @(posedge clk)
+    n <= \$266 ;
+  always @(posedge clk)
+    cnt <= \$267 ;
+  always @(posedge clk)
+    rowbase <= \$268 ;
+  always @(posedge clk)
+    drain2 <= \$269 ;
+  \npu_core_tiny.leak0  leak0 (
+    .alpha(\$signature__data$36 [8:0]),
+    .bias(\$signature__data$36 [40:25]),
+    .leak(leak),
+    .u(\$signature__data$38 )
+  );
+  \npu_core_tiny.leak1  leak1 (
+    .alpha(\$signature__data$37 [8:0]),
+    .bias(\$signature__data$37 [40:25]),
+    .leak(\leak$171 ),
+    .u(\$signature__data$39 )
+  );
   \npu_core_tiny.neuron0  neuron0 (
-    .acc(acc),
-    .\port$586$0 (\$signature__data$36 ),
     .reset(reset),
     .spike(spike),
     .spiking(spiking),
-    .u(\$signature__data$38 ),
+    .theta(theta),
+    .total(total),
     .u_new(u_new),
     .v_reset(v_reset)
   );
   \npu_core_tiny.neuron1  neuron1 (
-    .acc(\acc$99 ),
-    .\port$595$0 (\$signature__data$37 ),
-    .reset(\reset$105 ),
-    .spike(\spike$107 ),
-    .spiking(\spiking$106 ),
-    .u(\$signature__data$39 ),
-    .u_new(\u_new$115 ),
-    .v_reset(\v_reset$104 )
+    .reset(\reset$107 ),
+    .spike(\spike$109 ),
+    .spiking(\spiking$108 ),
+    .theta(\theta$104 ),
+    .total(\total$102 ),
+    .u_new(\u_new$117 ),
+    .v_reset(\v_reset$106 )
   );
   \npu_core_tiny.out_fifo  out_fifo (
     .clk(clk),
@@ -1631,7 +1733,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .records__valid(records__valid),
     .rst(rst),
     .send(send),
-    .\spikes$21 (\spikes$131 ),
+    .\spikes$21 (\spikes$134 ),
     .values(values)
   );
   always @* begin
@@ -1731,9 +1833,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \v_reset$104  = layer0[36:21];
+          \v_reset$106  = layer0[36:21];
       1'h1:
-          \v_reset$104  = layer1[36:21];
+          \v_reset$106  = layer1[36:21];
     endcase
   end
   always @* begin
@@ -1741,9 +1843,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \reset$105  = layer0[20:19];
+          \reset$107  = layer0[20:19];
       1'h1:
-          \reset$105  = layer1[20:19];
+          \reset$107  = layer1[20:19];
     endcase
   end
   always @* begin
@@ -1751,9 +1853,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \spiking$106  = layer0[18];
+          \spiking$108  = layer0[18];
       1'h1:
-          \spiking$106  = layer1[18];
+          \spiking$108  = layer1[18];
     endcase
   end
   always @* begin
@@ -1861,47 +1963,47 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez ({ cur, spike_src })
       3'h0:
-          \$86  = count0;
+          \$88  = count0;
       3'h1:
-          \$86  = count1;
+          \$88  = count1;
       3'h2:
-          \$86  = count2;
+          \$88  = count2;
       3'h3:
-          \$86  = count3;
+          \$88  = count3;
       3'h4:
-          \$86  = count4;
+          \$88  = count4;
       3'h5:
-          \$86  = count5;
+          \$88  = count5;
       3'h6:
-          \$86  = count6;
+          \$88  = count6;
       3'h7:
-          \$86  = count7;
+          \$88  = count7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$90  = 32'd0;
-    casez (\$89 )
+    \$92  = 32'd0;
+    casez (\$91 )
       5'h00:
-          \$90  = ctr0;
+          \$92  = ctr0;
       5'h01:
-          \$90  = ctr1;
+          \$92  = ctr1;
       5'h02:
-          \$90  = ctr2;
+          \$92  = ctr2;
       5'h03:
-          \$90  = ctr3;
+          \$92  = ctr3;
       5'h04:
-          \$90  = ctr4;
+          \$92  = ctr4;
       5'h05:
-          \$90  = ctr5;
+          \$92  = ctr5;
       5'h06:
-          \$90  = ctr6;
+          \$92  = ctr6;
       5'h07:
-          \$90  = ctr7;
+          \$92  = ctr7;
       5'h08:
-          \$90  = ctr8;
+          \$92  = ctr8;
       5'h09:
-          \$90  = ctr9;
+          \$92  = ctr9;
     endcase
   end
   always @* begin
@@ -1909,9 +2011,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$95  = in_count0;
+          \$97  = in_count0;
       1'h1:
-          \$95  = in_count1;
+          \$97  = in_count1;
     endcase
   end
   always @* begin
@@ -1919,61 +2021,61 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \$105  = layer0[14:13];
+          \$107  = layer0[14:13];
       1'h1:
-          \$105  = layer1[14:13];
+          \$107  = layer1[14:13];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$108  = 32'd0;
-    casez (\$107 )
+    \$110  = 32'd0;
+    casez (\$109 )
       5'h00:
-          \$108  = ctr0;
+          \$110  = ctr0;
       5'h01:
-          \$108  = ctr1;
+          \$110  = ctr1;
       5'h02:
-          \$108  = ctr2;
+          \$110  = ctr2;
       5'h03:
-          \$108  = ctr3;
+          \$110  = ctr3;
       5'h04:
-          \$108  = ctr4;
+          \$110  = ctr4;
       5'h05:
-          \$108  = ctr5;
+          \$110  = ctr5;
       5'h06:
-          \$108  = ctr6;
+          \$110  = ctr6;
       5'h07:
-          \$108  = ctr7;
+          \$110  = ctr7;
       5'h08:
-          \$108  = ctr8;
+          \$110  = ctr8;
       5'h09:
-          \$108  = ctr9;
+          \$110  = ctr9;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$114  = 32'd0;
-    casez (\$113 )
+    \$116  = 32'd0;
+    casez (\$115 )
       5'h00:
-          \$114  = ctr0;
+          \$116  = ctr0;
       5'h01:
-          \$114  = ctr1;
+          \$116  = ctr1;
       5'h02:
-          \$114  = ctr2;
+          \$116  = ctr2;
       5'h03:
-          \$114  = ctr3;
+          \$116  = ctr3;
       5'h04:
-          \$114  = ctr4;
+          \$116  = ctr4;
       5'h05:
-          \$114  = ctr5;
+          \$116  = ctr5;
       5'h06:
-          \$114  = ctr6;
+          \$116  = ctr6;
       5'h07:
-          \$114  = ctr7;
+          \$116  = ctr7;
       5'h08:
-          \$114  = ctr8;
+          \$116  = ctr8;
       5'h09:
-          \$114  = ctr9;
+          \$116  = ctr9;
     endcase
   end
   always @* begin
@@ -1981,9 +2083,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \$118  = layer0[14:13];
+          \$120  = layer0[14:13];
       1'h1:
-          \$118  = layer1[14:13];
+          \$120  = layer1[14:13];
     endcase
   end
   always @* begin
@@ -1991,9 +2093,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \$119  = layer0[17:15];
+          \$121  = layer0[17:15];
       1'h1:
-          \$119  = layer1[17:15];
+          \$121  = layer1[17:15];
     endcase
   end
   always @* begin
@@ -2001,27 +2103,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$122  = edge0[1:0];
+          \$124  = edge0[1:0];
       2'h1:
-          \$122  = edge1[1:0];
+          \$124  = edge1[1:0];
       2'h2:
-          \$122  = edge2[1:0];
+          \$124  = edge2[1:0];
       2'h3:
-          \$122  = edge3[1:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$123  = edge0[1:0];
-      2'h1:
-          \$123  = edge1[1:0];
-      2'h2:
-          \$123  = edge2[1:0];
-      2'h3:
-          \$123  = edge3[1:0];
+          \$124  = edge3[1:0];
     endcase
   end
   always @* begin
@@ -2043,13 +2131,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$127  = edge0[2];
+          \$127  = edge0[1:0];
       2'h1:
-          \$127  = edge1[2];
+          \$127  = edge1[1:0];
       2'h2:
-          \$127  = edge2[2];
+          \$127  = edge2[1:0];
       2'h3:
-          \$127  = edge3[2];
+          \$127  = edge3[1:0];
     endcase
   end
   always @* begin
@@ -2057,23 +2145,37 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$130  = edge0[1:0];
+          \$129  = edge0[2];
       2'h1:
-          \$130  = edge1[1:0];
+          \$129  = edge1[2];
       2'h2:
-          \$130  = edge2[1:0];
+          \$129  = edge2[2];
       2'h3:
-          \$130  = edge3[1:0];
+          \$129  = edge3[2];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$156 )
+    casez (e[1:0])
+      2'h0:
+          \$132  = edge0[1:0];
+      2'h1:
+          \$132  = edge1[1:0];
+      2'h2:
+          \$132  = edge2[1:0];
+      2'h3:
+          \$132  = edge3[1:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$172 )
       1'h0:
-          \$132  = in_count0;
+          \$134  = in_count0;
       1'h1:
-          \$132  = in_count1;
+          \$134  = in_count1;
     endcase
   end
   always @* begin
@@ -2081,13 +2183,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$133  = edge0[1:0];
+          \$135  = edge0[1:0];
       2'h1:
-          \$133  = edge1[1:0];
+          \$135  = edge1[1:0];
       2'h2:
-          \$133  = edge2[1:0];
+          \$135  = edge2[1:0];
       2'h3:
-          \$133  = edge3[1:0];
+          \$135  = edge3[1:0];
     endcase
   end
   always @* begin
@@ -2095,35 +2197,35 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$134  = edge0[2];
+          \$136  = edge0[2];
       2'h1:
-          \$134  = edge1[2];
+          \$136  = edge1[2];
       2'h2:
-          \$134  = edge2[2];
+          \$136  = edge2[2];
       2'h3:
-          \$134  = edge3[2];
+          \$136  = edge3[2];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez ({ \$135 , \$133  })
+    casez ({ \$137 , \$135  })
       3'h0:
-          \$136  = count0;
+          \$138  = count0;
       3'h1:
-          \$136  = count1;
+          \$138  = count1;
       3'h2:
-          \$136  = count2;
+          \$138  = count2;
       3'h3:
-          \$136  = count3;
+          \$138  = count3;
       3'h4:
-          \$136  = count4;
+          \$138  = count4;
       3'h5:
-          \$136  = count5;
+          \$138  = count5;
       3'h6:
-          \$136  = count6;
+          \$138  = count6;
       3'h7:
-          \$136  = count7;
+          \$138  = count7;
     endcase
   end
   always @* begin
@@ -2131,13 +2233,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$138  = edge0[10:3];
+          \$140  = edge0[10:3];
       2'h1:
-          \$138  = edge1[10:3];
+          \$140  = edge1[10:3];
       2'h2:
-          \$138  = edge2[10:3];
+          \$140  = edge2[10:3];
       2'h3:
-          \$138  = edge3[10:3];
+          \$140  = edge3[10:3];
     endcase
   end
   always @* begin
@@ -2145,65 +2247,55 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$139  = edge0[15:11];
+          \$141  = edge0[15:11];
       2'h1:
-          \$139  = edge1[15:11];
+          \$141  = edge1[15:11];
       2'h2:
-          \$139  = edge2[15:11];
+          \$141  = edge2[15:11];
       2'h3:
-          \$139  = edge3[15:11];
+          \$141  = edge3[15:11];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$144  = 32'd0;
-    casez (\$143 )
-      5'h00:
-          \$144  = ctr0;
-      5'h01:
-          \$144  = ctr1;
-      5'h02:
-          \$144  = ctr2;
-      5'h03:
-          \$144  = ctr3;
-      5'h04:
-          \$144  = ctr4;
-      5'h05:
-          \$144  = ctr5;
-      5'h06:
-          \$144  = ctr6;
-      5'h07:
-          \$144  = ctr7;
-      5'h08:
-          \$144  = ctr8;
-      5'h09:
-          \$144  = ctr9;
+    (* full_case = 32'd1 *)
+    casez (e[1:0])
+      2'h0:
+          \$145  = edge0[15:11];
+      2'h1:
+          \$145  = edge1[15:11];
+      2'h2:
+          \$145  = edge2[15:11];
+      2'h3:
+          \$145  = edge3[15:11];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$153  = 32'd0;
-    casez (\$152 )
-      5'h00:
-          \$153  = ctr0;
-      5'h01:
-          \$153  = ctr1;
-      5'h02:
-          \$153  = ctr2;
-      5'h03:
-          \$153  = ctr3;
-      5'h04:
-          \$153  = ctr4;
-      5'h05:
-          \$153  = ctr5;
-      5'h06:
-          \$153  = ctr6;
-      5'h07:
-          \$153  = ctr7;
-      5'h08:
-          \$153  = ctr8;
-      5'h09:
-          \$153  = ctr9;
+    (* full_case = 32'd1 *)
+    casez (e[1:0])
+      2'h0:
+          \$149  = edge0[15:11];
+      2'h1:
+          \$149  = edge1[15:11];
+      2'h2:
+          \$149  = edge2[15:11];
+      2'h3:
+          \$149  = edge3[15:11];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[1:0])
+      2'h0:
+          \$153  = edge0[15:11];
+      2'h1:
+          \$153  = edge1[15:11];
+      2'h2:
+          \$153  = edge2[15:11];
+      2'h3:
+          \$153  = edge3[15:11];
     endcase
   end
   always @* begin
@@ -2260,12 +2352,64 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$176  = 32'd0;
+    casez (\$175 )
+      5'h00:
+          \$176  = ctr0;
+      5'h01:
+          \$176  = ctr1;
+      5'h02:
+          \$176  = ctr2;
+      5'h03:
+          \$176  = ctr3;
+      5'h04:
+          \$176  = ctr4;
+      5'h05:
+          \$176  = ctr5;
+      5'h06:
+          \$176  = ctr6;
+      5'h07:
+          \$176  = ctr7;
+      5'h08:
+          \$176  = ctr8;
+      5'h09:
+          \$176  = ctr9;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$188  = 32'd0;
+    casez (\$187 )
+      5'h00:
+          \$188  = ctr0;
+      5'h01:
+          \$188  = ctr1;
+      5'h02:
+          \$188  = ctr2;
+      5'h03:
+          \$188  = ctr3;
+      5'h04:
+          \$188  = ctr4;
+      5'h05:
+          \$188  = ctr5;
+      5'h06:
+          \$188  = ctr6;
+      5'h07:
+          \$188  = ctr7;
+      5'h08:
+          \$188  = ctr8;
+      5'h09:
+          \$188  = ctr9;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \$173  = layer0[8:5];
+          \$192  = layer0[8:5];
       1'h1:
-          \$173  = layer1[8:5];
+          \$192  = layer1[8:5];
     endcase
   end
   always @* begin
@@ -2364,6 +2508,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$signal$128  = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$signal$128  = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     issue = 1'h0;
     casez (fsm_state)
       4'h0:
@@ -2448,7 +2604,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \spikes$131  = 2'h0;
+    \spikes$134  = 2'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -2464,7 +2620,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h7:
           if (can_load) begin
-            \spikes$131  = spikes;
+            \spikes$134  = spikes;
           end
     endcase
   end
@@ -2553,7 +2709,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h7:
           if (can_load) begin
             values[15:0] = u_new;
-            values[31:16] = \u_new$115 ;
+            values[31:16] = \u_new$117 ;
           end
     endcase
   end
@@ -2583,23 +2739,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$185  = layer0;
+    \$204  = layer0;
     if (\$76 ) begin
       casez (host_addr[11:9])
         3'h0:
             casez (host_addr[7:0])
               8'h00:
-                  \$185  = host_wdata[37:0];
+                  \$204  = host_wdata[37:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$185  = 38'h0000000000;
+      \$204  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$186  = layer1;
+    \$205  = layer1;
     if (\$76 ) begin
       casez (host_addr[11:9])
         3'h0:
@@ -2607,17 +2763,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               8'h00:
                   /* empty */;
               8'h01:
-                  \$186  = host_wdata[37:0];
+                  \$205  = host_wdata[37:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$186  = 38'h0000000000;
+      \$205  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$187  = edge0;
+    \$206  = edge0;
     if (\$76 ) begin
       casez (host_addr[11:9])
         3'h0:
@@ -2625,17 +2781,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             casez (host_addr[7:0])
               8'h00:
-                  \$187  = host_wdata[15:0];
+                  \$206  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$187  = 16'h0000;
+      \$206  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$188  = edge1;
+    \$207  = edge1;
     if (\$76 ) begin
       casez (host_addr[11:9])
         3'h0:
@@ -2645,17 +2801,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               8'h00:
                   /* empty */;
               8'h01:
-                  \$188  = host_wdata[15:0];
+                  \$207  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$188  = 16'h0000;
+      \$207  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$189  = edge2;
+    \$208  = edge2;
     if (\$76 ) begin
       casez (host_addr[11:9])
         3'h0:
@@ -2667,17 +2823,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               8'h01:
                   /* empty */;
               8'h02:
-                  \$189  = host_wdata[15:0];
+                  \$208  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$189  = 16'h0000;
+      \$208  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$190  = edge3;
+    \$209  = edge3;
     if (\$76 ) begin
       casez (host_addr[11:9])
         3'h0:
@@ -2691,17 +2847,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               8'h02:
                   /* empty */;
               8'h03:
-                  \$190  = host_wdata[15:0];
+                  \$209  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$190  = 16'h0000;
+      \$209  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$191  = num_layers;
+    \$210  = num_layers;
     if (\$76 ) begin
       casez (host_addr[11:9])
         3'h0:
@@ -2709,97 +2865,176 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             /* empty */;
         3'h6:
-            \$191  = host_wdata[1:0];
+            \$210  = host_wdata[1:0];
       endcase
     end
     if (rst) begin
-      \$191  = 2'h0;
+      \$210  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$192  = \$78 ;
+    \$211  = \$78 ;
     if (rst) begin
-      \$192  = 1'h0;
+      \$211  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$193  = host_addr[11:9];
+    \$212  = host_addr[11:9];
     if (rst) begin
-      \$193  = 3'h0;
+      \$212  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$194  = host_addr[8];
+    \$213  = host_addr[8];
     if (rst) begin
-      \$194  = 1'h0;
+      \$213  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$195  = rd_reg;
+    \$214  = rd_reg;
     casez (host_addr[11:9])
       3'h0:
-          \$195  = { 3'h0, \$79  };
+          \$214  = { 3'h0, \$79  };
       3'h1:
-          \$195  = { 25'h0000000, \$80  };
+          \$214  = { 25'h0000000, \$80  };
       3'h5:
-          \$195  = { 9'h000, \$81  };
+          \$214  = { 9'h000, \$81  };
       3'h6:
-          \$195  = { 39'h0000000000, num_layers };
+          \$214  = { 39'h0000000000, num_layers };
     endcase
     if (rst) begin
-      \$195  = 41'h00000000000;
+      \$214  = 41'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$196  = issue;
+    \$215  = issue;
     if (rst) begin
-      \$196  = 1'h0;
+      \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$197  = \$signal$151 ;
+    \$216  = \$signal$154 ;
     if (rst) begin
-      \$197  = 1'h0;
+      \$216  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$198  = s1_value;
+    \$217  = s1_value;
     if (rst) begin
-      \$198  = 8'h00;
+      \$217  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$199  = s1_rowbase;
+    \$218  = s1_rowbase;
     if (issue) begin
-      \$199  = rowbase;
+      \$218  = rowbase;
     end
     if (rst) begin
-      \$199  = 9'h000;
+      \$218  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$200  = s1_from_input;
+    \$219  = s1_from_input;
     if (issue) begin
-      \$200  = \$signal$155 ;
+      \$219  = \$signal$158 ;
     end
     if (rst) begin
-      \$200  = 1'h0;
+      \$219  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$201  = acc;
-    if (s2_valid) begin
-      \$201  = \$83 [23:0];
+    \$220  = s2_valid;
+    if (rst) begin
+      \$220  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$221  = s2_x;
+    if (rst) begin
+      \$221  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$222  = \$signal$159 ;
+    if (rst) begin
+      \$222  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$223  = \$signature__data$34 ;
+    if (rst) begin
+      \$223  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$224  = \$signature__data$35 ;
+    if (rst) begin
+      \$224  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$225  = \$82 ;
+    if (rst) begin
+      \$225  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$226  = \$83 ;
+    if (rst) begin
+      \$226  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$227  = \$signal$128 ;
+    if (rst) begin
+      \$227  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$228  = \$signal$166 ;
+    if (rst) begin
+      \$228  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$229  = leak;
+    if (rst) begin
+      \$229  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$230  = \$signature__data$36 [24:9];
+    if (rst) begin
+      \$230  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$231  = total;
+    if (s4_valid) begin
+      \$231  = \$84 [25:0];
+    end else if (pre2) begin
+      \$231  = \$85 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -2807,17 +3042,33 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          \$201  = 24'h000000;
+          \$231  = 26'h0000000;
     endcase
     if (rst) begin
-      \$201  = 24'h000000;
+      \$231  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202  = \acc$99 ;
-    if (s2_valid) begin
-      \$202  = \$85 [23:0];
+    \$232  = \leak$171 ;
+    if (rst) begin
+      \$232  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$233  = \$signature__data$37 [24:9];
+    if (rst) begin
+      \$233  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$234  = \total$102 ;
+    if (s4_valid) begin
+      \$234  = \$86 [25:0];
+    end else if (pre2) begin
+      \$234  = \$87 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -2825,23 +3076,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          \$202  = 24'h000000;
+          \$234  = 26'h0000000;
     endcase
     if (rst) begin
-      \$202  = 24'h000000;
+      \$234  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$203  = count0;
+    \$235  = count0;
     if (\event ) begin
       casez ({ cur, spike_src })
         3'h0:
-            \$203  = \$87 [4:0];
+            \$235  = \$89 [4:0];
       endcase
     end
-    if (\$98 ) begin
-      \$203  = 5'h00;
+    if (\$100 ) begin
+      \$235  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -2862,29 +3113,29 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$180 , 2'h0 })
+            casez ({ \$199 , 2'h0 })
               3'h0:
-                  \$203  = 5'h00;
+                  \$235  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$203  = 5'h00;
+      \$235  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$204  = count1;
+    \$236  = count1;
     if (\event ) begin
       casez ({ cur, spike_src })
         3'h0:
             /* empty */;
         3'h1:
-            \$204  = \$87 [4:0];
+            \$236  = \$89 [4:0];
       endcase
     end
-    if (\$98 ) begin
-      \$204  = 5'h00;
+    if (\$100 ) begin
+      \$236  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -2905,19 +3156,19 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$181 , 2'h1 })
+            casez ({ \$200 , 2'h1 })
               3'h1:
-                  \$204  = 5'h00;
+                  \$236  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$204  = 5'h00;
+      \$236  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$205  = count2;
+    \$237  = count2;
     if (\event ) begin
       casez ({ cur, spike_src })
         3'h0:
@@ -2925,11 +3176,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             /* empty */;
         3'h2:
-            \$205  = \$87 [4:0];
+            \$237  = \$89 [4:0];
       endcase
     end
-    if (\$98 ) begin
-      \$205  = 5'h00;
+    if (\$100 ) begin
+      \$237  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -2950,19 +3201,19 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$182 , 2'h2 })
+            casez ({ \$201 , 2'h2 })
               3'h2:
-                  \$205  = 5'h00;
+                  \$237  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$205  = 5'h00;
+      \$237  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$206  = count3;
+    \$238  = count3;
     if (\event ) begin
       casez ({ cur, spike_src })
         3'h0:
@@ -2972,19 +3223,19 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h2:
             /* empty */;
         3'h3:
-            \$206  = \$87 [4:0];
+            \$238  = \$89 [4:0];
       endcase
     end
-    if (\$98 ) begin
-      \$206  = 5'h00;
+    if (\$100 ) begin
+      \$238  = 5'h00;
     end
     if (rst) begin
-      \$206  = 5'h00;
+      \$238  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$207  = count4;
+    \$239  = count4;
     if (\event ) begin
       casez ({ cur, spike_src })
         3'h0:
@@ -2996,11 +3247,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h3:
             /* empty */;
         3'h4:
-            \$207  = \$87 [4:0];
+            \$239  = \$89 [4:0];
       endcase
     end
-    if (\$98 ) begin
-      \$207  = 5'h00;
+    if (\$100 ) begin
+      \$239  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -3022,21 +3273,21 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$180 , 2'h0 })
+            casez ({ \$199 , 2'h0 })
               3'h0:
                   /* empty */;
               3'h4:
-                  \$207  = 5'h00;
+                  \$239  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$207  = 5'h00;
+      \$239  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$208  = count5;
+    \$240  = count5;
     if (\event ) begin
       casez ({ cur, spike_src })
         3'h0:
@@ -3050,11 +3301,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h4:
             /* empty */;
         3'h5:
-            \$208  = \$87 [4:0];
+            \$240  = \$89 [4:0];
       endcase
     end
-    if (\$98 ) begin
-      \$208  = 5'h00;
+    if (\$100 ) begin
+      \$240  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -3076,21 +3327,21 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$181 , 2'h1 })
+            casez ({ \$200 , 2'h1 })
               3'h1:
                   /* empty */;
               3'h5:
-                  \$208  = 5'h00;
+                  \$240  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$208  = 5'h00;
+      \$240  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209  = count6;
+    \$241  = count6;
     if (\event ) begin
       casez ({ cur, spike_src })
         3'h0:
@@ -3106,11 +3357,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h5:
             /* empty */;
         3'h6:
-            \$209  = \$87 [4:0];
+            \$241  = \$89 [4:0];
       endcase
     end
-    if (\$98 ) begin
-      \$209  = 5'h00;
+    if (\$100 ) begin
+      \$241  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -3136,21 +3387,21 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             (* full_case = 32'd1 *)
             
             (* full_case = 32'd1 *)
-            casez ({ \$182 , 2'h2 })
+            casez ({ \$201 , 2'h2 })
               3'h2:
                   /* empty */;
               3'h6:
-                  \$209  = 5'h00;
+                  \$241  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$209  = 5'h00;
+      \$241  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210  = count7;
+    \$242  = count7;
     if (\event ) begin
       (* full_case = 32'd1 *)
       casez ({ cur, spike_src })
@@ -3169,11 +3420,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h6:
             /* empty */;
         3'h7:
-            \$210  = \$87 [4:0];
+            \$242  = \$89 [4:0];
       endcase
     end
-    if (\$98 ) begin
-      \$210  = 5'h00;
+    if (\$100 ) begin
+      \$242  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -3203,20 +3454,20 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           end
     endcase
     if (rst) begin
-      \$210  = 5'h00;
+      \$242  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211  = ctr0;
+    \$243  = ctr0;
     if (\event ) begin
-      casez (\$93 )
+      casez (\$95 )
         5'h00:
-            \$211  = \$91 [31:0];
+            \$243  = \$93 [31:0];
       endcase
     end
-    if (\$98 ) begin
-      \$211  = 32'd0;
+    if (\$100 ) begin
+      \$243  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -3224,58 +3475,58 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$111 )
+          casez (\$113 )
             5'h00:
-                \$211  = \$109 [31:0];
+                \$243  = \$111 [31:0];
           endcase
       4'h4:
-          casez (\$117 )
+          casez (\$119 )
             5'h00:
-                \$211  = \$115 [31:0];
+                \$243  = \$117 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$147 )
+          casez (\$163 )
             5'h00:
-                \$211  = \$145 [31:0];
+                \$243  = \$161 [31:0];
           endcase
-          if (\$148 ) begin
-            if (\$150 ) begin
-              casez (\$156 )
+          if (\$164 ) begin
+            if (\$166 ) begin
+              casez (\$172 )
                 5'h00:
-                    \$211  = \$154 [31:0];
+                    \$243  = \$170 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$163 )
+          casez (\$179 )
             5'h00:
-                \$211  = \$161 [31:0];
+                \$243  = \$177 [31:0];
           endcase
       4'h7:
-          casez (\$172 )
+          casez (\$191 )
             5'h00:
-                \$211  = \$170 [31:0];
+                \$243  = \$189 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$211  = 32'd0;
+      \$243  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = ctr1;
+    \$244  = ctr1;
     if (\event ) begin
-      casez (\$93 )
+      casez (\$95 )
         5'h00:
             /* empty */;
         5'h01:
-            \$212  = \$91 [31:0];
+            \$244  = \$93 [31:0];
       endcase
     end
-    if (\$98 ) begin
-      \$212  = 32'd0;
+    if (\$100 ) begin
+      \$244  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -3283,72 +3534,72 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$111 )
+          casez (\$113 )
             5'h00:
                 /* empty */;
             5'h01:
-                \$212  = \$109 [31:0];
+                \$244  = \$111 [31:0];
           endcase
       4'h4:
-          casez (\$117 )
+          casez (\$119 )
             5'h00:
                 /* empty */;
             5'h01:
-                \$212  = \$115 [31:0];
+                \$244  = \$117 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$147 )
+          casez (\$163 )
             5'h00:
                 /* empty */;
             5'h01:
-                \$212  = \$145 [31:0];
+                \$244  = \$161 [31:0];
           endcase
-          if (\$148 ) begin
-            if (\$150 ) begin
-              casez (\$156 )
+          if (\$164 ) begin
+            if (\$166 ) begin
+              casez (\$172 )
                 5'h00:
                     /* empty */;
                 5'h01:
-                    \$212  = \$154 [31:0];
+                    \$244  = \$170 [31:0];
               endcase
             end
           end
         end
       4'h5:
-          casez (\$163 )
+          casez (\$179 )
             5'h00:
                 /* empty */;
             5'h01:
-                \$212  = \$161 [31:0];
+                \$244  = \$177 [31:0];
           endcase
       4'h7:
-          casez (\$172 )
+          casez (\$191 )
             5'h00:
                 /* empty */;
             5'h01:
-                \$212  = \$170 [31:0];
+                \$244  = \$189 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$212  = 32'd0;
+      \$244  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = ctr2;
+    \$245  = ctr2;
     if (\event ) begin
-      casez (\$93 )
+      casez (\$95 )
         5'h00:
             /* empty */;
         5'h01:
             /* empty */;
         5'h02:
-            \$213  = \$91 [31:0];
+            \$245  = \$93 [31:0];
       endcase
     end
-    if (\$98 ) begin
-      \$213  = 32'd0;
+    if (\$100 ) begin
+      \$245  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -3356,74 +3607,74 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$111 )
+          casez (\$113 )
             5'h00:
                 /* empty */;
             5'h01:
                 /* empty */;
             5'h02:
-                \$213  = \$109 [31:0];
+                \$245  = \$111 [31:0];
           endcase
       4'h4:
-          casez (\$117 )
+          casez (\$119 )
             5'h00:
                 /* empty */;
             5'h01:
                 /* empty */;
             5'h02:
-                \$213  = \$115 [31:0];
+                \$245  = \$117 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$147 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                \$213  = \$145 [31:0];
-          endcase
-          if (\$148 ) begin
-            if (\$150 ) begin
-              casez (\$156 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    /* empty */;
-                5'h02:
-                    \$213  = \$154 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
           casez (\$163 )
             5'h00:
                 /* empty */;
             5'h01:
                 /* empty */;
             5'h02:
-                \$213  = \$161 [31:0];
+                \$245  = \$161 [31:0];
           endcase
-      4'h7:
-          casez (\$172 )
+          if (\$164 ) begin
+            if (\$166 ) begin
+              casez (\$172 )
+                5'h00:
+                    /* empty */;
+                5'h01:
+                    /* empty */;
+                5'h02:
+                    \$245  = \$170 [31:0];
+              endcase
+            end
+          end
+        end
+      4'h5:
+          casez (\$179 )
             5'h00:
                 /* empty */;
             5'h01:
                 /* empty */;
             5'h02:
-                \$213  = \$170 [31:0];
+                \$245  = \$177 [31:0];
+          endcase
+      4'h7:
+          casez (\$191 )
+            5'h00:
+                /* empty */;
+            5'h01:
+                /* empty */;
+            5'h02:
+                \$245  = \$189 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$213  = 32'd0;
+      \$245  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = ctr3;
+    \$246  = ctr3;
     if (\event ) begin
-      casez (\$93 )
+      casez (\$95 )
         5'h00:
             /* empty */;
         5'h01:
@@ -3431,11 +3682,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         5'h02:
             /* empty */;
         5'h03:
-            \$214  = \$91 [31:0];
+            \$246  = \$93 [31:0];
       endcase
     end
-    if (\$98 ) begin
-      \$214  = 32'd0;
+    if (\$100 ) begin
+      \$246  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -3443,7 +3694,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$111 )
+          casez (\$113 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3451,10 +3702,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h02:
                 /* empty */;
             5'h03:
-                \$214  = \$109 [31:0];
+                \$246  = \$111 [31:0];
           endcase
       4'h4:
-          casez (\$117 )
+          casez (\$119 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3462,36 +3713,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h02:
                 /* empty */;
             5'h03:
-                \$214  = \$115 [31:0];
+                \$246  = \$117 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$147 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                \$214  = \$145 [31:0];
-          endcase
-          if (\$148 ) begin
-            if (\$150 ) begin
-              casez (\$156 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    /* empty */;
-                5'h02:
-                    /* empty */;
-                5'h03:
-                    \$214  = \$154 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
           casez (\$163 )
             5'h00:
                 /* empty */;
@@ -3500,10 +3725,25 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h02:
                 /* empty */;
             5'h03:
-                \$214  = \$161 [31:0];
+                \$246  = \$161 [31:0];
           endcase
-      4'h7:
-          casez (\$172 )
+          if (\$164 ) begin
+            if (\$166 ) begin
+              casez (\$172 )
+                5'h00:
+                    /* empty */;
+                5'h01:
+                    /* empty */;
+                5'h02:
+                    /* empty */;
+                5'h03:
+                    \$246  = \$170 [31:0];
+              endcase
+            end
+          end
+        end
+      4'h5:
+          casez (\$179 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3511,18 +3751,29 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h02:
                 /* empty */;
             5'h03:
-                \$214  = \$170 [31:0];
+                \$246  = \$177 [31:0];
+          endcase
+      4'h7:
+          casez (\$191 )
+            5'h00:
+                /* empty */;
+            5'h01:
+                /* empty */;
+            5'h02:
+                /* empty */;
+            5'h03:
+                \$246  = \$189 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$214  = 32'd0;
+      \$246  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = ctr4;
+    \$247  = ctr4;
     if (\event ) begin
-      casez (\$93 )
+      casez (\$95 )
         5'h00:
             /* empty */;
         5'h01:
@@ -3532,11 +3783,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         5'h03:
             /* empty */;
         5'h04:
-            \$215  = \$91 [31:0];
+            \$247  = \$93 [31:0];
       endcase
     end
-    if (\$98 ) begin
-      \$215  = 32'd0;
+    if (\$100 ) begin
+      \$247  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -3544,7 +3795,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$111 )
+          casez (\$113 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3554,10 +3805,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h03:
                 /* empty */;
             5'h04:
-                \$215  = \$109 [31:0];
+                \$247  = \$111 [31:0];
           endcase
       4'h4:
-          casez (\$117 )
+          casez (\$119 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3567,40 +3818,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h03:
                 /* empty */;
             5'h04:
-                \$215  = \$115 [31:0];
+                \$247  = \$117 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$147 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                \$215  = \$145 [31:0];
-          endcase
-          if (\$148 ) begin
-            if (\$150 ) begin
-              casez (\$156 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    /* empty */;
-                5'h02:
-                    /* empty */;
-                5'h03:
-                    /* empty */;
-                5'h04:
-                    \$215  = \$154 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
           casez (\$163 )
             5'h00:
                 /* empty */;
@@ -3611,10 +3832,27 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h03:
                 /* empty */;
             5'h04:
-                \$215  = \$161 [31:0];
+                \$247  = \$161 [31:0];
           endcase
-      4'h7:
-          casez (\$172 )
+          if (\$164 ) begin
+            if (\$166 ) begin
+              casez (\$172 )
+                5'h00:
+                    /* empty */;
+                5'h01:
+                    /* empty */;
+                5'h02:
+                    /* empty */;
+                5'h03:
+                    /* empty */;
+                5'h04:
+                    \$247  = \$170 [31:0];
+              endcase
+            end
+          end
+        end
+      4'h5:
+          casez (\$179 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3624,18 +3862,31 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h03:
                 /* empty */;
             5'h04:
-                \$215  = \$170 [31:0];
+                \$247  = \$177 [31:0];
+          endcase
+      4'h7:
+          casez (\$191 )
+            5'h00:
+                /* empty */;
+            5'h01:
+                /* empty */;
+            5'h02:
+                /* empty */;
+            5'h03:
+                /* empty */;
+            5'h04:
+                \$247  = \$189 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$215  = 32'd0;
+      \$247  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = ctr5;
+    \$248  = ctr5;
     if (\event ) begin
-      casez (\$93 )
+      casez (\$95 )
         5'h00:
             /* empty */;
         5'h01:
@@ -3647,11 +3898,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         5'h04:
             /* empty */;
         5'h05:
-            \$216  = \$91 [31:0];
+            \$248  = \$93 [31:0];
       endcase
     end
-    if (\$98 ) begin
-      \$216  = 32'd0;
+    if (\$100 ) begin
+      \$248  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -3659,7 +3910,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$111 )
+          casez (\$113 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3671,10 +3922,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h04:
                 /* empty */;
             5'h05:
-                \$216  = \$109 [31:0];
+                \$248  = \$111 [31:0];
           endcase
       4'h4:
-          casez (\$117 )
+          casez (\$119 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3686,44 +3937,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h04:
                 /* empty */;
             5'h05:
-                \$216  = \$115 [31:0];
+                \$248  = \$117 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$147 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                \$216  = \$145 [31:0];
-          endcase
-          if (\$148 ) begin
-            if (\$150 ) begin
-              casez (\$156 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    /* empty */;
-                5'h02:
-                    /* empty */;
-                5'h03:
-                    /* empty */;
-                5'h04:
-                    /* empty */;
-                5'h05:
-                    \$216  = \$154 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
           casez (\$163 )
             5'h00:
                 /* empty */;
@@ -3736,10 +3953,29 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h04:
                 /* empty */;
             5'h05:
-                \$216  = \$161 [31:0];
+                \$248  = \$161 [31:0];
           endcase
-      4'h7:
-          casez (\$172 )
+          if (\$164 ) begin
+            if (\$166 ) begin
+              casez (\$172 )
+                5'h00:
+                    /* empty */;
+                5'h01:
+                    /* empty */;
+                5'h02:
+                    /* empty */;
+                5'h03:
+                    /* empty */;
+                5'h04:
+                    /* empty */;
+                5'h05:
+                    \$248  = \$170 [31:0];
+              endcase
+            end
+          end
+        end
+      4'h5:
+          casez (\$179 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3751,18 +3987,33 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h04:
                 /* empty */;
             5'h05:
-                \$216  = \$170 [31:0];
+                \$248  = \$177 [31:0];
+          endcase
+      4'h7:
+          casez (\$191 )
+            5'h00:
+                /* empty */;
+            5'h01:
+                /* empty */;
+            5'h02:
+                /* empty */;
+            5'h03:
+                /* empty */;
+            5'h04:
+                /* empty */;
+            5'h05:
+                \$248  = \$189 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$216  = 32'd0;
+      \$248  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = ctr6;
+    \$249  = ctr6;
     if (\event ) begin
-      casez (\$93 )
+      casez (\$95 )
         5'h00:
             /* empty */;
         5'h01:
@@ -3776,11 +4027,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         5'h05:
             /* empty */;
         5'h06:
-            \$217  = \$91 [31:0];
+            \$249  = \$93 [31:0];
       endcase
     end
-    if (\$98 ) begin
-      \$217  = 32'd0;
+    if (\$100 ) begin
+      \$249  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -3788,7 +4039,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$111 )
+          casez (\$113 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3802,10 +4053,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h05:
                 /* empty */;
             5'h06:
-                \$217  = \$109 [31:0];
+                \$249  = \$111 [31:0];
           endcase
       4'h4:
-          casez (\$117 )
+          casez (\$119 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3819,48 +4070,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h05:
                 /* empty */;
             5'h06:
-                \$217  = \$115 [31:0];
+                \$249  = \$117 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$147 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                \$217  = \$145 [31:0];
-          endcase
-          if (\$148 ) begin
-            if (\$150 ) begin
-              casez (\$156 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    /* empty */;
-                5'h02:
-                    /* empty */;
-                5'h03:
-                    /* empty */;
-                5'h04:
-                    /* empty */;
-                5'h05:
-                    /* empty */;
-                5'h06:
-                    \$217  = \$154 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
           casez (\$163 )
             5'h00:
                 /* empty */;
@@ -3875,10 +4088,31 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h05:
                 /* empty */;
             5'h06:
-                \$217  = \$161 [31:0];
+                \$249  = \$161 [31:0];
           endcase
-      4'h7:
-          casez (\$172 )
+          if (\$164 ) begin
+            if (\$166 ) begin
+              casez (\$172 )
+                5'h00:
+                    /* empty */;
+                5'h01:
+                    /* empty */;
+                5'h02:
+                    /* empty */;
+                5'h03:
+                    /* empty */;
+                5'h04:
+                    /* empty */;
+                5'h05:
+                    /* empty */;
+                5'h06:
+                    \$249  = \$170 [31:0];
+              endcase
+            end
+          end
+        end
+      4'h5:
+          casez (\$179 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3892,18 +4126,35 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h05:
                 /* empty */;
             5'h06:
-                \$217  = \$170 [31:0];
+                \$249  = \$177 [31:0];
+          endcase
+      4'h7:
+          casez (\$191 )
+            5'h00:
+                /* empty */;
+            5'h01:
+                /* empty */;
+            5'h02:
+                /* empty */;
+            5'h03:
+                /* empty */;
+            5'h04:
+                /* empty */;
+            5'h05:
+                /* empty */;
+            5'h06:
+                \$249  = \$189 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$217  = 32'd0;
+      \$249  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = ctr7;
+    \$250  = ctr7;
     if (\event ) begin
-      casez (\$93 )
+      casez (\$95 )
         5'h00:
             /* empty */;
         5'h01:
@@ -3919,11 +4170,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         5'h06:
             /* empty */;
         5'h07:
-            \$218  = \$91 [31:0];
+            \$250  = \$93 [31:0];
       endcase
     end
-    if (\$98 ) begin
-      \$218  = 32'd0;
+    if (\$100 ) begin
+      \$250  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -3931,7 +4182,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$111 )
+          casez (\$113 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3947,10 +4198,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h06:
                 /* empty */;
             5'h07:
-                \$218  = \$109 [31:0];
+                \$250  = \$111 [31:0];
           endcase
       4'h4:
-          casez (\$117 )
+          casez (\$119 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -3966,52 +4217,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h06:
                 /* empty */;
             5'h07:
-                \$218  = \$115 [31:0];
+                \$250  = \$117 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$147 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                \$218  = \$145 [31:0];
-          endcase
-          if (\$148 ) begin
-            if (\$150 ) begin
-              casez (\$156 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    /* empty */;
-                5'h02:
-                    /* empty */;
-                5'h03:
-                    /* empty */;
-                5'h04:
-                    /* empty */;
-                5'h05:
-                    /* empty */;
-                5'h06:
-                    /* empty */;
-                5'h07:
-                    \$218  = \$154 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
           casez (\$163 )
             5'h00:
                 /* empty */;
@@ -4028,10 +4237,33 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h06:
                 /* empty */;
             5'h07:
-                \$218  = \$161 [31:0];
+                \$250  = \$161 [31:0];
           endcase
-      4'h7:
-          casez (\$172 )
+          if (\$164 ) begin
+            if (\$166 ) begin
+              casez (\$172 )
+                5'h00:
+                    /* empty */;
+                5'h01:
+                    /* empty */;
+                5'h02:
+                    /* empty */;
+                5'h03:
+                    /* empty */;
+                5'h04:
+                    /* empty */;
+                5'h05:
+                    /* empty */;
+                5'h06:
+                    /* empty */;
+                5'h07:
+                    \$250  = \$170 [31:0];
+              endcase
+            end
+          end
+        end
+      4'h5:
+          casez (\$179 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -4047,18 +4279,37 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h06:
                 /* empty */;
             5'h07:
-                \$218  = \$170 [31:0];
+                \$250  = \$177 [31:0];
+          endcase
+      4'h7:
+          casez (\$191 )
+            5'h00:
+                /* empty */;
+            5'h01:
+                /* empty */;
+            5'h02:
+                /* empty */;
+            5'h03:
+                /* empty */;
+            5'h04:
+                /* empty */;
+            5'h05:
+                /* empty */;
+            5'h06:
+                /* empty */;
+            5'h07:
+                \$250  = \$189 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$218  = 32'd0;
+      \$250  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = ctr8;
+    \$251  = ctr8;
     if (\event ) begin
-      casez (\$93 )
+      casez (\$95 )
         5'h00:
             /* empty */;
         5'h01:
@@ -4076,14 +4327,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         5'h07:
             /* empty */;
         5'h08:
-            \$219  = \$91 [31:0];
+            \$251  = \$93 [31:0];
       endcase
     end
-    if (\$98 ) begin
-      \$219  = 32'd0;
+    if (\$100 ) begin
+      \$251  = 32'd0;
     end
     if (busy) begin
-      \$219  = \$99 [31:0];
+      \$251  = \$101 [31:0];
     end
     casez (fsm_state)
       4'h0:
@@ -4091,7 +4342,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$111 )
+          casez (\$113 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -4109,10 +4360,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h07:
                 /* empty */;
             5'h08:
-                \$219  = \$109 [31:0];
+                \$251  = \$111 [31:0];
           endcase
       4'h4:
-          casez (\$117 )
+          casez (\$119 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -4130,56 +4381,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h07:
                 /* empty */;
             5'h08:
-                \$219  = \$115 [31:0];
+                \$251  = \$117 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$147 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                /* empty */;
-            5'h08:
-                \$219  = \$145 [31:0];
-          endcase
-          if (\$148 ) begin
-            if (\$150 ) begin
-              casez (\$156 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    /* empty */;
-                5'h02:
-                    /* empty */;
-                5'h03:
-                    /* empty */;
-                5'h04:
-                    /* empty */;
-                5'h05:
-                    /* empty */;
-                5'h06:
-                    /* empty */;
-                5'h07:
-                    /* empty */;
-                5'h08:
-                    \$219  = \$154 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
           casez (\$163 )
             5'h00:
                 /* empty */;
@@ -4198,10 +4403,35 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h07:
                 /* empty */;
             5'h08:
-                \$219  = \$161 [31:0];
+                \$251  = \$161 [31:0];
           endcase
-      4'h7:
-          casez (\$172 )
+          if (\$164 ) begin
+            if (\$166 ) begin
+              casez (\$172 )
+                5'h00:
+                    /* empty */;
+                5'h01:
+                    /* empty */;
+                5'h02:
+                    /* empty */;
+                5'h03:
+                    /* empty */;
+                5'h04:
+                    /* empty */;
+                5'h05:
+                    /* empty */;
+                5'h06:
+                    /* empty */;
+                5'h07:
+                    /* empty */;
+                5'h08:
+                    \$251  = \$170 [31:0];
+              endcase
+            end
+          end
+        end
+      4'h5:
+          casez (\$179 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -4219,18 +4449,39 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h07:
                 /* empty */;
             5'h08:
-                \$219  = \$170 [31:0];
+                \$251  = \$177 [31:0];
+          endcase
+      4'h7:
+          casez (\$191 )
+            5'h00:
+                /* empty */;
+            5'h01:
+                /* empty */;
+            5'h02:
+                /* empty */;
+            5'h03:
+                /* empty */;
+            5'h04:
+                /* empty */;
+            5'h05:
+                /* empty */;
+            5'h06:
+                /* empty */;
+            5'h07:
+                /* empty */;
+            5'h08:
+                \$251  = \$189 [31:0];
           endcase
     endcase
     if (rst) begin
-      \$219  = 32'd0;
+      \$251  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = ctr9;
+    \$252  = ctr9;
     if (\event ) begin
-      casez (\$93 )
+      casez (\$95 )
         5'h00:
             /* empty */;
         5'h01:
@@ -4250,11 +4501,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         5'h08:
             /* empty */;
         5'h09:
-            \$220  = \$91 [31:0];
+            \$252  = \$93 [31:0];
       endcase
     end
-    if (\$98 ) begin
-      \$220  = 32'd0;
+    if (\$100 ) begin
+      \$252  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -4262,7 +4513,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          casez (\$111 )
+          casez (\$113 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -4282,10 +4533,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h08:
                 /* empty */;
             5'h09:
-                \$220  = \$109 [31:0];
+                \$252  = \$111 [31:0];
           endcase
       4'h4:
-          casez (\$117 )
+          casez (\$119 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -4305,60 +4556,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h08:
                 /* empty */;
             5'h09:
-                \$220  = \$115 [31:0];
+                \$252  = \$117 [31:0];
           endcase
       4'h6:
         begin
-          casez (\$147 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                /* empty */;
-            5'h08:
-                /* empty */;
-            5'h09:
-                \$220  = \$145 [31:0];
-          endcase
-          if (\$148 ) begin
-            if (\$150 ) begin
-              casez (\$156 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    /* empty */;
-                5'h02:
-                    /* empty */;
-                5'h03:
-                    /* empty */;
-                5'h04:
-                    /* empty */;
-                5'h05:
-                    /* empty */;
-                5'h06:
-                    /* empty */;
-                5'h07:
-                    /* empty */;
-                5'h08:
-                    /* empty */;
-                5'h09:
-                    \$220  = \$154 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
           casez (\$163 )
             5'h00:
                 /* empty */;
@@ -4379,10 +4580,37 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h08:
                 /* empty */;
             5'h09:
-                \$220  = \$161 [31:0];
+                \$252  = \$161 [31:0];
           endcase
-      4'h7:
-          casez (\$172 )
+          if (\$164 ) begin
+            if (\$166 ) begin
+              casez (\$172 )
+                5'h00:
+                    /* empty */;
+                5'h01:
+                    /* empty */;
+                5'h02:
+                    /* empty */;
+                5'h03:
+                    /* empty */;
+                5'h04:
+                    /* empty */;
+                5'h05:
+                    /* empty */;
+                5'h06:
+                    /* empty */;
+                5'h07:
+                    /* empty */;
+                5'h08:
+                    /* empty */;
+                5'h09:
+                    \$252  = \$170 [31:0];
+              endcase
+            end
+          end
+        end
+      4'h5:
+          casez (\$179 )
             5'h00:
                 /* empty */;
             5'h01:
@@ -4402,73 +4630,96 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             5'h08:
                 /* empty */;
             5'h09:
-                \$220  = \$170 [31:0];
+                \$252  = \$177 [31:0];
+          endcase
+      4'h7:
+          casez (\$191 )
+            5'h00:
+                /* empty */;
+            5'h01:
+                /* empty */;
+            5'h02:
+                /* empty */;
+            5'h03:
+                /* empty */;
+            5'h04:
+                /* empty */;
+            5'h05:
+                /* empty */;
+            5'h06:
+                /* empty */;
+            5'h07:
+                /* empty */;
+            5'h08:
+                /* empty */;
+            5'h09:
+                \$252  = \$189 [31:0];
           endcase
       4'h8:
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$220  = \$184 [31:0];
+            \$252  = \$203 [31:0];
           end
     endcase
     if (rst) begin
-      \$220  = 32'd0;
+      \$252  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = in_full;
-    if (\$94 ) begin
+    \$253  = in_full;
+    if (\$96 ) begin
       if (input__payload[12]) begin
-        \$221  = 1'h1;
+        \$253  = 1'h1;
       end
     end
-    if (\$98 ) begin
-      \$221  = 1'h0;
+    if (\$100 ) begin
+      \$253  = 1'h0;
     end
     casez (fsm_state)
       4'h0:
-          if (\$101 ) begin
-            \$221  = 1'h0;
+          if (\$103 ) begin
+            \$253  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$221  = 1'h0;
+      \$253  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = in_count0;
-    if (\$94 ) begin
+    \$254  = in_count0;
+    if (\$96 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
         casez (\$signal )
           1'h0:
-              \$222  = \$96 [4:0];
+              \$254  = \$98 [4:0];
         endcase
       end
     end
-    if (\$98 ) begin
-      \$222  = 5'h00;
+    if (\$100 ) begin
+      \$254  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
-          if (\$101 ) begin
-            casez (\$103 )
+          if (\$103 ) begin
+            casez (\$105 )
               1'h0:
-                  \$222  = 5'h00;
+                  \$254  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$222  = 5'h00;
+      \$254  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = in_count1;
-    if (\$94 ) begin
+    \$255  = in_count1;
+    if (\$96 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
@@ -4477,34 +4728,34 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           1'h0:
               /* empty */;
           1'h1:
-              \$223  = \$96 [4:0];
+              \$255  = \$98 [4:0];
         endcase
       end
     end
-    if (\$98 ) begin
-      \$223  = 5'h00;
+    if (\$100 ) begin
+      \$255  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
-          if (\$101 ) begin
+          if (\$103 ) begin
             (* full_case = 32'd1 *)
-            casez (\$103 )
+            casez (\$105 )
               1'h0:
                   /* empty */;
               1'h1:
-                  \$223  = 5'h00;
+                  \$255  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$223  = 5'h00;
+      \$255  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = cur;
-    if (\$98 ) begin
-      \$224  = 1'h0;
+    \$256  = cur;
+    if (\$100 ) begin
+      \$256  = 1'h0;
     end
     casez (fsm_state)
       4'h0:
@@ -4525,36 +4776,36 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$224  = \$183 ;
+            \$256  = \$202 ;
           end
     endcase
     if (rst) begin
-      \$224  = 1'h0;
+      \$256  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = \$signal ;
-    if (\$98 ) begin
-      \$225  = 1'h0;
+    \$257  = \$signal ;
+    if (\$100 ) begin
+      \$257  = 1'h0;
     end
     casez (fsm_state)
       4'h0:
-          if (\$101 ) begin
-            \$225  = \$102 ;
+          if (\$103 ) begin
+            \$257  = \$104 ;
           end
     endcase
     if (rst) begin
-      \$225  = 1'h0;
+      \$257  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = li;
+    \$258  = li;
     casez (fsm_state)
       4'h0:
-          if (\$101 ) begin
-            \$226  = 1'h0;
+          if (\$103 ) begin
+            \$258  = 1'h0;
           end
       4'h2:
           /* empty */;
@@ -4571,98 +4822,99 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           if (free) begin
             (* full_case = 32'd1 *)
-            if (\$178 ) begin
+            if (\$197 ) begin
             end else begin
-              \$226  = \$179 [0];
+              \$258  = \$198 [0];
             end
           end
     endcase
     if (rst) begin
-      \$226  = 1'h0;
+      \$258  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = \$signal$156 ;
+    \$259  = \$signal$172 ;
     casez (fsm_state)
       4'h0:
-          if (\$101 ) begin
-            \$227  = \$signal ;
+          if (\$103 ) begin
+            \$259  = \$signal ;
           end
     endcase
     if (rst) begin
-      \$227  = 1'h0;
+      \$259  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = fsm_state;
+    \$260  = fsm_state;
     casez (fsm_state)
       4'h0:
-          if (\$101 ) begin
+          if (\$103 ) begin
             (* full_case = 32'd1 *)
-            if (\$104 ) begin
-              \$228  = 4'h1;
+            if (\$106 ) begin
+              \$260  = 4'h1;
             end else begin
-              \$228  = 4'h2;
+              \$260  = 4'h2;
             end
           end
       4'h2:
-          \$228  = 4'h3;
+          \$260  = 4'h3;
       4'h3:
-          \$228  = 4'h4;
+          \$260  = 4'h4;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$121 ) begin
-            \$228  = 4'h5;
+          if (\$123 ) begin
+            \$260  = 4'h5;
           end else begin
-            \$228  = 4'h6;
+            \$260  = 4'h6;
           end
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$148 ) begin
+          if (\$164 ) begin
           end else begin
-            \$228  = 4'h4;
+            \$260  = 4'h4;
           end
       4'h5:
-          if (\$166 ) begin
-            \$228  = 4'h7;
+          if (\$180 ) begin
+          end else if (\$185 ) begin
+            \$260  = 4'h7;
           end
       4'h7:
           if (can_load) begin
             (* full_case = 32'd1 *)
-            if (\$175 ) begin
-              \$228  = 4'h8;
+            if (\$194 ) begin
+              \$260  = 4'h8;
             end else begin
-              \$228  = 4'h3;
+              \$260  = 4'h3;
             end
           end
       4'h8:
           if (free) begin
             (* full_case = 32'd1 *)
-            if (\$178 ) begin
-              \$228  = 4'h1;
+            if (\$197 ) begin
+              \$260  = 4'h1;
             end else begin
-              \$228  = 4'h2;
+              \$260  = 4'h2;
             end
           end
       4'h1:
           if (w_rdy) begin
-            \$228  = 4'h0;
+            \$260  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$228  = 4'h0;
+      \$260  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = k;
+    \$261  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          \$229  = 4'h0;
+          \$261  = 4'h0;
       4'h3:
           /* empty */;
       4'h4:
@@ -4674,42 +4926,42 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h7:
           if (can_load) begin
             (* full_case = 32'd1 *)
-            if (\$175 ) begin
+            if (\$194 ) begin
             end else begin
-              \$229  = \$176 [3:0];
+              \$261  = \$195 [3:0];
             end
           end
     endcase
     if (rst) begin
-      \$229  = 4'h0;
+      \$261  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = e;
+    \$262  = e;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
           /* empty */;
       4'h3:
-          \$230  = { 1'h0, \$105  };
+          \$262  = { 1'h0, \$107  };
       4'h4:
           /* empty */;
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$148 ) begin
+          if (\$164 ) begin
           end else begin
-            \$230  = \$157 [2:0];
+            \$262  = \$173 [2:0];
           end
     endcase
     if (rst) begin
-      \$230  = 3'h0;
+      \$262  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = src_sel;
+    \$263  = src_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4719,18 +4971,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$121 ) begin
+          if (\$123 ) begin
           end else begin
-            \$231  = \$122 ;
+            \$263  = \$124 ;
           end
     endcase
     if (rst) begin
-      \$231  = 2'h0;
+      \$263  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = \$signal$155 ;
+    \$264  = \$signal$158 ;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4740,18 +4992,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$121 ) begin
+          if (\$123 ) begin
           end else begin
-            \$232  = \$124 ;
+            \$264  = \$126 ;
           end
     endcase
     if (rst) begin
-      \$232  = 1'h0;
+      \$264  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = bank_sel;
+    \$265  = bank_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4761,18 +5013,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$121 ) begin
+          if (\$123 ) begin
           end else begin
-            \$233  = \$129 ;
+            \$265  = \$131 ;
           end
     endcase
     if (rst) begin
-      \$233  = 1'h0;
+      \$265  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = n;
+    \$266  = n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4782,22 +5034,22 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$121 ) begin
+          if (\$123 ) begin
           end else begin
-            \$234  = 5'h00;
+            \$266  = 5'h00;
           end
       4'h6:
-          if (\$148 ) begin
-            \$234  = \$149 [4:0];
+          if (\$164 ) begin
+            \$266  = \$165 [4:0];
           end
     endcase
     if (rst) begin
-      \$234  = 5'h00;
+      \$266  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = cnt;
+    \$267  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4807,18 +5059,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$121 ) begin
+          if (\$123 ) begin
           end else begin
-            \$235  = \$137 ;
+            \$267  = \$139 ;
           end
     endcase
     if (rst) begin
-      \$235  = 5'h00;
+      \$267  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = rowbase;
+    \$268  = rowbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4828,13 +5080,38 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$121 ) begin
+          if (\$123 ) begin
           end else begin
-            \$236  = \$141 [8:0];
+            \$268  = \$157 [8:0];
           end
     endcase
     if (rst) begin
-      \$236  = 9'h000;
+      \$268  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$269  = drain2;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          if (\$180 ) begin
+            \$269  = 1'h1;
+          end else if (\$185 ) begin
+            \$269  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$269  = 1'h0;
     end
   end
   assign r_data = output__payload;
@@ -4858,19 +5135,19 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign ev_rd__addr = { bank_sel, src_sel, n[3:0] };
   assign in_rd__addr = { bank_sel, n[3:0] };
   assign u = \$signature__data$38 ;
-  assign acc0 = acc;
   assign alpha = \$signature__data$36 [8:0];
-  assign theta = \$signature__data$36 [24:9];
   assign bias = \$signature__data$36 [40:25];
-  assign \u$98  = \$signature__data$39 ;
-  assign acc1 = \acc$99 ;
-  assign \alpha$101  = \$signature__data$37 [8:0];
-  assign \theta$102  = \$signature__data$37 [24:9];
-  assign \bias$103  = \$signature__data$37 [40:25];
-  assign \$signature__addr$108  = \$36 [3:0];
-  assign \$signature__data$109  = \$37 [15:0];
-  assign \$signature__addr$113  = \$42 [3:0];
-  assign \$signature__data$114  = \$43 [15:0];
+  assign \u$66  = \$signature__data$39 ;
+  assign \alpha$67  = \$signature__data$37 [8:0];
+  assign \bias$68  = \$signature__data$37 [40:25];
+  assign acc0 = total;
+  assign theta_q0 = theta;
+  assign acc1 = \total$102 ;
+  assign theta_q1 = \theta$104 ;
+  assign \$signature__addr$110  = \$36 [3:0];
+  assign \$signature__data$111  = \$37 [15:0];
+  assign \$signature__addr$115  = \$42 [3:0];
+  assign \$signature__data$116  = \$43 [15:0];
   assign \input__payload.index  = input__payload[3:0];
   assign \input__payload.value  = input__payload[11:4];
   assign \input__payload.end  = input__payload[12];
@@ -4947,153 +5224,183 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \edge3.nsrc  = edge3[15:11];
   assign valid_lanes[1] = \$55 ;
   assign valid_lanes[0] = \$51 ;
-  assign spikes[1] = \spike$107 ;
+  assign spikes[1] = \spike$109 ;
   assign spikes[0] = spike;
   assign end_record[1:0] = 2'h2;
   assign end_record[23:2] = 22'h000000;
   assign \$15  = host_addr[8];
   assign \$20  = host_addr[8];
   assign \$46  = host_addr[8];
+  assign \$142  = { 1'h0, \$141  };
+  assign \$146  = { \$145 , 1'h0 };
+  assign \$150  = { 1'h0, \$149 , 2'h0 };
+  assign \$154  = { \$153 , 3'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neuron0 (reset, spiking, \port$586$0 , u, spike, acc, u_new, v_reset);
-  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+module \npu_core_tiny.leak0 (bias, u, leak, alpha);
   wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
-  wire [15:0] \$12 ;
   wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
   wire [8:0] alpha;
+  input [15:0] bias;
   wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$586$0 ;
-  wire [40:0] \port$586$0 ;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_tiny.leak1 (bias, u, leak, alpha);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_tiny.neuron0 (reset, spiking, spike, theta, total, u_new, v_reset);
+  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+  wire [25:0] \$1 ;
+  wire [26:0] \$10 ;
+  wire [15:0] \$11 ;
+  wire [15:0] \$12 ;
+  wire [25:0] \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire [16:0] \$6 ;
+  wire [16:0] \$7 ;
+  wire [26:0] \$8 ;
+  wire [26:0] \$9 ;
+  wire \$signal ;
+  wire lo;
+  wire [15:0] minus;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
   wire spike;
   input spiking;
   wire spiking;
+  input [15:0] theta;
   wire [15:0] theta;
+  input [25:0] total;
   wire [25:0] total;
-  input [15:0] u;
-  wire [15:0] u;
   output [15:0] u_new;
   reg [15:0] u_new;
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$586$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$586$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$586$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$586$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
+  assign \$signal  = $signed(total) > $signed(16'h7fff);
+  assign lo = $signed(total) < $signed(16'h8000);
+  assign \$1  = lo ? 26'h3ff8000 : total;
+  assign \$2  = \$signal  ? 26'h0007fff : \$1 ;
+  assign \$3  = $signed(total) >= $signed(theta);
+  assign \$4  = theta == 16'h8000;
+  assign \$5  = \$3  | \$4 ;
+  assign spike = spiking & \$5 ;
+  assign \$6  = $signed(16'h7fff) - $signed(theta);
+  assign \$7  = $signed(16'h8000) - $signed(theta);
+  assign \$8  = $signed(total) - $signed(theta);
+  assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
+  assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
+  assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
+  assign \$12  = spike ? v_reset : \$2 [15:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
     casez (reset)
       2'h0:
-          u_new = \$11 [15:0];
+          u_new = \$11 ;
       2'h1:
           u_new = \$12 ;
       default:
-          u_new = \$8 [15:0];
+          u_new = \$2 [15:0];
     endcase
   end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$586$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$586$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$586$0 [24:9];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+  assign v = \$2 [15:0];
+  assign minus = \$10 [15:0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neuron1 (reset, spiking, \port$595$0 , u, spike, acc, u_new, v_reset);
+module \npu_core_tiny.neuron1 (reset, spiking, spike, theta, total, u_new, v_reset);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
-  wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
+  wire [25:0] \$1 ;
+  wire [26:0] \$10 ;
+  wire [15:0] \$11 ;
   wire [15:0] \$12 ;
-  wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
+  wire [25:0] \$2 ;
+  wire \$3 ;
+  wire \$4 ;
   wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
-  wire [8:0] alpha;
-  wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$595$0 ;
-  wire [40:0] \port$595$0 ;
+  wire [16:0] \$6 ;
+  wire [16:0] \$7 ;
+  wire [26:0] \$8 ;
+  wire [26:0] \$9 ;
+  wire \$signal ;
+  wire lo;
+  wire [15:0] minus;
   input [1:0] reset;
   wire [1:0] reset;
   output spike;
   wire spike;
   input spiking;
   wire spiking;
+  input [15:0] theta;
   wire [15:0] theta;
+  input [25:0] total;
   wire [25:0] total;
-  input [15:0] u;
-  wire [15:0] u;
   output [15:0] u_new;
   reg [15:0] u_new;
   wire [15:0] v;
   input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$595$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$595$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$595$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$595$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
+  assign \$signal  = $signed(total) > $signed(16'h7fff);
+  assign lo = $signed(total) < $signed(16'h8000);
+  assign \$1  = lo ? 26'h3ff8000 : total;
+  assign \$2  = \$signal  ? 26'h0007fff : \$1 ;
+  assign \$3  = $signed(total) >= $signed(theta);
+  assign \$4  = theta == 16'h8000;
+  assign \$5  = \$3  | \$4 ;
+  assign spike = spiking & \$5 ;
+  assign \$6  = $signed(16'h7fff) - $signed(theta);
+  assign \$7  = $signed(16'h8000) - $signed(theta);
+  assign \$8  = $signed(total) - $signed(theta);
+  assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
+  assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
+  assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
+  assign \$12  = spike ? v_reset : \$2 [15:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     (* full_case = 32'd1 *)
     casez (reset)
       2'h0:
-          u_new = \$11 [15:0];
+          u_new = \$11 ;
       2'h1:
           u_new = \$12 ;
       default:
-          u_new = \$8 [15:0];
+          u_new = \$2 [15:0];
     endcase
   end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$595$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$595$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$595$0 [24:9];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+  assign v = \$2 [15:0];
+  assign minus = \$10 [15:0];
 endmodule
 
 (* generator = "Amaranth" *)
