@@ -471,3 +471,33 @@ def test_core_scan_drives_every_core_input_and_shows_every_output():
         at += width
     assert got["host_rdata"] == 1 and got["host_rvalid"] == 1  # the layer count, read back
     assert got["busy"] == 0 and got["input/ready"] == 1 and got["output/valid"] == 0
+
+
+def test_boards_command_lists_capacity(capsys):
+    assert main(["boards", "--json"]) == 0
+    out = capsys.readouterr().out
+    rows = json.loads(out)["boards"]
+    assert [r["board"] for r in rows] == list(BOARDS)
+    for r in rows:
+        b = BOARDS[r["board"]]
+        assert {k: r[k] for k in capacity(b)} == capacity(b)
+        assert r["baud"] == 115200 and r["transport"] in ("uart", "pcie")
+    assert main(["boards"]) == 0
+    text = capsys.readouterr().out
+    assert "icebreaker      iCE40UP5K    4      192     65536         0    36 MHz" in text
+
+
+def test_every_board_top_elaborates(tmp_path):
+    """Every board's top (PLL, reset, LEDs, UART or XDMA) with the tiny core makes a
+    complete build plan; nothing runs."""
+    from spikeforge.boards.top import BoardTop, make_core
+    from spikeforge.gateware.rtl import config_named
+
+    for name, b in BOARDS.items():
+        platform = b.platform_class()()
+        bbuild._string_attrs(platform)
+        top = BoardTop(board=b, make_top=make_core, config=config_named("tiny"))
+        plan = platform.prepare(top, name="top")
+        assert any(f.endswith((".il", ".v")) for f in plan.files), name
+        if b.target_mhz is not None:
+            assert top.clk_freq == b.target_mhz * 1e6, name
