@@ -228,7 +228,12 @@ class NPUCore(wiring.Component):
         # ------------------------------------------------- sequencer state
         cur = Signal()  # the bank of this step's event lists
         li = Signal(range(L))  # layer being processed
-        layer = layers[li]
+        # Timing: the current layer's table entry, registered (every use comes at
+        # least one clock after ``li`` changes), and its end edge (two clocks).
+        layer = Signal(layer_l)
+        m.d.sync += layer.eq(layers[li])
+        e_end = Signal(c.edge_bits + 1)
+        m.d.sync += e_end.eq(layer.ebase + layer.ecount)
         k = Signal(c.rows_bits)  # row
         e = Signal(c.edge_bits + 1)  # edge
         edge = edges[e[:c.edge_bits]]
@@ -244,8 +249,11 @@ class NPUCore(wiring.Component):
         step_cycles = counters[n_ctr * L]
         steps_done = counters[n_ctr * L + 1]
 
-        def ctr(i):
-            return counters[li * n_ctr + i]
+        def bump(i, sel=li):
+            # Counter i of layer ``sel`` + 1 (a per-counter enable, no read multiplexer).
+            for lyr in range(L):
+                with m.If(sel == lyr):
+                    m.d.sync += counters[lyr * n_ctr + i].eq(counters[lyr * n_ctr + i] + 1)
 
         def ev_addr(bank, src, idx):
             return Cat(idx[:c.idx_bits], src, bank)
@@ -324,7 +332,6 @@ class NPUCore(wiring.Component):
         spike_src = Signal(c.src_bits)
         m.d.comb += spike_src.eq(router.event_layer + 1)
         spike_count = counts[Cat(spike_src, cur)]
-        spike_ctr = counters[router.event_layer * n_ctr + 3]
         with m.If(router.event):
             m.d.comb += [
                 ev_wr.addr.eq(ev_addr(cur, spike_src, spike_count)),
@@ -332,7 +339,8 @@ class NPUCore(wiring.Component):
                 ev_wr.data.value.eq(1),
                 ev_wr.en.eq(1),
             ]
-            m.d.sync += [spike_count.eq(spike_count + 1), spike_ctr.eq(spike_ctr + 1)]
+            m.d.sync += spike_count.eq(spike_count + 1)
+            bump(3, router.event_layer)
 
         # ------------------------------------------------------ neuron phase
         new_u = []
@@ -415,12 +423,12 @@ class NPUCore(wiring.Component):
             with m.State("ROW"):
                 m.d.comb += [busy.eq(1), row_start.eq(1)]
                 m.d.sync += [e.eq(layer.ebase)] + [a.eq(0) for a in acc]
-                m.d.sync += ctr(0).eq(ctr(0) + 1)
+                bump(0)
                 m.next = "EDGE"
             with m.State("EDGE"):
                 m.d.comb += busy.eq(1)
-                m.d.sync += ctr(0).eq(ctr(0) + 1)
-                with m.If(e == layer.ebase + layer.ecount):
+                bump(0)
+                with m.If(e == e_end):
                     m.next = "DRAIN"
                 with m.Else():
                     bank = cur ^ edge.recurrent
@@ -436,19 +444,19 @@ class NPUCore(wiring.Component):
                     m.next = "EVENTS"
             with m.State("EVENTS"):
                 m.d.comb += busy.eq(1)
-                m.d.sync += ctr(0).eq(ctr(0) + 1)
+                bump(0)
                 with m.If(n < cnt):
                     m.d.comb += issue.eq(1)
                     m.d.sync += n.eq(n + 1)
                     with m.If(k == 0):  # each event counted once, at its first row
-                        m.d.sync += ctr(2).eq(ctr(2) + 1)
+                        bump(2)
                 with m.Else():
                     m.d.sync += e.eq(e + 1)
                     m.next = "EDGE"
             with m.State("DRAIN"):
                 # Two clocks: the row's last event leaves stage 4 in the second.
                 m.d.comb += busy.eq(1)
-                m.d.sync += ctr(0).eq(ctr(0) + 1)
+                bump(0)
                 with m.If(~drain2):
                     m.d.sync += drain2.eq(1)
                 with m.Elif(~s1_valid & ~s2_valid & ~s3_valid):
@@ -456,7 +464,7 @@ class NPUCore(wiring.Component):
                     m.next = "NEURON"
             with m.State("NEURON"):
                 m.d.comb += busy.eq(1)
-                m.d.sync += ctr(1).eq(ctr(1) + 1)
+                bump(1)
                 # Wait for the router to take the previous row (it runs concurrently).
                 with m.If(router.can_load):
                     m.d.comb += [
