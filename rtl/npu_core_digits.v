@@ -6,154 +6,154 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [10:0] \$100 ;
+  wire [12:0] \$100 ;
   wire [12:0] \$101 ;
-  wire [12:0] \$102 ;
+  wire [10:0] \$102 ;
   wire [10:0] \$103 ;
-  wire [10:0] \$104 ;
+  wire [12:0] \$104 ;
   wire [12:0] \$105 ;
-  wire [12:0] \$106 ;
+  wire [10:0] \$106 ;
   wire [10:0] \$107 ;
-  wire [10:0] \$108 ;
+  wire [12:0] \$108 ;
   wire [12:0] \$109 ;
   wire \$11 ;
-  wire [12:0] \$110 ;
+  wire [10:0] \$110 ;
   wire [10:0] \$111 ;
-  wire [10:0] \$112 ;
+  wire [12:0] \$112 ;
   wire [12:0] \$113 ;
-  wire [12:0] \$114 ;
+  wire [10:0] \$114 ;
   wire [10:0] \$115 ;
-  wire [10:0] \$116 ;
+  wire \$116 ;
   wire \$117 ;
-  wire \$118 ;
-  reg [6:0] \$119 ;
+  reg [6:0] \$118 ;
+  wire [10:0] \$119 ;
   wire \$12 ;
-  wire [10:0] \$120 ;
-  wire [45:0] \$121 ;
+  wire [45:0] \$120 ;
+  wire \$121 ;
   wire \$122 ;
   wire \$123 ;
   wire \$124 ;
-  wire \$125 ;
-  wire [10:0] \$126 ;
-  wire [45:0] \$127 ;
+  wire [10:0] \$125 ;
+  wire [45:0] \$126 ;
+  wire \$127 ;
   wire \$128 ;
   wire \$129 ;
   wire \$13 ;
   wire \$130 ;
-  wire \$131 ;
-  wire [10:0] \$132 ;
-  wire [45:0] \$133 ;
+  wire [10:0] \$131 ;
+  wire [45:0] \$132 ;
+  wire \$133 ;
   wire \$134 ;
   wire \$135 ;
   wire \$136 ;
-  wire \$137 ;
-  wire [10:0] \$138 ;
-  wire [45:0] \$139 ;
+  wire [10:0] \$137 ;
+  wire [45:0] \$138 ;
+  wire \$139 ;
   wire \$14 ;
   wire \$140 ;
   wire \$141 ;
   wire \$142 ;
-  wire \$143 ;
-  wire [10:0] \$144 ;
-  wire [45:0] \$145 ;
+  wire [10:0] \$143 ;
+  wire [45:0] \$144 ;
+  wire \$145 ;
   wire \$146 ;
   wire \$147 ;
   wire \$148 ;
-  wire \$149 ;
+  wire [10:0] \$149 ;
   wire \$15 ;
-  wire [10:0] \$150 ;
-  wire [45:0] \$151 ;
+  wire [45:0] \$150 ;
+  wire \$151 ;
   wire \$152 ;
   wire \$153 ;
   wire \$154 ;
-  wire \$155 ;
-  wire [10:0] \$156 ;
-  wire [45:0] \$157 ;
+  wire [10:0] \$155 ;
+  wire [45:0] \$156 ;
+  wire \$157 ;
   wire \$158 ;
   wire \$159 ;
   wire \$16 ;
   wire \$160 ;
-  wire \$161 ;
-  wire [10:0] \$162 ;
-  wire [45:0] \$163 ;
+  wire [10:0] \$161 ;
+  wire [45:0] \$162 ;
+  wire \$163 ;
   wire \$164 ;
   wire \$165 ;
   wire \$166 ;
-  wire \$167 ;
-  reg [7:0] \$168 ;
-  wire [8:0] \$169 ;
+  wire [8:0] \$167 ;
+  wire [9:0] \$168 ;
+  wire \$169 ;
   wire \$17 ;
-  wire [9:0] \$170 ;
-  wire \$171 ;
-  reg [7:0] \$172 ;
+  wire [8:0] \$170 ;
+  wire [9:0] \$171 ;
+  wire \$172 ;
   wire [8:0] \$173 ;
   wire [9:0] \$174 ;
   wire \$175 ;
-  reg [7:0] \$176 ;
-  wire [8:0] \$177 ;
-  wire [9:0] \$178 ;
-  wire \$179 ;
+  wire [8:0] \$176 ;
+  wire [9:0] \$177 ;
+  wire \$178 ;
+  wire [8:0] \$179 ;
   wire \$18 ;
-  reg [7:0] \$180 ;
-  wire [8:0] \$181 ;
-  wire [9:0] \$182 ;
-  wire \$183 ;
-  reg [7:0] \$184 ;
+  wire [9:0] \$180 ;
+  wire \$181 ;
+  wire [8:0] \$182 ;
+  wire [9:0] \$183 ;
+  wire \$184 ;
   wire [8:0] \$185 ;
   wire [9:0] \$186 ;
   wire \$187 ;
-  reg [7:0] \$188 ;
-  wire [8:0] \$189 ;
+  wire [8:0] \$188 ;
+  wire [9:0] \$189 ;
   wire \$19 ;
-  wire [9:0] \$190 ;
+  wire \$190 ;
   wire \$191 ;
-  reg [7:0] \$192 ;
-  wire [8:0] \$193 ;
-  wire [9:0] \$194 ;
+  wire \$192 ;
+  wire \$193 ;
+  reg [6:0] \$194 ;
   wire \$195 ;
-  reg [7:0] \$196 ;
-  wire [8:0] \$197 ;
-  wire [9:0] \$198 ;
+  wire [7:0] \$196 ;
+  wire [7:0] \$197 ;
+  wire [8:0] \$198 ;
   wire \$199 ;
   wire \$2 ;
   wire \$20 ;
   wire \$200 ;
   wire \$201 ;
   wire \$202 ;
-  reg [6:0] \$203 ;
+  wire \$203 ;
   wire \$204 ;
-  reg \$205 ;
-  wire [7:0] \$206 ;
-  wire [7:0] \$207 ;
-  wire [8:0] \$208 ;
-  reg \$209 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire \$209 ;
   wire \$21 ;
   wire \$210 ;
   wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
+  reg [44:0] \$212 ;
+  reg [22:0] \$213 ;
+  reg [31:0] \$214 ;
+  reg [44:0] \$215 ;
+  wire [4:0] \$216 ;
+  wire [15:0] \$217 ;
+  wire [15:0] \$218 ;
+  wire [15:0] \$219 ;
   wire \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  reg [44:0] \$223 ;
-  reg [22:0] \$224 ;
-  reg [31:0] \$225 ;
-  wire [15:0] \$226 ;
-  wire [15:0] \$227 ;
-  wire [15:0] \$228 ;
-  wire [15:0] \$229 ;
+  wire [15:0] \$220 ;
+  wire [15:0] \$221 ;
+  wire [15:0] \$222 ;
+  wire [15:0] \$223 ;
+  wire [15:0] \$224 ;
+  wire [26:0] \$225 ;
+  wire [26:0] \$226 ;
+  wire [26:0] \$227 ;
+  wire [26:0] \$228 ;
+  wire [26:0] \$229 ;
   wire \$23 ;
-  wire [15:0] \$230 ;
-  wire [15:0] \$231 ;
-  wire [15:0] \$232 ;
-  wire [15:0] \$233 ;
+  wire [26:0] \$230 ;
+  wire [26:0] \$231 ;
+  wire [26:0] \$232 ;
+  wire [26:0] \$233 ;
   wire [26:0] \$234 ;
   wire [26:0] \$235 ;
   wire [26:0] \$236 ;
@@ -162,122 +162,122 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [26:0] \$239 ;
   wire \$24 ;
   wire [26:0] \$240 ;
-  wire [26:0] \$241 ;
-  wire [26:0] \$242 ;
-  wire [26:0] \$243 ;
-  wire [26:0] \$244 ;
-  wire [26:0] \$245 ;
-  wire [26:0] \$246 ;
-  wire [26:0] \$247 ;
-  wire [26:0] \$248 ;
-  wire [26:0] \$249 ;
+  reg [7:0] \$241 ;
+  wire [8:0] \$242 ;
+  wire \$243 ;
+  wire [32:0] \$244 ;
+  wire \$245 ;
+  wire [32:0] \$246 ;
+  wire \$247 ;
+  wire [32:0] \$248 ;
+  wire \$249 ;
   wire \$25 ;
-  reg [7:0] \$250 ;
-  wire [8:0] \$251 ;
-  wire [4:0] \$252 ;
-  wire [5:0] \$253 ;
-  reg [31:0] \$254 ;
-  wire [32:0] \$255 ;
-  wire [4:0] \$256 ;
-  wire [5:0] \$257 ;
+  wire [32:0] \$250 ;
+  wire \$251 ;
+  reg [6:0] \$252 ;
+  wire [7:0] \$253 ;
+  wire \$254 ;
+  wire \$255 ;
+  wire [32:0] \$256 ;
+  wire \$257 ;
   wire \$258 ;
-  reg [6:0] \$259 ;
+  wire \$259 ;
   wire \$26 ;
-  wire [7:0] \$260 ;
+  wire \$260 ;
   wire \$261 ;
   wire \$262 ;
   wire [32:0] \$263 ;
   wire \$264 ;
-  wire \$265 ;
+  wire [32:0] \$265 ;
   wire \$266 ;
-  wire \$267 ;
+  wire [32:0] \$267 ;
   wire \$268 ;
-  reg [2:0] \$269 ;
+  wire [32:0] \$269 ;
   wire \$27 ;
-  wire [4:0] \$270 ;
-  wire [5:0] \$271 ;
-  reg [31:0] \$272 ;
+  wire \$270 ;
+  wire [32:0] \$271 ;
+  wire \$272 ;
   wire [32:0] \$273 ;
-  wire [4:0] \$274 ;
-  wire [5:0] \$275 ;
-  wire [4:0] \$276 ;
-  wire [5:0] \$277 ;
-  reg [31:0] \$278 ;
-  wire [32:0] \$279 ;
+  wire \$274 ;
+  wire [32:0] \$275 ;
+  wire \$276 ;
+  wire [32:0] \$277 ;
+  wire \$278 ;
+  reg [2:0] \$279 ;
   wire \$28 ;
-  wire [4:0] \$280 ;
-  wire [5:0] \$281 ;
+  reg [2:0] \$280 ;
+  wire \$281 ;
   reg [2:0] \$282 ;
-  reg [3:0] \$283 ;
-  wire [4:0] \$284 ;
+  wire \$283 ;
+  reg \$284 ;
   wire \$285 ;
-  reg [2:0] \$286 ;
+  wire \$286 ;
   reg [2:0] \$287 ;
   wire \$288 ;
-  reg [2:0] \$289 ;
+  reg [6:0] \$289 ;
   wire \$29 ;
-  wire \$290 ;
+  reg [2:0] \$290 ;
   reg \$291 ;
   wire \$292 ;
-  wire \$293 ;
-  reg [2:0] \$294 ;
-  wire \$295 ;
-  reg [6:0] \$296 ;
-  reg [2:0] \$297 ;
-  reg \$298 ;
-  wire \$299 ;
+  reg [7:0] \$293 ;
+  wire [7:0] \$294 ;
+  reg [10:0] \$295 ;
+  reg [7:0] \$296 ;
+  wire [8:0] \$297 ;
+  wire [8:0] \$298 ;
+  wire [13:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
   reg [7:0] \$300 ;
-  wire [7:0] \$301 ;
-  reg [10:0] \$302 ;
-  reg [7:0] \$303 ;
-  wire [8:0] \$304 ;
-  wire [8:0] \$305 ;
-  wire [13:0] \$306 ;
-  reg [7:0] \$307 ;
-  wire [8:0] \$308 ;
-  wire [8:0] \$309 ;
+  wire [8:0] \$301 ;
+  wire [8:0] \$302 ;
+  wire [14:0] \$303 ;
+  reg [7:0] \$304 ;
+  wire [10:0] \$305 ;
+  wire [10:0] \$306 ;
+  wire [15:0] \$307 ;
+  reg [7:0] \$308 ;
+  wire [10:0] \$309 ;
   wire \$31 ;
-  wire [14:0] \$310 ;
-  reg [7:0] \$311 ;
-  wire [10:0] \$312 ;
-  wire [10:0] \$313 ;
-  wire [15:0] \$314 ;
-  reg [7:0] \$315 ;
-  wire [10:0] \$316 ;
-  wire [10:0] \$317 ;
-  wire [16:0] \$318 ;
-  reg [7:0] \$319 ;
+  wire [10:0] \$310 ;
+  wire [16:0] \$311 ;
+  reg [7:0] \$312 ;
+  wire [14:0] \$313 ;
+  wire [14:0] \$314 ;
+  wire [17:0] \$315 ;
+  wire [13:0] \$316 ;
+  wire \$317 ;
+  wire [32:0] \$318 ;
+  wire \$319 ;
   wire \$32 ;
-  wire [14:0] \$320 ;
-  wire [14:0] \$321 ;
-  wire [17:0] \$322 ;
-  wire [13:0] \$323 ;
-  wire [4:0] \$324 ;
-  wire [5:0] \$325 ;
-  reg [31:0] \$326 ;
-  wire [32:0] \$327 ;
-  wire [4:0] \$328 ;
-  wire [5:0] \$329 ;
+  wire [32:0] \$320 ;
+  wire \$321 ;
+  wire [32:0] \$322 ;
+  wire \$323 ;
+  wire [32:0] \$324 ;
+  wire \$325 ;
+  wire [8:0] \$326 ;
+  wire \$327 ;
+  wire \$328 ;
+  wire [32:0] \$329 ;
   wire \$33 ;
   wire \$330 ;
-  wire [8:0] \$331 ;
+  wire [32:0] \$331 ;
   wire \$332 ;
-  wire [4:0] \$333 ;
-  wire [5:0] \$334 ;
-  reg [31:0] \$335 ;
-  wire [32:0] \$336 ;
-  wire [4:0] \$337 ;
-  wire [5:0] \$338 ;
-  wire [4:0] \$339 ;
+  wire [32:0] \$333 ;
+  wire \$334 ;
+  wire [32:0] \$335 ;
+  wire [4:0] \$336 ;
+  wire \$337 ;
+  wire [32:0] \$338 ;
+  wire \$339 ;
   wire \$34 ;
-  wire [4:0] \$340 ;
-  wire [5:0] \$341 ;
-  reg [31:0] \$342 ;
-  wire [32:0] \$343 ;
-  wire [4:0] \$344 ;
-  wire [5:0] \$345 ;
+  wire [32:0] \$340 ;
+  wire \$341 ;
+  wire [32:0] \$342 ;
+  wire \$343 ;
+  wire [32:0] \$344 ;
+  wire \$345 ;
   wire \$346 ;
   wire \$347 ;
   wire \$348 ;
@@ -285,13 +285,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$35 ;
   wire \$350 ;
   wire \$351 ;
-  wire [4:0] \$352 ;
-  wire [5:0] \$353 ;
-  reg [31:0] \$354 ;
-  wire [32:0] \$355 ;
-  wire [4:0] \$356 ;
-  wire [5:0] \$357 ;
-  reg [4:0] \$358 ;
+  wire [32:0] \$352 ;
+  wire \$353 ;
+  wire [32:0] \$354 ;
+  wire \$355 ;
+  wire [32:0] \$356 ;
+  wire \$357 ;
+  wire [32:0] \$358 ;
   wire [5:0] \$359 ;
   wire \$36 ;
   wire \$360 ;
@@ -325,17 +325,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [2:0] \$386 ;
   reg [2:0] \$387 ;
   reg [44:0] \$388 ;
-  reg \$389 ;
+  reg [44:0] \$389 ;
   wire \$39 ;
-  reg \$390 ;
-  reg [7:0] \$391 ;
-  reg [11:0] \$392 ;
-  reg \$393 ;
-  reg \$394 ;
-  reg [7:0] \$395 ;
+  reg [3:0] \$390 ;
+  reg \$391 ;
+  reg \$392 ;
+  reg [7:0] \$393 ;
+  reg [11:0] \$394 ;
+  reg \$395 ;
   reg \$396 ;
   reg [7:0] \$397 ;
-  reg [7:0] \$398 ;
+  reg \$398 ;
   reg [7:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
@@ -344,8 +344,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [7:0] \$402 ;
   reg [7:0] \$403 ;
   reg [7:0] \$404 ;
-  reg [15:0] \$405 ;
-  reg [15:0] \$406 ;
+  reg [7:0] \$405 ;
+  reg [7:0] \$406 ;
   reg [15:0] \$407 ;
   reg [15:0] \$408 ;
   reg [15:0] \$409 ;
@@ -353,37 +353,37 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [15:0] \$410 ;
   reg [15:0] \$411 ;
   reg [15:0] \$412 ;
-  reg \$413 ;
-  reg \$414 ;
-  reg [17:0] \$415 ;
-  reg [15:0] \$416 ;
-  reg [25:0] \$417 ;
-  reg [17:0] \$418 ;
-  reg [15:0] \$419 ;
+  reg [15:0] \$413 ;
+  reg [15:0] \$414 ;
+  reg \$415 ;
+  reg \$416 ;
+  reg [17:0] \$417 ;
+  reg [15:0] \$418 ;
+  reg [25:0] \$419 ;
   wire \$42 ;
-  reg [25:0] \$420 ;
-  reg [17:0] \$421 ;
-  reg [15:0] \$422 ;
-  reg [25:0] \$423 ;
-  reg [17:0] \$424 ;
-  reg [15:0] \$425 ;
-  reg [25:0] \$426 ;
-  reg [17:0] \$427 ;
-  reg [15:0] \$428 ;
-  reg [25:0] \$429 ;
+  reg [17:0] \$420 ;
+  reg [15:0] \$421 ;
+  reg [25:0] \$422 ;
+  reg [17:0] \$423 ;
+  reg [15:0] \$424 ;
+  reg [25:0] \$425 ;
+  reg [17:0] \$426 ;
+  reg [15:0] \$427 ;
+  reg [25:0] \$428 ;
+  reg [17:0] \$429 ;
   wire \$43 ;
-  reg [17:0] \$430 ;
-  reg [15:0] \$431 ;
-  reg [25:0] \$432 ;
-  reg [17:0] \$433 ;
-  reg [15:0] \$434 ;
-  reg [25:0] \$435 ;
-  reg [17:0] \$436 ;
-  reg [15:0] \$437 ;
-  reg [25:0] \$438 ;
-  reg [7:0] \$439 ;
+  reg [15:0] \$430 ;
+  reg [25:0] \$431 ;
+  reg [17:0] \$432 ;
+  reg [15:0] \$433 ;
+  reg [25:0] \$434 ;
+  reg [17:0] \$435 ;
+  reg [15:0] \$436 ;
+  reg [25:0] \$437 ;
+  reg [17:0] \$438 ;
+  reg [15:0] \$439 ;
   wire \$44 ;
-  reg [7:0] \$440 ;
+  reg [25:0] \$440 ;
   reg [7:0] \$441 ;
   reg [7:0] \$442 ;
   reg [7:0] \$443 ;
@@ -399,16 +399,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [7:0] \$452 ;
   reg [7:0] \$453 ;
   reg [7:0] \$454 ;
-  reg [31:0] \$455 ;
-  reg [31:0] \$456 ;
+  reg [7:0] \$455 ;
+  reg [7:0] \$456 ;
   reg [31:0] \$457 ;
   reg [31:0] \$458 ;
   reg [31:0] \$459 ;
   wire \$46 ;
   reg [31:0] \$460 ;
-  reg [31:0] \$461 ;
-  reg [31:0] \$462 ;
-  reg [31:0] \$463 ;
+  reg \$461 ;
+  reg [6:0] \$462 ;
+  reg [6:0] \$463 ;
   reg [31:0] \$464 ;
   reg [31:0] \$465 ;
   reg [31:0] \$466 ;
@@ -419,25 +419,27 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [31:0] \$470 ;
   reg [31:0] \$471 ;
   reg [31:0] \$472 ;
-  reg \$473 ;
-  reg [6:0] \$474 ;
-  reg [6:0] \$475 ;
-  reg \$476 ;
-  reg \$477 ;
-  reg [1:0] \$478 ;
+  reg [31:0] \$473 ;
+  reg [31:0] \$474 ;
+  reg [31:0] \$475 ;
+  reg [31:0] \$476 ;
+  reg [31:0] \$477 ;
+  reg \$478 ;
   reg \$479 ;
   wire \$48 ;
-  reg [3:0] \$480 ;
-  reg [4:0] \$481 ;
+  reg [1:0] \$480 ;
+  reg \$481 ;
   reg [3:0] \$482 ;
-  reg [2:0] \$483 ;
-  reg \$484 ;
-  reg \$485 ;
-  reg [7:0] \$486 ;
-  reg [7:0] \$487 ;
-  reg [11:0] \$488 ;
-  reg \$489 ;
+  reg [4:0] \$483 ;
+  reg [3:0] \$484 ;
+  reg [2:0] \$485 ;
+  reg \$486 ;
+  reg \$487 ;
+  reg [7:0] \$488 ;
+  reg [7:0] \$489 ;
   wire \$49 ;
+  reg [11:0] \$490 ;
+  reg \$491 ;
   wire \$5 ;
   wire \$50 ;
   wire \$51 ;
@@ -476,57 +478,58 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [7:0] \$81 ;
   reg [40:0] \$82 ;
   reg [15:0] \$83 ;
-  reg [4:0] \$84 ;
+  wire [12:0] \$84 ;
   wire [12:0] \$85 ;
-  wire [12:0] \$86 ;
+  wire [10:0] \$86 ;
   wire [10:0] \$87 ;
-  wire [10:0] \$88 ;
+  wire [12:0] \$88 ;
   wire [12:0] \$89 ;
   wire \$9 ;
-  wire [12:0] \$90 ;
+  wire [10:0] \$90 ;
   wire [10:0] \$91 ;
-  wire [10:0] \$92 ;
+  wire [12:0] \$92 ;
   wire [12:0] \$93 ;
-  wire [12:0] \$94 ;
+  wire [10:0] \$94 ;
   wire [10:0] \$95 ;
-  wire [10:0] \$96 ;
+  wire [12:0] \$96 ;
   wire [12:0] \$97 ;
-  wire [12:0] \$98 ;
+  wire [10:0] \$98 ;
   wire [10:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$300 ;
-  reg \$signal$338  = 1'h0;
-  reg \$signal$342  = 1'h0;
-  reg \$signal$343  = 1'h0;
-  reg \$signal$362  = 1'h0;
-  reg \$signal$380  = 1'h0;
+  reg \$signal$296 ;
+  reg \$signal$340  = 1'h0;
+  reg \$signal$344  = 1'h0;
+  reg \$signal$345  = 1'h0;
+  reg \$signal$364  = 1'h0;
+  reg \$signal$382  = 1'h0;
   wire [10:0] \$signature__addr ;
+  wire [10:0] \$signature__addr$103 ;
+  wire [4:0] \$signature__addr$105 ;
+  wire [4:0] \$signature__addr$106 ;
   wire [10:0] \$signature__addr$107 ;
+  wire [4:0] \$signature__addr$108 ;
   wire [4:0] \$signature__addr$109 ;
-  wire [4:0] \$signature__addr$110 ;
-  wire [10:0] \$signature__addr$111 ;
+  wire [10:0] \$signature__addr$110 ;
+  wire [4:0] \$signature__addr$111 ;
   wire [4:0] \$signature__addr$112 ;
-  wire [4:0] \$signature__addr$113 ;
-  wire [10:0] \$signature__addr$114 ;
+  wire [10:0] \$signature__addr$113 ;
+  wire [4:0] \$signature__addr$114 ;
   wire [4:0] \$signature__addr$115 ;
-  wire [4:0] \$signature__addr$116 ;
-  wire [10:0] \$signature__addr$117 ;
+  wire [10:0] \$signature__addr$116 ;
+  wire [4:0] \$signature__addr$117 ;
   wire [4:0] \$signature__addr$118 ;
-  wire [4:0] \$signature__addr$119 ;
-  wire [10:0] \$signature__addr$120 ;
+  wire [10:0] \$signature__addr$119 ;
+  wire [4:0] \$signature__addr$120 ;
   wire [4:0] \$signature__addr$121 ;
-  wire [4:0] \$signature__addr$122 ;
-  wire [10:0] \$signature__addr$123 ;
+  wire [10:0] \$signature__addr$122 ;
+  wire [4:0] \$signature__addr$123 ;
   wire [4:0] \$signature__addr$124 ;
-  wire [4:0] \$signature__addr$125 ;
-  wire [10:0] \$signature__addr$126 ;
+  wire [10:0] \$signature__addr$125 ;
+  wire [4:0] \$signature__addr$126 ;
   wire [4:0] \$signature__addr$127 ;
-  wire [4:0] \$signature__addr$128 ;
-  wire [10:0] \$signature__addr$129 ;
-  wire [4:0] \$signature__addr$130 ;
-  wire [4:0] \$signature__addr$131 ;
   wire [4:0] \$signature__addr$23 ;
-  wire [4:0] \$signature__addr$258 ;
+  wire [4:0] \$signature__addr$254 ;
+  wire [4:0] \$signature__addr$259 ;
   wire [10:0] \$signature__addr$26 ;
   wire [4:0] \$signature__addr$263 ;
   wire [4:0] \$signature__addr$267 ;
@@ -534,7 +537,6 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [4:0] \$signature__addr$275 ;
   wire [4:0] \$signature__addr$279 ;
   wire [4:0] \$signature__addr$283 ;
-  wire [4:0] \$signature__addr$287 ;
   wire [4:0] \$signature__addr$29 ;
   wire [10:0] \$signature__addr$32 ;
   wire [4:0] \$signature__addr$35 ;
@@ -553,7 +555,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [8:0] \$signature__data$24.alpha ;
   wire [15:0] \$signature__data$24.bias ;
   wire [15:0] \$signature__data$24.theta ;
-  wire [15:0] \$signature__data$259 ;
+  wire [15:0] \$signature__data$255 ;
+  wire [15:0] \$signature__data$260 ;
   wire [15:0] \$signature__data$264 ;
   wire [15:0] \$signature__data$268 ;
   wire [7:0] \$signature__data$27 ;
@@ -561,7 +564,6 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \$signature__data$276 ;
   wire [15:0] \$signature__data$280 ;
   wire [15:0] \$signature__data$284 ;
-  wire [15:0] \$signature__data$288 ;
   wire [40:0] \$signature__data$30 ;
   wire [8:0] \$signature__data$30.alpha ;
   wire [15:0] \$signature__data$30.bias ;
@@ -646,7 +648,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \$signature__data$93 ;
   wire \$signature__en ;
   wire \$signature__en$25 ;
-  wire \$signature__en$261 ;
+  wire \$signature__en$257 ;
+  wire \$signature__en$262 ;
   wire \$signature__en$266 ;
   wire \$signature__en$270 ;
   wire \$signature__en$274 ;
@@ -654,7 +657,6 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$signature__en$28 ;
   wire \$signature__en$282 ;
   wire \$signature__en$286 ;
-  wire \$signature__en$290 ;
   wire \$signature__en$31 ;
   wire \$signature__en$34 ;
   wire \$signature__en$37 ;
@@ -685,23 +687,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   (* init = 26'h0000000 *)
   wire [25:0] acc7;
   wire [8:0] alpha;
-  wire [8:0] \alpha$141 ;
-  wire [8:0] \alpha$144 ;
-  wire [8:0] \alpha$147 ;
-  wire [8:0] \alpha$150 ;
-  wire [8:0] \alpha$153 ;
-  wire [8:0] \alpha$156 ;
-  wire [8:0] \alpha$159 ;
+  wire [8:0] \alpha$137 ;
+  wire [8:0] \alpha$140 ;
+  wire [8:0] \alpha$143 ;
+  wire [8:0] \alpha$146 ;
+  wire [8:0] \alpha$149 ;
+  wire [8:0] \alpha$152 ;
+  wire [8:0] \alpha$155 ;
   reg bank_sel = 1'h0;
   reg [7:0] base;
   wire [15:0] bias;
-  wire [15:0] \bias$142 ;
-  wire [15:0] \bias$145 ;
-  wire [15:0] \bias$148 ;
-  wire [15:0] \bias$151 ;
-  wire [15:0] \bias$154 ;
-  wire [15:0] \bias$157 ;
-  wire [15:0] \bias$160 ;
+  wire [15:0] \bias$138 ;
+  wire [15:0] \bias$141 ;
+  wire [15:0] \bias$144 ;
+  wire [15:0] \bias$147 ;
+  wire [15:0] \bias$150 ;
+  wire [15:0] \bias$153 ;
+  wire [15:0] \bias$156 ;
   output busy;
   reg busy;
   wire \busy$19 ;
@@ -748,6 +750,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg cur = 1'h0;
   reg drain2 = 1'h0;
   reg [3:0] e = 4'h0;
+  reg [3:0] e_end = 4'h0;
   reg [22:0] edge0 = 23'h000000;
   wire [7:0] \edge0.nsrc ;
   wire \edge0.recurrent ;
@@ -844,7 +847,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire input__valid;
   reg issue;
   reg [4:0] k = 5'h00;
-  reg [1:0] layer;
+  reg [44:0] layer = 45'h000000000000;
+  reg [1:0] \layer$304 ;
+  wire [2:0] \layer.ebase ;
+  wire [3:0] \layer.ecount ;
+  wire \layer.emit_values ;
+  wire [1:0] \layer.reset ;
+  wire [4:0] \layer.rows ;
+  wire [4:0] \layer.sbase ;
+  wire [7:0] \layer.size ;
+  wire \layer.spiking ;
+  wire [15:0] \layer.v_reset ;
   reg [44:0] layer0 = 45'h000000000000;
   wire [2:0] \layer0.ebase ;
   wire [3:0] \layer0.ecount ;
@@ -886,13 +899,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \layer3.spiking ;
   wire [15:0] \layer3.v_reset ;
   wire [17:0] leak;
-  wire [17:0] \leak$367 ;
   wire [17:0] \leak$369 ;
   wire [17:0] \leak$371 ;
   wire [17:0] \leak$373 ;
   wire [17:0] \leak$375 ;
   wire [17:0] \leak$377 ;
   wire [17:0] \leak$379 ;
+  wire [17:0] \leak$381 ;
   reg [17:0] leak_q0 = 18'h00000;
   reg [17:0] leak_q1 = 18'h00000;
   reg [17:0] leak_q2 = 18'h00000;
@@ -940,14 +953,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \records__payload.value ;
   wire records__ready;
   wire records__valid;
-  reg [1:0] reset;
-  reg [1:0] \reset$207 ;
-  reg [1:0] \reset$215 ;
-  reg [1:0] \reset$223 ;
-  reg [1:0] \reset$231 ;
-  reg [1:0] \reset$239 ;
-  reg [1:0] \reset$247 ;
-  reg [1:0] \reset$255 ;
+  wire [1:0] reset;
+  wire [1:0] \reset$203 ;
+  wire [1:0] \reset$211 ;
+  wire [1:0] \reset$219 ;
+  wire [1:0] \reset$227 ;
+  wire [1:0] \reset$235 ;
+  wire [1:0] \reset$243 ;
+  wire [1:0] \reset$251 ;
   wire [5:0] row_addr;
   reg [11:0] rowbase = 12'h000;
   input rst;
@@ -962,33 +975,33 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg s4_valid = 1'h0;
   reg [7:0] send;
   wire spike;
-  wire \spike$209 ;
-  wire \spike$217 ;
-  wire \spike$225 ;
-  wire \spike$233 ;
-  wire \spike$241 ;
-  wire \spike$249 ;
-  wire \spike$257 ;
+  wire \spike$205 ;
+  wire \spike$213 ;
+  wire \spike$221 ;
+  wire \spike$229 ;
+  wire \spike$237 ;
+  wire \spike$245 ;
+  wire \spike$253 ;
   wire [2:0] spike_src;
   wire [7:0] spikes;
-  reg [7:0] \spikes$306 ;
-  reg spiking;
-  reg \spiking$208 ;
-  reg \spiking$216 ;
-  reg \spiking$224 ;
-  reg \spiking$232 ;
-  reg \spiking$240 ;
-  reg \spiking$248 ;
-  reg \spiking$256 ;
+  reg [7:0] \spikes$302 ;
+  wire spiking;
+  wire \spiking$204 ;
+  wire \spiking$212 ;
+  wire \spiking$220 ;
+  wire \spiking$228 ;
+  wire \spiking$236 ;
+  wire \spiking$244 ;
+  wire \spiking$252 ;
   reg [2:0] src_sel = 3'h0;
   reg [15:0] theta = 16'h0000;
-  reg [15:0] \theta$204  = 16'h0000;
-  reg [15:0] \theta$212  = 16'h0000;
-  reg [15:0] \theta$220  = 16'h0000;
-  reg [15:0] \theta$228  = 16'h0000;
-  reg [15:0] \theta$236  = 16'h0000;
-  reg [15:0] \theta$244  = 16'h0000;
-  reg [15:0] \theta$252  = 16'h0000;
+  reg [15:0] \theta$200  = 16'h0000;
+  reg [15:0] \theta$208  = 16'h0000;
+  reg [15:0] \theta$216  = 16'h0000;
+  reg [15:0] \theta$224  = 16'h0000;
+  reg [15:0] \theta$232  = 16'h0000;
+  reg [15:0] \theta$240  = 16'h0000;
+  reg [15:0] \theta$248  = 16'h0000;
   (* init = 16'h0000 *)
   wire [15:0] theta_q0;
   (* init = 16'h0000 *)
@@ -1006,37 +1019,37 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   (* init = 16'h0000 *)
   wire [15:0] theta_q7;
   reg [25:0] total = 26'h0000000;
-  reg [25:0] \total$202  = 26'h0000000;
-  reg [25:0] \total$210  = 26'h0000000;
-  reg [25:0] \total$218  = 26'h0000000;
-  reg [25:0] \total$226  = 26'h0000000;
-  reg [25:0] \total$234  = 26'h0000000;
-  reg [25:0] \total$242  = 26'h0000000;
-  reg [25:0] \total$250  = 26'h0000000;
+  reg [25:0] \total$198  = 26'h0000000;
+  reg [25:0] \total$206  = 26'h0000000;
+  reg [25:0] \total$214  = 26'h0000000;
+  reg [25:0] \total$222  = 26'h0000000;
+  reg [25:0] \total$230  = 26'h0000000;
+  reg [25:0] \total$238  = 26'h0000000;
+  reg [25:0] \total$246  = 26'h0000000;
   wire [15:0] u;
-  wire [15:0] \u$140 ;
-  wire [15:0] \u$143 ;
-  wire [15:0] \u$146 ;
-  wire [15:0] \u$149 ;
-  wire [15:0] \u$152 ;
-  wire [15:0] \u$155 ;
-  wire [15:0] \u$158 ;
+  wire [15:0] \u$136 ;
+  wire [15:0] \u$139 ;
+  wire [15:0] \u$142 ;
+  wire [15:0] \u$145 ;
+  wire [15:0] \u$148 ;
+  wire [15:0] \u$151 ;
+  wire [15:0] \u$154 ;
   wire [15:0] u_new;
+  wire [15:0] \u_new$261 ;
   wire [15:0] \u_new$265 ;
   wire [15:0] \u_new$269 ;
   wire [15:0] \u_new$273 ;
   wire [15:0] \u_new$277 ;
   wire [15:0] \u_new$281 ;
   wire [15:0] \u_new$285 ;
-  wire [15:0] \u_new$289 ;
-  reg [15:0] v_reset;
-  reg [15:0] \v_reset$206 ;
-  reg [15:0] \v_reset$214 ;
-  reg [15:0] \v_reset$222 ;
-  reg [15:0] \v_reset$230 ;
-  reg [15:0] \v_reset$238 ;
-  reg [15:0] \v_reset$246 ;
-  reg [15:0] \v_reset$254 ;
+  wire [15:0] v_reset;
+  wire [15:0] \v_reset$202 ;
+  wire [15:0] \v_reset$210 ;
+  wire [15:0] \v_reset$218 ;
+  wire [15:0] \v_reset$226 ;
+  wire [15:0] \v_reset$234 ;
+  wire [15:0] \v_reset$242 ;
+  wire [15:0] \v_reset$250 ;
   wire [7:0] valid_lanes;
   reg [127:0] values;
   wire [15:0] \values[0] ;
@@ -3423,12 +3436,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes0[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$261 )
-      membranes0[\$120 [4:0]] <= \$121 [15:0];
+    if (\$signature__en$257 )
+      membranes0[\$119 [4:0]] <= \$120 [15:0];
   end
   reg [15:0] _2_;
   always @(posedge clk) begin
-    _2_ <= membranes0[\$88 [4:0]];
+    _2_ <= membranes0[\$87 [4:0]];
   end
   assign \$signature__data$86  = _2_;
   reg [15:0] membranes1 [31:0];
@@ -3467,12 +3480,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes1[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$266 )
-      membranes1[\$126 [4:0]] <= \$127 [15:0];
+    if (\$signature__en$262 )
+      membranes1[\$125 [4:0]] <= \$126 [15:0];
   end
   reg [15:0] _3_;
   always @(posedge clk) begin
-    _3_ <= membranes1[\$92 [4:0]];
+    _3_ <= membranes1[\$91 [4:0]];
   end
   assign \$signature__data$87  = _3_;
   reg [15:0] membranes2 [31:0];
@@ -3511,12 +3524,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes2[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$270 )
-      membranes2[\$132 [4:0]] <= \$133 [15:0];
+    if (\$signature__en$266 )
+      membranes2[\$131 [4:0]] <= \$132 [15:0];
   end
   reg [15:0] _4_;
   always @(posedge clk) begin
-    _4_ <= membranes2[\$96 [4:0]];
+    _4_ <= membranes2[\$95 [4:0]];
   end
   assign \$signature__data$88  = _4_;
   reg [15:0] membranes3 [31:0];
@@ -3555,12 +3568,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes3[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$274 )
-      membranes3[\$138 [4:0]] <= \$139 [15:0];
+    if (\$signature__en$270 )
+      membranes3[\$137 [4:0]] <= \$138 [15:0];
   end
   reg [15:0] _5_;
   always @(posedge clk) begin
-    _5_ <= membranes3[\$100 [4:0]];
+    _5_ <= membranes3[\$99 [4:0]];
   end
   assign \$signature__data$89  = _5_;
   reg [15:0] membranes4 [31:0];
@@ -3599,12 +3612,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes4[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$278 )
-      membranes4[\$144 [4:0]] <= \$145 [15:0];
+    if (\$signature__en$274 )
+      membranes4[\$143 [4:0]] <= \$144 [15:0];
   end
   reg [15:0] _6_;
   always @(posedge clk) begin
-    _6_ <= membranes4[\$104 [4:0]];
+    _6_ <= membranes4[\$103 [4:0]];
   end
   assign \$signature__data$90  = _6_;
   reg [15:0] membranes5 [31:0];
@@ -3643,12 +3656,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes5[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$282 )
-      membranes5[\$150 [4:0]] <= \$151 [15:0];
+    if (\$signature__en$278 )
+      membranes5[\$149 [4:0]] <= \$150 [15:0];
   end
   reg [15:0] _7_;
   always @(posedge clk) begin
-    _7_ <= membranes5[\$108 [4:0]];
+    _7_ <= membranes5[\$107 [4:0]];
   end
   assign \$signature__data$91  = _7_;
   reg [15:0] membranes6 [31:0];
@@ -3687,12 +3700,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes6[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$286 )
-      membranes6[\$156 [4:0]] <= \$157 [15:0];
+    if (\$signature__en$282 )
+      membranes6[\$155 [4:0]] <= \$156 [15:0];
   end
   reg [15:0] _8_;
   always @(posedge clk) begin
-    _8_ <= membranes6[\$112 [4:0]];
+    _8_ <= membranes6[\$111 [4:0]];
   end
   assign \$signature__data$92  = _8_;
   reg [15:0] membranes7 [31:0];
@@ -3731,12 +3744,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes7[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$290 )
-      membranes7[\$162 [4:0]] <= \$163 [15:0];
+    if (\$signature__en$286 )
+      membranes7[\$161 [4:0]] <= \$162 [15:0];
   end
   reg [15:0] _9_;
   always @(posedge clk) begin
-    _9_ <= membranes7[\$116 [4:0]];
+    _9_ <= membranes7[\$115 [4:0]];
   end
   assign \$signature__data$93  = _9_;
   reg [40:0] params0 [31:0];
@@ -3780,7 +3793,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [40:0] _10_;
   always @(posedge clk) begin
-    _10_ <= params0[\$87 [4:0]];
+    _10_ <= params0[\$86 [4:0]];
   end
   assign \$signature__data$78  = _10_;
   reg [40:0] params1 [31:0];
@@ -3824,7 +3837,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [40:0] _11_;
   always @(posedge clk) begin
-    _11_ <= params1[\$91 [4:0]];
+    _11_ <= params1[\$90 [4:0]];
   end
   assign \$signature__data$79  = _11_;
   reg [40:0] params2 [31:0];
@@ -3868,7 +3881,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [40:0] _12_;
   always @(posedge clk) begin
-    _12_ <= params2[\$95 [4:0]];
+    _12_ <= params2[\$94 [4:0]];
   end
   assign \$signature__data$80  = _12_;
   reg [40:0] params3 [31:0];
@@ -3912,7 +3925,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [40:0] _13_;
   always @(posedge clk) begin
-    _13_ <= params3[\$99 [4:0]];
+    _13_ <= params3[\$98 [4:0]];
   end
   assign \$signature__data$81  = _13_;
   reg [40:0] params4 [31:0];
@@ -3956,7 +3969,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [40:0] _14_;
   always @(posedge clk) begin
-    _14_ <= params4[\$103 [4:0]];
+    _14_ <= params4[\$102 [4:0]];
   end
   assign \$signature__data$82  = _14_;
   reg [40:0] params5 [31:0];
@@ -4000,7 +4013,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [40:0] _15_;
   always @(posedge clk) begin
-    _15_ <= params5[\$107 [4:0]];
+    _15_ <= params5[\$106 [4:0]];
   end
   assign \$signature__data$83  = _15_;
   reg [40:0] params6 [31:0];
@@ -4044,7 +4057,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [40:0] _16_;
   always @(posedge clk) begin
-    _16_ <= params6[\$111 [4:0]];
+    _16_ <= params6[\$110 [4:0]];
   end
   assign \$signature__data$84  = _16_;
   reg [40:0] params7 [31:0];
@@ -4088,7 +4101,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [40:0] _17_;
   always @(posedge clk) begin
-    _17_ <= params7[\$115 [4:0]];
+    _17_ <= params7[\$114 [4:0]];
   end
   assign \$signature__data$85  = _17_;
   reg [7:0] weights0 [2047:0];
@@ -6148,7 +6161,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [7:0] _18_;
   always @(posedge clk) begin
-    _18_ <= weights0[\$86 [10:0]];
+    _18_ <= weights0[\$85 [10:0]];
   end
   assign \$signature__data$70  = _18_;
   reg [7:0] weights1 [2047:0];
@@ -8208,7 +8221,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [7:0] _19_;
   always @(posedge clk) begin
-    _19_ <= weights1[\$90 [10:0]];
+    _19_ <= weights1[\$89 [10:0]];
   end
   assign \$signature__data$71  = _19_;
   reg [7:0] weights2 [2047:0];
@@ -10268,7 +10281,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [7:0] _20_;
   always @(posedge clk) begin
-    _20_ <= weights2[\$94 [10:0]];
+    _20_ <= weights2[\$93 [10:0]];
   end
   assign \$signature__data$72  = _20_;
   reg [7:0] weights3 [2047:0];
@@ -12328,7 +12341,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [7:0] _21_;
   always @(posedge clk) begin
-    _21_ <= weights3[\$98 [10:0]];
+    _21_ <= weights3[\$97 [10:0]];
   end
   assign \$signature__data$73  = _21_;
   reg [7:0] weights4 [2047:0];
@@ -14388,7 +14401,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [7:0] _22_;
   always @(posedge clk) begin
-    _22_ <= weights4[\$102 [10:0]];
+    _22_ <= weights4[\$101 [10:0]];
   end
   assign \$signature__data$74  = _22_;
   reg [7:0] weights5 [2047:0];
@@ -16448,7 +16461,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [7:0] _23_;
   always @(posedge clk) begin
-    _23_ <= weights5[\$106 [10:0]];
+    _23_ <= weights5[\$105 [10:0]];
   end
   assign \$signature__data$75  = _23_;
   reg [7:0] weights6 [2047:0];
@@ -18508,7 +18521,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [7:0] _24_;
   always @(posedge clk) begin
-    _24_ <= weights6[\$110 [10:0]];
+    _24_ <= weights6[\$109 [10:0]];
   end
   assign \$signature__data$76  = _24_;
   reg [7:0] weights7 [2047:0];
@@ -20568,13 +20581,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [7:0] _25_;
   always @(posedge clk) begin
-    _25_ <= weights7[\$114 [10:0]];
+    _25_ <= weights7[\$113 [10:0]];
   end
   assign \$signature__data$77  = _25_;
-  always @(posedge clk)
-    layer0 <= \$372 ;
-  always @(posedge clk)
-    layer1 <= \$373 ;
   always @(posedge clk)
     layer2 <= \$374 ;
   always @(posedge clk)
@@ -20606,207 +20615,211 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     rd_reg <= \$388 ;
   always @(posedge clk)
-    \$signal$338  <= \$389 ;
+    layer <= \$389 ;
   always @(posedge clk)
-    s2_valid <= \$390 ;
+    e_end <= \$390 ;
   always @(posedge clk)
-    s2_x <= \$391 ;
+    \$signal$340  <= \$391 ;
   always @(posedge clk)
-    s1_rowbase <= \$392 ;
+    s2_valid <= \$392 ;
   always @(posedge clk)
-    s1_from_input <= \$393 ;
+    s2_x <= \$393 ;
   always @(posedge clk)
-    \$signal$343  <= \$394 ;
+    s1_rowbase <= \$394 ;
   always @(posedge clk)
-    s3_x <= \$395 ;
+    s1_from_input <= \$395 ;
   always @(posedge clk)
-    s4_valid <= \$396 ;
+    \$signal$345  <= \$396 ;
   always @(posedge clk)
-    w_q0 <= \$397 ;
+    s3_x <= \$397 ;
   always @(posedge clk)
-    w_q1 <= \$398 ;
+    s4_valid <= \$398 ;
   always @(posedge clk)
-    w_q2 <= \$399 ;
+    w_q0 <= \$399 ;
   always @(posedge clk)
-    w_q3 <= \$400 ;
+    w_q1 <= \$400 ;
   always @(posedge clk)
-    w_q4 <= \$401 ;
+    w_q2 <= \$401 ;
   always @(posedge clk)
-    w_q5 <= \$402 ;
+    w_q3 <= \$402 ;
   always @(posedge clk)
-    w_q6 <= \$403 ;
+    w_q4 <= \$403 ;
   always @(posedge clk)
-    w_q7 <= \$404 ;
+    w_q5 <= \$404 ;
   always @(posedge clk)
-    prod_q0 <= \$405 ;
+    w_q6 <= \$405 ;
   always @(posedge clk)
-    prod_q1 <= \$406 ;
+    w_q7 <= \$406 ;
   always @(posedge clk)
-    prod_q2 <= \$407 ;
+    prod_q0 <= \$407 ;
   always @(posedge clk)
-    prod_q3 <= \$408 ;
+    prod_q1 <= \$408 ;
   always @(posedge clk)
-    prod_q4 <= \$409 ;
+    prod_q2 <= \$409 ;
   always @(posedge clk)
-    prod_q5 <= \$410 ;
+    prod_q3 <= \$410 ;
   always @(posedge clk)
-    prod_q6 <= \$411 ;
+    prod_q4 <= \$411 ;
   always @(posedge clk)
-    prod_q7 <= \$412 ;
+    prod_q5 <= \$412 ;
   always @(posedge clk)
-    \$signal$362  <= \$413 ;
+    prod_q6 <= \$413 ;
   always @(posedge clk)
-    pre2 <= \$414 ;
+    prod_q7 <= \$414 ;
   always @(posedge clk)
-    leak_q0 <= \$415 ;
+    \$signal$364  <= \$415 ;
   always @(posedge clk)
-    theta <= \$416 ;
+    pre2 <= \$416 ;
   always @(posedge clk)
-    total <= \$417 ;
+    leak_q0 <= \$417 ;
   always @(posedge clk)
-    leak_q1 <= \$418 ;
+    theta <= \$418 ;
   always @(posedge clk)
-    \theta$204  <= \$419 ;
+    total <= \$419 ;
   always @(posedge clk)
-    \total$202  <= \$420 ;
+    leak_q1 <= \$420 ;
   always @(posedge clk)
-    leak_q2 <= \$421 ;
+    \theta$200  <= \$421 ;
   always @(posedge clk)
-    \theta$212  <= \$422 ;
+    \total$198  <= \$422 ;
   always @(posedge clk)
-    \total$210  <= \$423 ;
+    leak_q2 <= \$423 ;
   always @(posedge clk)
-    leak_q3 <= \$424 ;
+    \theta$208  <= \$424 ;
   always @(posedge clk)
-    \theta$220  <= \$425 ;
+    \total$206  <= \$425 ;
   always @(posedge clk)
-    \total$218  <= \$426 ;
+    leak_q3 <= \$426 ;
   always @(posedge clk)
-    leak_q4 <= \$427 ;
+    \theta$216  <= \$427 ;
   always @(posedge clk)
-    \theta$228  <= \$428 ;
+    \total$214  <= \$428 ;
   always @(posedge clk)
-    \total$226  <= \$429 ;
+    leak_q4 <= \$429 ;
   always @(posedge clk)
-    leak_q5 <= \$430 ;
+    \theta$224  <= \$430 ;
   always @(posedge clk)
-    \theta$236  <= \$431 ;
+    \total$222  <= \$431 ;
   always @(posedge clk)
-    \total$234  <= \$432 ;
+    leak_q5 <= \$432 ;
   always @(posedge clk)
-    leak_q6 <= \$433 ;
+    \theta$232  <= \$433 ;
   always @(posedge clk)
-    \theta$244  <= \$434 ;
+    \total$230  <= \$434 ;
   always @(posedge clk)
-    \total$242  <= \$435 ;
+    leak_q6 <= \$435 ;
   always @(posedge clk)
-    leak_q7 <= \$436 ;
+    \theta$240  <= \$436 ;
   always @(posedge clk)
-    \theta$252  <= \$437 ;
+    \total$238  <= \$437 ;
   always @(posedge clk)
-    \total$250  <= \$438 ;
+    leak_q7 <= \$438 ;
   always @(posedge clk)
-    count0 <= \$439 ;
+    \theta$248  <= \$439 ;
   always @(posedge clk)
-    count1 <= \$440 ;
+    \total$246  <= \$440 ;
   always @(posedge clk)
-    count2 <= \$441 ;
+    count0 <= \$441 ;
   always @(posedge clk)
-    count3 <= \$442 ;
+    count1 <= \$442 ;
   always @(posedge clk)
-    count4 <= \$443 ;
+    count2 <= \$443 ;
   always @(posedge clk)
-    count5 <= \$444 ;
+    count3 <= \$444 ;
   always @(posedge clk)
-    count6 <= \$445 ;
+    count4 <= \$445 ;
   always @(posedge clk)
-    count7 <= \$446 ;
+    count5 <= \$446 ;
   always @(posedge clk)
-    count8 <= \$447 ;
+    count6 <= \$447 ;
   always @(posedge clk)
-    count9 <= \$448 ;
+    count7 <= \$448 ;
   always @(posedge clk)
-    count10 <= \$449 ;
+    count8 <= \$449 ;
   always @(posedge clk)
-    count11 <= \$450 ;
+    count9 <= \$450 ;
   always @(posedge clk)
-    count12 <= \$451 ;
+    count10 <= \$451 ;
   always @(posedge clk)
-    count13 <= \$452 ;
+    count11 <= \$452 ;
   always @(posedge clk)
-    count14 <= \$453 ;
+    count12 <= \$453 ;
   always @(posedge clk)
-    count15 <= \$454 ;
+    count13 <= \$454 ;
   always @(posedge clk)
-    ctr0 <= \$455 ;
+    count14 <= \$455 ;
   always @(posedge clk)
-    ctr1 <= \$456 ;
+    count15 <= \$456 ;
   always @(posedge clk)
-    ctr2 <= \$457 ;
+    ctr3 <= \$457 ;
   always @(posedge clk)
-    ctr3 <= \$458 ;
+    ctr7 <= \$458 ;
   always @(posedge clk)
-    ctr4 <= \$459 ;
+    ctr11 <= \$459 ;
   always @(posedge clk)
-    ctr5 <= \$460 ;
+    ctr15 <= \$460 ;
   always @(posedge clk)
-    ctr6 <= \$461 ;
+    in_full <= \$461 ;
   always @(posedge clk)
-    ctr7 <= \$462 ;
+    in_count0 <= \$462 ;
   always @(posedge clk)
-    ctr8 <= \$463 ;
+    in_count1 <= \$463 ;
   always @(posedge clk)
-    ctr9 <= \$464 ;
+    ctr0 <= \$464 ;
   always @(posedge clk)
-    ctr10 <= \$465 ;
+    ctr1 <= \$465 ;
   always @(posedge clk)
-    ctr11 <= \$466 ;
+    ctr2 <= \$466 ;
   always @(posedge clk)
-    ctr12 <= \$467 ;
+    ctr4 <= \$467 ;
   always @(posedge clk)
-    ctr13 <= \$468 ;
+    ctr5 <= \$468 ;
   always @(posedge clk)
-    ctr14 <= \$469 ;
+    ctr6 <= \$469 ;
   always @(posedge clk)
-    ctr15 <= \$470 ;
+    ctr8 <= \$470 ;
   always @(posedge clk)
-    ctr16 <= \$471 ;
+    ctr9 <= \$471 ;
   always @(posedge clk)
-    ctr17 <= \$472 ;
+    ctr10 <= \$472 ;
   always @(posedge clk)
-    in_full <= \$473 ;
+    ctr12 <= \$473 ;
   always @(posedge clk)
-    in_count0 <= \$474 ;
+    ctr13 <= \$474 ;
   always @(posedge clk)
-    in_count1 <= \$475 ;
+    ctr14 <= \$475 ;
   always @(posedge clk)
-    cur <= \$476 ;
+    ctr16 <= \$476 ;
   always @(posedge clk)
-    \$signal  <= \$477 ;
+    ctr17 <= \$477 ;
   always @(posedge clk)
-    li <= \$478 ;
+    cur <= \$478 ;
   always @(posedge clk)
-    \$signal$380  <= \$479 ;
+    \$signal  <= \$479 ;
   always @(posedge clk)
-    fsm_state <= \$480 ;
+    li <= \$480 ;
   always @(posedge clk)
-    k <= \$481 ;
+    \$signal$382  <= \$481 ;
   always @(posedge clk)
-    e <= \$482 ;
+    fsm_state <= \$482 ;
   always @(posedge clk)
-    src_sel <= \$483 ;
+    k <= \$483 ;
   always @(posedge clk)
-    \$signal$342  <= \$484 ;
+    e <= \$484 ;
   always @(posedge clk)
-    bank_sel <= \$485 ;
+    src_sel <= \$485 ;
   always @(posedge clk)
-    n <= \$486 ;
+    \$signal$344  <= \$486 ;
   always @(posedge clk)
-    cnt <= \$487 ;
+    bank_sel <= \$487 ;
   always @(posedge clk)
-    rowbase <= \$488 ;
+    n <= \$488 ;
   always @(posedge clk)
-    drain2 <= \$489 ;
+    cnt <= \$489 ;
+  always @(posedge clk)
+    rowbase <= \$490 ;
+  always @(posedge clk)
+    drain2 <= \$491 ;
   assign \$1  = ~ busy;
   assign \$2  = \$1  & host_we;
   assign \$3  = host_addr[16:14] == 3'h4;
@@ -20905,248 +20918,269 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$signature__en$67  = \$79  & \$80 ;
   assign s1_index = s1_from_input ? in_rd__data[6:0] : ev_rd__data[6:0];
   assign s1_value = s1_from_input ? in_rd__data[14:7] : ev_rd__data[14:7];
-  assign row_addr = \$84  + k;
-  assign \$85  = s1_rowbase + s1_index;
-  assign \$86  = busy ? \$85  : { 2'h0, host_addr[10:0] };
+  assign row_addr = layer[17:13] + k;
+  assign \$84  = s1_rowbase + s1_index;
+  assign \$85  = busy ? \$84  : { 2'h0, host_addr[10:0] };
+  assign \$86  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$87  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$88  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$89  = s1_rowbase + s1_index;
-  assign \$90  = busy ? \$89  : { 2'h0, host_addr[10:0] };
+  assign \$88  = s1_rowbase + s1_index;
+  assign \$89  = busy ? \$88  : { 2'h0, host_addr[10:0] };
+  assign \$90  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$91  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$92  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$93  = s1_rowbase + s1_index;
-  assign \$94  = busy ? \$93  : { 2'h0, host_addr[10:0] };
+  assign \$92  = s1_rowbase + s1_index;
+  assign \$93  = busy ? \$92  : { 2'h0, host_addr[10:0] };
+  assign \$94  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$95  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$96  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$97  = s1_rowbase + s1_index;
-  assign \$98  = busy ? \$97  : { 2'h0, host_addr[10:0] };
+  assign \$96  = s1_rowbase + s1_index;
+  assign \$97  = busy ? \$96  : { 2'h0, host_addr[10:0] };
+  assign \$98  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$99  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$100  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$101  = s1_rowbase + s1_index;
-  assign \$102  = busy ? \$101  : { 2'h0, host_addr[10:0] };
+  assign \$100  = s1_rowbase + s1_index;
+  assign \$101  = busy ? \$100  : { 2'h0, host_addr[10:0] };
+  assign \$102  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$103  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$104  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$105  = s1_rowbase + s1_index;
-  assign \$106  = busy ? \$105  : { 2'h0, host_addr[10:0] };
+  assign \$104  = s1_rowbase + s1_index;
+  assign \$105  = busy ? \$104  : { 2'h0, host_addr[10:0] };
+  assign \$106  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$107  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$108  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$109  = s1_rowbase + s1_index;
-  assign \$110  = busy ? \$109  : { 2'h0, host_addr[10:0] };
+  assign \$108  = s1_rowbase + s1_index;
+  assign \$109  = busy ? \$108  : { 2'h0, host_addr[10:0] };
+  assign \$110  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$111  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$112  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$113  = s1_rowbase + s1_index;
-  assign \$114  = busy ? \$113  : { 2'h0, host_addr[10:0] };
+  assign \$112  = s1_rowbase + s1_index;
+  assign \$113  = busy ? \$112  : { 2'h0, host_addr[10:0] };
+  assign \$114  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$115  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$116  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign w_data = write_end ? 28'h0000002 : records__payload;
-  assign \$117  = write_end | records__valid;
-  assign w_en = w_rdy & \$117 ;
-  assign \$118  = ~ write_end;
-  assign records__ready = w_rdy & \$118 ;
+  assign \$116  = write_end | records__valid;
+  assign w_en = w_rdy & \$116 ;
+  assign \$117  = ~ write_end;
+  assign records__ready = w_rdy & \$117 ;
   assign spike_src = event_layer + 1'h1;
-  assign \$120  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$121  = busy ? { u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new } : { 1'h0, host_wdata };
-  assign \$122  = host_addr[16:14] == 2'h3;
-  assign \$123  = host_we & \$122 ;
-  assign \$124  = ! host_addr[13:11];
-  assign \$125  = \$123  & \$124 ;
-  assign \$signature__en$261  = busy ? neuron_write : \$125 ;
-  assign \$126  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$127  = busy ? { \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265  } : { 1'h0, host_wdata };
-  assign \$128  = host_addr[16:14] == 2'h3;
-  assign \$129  = host_we & \$128 ;
-  assign \$130  = host_addr[13:11] == 1'h1;
-  assign \$131  = \$129  & \$130 ;
-  assign \$signature__en$266  = busy ? neuron_write : \$131 ;
-  assign \$132  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$133  = busy ? { \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269  } : { 1'h0, host_wdata };
-  assign \$134  = host_addr[16:14] == 2'h3;
-  assign \$135  = host_we & \$134 ;
-  assign \$136  = host_addr[13:11] == 2'h2;
-  assign \$137  = \$135  & \$136 ;
-  assign \$signature__en$270  = busy ? neuron_write : \$137 ;
-  assign \$138  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$139  = busy ? { \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273  } : { 1'h0, host_wdata };
-  assign \$140  = host_addr[16:14] == 2'h3;
-  assign \$141  = host_we & \$140 ;
-  assign \$142  = host_addr[13:11] == 2'h3;
-  assign \$143  = \$141  & \$142 ;
-  assign \$signature__en$274  = busy ? neuron_write : \$143 ;
-  assign \$144  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$145  = busy ? { \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277  } : { 1'h0, host_wdata };
-  assign \$146  = host_addr[16:14] == 2'h3;
-  assign \$147  = host_we & \$146 ;
-  assign \$148  = host_addr[13:11] == 3'h4;
-  assign \$149  = \$147  & \$148 ;
-  assign \$signature__en$278  = busy ? neuron_write : \$149 ;
-  assign \$150  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$151  = busy ? { \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281  } : { 1'h0, host_wdata };
-  assign \$152  = host_addr[16:14] == 2'h3;
-  assign \$153  = host_we & \$152 ;
-  assign \$154  = host_addr[13:11] == 3'h5;
-  assign \$155  = \$153  & \$154 ;
-  assign \$signature__en$282  = busy ? neuron_write : \$155 ;
-  assign \$156  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$157  = busy ? { \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285  } : { 1'h0, host_wdata };
-  assign \$158  = host_addr[16:14] == 2'h3;
-  assign \$159  = host_we & \$158 ;
-  assign \$160  = host_addr[13:11] == 3'h6;
-  assign \$161  = \$159  & \$160 ;
-  assign \$signature__en$286  = busy ? neuron_write : \$161 ;
-  assign \$162  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$163  = busy ? { \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289 [15], \u_new$289  } : { 1'h0, host_wdata };
-  assign \$164  = host_addr[16:14] == 2'h3;
-  assign \$165  = host_we & \$164 ;
-  assign \$166  = host_addr[13:11] == 3'h7;
-  assign \$167  = \$165  & \$166 ;
-  assign \$signature__en$290  = busy ? neuron_write : \$167 ;
-  assign \$169  = k * 4'h8;
-  assign \$170  = \$169  + 1'h0;
-  assign \$171  = \$168  > \$170 ;
+  assign \$119  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$120  = busy ? { u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new } : { 1'h0, host_wdata };
+  assign \$121  = host_addr[16:14] == 2'h3;
+  assign \$122  = host_we & \$121 ;
+  assign \$123  = ! host_addr[13:11];
+  assign \$124  = \$122  & \$123 ;
+  assign \$signature__en$257  = busy ? neuron_write : \$124 ;
+  assign \$125  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$126  = busy ? { \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261  } : { 1'h0, host_wdata };
+  assign \$127  = host_addr[16:14] == 2'h3;
+  assign \$128  = host_we & \$127 ;
+  assign \$129  = host_addr[13:11] == 1'h1;
+  assign \$130  = \$128  & \$129 ;
+  assign \$signature__en$262  = busy ? neuron_write : \$130 ;
+  assign \$131  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$132  = busy ? { \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265  } : { 1'h0, host_wdata };
+  assign \$133  = host_addr[16:14] == 2'h3;
+  assign \$134  = host_we & \$133 ;
+  assign \$135  = host_addr[13:11] == 2'h2;
+  assign \$136  = \$134  & \$135 ;
+  assign \$signature__en$266  = busy ? neuron_write : \$136 ;
+  assign \$137  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$138  = busy ? { \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269  } : { 1'h0, host_wdata };
+  assign \$139  = host_addr[16:14] == 2'h3;
+  assign \$140  = host_we & \$139 ;
+  assign \$141  = host_addr[13:11] == 2'h3;
+  assign \$142  = \$140  & \$141 ;
+  assign \$signature__en$270  = busy ? neuron_write : \$142 ;
+  assign \$143  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$144  = busy ? { \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273  } : { 1'h0, host_wdata };
+  assign \$145  = host_addr[16:14] == 2'h3;
+  assign \$146  = host_we & \$145 ;
+  assign \$147  = host_addr[13:11] == 3'h4;
+  assign \$148  = \$146  & \$147 ;
+  assign \$signature__en$274  = busy ? neuron_write : \$148 ;
+  assign \$149  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$150  = busy ? { \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277  } : { 1'h0, host_wdata };
+  assign \$151  = host_addr[16:14] == 2'h3;
+  assign \$152  = host_we & \$151 ;
+  assign \$153  = host_addr[13:11] == 3'h5;
+  assign \$154  = \$152  & \$153 ;
+  assign \$signature__en$278  = busy ? neuron_write : \$154 ;
+  assign \$155  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$156  = busy ? { \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281  } : { 1'h0, host_wdata };
+  assign \$157  = host_addr[16:14] == 2'h3;
+  assign \$158  = host_we & \$157 ;
+  assign \$159  = host_addr[13:11] == 3'h6;
+  assign \$160  = \$158  & \$159 ;
+  assign \$signature__en$282  = busy ? neuron_write : \$160 ;
+  assign \$161  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$162  = busy ? { \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285  } : { 1'h0, host_wdata };
+  assign \$163  = host_addr[16:14] == 2'h3;
+  assign \$164  = host_we & \$163 ;
+  assign \$165  = host_addr[13:11] == 3'h7;
+  assign \$166  = \$164  & \$165 ;
+  assign \$signature__en$286  = busy ? neuron_write : \$166 ;
+  assign \$167  = k * 4'h8;
+  assign \$168  = \$167  + 1'h0;
+  assign \$169  = \$168  < layer[7:0];
+  assign \$170  = k * 4'h8;
+  assign \$171  = \$170  + 1'h1;
+  assign \$172  = \$171  < layer[7:0];
   assign \$173  = k * 4'h8;
-  assign \$174  = \$173  + 1'h1;
-  assign \$175  = \$172  > \$174 ;
-  assign \$177  = k * 4'h8;
-  assign \$178  = \$177  + 2'h2;
-  assign \$179  = \$176  > \$178 ;
-  assign \$181  = k * 4'h8;
-  assign \$182  = \$181  + 2'h3;
-  assign \$183  = \$180  > \$182 ;
+  assign \$174  = \$173  + 2'h2;
+  assign \$175  = \$174  < layer[7:0];
+  assign \$176  = k * 4'h8;
+  assign \$177  = \$176  + 2'h3;
+  assign \$178  = \$177  < layer[7:0];
+  assign \$179  = k * 4'h8;
+  assign \$180  = \$179  + 3'h4;
+  assign \$181  = \$180  < layer[7:0];
+  assign \$182  = k * 4'h8;
+  assign \$183  = \$182  + 3'h5;
+  assign \$184  = \$183  < layer[7:0];
   assign \$185  = k * 4'h8;
-  assign \$186  = \$185  + 3'h4;
-  assign \$187  = \$184  > \$186 ;
-  assign \$189  = k * 4'h8;
-  assign \$190  = \$189  + 3'h5;
-  assign \$191  = \$188  > \$190 ;
-  assign \$193  = k * 4'h8;
-  assign \$194  = \$193  + 3'h6;
-  assign \$195  = \$192  > \$194 ;
-  assign \$197  = k * 4'h8;
-  assign \$198  = \$197  + 3'h7;
-  assign \$199  = \$196  > \$198 ;
-  assign \$200  = ~ in_full;
-  assign \$201  = ~ clear;
-  assign input__ready = \$200  & \$201 ;
-  assign \$202  = input__valid & input__ready;
-  assign \$204  = n < cnt;
-  assign \$206  = spikes & valid_lanes;
-  assign \$207  = \$205  ? valid_lanes : \$206 ;
-  assign \$208  = k * 4'h8;
-  assign \$210  = ! fsm_state;
-  assign \$211  = fsm_state == 1'h1;
-  assign \$212  = fsm_state == 2'h2;
-  assign \$213  = fsm_state == 2'h3;
-  assign \$214  = fsm_state == 3'h4;
-  assign \$215  = fsm_state == 3'h5;
-  assign \$216  = fsm_state == 3'h6;
-  assign \$217  = fsm_state == 3'h7;
-  assign \$218  = fsm_state == 4'h8;
-  assign \$219  = ~ busy;
-  assign \$220  = \$219  & host_we;
-  assign \$221  = ~ busy;
-  assign \$222  = \$221  & host_re;
-  assign \$226  = $signed(w_q0) * $signed(s3_x);
-  assign \$227  = $signed(w_q1) * $signed(s3_x);
-  assign \$228  = $signed(w_q2) * $signed(s3_x);
-  assign \$229  = $signed(w_q3) * $signed(s3_x);
-  assign \$230  = $signed(w_q4) * $signed(s3_x);
-  assign \$231  = $signed(w_q5) * $signed(s3_x);
-  assign \$232  = $signed(w_q6) * $signed(s3_x);
-  assign \$233  = $signed(w_q7) * $signed(s3_x);
-  assign \$234  = $signed(total) + $signed(prod_q0);
-  assign \$235  = $signed(total) + $signed(leak_q0);
-  assign \$236  = $signed(\total$202 ) + $signed(prod_q1);
-  assign \$237  = $signed(\total$202 ) + $signed(leak_q1);
-  assign \$238  = $signed(\total$210 ) + $signed(prod_q2);
-  assign \$239  = $signed(\total$210 ) + $signed(leak_q2);
-  assign \$240  = $signed(\total$218 ) + $signed(prod_q3);
-  assign \$241  = $signed(\total$218 ) + $signed(leak_q3);
-  assign \$242  = $signed(\total$226 ) + $signed(prod_q4);
-  assign \$243  = $signed(\total$226 ) + $signed(leak_q4);
-  assign \$244  = $signed(\total$234 ) + $signed(prod_q5);
-  assign \$245  = $signed(\total$234 ) + $signed(leak_q5);
-  assign \$246  = $signed(\total$242 ) + $signed(prod_q6);
-  assign \$247  = $signed(\total$242 ) + $signed(leak_q6);
-  assign \$248  = $signed(\total$250 ) + $signed(prod_q7);
-  assign \$249  = $signed(\total$250 ) + $signed(leak_q7);
-  assign \$251  = \$250  + 1'h1;
-  assign \$252  = event_layer * 3'h4;
-  assign \$253  = \$252  + 2'h3;
-  assign \$255  = \$254  + 1'h1;
-  assign \$256  = event_layer * 3'h4;
-  assign \$257  = \$256  + 2'h3;
-  assign \$258  = input__valid & input__ready;
-  assign \$260  = \$259  + 1'h1;
-  assign \$261  = ~ busy;
-  assign \$262  = clear & \$261 ;
-  assign \$263  = ctr16 + 1'h1;
-  assign \$264  = ~ clear;
-  assign \$265  = in_full & \$264 ;
-  assign \$266  = ~ \$signal ;
-  assign \$267  = ~ \$signal ;
-  assign \$268  = ! num_layers;
-  assign \$270  = li * 3'h4;
-  assign \$271  = \$270  + 1'h0;
-  assign \$273  = \$272  + 1'h1;
-  assign \$274  = li * 3'h4;
-  assign \$275  = \$274  + 1'h0;
-  assign \$276  = li * 3'h4;
-  assign \$277  = \$276  + 1'h0;
-  assign \$279  = \$278  + 1'h1;
-  assign \$280  = li * 3'h4;
-  assign \$281  = \$280  + 1'h0;
-  assign \$284  = \$282  + \$283 ;
-  assign \$285  = e == \$284 ;
+  assign \$186  = \$185  + 3'h6;
+  assign \$187  = \$186  < layer[7:0];
+  assign \$188  = k * 4'h8;
+  assign \$189  = \$188  + 3'h7;
+  assign \$190  = \$189  < layer[7:0];
+  assign \$191  = ~ in_full;
+  assign \$192  = ~ clear;
+  assign input__ready = \$191  & \$192 ;
+  assign \$193  = input__valid & input__ready;
+  assign \$195  = n < cnt;
+  assign \$196  = spikes & valid_lanes;
+  assign \$197  = layer[44] ? valid_lanes : \$196 ;
+  assign \$198  = k * 4'h8;
+  assign \$199  = ! fsm_state;
+  assign \$200  = fsm_state == 1'h1;
+  assign \$201  = fsm_state == 2'h2;
+  assign \$202  = fsm_state == 2'h3;
+  assign \$203  = fsm_state == 3'h4;
+  assign \$204  = fsm_state == 3'h5;
+  assign \$205  = fsm_state == 3'h6;
+  assign \$206  = fsm_state == 3'h7;
+  assign \$207  = fsm_state == 4'h8;
+  assign \$208  = ~ busy;
+  assign \$209  = \$208  & host_we;
+  assign \$210  = ~ busy;
+  assign \$211  = \$210  & host_re;
+  assign \$216  = layer[20:18] + layer[24:21];
+  assign \$217  = $signed(w_q0) * $signed(s3_x);
+  assign \$218  = $signed(w_q1) * $signed(s3_x);
+  assign \$219  = $signed(w_q2) * $signed(s3_x);
+  assign \$220  = $signed(w_q3) * $signed(s3_x);
+  assign \$221  = $signed(w_q4) * $signed(s3_x);
+  assign \$222  = $signed(w_q5) * $signed(s3_x);
+  assign \$223  = $signed(w_q6) * $signed(s3_x);
+  assign \$224  = $signed(w_q7) * $signed(s3_x);
+  assign \$225  = $signed(total) + $signed(prod_q0);
+  assign \$226  = $signed(total) + $signed(leak_q0);
+  assign \$227  = $signed(\total$198 ) + $signed(prod_q1);
+  assign \$228  = $signed(\total$198 ) + $signed(leak_q1);
+  assign \$229  = $signed(\total$206 ) + $signed(prod_q2);
+  assign \$230  = $signed(\total$206 ) + $signed(leak_q2);
+  assign \$231  = $signed(\total$214 ) + $signed(prod_q3);
+  assign \$232  = $signed(\total$214 ) + $signed(leak_q3);
+  assign \$233  = $signed(\total$222 ) + $signed(prod_q4);
+  assign \$234  = $signed(\total$222 ) + $signed(leak_q4);
+  assign \$235  = $signed(\total$230 ) + $signed(prod_q5);
+  assign \$236  = $signed(\total$230 ) + $signed(leak_q5);
+  assign \$237  = $signed(\total$238 ) + $signed(prod_q6);
+  assign \$238  = $signed(\total$238 ) + $signed(leak_q6);
+  assign \$239  = $signed(\total$246 ) + $signed(prod_q7);
+  assign \$240  = $signed(\total$246 ) + $signed(leak_q7);
+  assign \$242  = \$241  + 1'h1;
+  assign \$243  = ! event_layer;
+  assign \$244  = ctr3 + 1'h1;
+  assign \$245  = event_layer == 1'h1;
+  assign \$246  = ctr7 + 1'h1;
+  assign \$247  = event_layer == 2'h2;
+  assign \$248  = ctr11 + 1'h1;
+  assign \$249  = event_layer == 2'h3;
+  assign \$250  = ctr15 + 1'h1;
+  assign \$251  = input__valid & input__ready;
+  assign \$253  = \$252  + 1'h1;
+  assign \$254  = ~ busy;
+  assign \$255  = clear & \$254 ;
+  assign \$256  = ctr16 + 1'h1;
+  assign \$257  = ~ clear;
+  assign \$258  = in_full & \$257 ;
+  assign \$259  = ~ \$signal ;
+  assign \$260  = ~ \$signal ;
+  assign \$261  = ! num_layers;
+  assign \$262  = ! li;
+  assign \$263  = ctr0 + 1'h1;
+  assign \$264  = li == 1'h1;
+  assign \$265  = ctr4 + 1'h1;
+  assign \$266  = li == 2'h2;
+  assign \$267  = ctr8 + 1'h1;
+  assign \$268  = li == 2'h3;
+  assign \$269  = ctr12 + 1'h1;
+  assign \$270  = ! li;
+  assign \$271  = ctr0 + 1'h1;
+  assign \$272  = li == 1'h1;
+  assign \$273  = ctr4 + 1'h1;
+  assign \$274  = li == 2'h2;
+  assign \$275  = ctr8 + 1'h1;
+  assign \$276  = li == 2'h3;
+  assign \$277  = ctr12 + 1'h1;
+  assign \$278  = e == e_end;
+  assign \$281  = ! \$280 ;
+  assign \$283  = ! \$282 ;
+  assign \$285  = cur ^ \$284 ;
+  assign \$286  = \$283  ? \$signal$382  : \$285 ;
   assign \$288  = ! \$287 ;
-  assign \$290  = ! \$289 ;
   assign \$292  = cur ^ \$291 ;
-  assign \$293  = \$290  ? \$signal$380  : \$292 ;
-  assign \$295  = ! \$294 ;
-  assign \$299  = cur ^ \$298 ;
-  assign \$301  = \$295  ? { 1'h0, \$296  } : \$300 ;
-  assign \$305  = k[0] ? \$304  : 9'h000;
-  assign \$306  = 1'h0 + \$305 ;
-  assign \$309  = k[1] ? \$308  : 9'h000;
-  assign \$310  = \$306  + \$309 ;
-  assign \$313  = k[2] ? \$312  : 11'h000;
-  assign \$314  = \$310  + \$313 ;
-  assign \$317  = k[3] ? \$316  : 11'h000;
-  assign \$318  = \$314  + \$317 ;
-  assign \$321  = k[4] ? \$320  : 15'h0000;
-  assign \$322  = \$318  + \$321 ;
-  assign \$323  = \$302  + \$322 [12:0];
-  assign \$324  = li * 3'h4;
-  assign \$325  = \$324  + 1'h0;
-  assign \$327  = \$326  + 1'h1;
-  assign \$328  = li * 3'h4;
-  assign \$329  = \$328  + 1'h0;
-  assign \$330  = n < cnt;
-  assign \$331  = n + 1'h1;
-  assign \$332  = ! k;
-  assign \$333  = li * 3'h4;
-  assign \$334  = \$333  + 2'h2;
-  assign \$336  = \$335  + 1'h1;
-  assign \$337  = li * 3'h4;
-  assign \$338  = \$337  + 2'h2;
-  assign \$339  = e + 1'h1;
-  assign \$340  = li * 3'h4;
-  assign \$341  = \$340  + 1'h0;
-  assign \$343  = \$342  + 1'h1;
-  assign \$344  = li * 3'h4;
-  assign \$345  = \$344  + 1'h0;
-  assign \$346  = ~ drain2;
-  assign \$347  = ~ \$signal$338 ;
-  assign \$348  = ~ s2_valid;
-  assign \$349  = \$347  & \$348 ;
-  assign \$350  = ~ \$signal$343 ;
-  assign \$351  = \$349  & \$350 ;
-  assign \$352  = li * 3'h4;
-  assign \$353  = \$352  + 1'h1;
-  assign \$355  = \$354  + 1'h1;
-  assign \$356  = li * 3'h4;
-  assign \$357  = \$356  + 1'h1;
+  assign \$294  = \$288  ? { 1'h0, \$289  } : \$293 ;
+  assign \$298  = k[0] ? \$297  : 9'h000;
+  assign \$299  = 1'h0 + \$298 ;
+  assign \$302  = k[1] ? \$301  : 9'h000;
+  assign \$303  = \$299  + \$302 ;
+  assign \$306  = k[2] ? \$305  : 11'h000;
+  assign \$307  = \$303  + \$306 ;
+  assign \$310  = k[3] ? \$309  : 11'h000;
+  assign \$311  = \$307  + \$310 ;
+  assign \$314  = k[4] ? \$313  : 15'h0000;
+  assign \$315  = \$311  + \$314 ;
+  assign \$316  = \$295  + \$315 [12:0];
+  assign \$317  = ! li;
+  assign \$318  = ctr0 + 1'h1;
+  assign \$319  = li == 1'h1;
+  assign \$320  = ctr4 + 1'h1;
+  assign \$321  = li == 2'h2;
+  assign \$322  = ctr8 + 1'h1;
+  assign \$323  = li == 2'h3;
+  assign \$324  = ctr12 + 1'h1;
+  assign \$325  = n < cnt;
+  assign \$326  = n + 1'h1;
+  assign \$327  = ! k;
+  assign \$328  = ! li;
+  assign \$329  = ctr2 + 1'h1;
+  assign \$330  = li == 1'h1;
+  assign \$331  = ctr6 + 1'h1;
+  assign \$332  = li == 2'h2;
+  assign \$333  = ctr10 + 1'h1;
+  assign \$334  = li == 2'h3;
+  assign \$335  = ctr14 + 1'h1;
+  assign \$336  = e + 1'h1;
+  assign \$337  = ! li;
+  assign \$338  = ctr0 + 1'h1;
+  assign \$339  = li == 1'h1;
+  assign \$340  = ctr4 + 1'h1;
+  assign \$341  = li == 2'h2;
+  assign \$342  = ctr8 + 1'h1;
+  assign \$343  = li == 2'h3;
+  assign \$344  = ctr12 + 1'h1;
+  assign \$345  = ~ drain2;
+  assign \$346  = ~ \$signal$340 ;
+  assign \$347  = ~ s2_valid;
+  assign \$348  = \$346  & \$347 ;
+  assign \$349  = ~ \$signal$345 ;
+  assign \$350  = \$348  & \$349 ;
+  assign \$351  = ! li;
+  assign \$352  = ctr1 + 1'h1;
+  assign \$353  = li == 1'h1;
+  assign \$354  = ctr5 + 1'h1;
+  assign \$355  = li == 2'h2;
+  assign \$356  = ctr9 + 1'h1;
+  assign \$357  = li == 2'h3;
+  assign \$358  = ctr13 + 1'h1;
   assign \$359  = k + 1'h1;
-  assign \$360  = \$358  == \$359 ;
+  assign \$360  = \$359  == layer[12:8];
   assign \$361  = k + 1'h1;
   assign \$362  = li + 1'h1;
   assign \$363  = \$362  == num_layers;
@@ -21158,6 +21192,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$369  = ~ cur;
   assign \$370  = ~ cur;
   assign \$371  = ctr17 + 1'h1;
+  always @(posedge clk)
+    layer0 <= \$372 ;
+  always @(posedge clk)
+    layer1 <= \$373 ;
   \npu_core_digits.leak0  leak0 (
     .alpha(\$signature__data$78 [8:0]),
     .bias(\$signature__data$78 [40:25]),
@@ -21167,116 +21205,100 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   \npu_core_digits.leak1  leak1 (
     .alpha(\$signature__data$79 [8:0]),
     .bias(\$signature__data$79 [40:25]),
-    .leak(\leak$367 ),
+    .leak(\leak$369 ),
     .u(\$signature__data$87 )
   );
   \npu_core_digits.leak2  leak2 (
     .alpha(\$signature__data$80 [8:0]),
     .bias(\$signature__data$80 [40:25]),
-    .leak(\leak$369 ),
+    .leak(\leak$371 ),
     .u(\$signature__data$88 )
   );
   \npu_core_digits.leak3  leak3 (
     .alpha(\$signature__data$81 [8:0]),
     .bias(\$signature__data$81 [40:25]),
-    .leak(\leak$371 ),
+    .leak(\leak$373 ),
     .u(\$signature__data$89 )
   );
   \npu_core_digits.leak4  leak4 (
     .alpha(\$signature__data$82 [8:0]),
     .bias(\$signature__data$82 [40:25]),
-    .leak(\leak$373 ),
+    .leak(\leak$375 ),
     .u(\$signature__data$90 )
   );
   \npu_core_digits.leak5  leak5 (
     .alpha(\$signature__data$83 [8:0]),
     .bias(\$signature__data$83 [40:25]),
-    .leak(\leak$375 ),
+    .leak(\leak$377 ),
     .u(\$signature__data$91 )
   );
   \npu_core_digits.leak6  leak6 (
     .alpha(\$signature__data$84 [8:0]),
     .bias(\$signature__data$84 [40:25]),
-    .leak(\leak$377 ),
+    .leak(\leak$379 ),
     .u(\$signature__data$92 )
   );
   \npu_core_digits.leak7  leak7 (
     .alpha(\$signature__data$85 [8:0]),
     .bias(\$signature__data$85 [40:25]),
-    .leak(\leak$379 ),
+    .leak(\leak$381 ),
     .u(\$signature__data$93 )
   );
   \npu_core_digits.neuron0  neuron0 (
-    .reset(reset),
+    .\port$1185$25 (layer[43:25]),
     .spike(spike),
-    .spiking(spiking),
     .theta(theta),
     .total(total),
-    .u_new(u_new),
-    .v_reset(v_reset)
+    .u_new(u_new)
   );
   \npu_core_digits.neuron1  neuron1 (
-    .reset(\reset$207 ),
-    .spike(\spike$209 ),
-    .spiking(\spiking$208 ),
-    .theta(\theta$204 ),
-    .total(\total$202 ),
-    .u_new(\u_new$265 ),
-    .v_reset(\v_reset$206 )
+    .\port$1185$25 (layer[43:25]),
+    .spike(\spike$205 ),
+    .theta(\theta$200 ),
+    .total(\total$198 ),
+    .u_new(\u_new$261 )
   );
   \npu_core_digits.neuron2  neuron2 (
-    .reset(\reset$215 ),
-    .spike(\spike$217 ),
-    .spiking(\spiking$216 ),
-    .theta(\theta$212 ),
-    .total(\total$210 ),
-    .u_new(\u_new$269 ),
-    .v_reset(\v_reset$214 )
+    .\port$1185$25 (layer[43:25]),
+    .spike(\spike$213 ),
+    .theta(\theta$208 ),
+    .total(\total$206 ),
+    .u_new(\u_new$265 )
   );
   \npu_core_digits.neuron3  neuron3 (
-    .reset(\reset$223 ),
-    .spike(\spike$225 ),
-    .spiking(\spiking$224 ),
-    .theta(\theta$220 ),
-    .total(\total$218 ),
-    .u_new(\u_new$273 ),
-    .v_reset(\v_reset$222 )
+    .\port$1185$25 (layer[43:25]),
+    .spike(\spike$221 ),
+    .theta(\theta$216 ),
+    .total(\total$214 ),
+    .u_new(\u_new$269 )
   );
   \npu_core_digits.neuron4  neuron4 (
-    .reset(\reset$231 ),
-    .spike(\spike$233 ),
-    .spiking(\spiking$232 ),
-    .theta(\theta$228 ),
-    .total(\total$226 ),
-    .u_new(\u_new$277 ),
-    .v_reset(\v_reset$230 )
+    .\port$1185$25 (layer[43:25]),
+    .spike(\spike$229 ),
+    .theta(\theta$224 ),
+    .total(\total$222 ),
+    .u_new(\u_new$273 )
   );
   \npu_core_digits.neuron5  neuron5 (
-    .reset(\reset$239 ),
-    .spike(\spike$241 ),
-    .spiking(\spiking$240 ),
-    .theta(\theta$236 ),
-    .total(\total$234 ),
-    .u_new(\u_new$281 ),
-    .v_reset(\v_reset$238 )
+    .\port$1185$25 (layer[43:25]),
+    .spike(\spike$237 ),
+    .theta(\theta$232 ),
+    .total(\total$230 ),
+    .u_new(\u_new$277 )
   );
   \npu_core_digits.neuron6  neuron6 (
-    .reset(\reset$247 ),
-    .spike(\spike$249 ),
-    .spiking(\spiking$248 ),
-    .theta(\theta$244 ),
-    .total(\total$242 ),
-    .u_new(\u_new$285 ),
-    .v_reset(\v_reset$246 )
+    .\port$1185$25 (layer[43:25]),
+    .spike(\spike$245 ),
+    .theta(\theta$240 ),
+    .total(\total$238 ),
+    .u_new(\u_new$281 )
   );
   \npu_core_digits.neuron7  neuron7 (
-    .reset(\reset$255 ),
-    .spike(\spike$257 ),
-    .spiking(\spiking$256 ),
-    .theta(\theta$252 ),
-    .total(\total$250 ),
-    .u_new(\u_new$289 ),
-    .v_reset(\v_reset$254 )
+    .\port$1185$25 (layer[43:25]),
+    .spike(\spike$253 ),
+    .theta(\theta$248 ),
+    .total(\total$246 ),
+    .u_new(\u_new$285 )
   );
   \npu_core_digits.out_fifo  out_fifo (
     .clk(clk),
@@ -21297,369 +21319,20 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .event_index(event_index),
     .free(free),
     .layer(event_layer),
-    .\layer$29 (layer),
+    .\layer$29 (\layer$304 ),
     .load(load),
     .records__payload(records__payload),
     .records__ready(records__ready),
     .records__valid(records__valid),
     .rst(rst),
     .send(send),
-    .\spikes$27 (\spikes$306 ),
+    .\spikes$27 (\spikes$302 ),
     .values(values)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    in_wr__addr = 8'h00;
-    if (\$202 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        in_wr__addr = { \$signal , \$203  };
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    in_wr__data = 15'h0000;
-    if (\$202 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        in_wr__data[6:0] = input__payload[6:0];
-        in_wr__data[14:7] = input__payload[14:7];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    in_wr__en = 1'h0;
-    if (\$202 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        in_wr__en = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    busy = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          busy = 1'h1;
-      4'h3:
-          busy = 1'h1;
-      4'h4:
-          busy = 1'h1;
-      4'h6:
-          busy = 1'h1;
-      4'h5:
-          busy = 1'h1;
-      4'h7:
-          busy = 1'h1;
-      4'h8:
-          busy = 1'h1;
-      4'h1:
-          busy = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signal$300  = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$signal$300  = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    issue = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          if (\$204 ) begin
-            issue = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    neuron_write = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            neuron_write = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    load = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            load = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    send = 8'h00;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            send = \$207 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \spikes$306  = 8'h00;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            \spikes$306  = spikes;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    base = 8'h00;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            base = \$208 [7:0];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    layer = 2'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            layer = li;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    emit_values = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            emit_values = \$209 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    values = 128'h00000000000000000000000000000000;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            values[15:0] = u_new;
-            values[31:16] = \u_new$265 ;
-            values[47:32] = \u_new$269 ;
-            values[63:48] = \u_new$273 ;
-            values[79:64] = \u_new$277 ;
-            values[95:80] = \u_new$281 ;
-            values[111:96] = \u_new$285 ;
-            values[127:112] = \u_new$289 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    write_end = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          write_end = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$372  = layer0;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            casez (host_addr[10:0])
-              11'h000:
-                  \$372  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$372  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$373  = layer1;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  \$373  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$373  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$374  = layer2;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  /* empty */;
-              11'h002:
-                  \$374  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$374  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$375  = layer3;
-    if (\$220 ) begin
+    if (\$209 ) begin
       casez (host_addr[16:14])
         3'h0:
             casez (host_addr[10:0])
@@ -21681,7 +21354,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$376  = edge0;
-    if (\$220 ) begin
+    if (\$209 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
@@ -21699,7 +21372,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$377  = edge1;
-    if (\$220 ) begin
+    if (\$209 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
@@ -21719,7 +21392,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$378  = edge2;
-    if (\$220 ) begin
+    if (\$209 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
@@ -21741,7 +21414,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$379  = edge3;
-    if (\$220 ) begin
+    if (\$209 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
@@ -21765,7 +21438,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$380  = edge4;
-    if (\$220 ) begin
+    if (\$209 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
@@ -21791,7 +21464,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$381  = edge5;
-    if (\$220 ) begin
+    if (\$209 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
@@ -21819,7 +21492,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$382  = edge6;
-    if (\$220 ) begin
+    if (\$209 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
@@ -21849,7 +21522,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$383  = edge7;
-    if (\$220 ) begin
+    if (\$209 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
@@ -21881,7 +21554,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$384  = num_layers;
-    if (\$220 ) begin
+    if (\$209 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
@@ -21897,7 +21570,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$385  = \$222 ;
+    \$385  = \$211 ;
     if (rst) begin
       \$385  = 1'h0;
     end
@@ -21921,11 +21594,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     \$388  = rd_reg;
     casez (host_addr[16:14])
       3'h0:
-          \$388  = \$223 ;
+          \$388  = \$212 ;
       3'h1:
-          \$388  = { 22'h000000, \$224  };
+          \$388  = { 22'h000000, \$213  };
       3'h5:
-          \$388  = { 13'h0000, \$225  };
+          \$388  = { 13'h0000, \$214  };
       3'h6:
           \$388  = { 42'h00000000000, num_layers };
     endcase
@@ -21935,213 +21608,227 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$389  = issue;
+    \$389  = \$215 ;
     if (rst) begin
-      \$389  = 1'h0;
+      \$389  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$390  = \$signal$338 ;
+    \$390  = \$216 [3:0];
     if (rst) begin
-      \$390  = 1'h0;
+      \$390  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$391  = s1_value;
+    \$391  = issue;
     if (rst) begin
-      \$391  = 8'h00;
+      \$391  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$392  = s1_rowbase;
+    \$392  = \$signal$340 ;
+    if (rst) begin
+      \$392  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$393  = s1_value;
+    if (rst) begin
+      \$393  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$394  = s1_rowbase;
     if (issue) begin
-      \$392  = rowbase;
+      \$394  = rowbase;
     end
     if (rst) begin
-      \$392  = 12'h000;
+      \$394  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$393  = s1_from_input;
+    \$395  = s1_from_input;
     if (issue) begin
-      \$393  = \$signal$342 ;
+      \$395  = \$signal$344 ;
     end
     if (rst) begin
-      \$393  = 1'h0;
+      \$395  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$394  = s2_valid;
-    if (rst) begin
-      \$394  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$395  = s2_x;
-    if (rst) begin
-      \$395  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$396  = \$signal$343 ;
+    \$396  = s2_valid;
     if (rst) begin
       \$396  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$397  = \$signature__data$70 ;
+    \$397  = s2_x;
     if (rst) begin
       \$397  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$398  = \$signature__data$71 ;
+    \$398  = \$signal$345 ;
     if (rst) begin
-      \$398  = 8'h00;
+      \$398  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$399  = \$signature__data$72 ;
+    \$399  = \$signature__data$70 ;
     if (rst) begin
       \$399  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$400  = \$signature__data$73 ;
+    \$400  = \$signature__data$71 ;
     if (rst) begin
       \$400  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$401  = \$signature__data$74 ;
+    \$401  = \$signature__data$72 ;
     if (rst) begin
       \$401  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$402  = \$signature__data$75 ;
+    \$402  = \$signature__data$73 ;
     if (rst) begin
       \$402  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$403  = \$signature__data$76 ;
+    \$403  = \$signature__data$74 ;
     if (rst) begin
       \$403  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$404  = \$signature__data$77 ;
+    \$404  = \$signature__data$75 ;
     if (rst) begin
       \$404  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$405  = \$226 ;
+    \$405  = \$signature__data$76 ;
     if (rst) begin
-      \$405  = 16'h0000;
+      \$405  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$406  = \$227 ;
+    \$406  = \$signature__data$77 ;
     if (rst) begin
-      \$406  = 16'h0000;
+      \$406  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$407  = \$228 ;
+    \$407  = \$217 ;
     if (rst) begin
       \$407  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$408  = \$229 ;
+    \$408  = \$218 ;
     if (rst) begin
       \$408  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$409  = \$230 ;
+    \$409  = \$219 ;
     if (rst) begin
       \$409  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$410  = \$231 ;
+    \$410  = \$220 ;
     if (rst) begin
       \$410  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$411  = \$232 ;
+    \$411  = \$221 ;
     if (rst) begin
       \$411  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$412  = \$233 ;
+    \$412  = \$222 ;
     if (rst) begin
       \$412  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$413  = \$signal$300 ;
+    \$413  = \$223 ;
     if (rst) begin
-      \$413  = 1'h0;
+      \$413  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$414  = \$signal$362 ;
+    \$414  = \$224 ;
     if (rst) begin
-      \$414  = 1'h0;
+      \$414  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$415  = leak;
+    \$415  = \$signal$296 ;
     if (rst) begin
-      \$415  = 18'h00000;
+      \$415  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$416  = \$signature__data$78 [24:9];
+    \$416  = \$signal$364 ;
     if (rst) begin
-      \$416  = 16'h0000;
+      \$416  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$417  = total;
+    \$417  = leak;
+    if (rst) begin
+      \$417  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$418  = \$signature__data$78 [24:9];
+    if (rst) begin
+      \$418  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$419  = total;
     if (s4_valid) begin
-      \$417  = \$234 [25:0];
+      \$419  = \$225 [25:0];
     end else if (pre2) begin
-      \$417  = \$235 [25:0];
+      \$419  = \$226 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -22149,33 +21836,33 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$417  = 26'h0000000;
+          \$419  = 26'h0000000;
     endcase
     if (rst) begin
-      \$417  = 26'h0000000;
+      \$419  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$418  = \leak$367 ;
+    \$420  = \leak$369 ;
     if (rst) begin
-      \$418  = 18'h00000;
+      \$420  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$419  = \$signature__data$79 [24:9];
+    \$421  = \$signature__data$79 [24:9];
     if (rst) begin
-      \$419  = 16'h0000;
+      \$421  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$420  = \total$202 ;
+    \$422  = \total$198 ;
     if (s4_valid) begin
-      \$420  = \$236 [25:0];
+      \$422  = \$227 [25:0];
     end else if (pre2) begin
-      \$420  = \$237 [25:0];
+      \$422  = \$228 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -22183,33 +21870,33 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$420  = 26'h0000000;
+          \$422  = 26'h0000000;
     endcase
     if (rst) begin
-      \$420  = 26'h0000000;
+      \$422  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$421  = \leak$369 ;
+    \$423  = \leak$371 ;
     if (rst) begin
-      \$421  = 18'h00000;
+      \$423  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$422  = \$signature__data$80 [24:9];
+    \$424  = \$signature__data$80 [24:9];
     if (rst) begin
-      \$422  = 16'h0000;
+      \$424  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$423  = \total$210 ;
+    \$425  = \total$206 ;
     if (s4_valid) begin
-      \$423  = \$238 [25:0];
+      \$425  = \$229 [25:0];
     end else if (pre2) begin
-      \$423  = \$239 [25:0];
+      \$425  = \$230 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -22217,33 +21904,33 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$423  = 26'h0000000;
+          \$425  = 26'h0000000;
     endcase
     if (rst) begin
-      \$423  = 26'h0000000;
+      \$425  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$424  = \leak$371 ;
+    \$426  = \leak$373 ;
     if (rst) begin
-      \$424  = 18'h00000;
+      \$426  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$425  = \$signature__data$81 [24:9];
+    \$427  = \$signature__data$81 [24:9];
     if (rst) begin
-      \$425  = 16'h0000;
+      \$427  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$426  = \total$218 ;
+    \$428  = \total$214 ;
     if (s4_valid) begin
-      \$426  = \$240 [25:0];
+      \$428  = \$231 [25:0];
     end else if (pre2) begin
-      \$426  = \$241 [25:0];
+      \$428  = \$232 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -22251,33 +21938,33 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$426  = 26'h0000000;
+          \$428  = 26'h0000000;
     endcase
     if (rst) begin
-      \$426  = 26'h0000000;
+      \$428  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$427  = \leak$373 ;
+    \$429  = \leak$375 ;
     if (rst) begin
-      \$427  = 18'h00000;
+      \$429  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$428  = \$signature__data$82 [24:9];
+    \$430  = \$signature__data$82 [24:9];
     if (rst) begin
-      \$428  = 16'h0000;
+      \$430  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$429  = \total$226 ;
+    \$431  = \total$222 ;
     if (s4_valid) begin
-      \$429  = \$242 [25:0];
+      \$431  = \$233 [25:0];
     end else if (pre2) begin
-      \$429  = \$243 [25:0];
+      \$431  = \$234 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -22285,33 +21972,33 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$429  = 26'h0000000;
+          \$431  = 26'h0000000;
     endcase
     if (rst) begin
-      \$429  = 26'h0000000;
+      \$431  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$430  = \leak$375 ;
+    \$432  = \leak$377 ;
     if (rst) begin
-      \$430  = 18'h00000;
+      \$432  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$431  = \$signature__data$83 [24:9];
+    \$433  = \$signature__data$83 [24:9];
     if (rst) begin
-      \$431  = 16'h0000;
+      \$433  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$432  = \total$234 ;
+    \$434  = \total$230 ;
     if (s4_valid) begin
-      \$432  = \$244 [25:0];
+      \$434  = \$235 [25:0];
     end else if (pre2) begin
-      \$432  = \$245 [25:0];
+      \$434  = \$236 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -22319,33 +22006,33 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$432  = 26'h0000000;
+          \$434  = 26'h0000000;
     endcase
     if (rst) begin
-      \$432  = 26'h0000000;
+      \$434  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$433  = \leak$377 ;
+    \$435  = \leak$379 ;
     if (rst) begin
-      \$433  = 18'h00000;
+      \$435  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$434  = \$signature__data$84 [24:9];
+    \$436  = \$signature__data$84 [24:9];
     if (rst) begin
-      \$434  = 16'h0000;
+      \$436  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$435  = \total$242 ;
+    \$437  = \total$238 ;
     if (s4_valid) begin
-      \$435  = \$246 [25:0];
+      \$437  = \$237 [25:0];
     end else if (pre2) begin
-      \$435  = \$247 [25:0];
+      \$437  = \$238 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -22353,33 +22040,33 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$435  = 26'h0000000;
+          \$437  = 26'h0000000;
     endcase
     if (rst) begin
-      \$435  = 26'h0000000;
+      \$437  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$436  = \leak$379 ;
+    \$438  = \leak$381 ;
     if (rst) begin
-      \$436  = 18'h00000;
+      \$438  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$437  = \$signature__data$85 [24:9];
+    \$439  = \$signature__data$85 [24:9];
     if (rst) begin
-      \$437  = 16'h0000;
+      \$439  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$438  = \total$250 ;
+    \$440  = \total$246 ;
     if (s4_valid) begin
-      \$438  = \$248 [25:0];
+      \$440  = \$239 [25:0];
     end else if (pre2) begin
-      \$438  = \$249 [25:0];
+      \$440  = \$240 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -22387,23 +22074,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$438  = 26'h0000000;
+          \$440  = 26'h0000000;
     endcase
     if (rst) begin
-      \$438  = 26'h0000000;
+      \$440  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$439  = count0;
+    \$441  = count0;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
-            \$439  = \$251 [7:0];
+            \$441  = \$242 [7:0];
       endcase
     end
-    if (\$262 ) begin
-      \$439  = 8'h00;
+    if (\$255 ) begin
+      \$441  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22426,27 +22113,27 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$365 , 3'h0 })
               4'h0:
-                  \$439  = 8'h00;
+                  \$441  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$439  = 8'h00;
+      \$441  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$440  = count1;
+    \$442  = count1;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
             /* empty */;
         4'h1:
-            \$440  = \$251 [7:0];
+            \$442  = \$242 [7:0];
       endcase
     end
-    if (\$262 ) begin
-      \$440  = 8'h00;
+    if (\$255 ) begin
+      \$442  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22469,17 +22156,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$366 , 3'h1 })
               4'h1:
-                  \$440  = 8'h00;
+                  \$442  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$440  = 8'h00;
+      \$442  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$441  = count2;
+    \$443  = count2;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -22487,11 +22174,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         4'h1:
             /* empty */;
         4'h2:
-            \$441  = \$251 [7:0];
+            \$443  = \$242 [7:0];
       endcase
     end
-    if (\$262 ) begin
-      \$441  = 8'h00;
+    if (\$255 ) begin
+      \$443  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22514,17 +22201,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$367 , 3'h2 })
               4'h2:
-                  \$441  = 8'h00;
+                  \$443  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$441  = 8'h00;
+      \$443  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$442  = count3;
+    \$444  = count3;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -22534,11 +22221,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         4'h2:
             /* empty */;
         4'h3:
-            \$442  = \$251 [7:0];
+            \$444  = \$242 [7:0];
       endcase
     end
-    if (\$262 ) begin
-      \$442  = 8'h00;
+    if (\$255 ) begin
+      \$444  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22561,17 +22248,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$368 , 3'h3 })
               4'h3:
-                  \$442  = 8'h00;
+                  \$444  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$442  = 8'h00;
+      \$444  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$443  = count4;
+    \$445  = count4;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -22583,11 +22270,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         4'h3:
             /* empty */;
         4'h4:
-            \$443  = \$251 [7:0];
+            \$445  = \$242 [7:0];
       endcase
     end
-    if (\$262 ) begin
-      \$443  = 8'h00;
+    if (\$255 ) begin
+      \$445  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22610,17 +22297,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$369 , 3'h4 })
               4'h4:
-                  \$443  = 8'h00;
+                  \$445  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$443  = 8'h00;
+      \$445  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$444  = count5;
+    \$446  = count5;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -22634,19 +22321,19 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         4'h4:
             /* empty */;
         4'h5:
-            \$444  = \$251 [7:0];
+            \$446  = \$242 [7:0];
       endcase
     end
-    if (\$262 ) begin
-      \$444  = 8'h00;
+    if (\$255 ) begin
+      \$446  = 8'h00;
     end
     if (rst) begin
-      \$444  = 8'h00;
+      \$446  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$445  = count6;
+    \$447  = count6;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -22662,19 +22349,19 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         4'h5:
             /* empty */;
         4'h6:
-            \$445  = \$251 [7:0];
+            \$447  = \$242 [7:0];
       endcase
     end
-    if (\$262 ) begin
-      \$445  = 8'h00;
+    if (\$255 ) begin
+      \$447  = 8'h00;
     end
     if (rst) begin
-      \$445  = 8'h00;
+      \$447  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$446  = count7;
+    \$448  = count7;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -22692,19 +22379,19 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         4'h6:
             /* empty */;
         4'h7:
-            \$446  = \$251 [7:0];
+            \$448  = \$242 [7:0];
       endcase
     end
-    if (\$262 ) begin
-      \$446  = 8'h00;
+    if (\$255 ) begin
+      \$448  = 8'h00;
     end
     if (rst) begin
-      \$446  = 8'h00;
+      \$448  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$447  = count8;
+    \$449  = count8;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -22724,11 +22411,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         4'h7:
             /* empty */;
         4'h8:
-            \$447  = \$251 [7:0];
+            \$449  = \$242 [7:0];
       endcase
     end
-    if (\$262 ) begin
-      \$447  = 8'h00;
+    if (\$255 ) begin
+      \$449  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22754,17 +22441,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h0:
                   /* empty */;
               4'h8:
-                  \$447  = 8'h00;
+                  \$449  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$447  = 8'h00;
+      \$449  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$448  = count9;
+    \$450  = count9;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -22786,11 +22473,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         4'h8:
             /* empty */;
         4'h9:
-            \$448  = \$251 [7:0];
+            \$450  = \$242 [7:0];
       endcase
     end
-    if (\$262 ) begin
-      \$448  = 8'h00;
+    if (\$255 ) begin
+      \$450  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22816,17 +22503,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h1:
                   /* empty */;
               4'h9:
-                  \$448  = 8'h00;
+                  \$450  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$448  = 8'h00;
+      \$450  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$449  = count10;
+    \$451  = count10;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -22850,11 +22537,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         4'h9:
             /* empty */;
         4'ha:
-            \$449  = \$251 [7:0];
+            \$451  = \$242 [7:0];
       endcase
     end
-    if (\$262 ) begin
-      \$449  = 8'h00;
+    if (\$255 ) begin
+      \$451  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22880,17 +22567,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h2:
                   /* empty */;
               4'ha:
-                  \$449  = 8'h00;
+                  \$451  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$449  = 8'h00;
+      \$451  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$450  = count11;
+    \$452  = count11;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -22916,11 +22603,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         4'ha:
             /* empty */;
         4'hb:
-            \$450  = \$251 [7:0];
+            \$452  = \$242 [7:0];
       endcase
     end
-    if (\$262 ) begin
-      \$450  = 8'h00;
+    if (\$255 ) begin
+      \$452  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22946,17 +22633,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h3:
                   /* empty */;
               4'hb:
-                  \$450  = 8'h00;
+                  \$452  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$450  = 8'h00;
+      \$452  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$451  = count12;
+    \$453  = count12;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -22984,11 +22671,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         4'hb:
             /* empty */;
         4'hc:
-            \$451  = \$251 [7:0];
+            \$453  = \$242 [7:0];
       endcase
     end
-    if (\$262 ) begin
-      \$451  = 8'h00;
+    if (\$255 ) begin
+      \$453  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -23022,17 +22709,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h4:
                   /* empty */;
               4'hc:
-                  \$451  = 8'h00;
+                  \$453  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$451  = 8'h00;
+      \$453  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$452  = count13;
+    \$454  = count13;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -23062,11 +22749,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         4'hc:
             /* empty */;
         4'hd:
-            \$452  = \$251 [7:0];
+            \$454  = \$242 [7:0];
       endcase
     end
-    if (\$262 ) begin
-      \$452  = 8'h00;
+    if (\$255 ) begin
+      \$454  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -23100,12 +22787,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (rst) begin
-      \$452  = 8'h00;
+      \$454  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$453  = count14;
+    \$455  = count14;
     if (\event ) begin
       casez ({ cur, spike_src })
         4'h0:
@@ -23137,11 +22824,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         4'hd:
             /* empty */;
         4'he:
-            \$453  = \$251 [7:0];
+            \$455  = \$242 [7:0];
       endcase
     end
-    if (\$262 ) begin
-      \$453  = 8'h00;
+    if (\$255 ) begin
+      \$455  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -23175,12 +22862,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (rst) begin
-      \$453  = 8'h00;
+      \$455  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$454  = count15;
+    \$456  = count15;
     if (\event ) begin
       (* full_case = 32'd1 *)
       casez ({ cur, spike_src })
@@ -23215,11 +22902,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         4'he:
             /* empty */;
         4'hf:
-            \$454  = \$251 [7:0];
+            \$456  = \$242 [7:0];
       endcase
     end
-    if (\$262 ) begin
-      \$454  = 8'h00;
+    if (\$255 ) begin
+      \$456  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -23253,3240 +22940,123 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (rst) begin
-      \$454  = 8'h00;
+      \$456  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$455  = ctr0;
+    \$457  = ctr3;
     if (\event ) begin
-      casez (\$257 )
-        6'h00:
-            \$455  = \$255 [31:0];
-      endcase
-    end
-    if (\$262 ) begin
-      \$455  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$275 )
-            6'h00:
-                \$455  = \$273 [31:0];
-          endcase
-      4'h4:
-          casez (\$281 )
-            6'h00:
-                \$455  = \$279 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$329 )
-            6'h00:
-                \$455  = \$327 [31:0];
-          endcase
-          if (\$330 ) begin
-            if (\$332 ) begin
-              casez (\$338 )
-                6'h00:
-                    \$455  = \$336 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$345 )
-            6'h00:
-                \$455  = \$343 [31:0];
-          endcase
-      4'h7:
-          casez (\$357 )
-            6'h00:
-                \$455  = \$355 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$455  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$456  = ctr1;
-    if (\event ) begin
-      casez (\$257 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            \$456  = \$255 [31:0];
-      endcase
-    end
-    if (\$262 ) begin
-      \$456  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$275 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                \$456  = \$273 [31:0];
-          endcase
-      4'h4:
-          casez (\$281 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                \$456  = \$279 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$329 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                \$456  = \$327 [31:0];
-          endcase
-          if (\$330 ) begin
-            if (\$332 ) begin
-              casez (\$338 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    \$456  = \$336 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$345 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                \$456  = \$343 [31:0];
-          endcase
-      4'h7:
-          casez (\$357 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                \$456  = \$355 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$456  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$457  = ctr2;
-    if (\event ) begin
-      casez (\$257 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            \$457  = \$255 [31:0];
-      endcase
-    end
-    if (\$262 ) begin
-      \$457  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$275 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                \$457  = \$273 [31:0];
-          endcase
-      4'h4:
-          casez (\$281 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                \$457  = \$279 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$329 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                \$457  = \$327 [31:0];
-          endcase
-          if (\$330 ) begin
-            if (\$332 ) begin
-              casez (\$338 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    \$457  = \$336 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$345 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                \$457  = \$343 [31:0];
-          endcase
-      4'h7:
-          casez (\$357 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                \$457  = \$355 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$457  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$458  = ctr3;
-    if (\event ) begin
-      casez (\$257 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            \$458  = \$255 [31:0];
-      endcase
-    end
-    if (\$262 ) begin
-      \$458  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$275 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                \$458  = \$273 [31:0];
-          endcase
-      4'h4:
-          casez (\$281 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                \$458  = \$279 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$329 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                \$458  = \$327 [31:0];
-          endcase
-          if (\$330 ) begin
-            if (\$332 ) begin
-              casez (\$338 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    \$458  = \$336 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$345 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                \$458  = \$343 [31:0];
-          endcase
-      4'h7:
-          casez (\$357 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                \$458  = \$355 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$458  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$459  = ctr4;
-    if (\event ) begin
-      casez (\$257 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            \$459  = \$255 [31:0];
-      endcase
-    end
-    if (\$262 ) begin
-      \$459  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$275 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                \$459  = \$273 [31:0];
-          endcase
-      4'h4:
-          casez (\$281 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                \$459  = \$279 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$329 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                \$459  = \$327 [31:0];
-          endcase
-          if (\$330 ) begin
-            if (\$332 ) begin
-              casez (\$338 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    \$459  = \$336 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$345 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                \$459  = \$343 [31:0];
-          endcase
-      4'h7:
-          casez (\$357 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                \$459  = \$355 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$459  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$460  = ctr5;
-    if (\event ) begin
-      casez (\$257 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            \$460  = \$255 [31:0];
-      endcase
-    end
-    if (\$262 ) begin
-      \$460  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$275 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                \$460  = \$273 [31:0];
-          endcase
-      4'h4:
-          casez (\$281 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                \$460  = \$279 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$329 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                \$460  = \$327 [31:0];
-          endcase
-          if (\$330 ) begin
-            if (\$332 ) begin
-              casez (\$338 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    \$460  = \$336 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$345 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                \$460  = \$343 [31:0];
-          endcase
-      4'h7:
-          casez (\$357 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                \$460  = \$355 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$460  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$461  = ctr6;
-    if (\event ) begin
-      casez (\$257 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            /* empty */;
-        6'h06:
-            \$461  = \$255 [31:0];
-      endcase
-    end
-    if (\$262 ) begin
-      \$461  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$275 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                \$461  = \$273 [31:0];
-          endcase
-      4'h4:
-          casez (\$281 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                \$461  = \$279 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$329 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                \$461  = \$327 [31:0];
-          endcase
-          if (\$330 ) begin
-            if (\$332 ) begin
-              casez (\$338 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    /* empty */;
-                6'h06:
-                    \$461  = \$336 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$345 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                \$461  = \$343 [31:0];
-          endcase
-      4'h7:
-          casez (\$357 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                \$461  = \$355 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$461  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$462  = ctr7;
-    if (\event ) begin
-      casez (\$257 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            /* empty */;
-        6'h06:
-            /* empty */;
-        6'h07:
-            \$462  = \$255 [31:0];
-      endcase
-    end
-    if (\$262 ) begin
-      \$462  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$275 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                \$462  = \$273 [31:0];
-          endcase
-      4'h4:
-          casez (\$281 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                \$462  = \$279 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$329 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                \$462  = \$327 [31:0];
-          endcase
-          if (\$330 ) begin
-            if (\$332 ) begin
-              casez (\$338 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    /* empty */;
-                6'h06:
-                    /* empty */;
-                6'h07:
-                    \$462  = \$336 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$345 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                \$462  = \$343 [31:0];
-          endcase
-      4'h7:
-          casez (\$357 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                \$462  = \$355 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$462  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$463  = ctr8;
-    if (\event ) begin
-      casez (\$257 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            /* empty */;
-        6'h06:
-            /* empty */;
-        6'h07:
-            /* empty */;
-        6'h08:
-            \$463  = \$255 [31:0];
-      endcase
-    end
-    if (\$262 ) begin
-      \$463  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$275 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                \$463  = \$273 [31:0];
-          endcase
-      4'h4:
-          casez (\$281 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                \$463  = \$279 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$329 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                \$463  = \$327 [31:0];
-          endcase
-          if (\$330 ) begin
-            if (\$332 ) begin
-              casez (\$338 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    /* empty */;
-                6'h06:
-                    /* empty */;
-                6'h07:
-                    /* empty */;
-                6'h08:
-                    \$463  = \$336 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$345 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                \$463  = \$343 [31:0];
-          endcase
-      4'h7:
-          casez (\$357 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                \$463  = \$355 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$463  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$464  = ctr9;
-    if (\event ) begin
-      casez (\$257 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            /* empty */;
-        6'h06:
-            /* empty */;
-        6'h07:
-            /* empty */;
-        6'h08:
-            /* empty */;
-        6'h09:
-            \$464  = \$255 [31:0];
-      endcase
-    end
-    if (\$262 ) begin
-      \$464  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$275 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                \$464  = \$273 [31:0];
-          endcase
-      4'h4:
-          casez (\$281 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                \$464  = \$279 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$329 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                \$464  = \$327 [31:0];
-          endcase
-          if (\$330 ) begin
-            if (\$332 ) begin
-              casez (\$338 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    /* empty */;
-                6'h06:
-                    /* empty */;
-                6'h07:
-                    /* empty */;
-                6'h08:
-                    /* empty */;
-                6'h09:
-                    \$464  = \$336 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$345 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                \$464  = \$343 [31:0];
-          endcase
-      4'h7:
-          casez (\$357 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                \$464  = \$355 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$464  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$465  = ctr10;
-    if (\event ) begin
-      casez (\$257 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            /* empty */;
-        6'h06:
-            /* empty */;
-        6'h07:
-            /* empty */;
-        6'h08:
-            /* empty */;
-        6'h09:
-            /* empty */;
-        6'h0a:
-            \$465  = \$255 [31:0];
-      endcase
-    end
-    if (\$262 ) begin
-      \$465  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$275 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                \$465  = \$273 [31:0];
-          endcase
-      4'h4:
-          casez (\$281 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                \$465  = \$279 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$329 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                \$465  = \$327 [31:0];
-          endcase
-          if (\$330 ) begin
-            if (\$332 ) begin
-              casez (\$338 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    /* empty */;
-                6'h06:
-                    /* empty */;
-                6'h07:
-                    /* empty */;
-                6'h08:
-                    /* empty */;
-                6'h09:
-                    /* empty */;
-                6'h0a:
-                    \$465  = \$336 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$345 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                \$465  = \$343 [31:0];
-          endcase
-      4'h7:
-          casez (\$357 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                \$465  = \$355 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$465  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$466  = ctr11;
-    if (\event ) begin
-      casez (\$257 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            /* empty */;
-        6'h06:
-            /* empty */;
-        6'h07:
-            /* empty */;
-        6'h08:
-            /* empty */;
-        6'h09:
-            /* empty */;
-        6'h0a:
-            /* empty */;
-        6'h0b:
-            \$466  = \$255 [31:0];
-      endcase
-    end
-    if (\$262 ) begin
-      \$466  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$275 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                \$466  = \$273 [31:0];
-          endcase
-      4'h4:
-          casez (\$281 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                \$466  = \$279 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$329 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                \$466  = \$327 [31:0];
-          endcase
-          if (\$330 ) begin
-            if (\$332 ) begin
-              casez (\$338 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    /* empty */;
-                6'h06:
-                    /* empty */;
-                6'h07:
-                    /* empty */;
-                6'h08:
-                    /* empty */;
-                6'h09:
-                    /* empty */;
-                6'h0a:
-                    /* empty */;
-                6'h0b:
-                    \$466  = \$336 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$345 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                \$466  = \$343 [31:0];
-          endcase
-      4'h7:
-          casez (\$357 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                \$466  = \$355 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$466  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$467  = ctr12;
-    if (\event ) begin
-      casez (\$257 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            /* empty */;
-        6'h06:
-            /* empty */;
-        6'h07:
-            /* empty */;
-        6'h08:
-            /* empty */;
-        6'h09:
-            /* empty */;
-        6'h0a:
-            /* empty */;
-        6'h0b:
-            /* empty */;
-        6'h0c:
-            \$467  = \$255 [31:0];
-      endcase
-    end
-    if (\$262 ) begin
-      \$467  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$275 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                \$467  = \$273 [31:0];
-          endcase
-      4'h4:
-          casez (\$281 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                \$467  = \$279 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$329 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                \$467  = \$327 [31:0];
-          endcase
-          if (\$330 ) begin
-            if (\$332 ) begin
-              casez (\$338 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    /* empty */;
-                6'h06:
-                    /* empty */;
-                6'h07:
-                    /* empty */;
-                6'h08:
-                    /* empty */;
-                6'h09:
-                    /* empty */;
-                6'h0a:
-                    /* empty */;
-                6'h0b:
-                    /* empty */;
-                6'h0c:
-                    \$467  = \$336 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$345 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                \$467  = \$343 [31:0];
-          endcase
-      4'h7:
-          casez (\$357 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                \$467  = \$355 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$467  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$468  = ctr13;
-    if (\event ) begin
-      casez (\$257 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            /* empty */;
-        6'h06:
-            /* empty */;
-        6'h07:
-            /* empty */;
-        6'h08:
-            /* empty */;
-        6'h09:
-            /* empty */;
-        6'h0a:
-            /* empty */;
-        6'h0b:
-            /* empty */;
-        6'h0c:
-            /* empty */;
-        6'h0d:
-            \$468  = \$255 [31:0];
-      endcase
-    end
-    if (\$262 ) begin
-      \$468  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$275 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                \$468  = \$273 [31:0];
-          endcase
-      4'h4:
-          casez (\$281 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                \$468  = \$279 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$329 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                \$468  = \$327 [31:0];
-          endcase
-          if (\$330 ) begin
-            if (\$332 ) begin
-              casez (\$338 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    /* empty */;
-                6'h06:
-                    /* empty */;
-                6'h07:
-                    /* empty */;
-                6'h08:
-                    /* empty */;
-                6'h09:
-                    /* empty */;
-                6'h0a:
-                    /* empty */;
-                6'h0b:
-                    /* empty */;
-                6'h0c:
-                    /* empty */;
-                6'h0d:
-                    \$468  = \$336 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$345 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                \$468  = \$343 [31:0];
-          endcase
-      4'h7:
-          casez (\$357 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                \$468  = \$355 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$468  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$469  = ctr14;
-    if (\event ) begin
-      casez (\$257 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            /* empty */;
-        6'h06:
-            /* empty */;
-        6'h07:
-            /* empty */;
-        6'h08:
-            /* empty */;
-        6'h09:
-            /* empty */;
-        6'h0a:
-            /* empty */;
-        6'h0b:
-            /* empty */;
-        6'h0c:
-            /* empty */;
-        6'h0d:
-            /* empty */;
-        6'h0e:
-            \$469  = \$255 [31:0];
-      endcase
-    end
-    if (\$262 ) begin
-      \$469  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$275 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                \$469  = \$273 [31:0];
-          endcase
-      4'h4:
-          casez (\$281 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                \$469  = \$279 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$329 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                \$469  = \$327 [31:0];
-          endcase
-          if (\$330 ) begin
-            if (\$332 ) begin
-              casez (\$338 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    /* empty */;
-                6'h06:
-                    /* empty */;
-                6'h07:
-                    /* empty */;
-                6'h08:
-                    /* empty */;
-                6'h09:
-                    /* empty */;
-                6'h0a:
-                    /* empty */;
-                6'h0b:
-                    /* empty */;
-                6'h0c:
-                    /* empty */;
-                6'h0d:
-                    /* empty */;
-                6'h0e:
-                    \$469  = \$336 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$345 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                \$469  = \$343 [31:0];
-          endcase
-      4'h7:
-          casez (\$357 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                \$469  = \$355 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$469  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$470  = ctr15;
-    if (\event ) begin
-      casez (\$257 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            /* empty */;
-        6'h06:
-            /* empty */;
-        6'h07:
-            /* empty */;
-        6'h08:
-            /* empty */;
-        6'h09:
-            /* empty */;
-        6'h0a:
-            /* empty */;
-        6'h0b:
-            /* empty */;
-        6'h0c:
-            /* empty */;
-        6'h0d:
-            /* empty */;
-        6'h0e:
-            /* empty */;
-        6'h0f:
-            \$470  = \$255 [31:0];
-      endcase
-    end
-    if (\$262 ) begin
-      \$470  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$275 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                \$470  = \$273 [31:0];
-          endcase
-      4'h4:
-          casez (\$281 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                \$470  = \$279 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$329 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                \$470  = \$327 [31:0];
-          endcase
-          if (\$330 ) begin
-            if (\$332 ) begin
-              casez (\$338 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    /* empty */;
-                6'h06:
-                    /* empty */;
-                6'h07:
-                    /* empty */;
-                6'h08:
-                    /* empty */;
-                6'h09:
-                    /* empty */;
-                6'h0a:
-                    /* empty */;
-                6'h0b:
-                    /* empty */;
-                6'h0c:
-                    /* empty */;
-                6'h0d:
-                    /* empty */;
-                6'h0e:
-                    /* empty */;
-                6'h0f:
-                    \$470  = \$336 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$345 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                \$470  = \$343 [31:0];
-          endcase
-      4'h7:
-          casez (\$357 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                \$470  = \$355 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$470  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$471  = ctr16;
-    if (\event ) begin
-      casez (\$257 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            /* empty */;
-        6'h06:
-            /* empty */;
-        6'h07:
-            /* empty */;
-        6'h08:
-            /* empty */;
-        6'h09:
-            /* empty */;
-        6'h0a:
-            /* empty */;
-        6'h0b:
-            /* empty */;
-        6'h0c:
-            /* empty */;
-        6'h0d:
-            /* empty */;
-        6'h0e:
-            /* empty */;
-        6'h0f:
-            /* empty */;
-        6'h10:
-            \$471  = \$255 [31:0];
-      endcase
-    end
-    if (\$262 ) begin
-      \$471  = 32'd0;
-    end
-    if (busy) begin
-      \$471  = \$263 [31:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$275 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                /* empty */;
-            6'h10:
-                \$471  = \$273 [31:0];
-          endcase
-      4'h4:
-          casez (\$281 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                /* empty */;
-            6'h10:
-                \$471  = \$279 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$329 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                /* empty */;
-            6'h10:
-                \$471  = \$327 [31:0];
-          endcase
-          if (\$330 ) begin
-            if (\$332 ) begin
-              casez (\$338 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    /* empty */;
-                6'h06:
-                    /* empty */;
-                6'h07:
-                    /* empty */;
-                6'h08:
-                    /* empty */;
-                6'h09:
-                    /* empty */;
-                6'h0a:
-                    /* empty */;
-                6'h0b:
-                    /* empty */;
-                6'h0c:
-                    /* empty */;
-                6'h0d:
-                    /* empty */;
-                6'h0e:
-                    /* empty */;
-                6'h0f:
-                    /* empty */;
-                6'h10:
-                    \$471  = \$336 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$345 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                /* empty */;
-            6'h10:
-                \$471  = \$343 [31:0];
-          endcase
-      4'h7:
-          casez (\$357 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                /* empty */;
-            6'h10:
-                \$471  = \$355 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$471  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$472  = ctr17;
-    if (\event ) begin
-      casez (\$257 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            /* empty */;
-        6'h06:
-            /* empty */;
-        6'h07:
-            /* empty */;
-        6'h08:
-            /* empty */;
-        6'h09:
-            /* empty */;
-        6'h0a:
-            /* empty */;
-        6'h0b:
-            /* empty */;
-        6'h0c:
-            /* empty */;
-        6'h0d:
-            /* empty */;
-        6'h0e:
-            /* empty */;
-        6'h0f:
-            /* empty */;
-        6'h10:
-            /* empty */;
-        6'h11:
-            \$472  = \$255 [31:0];
-      endcase
-    end
-    if (\$262 ) begin
-      \$472  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$275 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                /* empty */;
-            6'h10:
-                /* empty */;
-            6'h11:
-                \$472  = \$273 [31:0];
-          endcase
-      4'h4:
-          casez (\$281 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                /* empty */;
-            6'h10:
-                /* empty */;
-            6'h11:
-                \$472  = \$279 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$329 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                /* empty */;
-            6'h10:
-                /* empty */;
-            6'h11:
-                \$472  = \$327 [31:0];
-          endcase
-          if (\$330 ) begin
-            if (\$332 ) begin
-              casez (\$338 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    /* empty */;
-                6'h06:
-                    /* empty */;
-                6'h07:
-                    /* empty */;
-                6'h08:
-                    /* empty */;
-                6'h09:
-                    /* empty */;
-                6'h0a:
-                    /* empty */;
-                6'h0b:
-                    /* empty */;
-                6'h0c:
-                    /* empty */;
-                6'h0d:
-                    /* empty */;
-                6'h0e:
-                    /* empty */;
-                6'h0f:
-                    /* empty */;
-                6'h10:
-                    /* empty */;
-                6'h11:
-                    \$472  = \$336 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$345 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                /* empty */;
-            6'h10:
-                /* empty */;
-            6'h11:
-                \$472  = \$343 [31:0];
-          endcase
-      4'h7:
-          casez (\$357 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                /* empty */;
-            6'h10:
-                /* empty */;
-            6'h11:
-                \$472  = \$355 [31:0];
-          endcase
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            \$472  = \$371 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$472  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$473  = in_full;
-    if (\$258 ) begin
-      if (input__payload[15]) begin
-        \$473  = 1'h1;
+      if (\$243 ) begin
+        \$457  = \$244 [31:0];
       end
     end
-    if (\$262 ) begin
-      \$473  = 1'h0;
+    if (\$255 ) begin
+      \$457  = 32'd0;
     end
-    casez (fsm_state)
-      4'h0:
-          if (\$265 ) begin
-            \$473  = 1'h0;
-          end
-    endcase
     if (rst) begin
-      \$473  = 1'h0;
+      \$457  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$474  = in_count0;
-    if (\$258 ) begin
+    \$458  = ctr7;
+    if (\event ) begin
+      if (\$245 ) begin
+        \$458  = \$246 [31:0];
+      end
+    end
+    if (\$255 ) begin
+      \$458  = 32'd0;
+    end
+    if (rst) begin
+      \$458  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$459  = ctr11;
+    if (\event ) begin
+      if (\$247 ) begin
+        \$459  = \$248 [31:0];
+      end
+    end
+    if (\$255 ) begin
+      \$459  = 32'd0;
+    end
+    if (rst) begin
+      \$459  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$460  = ctr15;
+    if (\event ) begin
+      if (\$249 ) begin
+        \$460  = \$250 [31:0];
+      end
+    end
+    if (\$255 ) begin
+      \$460  = 32'd0;
+    end
+    if (rst) begin
+      \$460  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$461  = in_full;
+    if (\$251 ) begin
+      if (input__payload[15]) begin
+        \$461  = 1'h1;
+      end
+    end
+    if (\$255 ) begin
+      \$461  = 1'h0;
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$258 ) begin
+            \$461  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$461  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$462  = in_count0;
+    if (\$251 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
         casez (\$signal )
           1'h0:
-              \$474  = \$260 [6:0];
+              \$462  = \$253 [6:0];
         endcase
       end
     end
-    if (\$262 ) begin
-      \$474  = 7'h00;
+    if (\$255 ) begin
+      \$462  = 7'h00;
     end
     casez (fsm_state)
       4'h0:
-          if (\$265 ) begin
-            casez (\$267 )
+          if (\$258 ) begin
+            casez (\$260 )
               1'h0:
-                  \$474  = 7'h00;
+                  \$462  = 7'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$474  = 7'h00;
+      \$462  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$475  = in_count1;
-    if (\$258 ) begin
+    \$463  = in_count1;
+    if (\$251 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
@@ -26495,34 +23065,399 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           1'h0:
               /* empty */;
           1'h1:
-              \$475  = \$260 [6:0];
+              \$463  = \$253 [6:0];
         endcase
       end
     end
-    if (\$262 ) begin
-      \$475  = 7'h00;
+    if (\$255 ) begin
+      \$463  = 7'h00;
     end
     casez (fsm_state)
       4'h0:
-          if (\$265 ) begin
+          if (\$258 ) begin
             (* full_case = 32'd1 *)
-            casez (\$267 )
+            casez (\$260 )
               1'h0:
                   /* empty */;
               1'h1:
-                  \$475  = 7'h00;
+                  \$463  = 7'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$475  = 7'h00;
+      \$463  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$476  = cur;
-    if (\$262 ) begin
-      \$476  = 1'h0;
+    \$464  = ctr0;
+    if (\$255 ) begin
+      \$464  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$262 ) begin
+            \$464  = \$263 [31:0];
+          end
+      4'h4:
+          if (\$270 ) begin
+            \$464  = \$271 [31:0];
+          end
+      4'h6:
+          if (\$317 ) begin
+            \$464  = \$318 [31:0];
+          end
+      4'h5:
+          if (\$337 ) begin
+            \$464  = \$338 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$464  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$465  = ctr1;
+    if (\$255 ) begin
+      \$465  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$351 ) begin
+            \$465  = \$352 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$465  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$466  = ctr2;
+    if (\$255 ) begin
+      \$466  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          if (\$325 ) begin
+            if (\$327 ) begin
+              if (\$328 ) begin
+                \$466  = \$329 [31:0];
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$466  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$467  = ctr4;
+    if (\$255 ) begin
+      \$467  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$264 ) begin
+            \$467  = \$265 [31:0];
+          end
+      4'h4:
+          if (\$272 ) begin
+            \$467  = \$273 [31:0];
+          end
+      4'h6:
+          if (\$319 ) begin
+            \$467  = \$320 [31:0];
+          end
+      4'h5:
+          if (\$339 ) begin
+            \$467  = \$340 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$467  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$468  = ctr5;
+    if (\$255 ) begin
+      \$468  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$353 ) begin
+            \$468  = \$354 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$468  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$469  = ctr6;
+    if (\$255 ) begin
+      \$469  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          if (\$325 ) begin
+            if (\$327 ) begin
+              if (\$330 ) begin
+                \$469  = \$331 [31:0];
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$469  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$470  = ctr8;
+    if (\$255 ) begin
+      \$470  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$266 ) begin
+            \$470  = \$267 [31:0];
+          end
+      4'h4:
+          if (\$274 ) begin
+            \$470  = \$275 [31:0];
+          end
+      4'h6:
+          if (\$321 ) begin
+            \$470  = \$322 [31:0];
+          end
+      4'h5:
+          if (\$341 ) begin
+            \$470  = \$342 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$470  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$471  = ctr9;
+    if (\$255 ) begin
+      \$471  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$355 ) begin
+            \$471  = \$356 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$471  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$472  = ctr10;
+    if (\$255 ) begin
+      \$472  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          if (\$325 ) begin
+            if (\$327 ) begin
+              if (\$332 ) begin
+                \$472  = \$333 [31:0];
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$472  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$473  = ctr12;
+    if (\$255 ) begin
+      \$473  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$268 ) begin
+            \$473  = \$269 [31:0];
+          end
+      4'h4:
+          if (\$276 ) begin
+            \$473  = \$277 [31:0];
+          end
+      4'h6:
+          if (\$323 ) begin
+            \$473  = \$324 [31:0];
+          end
+      4'h5:
+          if (\$343 ) begin
+            \$473  = \$344 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$473  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$474  = ctr13;
+    if (\$255 ) begin
+      \$474  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$357 ) begin
+            \$474  = \$358 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$474  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$475  = ctr14;
+    if (\$255 ) begin
+      \$475  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          if (\$325 ) begin
+            if (\$327 ) begin
+              if (\$334 ) begin
+                \$475  = \$335 [31:0];
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$475  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$476  = ctr16;
+    if (\$255 ) begin
+      \$476  = 32'd0;
+    end
+    if (busy) begin
+      \$476  = \$256 [31:0];
+    end
+    if (rst) begin
+      \$476  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$477  = ctr17;
+    if (\$255 ) begin
+      \$477  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -26543,37 +23478,22 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$476  = \$370 ;
+            \$477  = \$371 [31:0];
           end
     endcase
     if (rst) begin
-      \$476  = 1'h0;
+      \$477  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$477  = \$signal ;
-    if (\$262 ) begin
-      \$477  = 1'h0;
+    \$478  = cur;
+    if (\$255 ) begin
+      \$478  = 1'h0;
     end
     casez (fsm_state)
       4'h0:
-          if (\$265 ) begin
-            \$477  = \$266 ;
-          end
-    endcase
-    if (rst) begin
-      \$477  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$478  = li;
-    casez (fsm_state)
-      4'h0:
-          if (\$265 ) begin
-            \$478  = 2'h0;
-          end
+          /* empty */;
       4'h2:
           /* empty */;
       4'h3:
@@ -26587,25 +23507,26 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h7:
           /* empty */;
       4'h8:
-          if (free) begin
-            (* full_case = 32'd1 *)
-            if (\$363 ) begin
-            end else begin
-              \$478  = \$364 [1:0];
-            end
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            \$478  = \$370 ;
           end
     endcase
     if (rst) begin
-      \$478  = 2'h0;
+      \$478  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$479  = \$signal$380 ;
+    \$479  = \$signal ;
+    if (\$255 ) begin
+      \$479  = 1'h0;
+    end
     casez (fsm_state)
       4'h0:
-          if (\$265 ) begin
-            \$479  = \$signal ;
+          if (\$258 ) begin
+            \$479  = \$259 ;
           end
     endcase
     if (rst) begin
@@ -26614,112 +23535,106 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$480  = fsm_state;
+    \$480  = li;
     casez (fsm_state)
       4'h0:
-          if (\$265 ) begin
+          if (\$258 ) begin
+            \$480  = 2'h0;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (free) begin
             (* full_case = 32'd1 *)
-            if (\$268 ) begin
-              \$480  = 4'h1;
+            if (\$363 ) begin
             end else begin
-              \$480  = 4'h2;
+              \$480  = \$364 [1:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$480  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$481  = \$signal$382 ;
+    casez (fsm_state)
+      4'h0:
+          if (\$258 ) begin
+            \$481  = \$signal ;
+          end
+    endcase
+    if (rst) begin
+      \$481  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$482  = fsm_state;
+    casez (fsm_state)
+      4'h0:
+          if (\$258 ) begin
+            (* full_case = 32'd1 *)
+            if (\$261 ) begin
+              \$482  = 4'h1;
+            end else begin
+              \$482  = 4'h2;
             end
           end
       4'h2:
-          \$480  = 4'h3;
+          \$482  = 4'h3;
       4'h3:
-          \$480  = 4'h4;
+          \$482  = 4'h4;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$285 ) begin
-            \$480  = 4'h5;
+          if (\$278 ) begin
+            \$482  = 4'h5;
           end else begin
-            \$480  = 4'h6;
+            \$482  = 4'h6;
           end
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$330 ) begin
+          if (\$325 ) begin
           end else begin
-            \$480  = 4'h4;
+            \$482  = 4'h4;
           end
       4'h5:
-          if (\$346 ) begin
-          end else if (\$351 ) begin
-            \$480  = 4'h7;
+          if (\$345 ) begin
+          end else if (\$350 ) begin
+            \$482  = 4'h7;
           end
       4'h7:
           if (can_load) begin
             (* full_case = 32'd1 *)
             if (\$360 ) begin
-              \$480  = 4'h8;
+              \$482  = 4'h8;
             end else begin
-              \$480  = 4'h3;
+              \$482  = 4'h3;
             end
           end
       4'h8:
           if (free) begin
             (* full_case = 32'd1 *)
             if (\$363 ) begin
-              \$480  = 4'h1;
+              \$482  = 4'h1;
             end else begin
-              \$480  = 4'h2;
+              \$482  = 4'h2;
             end
           end
       4'h1:
           if (w_rdy) begin
-            \$480  = 4'h0;
-          end
-    endcase
-    if (rst) begin
-      \$480  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$481  = k;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          \$481  = 5'h00;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (\$360 ) begin
-            end else begin
-              \$481  = \$361 [4:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$481  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$482  = e;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$482  = { 1'h0, \$269  };
-      4'h4:
-          /* empty */;
-      4'h6:
-          (* full_case = 32'd1 *)
-          if (\$330 ) begin
-          end else begin
-            \$482  = \$339 [3:0];
+            \$482  = 4'h0;
           end
     endcase
     if (rst) begin
@@ -26728,49 +23643,59 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$483  = src_sel;
+    \$483  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          /* empty */;
+          \$483  = 5'h00;
       4'h3:
           /* empty */;
       4'h4:
-          (* full_case = 32'd1 *)
-          if (\$285 ) begin
-          end else begin
-            \$483  = \$286 ;
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (\$360 ) begin
+            end else begin
+              \$483  = \$361 [4:0];
+            end
           end
     endcase
     if (rst) begin
-      \$483  = 3'h0;
+      \$483  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$484  = \$signal$342 ;
+    \$484  = e;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
           /* empty */;
       4'h3:
-          /* empty */;
+          \$484  = { 1'h0, layer[20:18] };
       4'h4:
+          /* empty */;
+      4'h6:
           (* full_case = 32'd1 *)
-          if (\$285 ) begin
+          if (\$325 ) begin
           end else begin
-            \$484  = \$288 ;
+            \$484  = \$336 [3:0];
           end
     endcase
     if (rst) begin
-      \$484  = 1'h0;
+      \$484  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$485  = bank_sel;
+    \$485  = src_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -26780,18 +23705,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$285 ) begin
+          if (\$278 ) begin
           end else begin
-            \$485  = \$293 ;
+            \$485  = \$279 ;
           end
     endcase
     if (rst) begin
-      \$485  = 1'h0;
+      \$485  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$486  = n;
+    \$486  = \$signal$344 ;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -26801,22 +23726,64 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$285 ) begin
+          if (\$278 ) begin
           end else begin
-            \$486  = 8'h00;
+            \$486  = \$281 ;
+          end
+    endcase
+    if (rst) begin
+      \$486  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$487  = bank_sel;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$278 ) begin
+          end else begin
+            \$487  = \$286 ;
+          end
+    endcase
+    if (rst) begin
+      \$487  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$488  = n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$278 ) begin
+          end else begin
+            \$488  = 8'h00;
           end
       4'h6:
-          if (\$330 ) begin
-            \$486  = \$331 [7:0];
+          if (\$325 ) begin
+            \$488  = \$326 [7:0];
           end
     endcase
     if (rst) begin
-      \$486  = 8'h00;
+      \$488  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$487  = cnt;
+    \$489  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -26826,18 +23793,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$285 ) begin
+          if (\$278 ) begin
           end else begin
-            \$487  = \$301 ;
+            \$489  = \$294 ;
           end
     endcase
     if (rst) begin
-      \$487  = 8'h00;
+      \$489  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$488  = rowbase;
+    \$490  = rowbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -26847,18 +23814,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$285 ) begin
+          if (\$278 ) begin
           end else begin
-            \$488  = \$323 [11:0];
+            \$490  = \$316 [11:0];
           end
     endcase
     if (rst) begin
-      \$488  = 12'h000;
+      \$490  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$489  = drain2;
+    \$491  = drain2;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -26871,14 +23838,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h6:
           /* empty */;
       4'h5:
-          if (\$346 ) begin
-            \$489  = 1'h1;
-          end else if (\$351 ) begin
-            \$489  = 1'h0;
+          if (\$345 ) begin
+            \$491  = 1'h1;
+          end else if (\$350 ) begin
+            \$491  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$489  = 1'h0;
+      \$491  = 1'h0;
     end
   end
   always @* begin
@@ -26950,501 +23917,39 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$84  = layer0[17:13];
-      2'h1:
-          \$84  = layer1[17:13];
-      2'h2:
-          \$84  = layer2[17:13];
-      2'h3:
-          \$84  = layer3[17:13];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
     casez ({ cur, spike_src })
       4'h0:
-          \$119  = count0[6:0];
+          \$118  = count0[6:0];
       4'h1:
-          \$119  = count1[6:0];
+          \$118  = count1[6:0];
       4'h2:
-          \$119  = count2[6:0];
+          \$118  = count2[6:0];
       4'h3:
-          \$119  = count3[6:0];
+          \$118  = count3[6:0];
       4'h4:
-          \$119  = count4[6:0];
+          \$118  = count4[6:0];
       4'h5:
-          \$119  = count5[6:0];
+          \$118  = count5[6:0];
       4'h6:
-          \$119  = count6[6:0];
+          \$118  = count6[6:0];
       4'h7:
-          \$119  = count7[6:0];
+          \$118  = count7[6:0];
       4'h8:
-          \$119  = count8[6:0];
+          \$118  = count8[6:0];
       4'h9:
-          \$119  = count9[6:0];
+          \$118  = count9[6:0];
       4'ha:
-          \$119  = count10[6:0];
+          \$118  = count10[6:0];
       4'hb:
-          \$119  = count11[6:0];
+          \$118  = count11[6:0];
       4'hc:
-          \$119  = count12[6:0];
+          \$118  = count12[6:0];
       4'hd:
-          \$119  = count13[6:0];
+          \$118  = count13[6:0];
       4'he:
-          \$119  = count14[6:0];
+          \$118  = count14[6:0];
       4'hf:
-          \$119  = count15[6:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          v_reset = layer0[43:28];
-      2'h1:
-          v_reset = layer1[43:28];
-      2'h2:
-          v_reset = layer2[43:28];
-      2'h3:
-          v_reset = layer3[43:28];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          reset = layer0[27:26];
-      2'h1:
-          reset = layer1[27:26];
-      2'h2:
-          reset = layer2[27:26];
-      2'h3:
-          reset = layer3[27:26];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          spiking = layer0[25];
-      2'h1:
-          spiking = layer1[25];
-      2'h2:
-          spiking = layer2[25];
-      2'h3:
-          spiking = layer3[25];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \v_reset$206  = layer0[43:28];
-      2'h1:
-          \v_reset$206  = layer1[43:28];
-      2'h2:
-          \v_reset$206  = layer2[43:28];
-      2'h3:
-          \v_reset$206  = layer3[43:28];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \reset$207  = layer0[27:26];
-      2'h1:
-          \reset$207  = layer1[27:26];
-      2'h2:
-          \reset$207  = layer2[27:26];
-      2'h3:
-          \reset$207  = layer3[27:26];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \spiking$208  = layer0[25];
-      2'h1:
-          \spiking$208  = layer1[25];
-      2'h2:
-          \spiking$208  = layer2[25];
-      2'h3:
-          \spiking$208  = layer3[25];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \v_reset$214  = layer0[43:28];
-      2'h1:
-          \v_reset$214  = layer1[43:28];
-      2'h2:
-          \v_reset$214  = layer2[43:28];
-      2'h3:
-          \v_reset$214  = layer3[43:28];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \reset$215  = layer0[27:26];
-      2'h1:
-          \reset$215  = layer1[27:26];
-      2'h2:
-          \reset$215  = layer2[27:26];
-      2'h3:
-          \reset$215  = layer3[27:26];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \spiking$216  = layer0[25];
-      2'h1:
-          \spiking$216  = layer1[25];
-      2'h2:
-          \spiking$216  = layer2[25];
-      2'h3:
-          \spiking$216  = layer3[25];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \v_reset$222  = layer0[43:28];
-      2'h1:
-          \v_reset$222  = layer1[43:28];
-      2'h2:
-          \v_reset$222  = layer2[43:28];
-      2'h3:
-          \v_reset$222  = layer3[43:28];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \reset$223  = layer0[27:26];
-      2'h1:
-          \reset$223  = layer1[27:26];
-      2'h2:
-          \reset$223  = layer2[27:26];
-      2'h3:
-          \reset$223  = layer3[27:26];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \spiking$224  = layer0[25];
-      2'h1:
-          \spiking$224  = layer1[25];
-      2'h2:
-          \spiking$224  = layer2[25];
-      2'h3:
-          \spiking$224  = layer3[25];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \v_reset$230  = layer0[43:28];
-      2'h1:
-          \v_reset$230  = layer1[43:28];
-      2'h2:
-          \v_reset$230  = layer2[43:28];
-      2'h3:
-          \v_reset$230  = layer3[43:28];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \reset$231  = layer0[27:26];
-      2'h1:
-          \reset$231  = layer1[27:26];
-      2'h2:
-          \reset$231  = layer2[27:26];
-      2'h3:
-          \reset$231  = layer3[27:26];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \spiking$232  = layer0[25];
-      2'h1:
-          \spiking$232  = layer1[25];
-      2'h2:
-          \spiking$232  = layer2[25];
-      2'h3:
-          \spiking$232  = layer3[25];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \v_reset$238  = layer0[43:28];
-      2'h1:
-          \v_reset$238  = layer1[43:28];
-      2'h2:
-          \v_reset$238  = layer2[43:28];
-      2'h3:
-          \v_reset$238  = layer3[43:28];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \reset$239  = layer0[27:26];
-      2'h1:
-          \reset$239  = layer1[27:26];
-      2'h2:
-          \reset$239  = layer2[27:26];
-      2'h3:
-          \reset$239  = layer3[27:26];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \spiking$240  = layer0[25];
-      2'h1:
-          \spiking$240  = layer1[25];
-      2'h2:
-          \spiking$240  = layer2[25];
-      2'h3:
-          \spiking$240  = layer3[25];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \v_reset$246  = layer0[43:28];
-      2'h1:
-          \v_reset$246  = layer1[43:28];
-      2'h2:
-          \v_reset$246  = layer2[43:28];
-      2'h3:
-          \v_reset$246  = layer3[43:28];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \reset$247  = layer0[27:26];
-      2'h1:
-          \reset$247  = layer1[27:26];
-      2'h2:
-          \reset$247  = layer2[27:26];
-      2'h3:
-          \reset$247  = layer3[27:26];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \spiking$248  = layer0[25];
-      2'h1:
-          \spiking$248  = layer1[25];
-      2'h2:
-          \spiking$248  = layer2[25];
-      2'h3:
-          \spiking$248  = layer3[25];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \v_reset$254  = layer0[43:28];
-      2'h1:
-          \v_reset$254  = layer1[43:28];
-      2'h2:
-          \v_reset$254  = layer2[43:28];
-      2'h3:
-          \v_reset$254  = layer3[43:28];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \reset$255  = layer0[27:26];
-      2'h1:
-          \reset$255  = layer1[27:26];
-      2'h2:
-          \reset$255  = layer2[27:26];
-      2'h3:
-          \reset$255  = layer3[27:26];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \spiking$256  = layer0[25];
-      2'h1:
-          \spiking$256  = layer1[25];
-      2'h2:
-          \spiking$256  = layer2[25];
-      2'h3:
-          \spiking$256  = layer3[25];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$168  = layer0[7:0];
-      2'h1:
-          \$168  = layer1[7:0];
-      2'h2:
-          \$168  = layer2[7:0];
-      2'h3:
-          \$168  = layer3[7:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$172  = layer0[7:0];
-      2'h1:
-          \$172  = layer1[7:0];
-      2'h2:
-          \$172  = layer2[7:0];
-      2'h3:
-          \$172  = layer3[7:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$176  = layer0[7:0];
-      2'h1:
-          \$176  = layer1[7:0];
-      2'h2:
-          \$176  = layer2[7:0];
-      2'h3:
-          \$176  = layer3[7:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$180  = layer0[7:0];
-      2'h1:
-          \$180  = layer1[7:0];
-      2'h2:
-          \$180  = layer2[7:0];
-      2'h3:
-          \$180  = layer3[7:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$184  = layer0[7:0];
-      2'h1:
-          \$184  = layer1[7:0];
-      2'h2:
-          \$184  = layer2[7:0];
-      2'h3:
-          \$184  = layer3[7:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$188  = layer0[7:0];
-      2'h1:
-          \$188  = layer1[7:0];
-      2'h2:
-          \$188  = layer2[7:0];
-      2'h3:
-          \$188  = layer3[7:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$192  = layer0[7:0];
-      2'h1:
-          \$192  = layer1[7:0];
-      2'h2:
-          \$192  = layer2[7:0];
-      2'h3:
-          \$192  = layer3[7:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$196  = layer0[7:0];
-      2'h1:
-          \$196  = layer1[7:0];
-      2'h2:
-          \$196  = layer2[7:0];
-      2'h3:
-          \$196  = layer3[7:0];
+          \$118  = count15[6:0];
     endcase
   end
   always @* begin
@@ -27452,115 +23957,101 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$203  = in_count0;
+          \$194  = in_count0;
       1'h1:
-          \$203  = in_count1;
+          \$194  = in_count1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$205  = layer0[44];
-      2'h1:
-          \$205  = layer1[44];
-      2'h2:
-          \$205  = layer2[44];
-      2'h3:
-          \$205  = layer3[44];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$209  = layer0[44];
-      2'h1:
-          \$209  = layer1[44];
-      2'h2:
-          \$209  = layer2[44];
-      2'h3:
-          \$209  = layer3[44];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = 45'h000000000000;
+    \$212  = 45'h000000000000;
     casez (host_addr[10:0])
       11'h000:
-          \$223  = layer0;
+          \$212  = layer0;
       11'h001:
-          \$223  = layer1;
+          \$212  = layer1;
       11'h002:
-          \$223  = layer2;
+          \$212  = layer2;
       11'h003:
-          \$223  = layer3;
+          \$212  = layer3;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = 23'h000000;
+    \$213  = 23'h000000;
     casez (host_addr[10:0])
       11'h000:
-          \$224  = edge0;
+          \$213  = edge0;
       11'h001:
-          \$224  = edge1;
+          \$213  = edge1;
       11'h002:
-          \$224  = edge2;
+          \$213  = edge2;
       11'h003:
-          \$224  = edge3;
+          \$213  = edge3;
       11'h004:
-          \$224  = edge4;
+          \$213  = edge4;
       11'h005:
-          \$224  = edge5;
+          \$213  = edge5;
       11'h006:
-          \$224  = edge6;
+          \$213  = edge6;
       11'h007:
-          \$224  = edge7;
+          \$213  = edge7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = 32'd0;
+    \$214  = 32'd0;
     casez (host_addr[10:0])
       11'h000:
-          \$225  = ctr0;
+          \$214  = ctr0;
       11'h001:
-          \$225  = ctr1;
+          \$214  = ctr1;
       11'h002:
-          \$225  = ctr2;
+          \$214  = ctr2;
       11'h003:
-          \$225  = ctr3;
+          \$214  = ctr3;
       11'h004:
-          \$225  = ctr4;
+          \$214  = ctr4;
       11'h005:
-          \$225  = ctr5;
+          \$214  = ctr5;
       11'h006:
-          \$225  = ctr6;
+          \$214  = ctr6;
       11'h007:
-          \$225  = ctr7;
+          \$214  = ctr7;
       11'h008:
-          \$225  = ctr8;
+          \$214  = ctr8;
       11'h009:
-          \$225  = ctr9;
+          \$214  = ctr9;
       11'h00a:
-          \$225  = ctr10;
+          \$214  = ctr10;
       11'h00b:
-          \$225  = ctr11;
+          \$214  = ctr11;
       11'h00c:
-          \$225  = ctr12;
+          \$214  = ctr12;
       11'h00d:
-          \$225  = ctr13;
+          \$214  = ctr13;
       11'h00e:
-          \$225  = ctr14;
+          \$214  = ctr14;
       11'h00f:
-          \$225  = ctr15;
+          \$214  = ctr15;
       11'h010:
-          \$225  = ctr16;
+          \$214  = ctr16;
       11'h011:
-          \$225  = ctr17;
+          \$214  = ctr17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$215  = layer0;
+      2'h1:
+          \$215  = layer1;
+      2'h2:
+          \$215  = layer2;
+      2'h3:
+          \$215  = layer3;
     endcase
   end
   always @* begin
@@ -27568,79 +24059,37 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez ({ cur, spike_src })
       4'h0:
-          \$250  = count0;
+          \$241  = count0;
       4'h1:
-          \$250  = count1;
+          \$241  = count1;
       4'h2:
-          \$250  = count2;
+          \$241  = count2;
       4'h3:
-          \$250  = count3;
+          \$241  = count3;
       4'h4:
-          \$250  = count4;
+          \$241  = count4;
       4'h5:
-          \$250  = count5;
+          \$241  = count5;
       4'h6:
-          \$250  = count6;
+          \$241  = count6;
       4'h7:
-          \$250  = count7;
+          \$241  = count7;
       4'h8:
-          \$250  = count8;
+          \$241  = count8;
       4'h9:
-          \$250  = count9;
+          \$241  = count9;
       4'ha:
-          \$250  = count10;
+          \$241  = count10;
       4'hb:
-          \$250  = count11;
+          \$241  = count11;
       4'hc:
-          \$250  = count12;
+          \$241  = count12;
       4'hd:
-          \$250  = count13;
+          \$241  = count13;
       4'he:
-          \$250  = count14;
+          \$241  = count14;
       4'hf:
-          \$250  = count15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$254  = 32'd0;
-    casez (\$253 )
-      6'h00:
-          \$254  = ctr0;
-      6'h01:
-          \$254  = ctr1;
-      6'h02:
-          \$254  = ctr2;
-      6'h03:
-          \$254  = ctr3;
-      6'h04:
-          \$254  = ctr4;
-      6'h05:
-          \$254  = ctr5;
-      6'h06:
-          \$254  = ctr6;
-      6'h07:
-          \$254  = ctr7;
-      6'h08:
-          \$254  = ctr8;
-      6'h09:
-          \$254  = ctr9;
-      6'h0a:
-          \$254  = ctr10;
-      6'h0b:
-          \$254  = ctr11;
-      6'h0c:
-          \$254  = ctr12;
-      6'h0d:
-          \$254  = ctr13;
-      6'h0e:
-          \$254  = ctr14;
-      6'h0f:
-          \$254  = ctr15;
-      6'h10:
-          \$254  = ctr16;
-      6'h11:
-          \$254  = ctr17;
+          \$241  = count15;
     endcase
   end
   always @* begin
@@ -27648,135 +24097,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$259  = in_count0;
+          \$252  = in_count0;
       1'h1:
-          \$259  = in_count1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$269  = layer0[20:18];
-      2'h1:
-          \$269  = layer1[20:18];
-      2'h2:
-          \$269  = layer2[20:18];
-      2'h3:
-          \$269  = layer3[20:18];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$272  = 32'd0;
-    casez (\$271 )
-      6'h00:
-          \$272  = ctr0;
-      6'h01:
-          \$272  = ctr1;
-      6'h02:
-          \$272  = ctr2;
-      6'h03:
-          \$272  = ctr3;
-      6'h04:
-          \$272  = ctr4;
-      6'h05:
-          \$272  = ctr5;
-      6'h06:
-          \$272  = ctr6;
-      6'h07:
-          \$272  = ctr7;
-      6'h08:
-          \$272  = ctr8;
-      6'h09:
-          \$272  = ctr9;
-      6'h0a:
-          \$272  = ctr10;
-      6'h0b:
-          \$272  = ctr11;
-      6'h0c:
-          \$272  = ctr12;
-      6'h0d:
-          \$272  = ctr13;
-      6'h0e:
-          \$272  = ctr14;
-      6'h0f:
-          \$272  = ctr15;
-      6'h10:
-          \$272  = ctr16;
-      6'h11:
-          \$272  = ctr17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$278  = 32'd0;
-    casez (\$277 )
-      6'h00:
-          \$278  = ctr0;
-      6'h01:
-          \$278  = ctr1;
-      6'h02:
-          \$278  = ctr2;
-      6'h03:
-          \$278  = ctr3;
-      6'h04:
-          \$278  = ctr4;
-      6'h05:
-          \$278  = ctr5;
-      6'h06:
-          \$278  = ctr6;
-      6'h07:
-          \$278  = ctr7;
-      6'h08:
-          \$278  = ctr8;
-      6'h09:
-          \$278  = ctr9;
-      6'h0a:
-          \$278  = ctr10;
-      6'h0b:
-          \$278  = ctr11;
-      6'h0c:
-          \$278  = ctr12;
-      6'h0d:
-          \$278  = ctr13;
-      6'h0e:
-          \$278  = ctr14;
-      6'h0f:
-          \$278  = ctr15;
-      6'h10:
-          \$278  = ctr16;
-      6'h11:
-          \$278  = ctr17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$282  = layer0[20:18];
-      2'h1:
-          \$282  = layer1[20:18];
-      2'h2:
-          \$282  = layer2[20:18];
-      2'h3:
-          \$282  = layer3[20:18];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$283  = layer0[24:21];
-      2'h1:
-          \$283  = layer1[24:21];
-      2'h2:
-          \$283  = layer2[24:21];
-      2'h3:
-          \$283  = layer3[24:21];
+          \$252  = in_count1;
     endcase
   end
   always @* begin
@@ -27784,21 +24107,87 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$286  = edge0[2:0];
+          \$279  = edge0[2:0];
       3'h1:
-          \$286  = edge1[2:0];
+          \$279  = edge1[2:0];
       3'h2:
-          \$286  = edge2[2:0];
+          \$279  = edge2[2:0];
       3'h3:
-          \$286  = edge3[2:0];
+          \$279  = edge3[2:0];
       3'h4:
-          \$286  = edge4[2:0];
+          \$279  = edge4[2:0];
       3'h5:
-          \$286  = edge5[2:0];
+          \$279  = edge5[2:0];
       3'h6:
-          \$286  = edge6[2:0];
+          \$279  = edge6[2:0];
       3'h7:
-          \$286  = edge7[2:0];
+          \$279  = edge7[2:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$280  = edge0[2:0];
+      3'h1:
+          \$280  = edge1[2:0];
+      3'h2:
+          \$280  = edge2[2:0];
+      3'h3:
+          \$280  = edge3[2:0];
+      3'h4:
+          \$280  = edge4[2:0];
+      3'h5:
+          \$280  = edge5[2:0];
+      3'h6:
+          \$280  = edge6[2:0];
+      3'h7:
+          \$280  = edge7[2:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$282  = edge0[2:0];
+      3'h1:
+          \$282  = edge1[2:0];
+      3'h2:
+          \$282  = edge2[2:0];
+      3'h3:
+          \$282  = edge3[2:0];
+      3'h4:
+          \$282  = edge4[2:0];
+      3'h5:
+          \$282  = edge5[2:0];
+      3'h6:
+          \$282  = edge6[2:0];
+      3'h7:
+          \$282  = edge7[2:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$284  = edge0[3];
+      3'h1:
+          \$284  = edge1[3];
+      3'h2:
+          \$284  = edge2[3];
+      3'h3:
+          \$284  = edge3[3];
+      3'h4:
+          \$284  = edge4[3];
+      3'h5:
+          \$284  = edge5[3];
+      3'h6:
+          \$284  = edge6[3];
+      3'h7:
+          \$284  = edge7[3];
     endcase
   end
   always @* begin
@@ -27826,23 +24215,33 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
+    casez (\$signal$382 )
+      1'h0:
+          \$289  = in_count0;
+      1'h1:
+          \$289  = in_count1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$289  = edge0[2:0];
+          \$290  = edge0[2:0];
       3'h1:
-          \$289  = edge1[2:0];
+          \$290  = edge1[2:0];
       3'h2:
-          \$289  = edge2[2:0];
+          \$290  = edge2[2:0];
       3'h3:
-          \$289  = edge3[2:0];
+          \$290  = edge3[2:0];
       3'h4:
-          \$289  = edge4[2:0];
+          \$290  = edge4[2:0];
       3'h5:
-          \$289  = edge5[2:0];
+          \$290  = edge5[2:0];
       3'h6:
-          \$289  = edge6[2:0];
+          \$290  = edge6[2:0];
       3'h7:
-          \$289  = edge7[2:0];
+          \$290  = edge7[2:0];
     endcase
   end
   always @* begin
@@ -27870,115 +24269,39 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$294  = edge0[2:0];
-      3'h1:
-          \$294  = edge1[2:0];
-      3'h2:
-          \$294  = edge2[2:0];
-      3'h3:
-          \$294  = edge3[2:0];
-      3'h4:
-          \$294  = edge4[2:0];
-      3'h5:
-          \$294  = edge5[2:0];
-      3'h6:
-          \$294  = edge6[2:0];
-      3'h7:
-          \$294  = edge7[2:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$380 )
-      1'h0:
-          \$296  = in_count0;
-      1'h1:
-          \$296  = in_count1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$297  = edge0[2:0];
-      3'h1:
-          \$297  = edge1[2:0];
-      3'h2:
-          \$297  = edge2[2:0];
-      3'h3:
-          \$297  = edge3[2:0];
-      3'h4:
-          \$297  = edge4[2:0];
-      3'h5:
-          \$297  = edge5[2:0];
-      3'h6:
-          \$297  = edge6[2:0];
-      3'h7:
-          \$297  = edge7[2:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$298  = edge0[3];
-      3'h1:
-          \$298  = edge1[3];
-      3'h2:
-          \$298  = edge2[3];
-      3'h3:
-          \$298  = edge3[3];
-      3'h4:
-          \$298  = edge4[3];
-      3'h5:
-          \$298  = edge5[3];
-      3'h6:
-          \$298  = edge6[3];
-      3'h7:
-          \$298  = edge7[3];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ \$299 , \$297  })
+    casez ({ \$292 , \$290  })
       4'h0:
-          \$300  = count0;
+          \$293  = count0;
       4'h1:
-          \$300  = count1;
+          \$293  = count1;
       4'h2:
-          \$300  = count2;
+          \$293  = count2;
       4'h3:
-          \$300  = count3;
+          \$293  = count3;
       4'h4:
-          \$300  = count4;
+          \$293  = count4;
       4'h5:
-          \$300  = count5;
+          \$293  = count5;
       4'h6:
-          \$300  = count6;
+          \$293  = count6;
       4'h7:
-          \$300  = count7;
+          \$293  = count7;
       4'h8:
-          \$300  = count8;
+          \$293  = count8;
       4'h9:
-          \$300  = count9;
+          \$293  = count9;
       4'ha:
-          \$300  = count10;
+          \$293  = count10;
       4'hb:
-          \$300  = count11;
+          \$293  = count11;
       4'hc:
-          \$300  = count12;
+          \$293  = count12;
       4'hd:
-          \$300  = count13;
+          \$293  = count13;
       4'he:
-          \$300  = count14;
+          \$293  = count14;
       4'hf:
-          \$300  = count15;
+          \$293  = count15;
     endcase
   end
   always @* begin
@@ -27986,21 +24309,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$302  = edge0[14:4];
+          \$295  = edge0[14:4];
       3'h1:
-          \$302  = edge1[14:4];
+          \$295  = edge1[14:4];
       3'h2:
-          \$302  = edge2[14:4];
+          \$295  = edge2[14:4];
       3'h3:
-          \$302  = edge3[14:4];
+          \$295  = edge3[14:4];
       3'h4:
-          \$302  = edge4[14:4];
+          \$295  = edge4[14:4];
       3'h5:
-          \$302  = edge5[14:4];
+          \$295  = edge5[14:4];
       3'h6:
-          \$302  = edge6[14:4];
+          \$295  = edge6[14:4];
       3'h7:
-          \$302  = edge7[14:4];
+          \$295  = edge7[14:4];
     endcase
   end
   always @* begin
@@ -28008,21 +24331,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$303  = edge0[22:15];
+          \$296  = edge0[22:15];
       3'h1:
-          \$303  = edge1[22:15];
+          \$296  = edge1[22:15];
       3'h2:
-          \$303  = edge2[22:15];
+          \$296  = edge2[22:15];
       3'h3:
-          \$303  = edge3[22:15];
+          \$296  = edge3[22:15];
       3'h4:
-          \$303  = edge4[22:15];
+          \$296  = edge4[22:15];
       3'h5:
-          \$303  = edge5[22:15];
+          \$296  = edge5[22:15];
       3'h6:
-          \$303  = edge6[22:15];
+          \$296  = edge6[22:15];
       3'h7:
-          \$303  = edge7[22:15];
+          \$296  = edge7[22:15];
     endcase
   end
   always @* begin
@@ -28030,21 +24353,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$307  = edge0[22:15];
+          \$300  = edge0[22:15];
       3'h1:
-          \$307  = edge1[22:15];
+          \$300  = edge1[22:15];
       3'h2:
-          \$307  = edge2[22:15];
+          \$300  = edge2[22:15];
       3'h3:
-          \$307  = edge3[22:15];
+          \$300  = edge3[22:15];
       3'h4:
-          \$307  = edge4[22:15];
+          \$300  = edge4[22:15];
       3'h5:
-          \$307  = edge5[22:15];
+          \$300  = edge5[22:15];
       3'h6:
-          \$307  = edge6[22:15];
+          \$300  = edge6[22:15];
       3'h7:
-          \$307  = edge7[22:15];
+          \$300  = edge7[22:15];
     endcase
   end
   always @* begin
@@ -28052,21 +24375,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$311  = edge0[22:15];
+          \$304  = edge0[22:15];
       3'h1:
-          \$311  = edge1[22:15];
+          \$304  = edge1[22:15];
       3'h2:
-          \$311  = edge2[22:15];
+          \$304  = edge2[22:15];
       3'h3:
-          \$311  = edge3[22:15];
+          \$304  = edge3[22:15];
       3'h4:
-          \$311  = edge4[22:15];
+          \$304  = edge4[22:15];
       3'h5:
-          \$311  = edge5[22:15];
+          \$304  = edge5[22:15];
       3'h6:
-          \$311  = edge6[22:15];
+          \$304  = edge6[22:15];
       3'h7:
-          \$311  = edge7[22:15];
+          \$304  = edge7[22:15];
     endcase
   end
   always @* begin
@@ -28074,21 +24397,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$315  = edge0[22:15];
+          \$308  = edge0[22:15];
       3'h1:
-          \$315  = edge1[22:15];
+          \$308  = edge1[22:15];
       3'h2:
-          \$315  = edge2[22:15];
+          \$308  = edge2[22:15];
       3'h3:
-          \$315  = edge3[22:15];
+          \$308  = edge3[22:15];
       3'h4:
-          \$315  = edge4[22:15];
+          \$308  = edge4[22:15];
       3'h5:
-          \$315  = edge5[22:15];
+          \$308  = edge5[22:15];
       3'h6:
-          \$315  = edge6[22:15];
+          \$308  = edge6[22:15];
       3'h7:
-          \$315  = edge7[22:15];
+          \$308  = edge7[22:15];
     endcase
   end
   always @* begin
@@ -28096,203 +24419,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$319  = edge0[22:15];
+          \$312  = edge0[22:15];
       3'h1:
-          \$319  = edge1[22:15];
+          \$312  = edge1[22:15];
       3'h2:
-          \$319  = edge2[22:15];
+          \$312  = edge2[22:15];
       3'h3:
-          \$319  = edge3[22:15];
+          \$312  = edge3[22:15];
       3'h4:
-          \$319  = edge4[22:15];
+          \$312  = edge4[22:15];
       3'h5:
-          \$319  = edge5[22:15];
+          \$312  = edge5[22:15];
       3'h6:
-          \$319  = edge6[22:15];
+          \$312  = edge6[22:15];
       3'h7:
-          \$319  = edge7[22:15];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$326  = 32'd0;
-    casez (\$325 )
-      6'h00:
-          \$326  = ctr0;
-      6'h01:
-          \$326  = ctr1;
-      6'h02:
-          \$326  = ctr2;
-      6'h03:
-          \$326  = ctr3;
-      6'h04:
-          \$326  = ctr4;
-      6'h05:
-          \$326  = ctr5;
-      6'h06:
-          \$326  = ctr6;
-      6'h07:
-          \$326  = ctr7;
-      6'h08:
-          \$326  = ctr8;
-      6'h09:
-          \$326  = ctr9;
-      6'h0a:
-          \$326  = ctr10;
-      6'h0b:
-          \$326  = ctr11;
-      6'h0c:
-          \$326  = ctr12;
-      6'h0d:
-          \$326  = ctr13;
-      6'h0e:
-          \$326  = ctr14;
-      6'h0f:
-          \$326  = ctr15;
-      6'h10:
-          \$326  = ctr16;
-      6'h11:
-          \$326  = ctr17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$335  = 32'd0;
-    casez (\$334 )
-      6'h00:
-          \$335  = ctr0;
-      6'h01:
-          \$335  = ctr1;
-      6'h02:
-          \$335  = ctr2;
-      6'h03:
-          \$335  = ctr3;
-      6'h04:
-          \$335  = ctr4;
-      6'h05:
-          \$335  = ctr5;
-      6'h06:
-          \$335  = ctr6;
-      6'h07:
-          \$335  = ctr7;
-      6'h08:
-          \$335  = ctr8;
-      6'h09:
-          \$335  = ctr9;
-      6'h0a:
-          \$335  = ctr10;
-      6'h0b:
-          \$335  = ctr11;
-      6'h0c:
-          \$335  = ctr12;
-      6'h0d:
-          \$335  = ctr13;
-      6'h0e:
-          \$335  = ctr14;
-      6'h0f:
-          \$335  = ctr15;
-      6'h10:
-          \$335  = ctr16;
-      6'h11:
-          \$335  = ctr17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$342  = 32'd0;
-    casez (\$341 )
-      6'h00:
-          \$342  = ctr0;
-      6'h01:
-          \$342  = ctr1;
-      6'h02:
-          \$342  = ctr2;
-      6'h03:
-          \$342  = ctr3;
-      6'h04:
-          \$342  = ctr4;
-      6'h05:
-          \$342  = ctr5;
-      6'h06:
-          \$342  = ctr6;
-      6'h07:
-          \$342  = ctr7;
-      6'h08:
-          \$342  = ctr8;
-      6'h09:
-          \$342  = ctr9;
-      6'h0a:
-          \$342  = ctr10;
-      6'h0b:
-          \$342  = ctr11;
-      6'h0c:
-          \$342  = ctr12;
-      6'h0d:
-          \$342  = ctr13;
-      6'h0e:
-          \$342  = ctr14;
-      6'h0f:
-          \$342  = ctr15;
-      6'h10:
-          \$342  = ctr16;
-      6'h11:
-          \$342  = ctr17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$354  = 32'd0;
-    casez (\$353 )
-      6'h00:
-          \$354  = ctr0;
-      6'h01:
-          \$354  = ctr1;
-      6'h02:
-          \$354  = ctr2;
-      6'h03:
-          \$354  = ctr3;
-      6'h04:
-          \$354  = ctr4;
-      6'h05:
-          \$354  = ctr5;
-      6'h06:
-          \$354  = ctr6;
-      6'h07:
-          \$354  = ctr7;
-      6'h08:
-          \$354  = ctr8;
-      6'h09:
-          \$354  = ctr9;
-      6'h0a:
-          \$354  = ctr10;
-      6'h0b:
-          \$354  = ctr11;
-      6'h0c:
-          \$354  = ctr12;
-      6'h0d:
-          \$354  = ctr13;
-      6'h0e:
-          \$354  = ctr14;
-      6'h0f:
-          \$354  = ctr15;
-      6'h10:
-          \$354  = ctr16;
-      6'h11:
-          \$354  = ctr17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$358  = layer0[12:8];
-      2'h1:
-          \$358  = layer1[12:8];
-      2'h2:
-          \$358  = layer2[12:8];
-      2'h3:
-          \$358  = layer3[12:8];
+          \$312  = edge7[22:15];
     endcase
   end
   always @* begin
@@ -28313,7 +24454,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ev_wr__addr = 11'h000;
     if (\event ) begin
-      ev_wr__addr = { cur, spike_src, \$119  };
+      ev_wr__addr = { cur, spike_src, \$118  };
     end
   end
   always @* begin
@@ -28329,6 +24470,355 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     ev_wr__en = 1'h0;
     if (\event ) begin
       ev_wr__en = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    in_wr__addr = 8'h00;
+    if (\$193 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        in_wr__addr = { \$signal , \$194  };
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    in_wr__data = 15'h0000;
+    if (\$193 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        in_wr__data[6:0] = input__payload[6:0];
+        in_wr__data[14:7] = input__payload[14:7];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    in_wr__en = 1'h0;
+    if (\$193 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        in_wr__en = 1'h1;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    busy = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          busy = 1'h1;
+      4'h3:
+          busy = 1'h1;
+      4'h4:
+          busy = 1'h1;
+      4'h6:
+          busy = 1'h1;
+      4'h5:
+          busy = 1'h1;
+      4'h7:
+          busy = 1'h1;
+      4'h8:
+          busy = 1'h1;
+      4'h1:
+          busy = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$signal$296  = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$signal$296  = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    issue = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          if (\$195 ) begin
+            issue = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    neuron_write = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            neuron_write = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    load = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            load = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    send = 8'h00;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            send = \$197 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \spikes$302  = 8'h00;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            \spikes$302  = spikes;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    base = 8'h00;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            base = \$198 [7:0];
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \layer$304  = 2'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            \layer$304  = li;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    emit_values = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            emit_values = layer[44];
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    values = 128'h00000000000000000000000000000000;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            values[15:0] = u_new;
+            values[31:16] = \u_new$261 ;
+            values[47:32] = \u_new$265 ;
+            values[63:48] = \u_new$269 ;
+            values[79:64] = \u_new$273 ;
+            values[95:80] = \u_new$277 ;
+            values[111:96] = \u_new$281 ;
+            values[127:112] = \u_new$285 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    write_end = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          write_end = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$372  = layer0;
+    if (\$209 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            casez (host_addr[10:0])
+              11'h000:
+                  \$372  = host_wdata;
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$372  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$373  = layer1;
+    if (\$209 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            casez (host_addr[10:0])
+              11'h000:
+                  /* empty */;
+              11'h001:
+                  \$373  = host_wdata;
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$373  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$374  = layer2;
+    if (\$209 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            casez (host_addr[10:0])
+              11'h000:
+                  /* empty */;
+              11'h001:
+                  /* empty */;
+              11'h002:
+                  \$374  = host_wdata;
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$374  = 45'h000000000000;
     end
   end
   assign r_data = output__payload;
@@ -28367,88 +24857,112 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$signature__data$63  = host_wdata[7:0];
   assign \$signature__addr$65  = host_addr[4:0];
   assign \$signature__data$66  = host_wdata[40:0];
-  assign \$signature__addr$107  = \$86 [10:0];
-  assign \$signature__addr$109  = \$87 [4:0];
-  assign \$signature__addr$110  = \$88 [4:0];
-  assign \$signature__addr$111  = \$90 [10:0];
-  assign \$signature__addr$112  = \$91 [4:0];
-  assign \$signature__addr$113  = \$92 [4:0];
-  assign \$signature__addr$114  = \$94 [10:0];
-  assign \$signature__addr$115  = \$95 [4:0];
-  assign \$signature__addr$116  = \$96 [4:0];
-  assign \$signature__addr$117  = \$98 [10:0];
-  assign \$signature__addr$118  = \$99 [4:0];
-  assign \$signature__addr$119  = \$100 [4:0];
-  assign \$signature__addr$120  = \$102 [10:0];
-  assign \$signature__addr$121  = \$103 [4:0];
-  assign \$signature__addr$122  = \$104 [4:0];
-  assign \$signature__addr$123  = \$106 [10:0];
-  assign \$signature__addr$124  = \$107 [4:0];
-  assign \$signature__addr$125  = \$108 [4:0];
-  assign \$signature__addr$126  = \$110 [10:0];
-  assign \$signature__addr$127  = \$111 [4:0];
-  assign \$signature__addr$128  = \$112 [4:0];
-  assign \$signature__addr$129  = \$114 [10:0];
-  assign \$signature__addr$130  = \$115 [4:0];
-  assign \$signature__addr$131  = \$116 [4:0];
+  assign \$signature__addr$103  = \$85 [10:0];
+  assign \$signature__addr$105  = \$86 [4:0];
+  assign \$signature__addr$106  = \$87 [4:0];
+  assign \$signature__addr$107  = \$89 [10:0];
+  assign \$signature__addr$108  = \$90 [4:0];
+  assign \$signature__addr$109  = \$91 [4:0];
+  assign \$signature__addr$110  = \$93 [10:0];
+  assign \$signature__addr$111  = \$94 [4:0];
+  assign \$signature__addr$112  = \$95 [4:0];
+  assign \$signature__addr$113  = \$97 [10:0];
+  assign \$signature__addr$114  = \$98 [4:0];
+  assign \$signature__addr$115  = \$99 [4:0];
+  assign \$signature__addr$116  = \$101 [10:0];
+  assign \$signature__addr$117  = \$102 [4:0];
+  assign \$signature__addr$118  = \$103 [4:0];
+  assign \$signature__addr$119  = \$105 [10:0];
+  assign \$signature__addr$120  = \$106 [4:0];
+  assign \$signature__addr$121  = \$107 [4:0];
+  assign \$signature__addr$122  = \$109 [10:0];
+  assign \$signature__addr$123  = \$110 [4:0];
+  assign \$signature__addr$124  = \$111 [4:0];
+  assign \$signature__addr$125  = \$113 [10:0];
+  assign \$signature__addr$126  = \$114 [4:0];
+  assign \$signature__addr$127  = \$115 [4:0];
   assign ev_rd__addr = { bank_sel, src_sel, n[6:0] };
   assign in_rd__addr = { bank_sel, n[6:0] };
   assign u = \$signature__data$86 ;
   assign alpha = \$signature__data$78 [8:0];
   assign bias = \$signature__data$78 [40:25];
-  assign \u$140  = \$signature__data$87 ;
-  assign \alpha$141  = \$signature__data$79 [8:0];
-  assign \bias$142  = \$signature__data$79 [40:25];
-  assign \u$143  = \$signature__data$88 ;
-  assign \alpha$144  = \$signature__data$80 [8:0];
-  assign \bias$145  = \$signature__data$80 [40:25];
-  assign \u$146  = \$signature__data$89 ;
-  assign \alpha$147  = \$signature__data$81 [8:0];
-  assign \bias$148  = \$signature__data$81 [40:25];
-  assign \u$149  = \$signature__data$90 ;
-  assign \alpha$150  = \$signature__data$82 [8:0];
-  assign \bias$151  = \$signature__data$82 [40:25];
-  assign \u$152  = \$signature__data$91 ;
-  assign \alpha$153  = \$signature__data$83 [8:0];
-  assign \bias$154  = \$signature__data$83 [40:25];
-  assign \u$155  = \$signature__data$92 ;
-  assign \alpha$156  = \$signature__data$84 [8:0];
-  assign \bias$157  = \$signature__data$84 [40:25];
-  assign \u$158  = \$signature__data$93 ;
-  assign \alpha$159  = \$signature__data$85 [8:0];
-  assign \bias$160  = \$signature__data$85 [40:25];
+  assign \u$136  = \$signature__data$87 ;
+  assign \alpha$137  = \$signature__data$79 [8:0];
+  assign \bias$138  = \$signature__data$79 [40:25];
+  assign \u$139  = \$signature__data$88 ;
+  assign \alpha$140  = \$signature__data$80 [8:0];
+  assign \bias$141  = \$signature__data$80 [40:25];
+  assign \u$142  = \$signature__data$89 ;
+  assign \alpha$143  = \$signature__data$81 [8:0];
+  assign \bias$144  = \$signature__data$81 [40:25];
+  assign \u$145  = \$signature__data$90 ;
+  assign \alpha$146  = \$signature__data$82 [8:0];
+  assign \bias$147  = \$signature__data$82 [40:25];
+  assign \u$148  = \$signature__data$91 ;
+  assign \alpha$149  = \$signature__data$83 [8:0];
+  assign \bias$150  = \$signature__data$83 [40:25];
+  assign \u$151  = \$signature__data$92 ;
+  assign \alpha$152  = \$signature__data$84 [8:0];
+  assign \bias$153  = \$signature__data$84 [40:25];
+  assign \u$154  = \$signature__data$93 ;
+  assign \alpha$155  = \$signature__data$85 [8:0];
+  assign \bias$156  = \$signature__data$85 [40:25];
   assign acc0 = total;
   assign theta_q0 = theta;
-  assign acc1 = \total$202 ;
-  assign theta_q1 = \theta$204 ;
-  assign acc2 = \total$210 ;
-  assign theta_q2 = \theta$212 ;
-  assign acc3 = \total$218 ;
-  assign theta_q3 = \theta$220 ;
-  assign acc4 = \total$226 ;
-  assign theta_q4 = \theta$228 ;
-  assign acc5 = \total$234 ;
-  assign theta_q5 = \theta$236 ;
-  assign acc6 = \total$242 ;
-  assign theta_q6 = \theta$244 ;
-  assign acc7 = \total$250 ;
-  assign theta_q7 = \theta$252 ;
-  assign \$signature__addr$258  = \$120 [4:0];
-  assign \$signature__data$259  = \$121 [15:0];
-  assign \$signature__addr$263  = \$126 [4:0];
-  assign \$signature__data$264  = \$127 [15:0];
-  assign \$signature__addr$267  = \$132 [4:0];
-  assign \$signature__data$268  = \$133 [15:0];
-  assign \$signature__addr$271  = \$138 [4:0];
-  assign \$signature__data$272  = \$139 [15:0];
-  assign \$signature__addr$275  = \$144 [4:0];
-  assign \$signature__data$276  = \$145 [15:0];
-  assign \$signature__addr$279  = \$150 [4:0];
-  assign \$signature__data$280  = \$151 [15:0];
-  assign \$signature__addr$283  = \$156 [4:0];
-  assign \$signature__data$284  = \$157 [15:0];
-  assign \$signature__addr$287  = \$162 [4:0];
-  assign \$signature__data$288  = \$163 [15:0];
+  assign v_reset = layer[43:28];
+  assign reset = layer[27:26];
+  assign spiking = layer[25];
+  assign acc1 = \total$198 ;
+  assign theta_q1 = \theta$200 ;
+  assign \v_reset$202  = layer[43:28];
+  assign \reset$203  = layer[27:26];
+  assign \spiking$204  = layer[25];
+  assign acc2 = \total$206 ;
+  assign theta_q2 = \theta$208 ;
+  assign \v_reset$210  = layer[43:28];
+  assign \reset$211  = layer[27:26];
+  assign \spiking$212  = layer[25];
+  assign acc3 = \total$214 ;
+  assign theta_q3 = \theta$216 ;
+  assign \v_reset$218  = layer[43:28];
+  assign \reset$219  = layer[27:26];
+  assign \spiking$220  = layer[25];
+  assign acc4 = \total$222 ;
+  assign theta_q4 = \theta$224 ;
+  assign \v_reset$226  = layer[43:28];
+  assign \reset$227  = layer[27:26];
+  assign \spiking$228  = layer[25];
+  assign acc5 = \total$230 ;
+  assign theta_q5 = \theta$232 ;
+  assign \v_reset$234  = layer[43:28];
+  assign \reset$235  = layer[27:26];
+  assign \spiking$236  = layer[25];
+  assign acc6 = \total$238 ;
+  assign theta_q6 = \theta$240 ;
+  assign \v_reset$242  = layer[43:28];
+  assign \reset$243  = layer[27:26];
+  assign \spiking$244  = layer[25];
+  assign acc7 = \total$246 ;
+  assign theta_q7 = \theta$248 ;
+  assign \v_reset$250  = layer[43:28];
+  assign \reset$251  = layer[27:26];
+  assign \spiking$252  = layer[25];
+  assign \$signature__addr$254  = \$119 [4:0];
+  assign \$signature__data$255  = \$120 [15:0];
+  assign \$signature__addr$259  = \$125 [4:0];
+  assign \$signature__data$260  = \$126 [15:0];
+  assign \$signature__addr$263  = \$131 [4:0];
+  assign \$signature__data$264  = \$132 [15:0];
+  assign \$signature__addr$267  = \$137 [4:0];
+  assign \$signature__data$268  = \$138 [15:0];
+  assign \$signature__addr$271  = \$143 [4:0];
+  assign \$signature__data$272  = \$144 [15:0];
+  assign \$signature__addr$275  = \$149 [4:0];
+  assign \$signature__data$276  = \$150 [15:0];
+  assign \$signature__addr$279  = \$155 [4:0];
+  assign \$signature__data$280  = \$156 [15:0];
+  assign \$signature__addr$283  = \$161 [4:0];
+  assign \$signature__data$284  = \$162 [15:0];
   assign \input__payload.index  = input__payload[6:0];
   assign \input__payload.value  = input__payload[14:7];
   assign \input__payload.end  = input__payload[15];
@@ -28509,6 +25023,37 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \ev_rd__data.value  = ev_rd__data[14:7];
   assign \in_rd__data.index  = in_rd__data[6:0];
   assign \in_rd__data.value  = in_rd__data[14:7];
+  assign \layer.size  = layer[7:0];
+  assign \layer.rows  = layer[12:8];
+  assign \layer.sbase  = layer[17:13];
+  assign \layer.ebase  = layer[20:18];
+  assign \layer.ecount  = layer[24:21];
+  assign \layer.spiking  = layer[25];
+  assign \layer.reset  = layer[27:26];
+  assign \layer.v_reset  = layer[43:28];
+  assign \layer.emit_values  = layer[44];
+  assign \end_record.kind  = end_record[1:0];
+  assign \end_record.layer  = end_record[3:2];
+  assign \end_record.index  = end_record[10:4];
+  assign \end_record.spike  = end_record[11];
+  assign \end_record.value  = end_record[27:12];
+  assign \records__payload.kind  = records__payload[1:0];
+  assign \records__payload.layer  = records__payload[3:2];
+  assign \records__payload.index  = records__payload[10:4];
+  assign \records__payload.spike  = records__payload[11];
+  assign \records__payload.value  = records__payload[27:12];
+  assign \ev_wr__data.index  = ev_wr__data[6:0];
+  assign \ev_wr__data.value  = ev_wr__data[14:7];
+  assign \in_wr__data.index  = in_wr__data[6:0];
+  assign \in_wr__data.value  = in_wr__data[14:7];
+  assign \values[0]  = values[15:0];
+  assign \values[1]  = values[31:16];
+  assign \values[2]  = values[47:32];
+  assign \values[3]  = values[63:48];
+  assign \values[4]  = values[79:64];
+  assign \values[5]  = values[95:80];
+  assign \values[6]  = values[111:96];
+  assign \values[7]  = values[127:112];
   assign \layer0.size  = layer0[7:0];
   assign \layer0.rows  = layer0[12:8];
   assign \layer0.sbase  = layer0[17:13];
@@ -28545,28 +25090,6 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \layer3.reset  = layer3[27:26];
   assign \layer3.v_reset  = layer3[43:28];
   assign \layer3.emit_values  = layer3[44];
-  assign \end_record.kind  = end_record[1:0];
-  assign \end_record.layer  = end_record[3:2];
-  assign \end_record.index  = end_record[10:4];
-  assign \end_record.spike  = end_record[11];
-  assign \end_record.value  = end_record[27:12];
-  assign \records__payload.kind  = records__payload[1:0];
-  assign \records__payload.layer  = records__payload[3:2];
-  assign \records__payload.index  = records__payload[10:4];
-  assign \records__payload.spike  = records__payload[11];
-  assign \records__payload.value  = records__payload[27:12];
-  assign \ev_wr__data.index  = ev_wr__data[6:0];
-  assign \ev_wr__data.value  = ev_wr__data[14:7];
-  assign \in_wr__data.index  = in_wr__data[6:0];
-  assign \in_wr__data.value  = in_wr__data[14:7];
-  assign \values[0]  = values[15:0];
-  assign \values[1]  = values[31:16];
-  assign \values[2]  = values[47:32];
-  assign \values[3]  = values[63:48];
-  assign \values[4]  = values[79:64];
-  assign \values[5]  = values[95:80];
-  assign \values[6]  = values[111:96];
-  assign \values[7]  = values[127:112];
   assign \edge0.src  = edge0[2:0];
   assign \edge0.recurrent  = edge0[3];
   assign \edge0.wbase  = edge0[14:4];
@@ -28599,29 +25122,29 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \edge7.recurrent  = edge7[3];
   assign \edge7.wbase  = edge7[14:4];
   assign \edge7.nsrc  = edge7[22:15];
-  assign valid_lanes[7] = \$199 ;
-  assign valid_lanes[6] = \$195 ;
-  assign valid_lanes[5] = \$191 ;
-  assign valid_lanes[4] = \$187 ;
-  assign valid_lanes[3] = \$183 ;
-  assign valid_lanes[2] = \$179 ;
-  assign valid_lanes[1] = \$175 ;
-  assign valid_lanes[0] = \$171 ;
-  assign spikes[7] = \spike$257 ;
-  assign spikes[6] = \spike$249 ;
-  assign spikes[5] = \spike$241 ;
-  assign spikes[4] = \spike$233 ;
-  assign spikes[3] = \spike$225 ;
-  assign spikes[2] = \spike$217 ;
-  assign spikes[1] = \spike$209 ;
+  assign valid_lanes[7] = \$190 ;
+  assign valid_lanes[6] = \$187 ;
+  assign valid_lanes[5] = \$184 ;
+  assign valid_lanes[4] = \$181 ;
+  assign valid_lanes[3] = \$178 ;
+  assign valid_lanes[2] = \$175 ;
+  assign valid_lanes[1] = \$172 ;
+  assign valid_lanes[0] = \$169 ;
+  assign spikes[7] = \spike$253 ;
+  assign spikes[6] = \spike$245 ;
+  assign spikes[5] = \spike$237 ;
+  assign spikes[4] = \spike$229 ;
+  assign spikes[3] = \spike$221 ;
+  assign spikes[2] = \spike$213 ;
+  assign spikes[1] = \spike$205 ;
   assign spikes[0] = spike;
   assign end_record[1:0] = 2'h2;
   assign end_record[27:2] = 26'h0000000;
-  assign \$304  = { 1'h0, \$303  };
-  assign \$308  = { \$307 , 1'h0 };
-  assign \$312  = { 1'h0, \$311 , 2'h0 };
-  assign \$316  = { \$315 , 3'h0 };
-  assign \$320  = { 3'h0, \$319 , 4'h0 };
+  assign \$297  = { 1'h0, \$296  };
+  assign \$301  = { \$300 , 1'h0 };
+  assign \$305  = { 1'h0, \$304 , 2'h0 };
+  assign \$309  = { \$308 , 3'h0 };
+  assign \$313  = { 3'h0, \$312 , 4'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -28777,7 +25300,7 @@ module \npu_core_digits.leak7 (bias, u, leak, alpha);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron0 (reset, spiking, spike, theta, total, u_new, v_reset);
+module \npu_core_digits.neuron0 (\port$1185$25 , theta, total, u_new, spike);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [25:0] \$1 ;
   wire [26:0] \$10 ;
@@ -28794,11 +25317,11 @@ module \npu_core_digits.neuron0 (reset, spiking, spike, theta, total, u_new, v_r
   wire \$signal ;
   wire lo;
   wire [15:0] minus;
-  input [1:0] reset;
+  input [18:0] \port$1185$25 ;
+  wire [18:0] \port$1185$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
-  input spiking;
   wire spiking;
   input [15:0] theta;
   wire [15:0] theta;
@@ -28807,7 +25330,6 @@ module \npu_core_digits.neuron0 (reset, spiking, spike, theta, total, u_new, v_r
   output [15:0] u_new;
   reg [15:0] u_new;
   wire [15:0] v;
-  input [15:0] v_reset;
   wire [15:0] v_reset;
   assign \$signal  = $signed(total) > $signed(16'h7fff);
   assign lo = $signed(total) < $signed(16'h8000);
@@ -28816,18 +25338,18 @@ module \npu_core_digits.neuron0 (reset, spiking, spike, theta, total, u_new, v_r
   assign \$3  = $signed(total) >= $signed(theta);
   assign \$4  = theta == 16'h8000;
   assign \$5  = \$3  | \$4 ;
-  assign spike = spiking & \$5 ;
+  assign spike = \port$1185$25 [0] & \$5 ;
   assign \$6  = $signed(16'h7fff) - $signed(theta);
   assign \$7  = $signed(16'h8000) - $signed(theta);
   assign \$8  = $signed(total) - $signed(theta);
   assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
   assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
   assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
-  assign \$12  = spike ? v_reset : \$2 [15:0];
+  assign \$12  = spike ? \port$1185$25 [18:3] : \$2 [15:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (reset)
+    casez (\port$1185$25 [2:1])
       2'h0:
           u_new = \$11 ;
       2'h1:
@@ -28837,11 +25359,14 @@ module \npu_core_digits.neuron0 (reset, spiking, spike, theta, total, u_new, v_r
     endcase
   end
   assign v = \$2 [15:0];
+  assign spiking = \port$1185$25 [0];
   assign minus = \$10 [15:0];
+  assign reset = \port$1185$25 [2:1];
+  assign v_reset = \port$1185$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron1 (reset, spiking, spike, theta, total, u_new, v_reset);
+module \npu_core_digits.neuron1 (\port$1185$25 , theta, total, u_new, spike);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [25:0] \$1 ;
   wire [26:0] \$10 ;
@@ -28858,11 +25383,11 @@ module \npu_core_digits.neuron1 (reset, spiking, spike, theta, total, u_new, v_r
   wire \$signal ;
   wire lo;
   wire [15:0] minus;
-  input [1:0] reset;
+  input [18:0] \port$1185$25 ;
+  wire [18:0] \port$1185$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
-  input spiking;
   wire spiking;
   input [15:0] theta;
   wire [15:0] theta;
@@ -28871,7 +25396,6 @@ module \npu_core_digits.neuron1 (reset, spiking, spike, theta, total, u_new, v_r
   output [15:0] u_new;
   reg [15:0] u_new;
   wire [15:0] v;
-  input [15:0] v_reset;
   wire [15:0] v_reset;
   assign \$signal  = $signed(total) > $signed(16'h7fff);
   assign lo = $signed(total) < $signed(16'h8000);
@@ -28880,18 +25404,18 @@ module \npu_core_digits.neuron1 (reset, spiking, spike, theta, total, u_new, v_r
   assign \$3  = $signed(total) >= $signed(theta);
   assign \$4  = theta == 16'h8000;
   assign \$5  = \$3  | \$4 ;
-  assign spike = spiking & \$5 ;
+  assign spike = \port$1185$25 [0] & \$5 ;
   assign \$6  = $signed(16'h7fff) - $signed(theta);
   assign \$7  = $signed(16'h8000) - $signed(theta);
   assign \$8  = $signed(total) - $signed(theta);
   assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
   assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
   assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
-  assign \$12  = spike ? v_reset : \$2 [15:0];
+  assign \$12  = spike ? \port$1185$25 [18:3] : \$2 [15:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     (* full_case = 32'd1 *)
-    casez (reset)
+    casez (\port$1185$25 [2:1])
       2'h0:
           u_new = \$11 ;
       2'h1:
@@ -28901,11 +25425,14 @@ module \npu_core_digits.neuron1 (reset, spiking, spike, theta, total, u_new, v_r
     endcase
   end
   assign v = \$2 [15:0];
+  assign spiking = \port$1185$25 [0];
   assign minus = \$10 [15:0];
+  assign reset = \port$1185$25 [2:1];
+  assign v_reset = \port$1185$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron2 (reset, spiking, spike, theta, total, u_new, v_reset);
+module \npu_core_digits.neuron2 (\port$1185$25 , theta, total, u_new, spike);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [25:0] \$1 ;
   wire [26:0] \$10 ;
@@ -28922,11 +25449,11 @@ module \npu_core_digits.neuron2 (reset, spiking, spike, theta, total, u_new, v_r
   wire \$signal ;
   wire lo;
   wire [15:0] minus;
-  input [1:0] reset;
+  input [18:0] \port$1185$25 ;
+  wire [18:0] \port$1185$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
-  input spiking;
   wire spiking;
   input [15:0] theta;
   wire [15:0] theta;
@@ -28935,7 +25462,6 @@ module \npu_core_digits.neuron2 (reset, spiking, spike, theta, total, u_new, v_r
   output [15:0] u_new;
   reg [15:0] u_new;
   wire [15:0] v;
-  input [15:0] v_reset;
   wire [15:0] v_reset;
   assign \$signal  = $signed(total) > $signed(16'h7fff);
   assign lo = $signed(total) < $signed(16'h8000);
@@ -28944,18 +25470,18 @@ module \npu_core_digits.neuron2 (reset, spiking, spike, theta, total, u_new, v_r
   assign \$3  = $signed(total) >= $signed(theta);
   assign \$4  = theta == 16'h8000;
   assign \$5  = \$3  | \$4 ;
-  assign spike = spiking & \$5 ;
+  assign spike = \port$1185$25 [0] & \$5 ;
   assign \$6  = $signed(16'h7fff) - $signed(theta);
   assign \$7  = $signed(16'h8000) - $signed(theta);
   assign \$8  = $signed(total) - $signed(theta);
   assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
   assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
   assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
-  assign \$12  = spike ? v_reset : \$2 [15:0];
+  assign \$12  = spike ? \port$1185$25 [18:3] : \$2 [15:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    casez (reset)
+    casez (\port$1185$25 [2:1])
       2'h0:
           u_new = \$11 ;
       2'h1:
@@ -28965,11 +25491,14 @@ module \npu_core_digits.neuron2 (reset, spiking, spike, theta, total, u_new, v_r
     endcase
   end
   assign v = \$2 [15:0];
+  assign spiking = \port$1185$25 [0];
   assign minus = \$10 [15:0];
+  assign reset = \port$1185$25 [2:1];
+  assign v_reset = \port$1185$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron3 (reset, spiking, spike, theta, total, u_new, v_reset);
+module \npu_core_digits.neuron3 (\port$1185$25 , theta, total, u_new, spike);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [25:0] \$1 ;
   wire [26:0] \$10 ;
@@ -28986,11 +25515,11 @@ module \npu_core_digits.neuron3 (reset, spiking, spike, theta, total, u_new, v_r
   wire \$signal ;
   wire lo;
   wire [15:0] minus;
-  input [1:0] reset;
+  input [18:0] \port$1185$25 ;
+  wire [18:0] \port$1185$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
-  input spiking;
   wire spiking;
   input [15:0] theta;
   wire [15:0] theta;
@@ -28999,7 +25528,6 @@ module \npu_core_digits.neuron3 (reset, spiking, spike, theta, total, u_new, v_r
   output [15:0] u_new;
   reg [15:0] u_new;
   wire [15:0] v;
-  input [15:0] v_reset;
   wire [15:0] v_reset;
   assign \$signal  = $signed(total) > $signed(16'h7fff);
   assign lo = $signed(total) < $signed(16'h8000);
@@ -29008,18 +25536,18 @@ module \npu_core_digits.neuron3 (reset, spiking, spike, theta, total, u_new, v_r
   assign \$3  = $signed(total) >= $signed(theta);
   assign \$4  = theta == 16'h8000;
   assign \$5  = \$3  | \$4 ;
-  assign spike = spiking & \$5 ;
+  assign spike = \port$1185$25 [0] & \$5 ;
   assign \$6  = $signed(16'h7fff) - $signed(theta);
   assign \$7  = $signed(16'h8000) - $signed(theta);
   assign \$8  = $signed(total) - $signed(theta);
   assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
   assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
   assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
-  assign \$12  = spike ? v_reset : \$2 [15:0];
+  assign \$12  = spike ? \port$1185$25 [18:3] : \$2 [15:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    casez (reset)
+    casez (\port$1185$25 [2:1])
       2'h0:
           u_new = \$11 ;
       2'h1:
@@ -29029,11 +25557,14 @@ module \npu_core_digits.neuron3 (reset, spiking, spike, theta, total, u_new, v_r
     endcase
   end
   assign v = \$2 [15:0];
+  assign spiking = \port$1185$25 [0];
   assign minus = \$10 [15:0];
+  assign reset = \port$1185$25 [2:1];
+  assign v_reset = \port$1185$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron4 (reset, spiking, spike, theta, total, u_new, v_reset);
+module \npu_core_digits.neuron4 (\port$1185$25 , theta, total, u_new, spike);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [25:0] \$1 ;
   wire [26:0] \$10 ;
@@ -29050,11 +25581,11 @@ module \npu_core_digits.neuron4 (reset, spiking, spike, theta, total, u_new, v_r
   wire \$signal ;
   wire lo;
   wire [15:0] minus;
-  input [1:0] reset;
+  input [18:0] \port$1185$25 ;
+  wire [18:0] \port$1185$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
-  input spiking;
   wire spiking;
   input [15:0] theta;
   wire [15:0] theta;
@@ -29063,7 +25594,6 @@ module \npu_core_digits.neuron4 (reset, spiking, spike, theta, total, u_new, v_r
   output [15:0] u_new;
   reg [15:0] u_new;
   wire [15:0] v;
-  input [15:0] v_reset;
   wire [15:0] v_reset;
   assign \$signal  = $signed(total) > $signed(16'h7fff);
   assign lo = $signed(total) < $signed(16'h8000);
@@ -29072,18 +25602,18 @@ module \npu_core_digits.neuron4 (reset, spiking, spike, theta, total, u_new, v_r
   assign \$3  = $signed(total) >= $signed(theta);
   assign \$4  = theta == 16'h8000;
   assign \$5  = \$3  | \$4 ;
-  assign spike = spiking & \$5 ;
+  assign spike = \port$1185$25 [0] & \$5 ;
   assign \$6  = $signed(16'h7fff) - $signed(theta);
   assign \$7  = $signed(16'h8000) - $signed(theta);
   assign \$8  = $signed(total) - $signed(theta);
   assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
   assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
   assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
-  assign \$12  = spike ? v_reset : \$2 [15:0];
+  assign \$12  = spike ? \port$1185$25 [18:3] : \$2 [15:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     (* full_case = 32'd1 *)
-    casez (reset)
+    casez (\port$1185$25 [2:1])
       2'h0:
           u_new = \$11 ;
       2'h1:
@@ -29093,11 +25623,14 @@ module \npu_core_digits.neuron4 (reset, spiking, spike, theta, total, u_new, v_r
     endcase
   end
   assign v = \$2 [15:0];
+  assign spiking = \port$1185$25 [0];
   assign minus = \$10 [15:0];
+  assign reset = \port$1185$25 [2:1];
+  assign v_reset = \port$1185$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron5 (reset, spiking, spike, theta, total, u_new, v_reset);
+module \npu_core_digits.neuron5 (\port$1185$25 , theta, total, u_new, spike);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [25:0] \$1 ;
   wire [26:0] \$10 ;
@@ -29114,11 +25647,11 @@ module \npu_core_digits.neuron5 (reset, spiking, spike, theta, total, u_new, v_r
   wire \$signal ;
   wire lo;
   wire [15:0] minus;
-  input [1:0] reset;
+  input [18:0] \port$1185$25 ;
+  wire [18:0] \port$1185$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
-  input spiking;
   wire spiking;
   input [15:0] theta;
   wire [15:0] theta;
@@ -29127,7 +25660,6 @@ module \npu_core_digits.neuron5 (reset, spiking, spike, theta, total, u_new, v_r
   output [15:0] u_new;
   reg [15:0] u_new;
   wire [15:0] v;
-  input [15:0] v_reset;
   wire [15:0] v_reset;
   assign \$signal  = $signed(total) > $signed(16'h7fff);
   assign lo = $signed(total) < $signed(16'h8000);
@@ -29136,18 +25668,18 @@ module \npu_core_digits.neuron5 (reset, spiking, spike, theta, total, u_new, v_r
   assign \$3  = $signed(total) >= $signed(theta);
   assign \$4  = theta == 16'h8000;
   assign \$5  = \$3  | \$4 ;
-  assign spike = spiking & \$5 ;
+  assign spike = \port$1185$25 [0] & \$5 ;
   assign \$6  = $signed(16'h7fff) - $signed(theta);
   assign \$7  = $signed(16'h8000) - $signed(theta);
   assign \$8  = $signed(total) - $signed(theta);
   assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
   assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
   assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
-  assign \$12  = spike ? v_reset : \$2 [15:0];
+  assign \$12  = spike ? \port$1185$25 [18:3] : \$2 [15:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     (* full_case = 32'd1 *)
-    casez (reset)
+    casez (\port$1185$25 [2:1])
       2'h0:
           u_new = \$11 ;
       2'h1:
@@ -29157,11 +25689,14 @@ module \npu_core_digits.neuron5 (reset, spiking, spike, theta, total, u_new, v_r
     endcase
   end
   assign v = \$2 [15:0];
+  assign spiking = \port$1185$25 [0];
   assign minus = \$10 [15:0];
+  assign reset = \port$1185$25 [2:1];
+  assign v_reset = \port$1185$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron6 (reset, spiking, spike, theta, total, u_new, v_reset);
+module \npu_core_digits.neuron6 (\port$1185$25 , theta, total, u_new, spike);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [25:0] \$1 ;
   wire [26:0] \$10 ;
@@ -29178,11 +25713,11 @@ module \npu_core_digits.neuron6 (reset, spiking, spike, theta, total, u_new, v_r
   wire \$signal ;
   wire lo;
   wire [15:0] minus;
-  input [1:0] reset;
+  input [18:0] \port$1185$25 ;
+  wire [18:0] \port$1185$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
-  input spiking;
   wire spiking;
   input [15:0] theta;
   wire [15:0] theta;
@@ -29191,7 +25726,6 @@ module \npu_core_digits.neuron6 (reset, spiking, spike, theta, total, u_new, v_r
   output [15:0] u_new;
   reg [15:0] u_new;
   wire [15:0] v;
-  input [15:0] v_reset;
   wire [15:0] v_reset;
   assign \$signal  = $signed(total) > $signed(16'h7fff);
   assign lo = $signed(total) < $signed(16'h8000);
@@ -29200,18 +25734,18 @@ module \npu_core_digits.neuron6 (reset, spiking, spike, theta, total, u_new, v_r
   assign \$3  = $signed(total) >= $signed(theta);
   assign \$4  = theta == 16'h8000;
   assign \$5  = \$3  | \$4 ;
-  assign spike = spiking & \$5 ;
+  assign spike = \port$1185$25 [0] & \$5 ;
   assign \$6  = $signed(16'h7fff) - $signed(theta);
   assign \$7  = $signed(16'h8000) - $signed(theta);
   assign \$8  = $signed(total) - $signed(theta);
   assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
   assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
   assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
-  assign \$12  = spike ? v_reset : \$2 [15:0];
+  assign \$12  = spike ? \port$1185$25 [18:3] : \$2 [15:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
-    casez (reset)
+    casez (\port$1185$25 [2:1])
       2'h0:
           u_new = \$11 ;
       2'h1:
@@ -29221,11 +25755,14 @@ module \npu_core_digits.neuron6 (reset, spiking, spike, theta, total, u_new, v_r
     endcase
   end
   assign v = \$2 [15:0];
+  assign spiking = \port$1185$25 [0];
   assign minus = \$10 [15:0];
+  assign reset = \port$1185$25 [2:1];
+  assign v_reset = \port$1185$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron7 (reset, spiking, spike, theta, total, u_new, v_reset);
+module \npu_core_digits.neuron7 (\port$1185$25 , theta, total, u_new, spike);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [25:0] \$1 ;
   wire [26:0] \$10 ;
@@ -29242,11 +25779,11 @@ module \npu_core_digits.neuron7 (reset, spiking, spike, theta, total, u_new, v_r
   wire \$signal ;
   wire lo;
   wire [15:0] minus;
-  input [1:0] reset;
+  input [18:0] \port$1185$25 ;
+  wire [18:0] \port$1185$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
-  input spiking;
   wire spiking;
   input [15:0] theta;
   wire [15:0] theta;
@@ -29255,7 +25792,6 @@ module \npu_core_digits.neuron7 (reset, spiking, spike, theta, total, u_new, v_r
   output [15:0] u_new;
   reg [15:0] u_new;
   wire [15:0] v;
-  input [15:0] v_reset;
   wire [15:0] v_reset;
   assign \$signal  = $signed(total) > $signed(16'h7fff);
   assign lo = $signed(total) < $signed(16'h8000);
@@ -29264,18 +25800,18 @@ module \npu_core_digits.neuron7 (reset, spiking, spike, theta, total, u_new, v_r
   assign \$3  = $signed(total) >= $signed(theta);
   assign \$4  = theta == 16'h8000;
   assign \$5  = \$3  | \$4 ;
-  assign spike = spiking & \$5 ;
+  assign spike = \port$1185$25 [0] & \$5 ;
   assign \$6  = $signed(16'h7fff) - $signed(theta);
   assign \$7  = $signed(16'h8000) - $signed(theta);
   assign \$8  = $signed(total) - $signed(theta);
   assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
   assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
   assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
-  assign \$12  = spike ? v_reset : \$2 [15:0];
+  assign \$12  = spike ? \port$1185$25 [18:3] : \$2 [15:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (reset)
+    casez (\port$1185$25 [2:1])
       2'h0:
           u_new = \$11 ;
       2'h1:
@@ -29285,7 +25821,10 @@ module \npu_core_digits.neuron7 (reset, spiking, spike, theta, total, u_new, v_r
     endcase
   end
   assign v = \$2 [15:0];
+  assign spiking = \port$1185$25 [0];
   assign minus = \$10 [15:0];
+  assign reset = \port$1185$25 [2:1];
+  assign v_reset = \port$1185$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)

@@ -7,235 +7,215 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire [32:0] \$101 ;
+  wire \$101 ;
   wire \$102 ;
-  wire \$103 ;
+  wire [32:0] \$103 ;
   wire \$104 ;
-  wire \$105 ;
+  wire [32:0] \$105 ;
   wire \$106 ;
-  reg [1:0] \$107 ;
-  wire [3:0] \$108 ;
-  wire [4:0] \$109 ;
+  wire [32:0] \$107 ;
+  wire \$108 ;
+  wire [32:0] \$109 ;
   wire \$11 ;
-  reg [31:0] \$110 ;
-  wire [32:0] \$111 ;
-  wire [3:0] \$112 ;
-  wire [4:0] \$113 ;
-  wire [3:0] \$114 ;
-  wire [4:0] \$115 ;
-  reg [31:0] \$116 ;
-  wire [32:0] \$117 ;
-  wire [3:0] \$118 ;
-  wire [4:0] \$119 ;
+  wire \$110 ;
+  reg [1:0] \$111 ;
+  reg [1:0] \$112 ;
+  wire \$113 ;
+  reg [1:0] \$114 ;
+  wire \$115 ;
+  reg \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  reg [1:0] \$119 ;
   wire \$12 ;
-  reg [1:0] \$120 ;
-  reg [2:0] \$121 ;
-  wire [3:0] \$122 ;
-  wire \$123 ;
-  reg [1:0] \$124 ;
-  reg [1:0] \$125 ;
-  wire \$126 ;
-  reg [1:0] \$127 ;
-  wire \$128 ;
-  reg \$129 ;
+  wire \$120 ;
+  reg [4:0] \$121 ;
+  reg [1:0] \$122 ;
+  reg \$123 ;
+  wire \$124 ;
+  reg [4:0] \$125 ;
+  wire [4:0] \$126 ;
+  reg [7:0] \$127 ;
+  reg [4:0] \$128 ;
+  wire [5:0] \$129 ;
   wire \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  reg [1:0] \$132 ;
-  wire \$133 ;
-  reg [4:0] \$134 ;
-  reg [1:0] \$135 ;
-  reg \$136 ;
-  wire \$137 ;
-  reg [4:0] \$138 ;
-  wire [4:0] \$139 ;
+  wire [5:0] \$130 ;
+  wire [9:0] \$131 ;
+  reg [4:0] \$132 ;
+  wire [5:0] \$133 ;
+  wire [5:0] \$134 ;
+  wire [10:0] \$135 ;
+  reg [4:0] \$136 ;
+  wire [7:0] \$137 ;
+  wire [7:0] \$138 ;
+  wire [11:0] \$139 ;
   wire \$14 ;
-  reg [7:0] \$140 ;
-  reg [4:0] \$141 ;
-  wire [5:0] \$142 ;
-  wire [5:0] \$143 ;
+  reg [4:0] \$140 ;
+  wire [7:0] \$141 ;
+  wire [7:0] \$142 ;
+  wire [12:0] \$143 ;
   wire [9:0] \$144 ;
-  reg [4:0] \$145 ;
-  wire [5:0] \$146 ;
-  wire [5:0] \$147 ;
-  wire [10:0] \$148 ;
-  reg [4:0] \$149 ;
+  wire \$145 ;
+  wire [32:0] \$146 ;
+  wire \$147 ;
+  wire [32:0] \$148 ;
+  wire \$149 ;
   wire \$15 ;
-  wire [7:0] \$150 ;
-  wire [7:0] \$151 ;
-  wire [11:0] \$152 ;
-  reg [4:0] \$153 ;
-  wire [7:0] \$154 ;
-  wire [7:0] \$155 ;
-  wire [12:0] \$156 ;
-  wire [9:0] \$157 ;
-  wire [3:0] \$158 ;
-  wire [4:0] \$159 ;
+  wire [5:0] \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire [32:0] \$153 ;
+  wire \$154 ;
+  wire [32:0] \$155 ;
+  wire [3:0] \$156 ;
+  wire \$157 ;
+  wire [32:0] \$158 ;
+  wire \$159 ;
   wire \$16 ;
-  reg [31:0] \$160 ;
-  wire [32:0] \$161 ;
-  wire [3:0] \$162 ;
-  wire [4:0] \$163 ;
+  wire [32:0] \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
   wire \$164 ;
-  wire [5:0] \$165 ;
+  wire \$165 ;
   wire \$166 ;
-  wire [3:0] \$167 ;
-  wire [4:0] \$168 ;
-  reg [31:0] \$169 ;
+  wire \$167 ;
+  wire [32:0] \$168 ;
+  wire \$169 ;
   wire \$17 ;
   wire [32:0] \$170 ;
-  wire [3:0] \$171 ;
-  wire [4:0] \$172 ;
-  wire [3:0] \$173 ;
-  wire [3:0] \$174 ;
-  wire [4:0] \$175 ;
-  reg [31:0] \$176 ;
-  wire [32:0] \$177 ;
-  wire [3:0] \$178 ;
-  wire [4:0] \$179 ;
+  wire [4:0] \$171 ;
+  wire \$172 ;
+  wire [4:0] \$173 ;
+  wire [1:0] \$174 ;
+  wire \$175 ;
+  wire [1:0] \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
   wire \$18 ;
   wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire [3:0] \$186 ;
-  wire [4:0] \$187 ;
-  reg [31:0] \$188 ;
-  wire [32:0] \$189 ;
+  wire [32:0] \$181 ;
+  reg [37:0] \$182 ;
+  reg [37:0] \$183 ;
+  reg [15:0] \$184 ;
+  reg [15:0] \$185 ;
+  reg [15:0] \$186 ;
+  reg [15:0] \$187 ;
+  reg [1:0] \$188 ;
+  reg \$189 ;
   wire \$19 ;
-  wire [3:0] \$190 ;
-  wire [4:0] \$191 ;
-  reg [3:0] \$192 ;
-  wire [4:0] \$193 ;
-  wire \$194 ;
-  wire [4:0] \$195 ;
-  wire [1:0] \$196 ;
-  wire \$197 ;
-  wire [1:0] \$198 ;
-  wire \$199 ;
+  reg [2:0] \$190 ;
+  reg \$191 ;
+  reg [40:0] \$192 ;
+  reg [37:0] \$193 ;
+  reg [2:0] \$194 ;
+  reg \$195 ;
+  reg \$196 ;
+  reg [7:0] \$197 ;
+  reg [8:0] \$198 ;
+  reg \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire [32:0] \$203 ;
-  reg [37:0] \$204 ;
-  reg [37:0] \$205 ;
+  reg \$200 ;
+  reg [7:0] \$201 ;
+  reg \$202 ;
+  reg [7:0] \$203 ;
+  reg [7:0] \$204 ;
+  reg [15:0] \$205 ;
   reg [15:0] \$206 ;
-  reg [15:0] \$207 ;
-  reg [15:0] \$208 ;
-  reg [15:0] \$209 ;
+  reg \$207 ;
+  reg \$208 ;
+  reg [17:0] \$209 ;
   reg [7:0] \$21 ;
-  reg [1:0] \$210 ;
-  reg \$211 ;
-  reg [2:0] \$212 ;
-  reg \$213 ;
-  reg [40:0] \$214 ;
-  reg \$215 ;
-  reg \$216 ;
-  reg [7:0] \$217 ;
-  reg [8:0] \$218 ;
-  reg \$219 ;
+  reg [15:0] \$210 ;
+  reg [25:0] \$211 ;
+  reg [17:0] \$212 ;
+  reg [15:0] \$213 ;
+  reg [25:0] \$214 ;
+  reg [4:0] \$215 ;
+  reg [4:0] \$216 ;
+  reg [4:0] \$217 ;
+  reg [4:0] \$218 ;
+  reg [4:0] \$219 ;
   reg [40:0] \$22 ;
-  reg \$220 ;
-  reg [7:0] \$221 ;
-  reg \$222 ;
-  reg [7:0] \$223 ;
-  reg [7:0] \$224 ;
-  reg [15:0] \$225 ;
-  reg [15:0] \$226 ;
-  reg \$227 ;
-  reg \$228 ;
-  reg [17:0] \$229 ;
+  reg [4:0] \$220 ;
+  reg [4:0] \$221 ;
+  reg [4:0] \$222 ;
+  reg [31:0] \$223 ;
+  reg [31:0] \$224 ;
+  reg \$225 ;
+  reg [4:0] \$226 ;
+  reg [4:0] \$227 ;
+  reg [31:0] \$228 ;
+  reg [31:0] \$229 ;
   reg [15:0] \$23 ;
-  reg [15:0] \$230 ;
-  reg [25:0] \$231 ;
-  reg [17:0] \$232 ;
-  reg [15:0] \$233 ;
-  reg [25:0] \$234 ;
-  reg [4:0] \$235 ;
-  reg [4:0] \$236 ;
-  reg [4:0] \$237 ;
-  reg [4:0] \$238 ;
-  reg [4:0] \$239 ;
-  reg [3:0] \$24 ;
-  reg [4:0] \$240 ;
-  reg [4:0] \$241 ;
-  reg [4:0] \$242 ;
-  reg [31:0] \$243 ;
-  reg [31:0] \$244 ;
-  reg [31:0] \$245 ;
-  reg [31:0] \$246 ;
-  reg [31:0] \$247 ;
-  reg [31:0] \$248 ;
-  reg [31:0] \$249 ;
+  reg [31:0] \$230 ;
+  reg [31:0] \$231 ;
+  reg [31:0] \$232 ;
+  reg [31:0] \$233 ;
+  reg [31:0] \$234 ;
+  reg [31:0] \$235 ;
+  reg \$236 ;
+  reg \$237 ;
+  reg \$238 ;
+  reg \$239 ;
+  wire [9:0] \$24 ;
+  reg [3:0] \$240 ;
+  reg [3:0] \$241 ;
+  reg [2:0] \$242 ;
+  reg [1:0] \$243 ;
+  reg \$244 ;
+  reg \$245 ;
+  reg [4:0] \$246 ;
+  reg [4:0] \$247 ;
+  reg [8:0] \$248 ;
+  reg \$249 ;
   wire [9:0] \$25 ;
-  reg [31:0] \$250 ;
-  reg [31:0] \$251 ;
-  reg [31:0] \$252 ;
-  reg \$253 ;
-  reg [4:0] \$254 ;
-  reg [4:0] \$255 ;
-  reg \$256 ;
-  reg \$257 ;
-  reg \$258 ;
-  reg \$259 ;
-  wire [9:0] \$26 ;
-  reg [3:0] \$260 ;
-  reg [3:0] \$261 ;
-  reg [2:0] \$262 ;
-  reg [1:0] \$263 ;
-  reg \$264 ;
-  reg \$265 ;
-  reg [4:0] \$266 ;
-  reg [4:0] \$267 ;
-  reg [8:0] \$268 ;
-  reg \$269 ;
+  wire [7:0] \$26 ;
   wire [7:0] \$27 ;
-  wire [7:0] \$28 ;
+  wire [9:0] \$28 ;
   wire [9:0] \$29 ;
   wire \$3 ;
-  wire [9:0] \$30 ;
+  wire [7:0] \$30 ;
   wire [7:0] \$31 ;
-  wire [7:0] \$32 ;
+  wire \$32 ;
   wire \$33 ;
-  wire \$34 ;
-  reg [3:0] \$35 ;
-  wire [7:0] \$36 ;
-  wire [41:0] \$37 ;
+  reg [3:0] \$34 ;
+  wire [7:0] \$35 ;
+  wire [41:0] \$36 ;
+  wire \$37 ;
   wire \$38 ;
   wire \$39 ;
   wire \$4 ;
   wire \$40 ;
-  wire \$41 ;
-  wire [7:0] \$42 ;
-  wire [41:0] \$43 ;
+  wire [7:0] \$41 ;
+  wire [41:0] \$42 ;
+  wire \$43 ;
   wire \$44 ;
   wire \$45 ;
   wire \$46 ;
-  wire \$47 ;
-  reg [4:0] \$48 ;
-  wire [5:0] \$49 ;
+  wire [5:0] \$47 ;
+  wire [6:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire [6:0] \$50 ;
-  wire \$51 ;
-  reg [4:0] \$52 ;
-  wire [5:0] \$53 ;
-  wire [6:0] \$54 ;
+  wire [5:0] \$50 ;
+  wire [6:0] \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
   wire \$55 ;
-  wire \$56 ;
+  reg [3:0] \$56 ;
   wire \$57 ;
-  wire \$58 ;
-  reg [3:0] \$59 ;
+  wire [1:0] \$58 ;
+  wire [1:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  reg \$61 ;
-  wire [1:0] \$62 ;
-  wire [1:0] \$63 ;
-  wire [5:0] \$64 ;
-  reg \$65 ;
+  wire [5:0] \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
   wire \$66 ;
   wire \$67 ;
   wire \$68 ;
@@ -245,56 +225,56 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$71 ;
   wire \$72 ;
   wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  reg [37:0] \$79 ;
+  reg [37:0] \$74 ;
+  reg [15:0] \$75 ;
+  reg [31:0] \$76 ;
+  reg [37:0] \$77 ;
+  wire [3:0] \$78 ;
+  wire [15:0] \$79 ;
   wire \$8 ;
-  reg [15:0] \$80 ;
-  reg [31:0] \$81 ;
-  wire [15:0] \$82 ;
-  wire [15:0] \$83 ;
+  wire [15:0] \$80 ;
+  wire [26:0] \$81 ;
+  wire [26:0] \$82 ;
+  wire [26:0] \$83 ;
   wire [26:0] \$84 ;
-  wire [26:0] \$85 ;
-  wire [26:0] \$86 ;
-  wire [26:0] \$87 ;
-  reg [4:0] \$88 ;
-  wire [5:0] \$89 ;
+  reg [4:0] \$85 ;
+  wire [5:0] \$86 ;
+  wire \$87 ;
+  wire [32:0] \$88 ;
+  wire \$89 ;
   wire \$9 ;
-  wire [3:0] \$90 ;
-  wire [4:0] \$91 ;
-  reg [31:0] \$92 ;
-  wire [32:0] \$93 ;
-  wire [3:0] \$94 ;
-  wire [4:0] \$95 ;
-  wire \$96 ;
-  reg [4:0] \$97 ;
-  wire [5:0] \$98 ;
+  wire [32:0] \$90 ;
+  wire \$91 ;
+  reg [4:0] \$92 ;
+  wire [5:0] \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire [32:0] \$96 ;
+  wire \$97 ;
+  wire \$98 ;
   wire \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$128 ;
-  reg \$signal$154  = 1'h0;
-  reg \$signal$158  = 1'h0;
-  reg \$signal$159  = 1'h0;
-  reg \$signal$166  = 1'h0;
-  reg \$signal$172  = 1'h0;
+  reg \$signal$126 ;
+  reg \$signal$156  = 1'h0;
+  reg \$signal$160  = 1'h0;
+  reg \$signal$161  = 1'h0;
+  reg \$signal$168  = 1'h0;
+  reg \$signal$174  = 1'h0;
   wire [7:0] \$signature__addr ;
-  wire [3:0] \$signature__addr$110 ;
-  wire [3:0] \$signature__addr$115 ;
+  wire [3:0] \$signature__addr$108 ;
+  wire [3:0] \$signature__addr$113 ;
   wire [3:0] \$signature__addr$23 ;
   wire [7:0] \$signature__addr$26 ;
   wire [3:0] \$signature__addr$29 ;
-  wire [7:0] \$signature__addr$51 ;
-  wire [3:0] \$signature__addr$53 ;
+  wire [7:0] \$signature__addr$49 ;
+  wire [3:0] \$signature__addr$51 ;
+  wire [3:0] \$signature__addr$52 ;
+  wire [7:0] \$signature__addr$53 ;
   wire [3:0] \$signature__addr$54 ;
-  wire [7:0] \$signature__addr$55 ;
-  wire [3:0] \$signature__addr$56 ;
-  wire [3:0] \$signature__addr$57 ;
+  wire [3:0] \$signature__addr$55 ;
   wire [7:0] \$signature__data ;
-  wire [15:0] \$signature__data$111 ;
-  wire [15:0] \$signature__data$116 ;
+  wire [15:0] \$signature__data$109 ;
+  wire [15:0] \$signature__data$114 ;
   wire [40:0] \$signature__data$24 ;
   wire [8:0] \$signature__data$24.alpha ;
   wire [15:0] \$signature__data$24.bias ;
@@ -317,8 +297,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \$signature__data$38 ;
   wire [15:0] \$signature__data$39 ;
   wire \$signature__en ;
-  wire \$signature__en$113 ;
-  wire \$signature__en$118 ;
+  wire \$signature__en$111 ;
+  wire \$signature__en$116 ;
   wire \$signature__en$25 ;
   wire \$signature__en$28 ;
   wire \$signature__en$31 ;
@@ -327,11 +307,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   (* init = 26'h0000000 *)
   wire [25:0] acc1;
   wire [8:0] alpha;
-  wire [8:0] \alpha$67 ;
+  wire [8:0] \alpha$65 ;
   reg bank_sel = 1'h0;
   reg [4:0] base;
   wire [15:0] bias;
-  wire [15:0] \bias$68 ;
+  wire [15:0] \bias$66 ;
   output busy;
   reg busy;
   wire \busy$19 ;
@@ -362,6 +342,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg cur = 1'h0;
   reg drain2 = 1'h0;
   reg [2:0] e = 3'h0;
+  reg [2:0] e_end = 3'h0;
   reg [15:0] edge0 = 16'h0000;
   wire [4:0] \edge0.nsrc ;
   wire \edge0.recurrent ;
@@ -438,7 +419,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire input__valid;
   reg issue;
   reg [3:0] k = 4'h0;
-  reg layer;
+  reg [37:0] layer = 38'h0000000000;
+  reg \layer$134 ;
+  wire [1:0] \layer.ebase ;
+  wire [2:0] \layer.ecount ;
+  wire \layer.emit_values ;
+  wire [1:0] \layer.reset ;
+  wire [3:0] \layer.rows ;
+  wire [3:0] \layer.sbase ;
+  wire [4:0] \layer.size ;
+  wire \layer.spiking ;
+  wire [15:0] \layer.v_reset ;
   reg [37:0] layer0 = 38'h0000000000;
   wire [1:0] \layer0.ebase ;
   wire [2:0] \layer0.ecount ;
@@ -460,7 +451,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \layer1.spiking ;
   wire [15:0] \layer1.v_reset ;
   wire [17:0] leak;
-  wire [17:0] \leak$171 ;
+  wire [17:0] \leak$173 ;
   reg [17:0] leak_q0 = 18'h00000;
   reg [17:0] leak_q1 = 18'h00000;
   reg li = 1'h0;
@@ -496,8 +487,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \records__payload.value ;
   wire records__ready;
   wire records__valid;
-  reg [1:0] reset;
-  reg [1:0] \reset$107 ;
+  wire [1:0] reset;
+  wire [1:0] \reset$105 ;
   wire [4:0] row_addr;
   reg [8:0] rowbase = 9'h000;
   input rst;
@@ -512,27 +503,27 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg s4_valid = 1'h0;
   reg [1:0] send;
   wire spike;
-  wire \spike$109 ;
+  wire \spike$107 ;
   wire [1:0] spike_src;
   wire [1:0] spikes;
-  reg [1:0] \spikes$134 ;
-  reg spiking;
-  reg \spiking$108 ;
+  reg [1:0] \spikes$132 ;
+  wire spiking;
+  wire \spiking$106 ;
   reg [1:0] src_sel = 2'h0;
   reg [15:0] theta = 16'h0000;
-  reg [15:0] \theta$104  = 16'h0000;
+  reg [15:0] \theta$102  = 16'h0000;
   (* init = 16'h0000 *)
   wire [15:0] theta_q0;
   (* init = 16'h0000 *)
   wire [15:0] theta_q1;
   reg [25:0] total = 26'h0000000;
-  reg [25:0] \total$102  = 26'h0000000;
+  reg [25:0] \total$100  = 26'h0000000;
   wire [15:0] u;
-  wire [15:0] \u$66 ;
+  wire [15:0] \u$64 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$117 ;
-  reg [15:0] v_reset;
-  reg [15:0] \v_reset$106 ;
+  wire [15:0] \u_new$115 ;
+  wire [15:0] v_reset;
+  wire [15:0] \v_reset$104 ;
   wire [1:0] valid_lanes;
   reg [31:0] values;
   wire [15:0] \values[0] ;
@@ -747,12 +738,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes0[15] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$113 )
-      membranes0[\$36 [3:0]] <= \$37 [15:0];
+    if (\$signature__en$111 )
+      membranes0[\$35 [3:0]] <= \$36 [15:0];
   end
   reg [15:0] _2_;
   always @(posedge clk) begin
-    _2_ <= membranes0[\$28 [3:0]];
+    _2_ <= membranes0[\$27 [3:0]];
   end
   assign \$signature__data$38  = _2_;
   reg [15:0] membranes1 [15:0];
@@ -775,12 +766,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes1[15] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$118 )
-      membranes1[\$42 [3:0]] <= \$43 [15:0];
+    if (\$signature__en$116 )
+      membranes1[\$41 [3:0]] <= \$42 [15:0];
   end
   reg [15:0] _3_;
   always @(posedge clk) begin
-    _3_ <= membranes1[\$32 [3:0]];
+    _3_ <= membranes1[\$31 [3:0]];
   end
   assign \$signature__data$39  = _3_;
   reg [40:0] params0 [15:0];
@@ -808,7 +799,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   reg [40:0] _4_;
   always @(posedge clk) begin
-    _4_ <= params0[\$27 [3:0]];
+    _4_ <= params0[\$26 [3:0]];
   end
   assign \$signature__data$36  = _4_;
   reg [40:0] params1 [15:0];
@@ -836,7 +827,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   reg [40:0] _5_;
   always @(posedge clk) begin
-    _5_ <= params1[\$31 [3:0]];
+    _5_ <= params1[\$30 [3:0]];
   end
   assign \$signature__data$37  = _5_;
   reg [7:0] weights0 [255:0];
@@ -1104,7 +1095,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   reg [7:0] _6_;
   always @(posedge clk) begin
-    _6_ <= weights0[\$26 [7:0]];
+    _6_ <= weights0[\$25 [7:0]];
   end
   assign \$signature__data$34  = _6_;
   reg [7:0] weights1 [255:0];
@@ -1372,7 +1363,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   reg [7:0] _7_;
   always @(posedge clk) begin
-    _7_ <= weights1[\$30 [7:0]];
+    _7_ <= weights1[\$29 [7:0]];
   end
   assign \$signature__data$35  = _7_;
   assign \$1  = ~ busy;
@@ -1399,284 +1390,274 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$signature__en$31  = \$19  & \$20 ;
   assign s1_index = s1_from_input ? in_rd__data[3:0] : ev_rd__data[3:0];
   assign s1_value = s1_from_input ? in_rd__data[11:4] : ev_rd__data[11:4];
-  assign row_addr = \$24  + k;
-  assign \$25  = s1_rowbase + s1_index;
-  assign \$26  = busy ? \$25  : { 2'h0, host_addr[7:0] };
+  assign row_addr = layer[12:9] + k;
+  assign \$24  = s1_rowbase + s1_index;
+  assign \$25  = busy ? \$24  : { 2'h0, host_addr[7:0] };
+  assign \$26  = busy ? { 3'h0, row_addr } : host_addr[7:0];
   assign \$27  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$28  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$29  = s1_rowbase + s1_index;
-  assign \$30  = busy ? \$29  : { 2'h0, host_addr[7:0] };
+  assign \$28  = s1_rowbase + s1_index;
+  assign \$29  = busy ? \$28  : { 2'h0, host_addr[7:0] };
+  assign \$30  = busy ? { 3'h0, row_addr } : host_addr[7:0];
   assign \$31  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$32  = busy ? { 3'h0, row_addr } : host_addr[7:0];
   assign w_data = write_end ? 24'h000002 : records__payload;
-  assign \$33  = write_end | records__valid;
-  assign w_en = w_rdy & \$33 ;
-  assign \$34  = ~ write_end;
-  assign records__ready = w_rdy & \$34 ;
+  assign \$32  = write_end | records__valid;
+  assign w_en = w_rdy & \$32 ;
+  assign \$33  = ~ write_end;
+  assign records__ready = w_rdy & \$33 ;
   assign spike_src = event_layer + 1'h1;
-  assign \$36  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$37  = busy ? { u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new } : { 1'h0, host_wdata };
-  assign \$38  = host_addr[11:9] == 2'h3;
-  assign \$39  = host_we & \$38 ;
-  assign \$40  = ! host_addr[8];
-  assign \$41  = \$39  & \$40 ;
-  assign \$signature__en$113  = busy ? neuron_write : \$41 ;
-  assign \$42  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$43  = busy ? { \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117 [15], \u_new$117  } : { 1'h0, host_wdata };
-  assign \$44  = host_addr[11:9] == 2'h3;
-  assign \$45  = host_we & \$44 ;
-  assign \$47  = \$45  & \$46 ;
-  assign \$signature__en$118  = busy ? neuron_write : \$47 ;
-  assign \$49  = k * 2'h2;
-  assign \$50  = \$49  + 1'h0;
-  assign \$51  = \$48  > \$50 ;
-  assign \$53  = k * 2'h2;
-  assign \$54  = \$53  + 1'h1;
-  assign \$55  = \$52  > \$54 ;
-  assign \$56  = ~ in_full;
-  assign \$57  = ~ clear;
-  assign input__ready = \$56  & \$57 ;
-  assign \$58  = input__valid & input__ready;
-  assign \$60  = n < cnt;
-  assign \$62  = spikes & valid_lanes;
-  assign \$63  = \$61  ? valid_lanes : \$62 ;
-  assign \$64  = k * 2'h2;
-  assign \$66  = ! fsm_state;
-  assign \$67  = fsm_state == 1'h1;
-  assign \$68  = fsm_state == 2'h2;
-  assign \$69  = fsm_state == 2'h3;
-  assign \$70  = fsm_state == 3'h4;
-  assign \$71  = fsm_state == 3'h5;
-  assign \$72  = fsm_state == 3'h6;
-  assign \$73  = fsm_state == 3'h7;
-  assign \$74  = fsm_state == 4'h8;
-  assign \$75  = ~ busy;
-  assign \$76  = \$75  & host_we;
-  assign \$77  = ~ busy;
-  assign \$78  = \$77  & host_re;
-  assign \$82  = $signed(w_q0) * $signed(s3_x);
-  assign \$83  = $signed(w_q1) * $signed(s3_x);
-  assign \$84  = $signed(total) + $signed(prod_q0);
-  assign \$85  = $signed(total) + $signed(leak_q0);
-  assign \$86  = $signed(\total$102 ) + $signed(prod_q1);
-  assign \$87  = $signed(\total$102 ) + $signed(leak_q1);
-  assign \$89  = \$88  + 1'h1;
-  assign \$90  = event_layer * 3'h4;
-  assign \$91  = \$90  + 2'h3;
+  assign \$35  = busy ? { 3'h0, row_addr } : host_addr[7:0];
+  assign \$36  = busy ? { u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new } : { 1'h0, host_wdata };
+  assign \$37  = host_addr[11:9] == 2'h3;
+  assign \$38  = host_we & \$37 ;
+  assign \$39  = ! host_addr[8];
+  assign \$40  = \$38  & \$39 ;
+  assign \$signature__en$111  = busy ? neuron_write : \$40 ;
+  assign \$41  = busy ? { 3'h0, row_addr } : host_addr[7:0];
+  assign \$42  = busy ? { \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115  } : { 1'h0, host_wdata };
+  assign \$43  = host_addr[11:9] == 2'h3;
+  assign \$44  = host_we & \$43 ;
+  assign \$46  = \$44  & \$45 ;
+  assign \$signature__en$116  = busy ? neuron_write : \$46 ;
+  assign \$47  = k * 2'h2;
+  assign \$48  = \$47  + 1'h0;
+  assign \$49  = \$48  < layer[4:0];
+  assign \$50  = k * 2'h2;
+  assign \$51  = \$50  + 1'h1;
+  assign \$52  = \$51  < layer[4:0];
+  assign \$53  = ~ in_full;
+  assign \$54  = ~ clear;
+  assign input__ready = \$53  & \$54 ;
+  assign \$55  = input__valid & input__ready;
+  assign \$57  = n < cnt;
+  assign \$58  = spikes & valid_lanes;
+  assign \$59  = layer[37] ? valid_lanes : \$58 ;
+  assign \$60  = k * 2'h2;
+  assign \$61  = ! fsm_state;
+  assign \$62  = fsm_state == 1'h1;
+  assign \$63  = fsm_state == 2'h2;
+  assign \$64  = fsm_state == 2'h3;
+  assign \$65  = fsm_state == 3'h4;
+  assign \$66  = fsm_state == 3'h5;
+  assign \$67  = fsm_state == 3'h6;
+  assign \$68  = fsm_state == 3'h7;
+  assign \$69  = fsm_state == 4'h8;
+  assign \$70  = ~ busy;
+  assign \$71  = \$70  & host_we;
+  assign \$72  = ~ busy;
+  assign \$73  = \$72  & host_re;
+  assign \$78  = layer[14:13] + layer[17:15];
+  assign \$79  = $signed(w_q0) * $signed(s3_x);
+  assign \$80  = $signed(w_q1) * $signed(s3_x);
+  assign \$81  = $signed(total) + $signed(prod_q0);
+  assign \$82  = $signed(total) + $signed(leak_q0);
+  assign \$83  = $signed(\total$100 ) + $signed(prod_q1);
+  assign \$84  = $signed(\total$100 ) + $signed(leak_q1);
+  assign \$86  = \$85  + 1'h1;
+  assign \$87  = ! event_layer;
+  assign \$88  = ctr3 + 1'h1;
+  assign \$90  = ctr7 + 1'h1;
+  assign \$91  = input__valid & input__ready;
   assign \$93  = \$92  + 1'h1;
-  assign \$94  = event_layer * 3'h4;
-  assign \$95  = \$94  + 2'h3;
-  assign \$96  = input__valid & input__ready;
-  assign \$98  = \$97  + 1'h1;
-  assign \$99  = ~ busy;
-  assign \$100  = clear & \$99 ;
-  assign \$101  = ctr8 + 1'h1;
-  assign \$102  = ~ clear;
-  assign \$103  = in_full & \$102 ;
-  assign \$104  = ~ \$signal ;
-  assign \$105  = ~ \$signal ;
-  assign \$106  = ! num_layers;
-  assign \$108  = li * 3'h4;
-  assign \$109  = \$108  + 1'h0;
-  assign \$111  = \$110  + 1'h1;
-  assign \$112  = li * 3'h4;
-  assign \$113  = \$112  + 1'h0;
-  assign \$114  = li * 3'h4;
-  assign \$115  = \$114  + 1'h0;
-  assign \$117  = \$116  + 1'h1;
-  assign \$118  = li * 3'h4;
-  assign \$119  = \$118  + 1'h0;
-  assign \$122  = \$120  + \$121 ;
-  assign \$123  = e == \$122 ;
-  assign \$126  = ! \$125 ;
-  assign \$128  = ! \$127 ;
-  assign \$130  = cur ^ \$129 ;
-  assign \$131  = \$128  ? \$signal$172  : \$130 ;
-  assign \$133  = ! \$132 ;
-  assign \$137  = cur ^ \$136 ;
-  assign \$139  = \$133  ? \$134  : \$138 ;
-  assign \$143  = k[0] ? \$142  : 6'h00;
-  assign \$144  = 1'h0 + \$143 ;
-  assign \$147  = k[1] ? \$146  : 6'h00;
-  assign \$148  = \$144  + \$147 ;
-  assign \$151  = k[2] ? \$150  : 8'h00;
-  assign \$152  = \$148  + \$151 ;
-  assign \$155  = k[3] ? \$154  : 8'h00;
-  assign \$156  = \$152  + \$155 ;
-  assign \$157  = \$140  + \$156 [8:0];
-  assign \$158  = li * 3'h4;
-  assign \$159  = \$158  + 1'h0;
-  assign \$161  = \$160  + 1'h1;
-  assign \$162  = li * 3'h4;
-  assign \$163  = \$162  + 1'h0;
-  assign \$164  = n < cnt;
-  assign \$165  = n + 1'h1;
-  assign \$166  = ! k;
-  assign \$167  = li * 3'h4;
-  assign \$168  = \$167  + 2'h2;
-  assign \$170  = \$169  + 1'h1;
-  assign \$171  = li * 3'h4;
-  assign \$172  = \$171  + 2'h2;
-  assign \$173  = e + 1'h1;
-  assign \$174  = li * 3'h4;
-  assign \$175  = \$174  + 1'h0;
-  assign \$177  = \$176  + 1'h1;
-  assign \$178  = li * 3'h4;
-  assign \$179  = \$178  + 1'h0;
-  assign \$180  = ~ drain2;
-  assign \$181  = ~ \$signal$154 ;
-  assign \$182  = ~ s2_valid;
-  assign \$183  = \$181  & \$182 ;
-  assign \$184  = ~ \$signal$159 ;
-  assign \$185  = \$183  & \$184 ;
-  assign \$186  = li * 3'h4;
-  assign \$187  = \$186  + 1'h1;
-  assign \$189  = \$188  + 1'h1;
-  assign \$190  = li * 3'h4;
-  assign \$191  = \$190  + 1'h1;
-  assign \$193  = k + 1'h1;
-  assign \$194  = \$192  == \$193 ;
-  assign \$195  = k + 1'h1;
-  assign \$196  = li + 1'h1;
-  assign \$197  = \$196  == num_layers;
-  assign \$198  = li + 1'h1;
-  assign \$199  = ~ cur;
-  assign \$200  = ~ cur;
-  assign \$201  = ~ cur;
-  assign \$202  = ~ cur;
-  assign \$203  = ctr9 + 1'h1;
+  assign \$94  = ~ busy;
+  assign \$95  = clear & \$94 ;
+  assign \$96  = ctr8 + 1'h1;
+  assign \$97  = ~ clear;
+  assign \$98  = in_full & \$97 ;
+  assign \$99  = ~ \$signal ;
+  assign \$100  = ~ \$signal ;
+  assign \$101  = ! num_layers;
+  assign \$102  = ! li;
+  assign \$103  = ctr0 + 1'h1;
+  assign \$105  = ctr4 + 1'h1;
+  assign \$106  = ! li;
+  assign \$107  = ctr0 + 1'h1;
+  assign \$109  = ctr4 + 1'h1;
+  assign \$110  = e == e_end;
+  assign \$113  = ! \$112 ;
+  assign \$115  = ! \$114 ;
+  assign \$117  = cur ^ \$116 ;
+  assign \$118  = \$115  ? \$signal$174  : \$117 ;
+  assign \$120  = ! \$119 ;
+  assign \$124  = cur ^ \$123 ;
+  assign \$126  = \$120  ? \$121  : \$125 ;
+  assign \$130  = k[0] ? \$129  : 6'h00;
+  assign \$131  = 1'h0 + \$130 ;
+  assign \$134  = k[1] ? \$133  : 6'h00;
+  assign \$135  = \$131  + \$134 ;
+  assign \$138  = k[2] ? \$137  : 8'h00;
+  assign \$139  = \$135  + \$138 ;
+  assign \$142  = k[3] ? \$141  : 8'h00;
+  assign \$143  = \$139  + \$142 ;
+  assign \$144  = \$127  + \$143 [8:0];
+  assign \$145  = ! li;
+  assign \$146  = ctr0 + 1'h1;
+  assign \$148  = ctr4 + 1'h1;
+  assign \$149  = n < cnt;
+  assign \$150  = n + 1'h1;
+  assign \$151  = ! k;
+  assign \$152  = ! li;
+  assign \$153  = ctr2 + 1'h1;
+  assign \$155  = ctr6 + 1'h1;
+  assign \$156  = e + 1'h1;
+  assign \$157  = ! li;
+  assign \$158  = ctr0 + 1'h1;
+  assign \$160  = ctr4 + 1'h1;
+  assign \$161  = ~ drain2;
+  assign \$162  = ~ \$signal$156 ;
+  assign \$163  = ~ s2_valid;
+  assign \$164  = \$162  & \$163 ;
+  assign \$165  = ~ \$signal$161 ;
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = ! li;
+  assign \$168  = ctr1 + 1'h1;
+  assign \$170  = ctr5 + 1'h1;
+  assign \$171  = k + 1'h1;
+  assign \$172  = \$171  == layer[8:5];
+  assign \$173  = k + 1'h1;
+  assign \$174  = li + 1'h1;
+  assign \$175  = \$174  == num_layers;
+  assign \$176  = li + 1'h1;
+  assign \$177  = ~ cur;
+  assign \$178  = ~ cur;
+  assign \$179  = ~ cur;
+  assign \$180  = ~ cur;
+  assign \$181  = ctr9 + 1'h1;
   always @(posedge clk)
-    layer0 <= \$204 ;
+    layer0 <= \$182 ;
   always @(posedge clk)
-    layer1 <= \$205 ;
+    layer1 <= \$183 ;
   always @(posedge clk)
-    edge0 <= \$206 ;
+    edge0 <= \$184 ;
   always @(posedge clk)
-    edge1 <= \$207 ;
+    edge1 <= \$185 ;
   always @(posedge clk)
-    edge2 <= \$208 ;
+    edge2 <= \$186 ;
   always @(posedge clk)
-    edge3 <= \$209 ;
+    edge3 <= \$187 ;
   always @(posedge clk)
-    num_layers <= \$210 ;
+    num_layers <= \$188 ;
   always @(posedge clk)
-    host_rvalid <= \$211 ;
+    host_rvalid <= \$189 ;
   always @(posedge clk)
-    rd_region <= \$212 ;
+    rd_region <= \$190 ;
   always @(posedge clk)
-    rd_lane <= \$213 ;
+    rd_lane <= \$191 ;
   always @(posedge clk)
-    rd_reg <= \$214 ;
+    rd_reg <= \$192 ;
   always @(posedge clk)
-    \$signal$154  <= \$215 ;
+    layer <= \$193 ;
   always @(posedge clk)
-    s2_valid <= \$216 ;
+    e_end <= \$194 ;
   always @(posedge clk)
-    s2_x <= \$217 ;
+    \$signal$156  <= \$195 ;
   always @(posedge clk)
-    s1_rowbase <= \$218 ;
+    s2_valid <= \$196 ;
   always @(posedge clk)
-    s1_from_input <= \$219 ;
+    s2_x <= \$197 ;
   always @(posedge clk)
-    \$signal$159  <= \$220 ;
+    s1_rowbase <= \$198 ;
   always @(posedge clk)
-    s3_x <= \$221 ;
+    s1_from_input <= \$199 ;
   always @(posedge clk)
-    s4_valid <= \$222 ;
+    \$signal$161  <= \$200 ;
   always @(posedge clk)
-    w_q0 <= \$223 ;
+    s3_x <= \$201 ;
   always @(posedge clk)
-    w_q1 <= \$224 ;
+    s4_valid <= \$202 ;
   always @(posedge clk)
-    prod_q0 <= \$225 ;
+    w_q0 <= \$203 ;
   always @(posedge clk)
-    prod_q1 <= \$226 ;
+    w_q1 <= \$204 ;
   always @(posedge clk)
-    \$signal$166  <= \$227 ;
+    prod_q0 <= \$205 ;
   always @(posedge clk)
-    pre2 <= \$228 ;
+    prod_q1 <= \$206 ;
   always @(posedge clk)
-    leak_q0 <= \$229 ;
+    \$signal$168  <= \$207 ;
   always @(posedge clk)
-    theta <= \$230 ;
+    pre2 <= \$208 ;
   always @(posedge clk)
-    total <= \$231 ;
+    leak_q0 <= \$209 ;
   always @(posedge clk)
-    leak_q1 <= \$232 ;
+    theta <= \$210 ;
   always @(posedge clk)
-    \theta$104  <= \$233 ;
+    total <= \$211 ;
   always @(posedge clk)
-    \total$102  <= \$234 ;
+    leak_q1 <= \$212 ;
   always @(posedge clk)
-    count0 <= \$235 ;
+    \theta$102  <= \$213 ;
   always @(posedge clk)
-    count1 <= \$236 ;
+    \total$100  <= \$214 ;
   always @(posedge clk)
-    count2 <= \$237 ;
+    count0 <= \$215 ;
   always @(posedge clk)
-    count3 <= \$238 ;
+    count1 <= \$216 ;
   always @(posedge clk)
-    count4 <= \$239 ;
+    count2 <= \$217 ;
   always @(posedge clk)
-    count5 <= \$240 ;
+    count3 <= \$218 ;
   always @(posedge clk)
-    count6 <= \$241 ;
+    count4 <= \$219 ;
   always @(posedge clk)
-    count7 <= \$242 ;
+    count5 <= \$220 ;
   always @(posedge clk)
-    ctr0 <= \$243 ;
+    count6 <= \$221 ;
   always @(posedge clk)
-    ctr1 <= \$244 ;
+    count7 <= \$222 ;
   always @(posedge clk)
-    ctr2 <= \$245 ;
+    ctr3 <= \$223 ;
   always @(posedge clk)
-    ctr3 <= \$246 ;
+    ctr7 <= \$224 ;
   always @(posedge clk)
-    ctr4 <= \$247 ;
+    in_full <= \$225 ;
   always @(posedge clk)
-    ctr5 <= \$248 ;
+    in_count0 <= \$226 ;
   always @(posedge clk)
-    ctr6 <= \$249 ;
+    in_count1 <= \$227 ;
   always @(posedge clk)
-    ctr7 <= \$250 ;
+    ctr0 <= \$228 ;
   always @(posedge clk)
-    ctr8 <= \$251 ;
+    ctr1 <= \$229 ;
   always @(posedge clk)
-    ctr9 <= \$252 ;
+    ctr2 <= \$230 ;
   always @(posedge clk)
-    in_full <= \$253 ;
+    ctr4 <= \$231 ;
   always @(posedge clk)
-    in_count0 <= \$254 ;
+    ctr5 <= \$232 ;
   always @(posedge clk)
-    in_count1 <= \$255 ;
+    ctr6 <= \$233 ;
   always @(posedge clk)
-    cur <= \$256 ;
+    ctr8 <= \$234 ;
   always @(posedge clk)
-    \$signal  <= \$257 ;
+    ctr9 <= \$235 ;
   always @(posedge clk)
-    li <= \$258 ;
+    cur <= \$236 ;
   always @(posedge clk)
-    \$signal$172  <= \$259 ;
+    \$signal  <= \$237 ;
   always @(posedge clk)
-    fsm_state <= \$260 ;
+    li <= \$238 ;
   always @(posedge clk)
-    k <= \$261 ;
+    \$signal$174  <= \$239 ;
   always @(posedge clk)
-    e <= \$262 ;
+    fsm_state <= \$240 ;
   always @(posedge clk)
-    src_sel <= \$263 ;
+    k <= \$241 ;
   always @(posedge clk)
-    \$signal$158  <= \$264 ;
+    e <= \$242 ;
   always @(posedge clk)
-    bank_sel <= \$265 ;
+    src_sel <= \$243 ;
   always @(posedge clk)
-    n <= \$266 ;
+    \$signal$160  <= \$244 ;
   always @(posedge clk)
-    cnt <= \$267 ;
+    bank_sel <= \$245 ;
   always @(posedge clk)
-    rowbase <= \$268 ;
+    n <= \$246 ;
   always @(posedge clk)
-    drain2 <= \$269 ;
+    cnt <= \$247 ;
+  always @(posedge clk)
+    rowbase <= \$248 ;
+  always @(posedge clk)
+    drain2 <= \$249 ;
   \npu_core_tiny.leak0  leak0 (
     .alpha(\$signature__data$36 [8:0]),
     .bias(\$signature__data$36 [40:25]),
@@ -1686,26 +1667,22 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   \npu_core_tiny.leak1  leak1 (
     .alpha(\$signature__data$37 [8:0]),
     .bias(\$signature__data$37 [40:25]),
-    .leak(\leak$171 ),
+    .leak(\leak$173 ),
     .u(\$signature__data$39 )
   );
   \npu_core_tiny.neuron0  neuron0 (
-    .reset(reset),
+    .\port$609$18 (layer[36:18]),
     .spike(spike),
-    .spiking(spiking),
     .theta(theta),
     .total(total),
-    .u_new(u_new),
-    .v_reset(v_reset)
+    .u_new(u_new)
   );
   \npu_core_tiny.neuron1  neuron1 (
-    .reset(\reset$107 ),
-    .spike(\spike$109 ),
-    .spiking(\spiking$108 ),
-    .theta(\theta$104 ),
-    .total(\total$102 ),
-    .u_new(\u_new$117 ),
-    .v_reset(\v_reset$106 )
+    .\port$609$18 (layer[36:18]),
+    .spike(\spike$107 ),
+    .theta(\theta$102 ),
+    .total(\total$100 ),
+    .u_new(\u_new$115 )
   );
   \npu_core_tiny.out_fifo  out_fifo (
     .clk(clk),
@@ -1726,14 +1703,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .event_index(event_index),
     .free(free),
     .layer(event_layer),
-    .\layer$23 (layer),
+    .\layer$23 (\layer$134 ),
     .load(load),
     .records__payload(records__payload),
     .records__ready(records__ready),
     .records__valid(records__valid),
     .rst(rst),
     .send(send),
-    .\spikes$21 (\spikes$134 ),
+    .\spikes$21 (\spikes$132 ),
     .values(values)
   );
   always @* begin
@@ -1769,113 +1746,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          \$24  = layer0[12:9];
-      1'h1:
-          \$24  = layer1[12:9];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
     casez ({ cur, spike_src })
       3'h0:
-          \$35  = count0[3:0];
+          \$34  = count0[3:0];
       3'h1:
-          \$35  = count1[3:0];
+          \$34  = count1[3:0];
       3'h2:
-          \$35  = count2[3:0];
+          \$34  = count2[3:0];
       3'h3:
-          \$35  = count3[3:0];
+          \$34  = count3[3:0];
       3'h4:
-          \$35  = count4[3:0];
+          \$34  = count4[3:0];
       3'h5:
-          \$35  = count5[3:0];
+          \$34  = count5[3:0];
       3'h6:
-          \$35  = count6[3:0];
+          \$34  = count6[3:0];
       3'h7:
-          \$35  = count7[3:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          v_reset = layer0[36:21];
-      1'h1:
-          v_reset = layer1[36:21];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          reset = layer0[20:19];
-      1'h1:
-          reset = layer1[20:19];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          spiking = layer0[18];
-      1'h1:
-          spiking = layer1[18];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          \v_reset$106  = layer0[36:21];
-      1'h1:
-          \v_reset$106  = layer1[36:21];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          \reset$107  = layer0[20:19];
-      1'h1:
-          \reset$107  = layer1[20:19];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          \spiking$108  = layer0[18];
-      1'h1:
-          \spiking$108  = layer1[18];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          \$48  = layer0[4:0];
-      1'h1:
-          \$48  = layer1[4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          \$52  = layer0[4:0];
-      1'h1:
-          \$52  = layer1[4:0];
+          \$34  = count7[3:0];
     endcase
   end
   always @* begin
@@ -1883,79 +1770,69 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$59  = in_count0[3:0];
+          \$56  = in_count0[3:0];
       1'h1:
-          \$59  = in_count1[3:0];
+          \$56  = in_count1[3:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          \$61  = layer0[37];
-      1'h1:
-          \$61  = layer1[37];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          \$65  = layer0[37];
-      1'h1:
-          \$65  = layer1[37];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$79  = 38'h0000000000;
+    \$74  = 38'h0000000000;
     casez (host_addr[7:0])
       8'h00:
-          \$79  = layer0;
+          \$74  = layer0;
       8'h01:
-          \$79  = layer1;
+          \$74  = layer1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$80  = 16'h0000;
+    \$75  = 16'h0000;
     casez (host_addr[7:0])
       8'h00:
-          \$80  = edge0;
+          \$75  = edge0;
       8'h01:
-          \$80  = edge1;
+          \$75  = edge1;
       8'h02:
-          \$80  = edge2;
+          \$75  = edge2;
       8'h03:
-          \$80  = edge3;
+          \$75  = edge3;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$81  = 32'd0;
+    \$76  = 32'd0;
     casez (host_addr[7:0])
       8'h00:
-          \$81  = ctr0;
+          \$76  = ctr0;
       8'h01:
-          \$81  = ctr1;
+          \$76  = ctr1;
       8'h02:
-          \$81  = ctr2;
+          \$76  = ctr2;
       8'h03:
-          \$81  = ctr3;
+          \$76  = ctr3;
       8'h04:
-          \$81  = ctr4;
+          \$76  = ctr4;
       8'h05:
-          \$81  = ctr5;
+          \$76  = ctr5;
       8'h06:
-          \$81  = ctr6;
+          \$76  = ctr6;
       8'h07:
-          \$81  = ctr7;
+          \$76  = ctr7;
       8'h08:
-          \$81  = ctr8;
+          \$76  = ctr8;
       8'h09:
-          \$81  = ctr9;
+          \$76  = ctr9;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      1'h0:
+          \$77  = layer0;
+      1'h1:
+          \$77  = layer1;
     endcase
   end
   always @* begin
@@ -1963,47 +1840,21 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez ({ cur, spike_src })
       3'h0:
-          \$88  = count0;
+          \$85  = count0;
       3'h1:
-          \$88  = count1;
+          \$85  = count1;
       3'h2:
-          \$88  = count2;
+          \$85  = count2;
       3'h3:
-          \$88  = count3;
+          \$85  = count3;
       3'h4:
-          \$88  = count4;
+          \$85  = count4;
       3'h5:
-          \$88  = count5;
+          \$85  = count5;
       3'h6:
-          \$88  = count6;
+          \$85  = count6;
       3'h7:
-          \$88  = count7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$92  = 32'd0;
-    casez (\$91 )
-      5'h00:
-          \$92  = ctr0;
-      5'h01:
-          \$92  = ctr1;
-      5'h02:
-          \$92  = ctr2;
-      5'h03:
-          \$92  = ctr3;
-      5'h04:
-          \$92  = ctr4;
-      5'h05:
-          \$92  = ctr5;
-      5'h06:
-          \$92  = ctr6;
-      5'h07:
-          \$92  = ctr7;
-      5'h08:
-          \$92  = ctr8;
-      5'h09:
-          \$92  = ctr9;
+          \$85  = count7;
     endcase
   end
   always @* begin
@@ -2011,91 +1862,89 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$97  = in_count0;
+          \$92  = in_count0;
       1'h1:
-          \$97  = in_count1;
+          \$92  = in_count1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (li)
+    casez (e[1:0])
+      2'h0:
+          \$111  = edge0[1:0];
+      2'h1:
+          \$111  = edge1[1:0];
+      2'h2:
+          \$111  = edge2[1:0];
+      2'h3:
+          \$111  = edge3[1:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[1:0])
+      2'h0:
+          \$112  = edge0[1:0];
+      2'h1:
+          \$112  = edge1[1:0];
+      2'h2:
+          \$112  = edge2[1:0];
+      2'h3:
+          \$112  = edge3[1:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[1:0])
+      2'h0:
+          \$114  = edge0[1:0];
+      2'h1:
+          \$114  = edge1[1:0];
+      2'h2:
+          \$114  = edge2[1:0];
+      2'h3:
+          \$114  = edge3[1:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[1:0])
+      2'h0:
+          \$116  = edge0[2];
+      2'h1:
+          \$116  = edge1[2];
+      2'h2:
+          \$116  = edge2[2];
+      2'h3:
+          \$116  = edge3[2];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[1:0])
+      2'h0:
+          \$119  = edge0[1:0];
+      2'h1:
+          \$119  = edge1[1:0];
+      2'h2:
+          \$119  = edge2[1:0];
+      2'h3:
+          \$119  = edge3[1:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$174 )
       1'h0:
-          \$107  = layer0[14:13];
+          \$121  = in_count0;
       1'h1:
-          \$107  = layer1[14:13];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$110  = 32'd0;
-    casez (\$109 )
-      5'h00:
-          \$110  = ctr0;
-      5'h01:
-          \$110  = ctr1;
-      5'h02:
-          \$110  = ctr2;
-      5'h03:
-          \$110  = ctr3;
-      5'h04:
-          \$110  = ctr4;
-      5'h05:
-          \$110  = ctr5;
-      5'h06:
-          \$110  = ctr6;
-      5'h07:
-          \$110  = ctr7;
-      5'h08:
-          \$110  = ctr8;
-      5'h09:
-          \$110  = ctr9;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$116  = 32'd0;
-    casez (\$115 )
-      5'h00:
-          \$116  = ctr0;
-      5'h01:
-          \$116  = ctr1;
-      5'h02:
-          \$116  = ctr2;
-      5'h03:
-          \$116  = ctr3;
-      5'h04:
-          \$116  = ctr4;
-      5'h05:
-          \$116  = ctr5;
-      5'h06:
-          \$116  = ctr6;
-      5'h07:
-          \$116  = ctr7;
-      5'h08:
-          \$116  = ctr8;
-      5'h09:
-          \$116  = ctr9;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          \$120  = layer0[14:13];
-      1'h1:
-          \$120  = layer1[14:13];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          \$121  = layer0[17:15];
-      1'h1:
-          \$121  = layer1[17:15];
+          \$121  = in_count1;
     endcase
   end
   always @* begin
@@ -2103,13 +1952,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$124  = edge0[1:0];
+          \$122  = edge0[1:0];
       2'h1:
-          \$124  = edge1[1:0];
+          \$122  = edge1[1:0];
       2'h2:
-          \$124  = edge2[1:0];
+          \$122  = edge2[1:0];
       2'h3:
-          \$124  = edge3[1:0];
+          \$122  = edge3[1:0];
     endcase
   end
   always @* begin
@@ -2117,115 +1966,35 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$125  = edge0[1:0];
+          \$123  = edge0[2];
       2'h1:
-          \$125  = edge1[1:0];
+          \$123  = edge1[2];
       2'h2:
-          \$125  = edge2[1:0];
+          \$123  = edge2[2];
       2'h3:
-          \$125  = edge3[1:0];
+          \$123  = edge3[2];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$127  = edge0[1:0];
-      2'h1:
-          \$127  = edge1[1:0];
-      2'h2:
-          \$127  = edge2[1:0];
-      2'h3:
-          \$127  = edge3[1:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$129  = edge0[2];
-      2'h1:
-          \$129  = edge1[2];
-      2'h2:
-          \$129  = edge2[2];
-      2'h3:
-          \$129  = edge3[2];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$132  = edge0[1:0];
-      2'h1:
-          \$132  = edge1[1:0];
-      2'h2:
-          \$132  = edge2[1:0];
-      2'h3:
-          \$132  = edge3[1:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$172 )
-      1'h0:
-          \$134  = in_count0;
-      1'h1:
-          \$134  = in_count1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$135  = edge0[1:0];
-      2'h1:
-          \$135  = edge1[1:0];
-      2'h2:
-          \$135  = edge2[1:0];
-      2'h3:
-          \$135  = edge3[1:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$136  = edge0[2];
-      2'h1:
-          \$136  = edge1[2];
-      2'h2:
-          \$136  = edge2[2];
-      2'h3:
-          \$136  = edge3[2];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ \$137 , \$135  })
+    casez ({ \$124 , \$122  })
       3'h0:
-          \$138  = count0;
+          \$125  = count0;
       3'h1:
-          \$138  = count1;
+          \$125  = count1;
       3'h2:
-          \$138  = count2;
+          \$125  = count2;
       3'h3:
-          \$138  = count3;
+          \$125  = count3;
       3'h4:
-          \$138  = count4;
+          \$125  = count4;
       3'h5:
-          \$138  = count5;
+          \$125  = count5;
       3'h6:
-          \$138  = count6;
+          \$125  = count6;
       3'h7:
-          \$138  = count7;
+          \$125  = count7;
     endcase
   end
   always @* begin
@@ -2233,13 +2002,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$140  = edge0[10:3];
+          \$127  = edge0[10:3];
       2'h1:
-          \$140  = edge1[10:3];
+          \$127  = edge1[10:3];
       2'h2:
-          \$140  = edge2[10:3];
+          \$127  = edge2[10:3];
       2'h3:
-          \$140  = edge3[10:3];
+          \$127  = edge3[10:3];
     endcase
   end
   always @* begin
@@ -2247,13 +2016,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$141  = edge0[15:11];
+          \$128  = edge0[15:11];
       2'h1:
-          \$141  = edge1[15:11];
+          \$128  = edge1[15:11];
       2'h2:
-          \$141  = edge2[15:11];
+          \$128  = edge2[15:11];
       2'h3:
-          \$141  = edge3[15:11];
+          \$128  = edge3[15:11];
     endcase
   end
   always @* begin
@@ -2261,13 +2030,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$145  = edge0[15:11];
+          \$132  = edge0[15:11];
       2'h1:
-          \$145  = edge1[15:11];
+          \$132  = edge1[15:11];
       2'h2:
-          \$145  = edge2[15:11];
+          \$132  = edge2[15:11];
       2'h3:
-          \$145  = edge3[15:11];
+          \$132  = edge3[15:11];
     endcase
   end
   always @* begin
@@ -2275,13 +2044,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$149  = edge0[15:11];
+          \$136  = edge0[15:11];
       2'h1:
-          \$149  = edge1[15:11];
+          \$136  = edge1[15:11];
       2'h2:
-          \$149  = edge2[15:11];
+          \$136  = edge2[15:11];
       2'h3:
-          \$149  = edge3[15:11];
+          \$136  = edge3[15:11];
     endcase
   end
   always @* begin
@@ -2289,127 +2058,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$153  = edge0[15:11];
+          \$140  = edge0[15:11];
       2'h1:
-          \$153  = edge1[15:11];
+          \$140  = edge1[15:11];
       2'h2:
-          \$153  = edge2[15:11];
+          \$140  = edge2[15:11];
       2'h3:
-          \$153  = edge3[15:11];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$160  = 32'd0;
-    casez (\$159 )
-      5'h00:
-          \$160  = ctr0;
-      5'h01:
-          \$160  = ctr1;
-      5'h02:
-          \$160  = ctr2;
-      5'h03:
-          \$160  = ctr3;
-      5'h04:
-          \$160  = ctr4;
-      5'h05:
-          \$160  = ctr5;
-      5'h06:
-          \$160  = ctr6;
-      5'h07:
-          \$160  = ctr7;
-      5'h08:
-          \$160  = ctr8;
-      5'h09:
-          \$160  = ctr9;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$169  = 32'd0;
-    casez (\$168 )
-      5'h00:
-          \$169  = ctr0;
-      5'h01:
-          \$169  = ctr1;
-      5'h02:
-          \$169  = ctr2;
-      5'h03:
-          \$169  = ctr3;
-      5'h04:
-          \$169  = ctr4;
-      5'h05:
-          \$169  = ctr5;
-      5'h06:
-          \$169  = ctr6;
-      5'h07:
-          \$169  = ctr7;
-      5'h08:
-          \$169  = ctr8;
-      5'h09:
-          \$169  = ctr9;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$176  = 32'd0;
-    casez (\$175 )
-      5'h00:
-          \$176  = ctr0;
-      5'h01:
-          \$176  = ctr1;
-      5'h02:
-          \$176  = ctr2;
-      5'h03:
-          \$176  = ctr3;
-      5'h04:
-          \$176  = ctr4;
-      5'h05:
-          \$176  = ctr5;
-      5'h06:
-          \$176  = ctr6;
-      5'h07:
-          \$176  = ctr7;
-      5'h08:
-          \$176  = ctr8;
-      5'h09:
-          \$176  = ctr9;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$188  = 32'd0;
-    casez (\$187 )
-      5'h00:
-          \$188  = ctr0;
-      5'h01:
-          \$188  = ctr1;
-      5'h02:
-          \$188  = ctr2;
-      5'h03:
-          \$188  = ctr3;
-      5'h04:
-          \$188  = ctr4;
-      5'h05:
-          \$188  = ctr5;
-      5'h06:
-          \$188  = ctr6;
-      5'h07:
-          \$188  = ctr7;
-      5'h08:
-          \$188  = ctr8;
-      5'h09:
-          \$188  = ctr9;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          \$192  = layer0[8:5];
-      1'h1:
-          \$192  = layer1[8:5];
+          \$140  = edge3[15:11];
     endcase
   end
   always @* begin
@@ -2430,7 +2085,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ev_wr__addr = 7'h00;
     if (\event ) begin
-      ev_wr__addr = { cur, spike_src, \$35  };
+      ev_wr__addr = { cur, spike_src, \$34  };
     end
   end
   always @* begin
@@ -2451,18 +2106,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__addr = 5'h00;
-    if (\$58 ) begin
+    if (\$55 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
-        in_wr__addr = { \$signal , \$59  };
+        in_wr__addr = { \$signal , \$56  };
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__data = 12'h000;
-    if (\$58 ) begin
+    if (\$55 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
@@ -2474,7 +2129,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__en = 1'h0;
-    if (\$58 ) begin
+    if (\$55 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
@@ -2508,14 +2163,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signal$128  = 1'h0;
+    \$signal$126  = 1'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
           /* empty */;
       4'h3:
-          \$signal$128  = 1'h1;
+          \$signal$126  = 1'h1;
     endcase
   end
   always @* begin
@@ -2531,7 +2186,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h4:
           /* empty */;
       4'h6:
-          if (\$60 ) begin
+          if (\$57 ) begin
             issue = 1'h1;
           end
     endcase
@@ -2598,13 +2253,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h7:
           if (can_load) begin
-            send = \$63 ;
+            send = \$59 ;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \spikes$134  = 2'h0;
+    \spikes$132  = 2'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -2620,7 +2275,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h7:
           if (can_load) begin
-            \spikes$134  = spikes;
+            \spikes$132  = spikes;
           end
     endcase
   end
@@ -2642,13 +2297,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h7:
           if (can_load) begin
-            base = \$64 [4:0];
+            base = \$60 [4:0];
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    layer = 1'h0;
+    \layer$134  = 1'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -2664,7 +2319,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h7:
           if (can_load) begin
-            layer = li;
+            \layer$134  = li;
           end
     endcase
   end
@@ -2686,7 +2341,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h7:
           if (can_load) begin
-            emit_values = \$65 ;
+            emit_values = layer[37];
           end
     endcase
   end
@@ -2709,7 +2364,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h7:
           if (can_load) begin
             values[15:0] = u_new;
-            values[31:16] = \u_new$117 ;
+            values[31:16] = \u_new$115 ;
           end
     endcase
   end
@@ -2739,60 +2394,60 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$204  = layer0;
-    if (\$76 ) begin
+    \$182  = layer0;
+    if (\$71 ) begin
       casez (host_addr[11:9])
         3'h0:
             casez (host_addr[7:0])
               8'h00:
-                  \$204  = host_wdata[37:0];
+                  \$182  = host_wdata[37:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$204  = 38'h0000000000;
+      \$182  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$205  = layer1;
-    if (\$76 ) begin
+    \$183  = layer1;
+    if (\$71 ) begin
       casez (host_addr[11:9])
         3'h0:
             casez (host_addr[7:0])
               8'h00:
                   /* empty */;
               8'h01:
-                  \$205  = host_wdata[37:0];
+                  \$183  = host_wdata[37:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$205  = 38'h0000000000;
+      \$183  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$206  = edge0;
-    if (\$76 ) begin
+    \$184  = edge0;
+    if (\$71 ) begin
       casez (host_addr[11:9])
         3'h0:
             /* empty */;
         3'h1:
             casez (host_addr[7:0])
               8'h00:
-                  \$206  = host_wdata[15:0];
+                  \$184  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$206  = 16'h0000;
+      \$184  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$207  = edge1;
-    if (\$76 ) begin
+    \$185  = edge1;
+    if (\$71 ) begin
       casez (host_addr[11:9])
         3'h0:
             /* empty */;
@@ -2801,18 +2456,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               8'h00:
                   /* empty */;
               8'h01:
-                  \$207  = host_wdata[15:0];
+                  \$185  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$207  = 16'h0000;
+      \$185  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$208  = edge2;
-    if (\$76 ) begin
+    \$186  = edge2;
+    if (\$71 ) begin
       casez (host_addr[11:9])
         3'h0:
             /* empty */;
@@ -2823,18 +2478,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               8'h01:
                   /* empty */;
               8'h02:
-                  \$208  = host_wdata[15:0];
+                  \$186  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$208  = 16'h0000;
+      \$186  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209  = edge3;
-    if (\$76 ) begin
+    \$187  = edge3;
+    if (\$71 ) begin
       casez (host_addr[11:9])
         3'h0:
             /* empty */;
@@ -2847,194 +2502,208 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               8'h02:
                   /* empty */;
               8'h03:
-                  \$209  = host_wdata[15:0];
+                  \$187  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$209  = 16'h0000;
+      \$187  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210  = num_layers;
-    if (\$76 ) begin
+    \$188  = num_layers;
+    if (\$71 ) begin
       casez (host_addr[11:9])
         3'h0:
             /* empty */;
         3'h1:
             /* empty */;
         3'h6:
-            \$210  = host_wdata[1:0];
+            \$188  = host_wdata[1:0];
       endcase
     end
     if (rst) begin
-      \$210  = 2'h0;
+      \$188  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211  = \$78 ;
+    \$189  = \$73 ;
     if (rst) begin
-      \$211  = 1'h0;
+      \$189  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = host_addr[11:9];
+    \$190  = host_addr[11:9];
     if (rst) begin
-      \$212  = 3'h0;
+      \$190  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = host_addr[8];
+    \$191  = host_addr[8];
     if (rst) begin
-      \$213  = 1'h0;
+      \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = rd_reg;
+    \$192  = rd_reg;
     casez (host_addr[11:9])
       3'h0:
-          \$214  = { 3'h0, \$79  };
+          \$192  = { 3'h0, \$74  };
       3'h1:
-          \$214  = { 25'h0000000, \$80  };
+          \$192  = { 25'h0000000, \$75  };
       3'h5:
-          \$214  = { 9'h000, \$81  };
+          \$192  = { 9'h000, \$76  };
       3'h6:
-          \$214  = { 39'h0000000000, num_layers };
+          \$192  = { 39'h0000000000, num_layers };
     endcase
     if (rst) begin
-      \$214  = 41'h00000000000;
+      \$192  = 41'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = issue;
+    \$193  = \$77 ;
     if (rst) begin
-      \$215  = 1'h0;
+      \$193  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = \$signal$154 ;
+    \$194  = \$78 [2:0];
     if (rst) begin
-      \$216  = 1'h0;
+      \$194  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = s1_value;
+    \$195  = issue;
     if (rst) begin
-      \$217  = 8'h00;
+      \$195  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = s1_rowbase;
+    \$196  = \$signal$156 ;
+    if (rst) begin
+      \$196  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$197  = s1_value;
+    if (rst) begin
+      \$197  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$198  = s1_rowbase;
     if (issue) begin
-      \$218  = rowbase;
+      \$198  = rowbase;
     end
     if (rst) begin
-      \$218  = 9'h000;
+      \$198  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = s1_from_input;
+    \$199  = s1_from_input;
     if (issue) begin
-      \$219  = \$signal$158 ;
+      \$199  = \$signal$160 ;
     end
     if (rst) begin
-      \$219  = 1'h0;
+      \$199  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = s2_valid;
+    \$200  = s2_valid;
     if (rst) begin
-      \$220  = 1'h0;
+      \$200  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = s2_x;
+    \$201  = s2_x;
     if (rst) begin
-      \$221  = 8'h00;
+      \$201  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = \$signal$159 ;
+    \$202  = \$signal$161 ;
     if (rst) begin
-      \$222  = 1'h0;
+      \$202  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = \$signature__data$34 ;
+    \$203  = \$signature__data$34 ;
     if (rst) begin
-      \$223  = 8'h00;
+      \$203  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = \$signature__data$35 ;
+    \$204  = \$signature__data$35 ;
     if (rst) begin
-      \$224  = 8'h00;
+      \$204  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = \$82 ;
+    \$205  = \$79 ;
     if (rst) begin
-      \$225  = 16'h0000;
+      \$205  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = \$83 ;
+    \$206  = \$80 ;
     if (rst) begin
-      \$226  = 16'h0000;
+      \$206  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = \$signal$128 ;
+    \$207  = \$signal$126 ;
     if (rst) begin
-      \$227  = 1'h0;
+      \$207  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = \$signal$166 ;
+    \$208  = \$signal$168 ;
     if (rst) begin
-      \$228  = 1'h0;
+      \$208  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = leak;
+    \$209  = leak;
     if (rst) begin
-      \$229  = 18'h00000;
+      \$209  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = \$signature__data$36 [24:9];
+    \$210  = \$signature__data$36 [24:9];
     if (rst) begin
-      \$230  = 16'h0000;
+      \$210  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = total;
+    \$211  = total;
     if (s4_valid) begin
-      \$231  = \$84 [25:0];
+      \$211  = \$81 [25:0];
     end else if (pre2) begin
-      \$231  = \$85 [25:0];
+      \$211  = \$82 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -3042,33 +2711,33 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          \$231  = 26'h0000000;
+          \$211  = 26'h0000000;
     endcase
     if (rst) begin
-      \$231  = 26'h0000000;
+      \$211  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = \leak$171 ;
+    \$212  = \leak$173 ;
     if (rst) begin
-      \$232  = 18'h00000;
+      \$212  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = \$signature__data$37 [24:9];
+    \$213  = \$signature__data$37 [24:9];
     if (rst) begin
-      \$233  = 16'h0000;
+      \$213  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = \total$102 ;
+    \$214  = \total$100 ;
     if (s4_valid) begin
-      \$234  = \$86 [25:0];
+      \$214  = \$83 [25:0];
     end else if (pre2) begin
-      \$234  = \$87 [25:0];
+      \$214  = \$84 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -3076,23 +2745,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          \$234  = 26'h0000000;
+          \$214  = 26'h0000000;
     endcase
     if (rst) begin
-      \$234  = 26'h0000000;
+      \$214  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = count0;
+    \$215  = count0;
     if (\event ) begin
       casez ({ cur, spike_src })
         3'h0:
-            \$235  = \$89 [4:0];
+            \$215  = \$86 [4:0];
       endcase
     end
-    if (\$100 ) begin
-      \$235  = 5'h00;
+    if (\$95 ) begin
+      \$215  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -3113,29 +2782,29 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$199 , 2'h0 })
+            casez ({ \$177 , 2'h0 })
               3'h0:
-                  \$235  = 5'h00;
+                  \$215  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$235  = 5'h00;
+      \$215  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = count1;
+    \$216  = count1;
     if (\event ) begin
       casez ({ cur, spike_src })
         3'h0:
             /* empty */;
         3'h1:
-            \$236  = \$89 [4:0];
+            \$216  = \$86 [4:0];
       endcase
     end
-    if (\$100 ) begin
-      \$236  = 5'h00;
+    if (\$95 ) begin
+      \$216  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -3156,19 +2825,19 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$200 , 2'h1 })
+            casez ({ \$178 , 2'h1 })
               3'h1:
-                  \$236  = 5'h00;
+                  \$216  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$236  = 5'h00;
+      \$216  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = count2;
+    \$217  = count2;
     if (\event ) begin
       casez ({ cur, spike_src })
         3'h0:
@@ -3176,11 +2845,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             /* empty */;
         3'h2:
-            \$237  = \$89 [4:0];
+            \$217  = \$86 [4:0];
       endcase
     end
-    if (\$100 ) begin
-      \$237  = 5'h00;
+    if (\$95 ) begin
+      \$217  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -3201,19 +2870,19 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$201 , 2'h2 })
+            casez ({ \$179 , 2'h2 })
               3'h2:
-                  \$237  = 5'h00;
+                  \$217  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$237  = 5'h00;
+      \$217  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$238  = count3;
+    \$218  = count3;
     if (\event ) begin
       casez ({ cur, spike_src })
         3'h0:
@@ -3223,19 +2892,19 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h2:
             /* empty */;
         3'h3:
-            \$238  = \$89 [4:0];
+            \$218  = \$86 [4:0];
       endcase
     end
-    if (\$100 ) begin
-      \$238  = 5'h00;
+    if (\$95 ) begin
+      \$218  = 5'h00;
     end
     if (rst) begin
-      \$238  = 5'h00;
+      \$218  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$239  = count4;
+    \$219  = count4;
     if (\event ) begin
       casez ({ cur, spike_src })
         3'h0:
@@ -3247,11 +2916,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h3:
             /* empty */;
         3'h4:
-            \$239  = \$89 [4:0];
+            \$219  = \$86 [4:0];
       endcase
     end
-    if (\$100 ) begin
-      \$239  = 5'h00;
+    if (\$95 ) begin
+      \$219  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -3273,21 +2942,21 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$199 , 2'h0 })
+            casez ({ \$177 , 2'h0 })
               3'h0:
                   /* empty */;
               3'h4:
-                  \$239  = 5'h00;
+                  \$219  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$239  = 5'h00;
+      \$219  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$240  = count5;
+    \$220  = count5;
     if (\event ) begin
       casez ({ cur, spike_src })
         3'h0:
@@ -3301,11 +2970,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h4:
             /* empty */;
         3'h5:
-            \$240  = \$89 [4:0];
+            \$220  = \$86 [4:0];
       endcase
     end
-    if (\$100 ) begin
-      \$240  = 5'h00;
+    if (\$95 ) begin
+      \$220  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -3327,21 +2996,21 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$200 , 2'h1 })
+            casez ({ \$178 , 2'h1 })
               3'h1:
                   /* empty */;
               3'h5:
-                  \$240  = 5'h00;
+                  \$220  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$240  = 5'h00;
+      \$220  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$241  = count6;
+    \$221  = count6;
     if (\event ) begin
       casez ({ cur, spike_src })
         3'h0:
@@ -3357,11 +3026,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h5:
             /* empty */;
         3'h6:
-            \$241  = \$89 [4:0];
+            \$221  = \$86 [4:0];
       endcase
     end
-    if (\$100 ) begin
-      \$241  = 5'h00;
+    if (\$95 ) begin
+      \$221  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -3387,21 +3056,21 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             (* full_case = 32'd1 *)
             
             (* full_case = 32'd1 *)
-            casez ({ \$201 , 2'h2 })
+            casez ({ \$179 , 2'h2 })
               3'h2:
                   /* empty */;
               3'h6:
-                  \$241  = 5'h00;
+                  \$221  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$241  = 5'h00;
+      \$221  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$242  = count7;
+    \$222  = count7;
     if (\event ) begin
       (* full_case = 32'd1 *)
       casez ({ cur, spike_src })
@@ -3420,11 +3089,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h6:
             /* empty */;
         3'h7:
-            \$242  = \$89 [4:0];
+            \$222  = \$86 [4:0];
       endcase
     end
-    if (\$100 ) begin
-      \$242  = 5'h00;
+    if (\$95 ) begin
+      \$222  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -3454,1272 +3123,93 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           end
     endcase
     if (rst) begin
-      \$242  = 5'h00;
+      \$222  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$243  = ctr0;
+    \$223  = ctr3;
     if (\event ) begin
-      casez (\$95 )
-        5'h00:
-            \$243  = \$93 [31:0];
-      endcase
-    end
-    if (\$100 ) begin
-      \$243  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$113 )
-            5'h00:
-                \$243  = \$111 [31:0];
-          endcase
-      4'h4:
-          casez (\$119 )
-            5'h00:
-                \$243  = \$117 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$163 )
-            5'h00:
-                \$243  = \$161 [31:0];
-          endcase
-          if (\$164 ) begin
-            if (\$166 ) begin
-              casez (\$172 )
-                5'h00:
-                    \$243  = \$170 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$179 )
-            5'h00:
-                \$243  = \$177 [31:0];
-          endcase
-      4'h7:
-          casez (\$191 )
-            5'h00:
-                \$243  = \$189 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$243  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$244  = ctr1;
-    if (\event ) begin
-      casez (\$95 )
-        5'h00:
-            /* empty */;
-        5'h01:
-            \$244  = \$93 [31:0];
-      endcase
-    end
-    if (\$100 ) begin
-      \$244  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$113 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                \$244  = \$111 [31:0];
-          endcase
-      4'h4:
-          casez (\$119 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                \$244  = \$117 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$163 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                \$244  = \$161 [31:0];
-          endcase
-          if (\$164 ) begin
-            if (\$166 ) begin
-              casez (\$172 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    \$244  = \$170 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$179 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                \$244  = \$177 [31:0];
-          endcase
-      4'h7:
-          casez (\$191 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                \$244  = \$189 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$244  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$245  = ctr2;
-    if (\event ) begin
-      casez (\$95 )
-        5'h00:
-            /* empty */;
-        5'h01:
-            /* empty */;
-        5'h02:
-            \$245  = \$93 [31:0];
-      endcase
-    end
-    if (\$100 ) begin
-      \$245  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$113 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                \$245  = \$111 [31:0];
-          endcase
-      4'h4:
-          casez (\$119 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                \$245  = \$117 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$163 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                \$245  = \$161 [31:0];
-          endcase
-          if (\$164 ) begin
-            if (\$166 ) begin
-              casez (\$172 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    /* empty */;
-                5'h02:
-                    \$245  = \$170 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$179 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                \$245  = \$177 [31:0];
-          endcase
-      4'h7:
-          casez (\$191 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                \$245  = \$189 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$245  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$246  = ctr3;
-    if (\event ) begin
-      casez (\$95 )
-        5'h00:
-            /* empty */;
-        5'h01:
-            /* empty */;
-        5'h02:
-            /* empty */;
-        5'h03:
-            \$246  = \$93 [31:0];
-      endcase
-    end
-    if (\$100 ) begin
-      \$246  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$113 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                \$246  = \$111 [31:0];
-          endcase
-      4'h4:
-          casez (\$119 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                \$246  = \$117 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$163 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                \$246  = \$161 [31:0];
-          endcase
-          if (\$164 ) begin
-            if (\$166 ) begin
-              casez (\$172 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    /* empty */;
-                5'h02:
-                    /* empty */;
-                5'h03:
-                    \$246  = \$170 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$179 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                \$246  = \$177 [31:0];
-          endcase
-      4'h7:
-          casez (\$191 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                \$246  = \$189 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$246  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$247  = ctr4;
-    if (\event ) begin
-      casez (\$95 )
-        5'h00:
-            /* empty */;
-        5'h01:
-            /* empty */;
-        5'h02:
-            /* empty */;
-        5'h03:
-            /* empty */;
-        5'h04:
-            \$247  = \$93 [31:0];
-      endcase
-    end
-    if (\$100 ) begin
-      \$247  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$113 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                \$247  = \$111 [31:0];
-          endcase
-      4'h4:
-          casez (\$119 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                \$247  = \$117 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$163 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                \$247  = \$161 [31:0];
-          endcase
-          if (\$164 ) begin
-            if (\$166 ) begin
-              casez (\$172 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    /* empty */;
-                5'h02:
-                    /* empty */;
-                5'h03:
-                    /* empty */;
-                5'h04:
-                    \$247  = \$170 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$179 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                \$247  = \$177 [31:0];
-          endcase
-      4'h7:
-          casez (\$191 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                \$247  = \$189 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$247  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$248  = ctr5;
-    if (\event ) begin
-      casez (\$95 )
-        5'h00:
-            /* empty */;
-        5'h01:
-            /* empty */;
-        5'h02:
-            /* empty */;
-        5'h03:
-            /* empty */;
-        5'h04:
-            /* empty */;
-        5'h05:
-            \$248  = \$93 [31:0];
-      endcase
-    end
-    if (\$100 ) begin
-      \$248  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$113 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                \$248  = \$111 [31:0];
-          endcase
-      4'h4:
-          casez (\$119 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                \$248  = \$117 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$163 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                \$248  = \$161 [31:0];
-          endcase
-          if (\$164 ) begin
-            if (\$166 ) begin
-              casez (\$172 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    /* empty */;
-                5'h02:
-                    /* empty */;
-                5'h03:
-                    /* empty */;
-                5'h04:
-                    /* empty */;
-                5'h05:
-                    \$248  = \$170 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$179 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                \$248  = \$177 [31:0];
-          endcase
-      4'h7:
-          casez (\$191 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                \$248  = \$189 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$248  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$249  = ctr6;
-    if (\event ) begin
-      casez (\$95 )
-        5'h00:
-            /* empty */;
-        5'h01:
-            /* empty */;
-        5'h02:
-            /* empty */;
-        5'h03:
-            /* empty */;
-        5'h04:
-            /* empty */;
-        5'h05:
-            /* empty */;
-        5'h06:
-            \$249  = \$93 [31:0];
-      endcase
-    end
-    if (\$100 ) begin
-      \$249  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$113 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                \$249  = \$111 [31:0];
-          endcase
-      4'h4:
-          casez (\$119 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                \$249  = \$117 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$163 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                \$249  = \$161 [31:0];
-          endcase
-          if (\$164 ) begin
-            if (\$166 ) begin
-              casez (\$172 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    /* empty */;
-                5'h02:
-                    /* empty */;
-                5'h03:
-                    /* empty */;
-                5'h04:
-                    /* empty */;
-                5'h05:
-                    /* empty */;
-                5'h06:
-                    \$249  = \$170 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$179 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                \$249  = \$177 [31:0];
-          endcase
-      4'h7:
-          casez (\$191 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                \$249  = \$189 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$249  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$250  = ctr7;
-    if (\event ) begin
-      casez (\$95 )
-        5'h00:
-            /* empty */;
-        5'h01:
-            /* empty */;
-        5'h02:
-            /* empty */;
-        5'h03:
-            /* empty */;
-        5'h04:
-            /* empty */;
-        5'h05:
-            /* empty */;
-        5'h06:
-            /* empty */;
-        5'h07:
-            \$250  = \$93 [31:0];
-      endcase
-    end
-    if (\$100 ) begin
-      \$250  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$113 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                \$250  = \$111 [31:0];
-          endcase
-      4'h4:
-          casez (\$119 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                \$250  = \$117 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$163 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                \$250  = \$161 [31:0];
-          endcase
-          if (\$164 ) begin
-            if (\$166 ) begin
-              casez (\$172 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    /* empty */;
-                5'h02:
-                    /* empty */;
-                5'h03:
-                    /* empty */;
-                5'h04:
-                    /* empty */;
-                5'h05:
-                    /* empty */;
-                5'h06:
-                    /* empty */;
-                5'h07:
-                    \$250  = \$170 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$179 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                \$250  = \$177 [31:0];
-          endcase
-      4'h7:
-          casez (\$191 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                \$250  = \$189 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$250  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$251  = ctr8;
-    if (\event ) begin
-      casez (\$95 )
-        5'h00:
-            /* empty */;
-        5'h01:
-            /* empty */;
-        5'h02:
-            /* empty */;
-        5'h03:
-            /* empty */;
-        5'h04:
-            /* empty */;
-        5'h05:
-            /* empty */;
-        5'h06:
-            /* empty */;
-        5'h07:
-            /* empty */;
-        5'h08:
-            \$251  = \$93 [31:0];
-      endcase
-    end
-    if (\$100 ) begin
-      \$251  = 32'd0;
-    end
-    if (busy) begin
-      \$251  = \$101 [31:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$113 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                /* empty */;
-            5'h08:
-                \$251  = \$111 [31:0];
-          endcase
-      4'h4:
-          casez (\$119 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                /* empty */;
-            5'h08:
-                \$251  = \$117 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$163 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                /* empty */;
-            5'h08:
-                \$251  = \$161 [31:0];
-          endcase
-          if (\$164 ) begin
-            if (\$166 ) begin
-              casez (\$172 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    /* empty */;
-                5'h02:
-                    /* empty */;
-                5'h03:
-                    /* empty */;
-                5'h04:
-                    /* empty */;
-                5'h05:
-                    /* empty */;
-                5'h06:
-                    /* empty */;
-                5'h07:
-                    /* empty */;
-                5'h08:
-                    \$251  = \$170 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$179 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                /* empty */;
-            5'h08:
-                \$251  = \$177 [31:0];
-          endcase
-      4'h7:
-          casez (\$191 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                /* empty */;
-            5'h08:
-                \$251  = \$189 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$251  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$252  = ctr9;
-    if (\event ) begin
-      casez (\$95 )
-        5'h00:
-            /* empty */;
-        5'h01:
-            /* empty */;
-        5'h02:
-            /* empty */;
-        5'h03:
-            /* empty */;
-        5'h04:
-            /* empty */;
-        5'h05:
-            /* empty */;
-        5'h06:
-            /* empty */;
-        5'h07:
-            /* empty */;
-        5'h08:
-            /* empty */;
-        5'h09:
-            \$252  = \$93 [31:0];
-      endcase
-    end
-    if (\$100 ) begin
-      \$252  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$113 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                /* empty */;
-            5'h08:
-                /* empty */;
-            5'h09:
-                \$252  = \$111 [31:0];
-          endcase
-      4'h4:
-          casez (\$119 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                /* empty */;
-            5'h08:
-                /* empty */;
-            5'h09:
-                \$252  = \$117 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$163 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                /* empty */;
-            5'h08:
-                /* empty */;
-            5'h09:
-                \$252  = \$161 [31:0];
-          endcase
-          if (\$164 ) begin
-            if (\$166 ) begin
-              casez (\$172 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    /* empty */;
-                5'h02:
-                    /* empty */;
-                5'h03:
-                    /* empty */;
-                5'h04:
-                    /* empty */;
-                5'h05:
-                    /* empty */;
-                5'h06:
-                    /* empty */;
-                5'h07:
-                    /* empty */;
-                5'h08:
-                    /* empty */;
-                5'h09:
-                    \$252  = \$170 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$179 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                /* empty */;
-            5'h08:
-                /* empty */;
-            5'h09:
-                \$252  = \$177 [31:0];
-          endcase
-      4'h7:
-          casez (\$191 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                /* empty */;
-            5'h08:
-                /* empty */;
-            5'h09:
-                \$252  = \$189 [31:0];
-          endcase
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            \$252  = \$203 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$252  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$253  = in_full;
-    if (\$96 ) begin
-      if (input__payload[12]) begin
-        \$253  = 1'h1;
+      if (\$87 ) begin
+        \$223  = \$88 [31:0];
       end
     end
-    if (\$100 ) begin
-      \$253  = 1'h0;
+    if (\$95 ) begin
+      \$223  = 32'd0;
     end
-    casez (fsm_state)
-      4'h0:
-          if (\$103 ) begin
-            \$253  = 1'h0;
-          end
-    endcase
     if (rst) begin
-      \$253  = 1'h0;
+      \$223  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$254  = in_count0;
-    if (\$96 ) begin
+    \$224  = ctr7;
+    if (\event ) begin
+      if (\$89 ) begin
+        \$224  = \$90 [31:0];
+      end
+    end
+    if (\$95 ) begin
+      \$224  = 32'd0;
+    end
+    if (rst) begin
+      \$224  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$225  = in_full;
+    if (\$91 ) begin
+      if (input__payload[12]) begin
+        \$225  = 1'h1;
+      end
+    end
+    if (\$95 ) begin
+      \$225  = 1'h0;
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$98 ) begin
+            \$225  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$225  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$226  = in_count0;
+    if (\$91 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
         casez (\$signal )
           1'h0:
-              \$254  = \$98 [4:0];
+              \$226  = \$93 [4:0];
         endcase
       end
     end
-    if (\$100 ) begin
-      \$254  = 5'h00;
+    if (\$95 ) begin
+      \$226  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
-          if (\$103 ) begin
-            casez (\$105 )
+          if (\$98 ) begin
+            casez (\$100 )
               1'h0:
-                  \$254  = 5'h00;
+                  \$226  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$254  = 5'h00;
+      \$226  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$255  = in_count1;
-    if (\$96 ) begin
+    \$227  = in_count1;
+    if (\$91 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
@@ -4728,34 +3218,223 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           1'h0:
               /* empty */;
           1'h1:
-              \$255  = \$98 [4:0];
+              \$227  = \$93 [4:0];
         endcase
       end
     end
-    if (\$100 ) begin
-      \$255  = 5'h00;
+    if (\$95 ) begin
+      \$227  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
-          if (\$103 ) begin
+          if (\$98 ) begin
             (* full_case = 32'd1 *)
-            casez (\$105 )
+            casez (\$100 )
               1'h0:
                   /* empty */;
               1'h1:
-                  \$255  = 5'h00;
+                  \$227  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$255  = 5'h00;
+      \$227  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$256  = cur;
-    if (\$100 ) begin
-      \$256  = 1'h0;
+    \$228  = ctr0;
+    if (\$95 ) begin
+      \$228  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$102 ) begin
+            \$228  = \$103 [31:0];
+          end
+      4'h4:
+          if (\$106 ) begin
+            \$228  = \$107 [31:0];
+          end
+      4'h6:
+          if (\$145 ) begin
+            \$228  = \$146 [31:0];
+          end
+      4'h5:
+          if (\$157 ) begin
+            \$228  = \$158 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$228  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$229  = ctr1;
+    if (\$95 ) begin
+      \$229  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$167 ) begin
+            \$229  = \$168 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$229  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$230  = ctr2;
+    if (\$95 ) begin
+      \$230  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          if (\$149 ) begin
+            if (\$151 ) begin
+              if (\$152 ) begin
+                \$230  = \$153 [31:0];
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$230  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$231  = ctr4;
+    if (\$95 ) begin
+      \$231  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$104 ) begin
+            \$231  = \$105 [31:0];
+          end
+      4'h4:
+          if (\$108 ) begin
+            \$231  = \$109 [31:0];
+          end
+      4'h6:
+          if (\$147 ) begin
+            \$231  = \$148 [31:0];
+          end
+      4'h5:
+          if (\$159 ) begin
+            \$231  = \$160 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$231  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$232  = ctr5;
+    if (\$95 ) begin
+      \$232  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$169 ) begin
+            \$232  = \$170 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$232  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$233  = ctr6;
+    if (\$95 ) begin
+      \$233  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          if (\$149 ) begin
+            if (\$151 ) begin
+              if (\$154 ) begin
+                \$233  = \$155 [31:0];
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$233  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$234  = ctr8;
+    if (\$95 ) begin
+      \$234  = 32'd0;
+    end
+    if (busy) begin
+      \$234  = \$96 [31:0];
+    end
+    if (rst) begin
+      \$234  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$235  = ctr9;
+    if (\$95 ) begin
+      \$235  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -4776,36 +3455,68 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$256  = \$202 ;
+            \$235  = \$181 [31:0];
           end
     endcase
     if (rst) begin
-      \$256  = 1'h0;
+      \$235  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$257  = \$signal ;
-    if (\$100 ) begin
-      \$257  = 1'h0;
+    \$236  = cur;
+    if (\$95 ) begin
+      \$236  = 1'h0;
     end
     casez (fsm_state)
       4'h0:
-          if (\$103 ) begin
-            \$257  = \$104 ;
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            \$236  = \$180 ;
           end
     endcase
     if (rst) begin
-      \$257  = 1'h0;
+      \$236  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$258  = li;
+    \$237  = \$signal ;
+    if (\$95 ) begin
+      \$237  = 1'h0;
+    end
     casez (fsm_state)
       4'h0:
-          if (\$103 ) begin
-            \$258  = 1'h0;
+          if (\$98 ) begin
+            \$237  = \$99 ;
+          end
+    endcase
+    if (rst) begin
+      \$237  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$238  = li;
+    casez (fsm_state)
+      4'h0:
+          if (\$98 ) begin
+            \$238  = 1'h0;
           end
       4'h2:
           /* empty */;
@@ -4822,99 +3533,99 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h8:
           if (free) begin
             (* full_case = 32'd1 *)
-            if (\$197 ) begin
+            if (\$175 ) begin
             end else begin
-              \$258  = \$198 [0];
+              \$238  = \$176 [0];
             end
           end
     endcase
     if (rst) begin
-      \$258  = 1'h0;
+      \$238  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$259  = \$signal$172 ;
+    \$239  = \$signal$174 ;
     casez (fsm_state)
       4'h0:
-          if (\$103 ) begin
-            \$259  = \$signal ;
+          if (\$98 ) begin
+            \$239  = \$signal ;
           end
     endcase
     if (rst) begin
-      \$259  = 1'h0;
+      \$239  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$260  = fsm_state;
+    \$240  = fsm_state;
     casez (fsm_state)
       4'h0:
-          if (\$103 ) begin
+          if (\$98 ) begin
             (* full_case = 32'd1 *)
-            if (\$106 ) begin
-              \$260  = 4'h1;
+            if (\$101 ) begin
+              \$240  = 4'h1;
             end else begin
-              \$260  = 4'h2;
+              \$240  = 4'h2;
             end
           end
       4'h2:
-          \$260  = 4'h3;
+          \$240  = 4'h3;
       4'h3:
-          \$260  = 4'h4;
+          \$240  = 4'h4;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$123 ) begin
-            \$260  = 4'h5;
+          if (\$110 ) begin
+            \$240  = 4'h5;
           end else begin
-            \$260  = 4'h6;
+            \$240  = 4'h6;
           end
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$164 ) begin
+          if (\$149 ) begin
           end else begin
-            \$260  = 4'h4;
+            \$240  = 4'h4;
           end
       4'h5:
-          if (\$180 ) begin
-          end else if (\$185 ) begin
-            \$260  = 4'h7;
+          if (\$161 ) begin
+          end else if (\$166 ) begin
+            \$240  = 4'h7;
           end
       4'h7:
           if (can_load) begin
             (* full_case = 32'd1 *)
-            if (\$194 ) begin
-              \$260  = 4'h8;
+            if (\$172 ) begin
+              \$240  = 4'h8;
             end else begin
-              \$260  = 4'h3;
+              \$240  = 4'h3;
             end
           end
       4'h8:
           if (free) begin
             (* full_case = 32'd1 *)
-            if (\$197 ) begin
-              \$260  = 4'h1;
+            if (\$175 ) begin
+              \$240  = 4'h1;
             end else begin
-              \$260  = 4'h2;
+              \$240  = 4'h2;
             end
           end
       4'h1:
           if (w_rdy) begin
-            \$260  = 4'h0;
+            \$240  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$260  = 4'h0;
+      \$240  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$261  = k;
+    \$241  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          \$261  = 4'h0;
+          \$241  = 4'h0;
       4'h3:
           /* empty */;
       4'h4:
@@ -4926,42 +3637,42 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h7:
           if (can_load) begin
             (* full_case = 32'd1 *)
-            if (\$194 ) begin
+            if (\$172 ) begin
             end else begin
-              \$261  = \$195 [3:0];
+              \$241  = \$173 [3:0];
             end
           end
     endcase
     if (rst) begin
-      \$261  = 4'h0;
+      \$241  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$262  = e;
+    \$242  = e;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
           /* empty */;
       4'h3:
-          \$262  = { 1'h0, \$107  };
+          \$242  = { 1'h0, layer[14:13] };
       4'h4:
           /* empty */;
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$164 ) begin
+          if (\$149 ) begin
           end else begin
-            \$262  = \$173 [2:0];
+            \$242  = \$156 [2:0];
           end
     endcase
     if (rst) begin
-      \$262  = 3'h0;
+      \$242  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$263  = src_sel;
+    \$243  = src_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4971,18 +3682,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$123 ) begin
+          if (\$110 ) begin
           end else begin
-            \$263  = \$124 ;
+            \$243  = \$111 ;
           end
     endcase
     if (rst) begin
-      \$263  = 2'h0;
+      \$243  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$264  = \$signal$158 ;
+    \$244  = \$signal$160 ;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4992,18 +3703,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$123 ) begin
+          if (\$110 ) begin
           end else begin
-            \$264  = \$126 ;
+            \$244  = \$113 ;
           end
     endcase
     if (rst) begin
-      \$264  = 1'h0;
+      \$244  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$265  = bank_sel;
+    \$245  = bank_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -5013,18 +3724,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$123 ) begin
+          if (\$110 ) begin
           end else begin
-            \$265  = \$131 ;
+            \$245  = \$118 ;
           end
     endcase
     if (rst) begin
-      \$265  = 1'h0;
+      \$245  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$266  = n;
+    \$246  = n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -5034,22 +3745,22 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$123 ) begin
+          if (\$110 ) begin
           end else begin
-            \$266  = 5'h00;
+            \$246  = 5'h00;
           end
       4'h6:
-          if (\$164 ) begin
-            \$266  = \$165 [4:0];
+          if (\$149 ) begin
+            \$246  = \$150 [4:0];
           end
     endcase
     if (rst) begin
-      \$266  = 5'h00;
+      \$246  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$267  = cnt;
+    \$247  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -5059,18 +3770,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$123 ) begin
+          if (\$110 ) begin
           end else begin
-            \$267  = \$139 ;
+            \$247  = \$126 ;
           end
     endcase
     if (rst) begin
-      \$267  = 5'h00;
+      \$247  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$268  = rowbase;
+    \$248  = rowbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -5080,18 +3791,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$123 ) begin
+          if (\$110 ) begin
           end else begin
-            \$268  = \$157 [8:0];
+            \$248  = \$144 [8:0];
           end
     endcase
     if (rst) begin
-      \$268  = 9'h000;
+      \$248  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$269  = drain2;
+    \$249  = drain2;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -5104,14 +3815,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h6:
           /* empty */;
       4'h5:
-          if (\$180 ) begin
-            \$269  = 1'h1;
-          end else if (\$185 ) begin
-            \$269  = 1'h0;
+          if (\$161 ) begin
+            \$249  = 1'h1;
+          end else if (\$166 ) begin
+            \$249  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$269  = 1'h0;
+      \$249  = 1'h0;
     end
   end
   assign r_data = output__payload;
@@ -5126,28 +3837,34 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$signature__data$27  = host_wdata[7:0];
   assign \$signature__addr$29  = host_addr[3:0];
   assign \$signature__data$30  = host_wdata;
-  assign \$signature__addr$51  = \$26 [7:0];
-  assign \$signature__addr$53  = \$27 [3:0];
-  assign \$signature__addr$54  = \$28 [3:0];
-  assign \$signature__addr$55  = \$30 [7:0];
-  assign \$signature__addr$56  = \$31 [3:0];
-  assign \$signature__addr$57  = \$32 [3:0];
+  assign \$signature__addr$49  = \$25 [7:0];
+  assign \$signature__addr$51  = \$26 [3:0];
+  assign \$signature__addr$52  = \$27 [3:0];
+  assign \$signature__addr$53  = \$29 [7:0];
+  assign \$signature__addr$54  = \$30 [3:0];
+  assign \$signature__addr$55  = \$31 [3:0];
   assign ev_rd__addr = { bank_sel, src_sel, n[3:0] };
   assign in_rd__addr = { bank_sel, n[3:0] };
   assign u = \$signature__data$38 ;
   assign alpha = \$signature__data$36 [8:0];
   assign bias = \$signature__data$36 [40:25];
-  assign \u$66  = \$signature__data$39 ;
-  assign \alpha$67  = \$signature__data$37 [8:0];
-  assign \bias$68  = \$signature__data$37 [40:25];
+  assign \u$64  = \$signature__data$39 ;
+  assign \alpha$65  = \$signature__data$37 [8:0];
+  assign \bias$66  = \$signature__data$37 [40:25];
   assign acc0 = total;
   assign theta_q0 = theta;
-  assign acc1 = \total$102 ;
-  assign theta_q1 = \theta$104 ;
-  assign \$signature__addr$110  = \$36 [3:0];
-  assign \$signature__data$111  = \$37 [15:0];
-  assign \$signature__addr$115  = \$42 [3:0];
-  assign \$signature__data$116  = \$43 [15:0];
+  assign v_reset = layer[36:21];
+  assign reset = layer[20:19];
+  assign spiking = layer[18];
+  assign acc1 = \total$100 ;
+  assign theta_q1 = \theta$102 ;
+  assign \v_reset$104  = layer[36:21];
+  assign \reset$105  = layer[20:19];
+  assign \spiking$106  = layer[18];
+  assign \$signature__addr$108  = \$35 [3:0];
+  assign \$signature__data$109  = \$36 [15:0];
+  assign \$signature__addr$113  = \$41 [3:0];
+  assign \$signature__data$114  = \$42 [15:0];
   assign \input__payload.index  = input__payload[3:0];
   assign \input__payload.value  = input__payload[11:4];
   assign \input__payload.end  = input__payload[12];
@@ -5172,6 +3889,31 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \ev_rd__data.value  = ev_rd__data[11:4];
   assign \in_rd__data.index  = in_rd__data[3:0];
   assign \in_rd__data.value  = in_rd__data[11:4];
+  assign \layer.size  = layer[4:0];
+  assign \layer.rows  = layer[8:5];
+  assign \layer.sbase  = layer[12:9];
+  assign \layer.ebase  = layer[14:13];
+  assign \layer.ecount  = layer[17:15];
+  assign \layer.spiking  = layer[18];
+  assign \layer.reset  = layer[20:19];
+  assign \layer.v_reset  = layer[36:21];
+  assign \layer.emit_values  = layer[37];
+  assign \end_record.kind  = end_record[1:0];
+  assign \end_record.layer  = end_record[2];
+  assign \end_record.index  = end_record[6:3];
+  assign \end_record.spike  = end_record[7];
+  assign \end_record.value  = end_record[23:8];
+  assign \records__payload.kind  = records__payload[1:0];
+  assign \records__payload.layer  = records__payload[2];
+  assign \records__payload.index  = records__payload[6:3];
+  assign \records__payload.spike  = records__payload[7];
+  assign \records__payload.value  = records__payload[23:8];
+  assign \ev_wr__data.index  = ev_wr__data[3:0];
+  assign \ev_wr__data.value  = ev_wr__data[11:4];
+  assign \in_wr__data.index  = in_wr__data[3:0];
+  assign \in_wr__data.value  = in_wr__data[11:4];
+  assign \values[0]  = values[15:0];
+  assign \values[1]  = values[31:16];
   assign \layer0.size  = layer0[4:0];
   assign \layer0.rows  = layer0[8:5];
   assign \layer0.sbase  = layer0[12:9];
@@ -5190,22 +3932,6 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \layer1.reset  = layer1[20:19];
   assign \layer1.v_reset  = layer1[36:21];
   assign \layer1.emit_values  = layer1[37];
-  assign \end_record.kind  = end_record[1:0];
-  assign \end_record.layer  = end_record[2];
-  assign \end_record.index  = end_record[6:3];
-  assign \end_record.spike  = end_record[7];
-  assign \end_record.value  = end_record[23:8];
-  assign \records__payload.kind  = records__payload[1:0];
-  assign \records__payload.layer  = records__payload[2];
-  assign \records__payload.index  = records__payload[6:3];
-  assign \records__payload.spike  = records__payload[7];
-  assign \records__payload.value  = records__payload[23:8];
-  assign \ev_wr__data.index  = ev_wr__data[3:0];
-  assign \ev_wr__data.value  = ev_wr__data[11:4];
-  assign \in_wr__data.index  = in_wr__data[3:0];
-  assign \in_wr__data.value  = in_wr__data[11:4];
-  assign \values[0]  = values[15:0];
-  assign \values[1]  = values[31:16];
   assign \edge0.src  = edge0[1:0];
   assign \edge0.recurrent  = edge0[2];
   assign \edge0.wbase  = edge0[10:3];
@@ -5222,19 +3948,26 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \edge3.recurrent  = edge3[2];
   assign \edge3.wbase  = edge3[10:3];
   assign \edge3.nsrc  = edge3[15:11];
-  assign valid_lanes[1] = \$55 ;
-  assign valid_lanes[0] = \$51 ;
-  assign spikes[1] = \spike$109 ;
+  assign valid_lanes[1] = \$52 ;
+  assign valid_lanes[0] = \$49 ;
+  assign spikes[1] = \spike$107 ;
   assign spikes[0] = spike;
   assign end_record[1:0] = 2'h2;
   assign end_record[23:2] = 22'h000000;
   assign \$15  = host_addr[8];
   assign \$20  = host_addr[8];
-  assign \$46  = host_addr[8];
-  assign \$142  = { 1'h0, \$141  };
-  assign \$146  = { \$145 , 1'h0 };
-  assign \$150  = { 1'h0, \$149 , 2'h0 };
-  assign \$154  = { \$153 , 3'h0 };
+  assign \$45  = host_addr[8];
+  assign \$89  = event_layer;
+  assign \$104  = li;
+  assign \$108  = li;
+  assign \$129  = { 1'h0, \$128  };
+  assign \$133  = { \$132 , 1'h0 };
+  assign \$137  = { 1'h0, \$136 , 2'h0 };
+  assign \$141  = { \$140 , 3'h0 };
+  assign \$147  = li;
+  assign \$154  = li;
+  assign \$159  = li;
+  assign \$169  = li;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5276,7 +4009,7 @@ module \npu_core_tiny.leak1 (bias, u, leak, alpha);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neuron0 (reset, spiking, spike, theta, total, u_new, v_reset);
+module \npu_core_tiny.neuron0 (\port$609$18 , theta, total, u_new, spike);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [25:0] \$1 ;
   wire [26:0] \$10 ;
@@ -5293,11 +4026,11 @@ module \npu_core_tiny.neuron0 (reset, spiking, spike, theta, total, u_new, v_res
   wire \$signal ;
   wire lo;
   wire [15:0] minus;
-  input [1:0] reset;
+  input [18:0] \port$609$18 ;
+  wire [18:0] \port$609$18 ;
   wire [1:0] reset;
   output spike;
   wire spike;
-  input spiking;
   wire spiking;
   input [15:0] theta;
   wire [15:0] theta;
@@ -5306,7 +4039,6 @@ module \npu_core_tiny.neuron0 (reset, spiking, spike, theta, total, u_new, v_res
   output [15:0] u_new;
   reg [15:0] u_new;
   wire [15:0] v;
-  input [15:0] v_reset;
   wire [15:0] v_reset;
   assign \$signal  = $signed(total) > $signed(16'h7fff);
   assign lo = $signed(total) < $signed(16'h8000);
@@ -5315,18 +4047,18 @@ module \npu_core_tiny.neuron0 (reset, spiking, spike, theta, total, u_new, v_res
   assign \$3  = $signed(total) >= $signed(theta);
   assign \$4  = theta == 16'h8000;
   assign \$5  = \$3  | \$4 ;
-  assign spike = spiking & \$5 ;
+  assign spike = \port$609$18 [0] & \$5 ;
   assign \$6  = $signed(16'h7fff) - $signed(theta);
   assign \$7  = $signed(16'h8000) - $signed(theta);
   assign \$8  = $signed(total) - $signed(theta);
   assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
   assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
   assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
-  assign \$12  = spike ? v_reset : \$2 [15:0];
+  assign \$12  = spike ? \port$609$18 [18:3] : \$2 [15:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (reset)
+    casez (\port$609$18 [2:1])
       2'h0:
           u_new = \$11 ;
       2'h1:
@@ -5336,11 +4068,14 @@ module \npu_core_tiny.neuron0 (reset, spiking, spike, theta, total, u_new, v_res
     endcase
   end
   assign v = \$2 [15:0];
+  assign spiking = \port$609$18 [0];
   assign minus = \$10 [15:0];
+  assign reset = \port$609$18 [2:1];
+  assign v_reset = \port$609$18 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neuron1 (reset, spiking, spike, theta, total, u_new, v_reset);
+module \npu_core_tiny.neuron1 (\port$609$18 , theta, total, u_new, spike);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [25:0] \$1 ;
   wire [26:0] \$10 ;
@@ -5357,11 +4092,11 @@ module \npu_core_tiny.neuron1 (reset, spiking, spike, theta, total, u_new, v_res
   wire \$signal ;
   wire lo;
   wire [15:0] minus;
-  input [1:0] reset;
+  input [18:0] \port$609$18 ;
+  wire [18:0] \port$609$18 ;
   wire [1:0] reset;
   output spike;
   wire spike;
-  input spiking;
   wire spiking;
   input [15:0] theta;
   wire [15:0] theta;
@@ -5370,7 +4105,6 @@ module \npu_core_tiny.neuron1 (reset, spiking, spike, theta, total, u_new, v_res
   output [15:0] u_new;
   reg [15:0] u_new;
   wire [15:0] v;
-  input [15:0] v_reset;
   wire [15:0] v_reset;
   assign \$signal  = $signed(total) > $signed(16'h7fff);
   assign lo = $signed(total) < $signed(16'h8000);
@@ -5379,18 +4113,18 @@ module \npu_core_tiny.neuron1 (reset, spiking, spike, theta, total, u_new, v_res
   assign \$3  = $signed(total) >= $signed(theta);
   assign \$4  = theta == 16'h8000;
   assign \$5  = \$3  | \$4 ;
-  assign spike = spiking & \$5 ;
+  assign spike = \port$609$18 [0] & \$5 ;
   assign \$6  = $signed(16'h7fff) - $signed(theta);
   assign \$7  = $signed(16'h8000) - $signed(theta);
   assign \$8  = $signed(total) - $signed(theta);
   assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
   assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
   assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
-  assign \$12  = spike ? v_reset : \$2 [15:0];
+  assign \$12  = spike ? \port$609$18 [18:3] : \$2 [15:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     (* full_case = 32'd1 *)
-    casez (reset)
+    casez (\port$609$18 [2:1])
       2'h0:
           u_new = \$11 ;
       2'h1:
@@ -5400,7 +4134,10 @@ module \npu_core_tiny.neuron1 (reset, spiking, spike, theta, total, u_new, v_res
     endcase
   end
   assign v = \$2 [15:0];
+  assign spiking = \port$609$18 [0];
   assign minus = \$10 [15:0];
+  assign reset = \port$609$18 [2:1];
+  assign v_reset = \port$609$18 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)

@@ -501,3 +501,21 @@ def test_every_board_top_elaborates(tmp_path):
         assert any(f.endswith((".il", ".v")) for f in plan.files), name
         if b.target_mhz is not None:
             assert top.clk_freq == b.target_mhz * 1e6, name
+
+
+def test_bench_skips_the_boards_on_request(capsys):
+    assert main(["bench", "--quick", "--no-rtl", "--no-boards", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert "boards" not in result and "rtl" not in result
+
+
+@pytest.mark.slow
+def test_board_bench_numbers_are_consistent():
+    from spikeforge.boards.bench import board_bench
+
+    r = board_bench("ulx3s-25f", progress=lambda msg: None)
+    lanes = board_named("ulx3s-25f").config.lanes
+    assert r["lanes"] == lanes and 0 < r["synops_per_cycle"] <= lanes
+    assert r["synops_per_second"] == pytest.approx(r["synops_per_cycle"] * r["fmax_mhz"] * 1e6)
+    assert r["luts_per_lane"] == pytest.approx(r["utilization"]["LUT"]["used"] / lanes, abs=0.1)
+    assert r["build_seconds"] > 0
