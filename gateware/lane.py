@@ -80,20 +80,26 @@ class NeuronFire(wiring.Component):
         })
 
     def elaborate(self, platform):
-        # Timing: every comparison and subtraction works on ``total`` and ``theta``
-        # in parallel (one carry chain deep), then multiplexers pick the result:
-        #   v >= theta  <=>  total >= theta  or  theta == u_min   (u_min <= theta <= u_max)
-        #   v - theta    =  u_max - theta | u_min - theta | total - theta  (by saturation)
+        # Timing: the saturation test looks at the bits above the u range only (OR
+        # trees, no carry chain); the compare and the subtraction work on the low
+        # u_bits, in parallel; then multiplexers pick the result (u_min <= theta <= u_max):
+        #   v >= theta  <=>  hi  or  (not lo and low >= theta)  or  theta == u_min
+        #   v - theta    =  u_max - theta | u_min - theta | low - theta  (by saturation)
         m = Module()
-        u_min, u_max = -(1 << (self.u_bits - 1)), (1 << (self.u_bits - 1)) - 1
+        ub = self.u_bits
+        u_min, u_max = -(1 << (ub - 1)), (1 << (ub - 1)) - 1
         total, theta = self.total, self.theta
+        upper = total[ub - 1:]  # sign-extension bits of the u range, and above
         hi, lo = Signal(), Signal()
-        minus = Signal(signed(self.u_bits))  # (v - theta) mod 2**u_bits
+        low = Signal(signed(ub))
+        minus = Signal(signed(ub))  # (v - theta) mod 2**u_bits
         m.d.comb += [
-            hi.eq(total > u_max), lo.eq(total < u_min),
-            self.v.eq(Mux(hi, u_max, Mux(lo, u_min, total))),
-            self.spike.eq(self.spiking & ((total >= theta) | (theta == u_min))),
-            minus.eq(Mux(hi, u_max - theta, Mux(lo, u_min - theta, total - theta))),
+            low.eq(total[:ub]),
+            hi.eq(~total[-1] & upper.any()),
+            lo.eq(total[-1] & ~upper.all()),
+            self.v.eq(Mux(hi, u_max, Mux(lo, u_min, low))),
+            self.spike.eq(self.spiking & (hi | (~lo & (low >= theta)) | (theta == u_min))),
+            minus.eq(Mux(hi, u_max - theta, Mux(lo, u_min - theta, low - theta))),
         ]
         with m.Switch(self.reset):
             with m.Case(0):
