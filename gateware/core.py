@@ -181,6 +181,11 @@ class NPUCore(wiring.Component):
         region = self.host_addr[c.lane_bits + c.addr_bits:]
         lane = self.host_addr[c.addr_bits:c.addr_bits + c.lane_bits]
         addr = self.host_addr[:c.addr_bits]
+        # Timing: the tables are indexed with only the address bits they need (the
+        # host uses valid addresses only, see ``layout.address_map``).
+        addr_layer = addr[:max(1, (L - 1).bit_length())]
+        addr_edge = addr[:max(1, (c.max_edges - 1).bit_length())]
+        addr_ctr = addr[:max(1, (len(counters) - 1).bit_length())]
         busy = Signal()
         m.d.comb += self.busy.eq(busy)
         host_ok = ~busy
@@ -188,9 +193,9 @@ class NPUCore(wiring.Component):
         with m.If(host_ok & self.host_we):
             with m.Switch(region):
                 with m.Case(Region.LAYERS):
-                    m.d.sync += layers[addr].as_value().eq(self.host_wdata)
+                    m.d.sync += layers[addr_layer].as_value().eq(self.host_wdata)
                 with m.Case(Region.EDGES):
-                    m.d.sync += edges[addr].as_value().eq(self.host_wdata)
+                    m.d.sync += edges[addr_edge].as_value().eq(self.host_wdata)
                 with m.Case(Region.CONTROL):
                     m.d.sync += num_layers.eq(self.host_wdata)
         for p in range(P):
@@ -208,11 +213,11 @@ class NPUCore(wiring.Component):
                      rd_lane.eq(lane)]
         with m.Switch(region):
             with m.Case(Region.LAYERS):
-                m.d.sync += rd_reg.eq(layers[addr].as_value())
+                m.d.sync += rd_reg.eq(layers[addr_layer].as_value())
             with m.Case(Region.EDGES):
-                m.d.sync += rd_reg.eq(edges[addr].as_value())
+                m.d.sync += rd_reg.eq(edges[addr_edge].as_value())
             with m.Case(Region.COUNTERS):
-                m.d.sync += rd_reg.eq(counters[addr])
+                m.d.sync += rd_reg.eq(counters[addr_ctr])
             with m.Case(Region.CONTROL):
                 m.d.sync += rd_reg.eq(num_layers)
         lane_data = {Region.WEIGHTS: Array(w[0].data.as_unsigned() for w in weights),
