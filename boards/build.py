@@ -11,6 +11,7 @@ produce the Amaranth build plan (vendor project files) and run nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -249,7 +250,8 @@ def build(board: Board, *, top: str = "core", config: CoreConfig | None = None,
                                daemon=True)
     watcher.start()
     try:
-        plan.execute_local(out, env={**os.environ, **env})
+        with _stdout_to_stderr():  # the tools' chatter must not mix with --json output
+            plan.execute_local(out, env={**os.environ, **env})
     except subprocess.CalledProcessError as exc:
         tail = ""
         for log in (out / f"{name}.tim", out / f"{name}.rpt"):
@@ -292,6 +294,20 @@ def _string_attrs(platform) -> None:
             fix(sub)
     for resource in platform.resources.values():
         fix(resource)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Point file descriptor 1 at stderr while the tools run (they inherit it)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _xilinx_overrides(board: Board) -> dict:

@@ -246,7 +246,12 @@ class NPUCore(wiring.Component):
         cnt = Signal.like(n)
         src_sel = Signal(c.src_bits)
         bank_sel = Signal()
+        # The edge's weight row base ``wbase + k * nsrc``: EDGE registers the two
+        # terms, the first event's issue (a clock later) adds them (timing).
+        row_wbase = Signal(c.wbase_bits)
+        row_offset = Signal(c.rows_bits + c.count_bits)
         rowbase = Signal(c.wbase_bits + 1)
+        m.d.comb += rowbase.eq(row_wbase + row_offset)
         # The accumulators also take the neuron's leak (see the neuron phase), so they
         # are as wide as leak + acc.
         acc = [Signal(signed(total_bits(c.u_bits, c.acc_bits)), name=f"acc{p}")
@@ -444,7 +449,8 @@ class NPUCore(wiring.Component):
                         bank_sel.eq(Mux(is_input, in_rbank, bank)),
                         n.eq(0),
                         cnt.eq(Mux(is_input, in_counts[in_rbank], counts[Cat(edge.src, bank)])),
-                        rowbase.eq(edge.wbase + shift_add_product(k, edge.nsrc)),
+                        row_wbase.eq(edge.wbase),
+                        row_offset.eq(shift_add_product(k, edge.nsrc)),
                     ]
                     m.next = "EVENTS"
             with m.State("EVENTS"):

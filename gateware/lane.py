@@ -154,7 +154,8 @@ def shift_add_product(a: Value, b: Value) -> Value:
     a, b = Value.cast(a), Value.cast(b)
     if a.shape().signed or b.shape().signed:
         raise TypeError(f"shift_add_product takes unsigned values, not {a!r} and {b!r}")
-    total = Const(0, len(a) + len(b))
-    for i in range(len(a)):
-        total = total + Mux(a[i], b << i, 0)
-    return total[:len(a) + len(b)]
+    terms = [Mux(a[i], b << i, 0) for i in range(len(a))] or [Const(0, 1)]
+    while len(terms) > 1:  # a balanced adder tree: log2(len(a)) adders deep
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0][:len(a) + len(b)]

@@ -343,10 +343,12 @@ def test_neuron_fire_is_exact_exhaustively():
 
 
 # ------------------------------------------------- real synthesis and P&R
-def _build_json(capsys, *argv) -> dict:
+def _build_json(capfd, *argv) -> dict:
+    """``spikeforge build ... --json``: exactly one JSON line on stdout (file
+    descriptor 1, where the tools would write too)."""
     assert main(["build", *argv, "--json"]) == 0
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1
+    out = capfd.readouterr().out
+    assert out.count("\n") == 1, out[:500]
     return json.loads(out)
 
 
@@ -373,11 +375,11 @@ def _check_report(r, board, config):
     return fmax
 
 
-def test_real_build_of_the_smallest_configuration(tmp_path, capsys):
+def test_real_build_of_the_smallest_configuration(tmp_path, capfd):
     """Yosys + nextpnr-ecp5 + ecppack on the tiny core (scan-chain top): a
     bitstream and a complete report."""
     board = board_named("ulx3s-25f")
-    r = _build_json(capsys, "--board", "ulx3s-25f", "--config", "tiny", "--out",
+    r = _build_json(capfd, "--board", "ulx3s-25f", "--config", "tiny", "--out",
                     str(tmp_path / "b"))
     config = bbuild.parse_config("tiny", board)
     _check_report(r, board, config)
@@ -386,24 +388,24 @@ def test_real_build_of_the_smallest_configuration(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_icebreaker_build_meets_its_target(tmp_path, capsys):
+def test_icebreaker_build_meets_its_target(tmp_path, capfd):
     board = board_named("icebreaker")
-    r = _build_json(capsys, "--board", "icebreaker", "--out", str(tmp_path / "b"))
+    r = _build_json(capfd, "--board", "icebreaker", "--out", str(tmp_path / "b"))
     fmax = _check_report(r, board, board.config)
     assert r["utilization"]["SPRAM"] == {"used": 4, "available": 4}  # weights in SPRAM
     assert board.config.lanes >= 4 and fmax >= 36 and r["timing_met"]
 
 
 @pytest.mark.slow
-def test_ulx3s_85f_build_meets_its_target(tmp_path, capsys):
+def test_ulx3s_85f_build_meets_its_target(tmp_path, capfd):
     board = board_named("ulx3s-85f")
-    r = _build_json(capsys, "--board", "ulx3s-85f", "--out", str(tmp_path / "b"))
+    r = _build_json(capfd, "--board", "ulx3s-85f", "--out", str(tmp_path / "b"))
     fmax = _check_report(r, board, board.config)
     assert board.config.lanes >= 32 and fmax >= 100 and r["timing_met"]
 
 
-def test_pcie_board_writes_the_vendor_project(tmp_path, capsys):
-    r = _build_json(capsys, "--board", "litefury", "--config", "tiny", "--out",
+def test_pcie_board_writes_the_vendor_project(tmp_path, capfd):
+    r = _build_json(capfd, "--board", "litefury", "--config", "tiny", "--out",
                     str(tmp_path / "v"))
     assert r["bitstream"] is None and r["timing_met"] is None
     files = set(r["files"])
