@@ -349,7 +349,10 @@ class NPUCore(wiring.Component):
                 ev_wr.data.value.eq(1),
                 ev_wr.en.eq(1),
             ]
-            m.d.sync += spike_count.eq(spike_count + 1)
+            # Timing: one enable per list counter, no read-modify-write multiplexer.
+            for i in range(len(counts)):
+                with m.If(Cat(spike_src, cur) == i):
+                    m.d.sync += counts[i].eq(counts[i] + 1)
             bump(3, router.event_layer)
 
         # ------------------------------------------------------ neuron phase
