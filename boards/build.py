@@ -239,6 +239,8 @@ def build(board: Board, *, top: str = "core", config: CoreConfig | None = None,
     # One clock domain: --freq constrains it (and the reset domain on the same clock).
     nextpnr_opts = (f"--report report.json --timing-allow-fail --seed {seed} "
                     f"--freq {design.clk_freq / 1e6:.4f}")
+    if board.family == "ecp5":
+        nextpnr_opts += " --router router2"  # much faster than router1 on the big parts
     overrides = {"nextpnr_opts": nextpnr_opts}
     if board.family == "ice40":
         overrides["synth_opts"] = "-dsp"

@@ -101,13 +101,14 @@ class NeuronFire(wiring.Component):
             self.spike.eq(self.spiking & (hi | (~lo & (low >= theta)) | (theta == u_min))),
             minus.eq(Mux(hi, u_max - theta, Mux(lo, u_min - theta, low - theta))),
         ]
-        with m.Switch(self.reset):
-            with m.Case(0):
-                m.d.comb += self.u_new.eq(Mux(self.spike, minus, self.v))
-            with m.Case(1):
-                m.d.comb += self.u_new.eq(Mux(self.spike, self.v_reset, self.v))
-            with m.Default():
-                m.d.comb += self.u_new.eq(self.v)
+        # The membrane after a spike, by reset mode, does not depend on the spike, so
+        # the spike selects last (one multiplexer after the compare).
+        after_spike = Signal(signed(ub))
+        m.d.comb += [
+            after_spike.eq(Mux(self.reset == 0, minus,
+                               Mux(self.reset == 1, self.v_reset, self.v))),
+            self.u_new.eq(Mux(self.spike, after_spike, self.v)),
+        ]
         return m
 
 
