@@ -6,115 +6,115 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [12:0] \$100 ;
+  wire [10:0] \$100 ;
   wire [12:0] \$101 ;
-  wire [10:0] \$102 ;
+  wire [12:0] \$102 ;
   wire [10:0] \$103 ;
-  wire [12:0] \$104 ;
+  wire [10:0] \$104 ;
   wire [12:0] \$105 ;
-  wire [10:0] \$106 ;
+  wire [12:0] \$106 ;
   wire [10:0] \$107 ;
-  wire [12:0] \$108 ;
+  wire [10:0] \$108 ;
   wire [12:0] \$109 ;
   wire \$11 ;
-  wire [10:0] \$110 ;
+  wire [12:0] \$110 ;
   wire [10:0] \$111 ;
-  wire [12:0] \$112 ;
+  wire [10:0] \$112 ;
   wire [12:0] \$113 ;
-  wire [10:0] \$114 ;
+  wire [12:0] \$114 ;
   wire [10:0] \$115 ;
-  wire \$116 ;
+  wire [10:0] \$116 ;
   wire \$117 ;
-  reg [6:0] \$118 ;
-  wire [10:0] \$119 ;
+  wire \$118 ;
+  reg [6:0] \$119 ;
   wire \$12 ;
-  wire [45:0] \$120 ;
-  wire \$121 ;
+  wire [10:0] \$120 ;
+  wire [45:0] \$121 ;
   wire \$122 ;
   wire \$123 ;
   wire \$124 ;
-  wire [10:0] \$125 ;
-  wire [45:0] \$126 ;
-  wire \$127 ;
+  wire \$125 ;
+  wire [10:0] \$126 ;
+  wire [45:0] \$127 ;
   wire \$128 ;
   wire \$129 ;
   wire \$13 ;
   wire \$130 ;
-  wire [10:0] \$131 ;
-  wire [45:0] \$132 ;
-  wire \$133 ;
+  wire \$131 ;
+  wire [10:0] \$132 ;
+  wire [45:0] \$133 ;
   wire \$134 ;
   wire \$135 ;
   wire \$136 ;
-  wire [10:0] \$137 ;
-  wire [45:0] \$138 ;
-  wire \$139 ;
+  wire \$137 ;
+  wire [10:0] \$138 ;
+  wire [45:0] \$139 ;
   wire \$14 ;
   wire \$140 ;
   wire \$141 ;
   wire \$142 ;
-  wire [10:0] \$143 ;
-  wire [45:0] \$144 ;
-  wire \$145 ;
+  wire \$143 ;
+  wire [10:0] \$144 ;
+  wire [45:0] \$145 ;
   wire \$146 ;
   wire \$147 ;
   wire \$148 ;
-  wire [10:0] \$149 ;
+  wire \$149 ;
   wire \$15 ;
-  wire [45:0] \$150 ;
-  wire \$151 ;
+  wire [10:0] \$150 ;
+  wire [45:0] \$151 ;
   wire \$152 ;
   wire \$153 ;
   wire \$154 ;
-  wire [10:0] \$155 ;
-  wire [45:0] \$156 ;
-  wire \$157 ;
+  wire \$155 ;
+  wire [10:0] \$156 ;
+  wire [45:0] \$157 ;
   wire \$158 ;
   wire \$159 ;
   wire \$16 ;
   wire \$160 ;
-  wire [10:0] \$161 ;
-  wire [45:0] \$162 ;
-  wire \$163 ;
+  wire \$161 ;
+  wire [10:0] \$162 ;
+  wire [45:0] \$163 ;
   wire \$164 ;
   wire \$165 ;
   wire \$166 ;
-  wire [8:0] \$167 ;
-  wire [9:0] \$168 ;
-  wire \$169 ;
+  wire \$167 ;
+  wire [8:0] \$168 ;
+  wire [9:0] \$169 ;
   wire \$17 ;
-  wire [8:0] \$170 ;
-  wire [9:0] \$171 ;
-  wire \$172 ;
-  wire [8:0] \$173 ;
-  wire [9:0] \$174 ;
-  wire \$175 ;
-  wire [8:0] \$176 ;
-  wire [9:0] \$177 ;
-  wire \$178 ;
-  wire [8:0] \$179 ;
+  wire \$170 ;
+  wire [8:0] \$171 ;
+  wire [9:0] \$172 ;
+  wire \$173 ;
+  wire [8:0] \$174 ;
+  wire [9:0] \$175 ;
+  wire \$176 ;
+  wire [8:0] \$177 ;
+  wire [9:0] \$178 ;
+  wire \$179 ;
   wire \$18 ;
-  wire [9:0] \$180 ;
-  wire \$181 ;
-  wire [8:0] \$182 ;
-  wire [9:0] \$183 ;
-  wire \$184 ;
-  wire [8:0] \$185 ;
-  wire [9:0] \$186 ;
-  wire \$187 ;
-  wire [8:0] \$188 ;
-  wire [9:0] \$189 ;
+  wire [8:0] \$180 ;
+  wire [9:0] \$181 ;
+  wire \$182 ;
+  wire [8:0] \$183 ;
+  wire [9:0] \$184 ;
+  wire \$185 ;
+  wire [8:0] \$186 ;
+  wire [9:0] \$187 ;
+  wire \$188 ;
+  wire [8:0] \$189 ;
   wire \$19 ;
-  wire \$190 ;
+  wire [9:0] \$190 ;
   wire \$191 ;
   wire \$192 ;
   wire \$193 ;
-  reg [6:0] \$194 ;
-  wire \$195 ;
-  wire [7:0] \$196 ;
+  wire \$194 ;
+  reg [6:0] \$195 ;
+  wire \$196 ;
   wire [7:0] \$197 ;
-  wire [8:0] \$198 ;
-  wire \$199 ;
+  wire [7:0] \$198 ;
+  wire [8:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
   wire \$200 ;
@@ -130,12 +130,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$21 ;
   wire \$210 ;
   wire \$211 ;
-  reg [44:0] \$212 ;
-  reg [22:0] \$213 ;
-  reg [31:0] \$214 ;
-  reg [44:0] \$215 ;
-  wire [4:0] \$216 ;
-  wire [15:0] \$217 ;
+  wire \$212 ;
+  reg [44:0] \$213 ;
+  reg [22:0] \$214 ;
+  reg [31:0] \$215 ;
+  reg [44:0] \$216 ;
+  wire [4:0] \$217 ;
   wire [15:0] \$218 ;
   wire [15:0] \$219 ;
   wire \$22 ;
@@ -144,7 +144,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \$222 ;
   wire [15:0] \$223 ;
   wire [15:0] \$224 ;
-  wire [26:0] \$225 ;
+  wire [15:0] \$225 ;
   wire [26:0] \$226 ;
   wire [26:0] \$227 ;
   wire [26:0] \$228 ;
@@ -162,288 +162,318 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [26:0] \$239 ;
   wire \$24 ;
   wire [26:0] \$240 ;
-  reg [7:0] \$241 ;
-  wire [8:0] \$242 ;
-  wire \$243 ;
-  wire [32:0] \$244 ;
-  wire \$245 ;
-  wire [32:0] \$246 ;
-  wire \$247 ;
-  wire [32:0] \$248 ;
-  wire \$249 ;
+  wire [26:0] \$241 ;
+  wire \$242 ;
+  wire [8:0] \$243 ;
+  wire \$244 ;
+  wire [8:0] \$245 ;
+  wire \$246 ;
+  wire [8:0] \$247 ;
+  wire \$248 ;
+  wire [8:0] \$249 ;
   wire \$25 ;
-  wire [32:0] \$250 ;
-  wire \$251 ;
-  reg [6:0] \$252 ;
-  wire [7:0] \$253 ;
+  wire \$250 ;
+  wire [8:0] \$251 ;
+  wire \$252 ;
+  wire [8:0] \$253 ;
   wire \$254 ;
-  wire \$255 ;
-  wire [32:0] \$256 ;
-  wire \$257 ;
+  wire [8:0] \$255 ;
+  wire \$256 ;
+  wire [8:0] \$257 ;
   wire \$258 ;
-  wire \$259 ;
+  wire [8:0] \$259 ;
   wire \$26 ;
   wire \$260 ;
-  wire \$261 ;
+  wire [8:0] \$261 ;
   wire \$262 ;
-  wire [32:0] \$263 ;
+  wire [8:0] \$263 ;
   wire \$264 ;
-  wire [32:0] \$265 ;
+  wire [8:0] \$265 ;
   wire \$266 ;
-  wire [32:0] \$267 ;
+  wire [8:0] \$267 ;
   wire \$268 ;
-  wire [32:0] \$269 ;
+  wire [8:0] \$269 ;
   wire \$27 ;
   wire \$270 ;
-  wire [32:0] \$271 ;
+  wire [8:0] \$271 ;
   wire \$272 ;
-  wire [32:0] \$273 ;
+  wire [8:0] \$273 ;
   wire \$274 ;
   wire [32:0] \$275 ;
   wire \$276 ;
   wire [32:0] \$277 ;
   wire \$278 ;
-  reg [2:0] \$279 ;
+  wire [32:0] \$279 ;
   wire \$28 ;
-  reg [2:0] \$280 ;
-  wire \$281 ;
-  reg [2:0] \$282 ;
-  wire \$283 ;
-  reg \$284 ;
+  wire \$280 ;
+  wire [32:0] \$281 ;
+  wire \$282 ;
+  reg [6:0] \$283 ;
+  wire [7:0] \$284 ;
   wire \$285 ;
   wire \$286 ;
-  reg [2:0] \$287 ;
+  wire [32:0] \$287 ;
   wire \$288 ;
-  reg [6:0] \$289 ;
+  wire \$289 ;
   wire \$29 ;
-  reg [2:0] \$290 ;
-  reg \$291 ;
+  wire \$290 ;
+  wire \$291 ;
   wire \$292 ;
-  reg [7:0] \$293 ;
-  wire [7:0] \$294 ;
-  reg [10:0] \$295 ;
-  reg [7:0] \$296 ;
-  wire [8:0] \$297 ;
-  wire [8:0] \$298 ;
-  wire [13:0] \$299 ;
+  wire \$293 ;
+  wire [32:0] \$294 ;
+  wire \$295 ;
+  wire [32:0] \$296 ;
+  wire \$297 ;
+  wire [32:0] \$298 ;
+  wire \$299 ;
   wire \$3 ;
   wire \$30 ;
-  reg [7:0] \$300 ;
-  wire [8:0] \$301 ;
-  wire [8:0] \$302 ;
-  wire [14:0] \$303 ;
-  reg [7:0] \$304 ;
-  wire [10:0] \$305 ;
-  wire [10:0] \$306 ;
-  wire [15:0] \$307 ;
-  reg [7:0] \$308 ;
-  wire [10:0] \$309 ;
+  wire [32:0] \$300 ;
+  wire \$301 ;
+  wire [32:0] \$302 ;
+  wire \$303 ;
+  wire [32:0] \$304 ;
+  wire \$305 ;
+  wire [32:0] \$306 ;
+  wire \$307 ;
+  wire [32:0] \$308 ;
+  wire \$309 ;
   wire \$31 ;
-  wire [10:0] \$310 ;
-  wire [16:0] \$311 ;
-  reg [7:0] \$312 ;
-  wire [14:0] \$313 ;
-  wire [14:0] \$314 ;
-  wire [17:0] \$315 ;
-  wire [13:0] \$316 ;
+  reg [2:0] \$310 ;
+  reg [2:0] \$311 ;
+  wire \$312 ;
+  reg [2:0] \$313 ;
+  wire \$314 ;
+  reg \$315 ;
+  wire \$316 ;
   wire \$317 ;
-  wire [32:0] \$318 ;
+  reg [2:0] \$318 ;
   wire \$319 ;
   wire \$32 ;
-  wire [32:0] \$320 ;
-  wire \$321 ;
-  wire [32:0] \$322 ;
+  reg [6:0] \$320 ;
+  reg [2:0] \$321 ;
+  reg \$322 ;
   wire \$323 ;
-  wire [32:0] \$324 ;
-  wire \$325 ;
-  wire [8:0] \$326 ;
-  wire \$327 ;
-  wire \$328 ;
-  wire [32:0] \$329 ;
+  reg [7:0] \$324 ;
+  wire [7:0] \$325 ;
+  reg [10:0] \$326 ;
+  reg [7:0] \$327 ;
+  wire [8:0] \$328 ;
+  wire [8:0] \$329 ;
   wire \$33 ;
-  wire \$330 ;
-  wire [32:0] \$331 ;
-  wire \$332 ;
-  wire [32:0] \$333 ;
-  wire \$334 ;
-  wire [32:0] \$335 ;
-  wire [4:0] \$336 ;
-  wire \$337 ;
-  wire [32:0] \$338 ;
-  wire \$339 ;
+  reg [7:0] \$330 ;
+  wire [8:0] \$331 ;
+  wire [8:0] \$332 ;
+  wire [9:0] \$333 ;
+  reg [7:0] \$334 ;
+  wire [10:0] \$335 ;
+  wire [10:0] \$336 ;
+  reg [7:0] \$337 ;
+  wire [10:0] \$338 ;
+  wire [10:0] \$339 ;
   wire \$34 ;
-  wire [32:0] \$340 ;
-  wire \$341 ;
-  wire [32:0] \$342 ;
-  wire \$343 ;
-  wire [32:0] \$344 ;
-  wire \$345 ;
+  wire [11:0] \$340 ;
+  wire [12:0] \$341 ;
+  reg [7:0] \$342 ;
+  wire [14:0] \$343 ;
+  wire [14:0] \$344 ;
+  wire [15:0] \$345 ;
   wire \$346 ;
-  wire \$347 ;
+  wire [32:0] \$347 ;
   wire \$348 ;
-  wire \$349 ;
+  wire [32:0] \$349 ;
   wire \$35 ;
   wire \$350 ;
-  wire \$351 ;
-  wire [32:0] \$352 ;
-  wire \$353 ;
-  wire [32:0] \$354 ;
-  wire \$355 ;
-  wire [32:0] \$356 ;
+  wire [32:0] \$351 ;
+  wire \$352 ;
+  wire [32:0] \$353 ;
+  wire \$354 ;
+  wire [8:0] \$355 ;
+  wire \$356 ;
   wire \$357 ;
   wire [32:0] \$358 ;
-  wire [5:0] \$359 ;
+  wire \$359 ;
   wire \$36 ;
-  wire \$360 ;
-  wire [5:0] \$361 ;
-  wire [2:0] \$362 ;
+  wire [32:0] \$360 ;
+  wire \$361 ;
+  wire [32:0] \$362 ;
   wire \$363 ;
-  wire [2:0] \$364 ;
-  wire \$365 ;
+  wire [32:0] \$364 ;
+  wire [4:0] \$365 ;
   wire \$366 ;
-  wire \$367 ;
+  wire [32:0] \$367 ;
   wire \$368 ;
-  wire \$369 ;
+  wire [32:0] \$369 ;
   wire \$37 ;
   wire \$370 ;
   wire [32:0] \$371 ;
-  reg [44:0] \$372 ;
-  reg [44:0] \$373 ;
-  reg [44:0] \$374 ;
-  reg [44:0] \$375 ;
-  reg [22:0] \$376 ;
-  reg [22:0] \$377 ;
-  reg [22:0] \$378 ;
-  reg [22:0] \$379 ;
+  wire \$372 ;
+  wire [32:0] \$373 ;
+  wire \$374 ;
+  wire \$375 ;
+  wire \$376 ;
+  wire \$377 ;
+  wire \$378 ;
+  wire \$379 ;
   wire \$38 ;
-  reg [22:0] \$380 ;
-  reg [22:0] \$381 ;
-  reg [22:0] \$382 ;
-  reg [22:0] \$383 ;
-  reg [2:0] \$384 ;
-  reg \$385 ;
-  reg [2:0] \$386 ;
-  reg [2:0] \$387 ;
-  reg [44:0] \$388 ;
-  reg [44:0] \$389 ;
+  wire \$380 ;
+  wire [32:0] \$381 ;
+  wire \$382 ;
+  wire [32:0] \$383 ;
+  wire \$384 ;
+  wire [32:0] \$385 ;
+  wire \$386 ;
+  wire [32:0] \$387 ;
+  wire [5:0] \$388 ;
+  wire \$389 ;
   wire \$39 ;
-  reg [3:0] \$390 ;
-  reg \$391 ;
-  reg \$392 ;
-  reg [7:0] \$393 ;
-  reg [11:0] \$394 ;
-  reg \$395 ;
-  reg \$396 ;
-  reg [7:0] \$397 ;
-  reg \$398 ;
-  reg [7:0] \$399 ;
+  wire [5:0] \$390 ;
+  wire [2:0] \$391 ;
+  wire \$392 ;
+  wire [2:0] \$393 ;
+  wire \$394 ;
+  wire \$395 ;
+  wire \$396 ;
+  wire \$397 ;
+  wire \$398 ;
+  wire \$399 ;
   wire \$4 ;
   wire \$40 ;
-  reg [7:0] \$400 ;
-  reg [7:0] \$401 ;
-  reg [7:0] \$402 ;
-  reg [7:0] \$403 ;
-  reg [7:0] \$404 ;
-  reg [7:0] \$405 ;
-  reg [7:0] \$406 ;
-  reg [15:0] \$407 ;
-  reg [15:0] \$408 ;
-  reg [15:0] \$409 ;
+  wire [32:0] \$400 ;
+  reg [44:0] \$401 ;
+  reg [44:0] \$402 ;
+  reg [44:0] \$403 ;
+  reg [44:0] \$404 ;
+  reg [22:0] \$405 ;
+  reg [22:0] \$406 ;
+  reg [22:0] \$407 ;
+  reg [22:0] \$408 ;
+  reg [22:0] \$409 ;
   wire \$41 ;
-  reg [15:0] \$410 ;
-  reg [15:0] \$411 ;
-  reg [15:0] \$412 ;
-  reg [15:0] \$413 ;
-  reg [15:0] \$414 ;
-  reg \$415 ;
-  reg \$416 ;
-  reg [17:0] \$417 ;
-  reg [15:0] \$418 ;
-  reg [25:0] \$419 ;
+  reg [22:0] \$410 ;
+  reg [22:0] \$411 ;
+  reg [22:0] \$412 ;
+  reg [2:0] \$413 ;
+  reg \$414 ;
+  reg [2:0] \$415 ;
+  reg [2:0] \$416 ;
+  reg [44:0] \$417 ;
+  reg [44:0] \$418 ;
+  reg [3:0] \$419 ;
   wire \$42 ;
-  reg [17:0] \$420 ;
-  reg [15:0] \$421 ;
-  reg [25:0] \$422 ;
-  reg [17:0] \$423 ;
-  reg [15:0] \$424 ;
-  reg [25:0] \$425 ;
-  reg [17:0] \$426 ;
-  reg [15:0] \$427 ;
-  reg [25:0] \$428 ;
-  reg [17:0] \$429 ;
+  reg \$420 ;
+  reg \$421 ;
+  reg [7:0] \$422 ;
+  reg [11:0] \$423 ;
+  reg \$424 ;
+  reg \$425 ;
+  reg [7:0] \$426 ;
+  reg \$427 ;
+  reg [7:0] \$428 ;
+  reg [7:0] \$429 ;
   wire \$43 ;
-  reg [15:0] \$430 ;
-  reg [25:0] \$431 ;
-  reg [17:0] \$432 ;
-  reg [15:0] \$433 ;
-  reg [25:0] \$434 ;
-  reg [17:0] \$435 ;
+  reg [7:0] \$430 ;
+  reg [7:0] \$431 ;
+  reg [7:0] \$432 ;
+  reg [7:0] \$433 ;
+  reg [7:0] \$434 ;
+  reg [7:0] \$435 ;
   reg [15:0] \$436 ;
-  reg [25:0] \$437 ;
-  reg [17:0] \$438 ;
+  reg [15:0] \$437 ;
+  reg [15:0] \$438 ;
   reg [15:0] \$439 ;
   wire \$44 ;
-  reg [25:0] \$440 ;
-  reg [7:0] \$441 ;
-  reg [7:0] \$442 ;
-  reg [7:0] \$443 ;
-  reg [7:0] \$444 ;
-  reg [7:0] \$445 ;
-  reg [7:0] \$446 ;
-  reg [7:0] \$447 ;
-  reg [7:0] \$448 ;
-  reg [7:0] \$449 ;
+  reg [15:0] \$440 ;
+  reg [15:0] \$441 ;
+  reg [15:0] \$442 ;
+  reg [15:0] \$443 ;
+  reg \$444 ;
+  reg \$445 ;
+  reg [17:0] \$446 ;
+  reg [15:0] \$447 ;
+  reg [25:0] \$448 ;
+  reg [17:0] \$449 ;
   wire \$45 ;
-  reg [7:0] \$450 ;
-  reg [7:0] \$451 ;
-  reg [7:0] \$452 ;
-  reg [7:0] \$453 ;
-  reg [7:0] \$454 ;
-  reg [7:0] \$455 ;
-  reg [7:0] \$456 ;
-  reg [31:0] \$457 ;
-  reg [31:0] \$458 ;
-  reg [31:0] \$459 ;
+  reg [15:0] \$450 ;
+  reg [25:0] \$451 ;
+  reg [17:0] \$452 ;
+  reg [15:0] \$453 ;
+  reg [25:0] \$454 ;
+  reg [17:0] \$455 ;
+  reg [15:0] \$456 ;
+  reg [25:0] \$457 ;
+  reg [17:0] \$458 ;
+  reg [15:0] \$459 ;
   wire \$46 ;
-  reg [31:0] \$460 ;
-  reg \$461 ;
-  reg [6:0] \$462 ;
-  reg [6:0] \$463 ;
-  reg [31:0] \$464 ;
-  reg [31:0] \$465 ;
-  reg [31:0] \$466 ;
-  reg [31:0] \$467 ;
-  reg [31:0] \$468 ;
-  reg [31:0] \$469 ;
+  reg [25:0] \$460 ;
+  reg [17:0] \$461 ;
+  reg [15:0] \$462 ;
+  reg [25:0] \$463 ;
+  reg [17:0] \$464 ;
+  reg [15:0] \$465 ;
+  reg [25:0] \$466 ;
+  reg [17:0] \$467 ;
+  reg [15:0] \$468 ;
+  reg [25:0] \$469 ;
   wire \$47 ;
-  reg [31:0] \$470 ;
-  reg [31:0] \$471 ;
-  reg [31:0] \$472 ;
-  reg [31:0] \$473 ;
-  reg [31:0] \$474 ;
-  reg [31:0] \$475 ;
-  reg [31:0] \$476 ;
-  reg [31:0] \$477 ;
-  reg \$478 ;
-  reg \$479 ;
+  reg [7:0] \$470 ;
+  reg [7:0] \$471 ;
+  reg [7:0] \$472 ;
+  reg [7:0] \$473 ;
+  reg [7:0] \$474 ;
+  reg [7:0] \$475 ;
+  reg [7:0] \$476 ;
+  reg [7:0] \$477 ;
+  reg [7:0] \$478 ;
+  reg [7:0] \$479 ;
   wire \$48 ;
-  reg [1:0] \$480 ;
-  reg \$481 ;
-  reg [3:0] \$482 ;
-  reg [4:0] \$483 ;
-  reg [3:0] \$484 ;
-  reg [2:0] \$485 ;
-  reg \$486 ;
-  reg \$487 ;
-  reg [7:0] \$488 ;
-  reg [7:0] \$489 ;
+  reg [7:0] \$480 ;
+  reg [7:0] \$481 ;
+  reg [7:0] \$482 ;
+  reg [7:0] \$483 ;
+  reg [7:0] \$484 ;
+  reg [7:0] \$485 ;
+  reg [31:0] \$486 ;
+  reg [31:0] \$487 ;
+  reg [31:0] \$488 ;
+  reg [31:0] \$489 ;
   wire \$49 ;
-  reg [11:0] \$490 ;
-  reg \$491 ;
+  reg \$490 ;
+  reg [6:0] \$491 ;
+  reg [6:0] \$492 ;
+  reg [31:0] \$493 ;
+  reg [31:0] \$494 ;
+  reg [31:0] \$495 ;
+  reg [31:0] \$496 ;
+  reg [31:0] \$497 ;
+  reg [31:0] \$498 ;
+  reg [31:0] \$499 ;
   wire \$5 ;
   wire \$50 ;
+  reg [31:0] \$500 ;
+  reg [31:0] \$501 ;
+  reg [31:0] \$502 ;
+  reg [31:0] \$503 ;
+  reg [31:0] \$504 ;
+  reg [31:0] \$505 ;
+  reg [31:0] \$506 ;
+  reg \$507 ;
+  reg \$508 ;
+  reg [1:0] \$509 ;
   wire \$51 ;
+  reg \$510 ;
+  reg [3:0] \$511 ;
+  reg [4:0] \$512 ;
+  reg [3:0] \$513 ;
+  reg [2:0] \$514 ;
+  reg \$515 ;
+  reg \$516 ;
+  reg [7:0] \$517 ;
+  reg [7:0] \$518 ;
+  reg [10:0] \$519 ;
   wire \$52 ;
+  reg [12:0] \$520 ;
+  reg \$521 ;
   wire \$53 ;
   wire \$54 ;
   wire \$55 ;
@@ -478,35 +508,32 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [7:0] \$81 ;
   reg [40:0] \$82 ;
   reg [15:0] \$83 ;
-  wire [12:0] \$84 ;
+  wire [13:0] \$84 ;
   wire [12:0] \$85 ;
-  wire [10:0] \$86 ;
+  wire [12:0] \$86 ;
   wire [10:0] \$87 ;
-  wire [12:0] \$88 ;
+  wire [10:0] \$88 ;
   wire [12:0] \$89 ;
   wire \$9 ;
-  wire [10:0] \$90 ;
+  wire [12:0] \$90 ;
   wire [10:0] \$91 ;
-  wire [12:0] \$92 ;
+  wire [10:0] \$92 ;
   wire [12:0] \$93 ;
-  wire [10:0] \$94 ;
+  wire [12:0] \$94 ;
   wire [10:0] \$95 ;
-  wire [12:0] \$96 ;
+  wire [10:0] \$96 ;
   wire [12:0] \$97 ;
-  wire [10:0] \$98 ;
+  wire [12:0] \$98 ;
   wire [10:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$296 ;
-  reg \$signal$340  = 1'h0;
-  reg \$signal$344  = 1'h0;
-  reg \$signal$345  = 1'h0;
-  reg \$signal$364  = 1'h0;
-  reg \$signal$382  = 1'h0;
+  reg \$signal$299 ;
+  reg \$signal$343  = 1'h0;
+  reg \$signal$346  = 1'h0;
+  reg \$signal$347  = 1'h0;
+  reg \$signal$366  = 1'h0;
+  reg \$signal$384  = 1'h0;
   wire [10:0] \$signature__addr ;
-  wire [10:0] \$signature__addr$103 ;
-  wire [4:0] \$signature__addr$105 ;
-  wire [4:0] \$signature__addr$106 ;
-  wire [10:0] \$signature__addr$107 ;
+  wire [10:0] \$signature__addr$106 ;
   wire [4:0] \$signature__addr$108 ;
   wire [4:0] \$signature__addr$109 ;
   wire [10:0] \$signature__addr$110 ;
@@ -527,16 +554,19 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [10:0] \$signature__addr$125 ;
   wire [4:0] \$signature__addr$126 ;
   wire [4:0] \$signature__addr$127 ;
+  wire [10:0] \$signature__addr$128 ;
+  wire [4:0] \$signature__addr$129 ;
+  wire [4:0] \$signature__addr$130 ;
   wire [4:0] \$signature__addr$23 ;
-  wire [4:0] \$signature__addr$254 ;
-  wire [4:0] \$signature__addr$259 ;
+  wire [4:0] \$signature__addr$257 ;
   wire [10:0] \$signature__addr$26 ;
-  wire [4:0] \$signature__addr$263 ;
-  wire [4:0] \$signature__addr$267 ;
-  wire [4:0] \$signature__addr$271 ;
-  wire [4:0] \$signature__addr$275 ;
-  wire [4:0] \$signature__addr$279 ;
-  wire [4:0] \$signature__addr$283 ;
+  wire [4:0] \$signature__addr$262 ;
+  wire [4:0] \$signature__addr$266 ;
+  wire [4:0] \$signature__addr$270 ;
+  wire [4:0] \$signature__addr$274 ;
+  wire [4:0] \$signature__addr$278 ;
+  wire [4:0] \$signature__addr$282 ;
+  wire [4:0] \$signature__addr$286 ;
   wire [4:0] \$signature__addr$29 ;
   wire [10:0] \$signature__addr$32 ;
   wire [4:0] \$signature__addr$35 ;
@@ -555,15 +585,15 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [8:0] \$signature__data$24.alpha ;
   wire [15:0] \$signature__data$24.bias ;
   wire [15:0] \$signature__data$24.theta ;
-  wire [15:0] \$signature__data$255 ;
-  wire [15:0] \$signature__data$260 ;
-  wire [15:0] \$signature__data$264 ;
-  wire [15:0] \$signature__data$268 ;
+  wire [15:0] \$signature__data$258 ;
+  wire [15:0] \$signature__data$263 ;
+  wire [15:0] \$signature__data$267 ;
   wire [7:0] \$signature__data$27 ;
-  wire [15:0] \$signature__data$272 ;
-  wire [15:0] \$signature__data$276 ;
-  wire [15:0] \$signature__data$280 ;
-  wire [15:0] \$signature__data$284 ;
+  wire [15:0] \$signature__data$271 ;
+  wire [15:0] \$signature__data$275 ;
+  wire [15:0] \$signature__data$279 ;
+  wire [15:0] \$signature__data$283 ;
+  wire [15:0] \$signature__data$287 ;
   wire [40:0] \$signature__data$30 ;
   wire [8:0] \$signature__data$30.alpha ;
   wire [15:0] \$signature__data$30.bias ;
@@ -648,15 +678,15 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \$signature__data$93 ;
   wire \$signature__en ;
   wire \$signature__en$25 ;
-  wire \$signature__en$257 ;
-  wire \$signature__en$262 ;
-  wire \$signature__en$266 ;
-  wire \$signature__en$270 ;
-  wire \$signature__en$274 ;
-  wire \$signature__en$278 ;
+  wire \$signature__en$260 ;
+  wire \$signature__en$265 ;
+  wire \$signature__en$269 ;
+  wire \$signature__en$273 ;
+  wire \$signature__en$277 ;
   wire \$signature__en$28 ;
-  wire \$signature__en$282 ;
-  wire \$signature__en$286 ;
+  wire \$signature__en$281 ;
+  wire \$signature__en$285 ;
+  wire \$signature__en$289 ;
   wire \$signature__en$31 ;
   wire \$signature__en$34 ;
   wire \$signature__en$37 ;
@@ -687,23 +717,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   (* init = 26'h0000000 *)
   wire [25:0] acc7;
   wire [8:0] alpha;
-  wire [8:0] \alpha$137 ;
   wire [8:0] \alpha$140 ;
   wire [8:0] \alpha$143 ;
   wire [8:0] \alpha$146 ;
   wire [8:0] \alpha$149 ;
   wire [8:0] \alpha$152 ;
   wire [8:0] \alpha$155 ;
+  wire [8:0] \alpha$158 ;
   reg bank_sel = 1'h0;
   reg [7:0] base;
   wire [15:0] bias;
-  wire [15:0] \bias$138 ;
   wire [15:0] \bias$141 ;
   wire [15:0] \bias$144 ;
   wire [15:0] \bias$147 ;
   wire [15:0] \bias$150 ;
   wire [15:0] \bias$153 ;
   wire [15:0] \bias$156 ;
+  wire [15:0] \bias$159 ;
   output busy;
   reg busy;
   wire \busy$19 ;
@@ -848,7 +878,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg issue;
   reg [4:0] k = 5'h00;
   reg [44:0] layer = 45'h000000000000;
-  reg [1:0] \layer$304 ;
+  reg [1:0] \layer$307 ;
   wire [2:0] \layer.ebase ;
   wire [3:0] \layer.ecount ;
   wire \layer.emit_values ;
@@ -899,13 +929,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \layer3.spiking ;
   wire [15:0] \layer3.v_reset ;
   wire [17:0] leak;
-  wire [17:0] \leak$369 ;
   wire [17:0] \leak$371 ;
   wire [17:0] \leak$373 ;
   wire [17:0] \leak$375 ;
   wire [17:0] \leak$377 ;
   wire [17:0] \leak$379 ;
   wire [17:0] \leak$381 ;
+  wire [17:0] \leak$383 ;
   reg [17:0] leak_q0 = 18'h00000;
   reg [17:0] leak_q1 = 18'h00000;
   reg [17:0] leak_q2 = 18'h00000;
@@ -954,15 +984,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire records__ready;
   wire records__valid;
   wire [1:0] reset;
-  wire [1:0] \reset$203 ;
-  wire [1:0] \reset$211 ;
-  wire [1:0] \reset$219 ;
-  wire [1:0] \reset$227 ;
-  wire [1:0] \reset$235 ;
-  wire [1:0] \reset$243 ;
-  wire [1:0] \reset$251 ;
+  wire [1:0] \reset$206 ;
+  wire [1:0] \reset$214 ;
+  wire [1:0] \reset$222 ;
+  wire [1:0] \reset$230 ;
+  wire [1:0] \reset$238 ;
+  wire [1:0] \reset$246 ;
+  wire [1:0] \reset$254 ;
   wire [5:0] row_addr;
-  reg [11:0] rowbase = 12'h000;
+  reg [12:0] row_offset = 13'h0000;
+  reg [10:0] row_wbase = 11'h000;
+  wire [11:0] rowbase;
   input rst;
   wire rst;
   reg s1_from_input = 1'h0;
@@ -975,33 +1007,33 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg s4_valid = 1'h0;
   reg [7:0] send;
   wire spike;
-  wire \spike$205 ;
-  wire \spike$213 ;
-  wire \spike$221 ;
-  wire \spike$229 ;
-  wire \spike$237 ;
-  wire \spike$245 ;
-  wire \spike$253 ;
+  wire \spike$208 ;
+  wire \spike$216 ;
+  wire \spike$224 ;
+  wire \spike$232 ;
+  wire \spike$240 ;
+  wire \spike$248 ;
+  wire \spike$256 ;
   wire [2:0] spike_src;
   wire [7:0] spikes;
-  reg [7:0] \spikes$302 ;
+  reg [7:0] \spikes$305 ;
   wire spiking;
-  wire \spiking$204 ;
-  wire \spiking$212 ;
-  wire \spiking$220 ;
-  wire \spiking$228 ;
-  wire \spiking$236 ;
-  wire \spiking$244 ;
-  wire \spiking$252 ;
+  wire \spiking$207 ;
+  wire \spiking$215 ;
+  wire \spiking$223 ;
+  wire \spiking$231 ;
+  wire \spiking$239 ;
+  wire \spiking$247 ;
+  wire \spiking$255 ;
   reg [2:0] src_sel = 3'h0;
   reg [15:0] theta = 16'h0000;
-  reg [15:0] \theta$200  = 16'h0000;
-  reg [15:0] \theta$208  = 16'h0000;
-  reg [15:0] \theta$216  = 16'h0000;
-  reg [15:0] \theta$224  = 16'h0000;
-  reg [15:0] \theta$232  = 16'h0000;
-  reg [15:0] \theta$240  = 16'h0000;
-  reg [15:0] \theta$248  = 16'h0000;
+  reg [15:0] \theta$203  = 16'h0000;
+  reg [15:0] \theta$211  = 16'h0000;
+  reg [15:0] \theta$219  = 16'h0000;
+  reg [15:0] \theta$227  = 16'h0000;
+  reg [15:0] \theta$235  = 16'h0000;
+  reg [15:0] \theta$243  = 16'h0000;
+  reg [15:0] \theta$251  = 16'h0000;
   (* init = 16'h0000 *)
   wire [15:0] theta_q0;
   (* init = 16'h0000 *)
@@ -1019,37 +1051,37 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   (* init = 16'h0000 *)
   wire [15:0] theta_q7;
   reg [25:0] total = 26'h0000000;
-  reg [25:0] \total$198  = 26'h0000000;
-  reg [25:0] \total$206  = 26'h0000000;
-  reg [25:0] \total$214  = 26'h0000000;
-  reg [25:0] \total$222  = 26'h0000000;
-  reg [25:0] \total$230  = 26'h0000000;
-  reg [25:0] \total$238  = 26'h0000000;
-  reg [25:0] \total$246  = 26'h0000000;
+  reg [25:0] \total$201  = 26'h0000000;
+  reg [25:0] \total$209  = 26'h0000000;
+  reg [25:0] \total$217  = 26'h0000000;
+  reg [25:0] \total$225  = 26'h0000000;
+  reg [25:0] \total$233  = 26'h0000000;
+  reg [25:0] \total$241  = 26'h0000000;
+  reg [25:0] \total$249  = 26'h0000000;
   wire [15:0] u;
-  wire [15:0] \u$136 ;
   wire [15:0] \u$139 ;
   wire [15:0] \u$142 ;
   wire [15:0] \u$145 ;
   wire [15:0] \u$148 ;
   wire [15:0] \u$151 ;
   wire [15:0] \u$154 ;
+  wire [15:0] \u$157 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$261 ;
-  wire [15:0] \u_new$265 ;
-  wire [15:0] \u_new$269 ;
-  wire [15:0] \u_new$273 ;
-  wire [15:0] \u_new$277 ;
-  wire [15:0] \u_new$281 ;
-  wire [15:0] \u_new$285 ;
+  wire [15:0] \u_new$264 ;
+  wire [15:0] \u_new$268 ;
+  wire [15:0] \u_new$272 ;
+  wire [15:0] \u_new$276 ;
+  wire [15:0] \u_new$280 ;
+  wire [15:0] \u_new$284 ;
+  wire [15:0] \u_new$288 ;
   wire [15:0] v_reset;
-  wire [15:0] \v_reset$202 ;
-  wire [15:0] \v_reset$210 ;
-  wire [15:0] \v_reset$218 ;
-  wire [15:0] \v_reset$226 ;
-  wire [15:0] \v_reset$234 ;
-  wire [15:0] \v_reset$242 ;
-  wire [15:0] \v_reset$250 ;
+  wire [15:0] \v_reset$205 ;
+  wire [15:0] \v_reset$213 ;
+  wire [15:0] \v_reset$221 ;
+  wire [15:0] \v_reset$229 ;
+  wire [15:0] \v_reset$237 ;
+  wire [15:0] \v_reset$245 ;
+  wire [15:0] \v_reset$253 ;
   wire [7:0] valid_lanes;
   reg [127:0] values;
   wire [15:0] \values[0] ;
@@ -3436,12 +3468,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes0[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$257 )
-      membranes0[\$119 [4:0]] <= \$120 [15:0];
+    if (\$signature__en$260 )
+      membranes0[\$120 [4:0]] <= \$121 [15:0];
   end
   reg [15:0] _2_;
   always @(posedge clk) begin
-    _2_ <= membranes0[\$87 [4:0]];
+    _2_ <= membranes0[\$88 [4:0]];
   end
   assign \$signature__data$86  = _2_;
   reg [15:0] membranes1 [31:0];
@@ -3480,12 +3512,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes1[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$262 )
-      membranes1[\$125 [4:0]] <= \$126 [15:0];
+    if (\$signature__en$265 )
+      membranes1[\$126 [4:0]] <= \$127 [15:0];
   end
   reg [15:0] _3_;
   always @(posedge clk) begin
-    _3_ <= membranes1[\$91 [4:0]];
+    _3_ <= membranes1[\$92 [4:0]];
   end
   assign \$signature__data$87  = _3_;
   reg [15:0] membranes2 [31:0];
@@ -3524,12 +3556,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes2[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$266 )
-      membranes2[\$131 [4:0]] <= \$132 [15:0];
+    if (\$signature__en$269 )
+      membranes2[\$132 [4:0]] <= \$133 [15:0];
   end
   reg [15:0] _4_;
   always @(posedge clk) begin
-    _4_ <= membranes2[\$95 [4:0]];
+    _4_ <= membranes2[\$96 [4:0]];
   end
   assign \$signature__data$88  = _4_;
   reg [15:0] membranes3 [31:0];
@@ -3568,12 +3600,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes3[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$270 )
-      membranes3[\$137 [4:0]] <= \$138 [15:0];
+    if (\$signature__en$273 )
+      membranes3[\$138 [4:0]] <= \$139 [15:0];
   end
   reg [15:0] _5_;
   always @(posedge clk) begin
-    _5_ <= membranes3[\$99 [4:0]];
+    _5_ <= membranes3[\$100 [4:0]];
   end
   assign \$signature__data$89  = _5_;
   reg [15:0] membranes4 [31:0];
@@ -3612,12 +3644,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes4[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$274 )
-      membranes4[\$143 [4:0]] <= \$144 [15:0];
+    if (\$signature__en$277 )
+      membranes4[\$144 [4:0]] <= \$145 [15:0];
   end
   reg [15:0] _6_;
   always @(posedge clk) begin
-    _6_ <= membranes4[\$103 [4:0]];
+    _6_ <= membranes4[\$104 [4:0]];
   end
   assign \$signature__data$90  = _6_;
   reg [15:0] membranes5 [31:0];
@@ -3656,12 +3688,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes5[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$278 )
-      membranes5[\$149 [4:0]] <= \$150 [15:0];
+    if (\$signature__en$281 )
+      membranes5[\$150 [4:0]] <= \$151 [15:0];
   end
   reg [15:0] _7_;
   always @(posedge clk) begin
-    _7_ <= membranes5[\$107 [4:0]];
+    _7_ <= membranes5[\$108 [4:0]];
   end
   assign \$signature__data$91  = _7_;
   reg [15:0] membranes6 [31:0];
@@ -3700,12 +3732,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes6[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$282 )
-      membranes6[\$155 [4:0]] <= \$156 [15:0];
+    if (\$signature__en$285 )
+      membranes6[\$156 [4:0]] <= \$157 [15:0];
   end
   reg [15:0] _8_;
   always @(posedge clk) begin
-    _8_ <= membranes6[\$111 [4:0]];
+    _8_ <= membranes6[\$112 [4:0]];
   end
   assign \$signature__data$92  = _8_;
   reg [15:0] membranes7 [31:0];
@@ -3744,12 +3776,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes7[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$286 )
-      membranes7[\$161 [4:0]] <= \$162 [15:0];
+    if (\$signature__en$289 )
+      membranes7[\$162 [4:0]] <= \$163 [15:0];
   end
   reg [15:0] _9_;
   always @(posedge clk) begin
-    _9_ <= membranes7[\$115 [4:0]];
+    _9_ <= membranes7[\$116 [4:0]];
   end
   assign \$signature__data$93  = _9_;
   reg [40:0] params0 [31:0];
@@ -3793,7 +3825,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [40:0] _10_;
   always @(posedge clk) begin
-    _10_ <= params0[\$86 [4:0]];
+    _10_ <= params0[\$87 [4:0]];
   end
   assign \$signature__data$78  = _10_;
   reg [40:0] params1 [31:0];
@@ -3837,7 +3869,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [40:0] _11_;
   always @(posedge clk) begin
-    _11_ <= params1[\$90 [4:0]];
+    _11_ <= params1[\$91 [4:0]];
   end
   assign \$signature__data$79  = _11_;
   reg [40:0] params2 [31:0];
@@ -3881,7 +3913,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [40:0] _12_;
   always @(posedge clk) begin
-    _12_ <= params2[\$94 [4:0]];
+    _12_ <= params2[\$95 [4:0]];
   end
   assign \$signature__data$80  = _12_;
   reg [40:0] params3 [31:0];
@@ -3925,7 +3957,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [40:0] _13_;
   always @(posedge clk) begin
-    _13_ <= params3[\$98 [4:0]];
+    _13_ <= params3[\$99 [4:0]];
   end
   assign \$signature__data$81  = _13_;
   reg [40:0] params4 [31:0];
@@ -3969,7 +4001,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [40:0] _14_;
   always @(posedge clk) begin
-    _14_ <= params4[\$102 [4:0]];
+    _14_ <= params4[\$103 [4:0]];
   end
   assign \$signature__data$82  = _14_;
   reg [40:0] params5 [31:0];
@@ -4013,7 +4045,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [40:0] _15_;
   always @(posedge clk) begin
-    _15_ <= params5[\$106 [4:0]];
+    _15_ <= params5[\$107 [4:0]];
   end
   assign \$signature__data$83  = _15_;
   reg [40:0] params6 [31:0];
@@ -4057,7 +4089,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [40:0] _16_;
   always @(posedge clk) begin
-    _16_ <= params6[\$110 [4:0]];
+    _16_ <= params6[\$111 [4:0]];
   end
   assign \$signature__data$84  = _16_;
   reg [40:0] params7 [31:0];
@@ -4101,7 +4133,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [40:0] _17_;
   always @(posedge clk) begin
-    _17_ <= params7[\$114 [4:0]];
+    _17_ <= params7[\$115 [4:0]];
   end
   assign \$signature__data$85  = _17_;
   reg [7:0] weights0 [2047:0];
@@ -6161,7 +6193,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [7:0] _18_;
   always @(posedge clk) begin
-    _18_ <= weights0[\$85 [10:0]];
+    _18_ <= weights0[\$86 [10:0]];
   end
   assign \$signature__data$70  = _18_;
   reg [7:0] weights1 [2047:0];
@@ -8221,7 +8253,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [7:0] _19_;
   always @(posedge clk) begin
-    _19_ <= weights1[\$89 [10:0]];
+    _19_ <= weights1[\$90 [10:0]];
   end
   assign \$signature__data$71  = _19_;
   reg [7:0] weights2 [2047:0];
@@ -10281,7 +10313,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [7:0] _20_;
   always @(posedge clk) begin
-    _20_ <= weights2[\$93 [10:0]];
+    _20_ <= weights2[\$94 [10:0]];
   end
   assign \$signature__data$72  = _20_;
   reg [7:0] weights3 [2047:0];
@@ -12341,7 +12373,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [7:0] _21_;
   always @(posedge clk) begin
-    _21_ <= weights3[\$97 [10:0]];
+    _21_ <= weights3[\$98 [10:0]];
   end
   assign \$signature__data$73  = _21_;
   reg [7:0] weights4 [2047:0];
@@ -14401,7 +14433,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [7:0] _22_;
   always @(posedge clk) begin
-    _22_ <= weights4[\$101 [10:0]];
+    _22_ <= weights4[\$102 [10:0]];
   end
   assign \$signature__data$74  = _22_;
   reg [7:0] weights5 [2047:0];
@@ -16461,7 +16493,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [7:0] _23_;
   always @(posedge clk) begin
-    _23_ <= weights5[\$105 [10:0]];
+    _23_ <= weights5[\$106 [10:0]];
   end
   assign \$signature__data$75  = _23_;
   reg [7:0] weights6 [2047:0];
@@ -18521,7 +18553,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [7:0] _24_;
   always @(posedge clk) begin
-    _24_ <= weights6[\$109 [10:0]];
+    _24_ <= weights6[\$110 [10:0]];
   end
   assign \$signature__data$76  = _24_;
   reg [7:0] weights7 [2047:0];
@@ -20581,245 +20613,251 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   reg [7:0] _25_;
   always @(posedge clk) begin
-    _25_ <= weights7[\$113 [10:0]];
+    _25_ <= weights7[\$114 [10:0]];
   end
   assign \$signature__data$77  = _25_;
   always @(posedge clk)
-    layer2 <= \$374 ;
+    layer0 <= \$401 ;
   always @(posedge clk)
-    layer3 <= \$375 ;
+    layer1 <= \$402 ;
   always @(posedge clk)
-    edge0 <= \$376 ;
+    layer2 <= \$403 ;
   always @(posedge clk)
-    edge1 <= \$377 ;
+    layer3 <= \$404 ;
   always @(posedge clk)
-    edge2 <= \$378 ;
+    edge0 <= \$405 ;
   always @(posedge clk)
-    edge3 <= \$379 ;
+    edge1 <= \$406 ;
   always @(posedge clk)
-    edge4 <= \$380 ;
+    edge2 <= \$407 ;
   always @(posedge clk)
-    edge5 <= \$381 ;
+    edge3 <= \$408 ;
   always @(posedge clk)
-    edge6 <= \$382 ;
+    edge4 <= \$409 ;
   always @(posedge clk)
-    edge7 <= \$383 ;
+    edge5 <= \$410 ;
   always @(posedge clk)
-    num_layers <= \$384 ;
+    edge6 <= \$411 ;
   always @(posedge clk)
-    host_rvalid <= \$385 ;
+    edge7 <= \$412 ;
   always @(posedge clk)
-    rd_region <= \$386 ;
+    num_layers <= \$413 ;
   always @(posedge clk)
-    rd_lane <= \$387 ;
+    host_rvalid <= \$414 ;
   always @(posedge clk)
-    rd_reg <= \$388 ;
+    rd_region <= \$415 ;
   always @(posedge clk)
-    layer <= \$389 ;
+    rd_lane <= \$416 ;
   always @(posedge clk)
-    e_end <= \$390 ;
+    rd_reg <= \$417 ;
   always @(posedge clk)
-    \$signal$340  <= \$391 ;
+    layer <= \$418 ;
   always @(posedge clk)
-    s2_valid <= \$392 ;
+    e_end <= \$419 ;
   always @(posedge clk)
-    s2_x <= \$393 ;
+    \$signal$343  <= \$420 ;
   always @(posedge clk)
-    s1_rowbase <= \$394 ;
+    s2_valid <= \$421 ;
   always @(posedge clk)
-    s1_from_input <= \$395 ;
+    s2_x <= \$422 ;
   always @(posedge clk)
-    \$signal$345  <= \$396 ;
+    s1_rowbase <= \$423 ;
   always @(posedge clk)
-    s3_x <= \$397 ;
+    s1_from_input <= \$424 ;
   always @(posedge clk)
-    s4_valid <= \$398 ;
+    \$signal$347  <= \$425 ;
   always @(posedge clk)
-    w_q0 <= \$399 ;
+    s3_x <= \$426 ;
   always @(posedge clk)
-    w_q1 <= \$400 ;
+    s4_valid <= \$427 ;
   always @(posedge clk)
-    w_q2 <= \$401 ;
+    w_q0 <= \$428 ;
   always @(posedge clk)
-    w_q3 <= \$402 ;
+    w_q1 <= \$429 ;
   always @(posedge clk)
-    w_q4 <= \$403 ;
+    w_q2 <= \$430 ;
   always @(posedge clk)
-    w_q5 <= \$404 ;
+    w_q3 <= \$431 ;
   always @(posedge clk)
-    w_q6 <= \$405 ;
+    w_q4 <= \$432 ;
   always @(posedge clk)
-    w_q7 <= \$406 ;
+    w_q5 <= \$433 ;
   always @(posedge clk)
-    prod_q0 <= \$407 ;
+    w_q6 <= \$434 ;
   always @(posedge clk)
-    prod_q1 <= \$408 ;
+    w_q7 <= \$435 ;
   always @(posedge clk)
-    prod_q2 <= \$409 ;
+    prod_q0 <= \$436 ;
   always @(posedge clk)
-    prod_q3 <= \$410 ;
+    prod_q1 <= \$437 ;
   always @(posedge clk)
-    prod_q4 <= \$411 ;
+    prod_q2 <= \$438 ;
   always @(posedge clk)
-    prod_q5 <= \$412 ;
+    prod_q3 <= \$439 ;
   always @(posedge clk)
-    prod_q6 <= \$413 ;
+    prod_q4 <= \$440 ;
   always @(posedge clk)
-    prod_q7 <= \$414 ;
+    prod_q5 <= \$441 ;
   always @(posedge clk)
-    \$signal$364  <= \$415 ;
+    prod_q6 <= \$442 ;
   always @(posedge clk)
-    pre2 <= \$416 ;
+    prod_q7 <= \$443 ;
   always @(posedge clk)
-    leak_q0 <= \$417 ;
+    \$signal$366  <= \$444 ;
   always @(posedge clk)
-    theta <= \$418 ;
+    pre2 <= \$445 ;
   always @(posedge clk)
-    total <= \$419 ;
+    leak_q0 <= \$446 ;
   always @(posedge clk)
-    leak_q1 <= \$420 ;
+    theta <= \$447 ;
   always @(posedge clk)
-    \theta$200  <= \$421 ;
+    total <= \$448 ;
   always @(posedge clk)
-    \total$198  <= \$422 ;
+    leak_q1 <= \$449 ;
   always @(posedge clk)
-    leak_q2 <= \$423 ;
+    \theta$203  <= \$450 ;
   always @(posedge clk)
-    \theta$208  <= \$424 ;
+    \total$201  <= \$451 ;
   always @(posedge clk)
-    \total$206  <= \$425 ;
+    leak_q2 <= \$452 ;
   always @(posedge clk)
-    leak_q3 <= \$426 ;
+    \theta$211  <= \$453 ;
   always @(posedge clk)
-    \theta$216  <= \$427 ;
+    \total$209  <= \$454 ;
   always @(posedge clk)
-    \total$214  <= \$428 ;
+    leak_q3 <= \$455 ;
   always @(posedge clk)
-    leak_q4 <= \$429 ;
+    \theta$219  <= \$456 ;
   always @(posedge clk)
-    \theta$224  <= \$430 ;
+    \total$217  <= \$457 ;
   always @(posedge clk)
-    \total$222  <= \$431 ;
+    leak_q4 <= \$458 ;
   always @(posedge clk)
-    leak_q5 <= \$432 ;
+    \theta$227  <= \$459 ;
   always @(posedge clk)
-    \theta$232  <= \$433 ;
+    \total$225  <= \$460 ;
   always @(posedge clk)
-    \total$230  <= \$434 ;
+    leak_q5 <= \$461 ;
   always @(posedge clk)
-    leak_q6 <= \$435 ;
+    \theta$235  <= \$462 ;
   always @(posedge clk)
-    \theta$240  <= \$436 ;
+    \total$233  <= \$463 ;
   always @(posedge clk)
-    \total$238  <= \$437 ;
+    leak_q6 <= \$464 ;
   always @(posedge clk)
-    leak_q7 <= \$438 ;
+    \theta$243  <= \$465 ;
   always @(posedge clk)
-    \theta$248  <= \$439 ;
+    \total$241  <= \$466 ;
   always @(posedge clk)
-    \total$246  <= \$440 ;
+    leak_q7 <= \$467 ;
   always @(posedge clk)
-    count0 <= \$441 ;
+    \theta$251  <= \$468 ;
   always @(posedge clk)
-    count1 <= \$442 ;
+    \total$249  <= \$469 ;
   always @(posedge clk)
-    count2 <= \$443 ;
+    count0 <= \$470 ;
   always @(posedge clk)
-    count3 <= \$444 ;
+    count1 <= \$471 ;
   always @(posedge clk)
-    count4 <= \$445 ;
+    count2 <= \$472 ;
   always @(posedge clk)
-    count5 <= \$446 ;
+    count3 <= \$473 ;
   always @(posedge clk)
-    count6 <= \$447 ;
+    count4 <= \$474 ;
   always @(posedge clk)
-    count7 <= \$448 ;
+    count5 <= \$475 ;
   always @(posedge clk)
-    count8 <= \$449 ;
+    count6 <= \$476 ;
   always @(posedge clk)
-    count9 <= \$450 ;
+    count7 <= \$477 ;
   always @(posedge clk)
-    count10 <= \$451 ;
+    count8 <= \$478 ;
   always @(posedge clk)
-    count11 <= \$452 ;
+    count9 <= \$479 ;
   always @(posedge clk)
-    count12 <= \$453 ;
+    count10 <= \$480 ;
   always @(posedge clk)
-    count13 <= \$454 ;
+    count11 <= \$481 ;
   always @(posedge clk)
-    count14 <= \$455 ;
+    count12 <= \$482 ;
   always @(posedge clk)
-    count15 <= \$456 ;
+    count13 <= \$483 ;
   always @(posedge clk)
-    ctr3 <= \$457 ;
+    count14 <= \$484 ;
   always @(posedge clk)
-    ctr7 <= \$458 ;
+    count15 <= \$485 ;
   always @(posedge clk)
-    ctr11 <= \$459 ;
+    ctr3 <= \$486 ;
   always @(posedge clk)
-    ctr15 <= \$460 ;
+    ctr7 <= \$487 ;
   always @(posedge clk)
-    in_full <= \$461 ;
+    ctr11 <= \$488 ;
   always @(posedge clk)
-    in_count0 <= \$462 ;
+    ctr15 <= \$489 ;
   always @(posedge clk)
-    in_count1 <= \$463 ;
+    in_full <= \$490 ;
   always @(posedge clk)
-    ctr0 <= \$464 ;
+    in_count0 <= \$491 ;
   always @(posedge clk)
-    ctr1 <= \$465 ;
+    in_count1 <= \$492 ;
   always @(posedge clk)
-    ctr2 <= \$466 ;
+    ctr0 <= \$493 ;
   always @(posedge clk)
-    ctr4 <= \$467 ;
+    ctr1 <= \$494 ;
   always @(posedge clk)
-    ctr5 <= \$468 ;
+    ctr2 <= \$495 ;
   always @(posedge clk)
-    ctr6 <= \$469 ;
+    ctr4 <= \$496 ;
   always @(posedge clk)
-    ctr8 <= \$470 ;
+    ctr5 <= \$497 ;
   always @(posedge clk)
-    ctr9 <= \$471 ;
+    ctr6 <= \$498 ;
   always @(posedge clk)
-    ctr10 <= \$472 ;
+    ctr8 <= \$499 ;
   always @(posedge clk)
-    ctr12 <= \$473 ;
+    ctr9 <= \$500 ;
   always @(posedge clk)
-    ctr13 <= \$474 ;
+    ctr10 <= \$501 ;
   always @(posedge clk)
-    ctr14 <= \$475 ;
+    ctr12 <= \$502 ;
   always @(posedge clk)
-    ctr16 <= \$476 ;
+    ctr13 <= \$503 ;
   always @(posedge clk)
-    ctr17 <= \$477 ;
+    ctr14 <= \$504 ;
   always @(posedge clk)
-    cur <= \$478 ;
+    ctr16 <= \$505 ;
   always @(posedge clk)
-    \$signal  <= \$479 ;
+    ctr17 <= \$506 ;
   always @(posedge clk)
-    li <= \$480 ;
+    cur <= \$507 ;
   always @(posedge clk)
-    \$signal$382  <= \$481 ;
+    \$signal  <= \$508 ;
   always @(posedge clk)
-    fsm_state <= \$482 ;
+    li <= \$509 ;
   always @(posedge clk)
-    k <= \$483 ;
+    \$signal$384  <= \$510 ;
   always @(posedge clk)
-    e <= \$484 ;
+    fsm_state <= \$511 ;
   always @(posedge clk)
-    src_sel <= \$485 ;
+    k <= \$512 ;
   always @(posedge clk)
-    \$signal$344  <= \$486 ;
+    e <= \$513 ;
   always @(posedge clk)
-    bank_sel <= \$487 ;
+    src_sel <= \$514 ;
   always @(posedge clk)
-    n <= \$488 ;
+    \$signal$346  <= \$515 ;
   always @(posedge clk)
-    cnt <= \$489 ;
+    bank_sel <= \$516 ;
   always @(posedge clk)
-    rowbase <= \$490 ;
+    n <= \$517 ;
   always @(posedge clk)
-    drain2 <= \$491 ;
+    cnt <= \$518 ;
+  always @(posedge clk)
+    row_wbase <= \$519 ;
+  always @(posedge clk)
+    row_offset <= \$520 ;
+  always @(posedge clk)
+    drain2 <= \$521 ;
   assign \$1  = ~ busy;
   assign \$2  = \$1  & host_we;
   assign \$3  = host_addr[16:14] == 3'h4;
@@ -20916,286 +20954,312 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$79  = \$77  & \$78 ;
   assign \$80  = host_addr[13:11] == 3'h7;
   assign \$signature__en$67  = \$79  & \$80 ;
+  assign \$84  = row_wbase + row_offset;
   assign s1_index = s1_from_input ? in_rd__data[6:0] : ev_rd__data[6:0];
   assign s1_value = s1_from_input ? in_rd__data[14:7] : ev_rd__data[14:7];
   assign row_addr = layer[17:13] + k;
-  assign \$84  = s1_rowbase + s1_index;
-  assign \$85  = busy ? \$84  : { 2'h0, host_addr[10:0] };
-  assign \$86  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$85  = s1_rowbase + s1_index;
+  assign \$86  = busy ? \$85  : { 2'h0, host_addr[10:0] };
   assign \$87  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$88  = s1_rowbase + s1_index;
-  assign \$89  = busy ? \$88  : { 2'h0, host_addr[10:0] };
-  assign \$90  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$88  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$89  = s1_rowbase + s1_index;
+  assign \$90  = busy ? \$89  : { 2'h0, host_addr[10:0] };
   assign \$91  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$92  = s1_rowbase + s1_index;
-  assign \$93  = busy ? \$92  : { 2'h0, host_addr[10:0] };
-  assign \$94  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$92  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$93  = s1_rowbase + s1_index;
+  assign \$94  = busy ? \$93  : { 2'h0, host_addr[10:0] };
   assign \$95  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$96  = s1_rowbase + s1_index;
-  assign \$97  = busy ? \$96  : { 2'h0, host_addr[10:0] };
-  assign \$98  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$96  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$97  = s1_rowbase + s1_index;
+  assign \$98  = busy ? \$97  : { 2'h0, host_addr[10:0] };
   assign \$99  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$100  = s1_rowbase + s1_index;
-  assign \$101  = busy ? \$100  : { 2'h0, host_addr[10:0] };
-  assign \$102  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$100  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$101  = s1_rowbase + s1_index;
+  assign \$102  = busy ? \$101  : { 2'h0, host_addr[10:0] };
   assign \$103  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$104  = s1_rowbase + s1_index;
-  assign \$105  = busy ? \$104  : { 2'h0, host_addr[10:0] };
-  assign \$106  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$104  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$105  = s1_rowbase + s1_index;
+  assign \$106  = busy ? \$105  : { 2'h0, host_addr[10:0] };
   assign \$107  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$108  = s1_rowbase + s1_index;
-  assign \$109  = busy ? \$108  : { 2'h0, host_addr[10:0] };
-  assign \$110  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$108  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$109  = s1_rowbase + s1_index;
+  assign \$110  = busy ? \$109  : { 2'h0, host_addr[10:0] };
   assign \$111  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$112  = s1_rowbase + s1_index;
-  assign \$113  = busy ? \$112  : { 2'h0, host_addr[10:0] };
-  assign \$114  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$112  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$113  = s1_rowbase + s1_index;
+  assign \$114  = busy ? \$113  : { 2'h0, host_addr[10:0] };
   assign \$115  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$116  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign w_data = write_end ? 28'h0000002 : records__payload;
-  assign \$116  = write_end | records__valid;
-  assign w_en = w_rdy & \$116 ;
-  assign \$117  = ~ write_end;
-  assign records__ready = w_rdy & \$117 ;
+  assign \$117  = write_end | records__valid;
+  assign w_en = w_rdy & \$117 ;
+  assign \$118  = ~ write_end;
+  assign records__ready = w_rdy & \$118 ;
   assign spike_src = event_layer + 1'h1;
-  assign \$119  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$120  = busy ? { u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new } : { 1'h0, host_wdata };
-  assign \$121  = host_addr[16:14] == 2'h3;
-  assign \$122  = host_we & \$121 ;
-  assign \$123  = ! host_addr[13:11];
-  assign \$124  = \$122  & \$123 ;
-  assign \$signature__en$257  = busy ? neuron_write : \$124 ;
-  assign \$125  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$126  = busy ? { \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261  } : { 1'h0, host_wdata };
-  assign \$127  = host_addr[16:14] == 2'h3;
-  assign \$128  = host_we & \$127 ;
-  assign \$129  = host_addr[13:11] == 1'h1;
-  assign \$130  = \$128  & \$129 ;
-  assign \$signature__en$262  = busy ? neuron_write : \$130 ;
-  assign \$131  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$132  = busy ? { \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265  } : { 1'h0, host_wdata };
-  assign \$133  = host_addr[16:14] == 2'h3;
-  assign \$134  = host_we & \$133 ;
-  assign \$135  = host_addr[13:11] == 2'h2;
-  assign \$136  = \$134  & \$135 ;
-  assign \$signature__en$266  = busy ? neuron_write : \$136 ;
-  assign \$137  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$138  = busy ? { \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269  } : { 1'h0, host_wdata };
-  assign \$139  = host_addr[16:14] == 2'h3;
-  assign \$140  = host_we & \$139 ;
-  assign \$141  = host_addr[13:11] == 2'h3;
-  assign \$142  = \$140  & \$141 ;
-  assign \$signature__en$270  = busy ? neuron_write : \$142 ;
-  assign \$143  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$144  = busy ? { \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273  } : { 1'h0, host_wdata };
-  assign \$145  = host_addr[16:14] == 2'h3;
-  assign \$146  = host_we & \$145 ;
-  assign \$147  = host_addr[13:11] == 3'h4;
-  assign \$148  = \$146  & \$147 ;
-  assign \$signature__en$274  = busy ? neuron_write : \$148 ;
-  assign \$149  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$150  = busy ? { \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277  } : { 1'h0, host_wdata };
-  assign \$151  = host_addr[16:14] == 2'h3;
-  assign \$152  = host_we & \$151 ;
-  assign \$153  = host_addr[13:11] == 3'h5;
-  assign \$154  = \$152  & \$153 ;
-  assign \$signature__en$278  = busy ? neuron_write : \$154 ;
-  assign \$155  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$156  = busy ? { \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281  } : { 1'h0, host_wdata };
-  assign \$157  = host_addr[16:14] == 2'h3;
-  assign \$158  = host_we & \$157 ;
-  assign \$159  = host_addr[13:11] == 3'h6;
-  assign \$160  = \$158  & \$159 ;
-  assign \$signature__en$282  = busy ? neuron_write : \$160 ;
-  assign \$161  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$162  = busy ? { \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285 [15], \u_new$285  } : { 1'h0, host_wdata };
-  assign \$163  = host_addr[16:14] == 2'h3;
-  assign \$164  = host_we & \$163 ;
-  assign \$165  = host_addr[13:11] == 3'h7;
-  assign \$166  = \$164  & \$165 ;
-  assign \$signature__en$286  = busy ? neuron_write : \$166 ;
-  assign \$167  = k * 4'h8;
-  assign \$168  = \$167  + 1'h0;
-  assign \$169  = \$168  < layer[7:0];
-  assign \$170  = k * 4'h8;
-  assign \$171  = \$170  + 1'h1;
-  assign \$172  = \$171  < layer[7:0];
-  assign \$173  = k * 4'h8;
-  assign \$174  = \$173  + 2'h2;
-  assign \$175  = \$174  < layer[7:0];
-  assign \$176  = k * 4'h8;
-  assign \$177  = \$176  + 2'h3;
-  assign \$178  = \$177  < layer[7:0];
-  assign \$179  = k * 4'h8;
-  assign \$180  = \$179  + 3'h4;
-  assign \$181  = \$180  < layer[7:0];
-  assign \$182  = k * 4'h8;
-  assign \$183  = \$182  + 3'h5;
-  assign \$184  = \$183  < layer[7:0];
-  assign \$185  = k * 4'h8;
-  assign \$186  = \$185  + 3'h6;
-  assign \$187  = \$186  < layer[7:0];
-  assign \$188  = k * 4'h8;
-  assign \$189  = \$188  + 3'h7;
-  assign \$190  = \$189  < layer[7:0];
-  assign \$191  = ~ in_full;
-  assign \$192  = ~ clear;
-  assign input__ready = \$191  & \$192 ;
-  assign \$193  = input__valid & input__ready;
-  assign \$195  = n < cnt;
-  assign \$196  = spikes & valid_lanes;
-  assign \$197  = layer[44] ? valid_lanes : \$196 ;
-  assign \$198  = k * 4'h8;
-  assign \$199  = ! fsm_state;
-  assign \$200  = fsm_state == 1'h1;
-  assign \$201  = fsm_state == 2'h2;
-  assign \$202  = fsm_state == 2'h3;
-  assign \$203  = fsm_state == 3'h4;
-  assign \$204  = fsm_state == 3'h5;
-  assign \$205  = fsm_state == 3'h6;
-  assign \$206  = fsm_state == 3'h7;
-  assign \$207  = fsm_state == 4'h8;
-  assign \$208  = ~ busy;
-  assign \$209  = \$208  & host_we;
-  assign \$210  = ~ busy;
-  assign \$211  = \$210  & host_re;
-  assign \$216  = layer[20:18] + layer[24:21];
-  assign \$217  = $signed(w_q0) * $signed(s3_x);
-  assign \$218  = $signed(w_q1) * $signed(s3_x);
-  assign \$219  = $signed(w_q2) * $signed(s3_x);
-  assign \$220  = $signed(w_q3) * $signed(s3_x);
-  assign \$221  = $signed(w_q4) * $signed(s3_x);
-  assign \$222  = $signed(w_q5) * $signed(s3_x);
-  assign \$223  = $signed(w_q6) * $signed(s3_x);
-  assign \$224  = $signed(w_q7) * $signed(s3_x);
-  assign \$225  = $signed(total) + $signed(prod_q0);
-  assign \$226  = $signed(total) + $signed(leak_q0);
-  assign \$227  = $signed(\total$198 ) + $signed(prod_q1);
-  assign \$228  = $signed(\total$198 ) + $signed(leak_q1);
-  assign \$229  = $signed(\total$206 ) + $signed(prod_q2);
-  assign \$230  = $signed(\total$206 ) + $signed(leak_q2);
-  assign \$231  = $signed(\total$214 ) + $signed(prod_q3);
-  assign \$232  = $signed(\total$214 ) + $signed(leak_q3);
-  assign \$233  = $signed(\total$222 ) + $signed(prod_q4);
-  assign \$234  = $signed(\total$222 ) + $signed(leak_q4);
-  assign \$235  = $signed(\total$230 ) + $signed(prod_q5);
-  assign \$236  = $signed(\total$230 ) + $signed(leak_q5);
-  assign \$237  = $signed(\total$238 ) + $signed(prod_q6);
-  assign \$238  = $signed(\total$238 ) + $signed(leak_q6);
-  assign \$239  = $signed(\total$246 ) + $signed(prod_q7);
-  assign \$240  = $signed(\total$246 ) + $signed(leak_q7);
-  assign \$242  = \$241  + 1'h1;
-  assign \$243  = ! event_layer;
-  assign \$244  = ctr3 + 1'h1;
-  assign \$245  = event_layer == 1'h1;
-  assign \$246  = ctr7 + 1'h1;
-  assign \$247  = event_layer == 2'h2;
-  assign \$248  = ctr11 + 1'h1;
-  assign \$249  = event_layer == 2'h3;
-  assign \$250  = ctr15 + 1'h1;
-  assign \$251  = input__valid & input__ready;
-  assign \$253  = \$252  + 1'h1;
-  assign \$254  = ~ busy;
-  assign \$255  = clear & \$254 ;
-  assign \$256  = ctr16 + 1'h1;
-  assign \$257  = ~ clear;
-  assign \$258  = in_full & \$257 ;
-  assign \$259  = ~ \$signal ;
-  assign \$260  = ~ \$signal ;
-  assign \$261  = ! num_layers;
-  assign \$262  = ! li;
-  assign \$263  = ctr0 + 1'h1;
-  assign \$264  = li == 1'h1;
-  assign \$265  = ctr4 + 1'h1;
-  assign \$266  = li == 2'h2;
-  assign \$267  = ctr8 + 1'h1;
-  assign \$268  = li == 2'h3;
-  assign \$269  = ctr12 + 1'h1;
-  assign \$270  = ! li;
-  assign \$271  = ctr0 + 1'h1;
-  assign \$272  = li == 1'h1;
-  assign \$273  = ctr4 + 1'h1;
-  assign \$274  = li == 2'h2;
-  assign \$275  = ctr8 + 1'h1;
-  assign \$276  = li == 2'h3;
-  assign \$277  = ctr12 + 1'h1;
-  assign \$278  = e == e_end;
-  assign \$281  = ! \$280 ;
-  assign \$283  = ! \$282 ;
-  assign \$285  = cur ^ \$284 ;
-  assign \$286  = \$283  ? \$signal$382  : \$285 ;
-  assign \$288  = ! \$287 ;
-  assign \$292  = cur ^ \$291 ;
-  assign \$294  = \$288  ? { 1'h0, \$289  } : \$293 ;
-  assign \$298  = k[0] ? \$297  : 9'h000;
-  assign \$299  = 1'h0 + \$298 ;
-  assign \$302  = k[1] ? \$301  : 9'h000;
-  assign \$303  = \$299  + \$302 ;
-  assign \$306  = k[2] ? \$305  : 11'h000;
-  assign \$307  = \$303  + \$306 ;
-  assign \$310  = k[3] ? \$309  : 11'h000;
-  assign \$311  = \$307  + \$310 ;
-  assign \$314  = k[4] ? \$313  : 15'h0000;
-  assign \$315  = \$311  + \$314 ;
-  assign \$316  = \$295  + \$315 [12:0];
-  assign \$317  = ! li;
-  assign \$318  = ctr0 + 1'h1;
-  assign \$319  = li == 1'h1;
-  assign \$320  = ctr4 + 1'h1;
-  assign \$321  = li == 2'h2;
-  assign \$322  = ctr8 + 1'h1;
-  assign \$323  = li == 2'h3;
-  assign \$324  = ctr12 + 1'h1;
-  assign \$325  = n < cnt;
-  assign \$326  = n + 1'h1;
-  assign \$327  = ! k;
-  assign \$328  = ! li;
-  assign \$329  = ctr2 + 1'h1;
-  assign \$330  = li == 1'h1;
-  assign \$331  = ctr6 + 1'h1;
-  assign \$332  = li == 2'h2;
-  assign \$333  = ctr10 + 1'h1;
-  assign \$334  = li == 2'h3;
-  assign \$335  = ctr14 + 1'h1;
-  assign \$336  = e + 1'h1;
-  assign \$337  = ! li;
-  assign \$338  = ctr0 + 1'h1;
-  assign \$339  = li == 1'h1;
-  assign \$340  = ctr4 + 1'h1;
-  assign \$341  = li == 2'h2;
-  assign \$342  = ctr8 + 1'h1;
-  assign \$343  = li == 2'h3;
-  assign \$344  = ctr12 + 1'h1;
-  assign \$345  = ~ drain2;
-  assign \$346  = ~ \$signal$340 ;
-  assign \$347  = ~ s2_valid;
-  assign \$348  = \$346  & \$347 ;
-  assign \$349  = ~ \$signal$345 ;
-  assign \$350  = \$348  & \$349 ;
-  assign \$351  = ! li;
-  assign \$352  = ctr1 + 1'h1;
-  assign \$353  = li == 1'h1;
-  assign \$354  = ctr5 + 1'h1;
-  assign \$355  = li == 2'h2;
-  assign \$356  = ctr9 + 1'h1;
-  assign \$357  = li == 2'h3;
-  assign \$358  = ctr13 + 1'h1;
-  assign \$359  = k + 1'h1;
-  assign \$360  = \$359  == layer[12:8];
-  assign \$361  = k + 1'h1;
-  assign \$362  = li + 1'h1;
-  assign \$363  = \$362  == num_layers;
-  assign \$364  = li + 1'h1;
-  assign \$365  = ~ cur;
-  assign \$366  = ~ cur;
-  assign \$367  = ~ cur;
-  assign \$368  = ~ cur;
-  assign \$369  = ~ cur;
-  assign \$370  = ~ cur;
-  assign \$371  = ctr17 + 1'h1;
-  always @(posedge clk)
-    layer0 <= \$372 ;
-  always @(posedge clk)
-    layer1 <= \$373 ;
+  assign \$120  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$121  = busy ? { u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new } : { 1'h0, host_wdata };
+  assign \$122  = host_addr[16:14] == 2'h3;
+  assign \$123  = host_we & \$122 ;
+  assign \$124  = ! host_addr[13:11];
+  assign \$125  = \$123  & \$124 ;
+  assign \$signature__en$260  = busy ? neuron_write : \$125 ;
+  assign \$126  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$127  = busy ? { \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264  } : { 1'h0, host_wdata };
+  assign \$128  = host_addr[16:14] == 2'h3;
+  assign \$129  = host_we & \$128 ;
+  assign \$130  = host_addr[13:11] == 1'h1;
+  assign \$131  = \$129  & \$130 ;
+  assign \$signature__en$265  = busy ? neuron_write : \$131 ;
+  assign \$132  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$133  = busy ? { \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268  } : { 1'h0, host_wdata };
+  assign \$134  = host_addr[16:14] == 2'h3;
+  assign \$135  = host_we & \$134 ;
+  assign \$136  = host_addr[13:11] == 2'h2;
+  assign \$137  = \$135  & \$136 ;
+  assign \$signature__en$269  = busy ? neuron_write : \$137 ;
+  assign \$138  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$139  = busy ? { \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272  } : { 1'h0, host_wdata };
+  assign \$140  = host_addr[16:14] == 2'h3;
+  assign \$141  = host_we & \$140 ;
+  assign \$142  = host_addr[13:11] == 2'h3;
+  assign \$143  = \$141  & \$142 ;
+  assign \$signature__en$273  = busy ? neuron_write : \$143 ;
+  assign \$144  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$145  = busy ? { \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276  } : { 1'h0, host_wdata };
+  assign \$146  = host_addr[16:14] == 2'h3;
+  assign \$147  = host_we & \$146 ;
+  assign \$148  = host_addr[13:11] == 3'h4;
+  assign \$149  = \$147  & \$148 ;
+  assign \$signature__en$277  = busy ? neuron_write : \$149 ;
+  assign \$150  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$151  = busy ? { \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280  } : { 1'h0, host_wdata };
+  assign \$152  = host_addr[16:14] == 2'h3;
+  assign \$153  = host_we & \$152 ;
+  assign \$154  = host_addr[13:11] == 3'h5;
+  assign \$155  = \$153  & \$154 ;
+  assign \$signature__en$281  = busy ? neuron_write : \$155 ;
+  assign \$156  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$157  = busy ? { \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284  } : { 1'h0, host_wdata };
+  assign \$158  = host_addr[16:14] == 2'h3;
+  assign \$159  = host_we & \$158 ;
+  assign \$160  = host_addr[13:11] == 3'h6;
+  assign \$161  = \$159  & \$160 ;
+  assign \$signature__en$285  = busy ? neuron_write : \$161 ;
+  assign \$162  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$163  = busy ? { \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288  } : { 1'h0, host_wdata };
+  assign \$164  = host_addr[16:14] == 2'h3;
+  assign \$165  = host_we & \$164 ;
+  assign \$166  = host_addr[13:11] == 3'h7;
+  assign \$167  = \$165  & \$166 ;
+  assign \$signature__en$289  = busy ? neuron_write : \$167 ;
+  assign \$168  = k * 4'h8;
+  assign \$169  = \$168  + 1'h0;
+  assign \$170  = \$169  < layer[7:0];
+  assign \$171  = k * 4'h8;
+  assign \$172  = \$171  + 1'h1;
+  assign \$173  = \$172  < layer[7:0];
+  assign \$174  = k * 4'h8;
+  assign \$175  = \$174  + 2'h2;
+  assign \$176  = \$175  < layer[7:0];
+  assign \$177  = k * 4'h8;
+  assign \$178  = \$177  + 2'h3;
+  assign \$179  = \$178  < layer[7:0];
+  assign \$180  = k * 4'h8;
+  assign \$181  = \$180  + 3'h4;
+  assign \$182  = \$181  < layer[7:0];
+  assign \$183  = k * 4'h8;
+  assign \$184  = \$183  + 3'h5;
+  assign \$185  = \$184  < layer[7:0];
+  assign \$186  = k * 4'h8;
+  assign \$187  = \$186  + 3'h6;
+  assign \$188  = \$187  < layer[7:0];
+  assign \$189  = k * 4'h8;
+  assign \$190  = \$189  + 3'h7;
+  assign \$191  = \$190  < layer[7:0];
+  assign \$192  = ~ in_full;
+  assign \$193  = ~ clear;
+  assign input__ready = \$192  & \$193 ;
+  assign \$194  = input__valid & input__ready;
+  assign \$196  = n < cnt;
+  assign \$197  = spikes & valid_lanes;
+  assign \$198  = layer[44] ? valid_lanes : \$197 ;
+  assign \$199  = k * 4'h8;
+  assign \$200  = ! fsm_state;
+  assign \$201  = fsm_state == 1'h1;
+  assign \$202  = fsm_state == 2'h2;
+  assign \$203  = fsm_state == 2'h3;
+  assign \$204  = fsm_state == 3'h4;
+  assign \$205  = fsm_state == 3'h5;
+  assign \$206  = fsm_state == 3'h6;
+  assign \$207  = fsm_state == 3'h7;
+  assign \$208  = fsm_state == 4'h8;
+  assign \$209  = ~ busy;
+  assign \$210  = \$209  & host_we;
+  assign \$211  = ~ busy;
+  assign \$212  = \$211  & host_re;
+  assign \$217  = layer[20:18] + layer[24:21];
+  assign \$218  = $signed(w_q0) * $signed(s3_x);
+  assign \$219  = $signed(w_q1) * $signed(s3_x);
+  assign \$220  = $signed(w_q2) * $signed(s3_x);
+  assign \$221  = $signed(w_q3) * $signed(s3_x);
+  assign \$222  = $signed(w_q4) * $signed(s3_x);
+  assign \$223  = $signed(w_q5) * $signed(s3_x);
+  assign \$224  = $signed(w_q6) * $signed(s3_x);
+  assign \$225  = $signed(w_q7) * $signed(s3_x);
+  assign \$226  = $signed(total) + $signed(prod_q0);
+  assign \$227  = $signed(total) + $signed(leak_q0);
+  assign \$228  = $signed(\total$201 ) + $signed(prod_q1);
+  assign \$229  = $signed(\total$201 ) + $signed(leak_q1);
+  assign \$230  = $signed(\total$209 ) + $signed(prod_q2);
+  assign \$231  = $signed(\total$209 ) + $signed(leak_q2);
+  assign \$232  = $signed(\total$217 ) + $signed(prod_q3);
+  assign \$233  = $signed(\total$217 ) + $signed(leak_q3);
+  assign \$234  = $signed(\total$225 ) + $signed(prod_q4);
+  assign \$235  = $signed(\total$225 ) + $signed(leak_q4);
+  assign \$236  = $signed(\total$233 ) + $signed(prod_q5);
+  assign \$237  = $signed(\total$233 ) + $signed(leak_q5);
+  assign \$238  = $signed(\total$241 ) + $signed(prod_q6);
+  assign \$239  = $signed(\total$241 ) + $signed(leak_q6);
+  assign \$240  = $signed(\total$249 ) + $signed(prod_q7);
+  assign \$241  = $signed(\total$249 ) + $signed(leak_q7);
+  assign \$242  = ! { cur, spike_src };
+  assign \$243  = count0 + 1'h1;
+  assign \$244  = { cur, spike_src } == 1'h1;
+  assign \$245  = count1 + 1'h1;
+  assign \$246  = { cur, spike_src } == 2'h2;
+  assign \$247  = count2 + 1'h1;
+  assign \$248  = { cur, spike_src } == 2'h3;
+  assign \$249  = count3 + 1'h1;
+  assign \$250  = { cur, spike_src } == 3'h4;
+  assign \$251  = count4 + 1'h1;
+  assign \$252  = { cur, spike_src } == 3'h5;
+  assign \$253  = count5 + 1'h1;
+  assign \$254  = { cur, spike_src } == 3'h6;
+  assign \$255  = count6 + 1'h1;
+  assign \$256  = { cur, spike_src } == 3'h7;
+  assign \$257  = count7 + 1'h1;
+  assign \$258  = { cur, spike_src } == 4'h8;
+  assign \$259  = count8 + 1'h1;
+  assign \$260  = { cur, spike_src } == 4'h9;
+  assign \$261  = count9 + 1'h1;
+  assign \$262  = { cur, spike_src } == 4'ha;
+  assign \$263  = count10 + 1'h1;
+  assign \$264  = { cur, spike_src } == 4'hb;
+  assign \$265  = count11 + 1'h1;
+  assign \$266  = { cur, spike_src } == 4'hc;
+  assign \$267  = count12 + 1'h1;
+  assign \$268  = { cur, spike_src } == 4'hd;
+  assign \$269  = count13 + 1'h1;
+  assign \$270  = { cur, spike_src } == 4'he;
+  assign \$271  = count14 + 1'h1;
+  assign \$272  = { cur, spike_src } == 4'hf;
+  assign \$273  = count15 + 1'h1;
+  assign \$274  = ! event_layer;
+  assign \$275  = ctr3 + 1'h1;
+  assign \$276  = event_layer == 1'h1;
+  assign \$277  = ctr7 + 1'h1;
+  assign \$278  = event_layer == 2'h2;
+  assign \$279  = ctr11 + 1'h1;
+  assign \$280  = event_layer == 2'h3;
+  assign \$281  = ctr15 + 1'h1;
+  assign \$282  = input__valid & input__ready;
+  assign \$284  = \$283  + 1'h1;
+  assign \$285  = ~ busy;
+  assign \$286  = clear & \$285 ;
+  assign \$287  = ctr16 + 1'h1;
+  assign \$288  = ~ clear;
+  assign \$289  = in_full & \$288 ;
+  assign \$290  = ~ \$signal ;
+  assign \$291  = ~ \$signal ;
+  assign \$292  = ! num_layers;
+  assign \$293  = ! li;
+  assign \$294  = ctr0 + 1'h1;
+  assign \$295  = li == 1'h1;
+  assign \$296  = ctr4 + 1'h1;
+  assign \$297  = li == 2'h2;
+  assign \$298  = ctr8 + 1'h1;
+  assign \$299  = li == 2'h3;
+  assign \$300  = ctr12 + 1'h1;
+  assign \$301  = ! li;
+  assign \$302  = ctr0 + 1'h1;
+  assign \$303  = li == 1'h1;
+  assign \$304  = ctr4 + 1'h1;
+  assign \$305  = li == 2'h2;
+  assign \$306  = ctr8 + 1'h1;
+  assign \$307  = li == 2'h3;
+  assign \$308  = ctr12 + 1'h1;
+  assign \$309  = e == e_end;
+  assign \$312  = ! \$311 ;
+  assign \$314  = ! \$313 ;
+  assign \$316  = cur ^ \$315 ;
+  assign \$317  = \$314  ? \$signal$384  : \$316 ;
+  assign \$319  = ! \$318 ;
+  assign \$323  = cur ^ \$322 ;
+  assign \$325  = \$319  ? { 1'h0, \$320  } : \$324 ;
+  assign \$329  = k[0] ? \$328  : 9'h000;
+  assign \$332  = k[1] ? \$331  : 9'h000;
+  assign \$333  = \$329  + \$332 ;
+  assign \$336  = k[2] ? \$335  : 11'h000;
+  assign \$339  = k[3] ? \$338  : 11'h000;
+  assign \$340  = \$336  + \$339 ;
+  assign \$341  = \$333  + \$340 ;
+  assign \$344  = k[4] ? \$343  : 15'h0000;
+  assign \$345  = \$341  + \$344 ;
+  assign \$346  = ! li;
+  assign \$347  = ctr0 + 1'h1;
+  assign \$348  = li == 1'h1;
+  assign \$349  = ctr4 + 1'h1;
+  assign \$350  = li == 2'h2;
+  assign \$351  = ctr8 + 1'h1;
+  assign \$352  = li == 2'h3;
+  assign \$353  = ctr12 + 1'h1;
+  assign \$354  = n < cnt;
+  assign \$355  = n + 1'h1;
+  assign \$356  = ! k;
+  assign \$357  = ! li;
+  assign \$358  = ctr2 + 1'h1;
+  assign \$359  = li == 1'h1;
+  assign \$360  = ctr6 + 1'h1;
+  assign \$361  = li == 2'h2;
+  assign \$362  = ctr10 + 1'h1;
+  assign \$363  = li == 2'h3;
+  assign \$364  = ctr14 + 1'h1;
+  assign \$365  = e + 1'h1;
+  assign \$366  = ! li;
+  assign \$367  = ctr0 + 1'h1;
+  assign \$368  = li == 1'h1;
+  assign \$369  = ctr4 + 1'h1;
+  assign \$370  = li == 2'h2;
+  assign \$371  = ctr8 + 1'h1;
+  assign \$372  = li == 2'h3;
+  assign \$373  = ctr12 + 1'h1;
+  assign \$374  = ~ drain2;
+  assign \$375  = ~ \$signal$343 ;
+  assign \$376  = ~ s2_valid;
+  assign \$377  = \$375  & \$376 ;
+  assign \$378  = ~ \$signal$347 ;
+  assign \$379  = \$377  & \$378 ;
+  assign \$380  = ! li;
+  assign \$381  = ctr1 + 1'h1;
+  assign \$382  = li == 1'h1;
+  assign \$383  = ctr5 + 1'h1;
+  assign \$384  = li == 2'h2;
+  assign \$385  = ctr9 + 1'h1;
+  assign \$386  = li == 2'h3;
+  assign \$387  = ctr13 + 1'h1;
+  assign \$388  = k + 1'h1;
+  assign \$389  = \$388  == layer[12:8];
+  assign \$390  = k + 1'h1;
+  assign \$391  = li + 1'h1;
+  assign \$392  = \$391  == num_layers;
+  assign \$393  = li + 1'h1;
+  assign \$394  = ~ cur;
+  assign \$395  = ~ cur;
+  assign \$396  = ~ cur;
+  assign \$397  = ~ cur;
+  assign \$398  = ~ cur;
+  assign \$399  = ~ cur;
+  assign \$400  = ctr17 + 1'h1;
   \npu_core_digits.leak0  leak0 (
     .alpha(\$signature__data$78 [8:0]),
     .bias(\$signature__data$78 [40:25]),
@@ -21205,100 +21269,100 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   \npu_core_digits.leak1  leak1 (
     .alpha(\$signature__data$79 [8:0]),
     .bias(\$signature__data$79 [40:25]),
-    .leak(\leak$369 ),
+    .leak(\leak$371 ),
     .u(\$signature__data$87 )
   );
   \npu_core_digits.leak2  leak2 (
     .alpha(\$signature__data$80 [8:0]),
     .bias(\$signature__data$80 [40:25]),
-    .leak(\leak$371 ),
+    .leak(\leak$373 ),
     .u(\$signature__data$88 )
   );
   \npu_core_digits.leak3  leak3 (
     .alpha(\$signature__data$81 [8:0]),
     .bias(\$signature__data$81 [40:25]),
-    .leak(\leak$373 ),
+    .leak(\leak$375 ),
     .u(\$signature__data$89 )
   );
   \npu_core_digits.leak4  leak4 (
     .alpha(\$signature__data$82 [8:0]),
     .bias(\$signature__data$82 [40:25]),
-    .leak(\leak$375 ),
+    .leak(\leak$377 ),
     .u(\$signature__data$90 )
   );
   \npu_core_digits.leak5  leak5 (
     .alpha(\$signature__data$83 [8:0]),
     .bias(\$signature__data$83 [40:25]),
-    .leak(\leak$377 ),
+    .leak(\leak$379 ),
     .u(\$signature__data$91 )
   );
   \npu_core_digits.leak6  leak6 (
     .alpha(\$signature__data$84 [8:0]),
     .bias(\$signature__data$84 [40:25]),
-    .leak(\leak$379 ),
+    .leak(\leak$381 ),
     .u(\$signature__data$92 )
   );
   \npu_core_digits.leak7  leak7 (
     .alpha(\$signature__data$85 [8:0]),
     .bias(\$signature__data$85 [40:25]),
-    .leak(\leak$381 ),
+    .leak(\leak$383 ),
     .u(\$signature__data$93 )
   );
   \npu_core_digits.neuron0  neuron0 (
-    .\port$1185$25 (layer[43:25]),
+    .\port$1293$25 (layer[43:25]),
     .spike(spike),
     .theta(theta),
     .total(total),
     .u_new(u_new)
   );
   \npu_core_digits.neuron1  neuron1 (
-    .\port$1185$25 (layer[43:25]),
-    .spike(\spike$205 ),
-    .theta(\theta$200 ),
-    .total(\total$198 ),
-    .u_new(\u_new$261 )
+    .\port$1293$25 (layer[43:25]),
+    .spike(\spike$208 ),
+    .theta(\theta$203 ),
+    .total(\total$201 ),
+    .u_new(\u_new$264 )
   );
   \npu_core_digits.neuron2  neuron2 (
-    .\port$1185$25 (layer[43:25]),
-    .spike(\spike$213 ),
-    .theta(\theta$208 ),
-    .total(\total$206 ),
-    .u_new(\u_new$265 )
+    .\port$1293$25 (layer[43:25]),
+    .spike(\spike$216 ),
+    .theta(\theta$211 ),
+    .total(\total$209 ),
+    .u_new(\u_new$268 )
   );
   \npu_core_digits.neuron3  neuron3 (
-    .\port$1185$25 (layer[43:25]),
-    .spike(\spike$221 ),
-    .theta(\theta$216 ),
-    .total(\total$214 ),
-    .u_new(\u_new$269 )
+    .\port$1293$25 (layer[43:25]),
+    .spike(\spike$224 ),
+    .theta(\theta$219 ),
+    .total(\total$217 ),
+    .u_new(\u_new$272 )
   );
   \npu_core_digits.neuron4  neuron4 (
-    .\port$1185$25 (layer[43:25]),
-    .spike(\spike$229 ),
-    .theta(\theta$224 ),
-    .total(\total$222 ),
-    .u_new(\u_new$273 )
+    .\port$1293$25 (layer[43:25]),
+    .spike(\spike$232 ),
+    .theta(\theta$227 ),
+    .total(\total$225 ),
+    .u_new(\u_new$276 )
   );
   \npu_core_digits.neuron5  neuron5 (
-    .\port$1185$25 (layer[43:25]),
-    .spike(\spike$237 ),
-    .theta(\theta$232 ),
-    .total(\total$230 ),
-    .u_new(\u_new$277 )
+    .\port$1293$25 (layer[43:25]),
+    .spike(\spike$240 ),
+    .theta(\theta$235 ),
+    .total(\total$233 ),
+    .u_new(\u_new$280 )
   );
   \npu_core_digits.neuron6  neuron6 (
-    .\port$1185$25 (layer[43:25]),
-    .spike(\spike$245 ),
-    .theta(\theta$240 ),
-    .total(\total$238 ),
-    .u_new(\u_new$281 )
+    .\port$1293$25 (layer[43:25]),
+    .spike(\spike$248 ),
+    .theta(\theta$243 ),
+    .total(\total$241 ),
+    .u_new(\u_new$284 )
   );
   \npu_core_digits.neuron7  neuron7 (
-    .\port$1185$25 (layer[43:25]),
-    .spike(\spike$253 ),
-    .theta(\theta$248 ),
-    .total(\total$246 ),
-    .u_new(\u_new$285 )
+    .\port$1293$25 (layer[43:25]),
+    .spike(\spike$256 ),
+    .theta(\theta$251 ),
+    .total(\total$249 ),
+    .u_new(\u_new$288 )
   );
   \npu_core_digits.out_fifo  out_fifo (
     .clk(clk),
@@ -21319,754 +21383,903 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .event_index(event_index),
     .free(free),
     .layer(event_layer),
-    .\layer$29 (\layer$304 ),
+    .\layer$29 (\layer$307 ),
     .load(load),
     .records__payload(records__payload),
     .records__ready(records__ready),
     .records__valid(records__valid),
     .rst(rst),
     .send(send),
-    .\spikes$27 (\spikes$302 ),
+    .\spikes$27 (\spikes$305 ),
     .values(values)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$375  = layer3;
-    if (\$209 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  /* empty */;
-              11'h002:
-                  /* empty */;
-              11'h003:
-                  \$375  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$375  = 45'h000000000000;
+    (* full_case = 32'd1 *)
+    casez (rd_region)
+      3'h4:
+          host_rdata = { 37'h0000000000, \$81  };
+      3'h2:
+          host_rdata = { 4'h0, \$82  };
+      3'h3:
+          host_rdata = { 29'h00000000, \$83  };
+      default:
+          host_rdata = rd_reg;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    ev_wr__addr = 11'h000;
+    if (\event ) begin
+      ev_wr__addr = { cur, spike_src, \$119  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$376  = edge0;
-    if (\$209 ) begin
+    ev_wr__data = 15'h0000;
+    if (\event ) begin
+      ev_wr__data[6:0] = event_index[6:0];
+      ev_wr__data[14:7] = 8'h01;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    ev_wr__en = 1'h0;
+    if (\event ) begin
+      ev_wr__en = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    in_wr__addr = 8'h00;
+    if (\$194 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        in_wr__addr = { \$signal , \$195  };
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    in_wr__data = 15'h0000;
+    if (\$194 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        in_wr__data[6:0] = input__payload[6:0];
+        in_wr__data[14:7] = input__payload[14:7];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    in_wr__en = 1'h0;
+    if (\$194 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        in_wr__en = 1'h1;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    busy = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          busy = 1'h1;
+      4'h3:
+          busy = 1'h1;
+      4'h4:
+          busy = 1'h1;
+      4'h6:
+          busy = 1'h1;
+      4'h5:
+          busy = 1'h1;
+      4'h7:
+          busy = 1'h1;
+      4'h8:
+          busy = 1'h1;
+      4'h1:
+          busy = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$signal$299  = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$signal$299  = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    issue = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          if (\$196 ) begin
+            issue = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    neuron_write = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            neuron_write = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    load = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            load = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    send = 8'h00;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            send = \$198 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \spikes$305  = 8'h00;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            \spikes$305  = spikes;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    base = 8'h00;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            base = \$199 [7:0];
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \layer$307  = 2'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            \layer$307  = li;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    emit_values = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            emit_values = layer[44];
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    values = 128'h00000000000000000000000000000000;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            values[15:0] = u_new;
+            values[31:16] = \u_new$264 ;
+            values[47:32] = \u_new$268 ;
+            values[63:48] = \u_new$272 ;
+            values[79:64] = \u_new$276 ;
+            values[95:80] = \u_new$280 ;
+            values[111:96] = \u_new$284 ;
+            values[127:112] = \u_new$288 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    write_end = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          write_end = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$401  = layer0;
+    if (\$210 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            casez (host_addr[1:0])
+              2'h0:
+                  \$401  = host_wdata;
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$401  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$402  = layer1;
+    if (\$210 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  \$402  = host_wdata;
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$402  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$403  = layer2;
+    if (\$210 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  \$403  = host_wdata;
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$403  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$404  = layer3;
+    if (\$210 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            (* full_case = 32'd1 *)
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  /* empty */;
+              2'h3:
+                  \$404  = host_wdata;
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$404  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$405  = edge0;
+    if (\$210 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
         3'h1:
-            casez (host_addr[10:0])
-              11'h000:
-                  \$376  = host_wdata[22:0];
+            casez (host_addr[2:0])
+              3'h0:
+                  \$405  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$376  = 23'h000000;
+      \$405  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$377  = edge1;
-    if (\$209 ) begin
+    \$406  = edge1;
+    if (\$210 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
         3'h1:
-            casez (host_addr[10:0])
-              11'h000:
+            casez (host_addr[2:0])
+              3'h0:
                   /* empty */;
-              11'h001:
-                  \$377  = host_wdata[22:0];
+              3'h1:
+                  \$406  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$377  = 23'h000000;
+      \$406  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$378  = edge2;
-    if (\$209 ) begin
+    \$407  = edge2;
+    if (\$210 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
         3'h1:
-            casez (host_addr[10:0])
-              11'h000:
+            casez (host_addr[2:0])
+              3'h0:
                   /* empty */;
-              11'h001:
+              3'h1:
                   /* empty */;
-              11'h002:
-                  \$378  = host_wdata[22:0];
+              3'h2:
+                  \$407  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$378  = 23'h000000;
+      \$407  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$379  = edge3;
-    if (\$209 ) begin
+    \$408  = edge3;
+    if (\$210 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
         3'h1:
-            casez (host_addr[10:0])
-              11'h000:
+            casez (host_addr[2:0])
+              3'h0:
                   /* empty */;
-              11'h001:
+              3'h1:
                   /* empty */;
-              11'h002:
+              3'h2:
                   /* empty */;
-              11'h003:
-                  \$379  = host_wdata[22:0];
+              3'h3:
+                  \$408  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$379  = 23'h000000;
+      \$408  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$380  = edge4;
-    if (\$209 ) begin
+    \$409  = edge4;
+    if (\$210 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
         3'h1:
-            casez (host_addr[10:0])
-              11'h000:
+            casez (host_addr[2:0])
+              3'h0:
                   /* empty */;
-              11'h001:
+              3'h1:
                   /* empty */;
-              11'h002:
+              3'h2:
                   /* empty */;
-              11'h003:
+              3'h3:
                   /* empty */;
-              11'h004:
-                  \$380  = host_wdata[22:0];
+              3'h4:
+                  \$409  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$380  = 23'h000000;
+      \$409  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$381  = edge5;
-    if (\$209 ) begin
+    \$410  = edge5;
+    if (\$210 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
         3'h1:
-            casez (host_addr[10:0])
-              11'h000:
+            casez (host_addr[2:0])
+              3'h0:
                   /* empty */;
-              11'h001:
+              3'h1:
                   /* empty */;
-              11'h002:
+              3'h2:
                   /* empty */;
-              11'h003:
+              3'h3:
                   /* empty */;
-              11'h004:
+              3'h4:
                   /* empty */;
-              11'h005:
-                  \$381  = host_wdata[22:0];
+              3'h5:
+                  \$410  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$381  = 23'h000000;
+      \$410  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$382  = edge6;
-    if (\$209 ) begin
+    \$411  = edge6;
+    if (\$210 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
         3'h1:
-            casez (host_addr[10:0])
-              11'h000:
+            casez (host_addr[2:0])
+              3'h0:
                   /* empty */;
-              11'h001:
+              3'h1:
                   /* empty */;
-              11'h002:
+              3'h2:
                   /* empty */;
-              11'h003:
+              3'h3:
                   /* empty */;
-              11'h004:
+              3'h4:
                   /* empty */;
-              11'h005:
+              3'h5:
                   /* empty */;
-              11'h006:
-                  \$382  = host_wdata[22:0];
+              3'h6:
+                  \$411  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$382  = 23'h000000;
+      \$411  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$383  = edge7;
-    if (\$209 ) begin
+    \$412  = edge7;
+    if (\$210 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
         3'h1:
-            casez (host_addr[10:0])
-              11'h000:
+            (* full_case = 32'd1 *)
+            casez (host_addr[2:0])
+              3'h0:
                   /* empty */;
-              11'h001:
+              3'h1:
                   /* empty */;
-              11'h002:
+              3'h2:
                   /* empty */;
-              11'h003:
+              3'h3:
                   /* empty */;
-              11'h004:
+              3'h4:
                   /* empty */;
-              11'h005:
+              3'h5:
                   /* empty */;
-              11'h006:
+              3'h6:
                   /* empty */;
-              11'h007:
-                  \$383  = host_wdata[22:0];
+              3'h7:
+                  \$412  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$383  = 23'h000000;
+      \$412  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$384  = num_layers;
-    if (\$209 ) begin
+    \$413  = num_layers;
+    if (\$210 ) begin
       casez (host_addr[16:14])
         3'h0:
             /* empty */;
         3'h1:
             /* empty */;
         3'h6:
-            \$384  = host_wdata[2:0];
+            \$413  = host_wdata[2:0];
       endcase
     end
     if (rst) begin
-      \$384  = 3'h0;
+      \$413  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$385  = \$211 ;
+    \$414  = \$212 ;
     if (rst) begin
-      \$385  = 1'h0;
+      \$414  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$386  = host_addr[16:14];
+    \$415  = host_addr[16:14];
     if (rst) begin
-      \$386  = 3'h0;
+      \$415  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$387  = host_addr[13:11];
+    \$416  = host_addr[13:11];
     if (rst) begin
-      \$387  = 3'h0;
+      \$416  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$388  = rd_reg;
+    \$417  = rd_reg;
     casez (host_addr[16:14])
       3'h0:
-          \$388  = \$212 ;
+          \$417  = \$213 ;
       3'h1:
-          \$388  = { 22'h000000, \$213  };
+          \$417  = { 22'h000000, \$214  };
       3'h5:
-          \$388  = { 13'h0000, \$214  };
+          \$417  = { 13'h0000, \$215  };
       3'h6:
-          \$388  = { 42'h00000000000, num_layers };
+          \$417  = { 42'h00000000000, num_layers };
     endcase
     if (rst) begin
-      \$388  = 45'h000000000000;
+      \$417  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$389  = \$215 ;
+    \$418  = \$216 ;
     if (rst) begin
-      \$389  = 45'h000000000000;
+      \$418  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$390  = \$216 [3:0];
+    \$419  = \$217 [3:0];
     if (rst) begin
-      \$390  = 4'h0;
+      \$419  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$391  = issue;
+    \$420  = issue;
     if (rst) begin
-      \$391  = 1'h0;
+      \$420  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$392  = \$signal$340 ;
+    \$421  = \$signal$343 ;
     if (rst) begin
-      \$392  = 1'h0;
+      \$421  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$393  = s1_value;
+    \$422  = s1_value;
     if (rst) begin
-      \$393  = 8'h00;
+      \$422  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$394  = s1_rowbase;
+    \$423  = s1_rowbase;
     if (issue) begin
-      \$394  = rowbase;
+      \$423  = \$84 [11:0];
     end
     if (rst) begin
-      \$394  = 12'h000;
+      \$423  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$395  = s1_from_input;
+    \$424  = s1_from_input;
     if (issue) begin
-      \$395  = \$signal$344 ;
+      \$424  = \$signal$346 ;
     end
     if (rst) begin
-      \$395  = 1'h0;
+      \$424  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$396  = s2_valid;
+    \$425  = s2_valid;
     if (rst) begin
-      \$396  = 1'h0;
+      \$425  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$397  = s2_x;
+    \$426  = s2_x;
     if (rst) begin
-      \$397  = 8'h00;
+      \$426  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$398  = \$signal$345 ;
+    \$427  = \$signal$347 ;
     if (rst) begin
-      \$398  = 1'h0;
+      \$427  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$399  = \$signature__data$70 ;
+    \$428  = \$signature__data$70 ;
     if (rst) begin
-      \$399  = 8'h00;
+      \$428  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$400  = \$signature__data$71 ;
+    \$429  = \$signature__data$71 ;
     if (rst) begin
-      \$400  = 8'h00;
+      \$429  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$401  = \$signature__data$72 ;
+    \$430  = \$signature__data$72 ;
     if (rst) begin
-      \$401  = 8'h00;
+      \$430  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$402  = \$signature__data$73 ;
+    \$431  = \$signature__data$73 ;
     if (rst) begin
-      \$402  = 8'h00;
+      \$431  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$403  = \$signature__data$74 ;
+    \$432  = \$signature__data$74 ;
     if (rst) begin
-      \$403  = 8'h00;
+      \$432  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$404  = \$signature__data$75 ;
+    \$433  = \$signature__data$75 ;
     if (rst) begin
-      \$404  = 8'h00;
+      \$433  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$405  = \$signature__data$76 ;
+    \$434  = \$signature__data$76 ;
     if (rst) begin
-      \$405  = 8'h00;
+      \$434  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$406  = \$signature__data$77 ;
+    \$435  = \$signature__data$77 ;
     if (rst) begin
-      \$406  = 8'h00;
+      \$435  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$407  = \$217 ;
-    if (rst) begin
-      \$407  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$408  = \$218 ;
-    if (rst) begin
-      \$408  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$409  = \$219 ;
-    if (rst) begin
-      \$409  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$410  = \$220 ;
-    if (rst) begin
-      \$410  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$411  = \$221 ;
-    if (rst) begin
-      \$411  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$412  = \$222 ;
-    if (rst) begin
-      \$412  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$413  = \$223 ;
-    if (rst) begin
-      \$413  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$414  = \$224 ;
-    if (rst) begin
-      \$414  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$415  = \$signal$296 ;
-    if (rst) begin
-      \$415  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$416  = \$signal$364 ;
-    if (rst) begin
-      \$416  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$417  = leak;
-    if (rst) begin
-      \$417  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$418  = \$signature__data$78 [24:9];
-    if (rst) begin
-      \$418  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$419  = total;
-    if (s4_valid) begin
-      \$419  = \$225 [25:0];
-    end else if (pre2) begin
-      \$419  = \$226 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$419  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$419  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$420  = \leak$369 ;
-    if (rst) begin
-      \$420  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$421  = \$signature__data$79 [24:9];
-    if (rst) begin
-      \$421  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$422  = \total$198 ;
-    if (s4_valid) begin
-      \$422  = \$227 [25:0];
-    end else if (pre2) begin
-      \$422  = \$228 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$422  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$422  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$423  = \leak$371 ;
-    if (rst) begin
-      \$423  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$424  = \$signature__data$80 [24:9];
-    if (rst) begin
-      \$424  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$425  = \total$206 ;
-    if (s4_valid) begin
-      \$425  = \$229 [25:0];
-    end else if (pre2) begin
-      \$425  = \$230 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$425  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$425  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$426  = \leak$373 ;
-    if (rst) begin
-      \$426  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$427  = \$signature__data$81 [24:9];
-    if (rst) begin
-      \$427  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$428  = \total$214 ;
-    if (s4_valid) begin
-      \$428  = \$231 [25:0];
-    end else if (pre2) begin
-      \$428  = \$232 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$428  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$428  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$429  = \leak$375 ;
-    if (rst) begin
-      \$429  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$430  = \$signature__data$82 [24:9];
-    if (rst) begin
-      \$430  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$431  = \total$222 ;
-    if (s4_valid) begin
-      \$431  = \$233 [25:0];
-    end else if (pre2) begin
-      \$431  = \$234 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$431  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$431  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$432  = \leak$377 ;
-    if (rst) begin
-      \$432  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$433  = \$signature__data$83 [24:9];
-    if (rst) begin
-      \$433  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$434  = \total$230 ;
-    if (s4_valid) begin
-      \$434  = \$235 [25:0];
-    end else if (pre2) begin
-      \$434  = \$236 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$434  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$434  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$435  = \leak$379 ;
-    if (rst) begin
-      \$435  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$436  = \$signature__data$84 [24:9];
+    \$436  = \$218 ;
     if (rst) begin
       \$436  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$437  = \total$238 ;
-    if (s4_valid) begin
-      \$437  = \$237 [25:0];
-    end else if (pre2) begin
-      \$437  = \$238 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$437  = 26'h0000000;
-    endcase
+    \$437  = \$219 ;
     if (rst) begin
-      \$437  = 26'h0000000;
+      \$437  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$438  = \leak$381 ;
+    \$438  = \$220 ;
     if (rst) begin
-      \$438  = 18'h00000;
+      \$438  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$439  = \$signature__data$85 [24:9];
+    \$439  = \$221 ;
     if (rst) begin
       \$439  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$440  = \total$246 ;
+    \$440  = \$222 ;
+    if (rst) begin
+      \$440  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$441  = \$223 ;
+    if (rst) begin
+      \$441  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$442  = \$224 ;
+    if (rst) begin
+      \$442  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$443  = \$225 ;
+    if (rst) begin
+      \$443  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$444  = \$signal$299 ;
+    if (rst) begin
+      \$444  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$445  = \$signal$366 ;
+    if (rst) begin
+      \$445  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$446  = leak;
+    if (rst) begin
+      \$446  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$447  = \$signature__data$78 [24:9];
+    if (rst) begin
+      \$447  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$448  = total;
     if (s4_valid) begin
-      \$440  = \$239 [25:0];
+      \$448  = \$226 [25:0];
     end else if (pre2) begin
-      \$440  = \$240 [25:0];
+      \$448  = \$227 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -22074,23 +22287,260 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$440  = 26'h0000000;
+          \$448  = 26'h0000000;
     endcase
     if (rst) begin
-      \$440  = 26'h0000000;
+      \$448  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$441  = count0;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            \$441  = \$242 [7:0];
-      endcase
+    \$449  = \leak$371 ;
+    if (rst) begin
+      \$449  = 18'h00000;
     end
-    if (\$255 ) begin
-      \$441  = 8'h00;
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$450  = \$signature__data$79 [24:9];
+    if (rst) begin
+      \$450  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$451  = \total$201 ;
+    if (s4_valid) begin
+      \$451  = \$228 [25:0];
+    end else if (pre2) begin
+      \$451  = \$229 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$451  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$451  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$452  = \leak$373 ;
+    if (rst) begin
+      \$452  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$453  = \$signature__data$80 [24:9];
+    if (rst) begin
+      \$453  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$454  = \total$209 ;
+    if (s4_valid) begin
+      \$454  = \$230 [25:0];
+    end else if (pre2) begin
+      \$454  = \$231 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$454  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$454  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$455  = \leak$375 ;
+    if (rst) begin
+      \$455  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$456  = \$signature__data$81 [24:9];
+    if (rst) begin
+      \$456  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$457  = \total$217 ;
+    if (s4_valid) begin
+      \$457  = \$232 [25:0];
+    end else if (pre2) begin
+      \$457  = \$233 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$457  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$457  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$458  = \leak$377 ;
+    if (rst) begin
+      \$458  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$459  = \$signature__data$82 [24:9];
+    if (rst) begin
+      \$459  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$460  = \total$225 ;
+    if (s4_valid) begin
+      \$460  = \$234 [25:0];
+    end else if (pre2) begin
+      \$460  = \$235 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$460  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$460  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$461  = \leak$379 ;
+    if (rst) begin
+      \$461  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$462  = \$signature__data$83 [24:9];
+    if (rst) begin
+      \$462  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$463  = \total$233 ;
+    if (s4_valid) begin
+      \$463  = \$236 [25:0];
+    end else if (pre2) begin
+      \$463  = \$237 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$463  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$463  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$464  = \leak$381 ;
+    if (rst) begin
+      \$464  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$465  = \$signature__data$84 [24:9];
+    if (rst) begin
+      \$465  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$466  = \total$241 ;
+    if (s4_valid) begin
+      \$466  = \$238 [25:0];
+    end else if (pre2) begin
+      \$466  = \$239 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$466  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$466  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$467  = \leak$383 ;
+    if (rst) begin
+      \$467  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$468  = \$signature__data$85 [24:9];
+    if (rst) begin
+      \$468  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$469  = \total$249 ;
+    if (s4_valid) begin
+      \$469  = \$240 [25:0];
+    end else if (pre2) begin
+      \$469  = \$241 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$469  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$469  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$470  = count0;
+    if (\event ) begin
+      if (\$242 ) begin
+        \$470  = \$243 [7:0];
+      end
+    end
+    if (\$286 ) begin
+      \$470  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22111,29 +22561,26 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$365 , 3'h0 })
+            casez ({ \$394 , 3'h0 })
               4'h0:
-                  \$441  = 8'h00;
+                  \$470  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$441  = 8'h00;
+      \$470  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$442  = count1;
+    \$471  = count1;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            \$442  = \$242 [7:0];
-      endcase
+      if (\$244 ) begin
+        \$471  = \$245 [7:0];
+      end
     end
-    if (\$255 ) begin
-      \$442  = 8'h00;
+    if (\$286 ) begin
+      \$471  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22154,31 +22601,26 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$366 , 3'h1 })
+            casez ({ \$395 , 3'h1 })
               4'h1:
-                  \$442  = 8'h00;
+                  \$471  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$442  = 8'h00;
+      \$471  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$443  = count2;
+    \$472  = count2;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            \$443  = \$242 [7:0];
-      endcase
+      if (\$246 ) begin
+        \$472  = \$247 [7:0];
+      end
     end
-    if (\$255 ) begin
-      \$443  = 8'h00;
+    if (\$286 ) begin
+      \$472  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22199,33 +22641,26 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$367 , 3'h2 })
+            casez ({ \$396 , 3'h2 })
               4'h2:
-                  \$443  = 8'h00;
+                  \$472  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$443  = 8'h00;
+      \$472  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$444  = count3;
+    \$473  = count3;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            \$444  = \$242 [7:0];
-      endcase
+      if (\$248 ) begin
+        \$473  = \$249 [7:0];
+      end
     end
-    if (\$255 ) begin
-      \$444  = 8'h00;
+    if (\$286 ) begin
+      \$473  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22246,35 +22681,26 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$368 , 3'h3 })
+            casez ({ \$397 , 3'h3 })
               4'h3:
-                  \$444  = 8'h00;
+                  \$473  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$444  = 8'h00;
+      \$473  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$445  = count4;
+    \$474  = count4;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            \$445  = \$242 [7:0];
-      endcase
+      if (\$250 ) begin
+        \$474  = \$251 [7:0];
+      end
     end
-    if (\$255 ) begin
-      \$445  = 8'h00;
+    if (\$286 ) begin
+      \$474  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22295,127 +22721,71 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$369 , 3'h4 })
+            casez ({ \$398 , 3'h4 })
               4'h4:
-                  \$445  = 8'h00;
+                  \$474  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$445  = 8'h00;
+      \$474  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$446  = count5;
+    \$475  = count5;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            \$446  = \$242 [7:0];
-      endcase
+      if (\$252 ) begin
+        \$475  = \$253 [7:0];
+      end
     end
-    if (\$255 ) begin
-      \$446  = 8'h00;
+    if (\$286 ) begin
+      \$475  = 8'h00;
     end
     if (rst) begin
-      \$446  = 8'h00;
+      \$475  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$447  = count6;
+    \$476  = count6;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            /* empty */;
-        4'h6:
-            \$447  = \$242 [7:0];
-      endcase
+      if (\$254 ) begin
+        \$476  = \$255 [7:0];
+      end
     end
-    if (\$255 ) begin
-      \$447  = 8'h00;
+    if (\$286 ) begin
+      \$476  = 8'h00;
     end
     if (rst) begin
-      \$447  = 8'h00;
+      \$476  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$448  = count7;
+    \$477  = count7;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            \$448  = \$242 [7:0];
-      endcase
+      if (\$256 ) begin
+        \$477  = \$257 [7:0];
+      end
     end
-    if (\$255 ) begin
-      \$448  = 8'h00;
+    if (\$286 ) begin
+      \$477  = 8'h00;
     end
     if (rst) begin
-      \$448  = 8'h00;
+      \$477  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$449  = count8;
+    \$478  = count8;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            /* empty */;
-        4'h8:
-            \$449  = \$242 [7:0];
-      endcase
+      if (\$258 ) begin
+        \$478  = \$259 [7:0];
+      end
     end
-    if (\$255 ) begin
-      \$449  = 8'h00;
+    if (\$286 ) begin
+      \$478  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22437,47 +22807,28 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$365 , 3'h0 })
+            casez ({ \$394 , 3'h0 })
               4'h0:
                   /* empty */;
               4'h8:
-                  \$449  = 8'h00;
+                  \$478  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$449  = 8'h00;
+      \$478  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$450  = count9;
+    \$479  = count9;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            /* empty */;
-        4'h8:
-            /* empty */;
-        4'h9:
-            \$450  = \$242 [7:0];
-      endcase
+      if (\$260 ) begin
+        \$479  = \$261 [7:0];
+      end
     end
-    if (\$255 ) begin
-      \$450  = 8'h00;
+    if (\$286 ) begin
+      \$479  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22499,49 +22850,28 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$366 , 3'h1 })
+            casez ({ \$395 , 3'h1 })
               4'h1:
                   /* empty */;
               4'h9:
-                  \$450  = 8'h00;
+                  \$479  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$450  = 8'h00;
+      \$479  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$451  = count10;
+    \$480  = count10;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            /* empty */;
-        4'h8:
-            /* empty */;
-        4'h9:
-            /* empty */;
-        4'ha:
-            \$451  = \$242 [7:0];
-      endcase
+      if (\$262 ) begin
+        \$480  = \$263 [7:0];
+      end
     end
-    if (\$255 ) begin
-      \$451  = 8'h00;
+    if (\$286 ) begin
+      \$480  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22563,51 +22893,28 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$367 , 3'h2 })
+            casez ({ \$396 , 3'h2 })
               4'h2:
                   /* empty */;
               4'ha:
-                  \$451  = 8'h00;
+                  \$480  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$451  = 8'h00;
+      \$480  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$452  = count11;
+    \$481  = count11;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            /* empty */;
-        4'h8:
-            /* empty */;
-        4'h9:
-            /* empty */;
-        4'ha:
-            /* empty */;
-        4'hb:
-            \$452  = \$242 [7:0];
-      endcase
+      if (\$264 ) begin
+        \$481  = \$265 [7:0];
+      end
     end
-    if (\$255 ) begin
-      \$452  = 8'h00;
+    if (\$286 ) begin
+      \$481  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22629,53 +22936,28 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$368 , 3'h3 })
+            casez ({ \$397 , 3'h3 })
               4'h3:
                   /* empty */;
               4'hb:
-                  \$452  = 8'h00;
+                  \$481  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$452  = 8'h00;
+      \$481  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$453  = count12;
+    \$482  = count12;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            /* empty */;
-        4'h8:
-            /* empty */;
-        4'h9:
-            /* empty */;
-        4'ha:
-            /* empty */;
-        4'hb:
-            /* empty */;
-        4'hc:
-            \$453  = \$242 [7:0];
-      endcase
+      if (\$266 ) begin
+        \$482  = \$267 [7:0];
+      end
     end
-    if (\$255 ) begin
-      \$453  = 8'h00;
+    if (\$286 ) begin
+      \$482  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22705,55 +22987,28 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             (* full_case = 32'd1 *)
             
             (* full_case = 32'd1 *)
-            casez ({ \$369 , 3'h4 })
+            casez ({ \$398 , 3'h4 })
               4'h4:
                   /* empty */;
               4'hc:
-                  \$453  = 8'h00;
+                  \$482  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$453  = 8'h00;
+      \$482  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$454  = count13;
+    \$483  = count13;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            /* empty */;
-        4'h8:
-            /* empty */;
-        4'h9:
-            /* empty */;
-        4'ha:
-            /* empty */;
-        4'hb:
-            /* empty */;
-        4'hc:
-            /* empty */;
-        4'hd:
-            \$454  = \$242 [7:0];
-      endcase
+      if (\$268 ) begin
+        \$483  = \$269 [7:0];
+      end
     end
-    if (\$255 ) begin
-      \$454  = 8'h00;
+    if (\$286 ) begin
+      \$483  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22787,48 +23042,19 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (rst) begin
-      \$454  = 8'h00;
+      \$483  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$455  = count14;
+    \$484  = count14;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            /* empty */;
-        4'h8:
-            /* empty */;
-        4'h9:
-            /* empty */;
-        4'ha:
-            /* empty */;
-        4'hb:
-            /* empty */;
-        4'hc:
-            /* empty */;
-        4'hd:
-            /* empty */;
-        4'he:
-            \$455  = \$242 [7:0];
-      endcase
+      if (\$270 ) begin
+        \$484  = \$271 [7:0];
+      end
     end
-    if (\$255 ) begin
-      \$455  = 8'h00;
+    if (\$286 ) begin
+      \$484  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22862,51 +23088,19 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (rst) begin
-      \$455  = 8'h00;
+      \$484  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$456  = count15;
+    \$485  = count15;
     if (\event ) begin
-      (* full_case = 32'd1 *)
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            /* empty */;
-        4'h8:
-            /* empty */;
-        4'h9:
-            /* empty */;
-        4'ha:
-            /* empty */;
-        4'hb:
-            /* empty */;
-        4'hc:
-            /* empty */;
-        4'hd:
-            /* empty */;
-        4'he:
-            /* empty */;
-        4'hf:
-            \$456  = \$242 [7:0];
-      endcase
+      if (\$272 ) begin
+        \$485  = \$273 [7:0];
+      end
     end
-    if (\$255 ) begin
-      \$456  = 8'h00;
+    if (\$286 ) begin
+      \$485  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -22940,123 +23134,123 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (rst) begin
-      \$456  = 8'h00;
+      \$485  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$457  = ctr3;
+    \$486  = ctr3;
     if (\event ) begin
-      if (\$243 ) begin
-        \$457  = \$244 [31:0];
+      if (\$274 ) begin
+        \$486  = \$275 [31:0];
       end
     end
-    if (\$255 ) begin
-      \$457  = 32'd0;
+    if (\$286 ) begin
+      \$486  = 32'd0;
     end
     if (rst) begin
-      \$457  = 32'd0;
+      \$486  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$458  = ctr7;
+    \$487  = ctr7;
     if (\event ) begin
-      if (\$245 ) begin
-        \$458  = \$246 [31:0];
+      if (\$276 ) begin
+        \$487  = \$277 [31:0];
       end
     end
-    if (\$255 ) begin
-      \$458  = 32'd0;
+    if (\$286 ) begin
+      \$487  = 32'd0;
     end
     if (rst) begin
-      \$458  = 32'd0;
+      \$487  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$459  = ctr11;
+    \$488  = ctr11;
     if (\event ) begin
-      if (\$247 ) begin
-        \$459  = \$248 [31:0];
+      if (\$278 ) begin
+        \$488  = \$279 [31:0];
       end
     end
-    if (\$255 ) begin
-      \$459  = 32'd0;
+    if (\$286 ) begin
+      \$488  = 32'd0;
     end
     if (rst) begin
-      \$459  = 32'd0;
+      \$488  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$460  = ctr15;
+    \$489  = ctr15;
     if (\event ) begin
-      if (\$249 ) begin
-        \$460  = \$250 [31:0];
+      if (\$280 ) begin
+        \$489  = \$281 [31:0];
       end
     end
-    if (\$255 ) begin
-      \$460  = 32'd0;
+    if (\$286 ) begin
+      \$489  = 32'd0;
     end
     if (rst) begin
-      \$460  = 32'd0;
+      \$489  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$461  = in_full;
-    if (\$251 ) begin
+    \$490  = in_full;
+    if (\$282 ) begin
       if (input__payload[15]) begin
-        \$461  = 1'h1;
+        \$490  = 1'h1;
       end
     end
-    if (\$255 ) begin
-      \$461  = 1'h0;
+    if (\$286 ) begin
+      \$490  = 1'h0;
     end
     casez (fsm_state)
       4'h0:
-          if (\$258 ) begin
-            \$461  = 1'h0;
+          if (\$289 ) begin
+            \$490  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$461  = 1'h0;
+      \$490  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$462  = in_count0;
-    if (\$251 ) begin
+    \$491  = in_count0;
+    if (\$282 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
         casez (\$signal )
           1'h0:
-              \$462  = \$253 [6:0];
+              \$491  = \$284 [6:0];
         endcase
       end
     end
-    if (\$255 ) begin
-      \$462  = 7'h00;
+    if (\$286 ) begin
+      \$491  = 7'h00;
     end
     casez (fsm_state)
       4'h0:
-          if (\$258 ) begin
-            casez (\$260 )
+          if (\$289 ) begin
+            casez (\$291 )
               1'h0:
-                  \$462  = 7'h00;
+                  \$491  = 7'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$462  = 7'h00;
+      \$491  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$463  = in_count1;
-    if (\$251 ) begin
+    \$492  = in_count1;
+    if (\$282 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
@@ -23065,34 +23259,34 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           1'h0:
               /* empty */;
           1'h1:
-              \$463  = \$253 [6:0];
+              \$492  = \$284 [6:0];
         endcase
       end
     end
-    if (\$255 ) begin
-      \$463  = 7'h00;
+    if (\$286 ) begin
+      \$492  = 7'h00;
     end
     casez (fsm_state)
       4'h0:
-          if (\$258 ) begin
+          if (\$289 ) begin
             (* full_case = 32'd1 *)
-            casez (\$260 )
+            casez (\$291 )
               1'h0:
                   /* empty */;
               1'h1:
-                  \$463  = 7'h00;
+                  \$492  = 7'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$463  = 7'h00;
+      \$492  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$464  = ctr0;
-    if (\$255 ) begin
-      \$464  = 32'd0;
+    \$493  = ctr0;
+    if (\$286 ) begin
+      \$493  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -23100,119 +23294,31 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          if (\$262 ) begin
-            \$464  = \$263 [31:0];
+          if (\$293 ) begin
+            \$493  = \$294 [31:0];
           end
       4'h4:
-          if (\$270 ) begin
-            \$464  = \$271 [31:0];
+          if (\$301 ) begin
+            \$493  = \$302 [31:0];
           end
       4'h6:
-          if (\$317 ) begin
-            \$464  = \$318 [31:0];
+          if (\$346 ) begin
+            \$493  = \$347 [31:0];
           end
       4'h5:
-          if (\$337 ) begin
-            \$464  = \$338 [31:0];
+          if (\$366 ) begin
+            \$493  = \$367 [31:0];
           end
     endcase
     if (rst) begin
-      \$464  = 32'd0;
+      \$493  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$465  = ctr1;
-    if (\$255 ) begin
-      \$465  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$351 ) begin
-            \$465  = \$352 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$465  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$466  = ctr2;
-    if (\$255 ) begin
-      \$466  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          if (\$325 ) begin
-            if (\$327 ) begin
-              if (\$328 ) begin
-                \$466  = \$329 [31:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$466  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$467  = ctr4;
-    if (\$255 ) begin
-      \$467  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$264 ) begin
-            \$467  = \$265 [31:0];
-          end
-      4'h4:
-          if (\$272 ) begin
-            \$467  = \$273 [31:0];
-          end
-      4'h6:
-          if (\$319 ) begin
-            \$467  = \$320 [31:0];
-          end
-      4'h5:
-          if (\$339 ) begin
-            \$467  = \$340 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$467  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$468  = ctr5;
-    if (\$255 ) begin
-      \$468  = 32'd0;
+    \$494  = ctr1;
+    if (\$286 ) begin
+      \$494  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -23228,19 +23334,19 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h5:
           /* empty */;
       4'h7:
-          if (\$353 ) begin
-            \$468  = \$354 [31:0];
+          if (\$380 ) begin
+            \$494  = \$381 [31:0];
           end
     endcase
     if (rst) begin
-      \$468  = 32'd0;
+      \$494  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$469  = ctr6;
-    if (\$255 ) begin
-      \$469  = 32'd0;
+    \$495  = ctr2;
+    if (\$286 ) begin
+      \$495  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -23252,23 +23358,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h4:
           /* empty */;
       4'h6:
-          if (\$325 ) begin
-            if (\$327 ) begin
-              if (\$330 ) begin
-                \$469  = \$331 [31:0];
+          if (\$354 ) begin
+            if (\$356 ) begin
+              if (\$357 ) begin
+                \$495  = \$358 [31:0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$469  = 32'd0;
+      \$495  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$470  = ctr8;
-    if (\$255 ) begin
-      \$470  = 32'd0;
+    \$496  = ctr4;
+    if (\$286 ) begin
+      \$496  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -23276,31 +23382,31 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          if (\$266 ) begin
-            \$470  = \$267 [31:0];
+          if (\$295 ) begin
+            \$496  = \$296 [31:0];
           end
       4'h4:
-          if (\$274 ) begin
-            \$470  = \$275 [31:0];
+          if (\$303 ) begin
+            \$496  = \$304 [31:0];
           end
       4'h6:
-          if (\$321 ) begin
-            \$470  = \$322 [31:0];
+          if (\$348 ) begin
+            \$496  = \$349 [31:0];
           end
       4'h5:
-          if (\$341 ) begin
-            \$470  = \$342 [31:0];
+          if (\$368 ) begin
+            \$496  = \$369 [31:0];
           end
     endcase
     if (rst) begin
-      \$470  = 32'd0;
+      \$496  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$471  = ctr9;
-    if (\$255 ) begin
-      \$471  = 32'd0;
+    \$497  = ctr5;
+    if (\$286 ) begin
+      \$497  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -23316,19 +23422,19 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h5:
           /* empty */;
       4'h7:
-          if (\$355 ) begin
-            \$471  = \$356 [31:0];
+          if (\$382 ) begin
+            \$497  = \$383 [31:0];
           end
     endcase
     if (rst) begin
-      \$471  = 32'd0;
+      \$497  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$472  = ctr10;
-    if (\$255 ) begin
-      \$472  = 32'd0;
+    \$498  = ctr6;
+    if (\$286 ) begin
+      \$498  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -23340,23 +23446,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h4:
           /* empty */;
       4'h6:
-          if (\$325 ) begin
-            if (\$327 ) begin
-              if (\$332 ) begin
-                \$472  = \$333 [31:0];
+          if (\$354 ) begin
+            if (\$356 ) begin
+              if (\$359 ) begin
+                \$498  = \$360 [31:0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$472  = 32'd0;
+      \$498  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$473  = ctr12;
-    if (\$255 ) begin
-      \$473  = 32'd0;
+    \$499  = ctr8;
+    if (\$286 ) begin
+      \$499  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -23364,31 +23470,31 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          if (\$268 ) begin
-            \$473  = \$269 [31:0];
+          if (\$297 ) begin
+            \$499  = \$298 [31:0];
           end
       4'h4:
-          if (\$276 ) begin
-            \$473  = \$277 [31:0];
+          if (\$305 ) begin
+            \$499  = \$306 [31:0];
           end
       4'h6:
-          if (\$323 ) begin
-            \$473  = \$324 [31:0];
+          if (\$350 ) begin
+            \$499  = \$351 [31:0];
           end
       4'h5:
-          if (\$343 ) begin
-            \$473  = \$344 [31:0];
+          if (\$370 ) begin
+            \$499  = \$371 [31:0];
           end
     endcase
     if (rst) begin
-      \$473  = 32'd0;
+      \$499  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$474  = ctr13;
-    if (\$255 ) begin
-      \$474  = 32'd0;
+    \$500  = ctr9;
+    if (\$286 ) begin
+      \$500  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -23404,19 +23510,19 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h5:
           /* empty */;
       4'h7:
-          if (\$357 ) begin
-            \$474  = \$358 [31:0];
+          if (\$384 ) begin
+            \$500  = \$385 [31:0];
           end
     endcase
     if (rst) begin
-      \$474  = 32'd0;
+      \$500  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$475  = ctr14;
-    if (\$255 ) begin
-      \$475  = 32'd0;
+    \$501  = ctr10;
+    if (\$286 ) begin
+      \$501  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -23428,36 +23534,124 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h4:
           /* empty */;
       4'h6:
-          if (\$325 ) begin
-            if (\$327 ) begin
-              if (\$334 ) begin
-                \$475  = \$335 [31:0];
+          if (\$354 ) begin
+            if (\$356 ) begin
+              if (\$361 ) begin
+                \$501  = \$362 [31:0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$475  = 32'd0;
+      \$501  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$476  = ctr16;
-    if (\$255 ) begin
-      \$476  = 32'd0;
+    \$502  = ctr12;
+    if (\$286 ) begin
+      \$502  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$299 ) begin
+            \$502  = \$300 [31:0];
+          end
+      4'h4:
+          if (\$307 ) begin
+            \$502  = \$308 [31:0];
+          end
+      4'h6:
+          if (\$352 ) begin
+            \$502  = \$353 [31:0];
+          end
+      4'h5:
+          if (\$372 ) begin
+            \$502  = \$373 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$502  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$503  = ctr13;
+    if (\$286 ) begin
+      \$503  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$386 ) begin
+            \$503  = \$387 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$503  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$504  = ctr14;
+    if (\$286 ) begin
+      \$504  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          if (\$354 ) begin
+            if (\$356 ) begin
+              if (\$363 ) begin
+                \$504  = \$364 [31:0];
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$504  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$505  = ctr16;
+    if (\$286 ) begin
+      \$505  = 32'd0;
     end
     if (busy) begin
-      \$476  = \$256 [31:0];
+      \$505  = \$287 [31:0];
     end
     if (rst) begin
-      \$476  = 32'd0;
+      \$505  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$477  = ctr17;
-    if (\$255 ) begin
-      \$477  = 32'd0;
+    \$506  = ctr17;
+    if (\$286 ) begin
+      \$506  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -23478,18 +23672,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$477  = \$371 [31:0];
+            \$506  = \$400 [31:0];
           end
     endcase
     if (rst) begin
-      \$477  = 32'd0;
+      \$506  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$478  = cur;
-    if (\$255 ) begin
-      \$478  = 1'h0;
+    \$507  = cur;
+    if (\$286 ) begin
+      \$507  = 1'h0;
     end
     casez (fsm_state)
       4'h0:
@@ -23510,36 +23704,36 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$478  = \$370 ;
+            \$507  = \$399 ;
           end
     endcase
     if (rst) begin
-      \$478  = 1'h0;
+      \$507  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$479  = \$signal ;
-    if (\$255 ) begin
-      \$479  = 1'h0;
+    \$508  = \$signal ;
+    if (\$286 ) begin
+      \$508  = 1'h0;
     end
     casez (fsm_state)
       4'h0:
-          if (\$258 ) begin
-            \$479  = \$259 ;
+          if (\$289 ) begin
+            \$508  = \$290 ;
           end
     endcase
     if (rst) begin
-      \$479  = 1'h0;
+      \$508  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$480  = li;
+    \$509  = li;
     casez (fsm_state)
       4'h0:
-          if (\$258 ) begin
-            \$480  = 2'h0;
+          if (\$289 ) begin
+            \$509  = 2'h0;
           end
       4'h2:
           /* empty */;
@@ -23556,99 +23750,99 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h8:
           if (free) begin
             (* full_case = 32'd1 *)
-            if (\$363 ) begin
+            if (\$392 ) begin
             end else begin
-              \$480  = \$364 [1:0];
+              \$509  = \$393 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$480  = 2'h0;
+      \$509  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$481  = \$signal$382 ;
+    \$510  = \$signal$384 ;
     casez (fsm_state)
       4'h0:
-          if (\$258 ) begin
-            \$481  = \$signal ;
+          if (\$289 ) begin
+            \$510  = \$signal ;
           end
     endcase
     if (rst) begin
-      \$481  = 1'h0;
+      \$510  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$482  = fsm_state;
+    \$511  = fsm_state;
     casez (fsm_state)
       4'h0:
-          if (\$258 ) begin
+          if (\$289 ) begin
             (* full_case = 32'd1 *)
-            if (\$261 ) begin
-              \$482  = 4'h1;
+            if (\$292 ) begin
+              \$511  = 4'h1;
             end else begin
-              \$482  = 4'h2;
+              \$511  = 4'h2;
             end
           end
       4'h2:
-          \$482  = 4'h3;
+          \$511  = 4'h3;
       4'h3:
-          \$482  = 4'h4;
+          \$511  = 4'h4;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$278 ) begin
-            \$482  = 4'h5;
+          if (\$309 ) begin
+            \$511  = 4'h5;
           end else begin
-            \$482  = 4'h6;
+            \$511  = 4'h6;
           end
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$325 ) begin
+          if (\$354 ) begin
           end else begin
-            \$482  = 4'h4;
+            \$511  = 4'h4;
           end
       4'h5:
-          if (\$345 ) begin
-          end else if (\$350 ) begin
-            \$482  = 4'h7;
+          if (\$374 ) begin
+          end else if (\$379 ) begin
+            \$511  = 4'h7;
           end
       4'h7:
           if (can_load) begin
             (* full_case = 32'd1 *)
-            if (\$360 ) begin
-              \$482  = 4'h8;
+            if (\$389 ) begin
+              \$511  = 4'h8;
             end else begin
-              \$482  = 4'h3;
+              \$511  = 4'h3;
             end
           end
       4'h8:
           if (free) begin
             (* full_case = 32'd1 *)
-            if (\$363 ) begin
-              \$482  = 4'h1;
+            if (\$392 ) begin
+              \$511  = 4'h1;
             end else begin
-              \$482  = 4'h2;
+              \$511  = 4'h2;
             end
           end
       4'h1:
           if (w_rdy) begin
-            \$482  = 4'h0;
+            \$511  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$482  = 4'h0;
+      \$511  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$483  = k;
+    \$512  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          \$483  = 5'h00;
+          \$512  = 5'h00;
       4'h3:
           /* empty */;
       4'h4:
@@ -23660,42 +23854,42 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h7:
           if (can_load) begin
             (* full_case = 32'd1 *)
-            if (\$360 ) begin
+            if (\$389 ) begin
             end else begin
-              \$483  = \$361 [4:0];
+              \$512  = \$390 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$483  = 5'h00;
+      \$512  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$484  = e;
+    \$513  = e;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
           /* empty */;
       4'h3:
-          \$484  = { 1'h0, layer[20:18] };
+          \$513  = { 1'h0, layer[20:18] };
       4'h4:
           /* empty */;
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$325 ) begin
+          if (\$354 ) begin
           end else begin
-            \$484  = \$336 [3:0];
+            \$513  = \$365 [3:0];
           end
     endcase
     if (rst) begin
-      \$484  = 4'h0;
+      \$513  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$485  = src_sel;
+    \$514  = src_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23705,18 +23899,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$278 ) begin
+          if (\$309 ) begin
           end else begin
-            \$485  = \$279 ;
+            \$514  = \$310 ;
           end
     endcase
     if (rst) begin
-      \$485  = 3'h0;
+      \$514  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$486  = \$signal$344 ;
+    \$515  = \$signal$346 ;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23726,18 +23920,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$278 ) begin
+          if (\$309 ) begin
           end else begin
-            \$486  = \$281 ;
+            \$515  = \$312 ;
           end
     endcase
     if (rst) begin
-      \$486  = 1'h0;
+      \$515  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$487  = bank_sel;
+    \$516  = bank_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23747,18 +23941,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$278 ) begin
+          if (\$309 ) begin
           end else begin
-            \$487  = \$286 ;
+            \$516  = \$317 ;
           end
     endcase
     if (rst) begin
-      \$487  = 1'h0;
+      \$516  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$488  = n;
+    \$517  = n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23768,22 +23962,22 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$278 ) begin
+          if (\$309 ) begin
           end else begin
-            \$488  = 8'h00;
+            \$517  = 8'h00;
           end
       4'h6:
-          if (\$325 ) begin
-            \$488  = \$326 [7:0];
+          if (\$354 ) begin
+            \$517  = \$355 [7:0];
           end
     endcase
     if (rst) begin
-      \$488  = 8'h00;
+      \$517  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$489  = cnt;
+    \$518  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23793,18 +23987,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$278 ) begin
+          if (\$309 ) begin
           end else begin
-            \$489  = \$294 ;
+            \$518  = \$325 ;
           end
     endcase
     if (rst) begin
-      \$489  = 8'h00;
+      \$518  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$490  = rowbase;
+    \$519  = row_wbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23814,18 +24008,39 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$278 ) begin
+          if (\$309 ) begin
           end else begin
-            \$490  = \$316 [11:0];
+            \$519  = \$326 ;
           end
     endcase
     if (rst) begin
-      \$490  = 12'h000;
+      \$519  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$491  = drain2;
+    \$520  = row_offset;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$309 ) begin
+          end else begin
+            \$520  = \$345 [12:0];
+          end
+    endcase
+    if (rst) begin
+      \$520  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$521  = drain2;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23838,14 +24053,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h6:
           /* empty */;
       4'h5:
-          if (\$345 ) begin
-            \$491  = 1'h1;
-          end else if (\$350 ) begin
-            \$491  = 1'h0;
+          if (\$374 ) begin
+            \$521  = 1'h1;
+          end else if (\$379 ) begin
+            \$521  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$491  = 1'h0;
+      \$521  = 1'h0;
     end
   end
   always @* begin
@@ -23919,37 +24134,37 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez ({ cur, spike_src })
       4'h0:
-          \$118  = count0[6:0];
+          \$119  = count0[6:0];
       4'h1:
-          \$118  = count1[6:0];
+          \$119  = count1[6:0];
       4'h2:
-          \$118  = count2[6:0];
+          \$119  = count2[6:0];
       4'h3:
-          \$118  = count3[6:0];
+          \$119  = count3[6:0];
       4'h4:
-          \$118  = count4[6:0];
+          \$119  = count4[6:0];
       4'h5:
-          \$118  = count5[6:0];
+          \$119  = count5[6:0];
       4'h6:
-          \$118  = count6[6:0];
+          \$119  = count6[6:0];
       4'h7:
-          \$118  = count7[6:0];
+          \$119  = count7[6:0];
       4'h8:
-          \$118  = count8[6:0];
+          \$119  = count8[6:0];
       4'h9:
-          \$118  = count9[6:0];
+          \$119  = count9[6:0];
       4'ha:
-          \$118  = count10[6:0];
+          \$119  = count10[6:0];
       4'hb:
-          \$118  = count11[6:0];
+          \$119  = count11[6:0];
       4'hc:
-          \$118  = count12[6:0];
+          \$119  = count12[6:0];
       4'hd:
-          \$118  = count13[6:0];
+          \$119  = count13[6:0];
       4'he:
-          \$118  = count14[6:0];
+          \$119  = count14[6:0];
       4'hf:
-          \$118  = count15[6:0];
+          \$119  = count15[6:0];
     endcase
   end
   always @* begin
@@ -23957,87 +24172,87 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$194  = in_count0;
+          \$195  = in_count0;
       1'h1:
-          \$194  = in_count1;
+          \$195  = in_count1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = 45'h000000000000;
-    casez (host_addr[10:0])
-      11'h000:
-          \$212  = layer0;
-      11'h001:
-          \$212  = layer1;
-      11'h002:
-          \$212  = layer2;
-      11'h003:
-          \$212  = layer3;
+    (* full_case = 32'd1 *)
+    casez (host_addr[1:0])
+      2'h0:
+          \$213  = layer0;
+      2'h1:
+          \$213  = layer1;
+      2'h2:
+          \$213  = layer2;
+      2'h3:
+          \$213  = layer3;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = 23'h000000;
-    casez (host_addr[10:0])
-      11'h000:
-          \$213  = edge0;
-      11'h001:
-          \$213  = edge1;
-      11'h002:
-          \$213  = edge2;
-      11'h003:
-          \$213  = edge3;
-      11'h004:
-          \$213  = edge4;
-      11'h005:
-          \$213  = edge5;
-      11'h006:
-          \$213  = edge6;
-      11'h007:
-          \$213  = edge7;
+    (* full_case = 32'd1 *)
+    casez (host_addr[2:0])
+      3'h0:
+          \$214  = edge0;
+      3'h1:
+          \$214  = edge1;
+      3'h2:
+          \$214  = edge2;
+      3'h3:
+          \$214  = edge3;
+      3'h4:
+          \$214  = edge4;
+      3'h5:
+          \$214  = edge5;
+      3'h6:
+          \$214  = edge6;
+      3'h7:
+          \$214  = edge7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = 32'd0;
-    casez (host_addr[10:0])
-      11'h000:
-          \$214  = ctr0;
-      11'h001:
-          \$214  = ctr1;
-      11'h002:
-          \$214  = ctr2;
-      11'h003:
-          \$214  = ctr3;
-      11'h004:
-          \$214  = ctr4;
-      11'h005:
-          \$214  = ctr5;
-      11'h006:
-          \$214  = ctr6;
-      11'h007:
-          \$214  = ctr7;
-      11'h008:
-          \$214  = ctr8;
-      11'h009:
-          \$214  = ctr9;
-      11'h00a:
-          \$214  = ctr10;
-      11'h00b:
-          \$214  = ctr11;
-      11'h00c:
-          \$214  = ctr12;
-      11'h00d:
-          \$214  = ctr13;
-      11'h00e:
-          \$214  = ctr14;
-      11'h00f:
-          \$214  = ctr15;
-      11'h010:
-          \$214  = ctr16;
-      11'h011:
-          \$214  = ctr17;
+    \$215  = 32'd0;
+    casez (host_addr[4:0])
+      5'h00:
+          \$215  = ctr0;
+      5'h01:
+          \$215  = ctr1;
+      5'h02:
+          \$215  = ctr2;
+      5'h03:
+          \$215  = ctr3;
+      5'h04:
+          \$215  = ctr4;
+      5'h05:
+          \$215  = ctr5;
+      5'h06:
+          \$215  = ctr6;
+      5'h07:
+          \$215  = ctr7;
+      5'h08:
+          \$215  = ctr8;
+      5'h09:
+          \$215  = ctr9;
+      5'h0a:
+          \$215  = ctr10;
+      5'h0b:
+          \$215  = ctr11;
+      5'h0c:
+          \$215  = ctr12;
+      5'h0d:
+          \$215  = ctr13;
+      5'h0e:
+          \$215  = ctr14;
+      5'h0f:
+          \$215  = ctr15;
+      5'h10:
+          \$215  = ctr16;
+      5'h11:
+          \$215  = ctr17;
     endcase
   end
   always @* begin
@@ -24045,51 +24260,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$215  = layer0;
+          \$216  = layer0;
       2'h1:
-          \$215  = layer1;
+          \$216  = layer1;
       2'h2:
-          \$215  = layer2;
+          \$216  = layer2;
       2'h3:
-          \$215  = layer3;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ cur, spike_src })
-      4'h0:
-          \$241  = count0;
-      4'h1:
-          \$241  = count1;
-      4'h2:
-          \$241  = count2;
-      4'h3:
-          \$241  = count3;
-      4'h4:
-          \$241  = count4;
-      4'h5:
-          \$241  = count5;
-      4'h6:
-          \$241  = count6;
-      4'h7:
-          \$241  = count7;
-      4'h8:
-          \$241  = count8;
-      4'h9:
-          \$241  = count9;
-      4'ha:
-          \$241  = count10;
-      4'hb:
-          \$241  = count11;
-      4'hc:
-          \$241  = count12;
-      4'hd:
-          \$241  = count13;
-      4'he:
-          \$241  = count14;
-      4'hf:
-          \$241  = count15;
+          \$216  = layer3;
     endcase
   end
   always @* begin
@@ -24097,9 +24274,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$252  = in_count0;
+          \$283  = in_count0;
       1'h1:
-          \$252  = in_count1;
+          \$283  = in_count1;
     endcase
   end
   always @* begin
@@ -24107,21 +24284,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$279  = edge0[2:0];
+          \$310  = edge0[2:0];
       3'h1:
-          \$279  = edge1[2:0];
+          \$310  = edge1[2:0];
       3'h2:
-          \$279  = edge2[2:0];
+          \$310  = edge2[2:0];
       3'h3:
-          \$279  = edge3[2:0];
+          \$310  = edge3[2:0];
       3'h4:
-          \$279  = edge4[2:0];
+          \$310  = edge4[2:0];
       3'h5:
-          \$279  = edge5[2:0];
+          \$310  = edge5[2:0];
       3'h6:
-          \$279  = edge6[2:0];
+          \$310  = edge6[2:0];
       3'h7:
-          \$279  = edge7[2:0];
+          \$310  = edge7[2:0];
     endcase
   end
   always @* begin
@@ -24129,21 +24306,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$280  = edge0[2:0];
+          \$311  = edge0[2:0];
       3'h1:
-          \$280  = edge1[2:0];
+          \$311  = edge1[2:0];
       3'h2:
-          \$280  = edge2[2:0];
+          \$311  = edge2[2:0];
       3'h3:
-          \$280  = edge3[2:0];
+          \$311  = edge3[2:0];
       3'h4:
-          \$280  = edge4[2:0];
+          \$311  = edge4[2:0];
       3'h5:
-          \$280  = edge5[2:0];
+          \$311  = edge5[2:0];
       3'h6:
-          \$280  = edge6[2:0];
+          \$311  = edge6[2:0];
       3'h7:
-          \$280  = edge7[2:0];
+          \$311  = edge7[2:0];
     endcase
   end
   always @* begin
@@ -24151,21 +24328,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$282  = edge0[2:0];
+          \$313  = edge0[2:0];
       3'h1:
-          \$282  = edge1[2:0];
+          \$313  = edge1[2:0];
       3'h2:
-          \$282  = edge2[2:0];
+          \$313  = edge2[2:0];
       3'h3:
-          \$282  = edge3[2:0];
+          \$313  = edge3[2:0];
       3'h4:
-          \$282  = edge4[2:0];
+          \$313  = edge4[2:0];
       3'h5:
-          \$282  = edge5[2:0];
+          \$313  = edge5[2:0];
       3'h6:
-          \$282  = edge6[2:0];
+          \$313  = edge6[2:0];
       3'h7:
-          \$282  = edge7[2:0];
+          \$313  = edge7[2:0];
     endcase
   end
   always @* begin
@@ -24173,21 +24350,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$284  = edge0[3];
+          \$315  = edge0[3];
       3'h1:
-          \$284  = edge1[3];
+          \$315  = edge1[3];
       3'h2:
-          \$284  = edge2[3];
+          \$315  = edge2[3];
       3'h3:
-          \$284  = edge3[3];
+          \$315  = edge3[3];
       3'h4:
-          \$284  = edge4[3];
+          \$315  = edge4[3];
       3'h5:
-          \$284  = edge5[3];
+          \$315  = edge5[3];
       3'h6:
-          \$284  = edge6[3];
+          \$315  = edge6[3];
       3'h7:
-          \$284  = edge7[3];
+          \$315  = edge7[3];
     endcase
   end
   always @* begin
@@ -24195,31 +24372,31 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$287  = edge0[2:0];
+          \$318  = edge0[2:0];
       3'h1:
-          \$287  = edge1[2:0];
+          \$318  = edge1[2:0];
       3'h2:
-          \$287  = edge2[2:0];
+          \$318  = edge2[2:0];
       3'h3:
-          \$287  = edge3[2:0];
+          \$318  = edge3[2:0];
       3'h4:
-          \$287  = edge4[2:0];
+          \$318  = edge4[2:0];
       3'h5:
-          \$287  = edge5[2:0];
+          \$318  = edge5[2:0];
       3'h6:
-          \$287  = edge6[2:0];
+          \$318  = edge6[2:0];
       3'h7:
-          \$287  = edge7[2:0];
+          \$318  = edge7[2:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$382 )
+    casez (\$signal$384 )
       1'h0:
-          \$289  = in_count0;
+          \$320  = in_count0;
       1'h1:
-          \$289  = in_count1;
+          \$320  = in_count1;
     endcase
   end
   always @* begin
@@ -24227,21 +24404,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$290  = edge0[2:0];
+          \$321  = edge0[2:0];
       3'h1:
-          \$290  = edge1[2:0];
+          \$321  = edge1[2:0];
       3'h2:
-          \$290  = edge2[2:0];
+          \$321  = edge2[2:0];
       3'h3:
-          \$290  = edge3[2:0];
+          \$321  = edge3[2:0];
       3'h4:
-          \$290  = edge4[2:0];
+          \$321  = edge4[2:0];
       3'h5:
-          \$290  = edge5[2:0];
+          \$321  = edge5[2:0];
       3'h6:
-          \$290  = edge6[2:0];
+          \$321  = edge6[2:0];
       3'h7:
-          \$290  = edge7[2:0];
+          \$321  = edge7[2:0];
     endcase
   end
   always @* begin
@@ -24249,59 +24426,59 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$291  = edge0[3];
+          \$322  = edge0[3];
       3'h1:
-          \$291  = edge1[3];
+          \$322  = edge1[3];
       3'h2:
-          \$291  = edge2[3];
+          \$322  = edge2[3];
       3'h3:
-          \$291  = edge3[3];
+          \$322  = edge3[3];
       3'h4:
-          \$291  = edge4[3];
+          \$322  = edge4[3];
       3'h5:
-          \$291  = edge5[3];
+          \$322  = edge5[3];
       3'h6:
-          \$291  = edge6[3];
+          \$322  = edge6[3];
       3'h7:
-          \$291  = edge7[3];
+          \$322  = edge7[3];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez ({ \$292 , \$290  })
+    casez ({ \$323 , \$321  })
       4'h0:
-          \$293  = count0;
+          \$324  = count0;
       4'h1:
-          \$293  = count1;
+          \$324  = count1;
       4'h2:
-          \$293  = count2;
+          \$324  = count2;
       4'h3:
-          \$293  = count3;
+          \$324  = count3;
       4'h4:
-          \$293  = count4;
+          \$324  = count4;
       4'h5:
-          \$293  = count5;
+          \$324  = count5;
       4'h6:
-          \$293  = count6;
+          \$324  = count6;
       4'h7:
-          \$293  = count7;
+          \$324  = count7;
       4'h8:
-          \$293  = count8;
+          \$324  = count8;
       4'h9:
-          \$293  = count9;
+          \$324  = count9;
       4'ha:
-          \$293  = count10;
+          \$324  = count10;
       4'hb:
-          \$293  = count11;
+          \$324  = count11;
       4'hc:
-          \$293  = count12;
+          \$324  = count12;
       4'hd:
-          \$293  = count13;
+          \$324  = count13;
       4'he:
-          \$293  = count14;
+          \$324  = count14;
       4'hf:
-          \$293  = count15;
+          \$324  = count15;
     endcase
   end
   always @* begin
@@ -24309,21 +24486,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$295  = edge0[14:4];
+          \$326  = edge0[14:4];
       3'h1:
-          \$295  = edge1[14:4];
+          \$326  = edge1[14:4];
       3'h2:
-          \$295  = edge2[14:4];
+          \$326  = edge2[14:4];
       3'h3:
-          \$295  = edge3[14:4];
+          \$326  = edge3[14:4];
       3'h4:
-          \$295  = edge4[14:4];
+          \$326  = edge4[14:4];
       3'h5:
-          \$295  = edge5[14:4];
+          \$326  = edge5[14:4];
       3'h6:
-          \$295  = edge6[14:4];
+          \$326  = edge6[14:4];
       3'h7:
-          \$295  = edge7[14:4];
+          \$326  = edge7[14:4];
     endcase
   end
   always @* begin
@@ -24331,21 +24508,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$296  = edge0[22:15];
+          \$327  = edge0[22:15];
       3'h1:
-          \$296  = edge1[22:15];
+          \$327  = edge1[22:15];
       3'h2:
-          \$296  = edge2[22:15];
+          \$327  = edge2[22:15];
       3'h3:
-          \$296  = edge3[22:15];
+          \$327  = edge3[22:15];
       3'h4:
-          \$296  = edge4[22:15];
+          \$327  = edge4[22:15];
       3'h5:
-          \$296  = edge5[22:15];
+          \$327  = edge5[22:15];
       3'h6:
-          \$296  = edge6[22:15];
+          \$327  = edge6[22:15];
       3'h7:
-          \$296  = edge7[22:15];
+          \$327  = edge7[22:15];
     endcase
   end
   always @* begin
@@ -24353,21 +24530,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$300  = edge0[22:15];
+          \$330  = edge0[22:15];
       3'h1:
-          \$300  = edge1[22:15];
+          \$330  = edge1[22:15];
       3'h2:
-          \$300  = edge2[22:15];
+          \$330  = edge2[22:15];
       3'h3:
-          \$300  = edge3[22:15];
+          \$330  = edge3[22:15];
       3'h4:
-          \$300  = edge4[22:15];
+          \$330  = edge4[22:15];
       3'h5:
-          \$300  = edge5[22:15];
+          \$330  = edge5[22:15];
       3'h6:
-          \$300  = edge6[22:15];
+          \$330  = edge6[22:15];
       3'h7:
-          \$300  = edge7[22:15];
+          \$330  = edge7[22:15];
     endcase
   end
   always @* begin
@@ -24375,21 +24552,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$304  = edge0[22:15];
+          \$334  = edge0[22:15];
       3'h1:
-          \$304  = edge1[22:15];
+          \$334  = edge1[22:15];
       3'h2:
-          \$304  = edge2[22:15];
+          \$334  = edge2[22:15];
       3'h3:
-          \$304  = edge3[22:15];
+          \$334  = edge3[22:15];
       3'h4:
-          \$304  = edge4[22:15];
+          \$334  = edge4[22:15];
       3'h5:
-          \$304  = edge5[22:15];
+          \$334  = edge5[22:15];
       3'h6:
-          \$304  = edge6[22:15];
+          \$334  = edge6[22:15];
       3'h7:
-          \$304  = edge7[22:15];
+          \$334  = edge7[22:15];
     endcase
   end
   always @* begin
@@ -24397,21 +24574,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$308  = edge0[22:15];
+          \$337  = edge0[22:15];
       3'h1:
-          \$308  = edge1[22:15];
+          \$337  = edge1[22:15];
       3'h2:
-          \$308  = edge2[22:15];
+          \$337  = edge2[22:15];
       3'h3:
-          \$308  = edge3[22:15];
+          \$337  = edge3[22:15];
       3'h4:
-          \$308  = edge4[22:15];
+          \$337  = edge4[22:15];
       3'h5:
-          \$308  = edge5[22:15];
+          \$337  = edge5[22:15];
       3'h6:
-          \$308  = edge6[22:15];
+          \$337  = edge6[22:15];
       3'h7:
-          \$308  = edge7[22:15];
+          \$337  = edge7[22:15];
     endcase
   end
   always @* begin
@@ -24419,407 +24596,22 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$312  = edge0[22:15];
+          \$342  = edge0[22:15];
       3'h1:
-          \$312  = edge1[22:15];
+          \$342  = edge1[22:15];
       3'h2:
-          \$312  = edge2[22:15];
+          \$342  = edge2[22:15];
       3'h3:
-          \$312  = edge3[22:15];
+          \$342  = edge3[22:15];
       3'h4:
-          \$312  = edge4[22:15];
+          \$342  = edge4[22:15];
       3'h5:
-          \$312  = edge5[22:15];
+          \$342  = edge5[22:15];
       3'h6:
-          \$312  = edge6[22:15];
+          \$342  = edge6[22:15];
       3'h7:
-          \$312  = edge7[22:15];
+          \$342  = edge7[22:15];
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_region)
-      3'h4:
-          host_rdata = { 37'h0000000000, \$81  };
-      3'h2:
-          host_rdata = { 4'h0, \$82  };
-      3'h3:
-          host_rdata = { 29'h00000000, \$83  };
-      default:
-          host_rdata = rd_reg;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    ev_wr__addr = 11'h000;
-    if (\event ) begin
-      ev_wr__addr = { cur, spike_src, \$118  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    ev_wr__data = 15'h0000;
-    if (\event ) begin
-      ev_wr__data[6:0] = event_index[6:0];
-      ev_wr__data[14:7] = 8'h01;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    ev_wr__en = 1'h0;
-    if (\event ) begin
-      ev_wr__en = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    in_wr__addr = 8'h00;
-    if (\$193 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        in_wr__addr = { \$signal , \$194  };
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    in_wr__data = 15'h0000;
-    if (\$193 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        in_wr__data[6:0] = input__payload[6:0];
-        in_wr__data[14:7] = input__payload[14:7];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    in_wr__en = 1'h0;
-    if (\$193 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        in_wr__en = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    busy = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          busy = 1'h1;
-      4'h3:
-          busy = 1'h1;
-      4'h4:
-          busy = 1'h1;
-      4'h6:
-          busy = 1'h1;
-      4'h5:
-          busy = 1'h1;
-      4'h7:
-          busy = 1'h1;
-      4'h8:
-          busy = 1'h1;
-      4'h1:
-          busy = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signal$296  = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$signal$296  = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    issue = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          if (\$195 ) begin
-            issue = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    neuron_write = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            neuron_write = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    load = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            load = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    send = 8'h00;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            send = \$197 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \spikes$302  = 8'h00;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            \spikes$302  = spikes;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    base = 8'h00;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            base = \$198 [7:0];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \layer$304  = 2'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            \layer$304  = li;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    emit_values = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            emit_values = layer[44];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    values = 128'h00000000000000000000000000000000;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            values[15:0] = u_new;
-            values[31:16] = \u_new$261 ;
-            values[47:32] = \u_new$265 ;
-            values[63:48] = \u_new$269 ;
-            values[79:64] = \u_new$273 ;
-            values[95:80] = \u_new$277 ;
-            values[111:96] = \u_new$281 ;
-            values[127:112] = \u_new$285 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    write_end = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          write_end = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$372  = layer0;
-    if (\$209 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            casez (host_addr[10:0])
-              11'h000:
-                  \$372  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$372  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$373  = layer1;
-    if (\$209 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  \$373  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$373  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$374  = layer2;
-    if (\$209 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  /* empty */;
-              11'h002:
-                  \$374  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$374  = 45'h000000000000;
-    end
   end
   assign r_data = output__payload;
   assign r_rdy = output__valid;
@@ -24857,112 +24649,113 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$signature__data$63  = host_wdata[7:0];
   assign \$signature__addr$65  = host_addr[4:0];
   assign \$signature__data$66  = host_wdata[40:0];
-  assign \$signature__addr$103  = \$85 [10:0];
-  assign \$signature__addr$105  = \$86 [4:0];
-  assign \$signature__addr$106  = \$87 [4:0];
-  assign \$signature__addr$107  = \$89 [10:0];
-  assign \$signature__addr$108  = \$90 [4:0];
-  assign \$signature__addr$109  = \$91 [4:0];
-  assign \$signature__addr$110  = \$93 [10:0];
-  assign \$signature__addr$111  = \$94 [4:0];
-  assign \$signature__addr$112  = \$95 [4:0];
-  assign \$signature__addr$113  = \$97 [10:0];
-  assign \$signature__addr$114  = \$98 [4:0];
-  assign \$signature__addr$115  = \$99 [4:0];
-  assign \$signature__addr$116  = \$101 [10:0];
-  assign \$signature__addr$117  = \$102 [4:0];
-  assign \$signature__addr$118  = \$103 [4:0];
-  assign \$signature__addr$119  = \$105 [10:0];
-  assign \$signature__addr$120  = \$106 [4:0];
-  assign \$signature__addr$121  = \$107 [4:0];
-  assign \$signature__addr$122  = \$109 [10:0];
-  assign \$signature__addr$123  = \$110 [4:0];
-  assign \$signature__addr$124  = \$111 [4:0];
-  assign \$signature__addr$125  = \$113 [10:0];
-  assign \$signature__addr$126  = \$114 [4:0];
-  assign \$signature__addr$127  = \$115 [4:0];
+  assign rowbase = \$84 [11:0];
+  assign \$signature__addr$106  = \$86 [10:0];
+  assign \$signature__addr$108  = \$87 [4:0];
+  assign \$signature__addr$109  = \$88 [4:0];
+  assign \$signature__addr$110  = \$90 [10:0];
+  assign \$signature__addr$111  = \$91 [4:0];
+  assign \$signature__addr$112  = \$92 [4:0];
+  assign \$signature__addr$113  = \$94 [10:0];
+  assign \$signature__addr$114  = \$95 [4:0];
+  assign \$signature__addr$115  = \$96 [4:0];
+  assign \$signature__addr$116  = \$98 [10:0];
+  assign \$signature__addr$117  = \$99 [4:0];
+  assign \$signature__addr$118  = \$100 [4:0];
+  assign \$signature__addr$119  = \$102 [10:0];
+  assign \$signature__addr$120  = \$103 [4:0];
+  assign \$signature__addr$121  = \$104 [4:0];
+  assign \$signature__addr$122  = \$106 [10:0];
+  assign \$signature__addr$123  = \$107 [4:0];
+  assign \$signature__addr$124  = \$108 [4:0];
+  assign \$signature__addr$125  = \$110 [10:0];
+  assign \$signature__addr$126  = \$111 [4:0];
+  assign \$signature__addr$127  = \$112 [4:0];
+  assign \$signature__addr$128  = \$114 [10:0];
+  assign \$signature__addr$129  = \$115 [4:0];
+  assign \$signature__addr$130  = \$116 [4:0];
   assign ev_rd__addr = { bank_sel, src_sel, n[6:0] };
   assign in_rd__addr = { bank_sel, n[6:0] };
   assign u = \$signature__data$86 ;
   assign alpha = \$signature__data$78 [8:0];
   assign bias = \$signature__data$78 [40:25];
-  assign \u$136  = \$signature__data$87 ;
-  assign \alpha$137  = \$signature__data$79 [8:0];
-  assign \bias$138  = \$signature__data$79 [40:25];
-  assign \u$139  = \$signature__data$88 ;
-  assign \alpha$140  = \$signature__data$80 [8:0];
-  assign \bias$141  = \$signature__data$80 [40:25];
-  assign \u$142  = \$signature__data$89 ;
-  assign \alpha$143  = \$signature__data$81 [8:0];
-  assign \bias$144  = \$signature__data$81 [40:25];
-  assign \u$145  = \$signature__data$90 ;
-  assign \alpha$146  = \$signature__data$82 [8:0];
-  assign \bias$147  = \$signature__data$82 [40:25];
-  assign \u$148  = \$signature__data$91 ;
-  assign \alpha$149  = \$signature__data$83 [8:0];
-  assign \bias$150  = \$signature__data$83 [40:25];
-  assign \u$151  = \$signature__data$92 ;
-  assign \alpha$152  = \$signature__data$84 [8:0];
-  assign \bias$153  = \$signature__data$84 [40:25];
-  assign \u$154  = \$signature__data$93 ;
-  assign \alpha$155  = \$signature__data$85 [8:0];
-  assign \bias$156  = \$signature__data$85 [40:25];
+  assign \u$139  = \$signature__data$87 ;
+  assign \alpha$140  = \$signature__data$79 [8:0];
+  assign \bias$141  = \$signature__data$79 [40:25];
+  assign \u$142  = \$signature__data$88 ;
+  assign \alpha$143  = \$signature__data$80 [8:0];
+  assign \bias$144  = \$signature__data$80 [40:25];
+  assign \u$145  = \$signature__data$89 ;
+  assign \alpha$146  = \$signature__data$81 [8:0];
+  assign \bias$147  = \$signature__data$81 [40:25];
+  assign \u$148  = \$signature__data$90 ;
+  assign \alpha$149  = \$signature__data$82 [8:0];
+  assign \bias$150  = \$signature__data$82 [40:25];
+  assign \u$151  = \$signature__data$91 ;
+  assign \alpha$152  = \$signature__data$83 [8:0];
+  assign \bias$153  = \$signature__data$83 [40:25];
+  assign \u$154  = \$signature__data$92 ;
+  assign \alpha$155  = \$signature__data$84 [8:0];
+  assign \bias$156  = \$signature__data$84 [40:25];
+  assign \u$157  = \$signature__data$93 ;
+  assign \alpha$158  = \$signature__data$85 [8:0];
+  assign \bias$159  = \$signature__data$85 [40:25];
   assign acc0 = total;
   assign theta_q0 = theta;
   assign v_reset = layer[43:28];
   assign reset = layer[27:26];
   assign spiking = layer[25];
-  assign acc1 = \total$198 ;
-  assign theta_q1 = \theta$200 ;
-  assign \v_reset$202  = layer[43:28];
-  assign \reset$203  = layer[27:26];
-  assign \spiking$204  = layer[25];
-  assign acc2 = \total$206 ;
-  assign theta_q2 = \theta$208 ;
-  assign \v_reset$210  = layer[43:28];
-  assign \reset$211  = layer[27:26];
-  assign \spiking$212  = layer[25];
-  assign acc3 = \total$214 ;
-  assign theta_q3 = \theta$216 ;
-  assign \v_reset$218  = layer[43:28];
-  assign \reset$219  = layer[27:26];
-  assign \spiking$220  = layer[25];
-  assign acc4 = \total$222 ;
-  assign theta_q4 = \theta$224 ;
-  assign \v_reset$226  = layer[43:28];
-  assign \reset$227  = layer[27:26];
-  assign \spiking$228  = layer[25];
-  assign acc5 = \total$230 ;
-  assign theta_q5 = \theta$232 ;
-  assign \v_reset$234  = layer[43:28];
-  assign \reset$235  = layer[27:26];
-  assign \spiking$236  = layer[25];
-  assign acc6 = \total$238 ;
-  assign theta_q6 = \theta$240 ;
-  assign \v_reset$242  = layer[43:28];
-  assign \reset$243  = layer[27:26];
-  assign \spiking$244  = layer[25];
-  assign acc7 = \total$246 ;
-  assign theta_q7 = \theta$248 ;
-  assign \v_reset$250  = layer[43:28];
-  assign \reset$251  = layer[27:26];
-  assign \spiking$252  = layer[25];
-  assign \$signature__addr$254  = \$119 [4:0];
-  assign \$signature__data$255  = \$120 [15:0];
-  assign \$signature__addr$259  = \$125 [4:0];
-  assign \$signature__data$260  = \$126 [15:0];
-  assign \$signature__addr$263  = \$131 [4:0];
-  assign \$signature__data$264  = \$132 [15:0];
-  assign \$signature__addr$267  = \$137 [4:0];
-  assign \$signature__data$268  = \$138 [15:0];
-  assign \$signature__addr$271  = \$143 [4:0];
-  assign \$signature__data$272  = \$144 [15:0];
-  assign \$signature__addr$275  = \$149 [4:0];
-  assign \$signature__data$276  = \$150 [15:0];
-  assign \$signature__addr$279  = \$155 [4:0];
-  assign \$signature__data$280  = \$156 [15:0];
-  assign \$signature__addr$283  = \$161 [4:0];
-  assign \$signature__data$284  = \$162 [15:0];
+  assign acc1 = \total$201 ;
+  assign theta_q1 = \theta$203 ;
+  assign \v_reset$205  = layer[43:28];
+  assign \reset$206  = layer[27:26];
+  assign \spiking$207  = layer[25];
+  assign acc2 = \total$209 ;
+  assign theta_q2 = \theta$211 ;
+  assign \v_reset$213  = layer[43:28];
+  assign \reset$214  = layer[27:26];
+  assign \spiking$215  = layer[25];
+  assign acc3 = \total$217 ;
+  assign theta_q3 = \theta$219 ;
+  assign \v_reset$221  = layer[43:28];
+  assign \reset$222  = layer[27:26];
+  assign \spiking$223  = layer[25];
+  assign acc4 = \total$225 ;
+  assign theta_q4 = \theta$227 ;
+  assign \v_reset$229  = layer[43:28];
+  assign \reset$230  = layer[27:26];
+  assign \spiking$231  = layer[25];
+  assign acc5 = \total$233 ;
+  assign theta_q5 = \theta$235 ;
+  assign \v_reset$237  = layer[43:28];
+  assign \reset$238  = layer[27:26];
+  assign \spiking$239  = layer[25];
+  assign acc6 = \total$241 ;
+  assign theta_q6 = \theta$243 ;
+  assign \v_reset$245  = layer[43:28];
+  assign \reset$246  = layer[27:26];
+  assign \spiking$247  = layer[25];
+  assign acc7 = \total$249 ;
+  assign theta_q7 = \theta$251 ;
+  assign \v_reset$253  = layer[43:28];
+  assign \reset$254  = layer[27:26];
+  assign \spiking$255  = layer[25];
+  assign \$signature__addr$257  = \$120 [4:0];
+  assign \$signature__data$258  = \$121 [15:0];
+  assign \$signature__addr$262  = \$126 [4:0];
+  assign \$signature__data$263  = \$127 [15:0];
+  assign \$signature__addr$266  = \$132 [4:0];
+  assign \$signature__data$267  = \$133 [15:0];
+  assign \$signature__addr$270  = \$138 [4:0];
+  assign \$signature__data$271  = \$139 [15:0];
+  assign \$signature__addr$274  = \$144 [4:0];
+  assign \$signature__data$275  = \$145 [15:0];
+  assign \$signature__addr$278  = \$150 [4:0];
+  assign \$signature__data$279  = \$151 [15:0];
+  assign \$signature__addr$282  = \$156 [4:0];
+  assign \$signature__data$283  = \$157 [15:0];
+  assign \$signature__addr$286  = \$162 [4:0];
+  assign \$signature__data$287  = \$163 [15:0];
   assign \input__payload.index  = input__payload[6:0];
   assign \input__payload.value  = input__payload[14:7];
   assign \input__payload.end  = input__payload[15];
@@ -25122,29 +24915,29 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \edge7.recurrent  = edge7[3];
   assign \edge7.wbase  = edge7[14:4];
   assign \edge7.nsrc  = edge7[22:15];
-  assign valid_lanes[7] = \$190 ;
-  assign valid_lanes[6] = \$187 ;
-  assign valid_lanes[5] = \$184 ;
-  assign valid_lanes[4] = \$181 ;
-  assign valid_lanes[3] = \$178 ;
-  assign valid_lanes[2] = \$175 ;
-  assign valid_lanes[1] = \$172 ;
-  assign valid_lanes[0] = \$169 ;
-  assign spikes[7] = \spike$253 ;
-  assign spikes[6] = \spike$245 ;
-  assign spikes[5] = \spike$237 ;
-  assign spikes[4] = \spike$229 ;
-  assign spikes[3] = \spike$221 ;
-  assign spikes[2] = \spike$213 ;
-  assign spikes[1] = \spike$205 ;
+  assign valid_lanes[7] = \$191 ;
+  assign valid_lanes[6] = \$188 ;
+  assign valid_lanes[5] = \$185 ;
+  assign valid_lanes[4] = \$182 ;
+  assign valid_lanes[3] = \$179 ;
+  assign valid_lanes[2] = \$176 ;
+  assign valid_lanes[1] = \$173 ;
+  assign valid_lanes[0] = \$170 ;
+  assign spikes[7] = \spike$256 ;
+  assign spikes[6] = \spike$248 ;
+  assign spikes[5] = \spike$240 ;
+  assign spikes[4] = \spike$232 ;
+  assign spikes[3] = \spike$224 ;
+  assign spikes[2] = \spike$216 ;
+  assign spikes[1] = \spike$208 ;
   assign spikes[0] = spike;
   assign end_record[1:0] = 2'h2;
   assign end_record[27:2] = 26'h0000000;
-  assign \$297  = { 1'h0, \$296  };
-  assign \$301  = { \$300 , 1'h0 };
-  assign \$305  = { 1'h0, \$304 , 2'h0 };
-  assign \$309  = { \$308 , 3'h0 };
-  assign \$313  = { 3'h0, \$312 , 4'h0 };
+  assign \$328  = { 1'h0, \$327  };
+  assign \$331  = { \$330 , 1'h0 };
+  assign \$335  = { 1'h0, \$334 , 2'h0 };
+  assign \$338  = { \$337 , 3'h0 };
+  assign \$343  = { 3'h0, \$342 , 4'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -25300,25 +25093,33 @@ module \npu_core_digits.leak7 (bias, u, leak, alpha);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron0 (\port$1185$25 , theta, total, u_new, spike);
-  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
-  wire [25:0] \$1 ;
-  wire [26:0] \$10 ;
-  wire [15:0] \$11 ;
-  wire [15:0] \$12 ;
-  wire [25:0] \$2 ;
+module \npu_core_digits.neuron0 (u_new, \port$1293$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [16:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [16:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire [16:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [15:0] \$19 ;
+  wire \$2 ;
   wire \$3 ;
   wire \$4 ;
-  wire \$5 ;
-  wire [16:0] \$6 ;
-  wire [16:0] \$7 ;
-  wire [26:0] \$8 ;
-  wire [26:0] \$9 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
   wire \$signal ;
+  wire [15:0] after_spike;
   wire lo;
+  wire [15:0] low;
   wire [15:0] minus;
-  input [18:0] \port$1185$25 ;
-  wire [18:0] \port$1185$25 ;
+  input [18:0] \port$1293$25 ;
+  wire [18:0] \port$1293$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25328,63 +25129,69 @@ module \npu_core_digits.neuron0 (\port$1185$25 , theta, total, u_new, spike);
   input [25:0] total;
   wire [25:0] total;
   output [15:0] u_new;
-  reg [15:0] u_new;
+  wire [15:0] u_new;
   wire [15:0] v;
   wire [15:0] v_reset;
-  assign \$signal  = $signed(total) > $signed(16'h7fff);
-  assign lo = $signed(total) < $signed(16'h8000);
-  assign \$1  = lo ? 26'h3ff8000 : total;
-  assign \$2  = \$signal  ? 26'h0007fff : \$1 ;
-  assign \$3  = $signed(total) >= $signed(theta);
-  assign \$4  = theta == 16'h8000;
-  assign \$5  = \$3  | \$4 ;
-  assign spike = \port$1185$25 [0] & \$5 ;
-  assign \$6  = $signed(16'h7fff) - $signed(theta);
-  assign \$7  = $signed(16'h8000) - $signed(theta);
-  assign \$8  = $signed(total) - $signed(theta);
-  assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
-  assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
-  assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
-  assign \$12  = spike ? \port$1185$25 [18:3] : \$2 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\port$1185$25 [2:1])
-      2'h0:
-          u_new = \$11 ;
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$2 [15:0];
-    endcase
-  end
-  assign v = \$2 [15:0];
-  assign spiking = \port$1185$25 [0];
-  assign minus = \$10 [15:0];
-  assign reset = \port$1185$25 [2:1];
-  assign v_reset = \port$1185$25 [18:3];
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign \$6  = ~ lo;
+  assign \$7  = $signed(total[15:0]) >= $signed(theta);
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$signal  | \$8 ;
+  assign \$10  = theta == 16'h8000;
+  assign \$11  = \$9  | \$10 ;
+  assign spike = \port$1293$25 [0] & \$11 ;
+  assign \$12  = $signed(16'h7fff) - $signed(theta);
+  assign \$13  = $signed(16'h8000) - $signed(theta);
+  assign \$14  = $signed(total[15:0]) - $signed(theta);
+  assign \$15  = lo ? \$13  : \$14 ;
+  assign \$16  = \$signal  ? \$12  : \$15 ;
+  assign \$17  = ! \port$1293$25 [2:1];
+  assign \$18  = \port$1293$25 [2:1] == 1'h1;
+  assign \$19  = \$18  ? \port$1293$25 [18:3] : v;
+  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign u_new = spike ? after_spike : v;
+  assign low = total[15:0];
+  assign spiking = \port$1293$25 [0];
+  assign minus = \$16 [15:0];
+  assign reset = \port$1293$25 [2:1];
+  assign v_reset = \port$1293$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron1 (\port$1185$25 , theta, total, u_new, spike);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
-  wire [25:0] \$1 ;
-  wire [26:0] \$10 ;
-  wire [15:0] \$11 ;
-  wire [15:0] \$12 ;
-  wire [25:0] \$2 ;
+module \npu_core_digits.neuron1 (u_new, \port$1293$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [16:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [16:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire [16:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [15:0] \$19 ;
+  wire \$2 ;
   wire \$3 ;
   wire \$4 ;
-  wire \$5 ;
-  wire [16:0] \$6 ;
-  wire [16:0] \$7 ;
-  wire [26:0] \$8 ;
-  wire [26:0] \$9 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
   wire \$signal ;
+  wire [15:0] after_spike;
   wire lo;
+  wire [15:0] low;
   wire [15:0] minus;
-  input [18:0] \port$1185$25 ;
-  wire [18:0] \port$1185$25 ;
+  input [18:0] \port$1293$25 ;
+  wire [18:0] \port$1293$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25394,63 +25201,69 @@ module \npu_core_digits.neuron1 (\port$1185$25 , theta, total, u_new, spike);
   input [25:0] total;
   wire [25:0] total;
   output [15:0] u_new;
-  reg [15:0] u_new;
+  wire [15:0] u_new;
   wire [15:0] v;
   wire [15:0] v_reset;
-  assign \$signal  = $signed(total) > $signed(16'h7fff);
-  assign lo = $signed(total) < $signed(16'h8000);
-  assign \$1  = lo ? 26'h3ff8000 : total;
-  assign \$2  = \$signal  ? 26'h0007fff : \$1 ;
-  assign \$3  = $signed(total) >= $signed(theta);
-  assign \$4  = theta == 16'h8000;
-  assign \$5  = \$3  | \$4 ;
-  assign spike = \port$1185$25 [0] & \$5 ;
-  assign \$6  = $signed(16'h7fff) - $signed(theta);
-  assign \$7  = $signed(16'h8000) - $signed(theta);
-  assign \$8  = $signed(total) - $signed(theta);
-  assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
-  assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
-  assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
-  assign \$12  = spike ? \port$1185$25 [18:3] : \$2 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\port$1185$25 [2:1])
-      2'h0:
-          u_new = \$11 ;
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$2 [15:0];
-    endcase
-  end
-  assign v = \$2 [15:0];
-  assign spiking = \port$1185$25 [0];
-  assign minus = \$10 [15:0];
-  assign reset = \port$1185$25 [2:1];
-  assign v_reset = \port$1185$25 [18:3];
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign \$6  = ~ lo;
+  assign \$7  = $signed(total[15:0]) >= $signed(theta);
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$signal  | \$8 ;
+  assign \$10  = theta == 16'h8000;
+  assign \$11  = \$9  | \$10 ;
+  assign spike = \port$1293$25 [0] & \$11 ;
+  assign \$12  = $signed(16'h7fff) - $signed(theta);
+  assign \$13  = $signed(16'h8000) - $signed(theta);
+  assign \$14  = $signed(total[15:0]) - $signed(theta);
+  assign \$15  = lo ? \$13  : \$14 ;
+  assign \$16  = \$signal  ? \$12  : \$15 ;
+  assign \$17  = ! \port$1293$25 [2:1];
+  assign \$18  = \port$1293$25 [2:1] == 1'h1;
+  assign \$19  = \$18  ? \port$1293$25 [18:3] : v;
+  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign u_new = spike ? after_spike : v;
+  assign low = total[15:0];
+  assign spiking = \port$1293$25 [0];
+  assign minus = \$16 [15:0];
+  assign reset = \port$1293$25 [2:1];
+  assign v_reset = \port$1293$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron2 (\port$1185$25 , theta, total, u_new, spike);
-  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire [25:0] \$1 ;
-  wire [26:0] \$10 ;
-  wire [15:0] \$11 ;
-  wire [15:0] \$12 ;
-  wire [25:0] \$2 ;
+module \npu_core_digits.neuron2 (u_new, \port$1293$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [16:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [16:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire [16:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [15:0] \$19 ;
+  wire \$2 ;
   wire \$3 ;
   wire \$4 ;
-  wire \$5 ;
-  wire [16:0] \$6 ;
-  wire [16:0] \$7 ;
-  wire [26:0] \$8 ;
-  wire [26:0] \$9 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
   wire \$signal ;
+  wire [15:0] after_spike;
   wire lo;
+  wire [15:0] low;
   wire [15:0] minus;
-  input [18:0] \port$1185$25 ;
-  wire [18:0] \port$1185$25 ;
+  input [18:0] \port$1293$25 ;
+  wire [18:0] \port$1293$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25460,63 +25273,69 @@ module \npu_core_digits.neuron2 (\port$1185$25 , theta, total, u_new, spike);
   input [25:0] total;
   wire [25:0] total;
   output [15:0] u_new;
-  reg [15:0] u_new;
+  wire [15:0] u_new;
   wire [15:0] v;
   wire [15:0] v_reset;
-  assign \$signal  = $signed(total) > $signed(16'h7fff);
-  assign lo = $signed(total) < $signed(16'h8000);
-  assign \$1  = lo ? 26'h3ff8000 : total;
-  assign \$2  = \$signal  ? 26'h0007fff : \$1 ;
-  assign \$3  = $signed(total) >= $signed(theta);
-  assign \$4  = theta == 16'h8000;
-  assign \$5  = \$3  | \$4 ;
-  assign spike = \port$1185$25 [0] & \$5 ;
-  assign \$6  = $signed(16'h7fff) - $signed(theta);
-  assign \$7  = $signed(16'h8000) - $signed(theta);
-  assign \$8  = $signed(total) - $signed(theta);
-  assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
-  assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
-  assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
-  assign \$12  = spike ? \port$1185$25 [18:3] : \$2 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\port$1185$25 [2:1])
-      2'h0:
-          u_new = \$11 ;
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$2 [15:0];
-    endcase
-  end
-  assign v = \$2 [15:0];
-  assign spiking = \port$1185$25 [0];
-  assign minus = \$10 [15:0];
-  assign reset = \port$1185$25 [2:1];
-  assign v_reset = \port$1185$25 [18:3];
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign \$6  = ~ lo;
+  assign \$7  = $signed(total[15:0]) >= $signed(theta);
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$signal  | \$8 ;
+  assign \$10  = theta == 16'h8000;
+  assign \$11  = \$9  | \$10 ;
+  assign spike = \port$1293$25 [0] & \$11 ;
+  assign \$12  = $signed(16'h7fff) - $signed(theta);
+  assign \$13  = $signed(16'h8000) - $signed(theta);
+  assign \$14  = $signed(total[15:0]) - $signed(theta);
+  assign \$15  = lo ? \$13  : \$14 ;
+  assign \$16  = \$signal  ? \$12  : \$15 ;
+  assign \$17  = ! \port$1293$25 [2:1];
+  assign \$18  = \port$1293$25 [2:1] == 1'h1;
+  assign \$19  = \$18  ? \port$1293$25 [18:3] : v;
+  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign u_new = spike ? after_spike : v;
+  assign low = total[15:0];
+  assign spiking = \port$1293$25 [0];
+  assign minus = \$16 [15:0];
+  assign reset = \port$1293$25 [2:1];
+  assign v_reset = \port$1293$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron3 (\port$1185$25 , theta, total, u_new, spike);
-  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
-  wire [25:0] \$1 ;
-  wire [26:0] \$10 ;
-  wire [15:0] \$11 ;
-  wire [15:0] \$12 ;
-  wire [25:0] \$2 ;
+module \npu_core_digits.neuron3 (u_new, \port$1293$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [16:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [16:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire [16:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [15:0] \$19 ;
+  wire \$2 ;
   wire \$3 ;
   wire \$4 ;
-  wire \$5 ;
-  wire [16:0] \$6 ;
-  wire [16:0] \$7 ;
-  wire [26:0] \$8 ;
-  wire [26:0] \$9 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
   wire \$signal ;
+  wire [15:0] after_spike;
   wire lo;
+  wire [15:0] low;
   wire [15:0] minus;
-  input [18:0] \port$1185$25 ;
-  wire [18:0] \port$1185$25 ;
+  input [18:0] \port$1293$25 ;
+  wire [18:0] \port$1293$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25526,63 +25345,69 @@ module \npu_core_digits.neuron3 (\port$1185$25 , theta, total, u_new, spike);
   input [25:0] total;
   wire [25:0] total;
   output [15:0] u_new;
-  reg [15:0] u_new;
+  wire [15:0] u_new;
   wire [15:0] v;
   wire [15:0] v_reset;
-  assign \$signal  = $signed(total) > $signed(16'h7fff);
-  assign lo = $signed(total) < $signed(16'h8000);
-  assign \$1  = lo ? 26'h3ff8000 : total;
-  assign \$2  = \$signal  ? 26'h0007fff : \$1 ;
-  assign \$3  = $signed(total) >= $signed(theta);
-  assign \$4  = theta == 16'h8000;
-  assign \$5  = \$3  | \$4 ;
-  assign spike = \port$1185$25 [0] & \$5 ;
-  assign \$6  = $signed(16'h7fff) - $signed(theta);
-  assign \$7  = $signed(16'h8000) - $signed(theta);
-  assign \$8  = $signed(total) - $signed(theta);
-  assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
-  assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
-  assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
-  assign \$12  = spike ? \port$1185$25 [18:3] : \$2 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\port$1185$25 [2:1])
-      2'h0:
-          u_new = \$11 ;
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$2 [15:0];
-    endcase
-  end
-  assign v = \$2 [15:0];
-  assign spiking = \port$1185$25 [0];
-  assign minus = \$10 [15:0];
-  assign reset = \port$1185$25 [2:1];
-  assign v_reset = \port$1185$25 [18:3];
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign \$6  = ~ lo;
+  assign \$7  = $signed(total[15:0]) >= $signed(theta);
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$signal  | \$8 ;
+  assign \$10  = theta == 16'h8000;
+  assign \$11  = \$9  | \$10 ;
+  assign spike = \port$1293$25 [0] & \$11 ;
+  assign \$12  = $signed(16'h7fff) - $signed(theta);
+  assign \$13  = $signed(16'h8000) - $signed(theta);
+  assign \$14  = $signed(total[15:0]) - $signed(theta);
+  assign \$15  = lo ? \$13  : \$14 ;
+  assign \$16  = \$signal  ? \$12  : \$15 ;
+  assign \$17  = ! \port$1293$25 [2:1];
+  assign \$18  = \port$1293$25 [2:1] == 1'h1;
+  assign \$19  = \$18  ? \port$1293$25 [18:3] : v;
+  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign u_new = spike ? after_spike : v;
+  assign low = total[15:0];
+  assign spiking = \port$1293$25 [0];
+  assign minus = \$16 [15:0];
+  assign reset = \port$1293$25 [2:1];
+  assign v_reset = \port$1293$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron4 (\port$1185$25 , theta, total, u_new, spike);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
-  wire [25:0] \$1 ;
-  wire [26:0] \$10 ;
-  wire [15:0] \$11 ;
-  wire [15:0] \$12 ;
-  wire [25:0] \$2 ;
+module \npu_core_digits.neuron4 (u_new, \port$1293$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [16:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [16:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire [16:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [15:0] \$19 ;
+  wire \$2 ;
   wire \$3 ;
   wire \$4 ;
-  wire \$5 ;
-  wire [16:0] \$6 ;
-  wire [16:0] \$7 ;
-  wire [26:0] \$8 ;
-  wire [26:0] \$9 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
   wire \$signal ;
+  wire [15:0] after_spike;
   wire lo;
+  wire [15:0] low;
   wire [15:0] minus;
-  input [18:0] \port$1185$25 ;
-  wire [18:0] \port$1185$25 ;
+  input [18:0] \port$1293$25 ;
+  wire [18:0] \port$1293$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25592,63 +25417,69 @@ module \npu_core_digits.neuron4 (\port$1185$25 , theta, total, u_new, spike);
   input [25:0] total;
   wire [25:0] total;
   output [15:0] u_new;
-  reg [15:0] u_new;
+  wire [15:0] u_new;
   wire [15:0] v;
   wire [15:0] v_reset;
-  assign \$signal  = $signed(total) > $signed(16'h7fff);
-  assign lo = $signed(total) < $signed(16'h8000);
-  assign \$1  = lo ? 26'h3ff8000 : total;
-  assign \$2  = \$signal  ? 26'h0007fff : \$1 ;
-  assign \$3  = $signed(total) >= $signed(theta);
-  assign \$4  = theta == 16'h8000;
-  assign \$5  = \$3  | \$4 ;
-  assign spike = \port$1185$25 [0] & \$5 ;
-  assign \$6  = $signed(16'h7fff) - $signed(theta);
-  assign \$7  = $signed(16'h8000) - $signed(theta);
-  assign \$8  = $signed(total) - $signed(theta);
-  assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
-  assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
-  assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
-  assign \$12  = spike ? \port$1185$25 [18:3] : \$2 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\port$1185$25 [2:1])
-      2'h0:
-          u_new = \$11 ;
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$2 [15:0];
-    endcase
-  end
-  assign v = \$2 [15:0];
-  assign spiking = \port$1185$25 [0];
-  assign minus = \$10 [15:0];
-  assign reset = \port$1185$25 [2:1];
-  assign v_reset = \port$1185$25 [18:3];
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign \$6  = ~ lo;
+  assign \$7  = $signed(total[15:0]) >= $signed(theta);
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$signal  | \$8 ;
+  assign \$10  = theta == 16'h8000;
+  assign \$11  = \$9  | \$10 ;
+  assign spike = \port$1293$25 [0] & \$11 ;
+  assign \$12  = $signed(16'h7fff) - $signed(theta);
+  assign \$13  = $signed(16'h8000) - $signed(theta);
+  assign \$14  = $signed(total[15:0]) - $signed(theta);
+  assign \$15  = lo ? \$13  : \$14 ;
+  assign \$16  = \$signal  ? \$12  : \$15 ;
+  assign \$17  = ! \port$1293$25 [2:1];
+  assign \$18  = \port$1293$25 [2:1] == 1'h1;
+  assign \$19  = \$18  ? \port$1293$25 [18:3] : v;
+  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign u_new = spike ? after_spike : v;
+  assign low = total[15:0];
+  assign spiking = \port$1293$25 [0];
+  assign minus = \$16 [15:0];
+  assign reset = \port$1293$25 [2:1];
+  assign v_reset = \port$1293$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron5 (\port$1185$25 , theta, total, u_new, spike);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
-  wire [25:0] \$1 ;
-  wire [26:0] \$10 ;
-  wire [15:0] \$11 ;
-  wire [15:0] \$12 ;
-  wire [25:0] \$2 ;
+module \npu_core_digits.neuron5 (u_new, \port$1293$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [16:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [16:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire [16:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [15:0] \$19 ;
+  wire \$2 ;
   wire \$3 ;
   wire \$4 ;
-  wire \$5 ;
-  wire [16:0] \$6 ;
-  wire [16:0] \$7 ;
-  wire [26:0] \$8 ;
-  wire [26:0] \$9 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
   wire \$signal ;
+  wire [15:0] after_spike;
   wire lo;
+  wire [15:0] low;
   wire [15:0] minus;
-  input [18:0] \port$1185$25 ;
-  wire [18:0] \port$1185$25 ;
+  input [18:0] \port$1293$25 ;
+  wire [18:0] \port$1293$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25658,63 +25489,69 @@ module \npu_core_digits.neuron5 (\port$1185$25 , theta, total, u_new, spike);
   input [25:0] total;
   wire [25:0] total;
   output [15:0] u_new;
-  reg [15:0] u_new;
+  wire [15:0] u_new;
   wire [15:0] v;
   wire [15:0] v_reset;
-  assign \$signal  = $signed(total) > $signed(16'h7fff);
-  assign lo = $signed(total) < $signed(16'h8000);
-  assign \$1  = lo ? 26'h3ff8000 : total;
-  assign \$2  = \$signal  ? 26'h0007fff : \$1 ;
-  assign \$3  = $signed(total) >= $signed(theta);
-  assign \$4  = theta == 16'h8000;
-  assign \$5  = \$3  | \$4 ;
-  assign spike = \port$1185$25 [0] & \$5 ;
-  assign \$6  = $signed(16'h7fff) - $signed(theta);
-  assign \$7  = $signed(16'h8000) - $signed(theta);
-  assign \$8  = $signed(total) - $signed(theta);
-  assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
-  assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
-  assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
-  assign \$12  = spike ? \port$1185$25 [18:3] : \$2 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\port$1185$25 [2:1])
-      2'h0:
-          u_new = \$11 ;
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$2 [15:0];
-    endcase
-  end
-  assign v = \$2 [15:0];
-  assign spiking = \port$1185$25 [0];
-  assign minus = \$10 [15:0];
-  assign reset = \port$1185$25 [2:1];
-  assign v_reset = \port$1185$25 [18:3];
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign \$6  = ~ lo;
+  assign \$7  = $signed(total[15:0]) >= $signed(theta);
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$signal  | \$8 ;
+  assign \$10  = theta == 16'h8000;
+  assign \$11  = \$9  | \$10 ;
+  assign spike = \port$1293$25 [0] & \$11 ;
+  assign \$12  = $signed(16'h7fff) - $signed(theta);
+  assign \$13  = $signed(16'h8000) - $signed(theta);
+  assign \$14  = $signed(total[15:0]) - $signed(theta);
+  assign \$15  = lo ? \$13  : \$14 ;
+  assign \$16  = \$signal  ? \$12  : \$15 ;
+  assign \$17  = ! \port$1293$25 [2:1];
+  assign \$18  = \port$1293$25 [2:1] == 1'h1;
+  assign \$19  = \$18  ? \port$1293$25 [18:3] : v;
+  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign u_new = spike ? after_spike : v;
+  assign low = total[15:0];
+  assign spiking = \port$1293$25 [0];
+  assign minus = \$16 [15:0];
+  assign reset = \port$1293$25 [2:1];
+  assign v_reset = \port$1293$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron6 (\port$1185$25 , theta, total, u_new, spike);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
-  wire [25:0] \$1 ;
-  wire [26:0] \$10 ;
-  wire [15:0] \$11 ;
-  wire [15:0] \$12 ;
-  wire [25:0] \$2 ;
+module \npu_core_digits.neuron6 (u_new, \port$1293$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [16:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [16:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire [16:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [15:0] \$19 ;
+  wire \$2 ;
   wire \$3 ;
   wire \$4 ;
-  wire \$5 ;
-  wire [16:0] \$6 ;
-  wire [16:0] \$7 ;
-  wire [26:0] \$8 ;
-  wire [26:0] \$9 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
   wire \$signal ;
+  wire [15:0] after_spike;
   wire lo;
+  wire [15:0] low;
   wire [15:0] minus;
-  input [18:0] \port$1185$25 ;
-  wire [18:0] \port$1185$25 ;
+  input [18:0] \port$1293$25 ;
+  wire [18:0] \port$1293$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25724,63 +25561,69 @@ module \npu_core_digits.neuron6 (\port$1185$25 , theta, total, u_new, spike);
   input [25:0] total;
   wire [25:0] total;
   output [15:0] u_new;
-  reg [15:0] u_new;
+  wire [15:0] u_new;
   wire [15:0] v;
   wire [15:0] v_reset;
-  assign \$signal  = $signed(total) > $signed(16'h7fff);
-  assign lo = $signed(total) < $signed(16'h8000);
-  assign \$1  = lo ? 26'h3ff8000 : total;
-  assign \$2  = \$signal  ? 26'h0007fff : \$1 ;
-  assign \$3  = $signed(total) >= $signed(theta);
-  assign \$4  = theta == 16'h8000;
-  assign \$5  = \$3  | \$4 ;
-  assign spike = \port$1185$25 [0] & \$5 ;
-  assign \$6  = $signed(16'h7fff) - $signed(theta);
-  assign \$7  = $signed(16'h8000) - $signed(theta);
-  assign \$8  = $signed(total) - $signed(theta);
-  assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
-  assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
-  assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
-  assign \$12  = spike ? \port$1185$25 [18:3] : \$2 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\port$1185$25 [2:1])
-      2'h0:
-          u_new = \$11 ;
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$2 [15:0];
-    endcase
-  end
-  assign v = \$2 [15:0];
-  assign spiking = \port$1185$25 [0];
-  assign minus = \$10 [15:0];
-  assign reset = \port$1185$25 [2:1];
-  assign v_reset = \port$1185$25 [18:3];
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign \$6  = ~ lo;
+  assign \$7  = $signed(total[15:0]) >= $signed(theta);
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$signal  | \$8 ;
+  assign \$10  = theta == 16'h8000;
+  assign \$11  = \$9  | \$10 ;
+  assign spike = \port$1293$25 [0] & \$11 ;
+  assign \$12  = $signed(16'h7fff) - $signed(theta);
+  assign \$13  = $signed(16'h8000) - $signed(theta);
+  assign \$14  = $signed(total[15:0]) - $signed(theta);
+  assign \$15  = lo ? \$13  : \$14 ;
+  assign \$16  = \$signal  ? \$12  : \$15 ;
+  assign \$17  = ! \port$1293$25 [2:1];
+  assign \$18  = \port$1293$25 [2:1] == 1'h1;
+  assign \$19  = \$18  ? \port$1293$25 [18:3] : v;
+  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign u_new = spike ? after_spike : v;
+  assign low = total[15:0];
+  assign spiking = \port$1293$25 [0];
+  assign minus = \$16 [15:0];
+  assign reset = \port$1293$25 [2:1];
+  assign v_reset = \port$1293$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron7 (\port$1185$25 , theta, total, u_new, spike);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
-  wire [25:0] \$1 ;
-  wire [26:0] \$10 ;
-  wire [15:0] \$11 ;
-  wire [15:0] \$12 ;
-  wire [25:0] \$2 ;
+module \npu_core_digits.neuron7 (u_new, \port$1293$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [16:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [16:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire [16:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [15:0] \$19 ;
+  wire \$2 ;
   wire \$3 ;
   wire \$4 ;
-  wire \$5 ;
-  wire [16:0] \$6 ;
-  wire [16:0] \$7 ;
-  wire [26:0] \$8 ;
-  wire [26:0] \$9 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
   wire \$signal ;
+  wire [15:0] after_spike;
   wire lo;
+  wire [15:0] low;
   wire [15:0] minus;
-  input [18:0] \port$1185$25 ;
-  wire [18:0] \port$1185$25 ;
+  input [18:0] \port$1293$25 ;
+  wire [18:0] \port$1293$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25790,46 +25633,44 @@ module \npu_core_digits.neuron7 (\port$1185$25 , theta, total, u_new, spike);
   input [25:0] total;
   wire [25:0] total;
   output [15:0] u_new;
-  reg [15:0] u_new;
+  wire [15:0] u_new;
   wire [15:0] v;
   wire [15:0] v_reset;
-  assign \$signal  = $signed(total) > $signed(16'h7fff);
-  assign lo = $signed(total) < $signed(16'h8000);
-  assign \$1  = lo ? 26'h3ff8000 : total;
-  assign \$2  = \$signal  ? 26'h0007fff : \$1 ;
-  assign \$3  = $signed(total) >= $signed(theta);
-  assign \$4  = theta == 16'h8000;
-  assign \$5  = \$3  | \$4 ;
-  assign spike = \port$1185$25 [0] & \$5 ;
-  assign \$6  = $signed(16'h7fff) - $signed(theta);
-  assign \$7  = $signed(16'h8000) - $signed(theta);
-  assign \$8  = $signed(total) - $signed(theta);
-  assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
-  assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
-  assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
-  assign \$12  = spike ? \port$1185$25 [18:3] : \$2 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\port$1185$25 [2:1])
-      2'h0:
-          u_new = \$11 ;
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$2 [15:0];
-    endcase
-  end
-  assign v = \$2 [15:0];
-  assign spiking = \port$1185$25 [0];
-  assign minus = \$10 [15:0];
-  assign reset = \port$1185$25 [2:1];
-  assign v_reset = \port$1185$25 [18:3];
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign \$6  = ~ lo;
+  assign \$7  = $signed(total[15:0]) >= $signed(theta);
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$signal  | \$8 ;
+  assign \$10  = theta == 16'h8000;
+  assign \$11  = \$9  | \$10 ;
+  assign spike = \port$1293$25 [0] & \$11 ;
+  assign \$12  = $signed(16'h7fff) - $signed(theta);
+  assign \$13  = $signed(16'h8000) - $signed(theta);
+  assign \$14  = $signed(total[15:0]) - $signed(theta);
+  assign \$15  = lo ? \$13  : \$14 ;
+  assign \$16  = \$signal  ? \$12  : \$15 ;
+  assign \$17  = ! \port$1293$25 [2:1];
+  assign \$18  = \port$1293$25 [2:1] == 1'h1;
+  assign \$19  = \$18  ? \port$1293$25 [18:3] : v;
+  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign u_new = spike ? after_spike : v;
+  assign low = total[15:0];
+  assign spiking = \port$1293$25 [0];
+  assign minus = \$16 [15:0];
+  assign reset = \port$1293$25 [2:1];
+  assign v_reset = \port$1293$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
 module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_rdy, r_en);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -25954,7 +25795,7 @@ module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -25964,7 +25805,7 @@ module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -25974,7 +25815,7 @@ module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -25987,7 +25828,7 @@ module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -26008,7 +25849,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \npu_core_digits.router (rst, records__ready, free, records__valid, event_index, \event , can_load, load, send, \spikes$27 , \base$28 , \layer$29 , \emit_values$30 , values, records__payload, layer, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [14:0] \$11 ;
@@ -26144,7 +25985,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
   always @(posedge clk)
     value7 <= \$27 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     (* full_case = 32'd1 *)
     casez (pick)
       3'h0:
@@ -26166,7 +26007,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     pick = 3'h0;
     if (pending[7]) begin
       pick = 3'h7;
@@ -26194,7 +26035,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$15  = pending;
     if (\$10 ) begin
       \$15  = \$13 [7:0];
@@ -26207,7 +26048,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$16  = spikes;
     if (\$14 ) begin
       \$16  = \spikes$27 ;
@@ -26217,7 +26058,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$17  = base;
     if (\$14 ) begin
       \$17  = \base$28 ;
@@ -26227,7 +26068,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$18  = layer;
     if (\$14 ) begin
       \$18  = \layer$29 ;
@@ -26237,7 +26078,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$19  = emit_values;
     if (\$14 ) begin
       \$19  = \emit_values$30 ;
@@ -26247,7 +26088,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$20  = value0;
     if (\$14 ) begin
       \$20  = values[15:0];
@@ -26257,7 +26098,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$21  = value1;
     if (\$14 ) begin
       \$21  = values[31:16];
@@ -26267,7 +26108,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$22  = value2;
     if (\$14 ) begin
       \$22  = values[47:32];
@@ -26277,7 +26118,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$23  = value3;
     if (\$14 ) begin
       \$23  = values[63:48];
@@ -26287,7 +26128,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$24  = value4;
     if (\$14 ) begin
       \$24  = values[79:64];
@@ -26297,7 +26138,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$25  = value5;
     if (\$14 ) begin
       \$25  = values[95:80];
@@ -26307,7 +26148,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$26  = value6;
     if (\$14 ) begin
       \$26  = values[111:96];
@@ -26317,7 +26158,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$27  = value7;
     if (\$14 ) begin
       \$27  = values[127:112];

@@ -7,211 +7,225 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire \$101 ;
+  wire [5:0] \$101 ;
   wire \$102 ;
   wire [32:0] \$103 ;
   wire \$104 ;
   wire [32:0] \$105 ;
   wire \$106 ;
-  wire [32:0] \$107 ;
-  wire \$108 ;
-  wire [32:0] \$109 ;
+  reg [4:0] \$107 ;
+  wire [5:0] \$108 ;
+  wire \$109 ;
   wire \$11 ;
   wire \$110 ;
-  reg [1:0] \$111 ;
-  reg [1:0] \$112 ;
+  wire [32:0] \$111 ;
+  wire \$112 ;
   wire \$113 ;
-  reg [1:0] \$114 ;
+  wire \$114 ;
   wire \$115 ;
-  reg \$116 ;
+  wire \$116 ;
   wire \$117 ;
-  wire \$118 ;
-  reg [1:0] \$119 ;
+  wire [32:0] \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  reg [4:0] \$121 ;
-  reg [1:0] \$122 ;
-  reg \$123 ;
-  wire \$124 ;
-  reg [4:0] \$125 ;
-  wire [4:0] \$126 ;
-  reg [7:0] \$127 ;
-  reg [4:0] \$128 ;
-  wire [5:0] \$129 ;
+  wire [32:0] \$120 ;
+  wire \$121 ;
+  wire [32:0] \$122 ;
+  wire \$123 ;
+  wire [32:0] \$124 ;
+  wire \$125 ;
+  reg [1:0] \$126 ;
+  reg [1:0] \$127 ;
+  wire \$128 ;
+  reg [1:0] \$129 ;
   wire \$13 ;
-  wire [5:0] \$130 ;
-  wire [9:0] \$131 ;
-  reg [4:0] \$132 ;
-  wire [5:0] \$133 ;
-  wire [5:0] \$134 ;
-  wire [10:0] \$135 ;
+  wire \$130 ;
+  reg \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  reg [1:0] \$134 ;
+  wire \$135 ;
   reg [4:0] \$136 ;
-  wire [7:0] \$137 ;
-  wire [7:0] \$138 ;
-  wire [11:0] \$139 ;
+  reg [1:0] \$137 ;
+  reg \$138 ;
+  wire \$139 ;
   wire \$14 ;
   reg [4:0] \$140 ;
-  wire [7:0] \$141 ;
-  wire [7:0] \$142 ;
-  wire [12:0] \$143 ;
-  wire [9:0] \$144 ;
-  wire \$145 ;
-  wire [32:0] \$146 ;
-  wire \$147 ;
-  wire [32:0] \$148 ;
-  wire \$149 ;
+  wire [4:0] \$141 ;
+  reg [7:0] \$142 ;
+  reg [4:0] \$143 ;
+  wire [5:0] \$144 ;
+  wire [5:0] \$145 ;
+  reg [4:0] \$146 ;
+  wire [5:0] \$147 ;
+  wire [5:0] \$148 ;
+  wire [6:0] \$149 ;
   wire \$15 ;
-  wire [5:0] \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire [32:0] \$153 ;
-  wire \$154 ;
-  wire [32:0] \$155 ;
-  wire [3:0] \$156 ;
-  wire \$157 ;
-  wire [32:0] \$158 ;
-  wire \$159 ;
+  reg [4:0] \$150 ;
+  wire [7:0] \$151 ;
+  wire [7:0] \$152 ;
+  reg [4:0] \$153 ;
+  wire [7:0] \$154 ;
+  wire [7:0] \$155 ;
+  wire [8:0] \$156 ;
+  wire [9:0] \$157 ;
+  wire \$158 ;
+  wire [32:0] \$159 ;
   wire \$16 ;
-  wire [32:0] \$160 ;
-  wire \$161 ;
+  wire \$160 ;
+  wire [32:0] \$161 ;
   wire \$162 ;
-  wire \$163 ;
+  wire [5:0] \$163 ;
   wire \$164 ;
   wire \$165 ;
-  wire \$166 ;
+  wire [32:0] \$166 ;
   wire \$167 ;
   wire [32:0] \$168 ;
-  wire \$169 ;
+  wire [3:0] \$169 ;
   wire \$17 ;
-  wire [32:0] \$170 ;
-  wire [4:0] \$171 ;
+  wire \$170 ;
+  wire [32:0] \$171 ;
   wire \$172 ;
-  wire [4:0] \$173 ;
-  wire [1:0] \$174 ;
+  wire [32:0] \$173 ;
+  wire \$174 ;
   wire \$175 ;
-  wire [1:0] \$176 ;
+  wire \$176 ;
   wire \$177 ;
   wire \$178 ;
   wire \$179 ;
   wire \$18 ;
   wire \$180 ;
   wire [32:0] \$181 ;
-  reg [37:0] \$182 ;
-  reg [37:0] \$183 ;
-  reg [15:0] \$184 ;
-  reg [15:0] \$185 ;
-  reg [15:0] \$186 ;
-  reg [15:0] \$187 ;
-  reg [1:0] \$188 ;
-  reg \$189 ;
+  wire \$182 ;
+  wire [32:0] \$183 ;
+  wire [4:0] \$184 ;
+  wire \$185 ;
+  wire [4:0] \$186 ;
+  wire [1:0] \$187 ;
+  wire \$188 ;
+  wire [1:0] \$189 ;
   wire \$19 ;
-  reg [2:0] \$190 ;
-  reg \$191 ;
-  reg [40:0] \$192 ;
-  reg [37:0] \$193 ;
-  reg [2:0] \$194 ;
-  reg \$195 ;
-  reg \$196 ;
-  reg [7:0] \$197 ;
-  reg [8:0] \$198 ;
-  reg \$199 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire [32:0] \$194 ;
+  reg [37:0] \$195 ;
+  reg [37:0] \$196 ;
+  reg [15:0] \$197 ;
+  reg [15:0] \$198 ;
+  reg [15:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  reg \$200 ;
-  reg [7:0] \$201 ;
+  reg [15:0] \$200 ;
+  reg [1:0] \$201 ;
   reg \$202 ;
-  reg [7:0] \$203 ;
-  reg [7:0] \$204 ;
-  reg [15:0] \$205 ;
-  reg [15:0] \$206 ;
-  reg \$207 ;
+  reg [2:0] \$203 ;
+  reg \$204 ;
+  reg [40:0] \$205 ;
+  reg [37:0] \$206 ;
+  reg [2:0] \$207 ;
   reg \$208 ;
-  reg [17:0] \$209 ;
+  reg \$209 ;
   reg [7:0] \$21 ;
-  reg [15:0] \$210 ;
-  reg [25:0] \$211 ;
-  reg [17:0] \$212 ;
-  reg [15:0] \$213 ;
-  reg [25:0] \$214 ;
-  reg [4:0] \$215 ;
-  reg [4:0] \$216 ;
-  reg [4:0] \$217 ;
-  reg [4:0] \$218 ;
-  reg [4:0] \$219 ;
+  reg [7:0] \$210 ;
+  reg [8:0] \$211 ;
+  reg \$212 ;
+  reg \$213 ;
+  reg [7:0] \$214 ;
+  reg \$215 ;
+  reg [7:0] \$216 ;
+  reg [7:0] \$217 ;
+  reg [15:0] \$218 ;
+  reg [15:0] \$219 ;
   reg [40:0] \$22 ;
-  reg [4:0] \$220 ;
-  reg [4:0] \$221 ;
-  reg [4:0] \$222 ;
-  reg [31:0] \$223 ;
-  reg [31:0] \$224 ;
-  reg \$225 ;
-  reg [4:0] \$226 ;
-  reg [4:0] \$227 ;
-  reg [31:0] \$228 ;
-  reg [31:0] \$229 ;
+  reg \$220 ;
+  reg \$221 ;
+  reg [17:0] \$222 ;
+  reg [15:0] \$223 ;
+  reg [25:0] \$224 ;
+  reg [17:0] \$225 ;
+  reg [15:0] \$226 ;
+  reg [25:0] \$227 ;
+  reg [4:0] \$228 ;
+  reg [4:0] \$229 ;
   reg [15:0] \$23 ;
-  reg [31:0] \$230 ;
-  reg [31:0] \$231 ;
-  reg [31:0] \$232 ;
-  reg [31:0] \$233 ;
-  reg [31:0] \$234 ;
-  reg [31:0] \$235 ;
-  reg \$236 ;
-  reg \$237 ;
+  reg [4:0] \$230 ;
+  reg [4:0] \$231 ;
+  reg [4:0] \$232 ;
+  reg [4:0] \$233 ;
+  reg [4:0] \$234 ;
+  reg [4:0] \$235 ;
+  reg [31:0] \$236 ;
+  reg [31:0] \$237 ;
   reg \$238 ;
-  reg \$239 ;
+  reg [4:0] \$239 ;
   wire [9:0] \$24 ;
-  reg [3:0] \$240 ;
-  reg [3:0] \$241 ;
-  reg [2:0] \$242 ;
-  reg [1:0] \$243 ;
-  reg \$244 ;
-  reg \$245 ;
-  reg [4:0] \$246 ;
-  reg [4:0] \$247 ;
-  reg [8:0] \$248 ;
+  reg [4:0] \$240 ;
+  reg [31:0] \$241 ;
+  reg [31:0] \$242 ;
+  reg [31:0] \$243 ;
+  reg [31:0] \$244 ;
+  reg [31:0] \$245 ;
+  reg [31:0] \$246 ;
+  reg [31:0] \$247 ;
+  reg [31:0] \$248 ;
   reg \$249 ;
   wire [9:0] \$25 ;
-  wire [7:0] \$26 ;
+  reg \$250 ;
+  reg \$251 ;
+  reg \$252 ;
+  reg [3:0] \$253 ;
+  reg [3:0] \$254 ;
+  reg [2:0] \$255 ;
+  reg [1:0] \$256 ;
+  reg \$257 ;
+  reg \$258 ;
+  reg [4:0] \$259 ;
+  wire [9:0] \$26 ;
+  reg [4:0] \$260 ;
+  reg [7:0] \$261 ;
+  reg [8:0] \$262 ;
+  reg \$263 ;
   wire [7:0] \$27 ;
-  wire [9:0] \$28 ;
+  wire [7:0] \$28 ;
   wire [9:0] \$29 ;
   wire \$3 ;
-  wire [7:0] \$30 ;
+  wire [9:0] \$30 ;
   wire [7:0] \$31 ;
-  wire \$32 ;
+  wire [7:0] \$32 ;
   wire \$33 ;
-  reg [3:0] \$34 ;
-  wire [7:0] \$35 ;
-  wire [41:0] \$36 ;
-  wire \$37 ;
+  wire \$34 ;
+  reg [3:0] \$35 ;
+  wire [7:0] \$36 ;
+  wire [41:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
   wire \$4 ;
   wire \$40 ;
-  wire [7:0] \$41 ;
-  wire [41:0] \$42 ;
-  wire \$43 ;
+  wire \$41 ;
+  wire [7:0] \$42 ;
+  wire [41:0] \$43 ;
   wire \$44 ;
   wire \$45 ;
   wire \$46 ;
-  wire [5:0] \$47 ;
-  wire [6:0] \$48 ;
-  wire \$49 ;
+  wire \$47 ;
+  wire [5:0] \$48 ;
+  wire [6:0] \$49 ;
   wire \$5 ;
-  wire [5:0] \$50 ;
-  wire [6:0] \$51 ;
-  wire \$52 ;
+  wire \$50 ;
+  wire [5:0] \$51 ;
+  wire [6:0] \$52 ;
   wire \$53 ;
   wire \$54 ;
   wire \$55 ;
-  reg [3:0] \$56 ;
-  wire \$57 ;
-  wire [1:0] \$58 ;
+  wire \$56 ;
+  reg [3:0] \$57 ;
+  wire \$58 ;
   wire [1:0] \$59 ;
   wire \$6 ;
-  wire [5:0] \$60 ;
-  wire \$61 ;
+  wire [1:0] \$60 ;
+  wire [5:0] \$61 ;
   wire \$62 ;
   wire \$63 ;
   wire \$64 ;
@@ -225,56 +239,56 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$71 ;
   wire \$72 ;
   wire \$73 ;
-  reg [37:0] \$74 ;
-  reg [15:0] \$75 ;
-  reg [31:0] \$76 ;
-  reg [37:0] \$77 ;
-  wire [3:0] \$78 ;
-  wire [15:0] \$79 ;
+  wire \$74 ;
+  reg [37:0] \$75 ;
+  reg [15:0] \$76 ;
+  reg [31:0] \$77 ;
+  reg [37:0] \$78 ;
+  wire [3:0] \$79 ;
   wire \$8 ;
   wire [15:0] \$80 ;
-  wire [26:0] \$81 ;
+  wire [15:0] \$81 ;
   wire [26:0] \$82 ;
   wire [26:0] \$83 ;
   wire [26:0] \$84 ;
-  reg [4:0] \$85 ;
-  wire [5:0] \$86 ;
-  wire \$87 ;
-  wire [32:0] \$88 ;
-  wire \$89 ;
+  wire [26:0] \$85 ;
+  wire \$86 ;
+  wire [5:0] \$87 ;
+  wire \$88 ;
+  wire [5:0] \$89 ;
   wire \$9 ;
-  wire [32:0] \$90 ;
-  wire \$91 ;
-  reg [4:0] \$92 ;
+  wire \$90 ;
+  wire [5:0] \$91 ;
+  wire \$92 ;
   wire [5:0] \$93 ;
   wire \$94 ;
-  wire \$95 ;
-  wire [32:0] \$96 ;
-  wire \$97 ;
+  wire [5:0] \$95 ;
+  wire \$96 ;
+  wire [5:0] \$97 ;
   wire \$98 ;
-  wire \$99 ;
+  wire [5:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$126 ;
-  reg \$signal$156  = 1'h0;
-  reg \$signal$160  = 1'h0;
-  reg \$signal$161  = 1'h0;
-  reg \$signal$168  = 1'h0;
-  reg \$signal$174  = 1'h0;
+  reg \$signal$129 ;
+  reg \$signal$159  = 1'h0;
+  reg \$signal$162  = 1'h0;
+  reg \$signal$163  = 1'h0;
+  reg \$signal$170  = 1'h0;
+  reg \$signal$176  = 1'h0;
   wire [7:0] \$signature__addr ;
-  wire [3:0] \$signature__addr$108 ;
-  wire [3:0] \$signature__addr$113 ;
+  wire [3:0] \$signature__addr$111 ;
+  wire [3:0] \$signature__addr$116 ;
   wire [3:0] \$signature__addr$23 ;
   wire [7:0] \$signature__addr$26 ;
   wire [3:0] \$signature__addr$29 ;
-  wire [7:0] \$signature__addr$49 ;
-  wire [3:0] \$signature__addr$51 ;
-  wire [3:0] \$signature__addr$52 ;
-  wire [7:0] \$signature__addr$53 ;
+  wire [7:0] \$signature__addr$52 ;
   wire [3:0] \$signature__addr$54 ;
   wire [3:0] \$signature__addr$55 ;
+  wire [7:0] \$signature__addr$56 ;
+  wire [3:0] \$signature__addr$57 ;
+  wire [3:0] \$signature__addr$58 ;
   wire [7:0] \$signature__data ;
-  wire [15:0] \$signature__data$109 ;
-  wire [15:0] \$signature__data$114 ;
+  wire [15:0] \$signature__data$112 ;
+  wire [15:0] \$signature__data$117 ;
   wire [40:0] \$signature__data$24 ;
   wire [8:0] \$signature__data$24.alpha ;
   wire [15:0] \$signature__data$24.bias ;
@@ -297,8 +311,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \$signature__data$38 ;
   wire [15:0] \$signature__data$39 ;
   wire \$signature__en ;
-  wire \$signature__en$111 ;
-  wire \$signature__en$116 ;
+  wire \$signature__en$114 ;
+  wire \$signature__en$119 ;
   wire \$signature__en$25 ;
   wire \$signature__en$28 ;
   wire \$signature__en$31 ;
@@ -307,11 +321,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   (* init = 26'h0000000 *)
   wire [25:0] acc1;
   wire [8:0] alpha;
-  wire [8:0] \alpha$65 ;
+  wire [8:0] \alpha$68 ;
   reg bank_sel = 1'h0;
   reg [4:0] base;
   wire [15:0] bias;
-  wire [15:0] \bias$66 ;
+  wire [15:0] \bias$69 ;
   output busy;
   reg busy;
   wire \busy$19 ;
@@ -420,7 +434,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg issue;
   reg [3:0] k = 4'h0;
   reg [37:0] layer = 38'h0000000000;
-  reg \layer$134 ;
+  reg \layer$137 ;
   wire [1:0] \layer.ebase ;
   wire [2:0] \layer.ecount ;
   wire \layer.emit_values ;
@@ -451,7 +465,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \layer1.spiking ;
   wire [15:0] \layer1.v_reset ;
   wire [17:0] leak;
-  wire [17:0] \leak$173 ;
+  wire [17:0] \leak$175 ;
   reg [17:0] leak_q0 = 18'h00000;
   reg [17:0] leak_q1 = 18'h00000;
   reg li = 1'h0;
@@ -488,9 +502,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire records__ready;
   wire records__valid;
   wire [1:0] reset;
-  wire [1:0] \reset$105 ;
+  wire [1:0] \reset$108 ;
   wire [4:0] row_addr;
-  reg [8:0] rowbase = 9'h000;
+  reg [8:0] row_offset = 9'h000;
+  reg [7:0] row_wbase = 8'h00;
+  wire [8:0] rowbase;
   input rst;
   wire rst;
   reg s1_from_input = 1'h0;
@@ -503,27 +519,27 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg s4_valid = 1'h0;
   reg [1:0] send;
   wire spike;
-  wire \spike$107 ;
+  wire \spike$110 ;
   wire [1:0] spike_src;
   wire [1:0] spikes;
-  reg [1:0] \spikes$132 ;
+  reg [1:0] \spikes$135 ;
   wire spiking;
-  wire \spiking$106 ;
+  wire \spiking$109 ;
   reg [1:0] src_sel = 2'h0;
   reg [15:0] theta = 16'h0000;
-  reg [15:0] \theta$102  = 16'h0000;
+  reg [15:0] \theta$105  = 16'h0000;
   (* init = 16'h0000 *)
   wire [15:0] theta_q0;
   (* init = 16'h0000 *)
   wire [15:0] theta_q1;
   reg [25:0] total = 26'h0000000;
-  reg [25:0] \total$100  = 26'h0000000;
+  reg [25:0] \total$103  = 26'h0000000;
   wire [15:0] u;
-  wire [15:0] \u$64 ;
+  wire [15:0] \u$67 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$115 ;
+  wire [15:0] \u_new$118 ;
   wire [15:0] v_reset;
-  wire [15:0] \v_reset$104 ;
+  wire [15:0] \v_reset$107 ;
   wire [1:0] valid_lanes;
   reg [31:0] values;
   wire [15:0] \values[0] ;
@@ -738,12 +754,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes0[15] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$111 )
-      membranes0[\$35 [3:0]] <= \$36 [15:0];
+    if (\$signature__en$114 )
+      membranes0[\$36 [3:0]] <= \$37 [15:0];
   end
   reg [15:0] _2_;
   always @(posedge clk) begin
-    _2_ <= membranes0[\$27 [3:0]];
+    _2_ <= membranes0[\$28 [3:0]];
   end
   assign \$signature__data$38  = _2_;
   reg [15:0] membranes1 [15:0];
@@ -766,12 +782,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes1[15] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$116 )
-      membranes1[\$41 [3:0]] <= \$42 [15:0];
+    if (\$signature__en$119 )
+      membranes1[\$42 [3:0]] <= \$43 [15:0];
   end
   reg [15:0] _3_;
   always @(posedge clk) begin
-    _3_ <= membranes1[\$31 [3:0]];
+    _3_ <= membranes1[\$32 [3:0]];
   end
   assign \$signature__data$39  = _3_;
   reg [40:0] params0 [15:0];
@@ -799,7 +815,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   reg [40:0] _4_;
   always @(posedge clk) begin
-    _4_ <= params0[\$26 [3:0]];
+    _4_ <= params0[\$27 [3:0]];
   end
   assign \$signature__data$36  = _4_;
   reg [40:0] params1 [15:0];
@@ -827,7 +843,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   reg [40:0] _5_;
   always @(posedge clk) begin
-    _5_ <= params1[\$30 [3:0]];
+    _5_ <= params1[\$31 [3:0]];
   end
   assign \$signature__data$37  = _5_;
   reg [7:0] weights0 [255:0];
@@ -1095,7 +1111,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   reg [7:0] _6_;
   always @(posedge clk) begin
-    _6_ <= weights0[\$25 [7:0]];
+    _6_ <= weights0[\$26 [7:0]];
   end
   assign \$signature__data$34  = _6_;
   reg [7:0] weights1 [255:0];
@@ -1363,7 +1379,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   reg [7:0] _7_;
   always @(posedge clk) begin
-    _7_ <= weights1[\$29 [7:0]];
+    _7_ <= weights1[\$30 [7:0]];
   end
   assign \$signature__data$35  = _7_;
   assign \$1  = ~ busy;
@@ -1388,276 +1404,292 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$18  = host_addr[11:9] == 2'h2;
   assign \$19  = \$17  & \$18 ;
   assign \$signature__en$31  = \$19  & \$20 ;
+  assign \$24  = row_wbase + row_offset;
   assign s1_index = s1_from_input ? in_rd__data[3:0] : ev_rd__data[3:0];
   assign s1_value = s1_from_input ? in_rd__data[11:4] : ev_rd__data[11:4];
   assign row_addr = layer[12:9] + k;
-  assign \$24  = s1_rowbase + s1_index;
-  assign \$25  = busy ? \$24  : { 2'h0, host_addr[7:0] };
-  assign \$26  = busy ? { 3'h0, row_addr } : host_addr[7:0];
+  assign \$25  = s1_rowbase + s1_index;
+  assign \$26  = busy ? \$25  : { 2'h0, host_addr[7:0] };
   assign \$27  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$28  = s1_rowbase + s1_index;
-  assign \$29  = busy ? \$28  : { 2'h0, host_addr[7:0] };
-  assign \$30  = busy ? { 3'h0, row_addr } : host_addr[7:0];
+  assign \$28  = busy ? { 3'h0, row_addr } : host_addr[7:0];
+  assign \$29  = s1_rowbase + s1_index;
+  assign \$30  = busy ? \$29  : { 2'h0, host_addr[7:0] };
   assign \$31  = busy ? { 3'h0, row_addr } : host_addr[7:0];
+  assign \$32  = busy ? { 3'h0, row_addr } : host_addr[7:0];
   assign w_data = write_end ? 24'h000002 : records__payload;
-  assign \$32  = write_end | records__valid;
-  assign w_en = w_rdy & \$32 ;
-  assign \$33  = ~ write_end;
-  assign records__ready = w_rdy & \$33 ;
+  assign \$33  = write_end | records__valid;
+  assign w_en = w_rdy & \$33 ;
+  assign \$34  = ~ write_end;
+  assign records__ready = w_rdy & \$34 ;
   assign spike_src = event_layer + 1'h1;
-  assign \$35  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$36  = busy ? { u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new } : { 1'h0, host_wdata };
-  assign \$37  = host_addr[11:9] == 2'h3;
-  assign \$38  = host_we & \$37 ;
-  assign \$39  = ! host_addr[8];
-  assign \$40  = \$38  & \$39 ;
-  assign \$signature__en$111  = busy ? neuron_write : \$40 ;
-  assign \$41  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$42  = busy ? { \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115  } : { 1'h0, host_wdata };
-  assign \$43  = host_addr[11:9] == 2'h3;
-  assign \$44  = host_we & \$43 ;
-  assign \$46  = \$44  & \$45 ;
-  assign \$signature__en$116  = busy ? neuron_write : \$46 ;
-  assign \$47  = k * 2'h2;
-  assign \$48  = \$47  + 1'h0;
-  assign \$49  = \$48  < layer[4:0];
-  assign \$50  = k * 2'h2;
-  assign \$51  = \$50  + 1'h1;
-  assign \$52  = \$51  < layer[4:0];
-  assign \$53  = ~ in_full;
-  assign \$54  = ~ clear;
-  assign input__ready = \$53  & \$54 ;
-  assign \$55  = input__valid & input__ready;
-  assign \$57  = n < cnt;
-  assign \$58  = spikes & valid_lanes;
-  assign \$59  = layer[37] ? valid_lanes : \$58 ;
-  assign \$60  = k * 2'h2;
-  assign \$61  = ! fsm_state;
-  assign \$62  = fsm_state == 1'h1;
-  assign \$63  = fsm_state == 2'h2;
-  assign \$64  = fsm_state == 2'h3;
-  assign \$65  = fsm_state == 3'h4;
-  assign \$66  = fsm_state == 3'h5;
-  assign \$67  = fsm_state == 3'h6;
-  assign \$68  = fsm_state == 3'h7;
-  assign \$69  = fsm_state == 4'h8;
-  assign \$70  = ~ busy;
-  assign \$71  = \$70  & host_we;
-  assign \$72  = ~ busy;
-  assign \$73  = \$72  & host_re;
-  assign \$78  = layer[14:13] + layer[17:15];
-  assign \$79  = $signed(w_q0) * $signed(s3_x);
-  assign \$80  = $signed(w_q1) * $signed(s3_x);
-  assign \$81  = $signed(total) + $signed(prod_q0);
-  assign \$82  = $signed(total) + $signed(leak_q0);
-  assign \$83  = $signed(\total$100 ) + $signed(prod_q1);
-  assign \$84  = $signed(\total$100 ) + $signed(leak_q1);
-  assign \$86  = \$85  + 1'h1;
-  assign \$87  = ! event_layer;
-  assign \$88  = ctr3 + 1'h1;
-  assign \$90  = ctr7 + 1'h1;
-  assign \$91  = input__valid & input__ready;
-  assign \$93  = \$92  + 1'h1;
-  assign \$94  = ~ busy;
-  assign \$95  = clear & \$94 ;
-  assign \$96  = ctr8 + 1'h1;
-  assign \$97  = ~ clear;
-  assign \$98  = in_full & \$97 ;
-  assign \$99  = ~ \$signal ;
-  assign \$100  = ~ \$signal ;
-  assign \$101  = ! num_layers;
-  assign \$102  = ! li;
-  assign \$103  = ctr0 + 1'h1;
-  assign \$105  = ctr4 + 1'h1;
-  assign \$106  = ! li;
-  assign \$107  = ctr0 + 1'h1;
-  assign \$109  = ctr4 + 1'h1;
-  assign \$110  = e == e_end;
-  assign \$113  = ! \$112 ;
-  assign \$115  = ! \$114 ;
-  assign \$117  = cur ^ \$116 ;
-  assign \$118  = \$115  ? \$signal$174  : \$117 ;
-  assign \$120  = ! \$119 ;
-  assign \$124  = cur ^ \$123 ;
-  assign \$126  = \$120  ? \$121  : \$125 ;
-  assign \$130  = k[0] ? \$129  : 6'h00;
-  assign \$131  = 1'h0 + \$130 ;
-  assign \$134  = k[1] ? \$133  : 6'h00;
-  assign \$135  = \$131  + \$134 ;
-  assign \$138  = k[2] ? \$137  : 8'h00;
-  assign \$139  = \$135  + \$138 ;
-  assign \$142  = k[3] ? \$141  : 8'h00;
-  assign \$143  = \$139  + \$142 ;
-  assign \$144  = \$127  + \$143 [8:0];
-  assign \$145  = ! li;
-  assign \$146  = ctr0 + 1'h1;
-  assign \$148  = ctr4 + 1'h1;
-  assign \$149  = n < cnt;
-  assign \$150  = n + 1'h1;
-  assign \$151  = ! k;
-  assign \$152  = ! li;
-  assign \$153  = ctr2 + 1'h1;
-  assign \$155  = ctr6 + 1'h1;
-  assign \$156  = e + 1'h1;
-  assign \$157  = ! li;
-  assign \$158  = ctr0 + 1'h1;
-  assign \$160  = ctr4 + 1'h1;
-  assign \$161  = ~ drain2;
-  assign \$162  = ~ \$signal$156 ;
-  assign \$163  = ~ s2_valid;
-  assign \$164  = \$162  & \$163 ;
-  assign \$165  = ~ \$signal$161 ;
-  assign \$166  = \$164  & \$165 ;
-  assign \$167  = ! li;
-  assign \$168  = ctr1 + 1'h1;
-  assign \$170  = ctr5 + 1'h1;
-  assign \$171  = k + 1'h1;
-  assign \$172  = \$171  == layer[8:5];
-  assign \$173  = k + 1'h1;
-  assign \$174  = li + 1'h1;
-  assign \$175  = \$174  == num_layers;
-  assign \$176  = li + 1'h1;
-  assign \$177  = ~ cur;
-  assign \$178  = ~ cur;
-  assign \$179  = ~ cur;
-  assign \$180  = ~ cur;
-  assign \$181  = ctr9 + 1'h1;
+  assign \$36  = busy ? { 3'h0, row_addr } : host_addr[7:0];
+  assign \$37  = busy ? { u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new } : { 1'h0, host_wdata };
+  assign \$38  = host_addr[11:9] == 2'h3;
+  assign \$39  = host_we & \$38 ;
+  assign \$40  = ! host_addr[8];
+  assign \$41  = \$39  & \$40 ;
+  assign \$signature__en$114  = busy ? neuron_write : \$41 ;
+  assign \$42  = busy ? { 3'h0, row_addr } : host_addr[7:0];
+  assign \$43  = busy ? { \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118  } : { 1'h0, host_wdata };
+  assign \$44  = host_addr[11:9] == 2'h3;
+  assign \$45  = host_we & \$44 ;
+  assign \$47  = \$45  & \$46 ;
+  assign \$signature__en$119  = busy ? neuron_write : \$47 ;
+  assign \$48  = k * 2'h2;
+  assign \$49  = \$48  + 1'h0;
+  assign \$50  = \$49  < layer[4:0];
+  assign \$51  = k * 2'h2;
+  assign \$52  = \$51  + 1'h1;
+  assign \$53  = \$52  < layer[4:0];
+  assign \$54  = ~ in_full;
+  assign \$55  = ~ clear;
+  assign input__ready = \$54  & \$55 ;
+  assign \$56  = input__valid & input__ready;
+  assign \$58  = n < cnt;
+  assign \$59  = spikes & valid_lanes;
+  assign \$60  = layer[37] ? valid_lanes : \$59 ;
+  assign \$61  = k * 2'h2;
+  assign \$62  = ! fsm_state;
+  assign \$63  = fsm_state == 1'h1;
+  assign \$64  = fsm_state == 2'h2;
+  assign \$65  = fsm_state == 2'h3;
+  assign \$66  = fsm_state == 3'h4;
+  assign \$67  = fsm_state == 3'h5;
+  assign \$68  = fsm_state == 3'h6;
+  assign \$69  = fsm_state == 3'h7;
+  assign \$70  = fsm_state == 4'h8;
+  assign \$71  = ~ busy;
+  assign \$72  = \$71  & host_we;
+  assign \$73  = ~ busy;
+  assign \$74  = \$73  & host_re;
+  assign \$79  = layer[14:13] + layer[17:15];
+  assign \$80  = $signed(w_q0) * $signed(s3_x);
+  assign \$81  = $signed(w_q1) * $signed(s3_x);
+  assign \$82  = $signed(total) + $signed(prod_q0);
+  assign \$83  = $signed(total) + $signed(leak_q0);
+  assign \$84  = $signed(\total$103 ) + $signed(prod_q1);
+  assign \$85  = $signed(\total$103 ) + $signed(leak_q1);
+  assign \$86  = ! { cur, spike_src };
+  assign \$87  = count0 + 1'h1;
+  assign \$88  = { cur, spike_src } == 1'h1;
+  assign \$89  = count1 + 1'h1;
+  assign \$90  = { cur, spike_src } == 2'h2;
+  assign \$91  = count2 + 1'h1;
+  assign \$92  = { cur, spike_src } == 2'h3;
+  assign \$93  = count3 + 1'h1;
+  assign \$94  = { cur, spike_src } == 3'h4;
+  assign \$95  = count4 + 1'h1;
+  assign \$96  = { cur, spike_src } == 3'h5;
+  assign \$97  = count5 + 1'h1;
+  assign \$98  = { cur, spike_src } == 3'h6;
+  assign \$99  = count6 + 1'h1;
+  assign \$100  = { cur, spike_src } == 3'h7;
+  assign \$101  = count7 + 1'h1;
+  assign \$102  = ! event_layer;
+  assign \$103  = ctr3 + 1'h1;
+  assign \$105  = ctr7 + 1'h1;
+  assign \$106  = input__valid & input__ready;
+  assign \$108  = \$107  + 1'h1;
+  assign \$109  = ~ busy;
+  assign \$110  = clear & \$109 ;
+  assign \$111  = ctr8 + 1'h1;
+  assign \$112  = ~ clear;
+  assign \$113  = in_full & \$112 ;
+  assign \$114  = ~ \$signal ;
+  assign \$115  = ~ \$signal ;
+  assign \$116  = ! num_layers;
+  assign \$117  = ! li;
+  assign \$118  = ctr0 + 1'h1;
+  assign \$120  = ctr4 + 1'h1;
+  assign \$121  = ! li;
+  assign \$122  = ctr0 + 1'h1;
+  assign \$124  = ctr4 + 1'h1;
+  assign \$125  = e == e_end;
+  assign \$128  = ! \$127 ;
+  assign \$130  = ! \$129 ;
+  assign \$132  = cur ^ \$131 ;
+  assign \$133  = \$130  ? \$signal$176  : \$132 ;
+  assign \$135  = ! \$134 ;
+  assign \$139  = cur ^ \$138 ;
+  assign \$141  = \$135  ? \$136  : \$140 ;
+  assign \$145  = k[0] ? \$144  : 6'h00;
+  assign \$148  = k[1] ? \$147  : 6'h00;
+  assign \$149  = \$145  + \$148 ;
+  assign \$152  = k[2] ? \$151  : 8'h00;
+  assign \$155  = k[3] ? \$154  : 8'h00;
+  assign \$156  = \$152  + \$155 ;
+  assign \$157  = \$149  + \$156 ;
+  assign \$158  = ! li;
+  assign \$159  = ctr0 + 1'h1;
+  assign \$161  = ctr4 + 1'h1;
+  assign \$162  = n < cnt;
+  assign \$163  = n + 1'h1;
+  assign \$164  = ! k;
+  assign \$165  = ! li;
+  assign \$166  = ctr2 + 1'h1;
+  assign \$168  = ctr6 + 1'h1;
+  assign \$169  = e + 1'h1;
+  assign \$170  = ! li;
+  assign \$171  = ctr0 + 1'h1;
+  assign \$173  = ctr4 + 1'h1;
+  assign \$174  = ~ drain2;
+  assign \$175  = ~ \$signal$159 ;
+  assign \$176  = ~ s2_valid;
+  assign \$177  = \$175  & \$176 ;
+  assign \$178  = ~ \$signal$163 ;
+  assign \$179  = \$177  & \$178 ;
+  assign \$180  = ! li;
+  assign \$181  = ctr1 + 1'h1;
+  assign \$183  = ctr5 + 1'h1;
+  assign \$184  = k + 1'h1;
+  assign \$185  = \$184  == layer[8:5];
+  assign \$186  = k + 1'h1;
+  assign \$187  = li + 1'h1;
+  assign \$188  = \$187  == num_layers;
+  assign \$189  = li + 1'h1;
+  assign \$190  = ~ cur;
+  assign \$191  = ~ cur;
+  assign \$192  = ~ cur;
+  assign \$193  = ~ cur;
+  assign \$194  = ctr9 + 1'h1;
   always @(posedge clk)
-    layer0 <= \$182 ;
+    layer0 <= \$195 ;
   always @(posedge clk)
-    layer1 <= \$183 ;
+    layer1 <= \$196 ;
   always @(posedge clk)
-    edge0 <= \$184 ;
+    edge0 <= \$197 ;
   always @(posedge clk)
-    edge1 <= \$185 ;
+    edge1 <= \$198 ;
   always @(posedge clk)
-    edge2 <= \$186 ;
+    edge2 <= \$199 ;
   always @(posedge clk)
-    edge3 <= \$187 ;
+    edge3 <= \$200 ;
   always @(posedge clk)
-    num_layers <= \$188 ;
+    num_layers <= \$201 ;
   always @(posedge clk)
-    host_rvalid <= \$189 ;
+    host_rvalid <= \$202 ;
   always @(posedge clk)
-    rd_region <= \$190 ;
+    rd_region <= \$203 ;
   always @(posedge clk)
-    rd_lane <= \$191 ;
+    rd_lane <= \$204 ;
   always @(posedge clk)
-    rd_reg <= \$192 ;
+    rd_reg <= \$205 ;
   always @(posedge clk)
-    layer <= \$193 ;
+    layer <= \$206 ;
   always @(posedge clk)
-    e_end <= \$194 ;
+    e_end <= \$207 ;
   always @(posedge clk)
-    \$signal$156  <= \$195 ;
+    \$signal$159  <= \$208 ;
   always @(posedge clk)
-    s2_valid <= \$196 ;
+    s2_valid <= \$209 ;
   always @(posedge clk)
-    s2_x <= \$197 ;
+    s2_x <= \$210 ;
   always @(posedge clk)
-    s1_rowbase <= \$198 ;
+    s1_rowbase <= \$211 ;
   always @(posedge clk)
-    s1_from_input <= \$199 ;
+    s1_from_input <= \$212 ;
   always @(posedge clk)
-    \$signal$161  <= \$200 ;
+    \$signal$163  <= \$213 ;
   always @(posedge clk)
-    s3_x <= \$201 ;
+    s3_x <= \$214 ;
   always @(posedge clk)
-    s4_valid <= \$202 ;
+    s4_valid <= \$215 ;
   always @(posedge clk)
-    w_q0 <= \$203 ;
+    w_q0 <= \$216 ;
   always @(posedge clk)
-    w_q1 <= \$204 ;
+    w_q1 <= \$217 ;
   always @(posedge clk)
-    prod_q0 <= \$205 ;
+    prod_q0 <= \$218 ;
   always @(posedge clk)
-    prod_q1 <= \$206 ;
+    prod_q1 <= \$219 ;
   always @(posedge clk)
-    \$signal$168  <= \$207 ;
+    \$signal$170  <= \$220 ;
   always @(posedge clk)
-    pre2 <= \$208 ;
+    pre2 <= \$221 ;
   always @(posedge clk)
-    leak_q0 <= \$209 ;
+    leak_q0 <= \$222 ;
   always @(posedge clk)
-    theta <= \$210 ;
+    theta <= \$223 ;
   always @(posedge clk)
-    total <= \$211 ;
+    total <= \$224 ;
   always @(posedge clk)
-    leak_q1 <= \$212 ;
+    leak_q1 <= \$225 ;
   always @(posedge clk)
-    \theta$102  <= \$213 ;
+    \theta$105  <= \$226 ;
   always @(posedge clk)
-    \total$100  <= \$214 ;
+    \total$103  <= \$227 ;
   always @(posedge clk)
-    count0 <= \$215 ;
+    count0 <= \$228 ;
   always @(posedge clk)
-    count1 <= \$216 ;
+    count1 <= \$229 ;
   always @(posedge clk)
-    count2 <= \$217 ;
+    count2 <= \$230 ;
   always @(posedge clk)
-    count3 <= \$218 ;
+    count3 <= \$231 ;
   always @(posedge clk)
-    count4 <= \$219 ;
+    count4 <= \$232 ;
   always @(posedge clk)
-    count5 <= \$220 ;
+    count5 <= \$233 ;
   always @(posedge clk)
-    count6 <= \$221 ;
+    count6 <= \$234 ;
   always @(posedge clk)
-    count7 <= \$222 ;
+    count7 <= \$235 ;
   always @(posedge clk)
-    ctr3 <= \$223 ;
+    ctr3 <= \$236 ;
   always @(posedge clk)
-    ctr7 <= \$224 ;
+    ctr7 <= \$237 ;
   always @(posedge clk)
-    in_full <= \$225 ;
+    in_full <= \$238 ;
   always @(posedge clk)
-    in_count0 <= \$226 ;
+    in_count0 <= \$239 ;
   always @(posedge clk)
-    in_count1 <= \$227 ;
+    in_count1 <= \$240 ;
   always @(posedge clk)
-    ctr0 <= \$228 ;
+    ctr0 <= \$241 ;
   always @(posedge clk)
-    ctr1 <= \$229 ;
+    ctr1 <= \$242 ;
   always @(posedge clk)
-    ctr2 <= \$230 ;
+    ctr2 <= \$243 ;
   always @(posedge clk)
-    ctr4 <= \$231 ;
+    ctr4 <= \$244 ;
   always @(posedge clk)
-    ctr5 <= \$232 ;
+    ctr5 <= \$245 ;
   always @(posedge clk)
-    ctr6 <= \$233 ;
+    ctr6 <= \$246 ;
   always @(posedge clk)
-    ctr8 <= \$234 ;
+    ctr8 <= \$247 ;
   always @(posedge clk)
-    ctr9 <= \$235 ;
+    ctr9 <= \$248 ;
   always @(posedge clk)
-    cur <= \$236 ;
+    cur <= \$249 ;
   always @(posedge clk)
-    \$signal  <= \$237 ;
+    \$signal  <= \$250 ;
   always @(posedge clk)
-    li <= \$238 ;
+    li <= \$251 ;
   always @(posedge clk)
-    \$signal$174  <= \$239 ;
+    \$signal$176  <= \$252 ;
   always @(posedge clk)
-    fsm_state <= \$240 ;
+    fsm_state <= \$253 ;
   always @(posedge clk)
-    k <= \$241 ;
+    k <= \$254 ;
   always @(posedge clk)
-    e <= \$242 ;
+    e <= \$255 ;
   always @(posedge clk)
-    src_sel <= \$243 ;
+    src_sel <= \$256 ;
   always @(posedge clk)
-    \$signal$160  <= \$244 ;
+    \$signal$162  <= \$257 ;
   always @(posedge clk)
-    bank_sel <= \$245 ;
+    bank_sel <= \$258 ;
   always @(posedge clk)
-    n <= \$246 ;
+    n <= \$259 ;
   always @(posedge clk)
-    cnt <= \$247 ;
+    cnt <= \$260 ;
   always @(posedge clk)
-    rowbase <= \$248 ;
+    row_wbase <= \$261 ;
   always @(posedge clk)
-    drain2 <= \$249 ;
+    row_offset <= \$262 ;
+  always @(posedge clk)
+    drain2 <= \$263 ;
   \npu_core_tiny.leak0  leak0 (
     .alpha(\$signature__data$36 [8:0]),
     .bias(\$signature__data$36 [40:25]),
@@ -1667,22 +1699,22 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   \npu_core_tiny.leak1  leak1 (
     .alpha(\$signature__data$37 [8:0]),
     .bias(\$signature__data$37 [40:25]),
-    .leak(\leak$173 ),
+    .leak(\leak$175 ),
     .u(\$signature__data$39 )
   );
   \npu_core_tiny.neuron0  neuron0 (
-    .\port$609$18 (layer[36:18]),
+    .\port$647$18 (layer[36:18]),
     .spike(spike),
     .theta(theta),
     .total(total),
     .u_new(u_new)
   );
   \npu_core_tiny.neuron1  neuron1 (
-    .\port$609$18 (layer[36:18]),
-    .spike(\spike$107 ),
-    .theta(\theta$102 ),
-    .total(\total$100 ),
-    .u_new(\u_new$115 )
+    .\port$647$18 (layer[36:18]),
+    .spike(\spike$110 ),
+    .theta(\theta$105 ),
+    .total(\total$103 ),
+    .u_new(\u_new$118 )
   );
   \npu_core_tiny.out_fifo  out_fifo (
     .clk(clk),
@@ -1703,14 +1735,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .event_index(event_index),
     .free(free),
     .layer(event_layer),
-    .\layer$23 (\layer$134 ),
+    .\layer$23 (\layer$137 ),
     .load(load),
     .records__payload(records__payload),
     .records__ready(records__ready),
     .records__valid(records__valid),
     .rst(rst),
     .send(send),
-    .\spikes$21 (\spikes$132 ),
+    .\spikes$21 (\spikes$135 ),
     .values(values)
   );
   always @* begin
@@ -1748,21 +1780,21 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez ({ cur, spike_src })
       3'h0:
-          \$34  = count0[3:0];
+          \$35  = count0[3:0];
       3'h1:
-          \$34  = count1[3:0];
+          \$35  = count1[3:0];
       3'h2:
-          \$34  = count2[3:0];
+          \$35  = count2[3:0];
       3'h3:
-          \$34  = count3[3:0];
+          \$35  = count3[3:0];
       3'h4:
-          \$34  = count4[3:0];
+          \$35  = count4[3:0];
       3'h5:
-          \$34  = count5[3:0];
+          \$35  = count5[3:0];
       3'h6:
-          \$34  = count6[3:0];
+          \$35  = count6[3:0];
       3'h7:
-          \$34  = count7[3:0];
+          \$35  = count7[3:0];
     endcase
   end
   always @* begin
@@ -1770,59 +1802,59 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$56  = in_count0[3:0];
+          \$57  = in_count0[3:0];
       1'h1:
-          \$56  = in_count1[3:0];
+          \$57  = in_count1[3:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$74  = 38'h0000000000;
-    casez (host_addr[7:0])
-      8'h00:
-          \$74  = layer0;
-      8'h01:
-          \$74  = layer1;
+    (* full_case = 32'd1 *)
+    casez (host_addr[0])
+      1'h0:
+          \$75  = layer0;
+      1'h1:
+          \$75  = layer1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$75  = 16'h0000;
-    casez (host_addr[7:0])
-      8'h00:
-          \$75  = edge0;
-      8'h01:
-          \$75  = edge1;
-      8'h02:
-          \$75  = edge2;
-      8'h03:
-          \$75  = edge3;
+    (* full_case = 32'd1 *)
+    casez (host_addr[1:0])
+      2'h0:
+          \$76  = edge0;
+      2'h1:
+          \$76  = edge1;
+      2'h2:
+          \$76  = edge2;
+      2'h3:
+          \$76  = edge3;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$76  = 32'd0;
-    casez (host_addr[7:0])
-      8'h00:
-          \$76  = ctr0;
-      8'h01:
-          \$76  = ctr1;
-      8'h02:
-          \$76  = ctr2;
-      8'h03:
-          \$76  = ctr3;
-      8'h04:
-          \$76  = ctr4;
-      8'h05:
-          \$76  = ctr5;
-      8'h06:
-          \$76  = ctr6;
-      8'h07:
-          \$76  = ctr7;
-      8'h08:
-          \$76  = ctr8;
-      8'h09:
-          \$76  = ctr9;
+    \$77  = 32'd0;
+    casez (host_addr[3:0])
+      4'h0:
+          \$77  = ctr0;
+      4'h1:
+          \$77  = ctr1;
+      4'h2:
+          \$77  = ctr2;
+      4'h3:
+          \$77  = ctr3;
+      4'h4:
+          \$77  = ctr4;
+      4'h5:
+          \$77  = ctr5;
+      4'h6:
+          \$77  = ctr6;
+      4'h7:
+          \$77  = ctr7;
+      4'h8:
+          \$77  = ctr8;
+      4'h9:
+          \$77  = ctr9;
     endcase
   end
   always @* begin
@@ -1830,31 +1862,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \$77  = layer0;
+          \$78  = layer0;
       1'h1:
-          \$77  = layer1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ cur, spike_src })
-      3'h0:
-          \$85  = count0;
-      3'h1:
-          \$85  = count1;
-      3'h2:
-          \$85  = count2;
-      3'h3:
-          \$85  = count3;
-      3'h4:
-          \$85  = count4;
-      3'h5:
-          \$85  = count5;
-      3'h6:
-          \$85  = count6;
-      3'h7:
-          \$85  = count7;
+          \$78  = layer1;
     endcase
   end
   always @* begin
@@ -1862,9 +1872,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$92  = in_count0;
+          \$107  = in_count0;
       1'h1:
-          \$92  = in_count1;
+          \$107  = in_count1;
     endcase
   end
   always @* begin
@@ -1872,13 +1882,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$111  = edge0[1:0];
+          \$126  = edge0[1:0];
       2'h1:
-          \$111  = edge1[1:0];
+          \$126  = edge1[1:0];
       2'h2:
-          \$111  = edge2[1:0];
+          \$126  = edge2[1:0];
       2'h3:
-          \$111  = edge3[1:0];
+          \$126  = edge3[1:0];
     endcase
   end
   always @* begin
@@ -1886,13 +1896,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$112  = edge0[1:0];
+          \$127  = edge0[1:0];
       2'h1:
-          \$112  = edge1[1:0];
+          \$127  = edge1[1:0];
       2'h2:
-          \$112  = edge2[1:0];
+          \$127  = edge2[1:0];
       2'h3:
-          \$112  = edge3[1:0];
+          \$127  = edge3[1:0];
     endcase
   end
   always @* begin
@@ -1900,13 +1910,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$114  = edge0[1:0];
+          \$129  = edge0[1:0];
       2'h1:
-          \$114  = edge1[1:0];
+          \$129  = edge1[1:0];
       2'h2:
-          \$114  = edge2[1:0];
+          \$129  = edge2[1:0];
       2'h3:
-          \$114  = edge3[1:0];
+          \$129  = edge3[1:0];
     endcase
   end
   always @* begin
@@ -1914,13 +1924,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$116  = edge0[2];
+          \$131  = edge0[2];
       2'h1:
-          \$116  = edge1[2];
+          \$131  = edge1[2];
       2'h2:
-          \$116  = edge2[2];
+          \$131  = edge2[2];
       2'h3:
-          \$116  = edge3[2];
+          \$131  = edge3[2];
     endcase
   end
   always @* begin
@@ -1928,23 +1938,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$119  = edge0[1:0];
+          \$134  = edge0[1:0];
       2'h1:
-          \$119  = edge1[1:0];
+          \$134  = edge1[1:0];
       2'h2:
-          \$119  = edge2[1:0];
+          \$134  = edge2[1:0];
       2'h3:
-          \$119  = edge3[1:0];
+          \$134  = edge3[1:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$174 )
+    casez (\$signal$176 )
       1'h0:
-          \$121  = in_count0;
+          \$136  = in_count0;
       1'h1:
-          \$121  = in_count1;
+          \$136  = in_count1;
     endcase
   end
   always @* begin
@@ -1952,13 +1962,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$122  = edge0[1:0];
+          \$137  = edge0[1:0];
       2'h1:
-          \$122  = edge1[1:0];
+          \$137  = edge1[1:0];
       2'h2:
-          \$122  = edge2[1:0];
+          \$137  = edge2[1:0];
       2'h3:
-          \$122  = edge3[1:0];
+          \$137  = edge3[1:0];
     endcase
   end
   always @* begin
@@ -1966,35 +1976,35 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$123  = edge0[2];
+          \$138  = edge0[2];
       2'h1:
-          \$123  = edge1[2];
+          \$138  = edge1[2];
       2'h2:
-          \$123  = edge2[2];
+          \$138  = edge2[2];
       2'h3:
-          \$123  = edge3[2];
+          \$138  = edge3[2];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez ({ \$124 , \$122  })
+    casez ({ \$139 , \$137  })
       3'h0:
-          \$125  = count0;
+          \$140  = count0;
       3'h1:
-          \$125  = count1;
+          \$140  = count1;
       3'h2:
-          \$125  = count2;
+          \$140  = count2;
       3'h3:
-          \$125  = count3;
+          \$140  = count3;
       3'h4:
-          \$125  = count4;
+          \$140  = count4;
       3'h5:
-          \$125  = count5;
+          \$140  = count5;
       3'h6:
-          \$125  = count6;
+          \$140  = count6;
       3'h7:
-          \$125  = count7;
+          \$140  = count7;
     endcase
   end
   always @* begin
@@ -2002,13 +2012,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$127  = edge0[10:3];
+          \$142  = edge0[10:3];
       2'h1:
-          \$127  = edge1[10:3];
+          \$142  = edge1[10:3];
       2'h2:
-          \$127  = edge2[10:3];
+          \$142  = edge2[10:3];
       2'h3:
-          \$127  = edge3[10:3];
+          \$142  = edge3[10:3];
     endcase
   end
   always @* begin
@@ -2016,13 +2026,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$128  = edge0[15:11];
+          \$143  = edge0[15:11];
       2'h1:
-          \$128  = edge1[15:11];
+          \$143  = edge1[15:11];
       2'h2:
-          \$128  = edge2[15:11];
+          \$143  = edge2[15:11];
       2'h3:
-          \$128  = edge3[15:11];
+          \$143  = edge3[15:11];
     endcase
   end
   always @* begin
@@ -2030,13 +2040,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$132  = edge0[15:11];
+          \$146  = edge0[15:11];
       2'h1:
-          \$132  = edge1[15:11];
+          \$146  = edge1[15:11];
       2'h2:
-          \$132  = edge2[15:11];
+          \$146  = edge2[15:11];
       2'h3:
-          \$132  = edge3[15:11];
+          \$146  = edge3[15:11];
     endcase
   end
   always @* begin
@@ -2044,13 +2054,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$136  = edge0[15:11];
+          \$150  = edge0[15:11];
       2'h1:
-          \$136  = edge1[15:11];
+          \$150  = edge1[15:11];
       2'h2:
-          \$136  = edge2[15:11];
+          \$150  = edge2[15:11];
       2'h3:
-          \$136  = edge3[15:11];
+          \$150  = edge3[15:11];
     endcase
   end
   always @* begin
@@ -2058,13 +2068,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$140  = edge0[15:11];
+          \$153  = edge0[15:11];
       2'h1:
-          \$140  = edge1[15:11];
+          \$153  = edge1[15:11];
       2'h2:
-          \$140  = edge2[15:11];
+          \$153  = edge2[15:11];
       2'h3:
-          \$140  = edge3[15:11];
+          \$153  = edge3[15:11];
     endcase
   end
   always @* begin
@@ -2085,7 +2095,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ev_wr__addr = 7'h00;
     if (\event ) begin
-      ev_wr__addr = { cur, spike_src, \$34  };
+      ev_wr__addr = { cur, spike_src, \$35  };
     end
   end
   always @* begin
@@ -2106,18 +2116,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__addr = 5'h00;
-    if (\$55 ) begin
+    if (\$56 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
-        in_wr__addr = { \$signal , \$56  };
+        in_wr__addr = { \$signal , \$57  };
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__data = 12'h000;
-    if (\$55 ) begin
+    if (\$56 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
@@ -2129,7 +2139,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__en = 1'h0;
-    if (\$55 ) begin
+    if (\$56 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
@@ -2163,14 +2173,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signal$126  = 1'h0;
+    \$signal$129  = 1'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
           /* empty */;
       4'h3:
-          \$signal$126  = 1'h1;
+          \$signal$129  = 1'h1;
     endcase
   end
   always @* begin
@@ -2186,7 +2196,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h4:
           /* empty */;
       4'h6:
-          if (\$57 ) begin
+          if (\$58 ) begin
             issue = 1'h1;
           end
     endcase
@@ -2253,13 +2263,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h7:
           if (can_load) begin
-            send = \$59 ;
+            send = \$60 ;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \spikes$132  = 2'h0;
+    \spikes$135  = 2'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -2275,7 +2285,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h7:
           if (can_load) begin
-            \spikes$132  = spikes;
+            \spikes$135  = spikes;
           end
     endcase
   end
@@ -2297,13 +2307,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h7:
           if (can_load) begin
-            base = \$60 [4:0];
+            base = \$61 [4:0];
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \layer$134  = 1'h0;
+    \layer$137  = 1'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -2319,7 +2329,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h7:
           if (can_load) begin
-            \layer$134  = li;
+            \layer$137  = li;
           end
     endcase
   end
@@ -2364,7 +2374,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h7:
           if (can_load) begin
             values[15:0] = u_new;
-            values[31:16] = \u_new$115 ;
+            values[31:16] = \u_new$118 ;
           end
     endcase
   end
@@ -2394,316 +2404,318 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$182  = layer0;
-    if (\$71 ) begin
+    \$195  = layer0;
+    if (\$72 ) begin
       casez (host_addr[11:9])
         3'h0:
-            casez (host_addr[7:0])
-              8'h00:
-                  \$182  = host_wdata[37:0];
+            casez (host_addr[0])
+              1'h0:
+                  \$195  = host_wdata[37:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$182  = 38'h0000000000;
+      \$195  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$183  = layer1;
-    if (\$71 ) begin
+    \$196  = layer1;
+    if (\$72 ) begin
       casez (host_addr[11:9])
         3'h0:
-            casez (host_addr[7:0])
-              8'h00:
+            (* full_case = 32'd1 *)
+            casez (host_addr[0])
+              1'h0:
                   /* empty */;
-              8'h01:
-                  \$183  = host_wdata[37:0];
+              1'h1:
+                  \$196  = host_wdata[37:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$183  = 38'h0000000000;
+      \$196  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$184  = edge0;
-    if (\$71 ) begin
-      casez (host_addr[11:9])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[7:0])
-              8'h00:
-                  \$184  = host_wdata[15:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$184  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$185  = edge1;
-    if (\$71 ) begin
+    \$197  = edge0;
+    if (\$72 ) begin
       casez (host_addr[11:9])
         3'h0:
             /* empty */;
         3'h1:
-            casez (host_addr[7:0])
-              8'h00:
-                  /* empty */;
-              8'h01:
-                  \$185  = host_wdata[15:0];
+            casez (host_addr[1:0])
+              2'h0:
+                  \$197  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$185  = 16'h0000;
+      \$197  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$186  = edge2;
-    if (\$71 ) begin
+    \$198  = edge1;
+    if (\$72 ) begin
       casez (host_addr[11:9])
         3'h0:
             /* empty */;
         3'h1:
-            casez (host_addr[7:0])
-              8'h00:
+            casez (host_addr[1:0])
+              2'h0:
                   /* empty */;
-              8'h01:
-                  /* empty */;
-              8'h02:
-                  \$186  = host_wdata[15:0];
+              2'h1:
+                  \$198  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$186  = 16'h0000;
+      \$198  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$187  = edge3;
-    if (\$71 ) begin
+    \$199  = edge2;
+    if (\$72 ) begin
       casez (host_addr[11:9])
         3'h0:
             /* empty */;
         3'h1:
-            casez (host_addr[7:0])
-              8'h00:
+            casez (host_addr[1:0])
+              2'h0:
                   /* empty */;
-              8'h01:
+              2'h1:
                   /* empty */;
-              8'h02:
-                  /* empty */;
-              8'h03:
-                  \$187  = host_wdata[15:0];
+              2'h2:
+                  \$199  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$187  = 16'h0000;
+      \$199  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$188  = num_layers;
-    if (\$71 ) begin
+    \$200  = edge3;
+    if (\$72 ) begin
+      casez (host_addr[11:9])
+        3'h0:
+            /* empty */;
+        3'h1:
+            (* full_case = 32'd1 *)
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  /* empty */;
+              2'h3:
+                  \$200  = host_wdata[15:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$200  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$201  = num_layers;
+    if (\$72 ) begin
       casez (host_addr[11:9])
         3'h0:
             /* empty */;
         3'h1:
             /* empty */;
         3'h6:
-            \$188  = host_wdata[1:0];
+            \$201  = host_wdata[1:0];
       endcase
     end
     if (rst) begin
-      \$188  = 2'h0;
+      \$201  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$189  = \$73 ;
-    if (rst) begin
-      \$189  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$190  = host_addr[11:9];
-    if (rst) begin
-      \$190  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$191  = host_addr[8];
-    if (rst) begin
-      \$191  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$192  = rd_reg;
-    casez (host_addr[11:9])
-      3'h0:
-          \$192  = { 3'h0, \$74  };
-      3'h1:
-          \$192  = { 25'h0000000, \$75  };
-      3'h5:
-          \$192  = { 9'h000, \$76  };
-      3'h6:
-          \$192  = { 39'h0000000000, num_layers };
-    endcase
-    if (rst) begin
-      \$192  = 41'h00000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$193  = \$77 ;
-    if (rst) begin
-      \$193  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$194  = \$78 [2:0];
-    if (rst) begin
-      \$194  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$195  = issue;
-    if (rst) begin
-      \$195  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$196  = \$signal$156 ;
-    if (rst) begin
-      \$196  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$197  = s1_value;
-    if (rst) begin
-      \$197  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$198  = s1_rowbase;
-    if (issue) begin
-      \$198  = rowbase;
-    end
-    if (rst) begin
-      \$198  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$199  = s1_from_input;
-    if (issue) begin
-      \$199  = \$signal$160 ;
-    end
-    if (rst) begin
-      \$199  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$200  = s2_valid;
-    if (rst) begin
-      \$200  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$201  = s2_x;
-    if (rst) begin
-      \$201  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202  = \$signal$161 ;
+    \$202  = \$74 ;
     if (rst) begin
       \$202  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$203  = \$signature__data$34 ;
+    \$203  = host_addr[11:9];
     if (rst) begin
-      \$203  = 8'h00;
+      \$203  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$204  = \$signature__data$35 ;
+    \$204  = host_addr[8];
     if (rst) begin
-      \$204  = 8'h00;
+      \$204  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$205  = \$79 ;
+    \$205  = rd_reg;
+    casez (host_addr[11:9])
+      3'h0:
+          \$205  = { 3'h0, \$75  };
+      3'h1:
+          \$205  = { 25'h0000000, \$76  };
+      3'h5:
+          \$205  = { 9'h000, \$77  };
+      3'h6:
+          \$205  = { 39'h0000000000, num_layers };
+    endcase
     if (rst) begin
-      \$205  = 16'h0000;
+      \$205  = 41'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$206  = \$80 ;
+    \$206  = \$78 ;
     if (rst) begin
-      \$206  = 16'h0000;
+      \$206  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$207  = \$signal$126 ;
+    \$207  = \$79 [2:0];
     if (rst) begin
-      \$207  = 1'h0;
+      \$207  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$208  = \$signal$168 ;
+    \$208  = issue;
     if (rst) begin
       \$208  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209  = leak;
+    \$209  = \$signal$159 ;
     if (rst) begin
-      \$209  = 18'h00000;
+      \$209  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210  = \$signature__data$36 [24:9];
+    \$210  = s1_value;
     if (rst) begin
-      \$210  = 16'h0000;
+      \$210  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211  = total;
+    \$211  = s1_rowbase;
+    if (issue) begin
+      \$211  = \$24 [8:0];
+    end
+    if (rst) begin
+      \$211  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$212  = s1_from_input;
+    if (issue) begin
+      \$212  = \$signal$162 ;
+    end
+    if (rst) begin
+      \$212  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$213  = s2_valid;
+    if (rst) begin
+      \$213  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$214  = s2_x;
+    if (rst) begin
+      \$214  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$215  = \$signal$163 ;
+    if (rst) begin
+      \$215  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$216  = \$signature__data$34 ;
+    if (rst) begin
+      \$216  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$217  = \$signature__data$35 ;
+    if (rst) begin
+      \$217  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$218  = \$80 ;
+    if (rst) begin
+      \$218  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$219  = \$81 ;
+    if (rst) begin
+      \$219  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$220  = \$signal$129 ;
+    if (rst) begin
+      \$220  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$221  = \$signal$170 ;
+    if (rst) begin
+      \$221  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$222  = leak;
+    if (rst) begin
+      \$222  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$223  = \$signature__data$36 [24:9];
+    if (rst) begin
+      \$223  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$224  = total;
     if (s4_valid) begin
-      \$211  = \$81 [25:0];
+      \$224  = \$82 [25:0];
     end else if (pre2) begin
-      \$211  = \$82 [25:0];
+      \$224  = \$83 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -2711,33 +2723,33 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          \$211  = 26'h0000000;
+          \$224  = 26'h0000000;
     endcase
     if (rst) begin
-      \$211  = 26'h0000000;
+      \$224  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = \leak$173 ;
+    \$225  = \leak$175 ;
     if (rst) begin
-      \$212  = 18'h00000;
+      \$225  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = \$signature__data$37 [24:9];
+    \$226  = \$signature__data$37 [24:9];
     if (rst) begin
-      \$213  = 16'h0000;
+      \$226  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = \total$100 ;
+    \$227  = \total$103 ;
     if (s4_valid) begin
-      \$214  = \$83 [25:0];
+      \$227  = \$84 [25:0];
     end else if (pre2) begin
-      \$214  = \$84 [25:0];
+      \$227  = \$85 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -2745,23 +2757,22 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          \$214  = 26'h0000000;
+          \$227  = 26'h0000000;
     endcase
     if (rst) begin
-      \$214  = 26'h0000000;
+      \$227  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = count0;
+    \$228  = count0;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        3'h0:
-            \$215  = \$86 [4:0];
-      endcase
+      if (\$86 ) begin
+        \$228  = \$87 [4:0];
+      end
     end
-    if (\$95 ) begin
-      \$215  = 5'h00;
+    if (\$110 ) begin
+      \$228  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -2782,29 +2793,26 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$177 , 2'h0 })
+            casez ({ \$190 , 2'h0 })
               3'h0:
-                  \$215  = 5'h00;
+                  \$228  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$215  = 5'h00;
+      \$228  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = count1;
+    \$229  = count1;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        3'h0:
-            /* empty */;
-        3'h1:
-            \$216  = \$86 [4:0];
-      endcase
+      if (\$88 ) begin
+        \$229  = \$89 [4:0];
+      end
     end
-    if (\$95 ) begin
-      \$216  = 5'h00;
+    if (\$110 ) begin
+      \$229  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -2825,31 +2833,26 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$178 , 2'h1 })
+            casez ({ \$191 , 2'h1 })
               3'h1:
-                  \$216  = 5'h00;
+                  \$229  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$216  = 5'h00;
+      \$229  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = count2;
+    \$230  = count2;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            \$217  = \$86 [4:0];
-      endcase
+      if (\$90 ) begin
+        \$230  = \$91 [4:0];
+      end
     end
-    if (\$95 ) begin
-      \$217  = 5'h00;
+    if (\$110 ) begin
+      \$230  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -2870,57 +2873,41 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$179 , 2'h2 })
+            casez ({ \$192 , 2'h2 })
               3'h2:
-                  \$217  = 5'h00;
+                  \$230  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$217  = 5'h00;
+      \$230  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = count3;
+    \$231  = count3;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            /* empty */;
-        3'h3:
-            \$218  = \$86 [4:0];
-      endcase
+      if (\$92 ) begin
+        \$231  = \$93 [4:0];
+      end
     end
-    if (\$95 ) begin
-      \$218  = 5'h00;
+    if (\$110 ) begin
+      \$231  = 5'h00;
     end
     if (rst) begin
-      \$218  = 5'h00;
+      \$231  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = count4;
+    \$232  = count4;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            /* empty */;
-        3'h3:
-            /* empty */;
-        3'h4:
-            \$219  = \$86 [4:0];
-      endcase
+      if (\$94 ) begin
+        \$232  = \$95 [4:0];
+      end
     end
-    if (\$95 ) begin
-      \$219  = 5'h00;
+    if (\$110 ) begin
+      \$232  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -2942,39 +2929,28 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$177 , 2'h0 })
+            casez ({ \$190 , 2'h0 })
               3'h0:
                   /* empty */;
               3'h4:
-                  \$219  = 5'h00;
+                  \$232  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$219  = 5'h00;
+      \$232  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = count5;
+    \$233  = count5;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            /* empty */;
-        3'h3:
-            /* empty */;
-        3'h4:
-            /* empty */;
-        3'h5:
-            \$220  = \$86 [4:0];
-      endcase
+      if (\$96 ) begin
+        \$233  = \$97 [4:0];
+      end
     end
-    if (\$95 ) begin
-      \$220  = 5'h00;
+    if (\$110 ) begin
+      \$233  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -2996,41 +2972,28 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$178 , 2'h1 })
+            casez ({ \$191 , 2'h1 })
               3'h1:
                   /* empty */;
               3'h5:
-                  \$220  = 5'h00;
+                  \$233  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$220  = 5'h00;
+      \$233  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = count6;
+    \$234  = count6;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            /* empty */;
-        3'h3:
-            /* empty */;
-        3'h4:
-            /* empty */;
-        3'h5:
-            /* empty */;
-        3'h6:
-            \$221  = \$86 [4:0];
-      endcase
+      if (\$98 ) begin
+        \$234  = \$99 [4:0];
+      end
     end
-    if (\$95 ) begin
-      \$221  = 5'h00;
+    if (\$110 ) begin
+      \$234  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -3056,44 +3019,28 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             (* full_case = 32'd1 *)
             
             (* full_case = 32'd1 *)
-            casez ({ \$179 , 2'h2 })
+            casez ({ \$192 , 2'h2 })
               3'h2:
                   /* empty */;
               3'h6:
-                  \$221  = 5'h00;
+                  \$234  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$221  = 5'h00;
+      \$234  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = count7;
+    \$235  = count7;
     if (\event ) begin
-      (* full_case = 32'd1 *)
-      casez ({ cur, spike_src })
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            /* empty */;
-        3'h3:
-            /* empty */;
-        3'h4:
-            /* empty */;
-        3'h5:
-            /* empty */;
-        3'h6:
-            /* empty */;
-        3'h7:
-            \$222  = \$86 [4:0];
-      endcase
+      if (\$100 ) begin
+        \$235  = \$101 [4:0];
+      end
     end
-    if (\$95 ) begin
-      \$222  = 5'h00;
+    if (\$110 ) begin
+      \$235  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -3123,420 +3070,54 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           end
     endcase
     if (rst) begin
-      \$222  = 5'h00;
+      \$235  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = ctr3;
+    \$236  = ctr3;
     if (\event ) begin
-      if (\$87 ) begin
-        \$223  = \$88 [31:0];
+      if (\$102 ) begin
+        \$236  = \$103 [31:0];
       end
     end
-    if (\$95 ) begin
-      \$223  = 32'd0;
+    if (\$110 ) begin
+      \$236  = 32'd0;
     end
     if (rst) begin
-      \$223  = 32'd0;
+      \$236  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = ctr7;
+    \$237  = ctr7;
     if (\event ) begin
-      if (\$89 ) begin
-        \$224  = \$90 [31:0];
+      if (\$104 ) begin
+        \$237  = \$105 [31:0];
       end
     end
-    if (\$95 ) begin
-      \$224  = 32'd0;
+    if (\$110 ) begin
+      \$237  = 32'd0;
     end
     if (rst) begin
-      \$224  = 32'd0;
+      \$237  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = in_full;
-    if (\$91 ) begin
+    \$238  = in_full;
+    if (\$106 ) begin
       if (input__payload[12]) begin
-        \$225  = 1'h1;
+        \$238  = 1'h1;
       end
     end
-    if (\$95 ) begin
-      \$225  = 1'h0;
+    if (\$110 ) begin
+      \$238  = 1'h0;
     end
     casez (fsm_state)
       4'h0:
-          if (\$98 ) begin
-            \$225  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$225  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = in_count0;
-    if (\$91 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[12]) begin
-      end else begin
-        casez (\$signal )
-          1'h0:
-              \$226  = \$93 [4:0];
-        endcase
-      end
-    end
-    if (\$95 ) begin
-      \$226  = 5'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$98 ) begin
-            casez (\$100 )
-              1'h0:
-                  \$226  = 5'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$226  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = in_count1;
-    if (\$91 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[12]) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        casez (\$signal )
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$227  = \$93 [4:0];
-        endcase
-      end
-    end
-    if (\$95 ) begin
-      \$227  = 5'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$98 ) begin
-            (* full_case = 32'd1 *)
-            casez (\$100 )
-              1'h0:
-                  /* empty */;
-              1'h1:
-                  \$227  = 5'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$227  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = ctr0;
-    if (\$95 ) begin
-      \$228  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$102 ) begin
-            \$228  = \$103 [31:0];
-          end
-      4'h4:
-          if (\$106 ) begin
-            \$228  = \$107 [31:0];
-          end
-      4'h6:
-          if (\$145 ) begin
-            \$228  = \$146 [31:0];
-          end
-      4'h5:
-          if (\$157 ) begin
-            \$228  = \$158 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$228  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = ctr1;
-    if (\$95 ) begin
-      \$229  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$167 ) begin
-            \$229  = \$168 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$229  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = ctr2;
-    if (\$95 ) begin
-      \$230  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          if (\$149 ) begin
-            if (\$151 ) begin
-              if (\$152 ) begin
-                \$230  = \$153 [31:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$230  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = ctr4;
-    if (\$95 ) begin
-      \$231  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$104 ) begin
-            \$231  = \$105 [31:0];
-          end
-      4'h4:
-          if (\$108 ) begin
-            \$231  = \$109 [31:0];
-          end
-      4'h6:
-          if (\$147 ) begin
-            \$231  = \$148 [31:0];
-          end
-      4'h5:
-          if (\$159 ) begin
-            \$231  = \$160 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$231  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = ctr5;
-    if (\$95 ) begin
-      \$232  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$169 ) begin
-            \$232  = \$170 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$232  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = ctr6;
-    if (\$95 ) begin
-      \$233  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          if (\$149 ) begin
-            if (\$151 ) begin
-              if (\$154 ) begin
-                \$233  = \$155 [31:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$233  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = ctr8;
-    if (\$95 ) begin
-      \$234  = 32'd0;
-    end
-    if (busy) begin
-      \$234  = \$96 [31:0];
-    end
-    if (rst) begin
-      \$234  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = ctr9;
-    if (\$95 ) begin
-      \$235  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            \$235  = \$181 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$235  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = cur;
-    if (\$95 ) begin
-      \$236  = 1'h0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            \$236  = \$180 ;
-          end
-    endcase
-    if (rst) begin
-      \$236  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = \$signal ;
-    if (\$95 ) begin
-      \$237  = 1'h0;
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$98 ) begin
-            \$237  = \$99 ;
-          end
-    endcase
-    if (rst) begin
-      \$237  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$238  = li;
-    casez (fsm_state)
-      4'h0:
-          if (\$98 ) begin
+          if (\$113 ) begin
             \$238  = 1'h0;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (free) begin
-            (* full_case = 32'd1 *)
-            if (\$175 ) begin
-            end else begin
-              \$238  = \$176 [0];
-            end
           end
     endcase
     if (rst) begin
@@ -3545,87 +3126,453 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$239  = \$signal$174 ;
+    \$239  = in_count0;
+    if (\$106 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[12]) begin
+      end else begin
+        casez (\$signal )
+          1'h0:
+              \$239  = \$108 [4:0];
+        endcase
+      end
+    end
+    if (\$110 ) begin
+      \$239  = 5'h00;
+    end
     casez (fsm_state)
       4'h0:
-          if (\$98 ) begin
-            \$239  = \$signal ;
+          if (\$113 ) begin
+            casez (\$115 )
+              1'h0:
+                  \$239  = 5'h00;
+            endcase
           end
     endcase
     if (rst) begin
-      \$239  = 1'h0;
+      \$239  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$240  = fsm_state;
+    \$240  = in_count1;
+    if (\$106 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[12]) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (\$signal )
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$240  = \$108 [4:0];
+        endcase
+      end
+    end
+    if (\$110 ) begin
+      \$240  = 5'h00;
+    end
     casez (fsm_state)
       4'h0:
-          if (\$98 ) begin
+          if (\$113 ) begin
             (* full_case = 32'd1 *)
-            if (\$101 ) begin
-              \$240  = 4'h1;
+            casez (\$115 )
+              1'h0:
+                  /* empty */;
+              1'h1:
+                  \$240  = 5'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$240  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$241  = ctr0;
+    if (\$110 ) begin
+      \$241  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$117 ) begin
+            \$241  = \$118 [31:0];
+          end
+      4'h4:
+          if (\$121 ) begin
+            \$241  = \$122 [31:0];
+          end
+      4'h6:
+          if (\$158 ) begin
+            \$241  = \$159 [31:0];
+          end
+      4'h5:
+          if (\$170 ) begin
+            \$241  = \$171 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$241  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$242  = ctr1;
+    if (\$110 ) begin
+      \$242  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$180 ) begin
+            \$242  = \$181 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$242  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$243  = ctr2;
+    if (\$110 ) begin
+      \$243  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          if (\$162 ) begin
+            if (\$164 ) begin
+              if (\$165 ) begin
+                \$243  = \$166 [31:0];
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$243  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$244  = ctr4;
+    if (\$110 ) begin
+      \$244  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$119 ) begin
+            \$244  = \$120 [31:0];
+          end
+      4'h4:
+          if (\$123 ) begin
+            \$244  = \$124 [31:0];
+          end
+      4'h6:
+          if (\$160 ) begin
+            \$244  = \$161 [31:0];
+          end
+      4'h5:
+          if (\$172 ) begin
+            \$244  = \$173 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$244  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$245  = ctr5;
+    if (\$110 ) begin
+      \$245  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$182 ) begin
+            \$245  = \$183 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$245  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$246  = ctr6;
+    if (\$110 ) begin
+      \$246  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          if (\$162 ) begin
+            if (\$164 ) begin
+              if (\$167 ) begin
+                \$246  = \$168 [31:0];
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$246  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$247  = ctr8;
+    if (\$110 ) begin
+      \$247  = 32'd0;
+    end
+    if (busy) begin
+      \$247  = \$111 [31:0];
+    end
+    if (rst) begin
+      \$247  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$248  = ctr9;
+    if (\$110 ) begin
+      \$248  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            \$248  = \$194 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$248  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$249  = cur;
+    if (\$110 ) begin
+      \$249  = 1'h0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            \$249  = \$193 ;
+          end
+    endcase
+    if (rst) begin
+      \$249  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$250  = \$signal ;
+    if (\$110 ) begin
+      \$250  = 1'h0;
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$113 ) begin
+            \$250  = \$114 ;
+          end
+    endcase
+    if (rst) begin
+      \$250  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$251  = li;
+    casez (fsm_state)
+      4'h0:
+          if (\$113 ) begin
+            \$251  = 1'h0;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (free) begin
+            (* full_case = 32'd1 *)
+            if (\$188 ) begin
             end else begin
-              \$240  = 4'h2;
+              \$251  = \$189 [0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$251  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$252  = \$signal$176 ;
+    casez (fsm_state)
+      4'h0:
+          if (\$113 ) begin
+            \$252  = \$signal ;
+          end
+    endcase
+    if (rst) begin
+      \$252  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$253  = fsm_state;
+    casez (fsm_state)
+      4'h0:
+          if (\$113 ) begin
+            (* full_case = 32'd1 *)
+            if (\$116 ) begin
+              \$253  = 4'h1;
+            end else begin
+              \$253  = 4'h2;
             end
           end
       4'h2:
-          \$240  = 4'h3;
+          \$253  = 4'h3;
       4'h3:
-          \$240  = 4'h4;
+          \$253  = 4'h4;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$110 ) begin
-            \$240  = 4'h5;
+          if (\$125 ) begin
+            \$253  = 4'h5;
           end else begin
-            \$240  = 4'h6;
+            \$253  = 4'h6;
           end
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$149 ) begin
+          if (\$162 ) begin
           end else begin
-            \$240  = 4'h4;
+            \$253  = 4'h4;
           end
       4'h5:
-          if (\$161 ) begin
-          end else if (\$166 ) begin
-            \$240  = 4'h7;
+          if (\$174 ) begin
+          end else if (\$179 ) begin
+            \$253  = 4'h7;
           end
       4'h7:
           if (can_load) begin
             (* full_case = 32'd1 *)
-            if (\$172 ) begin
-              \$240  = 4'h8;
+            if (\$185 ) begin
+              \$253  = 4'h8;
             end else begin
-              \$240  = 4'h3;
+              \$253  = 4'h3;
             end
           end
       4'h8:
           if (free) begin
             (* full_case = 32'd1 *)
-            if (\$175 ) begin
-              \$240  = 4'h1;
+            if (\$188 ) begin
+              \$253  = 4'h1;
             end else begin
-              \$240  = 4'h2;
+              \$253  = 4'h2;
             end
           end
       4'h1:
           if (w_rdy) begin
-            \$240  = 4'h0;
+            \$253  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$240  = 4'h0;
+      \$253  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$241  = k;
+    \$254  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          \$241  = 4'h0;
+          \$254  = 4'h0;
       4'h3:
           /* empty */;
       4'h4:
@@ -3637,42 +3584,42 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h7:
           if (can_load) begin
             (* full_case = 32'd1 *)
-            if (\$172 ) begin
+            if (\$185 ) begin
             end else begin
-              \$241  = \$173 [3:0];
+              \$254  = \$186 [3:0];
             end
           end
     endcase
     if (rst) begin
-      \$241  = 4'h0;
+      \$254  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$242  = e;
+    \$255  = e;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
           /* empty */;
       4'h3:
-          \$242  = { 1'h0, layer[14:13] };
+          \$255  = { 1'h0, layer[14:13] };
       4'h4:
           /* empty */;
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$149 ) begin
+          if (\$162 ) begin
           end else begin
-            \$242  = \$156 [2:0];
+            \$255  = \$169 [2:0];
           end
     endcase
     if (rst) begin
-      \$242  = 3'h0;
+      \$255  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$243  = src_sel;
+    \$256  = src_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3682,18 +3629,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$110 ) begin
+          if (\$125 ) begin
           end else begin
-            \$243  = \$111 ;
+            \$256  = \$126 ;
           end
     endcase
     if (rst) begin
-      \$243  = 2'h0;
+      \$256  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$244  = \$signal$160 ;
+    \$257  = \$signal$162 ;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3703,18 +3650,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$110 ) begin
+          if (\$125 ) begin
           end else begin
-            \$244  = \$113 ;
+            \$257  = \$128 ;
           end
     endcase
     if (rst) begin
-      \$244  = 1'h0;
+      \$257  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$245  = bank_sel;
+    \$258  = bank_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3724,18 +3671,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$110 ) begin
+          if (\$125 ) begin
           end else begin
-            \$245  = \$118 ;
+            \$258  = \$133 ;
           end
     endcase
     if (rst) begin
-      \$245  = 1'h0;
+      \$258  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$246  = n;
+    \$259  = n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3745,22 +3692,22 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$110 ) begin
+          if (\$125 ) begin
           end else begin
-            \$246  = 5'h00;
+            \$259  = 5'h00;
           end
       4'h6:
-          if (\$149 ) begin
-            \$246  = \$150 [4:0];
+          if (\$162 ) begin
+            \$259  = \$163 [4:0];
           end
     endcase
     if (rst) begin
-      \$246  = 5'h00;
+      \$259  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$247  = cnt;
+    \$260  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3770,18 +3717,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$110 ) begin
+          if (\$125 ) begin
           end else begin
-            \$247  = \$126 ;
+            \$260  = \$141 ;
           end
     endcase
     if (rst) begin
-      \$247  = 5'h00;
+      \$260  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$248  = rowbase;
+    \$261  = row_wbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3791,18 +3738,39 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$110 ) begin
+          if (\$125 ) begin
           end else begin
-            \$248  = \$144 [8:0];
+            \$261  = \$142 ;
           end
     endcase
     if (rst) begin
-      \$248  = 9'h000;
+      \$261  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$249  = drain2;
+    \$262  = row_offset;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$125 ) begin
+          end else begin
+            \$262  = \$157 [8:0];
+          end
+    endcase
+    if (rst) begin
+      \$262  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$263  = drain2;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3815,14 +3783,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h6:
           /* empty */;
       4'h5:
-          if (\$161 ) begin
-            \$249  = 1'h1;
-          end else if (\$166 ) begin
-            \$249  = 1'h0;
+          if (\$174 ) begin
+            \$263  = 1'h1;
+          end else if (\$179 ) begin
+            \$263  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$249  = 1'h0;
+      \$263  = 1'h0;
     end
   end
   assign r_data = output__payload;
@@ -3837,34 +3805,35 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$signature__data$27  = host_wdata[7:0];
   assign \$signature__addr$29  = host_addr[3:0];
   assign \$signature__data$30  = host_wdata;
-  assign \$signature__addr$49  = \$25 [7:0];
-  assign \$signature__addr$51  = \$26 [3:0];
-  assign \$signature__addr$52  = \$27 [3:0];
-  assign \$signature__addr$53  = \$29 [7:0];
-  assign \$signature__addr$54  = \$30 [3:0];
-  assign \$signature__addr$55  = \$31 [3:0];
+  assign rowbase = \$24 [8:0];
+  assign \$signature__addr$52  = \$26 [7:0];
+  assign \$signature__addr$54  = \$27 [3:0];
+  assign \$signature__addr$55  = \$28 [3:0];
+  assign \$signature__addr$56  = \$30 [7:0];
+  assign \$signature__addr$57  = \$31 [3:0];
+  assign \$signature__addr$58  = \$32 [3:0];
   assign ev_rd__addr = { bank_sel, src_sel, n[3:0] };
   assign in_rd__addr = { bank_sel, n[3:0] };
   assign u = \$signature__data$38 ;
   assign alpha = \$signature__data$36 [8:0];
   assign bias = \$signature__data$36 [40:25];
-  assign \u$64  = \$signature__data$39 ;
-  assign \alpha$65  = \$signature__data$37 [8:0];
-  assign \bias$66  = \$signature__data$37 [40:25];
+  assign \u$67  = \$signature__data$39 ;
+  assign \alpha$68  = \$signature__data$37 [8:0];
+  assign \bias$69  = \$signature__data$37 [40:25];
   assign acc0 = total;
   assign theta_q0 = theta;
   assign v_reset = layer[36:21];
   assign reset = layer[20:19];
   assign spiking = layer[18];
-  assign acc1 = \total$100 ;
-  assign theta_q1 = \theta$102 ;
-  assign \v_reset$104  = layer[36:21];
-  assign \reset$105  = layer[20:19];
-  assign \spiking$106  = layer[18];
-  assign \$signature__addr$108  = \$35 [3:0];
-  assign \$signature__data$109  = \$36 [15:0];
-  assign \$signature__addr$113  = \$41 [3:0];
-  assign \$signature__data$114  = \$42 [15:0];
+  assign acc1 = \total$103 ;
+  assign theta_q1 = \theta$105 ;
+  assign \v_reset$107  = layer[36:21];
+  assign \reset$108  = layer[20:19];
+  assign \spiking$109  = layer[18];
+  assign \$signature__addr$111  = \$36 [3:0];
+  assign \$signature__data$112  = \$37 [15:0];
+  assign \$signature__addr$116  = \$42 [3:0];
+  assign \$signature__data$117  = \$43 [15:0];
   assign \input__payload.index  = input__payload[3:0];
   assign \input__payload.value  = input__payload[11:4];
   assign \input__payload.end  = input__payload[12];
@@ -3948,26 +3917,26 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \edge3.recurrent  = edge3[2];
   assign \edge3.wbase  = edge3[10:3];
   assign \edge3.nsrc  = edge3[15:11];
-  assign valid_lanes[1] = \$52 ;
-  assign valid_lanes[0] = \$49 ;
-  assign spikes[1] = \spike$107 ;
+  assign valid_lanes[1] = \$53 ;
+  assign valid_lanes[0] = \$50 ;
+  assign spikes[1] = \spike$110 ;
   assign spikes[0] = spike;
   assign end_record[1:0] = 2'h2;
   assign end_record[23:2] = 22'h000000;
   assign \$15  = host_addr[8];
   assign \$20  = host_addr[8];
-  assign \$45  = host_addr[8];
-  assign \$89  = event_layer;
-  assign \$104  = li;
-  assign \$108  = li;
-  assign \$129  = { 1'h0, \$128  };
-  assign \$133  = { \$132 , 1'h0 };
-  assign \$137  = { 1'h0, \$136 , 2'h0 };
-  assign \$141  = { \$140 , 3'h0 };
-  assign \$147  = li;
-  assign \$154  = li;
-  assign \$159  = li;
-  assign \$169  = li;
+  assign \$46  = host_addr[8];
+  assign \$104  = event_layer;
+  assign \$119  = li;
+  assign \$123  = li;
+  assign \$144  = { 1'h0, \$143  };
+  assign \$147  = { \$146 , 1'h0 };
+  assign \$151  = { 1'h0, \$150 , 2'h0 };
+  assign \$154  = { \$153 , 3'h0 };
+  assign \$160  = li;
+  assign \$167  = li;
+  assign \$172  = li;
+  assign \$182  = li;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -4009,25 +3978,33 @@ module \npu_core_tiny.leak1 (bias, u, leak, alpha);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neuron0 (\port$609$18 , theta, total, u_new, spike);
-  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
-  wire [25:0] \$1 ;
-  wire [26:0] \$10 ;
-  wire [15:0] \$11 ;
-  wire [15:0] \$12 ;
-  wire [25:0] \$2 ;
+module \npu_core_tiny.neuron0 (u_new, \port$647$18 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [16:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [16:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire [16:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [15:0] \$19 ;
+  wire \$2 ;
   wire \$3 ;
   wire \$4 ;
-  wire \$5 ;
-  wire [16:0] \$6 ;
-  wire [16:0] \$7 ;
-  wire [26:0] \$8 ;
-  wire [26:0] \$9 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
   wire \$signal ;
+  wire [15:0] after_spike;
   wire lo;
+  wire [15:0] low;
   wire [15:0] minus;
-  input [18:0] \port$609$18 ;
-  wire [18:0] \port$609$18 ;
+  input [18:0] \port$647$18 ;
+  wire [18:0] \port$647$18 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -4037,63 +4014,69 @@ module \npu_core_tiny.neuron0 (\port$609$18 , theta, total, u_new, spike);
   input [25:0] total;
   wire [25:0] total;
   output [15:0] u_new;
-  reg [15:0] u_new;
+  wire [15:0] u_new;
   wire [15:0] v;
   wire [15:0] v_reset;
-  assign \$signal  = $signed(total) > $signed(16'h7fff);
-  assign lo = $signed(total) < $signed(16'h8000);
-  assign \$1  = lo ? 26'h3ff8000 : total;
-  assign \$2  = \$signal  ? 26'h0007fff : \$1 ;
-  assign \$3  = $signed(total) >= $signed(theta);
-  assign \$4  = theta == 16'h8000;
-  assign \$5  = \$3  | \$4 ;
-  assign spike = \port$609$18 [0] & \$5 ;
-  assign \$6  = $signed(16'h7fff) - $signed(theta);
-  assign \$7  = $signed(16'h8000) - $signed(theta);
-  assign \$8  = $signed(total) - $signed(theta);
-  assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
-  assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
-  assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
-  assign \$12  = spike ? \port$609$18 [18:3] : \$2 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\port$609$18 [2:1])
-      2'h0:
-          u_new = \$11 ;
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$2 [15:0];
-    endcase
-  end
-  assign v = \$2 [15:0];
-  assign spiking = \port$609$18 [0];
-  assign minus = \$10 [15:0];
-  assign reset = \port$609$18 [2:1];
-  assign v_reset = \port$609$18 [18:3];
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign \$6  = ~ lo;
+  assign \$7  = $signed(total[15:0]) >= $signed(theta);
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$signal  | \$8 ;
+  assign \$10  = theta == 16'h8000;
+  assign \$11  = \$9  | \$10 ;
+  assign spike = \port$647$18 [0] & \$11 ;
+  assign \$12  = $signed(16'h7fff) - $signed(theta);
+  assign \$13  = $signed(16'h8000) - $signed(theta);
+  assign \$14  = $signed(total[15:0]) - $signed(theta);
+  assign \$15  = lo ? \$13  : \$14 ;
+  assign \$16  = \$signal  ? \$12  : \$15 ;
+  assign \$17  = ! \port$647$18 [2:1];
+  assign \$18  = \port$647$18 [2:1] == 1'h1;
+  assign \$19  = \$18  ? \port$647$18 [18:3] : v;
+  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign u_new = spike ? after_spike : v;
+  assign low = total[15:0];
+  assign spiking = \port$647$18 [0];
+  assign minus = \$16 [15:0];
+  assign reset = \port$647$18 [2:1];
+  assign v_reset = \port$647$18 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neuron1 (\port$609$18 , theta, total, u_new, spike);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
-  wire [25:0] \$1 ;
-  wire [26:0] \$10 ;
-  wire [15:0] \$11 ;
-  wire [15:0] \$12 ;
-  wire [25:0] \$2 ;
+module \npu_core_tiny.neuron1 (u_new, \port$647$18 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [16:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [16:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire [16:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [15:0] \$19 ;
+  wire \$2 ;
   wire \$3 ;
   wire \$4 ;
-  wire \$5 ;
-  wire [16:0] \$6 ;
-  wire [16:0] \$7 ;
-  wire [26:0] \$8 ;
-  wire [26:0] \$9 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
   wire \$signal ;
+  wire [15:0] after_spike;
   wire lo;
+  wire [15:0] low;
   wire [15:0] minus;
-  input [18:0] \port$609$18 ;
-  wire [18:0] \port$609$18 ;
+  input [18:0] \port$647$18 ;
+  wire [18:0] \port$647$18 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -4103,46 +4086,44 @@ module \npu_core_tiny.neuron1 (\port$609$18 , theta, total, u_new, spike);
   input [25:0] total;
   wire [25:0] total;
   output [15:0] u_new;
-  reg [15:0] u_new;
+  wire [15:0] u_new;
   wire [15:0] v;
   wire [15:0] v_reset;
-  assign \$signal  = $signed(total) > $signed(16'h7fff);
-  assign lo = $signed(total) < $signed(16'h8000);
-  assign \$1  = lo ? 26'h3ff8000 : total;
-  assign \$2  = \$signal  ? 26'h0007fff : \$1 ;
-  assign \$3  = $signed(total) >= $signed(theta);
-  assign \$4  = theta == 16'h8000;
-  assign \$5  = \$3  | \$4 ;
-  assign spike = \port$609$18 [0] & \$5 ;
-  assign \$6  = $signed(16'h7fff) - $signed(theta);
-  assign \$7  = $signed(16'h8000) - $signed(theta);
-  assign \$8  = $signed(total) - $signed(theta);
-  assign \$9  = lo ? { \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7 [16], \$7  } : \$8 ;
-  assign \$10  = \$signal  ? { \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6 [16], \$6  } : \$9 ;
-  assign \$11  = spike ? \$10 [15:0] : \$2 [15:0];
-  assign \$12  = spike ? \port$609$18 [18:3] : \$2 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\port$609$18 [2:1])
-      2'h0:
-          u_new = \$11 ;
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$2 [15:0];
-    endcase
-  end
-  assign v = \$2 [15:0];
-  assign spiking = \port$609$18 [0];
-  assign minus = \$10 [15:0];
-  assign reset = \port$609$18 [2:1];
-  assign v_reset = \port$609$18 [18:3];
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign \$6  = ~ lo;
+  assign \$7  = $signed(total[15:0]) >= $signed(theta);
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$signal  | \$8 ;
+  assign \$10  = theta == 16'h8000;
+  assign \$11  = \$9  | \$10 ;
+  assign spike = \port$647$18 [0] & \$11 ;
+  assign \$12  = $signed(16'h7fff) - $signed(theta);
+  assign \$13  = $signed(16'h8000) - $signed(theta);
+  assign \$14  = $signed(total[15:0]) - $signed(theta);
+  assign \$15  = lo ? \$13  : \$14 ;
+  assign \$16  = \$signal  ? \$12  : \$15 ;
+  assign \$17  = ! \port$647$18 [2:1];
+  assign \$18  = \port$647$18 [2:1] == 1'h1;
+  assign \$19  = \$18  ? \port$647$18 [18:3] : v;
+  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign u_new = spike ? after_spike : v;
+  assign low = total[15:0];
+  assign spiking = \port$647$18 [0];
+  assign minus = \$16 [15:0];
+  assign reset = \port$647$18 [2:1];
+  assign v_reset = \port$647$18 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
 module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_rdy, r_en);
-  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -4267,7 +4248,7 @@ module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_r
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -4277,7 +4258,7 @@ module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -4287,7 +4268,7 @@ module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -4300,7 +4281,7 @@ module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -4321,7 +4302,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \npu_core_tiny.router (rst, records__ready, free, records__valid, event_index, \event , can_load, load, send, \spikes$21 , \base$22 , \layer$23 , \emit_values$24 , values, records__payload, layer, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -4427,7 +4408,7 @@ module \npu_core_tiny.router (rst, records__ready, free, records__valid, event_i
   always @(posedge clk)
     value1 <= \$21 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     (* full_case = 32'd1 *)
     casez (pick)
       1'h0:
@@ -4437,7 +4418,7 @@ module \npu_core_tiny.router (rst, records__ready, free, records__valid, event_i
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     pick = 1'h0;
     if (pending[1]) begin
       pick = 1'h1;
@@ -4447,7 +4428,7 @@ module \npu_core_tiny.router (rst, records__ready, free, records__valid, event_i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$15  = pending;
     if (\$10 ) begin
       \$15  = \$13 [1:0];
@@ -4460,7 +4441,7 @@ module \npu_core_tiny.router (rst, records__ready, free, records__valid, event_i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$16  = spikes;
     if (\$14 ) begin
       \$16  = \spikes$21 ;
@@ -4470,7 +4451,7 @@ module \npu_core_tiny.router (rst, records__ready, free, records__valid, event_i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$17  = base;
     if (\$14 ) begin
       \$17  = \base$22 ;
@@ -4480,7 +4461,7 @@ module \npu_core_tiny.router (rst, records__ready, free, records__valid, event_i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$18  = layer;
     if (\$14 ) begin
       \$18  = \layer$23 ;
@@ -4490,7 +4471,7 @@ module \npu_core_tiny.router (rst, records__ready, free, records__valid, event_i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$19  = emit_values;
     if (\$14 ) begin
       \$19  = \emit_values$24 ;
@@ -4500,7 +4481,7 @@ module \npu_core_tiny.router (rst, records__ready, free, records__valid, event_i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$20  = value0;
     if (\$14 ) begin
       \$20  = values[15:0];
@@ -4510,7 +4491,7 @@ module \npu_core_tiny.router (rst, records__ready, free, records__valid, event_i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$21  = value1;
     if (\$14 ) begin
       \$21  = values[31:16];
