@@ -167,19 +167,21 @@ def parse_nextpnr_report(path: Path, family: str) -> dict:
 
 
 def yosys_cell_counts(log: str) -> dict:
-    """The last cell statistics of a Yosys log: cell type -> count."""
-    blocks = re.split(r"\n\s*Number of cells:", log)
-    if len(blocks) < 2:
+    """The last cell statistics of a Yosys log: cell type -> count.  Both formats:
+    ``Number of cells: N`` then ``TYPE  count`` lines (older Yosys), and ``N cells``
+    then ``count  TYPE`` lines (Yosys >= 0.5x)."""
+    heads = list(re.finditer(r"^\s*(?:Number of cells:\s*\d+|\d+ cells)\s*$", log, re.M))
+    if not heads:
         return {}
     counts = {}
-    for line in blocks[-1].splitlines()[1:]:
+    for line in log[heads[-1].end():].splitlines()[1:]:
         parts = line.split()
+        if not parts:
+            break
         if len(parts) == 2 and parts[1].isdigit() and not parts[0].isdigit():
             counts[parts[0]] = int(parts[1])
-        elif len(parts) == 2 and parts[0].isdigit():  # newer Yosys: "count  type"
+        elif len(parts) == 2 and parts[0].isdigit():
             counts[parts[1]] = int(parts[0])
-        elif counts and not line.strip():
-            break
     return counts
 
 
