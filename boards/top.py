@@ -4,8 +4,10 @@ a design made by a ``make_top(config, clk_freq, baud, weight_memory)`` callable.
 The design is a component with 1-bit ``uart_rx`` (in) and ``uart_tx`` (out)
 ports and, optionally, a ``busy`` output for a status LED.  Two exist:
 
-* :func:`make_soc`: ``gateware.link.SoC(link="uart")`` (UART link, frame
-  decoder, command engine, NPU core): the product.  Needs ``gateware.link``.
+* :func:`make_soc` (the default): ``gateware.link.SoC(link="uart")`` (UART
+  link, frame decoder, command engine, NPU core), the product; on PCIe boards
+  ``gateware.link.AXIStreamLink`` (the same SoC on a byte stream, behind
+  AXI-Stream ports) on the XDMA bridge.
 * :func:`make_core`: :class:`CoreScan`, the NPU core alone behind a scan chain
   on the UART pins, so every core input comes from a pin and every core output
   reaches one and synthesis keeps the whole core (for fit, utilization and
@@ -95,21 +97,24 @@ def make_core(config: CoreConfig, clk_freq: float, baud: int, weight_memory=None
 
 def make_soc(config: CoreConfig, clk_freq: float, baud: int, weight_memory=None,
              link: str = "uart"):
-    """The SoC top (``gateware.link.SoC``) with the UART link, or the byte-stream
-    link (``link="stream"``, for the PCIe AXI-Stream bridge)."""
+    """The SoC top: ``gateware.link.SoC`` with the UART link, or (``link="stream"``,
+    PCIe boards) ``gateware.link.AXIStreamLink``, the byte-stream SoC behind
+    AXI-Stream ports, for the XDMA bridge (``baud`` unused then)."""
     try:
-        from ..gateware.link import SoC
+        from ..gateware.link import AXIStreamLink, SoC
     except ImportError as exc:
         raise SocUnavailable("--top soc needs the SoC top (gateware.link: UART link, frame "
                              "decoder, command engine), which is not in this build; use "
                              "--top core for a core-only build") from exc
-    kwargs = {} if weight_memory is None else {"weight_memory": weight_memory}
-    return SoC(config=config, link=link, clk_freq=int(clk_freq), baud=baud, **kwargs)
+    if link == "stream":
+        return AXIStreamLink(config=config, weight_memory=weight_memory)
+    return SoC(config=config, link=link, clk_freq=int(clk_freq), baud=baud,
+               weight_memory=weight_memory)
 
 
 TOPS = {"core": make_core, "soc": make_soc}
-DEFAULT_TOP = "core"
-"""The top ``spikeforge build`` uses without ``--top``; ``soc`` once gateware.link exists."""
+DEFAULT_TOP = "soc"
+"""The top ``spikeforge build`` uses without ``--top``: the SoC (the device)."""
 
 
 def _request_all(platform, name, count):
@@ -127,8 +132,8 @@ class BoardTop(wiring.Component):
     input clock when ``None``), reset is held until the PLL locks (and, on
     iCE40, 256 more clocks: its block RAMs read zero for ~3 us after
     configuration); ``design`` (from ``make_top``) gets the UART pins; LED 0
-    blinks at ~1 Hz (the clock runs), LED 1 is the design's ``busy`` (when it
-    has one), LED 2 lights while ``uart_rx`` is low.
+    blinks at ~1 Hz (the clock runs), LED 1 is the design's ``busy`` (or not
+    ``idle``, when it has one), LED 2 lights while ``uart_rx`` is low.
 
     ``clk_freq``: the PLL's actual output frequency (Hz), known after
     construction (the PLL search runs in ``__init__``).
@@ -209,9 +214,16 @@ class BoardTop(wiring.Component):
             m.submodules.uart_rx = rx_buf = io.Buffer("i", uart.rx)
             m.submodules.uart_tx = tx_buf = io.Buffer("o", uart.tx)
             m.d.comb += [design.uart_rx.eq(rx_buf.i), tx_buf.o.eq(design.uart_tx)]
-        elif "rx" in design.signature.members:  # the SoC's byte-stream link
-            wiring.connect(m, bridge.rx, design.rx)
-            wiring.connect(m, design.tx, bridge.tx)
+        elif "s_axis_tdata" in design.signature.members:  # the SoC's AXI-Stream wrapper
+            m.d.comb += [
+                design.s_axis_tdata.eq(bridge.rx.payload),
+                design.s_axis_tvalid.eq(bridge.rx.valid),
+                design.s_axis_tlast.eq(0),
+                bridge.rx.ready.eq(design.s_axis_tready),
+                bridge.tx.payload.eq(design.m_axis_tdata),
+                bridge.tx.valid.eq(design.m_axis_tvalid),
+                design.m_axis_tready.eq(bridge.tx.ready),
+            ]
         else:  # the core-only scan chain: bit 0 of each byte
             m.d.comb += [
                 design.uart_rx.eq(~bridge.rx.valid | bridge.rx.payload[0]),
@@ -224,7 +236,9 @@ class BoardTop(wiring.Component):
         blink = Signal(max(1, int(self.clk_freq).bit_length() - 1))
         m.d.sync += blink.eq(blink + 1)
         rx_low = ~design.uart_rx if hasattr(design, "uart_rx") else Const(0, 1)
-        status = [blink[-1], getattr(design, "busy", Const(0, 1)), rx_low]
+        busy = (design.busy if hasattr(design, "busy")
+                else ~design.idle if hasattr(design, "idle") else Const(0, 1))
+        status = [blink[-1], busy, rx_low]
         for i, (led, value) in enumerate(zip(leds, status, strict=False)):
             m.submodules[f"led{i}"] = buf = io.Buffer("o", led)
             m.d.comb += buf.o.eq(value)

@@ -204,19 +204,23 @@ def test_tool_env_points_at_the_yowasp_wheels():
     assert all(Path(v).name.startswith("yowasp-") and Path(v).exists() for v in env.values())
 
 
-def test_soc_top_needs_the_link_package():
-    try:
-        import spikeforge.gateware.link  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("gateware.link exists: the SoC top builds")
-    from spikeforge.boards.top import SocUnavailable
+def test_soc_top_is_the_default_and_takes_the_weight_memory():
+    """``make_soc``: the UART SoC, or the AXI-Stream wrapper for ``link="stream"``,
+    with the board's weight memory passed down to the core."""
+    from spikeforge.boards.mem import SPRAMWeights
+    from spikeforge.boards.top import DEFAULT_TOP
+    from spikeforge.gateware.link import AXIStreamLink, SoC
 
-    with pytest.raises(SocUnavailable, match=re.escape(
-            "--top soc needs the SoC top (gateware.link: UART link, frame decoder, command "
-            "engine), which is not in this build; use --top core for a core-only build") + "$"):
-        make_soc(board_named("icebreaker").config, 36e6, 115200)
+    assert DEFAULT_TOP == "soc"
+    config = board_named("icebreaker").config
+    soc = make_soc(config, 36e6, 115200, SPRAMWeights)
+    assert type(soc) is SoC and soc.link == "uart" and soc.weight_memory is SPRAMWeights
+    axis = make_soc(config, 125e6, 115200, None, link="stream")
+    assert type(axis) is AXIStreamLink and axis.weight_memory is None
+    for cls, kwargs in ((SoC, {"link": "stream"}), (AXIStreamLink, {})):
+        with pytest.raises(TypeError, match=re.escape(
+                "weight_memory must be None or a callable, not 3") + "$"):
+            cls(config=config, weight_memory=3, **kwargs)
 
 
 # ---------------------------------------------------------- report parsing
@@ -368,9 +372,9 @@ def _build_json(capfd, *argv) -> dict:
     return json.loads(out)
 
 
-def _check_report(r, board, config):
+def _check_report(r, board, config, top="soc"):
     c = config
-    assert r["board"] == board.name and r["top"] == "core"
+    assert r["board"] == board.name and r["top"] == top
     bit = Path(r["bitstream"])
     assert bit.stat().st_size > 10_000
     util = r["utilization"]
@@ -509,15 +513,16 @@ def test_boards_command_lists_capacity(capsys):
 def test_every_board_top_elaborates(tmp_path):
     """Every board's top (PLL, reset, LEDs, UART or XDMA) with the tiny core makes a
     complete build plan; nothing runs."""
-    from spikeforge.boards.top import BoardTop, make_core
+    from spikeforge.boards.top import BoardTop, make_core, make_soc
     from spikeforge.gateware.rtl import config_named
 
     for name, b in BOARDS.items():
         platform = b.platform_class()()
         bbuild._string_attrs(platform)
-        top = BoardTop(board=b, make_top=make_core, config=config_named("tiny"))
-        plan = platform.prepare(top, name="top")
-        assert any(f.endswith((".il", ".v")) for f in plan.files), name
+        for make_top in (make_core, make_soc):
+            top = BoardTop(board=b, make_top=make_top, config=config_named("tiny"))
+            plan = platform.prepare(top, name="top")
+            assert any(f.endswith((".il", ".v")) for f in plan.files), name
         if b.target_mhz is not None:
             assert top.clk_freq == b.target_mhz * 1e6, name
 
