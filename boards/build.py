@@ -205,7 +205,7 @@ def _watch(root: Path, name: str, progress, stop: threading.Event, started: floa
                 progress(f"  {time.monotonic() - started:6.1f} s  {what}: {path.name}")
 
 
-def build(board: Board, *, top: str = "core", config: CoreConfig | None = None,
+def build(board: Board, *, top: str = "soc", config: CoreConfig | None = None,
           model: Path | None = None, out: Path, progress=print, seed: int = 1) -> dict:
     """Fit check, then build ``board`` into ``out`` (see the module docs)."""
     from .top import TOPS, BoardTop

@@ -397,21 +397,34 @@ def _check_report(r, board, config, top="soc"):
 
 def test_real_build_of_the_smallest_configuration(tmp_path, capfd):
     """Yosys + nextpnr-ecp5 + ecppack on the tiny core (scan-chain top): a
-    bitstream and a complete report."""
+    bitstream and a complete report.  (The core top keeps this under a minute;
+    the SoC top's build of the same configuration, below, takes ~1.5 min.)"""
     board = board_named("ulx3s-25f")
-    r = _build_json(capfd, "--board", "ulx3s-25f", "--config", "tiny", "--out",
-                    str(tmp_path / "b"))
+    r = _build_json(capfd, "--board", "ulx3s-25f", "--config", "tiny", "--top", "core",
+                    "--out", str(tmp_path / "b"))
     config = bbuild.parse_config("tiny", board)
-    _check_report(r, board, config)
+    _check_report(r, board, config, top="core")
     assert Path(r["bitstream"]).read_bytes()[:2] == b"\xff\x00"  # ecppack's header
     assert r["utilization"]["FF"]["used"] > 500
 
 
 @pytest.mark.slow
+def test_real_build_of_the_smallest_soc(tmp_path, capfd):
+    """The default top (the SoC: UART link, command engine, core) of the tiny
+    configuration: a bitstream and a complete report."""
+    board = board_named("ulx3s-25f")
+    r = _build_json(capfd, "--board", "ulx3s-25f", "--config", "tiny", "--out",
+                    str(tmp_path / "b"))
+    _check_report(r, board, bbuild.parse_config("tiny", board))
+    assert Path(r["bitstream"]).read_bytes()[:2] == b"\xff\x00"
+    assert r["utilization"]["FF"]["used"] > 1500
+
+
+@pytest.mark.slow
 def test_icebreaker_build_meets_its_target(tmp_path, capfd):
     board = board_named("icebreaker")
-    r = _build_json(capfd, "--board", "icebreaker", "--out", str(tmp_path / "b"))
-    fmax = _check_report(r, board, board.config)
+    r = _build_json(capfd, "--board", "icebreaker", "--top", "core", "--out", str(tmp_path / "b"))
+    fmax = _check_report(r, board, board.config, top="core")
     assert r["utilization"]["SPRAM"] == {"used": 4, "available": 4}  # weights in SPRAM
     # The issue asks for 36 MHz; the shipped target is 30 MHz (docs/boards.md).
     assert board.config.lanes >= 4 and fmax >= board.target_mhz and r["timing_met"]
@@ -420,8 +433,8 @@ def test_icebreaker_build_meets_its_target(tmp_path, capfd):
 @pytest.mark.slow
 def test_ulx3s_85f_build_meets_its_target(tmp_path, capfd):
     board = board_named("ulx3s-85f")
-    r = _build_json(capfd, "--board", "ulx3s-85f", "--out", str(tmp_path / "b"))
-    fmax = _check_report(r, board, board.config)
+    r = _build_json(capfd, "--board", "ulx3s-85f", "--top", "core", "--out", str(tmp_path / "b"))
+    fmax = _check_report(r, board, board.config, top="core")
     assert board.config.lanes >= 32 and fmax >= 100 and r["timing_met"]
 
 
