@@ -30,7 +30,7 @@ from .layout import CoreConfig, compile_network
 from .rtl import BENCH_CONFIGS, REFERENCE_CONFIGS
 from .vsim import VerilatedCore
 
-__all__ = ["run", "describe"]
+__all__ = ["run", "describe", "dense_on"]
 
 I64 = torch.int64
 
@@ -54,6 +54,25 @@ def dense(name: str, steps: int = 4) -> dict:
     clocks = sum(result.step_clocks)
     return {"config": name, "lanes": config.lanes, "neurons": net.layer("dense").size,
             "events_per_step": net.input_size, "clocks": clocks,
+            "synops_per_cycle": synops / clocks,
+            "fraction_of_peak": synops / clocks / config.lanes}
+
+
+def dense_on(config: CoreConfig, steps: int = 4) -> dict:
+    """The dense load on any configuration: ``max_neurons`` neurons fed the most
+    inputs its weight memory holds (every input an event each step)."""
+    n = config.max_neurons
+    j = min(config.max_inputs, config.max_fanin, config.weight_depth // -(-n // config.lanes))
+    gen = torch.Generator().manual_seed(0)
+    layer = LIFLayer("dense", n, alpha=torch.full((n,), 128, dtype=I64),
+                     theta=torch.full((n,), 1000, dtype=I64), bias=torch.zeros(n, dtype=I64),
+                     inputs=[Projection("input", torch.randint(-8, 8, (n, j), generator=gen))])
+    net = Network(input_size=j, input_kind="spike", layers=[layer], output="dense",
+                  fmt=config.fmt())
+    result = VerilatedCore(config).run(compile_network(net, config), [[1] * j] * steps)
+    synops = steps * j * n
+    clocks = sum(result.step_clocks)
+    return {"lanes": config.lanes, "neurons": n, "events_per_step": j, "clocks": clocks,
             "synops_per_cycle": synops / clocks,
             "fraction_of_peak": synops / clocks / config.lanes}
 
@@ -98,7 +117,7 @@ def digits(densities=(0.0, 0.1, 0.5), steps: int = 8) -> dict:
             "sim_clocks_per_second": result.clocks / result.seconds if result.seconds else None,
         })
     return {"config": "digits", "lanes": config.lanes, "rows": rows, "points": points,
-            "overhead_model": "per row: 2 clocks per edge + 3 (setup, edge setup/end, "
+            "overhead_model": "per row: 2 clocks per edge + 4 (setup, edge setup/end, "
                               "pipeline drain) + 1 neuron clock; per step: router waits "
                               "and the end-of-step record"}
 

@@ -32,16 +32,20 @@ owns neuron ``k*P + p``):
 * synaptic phase: for each edge, each event ``(j, x)`` of its source (this
   step's list, or the previous step's for a recurrent edge) is read once and
   every lane accumulates ``W[k*P + p, j] * x`` from its own weight memory at
-  ``wbase + k*nsrc + j``; one event per clock, a 3-stage pipeline
-  (event read, weight read, accumulate);
+  ``wbase + k*nsrc + j``; one event per clock, a 5-stage pipeline
+  (event read, weight read, weight register, multiply, accumulate);
+* the leak ``((alpha * u) >> F) + bias`` of the row's neurons is computed from
+  the membranes and parameters read at the row's start and added into the
+  accumulators before the first event (a pipeline stage hidden in the
+  synaptic phase: no extra clock);
 * neuron phase: every lane updates its neuron in one clock:
-  ``v = sat(((alpha * u) >> F) + acc + bias)``, ``s = spiking & (v >= theta)``,
-  reset, write ``u``;
+  ``v = sat(acc)`` (``= sat(((alpha * u) >> F) + sum + bias)``),
+  ``s = spiking & (v >= theta)``, reset, write ``u``;
 * spike router: the row's spikes go, one per clock and overlapped with the next
   row, into the layer's event list (its source events for later layers and, on
   recurrent edges, for the next step) and to the output stream.
 
-Cost of a row: ``events + 2 * edges + 3`` synaptic clocks and one neuron clock
+Cost of a row: ``events + 2 * edges + 4`` synaptic clocks and one neuron clock
 (plus router waits when a row has more to route than the next row has clocks),
 so a step costs about
 ``rows * (events + c)`` = ``(events * fan-out + neurons) / P`` plus a small
@@ -70,7 +74,7 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .lane import NeuronUpdate
+from .lane import NeuronFire, NeuronLeak, shift_add_product, total_bits
 from .layout import (
     COUNTERS,
     EDGE_FIELDS,
@@ -99,12 +103,24 @@ def input_layout(c: CoreConfig) -> data.StructLayout:
 
 
 class NPUCore(wiring.Component):
-    """The NPU core for the generics in ``config`` (a :class:`.layout.CoreConfig`)."""
+    """The NPU core for the generics in ``config`` (a :class:`.layout.CoreConfig`).
 
-    def __init__(self, *, config: CoreConfig):
+    ``weight_memory``: ``None`` (an Amaranth ``Memory`` per lane), or a callable
+    ``(shape=, depth=)`` returning a component with ``read`` (``addr`` in,
+    ``data`` out one clock later, every clock) and ``write`` (``addr``,
+    ``data``, ``en`` in) members, e.g. ``boards.mem.SPRAMWeights`` to put the
+    weights into iCE40 SPRAM.  The core writes weights only while idle and
+    reads them only while busy, so a single-port memory serves both.
+    """
+
+    def __init__(self, *, config: CoreConfig, weight_memory=None):
         if not isinstance(config, CoreConfig):
             self._MustUse__silence = True  # never elaborated: no "unused" warning
             raise TypeError(f"config must be a CoreConfig, not {config!r}")
+        if weight_memory is not None and not callable(weight_memory):
+            self._MustUse__silence = True
+            raise TypeError(f"weight_memory must be None or a callable, not {weight_memory!r}")
+        self.weight_memory = weight_memory
         self.config = c = config
         self.record_layout = struct_layout(RECORD_FIELDS(c))
         super().__init__({
@@ -168,13 +184,18 @@ class NPUCore(wiring.Component):
 
         weights, params, membranes = [], [], []
         for p in range(P):
-            wmem = memory.Memory(shape=signed(c.w_bits), depth=c.weight_depth, init=[])
+            if self.weight_memory is None:
+                wmem = memory.Memory(shape=signed(c.w_bits), depth=c.weight_depth, init=[])
+                w_ports = (wmem.read_port(), wmem.write_port())
+            else:
+                wmem = self.weight_memory(shape=signed(c.w_bits), depth=c.weight_depth)
+                w_ports = (wmem.read, wmem.write)
             pmem = memory.Memory(shape=param_l, depth=c.neuron_depth, init=[])
             umem = memory.Memory(shape=u_shape, depth=c.neuron_depth, init=[])
             m.submodules[f"weights{p}"] = wmem
             m.submodules[f"params{p}"] = pmem
             m.submodules[f"membranes{p}"] = umem
-            weights.append((wmem.read_port(), wmem.write_port()))
+            weights.append(w_ports)
             params.append((pmem.read_port(), pmem.write_port()))
             membranes.append((umem.read_port(), umem.write_port()))
 
@@ -190,6 +211,11 @@ class NPUCore(wiring.Component):
         region = self.host_addr[c.lane_bits + c.addr_bits:]
         lane = self.host_addr[c.addr_bits:c.addr_bits + c.lane_bits]
         addr = self.host_addr[:c.addr_bits]
+        # Timing: the tables are indexed with only the address bits they need (the
+        # host uses valid addresses only, see ``layout.address_map``).
+        addr_layer = addr[:max(1, (L - 1).bit_length())]
+        addr_edge = addr[:max(1, (c.max_edges - 1).bit_length())]
+        addr_ctr = addr[:max(1, (len(counters) - 1).bit_length())]
         busy = Signal()
         m.d.comb += self.busy.eq(busy)
         host_ok = ~busy
@@ -197,14 +223,14 @@ class NPUCore(wiring.Component):
         with m.If(host_ok & self.host_we):
             with m.Switch(region):
                 with m.Case(Region.LAYERS):
-                    m.d.sync += layers[addr].as_value().eq(self.host_wdata)
+                    m.d.sync += layers[addr_layer].as_value().eq(self.host_wdata)
                 with m.Case(Region.EDGES):
-                    m.d.sync += edges[addr].as_value().eq(self.host_wdata)
+                    m.d.sync += edges[addr_edge].as_value().eq(self.host_wdata)
                 with m.Case(Region.CONTROL):
                     m.d.sync += num_layers.eq(self.host_wdata)
                 if c.has_ssm:
                     with m.Case(Region.SSM_LAYERS):
-                        m.d.sync += ssm_table[addr].as_value().eq(self.host_wdata)
+                        m.d.sync += ssm_table[addr_layer].as_value().eq(self.host_wdata)
         if c.has_ssm:
             m.d.comb += [
                 pm_wr.addr.eq(addr),
@@ -226,16 +252,16 @@ class NPUCore(wiring.Component):
                      rd_lane.eq(lane)]
         with m.Switch(region):
             with m.Case(Region.LAYERS):
-                m.d.sync += rd_reg.eq(layers[addr].as_value())
+                m.d.sync += rd_reg.eq(layers[addr_layer].as_value())
             with m.Case(Region.EDGES):
-                m.d.sync += rd_reg.eq(edges[addr].as_value())
+                m.d.sync += rd_reg.eq(edges[addr_edge].as_value())
             with m.Case(Region.COUNTERS):
-                m.d.sync += rd_reg.eq(counters[addr])
+                m.d.sync += rd_reg.eq(counters[addr_ctr])
             with m.Case(Region.CONTROL):
                 m.d.sync += rd_reg.eq(num_layers)
             if c.has_ssm:
                 with m.Case(Region.SSM_LAYERS):
-                    m.d.sync += rd_reg.eq(ssm_table[addr].as_value())
+                    m.d.sync += rd_reg.eq(ssm_table[addr_layer].as_value())
         lane_data = {Region.WEIGHTS: Array(w[0].data.as_unsigned() for w in weights),
                      Region.PARAMS: Array(pr[0].data.as_value() for pr in params),
                      Region.MEMBRANES: Array(u[0].data.as_unsigned() for u in membranes)}
@@ -252,7 +278,12 @@ class NPUCore(wiring.Component):
         # ------------------------------------------------- sequencer state
         cur = Signal()  # the bank of this step's event lists
         li = Signal(range(L))  # layer being processed
-        layer = layers[li]
+        # Timing: the current layer's table entry, registered (every use comes at
+        # least one clock after ``li`` changes), and its end edge (two clocks).
+        layer = Signal(layer_l)
+        m.d.sync += layer.eq(layers[li])
+        e_end = Signal(c.edge_bits + 1)
+        m.d.sync += e_end.eq(layer.ebase + layer.ecount)
         k = Signal(c.rows_bits)  # row
         e = Signal(c.edge_bits + 1)  # edge
         edge = edges[e[:c.edge_bits]]
@@ -260,13 +291,24 @@ class NPUCore(wiring.Component):
         cnt = Signal.like(n)
         src_sel = Signal(c.src_bits)
         bank_sel = Signal()
+        # The edge's weight row base ``wbase + k * nsrc``: EDGE registers the two
+        # terms, the first event's issue (a clock later) adds them (timing).
+        row_wbase = Signal(c.wbase_bits)
+        row_offset = Signal(c.rows_bits + c.count_bits)
         rowbase = Signal(c.wbase_bits + 1)
-        acc = [Signal(signed(c.acc_bits), name=f"acc{p}") for p in range(P)]
+        m.d.comb += rowbase.eq(row_wbase + row_offset)
+        # The accumulators also take the neuron's leak (see the neuron phase), so they
+        # are as wide as leak + acc.
+        acc = [Signal(signed(total_bits(c.u_bits, c.acc_bits)), name=f"acc{p}")
+               for p in range(P)]
         step_cycles = counters[n_ctr * L]
         steps_done = counters[n_ctr * L + 1]
 
-        def ctr(i):
-            return counters[li * n_ctr + i]
+        def bump(i, sel=li):
+            # Counter i of layer ``sel`` + 1 (a per-counter enable, no read multiplexer).
+            for lyr in range(L):
+                with m.If(sel == lyr):
+                    m.d.sync += counters[lyr * n_ctr + i].eq(counters[lyr * n_ctr + i] + 1)
 
         def ev_addr(bank, src, idx):
             return Cat(idx[:c.idx_bits], src, bank)
@@ -300,9 +342,34 @@ class NPUCore(wiring.Component):
         gissue = Signal()  # the SSM unit's operand gather reads an event or a constant
         with m.If((issue | gissue) if c.has_ssm else issue):
             m.d.sync += [s1_rowbase.eq(rowbase), s1_from_input.eq(from_input)]
-        with m.If(s2_valid):
-            for p in range(P):
-                m.d.sync += acc[p].eq(acc[p] + weights[p][0].data * s2_x)
+        # Stages 3 and 4 (timing): the weight and the input value are registered
+        # (stage 3), multiplied into a register (stage 4, the DSP's output register),
+        # then accumulated.  The last event's add lands in DRAIN's second clock.
+        s3_valid, s4_valid = Signal(), Signal()
+        s3_x = Signal.like(s2_x)
+        w_q = [Signal(signed(c.w_bits), name=f"w_q{p}") for p in range(P)]
+        prod_q = [Signal(signed(c.w_bits + c.in_bits), name=f"prod_q{p}") for p in range(P)]
+        m.d.sync += [s3_valid.eq(s2_valid), s3_x.eq(s2_x), s4_valid.eq(s3_valid)]
+        m.d.sync += [w_q[p].eq(weights[p][0].data) for p in range(P)]
+        m.d.sync += [prod_q[p].eq(w_q[p] * s3_x) for p in range(P)]
+        # The leak of the row's neurons: membranes and parameters are read from the ROW
+        # clock on (their address is fixed for the whole row), so the leak is known two
+        # clocks later and is added into the accumulator then, before any event (the
+        # first stage-4 add comes 6 clocks after ROW at the earliest).
+        row_start, pre1, pre2 = Signal(), Signal(), Signal()
+        m.d.sync += [pre1.eq(row_start), pre2.eq(pre1)]
+        leak_q = [Signal(signed(c.u_bits + 2), name=f"leak_q{p}") for p in range(P)]
+        theta_q = [Signal(signed(c.u_bits), name=f"theta_q{p}") for p in range(P)]
+        for p in range(P):
+            m.submodules[f"leak{p}"] = nl = NeuronLeak(u_bits=c.u_bits, frac_bits=c.frac_bits)
+            prm = params[p][0].data
+            m.d.comb += [nl.u.eq(membranes[p][0].data), nl.alpha.eq(prm.alpha),
+                         nl.bias.eq(prm.bias)]
+            m.d.sync += [leak_q[p].eq(nl.leak), theta_q[p].eq(prm.theta)]
+            with m.If(s4_valid):
+                m.d.sync += acc[p].eq(acc[p] + prod_q[p])
+            with m.Elif(pre2):
+                m.d.sync += acc[p].eq(acc[p] + leak_q[p])
 
         # -------------------------------------------------- spike router
         # One row's results leave one neuron per clock, overlapped with the next row.
@@ -321,7 +388,6 @@ class NPUCore(wiring.Component):
         spike_src = Signal(c.src_bits)
         m.d.comb += spike_src.eq(router.event_layer + 1)
         spike_count = counts[Cat(spike_src, cur)]
-        spike_ctr = counters[router.event_layer * n_ctr + 3]
         with m.If(router.event):
             m.d.comb += [
                 ev_wr.addr.eq(ev_addr(cur, spike_src, spike_count)),
@@ -332,18 +398,22 @@ class NPUCore(wiring.Component):
             if c.has_ssm:  # an SSM layer's events carry its y
                 with m.If(layer.ssm):
                     m.d.comb += ev_wr.data.value.eq(router.records.payload.value)
-            m.d.sync += [spike_count.eq(spike_count + 1), spike_ctr.eq(spike_ctr + 1)]
+            # Timing: one enable per list counter, no read-modify-write multiplexer.
+            for i in range(len(counts)):
+                with m.If(Cat(spike_src, cur) == i):
+                    m.d.sync += counts[i].eq(counts[i] + 1)
+            bump(3, router.event_layer)
 
         # ------------------------------------------------------ neuron phase
         new_u = []
         spikes = Signal(P)
         for p in range(P):
-            m.submodules[f"neuron{p}"] = nu = NeuronUpdate(
-                u_bits=c.u_bits, frac_bits=c.frac_bits, acc_bits=c.acc_bits)
-            prm = params[p][0].data
+            # acc = leak + the row's synaptic input: only the saturation, the spike and
+            # the reset are left for the neuron clock.
+            m.submodules[f"neuron{p}"] = nu = NeuronFire(
+                u_bits=c.u_bits, total_bits=total_bits(c.u_bits, c.acc_bits))
             m.d.comb += [
-                nu.u.eq(membranes[p][0].data), nu.acc.eq(acc[p]), nu.alpha.eq(prm.alpha),
-                nu.theta.eq(prm.theta), nu.bias.eq(prm.bias), nu.v_reset.eq(layer.v_reset),
+                nu.total.eq(acc[p]), nu.theta.eq(theta_q[p]), nu.v_reset.eq(layer.v_reset),
                 nu.reset.eq(layer.reset), nu.spiking.eq(layer.spiking),
                 spikes[p].eq(nu.spike),
             ]
@@ -392,6 +462,7 @@ class NPUCore(wiring.Component):
 
         with m.If(busy):
             m.d.sync += step_cycles.eq(step_cycles + 1)
+        drain2 = Signal()  # the second clock of DRAIN
 
         if c.has_ssm:
             ssm = self._ssm_datapath(m, SimpleNamespace(
@@ -399,7 +470,7 @@ class NPUCore(wiring.Component):
                 from_input=from_input, gissue=gissue, s1_index=s1_index, s1_value=s1_value,
                 cur=cur, in_rbank=in_rbank, in_counts=in_counts, counts=counts, busy=busy,
                 addr=addr, region=region, lane=lane, ssm_table=ssm_table, pm_rd=pm_rd,
-                states=states, valid_lanes=valid_lanes, router=router, ctr=ctr))
+                states=states, valid_lanes=valid_lanes, router=router, bump=bump))
 
         with m.FSM():
             with m.State("IDLE"):
@@ -419,21 +490,23 @@ class NPUCore(wiring.Component):
                 m.d.comb += busy.eq(1)
                 m.d.sync += k.eq(0)
                 if c.has_ssm:
-                    with m.If(layer.ssm):
+                    # ``layer`` (registered) still holds the previous layer's entry
+                    # in this clock: the type bit comes straight from the table.
+                    with m.If(layers[li].ssm):
                         m.next = "SSM_LAYER"
                     with m.Else():
                         m.next = "ROW"
                 else:
                     m.next = "ROW"
             with m.State("ROW"):
-                m.d.comb += busy.eq(1)
+                m.d.comb += [busy.eq(1), row_start.eq(1)]
                 m.d.sync += [e.eq(layer.ebase)] + [a.eq(0) for a in acc]
-                m.d.sync += ctr(0).eq(ctr(0) + 1)
+                bump(0)
                 m.next = "EDGE"
             with m.State("EDGE"):
                 m.d.comb += busy.eq(1)
-                m.d.sync += ctr(0).eq(ctr(0) + 1)
-                with m.If(e == layer.ebase + layer.ecount):
+                bump(0)
+                with m.If(e == e_end):
                     m.next = "DRAIN"
                 with m.Else():
                     bank = cur ^ edge.recurrent
@@ -444,28 +517,33 @@ class NPUCore(wiring.Component):
                         bank_sel.eq(Mux(is_input, in_rbank, bank)),
                         n.eq(0),
                         cnt.eq(Mux(is_input, in_counts[in_rbank], counts[Cat(edge.src, bank)])),
-                        rowbase.eq(edge.wbase + k * edge.nsrc),
+                        row_wbase.eq(edge.wbase),
+                        row_offset.eq(shift_add_product(k, edge.nsrc)),
                     ]
                     m.next = "EVENTS"
             with m.State("EVENTS"):
                 m.d.comb += busy.eq(1)
-                m.d.sync += ctr(0).eq(ctr(0) + 1)
+                bump(0)
                 with m.If(n < cnt):
                     m.d.comb += issue.eq(1)
                     m.d.sync += n.eq(n + 1)
                     with m.If(k == 0):  # each event counted once, at its first row
-                        m.d.sync += ctr(2).eq(ctr(2) + 1)
+                        bump(2)
                 with m.Else():
                     m.d.sync += e.eq(e + 1)
                     m.next = "EDGE"
             with m.State("DRAIN"):
+                # Two clocks: the row's last event leaves stage 4 in the second.
                 m.d.comb += busy.eq(1)
-                m.d.sync += ctr(0).eq(ctr(0) + 1)
-                with m.If(~s1_valid & ~s2_valid):
+                bump(0)
+                with m.If(~drain2):
+                    m.d.sync += drain2.eq(1)
+                with m.Elif(~s1_valid & ~s2_valid & ~s3_valid):
+                    m.d.sync += drain2.eq(0)
                     m.next = "NEURON"
             with m.State("NEURON"):
                 m.d.comb += busy.eq(1)
-                m.d.sync += ctr(1).eq(ctr(1) + 1)
+                bump(1)
                 # Wait for the router to take the previous row (it runs concurrently).
                 with m.If(router.can_load):
                     m.d.comb += [
@@ -617,13 +695,13 @@ class NPUCore(wiring.Component):
         k = e.k
         with m.State("SSM_LAYER"):
             m.d.comb += e.busy.eq(1)
-            m.d.sync += e.ctr(0).eq(e.ctr(0) + 1)
+            e.bump(0)
             m.d.sync += [r.eq(0) for r in (*s.kregs, *s.vregs, *s.qregs)]
             m.d.sync += [s.gate.eq(0), s.gop.eq(0)]
             m.next = "SSM_OP"
         with m.State("SSM_OP"):
             m.d.comb += e.busy.eq(1)
-            m.d.sync += e.ctr(0).eq(e.ctr(0) + 1)
+            e.bump(0)
             with m.If(s.gop == 4):
                 m.next = "SSM_CHUNK"
             with m.Else():
@@ -659,18 +737,18 @@ class NPUCore(wiring.Component):
                 m.next = "SSM_GATHER"
         with m.State("SSM_GATHER"):
             m.d.comb += e.busy.eq(1)
-            m.d.sync += e.ctr(0).eq(e.ctr(0) + 1)
+            e.bump(0)
             with m.If(e.n < e.cnt):
                 m.d.comb += e.gissue.eq(1)
                 m.d.sync += e.n.eq(e.n + 1)
                 with m.If(~s.g_const):
-                    m.d.sync += e.ctr(2).eq(e.ctr(2) + 1)
+                    e.bump(2)
             with m.Else():
                 m.d.sync += s.gop.eq(s.gop + 1)
                 m.next = "SSM_OP"
         with m.State("SSM_CHUNK"):
             m.d.comb += e.busy.eq(1)
-            m.d.sync += e.ctr(1).eq(e.ctr(1) + 1)
+            e.bump(1)
             dbase = entry.pbase + 2 * s.n_len + s.m_len
             m.d.sync += [s.i.eq(0),
                          s.arow.eq(dbase + s.gate * s.n_len)]
@@ -678,7 +756,7 @@ class NPUCore(wiring.Component):
             m.next = "SSM_ROWS"
         with m.State("SSM_ROWS"):
             m.d.comb += e.busy.eq(1)
-            m.d.sync += e.ctr(1).eq(e.ctr(1) + 1)
+            e.bump(1)
             with m.If(s.found):
                 m.d.comb += [s.p_issue.eq(1), e.pm_rd.addr.eq(s.arow + s.row)]
                 m.d.sync += s.i.eq(s.row + 1)
@@ -686,11 +764,11 @@ class NPUCore(wiring.Component):
                 m.next = "SSM_Y"
         with m.State("SSM_Y"):  # the last row's update and readout
             m.d.comb += e.busy.eq(1)
-            m.d.sync += e.ctr(1).eq(e.ctr(1) + 1)
+            e.bump(1)
             m.next = "SSM_ROUTE"
         with m.State("SSM_ROUTE"):
             m.d.comb += e.busy.eq(1)
-            m.d.sync += e.ctr(1).eq(e.ctr(1) + 1)
+            e.bump(1)
             router = e.router
             with m.If(router.can_load):
                 m.d.comb += [

@@ -8,27 +8,116 @@ Equations (the integer model's neuron phase)::
           = s ? v_reset : v      reset 1 (zero)
           = v                    reset 2 (none)
 
-Ports: ``u`` (signed ``u_bits``), ``acc`` (signed ``acc_bits``), ``alpha``
-(unsigned ``F + 1``: 0..2**F), ``theta``, ``bias``, ``v_reset`` (signed
-``u_bits``), ``reset`` (2 bits), ``spiking`` in; ``v``, ``spike``, ``u_new`` out.
+Split in two parts so the core can pipeline them: :class:`NeuronLeak`
+(``leak = ((alpha * u) >> F) + bias``, known as soon as a row's membrane and
+parameters are read, so the core computes it during the synaptic phase and
+adds it into the accumulator) and :class:`NeuronFire` (``v = sat_u(total)``,
+spike, reset, from ``total = leak + acc``).  :class:`NeuronUpdate` is the two
+together.
+
+Ports of :class:`NeuronUpdate`: ``u`` (signed ``u_bits``), ``acc`` (signed
+``acc_bits``), ``alpha`` (unsigned ``F + 1``: 0..2**F), ``theta``, ``bias``,
+``v_reset`` (signed ``u_bits``), ``reset`` (2 bits), ``spiking`` in; ``v``,
+``spike``, ``u_new`` out.
 """
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["NeuronUpdate"]
+__all__ = ["NeuronUpdate", "NeuronLeak", "NeuronFire", "total_bits", "shift_add_product"]
+
+
+def total_bits(u_bits: int, acc_bits: int) -> int:
+    """Width of ``leak + acc`` (``|leak| <= 2**(u_bits - 1) + |bias|``): never overflows."""
+    return max(acc_bits, u_bits + 2) + 2
+
+
+def _check(component, **values):
+    for name, (value, lo) in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+            component._MustUse__silence = True  # never elaborated: no "unused" warning
+            raise ValueError(f"{name} must be an integer >= {lo}, not {value!r}")
+
+
+class NeuronLeak(wiring.Component):
+    """``leak = ((alpha * u) >> F) + bias`` (signed ``u_bits + 2``); combinational."""
+
+    def __init__(self, *, u_bits: int, frac_bits: int):
+        _check(self, u_bits=(u_bits, 2), frac_bits=(frac_bits, 0))
+        self.u_bits, self.frac_bits = u_bits, frac_bits
+        super().__init__({
+            "u": In(signed(u_bits)),
+            "alpha": In(unsigned(frac_bits + 1)),
+            "bias": In(signed(u_bits)),
+            "leak": Out(signed(u_bits + 2)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.leak.eq(((self.alpha * self.u) >> self.frac_bits) + self.bias)
+        return m
+
+
+class NeuronFire(wiring.Component):
+    """From ``total`` (signed ``total_bits``): ``v = sat_u(total)``, the spike and the
+    reset (module docs); combinational."""
+
+    def __init__(self, *, u_bits: int, total_bits: int):
+        _check(self, u_bits=(u_bits, 2), total_bits=(total_bits, u_bits))
+        self.u_bits = u_bits
+        super().__init__({
+            "total": In(signed(total_bits)),
+            "theta": In(signed(u_bits)),
+            "v_reset": In(signed(u_bits)),
+            "reset": In(2),
+            "spiking": In(1),
+            "v": Out(signed(u_bits)),
+            "spike": Out(1),
+            "u_new": Out(signed(u_bits)),
+        })
+
+    def elaborate(self, platform):
+        # Timing: the saturation test looks at the bits above the u range only (OR
+        # trees, no carry chain); the compare and the subtraction work on the low
+        # u_bits, in parallel; then multiplexers pick the result (u_min <= theta <= u_max):
+        #   v >= theta  <=>  hi  or  (not lo and low >= theta)  or  theta == u_min
+        #   v - theta    =  u_max - theta | u_min - theta | low - theta  (by saturation)
+        m = Module()
+        ub = self.u_bits
+        u_min, u_max = -(1 << (ub - 1)), (1 << (ub - 1)) - 1
+        total, theta = self.total, self.theta
+        upper = total[ub - 1:]  # sign-extension bits of the u range, and above
+        hi, lo = Signal(), Signal()
+        low = Signal(signed(ub))
+        minus = Signal(signed(ub))  # (v - theta) mod 2**u_bits
+        m.d.comb += [
+            low.eq(total[:ub]),
+            hi.eq(~total[-1] & upper.any()),
+            lo.eq(total[-1] & ~upper.all()),
+            self.v.eq(Mux(hi, u_max, Mux(lo, u_min, low))),
+            self.spike.eq(self.spiking & (hi | (~lo & (low >= theta)) | (theta == u_min))),
+            minus.eq(Mux(hi, u_max - theta, Mux(lo, u_min - theta, low - theta))),
+        ]
+        # The membrane after a spike, by reset mode, does not depend on the spike, so
+        # the spike selects last (one multiplexer after the compare).
+        after_spike = Signal(signed(ub))
+        m.d.comb += [
+            after_spike.eq(Mux(self.reset == 0, minus,
+                               Mux(self.reset == 1, self.v_reset, self.v))),
+            self.u_new.eq(Mux(self.spike, after_spike, self.v)),
+        ]
+        return m
 
 
 class NeuronUpdate(wiring.Component):
+    """The whole neuron update (module docs): :class:`NeuronLeak`, ``+ acc``,
+    :class:`NeuronFire`; combinational."""
+
     def __init__(self, *, u_bits: int, frac_bits: int, acc_bits: int):
-        for name, value, lo in (("u_bits", u_bits, 2), ("frac_bits", frac_bits, 0),
-                                ("acc_bits", acc_bits, 2)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < lo:
-                self._MustUse__silence = True  # never elaborated: no "unused" warning
-                raise ValueError(f"{name} must be an integer >= {lo}, not {value!r}")
+        _check(self, u_bits=(u_bits, 2), frac_bits=(frac_bits, 0), acc_bits=(acc_bits, 2))
         self.u_bits, self.frac_bits, self.acc_bits = u_bits, frac_bits, acc_bits
         super().__init__({
             "u": In(signed(u_bits)),
@@ -46,20 +135,28 @@ class NeuronUpdate(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        u_min, u_max = -(1 << (self.u_bits - 1)), (1 << (self.u_bits - 1)) - 1
-        leak = Signal(signed(self.u_bits + self.frac_bits + 2))
-        total = Signal(signed(max(self.acc_bits, self.u_bits + 2) + 2))
+        m.submodules.leak = leak = NeuronLeak(u_bits=self.u_bits, frac_bits=self.frac_bits)
+        m.submodules.fire = fire = NeuronFire(
+            u_bits=self.u_bits, total_bits=total_bits(self.u_bits, self.acc_bits))
         m.d.comb += [
-            leak.eq((self.alpha * self.u) >> self.frac_bits),
-            total.eq(leak + self.acc + self.bias),
-            self.v.eq(Mux(total > u_max, u_max, Mux(total < u_min, u_min, total))),
-            self.spike.eq(self.spiking & (self.v >= self.theta)),
+            leak.u.eq(self.u), leak.alpha.eq(self.alpha), leak.bias.eq(self.bias),
+            fire.total.eq(leak.leak + self.acc), fire.theta.eq(self.theta),
+            fire.v_reset.eq(self.v_reset), fire.reset.eq(self.reset),
+            fire.spiking.eq(self.spiking),
+            self.v.eq(fire.v), self.spike.eq(fire.spike), self.u_new.eq(fire.u_new),
         ]
-        with m.Switch(self.reset):
-            with m.Case(0):
-                m.d.comb += self.u_new.eq(Mux(self.spike, self.v - self.theta, self.v))
-            with m.Case(1):
-                m.d.comb += self.u_new.eq(Mux(self.spike, self.v_reset, self.v))
-            with m.Default():
-                m.d.comb += self.u_new.eq(self.v)
         return m
+
+
+def shift_add_product(a: Value, b: Value) -> Value:
+    """``a * b`` for unsigned values as a sum of shifted partial products (one per
+    bit of ``a``), so synthesis builds it from adders and keeps it out of the DSP
+    blocks (the iCE40UP5K has 8, all needed by the lanes' multipliers)."""
+    a, b = Value.cast(a), Value.cast(b)
+    if a.shape().signed or b.shape().signed:
+        raise TypeError(f"shift_add_product takes unsigned values, not {a!r} and {b!r}")
+    terms = [Mux(a[i], b << i, 0) for i in range(len(a))] or [Const(0, 1)]
+    while len(terms) > 1:  # a balanced adder tree: log2(len(a)) adders deep
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0][:len(a) + len(b)]

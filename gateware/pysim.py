@@ -21,16 +21,16 @@ __all__ = ["run_core"]
 
 
 def run_core(net: Network, config: CoreConfig, x, *, stall: float = 0.0, seed: int = 0,
-             max_cycles: int = 200_000, vcd: str | None = None):
+             max_cycles: int = 200_000, vcd: str | None = None, weight_memory=None):
     """Simulate ``net`` on a core built for ``config``; ``x`` is ``[T, input_size]``.
 
     Returns ``(image, steps, counters, membranes)``: ``steps`` is a list (per
     step) of raw record words, ``counters`` the counter words and ``membranes``
     every layer's membranes (:func:`.harness.decode_membranes`) read back after
-    the run.
+    the run.  ``weight_memory``: the core's weight-memory hook (see :class:`.core.NPUCore`).
     """
     image: Image = compile_network(net, config)
-    dut = NPUCore(config=config)
+    dut = NPUCore(config=config, weight_memory=weight_memory)
     steps_in = [input_events(row) for row in x.tolist()]
     steps_out: list[list[int]] = [[] for _ in steps_in]
     counters: list[int] = []

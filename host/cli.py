@@ -4,7 +4,8 @@ Exit codes by error family: 0 ok, 1 unexpected internal error, 2 usage (bad
 arguments or option values), 3 bad model file or NIR file, 4 a network or input
 that breaks the integer model's rules, or a model that does not fit the core,
 5 a device or link failure (cannot open, no answer, an error reply, a failed
-read-back) or a device run that is not bit-exact.  ``--json``
+read-back), a device run that is not bit-exact, or a board build that cannot
+run (missing tools) or failed.  ``--json``
 prints exactly one JSON object on stdout; progress and messages go to stderr.
 """
 
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_MODEL_FILE, EXIT_NETWORK, EXIT_DEVICE = 0, 1, 2, 3, 4, 5
+EXIT_BUILD = EXIT_DEVICE  # a board build that cannot run or failed
 
 
 class UsageError(Exception):
@@ -345,6 +347,12 @@ def cmd_bench(args) -> int:
             result["device"] = device_bench()
         else:
             result["rtl"] = {"skipped": "missing: " + ", ".join(missing_tools())}
+    if not args.no_rtl and not args.no_boards and "skipped" not in result["rtl"]:
+        from .boards import bench as boards_bench
+
+        result["boards"] = boards_bench.run(
+            args.boards, progress=lambda msg: print(msg, file=sys.stderr) if not args.quiet
+            else None)
 
     def lines(r):
         yield from bench.describe(r)
@@ -360,6 +368,9 @@ def cmd_bench(args) -> int:
                        f"samples/s, {d['steps_per_second']:.0f} steps/s end to end "
                        f"({d['clocks_per_step']:.0f} clocks per step), bit-exact: "
                        f"{d['bit_exact']}")
+        if "boards" in r:
+            yield "Boards (open-toolchain builds; synaptic ops/s = dense ops/clock x fmax):"
+            yield from boards_bench.describe(r["boards"])
 
     _emit(result, args.json, lines)
     return EXIT_OK
@@ -399,6 +410,58 @@ def cmd_sim_board(args) -> int:
         pass
     finally:
         board.close()
+    return EXIT_OK
+
+
+def cmd_boards(args) -> int:
+    from .boards.defs import BOARDS, capacity
+
+    result = {"boards": [{**capacity(b), "description": b.description, "baud": b.baud,
+                          "transport": b.transport} for b in BOARDS.values()]}
+
+    def lines(r):
+        yield (f"{'board':<15} {'device':<10} {'P':>3} {'neurons':>8} {'synapses':>9} "
+               f"{'SSM state':>9} {'target':>8}")
+        for b in r["boards"]:
+            yield (f"{b['board']:<15} {b['device']:<10} {b['lanes']:>3} {b['neurons']:>8} "
+                   f"{b['synapses']:>9} {b['ssm_state']:>9} {b['target_mhz']:>5.0f} MHz")
+
+    _emit(result, args.json, lines)
+    return EXIT_OK
+
+
+def cmd_build(args) -> int:
+    import tempfile
+
+    from .boards.build import build, parse_config, program
+    from .boards.defs import board_named
+
+    board = board_named(args.board)
+    config = parse_config(args.config, board)
+    out = args.out or Path(tempfile.mkdtemp(prefix=f"spikeforge-{board.name}-"))
+    quiet = args.quiet and not args.progress
+    report = build(board, top=args.top, config=config, model=args.model, out=out,
+                   progress=(lambda msg: None) if quiet else
+                   (lambda msg: print(msg, file=sys.stderr, flush=True)))
+    if args.program:
+        if report["bitstream"] is None:
+            raise UsageError(f"--program: {board.name} builds vendor project files only")
+        program(Path(report["bitstream"]), board)
+        report["programmed"] = True
+    report.pop("bels", None)
+
+    def lines(r):
+        yield f"{r['board']} ({r['top']} top, P={r['config']['P']}): {r['build_dir']}"
+        if r["bitstream"] is None:
+            yield f"  vendor project files: {r['vendor_project']} ({r['note']})"
+            return
+        for name, u in r["utilization"].items():
+            yield f"  {name:<6} {u['used']:>6} / {u['available']}"
+        for clock, f in r["fmax_mhz"].items():
+            yield f"  fmax {clock}: {f:.2f} MHz (target {r['target_mhz']} MHz)"
+        yield f"  timing met: {r['timing_met']}; bitstream: {r['bitstream']}"
+
+    _emit(report, args.json, lines)
     return EXIT_OK
 
 
@@ -532,6 +595,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="smaller sweep")
     p.add_argument("--no-rtl", action="store_true",
                    help="skip the RTL benchmarks (they build cores with Verilator)")
+    from .boards.bench import DEFAULT_BOARDS
+
+    p.add_argument("--no-boards", action="store_true",
+                   help="skip the board builds (minutes each)")
+    p.add_argument("--boards", type=lambda t: [board_named_arg(x) for x in t.split(",")],
+                   default=list(DEFAULT_BOARDS),
+                   help=f"boards to build and measure [{','.join(DEFAULT_BOARDS)}]")
     common(p)
     p.set_defaults(func=cmd_bench)
 
@@ -542,7 +612,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulate the UART PHY bit by bit (full fidelity, slower)")
     p.add_argument("--quiet", action="store_true", help="no messages on stderr")
     p.set_defaults(func=cmd_sim_board)
+
+    from .boards.defs import BOARDS
+    from .boards.top import DEFAULT_TOP, TOPS
+
+    p = sub.add_parser("boards", help="supported boards and their NPU capacity")
+    common(p)
+    p.set_defaults(func=cmd_boards)
+
+    p = sub.add_parser("build", help="fit check, then a bitstream for a board (Yosys, nextpnr)")
+    p.add_argument("--board", required=True, choices=sorted(BOARDS))
+    p.add_argument("--model", type=Path, help="model file to fit-check against the board")
+    p.add_argument("--config", help="core configuration: a name (e.g. tiny) or key=value,... "
+                                    "overrides of the board's [the board's largest]")
+    p.add_argument("--top", choices=sorted(TOPS), default=DEFAULT_TOP,
+                   help=f"the design: soc (UART link + command engine + core, needs "
+                        f"gateware.link) or core (the core alone on a scan chain) "
+                        f"[{DEFAULT_TOP}]")
+    p.add_argument("--out", type=Path, help="build folder [a new temporary folder]")
+    p.add_argument("--program", action="store_true", help="load the bitstream (openFPGALoader)")
+    common(p)
+    p.set_defaults(func=cmd_build)
     return parser
+
+
+def board_named_arg(name: str) -> str:
+    """An argparse type: a supported board's name."""
+    from .boards.defs import BOARDS
+
+    name = name.strip()
+    if name not in BOARDS:
+        raise argparse.ArgumentTypeError(f"unknown board {name!r}; choose from "
+                                         f"{', '.join(sorted(BOARDS))}")
+    return name
 
 
 def _version() -> str:
@@ -554,6 +656,7 @@ def _version() -> str:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .boards.build import BuildError
     from .errors import DeviceError
     from .gateware.layout import FitError
     from .golden.integer import NetworkError
@@ -577,6 +680,9 @@ def main(argv=None) -> int:
     except DeviceError as exc:
         print(f"spikeforge: error: {exc}", file=sys.stderr)
         return EXIT_DEVICE
+    except BuildError as exc:
+        print(f"spikeforge: error: {exc}", file=sys.stderr)
+        return EXIT_BUILD
     except (UsageError, ValueError) as exc:
         print(f"spikeforge: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -80,301 +80,400 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$165 ;
   wire \$166 ;
   wire \$167 ;
-  reg [7:0] \$168 ;
-  wire [8:0] \$169 ;
+  wire [8:0] \$168 ;
+  wire [9:0] \$169 ;
   wire \$17 ;
-  wire [9:0] \$170 ;
-  wire \$171 ;
-  reg [7:0] \$172 ;
-  wire [8:0] \$173 ;
-  wire [9:0] \$174 ;
-  wire \$175 ;
-  reg [7:0] \$176 ;
+  wire \$170 ;
+  wire [8:0] \$171 ;
+  wire [9:0] \$172 ;
+  wire \$173 ;
+  wire [8:0] \$174 ;
+  wire [9:0] \$175 ;
+  wire \$176 ;
   wire [8:0] \$177 ;
   wire [9:0] \$178 ;
   wire \$179 ;
   wire \$18 ;
-  reg [7:0] \$180 ;
-  wire [8:0] \$181 ;
-  wire [9:0] \$182 ;
-  wire \$183 ;
-  reg [7:0] \$184 ;
-  wire [8:0] \$185 ;
-  wire [9:0] \$186 ;
-  wire \$187 ;
-  reg [7:0] \$188 ;
+  wire [8:0] \$180 ;
+  wire [9:0] \$181 ;
+  wire \$182 ;
+  wire [8:0] \$183 ;
+  wire [9:0] \$184 ;
+  wire \$185 ;
+  wire [8:0] \$186 ;
+  wire [9:0] \$187 ;
+  wire \$188 ;
   wire [8:0] \$189 ;
   wire \$19 ;
   wire [9:0] \$190 ;
   wire \$191 ;
-  reg [7:0] \$192 ;
-  wire [8:0] \$193 ;
-  wire [9:0] \$194 ;
-  wire \$195 ;
-  reg [7:0] \$196 ;
-  wire [8:0] \$197 ;
-  wire [9:0] \$198 ;
-  wire \$199 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  reg [6:0] \$195 ;
+  wire \$196 ;
+  wire [7:0] \$197 ;
+  wire [7:0] \$198 ;
+  wire [8:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
   wire \$200 ;
   wire \$201 ;
   wire \$202 ;
-  reg [6:0] \$203 ;
+  wire \$203 ;
   wire \$204 ;
-  reg \$205 ;
-  wire [7:0] \$206 ;
-  wire [7:0] \$207 ;
-  wire [8:0] \$208 ;
-  reg \$209 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire \$209 ;
   wire \$21 ;
   wire \$210 ;
   wire \$211 ;
   wire \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
+  reg [44:0] \$213 ;
+  reg [22:0] \$214 ;
+  reg [31:0] \$215 ;
+  reg [44:0] \$216 ;
+  wire [4:0] \$217 ;
+  wire [15:0] \$218 ;
+  wire [15:0] \$219 ;
   wire \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  reg [44:0] \$223 ;
-  reg [22:0] \$224 ;
-  reg [31:0] \$225 ;
-  wire [15:0] \$226 ;
-  wire [24:0] \$227 ;
-  wire [15:0] \$228 ;
-  wire [24:0] \$229 ;
+  wire [15:0] \$220 ;
+  wire [15:0] \$221 ;
+  wire [15:0] \$222 ;
+  wire [15:0] \$223 ;
+  wire [15:0] \$224 ;
+  wire [15:0] \$225 ;
+  wire [26:0] \$226 ;
+  wire [26:0] \$227 ;
+  wire [26:0] \$228 ;
+  wire [26:0] \$229 ;
   wire \$23 ;
-  wire [15:0] \$230 ;
-  wire [24:0] \$231 ;
-  wire [15:0] \$232 ;
-  wire [24:0] \$233 ;
-  wire [15:0] \$234 ;
-  wire [24:0] \$235 ;
-  wire [15:0] \$236 ;
-  wire [24:0] \$237 ;
-  wire [15:0] \$238 ;
-  wire [24:0] \$239 ;
+  wire [26:0] \$230 ;
+  wire [26:0] \$231 ;
+  wire [26:0] \$232 ;
+  wire [26:0] \$233 ;
+  wire [26:0] \$234 ;
+  wire [26:0] \$235 ;
+  wire [26:0] \$236 ;
+  wire [26:0] \$237 ;
+  wire [26:0] \$238 ;
+  wire [26:0] \$239 ;
   wire \$24 ;
-  wire [15:0] \$240 ;
-  wire [24:0] \$241 ;
-  reg [7:0] \$242 ;
+  wire [26:0] \$240 ;
+  wire [26:0] \$241 ;
+  wire \$242 ;
   wire [8:0] \$243 ;
-  wire [4:0] \$244 ;
-  wire [5:0] \$245 ;
-  reg [31:0] \$246 ;
-  wire [32:0] \$247 ;
-  wire [4:0] \$248 ;
-  wire [5:0] \$249 ;
+  wire \$244 ;
+  wire [8:0] \$245 ;
+  wire \$246 ;
+  wire [8:0] \$247 ;
+  wire \$248 ;
+  wire [8:0] \$249 ;
   wire \$25 ;
   wire \$250 ;
-  reg [6:0] \$251 ;
-  wire [7:0] \$252 ;
-  wire \$253 ;
+  wire [8:0] \$251 ;
+  wire \$252 ;
+  wire [8:0] \$253 ;
   wire \$254 ;
-  wire [32:0] \$255 ;
+  wire [8:0] \$255 ;
   wire \$256 ;
-  wire \$257 ;
+  wire [8:0] \$257 ;
   wire \$258 ;
-  wire \$259 ;
+  wire [8:0] \$259 ;
   wire \$26 ;
   wire \$260 ;
-  reg [2:0] \$261 ;
-  wire [4:0] \$262 ;
-  wire [5:0] \$263 ;
-  reg [31:0] \$264 ;
-  wire [32:0] \$265 ;
-  wire [4:0] \$266 ;
-  wire [5:0] \$267 ;
-  wire [4:0] \$268 ;
-  wire [5:0] \$269 ;
+  wire [8:0] \$261 ;
+  wire \$262 ;
+  wire [8:0] \$263 ;
+  wire \$264 ;
+  wire [8:0] \$265 ;
+  wire \$266 ;
+  wire [8:0] \$267 ;
+  wire \$268 ;
+  wire [8:0] \$269 ;
   wire \$27 ;
-  reg [31:0] \$270 ;
-  wire [32:0] \$271 ;
-  wire [4:0] \$272 ;
-  wire [5:0] \$273 ;
-  reg [2:0] \$274 ;
-  reg [3:0] \$275 ;
-  wire [4:0] \$276 ;
-  wire \$277 ;
-  reg [2:0] \$278 ;
-  reg [2:0] \$279 ;
+  wire \$270 ;
+  wire [8:0] \$271 ;
+  wire \$272 ;
+  wire [8:0] \$273 ;
+  wire \$274 ;
+  wire [32:0] \$275 ;
+  wire \$276 ;
+  wire [32:0] \$277 ;
+  wire \$278 ;
+  wire [32:0] \$279 ;
   wire \$28 ;
   wire \$280 ;
-  reg [2:0] \$281 ;
+  wire [32:0] \$281 ;
   wire \$282 ;
-  reg \$283 ;
-  wire \$284 ;
+  reg [6:0] \$283 ;
+  wire [7:0] \$284 ;
   wire \$285 ;
-  reg [2:0] \$286 ;
-  wire \$287 ;
-  reg [6:0] \$288 ;
-  reg [2:0] \$289 ;
+  wire \$286 ;
+  wire [32:0] \$287 ;
+  wire \$288 ;
+  wire \$289 ;
   wire \$29 ;
-  reg \$290 ;
+  wire \$290 ;
   wire \$291 ;
-  reg [7:0] \$292 ;
-  wire [7:0] \$293 ;
-  reg [10:0] \$294 ;
-  reg [7:0] \$295 ;
-  wire [12:0] \$296 ;
-  wire [13:0] \$297 ;
-  wire [4:0] \$298 ;
-  wire [5:0] \$299 ;
+  wire \$292 ;
+  wire \$293 ;
+  wire [32:0] \$294 ;
+  wire \$295 ;
+  wire [32:0] \$296 ;
+  wire \$297 ;
+  wire [32:0] \$298 ;
+  wire \$299 ;
   wire \$3 ;
   wire \$30 ;
-  reg [31:0] \$300 ;
-  wire [32:0] \$301 ;
-  wire [4:0] \$302 ;
-  wire [5:0] \$303 ;
-  wire \$304 ;
-  wire [8:0] \$305 ;
-  wire \$306 ;
-  wire [4:0] \$307 ;
-  wire [5:0] \$308 ;
-  reg [31:0] \$309 ;
+  wire [32:0] \$300 ;
+  wire \$301 ;
+  wire [32:0] \$302 ;
+  wire \$303 ;
+  wire [32:0] \$304 ;
+  wire \$305 ;
+  wire [32:0] \$306 ;
+  wire \$307 ;
+  wire [32:0] \$308 ;
+  wire \$309 ;
   wire \$31 ;
-  wire [32:0] \$310 ;
-  wire [4:0] \$311 ;
-  wire [5:0] \$312 ;
-  wire [4:0] \$313 ;
-  wire [4:0] \$314 ;
-  wire [5:0] \$315 ;
-  reg [31:0] \$316 ;
-  wire [32:0] \$317 ;
-  wire [4:0] \$318 ;
-  wire [5:0] \$319 ;
+  reg [2:0] \$310 ;
+  reg [2:0] \$311 ;
+  wire \$312 ;
+  reg [2:0] \$313 ;
+  wire \$314 ;
+  reg \$315 ;
+  wire \$316 ;
+  wire \$317 ;
+  reg [2:0] \$318 ;
+  wire \$319 ;
   wire \$32 ;
-  wire \$320 ;
-  wire \$321 ;
-  wire \$322 ;
-  wire [4:0] \$323 ;
-  wire [5:0] \$324 ;
-  reg [31:0] \$325 ;
-  wire [32:0] \$326 ;
-  wire [4:0] \$327 ;
-  wire [5:0] \$328 ;
-  reg [4:0] \$329 ;
+  reg [6:0] \$320 ;
+  reg [2:0] \$321 ;
+  reg \$322 ;
+  wire \$323 ;
+  reg [7:0] \$324 ;
+  wire [7:0] \$325 ;
+  reg [10:0] \$326 ;
+  reg [7:0] \$327 ;
+  wire [8:0] \$328 ;
+  wire [8:0] \$329 ;
   wire \$33 ;
-  wire [5:0] \$330 ;
-  wire \$331 ;
-  wire [5:0] \$332 ;
-  wire [2:0] \$333 ;
-  wire \$334 ;
-  wire [2:0] \$335 ;
-  wire \$336 ;
-  wire \$337 ;
-  wire \$338 ;
-  wire \$339 ;
+  reg [7:0] \$330 ;
+  wire [8:0] \$331 ;
+  wire [8:0] \$332 ;
+  wire [9:0] \$333 ;
+  reg [7:0] \$334 ;
+  wire [10:0] \$335 ;
+  wire [10:0] \$336 ;
+  reg [7:0] \$337 ;
+  wire [10:0] \$338 ;
+  wire [10:0] \$339 ;
   wire \$34 ;
-  wire \$340 ;
-  wire \$341 ;
-  wire [32:0] \$342 ;
-  reg [44:0] \$343 ;
-  reg [44:0] \$344 ;
-  reg [44:0] \$345 ;
-  reg [44:0] \$346 ;
-  reg [22:0] \$347 ;
-  reg [22:0] \$348 ;
-  reg [22:0] \$349 ;
+  wire [11:0] \$340 ;
+  wire [12:0] \$341 ;
+  reg [7:0] \$342 ;
+  wire [14:0] \$343 ;
+  wire [14:0] \$344 ;
+  wire [15:0] \$345 ;
+  wire \$346 ;
+  wire [32:0] \$347 ;
+  wire \$348 ;
+  wire [32:0] \$349 ;
   wire \$35 ;
-  reg [22:0] \$350 ;
-  reg [22:0] \$351 ;
-  reg [22:0] \$352 ;
-  reg [22:0] \$353 ;
-  reg [22:0] \$354 ;
-  reg [2:0] \$355 ;
-  reg \$356 ;
-  reg [2:0] \$357 ;
-  reg [2:0] \$358 ;
-  reg [44:0] \$359 ;
+  wire \$350 ;
+  wire [32:0] \$351 ;
+  wire \$352 ;
+  wire [32:0] \$353 ;
+  wire \$354 ;
+  wire [8:0] \$355 ;
+  wire \$356 ;
+  wire \$357 ;
+  wire [32:0] \$358 ;
+  wire \$359 ;
   wire \$36 ;
-  reg \$360 ;
-  reg \$361 ;
-  reg [7:0] \$362 ;
-  reg [11:0] \$363 ;
-  reg \$364 ;
-  reg [23:0] \$365 ;
-  reg [23:0] \$366 ;
-  reg [23:0] \$367 ;
-  reg [23:0] \$368 ;
-  reg [23:0] \$369 ;
+  wire [32:0] \$360 ;
+  wire \$361 ;
+  wire [32:0] \$362 ;
+  wire \$363 ;
+  wire [32:0] \$364 ;
+  wire [4:0] \$365 ;
+  wire \$366 ;
+  wire [32:0] \$367 ;
+  wire \$368 ;
+  wire [32:0] \$369 ;
   wire \$37 ;
-  reg [23:0] \$370 ;
-  reg [23:0] \$371 ;
-  reg [23:0] \$372 ;
-  reg [7:0] \$373 ;
-  reg [7:0] \$374 ;
-  reg [7:0] \$375 ;
-  reg [7:0] \$376 ;
-  reg [7:0] \$377 ;
-  reg [7:0] \$378 ;
-  reg [7:0] \$379 ;
+  wire \$370 ;
+  wire [32:0] \$371 ;
+  wire \$372 ;
+  wire [32:0] \$373 ;
+  wire \$374 ;
+  wire \$375 ;
+  wire \$376 ;
+  wire \$377 ;
+  wire \$378 ;
+  wire \$379 ;
   wire \$38 ;
-  reg [7:0] \$380 ;
-  reg [7:0] \$381 ;
-  reg [7:0] \$382 ;
-  reg [7:0] \$383 ;
-  reg [7:0] \$384 ;
-  reg [7:0] \$385 ;
-  reg [7:0] \$386 ;
-  reg [7:0] \$387 ;
-  reg [7:0] \$388 ;
-  reg [31:0] \$389 ;
+  wire \$380 ;
+  wire [32:0] \$381 ;
+  wire \$382 ;
+  wire [32:0] \$383 ;
+  wire \$384 ;
+  wire [32:0] \$385 ;
+  wire \$386 ;
+  wire [32:0] \$387 ;
+  wire [5:0] \$388 ;
+  wire \$389 ;
   wire \$39 ;
-  reg [31:0] \$390 ;
-  reg [31:0] \$391 ;
-  reg [31:0] \$392 ;
-  reg [31:0] \$393 ;
-  reg [31:0] \$394 ;
-  reg [31:0] \$395 ;
-  reg [31:0] \$396 ;
-  reg [31:0] \$397 ;
-  reg [31:0] \$398 ;
-  reg [31:0] \$399 ;
+  wire [5:0] \$390 ;
+  wire [2:0] \$391 ;
+  wire \$392 ;
+  wire [2:0] \$393 ;
+  wire \$394 ;
+  wire \$395 ;
+  wire \$396 ;
+  wire \$397 ;
+  wire \$398 ;
+  wire \$399 ;
   wire \$4 ;
   wire \$40 ;
-  reg [31:0] \$400 ;
-  reg [31:0] \$401 ;
-  reg [31:0] \$402 ;
-  reg [31:0] \$403 ;
-  reg [31:0] \$404 ;
-  reg [31:0] \$405 ;
-  reg [31:0] \$406 ;
-  reg \$407 ;
-  reg [6:0] \$408 ;
-  reg [6:0] \$409 ;
+  wire [32:0] \$400 ;
+  reg [44:0] \$401 ;
+  reg [44:0] \$402 ;
+  reg [44:0] \$403 ;
+  reg [44:0] \$404 ;
+  reg [22:0] \$405 ;
+  reg [22:0] \$406 ;
+  reg [22:0] \$407 ;
+  reg [22:0] \$408 ;
+  reg [22:0] \$409 ;
   wire \$41 ;
-  reg \$410 ;
-  reg \$411 ;
-  reg [1:0] \$412 ;
-  reg \$413 ;
-  reg [3:0] \$414 ;
-  reg [4:0] \$415 ;
-  reg [3:0] \$416 ;
-  reg [2:0] \$417 ;
-  reg \$418 ;
-  reg \$419 ;
+  reg [22:0] \$410 ;
+  reg [22:0] \$411 ;
+  reg [22:0] \$412 ;
+  reg [2:0] \$413 ;
+  reg \$414 ;
+  reg [2:0] \$415 ;
+  reg [2:0] \$416 ;
+  reg [44:0] \$417 ;
+  reg [44:0] \$418 ;
+  reg [3:0] \$419 ;
   wire \$42 ;
-  reg [7:0] \$420 ;
-  reg [7:0] \$421 ;
-  reg [11:0] \$422 ;
+  reg \$420 ;
+  reg \$421 ;
+  reg [7:0] \$422 ;
+  reg [11:0] \$423 ;
+  reg \$424 ;
+  reg \$425 ;
+  reg [7:0] \$426 ;
+  reg \$427 ;
+  reg [7:0] \$428 ;
+  reg [7:0] \$429 ;
   wire \$43 ;
+  reg [7:0] \$430 ;
+  reg [7:0] \$431 ;
+  reg [7:0] \$432 ;
+  reg [7:0] \$433 ;
+  reg [7:0] \$434 ;
+  reg [7:0] \$435 ;
+  reg [15:0] \$436 ;
+  reg [15:0] \$437 ;
+  reg [15:0] \$438 ;
+  reg [15:0] \$439 ;
   wire \$44 ;
+  reg [15:0] \$440 ;
+  reg [15:0] \$441 ;
+  reg [15:0] \$442 ;
+  reg [15:0] \$443 ;
+  reg \$444 ;
+  reg \$445 ;
+  reg [17:0] \$446 ;
+  reg [15:0] \$447 ;
+  reg [25:0] \$448 ;
+  reg [17:0] \$449 ;
   wire \$45 ;
+  reg [15:0] \$450 ;
+  reg [25:0] \$451 ;
+  reg [17:0] \$452 ;
+  reg [15:0] \$453 ;
+  reg [25:0] \$454 ;
+  reg [17:0] \$455 ;
+  reg [15:0] \$456 ;
+  reg [25:0] \$457 ;
+  reg [17:0] \$458 ;
+  reg [15:0] \$459 ;
   wire \$46 ;
+  reg [25:0] \$460 ;
+  reg [17:0] \$461 ;
+  reg [15:0] \$462 ;
+  reg [25:0] \$463 ;
+  reg [17:0] \$464 ;
+  reg [15:0] \$465 ;
+  reg [25:0] \$466 ;
+  reg [17:0] \$467 ;
+  reg [15:0] \$468 ;
+  reg [25:0] \$469 ;
   wire \$47 ;
+  reg [7:0] \$470 ;
+  reg [7:0] \$471 ;
+  reg [7:0] \$472 ;
+  reg [7:0] \$473 ;
+  reg [7:0] \$474 ;
+  reg [7:0] \$475 ;
+  reg [7:0] \$476 ;
+  reg [7:0] \$477 ;
+  reg [7:0] \$478 ;
+  reg [7:0] \$479 ;
   wire \$48 ;
+  reg [7:0] \$480 ;
+  reg [7:0] \$481 ;
+  reg [7:0] \$482 ;
+  reg [7:0] \$483 ;
+  reg [7:0] \$484 ;
+  reg [7:0] \$485 ;
+  reg [31:0] \$486 ;
+  reg [31:0] \$487 ;
+  reg [31:0] \$488 ;
+  reg [31:0] \$489 ;
   wire \$49 ;
+  reg \$490 ;
+  reg [6:0] \$491 ;
+  reg [6:0] \$492 ;
+  reg [31:0] \$493 ;
+  reg [31:0] \$494 ;
+  reg [31:0] \$495 ;
+  reg [31:0] \$496 ;
+  reg [31:0] \$497 ;
+  reg [31:0] \$498 ;
+  reg [31:0] \$499 ;
   wire \$5 ;
   wire \$50 ;
+  reg [31:0] \$500 ;
+  reg [31:0] \$501 ;
+  reg [31:0] \$502 ;
+  reg [31:0] \$503 ;
+  reg [31:0] \$504 ;
+  reg [31:0] \$505 ;
+  reg [31:0] \$506 ;
+  reg \$507 ;
+  reg \$508 ;
+  reg [1:0] \$509 ;
   wire \$51 ;
+  reg \$510 ;
+  reg [3:0] \$511 ;
+  reg [4:0] \$512 ;
+  reg [3:0] \$513 ;
+  reg [2:0] \$514 ;
+  reg \$515 ;
+  reg \$516 ;
+  reg [7:0] \$517 ;
+  reg [7:0] \$518 ;
+  reg [10:0] \$519 ;
   wire \$52 ;
+  reg [12:0] \$520 ;
+  reg \$521 ;
   wire \$53 ;
   wire \$54 ;
   wire \$55 ;
@@ -409,7 +508,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [7:0] \$81 ;
   reg [40:0] \$82 ;
   reg [15:0] \$83 ;
-  reg [4:0] \$84 ;
+  wire [13:0] \$84 ;
   wire [12:0] \$85 ;
   wire [12:0] \$86 ;
   wire [10:0] \$87 ;
@@ -427,44 +526,47 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [12:0] \$98 ;
   wire [10:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$329  = 1'h0;
-  reg \$signal$333  = 1'h0;
-  reg \$signal$334  = 1'h0;
+  reg \$signal$299 ;
+  reg \$signal$343  = 1'h0;
+  reg \$signal$346  = 1'h0;
+  reg \$signal$347  = 1'h0;
+  reg \$signal$366  = 1'h0;
+  reg \$signal$384  = 1'h0;
   wire [10:0] \$signature__addr ;
-  wire [10:0] \$signature__addr$107 ;
+  wire [10:0] \$signature__addr$106 ;
+  wire [4:0] \$signature__addr$108 ;
   wire [4:0] \$signature__addr$109 ;
-  wire [4:0] \$signature__addr$110 ;
-  wire [10:0] \$signature__addr$111 ;
+  wire [10:0] \$signature__addr$110 ;
+  wire [4:0] \$signature__addr$111 ;
   wire [4:0] \$signature__addr$112 ;
-  wire [4:0] \$signature__addr$113 ;
-  wire [10:0] \$signature__addr$114 ;
+  wire [10:0] \$signature__addr$113 ;
+  wire [4:0] \$signature__addr$114 ;
   wire [4:0] \$signature__addr$115 ;
-  wire [4:0] \$signature__addr$116 ;
-  wire [10:0] \$signature__addr$117 ;
+  wire [10:0] \$signature__addr$116 ;
+  wire [4:0] \$signature__addr$117 ;
   wire [4:0] \$signature__addr$118 ;
-  wire [4:0] \$signature__addr$119 ;
-  wire [10:0] \$signature__addr$120 ;
+  wire [10:0] \$signature__addr$119 ;
+  wire [4:0] \$signature__addr$120 ;
   wire [4:0] \$signature__addr$121 ;
-  wire [4:0] \$signature__addr$122 ;
-  wire [10:0] \$signature__addr$123 ;
+  wire [10:0] \$signature__addr$122 ;
+  wire [4:0] \$signature__addr$123 ;
   wire [4:0] \$signature__addr$124 ;
-  wire [4:0] \$signature__addr$125 ;
-  wire [10:0] \$signature__addr$126 ;
+  wire [10:0] \$signature__addr$125 ;
+  wire [4:0] \$signature__addr$126 ;
   wire [4:0] \$signature__addr$127 ;
-  wire [4:0] \$signature__addr$128 ;
-  wire [10:0] \$signature__addr$129 ;
+  wire [10:0] \$signature__addr$128 ;
+  wire [4:0] \$signature__addr$129 ;
   wire [4:0] \$signature__addr$130 ;
-  wire [4:0] \$signature__addr$131 ;
   wire [4:0] \$signature__addr$23 ;
-  wire [4:0] \$signature__addr$250 ;
-  wire [4:0] \$signature__addr$255 ;
-  wire [4:0] \$signature__addr$259 ;
+  wire [4:0] \$signature__addr$257 ;
   wire [10:0] \$signature__addr$26 ;
-  wire [4:0] \$signature__addr$263 ;
-  wire [4:0] \$signature__addr$267 ;
-  wire [4:0] \$signature__addr$271 ;
-  wire [4:0] \$signature__addr$275 ;
-  wire [4:0] \$signature__addr$279 ;
+  wire [4:0] \$signature__addr$262 ;
+  wire [4:0] \$signature__addr$266 ;
+  wire [4:0] \$signature__addr$270 ;
+  wire [4:0] \$signature__addr$274 ;
+  wire [4:0] \$signature__addr$278 ;
+  wire [4:0] \$signature__addr$282 ;
+  wire [4:0] \$signature__addr$286 ;
   wire [4:0] \$signature__addr$29 ;
   wire [10:0] \$signature__addr$32 ;
   wire [4:0] \$signature__addr$35 ;
@@ -483,15 +585,15 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [8:0] \$signature__data$24.alpha ;
   wire [15:0] \$signature__data$24.bias ;
   wire [15:0] \$signature__data$24.theta ;
-  wire [15:0] \$signature__data$251 ;
-  wire [15:0] \$signature__data$256 ;
-  wire [15:0] \$signature__data$260 ;
-  wire [15:0] \$signature__data$264 ;
-  wire [15:0] \$signature__data$268 ;
+  wire [15:0] \$signature__data$258 ;
+  wire [15:0] \$signature__data$263 ;
+  wire [15:0] \$signature__data$267 ;
   wire [7:0] \$signature__data$27 ;
-  wire [15:0] \$signature__data$272 ;
-  wire [15:0] \$signature__data$276 ;
-  wire [15:0] \$signature__data$280 ;
+  wire [15:0] \$signature__data$271 ;
+  wire [15:0] \$signature__data$275 ;
+  wire [15:0] \$signature__data$279 ;
+  wire [15:0] \$signature__data$283 ;
+  wire [15:0] \$signature__data$287 ;
   wire [40:0] \$signature__data$30 ;
   wire [8:0] \$signature__data$30.alpha ;
   wire [15:0] \$signature__data$30.bias ;
@@ -576,15 +678,15 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \$signature__data$93 ;
   wire \$signature__en ;
   wire \$signature__en$25 ;
-  wire \$signature__en$253 ;
-  wire \$signature__en$258 ;
-  wire \$signature__en$262 ;
-  wire \$signature__en$266 ;
-  wire \$signature__en$270 ;
-  wire \$signature__en$274 ;
-  wire \$signature__en$278 ;
+  wire \$signature__en$260 ;
+  wire \$signature__en$265 ;
+  wire \$signature__en$269 ;
+  wire \$signature__en$273 ;
+  wire \$signature__en$277 ;
   wire \$signature__en$28 ;
-  wire \$signature__en$282 ;
+  wire \$signature__en$281 ;
+  wire \$signature__en$285 ;
+  wire \$signature__en$289 ;
   wire \$signature__en$31 ;
   wire \$signature__en$34 ;
   wire \$signature__en$37 ;
@@ -598,48 +700,40 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$signature__en$61 ;
   wire \$signature__en$64 ;
   wire \$signature__en$67 ;
-  reg [23:0] acc = 24'h000000;
-  reg [23:0] \acc$181  = 24'h000000;
-  reg [23:0] \acc$191  = 24'h000000;
-  reg [23:0] \acc$201  = 24'h000000;
-  reg [23:0] \acc$211  = 24'h000000;
-  reg [23:0] \acc$221  = 24'h000000;
-  reg [23:0] \acc$231  = 24'h000000;
-  reg [23:0] \acc$241  = 24'h000000;
-  (* init = 24'h000000 *)
-  wire [23:0] acc0;
-  (* init = 24'h000000 *)
-  wire [23:0] acc1;
-  (* init = 24'h000000 *)
-  wire [23:0] acc2;
-  (* init = 24'h000000 *)
-  wire [23:0] acc3;
-  (* init = 24'h000000 *)
-  wire [23:0] acc4;
-  (* init = 24'h000000 *)
-  wire [23:0] acc5;
-  (* init = 24'h000000 *)
-  wire [23:0] acc6;
-  (* init = 24'h000000 *)
-  wire [23:0] acc7;
+  (* init = 26'h0000000 *)
+  wire [25:0] acc0;
+  (* init = 26'h0000000 *)
+  wire [25:0] acc1;
+  (* init = 26'h0000000 *)
+  wire [25:0] acc2;
+  (* init = 26'h0000000 *)
+  wire [25:0] acc3;
+  (* init = 26'h0000000 *)
+  wire [25:0] acc4;
+  (* init = 26'h0000000 *)
+  wire [25:0] acc5;
+  (* init = 26'h0000000 *)
+  wire [25:0] acc6;
+  (* init = 26'h0000000 *)
+  wire [25:0] acc7;
   wire [8:0] alpha;
-  wire [8:0] \alpha$183 ;
-  wire [8:0] \alpha$193 ;
-  wire [8:0] \alpha$203 ;
-  wire [8:0] \alpha$213 ;
-  wire [8:0] \alpha$223 ;
-  wire [8:0] \alpha$233 ;
-  wire [8:0] \alpha$243 ;
+  wire [8:0] \alpha$140 ;
+  wire [8:0] \alpha$143 ;
+  wire [8:0] \alpha$146 ;
+  wire [8:0] \alpha$149 ;
+  wire [8:0] \alpha$152 ;
+  wire [8:0] \alpha$155 ;
+  wire [8:0] \alpha$158 ;
   reg bank_sel = 1'h0;
   reg [7:0] base;
   wire [15:0] bias;
-  wire [15:0] \bias$185 ;
-  wire [15:0] \bias$195 ;
-  wire [15:0] \bias$205 ;
-  wire [15:0] \bias$215 ;
-  wire [15:0] \bias$225 ;
-  wire [15:0] \bias$235 ;
-  wire [15:0] \bias$245 ;
+  wire [15:0] \bias$141 ;
+  wire [15:0] \bias$144 ;
+  wire [15:0] \bias$147 ;
+  wire [15:0] \bias$150 ;
+  wire [15:0] \bias$153 ;
+  wire [15:0] \bias$156 ;
+  wire [15:0] \bias$159 ;
   output busy;
   reg busy;
   wire \busy$19 ;
@@ -684,7 +778,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [31:0] ctr8 = 32'd0;
   reg [31:0] ctr9 = 32'd0;
   reg cur = 1'h0;
+  reg drain2 = 1'h0;
   reg [3:0] e = 4'h0;
+  reg [3:0] e_end = 4'h0;
   reg [22:0] edge0 = 23'h000000;
   wire [7:0] \edge0.nsrc ;
   wire \edge0.recurrent ;
@@ -781,7 +877,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire input__valid;
   reg issue;
   reg [4:0] k = 5'h00;
-  reg [1:0] layer;
+  reg [44:0] layer = 45'h000000000000;
+  reg [1:0] \layer$307 ;
+  wire [2:0] \layer.ebase ;
+  wire [3:0] \layer.ecount ;
+  wire \layer.emit_values ;
+  wire [1:0] \layer.reset ;
+  wire [4:0] \layer.rows ;
+  wire [4:0] \layer.sbase ;
+  wire [7:0] \layer.size ;
+  wire \layer.spiking ;
+  wire [15:0] \layer.v_reset ;
   reg [44:0] layer0 = 45'h000000000000;
   wire [2:0] \layer0.ebase ;
   wire [3:0] \layer0.ecount ;
@@ -822,6 +928,22 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [7:0] \layer3.size ;
   wire \layer3.spiking ;
   wire [15:0] \layer3.v_reset ;
+  wire [17:0] leak;
+  wire [17:0] \leak$371 ;
+  wire [17:0] \leak$373 ;
+  wire [17:0] \leak$375 ;
+  wire [17:0] \leak$377 ;
+  wire [17:0] \leak$379 ;
+  wire [17:0] \leak$381 ;
+  wire [17:0] \leak$383 ;
+  reg [17:0] leak_q0 = 18'h00000;
+  reg [17:0] leak_q1 = 18'h00000;
+  reg [17:0] leak_q2 = 18'h00000;
+  reg [17:0] leak_q3 = 18'h00000;
+  reg [17:0] leak_q4 = 18'h00000;
+  reg [17:0] leak_q5 = 18'h00000;
+  reg [17:0] leak_q6 = 18'h00000;
+  reg [17:0] leak_q7 = 18'h00000;
   reg [1:0] li = 2'h0;
   reg load;
   reg [7:0] n = 8'h00;
@@ -838,6 +960,15 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire output__ready;
   output output__valid;
   wire output__valid;
+  reg pre2 = 1'h0;
+  reg [15:0] prod_q0 = 16'h0000;
+  reg [15:0] prod_q1 = 16'h0000;
+  reg [15:0] prod_q2 = 16'h0000;
+  reg [15:0] prod_q3 = 16'h0000;
+  reg [15:0] prod_q4 = 16'h0000;
+  reg [15:0] prod_q5 = 16'h0000;
+  reg [15:0] prod_q6 = 16'h0000;
+  reg [15:0] prod_q7 = 16'h0000;
   wire [27:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -852,16 +983,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \records__payload.value ;
   wire records__ready;
   wire records__valid;
-  reg [1:0] reset;
-  reg [1:0] \reset$187 ;
-  reg [1:0] \reset$197 ;
-  reg [1:0] \reset$207 ;
-  reg [1:0] \reset$217 ;
-  reg [1:0] \reset$227 ;
-  reg [1:0] \reset$237 ;
-  reg [1:0] \reset$247 ;
+  wire [1:0] reset;
+  wire [1:0] \reset$206 ;
+  wire [1:0] \reset$214 ;
+  wire [1:0] \reset$222 ;
+  wire [1:0] \reset$230 ;
+  wire [1:0] \reset$238 ;
+  wire [1:0] \reset$246 ;
+  wire [1:0] \reset$254 ;
   wire [5:0] row_addr;
-  reg [11:0] rowbase = 12'h000;
+  reg [12:0] row_offset = 13'h0000;
+  reg [10:0] row_wbase = 11'h000;
+  wire [11:0] rowbase;
   input rst;
   wire rst;
   reg s1_from_input = 1'h0;
@@ -870,59 +1003,85 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [7:0] s1_value;
   reg s2_valid = 1'h0;
   reg [7:0] s2_x = 8'h00;
+  reg [7:0] s3_x = 8'h00;
+  reg s4_valid = 1'h0;
   reg [7:0] send;
   wire spike;
-  wire \spike$189 ;
-  wire \spike$199 ;
-  wire \spike$209 ;
-  wire \spike$219 ;
-  wire \spike$229 ;
-  wire \spike$239 ;
-  wire \spike$249 ;
+  wire \spike$208 ;
+  wire \spike$216 ;
+  wire \spike$224 ;
+  wire \spike$232 ;
+  wire \spike$240 ;
+  wire \spike$248 ;
+  wire \spike$256 ;
   wire [2:0] spike_src;
   wire [7:0] spikes;
-  reg [7:0] \spikes$297 ;
-  reg spiking;
-  reg \spiking$188 ;
-  reg \spiking$198 ;
-  reg \spiking$208 ;
-  reg \spiking$218 ;
-  reg \spiking$228 ;
-  reg \spiking$238 ;
-  reg \spiking$248 ;
+  reg [7:0] \spikes$305 ;
+  wire spiking;
+  wire \spiking$207 ;
+  wire \spiking$215 ;
+  wire \spiking$223 ;
+  wire \spiking$231 ;
+  wire \spiking$239 ;
+  wire \spiking$247 ;
+  wire \spiking$255 ;
   reg [2:0] src_sel = 3'h0;
-  wire [15:0] theta;
-  wire [15:0] \theta$184 ;
-  wire [15:0] \theta$194 ;
-  wire [15:0] \theta$204 ;
-  wire [15:0] \theta$214 ;
-  wire [15:0] \theta$224 ;
-  wire [15:0] \theta$234 ;
-  wire [15:0] \theta$244 ;
+  reg [15:0] theta = 16'h0000;
+  reg [15:0] \theta$203  = 16'h0000;
+  reg [15:0] \theta$211  = 16'h0000;
+  reg [15:0] \theta$219  = 16'h0000;
+  reg [15:0] \theta$227  = 16'h0000;
+  reg [15:0] \theta$235  = 16'h0000;
+  reg [15:0] \theta$243  = 16'h0000;
+  reg [15:0] \theta$251  = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] theta_q0;
+  (* init = 16'h0000 *)
+  wire [15:0] theta_q1;
+  (* init = 16'h0000 *)
+  wire [15:0] theta_q2;
+  (* init = 16'h0000 *)
+  wire [15:0] theta_q3;
+  (* init = 16'h0000 *)
+  wire [15:0] theta_q4;
+  (* init = 16'h0000 *)
+  wire [15:0] theta_q5;
+  (* init = 16'h0000 *)
+  wire [15:0] theta_q6;
+  (* init = 16'h0000 *)
+  wire [15:0] theta_q7;
+  reg [25:0] total = 26'h0000000;
+  reg [25:0] \total$201  = 26'h0000000;
+  reg [25:0] \total$209  = 26'h0000000;
+  reg [25:0] \total$217  = 26'h0000000;
+  reg [25:0] \total$225  = 26'h0000000;
+  reg [25:0] \total$233  = 26'h0000000;
+  reg [25:0] \total$241  = 26'h0000000;
+  reg [25:0] \total$249  = 26'h0000000;
   wire [15:0] u;
-  wire [15:0] \u$180 ;
-  wire [15:0] \u$190 ;
-  wire [15:0] \u$200 ;
-  wire [15:0] \u$210 ;
-  wire [15:0] \u$220 ;
-  wire [15:0] \u$230 ;
-  wire [15:0] \u$240 ;
+  wire [15:0] \u$139 ;
+  wire [15:0] \u$142 ;
+  wire [15:0] \u$145 ;
+  wire [15:0] \u$148 ;
+  wire [15:0] \u$151 ;
+  wire [15:0] \u$154 ;
+  wire [15:0] \u$157 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$257 ;
-  wire [15:0] \u_new$261 ;
-  wire [15:0] \u_new$265 ;
-  wire [15:0] \u_new$269 ;
-  wire [15:0] \u_new$273 ;
-  wire [15:0] \u_new$277 ;
-  wire [15:0] \u_new$281 ;
-  reg [15:0] v_reset;
-  reg [15:0] \v_reset$186 ;
-  reg [15:0] \v_reset$196 ;
-  reg [15:0] \v_reset$206 ;
-  reg [15:0] \v_reset$216 ;
-  reg [15:0] \v_reset$226 ;
-  reg [15:0] \v_reset$236 ;
-  reg [15:0] \v_reset$246 ;
+  wire [15:0] \u_new$264 ;
+  wire [15:0] \u_new$268 ;
+  wire [15:0] \u_new$272 ;
+  wire [15:0] \u_new$276 ;
+  wire [15:0] \u_new$280 ;
+  wire [15:0] \u_new$284 ;
+  wire [15:0] \u_new$288 ;
+  wire [15:0] v_reset;
+  wire [15:0] \v_reset$205 ;
+  wire [15:0] \v_reset$213 ;
+  wire [15:0] \v_reset$221 ;
+  wire [15:0] \v_reset$229 ;
+  wire [15:0] \v_reset$237 ;
+  wire [15:0] \v_reset$245 ;
+  wire [15:0] \v_reset$253 ;
   wire [7:0] valid_lanes;
   reg [127:0] values;
   wire [15:0] \values[0] ;
@@ -935,6 +1094,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \values[7] ;
   wire [27:0] w_data;
   wire w_en;
+  reg [7:0] w_q0 = 8'h00;
+  reg [7:0] w_q1 = 8'h00;
+  reg [7:0] w_q2 = 8'h00;
+  reg [7:0] w_q3 = 8'h00;
+  reg [7:0] w_q4 = 8'h00;
+  reg [7:0] w_q5 = 8'h00;
+  reg [7:0] w_q6 = 8'h00;
+  reg [7:0] w_q7 = 8'h00;
   wire w_rdy;
   reg write_end;
   reg [14:0] events [2047:0];
@@ -3301,7 +3468,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes0[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$253 )
+    if (\$signature__en$260 )
       membranes0[\$120 [4:0]] <= \$121 [15:0];
   end
   reg [15:0] _2_;
@@ -3345,7 +3512,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes1[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$258 )
+    if (\$signature__en$265 )
       membranes1[\$126 [4:0]] <= \$127 [15:0];
   end
   reg [15:0] _3_;
@@ -3389,7 +3556,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes2[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$262 )
+    if (\$signature__en$269 )
       membranes2[\$132 [4:0]] <= \$133 [15:0];
   end
   reg [15:0] _4_;
@@ -3433,7 +3600,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes3[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$266 )
+    if (\$signature__en$273 )
       membranes3[\$138 [4:0]] <= \$139 [15:0];
   end
   reg [15:0] _5_;
@@ -3477,7 +3644,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes4[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$270 )
+    if (\$signature__en$277 )
       membranes4[\$144 [4:0]] <= \$145 [15:0];
   end
   reg [15:0] _6_;
@@ -3521,7 +3688,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes5[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$274 )
+    if (\$signature__en$281 )
       membranes5[\$150 [4:0]] <= \$151 [15:0];
   end
   reg [15:0] _7_;
@@ -3565,7 +3732,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes6[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$278 )
+    if (\$signature__en$285 )
       membranes6[\$156 [4:0]] <= \$157 [15:0];
   end
   reg [15:0] _8_;
@@ -3609,7 +3776,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes7[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$282 )
+    if (\$signature__en$289 )
       membranes7[\$162 [4:0]] <= \$163 [15:0];
   end
   reg [15:0] _9_;
@@ -20450,85 +20617,247 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   assign \$signature__data$77  = _25_;
   always @(posedge clk)
-    count10 <= \$383 ;
+    layer0 <= \$401 ;
   always @(posedge clk)
-    count11 <= \$384 ;
+    layer1 <= \$402 ;
   always @(posedge clk)
-    count12 <= \$385 ;
+    layer2 <= \$403 ;
   always @(posedge clk)
-    count13 <= \$386 ;
+    layer3 <= \$404 ;
   always @(posedge clk)
-    count14 <= \$387 ;
+    edge0 <= \$405 ;
   always @(posedge clk)
-    count15 <= \$388 ;
+    edge1 <= \$406 ;
   always @(posedge clk)
-    ctr0 <= \$389 ;
+    edge2 <= \$407 ;
   always @(posedge clk)
-    ctr1 <= \$390 ;
+    edge3 <= \$408 ;
   always @(posedge clk)
-    ctr2 <= \$391 ;
+    edge4 <= \$409 ;
   always @(posedge clk)
-    ctr3 <= \$392 ;
+    edge5 <= \$410 ;
   always @(posedge clk)
-    ctr4 <= \$393 ;
+    edge6 <= \$411 ;
   always @(posedge clk)
-    ctr5 <= \$394 ;
+    edge7 <= \$412 ;
   always @(posedge clk)
-    ctr6 <= \$395 ;
+    num_layers <= \$413 ;
   always @(posedge clk)
-    ctr7 <= \$396 ;
+    host_rvalid <= \$414 ;
   always @(posedge clk)
-    ctr8 <= \$397 ;
+    rd_region <= \$415 ;
   always @(posedge clk)
-    ctr9 <= \$398 ;
+    rd_lane <= \$416 ;
   always @(posedge clk)
-    ctr10 <= \$399 ;
+    rd_reg <= \$417 ;
   always @(posedge clk)
-    ctr11 <= \$400 ;
+    layer <= \$418 ;
   always @(posedge clk)
-    ctr12 <= \$401 ;
+    e_end <= \$419 ;
   always @(posedge clk)
-    ctr13 <= \$402 ;
+    \$signal$343  <= \$420 ;
   always @(posedge clk)
-    ctr14 <= \$403 ;
+    s2_valid <= \$421 ;
   always @(posedge clk)
-    ctr15 <= \$404 ;
+    s2_x <= \$422 ;
   always @(posedge clk)
-    ctr16 <= \$405 ;
+    s1_rowbase <= \$423 ;
   always @(posedge clk)
-    ctr17 <= \$406 ;
+    s1_from_input <= \$424 ;
   always @(posedge clk)
-    in_full <= \$407 ;
+    \$signal$347  <= \$425 ;
   always @(posedge clk)
-    in_count0 <= \$408 ;
+    s3_x <= \$426 ;
   always @(posedge clk)
-    in_count1 <= \$409 ;
+    s4_valid <= \$427 ;
   always @(posedge clk)
-    cur <= \$410 ;
+    w_q0 <= \$428 ;
   always @(posedge clk)
-    \$signal  <= \$411 ;
+    w_q1 <= \$429 ;
   always @(posedge clk)
-    li <= \$412 ;
+    w_q2 <= \$430 ;
   always @(posedge clk)
-    \$signal$334  <= \$413 ;
+    w_q3 <= \$431 ;
   always @(posedge clk)
-    fsm_state <= \$414 ;
+    w_q4 <= \$432 ;
   always @(posedge clk)
-    k <= \$415 ;
+    w_q5 <= \$433 ;
   always @(posedge clk)
-    e <= \$416 ;
+    w_q6 <= \$434 ;
   always @(posedge clk)
-    src_sel <= \$417 ;
+    w_q7 <= \$435 ;
   always @(posedge clk)
-    \$signal$333  <= \$418 ;
+    prod_q0 <= \$436 ;
   always @(posedge clk)
-    bank_sel <= \$419 ;
+    prod_q1 <= \$437 ;
   always @(posedge clk)
-    n <= \$420 ;
+    prod_q2 <= \$438 ;
   always @(posedge clk)
-    cnt <= \$421 ;
+    prod_q3 <= \$439 ;
   always @(posedge clk)
-    rowbase <= \$422 ;
+    prod_q4 <= \$440 ;
+  always @(posedge clk)
+    prod_q5 <= \$441 ;
+  always @(posedge clk)
+    prod_q6 <= \$442 ;
+  always @(posedge clk)
+    prod_q7 <= \$443 ;
+  always @(posedge clk)
+    \$signal$366  <= \$444 ;
+  always @(posedge clk)
+    pre2 <= \$445 ;
+  always @(posedge clk)
+    leak_q0 <= \$446 ;
+  always @(posedge clk)
+    theta <= \$447 ;
+  always @(posedge clk)
+    total <= \$448 ;
+  always @(posedge clk)
+    leak_q1 <= \$449 ;
+  always @(posedge clk)
+    \theta$203  <= \$450 ;
+  always @(posedge clk)
+    \total$201  <= \$451 ;
+  always @(posedge clk)
+    leak_q2 <= \$452 ;
+  always @(posedge clk)
+    \theta$211  <= \$453 ;
+  always @(posedge clk)
+    \total$209  <= \$454 ;
+  always @(posedge clk)
+    leak_q3 <= \$455 ;
+  always @(posedge clk)
+    \theta$219  <= \$456 ;
+  always @(posedge clk)
+    \total$217  <= \$457 ;
+  always @(posedge clk)
+    leak_q4 <= \$458 ;
+  always @(posedge clk)
+    \theta$227  <= \$459 ;
+  always @(posedge clk)
+    \total$225  <= \$460 ;
+  always @(posedge clk)
+    leak_q5 <= \$461 ;
+  always @(posedge clk)
+    \theta$235  <= \$462 ;
+  always @(posedge clk)
+    \total$233  <= \$463 ;
+  always @(posedge clk)
+    leak_q6 <= \$464 ;
+  always @(posedge clk)
+    \theta$243  <= \$465 ;
+  always @(posedge clk)
+    \total$241  <= \$466 ;
+  always @(posedge clk)
+    leak_q7 <= \$467 ;
+  always @(posedge clk)
+    \theta$251  <= \$468 ;
+  always @(posedge clk)
+    \total$249  <= \$469 ;
+  always @(posedge clk)
+    count0 <= \$470 ;
+  always @(posedge clk)
+    count1 <= \$471 ;
+  always @(posedge clk)
+    count2 <= \$472 ;
+  always @(posedge clk)
+    count3 <= \$473 ;
+  always @(posedge clk)
+    count4 <= \$474 ;
+  always @(posedge clk)
+    count5 <= \$475 ;
+  always @(posedge clk)
+    count6 <= \$476 ;
+  always @(posedge clk)
+    count7 <= \$477 ;
+  always @(posedge clk)
+    count8 <= \$478 ;
+  always @(posedge clk)
+    count9 <= \$479 ;
+  always @(posedge clk)
+    count10 <= \$480 ;
+  always @(posedge clk)
+    count11 <= \$481 ;
+  always @(posedge clk)
+    count12 <= \$482 ;
+  always @(posedge clk)
+    count13 <= \$483 ;
+  always @(posedge clk)
+    count14 <= \$484 ;
+  always @(posedge clk)
+    count15 <= \$485 ;
+  always @(posedge clk)
+    ctr3 <= \$486 ;
+  always @(posedge clk)
+    ctr7 <= \$487 ;
+  always @(posedge clk)
+    ctr11 <= \$488 ;
+  always @(posedge clk)
+    ctr15 <= \$489 ;
+  always @(posedge clk)
+    in_full <= \$490 ;
+  always @(posedge clk)
+    in_count0 <= \$491 ;
+  always @(posedge clk)
+    in_count1 <= \$492 ;
+  always @(posedge clk)
+    ctr0 <= \$493 ;
+  always @(posedge clk)
+    ctr1 <= \$494 ;
+  always @(posedge clk)
+    ctr2 <= \$495 ;
+  always @(posedge clk)
+    ctr4 <= \$496 ;
+  always @(posedge clk)
+    ctr5 <= \$497 ;
+  always @(posedge clk)
+    ctr6 <= \$498 ;
+  always @(posedge clk)
+    ctr8 <= \$499 ;
+  always @(posedge clk)
+    ctr9 <= \$500 ;
+  always @(posedge clk)
+    ctr10 <= \$501 ;
+  always @(posedge clk)
+    ctr12 <= \$502 ;
+  always @(posedge clk)
+    ctr13 <= \$503 ;
+  always @(posedge clk)
+    ctr14 <= \$504 ;
+  always @(posedge clk)
+    ctr16 <= \$505 ;
+  always @(posedge clk)
+    ctr17 <= \$506 ;
+  always @(posedge clk)
+    cur <= \$507 ;
+  always @(posedge clk)
+    \$signal  <= \$508 ;
+  always @(posedge clk)
+    li <= \$509 ;
+  always @(posedge clk)
+    \$signal$384  <= \$510 ;
+  always @(posedge clk)
+    fsm_state <= \$511 ;
+  always @(posedge clk)
+    k <= \$512 ;
+  always @(posedge clk)
+    e <= \$513 ;
+  always @(posedge clk)
+    src_sel <= \$514 ;
+  always @(posedge clk)
+    \$signal$346  <= \$515 ;
+  always @(posedge clk)
+    bank_sel <= \$516 ;
+  always @(posedge clk)
+    n <= \$517 ;
+  always @(posedge clk)
+    cnt <= \$518 ;
+  always @(posedge clk)
+    row_wbase <= \$519 ;
+  always @(posedge clk)
+    row_offset <= \$520 ;
+  always @(posedge clk)
+    drain2 <= \$521 ;
   assign \$1  = ~ busy;
   assign \$2  = \$1  & host_we;
   assign \$3  = host_addr[16:14] == 3'h4;
@@ -20625,9 +20954,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$79  = \$77  & \$78 ;
   assign \$80  = host_addr[13:11] == 3'h7;
   assign \$signature__en$67  = \$79  & \$80 ;
+  assign \$84  = row_wbase + row_offset;
   assign s1_index = s1_from_input ? in_rd__data[6:0] : ev_rd__data[6:0];
   assign s1_value = s1_from_input ? in_rd__data[14:7] : ev_rd__data[14:7];
-  assign row_addr = \$84  + k;
+  assign row_addr = layer[17:13] + k;
   assign \$85  = s1_rowbase + s1_index;
   assign \$86  = busy ? \$85  : { 2'h0, host_addr[10:0] };
   assign \$87  = busy ? { 5'h00, row_addr } : host_addr[10:0];
@@ -20672,353 +21002,367 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$123  = host_we & \$122 ;
   assign \$124  = ! host_addr[13:11];
   assign \$125  = \$123  & \$124 ;
-  assign \$signature__en$253  = busy ? neuron_write : \$125 ;
+  assign \$signature__en$260  = busy ? neuron_write : \$125 ;
   assign \$126  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$127  = busy ? { \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257 [15], \u_new$257  } : { 1'h0, host_wdata };
+  assign \$127  = busy ? { \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264  } : { 1'h0, host_wdata };
   assign \$128  = host_addr[16:14] == 2'h3;
   assign \$129  = host_we & \$128 ;
   assign \$130  = host_addr[13:11] == 1'h1;
   assign \$131  = \$129  & \$130 ;
-  assign \$signature__en$258  = busy ? neuron_write : \$131 ;
+  assign \$signature__en$265  = busy ? neuron_write : \$131 ;
   assign \$132  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$133  = busy ? { \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261 [15], \u_new$261  } : { 1'h0, host_wdata };
+  assign \$133  = busy ? { \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268  } : { 1'h0, host_wdata };
   assign \$134  = host_addr[16:14] == 2'h3;
   assign \$135  = host_we & \$134 ;
   assign \$136  = host_addr[13:11] == 2'h2;
   assign \$137  = \$135  & \$136 ;
-  assign \$signature__en$262  = busy ? neuron_write : \$137 ;
+  assign \$signature__en$269  = busy ? neuron_write : \$137 ;
   assign \$138  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$139  = busy ? { \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265 [15], \u_new$265  } : { 1'h0, host_wdata };
+  assign \$139  = busy ? { \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272  } : { 1'h0, host_wdata };
   assign \$140  = host_addr[16:14] == 2'h3;
   assign \$141  = host_we & \$140 ;
   assign \$142  = host_addr[13:11] == 2'h3;
   assign \$143  = \$141  & \$142 ;
-  assign \$signature__en$266  = busy ? neuron_write : \$143 ;
+  assign \$signature__en$273  = busy ? neuron_write : \$143 ;
   assign \$144  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$145  = busy ? { \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269 [15], \u_new$269  } : { 1'h0, host_wdata };
+  assign \$145  = busy ? { \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276  } : { 1'h0, host_wdata };
   assign \$146  = host_addr[16:14] == 2'h3;
   assign \$147  = host_we & \$146 ;
   assign \$148  = host_addr[13:11] == 3'h4;
   assign \$149  = \$147  & \$148 ;
-  assign \$signature__en$270  = busy ? neuron_write : \$149 ;
+  assign \$signature__en$277  = busy ? neuron_write : \$149 ;
   assign \$150  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$151  = busy ? { \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273 [15], \u_new$273  } : { 1'h0, host_wdata };
+  assign \$151  = busy ? { \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280  } : { 1'h0, host_wdata };
   assign \$152  = host_addr[16:14] == 2'h3;
   assign \$153  = host_we & \$152 ;
   assign \$154  = host_addr[13:11] == 3'h5;
   assign \$155  = \$153  & \$154 ;
-  assign \$signature__en$274  = busy ? neuron_write : \$155 ;
+  assign \$signature__en$281  = busy ? neuron_write : \$155 ;
   assign \$156  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$157  = busy ? { \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277 [15], \u_new$277  } : { 1'h0, host_wdata };
+  assign \$157  = busy ? { \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284  } : { 1'h0, host_wdata };
   assign \$158  = host_addr[16:14] == 2'h3;
   assign \$159  = host_we & \$158 ;
   assign \$160  = host_addr[13:11] == 3'h6;
   assign \$161  = \$159  & \$160 ;
-  assign \$signature__en$278  = busy ? neuron_write : \$161 ;
+  assign \$signature__en$285  = busy ? neuron_write : \$161 ;
   assign \$162  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$163  = busy ? { \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281 [15], \u_new$281  } : { 1'h0, host_wdata };
+  assign \$163  = busy ? { \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288  } : { 1'h0, host_wdata };
   assign \$164  = host_addr[16:14] == 2'h3;
   assign \$165  = host_we & \$164 ;
   assign \$166  = host_addr[13:11] == 3'h7;
   assign \$167  = \$165  & \$166 ;
-  assign \$signature__en$282  = busy ? neuron_write : \$167 ;
-  assign \$169  = k * 4'h8;
-  assign \$170  = \$169  + 1'h0;
-  assign \$171  = \$168  > \$170 ;
-  assign \$173  = k * 4'h8;
-  assign \$174  = \$173  + 1'h1;
-  assign \$175  = \$172  > \$174 ;
+  assign \$signature__en$289  = busy ? neuron_write : \$167 ;
+  assign \$168  = k * 4'h8;
+  assign \$169  = \$168  + 1'h0;
+  assign \$170  = \$169  < layer[7:0];
+  assign \$171  = k * 4'h8;
+  assign \$172  = \$171  + 1'h1;
+  assign \$173  = \$172  < layer[7:0];
+  assign \$174  = k * 4'h8;
+  assign \$175  = \$174  + 2'h2;
+  assign \$176  = \$175  < layer[7:0];
   assign \$177  = k * 4'h8;
-  assign \$178  = \$177  + 2'h2;
-  assign \$179  = \$176  > \$178 ;
-  assign \$181  = k * 4'h8;
-  assign \$182  = \$181  + 2'h3;
-  assign \$183  = \$180  > \$182 ;
-  assign \$185  = k * 4'h8;
-  assign \$186  = \$185  + 3'h4;
-  assign \$187  = \$184  > \$186 ;
+  assign \$178  = \$177  + 2'h3;
+  assign \$179  = \$178  < layer[7:0];
+  assign \$180  = k * 4'h8;
+  assign \$181  = \$180  + 3'h4;
+  assign \$182  = \$181  < layer[7:0];
+  assign \$183  = k * 4'h8;
+  assign \$184  = \$183  + 3'h5;
+  assign \$185  = \$184  < layer[7:0];
+  assign \$186  = k * 4'h8;
+  assign \$187  = \$186  + 3'h6;
+  assign \$188  = \$187  < layer[7:0];
   assign \$189  = k * 4'h8;
-  assign \$190  = \$189  + 3'h5;
-  assign \$191  = \$188  > \$190 ;
-  assign \$193  = k * 4'h8;
-  assign \$194  = \$193  + 3'h6;
-  assign \$195  = \$192  > \$194 ;
-  assign \$197  = k * 4'h8;
-  assign \$198  = \$197  + 3'h7;
-  assign \$199  = \$196  > \$198 ;
-  assign \$200  = ~ in_full;
-  assign \$201  = ~ clear;
-  assign input__ready = \$200  & \$201 ;
-  assign \$202  = input__valid & input__ready;
-  assign \$204  = n < cnt;
-  assign \$206  = spikes & valid_lanes;
-  assign \$207  = \$205  ? valid_lanes : \$206 ;
-  assign \$208  = k * 4'h8;
-  assign \$210  = ! fsm_state;
-  assign \$211  = fsm_state == 1'h1;
-  assign \$212  = fsm_state == 2'h2;
-  assign \$213  = fsm_state == 2'h3;
-  assign \$214  = fsm_state == 3'h4;
-  assign \$215  = fsm_state == 3'h5;
-  assign \$216  = fsm_state == 3'h6;
-  assign \$217  = fsm_state == 3'h7;
-  assign \$218  = fsm_state == 4'h8;
-  assign \$219  = ~ busy;
-  assign \$220  = \$219  & host_we;
-  assign \$221  = ~ busy;
-  assign \$222  = \$221  & host_re;
-  assign \$226  = $signed(\$signature__data$70 ) * $signed(s2_x);
-  assign \$227  = $signed(acc) + $signed(\$226 );
-  assign \$228  = $signed(\$signature__data$71 ) * $signed(s2_x);
-  assign \$229  = $signed(\acc$181 ) + $signed(\$228 );
-  assign \$230  = $signed(\$signature__data$72 ) * $signed(s2_x);
-  assign \$231  = $signed(\acc$191 ) + $signed(\$230 );
-  assign \$232  = $signed(\$signature__data$73 ) * $signed(s2_x);
-  assign \$233  = $signed(\acc$201 ) + $signed(\$232 );
-  assign \$234  = $signed(\$signature__data$74 ) * $signed(s2_x);
-  assign \$235  = $signed(\acc$211 ) + $signed(\$234 );
-  assign \$236  = $signed(\$signature__data$75 ) * $signed(s2_x);
-  assign \$237  = $signed(\acc$221 ) + $signed(\$236 );
-  assign \$238  = $signed(\$signature__data$76 ) * $signed(s2_x);
-  assign \$239  = $signed(\acc$231 ) + $signed(\$238 );
-  assign \$240  = $signed(\$signature__data$77 ) * $signed(s2_x);
-  assign \$241  = $signed(\acc$241 ) + $signed(\$240 );
-  assign \$243  = \$242  + 1'h1;
-  assign \$244  = event_layer * 3'h4;
-  assign \$245  = \$244  + 2'h3;
-  assign \$247  = \$246  + 1'h1;
-  assign \$248  = event_layer * 3'h4;
-  assign \$249  = \$248  + 2'h3;
-  assign \$250  = input__valid & input__ready;
-  assign \$252  = \$251  + 1'h1;
-  assign \$253  = ~ busy;
-  assign \$254  = clear & \$253 ;
-  assign \$255  = ctr16 + 1'h1;
-  assign \$256  = ~ clear;
-  assign \$257  = in_full & \$256 ;
-  assign \$258  = ~ \$signal ;
-  assign \$259  = ~ \$signal ;
-  assign \$260  = ! num_layers;
-  assign \$262  = li * 3'h4;
-  assign \$263  = \$262  + 1'h0;
-  assign \$265  = \$264  + 1'h1;
-  assign \$266  = li * 3'h4;
-  assign \$267  = \$266  + 1'h0;
-  assign \$268  = li * 3'h4;
-  assign \$269  = \$268  + 1'h0;
-  assign \$271  = \$270  + 1'h1;
-  assign \$272  = li * 3'h4;
-  assign \$273  = \$272  + 1'h0;
-  assign \$276  = \$274  + \$275 ;
-  assign \$277  = e == \$276 ;
-  assign \$280  = ! \$279 ;
-  assign \$282  = ! \$281 ;
-  assign \$284  = cur ^ \$283 ;
-  assign \$285  = \$282  ? \$signal$334  : \$284 ;
-  assign \$287  = ! \$286 ;
-  assign \$291  = cur ^ \$290 ;
-  assign \$293  = \$287  ? { 1'h0, \$288  } : \$292 ;
-  assign \$296  = k * \$295 ;
-  assign \$297  = \$294  + \$296 ;
-  assign \$298  = li * 3'h4;
-  assign \$299  = \$298  + 1'h0;
-  assign \$301  = \$300  + 1'h1;
-  assign \$302  = li * 3'h4;
-  assign \$303  = \$302  + 1'h0;
-  assign \$304  = n < cnt;
-  assign \$305  = n + 1'h1;
-  assign \$306  = ! k;
-  assign \$307  = li * 3'h4;
-  assign \$308  = \$307  + 2'h2;
-  assign \$310  = \$309  + 1'h1;
-  assign \$311  = li * 3'h4;
-  assign \$312  = \$311  + 2'h2;
-  assign \$313  = e + 1'h1;
-  assign \$314  = li * 3'h4;
-  assign \$315  = \$314  + 1'h0;
-  assign \$317  = \$316  + 1'h1;
-  assign \$318  = li * 3'h4;
-  assign \$319  = \$318  + 1'h0;
-  assign \$320  = ~ \$signal$329 ;
-  assign \$321  = ~ s2_valid;
-  assign \$322  = \$320  & \$321 ;
-  assign \$323  = li * 3'h4;
-  assign \$324  = \$323  + 1'h1;
-  assign \$326  = \$325  + 1'h1;
-  assign \$327  = li * 3'h4;
-  assign \$328  = \$327  + 1'h1;
-  assign \$330  = k + 1'h1;
-  assign \$331  = \$329  == \$330 ;
-  assign \$332  = k + 1'h1;
-  assign \$333  = li + 1'h1;
-  assign \$334  = \$333  == num_layers;
-  assign \$335  = li + 1'h1;
-  assign \$336  = ~ cur;
-  assign \$337  = ~ cur;
-  assign \$338  = ~ cur;
-  assign \$339  = ~ cur;
-  assign \$340  = ~ cur;
-  assign \$341  = ~ cur;
-  assign \$342  = ctr17 + 1'h1;
-  always @(posedge clk)
-    layer0 <= \$343 ;
-  always @(posedge clk)
-    layer1 <= \$344 ;
-  always @(posedge clk)
-    layer2 <= \$345 ;
-  always @(posedge clk)
-    layer3 <= \$346 ;
-  always @(posedge clk)
-    edge0 <= \$347 ;
-  always @(posedge clk)
-    edge1 <= \$348 ;
-  always @(posedge clk)
-    edge2 <= \$349 ;
-  always @(posedge clk)
-    edge3 <= \$350 ;
-  always @(posedge clk)
-    edge4 <= \$351 ;
-  always @(posedge clk)
-    edge5 <= \$352 ;
-  always @(posedge clk)
-    edge6 <= \$353 ;
-  always @(posedge clk)
-    edge7 <= \$354 ;
-  always @(posedge clk)
-    num_layers <= \$355 ;
-  always @(posedge clk)
-    host_rvalid <= \$356 ;
-  always @(posedge clk)
-    rd_region <= \$357 ;
-  always @(posedge clk)
-    rd_lane <= \$358 ;
-  always @(posedge clk)
-    rd_reg <= \$359 ;
-  always @(posedge clk)
-    \$signal$329  <= \$360 ;
-  always @(posedge clk)
-    s2_valid <= \$361 ;
-  always @(posedge clk)
-    s2_x <= \$362 ;
-  always @(posedge clk)
-    s1_rowbase <= \$363 ;
-  always @(posedge clk)
-    s1_from_input <= \$364 ;
-  always @(posedge clk)
-    acc <= \$365 ;
-  always @(posedge clk)
-    \acc$181  <= \$366 ;
-  always @(posedge clk)
-    \acc$191  <= \$367 ;
-  always @(posedge clk)
-    \acc$201  <= \$368 ;
-  always @(posedge clk)
-    \acc$211  <= \$369 ;
-  always @(posedge clk)
-    \acc$221  <= \$370 ;
-  always @(posedge clk)
-    \acc$231  <= \$371 ;
-  always @(posedge clk)
-    \acc$241  <= \$372 ;
-  always @(posedge clk)
-    count0 <= \$373 ;
-  always @(posedge clk)
-    count1 <= \$374 ;
-  always @(posedge clk)
-    count2 <= \$375 ;
-  always @(posedge clk)
-    count3 <= \$376 ;
-  always @(posedge clk)
-    count4 <= \$377 ;
-  always @(posedge clk)
-    count5 <= \$378 ;
-  always @(posedge clk)
-    count6 <= \$379 ;
-  always @(posedge clk)
-    count7 <= \$380 ;
-  always @(posedge clk)
-    count8 <= \$381 ;
-  always @(posedge clk)
-    count9 <= \$382 ;
+  assign \$190  = \$189  + 3'h7;
+  assign \$191  = \$190  < layer[7:0];
+  assign \$192  = ~ in_full;
+  assign \$193  = ~ clear;
+  assign input__ready = \$192  & \$193 ;
+  assign \$194  = input__valid & input__ready;
+  assign \$196  = n < cnt;
+  assign \$197  = spikes & valid_lanes;
+  assign \$198  = layer[44] ? valid_lanes : \$197 ;
+  assign \$199  = k * 4'h8;
+  assign \$200  = ! fsm_state;
+  assign \$201  = fsm_state == 1'h1;
+  assign \$202  = fsm_state == 2'h2;
+  assign \$203  = fsm_state == 2'h3;
+  assign \$204  = fsm_state == 3'h4;
+  assign \$205  = fsm_state == 3'h5;
+  assign \$206  = fsm_state == 3'h6;
+  assign \$207  = fsm_state == 3'h7;
+  assign \$208  = fsm_state == 4'h8;
+  assign \$209  = ~ busy;
+  assign \$210  = \$209  & host_we;
+  assign \$211  = ~ busy;
+  assign \$212  = \$211  & host_re;
+  assign \$217  = layer[20:18] + layer[24:21];
+  assign \$218  = $signed(w_q0) * $signed(s3_x);
+  assign \$219  = $signed(w_q1) * $signed(s3_x);
+  assign \$220  = $signed(w_q2) * $signed(s3_x);
+  assign \$221  = $signed(w_q3) * $signed(s3_x);
+  assign \$222  = $signed(w_q4) * $signed(s3_x);
+  assign \$223  = $signed(w_q5) * $signed(s3_x);
+  assign \$224  = $signed(w_q6) * $signed(s3_x);
+  assign \$225  = $signed(w_q7) * $signed(s3_x);
+  assign \$226  = $signed(total) + $signed(prod_q0);
+  assign \$227  = $signed(total) + $signed(leak_q0);
+  assign \$228  = $signed(\total$201 ) + $signed(prod_q1);
+  assign \$229  = $signed(\total$201 ) + $signed(leak_q1);
+  assign \$230  = $signed(\total$209 ) + $signed(prod_q2);
+  assign \$231  = $signed(\total$209 ) + $signed(leak_q2);
+  assign \$232  = $signed(\total$217 ) + $signed(prod_q3);
+  assign \$233  = $signed(\total$217 ) + $signed(leak_q3);
+  assign \$234  = $signed(\total$225 ) + $signed(prod_q4);
+  assign \$235  = $signed(\total$225 ) + $signed(leak_q4);
+  assign \$236  = $signed(\total$233 ) + $signed(prod_q5);
+  assign \$237  = $signed(\total$233 ) + $signed(leak_q5);
+  assign \$238  = $signed(\total$241 ) + $signed(prod_q6);
+  assign \$239  = $signed(\total$241 ) + $signed(leak_q6);
+  assign \$240  = $signed(\total$249 ) + $signed(prod_q7);
+  assign \$241  = $signed(\total$249 ) + $signed(leak_q7);
+  assign \$242  = ! { cur, spike_src };
+  assign \$243  = count0 + 1'h1;
+  assign \$244  = { cur, spike_src } == 1'h1;
+  assign \$245  = count1 + 1'h1;
+  assign \$246  = { cur, spike_src } == 2'h2;
+  assign \$247  = count2 + 1'h1;
+  assign \$248  = { cur, spike_src } == 2'h3;
+  assign \$249  = count3 + 1'h1;
+  assign \$250  = { cur, spike_src } == 3'h4;
+  assign \$251  = count4 + 1'h1;
+  assign \$252  = { cur, spike_src } == 3'h5;
+  assign \$253  = count5 + 1'h1;
+  assign \$254  = { cur, spike_src } == 3'h6;
+  assign \$255  = count6 + 1'h1;
+  assign \$256  = { cur, spike_src } == 3'h7;
+  assign \$257  = count7 + 1'h1;
+  assign \$258  = { cur, spike_src } == 4'h8;
+  assign \$259  = count8 + 1'h1;
+  assign \$260  = { cur, spike_src } == 4'h9;
+  assign \$261  = count9 + 1'h1;
+  assign \$262  = { cur, spike_src } == 4'ha;
+  assign \$263  = count10 + 1'h1;
+  assign \$264  = { cur, spike_src } == 4'hb;
+  assign \$265  = count11 + 1'h1;
+  assign \$266  = { cur, spike_src } == 4'hc;
+  assign \$267  = count12 + 1'h1;
+  assign \$268  = { cur, spike_src } == 4'hd;
+  assign \$269  = count13 + 1'h1;
+  assign \$270  = { cur, spike_src } == 4'he;
+  assign \$271  = count14 + 1'h1;
+  assign \$272  = { cur, spike_src } == 4'hf;
+  assign \$273  = count15 + 1'h1;
+  assign \$274  = ! event_layer;
+  assign \$275  = ctr3 + 1'h1;
+  assign \$276  = event_layer == 1'h1;
+  assign \$277  = ctr7 + 1'h1;
+  assign \$278  = event_layer == 2'h2;
+  assign \$279  = ctr11 + 1'h1;
+  assign \$280  = event_layer == 2'h3;
+  assign \$281  = ctr15 + 1'h1;
+  assign \$282  = input__valid & input__ready;
+  assign \$284  = \$283  + 1'h1;
+  assign \$285  = ~ busy;
+  assign \$286  = clear & \$285 ;
+  assign \$287  = ctr16 + 1'h1;
+  assign \$288  = ~ clear;
+  assign \$289  = in_full & \$288 ;
+  assign \$290  = ~ \$signal ;
+  assign \$291  = ~ \$signal ;
+  assign \$292  = ! num_layers;
+  assign \$293  = ! li;
+  assign \$294  = ctr0 + 1'h1;
+  assign \$295  = li == 1'h1;
+  assign \$296  = ctr4 + 1'h1;
+  assign \$297  = li == 2'h2;
+  assign \$298  = ctr8 + 1'h1;
+  assign \$299  = li == 2'h3;
+  assign \$300  = ctr12 + 1'h1;
+  assign \$301  = ! li;
+  assign \$302  = ctr0 + 1'h1;
+  assign \$303  = li == 1'h1;
+  assign \$304  = ctr4 + 1'h1;
+  assign \$305  = li == 2'h2;
+  assign \$306  = ctr8 + 1'h1;
+  assign \$307  = li == 2'h3;
+  assign \$308  = ctr12 + 1'h1;
+  assign \$309  = e == e_end;
+  assign \$312  = ! \$311 ;
+  assign \$314  = ! \$313 ;
+  assign \$316  = cur ^ \$315 ;
+  assign \$317  = \$314  ? \$signal$384  : \$316 ;
+  assign \$319  = ! \$318 ;
+  assign \$323  = cur ^ \$322 ;
+  assign \$325  = \$319  ? { 1'h0, \$320  } : \$324 ;
+  assign \$329  = k[0] ? \$328  : 9'h000;
+  assign \$332  = k[1] ? \$331  : 9'h000;
+  assign \$333  = \$329  + \$332 ;
+  assign \$336  = k[2] ? \$335  : 11'h000;
+  assign \$339  = k[3] ? \$338  : 11'h000;
+  assign \$340  = \$336  + \$339 ;
+  assign \$341  = \$333  + \$340 ;
+  assign \$344  = k[4] ? \$343  : 15'h0000;
+  assign \$345  = \$341  + \$344 ;
+  assign \$346  = ! li;
+  assign \$347  = ctr0 + 1'h1;
+  assign \$348  = li == 1'h1;
+  assign \$349  = ctr4 + 1'h1;
+  assign \$350  = li == 2'h2;
+  assign \$351  = ctr8 + 1'h1;
+  assign \$352  = li == 2'h3;
+  assign \$353  = ctr12 + 1'h1;
+  assign \$354  = n < cnt;
+  assign \$355  = n + 1'h1;
+  assign \$356  = ! k;
+  assign \$357  = ! li;
+  assign \$358  = ctr2 + 1'h1;
+  assign \$359  = li == 1'h1;
+  assign \$360  = ctr6 + 1'h1;
+  assign \$361  = li == 2'h2;
+  assign \$362  = ctr10 + 1'h1;
+  assign \$363  = li == 2'h3;
+  assign \$364  = ctr14 + 1'h1;
+  assign \$365  = e + 1'h1;
+  assign \$366  = ! li;
+  assign \$367  = ctr0 + 1'h1;
+  assign \$368  = li == 1'h1;
+  assign \$369  = ctr4 + 1'h1;
+  assign \$370  = li == 2'h2;
+  assign \$371  = ctr8 + 1'h1;
+  assign \$372  = li == 2'h3;
+  assign \$373  = ctr12 + 1'h1;
+  assign \$374  = ~ drain2;
+  assign \$375  = ~ \$signal$343 ;
+  assign \$376  = ~ s2_valid;
+  assign \$377  = \$375  & \$376 ;
+  assign \$378  = ~ \$signal$347 ;
+  assign \$379  = \$377  & \$378 ;
+  assign \$380  = ! li;
+  assign \$381  = ctr1 + 1'h1;
+  assign \$382  = li == 1'h1;
+  assign \$383  = ctr5 + 1'h1;
+  assign \$384  = li == 2'h2;
+  assign \$385  = ctr9 + 1'h1;
+  assign \$386  = li == 2'h3;
+  assign \$387  = ctr13 + 1'h1;
+  assign \$388  = k + 1'h1;
+  assign \$389  = \$388  == layer[12:8];
+  assign \$390  = k + 1'h1;
+  assign \$391  = li + 1'h1;
+  assign \$392  = \$391  == num_layers;
+  assign \$393  = li + 1'h1;
+  assign \$394  = ~ cur;
+  assign \$395  = ~ cur;
+  assign \$396  = ~ cur;
+  assign \$397  = ~ cur;
+  assign \$398  = ~ cur;
+  assign \$399  = ~ cur;
+  assign \$400  = ctr17 + 1'h1;
+  \npu_core_digits.leak0  leak0 (
+    .alpha(\$signature__data$78 [8:0]),
+    .bias(\$signature__data$78 [40:25]),
+    .leak(leak),
+    .u(\$signature__data$86 )
+  );
+  \npu_core_digits.leak1  leak1 (
+    .alpha(\$signature__data$79 [8:0]),
+    .bias(\$signature__data$79 [40:25]),
+    .leak(\leak$371 ),
+    .u(\$signature__data$87 )
+  );
+  \npu_core_digits.leak2  leak2 (
+    .alpha(\$signature__data$80 [8:0]),
+    .bias(\$signature__data$80 [40:25]),
+    .leak(\leak$373 ),
+    .u(\$signature__data$88 )
+  );
+  \npu_core_digits.leak3  leak3 (
+    .alpha(\$signature__data$81 [8:0]),
+    .bias(\$signature__data$81 [40:25]),
+    .leak(\leak$375 ),
+    .u(\$signature__data$89 )
+  );
+  \npu_core_digits.leak4  leak4 (
+    .alpha(\$signature__data$82 [8:0]),
+    .bias(\$signature__data$82 [40:25]),
+    .leak(\leak$377 ),
+    .u(\$signature__data$90 )
+  );
+  \npu_core_digits.leak5  leak5 (
+    .alpha(\$signature__data$83 [8:0]),
+    .bias(\$signature__data$83 [40:25]),
+    .leak(\leak$379 ),
+    .u(\$signature__data$91 )
+  );
+  \npu_core_digits.leak6  leak6 (
+    .alpha(\$signature__data$84 [8:0]),
+    .bias(\$signature__data$84 [40:25]),
+    .leak(\leak$381 ),
+    .u(\$signature__data$92 )
+  );
+  \npu_core_digits.leak7  leak7 (
+    .alpha(\$signature__data$85 [8:0]),
+    .bias(\$signature__data$85 [40:25]),
+    .leak(\leak$383 ),
+    .u(\$signature__data$93 )
+  );
   \npu_core_digits.neuron0  neuron0 (
-    .acc(acc),
-    .\port$1038$0 (\$signature__data$78 ),
-    .reset(reset),
+    .\port$1293$25 (layer[43:25]),
     .spike(spike),
-    .spiking(spiking),
-    .u(\$signature__data$86 ),
-    .u_new(u_new),
-    .v_reset(v_reset)
+    .theta(theta),
+    .total(total),
+    .u_new(u_new)
   );
   \npu_core_digits.neuron1  neuron1 (
-    .acc(\acc$181 ),
-    .\port$1047$0 (\$signature__data$79 ),
-    .reset(\reset$187 ),
-    .spike(\spike$189 ),
-    .spiking(\spiking$188 ),
-    .u(\$signature__data$87 ),
-    .u_new(\u_new$257 ),
-    .v_reset(\v_reset$186 )
+    .\port$1293$25 (layer[43:25]),
+    .spike(\spike$208 ),
+    .theta(\theta$203 ),
+    .total(\total$201 ),
+    .u_new(\u_new$264 )
   );
   \npu_core_digits.neuron2  neuron2 (
-    .acc(\acc$191 ),
-    .\port$1056$0 (\$signature__data$80 ),
-    .reset(\reset$197 ),
-    .spike(\spike$199 ),
-    .spiking(\spiking$198 ),
-    .u(\$signature__data$88 ),
-    .u_new(\u_new$261 ),
-    .v_reset(\v_reset$196 )
+    .\port$1293$25 (layer[43:25]),
+    .spike(\spike$216 ),
+    .theta(\theta$211 ),
+    .total(\total$209 ),
+    .u_new(\u_new$268 )
   );
   \npu_core_digits.neuron3  neuron3 (
-    .acc(\acc$201 ),
-    .\port$1065$0 (\$signature__data$81 ),
-    .reset(\reset$207 ),
-    .spike(\spike$209 ),
-    .spiking(\spiking$208 ),
-    .u(\$signature__data$89 ),
-    .u_new(\u_new$265 ),
-    .v_reset(\v_reset$206 )
+    .\port$1293$25 (layer[43:25]),
+    .spike(\spike$224 ),
+    .theta(\theta$219 ),
+    .total(\total$217 ),
+    .u_new(\u_new$272 )
   );
   \npu_core_digits.neuron4  neuron4 (
-    .acc(\acc$211 ),
-    .\port$1074$0 (\$signature__data$82 ),
-    .reset(\reset$217 ),
-    .spike(\spike$219 ),
-    .spiking(\spiking$218 ),
-    .u(\$signature__data$90 ),
-    .u_new(\u_new$269 ),
-    .v_reset(\v_reset$216 )
+    .\port$1293$25 (layer[43:25]),
+    .spike(\spike$232 ),
+    .theta(\theta$227 ),
+    .total(\total$225 ),
+    .u_new(\u_new$276 )
   );
   \npu_core_digits.neuron5  neuron5 (
-    .acc(\acc$221 ),
-    .\port$1083$0 (\$signature__data$83 ),
-    .reset(\reset$227 ),
-    .spike(\spike$229 ),
-    .spiking(\spiking$228 ),
-    .u(\$signature__data$91 ),
-    .u_new(\u_new$273 ),
-    .v_reset(\v_reset$226 )
+    .\port$1293$25 (layer[43:25]),
+    .spike(\spike$240 ),
+    .theta(\theta$235 ),
+    .total(\total$233 ),
+    .u_new(\u_new$280 )
   );
   \npu_core_digits.neuron6  neuron6 (
-    .acc(\acc$231 ),
-    .\port$1092$0 (\$signature__data$84 ),
-    .reset(\reset$237 ),
-    .spike(\spike$239 ),
-    .spiking(\spiking$238 ),
-    .u(\$signature__data$92 ),
-    .u_new(\u_new$277 ),
-    .v_reset(\v_reset$236 )
+    .\port$1293$25 (layer[43:25]),
+    .spike(\spike$248 ),
+    .theta(\theta$243 ),
+    .total(\total$241 ),
+    .u_new(\u_new$284 )
   );
   \npu_core_digits.neuron7  neuron7 (
-    .acc(\acc$241 ),
-    .\port$1101$0 (\$signature__data$85 ),
-    .reset(\reset$247 ),
-    .spike(\spike$249 ),
-    .spiking(\spiking$248 ),
-    .u(\$signature__data$93 ),
-    .u_new(\u_new$281 ),
-    .v_reset(\v_reset$246 )
+    .\port$1293$25 (layer[43:25]),
+    .spike(\spike$256 ),
+    .theta(\theta$251 ),
+    .total(\total$249 ),
+    .u_new(\u_new$288 )
   );
   \npu_core_digits.out_fifo  out_fifo (
     .clk(clk),
@@ -21039,47 +21383,1409 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .event_index(event_index),
     .free(free),
     .layer(event_layer),
-    .\layer$29 (layer),
+    .\layer$29 (\layer$307 ),
     .load(load),
     .records__payload(records__payload),
     .records__ready(records__ready),
     .records__valid(records__valid),
     .rst(rst),
     .send(send),
-    .\spikes$27 (\spikes$297 ),
+    .\spikes$27 (\spikes$305 ),
     .values(values)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$383  = count10;
+    (* full_case = 32'd1 *)
+    casez (rd_region)
+      3'h4:
+          host_rdata = { 37'h0000000000, \$81  };
+      3'h2:
+          host_rdata = { 4'h0, \$82  };
+      3'h3:
+          host_rdata = { 29'h00000000, \$83  };
+      default:
+          host_rdata = rd_reg;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    ev_wr__addr = 11'h000;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            /* empty */;
-        4'h8:
-            /* empty */;
-        4'h9:
-            /* empty */;
-        4'ha:
-            \$383  = \$243 [7:0];
+      ev_wr__addr = { cur, spike_src, \$119  };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    ev_wr__data = 15'h0000;
+    if (\event ) begin
+      ev_wr__data[6:0] = event_index[6:0];
+      ev_wr__data[14:7] = 8'h01;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    ev_wr__en = 1'h0;
+    if (\event ) begin
+      ev_wr__en = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    in_wr__addr = 8'h00;
+    if (\$194 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        in_wr__addr = { \$signal , \$195  };
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    in_wr__data = 15'h0000;
+    if (\$194 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        in_wr__data[6:0] = input__payload[6:0];
+        in_wr__data[14:7] = input__payload[14:7];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    in_wr__en = 1'h0;
+    if (\$194 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        in_wr__en = 1'h1;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    busy = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          busy = 1'h1;
+      4'h3:
+          busy = 1'h1;
+      4'h4:
+          busy = 1'h1;
+      4'h6:
+          busy = 1'h1;
+      4'h5:
+          busy = 1'h1;
+      4'h7:
+          busy = 1'h1;
+      4'h8:
+          busy = 1'h1;
+      4'h1:
+          busy = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$signal$299  = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$signal$299  = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    issue = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          if (\$196 ) begin
+            issue = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    neuron_write = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            neuron_write = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    load = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            load = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    send = 8'h00;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            send = \$198 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \spikes$305  = 8'h00;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            \spikes$305  = spikes;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    base = 8'h00;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            base = \$199 [7:0];
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \layer$307  = 2'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            \layer$307  = li;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    emit_values = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            emit_values = layer[44];
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    values = 128'h00000000000000000000000000000000;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            values[15:0] = u_new;
+            values[31:16] = \u_new$264 ;
+            values[47:32] = \u_new$268 ;
+            values[63:48] = \u_new$272 ;
+            values[79:64] = \u_new$276 ;
+            values[95:80] = \u_new$280 ;
+            values[111:96] = \u_new$284 ;
+            values[127:112] = \u_new$288 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    write_end = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          write_end = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$401  = layer0;
+    if (\$210 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            casez (host_addr[1:0])
+              2'h0:
+                  \$401  = host_wdata;
+            endcase
       endcase
     end
-    if (\$254 ) begin
-      \$383  = 8'h00;
+    if (rst) begin
+      \$401  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$402  = layer1;
+    if (\$210 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  \$402  = host_wdata;
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$402  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$403  = layer2;
+    if (\$210 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  \$403  = host_wdata;
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$403  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$404  = layer3;
+    if (\$210 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            (* full_case = 32'd1 *)
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  /* empty */;
+              2'h3:
+                  \$404  = host_wdata;
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$404  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$405  = edge0;
+    if (\$210 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  \$405  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$405  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$406  = edge1;
+    if (\$210 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  \$406  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$406  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$407  = edge2;
+    if (\$210 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  \$407  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$407  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$408  = edge3;
+    if (\$210 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  \$408  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$408  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$409  = edge4;
+    if (\$210 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  /* empty */;
+              3'h4:
+                  \$409  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$409  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$410  = edge5;
+    if (\$210 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  /* empty */;
+              3'h4:
+                  /* empty */;
+              3'h5:
+                  \$410  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$410  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$411  = edge6;
+    if (\$210 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  /* empty */;
+              3'h4:
+                  /* empty */;
+              3'h5:
+                  /* empty */;
+              3'h6:
+                  \$411  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$411  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$412  = edge7;
+    if (\$210 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            (* full_case = 32'd1 *)
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  /* empty */;
+              3'h4:
+                  /* empty */;
+              3'h5:
+                  /* empty */;
+              3'h6:
+                  /* empty */;
+              3'h7:
+                  \$412  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$412  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$413  = num_layers;
+    if (\$210 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h6:
+            \$413  = host_wdata[2:0];
+      endcase
+    end
+    if (rst) begin
+      \$413  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$414  = \$212 ;
+    if (rst) begin
+      \$414  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$415  = host_addr[16:14];
+    if (rst) begin
+      \$415  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$416  = host_addr[13:11];
+    if (rst) begin
+      \$416  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$417  = rd_reg;
+    casez (host_addr[16:14])
+      3'h0:
+          \$417  = \$213 ;
+      3'h1:
+          \$417  = { 22'h000000, \$214  };
+      3'h5:
+          \$417  = { 13'h0000, \$215  };
+      3'h6:
+          \$417  = { 42'h00000000000, num_layers };
+    endcase
+    if (rst) begin
+      \$417  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$418  = \$216 ;
+    if (rst) begin
+      \$418  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$419  = \$217 [3:0];
+    if (rst) begin
+      \$419  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$420  = issue;
+    if (rst) begin
+      \$420  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$421  = \$signal$343 ;
+    if (rst) begin
+      \$421  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$422  = s1_value;
+    if (rst) begin
+      \$422  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$423  = s1_rowbase;
+    if (issue) begin
+      \$423  = \$84 [11:0];
+    end
+    if (rst) begin
+      \$423  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$424  = s1_from_input;
+    if (issue) begin
+      \$424  = \$signal$346 ;
+    end
+    if (rst) begin
+      \$424  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$425  = s2_valid;
+    if (rst) begin
+      \$425  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$426  = s2_x;
+    if (rst) begin
+      \$426  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$427  = \$signal$347 ;
+    if (rst) begin
+      \$427  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$428  = \$signature__data$70 ;
+    if (rst) begin
+      \$428  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$429  = \$signature__data$71 ;
+    if (rst) begin
+      \$429  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$430  = \$signature__data$72 ;
+    if (rst) begin
+      \$430  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$431  = \$signature__data$73 ;
+    if (rst) begin
+      \$431  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$432  = \$signature__data$74 ;
+    if (rst) begin
+      \$432  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$433  = \$signature__data$75 ;
+    if (rst) begin
+      \$433  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$434  = \$signature__data$76 ;
+    if (rst) begin
+      \$434  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$435  = \$signature__data$77 ;
+    if (rst) begin
+      \$435  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$436  = \$218 ;
+    if (rst) begin
+      \$436  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$437  = \$219 ;
+    if (rst) begin
+      \$437  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$438  = \$220 ;
+    if (rst) begin
+      \$438  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$439  = \$221 ;
+    if (rst) begin
+      \$439  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$440  = \$222 ;
+    if (rst) begin
+      \$440  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$441  = \$223 ;
+    if (rst) begin
+      \$441  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$442  = \$224 ;
+    if (rst) begin
+      \$442  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$443  = \$225 ;
+    if (rst) begin
+      \$443  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$444  = \$signal$299 ;
+    if (rst) begin
+      \$444  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$445  = \$signal$366 ;
+    if (rst) begin
+      \$445  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$446  = leak;
+    if (rst) begin
+      \$446  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$447  = \$signature__data$78 [24:9];
+    if (rst) begin
+      \$447  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$448  = total;
+    if (s4_valid) begin
+      \$448  = \$226 [25:0];
+    end else if (pre2) begin
+      \$448  = \$227 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$448  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$448  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$449  = \leak$371 ;
+    if (rst) begin
+      \$449  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$450  = \$signature__data$79 [24:9];
+    if (rst) begin
+      \$450  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$451  = \total$201 ;
+    if (s4_valid) begin
+      \$451  = \$228 [25:0];
+    end else if (pre2) begin
+      \$451  = \$229 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$451  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$451  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$452  = \leak$373 ;
+    if (rst) begin
+      \$452  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$453  = \$signature__data$80 [24:9];
+    if (rst) begin
+      \$453  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$454  = \total$209 ;
+    if (s4_valid) begin
+      \$454  = \$230 [25:0];
+    end else if (pre2) begin
+      \$454  = \$231 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$454  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$454  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$455  = \leak$375 ;
+    if (rst) begin
+      \$455  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$456  = \$signature__data$81 [24:9];
+    if (rst) begin
+      \$456  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$457  = \total$217 ;
+    if (s4_valid) begin
+      \$457  = \$232 [25:0];
+    end else if (pre2) begin
+      \$457  = \$233 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$457  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$457  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$458  = \leak$377 ;
+    if (rst) begin
+      \$458  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$459  = \$signature__data$82 [24:9];
+    if (rst) begin
+      \$459  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$460  = \total$225 ;
+    if (s4_valid) begin
+      \$460  = \$234 [25:0];
+    end else if (pre2) begin
+      \$460  = \$235 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$460  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$460  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$461  = \leak$379 ;
+    if (rst) begin
+      \$461  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$462  = \$signature__data$83 [24:9];
+    if (rst) begin
+      \$462  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$463  = \total$233 ;
+    if (s4_valid) begin
+      \$463  = \$236 [25:0];
+    end else if (pre2) begin
+      \$463  = \$237 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$463  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$463  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$464  = \leak$381 ;
+    if (rst) begin
+      \$464  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$465  = \$signature__data$84 [24:9];
+    if (rst) begin
+      \$465  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$466  = \total$241 ;
+    if (s4_valid) begin
+      \$466  = \$238 [25:0];
+    end else if (pre2) begin
+      \$466  = \$239 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$466  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$466  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$467  = \leak$383 ;
+    if (rst) begin
+      \$467  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$468  = \$signature__data$85 [24:9];
+    if (rst) begin
+      \$468  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$469  = \total$249 ;
+    if (s4_valid) begin
+      \$469  = \$240 [25:0];
+    end else if (pre2) begin
+      \$469  = \$241 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$469  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$469  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$470  = count0;
+    if (\event ) begin
+      if (\$242 ) begin
+        \$470  = \$243 [7:0];
+      end
+    end
+    if (\$286 ) begin
+      \$470  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$394 , 3'h0 })
+              4'h0:
+                  \$470  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$470  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$471  = count1;
+    if (\event ) begin
+      if (\$244 ) begin
+        \$471  = \$245 [7:0];
+      end
+    end
+    if (\$286 ) begin
+      \$471  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$395 , 3'h1 })
+              4'h1:
+                  \$471  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$471  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$472  = count2;
+    if (\event ) begin
+      if (\$246 ) begin
+        \$472  = \$247 [7:0];
+      end
+    end
+    if (\$286 ) begin
+      \$472  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$396 , 3'h2 })
+              4'h2:
+                  \$472  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$472  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$473  = count3;
+    if (\event ) begin
+      if (\$248 ) begin
+        \$473  = \$249 [7:0];
+      end
+    end
+    if (\$286 ) begin
+      \$473  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$397 , 3'h3 })
+              4'h3:
+                  \$473  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$473  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$474  = count4;
+    if (\event ) begin
+      if (\$250 ) begin
+        \$474  = \$251 [7:0];
+      end
+    end
+    if (\$286 ) begin
+      \$474  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$398 , 3'h4 })
+              4'h4:
+                  \$474  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$474  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$475  = count5;
+    if (\event ) begin
+      if (\$252 ) begin
+        \$475  = \$253 [7:0];
+      end
+    end
+    if (\$286 ) begin
+      \$475  = 8'h00;
+    end
+    if (rst) begin
+      \$475  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$476  = count6;
+    if (\event ) begin
+      if (\$254 ) begin
+        \$476  = \$255 [7:0];
+      end
+    end
+    if (\$286 ) begin
+      \$476  = 8'h00;
+    end
+    if (rst) begin
+      \$476  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$477  = count7;
+    if (\event ) begin
+      if (\$256 ) begin
+        \$477  = \$257 [7:0];
+      end
+    end
+    if (\$286 ) begin
+      \$477  = 8'h00;
+    end
+    if (rst) begin
+      \$477  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$478  = count8;
+    if (\event ) begin
+      if (\$258 ) begin
+        \$478  = \$259 [7:0];
+      end
+    end
+    if (\$286 ) begin
+      \$478  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -21101,51 +22807,114 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$338 , 3'h2 })
+            casez ({ \$394 , 3'h0 })
+              4'h0:
+                  /* empty */;
+              4'h8:
+                  \$478  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$478  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$479  = count9;
+    if (\event ) begin
+      if (\$260 ) begin
+        \$479  = \$261 [7:0];
+      end
+    end
+    if (\$286 ) begin
+      \$479  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            casez ({ \$395 , 3'h1 })
+              4'h1:
+                  /* empty */;
+              4'h9:
+                  \$479  = 8'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$479  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$480  = count10;
+    if (\event ) begin
+      if (\$262 ) begin
+        \$480  = \$263 [7:0];
+      end
+    end
+    if (\$286 ) begin
+      \$480  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            casez ({ \$396 , 3'h2 })
               4'h2:
                   /* empty */;
               4'ha:
-                  \$383  = 8'h00;
+                  \$480  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$383  = 8'h00;
+      \$480  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$384  = count11;
+    \$481  = count11;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            /* empty */;
-        4'h8:
-            /* empty */;
-        4'h9:
-            /* empty */;
-        4'ha:
-            /* empty */;
-        4'hb:
-            \$384  = \$243 [7:0];
-      endcase
+      if (\$264 ) begin
+        \$481  = \$265 [7:0];
+      end
     end
-    if (\$254 ) begin
-      \$384  = 8'h00;
+    if (\$286 ) begin
+      \$481  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -21167,53 +22936,28 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$339 , 3'h3 })
+            casez ({ \$397 , 3'h3 })
               4'h3:
                   /* empty */;
               4'hb:
-                  \$384  = 8'h00;
+                  \$481  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$384  = 8'h00;
+      \$481  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$385  = count12;
+    \$482  = count12;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            /* empty */;
-        4'h8:
-            /* empty */;
-        4'h9:
-            /* empty */;
-        4'ha:
-            /* empty */;
-        4'hb:
-            /* empty */;
-        4'hc:
-            \$385  = \$243 [7:0];
-      endcase
+      if (\$266 ) begin
+        \$482  = \$267 [7:0];
+      end
     end
-    if (\$254 ) begin
-      \$385  = 8'h00;
+    if (\$286 ) begin
+      \$482  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -21243,3475 +22987,270 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             (* full_case = 32'd1 *)
             
             (* full_case = 32'd1 *)
-            casez ({ \$340 , 3'h4 })
+            casez ({ \$398 , 3'h4 })
               4'h4:
                   /* empty */;
               4'hc:
-                  \$385  = 8'h00;
+                  \$482  = 8'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$385  = 8'h00;
+      \$482  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$386  = count13;
+    \$483  = count13;
     if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            /* empty */;
-        4'h8:
-            /* empty */;
-        4'h9:
-            /* empty */;
-        4'ha:
-            /* empty */;
-        4'hb:
-            /* empty */;
-        4'hc:
-            /* empty */;
-        4'hd:
-            \$386  = \$243 [7:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$386  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-          end
-    endcase
-    if (rst) begin
-      \$386  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$387  = count14;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            /* empty */;
-        4'h8:
-            /* empty */;
-        4'h9:
-            /* empty */;
-        4'ha:
-            /* empty */;
-        4'hb:
-            /* empty */;
-        4'hc:
-            /* empty */;
-        4'hd:
-            /* empty */;
-        4'he:
-            \$387  = \$243 [7:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$387  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-          end
-    endcase
-    if (rst) begin
-      \$387  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$388  = count15;
-    if (\event ) begin
-      (* full_case = 32'd1 *)
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            /* empty */;
-        4'h8:
-            /* empty */;
-        4'h9:
-            /* empty */;
-        4'ha:
-            /* empty */;
-        4'hb:
-            /* empty */;
-        4'hc:
-            /* empty */;
-        4'hd:
-            /* empty */;
-        4'he:
-            /* empty */;
-        4'hf:
-            \$388  = \$243 [7:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$388  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-          end
-    endcase
-    if (rst) begin
-      \$388  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$389  = ctr0;
-    if (\event ) begin
-      casez (\$249 )
-        6'h00:
-            \$389  = \$247 [31:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$389  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$267 )
-            6'h00:
-                \$389  = \$265 [31:0];
-          endcase
-      4'h4:
-          casez (\$273 )
-            6'h00:
-                \$389  = \$271 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$303 )
-            6'h00:
-                \$389  = \$301 [31:0];
-          endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
-                6'h00:
-                    \$389  = \$310 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$319 )
-            6'h00:
-                \$389  = \$317 [31:0];
-          endcase
-      4'h7:
-          casez (\$328 )
-            6'h00:
-                \$389  = \$326 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$389  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$390  = ctr1;
-    if (\event ) begin
-      casez (\$249 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            \$390  = \$247 [31:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$390  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$267 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                \$390  = \$265 [31:0];
-          endcase
-      4'h4:
-          casez (\$273 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                \$390  = \$271 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$303 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                \$390  = \$301 [31:0];
-          endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    \$390  = \$310 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$319 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                \$390  = \$317 [31:0];
-          endcase
-      4'h7:
-          casez (\$328 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                \$390  = \$326 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$390  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$391  = ctr2;
-    if (\event ) begin
-      casez (\$249 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            \$391  = \$247 [31:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$391  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$267 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                \$391  = \$265 [31:0];
-          endcase
-      4'h4:
-          casez (\$273 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                \$391  = \$271 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$303 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                \$391  = \$301 [31:0];
-          endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    \$391  = \$310 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$319 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                \$391  = \$317 [31:0];
-          endcase
-      4'h7:
-          casez (\$328 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                \$391  = \$326 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$391  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$392  = ctr3;
-    if (\event ) begin
-      casez (\$249 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            \$392  = \$247 [31:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$392  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$267 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                \$392  = \$265 [31:0];
-          endcase
-      4'h4:
-          casez (\$273 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                \$392  = \$271 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$303 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                \$392  = \$301 [31:0];
-          endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    \$392  = \$310 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$319 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                \$392  = \$317 [31:0];
-          endcase
-      4'h7:
-          casez (\$328 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                \$392  = \$326 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$392  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$393  = ctr4;
-    if (\event ) begin
-      casez (\$249 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            \$393  = \$247 [31:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$393  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$267 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                \$393  = \$265 [31:0];
-          endcase
-      4'h4:
-          casez (\$273 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                \$393  = \$271 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$303 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                \$393  = \$301 [31:0];
-          endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    \$393  = \$310 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$319 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                \$393  = \$317 [31:0];
-          endcase
-      4'h7:
-          casez (\$328 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                \$393  = \$326 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$393  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$394  = ctr5;
-    if (\event ) begin
-      casez (\$249 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            \$394  = \$247 [31:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$394  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$267 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                \$394  = \$265 [31:0];
-          endcase
-      4'h4:
-          casez (\$273 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                \$394  = \$271 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$303 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                \$394  = \$301 [31:0];
-          endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    \$394  = \$310 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$319 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                \$394  = \$317 [31:0];
-          endcase
-      4'h7:
-          casez (\$328 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                \$394  = \$326 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$394  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$395  = ctr6;
-    if (\event ) begin
-      casez (\$249 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            /* empty */;
-        6'h06:
-            \$395  = \$247 [31:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$395  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$267 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                \$395  = \$265 [31:0];
-          endcase
-      4'h4:
-          casez (\$273 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                \$395  = \$271 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$303 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                \$395  = \$301 [31:0];
-          endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    /* empty */;
-                6'h06:
-                    \$395  = \$310 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$319 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                \$395  = \$317 [31:0];
-          endcase
-      4'h7:
-          casez (\$328 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                \$395  = \$326 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$395  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$396  = ctr7;
-    if (\event ) begin
-      casez (\$249 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            /* empty */;
-        6'h06:
-            /* empty */;
-        6'h07:
-            \$396  = \$247 [31:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$396  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$267 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                \$396  = \$265 [31:0];
-          endcase
-      4'h4:
-          casez (\$273 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                \$396  = \$271 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$303 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                \$396  = \$301 [31:0];
-          endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    /* empty */;
-                6'h06:
-                    /* empty */;
-                6'h07:
-                    \$396  = \$310 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$319 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                \$396  = \$317 [31:0];
-          endcase
-      4'h7:
-          casez (\$328 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                \$396  = \$326 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$396  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$397  = ctr8;
-    if (\event ) begin
-      casez (\$249 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            /* empty */;
-        6'h06:
-            /* empty */;
-        6'h07:
-            /* empty */;
-        6'h08:
-            \$397  = \$247 [31:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$397  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$267 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                \$397  = \$265 [31:0];
-          endcase
-      4'h4:
-          casez (\$273 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                \$397  = \$271 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$303 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                \$397  = \$301 [31:0];
-          endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    /* empty */;
-                6'h06:
-                    /* empty */;
-                6'h07:
-                    /* empty */;
-                6'h08:
-                    \$397  = \$310 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$319 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                \$397  = \$317 [31:0];
-          endcase
-      4'h7:
-          casez (\$328 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                \$397  = \$326 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$397  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$398  = ctr9;
-    if (\event ) begin
-      casez (\$249 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            /* empty */;
-        6'h06:
-            /* empty */;
-        6'h07:
-            /* empty */;
-        6'h08:
-            /* empty */;
-        6'h09:
-            \$398  = \$247 [31:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$398  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$267 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                \$398  = \$265 [31:0];
-          endcase
-      4'h4:
-          casez (\$273 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                \$398  = \$271 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$303 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                \$398  = \$301 [31:0];
-          endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    /* empty */;
-                6'h06:
-                    /* empty */;
-                6'h07:
-                    /* empty */;
-                6'h08:
-                    /* empty */;
-                6'h09:
-                    \$398  = \$310 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$319 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                \$398  = \$317 [31:0];
-          endcase
-      4'h7:
-          casez (\$328 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                \$398  = \$326 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$398  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$399  = ctr10;
-    if (\event ) begin
-      casez (\$249 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            /* empty */;
-        6'h06:
-            /* empty */;
-        6'h07:
-            /* empty */;
-        6'h08:
-            /* empty */;
-        6'h09:
-            /* empty */;
-        6'h0a:
-            \$399  = \$247 [31:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$399  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$267 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                \$399  = \$265 [31:0];
-          endcase
-      4'h4:
-          casez (\$273 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                \$399  = \$271 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$303 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                \$399  = \$301 [31:0];
-          endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    /* empty */;
-                6'h06:
-                    /* empty */;
-                6'h07:
-                    /* empty */;
-                6'h08:
-                    /* empty */;
-                6'h09:
-                    /* empty */;
-                6'h0a:
-                    \$399  = \$310 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$319 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                \$399  = \$317 [31:0];
-          endcase
-      4'h7:
-          casez (\$328 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                \$399  = \$326 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$399  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$400  = ctr11;
-    if (\event ) begin
-      casez (\$249 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            /* empty */;
-        6'h06:
-            /* empty */;
-        6'h07:
-            /* empty */;
-        6'h08:
-            /* empty */;
-        6'h09:
-            /* empty */;
-        6'h0a:
-            /* empty */;
-        6'h0b:
-            \$400  = \$247 [31:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$400  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$267 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                \$400  = \$265 [31:0];
-          endcase
-      4'h4:
-          casez (\$273 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                \$400  = \$271 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$303 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                \$400  = \$301 [31:0];
-          endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    /* empty */;
-                6'h06:
-                    /* empty */;
-                6'h07:
-                    /* empty */;
-                6'h08:
-                    /* empty */;
-                6'h09:
-                    /* empty */;
-                6'h0a:
-                    /* empty */;
-                6'h0b:
-                    \$400  = \$310 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$319 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                \$400  = \$317 [31:0];
-          endcase
-      4'h7:
-          casez (\$328 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                \$400  = \$326 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$400  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$401  = ctr12;
-    if (\event ) begin
-      casez (\$249 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            /* empty */;
-        6'h06:
-            /* empty */;
-        6'h07:
-            /* empty */;
-        6'h08:
-            /* empty */;
-        6'h09:
-            /* empty */;
-        6'h0a:
-            /* empty */;
-        6'h0b:
-            /* empty */;
-        6'h0c:
-            \$401  = \$247 [31:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$401  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$267 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                \$401  = \$265 [31:0];
-          endcase
-      4'h4:
-          casez (\$273 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                \$401  = \$271 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$303 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                \$401  = \$301 [31:0];
-          endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    /* empty */;
-                6'h06:
-                    /* empty */;
-                6'h07:
-                    /* empty */;
-                6'h08:
-                    /* empty */;
-                6'h09:
-                    /* empty */;
-                6'h0a:
-                    /* empty */;
-                6'h0b:
-                    /* empty */;
-                6'h0c:
-                    \$401  = \$310 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$319 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                \$401  = \$317 [31:0];
-          endcase
-      4'h7:
-          casez (\$328 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                \$401  = \$326 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$401  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$402  = ctr13;
-    if (\event ) begin
-      casez (\$249 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            /* empty */;
-        6'h06:
-            /* empty */;
-        6'h07:
-            /* empty */;
-        6'h08:
-            /* empty */;
-        6'h09:
-            /* empty */;
-        6'h0a:
-            /* empty */;
-        6'h0b:
-            /* empty */;
-        6'h0c:
-            /* empty */;
-        6'h0d:
-            \$402  = \$247 [31:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$402  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$267 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                \$402  = \$265 [31:0];
-          endcase
-      4'h4:
-          casez (\$273 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                \$402  = \$271 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$303 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                \$402  = \$301 [31:0];
-          endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    /* empty */;
-                6'h06:
-                    /* empty */;
-                6'h07:
-                    /* empty */;
-                6'h08:
-                    /* empty */;
-                6'h09:
-                    /* empty */;
-                6'h0a:
-                    /* empty */;
-                6'h0b:
-                    /* empty */;
-                6'h0c:
-                    /* empty */;
-                6'h0d:
-                    \$402  = \$310 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$319 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                \$402  = \$317 [31:0];
-          endcase
-      4'h7:
-          casez (\$328 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                \$402  = \$326 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$402  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$403  = ctr14;
-    if (\event ) begin
-      casez (\$249 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            /* empty */;
-        6'h06:
-            /* empty */;
-        6'h07:
-            /* empty */;
-        6'h08:
-            /* empty */;
-        6'h09:
-            /* empty */;
-        6'h0a:
-            /* empty */;
-        6'h0b:
-            /* empty */;
-        6'h0c:
-            /* empty */;
-        6'h0d:
-            /* empty */;
-        6'h0e:
-            \$403  = \$247 [31:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$403  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$267 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                \$403  = \$265 [31:0];
-          endcase
-      4'h4:
-          casez (\$273 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                \$403  = \$271 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$303 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                \$403  = \$301 [31:0];
-          endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    /* empty */;
-                6'h06:
-                    /* empty */;
-                6'h07:
-                    /* empty */;
-                6'h08:
-                    /* empty */;
-                6'h09:
-                    /* empty */;
-                6'h0a:
-                    /* empty */;
-                6'h0b:
-                    /* empty */;
-                6'h0c:
-                    /* empty */;
-                6'h0d:
-                    /* empty */;
-                6'h0e:
-                    \$403  = \$310 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$319 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                \$403  = \$317 [31:0];
-          endcase
-      4'h7:
-          casez (\$328 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                \$403  = \$326 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$403  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$404  = ctr15;
-    if (\event ) begin
-      casez (\$249 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            /* empty */;
-        6'h06:
-            /* empty */;
-        6'h07:
-            /* empty */;
-        6'h08:
-            /* empty */;
-        6'h09:
-            /* empty */;
-        6'h0a:
-            /* empty */;
-        6'h0b:
-            /* empty */;
-        6'h0c:
-            /* empty */;
-        6'h0d:
-            /* empty */;
-        6'h0e:
-            /* empty */;
-        6'h0f:
-            \$404  = \$247 [31:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$404  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$267 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                \$404  = \$265 [31:0];
-          endcase
-      4'h4:
-          casez (\$273 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                \$404  = \$271 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$303 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                \$404  = \$301 [31:0];
-          endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    /* empty */;
-                6'h06:
-                    /* empty */;
-                6'h07:
-                    /* empty */;
-                6'h08:
-                    /* empty */;
-                6'h09:
-                    /* empty */;
-                6'h0a:
-                    /* empty */;
-                6'h0b:
-                    /* empty */;
-                6'h0c:
-                    /* empty */;
-                6'h0d:
-                    /* empty */;
-                6'h0e:
-                    /* empty */;
-                6'h0f:
-                    \$404  = \$310 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$319 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                \$404  = \$317 [31:0];
-          endcase
-      4'h7:
-          casez (\$328 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                \$404  = \$326 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$404  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$405  = ctr16;
-    if (\event ) begin
-      casez (\$249 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            /* empty */;
-        6'h06:
-            /* empty */;
-        6'h07:
-            /* empty */;
-        6'h08:
-            /* empty */;
-        6'h09:
-            /* empty */;
-        6'h0a:
-            /* empty */;
-        6'h0b:
-            /* empty */;
-        6'h0c:
-            /* empty */;
-        6'h0d:
-            /* empty */;
-        6'h0e:
-            /* empty */;
-        6'h0f:
-            /* empty */;
-        6'h10:
-            \$405  = \$247 [31:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$405  = 32'd0;
-    end
-    if (busy) begin
-      \$405  = \$255 [31:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$267 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                /* empty */;
-            6'h10:
-                \$405  = \$265 [31:0];
-          endcase
-      4'h4:
-          casez (\$273 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                /* empty */;
-            6'h10:
-                \$405  = \$271 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$303 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                /* empty */;
-            6'h10:
-                \$405  = \$301 [31:0];
-          endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    /* empty */;
-                6'h06:
-                    /* empty */;
-                6'h07:
-                    /* empty */;
-                6'h08:
-                    /* empty */;
-                6'h09:
-                    /* empty */;
-                6'h0a:
-                    /* empty */;
-                6'h0b:
-                    /* empty */;
-                6'h0c:
-                    /* empty */;
-                6'h0d:
-                    /* empty */;
-                6'h0e:
-                    /* empty */;
-                6'h0f:
-                    /* empty */;
-                6'h10:
-                    \$405  = \$310 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$319 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                /* empty */;
-            6'h10:
-                \$405  = \$317 [31:0];
-          endcase
-      4'h7:
-          casez (\$328 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                /* empty */;
-            6'h10:
-                \$405  = \$326 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$405  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$406  = ctr17;
-    if (\event ) begin
-      casez (\$249 )
-        6'h00:
-            /* empty */;
-        6'h01:
-            /* empty */;
-        6'h02:
-            /* empty */;
-        6'h03:
-            /* empty */;
-        6'h04:
-            /* empty */;
-        6'h05:
-            /* empty */;
-        6'h06:
-            /* empty */;
-        6'h07:
-            /* empty */;
-        6'h08:
-            /* empty */;
-        6'h09:
-            /* empty */;
-        6'h0a:
-            /* empty */;
-        6'h0b:
-            /* empty */;
-        6'h0c:
-            /* empty */;
-        6'h0d:
-            /* empty */;
-        6'h0e:
-            /* empty */;
-        6'h0f:
-            /* empty */;
-        6'h10:
-            /* empty */;
-        6'h11:
-            \$406  = \$247 [31:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$406  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$267 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                /* empty */;
-            6'h10:
-                /* empty */;
-            6'h11:
-                \$406  = \$265 [31:0];
-          endcase
-      4'h4:
-          casez (\$273 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                /* empty */;
-            6'h10:
-                /* empty */;
-            6'h11:
-                \$406  = \$271 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$303 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                /* empty */;
-            6'h10:
-                /* empty */;
-            6'h11:
-                \$406  = \$301 [31:0];
-          endcase
-          if (\$304 ) begin
-            if (\$306 ) begin
-              casez (\$312 )
-                6'h00:
-                    /* empty */;
-                6'h01:
-                    /* empty */;
-                6'h02:
-                    /* empty */;
-                6'h03:
-                    /* empty */;
-                6'h04:
-                    /* empty */;
-                6'h05:
-                    /* empty */;
-                6'h06:
-                    /* empty */;
-                6'h07:
-                    /* empty */;
-                6'h08:
-                    /* empty */;
-                6'h09:
-                    /* empty */;
-                6'h0a:
-                    /* empty */;
-                6'h0b:
-                    /* empty */;
-                6'h0c:
-                    /* empty */;
-                6'h0d:
-                    /* empty */;
-                6'h0e:
-                    /* empty */;
-                6'h0f:
-                    /* empty */;
-                6'h10:
-                    /* empty */;
-                6'h11:
-                    \$406  = \$310 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$319 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                /* empty */;
-            6'h10:
-                /* empty */;
-            6'h11:
-                \$406  = \$317 [31:0];
-          endcase
-      4'h7:
-          casez (\$328 )
-            6'h00:
-                /* empty */;
-            6'h01:
-                /* empty */;
-            6'h02:
-                /* empty */;
-            6'h03:
-                /* empty */;
-            6'h04:
-                /* empty */;
-            6'h05:
-                /* empty */;
-            6'h06:
-                /* empty */;
-            6'h07:
-                /* empty */;
-            6'h08:
-                /* empty */;
-            6'h09:
-                /* empty */;
-            6'h0a:
-                /* empty */;
-            6'h0b:
-                /* empty */;
-            6'h0c:
-                /* empty */;
-            6'h0d:
-                /* empty */;
-            6'h0e:
-                /* empty */;
-            6'h0f:
-                /* empty */;
-            6'h10:
-                /* empty */;
-            6'h11:
-                \$406  = \$326 [31:0];
-          endcase
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            \$406  = \$342 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$406  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$407  = in_full;
-    if (\$250 ) begin
-      if (input__payload[15]) begin
-        \$407  = 1'h1;
+      if (\$268 ) begin
+        \$483  = \$269 [7:0];
       end
     end
-    if (\$254 ) begin
-      \$407  = 1'h0;
+    if (\$286 ) begin
+      \$483  = 8'h00;
     end
     casez (fsm_state)
       4'h0:
-          if (\$257 ) begin
-            \$407  = 1'h0;
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
           end
     endcase
     if (rst) begin
-      \$407  = 1'h0;
+      \$483  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$408  = in_count0;
-    if (\$250 ) begin
+    \$484  = count14;
+    if (\event ) begin
+      if (\$270 ) begin
+        \$484  = \$271 [7:0];
+      end
+    end
+    if (\$286 ) begin
+      \$484  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+          end
+    endcase
+    if (rst) begin
+      \$484  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$485  = count15;
+    if (\event ) begin
+      if (\$272 ) begin
+        \$485  = \$273 [7:0];
+      end
+    end
+    if (\$286 ) begin
+      \$485  = 8'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+          end
+    endcase
+    if (rst) begin
+      \$485  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$486  = ctr3;
+    if (\event ) begin
+      if (\$274 ) begin
+        \$486  = \$275 [31:0];
+      end
+    end
+    if (\$286 ) begin
+      \$486  = 32'd0;
+    end
+    if (rst) begin
+      \$486  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$487  = ctr7;
+    if (\event ) begin
+      if (\$276 ) begin
+        \$487  = \$277 [31:0];
+      end
+    end
+    if (\$286 ) begin
+      \$487  = 32'd0;
+    end
+    if (rst) begin
+      \$487  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$488  = ctr11;
+    if (\event ) begin
+      if (\$278 ) begin
+        \$488  = \$279 [31:0];
+      end
+    end
+    if (\$286 ) begin
+      \$488  = 32'd0;
+    end
+    if (rst) begin
+      \$488  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$489  = ctr15;
+    if (\event ) begin
+      if (\$280 ) begin
+        \$489  = \$281 [31:0];
+      end
+    end
+    if (\$286 ) begin
+      \$489  = 32'd0;
+    end
+    if (rst) begin
+      \$489  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$490  = in_full;
+    if (\$282 ) begin
+      if (input__payload[15]) begin
+        \$490  = 1'h1;
+      end
+    end
+    if (\$286 ) begin
+      \$490  = 1'h0;
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$289 ) begin
+            \$490  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$490  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$491  = in_count0;
+    if (\$282 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
         casez (\$signal )
           1'h0:
-              \$408  = \$252 [6:0];
+              \$491  = \$284 [6:0];
         endcase
       end
     end
-    if (\$254 ) begin
-      \$408  = 7'h00;
+    if (\$286 ) begin
+      \$491  = 7'h00;
     end
     casez (fsm_state)
       4'h0:
-          if (\$257 ) begin
-            casez (\$259 )
+          if (\$289 ) begin
+            casez (\$291 )
               1'h0:
-                  \$408  = 7'h00;
+                  \$491  = 7'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$408  = 7'h00;
+      \$491  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$409  = in_count1;
-    if (\$250 ) begin
+    \$492  = in_count1;
+    if (\$282 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
@@ -24720,34 +23259,399 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           1'h0:
               /* empty */;
           1'h1:
-              \$409  = \$252 [6:0];
+              \$492  = \$284 [6:0];
         endcase
       end
     end
-    if (\$254 ) begin
-      \$409  = 7'h00;
+    if (\$286 ) begin
+      \$492  = 7'h00;
     end
     casez (fsm_state)
       4'h0:
-          if (\$257 ) begin
+          if (\$289 ) begin
             (* full_case = 32'd1 *)
-            casez (\$259 )
+            casez (\$291 )
               1'h0:
                   /* empty */;
               1'h1:
-                  \$409  = 7'h00;
+                  \$492  = 7'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$409  = 7'h00;
+      \$492  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$410  = cur;
-    if (\$254 ) begin
-      \$410  = 1'h0;
+    \$493  = ctr0;
+    if (\$286 ) begin
+      \$493  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$293 ) begin
+            \$493  = \$294 [31:0];
+          end
+      4'h4:
+          if (\$301 ) begin
+            \$493  = \$302 [31:0];
+          end
+      4'h6:
+          if (\$346 ) begin
+            \$493  = \$347 [31:0];
+          end
+      4'h5:
+          if (\$366 ) begin
+            \$493  = \$367 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$493  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$494  = ctr1;
+    if (\$286 ) begin
+      \$494  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$380 ) begin
+            \$494  = \$381 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$494  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$495  = ctr2;
+    if (\$286 ) begin
+      \$495  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          if (\$354 ) begin
+            if (\$356 ) begin
+              if (\$357 ) begin
+                \$495  = \$358 [31:0];
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$495  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$496  = ctr4;
+    if (\$286 ) begin
+      \$496  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$295 ) begin
+            \$496  = \$296 [31:0];
+          end
+      4'h4:
+          if (\$303 ) begin
+            \$496  = \$304 [31:0];
+          end
+      4'h6:
+          if (\$348 ) begin
+            \$496  = \$349 [31:0];
+          end
+      4'h5:
+          if (\$368 ) begin
+            \$496  = \$369 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$496  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$497  = ctr5;
+    if (\$286 ) begin
+      \$497  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$382 ) begin
+            \$497  = \$383 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$497  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$498  = ctr6;
+    if (\$286 ) begin
+      \$498  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          if (\$354 ) begin
+            if (\$356 ) begin
+              if (\$359 ) begin
+                \$498  = \$360 [31:0];
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$498  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$499  = ctr8;
+    if (\$286 ) begin
+      \$499  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$297 ) begin
+            \$499  = \$298 [31:0];
+          end
+      4'h4:
+          if (\$305 ) begin
+            \$499  = \$306 [31:0];
+          end
+      4'h6:
+          if (\$350 ) begin
+            \$499  = \$351 [31:0];
+          end
+      4'h5:
+          if (\$370 ) begin
+            \$499  = \$371 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$499  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$500  = ctr9;
+    if (\$286 ) begin
+      \$500  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$384 ) begin
+            \$500  = \$385 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$500  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$501  = ctr10;
+    if (\$286 ) begin
+      \$501  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          if (\$354 ) begin
+            if (\$356 ) begin
+              if (\$361 ) begin
+                \$501  = \$362 [31:0];
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$501  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$502  = ctr12;
+    if (\$286 ) begin
+      \$502  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$299 ) begin
+            \$502  = \$300 [31:0];
+          end
+      4'h4:
+          if (\$307 ) begin
+            \$502  = \$308 [31:0];
+          end
+      4'h6:
+          if (\$352 ) begin
+            \$502  = \$353 [31:0];
+          end
+      4'h5:
+          if (\$372 ) begin
+            \$502  = \$373 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$502  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$503  = ctr13;
+    if (\$286 ) begin
+      \$503  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$386 ) begin
+            \$503  = \$387 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$503  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$504  = ctr14;
+    if (\$286 ) begin
+      \$504  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          if (\$354 ) begin
+            if (\$356 ) begin
+              if (\$363 ) begin
+                \$504  = \$364 [31:0];
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$504  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$505  = ctr16;
+    if (\$286 ) begin
+      \$505  = 32'd0;
+    end
+    if (busy) begin
+      \$505  = \$287 [31:0];
+    end
+    if (rst) begin
+      \$505  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$506  = ctr17;
+    if (\$286 ) begin
+      \$506  = 32'd0;
     end
     casez (fsm_state)
       4'h0:
@@ -24768,36 +23672,68 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$410  = \$341 ;
+            \$506  = \$400 [31:0];
           end
     endcase
     if (rst) begin
-      \$410  = 1'h0;
+      \$506  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$411  = \$signal ;
-    if (\$254 ) begin
-      \$411  = 1'h0;
+    \$507  = cur;
+    if (\$286 ) begin
+      \$507  = 1'h0;
     end
     casez (fsm_state)
       4'h0:
-          if (\$257 ) begin
-            \$411  = \$258 ;
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            \$507  = \$399 ;
           end
     endcase
     if (rst) begin
-      \$411  = 1'h0;
+      \$507  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$412  = li;
+    \$508  = \$signal ;
+    if (\$286 ) begin
+      \$508  = 1'h0;
+    end
     casez (fsm_state)
       4'h0:
-          if (\$257 ) begin
-            \$412  = 2'h0;
+          if (\$289 ) begin
+            \$508  = \$290 ;
+          end
+    endcase
+    if (rst) begin
+      \$508  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$509  = li;
+    casez (fsm_state)
+      4'h0:
+          if (\$289 ) begin
+            \$509  = 2'h0;
           end
       4'h2:
           /* empty */;
@@ -24814,98 +23750,99 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h8:
           if (free) begin
             (* full_case = 32'd1 *)
-            if (\$334 ) begin
+            if (\$392 ) begin
             end else begin
-              \$412  = \$335 [1:0];
+              \$509  = \$393 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$412  = 2'h0;
+      \$509  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$413  = \$signal$334 ;
+    \$510  = \$signal$384 ;
     casez (fsm_state)
       4'h0:
-          if (\$257 ) begin
-            \$413  = \$signal ;
+          if (\$289 ) begin
+            \$510  = \$signal ;
           end
     endcase
     if (rst) begin
-      \$413  = 1'h0;
+      \$510  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$414  = fsm_state;
+    \$511  = fsm_state;
     casez (fsm_state)
       4'h0:
-          if (\$257 ) begin
+          if (\$289 ) begin
             (* full_case = 32'd1 *)
-            if (\$260 ) begin
-              \$414  = 4'h1;
+            if (\$292 ) begin
+              \$511  = 4'h1;
             end else begin
-              \$414  = 4'h2;
+              \$511  = 4'h2;
             end
           end
       4'h2:
-          \$414  = 4'h3;
+          \$511  = 4'h3;
       4'h3:
-          \$414  = 4'h4;
+          \$511  = 4'h4;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$277 ) begin
-            \$414  = 4'h5;
+          if (\$309 ) begin
+            \$511  = 4'h5;
           end else begin
-            \$414  = 4'h6;
+            \$511  = 4'h6;
           end
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$304 ) begin
+          if (\$354 ) begin
           end else begin
-            \$414  = 4'h4;
+            \$511  = 4'h4;
           end
       4'h5:
-          if (\$322 ) begin
-            \$414  = 4'h7;
+          if (\$374 ) begin
+          end else if (\$379 ) begin
+            \$511  = 4'h7;
           end
       4'h7:
           if (can_load) begin
             (* full_case = 32'd1 *)
-            if (\$331 ) begin
-              \$414  = 4'h8;
+            if (\$389 ) begin
+              \$511  = 4'h8;
             end else begin
-              \$414  = 4'h3;
+              \$511  = 4'h3;
             end
           end
       4'h8:
           if (free) begin
             (* full_case = 32'd1 *)
-            if (\$334 ) begin
-              \$414  = 4'h1;
+            if (\$392 ) begin
+              \$511  = 4'h1;
             end else begin
-              \$414  = 4'h2;
+              \$511  = 4'h2;
             end
           end
       4'h1:
           if (w_rdy) begin
-            \$414  = 4'h0;
+            \$511  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$414  = 4'h0;
+      \$511  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$415  = k;
+    \$512  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          \$415  = 5'h00;
+          \$512  = 5'h00;
       4'h3:
           /* empty */;
       4'h4:
@@ -24917,42 +23854,42 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h7:
           if (can_load) begin
             (* full_case = 32'd1 *)
-            if (\$331 ) begin
+            if (\$389 ) begin
             end else begin
-              \$415  = \$332 [4:0];
+              \$512  = \$390 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$415  = 5'h00;
+      \$512  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$416  = e;
+    \$513  = e;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
           /* empty */;
       4'h3:
-          \$416  = { 1'h0, \$261  };
+          \$513  = { 1'h0, layer[20:18] };
       4'h4:
           /* empty */;
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$304 ) begin
+          if (\$354 ) begin
           end else begin
-            \$416  = \$313 [3:0];
+            \$513  = \$365 [3:0];
           end
     endcase
     if (rst) begin
-      \$416  = 4'h0;
+      \$513  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$417  = src_sel;
+    \$514  = src_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -24962,18 +23899,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$277 ) begin
+          if (\$309 ) begin
           end else begin
-            \$417  = \$278 ;
+            \$514  = \$310 ;
           end
     endcase
     if (rst) begin
-      \$417  = 3'h0;
+      \$514  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$418  = \$signal$333 ;
+    \$515  = \$signal$346 ;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -24983,18 +23920,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$277 ) begin
+          if (\$309 ) begin
           end else begin
-            \$418  = \$280 ;
+            \$515  = \$312 ;
           end
     endcase
     if (rst) begin
-      \$418  = 1'h0;
+      \$515  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$419  = bank_sel;
+    \$516  = bank_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -25004,18 +23941,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$277 ) begin
+          if (\$309 ) begin
           end else begin
-            \$419  = \$285 ;
+            \$516  = \$317 ;
           end
     endcase
     if (rst) begin
-      \$419  = 1'h0;
+      \$516  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$420  = n;
+    \$517  = n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -25025,22 +23962,22 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$277 ) begin
+          if (\$309 ) begin
           end else begin
-            \$420  = 8'h00;
+            \$517  = 8'h00;
           end
       4'h6:
-          if (\$304 ) begin
-            \$420  = \$305 [7:0];
+          if (\$354 ) begin
+            \$517  = \$355 [7:0];
           end
     endcase
     if (rst) begin
-      \$420  = 8'h00;
+      \$517  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$421  = cnt;
+    \$518  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -25050,18 +23987,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$277 ) begin
+          if (\$309 ) begin
           end else begin
-            \$421  = \$293 ;
+            \$518  = \$325 ;
           end
     endcase
     if (rst) begin
-      \$421  = 8'h00;
+      \$518  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$422  = rowbase;
+    \$519  = row_wbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -25071,13 +24008,59 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$277 ) begin
+          if (\$309 ) begin
           end else begin
-            \$422  = \$297 [11:0];
+            \$519  = \$326 ;
           end
     endcase
     if (rst) begin
-      \$422  = 12'h000;
+      \$519  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$520  = row_offset;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$309 ) begin
+          end else begin
+            \$520  = \$345 [12:0];
+          end
+    endcase
+    if (rst) begin
+      \$520  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$521  = drain2;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          if (\$374 ) begin
+            \$521  = 1'h1;
+          end else if (\$379 ) begin
+            \$521  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$521  = 1'h0;
     end
   end
   always @* begin
@@ -25149,20 +24132,6 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$84  = layer0[17:13];
-      2'h1:
-          \$84  = layer1[17:13];
-      2'h2:
-          \$84  = layer2[17:13];
-      2'h3:
-          \$84  = layer3[17:13];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
     casez ({ cur, spike_src })
       4'h0:
           \$119  = count0[6:0];
@@ -25201,15 +24170,89 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (li)
+    casez (\$signal )
+      1'h0:
+          \$195  = in_count0;
+      1'h1:
+          \$195  = in_count1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (host_addr[1:0])
       2'h0:
-          v_reset = layer0[43:28];
+          \$213  = layer0;
       2'h1:
-          v_reset = layer1[43:28];
+          \$213  = layer1;
       2'h2:
-          v_reset = layer2[43:28];
+          \$213  = layer2;
       2'h3:
-          v_reset = layer3[43:28];
+          \$213  = layer3;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (host_addr[2:0])
+      3'h0:
+          \$214  = edge0;
+      3'h1:
+          \$214  = edge1;
+      3'h2:
+          \$214  = edge2;
+      3'h3:
+          \$214  = edge3;
+      3'h4:
+          \$214  = edge4;
+      3'h5:
+          \$214  = edge5;
+      3'h6:
+          \$214  = edge6;
+      3'h7:
+          \$214  = edge7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$215  = 32'd0;
+    casez (host_addr[4:0])
+      5'h00:
+          \$215  = ctr0;
+      5'h01:
+          \$215  = ctr1;
+      5'h02:
+          \$215  = ctr2;
+      5'h03:
+          \$215  = ctr3;
+      5'h04:
+          \$215  = ctr4;
+      5'h05:
+          \$215  = ctr5;
+      5'h06:
+          \$215  = ctr6;
+      5'h07:
+          \$215  = ctr7;
+      5'h08:
+          \$215  = ctr8;
+      5'h09:
+          \$215  = ctr9;
+      5'h0a:
+          \$215  = ctr10;
+      5'h0b:
+          \$215  = ctr11;
+      5'h0c:
+          \$215  = ctr12;
+      5'h0d:
+          \$215  = ctr13;
+      5'h0e:
+          \$215  = ctr14;
+      5'h0f:
+          \$215  = ctr15;
+      5'h10:
+          \$215  = ctr16;
+      5'h11:
+          \$215  = ctr17;
     endcase
   end
   always @* begin
@@ -25217,433 +24260,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          reset = layer0[27:26];
+          \$216  = layer0;
       2'h1:
-          reset = layer1[27:26];
+          \$216  = layer1;
       2'h2:
-          reset = layer2[27:26];
+          \$216  = layer2;
       2'h3:
-          reset = layer3[27:26];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          spiking = layer0[25];
-      2'h1:
-          spiking = layer1[25];
-      2'h2:
-          spiking = layer2[25];
-      2'h3:
-          spiking = layer3[25];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \v_reset$186  = layer0[43:28];
-      2'h1:
-          \v_reset$186  = layer1[43:28];
-      2'h2:
-          \v_reset$186  = layer2[43:28];
-      2'h3:
-          \v_reset$186  = layer3[43:28];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \reset$187  = layer0[27:26];
-      2'h1:
-          \reset$187  = layer1[27:26];
-      2'h2:
-          \reset$187  = layer2[27:26];
-      2'h3:
-          \reset$187  = layer3[27:26];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \spiking$188  = layer0[25];
-      2'h1:
-          \spiking$188  = layer1[25];
-      2'h2:
-          \spiking$188  = layer2[25];
-      2'h3:
-          \spiking$188  = layer3[25];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \v_reset$196  = layer0[43:28];
-      2'h1:
-          \v_reset$196  = layer1[43:28];
-      2'h2:
-          \v_reset$196  = layer2[43:28];
-      2'h3:
-          \v_reset$196  = layer3[43:28];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \reset$197  = layer0[27:26];
-      2'h1:
-          \reset$197  = layer1[27:26];
-      2'h2:
-          \reset$197  = layer2[27:26];
-      2'h3:
-          \reset$197  = layer3[27:26];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \spiking$198  = layer0[25];
-      2'h1:
-          \spiking$198  = layer1[25];
-      2'h2:
-          \spiking$198  = layer2[25];
-      2'h3:
-          \spiking$198  = layer3[25];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \v_reset$206  = layer0[43:28];
-      2'h1:
-          \v_reset$206  = layer1[43:28];
-      2'h2:
-          \v_reset$206  = layer2[43:28];
-      2'h3:
-          \v_reset$206  = layer3[43:28];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \reset$207  = layer0[27:26];
-      2'h1:
-          \reset$207  = layer1[27:26];
-      2'h2:
-          \reset$207  = layer2[27:26];
-      2'h3:
-          \reset$207  = layer3[27:26];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \spiking$208  = layer0[25];
-      2'h1:
-          \spiking$208  = layer1[25];
-      2'h2:
-          \spiking$208  = layer2[25];
-      2'h3:
-          \spiking$208  = layer3[25];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \v_reset$216  = layer0[43:28];
-      2'h1:
-          \v_reset$216  = layer1[43:28];
-      2'h2:
-          \v_reset$216  = layer2[43:28];
-      2'h3:
-          \v_reset$216  = layer3[43:28];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \reset$217  = layer0[27:26];
-      2'h1:
-          \reset$217  = layer1[27:26];
-      2'h2:
-          \reset$217  = layer2[27:26];
-      2'h3:
-          \reset$217  = layer3[27:26];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \spiking$218  = layer0[25];
-      2'h1:
-          \spiking$218  = layer1[25];
-      2'h2:
-          \spiking$218  = layer2[25];
-      2'h3:
-          \spiking$218  = layer3[25];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \v_reset$226  = layer0[43:28];
-      2'h1:
-          \v_reset$226  = layer1[43:28];
-      2'h2:
-          \v_reset$226  = layer2[43:28];
-      2'h3:
-          \v_reset$226  = layer3[43:28];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \reset$227  = layer0[27:26];
-      2'h1:
-          \reset$227  = layer1[27:26];
-      2'h2:
-          \reset$227  = layer2[27:26];
-      2'h3:
-          \reset$227  = layer3[27:26];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \spiking$228  = layer0[25];
-      2'h1:
-          \spiking$228  = layer1[25];
-      2'h2:
-          \spiking$228  = layer2[25];
-      2'h3:
-          \spiking$228  = layer3[25];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \v_reset$236  = layer0[43:28];
-      2'h1:
-          \v_reset$236  = layer1[43:28];
-      2'h2:
-          \v_reset$236  = layer2[43:28];
-      2'h3:
-          \v_reset$236  = layer3[43:28];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \reset$237  = layer0[27:26];
-      2'h1:
-          \reset$237  = layer1[27:26];
-      2'h2:
-          \reset$237  = layer2[27:26];
-      2'h3:
-          \reset$237  = layer3[27:26];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \spiking$238  = layer0[25];
-      2'h1:
-          \spiking$238  = layer1[25];
-      2'h2:
-          \spiking$238  = layer2[25];
-      2'h3:
-          \spiking$238  = layer3[25];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \v_reset$246  = layer0[43:28];
-      2'h1:
-          \v_reset$246  = layer1[43:28];
-      2'h2:
-          \v_reset$246  = layer2[43:28];
-      2'h3:
-          \v_reset$246  = layer3[43:28];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \reset$247  = layer0[27:26];
-      2'h1:
-          \reset$247  = layer1[27:26];
-      2'h2:
-          \reset$247  = layer2[27:26];
-      2'h3:
-          \reset$247  = layer3[27:26];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \spiking$248  = layer0[25];
-      2'h1:
-          \spiking$248  = layer1[25];
-      2'h2:
-          \spiking$248  = layer2[25];
-      2'h3:
-          \spiking$248  = layer3[25];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$168  = layer0[7:0];
-      2'h1:
-          \$168  = layer1[7:0];
-      2'h2:
-          \$168  = layer2[7:0];
-      2'h3:
-          \$168  = layer3[7:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$172  = layer0[7:0];
-      2'h1:
-          \$172  = layer1[7:0];
-      2'h2:
-          \$172  = layer2[7:0];
-      2'h3:
-          \$172  = layer3[7:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$176  = layer0[7:0];
-      2'h1:
-          \$176  = layer1[7:0];
-      2'h2:
-          \$176  = layer2[7:0];
-      2'h3:
-          \$176  = layer3[7:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$180  = layer0[7:0];
-      2'h1:
-          \$180  = layer1[7:0];
-      2'h2:
-          \$180  = layer2[7:0];
-      2'h3:
-          \$180  = layer3[7:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$184  = layer0[7:0];
-      2'h1:
-          \$184  = layer1[7:0];
-      2'h2:
-          \$184  = layer2[7:0];
-      2'h3:
-          \$184  = layer3[7:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$188  = layer0[7:0];
-      2'h1:
-          \$188  = layer1[7:0];
-      2'h2:
-          \$188  = layer2[7:0];
-      2'h3:
-          \$188  = layer3[7:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$192  = layer0[7:0];
-      2'h1:
-          \$192  = layer1[7:0];
-      2'h2:
-          \$192  = layer2[7:0];
-      2'h3:
-          \$192  = layer3[7:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$196  = layer0[7:0];
-      2'h1:
-          \$196  = layer1[7:0];
-      2'h2:
-          \$196  = layer2[7:0];
-      2'h3:
-          \$196  = layer3[7:0];
+          \$216  = layer3;
     endcase
   end
   always @* begin
@@ -25651,331 +24274,129 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$203  = in_count0;
+          \$283  = in_count0;
       1'h1:
-          \$203  = in_count1;
+          \$283  = in_count1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$205  = layer0[44];
-      2'h1:
-          \$205  = layer1[44];
-      2'h2:
-          \$205  = layer2[44];
-      2'h3:
-          \$205  = layer3[44];
+    casez (e[2:0])
+      3'h0:
+          \$310  = edge0[2:0];
+      3'h1:
+          \$310  = edge1[2:0];
+      3'h2:
+          \$310  = edge2[2:0];
+      3'h3:
+          \$310  = edge3[2:0];
+      3'h4:
+          \$310  = edge4[2:0];
+      3'h5:
+          \$310  = edge5[2:0];
+      3'h6:
+          \$310  = edge6[2:0];
+      3'h7:
+          \$310  = edge7[2:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$209  = layer0[44];
-      2'h1:
-          \$209  = layer1[44];
-      2'h2:
-          \$209  = layer2[44];
-      2'h3:
-          \$209  = layer3[44];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = 45'h000000000000;
-    casez (host_addr[10:0])
-      11'h000:
-          \$223  = layer0;
-      11'h001:
-          \$223  = layer1;
-      11'h002:
-          \$223  = layer2;
-      11'h003:
-          \$223  = layer3;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = 23'h000000;
-    casez (host_addr[10:0])
-      11'h000:
-          \$224  = edge0;
-      11'h001:
-          \$224  = edge1;
-      11'h002:
-          \$224  = edge2;
-      11'h003:
-          \$224  = edge3;
-      11'h004:
-          \$224  = edge4;
-      11'h005:
-          \$224  = edge5;
-      11'h006:
-          \$224  = edge6;
-      11'h007:
-          \$224  = edge7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = 32'd0;
-    casez (host_addr[10:0])
-      11'h000:
-          \$225  = ctr0;
-      11'h001:
-          \$225  = ctr1;
-      11'h002:
-          \$225  = ctr2;
-      11'h003:
-          \$225  = ctr3;
-      11'h004:
-          \$225  = ctr4;
-      11'h005:
-          \$225  = ctr5;
-      11'h006:
-          \$225  = ctr6;
-      11'h007:
-          \$225  = ctr7;
-      11'h008:
-          \$225  = ctr8;
-      11'h009:
-          \$225  = ctr9;
-      11'h00a:
-          \$225  = ctr10;
-      11'h00b:
-          \$225  = ctr11;
-      11'h00c:
-          \$225  = ctr12;
-      11'h00d:
-          \$225  = ctr13;
-      11'h00e:
-          \$225  = ctr14;
-      11'h00f:
-          \$225  = ctr15;
-      11'h010:
-          \$225  = ctr16;
-      11'h011:
-          \$225  = ctr17;
+    casez (e[2:0])
+      3'h0:
+          \$311  = edge0[2:0];
+      3'h1:
+          \$311  = edge1[2:0];
+      3'h2:
+          \$311  = edge2[2:0];
+      3'h3:
+          \$311  = edge3[2:0];
+      3'h4:
+          \$311  = edge4[2:0];
+      3'h5:
+          \$311  = edge5[2:0];
+      3'h6:
+          \$311  = edge6[2:0];
+      3'h7:
+          \$311  = edge7[2:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez ({ cur, spike_src })
-      4'h0:
-          \$242  = count0;
-      4'h1:
-          \$242  = count1;
-      4'h2:
-          \$242  = count2;
-      4'h3:
-          \$242  = count3;
-      4'h4:
-          \$242  = count4;
-      4'h5:
-          \$242  = count5;
-      4'h6:
-          \$242  = count6;
-      4'h7:
-          \$242  = count7;
-      4'h8:
-          \$242  = count8;
-      4'h9:
-          \$242  = count9;
-      4'ha:
-          \$242  = count10;
-      4'hb:
-          \$242  = count11;
-      4'hc:
-          \$242  = count12;
-      4'hd:
-          \$242  = count13;
-      4'he:
-          \$242  = count14;
-      4'hf:
-          \$242  = count15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$246  = 32'd0;
-    casez (\$245 )
-      6'h00:
-          \$246  = ctr0;
-      6'h01:
-          \$246  = ctr1;
-      6'h02:
-          \$246  = ctr2;
-      6'h03:
-          \$246  = ctr3;
-      6'h04:
-          \$246  = ctr4;
-      6'h05:
-          \$246  = ctr5;
-      6'h06:
-          \$246  = ctr6;
-      6'h07:
-          \$246  = ctr7;
-      6'h08:
-          \$246  = ctr8;
-      6'h09:
-          \$246  = ctr9;
-      6'h0a:
-          \$246  = ctr10;
-      6'h0b:
-          \$246  = ctr11;
-      6'h0c:
-          \$246  = ctr12;
-      6'h0d:
-          \$246  = ctr13;
-      6'h0e:
-          \$246  = ctr14;
-      6'h0f:
-          \$246  = ctr15;
-      6'h10:
-          \$246  = ctr16;
-      6'h11:
-          \$246  = ctr17;
+    casez (e[2:0])
+      3'h0:
+          \$313  = edge0[2:0];
+      3'h1:
+          \$313  = edge1[2:0];
+      3'h2:
+          \$313  = edge2[2:0];
+      3'h3:
+          \$313  = edge3[2:0];
+      3'h4:
+          \$313  = edge4[2:0];
+      3'h5:
+          \$313  = edge5[2:0];
+      3'h6:
+          \$313  = edge6[2:0];
+      3'h7:
+          \$313  = edge7[2:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal )
+    casez (e[2:0])
+      3'h0:
+          \$315  = edge0[3];
+      3'h1:
+          \$315  = edge1[3];
+      3'h2:
+          \$315  = edge2[3];
+      3'h3:
+          \$315  = edge3[3];
+      3'h4:
+          \$315  = edge4[3];
+      3'h5:
+          \$315  = edge5[3];
+      3'h6:
+          \$315  = edge6[3];
+      3'h7:
+          \$315  = edge7[3];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$318  = edge0[2:0];
+      3'h1:
+          \$318  = edge1[2:0];
+      3'h2:
+          \$318  = edge2[2:0];
+      3'h3:
+          \$318  = edge3[2:0];
+      3'h4:
+          \$318  = edge4[2:0];
+      3'h5:
+          \$318  = edge5[2:0];
+      3'h6:
+          \$318  = edge6[2:0];
+      3'h7:
+          \$318  = edge7[2:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$384 )
       1'h0:
-          \$251  = in_count0;
+          \$320  = in_count0;
       1'h1:
-          \$251  = in_count1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$261  = layer0[20:18];
-      2'h1:
-          \$261  = layer1[20:18];
-      2'h2:
-          \$261  = layer2[20:18];
-      2'h3:
-          \$261  = layer3[20:18];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$264  = 32'd0;
-    casez (\$263 )
-      6'h00:
-          \$264  = ctr0;
-      6'h01:
-          \$264  = ctr1;
-      6'h02:
-          \$264  = ctr2;
-      6'h03:
-          \$264  = ctr3;
-      6'h04:
-          \$264  = ctr4;
-      6'h05:
-          \$264  = ctr5;
-      6'h06:
-          \$264  = ctr6;
-      6'h07:
-          \$264  = ctr7;
-      6'h08:
-          \$264  = ctr8;
-      6'h09:
-          \$264  = ctr9;
-      6'h0a:
-          \$264  = ctr10;
-      6'h0b:
-          \$264  = ctr11;
-      6'h0c:
-          \$264  = ctr12;
-      6'h0d:
-          \$264  = ctr13;
-      6'h0e:
-          \$264  = ctr14;
-      6'h0f:
-          \$264  = ctr15;
-      6'h10:
-          \$264  = ctr16;
-      6'h11:
-          \$264  = ctr17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$270  = 32'd0;
-    casez (\$269 )
-      6'h00:
-          \$270  = ctr0;
-      6'h01:
-          \$270  = ctr1;
-      6'h02:
-          \$270  = ctr2;
-      6'h03:
-          \$270  = ctr3;
-      6'h04:
-          \$270  = ctr4;
-      6'h05:
-          \$270  = ctr5;
-      6'h06:
-          \$270  = ctr6;
-      6'h07:
-          \$270  = ctr7;
-      6'h08:
-          \$270  = ctr8;
-      6'h09:
-          \$270  = ctr9;
-      6'h0a:
-          \$270  = ctr10;
-      6'h0b:
-          \$270  = ctr11;
-      6'h0c:
-          \$270  = ctr12;
-      6'h0d:
-          \$270  = ctr13;
-      6'h0e:
-          \$270  = ctr14;
-      6'h0f:
-          \$270  = ctr15;
-      6'h10:
-          \$270  = ctr16;
-      6'h11:
-          \$270  = ctr17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$274  = layer0[20:18];
-      2'h1:
-          \$274  = layer1[20:18];
-      2'h2:
-          \$274  = layer2[20:18];
-      2'h3:
-          \$274  = layer3[20:18];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$275  = layer0[24:21];
-      2'h1:
-          \$275  = layer1[24:21];
-      2'h2:
-          \$275  = layer2[24:21];
-      2'h3:
-          \$275  = layer3[24:21];
+          \$320  = in_count1;
     endcase
   end
   always @* begin
@@ -25983,21 +24404,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$278  = edge0[2:0];
+          \$321  = edge0[2:0];
       3'h1:
-          \$278  = edge1[2:0];
+          \$321  = edge1[2:0];
       3'h2:
-          \$278  = edge2[2:0];
+          \$321  = edge2[2:0];
       3'h3:
-          \$278  = edge3[2:0];
+          \$321  = edge3[2:0];
       3'h4:
-          \$278  = edge4[2:0];
+          \$321  = edge4[2:0];
       3'h5:
-          \$278  = edge5[2:0];
+          \$321  = edge5[2:0];
       3'h6:
-          \$278  = edge6[2:0];
+          \$321  = edge6[2:0];
       3'h7:
-          \$278  = edge7[2:0];
+          \$321  = edge7[2:0];
     endcase
   end
   always @* begin
@@ -26005,179 +24426,59 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$279  = edge0[2:0];
+          \$322  = edge0[3];
       3'h1:
-          \$279  = edge1[2:0];
+          \$322  = edge1[3];
       3'h2:
-          \$279  = edge2[2:0];
+          \$322  = edge2[3];
       3'h3:
-          \$279  = edge3[2:0];
+          \$322  = edge3[3];
       3'h4:
-          \$279  = edge4[2:0];
+          \$322  = edge4[3];
       3'h5:
-          \$279  = edge5[2:0];
+          \$322  = edge5[3];
       3'h6:
-          \$279  = edge6[2:0];
+          \$322  = edge6[3];
       3'h7:
-          \$279  = edge7[2:0];
+          \$322  = edge7[3];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$281  = edge0[2:0];
-      3'h1:
-          \$281  = edge1[2:0];
-      3'h2:
-          \$281  = edge2[2:0];
-      3'h3:
-          \$281  = edge3[2:0];
-      3'h4:
-          \$281  = edge4[2:0];
-      3'h5:
-          \$281  = edge5[2:0];
-      3'h6:
-          \$281  = edge6[2:0];
-      3'h7:
-          \$281  = edge7[2:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$283  = edge0[3];
-      3'h1:
-          \$283  = edge1[3];
-      3'h2:
-          \$283  = edge2[3];
-      3'h3:
-          \$283  = edge3[3];
-      3'h4:
-          \$283  = edge4[3];
-      3'h5:
-          \$283  = edge5[3];
-      3'h6:
-          \$283  = edge6[3];
-      3'h7:
-          \$283  = edge7[3];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$286  = edge0[2:0];
-      3'h1:
-          \$286  = edge1[2:0];
-      3'h2:
-          \$286  = edge2[2:0];
-      3'h3:
-          \$286  = edge3[2:0];
-      3'h4:
-          \$286  = edge4[2:0];
-      3'h5:
-          \$286  = edge5[2:0];
-      3'h6:
-          \$286  = edge6[2:0];
-      3'h7:
-          \$286  = edge7[2:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$334 )
-      1'h0:
-          \$288  = in_count0;
-      1'h1:
-          \$288  = in_count1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$289  = edge0[2:0];
-      3'h1:
-          \$289  = edge1[2:0];
-      3'h2:
-          \$289  = edge2[2:0];
-      3'h3:
-          \$289  = edge3[2:0];
-      3'h4:
-          \$289  = edge4[2:0];
-      3'h5:
-          \$289  = edge5[2:0];
-      3'h6:
-          \$289  = edge6[2:0];
-      3'h7:
-          \$289  = edge7[2:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$290  = edge0[3];
-      3'h1:
-          \$290  = edge1[3];
-      3'h2:
-          \$290  = edge2[3];
-      3'h3:
-          \$290  = edge3[3];
-      3'h4:
-          \$290  = edge4[3];
-      3'h5:
-          \$290  = edge5[3];
-      3'h6:
-          \$290  = edge6[3];
-      3'h7:
-          \$290  = edge7[3];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ \$291 , \$289  })
+    casez ({ \$323 , \$321  })
       4'h0:
-          \$292  = count0;
+          \$324  = count0;
       4'h1:
-          \$292  = count1;
+          \$324  = count1;
       4'h2:
-          \$292  = count2;
+          \$324  = count2;
       4'h3:
-          \$292  = count3;
+          \$324  = count3;
       4'h4:
-          \$292  = count4;
+          \$324  = count4;
       4'h5:
-          \$292  = count5;
+          \$324  = count5;
       4'h6:
-          \$292  = count6;
+          \$324  = count6;
       4'h7:
-          \$292  = count7;
+          \$324  = count7;
       4'h8:
-          \$292  = count8;
+          \$324  = count8;
       4'h9:
-          \$292  = count9;
+          \$324  = count9;
       4'ha:
-          \$292  = count10;
+          \$324  = count10;
       4'hb:
-          \$292  = count11;
+          \$324  = count11;
       4'hc:
-          \$292  = count12;
+          \$324  = count12;
       4'hd:
-          \$292  = count13;
+          \$324  = count13;
       4'he:
-          \$292  = count14;
+          \$324  = count14;
       4'hf:
-          \$292  = count15;
+          \$324  = count15;
     endcase
   end
   always @* begin
@@ -26185,21 +24486,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$294  = edge0[14:4];
+          \$326  = edge0[14:4];
       3'h1:
-          \$294  = edge1[14:4];
+          \$326  = edge1[14:4];
       3'h2:
-          \$294  = edge2[14:4];
+          \$326  = edge2[14:4];
       3'h3:
-          \$294  = edge3[14:4];
+          \$326  = edge3[14:4];
       3'h4:
-          \$294  = edge4[14:4];
+          \$326  = edge4[14:4];
       3'h5:
-          \$294  = edge5[14:4];
+          \$326  = edge5[14:4];
       3'h6:
-          \$294  = edge6[14:4];
+          \$326  = edge6[14:4];
       3'h7:
-          \$294  = edge7[14:4];
+          \$326  = edge7[14:4];
     endcase
   end
   always @* begin
@@ -26207,1470 +24508,110 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$295  = edge0[22:15];
+          \$327  = edge0[22:15];
       3'h1:
-          \$295  = edge1[22:15];
+          \$327  = edge1[22:15];
       3'h2:
-          \$295  = edge2[22:15];
+          \$327  = edge2[22:15];
       3'h3:
-          \$295  = edge3[22:15];
+          \$327  = edge3[22:15];
       3'h4:
-          \$295  = edge4[22:15];
+          \$327  = edge4[22:15];
       3'h5:
-          \$295  = edge5[22:15];
+          \$327  = edge5[22:15];
       3'h6:
-          \$295  = edge6[22:15];
+          \$327  = edge6[22:15];
       3'h7:
-          \$295  = edge7[22:15];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$300  = 32'd0;
-    casez (\$299 )
-      6'h00:
-          \$300  = ctr0;
-      6'h01:
-          \$300  = ctr1;
-      6'h02:
-          \$300  = ctr2;
-      6'h03:
-          \$300  = ctr3;
-      6'h04:
-          \$300  = ctr4;
-      6'h05:
-          \$300  = ctr5;
-      6'h06:
-          \$300  = ctr6;
-      6'h07:
-          \$300  = ctr7;
-      6'h08:
-          \$300  = ctr8;
-      6'h09:
-          \$300  = ctr9;
-      6'h0a:
-          \$300  = ctr10;
-      6'h0b:
-          \$300  = ctr11;
-      6'h0c:
-          \$300  = ctr12;
-      6'h0d:
-          \$300  = ctr13;
-      6'h0e:
-          \$300  = ctr14;
-      6'h0f:
-          \$300  = ctr15;
-      6'h10:
-          \$300  = ctr16;
-      6'h11:
-          \$300  = ctr17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$309  = 32'd0;
-    casez (\$308 )
-      6'h00:
-          \$309  = ctr0;
-      6'h01:
-          \$309  = ctr1;
-      6'h02:
-          \$309  = ctr2;
-      6'h03:
-          \$309  = ctr3;
-      6'h04:
-          \$309  = ctr4;
-      6'h05:
-          \$309  = ctr5;
-      6'h06:
-          \$309  = ctr6;
-      6'h07:
-          \$309  = ctr7;
-      6'h08:
-          \$309  = ctr8;
-      6'h09:
-          \$309  = ctr9;
-      6'h0a:
-          \$309  = ctr10;
-      6'h0b:
-          \$309  = ctr11;
-      6'h0c:
-          \$309  = ctr12;
-      6'h0d:
-          \$309  = ctr13;
-      6'h0e:
-          \$309  = ctr14;
-      6'h0f:
-          \$309  = ctr15;
-      6'h10:
-          \$309  = ctr16;
-      6'h11:
-          \$309  = ctr17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$316  = 32'd0;
-    casez (\$315 )
-      6'h00:
-          \$316  = ctr0;
-      6'h01:
-          \$316  = ctr1;
-      6'h02:
-          \$316  = ctr2;
-      6'h03:
-          \$316  = ctr3;
-      6'h04:
-          \$316  = ctr4;
-      6'h05:
-          \$316  = ctr5;
-      6'h06:
-          \$316  = ctr6;
-      6'h07:
-          \$316  = ctr7;
-      6'h08:
-          \$316  = ctr8;
-      6'h09:
-          \$316  = ctr9;
-      6'h0a:
-          \$316  = ctr10;
-      6'h0b:
-          \$316  = ctr11;
-      6'h0c:
-          \$316  = ctr12;
-      6'h0d:
-          \$316  = ctr13;
-      6'h0e:
-          \$316  = ctr14;
-      6'h0f:
-          \$316  = ctr15;
-      6'h10:
-          \$316  = ctr16;
-      6'h11:
-          \$316  = ctr17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$325  = 32'd0;
-    casez (\$324 )
-      6'h00:
-          \$325  = ctr0;
-      6'h01:
-          \$325  = ctr1;
-      6'h02:
-          \$325  = ctr2;
-      6'h03:
-          \$325  = ctr3;
-      6'h04:
-          \$325  = ctr4;
-      6'h05:
-          \$325  = ctr5;
-      6'h06:
-          \$325  = ctr6;
-      6'h07:
-          \$325  = ctr7;
-      6'h08:
-          \$325  = ctr8;
-      6'h09:
-          \$325  = ctr9;
-      6'h0a:
-          \$325  = ctr10;
-      6'h0b:
-          \$325  = ctr11;
-      6'h0c:
-          \$325  = ctr12;
-      6'h0d:
-          \$325  = ctr13;
-      6'h0e:
-          \$325  = ctr14;
-      6'h0f:
-          \$325  = ctr15;
-      6'h10:
-          \$325  = ctr16;
-      6'h11:
-          \$325  = ctr17;
+          \$327  = edge7[22:15];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$329  = layer0[12:8];
-      2'h1:
-          \$329  = layer1[12:8];
-      2'h2:
-          \$329  = layer2[12:8];
-      2'h3:
-          \$329  = layer3[12:8];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_region)
-      3'h4:
-          host_rdata = { 37'h0000000000, \$81  };
-      3'h2:
-          host_rdata = { 4'h0, \$82  };
-      3'h3:
-          host_rdata = { 29'h00000000, \$83  };
-      default:
-          host_rdata = rd_reg;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    ev_wr__addr = 11'h000;
-    if (\event ) begin
-      ev_wr__addr = { cur, spike_src, \$119  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    ev_wr__data = 15'h0000;
-    if (\event ) begin
-      ev_wr__data[6:0] = event_index[6:0];
-      ev_wr__data[14:7] = 8'h01;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    ev_wr__en = 1'h0;
-    if (\event ) begin
-      ev_wr__en = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    in_wr__addr = 8'h00;
-    if (\$202 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        in_wr__addr = { \$signal , \$203  };
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    in_wr__data = 15'h0000;
-    if (\$202 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        in_wr__data[6:0] = input__payload[6:0];
-        in_wr__data[14:7] = input__payload[14:7];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    in_wr__en = 1'h0;
-    if (\$202 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        in_wr__en = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    busy = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          busy = 1'h1;
-      4'h3:
-          busy = 1'h1;
-      4'h4:
-          busy = 1'h1;
-      4'h6:
-          busy = 1'h1;
-      4'h5:
-          busy = 1'h1;
-      4'h7:
-          busy = 1'h1;
-      4'h8:
-          busy = 1'h1;
-      4'h1:
-          busy = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    issue = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          if (\$204 ) begin
-            issue = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    neuron_write = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            neuron_write = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    load = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            load = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    send = 8'h00;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            send = \$207 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \spikes$297  = 8'h00;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            \spikes$297  = spikes;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    base = 8'h00;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            base = \$208 [7:0];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    layer = 2'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            layer = li;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    emit_values = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            emit_values = \$209 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    values = 128'h00000000000000000000000000000000;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            values[15:0] = u_new;
-            values[31:16] = \u_new$257 ;
-            values[47:32] = \u_new$261 ;
-            values[63:48] = \u_new$265 ;
-            values[79:64] = \u_new$269 ;
-            values[95:80] = \u_new$273 ;
-            values[111:96] = \u_new$277 ;
-            values[127:112] = \u_new$281 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    write_end = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          write_end = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$343  = layer0;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            casez (host_addr[10:0])
-              11'h000:
-                  \$343  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$343  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$344  = layer1;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  \$344  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$344  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$345  = layer2;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  /* empty */;
-              11'h002:
-                  \$345  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$345  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$346  = layer3;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  /* empty */;
-              11'h002:
-                  /* empty */;
-              11'h003:
-                  \$346  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$346  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$347  = edge0;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[10:0])
-              11'h000:
-                  \$347  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$347  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$348  = edge1;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  \$348  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$348  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$349  = edge2;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  /* empty */;
-              11'h002:
-                  \$349  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$349  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$350  = edge3;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  /* empty */;
-              11'h002:
-                  /* empty */;
-              11'h003:
-                  \$350  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$350  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$351  = edge4;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  /* empty */;
-              11'h002:
-                  /* empty */;
-              11'h003:
-                  /* empty */;
-              11'h004:
-                  \$351  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$351  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$352  = edge5;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  /* empty */;
-              11'h002:
-                  /* empty */;
-              11'h003:
-                  /* empty */;
-              11'h004:
-                  /* empty */;
-              11'h005:
-                  \$352  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$352  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$353  = edge6;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  /* empty */;
-              11'h002:
-                  /* empty */;
-              11'h003:
-                  /* empty */;
-              11'h004:
-                  /* empty */;
-              11'h005:
-                  /* empty */;
-              11'h006:
-                  \$353  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$353  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$354  = edge7;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[10:0])
-              11'h000:
-                  /* empty */;
-              11'h001:
-                  /* empty */;
-              11'h002:
-                  /* empty */;
-              11'h003:
-                  /* empty */;
-              11'h004:
-                  /* empty */;
-              11'h005:
-                  /* empty */;
-              11'h006:
-                  /* empty */;
-              11'h007:
-                  \$354  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$354  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$355  = num_layers;
-    if (\$220 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h6:
-            \$355  = host_wdata[2:0];
-      endcase
-    end
-    if (rst) begin
-      \$355  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$356  = \$222 ;
-    if (rst) begin
-      \$356  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$357  = host_addr[16:14];
-    if (rst) begin
-      \$357  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$358  = host_addr[13:11];
-    if (rst) begin
-      \$358  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$359  = rd_reg;
-    casez (host_addr[16:14])
+    casez (e[2:0])
       3'h0:
-          \$359  = \$223 ;
+          \$330  = edge0[22:15];
       3'h1:
-          \$359  = { 22'h000000, \$224  };
+          \$330  = edge1[22:15];
+      3'h2:
+          \$330  = edge2[22:15];
+      3'h3:
+          \$330  = edge3[22:15];
+      3'h4:
+          \$330  = edge4[22:15];
       3'h5:
-          \$359  = { 13'h0000, \$225  };
+          \$330  = edge5[22:15];
       3'h6:
-          \$359  = { 42'h00000000000, num_layers };
+          \$330  = edge6[22:15];
+      3'h7:
+          \$330  = edge7[22:15];
     endcase
-    if (rst) begin
-      \$359  = 45'h000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$360  = issue;
-    if (rst) begin
-      \$360  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$361  = \$signal$329 ;
-    if (rst) begin
-      \$361  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$362  = s1_value;
-    if (rst) begin
-      \$362  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$363  = s1_rowbase;
-    if (issue) begin
-      \$363  = rowbase;
-    end
-    if (rst) begin
-      \$363  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$364  = s1_from_input;
-    if (issue) begin
-      \$364  = \$signal$333 ;
-    end
-    if (rst) begin
-      \$364  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$365  = acc;
-    if (s2_valid) begin
-      \$365  = \$227 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$365  = 24'h000000;
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$334  = edge0[22:15];
+      3'h1:
+          \$334  = edge1[22:15];
+      3'h2:
+          \$334  = edge2[22:15];
+      3'h3:
+          \$334  = edge3[22:15];
+      3'h4:
+          \$334  = edge4[22:15];
+      3'h5:
+          \$334  = edge5[22:15];
+      3'h6:
+          \$334  = edge6[22:15];
+      3'h7:
+          \$334  = edge7[22:15];
     endcase
-    if (rst) begin
-      \$365  = 24'h000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$366  = \acc$181 ;
-    if (s2_valid) begin
-      \$366  = \$229 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$366  = 24'h000000;
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$337  = edge0[22:15];
+      3'h1:
+          \$337  = edge1[22:15];
+      3'h2:
+          \$337  = edge2[22:15];
+      3'h3:
+          \$337  = edge3[22:15];
+      3'h4:
+          \$337  = edge4[22:15];
+      3'h5:
+          \$337  = edge5[22:15];
+      3'h6:
+          \$337  = edge6[22:15];
+      3'h7:
+          \$337  = edge7[22:15];
     endcase
-    if (rst) begin
-      \$366  = 24'h000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$367  = \acc$191 ;
-    if (s2_valid) begin
-      \$367  = \$231 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$367  = 24'h000000;
+    (* full_case = 32'd1 *)
+    casez (e[2:0])
+      3'h0:
+          \$342  = edge0[22:15];
+      3'h1:
+          \$342  = edge1[22:15];
+      3'h2:
+          \$342  = edge2[22:15];
+      3'h3:
+          \$342  = edge3[22:15];
+      3'h4:
+          \$342  = edge4[22:15];
+      3'h5:
+          \$342  = edge5[22:15];
+      3'h6:
+          \$342  = edge6[22:15];
+      3'h7:
+          \$342  = edge7[22:15];
     endcase
-    if (rst) begin
-      \$367  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$368  = \acc$201 ;
-    if (s2_valid) begin
-      \$368  = \$233 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$368  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$368  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$369  = \acc$211 ;
-    if (s2_valid) begin
-      \$369  = \$235 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$369  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$369  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$370  = \acc$221 ;
-    if (s2_valid) begin
-      \$370  = \$237 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$370  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$370  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$371  = \acc$231 ;
-    if (s2_valid) begin
-      \$371  = \$239 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$371  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$371  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$372  = \acc$241 ;
-    if (s2_valid) begin
-      \$372  = \$241 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$372  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$372  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$373  = count0;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            \$373  = \$243 [7:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$373  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$336 , 3'h0 })
-              4'h0:
-                  \$373  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$373  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$374  = count1;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            \$374  = \$243 [7:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$374  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$337 , 3'h1 })
-              4'h1:
-                  \$374  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$374  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$375  = count2;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            \$375  = \$243 [7:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$375  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$338 , 3'h2 })
-              4'h2:
-                  \$375  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$375  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$376  = count3;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            \$376  = \$243 [7:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$376  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$339 , 3'h3 })
-              4'h3:
-                  \$376  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$376  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$377  = count4;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            \$377  = \$243 [7:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$377  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$340 , 3'h4 })
-              4'h4:
-                  \$377  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$377  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$378  = count5;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            \$378  = \$243 [7:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$378  = 8'h00;
-    end
-    if (rst) begin
-      \$378  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$379  = count6;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            /* empty */;
-        4'h6:
-            \$379  = \$243 [7:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$379  = 8'h00;
-    end
-    if (rst) begin
-      \$379  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$380  = count7;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            \$380  = \$243 [7:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$380  = 8'h00;
-    end
-    if (rst) begin
-      \$380  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$381  = count8;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            /* empty */;
-        4'h8:
-            \$381  = \$243 [7:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$381  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$336 , 3'h0 })
-              4'h0:
-                  /* empty */;
-              4'h8:
-                  \$381  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$381  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$382  = count9;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h2:
-            /* empty */;
-        4'h3:
-            /* empty */;
-        4'h4:
-            /* empty */;
-        4'h5:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            /* empty */;
-        4'h8:
-            /* empty */;
-        4'h9:
-            \$382  = \$243 [7:0];
-      endcase
-    end
-    if (\$254 ) begin
-      \$382  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$337 , 3'h1 })
-              4'h1:
-                  /* empty */;
-              4'h9:
-                  \$382  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$382  = 8'h00;
-    end
   end
   assign r_data = output__payload;
   assign r_rdy = output__valid;
@@ -27708,88 +24649,113 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$signature__data$63  = host_wdata[7:0];
   assign \$signature__addr$65  = host_addr[4:0];
   assign \$signature__data$66  = host_wdata[40:0];
-  assign \$signature__addr$107  = \$86 [10:0];
-  assign \$signature__addr$109  = \$87 [4:0];
-  assign \$signature__addr$110  = \$88 [4:0];
-  assign \$signature__addr$111  = \$90 [10:0];
-  assign \$signature__addr$112  = \$91 [4:0];
-  assign \$signature__addr$113  = \$92 [4:0];
-  assign \$signature__addr$114  = \$94 [10:0];
-  assign \$signature__addr$115  = \$95 [4:0];
-  assign \$signature__addr$116  = \$96 [4:0];
-  assign \$signature__addr$117  = \$98 [10:0];
-  assign \$signature__addr$118  = \$99 [4:0];
-  assign \$signature__addr$119  = \$100 [4:0];
-  assign \$signature__addr$120  = \$102 [10:0];
-  assign \$signature__addr$121  = \$103 [4:0];
-  assign \$signature__addr$122  = \$104 [4:0];
-  assign \$signature__addr$123  = \$106 [10:0];
-  assign \$signature__addr$124  = \$107 [4:0];
-  assign \$signature__addr$125  = \$108 [4:0];
-  assign \$signature__addr$126  = \$110 [10:0];
-  assign \$signature__addr$127  = \$111 [4:0];
-  assign \$signature__addr$128  = \$112 [4:0];
-  assign \$signature__addr$129  = \$114 [10:0];
-  assign \$signature__addr$130  = \$115 [4:0];
-  assign \$signature__addr$131  = \$116 [4:0];
+  assign rowbase = \$84 [11:0];
+  assign \$signature__addr$106  = \$86 [10:0];
+  assign \$signature__addr$108  = \$87 [4:0];
+  assign \$signature__addr$109  = \$88 [4:0];
+  assign \$signature__addr$110  = \$90 [10:0];
+  assign \$signature__addr$111  = \$91 [4:0];
+  assign \$signature__addr$112  = \$92 [4:0];
+  assign \$signature__addr$113  = \$94 [10:0];
+  assign \$signature__addr$114  = \$95 [4:0];
+  assign \$signature__addr$115  = \$96 [4:0];
+  assign \$signature__addr$116  = \$98 [10:0];
+  assign \$signature__addr$117  = \$99 [4:0];
+  assign \$signature__addr$118  = \$100 [4:0];
+  assign \$signature__addr$119  = \$102 [10:0];
+  assign \$signature__addr$120  = \$103 [4:0];
+  assign \$signature__addr$121  = \$104 [4:0];
+  assign \$signature__addr$122  = \$106 [10:0];
+  assign \$signature__addr$123  = \$107 [4:0];
+  assign \$signature__addr$124  = \$108 [4:0];
+  assign \$signature__addr$125  = \$110 [10:0];
+  assign \$signature__addr$126  = \$111 [4:0];
+  assign \$signature__addr$127  = \$112 [4:0];
+  assign \$signature__addr$128  = \$114 [10:0];
+  assign \$signature__addr$129  = \$115 [4:0];
+  assign \$signature__addr$130  = \$116 [4:0];
   assign ev_rd__addr = { bank_sel, src_sel, n[6:0] };
   assign in_rd__addr = { bank_sel, n[6:0] };
   assign u = \$signature__data$86 ;
-  assign acc0 = acc;
   assign alpha = \$signature__data$78 [8:0];
-  assign theta = \$signature__data$78 [24:9];
   assign bias = \$signature__data$78 [40:25];
-  assign \u$180  = \$signature__data$87 ;
-  assign acc1 = \acc$181 ;
-  assign \alpha$183  = \$signature__data$79 [8:0];
-  assign \theta$184  = \$signature__data$79 [24:9];
-  assign \bias$185  = \$signature__data$79 [40:25];
-  assign \u$190  = \$signature__data$88 ;
-  assign acc2 = \acc$191 ;
-  assign \alpha$193  = \$signature__data$80 [8:0];
-  assign \theta$194  = \$signature__data$80 [24:9];
-  assign \bias$195  = \$signature__data$80 [40:25];
-  assign \u$200  = \$signature__data$89 ;
-  assign acc3 = \acc$201 ;
-  assign \alpha$203  = \$signature__data$81 [8:0];
-  assign \theta$204  = \$signature__data$81 [24:9];
-  assign \bias$205  = \$signature__data$81 [40:25];
-  assign \u$210  = \$signature__data$90 ;
-  assign acc4 = \acc$211 ;
-  assign \alpha$213  = \$signature__data$82 [8:0];
-  assign \theta$214  = \$signature__data$82 [24:9];
-  assign \bias$215  = \$signature__data$82 [40:25];
-  assign \u$220  = \$signature__data$91 ;
-  assign acc5 = \acc$221 ;
-  assign \alpha$223  = \$signature__data$83 [8:0];
-  assign \theta$224  = \$signature__data$83 [24:9];
-  assign \bias$225  = \$signature__data$83 [40:25];
-  assign \u$230  = \$signature__data$92 ;
-  assign acc6 = \acc$231 ;
-  assign \alpha$233  = \$signature__data$84 [8:0];
-  assign \theta$234  = \$signature__data$84 [24:9];
-  assign \bias$235  = \$signature__data$84 [40:25];
-  assign \u$240  = \$signature__data$93 ;
-  assign acc7 = \acc$241 ;
-  assign \alpha$243  = \$signature__data$85 [8:0];
-  assign \theta$244  = \$signature__data$85 [24:9];
-  assign \bias$245  = \$signature__data$85 [40:25];
-  assign \$signature__addr$250  = \$120 [4:0];
-  assign \$signature__data$251  = \$121 [15:0];
-  assign \$signature__addr$255  = \$126 [4:0];
-  assign \$signature__data$256  = \$127 [15:0];
-  assign \$signature__addr$259  = \$132 [4:0];
-  assign \$signature__data$260  = \$133 [15:0];
-  assign \$signature__addr$263  = \$138 [4:0];
-  assign \$signature__data$264  = \$139 [15:0];
-  assign \$signature__addr$267  = \$144 [4:0];
-  assign \$signature__data$268  = \$145 [15:0];
-  assign \$signature__addr$271  = \$150 [4:0];
-  assign \$signature__data$272  = \$151 [15:0];
-  assign \$signature__addr$275  = \$156 [4:0];
-  assign \$signature__data$276  = \$157 [15:0];
-  assign \$signature__addr$279  = \$162 [4:0];
-  assign \$signature__data$280  = \$163 [15:0];
+  assign \u$139  = \$signature__data$87 ;
+  assign \alpha$140  = \$signature__data$79 [8:0];
+  assign \bias$141  = \$signature__data$79 [40:25];
+  assign \u$142  = \$signature__data$88 ;
+  assign \alpha$143  = \$signature__data$80 [8:0];
+  assign \bias$144  = \$signature__data$80 [40:25];
+  assign \u$145  = \$signature__data$89 ;
+  assign \alpha$146  = \$signature__data$81 [8:0];
+  assign \bias$147  = \$signature__data$81 [40:25];
+  assign \u$148  = \$signature__data$90 ;
+  assign \alpha$149  = \$signature__data$82 [8:0];
+  assign \bias$150  = \$signature__data$82 [40:25];
+  assign \u$151  = \$signature__data$91 ;
+  assign \alpha$152  = \$signature__data$83 [8:0];
+  assign \bias$153  = \$signature__data$83 [40:25];
+  assign \u$154  = \$signature__data$92 ;
+  assign \alpha$155  = \$signature__data$84 [8:0];
+  assign \bias$156  = \$signature__data$84 [40:25];
+  assign \u$157  = \$signature__data$93 ;
+  assign \alpha$158  = \$signature__data$85 [8:0];
+  assign \bias$159  = \$signature__data$85 [40:25];
+  assign acc0 = total;
+  assign theta_q0 = theta;
+  assign v_reset = layer[43:28];
+  assign reset = layer[27:26];
+  assign spiking = layer[25];
+  assign acc1 = \total$201 ;
+  assign theta_q1 = \theta$203 ;
+  assign \v_reset$205  = layer[43:28];
+  assign \reset$206  = layer[27:26];
+  assign \spiking$207  = layer[25];
+  assign acc2 = \total$209 ;
+  assign theta_q2 = \theta$211 ;
+  assign \v_reset$213  = layer[43:28];
+  assign \reset$214  = layer[27:26];
+  assign \spiking$215  = layer[25];
+  assign acc3 = \total$217 ;
+  assign theta_q3 = \theta$219 ;
+  assign \v_reset$221  = layer[43:28];
+  assign \reset$222  = layer[27:26];
+  assign \spiking$223  = layer[25];
+  assign acc4 = \total$225 ;
+  assign theta_q4 = \theta$227 ;
+  assign \v_reset$229  = layer[43:28];
+  assign \reset$230  = layer[27:26];
+  assign \spiking$231  = layer[25];
+  assign acc5 = \total$233 ;
+  assign theta_q5 = \theta$235 ;
+  assign \v_reset$237  = layer[43:28];
+  assign \reset$238  = layer[27:26];
+  assign \spiking$239  = layer[25];
+  assign acc6 = \total$241 ;
+  assign theta_q6 = \theta$243 ;
+  assign \v_reset$245  = layer[43:28];
+  assign \reset$246  = layer[27:26];
+  assign \spiking$247  = layer[25];
+  assign acc7 = \total$249 ;
+  assign theta_q7 = \theta$251 ;
+  assign \v_reset$253  = layer[43:28];
+  assign \reset$254  = layer[27:26];
+  assign \spiking$255  = layer[25];
+  assign \$signature__addr$257  = \$120 [4:0];
+  assign \$signature__data$258  = \$121 [15:0];
+  assign \$signature__addr$262  = \$126 [4:0];
+  assign \$signature__data$263  = \$127 [15:0];
+  assign \$signature__addr$266  = \$132 [4:0];
+  assign \$signature__data$267  = \$133 [15:0];
+  assign \$signature__addr$270  = \$138 [4:0];
+  assign \$signature__data$271  = \$139 [15:0];
+  assign \$signature__addr$274  = \$144 [4:0];
+  assign \$signature__data$275  = \$145 [15:0];
+  assign \$signature__addr$278  = \$150 [4:0];
+  assign \$signature__data$279  = \$151 [15:0];
+  assign \$signature__addr$282  = \$156 [4:0];
+  assign \$signature__data$283  = \$157 [15:0];
+  assign \$signature__addr$286  = \$162 [4:0];
+  assign \$signature__data$287  = \$163 [15:0];
   assign \input__payload.index  = input__payload[6:0];
   assign \input__payload.value  = input__payload[14:7];
   assign \input__payload.end  = input__payload[15];
@@ -27850,6 +24816,37 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \ev_rd__data.value  = ev_rd__data[14:7];
   assign \in_rd__data.index  = in_rd__data[6:0];
   assign \in_rd__data.value  = in_rd__data[14:7];
+  assign \layer.size  = layer[7:0];
+  assign \layer.rows  = layer[12:8];
+  assign \layer.sbase  = layer[17:13];
+  assign \layer.ebase  = layer[20:18];
+  assign \layer.ecount  = layer[24:21];
+  assign \layer.spiking  = layer[25];
+  assign \layer.reset  = layer[27:26];
+  assign \layer.v_reset  = layer[43:28];
+  assign \layer.emit_values  = layer[44];
+  assign \end_record.kind  = end_record[1:0];
+  assign \end_record.layer  = end_record[3:2];
+  assign \end_record.index  = end_record[10:4];
+  assign \end_record.spike  = end_record[11];
+  assign \end_record.value  = end_record[27:12];
+  assign \records__payload.kind  = records__payload[1:0];
+  assign \records__payload.layer  = records__payload[3:2];
+  assign \records__payload.index  = records__payload[10:4];
+  assign \records__payload.spike  = records__payload[11];
+  assign \records__payload.value  = records__payload[27:12];
+  assign \ev_wr__data.index  = ev_wr__data[6:0];
+  assign \ev_wr__data.value  = ev_wr__data[14:7];
+  assign \in_wr__data.index  = in_wr__data[6:0];
+  assign \in_wr__data.value  = in_wr__data[14:7];
+  assign \values[0]  = values[15:0];
+  assign \values[1]  = values[31:16];
+  assign \values[2]  = values[47:32];
+  assign \values[3]  = values[63:48];
+  assign \values[4]  = values[79:64];
+  assign \values[5]  = values[95:80];
+  assign \values[6]  = values[111:96];
+  assign \values[7]  = values[127:112];
   assign \layer0.size  = layer0[7:0];
   assign \layer0.rows  = layer0[12:8];
   assign \layer0.sbase  = layer0[17:13];
@@ -27886,28 +24883,6 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \layer3.reset  = layer3[27:26];
   assign \layer3.v_reset  = layer3[43:28];
   assign \layer3.emit_values  = layer3[44];
-  assign \end_record.kind  = end_record[1:0];
-  assign \end_record.layer  = end_record[3:2];
-  assign \end_record.index  = end_record[10:4];
-  assign \end_record.spike  = end_record[11];
-  assign \end_record.value  = end_record[27:12];
-  assign \records__payload.kind  = records__payload[1:0];
-  assign \records__payload.layer  = records__payload[3:2];
-  assign \records__payload.index  = records__payload[10:4];
-  assign \records__payload.spike  = records__payload[11];
-  assign \records__payload.value  = records__payload[27:12];
-  assign \ev_wr__data.index  = ev_wr__data[6:0];
-  assign \ev_wr__data.value  = ev_wr__data[14:7];
-  assign \in_wr__data.index  = in_wr__data[6:0];
-  assign \in_wr__data.value  = in_wr__data[14:7];
-  assign \values[0]  = values[15:0];
-  assign \values[1]  = values[31:16];
-  assign \values[2]  = values[47:32];
-  assign \values[3]  = values[63:48];
-  assign \values[4]  = values[79:64];
-  assign \values[5]  = values[95:80];
-  assign \values[6]  = values[111:96];
-  assign \values[7]  = values[127:112];
   assign \edge0.src  = edge0[2:0];
   assign \edge0.recurrent  = edge0[3];
   assign \edge0.wbase  = edge0[14:4];
@@ -27940,589 +24915,762 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \edge7.recurrent  = edge7[3];
   assign \edge7.wbase  = edge7[14:4];
   assign \edge7.nsrc  = edge7[22:15];
-  assign valid_lanes[7] = \$199 ;
-  assign valid_lanes[6] = \$195 ;
-  assign valid_lanes[5] = \$191 ;
-  assign valid_lanes[4] = \$187 ;
-  assign valid_lanes[3] = \$183 ;
-  assign valid_lanes[2] = \$179 ;
-  assign valid_lanes[1] = \$175 ;
-  assign valid_lanes[0] = \$171 ;
-  assign spikes[7] = \spike$249 ;
-  assign spikes[6] = \spike$239 ;
-  assign spikes[5] = \spike$229 ;
-  assign spikes[4] = \spike$219 ;
-  assign spikes[3] = \spike$209 ;
-  assign spikes[2] = \spike$199 ;
-  assign spikes[1] = \spike$189 ;
+  assign valid_lanes[7] = \$191 ;
+  assign valid_lanes[6] = \$188 ;
+  assign valid_lanes[5] = \$185 ;
+  assign valid_lanes[4] = \$182 ;
+  assign valid_lanes[3] = \$179 ;
+  assign valid_lanes[2] = \$176 ;
+  assign valid_lanes[1] = \$173 ;
+  assign valid_lanes[0] = \$170 ;
+  assign spikes[7] = \spike$256 ;
+  assign spikes[6] = \spike$248 ;
+  assign spikes[5] = \spike$240 ;
+  assign spikes[4] = \spike$232 ;
+  assign spikes[3] = \spike$224 ;
+  assign spikes[2] = \spike$216 ;
+  assign spikes[1] = \spike$208 ;
   assign spikes[0] = spike;
   assign end_record[1:0] = 2'h2;
   assign end_record[27:2] = 26'h0000000;
+  assign \$328  = { 1'h0, \$327  };
+  assign \$331  = { \$330 , 1'h0 };
+  assign \$335  = { 1'h0, \$334 , 2'h0 };
+  assign \$338  = { \$337 , 3'h0 };
+  assign \$343  = { 3'h0, \$342 , 4'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron0 (reset, spiking, \port$1038$0 , u, spike, acc, u_new, v_reset);
-  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+module \npu_core_digits.leak0 (bias, u, leak, alpha);
   wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
-  wire [15:0] \$12 ;
   wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
   wire [8:0] alpha;
+  input [15:0] bias;
   wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$1038$0 ;
-  wire [40:0] \port$1038$0 ;
-  input [1:0] reset;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  input spiking;
-  wire spiking;
-  wire [15:0] theta;
-  wire [25:0] total;
+  output [17:0] leak;
+  wire [17:0] leak;
   input [15:0] u;
   wire [15:0] u;
-  output [15:0] u_new;
-  reg [15:0] u_new;
-  wire [15:0] v;
-  input [15:0] v_reset;
-  wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1038$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1038$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1038$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1038$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (reset)
-      2'h0:
-          u_new = \$11 [15:0];
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$8 [15:0];
-    endcase
-  end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1038$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$1038$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$1038$0 [24:9];
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron1 (reset, spiking, \port$1047$0 , u, spike, acc, u_new, v_reset);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
+module \npu_core_digits.leak1 (bias, u, leak, alpha);
   wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
-  wire [15:0] \$12 ;
   wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
   wire [8:0] alpha;
+  input [15:0] bias;
   wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$1047$0 ;
-  wire [40:0] \port$1047$0 ;
-  input [1:0] reset;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  input spiking;
-  wire spiking;
-  wire [15:0] theta;
-  wire [25:0] total;
+  output [17:0] leak;
+  wire [17:0] leak;
   input [15:0] u;
   wire [15:0] u;
-  output [15:0] u_new;
-  reg [15:0] u_new;
-  wire [15:0] v;
-  input [15:0] v_reset;
-  wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1047$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1047$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1047$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1047$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    (* full_case = 32'd1 *)
-    casez (reset)
-      2'h0:
-          u_new = \$11 [15:0];
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$8 [15:0];
-    endcase
-  end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1047$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$1047$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$1047$0 [24:9];
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron2 (reset, spiking, \port$1056$0 , u, spike, acc, u_new, v_reset);
-  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
+module \npu_core_digits.leak2 (bias, u, leak, alpha);
   wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
-  wire [15:0] \$12 ;
   wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
   wire [8:0] alpha;
+  input [15:0] bias;
   wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$1056$0 ;
-  wire [40:0] \port$1056$0 ;
-  input [1:0] reset;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  input spiking;
-  wire spiking;
-  wire [15:0] theta;
-  wire [25:0] total;
+  output [17:0] leak;
+  wire [17:0] leak;
   input [15:0] u;
   wire [15:0] u;
-  output [15:0] u_new;
-  reg [15:0] u_new;
-  wire [15:0] v;
-  input [15:0] v_reset;
-  wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1056$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1056$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1056$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1056$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (reset)
-      2'h0:
-          u_new = \$11 [15:0];
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$8 [15:0];
-    endcase
-  end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1056$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$1056$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$1056$0 [24:9];
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron3 (reset, spiking, \port$1065$0 , u, spike, acc, u_new, v_reset);
-  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+module \npu_core_digits.leak3 (bias, u, leak, alpha);
   wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
-  wire [15:0] \$12 ;
   wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
   wire [8:0] alpha;
+  input [15:0] bias;
   wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$1065$0 ;
-  wire [40:0] \port$1065$0 ;
-  input [1:0] reset;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  input spiking;
-  wire spiking;
-  wire [15:0] theta;
-  wire [25:0] total;
+  output [17:0] leak;
+  wire [17:0] leak;
   input [15:0] u;
   wire [15:0] u;
-  output [15:0] u_new;
-  reg [15:0] u_new;
-  wire [15:0] v;
-  input [15:0] v_reset;
-  wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1065$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1065$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1065$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1065$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (reset)
-      2'h0:
-          u_new = \$11 [15:0];
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$8 [15:0];
-    endcase
-  end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1065$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$1065$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$1065$0 [24:9];
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron4 (reset, spiking, \port$1074$0 , u, spike, acc, u_new, v_reset);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
+module \npu_core_digits.leak4 (bias, u, leak, alpha);
   wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
-  wire [15:0] \$12 ;
   wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
   wire [8:0] alpha;
+  input [15:0] bias;
   wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$1074$0 ;
-  wire [40:0] \port$1074$0 ;
-  input [1:0] reset;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  input spiking;
-  wire spiking;
-  wire [15:0] theta;
-  wire [25:0] total;
+  output [17:0] leak;
+  wire [17:0] leak;
   input [15:0] u;
   wire [15:0] u;
-  output [15:0] u_new;
-  reg [15:0] u_new;
-  wire [15:0] v;
-  input [15:0] v_reset;
-  wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1074$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1074$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1074$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1074$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    (* full_case = 32'd1 *)
-    casez (reset)
-      2'h0:
-          u_new = \$11 [15:0];
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$8 [15:0];
-    endcase
-  end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1074$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$1074$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$1074$0 [24:9];
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron5 (reset, spiking, \port$1083$0 , u, spike, acc, u_new, v_reset);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+module \npu_core_digits.leak5 (bias, u, leak, alpha);
   wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
-  wire [15:0] \$12 ;
   wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
   wire [8:0] alpha;
+  input [15:0] bias;
   wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$1083$0 ;
-  wire [40:0] \port$1083$0 ;
-  input [1:0] reset;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  input spiking;
-  wire spiking;
-  wire [15:0] theta;
-  wire [25:0] total;
+  output [17:0] leak;
+  wire [17:0] leak;
   input [15:0] u;
   wire [15:0] u;
-  output [15:0] u_new;
-  reg [15:0] u_new;
-  wire [15:0] v;
-  input [15:0] v_reset;
-  wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1083$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1083$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1083$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1083$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    (* full_case = 32'd1 *)
-    casez (reset)
-      2'h0:
-          u_new = \$11 [15:0];
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$8 [15:0];
-    endcase
-  end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1083$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$1083$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$1083$0 [24:9];
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron6 (reset, spiking, \port$1092$0 , u, spike, acc, u_new, v_reset);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+module \npu_core_digits.leak6 (bias, u, leak, alpha);
   wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
-  wire [15:0] \$12 ;
   wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
   wire [8:0] alpha;
+  input [15:0] bias;
   wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$1092$0 ;
-  wire [40:0] \port$1092$0 ;
-  input [1:0] reset;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  input spiking;
-  wire spiking;
-  wire [15:0] theta;
-  wire [25:0] total;
+  output [17:0] leak;
+  wire [17:0] leak;
   input [15:0] u;
   wire [15:0] u;
-  output [15:0] u_new;
-  reg [15:0] u_new;
-  wire [15:0] v;
-  input [15:0] v_reset;
-  wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1092$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1092$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1092$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1092$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (reset)
-      2'h0:
-          u_new = \$11 [15:0];
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$8 [15:0];
-    endcase
-  end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1092$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$1092$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$1092$0 [24:9];
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron7 (reset, spiking, \port$1101$0 , u, spike, acc, u_new, v_reset);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+module \npu_core_digits.leak7 (bias, u, leak, alpha);
   wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
-  wire [15:0] \$12 ;
   wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
   wire [8:0] alpha;
+  input [15:0] bias;
   wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$1101$0 ;
-  wire [40:0] \port$1101$0 ;
-  input [1:0] reset;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neuron0 (u_new, \port$1293$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [16:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [16:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire [16:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [15:0] \$19 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire lo;
+  wire [15:0] low;
+  wire [15:0] minus;
+  input [18:0] \port$1293$25 ;
+  wire [18:0] \port$1293$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
-  input spiking;
   wire spiking;
+  input [15:0] theta;
   wire [15:0] theta;
+  input [25:0] total;
   wire [25:0] total;
-  input [15:0] u;
-  wire [15:0] u;
   output [15:0] u_new;
-  reg [15:0] u_new;
+  wire [15:0] u_new;
   wire [15:0] v;
-  input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$1101$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$1101$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$1101$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$1101$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (reset)
-      2'h0:
-          u_new = \$11 [15:0];
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$8 [15:0];
-    endcase
-  end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$1101$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$1101$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$1101$0 [24:9];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign \$6  = ~ lo;
+  assign \$7  = $signed(total[15:0]) >= $signed(theta);
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$signal  | \$8 ;
+  assign \$10  = theta == 16'h8000;
+  assign \$11  = \$9  | \$10 ;
+  assign spike = \port$1293$25 [0] & \$11 ;
+  assign \$12  = $signed(16'h7fff) - $signed(theta);
+  assign \$13  = $signed(16'h8000) - $signed(theta);
+  assign \$14  = $signed(total[15:0]) - $signed(theta);
+  assign \$15  = lo ? \$13  : \$14 ;
+  assign \$16  = \$signal  ? \$12  : \$15 ;
+  assign \$17  = ! \port$1293$25 [2:1];
+  assign \$18  = \port$1293$25 [2:1] == 1'h1;
+  assign \$19  = \$18  ? \port$1293$25 [18:3] : v;
+  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign u_new = spike ? after_spike : v;
+  assign low = total[15:0];
+  assign spiking = \port$1293$25 [0];
+  assign minus = \$16 [15:0];
+  assign reset = \port$1293$25 [2:1];
+  assign v_reset = \port$1293$25 [18:3];
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neuron1 (u_new, \port$1293$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [16:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [16:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire [16:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [15:0] \$19 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire lo;
+  wire [15:0] low;
+  wire [15:0] minus;
+  input [18:0] \port$1293$25 ;
+  wire [18:0] \port$1293$25 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign \$6  = ~ lo;
+  assign \$7  = $signed(total[15:0]) >= $signed(theta);
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$signal  | \$8 ;
+  assign \$10  = theta == 16'h8000;
+  assign \$11  = \$9  | \$10 ;
+  assign spike = \port$1293$25 [0] & \$11 ;
+  assign \$12  = $signed(16'h7fff) - $signed(theta);
+  assign \$13  = $signed(16'h8000) - $signed(theta);
+  assign \$14  = $signed(total[15:0]) - $signed(theta);
+  assign \$15  = lo ? \$13  : \$14 ;
+  assign \$16  = \$signal  ? \$12  : \$15 ;
+  assign \$17  = ! \port$1293$25 [2:1];
+  assign \$18  = \port$1293$25 [2:1] == 1'h1;
+  assign \$19  = \$18  ? \port$1293$25 [18:3] : v;
+  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign u_new = spike ? after_spike : v;
+  assign low = total[15:0];
+  assign spiking = \port$1293$25 [0];
+  assign minus = \$16 [15:0];
+  assign reset = \port$1293$25 [2:1];
+  assign v_reset = \port$1293$25 [18:3];
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neuron2 (u_new, \port$1293$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [16:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [16:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire [16:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [15:0] \$19 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire lo;
+  wire [15:0] low;
+  wire [15:0] minus;
+  input [18:0] \port$1293$25 ;
+  wire [18:0] \port$1293$25 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign \$6  = ~ lo;
+  assign \$7  = $signed(total[15:0]) >= $signed(theta);
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$signal  | \$8 ;
+  assign \$10  = theta == 16'h8000;
+  assign \$11  = \$9  | \$10 ;
+  assign spike = \port$1293$25 [0] & \$11 ;
+  assign \$12  = $signed(16'h7fff) - $signed(theta);
+  assign \$13  = $signed(16'h8000) - $signed(theta);
+  assign \$14  = $signed(total[15:0]) - $signed(theta);
+  assign \$15  = lo ? \$13  : \$14 ;
+  assign \$16  = \$signal  ? \$12  : \$15 ;
+  assign \$17  = ! \port$1293$25 [2:1];
+  assign \$18  = \port$1293$25 [2:1] == 1'h1;
+  assign \$19  = \$18  ? \port$1293$25 [18:3] : v;
+  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign u_new = spike ? after_spike : v;
+  assign low = total[15:0];
+  assign spiking = \port$1293$25 [0];
+  assign minus = \$16 [15:0];
+  assign reset = \port$1293$25 [2:1];
+  assign v_reset = \port$1293$25 [18:3];
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neuron3 (u_new, \port$1293$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [16:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [16:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire [16:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [15:0] \$19 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire lo;
+  wire [15:0] low;
+  wire [15:0] minus;
+  input [18:0] \port$1293$25 ;
+  wire [18:0] \port$1293$25 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign \$6  = ~ lo;
+  assign \$7  = $signed(total[15:0]) >= $signed(theta);
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$signal  | \$8 ;
+  assign \$10  = theta == 16'h8000;
+  assign \$11  = \$9  | \$10 ;
+  assign spike = \port$1293$25 [0] & \$11 ;
+  assign \$12  = $signed(16'h7fff) - $signed(theta);
+  assign \$13  = $signed(16'h8000) - $signed(theta);
+  assign \$14  = $signed(total[15:0]) - $signed(theta);
+  assign \$15  = lo ? \$13  : \$14 ;
+  assign \$16  = \$signal  ? \$12  : \$15 ;
+  assign \$17  = ! \port$1293$25 [2:1];
+  assign \$18  = \port$1293$25 [2:1] == 1'h1;
+  assign \$19  = \$18  ? \port$1293$25 [18:3] : v;
+  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign u_new = spike ? after_spike : v;
+  assign low = total[15:0];
+  assign spiking = \port$1293$25 [0];
+  assign minus = \$16 [15:0];
+  assign reset = \port$1293$25 [2:1];
+  assign v_reset = \port$1293$25 [18:3];
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neuron4 (u_new, \port$1293$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [16:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [16:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire [16:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [15:0] \$19 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire lo;
+  wire [15:0] low;
+  wire [15:0] minus;
+  input [18:0] \port$1293$25 ;
+  wire [18:0] \port$1293$25 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign \$6  = ~ lo;
+  assign \$7  = $signed(total[15:0]) >= $signed(theta);
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$signal  | \$8 ;
+  assign \$10  = theta == 16'h8000;
+  assign \$11  = \$9  | \$10 ;
+  assign spike = \port$1293$25 [0] & \$11 ;
+  assign \$12  = $signed(16'h7fff) - $signed(theta);
+  assign \$13  = $signed(16'h8000) - $signed(theta);
+  assign \$14  = $signed(total[15:0]) - $signed(theta);
+  assign \$15  = lo ? \$13  : \$14 ;
+  assign \$16  = \$signal  ? \$12  : \$15 ;
+  assign \$17  = ! \port$1293$25 [2:1];
+  assign \$18  = \port$1293$25 [2:1] == 1'h1;
+  assign \$19  = \$18  ? \port$1293$25 [18:3] : v;
+  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign u_new = spike ? after_spike : v;
+  assign low = total[15:0];
+  assign spiking = \port$1293$25 [0];
+  assign minus = \$16 [15:0];
+  assign reset = \port$1293$25 [2:1];
+  assign v_reset = \port$1293$25 [18:3];
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neuron5 (u_new, \port$1293$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [16:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [16:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire [16:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [15:0] \$19 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire lo;
+  wire [15:0] low;
+  wire [15:0] minus;
+  input [18:0] \port$1293$25 ;
+  wire [18:0] \port$1293$25 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign \$6  = ~ lo;
+  assign \$7  = $signed(total[15:0]) >= $signed(theta);
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$signal  | \$8 ;
+  assign \$10  = theta == 16'h8000;
+  assign \$11  = \$9  | \$10 ;
+  assign spike = \port$1293$25 [0] & \$11 ;
+  assign \$12  = $signed(16'h7fff) - $signed(theta);
+  assign \$13  = $signed(16'h8000) - $signed(theta);
+  assign \$14  = $signed(total[15:0]) - $signed(theta);
+  assign \$15  = lo ? \$13  : \$14 ;
+  assign \$16  = \$signal  ? \$12  : \$15 ;
+  assign \$17  = ! \port$1293$25 [2:1];
+  assign \$18  = \port$1293$25 [2:1] == 1'h1;
+  assign \$19  = \$18  ? \port$1293$25 [18:3] : v;
+  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign u_new = spike ? after_spike : v;
+  assign low = total[15:0];
+  assign spiking = \port$1293$25 [0];
+  assign minus = \$16 [15:0];
+  assign reset = \port$1293$25 [2:1];
+  assign v_reset = \port$1293$25 [18:3];
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neuron6 (u_new, \port$1293$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [16:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [16:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire [16:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [15:0] \$19 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire lo;
+  wire [15:0] low;
+  wire [15:0] minus;
+  input [18:0] \port$1293$25 ;
+  wire [18:0] \port$1293$25 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign \$6  = ~ lo;
+  assign \$7  = $signed(total[15:0]) >= $signed(theta);
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$signal  | \$8 ;
+  assign \$10  = theta == 16'h8000;
+  assign \$11  = \$9  | \$10 ;
+  assign spike = \port$1293$25 [0] & \$11 ;
+  assign \$12  = $signed(16'h7fff) - $signed(theta);
+  assign \$13  = $signed(16'h8000) - $signed(theta);
+  assign \$14  = $signed(total[15:0]) - $signed(theta);
+  assign \$15  = lo ? \$13  : \$14 ;
+  assign \$16  = \$signal  ? \$12  : \$15 ;
+  assign \$17  = ! \port$1293$25 [2:1];
+  assign \$18  = \port$1293$25 [2:1] == 1'h1;
+  assign \$19  = \$18  ? \port$1293$25 [18:3] : v;
+  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign u_new = spike ? after_spike : v;
+  assign low = total[15:0];
+  assign spiking = \port$1293$25 [0];
+  assign minus = \$16 [15:0];
+  assign reset = \port$1293$25 [2:1];
+  assign v_reset = \port$1293$25 [18:3];
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neuron7 (u_new, \port$1293$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [16:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [16:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire [16:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [15:0] \$19 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire lo;
+  wire [15:0] low;
+  wire [15:0] minus;
+  input [18:0] \port$1293$25 ;
+  wire [18:0] \port$1293$25 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign \$6  = ~ lo;
+  assign \$7  = $signed(total[15:0]) >= $signed(theta);
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$signal  | \$8 ;
+  assign \$10  = theta == 16'h8000;
+  assign \$11  = \$9  | \$10 ;
+  assign spike = \port$1293$25 [0] & \$11 ;
+  assign \$12  = $signed(16'h7fff) - $signed(theta);
+  assign \$13  = $signed(16'h8000) - $signed(theta);
+  assign \$14  = $signed(total[15:0]) - $signed(theta);
+  assign \$15  = lo ? \$13  : \$14 ;
+  assign \$16  = \$signal  ? \$12  : \$15 ;
+  assign \$17  = ! \port$1293$25 [2:1];
+  assign \$18  = \port$1293$25 [2:1] == 1'h1;
+  assign \$19  = \$18  ? \port$1293$25 [18:3] : v;
+  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign u_new = spike ? after_spike : v;
+  assign low = total[15:0];
+  assign spiking = \port$1293$25 [0];
+  assign minus = \$16 [15:0];
+  assign reset = \port$1293$25 [2:1];
+  assign v_reset = \port$1293$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
 module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_rdy, r_en);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -28647,7 +25795,7 @@ module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -28657,7 +25805,7 @@ module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -28667,7 +25815,7 @@ module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -28680,7 +25828,7 @@ module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -28701,7 +25849,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \npu_core_digits.router (rst, records__ready, free, records__valid, event_index, \event , can_load, load, send, \spikes$27 , \base$28 , \layer$29 , \emit_values$30 , values, records__payload, layer, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [14:0] \$11 ;
@@ -28837,7 +25985,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
   always @(posedge clk)
     value7 <= \$27 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     (* full_case = 32'd1 *)
     casez (pick)
       3'h0:
@@ -28859,7 +26007,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     pick = 3'h0;
     if (pending[7]) begin
       pick = 3'h7;
@@ -28887,7 +26035,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$15  = pending;
     if (\$10 ) begin
       \$15  = \$13 [7:0];
@@ -28900,7 +26048,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$16  = spikes;
     if (\$14 ) begin
       \$16  = \spikes$27 ;
@@ -28910,7 +26058,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$17  = base;
     if (\$14 ) begin
       \$17  = \base$28 ;
@@ -28920,7 +26068,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$18  = layer;
     if (\$14 ) begin
       \$18  = \layer$29 ;
@@ -28930,7 +26078,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$19  = emit_values;
     if (\$14 ) begin
       \$19  = \emit_values$30 ;
@@ -28940,7 +26088,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$20  = value0;
     if (\$14 ) begin
       \$20  = values[15:0];
@@ -28950,7 +26098,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$21  = value1;
     if (\$14 ) begin
       \$21  = values[31:16];
@@ -28960,7 +26108,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$22  = value2;
     if (\$14 ) begin
       \$22  = values[47:32];
@@ -28970,7 +26118,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$23  = value3;
     if (\$14 ) begin
       \$23  = values[63:48];
@@ -28980,7 +26128,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$24  = value4;
     if (\$14 ) begin
       \$24  = values[79:64];
@@ -28990,7 +26138,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$25  = value5;
     if (\$14 ) begin
       \$25  = values[95:80];
@@ -29000,7 +26148,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$26  = value6;
     if (\$14 ) begin
       \$26  = values[111:96];
@@ -29010,7 +26158,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$27  = value7;
     if (\$14 ) begin
       \$27  = values[127:112];

@@ -7,159 +7,186 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire \$101 ;
+  wire [5:0] \$101 ;
   wire \$102 ;
-  wire \$103 ;
+  wire [32:0] \$103 ;
   wire \$104 ;
-  reg [1:0] \$105 ;
-  wire [3:0] \$106 ;
-  wire [4:0] \$107 ;
-  reg [31:0] \$108 ;
-  wire [32:0] \$109 ;
+  wire [32:0] \$105 ;
+  wire \$106 ;
+  reg [4:0] \$107 ;
+  wire [5:0] \$108 ;
+  wire \$109 ;
   wire \$11 ;
-  wire [3:0] \$110 ;
-  wire [4:0] \$111 ;
-  wire [3:0] \$112 ;
-  wire [4:0] \$113 ;
-  reg [31:0] \$114 ;
-  wire [32:0] \$115 ;
-  wire [3:0] \$116 ;
-  wire [4:0] \$117 ;
-  reg [1:0] \$118 ;
-  reg [2:0] \$119 ;
+  wire \$110 ;
+  wire [32:0] \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire [32:0] \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  wire [3:0] \$120 ;
+  wire [32:0] \$120 ;
   wire \$121 ;
-  reg [1:0] \$122 ;
-  reg [1:0] \$123 ;
-  wire \$124 ;
-  reg [1:0] \$125 ;
-  wire \$126 ;
-  reg \$127 ;
+  wire [32:0] \$122 ;
+  wire \$123 ;
+  wire [32:0] \$124 ;
+  wire \$125 ;
+  reg [1:0] \$126 ;
+  reg [1:0] \$127 ;
   wire \$128 ;
-  wire \$129 ;
+  reg [1:0] \$129 ;
   wire \$13 ;
-  reg [1:0] \$130 ;
-  wire \$131 ;
-  reg [4:0] \$132 ;
-  reg [1:0] \$133 ;
-  reg \$134 ;
+  wire \$130 ;
+  reg \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  reg [1:0] \$134 ;
   wire \$135 ;
   reg [4:0] \$136 ;
-  wire [4:0] \$137 ;
-  reg [7:0] \$138 ;
-  reg [4:0] \$139 ;
+  reg [1:0] \$137 ;
+  reg \$138 ;
+  wire \$139 ;
   wire \$14 ;
-  wire [8:0] \$140 ;
-  wire [9:0] \$141 ;
-  wire [3:0] \$142 ;
-  wire [4:0] \$143 ;
-  reg [31:0] \$144 ;
-  wire [32:0] \$145 ;
-  wire [3:0] \$146 ;
-  wire [4:0] \$147 ;
-  wire \$148 ;
-  wire [5:0] \$149 ;
+  reg [4:0] \$140 ;
+  wire [4:0] \$141 ;
+  reg [7:0] \$142 ;
+  reg [4:0] \$143 ;
+  wire [5:0] \$144 ;
+  wire [5:0] \$145 ;
+  reg [4:0] \$146 ;
+  wire [5:0] \$147 ;
+  wire [5:0] \$148 ;
+  wire [6:0] \$149 ;
   wire \$15 ;
-  wire \$150 ;
-  wire [3:0] \$151 ;
-  wire [4:0] \$152 ;
-  reg [31:0] \$153 ;
-  wire [32:0] \$154 ;
-  wire [3:0] \$155 ;
-  wire [4:0] \$156 ;
-  wire [3:0] \$157 ;
-  wire [3:0] \$158 ;
-  wire [4:0] \$159 ;
+  reg [4:0] \$150 ;
+  wire [7:0] \$151 ;
+  wire [7:0] \$152 ;
+  reg [4:0] \$153 ;
+  wire [7:0] \$154 ;
+  wire [7:0] \$155 ;
+  wire [8:0] \$156 ;
+  wire [9:0] \$157 ;
+  wire \$158 ;
+  wire [32:0] \$159 ;
   wire \$16 ;
-  reg [31:0] \$160 ;
+  wire \$160 ;
   wire [32:0] \$161 ;
-  wire [3:0] \$162 ;
-  wire [4:0] \$163 ;
+  wire \$162 ;
+  wire [5:0] \$163 ;
   wire \$164 ;
   wire \$165 ;
-  wire \$166 ;
-  wire [3:0] \$167 ;
-  wire [4:0] \$168 ;
-  reg [31:0] \$169 ;
+  wire [32:0] \$166 ;
+  wire \$167 ;
+  wire [32:0] \$168 ;
+  wire [3:0] \$169 ;
   wire \$17 ;
-  wire [32:0] \$170 ;
-  wire [3:0] \$171 ;
-  wire [4:0] \$172 ;
-  reg [3:0] \$173 ;
-  wire [4:0] \$174 ;
+  wire \$170 ;
+  wire [32:0] \$171 ;
+  wire \$172 ;
+  wire [32:0] \$173 ;
+  wire \$174 ;
   wire \$175 ;
-  wire [4:0] \$176 ;
-  wire [1:0] \$177 ;
+  wire \$176 ;
+  wire \$177 ;
   wire \$178 ;
-  wire [1:0] \$179 ;
+  wire \$179 ;
   wire \$18 ;
   wire \$180 ;
-  wire \$181 ;
+  wire [32:0] \$181 ;
   wire \$182 ;
-  wire \$183 ;
-  wire [32:0] \$184 ;
-  reg [37:0] \$185 ;
-  reg [37:0] \$186 ;
-  reg [15:0] \$187 ;
-  reg [15:0] \$188 ;
-  reg [15:0] \$189 ;
+  wire [32:0] \$183 ;
+  wire [4:0] \$184 ;
+  wire \$185 ;
+  wire [4:0] \$186 ;
+  wire [1:0] \$187 ;
+  wire \$188 ;
+  wire [1:0] \$189 ;
   wire \$19 ;
-  reg [15:0] \$190 ;
-  reg [1:0] \$191 ;
-  reg \$192 ;
-  reg [2:0] \$193 ;
-  reg \$194 ;
-  reg [40:0] \$195 ;
-  reg \$196 ;
-  reg \$197 ;
-  reg [7:0] \$198 ;
-  reg [8:0] \$199 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire [32:0] \$194 ;
+  reg [37:0] \$195 ;
+  reg [37:0] \$196 ;
+  reg [15:0] \$197 ;
+  reg [15:0] \$198 ;
+  reg [15:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  reg \$200 ;
-  reg [23:0] \$201 ;
-  reg [23:0] \$202 ;
-  reg [4:0] \$203 ;
-  reg [4:0] \$204 ;
-  reg [4:0] \$205 ;
-  reg [4:0] \$206 ;
-  reg [4:0] \$207 ;
-  reg [4:0] \$208 ;
-  reg [4:0] \$209 ;
+  reg [15:0] \$200 ;
+  reg [1:0] \$201 ;
+  reg \$202 ;
+  reg [2:0] \$203 ;
+  reg \$204 ;
+  reg [40:0] \$205 ;
+  reg [37:0] \$206 ;
+  reg [2:0] \$207 ;
+  reg \$208 ;
+  reg \$209 ;
   reg [7:0] \$21 ;
-  reg [4:0] \$210 ;
-  reg [31:0] \$211 ;
-  reg [31:0] \$212 ;
-  reg [31:0] \$213 ;
-  reg [31:0] \$214 ;
-  reg [31:0] \$215 ;
-  reg [31:0] \$216 ;
-  reg [31:0] \$217 ;
-  reg [31:0] \$218 ;
-  reg [31:0] \$219 ;
+  reg [7:0] \$210 ;
+  reg [8:0] \$211 ;
+  reg \$212 ;
+  reg \$213 ;
+  reg [7:0] \$214 ;
+  reg \$215 ;
+  reg [7:0] \$216 ;
+  reg [7:0] \$217 ;
+  reg [15:0] \$218 ;
+  reg [15:0] \$219 ;
   reg [40:0] \$22 ;
-  reg [31:0] \$220 ;
+  reg \$220 ;
   reg \$221 ;
-  reg [4:0] \$222 ;
-  reg [4:0] \$223 ;
-  reg \$224 ;
-  reg \$225 ;
-  reg \$226 ;
-  reg \$227 ;
-  reg [3:0] \$228 ;
-  reg [3:0] \$229 ;
+  reg [17:0] \$222 ;
+  reg [15:0] \$223 ;
+  reg [25:0] \$224 ;
+  reg [17:0] \$225 ;
+  reg [15:0] \$226 ;
+  reg [25:0] \$227 ;
+  reg [4:0] \$228 ;
+  reg [4:0] \$229 ;
   reg [15:0] \$23 ;
-  reg [2:0] \$230 ;
-  reg [1:0] \$231 ;
-  reg \$232 ;
-  reg \$233 ;
+  reg [4:0] \$230 ;
+  reg [4:0] \$231 ;
+  reg [4:0] \$232 ;
+  reg [4:0] \$233 ;
   reg [4:0] \$234 ;
   reg [4:0] \$235 ;
-  reg [8:0] \$236 ;
-  reg [3:0] \$24 ;
+  reg [31:0] \$236 ;
+  reg [31:0] \$237 ;
+  reg \$238 ;
+  reg [4:0] \$239 ;
+  wire [9:0] \$24 ;
+  reg [4:0] \$240 ;
+  reg [31:0] \$241 ;
+  reg [31:0] \$242 ;
+  reg [31:0] \$243 ;
+  reg [31:0] \$244 ;
+  reg [31:0] \$245 ;
+  reg [31:0] \$246 ;
+  reg [31:0] \$247 ;
+  reg [31:0] \$248 ;
+  reg \$249 ;
   wire [9:0] \$25 ;
+  reg \$250 ;
+  reg \$251 ;
+  reg \$252 ;
+  reg [3:0] \$253 ;
+  reg [3:0] \$254 ;
+  reg [2:0] \$255 ;
+  reg [1:0] \$256 ;
+  reg \$257 ;
+  reg \$258 ;
+  reg [4:0] \$259 ;
   wire [9:0] \$26 ;
+  reg [4:0] \$260 ;
+  reg [7:0] \$261 ;
+  reg [8:0] \$262 ;
+  reg \$263 ;
   wire [7:0] \$27 ;
   wire [7:0] \$28 ;
   wire [9:0] \$29 ;
@@ -183,26 +210,26 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$45 ;
   wire \$46 ;
   wire \$47 ;
-  reg [4:0] \$48 ;
-  wire [5:0] \$49 ;
+  wire [5:0] \$48 ;
+  wire [6:0] \$49 ;
   wire \$5 ;
-  wire [6:0] \$50 ;
-  wire \$51 ;
-  reg [4:0] \$52 ;
-  wire [5:0] \$53 ;
-  wire [6:0] \$54 ;
+  wire \$50 ;
+  wire [5:0] \$51 ;
+  wire [6:0] \$52 ;
+  wire \$53 ;
+  wire \$54 ;
   wire \$55 ;
   wire \$56 ;
-  wire \$57 ;
+  reg [3:0] \$57 ;
   wire \$58 ;
-  reg [3:0] \$59 ;
+  wire [1:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  reg \$61 ;
-  wire [1:0] \$62 ;
-  wire [1:0] \$63 ;
-  wire [5:0] \$64 ;
-  reg \$65 ;
+  wire [1:0] \$60 ;
+  wire [5:0] \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
   wire \$66 ;
   wire \$67 ;
   wire \$68 ;
@@ -213,52 +240,55 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$72 ;
   wire \$73 ;
   wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  reg [37:0] \$79 ;
+  reg [37:0] \$75 ;
+  reg [15:0] \$76 ;
+  reg [31:0] \$77 ;
+  reg [37:0] \$78 ;
+  wire [3:0] \$79 ;
   wire \$8 ;
-  reg [15:0] \$80 ;
-  reg [31:0] \$81 ;
-  wire [15:0] \$82 ;
-  wire [24:0] \$83 ;
-  wire [15:0] \$84 ;
-  wire [24:0] \$85 ;
-  reg [4:0] \$86 ;
+  wire [15:0] \$80 ;
+  wire [15:0] \$81 ;
+  wire [26:0] \$82 ;
+  wire [26:0] \$83 ;
+  wire [26:0] \$84 ;
+  wire [26:0] \$85 ;
+  wire \$86 ;
   wire [5:0] \$87 ;
-  wire [3:0] \$88 ;
-  wire [4:0] \$89 ;
+  wire \$88 ;
+  wire [5:0] \$89 ;
   wire \$9 ;
-  reg [31:0] \$90 ;
-  wire [32:0] \$91 ;
-  wire [3:0] \$92 ;
-  wire [4:0] \$93 ;
+  wire \$90 ;
+  wire [5:0] \$91 ;
+  wire \$92 ;
+  wire [5:0] \$93 ;
   wire \$94 ;
-  reg [4:0] \$95 ;
-  wire [5:0] \$96 ;
-  wire \$97 ;
+  wire [5:0] \$95 ;
+  wire \$96 ;
+  wire [5:0] \$97 ;
   wire \$98 ;
-  wire [32:0] \$99 ;
+  wire [5:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$151  = 1'h0;
-  reg \$signal$155  = 1'h0;
-  reg \$signal$156  = 1'h0;
+  reg \$signal$129 ;
+  reg \$signal$159  = 1'h0;
+  reg \$signal$162  = 1'h0;
+  reg \$signal$163  = 1'h0;
+  reg \$signal$170  = 1'h0;
+  reg \$signal$176  = 1'h0;
   wire [7:0] \$signature__addr ;
-  wire [3:0] \$signature__addr$108 ;
-  wire [3:0] \$signature__addr$113 ;
+  wire [3:0] \$signature__addr$111 ;
+  wire [3:0] \$signature__addr$116 ;
   wire [3:0] \$signature__addr$23 ;
   wire [7:0] \$signature__addr$26 ;
   wire [3:0] \$signature__addr$29 ;
-  wire [7:0] \$signature__addr$51 ;
-  wire [3:0] \$signature__addr$53 ;
+  wire [7:0] \$signature__addr$52 ;
   wire [3:0] \$signature__addr$54 ;
-  wire [7:0] \$signature__addr$55 ;
-  wire [3:0] \$signature__addr$56 ;
+  wire [3:0] \$signature__addr$55 ;
+  wire [7:0] \$signature__addr$56 ;
   wire [3:0] \$signature__addr$57 ;
+  wire [3:0] \$signature__addr$58 ;
   wire [7:0] \$signature__data ;
-  wire [15:0] \$signature__data$109 ;
-  wire [15:0] \$signature__data$114 ;
+  wire [15:0] \$signature__data$112 ;
+  wire [15:0] \$signature__data$117 ;
   wire [40:0] \$signature__data$24 ;
   wire [8:0] \$signature__data$24.alpha ;
   wire [15:0] \$signature__data$24.bias ;
@@ -281,23 +311,21 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \$signature__data$38 ;
   wire [15:0] \$signature__data$39 ;
   wire \$signature__en ;
-  wire \$signature__en$111 ;
-  wire \$signature__en$116 ;
+  wire \$signature__en$114 ;
+  wire \$signature__en$119 ;
   wire \$signature__en$25 ;
   wire \$signature__en$28 ;
   wire \$signature__en$31 ;
-  reg [23:0] acc = 24'h000000;
-  reg [23:0] \acc$99  = 24'h000000;
-  (* init = 24'h000000 *)
-  wire [23:0] acc0;
-  (* init = 24'h000000 *)
-  wire [23:0] acc1;
+  (* init = 26'h0000000 *)
+  wire [25:0] acc0;
+  (* init = 26'h0000000 *)
+  wire [25:0] acc1;
   wire [8:0] alpha;
-  wire [8:0] \alpha$101 ;
+  wire [8:0] \alpha$68 ;
   reg bank_sel = 1'h0;
   reg [4:0] base;
   wire [15:0] bias;
-  wire [15:0] \bias$103 ;
+  wire [15:0] \bias$69 ;
   output busy;
   reg busy;
   wire \busy$19 ;
@@ -326,7 +354,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [31:0] ctr8 = 32'd0;
   reg [31:0] ctr9 = 32'd0;
   reg cur = 1'h0;
+  reg drain2 = 1'h0;
   reg [2:0] e = 3'h0;
+  reg [2:0] e_end = 3'h0;
   reg [15:0] edge0 = 16'h0000;
   wire [4:0] \edge0.nsrc ;
   wire \edge0.recurrent ;
@@ -403,7 +433,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire input__valid;
   reg issue;
   reg [3:0] k = 4'h0;
-  reg layer;
+  reg [37:0] layer = 38'h0000000000;
+  reg \layer$137 ;
+  wire [1:0] \layer.ebase ;
+  wire [2:0] \layer.ecount ;
+  wire \layer.emit_values ;
+  wire [1:0] \layer.reset ;
+  wire [3:0] \layer.rows ;
+  wire [3:0] \layer.sbase ;
+  wire [4:0] \layer.size ;
+  wire \layer.spiking ;
+  wire [15:0] \layer.v_reset ;
   reg [37:0] layer0 = 38'h0000000000;
   wire [1:0] \layer0.ebase ;
   wire [2:0] \layer0.ecount ;
@@ -424,6 +464,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [4:0] \layer1.size ;
   wire \layer1.spiking ;
   wire [15:0] \layer1.v_reset ;
+  wire [17:0] leak;
+  wire [17:0] \leak$175 ;
+  reg [17:0] leak_q0 = 18'h00000;
+  reg [17:0] leak_q1 = 18'h00000;
   reg li = 1'h0;
   reg load;
   reg [4:0] n = 5'h00;
@@ -440,6 +484,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire output__ready;
   output output__valid;
   wire output__valid;
+  reg pre2 = 1'h0;
+  reg [15:0] prod_q0 = 16'h0000;
+  reg [15:0] prod_q1 = 16'h0000;
   wire [23:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -454,10 +501,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \records__payload.value ;
   wire records__ready;
   wire records__valid;
-  reg [1:0] reset;
-  reg [1:0] \reset$105 ;
+  wire [1:0] reset;
+  wire [1:0] \reset$108 ;
   wire [4:0] row_addr;
-  reg [8:0] rowbase = 9'h000;
+  reg [8:0] row_offset = 9'h000;
+  reg [7:0] row_wbase = 8'h00;
+  wire [8:0] rowbase;
   input rst;
   wire rst;
   reg s1_from_input = 1'h0;
@@ -466,29 +515,39 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [7:0] s1_value;
   reg s2_valid = 1'h0;
   reg [7:0] s2_x = 8'h00;
+  reg [7:0] s3_x = 8'h00;
+  reg s4_valid = 1'h0;
   reg [1:0] send;
   wire spike;
-  wire \spike$107 ;
+  wire \spike$110 ;
   wire [1:0] spike_src;
   wire [1:0] spikes;
-  reg [1:0] \spikes$131 ;
-  reg spiking;
-  reg \spiking$106 ;
+  reg [1:0] \spikes$135 ;
+  wire spiking;
+  wire \spiking$109 ;
   reg [1:0] src_sel = 2'h0;
-  wire [15:0] theta;
-  wire [15:0] \theta$102 ;
+  reg [15:0] theta = 16'h0000;
+  reg [15:0] \theta$105  = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] theta_q0;
+  (* init = 16'h0000 *)
+  wire [15:0] theta_q1;
+  reg [25:0] total = 26'h0000000;
+  reg [25:0] \total$103  = 26'h0000000;
   wire [15:0] u;
-  wire [15:0] \u$98 ;
+  wire [15:0] \u$67 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$115 ;
-  reg [15:0] v_reset;
-  reg [15:0] \v_reset$104 ;
+  wire [15:0] \u_new$118 ;
+  wire [15:0] v_reset;
+  wire [15:0] \v_reset$107 ;
   wire [1:0] valid_lanes;
   reg [31:0] values;
   wire [15:0] \values[0] ;
   wire [15:0] \values[1] ;
   wire [23:0] w_data;
   wire w_en;
+  reg [7:0] w_q0 = 8'h00;
+  reg [7:0] w_q1 = 8'h00;
   wire w_rdy;
   reg write_end;
   reg [11:0] events [127:0];
@@ -695,7 +754,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes0[15] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$111 )
+    if (\$signature__en$114 )
       membranes0[\$36 [3:0]] <= \$37 [15:0];
   end
   reg [15:0] _2_;
@@ -723,7 +782,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes1[15] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$116 )
+    if (\$signature__en$119 )
       membranes1[\$42 [3:0]] <= \$43 [15:0];
   end
   reg [15:0] _3_;
@@ -1345,9 +1404,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$18  = host_addr[11:9] == 2'h2;
   assign \$19  = \$17  & \$18 ;
   assign \$signature__en$31  = \$19  & \$20 ;
+  assign \$24  = row_wbase + row_offset;
   assign s1_index = s1_from_input ? in_rd__data[3:0] : ev_rd__data[3:0];
   assign s1_value = s1_from_input ? in_rd__data[11:4] : ev_rd__data[11:4];
-  assign row_addr = \$24  + k;
+  assign row_addr = layer[12:9] + k;
   assign \$25  = s1_rowbase + s1_index;
   assign \$26  = busy ? \$25  : { 2'h0, host_addr[7:0] };
   assign \$27  = busy ? { 3'h0, row_addr } : host_addr[7:0];
@@ -1368,242 +1428,293 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$39  = host_we & \$38 ;
   assign \$40  = ! host_addr[8];
   assign \$41  = \$39  & \$40 ;
-  assign \$signature__en$111  = busy ? neuron_write : \$41 ;
+  assign \$signature__en$114  = busy ? neuron_write : \$41 ;
   assign \$42  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$43  = busy ? { \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115 [15], \u_new$115  } : { 1'h0, host_wdata };
+  assign \$43  = busy ? { \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118  } : { 1'h0, host_wdata };
   assign \$44  = host_addr[11:9] == 2'h3;
   assign \$45  = host_we & \$44 ;
   assign \$47  = \$45  & \$46 ;
-  assign \$signature__en$116  = busy ? neuron_write : \$47 ;
-  assign \$49  = k * 2'h2;
-  assign \$50  = \$49  + 1'h0;
-  assign \$51  = \$48  > \$50 ;
-  assign \$53  = k * 2'h2;
-  assign \$54  = \$53  + 1'h1;
-  assign \$55  = \$52  > \$54 ;
-  assign \$56  = ~ in_full;
-  assign \$57  = ~ clear;
-  assign input__ready = \$56  & \$57 ;
-  assign \$58  = input__valid & input__ready;
-  assign \$60  = n < cnt;
-  assign \$62  = spikes & valid_lanes;
-  assign \$63  = \$61  ? valid_lanes : \$62 ;
-  assign \$64  = k * 2'h2;
-  assign \$66  = ! fsm_state;
-  assign \$67  = fsm_state == 1'h1;
-  assign \$68  = fsm_state == 2'h2;
-  assign \$69  = fsm_state == 2'h3;
-  assign \$70  = fsm_state == 3'h4;
-  assign \$71  = fsm_state == 3'h5;
-  assign \$72  = fsm_state == 3'h6;
-  assign \$73  = fsm_state == 3'h7;
-  assign \$74  = fsm_state == 4'h8;
-  assign \$75  = ~ busy;
-  assign \$76  = \$75  & host_we;
-  assign \$77  = ~ busy;
-  assign \$78  = \$77  & host_re;
-  assign \$82  = $signed(\$signature__data$34 ) * $signed(s2_x);
-  assign \$83  = $signed(acc) + $signed(\$82 );
-  assign \$84  = $signed(\$signature__data$35 ) * $signed(s2_x);
-  assign \$85  = $signed(\acc$99 ) + $signed(\$84 );
-  assign \$87  = \$86  + 1'h1;
-  assign \$88  = event_layer * 3'h4;
-  assign \$89  = \$88  + 2'h3;
-  assign \$91  = \$90  + 1'h1;
-  assign \$92  = event_layer * 3'h4;
-  assign \$93  = \$92  + 2'h3;
-  assign \$94  = input__valid & input__ready;
-  assign \$96  = \$95  + 1'h1;
-  assign \$97  = ~ busy;
-  assign \$98  = clear & \$97 ;
-  assign \$99  = ctr8 + 1'h1;
-  assign \$100  = ~ clear;
-  assign \$101  = in_full & \$100 ;
-  assign \$102  = ~ \$signal ;
-  assign \$103  = ~ \$signal ;
-  assign \$104  = ! num_layers;
-  assign \$106  = li * 3'h4;
-  assign \$107  = \$106  + 1'h0;
-  assign \$109  = \$108  + 1'h1;
-  assign \$110  = li * 3'h4;
-  assign \$111  = \$110  + 1'h0;
-  assign \$112  = li * 3'h4;
-  assign \$113  = \$112  + 1'h0;
-  assign \$115  = \$114  + 1'h1;
-  assign \$116  = li * 3'h4;
-  assign \$117  = \$116  + 1'h0;
-  assign \$120  = \$118  + \$119 ;
-  assign \$121  = e == \$120 ;
-  assign \$124  = ! \$123 ;
-  assign \$126  = ! \$125 ;
-  assign \$128  = cur ^ \$127 ;
-  assign \$129  = \$126  ? \$signal$156  : \$128 ;
-  assign \$131  = ! \$130 ;
-  assign \$135  = cur ^ \$134 ;
-  assign \$137  = \$131  ? \$132  : \$136 ;
-  assign \$140  = k * \$139 ;
-  assign \$141  = \$138  + \$140 ;
-  assign \$142  = li * 3'h4;
-  assign \$143  = \$142  + 1'h0;
-  assign \$145  = \$144  + 1'h1;
-  assign \$146  = li * 3'h4;
-  assign \$147  = \$146  + 1'h0;
-  assign \$148  = n < cnt;
-  assign \$149  = n + 1'h1;
-  assign \$150  = ! k;
-  assign \$151  = li * 3'h4;
-  assign \$152  = \$151  + 2'h2;
-  assign \$154  = \$153  + 1'h1;
-  assign \$155  = li * 3'h4;
-  assign \$156  = \$155  + 2'h2;
-  assign \$157  = e + 1'h1;
-  assign \$158  = li * 3'h4;
-  assign \$159  = \$158  + 1'h0;
-  assign \$161  = \$160  + 1'h1;
-  assign \$162  = li * 3'h4;
-  assign \$163  = \$162  + 1'h0;
-  assign \$164  = ~ \$signal$151 ;
-  assign \$165  = ~ s2_valid;
-  assign \$166  = \$164  & \$165 ;
-  assign \$167  = li * 3'h4;
-  assign \$168  = \$167  + 1'h1;
-  assign \$170  = \$169  + 1'h1;
-  assign \$171  = li * 3'h4;
-  assign \$172  = \$171  + 1'h1;
-  assign \$174  = k + 1'h1;
-  assign \$175  = \$173  == \$174 ;
-  assign \$176  = k + 1'h1;
-  assign \$177  = li + 1'h1;
-  assign \$178  = \$177  == num_layers;
-  assign \$179  = li + 1'h1;
-  assign \$180  = ~ cur;
-  assign \$181  = ~ cur;
-  assign \$182  = ~ cur;
-  assign \$183  = ~ cur;
-  assign \$184  = ctr9 + 1'h1;
+  assign \$signature__en$119  = busy ? neuron_write : \$47 ;
+  assign \$48  = k * 2'h2;
+  assign \$49  = \$48  + 1'h0;
+  assign \$50  = \$49  < layer[4:0];
+  assign \$51  = k * 2'h2;
+  assign \$52  = \$51  + 1'h1;
+  assign \$53  = \$52  < layer[4:0];
+  assign \$54  = ~ in_full;
+  assign \$55  = ~ clear;
+  assign input__ready = \$54  & \$55 ;
+  assign \$56  = input__valid & input__ready;
+  assign \$58  = n < cnt;
+  assign \$59  = spikes & valid_lanes;
+  assign \$60  = layer[37] ? valid_lanes : \$59 ;
+  assign \$61  = k * 2'h2;
+  assign \$62  = ! fsm_state;
+  assign \$63  = fsm_state == 1'h1;
+  assign \$64  = fsm_state == 2'h2;
+  assign \$65  = fsm_state == 2'h3;
+  assign \$66  = fsm_state == 3'h4;
+  assign \$67  = fsm_state == 3'h5;
+  assign \$68  = fsm_state == 3'h6;
+  assign \$69  = fsm_state == 3'h7;
+  assign \$70  = fsm_state == 4'h8;
+  assign \$71  = ~ busy;
+  assign \$72  = \$71  & host_we;
+  assign \$73  = ~ busy;
+  assign \$74  = \$73  & host_re;
+  assign \$79  = layer[14:13] + layer[17:15];
+  assign \$80  = $signed(w_q0) * $signed(s3_x);
+  assign \$81  = $signed(w_q1) * $signed(s3_x);
+  assign \$82  = $signed(total) + $signed(prod_q0);
+  assign \$83  = $signed(total) + $signed(leak_q0);
+  assign \$84  = $signed(\total$103 ) + $signed(prod_q1);
+  assign \$85  = $signed(\total$103 ) + $signed(leak_q1);
+  assign \$86  = ! { cur, spike_src };
+  assign \$87  = count0 + 1'h1;
+  assign \$88  = { cur, spike_src } == 1'h1;
+  assign \$89  = count1 + 1'h1;
+  assign \$90  = { cur, spike_src } == 2'h2;
+  assign \$91  = count2 + 1'h1;
+  assign \$92  = { cur, spike_src } == 2'h3;
+  assign \$93  = count3 + 1'h1;
+  assign \$94  = { cur, spike_src } == 3'h4;
+  assign \$95  = count4 + 1'h1;
+  assign \$96  = { cur, spike_src } == 3'h5;
+  assign \$97  = count5 + 1'h1;
+  assign \$98  = { cur, spike_src } == 3'h6;
+  assign \$99  = count6 + 1'h1;
+  assign \$100  = { cur, spike_src } == 3'h7;
+  assign \$101  = count7 + 1'h1;
+  assign \$102  = ! event_layer;
+  assign \$103  = ctr3 + 1'h1;
+  assign \$105  = ctr7 + 1'h1;
+  assign \$106  = input__valid & input__ready;
+  assign \$108  = \$107  + 1'h1;
+  assign \$109  = ~ busy;
+  assign \$110  = clear & \$109 ;
+  assign \$111  = ctr8 + 1'h1;
+  assign \$112  = ~ clear;
+  assign \$113  = in_full & \$112 ;
+  assign \$114  = ~ \$signal ;
+  assign \$115  = ~ \$signal ;
+  assign \$116  = ! num_layers;
+  assign \$117  = ! li;
+  assign \$118  = ctr0 + 1'h1;
+  assign \$120  = ctr4 + 1'h1;
+  assign \$121  = ! li;
+  assign \$122  = ctr0 + 1'h1;
+  assign \$124  = ctr4 + 1'h1;
+  assign \$125  = e == e_end;
+  assign \$128  = ! \$127 ;
+  assign \$130  = ! \$129 ;
+  assign \$132  = cur ^ \$131 ;
+  assign \$133  = \$130  ? \$signal$176  : \$132 ;
+  assign \$135  = ! \$134 ;
+  assign \$139  = cur ^ \$138 ;
+  assign \$141  = \$135  ? \$136  : \$140 ;
+  assign \$145  = k[0] ? \$144  : 6'h00;
+  assign \$148  = k[1] ? \$147  : 6'h00;
+  assign \$149  = \$145  + \$148 ;
+  assign \$152  = k[2] ? \$151  : 8'h00;
+  assign \$155  = k[3] ? \$154  : 8'h00;
+  assign \$156  = \$152  + \$155 ;
+  assign \$157  = \$149  + \$156 ;
+  assign \$158  = ! li;
+  assign \$159  = ctr0 + 1'h1;
+  assign \$161  = ctr4 + 1'h1;
+  assign \$162  = n < cnt;
+  assign \$163  = n + 1'h1;
+  assign \$164  = ! k;
+  assign \$165  = ! li;
+  assign \$166  = ctr2 + 1'h1;
+  assign \$168  = ctr6 + 1'h1;
+  assign \$169  = e + 1'h1;
+  assign \$170  = ! li;
+  assign \$171  = ctr0 + 1'h1;
+  assign \$173  = ctr4 + 1'h1;
+  assign \$174  = ~ drain2;
+  assign \$175  = ~ \$signal$159 ;
+  assign \$176  = ~ s2_valid;
+  assign \$177  = \$175  & \$176 ;
+  assign \$178  = ~ \$signal$163 ;
+  assign \$179  = \$177  & \$178 ;
+  assign \$180  = ! li;
+  assign \$181  = ctr1 + 1'h1;
+  assign \$183  = ctr5 + 1'h1;
+  assign \$184  = k + 1'h1;
+  assign \$185  = \$184  == layer[8:5];
+  assign \$186  = k + 1'h1;
+  assign \$187  = li + 1'h1;
+  assign \$188  = \$187  == num_layers;
+  assign \$189  = li + 1'h1;
+  assign \$190  = ~ cur;
+  assign \$191  = ~ cur;
+  assign \$192  = ~ cur;
+  assign \$193  = ~ cur;
+  assign \$194  = ctr9 + 1'h1;
   always @(posedge clk)
-    layer0 <= \$185 ;
+    layer0 <= \$195 ;
   always @(posedge clk)
-    layer1 <= \$186 ;
+    layer1 <= \$196 ;
   always @(posedge clk)
-    edge0 <= \$187 ;
+    edge0 <= \$197 ;
   always @(posedge clk)
-    edge1 <= \$188 ;
+    edge1 <= \$198 ;
   always @(posedge clk)
-    edge2 <= \$189 ;
+    edge2 <= \$199 ;
   always @(posedge clk)
-    edge3 <= \$190 ;
+    edge3 <= \$200 ;
   always @(posedge clk)
-    num_layers <= \$191 ;
+    num_layers <= \$201 ;
   always @(posedge clk)
-    host_rvalid <= \$192 ;
+    host_rvalid <= \$202 ;
   always @(posedge clk)
-    rd_region <= \$193 ;
+    rd_region <= \$203 ;
   always @(posedge clk)
-    rd_lane <= \$194 ;
+    rd_lane <= \$204 ;
   always @(posedge clk)
-    rd_reg <= \$195 ;
+    rd_reg <= \$205 ;
   always @(posedge clk)
-    \$signal$151  <= \$196 ;
+    layer <= \$206 ;
   always @(posedge clk)
-    s2_valid <= \$197 ;
+    e_end <= \$207 ;
   always @(posedge clk)
-    s2_x <= \$198 ;
+    \$signal$159  <= \$208 ;
   always @(posedge clk)
-    s1_rowbase <= \$199 ;
+    s2_valid <= \$209 ;
   always @(posedge clk)
-    s1_from_input <= \$200 ;
+    s2_x <= \$210 ;
   always @(posedge clk)
-    acc <= \$201 ;
+    s1_rowbase <= \$211 ;
   always @(posedge clk)
-    \acc$99  <= \$202 ;
+    s1_from_input <= \$212 ;
   always @(posedge clk)
-    count0 <= \$203 ;
+    \$signal$163  <= \$213 ;
   always @(posedge clk)
-    count1 <= \$204 ;
+    s3_x <= \$214 ;
   always @(posedge clk)
-    count2 <= \$205 ;
+    s4_valid <= \$215 ;
   always @(posedge clk)
-    count3 <= \$206 ;
+    w_q0 <= \$216 ;
   always @(posedge clk)
-    count4 <= \$207 ;
+    w_q1 <= \$217 ;
   always @(posedge clk)
-    count5 <= \$208 ;
+    prod_q0 <= \$218 ;
   always @(posedge clk)
-    count6 <= \$209 ;
+    prod_q1 <= \$219 ;
   always @(posedge clk)
-    count7 <= \$210 ;
+    \$signal$170  <= \$220 ;
   always @(posedge clk)
-    ctr0 <= \$211 ;
+    pre2 <= \$221 ;
   always @(posedge clk)
-    ctr1 <= \$212 ;
+    leak_q0 <= \$222 ;
   always @(posedge clk)
-    ctr2 <= \$213 ;
+    theta <= \$223 ;
   always @(posedge clk)
-    ctr3 <= \$214 ;
+    total <= \$224 ;
   always @(posedge clk)
-    ctr4 <= \$215 ;
+    leak_q1 <= \$225 ;
   always @(posedge clk)
-    ctr5 <= \$216 ;
+    \theta$105  <= \$226 ;
   always @(posedge clk)
-    ctr6 <= \$217 ;
+    \total$103  <= \$227 ;
   always @(posedge clk)
-    ctr7 <= \$218 ;
+    count0 <= \$228 ;
   always @(posedge clk)
-    ctr8 <= \$219 ;
+    count1 <= \$229 ;
   always @(posedge clk)
-    ctr9 <= \$220 ;
+    count2 <= \$230 ;
   always @(posedge clk)
-    in_full <= \$221 ;
+    count3 <= \$231 ;
   always @(posedge clk)
-    in_count0 <= \$222 ;
+    count4 <= \$232 ;
   always @(posedge clk)
-    in_count1 <= \$223 ;
+    count5 <= \$233 ;
   always @(posedge clk)
-    cur <= \$224 ;
+    count6 <= \$234 ;
   always @(posedge clk)
-    \$signal  <= \$225 ;
+    count7 <= \$235 ;
   always @(posedge clk)
-    li <= \$226 ;
+    ctr3 <= \$236 ;
   always @(posedge clk)
-    \$signal$156  <= \$227 ;
+    ctr7 <= \$237 ;
   always @(posedge clk)
-    fsm_state <= \$228 ;
+    in_full <= \$238 ;
   always @(posedge clk)
-    k <= \$229 ;
+    in_count0 <= \$239 ;
   always @(posedge clk)
-    e <= \$230 ;
+    in_count1 <= \$240 ;
   always @(posedge clk)
-    src_sel <= \$231 ;
+    ctr0 <= \$241 ;
   always @(posedge clk)
-    \$signal$155  <= \$232 ;
+    ctr1 <= \$242 ;
   always @(posedge clk)
-    bank_sel <= \$233 ;
+    ctr2 <= \$243 ;
   always @(posedge clk)
-    n <= \$234 ;
+    ctr4 <= \$244 ;
   always @(posedge clk)
-    cnt <= \$235 ;
+    ctr5 <= \$245 ;
   always @(posedge clk)
-    rowbase <= \$236 ;
+    ctr6 <= \$246 ;
+  always @(posedge clk)
+    ctr8 <= \$247 ;
+  always @(posedge clk)
+    ctr9 <= \$248 ;
+  always @(posedge clk)
+    cur <= \$249 ;
+  always @(posedge clk)
+    \$signal  <= \$250 ;
+  always @(posedge clk)
+    li <= \$251 ;
+  always @(posedge clk)
+    \$signal$176  <= \$252 ;
+  always @(posedge clk)
+    fsm_state <= \$253 ;
+  always @(posedge clk)
+    k <= \$254 ;
+  always @(posedge clk)
+    e <= \$255 ;
+  always @(posedge clk)
+    src_sel <= \$256 ;
+  always @(posedge clk)
+    \$signal$162  <= \$257 ;
+  always @(posedge clk)
+    bank_sel <= \$258 ;
+  always @(posedge clk)
+    n <= \$259 ;
+  always @(posedge clk)
+    cnt <= \$260 ;
+  always @(posedge clk)
+    row_wbase <= \$261 ;
+  always @(posedge clk)
+    row_offset <= \$262 ;
+  always @(posedge clk)
+    drain2 <= \$263 ;
+  \npu_core_tiny.leak0  leak0 (
+    .alpha(\$signature__data$36 [8:0]),
+    .bias(\$signature__data$36 [40:25]),
+    .leak(leak),
+    .u(\$signature__data$38 )
+  );
+  \npu_core_tiny.leak1  leak1 (
+    .alpha(\$signature__data$37 [8:0]),
+    .bias(\$signature__data$37 [40:25]),
+    .leak(\leak$175 ),
+    .u(\$signature__data$39 )
+  );
   \npu_core_tiny.neuron0  neuron0 (
-    .acc(acc),
-    .\port$586$0 (\$signature__data$36 ),
-    .reset(reset),
+    .\port$647$18 (layer[36:18]),
     .spike(spike),
-    .spiking(spiking),
-    .u(\$signature__data$38 ),
-    .u_new(u_new),
-    .v_reset(v_reset)
+    .theta(theta),
+    .total(total),
+    .u_new(u_new)
   );
   \npu_core_tiny.neuron1  neuron1 (
-    .acc(\acc$99 ),
-    .\port$595$0 (\$signature__data$37 ),
-    .reset(\reset$105 ),
-    .spike(\spike$107 ),
-    .spiking(\spiking$106 ),
-    .u(\$signature__data$39 ),
-    .u_new(\u_new$115 ),
-    .v_reset(\v_reset$104 )
+    .\port$647$18 (layer[36:18]),
+    .spike(\spike$110 ),
+    .theta(\theta$105 ),
+    .total(\total$103 ),
+    .u_new(\u_new$118 )
   );
   \npu_core_tiny.out_fifo  out_fifo (
     .clk(clk),
@@ -1624,14 +1735,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .event_index(event_index),
     .free(free),
     .layer(event_layer),
-    .\layer$23 (layer),
+    .\layer$23 (\layer$137 ),
     .load(load),
     .records__payload(records__payload),
     .records__ready(records__ready),
     .records__valid(records__valid),
     .rst(rst),
     .send(send),
-    .\spikes$21 (\spikes$131 ),
+    .\spikes$21 (\spikes$135 ),
     .values(values)
   );
   always @* begin
@@ -1667,16 +1778,6 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          \$24  = layer0[12:9];
-      1'h1:
-          \$24  = layer1[12:9];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
     casez ({ cur, spike_src })
       3'h0:
           \$35  = count0[3:0];
@@ -1699,11 +1800,61 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (li)
+    casez (\$signal )
       1'h0:
-          v_reset = layer0[36:21];
+          \$57  = in_count0[3:0];
       1'h1:
-          v_reset = layer1[36:21];
+          \$57  = in_count1[3:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (host_addr[0])
+      1'h0:
+          \$75  = layer0;
+      1'h1:
+          \$75  = layer1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (host_addr[1:0])
+      2'h0:
+          \$76  = edge0;
+      2'h1:
+          \$76  = edge1;
+      2'h2:
+          \$76  = edge2;
+      2'h3:
+          \$76  = edge3;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$77  = 32'd0;
+    casez (host_addr[3:0])
+      4'h0:
+          \$77  = ctr0;
+      4'h1:
+          \$77  = ctr1;
+      4'h2:
+          \$77  = ctr2;
+      4'h3:
+          \$77  = ctr3;
+      4'h4:
+          \$77  = ctr4;
+      4'h5:
+          \$77  = ctr5;
+      4'h6:
+          \$77  = ctr6;
+      4'h7:
+          \$77  = ctr7;
+      4'h8:
+          \$77  = ctr8;
+      4'h9:
+          \$77  = ctr9;
     endcase
   end
   always @* begin
@@ -1711,69 +1862,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          reset = layer0[20:19];
+          \$78  = layer0;
       1'h1:
-          reset = layer1[20:19];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          spiking = layer0[18];
-      1'h1:
-          spiking = layer1[18];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          \v_reset$104  = layer0[36:21];
-      1'h1:
-          \v_reset$104  = layer1[36:21];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          \reset$105  = layer0[20:19];
-      1'h1:
-          \reset$105  = layer1[20:19];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          \spiking$106  = layer0[18];
-      1'h1:
-          \spiking$106  = layer1[18];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          \$48  = layer0[4:0];
-      1'h1:
-          \$48  = layer1[4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          \$52  = layer0[4:0];
-      1'h1:
-          \$52  = layer1[4:0];
+          \$78  = layer1;
     endcase
   end
   always @* begin
@@ -1781,219 +1872,139 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$59  = in_count0[3:0];
+          \$107  = in_count0;
       1'h1:
-          \$59  = in_count1[3:0];
+          \$107  = in_count1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (li)
+    casez (e[1:0])
+      2'h0:
+          \$126  = edge0[1:0];
+      2'h1:
+          \$126  = edge1[1:0];
+      2'h2:
+          \$126  = edge2[1:0];
+      2'h3:
+          \$126  = edge3[1:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[1:0])
+      2'h0:
+          \$127  = edge0[1:0];
+      2'h1:
+          \$127  = edge1[1:0];
+      2'h2:
+          \$127  = edge2[1:0];
+      2'h3:
+          \$127  = edge3[1:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[1:0])
+      2'h0:
+          \$129  = edge0[1:0];
+      2'h1:
+          \$129  = edge1[1:0];
+      2'h2:
+          \$129  = edge2[1:0];
+      2'h3:
+          \$129  = edge3[1:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[1:0])
+      2'h0:
+          \$131  = edge0[2];
+      2'h1:
+          \$131  = edge1[2];
+      2'h2:
+          \$131  = edge2[2];
+      2'h3:
+          \$131  = edge3[2];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e[1:0])
+      2'h0:
+          \$134  = edge0[1:0];
+      2'h1:
+          \$134  = edge1[1:0];
+      2'h2:
+          \$134  = edge2[1:0];
+      2'h3:
+          \$134  = edge3[1:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$176 )
       1'h0:
-          \$61  = layer0[37];
+          \$136  = in_count0;
       1'h1:
-          \$61  = layer1[37];
+          \$136  = in_count1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          \$65  = layer0[37];
-      1'h1:
-          \$65  = layer1[37];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$79  = 38'h0000000000;
-    casez (host_addr[7:0])
-      8'h00:
-          \$79  = layer0;
-      8'h01:
-          \$79  = layer1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$80  = 16'h0000;
-    casez (host_addr[7:0])
-      8'h00:
-          \$80  = edge0;
-      8'h01:
-          \$80  = edge1;
-      8'h02:
-          \$80  = edge2;
-      8'h03:
-          \$80  = edge3;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$81  = 32'd0;
-    casez (host_addr[7:0])
-      8'h00:
-          \$81  = ctr0;
-      8'h01:
-          \$81  = ctr1;
-      8'h02:
-          \$81  = ctr2;
-      8'h03:
-          \$81  = ctr3;
-      8'h04:
-          \$81  = ctr4;
-      8'h05:
-          \$81  = ctr5;
-      8'h06:
-          \$81  = ctr6;
-      8'h07:
-          \$81  = ctr7;
-      8'h08:
-          \$81  = ctr8;
-      8'h09:
-          \$81  = ctr9;
+    casez (e[1:0])
+      2'h0:
+          \$137  = edge0[1:0];
+      2'h1:
+          \$137  = edge1[1:0];
+      2'h2:
+          \$137  = edge2[1:0];
+      2'h3:
+          \$137  = edge3[1:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez ({ cur, spike_src })
+    casez (e[1:0])
+      2'h0:
+          \$138  = edge0[2];
+      2'h1:
+          \$138  = edge1[2];
+      2'h2:
+          \$138  = edge2[2];
+      2'h3:
+          \$138  = edge3[2];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez ({ \$139 , \$137  })
       3'h0:
-          \$86  = count0;
+          \$140  = count0;
       3'h1:
-          \$86  = count1;
+          \$140  = count1;
       3'h2:
-          \$86  = count2;
+          \$140  = count2;
       3'h3:
-          \$86  = count3;
+          \$140  = count3;
       3'h4:
-          \$86  = count4;
+          \$140  = count4;
       3'h5:
-          \$86  = count5;
+          \$140  = count5;
       3'h6:
-          \$86  = count6;
+          \$140  = count6;
       3'h7:
-          \$86  = count7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$90  = 32'd0;
-    casez (\$89 )
-      5'h00:
-          \$90  = ctr0;
-      5'h01:
-          \$90  = ctr1;
-      5'h02:
-          \$90  = ctr2;
-      5'h03:
-          \$90  = ctr3;
-      5'h04:
-          \$90  = ctr4;
-      5'h05:
-          \$90  = ctr5;
-      5'h06:
-          \$90  = ctr6;
-      5'h07:
-          \$90  = ctr7;
-      5'h08:
-          \$90  = ctr8;
-      5'h09:
-          \$90  = ctr9;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$95  = in_count0;
-      1'h1:
-          \$95  = in_count1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          \$105  = layer0[14:13];
-      1'h1:
-          \$105  = layer1[14:13];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$108  = 32'd0;
-    casez (\$107 )
-      5'h00:
-          \$108  = ctr0;
-      5'h01:
-          \$108  = ctr1;
-      5'h02:
-          \$108  = ctr2;
-      5'h03:
-          \$108  = ctr3;
-      5'h04:
-          \$108  = ctr4;
-      5'h05:
-          \$108  = ctr5;
-      5'h06:
-          \$108  = ctr6;
-      5'h07:
-          \$108  = ctr7;
-      5'h08:
-          \$108  = ctr8;
-      5'h09:
-          \$108  = ctr9;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$114  = 32'd0;
-    casez (\$113 )
-      5'h00:
-          \$114  = ctr0;
-      5'h01:
-          \$114  = ctr1;
-      5'h02:
-          \$114  = ctr2;
-      5'h03:
-          \$114  = ctr3;
-      5'h04:
-          \$114  = ctr4;
-      5'h05:
-          \$114  = ctr5;
-      5'h06:
-          \$114  = ctr6;
-      5'h07:
-          \$114  = ctr7;
-      5'h08:
-          \$114  = ctr8;
-      5'h09:
-          \$114  = ctr9;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          \$118  = layer0[14:13];
-      1'h1:
-          \$118  = layer1[14:13];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          \$119  = layer0[17:15];
-      1'h1:
-          \$119  = layer1[17:15];
+          \$140  = count7;
     endcase
   end
   always @* begin
@@ -2001,13 +2012,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$122  = edge0[1:0];
+          \$142  = edge0[10:3];
       2'h1:
-          \$122  = edge1[1:0];
+          \$142  = edge1[10:3];
       2'h2:
-          \$122  = edge2[1:0];
+          \$142  = edge2[10:3];
       2'h3:
-          \$122  = edge3[1:0];
+          \$142  = edge3[10:3];
     endcase
   end
   always @* begin
@@ -2015,13 +2026,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$123  = edge0[1:0];
+          \$143  = edge0[15:11];
       2'h1:
-          \$123  = edge1[1:0];
+          \$143  = edge1[15:11];
       2'h2:
-          \$123  = edge2[1:0];
+          \$143  = edge2[15:11];
       2'h3:
-          \$123  = edge3[1:0];
+          \$143  = edge3[15:11];
     endcase
   end
   always @* begin
@@ -2029,13 +2040,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$125  = edge0[1:0];
+          \$146  = edge0[15:11];
       2'h1:
-          \$125  = edge1[1:0];
+          \$146  = edge1[15:11];
       2'h2:
-          \$125  = edge2[1:0];
+          \$146  = edge2[15:11];
       2'h3:
-          \$125  = edge3[1:0];
+          \$146  = edge3[15:11];
     endcase
   end
   always @* begin
@@ -2043,13 +2054,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$127  = edge0[2];
+          \$150  = edge0[15:11];
       2'h1:
-          \$127  = edge1[2];
+          \$150  = edge1[15:11];
       2'h2:
-          \$127  = edge2[2];
+          \$150  = edge2[15:11];
       2'h3:
-          \$127  = edge3[2];
+          \$150  = edge3[15:11];
     endcase
   end
   always @* begin
@@ -2057,215 +2068,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$130  = edge0[1:0];
+          \$153  = edge0[15:11];
       2'h1:
-          \$130  = edge1[1:0];
+          \$153  = edge1[15:11];
       2'h2:
-          \$130  = edge2[1:0];
+          \$153  = edge2[15:11];
       2'h3:
-          \$130  = edge3[1:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$156 )
-      1'h0:
-          \$132  = in_count0;
-      1'h1:
-          \$132  = in_count1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$133  = edge0[1:0];
-      2'h1:
-          \$133  = edge1[1:0];
-      2'h2:
-          \$133  = edge2[1:0];
-      2'h3:
-          \$133  = edge3[1:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$134  = edge0[2];
-      2'h1:
-          \$134  = edge1[2];
-      2'h2:
-          \$134  = edge2[2];
-      2'h3:
-          \$134  = edge3[2];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ \$135 , \$133  })
-      3'h0:
-          \$136  = count0;
-      3'h1:
-          \$136  = count1;
-      3'h2:
-          \$136  = count2;
-      3'h3:
-          \$136  = count3;
-      3'h4:
-          \$136  = count4;
-      3'h5:
-          \$136  = count5;
-      3'h6:
-          \$136  = count6;
-      3'h7:
-          \$136  = count7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$138  = edge0[10:3];
-      2'h1:
-          \$138  = edge1[10:3];
-      2'h2:
-          \$138  = edge2[10:3];
-      2'h3:
-          \$138  = edge3[10:3];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$139  = edge0[15:11];
-      2'h1:
-          \$139  = edge1[15:11];
-      2'h2:
-          \$139  = edge2[15:11];
-      2'h3:
-          \$139  = edge3[15:11];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$144  = 32'd0;
-    casez (\$143 )
-      5'h00:
-          \$144  = ctr0;
-      5'h01:
-          \$144  = ctr1;
-      5'h02:
-          \$144  = ctr2;
-      5'h03:
-          \$144  = ctr3;
-      5'h04:
-          \$144  = ctr4;
-      5'h05:
-          \$144  = ctr5;
-      5'h06:
-          \$144  = ctr6;
-      5'h07:
-          \$144  = ctr7;
-      5'h08:
-          \$144  = ctr8;
-      5'h09:
-          \$144  = ctr9;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$153  = 32'd0;
-    casez (\$152 )
-      5'h00:
-          \$153  = ctr0;
-      5'h01:
-          \$153  = ctr1;
-      5'h02:
-          \$153  = ctr2;
-      5'h03:
-          \$153  = ctr3;
-      5'h04:
-          \$153  = ctr4;
-      5'h05:
-          \$153  = ctr5;
-      5'h06:
-          \$153  = ctr6;
-      5'h07:
-          \$153  = ctr7;
-      5'h08:
-          \$153  = ctr8;
-      5'h09:
-          \$153  = ctr9;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$160  = 32'd0;
-    casez (\$159 )
-      5'h00:
-          \$160  = ctr0;
-      5'h01:
-          \$160  = ctr1;
-      5'h02:
-          \$160  = ctr2;
-      5'h03:
-          \$160  = ctr3;
-      5'h04:
-          \$160  = ctr4;
-      5'h05:
-          \$160  = ctr5;
-      5'h06:
-          \$160  = ctr6;
-      5'h07:
-          \$160  = ctr7;
-      5'h08:
-          \$160  = ctr8;
-      5'h09:
-          \$160  = ctr9;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$169  = 32'd0;
-    casez (\$168 )
-      5'h00:
-          \$169  = ctr0;
-      5'h01:
-          \$169  = ctr1;
-      5'h02:
-          \$169  = ctr2;
-      5'h03:
-          \$169  = ctr3;
-      5'h04:
-          \$169  = ctr4;
-      5'h05:
-          \$169  = ctr5;
-      5'h06:
-          \$169  = ctr6;
-      5'h07:
-          \$169  = ctr7;
-      5'h08:
-          \$169  = ctr8;
-      5'h09:
-          \$169  = ctr9;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      1'h0:
-          \$173  = layer0[8:5];
-      1'h1:
-          \$173  = layer1[8:5];
+          \$153  = edge3[15:11];
     endcase
   end
   always @* begin
@@ -2307,18 +2116,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__addr = 5'h00;
-    if (\$58 ) begin
+    if (\$56 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
-        in_wr__addr = { \$signal , \$59  };
+        in_wr__addr = { \$signal , \$57  };
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__data = 12'h000;
-    if (\$58 ) begin
+    if (\$56 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
@@ -2330,7 +2139,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__en = 1'h0;
-    if (\$58 ) begin
+    if (\$56 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
@@ -2364,6 +2173,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$signal$129  = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$signal$129  = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     issue = 1'h0;
     casez (fsm_state)
       4'h0:
@@ -2375,7 +2196,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h4:
           /* empty */;
       4'h6:
-          if (\$60 ) begin
+          if (\$58 ) begin
             issue = 1'h1;
           end
     endcase
@@ -2442,13 +2263,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h7:
           if (can_load) begin
-            send = \$63 ;
+            send = \$60 ;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \spikes$131  = 2'h0;
+    \spikes$135  = 2'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -2464,7 +2285,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h7:
           if (can_load) begin
-            \spikes$131  = spikes;
+            \spikes$135  = spikes;
           end
     endcase
   end
@@ -2486,13 +2307,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h7:
           if (can_load) begin
-            base = \$64 [4:0];
+            base = \$61 [4:0];
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    layer = 1'h0;
+    \layer$137  = 1'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -2508,7 +2329,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h7:
           if (can_load) begin
-            layer = li;
+            \layer$137  = li;
           end
     endcase
   end
@@ -2530,7 +2351,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h7:
           if (can_load) begin
-            emit_values = \$65 ;
+            emit_values = layer[37];
           end
     endcase
   end
@@ -2553,7 +2374,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h7:
           if (can_load) begin
             values[15:0] = u_new;
-            values[31:16] = \u_new$115 ;
+            values[31:16] = \u_new$118 ;
           end
     endcase
   end
@@ -2583,1928 +2404,415 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$185  = layer0;
-    if (\$76 ) begin
+    \$195  = layer0;
+    if (\$72 ) begin
       casez (host_addr[11:9])
         3'h0:
-            casez (host_addr[7:0])
-              8'h00:
-                  \$185  = host_wdata[37:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$185  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$186  = layer1;
-    if (\$76 ) begin
-      casez (host_addr[11:9])
-        3'h0:
-            casez (host_addr[7:0])
-              8'h00:
-                  /* empty */;
-              8'h01:
-                  \$186  = host_wdata[37:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$186  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$187  = edge0;
-    if (\$76 ) begin
-      casez (host_addr[11:9])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[7:0])
-              8'h00:
-                  \$187  = host_wdata[15:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$187  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$188  = edge1;
-    if (\$76 ) begin
-      casez (host_addr[11:9])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[7:0])
-              8'h00:
-                  /* empty */;
-              8'h01:
-                  \$188  = host_wdata[15:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$188  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$189  = edge2;
-    if (\$76 ) begin
-      casez (host_addr[11:9])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[7:0])
-              8'h00:
-                  /* empty */;
-              8'h01:
-                  /* empty */;
-              8'h02:
-                  \$189  = host_wdata[15:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$189  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$190  = edge3;
-    if (\$76 ) begin
-      casez (host_addr[11:9])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[7:0])
-              8'h00:
-                  /* empty */;
-              8'h01:
-                  /* empty */;
-              8'h02:
-                  /* empty */;
-              8'h03:
-                  \$190  = host_wdata[15:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$190  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$191  = num_layers;
-    if (\$76 ) begin
-      casez (host_addr[11:9])
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h6:
-            \$191  = host_wdata[1:0];
-      endcase
-    end
-    if (rst) begin
-      \$191  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$192  = \$78 ;
-    if (rst) begin
-      \$192  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$193  = host_addr[11:9];
-    if (rst) begin
-      \$193  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$194  = host_addr[8];
-    if (rst) begin
-      \$194  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$195  = rd_reg;
-    casez (host_addr[11:9])
-      3'h0:
-          \$195  = { 3'h0, \$79  };
-      3'h1:
-          \$195  = { 25'h0000000, \$80  };
-      3'h5:
-          \$195  = { 9'h000, \$81  };
-      3'h6:
-          \$195  = { 39'h0000000000, num_layers };
-    endcase
-    if (rst) begin
-      \$195  = 41'h00000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$196  = issue;
-    if (rst) begin
-      \$196  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$197  = \$signal$151 ;
-    if (rst) begin
-      \$197  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$198  = s1_value;
-    if (rst) begin
-      \$198  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$199  = s1_rowbase;
-    if (issue) begin
-      \$199  = rowbase;
-    end
-    if (rst) begin
-      \$199  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$200  = s1_from_input;
-    if (issue) begin
-      \$200  = \$signal$155 ;
-    end
-    if (rst) begin
-      \$200  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$201  = acc;
-    if (s2_valid) begin
-      \$201  = \$83 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$201  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$201  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202  = \acc$99 ;
-    if (s2_valid) begin
-      \$202  = \$85 [23:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$202  = 24'h000000;
-    endcase
-    if (rst) begin
-      \$202  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$203  = count0;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        3'h0:
-            \$203  = \$87 [4:0];
-      endcase
-    end
-    if (\$98 ) begin
-      \$203  = 5'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$180 , 2'h0 })
-              3'h0:
-                  \$203  = 5'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$203  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$204  = count1;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        3'h0:
-            /* empty */;
-        3'h1:
-            \$204  = \$87 [4:0];
-      endcase
-    end
-    if (\$98 ) begin
-      \$204  = 5'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$181 , 2'h1 })
-              3'h1:
-                  \$204  = 5'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$204  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$205  = count2;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            \$205  = \$87 [4:0];
-      endcase
-    end
-    if (\$98 ) begin
-      \$205  = 5'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$182 , 2'h2 })
-              3'h2:
-                  \$205  = 5'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$205  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$206  = count3;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            /* empty */;
-        3'h3:
-            \$206  = \$87 [4:0];
-      endcase
-    end
-    if (\$98 ) begin
-      \$206  = 5'h00;
-    end
-    if (rst) begin
-      \$206  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$207  = count4;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            /* empty */;
-        3'h3:
-            /* empty */;
-        3'h4:
-            \$207  = \$87 [4:0];
-      endcase
-    end
-    if (\$98 ) begin
-      \$207  = 5'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$180 , 2'h0 })
-              3'h0:
-                  /* empty */;
-              3'h4:
-                  \$207  = 5'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$207  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$208  = count5;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            /* empty */;
-        3'h3:
-            /* empty */;
-        3'h4:
-            /* empty */;
-        3'h5:
-            \$208  = \$87 [4:0];
-      endcase
-    end
-    if (\$98 ) begin
-      \$208  = 5'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$181 , 2'h1 })
-              3'h1:
-                  /* empty */;
-              3'h5:
-                  \$208  = 5'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$208  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209  = count6;
-    if (\event ) begin
-      casez ({ cur, spike_src })
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            /* empty */;
-        3'h3:
-            /* empty */;
-        3'h4:
-            /* empty */;
-        3'h5:
-            /* empty */;
-        3'h6:
-            \$209  = \$87 [4:0];
-      endcase
-    end
-    if (\$98 ) begin
-      \$209  = 5'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            casez ({ \$182 , 2'h2 })
-              3'h2:
-                  /* empty */;
-              3'h6:
-                  \$209  = 5'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$209  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210  = count7;
-    if (\event ) begin
-      (* full_case = 32'd1 *)
-      casez ({ cur, spike_src })
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            /* empty */;
-        3'h3:
-            /* empty */;
-        3'h4:
-            /* empty */;
-        3'h5:
-            /* empty */;
-        3'h6:
-            /* empty */;
-        3'h7:
-            \$210  = \$87 [4:0];
-      endcase
-    end
-    if (\$98 ) begin
-      \$210  = 5'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-          end
-    endcase
-    if (rst) begin
-      \$210  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211  = ctr0;
-    if (\event ) begin
-      casez (\$93 )
-        5'h00:
-            \$211  = \$91 [31:0];
-      endcase
-    end
-    if (\$98 ) begin
-      \$211  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$111 )
-            5'h00:
-                \$211  = \$109 [31:0];
-          endcase
-      4'h4:
-          casez (\$117 )
-            5'h00:
-                \$211  = \$115 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$147 )
-            5'h00:
-                \$211  = \$145 [31:0];
-          endcase
-          if (\$148 ) begin
-            if (\$150 ) begin
-              casez (\$156 )
-                5'h00:
-                    \$211  = \$154 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$163 )
-            5'h00:
-                \$211  = \$161 [31:0];
-          endcase
-      4'h7:
-          casez (\$172 )
-            5'h00:
-                \$211  = \$170 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$211  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = ctr1;
-    if (\event ) begin
-      casez (\$93 )
-        5'h00:
-            /* empty */;
-        5'h01:
-            \$212  = \$91 [31:0];
-      endcase
-    end
-    if (\$98 ) begin
-      \$212  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$111 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                \$212  = \$109 [31:0];
-          endcase
-      4'h4:
-          casez (\$117 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                \$212  = \$115 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$147 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                \$212  = \$145 [31:0];
-          endcase
-          if (\$148 ) begin
-            if (\$150 ) begin
-              casez (\$156 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    \$212  = \$154 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$163 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                \$212  = \$161 [31:0];
-          endcase
-      4'h7:
-          casez (\$172 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                \$212  = \$170 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$212  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = ctr2;
-    if (\event ) begin
-      casez (\$93 )
-        5'h00:
-            /* empty */;
-        5'h01:
-            /* empty */;
-        5'h02:
-            \$213  = \$91 [31:0];
-      endcase
-    end
-    if (\$98 ) begin
-      \$213  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$111 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                \$213  = \$109 [31:0];
-          endcase
-      4'h4:
-          casez (\$117 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                \$213  = \$115 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$147 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                \$213  = \$145 [31:0];
-          endcase
-          if (\$148 ) begin
-            if (\$150 ) begin
-              casez (\$156 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    /* empty */;
-                5'h02:
-                    \$213  = \$154 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$163 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                \$213  = \$161 [31:0];
-          endcase
-      4'h7:
-          casez (\$172 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                \$213  = \$170 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$213  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = ctr3;
-    if (\event ) begin
-      casez (\$93 )
-        5'h00:
-            /* empty */;
-        5'h01:
-            /* empty */;
-        5'h02:
-            /* empty */;
-        5'h03:
-            \$214  = \$91 [31:0];
-      endcase
-    end
-    if (\$98 ) begin
-      \$214  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$111 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                \$214  = \$109 [31:0];
-          endcase
-      4'h4:
-          casez (\$117 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                \$214  = \$115 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$147 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                \$214  = \$145 [31:0];
-          endcase
-          if (\$148 ) begin
-            if (\$150 ) begin
-              casez (\$156 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    /* empty */;
-                5'h02:
-                    /* empty */;
-                5'h03:
-                    \$214  = \$154 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$163 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                \$214  = \$161 [31:0];
-          endcase
-      4'h7:
-          casez (\$172 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                \$214  = \$170 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$214  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = ctr4;
-    if (\event ) begin
-      casez (\$93 )
-        5'h00:
-            /* empty */;
-        5'h01:
-            /* empty */;
-        5'h02:
-            /* empty */;
-        5'h03:
-            /* empty */;
-        5'h04:
-            \$215  = \$91 [31:0];
-      endcase
-    end
-    if (\$98 ) begin
-      \$215  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$111 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                \$215  = \$109 [31:0];
-          endcase
-      4'h4:
-          casez (\$117 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                \$215  = \$115 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$147 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                \$215  = \$145 [31:0];
-          endcase
-          if (\$148 ) begin
-            if (\$150 ) begin
-              casez (\$156 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    /* empty */;
-                5'h02:
-                    /* empty */;
-                5'h03:
-                    /* empty */;
-                5'h04:
-                    \$215  = \$154 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$163 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                \$215  = \$161 [31:0];
-          endcase
-      4'h7:
-          casez (\$172 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                \$215  = \$170 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$215  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = ctr5;
-    if (\event ) begin
-      casez (\$93 )
-        5'h00:
-            /* empty */;
-        5'h01:
-            /* empty */;
-        5'h02:
-            /* empty */;
-        5'h03:
-            /* empty */;
-        5'h04:
-            /* empty */;
-        5'h05:
-            \$216  = \$91 [31:0];
-      endcase
-    end
-    if (\$98 ) begin
-      \$216  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$111 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                \$216  = \$109 [31:0];
-          endcase
-      4'h4:
-          casez (\$117 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                \$216  = \$115 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$147 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                \$216  = \$145 [31:0];
-          endcase
-          if (\$148 ) begin
-            if (\$150 ) begin
-              casez (\$156 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    /* empty */;
-                5'h02:
-                    /* empty */;
-                5'h03:
-                    /* empty */;
-                5'h04:
-                    /* empty */;
-                5'h05:
-                    \$216  = \$154 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$163 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                \$216  = \$161 [31:0];
-          endcase
-      4'h7:
-          casez (\$172 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                \$216  = \$170 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$216  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = ctr6;
-    if (\event ) begin
-      casez (\$93 )
-        5'h00:
-            /* empty */;
-        5'h01:
-            /* empty */;
-        5'h02:
-            /* empty */;
-        5'h03:
-            /* empty */;
-        5'h04:
-            /* empty */;
-        5'h05:
-            /* empty */;
-        5'h06:
-            \$217  = \$91 [31:0];
-      endcase
-    end
-    if (\$98 ) begin
-      \$217  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$111 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                \$217  = \$109 [31:0];
-          endcase
-      4'h4:
-          casez (\$117 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                \$217  = \$115 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$147 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                \$217  = \$145 [31:0];
-          endcase
-          if (\$148 ) begin
-            if (\$150 ) begin
-              casez (\$156 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    /* empty */;
-                5'h02:
-                    /* empty */;
-                5'h03:
-                    /* empty */;
-                5'h04:
-                    /* empty */;
-                5'h05:
-                    /* empty */;
-                5'h06:
-                    \$217  = \$154 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$163 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                \$217  = \$161 [31:0];
-          endcase
-      4'h7:
-          casez (\$172 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                \$217  = \$170 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$217  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = ctr7;
-    if (\event ) begin
-      casez (\$93 )
-        5'h00:
-            /* empty */;
-        5'h01:
-            /* empty */;
-        5'h02:
-            /* empty */;
-        5'h03:
-            /* empty */;
-        5'h04:
-            /* empty */;
-        5'h05:
-            /* empty */;
-        5'h06:
-            /* empty */;
-        5'h07:
-            \$218  = \$91 [31:0];
-      endcase
-    end
-    if (\$98 ) begin
-      \$218  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$111 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                \$218  = \$109 [31:0];
-          endcase
-      4'h4:
-          casez (\$117 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                \$218  = \$115 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$147 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                \$218  = \$145 [31:0];
-          endcase
-          if (\$148 ) begin
-            if (\$150 ) begin
-              casez (\$156 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    /* empty */;
-                5'h02:
-                    /* empty */;
-                5'h03:
-                    /* empty */;
-                5'h04:
-                    /* empty */;
-                5'h05:
-                    /* empty */;
-                5'h06:
-                    /* empty */;
-                5'h07:
-                    \$218  = \$154 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$163 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                \$218  = \$161 [31:0];
-          endcase
-      4'h7:
-          casez (\$172 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                \$218  = \$170 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$218  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = ctr8;
-    if (\event ) begin
-      casez (\$93 )
-        5'h00:
-            /* empty */;
-        5'h01:
-            /* empty */;
-        5'h02:
-            /* empty */;
-        5'h03:
-            /* empty */;
-        5'h04:
-            /* empty */;
-        5'h05:
-            /* empty */;
-        5'h06:
-            /* empty */;
-        5'h07:
-            /* empty */;
-        5'h08:
-            \$219  = \$91 [31:0];
-      endcase
-    end
-    if (\$98 ) begin
-      \$219  = 32'd0;
-    end
-    if (busy) begin
-      \$219  = \$99 [31:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$111 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                /* empty */;
-            5'h08:
-                \$219  = \$109 [31:0];
-          endcase
-      4'h4:
-          casez (\$117 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                /* empty */;
-            5'h08:
-                \$219  = \$115 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$147 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                /* empty */;
-            5'h08:
-                \$219  = \$145 [31:0];
-          endcase
-          if (\$148 ) begin
-            if (\$150 ) begin
-              casez (\$156 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    /* empty */;
-                5'h02:
-                    /* empty */;
-                5'h03:
-                    /* empty */;
-                5'h04:
-                    /* empty */;
-                5'h05:
-                    /* empty */;
-                5'h06:
-                    /* empty */;
-                5'h07:
-                    /* empty */;
-                5'h08:
-                    \$219  = \$154 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$163 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                /* empty */;
-            5'h08:
-                \$219  = \$161 [31:0];
-          endcase
-      4'h7:
-          casez (\$172 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                /* empty */;
-            5'h08:
-                \$219  = \$170 [31:0];
-          endcase
-    endcase
-    if (rst) begin
-      \$219  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = ctr9;
-    if (\event ) begin
-      casez (\$93 )
-        5'h00:
-            /* empty */;
-        5'h01:
-            /* empty */;
-        5'h02:
-            /* empty */;
-        5'h03:
-            /* empty */;
-        5'h04:
-            /* empty */;
-        5'h05:
-            /* empty */;
-        5'h06:
-            /* empty */;
-        5'h07:
-            /* empty */;
-        5'h08:
-            /* empty */;
-        5'h09:
-            \$220  = \$91 [31:0];
-      endcase
-    end
-    if (\$98 ) begin
-      \$220  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          casez (\$111 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                /* empty */;
-            5'h08:
-                /* empty */;
-            5'h09:
-                \$220  = \$109 [31:0];
-          endcase
-      4'h4:
-          casez (\$117 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                /* empty */;
-            5'h08:
-                /* empty */;
-            5'h09:
-                \$220  = \$115 [31:0];
-          endcase
-      4'h6:
-        begin
-          casez (\$147 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                /* empty */;
-            5'h08:
-                /* empty */;
-            5'h09:
-                \$220  = \$145 [31:0];
-          endcase
-          if (\$148 ) begin
-            if (\$150 ) begin
-              casez (\$156 )
-                5'h00:
-                    /* empty */;
-                5'h01:
-                    /* empty */;
-                5'h02:
-                    /* empty */;
-                5'h03:
-                    /* empty */;
-                5'h04:
-                    /* empty */;
-                5'h05:
-                    /* empty */;
-                5'h06:
-                    /* empty */;
-                5'h07:
-                    /* empty */;
-                5'h08:
-                    /* empty */;
-                5'h09:
-                    \$220  = \$154 [31:0];
-              endcase
-            end
-          end
-        end
-      4'h5:
-          casez (\$163 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                /* empty */;
-            5'h08:
-                /* empty */;
-            5'h09:
-                \$220  = \$161 [31:0];
-          endcase
-      4'h7:
-          casez (\$172 )
-            5'h00:
-                /* empty */;
-            5'h01:
-                /* empty */;
-            5'h02:
-                /* empty */;
-            5'h03:
-                /* empty */;
-            5'h04:
-                /* empty */;
-            5'h05:
-                /* empty */;
-            5'h06:
-                /* empty */;
-            5'h07:
-                /* empty */;
-            5'h08:
-                /* empty */;
-            5'h09:
-                \$220  = \$170 [31:0];
-          endcase
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            \$220  = \$184 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$220  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = in_full;
-    if (\$94 ) begin
-      if (input__payload[12]) begin
-        \$221  = 1'h1;
-      end
-    end
-    if (\$98 ) begin
-      \$221  = 1'h0;
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$101 ) begin
-            \$221  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$221  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = in_count0;
-    if (\$94 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[12]) begin
-      end else begin
-        casez (\$signal )
-          1'h0:
-              \$222  = \$96 [4:0];
-        endcase
-      end
-    end
-    if (\$98 ) begin
-      \$222  = 5'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$101 ) begin
-            casez (\$103 )
+            casez (host_addr[0])
               1'h0:
-                  \$222  = 5'h00;
+                  \$195  = host_wdata[37:0];
             endcase
-          end
-    endcase
+      endcase
+    end
     if (rst) begin
-      \$222  = 5'h00;
+      \$195  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = in_count1;
-    if (\$94 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[12]) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        casez (\$signal )
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$223  = \$96 [4:0];
-        endcase
-      end
-    end
-    if (\$98 ) begin
-      \$223  = 5'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$101 ) begin
+    \$196  = layer1;
+    if (\$72 ) begin
+      casez (host_addr[11:9])
+        3'h0:
             (* full_case = 32'd1 *)
-            casez (\$103 )
+            casez (host_addr[0])
               1'h0:
                   /* empty */;
               1'h1:
-                  \$223  = 5'h00;
+                  \$196  = host_wdata[37:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$196  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$197  = edge0;
+    if (\$72 ) begin
+      casez (host_addr[11:9])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[1:0])
+              2'h0:
+                  \$197  = host_wdata[15:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$197  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$198  = edge1;
+    if (\$72 ) begin
+      casez (host_addr[11:9])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  \$198  = host_wdata[15:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$198  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$199  = edge2;
+    if (\$72 ) begin
+      casez (host_addr[11:9])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  \$199  = host_wdata[15:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$199  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$200  = edge3;
+    if (\$72 ) begin
+      casez (host_addr[11:9])
+        3'h0:
+            /* empty */;
+        3'h1:
+            (* full_case = 32'd1 *)
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  /* empty */;
+              2'h3:
+                  \$200  = host_wdata[15:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$200  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$201  = num_layers;
+    if (\$72 ) begin
+      casez (host_addr[11:9])
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h6:
+            \$201  = host_wdata[1:0];
+      endcase
+    end
+    if (rst) begin
+      \$201  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$202  = \$74 ;
+    if (rst) begin
+      \$202  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$203  = host_addr[11:9];
+    if (rst) begin
+      \$203  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$204  = host_addr[8];
+    if (rst) begin
+      \$204  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$205  = rd_reg;
+    casez (host_addr[11:9])
+      3'h0:
+          \$205  = { 3'h0, \$75  };
+      3'h1:
+          \$205  = { 25'h0000000, \$76  };
+      3'h5:
+          \$205  = { 9'h000, \$77  };
+      3'h6:
+          \$205  = { 39'h0000000000, num_layers };
+    endcase
+    if (rst) begin
+      \$205  = 41'h00000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$206  = \$78 ;
+    if (rst) begin
+      \$206  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$207  = \$79 [2:0];
+    if (rst) begin
+      \$207  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$208  = issue;
+    if (rst) begin
+      \$208  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$209  = \$signal$159 ;
+    if (rst) begin
+      \$209  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$210  = s1_value;
+    if (rst) begin
+      \$210  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$211  = s1_rowbase;
+    if (issue) begin
+      \$211  = \$24 [8:0];
+    end
+    if (rst) begin
+      \$211  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$212  = s1_from_input;
+    if (issue) begin
+      \$212  = \$signal$162 ;
+    end
+    if (rst) begin
+      \$212  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$213  = s2_valid;
+    if (rst) begin
+      \$213  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$214  = s2_x;
+    if (rst) begin
+      \$214  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$215  = \$signal$163 ;
+    if (rst) begin
+      \$215  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$216  = \$signature__data$34 ;
+    if (rst) begin
+      \$216  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$217  = \$signature__data$35 ;
+    if (rst) begin
+      \$217  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$218  = \$80 ;
+    if (rst) begin
+      \$218  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$219  = \$81 ;
+    if (rst) begin
+      \$219  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$220  = \$signal$129 ;
+    if (rst) begin
+      \$220  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$221  = \$signal$170 ;
+    if (rst) begin
+      \$221  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$222  = leak;
+    if (rst) begin
+      \$222  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$223  = \$signature__data$36 [24:9];
+    if (rst) begin
+      \$223  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$224  = total;
+    if (s4_valid) begin
+      \$224  = \$82 [25:0];
+    end else if (pre2) begin
+      \$224  = \$83 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$224  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$224  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$225  = \leak$175 ;
+    if (rst) begin
+      \$225  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$226  = \$signature__data$37 [24:9];
+    if (rst) begin
+      \$226  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$227  = \total$103 ;
+    if (s4_valid) begin
+      \$227  = \$84 [25:0];
+    end else if (pre2) begin
+      \$227  = \$85 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$227  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$227  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$228  = count0;
+    if (\event ) begin
+      if (\$86 ) begin
+        \$228  = \$87 [4:0];
+      end
+    end
+    if (\$110 ) begin
+      \$228  = 5'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$190 , 2'h0 })
+              3'h0:
+                  \$228  = 5'h00;
             endcase
           end
     endcase
     if (rst) begin
-      \$223  = 5'h00;
+      \$228  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = cur;
-    if (\$98 ) begin
-      \$224  = 1'h0;
+    \$229  = count1;
+    if (\event ) begin
+      if (\$88 ) begin
+        \$229  = \$89 [4:0];
+      end
+    end
+    if (\$110 ) begin
+      \$229  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
@@ -4525,37 +2833,30 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$224  = \$183 ;
+            casez ({ \$191 , 2'h1 })
+              3'h1:
+                  \$229  = 5'h00;
+            endcase
           end
     endcase
     if (rst) begin
-      \$224  = 1'h0;
+      \$229  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = \$signal ;
-    if (\$98 ) begin
-      \$225  = 1'h0;
+    \$230  = count2;
+    if (\event ) begin
+      if (\$90 ) begin
+        \$230  = \$91 [4:0];
+      end
+    end
+    if (\$110 ) begin
+      \$230  = 5'h00;
     end
     casez (fsm_state)
       4'h0:
-          if (\$101 ) begin
-            \$225  = \$102 ;
-          end
-    endcase
-    if (rst) begin
-      \$225  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = li;
-    casez (fsm_state)
-      4'h0:
-          if (\$101 ) begin
-            \$226  = 1'h0;
-          end
+          /* empty */;
       4'h2:
           /* empty */;
       4'h3:
@@ -4569,100 +2870,50 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h7:
           /* empty */;
       4'h8:
-          if (free) begin
-            (* full_case = 32'd1 *)
-            if (\$178 ) begin
-            end else begin
-              \$226  = \$179 [0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$226  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = \$signal$156 ;
-    casez (fsm_state)
-      4'h0:
-          if (\$101 ) begin
-            \$227  = \$signal ;
-          end
-    endcase
-    if (rst) begin
-      \$227  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = fsm_state;
-    casez (fsm_state)
-      4'h0:
-          if (\$101 ) begin
-            (* full_case = 32'd1 *)
-            if (\$104 ) begin
-              \$228  = 4'h1;
-            end else begin
-              \$228  = 4'h2;
-            end
-          end
-      4'h2:
-          \$228  = 4'h3;
-      4'h3:
-          \$228  = 4'h4;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$121 ) begin
-            \$228  = 4'h5;
-          end else begin
-            \$228  = 4'h6;
-          end
-      4'h6:
-          (* full_case = 32'd1 *)
-          if (\$148 ) begin
-          end else begin
-            \$228  = 4'h4;
-          end
-      4'h5:
-          if (\$166 ) begin
-            \$228  = 4'h7;
-          end
-      4'h7:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (\$175 ) begin
-              \$228  = 4'h8;
-            end else begin
-              \$228  = 4'h3;
-            end
-          end
-      4'h8:
-          if (free) begin
-            (* full_case = 32'd1 *)
-            if (\$178 ) begin
-              \$228  = 4'h1;
-            end else begin
-              \$228  = 4'h2;
-            end
-          end
+          /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$228  = 4'h0;
+            casez ({ \$192 , 2'h2 })
+              3'h2:
+                  \$230  = 5'h00;
+            endcase
           end
     endcase
     if (rst) begin
-      \$228  = 4'h0;
+      \$230  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = k;
+    \$231  = count3;
+    if (\event ) begin
+      if (\$92 ) begin
+        \$231  = \$93 [4:0];
+      end
+    end
+    if (\$110 ) begin
+      \$231  = 5'h00;
+    end
+    if (rst) begin
+      \$231  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$232  = count4;
+    if (\event ) begin
+      if (\$94 ) begin
+        \$232  = \$95 [4:0];
+      end
+    end
+    if (\$110 ) begin
+      \$232  = 5'h00;
+    end
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          \$229  = 4'h0;
+          /* empty */;
       4'h3:
           /* empty */;
       4'h4:
@@ -4672,44 +2923,78 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h5:
           /* empty */;
       4'h7:
-          if (can_load) begin
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
             (* full_case = 32'd1 *)
-            if (\$175 ) begin
-            end else begin
-              \$229  = \$176 [3:0];
-            end
+            casez ({ \$190 , 2'h0 })
+              3'h0:
+                  /* empty */;
+              3'h4:
+                  \$232  = 5'h00;
+            endcase
           end
     endcase
     if (rst) begin
-      \$229  = 4'h0;
+      \$232  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = e;
+    \$233  = count5;
+    if (\event ) begin
+      if (\$96 ) begin
+        \$233  = \$97 [4:0];
+      end
+    end
+    if (\$110 ) begin
+      \$233  = 5'h00;
+    end
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
           /* empty */;
       4'h3:
-          \$230  = { 1'h0, \$105  };
+          /* empty */;
       4'h4:
           /* empty */;
       4'h6:
-          (* full_case = 32'd1 *)
-          if (\$148 ) begin
-          end else begin
-            \$230  = \$157 [2:0];
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            casez ({ \$191 , 2'h1 })
+              3'h1:
+                  /* empty */;
+              3'h5:
+                  \$233  = 5'h00;
+            endcase
           end
     endcase
     if (rst) begin
-      \$230  = 3'h0;
+      \$233  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = src_sel;
+    \$234  = count6;
+    if (\event ) begin
+      if (\$98 ) begin
+        \$234  = \$99 [4:0];
+      end
+    end
+    if (\$110 ) begin
+      \$234  = 5'h00;
+    end
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4718,77 +3003,28 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h3:
           /* empty */;
       4'h4:
-          (* full_case = 32'd1 *)
-          if (\$121 ) begin
-          end else begin
-            \$231  = \$122 ;
-          end
-    endcase
-    if (rst) begin
-      \$231  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = \$signal$155 ;
-    casez (fsm_state)
-      4'h0:
           /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$121 ) begin
-          end else begin
-            \$232  = \$124 ;
-          end
-    endcase
-    if (rst) begin
-      \$232  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = bank_sel;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$121 ) begin
-          end else begin
-            \$233  = \$129 ;
-          end
-    endcase
-    if (rst) begin
-      \$233  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = n;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$121 ) begin
-          end else begin
-            \$234  = 5'h00;
-          end
       4'h6:
-          if (\$148 ) begin
-            \$234  = \$149 [4:0];
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            casez ({ \$192 , 2'h2 })
+              3'h2:
+                  /* empty */;
+              3'h6:
+                  \$234  = 5'h00;
+            endcase
           end
     endcase
     if (rst) begin
@@ -4797,7 +3033,15 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = cnt;
+    \$235  = count7;
+    if (\event ) begin
+      if (\$100 ) begin
+        \$235  = \$101 [4:0];
+      end
+    end
+    if (\$110 ) begin
+      \$235  = 5'h00;
+    end
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4806,10 +3050,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h3:
           /* empty */;
       4'h4:
-          (* full_case = 32'd1 *)
-          if (\$121 ) begin
-          end else begin
-            \$235  = \$137 ;
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
           end
     endcase
     if (rst) begin
@@ -4818,7 +3075,551 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = rowbase;
+    \$236  = ctr3;
+    if (\event ) begin
+      if (\$102 ) begin
+        \$236  = \$103 [31:0];
+      end
+    end
+    if (\$110 ) begin
+      \$236  = 32'd0;
+    end
+    if (rst) begin
+      \$236  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$237  = ctr7;
+    if (\event ) begin
+      if (\$104 ) begin
+        \$237  = \$105 [31:0];
+      end
+    end
+    if (\$110 ) begin
+      \$237  = 32'd0;
+    end
+    if (rst) begin
+      \$237  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$238  = in_full;
+    if (\$106 ) begin
+      if (input__payload[12]) begin
+        \$238  = 1'h1;
+      end
+    end
+    if (\$110 ) begin
+      \$238  = 1'h0;
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$113 ) begin
+            \$238  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$238  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$239  = in_count0;
+    if (\$106 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[12]) begin
+      end else begin
+        casez (\$signal )
+          1'h0:
+              \$239  = \$108 [4:0];
+        endcase
+      end
+    end
+    if (\$110 ) begin
+      \$239  = 5'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$113 ) begin
+            casez (\$115 )
+              1'h0:
+                  \$239  = 5'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$239  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$240  = in_count1;
+    if (\$106 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[12]) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (\$signal )
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$240  = \$108 [4:0];
+        endcase
+      end
+    end
+    if (\$110 ) begin
+      \$240  = 5'h00;
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$113 ) begin
+            (* full_case = 32'd1 *)
+            casez (\$115 )
+              1'h0:
+                  /* empty */;
+              1'h1:
+                  \$240  = 5'h00;
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$240  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$241  = ctr0;
+    if (\$110 ) begin
+      \$241  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$117 ) begin
+            \$241  = \$118 [31:0];
+          end
+      4'h4:
+          if (\$121 ) begin
+            \$241  = \$122 [31:0];
+          end
+      4'h6:
+          if (\$158 ) begin
+            \$241  = \$159 [31:0];
+          end
+      4'h5:
+          if (\$170 ) begin
+            \$241  = \$171 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$241  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$242  = ctr1;
+    if (\$110 ) begin
+      \$242  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$180 ) begin
+            \$242  = \$181 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$242  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$243  = ctr2;
+    if (\$110 ) begin
+      \$243  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          if (\$162 ) begin
+            if (\$164 ) begin
+              if (\$165 ) begin
+                \$243  = \$166 [31:0];
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$243  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$244  = ctr4;
+    if (\$110 ) begin
+      \$244  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$119 ) begin
+            \$244  = \$120 [31:0];
+          end
+      4'h4:
+          if (\$123 ) begin
+            \$244  = \$124 [31:0];
+          end
+      4'h6:
+          if (\$160 ) begin
+            \$244  = \$161 [31:0];
+          end
+      4'h5:
+          if (\$172 ) begin
+            \$244  = \$173 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$244  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$245  = ctr5;
+    if (\$110 ) begin
+      \$245  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$182 ) begin
+            \$245  = \$183 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$245  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$246  = ctr6;
+    if (\$110 ) begin
+      \$246  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          if (\$162 ) begin
+            if (\$164 ) begin
+              if (\$167 ) begin
+                \$246  = \$168 [31:0];
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$246  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$247  = ctr8;
+    if (\$110 ) begin
+      \$247  = 32'd0;
+    end
+    if (busy) begin
+      \$247  = \$111 [31:0];
+    end
+    if (rst) begin
+      \$247  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$248  = ctr9;
+    if (\$110 ) begin
+      \$248  = 32'd0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            \$248  = \$194 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$248  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$249  = cur;
+    if (\$110 ) begin
+      \$249  = 1'h0;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            \$249  = \$193 ;
+          end
+    endcase
+    if (rst) begin
+      \$249  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$250  = \$signal ;
+    if (\$110 ) begin
+      \$250  = 1'h0;
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$113 ) begin
+            \$250  = \$114 ;
+          end
+    endcase
+    if (rst) begin
+      \$250  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$251  = li;
+    casez (fsm_state)
+      4'h0:
+          if (\$113 ) begin
+            \$251  = 1'h0;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (free) begin
+            (* full_case = 32'd1 *)
+            if (\$188 ) begin
+            end else begin
+              \$251  = \$189 [0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$251  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$252  = \$signal$176 ;
+    casez (fsm_state)
+      4'h0:
+          if (\$113 ) begin
+            \$252  = \$signal ;
+          end
+    endcase
+    if (rst) begin
+      \$252  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$253  = fsm_state;
+    casez (fsm_state)
+      4'h0:
+          if (\$113 ) begin
+            (* full_case = 32'd1 *)
+            if (\$116 ) begin
+              \$253  = 4'h1;
+            end else begin
+              \$253  = 4'h2;
+            end
+          end
+      4'h2:
+          \$253  = 4'h3;
+      4'h3:
+          \$253  = 4'h4;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$125 ) begin
+            \$253  = 4'h5;
+          end else begin
+            \$253  = 4'h6;
+          end
+      4'h6:
+          (* full_case = 32'd1 *)
+          if (\$162 ) begin
+          end else begin
+            \$253  = 4'h4;
+          end
+      4'h5:
+          if (\$174 ) begin
+          end else if (\$179 ) begin
+            \$253  = 4'h7;
+          end
+      4'h7:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (\$185 ) begin
+              \$253  = 4'h8;
+            end else begin
+              \$253  = 4'h3;
+            end
+          end
+      4'h8:
+          if (free) begin
+            (* full_case = 32'd1 *)
+            if (\$188 ) begin
+              \$253  = 4'h1;
+            end else begin
+              \$253  = 4'h2;
+            end
+          end
+      4'h1:
+          if (w_rdy) begin
+            \$253  = 4'h0;
+          end
+    endcase
+    if (rst) begin
+      \$253  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$254  = k;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          \$254  = 4'h0;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (\$185 ) begin
+            end else begin
+              \$254  = \$186 [3:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$254  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$255  = e;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$255  = { 1'h0, layer[14:13] };
+      4'h4:
+          /* empty */;
+      4'h6:
+          (* full_case = 32'd1 *)
+          if (\$162 ) begin
+          end else begin
+            \$255  = \$169 [2:0];
+          end
+    endcase
+    if (rst) begin
+      \$255  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$256  = src_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4828,13 +3629,168 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$121 ) begin
+          if (\$125 ) begin
           end else begin
-            \$236  = \$141 [8:0];
+            \$256  = \$126 ;
           end
     endcase
     if (rst) begin
-      \$236  = 9'h000;
+      \$256  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$257  = \$signal$162 ;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$125 ) begin
+          end else begin
+            \$257  = \$128 ;
+          end
+    endcase
+    if (rst) begin
+      \$257  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$258  = bank_sel;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$125 ) begin
+          end else begin
+            \$258  = \$133 ;
+          end
+    endcase
+    if (rst) begin
+      \$258  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$259  = n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$125 ) begin
+          end else begin
+            \$259  = 5'h00;
+          end
+      4'h6:
+          if (\$162 ) begin
+            \$259  = \$163 [4:0];
+          end
+    endcase
+    if (rst) begin
+      \$259  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$260  = cnt;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$125 ) begin
+          end else begin
+            \$260  = \$141 ;
+          end
+    endcase
+    if (rst) begin
+      \$260  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$261  = row_wbase;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$125 ) begin
+          end else begin
+            \$261  = \$142 ;
+          end
+    endcase
+    if (rst) begin
+      \$261  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$262  = row_offset;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$125 ) begin
+          end else begin
+            \$262  = \$157 [8:0];
+          end
+    endcase
+    if (rst) begin
+      \$262  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$263  = drain2;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          if (\$174 ) begin
+            \$263  = 1'h1;
+          end else if (\$179 ) begin
+            \$263  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$263  = 1'h0;
     end
   end
   assign r_data = output__payload;
@@ -4849,28 +3805,35 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$signature__data$27  = host_wdata[7:0];
   assign \$signature__addr$29  = host_addr[3:0];
   assign \$signature__data$30  = host_wdata;
-  assign \$signature__addr$51  = \$26 [7:0];
-  assign \$signature__addr$53  = \$27 [3:0];
-  assign \$signature__addr$54  = \$28 [3:0];
-  assign \$signature__addr$55  = \$30 [7:0];
-  assign \$signature__addr$56  = \$31 [3:0];
-  assign \$signature__addr$57  = \$32 [3:0];
+  assign rowbase = \$24 [8:0];
+  assign \$signature__addr$52  = \$26 [7:0];
+  assign \$signature__addr$54  = \$27 [3:0];
+  assign \$signature__addr$55  = \$28 [3:0];
+  assign \$signature__addr$56  = \$30 [7:0];
+  assign \$signature__addr$57  = \$31 [3:0];
+  assign \$signature__addr$58  = \$32 [3:0];
   assign ev_rd__addr = { bank_sel, src_sel, n[3:0] };
   assign in_rd__addr = { bank_sel, n[3:0] };
   assign u = \$signature__data$38 ;
-  assign acc0 = acc;
   assign alpha = \$signature__data$36 [8:0];
-  assign theta = \$signature__data$36 [24:9];
   assign bias = \$signature__data$36 [40:25];
-  assign \u$98  = \$signature__data$39 ;
-  assign acc1 = \acc$99 ;
-  assign \alpha$101  = \$signature__data$37 [8:0];
-  assign \theta$102  = \$signature__data$37 [24:9];
-  assign \bias$103  = \$signature__data$37 [40:25];
-  assign \$signature__addr$108  = \$36 [3:0];
-  assign \$signature__data$109  = \$37 [15:0];
-  assign \$signature__addr$113  = \$42 [3:0];
-  assign \$signature__data$114  = \$43 [15:0];
+  assign \u$67  = \$signature__data$39 ;
+  assign \alpha$68  = \$signature__data$37 [8:0];
+  assign \bias$69  = \$signature__data$37 [40:25];
+  assign acc0 = total;
+  assign theta_q0 = theta;
+  assign v_reset = layer[36:21];
+  assign reset = layer[20:19];
+  assign spiking = layer[18];
+  assign acc1 = \total$103 ;
+  assign theta_q1 = \theta$105 ;
+  assign \v_reset$107  = layer[36:21];
+  assign \reset$108  = layer[20:19];
+  assign \spiking$109  = layer[18];
+  assign \$signature__addr$111  = \$36 [3:0];
+  assign \$signature__data$112  = \$37 [15:0];
+  assign \$signature__addr$116  = \$42 [3:0];
+  assign \$signature__data$117  = \$43 [15:0];
   assign \input__payload.index  = input__payload[3:0];
   assign \input__payload.value  = input__payload[11:4];
   assign \input__payload.end  = input__payload[12];
@@ -4895,6 +3858,31 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \ev_rd__data.value  = ev_rd__data[11:4];
   assign \in_rd__data.index  = in_rd__data[3:0];
   assign \in_rd__data.value  = in_rd__data[11:4];
+  assign \layer.size  = layer[4:0];
+  assign \layer.rows  = layer[8:5];
+  assign \layer.sbase  = layer[12:9];
+  assign \layer.ebase  = layer[14:13];
+  assign \layer.ecount  = layer[17:15];
+  assign \layer.spiking  = layer[18];
+  assign \layer.reset  = layer[20:19];
+  assign \layer.v_reset  = layer[36:21];
+  assign \layer.emit_values  = layer[37];
+  assign \end_record.kind  = end_record[1:0];
+  assign \end_record.layer  = end_record[2];
+  assign \end_record.index  = end_record[6:3];
+  assign \end_record.spike  = end_record[7];
+  assign \end_record.value  = end_record[23:8];
+  assign \records__payload.kind  = records__payload[1:0];
+  assign \records__payload.layer  = records__payload[2];
+  assign \records__payload.index  = records__payload[6:3];
+  assign \records__payload.spike  = records__payload[7];
+  assign \records__payload.value  = records__payload[23:8];
+  assign \ev_wr__data.index  = ev_wr__data[3:0];
+  assign \ev_wr__data.value  = ev_wr__data[11:4];
+  assign \in_wr__data.index  = in_wr__data[3:0];
+  assign \in_wr__data.value  = in_wr__data[11:4];
+  assign \values[0]  = values[15:0];
+  assign \values[1]  = values[31:16];
   assign \layer0.size  = layer0[4:0];
   assign \layer0.rows  = layer0[8:5];
   assign \layer0.sbase  = layer0[12:9];
@@ -4913,22 +3901,6 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \layer1.reset  = layer1[20:19];
   assign \layer1.v_reset  = layer1[36:21];
   assign \layer1.emit_values  = layer1[37];
-  assign \end_record.kind  = end_record[1:0];
-  assign \end_record.layer  = end_record[2];
-  assign \end_record.index  = end_record[6:3];
-  assign \end_record.spike  = end_record[7];
-  assign \end_record.value  = end_record[23:8];
-  assign \records__payload.kind  = records__payload[1:0];
-  assign \records__payload.layer  = records__payload[2];
-  assign \records__payload.index  = records__payload[6:3];
-  assign \records__payload.spike  = records__payload[7];
-  assign \records__payload.value  = records__payload[23:8];
-  assign \ev_wr__data.index  = ev_wr__data[3:0];
-  assign \ev_wr__data.value  = ev_wr__data[11:4];
-  assign \in_wr__data.index  = in_wr__data[3:0];
-  assign \in_wr__data.value  = in_wr__data[11:4];
-  assign \values[0]  = values[15:0];
-  assign \values[1]  = values[31:16];
   assign \edge0.src  = edge0[1:0];
   assign \edge0.recurrent  = edge0[2];
   assign \edge0.wbase  = edge0[10:3];
@@ -4945,160 +3917,213 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \edge3.recurrent  = edge3[2];
   assign \edge3.wbase  = edge3[10:3];
   assign \edge3.nsrc  = edge3[15:11];
-  assign valid_lanes[1] = \$55 ;
-  assign valid_lanes[0] = \$51 ;
-  assign spikes[1] = \spike$107 ;
+  assign valid_lanes[1] = \$53 ;
+  assign valid_lanes[0] = \$50 ;
+  assign spikes[1] = \spike$110 ;
   assign spikes[0] = spike;
   assign end_record[1:0] = 2'h2;
   assign end_record[23:2] = 22'h000000;
   assign \$15  = host_addr[8];
   assign \$20  = host_addr[8];
   assign \$46  = host_addr[8];
+  assign \$104  = event_layer;
+  assign \$119  = li;
+  assign \$123  = li;
+  assign \$144  = { 1'h0, \$143  };
+  assign \$147  = { \$146 , 1'h0 };
+  assign \$151  = { 1'h0, \$150 , 2'h0 };
+  assign \$154  = { \$153 , 3'h0 };
+  assign \$160  = li;
+  assign \$167  = li;
+  assign \$172  = li;
+  assign \$182  = li;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neuron0 (reset, spiking, \port$586$0 , u, spike, acc, u_new, v_reset);
-  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+module \npu_core_tiny.leak0 (bias, u, leak, alpha);
   wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
-  wire [15:0] \$12 ;
   wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
   wire [8:0] alpha;
+  input [15:0] bias;
   wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$586$0 ;
-  wire [40:0] \port$586$0 ;
-  input [1:0] reset;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  input spiking;
-  wire spiking;
-  wire [15:0] theta;
-  wire [25:0] total;
+  output [17:0] leak;
+  wire [17:0] leak;
   input [15:0] u;
   wire [15:0] u;
-  output [15:0] u_new;
-  reg [15:0] u_new;
-  wire [15:0] v;
-  input [15:0] v_reset;
-  wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$586$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$586$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$586$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$586$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (reset)
-      2'h0:
-          u_new = \$11 [15:0];
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$8 [15:0];
-    endcase
-  end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$586$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$586$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$586$0 [24:9];
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
   assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neuron1 (reset, spiking, \port$595$0 , u, spike, acc, u_new, v_reset);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
+module \npu_core_tiny.leak1 (bias, u, leak, alpha);
   wire [24:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [16:0] \$11 ;
-  wire [15:0] \$12 ;
   wire [24:0] \$2 ;
-  wire [26:0] \$3 ;
-  wire [27:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [25:0] \$7 ;
-  wire [25:0] \$8 ;
-  wire \$9 ;
-  input [23:0] acc;
-  wire [23:0] acc;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
   wire [8:0] alpha;
+  input [15:0] bias;
   wire [15:0] bias;
-  wire [25:0] leak;
-  input [40:0] \port$595$0 ;
-  wire [40:0] \port$595$0 ;
-  input [1:0] reset;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_tiny.neuron0 (u_new, \port$647$18 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [16:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [16:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire [16:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [15:0] \$19 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire lo;
+  wire [15:0] low;
+  wire [15:0] minus;
+  input [18:0] \port$647$18 ;
+  wire [18:0] \port$647$18 ;
   wire [1:0] reset;
   output spike;
   wire spike;
-  input spiking;
   wire spiking;
+  input [15:0] theta;
   wire [15:0] theta;
+  input [25:0] total;
   wire [25:0] total;
-  input [15:0] u;
-  wire [15:0] u;
   output [15:0] u_new;
-  reg [15:0] u_new;
+  wire [15:0] u_new;
   wire [15:0] v;
-  input [15:0] v_reset;
   wire [15:0] v_reset;
-  assign \$1  = $signed({ 1'h0, \port$595$0 [8:0] }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(acc);
-  assign \$4  = $signed(\$3 ) + $signed(\port$595$0 [40:25]);
-  assign \$5  = $signed(\$4 [25:0]) > $signed(16'h7fff);
-  assign \$6  = $signed(\$4 [25:0]) < $signed(16'h8000);
-  assign \$7  = \$6  ? 26'h3ff8000 : \$4 [25:0];
-  assign \$8  = \$5  ? 26'h0007fff : \$7 ;
-  assign \$9  = $signed(\$8 [15:0]) >= $signed(\port$595$0 [24:9]);
-  assign spike = spiking & \$9 ;
-  assign \$10  = $signed(\$8 [15:0]) - $signed(\port$595$0 [24:9]);
-  assign \$11  = spike ? \$10  : { \$8 [15], \$8 [15:0] };
-  assign \$12  = spike ? v_reset : \$8 [15:0];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    (* full_case = 32'd1 *)
-    casez (reset)
-      2'h0:
-          u_new = \$11 [15:0];
-      2'h1:
-          u_new = \$12 ;
-      default:
-          u_new = \$8 [15:0];
-    endcase
-  end
-  assign leak = { \$2 [24], \$2  };
-  assign alpha = \port$595$0 [8:0];
-  assign total = \$4 [25:0];
-  assign bias = \port$595$0 [40:25];
-  assign v = \$8 [15:0];
-  assign theta = \port$595$0 [24:9];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign \$6  = ~ lo;
+  assign \$7  = $signed(total[15:0]) >= $signed(theta);
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$signal  | \$8 ;
+  assign \$10  = theta == 16'h8000;
+  assign \$11  = \$9  | \$10 ;
+  assign spike = \port$647$18 [0] & \$11 ;
+  assign \$12  = $signed(16'h7fff) - $signed(theta);
+  assign \$13  = $signed(16'h8000) - $signed(theta);
+  assign \$14  = $signed(total[15:0]) - $signed(theta);
+  assign \$15  = lo ? \$13  : \$14 ;
+  assign \$16  = \$signal  ? \$12  : \$15 ;
+  assign \$17  = ! \port$647$18 [2:1];
+  assign \$18  = \port$647$18 [2:1] == 1'h1;
+  assign \$19  = \$18  ? \port$647$18 [18:3] : v;
+  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign u_new = spike ? after_spike : v;
+  assign low = total[15:0];
+  assign spiking = \port$647$18 [0];
+  assign minus = \$16 [15:0];
+  assign reset = \port$647$18 [2:1];
+  assign v_reset = \port$647$18 [18:3];
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_tiny.neuron1 (u_new, \port$647$18 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [16:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [16:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire [16:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [15:0] \$19 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire lo;
+  wire [15:0] low;
+  wire [15:0] minus;
+  input [18:0] \port$647$18 ;
+  wire [18:0] \port$647$18 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign \$6  = ~ lo;
+  assign \$7  = $signed(total[15:0]) >= $signed(theta);
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$signal  | \$8 ;
+  assign \$10  = theta == 16'h8000;
+  assign \$11  = \$9  | \$10 ;
+  assign spike = \port$647$18 [0] & \$11 ;
+  assign \$12  = $signed(16'h7fff) - $signed(theta);
+  assign \$13  = $signed(16'h8000) - $signed(theta);
+  assign \$14  = $signed(total[15:0]) - $signed(theta);
+  assign \$15  = lo ? \$13  : \$14 ;
+  assign \$16  = \$signal  ? \$12  : \$15 ;
+  assign \$17  = ! \port$647$18 [2:1];
+  assign \$18  = \port$647$18 [2:1] == 1'h1;
+  assign \$19  = \$18  ? \port$647$18 [18:3] : v;
+  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign u_new = spike ? after_spike : v;
+  assign low = total[15:0];
+  assign spiking = \port$647$18 [0];
+  assign minus = \$16 [15:0];
+  assign reset = \port$647$18 [2:1];
+  assign v_reset = \port$647$18 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
 module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_rdy, r_en);
-  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -5223,7 +4248,7 @@ module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_r
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -5233,7 +4258,7 @@ module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -5243,7 +4268,7 @@ module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -5256,7 +4281,7 @@ module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -5277,7 +4302,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \npu_core_tiny.router (rst, records__ready, free, records__valid, event_index, \event , can_load, load, send, \spikes$21 , \base$22 , \layer$23 , \emit_values$24 , values, records__payload, layer, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -5383,7 +4408,7 @@ module \npu_core_tiny.router (rst, records__ready, free, records__valid, event_i
   always @(posedge clk)
     value1 <= \$21 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     (* full_case = 32'd1 *)
     casez (pick)
       1'h0:
@@ -5393,7 +4418,7 @@ module \npu_core_tiny.router (rst, records__ready, free, records__valid, event_i
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     pick = 1'h0;
     if (pending[1]) begin
       pick = 1'h1;
@@ -5403,7 +4428,7 @@ module \npu_core_tiny.router (rst, records__ready, free, records__valid, event_i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$15  = pending;
     if (\$10 ) begin
       \$15  = \$13 [1:0];
@@ -5416,7 +4441,7 @@ module \npu_core_tiny.router (rst, records__ready, free, records__valid, event_i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$16  = spikes;
     if (\$14 ) begin
       \$16  = \spikes$21 ;
@@ -5426,7 +4451,7 @@ module \npu_core_tiny.router (rst, records__ready, free, records__valid, event_i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$17  = base;
     if (\$14 ) begin
       \$17  = \base$22 ;
@@ -5436,7 +4461,7 @@ module \npu_core_tiny.router (rst, records__ready, free, records__valid, event_i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$18  = layer;
     if (\$14 ) begin
       \$18  = \layer$23 ;
@@ -5446,7 +4471,7 @@ module \npu_core_tiny.router (rst, records__ready, free, records__valid, event_i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$19  = emit_values;
     if (\$14 ) begin
       \$19  = \emit_values$24 ;
@@ -5456,7 +4481,7 @@ module \npu_core_tiny.router (rst, records__ready, free, records__valid, event_i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$20  = value0;
     if (\$14 ) begin
       \$20  = values[15:0];
@@ -5466,7 +4491,7 @@ module \npu_core_tiny.router (rst, records__ready, free, records__valid, event_i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$21  = value1;
     if (\$14 ) begin
       \$21  = values[31:16];

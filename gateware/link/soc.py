@@ -35,13 +35,21 @@ __all__ = ["SoC", "AXIStreamLink"]
 
 
 class SoC(wiring.Component):
-    """The device (see the module docstring and ``docs/device.md``)."""
+    """The device (see the module docstring and ``docs/device.md``).
+
+    ``weight_memory``: passed to :class:`.core.NPUCore` (``None``: Amaranth
+    memories; e.g. ``boards.mem.SPRAMWeights`` for iCE40 SPRAM).
+    """
 
     def __init__(self, *, config: CoreConfig, link: str = "stream", clk_freq: int | None = None,
-                 baud: int | None = None, rx_fifo_depth: int = 2048):
+                 baud: int | None = None, rx_fifo_depth: int = 2048, weight_memory=None):
         if not isinstance(config, CoreConfig):
             self._MustUse__silence = True
             raise TypeError(f"config must be a CoreConfig, not {config!r}")
+        if weight_memory is not None and not callable(weight_memory):
+            self._MustUse__silence = True
+            raise TypeError(f"weight_memory must be None or a callable, not {weight_memory!r}")
+        self.weight_memory = weight_memory
         if link not in ("stream", "uart"):
             self._MustUse__silence = True
             raise ValueError(f"link must be 'stream' or 'uart', not {link!r}")
@@ -81,7 +89,7 @@ class SoC(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         c = self.config
-        m.submodules.core = core = NPUCore(config=c)
+        m.submodules.core = core = NPUCore(config=c, weight_memory=self.weight_memory)
         m.submodules.decoder = dec = FrameDecoder()
         m.submodules.encoder = enc = FrameEncoder()
         m.submodules.engine = eng = CommandEngine(config=c, info=self.info)
@@ -146,13 +154,18 @@ class AXIStreamLink(wiring.Component):
     host): the SoC's ``tx``; ``tlast`` marks each frame's 0x00 delimiter, so a
     C2H transfer ends on a frame boundary.  Handshakes are AXI's (a beat moves
     when ``tvalid`` and ``tready`` are both high); no added latency.
+    ``weight_memory``: as for :class:`SoC`.
     """
 
-    def __init__(self, *, config: CoreConfig):
+    def __init__(self, *, config: CoreConfig, weight_memory=None):
         if not isinstance(config, CoreConfig):
             self._MustUse__silence = True
             raise TypeError(f"config must be a CoreConfig, not {config!r}")
+        if weight_memory is not None and not callable(weight_memory):
+            self._MustUse__silence = True
+            raise TypeError(f"weight_memory must be None or a callable, not {weight_memory!r}")
         self.config = config
+        self.weight_memory = weight_memory
         super().__init__({
             "s_axis_tdata": In(8), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
             "s_axis_tlast": In(1),
@@ -162,7 +175,8 @@ class AXIStreamLink(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.soc = soc = SoC(config=self.config, link="stream")
+        m.submodules.soc = soc = SoC(config=self.config, link="stream",
+                                     weight_memory=self.weight_memory)
         m.d.comb += [
             soc.rx.payload.eq(self.s_axis_tdata), soc.rx.valid.eq(self.s_axis_tvalid),
             self.s_axis_tready.eq(soc.rx.ready),

