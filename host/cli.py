@@ -653,9 +653,9 @@ def _version() -> str:
     return __version__
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _error_families():
+    """``(exception types, exit code, message prefix)``, most specific first (several
+    are ValueErrors, caught last as usage errors)."""
     from .boards.build import BuildError
     from .errors import DeviceError
     from .gateware.layout import FitError
@@ -663,29 +663,26 @@ def main(argv=None) -> int:
     from .golden.modelfile import ModelFileError
     from .golden.nir import NirError
 
+    return (((NirError, ModelFileError), EXIT_MODEL_FILE, ""),
+            ((NetworkError,), EXIT_NETWORK, ""),
+            ((FitError,), EXIT_NETWORK, "the model does not fit the core: "),
+            ((DeviceError,), EXIT_DEVICE, ""),
+            ((BuildError,), EXIT_BUILD, ""),
+            ((UsageError, ValueError), EXIT_USAGE, ""))
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    families = _error_families()
     try:
         return args.func(args)
-    except NirError as exc:
-        print(f"spikeforge: error: {exc}", file=sys.stderr)
-        return EXIT_MODEL_FILE
-    except ModelFileError as exc:
-        print(f"spikeforge: error: {exc}", file=sys.stderr)
-        return EXIT_MODEL_FILE
-    except NetworkError as exc:
-        print(f"spikeforge: error: {exc}", file=sys.stderr)
-        return EXIT_NETWORK
-    except FitError as exc:
-        print(f"spikeforge: error: the model does not fit the core: {exc}", file=sys.stderr)
-        return EXIT_NETWORK
-    except DeviceError as exc:
-        print(f"spikeforge: error: {exc}", file=sys.stderr)
-        return EXIT_DEVICE
-    except BuildError as exc:
-        print(f"spikeforge: error: {exc}", file=sys.stderr)
-        return EXIT_BUILD
-    except (UsageError, ValueError) as exc:
-        print(f"spikeforge: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except tuple(t for types, _, _ in families for t in types) as exc:
+        for types, code, prefix in families:
+            if isinstance(exc, types):
+                print(f"spikeforge: error: {prefix}{exc}", file=sys.stderr)
+                return code
+        raise
     except KeyboardInterrupt:
         print("spikeforge: interrupted", file=sys.stderr)
         return 130
