@@ -88,7 +88,7 @@ from .layout import (
 )
 from .router import SpikeRouter
 
-__all__ = ["NPUCore", "struct_layout", "input_layout"]
+__all__ = ["NPUCore", "check_core_arguments", "struct_layout", "input_layout"]
 
 
 def struct_layout(fields) -> data.StructLayout:
@@ -100,6 +100,17 @@ def struct_layout(fields) -> data.StructLayout:
 def input_layout(c: CoreConfig) -> data.StructLayout:
     return data.StructLayout({"index": unsigned(c.idx_bits), "value": signed(c.in_bits),
                               "end": unsigned(1)})
+
+
+def check_core_arguments(owner, *, config, weight_memory) -> None:
+    """Validate the core's arguments for ``owner`` (the core, or a component that
+    passes them on to it); raise TypeError naming the bad value."""
+    if not isinstance(config, CoreConfig):
+        owner._MustUse__silence = True  # never elaborated: no "unused" warning
+        raise TypeError(f"config must be a CoreConfig, not {config!r}")
+    if weight_memory is not None and not callable(weight_memory):
+        owner._MustUse__silence = True
+        raise TypeError(f"weight_memory must be None or a callable, not {weight_memory!r}")
 
 
 class NPUCore(wiring.Component):
@@ -114,12 +125,7 @@ class NPUCore(wiring.Component):
     """
 
     def __init__(self, *, config: CoreConfig, weight_memory=None):
-        if not isinstance(config, CoreConfig):
-            self._MustUse__silence = True  # never elaborated: no "unused" warning
-            raise TypeError(f"config must be a CoreConfig, not {config!r}")
-        if weight_memory is not None and not callable(weight_memory):
-            self._MustUse__silence = True
-            raise TypeError(f"weight_memory must be None or a callable, not {weight_memory!r}")
+        check_core_arguments(self, config=config, weight_memory=weight_memory)
         self.weight_memory = weight_memory
         self.config = c = config
         self.record_layout = struct_layout(RECORD_FIELDS(c))

@@ -25,7 +25,7 @@ from pathlib import Path
 from .layout import CoreConfig
 from .rtl import LINT_WAIVERS, config_named
 from .verilator import make_overrides, verilator_env, verilator_root
-from .vsim import VsimError
+from .vsim import VsimError, cache_dir
 
 __all__ = ["build_simboard", "simboard_verilog", "SimBoard", "SimBoardError", "SIM_CLOCK_HZ",
            "SIM_BAUD", "HARNESS"]
@@ -42,8 +42,7 @@ class SimBoardError(VsimError):
 
 
 def _root() -> Path:
-    root = os.environ.get("SPIKEFORGE_BUILD")
-    return (Path(root) if root else Path.home() / ".cache" / "spikeforge") / "simboard"
+    return cache_dir("simboard")
 
 
 def _config(config) -> CoreConfig:

@@ -23,7 +23,8 @@ from .layout import COUNTERS, CoreConfig, Image, Region, input_word
 from .rtl import LINT_WAIVERS, generate
 from .verilator import make_overrides, verilator_env, verilator_root
 
-__all__ = ["VerilatedCore", "VsimResult", "Read", "default_build_root", "VsimError"]
+__all__ = ["VerilatedCore", "VsimResult", "Read", "cache_dir", "default_build_root",
+           "VsimError"]
 
 TESTBENCH = Path(__file__).with_name("core_tb.cpp")
 
@@ -32,11 +33,16 @@ class VsimError(RuntimeError):
     """The Verilator build or run failed (the message carries its output)."""
 
 
-def default_build_root() -> Path:
-    """``$SPIKEFORGE_BUILD`` or ``~/.cache/spikeforge``, plus ``vsim``."""
+def cache_dir(name: str) -> Path:
+    """``$SPIKEFORGE_BUILD`` or ``~/.cache/spikeforge``, plus ``name``: where builds
+    (and the demo's freshly trained models) are kept."""
     root = os.environ.get("SPIKEFORGE_BUILD")
-    base = Path(root) if root else Path.home() / ".cache" / "spikeforge"
-    return base / "vsim"
+    return (Path(root) if root else Path.home() / ".cache" / "spikeforge") / name
+
+
+def default_build_root() -> Path:
+    """:func:`cache_dir` ``("vsim")``."""
+    return cache_dir("vsim")
 
 
 @dataclass

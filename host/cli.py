@@ -103,15 +103,10 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .golden.modelfile import ModelFileError, load_model
-    from .golden.train import TASKS, evaluate
+    from .golden.modelfile import ModelFileError
+    from .golden.train import evaluate
 
-    net, meta = load_model(args.model)
-    # A valid model file may carry metadata that does not describe a task (saved by
-    # other code): that is a bad model file for ``eval`` (exit 3), not a crash.
-    if meta.get("task") not in TASKS:
-        raise ModelFileError(f"{args.model}: the metadata names no known task "
-                             f"(task={meta.get('task')!r}; expected one of {TASKS})")
+    net, meta = _task_model(args.model)
     try:
         report = evaluate(net, meta, split=args.split)
     except KeyError as exc:
@@ -149,7 +144,9 @@ def cmd_eval(args) -> int:
 
 
 def _task_model(path: Path):
-    """A model file whose metadata names a known task (else a bad model file)."""
+    """A model file whose metadata names a known task.  A valid model file may carry
+    metadata that does not describe a task (saved by other code): that is a bad
+    model file here (exit 3), not a crash."""
     from .golden.modelfile import ModelFileError, load_model
     from .golden.train import TASKS
 

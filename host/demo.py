@@ -15,7 +15,6 @@ settings; ``--retrain`` trains fresh ones (about a minute) into the cache.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -29,18 +28,14 @@ def shipped_model(task: str) -> Path:
     return SHIPPED / f"{task}.safetensors"
 
 
-def _cache() -> Path:
-    root = os.environ.get("SPIKEFORGE_BUILD")
-    return (Path(root) if root else Path.home() / ".cache" / "spikeforge") / "models"
-
-
 def _model(task: str, retrain: bool, progress: bool):
+    from .gateware.vsim import cache_dir
     from .golden.modelfile import load_model, save_model
     from .golden.train import config_for, train
 
     path = shipped_model(task)
     if retrain or not path.exists():
-        path = _cache() / f"{task}.safetensors"
+        path = cache_dir("models") / f"{task}.safetensors"
         if retrain or not path.exists():
             net, meta = train(config_for(task), progress=progress)
             path.parent.mkdir(parents=True, exist_ok=True)

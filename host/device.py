@@ -287,7 +287,12 @@ class Device:
         return out
 
     def _sample(self, x: torch.Tensor, reset: bool, membranes: bool) -> SampleResult:
-        from .gateware.harness import decode_membranes, decode_step, membrane_reads
+        from .gateware.harness import (
+            decode_membranes,
+            decode_step,
+            input_events,
+            membrane_reads,
+        )
 
         net, image = self._loaded()
         if x.dim() != 2 or x.shape[1] != net.input_size:
@@ -295,7 +300,7 @@ class Device:
                              f"{list(x.shape)}")
         if reset:
             self.reset()
-        steps = [[(j, v) for j, v in enumerate(row) if v] for row in x.tolist()]
+        steps = [input_events(row) for row in x.tolist()]
         decoded = [decode_step(r, net, image) for r in self.run_steps(steps)]
         values = torch.tensor([d["values"] for d in decoded], dtype=torch.int64)
         spikes = torch.tensor([d["out_spikes"] for d in decoded], dtype=torch.int64)
@@ -334,9 +339,7 @@ class Device:
 
 def _as_int_tensor(x) -> torch.Tensor:
     t = torch.as_tensor(x)
-    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-        if t.dtype == torch.bool:
-            return t.to(torch.int64)
+    if t.is_floating_point() or t.is_complex():
         raise ValueError(f"inputs must be integers (the encoded spikes or int values), "
                          f"not {t.dtype}")
     return t.to(torch.int64)

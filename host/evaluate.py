@@ -27,6 +27,7 @@ def evaluate_on_device(dev: Device, net, meta: dict, *, split: str = "test",
     from tqdm import tqdm
 
     from .gateware.harness import expected_from_trace
+    from .golden.energy import estimate_run
     from .golden.quantize import predict
     from .golden.train import task_data
 
@@ -55,8 +56,6 @@ def evaluate_on_device(dev: Device, net, meta: dict, *, split: str = "test",
             _accumulate(totals, dev.counters())
             bar.update()
     seconds = time.monotonic() - start
-    from .golden.energy import estimate_run
-
     energy = estimate_run(net, x, counters=totals.get("layers", {}), trace=trace,
                           source="device-counters")
     pred_dev = predict(got, meta["readout"])

@@ -25,7 +25,7 @@ from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...protocol import MAX_BODY, MAX_PAYLOAD
-from ..core import NPUCore
+from ..core import NPUCore, check_core_arguments
 from ..layout import CoreConfig
 from .engine import HEADER, CommandEngine, device_info
 from .frame import FrameDecoder, FrameEncoder
@@ -43,12 +43,7 @@ class SoC(wiring.Component):
 
     def __init__(self, *, config: CoreConfig, link: str = "stream", clk_freq: int | None = None,
                  baud: int | None = None, rx_fifo_depth: int = 2048, weight_memory=None):
-        if not isinstance(config, CoreConfig):
-            self._MustUse__silence = True
-            raise TypeError(f"config must be a CoreConfig, not {config!r}")
-        if weight_memory is not None and not callable(weight_memory):
-            self._MustUse__silence = True
-            raise TypeError(f"weight_memory must be None or a callable, not {weight_memory!r}")
+        check_core_arguments(self, config=config, weight_memory=weight_memory)
         self.weight_memory = weight_memory
         if link not in ("stream", "uart"):
             self._MustUse__silence = True
@@ -158,12 +153,7 @@ class AXIStreamLink(wiring.Component):
     """
 
     def __init__(self, *, config: CoreConfig, weight_memory=None):
-        if not isinstance(config, CoreConfig):
-            self._MustUse__silence = True
-            raise TypeError(f"config must be a CoreConfig, not {config!r}")
-        if weight_memory is not None and not callable(weight_memory):
-            self._MustUse__silence = True
-            raise TypeError(f"weight_memory must be None or a callable, not {weight_memory!r}")
+        check_core_arguments(self, config=config, weight_memory=weight_memory)
         self.config = config
         self.weight_memory = weight_memory
         super().__init__({
