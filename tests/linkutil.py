@@ -1,12 +1,22 @@
 """Test helpers for the link: drive the byte-stream SoC (or the frame blocks) on
-Amaranth's simulator, and build requests / check replies with host/protocol.py."""
+Amaranth's simulator, build requests / check replies with host/protocol.py, and
+talk to a simulated board over a bare socket (:class:`RawClient`)."""
 
 from __future__ import annotations
 
 import random
+import socket
 
 from amaranth.sim import Simulator
-from spikeforge.protocol import Frame, FrameDecoder
+from spikeforge.gateware.link import ENGINE_BASE, REGISTERS
+from spikeforge.protocol import (
+    Command,
+    Frame,
+    FrameDecoder,
+    pack_read,
+    reply_cmd,
+    unpack_read_reply,
+)
 
 
 def run_byte_stream(dut, data: bytes, *, replies: int, idle: float = 0.0,
@@ -96,3 +106,52 @@ def read_requests(addresses, *, start_seq: int = 0) -> list[tuple[Frame, list[in
             runs.append([addr])
     return [(Frame(Command.READ, (start_seq + i) % 256, pack_read(r[0], len(r))), r)
             for i, r in enumerate(runs)]
+
+
+class RawClient:
+    """A bare protocol client over a socket (what the host runtime does, minimal)."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        self.dec = FrameDecoder()
+        self.pending: list[Frame] = []
+        self.sent = FrameDecoder()  # what the device's decoder must make of our bytes
+
+    def send_raw(self, data: bytes) -> None:
+        self.sent.feed(data)
+        self.sock.sendall(data)
+
+    def replies(self, n: int) -> list[Frame]:
+        while len(self.pending) < n:
+            chunk = self.sock.recv(65536)
+            assert chunk, "the board closed the connection"
+            self.pending += self.dec.feed(chunk)
+        out, self.pending = self.pending[:n], self.pending[n:]
+        return out
+
+    def request(self, frame: Frame) -> Frame:
+        self.send_raw(frame.encode())
+        (reply,) = self.replies(1)
+        assert reply.seq == frame.seq
+        return reply
+
+    def ok(self, frame: Frame) -> bytes:
+        reply = self.request(frame)
+        assert reply.cmd == reply_cmd(frame.cmd), (reply, frame)
+        return reply.payload
+
+    def pipelined(self, frames: list[Frame]) -> list[Frame]:
+        self.send_raw(b"".join(f.encode() for f in frames))
+        replies = self.replies(len(frames))
+        for f, r in zip(frames, replies, strict=True):
+            assert (r.cmd, r.seq) == (reply_cmd(f.cmd), f.seq), (f, r)
+        return replies
+
+    def registers(self, seq: int) -> dict[str, int]:
+        words = unpack_read_reply(self.ok(Frame(Command.READ, seq,
+                                                pack_read(ENGINE_BASE, len(REGISTERS)))))
+        return dict(zip(REGISTERS, words, strict=True))
+
+    def close(self):
+        assert not self.pending and self.dec.buffered == 0
+        self.sock.close()

@@ -24,10 +24,11 @@ import tty
 
 import pytest
 import torch
+from linkutil import RawClient
 from netgen import random_input, random_network
 from spikeforge.device import ENGINE_BASE, Device
 from spikeforge.errors import DeviceReplyError, LinkError
-from spikeforge.gateware.harness import expected_from_trace
+from spikeforge.gateware.harness import expected_from_trace, input_events
 from spikeforge.gateware.layout import FitError, Region, compile_network
 from spikeforge.gateware.rtl import config_named
 from spikeforge.gateware.verilator import have_verilator
@@ -38,7 +39,6 @@ from spikeforge.protocol import (
     Command,
     ErrorCode,
     Frame,
-    FrameDecoder,
     cobs_encode,
     pack_read,
     pack_write,
@@ -233,20 +233,6 @@ def test_the_transport_is_the_only_difference(board, tmp_path):
 
 
 # ----------------------------------------------------------------- faults
-def _raw(board) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", board.port))
-    sock.settimeout(2.0)
-    return sock
-
-
-def _replies(sock: socket.socket, n: int) -> list[Frame]:
-    decoder, frames = FrameDecoder(), []
-    deadline = time.monotonic() + 5
-    while len(frames) < n and time.monotonic() < deadline:
-        frames += decoder.feed(sock.recv(65536))
-    return frames
-
-
 def test_bad_frames_are_dropped_and_counted_and_the_device_keeps_answering(board):
     with open_board(board) as dev:
         dev.info()
@@ -261,9 +247,10 @@ def test_bad_frames_are_dropped_and_counted_and_the_device_keeps_answering(board
             + good[:5] + DELIMITER                     # truncated
             + b"\x01" * (MAX_ENCODED_FRAME + 40) + DELIMITER  # oversized
             + good)
-    with _raw(board) as sock:
-        sock.sendall(wire)
-        (reply,) = _replies(sock, 1)
+    raw = RawClient(board.port)
+    raw.send_raw(wire)
+    (reply,) = raw.replies(1)
+    raw.close()  # asserts nothing else came back
     assert (reply.cmd, reply.seq) == (Command.INFO | 0x80, 42)
     with open_board(board) as dev:
         after = dev.registers()
@@ -328,7 +315,7 @@ def test_a_lost_run_reply_is_replayed_not_run_twice(board):
         dev.reset()
         before = dev.registers()
         link.lose_replies(1)
-        steps = [[(j, v) for j, v in enumerate(row) if v] for row in x.tolist()]
+        steps = [input_events(row) for row in x.tolist()]
         records = dev.run_steps(steps)
         after = dev.registers()
         assert after["steps"] == before["steps"] + 5

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import random
 import signal
-import socket
 
 import pytest
-from linkutil import read_requests, write_requests
+from linkutil import RawClient, read_requests, write_requests
 from netgen import random_input, random_network
 from spikeforge.gateware.harness import decode_step, expected, input_events
 from spikeforge.gateware.layout import FitError, Region, compile_network
-from spikeforge.gateware.link import ENGINE_BASE, REGISTERS, config_hash
+from spikeforge.gateware.link import ENGINE_BASE, config_hash
 from spikeforge.gateware.rtl import config_named
 from spikeforge.gateware.simboard import SimBoard
 from spikeforge.gateware.verilator import missing_tools
@@ -27,7 +26,6 @@ from spikeforge.protocol import (
     Command,
     ErrorCode,
     Frame,
-    FrameDecoder,
     cobs_encode,
     pack_read,
     pack_run,
@@ -44,54 +42,6 @@ pytestmark = pytest.mark.skipif(bool(_missing), reason="the simulated board need
 
 CONFIG = config_named("tiny")
 
-
-class Client:
-    """A bare protocol client over a socket (what the host runtime does, minimal)."""
-
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
-        self.dec = FrameDecoder()
-        self.pending: list[Frame] = []
-        self.sent = FrameDecoder()  # what the device's decoder must make of our bytes
-
-    def send_raw(self, data: bytes) -> None:
-        self.sent.feed(data)
-        self.sock.sendall(data)
-
-    def replies(self, n: int) -> list[Frame]:
-        while len(self.pending) < n:
-            chunk = self.sock.recv(65536)
-            assert chunk, "the board closed the connection"
-            self.pending += self.dec.feed(chunk)
-        out, self.pending = self.pending[:n], self.pending[n:]
-        return out
-
-    def request(self, frame: Frame) -> Frame:
-        self.send_raw(frame.encode())
-        (reply,) = self.replies(1)
-        assert reply.seq == frame.seq
-        return reply
-
-    def ok(self, frame: Frame) -> bytes:
-        reply = self.request(frame)
-        assert reply.cmd == reply_cmd(frame.cmd), (reply, frame)
-        return reply.payload
-
-    def pipelined(self, frames: list[Frame]) -> list[Frame]:
-        self.send_raw(b"".join(f.encode() for f in frames))
-        replies = self.replies(len(frames))
-        for f, r in zip(frames, replies, strict=True):
-            assert (r.cmd, r.seq) == (reply_cmd(f.cmd), f.seq), (f, r)
-        return replies
-
-    def registers(self, seq: int) -> dict[str, int]:
-        words = unpack_read_reply(self.ok(Frame(Command.READ, seq,
-                                                pack_read(ENGINE_BASE, len(REGISTERS)))))
-        return dict(zip(REGISTERS, words, strict=True))
-
-    def close(self):
-        assert not self.pending and self.dec.buffered == 0
-        self.sock.close()
 
 
 def _networks(rng, count):
@@ -132,7 +82,7 @@ def board():
 
 
 def test_simboard_info_load_run(board):
-    client = Client(board.port)
+    client = RawClient(board.port)
     info = json.loads(client.ok(Frame(Command.INFO, 1)))
     assert info["device"] == "spikeforge" and info["config_hash"] == config_hash(CONFIG)
     assert info["engine_base"] == ENGINE_BASE and info["link"] == "stream"
@@ -166,7 +116,7 @@ def test_simboard_faults(board):
     weights intact (also across a reconnect)."""
     rng = random.Random(11)
     (net, image), = _networks(rng, 1)
-    client = Client(board.port)
+    client = RawClient(board.port)
     client.send_raw(b"\0")  # a fresh start whatever the line held
     _load(client, image, seq=20)
     client.ok(Frame(Command.WRITE, 80, pack_write(ENGINE_BASE, [0])))
@@ -241,7 +191,7 @@ def test_simboard_faults(board):
     client.close()
 
     # A new connection sees the same state (the board stays powered).
-    client = Client(board.port)
+    client = RawClient(board.port)
     assert _read_back(client, image, seq=230, skip_membranes=True) == kept
     assert client.registers(250)["STEPS"] == regs["STEPS"]
     client.close()
@@ -276,7 +226,7 @@ def test_cli_sim_board():
     try:
         line = proc.stdout.readline()
         assert line.startswith("LISTENING "), line
-        client = Client(int(line.split()[1]))
+        client = RawClient(int(line.split()[1]))
         info = json.loads(client.ok(Frame(Command.INFO, 5)))
         assert info["config_hash"] == config_hash(CONFIG)
         client.close()
@@ -292,7 +242,7 @@ def test_simboard_uart_full_fidelity():
     rng = random.Random(21)
     (net, image), = _networks(rng, 1)
     with SimBoard(CONFIG, uart=True) as b:
-        client = Client(b.port)
+        client = RawClient(b.port)
         info = json.loads(client.ok(Frame(Command.INFO, 1)))
         assert info["link"] == "uart" and info["baud"] == 750_000
         _load(client, image, seq=10)
