@@ -38,14 +38,15 @@ owns neuron ``k*P + p``):
   the membranes and parameters read at the row's start and added into the
   accumulators before the first event (a pipeline stage hidden in the
   synaptic phase: no extra clock);
-* neuron phase: every lane updates its neuron in one clock:
+* neuron phase, two clocks: every lane computes
   ``v = sat(acc)`` (``= sat(((alpha * u) >> F) + sum + bias)``),
-  ``s = spiking & (v >= theta)``, reset, write ``u``;
+  ``s = spiking & (v >= theta)`` and the reset into registers (FIRE), then writes
+  ``u`` and hands the row to the router (NEURON);
 * spike router: the row's spikes go, one per clock and overlapped with the next
   row, into the layer's event list (its source events for later layers and, on
   recurrent edges, for the next step) and to the output stream.
 
-Cost of a row: ``events + 2 * edges + 4`` synaptic clocks and one neuron clock
+Cost of a row: ``events + 2 * edges + 4`` synaptic clocks and two neuron clocks
 (plus router waits when a row has more to route than the next row has clocks),
 so a step costs about
 ``rows * (events + c)`` = ``(events * fan-out + neurons) / P`` plus a small
@@ -411,19 +412,20 @@ class NPUCore(wiring.Component):
             bump(3, router.event_layer)
 
         # ------------------------------------------------------ neuron phase
-        new_u = []
+        # Two clocks (timing): FIRE computes every lane's saturation, spike and reset
+        # from its accumulator (acc = leak + the row's synaptic input) into registers;
+        # NEURON writes the membranes and hands the row to the router from them.  The
+        # registers load every clock: the accumulators hold still through FIRE.
+        new_u = [Signal(u_shape, name=f"u_new{p}") for p in range(P)]
         spikes = Signal(P)
         for p in range(P):
-            # acc = leak + the row's synaptic input: only the saturation, the spike and
-            # the reset are left for the neuron clock.
             m.submodules[f"neuron{p}"] = nu = NeuronFire(
                 u_bits=c.u_bits, total_bits=total_bits(c.u_bits, c.acc_bits))
             m.d.comb += [
                 nu.total.eq(acc[p]), nu.theta.eq(theta_q[p]), nu.v_reset.eq(layer.v_reset),
                 nu.reset.eq(layer.reset), nu.spiking.eq(layer.spiking),
-                spikes[p].eq(nu.spike),
             ]
-            new_u.append(nu.u_new)
+            m.d.sync += [spikes[p].eq(nu.spike), new_u[p].eq(nu.u_new)]
 
         neuron_write = Signal()
         for p in range(P):
@@ -546,7 +548,11 @@ class NPUCore(wiring.Component):
                     m.d.sync += drain2.eq(1)
                 with m.Elif(~s1_valid & ~s2_valid & ~s3_valid):
                     m.d.sync += drain2.eq(0)
-                    m.next = "NEURON"
+                    m.next = "FIRE"
+            with m.State("FIRE"):
+                m.d.comb += busy.eq(1)
+                bump(1)
+                m.next = "NEURON"
             with m.State("NEURON"):
                 m.d.comb += busy.eq(1)
                 bump(1)

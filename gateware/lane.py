@@ -80,32 +80,27 @@ class NeuronFire(wiring.Component):
         })
 
     def elaborate(self, platform):
-        # Timing: the saturation test looks at the bits above the u range only (OR
-        # trees, no carry chain); the compare and the subtraction work on the low
-        # u_bits, in parallel; then multiplexers pick the result (u_min <= theta <= u_max):
-        #   v >= theta  <=>  hi  or  (not lo and low >= theta)  or  theta == u_min
-        #   v - theta    =  u_max - theta | u_min - theta | low - theta  (by saturation)
+        # The core registers the outputs (the fire clock), so this is written for area:
+        # the saturation test looks at the bits above the u range only (OR trees), and
+        # one subtraction ``v - theta`` (u_bits + 1 wide) gives both the compare (its
+        # sign) and the subtract reset (its low bits, i.e. mod 2**u_bits).
         m = Module()
         ub = self.u_bits
         u_min, u_max = -(1 << (ub - 1)), (1 << (ub - 1)) - 1
-        total, theta = self.total, self.theta
+        total = self.total
         upper = total[ub - 1:]  # sign-extension bits of the u range, and above
         hi, lo = Signal(), Signal()
-        low = Signal(signed(ub))
-        minus = Signal(signed(ub))  # (v - theta) mod 2**u_bits
+        diff = Signal(signed(ub + 1))
         m.d.comb += [
-            low.eq(total[:ub]),
             hi.eq(~total[-1] & upper.any()),
             lo.eq(total[-1] & ~upper.all()),
-            self.v.eq(Mux(hi, u_max, Mux(lo, u_min, low))),
-            self.spike.eq(self.spiking & (hi | (~lo & (low >= theta)) | (theta == u_min))),
-            minus.eq(Mux(hi, u_max - theta, Mux(lo, u_min - theta, low - theta))),
+            self.v.eq(Mux(hi, u_max, Mux(lo, u_min, total[:ub].as_signed()))),
+            diff.eq(self.v - self.theta),
+            self.spike.eq(self.spiking & ~diff[-1]),
         ]
-        # The membrane after a spike, by reset mode, does not depend on the spike, so
-        # the spike selects last (one multiplexer after the compare).
         after_spike = Signal(signed(ub))
         m.d.comb += [
-            after_spike.eq(Mux(self.reset == 0, minus,
+            after_spike.eq(Mux(self.reset == 0, diff[:ub].as_signed(),
                                Mux(self.reset == 1, self.v_reset, self.v))),
             self.u_new.eq(Mux(self.spike, after_spike, self.v)),
         ]

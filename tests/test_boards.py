@@ -328,7 +328,7 @@ def test_weight_memory_errors():
 
 # ------------------------------------------------------- timing pass, exact
 def test_neuron_fire_is_exact_exhaustively():
-    """The timing-restructured neuron clock (parallel compares, then multiplexers)
+    """The neuron fire stage (saturation, one subtraction for compare and reset)
     equals the direct equations for every total, theta and reset mode (4-bit u)."""
     from amaranth.sim import Simulator
     from spikeforge.gateware.lane import NeuronFire
