@@ -460,14 +460,6 @@ class NPUCore(wiring.Component):
                 ]
                 m.d.sync += in_counts[in_wbank].eq(in_counts[in_wbank] + 1)
 
-        with m.If(self.clear & ~busy):
-            for i in range(len(counts)):
-                m.d.sync += counts[i].eq(0)
-            for i in range(len(counters)):
-                m.d.sync += counters[i].eq(0)
-            m.d.sync += [cur.eq(0), in_counts[0].eq(0), in_counts[1].eq(0), in_full.eq(0),
-                         in_wbank.eq(0)]
-
         with m.If(busy):
             m.d.sync += step_cycles.eq(step_cycles + 1)
         drain2 = Signal()  # the second clock of DRAIN
@@ -594,6 +586,17 @@ class NPUCore(wiring.Component):
                         m.d.sync += counts[Cat(Const(s, c.src_bits), ~cur)].eq(0)
                     m.d.sync += [cur.eq(~cur), steps_done.eq(steps_done + 1)]
                     m.next = "IDLE"
+
+        # ``clear`` comes last so that it takes priority over every update (area: a
+        # counter bit is then one LUT on its carry chain plus a flip-flop with enable
+        # and synchronous reset).  The core is idle, so nothing else updates them.
+        with m.If(self.clear & ~busy):
+            for i in range(len(counts)):
+                m.d.sync += counts[i].eq(0)
+            for i in range(len(counters)):
+                m.d.sync += counters[i].eq(0)
+            m.d.sync += [cur.eq(0), in_counts[0].eq(0), in_counts[1].eq(0), in_full.eq(0),
+                         in_wbank.eq(0)]
         return m
 
     # ------------------------------------------------------------- SSM unit
