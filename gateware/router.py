@@ -4,19 +4,26 @@ A row is ``P`` neurons (one per lane) with the first neuron index ``base``.
 When ``load`` is high (allowed while ``can_load``), the router takes the row:
 the lanes to send (``send``: the spiking lanes, or every valid lane for a layer
 that emits values), their spikes and membranes, the layer and ``emit_values``.
-It then sends one lane per clock, lowest lane first, as a record on ``records``
-(``kind`` 0: a spike ``(layer, index)``; ``kind`` 1: a neuron value with its
-spike), stalling while ``records.ready`` is low.  In the clock a spiking lane's
-record is taken, ``event`` is high with ``event_index`` and ``event_layer``, for
-the core to append ``index`` to the layer's event list (no backpressure).
+It then picks one lane per clock, lowest lane first, into an output register
+and sends it as a record on ``records`` (``kind`` 0: a spike ``(layer,
+index)``; ``kind`` 1: a neuron value with its spike), stalling while
+``records.ready`` is low.  In the clock a spiking lane's record is taken,
+``event`` is high with ``event_index`` and ``event_layer``, for the core to
+append ``index`` to the layer's event list (no backpressure).
 
-``free``: nothing left to send.  ``can_load``: ``free``, or the last pending lane
-leaves in this clock, so a new row can be taken without a bubble.
+Latency: a record is valid one clock after its lane is picked (the output
+register; timing: the lane pick and the value multiplexer end in flip-flops).
+Throughput: one record per clock.
+
+``free``: nothing left to send.  ``can_load``: no lane left to pick, or the last
+one is picked in this clock, so a new row can be taken without a bubble (the
+output register may still hold the previous row's last record).  Both come
+from flip-flops and ``records.ready`` only.
 """
 
 from __future__ import annotations
 
-from amaranth import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -58,34 +65,50 @@ class SpikeRouter(wiring.Component):
         base = Signal.like(self.base)
         layer = Signal.like(self.layer)
         emit_values = Signal()
+        # Flags about ``pending``, kept in flip-flops (timing): none left, one left.
+        none_left = Signal(init=1)
+        one_left = Signal()
 
+        # The lowest pending lane: one-hot, then its index (OR trees).
+        lowest = Signal(P)
         pick = Signal(range(P))
-        for p in reversed(range(P)):
-            with m.If(pending[p]):
-                m.d.comb += pick.eq(p)
-        pick_spike = Signal()
+        m.d.comb += lowest.eq(pending & -pending)
+        for b in range(len(pick)):
+            m.d.comb += pick[b].eq(Cat(*(lowest[p] for p in range(P) if p >> b & 1)).any())
+
+        out_valid = Signal()
+        out = Signal(self.record_layout)
+        advance = Signal()  # the output register is empty or its record leaves now
         m.d.comb += [
-            pick_spike.eq(spikes.bit_select(pick, 1)),
-            self.free.eq(pending == 0),
-            self.records.valid.eq(~self.free),
-            self.records.payload.kind.eq(Mux(emit_values, 1, 0)),
-            self.records.payload.layer.eq(layer),
-            self.records.payload.index.eq(base + pick),
-            self.records.payload.spike.eq(pick_spike),
-            self.records.payload.value.eq(values[pick]),
-            self.event_index.eq(base + pick),
-            self.event_layer.eq(layer),
+            advance.eq(~out_valid | self.records.ready),
+            self.records.valid.eq(out_valid),
+            self.records.payload.eq(out),
+            self.free.eq(none_left & ~out_valid),
+            self.can_load.eq(none_left | (one_left & advance)),
+            self.event.eq(out_valid & self.records.ready & out.spike),
+            self.event_index.eq(out.index),
+            self.event_layer.eq(out.layer),
         ]
-        taken = self.records.valid & self.records.ready
-        last = pending == (Const(1, P) << pick)
-        m.d.comb += [
-            self.event.eq(taken & pick_spike),
-            self.can_load.eq(self.free | (taken & last)),
-        ]
-        with m.If(taken):
-            m.d.sync += pending.eq(pending & ~(Const(1, P) << pick))
-        with m.If(self.load & self.can_load):
-            m.d.sync += [pending.eq(self.send), spikes.eq(self.spikes), base.eq(self.base),
+        with m.If(advance):
+            m.d.sync += out_valid.eq(~none_left)
+            m.d.sync += [
+                out.kind.eq(Mux(emit_values, 1, 0)),
+                out.layer.eq(layer),
+                out.index.eq(base + pick),
+                out.spike.eq(spikes.bit_select(pick, 1)),
+                out.value.eq(values[pick]),
+            ]
+        pending_next = Signal(P)
+        m.d.comb += pending_next.eq(Mux(advance, pending & ~lowest, pending))
+        load = self.load & self.can_load
+        with m.If(load):
+            m.d.comb += pending_next.eq(self.send)
+            m.d.sync += [spikes.eq(self.spikes), base.eq(self.base),
                          layer.eq(self.layer), emit_values.eq(self.emit_values)]
             m.d.sync += [values[p].eq(self.values[p]) for p in range(P)]
+        m.d.sync += [
+            pending.eq(pending_next),
+            none_left.eq(pending_next == 0),
+            one_left.eq((pending_next != 0) & ((pending_next & (pending_next - 1)) == 0)),
+        ]
         return m
