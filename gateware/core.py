@@ -366,17 +366,16 @@ class NPUCore(wiring.Component):
         row_start, pre1, pre2 = Signal(), Signal(), Signal()
         m.d.sync += [pre1.eq(row_start), pre2.eq(pre1)]
         leak_q = [Signal(signed(c.u_bits + 2), name=f"leak_q{p}") for p in range(P)]
-        theta_q = [Signal(signed(c.u_bits), name=f"theta_q{p}") for p in range(P)]
         for p in range(P):
             m.submodules[f"leak{p}"] = nl = NeuronLeak(u_bits=c.u_bits, frac_bits=c.frac_bits)
             prm = params[p][0].data
             m.d.comb += [nl.u.eq(membranes[p][0].data), nl.alpha.eq(prm.alpha),
                          nl.bias.eq(prm.bias)]
-            m.d.sync += [leak_q[p].eq(nl.leak), theta_q[p].eq(prm.theta)]
-            with m.If(s4_valid):
-                m.d.sync += acc[p].eq(acc[p] + prod_q[p])
-            with m.Elif(pre2):
-                m.d.sync += acc[p].eq(acc[p] + leak_q[p])
+            m.d.sync += leak_q[p].eq(nl.leak)
+            # One adder per lane (area): the leak's add and the events' adds never
+            # coincide (the first stage-4 add comes 6 clocks after ROW at the earliest).
+            with m.If(s4_valid | pre2):
+                m.d.sync += acc[p].eq(acc[p] + Mux(s4_valid, prod_q[p], leak_q[p]))
 
         # -------------------------------------------------- spike router
         # One row's results leave one neuron per clock, overlapped with the next row.
@@ -415,14 +414,16 @@ class NPUCore(wiring.Component):
         # Two clocks (timing): FIRE computes every lane's saturation, spike and reset
         # from its accumulator (acc = leak + the row's synaptic input) into registers;
         # NEURON writes the membranes and hands the row to the router from them.  The
-        # registers load every clock: the accumulators hold still through FIRE.
+        # registers load every clock: the accumulators hold still through FIRE, and so
+        # does theta, read straight from the parameter memory (its address, the row,
+        # holds from ROW on).
         new_u = [Signal(u_shape, name=f"u_new{p}") for p in range(P)]
         spikes = Signal(P)
         for p in range(P):
             m.submodules[f"neuron{p}"] = nu = NeuronFire(
                 u_bits=c.u_bits, total_bits=total_bits(c.u_bits, c.acc_bits))
             m.d.comb += [
-                nu.total.eq(acc[p]), nu.theta.eq(theta_q[p]), nu.v_reset.eq(layer.v_reset),
+                nu.total.eq(acc[p]), nu.theta.eq(params[p][0].data.theta), nu.v_reset.eq(layer.v_reset),
                 nu.reset.eq(layer.reset), nu.spiking.eq(layer.spiking),
             ]
             m.d.sync += [spikes[p].eq(nu.spike), new_u[p].eq(nu.u_new)]
