@@ -440,6 +440,11 @@ class NPUCore(wiring.Component):
         valid_lanes = Signal(P)
         for p in range(P):
             m.d.comb += valid_lanes[p].eq(k * P + p < layer.size)
+        # Timing: NEURON's decisions come from flip-flops (``k`` and ``layer`` hold
+        # still from ROW on, at least 5 clocks before NEURON).
+        valid_q = Signal(P)
+        last_row = Signal()
+        m.d.sync += [valid_q.eq(valid_lanes), last_row.eq(k + 1 == layer.rows)]
 
         # --------------------------------------------------------- sequencer
         # Input double buffer: events are written into bank ``in_wbank`` until the
@@ -554,15 +559,14 @@ class NPUCore(wiring.Component):
                     m.d.comb += [
                         neuron_write.eq(1),
                         router.load.eq(1),
-                        router.send.eq(Mux(layer.emit_values, valid_lanes,
-                                           spikes & valid_lanes)),
+                        router.send.eq(Mux(layer.emit_values, valid_q, spikes & valid_q)),
                         router.spikes.eq(spikes),
                         router.base.eq(k * P),
                         router.layer.eq(li),
                         router.emit_values.eq(layer.emit_values),
                     ]
                     m.d.comb += [router.values[p].eq(new_u[p]) for p in range(P)]
-                    with m.If(k + 1 == layer.rows):
+                    with m.If(last_row):
                         m.next = "LAYER_END"
                     with m.Else():
                         m.d.sync += k.eq(k + 1)
