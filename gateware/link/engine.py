@@ -88,10 +88,7 @@ def _lt_const(x, limit: int):
         return Const(1)
     result = Const(0)  # equal so far: not less
     for b in range(len(x)):  # from the LSB up; the higher bits decide
-        if (limit >> b) & 1:
-            result = ~x[b] | result
-        else:
-            result = ~x[b] & result
+        result = (~x[b] | result) if (limit >> b) & 1 else (~x[b] & result)
     return result
 
 
