@@ -33,7 +33,7 @@ from amaranth.lib.wiring import In, Out
 from ...protocol import MAX_PAYLOAD, Command, ErrorCode
 from ..core import input_layout, struct_layout
 from ..layout import RECORD_FIELDS, CoreConfig, address_map
-from .frame import BODY_ADDR_BITS, COUNTER_BITS
+from .frame import BODY_ADDR_BITS, COUNTER_BITS, _lt_const
 
 __all__ = ["CommandEngine", "device_info", "ENGINE_BASE", "REGISTERS", "config_hash"]
 
@@ -78,19 +78,6 @@ def _masks(limit: int) -> list[int]:
         lo = 8 * k
         out.append(0xFF if lo + 8 <= limit else 0 if lo >= limit else (1 << (limit - lo)) - 1)
     return out
-
-
-def _lt_const(x, limit: int):
-    """``x < limit`` for an unsigned ``x`` and a constant, as plain logic (no carry chain)."""
-    if limit <= 0:
-        return Const(0)
-    if limit >= 1 << len(x):
-        return Const(1)
-    result = Const(0)  # equal so far: not less
-    for b in range(len(x)):  # from the LSB up; the higher bits decide
-        result = (~x[b] | result) if (limit >> b) & 1 else (~x[b] & result)
-    return result
-
 
 
 class CommandEngine(wiring.Component):

@@ -28,7 +28,7 @@ the byte at the previous clock's address.
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -57,6 +57,18 @@ def _crc16_matrix():
 
 
 _CRC16_MATRIX = _crc16_matrix()
+
+
+def _lt_const(x, limit: int):
+    """``x < limit`` for an unsigned ``x`` and a constant, as plain logic (no carry chain)."""
+    if limit <= 0:
+        return Const(0)
+    if limit >= 1 << len(x):
+        return Const(1)
+    result = Const(0)  # equal so far: not less
+    for b in range(len(x)):  # from the LSB up; the higher bits decide
+        result = (~x[b] | result) if (limit >> b) & 1 else (~x[b] & result)
+    return result
 
 
 def crc16_update(crc, byte):
@@ -105,8 +117,8 @@ class FrameDecoder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         enc_count = Signal(range(MAX_ENCODED_FRAME + 1))
-        code_left = Signal(8)
-        last_code = Signal(8)
+        code_left = Signal(8, init=1)   # 1 + the data bytes left in the COBS run
+        last_full = Signal()            # the last code byte was 0xFF: no zero after its run
         first = Signal(init=1)
         discarding = Signal()
         body_len = Signal(range(MAX_ENCODED_FRAME + 1))
@@ -124,11 +136,11 @@ class FrameDecoder(wiring.Component):
         m.d.comb += [
             self.wr_addr.eq(body_len),
             self.wr_data.eq(emit_byte),
-            self.wr_en.eq(emit & (body_len < MAX_BODY)),
+            self.wr_en.eq(emit & _lt_const(body_len, MAX_BODY)),
         ]
         with m.If(emit):
             m.d.sync += [body_len.eq(body_len + 1), older.eq(newer), newer.eq(emit_byte)]
-            with m.If(body_len >= 2):
+            with m.If(~_lt_const(body_len, 2)):
                 m.d.sync += crc.eq(crc16_update(crc, older))
             with m.Switch(body_len):
                 with m.Case(0):
@@ -141,7 +153,7 @@ class FrameDecoder(wiring.Component):
                     m.d.sync += len_field[8:].eq(emit_byte)
 
         def restart():
-            m.d.sync += [enc_count.eq(0), code_left.eq(0), first.eq(1), body_len.eq(0),
+            m.d.sync += [enc_count.eq(0), code_left.eq(1), first.eq(1), body_len.eq(0),
                          crc.eq(0xFFFF)]
 
         byte = self.rx.payload
@@ -151,11 +163,11 @@ class FrameDecoder(wiring.Component):
                 m.d.sync += discarding.eq(0)
                 with m.If(discarding | (enc_count == 0)):
                     pass
-                with m.Elif(code_left != 0):
+                with m.Elif(code_left != 1):
                     m.d.sync += self.drop_bad_length.eq(self.drop_bad_length + 1)
-                with m.Elif(body_len < MIN_BODY):
+                with m.Elif(_lt_const(body_len, MIN_BODY)):
                     m.d.sync += self.drop_bad_length.eq(self.drop_bad_length + 1)
-                with m.Elif(body_len > MAX_BODY):
+                with m.Elif(~_lt_const(body_len, MAX_BODY + 1)):
                     m.d.sync += self.drop_too_large.eq(self.drop_too_large + 1)
                 with m.Elif(len_field != body_len - MIN_BODY):
                     m.d.sync += self.drop_bad_length.eq(self.drop_bad_length + 1)
@@ -173,9 +185,9 @@ class FrameDecoder(wiring.Component):
                              self.drop_too_large.eq(self.drop_too_large + 1)]
             with m.Else():
                 m.d.sync += enc_count.eq(enc_count + 1)
-                with m.If(code_left == 0):
-                    m.d.sync += [first.eq(0), last_code.eq(byte), code_left.eq(byte - 1)]
-                    with m.If(~first & (last_code != 0xFF)):
+                with m.If(code_left == 1):
+                    m.d.sync += [first.eq(0), last_full.eq(byte == 0xFF), code_left.eq(byte)]
+                    with m.If(~first & ~last_full):
                         m.d.comb += [emit.eq(1), emit_byte.eq(0)]
                 with m.Else():
                     m.d.sync += code_left.eq(code_left - 1)
