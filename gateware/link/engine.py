@@ -33,7 +33,7 @@ from amaranth.lib.wiring import In, Out
 from ...protocol import MAX_PAYLOAD, Command, ErrorCode
 from ..core import input_layout, struct_layout
 from ..layout import RECORD_FIELDS, CoreConfig, address_map
-from .frame import BODY_ADDR_BITS, COUNTER_BITS
+from .frame import BODY_ADDR_BITS, COUNTER_BITS, _lt_const
 
 __all__ = ["CommandEngine", "device_info", "ENGINE_BASE", "REGISTERS", "config_hash"]
 
@@ -146,6 +146,7 @@ class CommandEngine(wiring.Component):
         m = Module()
         amap = address_map(c)
         region_lo = c.lane_bits + c.addr_bits
+        hab = c.host_addr_bits
 
         # --------------------------------------------------------- registers
         flags = Signal(32)
@@ -172,49 +173,89 @@ class CommandEngine(wiring.Component):
         info_rd = info_rom.read_port()
         m.d.comb += info_rd.addr.eq(rp_next)
 
+        # The word shift register: a gather shifts each byte in at the top (the last
+        # ``n`` bytes gathered are ``sh[64 - 8 * n:]``, little-endian); a word is
+        # written out from ``sh[:8]`` with the same shift.
+        sh = Signal(64)
+        shift = sh.eq(Cat(sh[8:], cur))
         k = Signal(3)
-        byt = Array(Signal(8, name=f"byte{i}") for i in range(8))
-        word = Cat(*byt)
-        payload_end = Signal(BODY_ADDR_BITS + 1)
-        m.d.comb += payload_end.eq(HEADER + self.length)
 
-        addr = Signal(32)
-        count = Signal(16)
-        i = Signal(16)
-        wp = Signal(BODY_ADDR_BITS)
+        # Word address: the low ``host_addr_bits`` bits, and whether the bits above
+        # are zero (the core) or the engine's base (the registers).  A range never
+        # wraps past 2**32 - 1 here: its first word is then out of range already.
+        lo = Signal(hab)
+        hi_zero = Signal()
+        hi_reg = Signal()
+        lo0 = Signal(hab)          # the first word's, for the pass after validation
+        hi_zero0 = Signal()
+        hi_reg0 = Signal()
+        count = Signal(8)          # words of a WRITE / READ (1 .. 128)
+        left = Signal(8)           # words still to go, down to 1
+        last_word = left == 1
+        wp = Signal(BODY_ADDR_BITS)  # reply write pointer; at the end, the reply's length
         rcmd = Signal(8)
-        rlen = Signal(BODY_ADDR_BITS)
         err = Signal(8)
         steps = Signal(16)
-        n_events = Signal(16)
-        nout = Signal(16)
+        i = Signal(10)             # steps done (at most 511 fit a payload)
+        bleft = Signal(BODY_ADDR_BITS)  # payload bytes not yet gathered (RUN checks)
+        n_ev = Signal(8)           # events of the step still to go
+        nout = Signal(8)           # records of the step in the reply (at most 127)
         npos = Signal(BODY_ADDR_BITS)
         overflow = Signal()
+        last_rec = Signal()
+        rlen = Signal(BODY_ADDR_BITS)
+        m.d.comb += rlen.eq(wp - HEADER)
 
         def write_reply(pos, value):
             m.d.comb += [self.tx_waddr.eq(pos), self.tx_wdata.eq(value), self.tx_we.eq(1)]
 
+        def gather(name, n, then):
+            """State ``name``: the next ``n`` bytes of the receive buffer into ``sh``."""
+            with m.State(name):
+                m.d.sync += [shift, k.eq(k + 1), bleft.eq(bleft - 1)]
+                m.d.comb += rp_next.eq(rp + 1)
+                with m.If(k == n - 1):
+                    m.d.sync += k.eq(0)
+                    m.next = then
+
+        def load_addr(a32):
+            m.d.sync += [lo.eq(a32[:hab]), lo0.eq(a32[:hab]),
+                         hi_zero.eq(a32[hab:] == 0), hi_zero0.eq(a32[hab:] == 0),
+                         hi_reg.eq(a32[hab:] == 1 << (31 - hab)),
+                         hi_reg0.eq(a32[hab:] == 1 << (31 - hab))]
+
+        def next_addr():
+            inc = Signal(hab + 1)
+            m.d.comb += inc.eq(lo + 1)
+            m.d.sync += [lo.eq(inc[:hab]), left.eq(left - 1)]
+            with m.If(inc[hab]):
+                m.d.sync += [hi_zero.eq(0), hi_reg.eq(hi_zero if hab == 31 else 0)]
+
+        def restart_addr():
+            m.d.sync += [lo.eq(lo0), hi_zero.eq(hi_zero0), hi_reg.eq(hi_reg0), left.eq(count)]
+
         # ------------------------------------------------- address validation
         is_reg = Signal()
-        m.d.comb += is_reg.eq((addr[31] == 1) & (addr[3:31] == 0))
-        in_core = Const(1) if c.host_addr_bits >= 32 else (addr[c.host_addr_bits:32] == 0)
-        region = addr[region_lo:c.host_addr_bits]
-        lane = addr[c.addr_bits:region_lo]
-        offset = addr[:c.addr_bits]
-        hits = [(region == int(e.region)) & (lane < e.lanes) & (offset < e.depth) for e in amap]
+        m.d.comb += is_reg.eq(hi_reg & (lo[3:] == 0))
+        region = lo[region_lo:]
+        lane = lo[c.addr_bits:region_lo]
+        offset = lo[:c.addr_bits]
+        hits = [(region == int(e.region)) & _lt_const(lane, e.lanes)
+                & _lt_const(offset, e.depth) for e in amap]
         core_r = Cat(*hits).any()
         core_w = Cat(*(h for h, e in zip(hits, amap, strict=True) if e.writable)).any()
-        read_ok = is_reg | (in_core & core_r)
-        write_ok = (is_reg & (addr[:3] == 0)) | (in_core & core_w)
+        read_ok = is_reg | (hi_zero & core_r)
+        write_ok = (is_reg & (lo[:3] == 0)) | (hi_zero & core_w)
         mask_core = Array(Const(v, 8) for v in _masks(c.host_data_bits))
         mask_reg = Array(Const(v, 8) for v in _masks(32))
         byte_bad = (cur & ~Mux(is_reg, mask_reg[k], mask_core[k])) != 0
 
         # ------------------------------------------------------------ RUN data
-        ev_index = word[:16]
-        ev_value = word[16:32].as_signed()
-        lo, hi = -(1 << (c.in_bits - 1)), (1 << (c.in_bits - 1)) - 1
-        ev_ok = (ev_index < c.max_inputs) & (ev_value >= lo) & (ev_value <= hi)
+        ev_index = sh[32:48]
+        ev_value = sh[48:64]
+        # ``value`` in the signed ``in_bits`` range: the bits from the sign bit up agree.
+        top = ev_value[c.in_bits - 1:]
+        ev_ok = _lt_const(ev_index, c.max_inputs) & ((top == 0) | (top == (1 << len(top)) - 1))
         rec = self.core_output.payload.as_value()
         rec_kind = self.core_output.payload.kind
 
@@ -222,7 +263,7 @@ class CommandEngine(wiring.Component):
         zl = Signal(range(max([e.lanes for e in state_entries] + [1]) + 1))
         za = Signal(range(max([e.depth for e in state_entries] + [1]) + 1))
 
-        m.d.comb += self.host_addr.eq(addr)
+        m.d.comb += [self.host_addr.eq(lo), self.host_wdata.eq(sh)]  # RESET clears ``sh``
 
         with m.FSM():
             with m.State("IDLE"):
@@ -242,34 +283,37 @@ class CommandEngine(wiring.Component):
 
             with m.State("WAIT_TX"):
                 # The reply buffer (the cache) is free once the last reply is sent.
+                length = self.length
                 with m.If(~self.send_busy):
-                    m.d.sync += [cache_valid.eq(0), rcmd.eq(self.cmd | 0x80), rlen.eq(0),
-                                 k.eq(0), wp.eq(HEADER), i.eq(0), overflow.eq(0)]
+                    m.d.sync += [cache_valid.eq(0), rcmd.eq(self.cmd | 0x80), k.eq(0),
+                                 wp.eq(HEADER), i.eq(0), overflow.eq(0),
+                                 bleft.eq(length)]
                     m.d.comb += rp_next.eq(HEADER)
+                    empty = length == 0
                     with m.Switch(self.cmd):
                         with m.Case(Command.INFO):
-                            with m.If(self.length == 0):
+                            with m.If(empty):
                                 m.d.comb += rp_next.eq(0)
                                 m.next = "INFO"
                             with m.Else():
                                 self._error(m, err, ErrorCode.BAD_PAYLOAD)
                         with m.Case(Command.WRITE):
-                            with m.If(self.length >= 6):
+                            with m.If(~_lt_const(length, 6)):
                                 m.next = "W_HDR"
                             with m.Else():
                                 self._error(m, err, ErrorCode.BAD_PAYLOAD)
                         with m.Case(Command.READ):
-                            with m.If(self.length == 6):
+                            with m.If(length == 6):
                                 m.next = "R_HDR"
                             with m.Else():
                                 self._error(m, err, ErrorCode.BAD_PAYLOAD)
                         with m.Case(Command.RESET):
-                            with m.If(self.length == 0):
+                            with m.If(empty):
                                 m.next = "RS_CLEAR"
                             with m.Else():
                                 self._error(m, err, ErrorCode.BAD_PAYLOAD)
                         with m.Case(Command.RUN):
-                            with m.If(self.length >= 2):
+                            with m.If(~_lt_const(length, 2)):
                                 m.next = "RV_COUNT"
                             with m.Else():
                                 self._error(m, err, ErrorCode.BAD_PAYLOAD)
@@ -278,38 +322,37 @@ class CommandEngine(wiring.Component):
 
             with m.State("ERROR"):
                 write_reply(HEADER, err)
-                m.d.sync += [rcmd.eq(0xFF), rlen.eq(1), errors.eq(errors + 1), k.eq(0)]
+                m.d.sync += [rcmd.eq(0xFF), wp.eq(HEADER + 1), errors.eq(errors + 1), k.eq(0)]
                 m.next = "FINISH"
 
             with m.State("FINISH"):
                 header = Array([rcmd, self.seq, rlen[:8], rlen[8:]])
-                write_reply(k, header[k])
+                write_reply(k, header[k[:2]])
                 m.d.sync += k.eq(k + 1)
                 with m.If(k == 3):
                     m.d.sync += [k.eq(0), cache_valid.eq(1), cache_seq.eq(self.seq),
-                                 cache_crc.eq(self.crc), cache_len.eq(HEADER + rlen)]
+                                 cache_crc.eq(self.crc), cache_len.eq(wp)]
                     m.d.comb += [self.frame_ack.eq(1), self.send.eq(1),
-                                 self.send_length.eq(HEADER + rlen)]
+                                 self.send_length.eq(wp)]
                     m.next = "IDLE"
 
             # --------------------------------------------------------- INFO
             with m.State("INFO"):
                 write_reply(wp, info_rd.data)
-                m.d.sync += [wp.eq(wp + 1), i.eq(i + 1)]
+                m.d.sync += wp.eq(wp + 1)
                 m.d.comb += rp_next.eq(rp + 1)
-                with m.If(i == len(self.info) - 1):
-                    m.d.sync += [rlen.eq(len(self.info)), k.eq(0)]
+                with m.If(rp == len(self.info) - 1):
                     m.next = "FINISH"
 
             # -------------------------------------------------------- WRITE
-            self._gather(m, "W_HDR", 6, k, byt, cur, rp, rp_next, "W_CHECK")
+            gather("W_HDR", 6, "W_CHECK")
             with m.State("W_CHECK"):
-                cnt = word[32:48]
-                m.d.sync += [addr.eq(word[:32]), count.eq(cnt), i.eq(0), k.eq(0)]
-                with m.If((cnt == 0) | (self.length != 6 + 8 * cnt)):
+                # ``length`` is at most MAX_PAYLOAD (the decoder's checks), so is 8 * cnt.
+                cnt = sh[48:64]
+                load_addr(sh[16:48])
+                m.d.sync += [count.eq(cnt), left.eq(cnt), k.eq(0)]
+                with m.If((cnt == 0) | (self.length[:3] != 6) | (self.length[3:] != cnt)):
                     self._error(m, err, ErrorCode.BAD_PAYLOAD)
-                with m.Elif(word[:32] + cnt > (1 << 32)):
-                    self._error(m, err, ErrorCode.ADDRESS_OUT_OF_RANGE)
                 with m.Else():
                     m.next = "W_VALIDATE"
             with m.State("W_VALIDATE"):
@@ -321,65 +364,64 @@ class CommandEngine(wiring.Component):
                 with m.Elif(byte_bad):
                     self._error(m, err, ErrorCode.BAD_PAYLOAD)
                 with m.Elif(k == 7):
-                    m.d.sync += [addr.eq(addr + 1), i.eq(i + 1)]
-                    with m.If(i == count - 1):
-                        m.d.sync += [addr.eq(addr - i), i.eq(0)]
+                    next_addr()
+                    with m.If(last_word):
+                        restart_addr()
                         m.d.comb += rp_next.eq(HEADER + 6)
                         m.next = "W_GATHER"
-            self._gather(m, "W_GATHER", 8, k, byt, cur, rp, rp_next, "W_DO")
+            gather("W_GATHER", 8, "W_DO")
             with m.State("W_DO"):
                 with m.If(is_reg):
-                    m.d.sync += flags.eq(word[:32])
+                    m.d.sync += flags.eq(sh[:32])
                     m.next = "W_NEXT"
                 with m.Elif(~self.core_busy):
-                    m.d.comb += [self.host_we.eq(1), self.host_wdata.eq(word)]
+                    m.d.comb += self.host_we.eq(1)
                     m.next = "W_NEXT"
             with m.State("W_NEXT"):
-                m.d.sync += [addr.eq(addr + 1), i.eq(i + 1)]
-                with m.If(i == count - 1):
+                next_addr()
+                with m.If(last_word):
                     m.next = "FINISH"
                 with m.Else():
                     m.next = "W_GATHER"
 
             # --------------------------------------------------------- READ
-            self._gather(m, "R_HDR", 6, k, byt, cur, rp, rp_next, "R_CHECK")
+            gather("R_HDR", 6, "R_CHECK")
             with m.State("R_CHECK"):
-                cnt = word[32:48]
-                m.d.sync += [addr.eq(word[:32]), count.eq(cnt), i.eq(0)]
+                cnt = sh[48:64]
+                load_addr(sh[16:48])
+                m.d.sync += [count.eq(cnt), left.eq(cnt)]
                 with m.If(cnt == 0):
                     self._error(m, err, ErrorCode.BAD_PAYLOAD)
-                with m.Elif(cnt > MAX_PAYLOAD // 8):
+                with m.Elif(~_lt_const(cnt, MAX_PAYLOAD // 8 + 1)):
                     self._error(m, err, ErrorCode.TOO_LARGE)
-                with m.Elif(word[:32] + cnt > (1 << 32)):
-                    self._error(m, err, ErrorCode.ADDRESS_OUT_OF_RANGE)
                 with m.Else():
                     m.next = "R_VALIDATE"
             with m.State("R_VALIDATE"):
                 with m.If(~read_ok):
                     self._error(m, err, ErrorCode.ADDRESS_OUT_OF_RANGE)
                 with m.Else():
-                    m.d.sync += [addr.eq(addr + 1), i.eq(i + 1)]
-                    with m.If(i == count - 1):
-                        m.d.sync += [addr.eq(addr - i), i.eq(0)]
+                    next_addr()
+                    with m.If(last_word):
+                        restart_addr()
                         m.next = "R_FETCH"
             with m.State("R_FETCH"):
+                m.d.sync += k.eq(0)
                 with m.If(is_reg):
-                    m.d.sync += [word.eq(regs[addr[:3]]), k.eq(0)]
+                    m.d.sync += sh.eq(regs[lo[:3]])
                     m.next = "R_PUT"
                 with m.Elif(~self.core_busy):
                     m.d.comb += self.host_re.eq(1)
                     m.next = "R_WAIT"
             with m.State("R_WAIT"):
                 with m.If(self.host_rvalid):
-                    m.d.sync += [word.eq(self.host_rdata), k.eq(0)]
+                    m.d.sync += sh.eq(self.host_rdata)
                     m.next = "R_PUT"
             with m.State("R_PUT"):
-                write_reply(wp, byt[k])
-                m.d.sync += [wp.eq(wp + 1), k.eq(k + 1)]
+                write_reply(wp, sh[:8])
+                m.d.sync += [shift, wp.eq(wp + 1), k.eq(k + 1)]
                 with m.If(k == 7):
-                    m.d.sync += [addr.eq(addr + 1), i.eq(i + 1)]
-                    with m.If(i == count - 1):
-                        m.d.sync += rlen.eq(8 * count)
+                    next_addr()
+                    with m.If(last_word):
                         m.next = "FINISH"
                     with m.Else():
                         m.next = "R_FETCH"
@@ -388,11 +430,11 @@ class CommandEngine(wiring.Component):
             with m.State("RS_CLEAR"):
                 with m.If(~self.core_busy):
                     m.d.comb += self.clear.eq(1)
-                    m.d.sync += [zl.eq(0), za.eq(0)]
+                    m.d.sync += [zl.eq(0), za.eq(0), sh.eq(0)]
                     m.next = "RS_ZERO0" if state_entries else "FINISH"
             for j, e in enumerate(state_entries):
                 with m.State(f"RS_ZERO{j}"):
-                    m.d.comb += [self.host_we.eq(1), self.host_wdata.eq(0),
+                    m.d.comb += [self.host_we.eq(1),
                                  self.host_addr.eq((int(e.region) << region_lo)
                                                    | (zl << c.addr_bits) | za)]
                     m.d.sync += za.eq(za + 1)
@@ -404,82 +446,89 @@ class CommandEngine(wiring.Component):
                                 else "FINISH"
 
             # ---------------------------------------------------------- RUN
-            self._gather(m, "RV_COUNT", 2, k, byt, cur, rp, rp_next, "RV_COUNT_CHECK")
+            # Validation: ``bleft`` counts the payload bytes not yet gathered.
+            steps_reached = (i == steps[:len(i)]) & (steps[len(i):] == 0)
+            gather("RV_COUNT", 2, "RV_COUNT_CHECK")
             with m.State("RV_COUNT_CHECK"):
-                m.d.sync += [steps.eq(word[:16]), i.eq(0)]
-                with m.If(word[:16] == 0):
+                m.d.sync += [steps.eq(sh[48:64]), i.eq(0)]
+                with m.If(sh[48:64] == 0):
                     self._error(m, err, ErrorCode.BAD_PAYLOAD)
                 with m.Else():
                     m.next = "RV_STEP"
             with m.State("RV_STEP"):
-                with m.If(i == steps):
-                    with m.If(rp == payload_end):
+                with m.If(steps_reached):
+                    with m.If(bleft == 0):
                         m.d.sync += [i.eq(0), wp.eq(HEADER)]
                         m.d.comb += rp_next.eq(HEADER + 2)
                         m.next = "RX_STEP"
                     with m.Else():
                         self._error(m, err, ErrorCode.BAD_PAYLOAD)
-                with m.Elif(rp + 2 > payload_end):
+                with m.Elif(_lt_const(bleft, 2)):
                     self._error(m, err, ErrorCode.BAD_PAYLOAD)
                 with m.Else():
                     m.next = "RV_NEV"
-            self._gather(m, "RV_NEV", 2, k, byt, cur, rp, rp_next, "RV_NEV_SET")
+            gather("RV_NEV", 2, "RV_NEV_SET")
             with m.State("RV_NEV_SET"):
-                m.d.sync += [n_events.eq(word[:16]), count.eq(0)]
-                m.next = "RV_EVENT"
+                # Over 255 events cannot fit the payload: the same BAD_PAYLOAD, sooner.
+                m.d.sync += n_ev.eq(sh[48:56])
+                with m.If(sh[56:64] != 0):
+                    self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                with m.Else():
+                    m.next = "RV_EVENT"
             with m.State("RV_EVENT"):
-                with m.If(count == n_events):
+                with m.If(n_ev == 0):
                     m.d.sync += i.eq(i + 1)
                     m.next = "RV_STEP"
-                with m.Elif(rp + 4 > payload_end):
+                with m.Elif(_lt_const(bleft, 4)):
                     self._error(m, err, ErrorCode.BAD_PAYLOAD)
                 with m.Else():
                     m.next = "RV_EV"
-            self._gather(m, "RV_EV", 4, k, byt, cur, rp, rp_next, "RV_EV_CHECK")
+            gather("RV_EV", 4, "RV_EV_CHECK")
             with m.State("RV_EV_CHECK"):
                 with m.If(ev_ok):
-                    m.d.sync += count.eq(count + 1)
+                    m.d.sync += n_ev.eq(n_ev - 1)
                     m.next = "RV_EVENT"
                 with m.Else():
                     self._error(m, err, ErrorCode.BAD_PAYLOAD)
 
+            # Execution.
             with m.State("RX_STEP"):
-                with m.If(i == steps):
+                with m.If(steps_reached):
                     m.next = "RX_DRAIN"
                 with m.Else():
                     m.next = "RX_NEV"
-            self._gather(m, "RX_NEV", 2, k, byt, cur, rp, rp_next, "RX_NEV_SET")
+            gather("RX_NEV", 2, "RX_NEV_SET")
             with m.State("RX_NEV_SET"):
-                m.d.sync += [n_events.eq(word[:16]), count.eq(0)]
+                m.d.sync += n_ev.eq(sh[48:56])
                 m.next = "RX_EVENT"
             with m.State("RX_EVENT"):
-                with m.If(count == n_events):
+                with m.If(n_ev == 0):
                     m.d.comb += [self.core_input.valid.eq(1),
                                  self.core_input.payload.end.eq(1)]
                     with m.If(self.core_input.ready):
                         m.d.sync += [npos.eq(wp), nout.eq(0)]
-                        with m.If(wp + 2 > HEADER + MAX_PAYLOAD):
+                        with m.If(~_lt_const(wp, HEADER + MAX_PAYLOAD - 1)):
                             m.d.sync += overflow.eq(1)
                         with m.Else():
                             m.d.sync += wp.eq(wp + 2)
                         m.next = "RX_OUT"
                 with m.Else():
                     m.next = "RX_EV"
-            self._gather(m, "RX_EV", 4, k, byt, cur, rp, rp_next, "RX_PUSH")
+            gather("RX_EV", 4, "RX_PUSH")
             with m.State("RX_PUSH"):
                 m.d.comb += [self.core_input.valid.eq(1),
                              self.core_input.payload.index.eq(ev_index),
                              self.core_input.payload.value.eq(ev_value)]
                 with m.If(self.core_input.ready):
-                    m.d.sync += count.eq(count + 1)
+                    m.d.sync += n_ev.eq(n_ev - 1)
                     m.next = "RX_EVENT"
             with m.State("RX_OUT"):
                 m.d.comb += self.core_output.ready.eq(1)
                 with m.If(self.core_output.valid):
                     keep = (rec_kind != 0) | flags[0]
                     with m.If(keep):
-                        m.d.sync += [word.eq(rec), k.eq(0)]
-                        with m.If(overflow | (wp + 8 > HEADER + MAX_PAYLOAD)):
+                        m.d.sync += [sh.eq(rec), k.eq(0), last_rec.eq(rec_kind == 2)]
+                        with m.If(overflow | ~_lt_const(wp, HEADER + MAX_PAYLOAD - 7)):
                             m.d.sync += overflow.eq(1)
                             with m.If(rec_kind == 2):
                                 m.next = "RX_NOUT"
@@ -487,18 +536,19 @@ class CommandEngine(wiring.Component):
                             m.d.sync += nout.eq(nout + 1)
                             m.next = "RX_REC"
             with m.State("RX_REC"):
-                write_reply(wp, byt[k])
-                m.d.sync += [wp.eq(wp + 1), k.eq(k + 1)]
+                write_reply(wp, sh[:8])
+                m.d.sync += [shift, wp.eq(wp + 1), k.eq(k + 1)]
                 with m.If(k == 7):
-                    with m.If(word[:2] == 2):
+                    with m.If(last_rec):
                         m.next = "RX_NOUT"
                     with m.Else():
                         m.next = "RX_OUT"
             with m.State("RX_NOUT"):
+                # ``npos`` is even (the payload starts at 4, steps add 2, records 8).
                 with m.If(~overflow):
-                    write_reply(npos + k, Array([nout[:8], nout[8:]])[k[0]])
+                    write_reply(Cat(k[0], npos[1:]), Mux(k[0], 0, nout))
                 m.d.sync += k.eq(k + 1)
-                with m.If(k == 1):
+                with m.If(k[0]):
                     m.d.sync += [k.eq(0), i.eq(i + 1), steps_done.eq(steps_done + 1)]
                     m.next = "RX_STEP"
             with m.State("RX_DRAIN"):
@@ -506,7 +556,7 @@ class CommandEngine(wiring.Component):
                     with m.If(overflow):
                         self._error(m, err, ErrorCode.TOO_LARGE)
                     with m.Else():
-                        m.d.sync += [rlen.eq(wp - HEADER), k.eq(0)]
+                        m.d.sync += k.eq(0)
                         m.next = "FINISH"
         return m
 
@@ -514,13 +564,3 @@ class CommandEngine(wiring.Component):
     def _error(m, err, code):
         m.d.sync += err.eq(int(code))
         m.next = "ERROR"
-
-    @staticmethod
-    def _gather(m, name, n, k, byt, cur, rp, rp_next, then):
-        """State ``name``: the next ``n`` bytes of the receive buffer into ``byt[0..n-1]``."""
-        with m.State(name):
-            m.d.sync += [byt[k].eq(cur), k.eq(k + 1)]
-            m.d.comb += rp_next.eq(rp + 1)
-            with m.If(k == n - 1):
-                m.d.sync += k.eq(0)
-                m.next = then

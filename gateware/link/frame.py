@@ -28,7 +28,7 @@ the byte at the previous clock's address.
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -57,6 +57,18 @@ def _crc16_matrix():
 
 
 _CRC16_MATRIX = _crc16_matrix()
+
+
+def _lt_const(x, limit: int):
+    """``x < limit`` for an unsigned ``x`` and a constant, as plain logic (no carry chain)."""
+    if limit <= 0:
+        return Const(0)
+    if limit >= 1 << len(x):
+        return Const(1)
+    result = Const(0)  # equal so far: not less
+    for b in range(len(x)):  # from the LSB up; the higher bits decide
+        result = (~x[b] | result) if (limit >> b) & 1 else (~x[b] & result)
+    return result
 
 
 def crc16_update(crc, byte):
@@ -105,8 +117,8 @@ class FrameDecoder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         enc_count = Signal(range(MAX_ENCODED_FRAME + 1))
-        code_left = Signal(8)
-        last_code = Signal(8)
+        code_left = Signal(8, init=1)   # 1 + the data bytes left in the COBS run
+        last_full = Signal()            # the last code byte was 0xFF: no zero after its run
         first = Signal(init=1)
         discarding = Signal()
         body_len = Signal(range(MAX_ENCODED_FRAME + 1))
@@ -124,11 +136,11 @@ class FrameDecoder(wiring.Component):
         m.d.comb += [
             self.wr_addr.eq(body_len),
             self.wr_data.eq(emit_byte),
-            self.wr_en.eq(emit & (body_len < MAX_BODY)),
+            self.wr_en.eq(emit & _lt_const(body_len, MAX_BODY)),
         ]
         with m.If(emit):
             m.d.sync += [body_len.eq(body_len + 1), older.eq(newer), newer.eq(emit_byte)]
-            with m.If(body_len >= 2):
+            with m.If(~_lt_const(body_len, 2)):
                 m.d.sync += crc.eq(crc16_update(crc, older))
             with m.Switch(body_len):
                 with m.Case(0):
@@ -141,7 +153,7 @@ class FrameDecoder(wiring.Component):
                     m.d.sync += len_field[8:].eq(emit_byte)
 
         def restart():
-            m.d.sync += [enc_count.eq(0), code_left.eq(0), first.eq(1), body_len.eq(0),
+            m.d.sync += [enc_count.eq(0), code_left.eq(1), first.eq(1), body_len.eq(0),
                          crc.eq(0xFFFF)]
 
         byte = self.rx.payload
@@ -151,11 +163,11 @@ class FrameDecoder(wiring.Component):
                 m.d.sync += discarding.eq(0)
                 with m.If(discarding | (enc_count == 0)):
                     pass
-                with m.Elif(code_left != 0):
+                with m.Elif(code_left != 1):
                     m.d.sync += self.drop_bad_length.eq(self.drop_bad_length + 1)
-                with m.Elif(body_len < MIN_BODY):
+                with m.Elif(_lt_const(body_len, MIN_BODY)):
                     m.d.sync += self.drop_bad_length.eq(self.drop_bad_length + 1)
-                with m.Elif(body_len > MAX_BODY):
+                with m.Elif(~_lt_const(body_len, MAX_BODY + 1)):
                     m.d.sync += self.drop_too_large.eq(self.drop_too_large + 1)
                 with m.Elif(len_field != body_len - MIN_BODY):
                     m.d.sync += self.drop_bad_length.eq(self.drop_bad_length + 1)
@@ -173,9 +185,9 @@ class FrameDecoder(wiring.Component):
                              self.drop_too_large.eq(self.drop_too_large + 1)]
             with m.Else():
                 m.d.sync += enc_count.eq(enc_count + 1)
-                with m.If(code_left == 0):
-                    m.d.sync += [first.eq(0), last_code.eq(byte), code_left.eq(byte - 1)]
-                    with m.If(~first & (last_code != 0xFF)):
+                with m.If(code_left == 1):
+                    m.d.sync += [first.eq(0), last_full.eq(byte == 0xFF), code_left.eq(byte)]
+                    with m.If(~first & ~last_full):
                         m.d.comb += [emit.eq(1), emit_byte.eq(0)]
                 with m.Else():
                     m.d.sync += code_left.eq(code_left - 1)
@@ -191,7 +203,7 @@ class FrameEncoder(wiring.Component):
     buffer; ``busy`` is high from the clock after ``start`` until the delimiter
     has been taken; ``mem_addr`` (out) / ``mem_data`` (in) read the buffer
     through a synchronous read port; ``tx`` is the 8-bit output stream.
-    Cost: ``length`` clocks of CRC, then per COBS run about twice its bytes
+    Cost: ``length + 2`` clocks of CRC, then per COBS run about twice its bytes
     plus 2 clocks (scan, then send one byte per clock while ``tx.ready``).
     """
 
@@ -208,72 +220,69 @@ class FrameEncoder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n = Signal(BODY_ADDR_BITS)          # body bytes without the CRC
-        total = Signal(BODY_ADDR_BITS)      # with it
+        n1 = Signal(BODY_ADDR_BITS)         # n + 1
+        total = Signal(BODY_ADDR_BITS)      # n + 2: with the CRC
         ptr = Signal(BODY_ADDR_BITS)        # the byte ``cur`` is read from
         ptr_next = Signal(BODY_ADDR_BITS)
         run_start = Signal(BODY_ADDR_BITS)
-        run = Signal(8)
+        code = Signal(8)                    # the run's COBS code: 1 + its non-zero bytes
+        full = Signal()                     # the run is 254 bytes (code 0xFF): no zero after it
         crc = Signal(16)
         m.d.comb += [ptr_next.eq(ptr), self.mem_addr.eq(ptr_next)]
         m.d.sync += ptr.eq(ptr_next)
+        inc = ptr + 1
+        at_end = ptr == total
         # The byte at ``ptr``: the buffer, then the CRC (little-endian).
         cur = Signal(8)
-        m.d.comb += cur.eq(Mux(ptr < n, self.mem_data, Mux(ptr == n, crc[:8], crc[8:])))
+        m.d.comb += cur.eq(Mux(ptr == n, crc[:8], Mux(ptr == n1, crc[8:], self.mem_data)))
 
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [n.eq(self.length), total.eq(self.length + 2),
-                                 crc.eq(0xFFFF)]
+                    m.d.sync += [n.eq(self.length), crc.eq(0xFFFF)]
                     m.d.comb += ptr_next.eq(0)
                     m.next = "CRC"
             with m.State("CRC"):
-                m.d.comb += self.busy.eq(1)
+                # One pass over the body; then ``n1`` and ``total`` from the pointer.
+                m.d.comb += [self.busy.eq(1), ptr_next.eq(inc)]
                 with m.If(ptr == n):
-                    m.d.comb += ptr_next.eq(0)
-                    m.d.sync += [run_start.eq(0), run.eq(0)]
-                    m.next = "SCAN"
+                    m.d.sync += n1.eq(inc)
+                    m.next = "CRC_END"
                 with m.Else():
                     m.d.sync += crc.eq(crc16_update(crc, self.mem_data))
-                    m.d.comb += ptr_next.eq(ptr + 1)
+            with m.State("CRC_END"):
+                m.d.comb += [self.busy.eq(1), ptr_next.eq(0)]
+                m.d.sync += [total.eq(inc), run_start.eq(0), code.eq(1)]
+                m.next = "SCAN"
             with m.State("SCAN"):
                 m.d.comb += self.busy.eq(1)
-                with m.If((ptr == total) | (cur == 0) | (run == 254)):
+                with m.If(at_end | (cur == 0) | (code == 0xFF)):
                     m.next = "CODE"
                 with m.Else():
-                    m.d.sync += run.eq(run + 1)
-                    m.d.comb += ptr_next.eq(ptr + 1)
+                    m.d.sync += code.eq(code + 1)
+                    m.d.comb += ptr_next.eq(inc)
             with m.State("CODE"):
-                m.d.comb += [self.busy.eq(1), self.tx.valid.eq(1),
-                             self.tx.payload.eq(run + 1)]
+                m.d.comb += [self.busy.eq(1), self.tx.valid.eq(1), self.tx.payload.eq(code)]
                 with m.If(self.tx.ready):
+                    m.d.sync += full.eq(code == 0xFF)
                     m.d.comb += ptr_next.eq(run_start)
                     m.next = "DATA"
             with m.State("DATA"):
                 m.d.comb += self.busy.eq(1)
-                end = run_start + run
-                with m.If(ptr == end):
-                    # The run is sent: skip its zero, or stop at the end.
-                    with m.If(run == 254):
-                        m.d.sync += [run_start.eq(end), run.eq(0)]
-                        m.next = "NEXT_FULL"
-                    with m.Elif(end == total):
+                with m.If(code == 1):
+                    # The run is sent: the end, or skip its zero (none after a full run).
+                    with m.If(at_end):
                         m.next = "DELIM"
                     with m.Else():
-                        m.d.comb += ptr_next.eq(end + 1)
-                        m.d.sync += [run_start.eq(end + 1), run.eq(0)]
+                        with m.If(~full):
+                            m.d.comb += ptr_next.eq(inc)
+                        m.d.sync += run_start.eq(ptr_next)
                         m.next = "SCAN"
                 with m.Else():
                     m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(cur)]
                     with m.If(self.tx.ready):
-                        m.d.comb += ptr_next.eq(ptr + 1)
-            with m.State("NEXT_FULL"):
-                # After a full 254-byte run: nothing more (no trailing 01), or scan on.
-                m.d.comb += self.busy.eq(1)
-                with m.If(run_start == total):
-                    m.next = "DELIM"
-                with m.Else():
-                    m.next = "SCAN"
+                        m.d.sync += code.eq(code - 1)
+                        m.d.comb += ptr_next.eq(inc)
             with m.State("DELIM"):
                 m.d.comb += [self.busy.eq(1), self.tx.valid.eq(1), self.tx.payload.eq(0)]
                 with m.If(self.tx.ready):
