@@ -243,7 +243,10 @@ def build(board: Board, *, top: str = "soc", config: CoreConfig | None = None,
                     f"--freq {design.clk_freq / 1e6:.4f}")
     if board.family == "ecp5":
         nextpnr_opts += " --router router2"  # much faster than router1 on the big parts
-    overrides = {"nextpnr_opts": nextpnr_opts}
+    # The registers of the core's no-collision read ports become block RAM output
+    # registers, which have no power-up value (gateware.core.nrw_read_port).
+    overrides = {"nextpnr_opts": nextpnr_opts,
+                 "script_after_read": "setattr -unset init w:*_nrw"}
     if board.family == "ice40":
         overrides["synth_opts"] = "-dsp"
     plan = platform.prepare(design, name=name, **overrides)

@@ -60,10 +60,11 @@ _ECP5_25 = {"LUT": 24288, "FF": 24288, "BRAM": 56, "DSP": 28}
 _ECP5_85 = {"LUT": 83640, "FF": 83640, "BRAM": 208, "DSP": 156}
 _A7_100 = {"LUT": 63400, "FF": 126800, "BRAM": 135, "DSP": 240}
 
-# The digits network (64 -> 128 LIF -> 10 LI) fits with room for a third layer.
-ICEBREAKER_CONFIG = CoreConfig(lanes=4, max_layers=2, max_edges=4, max_neurons=128,
+# The digits network (64 -> 128 LIF -> 10 LI) fits, with room for one more edge (a
+# recurrent or skip one); every logic cell counts on the UP5K.
+ICEBREAKER_CONFIG = CoreConfig(lanes=4, max_layers=2, max_edges=3, max_neurons=128,
                                max_inputs=128, max_fanin=256, neuron_depth=48,
-                               weight_depth=16384)
+                               weight_depth=16384, event_fifo_depth=2)
 ECP5_25_CONFIG = CoreConfig(lanes=8, max_layers=4, max_edges=8, max_neurons=256,
                             max_inputs=256, max_fanin=256, neuron_depth=64,
                             weight_depth=2048)

@@ -95,6 +95,10 @@ def make_core(config: CoreConfig, clk_freq: float, baud: int, weight_memory=None
     return CoreScan(config=config, weight_memory=weight_memory)
 
 
+RX_FIFO_DEPTH = 512
+"""The board SoC's UART receive FIFO, in bytes."""
+
+
 def make_soc(config: CoreConfig, clk_freq: float, baud: int, weight_memory=None,
              link: str = "uart"):
     """The SoC top: ``gateware.link.SoC`` with the UART link, or (``link="stream"``,
@@ -108,8 +112,11 @@ def make_soc(config: CoreConfig, clk_freq: float, baud: int, weight_memory=None,
                              "--top core for a core-only build") from exc
     if link == "stream":
         return AXIStreamLink(config=config, weight_memory=weight_memory)
+    # At UART speed every request but RUN executes faster than it arrives, and the
+    # host sends RUN stop-and-wait: a 512-byte receive FIFO (one iCE40 block RAM)
+    # is ample (docs/boards.md).
     return SoC(config=config, link=link, clk_freq=int(clk_freq), baud=baud,
-               weight_memory=weight_memory)
+               weight_memory=weight_memory, rx_fifo_depth=RX_FIFO_DEPTH)
 
 
 TOPS = {"core": make_core, "soc": make_soc}

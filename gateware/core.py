@@ -75,6 +75,7 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .counters import CounterBank
 from .lane import NeuronFire, NeuronLeak, shift_add_product, total_bits
 from .layout import (
     COUNTERS,
@@ -89,7 +90,29 @@ from .layout import (
 )
 from .router import SpikeRouter
 
-__all__ = ["NPUCore", "check_core_arguments", "struct_layout", "input_layout"]
+__all__ = ["NPUCore", "check_core_arguments", "struct_layout", "input_layout", "NO_RW_CHECK",
+           "nrw_read_port"]
+
+NO_RW_CHECK = {"no_rw_check": 1}
+"""Memory attributes telling Yosys that read/write collisions need no old-data
+bypass (the design never uses such a read's data); see :func:`nrw_read_port`."""
+
+
+def nrw_read_port(m: Module, mem: memory.Memory, name: str) -> SimpleNamespace:
+    """A read port of ``mem`` (marked ``NO_RW_CHECK``) with one clock of latency
+    (``addr``, ``data``), the same as a synchronous ``read_port()`` in simulation.
+
+    Built as an asynchronous port and a reset-less register named ``<name>_nrw``:
+    Yosys honours ``no_rw_check`` only when it merges such a register into the
+    port, and then maps the memory to a block RAM without the old-data bypass it
+    otherwise builds (on iCE40 a flip-flop per data bit for the delayed write and
+    one for the bypass, and a multiplexer).  Block RAM outputs have no power-up
+    value, so the board build removes the register's (``boards/build.py``,
+    ``setattr -unset init w:*_nrw``); its data is never used before a read."""
+    port = mem.read_port(domain="comb")
+    data = Signal(mem.shape, name=f"{name}_nrw", reset_less=True)
+    m.d.sync += data.eq(port.data)
+    return SimpleNamespace(addr=port.addr, data=data)
 
 
 def struct_layout(fields) -> data.StructLayout:
@@ -161,20 +184,30 @@ class NPUCore(wiring.Component):
         # Indexed by Cat(source, bank): sized for the full index space.
         counts = Array(Signal(range(max(c.max_neurons, c.max_inputs) + 1), name=f"count{i}")
                        for i in range(2 << c.src_bits))
-        counters = Array(Signal(32, name=f"ctr{i}") for i in range(len(COUNTERS) * L + 2))
+        # The counters (per layer COUNTERS, then busy clocks and steps) live in a block
+        # RAM (area); the FSM raises one ``inc`` bit per counter and clock.
+        n_counters = len(COUNTERS) * L + 2
+        m.submodules.counters = counters = CounterBank(n=n_counters)
         n_ctr = len(COUNTERS)
 
         ev_layout = data.StructLayout({"index": unsigned(c.idx_bits),
                                        "value": signed(c.in_bits)})
+        # ``NO_RW_CHECK`` (area): on these memories the core never uses the data of a
+        # read that collides with a write to the same address (the event lists: a layer
+        # is never read while the router writes its current bank; membranes: NEURON
+        # writes the row the read port still points at, whose data nobody uses; weights
+        # and parameters: written only while idle), so synthesis need not build the
+        # old-data bypass (a flip-flop per data bit and a multiplexer on iCE40).
         m.submodules.events = events = memory.Memory(
-            shape=ev_layout, depth=2 << (c.src_bits + c.idx_bits), init=[])
-        ev_rd = events.read_port()
+            shape=ev_layout, depth=2 << (c.src_bits + c.idx_bits), init=[],
+            attrs=NO_RW_CHECK)
+        ev_rd = nrw_read_port(m, events, "events")
         ev_wr = events.write_port()
         # The input's events live in their own two-bank memory, so the next step's
         # input streams in while this step runs.
         m.submodules.input_events = input_events = memory.Memory(
-            shape=ev_layout, depth=2 << c.idx_bits, init=[])
-        in_rd = input_events.read_port()
+            shape=ev_layout, depth=2 << c.idx_bits, init=[], attrs=NO_RW_CHECK)
+        in_rd = nrw_read_port(m, input_events, "input_events")
         in_wr = input_events.write_port()
 
         if c.has_ssm:
@@ -192,19 +225,22 @@ class NPUCore(wiring.Component):
         weights, params, membranes = [], [], []
         for p in range(P):
             if self.weight_memory is None:
-                wmem = memory.Memory(shape=signed(c.w_bits), depth=c.weight_depth, init=[])
-                w_ports = (wmem.read_port(), wmem.write_port())
+                wmem = memory.Memory(shape=signed(c.w_bits), depth=c.weight_depth, init=[],
+                                     attrs=NO_RW_CHECK)
+                w_ports = (nrw_read_port(m, wmem, f"weights{p}"), wmem.write_port())
             else:
                 wmem = self.weight_memory(shape=signed(c.w_bits), depth=c.weight_depth)
                 w_ports = (wmem.read, wmem.write)
-            pmem = memory.Memory(shape=param_l, depth=c.neuron_depth, init=[])
-            umem = memory.Memory(shape=u_shape, depth=c.neuron_depth, init=[])
+            pmem = memory.Memory(shape=param_l, depth=c.neuron_depth, init=[],
+                                 attrs=NO_RW_CHECK)
+            umem = memory.Memory(shape=u_shape, depth=c.neuron_depth, init=[],
+                                 attrs=NO_RW_CHECK)
             m.submodules[f"weights{p}"] = wmem
             m.submodules[f"params{p}"] = pmem
             m.submodules[f"membranes{p}"] = umem
             weights.append(w_ports)
-            params.append((pmem.read_port(), pmem.write_port()))
-            membranes.append((umem.read_port(), umem.write_port()))
+            params.append((nrw_read_port(m, pmem, f"params{p}"), pmem.write_port()))
+            membranes.append((nrw_read_port(m, umem, f"membranes{p}"), umem.write_port()))
 
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(
             width=self.record_layout.size, depth=c.event_fifo_depth)
@@ -222,7 +258,7 @@ class NPUCore(wiring.Component):
         # host uses valid addresses only, see ``layout.address_map``).
         addr_layer = addr[:max(1, (L - 1).bit_length())]
         addr_edge = addr[:max(1, (c.max_edges - 1).bit_length())]
-        addr_ctr = addr[:max(1, (len(counters) - 1).bit_length())]
+        addr_ctr = addr[:max(1, (n_counters - 1).bit_length())]
         busy = Signal()
         m.d.comb += self.busy.eq(busy)
         host_ok = ~busy
@@ -262,8 +298,6 @@ class NPUCore(wiring.Component):
                 m.d.sync += rd_reg.eq(layers[addr_layer].as_value())
             with m.Case(Region.EDGES):
                 m.d.sync += rd_reg.eq(edges[addr_edge].as_value())
-            with m.Case(Region.COUNTERS):
-                m.d.sync += rd_reg.eq(counters[addr_ctr])
             with m.Case(Region.CONTROL):
                 m.d.sync += rd_reg.eq(num_layers)
             if c.has_ssm:
@@ -279,6 +313,8 @@ class NPUCore(wiring.Component):
             for reg, arr in lane_data.items():
                 with m.Case(reg):
                     m.d.comb += self.host_rdata.eq(arr[rd_lane])
+            with m.Case(Region.COUNTERS):
+                m.d.comb += self.host_rdata.eq(counters.rdata)
             with m.Default():
                 m.d.comb += self.host_rdata.eq(rd_reg)
 
@@ -308,14 +344,14 @@ class NPUCore(wiring.Component):
         # are as wide as leak + acc.
         acc = [Signal(signed(total_bits(c.u_bits, c.acc_bits)), name=f"acc{p}")
                for p in range(P)]
-        step_cycles = counters[n_ctr * L]
-        steps_done = counters[n_ctr * L + 1]
+        m.d.comb += [counters.raddr.eq(addr_ctr),
+                     counters.re.eq(host_ok & self.host_re & (region == Region.COUNTERS))]
 
         def bump(i, sel=li):
             # Counter i of layer ``sel`` + 1 (a per-counter enable, no read multiplexer).
             for lyr in range(L):
                 with m.If(sel == lyr):
-                    m.d.sync += counters[lyr * n_ctr + i].eq(counters[lyr * n_ctr + i] + 1)
+                    m.d.comb += counters.inc[lyr * n_ctr + i].eq(1)
 
         def ev_addr(bank, src, idx):
             return Cat(idx[:c.idx_bits], src, bank)
@@ -353,9 +389,12 @@ class NPUCore(wiring.Component):
         # (stage 3), multiplied into a register (stage 4, the DSP's output register),
         # then accumulated.  The last event's add lands in DRAIN's second clock.
         s3_valid, s4_valid = Signal(), Signal()
-        s3_x = Signal.like(s2_x)
-        w_q = [Signal(signed(c.w_bits), name=f"w_q{p}") for p in range(P)]
-        prod_q = [Signal(signed(c.w_bits + c.in_bits), name=f"prod_q{p}") for p in range(P)]
+        # Reset-less (area): the DSP blocks absorb them as their input and output
+        # registers; the valid bits (with reset) say when they mean something.
+        s3_x = Signal.like(s2_x, reset_less=True)
+        w_q = [Signal(signed(c.w_bits), name=f"w_q{p}", reset_less=True) for p in range(P)]
+        prod_q = [Signal(signed(c.w_bits + c.in_bits), name=f"prod_q{p}", reset_less=True)
+                  for p in range(P)]
         m.d.sync += [s3_valid.eq(s2_valid), s3_x.eq(s2_x), s4_valid.eq(s3_valid)]
         m.d.sync += [w_q[p].eq(weights[p][0].data) for p in range(P)]
         m.d.sync += [prod_q[p].eq(w_q[p] * s3_x) for p in range(P)]
@@ -423,8 +462,9 @@ class NPUCore(wiring.Component):
             m.submodules[f"neuron{p}"] = nu = NeuronFire(
                 u_bits=c.u_bits, total_bits=total_bits(c.u_bits, c.acc_bits))
             m.d.comb += [
-                nu.total.eq(acc[p]), nu.theta.eq(params[p][0].data.theta), nu.v_reset.eq(layer.v_reset),
-                nu.reset.eq(layer.reset), nu.spiking.eq(layer.spiking),
+                nu.total.eq(acc[p]), nu.theta.eq(params[p][0].data.theta),
+                nu.v_reset.eq(layer.v_reset), nu.reset.eq(layer.reset),
+                nu.spiking.eq(layer.spiking),
             ]
             m.d.sync += [spikes[p].eq(nu.spike), new_u[p].eq(nu.u_new)]
 
@@ -467,7 +507,7 @@ class NPUCore(wiring.Component):
                 m.d.sync += in_counts[in_wbank].eq(in_counts[in_wbank] + 1)
 
         with m.If(busy):
-            m.d.sync += step_cycles.eq(step_cycles + 1)
+            m.d.comb += counters.inc[n_ctr * L].eq(1)
         drain2 = Signal()  # the second clock of DRAIN
 
         if c.has_ssm:
@@ -589,7 +629,8 @@ class NPUCore(wiring.Component):
                     # The next step's lists start empty in the other bank.
                     for s in range(nsrc):
                         m.d.sync += counts[Cat(Const(s, c.src_bits), ~cur)].eq(0)
-                    m.d.sync += [cur.eq(~cur), steps_done.eq(steps_done + 1)]
+                    m.d.sync += cur.eq(~cur)
+                    m.d.comb += counters.inc[n_ctr * L + 1].eq(1)
                     m.next = "IDLE"
 
         # ``clear`` comes last so that it takes priority over every update (area: a
@@ -598,8 +639,7 @@ class NPUCore(wiring.Component):
         with m.If(self.clear & ~busy):
             for i in range(len(counts)):
                 m.d.sync += counts[i].eq(0)
-            for i in range(len(counters)):
-                m.d.sync += counters[i].eq(0)
+            m.d.comb += counters.clear.eq(1)
             m.d.sync += [cur.eq(0), in_counts[0].eq(0), in_counts[1].eq(0), in_full.eq(0),
                          in_wbank.eq(0)]
         return m

@@ -1,0 +1,107 @@
+"""A bank of event counters kept in a block RAM.
+
+``n`` counters of ``width`` bits.  Each clock, counter ``i`` counts one if
+``inc[i]`` is high (any number of counters in the same clock).  ``clear`` (one
+clock) zeroes every counter.  A read: ``raddr`` with ``re`` high; one clock
+later ``rvalid`` is high and ``rdata`` holds the counter's value as of the clock
+of the request (increments of that clock not included); one read per clock may
+be issued.
+
+Why: on an iCE40UP5K, ten 32-bit counters in flip-flops with their adders and
+read multiplexer take about 500 of its 5280 logic cells; here they take one
+block RAM pair and about a hundred.
+
+How: counter ``i`` is ``(0 if stale[i] else mem[i]) + delta[i]``.  ``delta[i]`` is
+a small counter in flip-flops that takes the increments; a round-robin flush
+moves it into the memory: in clock ``t`` it reads ``mem[j]`` and captures
+``f = delta[j]``; in clock ``t + 1`` it writes ``mem[j] = base + f`` and
+subtracts ``f`` from ``delta[j]`` (plus that clock's increment) in the same
+edge, so memory and deltas agree at every clock edge.  ``clear`` marks every
+counter stale and zeroes the deltas (a flush in flight is dropped).  A read
+takes the read port in its clock (no flush is issued then) and captures
+``delta``, ``stale`` and ``mem`` as of the same edge; the one adder serves the
+flush's write and the read's result.
+
+Each counter is flushed at least every ``n`` clocks in which no read is
+issued, so ``delta`` never exceeds ``n + 1`` while reads are issued only when
+the counters are not counting (the NPU core's host port: only while idle).
+"""
+
+from __future__ import annotations
+
+from amaranth import Array, Module, Mux, Signal
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["CounterBank"]
+
+
+class CounterBank(wiring.Component):
+    """``n`` counters of ``width`` bits in a block RAM (module docs).
+
+    Ports: ``inc`` (``n`` bits) in, ``clear`` in, ``raddr``/``re`` in,
+    ``rdata``/``rvalid`` out (latency 1).
+    """
+
+    def __init__(self, *, n: int, width: int = 32):
+        for name, value, lo in (("n", n, 2), ("width", width, 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+                self._MustUse__silence = True  # never elaborated: no "unused" warning
+                raise ValueError(f"{name} must be an integer >= {lo}, not {value!r}")
+        self.n, self.width = n, width
+        self.delta_bits = (2 * n + 2).bit_length()
+        super().__init__({
+            "inc": In(n),
+            "clear": In(1),
+            "raddr": In(range(n)),
+            "re": In(1),
+            "rdata": Out(width),
+            "rvalid": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self.n
+        m.submodules.mem = mem = memory.Memory(shape=self.width, depth=n, init=[])
+        rd, wr = mem.read_port(), mem.write_port()
+        delta = Array(Signal(self.delta_bits, name=f"delta{i}") for i in range(n))
+        stale = Signal(n, init=(1 << n) - 1)  # the memory starts unwritten
+
+        # Flush: issue (read mem[ptr], capture its delta) in clocks without a read.
+        ptr = Signal(range(n))
+        issue = ~self.re
+        f_valid = Signal()
+        f_idx = Signal(range(n))
+        f_delta = Signal(self.delta_bits)
+        f_stale = Signal()
+        m.d.sync += [f_valid.eq(issue & ~self.clear), f_idx.eq(ptr),
+                     f_delta.eq(delta[ptr]), f_stale.eq(stale.bit_select(ptr, 1))]
+        with m.If(issue):
+            m.d.sync += ptr.eq(Mux(ptr == n - 1, 0, ptr + 1))
+
+        # Read: the same edge captures the memory (read port), the delta and the flag.
+        r_delta = Signal(self.delta_bits)
+        r_stale = Signal()
+        m.d.sync += [self.rvalid.eq(self.re), r_delta.eq(delta[self.raddr]),
+                     r_stale.eq(stale.bit_select(self.raddr, 1))]
+        m.d.comb += rd.addr.eq(Mux(self.re, self.raddr, ptr))
+
+        # The one adder: base + delta, for the flush's write or the read's result.
+        base_stale = Mux(self.rvalid, r_stale, f_stale)
+        total = Signal(self.width)
+        m.d.comb += [
+            total.eq(Mux(base_stale, 0, rd.data) + Mux(self.rvalid, r_delta, f_delta)),
+            self.rdata.eq(total),
+            wr.addr.eq(f_idx),
+            wr.data.eq(total),
+            wr.en.eq(f_valid),
+        ]
+        for i in range(n):
+            flushed = f_valid & (f_idx == i)
+            m.d.sync += delta[i].eq(delta[i] + self.inc[i] - Mux(flushed, f_delta, 0))
+            with m.If(flushed):
+                m.d.sync += stale.bit_select(i, 1).eq(0)
+        with m.If(self.clear):
+            m.d.sync += [delta[i].eq(0) for i in range(n)]
+            m.d.sync += stale.eq((1 << n) - 1)
+        return m
