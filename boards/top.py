@@ -200,7 +200,11 @@ class BoardTop(wiring.Component):
             m.d.por += hold.eq(256 + 2)
         with m.Elif(hold != 0):
             m.d.por += hold.eq(hold - 1)
-        m.d.comb += cd_sync.rst.eq(hold != 0)
+        # Timing: the reset reaches every flip-flop of the design; it leaves a register
+        # (released one clock later than ``hold`` reaches 0), not a compare.
+        rst = Signal(init=1)
+        m.d.por += rst.eq(hold != 0)
+        m.d.comb += cd_sync.rst.eq(rst)
 
         weight_memory = None
         if b.spram_weights:

@@ -161,6 +161,7 @@ def test_engine_errors():
     counters = config.address(Region.COUNTERS, 0, 0)
     over = 1 << config.host_data_bits
     lo = -(1 << (config.in_bits - 1))
+    last_w = config.address(Region.WEIGHTS, config.lanes - 1, amap[Region.WEIGHTS].depth - 1)
     cases = [
         (Frame(0x42, 1), ErrorCode.UNKNOWN_COMMAND),
         (Frame(0x7F, 2), ErrorCode.UNKNOWN_COMMAND),
@@ -200,6 +201,11 @@ def test_engine_errors():
                else pack_run([[(70000 % 65536, 1)]])), ErrorCode.BAD_PAYLOAD),
         (Frame(Command.RUN, 25, pack_run([[(0, 1)]]) + b"\0"), ErrorCode.BAD_PAYLOAD),
         (Frame(Command.RUN, 26, pack_run([[(0, 1), (1, 1)]])[:-4]), ErrorCode.BAD_PAYLOAD),
+        # The order of the WRITE checks: word 0's bytes before word 1's address, and
+        # word 1's address before its bytes.
+        (Frame(Command.WRITE, 27, pack_write(last_w, [over, 2])), ErrorCode.BAD_PAYLOAD),
+        (Frame(Command.WRITE, 28, pack_write(last_w, [1, over])),
+         ErrorCode.ADDRESS_OUT_OF_RANGE),
     ]
     probe = Frame(Command.READ, 200, pack_read(w_addr, 1))
     regs = Frame(Command.READ, 201, pack_read(ENGINE_BASE, len(REGISTERS)))

@@ -14,7 +14,7 @@ Everything is derived from the :class:`..layout.CoreConfig` and
 writable (if ``writable``) and zeroed by RESET (if ``state``) with no change here.
 
 Costs (clocks from the decoder's ``frame_valid``, besides waiting for the
-encoder to finish the previous reply): WRITE ``18 * count + 13`` (8 per word to
+encoder to finish the previous reply): WRITE ``18 * count + 14`` (8 per word to
 validate, 8 to gather, 2 to write), READ ``11 * count + 13``, INFO
 ``len(info) + 7``, RESET the ``state`` words + 8, RUN: 1 per payload byte to
 validate, then per step 4, per event 6, the core's step, and 9 per record kept.
@@ -26,7 +26,7 @@ import dataclasses
 import hashlib
 import json
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal
+from amaranth import Array, Cat, Module, Mux, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -246,9 +246,20 @@ class CommandEngine(wiring.Component):
         core_w = Cat(*(h for h, e in zip(hits, amap, strict=True) if e.writable)).any()
         read_ok = is_reg | (hi_zero & core_r)
         write_ok = (is_reg & (lo[:3] == 0)) | (hi_zero & core_w)
-        mask_core = Array(Const(v, 8) for v in _masks(c.host_data_bits))
-        mask_reg = Array(Const(v, 8) for v in _masks(32))
-        byte_bad = (cur & ~Mux(is_reg, mask_reg[k], mask_core[k])) != 0
+        # Timing: ``cur`` comes straight out of a block RAM (slow clock-to-out), so the
+        # allowed bits of the byte at ``k`` wait in a register (``vmask``, loaded a clock
+        # ahead), ``byte_bad`` is one AND-OR level after the RAM and goes into a
+        # register (``bad_q``) that the FSM acts on a clock later.  Byte 0 of a word
+        # allows all 8 bits for both targets (``host_data_bits >= 32``), so the value
+        # for ``k == 0`` does not depend on the (next) word's target.
+        mask_core = _masks(c.host_data_bits)
+        mask_reg = _masks(32)
+        assert mask_core[0] == mask_reg[0] == 0xFF
+        vmask = Signal(8)
+        vmask_next = Array(Mux(is_reg, mask_reg[(j + 1) % 8], mask_core[(j + 1) % 8])
+                           for j in range(8))
+        byte_bad = (cur & ~vmask) != 0
+        bad_q = Signal()    # the byte checked in the previous clock has bits set over the width
 
         # ------------------------------------------------------------ RUN data
         ev_index = sh[32:48]
@@ -263,7 +274,16 @@ class CommandEngine(wiring.Component):
         zl = Signal(range(max([e.lanes for e in state_entries] + [1]) + 1))
         za = Signal(range(max([e.depth for e in state_entries] + [1]) + 1))
 
-        m.d.comb += [self.host_addr.eq(lo), self.host_wdata.eq(sh)]  # RESET clears ``sh``
+        # Timing: the host port comes from flip-flops only (the core decodes the address
+        # into the enables of many registers).  A write is requested a clock ahead in
+        # ``host_we_q`` and happens the next clock, while ``lo`` and ``sh`` still hold
+        # its address and data (W_NEXT changes ``lo`` only at its end; RESET loads the
+        # address of each zeroed word into ``lo``).
+        host_we_q = Signal()
+        clear_q = Signal()  # the same for ``clear``, which resets many of the core's registers
+        m.d.sync += [host_we_q.eq(0), clear_q.eq(0)]
+        m.d.comb += [self.host_addr.eq(lo), self.host_wdata.eq(sh),  # RESET clears ``sh``
+                     self.host_we.eq(host_we_q), self.clear.eq(clear_q)]
 
         with m.FSM():
             with m.State("IDLE"):
@@ -350,32 +370,44 @@ class CommandEngine(wiring.Component):
                 # ``length`` is at most MAX_PAYLOAD (the decoder's checks), so is 8 * cnt.
                 cnt = sh[48:64]
                 load_addr(sh[16:48])
-                m.d.sync += [count.eq(cnt), left.eq(cnt), k.eq(0)]
+                m.d.sync += [count.eq(cnt), left.eq(cnt), k.eq(0), vmask.eq(mask_core[0]),
+                             bad_q.eq(0)]
                 with m.If((cnt == 0) | (self.length[:3] != 6) | (self.length[3:] != cnt)):
                     self._error(m, err, ErrorCode.BAD_PAYLOAD)
                 with m.Else():
                     m.next = "W_VALIDATE"
             with m.State("W_VALIDATE"):
                 # Every word: its address writable, then no bits over the target's width.
+                # A byte's check acts a clock after it is read (``bad_q``), so the checks
+                # run in the same order: the previous byte, then this word's address; the
+                # last byte's in W_VCHECK.  The read pointer and the address counters do
+                # not wait for the checks (after an error they are not used again).
                 m.d.comb += rp_next.eq(rp + 1)
-                m.d.sync += k.eq(k + 1)
-                with m.If((k == 0) & ~write_ok):
-                    self._error(m, err, ErrorCode.ADDRESS_OUT_OF_RANGE)
-                with m.Elif(byte_bad):
-                    self._error(m, err, ErrorCode.BAD_PAYLOAD)
-                with m.Elif(k == 7):
+                m.d.sync += [k.eq(k + 1), vmask.eq(vmask_next[k]), bad_q.eq(byte_bad)]
+                with m.If(k == 7):
                     next_addr()
                     with m.If(last_word):
                         restart_addr()
                         m.d.comb += rp_next.eq(HEADER + 6)
-                        m.next = "W_GATHER"
+                with m.If(bad_q):
+                    self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                with m.Elif((k == 0) & ~write_ok):
+                    self._error(m, err, ErrorCode.ADDRESS_OUT_OF_RANGE)
+                with m.Elif((k == 7) & last_word):
+                    m.next = "W_VCHECK"
+            with m.State("W_VCHECK"):
+                # ``rp`` holds HEADER + 6: W_GATHER's first byte is read meanwhile.
+                with m.If(bad_q):
+                    self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                with m.Else():
+                    m.next = "W_GATHER"
             gather("W_GATHER", 8, "W_DO")
             with m.State("W_DO"):
                 with m.If(is_reg):
                     m.d.sync += flags.eq(sh[:32])
                     m.next = "W_NEXT"
                 with m.Elif(~self.core_busy):
-                    m.d.comb += self.host_we.eq(1)
+                    m.d.sync += host_we_q.eq(1)
                     m.next = "W_NEXT"
             with m.State("W_NEXT"):
                 next_addr()
@@ -429,14 +461,14 @@ class CommandEngine(wiring.Component):
             # -------------------------------------------------------- RESET
             with m.State("RS_CLEAR"):
                 with m.If(~self.core_busy):
-                    m.d.comb += self.clear.eq(1)
-                    m.d.sync += [zl.eq(0), za.eq(0), sh.eq(0)]
+                    # The core clears the next clock, before the first zeroing write
+                    # (which follows a clock after it is requested).
+                    m.d.sync += [clear_q.eq(1), zl.eq(0), za.eq(0), sh.eq(0)]
                     m.next = "RS_ZERO0" if state_entries else "FINISH"
             for j, e in enumerate(state_entries):
                 with m.State(f"RS_ZERO{j}"):
-                    m.d.comb += [self.host_we.eq(1),
-                                 self.host_addr.eq((int(e.region) << region_lo)
-                                                   | (zl << c.addr_bits) | za)]
+                    m.d.sync += [host_we_q.eq(1),
+                                 lo.eq((int(e.region) << region_lo) | (zl << c.addr_bits) | za)]
                     m.d.sync += za.eq(za + 1)
                     with m.If(za == e.depth - 1):
                         m.d.sync += [za.eq(0), zl.eq(zl + 1)]

@@ -17,6 +17,8 @@ A bad frame is dropped and counted; an empty frame (two adjacent delimiters) is
 ignored.  A good frame raises ``frame_valid`` (with ``cmd``, ``seq``,
 ``length`` and ``crc``) and holds it, with ``rx.ready`` low, until the consumer
 pulses ``frame_ack``: the body sits at buffer addresses ``0 .. length + 5``.
+Received bytes pass one input register (``busy`` high while it holds one), so
+a block-RAM FIFO can feed ``rx`` directly.
 
 :class:`FrameEncoder` sends the frame whose body (without the CRC) sits in a
 buffer memory at ``0 .. length - 1``: one pass computes the CRC, then COBS
@@ -92,8 +94,10 @@ class FrameDecoder(wiring.Component):
     port; ``frame_valid`` (a good frame is in the buffer), ``frame_ack`` (one
     clock: the consumer is done with it), ``cmd``, ``seq``, ``length`` (payload
     bytes) and ``crc`` of the pending frame; the counters ``frames_ok``,
-    ``drop_bad_crc``, ``drop_bad_length``, ``drop_too_large`` (32 bits, wrap).
-    Latency: ``frame_valid`` rises the clock after the delimiter is taken.
+    ``drop_bad_crc``, ``drop_bad_length``, ``drop_too_large`` (32 bits, wrap);
+    ``busy``: a received byte waits in the input register.
+    Latency: a byte taken from ``rx`` is decoded the next clock (from the input
+    register); ``frame_valid`` rises 2 clocks after the delimiter is taken.
     """
 
     def __init__(self):
@@ -112,10 +116,27 @@ class FrameDecoder(wiring.Component):
             "drop_bad_crc": Out(COUNTER_BITS),
             "drop_bad_length": Out(COUNTER_BITS),
             "drop_too_large": Out(COUNTER_BITS),
+            "busy": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
+        # Timing: the input register.  ``rx`` may come straight out of a block RAM
+        # (the UART FIFO) whose clock-to-out leaves no time for the frame checks and
+        # the counter enables; with the byte (and whether it is 0x00) in flip-flops
+        # the decoder's logic starts at a register.
+        in_valid = Signal()
+        in_byte = Signal(8)
+        in_zero = Signal()
+        take = Signal()     # the byte in the input register is decoded this clock
+        m.d.comb += [take.eq(in_valid & ~self.frame_valid), self.busy.eq(in_valid),
+                     self.rx.ready.eq(~in_valid | ~self.frame_valid)]
+        with m.If(self.rx.valid & self.rx.ready):
+            m.d.sync += [in_valid.eq(1), in_byte.eq(self.rx.payload),
+                         in_zero.eq(self.rx.payload == 0)]
+        with m.Elif(take):
+            m.d.sync += in_valid.eq(0)
+
         enc_count = Signal(range(MAX_ENCODED_FRAME + 1))
         code_left = Signal(8, init=1)   # 1 + the data bytes left in the COBS run
         last_full = Signal()            # the last code byte was 0xFF: no zero after its run
@@ -127,7 +148,6 @@ class FrameDecoder(wiring.Component):
         newer = Signal(8)
         len_field = Signal(16)
 
-        m.d.comb += self.rx.ready.eq(~self.frame_valid)
         with m.If(self.frame_ack):
             m.d.sync += self.frame_valid.eq(0)
 
@@ -156,9 +176,9 @@ class FrameDecoder(wiring.Component):
             m.d.sync += [enc_count.eq(0), code_left.eq(1), first.eq(1), body_len.eq(0),
                          crc.eq(0xFFFF)]
 
-        byte = self.rx.payload
-        with m.If(self.rx.valid & self.rx.ready):
-            with m.If(byte == 0):
+        byte = in_byte
+        with m.If(take):
+            with m.If(in_zero):
                 restart()
                 m.d.sync += discarding.eq(0)
                 with m.If(discarding | (enc_count == 0)):
@@ -204,7 +224,7 @@ class FrameEncoder(wiring.Component):
     has been taken; ``mem_addr`` (out) / ``mem_data`` (in) read the buffer
     through a synchronous read port; ``tx`` is the 8-bit output stream.
     Cost: ``length + 2`` clocks of CRC, then per COBS run about twice its bytes
-    plus 2 clocks (scan, then send one byte per clock while ``tx.ready``).
+    plus 3 clocks (scan, then send one byte per clock while ``tx.ready``).
     """
 
     def __init__(self):
@@ -235,6 +255,15 @@ class FrameEncoder(wiring.Component):
         # The byte at ``ptr``: the buffer, then the CRC (little-endian).
         cur = Signal(8)
         m.d.comb += cur.eq(Mux(ptr == n, crc[:8], Mux(ptr == n1, crc[8:], self.mem_data)))
+        # Timing: the run scan tests bytes one clock late, from registers: ``zq`` is
+        # "the byte at the previous ``ptr`` is 0x00", ``endq`` "the previous ``ptr`` was
+        # the end"; ``primed`` says the scan has read one byte of the run already.
+        zq = Signal()
+        endq = Signal()
+        primed = Signal()
+        m.d.sync += [zq.eq(Mux(ptr == n, crc[:8] == 0,
+                               Mux(ptr == n1, crc[8:] == 0, self.mem_data == 0))),
+                     endq.eq(at_end)]
 
         with m.FSM():
             with m.State("IDLE"):
@@ -255,12 +284,16 @@ class FrameEncoder(wiring.Component):
                 m.d.sync += [total.eq(inc), run_start.eq(0), code.eq(1)]
                 m.next = "SCAN"
             with m.State("SCAN"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(at_end | (cur == 0) | (code == 0xFF)):
-                    m.next = "CODE"
-                with m.Else():
-                    m.d.sync += code.eq(code + 1)
-                    m.d.comb += ptr_next.eq(inc)
+                # The pointer runs one byte ahead of the test (CODE reloads it from
+                # ``run_start``); the first clock of a run only reads its first byte.
+                m.d.comb += [self.busy.eq(1), ptr_next.eq(inc)]
+                m.d.sync += primed.eq(1)
+                with m.If(primed):
+                    with m.If(endq | zq | (code == 0xFF)):
+                        m.d.sync += primed.eq(0)
+                        m.next = "CODE"
+                    with m.Else():
+                        m.d.sync += code.eq(code + 1)
             with m.State("CODE"):
                 m.d.comb += [self.busy.eq(1), self.tx.valid.eq(1), self.tx.payload.eq(code)]
                 with m.If(self.tx.ready):

@@ -117,7 +117,7 @@ class SoC(wiring.Component):
         ]
         wiring.connect(m, eng.core_input, core.input)
         wiring.connect(m, core.output, eng.core_output)
-        busy = ~eng.idle | enc.busy
+        busy = ~eng.idle | enc.busy | dec.busy
         if self.link == "stream":
             wiring.connect(m, wiring.flipped(self.rx), dec.rx)
             wiring.connect(m, enc.tx, wiring.flipped(self.tx))
