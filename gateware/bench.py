@@ -117,8 +117,8 @@ def digits(densities=(0.0, 0.1, 0.5), steps: int = 8) -> dict:
             "sim_clocks_per_second": result.clocks / result.seconds if result.seconds else None,
         })
     return {"config": "digits", "lanes": config.lanes, "rows": rows, "points": points,
-            "overhead_model": "per row: 2 clocks per edge + 4 (setup, edge setup/end, "
-                              "pipeline drain) + 1 neuron clock; per step: router waits "
+            "overhead_model": "per row: 2 clocks per edge + 5 (setup, edge setup/end, "
+                              "pipeline drain) + 2 neuron clocks; per step: router waits "
                               "and the end-of-step record"}
 
 

@@ -32,8 +32,9 @@ owns neuron ``k*P + p``):
 * synaptic phase: for each edge, each event ``(j, x)`` of its source (this
   step's list, or the previous step's for a recurrent edge) is read once and
   every lane accumulates ``W[k*P + p, j] * x`` from its own weight memory at
-  ``wbase + k*nsrc + j``; one event per clock, a 5-stage pipeline
-  (event read, weight read, weight register, multiply, accumulate);
+  ``wbase + k*nsrc + j``; one event per clock, a 6-stage pipeline
+  (event read, weight address register, weight read, weight register, multiply,
+  accumulate);
 * the leak ``((alpha * u) >> F) + bias`` of the row's neurons is computed from
   the membranes and parameters read at the row's start and added into the
   accumulators before the first event (a pipeline stage hidden in the
@@ -46,7 +47,7 @@ owns neuron ``k*P + p``):
   row, into the layer's event list (its source events for later layers and, on
   recurrent edges, for the next step) and to the output stream.
 
-Cost of a row: ``events + 2 * edges + 4`` synaptic clocks and two neuron clocks
+Cost of a row: ``events + 2 * edges + 5`` synaptic clocks and two neuron clocks
 (plus router waits when a row has more to route than the next row has clocks),
 so a step costs about
 ``rows * (events + c)`` = ``(events * fan-out + neurons) / P`` plus a small
@@ -372,22 +373,31 @@ class NPUCore(wiring.Component):
         # Read-port address defaults: host (idle) or the sequencer.
         row_addr = Signal(c.sbase_bits + 1)
         m.d.comb += row_addr.eq(layer.sbase + k)
+        # Stage 1b (timing): the weight address ``rowbase + index`` into a register, one
+        # copy per group of 4 lanes (on a big part the weight memories are spread over
+        # the die; one register driving all of them is a long net).
+        w_addr_q = [Signal(c.wbase_bits + 1, name=f"w_addr_q{g}", reset_less=True)
+                    for g in range(-(-P // 4))]
+        m.d.sync += [a.eq(s1_rowbase + s1_index) for a in w_addr_q]
         for p in range(P):
             w_rd = weights[p][0]
-            m.d.comb += w_rd.addr.eq(Mux(busy, s1_rowbase + s1_index, addr))
+            m.d.comb += w_rd.addr.eq(Mux(busy, w_addr_q[p // 4], addr))
             m.d.comb += params[p][0].addr.eq(Mux(busy, row_addr, addr))
             m.d.comb += membranes[p][0].addr.eq(Mux(busy, row_addr, addr))
 
         # Event memory: read by the pipeline.
         m.d.comb += [ev_rd.addr.eq(ev_addr(bank_sel, src_sel, n)),
                      in_rd.addr.eq(Cat(n[:c.idx_bits], bank_sel))]
-        m.d.sync += [s1_valid.eq(issue), s2_valid.eq(s1_valid), s2_x.eq(s1_value)]
+        s1b_valid = Signal()
+        s1b_x = Signal(signed(c.in_bits), reset_less=True)
+        m.d.sync += [s1_valid.eq(issue), s1b_valid.eq(s1_valid), s1b_x.eq(s1_value),
+                     s2_valid.eq(s1b_valid), s2_x.eq(s1b_x)]
         gissue = Signal()  # the SSM unit's operand gather reads an event or a constant
         with m.If((issue | gissue) if c.has_ssm else issue):
             m.d.sync += [s1_rowbase.eq(rowbase), s1_from_input.eq(from_input)]
         # Stages 3 and 4 (timing): the weight and the input value are registered
         # (stage 3), multiplied into a register (stage 4, the DSP's output register),
-        # then accumulated.  The last event's add lands in DRAIN's second clock.
+        # then accumulated.  The last event's add lands in DRAIN's third clock.
         s3_valid, s4_valid = Signal(), Signal()
         # Reset-less (area): the DSP blocks absorb them as their input and output
         # registers; the valid bits (with reset) say when they mean something.
@@ -508,7 +518,7 @@ class NPUCore(wiring.Component):
 
         with m.If(busy):
             m.d.comb += counters.inc[n_ctr * L].eq(1)
-        drain2 = Signal()  # the second clock of DRAIN
+        drain_n = Signal(2)  # DRAIN's clock
 
         if c.has_ssm:
             ssm = self._ssm_datapath(m, SimpleNamespace(
@@ -579,13 +589,13 @@ class NPUCore(wiring.Component):
                     m.d.sync += e.eq(e + 1)
                     m.next = "EDGE"
             with m.State("DRAIN"):
-                # Two clocks: the row's last event leaves stage 4 in the second.
+                # Three clocks: the row's last event leaves stage 4 in the third.
                 m.d.comb += busy.eq(1)
                 bump(0)
-                with m.If(~drain2):
-                    m.d.sync += drain2.eq(1)
-                with m.Elif(~s1_valid & ~s2_valid & ~s3_valid):
-                    m.d.sync += drain2.eq(0)
+                with m.If(drain_n != 2):
+                    m.d.sync += drain_n.eq(drain_n + 1)
+                with m.Elif(~s1_valid & ~s1b_valid & ~s2_valid & ~s3_valid):
+                    m.d.sync += drain_n.eq(0)
                     m.next = "FIRE"
             with m.State("FIRE"):
                 m.d.comb += busy.eq(1)

@@ -103,7 +103,7 @@ def expected(net: Network, x: torch.Tensor) -> tuple[list[StepResult], dict[str,
 def expected_counters(net: Network, x: torch.Tensor, lanes: int) -> dict[str, dict[str, int]]:
     """Per layer, what the core's counters must read after running one sample ``x``:
     ``events`` delivered, ``spikes``, and ``syn_cycles`` by the cost model (per step
-    and row: ``events + 2 * edges + 4``).
+    and row: ``events + 2 * edges + 5``).
 
     SSM layers: ``events``: the events of its source operands (``k``, ``v``, ``q``,
     gate) read by the gather; ``spikes``: nonzero ``y`` routed; ``syn_cycles``: the
@@ -154,7 +154,7 @@ def expected_counters(net: Network, x: torch.Tensor, lanes: int) -> dict[str, di
         counts[layer.name] = {
             "events": int(per_step.sum()),
             "spikes": int(trace.spikes[layer.name].sum()) if layer.spiking else 0,
-            "syn_cycles": int((rows * (per_step + 2 * len(layer.inputs) + 4)).sum()),
+            "syn_cycles": int((rows * (per_step + 2 * len(layer.inputs) + 5)).sum()),
         }
     return counts
 
