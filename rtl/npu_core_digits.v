@@ -5,118 +5,118 @@
 module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, input__valid, output__ready, clk, rst, host_rdata, host_rvalid, busy, input__ready, output__payload, output__valid, host_addr);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
-  wire \$10 ;
-  wire [10:0] \$100 ;
-  wire [12:0] \$101 ;
-  wire [12:0] \$102 ;
-  wire [10:0] \$103 ;
-  wire [10:0] \$104 ;
-  wire [12:0] \$105 ;
-  wire [12:0] \$106 ;
-  wire [10:0] \$107 ;
-  wire [10:0] \$108 ;
-  wire [12:0] \$109 ;
-  wire \$11 ;
-  wire [12:0] \$110 ;
+  wire [12:0] \$10 ;
+  reg [7:0] \$100 ;
+  wire [7:0] \$101 ;
+  reg [10:0] \$102 ;
+  reg [7:0] \$103 ;
+  wire [8:0] \$104 ;
+  wire [8:0] \$105 ;
+  reg [7:0] \$106 ;
+  wire [8:0] \$107 ;
+  wire [8:0] \$108 ;
+  wire [9:0] \$109 ;
+  wire [15:0] \$11 ;
+  reg [7:0] \$110 ;
   wire [10:0] \$111 ;
   wire [10:0] \$112 ;
-  wire [12:0] \$113 ;
-  wire [12:0] \$114 ;
+  reg [7:0] \$113 ;
+  wire [10:0] \$114 ;
   wire [10:0] \$115 ;
-  wire [10:0] \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  reg [6:0] \$119 ;
-  wire \$12 ;
-  wire [10:0] \$120 ;
-  wire [45:0] \$121 ;
+  wire [11:0] \$116 ;
+  wire [12:0] \$117 ;
+  reg [7:0] \$118 ;
+  wire [14:0] \$119 ;
+  wire [15:0] \$12 ;
+  wire [14:0] \$120 ;
+  wire [15:0] \$121 ;
   wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
+  wire [8:0] \$123 ;
+  wire [4:0] \$124 ;
   wire \$125 ;
-  wire [10:0] \$126 ;
-  wire [45:0] \$127 ;
+  wire \$126 ;
+  wire \$127 ;
   wire \$128 ;
   wire \$129 ;
-  wire \$13 ;
+  wire [15:0] \$13 ;
   wire \$130 ;
   wire \$131 ;
-  wire [10:0] \$132 ;
-  wire [45:0] \$133 ;
-  wire \$134 ;
-  wire \$135 ;
+  wire \$132 ;
+  wire [2:0] \$133 ;
+  wire [5:0] \$134 ;
+  wire [2:0] \$135 ;
   wire \$136 ;
-  wire \$137 ;
-  wire [10:0] \$138 ;
-  wire [45:0] \$139 ;
-  wire \$14 ;
+  wire [2:0] \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire [15:0] \$14 ;
   wire \$140 ;
   wire \$141 ;
   wire \$142 ;
   wire \$143 ;
-  wire [10:0] \$144 ;
-  wire [45:0] \$145 ;
+  wire \$144 ;
+  wire \$145 ;
   wire \$146 ;
   wire \$147 ;
   wire \$148 ;
   wire \$149 ;
-  wire \$15 ;
-  wire [10:0] \$150 ;
-  wire [45:0] \$151 ;
+  wire [15:0] \$15 ;
+  wire \$150 ;
+  wire \$151 ;
   wire \$152 ;
   wire \$153 ;
   wire \$154 ;
   wire \$155 ;
-  wire [10:0] \$156 ;
-  wire [45:0] \$157 ;
+  wire \$156 ;
+  wire \$157 ;
   wire \$158 ;
   wire \$159 ;
-  wire \$16 ;
+  wire [15:0] \$16 ;
   wire \$160 ;
   wire \$161 ;
-  wire [10:0] \$162 ;
-  wire [45:0] \$163 ;
+  wire \$162 ;
+  wire \$163 ;
   wire \$164 ;
   wire \$165 ;
   wire \$166 ;
   wire \$167 ;
-  wire [8:0] \$168 ;
-  wire [9:0] \$169 ;
-  wire \$17 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire [15:0] \$17 ;
   wire \$170 ;
-  wire [8:0] \$171 ;
-  wire [9:0] \$172 ;
+  wire \$171 ;
+  wire \$172 ;
   wire \$173 ;
-  wire [8:0] \$174 ;
-  wire [9:0] \$175 ;
+  wire \$174 ;
+  wire \$175 ;
   wire \$176 ;
-  wire [8:0] \$177 ;
-  wire [9:0] \$178 ;
+  wire \$177 ;
+  wire \$178 ;
   wire \$179 ;
-  wire \$18 ;
-  wire [8:0] \$180 ;
-  wire [9:0] \$181 ;
+  wire [15:0] \$18 ;
+  wire \$180 ;
+  wire \$181 ;
   wire \$182 ;
-  wire [8:0] \$183 ;
-  wire [9:0] \$184 ;
+  wire \$183 ;
+  wire \$184 ;
   wire \$185 ;
-  wire [8:0] \$186 ;
-  wire [9:0] \$187 ;
+  wire \$186 ;
+  wire \$187 ;
   wire \$188 ;
-  wire [8:0] \$189 ;
+  wire \$189 ;
   wire \$19 ;
-  wire [9:0] \$190 ;
+  wire \$190 ;
   wire \$191 ;
   wire \$192 ;
   wire \$193 ;
   wire \$194 ;
-  reg [6:0] \$195 ;
+  wire \$195 ;
   wire \$196 ;
-  wire [7:0] \$197 ;
-  wire [7:0] \$198 ;
-  wire [8:0] \$199 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire \$2 ;
-  wire \$20 ;
+  wire [17:0] \$20 ;
   wire \$200 ;
   wire \$201 ;
   wire \$202 ;
@@ -127,250 +127,250 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$207 ;
   wire \$208 ;
   wire \$209 ;
-  wire \$21 ;
+  wire [26:0] \$21 ;
   wire \$210 ;
   wire \$211 ;
   wire \$212 ;
-  reg [44:0] \$213 ;
-  reg [22:0] \$214 ;
-  reg [31:0] \$215 ;
-  reg [44:0] \$216 ;
-  wire [4:0] \$217 ;
-  wire [15:0] \$218 ;
-  wire [15:0] \$219 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire \$219 ;
   wire \$22 ;
-  wire [15:0] \$220 ;
-  wire [15:0] \$221 ;
-  wire [15:0] \$222 ;
-  wire [15:0] \$223 ;
-  wire [15:0] \$224 ;
-  wire [15:0] \$225 ;
-  wire [26:0] \$226 ;
-  wire [26:0] \$227 ;
-  wire [26:0] \$228 ;
-  wire [26:0] \$229 ;
-  wire \$23 ;
-  wire [26:0] \$230 ;
-  wire [26:0] \$231 ;
-  wire [26:0] \$232 ;
-  wire [26:0] \$233 ;
-  wire [26:0] \$234 ;
-  wire [26:0] \$235 ;
-  wire [26:0] \$236 ;
-  wire [26:0] \$237 ;
-  wire [26:0] \$238 ;
-  wire [26:0] \$239 ;
-  wire \$24 ;
-  wire [26:0] \$240 ;
-  wire [26:0] \$241 ;
-  wire \$242 ;
-  wire [8:0] \$243 ;
-  wire \$244 ;
-  wire [8:0] \$245 ;
-  wire \$246 ;
-  wire [8:0] \$247 ;
-  wire \$248 ;
-  wire [8:0] \$249 ;
+  wire \$220 ;
+  wire \$221 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire \$225 ;
+  reg [7:0] \$226 ;
+  reg [40:0] \$227 ;
+  reg [15:0] \$228 ;
+  wire [13:0] \$229 ;
+  wire [17:0] \$23 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire \$232 ;
+  wire [11:0] \$233 ;
+  wire [10:0] \$234 ;
+  wire [10:0] \$235 ;
+  wire [11:0] \$236 ;
+  wire [10:0] \$237 ;
+  wire [10:0] \$238 ;
+  wire [11:0] \$239 ;
+  wire [26:0] \$24 ;
+  wire [10:0] \$240 ;
+  wire [10:0] \$241 ;
+  wire [11:0] \$242 ;
+  wire [10:0] \$243 ;
+  wire [10:0] \$244 ;
+  wire [11:0] \$245 ;
+  wire [10:0] \$246 ;
+  wire [10:0] \$247 ;
+  wire [11:0] \$248 ;
+  wire [10:0] \$249 ;
   wire \$25 ;
-  wire \$250 ;
-  wire [8:0] \$251 ;
-  wire \$252 ;
-  wire [8:0] \$253 ;
-  wire \$254 ;
-  wire [8:0] \$255 ;
-  wire \$256 ;
-  wire [8:0] \$257 ;
+  wire [10:0] \$250 ;
+  wire [11:0] \$251 ;
+  wire [10:0] \$252 ;
+  wire [10:0] \$253 ;
+  wire [11:0] \$254 ;
+  wire [10:0] \$255 ;
+  wire [10:0] \$256 ;
+  wire \$257 ;
   wire \$258 ;
-  wire [8:0] \$259 ;
-  wire \$26 ;
+  reg [6:0] \$259 ;
+  wire [17:0] \$26 ;
   wire \$260 ;
-  wire [8:0] \$261 ;
+  wire \$261 ;
   wire \$262 ;
-  wire [8:0] \$263 ;
-  wire \$264 ;
-  wire [8:0] \$265 ;
+  wire \$263 ;
+  wire [10:0] \$264 ;
+  wire [45:0] \$265 ;
   wire \$266 ;
-  wire [8:0] \$267 ;
+  wire \$267 ;
   wire \$268 ;
-  wire [8:0] \$269 ;
-  wire \$27 ;
-  wire \$270 ;
-  wire [8:0] \$271 ;
+  wire \$269 ;
+  wire [26:0] \$27 ;
+  wire [10:0] \$270 ;
+  wire [45:0] \$271 ;
   wire \$272 ;
-  wire [8:0] \$273 ;
+  wire \$273 ;
   wire \$274 ;
-  wire [32:0] \$275 ;
-  wire \$276 ;
-  wire [32:0] \$277 ;
+  wire \$275 ;
+  wire [10:0] \$276 ;
+  wire [45:0] \$277 ;
   wire \$278 ;
-  wire [32:0] \$279 ;
+  wire \$279 ;
   wire \$28 ;
   wire \$280 ;
-  wire [32:0] \$281 ;
-  wire \$282 ;
-  reg [6:0] \$283 ;
-  wire [7:0] \$284 ;
+  wire \$281 ;
+  wire [10:0] \$282 ;
+  wire [45:0] \$283 ;
+  wire \$284 ;
   wire \$285 ;
   wire \$286 ;
-  wire [32:0] \$287 ;
-  wire \$288 ;
-  wire \$289 ;
-  wire \$29 ;
+  wire \$287 ;
+  wire [10:0] \$288 ;
+  wire [45:0] \$289 ;
+  wire [17:0] \$29 ;
   wire \$290 ;
   wire \$291 ;
   wire \$292 ;
   wire \$293 ;
-  wire [32:0] \$294 ;
-  wire \$295 ;
-  wire [32:0] \$296 ;
+  wire [10:0] \$294 ;
+  wire [45:0] \$295 ;
+  wire \$296 ;
   wire \$297 ;
-  wire [32:0] \$298 ;
+  wire \$298 ;
   wire \$299 ;
   wire \$3 ;
-  wire \$30 ;
-  wire [32:0] \$300 ;
-  wire \$301 ;
-  wire [32:0] \$302 ;
+  wire [26:0] \$30 ;
+  wire [10:0] \$300 ;
+  wire [45:0] \$301 ;
+  wire \$302 ;
   wire \$303 ;
-  wire [32:0] \$304 ;
+  wire \$304 ;
   wire \$305 ;
-  wire [32:0] \$306 ;
-  wire \$307 ;
-  wire [32:0] \$308 ;
+  wire [10:0] \$306 ;
+  wire [45:0] \$307 ;
+  wire \$308 ;
   wire \$309 ;
   wire \$31 ;
-  reg [2:0] \$310 ;
-  reg [2:0] \$311 ;
-  wire \$312 ;
-  reg [2:0] \$313 ;
+  wire \$310 ;
+  wire \$311 ;
+  wire [8:0] \$312 ;
+  wire [9:0] \$313 ;
   wire \$314 ;
-  reg \$315 ;
-  wire \$316 ;
+  wire [8:0] \$315 ;
+  wire [9:0] \$316 ;
   wire \$317 ;
-  reg [2:0] \$318 ;
-  wire \$319 ;
-  wire \$32 ;
-  reg [6:0] \$320 ;
-  reg [2:0] \$321 ;
-  reg \$322 ;
+  wire [8:0] \$318 ;
+  wire [9:0] \$319 ;
+  wire [17:0] \$32 ;
+  wire \$320 ;
+  wire [8:0] \$321 ;
+  wire [9:0] \$322 ;
   wire \$323 ;
-  reg [7:0] \$324 ;
-  wire [7:0] \$325 ;
-  reg [10:0] \$326 ;
-  reg [7:0] \$327 ;
-  wire [8:0] \$328 ;
-  wire [8:0] \$329 ;
-  wire \$33 ;
-  reg [7:0] \$330 ;
-  wire [8:0] \$331 ;
-  wire [8:0] \$332 ;
-  wire [9:0] \$333 ;
-  reg [7:0] \$334 ;
-  wire [10:0] \$335 ;
-  wire [10:0] \$336 ;
-  reg [7:0] \$337 ;
-  wire [10:0] \$338 ;
-  wire [10:0] \$339 ;
+  wire [8:0] \$324 ;
+  wire [9:0] \$325 ;
+  wire \$326 ;
+  wire [8:0] \$327 ;
+  wire [9:0] \$328 ;
+  wire \$329 ;
+  wire [26:0] \$33 ;
+  wire [8:0] \$330 ;
+  wire [9:0] \$331 ;
+  wire \$332 ;
+  wire [8:0] \$333 ;
+  wire [9:0] \$334 ;
+  wire \$335 ;
+  wire \$336 ;
+  wire \$337 ;
+  wire \$338 ;
+  reg [6:0] \$339 ;
   wire \$34 ;
-  wire [11:0] \$340 ;
-  wire [12:0] \$341 ;
-  reg [7:0] \$342 ;
-  wire [14:0] \$343 ;
-  wire [14:0] \$344 ;
-  wire [15:0] \$345 ;
+  wire \$340 ;
+  wire \$341 ;
+  wire \$342 ;
+  wire \$343 ;
+  wire \$344 ;
+  wire \$345 ;
   wire \$346 ;
-  wire [32:0] \$347 ;
+  wire \$347 ;
   wire \$348 ;
-  wire [32:0] \$349 ;
-  wire \$35 ;
+  wire \$349 ;
+  wire [17:0] \$35 ;
   wire \$350 ;
-  wire [32:0] \$351 ;
+  wire \$351 ;
   wire \$352 ;
-  wire [32:0] \$353 ;
+  wire \$353 ;
   wire \$354 ;
-  wire [8:0] \$355 ;
+  wire \$355 ;
   wire \$356 ;
   wire \$357 ;
-  wire [32:0] \$358 ;
+  wire \$358 ;
   wire \$359 ;
-  wire \$36 ;
-  wire [32:0] \$360 ;
+  wire [26:0] \$36 ;
+  wire \$360 ;
   wire \$361 ;
-  wire [32:0] \$362 ;
+  wire \$362 ;
   wire \$363 ;
-  wire [32:0] \$364 ;
-  wire [4:0] \$365 ;
+  wire \$364 ;
+  wire \$365 ;
   wire \$366 ;
-  wire [32:0] \$367 ;
+  wire \$367 ;
   wire \$368 ;
-  wire [32:0] \$369 ;
+  wire \$369 ;
   wire \$37 ;
-  wire \$370 ;
-  wire [32:0] \$371 ;
-  wire \$372 ;
-  wire [32:0] \$373 ;
+  wire [7:0] \$370 ;
+  wire [7:0] \$371 ;
+  wire [8:0] \$372 ;
+  wire \$373 ;
   wire \$374 ;
   wire \$375 ;
   wire \$376 ;
   wire \$377 ;
   wire \$378 ;
   wire \$379 ;
-  wire \$38 ;
+  wire [17:0] \$38 ;
   wire \$380 ;
-  wire [32:0] \$381 ;
+  wire \$381 ;
   wire \$382 ;
-  wire [32:0] \$383 ;
+  wire \$383 ;
   wire \$384 ;
-  wire [32:0] \$385 ;
-  wire \$386 ;
-  wire [32:0] \$387 ;
-  wire [5:0] \$388 ;
-  wire \$389 ;
-  wire \$39 ;
-  wire [5:0] \$390 ;
-  wire [2:0] \$391 ;
-  wire \$392 ;
-  wire [2:0] \$393 ;
-  wire \$394 ;
-  wire \$395 ;
-  wire \$396 ;
-  wire \$397 ;
-  wire \$398 ;
-  wire \$399 ;
+  reg [44:0] \$385 ;
+  reg [44:0] \$386 ;
+  reg [44:0] \$387 ;
+  reg [44:0] \$388 ;
+  reg [22:0] \$389 ;
+  wire [26:0] \$39 ;
+  reg [22:0] \$390 ;
+  reg [22:0] \$391 ;
+  reg [22:0] \$392 ;
+  reg [22:0] \$393 ;
+  reg [22:0] \$394 ;
+  reg [22:0] \$395 ;
+  reg [22:0] \$396 ;
+  reg [2:0] \$397 ;
+  reg \$398 ;
+  reg [2:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
-  wire [32:0] \$400 ;
+  reg [2:0] \$400 ;
   reg [44:0] \$401 ;
   reg [44:0] \$402 ;
-  reg [44:0] \$403 ;
-  reg [44:0] \$404 ;
-  reg [22:0] \$405 ;
-  reg [22:0] \$406 ;
-  reg [22:0] \$407 ;
-  reg [22:0] \$408 ;
-  reg [22:0] \$409 ;
-  wire \$41 ;
-  reg [22:0] \$410 ;
-  reg [22:0] \$411 ;
-  reg [22:0] \$412 ;
-  reg [2:0] \$413 ;
-  reg \$414 ;
-  reg [2:0] \$415 ;
-  reg [2:0] \$416 ;
-  reg [44:0] \$417 ;
-  reg [44:0] \$418 ;
-  reg [3:0] \$419 ;
-  wire \$42 ;
-  reg \$420 ;
-  reg \$421 ;
-  reg [7:0] \$422 ;
-  reg [11:0] \$423 ;
-  reg \$424 ;
-  reg \$425 ;
-  reg [7:0] \$426 ;
-  reg \$427 ;
-  reg [7:0] \$428 ;
-  reg [7:0] \$429 ;
+  reg [3:0] \$403 ;
+  reg \$404 ;
+  reg \$405 ;
+  reg \$406 ;
+  reg [7:0] \$407 ;
+  reg [11:0] \$408 ;
+  reg \$409 ;
+  wire [17:0] \$41 ;
+  reg \$410 ;
+  reg \$411 ;
+  reg \$412 ;
+  reg \$413 ;
+  reg [17:0] \$414 ;
+  reg [25:0] \$415 ;
+  reg [17:0] \$416 ;
+  reg [25:0] \$417 ;
+  reg [17:0] \$418 ;
+  reg [25:0] \$419 ;
+  wire [26:0] \$42 ;
+  reg [17:0] \$420 ;
+  reg [25:0] \$421 ;
+  reg [17:0] \$422 ;
+  reg [25:0] \$423 ;
+  reg [17:0] \$424 ;
+  reg [25:0] \$425 ;
+  reg [17:0] \$426 ;
+  reg [25:0] \$427 ;
+  reg [17:0] \$428 ;
+  reg [25:0] \$429 ;
   wire \$43 ;
   reg [7:0] \$430 ;
   reg [7:0] \$431 ;
@@ -378,368 +378,242 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [7:0] \$433 ;
   reg [7:0] \$434 ;
   reg [7:0] \$435 ;
-  reg [15:0] \$436 ;
-  reg [15:0] \$437 ;
-  reg [15:0] \$438 ;
-  reg [15:0] \$439 ;
-  wire \$44 ;
-  reg [15:0] \$440 ;
-  reg [15:0] \$441 ;
-  reg [15:0] \$442 ;
-  reg [15:0] \$443 ;
-  reg \$444 ;
-  reg \$445 ;
-  reg [17:0] \$446 ;
+  reg [7:0] \$436 ;
+  reg [7:0] \$437 ;
+  reg [7:0] \$438 ;
+  reg [7:0] \$439 ;
+  wire [8:0] \$44 ;
+  reg [7:0] \$440 ;
+  reg [7:0] \$441 ;
+  reg [7:0] \$442 ;
+  reg [7:0] \$443 ;
+  reg [7:0] \$444 ;
+  reg [7:0] \$445 ;
+  reg [7:0] \$446 ;
   reg [15:0] \$447 ;
-  reg [25:0] \$448 ;
-  reg [17:0] \$449 ;
+  reg [15:0] \$448 ;
+  reg [15:0] \$449 ;
   wire \$45 ;
   reg [15:0] \$450 ;
-  reg [25:0] \$451 ;
-  reg [17:0] \$452 ;
+  reg [15:0] \$451 ;
+  reg [15:0] \$452 ;
   reg [15:0] \$453 ;
-  reg [25:0] \$454 ;
-  reg [17:0] \$455 ;
-  reg [15:0] \$456 ;
-  reg [25:0] \$457 ;
-  reg [17:0] \$458 ;
-  reg [15:0] \$459 ;
-  wire \$46 ;
-  reg [25:0] \$460 ;
-  reg [17:0] \$461 ;
-  reg [15:0] \$462 ;
-  reg [25:0] \$463 ;
-  reg [17:0] \$464 ;
-  reg [15:0] \$465 ;
-  reg [25:0] \$466 ;
-  reg [17:0] \$467 ;
-  reg [15:0] \$468 ;
-  reg [25:0] \$469 ;
+  reg [15:0] \$454 ;
+  reg [7:0] \$455 ;
+  reg \$456 ;
+  reg \$457 ;
+  reg [6:0] \$458 ;
+  reg [6:0] \$459 ;
+  wire [8:0] \$46 ;
+  reg [1:0] \$460 ;
+  reg \$461 ;
+  reg \$462 ;
+  reg [3:0] \$463 ;
+  reg [4:0] \$464 ;
+  reg [3:0] \$465 ;
+  reg [2:0] \$466 ;
+  reg \$467 ;
+  reg \$468 ;
+  reg [7:0] \$469 ;
   wire \$47 ;
   reg [7:0] \$470 ;
-  reg [7:0] \$471 ;
-  reg [7:0] \$472 ;
-  reg [7:0] \$473 ;
-  reg [7:0] \$474 ;
-  reg [7:0] \$475 ;
-  reg [7:0] \$476 ;
-  reg [7:0] \$477 ;
-  reg [7:0] \$478 ;
-  reg [7:0] \$479 ;
-  wire \$48 ;
-  reg [7:0] \$480 ;
-  reg [7:0] \$481 ;
-  reg [7:0] \$482 ;
-  reg [7:0] \$483 ;
-  reg [7:0] \$484 ;
-  reg [7:0] \$485 ;
-  reg [31:0] \$486 ;
-  reg [31:0] \$487 ;
-  reg [31:0] \$488 ;
-  reg [31:0] \$489 ;
+  reg [10:0] \$471 ;
+  reg [12:0] \$472 ;
+  reg [1:0] \$473 ;
+  reg \$474 ;
+  wire [8:0] \$48 ;
   wire \$49 ;
-  reg \$490 ;
-  reg [6:0] \$491 ;
-  reg [6:0] \$492 ;
-  reg [31:0] \$493 ;
-  reg [31:0] \$494 ;
-  reg [31:0] \$495 ;
-  reg [31:0] \$496 ;
-  reg [31:0] \$497 ;
-  reg [31:0] \$498 ;
-  reg [31:0] \$499 ;
-  wire \$5 ;
-  wire \$50 ;
-  reg [31:0] \$500 ;
-  reg [31:0] \$501 ;
-  reg [31:0] \$502 ;
-  reg [31:0] \$503 ;
-  reg [31:0] \$504 ;
-  reg [31:0] \$505 ;
-  reg [31:0] \$506 ;
-  reg \$507 ;
-  reg \$508 ;
-  reg [1:0] \$509 ;
+  reg [44:0] \$5 ;
+  wire [8:0] \$50 ;
   wire \$51 ;
-  reg \$510 ;
-  reg [3:0] \$511 ;
-  reg [4:0] \$512 ;
-  reg [3:0] \$513 ;
-  reg [2:0] \$514 ;
-  reg \$515 ;
-  reg \$516 ;
-  reg [7:0] \$517 ;
-  reg [7:0] \$518 ;
-  reg [10:0] \$519 ;
-  wire \$52 ;
-  reg [12:0] \$520 ;
-  reg \$521 ;
+  wire [8:0] \$52 ;
   wire \$53 ;
-  wire \$54 ;
+  wire [8:0] \$54 ;
   wire \$55 ;
-  wire \$56 ;
+  wire [8:0] \$56 ;
   wire \$57 ;
-  wire \$58 ;
+  wire [8:0] \$58 ;
   wire \$59 ;
-  wire \$6 ;
-  wire \$60 ;
+  reg [22:0] \$6 ;
+  wire [8:0] \$60 ;
   wire \$61 ;
-  wire \$62 ;
+  wire [8:0] \$62 ;
   wire \$63 ;
-  wire \$64 ;
+  wire [8:0] \$64 ;
   wire \$65 ;
-  wire \$66 ;
+  wire [8:0] \$66 ;
   wire \$67 ;
-  wire \$68 ;
+  wire [8:0] \$68 ;
   wire \$69 ;
-  wire \$7 ;
-  wire \$70 ;
+  reg [44:0] \$7 ;
+  wire [8:0] \$70 ;
   wire \$71 ;
-  wire \$72 ;
+  wire [8:0] \$72 ;
   wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
+  wire [8:0] \$74 ;
+  wire [5:0] \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire \$8 ;
+  reg [6:0] \$78 ;
+  wire [7:0] \$79 ;
+  wire [4:0] \$8 ;
   wire \$80 ;
-  reg [7:0] \$81 ;
-  reg [40:0] \$82 ;
-  reg [15:0] \$83 ;
-  wire [13:0] \$84 ;
-  wire [12:0] \$85 ;
-  wire [12:0] \$86 ;
-  wire [10:0] \$87 ;
-  wire [10:0] \$88 ;
-  wire [12:0] \$89 ;
-  wire \$9 ;
-  wire [12:0] \$90 ;
-  wire [10:0] \$91 ;
-  wire [10:0] \$92 ;
-  wire [12:0] \$93 ;
-  wire [12:0] \$94 ;
-  wire [10:0] \$95 ;
-  wire [10:0] \$96 ;
-  wire [12:0] \$97 ;
-  wire [12:0] \$98 ;
-  wire [10:0] \$99 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  reg [2:0] \$86 ;
+  reg [2:0] \$87 ;
+  wire \$88 ;
+  reg [2:0] \$89 ;
+  wire [12:0] \$9 ;
+  wire \$90 ;
+  reg \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  reg [2:0] \$94 ;
+  wire \$95 ;
+  reg [6:0] \$96 ;
+  reg [2:0] \$97 ;
+  reg \$98 ;
+  wire \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$299 ;
-  reg \$signal$343  = 1'h0;
-  reg \$signal$346  = 1'h0;
-  reg \$signal$347  = 1'h0;
-  reg \$signal$366  = 1'h0;
-  reg \$signal$384  = 1'h0;
+  reg \$signal$101  = 1'h0;
+  reg \$signal$102  = 1'h0;
+  reg \$signal$121  = 1'h0;
+  reg \$signal$122 ;
+  reg \$signal$197  = 1'h0;
+  reg \$signal$201  = 1'h0;
   wire [10:0] \$signature__addr ;
-  wire [10:0] \$signature__addr$106 ;
-  wire [4:0] \$signature__addr$108 ;
-  wire [4:0] \$signature__addr$109 ;
-  wire [10:0] \$signature__addr$110 ;
-  wire [4:0] \$signature__addr$111 ;
-  wire [4:0] \$signature__addr$112 ;
-  wire [10:0] \$signature__addr$113 ;
-  wire [4:0] \$signature__addr$114 ;
-  wire [4:0] \$signature__addr$115 ;
-  wire [10:0] \$signature__addr$116 ;
-  wire [4:0] \$signature__addr$117 ;
-  wire [4:0] \$signature__addr$118 ;
-  wire [10:0] \$signature__addr$119 ;
-  wire [4:0] \$signature__addr$120 ;
-  wire [4:0] \$signature__addr$121 ;
-  wire [10:0] \$signature__addr$122 ;
-  wire [4:0] \$signature__addr$123 ;
-  wire [4:0] \$signature__addr$124 ;
-  wire [10:0] \$signature__addr$125 ;
-  wire [4:0] \$signature__addr$126 ;
-  wire [4:0] \$signature__addr$127 ;
-  wire [10:0] \$signature__addr$128 ;
-  wire [4:0] \$signature__addr$129 ;
-  wire [4:0] \$signature__addr$130 ;
-  wire [4:0] \$signature__addr$23 ;
-  wire [4:0] \$signature__addr$257 ;
-  wire [10:0] \$signature__addr$26 ;
-  wire [4:0] \$signature__addr$262 ;
-  wire [4:0] \$signature__addr$266 ;
-  wire [4:0] \$signature__addr$270 ;
-  wire [4:0] \$signature__addr$274 ;
-  wire [4:0] \$signature__addr$278 ;
-  wire [4:0] \$signature__addr$282 ;
-  wire [4:0] \$signature__addr$286 ;
-  wire [4:0] \$signature__addr$29 ;
-  wire [10:0] \$signature__addr$32 ;
-  wire [4:0] \$signature__addr$35 ;
-  wire [10:0] \$signature__addr$38 ;
-  wire [4:0] \$signature__addr$41 ;
-  wire [10:0] \$signature__addr$44 ;
-  wire [4:0] \$signature__addr$47 ;
-  wire [10:0] \$signature__addr$50 ;
-  wire [4:0] \$signature__addr$53 ;
-  wire [10:0] \$signature__addr$56 ;
-  wire [4:0] \$signature__addr$59 ;
-  wire [10:0] \$signature__addr$62 ;
-  wire [4:0] \$signature__addr$65 ;
+  wire [4:0] \$signature__addr$219 ;
+  wire [10:0] \$signature__addr$222 ;
+  wire [4:0] \$signature__addr$225 ;
+  wire [10:0] \$signature__addr$228 ;
+  wire [4:0] \$signature__addr$231 ;
+  wire [10:0] \$signature__addr$234 ;
+  wire [4:0] \$signature__addr$237 ;
+  wire [10:0] \$signature__addr$240 ;
+  wire [4:0] \$signature__addr$243 ;
+  wire [10:0] \$signature__addr$246 ;
+  wire [4:0] \$signature__addr$249 ;
+  wire [10:0] \$signature__addr$252 ;
+  wire [4:0] \$signature__addr$255 ;
+  wire [10:0] \$signature__addr$258 ;
+  wire [4:0] \$signature__addr$261 ;
+  wire [4:0] \$signature__addr$371 ;
+  wire [4:0] \$signature__addr$375 ;
+  wire [4:0] \$signature__addr$378 ;
+  wire [4:0] \$signature__addr$381 ;
+  wire [4:0] \$signature__addr$384 ;
+  wire [4:0] \$signature__addr$387 ;
+  wire [4:0] \$signature__addr$390 ;
+  wire [4:0] \$signature__addr$393 ;
   wire [7:0] \$signature__data ;
-  wire [40:0] \$signature__data$24 ;
-  wire [8:0] \$signature__data$24.alpha ;
-  wire [15:0] \$signature__data$24.bias ;
-  wire [15:0] \$signature__data$24.theta ;
-  wire [15:0] \$signature__data$258 ;
-  wire [15:0] \$signature__data$263 ;
-  wire [15:0] \$signature__data$267 ;
-  wire [7:0] \$signature__data$27 ;
-  wire [15:0] \$signature__data$271 ;
-  wire [15:0] \$signature__data$275 ;
-  wire [15:0] \$signature__data$279 ;
-  wire [15:0] \$signature__data$283 ;
-  wire [15:0] \$signature__data$287 ;
-  wire [40:0] \$signature__data$30 ;
-  wire [8:0] \$signature__data$30.alpha ;
-  wire [15:0] \$signature__data$30.bias ;
-  wire [15:0] \$signature__data$30.theta ;
-  wire [7:0] \$signature__data$33 ;
-  wire [40:0] \$signature__data$36 ;
-  wire [8:0] \$signature__data$36.alpha ;
-  wire [15:0] \$signature__data$36.bias ;
-  wire [15:0] \$signature__data$36.theta ;
-  wire [7:0] \$signature__data$39 ;
-  wire [40:0] \$signature__data$42 ;
-  wire [8:0] \$signature__data$42.alpha ;
-  wire [15:0] \$signature__data$42.bias ;
-  wire [15:0] \$signature__data$42.theta ;
-  wire [7:0] \$signature__data$45 ;
-  wire [40:0] \$signature__data$48 ;
-  wire [8:0] \$signature__data$48.alpha ;
-  wire [15:0] \$signature__data$48.bias ;
-  wire [15:0] \$signature__data$48.theta ;
-  wire [7:0] \$signature__data$51 ;
-  wire [40:0] \$signature__data$54 ;
-  wire [8:0] \$signature__data$54.alpha ;
-  wire [15:0] \$signature__data$54.bias ;
-  wire [15:0] \$signature__data$54.theta ;
-  wire [7:0] \$signature__data$57 ;
-  wire [40:0] \$signature__data$60 ;
-  wire [8:0] \$signature__data$60.alpha ;
-  wire [15:0] \$signature__data$60.bias ;
-  wire [15:0] \$signature__data$60.theta ;
-  wire [7:0] \$signature__data$63 ;
-  wire [40:0] \$signature__data$66 ;
-  wire [8:0] \$signature__data$66.alpha ;
-  wire [15:0] \$signature__data$66.bias ;
-  wire [15:0] \$signature__data$66.theta ;
-  wire [7:0] \$signature__data$70 ;
-  wire [7:0] \$signature__data$71 ;
-  wire [7:0] \$signature__data$72 ;
-  wire [7:0] \$signature__data$73 ;
-  wire [7:0] \$signature__data$74 ;
-  wire [7:0] \$signature__data$75 ;
-  wire [7:0] \$signature__data$76 ;
-  wire [7:0] \$signature__data$77 ;
-  wire [40:0] \$signature__data$78 ;
-  wire [8:0] \$signature__data$78.alpha ;
-  wire [15:0] \$signature__data$78.bias ;
-  wire [15:0] \$signature__data$78.theta ;
-  wire [40:0] \$signature__data$79 ;
-  wire [8:0] \$signature__data$79.alpha ;
-  wire [15:0] \$signature__data$79.bias ;
-  wire [15:0] \$signature__data$79.theta ;
-  wire [40:0] \$signature__data$80 ;
-  wire [8:0] \$signature__data$80.alpha ;
-  wire [15:0] \$signature__data$80.bias ;
-  wire [15:0] \$signature__data$80.theta ;
-  wire [40:0] \$signature__data$81 ;
-  wire [8:0] \$signature__data$81.alpha ;
-  wire [15:0] \$signature__data$81.bias ;
-  wire [15:0] \$signature__data$81.theta ;
-  wire [40:0] \$signature__data$82 ;
-  wire [8:0] \$signature__data$82.alpha ;
-  wire [15:0] \$signature__data$82.bias ;
-  wire [15:0] \$signature__data$82.theta ;
-  wire [40:0] \$signature__data$83 ;
-  wire [8:0] \$signature__data$83.alpha ;
-  wire [15:0] \$signature__data$83.bias ;
-  wire [15:0] \$signature__data$83.theta ;
-  wire [40:0] \$signature__data$84 ;
-  wire [8:0] \$signature__data$84.alpha ;
-  wire [15:0] \$signature__data$84.bias ;
-  wire [15:0] \$signature__data$84.theta ;
-  wire [40:0] \$signature__data$85 ;
-  wire [8:0] \$signature__data$85.alpha ;
-  wire [15:0] \$signature__data$85.bias ;
-  wire [15:0] \$signature__data$85.theta ;
-  wire [15:0] \$signature__data$86 ;
-  wire [15:0] \$signature__data$87 ;
-  wire [15:0] \$signature__data$88 ;
-  wire [15:0] \$signature__data$89 ;
-  wire [15:0] \$signature__data$90 ;
-  wire [15:0] \$signature__data$91 ;
-  wire [15:0] \$signature__data$92 ;
-  wire [15:0] \$signature__data$93 ;
+  wire [40:0] \$signature__data$220 ;
+  wire [8:0] \$signature__data$220.alpha ;
+  wire [15:0] \$signature__data$220.bias ;
+  wire [15:0] \$signature__data$220.theta ;
+  wire [7:0] \$signature__data$223 ;
+  wire [40:0] \$signature__data$226 ;
+  wire [8:0] \$signature__data$226.alpha ;
+  wire [15:0] \$signature__data$226.bias ;
+  wire [15:0] \$signature__data$226.theta ;
+  wire [7:0] \$signature__data$229 ;
+  wire [40:0] \$signature__data$232 ;
+  wire [8:0] \$signature__data$232.alpha ;
+  wire [15:0] \$signature__data$232.bias ;
+  wire [15:0] \$signature__data$232.theta ;
+  wire [7:0] \$signature__data$235 ;
+  wire [40:0] \$signature__data$238 ;
+  wire [8:0] \$signature__data$238.alpha ;
+  wire [15:0] \$signature__data$238.bias ;
+  wire [15:0] \$signature__data$238.theta ;
+  wire [7:0] \$signature__data$241 ;
+  wire [40:0] \$signature__data$244 ;
+  wire [8:0] \$signature__data$244.alpha ;
+  wire [15:0] \$signature__data$244.bias ;
+  wire [15:0] \$signature__data$244.theta ;
+  wire [7:0] \$signature__data$247 ;
+  wire [40:0] \$signature__data$250 ;
+  wire [8:0] \$signature__data$250.alpha ;
+  wire [15:0] \$signature__data$250.bias ;
+  wire [15:0] \$signature__data$250.theta ;
+  wire [7:0] \$signature__data$253 ;
+  wire [40:0] \$signature__data$256 ;
+  wire [8:0] \$signature__data$256.alpha ;
+  wire [15:0] \$signature__data$256.bias ;
+  wire [15:0] \$signature__data$256.theta ;
+  wire [7:0] \$signature__data$259 ;
+  wire [40:0] \$signature__data$262 ;
+  wire [8:0] \$signature__data$262.alpha ;
+  wire [15:0] \$signature__data$262.bias ;
+  wire [15:0] \$signature__data$262.theta ;
+  wire [15:0] \$signature__data$372 ;
+  wire [15:0] \$signature__data$376 ;
+  wire [15:0] \$signature__data$379 ;
+  wire [15:0] \$signature__data$382 ;
+  wire [15:0] \$signature__data$385 ;
+  wire [15:0] \$signature__data$388 ;
+  wire [15:0] \$signature__data$391 ;
+  wire [15:0] \$signature__data$394 ;
   wire \$signature__en ;
-  wire \$signature__en$25 ;
+  wire \$signature__en$221 ;
+  wire \$signature__en$224 ;
+  wire \$signature__en$227 ;
+  wire \$signature__en$230 ;
+  wire \$signature__en$233 ;
+  wire \$signature__en$236 ;
+  wire \$signature__en$239 ;
+  wire \$signature__en$242 ;
+  wire \$signature__en$245 ;
+  wire \$signature__en$248 ;
+  wire \$signature__en$251 ;
+  wire \$signature__en$254 ;
+  wire \$signature__en$257 ;
   wire \$signature__en$260 ;
-  wire \$signature__en$265 ;
-  wire \$signature__en$269 ;
-  wire \$signature__en$273 ;
-  wire \$signature__en$277 ;
-  wire \$signature__en$28 ;
-  wire \$signature__en$281 ;
-  wire \$signature__en$285 ;
-  wire \$signature__en$289 ;
-  wire \$signature__en$31 ;
-  wire \$signature__en$34 ;
-  wire \$signature__en$37 ;
-  wire \$signature__en$40 ;
-  wire \$signature__en$43 ;
-  wire \$signature__en$46 ;
-  wire \$signature__en$49 ;
-  wire \$signature__en$52 ;
-  wire \$signature__en$55 ;
-  wire \$signature__en$58 ;
-  wire \$signature__en$61 ;
-  wire \$signature__en$64 ;
-  wire \$signature__en$67 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] acc0;
-  (* init = 26'h0000000 *)
-  wire [25:0] acc1;
-  (* init = 26'h0000000 *)
-  wire [25:0] acc2;
-  (* init = 26'h0000000 *)
-  wire [25:0] acc3;
-  (* init = 26'h0000000 *)
-  wire [25:0] acc4;
-  (* init = 26'h0000000 *)
-  wire [25:0] acc5;
-  (* init = 26'h0000000 *)
-  wire [25:0] acc6;
-  (* init = 26'h0000000 *)
-  wire [25:0] acc7;
+  wire \$signature__en$263 ;
+  wire \$signature__en$373 ;
+  wire \$signature__en$377 ;
+  wire \$signature__en$380 ;
+  wire \$signature__en$383 ;
+  wire \$signature__en$386 ;
+  wire \$signature__en$389 ;
+  wire \$signature__en$392 ;
+  wire \$signature__en$395 ;
+  reg [25:0] acc0 = 26'h0000000;
+  reg [25:0] acc1 = 26'h0000000;
+  reg [25:0] acc2 = 26'h0000000;
+  reg [25:0] acc3 = 26'h0000000;
+  reg [25:0] acc4 = 26'h0000000;
+  reg [25:0] acc5 = 26'h0000000;
+  reg [25:0] acc6 = 26'h0000000;
+  reg [25:0] acc7 = 26'h0000000;
   wire [8:0] alpha;
-  wire [8:0] \alpha$140 ;
-  wire [8:0] \alpha$143 ;
-  wire [8:0] \alpha$146 ;
-  wire [8:0] \alpha$149 ;
-  wire [8:0] \alpha$152 ;
-  wire [8:0] \alpha$155 ;
-  wire [8:0] \alpha$158 ;
+  wire [8:0] \alpha$298 ;
+  wire [8:0] \alpha$301 ;
+  wire [8:0] \alpha$304 ;
+  wire [8:0] \alpha$307 ;
+  wire [8:0] \alpha$310 ;
+  wire [8:0] \alpha$313 ;
+  wire [8:0] \alpha$316 ;
   reg bank_sel = 1'h0;
   reg [7:0] base;
   wire [15:0] bias;
-  wire [15:0] \bias$141 ;
-  wire [15:0] \bias$144 ;
-  wire [15:0] \bias$147 ;
-  wire [15:0] \bias$150 ;
-  wire [15:0] \bias$153 ;
-  wire [15:0] \bias$156 ;
-  wire [15:0] \bias$159 ;
+  wire [15:0] \bias$299 ;
+  wire [15:0] \bias$302 ;
+  wire [15:0] \bias$305 ;
+  wire [15:0] \bias$308 ;
+  wire [15:0] \bias$311 ;
+  wire [15:0] \bias$314 ;
+  wire [15:0] \bias$317 ;
   output busy;
   reg busy;
-  wire \busy$19 ;
+  wire \busy$68 ;
   wire can_load;
   input clear;
   wire clear;
+  reg \clear$406 ;
   input clk;
   wire clk;
   reg [7:0] cnt = 8'h00;
@@ -759,26 +633,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [7:0] count7 = 8'h00;
   reg [7:0] count8 = 8'h00;
   reg [7:0] count9 = 8'h00;
-  reg [31:0] ctr0 = 32'd0;
-  reg [31:0] ctr1 = 32'd0;
-  reg [31:0] ctr10 = 32'd0;
-  reg [31:0] ctr11 = 32'd0;
-  reg [31:0] ctr12 = 32'd0;
-  reg [31:0] ctr13 = 32'd0;
-  reg [31:0] ctr14 = 32'd0;
-  reg [31:0] ctr15 = 32'd0;
-  reg [31:0] ctr16 = 32'd0;
-  reg [31:0] ctr17 = 32'd0;
-  reg [31:0] ctr2 = 32'd0;
-  reg [31:0] ctr3 = 32'd0;
-  reg [31:0] ctr4 = 32'd0;
-  reg [31:0] ctr5 = 32'd0;
-  reg [31:0] ctr6 = 32'd0;
-  reg [31:0] ctr7 = 32'd0;
-  reg [31:0] ctr8 = 32'd0;
-  reg [31:0] ctr9 = 32'd0;
   reg cur = 1'h0;
-  reg drain2 = 1'h0;
+  reg [1:0] drain_n = 2'h0;
   reg [3:0] e = 4'h0;
   reg [3:0] e_end = 4'h0;
   reg [22:0] edge0 = 23'h000000;
@@ -828,10 +684,6 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [1:0] \end_record.layer ;
   wire \end_record.spike ;
   wire [15:0] \end_record.value ;
-  wire [10:0] ev_rd__addr;
-  wire [14:0] ev_rd__data;
-  wire [6:0] \ev_rd__data.index ;
-  wire [7:0] \ev_rd__data.value ;
   reg [10:0] ev_wr__addr;
   reg [14:0] ev_wr__data;
   wire [6:0] \ev_wr__data.index ;
@@ -840,6 +692,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \event ;
   wire [7:0] event_index;
   wire [1:0] event_layer;
+  reg [14:0] events_nrw = 15'h0000;
+  wire [6:0] \events_nrw.index ;
+  wire [7:0] \events_nrw.value ;
   wire free;
   reg [3:0] fsm_state = 4'h0;
   input [16:0] host_addr;
@@ -857,15 +712,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [6:0] in_count0 = 7'h00;
   reg [6:0] in_count1 = 7'h00;
   reg in_full = 1'h0;
-  wire [7:0] in_rd__addr;
-  wire [14:0] in_rd__data;
-  wire [6:0] \in_rd__data.index ;
-  wire [7:0] \in_rd__data.value ;
   reg [7:0] in_wr__addr;
   reg [14:0] in_wr__data;
   wire [6:0] \in_wr__data.index ;
   wire [7:0] \in_wr__data.value ;
   reg in_wr__en;
+  reg [17:0] inc;
   input [15:0] input__payload;
   wire [15:0] input__payload;
   wire \input__payload.end ;
@@ -875,10 +727,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire input__ready;
   input input__valid;
   wire input__valid;
+  reg [14:0] input_events_nrw = 15'h0000;
+  wire [6:0] \input_events_nrw.index ;
+  wire [7:0] \input_events_nrw.value ;
   reg issue;
   reg [4:0] k = 5'h00;
+  reg last_row = 1'h0;
   reg [44:0] layer = 45'h000000000000;
-  reg [1:0] \layer$307 ;
+  reg [1:0] \layer$403 ;
   wire [2:0] \layer.ebase ;
   wire [3:0] \layer.ecount ;
   wire \layer.emit_values ;
@@ -929,13 +785,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \layer3.spiking ;
   wire [15:0] \layer3.v_reset ;
   wire [17:0] leak;
-  wire [17:0] \leak$371 ;
-  wire [17:0] \leak$373 ;
-  wire [17:0] \leak$375 ;
-  wire [17:0] \leak$377 ;
-  wire [17:0] \leak$379 ;
-  wire [17:0] \leak$381 ;
-  wire [17:0] \leak$383 ;
+  wire [17:0] \leak$128 ;
+  wire [17:0] \leak$131 ;
+  wire [17:0] \leak$134 ;
+  wire [17:0] \leak$137 ;
+  wire [17:0] \leak$140 ;
+  wire [17:0] \leak$143 ;
+  wire [17:0] \leak$146 ;
   reg [17:0] leak_q0 = 18'h00000;
   reg [17:0] leak_q1 = 18'h00000;
   reg [17:0] leak_q2 = 18'h00000;
@@ -946,6 +802,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [17:0] leak_q7 = 18'h00000;
   reg [1:0] li = 2'h0;
   reg load;
+  reg [15:0] membranes0_nrw = 16'h0000;
+  reg [15:0] membranes1_nrw = 16'h0000;
+  reg [15:0] membranes2_nrw = 16'h0000;
+  reg [15:0] membranes3_nrw = 16'h0000;
+  reg [15:0] membranes4_nrw = 16'h0000;
+  reg [15:0] membranes5_nrw = 16'h0000;
+  reg [15:0] membranes6_nrw = 16'h0000;
+  reg [15:0] membranes7_nrw = 16'h0000;
   reg [7:0] n = 8'h00;
   reg neuron_write;
   reg [2:0] num_layers = 3'h0;
@@ -960,6 +824,118 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire output__ready;
   output output__valid;
   wire output__valid;
+  reg [40:0] params0_nrw = 41'h00000000000;
+  wire [8:0] \params0_nrw.alpha ;
+  wire [15:0] \params0_nrw.bias ;
+  wire [15:0] \params0_nrw.theta ;
+  reg [40:0] params1_nrw = 41'h00000000000;
+  wire [8:0] \params1_nrw.alpha ;
+  wire [15:0] \params1_nrw.bias ;
+  wire [15:0] \params1_nrw.theta ;
+  reg [40:0] params2_nrw = 41'h00000000000;
+  wire [8:0] \params2_nrw.alpha ;
+  wire [15:0] \params2_nrw.bias ;
+  wire [15:0] \params2_nrw.theta ;
+  reg [40:0] params3_nrw = 41'h00000000000;
+  wire [8:0] \params3_nrw.alpha ;
+  wire [15:0] \params3_nrw.bias ;
+  wire [15:0] \params3_nrw.theta ;
+  reg [40:0] params4_nrw = 41'h00000000000;
+  wire [8:0] \params4_nrw.alpha ;
+  wire [15:0] \params4_nrw.bias ;
+  wire [15:0] \params4_nrw.theta ;
+  reg [40:0] params5_nrw = 41'h00000000000;
+  wire [8:0] \params5_nrw.alpha ;
+  wire [15:0] \params5_nrw.bias ;
+  wire [15:0] \params5_nrw.theta ;
+  reg [40:0] params6_nrw = 41'h00000000000;
+  wire [8:0] \params6_nrw.alpha ;
+  wire [15:0] \params6_nrw.bias ;
+  wire [15:0] \params6_nrw.theta ;
+  reg [40:0] params7_nrw = 41'h00000000000;
+  wire [8:0] \params7_nrw.alpha ;
+  wire [15:0] \params7_nrw.bias ;
+  wire [15:0] \params7_nrw.theta ;
+  wire [10:0] port__addr;
+  wire [4:0] \port__addr$269 ;
+  wire [4:0] \port__addr$270 ;
+  wire [10:0] \port__addr$271 ;
+  wire [4:0] \port__addr$272 ;
+  wire [4:0] \port__addr$273 ;
+  wire [10:0] \port__addr$274 ;
+  wire [4:0] \port__addr$275 ;
+  wire [4:0] \port__addr$276 ;
+  wire [10:0] \port__addr$277 ;
+  wire [4:0] \port__addr$278 ;
+  wire [4:0] \port__addr$279 ;
+  wire [10:0] \port__addr$280 ;
+  wire [4:0] \port__addr$281 ;
+  wire [4:0] \port__addr$282 ;
+  wire [10:0] \port__addr$283 ;
+  wire [4:0] \port__addr$284 ;
+  wire [4:0] \port__addr$285 ;
+  wire [10:0] \port__addr$286 ;
+  wire [4:0] \port__addr$287 ;
+  wire [4:0] \port__addr$288 ;
+  wire [10:0] \port__addr$289 ;
+  wire [4:0] \port__addr$290 ;
+  wire [4:0] \port__addr$291 ;
+  wire [10:0] \port__addr$292 ;
+  wire [7:0] \port__addr$293 ;
+  wire [14:0] port__data;
+  wire [14:0] \port__data$19 ;
+  wire [6:0] \port__data$19.index ;
+  wire [7:0] \port__data$19.value ;
+  wire [7:0] \port__data$21 ;
+  wire [40:0] \port__data$23 ;
+  wire [8:0] \port__data$23.alpha ;
+  wire [15:0] \port__data$23.bias ;
+  wire [15:0] \port__data$23.theta ;
+  wire [15:0] \port__data$25 ;
+  wire [7:0] \port__data$27 ;
+  wire [40:0] \port__data$29 ;
+  wire [8:0] \port__data$29.alpha ;
+  wire [15:0] \port__data$29.bias ;
+  wire [15:0] \port__data$29.theta ;
+  wire [15:0] \port__data$31 ;
+  wire [7:0] \port__data$33 ;
+  wire [40:0] \port__data$35 ;
+  wire [8:0] \port__data$35.alpha ;
+  wire [15:0] \port__data$35.bias ;
+  wire [15:0] \port__data$35.theta ;
+  wire [15:0] \port__data$37 ;
+  wire [7:0] \port__data$39 ;
+  wire [40:0] \port__data$41 ;
+  wire [8:0] \port__data$41.alpha ;
+  wire [15:0] \port__data$41.bias ;
+  wire [15:0] \port__data$41.theta ;
+  wire [15:0] \port__data$43 ;
+  wire [7:0] \port__data$45 ;
+  wire [40:0] \port__data$47 ;
+  wire [8:0] \port__data$47.alpha ;
+  wire [15:0] \port__data$47.bias ;
+  wire [15:0] \port__data$47.theta ;
+  wire [15:0] \port__data$49 ;
+  wire [7:0] \port__data$51 ;
+  wire [40:0] \port__data$53 ;
+  wire [8:0] \port__data$53.alpha ;
+  wire [15:0] \port__data$53.bias ;
+  wire [15:0] \port__data$53.theta ;
+  wire [15:0] \port__data$55 ;
+  wire [7:0] \port__data$57 ;
+  wire [40:0] \port__data$59 ;
+  wire [8:0] \port__data$59.alpha ;
+  wire [15:0] \port__data$59.bias ;
+  wire [15:0] \port__data$59.theta ;
+  wire [15:0] \port__data$61 ;
+  wire [7:0] \port__data$63 ;
+  wire [40:0] \port__data$65 ;
+  wire [8:0] \port__data$65.alpha ;
+  wire [15:0] \port__data$65.bias ;
+  wire [15:0] \port__data$65.theta ;
+  wire [15:0] \port__data$67 ;
+  wire [6:0] \port__data.index ;
+  wire [7:0] \port__data.value ;
   reg pre2 = 1'h0;
   reg [15:0] prod_q0 = 16'h0000;
   reg [15:0] prod_q1 = 16'h0000;
@@ -972,9 +948,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [27:0] r_data;
   wire r_en;
   wire r_rdy;
+  wire [4:0] raddr;
   reg [2:0] rd_lane = 3'h0;
   reg [44:0] rd_reg = 45'h000000000000;
   reg [2:0] rd_region = 3'h0;
+  wire [31:0] rdata;
+  wire re;
   wire [27:0] records__payload;
   wire [6:0] \records__payload.index ;
   wire [1:0] \records__payload.kind ;
@@ -984,13 +963,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire records__ready;
   wire records__valid;
   wire [1:0] reset;
-  wire [1:0] \reset$206 ;
-  wire [1:0] \reset$214 ;
-  wire [1:0] \reset$222 ;
-  wire [1:0] \reset$230 ;
-  wire [1:0] \reset$238 ;
-  wire [1:0] \reset$246 ;
-  wire [1:0] \reset$254 ;
+  wire [1:0] \reset$339 ;
+  wire [1:0] \reset$344 ;
+  wire [1:0] \reset$349 ;
+  wire [1:0] \reset$354 ;
+  wire [1:0] \reset$359 ;
+  wire [1:0] \reset$364 ;
+  wire [1:0] \reset$369 ;
   wire [5:0] row_addr;
   reg [12:0] row_offset = 13'h0000;
   reg [10:0] row_wbase = 11'h000;
@@ -1001,88 +980,99 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [6:0] s1_index;
   reg [11:0] s1_rowbase = 12'h000;
   wire [7:0] s1_value;
+  reg s1b_valid = 1'h0;
+  reg [7:0] s1b_x = 8'h00;
   reg s2_valid = 1'h0;
   reg [7:0] s2_x = 8'h00;
   reg [7:0] s3_x = 8'h00;
   reg s4_valid = 1'h0;
   reg [7:0] send;
   wire spike;
-  wire \spike$208 ;
-  wire \spike$216 ;
-  wire \spike$224 ;
-  wire \spike$232 ;
-  wire \spike$240 ;
-  wire \spike$248 ;
-  wire \spike$256 ;
+  wire \spike$171 ;
+  wire \spike$174 ;
+  wire \spike$177 ;
+  wire \spike$180 ;
+  wire \spike$183 ;
+  wire \spike$186 ;
+  wire \spike$189 ;
   wire [2:0] spike_src;
-  wire [7:0] spikes;
-  reg [7:0] \spikes$305 ;
+  reg [7:0] spikes = 8'h00;
+  reg [7:0] \spikes$401 ;
   wire spiking;
-  wire \spiking$207 ;
-  wire \spiking$215 ;
-  wire \spiking$223 ;
-  wire \spiking$231 ;
-  wire \spiking$239 ;
-  wire \spiking$247 ;
-  wire \spiking$255 ;
+  wire \spiking$340 ;
+  wire \spiking$345 ;
+  wire \spiking$350 ;
+  wire \spiking$355 ;
+  wire \spiking$360 ;
+  wire \spiking$365 ;
+  wire \spiking$370 ;
   reg [2:0] src_sel = 3'h0;
-  reg [15:0] theta = 16'h0000;
-  reg [15:0] \theta$203  = 16'h0000;
-  reg [15:0] \theta$211  = 16'h0000;
-  reg [15:0] \theta$219  = 16'h0000;
-  reg [15:0] \theta$227  = 16'h0000;
-  reg [15:0] \theta$235  = 16'h0000;
-  reg [15:0] \theta$243  = 16'h0000;
-  reg [15:0] \theta$251  = 16'h0000;
+  wire [15:0] theta;
+  wire [15:0] \theta$337 ;
+  wire [15:0] \theta$342 ;
+  wire [15:0] \theta$347 ;
+  wire [15:0] \theta$352 ;
+  wire [15:0] \theta$357 ;
+  wire [15:0] \theta$362 ;
+  wire [15:0] \theta$367 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] total;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$336 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$341 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$346 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$351 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$356 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$361 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$366 ;
   (* init = 16'h0000 *)
-  wire [15:0] theta_q0;
-  (* init = 16'h0000 *)
-  wire [15:0] theta_q1;
-  (* init = 16'h0000 *)
-  wire [15:0] theta_q2;
-  (* init = 16'h0000 *)
-  wire [15:0] theta_q3;
-  (* init = 16'h0000 *)
-  wire [15:0] theta_q4;
-  (* init = 16'h0000 *)
-  wire [15:0] theta_q5;
-  (* init = 16'h0000 *)
-  wire [15:0] theta_q6;
-  (* init = 16'h0000 *)
-  wire [15:0] theta_q7;
-  reg [25:0] total = 26'h0000000;
-  reg [25:0] \total$201  = 26'h0000000;
-  reg [25:0] \total$209  = 26'h0000000;
-  reg [25:0] \total$217  = 26'h0000000;
-  reg [25:0] \total$225  = 26'h0000000;
-  reg [25:0] \total$233  = 26'h0000000;
-  reg [25:0] \total$241  = 26'h0000000;
-  reg [25:0] \total$249  = 26'h0000000;
   wire [15:0] u;
-  wire [15:0] \u$139 ;
-  wire [15:0] \u$142 ;
-  wire [15:0] \u$145 ;
-  wire [15:0] \u$148 ;
-  wire [15:0] \u$151 ;
-  wire [15:0] \u$154 ;
-  wire [15:0] \u$157 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$297 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$300 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$303 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$306 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$309 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$312 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$315 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$264 ;
-  wire [15:0] \u_new$268 ;
-  wire [15:0] \u_new$272 ;
-  wire [15:0] \u_new$276 ;
-  wire [15:0] \u_new$280 ;
-  wire [15:0] \u_new$284 ;
-  wire [15:0] \u_new$288 ;
+  wire [15:0] \u_new$173 ;
+  wire [15:0] \u_new$176 ;
+  wire [15:0] \u_new$179 ;
+  wire [15:0] \u_new$182 ;
+  wire [15:0] \u_new$185 ;
+  wire [15:0] \u_new$188 ;
+  wire [15:0] \u_new$191 ;
+  reg [15:0] u_new0 = 16'h0000;
+  reg [15:0] u_new1 = 16'h0000;
+  reg [15:0] u_new2 = 16'h0000;
+  reg [15:0] u_new3 = 16'h0000;
+  reg [15:0] u_new4 = 16'h0000;
+  reg [15:0] u_new5 = 16'h0000;
+  reg [15:0] u_new6 = 16'h0000;
+  reg [15:0] u_new7 = 16'h0000;
   wire [15:0] v_reset;
-  wire [15:0] \v_reset$205 ;
-  wire [15:0] \v_reset$213 ;
-  wire [15:0] \v_reset$221 ;
-  wire [15:0] \v_reset$229 ;
-  wire [15:0] \v_reset$237 ;
-  wire [15:0] \v_reset$245 ;
-  wire [15:0] \v_reset$253 ;
+  wire [15:0] \v_reset$338 ;
+  wire [15:0] \v_reset$343 ;
+  wire [15:0] \v_reset$348 ;
+  wire [15:0] \v_reset$353 ;
+  wire [15:0] \v_reset$358 ;
+  wire [15:0] \v_reset$363 ;
+  wire [15:0] \v_reset$368 ;
   wire [7:0] valid_lanes;
+  reg [7:0] valid_q = 8'h00;
   reg [127:0] values;
   wire [15:0] \values[0] ;
   wire [15:0] \values[1] ;
@@ -1092,6 +1082,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \values[5] ;
   wire [15:0] \values[6] ;
   wire [15:0] \values[7] ;
+  reg [11:0] w_addr_q0 = 12'h000;
+  reg [11:0] w_addr_q1 = 12'h000;
   wire [27:0] w_data;
   wire w_en;
   reg [7:0] w_q0 = 8'h00;
@@ -1103,7 +1095,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [7:0] w_q6 = 8'h00;
   reg [7:0] w_q7 = 8'h00;
   wire w_rdy;
+  reg [7:0] weights0_nrw = 8'h00;
+  reg [7:0] weights1_nrw = 8'h00;
+  reg [7:0] weights2_nrw = 8'h00;
+  reg [7:0] weights3_nrw = 8'h00;
+  reg [7:0] weights4_nrw = 8'h00;
+  reg [7:0] weights5_nrw = 8'h00;
+  reg [7:0] weights6_nrw = 8'h00;
+  reg [7:0] weights7_nrw = 8'h00;
   reg write_end;
+  (* no_rw_check = 32'd1 *)
   reg [14:0] events [2047:0];
   initial begin
     events[0] = 15'h0000;
@@ -3159,11 +3160,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (ev_wr__en)
       events[ev_wr__addr] <= ev_wr__data;
   end
-  reg [14:0] _0_;
-  always @(posedge clk) begin
-    _0_ <= events[{ bank_sel, src_sel, n[6:0] }];
-  end
-  assign ev_rd__data = _0_;
+  assign port__data = events[{ bank_sel, src_sel, n[6:0] }];
+  (* no_rw_check = 32'd1 *)
   reg [14:0] input_events [255:0];
   initial begin
     input_events[0] = 15'h0000;
@@ -3427,11 +3425,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (in_wr__en)
       input_events[in_wr__addr] <= in_wr__data;
   end
-  reg [14:0] _1_;
-  always @(posedge clk) begin
-    _1_ <= input_events[{ bank_sel, n[6:0] }];
-  end
-  assign in_rd__data = _1_;
+  assign \port__data$19  = input_events[{ bank_sel, n[6:0] }];
+  (* no_rw_check = 32'd1 *)
   reg [15:0] membranes0 [31:0];
   initial begin
     membranes0[0] = 16'h0000;
@@ -3468,14 +3463,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes0[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$260 )
-      membranes0[\$120 [4:0]] <= \$121 [15:0];
+    if (\$signature__en$373 )
+      membranes0[\$264 [4:0]] <= \$265 [15:0];
   end
-  reg [15:0] _2_;
-  always @(posedge clk) begin
-    _2_ <= membranes0[\$88 [4:0]];
-  end
-  assign \$signature__data$86  = _2_;
+  assign \port__data$25  = membranes0[\$235 [4:0]];
+  (* no_rw_check = 32'd1 *)
   reg [15:0] membranes1 [31:0];
   initial begin
     membranes1[0] = 16'h0000;
@@ -3512,14 +3504,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes1[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$265 )
-      membranes1[\$126 [4:0]] <= \$127 [15:0];
+    if (\$signature__en$377 )
+      membranes1[\$270 [4:0]] <= \$271 [15:0];
   end
-  reg [15:0] _3_;
-  always @(posedge clk) begin
-    _3_ <= membranes1[\$92 [4:0]];
-  end
-  assign \$signature__data$87  = _3_;
+  assign \port__data$31  = membranes1[\$238 [4:0]];
+  (* no_rw_check = 32'd1 *)
   reg [15:0] membranes2 [31:0];
   initial begin
     membranes2[0] = 16'h0000;
@@ -3556,14 +3545,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes2[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$269 )
-      membranes2[\$132 [4:0]] <= \$133 [15:0];
+    if (\$signature__en$380 )
+      membranes2[\$276 [4:0]] <= \$277 [15:0];
   end
-  reg [15:0] _4_;
-  always @(posedge clk) begin
-    _4_ <= membranes2[\$96 [4:0]];
-  end
-  assign \$signature__data$88  = _4_;
+  assign \port__data$37  = membranes2[\$241 [4:0]];
+  (* no_rw_check = 32'd1 *)
   reg [15:0] membranes3 [31:0];
   initial begin
     membranes3[0] = 16'h0000;
@@ -3600,14 +3586,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes3[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$273 )
-      membranes3[\$138 [4:0]] <= \$139 [15:0];
+    if (\$signature__en$383 )
+      membranes3[\$282 [4:0]] <= \$283 [15:0];
   end
-  reg [15:0] _5_;
-  always @(posedge clk) begin
-    _5_ <= membranes3[\$100 [4:0]];
-  end
-  assign \$signature__data$89  = _5_;
+  assign \port__data$43  = membranes3[\$244 [4:0]];
+  (* no_rw_check = 32'd1 *)
   reg [15:0] membranes4 [31:0];
   initial begin
     membranes4[0] = 16'h0000;
@@ -3644,14 +3627,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes4[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$277 )
-      membranes4[\$144 [4:0]] <= \$145 [15:0];
+    if (\$signature__en$386 )
+      membranes4[\$288 [4:0]] <= \$289 [15:0];
   end
-  reg [15:0] _6_;
-  always @(posedge clk) begin
-    _6_ <= membranes4[\$104 [4:0]];
-  end
-  assign \$signature__data$90  = _6_;
+  assign \port__data$49  = membranes4[\$247 [4:0]];
+  (* no_rw_check = 32'd1 *)
   reg [15:0] membranes5 [31:0];
   initial begin
     membranes5[0] = 16'h0000;
@@ -3688,14 +3668,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes5[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$281 )
-      membranes5[\$150 [4:0]] <= \$151 [15:0];
+    if (\$signature__en$389 )
+      membranes5[\$294 [4:0]] <= \$295 [15:0];
   end
-  reg [15:0] _7_;
-  always @(posedge clk) begin
-    _7_ <= membranes5[\$108 [4:0]];
-  end
-  assign \$signature__data$91  = _7_;
+  assign \port__data$55  = membranes5[\$250 [4:0]];
+  (* no_rw_check = 32'd1 *)
   reg [15:0] membranes6 [31:0];
   initial begin
     membranes6[0] = 16'h0000;
@@ -3732,14 +3709,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes6[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$285 )
-      membranes6[\$156 [4:0]] <= \$157 [15:0];
+    if (\$signature__en$392 )
+      membranes6[\$300 [4:0]] <= \$301 [15:0];
   end
-  reg [15:0] _8_;
-  always @(posedge clk) begin
-    _8_ <= membranes6[\$112 [4:0]];
-  end
-  assign \$signature__data$92  = _8_;
+  assign \port__data$61  = membranes6[\$253 [4:0]];
+  (* no_rw_check = 32'd1 *)
   reg [15:0] membranes7 [31:0];
   initial begin
     membranes7[0] = 16'h0000;
@@ -3776,14 +3750,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes7[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$289 )
-      membranes7[\$162 [4:0]] <= \$163 [15:0];
+    if (\$signature__en$395 )
+      membranes7[\$306 [4:0]] <= \$307 [15:0];
   end
-  reg [15:0] _9_;
-  always @(posedge clk) begin
-    _9_ <= membranes7[\$116 [4:0]];
-  end
-  assign \$signature__data$93  = _9_;
+  assign \port__data$67  = membranes7[\$256 [4:0]];
+  (* no_rw_check = 32'd1 *)
   reg [40:0] params0 [31:0];
   initial begin
     params0[0] = 41'h00000000000;
@@ -3820,14 +3791,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params0[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$25 )
+    if (\$signature__en$221 )
       params0[host_addr[4:0]] <= host_wdata[40:0];
   end
-  reg [40:0] _10_;
-  always @(posedge clk) begin
-    _10_ <= params0[\$87 [4:0]];
-  end
-  assign \$signature__data$78  = _10_;
+  assign \port__data$23  = params0[\$234 [4:0]];
+  (* no_rw_check = 32'd1 *)
   reg [40:0] params1 [31:0];
   initial begin
     params1[0] = 41'h00000000000;
@@ -3864,14 +3832,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params1[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$31 )
+    if (\$signature__en$227 )
       params1[host_addr[4:0]] <= host_wdata[40:0];
   end
-  reg [40:0] _11_;
-  always @(posedge clk) begin
-    _11_ <= params1[\$91 [4:0]];
-  end
-  assign \$signature__data$79  = _11_;
+  assign \port__data$29  = params1[\$237 [4:0]];
+  (* no_rw_check = 32'd1 *)
   reg [40:0] params2 [31:0];
   initial begin
     params2[0] = 41'h00000000000;
@@ -3908,14 +3873,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params2[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$37 )
+    if (\$signature__en$233 )
       params2[host_addr[4:0]] <= host_wdata[40:0];
   end
-  reg [40:0] _12_;
-  always @(posedge clk) begin
-    _12_ <= params2[\$95 [4:0]];
-  end
-  assign \$signature__data$80  = _12_;
+  assign \port__data$35  = params2[\$240 [4:0]];
+  (* no_rw_check = 32'd1 *)
   reg [40:0] params3 [31:0];
   initial begin
     params3[0] = 41'h00000000000;
@@ -3952,14 +3914,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params3[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$43 )
+    if (\$signature__en$239 )
       params3[host_addr[4:0]] <= host_wdata[40:0];
   end
-  reg [40:0] _13_;
-  always @(posedge clk) begin
-    _13_ <= params3[\$99 [4:0]];
-  end
-  assign \$signature__data$81  = _13_;
+  assign \port__data$41  = params3[\$243 [4:0]];
+  (* no_rw_check = 32'd1 *)
   reg [40:0] params4 [31:0];
   initial begin
     params4[0] = 41'h00000000000;
@@ -3996,14 +3955,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params4[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$49 )
+    if (\$signature__en$245 )
       params4[host_addr[4:0]] <= host_wdata[40:0];
   end
-  reg [40:0] _14_;
-  always @(posedge clk) begin
-    _14_ <= params4[\$103 [4:0]];
-  end
-  assign \$signature__data$82  = _14_;
+  assign \port__data$47  = params4[\$246 [4:0]];
+  (* no_rw_check = 32'd1 *)
   reg [40:0] params5 [31:0];
   initial begin
     params5[0] = 41'h00000000000;
@@ -4040,14 +3996,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params5[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$55 )
+    if (\$signature__en$251 )
       params5[host_addr[4:0]] <= host_wdata[40:0];
   end
-  reg [40:0] _15_;
-  always @(posedge clk) begin
-    _15_ <= params5[\$107 [4:0]];
-  end
-  assign \$signature__data$83  = _15_;
+  assign \port__data$53  = params5[\$249 [4:0]];
+  (* no_rw_check = 32'd1 *)
   reg [40:0] params6 [31:0];
   initial begin
     params6[0] = 41'h00000000000;
@@ -4084,14 +4037,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params6[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$61 )
+    if (\$signature__en$257 )
       params6[host_addr[4:0]] <= host_wdata[40:0];
   end
-  reg [40:0] _16_;
-  always @(posedge clk) begin
-    _16_ <= params6[\$111 [4:0]];
-  end
-  assign \$signature__data$84  = _16_;
+  assign \port__data$59  = params6[\$252 [4:0]];
+  (* no_rw_check = 32'd1 *)
   reg [40:0] params7 [31:0];
   initial begin
     params7[0] = 41'h00000000000;
@@ -4128,14 +4078,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params7[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$67 )
+    if (\$signature__en$263 )
       params7[host_addr[4:0]] <= host_wdata[40:0];
   end
-  reg [40:0] _17_;
-  always @(posedge clk) begin
-    _17_ <= params7[\$115 [4:0]];
-  end
-  assign \$signature__data$85  = _17_;
+  assign \port__data$65  = params7[\$255 [4:0]];
+  (* no_rw_check = 32'd1 *)
   reg [7:0] weights0 [2047:0];
   initial begin
     weights0[0] = 8'h00;
@@ -6191,11 +6138,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$signature__en )
       weights0[host_addr[10:0]] <= host_wdata[7:0];
   end
-  reg [7:0] _18_;
-  always @(posedge clk) begin
-    _18_ <= weights0[\$86 [10:0]];
-  end
-  assign \$signature__data$70  = _18_;
+  assign \port__data$21  = weights0[\$233 [10:0]];
+  (* no_rw_check = 32'd1 *)
   reg [7:0] weights1 [2047:0];
   initial begin
     weights1[0] = 8'h00;
@@ -8248,14 +8192,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights1[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$28 )
+    if (\$signature__en$224 )
       weights1[host_addr[10:0]] <= host_wdata[7:0];
   end
-  reg [7:0] _19_;
-  always @(posedge clk) begin
-    _19_ <= weights1[\$90 [10:0]];
-  end
-  assign \$signature__data$71  = _19_;
+  assign \port__data$27  = weights1[\$236 [10:0]];
+  (* no_rw_check = 32'd1 *)
   reg [7:0] weights2 [2047:0];
   initial begin
     weights2[0] = 8'h00;
@@ -10308,14 +10249,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights2[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$34 )
+    if (\$signature__en$230 )
       weights2[host_addr[10:0]] <= host_wdata[7:0];
   end
-  reg [7:0] _20_;
-  always @(posedge clk) begin
-    _20_ <= weights2[\$94 [10:0]];
-  end
-  assign \$signature__data$72  = _20_;
+  assign \port__data$33  = weights2[\$239 [10:0]];
+  (* no_rw_check = 32'd1 *)
   reg [7:0] weights3 [2047:0];
   initial begin
     weights3[0] = 8'h00;
@@ -12368,14 +12306,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights3[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$40 )
+    if (\$signature__en$236 )
       weights3[host_addr[10:0]] <= host_wdata[7:0];
   end
-  reg [7:0] _21_;
-  always @(posedge clk) begin
-    _21_ <= weights3[\$98 [10:0]];
-  end
-  assign \$signature__data$73  = _21_;
+  assign \port__data$39  = weights3[\$242 [10:0]];
+  (* no_rw_check = 32'd1 *)
   reg [7:0] weights4 [2047:0];
   initial begin
     weights4[0] = 8'h00;
@@ -14428,14 +14363,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights4[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$46 )
+    if (\$signature__en$242 )
       weights4[host_addr[10:0]] <= host_wdata[7:0];
   end
-  reg [7:0] _22_;
-  always @(posedge clk) begin
-    _22_ <= weights4[\$102 [10:0]];
-  end
-  assign \$signature__data$74  = _22_;
+  assign \port__data$45  = weights4[\$245 [10:0]];
+  (* no_rw_check = 32'd1 *)
   reg [7:0] weights5 [2047:0];
   initial begin
     weights5[0] = 8'h00;
@@ -16488,14 +16420,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights5[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$52 )
+    if (\$signature__en$248 )
       weights5[host_addr[10:0]] <= host_wdata[7:0];
   end
-  reg [7:0] _23_;
-  always @(posedge clk) begin
-    _23_ <= weights5[\$106 [10:0]];
-  end
-  assign \$signature__data$75  = _23_;
+  assign \port__data$51  = weights5[\$248 [10:0]];
+  (* no_rw_check = 32'd1 *)
   reg [7:0] weights6 [2047:0];
   initial begin
     weights6[0] = 8'h00;
@@ -18548,14 +18477,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights6[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$58 )
+    if (\$signature__en$254 )
       weights6[host_addr[10:0]] <= host_wdata[7:0];
   end
-  reg [7:0] _24_;
-  always @(posedge clk) begin
-    _24_ <= weights6[\$110 [10:0]];
-  end
-  assign \$signature__data$76  = _24_;
+  assign \port__data$57  = weights6[\$251 [10:0]];
+  (* no_rw_check = 32'd1 *)
   reg [7:0] weights7 [2047:0];
   initial begin
     weights7[0] = 8'h00;
@@ -20608,761 +20534,782 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights7[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$64 )
+    if (\$signature__en$260 )
       weights7[host_addr[10:0]] <= host_wdata[7:0];
   end
-  reg [7:0] _25_;
-  always @(posedge clk) begin
-    _25_ <= weights7[\$114 [10:0]];
-  end
-  assign \$signature__data$77  = _25_;
+  assign \port__data$63  = weights7[\$254 [10:0]];
   always @(posedge clk)
-    layer0 <= \$401 ;
+    layer2 <= \$387 ;
   always @(posedge clk)
-    layer1 <= \$402 ;
+    layer3 <= \$388 ;
   always @(posedge clk)
-    layer2 <= \$403 ;
+    edge0 <= \$389 ;
   always @(posedge clk)
-    layer3 <= \$404 ;
+    edge1 <= \$390 ;
   always @(posedge clk)
-    edge0 <= \$405 ;
+    edge2 <= \$391 ;
   always @(posedge clk)
-    edge1 <= \$406 ;
+    edge3 <= \$392 ;
   always @(posedge clk)
-    edge2 <= \$407 ;
+    edge4 <= \$393 ;
   always @(posedge clk)
-    edge3 <= \$408 ;
+    edge5 <= \$394 ;
   always @(posedge clk)
-    edge4 <= \$409 ;
+    edge6 <= \$395 ;
   always @(posedge clk)
-    edge5 <= \$410 ;
+    edge7 <= \$396 ;
   always @(posedge clk)
-    edge6 <= \$411 ;
+    num_layers <= \$397 ;
   always @(posedge clk)
-    edge7 <= \$412 ;
+    host_rvalid <= \$398 ;
   always @(posedge clk)
-    num_layers <= \$413 ;
+    rd_region <= \$399 ;
   always @(posedge clk)
-    host_rvalid <= \$414 ;
+    rd_lane <= \$400 ;
   always @(posedge clk)
-    rd_region <= \$415 ;
+    rd_reg <= \$401 ;
   always @(posedge clk)
-    rd_lane <= \$416 ;
+    layer <= \$402 ;
   always @(posedge clk)
-    rd_reg <= \$417 ;
+    e_end <= \$403 ;
   always @(posedge clk)
-    layer <= \$418 ;
+    w_addr_q0 <= \$9 [11:0];
   always @(posedge clk)
-    e_end <= \$419 ;
+    w_addr_q1 <= \$10 [11:0];
   always @(posedge clk)
-    \$signal$343  <= \$420 ;
+    \$signal  <= \$404 ;
   always @(posedge clk)
-    s2_valid <= \$421 ;
+    s1b_valid <= \$405 ;
   always @(posedge clk)
-    s2_x <= \$422 ;
+    s1b_x <= s1_value;
   always @(posedge clk)
-    s1_rowbase <= \$423 ;
+    s2_valid <= \$406 ;
   always @(posedge clk)
-    s1_from_input <= \$424 ;
+    s2_x <= \$407 ;
   always @(posedge clk)
-    \$signal$347  <= \$425 ;
+    s1_rowbase <= \$408 ;
   always @(posedge clk)
-    s3_x <= \$426 ;
+    s1_from_input <= \$409 ;
   always @(posedge clk)
-    s4_valid <= \$427 ;
+    \$signal$102  <= \$410 ;
   always @(posedge clk)
-    w_q0 <= \$428 ;
+    s3_x <= s2_x;
   always @(posedge clk)
-    w_q1 <= \$429 ;
+    s4_valid <= \$411 ;
   always @(posedge clk)
-    w_q2 <= \$430 ;
+    w_q0 <= weights0_nrw;
   always @(posedge clk)
-    w_q3 <= \$431 ;
+    w_q1 <= weights1_nrw;
   always @(posedge clk)
-    w_q4 <= \$432 ;
+    w_q2 <= weights2_nrw;
   always @(posedge clk)
-    w_q5 <= \$433 ;
+    w_q3 <= weights3_nrw;
   always @(posedge clk)
-    w_q6 <= \$434 ;
+    w_q4 <= weights4_nrw;
   always @(posedge clk)
-    w_q7 <= \$435 ;
+    w_q5 <= weights5_nrw;
   always @(posedge clk)
-    prod_q0 <= \$436 ;
+    w_q6 <= weights6_nrw;
   always @(posedge clk)
-    prod_q1 <= \$437 ;
+    w_q7 <= weights7_nrw;
   always @(posedge clk)
-    prod_q2 <= \$438 ;
+    prod_q0 <= \$11 ;
   always @(posedge clk)
-    prod_q3 <= \$439 ;
+    prod_q1 <= \$12 ;
   always @(posedge clk)
-    prod_q4 <= \$440 ;
+    prod_q2 <= \$13 ;
   always @(posedge clk)
-    prod_q5 <= \$441 ;
+    prod_q3 <= \$14 ;
   always @(posedge clk)
-    prod_q6 <= \$442 ;
+    prod_q4 <= \$15 ;
   always @(posedge clk)
-    prod_q7 <= \$443 ;
+    prod_q5 <= \$16 ;
   always @(posedge clk)
-    \$signal$366  <= \$444 ;
+    prod_q6 <= \$17 ;
   always @(posedge clk)
-    pre2 <= \$445 ;
+    prod_q7 <= \$18 ;
   always @(posedge clk)
-    leak_q0 <= \$446 ;
+    \$signal$121  <= \$412 ;
   always @(posedge clk)
-    theta <= \$447 ;
+    pre2 <= \$413 ;
   always @(posedge clk)
-    total <= \$448 ;
+    leak_q0 <= \$414 ;
   always @(posedge clk)
-    leak_q1 <= \$449 ;
+    acc0 <= \$415 ;
   always @(posedge clk)
-    \theta$203  <= \$450 ;
+    leak_q1 <= \$416 ;
   always @(posedge clk)
-    \total$201  <= \$451 ;
+    acc1 <= \$417 ;
   always @(posedge clk)
-    leak_q2 <= \$452 ;
+    leak_q2 <= \$418 ;
   always @(posedge clk)
-    \theta$211  <= \$453 ;
+    acc2 <= \$419 ;
   always @(posedge clk)
-    \total$209  <= \$454 ;
+    leak_q3 <= \$420 ;
   always @(posedge clk)
-    leak_q3 <= \$455 ;
+    acc3 <= \$421 ;
   always @(posedge clk)
-    \theta$219  <= \$456 ;
+    leak_q4 <= \$422 ;
   always @(posedge clk)
-    \total$217  <= \$457 ;
+    acc4 <= \$423 ;
   always @(posedge clk)
-    leak_q4 <= \$458 ;
+    leak_q5 <= \$424 ;
   always @(posedge clk)
-    \theta$227  <= \$459 ;
+    acc5 <= \$425 ;
   always @(posedge clk)
-    \total$225  <= \$460 ;
+    leak_q6 <= \$426 ;
   always @(posedge clk)
-    leak_q5 <= \$461 ;
+    acc6 <= \$427 ;
   always @(posedge clk)
-    \theta$235  <= \$462 ;
+    leak_q7 <= \$428 ;
   always @(posedge clk)
-    \total$233  <= \$463 ;
+    acc7 <= \$429 ;
   always @(posedge clk)
-    leak_q6 <= \$464 ;
+    count0 <= \$430 ;
   always @(posedge clk)
-    \theta$243  <= \$465 ;
+    count1 <= \$431 ;
   always @(posedge clk)
-    \total$241  <= \$466 ;
+    count2 <= \$432 ;
   always @(posedge clk)
-    leak_q7 <= \$467 ;
+    count3 <= \$433 ;
   always @(posedge clk)
-    \theta$251  <= \$468 ;
+    count4 <= \$434 ;
   always @(posedge clk)
-    \total$249  <= \$469 ;
+    count5 <= \$435 ;
   always @(posedge clk)
-    count0 <= \$470 ;
+    count6 <= \$436 ;
   always @(posedge clk)
-    count1 <= \$471 ;
+    count7 <= \$437 ;
   always @(posedge clk)
-    count2 <= \$472 ;
+    count8 <= \$438 ;
   always @(posedge clk)
-    count3 <= \$473 ;
+    count9 <= \$439 ;
   always @(posedge clk)
-    count4 <= \$474 ;
+    count10 <= \$440 ;
   always @(posedge clk)
-    count5 <= \$475 ;
+    count11 <= \$441 ;
   always @(posedge clk)
-    count6 <= \$476 ;
+    count12 <= \$442 ;
   always @(posedge clk)
-    count7 <= \$477 ;
+    count13 <= \$443 ;
   always @(posedge clk)
-    count8 <= \$478 ;
+    count14 <= \$444 ;
   always @(posedge clk)
-    count9 <= \$479 ;
+    count15 <= \$445 ;
   always @(posedge clk)
-    count10 <= \$480 ;
+    spikes <= \$446 ;
   always @(posedge clk)
-    count11 <= \$481 ;
+    u_new0 <= \$447 ;
   always @(posedge clk)
-    count12 <= \$482 ;
+    u_new1 <= \$448 ;
   always @(posedge clk)
-    count13 <= \$483 ;
+    u_new2 <= \$449 ;
   always @(posedge clk)
-    count14 <= \$484 ;
+    u_new3 <= \$450 ;
   always @(posedge clk)
-    count15 <= \$485 ;
+    u_new4 <= \$451 ;
   always @(posedge clk)
-    ctr3 <= \$486 ;
+    u_new5 <= \$452 ;
   always @(posedge clk)
-    ctr7 <= \$487 ;
+    u_new6 <= \$453 ;
   always @(posedge clk)
-    ctr11 <= \$488 ;
+    u_new7 <= \$454 ;
   always @(posedge clk)
-    ctr15 <= \$489 ;
+    valid_q <= \$455 ;
   always @(posedge clk)
-    in_full <= \$490 ;
+    last_row <= \$456 ;
   always @(posedge clk)
-    in_count0 <= \$491 ;
+    in_full <= \$457 ;
   always @(posedge clk)
-    in_count1 <= \$492 ;
+    in_count0 <= \$458 ;
   always @(posedge clk)
-    ctr0 <= \$493 ;
+    in_count1 <= \$459 ;
   always @(posedge clk)
-    ctr1 <= \$494 ;
+    li <= \$460 ;
   always @(posedge clk)
-    ctr2 <= \$495 ;
+    \$signal$201  <= \$461 ;
   always @(posedge clk)
-    ctr4 <= \$496 ;
+    \$signal$197  <= \$462 ;
   always @(posedge clk)
-    ctr5 <= \$497 ;
+    fsm_state <= \$463 ;
   always @(posedge clk)
-    ctr6 <= \$498 ;
+    k <= \$464 ;
   always @(posedge clk)
-    ctr8 <= \$499 ;
+    e <= \$465 ;
   always @(posedge clk)
-    ctr9 <= \$500 ;
+    src_sel <= \$466 ;
   always @(posedge clk)
-    ctr10 <= \$501 ;
+    \$signal$101  <= \$467 ;
   always @(posedge clk)
-    ctr12 <= \$502 ;
+    bank_sel <= \$468 ;
   always @(posedge clk)
-    ctr13 <= \$503 ;
+    n <= \$469 ;
   always @(posedge clk)
-    ctr14 <= \$504 ;
+    cnt <= \$470 ;
   always @(posedge clk)
-    ctr16 <= \$505 ;
+    row_wbase <= \$471 ;
   always @(posedge clk)
-    ctr17 <= \$506 ;
+    row_offset <= \$472 ;
   always @(posedge clk)
-    cur <= \$507 ;
+    drain_n <= \$473 ;
   always @(posedge clk)
-    \$signal  <= \$508 ;
-  always @(posedge clk)
-    li <= \$509 ;
-  always @(posedge clk)
-    \$signal$384  <= \$510 ;
-  always @(posedge clk)
-    fsm_state <= \$511 ;
-  always @(posedge clk)
-    k <= \$512 ;
-  always @(posedge clk)
-    e <= \$513 ;
-  always @(posedge clk)
-    src_sel <= \$514 ;
-  always @(posedge clk)
-    \$signal$346  <= \$515 ;
-  always @(posedge clk)
-    bank_sel <= \$516 ;
-  always @(posedge clk)
-    n <= \$517 ;
-  always @(posedge clk)
-    cnt <= \$518 ;
-  always @(posedge clk)
-    row_wbase <= \$519 ;
-  always @(posedge clk)
-    row_offset <= \$520 ;
-  always @(posedge clk)
-    drain2 <= \$521 ;
+    cur <= \$474 ;
   assign \$1  = ~ busy;
   assign \$2  = \$1  & host_we;
-  assign \$3  = host_addr[16:14] == 3'h4;
-  assign \$4  = \$2  & \$3 ;
-  assign \$5  = ! host_addr[13:11];
-  assign \$signature__en  = \$4  & \$5 ;
-  assign \$6  = ~ busy;
-  assign \$7  = \$6  & host_we;
-  assign \$8  = host_addr[16:14] == 2'h2;
-  assign \$9  = \$7  & \$8 ;
-  assign \$10  = ! host_addr[13:11];
-  assign \$signature__en$25  = \$9  & \$10 ;
-  assign \$11  = ~ busy;
-  assign \$12  = \$11  & host_we;
-  assign \$13  = host_addr[16:14] == 3'h4;
-  assign \$14  = \$12  & \$13 ;
-  assign \$15  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$28  = \$14  & \$15 ;
-  assign \$16  = ~ busy;
-  assign \$17  = \$16  & host_we;
-  assign \$18  = host_addr[16:14] == 2'h2;
-  assign \$19  = \$17  & \$18 ;
-  assign \$20  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$31  = \$19  & \$20 ;
-  assign \$21  = ~ busy;
-  assign \$22  = \$21  & host_we;
-  assign \$23  = host_addr[16:14] == 3'h4;
-  assign \$24  = \$22  & \$23 ;
-  assign \$25  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$34  = \$24  & \$25 ;
-  assign \$26  = ~ busy;
-  assign \$27  = \$26  & host_we;
-  assign \$28  = host_addr[16:14] == 2'h2;
-  assign \$29  = \$27  & \$28 ;
-  assign \$30  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$37  = \$29  & \$30 ;
-  assign \$31  = ~ busy;
-  assign \$32  = \$31  & host_we;
-  assign \$33  = host_addr[16:14] == 3'h4;
-  assign \$34  = \$32  & \$33 ;
-  assign \$35  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$40  = \$34  & \$35 ;
-  assign \$36  = ~ busy;
-  assign \$37  = \$36  & host_we;
-  assign \$38  = host_addr[16:14] == 2'h2;
-  assign \$39  = \$37  & \$38 ;
-  assign \$40  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$43  = \$39  & \$40 ;
-  assign \$41  = ~ busy;
-  assign \$42  = \$41  & host_we;
-  assign \$43  = host_addr[16:14] == 3'h4;
-  assign \$44  = \$42  & \$43 ;
-  assign \$45  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$46  = \$44  & \$45 ;
-  assign \$46  = ~ busy;
-  assign \$47  = \$46  & host_we;
-  assign \$48  = host_addr[16:14] == 2'h2;
-  assign \$49  = \$47  & \$48 ;
-  assign \$50  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$49  = \$49  & \$50 ;
-  assign \$51  = ~ busy;
-  assign \$52  = \$51  & host_we;
-  assign \$53  = host_addr[16:14] == 3'h4;
-  assign \$54  = \$52  & \$53 ;
-  assign \$55  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$52  = \$54  & \$55 ;
-  assign \$56  = ~ busy;
-  assign \$57  = \$56  & host_we;
-  assign \$58  = host_addr[16:14] == 2'h2;
-  assign \$59  = \$57  & \$58 ;
-  assign \$60  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$55  = \$59  & \$60 ;
-  assign \$61  = ~ busy;
-  assign \$62  = \$61  & host_we;
-  assign \$63  = host_addr[16:14] == 3'h4;
-  assign \$64  = \$62  & \$63 ;
-  assign \$65  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$58  = \$64  & \$65 ;
-  assign \$66  = ~ busy;
-  assign \$67  = \$66  & host_we;
-  assign \$68  = host_addr[16:14] == 2'h2;
-  assign \$69  = \$67  & \$68 ;
-  assign \$70  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$61  = \$69  & \$70 ;
-  assign \$71  = ~ busy;
-  assign \$72  = \$71  & host_we;
-  assign \$73  = host_addr[16:14] == 3'h4;
-  assign \$74  = \$72  & \$73 ;
-  assign \$75  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$64  = \$74  & \$75 ;
-  assign \$76  = ~ busy;
-  assign \$77  = \$76  & host_we;
-  assign \$78  = host_addr[16:14] == 2'h2;
-  assign \$79  = \$77  & \$78 ;
-  assign \$80  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$67  = \$79  & \$80 ;
-  assign \$84  = row_wbase + row_offset;
-  assign s1_index = s1_from_input ? in_rd__data[6:0] : ev_rd__data[6:0];
-  assign s1_value = s1_from_input ? in_rd__data[14:7] : ev_rd__data[14:7];
-  assign row_addr = layer[17:13] + k;
-  assign \$85  = s1_rowbase + s1_index;
-  assign \$86  = busy ? \$85  : { 2'h0, host_addr[10:0] };
-  assign \$87  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$88  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$89  = s1_rowbase + s1_index;
-  assign \$90  = busy ? \$89  : { 2'h0, host_addr[10:0] };
-  assign \$91  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$92  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$93  = s1_rowbase + s1_index;
-  assign \$94  = busy ? \$93  : { 2'h0, host_addr[10:0] };
-  assign \$95  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$96  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$97  = s1_rowbase + s1_index;
-  assign \$98  = busy ? \$97  : { 2'h0, host_addr[10:0] };
-  assign \$99  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$100  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$101  = s1_rowbase + s1_index;
-  assign \$102  = busy ? \$101  : { 2'h0, host_addr[10:0] };
-  assign \$103  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$104  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$105  = s1_rowbase + s1_index;
-  assign \$106  = busy ? \$105  : { 2'h0, host_addr[10:0] };
-  assign \$107  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$108  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$109  = s1_rowbase + s1_index;
-  assign \$110  = busy ? \$109  : { 2'h0, host_addr[10:0] };
-  assign \$111  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$112  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$113  = s1_rowbase + s1_index;
-  assign \$114  = busy ? \$113  : { 2'h0, host_addr[10:0] };
-  assign \$115  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$116  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign w_data = write_end ? 28'h0000002 : records__payload;
-  assign \$117  = write_end | records__valid;
-  assign w_en = w_rdy & \$117 ;
-  assign \$118  = ~ write_end;
-  assign records__ready = w_rdy & \$118 ;
-  assign spike_src = event_layer + 1'h1;
-  assign \$120  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$121  = busy ? { u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new } : { 1'h0, host_wdata };
-  assign \$122  = host_addr[16:14] == 2'h3;
-  assign \$123  = host_we & \$122 ;
-  assign \$124  = ! host_addr[13:11];
-  assign \$125  = \$123  & \$124 ;
-  assign \$signature__en$260  = busy ? neuron_write : \$125 ;
-  assign \$126  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$127  = busy ? { \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264 [15], \u_new$264  } : { 1'h0, host_wdata };
-  assign \$128  = host_addr[16:14] == 2'h3;
-  assign \$129  = host_we & \$128 ;
-  assign \$130  = host_addr[13:11] == 1'h1;
-  assign \$131  = \$129  & \$130 ;
-  assign \$signature__en$265  = busy ? neuron_write : \$131 ;
-  assign \$132  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$133  = busy ? { \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268 [15], \u_new$268  } : { 1'h0, host_wdata };
-  assign \$134  = host_addr[16:14] == 2'h3;
-  assign \$135  = host_we & \$134 ;
-  assign \$136  = host_addr[13:11] == 2'h2;
-  assign \$137  = \$135  & \$136 ;
-  assign \$signature__en$269  = busy ? neuron_write : \$137 ;
-  assign \$138  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$139  = busy ? { \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272 [15], \u_new$272  } : { 1'h0, host_wdata };
-  assign \$140  = host_addr[16:14] == 2'h3;
-  assign \$141  = host_we & \$140 ;
-  assign \$142  = host_addr[13:11] == 2'h3;
-  assign \$143  = \$141  & \$142 ;
-  assign \$signature__en$273  = busy ? neuron_write : \$143 ;
-  assign \$144  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$145  = busy ? { \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276 [15], \u_new$276  } : { 1'h0, host_wdata };
-  assign \$146  = host_addr[16:14] == 2'h3;
-  assign \$147  = host_we & \$146 ;
-  assign \$148  = host_addr[13:11] == 3'h4;
+  assign \$3  = ~ busy;
+  assign \$4  = \$3  & host_re;
+  assign \$8  = layer[20:18] + layer[24:21];
+  assign \$9  = s1_rowbase + s1_index;
+  assign \$10  = s1_rowbase + s1_index;
+  assign \$11  = $signed(w_q0) * $signed(s3_x);
+  assign \$12  = $signed(w_q1) * $signed(s3_x);
+  assign \$13  = $signed(w_q2) * $signed(s3_x);
+  assign \$14  = $signed(w_q3) * $signed(s3_x);
+  assign \$15  = $signed(w_q4) * $signed(s3_x);
+  assign \$16  = $signed(w_q5) * $signed(s3_x);
+  assign \$17  = $signed(w_q6) * $signed(s3_x);
+  assign \$18  = $signed(w_q7) * $signed(s3_x);
+  assign \$19  = s4_valid | pre2;
+  assign \$20  = s4_valid ? { prod_q0[15], prod_q0[15], prod_q0 } : leak_q0;
+  assign \$21  = $signed(acc0) + $signed(\$20 );
+  assign \$22  = s4_valid | pre2;
+  assign \$23  = s4_valid ? { prod_q1[15], prod_q1[15], prod_q1 } : leak_q1;
+  assign \$24  = $signed(acc1) + $signed(\$23 );
+  assign \$25  = s4_valid | pre2;
+  assign \$26  = s4_valid ? { prod_q2[15], prod_q2[15], prod_q2 } : leak_q2;
+  assign \$27  = $signed(acc2) + $signed(\$26 );
+  assign \$28  = s4_valid | pre2;
+  assign \$29  = s4_valid ? { prod_q3[15], prod_q3[15], prod_q3 } : leak_q3;
+  assign \$30  = $signed(acc3) + $signed(\$29 );
+  assign \$31  = s4_valid | pre2;
+  assign \$32  = s4_valid ? { prod_q4[15], prod_q4[15], prod_q4 } : leak_q4;
+  assign \$33  = $signed(acc4) + $signed(\$32 );
+  assign \$34  = s4_valid | pre2;
+  assign \$35  = s4_valid ? { prod_q5[15], prod_q5[15], prod_q5 } : leak_q5;
+  assign \$36  = $signed(acc5) + $signed(\$35 );
+  assign \$37  = s4_valid | pre2;
+  assign \$38  = s4_valid ? { prod_q6[15], prod_q6[15], prod_q6 } : leak_q6;
+  assign \$39  = $signed(acc6) + $signed(\$38 );
+  assign \$40  = s4_valid | pre2;
+  assign \$41  = s4_valid ? { prod_q7[15], prod_q7[15], prod_q7 } : leak_q7;
+  assign \$42  = $signed(acc7) + $signed(\$41 );
+  assign \$43  = ! { cur, spike_src };
+  assign \$44  = count0 + 1'h1;
+  assign \$45  = { cur, spike_src } == 1'h1;
+  assign \$46  = count1 + 1'h1;
+  assign \$47  = { cur, spike_src } == 2'h2;
+  assign \$48  = count2 + 1'h1;
+  assign \$49  = { cur, spike_src } == 2'h3;
+  assign \$50  = count3 + 1'h1;
+  assign \$51  = { cur, spike_src } == 3'h4;
+  assign \$52  = count4 + 1'h1;
+  assign \$53  = { cur, spike_src } == 3'h5;
+  assign \$54  = count5 + 1'h1;
+  assign \$55  = { cur, spike_src } == 3'h6;
+  assign \$56  = count6 + 1'h1;
+  assign \$57  = { cur, spike_src } == 3'h7;
+  assign \$58  = count7 + 1'h1;
+  assign \$59  = { cur, spike_src } == 4'h8;
+  assign \$60  = count8 + 1'h1;
+  assign \$61  = { cur, spike_src } == 4'h9;
+  assign \$62  = count9 + 1'h1;
+  assign \$63  = { cur, spike_src } == 4'ha;
+  assign \$64  = count10 + 1'h1;
+  assign \$65  = { cur, spike_src } == 4'hb;
+  assign \$66  = count11 + 1'h1;
+  assign \$67  = { cur, spike_src } == 4'hc;
+  assign \$68  = count12 + 1'h1;
+  assign \$69  = { cur, spike_src } == 4'hd;
+  assign \$70  = count13 + 1'h1;
+  assign \$71  = { cur, spike_src } == 4'he;
+  assign \$72  = count14 + 1'h1;
+  assign \$73  = { cur, spike_src } == 4'hf;
+  assign \$74  = count15 + 1'h1;
+  assign \$75  = k + 1'h1;
+  assign \$76  = \$75  == layer[12:8];
+  assign \$77  = input__valid & input__ready;
+  assign \$79  = \$78  + 1'h1;
+  assign \$80  = ~ clear;
+  assign \$81  = in_full & \$80 ;
+  assign \$82  = ~ \$signal$197 ;
+  assign \$83  = ~ \$signal$197 ;
+  assign \$84  = ! num_layers;
+  assign \$85  = e == e_end;
+  assign \$88  = ! \$87 ;
+  assign \$90  = ! \$89 ;
+  assign \$92  = cur ^ \$91 ;
+  assign \$93  = \$90  ? \$signal$201  : \$92 ;
+  assign \$95  = ! \$94 ;
+  assign \$99  = cur ^ \$98 ;
+  assign \$101  = \$95  ? { 1'h0, \$96  } : \$100 ;
+  assign \$105  = k[0] ? \$104  : 9'h000;
+  assign \$108  = k[1] ? \$107  : 9'h000;
+  assign \$109  = \$105  + \$108 ;
+  assign \$112  = k[2] ? \$111  : 11'h000;
+  assign \$115  = k[3] ? \$114  : 11'h000;
+  assign \$116  = \$112  + \$115 ;
+  assign \$117  = \$109  + \$116 ;
+  assign \$120  = k[4] ? \$119  : 15'h0000;
+  assign \$121  = \$117  + \$120 ;
+  assign \$122  = n < cnt;
+  assign \$123  = n + 1'h1;
+  assign \$124  = e + 1'h1;
+  assign \$125  = drain_n != 2'h2;
+  assign \$126  = ~ \$signal ;
+  assign \$127  = ~ s1b_valid;
+  assign \$128  = \$126  & \$127 ;
+  assign \$129  = ~ s2_valid;
+  assign \$130  = \$128  & \$129 ;
+  assign \$131  = ~ \$signal$102 ;
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = drain_n + 1'h1;
+  assign \$134  = k + 1'h1;
+  assign \$135  = li + 1'h1;
+  assign \$136  = \$135  == num_layers;
+  assign \$137  = li + 1'h1;
+  assign \$138  = ~ cur;
+  assign \$139  = ~ cur;
+  assign \$140  = ~ cur;
+  assign \$141  = ~ cur;
+  assign \$142  = ~ cur;
+  assign \$143  = ~ cur;
+  assign \$144  = ~ busy;
+  assign \$145  = clear & \$144 ;
+  assign \$146  = ~ busy;
+  assign \$147  = \$146  & host_we;
+  assign \$148  = host_addr[16:14] == 3'h4;
   assign \$149  = \$147  & \$148 ;
-  assign \$signature__en$277  = busy ? neuron_write : \$149 ;
-  assign \$150  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$151  = busy ? { \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280 [15], \u_new$280  } : { 1'h0, host_wdata };
-  assign \$152  = host_addr[16:14] == 2'h3;
-  assign \$153  = host_we & \$152 ;
-  assign \$154  = host_addr[13:11] == 3'h5;
-  assign \$155  = \$153  & \$154 ;
-  assign \$signature__en$281  = busy ? neuron_write : \$155 ;
-  assign \$156  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$157  = busy ? { \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284 [15], \u_new$284  } : { 1'h0, host_wdata };
-  assign \$158  = host_addr[16:14] == 2'h3;
-  assign \$159  = host_we & \$158 ;
-  assign \$160  = host_addr[13:11] == 3'h6;
-  assign \$161  = \$159  & \$160 ;
-  assign \$signature__en$285  = busy ? neuron_write : \$161 ;
-  assign \$162  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$163  = busy ? { \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288 [15], \u_new$288  } : { 1'h0, host_wdata };
-  assign \$164  = host_addr[16:14] == 2'h3;
-  assign \$165  = host_we & \$164 ;
-  assign \$166  = host_addr[13:11] == 3'h7;
-  assign \$167  = \$165  & \$166 ;
-  assign \$signature__en$289  = busy ? neuron_write : \$167 ;
-  assign \$168  = k * 4'h8;
-  assign \$169  = \$168  + 1'h0;
-  assign \$170  = \$169  < layer[7:0];
-  assign \$171  = k * 4'h8;
-  assign \$172  = \$171  + 1'h1;
-  assign \$173  = \$172  < layer[7:0];
-  assign \$174  = k * 4'h8;
-  assign \$175  = \$174  + 2'h2;
-  assign \$176  = \$175  < layer[7:0];
-  assign \$177  = k * 4'h8;
-  assign \$178  = \$177  + 2'h3;
-  assign \$179  = \$178  < layer[7:0];
-  assign \$180  = k * 4'h8;
-  assign \$181  = \$180  + 3'h4;
-  assign \$182  = \$181  < layer[7:0];
-  assign \$183  = k * 4'h8;
-  assign \$184  = \$183  + 3'h5;
-  assign \$185  = \$184  < layer[7:0];
-  assign \$186  = k * 4'h8;
-  assign \$187  = \$186  + 3'h6;
-  assign \$188  = \$187  < layer[7:0];
-  assign \$189  = k * 4'h8;
-  assign \$190  = \$189  + 3'h7;
-  assign \$191  = \$190  < layer[7:0];
-  assign \$192  = ~ in_full;
-  assign \$193  = ~ clear;
-  assign input__ready = \$192  & \$193 ;
-  assign \$194  = input__valid & input__ready;
-  assign \$196  = n < cnt;
-  assign \$197  = spikes & valid_lanes;
-  assign \$198  = layer[44] ? valid_lanes : \$197 ;
-  assign \$199  = k * 4'h8;
-  assign \$200  = ! fsm_state;
-  assign \$201  = fsm_state == 1'h1;
-  assign \$202  = fsm_state == 2'h2;
-  assign \$203  = fsm_state == 2'h3;
-  assign \$204  = fsm_state == 3'h4;
-  assign \$205  = fsm_state == 3'h5;
-  assign \$206  = fsm_state == 3'h6;
-  assign \$207  = fsm_state == 3'h7;
-  assign \$208  = fsm_state == 4'h8;
-  assign \$209  = ~ busy;
-  assign \$210  = \$209  & host_we;
+  assign \$150  = ! host_addr[13:11];
+  assign \$signature__en  = \$149  & \$150 ;
+  assign \$151  = ~ busy;
+  assign \$152  = \$151  & host_we;
+  assign \$153  = host_addr[16:14] == 2'h2;
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = ! host_addr[13:11];
+  assign \$signature__en$221  = \$154  & \$155 ;
+  assign \$156  = ~ busy;
+  assign \$157  = \$156  & host_we;
+  assign \$158  = host_addr[16:14] == 3'h4;
+  assign \$159  = \$157  & \$158 ;
+  assign \$160  = host_addr[13:11] == 1'h1;
+  assign \$signature__en$224  = \$159  & \$160 ;
+  assign \$161  = ~ busy;
+  assign \$162  = \$161  & host_we;
+  assign \$163  = host_addr[16:14] == 2'h2;
+  assign \$164  = \$162  & \$163 ;
+  assign \$165  = host_addr[13:11] == 1'h1;
+  assign \$signature__en$227  = \$164  & \$165 ;
+  assign \$166  = ~ busy;
+  assign \$167  = \$166  & host_we;
+  assign \$168  = host_addr[16:14] == 3'h4;
+  assign \$169  = \$167  & \$168 ;
+  assign \$170  = host_addr[13:11] == 2'h2;
+  assign \$signature__en$230  = \$169  & \$170 ;
+  assign \$171  = ~ busy;
+  assign \$172  = \$171  & host_we;
+  assign \$173  = host_addr[16:14] == 2'h2;
+  assign \$174  = \$172  & \$173 ;
+  assign \$175  = host_addr[13:11] == 2'h2;
+  assign \$signature__en$233  = \$174  & \$175 ;
+  assign \$176  = ~ busy;
+  assign \$177  = \$176  & host_we;
+  assign \$178  = host_addr[16:14] == 3'h4;
+  assign \$179  = \$177  & \$178 ;
+  assign \$180  = host_addr[13:11] == 2'h3;
+  assign \$signature__en$236  = \$179  & \$180 ;
+  assign \$181  = ~ busy;
+  assign \$182  = \$181  & host_we;
+  assign \$183  = host_addr[16:14] == 2'h2;
+  assign \$184  = \$182  & \$183 ;
+  assign \$185  = host_addr[13:11] == 2'h3;
+  assign \$signature__en$239  = \$184  & \$185 ;
+  assign \$186  = ~ busy;
+  assign \$187  = \$186  & host_we;
+  assign \$188  = host_addr[16:14] == 3'h4;
+  assign \$189  = \$187  & \$188 ;
+  assign \$190  = host_addr[13:11] == 3'h4;
+  assign \$signature__en$242  = \$189  & \$190 ;
+  assign \$191  = ~ busy;
+  assign \$192  = \$191  & host_we;
+  assign \$193  = host_addr[16:14] == 2'h2;
+  assign \$194  = \$192  & \$193 ;
+  assign \$195  = host_addr[13:11] == 3'h4;
+  assign \$signature__en$245  = \$194  & \$195 ;
+  assign \$196  = ~ busy;
+  assign \$197  = \$196  & host_we;
+  assign \$198  = host_addr[16:14] == 3'h4;
+  assign \$199  = \$197  & \$198 ;
+  assign \$200  = host_addr[13:11] == 3'h5;
+  assign \$signature__en$248  = \$199  & \$200 ;
+  assign \$201  = ~ busy;
+  assign \$202  = \$201  & host_we;
+  assign \$203  = host_addr[16:14] == 2'h2;
+  assign \$204  = \$202  & \$203 ;
+  assign \$205  = host_addr[13:11] == 3'h5;
+  assign \$signature__en$251  = \$204  & \$205 ;
+  assign \$206  = ~ busy;
+  assign \$207  = \$206  & host_we;
+  assign \$208  = host_addr[16:14] == 3'h4;
+  assign \$209  = \$207  & \$208 ;
+  assign \$210  = host_addr[13:11] == 3'h6;
+  assign \$signature__en$254  = \$209  & \$210 ;
   assign \$211  = ~ busy;
-  assign \$212  = \$211  & host_re;
-  assign \$217  = layer[20:18] + layer[24:21];
-  assign \$218  = $signed(w_q0) * $signed(s3_x);
-  assign \$219  = $signed(w_q1) * $signed(s3_x);
-  assign \$220  = $signed(w_q2) * $signed(s3_x);
-  assign \$221  = $signed(w_q3) * $signed(s3_x);
-  assign \$222  = $signed(w_q4) * $signed(s3_x);
-  assign \$223  = $signed(w_q5) * $signed(s3_x);
-  assign \$224  = $signed(w_q6) * $signed(s3_x);
-  assign \$225  = $signed(w_q7) * $signed(s3_x);
-  assign \$226  = $signed(total) + $signed(prod_q0);
-  assign \$227  = $signed(total) + $signed(leak_q0);
-  assign \$228  = $signed(\total$201 ) + $signed(prod_q1);
-  assign \$229  = $signed(\total$201 ) + $signed(leak_q1);
-  assign \$230  = $signed(\total$209 ) + $signed(prod_q2);
-  assign \$231  = $signed(\total$209 ) + $signed(leak_q2);
-  assign \$232  = $signed(\total$217 ) + $signed(prod_q3);
-  assign \$233  = $signed(\total$217 ) + $signed(leak_q3);
-  assign \$234  = $signed(\total$225 ) + $signed(prod_q4);
-  assign \$235  = $signed(\total$225 ) + $signed(leak_q4);
-  assign \$236  = $signed(\total$233 ) + $signed(prod_q5);
-  assign \$237  = $signed(\total$233 ) + $signed(leak_q5);
-  assign \$238  = $signed(\total$241 ) + $signed(prod_q6);
-  assign \$239  = $signed(\total$241 ) + $signed(leak_q6);
-  assign \$240  = $signed(\total$249 ) + $signed(prod_q7);
-  assign \$241  = $signed(\total$249 ) + $signed(leak_q7);
-  assign \$242  = ! { cur, spike_src };
-  assign \$243  = count0 + 1'h1;
-  assign \$244  = { cur, spike_src } == 1'h1;
-  assign \$245  = count1 + 1'h1;
-  assign \$246  = { cur, spike_src } == 2'h2;
-  assign \$247  = count2 + 1'h1;
-  assign \$248  = { cur, spike_src } == 2'h3;
-  assign \$249  = count3 + 1'h1;
-  assign \$250  = { cur, spike_src } == 3'h4;
-  assign \$251  = count4 + 1'h1;
-  assign \$252  = { cur, spike_src } == 3'h5;
-  assign \$253  = count5 + 1'h1;
-  assign \$254  = { cur, spike_src } == 3'h6;
-  assign \$255  = count6 + 1'h1;
-  assign \$256  = { cur, spike_src } == 3'h7;
-  assign \$257  = count7 + 1'h1;
-  assign \$258  = { cur, spike_src } == 4'h8;
-  assign \$259  = count8 + 1'h1;
-  assign \$260  = { cur, spike_src } == 4'h9;
-  assign \$261  = count9 + 1'h1;
-  assign \$262  = { cur, spike_src } == 4'ha;
-  assign \$263  = count10 + 1'h1;
-  assign \$264  = { cur, spike_src } == 4'hb;
-  assign \$265  = count11 + 1'h1;
-  assign \$266  = { cur, spike_src } == 4'hc;
-  assign \$267  = count12 + 1'h1;
-  assign \$268  = { cur, spike_src } == 4'hd;
-  assign \$269  = count13 + 1'h1;
-  assign \$270  = { cur, spike_src } == 4'he;
-  assign \$271  = count14 + 1'h1;
-  assign \$272  = { cur, spike_src } == 4'hf;
-  assign \$273  = count15 + 1'h1;
-  assign \$274  = ! event_layer;
-  assign \$275  = ctr3 + 1'h1;
-  assign \$276  = event_layer == 1'h1;
-  assign \$277  = ctr7 + 1'h1;
-  assign \$278  = event_layer == 2'h2;
-  assign \$279  = ctr11 + 1'h1;
-  assign \$280  = event_layer == 2'h3;
-  assign \$281  = ctr15 + 1'h1;
-  assign \$282  = input__valid & input__ready;
-  assign \$284  = \$283  + 1'h1;
-  assign \$285  = ~ busy;
-  assign \$286  = clear & \$285 ;
-  assign \$287  = ctr16 + 1'h1;
-  assign \$288  = ~ clear;
-  assign \$289  = in_full & \$288 ;
-  assign \$290  = ~ \$signal ;
-  assign \$291  = ~ \$signal ;
-  assign \$292  = ! num_layers;
-  assign \$293  = ! li;
-  assign \$294  = ctr0 + 1'h1;
-  assign \$295  = li == 1'h1;
-  assign \$296  = ctr4 + 1'h1;
-  assign \$297  = li == 2'h2;
-  assign \$298  = ctr8 + 1'h1;
-  assign \$299  = li == 2'h3;
-  assign \$300  = ctr12 + 1'h1;
-  assign \$301  = ! li;
-  assign \$302  = ctr0 + 1'h1;
-  assign \$303  = li == 1'h1;
-  assign \$304  = ctr4 + 1'h1;
-  assign \$305  = li == 2'h2;
-  assign \$306  = ctr8 + 1'h1;
-  assign \$307  = li == 2'h3;
-  assign \$308  = ctr12 + 1'h1;
-  assign \$309  = e == e_end;
-  assign \$312  = ! \$311 ;
-  assign \$314  = ! \$313 ;
-  assign \$316  = cur ^ \$315 ;
-  assign \$317  = \$314  ? \$signal$384  : \$316 ;
-  assign \$319  = ! \$318 ;
-  assign \$323  = cur ^ \$322 ;
-  assign \$325  = \$319  ? { 1'h0, \$320  } : \$324 ;
-  assign \$329  = k[0] ? \$328  : 9'h000;
-  assign \$332  = k[1] ? \$331  : 9'h000;
-  assign \$333  = \$329  + \$332 ;
-  assign \$336  = k[2] ? \$335  : 11'h000;
-  assign \$339  = k[3] ? \$338  : 11'h000;
-  assign \$340  = \$336  + \$339 ;
-  assign \$341  = \$333  + \$340 ;
-  assign \$344  = k[4] ? \$343  : 15'h0000;
-  assign \$345  = \$341  + \$344 ;
-  assign \$346  = ! li;
-  assign \$347  = ctr0 + 1'h1;
-  assign \$348  = li == 1'h1;
-  assign \$349  = ctr4 + 1'h1;
+  assign \$212  = \$211  & host_we;
+  assign \$213  = host_addr[16:14] == 2'h2;
+  assign \$214  = \$212  & \$213 ;
+  assign \$215  = host_addr[13:11] == 3'h6;
+  assign \$signature__en$257  = \$214  & \$215 ;
+  assign \$216  = ~ busy;
+  assign \$217  = \$216  & host_we;
+  assign \$218  = host_addr[16:14] == 3'h4;
+  assign \$219  = \$217  & \$218 ;
+  assign \$220  = host_addr[13:11] == 3'h7;
+  assign \$signature__en$260  = \$219  & \$220 ;
+  assign \$221  = ~ busy;
+  assign \$222  = \$221  & host_we;
+  assign \$223  = host_addr[16:14] == 2'h2;
+  assign \$224  = \$222  & \$223 ;
+  assign \$225  = host_addr[13:11] == 3'h7;
+  assign \$signature__en$263  = \$224  & \$225 ;
+  assign \$229  = row_wbase + row_offset;
+  assign \$230  = ~ busy;
+  assign \$231  = \$230  & host_re;
+  assign \$232  = host_addr[16:14] == 3'h5;
+  assign re = \$231  & \$232 ;
+  assign s1_index = s1_from_input ? input_events_nrw[6:0] : events_nrw[6:0];
+  assign s1_value = s1_from_input ? input_events_nrw[14:7] : events_nrw[14:7];
+  assign row_addr = layer[17:13] + k;
+  assign \$233  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$234  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$235  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$236  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$237  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$238  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$239  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$240  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$241  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$242  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$243  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$244  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$245  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
+  assign \$246  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$247  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$248  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
+  assign \$249  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$250  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$251  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
+  assign \$252  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$253  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$254  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
+  assign \$255  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$256  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign w_data = write_end ? 28'h0000002 : records__payload;
+  assign \$257  = write_end | records__valid;
+  assign w_en = w_rdy & \$257 ;
+  assign \$258  = ~ write_end;
+  assign records__ready = w_rdy & \$258 ;
+  assign spike_src = records__payload[3:2] + 1'h1;
+  assign \$260  = ! records__payload[3:2];
+  assign \$261  = records__payload[3:2] == 1'h1;
+  assign \$262  = records__payload[3:2] == 2'h2;
+  assign \$263  = records__payload[3:2] == 2'h3;
+  assign \$264  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$265  = busy ? { u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0 } : { 1'h0, host_wdata };
+  assign \$266  = host_addr[16:14] == 2'h3;
+  assign \$267  = host_we & \$266 ;
+  assign \$268  = ! host_addr[13:11];
+  assign \$269  = \$267  & \$268 ;
+  assign \$signature__en$373  = busy ? neuron_write : \$269 ;
+  assign \$270  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$271  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
+  assign \$272  = host_addr[16:14] == 2'h3;
+  assign \$273  = host_we & \$272 ;
+  assign \$274  = host_addr[13:11] == 1'h1;
+  assign \$275  = \$273  & \$274 ;
+  assign \$signature__en$377  = busy ? neuron_write : \$275 ;
+  assign \$276  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$277  = busy ? { u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2 } : { 1'h0, host_wdata };
+  assign \$278  = host_addr[16:14] == 2'h3;
+  assign \$279  = host_we & \$278 ;
+  assign \$280  = host_addr[13:11] == 2'h2;
+  assign \$281  = \$279  & \$280 ;
+  assign \$signature__en$380  = busy ? neuron_write : \$281 ;
+  assign \$282  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$283  = busy ? { u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3 } : { 1'h0, host_wdata };
+  assign \$284  = host_addr[16:14] == 2'h3;
+  assign \$285  = host_we & \$284 ;
+  assign \$286  = host_addr[13:11] == 2'h3;
+  assign \$287  = \$285  & \$286 ;
+  assign \$signature__en$383  = busy ? neuron_write : \$287 ;
+  assign \$288  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$289  = busy ? { u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4 } : { 1'h0, host_wdata };
+  assign \$290  = host_addr[16:14] == 2'h3;
+  assign \$291  = host_we & \$290 ;
+  assign \$292  = host_addr[13:11] == 3'h4;
+  assign \$293  = \$291  & \$292 ;
+  assign \$signature__en$386  = busy ? neuron_write : \$293 ;
+  assign \$294  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$295  = busy ? { u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5 } : { 1'h0, host_wdata };
+  assign \$296  = host_addr[16:14] == 2'h3;
+  assign \$297  = host_we & \$296 ;
+  assign \$298  = host_addr[13:11] == 3'h5;
+  assign \$299  = \$297  & \$298 ;
+  assign \$signature__en$389  = busy ? neuron_write : \$299 ;
+  assign \$300  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$301  = busy ? { u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6 } : { 1'h0, host_wdata };
+  assign \$302  = host_addr[16:14] == 2'h3;
+  assign \$303  = host_we & \$302 ;
+  assign \$304  = host_addr[13:11] == 3'h6;
+  assign \$305  = \$303  & \$304 ;
+  assign \$signature__en$392  = busy ? neuron_write : \$305 ;
+  assign \$306  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$307  = busy ? { u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7 } : { 1'h0, host_wdata };
+  assign \$308  = host_addr[16:14] == 2'h3;
+  assign \$309  = host_we & \$308 ;
+  assign \$310  = host_addr[13:11] == 3'h7;
+  assign \$311  = \$309  & \$310 ;
+  assign \$signature__en$395  = busy ? neuron_write : \$311 ;
+  assign \$312  = k * 4'h8;
+  assign \$313  = \$312  + 1'h0;
+  assign \$314  = \$313  < layer[7:0];
+  assign \$315  = k * 4'h8;
+  assign \$316  = \$315  + 1'h1;
+  assign \$317  = \$316  < layer[7:0];
+  assign \$318  = k * 4'h8;
+  assign \$319  = \$318  + 2'h2;
+  assign \$320  = \$319  < layer[7:0];
+  assign \$321  = k * 4'h8;
+  assign \$322  = \$321  + 2'h3;
+  assign \$323  = \$322  < layer[7:0];
+  assign \$324  = k * 4'h8;
+  assign \$325  = \$324  + 3'h4;
+  assign \$326  = \$325  < layer[7:0];
+  assign \$327  = k * 4'h8;
+  assign \$328  = \$327  + 3'h5;
+  assign \$329  = \$328  < layer[7:0];
+  assign \$330  = k * 4'h8;
+  assign \$331  = \$330  + 3'h6;
+  assign \$332  = \$331  < layer[7:0];
+  assign \$333  = k * 4'h8;
+  assign \$334  = \$333  + 3'h7;
+  assign \$335  = \$334  < layer[7:0];
+  assign \$336  = ~ in_full;
+  assign \$337  = ~ clear;
+  assign input__ready = \$336  & \$337 ;
+  assign \$338  = input__valid & input__ready;
+  assign \$340  = ! li;
+  assign \$341  = li == 1'h1;
+  assign \$342  = li == 2'h2;
+  assign \$343  = li == 2'h3;
+  assign \$344  = ! li;
+  assign \$345  = li == 1'h1;
+  assign \$346  = li == 2'h2;
+  assign \$347  = li == 2'h3;
+  assign \$348  = ! li;
+  assign \$349  = li == 1'h1;
   assign \$350  = li == 2'h2;
-  assign \$351  = ctr8 + 1'h1;
-  assign \$352  = li == 2'h3;
-  assign \$353  = ctr12 + 1'h1;
-  assign \$354  = n < cnt;
-  assign \$355  = n + 1'h1;
-  assign \$356  = ! k;
-  assign \$357  = ! li;
-  assign \$358  = ctr2 + 1'h1;
+  assign \$351  = li == 2'h3;
+  assign \$352  = n < cnt;
+  assign \$353  = ! k;
+  assign \$354  = ! li;
+  assign \$355  = li == 1'h1;
+  assign \$356  = li == 2'h2;
+  assign \$357  = li == 2'h3;
+  assign \$358  = ! li;
   assign \$359  = li == 1'h1;
-  assign \$360  = ctr6 + 1'h1;
-  assign \$361  = li == 2'h2;
-  assign \$362  = ctr10 + 1'h1;
-  assign \$363  = li == 2'h3;
-  assign \$364  = ctr14 + 1'h1;
-  assign \$365  = e + 1'h1;
+  assign \$360  = li == 2'h2;
+  assign \$361  = li == 2'h3;
+  assign \$362  = ! li;
+  assign \$363  = li == 1'h1;
+  assign \$364  = li == 2'h2;
+  assign \$365  = li == 2'h3;
   assign \$366  = ! li;
-  assign \$367  = ctr0 + 1'h1;
-  assign \$368  = li == 1'h1;
-  assign \$369  = ctr4 + 1'h1;
-  assign \$370  = li == 2'h2;
-  assign \$371  = ctr8 + 1'h1;
-  assign \$372  = li == 2'h3;
-  assign \$373  = ctr12 + 1'h1;
-  assign \$374  = ~ drain2;
-  assign \$375  = ~ \$signal$343 ;
-  assign \$376  = ~ s2_valid;
-  assign \$377  = \$375  & \$376 ;
-  assign \$378  = ~ \$signal$347 ;
-  assign \$379  = \$377  & \$378 ;
-  assign \$380  = ! li;
-  assign \$381  = ctr1 + 1'h1;
-  assign \$382  = li == 1'h1;
-  assign \$383  = ctr5 + 1'h1;
-  assign \$384  = li == 2'h2;
-  assign \$385  = ctr9 + 1'h1;
-  assign \$386  = li == 2'h3;
-  assign \$387  = ctr13 + 1'h1;
-  assign \$388  = k + 1'h1;
-  assign \$389  = \$388  == layer[12:8];
-  assign \$390  = k + 1'h1;
-  assign \$391  = li + 1'h1;
-  assign \$392  = \$391  == num_layers;
-  assign \$393  = li + 1'h1;
-  assign \$394  = ~ cur;
-  assign \$395  = ~ cur;
-  assign \$396  = ~ cur;
-  assign \$397  = ~ cur;
-  assign \$398  = ~ cur;
-  assign \$399  = ~ cur;
-  assign \$400  = ctr17 + 1'h1;
+  assign \$367  = li == 1'h1;
+  assign \$368  = li == 2'h2;
+  assign \$369  = li == 2'h3;
+  assign \$370  = spikes & valid_q;
+  assign \$371  = layer[44] ? valid_q : \$370 ;
+  assign \$372  = k * 4'h8;
+  assign \$373  = ~ busy;
+  assign \$374  = clear & \$373 ;
+  assign \$375  = ! fsm_state;
+  assign \$376  = fsm_state == 1'h1;
+  assign \$377  = fsm_state == 2'h2;
+  assign \$378  = fsm_state == 2'h3;
+  assign \$379  = fsm_state == 3'h4;
+  assign \$380  = fsm_state == 3'h5;
+  assign \$381  = fsm_state == 3'h6;
+  assign \$382  = fsm_state == 3'h7;
+  assign \$383  = fsm_state == 4'h8;
+  assign \$384  = fsm_state == 4'h9;
+  always @(posedge clk)
+    events_nrw <= port__data;
+  always @(posedge clk)
+    input_events_nrw <= \port__data$19 ;
+  always @(posedge clk)
+    weights0_nrw <= \port__data$21 ;
+  always @(posedge clk)
+    params0_nrw <= \port__data$23 ;
+  always @(posedge clk)
+    membranes0_nrw <= \port__data$25 ;
+  always @(posedge clk)
+    weights1_nrw <= \port__data$27 ;
+  always @(posedge clk)
+    params1_nrw <= \port__data$29 ;
+  always @(posedge clk)
+    membranes1_nrw <= \port__data$31 ;
+  always @(posedge clk)
+    weights2_nrw <= \port__data$33 ;
+  always @(posedge clk)
+    params2_nrw <= \port__data$35 ;
+  always @(posedge clk)
+    membranes2_nrw <= \port__data$37 ;
+  always @(posedge clk)
+    weights3_nrw <= \port__data$39 ;
+  always @(posedge clk)
+    params3_nrw <= \port__data$41 ;
+  always @(posedge clk)
+    membranes3_nrw <= \port__data$43 ;
+  always @(posedge clk)
+    weights4_nrw <= \port__data$45 ;
+  always @(posedge clk)
+    params4_nrw <= \port__data$47 ;
+  always @(posedge clk)
+    membranes4_nrw <= \port__data$49 ;
+  always @(posedge clk)
+    weights5_nrw <= \port__data$51 ;
+  always @(posedge clk)
+    params5_nrw <= \port__data$53 ;
+  always @(posedge clk)
+    membranes5_nrw <= \port__data$55 ;
+  always @(posedge clk)
+    weights6_nrw <= \port__data$57 ;
+  always @(posedge clk)
+    params6_nrw <= \port__data$59 ;
+  always @(posedge clk)
+    membranes6_nrw <= \port__data$61 ;
+  always @(posedge clk)
+    weights7_nrw <= \port__data$63 ;
+  always @(posedge clk)
+    params7_nrw <= \port__data$65 ;
+  always @(posedge clk)
+    membranes7_nrw <= \port__data$67 ;
+  always @(posedge clk)
+    layer0 <= \$385 ;
+  always @(posedge clk)
+    layer1 <= \$386 ;
+  \npu_core_digits.counters  counters (
+    .clear(\clear$406 ),
+    .clk(clk),
+    .inc(inc),
+    .raddr(host_addr[4:0]),
+    .re(re),
+    .rst(rst),
+    .total(rdata)
+  );
   \npu_core_digits.leak0  leak0 (
-    .alpha(\$signature__data$78 [8:0]),
-    .bias(\$signature__data$78 [40:25]),
+    .alpha(params0_nrw[8:0]),
+    .bias(params0_nrw[40:25]),
     .leak(leak),
-    .u(\$signature__data$86 )
+    .u(membranes0_nrw)
   );
   \npu_core_digits.leak1  leak1 (
-    .alpha(\$signature__data$79 [8:0]),
-    .bias(\$signature__data$79 [40:25]),
-    .leak(\leak$371 ),
-    .u(\$signature__data$87 )
+    .alpha(params1_nrw[8:0]),
+    .bias(params1_nrw[40:25]),
+    .leak(\leak$128 ),
+    .u(membranes1_nrw)
   );
   \npu_core_digits.leak2  leak2 (
-    .alpha(\$signature__data$80 [8:0]),
-    .bias(\$signature__data$80 [40:25]),
-    .leak(\leak$373 ),
-    .u(\$signature__data$88 )
+    .alpha(params2_nrw[8:0]),
+    .bias(params2_nrw[40:25]),
+    .leak(\leak$131 ),
+    .u(membranes2_nrw)
   );
   \npu_core_digits.leak3  leak3 (
-    .alpha(\$signature__data$81 [8:0]),
-    .bias(\$signature__data$81 [40:25]),
-    .leak(\leak$375 ),
-    .u(\$signature__data$89 )
+    .alpha(params3_nrw[8:0]),
+    .bias(params3_nrw[40:25]),
+    .leak(\leak$134 ),
+    .u(membranes3_nrw)
   );
   \npu_core_digits.leak4  leak4 (
-    .alpha(\$signature__data$82 [8:0]),
-    .bias(\$signature__data$82 [40:25]),
-    .leak(\leak$377 ),
-    .u(\$signature__data$90 )
+    .alpha(params4_nrw[8:0]),
+    .bias(params4_nrw[40:25]),
+    .leak(\leak$137 ),
+    .u(membranes4_nrw)
   );
   \npu_core_digits.leak5  leak5 (
-    .alpha(\$signature__data$83 [8:0]),
-    .bias(\$signature__data$83 [40:25]),
-    .leak(\leak$379 ),
-    .u(\$signature__data$91 )
+    .alpha(params5_nrw[8:0]),
+    .bias(params5_nrw[40:25]),
+    .leak(\leak$140 ),
+    .u(membranes5_nrw)
   );
   \npu_core_digits.leak6  leak6 (
-    .alpha(\$signature__data$84 [8:0]),
-    .bias(\$signature__data$84 [40:25]),
-    .leak(\leak$381 ),
-    .u(\$signature__data$92 )
+    .alpha(params6_nrw[8:0]),
+    .bias(params6_nrw[40:25]),
+    .leak(\leak$143 ),
+    .u(membranes6_nrw)
   );
   \npu_core_digits.leak7  leak7 (
-    .alpha(\$signature__data$85 [8:0]),
-    .bias(\$signature__data$85 [40:25]),
-    .leak(\leak$383 ),
-    .u(\$signature__data$93 )
+    .alpha(params7_nrw[8:0]),
+    .bias(params7_nrw[40:25]),
+    .leak(\leak$146 ),
+    .u(membranes7_nrw)
   );
   \npu_core_digits.neuron0  neuron0 (
-    .\port$1293$25 (layer[43:25]),
+    .\port$1434$25 (layer[43:25]),
     .spike(spike),
-    .theta(theta),
-    .total(total),
+    .theta(params0_nrw[24:9]),
+    .total(acc0),
     .u_new(u_new)
   );
   \npu_core_digits.neuron1  neuron1 (
-    .\port$1293$25 (layer[43:25]),
-    .spike(\spike$208 ),
-    .theta(\theta$203 ),
-    .total(\total$201 ),
-    .u_new(\u_new$264 )
+    .\port$1434$25 (layer[43:25]),
+    .spike(\spike$171 ),
+    .theta(params1_nrw[24:9]),
+    .total(acc1),
+    .u_new(\u_new$173 )
   );
   \npu_core_digits.neuron2  neuron2 (
-    .\port$1293$25 (layer[43:25]),
-    .spike(\spike$216 ),
-    .theta(\theta$211 ),
-    .total(\total$209 ),
-    .u_new(\u_new$268 )
+    .\port$1434$25 (layer[43:25]),
+    .spike(\spike$174 ),
+    .theta(params2_nrw[24:9]),
+    .total(acc2),
+    .u_new(\u_new$176 )
   );
   \npu_core_digits.neuron3  neuron3 (
-    .\port$1293$25 (layer[43:25]),
-    .spike(\spike$224 ),
-    .theta(\theta$219 ),
-    .total(\total$217 ),
-    .u_new(\u_new$272 )
+    .\port$1434$25 (layer[43:25]),
+    .spike(\spike$177 ),
+    .theta(params3_nrw[24:9]),
+    .total(acc3),
+    .u_new(\u_new$179 )
   );
   \npu_core_digits.neuron4  neuron4 (
-    .\port$1293$25 (layer[43:25]),
-    .spike(\spike$232 ),
-    .theta(\theta$227 ),
-    .total(\total$225 ),
-    .u_new(\u_new$276 )
+    .\port$1434$25 (layer[43:25]),
+    .spike(\spike$180 ),
+    .theta(params4_nrw[24:9]),
+    .total(acc4),
+    .u_new(\u_new$182 )
   );
   \npu_core_digits.neuron5  neuron5 (
-    .\port$1293$25 (layer[43:25]),
-    .spike(\spike$240 ),
-    .theta(\theta$235 ),
-    .total(\total$233 ),
-    .u_new(\u_new$280 )
+    .\port$1434$25 (layer[43:25]),
+    .spike(\spike$183 ),
+    .theta(params5_nrw[24:9]),
+    .total(acc5),
+    .u_new(\u_new$185 )
   );
   \npu_core_digits.neuron6  neuron6 (
-    .\port$1293$25 (layer[43:25]),
-    .spike(\spike$248 ),
-    .theta(\theta$243 ),
-    .total(\total$241 ),
-    .u_new(\u_new$284 )
+    .\port$1434$25 (layer[43:25]),
+    .spike(\spike$186 ),
+    .theta(params6_nrw[24:9]),
+    .total(acc6),
+    .u_new(\u_new$188 )
   );
   \npu_core_digits.neuron7  neuron7 (
-    .\port$1293$25 (layer[43:25]),
-    .spike(\spike$256 ),
-    .theta(\theta$251 ),
-    .total(\total$249 ),
-    .u_new(\u_new$288 )
+    .\port$1434$25 (layer[43:25]),
+    .spike(\spike$189 ),
+    .theta(params7_nrw[24:9]),
+    .total(acc7),
+    .u_new(\u_new$191 )
   );
   \npu_core_digits.out_fifo  out_fifo (
     .clk(clk),
@@ -21375,34 +21322,1814 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .w_rdy(w_rdy)
   );
   \npu_core_digits.router  router (
-    .\base$28 (base),
+    .\base$34 (base),
     .can_load(can_load),
     .clk(clk),
-    .\emit_values$30 (emit_values),
+    .\emit_values$36 (emit_values),
     .\event (\event ),
-    .event_index(event_index),
     .free(free),
-    .layer(event_layer),
-    .\layer$29 (\layer$307 ),
+    .\layer$35 (\layer$403 ),
     .load(load),
+    .out_valid(records__valid),
     .records__payload(records__payload),
     .records__ready(records__ready),
-    .records__valid(records__valid),
     .rst(rst),
     .send(send),
-    .\spikes$27 (\spikes$305 ),
+    .\spikes$33 (\spikes$401 ),
     .values(values)
   );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$387  = layer2;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  \$387  = host_wdata;
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$387  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$388  = layer3;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            (* full_case = 32'd1 *)
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  /* empty */;
+              2'h3:
+                  \$388  = host_wdata;
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$388  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$389  = edge0;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  \$389  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$389  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$390  = edge1;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  \$390  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$390  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$391  = edge2;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  \$391  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$391  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$392  = edge3;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  \$392  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$392  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$393  = edge4;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  /* empty */;
+              3'h4:
+                  \$393  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$393  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$394  = edge5;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  /* empty */;
+              3'h4:
+                  /* empty */;
+              3'h5:
+                  \$394  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$394  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$395  = edge6;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  /* empty */;
+              3'h4:
+                  /* empty */;
+              3'h5:
+                  /* empty */;
+              3'h6:
+                  \$395  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$395  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$396  = edge7;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            (* full_case = 32'd1 *)
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  /* empty */;
+              3'h4:
+                  /* empty */;
+              3'h5:
+                  /* empty */;
+              3'h6:
+                  /* empty */;
+              3'h7:
+                  \$396  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$396  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$397  = num_layers;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h6:
+            \$397  = host_wdata[2:0];
+      endcase
+    end
+    if (rst) begin
+      \$397  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$398  = \$4 ;
+    if (rst) begin
+      \$398  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$399  = host_addr[16:14];
+    if (rst) begin
+      \$399  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$400  = host_addr[13:11];
+    if (rst) begin
+      \$400  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$401  = rd_reg;
+    casez (host_addr[16:14])
+      3'h0:
+          \$401  = \$5 ;
+      3'h1:
+          \$401  = { 22'h000000, \$6  };
+      3'h6:
+          \$401  = { 42'h00000000000, num_layers };
+    endcase
+    if (rst) begin
+      \$401  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$402  = \$7 ;
+    if (rst) begin
+      \$402  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$403  = \$8 [3:0];
+    if (rst) begin
+      \$403  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$404  = issue;
+    if (rst) begin
+      \$404  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$405  = \$signal ;
+    if (rst) begin
+      \$405  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$406  = s1b_valid;
+    if (rst) begin
+      \$406  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$407  = s1b_x;
+    if (rst) begin
+      \$407  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$408  = s1_rowbase;
+    if (issue) begin
+      \$408  = \$229 [11:0];
+    end
+    if (rst) begin
+      \$408  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$409  = s1_from_input;
+    if (issue) begin
+      \$409  = \$signal$101 ;
+    end
+    if (rst) begin
+      \$409  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$410  = s2_valid;
+    if (rst) begin
+      \$410  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$411  = \$signal$102 ;
+    if (rst) begin
+      \$411  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$412  = \$signal$122 ;
+    if (rst) begin
+      \$412  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$413  = \$signal$121 ;
+    if (rst) begin
+      \$413  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$414  = leak;
+    if (rst) begin
+      \$414  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$415  = acc0;
+    if (\$19 ) begin
+      \$415  = \$21 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$415  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$415  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$416  = \leak$128 ;
+    if (rst) begin
+      \$416  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$417  = acc1;
+    if (\$22 ) begin
+      \$417  = \$24 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$417  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$417  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$418  = \leak$131 ;
+    if (rst) begin
+      \$418  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$419  = acc2;
+    if (\$25 ) begin
+      \$419  = \$27 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$419  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$419  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$420  = \leak$134 ;
+    if (rst) begin
+      \$420  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$421  = acc3;
+    if (\$28 ) begin
+      \$421  = \$30 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$421  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$421  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$422  = \leak$137 ;
+    if (rst) begin
+      \$422  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$423  = acc4;
+    if (\$31 ) begin
+      \$423  = \$33 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$423  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$423  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$424  = \leak$140 ;
+    if (rst) begin
+      \$424  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$425  = acc5;
+    if (\$34 ) begin
+      \$425  = \$36 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$425  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$425  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$426  = \leak$143 ;
+    if (rst) begin
+      \$426  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$427  = acc6;
+    if (\$37 ) begin
+      \$427  = \$39 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$427  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$427  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$428  = \leak$146 ;
+    if (rst) begin
+      \$428  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$429  = acc7;
+    if (\$40 ) begin
+      \$429  = \$42 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$429  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$429  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$430  = count0;
+    if (\event ) begin
+      if (\$43 ) begin
+        \$430  = \$44 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$138 , 3'h0 })
+              4'h0:
+                  \$430  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$145 ) begin
+      \$430  = 8'h00;
+    end
+    if (rst) begin
+      \$430  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$431  = count1;
+    if (\event ) begin
+      if (\$45 ) begin
+        \$431  = \$46 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$139 , 3'h1 })
+              4'h1:
+                  \$431  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$145 ) begin
+      \$431  = 8'h00;
+    end
+    if (rst) begin
+      \$431  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$432  = count2;
+    if (\event ) begin
+      if (\$47 ) begin
+        \$432  = \$48 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$140 , 3'h2 })
+              4'h2:
+                  \$432  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$145 ) begin
+      \$432  = 8'h00;
+    end
+    if (rst) begin
+      \$432  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$433  = count3;
+    if (\event ) begin
+      if (\$49 ) begin
+        \$433  = \$50 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$141 , 3'h3 })
+              4'h3:
+                  \$433  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$145 ) begin
+      \$433  = 8'h00;
+    end
+    if (rst) begin
+      \$433  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$434  = count4;
+    if (\event ) begin
+      if (\$51 ) begin
+        \$434  = \$52 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$142 , 3'h4 })
+              4'h4:
+                  \$434  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$145 ) begin
+      \$434  = 8'h00;
+    end
+    if (rst) begin
+      \$434  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$435  = count5;
+    if (\event ) begin
+      if (\$53 ) begin
+        \$435  = \$54 [7:0];
+      end
+    end
+    if (\$145 ) begin
+      \$435  = 8'h00;
+    end
+    if (rst) begin
+      \$435  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$436  = count6;
+    if (\event ) begin
+      if (\$55 ) begin
+        \$436  = \$56 [7:0];
+      end
+    end
+    if (\$145 ) begin
+      \$436  = 8'h00;
+    end
+    if (rst) begin
+      \$436  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$437  = count7;
+    if (\event ) begin
+      if (\$57 ) begin
+        \$437  = \$58 [7:0];
+      end
+    end
+    if (\$145 ) begin
+      \$437  = 8'h00;
+    end
+    if (rst) begin
+      \$437  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$438  = count8;
+    if (\event ) begin
+      if (\$59 ) begin
+        \$438  = \$60 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            casez ({ \$138 , 3'h0 })
+              4'h0:
+                  /* empty */;
+              4'h8:
+                  \$438  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$145 ) begin
+      \$438  = 8'h00;
+    end
+    if (rst) begin
+      \$438  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$439  = count9;
+    if (\event ) begin
+      if (\$61 ) begin
+        \$439  = \$62 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            casez ({ \$139 , 3'h1 })
+              4'h1:
+                  /* empty */;
+              4'h9:
+                  \$439  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$145 ) begin
+      \$439  = 8'h00;
+    end
+    if (rst) begin
+      \$439  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$440  = count10;
+    if (\event ) begin
+      if (\$63 ) begin
+        \$440  = \$64 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            casez ({ \$140 , 3'h2 })
+              4'h2:
+                  /* empty */;
+              4'ha:
+                  \$440  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$145 ) begin
+      \$440  = 8'h00;
+    end
+    if (rst) begin
+      \$440  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$441  = count11;
+    if (\event ) begin
+      if (\$65 ) begin
+        \$441  = \$66 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            casez ({ \$141 , 3'h3 })
+              4'h3:
+                  /* empty */;
+              4'hb:
+                  \$441  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$145 ) begin
+      \$441  = 8'h00;
+    end
+    if (rst) begin
+      \$441  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$442  = count12;
+    if (\event ) begin
+      if (\$67 ) begin
+        \$442  = \$68 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            casez ({ \$142 , 3'h4 })
+              4'h4:
+                  /* empty */;
+              4'hc:
+                  \$442  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$145 ) begin
+      \$442  = 8'h00;
+    end
+    if (rst) begin
+      \$442  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$443  = count13;
+    if (\event ) begin
+      if (\$69 ) begin
+        \$443  = \$70 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+          end
+    endcase
+    if (\$145 ) begin
+      \$443  = 8'h00;
+    end
+    if (rst) begin
+      \$443  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$444  = count14;
+    if (\event ) begin
+      if (\$71 ) begin
+        \$444  = \$72 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+          end
+    endcase
+    if (\$145 ) begin
+      \$444  = 8'h00;
+    end
+    if (rst) begin
+      \$444  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$445  = count15;
+    if (\event ) begin
+      if (\$73 ) begin
+        \$445  = \$74 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+          end
+    endcase
+    if (\$145 ) begin
+      \$445  = 8'h00;
+    end
+    if (rst) begin
+      \$445  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$446 [0] = spike;
+    \$446 [1] = \spike$171 ;
+    \$446 [2] = \spike$174 ;
+    \$446 [3] = \spike$177 ;
+    \$446 [4] = \spike$180 ;
+    \$446 [5] = \spike$183 ;
+    \$446 [6] = \spike$186 ;
+    \$446 [7] = \spike$189 ;
+    if (rst) begin
+      \$446  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$447  = u_new;
+    if (rst) begin
+      \$447  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$448  = \u_new$173 ;
+    if (rst) begin
+      \$448  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$449  = \u_new$176 ;
+    if (rst) begin
+      \$449  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$450  = \u_new$179 ;
+    if (rst) begin
+      \$450  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$451  = \u_new$182 ;
+    if (rst) begin
+      \$451  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$452  = \u_new$185 ;
+    if (rst) begin
+      \$452  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$453  = \u_new$188 ;
+    if (rst) begin
+      \$453  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$454  = \u_new$191 ;
+    if (rst) begin
+      \$454  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$455  = valid_lanes;
+    if (rst) begin
+      \$455  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$456  = \$76 ;
+    if (rst) begin
+      \$456  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$457  = in_full;
+    if (\$77 ) begin
+      if (input__payload[15]) begin
+        \$457  = 1'h1;
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$81 ) begin
+            \$457  = 1'h0;
+          end
+    endcase
+    if (\$145 ) begin
+      \$457  = 1'h0;
+    end
+    if (rst) begin
+      \$457  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$458  = in_count0;
+    if (\$77 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        casez (\$signal$197 )
+          1'h0:
+              \$458  = \$79 [6:0];
+        endcase
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$81 ) begin
+            casez (\$83 )
+              1'h0:
+                  \$458  = 7'h00;
+            endcase
+          end
+    endcase
+    if (\$145 ) begin
+      \$458  = 7'h00;
+    end
+    if (rst) begin
+      \$458  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$459  = in_count1;
+    if (\$77 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (\$signal$197 )
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$459  = \$79 [6:0];
+        endcase
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$81 ) begin
+            (* full_case = 32'd1 *)
+            casez (\$83 )
+              1'h0:
+                  /* empty */;
+              1'h1:
+                  \$459  = 7'h00;
+            endcase
+          end
+    endcase
+    if (\$145 ) begin
+      \$459  = 7'h00;
+    end
+    if (rst) begin
+      \$459  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$460  = li;
+    casez (fsm_state)
+      4'h0:
+          if (\$81 ) begin
+            \$460  = 2'h0;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (free) begin
+            (* full_case = 32'd1 *)
+            if (\$136 ) begin
+            end else begin
+              \$460  = \$137 [1:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$460  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$461  = \$signal$201 ;
+    casez (fsm_state)
+      4'h0:
+          if (\$81 ) begin
+            \$461  = \$signal$197 ;
+          end
+    endcase
+    if (rst) begin
+      \$461  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$462  = \$signal$197 ;
+    casez (fsm_state)
+      4'h0:
+          if (\$81 ) begin
+            \$462  = \$82 ;
+          end
+    endcase
+    if (\$145 ) begin
+      \$462  = 1'h0;
+    end
+    if (rst) begin
+      \$462  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$463  = fsm_state;
+    casez (fsm_state)
+      4'h0:
+          if (\$81 ) begin
+            (* full_case = 32'd1 *)
+            if (\$84 ) begin
+              \$463  = 4'h1;
+            end else begin
+              \$463  = 4'h2;
+            end
+          end
+      4'h2:
+          \$463  = 4'h3;
+      4'h3:
+          \$463  = 4'h4;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$85 ) begin
+            \$463  = 4'h5;
+          end else begin
+            \$463  = 4'h6;
+          end
+      4'h6:
+          (* full_case = 32'd1 *)
+          if (\$122 ) begin
+          end else begin
+            \$463  = 4'h4;
+          end
+      4'h5:
+          if (\$125 ) begin
+          end else if (\$132 ) begin
+            \$463  = 4'h7;
+          end
+      4'h7:
+          \$463  = 4'h8;
+      4'h8:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+              \$463  = 4'h9;
+            end else begin
+              \$463  = 4'h3;
+            end
+          end
+      4'h9:
+          if (free) begin
+            (* full_case = 32'd1 *)
+            if (\$136 ) begin
+              \$463  = 4'h1;
+            end else begin
+              \$463  = 4'h2;
+            end
+          end
+      4'h1:
+          if (w_rdy) begin
+            \$463  = 4'h0;
+          end
+    endcase
+    if (rst) begin
+      \$463  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$464  = k;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          \$464  = 5'h00;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+            end else begin
+              \$464  = \$134 [4:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$464  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$465  = e;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$465  = { 1'h0, layer[20:18] };
+      4'h4:
+          /* empty */;
+      4'h6:
+          (* full_case = 32'd1 *)
+          if (\$122 ) begin
+          end else begin
+            \$465  = \$124 [3:0];
+          end
+    endcase
+    if (rst) begin
+      \$465  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$466  = src_sel;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$85 ) begin
+          end else begin
+            \$466  = \$86 ;
+          end
+    endcase
+    if (rst) begin
+      \$466  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$467  = \$signal$101 ;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$85 ) begin
+          end else begin
+            \$467  = \$88 ;
+          end
+    endcase
+    if (rst) begin
+      \$467  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$468  = bank_sel;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$85 ) begin
+          end else begin
+            \$468  = \$93 ;
+          end
+    endcase
+    if (rst) begin
+      \$468  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$469  = n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$85 ) begin
+          end else begin
+            \$469  = 8'h00;
+          end
+      4'h6:
+          if (\$122 ) begin
+            \$469  = \$123 [7:0];
+          end
+    endcase
+    if (rst) begin
+      \$469  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$470  = cnt;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$85 ) begin
+          end else begin
+            \$470  = \$101 ;
+          end
+    endcase
+    if (rst) begin
+      \$470  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$471  = row_wbase;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$85 ) begin
+          end else begin
+            \$471  = \$102 ;
+          end
+    endcase
+    if (rst) begin
+      \$471  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$472  = row_offset;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$85 ) begin
+          end else begin
+            \$472  = \$121 [12:0];
+          end
+    endcase
+    if (rst) begin
+      \$472  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$473  = drain_n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          if (\$125 ) begin
+            \$473  = \$133 [1:0];
+          end else if (\$132 ) begin
+            \$473  = 2'h0;
+          end
+    endcase
+    if (rst) begin
+      \$473  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$474  = cur;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            \$474  = \$143 ;
+          end
+    endcase
+    if (\$145 ) begin
+      \$474  = 1'h0;
+    end
+    if (rst) begin
+      \$474  = 1'h0;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     casez (rd_region)
       3'h4:
-          host_rdata = { 37'h0000000000, \$81  };
+          host_rdata = { 37'h0000000000, \$226  };
       3'h2:
-          host_rdata = { 4'h0, \$82  };
+          host_rdata = { 4'h0, \$227  };
       3'h3:
-          host_rdata = { 29'h00000000, \$83  };
+          host_rdata = { 29'h00000000, \$228  };
+      3'h5:
+          host_rdata = { 13'h0000, rdata };
       default:
           host_rdata = rd_reg;
     endcase
@@ -21411,14 +23138,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ev_wr__addr = 11'h000;
     if (\event ) begin
-      ev_wr__addr = { cur, spike_src, \$119  };
+      ev_wr__addr = { cur, spike_src, \$259  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ev_wr__data = 15'h0000;
     if (\event ) begin
-      ev_wr__data[6:0] = event_index[6:0];
+      ev_wr__data[6:0] = records__payload[10:4];
       ev_wr__data[14:7] = 8'h01;
     end
   end
@@ -21431,19 +23158,158 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    inc = 18'h00000;
+    if (\event ) begin
+      if (\$260 ) begin
+        inc[3] = 1'h1;
+      end
+      if (\$261 ) begin
+        inc[7] = 1'h1;
+      end
+      if (\$262 ) begin
+        inc[11] = 1'h1;
+      end
+      if (\$263 ) begin
+        inc[15] = 1'h1;
+      end
+    end
+    if (busy) begin
+      inc[16] = 1'h1;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+        begin
+          if (\$340 ) begin
+            inc[0] = 1'h1;
+          end
+          if (\$341 ) begin
+            inc[4] = 1'h1;
+          end
+          if (\$342 ) begin
+            inc[8] = 1'h1;
+          end
+          if (\$343 ) begin
+            inc[12] = 1'h1;
+          end
+        end
+      4'h4:
+        begin
+          if (\$344 ) begin
+            inc[0] = 1'h1;
+          end
+          if (\$345 ) begin
+            inc[4] = 1'h1;
+          end
+          if (\$346 ) begin
+            inc[8] = 1'h1;
+          end
+          if (\$347 ) begin
+            inc[12] = 1'h1;
+          end
+        end
+      4'h6:
+        begin
+          if (\$348 ) begin
+            inc[0] = 1'h1;
+          end
+          if (\$349 ) begin
+            inc[4] = 1'h1;
+          end
+          if (\$350 ) begin
+            inc[8] = 1'h1;
+          end
+          if (\$351 ) begin
+            inc[12] = 1'h1;
+          end
+          if (\$352 ) begin
+            if (\$353 ) begin
+              if (\$354 ) begin
+                inc[2] = 1'h1;
+              end
+              if (\$355 ) begin
+                inc[6] = 1'h1;
+              end
+              if (\$356 ) begin
+                inc[10] = 1'h1;
+              end
+              if (\$357 ) begin
+                inc[14] = 1'h1;
+              end
+            end
+          end
+        end
+      4'h5:
+        begin
+          if (\$358 ) begin
+            inc[0] = 1'h1;
+          end
+          if (\$359 ) begin
+            inc[4] = 1'h1;
+          end
+          if (\$360 ) begin
+            inc[8] = 1'h1;
+          end
+          if (\$361 ) begin
+            inc[12] = 1'h1;
+          end
+        end
+      4'h7:
+        begin
+          if (\$362 ) begin
+            inc[1] = 1'h1;
+          end
+          if (\$363 ) begin
+            inc[5] = 1'h1;
+          end
+          if (\$364 ) begin
+            inc[9] = 1'h1;
+          end
+          if (\$365 ) begin
+            inc[13] = 1'h1;
+          end
+        end
+      4'h8:
+        begin
+          if (\$366 ) begin
+            inc[1] = 1'h1;
+          end
+          if (\$367 ) begin
+            inc[5] = 1'h1;
+          end
+          if (\$368 ) begin
+            inc[9] = 1'h1;
+          end
+          if (\$369 ) begin
+            inc[13] = 1'h1;
+          end
+        end
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            inc[17] = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__addr = 8'h00;
-    if (\$194 ) begin
+    if (\$338 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
-        in_wr__addr = { \$signal , \$195  };
+        in_wr__addr = { \$signal$197 , \$339  };
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__data = 15'h0000;
-    if (\$194 ) begin
+    if (\$338 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
@@ -21455,7 +23321,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__en = 1'h0;
-    if (\$194 ) begin
+    if (\$338 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
@@ -21483,20 +23349,22 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           busy = 1'h1;
       4'h8:
           busy = 1'h1;
+      4'h9:
+          busy = 1'h1;
       4'h1:
           busy = 1'h1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signal$299  = 1'h0;
+    \$signal$122  = 1'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
           /* empty */;
       4'h3:
-          \$signal$299  = 1'h1;
+          \$signal$122  = 1'h1;
     endcase
   end
   always @* begin
@@ -21512,7 +23380,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h4:
           /* empty */;
       4'h6:
-          if (\$196 ) begin
+          if (\$352 ) begin
             issue = 1'h1;
           end
     endcase
@@ -21534,6 +23402,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h5:
           /* empty */;
       4'h7:
+          /* empty */;
+      4'h8:
           if (can_load) begin
             neuron_write = 1'h1;
           end
@@ -21556,6 +23426,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h5:
           /* empty */;
       4'h7:
+          /* empty */;
+      4'h8:
           if (can_load) begin
             load = 1'h1;
           end
@@ -21578,14 +23450,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h5:
           /* empty */;
       4'h7:
+          /* empty */;
+      4'h8:
           if (can_load) begin
-            send = \$198 ;
+            send = \$371 ;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \spikes$305  = 8'h00;
+    \spikes$401  = 8'h00;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -21600,8 +23474,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h5:
           /* empty */;
       4'h7:
+          /* empty */;
+      4'h8:
           if (can_load) begin
-            \spikes$305  = spikes;
+            \spikes$401  = spikes;
           end
     endcase
   end
@@ -21622,14 +23498,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h5:
           /* empty */;
       4'h7:
+          /* empty */;
+      4'h8:
           if (can_load) begin
-            base = \$199 [7:0];
+            base = \$372 [7:0];
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \layer$307  = 2'h0;
+    \layer$403  = 2'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -21644,8 +23522,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h5:
           /* empty */;
       4'h7:
+          /* empty */;
+      4'h8:
           if (can_load) begin
-            \layer$307  = li;
+            \layer$403  = li;
           end
     endcase
   end
@@ -21666,6 +23546,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h5:
           /* empty */;
       4'h7:
+          /* empty */;
+      4'h8:
           if (can_load) begin
             emit_values = layer[44];
           end
@@ -21688,15 +23570,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h5:
           /* empty */;
       4'h7:
+          /* empty */;
+      4'h8:
           if (can_load) begin
-            values[15:0] = u_new;
-            values[31:16] = \u_new$264 ;
-            values[47:32] = \u_new$268 ;
-            values[63:48] = \u_new$272 ;
-            values[79:64] = \u_new$276 ;
-            values[95:80] = \u_new$280 ;
-            values[111:96] = \u_new$284 ;
-            values[127:112] = \u_new$288 ;
+            values[15:0] = u_new0;
+            values[31:16] = u_new1;
+            values[47:32] = u_new2;
+            values[63:48] = u_new3;
+            values[79:64] = u_new4;
+            values[95:80] = u_new5;
+            values[111:96] = u_new6;
+            values[127:112] = u_new7;
           end
     endcase
   end
@@ -21720,2475 +23604,31 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h8:
           /* empty */;
+      4'h9:
+          /* empty */;
       4'h1:
           write_end = 1'h1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$401  = layer0;
-    if (\$210 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            casez (host_addr[1:0])
-              2'h0:
-                  \$401  = host_wdata;
-            endcase
-      endcase
+    \clear$406  = 1'h0;
+    if (\$374 ) begin
+      \clear$406  = 1'h1;
     end
-    if (rst) begin
-      \$401  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$402  = layer1;
-    if (\$210 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  \$402  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$402  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$403  = layer2;
-    if (\$210 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  /* empty */;
-              2'h2:
-                  \$403  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$403  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$404  = layer3;
-    if (\$210 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            (* full_case = 32'd1 *)
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  /* empty */;
-              2'h2:
-                  /* empty */;
-              2'h3:
-                  \$404  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$404  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$405  = edge0;
-    if (\$210 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  \$405  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$405  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$406  = edge1;
-    if (\$210 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  \$406  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$406  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$407  = edge2;
-    if (\$210 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  \$407  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$407  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$408  = edge3;
-    if (\$210 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  \$408  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$408  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$409  = edge4;
-    if (\$210 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  /* empty */;
-              3'h4:
-                  \$409  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$409  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$410  = edge5;
-    if (\$210 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  /* empty */;
-              3'h4:
-                  /* empty */;
-              3'h5:
-                  \$410  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$410  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$411  = edge6;
-    if (\$210 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  /* empty */;
-              3'h4:
-                  /* empty */;
-              3'h5:
-                  /* empty */;
-              3'h6:
-                  \$411  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$411  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$412  = edge7;
-    if (\$210 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            (* full_case = 32'd1 *)
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  /* empty */;
-              3'h4:
-                  /* empty */;
-              3'h5:
-                  /* empty */;
-              3'h6:
-                  /* empty */;
-              3'h7:
-                  \$412  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$412  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$413  = num_layers;
-    if (\$210 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h6:
-            \$413  = host_wdata[2:0];
-      endcase
-    end
-    if (rst) begin
-      \$413  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$414  = \$212 ;
-    if (rst) begin
-      \$414  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$415  = host_addr[16:14];
-    if (rst) begin
-      \$415  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$416  = host_addr[13:11];
-    if (rst) begin
-      \$416  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$417  = rd_reg;
-    casez (host_addr[16:14])
-      3'h0:
-          \$417  = \$213 ;
-      3'h1:
-          \$417  = { 22'h000000, \$214  };
-      3'h5:
-          \$417  = { 13'h0000, \$215  };
-      3'h6:
-          \$417  = { 42'h00000000000, num_layers };
-    endcase
-    if (rst) begin
-      \$417  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$418  = \$216 ;
-    if (rst) begin
-      \$418  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$419  = \$217 [3:0];
-    if (rst) begin
-      \$419  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$420  = issue;
-    if (rst) begin
-      \$420  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$421  = \$signal$343 ;
-    if (rst) begin
-      \$421  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$422  = s1_value;
-    if (rst) begin
-      \$422  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$423  = s1_rowbase;
-    if (issue) begin
-      \$423  = \$84 [11:0];
-    end
-    if (rst) begin
-      \$423  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$424  = s1_from_input;
-    if (issue) begin
-      \$424  = \$signal$346 ;
-    end
-    if (rst) begin
-      \$424  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$425  = s2_valid;
-    if (rst) begin
-      \$425  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$426  = s2_x;
-    if (rst) begin
-      \$426  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$427  = \$signal$347 ;
-    if (rst) begin
-      \$427  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$428  = \$signature__data$70 ;
-    if (rst) begin
-      \$428  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$429  = \$signature__data$71 ;
-    if (rst) begin
-      \$429  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$430  = \$signature__data$72 ;
-    if (rst) begin
-      \$430  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$431  = \$signature__data$73 ;
-    if (rst) begin
-      \$431  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$432  = \$signature__data$74 ;
-    if (rst) begin
-      \$432  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$433  = \$signature__data$75 ;
-    if (rst) begin
-      \$433  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$434  = \$signature__data$76 ;
-    if (rst) begin
-      \$434  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$435  = \$signature__data$77 ;
-    if (rst) begin
-      \$435  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$436  = \$218 ;
-    if (rst) begin
-      \$436  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$437  = \$219 ;
-    if (rst) begin
-      \$437  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$438  = \$220 ;
-    if (rst) begin
-      \$438  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$439  = \$221 ;
-    if (rst) begin
-      \$439  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$440  = \$222 ;
-    if (rst) begin
-      \$440  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$441  = \$223 ;
-    if (rst) begin
-      \$441  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$442  = \$224 ;
-    if (rst) begin
-      \$442  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$443  = \$225 ;
-    if (rst) begin
-      \$443  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$444  = \$signal$299 ;
-    if (rst) begin
-      \$444  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$445  = \$signal$366 ;
-    if (rst) begin
-      \$445  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$446  = leak;
-    if (rst) begin
-      \$446  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$447  = \$signature__data$78 [24:9];
-    if (rst) begin
-      \$447  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$448  = total;
-    if (s4_valid) begin
-      \$448  = \$226 [25:0];
-    end else if (pre2) begin
-      \$448  = \$227 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$448  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$448  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$449  = \leak$371 ;
-    if (rst) begin
-      \$449  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$450  = \$signature__data$79 [24:9];
-    if (rst) begin
-      \$450  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$451  = \total$201 ;
-    if (s4_valid) begin
-      \$451  = \$228 [25:0];
-    end else if (pre2) begin
-      \$451  = \$229 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$451  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$451  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$452  = \leak$373 ;
-    if (rst) begin
-      \$452  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$453  = \$signature__data$80 [24:9];
-    if (rst) begin
-      \$453  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$454  = \total$209 ;
-    if (s4_valid) begin
-      \$454  = \$230 [25:0];
-    end else if (pre2) begin
-      \$454  = \$231 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$454  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$454  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$455  = \leak$375 ;
-    if (rst) begin
-      \$455  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$456  = \$signature__data$81 [24:9];
-    if (rst) begin
-      \$456  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$457  = \total$217 ;
-    if (s4_valid) begin
-      \$457  = \$232 [25:0];
-    end else if (pre2) begin
-      \$457  = \$233 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$457  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$457  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$458  = \leak$377 ;
-    if (rst) begin
-      \$458  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$459  = \$signature__data$82 [24:9];
-    if (rst) begin
-      \$459  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$460  = \total$225 ;
-    if (s4_valid) begin
-      \$460  = \$234 [25:0];
-    end else if (pre2) begin
-      \$460  = \$235 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$460  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$460  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$461  = \leak$379 ;
-    if (rst) begin
-      \$461  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$462  = \$signature__data$83 [24:9];
-    if (rst) begin
-      \$462  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$463  = \total$233 ;
-    if (s4_valid) begin
-      \$463  = \$236 [25:0];
-    end else if (pre2) begin
-      \$463  = \$237 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$463  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$463  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$464  = \leak$381 ;
-    if (rst) begin
-      \$464  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$465  = \$signature__data$84 [24:9];
-    if (rst) begin
-      \$465  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$466  = \total$241 ;
-    if (s4_valid) begin
-      \$466  = \$238 [25:0];
-    end else if (pre2) begin
-      \$466  = \$239 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$466  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$466  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$467  = \leak$383 ;
-    if (rst) begin
-      \$467  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$468  = \$signature__data$85 [24:9];
-    if (rst) begin
-      \$468  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$469  = \total$249 ;
-    if (s4_valid) begin
-      \$469  = \$240 [25:0];
-    end else if (pre2) begin
-      \$469  = \$241 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$469  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$469  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$470  = count0;
-    if (\event ) begin
-      if (\$242 ) begin
-        \$470  = \$243 [7:0];
-      end
-    end
-    if (\$286 ) begin
-      \$470  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$394 , 3'h0 })
-              4'h0:
-                  \$470  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$470  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$471  = count1;
-    if (\event ) begin
-      if (\$244 ) begin
-        \$471  = \$245 [7:0];
-      end
-    end
-    if (\$286 ) begin
-      \$471  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$395 , 3'h1 })
-              4'h1:
-                  \$471  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$471  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$472  = count2;
-    if (\event ) begin
-      if (\$246 ) begin
-        \$472  = \$247 [7:0];
-      end
-    end
-    if (\$286 ) begin
-      \$472  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$396 , 3'h2 })
-              4'h2:
-                  \$472  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$472  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$473  = count3;
-    if (\event ) begin
-      if (\$248 ) begin
-        \$473  = \$249 [7:0];
-      end
-    end
-    if (\$286 ) begin
-      \$473  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$397 , 3'h3 })
-              4'h3:
-                  \$473  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$473  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$474  = count4;
-    if (\event ) begin
-      if (\$250 ) begin
-        \$474  = \$251 [7:0];
-      end
-    end
-    if (\$286 ) begin
-      \$474  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$398 , 3'h4 })
-              4'h4:
-                  \$474  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$474  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$475  = count5;
-    if (\event ) begin
-      if (\$252 ) begin
-        \$475  = \$253 [7:0];
-      end
-    end
-    if (\$286 ) begin
-      \$475  = 8'h00;
-    end
-    if (rst) begin
-      \$475  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$476  = count6;
-    if (\event ) begin
-      if (\$254 ) begin
-        \$476  = \$255 [7:0];
-      end
-    end
-    if (\$286 ) begin
-      \$476  = 8'h00;
-    end
-    if (rst) begin
-      \$476  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$477  = count7;
-    if (\event ) begin
-      if (\$256 ) begin
-        \$477  = \$257 [7:0];
-      end
-    end
-    if (\$286 ) begin
-      \$477  = 8'h00;
-    end
-    if (rst) begin
-      \$477  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$478  = count8;
-    if (\event ) begin
-      if (\$258 ) begin
-        \$478  = \$259 [7:0];
-      end
-    end
-    if (\$286 ) begin
-      \$478  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$394 , 3'h0 })
-              4'h0:
-                  /* empty */;
-              4'h8:
-                  \$478  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$478  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$479  = count9;
-    if (\event ) begin
-      if (\$260 ) begin
-        \$479  = \$261 [7:0];
-      end
-    end
-    if (\$286 ) begin
-      \$479  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$395 , 3'h1 })
-              4'h1:
-                  /* empty */;
-              4'h9:
-                  \$479  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$479  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$480  = count10;
-    if (\event ) begin
-      if (\$262 ) begin
-        \$480  = \$263 [7:0];
-      end
-    end
-    if (\$286 ) begin
-      \$480  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$396 , 3'h2 })
-              4'h2:
-                  /* empty */;
-              4'ha:
-                  \$480  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$480  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$481  = count11;
-    if (\event ) begin
-      if (\$264 ) begin
-        \$481  = \$265 [7:0];
-      end
-    end
-    if (\$286 ) begin
-      \$481  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$397 , 3'h3 })
-              4'h3:
-                  /* empty */;
-              4'hb:
-                  \$481  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$481  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$482  = count12;
-    if (\event ) begin
-      if (\$266 ) begin
-        \$482  = \$267 [7:0];
-      end
-    end
-    if (\$286 ) begin
-      \$482  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            casez ({ \$398 , 3'h4 })
-              4'h4:
-                  /* empty */;
-              4'hc:
-                  \$482  = 8'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$482  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$483  = count13;
-    if (\event ) begin
-      if (\$268 ) begin
-        \$483  = \$269 [7:0];
-      end
-    end
-    if (\$286 ) begin
-      \$483  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-          end
-    endcase
-    if (rst) begin
-      \$483  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$484  = count14;
-    if (\event ) begin
-      if (\$270 ) begin
-        \$484  = \$271 [7:0];
-      end
-    end
-    if (\$286 ) begin
-      \$484  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-          end
-    endcase
-    if (rst) begin
-      \$484  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$485  = count15;
-    if (\event ) begin
-      if (\$272 ) begin
-        \$485  = \$273 [7:0];
-      end
-    end
-    if (\$286 ) begin
-      \$485  = 8'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-          end
-    endcase
-    if (rst) begin
-      \$485  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$486  = ctr3;
-    if (\event ) begin
-      if (\$274 ) begin
-        \$486  = \$275 [31:0];
-      end
-    end
-    if (\$286 ) begin
-      \$486  = 32'd0;
-    end
-    if (rst) begin
-      \$486  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$487  = ctr7;
-    if (\event ) begin
-      if (\$276 ) begin
-        \$487  = \$277 [31:0];
-      end
-    end
-    if (\$286 ) begin
-      \$487  = 32'd0;
-    end
-    if (rst) begin
-      \$487  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$488  = ctr11;
-    if (\event ) begin
-      if (\$278 ) begin
-        \$488  = \$279 [31:0];
-      end
-    end
-    if (\$286 ) begin
-      \$488  = 32'd0;
-    end
-    if (rst) begin
-      \$488  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$489  = ctr15;
-    if (\event ) begin
-      if (\$280 ) begin
-        \$489  = \$281 [31:0];
-      end
-    end
-    if (\$286 ) begin
-      \$489  = 32'd0;
-    end
-    if (rst) begin
-      \$489  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$490  = in_full;
-    if (\$282 ) begin
-      if (input__payload[15]) begin
-        \$490  = 1'h1;
-      end
-    end
-    if (\$286 ) begin
-      \$490  = 1'h0;
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$289 ) begin
-            \$490  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$490  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$491  = in_count0;
-    if (\$282 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        casez (\$signal )
-          1'h0:
-              \$491  = \$284 [6:0];
-        endcase
-      end
-    end
-    if (\$286 ) begin
-      \$491  = 7'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$289 ) begin
-            casez (\$291 )
-              1'h0:
-                  \$491  = 7'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$491  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$492  = in_count1;
-    if (\$282 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        casez (\$signal )
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$492  = \$284 [6:0];
-        endcase
-      end
-    end
-    if (\$286 ) begin
-      \$492  = 7'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$289 ) begin
-            (* full_case = 32'd1 *)
-            casez (\$291 )
-              1'h0:
-                  /* empty */;
-              1'h1:
-                  \$492  = 7'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$492  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$493  = ctr0;
-    if (\$286 ) begin
-      \$493  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$293 ) begin
-            \$493  = \$294 [31:0];
-          end
-      4'h4:
-          if (\$301 ) begin
-            \$493  = \$302 [31:0];
-          end
-      4'h6:
-          if (\$346 ) begin
-            \$493  = \$347 [31:0];
-          end
-      4'h5:
-          if (\$366 ) begin
-            \$493  = \$367 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$493  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$494  = ctr1;
-    if (\$286 ) begin
-      \$494  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$380 ) begin
-            \$494  = \$381 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$494  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$495  = ctr2;
-    if (\$286 ) begin
-      \$495  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          if (\$354 ) begin
-            if (\$356 ) begin
-              if (\$357 ) begin
-                \$495  = \$358 [31:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$495  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$496  = ctr4;
-    if (\$286 ) begin
-      \$496  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$295 ) begin
-            \$496  = \$296 [31:0];
-          end
-      4'h4:
-          if (\$303 ) begin
-            \$496  = \$304 [31:0];
-          end
-      4'h6:
-          if (\$348 ) begin
-            \$496  = \$349 [31:0];
-          end
-      4'h5:
-          if (\$368 ) begin
-            \$496  = \$369 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$496  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$497  = ctr5;
-    if (\$286 ) begin
-      \$497  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$382 ) begin
-            \$497  = \$383 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$497  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$498  = ctr6;
-    if (\$286 ) begin
-      \$498  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          if (\$354 ) begin
-            if (\$356 ) begin
-              if (\$359 ) begin
-                \$498  = \$360 [31:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$498  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$499  = ctr8;
-    if (\$286 ) begin
-      \$499  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$297 ) begin
-            \$499  = \$298 [31:0];
-          end
-      4'h4:
-          if (\$305 ) begin
-            \$499  = \$306 [31:0];
-          end
-      4'h6:
-          if (\$350 ) begin
-            \$499  = \$351 [31:0];
-          end
-      4'h5:
-          if (\$370 ) begin
-            \$499  = \$371 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$499  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$500  = ctr9;
-    if (\$286 ) begin
-      \$500  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$384 ) begin
-            \$500  = \$385 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$500  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$501  = ctr10;
-    if (\$286 ) begin
-      \$501  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          if (\$354 ) begin
-            if (\$356 ) begin
-              if (\$361 ) begin
-                \$501  = \$362 [31:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$501  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$502  = ctr12;
-    if (\$286 ) begin
-      \$502  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$299 ) begin
-            \$502  = \$300 [31:0];
-          end
-      4'h4:
-          if (\$307 ) begin
-            \$502  = \$308 [31:0];
-          end
-      4'h6:
-          if (\$352 ) begin
-            \$502  = \$353 [31:0];
-          end
-      4'h5:
-          if (\$372 ) begin
-            \$502  = \$373 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$502  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$503  = ctr13;
-    if (\$286 ) begin
-      \$503  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$386 ) begin
-            \$503  = \$387 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$503  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$504  = ctr14;
-    if (\$286 ) begin
-      \$504  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          if (\$354 ) begin
-            if (\$356 ) begin
-              if (\$363 ) begin
-                \$504  = \$364 [31:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$504  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$505  = ctr16;
-    if (\$286 ) begin
-      \$505  = 32'd0;
-    end
-    if (busy) begin
-      \$505  = \$287 [31:0];
-    end
-    if (rst) begin
-      \$505  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$506  = ctr17;
-    if (\$286 ) begin
-      \$506  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            \$506  = \$400 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$506  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$507  = cur;
-    if (\$286 ) begin
-      \$507  = 1'h0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            \$507  = \$399 ;
-          end
-    endcase
-    if (rst) begin
-      \$507  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$508  = \$signal ;
-    if (\$286 ) begin
-      \$508  = 1'h0;
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$289 ) begin
-            \$508  = \$290 ;
-          end
-    endcase
-    if (rst) begin
-      \$508  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$509  = li;
-    casez (fsm_state)
-      4'h0:
-          if (\$289 ) begin
-            \$509  = 2'h0;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (free) begin
-            (* full_case = 32'd1 *)
-            if (\$392 ) begin
-            end else begin
-              \$509  = \$393 [1:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$509  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$510  = \$signal$384 ;
-    casez (fsm_state)
-      4'h0:
-          if (\$289 ) begin
-            \$510  = \$signal ;
-          end
-    endcase
-    if (rst) begin
-      \$510  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$511  = fsm_state;
-    casez (fsm_state)
-      4'h0:
-          if (\$289 ) begin
-            (* full_case = 32'd1 *)
-            if (\$292 ) begin
-              \$511  = 4'h1;
-            end else begin
-              \$511  = 4'h2;
-            end
-          end
-      4'h2:
-          \$511  = 4'h3;
-      4'h3:
-          \$511  = 4'h4;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$309 ) begin
-            \$511  = 4'h5;
-          end else begin
-            \$511  = 4'h6;
-          end
-      4'h6:
-          (* full_case = 32'd1 *)
-          if (\$354 ) begin
-          end else begin
-            \$511  = 4'h4;
-          end
-      4'h5:
-          if (\$374 ) begin
-          end else if (\$379 ) begin
-            \$511  = 4'h7;
-          end
-      4'h7:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (\$389 ) begin
-              \$511  = 4'h8;
-            end else begin
-              \$511  = 4'h3;
-            end
-          end
-      4'h8:
-          if (free) begin
-            (* full_case = 32'd1 *)
-            if (\$392 ) begin
-              \$511  = 4'h1;
-            end else begin
-              \$511  = 4'h2;
-            end
-          end
-      4'h1:
-          if (w_rdy) begin
-            \$511  = 4'h0;
-          end
-    endcase
-    if (rst) begin
-      \$511  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$512  = k;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          \$512  = 5'h00;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (\$389 ) begin
-            end else begin
-              \$512  = \$390 [4:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$512  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$513  = e;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$513  = { 1'h0, layer[20:18] };
-      4'h4:
-          /* empty */;
-      4'h6:
-          (* full_case = 32'd1 *)
-          if (\$354 ) begin
-          end else begin
-            \$513  = \$365 [3:0];
-          end
-    endcase
-    if (rst) begin
-      \$513  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$514  = src_sel;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$309 ) begin
-          end else begin
-            \$514  = \$310 ;
-          end
-    endcase
-    if (rst) begin
-      \$514  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$515  = \$signal$346 ;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$309 ) begin
-          end else begin
-            \$515  = \$312 ;
-          end
-    endcase
-    if (rst) begin
-      \$515  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$516  = bank_sel;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$309 ) begin
-          end else begin
-            \$516  = \$317 ;
-          end
-    endcase
-    if (rst) begin
-      \$516  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$517  = n;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$309 ) begin
-          end else begin
-            \$517  = 8'h00;
-          end
-      4'h6:
-          if (\$354 ) begin
-            \$517  = \$355 [7:0];
-          end
-    endcase
-    if (rst) begin
-      \$517  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$518  = cnt;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$309 ) begin
-          end else begin
-            \$518  = \$325 ;
-          end
-    endcase
-    if (rst) begin
-      \$518  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$519  = row_wbase;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$309 ) begin
-          end else begin
-            \$519  = \$326 ;
-          end
-    endcase
-    if (rst) begin
-      \$519  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$520  = row_offset;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$309 ) begin
-          end else begin
-            \$520  = \$345 [12:0];
-          end
-    endcase
-    if (rst) begin
-      \$520  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$521  = drain2;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          if (\$374 ) begin
-            \$521  = 1'h1;
-          end else if (\$379 ) begin
-            \$521  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$521  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_lane)
-      3'h0:
-          \$81  = \$signature__data$70 ;
-      3'h1:
-          \$81  = \$signature__data$71 ;
-      3'h2:
-          \$81  = \$signature__data$72 ;
-      3'h3:
-          \$81  = \$signature__data$73 ;
-      3'h4:
-          \$81  = \$signature__data$74 ;
-      3'h5:
-          \$81  = \$signature__data$75 ;
-      3'h6:
-          \$81  = \$signature__data$76 ;
-      3'h7:
-          \$81  = \$signature__data$77 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_lane)
-      3'h0:
-          \$82  = \$signature__data$78 ;
-      3'h1:
-          \$82  = \$signature__data$79 ;
-      3'h2:
-          \$82  = \$signature__data$80 ;
-      3'h3:
-          \$82  = \$signature__data$81 ;
-      3'h4:
-          \$82  = \$signature__data$82 ;
-      3'h5:
-          \$82  = \$signature__data$83 ;
-      3'h6:
-          \$82  = \$signature__data$84 ;
-      3'h7:
-          \$82  = \$signature__data$85 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_lane)
-      3'h0:
-          \$83  = \$signature__data$86 ;
-      3'h1:
-          \$83  = \$signature__data$87 ;
-      3'h2:
-          \$83  = \$signature__data$88 ;
-      3'h3:
-          \$83  = \$signature__data$89 ;
-      3'h4:
-          \$83  = \$signature__data$90 ;
-      3'h5:
-          \$83  = \$signature__data$91 ;
-      3'h6:
-          \$83  = \$signature__data$92 ;
-      3'h7:
-          \$83  = \$signature__data$93 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ cur, spike_src })
-      4'h0:
-          \$119  = count0[6:0];
-      4'h1:
-          \$119  = count1[6:0];
-      4'h2:
-          \$119  = count2[6:0];
-      4'h3:
-          \$119  = count3[6:0];
-      4'h4:
-          \$119  = count4[6:0];
-      4'h5:
-          \$119  = count5[6:0];
-      4'h6:
-          \$119  = count6[6:0];
-      4'h7:
-          \$119  = count7[6:0];
-      4'h8:
-          \$119  = count8[6:0];
-      4'h9:
-          \$119  = count9[6:0];
-      4'ha:
-          \$119  = count10[6:0];
-      4'hb:
-          \$119  = count11[6:0];
-      4'hc:
-          \$119  = count12[6:0];
-      4'hd:
-          \$119  = count13[6:0];
-      4'he:
-          \$119  = count14[6:0];
-      4'hf:
-          \$119  = count15[6:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$195  = in_count0;
-      1'h1:
-          \$195  = in_count1;
-    endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     casez (host_addr[1:0])
       2'h0:
-          \$213  = layer0;
+          \$5  = layer0;
       2'h1:
-          \$213  = layer1;
+          \$5  = layer1;
       2'h2:
-          \$213  = layer2;
+          \$5  = layer2;
       2'h3:
-          \$213  = layer3;
+          \$5  = layer3;
     endcase
   end
   always @* begin
@@ -24196,63 +23636,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (host_addr[2:0])
       3'h0:
-          \$214  = edge0;
+          \$6  = edge0;
       3'h1:
-          \$214  = edge1;
+          \$6  = edge1;
       3'h2:
-          \$214  = edge2;
+          \$6  = edge2;
       3'h3:
-          \$214  = edge3;
+          \$6  = edge3;
       3'h4:
-          \$214  = edge4;
+          \$6  = edge4;
       3'h5:
-          \$214  = edge5;
+          \$6  = edge5;
       3'h6:
-          \$214  = edge6;
+          \$6  = edge6;
       3'h7:
-          \$214  = edge7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = 32'd0;
-    casez (host_addr[4:0])
-      5'h00:
-          \$215  = ctr0;
-      5'h01:
-          \$215  = ctr1;
-      5'h02:
-          \$215  = ctr2;
-      5'h03:
-          \$215  = ctr3;
-      5'h04:
-          \$215  = ctr4;
-      5'h05:
-          \$215  = ctr5;
-      5'h06:
-          \$215  = ctr6;
-      5'h07:
-          \$215  = ctr7;
-      5'h08:
-          \$215  = ctr8;
-      5'h09:
-          \$215  = ctr9;
-      5'h0a:
-          \$215  = ctr10;
-      5'h0b:
-          \$215  = ctr11;
-      5'h0c:
-          \$215  = ctr12;
-      5'h0d:
-          \$215  = ctr13;
-      5'h0e:
-          \$215  = ctr14;
-      5'h0f:
-          \$215  = ctr15;
-      5'h10:
-          \$215  = ctr16;
-      5'h11:
-          \$215  = ctr17;
+          \$6  = edge7;
     endcase
   end
   always @* begin
@@ -24260,23 +23658,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$216  = layer0;
+          \$7  = layer0;
       2'h1:
-          \$216  = layer1;
+          \$7  = layer1;
       2'h2:
-          \$216  = layer2;
+          \$7  = layer2;
       2'h3:
-          \$216  = layer3;
+          \$7  = layer3;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal )
+    casez (\$signal$197 )
       1'h0:
-          \$283  = in_count0;
+          \$78  = in_count0;
       1'h1:
-          \$283  = in_count1;
+          \$78  = in_count1;
     endcase
   end
   always @* begin
@@ -24284,21 +23682,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$310  = edge0[2:0];
+          \$86  = edge0[2:0];
       3'h1:
-          \$310  = edge1[2:0];
+          \$86  = edge1[2:0];
       3'h2:
-          \$310  = edge2[2:0];
+          \$86  = edge2[2:0];
       3'h3:
-          \$310  = edge3[2:0];
+          \$86  = edge3[2:0];
       3'h4:
-          \$310  = edge4[2:0];
+          \$86  = edge4[2:0];
       3'h5:
-          \$310  = edge5[2:0];
+          \$86  = edge5[2:0];
       3'h6:
-          \$310  = edge6[2:0];
+          \$86  = edge6[2:0];
       3'h7:
-          \$310  = edge7[2:0];
+          \$86  = edge7[2:0];
     endcase
   end
   always @* begin
@@ -24306,21 +23704,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$311  = edge0[2:0];
+          \$87  = edge0[2:0];
       3'h1:
-          \$311  = edge1[2:0];
+          \$87  = edge1[2:0];
       3'h2:
-          \$311  = edge2[2:0];
+          \$87  = edge2[2:0];
       3'h3:
-          \$311  = edge3[2:0];
+          \$87  = edge3[2:0];
       3'h4:
-          \$311  = edge4[2:0];
+          \$87  = edge4[2:0];
       3'h5:
-          \$311  = edge5[2:0];
+          \$87  = edge5[2:0];
       3'h6:
-          \$311  = edge6[2:0];
+          \$87  = edge6[2:0];
       3'h7:
-          \$311  = edge7[2:0];
+          \$87  = edge7[2:0];
     endcase
   end
   always @* begin
@@ -24328,21 +23726,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$313  = edge0[2:0];
+          \$89  = edge0[2:0];
       3'h1:
-          \$313  = edge1[2:0];
+          \$89  = edge1[2:0];
       3'h2:
-          \$313  = edge2[2:0];
+          \$89  = edge2[2:0];
       3'h3:
-          \$313  = edge3[2:0];
+          \$89  = edge3[2:0];
       3'h4:
-          \$313  = edge4[2:0];
+          \$89  = edge4[2:0];
       3'h5:
-          \$313  = edge5[2:0];
+          \$89  = edge5[2:0];
       3'h6:
-          \$313  = edge6[2:0];
+          \$89  = edge6[2:0];
       3'h7:
-          \$313  = edge7[2:0];
+          \$89  = edge7[2:0];
     endcase
   end
   always @* begin
@@ -24350,21 +23748,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$315  = edge0[3];
+          \$91  = edge0[3];
       3'h1:
-          \$315  = edge1[3];
+          \$91  = edge1[3];
       3'h2:
-          \$315  = edge2[3];
+          \$91  = edge2[3];
       3'h3:
-          \$315  = edge3[3];
+          \$91  = edge3[3];
       3'h4:
-          \$315  = edge4[3];
+          \$91  = edge4[3];
       3'h5:
-          \$315  = edge5[3];
+          \$91  = edge5[3];
       3'h6:
-          \$315  = edge6[3];
+          \$91  = edge6[3];
       3'h7:
-          \$315  = edge7[3];
+          \$91  = edge7[3];
     endcase
   end
   always @* begin
@@ -24372,31 +23770,31 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$318  = edge0[2:0];
+          \$94  = edge0[2:0];
       3'h1:
-          \$318  = edge1[2:0];
+          \$94  = edge1[2:0];
       3'h2:
-          \$318  = edge2[2:0];
+          \$94  = edge2[2:0];
       3'h3:
-          \$318  = edge3[2:0];
+          \$94  = edge3[2:0];
       3'h4:
-          \$318  = edge4[2:0];
+          \$94  = edge4[2:0];
       3'h5:
-          \$318  = edge5[2:0];
+          \$94  = edge5[2:0];
       3'h6:
-          \$318  = edge6[2:0];
+          \$94  = edge6[2:0];
       3'h7:
-          \$318  = edge7[2:0];
+          \$94  = edge7[2:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$384 )
+    casez (\$signal$201 )
       1'h0:
-          \$320  = in_count0;
+          \$96  = in_count0;
       1'h1:
-          \$320  = in_count1;
+          \$96  = in_count1;
     endcase
   end
   always @* begin
@@ -24404,21 +23802,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$321  = edge0[2:0];
+          \$97  = edge0[2:0];
       3'h1:
-          \$321  = edge1[2:0];
+          \$97  = edge1[2:0];
       3'h2:
-          \$321  = edge2[2:0];
+          \$97  = edge2[2:0];
       3'h3:
-          \$321  = edge3[2:0];
+          \$97  = edge3[2:0];
       3'h4:
-          \$321  = edge4[2:0];
+          \$97  = edge4[2:0];
       3'h5:
-          \$321  = edge5[2:0];
+          \$97  = edge5[2:0];
       3'h6:
-          \$321  = edge6[2:0];
+          \$97  = edge6[2:0];
       3'h7:
-          \$321  = edge7[2:0];
+          \$97  = edge7[2:0];
     endcase
   end
   always @* begin
@@ -24426,59 +23824,59 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$322  = edge0[3];
+          \$98  = edge0[3];
       3'h1:
-          \$322  = edge1[3];
+          \$98  = edge1[3];
       3'h2:
-          \$322  = edge2[3];
+          \$98  = edge2[3];
       3'h3:
-          \$322  = edge3[3];
+          \$98  = edge3[3];
       3'h4:
-          \$322  = edge4[3];
+          \$98  = edge4[3];
       3'h5:
-          \$322  = edge5[3];
+          \$98  = edge5[3];
       3'h6:
-          \$322  = edge6[3];
+          \$98  = edge6[3];
       3'h7:
-          \$322  = edge7[3];
+          \$98  = edge7[3];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez ({ \$323 , \$321  })
+    casez ({ \$99 , \$97  })
       4'h0:
-          \$324  = count0;
+          \$100  = count0;
       4'h1:
-          \$324  = count1;
+          \$100  = count1;
       4'h2:
-          \$324  = count2;
+          \$100  = count2;
       4'h3:
-          \$324  = count3;
+          \$100  = count3;
       4'h4:
-          \$324  = count4;
+          \$100  = count4;
       4'h5:
-          \$324  = count5;
+          \$100  = count5;
       4'h6:
-          \$324  = count6;
+          \$100  = count6;
       4'h7:
-          \$324  = count7;
+          \$100  = count7;
       4'h8:
-          \$324  = count8;
+          \$100  = count8;
       4'h9:
-          \$324  = count9;
+          \$100  = count9;
       4'ha:
-          \$324  = count10;
+          \$100  = count10;
       4'hb:
-          \$324  = count11;
+          \$100  = count11;
       4'hc:
-          \$324  = count12;
+          \$100  = count12;
       4'hd:
-          \$324  = count13;
+          \$100  = count13;
       4'he:
-          \$324  = count14;
+          \$100  = count14;
       4'hf:
-          \$324  = count15;
+          \$100  = count15;
     endcase
   end
   always @* begin
@@ -24486,21 +23884,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$326  = edge0[14:4];
+          \$102  = edge0[14:4];
       3'h1:
-          \$326  = edge1[14:4];
+          \$102  = edge1[14:4];
       3'h2:
-          \$326  = edge2[14:4];
+          \$102  = edge2[14:4];
       3'h3:
-          \$326  = edge3[14:4];
+          \$102  = edge3[14:4];
       3'h4:
-          \$326  = edge4[14:4];
+          \$102  = edge4[14:4];
       3'h5:
-          \$326  = edge5[14:4];
+          \$102  = edge5[14:4];
       3'h6:
-          \$326  = edge6[14:4];
+          \$102  = edge6[14:4];
       3'h7:
-          \$326  = edge7[14:4];
+          \$102  = edge7[14:4];
     endcase
   end
   always @* begin
@@ -24508,21 +23906,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$327  = edge0[22:15];
+          \$103  = edge0[22:15];
       3'h1:
-          \$327  = edge1[22:15];
+          \$103  = edge1[22:15];
       3'h2:
-          \$327  = edge2[22:15];
+          \$103  = edge2[22:15];
       3'h3:
-          \$327  = edge3[22:15];
+          \$103  = edge3[22:15];
       3'h4:
-          \$327  = edge4[22:15];
+          \$103  = edge4[22:15];
       3'h5:
-          \$327  = edge5[22:15];
+          \$103  = edge5[22:15];
       3'h6:
-          \$327  = edge6[22:15];
+          \$103  = edge6[22:15];
       3'h7:
-          \$327  = edge7[22:15];
+          \$103  = edge7[22:15];
     endcase
   end
   always @* begin
@@ -24530,21 +23928,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$330  = edge0[22:15];
+          \$106  = edge0[22:15];
       3'h1:
-          \$330  = edge1[22:15];
+          \$106  = edge1[22:15];
       3'h2:
-          \$330  = edge2[22:15];
+          \$106  = edge2[22:15];
       3'h3:
-          \$330  = edge3[22:15];
+          \$106  = edge3[22:15];
       3'h4:
-          \$330  = edge4[22:15];
+          \$106  = edge4[22:15];
       3'h5:
-          \$330  = edge5[22:15];
+          \$106  = edge5[22:15];
       3'h6:
-          \$330  = edge6[22:15];
+          \$106  = edge6[22:15];
       3'h7:
-          \$330  = edge7[22:15];
+          \$106  = edge7[22:15];
     endcase
   end
   always @* begin
@@ -24552,21 +23950,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$334  = edge0[22:15];
+          \$110  = edge0[22:15];
       3'h1:
-          \$334  = edge1[22:15];
+          \$110  = edge1[22:15];
       3'h2:
-          \$334  = edge2[22:15];
+          \$110  = edge2[22:15];
       3'h3:
-          \$334  = edge3[22:15];
+          \$110  = edge3[22:15];
       3'h4:
-          \$334  = edge4[22:15];
+          \$110  = edge4[22:15];
       3'h5:
-          \$334  = edge5[22:15];
+          \$110  = edge5[22:15];
       3'h6:
-          \$334  = edge6[22:15];
+          \$110  = edge6[22:15];
       3'h7:
-          \$334  = edge7[22:15];
+          \$110  = edge7[22:15];
     endcase
   end
   always @* begin
@@ -24574,21 +23972,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$337  = edge0[22:15];
+          \$113  = edge0[22:15];
       3'h1:
-          \$337  = edge1[22:15];
+          \$113  = edge1[22:15];
       3'h2:
-          \$337  = edge2[22:15];
+          \$113  = edge2[22:15];
       3'h3:
-          \$337  = edge3[22:15];
+          \$113  = edge3[22:15];
       3'h4:
-          \$337  = edge4[22:15];
+          \$113  = edge4[22:15];
       3'h5:
-          \$337  = edge5[22:15];
+          \$113  = edge5[22:15];
       3'h6:
-          \$337  = edge6[22:15];
+          \$113  = edge6[22:15];
       3'h7:
-          \$337  = edge7[22:15];
+          \$113  = edge7[22:15];
     endcase
   end
   always @* begin
@@ -24596,166 +23994,317 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (e[2:0])
       3'h0:
-          \$342  = edge0[22:15];
+          \$118  = edge0[22:15];
       3'h1:
-          \$342  = edge1[22:15];
+          \$118  = edge1[22:15];
       3'h2:
-          \$342  = edge2[22:15];
+          \$118  = edge2[22:15];
       3'h3:
-          \$342  = edge3[22:15];
+          \$118  = edge3[22:15];
       3'h4:
-          \$342  = edge4[22:15];
+          \$118  = edge4[22:15];
       3'h5:
-          \$342  = edge5[22:15];
+          \$118  = edge5[22:15];
       3'h6:
-          \$342  = edge6[22:15];
+          \$118  = edge6[22:15];
       3'h7:
-          \$342  = edge7[22:15];
+          \$118  = edge7[22:15];
     endcase
   end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rd_lane)
+      3'h0:
+          \$226  = weights0_nrw;
+      3'h1:
+          \$226  = weights1_nrw;
+      3'h2:
+          \$226  = weights2_nrw;
+      3'h3:
+          \$226  = weights3_nrw;
+      3'h4:
+          \$226  = weights4_nrw;
+      3'h5:
+          \$226  = weights5_nrw;
+      3'h6:
+          \$226  = weights6_nrw;
+      3'h7:
+          \$226  = weights7_nrw;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rd_lane)
+      3'h0:
+          \$227  = params0_nrw;
+      3'h1:
+          \$227  = params1_nrw;
+      3'h2:
+          \$227  = params2_nrw;
+      3'h3:
+          \$227  = params3_nrw;
+      3'h4:
+          \$227  = params4_nrw;
+      3'h5:
+          \$227  = params5_nrw;
+      3'h6:
+          \$227  = params6_nrw;
+      3'h7:
+          \$227  = params7_nrw;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rd_lane)
+      3'h0:
+          \$228  = membranes0_nrw;
+      3'h1:
+          \$228  = membranes1_nrw;
+      3'h2:
+          \$228  = membranes2_nrw;
+      3'h3:
+          \$228  = membranes3_nrw;
+      3'h4:
+          \$228  = membranes4_nrw;
+      3'h5:
+          \$228  = membranes5_nrw;
+      3'h6:
+          \$228  = membranes6_nrw;
+      3'h7:
+          \$228  = membranes7_nrw;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez ({ cur, spike_src })
+      4'h0:
+          \$259  = count0[6:0];
+      4'h1:
+          \$259  = count1[6:0];
+      4'h2:
+          \$259  = count2[6:0];
+      4'h3:
+          \$259  = count3[6:0];
+      4'h4:
+          \$259  = count4[6:0];
+      4'h5:
+          \$259  = count5[6:0];
+      4'h6:
+          \$259  = count6[6:0];
+      4'h7:
+          \$259  = count7[6:0];
+      4'h8:
+          \$259  = count8[6:0];
+      4'h9:
+          \$259  = count9[6:0];
+      4'ha:
+          \$259  = count10[6:0];
+      4'hb:
+          \$259  = count11[6:0];
+      4'hc:
+          \$259  = count12[6:0];
+      4'hd:
+          \$259  = count13[6:0];
+      4'he:
+          \$259  = count14[6:0];
+      4'hf:
+          \$259  = count15[6:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$197 )
+      1'h0:
+          \$339  = in_count0;
+      1'h1:
+          \$339  = in_count1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$385  = layer0;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            casez (host_addr[1:0])
+              2'h0:
+                  \$385  = host_wdata;
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$385  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$386  = layer1;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  \$386  = host_wdata;
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$386  = 45'h000000000000;
+    end
+  end
+  assign \busy$68  = busy;
+  assign rowbase = \$229 [11:0];
   assign r_data = output__payload;
   assign r_rdy = output__valid;
   assign r_en = output__ready;
-  assign \busy$19  = busy;
   assign \$signature__addr  = host_addr[10:0];
   assign \$signature__data  = host_wdata[7:0];
-  assign \$signature__addr$23  = host_addr[4:0];
-  assign \$signature__data$24  = host_wdata[40:0];
-  assign \$signature__addr$26  = host_addr[10:0];
-  assign \$signature__data$27  = host_wdata[7:0];
-  assign \$signature__addr$29  = host_addr[4:0];
-  assign \$signature__data$30  = host_wdata[40:0];
-  assign \$signature__addr$32  = host_addr[10:0];
-  assign \$signature__data$33  = host_wdata[7:0];
-  assign \$signature__addr$35  = host_addr[4:0];
-  assign \$signature__data$36  = host_wdata[40:0];
-  assign \$signature__addr$38  = host_addr[10:0];
-  assign \$signature__data$39  = host_wdata[7:0];
-  assign \$signature__addr$41  = host_addr[4:0];
-  assign \$signature__data$42  = host_wdata[40:0];
-  assign \$signature__addr$44  = host_addr[10:0];
-  assign \$signature__data$45  = host_wdata[7:0];
-  assign \$signature__addr$47  = host_addr[4:0];
-  assign \$signature__data$48  = host_wdata[40:0];
-  assign \$signature__addr$50  = host_addr[10:0];
-  assign \$signature__data$51  = host_wdata[7:0];
-  assign \$signature__addr$53  = host_addr[4:0];
-  assign \$signature__data$54  = host_wdata[40:0];
-  assign \$signature__addr$56  = host_addr[10:0];
-  assign \$signature__data$57  = host_wdata[7:0];
-  assign \$signature__addr$59  = host_addr[4:0];
-  assign \$signature__data$60  = host_wdata[40:0];
-  assign \$signature__addr$62  = host_addr[10:0];
-  assign \$signature__data$63  = host_wdata[7:0];
-  assign \$signature__addr$65  = host_addr[4:0];
-  assign \$signature__data$66  = host_wdata[40:0];
-  assign rowbase = \$84 [11:0];
-  assign \$signature__addr$106  = \$86 [10:0];
-  assign \$signature__addr$108  = \$87 [4:0];
-  assign \$signature__addr$109  = \$88 [4:0];
-  assign \$signature__addr$110  = \$90 [10:0];
-  assign \$signature__addr$111  = \$91 [4:0];
-  assign \$signature__addr$112  = \$92 [4:0];
-  assign \$signature__addr$113  = \$94 [10:0];
-  assign \$signature__addr$114  = \$95 [4:0];
-  assign \$signature__addr$115  = \$96 [4:0];
-  assign \$signature__addr$116  = \$98 [10:0];
-  assign \$signature__addr$117  = \$99 [4:0];
-  assign \$signature__addr$118  = \$100 [4:0];
-  assign \$signature__addr$119  = \$102 [10:0];
-  assign \$signature__addr$120  = \$103 [4:0];
-  assign \$signature__addr$121  = \$104 [4:0];
-  assign \$signature__addr$122  = \$106 [10:0];
-  assign \$signature__addr$123  = \$107 [4:0];
-  assign \$signature__addr$124  = \$108 [4:0];
-  assign \$signature__addr$125  = \$110 [10:0];
-  assign \$signature__addr$126  = \$111 [4:0];
-  assign \$signature__addr$127  = \$112 [4:0];
-  assign \$signature__addr$128  = \$114 [10:0];
-  assign \$signature__addr$129  = \$115 [4:0];
-  assign \$signature__addr$130  = \$116 [4:0];
-  assign ev_rd__addr = { bank_sel, src_sel, n[6:0] };
-  assign in_rd__addr = { bank_sel, n[6:0] };
-  assign u = \$signature__data$86 ;
-  assign alpha = \$signature__data$78 [8:0];
-  assign bias = \$signature__data$78 [40:25];
-  assign \u$139  = \$signature__data$87 ;
-  assign \alpha$140  = \$signature__data$79 [8:0];
-  assign \bias$141  = \$signature__data$79 [40:25];
-  assign \u$142  = \$signature__data$88 ;
-  assign \alpha$143  = \$signature__data$80 [8:0];
-  assign \bias$144  = \$signature__data$80 [40:25];
-  assign \u$145  = \$signature__data$89 ;
-  assign \alpha$146  = \$signature__data$81 [8:0];
-  assign \bias$147  = \$signature__data$81 [40:25];
-  assign \u$148  = \$signature__data$90 ;
-  assign \alpha$149  = \$signature__data$82 [8:0];
-  assign \bias$150  = \$signature__data$82 [40:25];
-  assign \u$151  = \$signature__data$91 ;
-  assign \alpha$152  = \$signature__data$83 [8:0];
-  assign \bias$153  = \$signature__data$83 [40:25];
-  assign \u$154  = \$signature__data$92 ;
-  assign \alpha$155  = \$signature__data$84 [8:0];
-  assign \bias$156  = \$signature__data$84 [40:25];
-  assign \u$157  = \$signature__data$93 ;
-  assign \alpha$158  = \$signature__data$85 [8:0];
-  assign \bias$159  = \$signature__data$85 [40:25];
-  assign acc0 = total;
-  assign theta_q0 = theta;
+  assign \$signature__addr$219  = host_addr[4:0];
+  assign \$signature__data$220  = host_wdata[40:0];
+  assign \$signature__addr$222  = host_addr[10:0];
+  assign \$signature__data$223  = host_wdata[7:0];
+  assign \$signature__addr$225  = host_addr[4:0];
+  assign \$signature__data$226  = host_wdata[40:0];
+  assign \$signature__addr$228  = host_addr[10:0];
+  assign \$signature__data$229  = host_wdata[7:0];
+  assign \$signature__addr$231  = host_addr[4:0];
+  assign \$signature__data$232  = host_wdata[40:0];
+  assign \$signature__addr$234  = host_addr[10:0];
+  assign \$signature__data$235  = host_wdata[7:0];
+  assign \$signature__addr$237  = host_addr[4:0];
+  assign \$signature__data$238  = host_wdata[40:0];
+  assign \$signature__addr$240  = host_addr[10:0];
+  assign \$signature__data$241  = host_wdata[7:0];
+  assign \$signature__addr$243  = host_addr[4:0];
+  assign \$signature__data$244  = host_wdata[40:0];
+  assign \$signature__addr$246  = host_addr[10:0];
+  assign \$signature__data$247  = host_wdata[7:0];
+  assign \$signature__addr$249  = host_addr[4:0];
+  assign \$signature__data$250  = host_wdata[40:0];
+  assign \$signature__addr$252  = host_addr[10:0];
+  assign \$signature__data$253  = host_wdata[7:0];
+  assign \$signature__addr$255  = host_addr[4:0];
+  assign \$signature__data$256  = host_wdata[40:0];
+  assign \$signature__addr$258  = host_addr[10:0];
+  assign \$signature__data$259  = host_wdata[7:0];
+  assign \$signature__addr$261  = host_addr[4:0];
+  assign \$signature__data$262  = host_wdata[40:0];
+  assign raddr = host_addr[4:0];
+  assign port__addr = \$233 [10:0];
+  assign \port__addr$269  = \$234 [4:0];
+  assign \port__addr$270  = \$235 [4:0];
+  assign \port__addr$271  = \$236 [10:0];
+  assign \port__addr$272  = \$237 [4:0];
+  assign \port__addr$273  = \$238 [4:0];
+  assign \port__addr$274  = \$239 [10:0];
+  assign \port__addr$275  = \$240 [4:0];
+  assign \port__addr$276  = \$241 [4:0];
+  assign \port__addr$277  = \$242 [10:0];
+  assign \port__addr$278  = \$243 [4:0];
+  assign \port__addr$279  = \$244 [4:0];
+  assign \port__addr$280  = \$245 [10:0];
+  assign \port__addr$281  = \$246 [4:0];
+  assign \port__addr$282  = \$247 [4:0];
+  assign \port__addr$283  = \$248 [10:0];
+  assign \port__addr$284  = \$249 [4:0];
+  assign \port__addr$285  = \$250 [4:0];
+  assign \port__addr$286  = \$251 [10:0];
+  assign \port__addr$287  = \$252 [4:0];
+  assign \port__addr$288  = \$253 [4:0];
+  assign \port__addr$289  = \$254 [10:0];
+  assign \port__addr$290  = \$255 [4:0];
+  assign \port__addr$291  = \$256 [4:0];
+  assign \port__addr$292  = { bank_sel, src_sel, n[6:0] };
+  assign \port__addr$293  = { bank_sel, n[6:0] };
+  assign u = membranes0_nrw;
+  assign alpha = params0_nrw[8:0];
+  assign bias = params0_nrw[40:25];
+  assign \u$297  = membranes1_nrw;
+  assign \alpha$298  = params1_nrw[8:0];
+  assign \bias$299  = params1_nrw[40:25];
+  assign \u$300  = membranes2_nrw;
+  assign \alpha$301  = params2_nrw[8:0];
+  assign \bias$302  = params2_nrw[40:25];
+  assign \u$303  = membranes3_nrw;
+  assign \alpha$304  = params3_nrw[8:0];
+  assign \bias$305  = params3_nrw[40:25];
+  assign \u$306  = membranes4_nrw;
+  assign \alpha$307  = params4_nrw[8:0];
+  assign \bias$308  = params4_nrw[40:25];
+  assign \u$309  = membranes5_nrw;
+  assign \alpha$310  = params5_nrw[8:0];
+  assign \bias$311  = params5_nrw[40:25];
+  assign \u$312  = membranes6_nrw;
+  assign \alpha$313  = params6_nrw[8:0];
+  assign \bias$314  = params6_nrw[40:25];
+  assign \u$315  = membranes7_nrw;
+  assign \alpha$316  = params7_nrw[8:0];
+  assign \bias$317  = params7_nrw[40:25];
+  assign event_layer = records__payload[3:2];
+  assign event_index = { 1'h0, records__payload[10:4] };
+  assign total = acc0;
+  assign theta = params0_nrw[24:9];
   assign v_reset = layer[43:28];
   assign reset = layer[27:26];
   assign spiking = layer[25];
-  assign acc1 = \total$201 ;
-  assign theta_q1 = \theta$203 ;
-  assign \v_reset$205  = layer[43:28];
-  assign \reset$206  = layer[27:26];
-  assign \spiking$207  = layer[25];
-  assign acc2 = \total$209 ;
-  assign theta_q2 = \theta$211 ;
-  assign \v_reset$213  = layer[43:28];
-  assign \reset$214  = layer[27:26];
-  assign \spiking$215  = layer[25];
-  assign acc3 = \total$217 ;
-  assign theta_q3 = \theta$219 ;
-  assign \v_reset$221  = layer[43:28];
-  assign \reset$222  = layer[27:26];
-  assign \spiking$223  = layer[25];
-  assign acc4 = \total$225 ;
-  assign theta_q4 = \theta$227 ;
-  assign \v_reset$229  = layer[43:28];
-  assign \reset$230  = layer[27:26];
-  assign \spiking$231  = layer[25];
-  assign acc5 = \total$233 ;
-  assign theta_q5 = \theta$235 ;
-  assign \v_reset$237  = layer[43:28];
-  assign \reset$238  = layer[27:26];
-  assign \spiking$239  = layer[25];
-  assign acc6 = \total$241 ;
-  assign theta_q6 = \theta$243 ;
-  assign \v_reset$245  = layer[43:28];
-  assign \reset$246  = layer[27:26];
-  assign \spiking$247  = layer[25];
-  assign acc7 = \total$249 ;
-  assign theta_q7 = \theta$251 ;
-  assign \v_reset$253  = layer[43:28];
-  assign \reset$254  = layer[27:26];
-  assign \spiking$255  = layer[25];
-  assign \$signature__addr$257  = \$120 [4:0];
-  assign \$signature__data$258  = \$121 [15:0];
-  assign \$signature__addr$262  = \$126 [4:0];
-  assign \$signature__data$263  = \$127 [15:0];
-  assign \$signature__addr$266  = \$132 [4:0];
-  assign \$signature__data$267  = \$133 [15:0];
-  assign \$signature__addr$270  = \$138 [4:0];
-  assign \$signature__data$271  = \$139 [15:0];
-  assign \$signature__addr$274  = \$144 [4:0];
-  assign \$signature__data$275  = \$145 [15:0];
-  assign \$signature__addr$278  = \$150 [4:0];
-  assign \$signature__data$279  = \$151 [15:0];
-  assign \$signature__addr$282  = \$156 [4:0];
-  assign \$signature__data$283  = \$157 [15:0];
-  assign \$signature__addr$286  = \$162 [4:0];
-  assign \$signature__data$287  = \$163 [15:0];
+  assign \total$336  = acc1;
+  assign \theta$337  = params1_nrw[24:9];
+  assign \v_reset$338  = layer[43:28];
+  assign \reset$339  = layer[27:26];
+  assign \spiking$340  = layer[25];
+  assign \total$341  = acc2;
+  assign \theta$342  = params2_nrw[24:9];
+  assign \v_reset$343  = layer[43:28];
+  assign \reset$344  = layer[27:26];
+  assign \spiking$345  = layer[25];
+  assign \total$346  = acc3;
+  assign \theta$347  = params3_nrw[24:9];
+  assign \v_reset$348  = layer[43:28];
+  assign \reset$349  = layer[27:26];
+  assign \spiking$350  = layer[25];
+  assign \total$351  = acc4;
+  assign \theta$352  = params4_nrw[24:9];
+  assign \v_reset$353  = layer[43:28];
+  assign \reset$354  = layer[27:26];
+  assign \spiking$355  = layer[25];
+  assign \total$356  = acc5;
+  assign \theta$357  = params5_nrw[24:9];
+  assign \v_reset$358  = layer[43:28];
+  assign \reset$359  = layer[27:26];
+  assign \spiking$360  = layer[25];
+  assign \total$361  = acc6;
+  assign \theta$362  = params6_nrw[24:9];
+  assign \v_reset$363  = layer[43:28];
+  assign \reset$364  = layer[27:26];
+  assign \spiking$365  = layer[25];
+  assign \total$366  = acc7;
+  assign \theta$367  = params7_nrw[24:9];
+  assign \v_reset$368  = layer[43:28];
+  assign \reset$369  = layer[27:26];
+  assign \spiking$370  = layer[25];
+  assign \$signature__addr$371  = \$264 [4:0];
+  assign \$signature__data$372  = \$265 [15:0];
+  assign \$signature__addr$375  = \$270 [4:0];
+  assign \$signature__data$376  = \$271 [15:0];
+  assign \$signature__addr$378  = \$276 [4:0];
+  assign \$signature__data$379  = \$277 [15:0];
+  assign \$signature__addr$381  = \$282 [4:0];
+  assign \$signature__data$382  = \$283 [15:0];
+  assign \$signature__addr$384  = \$288 [4:0];
+  assign \$signature__data$385  = \$289 [15:0];
+  assign \$signature__addr$387  = \$294 [4:0];
+  assign \$signature__data$388  = \$295 [15:0];
+  assign \$signature__addr$390  = \$300 [4:0];
+  assign \$signature__data$391  = \$301 [15:0];
+  assign \$signature__addr$393  = \$306 [4:0];
+  assign \$signature__data$394  = \$307 [15:0];
   assign \input__payload.index  = input__payload[6:0];
   assign \input__payload.value  = input__payload[14:7];
   assign \input__payload.end  = input__payload[15];
@@ -24764,89 +24313,62 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \output__payload.index  = output__payload[10:4];
   assign \output__payload.spike  = output__payload[11];
   assign \output__payload.value  = output__payload[27:12];
-  assign \$signature__data$24.alpha  = host_wdata[8:0];
-  assign \$signature__data$24.theta  = host_wdata[24:9];
-  assign \$signature__data$24.bias  = host_wdata[40:25];
-  assign \$signature__data$30.alpha  = host_wdata[8:0];
-  assign \$signature__data$30.theta  = host_wdata[24:9];
-  assign \$signature__data$30.bias  = host_wdata[40:25];
-  assign \$signature__data$36.alpha  = host_wdata[8:0];
-  assign \$signature__data$36.theta  = host_wdata[24:9];
-  assign \$signature__data$36.bias  = host_wdata[40:25];
-  assign \$signature__data$42.alpha  = host_wdata[8:0];
-  assign \$signature__data$42.theta  = host_wdata[24:9];
-  assign \$signature__data$42.bias  = host_wdata[40:25];
-  assign \$signature__data$48.alpha  = host_wdata[8:0];
-  assign \$signature__data$48.theta  = host_wdata[24:9];
-  assign \$signature__data$48.bias  = host_wdata[40:25];
-  assign \$signature__data$54.alpha  = host_wdata[8:0];
-  assign \$signature__data$54.theta  = host_wdata[24:9];
-  assign \$signature__data$54.bias  = host_wdata[40:25];
-  assign \$signature__data$60.alpha  = host_wdata[8:0];
-  assign \$signature__data$60.theta  = host_wdata[24:9];
-  assign \$signature__data$60.bias  = host_wdata[40:25];
-  assign \$signature__data$66.alpha  = host_wdata[8:0];
-  assign \$signature__data$66.theta  = host_wdata[24:9];
-  assign \$signature__data$66.bias  = host_wdata[40:25];
-  assign \$signature__data$78.alpha  = \$signature__data$78 [8:0];
-  assign \$signature__data$78.theta  = \$signature__data$78 [24:9];
-  assign \$signature__data$78.bias  = \$signature__data$78 [40:25];
-  assign \$signature__data$79.alpha  = \$signature__data$79 [8:0];
-  assign \$signature__data$79.theta  = \$signature__data$79 [24:9];
-  assign \$signature__data$79.bias  = \$signature__data$79 [40:25];
-  assign \$signature__data$80.alpha  = \$signature__data$80 [8:0];
-  assign \$signature__data$80.theta  = \$signature__data$80 [24:9];
-  assign \$signature__data$80.bias  = \$signature__data$80 [40:25];
-  assign \$signature__data$81.alpha  = \$signature__data$81 [8:0];
-  assign \$signature__data$81.theta  = \$signature__data$81 [24:9];
-  assign \$signature__data$81.bias  = \$signature__data$81 [40:25];
-  assign \$signature__data$82.alpha  = \$signature__data$82 [8:0];
-  assign \$signature__data$82.theta  = \$signature__data$82 [24:9];
-  assign \$signature__data$82.bias  = \$signature__data$82 [40:25];
-  assign \$signature__data$83.alpha  = \$signature__data$83 [8:0];
-  assign \$signature__data$83.theta  = \$signature__data$83 [24:9];
-  assign \$signature__data$83.bias  = \$signature__data$83 [40:25];
-  assign \$signature__data$84.alpha  = \$signature__data$84 [8:0];
-  assign \$signature__data$84.theta  = \$signature__data$84 [24:9];
-  assign \$signature__data$84.bias  = \$signature__data$84 [40:25];
-  assign \$signature__data$85.alpha  = \$signature__data$85 [8:0];
-  assign \$signature__data$85.theta  = \$signature__data$85 [24:9];
-  assign \$signature__data$85.bias  = \$signature__data$85 [40:25];
-  assign \ev_rd__data.index  = ev_rd__data[6:0];
-  assign \ev_rd__data.value  = ev_rd__data[14:7];
-  assign \in_rd__data.index  = in_rd__data[6:0];
-  assign \in_rd__data.value  = in_rd__data[14:7];
-  assign \layer.size  = layer[7:0];
-  assign \layer.rows  = layer[12:8];
-  assign \layer.sbase  = layer[17:13];
-  assign \layer.ebase  = layer[20:18];
-  assign \layer.ecount  = layer[24:21];
-  assign \layer.spiking  = layer[25];
-  assign \layer.reset  = layer[27:26];
-  assign \layer.v_reset  = layer[43:28];
-  assign \layer.emit_values  = layer[44];
-  assign \end_record.kind  = end_record[1:0];
-  assign \end_record.layer  = end_record[3:2];
-  assign \end_record.index  = end_record[10:4];
-  assign \end_record.spike  = end_record[11];
-  assign \end_record.value  = end_record[27:12];
-  assign \records__payload.kind  = records__payload[1:0];
-  assign \records__payload.layer  = records__payload[3:2];
-  assign \records__payload.index  = records__payload[10:4];
-  assign \records__payload.spike  = records__payload[11];
-  assign \records__payload.value  = records__payload[27:12];
-  assign \ev_wr__data.index  = ev_wr__data[6:0];
-  assign \ev_wr__data.value  = ev_wr__data[14:7];
-  assign \in_wr__data.index  = in_wr__data[6:0];
-  assign \in_wr__data.value  = in_wr__data[14:7];
-  assign \values[0]  = values[15:0];
-  assign \values[1]  = values[31:16];
-  assign \values[2]  = values[47:32];
-  assign \values[3]  = values[63:48];
-  assign \values[4]  = values[79:64];
-  assign \values[5]  = values[95:80];
-  assign \values[6]  = values[111:96];
-  assign \values[7]  = values[127:112];
+  assign \events_nrw.index  = events_nrw[6:0];
+  assign \events_nrw.value  = events_nrw[14:7];
+  assign \port__data.index  = port__data[6:0];
+  assign \port__data.value  = port__data[14:7];
+  assign \input_events_nrw.index  = input_events_nrw[6:0];
+  assign \input_events_nrw.value  = input_events_nrw[14:7];
+  assign \port__data$19.index  = \port__data$19 [6:0];
+  assign \port__data$19.value  = \port__data$19 [14:7];
+  assign \params0_nrw.alpha  = params0_nrw[8:0];
+  assign \params0_nrw.theta  = params0_nrw[24:9];
+  assign \params0_nrw.bias  = params0_nrw[40:25];
+  assign \port__data$23.alpha  = \port__data$23 [8:0];
+  assign \port__data$23.theta  = \port__data$23 [24:9];
+  assign \port__data$23.bias  = \port__data$23 [40:25];
+  assign \params1_nrw.alpha  = params1_nrw[8:0];
+  assign \params1_nrw.theta  = params1_nrw[24:9];
+  assign \params1_nrw.bias  = params1_nrw[40:25];
+  assign \port__data$29.alpha  = \port__data$29 [8:0];
+  assign \port__data$29.theta  = \port__data$29 [24:9];
+  assign \port__data$29.bias  = \port__data$29 [40:25];
+  assign \params2_nrw.alpha  = params2_nrw[8:0];
+  assign \params2_nrw.theta  = params2_nrw[24:9];
+  assign \params2_nrw.bias  = params2_nrw[40:25];
+  assign \port__data$35.alpha  = \port__data$35 [8:0];
+  assign \port__data$35.theta  = \port__data$35 [24:9];
+  assign \port__data$35.bias  = \port__data$35 [40:25];
+  assign \params3_nrw.alpha  = params3_nrw[8:0];
+  assign \params3_nrw.theta  = params3_nrw[24:9];
+  assign \params3_nrw.bias  = params3_nrw[40:25];
+  assign \port__data$41.alpha  = \port__data$41 [8:0];
+  assign \port__data$41.theta  = \port__data$41 [24:9];
+  assign \port__data$41.bias  = \port__data$41 [40:25];
+  assign \params4_nrw.alpha  = params4_nrw[8:0];
+  assign \params4_nrw.theta  = params4_nrw[24:9];
+  assign \params4_nrw.bias  = params4_nrw[40:25];
+  assign \port__data$47.alpha  = \port__data$47 [8:0];
+  assign \port__data$47.theta  = \port__data$47 [24:9];
+  assign \port__data$47.bias  = \port__data$47 [40:25];
+  assign \params5_nrw.alpha  = params5_nrw[8:0];
+  assign \params5_nrw.theta  = params5_nrw[24:9];
+  assign \params5_nrw.bias  = params5_nrw[40:25];
+  assign \port__data$53.alpha  = \port__data$53 [8:0];
+  assign \port__data$53.theta  = \port__data$53 [24:9];
+  assign \port__data$53.bias  = \port__data$53 [40:25];
+  assign \params6_nrw.alpha  = params6_nrw[8:0];
+  assign \params6_nrw.theta  = params6_nrw[24:9];
+  assign \params6_nrw.bias  = params6_nrw[40:25];
+  assign \port__data$59.alpha  = \port__data$59 [8:0];
+  assign \port__data$59.theta  = \port__data$59 [24:9];
+  assign \port__data$59.bias  = \port__data$59 [40:25];
+  assign \params7_nrw.alpha  = params7_nrw[8:0];
+  assign \params7_nrw.theta  = params7_nrw[24:9];
+  assign \params7_nrw.bias  = params7_nrw[40:25];
+  assign \port__data$65.alpha  = \port__data$65 [8:0];
+  assign \port__data$65.theta  = \port__data$65 [24:9];
+  assign \port__data$65.bias  = \port__data$65 [40:25];
   assign \layer0.size  = layer0[7:0];
   assign \layer0.rows  = layer0[12:8];
   assign \layer0.sbase  = layer0[17:13];
@@ -24915,196 +24437,1071 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \edge7.recurrent  = edge7[3];
   assign \edge7.wbase  = edge7[14:4];
   assign \edge7.nsrc  = edge7[22:15];
-  assign valid_lanes[7] = \$191 ;
-  assign valid_lanes[6] = \$188 ;
-  assign valid_lanes[5] = \$185 ;
-  assign valid_lanes[4] = \$182 ;
-  assign valid_lanes[3] = \$179 ;
-  assign valid_lanes[2] = \$176 ;
-  assign valid_lanes[1] = \$173 ;
-  assign valid_lanes[0] = \$170 ;
-  assign spikes[7] = \spike$256 ;
-  assign spikes[6] = \spike$248 ;
-  assign spikes[5] = \spike$240 ;
-  assign spikes[4] = \spike$232 ;
-  assign spikes[3] = \spike$224 ;
-  assign spikes[2] = \spike$216 ;
-  assign spikes[1] = \spike$208 ;
-  assign spikes[0] = spike;
+  assign \layer.size  = layer[7:0];
+  assign \layer.rows  = layer[12:8];
+  assign \layer.sbase  = layer[17:13];
+  assign \layer.ebase  = layer[20:18];
+  assign \layer.ecount  = layer[24:21];
+  assign \layer.spiking  = layer[25];
+  assign \layer.reset  = layer[27:26];
+  assign \layer.v_reset  = layer[43:28];
+  assign \layer.emit_values  = layer[44];
+  assign \$signature__data$220.alpha  = host_wdata[8:0];
+  assign \$signature__data$220.theta  = host_wdata[24:9];
+  assign \$signature__data$220.bias  = host_wdata[40:25];
+  assign \$signature__data$226.alpha  = host_wdata[8:0];
+  assign \$signature__data$226.theta  = host_wdata[24:9];
+  assign \$signature__data$226.bias  = host_wdata[40:25];
+  assign \$signature__data$232.alpha  = host_wdata[8:0];
+  assign \$signature__data$232.theta  = host_wdata[24:9];
+  assign \$signature__data$232.bias  = host_wdata[40:25];
+  assign \$signature__data$238.alpha  = host_wdata[8:0];
+  assign \$signature__data$238.theta  = host_wdata[24:9];
+  assign \$signature__data$238.bias  = host_wdata[40:25];
+  assign \$signature__data$244.alpha  = host_wdata[8:0];
+  assign \$signature__data$244.theta  = host_wdata[24:9];
+  assign \$signature__data$244.bias  = host_wdata[40:25];
+  assign \$signature__data$250.alpha  = host_wdata[8:0];
+  assign \$signature__data$250.theta  = host_wdata[24:9];
+  assign \$signature__data$250.bias  = host_wdata[40:25];
+  assign \$signature__data$256.alpha  = host_wdata[8:0];
+  assign \$signature__data$256.theta  = host_wdata[24:9];
+  assign \$signature__data$256.bias  = host_wdata[40:25];
+  assign \$signature__data$262.alpha  = host_wdata[8:0];
+  assign \$signature__data$262.theta  = host_wdata[24:9];
+  assign \$signature__data$262.bias  = host_wdata[40:25];
+  assign \end_record.kind  = end_record[1:0];
+  assign \end_record.layer  = end_record[3:2];
+  assign \end_record.index  = end_record[10:4];
+  assign \end_record.spike  = end_record[11];
+  assign \end_record.value  = end_record[27:12];
+  assign \records__payload.kind  = records__payload[1:0];
+  assign \records__payload.layer  = records__payload[3:2];
+  assign \records__payload.index  = records__payload[10:4];
+  assign \records__payload.spike  = records__payload[11];
+  assign \records__payload.value  = records__payload[27:12];
+  assign \ev_wr__data.index  = ev_wr__data[6:0];
+  assign \ev_wr__data.value  = ev_wr__data[14:7];
+  assign \in_wr__data.index  = in_wr__data[6:0];
+  assign \in_wr__data.value  = in_wr__data[14:7];
+  assign \values[0]  = values[15:0];
+  assign \values[1]  = values[31:16];
+  assign \values[2]  = values[47:32];
+  assign \values[3]  = values[63:48];
+  assign \values[4]  = values[79:64];
+  assign \values[5]  = values[95:80];
+  assign \values[6]  = values[111:96];
+  assign \values[7]  = values[127:112];
+  assign valid_lanes[7] = \$335 ;
+  assign valid_lanes[6] = \$332 ;
+  assign valid_lanes[5] = \$329 ;
+  assign valid_lanes[4] = \$326 ;
+  assign valid_lanes[3] = \$323 ;
+  assign valid_lanes[2] = \$320 ;
+  assign valid_lanes[1] = \$317 ;
+  assign valid_lanes[0] = \$314 ;
   assign end_record[1:0] = 2'h2;
   assign end_record[27:2] = 26'h0000000;
-  assign \$328  = { 1'h0, \$327  };
-  assign \$331  = { \$330 , 1'h0 };
-  assign \$335  = { 1'h0, \$334 , 2'h0 };
-  assign \$338  = { \$337 , 3'h0 };
-  assign \$343  = { 3'h0, \$342 , 4'h0 };
+  assign \$104  = { 1'h0, \$103  };
+  assign \$107  = { \$106 , 1'h0 };
+  assign \$111  = { 1'h0, \$110 , 2'h0 };
+  assign \$114  = { \$113 , 3'h0 };
+  assign \$119  = { 3'h0, \$118 , 4'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.leak0 (bias, u, leak, alpha);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.leak1 (bias, u, leak, alpha);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.leak2 (bias, u, leak, alpha);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.leak3 (bias, u, leak, alpha);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.leak4 (bias, u, leak, alpha);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.leak5 (bias, u, leak, alpha);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.leak6 (bias, u, leak, alpha);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.leak7 (bias, u, leak, alpha);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.neuron0 (u_new, \port$1293$25 , theta, total, spike);
+module \npu_core_digits.counters (clk, rst, re, total, inc, clear, raddr);
+  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
-  wire \$10 ;
+  reg [5:0] \$10 ;
+  wire [7:0] \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire [6:0] \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire [5:0] \$106 ;
+  wire [7:0] \$107 ;
+  wire \$108 ;
+  wire \$109 ;
   wire \$11 ;
-  wire [16:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [16:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire [16:0] \$16 ;
+  wire [6:0] \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire [5:0] \$113 ;
+  wire [7:0] \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire [6:0] \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire [6:0] \$12 ;
+  wire [5:0] \$120 ;
+  wire [7:0] \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire [6:0] \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire [5:0] \$127 ;
+  wire [7:0] \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire [6:0] \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire [5:0] \$134 ;
+  wire [7:0] \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire [31:0] \$139 ;
+  wire \$14 ;
+  wire [5:0] \$140 ;
+  wire [32:0] \$141 ;
+  reg \$142 ;
+  reg [4:0] \$143 ;
+  reg [5:0] \$144 ;
+  reg \$145 ;
+  reg [4:0] \$146 ;
+  reg \$147 ;
+  reg [5:0] \$148 ;
+  reg \$149 ;
+  wire [5:0] \$15 ;
+  reg [5:0] \$150 ;
+  reg [17:0] \$151 ;
+  reg [5:0] \$152 ;
+  reg [5:0] \$153 ;
+  reg [5:0] \$154 ;
+  reg [5:0] \$155 ;
+  reg [5:0] \$156 ;
+  reg [5:0] \$157 ;
+  reg [5:0] \$158 ;
+  reg [5:0] \$159 ;
+  wire [7:0] \$16 ;
+  reg [5:0] \$160 ;
+  reg [5:0] \$161 ;
+  reg [5:0] \$162 ;
+  reg [5:0] \$163 ;
+  reg [5:0] \$164 ;
+  reg [5:0] \$165 ;
+  reg [5:0] \$166 ;
+  reg [5:0] \$167 ;
+  reg [5:0] \$168 ;
   wire \$17 ;
   wire \$18 ;
-  wire [15:0] \$19 ;
+  wire [6:0] \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire [5:0] \$22 ;
+  wire [7:0] \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire [6:0] \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire [5:0] \$29 ;
+  wire \$3 ;
+  wire [7:0] \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire [6:0] \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire [5:0] \$36 ;
+  wire [7:0] \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  reg [5:0] \$4 ;
+  wire [6:0] \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire [5:0] \$43 ;
+  wire [7:0] \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire [6:0] \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire [5:0] \$50 ;
+  wire [7:0] \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire [6:0] \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire [5:0] \$57 ;
+  wire [7:0] \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire [6:0] \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire [5:0] \$64 ;
+  wire [7:0] \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire [6:0] \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire [5:0] \$71 ;
+  wire [7:0] \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire [6:0] \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire [5:0] \$78 ;
+  wire [7:0] \$79 ;
+  wire [5:0] \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire [6:0] \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire [5:0] \$85 ;
+  wire [7:0] \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire [6:0] \$89 ;
+  wire [5:0] \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire [5:0] \$92 ;
+  wire [7:0] \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire [6:0] \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire [5:0] \$99 ;
+  wire [4:0] \$signature__addr ;
+  wire [31:0] \$signature__data ;
+  input clear;
+  wire clear;
+  input clk;
+  wire clk;
+  reg [5:0] delta0 = 6'h00;
+  reg [5:0] delta1 = 6'h00;
+  reg [5:0] delta10 = 6'h00;
+  reg [5:0] delta11 = 6'h00;
+  reg [5:0] delta12 = 6'h00;
+  reg [5:0] delta13 = 6'h00;
+  reg [5:0] delta14 = 6'h00;
+  reg [5:0] delta15 = 6'h00;
+  reg [5:0] delta16 = 6'h00;
+  reg [5:0] delta17 = 6'h00;
+  reg [5:0] delta2 = 6'h00;
+  reg [5:0] delta3 = 6'h00;
+  reg [5:0] delta4 = 6'h00;
+  reg [5:0] delta5 = 6'h00;
+  reg [5:0] delta6 = 6'h00;
+  reg [5:0] delta7 = 6'h00;
+  reg [5:0] delta8 = 6'h00;
+  reg [5:0] delta9 = 6'h00;
+  reg [5:0] f_delta = 6'h00;
+  reg [4:0] f_idx = 5'h00;
+  reg f_stale = 1'h0;
+  reg f_valid = 1'h0;
+  input [17:0] inc;
+  wire [17:0] inc;
+  reg [4:0] ptr = 5'h00;
+  reg [5:0] r_delta = 6'h00;
+  reg r_stale = 1'h0;
+  input [4:0] raddr;
+  wire [4:0] raddr;
+  wire [31:0] rdata;
+  input re;
+  wire re;
+  input rst;
+  wire rst;
+  reg rvalid = 1'h0;
+  reg [17:0] stale = 18'h3ffff;
+  output [31:0] total;
+  wire [31:0] total;
+  (* init = 5'h00 *)
+  wire [4:0] wr__addr;
+  wire [31:0] wr__data;
+  (* init = 1'h0 *)
+  wire wr__en;
+  reg [31:0] mem [17:0];
+  initial begin
+    mem[0] = 32'd0;
+    mem[1] = 32'd0;
+    mem[2] = 32'd0;
+    mem[3] = 32'd0;
+    mem[4] = 32'd0;
+    mem[5] = 32'd0;
+    mem[6] = 32'd0;
+    mem[7] = 32'd0;
+    mem[8] = 32'd0;
+    mem[9] = 32'd0;
+    mem[10] = 32'd0;
+    mem[11] = 32'd0;
+    mem[12] = 32'd0;
+    mem[13] = 32'd0;
+    mem[14] = 32'd0;
+    mem[15] = 32'd0;
+    mem[16] = 32'd0;
+    mem[17] = 32'd0;
+  end
+  always @(posedge clk) begin
+    if (f_valid)
+      mem[f_idx] <= \$141 [31:0];
+  end
+  reg [31:0] _0_;
+  always @(posedge clk) begin
+    _0_ <= mem[\$signature__addr ];
+  end
+  assign \$signature__data  = _0_;
+  assign \$1  = ~ re;
+  assign \$2  = ~ clear;
+  assign \$3  = \$1  & \$2 ;
+  assign \$5  = stale >> ptr;
+  assign \$6  = ~ re;
+  assign \$7  = ptr == 5'h11;
+  assign \$8  = ptr + 1'h1;
+  assign \$9  = \$7  ? 6'h00 : \$8 ;
+  assign \$11  = stale >> raddr;
+  assign \$12  = delta0 + inc[0];
+  assign \$13  = ! f_idx;
+  assign \$14  = f_valid & \$13 ;
+  assign \$15  = \$14  ? f_delta : 6'h00;
+  assign \$16  = \$12  - \$15 ;
+  assign \$17  = ! f_idx;
+  assign \$18  = f_valid & \$17 ;
+  assign \$19  = delta1 + inc[1];
+  assign \$20  = f_idx == 1'h1;
+  assign \$21  = f_valid & \$20 ;
+  assign \$22  = \$21  ? f_delta : 6'h00;
+  assign \$23  = \$19  - \$22 ;
+  assign \$24  = f_idx == 1'h1;
+  assign \$25  = f_valid & \$24 ;
+  assign \$26  = delta2 + inc[2];
+  assign \$27  = f_idx == 2'h2;
+  assign \$28  = f_valid & \$27 ;
+  assign \$29  = \$28  ? f_delta : 6'h00;
+  assign \$30  = \$26  - \$29 ;
+  assign \$31  = f_idx == 2'h2;
+  assign \$32  = f_valid & \$31 ;
+  assign \$33  = delta3 + inc[3];
+  assign \$34  = f_idx == 2'h3;
+  assign \$35  = f_valid & \$34 ;
+  assign \$36  = \$35  ? f_delta : 6'h00;
+  assign \$37  = \$33  - \$36 ;
+  assign \$38  = f_idx == 2'h3;
+  assign \$39  = f_valid & \$38 ;
+  assign \$40  = delta4 + inc[4];
+  assign \$41  = f_idx == 3'h4;
+  assign \$42  = f_valid & \$41 ;
+  assign \$43  = \$42  ? f_delta : 6'h00;
+  assign \$44  = \$40  - \$43 ;
+  assign \$45  = f_idx == 3'h4;
+  assign \$46  = f_valid & \$45 ;
+  assign \$47  = delta5 + inc[5];
+  assign \$48  = f_idx == 3'h5;
+  assign \$49  = f_valid & \$48 ;
+  assign \$50  = \$49  ? f_delta : 6'h00;
+  assign \$51  = \$47  - \$50 ;
+  assign \$52  = f_idx == 3'h5;
+  assign \$53  = f_valid & \$52 ;
+  assign \$54  = delta6 + inc[6];
+  assign \$55  = f_idx == 3'h6;
+  assign \$56  = f_valid & \$55 ;
+  assign \$57  = \$56  ? f_delta : 6'h00;
+  assign \$58  = \$54  - \$57 ;
+  assign \$59  = f_idx == 3'h6;
+  assign \$60  = f_valid & \$59 ;
+  assign \$61  = delta7 + inc[7];
+  assign \$62  = f_idx == 3'h7;
+  assign \$63  = f_valid & \$62 ;
+  assign \$64  = \$63  ? f_delta : 6'h00;
+  assign \$65  = \$61  - \$64 ;
+  assign \$66  = f_idx == 3'h7;
+  assign \$67  = f_valid & \$66 ;
+  assign \$68  = delta8 + inc[8];
+  assign \$69  = f_idx == 4'h8;
+  assign \$70  = f_valid & \$69 ;
+  assign \$71  = \$70  ? f_delta : 6'h00;
+  assign \$72  = \$68  - \$71 ;
+  assign \$73  = f_idx == 4'h8;
+  assign \$74  = f_valid & \$73 ;
+  assign \$75  = delta9 + inc[9];
+  assign \$76  = f_idx == 4'h9;
+  assign \$77  = f_valid & \$76 ;
+  assign \$78  = \$77  ? f_delta : 6'h00;
+  assign \$79  = \$75  - \$78 ;
+  assign \$80  = f_idx == 4'h9;
+  assign \$81  = f_valid & \$80 ;
+  assign \$82  = delta10 + inc[10];
+  assign \$83  = f_idx == 4'ha;
+  assign \$84  = f_valid & \$83 ;
+  assign \$85  = \$84  ? f_delta : 6'h00;
+  assign \$86  = \$82  - \$85 ;
+  assign \$87  = f_idx == 4'ha;
+  assign \$88  = f_valid & \$87 ;
+  assign \$89  = delta11 + inc[11];
+  assign \$90  = f_idx == 4'hb;
+  assign \$91  = f_valid & \$90 ;
+  assign \$92  = \$91  ? f_delta : 6'h00;
+  assign \$93  = \$89  - \$92 ;
+  assign \$94  = f_idx == 4'hb;
+  assign \$95  = f_valid & \$94 ;
+  assign \$96  = delta12 + inc[12];
+  assign \$97  = f_idx == 4'hc;
+  assign \$98  = f_valid & \$97 ;
+  assign \$99  = \$98  ? f_delta : 6'h00;
+  assign \$100  = \$96  - \$99 ;
+  assign \$101  = f_idx == 4'hc;
+  assign \$102  = f_valid & \$101 ;
+  assign \$103  = delta13 + inc[13];
+  assign \$104  = f_idx == 4'hd;
+  assign \$105  = f_valid & \$104 ;
+  assign \$106  = \$105  ? f_delta : 6'h00;
+  assign \$107  = \$103  - \$106 ;
+  assign \$108  = f_idx == 4'hd;
+  assign \$109  = f_valid & \$108 ;
+  assign \$110  = delta14 + inc[14];
+  assign \$111  = f_idx == 4'he;
+  assign \$112  = f_valid & \$111 ;
+  assign \$113  = \$112  ? f_delta : 6'h00;
+  assign \$114  = \$110  - \$113 ;
+  assign \$115  = f_idx == 4'he;
+  assign \$116  = f_valid & \$115 ;
+  assign \$117  = delta15 + inc[15];
+  assign \$118  = f_idx == 4'hf;
+  assign \$119  = f_valid & \$118 ;
+  assign \$120  = \$119  ? f_delta : 6'h00;
+  assign \$121  = \$117  - \$120 ;
+  assign \$122  = f_idx == 4'hf;
+  assign \$123  = f_valid & \$122 ;
+  assign \$124  = delta16 + inc[16];
+  assign \$125  = f_idx == 5'h10;
+  assign \$126  = f_valid & \$125 ;
+  assign \$127  = \$126  ? f_delta : 6'h00;
+  assign \$128  = \$124  - \$127 ;
+  assign \$129  = f_idx == 5'h10;
+  assign \$130  = f_valid & \$129 ;
+  assign \$131  = delta17 + inc[17];
+  assign \$132  = f_idx == 5'h11;
+  assign \$133  = f_valid & \$132 ;
+  assign \$134  = \$133  ? f_delta : 6'h00;
+  assign \$135  = \$131  - \$134 ;
+  assign \$136  = f_idx == 5'h11;
+  assign \$137  = f_valid & \$136 ;
+  assign \$signature__addr  = re ? raddr : ptr;
+  assign \$138  = rvalid ? r_stale : f_stale;
+  assign \$139  = \$138  ? 32'd0 : \$signature__data ;
+  assign \$140  = rvalid ? r_delta : f_delta;
+  assign \$141  = \$139  + \$140 ;
+  always @(posedge clk)
+    f_valid <= \$142 ;
+  always @(posedge clk)
+    f_idx <= \$143 ;
+  always @(posedge clk)
+    f_delta <= \$144 ;
+  always @(posedge clk)
+    f_stale <= \$145 ;
+  always @(posedge clk)
+    ptr <= \$146 ;
+  always @(posedge clk)
+    rvalid <= \$147 ;
+  always @(posedge clk)
+    r_delta <= \$148 ;
+  always @(posedge clk)
+    r_stale <= \$149 ;
+  always @(posedge clk)
+    delta0 <= \$150 ;
+  always @(posedge clk)
+    stale <= \$151 ;
+  always @(posedge clk)
+    delta1 <= \$152 ;
+  always @(posedge clk)
+    delta2 <= \$153 ;
+  always @(posedge clk)
+    delta3 <= \$154 ;
+  always @(posedge clk)
+    delta4 <= \$155 ;
+  always @(posedge clk)
+    delta5 <= \$156 ;
+  always @(posedge clk)
+    delta6 <= \$157 ;
+  always @(posedge clk)
+    delta7 <= \$158 ;
+  always @(posedge clk)
+    delta8 <= \$159 ;
+  always @(posedge clk)
+    delta9 <= \$160 ;
+  always @(posedge clk)
+    delta10 <= \$161 ;
+  always @(posedge clk)
+    delta11 <= \$162 ;
+  always @(posedge clk)
+    delta12 <= \$163 ;
+  always @(posedge clk)
+    delta13 <= \$164 ;
+  always @(posedge clk)
+    delta14 <= \$165 ;
+  always @(posedge clk)
+    delta15 <= \$166 ;
+  always @(posedge clk)
+    delta16 <= \$167 ;
+  always @(posedge clk)
+    delta17 <= \$168 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$4  = 6'h00;
+    casez (ptr)
+      5'h00:
+          \$4  = delta0;
+      5'h01:
+          \$4  = delta1;
+      5'h02:
+          \$4  = delta2;
+      5'h03:
+          \$4  = delta3;
+      5'h04:
+          \$4  = delta4;
+      5'h05:
+          \$4  = delta5;
+      5'h06:
+          \$4  = delta6;
+      5'h07:
+          \$4  = delta7;
+      5'h08:
+          \$4  = delta8;
+      5'h09:
+          \$4  = delta9;
+      5'h0a:
+          \$4  = delta10;
+      5'h0b:
+          \$4  = delta11;
+      5'h0c:
+          \$4  = delta12;
+      5'h0d:
+          \$4  = delta13;
+      5'h0e:
+          \$4  = delta14;
+      5'h0f:
+          \$4  = delta15;
+      5'h10:
+          \$4  = delta16;
+      5'h11:
+          \$4  = delta17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$10  = 6'h00;
+    casez (raddr)
+      5'h00:
+          \$10  = delta0;
+      5'h01:
+          \$10  = delta1;
+      5'h02:
+          \$10  = delta2;
+      5'h03:
+          \$10  = delta3;
+      5'h04:
+          \$10  = delta4;
+      5'h05:
+          \$10  = delta5;
+      5'h06:
+          \$10  = delta6;
+      5'h07:
+          \$10  = delta7;
+      5'h08:
+          \$10  = delta8;
+      5'h09:
+          \$10  = delta9;
+      5'h0a:
+          \$10  = delta10;
+      5'h0b:
+          \$10  = delta11;
+      5'h0c:
+          \$10  = delta12;
+      5'h0d:
+          \$10  = delta13;
+      5'h0e:
+          \$10  = delta14;
+      5'h0f:
+          \$10  = delta15;
+      5'h10:
+          \$10  = delta16;
+      5'h11:
+          \$10  = delta17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$142  = \$3 ;
+    if (rst) begin
+      \$142  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$143  = ptr;
+    if (rst) begin
+      \$143  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$144  = \$4 ;
+    if (rst) begin
+      \$144  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$145  = \$5 ;
+    if (rst) begin
+      \$145  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$146  = ptr;
+    if (\$6 ) begin
+      \$146  = \$9 [4:0];
+    end
+    if (rst) begin
+      \$146  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$147  = re;
+    if (rst) begin
+      \$147  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$148  = \$10 ;
+    if (rst) begin
+      \$148  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$149  = \$11 ;
+    if (rst) begin
+      \$149  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$150  = \$16 [5:0];
+    if (clear) begin
+      \$150  = 6'h00;
+    end
+    if (rst) begin
+      \$150  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$151  = stale;
+    if (\$18 ) begin
+      \$151 [0] = 1'h0;
+    end
+    if (\$25 ) begin
+      \$151 [1] = 1'h0;
+    end
+    if (\$32 ) begin
+      \$151 [2] = 1'h0;
+    end
+    if (\$39 ) begin
+      \$151 [3] = 1'h0;
+    end
+    if (\$46 ) begin
+      \$151 [4] = 1'h0;
+    end
+    if (\$53 ) begin
+      \$151 [5] = 1'h0;
+    end
+    if (\$60 ) begin
+      \$151 [6] = 1'h0;
+    end
+    if (\$67 ) begin
+      \$151 [7] = 1'h0;
+    end
+    if (\$74 ) begin
+      \$151 [8] = 1'h0;
+    end
+    if (\$81 ) begin
+      \$151 [9] = 1'h0;
+    end
+    if (\$88 ) begin
+      \$151 [10] = 1'h0;
+    end
+    if (\$95 ) begin
+      \$151 [11] = 1'h0;
+    end
+    if (\$102 ) begin
+      \$151 [12] = 1'h0;
+    end
+    if (\$109 ) begin
+      \$151 [13] = 1'h0;
+    end
+    if (\$116 ) begin
+      \$151 [14] = 1'h0;
+    end
+    if (\$123 ) begin
+      \$151 [15] = 1'h0;
+    end
+    if (\$130 ) begin
+      \$151 [16] = 1'h0;
+    end
+    if (\$137 ) begin
+      \$151 [17] = 1'h0;
+    end
+    if (clear) begin
+      \$151  = 18'h3ffff;
+    end
+    if (rst) begin
+      \$151  = 18'h3ffff;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$152  = \$23 [5:0];
+    if (clear) begin
+      \$152  = 6'h00;
+    end
+    if (rst) begin
+      \$152  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$153  = \$30 [5:0];
+    if (clear) begin
+      \$153  = 6'h00;
+    end
+    if (rst) begin
+      \$153  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$154  = \$37 [5:0];
+    if (clear) begin
+      \$154  = 6'h00;
+    end
+    if (rst) begin
+      \$154  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$155  = \$44 [5:0];
+    if (clear) begin
+      \$155  = 6'h00;
+    end
+    if (rst) begin
+      \$155  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$156  = \$51 [5:0];
+    if (clear) begin
+      \$156  = 6'h00;
+    end
+    if (rst) begin
+      \$156  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$157  = \$58 [5:0];
+    if (clear) begin
+      \$157  = 6'h00;
+    end
+    if (rst) begin
+      \$157  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$158  = \$65 [5:0];
+    if (clear) begin
+      \$158  = 6'h00;
+    end
+    if (rst) begin
+      \$158  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$159  = \$72 [5:0];
+    if (clear) begin
+      \$159  = 6'h00;
+    end
+    if (rst) begin
+      \$159  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$160  = \$79 [5:0];
+    if (clear) begin
+      \$160  = 6'h00;
+    end
+    if (rst) begin
+      \$160  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$161  = \$86 [5:0];
+    if (clear) begin
+      \$161  = 6'h00;
+    end
+    if (rst) begin
+      \$161  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$162  = \$93 [5:0];
+    if (clear) begin
+      \$162  = 6'h00;
+    end
+    if (rst) begin
+      \$162  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$163  = \$100 [5:0];
+    if (clear) begin
+      \$163  = 6'h00;
+    end
+    if (rst) begin
+      \$163  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$164  = \$107 [5:0];
+    if (clear) begin
+      \$164  = 6'h00;
+    end
+    if (rst) begin
+      \$164  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$165  = \$114 [5:0];
+    if (clear) begin
+      \$165  = 6'h00;
+    end
+    if (rst) begin
+      \$165  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$166  = \$121 [5:0];
+    if (clear) begin
+      \$166  = 6'h00;
+    end
+    if (rst) begin
+      \$166  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$167  = \$128 [5:0];
+    if (clear) begin
+      \$167  = 6'h00;
+    end
+    if (rst) begin
+      \$167  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$168  = \$135 [5:0];
+    if (clear) begin
+      \$168  = 6'h00;
+    end
+    if (rst) begin
+      \$168  = 6'h00;
+    end
+  end
+  assign rdata = \$141 [31:0];
+  assign wr__addr = f_idx;
+  assign wr__data = \$141 [31:0];
+  assign wr__en = f_valid;
+  assign total = \$141 [31:0];
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.leak0 (alpha, bias, u, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.leak1 (alpha, bias, u, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.leak2 (alpha, bias, u, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.leak3 (alpha, bias, u, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.leak4 (alpha, bias, u, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.leak5 (alpha, bias, u, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.leak6 (alpha, bias, u, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.leak7 (alpha, bias, u, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neuron0 (u_new, theta, \port$1434$25 , total, spike);
+  wire \$1 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -25112,14 +25509,13 @@ module \npu_core_digits.neuron0 (u_new, \port$1293$25 , theta, total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire \$9 ;
+  wire [15:0] \$9 ;
   wire \$signal ;
   wire [15:0] after_spike;
+  wire [16:0] diff;
   wire lo;
-  wire [15:0] low;
-  wire [15:0] minus;
-  input [18:0] \port$1293$25 ;
-  wire [18:0] \port$1293$25 ;
+  input [18:0] \port$1434$25 ;
+  wire [18:0] \port$1434$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25140,43 +25536,22 @@ module \npu_core_digits.neuron0 (u_new, \port$1293$25 , theta, total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign \$6  = ~ lo;
-  assign \$7  = $signed(total[15:0]) >= $signed(theta);
-  assign \$8  = \$6  & \$7 ;
-  assign \$9  = \$signal  | \$8 ;
-  assign \$10  = theta == 16'h8000;
-  assign \$11  = \$9  | \$10 ;
-  assign spike = \port$1293$25 [0] & \$11 ;
-  assign \$12  = $signed(16'h7fff) - $signed(theta);
-  assign \$13  = $signed(16'h8000) - $signed(theta);
-  assign \$14  = $signed(total[15:0]) - $signed(theta);
-  assign \$15  = lo ? \$13  : \$14 ;
-  assign \$16  = \$signal  ? \$12  : \$15 ;
-  assign \$17  = ! \port$1293$25 [2:1];
-  assign \$18  = \port$1293$25 [2:1] == 1'h1;
-  assign \$19  = \$18  ? \port$1293$25 [18:3] : v;
-  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign diff = $signed(v) - $signed(theta);
+  assign \$6  = ~ diff[16];
+  assign spike = \port$1434$25 [0] & \$6 ;
+  assign \$7  = ! \port$1434$25 [2:1];
+  assign \$8  = \port$1434$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$1434$25 [18:3] : v;
+  assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign low = total[15:0];
-  assign spiking = \port$1293$25 [0];
-  assign minus = \$16 [15:0];
-  assign reset = \port$1293$25 [2:1];
-  assign v_reset = \port$1293$25 [18:3];
+  assign spiking = \port$1434$25 [0];
+  assign reset = \port$1434$25 [2:1];
+  assign v_reset = \port$1434$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron1 (u_new, \port$1293$25 , theta, total, spike);
+module \npu_core_digits.neuron1 (u_new, theta, \port$1434$25 , total, spike);
   wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [16:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [16:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire [16:0] \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [15:0] \$19 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -25184,14 +25559,13 @@ module \npu_core_digits.neuron1 (u_new, \port$1293$25 , theta, total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire \$9 ;
+  wire [15:0] \$9 ;
   wire \$signal ;
   wire [15:0] after_spike;
+  wire [16:0] diff;
   wire lo;
-  wire [15:0] low;
-  wire [15:0] minus;
-  input [18:0] \port$1293$25 ;
-  wire [18:0] \port$1293$25 ;
+  input [18:0] \port$1434$25 ;
+  wire [18:0] \port$1434$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25212,43 +25586,22 @@ module \npu_core_digits.neuron1 (u_new, \port$1293$25 , theta, total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign \$6  = ~ lo;
-  assign \$7  = $signed(total[15:0]) >= $signed(theta);
-  assign \$8  = \$6  & \$7 ;
-  assign \$9  = \$signal  | \$8 ;
-  assign \$10  = theta == 16'h8000;
-  assign \$11  = \$9  | \$10 ;
-  assign spike = \port$1293$25 [0] & \$11 ;
-  assign \$12  = $signed(16'h7fff) - $signed(theta);
-  assign \$13  = $signed(16'h8000) - $signed(theta);
-  assign \$14  = $signed(total[15:0]) - $signed(theta);
-  assign \$15  = lo ? \$13  : \$14 ;
-  assign \$16  = \$signal  ? \$12  : \$15 ;
-  assign \$17  = ! \port$1293$25 [2:1];
-  assign \$18  = \port$1293$25 [2:1] == 1'h1;
-  assign \$19  = \$18  ? \port$1293$25 [18:3] : v;
-  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign diff = $signed(v) - $signed(theta);
+  assign \$6  = ~ diff[16];
+  assign spike = \port$1434$25 [0] & \$6 ;
+  assign \$7  = ! \port$1434$25 [2:1];
+  assign \$8  = \port$1434$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$1434$25 [18:3] : v;
+  assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign low = total[15:0];
-  assign spiking = \port$1293$25 [0];
-  assign minus = \$16 [15:0];
-  assign reset = \port$1293$25 [2:1];
-  assign v_reset = \port$1293$25 [18:3];
+  assign spiking = \port$1434$25 [0];
+  assign reset = \port$1434$25 [2:1];
+  assign v_reset = \port$1434$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron2 (u_new, \port$1293$25 , theta, total, spike);
+module \npu_core_digits.neuron2 (u_new, theta, \port$1434$25 , total, spike);
   wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [16:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [16:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire [16:0] \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [15:0] \$19 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -25256,14 +25609,13 @@ module \npu_core_digits.neuron2 (u_new, \port$1293$25 , theta, total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire \$9 ;
+  wire [15:0] \$9 ;
   wire \$signal ;
   wire [15:0] after_spike;
+  wire [16:0] diff;
   wire lo;
-  wire [15:0] low;
-  wire [15:0] minus;
-  input [18:0] \port$1293$25 ;
-  wire [18:0] \port$1293$25 ;
+  input [18:0] \port$1434$25 ;
+  wire [18:0] \port$1434$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25284,43 +25636,22 @@ module \npu_core_digits.neuron2 (u_new, \port$1293$25 , theta, total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign \$6  = ~ lo;
-  assign \$7  = $signed(total[15:0]) >= $signed(theta);
-  assign \$8  = \$6  & \$7 ;
-  assign \$9  = \$signal  | \$8 ;
-  assign \$10  = theta == 16'h8000;
-  assign \$11  = \$9  | \$10 ;
-  assign spike = \port$1293$25 [0] & \$11 ;
-  assign \$12  = $signed(16'h7fff) - $signed(theta);
-  assign \$13  = $signed(16'h8000) - $signed(theta);
-  assign \$14  = $signed(total[15:0]) - $signed(theta);
-  assign \$15  = lo ? \$13  : \$14 ;
-  assign \$16  = \$signal  ? \$12  : \$15 ;
-  assign \$17  = ! \port$1293$25 [2:1];
-  assign \$18  = \port$1293$25 [2:1] == 1'h1;
-  assign \$19  = \$18  ? \port$1293$25 [18:3] : v;
-  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign diff = $signed(v) - $signed(theta);
+  assign \$6  = ~ diff[16];
+  assign spike = \port$1434$25 [0] & \$6 ;
+  assign \$7  = ! \port$1434$25 [2:1];
+  assign \$8  = \port$1434$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$1434$25 [18:3] : v;
+  assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign low = total[15:0];
-  assign spiking = \port$1293$25 [0];
-  assign minus = \$16 [15:0];
-  assign reset = \port$1293$25 [2:1];
-  assign v_reset = \port$1293$25 [18:3];
+  assign spiking = \port$1434$25 [0];
+  assign reset = \port$1434$25 [2:1];
+  assign v_reset = \port$1434$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron3 (u_new, \port$1293$25 , theta, total, spike);
+module \npu_core_digits.neuron3 (u_new, theta, \port$1434$25 , total, spike);
   wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [16:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [16:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire [16:0] \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [15:0] \$19 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -25328,14 +25659,13 @@ module \npu_core_digits.neuron3 (u_new, \port$1293$25 , theta, total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire \$9 ;
+  wire [15:0] \$9 ;
   wire \$signal ;
   wire [15:0] after_spike;
+  wire [16:0] diff;
   wire lo;
-  wire [15:0] low;
-  wire [15:0] minus;
-  input [18:0] \port$1293$25 ;
-  wire [18:0] \port$1293$25 ;
+  input [18:0] \port$1434$25 ;
+  wire [18:0] \port$1434$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25356,43 +25686,22 @@ module \npu_core_digits.neuron3 (u_new, \port$1293$25 , theta, total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign \$6  = ~ lo;
-  assign \$7  = $signed(total[15:0]) >= $signed(theta);
-  assign \$8  = \$6  & \$7 ;
-  assign \$9  = \$signal  | \$8 ;
-  assign \$10  = theta == 16'h8000;
-  assign \$11  = \$9  | \$10 ;
-  assign spike = \port$1293$25 [0] & \$11 ;
-  assign \$12  = $signed(16'h7fff) - $signed(theta);
-  assign \$13  = $signed(16'h8000) - $signed(theta);
-  assign \$14  = $signed(total[15:0]) - $signed(theta);
-  assign \$15  = lo ? \$13  : \$14 ;
-  assign \$16  = \$signal  ? \$12  : \$15 ;
-  assign \$17  = ! \port$1293$25 [2:1];
-  assign \$18  = \port$1293$25 [2:1] == 1'h1;
-  assign \$19  = \$18  ? \port$1293$25 [18:3] : v;
-  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign diff = $signed(v) - $signed(theta);
+  assign \$6  = ~ diff[16];
+  assign spike = \port$1434$25 [0] & \$6 ;
+  assign \$7  = ! \port$1434$25 [2:1];
+  assign \$8  = \port$1434$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$1434$25 [18:3] : v;
+  assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign low = total[15:0];
-  assign spiking = \port$1293$25 [0];
-  assign minus = \$16 [15:0];
-  assign reset = \port$1293$25 [2:1];
-  assign v_reset = \port$1293$25 [18:3];
+  assign spiking = \port$1434$25 [0];
+  assign reset = \port$1434$25 [2:1];
+  assign v_reset = \port$1434$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron4 (u_new, \port$1293$25 , theta, total, spike);
+module \npu_core_digits.neuron4 (u_new, theta, \port$1434$25 , total, spike);
   wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [16:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [16:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire [16:0] \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [15:0] \$19 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -25400,14 +25709,13 @@ module \npu_core_digits.neuron4 (u_new, \port$1293$25 , theta, total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire \$9 ;
+  wire [15:0] \$9 ;
   wire \$signal ;
   wire [15:0] after_spike;
+  wire [16:0] diff;
   wire lo;
-  wire [15:0] low;
-  wire [15:0] minus;
-  input [18:0] \port$1293$25 ;
-  wire [18:0] \port$1293$25 ;
+  input [18:0] \port$1434$25 ;
+  wire [18:0] \port$1434$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25428,43 +25736,22 @@ module \npu_core_digits.neuron4 (u_new, \port$1293$25 , theta, total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign \$6  = ~ lo;
-  assign \$7  = $signed(total[15:0]) >= $signed(theta);
-  assign \$8  = \$6  & \$7 ;
-  assign \$9  = \$signal  | \$8 ;
-  assign \$10  = theta == 16'h8000;
-  assign \$11  = \$9  | \$10 ;
-  assign spike = \port$1293$25 [0] & \$11 ;
-  assign \$12  = $signed(16'h7fff) - $signed(theta);
-  assign \$13  = $signed(16'h8000) - $signed(theta);
-  assign \$14  = $signed(total[15:0]) - $signed(theta);
-  assign \$15  = lo ? \$13  : \$14 ;
-  assign \$16  = \$signal  ? \$12  : \$15 ;
-  assign \$17  = ! \port$1293$25 [2:1];
-  assign \$18  = \port$1293$25 [2:1] == 1'h1;
-  assign \$19  = \$18  ? \port$1293$25 [18:3] : v;
-  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign diff = $signed(v) - $signed(theta);
+  assign \$6  = ~ diff[16];
+  assign spike = \port$1434$25 [0] & \$6 ;
+  assign \$7  = ! \port$1434$25 [2:1];
+  assign \$8  = \port$1434$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$1434$25 [18:3] : v;
+  assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign low = total[15:0];
-  assign spiking = \port$1293$25 [0];
-  assign minus = \$16 [15:0];
-  assign reset = \port$1293$25 [2:1];
-  assign v_reset = \port$1293$25 [18:3];
+  assign spiking = \port$1434$25 [0];
+  assign reset = \port$1434$25 [2:1];
+  assign v_reset = \port$1434$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron5 (u_new, \port$1293$25 , theta, total, spike);
+module \npu_core_digits.neuron5 (u_new, theta, \port$1434$25 , total, spike);
   wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [16:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [16:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire [16:0] \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [15:0] \$19 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -25472,14 +25759,13 @@ module \npu_core_digits.neuron5 (u_new, \port$1293$25 , theta, total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire \$9 ;
+  wire [15:0] \$9 ;
   wire \$signal ;
   wire [15:0] after_spike;
+  wire [16:0] diff;
   wire lo;
-  wire [15:0] low;
-  wire [15:0] minus;
-  input [18:0] \port$1293$25 ;
-  wire [18:0] \port$1293$25 ;
+  input [18:0] \port$1434$25 ;
+  wire [18:0] \port$1434$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25500,43 +25786,22 @@ module \npu_core_digits.neuron5 (u_new, \port$1293$25 , theta, total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign \$6  = ~ lo;
-  assign \$7  = $signed(total[15:0]) >= $signed(theta);
-  assign \$8  = \$6  & \$7 ;
-  assign \$9  = \$signal  | \$8 ;
-  assign \$10  = theta == 16'h8000;
-  assign \$11  = \$9  | \$10 ;
-  assign spike = \port$1293$25 [0] & \$11 ;
-  assign \$12  = $signed(16'h7fff) - $signed(theta);
-  assign \$13  = $signed(16'h8000) - $signed(theta);
-  assign \$14  = $signed(total[15:0]) - $signed(theta);
-  assign \$15  = lo ? \$13  : \$14 ;
-  assign \$16  = \$signal  ? \$12  : \$15 ;
-  assign \$17  = ! \port$1293$25 [2:1];
-  assign \$18  = \port$1293$25 [2:1] == 1'h1;
-  assign \$19  = \$18  ? \port$1293$25 [18:3] : v;
-  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign diff = $signed(v) - $signed(theta);
+  assign \$6  = ~ diff[16];
+  assign spike = \port$1434$25 [0] & \$6 ;
+  assign \$7  = ! \port$1434$25 [2:1];
+  assign \$8  = \port$1434$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$1434$25 [18:3] : v;
+  assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign low = total[15:0];
-  assign spiking = \port$1293$25 [0];
-  assign minus = \$16 [15:0];
-  assign reset = \port$1293$25 [2:1];
-  assign v_reset = \port$1293$25 [18:3];
+  assign spiking = \port$1434$25 [0];
+  assign reset = \port$1434$25 [2:1];
+  assign v_reset = \port$1434$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron6 (u_new, \port$1293$25 , theta, total, spike);
+module \npu_core_digits.neuron6 (u_new, theta, \port$1434$25 , total, spike);
   wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [16:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [16:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire [16:0] \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [15:0] \$19 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -25544,14 +25809,13 @@ module \npu_core_digits.neuron6 (u_new, \port$1293$25 , theta, total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire \$9 ;
+  wire [15:0] \$9 ;
   wire \$signal ;
   wire [15:0] after_spike;
+  wire [16:0] diff;
   wire lo;
-  wire [15:0] low;
-  wire [15:0] minus;
-  input [18:0] \port$1293$25 ;
-  wire [18:0] \port$1293$25 ;
+  input [18:0] \port$1434$25 ;
+  wire [18:0] \port$1434$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25572,43 +25836,22 @@ module \npu_core_digits.neuron6 (u_new, \port$1293$25 , theta, total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign \$6  = ~ lo;
-  assign \$7  = $signed(total[15:0]) >= $signed(theta);
-  assign \$8  = \$6  & \$7 ;
-  assign \$9  = \$signal  | \$8 ;
-  assign \$10  = theta == 16'h8000;
-  assign \$11  = \$9  | \$10 ;
-  assign spike = \port$1293$25 [0] & \$11 ;
-  assign \$12  = $signed(16'h7fff) - $signed(theta);
-  assign \$13  = $signed(16'h8000) - $signed(theta);
-  assign \$14  = $signed(total[15:0]) - $signed(theta);
-  assign \$15  = lo ? \$13  : \$14 ;
-  assign \$16  = \$signal  ? \$12  : \$15 ;
-  assign \$17  = ! \port$1293$25 [2:1];
-  assign \$18  = \port$1293$25 [2:1] == 1'h1;
-  assign \$19  = \$18  ? \port$1293$25 [18:3] : v;
-  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign diff = $signed(v) - $signed(theta);
+  assign \$6  = ~ diff[16];
+  assign spike = \port$1434$25 [0] & \$6 ;
+  assign \$7  = ! \port$1434$25 [2:1];
+  assign \$8  = \port$1434$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$1434$25 [18:3] : v;
+  assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign low = total[15:0];
-  assign spiking = \port$1293$25 [0];
-  assign minus = \$16 [15:0];
-  assign reset = \port$1293$25 [2:1];
-  assign v_reset = \port$1293$25 [18:3];
+  assign spiking = \port$1434$25 [0];
+  assign reset = \port$1434$25 [2:1];
+  assign v_reset = \port$1434$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron7 (u_new, \port$1293$25 , theta, total, spike);
+module \npu_core_digits.neuron7 (u_new, theta, \port$1434$25 , total, spike);
   wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [16:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [16:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire [16:0] \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [15:0] \$19 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -25616,14 +25859,13 @@ module \npu_core_digits.neuron7 (u_new, \port$1293$25 , theta, total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire \$9 ;
+  wire [15:0] \$9 ;
   wire \$signal ;
   wire [15:0] after_spike;
+  wire [16:0] diff;
   wire lo;
-  wire [15:0] low;
-  wire [15:0] minus;
-  input [18:0] \port$1293$25 ;
-  wire [18:0] \port$1293$25 ;
+  input [18:0] \port$1434$25 ;
+  wire [18:0] \port$1434$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25644,33 +25886,22 @@ module \npu_core_digits.neuron7 (u_new, \port$1293$25 , theta, total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign \$6  = ~ lo;
-  assign \$7  = $signed(total[15:0]) >= $signed(theta);
-  assign \$8  = \$6  & \$7 ;
-  assign \$9  = \$signal  | \$8 ;
-  assign \$10  = theta == 16'h8000;
-  assign \$11  = \$9  | \$10 ;
-  assign spike = \port$1293$25 [0] & \$11 ;
-  assign \$12  = $signed(16'h7fff) - $signed(theta);
-  assign \$13  = $signed(16'h8000) - $signed(theta);
-  assign \$14  = $signed(total[15:0]) - $signed(theta);
-  assign \$15  = lo ? \$13  : \$14 ;
-  assign \$16  = \$signal  ? \$12  : \$15 ;
-  assign \$17  = ! \port$1293$25 [2:1];
-  assign \$18  = \port$1293$25 [2:1] == 1'h1;
-  assign \$19  = \$18  ? \port$1293$25 [18:3] : v;
-  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign diff = $signed(v) - $signed(theta);
+  assign \$6  = ~ diff[16];
+  assign spike = \port$1434$25 [0] & \$6 ;
+  assign \$7  = ! \port$1434$25 [2:1];
+  assign \$8  = \port$1434$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$1434$25 [18:3] : v;
+  assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign low = total[15:0];
-  assign spiking = \port$1293$25 [0];
-  assign minus = \$16 [15:0];
-  assign reset = \port$1293$25 [2:1];
-  assign v_reset = \port$1293$25 [18:3];
+  assign spiking = \port$1434$25 [0];
+  assign reset = \port$1434$25 [2:1];
+  assign v_reset = \port$1434$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
 module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_rdy, r_en);
-  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -25795,7 +26026,7 @@ module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -25805,7 +26036,7 @@ module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -25815,7 +26046,7 @@ module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -25828,7 +26059,7 @@ module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -25848,64 +26079,89 @@ module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.router (rst, records__ready, free, records__valid, event_index, \event , can_load, load, send, \spikes$27 , \base$28 , \layer$29 , \emit_values$30 , values, records__payload, layer, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire [14:0] \$11 ;
-  wire [14:0] \$12 ;
-  wire [14:0] \$13 ;
+module \npu_core_digits.router (rst, records__ready, free, can_load, \event , load, send, \spikes$33 , \base$34 , \layer$35 , \emit_values$36 , values, out_valid, records__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
+  wire [8:0] \$1 ;
+  wire [7:0] \$10 ;
+  wire [7:0] \$11 ;
+  wire [7:0] \$12 ;
+  wire \$13 ;
   wire \$14 ;
-  reg [7:0] \$15 ;
-  reg [7:0] \$16 ;
-  reg [7:0] \$17 ;
-  reg [1:0] \$18 ;
-  reg \$19 ;
+  wire \$15 ;
+  wire [8:0] \$16 ;
+  wire \$17 ;
+  reg [15:0] \$18 ;
+  wire \$19 ;
   wire [8:0] \$2 ;
-  reg [15:0] \$20 ;
-  reg [15:0] \$21 ;
-  reg [15:0] \$22 ;
-  reg [15:0] \$23 ;
-  reg [15:0] \$24 ;
-  reg [15:0] \$25 ;
-  reg [15:0] \$26 ;
-  reg [15:0] \$27 ;
-  reg [15:0] \$3 ;
-  wire [8:0] \$4 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire [8:0] \$22 ;
+  wire [8:0] \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  reg \$26 ;
+  reg [27:0] \$27 ;
+  reg [7:0] \$28 ;
+  reg [7:0] \$29 ;
+  wire \$3 ;
+  reg [1:0] \$30 ;
+  reg \$31 ;
+  reg [15:0] \$32 ;
+  reg [15:0] \$33 ;
+  reg [15:0] \$34 ;
+  reg [15:0] \$35 ;
+  reg [15:0] \$36 ;
+  reg [15:0] \$37 ;
+  reg [15:0] \$38 ;
+  reg [15:0] \$39 ;
+  wire \$4 ;
+  reg [7:0] \$40 ;
+  reg \$41 ;
+  reg \$42 ;
   wire \$5 ;
   wire \$6 ;
-  wire [14:0] \$7 ;
+  wire \$7 ;
   wire \$8 ;
   wire \$9 ;
+  wire advance;
   reg [7:0] base = 8'h00;
-  input [7:0] \base$28 ;
-  wire [7:0] \base$28 ;
+  input [7:0] \base$34 ;
+  wire [7:0] \base$34 ;
   output can_load;
   wire can_load;
   input clk;
   wire clk;
   reg emit_values = 1'h0;
-  input \emit_values$30 ;
-  wire \emit_values$30 ;
+  input \emit_values$36 ;
+  wire \emit_values$36 ;
   output \event ;
   wire \event ;
-  output [7:0] event_index;
   wire [7:0] event_index;
-  (* init = 2'h0 *)
   wire [1:0] event_layer;
   output free;
   wire free;
-  output [1:0] layer;
   reg [1:0] layer = 2'h0;
-  input [1:0] \layer$29 ;
-  wire [1:0] \layer$29 ;
+  input [1:0] \layer$35 ;
+  wire [1:0] \layer$35 ;
   input load;
   wire load;
+  wire [7:0] lowest;
+  reg none_left = 1'h1;
+  reg one_left = 1'h0;
+  (* init = 28'h0000000 *)
+  wire [27:0] out;
+  wire [6:0] \out.index ;
+  wire [1:0] \out.kind ;
+  wire [1:0] \out.layer ;
+  wire \out.spike ;
+  wire [15:0] \out.value ;
+  output out_valid;
+  reg out_valid = 1'h0;
   reg [7:0] pending = 8'h00;
-  reg [2:0] pick;
-  wire pick_spike;
+  reg [7:0] pending_next;
+  wire [2:0] pick;
   output [27:0] records__payload;
-  wire [27:0] records__payload;
+  reg [27:0] records__payload = 28'h0000000;
   wire [6:0] \records__payload.index ;
   wire [1:0] \records__payload.kind ;
   wire [1:0] \records__payload.layer ;
@@ -25913,15 +26169,15 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
   wire [15:0] \records__payload.value ;
   input records__ready;
   wire records__ready;
-  output records__valid;
+  (* init = 1'h0 *)
   wire records__valid;
   input rst;
   wire rst;
   input [7:0] send;
   wire [7:0] send;
   reg [7:0] spikes = 8'h00;
-  input [7:0] \spikes$27 ;
-  wire [7:0] \spikes$27 ;
+  input [7:0] \spikes$33 ;
+  wire [7:0] \spikes$33 ;
   reg [15:0] value0 = 16'h0000;
   reg [15:0] value1 = 16'h0000;
   reg [15:0] value2 = 16'h0000;
@@ -25940,240 +26196,277 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
   wire [15:0] \values[5] ;
   wire [15:0] \values[6] ;
   wire [15:0] \values[7] ;
-  assign pick_spike = spikes >> pick;
-  assign free = ! pending;
-  assign records__valid = ~ free;
-  assign \$1  = emit_values ? 1'h1 : 1'h0;
-  assign \$2  = base + pick;
-  assign \$4  = base + pick;
-  assign \$5  = records__valid & records__ready;
-  assign \event  = \$5  & pick_spike;
-  assign \$6  = records__valid & records__ready;
-  assign \$7  = 1'h1 << pick;
-  assign \$8  = pending == \$7 ;
-  assign \$9  = \$6  & \$8 ;
-  assign can_load = free | \$9 ;
-  assign \$10  = records__valid & records__ready;
-  assign \$11  = 1'h1 << pick;
-  assign \$12  = ~ \$11 ;
-  assign \$13  = { 7'h00, pending } & \$12 ;
-  assign \$14  = load & can_load;
   always @(posedge clk)
-    pending <= \$15 ;
+    value7 <= \$39 ;
   always @(posedge clk)
-    spikes <= \$16 ;
+    pending <= \$40 ;
   always @(posedge clk)
-    base <= \$17 ;
+    none_left <= \$41 ;
   always @(posedge clk)
-    layer <= \$18 ;
+    one_left <= \$42 ;
+  assign \$1  = - pending;
+  assign \$2  = { 1'h0, pending } & \$1 ;
+  assign \$3  = | { \$2 [7], \$2 [5], \$2 [3], \$2 [1] };
+  assign \$4  = | { \$2 [7:6], \$2 [3:2] };
+  assign \$5  = | \$2 [7:4];
+  assign \$6  = ~ out_valid;
+  assign advance = \$6  | records__ready;
+  assign \$7  = ~ out_valid;
+  assign free = none_left & \$7 ;
+  assign \$8  = one_left & advance;
+  assign can_load = none_left | \$8 ;
+  assign \$9  = out_valid & records__ready;
+  assign \event  = \$9  & records__payload[11];
+  assign \$10  = ~ \$2 [7:0];
+  assign \$11  = pending & \$10 ;
+  assign \$12  = advance ? \$11  : pending;
+  assign \$13  = load & can_load;
+  assign \$14  = ~ none_left;
+  assign \$15  = emit_values ? 1'h1 : 1'h0;
+  assign \$16  = base + pick;
+  assign \$17  = spikes >> pick;
+  assign \$19  = load & can_load;
+  assign \$20  = ! pending_next;
+  assign \$21  = | pending_next;
+  assign \$22  = pending_next - 1'h1;
+  assign \$23  = { 1'h0, pending_next } & \$22 ;
+  assign \$24  = ! \$23 ;
+  assign \$25  = \$21  & \$24 ;
   always @(posedge clk)
-    emit_values <= \$19 ;
+    out_valid <= \$26 ;
   always @(posedge clk)
-    value0 <= \$20 ;
+    records__payload <= \$27 ;
   always @(posedge clk)
-    value1 <= \$21 ;
+    spikes <= \$28 ;
   always @(posedge clk)
-    value2 <= \$22 ;
+    base <= \$29 ;
   always @(posedge clk)
-    value3 <= \$23 ;
+    layer <= \$30 ;
   always @(posedge clk)
-    value4 <= \$24 ;
+    emit_values <= \$31 ;
   always @(posedge clk)
-    value5 <= \$25 ;
+    value0 <= \$32 ;
   always @(posedge clk)
-    value6 <= \$26 ;
+    value1 <= \$33 ;
   always @(posedge clk)
-    value7 <= \$27 ;
+    value2 <= \$34 ;
+  always @(posedge clk)
+    value3 <= \$35 ;
+  always @(posedge clk)
+    value4 <= \$36 ;
+  always @(posedge clk)
+    value5 <= \$37 ;
+  always @(posedge clk)
+    value6 <= \$38 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$39  = value7;
+    if (\$19 ) begin
+      \$39  = values[127:112];
+    end
+    if (rst) begin
+      \$39  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$40  = pending_next;
+    if (rst) begin
+      \$40  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$41  = \$20 ;
+    if (rst) begin
+      \$41  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$42  = \$25 ;
+    if (rst) begin
+      \$42  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     casez (pick)
       3'h0:
-          \$3  = value0;
+          \$18  = value0;
       3'h1:
-          \$3  = value1;
+          \$18  = value1;
       3'h2:
-          \$3  = value2;
+          \$18  = value2;
       3'h3:
-          \$3  = value3;
+          \$18  = value3;
       3'h4:
-          \$3  = value4;
+          \$18  = value4;
       3'h5:
-          \$3  = value5;
+          \$18  = value5;
       3'h6:
-          \$3  = value6;
+          \$18  = value6;
       3'h7:
-          \$3  = value7;
+          \$18  = value7;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    pick = 3'h0;
-    if (pending[7]) begin
-      pick = 3'h7;
-    end
-    if (pending[6]) begin
-      pick = 3'h6;
-    end
-    if (pending[5]) begin
-      pick = 3'h5;
-    end
-    if (pending[4]) begin
-      pick = 3'h4;
-    end
-    if (pending[3]) begin
-      pick = 3'h3;
-    end
-    if (pending[2]) begin
-      pick = 3'h2;
-    end
-    if (pending[1]) begin
-      pick = 3'h1;
-    end
-    if (pending[0]) begin
-      pick = 3'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    pending_next = \$12 ;
+    if (\$13 ) begin
+      pending_next = send;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$15  = pending;
-    if (\$10 ) begin
-      \$15  = \$13 [7:0];
-    end
-    if (\$14 ) begin
-      \$15  = send;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$26  = out_valid;
+    if (advance) begin
+      \$26  = \$14 ;
     end
     if (rst) begin
-      \$15  = 8'h00;
+      \$26  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$16  = spikes;
-    if (\$14 ) begin
-      \$16  = \spikes$27 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$27  = records__payload;
+    if (advance) begin
+      \$27 [1:0] = { 1'h0, \$15  };
+      \$27 [3:2] = layer;
+      \$27 [10:4] = \$16 [6:0];
+      \$27 [11] = \$17 ;
+      \$27 [27:12] = \$18 ;
     end
     if (rst) begin
-      \$16  = 8'h00;
+      \$27  = 28'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$17  = base;
-    if (\$14 ) begin
-      \$17  = \base$28 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$28  = spikes;
+    if (\$19 ) begin
+      \$28  = \spikes$33 ;
     end
     if (rst) begin
-      \$17  = 8'h00;
+      \$28  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$18  = layer;
-    if (\$14 ) begin
-      \$18  = \layer$29 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$29  = base;
+    if (\$19 ) begin
+      \$29  = \base$34 ;
     end
     if (rst) begin
-      \$18  = 2'h0;
+      \$29  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$19  = emit_values;
-    if (\$14 ) begin
-      \$19  = \emit_values$30 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$30  = layer;
+    if (\$19 ) begin
+      \$30  = \layer$35 ;
     end
     if (rst) begin
-      \$19  = 1'h0;
+      \$30  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$20  = value0;
-    if (\$14 ) begin
-      \$20  = values[15:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$31  = emit_values;
+    if (\$19 ) begin
+      \$31  = \emit_values$36 ;
     end
     if (rst) begin
-      \$20  = 16'h0000;
+      \$31  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$21  = value1;
-    if (\$14 ) begin
-      \$21  = values[31:16];
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$32  = value0;
+    if (\$19 ) begin
+      \$32  = values[15:0];
     end
     if (rst) begin
-      \$21  = 16'h0000;
+      \$32  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$22  = value2;
-    if (\$14 ) begin
-      \$22  = values[47:32];
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$33  = value1;
+    if (\$19 ) begin
+      \$33  = values[31:16];
     end
     if (rst) begin
-      \$22  = 16'h0000;
+      \$33  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$23  = value3;
-    if (\$14 ) begin
-      \$23  = values[63:48];
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$34  = value2;
+    if (\$19 ) begin
+      \$34  = values[47:32];
     end
     if (rst) begin
-      \$23  = 16'h0000;
+      \$34  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$24  = value4;
-    if (\$14 ) begin
-      \$24  = values[79:64];
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$35  = value3;
+    if (\$19 ) begin
+      \$35  = values[63:48];
     end
     if (rst) begin
-      \$24  = 16'h0000;
+      \$35  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$25  = value5;
-    if (\$14 ) begin
-      \$25  = values[95:80];
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$36  = value4;
+    if (\$19 ) begin
+      \$36  = values[79:64];
     end
     if (rst) begin
-      \$25  = 16'h0000;
+      \$36  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$26  = value6;
-    if (\$14 ) begin
-      \$26  = values[111:96];
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$37  = value5;
+    if (\$19 ) begin
+      \$37  = values[95:80];
     end
     if (rst) begin
-      \$26  = 16'h0000;
+      \$37  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$27  = value7;
-    if (\$14 ) begin
-      \$27  = values[127:112];
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$38  = value6;
+    if (\$19 ) begin
+      \$38  = values[111:96];
     end
     if (rst) begin
-      \$27  = 16'h0000;
+      \$38  = 16'h0000;
     end
   end
-  assign event_layer = layer;
-  assign event_index = \$4 [7:0];
+  assign lowest = \$2 [7:0];
+  assign records__valid = out_valid;
+  assign out = records__payload;
+  assign event_index = { 1'h0, records__payload[10:4] };
+  assign event_layer = records__payload[3:2];
   assign \records__payload.kind  = records__payload[1:0];
   assign \records__payload.layer  = records__payload[3:2];
   assign \records__payload.index  = records__payload[10:4];
   assign \records__payload.spike  = records__payload[11];
   assign \records__payload.value  = records__payload[27:12];
+  assign \out.kind  = records__payload[1:0];
+  assign \out.layer  = records__payload[3:2];
+  assign \out.index  = records__payload[10:4];
+  assign \out.spike  = records__payload[11];
+  assign \out.value  = records__payload[27:12];
   assign \values[0]  = values[15:0];
   assign \values[1]  = values[31:16];
   assign \values[2]  = values[47:32];
@@ -26182,9 +26475,7 @@ module \npu_core_digits.router (rst, records__ready, free, records__valid, event
   assign \values[5]  = values[95:80];
   assign \values[6]  = values[111:96];
   assign \values[7]  = values[127:112];
-  assign records__payload[27:12] = \$3 ;
-  assign records__payload[11] = pick_spike;
-  assign records__payload[10:4] = \$2 [6:0];
-  assign records__payload[3:2] = layer;
-  assign records__payload[1:0] = { 1'h0, \$1  };
+  assign pick[2] = \$5 ;
+  assign pick[1] = \$4 ;
+  assign pick[0] = \$3 ;
 endmodule

@@ -5,333 +5,298 @@
 module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input__valid, output__ready, clk, rst, host_rdata, host_rvalid, busy, input__ready, output__payload, output__valid, host_addr);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
-  wire \$10 ;
+  wire [15:0] \$10 ;
   wire \$100 ;
-  wire [5:0] \$101 ;
+  wire \$101 ;
   wire \$102 ;
-  wire [32:0] \$103 ;
+  wire \$103 ;
   wire \$104 ;
-  wire [32:0] \$105 ;
+  wire \$105 ;
   wire \$106 ;
-  reg [4:0] \$107 ;
-  wire [5:0] \$108 ;
+  wire \$107 ;
+  wire \$108 ;
   wire \$109 ;
-  wire \$11 ;
+  wire [15:0] \$11 ;
   wire \$110 ;
-  wire [32:0] \$111 ;
+  wire \$111 ;
   wire \$112 ;
   wire \$113 ;
   wire \$114 ;
   wire \$115 ;
   wire \$116 ;
   wire \$117 ;
-  wire [32:0] \$118 ;
-  wire \$119 ;
+  wire \$118 ;
+  reg [7:0] \$119 ;
   wire \$12 ;
-  wire [32:0] \$120 ;
-  wire \$121 ;
-  wire [32:0] \$122 ;
+  reg [40:0] \$120 ;
+  reg [15:0] \$121 ;
+  wire [9:0] \$122 ;
   wire \$123 ;
-  wire [32:0] \$124 ;
+  wire \$124 ;
   wire \$125 ;
-  reg [1:0] \$126 ;
-  reg [1:0] \$127 ;
-  wire \$128 ;
-  reg [1:0] \$129 ;
-  wire \$13 ;
-  wire \$130 ;
-  reg \$131 ;
+  wire [8:0] \$126 ;
+  wire [7:0] \$127 ;
+  wire [7:0] \$128 ;
+  wire [8:0] \$129 ;
+  wire [17:0] \$13 ;
+  wire [7:0] \$130 ;
+  wire [7:0] \$131 ;
   wire \$132 ;
   wire \$133 ;
-  reg [1:0] \$134 ;
+  reg [3:0] \$134 ;
   wire \$135 ;
-  reg [4:0] \$136 ;
-  reg [1:0] \$137 ;
-  reg \$138 ;
+  wire \$136 ;
+  wire [7:0] \$137 ;
+  wire [41:0] \$138 ;
   wire \$139 ;
-  wire \$14 ;
-  reg [4:0] \$140 ;
-  wire [4:0] \$141 ;
-  reg [7:0] \$142 ;
-  reg [4:0] \$143 ;
-  wire [5:0] \$144 ;
-  wire [5:0] \$145 ;
-  reg [4:0] \$146 ;
-  wire [5:0] \$147 ;
-  wire [5:0] \$148 ;
-  wire [6:0] \$149 ;
+  wire [26:0] \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire [7:0] \$143 ;
+  wire [41:0] \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire [5:0] \$149 ;
   wire \$15 ;
-  reg [4:0] \$150 ;
-  wire [7:0] \$151 ;
-  wire [7:0] \$152 ;
-  reg [4:0] \$153 ;
-  wire [7:0] \$154 ;
-  wire [7:0] \$155 ;
-  wire [8:0] \$156 ;
-  wire [9:0] \$157 ;
-  wire \$158 ;
-  wire [32:0] \$159 ;
-  wire \$16 ;
+  wire [6:0] \$150 ;
+  wire \$151 ;
+  wire [5:0] \$152 ;
+  wire [6:0] \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  reg [3:0] \$158 ;
+  wire \$159 ;
+  wire [17:0] \$16 ;
   wire \$160 ;
-  wire [32:0] \$161 ;
+  wire \$161 ;
   wire \$162 ;
-  wire [5:0] \$163 ;
+  wire \$163 ;
   wire \$164 ;
   wire \$165 ;
-  wire [32:0] \$166 ;
+  wire \$166 ;
   wire \$167 ;
-  wire [32:0] \$168 ;
-  wire [3:0] \$169 ;
-  wire \$17 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire [26:0] \$17 ;
   wire \$170 ;
-  wire [32:0] \$171 ;
+  wire \$171 ;
   wire \$172 ;
-  wire [32:0] \$173 ;
+  wire \$173 ;
   wire \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
+  wire [1:0] \$175 ;
+  wire [1:0] \$176 ;
+  wire [5:0] \$177 ;
   wire \$178 ;
   wire \$179 ;
   wire \$18 ;
   wire \$180 ;
-  wire [32:0] \$181 ;
+  wire \$181 ;
   wire \$182 ;
-  wire [32:0] \$183 ;
-  wire [4:0] \$184 ;
+  wire \$183 ;
+  wire \$184 ;
   wire \$185 ;
-  wire [4:0] \$186 ;
-  wire [1:0] \$187 ;
+  wire \$186 ;
+  wire \$187 ;
   wire \$188 ;
-  wire [1:0] \$189 ;
-  wire \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire [32:0] \$194 ;
-  reg [37:0] \$195 ;
-  reg [37:0] \$196 ;
-  reg [15:0] \$197 ;
-  reg [15:0] \$198 ;
-  reg [15:0] \$199 ;
+  wire \$189 ;
+  wire [5:0] \$19 ;
+  reg [37:0] \$190 ;
+  reg [37:0] \$191 ;
+  reg [15:0] \$192 ;
+  reg [15:0] \$193 ;
+  reg [15:0] \$194 ;
+  reg [15:0] \$195 ;
+  reg [1:0] \$196 ;
+  reg \$197 ;
+  reg [2:0] \$198 ;
+  reg \$199 ;
   wire \$2 ;
   wire \$20 ;
-  reg [15:0] \$200 ;
-  reg [1:0] \$201 ;
-  reg \$202 ;
-  reg [2:0] \$203 ;
+  reg [40:0] \$200 ;
+  reg [37:0] \$201 ;
+  reg [2:0] \$202 ;
+  reg \$203 ;
   reg \$204 ;
-  reg [40:0] \$205 ;
-  reg [37:0] \$206 ;
-  reg [2:0] \$207 ;
+  reg \$205 ;
+  reg [7:0] \$206 ;
+  reg [8:0] \$207 ;
   reg \$208 ;
   reg \$209 ;
-  reg [7:0] \$21 ;
-  reg [7:0] \$210 ;
-  reg [8:0] \$211 ;
+  wire [5:0] \$21 ;
+  reg \$210 ;
+  reg \$211 ;
   reg \$212 ;
-  reg \$213 ;
-  reg [7:0] \$214 ;
-  reg \$215 ;
-  reg [7:0] \$216 ;
-  reg [7:0] \$217 ;
-  reg [15:0] \$218 ;
-  reg [15:0] \$219 ;
-  reg [40:0] \$22 ;
-  reg \$220 ;
-  reg \$221 ;
-  reg [17:0] \$222 ;
-  reg [15:0] \$223 ;
-  reg [25:0] \$224 ;
-  reg [17:0] \$225 ;
+  reg [17:0] \$213 ;
+  reg [25:0] \$214 ;
+  reg [17:0] \$215 ;
+  reg [25:0] \$216 ;
+  reg [4:0] \$217 ;
+  reg [4:0] \$218 ;
+  reg [4:0] \$219 ;
+  wire \$22 ;
+  reg [4:0] \$220 ;
+  reg [4:0] \$221 ;
+  reg [4:0] \$222 ;
+  reg [4:0] \$223 ;
+  reg [4:0] \$224 ;
+  reg [1:0] \$225 ;
   reg [15:0] \$226 ;
-  reg [25:0] \$227 ;
-  reg [4:0] \$228 ;
-  reg [4:0] \$229 ;
-  reg [15:0] \$23 ;
-  reg [4:0] \$230 ;
+  reg [15:0] \$227 ;
+  reg [1:0] \$228 ;
+  reg \$229 ;
+  wire [5:0] \$23 ;
+  reg \$230 ;
   reg [4:0] \$231 ;
   reg [4:0] \$232 ;
-  reg [4:0] \$233 ;
-  reg [4:0] \$234 ;
-  reg [4:0] \$235 ;
-  reg [31:0] \$236 ;
-  reg [31:0] \$237 ;
-  reg \$238 ;
-  reg [4:0] \$239 ;
-  wire [9:0] \$24 ;
-  reg [4:0] \$240 ;
-  reg [31:0] \$241 ;
-  reg [31:0] \$242 ;
-  reg [31:0] \$243 ;
-  reg [31:0] \$244 ;
-  reg [31:0] \$245 ;
-  reg [31:0] \$246 ;
-  reg [31:0] \$247 ;
-  reg [31:0] \$248 ;
-  reg \$249 ;
-  wire [9:0] \$25 ;
-  reg \$250 ;
-  reg \$251 ;
-  reg \$252 ;
-  reg [3:0] \$253 ;
-  reg [3:0] \$254 ;
-  reg [2:0] \$255 ;
-  reg [1:0] \$256 ;
-  reg \$257 ;
-  reg \$258 ;
-  reg [4:0] \$259 ;
-  wire [9:0] \$26 ;
-  reg [4:0] \$260 ;
-  reg [7:0] \$261 ;
-  reg [8:0] \$262 ;
-  reg \$263 ;
-  wire [7:0] \$27 ;
-  wire [7:0] \$28 ;
-  wire [9:0] \$29 ;
+  reg \$233 ;
+  reg \$234 ;
+  reg \$235 ;
+  reg [3:0] \$236 ;
+  reg [3:0] \$237 ;
+  reg [2:0] \$238 ;
+  reg [1:0] \$239 ;
+  wire \$24 ;
+  reg \$240 ;
+  reg \$241 ;
+  reg [4:0] \$242 ;
+  reg [4:0] \$243 ;
+  reg [7:0] \$244 ;
+  reg [8:0] \$245 ;
+  reg [1:0] \$246 ;
+  reg \$247 ;
+  wire [5:0] \$25 ;
+  wire \$26 ;
+  wire [5:0] \$27 ;
+  wire \$28 ;
+  wire [5:0] \$29 ;
   wire \$3 ;
-  wire [9:0] \$30 ;
-  wire [7:0] \$31 ;
-  wire [7:0] \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  reg [3:0] \$35 ;
-  wire [7:0] \$36 ;
-  wire [41:0] \$37 ;
-  wire \$38 ;
+  wire \$30 ;
+  wire [5:0] \$31 ;
+  wire \$32 ;
+  wire [5:0] \$33 ;
+  wire [4:0] \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  reg [4:0] \$37 ;
+  wire [5:0] \$38 ;
   wire \$39 ;
   wire \$4 ;
   wire \$40 ;
   wire \$41 ;
-  wire [7:0] \$42 ;
-  wire [41:0] \$43 ;
+  wire \$42 ;
+  wire \$43 ;
   wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
+  reg [1:0] \$45 ;
+  reg [1:0] \$46 ;
   wire \$47 ;
-  wire [5:0] \$48 ;
-  wire [6:0] \$49 ;
-  wire \$5 ;
-  wire \$50 ;
-  wire [5:0] \$51 ;
-  wire [6:0] \$52 ;
-  wire \$53 ;
+  reg [1:0] \$48 ;
+  wire \$49 ;
+  reg [37:0] \$5 ;
+  reg \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  reg [1:0] \$53 ;
   wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  reg [3:0] \$57 ;
+  reg [4:0] \$55 ;
+  reg [1:0] \$56 ;
+  reg \$57 ;
   wire \$58 ;
-  wire [1:0] \$59 ;
-  wire \$6 ;
-  wire [1:0] \$60 ;
-  wire [5:0] \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  reg [37:0] \$75 ;
-  reg [15:0] \$76 ;
-  reg [31:0] \$77 ;
-  reg [37:0] \$78 ;
+  reg [4:0] \$59 ;
+  reg [15:0] \$6 ;
+  wire [4:0] \$60 ;
+  reg [7:0] \$61 ;
+  reg [4:0] \$62 ;
+  wire [5:0] \$63 ;
+  wire [5:0] \$64 ;
+  reg [4:0] \$65 ;
+  wire [5:0] \$66 ;
+  wire [5:0] \$67 ;
+  wire [6:0] \$68 ;
+  reg [4:0] \$69 ;
+  reg [37:0] \$7 ;
+  wire [7:0] \$70 ;
+  wire [7:0] \$71 ;
+  reg [4:0] \$72 ;
+  wire [7:0] \$73 ;
+  wire [7:0] \$74 ;
+  wire [8:0] \$75 ;
+  wire [9:0] \$76 ;
+  wire \$77 ;
+  wire [5:0] \$78 ;
   wire [3:0] \$79 ;
-  wire \$8 ;
-  wire [15:0] \$80 ;
-  wire [15:0] \$81 ;
-  wire [26:0] \$82 ;
-  wire [26:0] \$83 ;
-  wire [26:0] \$84 ;
-  wire [26:0] \$85 ;
+  wire [3:0] \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
   wire \$86 ;
-  wire [5:0] \$87 ;
-  wire \$88 ;
-  wire [5:0] \$89 ;
-  wire \$9 ;
-  wire \$90 ;
-  wire [5:0] \$91 ;
-  wire \$92 ;
-  wire [5:0] \$93 ;
+  wire \$87 ;
+  wire [2:0] \$88 ;
+  wire [4:0] \$89 ;
+  wire [9:0] \$9 ;
+  wire [1:0] \$90 ;
+  wire \$91 ;
+  wire [1:0] \$92 ;
+  wire \$93 ;
   wire \$94 ;
-  wire [5:0] \$95 ;
+  wire \$95 ;
   wire \$96 ;
-  wire [5:0] \$97 ;
+  wire \$97 ;
   wire \$98 ;
-  wire [5:0] \$99 ;
+  wire \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$129 ;
-  reg \$signal$159  = 1'h0;
-  reg \$signal$162  = 1'h0;
-  reg \$signal$163  = 1'h0;
-  reg \$signal$170  = 1'h0;
-  reg \$signal$176  = 1'h0;
+  reg \$signal$102  = 1'h0;
+  reg \$signal$58  = 1'h0;
+  reg \$signal$59  = 1'h0;
+  reg \$signal$66  = 1'h0;
+  reg \$signal$67 ;
+  reg \$signal$98  = 1'h0;
   wire [7:0] \$signature__addr ;
-  wire [3:0] \$signature__addr$111 ;
-  wire [3:0] \$signature__addr$116 ;
-  wire [3:0] \$signature__addr$23 ;
-  wire [7:0] \$signature__addr$26 ;
-  wire [3:0] \$signature__addr$29 ;
-  wire [7:0] \$signature__addr$52 ;
-  wire [3:0] \$signature__addr$54 ;
-  wire [3:0] \$signature__addr$55 ;
-  wire [7:0] \$signature__addr$56 ;
-  wire [3:0] \$signature__addr$57 ;
-  wire [3:0] \$signature__addr$58 ;
+  wire [3:0] \$signature__addr$120 ;
+  wire [7:0] \$signature__addr$123 ;
+  wire [3:0] \$signature__addr$126 ;
+  wire [3:0] \$signature__addr$170 ;
+  wire [3:0] \$signature__addr$174 ;
   wire [7:0] \$signature__data ;
-  wire [15:0] \$signature__data$112 ;
-  wire [15:0] \$signature__data$117 ;
-  wire [40:0] \$signature__data$24 ;
-  wire [8:0] \$signature__data$24.alpha ;
-  wire [15:0] \$signature__data$24.bias ;
-  wire [15:0] \$signature__data$24.theta ;
-  wire [7:0] \$signature__data$27 ;
-  wire [40:0] \$signature__data$30 ;
-  wire [8:0] \$signature__data$30.alpha ;
-  wire [15:0] \$signature__data$30.bias ;
-  wire [15:0] \$signature__data$30.theta ;
-  wire [7:0] \$signature__data$34 ;
-  wire [7:0] \$signature__data$35 ;
-  wire [40:0] \$signature__data$36 ;
-  wire [8:0] \$signature__data$36.alpha ;
-  wire [15:0] \$signature__data$36.bias ;
-  wire [15:0] \$signature__data$36.theta ;
-  wire [40:0] \$signature__data$37 ;
-  wire [8:0] \$signature__data$37.alpha ;
-  wire [15:0] \$signature__data$37.bias ;
-  wire [15:0] \$signature__data$37.theta ;
-  wire [15:0] \$signature__data$38 ;
-  wire [15:0] \$signature__data$39 ;
+  wire [40:0] \$signature__data$121 ;
+  wire [8:0] \$signature__data$121.alpha ;
+  wire [15:0] \$signature__data$121.bias ;
+  wire [15:0] \$signature__data$121.theta ;
+  wire [7:0] \$signature__data$124 ;
+  wire [40:0] \$signature__data$127 ;
+  wire [8:0] \$signature__data$127.alpha ;
+  wire [15:0] \$signature__data$127.bias ;
+  wire [15:0] \$signature__data$127.theta ;
+  wire [15:0] \$signature__data$171 ;
+  wire [15:0] \$signature__data$175 ;
   wire \$signature__en ;
-  wire \$signature__en$114 ;
-  wire \$signature__en$119 ;
-  wire \$signature__en$25 ;
-  wire \$signature__en$28 ;
-  wire \$signature__en$31 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] acc0;
-  (* init = 26'h0000000 *)
-  wire [25:0] acc1;
+  wire \$signature__en$122 ;
+  wire \$signature__en$125 ;
+  wire \$signature__en$128 ;
+  wire \$signature__en$172 ;
+  wire \$signature__en$176 ;
+  reg [25:0] acc0 = 26'h0000000;
+  reg [25:0] acc1 = 26'h0000000;
   wire [8:0] alpha;
-  wire [8:0] \alpha$68 ;
+  wire [8:0] \alpha$145 ;
   reg bank_sel = 1'h0;
   reg [4:0] base;
   wire [15:0] bias;
-  wire [15:0] \bias$69 ;
+  wire [15:0] \bias$146 ;
   output busy;
   reg busy;
-  wire \busy$19 ;
+  wire \busy$32 ;
   wire can_load;
   input clear;
   wire clear;
+  reg \clear$187 ;
   input clk;
   wire clk;
   reg [4:0] cnt = 5'h00;
@@ -343,18 +308,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [4:0] count5 = 5'h00;
   reg [4:0] count6 = 5'h00;
   reg [4:0] count7 = 5'h00;
-  reg [31:0] ctr0 = 32'd0;
-  reg [31:0] ctr1 = 32'd0;
-  reg [31:0] ctr2 = 32'd0;
-  reg [31:0] ctr3 = 32'd0;
-  reg [31:0] ctr4 = 32'd0;
-  reg [31:0] ctr5 = 32'd0;
-  reg [31:0] ctr6 = 32'd0;
-  reg [31:0] ctr7 = 32'd0;
-  reg [31:0] ctr8 = 32'd0;
-  reg [31:0] ctr9 = 32'd0;
   reg cur = 1'h0;
-  reg drain2 = 1'h0;
+  reg [1:0] drain_n = 2'h0;
   reg [2:0] e = 3'h0;
   reg [2:0] e_end = 3'h0;
   reg [15:0] edge0 = 16'h0000;
@@ -384,10 +339,6 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \end_record.layer ;
   wire \end_record.spike ;
   wire [15:0] \end_record.value ;
-  wire [6:0] ev_rd__addr;
-  wire [11:0] ev_rd__data;
-  wire [3:0] \ev_rd__data.index ;
-  wire [7:0] \ev_rd__data.value ;
   reg [6:0] ev_wr__addr;
   reg [11:0] ev_wr__data;
   wire [3:0] \ev_wr__data.index ;
@@ -396,6 +347,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \event ;
   wire [4:0] event_index;
   wire event_layer;
+  reg [11:0] events_nrw = 12'h000;
+  wire [3:0] \events_nrw.index ;
+  wire [7:0] \events_nrw.value ;
   wire free;
   reg [3:0] fsm_state = 4'h0;
   input [11:0] host_addr;
@@ -413,15 +367,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [4:0] in_count0 = 5'h00;
   reg [4:0] in_count1 = 5'h00;
   reg in_full = 1'h0;
-  wire [4:0] in_rd__addr;
-  wire [11:0] in_rd__data;
-  wire [3:0] \in_rd__data.index ;
-  wire [7:0] \in_rd__data.value ;
   reg [4:0] in_wr__addr;
   reg [11:0] in_wr__data;
   wire [3:0] \in_wr__data.index ;
   wire [7:0] \in_wr__data.value ;
   reg in_wr__en;
+  reg [9:0] inc;
   input [12:0] input__payload;
   wire [12:0] input__payload;
   wire \input__payload.end ;
@@ -431,10 +382,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire input__ready;
   input input__valid;
   wire input__valid;
+  reg [11:0] input_events_nrw = 12'h000;
+  wire [3:0] \input_events_nrw.index ;
+  wire [7:0] \input_events_nrw.value ;
   reg issue;
   reg [3:0] k = 4'h0;
+  reg last_row = 1'h0;
   reg [37:0] layer = 38'h0000000000;
-  reg \layer$137 ;
+  reg \layer$184 ;
   wire [1:0] \layer.ebase ;
   wire [2:0] \layer.ecount ;
   wire \layer.emit_values ;
@@ -465,11 +420,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \layer1.spiking ;
   wire [15:0] \layer1.v_reset ;
   wire [17:0] leak;
-  wire [17:0] \leak$175 ;
+  wire [17:0] \leak$73 ;
   reg [17:0] leak_q0 = 18'h00000;
   reg [17:0] leak_q1 = 18'h00000;
   reg li = 1'h0;
   reg load;
+  reg [15:0] membranes0_nrw = 16'h0000;
+  reg [15:0] membranes1_nrw = 16'h0000;
   reg [4:0] n = 5'h00;
   reg neuron_write;
   reg [1:0] num_layers = 2'h0;
@@ -484,15 +441,52 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire output__ready;
   output output__valid;
   wire output__valid;
+  reg [40:0] params0_nrw = 41'h00000000000;
+  wire [8:0] \params0_nrw.alpha ;
+  wire [15:0] \params0_nrw.bias ;
+  wire [15:0] \params0_nrw.theta ;
+  reg [40:0] params1_nrw = 41'h00000000000;
+  wire [8:0] \params1_nrw.alpha ;
+  wire [15:0] \params1_nrw.bias ;
+  wire [15:0] \params1_nrw.theta ;
+  wire [7:0] port__addr;
+  wire [3:0] \port__addr$134 ;
+  wire [3:0] \port__addr$135 ;
+  wire [7:0] \port__addr$136 ;
+  wire [3:0] \port__addr$137 ;
+  wire [3:0] \port__addr$138 ;
+  wire [6:0] \port__addr$139 ;
+  wire [4:0] \port__addr$140 ;
+  wire [11:0] port__data;
+  wire [11:0] \port__data$19 ;
+  wire [3:0] \port__data$19.index ;
+  wire [7:0] \port__data$19.value ;
+  wire [7:0] \port__data$21 ;
+  wire [40:0] \port__data$23 ;
+  wire [8:0] \port__data$23.alpha ;
+  wire [15:0] \port__data$23.bias ;
+  wire [15:0] \port__data$23.theta ;
+  wire [15:0] \port__data$25 ;
+  wire [7:0] \port__data$27 ;
+  wire [40:0] \port__data$29 ;
+  wire [8:0] \port__data$29.alpha ;
+  wire [15:0] \port__data$29.bias ;
+  wire [15:0] \port__data$29.theta ;
+  wire [15:0] \port__data$31 ;
+  wire [3:0] \port__data.index ;
+  wire [7:0] \port__data.value ;
   reg pre2 = 1'h0;
   reg [15:0] prod_q0 = 16'h0000;
   reg [15:0] prod_q1 = 16'h0000;
   wire [23:0] r_data;
   wire r_en;
   wire r_rdy;
+  wire [3:0] raddr;
   reg rd_lane = 1'h0;
   reg [40:0] rd_reg = 41'h00000000000;
   reg [2:0] rd_region = 3'h0;
+  wire [31:0] rdata;
+  wire re;
   wire [23:0] records__payload;
   wire [3:0] \records__payload.index ;
   wire [1:0] \records__payload.kind ;
@@ -502,7 +496,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire records__ready;
   wire records__valid;
   wire [1:0] reset;
-  wire [1:0] \reset$108 ;
+  wire [1:0] \reset$168 ;
   wire [4:0] row_addr;
   reg [8:0] row_offset = 9'h000;
   reg [7:0] row_wbase = 8'h00;
@@ -513,43 +507,52 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [3:0] s1_index;
   reg [8:0] s1_rowbase = 9'h000;
   wire [7:0] s1_value;
+  reg s1b_valid = 1'h0;
+  reg [7:0] s1b_x = 8'h00;
   reg s2_valid = 1'h0;
   reg [7:0] s2_x = 8'h00;
   reg [7:0] s3_x = 8'h00;
   reg s4_valid = 1'h0;
   reg [1:0] send;
   wire spike;
-  wire \spike$110 ;
+  wire \spike$90 ;
   wire [1:0] spike_src;
-  wire [1:0] spikes;
-  reg [1:0] \spikes$135 ;
+  reg [1:0] spikes = 2'h0;
+  reg [1:0] \spikes$182 ;
   wire spiking;
-  wire \spiking$109 ;
+  wire \spiking$169 ;
   reg [1:0] src_sel = 2'h0;
-  reg [15:0] theta = 16'h0000;
-  reg [15:0] \theta$105  = 16'h0000;
+  wire [15:0] theta;
+  wire [15:0] \theta$166 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] total;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$165 ;
   (* init = 16'h0000 *)
-  wire [15:0] theta_q0;
-  (* init = 16'h0000 *)
-  wire [15:0] theta_q1;
-  reg [25:0] total = 26'h0000000;
-  reg [25:0] \total$103  = 26'h0000000;
   wire [15:0] u;
-  wire [15:0] \u$67 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$144 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$118 ;
+  wire [15:0] \u_new$92 ;
+  reg [15:0] u_new0 = 16'h0000;
+  reg [15:0] u_new1 = 16'h0000;
   wire [15:0] v_reset;
-  wire [15:0] \v_reset$107 ;
+  wire [15:0] \v_reset$167 ;
   wire [1:0] valid_lanes;
+  reg [1:0] valid_q = 2'h0;
   reg [31:0] values;
   wire [15:0] \values[0] ;
   wire [15:0] \values[1] ;
+  reg [8:0] w_addr_q0 = 9'h000;
   wire [23:0] w_data;
   wire w_en;
   reg [7:0] w_q0 = 8'h00;
   reg [7:0] w_q1 = 8'h00;
   wire w_rdy;
+  reg [7:0] weights0_nrw = 8'h00;
+  reg [7:0] weights1_nrw = 8'h00;
   reg write_end;
+  (* no_rw_check = 32'd1 *)
   reg [11:0] events [127:0];
   initial begin
     events[0] = 12'h000;
@@ -685,11 +688,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     if (ev_wr__en)
       events[ev_wr__addr] <= ev_wr__data;
   end
-  reg [11:0] _0_;
-  always @(posedge clk) begin
-    _0_ <= events[{ bank_sel, src_sel, n[3:0] }];
-  end
-  assign ev_rd__data = _0_;
+  assign port__data = events[{ bank_sel, src_sel, n[3:0] }];
+  (* no_rw_check = 32'd1 *)
   reg [11:0] input_events [31:0];
   initial begin
     input_events[0] = 12'h000;
@@ -729,11 +729,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     if (in_wr__en)
       input_events[in_wr__addr] <= in_wr__data;
   end
-  reg [11:0] _1_;
-  always @(posedge clk) begin
-    _1_ <= input_events[{ bank_sel, n[3:0] }];
-  end
-  assign in_rd__data = _1_;
+  assign \port__data$19  = input_events[{ bank_sel, n[3:0] }];
+  (* no_rw_check = 32'd1 *)
   reg [15:0] membranes0 [15:0];
   initial begin
     membranes0[0] = 16'h0000;
@@ -754,14 +751,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes0[15] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$114 )
-      membranes0[\$36 [3:0]] <= \$37 [15:0];
+    if (\$signature__en$172 )
+      membranes0[\$137 [3:0]] <= \$138 [15:0];
   end
-  reg [15:0] _2_;
-  always @(posedge clk) begin
-    _2_ <= membranes0[\$28 [3:0]];
-  end
-  assign \$signature__data$38  = _2_;
+  assign \port__data$25  = membranes0[\$128 [3:0]];
+  (* no_rw_check = 32'd1 *)
   reg [15:0] membranes1 [15:0];
   initial begin
     membranes1[0] = 16'h0000;
@@ -782,14 +776,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes1[15] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$119 )
-      membranes1[\$42 [3:0]] <= \$43 [15:0];
+    if (\$signature__en$176 )
+      membranes1[\$143 [3:0]] <= \$144 [15:0];
   end
-  reg [15:0] _3_;
-  always @(posedge clk) begin
-    _3_ <= membranes1[\$32 [3:0]];
-  end
-  assign \$signature__data$39  = _3_;
+  assign \port__data$31  = membranes1[\$131 [3:0]];
+  (* no_rw_check = 32'd1 *)
   reg [40:0] params0 [15:0];
   initial begin
     params0[0] = 41'h00000000000;
@@ -810,14 +801,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     params0[15] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$25 )
+    if (\$signature__en$122 )
       params0[host_addr[3:0]] <= host_wdata;
   end
-  reg [40:0] _4_;
-  always @(posedge clk) begin
-    _4_ <= params0[\$27 [3:0]];
-  end
-  assign \$signature__data$36  = _4_;
+  assign \port__data$23  = params0[\$127 [3:0]];
+  (* no_rw_check = 32'd1 *)
   reg [40:0] params1 [15:0];
   initial begin
     params1[0] = 41'h00000000000;
@@ -838,14 +826,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     params1[15] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$31 )
+    if (\$signature__en$128 )
       params1[host_addr[3:0]] <= host_wdata;
   end
-  reg [40:0] _5_;
-  always @(posedge clk) begin
-    _5_ <= params1[\$31 [3:0]];
-  end
-  assign \$signature__data$37  = _5_;
+  assign \port__data$29  = params1[\$130 [3:0]];
+  (* no_rw_check = 32'd1 *)
   reg [7:0] weights0 [255:0];
   initial begin
     weights0[0] = 8'h00;
@@ -1109,11 +1094,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     if (\$signature__en )
       weights0[host_addr[7:0]] <= host_wdata[7:0];
   end
-  reg [7:0] _6_;
-  always @(posedge clk) begin
-    _6_ <= weights0[\$26 [7:0]];
-  end
-  assign \$signature__data$34  = _6_;
+  assign \port__data$21  = weights0[\$126 [7:0]];
+  (* no_rw_check = 32'd1 *)
   reg [7:0] weights1 [255:0];
   initial begin
     weights1[0] = 8'h00;
@@ -1374,347 +1356,356 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     weights1[255] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$28 )
+    if (\$signature__en$125 )
       weights1[host_addr[7:0]] <= host_wdata[7:0];
   end
-  reg [7:0] _7_;
-  always @(posedge clk) begin
-    _7_ <= weights1[\$30 [7:0]];
-  end
-  assign \$signature__data$35  = _7_;
+  assign \port__data$27  = weights1[\$129 [7:0]];
   assign \$1  = ~ busy;
   assign \$2  = \$1  & host_we;
-  assign \$3  = host_addr[11:9] == 3'h4;
-  assign \$4  = \$2  & \$3 ;
-  assign \$5  = ! host_addr[8];
-  assign \$signature__en  = \$4  & \$5 ;
-  assign \$6  = ~ busy;
-  assign \$7  = \$6  & host_we;
-  assign \$8  = host_addr[11:9] == 2'h2;
-  assign \$9  = \$7  & \$8 ;
-  assign \$10  = ! host_addr[8];
-  assign \$signature__en$25  = \$9  & \$10 ;
-  assign \$11  = ~ busy;
-  assign \$12  = \$11  & host_we;
-  assign \$13  = host_addr[11:9] == 3'h4;
-  assign \$14  = \$12  & \$13 ;
-  assign \$signature__en$28  = \$14  & \$15 ;
-  assign \$16  = ~ busy;
-  assign \$17  = \$16  & host_we;
-  assign \$18  = host_addr[11:9] == 2'h2;
-  assign \$19  = \$17  & \$18 ;
-  assign \$signature__en$31  = \$19  & \$20 ;
-  assign \$24  = row_wbase + row_offset;
-  assign s1_index = s1_from_input ? in_rd__data[3:0] : ev_rd__data[3:0];
-  assign s1_value = s1_from_input ? in_rd__data[11:4] : ev_rd__data[11:4];
-  assign row_addr = layer[12:9] + k;
-  assign \$25  = s1_rowbase + s1_index;
-  assign \$26  = busy ? \$25  : { 2'h0, host_addr[7:0] };
-  assign \$27  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$28  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$29  = s1_rowbase + s1_index;
-  assign \$30  = busy ? \$29  : { 2'h0, host_addr[7:0] };
-  assign \$31  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$32  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign w_data = write_end ? 24'h000002 : records__payload;
-  assign \$33  = write_end | records__valid;
-  assign w_en = w_rdy & \$33 ;
-  assign \$34  = ~ write_end;
-  assign records__ready = w_rdy & \$34 ;
-  assign spike_src = event_layer + 1'h1;
-  assign \$36  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$37  = busy ? { u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new[15], u_new } : { 1'h0, host_wdata };
-  assign \$38  = host_addr[11:9] == 2'h3;
-  assign \$39  = host_we & \$38 ;
-  assign \$40  = ! host_addr[8];
-  assign \$41  = \$39  & \$40 ;
-  assign \$signature__en$114  = busy ? neuron_write : \$41 ;
-  assign \$42  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$43  = busy ? { \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118 [15], \u_new$118  } : { 1'h0, host_wdata };
-  assign \$44  = host_addr[11:9] == 2'h3;
-  assign \$45  = host_we & \$44 ;
-  assign \$47  = \$45  & \$46 ;
-  assign \$signature__en$119  = busy ? neuron_write : \$47 ;
-  assign \$48  = k * 2'h2;
-  assign \$49  = \$48  + 1'h0;
-  assign \$50  = \$49  < layer[4:0];
-  assign \$51  = k * 2'h2;
-  assign \$52  = \$51  + 1'h1;
-  assign \$53  = \$52  < layer[4:0];
-  assign \$54  = ~ in_full;
-  assign \$55  = ~ clear;
-  assign input__ready = \$54  & \$55 ;
-  assign \$56  = input__valid & input__ready;
-  assign \$58  = n < cnt;
-  assign \$59  = spikes & valid_lanes;
-  assign \$60  = layer[37] ? valid_lanes : \$59 ;
-  assign \$61  = k * 2'h2;
-  assign \$62  = ! fsm_state;
-  assign \$63  = fsm_state == 1'h1;
-  assign \$64  = fsm_state == 2'h2;
-  assign \$65  = fsm_state == 2'h3;
-  assign \$66  = fsm_state == 3'h4;
-  assign \$67  = fsm_state == 3'h5;
-  assign \$68  = fsm_state == 3'h6;
-  assign \$69  = fsm_state == 3'h7;
-  assign \$70  = fsm_state == 4'h8;
-  assign \$71  = ~ busy;
-  assign \$72  = \$71  & host_we;
-  assign \$73  = ~ busy;
-  assign \$74  = \$73  & host_re;
-  assign \$79  = layer[14:13] + layer[17:15];
-  assign \$80  = $signed(w_q0) * $signed(s3_x);
-  assign \$81  = $signed(w_q1) * $signed(s3_x);
-  assign \$82  = $signed(total) + $signed(prod_q0);
-  assign \$83  = $signed(total) + $signed(leak_q0);
-  assign \$84  = $signed(\total$103 ) + $signed(prod_q1);
-  assign \$85  = $signed(\total$103 ) + $signed(leak_q1);
-  assign \$86  = ! { cur, spike_src };
-  assign \$87  = count0 + 1'h1;
-  assign \$88  = { cur, spike_src } == 1'h1;
-  assign \$89  = count1 + 1'h1;
-  assign \$90  = { cur, spike_src } == 2'h2;
-  assign \$91  = count2 + 1'h1;
-  assign \$92  = { cur, spike_src } == 2'h3;
-  assign \$93  = count3 + 1'h1;
-  assign \$94  = { cur, spike_src } == 3'h4;
-  assign \$95  = count4 + 1'h1;
-  assign \$96  = { cur, spike_src } == 3'h5;
-  assign \$97  = count5 + 1'h1;
-  assign \$98  = { cur, spike_src } == 3'h6;
-  assign \$99  = count6 + 1'h1;
-  assign \$100  = { cur, spike_src } == 3'h7;
-  assign \$101  = count7 + 1'h1;
-  assign \$102  = ! event_layer;
-  assign \$103  = ctr3 + 1'h1;
-  assign \$105  = ctr7 + 1'h1;
-  assign \$106  = input__valid & input__ready;
-  assign \$108  = \$107  + 1'h1;
+  assign \$3  = ~ busy;
+  assign \$4  = \$3  & host_re;
+  assign \$8  = layer[14:13] + layer[17:15];
+  assign \$9  = s1_rowbase + s1_index;
+  assign \$10  = $signed(w_q0) * $signed(s3_x);
+  assign \$11  = $signed(w_q1) * $signed(s3_x);
+  assign \$12  = s4_valid | pre2;
+  assign \$13  = s4_valid ? { prod_q0[15], prod_q0[15], prod_q0 } : leak_q0;
+  assign \$14  = $signed(acc0) + $signed(\$13 );
+  assign \$15  = s4_valid | pre2;
+  assign \$16  = s4_valid ? { prod_q1[15], prod_q1[15], prod_q1 } : leak_q1;
+  assign \$17  = $signed(acc1) + $signed(\$16 );
+  assign \$18  = ! { cur, spike_src };
+  assign \$19  = count0 + 1'h1;
+  assign \$20  = { cur, spike_src } == 1'h1;
+  assign \$21  = count1 + 1'h1;
+  assign \$22  = { cur, spike_src } == 2'h2;
+  assign \$23  = count2 + 1'h1;
+  assign \$24  = { cur, spike_src } == 2'h3;
+  assign \$25  = count3 + 1'h1;
+  assign \$26  = { cur, spike_src } == 3'h4;
+  assign \$27  = count4 + 1'h1;
+  assign \$28  = { cur, spike_src } == 3'h5;
+  assign \$29  = count5 + 1'h1;
+  assign \$30  = { cur, spike_src } == 3'h6;
+  assign \$31  = count6 + 1'h1;
+  assign \$32  = { cur, spike_src } == 3'h7;
+  assign \$33  = count7 + 1'h1;
+  assign \$34  = k + 1'h1;
+  assign \$35  = \$34  == layer[8:5];
+  assign \$36  = input__valid & input__ready;
+  assign \$38  = \$37  + 1'h1;
+  assign \$39  = ~ clear;
+  assign \$40  = in_full & \$39 ;
+  assign \$41  = ~ \$signal$98 ;
+  assign \$42  = ~ \$signal$98 ;
+  assign \$43  = ! num_layers;
+  assign \$44  = e == e_end;
+  assign \$47  = ! \$46 ;
+  assign \$49  = ! \$48 ;
+  assign \$51  = cur ^ \$50 ;
+  assign \$52  = \$49  ? \$signal$102  : \$51 ;
+  assign \$54  = ! \$53 ;
+  assign \$58  = cur ^ \$57 ;
+  assign \$60  = \$54  ? \$55  : \$59 ;
+  assign \$64  = k[0] ? \$63  : 6'h00;
+  assign \$67  = k[1] ? \$66  : 6'h00;
+  assign \$68  = \$64  + \$67 ;
+  assign \$71  = k[2] ? \$70  : 8'h00;
+  assign \$74  = k[3] ? \$73  : 8'h00;
+  assign \$75  = \$71  + \$74 ;
+  assign \$76  = \$68  + \$75 ;
+  assign \$77  = n < cnt;
+  assign \$78  = n + 1'h1;
+  assign \$79  = e + 1'h1;
+  assign \$80  = drain_n != 2'h2;
+  assign \$81  = ~ \$signal ;
+  assign \$82  = ~ s1b_valid;
+  assign \$83  = \$81  & \$82 ;
+  assign \$84  = ~ s2_valid;
+  assign \$85  = \$83  & \$84 ;
+  assign \$86  = ~ \$signal$59 ;
+  assign \$87  = \$85  & \$86 ;
+  assign \$88  = drain_n + 1'h1;
+  assign \$89  = k + 1'h1;
+  assign \$90  = li + 1'h1;
+  assign \$91  = \$90  == num_layers;
+  assign \$92  = li + 1'h1;
+  assign \$93  = ~ cur;
+  assign \$94  = ~ cur;
+  assign \$95  = ~ cur;
+  assign \$96  = ~ cur;
+  assign \$97  = ~ busy;
+  assign \$98  = clear & \$97 ;
+  assign \$99  = ~ busy;
+  assign \$100  = \$99  & host_we;
+  assign \$101  = host_addr[11:9] == 3'h4;
+  assign \$102  = \$100  & \$101 ;
+  assign \$103  = ! host_addr[8];
+  assign \$signature__en  = \$102  & \$103 ;
+  assign \$104  = ~ busy;
+  assign \$105  = \$104  & host_we;
+  assign \$106  = host_addr[11:9] == 2'h2;
+  assign \$107  = \$105  & \$106 ;
+  assign \$108  = ! host_addr[8];
+  assign \$signature__en$122  = \$107  & \$108 ;
   assign \$109  = ~ busy;
-  assign \$110  = clear & \$109 ;
-  assign \$111  = ctr8 + 1'h1;
-  assign \$112  = ~ clear;
-  assign \$113  = in_full & \$112 ;
-  assign \$114  = ~ \$signal ;
-  assign \$115  = ~ \$signal ;
-  assign \$116  = ! num_layers;
-  assign \$117  = ! li;
-  assign \$118  = ctr0 + 1'h1;
-  assign \$120  = ctr4 + 1'h1;
-  assign \$121  = ! li;
-  assign \$122  = ctr0 + 1'h1;
-  assign \$124  = ctr4 + 1'h1;
-  assign \$125  = e == e_end;
-  assign \$128  = ! \$127 ;
-  assign \$130  = ! \$129 ;
-  assign \$132  = cur ^ \$131 ;
-  assign \$133  = \$130  ? \$signal$176  : \$132 ;
-  assign \$135  = ! \$134 ;
-  assign \$139  = cur ^ \$138 ;
-  assign \$141  = \$135  ? \$136  : \$140 ;
-  assign \$145  = k[0] ? \$144  : 6'h00;
-  assign \$148  = k[1] ? \$147  : 6'h00;
-  assign \$149  = \$145  + \$148 ;
-  assign \$152  = k[2] ? \$151  : 8'h00;
-  assign \$155  = k[3] ? \$154  : 8'h00;
-  assign \$156  = \$152  + \$155 ;
-  assign \$157  = \$149  + \$156 ;
-  assign \$158  = ! li;
-  assign \$159  = ctr0 + 1'h1;
-  assign \$161  = ctr4 + 1'h1;
-  assign \$162  = n < cnt;
-  assign \$163  = n + 1'h1;
-  assign \$164  = ! k;
-  assign \$165  = ! li;
-  assign \$166  = ctr2 + 1'h1;
-  assign \$168  = ctr6 + 1'h1;
-  assign \$169  = e + 1'h1;
-  assign \$170  = ! li;
-  assign \$171  = ctr0 + 1'h1;
-  assign \$173  = ctr4 + 1'h1;
-  assign \$174  = ~ drain2;
-  assign \$175  = ~ \$signal$159 ;
-  assign \$176  = ~ s2_valid;
-  assign \$177  = \$175  & \$176 ;
-  assign \$178  = ~ \$signal$163 ;
-  assign \$179  = \$177  & \$178 ;
-  assign \$180  = ! li;
-  assign \$181  = ctr1 + 1'h1;
-  assign \$183  = ctr5 + 1'h1;
-  assign \$184  = k + 1'h1;
-  assign \$185  = \$184  == layer[8:5];
-  assign \$186  = k + 1'h1;
-  assign \$187  = li + 1'h1;
-  assign \$188  = \$187  == num_layers;
-  assign \$189  = li + 1'h1;
-  assign \$190  = ~ cur;
-  assign \$191  = ~ cur;
-  assign \$192  = ~ cur;
-  assign \$193  = ~ cur;
-  assign \$194  = ctr9 + 1'h1;
+  assign \$110  = \$109  & host_we;
+  assign \$111  = host_addr[11:9] == 3'h4;
+  assign \$112  = \$110  & \$111 ;
+  assign \$signature__en$125  = \$112  & \$113 ;
+  assign \$114  = ~ busy;
+  assign \$115  = \$114  & host_we;
+  assign \$116  = host_addr[11:9] == 2'h2;
+  assign \$117  = \$115  & \$116 ;
+  assign \$signature__en$128  = \$117  & \$118 ;
+  assign \$122  = row_wbase + row_offset;
+  assign \$123  = ~ busy;
+  assign \$124  = \$123  & host_re;
+  assign \$125  = host_addr[11:9] == 3'h5;
+  assign re = \$124  & \$125 ;
+  assign s1_index = s1_from_input ? input_events_nrw[3:0] : events_nrw[3:0];
+  assign s1_value = s1_from_input ? input_events_nrw[11:4] : events_nrw[11:4];
+  assign row_addr = layer[12:9] + k;
+  assign \$126  = busy ? w_addr_q0 : { 1'h0, host_addr[7:0] };
+  assign \$127  = busy ? { 3'h0, row_addr } : host_addr[7:0];
+  assign \$128  = busy ? { 3'h0, row_addr } : host_addr[7:0];
+  assign \$129  = busy ? w_addr_q0 : { 1'h0, host_addr[7:0] };
+  assign \$130  = busy ? { 3'h0, row_addr } : host_addr[7:0];
+  assign \$131  = busy ? { 3'h0, row_addr } : host_addr[7:0];
+  assign w_data = write_end ? 24'h000002 : records__payload;
+  assign \$132  = write_end | records__valid;
+  assign w_en = w_rdy & \$132 ;
+  assign \$133  = ~ write_end;
+  assign records__ready = w_rdy & \$133 ;
+  assign spike_src = records__payload[2] + 1'h1;
+  assign \$135  = ! records__payload[2];
+  assign \$137  = busy ? { 3'h0, row_addr } : host_addr[7:0];
+  assign \$138  = busy ? { u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0 } : { 1'h0, host_wdata };
+  assign \$139  = host_addr[11:9] == 2'h3;
+  assign \$140  = host_we & \$139 ;
+  assign \$141  = ! host_addr[8];
+  assign \$142  = \$140  & \$141 ;
+  assign \$signature__en$172  = busy ? neuron_write : \$142 ;
+  assign \$143  = busy ? { 3'h0, row_addr } : host_addr[7:0];
+  assign \$144  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
+  assign \$145  = host_addr[11:9] == 2'h3;
+  assign \$146  = host_we & \$145 ;
+  assign \$148  = \$146  & \$147 ;
+  assign \$signature__en$176  = busy ? neuron_write : \$148 ;
+  assign \$149  = k * 2'h2;
+  assign \$150  = \$149  + 1'h0;
+  assign \$151  = \$150  < layer[4:0];
+  assign \$152  = k * 2'h2;
+  assign \$153  = \$152  + 1'h1;
+  assign \$154  = \$153  < layer[4:0];
+  assign \$155  = ~ in_full;
+  assign \$156  = ~ clear;
+  assign input__ready = \$155  & \$156 ;
+  assign \$157  = input__valid & input__ready;
+  assign \$159  = ! li;
+  assign \$161  = ! li;
+  assign \$163  = ! li;
+  assign \$165  = n < cnt;
+  assign \$166  = ! k;
+  assign \$167  = ! li;
+  assign \$169  = ! li;
+  assign \$171  = ! li;
+  assign \$173  = ! li;
+  assign \$175  = spikes & valid_q;
+  assign \$176  = layer[37] ? valid_q : \$175 ;
+  assign \$177  = k * 2'h2;
+  assign \$178  = ~ busy;
+  assign \$179  = clear & \$178 ;
+  assign \$180  = ! fsm_state;
+  assign \$181  = fsm_state == 1'h1;
+  assign \$182  = fsm_state == 2'h2;
+  assign \$183  = fsm_state == 2'h3;
+  assign \$184  = fsm_state == 3'h4;
+  assign \$185  = fsm_state == 3'h5;
+  assign \$186  = fsm_state == 3'h6;
+  assign \$187  = fsm_state == 3'h7;
+  assign \$188  = fsm_state == 4'h8;
+  assign \$189  = fsm_state == 4'h9;
   always @(posedge clk)
-    layer0 <= \$195 ;
+    events_nrw <= port__data;
   always @(posedge clk)
-    layer1 <= \$196 ;
+    input_events_nrw <= \port__data$19 ;
   always @(posedge clk)
-    edge0 <= \$197 ;
+    weights0_nrw <= \port__data$21 ;
   always @(posedge clk)
-    edge1 <= \$198 ;
+    params0_nrw <= \port__data$23 ;
   always @(posedge clk)
-    edge2 <= \$199 ;
+    membranes0_nrw <= \port__data$25 ;
   always @(posedge clk)
-    edge3 <= \$200 ;
+    weights1_nrw <= \port__data$27 ;
   always @(posedge clk)
-    num_layers <= \$201 ;
+    params1_nrw <= \port__data$29 ;
   always @(posedge clk)
-    host_rvalid <= \$202 ;
+    membranes1_nrw <= \port__data$31 ;
   always @(posedge clk)
-    rd_region <= \$203 ;
+    layer0 <= \$190 ;
   always @(posedge clk)
-    rd_lane <= \$204 ;
+    layer1 <= \$191 ;
   always @(posedge clk)
-    rd_reg <= \$205 ;
+    edge0 <= \$192 ;
   always @(posedge clk)
-    layer <= \$206 ;
+    edge1 <= \$193 ;
   always @(posedge clk)
-    e_end <= \$207 ;
+    edge2 <= \$194 ;
   always @(posedge clk)
-    \$signal$159  <= \$208 ;
+    edge3 <= \$195 ;
   always @(posedge clk)
-    s2_valid <= \$209 ;
+    num_layers <= \$196 ;
   always @(posedge clk)
-    s2_x <= \$210 ;
+    host_rvalid <= \$197 ;
   always @(posedge clk)
-    s1_rowbase <= \$211 ;
+    rd_region <= \$198 ;
   always @(posedge clk)
-    s1_from_input <= \$212 ;
+    rd_lane <= \$199 ;
   always @(posedge clk)
-    \$signal$163  <= \$213 ;
+    rd_reg <= \$200 ;
   always @(posedge clk)
-    s3_x <= \$214 ;
+    layer <= \$201 ;
   always @(posedge clk)
-    s4_valid <= \$215 ;
+    e_end <= \$202 ;
   always @(posedge clk)
-    w_q0 <= \$216 ;
+    w_addr_q0 <= \$9 [8:0];
   always @(posedge clk)
-    w_q1 <= \$217 ;
+    \$signal  <= \$203 ;
   always @(posedge clk)
-    prod_q0 <= \$218 ;
+    s1b_valid <= \$204 ;
   always @(posedge clk)
-    prod_q1 <= \$219 ;
+    s1b_x <= s1_value;
   always @(posedge clk)
-    \$signal$170  <= \$220 ;
+    s2_valid <= \$205 ;
   always @(posedge clk)
-    pre2 <= \$221 ;
+    s2_x <= \$206 ;
   always @(posedge clk)
-    leak_q0 <= \$222 ;
+    s1_rowbase <= \$207 ;
   always @(posedge clk)
-    theta <= \$223 ;
+    s1_from_input <= \$208 ;
   always @(posedge clk)
-    total <= \$224 ;
+    \$signal$59  <= \$209 ;
   always @(posedge clk)
-    leak_q1 <= \$225 ;
+    s3_x <= s2_x;
   always @(posedge clk)
-    \theta$105  <= \$226 ;
+    s4_valid <= \$210 ;
   always @(posedge clk)
-    \total$103  <= \$227 ;
+    w_q0 <= weights0_nrw;
   always @(posedge clk)
-    count0 <= \$228 ;
+    w_q1 <= weights1_nrw;
   always @(posedge clk)
-    count1 <= \$229 ;
+    prod_q0 <= \$10 ;
   always @(posedge clk)
-    count2 <= \$230 ;
+    prod_q1 <= \$11 ;
   always @(posedge clk)
-    count3 <= \$231 ;
+    \$signal$66  <= \$211 ;
   always @(posedge clk)
-    count4 <= \$232 ;
+    pre2 <= \$212 ;
   always @(posedge clk)
-    count5 <= \$233 ;
+    leak_q0 <= \$213 ;
   always @(posedge clk)
-    count6 <= \$234 ;
+    acc0 <= \$214 ;
   always @(posedge clk)
-    count7 <= \$235 ;
+    leak_q1 <= \$215 ;
   always @(posedge clk)
-    ctr3 <= \$236 ;
+    acc1 <= \$216 ;
   always @(posedge clk)
-    ctr7 <= \$237 ;
+    count0 <= \$217 ;
   always @(posedge clk)
-    in_full <= \$238 ;
+    count1 <= \$218 ;
   always @(posedge clk)
-    in_count0 <= \$239 ;
+    count2 <= \$219 ;
   always @(posedge clk)
-    in_count1 <= \$240 ;
+    count3 <= \$220 ;
   always @(posedge clk)
-    ctr0 <= \$241 ;
+    count4 <= \$221 ;
   always @(posedge clk)
-    ctr1 <= \$242 ;
+    count5 <= \$222 ;
   always @(posedge clk)
-    ctr2 <= \$243 ;
+    count6 <= \$223 ;
   always @(posedge clk)
-    ctr4 <= \$244 ;
+    count7 <= \$224 ;
   always @(posedge clk)
-    ctr5 <= \$245 ;
+    spikes <= \$225 ;
   always @(posedge clk)
-    ctr6 <= \$246 ;
+    u_new0 <= \$226 ;
   always @(posedge clk)
-    ctr8 <= \$247 ;
+    u_new1 <= \$227 ;
   always @(posedge clk)
-    ctr9 <= \$248 ;
+    valid_q <= \$228 ;
   always @(posedge clk)
-    cur <= \$249 ;
+    last_row <= \$229 ;
   always @(posedge clk)
-    \$signal  <= \$250 ;
+    in_full <= \$230 ;
   always @(posedge clk)
-    li <= \$251 ;
+    in_count0 <= \$231 ;
   always @(posedge clk)
-    \$signal$176  <= \$252 ;
+    in_count1 <= \$232 ;
   always @(posedge clk)
-    fsm_state <= \$253 ;
+    li <= \$233 ;
   always @(posedge clk)
-    k <= \$254 ;
+    \$signal$102  <= \$234 ;
   always @(posedge clk)
-    e <= \$255 ;
+    \$signal$98  <= \$235 ;
   always @(posedge clk)
-    src_sel <= \$256 ;
+    fsm_state <= \$236 ;
   always @(posedge clk)
-    \$signal$162  <= \$257 ;
+    k <= \$237 ;
   always @(posedge clk)
-    bank_sel <= \$258 ;
+    e <= \$238 ;
   always @(posedge clk)
-    n <= \$259 ;
+    src_sel <= \$239 ;
   always @(posedge clk)
-    cnt <= \$260 ;
+    \$signal$58  <= \$240 ;
   always @(posedge clk)
-    row_wbase <= \$261 ;
+    bank_sel <= \$241 ;
   always @(posedge clk)
-    row_offset <= \$262 ;
+    n <= \$242 ;
   always @(posedge clk)
-    drain2 <= \$263 ;
+    cnt <= \$243 ;
+  always @(posedge clk)
+    row_wbase <= \$244 ;
+  always @(posedge clk)
+    row_offset <= \$245 ;
+  always @(posedge clk)
+    drain_n <= \$246 ;
+  always @(posedge clk)
+    cur <= \$247 ;
+  \npu_core_tiny.counters  counters (
+    .clear(\clear$187 ),
+    .clk(clk),
+    .inc(inc),
+    .raddr(host_addr[3:0]),
+    .re(re),
+    .rst(rst),
+    .total(rdata)
+  );
   \npu_core_tiny.leak0  leak0 (
-    .alpha(\$signature__data$36 [8:0]),
-    .bias(\$signature__data$36 [40:25]),
+    .alpha(params0_nrw[8:0]),
+    .bias(params0_nrw[40:25]),
     .leak(leak),
-    .u(\$signature__data$38 )
+    .u(membranes0_nrw)
   );
   \npu_core_tiny.leak1  leak1 (
-    .alpha(\$signature__data$37 [8:0]),
-    .bias(\$signature__data$37 [40:25]),
-    .leak(\leak$175 ),
-    .u(\$signature__data$39 )
+    .alpha(params1_nrw[8:0]),
+    .bias(params1_nrw[40:25]),
+    .leak(\leak$73 ),
+    .u(membranes1_nrw)
   );
   \npu_core_tiny.neuron0  neuron0 (
-    .\port$647$18 (layer[36:18]),
+    .\port$749$18 (layer[36:18]),
     .spike(spike),
-    .theta(theta),
-    .total(total),
+    .theta(params0_nrw[24:9]),
+    .total(acc0),
     .u_new(u_new)
   );
   \npu_core_tiny.neuron1  neuron1 (
-    .\port$647$18 (layer[36:18]),
-    .spike(\spike$110 ),
-    .theta(\theta$105 ),
-    .total(\total$103 ),
-    .u_new(\u_new$118 )
+    .\port$749$18 (layer[36:18]),
+    .spike(\spike$90 ),
+    .theta(params1_nrw[24:9]),
+    .total(acc1),
+    .u_new(\u_new$92 )
   );
   \npu_core_tiny.out_fifo  out_fifo (
     .clk(clk),
@@ -1727,94 +1718,30 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .w_rdy(w_rdy)
   );
   \npu_core_tiny.router  router (
-    .\base$22 (base),
+    .\base$28 (base),
     .can_load(can_load),
     .clk(clk),
-    .\emit_values$24 (emit_values),
+    .\emit_values$30 (emit_values),
     .\event (\event ),
-    .event_index(event_index),
     .free(free),
-    .layer(event_layer),
-    .\layer$23 (\layer$137 ),
+    .\layer$29 (\layer$184 ),
     .load(load),
+    .out_valid(records__valid),
     .records__payload(records__payload),
     .records__ready(records__ready),
-    .records__valid(records__valid),
     .rst(rst),
     .send(send),
-    .\spikes$21 (\spikes$135 ),
+    .\spikes$27 (\spikes$182 ),
     .values(values)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (rd_lane)
-      1'h0:
-          \$21  = \$signature__data$34 ;
-      1'h1:
-          \$21  = \$signature__data$35 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_lane)
-      1'h0:
-          \$22  = \$signature__data$36 ;
-      1'h1:
-          \$22  = \$signature__data$37 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_lane)
-      1'h0:
-          \$23  = \$signature__data$38 ;
-      1'h1:
-          \$23  = \$signature__data$39 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ cur, spike_src })
-      3'h0:
-          \$35  = count0[3:0];
-      3'h1:
-          \$35  = count1[3:0];
-      3'h2:
-          \$35  = count2[3:0];
-      3'h3:
-          \$35  = count3[3:0];
-      3'h4:
-          \$35  = count4[3:0];
-      3'h5:
-          \$35  = count5[3:0];
-      3'h6:
-          \$35  = count6[3:0];
-      3'h7:
-          \$35  = count7[3:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$57  = in_count0[3:0];
-      1'h1:
-          \$57  = in_count1[3:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
     casez (host_addr[0])
       1'h0:
-          \$75  = layer0;
+          \$5  = layer0;
       1'h1:
-          \$75  = layer1;
+          \$5  = layer1;
     endcase
   end
   always @* begin
@@ -1822,39 +1749,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (host_addr[1:0])
       2'h0:
-          \$76  = edge0;
+          \$6  = edge0;
       2'h1:
-          \$76  = edge1;
+          \$6  = edge1;
       2'h2:
-          \$76  = edge2;
+          \$6  = edge2;
       2'h3:
-          \$76  = edge3;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$77  = 32'd0;
-    casez (host_addr[3:0])
-      4'h0:
-          \$77  = ctr0;
-      4'h1:
-          \$77  = ctr1;
-      4'h2:
-          \$77  = ctr2;
-      4'h3:
-          \$77  = ctr3;
-      4'h4:
-          \$77  = ctr4;
-      4'h5:
-          \$77  = ctr5;
-      4'h6:
-          \$77  = ctr6;
-      4'h7:
-          \$77  = ctr7;
-      4'h8:
-          \$77  = ctr8;
-      4'h9:
-          \$77  = ctr9;
+          \$6  = edge3;
     endcase
   end
   always @* begin
@@ -1862,19 +1763,19 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \$78  = layer0;
+          \$7  = layer0;
       1'h1:
-          \$78  = layer1;
+          \$7  = layer1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal )
+    casez (\$signal$98 )
       1'h0:
-          \$107  = in_count0;
+          \$37  = in_count0;
       1'h1:
-          \$107  = in_count1;
+          \$37  = in_count1;
     endcase
   end
   always @* begin
@@ -1882,13 +1783,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$126  = edge0[1:0];
+          \$45  = edge0[1:0];
       2'h1:
-          \$126  = edge1[1:0];
+          \$45  = edge1[1:0];
       2'h2:
-          \$126  = edge2[1:0];
+          \$45  = edge2[1:0];
       2'h3:
-          \$126  = edge3[1:0];
+          \$45  = edge3[1:0];
     endcase
   end
   always @* begin
@@ -1896,13 +1797,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$127  = edge0[1:0];
+          \$46  = edge0[1:0];
       2'h1:
-          \$127  = edge1[1:0];
+          \$46  = edge1[1:0];
       2'h2:
-          \$127  = edge2[1:0];
+          \$46  = edge2[1:0];
       2'h3:
-          \$127  = edge3[1:0];
+          \$46  = edge3[1:0];
     endcase
   end
   always @* begin
@@ -1910,13 +1811,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$129  = edge0[1:0];
+          \$48  = edge0[1:0];
       2'h1:
-          \$129  = edge1[1:0];
+          \$48  = edge1[1:0];
       2'h2:
-          \$129  = edge2[1:0];
+          \$48  = edge2[1:0];
       2'h3:
-          \$129  = edge3[1:0];
+          \$48  = edge3[1:0];
     endcase
   end
   always @* begin
@@ -1924,13 +1825,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$131  = edge0[2];
+          \$50  = edge0[2];
       2'h1:
-          \$131  = edge1[2];
+          \$50  = edge1[2];
       2'h2:
-          \$131  = edge2[2];
+          \$50  = edge2[2];
       2'h3:
-          \$131  = edge3[2];
+          \$50  = edge3[2];
     endcase
   end
   always @* begin
@@ -1938,23 +1839,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$134  = edge0[1:0];
+          \$53  = edge0[1:0];
       2'h1:
-          \$134  = edge1[1:0];
+          \$53  = edge1[1:0];
       2'h2:
-          \$134  = edge2[1:0];
+          \$53  = edge2[1:0];
       2'h3:
-          \$134  = edge3[1:0];
+          \$53  = edge3[1:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$176 )
+    casez (\$signal$102 )
       1'h0:
-          \$136  = in_count0;
+          \$55  = in_count0;
       1'h1:
-          \$136  = in_count1;
+          \$55  = in_count1;
     endcase
   end
   always @* begin
@@ -1962,13 +1863,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$137  = edge0[1:0];
+          \$56  = edge0[1:0];
       2'h1:
-          \$137  = edge1[1:0];
+          \$56  = edge1[1:0];
       2'h2:
-          \$137  = edge2[1:0];
+          \$56  = edge2[1:0];
       2'h3:
-          \$137  = edge3[1:0];
+          \$56  = edge3[1:0];
     endcase
   end
   always @* begin
@@ -1976,35 +1877,35 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$138  = edge0[2];
+          \$57  = edge0[2];
       2'h1:
-          \$138  = edge1[2];
+          \$57  = edge1[2];
       2'h2:
-          \$138  = edge2[2];
+          \$57  = edge2[2];
       2'h3:
-          \$138  = edge3[2];
+          \$57  = edge3[2];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez ({ \$139 , \$137  })
+    casez ({ \$58 , \$56  })
       3'h0:
-          \$140  = count0;
+          \$59  = count0;
       3'h1:
-          \$140  = count1;
+          \$59  = count1;
       3'h2:
-          \$140  = count2;
+          \$59  = count2;
       3'h3:
-          \$140  = count3;
+          \$59  = count3;
       3'h4:
-          \$140  = count4;
+          \$59  = count4;
       3'h5:
-          \$140  = count5;
+          \$59  = count5;
       3'h6:
-          \$140  = count6;
+          \$59  = count6;
       3'h7:
-          \$140  = count7;
+          \$59  = count7;
     endcase
   end
   always @* begin
@@ -2012,13 +1913,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$142  = edge0[10:3];
+          \$61  = edge0[10:3];
       2'h1:
-          \$142  = edge1[10:3];
+          \$61  = edge1[10:3];
       2'h2:
-          \$142  = edge2[10:3];
+          \$61  = edge2[10:3];
       2'h3:
-          \$142  = edge3[10:3];
+          \$61  = edge3[10:3];
     endcase
   end
   always @* begin
@@ -2026,13 +1927,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$143  = edge0[15:11];
+          \$62  = edge0[15:11];
       2'h1:
-          \$143  = edge1[15:11];
+          \$62  = edge1[15:11];
       2'h2:
-          \$143  = edge2[15:11];
+          \$62  = edge2[15:11];
       2'h3:
-          \$143  = edge3[15:11];
+          \$62  = edge3[15:11];
     endcase
   end
   always @* begin
@@ -2040,13 +1941,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$146  = edge0[15:11];
+          \$65  = edge0[15:11];
       2'h1:
-          \$146  = edge1[15:11];
+          \$65  = edge1[15:11];
       2'h2:
-          \$146  = edge2[15:11];
+          \$65  = edge2[15:11];
       2'h3:
-          \$146  = edge3[15:11];
+          \$65  = edge3[15:11];
     endcase
   end
   always @* begin
@@ -2054,13 +1955,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$150  = edge0[15:11];
+          \$69  = edge0[15:11];
       2'h1:
-          \$150  = edge1[15:11];
+          \$69  = edge1[15:11];
       2'h2:
-          \$150  = edge2[15:11];
+          \$69  = edge2[15:11];
       2'h3:
-          \$150  = edge3[15:11];
+          \$69  = edge3[15:11];
     endcase
   end
   always @* begin
@@ -2068,25 +1969,1239 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (e[1:0])
       2'h0:
-          \$153  = edge0[15:11];
+          \$72  = edge0[15:11];
       2'h1:
-          \$153  = edge1[15:11];
+          \$72  = edge1[15:11];
       2'h2:
-          \$153  = edge2[15:11];
+          \$72  = edge2[15:11];
       2'h3:
-          \$153  = edge3[15:11];
+          \$72  = edge3[15:11];
     endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rd_lane)
+      1'h0:
+          \$119  = weights0_nrw;
+      1'h1:
+          \$119  = weights1_nrw;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rd_lane)
+      1'h0:
+          \$120  = params0_nrw;
+      1'h1:
+          \$120  = params1_nrw;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rd_lane)
+      1'h0:
+          \$121  = membranes0_nrw;
+      1'h1:
+          \$121  = membranes1_nrw;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez ({ cur, spike_src })
+      3'h0:
+          \$134  = count0[3:0];
+      3'h1:
+          \$134  = count1[3:0];
+      3'h2:
+          \$134  = count2[3:0];
+      3'h3:
+          \$134  = count3[3:0];
+      3'h4:
+          \$134  = count4[3:0];
+      3'h5:
+          \$134  = count5[3:0];
+      3'h6:
+          \$134  = count6[3:0];
+      3'h7:
+          \$134  = count7[3:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$98 )
+      1'h0:
+          \$158  = in_count0[3:0];
+      1'h1:
+          \$158  = in_count1[3:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$190  = layer0;
+    if (\$2 ) begin
+      casez (host_addr[11:9])
+        3'h0:
+            casez (host_addr[0])
+              1'h0:
+                  \$190  = host_wdata[37:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$190  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$191  = layer1;
+    if (\$2 ) begin
+      casez (host_addr[11:9])
+        3'h0:
+            (* full_case = 32'd1 *)
+            casez (host_addr[0])
+              1'h0:
+                  /* empty */;
+              1'h1:
+                  \$191  = host_wdata[37:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$191  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$192  = edge0;
+    if (\$2 ) begin
+      casez (host_addr[11:9])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[1:0])
+              2'h0:
+                  \$192  = host_wdata[15:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$192  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$193  = edge1;
+    if (\$2 ) begin
+      casez (host_addr[11:9])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  \$193  = host_wdata[15:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$193  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$194  = edge2;
+    if (\$2 ) begin
+      casez (host_addr[11:9])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  \$194  = host_wdata[15:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$194  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$195  = edge3;
+    if (\$2 ) begin
+      casez (host_addr[11:9])
+        3'h0:
+            /* empty */;
+        3'h1:
+            (* full_case = 32'd1 *)
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  /* empty */;
+              2'h3:
+                  \$195  = host_wdata[15:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$195  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$196  = num_layers;
+    if (\$2 ) begin
+      casez (host_addr[11:9])
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h6:
+            \$196  = host_wdata[1:0];
+      endcase
+    end
+    if (rst) begin
+      \$196  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$197  = \$4 ;
+    if (rst) begin
+      \$197  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$198  = host_addr[11:9];
+    if (rst) begin
+      \$198  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$199  = host_addr[8];
+    if (rst) begin
+      \$199  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$200  = rd_reg;
+    casez (host_addr[11:9])
+      3'h0:
+          \$200  = { 3'h0, \$5  };
+      3'h1:
+          \$200  = { 25'h0000000, \$6  };
+      3'h6:
+          \$200  = { 39'h0000000000, num_layers };
+    endcase
+    if (rst) begin
+      \$200  = 41'h00000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$201  = \$7 ;
+    if (rst) begin
+      \$201  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$202  = \$8 [2:0];
+    if (rst) begin
+      \$202  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$203  = issue;
+    if (rst) begin
+      \$203  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$204  = \$signal ;
+    if (rst) begin
+      \$204  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$205  = s1b_valid;
+    if (rst) begin
+      \$205  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$206  = s1b_x;
+    if (rst) begin
+      \$206  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$207  = s1_rowbase;
+    if (issue) begin
+      \$207  = \$122 [8:0];
+    end
+    if (rst) begin
+      \$207  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$208  = s1_from_input;
+    if (issue) begin
+      \$208  = \$signal$58 ;
+    end
+    if (rst) begin
+      \$208  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$209  = s2_valid;
+    if (rst) begin
+      \$209  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$210  = \$signal$59 ;
+    if (rst) begin
+      \$210  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$211  = \$signal$67 ;
+    if (rst) begin
+      \$211  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$212  = \$signal$66 ;
+    if (rst) begin
+      \$212  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$213  = leak;
+    if (rst) begin
+      \$213  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$214  = acc0;
+    if (\$12 ) begin
+      \$214  = \$14 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$214  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$214  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$215  = \leak$73 ;
+    if (rst) begin
+      \$215  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$216  = acc1;
+    if (\$15 ) begin
+      \$216  = \$17 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$216  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$216  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$217  = count0;
+    if (\event ) begin
+      if (\$18 ) begin
+        \$217  = \$19 [4:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$93 , 2'h0 })
+              3'h0:
+                  \$217  = 5'h00;
+            endcase
+          end
+    endcase
+    if (\$98 ) begin
+      \$217  = 5'h00;
+    end
+    if (rst) begin
+      \$217  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$218  = count1;
+    if (\event ) begin
+      if (\$20 ) begin
+        \$218  = \$21 [4:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$94 , 2'h1 })
+              3'h1:
+                  \$218  = 5'h00;
+            endcase
+          end
+    endcase
+    if (\$98 ) begin
+      \$218  = 5'h00;
+    end
+    if (rst) begin
+      \$218  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$219  = count2;
+    if (\event ) begin
+      if (\$22 ) begin
+        \$219  = \$23 [4:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$95 , 2'h2 })
+              3'h2:
+                  \$219  = 5'h00;
+            endcase
+          end
+    endcase
+    if (\$98 ) begin
+      \$219  = 5'h00;
+    end
+    if (rst) begin
+      \$219  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$220  = count3;
+    if (\event ) begin
+      if (\$24 ) begin
+        \$220  = \$25 [4:0];
+      end
+    end
+    if (\$98 ) begin
+      \$220  = 5'h00;
+    end
+    if (rst) begin
+      \$220  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$221  = count4;
+    if (\event ) begin
+      if (\$26 ) begin
+        \$221  = \$27 [4:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            casez ({ \$93 , 2'h0 })
+              3'h0:
+                  /* empty */;
+              3'h4:
+                  \$221  = 5'h00;
+            endcase
+          end
+    endcase
+    if (\$98 ) begin
+      \$221  = 5'h00;
+    end
+    if (rst) begin
+      \$221  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$222  = count5;
+    if (\event ) begin
+      if (\$28 ) begin
+        \$222  = \$29 [4:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            casez ({ \$94 , 2'h1 })
+              3'h1:
+                  /* empty */;
+              3'h5:
+                  \$222  = 5'h00;
+            endcase
+          end
+    endcase
+    if (\$98 ) begin
+      \$222  = 5'h00;
+    end
+    if (rst) begin
+      \$222  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$223  = count6;
+    if (\event ) begin
+      if (\$30 ) begin
+        \$223  = \$31 [4:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            casez ({ \$95 , 2'h2 })
+              3'h2:
+                  /* empty */;
+              3'h6:
+                  \$223  = 5'h00;
+            endcase
+          end
+    endcase
+    if (\$98 ) begin
+      \$223  = 5'h00;
+    end
+    if (rst) begin
+      \$223  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$224  = count7;
+    if (\event ) begin
+      if (\$32 ) begin
+        \$224  = \$33 [4:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+          end
+    endcase
+    if (\$98 ) begin
+      \$224  = 5'h00;
+    end
+    if (rst) begin
+      \$224  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$225 [0] = spike;
+    \$225 [1] = \spike$90 ;
+    if (rst) begin
+      \$225  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$226  = u_new;
+    if (rst) begin
+      \$226  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$227  = \u_new$92 ;
+    if (rst) begin
+      \$227  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$228  = valid_lanes;
+    if (rst) begin
+      \$228  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$229  = \$35 ;
+    if (rst) begin
+      \$229  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$230  = in_full;
+    if (\$36 ) begin
+      if (input__payload[12]) begin
+        \$230  = 1'h1;
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$40 ) begin
+            \$230  = 1'h0;
+          end
+    endcase
+    if (\$98 ) begin
+      \$230  = 1'h0;
+    end
+    if (rst) begin
+      \$230  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$231  = in_count0;
+    if (\$36 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[12]) begin
+      end else begin
+        casez (\$signal$98 )
+          1'h0:
+              \$231  = \$38 [4:0];
+        endcase
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$40 ) begin
+            casez (\$42 )
+              1'h0:
+                  \$231  = 5'h00;
+            endcase
+          end
+    endcase
+    if (\$98 ) begin
+      \$231  = 5'h00;
+    end
+    if (rst) begin
+      \$231  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$232  = in_count1;
+    if (\$36 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[12]) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (\$signal$98 )
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$232  = \$38 [4:0];
+        endcase
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$40 ) begin
+            (* full_case = 32'd1 *)
+            casez (\$42 )
+              1'h0:
+                  /* empty */;
+              1'h1:
+                  \$232  = 5'h00;
+            endcase
+          end
+    endcase
+    if (\$98 ) begin
+      \$232  = 5'h00;
+    end
+    if (rst) begin
+      \$232  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$233  = li;
+    casez (fsm_state)
+      4'h0:
+          if (\$40 ) begin
+            \$233  = 1'h0;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (free) begin
+            (* full_case = 32'd1 *)
+            if (\$91 ) begin
+            end else begin
+              \$233  = \$92 [0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$233  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$234  = \$signal$102 ;
+    casez (fsm_state)
+      4'h0:
+          if (\$40 ) begin
+            \$234  = \$signal$98 ;
+          end
+    endcase
+    if (rst) begin
+      \$234  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$235  = \$signal$98 ;
+    casez (fsm_state)
+      4'h0:
+          if (\$40 ) begin
+            \$235  = \$41 ;
+          end
+    endcase
+    if (\$98 ) begin
+      \$235  = 1'h0;
+    end
+    if (rst) begin
+      \$235  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$236  = fsm_state;
+    casez (fsm_state)
+      4'h0:
+          if (\$40 ) begin
+            (* full_case = 32'd1 *)
+            if (\$43 ) begin
+              \$236  = 4'h1;
+            end else begin
+              \$236  = 4'h2;
+            end
+          end
+      4'h2:
+          \$236  = 4'h3;
+      4'h3:
+          \$236  = 4'h4;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$44 ) begin
+            \$236  = 4'h5;
+          end else begin
+            \$236  = 4'h6;
+          end
+      4'h6:
+          (* full_case = 32'd1 *)
+          if (\$77 ) begin
+          end else begin
+            \$236  = 4'h4;
+          end
+      4'h5:
+          if (\$80 ) begin
+          end else if (\$87 ) begin
+            \$236  = 4'h7;
+          end
+      4'h7:
+          \$236  = 4'h8;
+      4'h8:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+              \$236  = 4'h9;
+            end else begin
+              \$236  = 4'h3;
+            end
+          end
+      4'h9:
+          if (free) begin
+            (* full_case = 32'd1 *)
+            if (\$91 ) begin
+              \$236  = 4'h1;
+            end else begin
+              \$236  = 4'h2;
+            end
+          end
+      4'h1:
+          if (w_rdy) begin
+            \$236  = 4'h0;
+          end
+    endcase
+    if (rst) begin
+      \$236  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$237  = k;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          \$237  = 4'h0;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+            end else begin
+              \$237  = \$89 [3:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$237  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$238  = e;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$238  = { 1'h0, layer[14:13] };
+      4'h4:
+          /* empty */;
+      4'h6:
+          (* full_case = 32'd1 *)
+          if (\$77 ) begin
+          end else begin
+            \$238  = \$79 [2:0];
+          end
+    endcase
+    if (rst) begin
+      \$238  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$239  = src_sel;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$44 ) begin
+          end else begin
+            \$239  = \$45 ;
+          end
+    endcase
+    if (rst) begin
+      \$239  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$240  = \$signal$58 ;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$44 ) begin
+          end else begin
+            \$240  = \$47 ;
+          end
+    endcase
+    if (rst) begin
+      \$240  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$241  = bank_sel;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$44 ) begin
+          end else begin
+            \$241  = \$52 ;
+          end
+    endcase
+    if (rst) begin
+      \$241  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$242  = n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$44 ) begin
+          end else begin
+            \$242  = 5'h00;
+          end
+      4'h6:
+          if (\$77 ) begin
+            \$242  = \$78 [4:0];
+          end
+    endcase
+    if (rst) begin
+      \$242  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$243  = cnt;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$44 ) begin
+          end else begin
+            \$243  = \$60 ;
+          end
+    endcase
+    if (rst) begin
+      \$243  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$244  = row_wbase;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$44 ) begin
+          end else begin
+            \$244  = \$61 ;
+          end
+    endcase
+    if (rst) begin
+      \$244  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$245  = row_offset;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$44 ) begin
+          end else begin
+            \$245  = \$76 [8:0];
+          end
+    endcase
+    if (rst) begin
+      \$245  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$246  = drain_n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          if (\$80 ) begin
+            \$246  = \$88 [1:0];
+          end else if (\$87 ) begin
+            \$246  = 2'h0;
+          end
+    endcase
+    if (rst) begin
+      \$246  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$247  = cur;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            \$247  = \$96 ;
+          end
+    endcase
+    if (\$98 ) begin
+      \$247  = 1'h0;
+    end
+    if (rst) begin
+      \$247  = 1'h0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     casez (rd_region)
       3'h4:
-          host_rdata = { 33'h000000000, \$21  };
+          host_rdata = { 33'h000000000, \$119  };
       3'h2:
-          host_rdata = \$22 ;
+          host_rdata = \$120 ;
       3'h3:
-          host_rdata = { 25'h0000000, \$23  };
+          host_rdata = { 25'h0000000, \$121  };
+      3'h5:
+          host_rdata = { 9'h000, rdata };
       default:
           host_rdata = rd_reg;
     endcase
@@ -2095,14 +3210,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ev_wr__addr = 7'h00;
     if (\event ) begin
-      ev_wr__addr = { cur, spike_src, \$35  };
+      ev_wr__addr = { cur, spike_src, \$134  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ev_wr__data = 12'h000;
     if (\event ) begin
-      ev_wr__data[3:0] = event_index[3:0];
+      ev_wr__data[3:0] = records__payload[6:3];
       ev_wr__data[11:4] = 8'h01;
     end
   end
@@ -2115,19 +3230,110 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    inc = 10'h000;
+    if (\event ) begin
+      if (\$135 ) begin
+        inc[3] = 1'h1;
+      end
+      if (\$136 ) begin
+        inc[7] = 1'h1;
+      end
+    end
+    if (busy) begin
+      inc[8] = 1'h1;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+        begin
+          if (\$159 ) begin
+            inc[0] = 1'h1;
+          end
+          if (\$160 ) begin
+            inc[4] = 1'h1;
+          end
+        end
+      4'h4:
+        begin
+          if (\$161 ) begin
+            inc[0] = 1'h1;
+          end
+          if (\$162 ) begin
+            inc[4] = 1'h1;
+          end
+        end
+      4'h6:
+        begin
+          if (\$163 ) begin
+            inc[0] = 1'h1;
+          end
+          if (\$164 ) begin
+            inc[4] = 1'h1;
+          end
+          if (\$165 ) begin
+            if (\$166 ) begin
+              if (\$167 ) begin
+                inc[2] = 1'h1;
+              end
+              if (\$168 ) begin
+                inc[6] = 1'h1;
+              end
+            end
+          end
+        end
+      4'h5:
+        begin
+          if (\$169 ) begin
+            inc[0] = 1'h1;
+          end
+          if (\$170 ) begin
+            inc[4] = 1'h1;
+          end
+        end
+      4'h7:
+        begin
+          if (\$171 ) begin
+            inc[1] = 1'h1;
+          end
+          if (\$172 ) begin
+            inc[5] = 1'h1;
+          end
+        end
+      4'h8:
+        begin
+          if (\$173 ) begin
+            inc[1] = 1'h1;
+          end
+          if (\$174 ) begin
+            inc[5] = 1'h1;
+          end
+        end
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            inc[9] = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__addr = 5'h00;
-    if (\$56 ) begin
+    if (\$157 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
-        in_wr__addr = { \$signal , \$57  };
+        in_wr__addr = { \$signal$98 , \$158  };
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__data = 12'h000;
-    if (\$56 ) begin
+    if (\$157 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
@@ -2139,7 +3345,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__en = 1'h0;
-    if (\$56 ) begin
+    if (\$157 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
@@ -2167,20 +3373,22 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           busy = 1'h1;
       4'h8:
           busy = 1'h1;
+      4'h9:
+          busy = 1'h1;
       4'h1:
           busy = 1'h1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signal$129  = 1'h0;
+    \$signal$67  = 1'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
           /* empty */;
       4'h3:
-          \$signal$129  = 1'h1;
+          \$signal$67  = 1'h1;
     endcase
   end
   always @* begin
@@ -2196,7 +3404,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h4:
           /* empty */;
       4'h6:
-          if (\$58 ) begin
+          if (\$165 ) begin
             issue = 1'h1;
           end
     endcase
@@ -2218,6 +3426,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h5:
           /* empty */;
       4'h7:
+          /* empty */;
+      4'h8:
           if (can_load) begin
             neuron_write = 1'h1;
           end
@@ -2240,6 +3450,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h5:
           /* empty */;
       4'h7:
+          /* empty */;
+      4'h8:
           if (can_load) begin
             load = 1'h1;
           end
@@ -2262,14 +3474,16 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h5:
           /* empty */;
       4'h7:
+          /* empty */;
+      4'h8:
           if (can_load) begin
-            send = \$60 ;
+            send = \$176 ;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \spikes$135  = 2'h0;
+    \spikes$182  = 2'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -2284,8 +3498,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h5:
           /* empty */;
       4'h7:
+          /* empty */;
+      4'h8:
           if (can_load) begin
-            \spikes$135  = spikes;
+            \spikes$182  = spikes;
           end
     endcase
   end
@@ -2306,14 +3522,16 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h5:
           /* empty */;
       4'h7:
+          /* empty */;
+      4'h8:
           if (can_load) begin
-            base = \$61 [4:0];
+            base = \$177 [4:0];
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \layer$137  = 1'h0;
+    \layer$184  = 1'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -2328,8 +3546,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h5:
           /* empty */;
       4'h7:
+          /* empty */;
+      4'h8:
           if (can_load) begin
-            \layer$137  = li;
+            \layer$184  = li;
           end
     endcase
   end
@@ -2350,6 +3570,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h5:
           /* empty */;
       4'h7:
+          /* empty */;
+      4'h8:
           if (can_load) begin
             emit_values = layer[37];
           end
@@ -2372,9 +3594,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h5:
           /* empty */;
       4'h7:
+          /* empty */;
+      4'h8:
           if (can_load) begin
-            values[15:0] = u_new;
-            values[31:16] = \u_new$118 ;
+            values[15:0] = u_new0;
+            values[31:16] = u_new1;
           end
     endcase
   end
@@ -2398,1442 +3622,63 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h8:
           /* empty */;
+      4'h9:
+          /* empty */;
       4'h1:
           write_end = 1'h1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$195  = layer0;
-    if (\$72 ) begin
-      casez (host_addr[11:9])
-        3'h0:
-            casez (host_addr[0])
-              1'h0:
-                  \$195  = host_wdata[37:0];
-            endcase
-      endcase
+    \clear$187  = 1'h0;
+    if (\$179 ) begin
+      \clear$187  = 1'h1;
     end
-    if (rst) begin
-      \$195  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$196  = layer1;
-    if (\$72 ) begin
-      casez (host_addr[11:9])
-        3'h0:
-            (* full_case = 32'd1 *)
-            casez (host_addr[0])
-              1'h0:
-                  /* empty */;
-              1'h1:
-                  \$196  = host_wdata[37:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$196  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$197  = edge0;
-    if (\$72 ) begin
-      casez (host_addr[11:9])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[1:0])
-              2'h0:
-                  \$197  = host_wdata[15:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$197  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$198  = edge1;
-    if (\$72 ) begin
-      casez (host_addr[11:9])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  \$198  = host_wdata[15:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$198  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$199  = edge2;
-    if (\$72 ) begin
-      casez (host_addr[11:9])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  /* empty */;
-              2'h2:
-                  \$199  = host_wdata[15:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$199  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$200  = edge3;
-    if (\$72 ) begin
-      casez (host_addr[11:9])
-        3'h0:
-            /* empty */;
-        3'h1:
-            (* full_case = 32'd1 *)
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  /* empty */;
-              2'h2:
-                  /* empty */;
-              2'h3:
-                  \$200  = host_wdata[15:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$200  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$201  = num_layers;
-    if (\$72 ) begin
-      casez (host_addr[11:9])
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h6:
-            \$201  = host_wdata[1:0];
-      endcase
-    end
-    if (rst) begin
-      \$201  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202  = \$74 ;
-    if (rst) begin
-      \$202  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$203  = host_addr[11:9];
-    if (rst) begin
-      \$203  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$204  = host_addr[8];
-    if (rst) begin
-      \$204  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$205  = rd_reg;
-    casez (host_addr[11:9])
-      3'h0:
-          \$205  = { 3'h0, \$75  };
-      3'h1:
-          \$205  = { 25'h0000000, \$76  };
-      3'h5:
-          \$205  = { 9'h000, \$77  };
-      3'h6:
-          \$205  = { 39'h0000000000, num_layers };
-    endcase
-    if (rst) begin
-      \$205  = 41'h00000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$206  = \$78 ;
-    if (rst) begin
-      \$206  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$207  = \$79 [2:0];
-    if (rst) begin
-      \$207  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$208  = issue;
-    if (rst) begin
-      \$208  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209  = \$signal$159 ;
-    if (rst) begin
-      \$209  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210  = s1_value;
-    if (rst) begin
-      \$210  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211  = s1_rowbase;
-    if (issue) begin
-      \$211  = \$24 [8:0];
-    end
-    if (rst) begin
-      \$211  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = s1_from_input;
-    if (issue) begin
-      \$212  = \$signal$162 ;
-    end
-    if (rst) begin
-      \$212  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = s2_valid;
-    if (rst) begin
-      \$213  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = s2_x;
-    if (rst) begin
-      \$214  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = \$signal$163 ;
-    if (rst) begin
-      \$215  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = \$signature__data$34 ;
-    if (rst) begin
-      \$216  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = \$signature__data$35 ;
-    if (rst) begin
-      \$217  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = \$80 ;
-    if (rst) begin
-      \$218  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = \$81 ;
-    if (rst) begin
-      \$219  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = \$signal$129 ;
-    if (rst) begin
-      \$220  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = \$signal$170 ;
-    if (rst) begin
-      \$221  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = leak;
-    if (rst) begin
-      \$222  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = \$signature__data$36 [24:9];
-    if (rst) begin
-      \$223  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = total;
-    if (s4_valid) begin
-      \$224  = \$82 [25:0];
-    end else if (pre2) begin
-      \$224  = \$83 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$224  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$224  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = \leak$175 ;
-    if (rst) begin
-      \$225  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = \$signature__data$37 [24:9];
-    if (rst) begin
-      \$226  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = \total$103 ;
-    if (s4_valid) begin
-      \$227  = \$84 [25:0];
-    end else if (pre2) begin
-      \$227  = \$85 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$227  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$227  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = count0;
-    if (\event ) begin
-      if (\$86 ) begin
-        \$228  = \$87 [4:0];
-      end
-    end
-    if (\$110 ) begin
-      \$228  = 5'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$190 , 2'h0 })
-              3'h0:
-                  \$228  = 5'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$228  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = count1;
-    if (\event ) begin
-      if (\$88 ) begin
-        \$229  = \$89 [4:0];
-      end
-    end
-    if (\$110 ) begin
-      \$229  = 5'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$191 , 2'h1 })
-              3'h1:
-                  \$229  = 5'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$229  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = count2;
-    if (\event ) begin
-      if (\$90 ) begin
-        \$230  = \$91 [4:0];
-      end
-    end
-    if (\$110 ) begin
-      \$230  = 5'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$192 , 2'h2 })
-              3'h2:
-                  \$230  = 5'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$230  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = count3;
-    if (\event ) begin
-      if (\$92 ) begin
-        \$231  = \$93 [4:0];
-      end
-    end
-    if (\$110 ) begin
-      \$231  = 5'h00;
-    end
-    if (rst) begin
-      \$231  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = count4;
-    if (\event ) begin
-      if (\$94 ) begin
-        \$232  = \$95 [4:0];
-      end
-    end
-    if (\$110 ) begin
-      \$232  = 5'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$190 , 2'h0 })
-              3'h0:
-                  /* empty */;
-              3'h4:
-                  \$232  = 5'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$232  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = count5;
-    if (\event ) begin
-      if (\$96 ) begin
-        \$233  = \$97 [4:0];
-      end
-    end
-    if (\$110 ) begin
-      \$233  = 5'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$191 , 2'h1 })
-              3'h1:
-                  /* empty */;
-              3'h5:
-                  \$233  = 5'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$233  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = count6;
-    if (\event ) begin
-      if (\$98 ) begin
-        \$234  = \$99 [4:0];
-      end
-    end
-    if (\$110 ) begin
-      \$234  = 5'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            casez ({ \$192 , 2'h2 })
-              3'h2:
-                  /* empty */;
-              3'h6:
-                  \$234  = 5'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$234  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = count7;
-    if (\event ) begin
-      if (\$100 ) begin
-        \$235  = \$101 [4:0];
-      end
-    end
-    if (\$110 ) begin
-      \$235  = 5'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-          end
-    endcase
-    if (rst) begin
-      \$235  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = ctr3;
-    if (\event ) begin
-      if (\$102 ) begin
-        \$236  = \$103 [31:0];
-      end
-    end
-    if (\$110 ) begin
-      \$236  = 32'd0;
-    end
-    if (rst) begin
-      \$236  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = ctr7;
-    if (\event ) begin
-      if (\$104 ) begin
-        \$237  = \$105 [31:0];
-      end
-    end
-    if (\$110 ) begin
-      \$237  = 32'd0;
-    end
-    if (rst) begin
-      \$237  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$238  = in_full;
-    if (\$106 ) begin
-      if (input__payload[12]) begin
-        \$238  = 1'h1;
-      end
-    end
-    if (\$110 ) begin
-      \$238  = 1'h0;
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$113 ) begin
-            \$238  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$238  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$239  = in_count0;
-    if (\$106 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[12]) begin
-      end else begin
-        casez (\$signal )
-          1'h0:
-              \$239  = \$108 [4:0];
-        endcase
-      end
-    end
-    if (\$110 ) begin
-      \$239  = 5'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$113 ) begin
-            casez (\$115 )
-              1'h0:
-                  \$239  = 5'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$239  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$240  = in_count1;
-    if (\$106 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[12]) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        casez (\$signal )
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$240  = \$108 [4:0];
-        endcase
-      end
-    end
-    if (\$110 ) begin
-      \$240  = 5'h00;
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$113 ) begin
-            (* full_case = 32'd1 *)
-            casez (\$115 )
-              1'h0:
-                  /* empty */;
-              1'h1:
-                  \$240  = 5'h00;
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$240  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$241  = ctr0;
-    if (\$110 ) begin
-      \$241  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$117 ) begin
-            \$241  = \$118 [31:0];
-          end
-      4'h4:
-          if (\$121 ) begin
-            \$241  = \$122 [31:0];
-          end
-      4'h6:
-          if (\$158 ) begin
-            \$241  = \$159 [31:0];
-          end
-      4'h5:
-          if (\$170 ) begin
-            \$241  = \$171 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$241  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$242  = ctr1;
-    if (\$110 ) begin
-      \$242  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$180 ) begin
-            \$242  = \$181 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$242  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$243  = ctr2;
-    if (\$110 ) begin
-      \$243  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-              if (\$165 ) begin
-                \$243  = \$166 [31:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$243  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$244  = ctr4;
-    if (\$110 ) begin
-      \$244  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$119 ) begin
-            \$244  = \$120 [31:0];
-          end
-      4'h4:
-          if (\$123 ) begin
-            \$244  = \$124 [31:0];
-          end
-      4'h6:
-          if (\$160 ) begin
-            \$244  = \$161 [31:0];
-          end
-      4'h5:
-          if (\$172 ) begin
-            \$244  = \$173 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$244  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$245  = ctr5;
-    if (\$110 ) begin
-      \$245  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$182 ) begin
-            \$245  = \$183 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$245  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$246  = ctr6;
-    if (\$110 ) begin
-      \$246  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          if (\$162 ) begin
-            if (\$164 ) begin
-              if (\$167 ) begin
-                \$246  = \$168 [31:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$246  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$247  = ctr8;
-    if (\$110 ) begin
-      \$247  = 32'd0;
-    end
-    if (busy) begin
-      \$247  = \$111 [31:0];
-    end
-    if (rst) begin
-      \$247  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$248  = ctr9;
-    if (\$110 ) begin
-      \$248  = 32'd0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            \$248  = \$194 [31:0];
-          end
-    endcase
-    if (rst) begin
-      \$248  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$249  = cur;
-    if (\$110 ) begin
-      \$249  = 1'h0;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            \$249  = \$193 ;
-          end
-    endcase
-    if (rst) begin
-      \$249  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$250  = \$signal ;
-    if (\$110 ) begin
-      \$250  = 1'h0;
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$113 ) begin
-            \$250  = \$114 ;
-          end
-    endcase
-    if (rst) begin
-      \$250  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$251  = li;
-    casez (fsm_state)
-      4'h0:
-          if (\$113 ) begin
-            \$251  = 1'h0;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (free) begin
-            (* full_case = 32'd1 *)
-            if (\$188 ) begin
-            end else begin
-              \$251  = \$189 [0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$251  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$252  = \$signal$176 ;
-    casez (fsm_state)
-      4'h0:
-          if (\$113 ) begin
-            \$252  = \$signal ;
-          end
-    endcase
-    if (rst) begin
-      \$252  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$253  = fsm_state;
-    casez (fsm_state)
-      4'h0:
-          if (\$113 ) begin
-            (* full_case = 32'd1 *)
-            if (\$116 ) begin
-              \$253  = 4'h1;
-            end else begin
-              \$253  = 4'h2;
-            end
-          end
-      4'h2:
-          \$253  = 4'h3;
-      4'h3:
-          \$253  = 4'h4;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$125 ) begin
-            \$253  = 4'h5;
-          end else begin
-            \$253  = 4'h6;
-          end
-      4'h6:
-          (* full_case = 32'd1 *)
-          if (\$162 ) begin
-          end else begin
-            \$253  = 4'h4;
-          end
-      4'h5:
-          if (\$174 ) begin
-          end else if (\$179 ) begin
-            \$253  = 4'h7;
-          end
-      4'h7:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (\$185 ) begin
-              \$253  = 4'h8;
-            end else begin
-              \$253  = 4'h3;
-            end
-          end
-      4'h8:
-          if (free) begin
-            (* full_case = 32'd1 *)
-            if (\$188 ) begin
-              \$253  = 4'h1;
-            end else begin
-              \$253  = 4'h2;
-            end
-          end
-      4'h1:
-          if (w_rdy) begin
-            \$253  = 4'h0;
-          end
-    endcase
-    if (rst) begin
-      \$253  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$254  = k;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          \$254  = 4'h0;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (\$185 ) begin
-            end else begin
-              \$254  = \$186 [3:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$254  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$255  = e;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$255  = { 1'h0, layer[14:13] };
-      4'h4:
-          /* empty */;
-      4'h6:
-          (* full_case = 32'd1 *)
-          if (\$162 ) begin
-          end else begin
-            \$255  = \$169 [2:0];
-          end
-    endcase
-    if (rst) begin
-      \$255  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$256  = src_sel;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$125 ) begin
-          end else begin
-            \$256  = \$126 ;
-          end
-    endcase
-    if (rst) begin
-      \$256  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$257  = \$signal$162 ;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$125 ) begin
-          end else begin
-            \$257  = \$128 ;
-          end
-    endcase
-    if (rst) begin
-      \$257  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$258  = bank_sel;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$125 ) begin
-          end else begin
-            \$258  = \$133 ;
-          end
-    endcase
-    if (rst) begin
-      \$258  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$259  = n;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$125 ) begin
-          end else begin
-            \$259  = 5'h00;
-          end
-      4'h6:
-          if (\$162 ) begin
-            \$259  = \$163 [4:0];
-          end
-    endcase
-    if (rst) begin
-      \$259  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$260  = cnt;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$125 ) begin
-          end else begin
-            \$260  = \$141 ;
-          end
-    endcase
-    if (rst) begin
-      \$260  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$261  = row_wbase;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$125 ) begin
-          end else begin
-            \$261  = \$142 ;
-          end
-    endcase
-    if (rst) begin
-      \$261  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$262  = row_offset;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$125 ) begin
-          end else begin
-            \$262  = \$157 [8:0];
-          end
-    endcase
-    if (rst) begin
-      \$262  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$263  = drain2;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          if (\$174 ) begin
-            \$263  = 1'h1;
-          end else if (\$179 ) begin
-            \$263  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$263  = 1'h0;
-    end
   end
+  assign \busy$32  = busy;
+  assign rowbase = \$122 [8:0];
   assign r_data = output__payload;
   assign r_rdy = output__valid;
   assign r_en = output__ready;
-  assign \busy$19  = busy;
   assign \$signature__addr  = host_addr[7:0];
   assign \$signature__data  = host_wdata[7:0];
-  assign \$signature__addr$23  = host_addr[3:0];
-  assign \$signature__data$24  = host_wdata;
-  assign \$signature__addr$26  = host_addr[7:0];
-  assign \$signature__data$27  = host_wdata[7:0];
-  assign \$signature__addr$29  = host_addr[3:0];
-  assign \$signature__data$30  = host_wdata;
-  assign rowbase = \$24 [8:0];
-  assign \$signature__addr$52  = \$26 [7:0];
-  assign \$signature__addr$54  = \$27 [3:0];
-  assign \$signature__addr$55  = \$28 [3:0];
-  assign \$signature__addr$56  = \$30 [7:0];
-  assign \$signature__addr$57  = \$31 [3:0];
-  assign \$signature__addr$58  = \$32 [3:0];
-  assign ev_rd__addr = { bank_sel, src_sel, n[3:0] };
-  assign in_rd__addr = { bank_sel, n[3:0] };
-  assign u = \$signature__data$38 ;
-  assign alpha = \$signature__data$36 [8:0];
-  assign bias = \$signature__data$36 [40:25];
-  assign \u$67  = \$signature__data$39 ;
-  assign \alpha$68  = \$signature__data$37 [8:0];
-  assign \bias$69  = \$signature__data$37 [40:25];
-  assign acc0 = total;
-  assign theta_q0 = theta;
+  assign \$signature__addr$120  = host_addr[3:0];
+  assign \$signature__data$121  = host_wdata;
+  assign \$signature__addr$123  = host_addr[7:0];
+  assign \$signature__data$124  = host_wdata[7:0];
+  assign \$signature__addr$126  = host_addr[3:0];
+  assign \$signature__data$127  = host_wdata;
+  assign raddr = host_addr[3:0];
+  assign port__addr = \$126 [7:0];
+  assign \port__addr$134  = \$127 [3:0];
+  assign \port__addr$135  = \$128 [3:0];
+  assign \port__addr$136  = \$129 [7:0];
+  assign \port__addr$137  = \$130 [3:0];
+  assign \port__addr$138  = \$131 [3:0];
+  assign \port__addr$139  = { bank_sel, src_sel, n[3:0] };
+  assign \port__addr$140  = { bank_sel, n[3:0] };
+  assign u = membranes0_nrw;
+  assign alpha = params0_nrw[8:0];
+  assign bias = params0_nrw[40:25];
+  assign \u$144  = membranes1_nrw;
+  assign \alpha$145  = params1_nrw[8:0];
+  assign \bias$146  = params1_nrw[40:25];
+  assign event_layer = records__payload[2];
+  assign event_index = { 1'h0, records__payload[6:3] };
+  assign total = acc0;
+  assign theta = params0_nrw[24:9];
   assign v_reset = layer[36:21];
   assign reset = layer[20:19];
   assign spiking = layer[18];
-  assign acc1 = \total$103 ;
-  assign theta_q1 = \theta$105 ;
-  assign \v_reset$107  = layer[36:21];
-  assign \reset$108  = layer[20:19];
-  assign \spiking$109  = layer[18];
-  assign \$signature__addr$111  = \$36 [3:0];
-  assign \$signature__data$112  = \$37 [15:0];
-  assign \$signature__addr$116  = \$42 [3:0];
-  assign \$signature__data$117  = \$43 [15:0];
+  assign \total$165  = acc1;
+  assign \theta$166  = params1_nrw[24:9];
+  assign \v_reset$167  = layer[36:21];
+  assign \reset$168  = layer[20:19];
+  assign \spiking$169  = layer[18];
+  assign \$signature__addr$170  = \$137 [3:0];
+  assign \$signature__data$171  = \$138 [15:0];
+  assign \$signature__addr$174  = \$143 [3:0];
+  assign \$signature__data$175  = \$144 [15:0];
   assign \input__payload.index  = input__payload[3:0];
   assign \input__payload.value  = input__payload[11:4];
   assign \input__payload.end  = input__payload[12];
@@ -3842,47 +3687,26 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \output__payload.index  = output__payload[6:3];
   assign \output__payload.spike  = output__payload[7];
   assign \output__payload.value  = output__payload[23:8];
-  assign \$signature__data$24.alpha  = host_wdata[8:0];
-  assign \$signature__data$24.theta  = host_wdata[24:9];
-  assign \$signature__data$24.bias  = host_wdata[40:25];
-  assign \$signature__data$30.alpha  = host_wdata[8:0];
-  assign \$signature__data$30.theta  = host_wdata[24:9];
-  assign \$signature__data$30.bias  = host_wdata[40:25];
-  assign \$signature__data$36.alpha  = \$signature__data$36 [8:0];
-  assign \$signature__data$36.theta  = \$signature__data$36 [24:9];
-  assign \$signature__data$36.bias  = \$signature__data$36 [40:25];
-  assign \$signature__data$37.alpha  = \$signature__data$37 [8:0];
-  assign \$signature__data$37.theta  = \$signature__data$37 [24:9];
-  assign \$signature__data$37.bias  = \$signature__data$37 [40:25];
-  assign \ev_rd__data.index  = ev_rd__data[3:0];
-  assign \ev_rd__data.value  = ev_rd__data[11:4];
-  assign \in_rd__data.index  = in_rd__data[3:0];
-  assign \in_rd__data.value  = in_rd__data[11:4];
-  assign \layer.size  = layer[4:0];
-  assign \layer.rows  = layer[8:5];
-  assign \layer.sbase  = layer[12:9];
-  assign \layer.ebase  = layer[14:13];
-  assign \layer.ecount  = layer[17:15];
-  assign \layer.spiking  = layer[18];
-  assign \layer.reset  = layer[20:19];
-  assign \layer.v_reset  = layer[36:21];
-  assign \layer.emit_values  = layer[37];
-  assign \end_record.kind  = end_record[1:0];
-  assign \end_record.layer  = end_record[2];
-  assign \end_record.index  = end_record[6:3];
-  assign \end_record.spike  = end_record[7];
-  assign \end_record.value  = end_record[23:8];
-  assign \records__payload.kind  = records__payload[1:0];
-  assign \records__payload.layer  = records__payload[2];
-  assign \records__payload.index  = records__payload[6:3];
-  assign \records__payload.spike  = records__payload[7];
-  assign \records__payload.value  = records__payload[23:8];
-  assign \ev_wr__data.index  = ev_wr__data[3:0];
-  assign \ev_wr__data.value  = ev_wr__data[11:4];
-  assign \in_wr__data.index  = in_wr__data[3:0];
-  assign \in_wr__data.value  = in_wr__data[11:4];
-  assign \values[0]  = values[15:0];
-  assign \values[1]  = values[31:16];
+  assign \events_nrw.index  = events_nrw[3:0];
+  assign \events_nrw.value  = events_nrw[11:4];
+  assign \port__data.index  = port__data[3:0];
+  assign \port__data.value  = port__data[11:4];
+  assign \input_events_nrw.index  = input_events_nrw[3:0];
+  assign \input_events_nrw.value  = input_events_nrw[11:4];
+  assign \port__data$19.index  = \port__data$19 [3:0];
+  assign \port__data$19.value  = \port__data$19 [11:4];
+  assign \params0_nrw.alpha  = params0_nrw[8:0];
+  assign \params0_nrw.theta  = params0_nrw[24:9];
+  assign \params0_nrw.bias  = params0_nrw[40:25];
+  assign \port__data$23.alpha  = \port__data$23 [8:0];
+  assign \port__data$23.theta  = \port__data$23 [24:9];
+  assign \port__data$23.bias  = \port__data$23 [40:25];
+  assign \params1_nrw.alpha  = params1_nrw[8:0];
+  assign \params1_nrw.theta  = params1_nrw[24:9];
+  assign \params1_nrw.bias  = params1_nrw[40:25];
+  assign \port__data$29.alpha  = \port__data$29 [8:0];
+  assign \port__data$29.theta  = \port__data$29 [24:9];
+  assign \port__data$29.bias  = \port__data$29 [40:25];
   assign \layer0.size  = layer0[4:0];
   assign \layer0.rows  = layer0[8:5];
   assign \layer0.sbase  = layer0[12:9];
@@ -3917,79 +3741,649 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \edge3.recurrent  = edge3[2];
   assign \edge3.wbase  = edge3[10:3];
   assign \edge3.nsrc  = edge3[15:11];
-  assign valid_lanes[1] = \$53 ;
-  assign valid_lanes[0] = \$50 ;
-  assign spikes[1] = \spike$110 ;
-  assign spikes[0] = spike;
+  assign \layer.size  = layer[4:0];
+  assign \layer.rows  = layer[8:5];
+  assign \layer.sbase  = layer[12:9];
+  assign \layer.ebase  = layer[14:13];
+  assign \layer.ecount  = layer[17:15];
+  assign \layer.spiking  = layer[18];
+  assign \layer.reset  = layer[20:19];
+  assign \layer.v_reset  = layer[36:21];
+  assign \layer.emit_values  = layer[37];
+  assign \$signature__data$121.alpha  = host_wdata[8:0];
+  assign \$signature__data$121.theta  = host_wdata[24:9];
+  assign \$signature__data$121.bias  = host_wdata[40:25];
+  assign \$signature__data$127.alpha  = host_wdata[8:0];
+  assign \$signature__data$127.theta  = host_wdata[24:9];
+  assign \$signature__data$127.bias  = host_wdata[40:25];
+  assign \end_record.kind  = end_record[1:0];
+  assign \end_record.layer  = end_record[2];
+  assign \end_record.index  = end_record[6:3];
+  assign \end_record.spike  = end_record[7];
+  assign \end_record.value  = end_record[23:8];
+  assign \records__payload.kind  = records__payload[1:0];
+  assign \records__payload.layer  = records__payload[2];
+  assign \records__payload.index  = records__payload[6:3];
+  assign \records__payload.spike  = records__payload[7];
+  assign \records__payload.value  = records__payload[23:8];
+  assign \ev_wr__data.index  = ev_wr__data[3:0];
+  assign \ev_wr__data.value  = ev_wr__data[11:4];
+  assign \in_wr__data.index  = in_wr__data[3:0];
+  assign \in_wr__data.value  = in_wr__data[11:4];
+  assign \values[0]  = values[15:0];
+  assign \values[1]  = values[31:16];
+  assign valid_lanes[1] = \$154 ;
+  assign valid_lanes[0] = \$151 ;
   assign end_record[1:0] = 2'h2;
   assign end_record[23:2] = 22'h000000;
-  assign \$15  = host_addr[8];
-  assign \$20  = host_addr[8];
-  assign \$46  = host_addr[8];
-  assign \$104  = event_layer;
-  assign \$119  = li;
-  assign \$123  = li;
-  assign \$144  = { 1'h0, \$143  };
-  assign \$147  = { \$146 , 1'h0 };
-  assign \$151  = { 1'h0, \$150 , 2'h0 };
-  assign \$154  = { \$153 , 3'h0 };
+  assign \$63  = { 1'h0, \$62  };
+  assign \$66  = { \$65 , 1'h0 };
+  assign \$70  = { 1'h0, \$69 , 2'h0 };
+  assign \$73  = { \$72 , 3'h0 };
+  assign \$113  = host_addr[8];
+  assign \$118  = host_addr[8];
+  assign \$136  = records__payload[2];
+  assign \$147  = host_addr[8];
   assign \$160  = li;
-  assign \$167  = li;
+  assign \$162  = li;
+  assign \$164  = li;
+  assign \$168  = li;
+  assign \$170  = li;
   assign \$172  = li;
-  assign \$182  = li;
+  assign \$174  = li;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.leak0 (bias, u, leak, alpha);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_tiny.leak1 (bias, u, leak, alpha);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_tiny.neuron0 (u_new, \port$647$18 , theta, total, spike);
+module \npu_core_tiny.counters (clk, rst, re, total, inc, clear, raddr);
+  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
-  wire \$10 ;
+  reg [4:0] \$10 ;
+  reg [4:0] \$100 ;
+  reg [4:0] \$101 ;
+  reg [4:0] \$102 ;
+  reg [4:0] \$103 ;
+  reg [4:0] \$104 ;
   wire \$11 ;
-  wire [16:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [16:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire [16:0] \$16 ;
+  wire [5:0] \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire [4:0] \$15 ;
+  wire [6:0] \$16 ;
   wire \$17 ;
   wire \$18 ;
-  wire [15:0] \$19 ;
+  wire [5:0] \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire [4:0] \$22 ;
+  wire [6:0] \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire [5:0] \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire [4:0] \$29 ;
+  wire \$3 ;
+  wire [6:0] \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire [5:0] \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire [4:0] \$36 ;
+  wire [6:0] \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  reg [4:0] \$4 ;
+  wire [5:0] \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire [4:0] \$43 ;
+  wire [6:0] \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire [5:0] \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire [4:0] \$50 ;
+  wire [6:0] \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire [5:0] \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire [4:0] \$57 ;
+  wire [6:0] \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire [5:0] \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire [4:0] \$64 ;
+  wire [6:0] \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire [5:0] \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire [4:0] \$71 ;
+  wire [6:0] \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire [5:0] \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire [4:0] \$78 ;
+  wire [6:0] \$79 ;
+  wire [4:0] \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire [31:0] \$83 ;
+  wire [4:0] \$84 ;
+  wire [32:0] \$85 ;
+  reg \$86 ;
+  reg [3:0] \$87 ;
+  reg [4:0] \$88 ;
+  reg \$89 ;
+  wire [4:0] \$9 ;
+  reg [3:0] \$90 ;
+  reg \$91 ;
+  reg [4:0] \$92 ;
+  reg \$93 ;
+  reg [4:0] \$94 ;
+  reg [9:0] \$95 ;
+  reg [4:0] \$96 ;
+  reg [4:0] \$97 ;
+  reg [4:0] \$98 ;
+  reg [4:0] \$99 ;
+  wire [3:0] \$signature__addr ;
+  wire [31:0] \$signature__data ;
+  input clear;
+  wire clear;
+  input clk;
+  wire clk;
+  reg [4:0] delta0 = 5'h00;
+  reg [4:0] delta1 = 5'h00;
+  reg [4:0] delta2 = 5'h00;
+  reg [4:0] delta3 = 5'h00;
+  reg [4:0] delta4 = 5'h00;
+  reg [4:0] delta5 = 5'h00;
+  reg [4:0] delta6 = 5'h00;
+  reg [4:0] delta7 = 5'h00;
+  reg [4:0] delta8 = 5'h00;
+  reg [4:0] delta9 = 5'h00;
+  reg [4:0] f_delta = 5'h00;
+  reg [3:0] f_idx = 4'h0;
+  reg f_stale = 1'h0;
+  reg f_valid = 1'h0;
+  input [9:0] inc;
+  wire [9:0] inc;
+  reg [3:0] ptr = 4'h0;
+  reg [4:0] r_delta = 5'h00;
+  reg r_stale = 1'h0;
+  input [3:0] raddr;
+  wire [3:0] raddr;
+  wire [31:0] rdata;
+  input re;
+  wire re;
+  input rst;
+  wire rst;
+  reg rvalid = 1'h0;
+  reg [9:0] stale = 10'h3ff;
+  output [31:0] total;
+  wire [31:0] total;
+  (* init = 4'h0 *)
+  wire [3:0] wr__addr;
+  wire [31:0] wr__data;
+  (* init = 1'h0 *)
+  wire wr__en;
+  reg [31:0] mem [9:0];
+  initial begin
+    mem[0] = 32'd0;
+    mem[1] = 32'd0;
+    mem[2] = 32'd0;
+    mem[3] = 32'd0;
+    mem[4] = 32'd0;
+    mem[5] = 32'd0;
+    mem[6] = 32'd0;
+    mem[7] = 32'd0;
+    mem[8] = 32'd0;
+    mem[9] = 32'd0;
+  end
+  always @(posedge clk) begin
+    if (f_valid)
+      mem[f_idx] <= \$85 [31:0];
+  end
+  reg [31:0] _0_;
+  always @(posedge clk) begin
+    _0_ <= mem[\$signature__addr ];
+  end
+  assign \$signature__data  = _0_;
+  assign \$1  = ~ re;
+  assign \$2  = ~ clear;
+  assign \$3  = \$1  & \$2 ;
+  assign \$5  = stale >> ptr;
+  assign \$6  = ~ re;
+  assign \$7  = ptr == 4'h9;
+  assign \$8  = ptr + 1'h1;
+  assign \$9  = \$7  ? 5'h00 : \$8 ;
+  assign \$11  = stale >> raddr;
+  assign \$12  = delta0 + inc[0];
+  assign \$13  = ! f_idx;
+  assign \$14  = f_valid & \$13 ;
+  assign \$15  = \$14  ? f_delta : 5'h00;
+  assign \$16  = \$12  - \$15 ;
+  assign \$17  = ! f_idx;
+  assign \$18  = f_valid & \$17 ;
+  assign \$19  = delta1 + inc[1];
+  assign \$20  = f_idx == 1'h1;
+  assign \$21  = f_valid & \$20 ;
+  assign \$22  = \$21  ? f_delta : 5'h00;
+  assign \$23  = \$19  - \$22 ;
+  assign \$24  = f_idx == 1'h1;
+  assign \$25  = f_valid & \$24 ;
+  assign \$26  = delta2 + inc[2];
+  assign \$27  = f_idx == 2'h2;
+  assign \$28  = f_valid & \$27 ;
+  assign \$29  = \$28  ? f_delta : 5'h00;
+  assign \$30  = \$26  - \$29 ;
+  assign \$31  = f_idx == 2'h2;
+  assign \$32  = f_valid & \$31 ;
+  assign \$33  = delta3 + inc[3];
+  assign \$34  = f_idx == 2'h3;
+  assign \$35  = f_valid & \$34 ;
+  assign \$36  = \$35  ? f_delta : 5'h00;
+  assign \$37  = \$33  - \$36 ;
+  assign \$38  = f_idx == 2'h3;
+  assign \$39  = f_valid & \$38 ;
+  assign \$40  = delta4 + inc[4];
+  assign \$41  = f_idx == 3'h4;
+  assign \$42  = f_valid & \$41 ;
+  assign \$43  = \$42  ? f_delta : 5'h00;
+  assign \$44  = \$40  - \$43 ;
+  assign \$45  = f_idx == 3'h4;
+  assign \$46  = f_valid & \$45 ;
+  assign \$47  = delta5 + inc[5];
+  assign \$48  = f_idx == 3'h5;
+  assign \$49  = f_valid & \$48 ;
+  assign \$50  = \$49  ? f_delta : 5'h00;
+  assign \$51  = \$47  - \$50 ;
+  assign \$52  = f_idx == 3'h5;
+  assign \$53  = f_valid & \$52 ;
+  assign \$54  = delta6 + inc[6];
+  assign \$55  = f_idx == 3'h6;
+  assign \$56  = f_valid & \$55 ;
+  assign \$57  = \$56  ? f_delta : 5'h00;
+  assign \$58  = \$54  - \$57 ;
+  assign \$59  = f_idx == 3'h6;
+  assign \$60  = f_valid & \$59 ;
+  assign \$61  = delta7 + inc[7];
+  assign \$62  = f_idx == 3'h7;
+  assign \$63  = f_valid & \$62 ;
+  assign \$64  = \$63  ? f_delta : 5'h00;
+  assign \$65  = \$61  - \$64 ;
+  assign \$66  = f_idx == 3'h7;
+  assign \$67  = f_valid & \$66 ;
+  assign \$68  = delta8 + inc[8];
+  assign \$69  = f_idx == 4'h8;
+  assign \$70  = f_valid & \$69 ;
+  assign \$71  = \$70  ? f_delta : 5'h00;
+  assign \$72  = \$68  - \$71 ;
+  assign \$73  = f_idx == 4'h8;
+  assign \$74  = f_valid & \$73 ;
+  assign \$75  = delta9 + inc[9];
+  assign \$76  = f_idx == 4'h9;
+  assign \$77  = f_valid & \$76 ;
+  assign \$78  = \$77  ? f_delta : 5'h00;
+  assign \$79  = \$75  - \$78 ;
+  assign \$80  = f_idx == 4'h9;
+  assign \$81  = f_valid & \$80 ;
+  assign \$signature__addr  = re ? raddr : ptr;
+  assign \$82  = rvalid ? r_stale : f_stale;
+  assign \$83  = \$82  ? 32'd0 : \$signature__data ;
+  assign \$84  = rvalid ? r_delta : f_delta;
+  assign \$85  = \$83  + \$84 ;
+  always @(posedge clk)
+    f_valid <= \$86 ;
+  always @(posedge clk)
+    f_idx <= \$87 ;
+  always @(posedge clk)
+    f_delta <= \$88 ;
+  always @(posedge clk)
+    f_stale <= \$89 ;
+  always @(posedge clk)
+    ptr <= \$90 ;
+  always @(posedge clk)
+    rvalid <= \$91 ;
+  always @(posedge clk)
+    r_delta <= \$92 ;
+  always @(posedge clk)
+    r_stale <= \$93 ;
+  always @(posedge clk)
+    delta0 <= \$94 ;
+  always @(posedge clk)
+    stale <= \$95 ;
+  always @(posedge clk)
+    delta1 <= \$96 ;
+  always @(posedge clk)
+    delta2 <= \$97 ;
+  always @(posedge clk)
+    delta3 <= \$98 ;
+  always @(posedge clk)
+    delta4 <= \$99 ;
+  always @(posedge clk)
+    delta5 <= \$100 ;
+  always @(posedge clk)
+    delta6 <= \$101 ;
+  always @(posedge clk)
+    delta7 <= \$102 ;
+  always @(posedge clk)
+    delta8 <= \$103 ;
+  always @(posedge clk)
+    delta9 <= \$104 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$4  = 5'h00;
+    casez (ptr)
+      4'h0:
+          \$4  = delta0;
+      4'h1:
+          \$4  = delta1;
+      4'h2:
+          \$4  = delta2;
+      4'h3:
+          \$4  = delta3;
+      4'h4:
+          \$4  = delta4;
+      4'h5:
+          \$4  = delta5;
+      4'h6:
+          \$4  = delta6;
+      4'h7:
+          \$4  = delta7;
+      4'h8:
+          \$4  = delta8;
+      4'h9:
+          \$4  = delta9;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$10  = 5'h00;
+    casez (raddr)
+      4'h0:
+          \$10  = delta0;
+      4'h1:
+          \$10  = delta1;
+      4'h2:
+          \$10  = delta2;
+      4'h3:
+          \$10  = delta3;
+      4'h4:
+          \$10  = delta4;
+      4'h5:
+          \$10  = delta5;
+      4'h6:
+          \$10  = delta6;
+      4'h7:
+          \$10  = delta7;
+      4'h8:
+          \$10  = delta8;
+      4'h9:
+          \$10  = delta9;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$86  = \$3 ;
+    if (rst) begin
+      \$86  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$87  = ptr;
+    if (rst) begin
+      \$87  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$88  = \$4 ;
+    if (rst) begin
+      \$88  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$89  = \$5 ;
+    if (rst) begin
+      \$89  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$90  = ptr;
+    if (\$6 ) begin
+      \$90  = \$9 [3:0];
+    end
+    if (rst) begin
+      \$90  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$91  = re;
+    if (rst) begin
+      \$91  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$92  = \$10 ;
+    if (rst) begin
+      \$92  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$93  = \$11 ;
+    if (rst) begin
+      \$93  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$94  = \$16 [4:0];
+    if (clear) begin
+      \$94  = 5'h00;
+    end
+    if (rst) begin
+      \$94  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$95  = stale;
+    if (\$18 ) begin
+      \$95 [0] = 1'h0;
+    end
+    if (\$25 ) begin
+      \$95 [1] = 1'h0;
+    end
+    if (\$32 ) begin
+      \$95 [2] = 1'h0;
+    end
+    if (\$39 ) begin
+      \$95 [3] = 1'h0;
+    end
+    if (\$46 ) begin
+      \$95 [4] = 1'h0;
+    end
+    if (\$53 ) begin
+      \$95 [5] = 1'h0;
+    end
+    if (\$60 ) begin
+      \$95 [6] = 1'h0;
+    end
+    if (\$67 ) begin
+      \$95 [7] = 1'h0;
+    end
+    if (\$74 ) begin
+      \$95 [8] = 1'h0;
+    end
+    if (\$81 ) begin
+      \$95 [9] = 1'h0;
+    end
+    if (clear) begin
+      \$95  = 10'h3ff;
+    end
+    if (rst) begin
+      \$95  = 10'h3ff;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$96  = \$23 [4:0];
+    if (clear) begin
+      \$96  = 5'h00;
+    end
+    if (rst) begin
+      \$96  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$97  = \$30 [4:0];
+    if (clear) begin
+      \$97  = 5'h00;
+    end
+    if (rst) begin
+      \$97  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$98  = \$37 [4:0];
+    if (clear) begin
+      \$98  = 5'h00;
+    end
+    if (rst) begin
+      \$98  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$99  = \$44 [4:0];
+    if (clear) begin
+      \$99  = 5'h00;
+    end
+    if (rst) begin
+      \$99  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$100  = \$51 [4:0];
+    if (clear) begin
+      \$100  = 5'h00;
+    end
+    if (rst) begin
+      \$100  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$101  = \$58 [4:0];
+    if (clear) begin
+      \$101  = 5'h00;
+    end
+    if (rst) begin
+      \$101  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$102  = \$65 [4:0];
+    if (clear) begin
+      \$102  = 5'h00;
+    end
+    if (rst) begin
+      \$102  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$103  = \$72 [4:0];
+    if (clear) begin
+      \$103  = 5'h00;
+    end
+    if (rst) begin
+      \$103  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$104  = \$79 [4:0];
+    if (clear) begin
+      \$104  = 5'h00;
+    end
+    if (rst) begin
+      \$104  = 5'h00;
+    end
+  end
+  assign rdata = \$85 [31:0];
+  assign wr__addr = f_idx;
+  assign wr__data = \$85 [31:0];
+  assign wr__en = f_valid;
+  assign total = \$85 [31:0];
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_tiny.leak0 (alpha, bias, u, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_tiny.leak1 (alpha, bias, u, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_tiny.neuron0 (u_new, theta, \port$749$18 , total, spike);
+  wire \$1 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -3997,14 +4391,13 @@ module \npu_core_tiny.neuron0 (u_new, \port$647$18 , theta, total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire \$9 ;
+  wire [15:0] \$9 ;
   wire \$signal ;
   wire [15:0] after_spike;
+  wire [16:0] diff;
   wire lo;
-  wire [15:0] low;
-  wire [15:0] minus;
-  input [18:0] \port$647$18 ;
-  wire [18:0] \port$647$18 ;
+  input [18:0] \port$749$18 ;
+  wire [18:0] \port$749$18 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -4025,43 +4418,22 @@ module \npu_core_tiny.neuron0 (u_new, \port$647$18 , theta, total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign \$6  = ~ lo;
-  assign \$7  = $signed(total[15:0]) >= $signed(theta);
-  assign \$8  = \$6  & \$7 ;
-  assign \$9  = \$signal  | \$8 ;
-  assign \$10  = theta == 16'h8000;
-  assign \$11  = \$9  | \$10 ;
-  assign spike = \port$647$18 [0] & \$11 ;
-  assign \$12  = $signed(16'h7fff) - $signed(theta);
-  assign \$13  = $signed(16'h8000) - $signed(theta);
-  assign \$14  = $signed(total[15:0]) - $signed(theta);
-  assign \$15  = lo ? \$13  : \$14 ;
-  assign \$16  = \$signal  ? \$12  : \$15 ;
-  assign \$17  = ! \port$647$18 [2:1];
-  assign \$18  = \port$647$18 [2:1] == 1'h1;
-  assign \$19  = \$18  ? \port$647$18 [18:3] : v;
-  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign diff = $signed(v) - $signed(theta);
+  assign \$6  = ~ diff[16];
+  assign spike = \port$749$18 [0] & \$6 ;
+  assign \$7  = ! \port$749$18 [2:1];
+  assign \$8  = \port$749$18 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$749$18 [18:3] : v;
+  assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign low = total[15:0];
-  assign spiking = \port$647$18 [0];
-  assign minus = \$16 [15:0];
-  assign reset = \port$647$18 [2:1];
-  assign v_reset = \port$647$18 [18:3];
+  assign spiking = \port$749$18 [0];
+  assign reset = \port$749$18 [2:1];
+  assign v_reset = \port$749$18 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neuron1 (u_new, \port$647$18 , theta, total, spike);
+module \npu_core_tiny.neuron1 (u_new, theta, \port$749$18 , total, spike);
   wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [16:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [16:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire [16:0] \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [15:0] \$19 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -4069,14 +4441,13 @@ module \npu_core_tiny.neuron1 (u_new, \port$647$18 , theta, total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire \$9 ;
+  wire [15:0] \$9 ;
   wire \$signal ;
   wire [15:0] after_spike;
+  wire [16:0] diff;
   wire lo;
-  wire [15:0] low;
-  wire [15:0] minus;
-  input [18:0] \port$647$18 ;
-  wire [18:0] \port$647$18 ;
+  input [18:0] \port$749$18 ;
+  wire [18:0] \port$749$18 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -4097,33 +4468,22 @@ module \npu_core_tiny.neuron1 (u_new, \port$647$18 , theta, total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign \$6  = ~ lo;
-  assign \$7  = $signed(total[15:0]) >= $signed(theta);
-  assign \$8  = \$6  & \$7 ;
-  assign \$9  = \$signal  | \$8 ;
-  assign \$10  = theta == 16'h8000;
-  assign \$11  = \$9  | \$10 ;
-  assign spike = \port$647$18 [0] & \$11 ;
-  assign \$12  = $signed(16'h7fff) - $signed(theta);
-  assign \$13  = $signed(16'h8000) - $signed(theta);
-  assign \$14  = $signed(total[15:0]) - $signed(theta);
-  assign \$15  = lo ? \$13  : \$14 ;
-  assign \$16  = \$signal  ? \$12  : \$15 ;
-  assign \$17  = ! \port$647$18 [2:1];
-  assign \$18  = \port$647$18 [2:1] == 1'h1;
-  assign \$19  = \$18  ? \port$647$18 [18:3] : v;
-  assign after_spike = \$17  ? \$16 [15:0] : \$19 ;
+  assign diff = $signed(v) - $signed(theta);
+  assign \$6  = ~ diff[16];
+  assign spike = \port$749$18 [0] & \$6 ;
+  assign \$7  = ! \port$749$18 [2:1];
+  assign \$8  = \port$749$18 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$749$18 [18:3] : v;
+  assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign low = total[15:0];
-  assign spiking = \port$647$18 [0];
-  assign minus = \$16 [15:0];
-  assign reset = \port$647$18 [2:1];
-  assign v_reset = \port$647$18 [18:3];
+  assign spiking = \port$749$18 [0];
+  assign reset = \port$749$18 [2:1];
+  assign v_reset = \port$749$18 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
 module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_rdy, r_en);
-  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -4248,7 +4608,7 @@ module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_r
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -4258,7 +4618,7 @@ module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -4268,7 +4628,7 @@ module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -4281,7 +4641,7 @@ module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -4301,58 +4661,80 @@ module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_r
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.router (rst, records__ready, free, records__valid, event_index, \event , can_load, load, send, \spikes$21 , \base$22 , \layer$23 , \emit_values$24 , values, records__payload, layer, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
-  wire \$1 ;
+module \npu_core_tiny.router (rst, records__ready, free, can_load, \event , load, send, \spikes$27 , \base$28 , \layer$29 , \emit_values$30 , values, out_valid, records__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
+  wire [2:0] \$1 ;
   wire \$10 ;
-  wire [2:0] \$11 ;
-  wire [2:0] \$12 ;
-  wire [2:0] \$13 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [5:0] \$13 ;
   wire \$14 ;
-  reg [1:0] \$15 ;
-  reg [1:0] \$16 ;
-  reg [4:0] \$17 ;
-  reg \$18 ;
-  reg \$19 ;
-  wire [5:0] \$2 ;
-  reg [15:0] \$20 ;
-  reg [15:0] \$21 ;
-  reg [15:0] \$3 ;
-  wire [5:0] \$4 ;
+  reg [15:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [2:0] \$19 ;
+  wire [2:0] \$2 ;
+  wire [2:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  reg \$23 ;
+  reg [23:0] \$24 ;
+  reg [1:0] \$25 ;
+  reg [4:0] \$26 ;
+  reg \$27 ;
+  reg \$28 ;
+  reg [15:0] \$29 ;
+  wire \$3 ;
+  reg [15:0] \$30 ;
+  reg [1:0] \$31 ;
+  reg \$32 ;
+  reg \$33 ;
+  wire \$4 ;
   wire \$5 ;
   wire \$6 ;
-  wire [2:0] \$7 ;
-  wire \$8 ;
-  wire \$9 ;
+  wire [1:0] \$7 ;
+  wire [1:0] \$8 ;
+  wire [1:0] \$9 ;
+  wire advance;
   reg [4:0] base = 5'h00;
-  input [4:0] \base$22 ;
-  wire [4:0] \base$22 ;
+  input [4:0] \base$28 ;
+  wire [4:0] \base$28 ;
   output can_load;
   wire can_load;
   input clk;
   wire clk;
   reg emit_values = 1'h0;
-  input \emit_values$24 ;
-  wire \emit_values$24 ;
+  input \emit_values$30 ;
+  wire \emit_values$30 ;
   output \event ;
   wire \event ;
-  output [4:0] event_index;
   wire [4:0] event_index;
-  (* init = 1'h0 *)
   wire event_layer;
   output free;
   wire free;
-  output layer;
   reg layer = 1'h0;
-  input \layer$23 ;
-  wire \layer$23 ;
+  input \layer$29 ;
+  wire \layer$29 ;
   input load;
   wire load;
+  wire [1:0] lowest;
+  reg none_left = 1'h1;
+  reg one_left = 1'h0;
+  (* init = 24'h000000 *)
+  wire [23:0] out;
+  wire [3:0] \out.index ;
+  wire [1:0] \out.kind ;
+  wire \out.layer ;
+  wire \out.spike ;
+  wire [15:0] \out.value ;
+  output out_valid;
+  reg out_valid = 1'h0;
   reg [1:0] pending = 2'h0;
-  reg pick;
-  wire pick_spike;
+  reg [1:0] pending_next;
+  wire pick;
   output [23:0] records__payload;
-  wire [23:0] records__payload;
+  reg [23:0] records__payload = 24'h000000;
   wire [3:0] \records__payload.index ;
   wire [1:0] \records__payload.kind ;
   wire \records__payload.layer ;
@@ -4360,158 +4742,206 @@ module \npu_core_tiny.router (rst, records__ready, free, records__valid, event_i
   wire [15:0] \records__payload.value ;
   input records__ready;
   wire records__ready;
-  output records__valid;
+  (* init = 1'h0 *)
   wire records__valid;
   input rst;
   wire rst;
   input [1:0] send;
   wire [1:0] send;
   reg [1:0] spikes = 2'h0;
-  input [1:0] \spikes$21 ;
-  wire [1:0] \spikes$21 ;
+  input [1:0] \spikes$27 ;
+  wire [1:0] \spikes$27 ;
   reg [15:0] value0 = 16'h0000;
   reg [15:0] value1 = 16'h0000;
   input [31:0] values;
   wire [31:0] values;
   wire [15:0] \values[0] ;
   wire [15:0] \values[1] ;
-  assign pick_spike = spikes >> pick;
-  assign free = ! pending;
-  assign records__valid = ~ free;
-  assign \$1  = emit_values ? 1'h1 : 1'h0;
-  assign \$2  = base + pick;
-  assign \$4  = base + pick;
-  assign \$5  = records__valid & records__ready;
-  assign \event  = \$5  & pick_spike;
-  assign \$6  = records__valid & records__ready;
-  assign \$7  = 1'h1 << pick;
-  assign \$8  = pending == \$7 ;
-  assign \$9  = \$6  & \$8 ;
-  assign can_load = free | \$9 ;
-  assign \$10  = records__valid & records__ready;
-  assign \$11  = 1'h1 << pick;
-  assign \$12  = ~ \$11 ;
-  assign \$13  = { 1'h0, pending } & \$12 ;
-  assign \$14  = load & can_load;
+  assign \$1  = - pending;
+  assign \$2  = { 1'h0, pending } & \$1 ;
+  assign \$3  = ~ out_valid;
+  assign advance = \$3  | records__ready;
+  assign \$4  = ~ out_valid;
+  assign free = none_left & \$4 ;
+  assign \$5  = one_left & advance;
+  assign can_load = none_left | \$5 ;
+  assign \$6  = out_valid & records__ready;
+  assign \event  = \$6  & records__payload[7];
+  assign \$7  = ~ \$2 [1:0];
+  assign \$8  = pending & \$7 ;
+  assign \$9  = advance ? \$8  : pending;
+  assign \$10  = load & can_load;
+  assign \$11  = ~ none_left;
+  assign \$12  = emit_values ? 1'h1 : 1'h0;
+  assign \$13  = base + pick;
+  assign \$14  = spikes >> pick;
+  assign \$16  = load & can_load;
+  assign \$17  = ! pending_next;
+  assign \$18  = | pending_next;
+  assign \$19  = pending_next - 1'h1;
+  assign \$20  = { 1'h0, pending_next } & \$19 ;
+  assign \$21  = ! \$20 ;
+  assign \$22  = \$18  & \$21 ;
   always @(posedge clk)
-    pending <= \$15 ;
+    out_valid <= \$23 ;
   always @(posedge clk)
-    spikes <= \$16 ;
+    records__payload <= \$24 ;
   always @(posedge clk)
-    base <= \$17 ;
+    spikes <= \$25 ;
   always @(posedge clk)
-    layer <= \$18 ;
+    base <= \$26 ;
   always @(posedge clk)
-    emit_values <= \$19 ;
+    layer <= \$27 ;
   always @(posedge clk)
-    value0 <= \$20 ;
+    emit_values <= \$28 ;
   always @(posedge clk)
-    value1 <= \$21 ;
+    value0 <= \$29 ;
+  always @(posedge clk)
+    value1 <= \$30 ;
+  always @(posedge clk)
+    pending <= \$31 ;
+  always @(posedge clk)
+    none_left <= \$32 ;
+  always @(posedge clk)
+    one_left <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     casez (pick)
       1'h0:
-          \$3  = value0;
+          \$15  = value0;
       1'h1:
-          \$3  = value1;
+          \$15  = value1;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    pick = 1'h0;
-    if (pending[1]) begin
-      pick = 1'h1;
-    end
-    if (pending[0]) begin
-      pick = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$15  = pending;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    pending_next = \$9 ;
     if (\$10 ) begin
-      \$15  = \$13 [1:0];
-    end
-    if (\$14 ) begin
-      \$15  = send;
-    end
-    if (rst) begin
-      \$15  = 2'h0;
+      pending_next = send;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$16  = spikes;
-    if (\$14 ) begin
-      \$16  = \spikes$21 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$23  = out_valid;
+    if (advance) begin
+      \$23  = \$11 ;
     end
     if (rst) begin
-      \$16  = 2'h0;
+      \$23  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$17  = base;
-    if (\$14 ) begin
-      \$17  = \base$22 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$24  = records__payload;
+    if (advance) begin
+      \$24 [1:0] = { 1'h0, \$12  };
+      \$24 [2] = layer;
+      \$24 [6:3] = \$13 [3:0];
+      \$24 [7] = \$14 ;
+      \$24 [23:8] = \$15 ;
     end
     if (rst) begin
-      \$17  = 5'h00;
+      \$24  = 24'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$18  = layer;
-    if (\$14 ) begin
-      \$18  = \layer$23 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$25  = spikes;
+    if (\$16 ) begin
+      \$25  = \spikes$27 ;
     end
     if (rst) begin
-      \$18  = 1'h0;
+      \$25  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$19  = emit_values;
-    if (\$14 ) begin
-      \$19  = \emit_values$24 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$26  = base;
+    if (\$16 ) begin
+      \$26  = \base$28 ;
     end
     if (rst) begin
-      \$19  = 1'h0;
+      \$26  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$20  = value0;
-    if (\$14 ) begin
-      \$20  = values[15:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$27  = layer;
+    if (\$16 ) begin
+      \$27  = \layer$29 ;
     end
     if (rst) begin
-      \$20  = 16'h0000;
+      \$27  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$21  = value1;
-    if (\$14 ) begin
-      \$21  = values[31:16];
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$28  = emit_values;
+    if (\$16 ) begin
+      \$28  = \emit_values$30 ;
     end
     if (rst) begin
-      \$21  = 16'h0000;
+      \$28  = 1'h0;
     end
   end
-  assign event_layer = layer;
-  assign event_index = \$4 [4:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$29  = value0;
+    if (\$16 ) begin
+      \$29  = values[15:0];
+    end
+    if (rst) begin
+      \$29  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$30  = value1;
+    if (\$16 ) begin
+      \$30  = values[31:16];
+    end
+    if (rst) begin
+      \$30  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$31  = pending_next;
+    if (rst) begin
+      \$31  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$32  = \$17 ;
+    if (rst) begin
+      \$32  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$33  = \$22 ;
+    if (rst) begin
+      \$33  = 1'h0;
+    end
+  end
+  assign lowest = \$2 [1:0];
+  assign records__valid = out_valid;
+  assign out = records__payload;
+  assign event_index = { 1'h0, records__payload[6:3] };
+  assign event_layer = records__payload[2];
   assign \records__payload.kind  = records__payload[1:0];
   assign \records__payload.layer  = records__payload[2];
   assign \records__payload.index  = records__payload[6:3];
   assign \records__payload.spike  = records__payload[7];
   assign \records__payload.value  = records__payload[23:8];
+  assign \out.kind  = records__payload[1:0];
+  assign \out.layer  = records__payload[2];
+  assign \out.index  = records__payload[6:3];
+  assign \out.spike  = records__payload[7];
+  assign \out.value  = records__payload[23:8];
   assign \values[0]  = values[15:0];
   assign \values[1]  = values[31:16];
-  assign records__payload[23:8] = \$3 ;
-  assign records__payload[7] = pick_spike;
-  assign records__payload[6:3] = \$2 [3:0];
-  assign records__payload[2] = layer;
-  assign records__payload[1:0] = { 1'h0, \$1  };
+  assign pick = \$2 [1];
 endmodule
