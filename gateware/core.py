@@ -409,21 +409,29 @@ class NPUCore(wiring.Component):
         m.d.sync += [w_q[p].eq(weights[p][0].data) for p in range(P)]
         m.d.sync += [prod_q[p].eq(w_q[p] * s3_x) for p in range(P)]
         # The leak of the row's neurons: membranes and parameters are read from the ROW
-        # clock on (their address is fixed for the whole row), so the leak is known two
+        # clock on (their address is fixed for the whole row), so the leak is known three
         # clocks later and is added into the accumulator then, before any event (the
-        # first stage-4 add comes 6 clocks after ROW at the earliest).
-        row_start, pre1, pre2 = Signal(), Signal(), Signal()
-        m.d.sync += [pre1.eq(row_start), pre2.eq(pre1)]
+        # first stage-4 add comes 7 clocks after ROW at the earliest).
+        row_start, pre1, pre2, pre3 = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [pre1.eq(row_start), pre2.eq(pre1), pre3.eq(pre2)]
         leak_q = [Signal(signed(c.u_bits + 2), name=f"leak_q{p}") for p in range(P)]
         for p in range(P):
             m.submodules[f"leak{p}"] = nl = NeuronLeak(u_bits=c.u_bits, frac_bits=c.frac_bits)
             prm = params[p][0].data
-            m.d.comb += [nl.u.eq(membranes[p][0].data), nl.alpha.eq(prm.alpha),
-                         nl.bias.eq(prm.bias)]
+            # Timing: the membrane and the parameters are registered first (block RAM
+            # data arrive late in the clock; the DSP blocks absorb the registers), the
+            # multiply and the add get a clock of their own, and the leak is added into
+            # the accumulator three clocks after ROW.
+            u_q = Signal(u_shape, name=f"u_q{p}", reset_less=True)
+            alpha_q = Signal.like(prm.alpha, name=f"alpha_q{p}", reset_less=True)
+            bias_q = Signal.like(prm.bias, name=f"bias_q{p}", reset_less=True)
+            m.d.sync += [u_q.eq(membranes[p][0].data), alpha_q.eq(prm.alpha),
+                         bias_q.eq(prm.bias)]
+            m.d.comb += [nl.u.eq(u_q), nl.alpha.eq(alpha_q), nl.bias.eq(bias_q)]
             m.d.sync += leak_q[p].eq(nl.leak)
             # One adder per lane (area): the leak's add and the events' adds never
-            # coincide (the first stage-4 add comes 6 clocks after ROW at the earliest).
-            with m.If(s4_valid | pre2):
+            # coincide (the first stage-4 add comes 7 clocks after ROW at the earliest).
+            with m.If(s4_valid | pre3):
                 m.d.sync += acc[p].eq(acc[p] + Mux(s4_valid, prod_q[p], leak_q[p]))
 
         # -------------------------------------------------- spike router

@@ -423,18 +423,18 @@ def test_real_build_of_the_smallest_soc(tmp_path, capfd):
 @pytest.mark.slow
 def test_icebreaker_build_meets_its_target(tmp_path, capfd):
     board = board_named("icebreaker")
-    r = _build_json(capfd, "--board", "icebreaker", "--top", "core", "--out", str(tmp_path / "b"))
-    fmax = _check_report(r, board, board.config, top="core")
+    r = _build_json(capfd, "--board", "icebreaker", "--out", str(tmp_path / "b"))
+    fmax = _check_report(r, board, board.config, top="soc")
     assert r["utilization"]["SPRAM"] == {"used": 4, "available": 4}  # weights in SPRAM
-    # The issue asks for 36 MHz; the shipped target is 30 MHz (docs/boards.md).
-    assert board.config.lanes >= 4 and fmax >= board.target_mhz and r["timing_met"]
+    assert board.config.lanes >= 4 and board.target_mhz >= 36
+    assert fmax >= board.target_mhz and r["timing_met"]
 
 
 @pytest.mark.slow
 def test_ulx3s_85f_build_meets_its_target(tmp_path, capfd):
     board = board_named("ulx3s-85f")
-    r = _build_json(capfd, "--board", "ulx3s-85f", "--top", "core", "--out", str(tmp_path / "b"))
-    fmax = _check_report(r, board, board.config, top="core")
+    r = _build_json(capfd, "--board", "ulx3s-85f", "--out", str(tmp_path / "b"))
+    fmax = _check_report(r, board, board.config, top="soc")
     assert board.config.lanes >= 32 and fmax >= 100 and r["timing_met"]
 
 
