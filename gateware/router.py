@@ -98,17 +98,22 @@ class SpikeRouter(wiring.Component):
                 out.spike.eq(spikes.bit_select(pick, 1)),
                 out.value.eq(values[pick]),
             ]
-        pending_next = Signal(P)
-        m.d.comb += pending_next.eq(Mux(advance, pending & ~lowest, pending))
+        # Timing: the flags of each candidate next ``pending`` (this row with its lowest
+        # lane gone, or a new row) are computed from registers and ``send`` alone;
+        # ``advance`` and ``load`` only choose among them at the end.
+        def flags(x):
+            return (x == 0), (x != 0) & ((x & (x - 1)) == 0)
+
+        rest = Signal(P)
+        m.d.comb += rest.eq(pending & ~lowest)
+        rest_none, rest_one = flags(rest)
+        send_none, send_one = flags(self.send)
         load = self.load & self.can_load
         with m.If(load):
-            m.d.comb += pending_next.eq(self.send)
+            m.d.sync += [pending.eq(self.send), none_left.eq(send_none), one_left.eq(send_one)]
             m.d.sync += [spikes.eq(self.spikes), base.eq(self.base),
                          layer.eq(self.layer), emit_values.eq(self.emit_values)]
             m.d.sync += [values[p].eq(self.values[p]) for p in range(P)]
-        m.d.sync += [
-            pending.eq(pending_next),
-            none_left.eq(pending_next == 0),
-            one_left.eq((pending_next != 0) & ((pending_next & (pending_next - 1)) == 0)),
-        ]
+        with m.Elif(advance):
+            m.d.sync += [pending.eq(rest), none_left.eq(rest_none), one_left.eq(rest_one)]
         return m
