@@ -15,7 +15,7 @@ writable (if ``writable``) and zeroed by RESET (if ``state``) with no change her
 
 Costs (clocks from the decoder's ``frame_valid``, besides waiting for the
 encoder to finish the previous reply): WRITE ``18 * count + 14`` (8 per word to
-validate, 8 to gather, 2 to write), READ ``11 * count + 13``, INFO
+validate, 8 to gather, 2 to write), READ ``11 * count + 14``, INFO
 ``len(info) + 7``, RESET the ``state`` words + 8, RUN: 1 per payload byte to
 validate, then per step 4, per event 6, the core's step, and 9 per record kept.
 """
@@ -168,8 +168,10 @@ class CommandEngine(wiring.Component):
         m.d.sync += rp.eq(rp_next)
         cur = self.rx_data  # the byte at ``rp``
 
-        m.submodules.info = info_rom = memory.Memory(shape=8, depth=len(self.info),
-                                                     init=list(self.info))
+        # Timing: the INFO bytes sit at ``HEADER ..`` in the ROM, where every request
+        # starts reading, so the read address does not depend on the command.
+        m.submodules.info = info_rom = memory.Memory(shape=8, depth=HEADER + len(self.info),
+                                                     init=[0] * HEADER + list(self.info))
         info_rd = info_rom.read_port()
         m.d.comb += info_rd.addr.eq(rp_next)
 
@@ -197,6 +199,7 @@ class CommandEngine(wiring.Component):
         err = Signal(8)
         steps = Signal(16)
         i = Signal(10)             # steps done (at most 511 fit a payload)
+        reached = Signal()         # i == steps
         bleft = Signal(BODY_ADDR_BITS)  # payload bytes not yet gathered (RUN checks)
         n_ev = Signal(8)           # events of the step still to go
         nout = Signal(8)           # records of the step in the reply (at most 127)
@@ -244,8 +247,13 @@ class CommandEngine(wiring.Component):
                 & _lt_const(offset, e.depth) for e in amap]
         core_r = Cat(*hits).any()
         core_w = Cat(*(h for h, e in zip(hits, amap, strict=True) if e.writable)).any()
-        read_ok = is_reg | (hi_zero & core_r)
-        write_ok = (is_reg & (lo[:3] == 0)) | (hi_zero & core_w)
+        # Timing: the address checks are many LUT levels deep (the region, lane and
+        # offset compares), so they go into registers (``read_ok``/``write_ok``: the
+        # checks of the address ``lo`` held in the previous clock) that the FSM acts on.
+        read_ok = Signal()
+        write_ok = Signal()
+        m.d.sync += [read_ok.eq(is_reg | (hi_zero & core_r)),
+                     write_ok.eq((is_reg & (lo[:3] == 0)) | (hi_zero & core_w))]
         # Timing: ``cur`` comes straight out of a block RAM (slow clock-to-out), so the
         # allowed bits of the byte at ``k`` wait in a register (``vmask``, loaded a clock
         # ahead), ``byte_bad`` is one AND-OR level after the RAM and goes into a
@@ -260,6 +268,7 @@ class CommandEngine(wiring.Component):
                            for j in range(8))
         byte_bad = (cur & ~vmask) != 0
         bad_q = Signal()    # the byte checked in the previous clock has bits set over the width
+        primed = Signal()   # R_VALIDATE: ``read_ok`` is a word's check
 
         # ------------------------------------------------------------ RUN data
         ev_index = sh[32:48]
@@ -280,6 +289,14 @@ class CommandEngine(wiring.Component):
         # its address and data (W_NEXT changes ``lo`` only at its end; RESET loads the
         # address of each zeroed word into ``lo``).
         host_we_q = Signal()
+        # Timing: the core's ``busy`` is decoded from its sequencer's state; the FSM acts
+        # on it a clock late (``core_busy``).  That is safe: the core turns busy only two
+        # clocks after the engine pushes an end marker (RX_EVENT, then RX_OUT, which does
+        # not look at it) and stays busy until that step's end-of-step record is out,
+        # which the engine takes and writes before it looks again (RX_DRAIN); a fall is
+        # seen a clock late.
+        core_busy = Signal()
+        m.d.sync += core_busy.eq(self.core_busy)
         clear_q = Signal()  # the same for ``clear``, which resets many of the core's registers
         m.d.sync += [host_we_q.eq(0), clear_q.eq(0)]
         m.d.comb += [self.host_addr.eq(lo), self.host_wdata.eq(sh),  # RESET clears ``sh``
@@ -304,16 +321,15 @@ class CommandEngine(wiring.Component):
             with m.State("WAIT_TX"):
                 # The reply buffer (the cache) is free once the last reply is sent.
                 length = self.length
+                m.d.comb += rp_next.eq(HEADER)
                 with m.If(~self.send_busy):
                     m.d.sync += [cache_valid.eq(0), rcmd.eq(self.cmd | 0x80), k.eq(0),
-                                 wp.eq(HEADER), i.eq(0), overflow.eq(0),
+                                 wp.eq(HEADER), i.eq(0), reached.eq(0), overflow.eq(0),
                                  bleft.eq(length)]
-                    m.d.comb += rp_next.eq(HEADER)
                     empty = length == 0
                     with m.Switch(self.cmd):
                         with m.Case(Command.INFO):
                             with m.If(empty):
-                                m.d.comb += rp_next.eq(0)
                                 m.next = "INFO"
                             with m.Else():
                                 self._error(m, err, ErrorCode.BAD_PAYLOAD)
@@ -361,7 +377,7 @@ class CommandEngine(wiring.Component):
                 write_reply(wp, info_rd.data)
                 m.d.sync += wp.eq(wp + 1)
                 m.d.comb += rp_next.eq(rp + 1)
-                with m.If(rp == len(self.info) - 1):
+                with m.If(rp == HEADER + len(self.info) - 1):
                     m.next = "FINISH"
 
             # -------------------------------------------------------- WRITE
@@ -378,10 +394,12 @@ class CommandEngine(wiring.Component):
                     m.next = "W_VALIDATE"
             with m.State("W_VALIDATE"):
                 # Every word: its address writable, then no bits over the target's width.
-                # A byte's check acts a clock after it is read (``bad_q``), so the checks
-                # run in the same order: the previous byte, then this word's address; the
-                # last byte's in W_VCHECK.  The read pointer and the address counters do
-                # not wait for the checks (after an error they are not used again).
+                # A byte's check acts a clock after it is read (``bad_q``), and the word's
+                # address check a clock after ``lo`` holds it (at ``k == 1``, when
+                # ``bad_q`` is byte 0's, which allows all bits), so the checks run in the
+                # same order: the previous word's bytes, this word's address, its bytes;
+                # the last byte's in W_VCHECK.  The read pointer and the address counters
+                # do not wait for the checks (after an error they are not used again).
                 m.d.comb += rp_next.eq(rp + 1)
                 m.d.sync += [k.eq(k + 1), vmask.eq(vmask_next[k]), bad_q.eq(byte_bad)]
                 with m.If(k == 7):
@@ -391,7 +409,7 @@ class CommandEngine(wiring.Component):
                         m.d.comb += rp_next.eq(HEADER + 6)
                 with m.If(bad_q):
                     self._error(m, err, ErrorCode.BAD_PAYLOAD)
-                with m.Elif((k == 0) & ~write_ok):
+                with m.Elif((k == 1) & ~write_ok):
                     self._error(m, err, ErrorCode.ADDRESS_OUT_OF_RANGE)
                 with m.Elif((k == 7) & last_word):
                     m.next = "W_VCHECK"
@@ -406,7 +424,7 @@ class CommandEngine(wiring.Component):
                 with m.If(is_reg):
                     m.d.sync += flags.eq(sh[:32])
                     m.next = "W_NEXT"
-                with m.Elif(~self.core_busy):
+                with m.Elif(~core_busy):
                     m.d.sync += host_we_q.eq(1)
                     m.next = "W_NEXT"
             with m.State("W_NEXT"):
@@ -421,7 +439,7 @@ class CommandEngine(wiring.Component):
             with m.State("R_CHECK"):
                 cnt = sh[48:64]
                 load_addr(sh[16:48])
-                m.d.sync += [count.eq(cnt), left.eq(cnt)]
+                m.d.sync += [count.eq(cnt), left.eq(cnt), primed.eq(0)]
                 with m.If(cnt == 0):
                     self._error(m, err, ErrorCode.BAD_PAYLOAD)
                 with m.Elif(~_lt_const(cnt, MAX_PAYLOAD // 8 + 1)):
@@ -429,19 +447,28 @@ class CommandEngine(wiring.Component):
                 with m.Else():
                     m.next = "R_VALIDATE"
             with m.State("R_VALIDATE"):
-                with m.If(~read_ok):
+                # ``read_ok`` is the check of the previous clock's ``lo``: the first clock
+                # only steps to the second word (``primed`` low), the last word is checked
+                # in R_VLAST.
+                m.d.sync += primed.eq(1)
+                with m.If(primed & ~read_ok):
                     self._error(m, err, ErrorCode.ADDRESS_OUT_OF_RANGE)
                 with m.Else():
                     next_addr()
                     with m.If(last_word):
                         restart_addr()
-                        m.next = "R_FETCH"
+                        m.next = "R_VLAST"
+            with m.State("R_VLAST"):
+                with m.If(~read_ok):
+                    self._error(m, err, ErrorCode.ADDRESS_OUT_OF_RANGE)
+                with m.Else():
+                    m.next = "R_FETCH"
             with m.State("R_FETCH"):
                 m.d.sync += k.eq(0)
                 with m.If(is_reg):
                     m.d.sync += sh.eq(regs[lo[:3]])
                     m.next = "R_PUT"
-                with m.Elif(~self.core_busy):
+                with m.Elif(~core_busy):
                     m.d.comb += self.host_re.eq(1)
                     m.next = "R_WAIT"
             with m.State("R_WAIT"):
@@ -460,7 +487,7 @@ class CommandEngine(wiring.Component):
 
             # -------------------------------------------------------- RESET
             with m.State("RS_CLEAR"):
-                with m.If(~self.core_busy):
+                with m.If(~core_busy):
                     # The core clears the next clock, before the first zeroing write
                     # (which follows a clock after it is requested).
                     m.d.sync += [clear_q.eq(1), zl.eq(0), za.eq(0), sh.eq(0)]
@@ -479,10 +506,17 @@ class CommandEngine(wiring.Component):
 
             # ---------------------------------------------------------- RUN
             # Validation: ``bleft`` counts the payload bytes not yet gathered.
-            steps_reached = (i == steps[:len(i)]) & (steps[len(i):] == 0)
+            # Timing: ``reached`` (``i == steps``) is a register, set with each change of
+            # ``i`` (``steps`` is at least 1 while ``i`` counts).
+            steps_reached = reached
+
+            def step_done():
+                inc = i + 1
+                m.d.sync += [i.eq(inc),
+                             reached.eq((inc == steps[:len(i)]) & (steps[len(i):] == 0))]
             gather("RV_COUNT", 2, "RV_COUNT_CHECK")
             with m.State("RV_COUNT_CHECK"):
-                m.d.sync += [steps.eq(sh[48:64]), i.eq(0)]
+                m.d.sync += [steps.eq(sh[48:64]), i.eq(0), reached.eq(0)]
                 with m.If(sh[48:64] == 0):
                     self._error(m, err, ErrorCode.BAD_PAYLOAD)
                 with m.Else():
@@ -490,7 +524,7 @@ class CommandEngine(wiring.Component):
             with m.State("RV_STEP"):
                 with m.If(steps_reached):
                     with m.If(bleft == 0):
-                        m.d.sync += [i.eq(0), wp.eq(HEADER)]
+                        m.d.sync += [i.eq(0), reached.eq(0), wp.eq(HEADER)]
                         m.d.comb += rp_next.eq(HEADER + 2)
                         m.next = "RX_STEP"
                     with m.Else():
@@ -509,7 +543,7 @@ class CommandEngine(wiring.Component):
                     m.next = "RV_EVENT"
             with m.State("RV_EVENT"):
                 with m.If(n_ev == 0):
-                    m.d.sync += i.eq(i + 1)
+                    step_done()
                     m.next = "RV_STEP"
                 with m.Elif(_lt_const(bleft, 4)):
                     self._error(m, err, ErrorCode.BAD_PAYLOAD)
@@ -581,10 +615,11 @@ class CommandEngine(wiring.Component):
                     write_reply(Cat(k[0], npos[1:]), Mux(k[0], 0, nout))
                 m.d.sync += k.eq(k + 1)
                 with m.If(k[0]):
-                    m.d.sync += [k.eq(0), i.eq(i + 1), steps_done.eq(steps_done + 1)]
+                    m.d.sync += [k.eq(0), steps_done.eq(steps_done + 1)]
+                    step_done()
                     m.next = "RX_STEP"
             with m.State("RX_DRAIN"):
-                with m.If(~self.core_busy):
+                with m.If(~core_busy):
                     with m.If(overflow):
                         self._error(m, err, ErrorCode.TOO_LARGE)
                     with m.Else():

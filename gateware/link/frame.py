@@ -158,8 +158,17 @@ class FrameDecoder(wiring.Component):
             self.wr_data.eq(emit_byte),
             self.wr_en.eq(emit & _lt_const(body_len, MAX_BODY)),
         ]
+        # Timing: the end-of-frame checks of the length field and the CRC come from
+        # registers, computed with each body byte for the body so far: ``len_eq`` is
+        # "the length field agrees" (the field is complete once 4 bytes are in, and the
+        # check only counts for bodies of MIN_BODY bytes or more), ``crc_eq`` "the CRC
+        # matches the last two bytes".
+        len_eq = Signal()
+        crc_eq = Signal()
         with m.If(emit):
-            m.d.sync += [body_len.eq(body_len + 1), older.eq(newer), newer.eq(emit_byte)]
+            m.d.sync += [body_len.eq(body_len + 1), older.eq(newer), newer.eq(emit_byte),
+                         len_eq.eq(len_field == body_len - (MIN_BODY - 1)),
+                         crc_eq.eq(crc16_update(crc, older) == Cat(newer, emit_byte))]
             with m.If(~_lt_const(body_len, 2)):
                 m.d.sync += crc.eq(crc16_update(crc, older))
             with m.Switch(body_len):
@@ -189,9 +198,9 @@ class FrameDecoder(wiring.Component):
                     m.d.sync += self.drop_bad_length.eq(self.drop_bad_length + 1)
                 with m.Elif(~_lt_const(body_len, MAX_BODY + 1)):
                     m.d.sync += self.drop_too_large.eq(self.drop_too_large + 1)
-                with m.Elif(len_field != body_len - MIN_BODY):
+                with m.Elif(~len_eq):
                     m.d.sync += self.drop_bad_length.eq(self.drop_bad_length + 1)
-                with m.Elif(crc != Cat(older, newer)):
+                with m.Elif(~crc_eq):
                     m.d.sync += self.drop_bad_crc.eq(self.drop_bad_crc + 1)
                 with m.Else():
                     m.d.sync += [self.frames_ok.eq(self.frames_ok + 1),
@@ -225,6 +234,8 @@ class FrameEncoder(wiring.Component):
     through a synchronous read port; ``tx`` is the 8-bit output stream.
     Cost: ``length + 2`` clocks of CRC, then per COBS run about twice its bytes
     plus 3 clocks (scan, then send one byte per clock while ``tx.ready``).
+    ``tx`` comes from a one-byte output register (a byte is offered the clock
+    after the encoder reaches it; ``busy`` stays high until the register is empty).
     """
 
     def __init__(self):
@@ -265,11 +276,28 @@ class FrameEncoder(wiring.Component):
                                Mux(ptr == n1, crc[8:] == 0, self.mem_data == 0))),
                      endq.eq(at_end)]
 
+        # Timing: the output byte register.  ``tx`` comes from flip-flops, and the FSM
+        # loads the next byte whenever the register is empty or being taken
+        # (``space``), so the sender's ``ready`` reaches only the load enables and the
+        # read pointer.
+        out_valid = Signal()
+        out_byte = Signal(8)
+        space = Signal()
+        m.d.comb += [self.tx.valid.eq(out_valid), self.tx.payload.eq(out_byte),
+                     space.eq(~out_valid | self.tx.ready), self.busy.eq(out_valid)]
+        with m.If(self.tx.ready):
+            m.d.sync += out_valid.eq(0)
+
+        def put(byte):
+            m.d.sync += [out_valid.eq(1), out_byte.eq(byte)]
+
         with m.FSM():
             with m.State("IDLE"):
+                # Timing: the pointer rests at 0, so ``start`` (decoded from the
+                # engine's state) does not reach the read address.
+                m.d.comb += ptr_next.eq(0)
                 with m.If(self.start):
                     m.d.sync += [n.eq(self.length), crc.eq(0xFFFF)]
-                    m.d.comb += ptr_next.eq(0)
                     m.next = "CRC"
             with m.State("CRC"):
                 # One pass over the body; then ``n1`` and ``total`` from the pointer.
@@ -295,8 +323,9 @@ class FrameEncoder(wiring.Component):
                     with m.Else():
                         m.d.sync += code.eq(code + 1)
             with m.State("CODE"):
-                m.d.comb += [self.busy.eq(1), self.tx.valid.eq(1), self.tx.payload.eq(code)]
-                with m.If(self.tx.ready):
+                m.d.comb += self.busy.eq(1)
+                with m.If(space):
+                    put(code)
                     m.d.sync += full.eq(code == 0xFF)
                     m.d.comb += ptr_next.eq(run_start)
                     m.next = "DATA"
@@ -312,12 +341,13 @@ class FrameEncoder(wiring.Component):
                         m.d.sync += run_start.eq(ptr_next)
                         m.next = "SCAN"
                 with m.Else():
-                    m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(cur)]
-                    with m.If(self.tx.ready):
+                    with m.If(space):
+                        put(cur)
                         m.d.sync += code.eq(code - 1)
                         m.d.comb += ptr_next.eq(inc)
             with m.State("DELIM"):
-                m.d.comb += [self.busy.eq(1), self.tx.valid.eq(1), self.tx.payload.eq(0)]
-                with m.If(self.tx.ready):
+                m.d.comb += self.busy.eq(1)
+                with m.If(space):
+                    put(0)
                     m.next = "IDLE"
         return m

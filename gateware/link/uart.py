@@ -126,17 +126,25 @@ class UARTTx(wiring.Component):
         shreg = Signal(10, init=0x3FF)
         bits = Signal(range(11))
         cnt = Signal(range(d))
+        # Timing: ``ready`` is a flip-flop, ``(bits == 0) | ((bits == 1) & (cnt == 0))``
+        # computed from the next values (``d - 1`` is never 0), so the sender's
+        # handshake logic starts at a register.
+        ready = Signal(init=1)
         m.d.comb += [
             self.tx.eq(shreg[0]),
             self.idle.eq(bits == 0),
-            self.data.ready.eq((bits == 0) | ((bits == 1) & (cnt == 0))),
+            self.data.ready.eq(ready),
         ]
-        with m.If(self.data.valid & self.data.ready):
-            m.d.sync += [shreg.eq(Cat(0, self.data.payload, 1)), bits.eq(10), cnt.eq(d - 1)]
+        with m.If(self.data.valid & ready):
+            m.d.sync += [shreg.eq(Cat(0, self.data.payload, 1)), bits.eq(10), cnt.eq(d - 1),
+                         ready.eq(0)]
         with m.Elif(bits != 0):
-            m.d.sync += cnt.eq(cnt - 1)
+            m.d.sync += [cnt.eq(cnt - 1), ready.eq((bits == 1) & (cnt == 1))]
             with m.If(cnt == 0):
-                m.d.sync += [shreg.eq(Cat(shreg[1:], 1)), bits.eq(bits - 1), cnt.eq(d - 1)]
+                m.d.sync += [shreg.eq(Cat(shreg[1:], 1)), bits.eq(bits - 1), cnt.eq(d - 1),
+                             ready.eq(bits == 1)]
+        with m.Else():
+            m.d.sync += ready.eq(1)
         return m
 
 
