@@ -245,8 +245,12 @@ def build(board: Board, *, top: str = "soc", config: CoreConfig | None = None,
         nextpnr_opts += " --router router2"  # much faster than router1 on the big parts
     # The registers of the core's no-collision read ports become block RAM output
     # registers, which have no power-up value (gateware.core.nrw_read_port).
+    # And every state machine one-hot (timing: the engine's ~45-state FSM decodes its
+    # state through many LUT levels in binary; Yosys re-encodes an Amaranth FSM only
+    # when told to).
     overrides = {"nextpnr_opts": nextpnr_opts,
-                 "script_after_read": "setattr -unset init w:*_nrw"}
+                 "script_after_read": "setattr -unset init w:*_nrw\n"
+                                      "setattr -set fsm_encoding \"one-hot\" w:fsm_state"}
     if board.family == "ice40":
         overrides["synth_opts"] = "-dsp"
     plan = platform.prepare(design, name=name, **overrides)

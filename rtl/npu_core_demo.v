@@ -46,10 +46,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [7:0] \$1033 ;
   reg [7:0] \$1034 ;
   reg [7:0] \$1035 ;
-  reg \$1036 ;
-  reg [3:0] \$1037 ;
-  reg [7:0] \$1038 ;
-  reg [27:0] \$1039 ;
+  reg [7:0] \$1036 ;
+  reg \$1037 ;
+  reg [3:0] \$1038 ;
+  reg [7:0] \$1039 ;
   wire [28:0] \$104 ;
   reg [27:0] \$1040 ;
   reg [27:0] \$1041 ;
@@ -58,28 +58,29 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [27:0] \$1044 ;
   reg [27:0] \$1045 ;
   reg [27:0] \$1046 ;
-  reg [1:0] \$1047 ;
-  reg \$1048 ;
+  reg [27:0] \$1047 ;
+  reg [1:0] \$1048 ;
   reg \$1049 ;
   reg [7:0] \$105 ;
-  reg [4:0] \$1050 ;
+  reg \$1050 ;
   reg [4:0] \$1051 ;
-  reg [3:0] \$1052 ;
-  reg [2:0] \$1053 ;
-  reg \$1054 ;
+  reg [4:0] \$1052 ;
+  reg [3:0] \$1053 ;
+  reg [2:0] \$1054 ;
   reg \$1055 ;
-  reg [7:0] \$1056 ;
+  reg \$1056 ;
   reg [7:0] \$1057 ;
-  reg [10:0] \$1058 ;
-  reg [12:0] \$1059 ;
+  reg [7:0] \$1058 ;
+  reg [10:0] \$1059 ;
   wire [23:0] \$106 ;
-  reg [1:0] \$1060 ;
-  reg [2:0] \$1061 ;
-  reg \$1062 ;
-  reg [10:0] \$1063 ;
-  reg [4:0] \$1064 ;
-  reg [10:0] \$1065 ;
-  reg \$1066 ;
+  reg [12:0] \$1060 ;
+  reg [1:0] \$1061 ;
+  reg [2:0] \$1062 ;
+  reg \$1063 ;
+  reg [10:0] \$1064 ;
+  reg [4:0] \$1065 ;
+  reg [10:0] \$1066 ;
+  reg \$1067 ;
   wire [28:0] \$107 ;
   reg [7:0] \$108 ;
   wire [23:0] \$109 ;
@@ -1001,25 +1002,25 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg \$934 ;
   reg \$935 ;
   reg \$936 ;
-  reg [17:0] \$937 ;
-  reg [25:0] \$938 ;
-  reg [17:0] \$939 ;
+  reg \$937 ;
+  reg [17:0] \$938 ;
+  reg [25:0] \$939 ;
   wire [23:0] \$94 ;
-  reg [25:0] \$940 ;
-  reg [17:0] \$941 ;
-  reg [25:0] \$942 ;
-  reg [17:0] \$943 ;
-  reg [25:0] \$944 ;
-  reg [17:0] \$945 ;
-  reg [25:0] \$946 ;
-  reg [17:0] \$947 ;
-  reg [25:0] \$948 ;
-  reg [17:0] \$949 ;
+  reg [17:0] \$940 ;
+  reg [25:0] \$941 ;
+  reg [17:0] \$942 ;
+  reg [25:0] \$943 ;
+  reg [17:0] \$944 ;
+  reg [25:0] \$945 ;
+  reg [17:0] \$946 ;
+  reg [25:0] \$947 ;
+  reg [17:0] \$948 ;
+  reg [25:0] \$949 ;
   wire [28:0] \$95 ;
-  reg [25:0] \$950 ;
-  reg [17:0] \$951 ;
-  reg [25:0] \$952 ;
-  reg [7:0] \$953 ;
+  reg [17:0] \$950 ;
+  reg [25:0] \$951 ;
+  reg [17:0] \$952 ;
+  reg [25:0] \$953 ;
   reg [7:0] \$954 ;
   reg [7:0] \$955 ;
   reg [7:0] \$956 ;
@@ -1038,7 +1039,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [7:0] \$968 ;
   reg [7:0] \$969 ;
   wire [23:0] \$97 ;
-  reg [15:0] \$970 ;
+  reg [7:0] \$970 ;
   reg [15:0] \$971 ;
   reg [15:0] \$972 ;
   reg [15:0] \$973 ;
@@ -1046,16 +1047,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [15:0] \$975 ;
   reg [15:0] \$976 ;
   reg [15:0] \$977 ;
-  reg [7:0] \$978 ;
-  reg \$979 ;
+  reg [15:0] \$978 ;
+  reg [7:0] \$979 ;
   wire [28:0] \$98 ;
   reg \$980 ;
-  reg [6:0] \$981 ;
+  reg \$981 ;
   reg [6:0] \$982 ;
-  reg \$983 ;
-  reg [2:0] \$984 ;
-  reg \$985 ;
-  reg [7:0] \$986 ;
+  reg [6:0] \$983 ;
+  reg \$984 ;
+  reg [2:0] \$985 ;
+  reg \$986 ;
   reg [7:0] \$987 ;
   reg [7:0] \$988 ;
   reg [7:0] \$989 ;
@@ -1075,150 +1076,152 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg \$signal$107  = 1'h0;
   reg \$signal$126  = 1'h0;
   reg \$signal$127 ;
-  reg \$signal$202  = 1'h0;
-  reg \$signal$205  = 1'h0;
-  reg \$signal$264 ;
-  reg \$signal$286  = 1'h0;
-  reg \$signal$295 ;
-  reg \$signal$297 ;
+  reg \$signal$128  = 1'h0;
+  reg \$signal$129  = 1'h0;
+  reg \$signal$227  = 1'h0;
+  reg \$signal$230  = 1'h0;
+  reg \$signal$289 ;
+  reg \$signal$311  = 1'h0;
+  reg \$signal$320 ;
+  reg \$signal$322 ;
   wire [10:0] \$signature__addr ;
-  wire [4:0] \$signature__addr$316 ;
-  wire [10:0] \$signature__addr$319 ;
-  wire [4:0] \$signature__addr$322 ;
-  wire [10:0] \$signature__addr$325 ;
-  wire [4:0] \$signature__addr$328 ;
-  wire [10:0] \$signature__addr$331 ;
-  wire [4:0] \$signature__addr$334 ;
-  wire [10:0] \$signature__addr$337 ;
-  wire [4:0] \$signature__addr$340 ;
-  wire [10:0] \$signature__addr$343 ;
-  wire [4:0] \$signature__addr$346 ;
-  wire [10:0] \$signature__addr$349 ;
-  wire [4:0] \$signature__addr$352 ;
-  wire [10:0] \$signature__addr$355 ;
-  wire [4:0] \$signature__addr$358 ;
-  wire [4:0] \$signature__addr$477 ;
-  wire [4:0] \$signature__addr$481 ;
-  wire [4:0] \$signature__addr$484 ;
-  wire [4:0] \$signature__addr$487 ;
-  wire [4:0] \$signature__addr$490 ;
-  wire [4:0] \$signature__addr$493 ;
-  wire [4:0] \$signature__addr$496 ;
-  wire [4:0] \$signature__addr$499 ;
-  reg [8:0] \$signature__addr$505 ;
-  wire [5:0] \$signature__addr$509 ;
-  wire [5:0] \$signature__addr$510 ;
-  wire [5:0] \$signature__addr$518 ;
-  wire [5:0] \$signature__addr$519 ;
-  wire [5:0] \$signature__addr$526 ;
-  wire [5:0] \$signature__addr$527 ;
+  wire [4:0] \$signature__addr$341 ;
+  wire [10:0] \$signature__addr$344 ;
+  wire [4:0] \$signature__addr$347 ;
+  wire [10:0] \$signature__addr$350 ;
+  wire [4:0] \$signature__addr$353 ;
+  wire [10:0] \$signature__addr$356 ;
+  wire [4:0] \$signature__addr$359 ;
+  wire [10:0] \$signature__addr$362 ;
+  wire [4:0] \$signature__addr$365 ;
+  wire [10:0] \$signature__addr$368 ;
+  wire [4:0] \$signature__addr$371 ;
+  wire [10:0] \$signature__addr$374 ;
+  wire [4:0] \$signature__addr$377 ;
+  wire [10:0] \$signature__addr$380 ;
+  wire [4:0] \$signature__addr$383 ;
+  wire [4:0] \$signature__addr$502 ;
+  wire [4:0] \$signature__addr$506 ;
+  wire [4:0] \$signature__addr$509 ;
+  wire [4:0] \$signature__addr$512 ;
+  wire [4:0] \$signature__addr$515 ;
+  wire [4:0] \$signature__addr$518 ;
+  wire [4:0] \$signature__addr$521 ;
+  wire [4:0] \$signature__addr$524 ;
+  reg [8:0] \$signature__addr$530 ;
   wire [5:0] \$signature__addr$534 ;
   wire [5:0] \$signature__addr$535 ;
-  wire [5:0] \$signature__addr$542 ;
   wire [5:0] \$signature__addr$543 ;
-  wire [5:0] \$signature__addr$550 ;
+  wire [5:0] \$signature__addr$544 ;
   wire [5:0] \$signature__addr$551 ;
-  wire [5:0] \$signature__addr$558 ;
+  wire [5:0] \$signature__addr$552 ;
   wire [5:0] \$signature__addr$559 ;
-  wire [5:0] \$signature__addr$566 ;
+  wire [5:0] \$signature__addr$560 ;
   wire [5:0] \$signature__addr$567 ;
+  wire [5:0] \$signature__addr$568 ;
+  wire [5:0] \$signature__addr$575 ;
+  wire [5:0] \$signature__addr$576 ;
+  wire [5:0] \$signature__addr$583 ;
+  wire [5:0] \$signature__addr$584 ;
+  wire [5:0] \$signature__addr$591 ;
+  wire [5:0] \$signature__addr$592 ;
   wire [7:0] \$signature__data ;
-  wire [40:0] \$signature__data$317 ;
-  wire [8:0] \$signature__data$317.alpha ;
-  wire [15:0] \$signature__data$317.bias ;
-  wire [15:0] \$signature__data$317.theta ;
-  wire [7:0] \$signature__data$320 ;
-  wire [40:0] \$signature__data$323 ;
-  wire [8:0] \$signature__data$323.alpha ;
-  wire [15:0] \$signature__data$323.bias ;
-  wire [15:0] \$signature__data$323.theta ;
-  wire [7:0] \$signature__data$326 ;
-  wire [40:0] \$signature__data$329 ;
-  wire [8:0] \$signature__data$329.alpha ;
-  wire [15:0] \$signature__data$329.bias ;
-  wire [15:0] \$signature__data$329.theta ;
-  wire [7:0] \$signature__data$332 ;
-  wire [40:0] \$signature__data$335 ;
-  wire [8:0] \$signature__data$335.alpha ;
-  wire [15:0] \$signature__data$335.bias ;
-  wire [15:0] \$signature__data$335.theta ;
-  wire [7:0] \$signature__data$338 ;
-  wire [40:0] \$signature__data$341 ;
-  wire [8:0] \$signature__data$341.alpha ;
-  wire [15:0] \$signature__data$341.bias ;
-  wire [15:0] \$signature__data$341.theta ;
-  wire [7:0] \$signature__data$344 ;
-  wire [40:0] \$signature__data$347 ;
-  wire [8:0] \$signature__data$347.alpha ;
-  wire [15:0] \$signature__data$347.bias ;
-  wire [15:0] \$signature__data$347.theta ;
-  wire [7:0] \$signature__data$350 ;
-  wire [40:0] \$signature__data$353 ;
-  wire [8:0] \$signature__data$353.alpha ;
-  wire [15:0] \$signature__data$353.bias ;
-  wire [15:0] \$signature__data$353.theta ;
-  wire [7:0] \$signature__data$356 ;
-  wire [40:0] \$signature__data$359 ;
-  wire [8:0] \$signature__data$359.alpha ;
-  wire [15:0] \$signature__data$359.bias ;
-  wire [15:0] \$signature__data$359.theta ;
-  wire [15:0] \$signature__data$361 ;
-  wire [15:0] \$signature__data$362 ;
-  wire [15:0] \$signature__data$363 ;
-  wire [15:0] \$signature__data$364 ;
-  wire [15:0] \$signature__data$365 ;
-  wire [15:0] \$signature__data$366 ;
-  wire [15:0] \$signature__data$367 ;
-  wire [15:0] \$signature__data$368 ;
-  wire [8:0] \$signature__data$369 ;
-  wire [15:0] \$signature__data$478 ;
-  wire [15:0] \$signature__data$482 ;
-  wire [15:0] \$signature__data$485 ;
-  wire [15:0] \$signature__data$488 ;
-  wire [15:0] \$signature__data$491 ;
-  wire [15:0] \$signature__data$494 ;
-  wire [15:0] \$signature__data$497 ;
-  wire [15:0] \$signature__data$500 ;
-  wire [15:0] \$signature__data$511 ;
-  wire [15:0] \$signature__data$520 ;
-  wire [15:0] \$signature__data$528 ;
+  wire [40:0] \$signature__data$342 ;
+  wire [8:0] \$signature__data$342.alpha ;
+  wire [15:0] \$signature__data$342.bias ;
+  wire [15:0] \$signature__data$342.theta ;
+  wire [7:0] \$signature__data$345 ;
+  wire [40:0] \$signature__data$348 ;
+  wire [8:0] \$signature__data$348.alpha ;
+  wire [15:0] \$signature__data$348.bias ;
+  wire [15:0] \$signature__data$348.theta ;
+  wire [7:0] \$signature__data$351 ;
+  wire [40:0] \$signature__data$354 ;
+  wire [8:0] \$signature__data$354.alpha ;
+  wire [15:0] \$signature__data$354.bias ;
+  wire [15:0] \$signature__data$354.theta ;
+  wire [7:0] \$signature__data$357 ;
+  wire [40:0] \$signature__data$360 ;
+  wire [8:0] \$signature__data$360.alpha ;
+  wire [15:0] \$signature__data$360.bias ;
+  wire [15:0] \$signature__data$360.theta ;
+  wire [7:0] \$signature__data$363 ;
+  wire [40:0] \$signature__data$366 ;
+  wire [8:0] \$signature__data$366.alpha ;
+  wire [15:0] \$signature__data$366.bias ;
+  wire [15:0] \$signature__data$366.theta ;
+  wire [7:0] \$signature__data$369 ;
+  wire [40:0] \$signature__data$372 ;
+  wire [8:0] \$signature__data$372.alpha ;
+  wire [15:0] \$signature__data$372.bias ;
+  wire [15:0] \$signature__data$372.theta ;
+  wire [7:0] \$signature__data$375 ;
+  wire [40:0] \$signature__data$378 ;
+  wire [8:0] \$signature__data$378.alpha ;
+  wire [15:0] \$signature__data$378.bias ;
+  wire [15:0] \$signature__data$378.theta ;
+  wire [7:0] \$signature__data$381 ;
+  wire [40:0] \$signature__data$384 ;
+  wire [8:0] \$signature__data$384.alpha ;
+  wire [15:0] \$signature__data$384.bias ;
+  wire [15:0] \$signature__data$384.theta ;
+  wire [15:0] \$signature__data$386 ;
+  wire [15:0] \$signature__data$387 ;
+  wire [15:0] \$signature__data$388 ;
+  wire [15:0] \$signature__data$389 ;
+  wire [15:0] \$signature__data$390 ;
+  wire [15:0] \$signature__data$391 ;
+  wire [15:0] \$signature__data$392 ;
+  wire [15:0] \$signature__data$393 ;
+  wire [8:0] \$signature__data$394 ;
+  wire [15:0] \$signature__data$503 ;
+  wire [15:0] \$signature__data$507 ;
+  wire [15:0] \$signature__data$510 ;
+  wire [15:0] \$signature__data$513 ;
+  wire [15:0] \$signature__data$516 ;
+  wire [15:0] \$signature__data$519 ;
+  wire [15:0] \$signature__data$522 ;
+  wire [15:0] \$signature__data$525 ;
   wire [15:0] \$signature__data$536 ;
-  wire [15:0] \$signature__data$544 ;
-  wire [15:0] \$signature__data$552 ;
-  wire [15:0] \$signature__data$560 ;
-  wire [15:0] \$signature__data$568 ;
+  wire [15:0] \$signature__data$545 ;
+  wire [15:0] \$signature__data$553 ;
+  wire [15:0] \$signature__data$561 ;
+  wire [15:0] \$signature__data$569 ;
+  wire [15:0] \$signature__data$577 ;
+  wire [15:0] \$signature__data$585 ;
+  wire [15:0] \$signature__data$593 ;
   wire \$signature__en ;
-  wire \$signature__en$318 ;
-  wire \$signature__en$321 ;
-  wire \$signature__en$324 ;
-  wire \$signature__en$327 ;
-  wire \$signature__en$330 ;
-  wire \$signature__en$333 ;
-  wire \$signature__en$336 ;
-  wire \$signature__en$339 ;
-  wire \$signature__en$342 ;
-  wire \$signature__en$345 ;
-  wire \$signature__en$348 ;
-  wire \$signature__en$351 ;
-  wire \$signature__en$354 ;
-  wire \$signature__en$357 ;
-  wire \$signature__en$360 ;
-  wire \$signature__en$479 ;
-  wire \$signature__en$483 ;
-  wire \$signature__en$486 ;
-  wire \$signature__en$489 ;
-  wire \$signature__en$492 ;
-  wire \$signature__en$495 ;
-  wire \$signature__en$498 ;
-  wire \$signature__en$501 ;
-  wire \$signature__en$512 ;
-  wire \$signature__en$521 ;
-  wire \$signature__en$529 ;
+  wire \$signature__en$343 ;
+  wire \$signature__en$346 ;
+  wire \$signature__en$349 ;
+  wire \$signature__en$352 ;
+  wire \$signature__en$355 ;
+  wire \$signature__en$358 ;
+  wire \$signature__en$361 ;
+  wire \$signature__en$364 ;
+  wire \$signature__en$367 ;
+  wire \$signature__en$370 ;
+  wire \$signature__en$373 ;
+  wire \$signature__en$376 ;
+  wire \$signature__en$379 ;
+  wire \$signature__en$382 ;
+  wire \$signature__en$385 ;
+  wire \$signature__en$504 ;
+  wire \$signature__en$508 ;
+  wire \$signature__en$511 ;
+  wire \$signature__en$514 ;
+  wire \$signature__en$517 ;
+  wire \$signature__en$520 ;
+  wire \$signature__en$523 ;
+  wire \$signature__en$526 ;
   wire \$signature__en$537 ;
-  wire \$signature__en$545 ;
-  wire \$signature__en$553 ;
-  wire \$signature__en$561 ;
-  wire \$signature__en$569 ;
+  wire \$signature__en$546 ;
+  wire \$signature__en$554 ;
+  wire \$signature__en$562 ;
+  wire \$signature__en$570 ;
+  wire \$signature__en$578 ;
+  wire \$signature__en$586 ;
+  wire \$signature__en$594 ;
   reg [25:0] acc0 = 26'h0000000;
   reg [25:0] acc1 = 26'h0000000;
   reg [25:0] acc2 = 26'h0000000;
@@ -1228,33 +1231,65 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [25:0] acc6 = 26'h0000000;
   reg [25:0] acc7 = 26'h0000000;
   wire [15:0] active;
+  (* init = 9'h000 *)
   wire [8:0] alpha;
-  wire [8:0] \alpha$404 ;
-  wire [8:0] \alpha$407 ;
-  wire [8:0] \alpha$410 ;
-  wire [8:0] \alpha$413 ;
-  wire [8:0] \alpha$416 ;
-  wire [8:0] \alpha$419 ;
-  wire [8:0] \alpha$422 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$429 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$432 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$435 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$438 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$441 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$444 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$447 ;
+  reg [8:0] alpha_q0 = 9'h000;
+  reg [8:0] alpha_q1 = 9'h000;
+  reg [8:0] alpha_q2 = 9'h000;
+  reg [8:0] alpha_q3 = 9'h000;
+  reg [8:0] alpha_q4 = 9'h000;
+  reg [8:0] alpha_q5 = 9'h000;
+  reg [8:0] alpha_q6 = 9'h000;
+  reg [8:0] alpha_q7 = 9'h000;
   reg [10:0] arow = 11'h000;
   reg bank_sel = 1'h0;
   reg [10:0] base;
-  reg [7:0] \base$575 ;
+  reg [7:0] \base$600 ;
+  (* init = 16'h0000 *)
   wire [15:0] bias;
-  wire [15:0] \bias$405 ;
-  wire [15:0] \bias$408 ;
-  wire [15:0] \bias$411 ;
-  wire [15:0] \bias$414 ;
-  wire [15:0] \bias$417 ;
-  wire [15:0] \bias$420 ;
-  wire [15:0] \bias$423 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$430 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$433 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$436 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$439 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$442 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$445 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$448 ;
+  reg [15:0] bias_q0 = 16'h0000;
+  reg [15:0] bias_q1 = 16'h0000;
+  reg [15:0] bias_q2 = 16'h0000;
+  reg [15:0] bias_q3 = 16'h0000;
+  reg [15:0] bias_q4 = 16'h0000;
+  reg [15:0] bias_q5 = 16'h0000;
+  reg [15:0] bias_q6 = 16'h0000;
+  reg [15:0] bias_q7 = 16'h0000;
   output busy;
   reg busy;
   wire \busy$68 ;
   wire can_load;
   input clear;
   wire clear;
-  reg \clear$579 ;
+  reg \clear$604 ;
   input clk;
   wire clk;
   reg [7:0] cnt = 8'h00;
@@ -1387,7 +1422,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [4:0] k = 5'h00;
   reg last_row = 1'h0;
   reg [45:0] layer = 46'h000000000000;
-  reg [1:0] \layer$576 ;
+  reg [1:0] \layer$601 ;
   wire [2:0] \layer.ebase ;
   wire [3:0] \layer.ecount ;
   wire \layer.emit_values ;
@@ -1443,13 +1478,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \layer3.ssm ;
   wire [15:0] \layer3.v_reset ;
   wire [17:0] leak;
-  wire [17:0] \leak$133 ;
-  wire [17:0] \leak$136 ;
-  wire [17:0] \leak$139 ;
-  wire [17:0] \leak$142 ;
-  wire [17:0] \leak$145 ;
-  wire [17:0] \leak$148 ;
-  wire [17:0] \leak$151 ;
+  wire [17:0] \leak$140 ;
+  wire [17:0] \leak$146 ;
+  wire [17:0] \leak$152 ;
+  wire [17:0] \leak$158 ;
+  wire [17:0] \leak$164 ;
+  wire [17:0] \leak$170 ;
+  wire [17:0] \leak$176 ;
   reg [17:0] leak_q0 = 18'h00000;
   reg [17:0] leak_q1 = 18'h00000;
   reg [17:0] leak_q2 = 18'h00000;
@@ -1522,31 +1557,31 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [8:0] pm_wr__data;
   wire pm_wr__en;
   wire [10:0] port__addr;
-  wire [4:0] \port__addr$375 ;
-  wire [4:0] \port__addr$376 ;
-  wire [10:0] \port__addr$377 ;
-  wire [4:0] \port__addr$378 ;
-  wire [4:0] \port__addr$379 ;
-  wire [10:0] \port__addr$380 ;
-  wire [4:0] \port__addr$381 ;
-  wire [4:0] \port__addr$382 ;
-  wire [10:0] \port__addr$383 ;
-  wire [4:0] \port__addr$384 ;
-  wire [4:0] \port__addr$385 ;
-  wire [10:0] \port__addr$386 ;
-  wire [4:0] \port__addr$387 ;
-  wire [4:0] \port__addr$388 ;
-  wire [10:0] \port__addr$389 ;
-  wire [4:0] \port__addr$390 ;
-  wire [4:0] \port__addr$391 ;
-  wire [10:0] \port__addr$392 ;
-  wire [4:0] \port__addr$393 ;
-  wire [4:0] \port__addr$394 ;
-  wire [10:0] \port__addr$395 ;
-  wire [4:0] \port__addr$396 ;
-  wire [4:0] \port__addr$397 ;
-  wire [10:0] \port__addr$398 ;
-  wire [7:0] \port__addr$399 ;
+  wire [4:0] \port__addr$400 ;
+  wire [4:0] \port__addr$401 ;
+  wire [10:0] \port__addr$402 ;
+  wire [4:0] \port__addr$403 ;
+  wire [4:0] \port__addr$404 ;
+  wire [10:0] \port__addr$405 ;
+  wire [4:0] \port__addr$406 ;
+  wire [4:0] \port__addr$407 ;
+  wire [10:0] \port__addr$408 ;
+  wire [4:0] \port__addr$409 ;
+  wire [4:0] \port__addr$410 ;
+  wire [10:0] \port__addr$411 ;
+  wire [4:0] \port__addr$412 ;
+  wire [4:0] \port__addr$413 ;
+  wire [10:0] \port__addr$414 ;
+  wire [4:0] \port__addr$415 ;
+  wire [4:0] \port__addr$416 ;
+  wire [10:0] \port__addr$417 ;
+  wire [4:0] \port__addr$418 ;
+  wire [4:0] \port__addr$419 ;
+  wire [10:0] \port__addr$420 ;
+  wire [4:0] \port__addr$421 ;
+  wire [4:0] \port__addr$422 ;
+  wire [10:0] \port__addr$423 ;
+  wire [7:0] \port__addr$424 ;
   wire [14:0] port__data;
   wire [14:0] \port__data$19 ;
   wire [6:0] \port__data$19.index ;
@@ -1601,7 +1636,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \port__data$67 ;
   wire [6:0] \port__data.index ;
   wire [7:0] \port__data.value ;
-  reg pre2 = 1'h0;
   reg present;
   reg [15:0] prod_q0 = 16'h0000;
   reg [15:0] prod_q1 = 16'h0000;
@@ -1629,13 +1663,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire records__ready;
   wire records__valid;
   wire [1:0] reset;
-  wire [1:0] \reset$445 ;
-  wire [1:0] \reset$450 ;
-  wire [1:0] \reset$455 ;
-  wire [1:0] \reset$460 ;
-  wire [1:0] \reset$465 ;
   wire [1:0] \reset$470 ;
   wire [1:0] \reset$475 ;
+  wire [1:0] \reset$480 ;
+  wire [1:0] \reset$485 ;
+  wire [1:0] \reset$490 ;
+  wire [1:0] \reset$495 ;
+  wire [1:0] \reset$500 ;
   reg [3:0] row;
   wire [5:0] row_addr;
   reg [12:0] row_offset = 13'h0000;
@@ -1656,24 +1690,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [7:0] saddr;
   reg [7:0] send;
   wire spike;
-  wire \spike$176 ;
-  wire \spike$179 ;
-  wire \spike$182 ;
-  wire \spike$185 ;
-  wire \spike$188 ;
-  wire \spike$191 ;
-  wire \spike$194 ;
+  wire \spike$201 ;
+  wire \spike$204 ;
+  wire \spike$207 ;
+  wire \spike$210 ;
+  wire \spike$213 ;
+  wire \spike$216 ;
+  wire \spike$219 ;
   wire [2:0] spike_src;
   reg [7:0] spikes = 8'h00;
-  reg [7:0] \spikes$574 ;
+  reg [7:0] \spikes$599 ;
   wire spiking;
-  wire \spiking$446 ;
-  wire \spiking$451 ;
-  wire \spiking$456 ;
-  wire \spiking$461 ;
-  wire \spiking$466 ;
   wire \spiking$471 ;
   wire \spiking$476 ;
+  wire \spiking$481 ;
+  wire \spiking$486 ;
+  wire \spiking$491 ;
+  wire \spiking$496 ;
+  wire \spiking$501 ;
   reg [2:0] src;
   reg [2:0] src_sel = 3'h0;
   reg [46:0] ssm0 = 47'h000000000000;
@@ -1845,53 +1879,53 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [27:0] ssm_yacc6 = 28'h0000000;
   reg [27:0] ssm_yacc7 = 28'h0000000;
   wire [15:0] theta;
-  wire [15:0] \theta$443 ;
-  wire [15:0] \theta$448 ;
-  wire [15:0] \theta$453 ;
-  wire [15:0] \theta$458 ;
-  wire [15:0] \theta$463 ;
   wire [15:0] \theta$468 ;
   wire [15:0] \theta$473 ;
+  wire [15:0] \theta$478 ;
+  wire [15:0] \theta$483 ;
+  wire [15:0] \theta$488 ;
+  wire [15:0] \theta$493 ;
+  wire [15:0] \theta$498 ;
   (* init = 26'h0000000 *)
   wire [25:0] total;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$442 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$447 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$452 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$457 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$462 ;
   (* init = 26'h0000000 *)
   wire [25:0] \total$467 ;
   (* init = 26'h0000000 *)
   wire [25:0] \total$472 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$477 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$482 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$487 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$492 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$497 ;
   (* init = 16'h0000 *)
   wire [15:0] u;
   (* init = 16'h0000 *)
-  wire [15:0] \u$403 ;
+  wire [15:0] \u$428 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$406 ;
+  wire [15:0] \u$431 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$409 ;
+  wire [15:0] \u$434 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$412 ;
+  wire [15:0] \u$437 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$415 ;
+  wire [15:0] \u$440 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$418 ;
+  wire [15:0] \u$443 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$421 ;
+  wire [15:0] \u$446 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$178 ;
-  wire [15:0] \u_new$181 ;
-  wire [15:0] \u_new$184 ;
-  wire [15:0] \u_new$187 ;
-  wire [15:0] \u_new$190 ;
-  wire [15:0] \u_new$193 ;
-  wire [15:0] \u_new$196 ;
+  wire [15:0] \u_new$203 ;
+  wire [15:0] \u_new$206 ;
+  wire [15:0] \u_new$209 ;
+  wire [15:0] \u_new$212 ;
+  wire [15:0] \u_new$215 ;
+  wire [15:0] \u_new$218 ;
+  wire [15:0] \u_new$221 ;
   reg [15:0] u_new0 = 16'h0000;
   reg [15:0] u_new1 = 16'h0000;
   reg [15:0] u_new2 = 16'h0000;
@@ -1900,14 +1934,22 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [15:0] u_new5 = 16'h0000;
   reg [15:0] u_new6 = 16'h0000;
   reg [15:0] u_new7 = 16'h0000;
+  reg [15:0] u_q0 = 16'h0000;
+  reg [15:0] u_q1 = 16'h0000;
+  reg [15:0] u_q2 = 16'h0000;
+  reg [15:0] u_q3 = 16'h0000;
+  reg [15:0] u_q4 = 16'h0000;
+  reg [15:0] u_q5 = 16'h0000;
+  reg [15:0] u_q6 = 16'h0000;
+  reg [15:0] u_q7 = 16'h0000;
   wire [15:0] v_reset;
-  wire [15:0] \v_reset$444 ;
-  wire [15:0] \v_reset$449 ;
-  wire [15:0] \v_reset$454 ;
-  wire [15:0] \v_reset$459 ;
-  wire [15:0] \v_reset$464 ;
   wire [15:0] \v_reset$469 ;
   wire [15:0] \v_reset$474 ;
+  wire [15:0] \v_reset$479 ;
+  wire [15:0] \v_reset$484 ;
+  wire [15:0] \v_reset$489 ;
+  wire [15:0] \v_reset$494 ;
+  wire [15:0] \v_reset$499 ;
   wire [7:0] valid_lanes;
   reg [7:0] valid_q = 8'h00;
   reg [127:0] values;
@@ -4301,7 +4343,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes0[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$479 )
+    if (\$signature__en$504 )
       membranes0[\$331 [4:0]] <= \$332 [15:0];
   end
   assign \port__data$25  = membranes0[\$302 [4:0]];
@@ -4342,7 +4384,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes1[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$483 )
+    if (\$signature__en$508 )
       membranes1[\$337 [4:0]] <= \$338 [15:0];
   end
   assign \port__data$31  = membranes1[\$305 [4:0]];
@@ -4383,7 +4425,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes2[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$486 )
+    if (\$signature__en$511 )
       membranes2[\$343 [4:0]] <= \$344 [15:0];
   end
   assign \port__data$37  = membranes2[\$308 [4:0]];
@@ -4424,7 +4466,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes3[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$489 )
+    if (\$signature__en$514 )
       membranes3[\$349 [4:0]] <= \$350 [15:0];
   end
   assign \port__data$43  = membranes3[\$311 [4:0]];
@@ -4465,7 +4507,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes4[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$492 )
+    if (\$signature__en$517 )
       membranes4[\$355 [4:0]] <= \$356 [15:0];
   end
   assign \port__data$49  = membranes4[\$314 [4:0]];
@@ -4506,7 +4548,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes5[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$495 )
+    if (\$signature__en$520 )
       membranes5[\$361 [4:0]] <= \$362 [15:0];
   end
   assign \port__data$55  = membranes5[\$317 [4:0]];
@@ -4547,7 +4589,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes6[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$498 )
+    if (\$signature__en$523 )
       membranes6[\$367 [4:0]] <= \$368 [15:0];
   end
   assign \port__data$61  = membranes6[\$320 [4:0]];
@@ -4588,7 +4630,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes7[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$501 )
+    if (\$signature__en$526 )
       membranes7[\$373 [4:0]] <= \$374 [15:0];
   end
   assign \port__data$67  = membranes7[\$323 [4:0]];
@@ -4629,7 +4671,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params0[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$318 )
+    if (\$signature__en$343 )
       params0[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$23  = params0[\$301 [4:0]];
@@ -4670,7 +4712,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params1[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$324 )
+    if (\$signature__en$349 )
       params1[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$29  = params1[\$304 [4:0]];
@@ -4711,7 +4753,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params2[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$330 )
+    if (\$signature__en$355 )
       params2[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$35  = params2[\$307 [4:0]];
@@ -4752,7 +4794,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params3[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$336 )
+    if (\$signature__en$361 )
       params3[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$41  = params3[\$310 [4:0]];
@@ -4793,7 +4835,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params4[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$342 )
+    if (\$signature__en$367 )
       params4[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$47  = params4[\$313 [4:0]];
@@ -4834,7 +4876,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params5[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$348 )
+    if (\$signature__en$373 )
       params5[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$53  = params5[\$316 [4:0]];
@@ -4875,7 +4917,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params6[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$354 )
+    if (\$signature__en$379 )
       params6[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$59  = params6[\$319 [4:0]];
@@ -4916,7 +4958,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params7[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$360 )
+    if (\$signature__en$385 )
       params7[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$65  = params7[\$322 [4:0]];
@@ -5441,9 +5483,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   reg [8:0] _0_;
   always @(posedge clk) begin
-    _0_ <= ssm_params[\$signature__addr$505 ];
+    _0_ <= ssm_params[\$signature__addr$530 ];
   end
-  assign \$signature__data$369  = _0_;
+  assign \$signature__data$394  = _0_;
   reg [15:0] ssm_state0 [63:0];
   initial begin
     ssm_state0[0] = 16'h0000;
@@ -5512,14 +5554,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state0[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$512 )
+    if (\$signature__en$537 )
       ssm_state0[\$602 [5:0]] <= \$603 [15:0];
   end
   reg [15:0] _1_;
   always @(posedge clk) begin
     _1_ <= ssm_state0[\$601 [5:0]];
   end
-  assign \$signature__data$361  = _1_;
+  assign \$signature__data$386  = _1_;
   reg [15:0] ssm_state1 [63:0];
   initial begin
     ssm_state1[0] = 16'h0000;
@@ -5588,14 +5630,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state1[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$521 )
+    if (\$signature__en$546 )
       ssm_state1[\$627 [5:0]] <= \$628 [15:0];
   end
   reg [15:0] _2_;
   always @(posedge clk) begin
     _2_ <= ssm_state1[\$626 [5:0]];
   end
-  assign \$signature__data$362  = _2_;
+  assign \$signature__data$387  = _2_;
   reg [15:0] ssm_state2 [63:0];
   initial begin
     ssm_state2[0] = 16'h0000;
@@ -5664,14 +5706,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state2[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$529 )
+    if (\$signature__en$554 )
       ssm_state2[\$652 [5:0]] <= \$653 [15:0];
   end
   reg [15:0] _3_;
   always @(posedge clk) begin
     _3_ <= ssm_state2[\$651 [5:0]];
   end
-  assign \$signature__data$363  = _3_;
+  assign \$signature__data$388  = _3_;
   reg [15:0] ssm_state3 [63:0];
   initial begin
     ssm_state3[0] = 16'h0000;
@@ -5740,14 +5782,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state3[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$537 )
+    if (\$signature__en$562 )
       ssm_state3[\$677 [5:0]] <= \$678 [15:0];
   end
   reg [15:0] _4_;
   always @(posedge clk) begin
     _4_ <= ssm_state3[\$676 [5:0]];
   end
-  assign \$signature__data$364  = _4_;
+  assign \$signature__data$389  = _4_;
   reg [15:0] ssm_state4 [63:0];
   initial begin
     ssm_state4[0] = 16'h0000;
@@ -5816,14 +5858,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state4[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$545 )
+    if (\$signature__en$570 )
       ssm_state4[\$702 [5:0]] <= \$703 [15:0];
   end
   reg [15:0] _5_;
   always @(posedge clk) begin
     _5_ <= ssm_state4[\$701 [5:0]];
   end
-  assign \$signature__data$365  = _5_;
+  assign \$signature__data$390  = _5_;
   reg [15:0] ssm_state5 [63:0];
   initial begin
     ssm_state5[0] = 16'h0000;
@@ -5892,14 +5934,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state5[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$553 )
+    if (\$signature__en$578 )
       ssm_state5[\$727 [5:0]] <= \$728 [15:0];
   end
   reg [15:0] _6_;
   always @(posedge clk) begin
     _6_ <= ssm_state5[\$726 [5:0]];
   end
-  assign \$signature__data$366  = _6_;
+  assign \$signature__data$391  = _6_;
   reg [15:0] ssm_state6 [63:0];
   initial begin
     ssm_state6[0] = 16'h0000;
@@ -5968,14 +6010,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state6[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$561 )
+    if (\$signature__en$586 )
       ssm_state6[\$752 [5:0]] <= \$753 [15:0];
   end
   reg [15:0] _7_;
   always @(posedge clk) begin
     _7_ <= ssm_state6[\$751 [5:0]];
   end
-  assign \$signature__data$367  = _7_;
+  assign \$signature__data$392  = _7_;
   reg [15:0] ssm_state7 [63:0];
   initial begin
     ssm_state7[0] = 16'h0000;
@@ -6044,14 +6086,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state7[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$569 )
+    if (\$signature__en$594 )
       ssm_state7[\$777 [5:0]] <= \$778 [15:0];
   end
   reg [15:0] _8_;
   always @(posedge clk) begin
     _8_ <= ssm_state7[\$776 [5:0]];
   end
-  assign \$signature__data$368  = _8_;
+  assign \$signature__data$393  = _8_;
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights0 [2047:0];
   initial begin
@@ -10162,7 +10204,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights1[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$321 )
+    if (\$signature__en$346 )
       weights1[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$27  = weights1[\$303 [10:0]];
@@ -12219,7 +12261,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights2[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$327 )
+    if (\$signature__en$352 )
       weights2[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$33  = weights2[\$306 [10:0]];
@@ -14276,7 +14318,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights3[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$333 )
+    if (\$signature__en$358 )
       weights3[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$39  = weights3[\$309 [10:0]];
@@ -16333,7 +16375,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights4[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$339 )
+    if (\$signature__en$364 )
       weights4[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$45  = weights4[\$312 [10:0]];
@@ -18390,7 +18432,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights5[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$345 )
+    if (\$signature__en$370 )
       weights5[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$51  = weights5[\$315 [10:0]];
@@ -20447,7 +20489,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights6[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$351 )
+    if (\$signature__en$376 )
       weights6[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$57  = weights6[\$318 [10:0]];
@@ -22504,7 +22546,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights7[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$357 )
+    if (\$signature__en$382 )
       weights7[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$63  = weights7[\$321 [10:0]];
@@ -22524,28 +22566,28 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$18  = $signed(w_q5) * $signed(s3_x);
   assign \$19  = $signed(w_q6) * $signed(s3_x);
   assign \$20  = $signed(w_q7) * $signed(s3_x);
-  assign \$21  = s4_valid | pre2;
+  assign \$21  = s4_valid | \$signal$129 ;
   assign \$22  = s4_valid ? { prod_q0[15], prod_q0[15], prod_q0 } : leak_q0;
   assign \$23  = $signed(acc0) + $signed(\$22 );
-  assign \$24  = s4_valid | pre2;
+  assign \$24  = s4_valid | \$signal$129 ;
   assign \$25  = s4_valid ? { prod_q1[15], prod_q1[15], prod_q1 } : leak_q1;
   assign \$26  = $signed(acc1) + $signed(\$25 );
-  assign \$27  = s4_valid | pre2;
+  assign \$27  = s4_valid | \$signal$129 ;
   assign \$28  = s4_valid ? { prod_q2[15], prod_q2[15], prod_q2 } : leak_q2;
   assign \$29  = $signed(acc2) + $signed(\$28 );
-  assign \$30  = s4_valid | pre2;
+  assign \$30  = s4_valid | \$signal$129 ;
   assign \$31  = s4_valid ? { prod_q3[15], prod_q3[15], prod_q3 } : leak_q3;
   assign \$32  = $signed(acc3) + $signed(\$31 );
-  assign \$33  = s4_valid | pre2;
+  assign \$33  = s4_valid | \$signal$129 ;
   assign \$34  = s4_valid ? { prod_q4[15], prod_q4[15], prod_q4 } : leak_q4;
   assign \$35  = $signed(acc4) + $signed(\$34 );
-  assign \$36  = s4_valid | pre2;
+  assign \$36  = s4_valid | \$signal$129 ;
   assign \$37  = s4_valid ? { prod_q5[15], prod_q5[15], prod_q5 } : leak_q5;
   assign \$38  = $signed(acc5) + $signed(\$37 );
-  assign \$39  = s4_valid | pre2;
+  assign \$39  = s4_valid | \$signal$129 ;
   assign \$40  = s4_valid ? { prod_q6[15], prod_q6[15], prod_q6 } : leak_q6;
   assign \$41  = $signed(acc6) + $signed(\$40 );
-  assign \$42  = s4_valid | pre2;
+  assign \$42  = s4_valid | \$signal$129 ;
   assign \$43  = s4_valid ? { prod_q7[15], prod_q7[15], prod_q7 } : leak_q7;
   assign \$44  = $signed(acc7) + $signed(\$43 );
   assign \$45  = ! { cur, spike_src };
@@ -22610,14 +22652,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$113  = $signed(ssm_yacc7) + $signed(\$112 );
   assign \$114  = ~ clear;
   assign \$115  = in_full & \$114 ;
-  assign \$116  = ~ \$signal$202 ;
-  assign \$117  = ~ \$signal$202 ;
+  assign \$116  = ~ \$signal$227 ;
+  assign \$117  = ~ \$signal$227 ;
   assign \$118  = ! num_layers;
   assign \$120  = e == e_end;
   assign \$123  = ! \$122 ;
   assign \$125  = ! \$124 ;
   assign \$127  = cur ^ \$126 ;
-  assign \$128  = \$125  ? \$signal$286  : \$127 ;
+  assign \$128  = \$125  ? \$signal$311  : \$127 ;
   assign \$130  = ! \$129 ;
   assign \$134  = cur ^ \$133 ;
   assign \$136  = \$130  ? { 1'h0, \$131  } : \$135 ;
@@ -22646,12 +22688,12 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$170  = gop == 3'h4;
   assign \$171  = ! src;
   assign \$172  = ! src;
-  assign \$173  = cur ^ \$signal$297 ;
-  assign \$174  = \$172  ? \$signal$286  : \$173 ;
+  assign \$173  = cur ^ \$signal$322 ;
+  assign \$174  = \$172  ? \$signal$311  : \$173 ;
   assign \$175  = ! src;
-  assign \$177  = cur ^ \$signal$297 ;
+  assign \$177  = cur ^ \$signal$322 ;
   assign \$179  = \$175  ? { 1'h0, \$176  } : \$178 ;
-  assign \$180  = \$signal$295  ? length : \$179 ;
+  assign \$180  = \$signal$320  ? length : \$179 ;
   assign \$181  = present ? \$180  : 8'h00;
   assign \$182  = n < cnt;
   assign \$183  = n + 1'h1;
@@ -22691,91 +22733,91 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$218  = host_addr[17:14] == 2'h2;
   assign \$219  = \$217  & \$218 ;
   assign \$220  = ! host_addr[13:11];
-  assign \$signature__en$318  = \$219  & \$220 ;
+  assign \$signature__en$343  = \$219  & \$220 ;
   assign \$221  = ~ busy;
   assign \$222  = \$221  & host_we;
   assign \$223  = host_addr[17:14] == 3'h4;
   assign \$224  = \$222  & \$223 ;
   assign \$225  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$321  = \$224  & \$225 ;
+  assign \$signature__en$346  = \$224  & \$225 ;
   assign \$226  = ~ busy;
   assign \$227  = \$226  & host_we;
   assign \$228  = host_addr[17:14] == 2'h2;
   assign \$229  = \$227  & \$228 ;
   assign \$230  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$324  = \$229  & \$230 ;
+  assign \$signature__en$349  = \$229  & \$230 ;
   assign \$231  = ~ busy;
   assign \$232  = \$231  & host_we;
   assign \$233  = host_addr[17:14] == 3'h4;
   assign \$234  = \$232  & \$233 ;
   assign \$235  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$327  = \$234  & \$235 ;
+  assign \$signature__en$352  = \$234  & \$235 ;
   assign \$236  = ~ busy;
   assign \$237  = \$236  & host_we;
   assign \$238  = host_addr[17:14] == 2'h2;
   assign \$239  = \$237  & \$238 ;
   assign \$240  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$330  = \$239  & \$240 ;
+  assign \$signature__en$355  = \$239  & \$240 ;
   assign \$241  = ~ busy;
   assign \$242  = \$241  & host_we;
   assign \$243  = host_addr[17:14] == 3'h4;
   assign \$244  = \$242  & \$243 ;
   assign \$245  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$333  = \$244  & \$245 ;
+  assign \$signature__en$358  = \$244  & \$245 ;
   assign \$246  = ~ busy;
   assign \$247  = \$246  & host_we;
   assign \$248  = host_addr[17:14] == 2'h2;
   assign \$249  = \$247  & \$248 ;
   assign \$250  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$336  = \$249  & \$250 ;
+  assign \$signature__en$361  = \$249  & \$250 ;
   assign \$251  = ~ busy;
   assign \$252  = \$251  & host_we;
   assign \$253  = host_addr[17:14] == 3'h4;
   assign \$254  = \$252  & \$253 ;
   assign \$255  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$339  = \$254  & \$255 ;
+  assign \$signature__en$364  = \$254  & \$255 ;
   assign \$256  = ~ busy;
   assign \$257  = \$256  & host_we;
   assign \$258  = host_addr[17:14] == 2'h2;
   assign \$259  = \$257  & \$258 ;
   assign \$260  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$342  = \$259  & \$260 ;
+  assign \$signature__en$367  = \$259  & \$260 ;
   assign \$261  = ~ busy;
   assign \$262  = \$261  & host_we;
   assign \$263  = host_addr[17:14] == 3'h4;
   assign \$264  = \$262  & \$263 ;
   assign \$265  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$345  = \$264  & \$265 ;
+  assign \$signature__en$370  = \$264  & \$265 ;
   assign \$266  = ~ busy;
   assign \$267  = \$266  & host_we;
   assign \$268  = host_addr[17:14] == 2'h2;
   assign \$269  = \$267  & \$268 ;
   assign \$270  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$348  = \$269  & \$270 ;
+  assign \$signature__en$373  = \$269  & \$270 ;
   assign \$271  = ~ busy;
   assign \$272  = \$271  & host_we;
   assign \$273  = host_addr[17:14] == 3'h4;
   assign \$274  = \$272  & \$273 ;
   assign \$275  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$351  = \$274  & \$275 ;
+  assign \$signature__en$376  = \$274  & \$275 ;
   assign \$276  = ~ busy;
   assign \$277  = \$276  & host_we;
   assign \$278  = host_addr[17:14] == 2'h2;
   assign \$279  = \$277  & \$278 ;
   assign \$280  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$354  = \$279  & \$280 ;
+  assign \$signature__en$379  = \$279  & \$280 ;
   assign \$281  = ~ busy;
   assign \$282  = \$281  & host_we;
   assign \$283  = host_addr[17:14] == 3'h4;
   assign \$284  = \$282  & \$283 ;
   assign \$285  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$357  = \$284  & \$285 ;
+  assign \$signature__en$382  = \$284  & \$285 ;
   assign \$286  = ~ busy;
   assign \$287  = \$286  & host_we;
   assign \$288  = host_addr[17:14] == 2'h2;
   assign \$289  = \$287  & \$288 ;
   assign \$290  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$360  = \$289  & \$290 ;
+  assign \$signature__en$385  = \$289  & \$290 ;
   assign \$296  = row_wbase + row_offset;
   assign \$297  = ~ busy;
   assign \$298  = \$297  & host_re;
@@ -22824,56 +22866,56 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$334  = host_we & \$333 ;
   assign \$335  = ! host_addr[13:11];
   assign \$336  = \$334  & \$335 ;
-  assign \$signature__en$479  = busy ? neuron_write : \$336 ;
+  assign \$signature__en$504  = busy ? neuron_write : \$336 ;
   assign \$337  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$338  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
   assign \$339  = host_addr[17:14] == 2'h3;
   assign \$340  = host_we & \$339 ;
   assign \$341  = host_addr[13:11] == 1'h1;
   assign \$342  = \$340  & \$341 ;
-  assign \$signature__en$483  = busy ? neuron_write : \$342 ;
+  assign \$signature__en$508  = busy ? neuron_write : \$342 ;
   assign \$343  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$344  = busy ? { u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2 } : { 1'h0, host_wdata };
   assign \$345  = host_addr[17:14] == 2'h3;
   assign \$346  = host_we & \$345 ;
   assign \$347  = host_addr[13:11] == 2'h2;
   assign \$348  = \$346  & \$347 ;
-  assign \$signature__en$486  = busy ? neuron_write : \$348 ;
+  assign \$signature__en$511  = busy ? neuron_write : \$348 ;
   assign \$349  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$350  = busy ? { u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3 } : { 1'h0, host_wdata };
   assign \$351  = host_addr[17:14] == 2'h3;
   assign \$352  = host_we & \$351 ;
   assign \$353  = host_addr[13:11] == 2'h3;
   assign \$354  = \$352  & \$353 ;
-  assign \$signature__en$489  = busy ? neuron_write : \$354 ;
+  assign \$signature__en$514  = busy ? neuron_write : \$354 ;
   assign \$355  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$356  = busy ? { u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4 } : { 1'h0, host_wdata };
   assign \$357  = host_addr[17:14] == 2'h3;
   assign \$358  = host_we & \$357 ;
   assign \$359  = host_addr[13:11] == 3'h4;
   assign \$360  = \$358  & \$359 ;
-  assign \$signature__en$492  = busy ? neuron_write : \$360 ;
+  assign \$signature__en$517  = busy ? neuron_write : \$360 ;
   assign \$361  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$362  = busy ? { u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5 } : { 1'h0, host_wdata };
   assign \$363  = host_addr[17:14] == 2'h3;
   assign \$364  = host_we & \$363 ;
   assign \$365  = host_addr[13:11] == 3'h5;
   assign \$366  = \$364  & \$365 ;
-  assign \$signature__en$495  = busy ? neuron_write : \$366 ;
+  assign \$signature__en$520  = busy ? neuron_write : \$366 ;
   assign \$367  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$368  = busy ? { u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6 } : { 1'h0, host_wdata };
   assign \$369  = host_addr[17:14] == 2'h3;
   assign \$370  = host_we & \$369 ;
   assign \$371  = host_addr[13:11] == 3'h6;
   assign \$372  = \$370  & \$371 ;
-  assign \$signature__en$498  = busy ? neuron_write : \$372 ;
+  assign \$signature__en$523  = busy ? neuron_write : \$372 ;
   assign \$373  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$374  = busy ? { u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7 } : { 1'h0, host_wdata };
   assign \$375  = host_addr[17:14] == 2'h3;
   assign \$376  = host_we & \$375 ;
   assign \$377  = host_addr[13:11] == 3'h7;
   assign \$378  = \$376  & \$377 ;
-  assign \$signature__en$501  = busy ? neuron_write : \$378 ;
+  assign \$signature__en$526  = busy ? neuron_write : \$378 ;
   assign \$379  = k * 4'h8;
   assign \$380  = \$379  + 1'h0;
   assign \$381  = \$380  < layer[7:0];
@@ -22903,7 +22945,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign input__ready = \$403  & \$404 ;
   assign \$405  = input__valid & input__ready;
   assign \$407  = g1_const ? g1_n : { 1'h0, s1_index };
-  assign g_value = g1_const ? \$signature__data$369 [7:0] : s1_value;
+  assign g_value = g1_const ? \$signature__data$394 [7:0] : s1_value;
   assign \$408  = gbase + n;
   assign \$409  = busy ? \$408  : { 1'h0, host_addr[10:0] };
   assign \$410  = i <= 1'h0;
@@ -23056,7 +23098,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$589  = \$588  + k;
   assign \$590  = k * 4'h8;
   assign \$591  = \$590  + 1'h0;
-  assign \$592  = $signed({ 1'h0, \$signature__data$369  }) * $signed(\$signature__data$361 );
+  assign \$592  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$386 );
   assign \$595  = $signed(\$594 ) * $signed(ssm_vsel0);
   assign \$596  = $signed(\$593 ) + $signed(\$595 );
   assign \$597  = $signed(\$596 ) > $signed(16'h7fff);
@@ -23071,7 +23113,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$606  = host_we & \$605 ;
   assign \$607  = ! host_addr[13:11];
   assign \$608  = \$606  & \$607 ;
-  assign \$signature__en$512  = busy ? \$604  : \$608 ;
+  assign \$signature__en$537  = busy ? \$604  : \$608 ;
   assign ssm_shifted0 = $signed(ssm_yacc0) >>> \$609 ;
   assign \$610  = $signed(ssm_shifted0) > $signed(8'h7f);
   assign \$611  = $signed(ssm_shifted0) < $signed(8'h80);
@@ -23080,7 +23122,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$614  = | \$613 [7:0];
   assign \$615  = k * 4'h8;
   assign \$616  = \$615  + 1'h1;
-  assign \$617  = $signed({ 1'h0, \$signature__data$369  }) * $signed(\$signature__data$362 );
+  assign \$617  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$387 );
   assign \$620  = $signed(\$619 ) * $signed(ssm_vsel1);
   assign \$621  = $signed(\$618 ) + $signed(\$620 );
   assign \$622  = $signed(\$621 ) > $signed(16'h7fff);
@@ -23095,7 +23137,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$631  = host_we & \$630 ;
   assign \$632  = host_addr[13:11] == 1'h1;
   assign \$633  = \$631  & \$632 ;
-  assign \$signature__en$521  = busy ? \$629  : \$633 ;
+  assign \$signature__en$546  = busy ? \$629  : \$633 ;
   assign ssm_shifted1 = $signed(ssm_yacc1) >>> \$634 ;
   assign \$635  = $signed(ssm_shifted1) > $signed(8'h7f);
   assign \$636  = $signed(ssm_shifted1) < $signed(8'h80);
@@ -23104,7 +23146,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$639  = | \$638 [7:0];
   assign \$640  = k * 4'h8;
   assign \$641  = \$640  + 2'h2;
-  assign \$642  = $signed({ 1'h0, \$signature__data$369  }) * $signed(\$signature__data$363 );
+  assign \$642  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$388 );
   assign \$645  = $signed(\$644 ) * $signed(ssm_vsel2);
   assign \$646  = $signed(\$643 ) + $signed(\$645 );
   assign \$647  = $signed(\$646 ) > $signed(16'h7fff);
@@ -23119,7 +23161,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$656  = host_we & \$655 ;
   assign \$657  = host_addr[13:11] == 2'h2;
   assign \$658  = \$656  & \$657 ;
-  assign \$signature__en$529  = busy ? \$654  : \$658 ;
+  assign \$signature__en$554  = busy ? \$654  : \$658 ;
   assign ssm_shifted2 = $signed(ssm_yacc2) >>> \$659 ;
   assign \$660  = $signed(ssm_shifted2) > $signed(8'h7f);
   assign \$661  = $signed(ssm_shifted2) < $signed(8'h80);
@@ -23128,7 +23170,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$664  = | \$663 [7:0];
   assign \$665  = k * 4'h8;
   assign \$666  = \$665  + 2'h3;
-  assign \$667  = $signed({ 1'h0, \$signature__data$369  }) * $signed(\$signature__data$364 );
+  assign \$667  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$389 );
   assign \$670  = $signed(\$669 ) * $signed(ssm_vsel3);
   assign \$671  = $signed(\$668 ) + $signed(\$670 );
   assign \$672  = $signed(\$671 ) > $signed(16'h7fff);
@@ -23143,7 +23185,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$681  = host_we & \$680 ;
   assign \$682  = host_addr[13:11] == 2'h3;
   assign \$683  = \$681  & \$682 ;
-  assign \$signature__en$537  = busy ? \$679  : \$683 ;
+  assign \$signature__en$562  = busy ? \$679  : \$683 ;
   assign ssm_shifted3 = $signed(ssm_yacc3) >>> \$684 ;
   assign \$685  = $signed(ssm_shifted3) > $signed(8'h7f);
   assign \$686  = $signed(ssm_shifted3) < $signed(8'h80);
@@ -23152,7 +23194,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$689  = | \$688 [7:0];
   assign \$690  = k * 4'h8;
   assign \$691  = \$690  + 3'h4;
-  assign \$692  = $signed({ 1'h0, \$signature__data$369  }) * $signed(\$signature__data$365 );
+  assign \$692  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$390 );
   assign \$695  = $signed(\$694 ) * $signed(ssm_vsel4);
   assign \$696  = $signed(\$693 ) + $signed(\$695 );
   assign \$697  = $signed(\$696 ) > $signed(16'h7fff);
@@ -23167,7 +23209,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$706  = host_we & \$705 ;
   assign \$707  = host_addr[13:11] == 3'h4;
   assign \$708  = \$706  & \$707 ;
-  assign \$signature__en$545  = busy ? \$704  : \$708 ;
+  assign \$signature__en$570  = busy ? \$704  : \$708 ;
   assign ssm_shifted4 = $signed(ssm_yacc4) >>> \$709 ;
   assign \$710  = $signed(ssm_shifted4) > $signed(8'h7f);
   assign \$711  = $signed(ssm_shifted4) < $signed(8'h80);
@@ -23176,7 +23218,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$714  = | \$713 [7:0];
   assign \$715  = k * 4'h8;
   assign \$716  = \$715  + 3'h5;
-  assign \$717  = $signed({ 1'h0, \$signature__data$369  }) * $signed(\$signature__data$366 );
+  assign \$717  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$391 );
   assign \$720  = $signed(\$719 ) * $signed(ssm_vsel5);
   assign \$721  = $signed(\$718 ) + $signed(\$720 );
   assign \$722  = $signed(\$721 ) > $signed(16'h7fff);
@@ -23191,7 +23233,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$731  = host_we & \$730 ;
   assign \$732  = host_addr[13:11] == 3'h5;
   assign \$733  = \$731  & \$732 ;
-  assign \$signature__en$553  = busy ? \$729  : \$733 ;
+  assign \$signature__en$578  = busy ? \$729  : \$733 ;
   assign ssm_shifted5 = $signed(ssm_yacc5) >>> \$734 ;
   assign \$735  = $signed(ssm_shifted5) > $signed(8'h7f);
   assign \$736  = $signed(ssm_shifted5) < $signed(8'h80);
@@ -23200,7 +23242,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$739  = | \$738 [7:0];
   assign \$740  = k * 4'h8;
   assign \$741  = \$740  + 3'h6;
-  assign \$742  = $signed({ 1'h0, \$signature__data$369  }) * $signed(\$signature__data$367 );
+  assign \$742  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$392 );
   assign \$745  = $signed(\$744 ) * $signed(ssm_vsel6);
   assign \$746  = $signed(\$743 ) + $signed(\$745 );
   assign \$747  = $signed(\$746 ) > $signed(16'h7fff);
@@ -23215,7 +23257,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$756  = host_we & \$755 ;
   assign \$757  = host_addr[13:11] == 3'h6;
   assign \$758  = \$756  & \$757 ;
-  assign \$signature__en$561  = busy ? \$754  : \$758 ;
+  assign \$signature__en$586  = busy ? \$754  : \$758 ;
   assign ssm_shifted6 = $signed(ssm_yacc6) >>> \$759 ;
   assign \$760  = $signed(ssm_shifted6) > $signed(8'h7f);
   assign \$761  = $signed(ssm_shifted6) < $signed(8'h80);
@@ -23224,7 +23266,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$764  = | \$763 [7:0];
   assign \$765  = k * 4'h8;
   assign \$766  = \$765  + 3'h7;
-  assign \$767  = $signed({ 1'h0, \$signature__data$369  }) * $signed(\$signature__data$368 );
+  assign \$767  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$393 );
   assign \$770  = $signed(\$769 ) * $signed(ssm_vsel7);
   assign \$771  = $signed(\$768 ) + $signed(\$770 );
   assign \$772  = $signed(\$771 ) > $signed(16'h7fff);
@@ -23239,7 +23281,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$781  = host_we & \$780 ;
   assign \$782  = host_addr[13:11] == 3'h7;
   assign \$783  = \$781  & \$782 ;
-  assign \$signature__en$569  = busy ? \$779  : \$783 ;
+  assign \$signature__en$594  = busy ? \$779  : \$783 ;
   assign ssm_shifted7 = $signed(ssm_yacc7) >>> \$784 ;
   assign \$785  = $signed(ssm_shifted7) > $signed(8'h7f);
   assign \$786  = $signed(ssm_shifted7) < $signed(8'h80);
@@ -23498,269 +23540,319 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     \$signal$126  <= \$935 ;
   always @(posedge clk)
-    pre2 <= \$936 ;
+    \$signal$128  <= \$936 ;
   always @(posedge clk)
-    leak_q0 <= \$937 ;
+    \$signal$129  <= \$937 ;
   always @(posedge clk)
-    acc0 <= \$938 ;
+    u_q0 <= membranes0_nrw;
   always @(posedge clk)
-    leak_q1 <= \$939 ;
+    alpha_q0 <= params0_nrw[8:0];
   always @(posedge clk)
-    acc1 <= \$940 ;
+    bias_q0 <= params0_nrw[40:25];
   always @(posedge clk)
-    leak_q2 <= \$941 ;
+    leak_q0 <= \$938 ;
   always @(posedge clk)
-    acc2 <= \$942 ;
+    acc0 <= \$939 ;
   always @(posedge clk)
-    leak_q3 <= \$943 ;
+    u_q1 <= membranes1_nrw;
   always @(posedge clk)
-    acc3 <= \$944 ;
+    alpha_q1 <= params1_nrw[8:0];
   always @(posedge clk)
-    leak_q4 <= \$945 ;
+    bias_q1 <= params1_nrw[40:25];
   always @(posedge clk)
-    acc4 <= \$946 ;
+    leak_q1 <= \$940 ;
   always @(posedge clk)
-    leak_q5 <= \$947 ;
+    acc1 <= \$941 ;
   always @(posedge clk)
-    acc5 <= \$948 ;
+    u_q2 <= membranes2_nrw;
   always @(posedge clk)
-    leak_q6 <= \$949 ;
+    alpha_q2 <= params2_nrw[8:0];
   always @(posedge clk)
-    acc6 <= \$950 ;
+    bias_q2 <= params2_nrw[40:25];
   always @(posedge clk)
-    leak_q7 <= \$951 ;
+    leak_q2 <= \$942 ;
   always @(posedge clk)
-    acc7 <= \$952 ;
+    acc2 <= \$943 ;
   always @(posedge clk)
-    count0 <= \$953 ;
+    u_q3 <= membranes3_nrw;
   always @(posedge clk)
-    count1 <= \$954 ;
+    alpha_q3 <= params3_nrw[8:0];
   always @(posedge clk)
-    count2 <= \$955 ;
+    bias_q3 <= params3_nrw[40:25];
   always @(posedge clk)
-    count3 <= \$956 ;
+    leak_q3 <= \$944 ;
   always @(posedge clk)
-    count4 <= \$957 ;
+    acc3 <= \$945 ;
   always @(posedge clk)
-    count5 <= \$958 ;
+    u_q4 <= membranes4_nrw;
   always @(posedge clk)
-    count6 <= \$959 ;
+    alpha_q4 <= params4_nrw[8:0];
   always @(posedge clk)
-    count7 <= \$960 ;
+    bias_q4 <= params4_nrw[40:25];
   always @(posedge clk)
-    count8 <= \$961 ;
+    leak_q4 <= \$946 ;
   always @(posedge clk)
-    count9 <= \$962 ;
+    acc4 <= \$947 ;
   always @(posedge clk)
-    count10 <= \$963 ;
+    u_q5 <= membranes5_nrw;
   always @(posedge clk)
-    count11 <= \$964 ;
+    alpha_q5 <= params5_nrw[8:0];
   always @(posedge clk)
-    count12 <= \$965 ;
+    bias_q5 <= params5_nrw[40:25];
   always @(posedge clk)
-    count13 <= \$966 ;
+    leak_q5 <= \$948 ;
   always @(posedge clk)
-    count14 <= \$967 ;
+    acc5 <= \$949 ;
   always @(posedge clk)
-    count15 <= \$968 ;
+    u_q6 <= membranes6_nrw;
   always @(posedge clk)
-    spikes <= \$969 ;
+    alpha_q6 <= params6_nrw[8:0];
   always @(posedge clk)
-    u_new0 <= \$970 ;
+    bias_q6 <= params6_nrw[40:25];
   always @(posedge clk)
-    u_new1 <= \$971 ;
+    leak_q6 <= \$950 ;
   always @(posedge clk)
-    u_new2 <= \$972 ;
+    acc6 <= \$951 ;
   always @(posedge clk)
-    u_new3 <= \$973 ;
+    u_q7 <= membranes7_nrw;
   always @(posedge clk)
-    u_new4 <= \$974 ;
+    alpha_q7 <= params7_nrw[8:0];
   always @(posedge clk)
-    u_new5 <= \$975 ;
+    bias_q7 <= params7_nrw[40:25];
   always @(posedge clk)
-    u_new6 <= \$976 ;
+    leak_q7 <= \$952 ;
   always @(posedge clk)
-    u_new7 <= \$977 ;
+    acc7 <= \$953 ;
   always @(posedge clk)
-    valid_q <= \$978 ;
+    count0 <= \$954 ;
   always @(posedge clk)
-    last_row <= \$979 ;
+    count1 <= \$955 ;
   always @(posedge clk)
-    in_full <= \$980 ;
+    count2 <= \$956 ;
   always @(posedge clk)
-    in_count0 <= \$981 ;
+    count3 <= \$957 ;
   always @(posedge clk)
-    in_count1 <= \$982 ;
+    count4 <= \$958 ;
   always @(posedge clk)
-    \$signal$205  <= \$983 ;
+    count5 <= \$959 ;
   always @(posedge clk)
-    g1_op <= \$984 ;
+    count6 <= \$960 ;
   always @(posedge clk)
-    g1_const <= \$985 ;
+    count7 <= \$961 ;
   always @(posedge clk)
-    g1_n <= \$986 ;
+    count8 <= \$962 ;
   always @(posedge clk)
-    ssm_k0 <= \$987 ;
+    count9 <= \$963 ;
   always @(posedge clk)
-    ssm_k1 <= \$988 ;
+    count10 <= \$964 ;
   always @(posedge clk)
-    ssm_k2 <= \$989 ;
+    count11 <= \$965 ;
   always @(posedge clk)
-    ssm_k3 <= \$990 ;
+    count12 <= \$966 ;
   always @(posedge clk)
-    ssm_k4 <= \$991 ;
+    count13 <= \$967 ;
   always @(posedge clk)
-    ssm_k5 <= \$992 ;
+    count14 <= \$968 ;
   always @(posedge clk)
-    ssm_k6 <= \$993 ;
+    count15 <= \$969 ;
   always @(posedge clk)
-    ssm_k7 <= \$994 ;
+    spikes <= \$970 ;
   always @(posedge clk)
-    ssm_k8 <= \$995 ;
+    u_new0 <= \$971 ;
   always @(posedge clk)
-    ssm_k9 <= \$996 ;
+    u_new1 <= \$972 ;
   always @(posedge clk)
-    ssm_k10 <= \$997 ;
+    u_new2 <= \$973 ;
   always @(posedge clk)
-    ssm_k11 <= \$998 ;
+    u_new3 <= \$974 ;
   always @(posedge clk)
-    ssm_k12 <= \$999 ;
+    u_new4 <= \$975 ;
   always @(posedge clk)
-    ssm_k13 <= \$1000 ;
+    u_new5 <= \$976 ;
   always @(posedge clk)
-    ssm_k14 <= \$1001 ;
+    u_new6 <= \$977 ;
   always @(posedge clk)
-    ssm_k15 <= \$1002 ;
+    u_new7 <= \$978 ;
   always @(posedge clk)
-    ssm_v0 <= \$1003 ;
+    valid_q <= \$979 ;
   always @(posedge clk)
-    ssm_v1 <= \$1004 ;
+    last_row <= \$980 ;
   always @(posedge clk)
-    ssm_v2 <= \$1005 ;
+    in_full <= \$981 ;
   always @(posedge clk)
-    ssm_v3 <= \$1006 ;
+    in_count0 <= \$982 ;
   always @(posedge clk)
-    ssm_v4 <= \$1007 ;
+    in_count1 <= \$983 ;
   always @(posedge clk)
-    ssm_v5 <= \$1008 ;
+    \$signal$230  <= \$984 ;
   always @(posedge clk)
-    ssm_v6 <= \$1009 ;
+    g1_op <= \$985 ;
   always @(posedge clk)
-    ssm_v7 <= \$1010 ;
+    g1_const <= \$986 ;
   always @(posedge clk)
-    ssm_v8 <= \$1011 ;
+    g1_n <= \$987 ;
   always @(posedge clk)
-    ssm_v9 <= \$1012 ;
+    ssm_k0 <= \$988 ;
   always @(posedge clk)
-    ssm_v10 <= \$1013 ;
+    ssm_k1 <= \$989 ;
   always @(posedge clk)
-    ssm_v11 <= \$1014 ;
+    ssm_k2 <= \$990 ;
   always @(posedge clk)
-    ssm_v12 <= \$1015 ;
+    ssm_k3 <= \$991 ;
   always @(posedge clk)
-    ssm_v13 <= \$1016 ;
+    ssm_k4 <= \$992 ;
   always @(posedge clk)
-    ssm_v14 <= \$1017 ;
+    ssm_k5 <= \$993 ;
   always @(posedge clk)
-    ssm_v15 <= \$1018 ;
+    ssm_k6 <= \$994 ;
   always @(posedge clk)
-    ssm_q0 <= \$1019 ;
+    ssm_k7 <= \$995 ;
   always @(posedge clk)
-    ssm_q1 <= \$1020 ;
+    ssm_k8 <= \$996 ;
   always @(posedge clk)
-    ssm_q2 <= \$1021 ;
+    ssm_k9 <= \$997 ;
   always @(posedge clk)
-    ssm_q3 <= \$1022 ;
+    ssm_k10 <= \$998 ;
   always @(posedge clk)
-    ssm_q4 <= \$1023 ;
+    ssm_k11 <= \$999 ;
   always @(posedge clk)
-    ssm_q5 <= \$1024 ;
+    ssm_k12 <= \$1000 ;
   always @(posedge clk)
-    ssm_q6 <= \$1025 ;
+    ssm_k13 <= \$1001 ;
   always @(posedge clk)
-    ssm_q7 <= \$1026 ;
+    ssm_k14 <= \$1002 ;
   always @(posedge clk)
-    ssm_q8 <= \$1027 ;
+    ssm_k15 <= \$1003 ;
   always @(posedge clk)
-    ssm_q9 <= \$1028 ;
+    ssm_v0 <= \$1004 ;
   always @(posedge clk)
-    ssm_q10 <= \$1029 ;
+    ssm_v1 <= \$1005 ;
   always @(posedge clk)
-    ssm_q11 <= \$1030 ;
+    ssm_v2 <= \$1006 ;
   always @(posedge clk)
-    ssm_q12 <= \$1031 ;
+    ssm_v3 <= \$1007 ;
   always @(posedge clk)
-    ssm_q13 <= \$1032 ;
+    ssm_v4 <= \$1008 ;
   always @(posedge clk)
-    ssm_q14 <= \$1033 ;
+    ssm_v5 <= \$1009 ;
   always @(posedge clk)
-    ssm_q15 <= \$1034 ;
+    ssm_v6 <= \$1010 ;
   always @(posedge clk)
-    gate <= \$1035 ;
+    ssm_v7 <= \$1011 ;
   always @(posedge clk)
-    p1_valid <= \$1036 ;
+    ssm_v8 <= \$1012 ;
   always @(posedge clk)
-    p1_i <= \$1037 ;
+    ssm_v9 <= \$1013 ;
   always @(posedge clk)
-    p1_addr <= \$1038 ;
+    ssm_v10 <= \$1014 ;
   always @(posedge clk)
-    ssm_yacc0 <= \$1039 ;
+    ssm_v11 <= \$1015 ;
   always @(posedge clk)
-    ssm_yacc1 <= \$1040 ;
+    ssm_v12 <= \$1016 ;
   always @(posedge clk)
-    ssm_yacc2 <= \$1041 ;
+    ssm_v13 <= \$1017 ;
   always @(posedge clk)
-    ssm_yacc3 <= \$1042 ;
+    ssm_v14 <= \$1018 ;
   always @(posedge clk)
-    ssm_yacc4 <= \$1043 ;
+    ssm_v15 <= \$1019 ;
   always @(posedge clk)
-    ssm_yacc5 <= \$1044 ;
+    ssm_q0 <= \$1020 ;
   always @(posedge clk)
-    ssm_yacc6 <= \$1045 ;
+    ssm_q1 <= \$1021 ;
   always @(posedge clk)
-    ssm_yacc7 <= \$1046 ;
+    ssm_q2 <= \$1022 ;
   always @(posedge clk)
-    li <= \$1047 ;
+    ssm_q3 <= \$1023 ;
   always @(posedge clk)
-    \$signal$286  <= \$1048 ;
+    ssm_q4 <= \$1024 ;
   always @(posedge clk)
-    \$signal$202  <= \$1049 ;
+    ssm_q5 <= \$1025 ;
   always @(posedge clk)
-    fsm_state <= \$1050 ;
+    ssm_q6 <= \$1026 ;
   always @(posedge clk)
-    k <= \$1051 ;
+    ssm_q7 <= \$1027 ;
   always @(posedge clk)
-    e <= \$1052 ;
+    ssm_q8 <= \$1028 ;
   always @(posedge clk)
-    src_sel <= \$1053 ;
+    ssm_q9 <= \$1029 ;
   always @(posedge clk)
-    \$signal$106  <= \$1054 ;
+    ssm_q10 <= \$1030 ;
   always @(posedge clk)
-    bank_sel <= \$1055 ;
+    ssm_q11 <= \$1031 ;
   always @(posedge clk)
-    n <= \$1056 ;
+    ssm_q12 <= \$1032 ;
   always @(posedge clk)
-    cnt <= \$1057 ;
+    ssm_q13 <= \$1033 ;
   always @(posedge clk)
-    row_wbase <= \$1058 ;
+    ssm_q14 <= \$1034 ;
   always @(posedge clk)
-    row_offset <= \$1059 ;
+    ssm_q15 <= \$1035 ;
   always @(posedge clk)
-    drain_n <= \$1060 ;
+    gate <= \$1036 ;
   always @(posedge clk)
-    gop <= \$1061 ;
+    p1_valid <= \$1037 ;
   always @(posedge clk)
-    g_const <= \$1062 ;
+    p1_i <= \$1038 ;
   always @(posedge clk)
-    gbase <= \$1063 ;
+    p1_addr <= \$1039 ;
   always @(posedge clk)
-    i <= \$1064 ;
+    ssm_yacc0 <= \$1040 ;
   always @(posedge clk)
-    arow <= \$1065 ;
+    ssm_yacc1 <= \$1041 ;
   always @(posedge clk)
-    cur <= \$1066 ;
+    ssm_yacc2 <= \$1042 ;
+  always @(posedge clk)
+    ssm_yacc3 <= \$1043 ;
+  always @(posedge clk)
+    ssm_yacc4 <= \$1044 ;
+  always @(posedge clk)
+    ssm_yacc5 <= \$1045 ;
+  always @(posedge clk)
+    ssm_yacc6 <= \$1046 ;
+  always @(posedge clk)
+    ssm_yacc7 <= \$1047 ;
+  always @(posedge clk)
+    li <= \$1048 ;
+  always @(posedge clk)
+    \$signal$311  <= \$1049 ;
+  always @(posedge clk)
+    \$signal$227  <= \$1050 ;
+  always @(posedge clk)
+    fsm_state <= \$1051 ;
+  always @(posedge clk)
+    k <= \$1052 ;
+  always @(posedge clk)
+    e <= \$1053 ;
+  always @(posedge clk)
+    src_sel <= \$1054 ;
+  always @(posedge clk)
+    \$signal$106  <= \$1055 ;
+  always @(posedge clk)
+    bank_sel <= \$1056 ;
+  always @(posedge clk)
+    n <= \$1057 ;
+  always @(posedge clk)
+    cnt <= \$1058 ;
+  always @(posedge clk)
+    row_wbase <= \$1059 ;
+  always @(posedge clk)
+    row_offset <= \$1060 ;
+  always @(posedge clk)
+    drain_n <= \$1061 ;
+  always @(posedge clk)
+    gop <= \$1062 ;
+  always @(posedge clk)
+    g_const <= \$1063 ;
+  always @(posedge clk)
+    gbase <= \$1064 ;
+  always @(posedge clk)
+    i <= \$1065 ;
+  always @(posedge clk)
+    arow <= \$1066 ;
+  always @(posedge clk)
+    cur <= \$1067 ;
   \npu_core_demo.counters  counters (
-    .clear(\clear$579 ),
+    .clear(\clear$604 ),
     .clk(clk),
     .inc(inc),
     .raddr(host_addr[4:0]),
@@ -23769,108 +23861,108 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .total(rdata)
   );
   \npu_core_demo.leak0  leak0 (
-    .alpha(params0_nrw[8:0]),
-    .bias(params0_nrw[40:25]),
+    .alpha(alpha_q0),
+    .bias(bias_q0),
     .leak(leak),
-    .u(membranes0_nrw)
+    .u(u_q0)
   );
   \npu_core_demo.leak1  leak1 (
-    .alpha(params1_nrw[8:0]),
-    .bias(params1_nrw[40:25]),
-    .leak(\leak$133 ),
-    .u(membranes1_nrw)
+    .alpha(alpha_q1),
+    .bias(bias_q1),
+    .leak(\leak$140 ),
+    .u(u_q1)
   );
   \npu_core_demo.leak2  leak2 (
-    .alpha(params2_nrw[8:0]),
-    .bias(params2_nrw[40:25]),
-    .leak(\leak$136 ),
-    .u(membranes2_nrw)
+    .alpha(alpha_q2),
+    .bias(bias_q2),
+    .leak(\leak$146 ),
+    .u(u_q2)
   );
   \npu_core_demo.leak3  leak3 (
-    .alpha(params3_nrw[8:0]),
-    .bias(params3_nrw[40:25]),
-    .leak(\leak$139 ),
-    .u(membranes3_nrw)
+    .alpha(alpha_q3),
+    .bias(bias_q3),
+    .leak(\leak$152 ),
+    .u(u_q3)
   );
   \npu_core_demo.leak4  leak4 (
-    .alpha(params4_nrw[8:0]),
-    .bias(params4_nrw[40:25]),
-    .leak(\leak$142 ),
-    .u(membranes4_nrw)
+    .alpha(alpha_q4),
+    .bias(bias_q4),
+    .leak(\leak$158 ),
+    .u(u_q4)
   );
   \npu_core_demo.leak5  leak5 (
-    .alpha(params5_nrw[8:0]),
-    .bias(params5_nrw[40:25]),
-    .leak(\leak$145 ),
-    .u(membranes5_nrw)
+    .alpha(alpha_q5),
+    .bias(bias_q5),
+    .leak(\leak$164 ),
+    .u(u_q5)
   );
   \npu_core_demo.leak6  leak6 (
-    .alpha(params6_nrw[8:0]),
-    .bias(params6_nrw[40:25]),
-    .leak(\leak$148 ),
-    .u(membranes6_nrw)
+    .alpha(alpha_q6),
+    .bias(bias_q6),
+    .leak(\leak$170 ),
+    .u(u_q6)
   );
   \npu_core_demo.leak7  leak7 (
-    .alpha(params7_nrw[8:0]),
-    .bias(params7_nrw[40:25]),
-    .leak(\leak$151 ),
-    .u(membranes7_nrw)
+    .alpha(alpha_q7),
+    .bias(bias_q7),
+    .leak(\leak$176 ),
+    .u(u_q7)
   );
   \npu_core_demo.neuron0  neuron0 (
-    .\port$2467$25 (layer[43:25]),
+    .\port$2470$25 (layer[43:25]),
     .spike(spike),
     .theta(params0_nrw[24:9]),
     .total(acc0),
     .u_new(u_new)
   );
   \npu_core_demo.neuron1  neuron1 (
-    .\port$2467$25 (layer[43:25]),
-    .spike(\spike$176 ),
+    .\port$2470$25 (layer[43:25]),
+    .spike(\spike$201 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
-    .u_new(\u_new$178 )
+    .u_new(\u_new$203 )
   );
   \npu_core_demo.neuron2  neuron2 (
-    .\port$2467$25 (layer[43:25]),
-    .spike(\spike$179 ),
+    .\port$2470$25 (layer[43:25]),
+    .spike(\spike$204 ),
     .theta(params2_nrw[24:9]),
     .total(acc2),
-    .u_new(\u_new$181 )
+    .u_new(\u_new$206 )
   );
   \npu_core_demo.neuron3  neuron3 (
-    .\port$2467$25 (layer[43:25]),
-    .spike(\spike$182 ),
+    .\port$2470$25 (layer[43:25]),
+    .spike(\spike$207 ),
     .theta(params3_nrw[24:9]),
     .total(acc3),
-    .u_new(\u_new$184 )
+    .u_new(\u_new$209 )
   );
   \npu_core_demo.neuron4  neuron4 (
-    .\port$2467$25 (layer[43:25]),
-    .spike(\spike$185 ),
+    .\port$2470$25 (layer[43:25]),
+    .spike(\spike$210 ),
     .theta(params4_nrw[24:9]),
     .total(acc4),
-    .u_new(\u_new$187 )
+    .u_new(\u_new$212 )
   );
   \npu_core_demo.neuron5  neuron5 (
-    .\port$2467$25 (layer[43:25]),
-    .spike(\spike$188 ),
+    .\port$2470$25 (layer[43:25]),
+    .spike(\spike$213 ),
     .theta(params5_nrw[24:9]),
     .total(acc5),
-    .u_new(\u_new$190 )
+    .u_new(\u_new$215 )
   );
   \npu_core_demo.neuron6  neuron6 (
-    .\port$2467$25 (layer[43:25]),
-    .spike(\spike$191 ),
+    .\port$2470$25 (layer[43:25]),
+    .spike(\spike$216 ),
     .theta(params6_nrw[24:9]),
     .total(acc6),
-    .u_new(\u_new$193 )
+    .u_new(\u_new$218 )
   );
   \npu_core_demo.neuron7  neuron7 (
-    .\port$2467$25 (layer[43:25]),
-    .spike(\spike$194 ),
+    .\port$2470$25 (layer[43:25]),
+    .spike(\spike$219 ),
     .theta(params7_nrw[24:9]),
     .total(acc7),
-    .u_new(\u_new$196 )
+    .u_new(\u_new$221 )
   );
   \npu_core_demo.out_fifo  out_fifo (
     .clk(clk),
@@ -23883,20 +23975,20 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .w_rdy(w_rdy)
   );
   \npu_core_demo.router  router (
-    .\base$34 (\base$575 ),
+    .\base$34 (\base$600 ),
     .can_load(can_load),
     .clk(clk),
     .\emit_values$36 (emit_values),
     .\event (\event ),
     .free(free),
-    .\layer$35 (\layer$576 ),
+    .\layer$35 (\layer$601 ),
     .load(load),
     .out_valid(records__valid),
     .records__payload(records__payload),
     .records__ready(records__ready),
     .rst(rst),
     .send(send),
-    .\spikes$33 (\spikes$574 ),
+    .\spikes$33 (\spikes$599 ),
     .values(values)
   );
   always @* begin
@@ -23966,7 +24058,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$202 )
+    casez (\$signal$227 )
       1'h0:
           \$80  = in_count0;
       1'h1:
@@ -24404,7 +24496,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$286 )
+    casez (\$signal$311 )
       1'h0:
           \$131  = in_count0;
       1'h1:
@@ -24628,7 +24720,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$286 )
+    casez (\$signal$311 )
       1'h0:
           \$176  = in_count0;
       1'h1:
@@ -24786,21 +24878,21 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (rd_lane)
       3'h0:
-          \$294  = \$signature__data$361 ;
+          \$294  = \$signature__data$386 ;
       3'h1:
-          \$294  = \$signature__data$362 ;
+          \$294  = \$signature__data$387 ;
       3'h2:
-          \$294  = \$signature__data$363 ;
+          \$294  = \$signature__data$388 ;
       3'h3:
-          \$294  = \$signature__data$364 ;
+          \$294  = \$signature__data$389 ;
       3'h4:
-          \$294  = \$signature__data$365 ;
+          \$294  = \$signature__data$390 ;
       3'h5:
-          \$294  = \$signature__data$366 ;
+          \$294  = \$signature__data$391 ;
       3'h6:
-          \$294  = \$signature__data$367 ;
+          \$294  = \$signature__data$392 ;
       3'h7:
-          \$294  = \$signature__data$368 ;
+          \$294  = \$signature__data$393 ;
     endcase
   end
   always @* begin
@@ -24808,7 +24900,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     \$295  = 9'h000;
     casez (rd_lane)
       3'h0:
-          \$295  = \$signature__data$369 ;
+          \$295  = \$signature__data$394 ;
     endcase
   end
   always @* begin
@@ -24852,7 +24944,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$202 )
+    casez (\$signal$227 )
       1'h0:
           \$406  = in_count0;
       1'h1:
@@ -26833,16 +26925,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$937  = leak;
+    \$937  = \$signal$128 ;
     if (rst) begin
-      \$937  = 18'h00000;
+      \$937  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$938  = acc0;
+    \$938  = leak;
+    if (rst) begin
+      \$938  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$939  = acc0;
     if (\$21 ) begin
-      \$938  = \$23 [25:0];
+      \$939  = \$23 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26850,24 +26949,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$938  = 26'h0000000;
+          \$939  = 26'h0000000;
     endcase
     if (rst) begin
-      \$938  = 26'h0000000;
+      \$939  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$939  = \leak$133 ;
+    \$940  = \leak$140 ;
     if (rst) begin
-      \$939  = 18'h00000;
+      \$940  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$940  = acc1;
+    \$941  = acc1;
     if (\$24 ) begin
-      \$940  = \$26 [25:0];
+      \$941  = \$26 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26875,24 +26974,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$940  = 26'h0000000;
+          \$941  = 26'h0000000;
     endcase
     if (rst) begin
-      \$940  = 26'h0000000;
+      \$941  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$941  = \leak$136 ;
+    \$942  = \leak$146 ;
     if (rst) begin
-      \$941  = 18'h00000;
+      \$942  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$942  = acc2;
+    \$943  = acc2;
     if (\$27 ) begin
-      \$942  = \$29 [25:0];
+      \$943  = \$29 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26900,24 +26999,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$942  = 26'h0000000;
+          \$943  = 26'h0000000;
     endcase
     if (rst) begin
-      \$942  = 26'h0000000;
+      \$943  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$943  = \leak$139 ;
+    \$944  = \leak$152 ;
     if (rst) begin
-      \$943  = 18'h00000;
+      \$944  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$944  = acc3;
+    \$945  = acc3;
     if (\$30 ) begin
-      \$944  = \$32 [25:0];
+      \$945  = \$32 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26925,24 +27024,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$944  = 26'h0000000;
+          \$945  = 26'h0000000;
     endcase
     if (rst) begin
-      \$944  = 26'h0000000;
+      \$945  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$945  = \leak$142 ;
+    \$946  = \leak$158 ;
     if (rst) begin
-      \$945  = 18'h00000;
+      \$946  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$946  = acc4;
+    \$947  = acc4;
     if (\$33 ) begin
-      \$946  = \$35 [25:0];
+      \$947  = \$35 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26950,24 +27049,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$946  = 26'h0000000;
+          \$947  = 26'h0000000;
     endcase
     if (rst) begin
-      \$946  = 26'h0000000;
+      \$947  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$947  = \leak$145 ;
+    \$948  = \leak$164 ;
     if (rst) begin
-      \$947  = 18'h00000;
+      \$948  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$948  = acc5;
+    \$949  = acc5;
     if (\$36 ) begin
-      \$948  = \$38 [25:0];
+      \$949  = \$38 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26975,24 +27074,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$948  = 26'h0000000;
+          \$949  = 26'h0000000;
     endcase
     if (rst) begin
-      \$948  = 26'h0000000;
+      \$949  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$949  = \leak$148 ;
+    \$950  = \leak$170 ;
     if (rst) begin
-      \$949  = 18'h00000;
+      \$950  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$950  = acc6;
+    \$951  = acc6;
     if (\$39 ) begin
-      \$950  = \$41 [25:0];
+      \$951  = \$41 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -27000,24 +27099,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$950  = 26'h0000000;
+          \$951  = 26'h0000000;
     endcase
     if (rst) begin
-      \$950  = 26'h0000000;
+      \$951  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$951  = \leak$151 ;
+    \$952  = \leak$176 ;
     if (rst) begin
-      \$951  = 18'h00000;
+      \$952  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$952  = acc7;
+    \$953  = acc7;
     if (\$42 ) begin
-      \$952  = \$44 [25:0];
+      \$953  = \$44 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -27025,18 +27124,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$952  = 26'h0000000;
+          \$953  = 26'h0000000;
     endcase
     if (rst) begin
-      \$952  = 26'h0000000;
+      \$953  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$953  = count0;
+    \$954  = count0;
     if (\event ) begin
       if (\$45 ) begin
-        \$953  = \$46 [7:0];
+        \$954  = \$46 [7:0];
       end
     end
     casez (fsm_state)
@@ -27076,23 +27175,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$200 , 3'h0 })
               4'h0:
-                  \$953  = 8'h00;
+                  \$954  = 8'h00;
             endcase
           end
     endcase
     if (\$207 ) begin
-      \$953  = 8'h00;
+      \$954  = 8'h00;
     end
     if (rst) begin
-      \$953  = 8'h00;
+      \$954  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$954  = count1;
+    \$955  = count1;
     if (\event ) begin
       if (\$47 ) begin
-        \$954  = \$48 [7:0];
+        \$955  = \$48 [7:0];
       end
     end
     casez (fsm_state)
@@ -27132,23 +27231,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$201 , 3'h1 })
               4'h1:
-                  \$954  = 8'h00;
+                  \$955  = 8'h00;
             endcase
           end
     endcase
     if (\$207 ) begin
-      \$954  = 8'h00;
+      \$955  = 8'h00;
     end
     if (rst) begin
-      \$954  = 8'h00;
+      \$955  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$955  = count2;
+    \$956  = count2;
     if (\event ) begin
       if (\$49 ) begin
-        \$955  = \$50 [7:0];
+        \$956  = \$50 [7:0];
       end
     end
     casez (fsm_state)
@@ -27188,23 +27287,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$202 , 3'h2 })
               4'h2:
-                  \$955  = 8'h00;
+                  \$956  = 8'h00;
             endcase
           end
     endcase
     if (\$207 ) begin
-      \$955  = 8'h00;
+      \$956  = 8'h00;
     end
     if (rst) begin
-      \$955  = 8'h00;
+      \$956  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$956  = count3;
+    \$957  = count3;
     if (\event ) begin
       if (\$51 ) begin
-        \$956  = \$52 [7:0];
+        \$957  = \$52 [7:0];
       end
     end
     casez (fsm_state)
@@ -27244,23 +27343,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$203 , 3'h3 })
               4'h3:
-                  \$956  = 8'h00;
+                  \$957  = 8'h00;
             endcase
           end
     endcase
     if (\$207 ) begin
-      \$956  = 8'h00;
+      \$957  = 8'h00;
     end
     if (rst) begin
-      \$956  = 8'h00;
+      \$957  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$957  = count4;
+    \$958  = count4;
     if (\event ) begin
       if (\$53 ) begin
-        \$957  = \$54 [7:0];
+        \$958  = \$54 [7:0];
       end
     end
     casez (fsm_state)
@@ -27300,68 +27399,68 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$204 , 3'h4 })
               4'h4:
-                  \$957  = 8'h00;
+                  \$958  = 8'h00;
             endcase
           end
     endcase
     if (\$207 ) begin
-      \$957  = 8'h00;
+      \$958  = 8'h00;
     end
     if (rst) begin
-      \$957  = 8'h00;
+      \$958  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$958  = count5;
+    \$959  = count5;
     if (\event ) begin
       if (\$55 ) begin
-        \$958  = \$56 [7:0];
+        \$959  = \$56 [7:0];
       end
     end
     if (\$207 ) begin
-      \$958  = 8'h00;
+      \$959  = 8'h00;
     end
     if (rst) begin
-      \$958  = 8'h00;
+      \$959  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$959  = count6;
+    \$960  = count6;
     if (\event ) begin
       if (\$57 ) begin
-        \$959  = \$58 [7:0];
+        \$960  = \$58 [7:0];
       end
     end
     if (\$207 ) begin
-      \$959  = 8'h00;
+      \$960  = 8'h00;
     end
     if (rst) begin
-      \$959  = 8'h00;
+      \$960  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$960  = count7;
+    \$961  = count7;
     if (\event ) begin
       if (\$59 ) begin
-        \$960  = \$60 [7:0];
+        \$961  = \$60 [7:0];
       end
     end
     if (\$207 ) begin
-      \$960  = 8'h00;
+      \$961  = 8'h00;
     end
     if (rst) begin
-      \$960  = 8'h00;
+      \$961  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$961  = count8;
+    \$962  = count8;
     if (\event ) begin
       if (\$61 ) begin
-        \$961  = \$62 [7:0];
+        \$962  = \$62 [7:0];
       end
     end
     casez (fsm_state)
@@ -27404,23 +27503,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               4'h0:
                   /* empty */;
               4'h8:
-                  \$961  = 8'h00;
+                  \$962  = 8'h00;
             endcase
           end
     endcase
     if (\$207 ) begin
-      \$961  = 8'h00;
+      \$962  = 8'h00;
     end
     if (rst) begin
-      \$961  = 8'h00;
+      \$962  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$962  = count9;
+    \$963  = count9;
     if (\event ) begin
       if (\$63 ) begin
-        \$962  = \$64 [7:0];
+        \$963  = \$64 [7:0];
       end
     end
     casez (fsm_state)
@@ -27463,23 +27562,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               4'h1:
                   /* empty */;
               4'h9:
-                  \$962  = 8'h00;
+                  \$963  = 8'h00;
             endcase
           end
     endcase
     if (\$207 ) begin
-      \$962  = 8'h00;
+      \$963  = 8'h00;
     end
     if (rst) begin
-      \$962  = 8'h00;
+      \$963  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$963  = count10;
+    \$964  = count10;
     if (\event ) begin
       if (\$65 ) begin
-        \$963  = \$66 [7:0];
+        \$964  = \$66 [7:0];
       end
     end
     casez (fsm_state)
@@ -27522,23 +27621,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               4'h2:
                   /* empty */;
               4'ha:
-                  \$963  = 8'h00;
+                  \$964  = 8'h00;
             endcase
           end
     endcase
     if (\$207 ) begin
-      \$963  = 8'h00;
+      \$964  = 8'h00;
     end
     if (rst) begin
-      \$963  = 8'h00;
+      \$964  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$964  = count11;
+    \$965  = count11;
     if (\event ) begin
       if (\$67 ) begin
-        \$964  = \$68 [7:0];
+        \$965  = \$68 [7:0];
       end
     end
     casez (fsm_state)
@@ -27581,23 +27680,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               4'h3:
                   /* empty */;
               4'hb:
-                  \$964  = 8'h00;
+                  \$965  = 8'h00;
             endcase
           end
     endcase
     if (\$207 ) begin
-      \$964  = 8'h00;
+      \$965  = 8'h00;
     end
     if (rst) begin
-      \$964  = 8'h00;
+      \$965  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$965  = count12;
+    \$966  = count12;
     if (\event ) begin
       if (\$69 ) begin
-        \$965  = \$70 [7:0];
+        \$966  = \$70 [7:0];
       end
     end
     casez (fsm_state)
@@ -27648,23 +27747,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               4'h4:
                   /* empty */;
               4'hc:
-                  \$965  = 8'h00;
+                  \$966  = 8'h00;
             endcase
           end
     endcase
     if (\$207 ) begin
-      \$965  = 8'h00;
+      \$966  = 8'h00;
     end
     if (rst) begin
-      \$965  = 8'h00;
+      \$966  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$966  = count13;
+    \$967  = count13;
     if (\event ) begin
       if (\$71 ) begin
-        \$966  = \$72 [7:0];
+        \$967  = \$72 [7:0];
       end
     end
     casez (fsm_state)
@@ -27715,18 +27814,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           end
     endcase
     if (\$207 ) begin
-      \$966  = 8'h00;
+      \$967  = 8'h00;
     end
     if (rst) begin
-      \$966  = 8'h00;
+      \$967  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$967  = count14;
+    \$968  = count14;
     if (\event ) begin
       if (\$73 ) begin
-        \$967  = \$74 [7:0];
+        \$968  = \$74 [7:0];
       end
     end
     casez (fsm_state)
@@ -27777,18 +27876,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           end
     endcase
     if (\$207 ) begin
-      \$967  = 8'h00;
+      \$968  = 8'h00;
     end
     if (rst) begin
-      \$967  = 8'h00;
+      \$968  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$968  = count15;
+    \$969  = count15;
     if (\event ) begin
       if (\$75 ) begin
-        \$968  = \$76 [7:0];
+        \$969  = \$76 [7:0];
       end
     end
     casez (fsm_state)
@@ -27839,158 +27938,126 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           end
     endcase
     if (\$207 ) begin
-      \$968  = 8'h00;
+      \$969  = 8'h00;
     end
-    if (rst) begin
-      \$968  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$969 [0] = spike;
-    \$969 [1] = \spike$176 ;
-    \$969 [2] = \spike$179 ;
-    \$969 [3] = \spike$182 ;
-    \$969 [4] = \spike$185 ;
-    \$969 [5] = \spike$188 ;
-    \$969 [6] = \spike$191 ;
-    \$969 [7] = \spike$194 ;
     if (rst) begin
       \$969  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$970  = u_new;
+    \$970 [0] = spike;
+    \$970 [1] = \spike$201 ;
+    \$970 [2] = \spike$204 ;
+    \$970 [3] = \spike$207 ;
+    \$970 [4] = \spike$210 ;
+    \$970 [5] = \spike$213 ;
+    \$970 [6] = \spike$216 ;
+    \$970 [7] = \spike$219 ;
     if (rst) begin
-      \$970  = 16'h0000;
+      \$970  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$971  = \u_new$178 ;
+    \$971  = u_new;
     if (rst) begin
       \$971  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$972  = \u_new$181 ;
+    \$972  = \u_new$203 ;
     if (rst) begin
       \$972  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$973  = \u_new$184 ;
+    \$973  = \u_new$206 ;
     if (rst) begin
       \$973  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$974  = \u_new$187 ;
+    \$974  = \u_new$209 ;
     if (rst) begin
       \$974  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$975  = \u_new$190 ;
+    \$975  = \u_new$212 ;
     if (rst) begin
       \$975  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$976  = \u_new$193 ;
+    \$976  = \u_new$215 ;
     if (rst) begin
       \$976  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$977  = \u_new$196 ;
+    \$977  = \u_new$218 ;
     if (rst) begin
       \$977  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$978  = valid_lanes;
+    \$978  = \u_new$221 ;
     if (rst) begin
-      \$978  = 8'h00;
+      \$978  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$979  = \$78 ;
+    \$979  = valid_lanes;
     if (rst) begin
-      \$979  = 1'h0;
+      \$979  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$980  = in_full;
-    if (\$79 ) begin
-      if (input__payload[15]) begin
-        \$980  = 1'h1;
-      end
-    end
-    casez (fsm_state)
-      5'h00:
-          if (\$115 ) begin
-            \$980  = 1'h0;
-          end
-    endcase
-    if (\$207 ) begin
-      \$980  = 1'h0;
-    end
+    \$980  = \$78 ;
     if (rst) begin
       \$980  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$981  = in_count0;
+    \$981  = in_full;
     if (\$79 ) begin
-      (* full_case = 32'd1 *)
       if (input__payload[15]) begin
-      end else begin
-        casez (\$signal$202 )
-          1'h0:
-              \$981  = \$81 [6:0];
-        endcase
+        \$981  = 1'h1;
       end
     end
     casez (fsm_state)
       5'h00:
           if (\$115 ) begin
-            casez (\$117 )
-              1'h0:
-                  \$981  = 7'h00;
-            endcase
+            \$981  = 1'h0;
           end
     endcase
     if (\$207 ) begin
-      \$981  = 7'h00;
+      \$981  = 1'h0;
     end
     if (rst) begin
-      \$981  = 7'h00;
+      \$981  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$982  = in_count1;
+    \$982  = in_count0;
     if (\$79 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
-        (* full_case = 32'd1 *)
-        casez (\$signal$202 )
+        casez (\$signal$227 )
           1'h0:
-              /* empty */;
-          1'h1:
               \$982  = \$81 [6:0];
         endcase
       end
@@ -27998,11 +28065,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     casez (fsm_state)
       5'h00:
           if (\$115 ) begin
-            (* full_case = 32'd1 *)
             casez (\$117 )
               1'h0:
-                  /* empty */;
-              1'h1:
                   \$982  = 7'h00;
             endcase
           end
@@ -28016,78 +28080,75 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$983  = gissue;
-    if (rst) begin
-      \$983  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$984  = gop;
-    if (rst) begin
-      \$984  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$985  = g_const;
-    if (rst) begin
-      \$985  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$986  = n;
-    if (rst) begin
-      \$986  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$987  = ssm_k0;
-    if (\$signal$205 ) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$407 [6:0])
-              7'h00:
-                  \$987  = g_value;
-            endcase
-      endcase
+    \$983  = in_count1;
+    if (\$79 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (\$signal$227 )
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$983  = \$81 [6:0];
+        endcase
+      end
     end
     casez (fsm_state)
       5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$987  = 8'h00;
+          if (\$115 ) begin
+            (* full_case = 32'd1 *)
+            casez (\$117 )
+              1'h0:
+                  /* empty */;
+              1'h1:
+                  \$983  = 7'h00;
+            endcase
+          end
     endcase
+    if (\$207 ) begin
+      \$983  = 7'h00;
+    end
+    if (rst) begin
+      \$983  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$984  = gissue;
+    if (rst) begin
+      \$984  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$985  = gop;
+    if (rst) begin
+      \$985  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$986  = g_const;
+    if (rst) begin
+      \$986  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$987  = n;
     if (rst) begin
       \$987  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$988  = ssm_k1;
-    if (\$signal$205 ) begin
+    \$988  = ssm_k0;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             casez (\$407 [6:0])
               7'h00:
-                  /* empty */;
-              7'h01:
                   \$988  = g_value;
             endcase
       endcase
@@ -28118,16 +28179,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$989  = ssm_k2;
-    if (\$signal$205 ) begin
+    \$989  = ssm_k1;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             casez (\$407 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
-                  /* empty */;
-              7'h02:
                   \$989  = g_value;
             endcase
       endcase
@@ -28158,8 +28217,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$990  = ssm_k3;
-    if (\$signal$205 ) begin
+    \$990  = ssm_k2;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             casez (\$407 [6:0])
@@ -28168,8 +28227,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h01:
                   /* empty */;
               7'h02:
-                  /* empty */;
-              7'h03:
                   \$990  = g_value;
             endcase
       endcase
@@ -28200,8 +28257,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$991  = ssm_k4;
-    if (\$signal$205 ) begin
+    \$991  = ssm_k3;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             casez (\$407 [6:0])
@@ -28212,8 +28269,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h02:
                   /* empty */;
               7'h03:
-                  /* empty */;
-              7'h04:
                   \$991  = g_value;
             endcase
       endcase
@@ -28244,8 +28299,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$992  = ssm_k5;
-    if (\$signal$205 ) begin
+    \$992  = ssm_k4;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             casez (\$407 [6:0])
@@ -28258,8 +28313,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h03:
                   /* empty */;
               7'h04:
-                  /* empty */;
-              7'h05:
                   \$992  = g_value;
             endcase
       endcase
@@ -28290,8 +28343,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$993  = ssm_k6;
-    if (\$signal$205 ) begin
+    \$993  = ssm_k5;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             casez (\$407 [6:0])
@@ -28306,8 +28359,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h04:
                   /* empty */;
               7'h05:
-                  /* empty */;
-              7'h06:
                   \$993  = g_value;
             endcase
       endcase
@@ -28338,8 +28389,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$994  = ssm_k7;
-    if (\$signal$205 ) begin
+    \$994  = ssm_k6;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             casez (\$407 [6:0])
@@ -28356,8 +28407,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h05:
                   /* empty */;
               7'h06:
-                  /* empty */;
-              7'h07:
                   \$994  = g_value;
             endcase
       endcase
@@ -28388,8 +28437,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$995  = ssm_k8;
-    if (\$signal$205 ) begin
+    \$995  = ssm_k7;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             casez (\$407 [6:0])
@@ -28408,8 +28457,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h06:
                   /* empty */;
               7'h07:
-                  /* empty */;
-              7'h08:
                   \$995  = g_value;
             endcase
       endcase
@@ -28440,8 +28487,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$996  = ssm_k9;
-    if (\$signal$205 ) begin
+    \$996  = ssm_k8;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             casez (\$407 [6:0])
@@ -28462,8 +28509,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h07:
                   /* empty */;
               7'h08:
-                  /* empty */;
-              7'h09:
                   \$996  = g_value;
             endcase
       endcase
@@ -28494,8 +28539,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$997  = ssm_k10;
-    if (\$signal$205 ) begin
+    \$997  = ssm_k9;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             casez (\$407 [6:0])
@@ -28518,8 +28563,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h08:
                   /* empty */;
               7'h09:
-                  /* empty */;
-              7'h0a:
                   \$997  = g_value;
             endcase
       endcase
@@ -28550,8 +28593,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$998  = ssm_k11;
-    if (\$signal$205 ) begin
+    \$998  = ssm_k10;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             casez (\$407 [6:0])
@@ -28576,8 +28619,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h09:
                   /* empty */;
               7'h0a:
-                  /* empty */;
-              7'h0b:
                   \$998  = g_value;
             endcase
       endcase
@@ -28608,8 +28649,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$999  = ssm_k12;
-    if (\$signal$205 ) begin
+    \$999  = ssm_k11;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             casez (\$407 [6:0])
@@ -28636,8 +28677,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0a:
                   /* empty */;
               7'h0b:
-                  /* empty */;
-              7'h0c:
                   \$999  = g_value;
             endcase
       endcase
@@ -28668,8 +28707,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1000  = ssm_k13;
-    if (\$signal$205 ) begin
+    \$1000  = ssm_k12;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             casez (\$407 [6:0])
@@ -28698,8 +28737,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0b:
                   /* empty */;
               7'h0c:
-                  /* empty */;
-              7'h0d:
                   \$1000  = g_value;
             endcase
       endcase
@@ -28730,8 +28767,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1001  = ssm_k14;
-    if (\$signal$205 ) begin
+    \$1001  = ssm_k13;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             casez (\$407 [6:0])
@@ -28762,8 +28799,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0c:
                   /* empty */;
               7'h0d:
-                  /* empty */;
-              7'h0e:
                   \$1001  = g_value;
             endcase
       endcase
@@ -28794,8 +28829,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1002  = ssm_k15;
-    if (\$signal$205 ) begin
+    \$1002  = ssm_k14;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             casez (\$407 [6:0])
@@ -28828,8 +28863,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0d:
                   /* empty */;
               7'h0e:
-                  /* empty */;
-              7'h0f:
                   \$1002  = g_value;
             endcase
       endcase
@@ -28860,14 +28893,42 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1003  = ssm_v0;
-    if (\$signal$205 ) begin
+    \$1003  = ssm_k15;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
-            /* empty */;
-        3'h1:
             casez (\$407 [6:0])
               7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
+                  /* empty */;
+              7'h0f:
                   \$1003  = g_value;
             endcase
       endcase
@@ -28898,16 +28959,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1004  = ssm_v1;
-    if (\$signal$205 ) begin
+    \$1004  = ssm_v0;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
             casez (\$407 [6:0])
               7'h00:
-                  /* empty */;
-              7'h01:
                   \$1004  = g_value;
             endcase
       endcase
@@ -28938,8 +28997,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1005  = ssm_v2;
-    if (\$signal$205 ) begin
+    \$1005  = ssm_v1;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -28948,8 +29007,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h00:
                   /* empty */;
               7'h01:
-                  /* empty */;
-              7'h02:
                   \$1005  = g_value;
             endcase
       endcase
@@ -28980,8 +29037,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1006  = ssm_v3;
-    if (\$signal$205 ) begin
+    \$1006  = ssm_v2;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -28992,8 +29049,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h01:
                   /* empty */;
               7'h02:
-                  /* empty */;
-              7'h03:
                   \$1006  = g_value;
             endcase
       endcase
@@ -29024,8 +29079,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1007  = ssm_v4;
-    if (\$signal$205 ) begin
+    \$1007  = ssm_v3;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29038,8 +29093,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h02:
                   /* empty */;
               7'h03:
-                  /* empty */;
-              7'h04:
                   \$1007  = g_value;
             endcase
       endcase
@@ -29070,8 +29123,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1008  = ssm_v5;
-    if (\$signal$205 ) begin
+    \$1008  = ssm_v4;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29086,8 +29139,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h03:
                   /* empty */;
               7'h04:
-                  /* empty */;
-              7'h05:
                   \$1008  = g_value;
             endcase
       endcase
@@ -29118,8 +29169,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1009  = ssm_v6;
-    if (\$signal$205 ) begin
+    \$1009  = ssm_v5;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29136,8 +29187,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h04:
                   /* empty */;
               7'h05:
-                  /* empty */;
-              7'h06:
                   \$1009  = g_value;
             endcase
       endcase
@@ -29168,8 +29217,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1010  = ssm_v7;
-    if (\$signal$205 ) begin
+    \$1010  = ssm_v6;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29188,8 +29237,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h05:
                   /* empty */;
               7'h06:
-                  /* empty */;
-              7'h07:
                   \$1010  = g_value;
             endcase
       endcase
@@ -29220,8 +29267,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1011  = ssm_v8;
-    if (\$signal$205 ) begin
+    \$1011  = ssm_v7;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29242,8 +29289,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h06:
                   /* empty */;
               7'h07:
-                  /* empty */;
-              7'h08:
                   \$1011  = g_value;
             endcase
       endcase
@@ -29274,8 +29319,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1012  = ssm_v9;
-    if (\$signal$205 ) begin
+    \$1012  = ssm_v8;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29298,8 +29343,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h07:
                   /* empty */;
               7'h08:
-                  /* empty */;
-              7'h09:
                   \$1012  = g_value;
             endcase
       endcase
@@ -29330,8 +29373,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1013  = ssm_v10;
-    if (\$signal$205 ) begin
+    \$1013  = ssm_v9;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29356,8 +29399,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h08:
                   /* empty */;
               7'h09:
-                  /* empty */;
-              7'h0a:
                   \$1013  = g_value;
             endcase
       endcase
@@ -29388,8 +29429,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1014  = ssm_v11;
-    if (\$signal$205 ) begin
+    \$1014  = ssm_v10;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29416,8 +29457,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h09:
                   /* empty */;
               7'h0a:
-                  /* empty */;
-              7'h0b:
                   \$1014  = g_value;
             endcase
       endcase
@@ -29448,8 +29487,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1015  = ssm_v12;
-    if (\$signal$205 ) begin
+    \$1015  = ssm_v11;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29478,8 +29517,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0a:
                   /* empty */;
               7'h0b:
-                  /* empty */;
-              7'h0c:
                   \$1015  = g_value;
             endcase
       endcase
@@ -29510,8 +29547,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1016  = ssm_v13;
-    if (\$signal$205 ) begin
+    \$1016  = ssm_v12;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29542,8 +29579,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0b:
                   /* empty */;
               7'h0c:
-                  /* empty */;
-              7'h0d:
                   \$1016  = g_value;
             endcase
       endcase
@@ -29574,8 +29609,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1017  = ssm_v14;
-    if (\$signal$205 ) begin
+    \$1017  = ssm_v13;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29608,8 +29643,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0c:
                   /* empty */;
               7'h0d:
-                  /* empty */;
-              7'h0e:
                   \$1017  = g_value;
             endcase
       endcase
@@ -29640,8 +29673,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1018  = ssm_v15;
-    if (\$signal$205 ) begin
+    \$1018  = ssm_v14;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29676,8 +29709,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0d:
                   /* empty */;
               7'h0e:
-                  /* empty */;
-              7'h0f:
                   \$1018  = g_value;
             endcase
       endcase
@@ -29708,16 +29739,44 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1019  = ssm_q0;
-    if (\$signal$205 ) begin
+    \$1019  = ssm_v15;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            /* empty */;
-        3'h2:
             casez (\$407 [6:0])
               7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
+                  /* empty */;
+              7'h0f:
                   \$1019  = g_value;
             endcase
       endcase
@@ -29748,8 +29807,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1020  = ssm_q1;
-    if (\$signal$205 ) begin
+    \$1020  = ssm_q0;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29758,8 +29817,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h2:
             casez (\$407 [6:0])
               7'h00:
-                  /* empty */;
-              7'h01:
                   \$1020  = g_value;
             endcase
       endcase
@@ -29790,8 +29847,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1021  = ssm_q2;
-    if (\$signal$205 ) begin
+    \$1021  = ssm_q1;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29802,8 +29859,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h00:
                   /* empty */;
               7'h01:
-                  /* empty */;
-              7'h02:
                   \$1021  = g_value;
             endcase
       endcase
@@ -29834,8 +29889,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1022  = ssm_q3;
-    if (\$signal$205 ) begin
+    \$1022  = ssm_q2;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29848,8 +29903,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h01:
                   /* empty */;
               7'h02:
-                  /* empty */;
-              7'h03:
                   \$1022  = g_value;
             endcase
       endcase
@@ -29880,8 +29933,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1023  = ssm_q4;
-    if (\$signal$205 ) begin
+    \$1023  = ssm_q3;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29896,8 +29949,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h02:
                   /* empty */;
               7'h03:
-                  /* empty */;
-              7'h04:
                   \$1023  = g_value;
             endcase
       endcase
@@ -29928,8 +29979,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1024  = ssm_q5;
-    if (\$signal$205 ) begin
+    \$1024  = ssm_q4;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29946,8 +29997,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h03:
                   /* empty */;
               7'h04:
-                  /* empty */;
-              7'h05:
                   \$1024  = g_value;
             endcase
       endcase
@@ -29978,8 +30027,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1025  = ssm_q6;
-    if (\$signal$205 ) begin
+    \$1025  = ssm_q5;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29998,8 +30047,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h04:
                   /* empty */;
               7'h05:
-                  /* empty */;
-              7'h06:
                   \$1025  = g_value;
             endcase
       endcase
@@ -30030,8 +30077,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1026  = ssm_q7;
-    if (\$signal$205 ) begin
+    \$1026  = ssm_q6;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -30052,8 +30099,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h05:
                   /* empty */;
               7'h06:
-                  /* empty */;
-              7'h07:
                   \$1026  = g_value;
             endcase
       endcase
@@ -30084,8 +30129,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1027  = ssm_q8;
-    if (\$signal$205 ) begin
+    \$1027  = ssm_q7;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -30108,8 +30153,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h06:
                   /* empty */;
               7'h07:
-                  /* empty */;
-              7'h08:
                   \$1027  = g_value;
             endcase
       endcase
@@ -30140,8 +30183,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1028  = ssm_q9;
-    if (\$signal$205 ) begin
+    \$1028  = ssm_q8;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -30166,8 +30209,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h07:
                   /* empty */;
               7'h08:
-                  /* empty */;
-              7'h09:
                   \$1028  = g_value;
             endcase
       endcase
@@ -30198,8 +30239,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1029  = ssm_q10;
-    if (\$signal$205 ) begin
+    \$1029  = ssm_q9;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -30226,8 +30267,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h08:
                   /* empty */;
               7'h09:
-                  /* empty */;
-              7'h0a:
                   \$1029  = g_value;
             endcase
       endcase
@@ -30258,8 +30297,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1030  = ssm_q11;
-    if (\$signal$205 ) begin
+    \$1030  = ssm_q10;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -30288,8 +30327,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h09:
                   /* empty */;
               7'h0a:
-                  /* empty */;
-              7'h0b:
                   \$1030  = g_value;
             endcase
       endcase
@@ -30320,8 +30357,70 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1031  = ssm_q12;
-    if (\$signal$205 ) begin
+    \$1031  = ssm_q11;
+    if (\$signal$230 ) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$407 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  \$1031  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          \$1031  = 8'h00;
+    endcase
+    if (rst) begin
+      \$1031  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1032  = ssm_q12;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -30354,7 +30453,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0b:
                   /* empty */;
               7'h0c:
-                  \$1031  = g_value;
+                  \$1032  = g_value;
             endcase
       endcase
     end
@@ -30376,16 +30475,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h09:
           /* empty */;
       5'h03:
-          \$1031  = 8'h00;
+          \$1032  = 8'h00;
     endcase
     if (rst) begin
-      \$1031  = 8'h00;
+      \$1032  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1032  = ssm_q13;
-    if (\$signal$205 ) begin
+    \$1033  = ssm_q13;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -30420,7 +30519,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0c:
                   /* empty */;
               7'h0d:
-                  \$1032  = g_value;
+                  \$1033  = g_value;
             endcase
       endcase
     end
@@ -30442,16 +30541,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h09:
           /* empty */;
       5'h03:
-          \$1032  = 8'h00;
+          \$1033  = 8'h00;
     endcase
     if (rst) begin
-      \$1032  = 8'h00;
+      \$1033  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1033  = ssm_q14;
-    if (\$signal$205 ) begin
+    \$1034  = ssm_q14;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -30488,7 +30587,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0d:
                   /* empty */;
               7'h0e:
-                  \$1033  = g_value;
+                  \$1034  = g_value;
             endcase
       endcase
     end
@@ -30510,16 +30609,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h09:
           /* empty */;
       5'h03:
-          \$1033  = 8'h00;
+          \$1034  = 8'h00;
     endcase
     if (rst) begin
-      \$1033  = 8'h00;
+      \$1034  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1034  = ssm_q15;
-    if (\$signal$205 ) begin
+    \$1035  = ssm_q15;
+    if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -30558,72 +30657,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0e:
                   /* empty */;
               7'h0f:
-                  \$1034  = g_value;
+                  \$1035  = g_value;
             endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1034  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1034  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1035  = gate;
-    if (\$signal$205 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            /* empty */;
-        3'h3:
-          begin
-            if (\$82 ) begin
-              \$1035 [0] = 1'h1;
-            end
-            if (\$83 ) begin
-              \$1035 [1] = 1'h1;
-            end
-            if (\$84 ) begin
-              \$1035 [2] = 1'h1;
-            end
-            if (\$85 ) begin
-              \$1035 [3] = 1'h1;
-            end
-            if (\$86 ) begin
-              \$1035 [4] = 1'h1;
-            end
-            if (\$87 ) begin
-              \$1035 [5] = 1'h1;
-            end
-            if (\$88 ) begin
-              \$1035 [6] = 1'h1;
-            end
-            if (\$89 ) begin
-              \$1035 [7] = 1'h1;
-            end
-          end
       endcase
     end
     casez (fsm_state)
@@ -30652,30 +30687,43 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1036  = \$signal$264 ;
-    if (rst) begin
-      \$1036  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1037  = row;
-    if (rst) begin
-      \$1037  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1038  = \$589 [7:0];
-    if (rst) begin
-      \$1038  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1039  = ssm_yacc0;
-    if (p1_valid) begin
-      \$1039  = \$92 [27:0];
+    \$1036  = gate;
+    if (\$signal$230 ) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            /* empty */;
+        3'h3:
+          begin
+            if (\$82 ) begin
+              \$1036 [0] = 1'h1;
+            end
+            if (\$83 ) begin
+              \$1036 [1] = 1'h1;
+            end
+            if (\$84 ) begin
+              \$1036 [2] = 1'h1;
+            end
+            if (\$85 ) begin
+              \$1036 [3] = 1'h1;
+            end
+            if (\$86 ) begin
+              \$1036 [4] = 1'h1;
+            end
+            if (\$87 ) begin
+              \$1036 [5] = 1'h1;
+            end
+            if (\$88 ) begin
+              \$1036 [6] = 1'h1;
+            end
+            if (\$89 ) begin
+              \$1036 [7] = 1'h1;
+            end
+          end
+      endcase
     end
     casez (fsm_state)
       5'h00:
@@ -30695,23 +30743,38 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h09:
           /* empty */;
       5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          \$1039  = 28'h0000000;
+          \$1036  = 8'h00;
     endcase
     if (rst) begin
-      \$1039  = 28'h0000000;
+      \$1036  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1040  = ssm_yacc1;
+    \$1037  = \$signal$289 ;
+    if (rst) begin
+      \$1037  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1038  = row;
+    if (rst) begin
+      \$1038  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1039  = \$589 [7:0];
+    if (rst) begin
+      \$1039  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1040  = ssm_yacc0;
     if (p1_valid) begin
-      \$1040  = \$95 [27:0];
+      \$1040  = \$92 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30745,9 +30808,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1041  = ssm_yacc2;
+    \$1041  = ssm_yacc1;
     if (p1_valid) begin
-      \$1041  = \$98 [27:0];
+      \$1041  = \$95 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30781,9 +30844,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1042  = ssm_yacc3;
+    \$1042  = ssm_yacc2;
     if (p1_valid) begin
-      \$1042  = \$101 [27:0];
+      \$1042  = \$98 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30817,9 +30880,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1043  = ssm_yacc4;
+    \$1043  = ssm_yacc3;
     if (p1_valid) begin
-      \$1043  = \$104 [27:0];
+      \$1043  = \$101 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30853,9 +30916,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1044  = ssm_yacc5;
+    \$1044  = ssm_yacc4;
     if (p1_valid) begin
-      \$1044  = \$107 [27:0];
+      \$1044  = \$104 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30889,9 +30952,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1045  = ssm_yacc6;
+    \$1045  = ssm_yacc5;
     if (p1_valid) begin
-      \$1045  = \$110 [27:0];
+      \$1045  = \$107 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30925,9 +30988,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1046  = ssm_yacc7;
+    \$1046  = ssm_yacc6;
     if (p1_valid) begin
-      \$1046  = \$113 [27:0];
+      \$1046  = \$110 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30961,11 +31024,47 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1047  = li;
+    \$1047  = ssm_yacc7;
+    if (p1_valid) begin
+      \$1047  = \$113 [27:0];
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          /* empty */;
+      5'h0d:
+          /* empty */;
+      5'h0c:
+          \$1047  = 28'h0000000;
+    endcase
+    if (rst) begin
+      \$1047  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1048  = li;
     casez (fsm_state)
       5'h00:
           if (\$115 ) begin
-            \$1047  = 2'h0;
+            \$1048  = 2'h0;
           end
       5'h02:
           /* empty */;
@@ -31000,191 +31099,140 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             (* full_case = 32'd1 *)
             if (\$198 ) begin
             end else begin
-              \$1047  = \$199 [1:0];
+              \$1048  = \$199 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$1047  = 2'h0;
+      \$1048  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1048  = \$signal$286 ;
+    \$1049  = \$signal$311 ;
     casez (fsm_state)
       5'h00:
           if (\$115 ) begin
-            \$1048  = \$signal$202 ;
+            \$1049  = \$signal$227 ;
           end
     endcase
     if (rst) begin
-      \$1048  = 1'h0;
+      \$1049  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1049  = \$signal$202 ;
+    \$1050  = \$signal$227 ;
     casez (fsm_state)
       5'h00:
           if (\$115 ) begin
-            \$1049  = \$116 ;
+            \$1050  = \$116 ;
           end
     endcase
     if (\$207 ) begin
-      \$1049  = 1'h0;
+      \$1050  = 1'h0;
     end
     if (rst) begin
-      \$1049  = 1'h0;
+      \$1050  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1050  = fsm_state;
+    \$1051  = fsm_state;
     casez (fsm_state)
       5'h00:
           if (\$115 ) begin
             (* full_case = 32'd1 *)
             if (\$118 ) begin
-              \$1050  = 5'h01;
+              \$1051  = 5'h01;
             end else begin
-              \$1050  = 5'h02;
+              \$1051  = 5'h02;
             end
           end
       5'h02:
           (* full_case = 32'd1 *)
           if (\$119 ) begin
-            \$1050  = 5'h03;
+            \$1051  = 5'h03;
           end else begin
-            \$1050  = 5'h04;
+            \$1051  = 5'h04;
           end
       5'h04:
-          \$1050  = 5'h05;
+          \$1051  = 5'h05;
       5'h05:
           (* full_case = 32'd1 *)
           if (\$120 ) begin
-            \$1050  = 5'h06;
+            \$1051  = 5'h06;
           end else begin
-            \$1050  = 5'h07;
+            \$1051  = 5'h07;
           end
       5'h07:
           (* full_case = 32'd1 *)
           if (\$157 ) begin
           end else begin
-            \$1050  = 5'h05;
+            \$1051  = 5'h05;
           end
       5'h06:
           if (\$160 ) begin
           end else if (\$167 ) begin
-            \$1050  = 5'h08;
+            \$1051  = 5'h08;
           end
       5'h08:
-          \$1050  = 5'h09;
+          \$1051  = 5'h09;
       5'h09:
           if (can_load) begin
             (* full_case = 32'd1 *)
             if (last_row) begin
-              \$1050  = 5'h0a;
+              \$1051  = 5'h0a;
             end else begin
-              \$1050  = 5'h04;
+              \$1051  = 5'h04;
             end
           end
       5'h03:
-          \$1050  = 5'h0b;
+          \$1051  = 5'h0b;
       5'h0b:
           (* full_case = 32'd1 *)
           if (\$170 ) begin
-            \$1050  = 5'h0c;
+            \$1051  = 5'h0c;
           end else begin
-            \$1050  = 5'h0d;
+            \$1051  = 5'h0d;
           end
       5'h0d:
           (* full_case = 32'd1 *)
           if (\$182 ) begin
           end else begin
-            \$1050  = 5'h0b;
+            \$1051  = 5'h0b;
           end
       5'h0c:
-          \$1050  = 5'h0e;
+          \$1051  = 5'h0e;
       5'h0e:
           (* full_case = 32'd1 *)
           if (found) begin
           end else begin
-            \$1050  = 5'h0f;
+            \$1051  = 5'h0f;
           end
       5'h0f:
-          \$1050  = 5'h10;
+          \$1051  = 5'h10;
       5'h10:
           if (can_load) begin
             (* full_case = 32'd1 *)
             if (\$195 ) begin
-              \$1050  = 5'h0a;
+              \$1051  = 5'h0a;
             end else begin
-              \$1050  = 5'h0c;
+              \$1051  = 5'h0c;
             end
           end
       5'h0a:
           if (free) begin
             (* full_case = 32'd1 *)
             if (\$198 ) begin
-              \$1050  = 5'h01;
+              \$1051  = 5'h01;
             end else begin
-              \$1050  = 5'h02;
+              \$1051  = 5'h02;
             end
           end
       5'h01:
           if (w_rdy) begin
-            \$1050  = 5'h00;
-          end
-    endcase
-    if (rst) begin
-      \$1050  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1051  = k;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          \$1051  = 5'h00;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-            end else begin
-              \$1051  = \$169 [4:0];
-            end
-          end
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (\$195 ) begin
-            end else begin
-              \$1051  = \$196 [4:0];
-            end
+            \$1051  = 5'h00;
           end
     endcase
     if (rst) begin
@@ -31193,30 +31241,81 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1052  = e;
+    \$1052  = k;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          \$1052  = 5'h00;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+            end else begin
+              \$1052  = \$169 [4:0];
+            end
+          end
+      5'h03:
+          /* empty */;
+      5'h0b:
+          /* empty */;
+      5'h0d:
+          /* empty */;
+      5'h0c:
+          /* empty */;
+      5'h0e:
+          /* empty */;
+      5'h0f:
+          /* empty */;
+      5'h10:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (\$195 ) begin
+            end else begin
+              \$1052  = \$196 [4:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$1052  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1053  = e;
     casez (fsm_state)
       5'h00:
           /* empty */;
       5'h02:
           /* empty */;
       5'h04:
-          \$1052  = { 1'h0, layer[20:18] };
+          \$1053  = { 1'h0, layer[20:18] };
       5'h05:
           /* empty */;
       5'h07:
           (* full_case = 32'd1 *)
           if (\$157 ) begin
           end else begin
-            \$1052  = \$159 [3:0];
+            \$1053  = \$159 [3:0];
           end
     endcase
     if (rst) begin
-      \$1052  = 4'h0;
+      \$1053  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1053  = src_sel;
+    \$1054  = src_sel;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31228,7 +31327,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$120 ) begin
           end else begin
-            \$1053  = \$121 ;
+            \$1054  = \$121 ;
           end
       5'h07:
           /* empty */;
@@ -31244,16 +31343,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$170 ) begin
           end else begin
-            \$1053  = src;
+            \$1054  = src;
           end
     endcase
     if (rst) begin
-      \$1053  = 3'h0;
+      \$1054  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1054  = \$signal$106 ;
+    \$1055  = \$signal$106 ;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31265,7 +31364,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$120 ) begin
           end else begin
-            \$1054  = \$123 ;
+            \$1055  = \$123 ;
           end
       5'h07:
           /* empty */;
@@ -31281,44 +31380,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$170 ) begin
           end else begin
-            \$1054  = \$171 ;
-          end
-    endcase
-    if (rst) begin
-      \$1054  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1055  = bank_sel;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          (* full_case = 32'd1 *)
-          if (\$120 ) begin
-          end else begin
-            \$1055  = \$128 ;
-          end
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$170 ) begin
-          end else begin
-            \$1055  = \$174 ;
+            \$1055  = \$171 ;
           end
     endcase
     if (rst) begin
@@ -31327,7 +31389,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1056  = n;
+    \$1056  = bank_sel;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31339,12 +31401,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$120 ) begin
           end else begin
-            \$1056  = 8'h00;
+            \$1056  = \$128 ;
           end
       5'h07:
-          if (\$157 ) begin
-            \$1056  = \$158 [7:0];
-          end
+          /* empty */;
       5'h06:
           /* empty */;
       5'h08:
@@ -31357,20 +31417,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$170 ) begin
           end else begin
-            \$1056  = 8'h00;
-          end
-      5'h0d:
-          if (\$182 ) begin
-            \$1056  = \$183 [7:0];
+            \$1056  = \$174 ;
           end
     endcase
     if (rst) begin
-      \$1056  = 8'h00;
+      \$1056  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1057  = cnt;
+    \$1057  = n;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31382,10 +31438,12 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$120 ) begin
           end else begin
-            \$1057  = \$136 ;
+            \$1057  = 8'h00;
           end
       5'h07:
-          /* empty */;
+          if (\$157 ) begin
+            \$1057  = \$158 [7:0];
+          end
       5'h06:
           /* empty */;
       5'h08:
@@ -31398,7 +31456,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$170 ) begin
           end else begin
-            \$1057  = \$181 ;
+            \$1057  = 8'h00;
+          end
+      5'h0d:
+          if (\$182 ) begin
+            \$1057  = \$183 [7:0];
           end
     endcase
     if (rst) begin
@@ -31407,7 +31469,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1058  = row_wbase;
+    \$1058  = cnt;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31419,16 +31481,32 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$120 ) begin
           end else begin
-            \$1058  = \$137 ;
+            \$1058  = \$136 ;
+          end
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          (* full_case = 32'd1 *)
+          if (\$170 ) begin
+          end else begin
+            \$1058  = \$181 ;
           end
     endcase
     if (rst) begin
-      \$1058  = 11'h000;
+      \$1058  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1059  = row_offset;
+    \$1059  = row_wbase;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31440,16 +31518,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$120 ) begin
           end else begin
-            \$1059  = \$156 [12:0];
+            \$1059  = \$137 ;
           end
     endcase
     if (rst) begin
-      \$1059  = 13'h0000;
+      \$1059  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1060  = drain_n;
+    \$1060  = row_offset;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          (* full_case = 32'd1 *)
+          if (\$120 ) begin
+          end else begin
+            \$1060  = \$156 [12:0];
+          end
+    endcase
+    if (rst) begin
+      \$1060  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1061  = drain_n;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31463,18 +31562,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h06:
           if (\$160 ) begin
-            \$1060  = \$168 [1:0];
+            \$1061  = \$168 [1:0];
           end else if (\$167 ) begin
-            \$1060  = 2'h0;
+            \$1061  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$1060  = 2'h0;
+      \$1061  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1061  = gop;
+    \$1062  = gop;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31493,23 +31592,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h09:
           /* empty */;
       5'h03:
-          \$1061  = 3'h0;
+          \$1062  = 3'h0;
       5'h0b:
           /* empty */;
       5'h0d:
           (* full_case = 32'd1 *)
           if (\$182 ) begin
           end else begin
-            \$1061  = \$184 [2:0];
+            \$1062  = \$184 [2:0];
           end
     endcase
     if (rst) begin
-      \$1061  = 3'h0;
+      \$1062  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1062  = g_const;
+    \$1063  = g_const;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31533,16 +31632,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$170 ) begin
           end else begin
-            \$1062  = \$signal$295 ;
+            \$1063  = \$signal$320 ;
           end
     endcase
     if (rst) begin
-      \$1062  = 1'h0;
+      \$1063  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1063  = gbase;
+    \$1064  = gbase;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31566,16 +31665,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$170 ) begin
           end else begin
-            \$1063  = base;
+            \$1064  = base;
           end
     endcase
     if (rst) begin
-      \$1063  = 11'h000;
+      \$1064  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1064  = i;
+    \$1065  = i;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31600,19 +31699,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h0d:
           /* empty */;
       5'h0c:
-          \$1064  = 5'h00;
+          \$1065  = 5'h00;
       5'h0e:
           if (found) begin
-            \$1064  = \$193 ;
+            \$1065  = \$193 ;
           end
     endcase
     if (rst) begin
-      \$1064  = 5'h00;
+      \$1065  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1065  = arow;
+    \$1066  = arow;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31637,15 +31736,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h0d:
           /* empty */;
       5'h0c:
-          \$1065  = \$192 [10:0];
+          \$1066  = \$192 [10:0];
     endcase
     if (rst) begin
-      \$1065  = 11'h000;
+      \$1066  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1066  = cur;
+    \$1067  = cur;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31681,14 +31780,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h01:
           if (w_rdy) begin
-            \$1066  = \$205 ;
+            \$1067  = \$205 ;
           end
     endcase
     if (\$207 ) begin
-      \$1066  = 1'h0;
+      \$1067  = 1'h0;
     end
     if (rst) begin
-      \$1066  = 1'h0;
+      \$1067  = 1'h0;
     end
   end
   always @* begin
@@ -32003,7 +32102,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
-        in_wr__addr = { \$signal$202 , \$406  };
+        in_wr__addr = { \$signal$227 , \$406  };
       end
     end
   end
@@ -32032,7 +32131,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$505  = \$409 [8:0];
+    \$signature__addr$530  = \$409 [8:0];
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32060,7 +32159,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0e:
           if (found) begin
-            \$signature__addr$505  = \$873 [8:0];
+            \$signature__addr$530  = \$873 [8:0];
           end
     endcase
   end
@@ -32292,7 +32391,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \spikes$574  = 8'h00;
+    \spikes$599  = 8'h00;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32310,7 +32409,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h09:
           if (can_load) begin
-            \spikes$574  = spikes;
+            \spikes$599  = spikes;
           end
       5'h03:
           /* empty */;
@@ -32326,13 +32425,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h10:
           if (can_load) begin
-            \spikes$574  = ynz;
+            \spikes$599  = ynz;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \base$575  = 8'h00;
+    \base$600  = 8'h00;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32350,7 +32449,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h09:
           if (can_load) begin
-            \base$575  = \$822 [7:0];
+            \base$600  = \$822 [7:0];
           end
       5'h03:
           /* empty */;
@@ -32366,13 +32465,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h10:
           if (can_load) begin
-            \base$575  = \$884 [7:0];
+            \base$600  = \$884 [7:0];
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \layer$576  = 2'h0;
+    \layer$601  = 2'h0;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32390,7 +32489,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h09:
           if (can_load) begin
-            \layer$576  = li;
+            \layer$601  = li;
           end
       5'h03:
           /* empty */;
@@ -32406,7 +32505,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h10:
           if (can_load) begin
-            \layer$576  = li;
+            \layer$601  = li;
           end
     endcase
   end
@@ -32545,7 +32644,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signal$297  = 1'h0;
+    \$signal$322  = 1'h0;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32571,20 +32670,20 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           end else begin
             casez (gop)
               3'h0:
-                  \$signal$297  = \$833 ;
+                  \$signal$322  = \$833 ;
               3'h1:
-                  \$signal$297  = \$839 ;
+                  \$signal$322  = \$839 ;
               3'h2:
-                  \$signal$297  = \$845 ;
+                  \$signal$322  = \$845 ;
               3'h3:
-                  \$signal$297  = \$853 ;
+                  \$signal$322  = \$853 ;
             endcase
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signal$295  = 1'h0;
+    \$signal$320  = 1'h0;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32610,11 +32709,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           end else begin
             casez (gop)
               3'h0:
-                  \$signal$295  = \$834 ;
+                  \$signal$320  = \$834 ;
               3'h1:
-                  \$signal$295  = \$840 ;
+                  \$signal$320  = \$840 ;
               3'h2:
-                  \$signal$295  = \$846 ;
+                  \$signal$320  = \$846 ;
             endcase
           end
     endcase
@@ -32764,7 +32863,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signal$264  = 1'h0;
+    \$signal$289  = 1'h0;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32792,7 +32891,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0e:
           if (found) begin
-            \$signal$264  = 1'h1;
+            \$signal$289  = 1'h1;
           end
     endcase
   end
@@ -32838,9 +32937,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \clear$579  = 1'h0;
+    \clear$604  = 1'h0;
     if (\$886 ) begin
-      \clear$579  = 1'h1;
+      \clear$604  = 1'h1;
     end
   end
   assign \busy$68  = busy;
@@ -32862,87 +32961,87 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign pm_wr__data = host_wdata[8:0];
   assign \$signature__addr  = host_addr[10:0];
   assign \$signature__data  = host_wdata[7:0];
-  assign \$signature__addr$316  = host_addr[4:0];
-  assign \$signature__data$317  = host_wdata[40:0];
-  assign \$signature__addr$319  = host_addr[10:0];
-  assign \$signature__data$320  = host_wdata[7:0];
-  assign \$signature__addr$322  = host_addr[4:0];
-  assign \$signature__data$323  = host_wdata[40:0];
-  assign \$signature__addr$325  = host_addr[10:0];
-  assign \$signature__data$326  = host_wdata[7:0];
-  assign \$signature__addr$328  = host_addr[4:0];
-  assign \$signature__data$329  = host_wdata[40:0];
-  assign \$signature__addr$331  = host_addr[10:0];
-  assign \$signature__data$332  = host_wdata[7:0];
-  assign \$signature__addr$334  = host_addr[4:0];
-  assign \$signature__data$335  = host_wdata[40:0];
-  assign \$signature__addr$337  = host_addr[10:0];
-  assign \$signature__data$338  = host_wdata[7:0];
-  assign \$signature__addr$340  = host_addr[4:0];
-  assign \$signature__data$341  = host_wdata[40:0];
-  assign \$signature__addr$343  = host_addr[10:0];
-  assign \$signature__data$344  = host_wdata[7:0];
-  assign \$signature__addr$346  = host_addr[4:0];
-  assign \$signature__data$347  = host_wdata[40:0];
-  assign \$signature__addr$349  = host_addr[10:0];
-  assign \$signature__data$350  = host_wdata[7:0];
-  assign \$signature__addr$352  = host_addr[4:0];
-  assign \$signature__data$353  = host_wdata[40:0];
-  assign \$signature__addr$355  = host_addr[10:0];
-  assign \$signature__data$356  = host_wdata[7:0];
-  assign \$signature__addr$358  = host_addr[4:0];
-  assign \$signature__data$359  = host_wdata[40:0];
+  assign \$signature__addr$341  = host_addr[4:0];
+  assign \$signature__data$342  = host_wdata[40:0];
+  assign \$signature__addr$344  = host_addr[10:0];
+  assign \$signature__data$345  = host_wdata[7:0];
+  assign \$signature__addr$347  = host_addr[4:0];
+  assign \$signature__data$348  = host_wdata[40:0];
+  assign \$signature__addr$350  = host_addr[10:0];
+  assign \$signature__data$351  = host_wdata[7:0];
+  assign \$signature__addr$353  = host_addr[4:0];
+  assign \$signature__data$354  = host_wdata[40:0];
+  assign \$signature__addr$356  = host_addr[10:0];
+  assign \$signature__data$357  = host_wdata[7:0];
+  assign \$signature__addr$359  = host_addr[4:0];
+  assign \$signature__data$360  = host_wdata[40:0];
+  assign \$signature__addr$362  = host_addr[10:0];
+  assign \$signature__data$363  = host_wdata[7:0];
+  assign \$signature__addr$365  = host_addr[4:0];
+  assign \$signature__data$366  = host_wdata[40:0];
+  assign \$signature__addr$368  = host_addr[10:0];
+  assign \$signature__data$369  = host_wdata[7:0];
+  assign \$signature__addr$371  = host_addr[4:0];
+  assign \$signature__data$372  = host_wdata[40:0];
+  assign \$signature__addr$374  = host_addr[10:0];
+  assign \$signature__data$375  = host_wdata[7:0];
+  assign \$signature__addr$377  = host_addr[4:0];
+  assign \$signature__data$378  = host_wdata[40:0];
+  assign \$signature__addr$380  = host_addr[10:0];
+  assign \$signature__data$381  = host_wdata[7:0];
+  assign \$signature__addr$383  = host_addr[4:0];
+  assign \$signature__data$384  = host_wdata[40:0];
   assign raddr = host_addr[4:0];
   assign port__addr = \$300 [10:0];
-  assign \port__addr$375  = \$301 [4:0];
-  assign \port__addr$376  = \$302 [4:0];
-  assign \port__addr$377  = \$303 [10:0];
-  assign \port__addr$378  = \$304 [4:0];
-  assign \port__addr$379  = \$305 [4:0];
-  assign \port__addr$380  = \$306 [10:0];
-  assign \port__addr$381  = \$307 [4:0];
-  assign \port__addr$382  = \$308 [4:0];
-  assign \port__addr$383  = \$309 [10:0];
-  assign \port__addr$384  = \$310 [4:0];
-  assign \port__addr$385  = \$311 [4:0];
-  assign \port__addr$386  = \$312 [10:0];
-  assign \port__addr$387  = \$313 [4:0];
-  assign \port__addr$388  = \$314 [4:0];
-  assign \port__addr$389  = \$315 [10:0];
-  assign \port__addr$390  = \$316 [4:0];
-  assign \port__addr$391  = \$317 [4:0];
-  assign \port__addr$392  = \$318 [10:0];
-  assign \port__addr$393  = \$319 [4:0];
-  assign \port__addr$394  = \$320 [4:0];
-  assign \port__addr$395  = \$321 [10:0];
-  assign \port__addr$396  = \$322 [4:0];
-  assign \port__addr$397  = \$323 [4:0];
-  assign \port__addr$398  = { bank_sel, src_sel, n[6:0] };
-  assign \port__addr$399  = { bank_sel, n[6:0] };
-  assign u = membranes0_nrw;
-  assign alpha = params0_nrw[8:0];
-  assign bias = params0_nrw[40:25];
-  assign \u$403  = membranes1_nrw;
-  assign \alpha$404  = params1_nrw[8:0];
-  assign \bias$405  = params1_nrw[40:25];
-  assign \u$406  = membranes2_nrw;
-  assign \alpha$407  = params2_nrw[8:0];
-  assign \bias$408  = params2_nrw[40:25];
-  assign \u$409  = membranes3_nrw;
-  assign \alpha$410  = params3_nrw[8:0];
-  assign \bias$411  = params3_nrw[40:25];
-  assign \u$412  = membranes4_nrw;
-  assign \alpha$413  = params4_nrw[8:0];
-  assign \bias$414  = params4_nrw[40:25];
-  assign \u$415  = membranes5_nrw;
-  assign \alpha$416  = params5_nrw[8:0];
-  assign \bias$417  = params5_nrw[40:25];
-  assign \u$418  = membranes6_nrw;
-  assign \alpha$419  = params6_nrw[8:0];
-  assign \bias$420  = params6_nrw[40:25];
-  assign \u$421  = membranes7_nrw;
-  assign \alpha$422  = params7_nrw[8:0];
-  assign \bias$423  = params7_nrw[40:25];
+  assign \port__addr$400  = \$301 [4:0];
+  assign \port__addr$401  = \$302 [4:0];
+  assign \port__addr$402  = \$303 [10:0];
+  assign \port__addr$403  = \$304 [4:0];
+  assign \port__addr$404  = \$305 [4:0];
+  assign \port__addr$405  = \$306 [10:0];
+  assign \port__addr$406  = \$307 [4:0];
+  assign \port__addr$407  = \$308 [4:0];
+  assign \port__addr$408  = \$309 [10:0];
+  assign \port__addr$409  = \$310 [4:0];
+  assign \port__addr$410  = \$311 [4:0];
+  assign \port__addr$411  = \$312 [10:0];
+  assign \port__addr$412  = \$313 [4:0];
+  assign \port__addr$413  = \$314 [4:0];
+  assign \port__addr$414  = \$315 [10:0];
+  assign \port__addr$415  = \$316 [4:0];
+  assign \port__addr$416  = \$317 [4:0];
+  assign \port__addr$417  = \$318 [10:0];
+  assign \port__addr$418  = \$319 [4:0];
+  assign \port__addr$419  = \$320 [4:0];
+  assign \port__addr$420  = \$321 [10:0];
+  assign \port__addr$421  = \$322 [4:0];
+  assign \port__addr$422  = \$323 [4:0];
+  assign \port__addr$423  = { bank_sel, src_sel, n[6:0] };
+  assign \port__addr$424  = { bank_sel, n[6:0] };
+  assign u = u_q0;
+  assign alpha = alpha_q0;
+  assign bias = bias_q0;
+  assign \u$428  = u_q1;
+  assign \alpha$429  = alpha_q1;
+  assign \bias$430  = bias_q1;
+  assign \u$431  = u_q2;
+  assign \alpha$432  = alpha_q2;
+  assign \bias$433  = bias_q2;
+  assign \u$434  = u_q3;
+  assign \alpha$435  = alpha_q3;
+  assign \bias$436  = bias_q3;
+  assign \u$437  = u_q4;
+  assign \alpha$438  = alpha_q4;
+  assign \bias$439  = bias_q4;
+  assign \u$440  = u_q5;
+  assign \alpha$441  = alpha_q5;
+  assign \bias$442  = bias_q5;
+  assign \u$443  = u_q6;
+  assign \alpha$444  = alpha_q6;
+  assign \bias$445  = bias_q6;
+  assign \u$446  = u_q7;
+  assign \alpha$447  = alpha_q7;
+  assign \bias$448  = bias_q7;
   assign event_layer = records__payload[3:2];
   assign event_index = { 1'h0, records__payload[10:4] };
   assign total = acc0;
@@ -32950,96 +33049,96 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign v_reset = layer[43:28];
   assign reset = layer[27:26];
   assign spiking = layer[25];
-  assign \total$442  = acc1;
-  assign \theta$443  = params1_nrw[24:9];
-  assign \v_reset$444  = layer[43:28];
-  assign \reset$445  = layer[27:26];
-  assign \spiking$446  = layer[25];
-  assign \total$447  = acc2;
-  assign \theta$448  = params2_nrw[24:9];
-  assign \v_reset$449  = layer[43:28];
-  assign \reset$450  = layer[27:26];
-  assign \spiking$451  = layer[25];
-  assign \total$452  = acc3;
-  assign \theta$453  = params3_nrw[24:9];
-  assign \v_reset$454  = layer[43:28];
-  assign \reset$455  = layer[27:26];
-  assign \spiking$456  = layer[25];
-  assign \total$457  = acc4;
-  assign \theta$458  = params4_nrw[24:9];
-  assign \v_reset$459  = layer[43:28];
-  assign \reset$460  = layer[27:26];
-  assign \spiking$461  = layer[25];
-  assign \total$462  = acc5;
-  assign \theta$463  = params5_nrw[24:9];
-  assign \v_reset$464  = layer[43:28];
-  assign \reset$465  = layer[27:26];
-  assign \spiking$466  = layer[25];
-  assign \total$467  = acc6;
-  assign \theta$468  = params6_nrw[24:9];
+  assign \total$467  = acc1;
+  assign \theta$468  = params1_nrw[24:9];
   assign \v_reset$469  = layer[43:28];
   assign \reset$470  = layer[27:26];
   assign \spiking$471  = layer[25];
-  assign \total$472  = acc7;
-  assign \theta$473  = params7_nrw[24:9];
+  assign \total$472  = acc2;
+  assign \theta$473  = params2_nrw[24:9];
   assign \v_reset$474  = layer[43:28];
   assign \reset$475  = layer[27:26];
   assign \spiking$476  = layer[25];
-  assign \$signature__addr$477  = \$331 [4:0];
-  assign \$signature__data$478  = \$332 [15:0];
-  assign \$signature__addr$481  = \$337 [4:0];
-  assign \$signature__data$482  = \$338 [15:0];
-  assign \$signature__addr$484  = \$343 [4:0];
-  assign \$signature__data$485  = \$344 [15:0];
-  assign \$signature__addr$487  = \$349 [4:0];
-  assign \$signature__data$488  = \$350 [15:0];
-  assign \$signature__addr$490  = \$355 [4:0];
-  assign \$signature__data$491  = \$356 [15:0];
-  assign \$signature__addr$493  = \$361 [4:0];
-  assign \$signature__data$494  = \$362 [15:0];
-  assign \$signature__addr$496  = \$367 [4:0];
-  assign \$signature__data$497  = \$368 [15:0];
-  assign \$signature__addr$499  = \$373 [4:0];
-  assign \$signature__data$500  = \$374 [15:0];
+  assign \total$477  = acc3;
+  assign \theta$478  = params3_nrw[24:9];
+  assign \v_reset$479  = layer[43:28];
+  assign \reset$480  = layer[27:26];
+  assign \spiking$481  = layer[25];
+  assign \total$482  = acc4;
+  assign \theta$483  = params4_nrw[24:9];
+  assign \v_reset$484  = layer[43:28];
+  assign \reset$485  = layer[27:26];
+  assign \spiking$486  = layer[25];
+  assign \total$487  = acc5;
+  assign \theta$488  = params5_nrw[24:9];
+  assign \v_reset$489  = layer[43:28];
+  assign \reset$490  = layer[27:26];
+  assign \spiking$491  = layer[25];
+  assign \total$492  = acc6;
+  assign \theta$493  = params6_nrw[24:9];
+  assign \v_reset$494  = layer[43:28];
+  assign \reset$495  = layer[27:26];
+  assign \spiking$496  = layer[25];
+  assign \total$497  = acc7;
+  assign \theta$498  = params7_nrw[24:9];
+  assign \v_reset$499  = layer[43:28];
+  assign \reset$500  = layer[27:26];
+  assign \spiking$501  = layer[25];
+  assign \$signature__addr$502  = \$331 [4:0];
+  assign \$signature__data$503  = \$332 [15:0];
+  assign \$signature__addr$506  = \$337 [4:0];
+  assign \$signature__data$507  = \$338 [15:0];
+  assign \$signature__addr$509  = \$343 [4:0];
+  assign \$signature__data$510  = \$344 [15:0];
+  assign \$signature__addr$512  = \$349 [4:0];
+  assign \$signature__data$513  = \$350 [15:0];
+  assign \$signature__addr$515  = \$355 [4:0];
+  assign \$signature__data$516  = \$356 [15:0];
+  assign \$signature__addr$518  = \$361 [4:0];
+  assign \$signature__data$519  = \$362 [15:0];
+  assign \$signature__addr$521  = \$367 [4:0];
+  assign \$signature__data$522  = \$368 [15:0];
+  assign \$signature__addr$524  = \$373 [4:0];
+  assign \$signature__data$525  = \$374 [15:0];
   assign ssm_wide0 = { \$596 [25], \$596 [25], \$596 [25], \$596 [25], \$596 [25], \$596 [25], \$596 [25], \$596 [25], \$596  };
-  assign \$signature__addr$509  = \$601 [5:0];
-  assign \$signature__addr$510  = \$602 [5:0];
-  assign \$signature__data$511  = \$603 [15:0];
+  assign \$signature__addr$534  = \$601 [5:0];
+  assign \$signature__addr$535  = \$602 [5:0];
+  assign \$signature__data$536  = \$603 [15:0];
   assign ssm_y0 = \$613 [7:0];
   assign ssm_wide1 = { \$621 [25], \$621 [25], \$621 [25], \$621 [25], \$621 [25], \$621 [25], \$621 [25], \$621 [25], \$621  };
-  assign \$signature__addr$518  = \$626 [5:0];
-  assign \$signature__addr$519  = \$627 [5:0];
-  assign \$signature__data$520  = \$628 [15:0];
+  assign \$signature__addr$543  = \$626 [5:0];
+  assign \$signature__addr$544  = \$627 [5:0];
+  assign \$signature__data$545  = \$628 [15:0];
   assign ssm_y1 = \$638 [7:0];
   assign ssm_wide2 = { \$646 [25], \$646 [25], \$646 [25], \$646 [25], \$646 [25], \$646 [25], \$646 [25], \$646 [25], \$646  };
-  assign \$signature__addr$526  = \$651 [5:0];
-  assign \$signature__addr$527  = \$652 [5:0];
-  assign \$signature__data$528  = \$653 [15:0];
+  assign \$signature__addr$551  = \$651 [5:0];
+  assign \$signature__addr$552  = \$652 [5:0];
+  assign \$signature__data$553  = \$653 [15:0];
   assign ssm_y2 = \$663 [7:0];
   assign ssm_wide3 = { \$671 [25], \$671 [25], \$671 [25], \$671 [25], \$671 [25], \$671 [25], \$671 [25], \$671 [25], \$671  };
-  assign \$signature__addr$534  = \$676 [5:0];
-  assign \$signature__addr$535  = \$677 [5:0];
-  assign \$signature__data$536  = \$678 [15:0];
+  assign \$signature__addr$559  = \$676 [5:0];
+  assign \$signature__addr$560  = \$677 [5:0];
+  assign \$signature__data$561  = \$678 [15:0];
   assign ssm_y3 = \$688 [7:0];
   assign ssm_wide4 = { \$696 [25], \$696 [25], \$696 [25], \$696 [25], \$696 [25], \$696 [25], \$696 [25], \$696 [25], \$696  };
-  assign \$signature__addr$542  = \$701 [5:0];
-  assign \$signature__addr$543  = \$702 [5:0];
-  assign \$signature__data$544  = \$703 [15:0];
+  assign \$signature__addr$567  = \$701 [5:0];
+  assign \$signature__addr$568  = \$702 [5:0];
+  assign \$signature__data$569  = \$703 [15:0];
   assign ssm_y4 = \$713 [7:0];
   assign ssm_wide5 = { \$721 [25], \$721 [25], \$721 [25], \$721 [25], \$721 [25], \$721 [25], \$721 [25], \$721 [25], \$721  };
-  assign \$signature__addr$550  = \$726 [5:0];
-  assign \$signature__addr$551  = \$727 [5:0];
-  assign \$signature__data$552  = \$728 [15:0];
+  assign \$signature__addr$575  = \$726 [5:0];
+  assign \$signature__addr$576  = \$727 [5:0];
+  assign \$signature__data$577  = \$728 [15:0];
   assign ssm_y5 = \$738 [7:0];
   assign ssm_wide6 = { \$746 [25], \$746 [25], \$746 [25], \$746 [25], \$746 [25], \$746 [25], \$746 [25], \$746 [25], \$746  };
-  assign \$signature__addr$558  = \$751 [5:0];
-  assign \$signature__addr$559  = \$752 [5:0];
-  assign \$signature__data$560  = \$753 [15:0];
+  assign \$signature__addr$583  = \$751 [5:0];
+  assign \$signature__addr$584  = \$752 [5:0];
+  assign \$signature__data$585  = \$753 [15:0];
   assign ssm_y6 = \$763 [7:0];
   assign ssm_wide7 = { \$771 [25], \$771 [25], \$771 [25], \$771 [25], \$771 [25], \$771 [25], \$771 [25], \$771 [25], \$771  };
-  assign \$signature__addr$566  = \$776 [5:0];
-  assign \$signature__addr$567  = \$777 [5:0];
-  assign \$signature__data$568  = \$778 [15:0];
+  assign \$signature__addr$591  = \$776 [5:0];
+  assign \$signature__addr$592  = \$777 [5:0];
+  assign \$signature__data$593  = \$778 [15:0];
   assign ssm_y7 = \$788 [7:0];
   assign \input__payload.index  = input__payload[6:0];
   assign \input__payload.value  = input__payload[14:7];
@@ -33255,30 +33354,30 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \layer.v_reset  = layer[43:28];
   assign \layer.emit_values  = layer[44];
   assign \layer.ssm  = layer[45];
-  assign \$signature__data$317.alpha  = host_wdata[8:0];
-  assign \$signature__data$317.theta  = host_wdata[24:9];
-  assign \$signature__data$317.bias  = host_wdata[40:25];
-  assign \$signature__data$323.alpha  = host_wdata[8:0];
-  assign \$signature__data$323.theta  = host_wdata[24:9];
-  assign \$signature__data$323.bias  = host_wdata[40:25];
-  assign \$signature__data$329.alpha  = host_wdata[8:0];
-  assign \$signature__data$329.theta  = host_wdata[24:9];
-  assign \$signature__data$329.bias  = host_wdata[40:25];
-  assign \$signature__data$335.alpha  = host_wdata[8:0];
-  assign \$signature__data$335.theta  = host_wdata[24:9];
-  assign \$signature__data$335.bias  = host_wdata[40:25];
-  assign \$signature__data$341.alpha  = host_wdata[8:0];
-  assign \$signature__data$341.theta  = host_wdata[24:9];
-  assign \$signature__data$341.bias  = host_wdata[40:25];
-  assign \$signature__data$347.alpha  = host_wdata[8:0];
-  assign \$signature__data$347.theta  = host_wdata[24:9];
-  assign \$signature__data$347.bias  = host_wdata[40:25];
-  assign \$signature__data$353.alpha  = host_wdata[8:0];
-  assign \$signature__data$353.theta  = host_wdata[24:9];
-  assign \$signature__data$353.bias  = host_wdata[40:25];
-  assign \$signature__data$359.alpha  = host_wdata[8:0];
-  assign \$signature__data$359.theta  = host_wdata[24:9];
-  assign \$signature__data$359.bias  = host_wdata[40:25];
+  assign \$signature__data$342.alpha  = host_wdata[8:0];
+  assign \$signature__data$342.theta  = host_wdata[24:9];
+  assign \$signature__data$342.bias  = host_wdata[40:25];
+  assign \$signature__data$348.alpha  = host_wdata[8:0];
+  assign \$signature__data$348.theta  = host_wdata[24:9];
+  assign \$signature__data$348.bias  = host_wdata[40:25];
+  assign \$signature__data$354.alpha  = host_wdata[8:0];
+  assign \$signature__data$354.theta  = host_wdata[24:9];
+  assign \$signature__data$354.bias  = host_wdata[40:25];
+  assign \$signature__data$360.alpha  = host_wdata[8:0];
+  assign \$signature__data$360.theta  = host_wdata[24:9];
+  assign \$signature__data$360.bias  = host_wdata[40:25];
+  assign \$signature__data$366.alpha  = host_wdata[8:0];
+  assign \$signature__data$366.theta  = host_wdata[24:9];
+  assign \$signature__data$366.bias  = host_wdata[40:25];
+  assign \$signature__data$372.alpha  = host_wdata[8:0];
+  assign \$signature__data$372.theta  = host_wdata[24:9];
+  assign \$signature__data$372.bias  = host_wdata[40:25];
+  assign \$signature__data$378.alpha  = host_wdata[8:0];
+  assign \$signature__data$378.theta  = host_wdata[24:9];
+  assign \$signature__data$378.bias  = host_wdata[40:25];
+  assign \$signature__data$384.alpha  = host_wdata[8:0];
+  assign \$signature__data$384.theta  = host_wdata[24:9];
+  assign \$signature__data$384.bias  = host_wdata[40:25];
   assign \end_record.kind  = end_record[1:0];
   assign \end_record.layer  = end_record[3:2];
   assign \end_record.index  = end_record[10:4];
@@ -34189,7 +34288,7 @@ module \npu_core_demo.counters (clk, rst, re, total, inc, clear, raddr);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.leak0 (alpha, bias, u, leak);
+module \npu_core_demo.leak0 (u, alpha, bias, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -34208,7 +34307,7 @@ module \npu_core_demo.leak0 (alpha, bias, u, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.leak1 (alpha, bias, u, leak);
+module \npu_core_demo.leak1 (u, alpha, bias, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -34227,7 +34326,7 @@ module \npu_core_demo.leak1 (alpha, bias, u, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.leak2 (alpha, bias, u, leak);
+module \npu_core_demo.leak2 (u, alpha, bias, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -34246,7 +34345,7 @@ module \npu_core_demo.leak2 (alpha, bias, u, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.leak3 (alpha, bias, u, leak);
+module \npu_core_demo.leak3 (u, alpha, bias, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -34265,7 +34364,7 @@ module \npu_core_demo.leak3 (alpha, bias, u, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.leak4 (alpha, bias, u, leak);
+module \npu_core_demo.leak4 (u, alpha, bias, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -34284,7 +34383,7 @@ module \npu_core_demo.leak4 (alpha, bias, u, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.leak5 (alpha, bias, u, leak);
+module \npu_core_demo.leak5 (u, alpha, bias, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -34303,7 +34402,7 @@ module \npu_core_demo.leak5 (alpha, bias, u, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.leak6 (alpha, bias, u, leak);
+module \npu_core_demo.leak6 (u, alpha, bias, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -34322,7 +34421,7 @@ module \npu_core_demo.leak6 (alpha, bias, u, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.leak7 (alpha, bias, u, leak);
+module \npu_core_demo.leak7 (u, alpha, bias, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -34341,7 +34440,7 @@ module \npu_core_demo.leak7 (alpha, bias, u, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron0 (u_new, theta, \port$2467$25 , total, spike);
+module \npu_core_demo.neuron0 (u_new, theta, \port$2470$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -34355,8 +34454,8 @@ module \npu_core_demo.neuron0 (u_new, theta, \port$2467$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2467$25 ;
-  wire [18:0] \port$2467$25 ;
+  input [18:0] \port$2470$25 ;
+  wire [18:0] \port$2470$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34379,19 +34478,19 @@ module \npu_core_demo.neuron0 (u_new, theta, \port$2467$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$2467$25 [0] & \$6 ;
-  assign \$7  = ! \port$2467$25 [2:1];
-  assign \$8  = \port$2467$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$2467$25 [18:3] : v;
+  assign spike = \port$2470$25 [0] & \$6 ;
+  assign \$7  = ! \port$2470$25 [2:1];
+  assign \$8  = \port$2470$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$2470$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$2467$25 [0];
-  assign reset = \port$2467$25 [2:1];
-  assign v_reset = \port$2467$25 [18:3];
+  assign spiking = \port$2470$25 [0];
+  assign reset = \port$2470$25 [2:1];
+  assign v_reset = \port$2470$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron1 (u_new, theta, \port$2467$25 , total, spike);
+module \npu_core_demo.neuron1 (u_new, theta, \port$2470$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -34405,8 +34504,8 @@ module \npu_core_demo.neuron1 (u_new, theta, \port$2467$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2467$25 ;
-  wire [18:0] \port$2467$25 ;
+  input [18:0] \port$2470$25 ;
+  wire [18:0] \port$2470$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34429,19 +34528,19 @@ module \npu_core_demo.neuron1 (u_new, theta, \port$2467$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$2467$25 [0] & \$6 ;
-  assign \$7  = ! \port$2467$25 [2:1];
-  assign \$8  = \port$2467$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$2467$25 [18:3] : v;
+  assign spike = \port$2470$25 [0] & \$6 ;
+  assign \$7  = ! \port$2470$25 [2:1];
+  assign \$8  = \port$2470$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$2470$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$2467$25 [0];
-  assign reset = \port$2467$25 [2:1];
-  assign v_reset = \port$2467$25 [18:3];
+  assign spiking = \port$2470$25 [0];
+  assign reset = \port$2470$25 [2:1];
+  assign v_reset = \port$2470$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron2 (u_new, theta, \port$2467$25 , total, spike);
+module \npu_core_demo.neuron2 (u_new, theta, \port$2470$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -34455,8 +34554,8 @@ module \npu_core_demo.neuron2 (u_new, theta, \port$2467$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2467$25 ;
-  wire [18:0] \port$2467$25 ;
+  input [18:0] \port$2470$25 ;
+  wire [18:0] \port$2470$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34479,19 +34578,19 @@ module \npu_core_demo.neuron2 (u_new, theta, \port$2467$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$2467$25 [0] & \$6 ;
-  assign \$7  = ! \port$2467$25 [2:1];
-  assign \$8  = \port$2467$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$2467$25 [18:3] : v;
+  assign spike = \port$2470$25 [0] & \$6 ;
+  assign \$7  = ! \port$2470$25 [2:1];
+  assign \$8  = \port$2470$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$2470$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$2467$25 [0];
-  assign reset = \port$2467$25 [2:1];
-  assign v_reset = \port$2467$25 [18:3];
+  assign spiking = \port$2470$25 [0];
+  assign reset = \port$2470$25 [2:1];
+  assign v_reset = \port$2470$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron3 (u_new, theta, \port$2467$25 , total, spike);
+module \npu_core_demo.neuron3 (u_new, theta, \port$2470$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -34505,8 +34604,8 @@ module \npu_core_demo.neuron3 (u_new, theta, \port$2467$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2467$25 ;
-  wire [18:0] \port$2467$25 ;
+  input [18:0] \port$2470$25 ;
+  wire [18:0] \port$2470$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34529,19 +34628,19 @@ module \npu_core_demo.neuron3 (u_new, theta, \port$2467$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$2467$25 [0] & \$6 ;
-  assign \$7  = ! \port$2467$25 [2:1];
-  assign \$8  = \port$2467$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$2467$25 [18:3] : v;
+  assign spike = \port$2470$25 [0] & \$6 ;
+  assign \$7  = ! \port$2470$25 [2:1];
+  assign \$8  = \port$2470$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$2470$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$2467$25 [0];
-  assign reset = \port$2467$25 [2:1];
-  assign v_reset = \port$2467$25 [18:3];
+  assign spiking = \port$2470$25 [0];
+  assign reset = \port$2470$25 [2:1];
+  assign v_reset = \port$2470$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron4 (u_new, theta, \port$2467$25 , total, spike);
+module \npu_core_demo.neuron4 (u_new, theta, \port$2470$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -34555,8 +34654,8 @@ module \npu_core_demo.neuron4 (u_new, theta, \port$2467$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2467$25 ;
-  wire [18:0] \port$2467$25 ;
+  input [18:0] \port$2470$25 ;
+  wire [18:0] \port$2470$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34579,19 +34678,19 @@ module \npu_core_demo.neuron4 (u_new, theta, \port$2467$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$2467$25 [0] & \$6 ;
-  assign \$7  = ! \port$2467$25 [2:1];
-  assign \$8  = \port$2467$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$2467$25 [18:3] : v;
+  assign spike = \port$2470$25 [0] & \$6 ;
+  assign \$7  = ! \port$2470$25 [2:1];
+  assign \$8  = \port$2470$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$2470$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$2467$25 [0];
-  assign reset = \port$2467$25 [2:1];
-  assign v_reset = \port$2467$25 [18:3];
+  assign spiking = \port$2470$25 [0];
+  assign reset = \port$2470$25 [2:1];
+  assign v_reset = \port$2470$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron5 (u_new, theta, \port$2467$25 , total, spike);
+module \npu_core_demo.neuron5 (u_new, theta, \port$2470$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -34605,8 +34704,8 @@ module \npu_core_demo.neuron5 (u_new, theta, \port$2467$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2467$25 ;
-  wire [18:0] \port$2467$25 ;
+  input [18:0] \port$2470$25 ;
+  wire [18:0] \port$2470$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34629,19 +34728,19 @@ module \npu_core_demo.neuron5 (u_new, theta, \port$2467$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$2467$25 [0] & \$6 ;
-  assign \$7  = ! \port$2467$25 [2:1];
-  assign \$8  = \port$2467$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$2467$25 [18:3] : v;
+  assign spike = \port$2470$25 [0] & \$6 ;
+  assign \$7  = ! \port$2470$25 [2:1];
+  assign \$8  = \port$2470$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$2470$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$2467$25 [0];
-  assign reset = \port$2467$25 [2:1];
-  assign v_reset = \port$2467$25 [18:3];
+  assign spiking = \port$2470$25 [0];
+  assign reset = \port$2470$25 [2:1];
+  assign v_reset = \port$2470$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron6 (u_new, theta, \port$2467$25 , total, spike);
+module \npu_core_demo.neuron6 (u_new, theta, \port$2470$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -34655,8 +34754,8 @@ module \npu_core_demo.neuron6 (u_new, theta, \port$2467$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2467$25 ;
-  wire [18:0] \port$2467$25 ;
+  input [18:0] \port$2470$25 ;
+  wire [18:0] \port$2470$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34679,19 +34778,19 @@ module \npu_core_demo.neuron6 (u_new, theta, \port$2467$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$2467$25 [0] & \$6 ;
-  assign \$7  = ! \port$2467$25 [2:1];
-  assign \$8  = \port$2467$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$2467$25 [18:3] : v;
+  assign spike = \port$2470$25 [0] & \$6 ;
+  assign \$7  = ! \port$2470$25 [2:1];
+  assign \$8  = \port$2470$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$2470$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$2467$25 [0];
-  assign reset = \port$2467$25 [2:1];
-  assign v_reset = \port$2467$25 [18:3];
+  assign spiking = \port$2470$25 [0];
+  assign reset = \port$2470$25 [2:1];
+  assign v_reset = \port$2470$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron7 (u_new, theta, \port$2467$25 , total, spike);
+module \npu_core_demo.neuron7 (u_new, theta, \port$2470$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -34705,8 +34804,8 @@ module \npu_core_demo.neuron7 (u_new, theta, \port$2467$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2467$25 ;
-  wire [18:0] \port$2467$25 ;
+  input [18:0] \port$2470$25 ;
+  wire [18:0] \port$2470$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34729,15 +34828,15 @@ module \npu_core_demo.neuron7 (u_new, theta, \port$2467$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$2467$25 [0] & \$6 ;
-  assign \$7  = ! \port$2467$25 [2:1];
-  assign \$8  = \port$2467$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$2467$25 [18:3] : v;
+  assign spike = \port$2470$25 [0] & \$6 ;
+  assign \$7  = ! \port$2470$25 [2:1];
+  assign \$8  = \port$2470$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$2470$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$2467$25 [0];
-  assign reset = \port$2467$25 [2:1];
-  assign v_reset = \port$2467$25 [18:3];
+  assign spiking = \port$2470$25 [0];
+  assign reset = \port$2470$25 [2:1];
+  assign v_reset = \port$2470$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
@@ -34924,41 +35023,44 @@ module \npu_core_demo.router (rst, records__ready, free, can_load, \event , load
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [8:0] \$1 ;
   wire [7:0] \$10 ;
-  wire [7:0] \$11 ;
-  wire [7:0] \$12 ;
-  wire \$13 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [8:0] \$13 ;
   wire \$14 ;
-  wire \$15 ;
-  wire [8:0] \$16 ;
+  reg [15:0] \$15 ;
+  wire \$16 ;
   wire \$17 ;
-  reg [15:0] \$18 ;
-  wire \$19 ;
+  wire \$18 ;
+  wire [8:0] \$19 ;
   wire [8:0] \$2 ;
-  wire \$20 ;
+  wire [8:0] \$20 ;
   wire \$21 ;
-  wire [8:0] \$22 ;
-  wire [8:0] \$23 ;
+  wire \$22 ;
+  wire \$23 ;
   wire \$24 ;
-  wire \$25 ;
-  reg \$26 ;
-  reg [27:0] \$27 ;
-  reg [7:0] \$28 ;
-  reg [7:0] \$29 ;
+  wire [8:0] \$25 ;
+  wire [8:0] \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  reg \$29 ;
   wire \$3 ;
-  reg [1:0] \$30 ;
-  reg \$31 ;
-  reg [15:0] \$32 ;
-  reg [15:0] \$33 ;
-  reg [15:0] \$34 ;
-  reg [15:0] \$35 ;
-  reg [15:0] \$36 ;
-  reg [15:0] \$37 ;
+  reg [27:0] \$30 ;
+  reg [7:0] \$31 ;
+  reg \$32 ;
+  reg \$33 ;
+  reg [7:0] \$34 ;
+  reg [7:0] \$35 ;
+  reg [1:0] \$36 ;
+  reg \$37 ;
   reg [15:0] \$38 ;
   reg [15:0] \$39 ;
   wire \$4 ;
-  reg [7:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
+  reg [15:0] \$40 ;
+  reg [15:0] \$41 ;
+  reg [15:0] \$42 ;
+  reg [15:0] \$43 ;
+  reg [15:0] \$44 ;
+  reg [15:0] \$45 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
@@ -34999,7 +35101,6 @@ module \npu_core_demo.router (rst, records__ready, free, can_load, \event , load
   output out_valid;
   reg out_valid = 1'h0;
   reg [7:0] pending = 8'h00;
-  reg [7:0] pending_next;
   wire [2:0] pick;
   output [27:0] records__payload;
   reg [27:0] records__payload = 28'h0000000;
@@ -35012,6 +35113,7 @@ module \npu_core_demo.router (rst, records__ready, free, can_load, \event , load
   wire records__ready;
   (* init = 1'h0 *)
   wire records__valid;
+  wire [7:0] rest;
   input rst;
   wire rst;
   input [7:0] send;
@@ -35038,13 +35140,19 @@ module \npu_core_demo.router (rst, records__ready, free, can_load, \event , load
   wire [15:0] \values[6] ;
   wire [15:0] \values[7] ;
   always @(posedge clk)
-    value7 <= \$39 ;
+    value1 <= \$39 ;
   always @(posedge clk)
-    pending <= \$40 ;
+    value2 <= \$40 ;
   always @(posedge clk)
-    none_left <= \$41 ;
+    value3 <= \$41 ;
   always @(posedge clk)
-    one_left <= \$42 ;
+    value4 <= \$42 ;
+  always @(posedge clk)
+    value5 <= \$43 ;
+  always @(posedge clk)
+    value6 <= \$44 ;
+  always @(posedge clk)
+    value7 <= \$45 ;
   assign \$1  = - pending;
   assign \$2  = { 1'h0, pending } & \$1 ;
   assign \$3  = | { \$2 [7], \$2 [5], \$2 [3], \$2 [1] };
@@ -35059,51 +35167,49 @@ module \npu_core_demo.router (rst, records__ready, free, can_load, \event , load
   assign \$9  = out_valid & records__ready;
   assign \event  = \$9  & records__payload[11];
   assign \$10  = ~ \$2 [7:0];
-  assign \$11  = pending & \$10 ;
-  assign \$12  = advance ? \$11  : pending;
-  assign \$13  = load & can_load;
-  assign \$14  = ~ none_left;
-  assign \$15  = emit_values ? 1'h1 : 1'h0;
-  assign \$16  = base + pick;
-  assign \$17  = spikes >> pick;
-  assign \$19  = load & can_load;
-  assign \$20  = ! pending_next;
-  assign \$21  = | pending_next;
-  assign \$22  = pending_next - 1'h1;
-  assign \$23  = { 1'h0, pending_next } & \$22 ;
-  assign \$24  = ! \$23 ;
-  assign \$25  = \$21  & \$24 ;
+  assign rest = pending & \$10 ;
+  assign \$11  = ~ none_left;
+  assign \$12  = emit_values ? 1'h1 : 1'h0;
+  assign \$13  = base + pick;
+  assign \$14  = spikes >> pick;
+  assign \$16  = load & can_load;
+  assign \$17  = ! send;
+  assign \$18  = | send;
+  assign \$19  = send - 1'h1;
+  assign \$20  = { 1'h0, send } & \$19 ;
+  assign \$21  = ! \$20 ;
+  assign \$22  = \$18  & \$21 ;
+  assign \$23  = ! rest;
+  assign \$24  = | rest;
+  assign \$25  = rest - 1'h1;
+  assign \$26  = { 1'h0, rest } & \$25 ;
+  assign \$27  = ! \$26 ;
+  assign \$28  = \$24  & \$27 ;
   always @(posedge clk)
-    out_valid <= \$26 ;
+    out_valid <= \$29 ;
   always @(posedge clk)
-    records__payload <= \$27 ;
+    records__payload <= \$30 ;
   always @(posedge clk)
-    spikes <= \$28 ;
+    pending <= \$31 ;
   always @(posedge clk)
-    base <= \$29 ;
+    none_left <= \$32 ;
   always @(posedge clk)
-    layer <= \$30 ;
+    one_left <= \$33 ;
   always @(posedge clk)
-    emit_values <= \$31 ;
+    spikes <= \$34 ;
   always @(posedge clk)
-    value0 <= \$32 ;
+    base <= \$35 ;
   always @(posedge clk)
-    value1 <= \$33 ;
+    layer <= \$36 ;
   always @(posedge clk)
-    value2 <= \$34 ;
+    emit_values <= \$37 ;
   always @(posedge clk)
-    value3 <= \$35 ;
-  always @(posedge clk)
-    value4 <= \$36 ;
-  always @(posedge clk)
-    value5 <= \$37 ;
-  always @(posedge clk)
-    value6 <= \$38 ;
+    value0 <= \$38 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$39  = value7;
-    if (\$19 ) begin
-      \$39  = values[127:112];
+    \$39  = value1;
+    if (\$16 ) begin
+      \$39  = values[31:16];
     end
     if (rst) begin
       \$39  = 16'h0000;
@@ -35111,23 +35217,62 @@ module \npu_core_demo.router (rst, records__ready, free, can_load, \event , load
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$40  = pending_next;
+    \$40  = value2;
+    if (\$16 ) begin
+      \$40  = values[47:32];
+    end
     if (rst) begin
-      \$40  = 8'h00;
+      \$40  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$41  = \$20 ;
+    \$41  = value3;
+    if (\$16 ) begin
+      \$41  = values[63:48];
+    end
     if (rst) begin
-      \$41  = 1'h1;
+      \$41  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$42  = \$25 ;
+    \$42  = value4;
+    if (\$16 ) begin
+      \$42  = values[79:64];
+    end
     if (rst) begin
-      \$42  = 1'h0;
+      \$42  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$43  = value5;
+    if (\$16 ) begin
+      \$43  = values[95:80];
+    end
+    if (rst) begin
+      \$43  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$44  = value6;
+    if (\$16 ) begin
+      \$44  = values[111:96];
+    end
+    if (rst) begin
+      \$44  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$45  = value7;
+    if (\$16 ) begin
+      \$45  = values[127:112];
+    end
+    if (rst) begin
+      \$45  = 16'h0000;
     end
   end
   always @* begin
@@ -35135,159 +35280,128 @@ module \npu_core_demo.router (rst, records__ready, free, can_load, \event , load
     (* full_case = 32'd1 *)
     casez (pick)
       3'h0:
-          \$18  = value0;
+          \$15  = value0;
       3'h1:
-          \$18  = value1;
+          \$15  = value1;
       3'h2:
-          \$18  = value2;
+          \$15  = value2;
       3'h3:
-          \$18  = value3;
+          \$15  = value3;
       3'h4:
-          \$18  = value4;
+          \$15  = value4;
       3'h5:
-          \$18  = value5;
+          \$15  = value5;
       3'h6:
-          \$18  = value6;
+          \$15  = value6;
       3'h7:
-          \$18  = value7;
+          \$15  = value7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    pending_next = \$12 ;
-    if (\$13 ) begin
-      pending_next = send;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$26  = out_valid;
+    \$29  = out_valid;
     if (advance) begin
-      \$26  = \$14 ;
+      \$29  = \$11 ;
     end
     if (rst) begin
-      \$26  = 1'h0;
+      \$29  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$27  = records__payload;
+    \$30  = records__payload;
     if (advance) begin
-      \$27 [1:0] = { 1'h0, \$15  };
-      \$27 [3:2] = layer;
-      \$27 [10:4] = \$16 [6:0];
-      \$27 [11] = \$17 ;
-      \$27 [27:12] = \$18 ;
+      \$30 [1:0] = { 1'h0, \$12  };
+      \$30 [3:2] = layer;
+      \$30 [10:4] = \$13 [6:0];
+      \$30 [11] = \$14 ;
+      \$30 [27:12] = \$15 ;
     end
     if (rst) begin
-      \$27  = 28'h0000000;
+      \$30  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$28  = spikes;
-    if (\$19 ) begin
-      \$28  = \spikes$33 ;
+    \$31  = pending;
+    if (\$16 ) begin
+      \$31  = send;
+    end else if (advance) begin
+      \$31  = rest;
     end
     if (rst) begin
-      \$28  = 8'h00;
+      \$31  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$29  = base;
-    if (\$19 ) begin
-      \$29  = \base$34 ;
+    \$32  = none_left;
+    if (\$16 ) begin
+      \$32  = \$17 ;
+    end else if (advance) begin
+      \$32  = \$23 ;
     end
     if (rst) begin
-      \$29  = 8'h00;
+      \$32  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$30  = layer;
-    if (\$19 ) begin
-      \$30  = \layer$35 ;
+    \$33  = one_left;
+    if (\$16 ) begin
+      \$33  = \$22 ;
+    end else if (advance) begin
+      \$33  = \$28 ;
     end
     if (rst) begin
-      \$30  = 2'h0;
+      \$33  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$31  = emit_values;
-    if (\$19 ) begin
-      \$31  = \emit_values$36 ;
+    \$34  = spikes;
+    if (\$16 ) begin
+      \$34  = \spikes$33 ;
     end
     if (rst) begin
-      \$31  = 1'h0;
+      \$34  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$32  = value0;
-    if (\$19 ) begin
-      \$32  = values[15:0];
+    \$35  = base;
+    if (\$16 ) begin
+      \$35  = \base$34 ;
     end
     if (rst) begin
-      \$32  = 16'h0000;
+      \$35  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$33  = value1;
-    if (\$19 ) begin
-      \$33  = values[31:16];
+    \$36  = layer;
+    if (\$16 ) begin
+      \$36  = \layer$35 ;
     end
     if (rst) begin
-      \$33  = 16'h0000;
+      \$36  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$34  = value2;
-    if (\$19 ) begin
-      \$34  = values[47:32];
+    \$37  = emit_values;
+    if (\$16 ) begin
+      \$37  = \emit_values$36 ;
     end
     if (rst) begin
-      \$34  = 16'h0000;
+      \$37  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$35  = value3;
-    if (\$19 ) begin
-      \$35  = values[63:48];
-    end
-    if (rst) begin
-      \$35  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$36  = value4;
-    if (\$19 ) begin
-      \$36  = values[79:64];
-    end
-    if (rst) begin
-      \$36  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$37  = value5;
-    if (\$19 ) begin
-      \$37  = values[95:80];
-    end
-    if (rst) begin
-      \$37  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$38  = value6;
-    if (\$19 ) begin
-      \$38  = values[111:96];
+    \$38  = value0;
+    if (\$16 ) begin
+      \$38  = values[15:0];
     end
     if (rst) begin
       \$38  = 16'h0000;

@@ -354,25 +354,25 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg \$411 ;
   reg \$412 ;
   reg \$413 ;
-  reg [17:0] \$414 ;
-  reg [25:0] \$415 ;
-  reg [17:0] \$416 ;
-  reg [25:0] \$417 ;
-  reg [17:0] \$418 ;
-  reg [25:0] \$419 ;
+  reg \$414 ;
+  reg [17:0] \$415 ;
+  reg [25:0] \$416 ;
+  reg [17:0] \$417 ;
+  reg [25:0] \$418 ;
+  reg [17:0] \$419 ;
   wire [26:0] \$42 ;
-  reg [17:0] \$420 ;
-  reg [25:0] \$421 ;
-  reg [17:0] \$422 ;
-  reg [25:0] \$423 ;
-  reg [17:0] \$424 ;
-  reg [25:0] \$425 ;
-  reg [17:0] \$426 ;
-  reg [25:0] \$427 ;
-  reg [17:0] \$428 ;
-  reg [25:0] \$429 ;
+  reg [25:0] \$420 ;
+  reg [17:0] \$421 ;
+  reg [25:0] \$422 ;
+  reg [17:0] \$423 ;
+  reg [25:0] \$424 ;
+  reg [17:0] \$425 ;
+  reg [25:0] \$426 ;
+  reg [17:0] \$427 ;
+  reg [25:0] \$428 ;
+  reg [17:0] \$429 ;
   wire \$43 ;
-  reg [7:0] \$430 ;
+  reg [25:0] \$430 ;
   reg [7:0] \$431 ;
   reg [7:0] \$432 ;
   reg [7:0] \$433 ;
@@ -390,7 +390,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [7:0] \$444 ;
   reg [7:0] \$445 ;
   reg [7:0] \$446 ;
-  reg [15:0] \$447 ;
+  reg [7:0] \$447 ;
   reg [15:0] \$448 ;
   reg [15:0] \$449 ;
   wire \$45 ;
@@ -399,28 +399,29 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [15:0] \$452 ;
   reg [15:0] \$453 ;
   reg [15:0] \$454 ;
-  reg [7:0] \$455 ;
-  reg \$456 ;
+  reg [15:0] \$455 ;
+  reg [7:0] \$456 ;
   reg \$457 ;
-  reg [6:0] \$458 ;
+  reg \$458 ;
   reg [6:0] \$459 ;
   wire [8:0] \$46 ;
-  reg [1:0] \$460 ;
-  reg \$461 ;
+  reg [6:0] \$460 ;
+  reg [1:0] \$461 ;
   reg \$462 ;
-  reg [3:0] \$463 ;
-  reg [4:0] \$464 ;
-  reg [3:0] \$465 ;
-  reg [2:0] \$466 ;
-  reg \$467 ;
+  reg \$463 ;
+  reg [3:0] \$464 ;
+  reg [4:0] \$465 ;
+  reg [3:0] \$466 ;
+  reg [2:0] \$467 ;
   reg \$468 ;
-  reg [7:0] \$469 ;
+  reg \$469 ;
   wire \$47 ;
   reg [7:0] \$470 ;
-  reg [10:0] \$471 ;
-  reg [12:0] \$472 ;
-  reg [1:0] \$473 ;
-  reg \$474 ;
+  reg [7:0] \$471 ;
+  reg [10:0] \$472 ;
+  reg [12:0] \$473 ;
+  reg [1:0] \$474 ;
+  reg \$475 ;
   wire [8:0] \$48 ;
   wire \$49 ;
   reg [44:0] \$5 ;
@@ -483,104 +484,106 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg \$signal$102  = 1'h0;
   reg \$signal$121  = 1'h0;
   reg \$signal$122 ;
-  reg \$signal$197  = 1'h0;
-  reg \$signal$201  = 1'h0;
+  reg \$signal$123  = 1'h0;
+  reg \$signal$124  = 1'h0;
+  reg \$signal$222  = 1'h0;
+  reg \$signal$226  = 1'h0;
   wire [10:0] \$signature__addr ;
-  wire [4:0] \$signature__addr$219 ;
-  wire [10:0] \$signature__addr$222 ;
-  wire [4:0] \$signature__addr$225 ;
-  wire [10:0] \$signature__addr$228 ;
-  wire [4:0] \$signature__addr$231 ;
-  wire [10:0] \$signature__addr$234 ;
-  wire [4:0] \$signature__addr$237 ;
-  wire [10:0] \$signature__addr$240 ;
-  wire [4:0] \$signature__addr$243 ;
-  wire [10:0] \$signature__addr$246 ;
-  wire [4:0] \$signature__addr$249 ;
-  wire [10:0] \$signature__addr$252 ;
-  wire [4:0] \$signature__addr$255 ;
-  wire [10:0] \$signature__addr$258 ;
-  wire [4:0] \$signature__addr$261 ;
-  wire [4:0] \$signature__addr$371 ;
-  wire [4:0] \$signature__addr$375 ;
-  wire [4:0] \$signature__addr$378 ;
-  wire [4:0] \$signature__addr$381 ;
-  wire [4:0] \$signature__addr$384 ;
-  wire [4:0] \$signature__addr$387 ;
-  wire [4:0] \$signature__addr$390 ;
-  wire [4:0] \$signature__addr$393 ;
+  wire [4:0] \$signature__addr$244 ;
+  wire [10:0] \$signature__addr$247 ;
+  wire [4:0] \$signature__addr$250 ;
+  wire [10:0] \$signature__addr$253 ;
+  wire [4:0] \$signature__addr$256 ;
+  wire [10:0] \$signature__addr$259 ;
+  wire [4:0] \$signature__addr$262 ;
+  wire [10:0] \$signature__addr$265 ;
+  wire [4:0] \$signature__addr$268 ;
+  wire [10:0] \$signature__addr$271 ;
+  wire [4:0] \$signature__addr$274 ;
+  wire [10:0] \$signature__addr$277 ;
+  wire [4:0] \$signature__addr$280 ;
+  wire [10:0] \$signature__addr$283 ;
+  wire [4:0] \$signature__addr$286 ;
+  wire [4:0] \$signature__addr$396 ;
+  wire [4:0] \$signature__addr$400 ;
+  wire [4:0] \$signature__addr$403 ;
+  wire [4:0] \$signature__addr$406 ;
+  wire [4:0] \$signature__addr$409 ;
+  wire [4:0] \$signature__addr$412 ;
+  wire [4:0] \$signature__addr$415 ;
+  wire [4:0] \$signature__addr$418 ;
   wire [7:0] \$signature__data ;
-  wire [40:0] \$signature__data$220 ;
-  wire [8:0] \$signature__data$220.alpha ;
-  wire [15:0] \$signature__data$220.bias ;
-  wire [15:0] \$signature__data$220.theta ;
-  wire [7:0] \$signature__data$223 ;
-  wire [40:0] \$signature__data$226 ;
-  wire [8:0] \$signature__data$226.alpha ;
-  wire [15:0] \$signature__data$226.bias ;
-  wire [15:0] \$signature__data$226.theta ;
-  wire [7:0] \$signature__data$229 ;
-  wire [40:0] \$signature__data$232 ;
-  wire [8:0] \$signature__data$232.alpha ;
-  wire [15:0] \$signature__data$232.bias ;
-  wire [15:0] \$signature__data$232.theta ;
-  wire [7:0] \$signature__data$235 ;
-  wire [40:0] \$signature__data$238 ;
-  wire [8:0] \$signature__data$238.alpha ;
-  wire [15:0] \$signature__data$238.bias ;
-  wire [15:0] \$signature__data$238.theta ;
-  wire [7:0] \$signature__data$241 ;
-  wire [40:0] \$signature__data$244 ;
-  wire [8:0] \$signature__data$244.alpha ;
-  wire [15:0] \$signature__data$244.bias ;
-  wire [15:0] \$signature__data$244.theta ;
-  wire [7:0] \$signature__data$247 ;
-  wire [40:0] \$signature__data$250 ;
-  wire [8:0] \$signature__data$250.alpha ;
-  wire [15:0] \$signature__data$250.bias ;
-  wire [15:0] \$signature__data$250.theta ;
-  wire [7:0] \$signature__data$253 ;
-  wire [40:0] \$signature__data$256 ;
-  wire [8:0] \$signature__data$256.alpha ;
-  wire [15:0] \$signature__data$256.bias ;
-  wire [15:0] \$signature__data$256.theta ;
-  wire [7:0] \$signature__data$259 ;
-  wire [40:0] \$signature__data$262 ;
-  wire [8:0] \$signature__data$262.alpha ;
-  wire [15:0] \$signature__data$262.bias ;
-  wire [15:0] \$signature__data$262.theta ;
-  wire [15:0] \$signature__data$372 ;
-  wire [15:0] \$signature__data$376 ;
-  wire [15:0] \$signature__data$379 ;
-  wire [15:0] \$signature__data$382 ;
-  wire [15:0] \$signature__data$385 ;
-  wire [15:0] \$signature__data$388 ;
-  wire [15:0] \$signature__data$391 ;
-  wire [15:0] \$signature__data$394 ;
+  wire [40:0] \$signature__data$245 ;
+  wire [8:0] \$signature__data$245.alpha ;
+  wire [15:0] \$signature__data$245.bias ;
+  wire [15:0] \$signature__data$245.theta ;
+  wire [7:0] \$signature__data$248 ;
+  wire [40:0] \$signature__data$251 ;
+  wire [8:0] \$signature__data$251.alpha ;
+  wire [15:0] \$signature__data$251.bias ;
+  wire [15:0] \$signature__data$251.theta ;
+  wire [7:0] \$signature__data$254 ;
+  wire [40:0] \$signature__data$257 ;
+  wire [8:0] \$signature__data$257.alpha ;
+  wire [15:0] \$signature__data$257.bias ;
+  wire [15:0] \$signature__data$257.theta ;
+  wire [7:0] \$signature__data$260 ;
+  wire [40:0] \$signature__data$263 ;
+  wire [8:0] \$signature__data$263.alpha ;
+  wire [15:0] \$signature__data$263.bias ;
+  wire [15:0] \$signature__data$263.theta ;
+  wire [7:0] \$signature__data$266 ;
+  wire [40:0] \$signature__data$269 ;
+  wire [8:0] \$signature__data$269.alpha ;
+  wire [15:0] \$signature__data$269.bias ;
+  wire [15:0] \$signature__data$269.theta ;
+  wire [7:0] \$signature__data$272 ;
+  wire [40:0] \$signature__data$275 ;
+  wire [8:0] \$signature__data$275.alpha ;
+  wire [15:0] \$signature__data$275.bias ;
+  wire [15:0] \$signature__data$275.theta ;
+  wire [7:0] \$signature__data$278 ;
+  wire [40:0] \$signature__data$281 ;
+  wire [8:0] \$signature__data$281.alpha ;
+  wire [15:0] \$signature__data$281.bias ;
+  wire [15:0] \$signature__data$281.theta ;
+  wire [7:0] \$signature__data$284 ;
+  wire [40:0] \$signature__data$287 ;
+  wire [8:0] \$signature__data$287.alpha ;
+  wire [15:0] \$signature__data$287.bias ;
+  wire [15:0] \$signature__data$287.theta ;
+  wire [15:0] \$signature__data$397 ;
+  wire [15:0] \$signature__data$401 ;
+  wire [15:0] \$signature__data$404 ;
+  wire [15:0] \$signature__data$407 ;
+  wire [15:0] \$signature__data$410 ;
+  wire [15:0] \$signature__data$413 ;
+  wire [15:0] \$signature__data$416 ;
+  wire [15:0] \$signature__data$419 ;
   wire \$signature__en ;
-  wire \$signature__en$221 ;
-  wire \$signature__en$224 ;
-  wire \$signature__en$227 ;
-  wire \$signature__en$230 ;
-  wire \$signature__en$233 ;
-  wire \$signature__en$236 ;
-  wire \$signature__en$239 ;
-  wire \$signature__en$242 ;
-  wire \$signature__en$245 ;
-  wire \$signature__en$248 ;
-  wire \$signature__en$251 ;
-  wire \$signature__en$254 ;
-  wire \$signature__en$257 ;
-  wire \$signature__en$260 ;
-  wire \$signature__en$263 ;
-  wire \$signature__en$373 ;
-  wire \$signature__en$377 ;
-  wire \$signature__en$380 ;
-  wire \$signature__en$383 ;
-  wire \$signature__en$386 ;
-  wire \$signature__en$389 ;
-  wire \$signature__en$392 ;
-  wire \$signature__en$395 ;
+  wire \$signature__en$246 ;
+  wire \$signature__en$249 ;
+  wire \$signature__en$252 ;
+  wire \$signature__en$255 ;
+  wire \$signature__en$258 ;
+  wire \$signature__en$261 ;
+  wire \$signature__en$264 ;
+  wire \$signature__en$267 ;
+  wire \$signature__en$270 ;
+  wire \$signature__en$273 ;
+  wire \$signature__en$276 ;
+  wire \$signature__en$279 ;
+  wire \$signature__en$282 ;
+  wire \$signature__en$285 ;
+  wire \$signature__en$288 ;
+  wire \$signature__en$398 ;
+  wire \$signature__en$402 ;
+  wire \$signature__en$405 ;
+  wire \$signature__en$408 ;
+  wire \$signature__en$411 ;
+  wire \$signature__en$414 ;
+  wire \$signature__en$417 ;
+  wire \$signature__en$420 ;
   reg [25:0] acc0 = 26'h0000000;
   reg [25:0] acc1 = 26'h0000000;
   reg [25:0] acc2 = 26'h0000000;
@@ -589,31 +592,63 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [25:0] acc5 = 26'h0000000;
   reg [25:0] acc6 = 26'h0000000;
   reg [25:0] acc7 = 26'h0000000;
+  (* init = 9'h000 *)
   wire [8:0] alpha;
-  wire [8:0] \alpha$298 ;
-  wire [8:0] \alpha$301 ;
-  wire [8:0] \alpha$304 ;
-  wire [8:0] \alpha$307 ;
-  wire [8:0] \alpha$310 ;
-  wire [8:0] \alpha$313 ;
-  wire [8:0] \alpha$316 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$323 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$326 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$329 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$332 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$335 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$338 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$341 ;
+  reg [8:0] alpha_q0 = 9'h000;
+  reg [8:0] alpha_q1 = 9'h000;
+  reg [8:0] alpha_q2 = 9'h000;
+  reg [8:0] alpha_q3 = 9'h000;
+  reg [8:0] alpha_q4 = 9'h000;
+  reg [8:0] alpha_q5 = 9'h000;
+  reg [8:0] alpha_q6 = 9'h000;
+  reg [8:0] alpha_q7 = 9'h000;
   reg bank_sel = 1'h0;
   reg [7:0] base;
+  (* init = 16'h0000 *)
   wire [15:0] bias;
-  wire [15:0] \bias$299 ;
-  wire [15:0] \bias$302 ;
-  wire [15:0] \bias$305 ;
-  wire [15:0] \bias$308 ;
-  wire [15:0] \bias$311 ;
-  wire [15:0] \bias$314 ;
-  wire [15:0] \bias$317 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$324 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$327 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$330 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$333 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$336 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$339 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$342 ;
+  reg [15:0] bias_q0 = 16'h0000;
+  reg [15:0] bias_q1 = 16'h0000;
+  reg [15:0] bias_q2 = 16'h0000;
+  reg [15:0] bias_q3 = 16'h0000;
+  reg [15:0] bias_q4 = 16'h0000;
+  reg [15:0] bias_q5 = 16'h0000;
+  reg [15:0] bias_q6 = 16'h0000;
+  reg [15:0] bias_q7 = 16'h0000;
   output busy;
   reg busy;
   wire \busy$68 ;
   wire can_load;
   input clear;
   wire clear;
-  reg \clear$406 ;
+  reg \clear$431 ;
   input clk;
   wire clk;
   reg [7:0] cnt = 8'h00;
@@ -734,7 +769,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [4:0] k = 5'h00;
   reg last_row = 1'h0;
   reg [44:0] layer = 45'h000000000000;
-  reg [1:0] \layer$403 ;
+  reg [1:0] \layer$428 ;
   wire [2:0] \layer.ebase ;
   wire [3:0] \layer.ecount ;
   wire \layer.emit_values ;
@@ -785,13 +820,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \layer3.spiking ;
   wire [15:0] \layer3.v_reset ;
   wire [17:0] leak;
-  wire [17:0] \leak$128 ;
-  wire [17:0] \leak$131 ;
-  wire [17:0] \leak$134 ;
-  wire [17:0] \leak$137 ;
-  wire [17:0] \leak$140 ;
-  wire [17:0] \leak$143 ;
-  wire [17:0] \leak$146 ;
+  wire [17:0] \leak$135 ;
+  wire [17:0] \leak$141 ;
+  wire [17:0] \leak$147 ;
+  wire [17:0] \leak$153 ;
+  wire [17:0] \leak$159 ;
+  wire [17:0] \leak$165 ;
+  wire [17:0] \leak$171 ;
   reg [17:0] leak_q0 = 18'h00000;
   reg [17:0] leak_q1 = 18'h00000;
   reg [17:0] leak_q2 = 18'h00000;
@@ -857,31 +892,31 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \params7_nrw.bias ;
   wire [15:0] \params7_nrw.theta ;
   wire [10:0] port__addr;
-  wire [4:0] \port__addr$269 ;
-  wire [4:0] \port__addr$270 ;
-  wire [10:0] \port__addr$271 ;
-  wire [4:0] \port__addr$272 ;
-  wire [4:0] \port__addr$273 ;
-  wire [10:0] \port__addr$274 ;
-  wire [4:0] \port__addr$275 ;
-  wire [4:0] \port__addr$276 ;
-  wire [10:0] \port__addr$277 ;
-  wire [4:0] \port__addr$278 ;
-  wire [4:0] \port__addr$279 ;
-  wire [10:0] \port__addr$280 ;
-  wire [4:0] \port__addr$281 ;
-  wire [4:0] \port__addr$282 ;
-  wire [10:0] \port__addr$283 ;
-  wire [4:0] \port__addr$284 ;
-  wire [4:0] \port__addr$285 ;
-  wire [10:0] \port__addr$286 ;
-  wire [4:0] \port__addr$287 ;
-  wire [4:0] \port__addr$288 ;
-  wire [10:0] \port__addr$289 ;
-  wire [4:0] \port__addr$290 ;
-  wire [4:0] \port__addr$291 ;
-  wire [10:0] \port__addr$292 ;
-  wire [7:0] \port__addr$293 ;
+  wire [4:0] \port__addr$294 ;
+  wire [4:0] \port__addr$295 ;
+  wire [10:0] \port__addr$296 ;
+  wire [4:0] \port__addr$297 ;
+  wire [4:0] \port__addr$298 ;
+  wire [10:0] \port__addr$299 ;
+  wire [4:0] \port__addr$300 ;
+  wire [4:0] \port__addr$301 ;
+  wire [10:0] \port__addr$302 ;
+  wire [4:0] \port__addr$303 ;
+  wire [4:0] \port__addr$304 ;
+  wire [10:0] \port__addr$305 ;
+  wire [4:0] \port__addr$306 ;
+  wire [4:0] \port__addr$307 ;
+  wire [10:0] \port__addr$308 ;
+  wire [4:0] \port__addr$309 ;
+  wire [4:0] \port__addr$310 ;
+  wire [10:0] \port__addr$311 ;
+  wire [4:0] \port__addr$312 ;
+  wire [4:0] \port__addr$313 ;
+  wire [10:0] \port__addr$314 ;
+  wire [4:0] \port__addr$315 ;
+  wire [4:0] \port__addr$316 ;
+  wire [10:0] \port__addr$317 ;
+  wire [7:0] \port__addr$318 ;
   wire [14:0] port__data;
   wire [14:0] \port__data$19 ;
   wire [6:0] \port__data$19.index ;
@@ -936,7 +971,6 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \port__data$67 ;
   wire [6:0] \port__data.index ;
   wire [7:0] \port__data.value ;
-  reg pre2 = 1'h0;
   reg [15:0] prod_q0 = 16'h0000;
   reg [15:0] prod_q1 = 16'h0000;
   reg [15:0] prod_q2 = 16'h0000;
@@ -963,13 +997,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire records__ready;
   wire records__valid;
   wire [1:0] reset;
-  wire [1:0] \reset$339 ;
-  wire [1:0] \reset$344 ;
-  wire [1:0] \reset$349 ;
-  wire [1:0] \reset$354 ;
-  wire [1:0] \reset$359 ;
   wire [1:0] \reset$364 ;
   wire [1:0] \reset$369 ;
+  wire [1:0] \reset$374 ;
+  wire [1:0] \reset$379 ;
+  wire [1:0] \reset$384 ;
+  wire [1:0] \reset$389 ;
+  wire [1:0] \reset$394 ;
   wire [5:0] row_addr;
   reg [12:0] row_offset = 13'h0000;
   reg [10:0] row_wbase = 11'h000;
@@ -988,73 +1022,73 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg s4_valid = 1'h0;
   reg [7:0] send;
   wire spike;
-  wire \spike$171 ;
-  wire \spike$174 ;
-  wire \spike$177 ;
-  wire \spike$180 ;
-  wire \spike$183 ;
-  wire \spike$186 ;
-  wire \spike$189 ;
+  wire \spike$196 ;
+  wire \spike$199 ;
+  wire \spike$202 ;
+  wire \spike$205 ;
+  wire \spike$208 ;
+  wire \spike$211 ;
+  wire \spike$214 ;
   wire [2:0] spike_src;
   reg [7:0] spikes = 8'h00;
-  reg [7:0] \spikes$401 ;
+  reg [7:0] \spikes$426 ;
   wire spiking;
-  wire \spiking$340 ;
-  wire \spiking$345 ;
-  wire \spiking$350 ;
-  wire \spiking$355 ;
-  wire \spiking$360 ;
   wire \spiking$365 ;
   wire \spiking$370 ;
+  wire \spiking$375 ;
+  wire \spiking$380 ;
+  wire \spiking$385 ;
+  wire \spiking$390 ;
+  wire \spiking$395 ;
   reg [2:0] src_sel = 3'h0;
   wire [15:0] theta;
-  wire [15:0] \theta$337 ;
-  wire [15:0] \theta$342 ;
-  wire [15:0] \theta$347 ;
-  wire [15:0] \theta$352 ;
-  wire [15:0] \theta$357 ;
   wire [15:0] \theta$362 ;
   wire [15:0] \theta$367 ;
+  wire [15:0] \theta$372 ;
+  wire [15:0] \theta$377 ;
+  wire [15:0] \theta$382 ;
+  wire [15:0] \theta$387 ;
+  wire [15:0] \theta$392 ;
   (* init = 26'h0000000 *)
   wire [25:0] total;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$336 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$341 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$346 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$351 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$356 ;
   (* init = 26'h0000000 *)
   wire [25:0] \total$361 ;
   (* init = 26'h0000000 *)
   wire [25:0] \total$366 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$371 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$376 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$381 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$386 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$391 ;
   (* init = 16'h0000 *)
   wire [15:0] u;
   (* init = 16'h0000 *)
-  wire [15:0] \u$297 ;
+  wire [15:0] \u$322 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$300 ;
+  wire [15:0] \u$325 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$303 ;
+  wire [15:0] \u$328 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$306 ;
+  wire [15:0] \u$331 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$309 ;
+  wire [15:0] \u$334 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$312 ;
+  wire [15:0] \u$337 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$315 ;
+  wire [15:0] \u$340 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$173 ;
-  wire [15:0] \u_new$176 ;
-  wire [15:0] \u_new$179 ;
-  wire [15:0] \u_new$182 ;
-  wire [15:0] \u_new$185 ;
-  wire [15:0] \u_new$188 ;
-  wire [15:0] \u_new$191 ;
+  wire [15:0] \u_new$198 ;
+  wire [15:0] \u_new$201 ;
+  wire [15:0] \u_new$204 ;
+  wire [15:0] \u_new$207 ;
+  wire [15:0] \u_new$210 ;
+  wire [15:0] \u_new$213 ;
+  wire [15:0] \u_new$216 ;
   reg [15:0] u_new0 = 16'h0000;
   reg [15:0] u_new1 = 16'h0000;
   reg [15:0] u_new2 = 16'h0000;
@@ -1063,14 +1097,22 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [15:0] u_new5 = 16'h0000;
   reg [15:0] u_new6 = 16'h0000;
   reg [15:0] u_new7 = 16'h0000;
+  reg [15:0] u_q0 = 16'h0000;
+  reg [15:0] u_q1 = 16'h0000;
+  reg [15:0] u_q2 = 16'h0000;
+  reg [15:0] u_q3 = 16'h0000;
+  reg [15:0] u_q4 = 16'h0000;
+  reg [15:0] u_q5 = 16'h0000;
+  reg [15:0] u_q6 = 16'h0000;
+  reg [15:0] u_q7 = 16'h0000;
   wire [15:0] v_reset;
-  wire [15:0] \v_reset$338 ;
-  wire [15:0] \v_reset$343 ;
-  wire [15:0] \v_reset$348 ;
-  wire [15:0] \v_reset$353 ;
-  wire [15:0] \v_reset$358 ;
   wire [15:0] \v_reset$363 ;
   wire [15:0] \v_reset$368 ;
+  wire [15:0] \v_reset$373 ;
+  wire [15:0] \v_reset$378 ;
+  wire [15:0] \v_reset$383 ;
+  wire [15:0] \v_reset$388 ;
+  wire [15:0] \v_reset$393 ;
   wire [7:0] valid_lanes;
   reg [7:0] valid_q = 8'h00;
   reg [127:0] values;
@@ -3463,7 +3505,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes0[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$373 )
+    if (\$signature__en$398 )
       membranes0[\$264 [4:0]] <= \$265 [15:0];
   end
   assign \port__data$25  = membranes0[\$235 [4:0]];
@@ -3504,7 +3546,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes1[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$377 )
+    if (\$signature__en$402 )
       membranes1[\$270 [4:0]] <= \$271 [15:0];
   end
   assign \port__data$31  = membranes1[\$238 [4:0]];
@@ -3545,7 +3587,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes2[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$380 )
+    if (\$signature__en$405 )
       membranes2[\$276 [4:0]] <= \$277 [15:0];
   end
   assign \port__data$37  = membranes2[\$241 [4:0]];
@@ -3586,7 +3628,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes3[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$383 )
+    if (\$signature__en$408 )
       membranes3[\$282 [4:0]] <= \$283 [15:0];
   end
   assign \port__data$43  = membranes3[\$244 [4:0]];
@@ -3627,7 +3669,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes4[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$386 )
+    if (\$signature__en$411 )
       membranes4[\$288 [4:0]] <= \$289 [15:0];
   end
   assign \port__data$49  = membranes4[\$247 [4:0]];
@@ -3668,7 +3710,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes5[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$389 )
+    if (\$signature__en$414 )
       membranes5[\$294 [4:0]] <= \$295 [15:0];
   end
   assign \port__data$55  = membranes5[\$250 [4:0]];
@@ -3709,7 +3751,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes6[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$392 )
+    if (\$signature__en$417 )
       membranes6[\$300 [4:0]] <= \$301 [15:0];
   end
   assign \port__data$61  = membranes6[\$253 [4:0]];
@@ -3750,7 +3792,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes7[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$395 )
+    if (\$signature__en$420 )
       membranes7[\$306 [4:0]] <= \$307 [15:0];
   end
   assign \port__data$67  = membranes7[\$256 [4:0]];
@@ -3791,7 +3833,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params0[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$221 )
+    if (\$signature__en$246 )
       params0[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$23  = params0[\$234 [4:0]];
@@ -3832,7 +3874,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params1[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$227 )
+    if (\$signature__en$252 )
       params1[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$29  = params1[\$237 [4:0]];
@@ -3873,7 +3915,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params2[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$233 )
+    if (\$signature__en$258 )
       params2[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$35  = params2[\$240 [4:0]];
@@ -3914,7 +3956,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params3[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$239 )
+    if (\$signature__en$264 )
       params3[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$41  = params3[\$243 [4:0]];
@@ -3955,7 +3997,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params4[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$245 )
+    if (\$signature__en$270 )
       params4[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$47  = params4[\$246 [4:0]];
@@ -3996,7 +4038,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params5[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$251 )
+    if (\$signature__en$276 )
       params5[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$53  = params5[\$249 [4:0]];
@@ -4037,7 +4079,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params6[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$257 )
+    if (\$signature__en$282 )
       params6[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$59  = params6[\$252 [4:0]];
@@ -4078,7 +4120,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params7[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$263 )
+    if (\$signature__en$288 )
       params7[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$65  = params7[\$255 [4:0]];
@@ -8192,7 +8234,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights1[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$224 )
+    if (\$signature__en$249 )
       weights1[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$27  = weights1[\$236 [10:0]];
@@ -10249,7 +10291,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights2[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$230 )
+    if (\$signature__en$255 )
       weights2[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$33  = weights2[\$239 [10:0]];
@@ -12306,7 +12348,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights3[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$236 )
+    if (\$signature__en$261 )
       weights3[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$39  = weights3[\$242 [10:0]];
@@ -14363,7 +14405,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights4[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$242 )
+    if (\$signature__en$267 )
       weights4[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$45  = weights4[\$245 [10:0]];
@@ -16420,7 +16462,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights5[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$248 )
+    if (\$signature__en$273 )
       weights5[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$51  = weights5[\$248 [10:0]];
@@ -18477,7 +18519,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights6[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$254 )
+    if (\$signature__en$279 )
       weights6[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$57  = weights6[\$251 [10:0]];
@@ -20534,10 +20576,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights7[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$260 )
+    if (\$signature__en$285 )
       weights7[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$63  = weights7[\$254 [10:0]];
+  always @(posedge clk)
+    layer1 <= \$386 ;
   always @(posedge clk)
     layer2 <= \$387 ;
   always @(posedge clk)
@@ -20631,129 +20675,179 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     \$signal$121  <= \$412 ;
   always @(posedge clk)
-    pre2 <= \$413 ;
+    \$signal$123  <= \$413 ;
   always @(posedge clk)
-    leak_q0 <= \$414 ;
+    \$signal$124  <= \$414 ;
   always @(posedge clk)
-    acc0 <= \$415 ;
+    u_q0 <= membranes0_nrw;
   always @(posedge clk)
-    leak_q1 <= \$416 ;
+    alpha_q0 <= params0_nrw[8:0];
   always @(posedge clk)
-    acc1 <= \$417 ;
+    bias_q0 <= params0_nrw[40:25];
   always @(posedge clk)
-    leak_q2 <= \$418 ;
+    leak_q0 <= \$415 ;
   always @(posedge clk)
-    acc2 <= \$419 ;
+    acc0 <= \$416 ;
   always @(posedge clk)
-    leak_q3 <= \$420 ;
+    u_q1 <= membranes1_nrw;
   always @(posedge clk)
-    acc3 <= \$421 ;
+    alpha_q1 <= params1_nrw[8:0];
   always @(posedge clk)
-    leak_q4 <= \$422 ;
+    bias_q1 <= params1_nrw[40:25];
   always @(posedge clk)
-    acc4 <= \$423 ;
+    leak_q1 <= \$417 ;
   always @(posedge clk)
-    leak_q5 <= \$424 ;
+    acc1 <= \$418 ;
   always @(posedge clk)
-    acc5 <= \$425 ;
+    u_q2 <= membranes2_nrw;
   always @(posedge clk)
-    leak_q6 <= \$426 ;
+    alpha_q2 <= params2_nrw[8:0];
   always @(posedge clk)
-    acc6 <= \$427 ;
+    bias_q2 <= params2_nrw[40:25];
   always @(posedge clk)
-    leak_q7 <= \$428 ;
+    leak_q2 <= \$419 ;
   always @(posedge clk)
-    acc7 <= \$429 ;
+    acc2 <= \$420 ;
   always @(posedge clk)
-    count0 <= \$430 ;
+    u_q3 <= membranes3_nrw;
   always @(posedge clk)
-    count1 <= \$431 ;
+    alpha_q3 <= params3_nrw[8:0];
   always @(posedge clk)
-    count2 <= \$432 ;
+    bias_q3 <= params3_nrw[40:25];
   always @(posedge clk)
-    count3 <= \$433 ;
+    leak_q3 <= \$421 ;
   always @(posedge clk)
-    count4 <= \$434 ;
+    acc3 <= \$422 ;
   always @(posedge clk)
-    count5 <= \$435 ;
+    u_q4 <= membranes4_nrw;
   always @(posedge clk)
-    count6 <= \$436 ;
+    alpha_q4 <= params4_nrw[8:0];
   always @(posedge clk)
-    count7 <= \$437 ;
+    bias_q4 <= params4_nrw[40:25];
   always @(posedge clk)
-    count8 <= \$438 ;
+    leak_q4 <= \$423 ;
   always @(posedge clk)
-    count9 <= \$439 ;
+    acc4 <= \$424 ;
   always @(posedge clk)
-    count10 <= \$440 ;
+    u_q5 <= membranes5_nrw;
   always @(posedge clk)
-    count11 <= \$441 ;
+    alpha_q5 <= params5_nrw[8:0];
   always @(posedge clk)
-    count12 <= \$442 ;
+    bias_q5 <= params5_nrw[40:25];
   always @(posedge clk)
-    count13 <= \$443 ;
+    leak_q5 <= \$425 ;
   always @(posedge clk)
-    count14 <= \$444 ;
+    acc5 <= \$426 ;
   always @(posedge clk)
-    count15 <= \$445 ;
+    u_q6 <= membranes6_nrw;
   always @(posedge clk)
-    spikes <= \$446 ;
+    alpha_q6 <= params6_nrw[8:0];
   always @(posedge clk)
-    u_new0 <= \$447 ;
+    bias_q6 <= params6_nrw[40:25];
   always @(posedge clk)
-    u_new1 <= \$448 ;
+    leak_q6 <= \$427 ;
   always @(posedge clk)
-    u_new2 <= \$449 ;
+    acc6 <= \$428 ;
   always @(posedge clk)
-    u_new3 <= \$450 ;
+    u_q7 <= membranes7_nrw;
   always @(posedge clk)
-    u_new4 <= \$451 ;
+    alpha_q7 <= params7_nrw[8:0];
   always @(posedge clk)
-    u_new5 <= \$452 ;
+    bias_q7 <= params7_nrw[40:25];
   always @(posedge clk)
-    u_new6 <= \$453 ;
+    leak_q7 <= \$429 ;
   always @(posedge clk)
-    u_new7 <= \$454 ;
+    acc7 <= \$430 ;
   always @(posedge clk)
-    valid_q <= \$455 ;
+    count0 <= \$431 ;
   always @(posedge clk)
-    last_row <= \$456 ;
+    count1 <= \$432 ;
   always @(posedge clk)
-    in_full <= \$457 ;
+    count2 <= \$433 ;
   always @(posedge clk)
-    in_count0 <= \$458 ;
+    count3 <= \$434 ;
   always @(posedge clk)
-    in_count1 <= \$459 ;
+    count4 <= \$435 ;
   always @(posedge clk)
-    li <= \$460 ;
+    count5 <= \$436 ;
   always @(posedge clk)
-    \$signal$201  <= \$461 ;
+    count6 <= \$437 ;
   always @(posedge clk)
-    \$signal$197  <= \$462 ;
+    count7 <= \$438 ;
   always @(posedge clk)
-    fsm_state <= \$463 ;
+    count8 <= \$439 ;
   always @(posedge clk)
-    k <= \$464 ;
+    count9 <= \$440 ;
   always @(posedge clk)
-    e <= \$465 ;
+    count10 <= \$441 ;
   always @(posedge clk)
-    src_sel <= \$466 ;
+    count11 <= \$442 ;
   always @(posedge clk)
-    \$signal$101  <= \$467 ;
+    count12 <= \$443 ;
   always @(posedge clk)
-    bank_sel <= \$468 ;
+    count13 <= \$444 ;
   always @(posedge clk)
-    n <= \$469 ;
+    count14 <= \$445 ;
   always @(posedge clk)
-    cnt <= \$470 ;
+    count15 <= \$446 ;
   always @(posedge clk)
-    row_wbase <= \$471 ;
+    spikes <= \$447 ;
   always @(posedge clk)
-    row_offset <= \$472 ;
+    u_new0 <= \$448 ;
   always @(posedge clk)
-    drain_n <= \$473 ;
+    u_new1 <= \$449 ;
   always @(posedge clk)
-    cur <= \$474 ;
+    u_new2 <= \$450 ;
+  always @(posedge clk)
+    u_new3 <= \$451 ;
+  always @(posedge clk)
+    u_new4 <= \$452 ;
+  always @(posedge clk)
+    u_new5 <= \$453 ;
+  always @(posedge clk)
+    u_new6 <= \$454 ;
+  always @(posedge clk)
+    u_new7 <= \$455 ;
+  always @(posedge clk)
+    valid_q <= \$456 ;
+  always @(posedge clk)
+    last_row <= \$457 ;
+  always @(posedge clk)
+    in_full <= \$458 ;
+  always @(posedge clk)
+    in_count0 <= \$459 ;
+  always @(posedge clk)
+    in_count1 <= \$460 ;
+  always @(posedge clk)
+    li <= \$461 ;
+  always @(posedge clk)
+    \$signal$226  <= \$462 ;
+  always @(posedge clk)
+    \$signal$222  <= \$463 ;
+  always @(posedge clk)
+    fsm_state <= \$464 ;
+  always @(posedge clk)
+    k <= \$465 ;
+  always @(posedge clk)
+    e <= \$466 ;
+  always @(posedge clk)
+    src_sel <= \$467 ;
+  always @(posedge clk)
+    \$signal$101  <= \$468 ;
+  always @(posedge clk)
+    bank_sel <= \$469 ;
+  always @(posedge clk)
+    n <= \$470 ;
+  always @(posedge clk)
+    cnt <= \$471 ;
+  always @(posedge clk)
+    row_wbase <= \$472 ;
+  always @(posedge clk)
+    row_offset <= \$473 ;
+  always @(posedge clk)
+    drain_n <= \$474 ;
+  always @(posedge clk)
+    cur <= \$475 ;
   assign \$1  = ~ busy;
   assign \$2  = \$1  & host_we;
   assign \$3  = ~ busy;
@@ -20769,28 +20863,28 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$16  = $signed(w_q5) * $signed(s3_x);
   assign \$17  = $signed(w_q6) * $signed(s3_x);
   assign \$18  = $signed(w_q7) * $signed(s3_x);
-  assign \$19  = s4_valid | pre2;
+  assign \$19  = s4_valid | \$signal$124 ;
   assign \$20  = s4_valid ? { prod_q0[15], prod_q0[15], prod_q0 } : leak_q0;
   assign \$21  = $signed(acc0) + $signed(\$20 );
-  assign \$22  = s4_valid | pre2;
+  assign \$22  = s4_valid | \$signal$124 ;
   assign \$23  = s4_valid ? { prod_q1[15], prod_q1[15], prod_q1 } : leak_q1;
   assign \$24  = $signed(acc1) + $signed(\$23 );
-  assign \$25  = s4_valid | pre2;
+  assign \$25  = s4_valid | \$signal$124 ;
   assign \$26  = s4_valid ? { prod_q2[15], prod_q2[15], prod_q2 } : leak_q2;
   assign \$27  = $signed(acc2) + $signed(\$26 );
-  assign \$28  = s4_valid | pre2;
+  assign \$28  = s4_valid | \$signal$124 ;
   assign \$29  = s4_valid ? { prod_q3[15], prod_q3[15], prod_q3 } : leak_q3;
   assign \$30  = $signed(acc3) + $signed(\$29 );
-  assign \$31  = s4_valid | pre2;
+  assign \$31  = s4_valid | \$signal$124 ;
   assign \$32  = s4_valid ? { prod_q4[15], prod_q4[15], prod_q4 } : leak_q4;
   assign \$33  = $signed(acc4) + $signed(\$32 );
-  assign \$34  = s4_valid | pre2;
+  assign \$34  = s4_valid | \$signal$124 ;
   assign \$35  = s4_valid ? { prod_q5[15], prod_q5[15], prod_q5 } : leak_q5;
   assign \$36  = $signed(acc5) + $signed(\$35 );
-  assign \$37  = s4_valid | pre2;
+  assign \$37  = s4_valid | \$signal$124 ;
   assign \$38  = s4_valid ? { prod_q6[15], prod_q6[15], prod_q6 } : leak_q6;
   assign \$39  = $signed(acc6) + $signed(\$38 );
-  assign \$40  = s4_valid | pre2;
+  assign \$40  = s4_valid | \$signal$124 ;
   assign \$41  = s4_valid ? { prod_q7[15], prod_q7[15], prod_q7 } : leak_q7;
   assign \$42  = $signed(acc7) + $signed(\$41 );
   assign \$43  = ! { cur, spike_src };
@@ -20831,14 +20925,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$79  = \$78  + 1'h1;
   assign \$80  = ~ clear;
   assign \$81  = in_full & \$80 ;
-  assign \$82  = ~ \$signal$197 ;
-  assign \$83  = ~ \$signal$197 ;
+  assign \$82  = ~ \$signal$222 ;
+  assign \$83  = ~ \$signal$222 ;
   assign \$84  = ! num_layers;
   assign \$85  = e == e_end;
   assign \$88  = ! \$87 ;
   assign \$90  = ! \$89 ;
   assign \$92  = cur ^ \$91 ;
-  assign \$93  = \$90  ? \$signal$201  : \$92 ;
+  assign \$93  = \$90  ? \$signal$226  : \$92 ;
   assign \$95  = ! \$94 ;
   assign \$99  = cur ^ \$98 ;
   assign \$101  = \$95  ? { 1'h0, \$96  } : \$100 ;
@@ -20886,91 +20980,91 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$153  = host_addr[16:14] == 2'h2;
   assign \$154  = \$152  & \$153 ;
   assign \$155  = ! host_addr[13:11];
-  assign \$signature__en$221  = \$154  & \$155 ;
+  assign \$signature__en$246  = \$154  & \$155 ;
   assign \$156  = ~ busy;
   assign \$157  = \$156  & host_we;
   assign \$158  = host_addr[16:14] == 3'h4;
   assign \$159  = \$157  & \$158 ;
   assign \$160  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$224  = \$159  & \$160 ;
+  assign \$signature__en$249  = \$159  & \$160 ;
   assign \$161  = ~ busy;
   assign \$162  = \$161  & host_we;
   assign \$163  = host_addr[16:14] == 2'h2;
   assign \$164  = \$162  & \$163 ;
   assign \$165  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$227  = \$164  & \$165 ;
+  assign \$signature__en$252  = \$164  & \$165 ;
   assign \$166  = ~ busy;
   assign \$167  = \$166  & host_we;
   assign \$168  = host_addr[16:14] == 3'h4;
   assign \$169  = \$167  & \$168 ;
   assign \$170  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$230  = \$169  & \$170 ;
+  assign \$signature__en$255  = \$169  & \$170 ;
   assign \$171  = ~ busy;
   assign \$172  = \$171  & host_we;
   assign \$173  = host_addr[16:14] == 2'h2;
   assign \$174  = \$172  & \$173 ;
   assign \$175  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$233  = \$174  & \$175 ;
+  assign \$signature__en$258  = \$174  & \$175 ;
   assign \$176  = ~ busy;
   assign \$177  = \$176  & host_we;
   assign \$178  = host_addr[16:14] == 3'h4;
   assign \$179  = \$177  & \$178 ;
   assign \$180  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$236  = \$179  & \$180 ;
+  assign \$signature__en$261  = \$179  & \$180 ;
   assign \$181  = ~ busy;
   assign \$182  = \$181  & host_we;
   assign \$183  = host_addr[16:14] == 2'h2;
   assign \$184  = \$182  & \$183 ;
   assign \$185  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$239  = \$184  & \$185 ;
+  assign \$signature__en$264  = \$184  & \$185 ;
   assign \$186  = ~ busy;
   assign \$187  = \$186  & host_we;
   assign \$188  = host_addr[16:14] == 3'h4;
   assign \$189  = \$187  & \$188 ;
   assign \$190  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$242  = \$189  & \$190 ;
+  assign \$signature__en$267  = \$189  & \$190 ;
   assign \$191  = ~ busy;
   assign \$192  = \$191  & host_we;
   assign \$193  = host_addr[16:14] == 2'h2;
   assign \$194  = \$192  & \$193 ;
   assign \$195  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$245  = \$194  & \$195 ;
+  assign \$signature__en$270  = \$194  & \$195 ;
   assign \$196  = ~ busy;
   assign \$197  = \$196  & host_we;
   assign \$198  = host_addr[16:14] == 3'h4;
   assign \$199  = \$197  & \$198 ;
   assign \$200  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$248  = \$199  & \$200 ;
+  assign \$signature__en$273  = \$199  & \$200 ;
   assign \$201  = ~ busy;
   assign \$202  = \$201  & host_we;
   assign \$203  = host_addr[16:14] == 2'h2;
   assign \$204  = \$202  & \$203 ;
   assign \$205  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$251  = \$204  & \$205 ;
+  assign \$signature__en$276  = \$204  & \$205 ;
   assign \$206  = ~ busy;
   assign \$207  = \$206  & host_we;
   assign \$208  = host_addr[16:14] == 3'h4;
   assign \$209  = \$207  & \$208 ;
   assign \$210  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$254  = \$209  & \$210 ;
+  assign \$signature__en$279  = \$209  & \$210 ;
   assign \$211  = ~ busy;
   assign \$212  = \$211  & host_we;
   assign \$213  = host_addr[16:14] == 2'h2;
   assign \$214  = \$212  & \$213 ;
   assign \$215  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$257  = \$214  & \$215 ;
+  assign \$signature__en$282  = \$214  & \$215 ;
   assign \$216  = ~ busy;
   assign \$217  = \$216  & host_we;
   assign \$218  = host_addr[16:14] == 3'h4;
   assign \$219  = \$217  & \$218 ;
   assign \$220  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$260  = \$219  & \$220 ;
+  assign \$signature__en$285  = \$219  & \$220 ;
   assign \$221  = ~ busy;
   assign \$222  = \$221  & host_we;
   assign \$223  = host_addr[16:14] == 2'h2;
   assign \$224  = \$222  & \$223 ;
   assign \$225  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$263  = \$224  & \$225 ;
+  assign \$signature__en$288  = \$224  & \$225 ;
   assign \$229  = row_wbase + row_offset;
   assign \$230  = ~ busy;
   assign \$231  = \$230  & host_re;
@@ -21019,56 +21113,56 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$267  = host_we & \$266 ;
   assign \$268  = ! host_addr[13:11];
   assign \$269  = \$267  & \$268 ;
-  assign \$signature__en$373  = busy ? neuron_write : \$269 ;
+  assign \$signature__en$398  = busy ? neuron_write : \$269 ;
   assign \$270  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$271  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
   assign \$272  = host_addr[16:14] == 2'h3;
   assign \$273  = host_we & \$272 ;
   assign \$274  = host_addr[13:11] == 1'h1;
   assign \$275  = \$273  & \$274 ;
-  assign \$signature__en$377  = busy ? neuron_write : \$275 ;
+  assign \$signature__en$402  = busy ? neuron_write : \$275 ;
   assign \$276  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$277  = busy ? { u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2 } : { 1'h0, host_wdata };
   assign \$278  = host_addr[16:14] == 2'h3;
   assign \$279  = host_we & \$278 ;
   assign \$280  = host_addr[13:11] == 2'h2;
   assign \$281  = \$279  & \$280 ;
-  assign \$signature__en$380  = busy ? neuron_write : \$281 ;
+  assign \$signature__en$405  = busy ? neuron_write : \$281 ;
   assign \$282  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$283  = busy ? { u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3 } : { 1'h0, host_wdata };
   assign \$284  = host_addr[16:14] == 2'h3;
   assign \$285  = host_we & \$284 ;
   assign \$286  = host_addr[13:11] == 2'h3;
   assign \$287  = \$285  & \$286 ;
-  assign \$signature__en$383  = busy ? neuron_write : \$287 ;
+  assign \$signature__en$408  = busy ? neuron_write : \$287 ;
   assign \$288  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$289  = busy ? { u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4 } : { 1'h0, host_wdata };
   assign \$290  = host_addr[16:14] == 2'h3;
   assign \$291  = host_we & \$290 ;
   assign \$292  = host_addr[13:11] == 3'h4;
   assign \$293  = \$291  & \$292 ;
-  assign \$signature__en$386  = busy ? neuron_write : \$293 ;
+  assign \$signature__en$411  = busy ? neuron_write : \$293 ;
   assign \$294  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$295  = busy ? { u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5 } : { 1'h0, host_wdata };
   assign \$296  = host_addr[16:14] == 2'h3;
   assign \$297  = host_we & \$296 ;
   assign \$298  = host_addr[13:11] == 3'h5;
   assign \$299  = \$297  & \$298 ;
-  assign \$signature__en$389  = busy ? neuron_write : \$299 ;
+  assign \$signature__en$414  = busy ? neuron_write : \$299 ;
   assign \$300  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$301  = busy ? { u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6 } : { 1'h0, host_wdata };
   assign \$302  = host_addr[16:14] == 2'h3;
   assign \$303  = host_we & \$302 ;
   assign \$304  = host_addr[13:11] == 3'h6;
   assign \$305  = \$303  & \$304 ;
-  assign \$signature__en$392  = busy ? neuron_write : \$305 ;
+  assign \$signature__en$417  = busy ? neuron_write : \$305 ;
   assign \$306  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$307  = busy ? { u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7 } : { 1'h0, host_wdata };
   assign \$308  = host_addr[16:14] == 2'h3;
   assign \$309  = host_we & \$308 ;
   assign \$310  = host_addr[13:11] == 3'h7;
   assign \$311  = \$309  & \$310 ;
-  assign \$signature__en$395  = busy ? neuron_write : \$311 ;
+  assign \$signature__en$420  = busy ? neuron_write : \$311 ;
   assign \$312  = k * 4'h8;
   assign \$313  = \$312  + 1'h0;
   assign \$314  = \$313  < layer[7:0];
@@ -21196,10 +21290,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes7_nrw <= \port__data$67 ;
   always @(posedge clk)
     layer0 <= \$385 ;
-  always @(posedge clk)
-    layer1 <= \$386 ;
   \npu_core_digits.counters  counters (
-    .clear(\clear$406 ),
+    .clear(\clear$431 ),
     .clk(clk),
     .inc(inc),
     .raddr(host_addr[4:0]),
@@ -21208,108 +21300,108 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .total(rdata)
   );
   \npu_core_digits.leak0  leak0 (
-    .alpha(params0_nrw[8:0]),
-    .bias(params0_nrw[40:25]),
+    .alpha(alpha_q0),
+    .bias(bias_q0),
     .leak(leak),
-    .u(membranes0_nrw)
+    .u(u_q0)
   );
   \npu_core_digits.leak1  leak1 (
-    .alpha(params1_nrw[8:0]),
-    .bias(params1_nrw[40:25]),
-    .leak(\leak$128 ),
-    .u(membranes1_nrw)
+    .alpha(alpha_q1),
+    .bias(bias_q1),
+    .leak(\leak$135 ),
+    .u(u_q1)
   );
   \npu_core_digits.leak2  leak2 (
-    .alpha(params2_nrw[8:0]),
-    .bias(params2_nrw[40:25]),
-    .leak(\leak$131 ),
-    .u(membranes2_nrw)
+    .alpha(alpha_q2),
+    .bias(bias_q2),
+    .leak(\leak$141 ),
+    .u(u_q2)
   );
   \npu_core_digits.leak3  leak3 (
-    .alpha(params3_nrw[8:0]),
-    .bias(params3_nrw[40:25]),
-    .leak(\leak$134 ),
-    .u(membranes3_nrw)
+    .alpha(alpha_q3),
+    .bias(bias_q3),
+    .leak(\leak$147 ),
+    .u(u_q3)
   );
   \npu_core_digits.leak4  leak4 (
-    .alpha(params4_nrw[8:0]),
-    .bias(params4_nrw[40:25]),
-    .leak(\leak$137 ),
-    .u(membranes4_nrw)
+    .alpha(alpha_q4),
+    .bias(bias_q4),
+    .leak(\leak$153 ),
+    .u(u_q4)
   );
   \npu_core_digits.leak5  leak5 (
-    .alpha(params5_nrw[8:0]),
-    .bias(params5_nrw[40:25]),
-    .leak(\leak$140 ),
-    .u(membranes5_nrw)
+    .alpha(alpha_q5),
+    .bias(bias_q5),
+    .leak(\leak$159 ),
+    .u(u_q5)
   );
   \npu_core_digits.leak6  leak6 (
-    .alpha(params6_nrw[8:0]),
-    .bias(params6_nrw[40:25]),
-    .leak(\leak$143 ),
-    .u(membranes6_nrw)
+    .alpha(alpha_q6),
+    .bias(bias_q6),
+    .leak(\leak$165 ),
+    .u(u_q6)
   );
   \npu_core_digits.leak7  leak7 (
-    .alpha(params7_nrw[8:0]),
-    .bias(params7_nrw[40:25]),
-    .leak(\leak$146 ),
-    .u(membranes7_nrw)
+    .alpha(alpha_q7),
+    .bias(bias_q7),
+    .leak(\leak$171 ),
+    .u(u_q7)
   );
   \npu_core_digits.neuron0  neuron0 (
-    .\port$1434$25 (layer[43:25]),
+    .\port$1437$25 (layer[43:25]),
     .spike(spike),
     .theta(params0_nrw[24:9]),
     .total(acc0),
     .u_new(u_new)
   );
   \npu_core_digits.neuron1  neuron1 (
-    .\port$1434$25 (layer[43:25]),
-    .spike(\spike$171 ),
+    .\port$1437$25 (layer[43:25]),
+    .spike(\spike$196 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
-    .u_new(\u_new$173 )
+    .u_new(\u_new$198 )
   );
   \npu_core_digits.neuron2  neuron2 (
-    .\port$1434$25 (layer[43:25]),
-    .spike(\spike$174 ),
+    .\port$1437$25 (layer[43:25]),
+    .spike(\spike$199 ),
     .theta(params2_nrw[24:9]),
     .total(acc2),
-    .u_new(\u_new$176 )
+    .u_new(\u_new$201 )
   );
   \npu_core_digits.neuron3  neuron3 (
-    .\port$1434$25 (layer[43:25]),
-    .spike(\spike$177 ),
+    .\port$1437$25 (layer[43:25]),
+    .spike(\spike$202 ),
     .theta(params3_nrw[24:9]),
     .total(acc3),
-    .u_new(\u_new$179 )
+    .u_new(\u_new$204 )
   );
   \npu_core_digits.neuron4  neuron4 (
-    .\port$1434$25 (layer[43:25]),
-    .spike(\spike$180 ),
+    .\port$1437$25 (layer[43:25]),
+    .spike(\spike$205 ),
     .theta(params4_nrw[24:9]),
     .total(acc4),
-    .u_new(\u_new$182 )
+    .u_new(\u_new$207 )
   );
   \npu_core_digits.neuron5  neuron5 (
-    .\port$1434$25 (layer[43:25]),
-    .spike(\spike$183 ),
+    .\port$1437$25 (layer[43:25]),
+    .spike(\spike$208 ),
     .theta(params5_nrw[24:9]),
     .total(acc5),
-    .u_new(\u_new$185 )
+    .u_new(\u_new$210 )
   );
   \npu_core_digits.neuron6  neuron6 (
-    .\port$1434$25 (layer[43:25]),
-    .spike(\spike$186 ),
+    .\port$1437$25 (layer[43:25]),
+    .spike(\spike$211 ),
     .theta(params6_nrw[24:9]),
     .total(acc6),
-    .u_new(\u_new$188 )
+    .u_new(\u_new$213 )
   );
   \npu_core_digits.neuron7  neuron7 (
-    .\port$1434$25 (layer[43:25]),
-    .spike(\spike$189 ),
+    .\port$1437$25 (layer[43:25]),
+    .spike(\spike$214 ),
     .theta(params7_nrw[24:9]),
     .total(acc7),
-    .u_new(\u_new$191 )
+    .u_new(\u_new$216 )
   );
   \npu_core_digits.out_fifo  out_fifo (
     .clk(clk),
@@ -21328,14 +21420,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .\emit_values$36 (emit_values),
     .\event (\event ),
     .free(free),
-    .\layer$35 (\layer$403 ),
+    .\layer$35 (\layer$428 ),
     .load(load),
     .out_valid(records__valid),
     .records__payload(records__payload),
     .records__ready(records__ready),
     .rst(rst),
     .send(send),
-    .\spikes$33 (\spikes$401 ),
+    .\spikes$33 (\spikes$426 ),
     .values(values)
   );
   always @* begin
@@ -21727,16 +21819,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$414  = leak;
+    \$414  = \$signal$123 ;
     if (rst) begin
-      \$414  = 18'h00000;
+      \$414  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$415  = acc0;
+    \$415  = leak;
+    if (rst) begin
+      \$415  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$416  = acc0;
     if (\$19 ) begin
-      \$415  = \$21 [25:0];
+      \$416  = \$21 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21744,24 +21843,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$415  = 26'h0000000;
+          \$416  = 26'h0000000;
     endcase
     if (rst) begin
-      \$415  = 26'h0000000;
+      \$416  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$416  = \leak$128 ;
+    \$417  = \leak$135 ;
     if (rst) begin
-      \$416  = 18'h00000;
+      \$417  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$417  = acc1;
+    \$418  = acc1;
     if (\$22 ) begin
-      \$417  = \$24 [25:0];
+      \$418  = \$24 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21769,24 +21868,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$417  = 26'h0000000;
+          \$418  = 26'h0000000;
     endcase
     if (rst) begin
-      \$417  = 26'h0000000;
+      \$418  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$418  = \leak$131 ;
+    \$419  = \leak$141 ;
     if (rst) begin
-      \$418  = 18'h00000;
+      \$419  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$419  = acc2;
+    \$420  = acc2;
     if (\$25 ) begin
-      \$419  = \$27 [25:0];
+      \$420  = \$27 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21794,24 +21893,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$419  = 26'h0000000;
+          \$420  = 26'h0000000;
     endcase
     if (rst) begin
-      \$419  = 26'h0000000;
+      \$420  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$420  = \leak$134 ;
+    \$421  = \leak$147 ;
     if (rst) begin
-      \$420  = 18'h00000;
+      \$421  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$421  = acc3;
+    \$422  = acc3;
     if (\$28 ) begin
-      \$421  = \$30 [25:0];
+      \$422  = \$30 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21819,24 +21918,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$421  = 26'h0000000;
+          \$422  = 26'h0000000;
     endcase
     if (rst) begin
-      \$421  = 26'h0000000;
+      \$422  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$422  = \leak$137 ;
+    \$423  = \leak$153 ;
     if (rst) begin
-      \$422  = 18'h00000;
+      \$423  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$423  = acc4;
+    \$424  = acc4;
     if (\$31 ) begin
-      \$423  = \$33 [25:0];
+      \$424  = \$33 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21844,24 +21943,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$423  = 26'h0000000;
+          \$424  = 26'h0000000;
     endcase
     if (rst) begin
-      \$423  = 26'h0000000;
+      \$424  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$424  = \leak$140 ;
+    \$425  = \leak$159 ;
     if (rst) begin
-      \$424  = 18'h00000;
+      \$425  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$425  = acc5;
+    \$426  = acc5;
     if (\$34 ) begin
-      \$425  = \$36 [25:0];
+      \$426  = \$36 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21869,24 +21968,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$425  = 26'h0000000;
+          \$426  = 26'h0000000;
     endcase
     if (rst) begin
-      \$425  = 26'h0000000;
+      \$426  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$426  = \leak$143 ;
+    \$427  = \leak$165 ;
     if (rst) begin
-      \$426  = 18'h00000;
+      \$427  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$427  = acc6;
+    \$428  = acc6;
     if (\$37 ) begin
-      \$427  = \$39 [25:0];
+      \$428  = \$39 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21894,24 +21993,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$427  = 26'h0000000;
+          \$428  = 26'h0000000;
     endcase
     if (rst) begin
-      \$427  = 26'h0000000;
+      \$428  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$428  = \leak$146 ;
+    \$429  = \leak$171 ;
     if (rst) begin
-      \$428  = 18'h00000;
+      \$429  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$429  = acc7;
+    \$430  = acc7;
     if (\$40 ) begin
-      \$429  = \$42 [25:0];
+      \$430  = \$42 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21919,18 +22018,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$429  = 26'h0000000;
+          \$430  = 26'h0000000;
     endcase
     if (rst) begin
-      \$429  = 26'h0000000;
+      \$430  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$430  = count0;
+    \$431  = count0;
     if (\event ) begin
       if (\$43 ) begin
-        \$430  = \$44 [7:0];
+        \$431  = \$44 [7:0];
       end
     end
     casez (fsm_state)
@@ -21956,23 +22055,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$138 , 3'h0 })
               4'h0:
-                  \$430  = 8'h00;
+                  \$431  = 8'h00;
             endcase
           end
     endcase
     if (\$145 ) begin
-      \$430  = 8'h00;
+      \$431  = 8'h00;
     end
     if (rst) begin
-      \$430  = 8'h00;
+      \$431  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$431  = count1;
+    \$432  = count1;
     if (\event ) begin
       if (\$45 ) begin
-        \$431  = \$46 [7:0];
+        \$432  = \$46 [7:0];
       end
     end
     casez (fsm_state)
@@ -21998,23 +22097,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$139 , 3'h1 })
               4'h1:
-                  \$431  = 8'h00;
+                  \$432  = 8'h00;
             endcase
           end
     endcase
     if (\$145 ) begin
-      \$431  = 8'h00;
+      \$432  = 8'h00;
     end
     if (rst) begin
-      \$431  = 8'h00;
+      \$432  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$432  = count2;
+    \$433  = count2;
     if (\event ) begin
       if (\$47 ) begin
-        \$432  = \$48 [7:0];
+        \$433  = \$48 [7:0];
       end
     end
     casez (fsm_state)
@@ -22040,23 +22139,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$140 , 3'h2 })
               4'h2:
-                  \$432  = 8'h00;
+                  \$433  = 8'h00;
             endcase
           end
     endcase
     if (\$145 ) begin
-      \$432  = 8'h00;
+      \$433  = 8'h00;
     end
     if (rst) begin
-      \$432  = 8'h00;
+      \$433  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$433  = count3;
+    \$434  = count3;
     if (\event ) begin
       if (\$49 ) begin
-        \$433  = \$50 [7:0];
+        \$434  = \$50 [7:0];
       end
     end
     casez (fsm_state)
@@ -22082,23 +22181,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$141 , 3'h3 })
               4'h3:
-                  \$433  = 8'h00;
+                  \$434  = 8'h00;
             endcase
           end
     endcase
     if (\$145 ) begin
-      \$433  = 8'h00;
+      \$434  = 8'h00;
     end
     if (rst) begin
-      \$433  = 8'h00;
+      \$434  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$434  = count4;
+    \$435  = count4;
     if (\event ) begin
       if (\$51 ) begin
-        \$434  = \$52 [7:0];
+        \$435  = \$52 [7:0];
       end
     end
     casez (fsm_state)
@@ -22124,68 +22223,68 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$142 , 3'h4 })
               4'h4:
-                  \$434  = 8'h00;
+                  \$435  = 8'h00;
             endcase
           end
     endcase
     if (\$145 ) begin
-      \$434  = 8'h00;
+      \$435  = 8'h00;
     end
     if (rst) begin
-      \$434  = 8'h00;
+      \$435  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$435  = count5;
+    \$436  = count5;
     if (\event ) begin
       if (\$53 ) begin
-        \$435  = \$54 [7:0];
+        \$436  = \$54 [7:0];
       end
     end
     if (\$145 ) begin
-      \$435  = 8'h00;
+      \$436  = 8'h00;
     end
     if (rst) begin
-      \$435  = 8'h00;
+      \$436  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$436  = count6;
+    \$437  = count6;
     if (\event ) begin
       if (\$55 ) begin
-        \$436  = \$56 [7:0];
+        \$437  = \$56 [7:0];
       end
     end
     if (\$145 ) begin
-      \$436  = 8'h00;
+      \$437  = 8'h00;
     end
     if (rst) begin
-      \$436  = 8'h00;
+      \$437  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$437  = count7;
+    \$438  = count7;
     if (\event ) begin
       if (\$57 ) begin
-        \$437  = \$58 [7:0];
+        \$438  = \$58 [7:0];
       end
     end
     if (\$145 ) begin
-      \$437  = 8'h00;
+      \$438  = 8'h00;
     end
     if (rst) begin
-      \$437  = 8'h00;
+      \$438  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$438  = count8;
+    \$439  = count8;
     if (\event ) begin
       if (\$59 ) begin
-        \$438  = \$60 [7:0];
+        \$439  = \$60 [7:0];
       end
     end
     casez (fsm_state)
@@ -22214,23 +22313,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h0:
                   /* empty */;
               4'h8:
-                  \$438  = 8'h00;
+                  \$439  = 8'h00;
             endcase
           end
     endcase
     if (\$145 ) begin
-      \$438  = 8'h00;
+      \$439  = 8'h00;
     end
     if (rst) begin
-      \$438  = 8'h00;
+      \$439  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$439  = count9;
+    \$440  = count9;
     if (\event ) begin
       if (\$61 ) begin
-        \$439  = \$62 [7:0];
+        \$440  = \$62 [7:0];
       end
     end
     casez (fsm_state)
@@ -22259,23 +22358,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h1:
                   /* empty */;
               4'h9:
-                  \$439  = 8'h00;
+                  \$440  = 8'h00;
             endcase
           end
     endcase
     if (\$145 ) begin
-      \$439  = 8'h00;
+      \$440  = 8'h00;
     end
     if (rst) begin
-      \$439  = 8'h00;
+      \$440  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$440  = count10;
+    \$441  = count10;
     if (\event ) begin
       if (\$63 ) begin
-        \$440  = \$64 [7:0];
+        \$441  = \$64 [7:0];
       end
     end
     casez (fsm_state)
@@ -22304,23 +22403,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h2:
                   /* empty */;
               4'ha:
-                  \$440  = 8'h00;
+                  \$441  = 8'h00;
             endcase
           end
     endcase
     if (\$145 ) begin
-      \$440  = 8'h00;
+      \$441  = 8'h00;
     end
     if (rst) begin
-      \$440  = 8'h00;
+      \$441  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$441  = count11;
+    \$442  = count11;
     if (\event ) begin
       if (\$65 ) begin
-        \$441  = \$66 [7:0];
+        \$442  = \$66 [7:0];
       end
     end
     casez (fsm_state)
@@ -22349,23 +22448,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h3:
                   /* empty */;
               4'hb:
-                  \$441  = 8'h00;
+                  \$442  = 8'h00;
             endcase
           end
     endcase
     if (\$145 ) begin
-      \$441  = 8'h00;
+      \$442  = 8'h00;
     end
     if (rst) begin
-      \$441  = 8'h00;
+      \$442  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$442  = count12;
+    \$443  = count12;
     if (\event ) begin
       if (\$67 ) begin
-        \$442  = \$68 [7:0];
+        \$443  = \$68 [7:0];
       end
     end
     casez (fsm_state)
@@ -22402,23 +22501,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h4:
                   /* empty */;
               4'hc:
-                  \$442  = 8'h00;
+                  \$443  = 8'h00;
             endcase
           end
     endcase
     if (\$145 ) begin
-      \$442  = 8'h00;
+      \$443  = 8'h00;
     end
     if (rst) begin
-      \$442  = 8'h00;
+      \$443  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$443  = count13;
+    \$444  = count13;
     if (\event ) begin
       if (\$69 ) begin
-        \$443  = \$70 [7:0];
+        \$444  = \$70 [7:0];
       end
     end
     casez (fsm_state)
@@ -22455,18 +22554,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (\$145 ) begin
-      \$443  = 8'h00;
+      \$444  = 8'h00;
     end
     if (rst) begin
-      \$443  = 8'h00;
+      \$444  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$444  = count14;
+    \$445  = count14;
     if (\event ) begin
       if (\$71 ) begin
-        \$444  = \$72 [7:0];
+        \$445  = \$72 [7:0];
       end
     end
     casez (fsm_state)
@@ -22503,18 +22602,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (\$145 ) begin
-      \$444  = 8'h00;
+      \$445  = 8'h00;
     end
     if (rst) begin
-      \$444  = 8'h00;
+      \$445  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$445  = count15;
+    \$446  = count15;
     if (\event ) begin
       if (\$73 ) begin
-        \$445  = \$74 [7:0];
+        \$446  = \$74 [7:0];
       end
     end
     casez (fsm_state)
@@ -22551,158 +22650,126 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (\$145 ) begin
-      \$445  = 8'h00;
+      \$446  = 8'h00;
     end
-    if (rst) begin
-      \$445  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$446 [0] = spike;
-    \$446 [1] = \spike$171 ;
-    \$446 [2] = \spike$174 ;
-    \$446 [3] = \spike$177 ;
-    \$446 [4] = \spike$180 ;
-    \$446 [5] = \spike$183 ;
-    \$446 [6] = \spike$186 ;
-    \$446 [7] = \spike$189 ;
     if (rst) begin
       \$446  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$447  = u_new;
+    \$447 [0] = spike;
+    \$447 [1] = \spike$196 ;
+    \$447 [2] = \spike$199 ;
+    \$447 [3] = \spike$202 ;
+    \$447 [4] = \spike$205 ;
+    \$447 [5] = \spike$208 ;
+    \$447 [6] = \spike$211 ;
+    \$447 [7] = \spike$214 ;
     if (rst) begin
-      \$447  = 16'h0000;
+      \$447  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$448  = \u_new$173 ;
+    \$448  = u_new;
     if (rst) begin
       \$448  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$449  = \u_new$176 ;
+    \$449  = \u_new$198 ;
     if (rst) begin
       \$449  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$450  = \u_new$179 ;
+    \$450  = \u_new$201 ;
     if (rst) begin
       \$450  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$451  = \u_new$182 ;
+    \$451  = \u_new$204 ;
     if (rst) begin
       \$451  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$452  = \u_new$185 ;
+    \$452  = \u_new$207 ;
     if (rst) begin
       \$452  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$453  = \u_new$188 ;
+    \$453  = \u_new$210 ;
     if (rst) begin
       \$453  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$454  = \u_new$191 ;
+    \$454  = \u_new$213 ;
     if (rst) begin
       \$454  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$455  = valid_lanes;
+    \$455  = \u_new$216 ;
     if (rst) begin
-      \$455  = 8'h00;
+      \$455  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$456  = \$76 ;
+    \$456  = valid_lanes;
     if (rst) begin
-      \$456  = 1'h0;
+      \$456  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$457  = in_full;
-    if (\$77 ) begin
-      if (input__payload[15]) begin
-        \$457  = 1'h1;
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$81 ) begin
-            \$457  = 1'h0;
-          end
-    endcase
-    if (\$145 ) begin
-      \$457  = 1'h0;
-    end
+    \$457  = \$76 ;
     if (rst) begin
       \$457  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$458  = in_count0;
+    \$458  = in_full;
     if (\$77 ) begin
-      (* full_case = 32'd1 *)
       if (input__payload[15]) begin
-      end else begin
-        casez (\$signal$197 )
-          1'h0:
-              \$458  = \$79 [6:0];
-        endcase
+        \$458  = 1'h1;
       end
     end
     casez (fsm_state)
       4'h0:
           if (\$81 ) begin
-            casez (\$83 )
-              1'h0:
-                  \$458  = 7'h00;
-            endcase
+            \$458  = 1'h0;
           end
     endcase
     if (\$145 ) begin
-      \$458  = 7'h00;
+      \$458  = 1'h0;
     end
     if (rst) begin
-      \$458  = 7'h00;
+      \$458  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$459  = in_count1;
+    \$459  = in_count0;
     if (\$77 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
-        (* full_case = 32'd1 *)
-        casez (\$signal$197 )
+        casez (\$signal$222 )
           1'h0:
-              /* empty */;
-          1'h1:
               \$459  = \$79 [6:0];
         endcase
       end
@@ -22710,11 +22777,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     casez (fsm_state)
       4'h0:
           if (\$81 ) begin
-            (* full_case = 32'd1 *)
             casez (\$83 )
               1'h0:
-                  /* empty */;
-              1'h1:
                   \$459  = 7'h00;
             endcase
           end
@@ -22728,11 +22792,46 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$460  = li;
+    \$460  = in_count1;
+    if (\$77 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (\$signal$222 )
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$460  = \$79 [6:0];
+        endcase
+      end
+    end
     casez (fsm_state)
       4'h0:
           if (\$81 ) begin
-            \$460  = 2'h0;
+            (* full_case = 32'd1 *)
+            casez (\$83 )
+              1'h0:
+                  /* empty */;
+              1'h1:
+                  \$460  = 7'h00;
+            endcase
+          end
+    endcase
+    if (\$145 ) begin
+      \$460  = 7'h00;
+    end
+    if (rst) begin
+      \$460  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$461  = li;
+    casez (fsm_state)
+      4'h0:
+          if (\$81 ) begin
+            \$461  = 2'h0;
           end
       4'h2:
           /* empty */;
@@ -22753,115 +22852,115 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             (* full_case = 32'd1 *)
             if (\$136 ) begin
             end else begin
-              \$460  = \$137 [1:0];
+              \$461  = \$137 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$460  = 2'h0;
+      \$461  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$461  = \$signal$201 ;
+    \$462  = \$signal$226 ;
     casez (fsm_state)
       4'h0:
           if (\$81 ) begin
-            \$461  = \$signal$197 ;
+            \$462  = \$signal$222 ;
           end
     endcase
     if (rst) begin
-      \$461  = 1'h0;
+      \$462  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$462  = \$signal$197 ;
+    \$463  = \$signal$222 ;
     casez (fsm_state)
       4'h0:
           if (\$81 ) begin
-            \$462  = \$82 ;
+            \$463  = \$82 ;
           end
     endcase
     if (\$145 ) begin
-      \$462  = 1'h0;
+      \$463  = 1'h0;
     end
     if (rst) begin
-      \$462  = 1'h0;
+      \$463  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$463  = fsm_state;
+    \$464  = fsm_state;
     casez (fsm_state)
       4'h0:
           if (\$81 ) begin
             (* full_case = 32'd1 *)
             if (\$84 ) begin
-              \$463  = 4'h1;
+              \$464  = 4'h1;
             end else begin
-              \$463  = 4'h2;
+              \$464  = 4'h2;
             end
           end
       4'h2:
-          \$463  = 4'h3;
+          \$464  = 4'h3;
       4'h3:
-          \$463  = 4'h4;
+          \$464  = 4'h4;
       4'h4:
           (* full_case = 32'd1 *)
           if (\$85 ) begin
-            \$463  = 4'h5;
+            \$464  = 4'h5;
           end else begin
-            \$463  = 4'h6;
+            \$464  = 4'h6;
           end
       4'h6:
           (* full_case = 32'd1 *)
           if (\$122 ) begin
           end else begin
-            \$463  = 4'h4;
+            \$464  = 4'h4;
           end
       4'h5:
           if (\$125 ) begin
           end else if (\$132 ) begin
-            \$463  = 4'h7;
+            \$464  = 4'h7;
           end
       4'h7:
-          \$463  = 4'h8;
+          \$464  = 4'h8;
       4'h8:
           if (can_load) begin
             (* full_case = 32'd1 *)
             if (last_row) begin
-              \$463  = 4'h9;
+              \$464  = 4'h9;
             end else begin
-              \$463  = 4'h3;
+              \$464  = 4'h3;
             end
           end
       4'h9:
           if (free) begin
             (* full_case = 32'd1 *)
             if (\$136 ) begin
-              \$463  = 4'h1;
+              \$464  = 4'h1;
             end else begin
-              \$463  = 4'h2;
+              \$464  = 4'h2;
             end
           end
       4'h1:
           if (w_rdy) begin
-            \$463  = 4'h0;
+            \$464  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$463  = 4'h0;
+      \$464  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$464  = k;
+    \$465  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          \$464  = 5'h00;
+          \$465  = 5'h00;
       4'h3:
           /* empty */;
       4'h4:
@@ -22877,40 +22976,40 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             (* full_case = 32'd1 *)
             if (last_row) begin
             end else begin
-              \$464  = \$134 [4:0];
+              \$465  = \$134 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$464  = 5'h00;
+      \$465  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$465  = e;
+    \$466  = e;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
           /* empty */;
       4'h3:
-          \$465  = { 1'h0, layer[20:18] };
+          \$466  = { 1'h0, layer[20:18] };
       4'h4:
           /* empty */;
       4'h6:
           (* full_case = 32'd1 *)
           if (\$122 ) begin
           end else begin
-            \$465  = \$124 [3:0];
+            \$466  = \$124 [3:0];
           end
     endcase
     if (rst) begin
-      \$465  = 4'h0;
+      \$466  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$466  = src_sel;
+    \$467  = src_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22922,16 +23021,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           (* full_case = 32'd1 *)
           if (\$85 ) begin
           end else begin
-            \$466  = \$86 ;
+            \$467  = \$86 ;
           end
     endcase
     if (rst) begin
-      \$466  = 3'h0;
+      \$467  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$467  = \$signal$101 ;
+    \$468  = \$signal$101 ;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22943,28 +23042,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           (* full_case = 32'd1 *)
           if (\$85 ) begin
           end else begin
-            \$467  = \$88 ;
-          end
-    endcase
-    if (rst) begin
-      \$467  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$468  = bank_sel;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$85 ) begin
-          end else begin
-            \$468  = \$93 ;
+            \$468  = \$88 ;
           end
     endcase
     if (rst) begin
@@ -22973,7 +23051,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$469  = n;
+    \$469  = bank_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22985,20 +23063,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           (* full_case = 32'd1 *)
           if (\$85 ) begin
           end else begin
-            \$469  = 8'h00;
-          end
-      4'h6:
-          if (\$122 ) begin
-            \$469  = \$123 [7:0];
+            \$469  = \$93 ;
           end
     endcase
     if (rst) begin
-      \$469  = 8'h00;
+      \$469  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$470  = cnt;
+    \$470  = n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23010,7 +23084,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           (* full_case = 32'd1 *)
           if (\$85 ) begin
           end else begin
-            \$470  = \$101 ;
+            \$470  = 8'h00;
+          end
+      4'h6:
+          if (\$122 ) begin
+            \$470  = \$123 [7:0];
           end
     endcase
     if (rst) begin
@@ -23019,7 +23097,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$471  = row_wbase;
+    \$471  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23031,16 +23109,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           (* full_case = 32'd1 *)
           if (\$85 ) begin
           end else begin
-            \$471  = \$102 ;
+            \$471  = \$101 ;
           end
     endcase
     if (rst) begin
-      \$471  = 11'h000;
+      \$471  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$472  = row_offset;
+    \$472  = row_wbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23052,16 +23130,37 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           (* full_case = 32'd1 *)
           if (\$85 ) begin
           end else begin
-            \$472  = \$121 [12:0];
+            \$472  = \$102 ;
           end
     endcase
     if (rst) begin
-      \$472  = 13'h0000;
+      \$472  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$473  = drain_n;
+    \$473  = row_offset;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$85 ) begin
+          end else begin
+            \$473  = \$121 [12:0];
+          end
+    endcase
+    if (rst) begin
+      \$473  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$474  = drain_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23075,18 +23174,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h5:
           if (\$125 ) begin
-            \$473  = \$133 [1:0];
+            \$474  = \$133 [1:0];
           end else if (\$132 ) begin
-            \$473  = 2'h0;
+            \$474  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$473  = 2'h0;
+      \$474  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$474  = cur;
+    \$475  = cur;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23108,14 +23207,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$474  = \$143 ;
+            \$475  = \$143 ;
           end
     endcase
     if (\$145 ) begin
-      \$474  = 1'h0;
+      \$475  = 1'h0;
     end
     if (rst) begin
-      \$474  = 1'h0;
+      \$475  = 1'h0;
     end
   end
   always @* begin
@@ -23302,7 +23401,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
-        in_wr__addr = { \$signal$197 , \$339  };
+        in_wr__addr = { \$signal$222 , \$339  };
       end
     end
   end
@@ -23459,7 +23558,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \spikes$401  = 8'h00;
+    \spikes$426  = 8'h00;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23477,7 +23576,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h8:
           if (can_load) begin
-            \spikes$401  = spikes;
+            \spikes$426  = spikes;
           end
     endcase
   end
@@ -23507,7 +23606,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \layer$403  = 2'h0;
+    \layer$428  = 2'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23525,7 +23624,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h8:
           if (can_load) begin
-            \layer$403  = li;
+            \layer$428  = li;
           end
     endcase
   end
@@ -23612,9 +23711,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \clear$406  = 1'h0;
+    \clear$431  = 1'h0;
     if (\$374 ) begin
-      \clear$406  = 1'h1;
+      \clear$431  = 1'h1;
     end
   end
   always @* begin
@@ -23670,7 +23769,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$197 )
+    casez (\$signal$222 )
       1'h0:
           \$78  = in_count0;
       1'h1:
@@ -23790,7 +23889,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$201 )
+    casez (\$signal$226 )
       1'h0:
           \$96  = in_count0;
       1'h1:
@@ -24118,7 +24217,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$197 )
+    casez (\$signal$222 )
       1'h0:
           \$339  = in_count0;
       1'h1:
@@ -24166,87 +24265,87 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign r_en = output__ready;
   assign \$signature__addr  = host_addr[10:0];
   assign \$signature__data  = host_wdata[7:0];
-  assign \$signature__addr$219  = host_addr[4:0];
-  assign \$signature__data$220  = host_wdata[40:0];
-  assign \$signature__addr$222  = host_addr[10:0];
-  assign \$signature__data$223  = host_wdata[7:0];
-  assign \$signature__addr$225  = host_addr[4:0];
-  assign \$signature__data$226  = host_wdata[40:0];
-  assign \$signature__addr$228  = host_addr[10:0];
-  assign \$signature__data$229  = host_wdata[7:0];
-  assign \$signature__addr$231  = host_addr[4:0];
-  assign \$signature__data$232  = host_wdata[40:0];
-  assign \$signature__addr$234  = host_addr[10:0];
-  assign \$signature__data$235  = host_wdata[7:0];
-  assign \$signature__addr$237  = host_addr[4:0];
-  assign \$signature__data$238  = host_wdata[40:0];
-  assign \$signature__addr$240  = host_addr[10:0];
-  assign \$signature__data$241  = host_wdata[7:0];
-  assign \$signature__addr$243  = host_addr[4:0];
-  assign \$signature__data$244  = host_wdata[40:0];
-  assign \$signature__addr$246  = host_addr[10:0];
-  assign \$signature__data$247  = host_wdata[7:0];
-  assign \$signature__addr$249  = host_addr[4:0];
-  assign \$signature__data$250  = host_wdata[40:0];
-  assign \$signature__addr$252  = host_addr[10:0];
-  assign \$signature__data$253  = host_wdata[7:0];
-  assign \$signature__addr$255  = host_addr[4:0];
-  assign \$signature__data$256  = host_wdata[40:0];
-  assign \$signature__addr$258  = host_addr[10:0];
-  assign \$signature__data$259  = host_wdata[7:0];
-  assign \$signature__addr$261  = host_addr[4:0];
-  assign \$signature__data$262  = host_wdata[40:0];
+  assign \$signature__addr$244  = host_addr[4:0];
+  assign \$signature__data$245  = host_wdata[40:0];
+  assign \$signature__addr$247  = host_addr[10:0];
+  assign \$signature__data$248  = host_wdata[7:0];
+  assign \$signature__addr$250  = host_addr[4:0];
+  assign \$signature__data$251  = host_wdata[40:0];
+  assign \$signature__addr$253  = host_addr[10:0];
+  assign \$signature__data$254  = host_wdata[7:0];
+  assign \$signature__addr$256  = host_addr[4:0];
+  assign \$signature__data$257  = host_wdata[40:0];
+  assign \$signature__addr$259  = host_addr[10:0];
+  assign \$signature__data$260  = host_wdata[7:0];
+  assign \$signature__addr$262  = host_addr[4:0];
+  assign \$signature__data$263  = host_wdata[40:0];
+  assign \$signature__addr$265  = host_addr[10:0];
+  assign \$signature__data$266  = host_wdata[7:0];
+  assign \$signature__addr$268  = host_addr[4:0];
+  assign \$signature__data$269  = host_wdata[40:0];
+  assign \$signature__addr$271  = host_addr[10:0];
+  assign \$signature__data$272  = host_wdata[7:0];
+  assign \$signature__addr$274  = host_addr[4:0];
+  assign \$signature__data$275  = host_wdata[40:0];
+  assign \$signature__addr$277  = host_addr[10:0];
+  assign \$signature__data$278  = host_wdata[7:0];
+  assign \$signature__addr$280  = host_addr[4:0];
+  assign \$signature__data$281  = host_wdata[40:0];
+  assign \$signature__addr$283  = host_addr[10:0];
+  assign \$signature__data$284  = host_wdata[7:0];
+  assign \$signature__addr$286  = host_addr[4:0];
+  assign \$signature__data$287  = host_wdata[40:0];
   assign raddr = host_addr[4:0];
   assign port__addr = \$233 [10:0];
-  assign \port__addr$269  = \$234 [4:0];
-  assign \port__addr$270  = \$235 [4:0];
-  assign \port__addr$271  = \$236 [10:0];
-  assign \port__addr$272  = \$237 [4:0];
-  assign \port__addr$273  = \$238 [4:0];
-  assign \port__addr$274  = \$239 [10:0];
-  assign \port__addr$275  = \$240 [4:0];
-  assign \port__addr$276  = \$241 [4:0];
-  assign \port__addr$277  = \$242 [10:0];
-  assign \port__addr$278  = \$243 [4:0];
-  assign \port__addr$279  = \$244 [4:0];
-  assign \port__addr$280  = \$245 [10:0];
-  assign \port__addr$281  = \$246 [4:0];
-  assign \port__addr$282  = \$247 [4:0];
-  assign \port__addr$283  = \$248 [10:0];
-  assign \port__addr$284  = \$249 [4:0];
-  assign \port__addr$285  = \$250 [4:0];
-  assign \port__addr$286  = \$251 [10:0];
-  assign \port__addr$287  = \$252 [4:0];
-  assign \port__addr$288  = \$253 [4:0];
-  assign \port__addr$289  = \$254 [10:0];
-  assign \port__addr$290  = \$255 [4:0];
-  assign \port__addr$291  = \$256 [4:0];
-  assign \port__addr$292  = { bank_sel, src_sel, n[6:0] };
-  assign \port__addr$293  = { bank_sel, n[6:0] };
-  assign u = membranes0_nrw;
-  assign alpha = params0_nrw[8:0];
-  assign bias = params0_nrw[40:25];
-  assign \u$297  = membranes1_nrw;
-  assign \alpha$298  = params1_nrw[8:0];
-  assign \bias$299  = params1_nrw[40:25];
-  assign \u$300  = membranes2_nrw;
-  assign \alpha$301  = params2_nrw[8:0];
-  assign \bias$302  = params2_nrw[40:25];
-  assign \u$303  = membranes3_nrw;
-  assign \alpha$304  = params3_nrw[8:0];
-  assign \bias$305  = params3_nrw[40:25];
-  assign \u$306  = membranes4_nrw;
-  assign \alpha$307  = params4_nrw[8:0];
-  assign \bias$308  = params4_nrw[40:25];
-  assign \u$309  = membranes5_nrw;
-  assign \alpha$310  = params5_nrw[8:0];
-  assign \bias$311  = params5_nrw[40:25];
-  assign \u$312  = membranes6_nrw;
-  assign \alpha$313  = params6_nrw[8:0];
-  assign \bias$314  = params6_nrw[40:25];
-  assign \u$315  = membranes7_nrw;
-  assign \alpha$316  = params7_nrw[8:0];
-  assign \bias$317  = params7_nrw[40:25];
+  assign \port__addr$294  = \$234 [4:0];
+  assign \port__addr$295  = \$235 [4:0];
+  assign \port__addr$296  = \$236 [10:0];
+  assign \port__addr$297  = \$237 [4:0];
+  assign \port__addr$298  = \$238 [4:0];
+  assign \port__addr$299  = \$239 [10:0];
+  assign \port__addr$300  = \$240 [4:0];
+  assign \port__addr$301  = \$241 [4:0];
+  assign \port__addr$302  = \$242 [10:0];
+  assign \port__addr$303  = \$243 [4:0];
+  assign \port__addr$304  = \$244 [4:0];
+  assign \port__addr$305  = \$245 [10:0];
+  assign \port__addr$306  = \$246 [4:0];
+  assign \port__addr$307  = \$247 [4:0];
+  assign \port__addr$308  = \$248 [10:0];
+  assign \port__addr$309  = \$249 [4:0];
+  assign \port__addr$310  = \$250 [4:0];
+  assign \port__addr$311  = \$251 [10:0];
+  assign \port__addr$312  = \$252 [4:0];
+  assign \port__addr$313  = \$253 [4:0];
+  assign \port__addr$314  = \$254 [10:0];
+  assign \port__addr$315  = \$255 [4:0];
+  assign \port__addr$316  = \$256 [4:0];
+  assign \port__addr$317  = { bank_sel, src_sel, n[6:0] };
+  assign \port__addr$318  = { bank_sel, n[6:0] };
+  assign u = u_q0;
+  assign alpha = alpha_q0;
+  assign bias = bias_q0;
+  assign \u$322  = u_q1;
+  assign \alpha$323  = alpha_q1;
+  assign \bias$324  = bias_q1;
+  assign \u$325  = u_q2;
+  assign \alpha$326  = alpha_q2;
+  assign \bias$327  = bias_q2;
+  assign \u$328  = u_q3;
+  assign \alpha$329  = alpha_q3;
+  assign \bias$330  = bias_q3;
+  assign \u$331  = u_q4;
+  assign \alpha$332  = alpha_q4;
+  assign \bias$333  = bias_q4;
+  assign \u$334  = u_q5;
+  assign \alpha$335  = alpha_q5;
+  assign \bias$336  = bias_q5;
+  assign \u$337  = u_q6;
+  assign \alpha$338  = alpha_q6;
+  assign \bias$339  = bias_q6;
+  assign \u$340  = u_q7;
+  assign \alpha$341  = alpha_q7;
+  assign \bias$342  = bias_q7;
   assign event_layer = records__payload[3:2];
   assign event_index = { 1'h0, records__payload[10:4] };
   assign total = acc0;
@@ -24254,57 +24353,57 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign v_reset = layer[43:28];
   assign reset = layer[27:26];
   assign spiking = layer[25];
-  assign \total$336  = acc1;
-  assign \theta$337  = params1_nrw[24:9];
-  assign \v_reset$338  = layer[43:28];
-  assign \reset$339  = layer[27:26];
-  assign \spiking$340  = layer[25];
-  assign \total$341  = acc2;
-  assign \theta$342  = params2_nrw[24:9];
-  assign \v_reset$343  = layer[43:28];
-  assign \reset$344  = layer[27:26];
-  assign \spiking$345  = layer[25];
-  assign \total$346  = acc3;
-  assign \theta$347  = params3_nrw[24:9];
-  assign \v_reset$348  = layer[43:28];
-  assign \reset$349  = layer[27:26];
-  assign \spiking$350  = layer[25];
-  assign \total$351  = acc4;
-  assign \theta$352  = params4_nrw[24:9];
-  assign \v_reset$353  = layer[43:28];
-  assign \reset$354  = layer[27:26];
-  assign \spiking$355  = layer[25];
-  assign \total$356  = acc5;
-  assign \theta$357  = params5_nrw[24:9];
-  assign \v_reset$358  = layer[43:28];
-  assign \reset$359  = layer[27:26];
-  assign \spiking$360  = layer[25];
-  assign \total$361  = acc6;
-  assign \theta$362  = params6_nrw[24:9];
+  assign \total$361  = acc1;
+  assign \theta$362  = params1_nrw[24:9];
   assign \v_reset$363  = layer[43:28];
   assign \reset$364  = layer[27:26];
   assign \spiking$365  = layer[25];
-  assign \total$366  = acc7;
-  assign \theta$367  = params7_nrw[24:9];
+  assign \total$366  = acc2;
+  assign \theta$367  = params2_nrw[24:9];
   assign \v_reset$368  = layer[43:28];
   assign \reset$369  = layer[27:26];
   assign \spiking$370  = layer[25];
-  assign \$signature__addr$371  = \$264 [4:0];
-  assign \$signature__data$372  = \$265 [15:0];
-  assign \$signature__addr$375  = \$270 [4:0];
-  assign \$signature__data$376  = \$271 [15:0];
-  assign \$signature__addr$378  = \$276 [4:0];
-  assign \$signature__data$379  = \$277 [15:0];
-  assign \$signature__addr$381  = \$282 [4:0];
-  assign \$signature__data$382  = \$283 [15:0];
-  assign \$signature__addr$384  = \$288 [4:0];
-  assign \$signature__data$385  = \$289 [15:0];
-  assign \$signature__addr$387  = \$294 [4:0];
-  assign \$signature__data$388  = \$295 [15:0];
-  assign \$signature__addr$390  = \$300 [4:0];
-  assign \$signature__data$391  = \$301 [15:0];
-  assign \$signature__addr$393  = \$306 [4:0];
-  assign \$signature__data$394  = \$307 [15:0];
+  assign \total$371  = acc3;
+  assign \theta$372  = params3_nrw[24:9];
+  assign \v_reset$373  = layer[43:28];
+  assign \reset$374  = layer[27:26];
+  assign \spiking$375  = layer[25];
+  assign \total$376  = acc4;
+  assign \theta$377  = params4_nrw[24:9];
+  assign \v_reset$378  = layer[43:28];
+  assign \reset$379  = layer[27:26];
+  assign \spiking$380  = layer[25];
+  assign \total$381  = acc5;
+  assign \theta$382  = params5_nrw[24:9];
+  assign \v_reset$383  = layer[43:28];
+  assign \reset$384  = layer[27:26];
+  assign \spiking$385  = layer[25];
+  assign \total$386  = acc6;
+  assign \theta$387  = params6_nrw[24:9];
+  assign \v_reset$388  = layer[43:28];
+  assign \reset$389  = layer[27:26];
+  assign \spiking$390  = layer[25];
+  assign \total$391  = acc7;
+  assign \theta$392  = params7_nrw[24:9];
+  assign \v_reset$393  = layer[43:28];
+  assign \reset$394  = layer[27:26];
+  assign \spiking$395  = layer[25];
+  assign \$signature__addr$396  = \$264 [4:0];
+  assign \$signature__data$397  = \$265 [15:0];
+  assign \$signature__addr$400  = \$270 [4:0];
+  assign \$signature__data$401  = \$271 [15:0];
+  assign \$signature__addr$403  = \$276 [4:0];
+  assign \$signature__data$404  = \$277 [15:0];
+  assign \$signature__addr$406  = \$282 [4:0];
+  assign \$signature__data$407  = \$283 [15:0];
+  assign \$signature__addr$409  = \$288 [4:0];
+  assign \$signature__data$410  = \$289 [15:0];
+  assign \$signature__addr$412  = \$294 [4:0];
+  assign \$signature__data$413  = \$295 [15:0];
+  assign \$signature__addr$415  = \$300 [4:0];
+  assign \$signature__data$416  = \$301 [15:0];
+  assign \$signature__addr$418  = \$306 [4:0];
+  assign \$signature__data$419  = \$307 [15:0];
   assign \input__payload.index  = input__payload[6:0];
   assign \input__payload.value  = input__payload[14:7];
   assign \input__payload.end  = input__payload[15];
@@ -24446,30 +24545,30 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \layer.reset  = layer[27:26];
   assign \layer.v_reset  = layer[43:28];
   assign \layer.emit_values  = layer[44];
-  assign \$signature__data$220.alpha  = host_wdata[8:0];
-  assign \$signature__data$220.theta  = host_wdata[24:9];
-  assign \$signature__data$220.bias  = host_wdata[40:25];
-  assign \$signature__data$226.alpha  = host_wdata[8:0];
-  assign \$signature__data$226.theta  = host_wdata[24:9];
-  assign \$signature__data$226.bias  = host_wdata[40:25];
-  assign \$signature__data$232.alpha  = host_wdata[8:0];
-  assign \$signature__data$232.theta  = host_wdata[24:9];
-  assign \$signature__data$232.bias  = host_wdata[40:25];
-  assign \$signature__data$238.alpha  = host_wdata[8:0];
-  assign \$signature__data$238.theta  = host_wdata[24:9];
-  assign \$signature__data$238.bias  = host_wdata[40:25];
-  assign \$signature__data$244.alpha  = host_wdata[8:0];
-  assign \$signature__data$244.theta  = host_wdata[24:9];
-  assign \$signature__data$244.bias  = host_wdata[40:25];
-  assign \$signature__data$250.alpha  = host_wdata[8:0];
-  assign \$signature__data$250.theta  = host_wdata[24:9];
-  assign \$signature__data$250.bias  = host_wdata[40:25];
-  assign \$signature__data$256.alpha  = host_wdata[8:0];
-  assign \$signature__data$256.theta  = host_wdata[24:9];
-  assign \$signature__data$256.bias  = host_wdata[40:25];
-  assign \$signature__data$262.alpha  = host_wdata[8:0];
-  assign \$signature__data$262.theta  = host_wdata[24:9];
-  assign \$signature__data$262.bias  = host_wdata[40:25];
+  assign \$signature__data$245.alpha  = host_wdata[8:0];
+  assign \$signature__data$245.theta  = host_wdata[24:9];
+  assign \$signature__data$245.bias  = host_wdata[40:25];
+  assign \$signature__data$251.alpha  = host_wdata[8:0];
+  assign \$signature__data$251.theta  = host_wdata[24:9];
+  assign \$signature__data$251.bias  = host_wdata[40:25];
+  assign \$signature__data$257.alpha  = host_wdata[8:0];
+  assign \$signature__data$257.theta  = host_wdata[24:9];
+  assign \$signature__data$257.bias  = host_wdata[40:25];
+  assign \$signature__data$263.alpha  = host_wdata[8:0];
+  assign \$signature__data$263.theta  = host_wdata[24:9];
+  assign \$signature__data$263.bias  = host_wdata[40:25];
+  assign \$signature__data$269.alpha  = host_wdata[8:0];
+  assign \$signature__data$269.theta  = host_wdata[24:9];
+  assign \$signature__data$269.bias  = host_wdata[40:25];
+  assign \$signature__data$275.alpha  = host_wdata[8:0];
+  assign \$signature__data$275.theta  = host_wdata[24:9];
+  assign \$signature__data$275.bias  = host_wdata[40:25];
+  assign \$signature__data$281.alpha  = host_wdata[8:0];
+  assign \$signature__data$281.theta  = host_wdata[24:9];
+  assign \$signature__data$281.bias  = host_wdata[40:25];
+  assign \$signature__data$287.alpha  = host_wdata[8:0];
+  assign \$signature__data$287.theta  = host_wdata[24:9];
+  assign \$signature__data$287.bias  = host_wdata[40:25];
   assign \end_record.kind  = end_record[1:0];
   assign \end_record.layer  = end_record[3:2];
   assign \end_record.index  = end_record[10:4];
@@ -25348,7 +25447,7 @@ module \npu_core_digits.counters (clk, rst, re, total, inc, clear, raddr);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.leak0 (alpha, bias, u, leak);
+module \npu_core_digits.leak0 (u, alpha, bias, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -25367,7 +25466,7 @@ module \npu_core_digits.leak0 (alpha, bias, u, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.leak1 (alpha, bias, u, leak);
+module \npu_core_digits.leak1 (u, alpha, bias, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -25386,7 +25485,7 @@ module \npu_core_digits.leak1 (alpha, bias, u, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.leak2 (alpha, bias, u, leak);
+module \npu_core_digits.leak2 (u, alpha, bias, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -25405,7 +25504,7 @@ module \npu_core_digits.leak2 (alpha, bias, u, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.leak3 (alpha, bias, u, leak);
+module \npu_core_digits.leak3 (u, alpha, bias, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -25424,7 +25523,7 @@ module \npu_core_digits.leak3 (alpha, bias, u, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.leak4 (alpha, bias, u, leak);
+module \npu_core_digits.leak4 (u, alpha, bias, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -25443,7 +25542,7 @@ module \npu_core_digits.leak4 (alpha, bias, u, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.leak5 (alpha, bias, u, leak);
+module \npu_core_digits.leak5 (u, alpha, bias, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -25462,7 +25561,7 @@ module \npu_core_digits.leak5 (alpha, bias, u, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.leak6 (alpha, bias, u, leak);
+module \npu_core_digits.leak6 (u, alpha, bias, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -25481,7 +25580,7 @@ module \npu_core_digits.leak6 (alpha, bias, u, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.leak7 (alpha, bias, u, leak);
+module \npu_core_digits.leak7 (u, alpha, bias, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -25500,7 +25599,7 @@ module \npu_core_digits.leak7 (alpha, bias, u, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron0 (u_new, theta, \port$1434$25 , total, spike);
+module \npu_core_digits.neuron0 (u_new, theta, \port$1437$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -25514,8 +25613,8 @@ module \npu_core_digits.neuron0 (u_new, theta, \port$1434$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1434$25 ;
-  wire [18:0] \port$1434$25 ;
+  input [18:0] \port$1437$25 ;
+  wire [18:0] \port$1437$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25538,19 +25637,19 @@ module \npu_core_digits.neuron0 (u_new, theta, \port$1434$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$1434$25 [0] & \$6 ;
-  assign \$7  = ! \port$1434$25 [2:1];
-  assign \$8  = \port$1434$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$1434$25 [18:3] : v;
+  assign spike = \port$1437$25 [0] & \$6 ;
+  assign \$7  = ! \port$1437$25 [2:1];
+  assign \$8  = \port$1437$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$1437$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$1434$25 [0];
-  assign reset = \port$1434$25 [2:1];
-  assign v_reset = \port$1434$25 [18:3];
+  assign spiking = \port$1437$25 [0];
+  assign reset = \port$1437$25 [2:1];
+  assign v_reset = \port$1437$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron1 (u_new, theta, \port$1434$25 , total, spike);
+module \npu_core_digits.neuron1 (u_new, theta, \port$1437$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -25564,8 +25663,8 @@ module \npu_core_digits.neuron1 (u_new, theta, \port$1434$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1434$25 ;
-  wire [18:0] \port$1434$25 ;
+  input [18:0] \port$1437$25 ;
+  wire [18:0] \port$1437$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25588,19 +25687,19 @@ module \npu_core_digits.neuron1 (u_new, theta, \port$1434$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$1434$25 [0] & \$6 ;
-  assign \$7  = ! \port$1434$25 [2:1];
-  assign \$8  = \port$1434$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$1434$25 [18:3] : v;
+  assign spike = \port$1437$25 [0] & \$6 ;
+  assign \$7  = ! \port$1437$25 [2:1];
+  assign \$8  = \port$1437$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$1437$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$1434$25 [0];
-  assign reset = \port$1434$25 [2:1];
-  assign v_reset = \port$1434$25 [18:3];
+  assign spiking = \port$1437$25 [0];
+  assign reset = \port$1437$25 [2:1];
+  assign v_reset = \port$1437$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron2 (u_new, theta, \port$1434$25 , total, spike);
+module \npu_core_digits.neuron2 (u_new, theta, \port$1437$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -25614,8 +25713,8 @@ module \npu_core_digits.neuron2 (u_new, theta, \port$1434$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1434$25 ;
-  wire [18:0] \port$1434$25 ;
+  input [18:0] \port$1437$25 ;
+  wire [18:0] \port$1437$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25638,19 +25737,19 @@ module \npu_core_digits.neuron2 (u_new, theta, \port$1434$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$1434$25 [0] & \$6 ;
-  assign \$7  = ! \port$1434$25 [2:1];
-  assign \$8  = \port$1434$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$1434$25 [18:3] : v;
+  assign spike = \port$1437$25 [0] & \$6 ;
+  assign \$7  = ! \port$1437$25 [2:1];
+  assign \$8  = \port$1437$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$1437$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$1434$25 [0];
-  assign reset = \port$1434$25 [2:1];
-  assign v_reset = \port$1434$25 [18:3];
+  assign spiking = \port$1437$25 [0];
+  assign reset = \port$1437$25 [2:1];
+  assign v_reset = \port$1437$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron3 (u_new, theta, \port$1434$25 , total, spike);
+module \npu_core_digits.neuron3 (u_new, theta, \port$1437$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -25664,8 +25763,8 @@ module \npu_core_digits.neuron3 (u_new, theta, \port$1434$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1434$25 ;
-  wire [18:0] \port$1434$25 ;
+  input [18:0] \port$1437$25 ;
+  wire [18:0] \port$1437$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25688,19 +25787,19 @@ module \npu_core_digits.neuron3 (u_new, theta, \port$1434$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$1434$25 [0] & \$6 ;
-  assign \$7  = ! \port$1434$25 [2:1];
-  assign \$8  = \port$1434$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$1434$25 [18:3] : v;
+  assign spike = \port$1437$25 [0] & \$6 ;
+  assign \$7  = ! \port$1437$25 [2:1];
+  assign \$8  = \port$1437$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$1437$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$1434$25 [0];
-  assign reset = \port$1434$25 [2:1];
-  assign v_reset = \port$1434$25 [18:3];
+  assign spiking = \port$1437$25 [0];
+  assign reset = \port$1437$25 [2:1];
+  assign v_reset = \port$1437$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron4 (u_new, theta, \port$1434$25 , total, spike);
+module \npu_core_digits.neuron4 (u_new, theta, \port$1437$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -25714,8 +25813,8 @@ module \npu_core_digits.neuron4 (u_new, theta, \port$1434$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1434$25 ;
-  wire [18:0] \port$1434$25 ;
+  input [18:0] \port$1437$25 ;
+  wire [18:0] \port$1437$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25738,19 +25837,19 @@ module \npu_core_digits.neuron4 (u_new, theta, \port$1434$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$1434$25 [0] & \$6 ;
-  assign \$7  = ! \port$1434$25 [2:1];
-  assign \$8  = \port$1434$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$1434$25 [18:3] : v;
+  assign spike = \port$1437$25 [0] & \$6 ;
+  assign \$7  = ! \port$1437$25 [2:1];
+  assign \$8  = \port$1437$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$1437$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$1434$25 [0];
-  assign reset = \port$1434$25 [2:1];
-  assign v_reset = \port$1434$25 [18:3];
+  assign spiking = \port$1437$25 [0];
+  assign reset = \port$1437$25 [2:1];
+  assign v_reset = \port$1437$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron5 (u_new, theta, \port$1434$25 , total, spike);
+module \npu_core_digits.neuron5 (u_new, theta, \port$1437$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -25764,8 +25863,8 @@ module \npu_core_digits.neuron5 (u_new, theta, \port$1434$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1434$25 ;
-  wire [18:0] \port$1434$25 ;
+  input [18:0] \port$1437$25 ;
+  wire [18:0] \port$1437$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25788,19 +25887,19 @@ module \npu_core_digits.neuron5 (u_new, theta, \port$1434$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$1434$25 [0] & \$6 ;
-  assign \$7  = ! \port$1434$25 [2:1];
-  assign \$8  = \port$1434$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$1434$25 [18:3] : v;
+  assign spike = \port$1437$25 [0] & \$6 ;
+  assign \$7  = ! \port$1437$25 [2:1];
+  assign \$8  = \port$1437$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$1437$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$1434$25 [0];
-  assign reset = \port$1434$25 [2:1];
-  assign v_reset = \port$1434$25 [18:3];
+  assign spiking = \port$1437$25 [0];
+  assign reset = \port$1437$25 [2:1];
+  assign v_reset = \port$1437$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron6 (u_new, theta, \port$1434$25 , total, spike);
+module \npu_core_digits.neuron6 (u_new, theta, \port$1437$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -25814,8 +25913,8 @@ module \npu_core_digits.neuron6 (u_new, theta, \port$1434$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1434$25 ;
-  wire [18:0] \port$1434$25 ;
+  input [18:0] \port$1437$25 ;
+  wire [18:0] \port$1437$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25838,19 +25937,19 @@ module \npu_core_digits.neuron6 (u_new, theta, \port$1434$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$1434$25 [0] & \$6 ;
-  assign \$7  = ! \port$1434$25 [2:1];
-  assign \$8  = \port$1434$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$1434$25 [18:3] : v;
+  assign spike = \port$1437$25 [0] & \$6 ;
+  assign \$7  = ! \port$1437$25 [2:1];
+  assign \$8  = \port$1437$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$1437$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$1434$25 [0];
-  assign reset = \port$1434$25 [2:1];
-  assign v_reset = \port$1434$25 [18:3];
+  assign spiking = \port$1437$25 [0];
+  assign reset = \port$1437$25 [2:1];
+  assign v_reset = \port$1437$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron7 (u_new, theta, \port$1434$25 , total, spike);
+module \npu_core_digits.neuron7 (u_new, theta, \port$1437$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -25864,8 +25963,8 @@ module \npu_core_digits.neuron7 (u_new, theta, \port$1434$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1434$25 ;
-  wire [18:0] \port$1434$25 ;
+  input [18:0] \port$1437$25 ;
+  wire [18:0] \port$1437$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25888,15 +25987,15 @@ module \npu_core_digits.neuron7 (u_new, theta, \port$1434$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$1434$25 [0] & \$6 ;
-  assign \$7  = ! \port$1434$25 [2:1];
-  assign \$8  = \port$1434$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$1434$25 [18:3] : v;
+  assign spike = \port$1437$25 [0] & \$6 ;
+  assign \$7  = ! \port$1437$25 [2:1];
+  assign \$8  = \port$1437$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$1437$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$1434$25 [0];
-  assign reset = \port$1434$25 [2:1];
-  assign v_reset = \port$1434$25 [18:3];
+  assign spiking = \port$1437$25 [0];
+  assign reset = \port$1437$25 [2:1];
+  assign v_reset = \port$1437$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
@@ -26083,41 +26182,44 @@ module \npu_core_digits.router (rst, records__ready, free, can_load, \event , lo
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [8:0] \$1 ;
   wire [7:0] \$10 ;
-  wire [7:0] \$11 ;
-  wire [7:0] \$12 ;
-  wire \$13 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [8:0] \$13 ;
   wire \$14 ;
-  wire \$15 ;
-  wire [8:0] \$16 ;
+  reg [15:0] \$15 ;
+  wire \$16 ;
   wire \$17 ;
-  reg [15:0] \$18 ;
-  wire \$19 ;
+  wire \$18 ;
+  wire [8:0] \$19 ;
   wire [8:0] \$2 ;
-  wire \$20 ;
+  wire [8:0] \$20 ;
   wire \$21 ;
-  wire [8:0] \$22 ;
-  wire [8:0] \$23 ;
+  wire \$22 ;
+  wire \$23 ;
   wire \$24 ;
-  wire \$25 ;
-  reg \$26 ;
-  reg [27:0] \$27 ;
-  reg [7:0] \$28 ;
-  reg [7:0] \$29 ;
+  wire [8:0] \$25 ;
+  wire [8:0] \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  reg \$29 ;
   wire \$3 ;
-  reg [1:0] \$30 ;
-  reg \$31 ;
-  reg [15:0] \$32 ;
-  reg [15:0] \$33 ;
-  reg [15:0] \$34 ;
-  reg [15:0] \$35 ;
-  reg [15:0] \$36 ;
-  reg [15:0] \$37 ;
+  reg [27:0] \$30 ;
+  reg [7:0] \$31 ;
+  reg \$32 ;
+  reg \$33 ;
+  reg [7:0] \$34 ;
+  reg [7:0] \$35 ;
+  reg [1:0] \$36 ;
+  reg \$37 ;
   reg [15:0] \$38 ;
   reg [15:0] \$39 ;
   wire \$4 ;
-  reg [7:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
+  reg [15:0] \$40 ;
+  reg [15:0] \$41 ;
+  reg [15:0] \$42 ;
+  reg [15:0] \$43 ;
+  reg [15:0] \$44 ;
+  reg [15:0] \$45 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
@@ -26158,7 +26260,6 @@ module \npu_core_digits.router (rst, records__ready, free, can_load, \event , lo
   output out_valid;
   reg out_valid = 1'h0;
   reg [7:0] pending = 8'h00;
-  reg [7:0] pending_next;
   wire [2:0] pick;
   output [27:0] records__payload;
   reg [27:0] records__payload = 28'h0000000;
@@ -26171,6 +26272,7 @@ module \npu_core_digits.router (rst, records__ready, free, can_load, \event , lo
   wire records__ready;
   (* init = 1'h0 *)
   wire records__valid;
+  wire [7:0] rest;
   input rst;
   wire rst;
   input [7:0] send;
@@ -26197,13 +26299,19 @@ module \npu_core_digits.router (rst, records__ready, free, can_load, \event , lo
   wire [15:0] \values[6] ;
   wire [15:0] \values[7] ;
   always @(posedge clk)
-    value7 <= \$39 ;
+    value1 <= \$39 ;
   always @(posedge clk)
-    pending <= \$40 ;
+    value2 <= \$40 ;
   always @(posedge clk)
-    none_left <= \$41 ;
+    value3 <= \$41 ;
   always @(posedge clk)
-    one_left <= \$42 ;
+    value4 <= \$42 ;
+  always @(posedge clk)
+    value5 <= \$43 ;
+  always @(posedge clk)
+    value6 <= \$44 ;
+  always @(posedge clk)
+    value7 <= \$45 ;
   assign \$1  = - pending;
   assign \$2  = { 1'h0, pending } & \$1 ;
   assign \$3  = | { \$2 [7], \$2 [5], \$2 [3], \$2 [1] };
@@ -26218,51 +26326,49 @@ module \npu_core_digits.router (rst, records__ready, free, can_load, \event , lo
   assign \$9  = out_valid & records__ready;
   assign \event  = \$9  & records__payload[11];
   assign \$10  = ~ \$2 [7:0];
-  assign \$11  = pending & \$10 ;
-  assign \$12  = advance ? \$11  : pending;
-  assign \$13  = load & can_load;
-  assign \$14  = ~ none_left;
-  assign \$15  = emit_values ? 1'h1 : 1'h0;
-  assign \$16  = base + pick;
-  assign \$17  = spikes >> pick;
-  assign \$19  = load & can_load;
-  assign \$20  = ! pending_next;
-  assign \$21  = | pending_next;
-  assign \$22  = pending_next - 1'h1;
-  assign \$23  = { 1'h0, pending_next } & \$22 ;
-  assign \$24  = ! \$23 ;
-  assign \$25  = \$21  & \$24 ;
+  assign rest = pending & \$10 ;
+  assign \$11  = ~ none_left;
+  assign \$12  = emit_values ? 1'h1 : 1'h0;
+  assign \$13  = base + pick;
+  assign \$14  = spikes >> pick;
+  assign \$16  = load & can_load;
+  assign \$17  = ! send;
+  assign \$18  = | send;
+  assign \$19  = send - 1'h1;
+  assign \$20  = { 1'h0, send } & \$19 ;
+  assign \$21  = ! \$20 ;
+  assign \$22  = \$18  & \$21 ;
+  assign \$23  = ! rest;
+  assign \$24  = | rest;
+  assign \$25  = rest - 1'h1;
+  assign \$26  = { 1'h0, rest } & \$25 ;
+  assign \$27  = ! \$26 ;
+  assign \$28  = \$24  & \$27 ;
   always @(posedge clk)
-    out_valid <= \$26 ;
+    out_valid <= \$29 ;
   always @(posedge clk)
-    records__payload <= \$27 ;
+    records__payload <= \$30 ;
   always @(posedge clk)
-    spikes <= \$28 ;
+    pending <= \$31 ;
   always @(posedge clk)
-    base <= \$29 ;
+    none_left <= \$32 ;
   always @(posedge clk)
-    layer <= \$30 ;
+    one_left <= \$33 ;
   always @(posedge clk)
-    emit_values <= \$31 ;
+    spikes <= \$34 ;
   always @(posedge clk)
-    value0 <= \$32 ;
+    base <= \$35 ;
   always @(posedge clk)
-    value1 <= \$33 ;
+    layer <= \$36 ;
   always @(posedge clk)
-    value2 <= \$34 ;
+    emit_values <= \$37 ;
   always @(posedge clk)
-    value3 <= \$35 ;
-  always @(posedge clk)
-    value4 <= \$36 ;
-  always @(posedge clk)
-    value5 <= \$37 ;
-  always @(posedge clk)
-    value6 <= \$38 ;
+    value0 <= \$38 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$39  = value7;
-    if (\$19 ) begin
-      \$39  = values[127:112];
+    \$39  = value1;
+    if (\$16 ) begin
+      \$39  = values[31:16];
     end
     if (rst) begin
       \$39  = 16'h0000;
@@ -26270,23 +26376,62 @@ module \npu_core_digits.router (rst, records__ready, free, can_load, \event , lo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$40  = pending_next;
+    \$40  = value2;
+    if (\$16 ) begin
+      \$40  = values[47:32];
+    end
     if (rst) begin
-      \$40  = 8'h00;
+      \$40  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$41  = \$20 ;
+    \$41  = value3;
+    if (\$16 ) begin
+      \$41  = values[63:48];
+    end
     if (rst) begin
-      \$41  = 1'h1;
+      \$41  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$42  = \$25 ;
+    \$42  = value4;
+    if (\$16 ) begin
+      \$42  = values[79:64];
+    end
     if (rst) begin
-      \$42  = 1'h0;
+      \$42  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$43  = value5;
+    if (\$16 ) begin
+      \$43  = values[95:80];
+    end
+    if (rst) begin
+      \$43  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$44  = value6;
+    if (\$16 ) begin
+      \$44  = values[111:96];
+    end
+    if (rst) begin
+      \$44  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$45  = value7;
+    if (\$16 ) begin
+      \$45  = values[127:112];
+    end
+    if (rst) begin
+      \$45  = 16'h0000;
     end
   end
   always @* begin
@@ -26294,159 +26439,128 @@ module \npu_core_digits.router (rst, records__ready, free, can_load, \event , lo
     (* full_case = 32'd1 *)
     casez (pick)
       3'h0:
-          \$18  = value0;
+          \$15  = value0;
       3'h1:
-          \$18  = value1;
+          \$15  = value1;
       3'h2:
-          \$18  = value2;
+          \$15  = value2;
       3'h3:
-          \$18  = value3;
+          \$15  = value3;
       3'h4:
-          \$18  = value4;
+          \$15  = value4;
       3'h5:
-          \$18  = value5;
+          \$15  = value5;
       3'h6:
-          \$18  = value6;
+          \$15  = value6;
       3'h7:
-          \$18  = value7;
+          \$15  = value7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    pending_next = \$12 ;
-    if (\$13 ) begin
-      pending_next = send;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$26  = out_valid;
+    \$29  = out_valid;
     if (advance) begin
-      \$26  = \$14 ;
+      \$29  = \$11 ;
     end
     if (rst) begin
-      \$26  = 1'h0;
+      \$29  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$27  = records__payload;
+    \$30  = records__payload;
     if (advance) begin
-      \$27 [1:0] = { 1'h0, \$15  };
-      \$27 [3:2] = layer;
-      \$27 [10:4] = \$16 [6:0];
-      \$27 [11] = \$17 ;
-      \$27 [27:12] = \$18 ;
+      \$30 [1:0] = { 1'h0, \$12  };
+      \$30 [3:2] = layer;
+      \$30 [10:4] = \$13 [6:0];
+      \$30 [11] = \$14 ;
+      \$30 [27:12] = \$15 ;
     end
     if (rst) begin
-      \$27  = 28'h0000000;
+      \$30  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$28  = spikes;
-    if (\$19 ) begin
-      \$28  = \spikes$33 ;
+    \$31  = pending;
+    if (\$16 ) begin
+      \$31  = send;
+    end else if (advance) begin
+      \$31  = rest;
     end
     if (rst) begin
-      \$28  = 8'h00;
+      \$31  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$29  = base;
-    if (\$19 ) begin
-      \$29  = \base$34 ;
+    \$32  = none_left;
+    if (\$16 ) begin
+      \$32  = \$17 ;
+    end else if (advance) begin
+      \$32  = \$23 ;
     end
     if (rst) begin
-      \$29  = 8'h00;
+      \$32  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$30  = layer;
-    if (\$19 ) begin
-      \$30  = \layer$35 ;
+    \$33  = one_left;
+    if (\$16 ) begin
+      \$33  = \$22 ;
+    end else if (advance) begin
+      \$33  = \$28 ;
     end
     if (rst) begin
-      \$30  = 2'h0;
+      \$33  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$31  = emit_values;
-    if (\$19 ) begin
-      \$31  = \emit_values$36 ;
+    \$34  = spikes;
+    if (\$16 ) begin
+      \$34  = \spikes$33 ;
     end
     if (rst) begin
-      \$31  = 1'h0;
+      \$34  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$32  = value0;
-    if (\$19 ) begin
-      \$32  = values[15:0];
+    \$35  = base;
+    if (\$16 ) begin
+      \$35  = \base$34 ;
     end
     if (rst) begin
-      \$32  = 16'h0000;
+      \$35  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$33  = value1;
-    if (\$19 ) begin
-      \$33  = values[31:16];
+    \$36  = layer;
+    if (\$16 ) begin
+      \$36  = \layer$35 ;
     end
     if (rst) begin
-      \$33  = 16'h0000;
+      \$36  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$34  = value2;
-    if (\$19 ) begin
-      \$34  = values[47:32];
+    \$37  = emit_values;
+    if (\$16 ) begin
+      \$37  = \emit_values$36 ;
     end
     if (rst) begin
-      \$34  = 16'h0000;
+      \$37  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$35  = value3;
-    if (\$19 ) begin
-      \$35  = values[63:48];
-    end
-    if (rst) begin
-      \$35  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$36  = value4;
-    if (\$19 ) begin
-      \$36  = values[79:64];
-    end
-    if (rst) begin
-      \$36  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$37  = value5;
-    if (\$19 ) begin
-      \$37  = values[95:80];
-    end
-    if (rst) begin
-      \$37  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$38  = value6;
-    if (\$19 ) begin
-      \$38  = values[111:96];
+    \$38  = value0;
+    if (\$16 ) begin
+      \$38  = values[15:0];
     end
     if (rst) begin
       \$38  = 16'h0000;

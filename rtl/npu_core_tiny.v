@@ -131,11 +131,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg \$210 ;
   reg \$211 ;
   reg \$212 ;
-  reg [17:0] \$213 ;
-  reg [25:0] \$214 ;
-  reg [17:0] \$215 ;
-  reg [25:0] \$216 ;
-  reg [4:0] \$217 ;
+  reg \$213 ;
+  reg [17:0] \$214 ;
+  reg [25:0] \$215 ;
+  reg [17:0] \$216 ;
+  reg [25:0] \$217 ;
   reg [4:0] \$218 ;
   reg [4:0] \$219 ;
   wire \$22 ;
@@ -144,31 +144,32 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [4:0] \$222 ;
   reg [4:0] \$223 ;
   reg [4:0] \$224 ;
-  reg [1:0] \$225 ;
-  reg [15:0] \$226 ;
+  reg [4:0] \$225 ;
+  reg [1:0] \$226 ;
   reg [15:0] \$227 ;
-  reg [1:0] \$228 ;
-  reg \$229 ;
+  reg [15:0] \$228 ;
+  reg [1:0] \$229 ;
   wire [5:0] \$23 ;
   reg \$230 ;
-  reg [4:0] \$231 ;
+  reg \$231 ;
   reg [4:0] \$232 ;
-  reg \$233 ;
+  reg [4:0] \$233 ;
   reg \$234 ;
   reg \$235 ;
-  reg [3:0] \$236 ;
+  reg \$236 ;
   reg [3:0] \$237 ;
-  reg [2:0] \$238 ;
-  reg [1:0] \$239 ;
+  reg [3:0] \$238 ;
+  reg [2:0] \$239 ;
   wire \$24 ;
-  reg \$240 ;
+  reg [1:0] \$240 ;
   reg \$241 ;
-  reg [4:0] \$242 ;
+  reg \$242 ;
   reg [4:0] \$243 ;
-  reg [7:0] \$244 ;
-  reg [8:0] \$245 ;
-  reg [1:0] \$246 ;
-  reg \$247 ;
+  reg [4:0] \$244 ;
+  reg [7:0] \$245 ;
+  reg [8:0] \$246 ;
+  reg [1:0] \$247 ;
+  reg \$248 ;
   wire [5:0] \$25 ;
   wire \$26 ;
   wire [5:0] \$27 ;
@@ -252,51 +253,61 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$98 ;
   wire \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$102  = 1'h0;
+  reg \$signal$105  = 1'h0;
+  reg \$signal$109  = 1'h0;
   reg \$signal$58  = 1'h0;
   reg \$signal$59  = 1'h0;
   reg \$signal$66  = 1'h0;
   reg \$signal$67 ;
-  reg \$signal$98  = 1'h0;
+  reg \$signal$68  = 1'h0;
+  reg \$signal$69  = 1'h0;
   wire [7:0] \$signature__addr ;
-  wire [3:0] \$signature__addr$120 ;
-  wire [7:0] \$signature__addr$123 ;
-  wire [3:0] \$signature__addr$126 ;
-  wire [3:0] \$signature__addr$170 ;
-  wire [3:0] \$signature__addr$174 ;
+  wire [3:0] \$signature__addr$127 ;
+  wire [7:0] \$signature__addr$130 ;
+  wire [3:0] \$signature__addr$133 ;
+  wire [3:0] \$signature__addr$177 ;
+  wire [3:0] \$signature__addr$181 ;
   wire [7:0] \$signature__data ;
-  wire [40:0] \$signature__data$121 ;
-  wire [8:0] \$signature__data$121.alpha ;
-  wire [15:0] \$signature__data$121.bias ;
-  wire [15:0] \$signature__data$121.theta ;
-  wire [7:0] \$signature__data$124 ;
-  wire [40:0] \$signature__data$127 ;
-  wire [8:0] \$signature__data$127.alpha ;
-  wire [15:0] \$signature__data$127.bias ;
-  wire [15:0] \$signature__data$127.theta ;
-  wire [15:0] \$signature__data$171 ;
-  wire [15:0] \$signature__data$175 ;
+  wire [40:0] \$signature__data$128 ;
+  wire [8:0] \$signature__data$128.alpha ;
+  wire [15:0] \$signature__data$128.bias ;
+  wire [15:0] \$signature__data$128.theta ;
+  wire [7:0] \$signature__data$131 ;
+  wire [40:0] \$signature__data$134 ;
+  wire [8:0] \$signature__data$134.alpha ;
+  wire [15:0] \$signature__data$134.bias ;
+  wire [15:0] \$signature__data$134.theta ;
+  wire [15:0] \$signature__data$178 ;
+  wire [15:0] \$signature__data$182 ;
   wire \$signature__en ;
-  wire \$signature__en$122 ;
-  wire \$signature__en$125 ;
-  wire \$signature__en$128 ;
-  wire \$signature__en$172 ;
-  wire \$signature__en$176 ;
+  wire \$signature__en$129 ;
+  wire \$signature__en$132 ;
+  wire \$signature__en$135 ;
+  wire \$signature__en$179 ;
+  wire \$signature__en$183 ;
   reg [25:0] acc0 = 26'h0000000;
   reg [25:0] acc1 = 26'h0000000;
+  (* init = 9'h000 *)
   wire [8:0] alpha;
-  wire [8:0] \alpha$145 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$152 ;
+  reg [8:0] alpha_q0 = 9'h000;
+  reg [8:0] alpha_q1 = 9'h000;
   reg bank_sel = 1'h0;
   reg [4:0] base;
+  (* init = 16'h0000 *)
   wire [15:0] bias;
-  wire [15:0] \bias$146 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$153 ;
+  reg [15:0] bias_q0 = 16'h0000;
+  reg [15:0] bias_q1 = 16'h0000;
   output busy;
   reg busy;
   wire \busy$32 ;
   wire can_load;
   input clear;
   wire clear;
-  reg \clear$187 ;
+  reg \clear$194 ;
   input clk;
   wire clk;
   reg [4:0] cnt = 5'h00;
@@ -389,7 +400,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [3:0] k = 4'h0;
   reg last_row = 1'h0;
   reg [37:0] layer = 38'h0000000000;
-  reg \layer$184 ;
+  reg \layer$191 ;
   wire [1:0] \layer.ebase ;
   wire [2:0] \layer.ecount ;
   wire \layer.emit_values ;
@@ -420,7 +431,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \layer1.spiking ;
   wire [15:0] \layer1.v_reset ;
   wire [17:0] leak;
-  wire [17:0] \leak$73 ;
+  wire [17:0] \leak$80 ;
   reg [17:0] leak_q0 = 18'h00000;
   reg [17:0] leak_q1 = 18'h00000;
   reg li = 1'h0;
@@ -450,13 +461,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \params1_nrw.bias ;
   wire [15:0] \params1_nrw.theta ;
   wire [7:0] port__addr;
-  wire [3:0] \port__addr$134 ;
-  wire [3:0] \port__addr$135 ;
-  wire [7:0] \port__addr$136 ;
-  wire [3:0] \port__addr$137 ;
-  wire [3:0] \port__addr$138 ;
-  wire [6:0] \port__addr$139 ;
-  wire [4:0] \port__addr$140 ;
+  wire [3:0] \port__addr$141 ;
+  wire [3:0] \port__addr$142 ;
+  wire [7:0] \port__addr$143 ;
+  wire [3:0] \port__addr$144 ;
+  wire [3:0] \port__addr$145 ;
+  wire [6:0] \port__addr$146 ;
+  wire [4:0] \port__addr$147 ;
   wire [11:0] port__data;
   wire [11:0] \port__data$19 ;
   wire [3:0] \port__data$19.index ;
@@ -475,7 +486,6 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \port__data$31 ;
   wire [3:0] \port__data.index ;
   wire [7:0] \port__data.value ;
-  reg pre2 = 1'h0;
   reg [15:0] prod_q0 = 16'h0000;
   reg [15:0] prod_q1 = 16'h0000;
   wire [23:0] r_data;
@@ -496,7 +506,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire records__ready;
   wire records__valid;
   wire [1:0] reset;
-  wire [1:0] \reset$168 ;
+  wire [1:0] \reset$175 ;
   wire [4:0] row_addr;
   reg [8:0] row_offset = 9'h000;
   reg [7:0] row_wbase = 8'h00;
@@ -515,29 +525,31 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg s4_valid = 1'h0;
   reg [1:0] send;
   wire spike;
-  wire \spike$90 ;
+  wire \spike$97 ;
   wire [1:0] spike_src;
   reg [1:0] spikes = 2'h0;
-  reg [1:0] \spikes$182 ;
+  reg [1:0] \spikes$189 ;
   wire spiking;
-  wire \spiking$169 ;
+  wire \spiking$176 ;
   reg [1:0] src_sel = 2'h0;
   wire [15:0] theta;
-  wire [15:0] \theta$166 ;
+  wire [15:0] \theta$173 ;
   (* init = 26'h0000000 *)
   wire [25:0] total;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$165 ;
+  wire [25:0] \total$172 ;
   (* init = 16'h0000 *)
   wire [15:0] u;
   (* init = 16'h0000 *)
-  wire [15:0] \u$144 ;
+  wire [15:0] \u$151 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$92 ;
+  wire [15:0] \u_new$99 ;
   reg [15:0] u_new0 = 16'h0000;
   reg [15:0] u_new1 = 16'h0000;
+  reg [15:0] u_q0 = 16'h0000;
+  reg [15:0] u_q1 = 16'h0000;
   wire [15:0] v_reset;
-  wire [15:0] \v_reset$167 ;
+  wire [15:0] \v_reset$174 ;
   wire [1:0] valid_lanes;
   reg [1:0] valid_q = 2'h0;
   reg [31:0] values;
@@ -751,7 +763,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes0[15] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$172 )
+    if (\$signature__en$179 )
       membranes0[\$137 [3:0]] <= \$138 [15:0];
   end
   assign \port__data$25  = membranes0[\$128 [3:0]];
@@ -776,7 +788,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes1[15] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$176 )
+    if (\$signature__en$183 )
       membranes1[\$143 [3:0]] <= \$144 [15:0];
   end
   assign \port__data$31  = membranes1[\$131 [3:0]];
@@ -801,7 +813,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     params0[15] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$122 )
+    if (\$signature__en$129 )
       params0[host_addr[3:0]] <= host_wdata;
   end
   assign \port__data$23  = params0[\$127 [3:0]];
@@ -826,7 +838,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     params1[15] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$128 )
+    if (\$signature__en$135 )
       params1[host_addr[3:0]] <= host_wdata;
   end
   assign \port__data$29  = params1[\$130 [3:0]];
@@ -1356,7 +1368,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     weights1[255] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$125 )
+    if (\$signature__en$132 )
       weights1[host_addr[7:0]] <= host_wdata[7:0];
   end
   assign \port__data$27  = weights1[\$129 [7:0]];
@@ -1368,10 +1380,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$9  = s1_rowbase + s1_index;
   assign \$10  = $signed(w_q0) * $signed(s3_x);
   assign \$11  = $signed(w_q1) * $signed(s3_x);
-  assign \$12  = s4_valid | pre2;
+  assign \$12  = s4_valid | \$signal$69 ;
   assign \$13  = s4_valid ? { prod_q0[15], prod_q0[15], prod_q0 } : leak_q0;
   assign \$14  = $signed(acc0) + $signed(\$13 );
-  assign \$15  = s4_valid | pre2;
+  assign \$15  = s4_valid | \$signal$69 ;
   assign \$16  = s4_valid ? { prod_q1[15], prod_q1[15], prod_q1 } : leak_q1;
   assign \$17  = $signed(acc1) + $signed(\$16 );
   assign \$18  = ! { cur, spike_src };
@@ -1396,14 +1408,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$38  = \$37  + 1'h1;
   assign \$39  = ~ clear;
   assign \$40  = in_full & \$39 ;
-  assign \$41  = ~ \$signal$98 ;
-  assign \$42  = ~ \$signal$98 ;
+  assign \$41  = ~ \$signal$105 ;
+  assign \$42  = ~ \$signal$105 ;
   assign \$43  = ! num_layers;
   assign \$44  = e == e_end;
   assign \$47  = ! \$46 ;
   assign \$49  = ! \$48 ;
   assign \$51  = cur ^ \$50 ;
-  assign \$52  = \$49  ? \$signal$102  : \$51 ;
+  assign \$52  = \$49  ? \$signal$109  : \$51 ;
   assign \$54  = ! \$53 ;
   assign \$58  = cur ^ \$57 ;
   assign \$60  = \$54  ? \$55  : \$59 ;
@@ -1447,17 +1459,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$106  = host_addr[11:9] == 2'h2;
   assign \$107  = \$105  & \$106 ;
   assign \$108  = ! host_addr[8];
-  assign \$signature__en$122  = \$107  & \$108 ;
+  assign \$signature__en$129  = \$107  & \$108 ;
   assign \$109  = ~ busy;
   assign \$110  = \$109  & host_we;
   assign \$111  = host_addr[11:9] == 3'h4;
   assign \$112  = \$110  & \$111 ;
-  assign \$signature__en$125  = \$112  & \$113 ;
+  assign \$signature__en$132  = \$112  & \$113 ;
   assign \$114  = ~ busy;
   assign \$115  = \$114  & host_we;
   assign \$116  = host_addr[11:9] == 2'h2;
   assign \$117  = \$115  & \$116 ;
-  assign \$signature__en$128  = \$117  & \$118 ;
+  assign \$signature__en$135  = \$117  & \$118 ;
   assign \$122  = row_wbase + row_offset;
   assign \$123  = ~ busy;
   assign \$124  = \$123  & host_re;
@@ -1485,13 +1497,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$140  = host_we & \$139 ;
   assign \$141  = ! host_addr[8];
   assign \$142  = \$140  & \$141 ;
-  assign \$signature__en$172  = busy ? neuron_write : \$142 ;
+  assign \$signature__en$179  = busy ? neuron_write : \$142 ;
   assign \$143  = busy ? { 3'h0, row_addr } : host_addr[7:0];
   assign \$144  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
   assign \$145  = host_addr[11:9] == 2'h3;
   assign \$146  = host_we & \$145 ;
   assign \$148  = \$146  & \$147 ;
-  assign \$signature__en$176  = busy ? neuron_write : \$148 ;
+  assign \$signature__en$183  = busy ? neuron_write : \$148 ;
   assign \$149  = k * 2'h2;
   assign \$150  = \$149  + 1'h0;
   assign \$151  = \$150  < layer[4:0];
@@ -1601,79 +1613,93 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     \$signal$66  <= \$211 ;
   always @(posedge clk)
-    pre2 <= \$212 ;
+    \$signal$68  <= \$212 ;
   always @(posedge clk)
-    leak_q0 <= \$213 ;
+    \$signal$69  <= \$213 ;
   always @(posedge clk)
-    acc0 <= \$214 ;
+    u_q0 <= membranes0_nrw;
   always @(posedge clk)
-    leak_q1 <= \$215 ;
+    alpha_q0 <= params0_nrw[8:0];
   always @(posedge clk)
-    acc1 <= \$216 ;
+    bias_q0 <= params0_nrw[40:25];
   always @(posedge clk)
-    count0 <= \$217 ;
+    leak_q0 <= \$214 ;
   always @(posedge clk)
-    count1 <= \$218 ;
+    acc0 <= \$215 ;
   always @(posedge clk)
-    count2 <= \$219 ;
+    u_q1 <= membranes1_nrw;
   always @(posedge clk)
-    count3 <= \$220 ;
+    alpha_q1 <= params1_nrw[8:0];
   always @(posedge clk)
-    count4 <= \$221 ;
+    bias_q1 <= params1_nrw[40:25];
   always @(posedge clk)
-    count5 <= \$222 ;
+    leak_q1 <= \$216 ;
   always @(posedge clk)
-    count6 <= \$223 ;
+    acc1 <= \$217 ;
   always @(posedge clk)
-    count7 <= \$224 ;
+    count0 <= \$218 ;
   always @(posedge clk)
-    spikes <= \$225 ;
+    count1 <= \$219 ;
   always @(posedge clk)
-    u_new0 <= \$226 ;
+    count2 <= \$220 ;
   always @(posedge clk)
-    u_new1 <= \$227 ;
+    count3 <= \$221 ;
   always @(posedge clk)
-    valid_q <= \$228 ;
+    count4 <= \$222 ;
   always @(posedge clk)
-    last_row <= \$229 ;
+    count5 <= \$223 ;
   always @(posedge clk)
-    in_full <= \$230 ;
+    count6 <= \$224 ;
   always @(posedge clk)
-    in_count0 <= \$231 ;
+    count7 <= \$225 ;
   always @(posedge clk)
-    in_count1 <= \$232 ;
+    spikes <= \$226 ;
   always @(posedge clk)
-    li <= \$233 ;
+    u_new0 <= \$227 ;
   always @(posedge clk)
-    \$signal$102  <= \$234 ;
+    u_new1 <= \$228 ;
   always @(posedge clk)
-    \$signal$98  <= \$235 ;
+    valid_q <= \$229 ;
   always @(posedge clk)
-    fsm_state <= \$236 ;
+    last_row <= \$230 ;
   always @(posedge clk)
-    k <= \$237 ;
+    in_full <= \$231 ;
   always @(posedge clk)
-    e <= \$238 ;
+    in_count0 <= \$232 ;
   always @(posedge clk)
-    src_sel <= \$239 ;
+    in_count1 <= \$233 ;
   always @(posedge clk)
-    \$signal$58  <= \$240 ;
+    li <= \$234 ;
   always @(posedge clk)
-    bank_sel <= \$241 ;
+    \$signal$109  <= \$235 ;
   always @(posedge clk)
-    n <= \$242 ;
+    \$signal$105  <= \$236 ;
   always @(posedge clk)
-    cnt <= \$243 ;
+    fsm_state <= \$237 ;
   always @(posedge clk)
-    row_wbase <= \$244 ;
+    k <= \$238 ;
   always @(posedge clk)
-    row_offset <= \$245 ;
+    e <= \$239 ;
   always @(posedge clk)
-    drain_n <= \$246 ;
+    src_sel <= \$240 ;
   always @(posedge clk)
-    cur <= \$247 ;
+    \$signal$58  <= \$241 ;
+  always @(posedge clk)
+    bank_sel <= \$242 ;
+  always @(posedge clk)
+    n <= \$243 ;
+  always @(posedge clk)
+    cnt <= \$244 ;
+  always @(posedge clk)
+    row_wbase <= \$245 ;
+  always @(posedge clk)
+    row_offset <= \$246 ;
+  always @(posedge clk)
+    drain_n <= \$247 ;
+  always @(posedge clk)
+    cur <= \$248 ;
   \npu_core_tiny.counters  counters (
-    .clear(\clear$187 ),
+    .clear(\clear$194 ),
     .clk(clk),
     .inc(inc),
     .raddr(host_addr[3:0]),
@@ -1682,30 +1708,30 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .total(rdata)
   );
   \npu_core_tiny.leak0  leak0 (
-    .alpha(params0_nrw[8:0]),
-    .bias(params0_nrw[40:25]),
+    .alpha(alpha_q0),
+    .bias(bias_q0),
     .leak(leak),
-    .u(membranes0_nrw)
+    .u(u_q0)
   );
   \npu_core_tiny.leak1  leak1 (
-    .alpha(params1_nrw[8:0]),
-    .bias(params1_nrw[40:25]),
-    .leak(\leak$73 ),
-    .u(membranes1_nrw)
+    .alpha(alpha_q1),
+    .bias(bias_q1),
+    .leak(\leak$80 ),
+    .u(u_q1)
   );
   \npu_core_tiny.neuron0  neuron0 (
-    .\port$749$18 (layer[36:18]),
+    .\port$752$18 (layer[36:18]),
     .spike(spike),
     .theta(params0_nrw[24:9]),
     .total(acc0),
     .u_new(u_new)
   );
   \npu_core_tiny.neuron1  neuron1 (
-    .\port$749$18 (layer[36:18]),
-    .spike(\spike$90 ),
+    .\port$752$18 (layer[36:18]),
+    .spike(\spike$97 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
-    .u_new(\u_new$92 )
+    .u_new(\u_new$99 )
   );
   \npu_core_tiny.out_fifo  out_fifo (
     .clk(clk),
@@ -1724,14 +1750,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .\emit_values$30 (emit_values),
     .\event (\event ),
     .free(free),
-    .\layer$29 (\layer$184 ),
+    .\layer$29 (\layer$191 ),
     .load(load),
     .out_valid(records__valid),
     .records__payload(records__payload),
     .records__ready(records__ready),
     .rst(rst),
     .send(send),
-    .\spikes$27 (\spikes$182 ),
+    .\spikes$27 (\spikes$189 ),
     .values(values)
   );
   always @* begin
@@ -1771,7 +1797,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$98 )
+    casez (\$signal$105 )
       1'h0:
           \$37  = in_count0;
       1'h1:
@@ -1851,7 +1877,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$102 )
+    casez (\$signal$109 )
       1'h0:
           \$55  = in_count0;
       1'h1:
@@ -2033,7 +2059,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$98 )
+    casez (\$signal$105 )
       1'h0:
           \$158  = in_count0[3:0];
       1'h1:
@@ -2305,16 +2331,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = leak;
+    \$213  = \$signal$68 ;
     if (rst) begin
-      \$213  = 18'h00000;
+      \$213  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = acc0;
+    \$214  = leak;
+    if (rst) begin
+      \$214  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$215  = acc0;
     if (\$12 ) begin
-      \$214  = \$14 [25:0];
+      \$215  = \$14 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -2322,24 +2355,24 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          \$214  = 26'h0000000;
+          \$215  = 26'h0000000;
     endcase
     if (rst) begin
-      \$214  = 26'h0000000;
+      \$215  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = \leak$73 ;
+    \$216  = \leak$80 ;
     if (rst) begin
-      \$215  = 18'h00000;
+      \$216  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = acc1;
+    \$217  = acc1;
     if (\$15 ) begin
-      \$216  = \$17 [25:0];
+      \$217  = \$17 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -2347,18 +2380,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          \$216  = 26'h0000000;
+          \$217  = 26'h0000000;
     endcase
     if (rst) begin
-      \$216  = 26'h0000000;
+      \$217  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = count0;
+    \$218  = count0;
     if (\event ) begin
       if (\$18 ) begin
-        \$217  = \$19 [4:0];
+        \$218  = \$19 [4:0];
       end
     end
     casez (fsm_state)
@@ -2384,23 +2417,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$93 , 2'h0 })
               3'h0:
-                  \$217  = 5'h00;
+                  \$218  = 5'h00;
             endcase
           end
     endcase
     if (\$98 ) begin
-      \$217  = 5'h00;
+      \$218  = 5'h00;
     end
     if (rst) begin
-      \$217  = 5'h00;
+      \$218  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = count1;
+    \$219  = count1;
     if (\event ) begin
       if (\$20 ) begin
-        \$218  = \$21 [4:0];
+        \$219  = \$21 [4:0];
       end
     end
     casez (fsm_state)
@@ -2426,23 +2459,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$94 , 2'h1 })
               3'h1:
-                  \$218  = 5'h00;
+                  \$219  = 5'h00;
             endcase
           end
     endcase
     if (\$98 ) begin
-      \$218  = 5'h00;
+      \$219  = 5'h00;
     end
     if (rst) begin
-      \$218  = 5'h00;
+      \$219  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = count2;
+    \$220  = count2;
     if (\event ) begin
       if (\$22 ) begin
-        \$219  = \$23 [4:0];
+        \$220  = \$23 [4:0];
       end
     end
     casez (fsm_state)
@@ -2468,38 +2501,38 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$95 , 2'h2 })
               3'h2:
-                  \$219  = 5'h00;
+                  \$220  = 5'h00;
             endcase
           end
     endcase
     if (\$98 ) begin
-      \$219  = 5'h00;
+      \$220  = 5'h00;
     end
     if (rst) begin
-      \$219  = 5'h00;
+      \$220  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = count3;
+    \$221  = count3;
     if (\event ) begin
       if (\$24 ) begin
-        \$220  = \$25 [4:0];
+        \$221  = \$25 [4:0];
       end
     end
     if (\$98 ) begin
-      \$220  = 5'h00;
+      \$221  = 5'h00;
     end
     if (rst) begin
-      \$220  = 5'h00;
+      \$221  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = count4;
+    \$222  = count4;
     if (\event ) begin
       if (\$26 ) begin
-        \$221  = \$27 [4:0];
+        \$222  = \$27 [4:0];
       end
     end
     casez (fsm_state)
@@ -2528,23 +2561,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h0:
                   /* empty */;
               3'h4:
-                  \$221  = 5'h00;
+                  \$222  = 5'h00;
             endcase
           end
     endcase
     if (\$98 ) begin
-      \$221  = 5'h00;
+      \$222  = 5'h00;
     end
     if (rst) begin
-      \$221  = 5'h00;
+      \$222  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = count5;
+    \$223  = count5;
     if (\event ) begin
       if (\$28 ) begin
-        \$222  = \$29 [4:0];
+        \$223  = \$29 [4:0];
       end
     end
     casez (fsm_state)
@@ -2573,23 +2606,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h1:
                   /* empty */;
               3'h5:
-                  \$222  = 5'h00;
+                  \$223  = 5'h00;
             endcase
           end
     endcase
     if (\$98 ) begin
-      \$222  = 5'h00;
+      \$223  = 5'h00;
     end
     if (rst) begin
-      \$222  = 5'h00;
+      \$223  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = count6;
+    \$224  = count6;
     if (\event ) begin
       if (\$30 ) begin
-        \$223  = \$31 [4:0];
+        \$224  = \$31 [4:0];
       end
     end
     casez (fsm_state)
@@ -2622,23 +2655,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h2:
                   /* empty */;
               3'h6:
-                  \$223  = 5'h00;
+                  \$224  = 5'h00;
             endcase
           end
     endcase
     if (\$98 ) begin
-      \$223  = 5'h00;
+      \$224  = 5'h00;
     end
     if (rst) begin
-      \$223  = 5'h00;
+      \$224  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = count7;
+    \$225  = count7;
     if (\event ) begin
       if (\$32 ) begin
-        \$224  = \$33 [4:0];
+        \$225  = \$33 [4:0];
       end
     end
     casez (fsm_state)
@@ -2671,110 +2704,78 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           end
     endcase
     if (\$98 ) begin
-      \$224  = 5'h00;
+      \$225  = 5'h00;
     end
     if (rst) begin
-      \$224  = 5'h00;
+      \$225  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225 [0] = spike;
-    \$225 [1] = \spike$90 ;
+    \$226 [0] = spike;
+    \$226 [1] = \spike$97 ;
     if (rst) begin
-      \$225  = 2'h0;
+      \$226  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = u_new;
-    if (rst) begin
-      \$226  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = \u_new$92 ;
+    \$227  = u_new;
     if (rst) begin
       \$227  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = valid_lanes;
+    \$228  = \u_new$99 ;
     if (rst) begin
-      \$228  = 2'h0;
+      \$228  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = \$35 ;
+    \$229  = valid_lanes;
     if (rst) begin
-      \$229  = 1'h0;
+      \$229  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = in_full;
-    if (\$36 ) begin
-      if (input__payload[12]) begin
-        \$230  = 1'h1;
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$40 ) begin
-            \$230  = 1'h0;
-          end
-    endcase
-    if (\$98 ) begin
-      \$230  = 1'h0;
-    end
+    \$230  = \$35 ;
     if (rst) begin
       \$230  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = in_count0;
+    \$231  = in_full;
     if (\$36 ) begin
-      (* full_case = 32'd1 *)
       if (input__payload[12]) begin
-      end else begin
-        casez (\$signal$98 )
-          1'h0:
-              \$231  = \$38 [4:0];
-        endcase
+        \$231  = 1'h1;
       end
     end
     casez (fsm_state)
       4'h0:
           if (\$40 ) begin
-            casez (\$42 )
-              1'h0:
-                  \$231  = 5'h00;
-            endcase
+            \$231  = 1'h0;
           end
     endcase
     if (\$98 ) begin
-      \$231  = 5'h00;
+      \$231  = 1'h0;
     end
     if (rst) begin
-      \$231  = 5'h00;
+      \$231  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = in_count1;
+    \$232  = in_count0;
     if (\$36 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
-        (* full_case = 32'd1 *)
-        casez (\$signal$98 )
+        casez (\$signal$105 )
           1'h0:
-              /* empty */;
-          1'h1:
               \$232  = \$38 [4:0];
         endcase
       end
@@ -2782,11 +2783,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     casez (fsm_state)
       4'h0:
           if (\$40 ) begin
-            (* full_case = 32'd1 *)
             casez (\$42 )
               1'h0:
-                  /* empty */;
-              1'h1:
                   \$232  = 5'h00;
             endcase
           end
@@ -2800,11 +2798,46 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = li;
+    \$233  = in_count1;
+    if (\$36 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[12]) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (\$signal$105 )
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$233  = \$38 [4:0];
+        endcase
+      end
+    end
     casez (fsm_state)
       4'h0:
           if (\$40 ) begin
-            \$233  = 1'h0;
+            (* full_case = 32'd1 *)
+            casez (\$42 )
+              1'h0:
+                  /* empty */;
+              1'h1:
+                  \$233  = 5'h00;
+            endcase
+          end
+    endcase
+    if (\$98 ) begin
+      \$233  = 5'h00;
+    end
+    if (rst) begin
+      \$233  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$234  = li;
+    casez (fsm_state)
+      4'h0:
+          if (\$40 ) begin
+            \$234  = 1'h0;
           end
       4'h2:
           /* empty */;
@@ -2825,21 +2858,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             (* full_case = 32'd1 *)
             if (\$91 ) begin
             end else begin
-              \$233  = \$92 [0];
+              \$234  = \$92 [0];
             end
-          end
-    endcase
-    if (rst) begin
-      \$233  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = \$signal$102 ;
-    casez (fsm_state)
-      4'h0:
-          if (\$40 ) begin
-            \$234  = \$signal$98 ;
           end
     endcase
     if (rst) begin
@@ -2848,109 +2868,91 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = \$signal$98 ;
+    \$235  = \$signal$109 ;
     casez (fsm_state)
       4'h0:
           if (\$40 ) begin
-            \$235  = \$41 ;
+            \$235  = \$signal$105 ;
           end
     endcase
-    if (\$98 ) begin
-      \$235  = 1'h0;
-    end
     if (rst) begin
       \$235  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = fsm_state;
+    \$236  = \$signal$105 ;
+    casez (fsm_state)
+      4'h0:
+          if (\$40 ) begin
+            \$236  = \$41 ;
+          end
+    endcase
+    if (\$98 ) begin
+      \$236  = 1'h0;
+    end
+    if (rst) begin
+      \$236  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$237  = fsm_state;
     casez (fsm_state)
       4'h0:
           if (\$40 ) begin
             (* full_case = 32'd1 *)
             if (\$43 ) begin
-              \$236  = 4'h1;
+              \$237  = 4'h1;
             end else begin
-              \$236  = 4'h2;
+              \$237  = 4'h2;
             end
           end
       4'h2:
-          \$236  = 4'h3;
+          \$237  = 4'h3;
       4'h3:
-          \$236  = 4'h4;
+          \$237  = 4'h4;
       4'h4:
           (* full_case = 32'd1 *)
           if (\$44 ) begin
-            \$236  = 4'h5;
+            \$237  = 4'h5;
           end else begin
-            \$236  = 4'h6;
+            \$237  = 4'h6;
           end
       4'h6:
           (* full_case = 32'd1 *)
           if (\$77 ) begin
           end else begin
-            \$236  = 4'h4;
+            \$237  = 4'h4;
           end
       4'h5:
           if (\$80 ) begin
           end else if (\$87 ) begin
-            \$236  = 4'h7;
+            \$237  = 4'h7;
           end
       4'h7:
-          \$236  = 4'h8;
+          \$237  = 4'h8;
       4'h8:
           if (can_load) begin
             (* full_case = 32'd1 *)
             if (last_row) begin
-              \$236  = 4'h9;
+              \$237  = 4'h9;
             end else begin
-              \$236  = 4'h3;
+              \$237  = 4'h3;
             end
           end
       4'h9:
           if (free) begin
             (* full_case = 32'd1 *)
             if (\$91 ) begin
-              \$236  = 4'h1;
+              \$237  = 4'h1;
             end else begin
-              \$236  = 4'h2;
+              \$237  = 4'h2;
             end
           end
       4'h1:
           if (w_rdy) begin
-            \$236  = 4'h0;
-          end
-    endcase
-    if (rst) begin
-      \$236  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = k;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          \$237  = 4'h0;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-            end else begin
-              \$237  = \$89 [3:0];
-            end
+            \$237  = 4'h0;
           end
     endcase
     if (rst) begin
@@ -2959,30 +2961,61 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$238  = e;
+    \$238  = k;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          \$238  = 4'h0;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+            end else begin
+              \$238  = \$89 [3:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$238  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$239  = e;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
           /* empty */;
       4'h3:
-          \$238  = { 1'h0, layer[14:13] };
+          \$239  = { 1'h0, layer[14:13] };
       4'h4:
           /* empty */;
       4'h6:
           (* full_case = 32'd1 *)
           if (\$77 ) begin
           end else begin
-            \$238  = \$79 [2:0];
+            \$239  = \$79 [2:0];
           end
     endcase
     if (rst) begin
-      \$238  = 3'h0;
+      \$239  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$239  = src_sel;
+    \$240  = src_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -2994,16 +3027,16 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$44 ) begin
           end else begin
-            \$239  = \$45 ;
+            \$240  = \$45 ;
           end
     endcase
     if (rst) begin
-      \$239  = 2'h0;
+      \$240  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$240  = \$signal$58 ;
+    \$241  = \$signal$58 ;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3015,28 +3048,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$44 ) begin
           end else begin
-            \$240  = \$47 ;
-          end
-    endcase
-    if (rst) begin
-      \$240  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$241  = bank_sel;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$44 ) begin
-          end else begin
-            \$241  = \$52 ;
+            \$241  = \$47 ;
           end
     endcase
     if (rst) begin
@@ -3045,7 +3057,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$242  = n;
+    \$242  = bank_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3057,20 +3069,16 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$44 ) begin
           end else begin
-            \$242  = 5'h00;
-          end
-      4'h6:
-          if (\$77 ) begin
-            \$242  = \$78 [4:0];
+            \$242  = \$52 ;
           end
     endcase
     if (rst) begin
-      \$242  = 5'h00;
+      \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$243  = cnt;
+    \$243  = n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3082,7 +3090,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$44 ) begin
           end else begin
-            \$243  = \$60 ;
+            \$243  = 5'h00;
+          end
+      4'h6:
+          if (\$77 ) begin
+            \$243  = \$78 [4:0];
           end
     endcase
     if (rst) begin
@@ -3091,7 +3103,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$244  = row_wbase;
+    \$244  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3103,16 +3115,16 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$44 ) begin
           end else begin
-            \$244  = \$61 ;
+            \$244  = \$60 ;
           end
     endcase
     if (rst) begin
-      \$244  = 8'h00;
+      \$244  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$245  = row_offset;
+    \$245  = row_wbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3124,16 +3136,37 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$44 ) begin
           end else begin
-            \$245  = \$76 [8:0];
+            \$245  = \$61 ;
           end
     endcase
     if (rst) begin
-      \$245  = 9'h000;
+      \$245  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$246  = drain_n;
+    \$246  = row_offset;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$44 ) begin
+          end else begin
+            \$246  = \$76 [8:0];
+          end
+    endcase
+    if (rst) begin
+      \$246  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$247  = drain_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3147,18 +3180,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h5:
           if (\$80 ) begin
-            \$246  = \$88 [1:0];
+            \$247  = \$88 [1:0];
           end else if (\$87 ) begin
-            \$246  = 2'h0;
+            \$247  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$246  = 2'h0;
+      \$247  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$247  = cur;
+    \$248  = cur;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3180,14 +3213,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$247  = \$96 ;
+            \$248  = \$96 ;
           end
     endcase
     if (\$98 ) begin
-      \$247  = 1'h0;
+      \$248  = 1'h0;
     end
     if (rst) begin
-      \$247  = 1'h0;
+      \$248  = 1'h0;
     end
   end
   always @* begin
@@ -3326,7 +3359,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
-        in_wr__addr = { \$signal$98 , \$158  };
+        in_wr__addr = { \$signal$105 , \$158  };
       end
     end
   end
@@ -3483,7 +3516,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \spikes$182  = 2'h0;
+    \spikes$189  = 2'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3501,7 +3534,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h8:
           if (can_load) begin
-            \spikes$182  = spikes;
+            \spikes$189  = spikes;
           end
     endcase
   end
@@ -3531,7 +3564,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \layer$184  = 1'h0;
+    \layer$191  = 1'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3549,7 +3582,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h8:
           if (can_load) begin
-            \layer$184  = li;
+            \layer$191  = li;
           end
     endcase
   end
@@ -3630,9 +3663,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \clear$187  = 1'h0;
+    \clear$194  = 1'h0;
     if (\$179 ) begin
-      \clear$187  = 1'h1;
+      \clear$194  = 1'h1;
     end
   end
   assign \busy$32  = busy;
@@ -3642,27 +3675,27 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign r_en = output__ready;
   assign \$signature__addr  = host_addr[7:0];
   assign \$signature__data  = host_wdata[7:0];
-  assign \$signature__addr$120  = host_addr[3:0];
-  assign \$signature__data$121  = host_wdata;
-  assign \$signature__addr$123  = host_addr[7:0];
-  assign \$signature__data$124  = host_wdata[7:0];
-  assign \$signature__addr$126  = host_addr[3:0];
-  assign \$signature__data$127  = host_wdata;
+  assign \$signature__addr$127  = host_addr[3:0];
+  assign \$signature__data$128  = host_wdata;
+  assign \$signature__addr$130  = host_addr[7:0];
+  assign \$signature__data$131  = host_wdata[7:0];
+  assign \$signature__addr$133  = host_addr[3:0];
+  assign \$signature__data$134  = host_wdata;
   assign raddr = host_addr[3:0];
   assign port__addr = \$126 [7:0];
-  assign \port__addr$134  = \$127 [3:0];
-  assign \port__addr$135  = \$128 [3:0];
-  assign \port__addr$136  = \$129 [7:0];
-  assign \port__addr$137  = \$130 [3:0];
-  assign \port__addr$138  = \$131 [3:0];
-  assign \port__addr$139  = { bank_sel, src_sel, n[3:0] };
-  assign \port__addr$140  = { bank_sel, n[3:0] };
-  assign u = membranes0_nrw;
-  assign alpha = params0_nrw[8:0];
-  assign bias = params0_nrw[40:25];
-  assign \u$144  = membranes1_nrw;
-  assign \alpha$145  = params1_nrw[8:0];
-  assign \bias$146  = params1_nrw[40:25];
+  assign \port__addr$141  = \$127 [3:0];
+  assign \port__addr$142  = \$128 [3:0];
+  assign \port__addr$143  = \$129 [7:0];
+  assign \port__addr$144  = \$130 [3:0];
+  assign \port__addr$145  = \$131 [3:0];
+  assign \port__addr$146  = { bank_sel, src_sel, n[3:0] };
+  assign \port__addr$147  = { bank_sel, n[3:0] };
+  assign u = u_q0;
+  assign alpha = alpha_q0;
+  assign bias = bias_q0;
+  assign \u$151  = u_q1;
+  assign \alpha$152  = alpha_q1;
+  assign \bias$153  = bias_q1;
   assign event_layer = records__payload[2];
   assign event_index = { 1'h0, records__payload[6:3] };
   assign total = acc0;
@@ -3670,15 +3703,15 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign v_reset = layer[36:21];
   assign reset = layer[20:19];
   assign spiking = layer[18];
-  assign \total$165  = acc1;
-  assign \theta$166  = params1_nrw[24:9];
-  assign \v_reset$167  = layer[36:21];
-  assign \reset$168  = layer[20:19];
-  assign \spiking$169  = layer[18];
-  assign \$signature__addr$170  = \$137 [3:0];
-  assign \$signature__data$171  = \$138 [15:0];
-  assign \$signature__addr$174  = \$143 [3:0];
-  assign \$signature__data$175  = \$144 [15:0];
+  assign \total$172  = acc1;
+  assign \theta$173  = params1_nrw[24:9];
+  assign \v_reset$174  = layer[36:21];
+  assign \reset$175  = layer[20:19];
+  assign \spiking$176  = layer[18];
+  assign \$signature__addr$177  = \$137 [3:0];
+  assign \$signature__data$178  = \$138 [15:0];
+  assign \$signature__addr$181  = \$143 [3:0];
+  assign \$signature__data$182  = \$144 [15:0];
   assign \input__payload.index  = input__payload[3:0];
   assign \input__payload.value  = input__payload[11:4];
   assign \input__payload.end  = input__payload[12];
@@ -3750,12 +3783,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \layer.reset  = layer[20:19];
   assign \layer.v_reset  = layer[36:21];
   assign \layer.emit_values  = layer[37];
-  assign \$signature__data$121.alpha  = host_wdata[8:0];
-  assign \$signature__data$121.theta  = host_wdata[24:9];
-  assign \$signature__data$121.bias  = host_wdata[40:25];
-  assign \$signature__data$127.alpha  = host_wdata[8:0];
-  assign \$signature__data$127.theta  = host_wdata[24:9];
-  assign \$signature__data$127.bias  = host_wdata[40:25];
+  assign \$signature__data$128.alpha  = host_wdata[8:0];
+  assign \$signature__data$128.theta  = host_wdata[24:9];
+  assign \$signature__data$128.bias  = host_wdata[40:25];
+  assign \$signature__data$134.alpha  = host_wdata[8:0];
+  assign \$signature__data$134.theta  = host_wdata[24:9];
+  assign \$signature__data$134.bias  = host_wdata[40:25];
   assign \end_record.kind  = end_record[1:0];
   assign \end_record.layer  = end_record[2];
   assign \end_record.index  = end_record[6:3];
@@ -4344,7 +4377,7 @@ module \npu_core_tiny.counters (clk, rst, re, total, inc, clear, raddr);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.leak0 (alpha, bias, u, leak);
+module \npu_core_tiny.leak0 (u, alpha, bias, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -4363,7 +4396,7 @@ module \npu_core_tiny.leak0 (alpha, bias, u, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.leak1 (alpha, bias, u, leak);
+module \npu_core_tiny.leak1 (u, alpha, bias, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -4382,7 +4415,7 @@ module \npu_core_tiny.leak1 (alpha, bias, u, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neuron0 (u_new, theta, \port$749$18 , total, spike);
+module \npu_core_tiny.neuron0 (u_new, theta, \port$752$18 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -4396,8 +4429,8 @@ module \npu_core_tiny.neuron0 (u_new, theta, \port$749$18 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$749$18 ;
-  wire [18:0] \port$749$18 ;
+  input [18:0] \port$752$18 ;
+  wire [18:0] \port$752$18 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -4420,19 +4453,19 @@ module \npu_core_tiny.neuron0 (u_new, theta, \port$749$18 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$749$18 [0] & \$6 ;
-  assign \$7  = ! \port$749$18 [2:1];
-  assign \$8  = \port$749$18 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$749$18 [18:3] : v;
+  assign spike = \port$752$18 [0] & \$6 ;
+  assign \$7  = ! \port$752$18 [2:1];
+  assign \$8  = \port$752$18 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$752$18 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$749$18 [0];
-  assign reset = \port$749$18 [2:1];
-  assign v_reset = \port$749$18 [18:3];
+  assign spiking = \port$752$18 [0];
+  assign reset = \port$752$18 [2:1];
+  assign v_reset = \port$752$18 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neuron1 (u_new, theta, \port$749$18 , total, spike);
+module \npu_core_tiny.neuron1 (u_new, theta, \port$752$18 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -4446,8 +4479,8 @@ module \npu_core_tiny.neuron1 (u_new, theta, \port$749$18 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$749$18 ;
-  wire [18:0] \port$749$18 ;
+  input [18:0] \port$752$18 ;
+  wire [18:0] \port$752$18 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -4470,15 +4503,15 @@ module \npu_core_tiny.neuron1 (u_new, theta, \port$749$18 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$749$18 [0] & \$6 ;
-  assign \$7  = ! \port$749$18 [2:1];
-  assign \$8  = \port$749$18 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$749$18 [18:3] : v;
+  assign spike = \port$752$18 [0] & \$6 ;
+  assign \$7  = ! \port$752$18 [2:1];
+  assign \$8  = \port$752$18 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$752$18 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$749$18 [0];
-  assign reset = \port$749$18 [2:1];
-  assign v_reset = \port$749$18 [18:3];
+  assign spiking = \port$752$18 [0];
+  assign reset = \port$752$18 [2:1];
+  assign v_reset = \port$752$18 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
@@ -4664,38 +4697,41 @@ endmodule
 module \npu_core_tiny.router (rst, records__ready, free, can_load, \event , load, send, \spikes$27 , \base$28 , \layer$29 , \emit_values$30 , values, out_valid, records__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [2:0] \$1 ;
-  wire \$10 ;
+  wire [5:0] \$10 ;
   wire \$11 ;
-  wire \$12 ;
-  wire [5:0] \$13 ;
+  reg [15:0] \$12 ;
+  wire \$13 ;
   wire \$14 ;
-  reg [15:0] \$15 ;
-  wire \$16 ;
-  wire \$17 ;
+  wire \$15 ;
+  wire [2:0] \$16 ;
+  wire [2:0] \$17 ;
   wire \$18 ;
-  wire [2:0] \$19 ;
+  wire \$19 ;
   wire [2:0] \$2 ;
-  wire [2:0] \$20 ;
+  wire \$20 ;
   wire \$21 ;
-  wire \$22 ;
-  reg \$23 ;
-  reg [23:0] \$24 ;
-  reg [1:0] \$25 ;
-  reg [4:0] \$26 ;
-  reg \$27 ;
-  reg \$28 ;
-  reg [15:0] \$29 ;
+  wire [2:0] \$22 ;
+  wire [2:0] \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  reg \$26 ;
+  reg [23:0] \$27 ;
+  reg [1:0] \$28 ;
+  reg \$29 ;
   wire \$3 ;
-  reg [15:0] \$30 ;
+  reg \$30 ;
   reg [1:0] \$31 ;
-  reg \$32 ;
+  reg [4:0] \$32 ;
   reg \$33 ;
+  reg \$34 ;
+  reg [15:0] \$35 ;
+  reg [15:0] \$36 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
   wire [1:0] \$7 ;
-  wire [1:0] \$8 ;
-  wire [1:0] \$9 ;
+  wire \$8 ;
+  wire \$9 ;
   wire advance;
   reg [4:0] base = 5'h00;
   input [4:0] \base$28 ;
@@ -4731,7 +4767,6 @@ module \npu_core_tiny.router (rst, records__ready, free, can_load, \event , load
   output out_valid;
   reg out_valid = 1'h0;
   reg [1:0] pending = 2'h0;
-  reg [1:0] pending_next;
   wire pick;
   output [23:0] records__payload;
   reg [23:0] records__payload = 24'h000000;
@@ -4744,6 +4779,7 @@ module \npu_core_tiny.router (rst, records__ready, free, can_load, \event , load
   wire records__ready;
   (* init = 1'h0 *)
   wire records__valid;
+  wire [1:0] rest;
   input rst;
   wire rst;
   input [1:0] send;
@@ -4768,162 +4804,174 @@ module \npu_core_tiny.router (rst, records__ready, free, can_load, \event , load
   assign \$6  = out_valid & records__ready;
   assign \event  = \$6  & records__payload[7];
   assign \$7  = ~ \$2 [1:0];
-  assign \$8  = pending & \$7 ;
-  assign \$9  = advance ? \$8  : pending;
-  assign \$10  = load & can_load;
-  assign \$11  = ~ none_left;
-  assign \$12  = emit_values ? 1'h1 : 1'h0;
-  assign \$13  = base + pick;
-  assign \$14  = spikes >> pick;
-  assign \$16  = load & can_load;
-  assign \$17  = ! pending_next;
-  assign \$18  = | pending_next;
-  assign \$19  = pending_next - 1'h1;
-  assign \$20  = { 1'h0, pending_next } & \$19 ;
-  assign \$21  = ! \$20 ;
-  assign \$22  = \$18  & \$21 ;
+  assign rest = pending & \$7 ;
+  assign \$8  = ~ none_left;
+  assign \$9  = emit_values ? 1'h1 : 1'h0;
+  assign \$10  = base + pick;
+  assign \$11  = spikes >> pick;
+  assign \$13  = load & can_load;
+  assign \$14  = ! send;
+  assign \$15  = | send;
+  assign \$16  = send - 1'h1;
+  assign \$17  = { 1'h0, send } & \$16 ;
+  assign \$18  = ! \$17 ;
+  assign \$19  = \$15  & \$18 ;
+  assign \$20  = ! rest;
+  assign \$21  = | rest;
+  assign \$22  = rest - 1'h1;
+  assign \$23  = { 1'h0, rest } & \$22 ;
+  assign \$24  = ! \$23 ;
+  assign \$25  = \$21  & \$24 ;
   always @(posedge clk)
-    out_valid <= \$23 ;
+    out_valid <= \$26 ;
   always @(posedge clk)
-    records__payload <= \$24 ;
+    records__payload <= \$27 ;
   always @(posedge clk)
-    spikes <= \$25 ;
+    pending <= \$28 ;
   always @(posedge clk)
-    base <= \$26 ;
+    none_left <= \$29 ;
   always @(posedge clk)
-    layer <= \$27 ;
+    one_left <= \$30 ;
   always @(posedge clk)
-    emit_values <= \$28 ;
+    spikes <= \$31 ;
   always @(posedge clk)
-    value0 <= \$29 ;
+    base <= \$32 ;
   always @(posedge clk)
-    value1 <= \$30 ;
+    layer <= \$33 ;
   always @(posedge clk)
-    pending <= \$31 ;
+    emit_values <= \$34 ;
   always @(posedge clk)
-    none_left <= \$32 ;
+    value0 <= \$35 ;
   always @(posedge clk)
-    one_left <= \$33 ;
+    value1 <= \$36 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     casez (pick)
       1'h0:
-          \$15  = value0;
+          \$12  = value0;
       1'h1:
-          \$15  = value1;
+          \$12  = value1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    pending_next = \$9 ;
-    if (\$10 ) begin
-      pending_next = send;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$23  = out_valid;
+    \$26  = out_valid;
     if (advance) begin
-      \$23  = \$11 ;
+      \$26  = \$8 ;
     end
     if (rst) begin
-      \$23  = 1'h0;
+      \$26  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$24  = records__payload;
+    \$27  = records__payload;
     if (advance) begin
-      \$24 [1:0] = { 1'h0, \$12  };
-      \$24 [2] = layer;
-      \$24 [6:3] = \$13 [3:0];
-      \$24 [7] = \$14 ;
-      \$24 [23:8] = \$15 ;
+      \$27 [1:0] = { 1'h0, \$9  };
+      \$27 [2] = layer;
+      \$27 [6:3] = \$10 [3:0];
+      \$27 [7] = \$11 ;
+      \$27 [23:8] = \$12 ;
     end
     if (rst) begin
-      \$24  = 24'h000000;
+      \$27  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$25  = spikes;
-    if (\$16 ) begin
-      \$25  = \spikes$27 ;
+    \$28  = pending;
+    if (\$13 ) begin
+      \$28  = send;
+    end else if (advance) begin
+      \$28  = rest;
     end
     if (rst) begin
-      \$25  = 2'h0;
+      \$28  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$26  = base;
-    if (\$16 ) begin
-      \$26  = \base$28 ;
+    \$29  = none_left;
+    if (\$13 ) begin
+      \$29  = \$14 ;
+    end else if (advance) begin
+      \$29  = \$20 ;
     end
     if (rst) begin
-      \$26  = 5'h00;
+      \$29  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$27  = layer;
-    if (\$16 ) begin
-      \$27  = \layer$29 ;
+    \$30  = one_left;
+    if (\$13 ) begin
+      \$30  = \$19 ;
+    end else if (advance) begin
+      \$30  = \$25 ;
     end
     if (rst) begin
-      \$27  = 1'h0;
+      \$30  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$28  = emit_values;
-    if (\$16 ) begin
-      \$28  = \emit_values$30 ;
+    \$31  = spikes;
+    if (\$13 ) begin
+      \$31  = \spikes$27 ;
     end
-    if (rst) begin
-      \$28  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$29  = value0;
-    if (\$16 ) begin
-      \$29  = values[15:0];
-    end
-    if (rst) begin
-      \$29  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$30  = value1;
-    if (\$16 ) begin
-      \$30  = values[31:16];
-    end
-    if (rst) begin
-      \$30  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$31  = pending_next;
     if (rst) begin
       \$31  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$32  = \$17 ;
+    \$32  = base;
+    if (\$13 ) begin
+      \$32  = \base$28 ;
+    end
     if (rst) begin
-      \$32  = 1'h1;
+      \$32  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$33  = \$22 ;
+    \$33  = layer;
+    if (\$13 ) begin
+      \$33  = \layer$29 ;
+    end
     if (rst) begin
       \$33  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$34  = emit_values;
+    if (\$13 ) begin
+      \$34  = \emit_values$30 ;
+    end
+    if (rst) begin
+      \$34  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$35  = value0;
+    if (\$13 ) begin
+      \$35  = values[15:0];
+    end
+    if (rst) begin
+      \$35  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$36  = value1;
+    if (\$13 ) begin
+      \$36  = values[31:16];
+    end
+    if (rst) begin
+      \$36  = 16'h0000;
     end
   end
   assign lowest = \$2 [1:0];
