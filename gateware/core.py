@@ -446,7 +446,9 @@ class NPUCore(wiring.Component):
             out_fifo.w_data.eq(Mux(write_end, end_record.as_value(),
                                    router.records.payload.as_value())),
             out_fifo.w_en.eq(out_fifo.w_rdy & (write_end | router.records.valid)),
-            router.records.ready.eq(out_fifo.w_rdy & ~write_end),
+            # Timing: the router never has a record in STEP_END (LAYER_END waits for
+            # ``router.free``), so its ready need not depend on the sequencer's state.
+            router.records.ready.eq(out_fifo.w_rdy),
         ]
         spike_src = Signal(c.src_bits)
         m.d.comb += spike_src.eq(router.event_layer + 1)

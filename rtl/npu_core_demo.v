@@ -46,10 +46,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [7:0] \$1033 ;
   reg [7:0] \$1034 ;
   reg [7:0] \$1035 ;
-  reg [7:0] \$1036 ;
-  reg \$1037 ;
-  reg [3:0] \$1038 ;
-  reg [7:0] \$1039 ;
+  reg \$1036 ;
+  reg [3:0] \$1037 ;
+  reg [7:0] \$1038 ;
+  reg [27:0] \$1039 ;
   wire [28:0] \$104 ;
   reg [27:0] \$1040 ;
   reg [27:0] \$1041 ;
@@ -58,29 +58,28 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [27:0] \$1044 ;
   reg [27:0] \$1045 ;
   reg [27:0] \$1046 ;
-  reg [27:0] \$1047 ;
-  reg [1:0] \$1048 ;
+  reg [1:0] \$1047 ;
+  reg \$1048 ;
   reg \$1049 ;
   reg [7:0] \$105 ;
-  reg \$1050 ;
+  reg [4:0] \$1050 ;
   reg [4:0] \$1051 ;
-  reg [4:0] \$1052 ;
-  reg [3:0] \$1053 ;
-  reg [2:0] \$1054 ;
+  reg [3:0] \$1052 ;
+  reg [2:0] \$1053 ;
+  reg \$1054 ;
   reg \$1055 ;
-  reg \$1056 ;
+  reg [7:0] \$1056 ;
   reg [7:0] \$1057 ;
-  reg [7:0] \$1058 ;
-  reg [10:0] \$1059 ;
+  reg [10:0] \$1058 ;
+  reg [12:0] \$1059 ;
   wire [23:0] \$106 ;
-  reg [12:0] \$1060 ;
-  reg [1:0] \$1061 ;
-  reg [2:0] \$1062 ;
-  reg \$1063 ;
-  reg [10:0] \$1064 ;
-  reg [4:0] \$1065 ;
-  reg [10:0] \$1066 ;
-  reg \$1067 ;
+  reg [1:0] \$1060 ;
+  reg [2:0] \$1061 ;
+  reg \$1062 ;
+  reg [10:0] \$1063 ;
+  reg [4:0] \$1064 ;
+  reg [10:0] \$1065 ;
+  reg \$1066 ;
   wire [28:0] \$107 ;
   reg [7:0] \$108 ;
   wire [23:0] \$109 ;
@@ -323,106 +322,106 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [10:0] \$322 ;
   wire [10:0] \$323 ;
   wire \$324 ;
-  wire \$325 ;
-  reg [6:0] \$326 ;
+  reg [6:0] \$325 ;
+  wire \$326 ;
   wire \$327 ;
   wire \$328 ;
   wire \$329 ;
   wire \$33 ;
-  wire \$330 ;
-  wire [10:0] \$331 ;
-  wire [47:0] \$332 ;
+  wire [10:0] \$330 ;
+  wire [47:0] \$331 ;
+  wire \$332 ;
   wire \$333 ;
   wire \$334 ;
   wire \$335 ;
-  wire \$336 ;
-  wire [10:0] \$337 ;
-  wire [47:0] \$338 ;
+  wire [10:0] \$336 ;
+  wire [47:0] \$337 ;
+  wire \$338 ;
   wire \$339 ;
   wire [17:0] \$34 ;
   wire \$340 ;
   wire \$341 ;
-  wire \$342 ;
-  wire [10:0] \$343 ;
-  wire [47:0] \$344 ;
+  wire [10:0] \$342 ;
+  wire [47:0] \$343 ;
+  wire \$344 ;
   wire \$345 ;
   wire \$346 ;
   wire \$347 ;
-  wire \$348 ;
-  wire [10:0] \$349 ;
+  wire [10:0] \$348 ;
+  wire [47:0] \$349 ;
   wire [26:0] \$35 ;
-  wire [47:0] \$350 ;
+  wire \$350 ;
   wire \$351 ;
   wire \$352 ;
   wire \$353 ;
-  wire \$354 ;
-  wire [10:0] \$355 ;
-  wire [47:0] \$356 ;
+  wire [10:0] \$354 ;
+  wire [47:0] \$355 ;
+  wire \$356 ;
   wire \$357 ;
   wire \$358 ;
   wire \$359 ;
   wire \$36 ;
-  wire \$360 ;
-  wire [10:0] \$361 ;
-  wire [47:0] \$362 ;
+  wire [10:0] \$360 ;
+  wire [47:0] \$361 ;
+  wire \$362 ;
   wire \$363 ;
   wire \$364 ;
   wire \$365 ;
-  wire \$366 ;
-  wire [10:0] \$367 ;
-  wire [47:0] \$368 ;
+  wire [10:0] \$366 ;
+  wire [47:0] \$367 ;
+  wire \$368 ;
   wire \$369 ;
   wire [17:0] \$37 ;
   wire \$370 ;
   wire \$371 ;
-  wire \$372 ;
-  wire [10:0] \$373 ;
-  wire [47:0] \$374 ;
+  wire [10:0] \$372 ;
+  wire [47:0] \$373 ;
+  wire \$374 ;
   wire \$375 ;
   wire \$376 ;
   wire \$377 ;
-  wire \$378 ;
-  wire [8:0] \$379 ;
+  wire [8:0] \$378 ;
+  wire [9:0] \$379 ;
   wire [26:0] \$38 ;
-  wire [9:0] \$380 ;
-  wire \$381 ;
-  wire [8:0] \$382 ;
-  wire [9:0] \$383 ;
-  wire \$384 ;
-  wire [8:0] \$385 ;
-  wire [9:0] \$386 ;
-  wire \$387 ;
-  wire [8:0] \$388 ;
-  wire [9:0] \$389 ;
+  wire \$380 ;
+  wire [8:0] \$381 ;
+  wire [9:0] \$382 ;
+  wire \$383 ;
+  wire [8:0] \$384 ;
+  wire [9:0] \$385 ;
+  wire \$386 ;
+  wire [8:0] \$387 ;
+  wire [9:0] \$388 ;
+  wire \$389 ;
   wire \$39 ;
-  wire \$390 ;
-  wire [8:0] \$391 ;
-  wire [9:0] \$392 ;
-  wire \$393 ;
-  wire [8:0] \$394 ;
-  wire [9:0] \$395 ;
-  wire \$396 ;
-  wire [8:0] \$397 ;
-  wire [9:0] \$398 ;
-  wire \$399 ;
+  wire [8:0] \$390 ;
+  wire [9:0] \$391 ;
+  wire \$392 ;
+  wire [8:0] \$393 ;
+  wire [9:0] \$394 ;
+  wire \$395 ;
+  wire [8:0] \$396 ;
+  wire [9:0] \$397 ;
+  wire \$398 ;
+  wire [8:0] \$399 ;
   wire \$4 ;
   wire [17:0] \$40 ;
-  wire [8:0] \$400 ;
-  wire [9:0] \$401 ;
+  wire [9:0] \$400 ;
+  wire \$401 ;
   wire \$402 ;
   wire \$403 ;
   wire \$404 ;
-  wire \$405 ;
-  reg [6:0] \$406 ;
-  wire [7:0] \$407 ;
+  reg [6:0] \$405 ;
+  wire [7:0] \$406 ;
+  wire [11:0] \$407 ;
   wire [11:0] \$408 ;
-  wire [11:0] \$409 ;
+  wire \$409 ;
   wire [26:0] \$41 ;
-  wire \$410 ;
-  reg [4:0] \$411 ;
+  reg [4:0] \$410 ;
+  wire \$411 ;
   wire \$412 ;
-  wire \$413 ;
-  reg \$414 ;
+  reg \$413 ;
+  wire \$414 ;
   wire \$415 ;
   wire \$416 ;
   wire \$417 ;
@@ -430,11 +429,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$419 ;
   wire \$42 ;
   wire \$420 ;
-  wire \$421 ;
-  reg [4:0] \$422 ;
+  reg [4:0] \$421 ;
+  wire \$422 ;
   wire \$423 ;
-  wire \$424 ;
-  reg \$425 ;
+  reg \$424 ;
+  wire \$425 ;
   wire \$426 ;
   wire \$427 ;
   wire \$428 ;
@@ -442,11 +441,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [17:0] \$43 ;
   wire \$430 ;
   wire \$431 ;
-  wire \$432 ;
-  reg [4:0] \$433 ;
+  reg [4:0] \$432 ;
+  wire \$433 ;
   wire \$434 ;
-  wire \$435 ;
-  reg \$436 ;
+  reg \$435 ;
+  wire \$436 ;
   wire \$437 ;
   wire \$438 ;
   wire \$439 ;
@@ -454,11 +453,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$440 ;
   wire \$441 ;
   wire \$442 ;
-  wire \$443 ;
-  reg [4:0] \$444 ;
+  reg [4:0] \$443 ;
+  wire \$444 ;
   wire \$445 ;
-  wire \$446 ;
-  reg \$447 ;
+  reg \$446 ;
+  wire \$447 ;
   wire \$448 ;
   wire \$449 ;
   wire \$45 ;
@@ -466,11 +465,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$451 ;
   wire \$452 ;
   wire \$453 ;
-  wire \$454 ;
-  reg [4:0] \$455 ;
+  reg [4:0] \$454 ;
+  wire \$455 ;
   wire \$456 ;
-  wire \$457 ;
-  reg \$458 ;
+  reg \$457 ;
+  wire \$458 ;
   wire \$459 ;
   wire [8:0] \$46 ;
   wire \$460 ;
@@ -478,11 +477,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$462 ;
   wire \$463 ;
   wire \$464 ;
-  wire \$465 ;
-  reg [4:0] \$466 ;
+  reg [4:0] \$465 ;
+  wire \$466 ;
   wire \$467 ;
-  wire \$468 ;
-  reg \$469 ;
+  reg \$468 ;
+  wire \$469 ;
   wire \$47 ;
   wire \$470 ;
   wire \$471 ;
@@ -490,49 +489,49 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$473 ;
   wire \$474 ;
   wire \$475 ;
-  wire \$476 ;
-  reg [4:0] \$477 ;
+  reg [4:0] \$476 ;
+  wire \$477 ;
   wire \$478 ;
-  wire \$479 ;
+  reg \$479 ;
   wire [8:0] \$48 ;
-  reg \$480 ;
+  wire \$480 ;
   wire \$481 ;
   wire \$482 ;
   wire \$483 ;
   wire \$484 ;
   wire \$485 ;
   wire \$486 ;
-  wire \$487 ;
-  reg [4:0] \$488 ;
+  reg [4:0] \$487 ;
+  wire \$488 ;
   wire \$489 ;
   wire \$49 ;
-  wire \$490 ;
-  reg \$491 ;
+  reg \$490 ;
+  wire \$491 ;
   wire \$492 ;
   wire \$493 ;
   wire \$494 ;
   wire \$495 ;
   wire \$496 ;
   wire \$497 ;
-  wire \$498 ;
-  reg [4:0] \$499 ;
+  reg [4:0] \$498 ;
+  wire \$499 ;
   reg [45:0] \$5 ;
   wire [8:0] \$50 ;
   wire \$500 ;
-  wire \$501 ;
-  reg \$502 ;
+  reg \$501 ;
+  wire \$502 ;
   wire \$503 ;
   wire \$504 ;
   wire \$505 ;
   wire \$506 ;
   wire \$507 ;
   wire \$508 ;
-  wire \$509 ;
+  reg [4:0] \$509 ;
   wire \$51 ;
-  reg [4:0] \$510 ;
+  wire \$510 ;
   wire \$511 ;
-  wire \$512 ;
-  reg \$513 ;
+  reg \$512 ;
+  wire \$513 ;
   wire \$514 ;
   wire \$515 ;
   wire \$516 ;
@@ -540,11 +539,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$518 ;
   wire \$519 ;
   wire [8:0] \$52 ;
-  wire \$520 ;
-  reg [4:0] \$521 ;
+  reg [4:0] \$520 ;
+  wire \$521 ;
   wire \$522 ;
-  wire \$523 ;
-  reg \$524 ;
+  reg \$523 ;
+  wire \$524 ;
   wire \$525 ;
   wire \$526 ;
   wire \$527 ;
@@ -552,11 +551,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$529 ;
   wire \$53 ;
   wire \$530 ;
-  wire \$531 ;
-  reg [4:0] \$532 ;
+  reg [4:0] \$531 ;
+  wire \$532 ;
   wire \$533 ;
-  wire \$534 ;
-  reg \$535 ;
+  reg \$534 ;
+  wire \$535 ;
   wire \$536 ;
   wire \$537 ;
   wire \$538 ;
@@ -564,11 +563,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [8:0] \$54 ;
   wire \$540 ;
   wire \$541 ;
-  wire \$542 ;
-  reg [4:0] \$543 ;
+  reg [4:0] \$542 ;
+  wire \$543 ;
   wire \$544 ;
-  wire \$545 ;
-  reg \$546 ;
+  reg \$545 ;
+  wire \$546 ;
   wire \$547 ;
   wire \$548 ;
   wire \$549 ;
@@ -576,11 +575,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$550 ;
   wire \$551 ;
   wire \$552 ;
-  wire \$553 ;
-  reg [4:0] \$554 ;
+  reg [4:0] \$553 ;
+  wire \$554 ;
   wire \$555 ;
-  wire \$556 ;
-  reg \$557 ;
+  reg \$556 ;
+  wire \$557 ;
   wire \$558 ;
   wire \$559 ;
   wire [8:0] \$56 ;
@@ -588,11 +587,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$561 ;
   wire \$562 ;
   wire \$563 ;
-  wire \$564 ;
-  reg [4:0] \$565 ;
+  reg [4:0] \$564 ;
+  wire \$565 ;
   wire \$566 ;
-  wire \$567 ;
-  reg \$568 ;
+  reg \$567 ;
+  wire \$568 ;
   wire \$569 ;
   wire \$57 ;
   wire \$570 ;
@@ -600,243 +599,243 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$572 ;
   wire \$573 ;
   wire \$574 ;
-  wire \$575 ;
-  reg [4:0] \$576 ;
+  reg [4:0] \$575 ;
+  wire \$576 ;
   wire \$577 ;
-  wire \$578 ;
-  reg \$579 ;
+  reg \$578 ;
+  wire \$579 ;
   wire [8:0] \$58 ;
   wire \$580 ;
   wire \$581 ;
   wire \$582 ;
   wire \$583 ;
   wire \$584 ;
-  wire \$585 ;
-  reg [5:0] \$586 ;
-  wire [8:0] \$587 ;
-  wire [9:0] \$588 ;
-  wire [10:0] \$589 ;
+  reg [5:0] \$585 ;
+  wire [8:0] \$586 ;
+  wire [9:0] \$587 ;
+  wire [10:0] \$588 ;
+  wire [8:0] \$589 ;
   wire \$59 ;
-  wire [8:0] \$590 ;
-  wire [9:0] \$591 ;
+  wire [9:0] \$590 ;
+  wire [24:0] \$591 ;
   wire [24:0] \$592 ;
-  wire [24:0] \$593 ;
-  reg [7:0] \$594 ;
-  wire [15:0] \$595 ;
-  wire [25:0] \$596 ;
+  reg [7:0] \$593 ;
+  wire [15:0] \$594 ;
+  wire [25:0] \$595 ;
+  wire \$596 ;
   wire \$597 ;
-  wire \$598 ;
+  wire [33:0] \$598 ;
   wire [33:0] \$599 ;
   reg [22:0] \$6 ;
   wire [8:0] \$60 ;
-  wire [33:0] \$600 ;
+  wire [10:0] \$600 ;
   wire [10:0] \$601 ;
-  wire [10:0] \$602 ;
-  wire [47:0] \$603 ;
+  wire [47:0] \$602 ;
+  wire \$603 ;
   wire \$604 ;
   wire \$605 ;
   wire \$606 ;
   wire \$607 ;
-  wire \$608 ;
-  reg [5:0] \$609 ;
+  reg [5:0] \$608 ;
+  wire \$609 ;
   wire \$61 ;
   wire \$610 ;
-  wire \$611 ;
+  wire [27:0] \$611 ;
   wire [27:0] \$612 ;
-  wire [27:0] \$613 ;
-  wire \$614 ;
-  wire [8:0] \$615 ;
-  wire [9:0] \$616 ;
+  wire \$613 ;
+  wire [8:0] \$614 ;
+  wire [9:0] \$615 ;
+  wire [24:0] \$616 ;
   wire [24:0] \$617 ;
-  wire [24:0] \$618 ;
-  reg [7:0] \$619 ;
+  reg [7:0] \$618 ;
+  wire [15:0] \$619 ;
   wire [8:0] \$62 ;
-  wire [15:0] \$620 ;
-  wire [25:0] \$621 ;
+  wire [25:0] \$620 ;
+  wire \$621 ;
   wire \$622 ;
-  wire \$623 ;
+  wire [33:0] \$623 ;
   wire [33:0] \$624 ;
-  wire [33:0] \$625 ;
+  wire [10:0] \$625 ;
   wire [10:0] \$626 ;
-  wire [10:0] \$627 ;
-  wire [47:0] \$628 ;
+  wire [47:0] \$627 ;
+  wire \$628 ;
   wire \$629 ;
   wire \$63 ;
   wire \$630 ;
   wire \$631 ;
   wire \$632 ;
-  wire \$633 ;
-  reg [5:0] \$634 ;
+  reg [5:0] \$633 ;
+  wire \$634 ;
   wire \$635 ;
-  wire \$636 ;
+  wire [27:0] \$636 ;
   wire [27:0] \$637 ;
-  wire [27:0] \$638 ;
-  wire \$639 ;
+  wire \$638 ;
+  wire [8:0] \$639 ;
   wire [8:0] \$64 ;
-  wire [8:0] \$640 ;
-  wire [9:0] \$641 ;
+  wire [9:0] \$640 ;
+  wire [24:0] \$641 ;
   wire [24:0] \$642 ;
-  wire [24:0] \$643 ;
-  reg [7:0] \$644 ;
-  wire [15:0] \$645 ;
-  wire [25:0] \$646 ;
+  reg [7:0] \$643 ;
+  wire [15:0] \$644 ;
+  wire [25:0] \$645 ;
+  wire \$646 ;
   wire \$647 ;
-  wire \$648 ;
+  wire [33:0] \$648 ;
   wire [33:0] \$649 ;
   wire \$65 ;
-  wire [33:0] \$650 ;
+  wire [10:0] \$650 ;
   wire [10:0] \$651 ;
-  wire [10:0] \$652 ;
-  wire [47:0] \$653 ;
+  wire [47:0] \$652 ;
+  wire \$653 ;
   wire \$654 ;
   wire \$655 ;
   wire \$656 ;
   wire \$657 ;
-  wire \$658 ;
-  reg [5:0] \$659 ;
+  reg [5:0] \$658 ;
+  wire \$659 ;
   wire [8:0] \$66 ;
   wire \$660 ;
-  wire \$661 ;
+  wire [27:0] \$661 ;
   wire [27:0] \$662 ;
-  wire [27:0] \$663 ;
-  wire \$664 ;
-  wire [8:0] \$665 ;
-  wire [9:0] \$666 ;
+  wire \$663 ;
+  wire [8:0] \$664 ;
+  wire [9:0] \$665 ;
+  wire [24:0] \$666 ;
   wire [24:0] \$667 ;
-  wire [24:0] \$668 ;
-  reg [7:0] \$669 ;
+  reg [7:0] \$668 ;
+  wire [15:0] \$669 ;
   wire \$67 ;
-  wire [15:0] \$670 ;
-  wire [25:0] \$671 ;
+  wire [25:0] \$670 ;
+  wire \$671 ;
   wire \$672 ;
-  wire \$673 ;
+  wire [33:0] \$673 ;
   wire [33:0] \$674 ;
-  wire [33:0] \$675 ;
+  wire [10:0] \$675 ;
   wire [10:0] \$676 ;
-  wire [10:0] \$677 ;
-  wire [47:0] \$678 ;
+  wire [47:0] \$677 ;
+  wire \$678 ;
   wire \$679 ;
   wire [8:0] \$68 ;
   wire \$680 ;
   wire \$681 ;
   wire \$682 ;
-  wire \$683 ;
-  reg [5:0] \$684 ;
+  reg [5:0] \$683 ;
+  wire \$684 ;
   wire \$685 ;
-  wire \$686 ;
+  wire [27:0] \$686 ;
   wire [27:0] \$687 ;
-  wire [27:0] \$688 ;
-  wire \$689 ;
+  wire \$688 ;
+  wire [8:0] \$689 ;
   wire \$69 ;
-  wire [8:0] \$690 ;
-  wire [9:0] \$691 ;
+  wire [9:0] \$690 ;
+  wire [24:0] \$691 ;
   wire [24:0] \$692 ;
-  wire [24:0] \$693 ;
-  reg [7:0] \$694 ;
-  wire [15:0] \$695 ;
-  wire [25:0] \$696 ;
+  reg [7:0] \$693 ;
+  wire [15:0] \$694 ;
+  wire [25:0] \$695 ;
+  wire \$696 ;
   wire \$697 ;
-  wire \$698 ;
+  wire [33:0] \$698 ;
   wire [33:0] \$699 ;
   reg [46:0] \$7 ;
   wire [8:0] \$70 ;
-  wire [33:0] \$700 ;
+  wire [10:0] \$700 ;
   wire [10:0] \$701 ;
-  wire [10:0] \$702 ;
-  wire [47:0] \$703 ;
+  wire [47:0] \$702 ;
+  wire \$703 ;
   wire \$704 ;
   wire \$705 ;
   wire \$706 ;
   wire \$707 ;
-  wire \$708 ;
-  reg [5:0] \$709 ;
+  reg [5:0] \$708 ;
+  wire \$709 ;
   wire \$71 ;
   wire \$710 ;
-  wire \$711 ;
+  wire [27:0] \$711 ;
   wire [27:0] \$712 ;
-  wire [27:0] \$713 ;
-  wire \$714 ;
-  wire [8:0] \$715 ;
-  wire [9:0] \$716 ;
+  wire \$713 ;
+  wire [8:0] \$714 ;
+  wire [9:0] \$715 ;
+  wire [24:0] \$716 ;
   wire [24:0] \$717 ;
-  wire [24:0] \$718 ;
-  reg [7:0] \$719 ;
+  reg [7:0] \$718 ;
+  wire [15:0] \$719 ;
   wire [8:0] \$72 ;
-  wire [15:0] \$720 ;
-  wire [25:0] \$721 ;
+  wire [25:0] \$720 ;
+  wire \$721 ;
   wire \$722 ;
-  wire \$723 ;
+  wire [33:0] \$723 ;
   wire [33:0] \$724 ;
-  wire [33:0] \$725 ;
+  wire [10:0] \$725 ;
   wire [10:0] \$726 ;
-  wire [10:0] \$727 ;
-  wire [47:0] \$728 ;
+  wire [47:0] \$727 ;
+  wire \$728 ;
   wire \$729 ;
   wire \$73 ;
   wire \$730 ;
   wire \$731 ;
   wire \$732 ;
-  wire \$733 ;
-  reg [5:0] \$734 ;
+  reg [5:0] \$733 ;
+  wire \$734 ;
   wire \$735 ;
-  wire \$736 ;
+  wire [27:0] \$736 ;
   wire [27:0] \$737 ;
-  wire [27:0] \$738 ;
-  wire \$739 ;
+  wire \$738 ;
+  wire [8:0] \$739 ;
   wire [8:0] \$74 ;
-  wire [8:0] \$740 ;
-  wire [9:0] \$741 ;
+  wire [9:0] \$740 ;
+  wire [24:0] \$741 ;
   wire [24:0] \$742 ;
-  wire [24:0] \$743 ;
-  reg [7:0] \$744 ;
-  wire [15:0] \$745 ;
-  wire [25:0] \$746 ;
+  reg [7:0] \$743 ;
+  wire [15:0] \$744 ;
+  wire [25:0] \$745 ;
+  wire \$746 ;
   wire \$747 ;
-  wire \$748 ;
+  wire [33:0] \$748 ;
   wire [33:0] \$749 ;
   wire \$75 ;
-  wire [33:0] \$750 ;
+  wire [10:0] \$750 ;
   wire [10:0] \$751 ;
-  wire [10:0] \$752 ;
-  wire [47:0] \$753 ;
+  wire [47:0] \$752 ;
+  wire \$753 ;
   wire \$754 ;
   wire \$755 ;
   wire \$756 ;
   wire \$757 ;
-  wire \$758 ;
-  reg [5:0] \$759 ;
+  reg [5:0] \$758 ;
+  wire \$759 ;
   wire [8:0] \$76 ;
   wire \$760 ;
-  wire \$761 ;
+  wire [27:0] \$761 ;
   wire [27:0] \$762 ;
-  wire [27:0] \$763 ;
-  wire \$764 ;
-  wire [8:0] \$765 ;
-  wire [9:0] \$766 ;
+  wire \$763 ;
+  wire [8:0] \$764 ;
+  wire [9:0] \$765 ;
+  wire [24:0] \$766 ;
   wire [24:0] \$767 ;
-  wire [24:0] \$768 ;
-  reg [7:0] \$769 ;
+  reg [7:0] \$768 ;
+  wire [15:0] \$769 ;
   wire [5:0] \$77 ;
-  wire [15:0] \$770 ;
-  wire [25:0] \$771 ;
+  wire [25:0] \$770 ;
+  wire \$771 ;
   wire \$772 ;
-  wire \$773 ;
+  wire [33:0] \$773 ;
   wire [33:0] \$774 ;
-  wire [33:0] \$775 ;
+  wire [10:0] \$775 ;
   wire [10:0] \$776 ;
-  wire [10:0] \$777 ;
-  wire [47:0] \$778 ;
+  wire [47:0] \$777 ;
+  wire \$778 ;
   wire \$779 ;
   wire \$78 ;
   wire \$780 ;
   wire \$781 ;
   wire \$782 ;
-  wire \$783 ;
-  reg [5:0] \$784 ;
+  reg [5:0] \$783 ;
+  wire \$784 ;
   wire \$785 ;
-  wire \$786 ;
+  wire [27:0] \$786 ;
   wire [27:0] \$787 ;
-  wire [27:0] \$788 ;
+  wire \$788 ;
   wire \$789 ;
   wire \$79 ;
   wire \$790 ;
@@ -871,11 +870,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$816 ;
   wire \$817 ;
   wire \$818 ;
-  wire \$819 ;
+  wire [7:0] \$819 ;
   wire \$82 ;
   wire [7:0] \$820 ;
-  wire [7:0] \$821 ;
-  wire [8:0] \$822 ;
+  wire [8:0] \$821 ;
+  wire \$822 ;
   wire \$823 ;
   wire \$824 ;
   wire \$825 ;
@@ -885,32 +884,32 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$829 ;
   wire \$83 ;
   wire \$830 ;
-  wire \$831 ;
-  reg [2:0] \$832 ;
+  reg [2:0] \$831 ;
+  reg \$832 ;
   reg \$833 ;
-  reg \$834 ;
-  reg [4:0] \$835 ;
-  reg [8:0] \$836 ;
-  wire [9:0] \$837 ;
-  reg [2:0] \$838 ;
+  reg [4:0] \$834 ;
+  reg [8:0] \$835 ;
+  wire [9:0] \$836 ;
+  reg [2:0] \$837 ;
+  reg \$838 ;
   reg \$839 ;
   wire \$84 ;
-  reg \$840 ;
-  reg [8:0] \$841 ;
-  reg [4:0] \$842 ;
-  wire [9:0] \$843 ;
-  reg [2:0] \$844 ;
+  reg [8:0] \$840 ;
+  reg [4:0] \$841 ;
+  wire [9:0] \$842 ;
+  reg [2:0] \$843 ;
+  reg \$844 ;
   reg \$845 ;
-  reg \$846 ;
-  reg [4:0] \$847 ;
-  reg [8:0] \$848 ;
-  reg [4:0] \$849 ;
+  reg [4:0] \$846 ;
+  reg [8:0] \$847 ;
+  reg [4:0] \$848 ;
+  wire [8:0] \$849 ;
   wire \$85 ;
-  wire [8:0] \$850 ;
-  wire [9:0] \$851 ;
-  reg [2:0] \$852 ;
+  wire [9:0] \$850 ;
+  reg [2:0] \$851 ;
+  reg \$852 ;
   reg \$853 ;
-  reg \$854 ;
+  wire \$854 ;
   wire \$855 ;
   wire \$856 ;
   wire \$857 ;
@@ -930,8 +929,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$87 ;
   wire \$870 ;
   wire \$871 ;
-  wire \$872 ;
-  wire [11:0] \$873 ;
+  wire [11:0] \$872 ;
+  wire \$873 ;
   wire \$874 ;
   wire \$875 ;
   wire \$876 ;
@@ -940,10 +939,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$879 ;
   wire \$88 ;
   wire \$880 ;
-  wire \$881 ;
+  wire [7:0] \$881 ;
   wire [7:0] \$882 ;
-  wire [7:0] \$883 ;
-  wire [8:0] \$884 ;
+  wire [8:0] \$883 ;
+  wire \$884 ;
   wire \$885 ;
   wire \$886 ;
   wire \$887 ;
@@ -965,11 +964,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$900 ;
   wire \$901 ;
   wire \$902 ;
-  wire \$903 ;
+  reg [45:0] \$903 ;
   reg [45:0] \$904 ;
   reg [45:0] \$905 ;
   reg [45:0] \$906 ;
-  reg [45:0] \$907 ;
+  reg [22:0] \$907 ;
   reg [22:0] \$908 ;
   reg [22:0] \$909 ;
   wire [23:0] \$91 ;
@@ -978,49 +977,49 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [22:0] \$912 ;
   reg [22:0] \$913 ;
   reg [22:0] \$914 ;
-  reg [22:0] \$915 ;
-  reg [2:0] \$916 ;
+  reg [2:0] \$915 ;
+  reg [46:0] \$916 ;
   reg [46:0] \$917 ;
   reg [46:0] \$918 ;
   reg [46:0] \$919 ;
   wire [28:0] \$92 ;
-  reg [46:0] \$920 ;
-  reg \$921 ;
-  reg [3:0] \$922 ;
-  reg [2:0] \$923 ;
-  reg [46:0] \$924 ;
-  reg [45:0] \$925 ;
-  reg [3:0] \$926 ;
+  reg \$920 ;
+  reg [3:0] \$921 ;
+  reg [2:0] \$922 ;
+  reg [46:0] \$923 ;
+  reg [45:0] \$924 ;
+  reg [3:0] \$925 ;
+  reg \$926 ;
   reg \$927 ;
   reg \$928 ;
-  reg \$929 ;
+  reg [7:0] \$929 ;
   reg [7:0] \$93 ;
-  reg [7:0] \$930 ;
-  reg [11:0] \$931 ;
+  reg [11:0] \$930 ;
+  reg \$931 ;
   reg \$932 ;
   reg \$933 ;
   reg \$934 ;
   reg \$935 ;
   reg \$936 ;
-  reg \$937 ;
-  reg [17:0] \$938 ;
-  reg [25:0] \$939 ;
+  reg [17:0] \$937 ;
+  reg [25:0] \$938 ;
+  reg [17:0] \$939 ;
   wire [23:0] \$94 ;
-  reg [17:0] \$940 ;
-  reg [25:0] \$941 ;
-  reg [17:0] \$942 ;
-  reg [25:0] \$943 ;
-  reg [17:0] \$944 ;
-  reg [25:0] \$945 ;
-  reg [17:0] \$946 ;
-  reg [25:0] \$947 ;
-  reg [17:0] \$948 ;
-  reg [25:0] \$949 ;
+  reg [25:0] \$940 ;
+  reg [17:0] \$941 ;
+  reg [25:0] \$942 ;
+  reg [17:0] \$943 ;
+  reg [25:0] \$944 ;
+  reg [17:0] \$945 ;
+  reg [25:0] \$946 ;
+  reg [17:0] \$947 ;
+  reg [25:0] \$948 ;
+  reg [17:0] \$949 ;
   wire [28:0] \$95 ;
-  reg [17:0] \$950 ;
-  reg [25:0] \$951 ;
-  reg [17:0] \$952 ;
-  reg [25:0] \$953 ;
+  reg [25:0] \$950 ;
+  reg [17:0] \$951 ;
+  reg [25:0] \$952 ;
+  reg [7:0] \$953 ;
   reg [7:0] \$954 ;
   reg [7:0] \$955 ;
   reg [7:0] \$956 ;
@@ -1039,7 +1038,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [7:0] \$968 ;
   reg [7:0] \$969 ;
   wire [23:0] \$97 ;
-  reg [7:0] \$970 ;
+  reg [15:0] \$970 ;
   reg [15:0] \$971 ;
   reg [15:0] \$972 ;
   reg [15:0] \$973 ;
@@ -1047,16 +1046,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [15:0] \$975 ;
   reg [15:0] \$976 ;
   reg [15:0] \$977 ;
-  reg [15:0] \$978 ;
-  reg [7:0] \$979 ;
+  reg [7:0] \$978 ;
+  reg \$979 ;
   wire [28:0] \$98 ;
   reg \$980 ;
-  reg \$981 ;
+  reg [6:0] \$981 ;
   reg [6:0] \$982 ;
-  reg [6:0] \$983 ;
-  reg \$984 ;
-  reg [2:0] \$985 ;
-  reg \$986 ;
+  reg \$983 ;
+  reg [2:0] \$984 ;
+  reg \$985 ;
+  reg [7:0] \$986 ;
   reg [7:0] \$987 ;
   reg [7:0] \$988 ;
   reg [7:0] \$989 ;
@@ -4344,7 +4343,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @(posedge clk) begin
     if (\$signature__en$504 )
-      membranes0[\$331 [4:0]] <= \$332 [15:0];
+      membranes0[\$330 [4:0]] <= \$331 [15:0];
   end
   assign \port__data$25  = membranes0[\$302 [4:0]];
   (* no_rw_check = 32'd1 *)
@@ -4385,7 +4384,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @(posedge clk) begin
     if (\$signature__en$508 )
-      membranes1[\$337 [4:0]] <= \$338 [15:0];
+      membranes1[\$336 [4:0]] <= \$337 [15:0];
   end
   assign \port__data$31  = membranes1[\$305 [4:0]];
   (* no_rw_check = 32'd1 *)
@@ -4426,7 +4425,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @(posedge clk) begin
     if (\$signature__en$511 )
-      membranes2[\$343 [4:0]] <= \$344 [15:0];
+      membranes2[\$342 [4:0]] <= \$343 [15:0];
   end
   assign \port__data$37  = membranes2[\$308 [4:0]];
   (* no_rw_check = 32'd1 *)
@@ -4467,7 +4466,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @(posedge clk) begin
     if (\$signature__en$514 )
-      membranes3[\$349 [4:0]] <= \$350 [15:0];
+      membranes3[\$348 [4:0]] <= \$349 [15:0];
   end
   assign \port__data$43  = membranes3[\$311 [4:0]];
   (* no_rw_check = 32'd1 *)
@@ -4508,7 +4507,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @(posedge clk) begin
     if (\$signature__en$517 )
-      membranes4[\$355 [4:0]] <= \$356 [15:0];
+      membranes4[\$354 [4:0]] <= \$355 [15:0];
   end
   assign \port__data$49  = membranes4[\$314 [4:0]];
   (* no_rw_check = 32'd1 *)
@@ -4549,7 +4548,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @(posedge clk) begin
     if (\$signature__en$520 )
-      membranes5[\$361 [4:0]] <= \$362 [15:0];
+      membranes5[\$360 [4:0]] <= \$361 [15:0];
   end
   assign \port__data$55  = membranes5[\$317 [4:0]];
   (* no_rw_check = 32'd1 *)
@@ -4590,7 +4589,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @(posedge clk) begin
     if (\$signature__en$523 )
-      membranes6[\$367 [4:0]] <= \$368 [15:0];
+      membranes6[\$366 [4:0]] <= \$367 [15:0];
   end
   assign \port__data$61  = membranes6[\$320 [4:0]];
   (* no_rw_check = 32'd1 *)
@@ -4631,7 +4630,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @(posedge clk) begin
     if (\$signature__en$526 )
-      membranes7[\$373 [4:0]] <= \$374 [15:0];
+      membranes7[\$372 [4:0]] <= \$373 [15:0];
   end
   assign \port__data$67  = membranes7[\$323 [4:0]];
   (* no_rw_check = 32'd1 *)
@@ -5555,11 +5554,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @(posedge clk) begin
     if (\$signature__en$537 )
-      ssm_state0[\$602 [5:0]] <= \$603 [15:0];
+      ssm_state0[\$601 [5:0]] <= \$602 [15:0];
   end
   reg [15:0] _1_;
   always @(posedge clk) begin
-    _1_ <= ssm_state0[\$601 [5:0]];
+    _1_ <= ssm_state0[\$600 [5:0]];
   end
   assign \$signature__data$386  = _1_;
   reg [15:0] ssm_state1 [63:0];
@@ -5631,11 +5630,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @(posedge clk) begin
     if (\$signature__en$546 )
-      ssm_state1[\$627 [5:0]] <= \$628 [15:0];
+      ssm_state1[\$626 [5:0]] <= \$627 [15:0];
   end
   reg [15:0] _2_;
   always @(posedge clk) begin
-    _2_ <= ssm_state1[\$626 [5:0]];
+    _2_ <= ssm_state1[\$625 [5:0]];
   end
   assign \$signature__data$387  = _2_;
   reg [15:0] ssm_state2 [63:0];
@@ -5707,11 +5706,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @(posedge clk) begin
     if (\$signature__en$554 )
-      ssm_state2[\$652 [5:0]] <= \$653 [15:0];
+      ssm_state2[\$651 [5:0]] <= \$652 [15:0];
   end
   reg [15:0] _3_;
   always @(posedge clk) begin
-    _3_ <= ssm_state2[\$651 [5:0]];
+    _3_ <= ssm_state2[\$650 [5:0]];
   end
   assign \$signature__data$388  = _3_;
   reg [15:0] ssm_state3 [63:0];
@@ -5783,11 +5782,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @(posedge clk) begin
     if (\$signature__en$562 )
-      ssm_state3[\$677 [5:0]] <= \$678 [15:0];
+      ssm_state3[\$676 [5:0]] <= \$677 [15:0];
   end
   reg [15:0] _4_;
   always @(posedge clk) begin
-    _4_ <= ssm_state3[\$676 [5:0]];
+    _4_ <= ssm_state3[\$675 [5:0]];
   end
   assign \$signature__data$389  = _4_;
   reg [15:0] ssm_state4 [63:0];
@@ -5859,11 +5858,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @(posedge clk) begin
     if (\$signature__en$570 )
-      ssm_state4[\$702 [5:0]] <= \$703 [15:0];
+      ssm_state4[\$701 [5:0]] <= \$702 [15:0];
   end
   reg [15:0] _5_;
   always @(posedge clk) begin
-    _5_ <= ssm_state4[\$701 [5:0]];
+    _5_ <= ssm_state4[\$700 [5:0]];
   end
   assign \$signature__data$390  = _5_;
   reg [15:0] ssm_state5 [63:0];
@@ -5935,11 +5934,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @(posedge clk) begin
     if (\$signature__en$578 )
-      ssm_state5[\$727 [5:0]] <= \$728 [15:0];
+      ssm_state5[\$726 [5:0]] <= \$727 [15:0];
   end
   reg [15:0] _6_;
   always @(posedge clk) begin
-    _6_ <= ssm_state5[\$726 [5:0]];
+    _6_ <= ssm_state5[\$725 [5:0]];
   end
   assign \$signature__data$391  = _6_;
   reg [15:0] ssm_state6 [63:0];
@@ -6011,11 +6010,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @(posedge clk) begin
     if (\$signature__en$586 )
-      ssm_state6[\$752 [5:0]] <= \$753 [15:0];
+      ssm_state6[\$751 [5:0]] <= \$752 [15:0];
   end
   reg [15:0] _7_;
   always @(posedge clk) begin
-    _7_ <= ssm_state6[\$751 [5:0]];
+    _7_ <= ssm_state6[\$750 [5:0]];
   end
   assign \$signature__data$392  = _7_;
   reg [15:0] ssm_state7 [63:0];
@@ -6087,11 +6086,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @(posedge clk) begin
     if (\$signature__en$594 )
-      ssm_state7[\$777 [5:0]] <= \$778 [15:0];
+      ssm_state7[\$776 [5:0]] <= \$777 [15:0];
   end
   reg [15:0] _8_;
   always @(posedge clk) begin
-    _8_ <= ssm_state7[\$776 [5:0]];
+    _8_ <= ssm_state7[\$775 [5:0]];
   end
   assign \$signature__data$393  = _8_;
   (* no_rw_check = 32'd1 *)
@@ -22626,29 +22625,29 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$78  = \$77  == layer[12:8];
   assign \$79  = input__valid & input__ready;
   assign \$81  = \$80  + 1'h1;
-  assign \$82  = ! \$407 [6:0];
-  assign \$83  = \$407 [6:0] == 1'h1;
-  assign \$84  = \$407 [6:0] == 2'h2;
-  assign \$85  = \$407 [6:0] == 2'h3;
-  assign \$86  = \$407 [6:0] == 3'h4;
-  assign \$87  = \$407 [6:0] == 3'h5;
-  assign \$88  = \$407 [6:0] == 3'h6;
-  assign \$89  = \$407 [6:0] == 3'h7;
-  assign \$91  = $signed(\$90 ) * $signed(\$600 [15:0]);
+  assign \$82  = ! \$406 [6:0];
+  assign \$83  = \$406 [6:0] == 1'h1;
+  assign \$84  = \$406 [6:0] == 2'h2;
+  assign \$85  = \$406 [6:0] == 2'h3;
+  assign \$86  = \$406 [6:0] == 3'h4;
+  assign \$87  = \$406 [6:0] == 3'h5;
+  assign \$88  = \$406 [6:0] == 3'h6;
+  assign \$89  = \$406 [6:0] == 3'h7;
+  assign \$91  = $signed(\$90 ) * $signed(\$599 [15:0]);
   assign \$92  = $signed(ssm_yacc0) + $signed(\$91 );
-  assign \$94  = $signed(\$93 ) * $signed(\$625 [15:0]);
+  assign \$94  = $signed(\$93 ) * $signed(\$624 [15:0]);
   assign \$95  = $signed(ssm_yacc1) + $signed(\$94 );
-  assign \$97  = $signed(\$96 ) * $signed(\$650 [15:0]);
+  assign \$97  = $signed(\$96 ) * $signed(\$649 [15:0]);
   assign \$98  = $signed(ssm_yacc2) + $signed(\$97 );
-  assign \$100  = $signed(\$99 ) * $signed(\$675 [15:0]);
+  assign \$100  = $signed(\$99 ) * $signed(\$674 [15:0]);
   assign \$101  = $signed(ssm_yacc3) + $signed(\$100 );
-  assign \$103  = $signed(\$102 ) * $signed(\$700 [15:0]);
+  assign \$103  = $signed(\$102 ) * $signed(\$699 [15:0]);
   assign \$104  = $signed(ssm_yacc4) + $signed(\$103 );
-  assign \$106  = $signed(\$105 ) * $signed(\$725 [15:0]);
+  assign \$106  = $signed(\$105 ) * $signed(\$724 [15:0]);
   assign \$107  = $signed(ssm_yacc5) + $signed(\$106 );
-  assign \$109  = $signed(\$108 ) * $signed(\$750 [15:0]);
+  assign \$109  = $signed(\$108 ) * $signed(\$749 [15:0]);
   assign \$110  = $signed(ssm_yacc6) + $signed(\$109 );
-  assign \$112  = $signed(\$111 ) * $signed(\$775 [15:0]);
+  assign \$112  = $signed(\$111 ) * $signed(\$774 [15:0]);
   assign \$113  = $signed(ssm_yacc7) + $signed(\$112 );
   assign \$114  = ~ clear;
   assign \$115  = in_full & \$114 ;
@@ -22853,536 +22852,534 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign w_data = write_end ? 28'h0000002 : records__payload;
   assign \$324  = write_end | records__valid;
   assign w_en = w_rdy & \$324 ;
-  assign \$325  = ~ write_end;
-  assign records__ready = w_rdy & \$325 ;
   assign spike_src = records__payload[3:2] + 1'h1;
-  assign \$327  = ! records__payload[3:2];
-  assign \$328  = records__payload[3:2] == 1'h1;
-  assign \$329  = records__payload[3:2] == 2'h2;
-  assign \$330  = records__payload[3:2] == 2'h3;
-  assign \$331  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$332  = busy ? { u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0 } : { 1'h0, host_wdata };
-  assign \$333  = host_addr[17:14] == 2'h3;
-  assign \$334  = host_we & \$333 ;
-  assign \$335  = ! host_addr[13:11];
-  assign \$336  = \$334  & \$335 ;
-  assign \$signature__en$504  = busy ? neuron_write : \$336 ;
-  assign \$337  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$338  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
-  assign \$339  = host_addr[17:14] == 2'h3;
-  assign \$340  = host_we & \$339 ;
-  assign \$341  = host_addr[13:11] == 1'h1;
-  assign \$342  = \$340  & \$341 ;
-  assign \$signature__en$508  = busy ? neuron_write : \$342 ;
-  assign \$343  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$344  = busy ? { u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2 } : { 1'h0, host_wdata };
-  assign \$345  = host_addr[17:14] == 2'h3;
-  assign \$346  = host_we & \$345 ;
-  assign \$347  = host_addr[13:11] == 2'h2;
-  assign \$348  = \$346  & \$347 ;
-  assign \$signature__en$511  = busy ? neuron_write : \$348 ;
-  assign \$349  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$350  = busy ? { u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3 } : { 1'h0, host_wdata };
-  assign \$351  = host_addr[17:14] == 2'h3;
-  assign \$352  = host_we & \$351 ;
-  assign \$353  = host_addr[13:11] == 2'h3;
-  assign \$354  = \$352  & \$353 ;
-  assign \$signature__en$514  = busy ? neuron_write : \$354 ;
-  assign \$355  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$356  = busy ? { u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4 } : { 1'h0, host_wdata };
-  assign \$357  = host_addr[17:14] == 2'h3;
-  assign \$358  = host_we & \$357 ;
-  assign \$359  = host_addr[13:11] == 3'h4;
-  assign \$360  = \$358  & \$359 ;
-  assign \$signature__en$517  = busy ? neuron_write : \$360 ;
-  assign \$361  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$362  = busy ? { u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5 } : { 1'h0, host_wdata };
-  assign \$363  = host_addr[17:14] == 2'h3;
-  assign \$364  = host_we & \$363 ;
-  assign \$365  = host_addr[13:11] == 3'h5;
-  assign \$366  = \$364  & \$365 ;
-  assign \$signature__en$520  = busy ? neuron_write : \$366 ;
-  assign \$367  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$368  = busy ? { u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6 } : { 1'h0, host_wdata };
-  assign \$369  = host_addr[17:14] == 2'h3;
-  assign \$370  = host_we & \$369 ;
-  assign \$371  = host_addr[13:11] == 3'h6;
-  assign \$372  = \$370  & \$371 ;
-  assign \$signature__en$523  = busy ? neuron_write : \$372 ;
-  assign \$373  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$374  = busy ? { u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7 } : { 1'h0, host_wdata };
-  assign \$375  = host_addr[17:14] == 2'h3;
-  assign \$376  = host_we & \$375 ;
-  assign \$377  = host_addr[13:11] == 3'h7;
-  assign \$378  = \$376  & \$377 ;
-  assign \$signature__en$526  = busy ? neuron_write : \$378 ;
-  assign \$379  = k * 4'h8;
-  assign \$380  = \$379  + 1'h0;
-  assign \$381  = \$380  < layer[7:0];
-  assign \$382  = k * 4'h8;
-  assign \$383  = \$382  + 1'h1;
-  assign \$384  = \$383  < layer[7:0];
-  assign \$385  = k * 4'h8;
-  assign \$386  = \$385  + 2'h2;
-  assign \$387  = \$386  < layer[7:0];
-  assign \$388  = k * 4'h8;
-  assign \$389  = \$388  + 2'h3;
-  assign \$390  = \$389  < layer[7:0];
-  assign \$391  = k * 4'h8;
-  assign \$392  = \$391  + 3'h4;
-  assign \$393  = \$392  < layer[7:0];
-  assign \$394  = k * 4'h8;
-  assign \$395  = \$394  + 3'h5;
-  assign \$396  = \$395  < layer[7:0];
-  assign \$397  = k * 4'h8;
-  assign \$398  = \$397  + 3'h6;
-  assign \$399  = \$398  < layer[7:0];
-  assign \$400  = k * 4'h8;
-  assign \$401  = \$400  + 3'h7;
-  assign \$402  = \$401  < layer[7:0];
-  assign \$403  = ~ in_full;
-  assign \$404  = ~ clear;
-  assign input__ready = \$403  & \$404 ;
-  assign \$405  = input__valid & input__ready;
-  assign \$407  = g1_const ? g1_n : { 1'h0, s1_index };
+  assign \$326  = ! records__payload[3:2];
+  assign \$327  = records__payload[3:2] == 1'h1;
+  assign \$328  = records__payload[3:2] == 2'h2;
+  assign \$329  = records__payload[3:2] == 2'h3;
+  assign \$330  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$331  = busy ? { u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0 } : { 1'h0, host_wdata };
+  assign \$332  = host_addr[17:14] == 2'h3;
+  assign \$333  = host_we & \$332 ;
+  assign \$334  = ! host_addr[13:11];
+  assign \$335  = \$333  & \$334 ;
+  assign \$signature__en$504  = busy ? neuron_write : \$335 ;
+  assign \$336  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$337  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
+  assign \$338  = host_addr[17:14] == 2'h3;
+  assign \$339  = host_we & \$338 ;
+  assign \$340  = host_addr[13:11] == 1'h1;
+  assign \$341  = \$339  & \$340 ;
+  assign \$signature__en$508  = busy ? neuron_write : \$341 ;
+  assign \$342  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$343  = busy ? { u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2 } : { 1'h0, host_wdata };
+  assign \$344  = host_addr[17:14] == 2'h3;
+  assign \$345  = host_we & \$344 ;
+  assign \$346  = host_addr[13:11] == 2'h2;
+  assign \$347  = \$345  & \$346 ;
+  assign \$signature__en$511  = busy ? neuron_write : \$347 ;
+  assign \$348  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$349  = busy ? { u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3 } : { 1'h0, host_wdata };
+  assign \$350  = host_addr[17:14] == 2'h3;
+  assign \$351  = host_we & \$350 ;
+  assign \$352  = host_addr[13:11] == 2'h3;
+  assign \$353  = \$351  & \$352 ;
+  assign \$signature__en$514  = busy ? neuron_write : \$353 ;
+  assign \$354  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$355  = busy ? { u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4 } : { 1'h0, host_wdata };
+  assign \$356  = host_addr[17:14] == 2'h3;
+  assign \$357  = host_we & \$356 ;
+  assign \$358  = host_addr[13:11] == 3'h4;
+  assign \$359  = \$357  & \$358 ;
+  assign \$signature__en$517  = busy ? neuron_write : \$359 ;
+  assign \$360  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$361  = busy ? { u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5 } : { 1'h0, host_wdata };
+  assign \$362  = host_addr[17:14] == 2'h3;
+  assign \$363  = host_we & \$362 ;
+  assign \$364  = host_addr[13:11] == 3'h5;
+  assign \$365  = \$363  & \$364 ;
+  assign \$signature__en$520  = busy ? neuron_write : \$365 ;
+  assign \$366  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$367  = busy ? { u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6 } : { 1'h0, host_wdata };
+  assign \$368  = host_addr[17:14] == 2'h3;
+  assign \$369  = host_we & \$368 ;
+  assign \$370  = host_addr[13:11] == 3'h6;
+  assign \$371  = \$369  & \$370 ;
+  assign \$signature__en$523  = busy ? neuron_write : \$371 ;
+  assign \$372  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$373  = busy ? { u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7 } : { 1'h0, host_wdata };
+  assign \$374  = host_addr[17:14] == 2'h3;
+  assign \$375  = host_we & \$374 ;
+  assign \$376  = host_addr[13:11] == 3'h7;
+  assign \$377  = \$375  & \$376 ;
+  assign \$signature__en$526  = busy ? neuron_write : \$377 ;
+  assign \$378  = k * 4'h8;
+  assign \$379  = \$378  + 1'h0;
+  assign \$380  = \$379  < layer[7:0];
+  assign \$381  = k * 4'h8;
+  assign \$382  = \$381  + 1'h1;
+  assign \$383  = \$382  < layer[7:0];
+  assign \$384  = k * 4'h8;
+  assign \$385  = \$384  + 2'h2;
+  assign \$386  = \$385  < layer[7:0];
+  assign \$387  = k * 4'h8;
+  assign \$388  = \$387  + 2'h3;
+  assign \$389  = \$388  < layer[7:0];
+  assign \$390  = k * 4'h8;
+  assign \$391  = \$390  + 3'h4;
+  assign \$392  = \$391  < layer[7:0];
+  assign \$393  = k * 4'h8;
+  assign \$394  = \$393  + 3'h5;
+  assign \$395  = \$394  < layer[7:0];
+  assign \$396  = k * 4'h8;
+  assign \$397  = \$396  + 3'h6;
+  assign \$398  = \$397  < layer[7:0];
+  assign \$399  = k * 4'h8;
+  assign \$400  = \$399  + 3'h7;
+  assign \$401  = \$400  < layer[7:0];
+  assign \$402  = ~ in_full;
+  assign \$403  = ~ clear;
+  assign input__ready = \$402  & \$403 ;
+  assign \$404  = input__valid & input__ready;
+  assign \$406  = g1_const ? g1_n : { 1'h0, s1_index };
   assign g_value = g1_const ? \$signature__data$394 [7:0] : s1_value;
-  assign \$408  = gbase + n;
-  assign \$409  = busy ? \$408  : { 1'h0, host_addr[10:0] };
-  assign \$410  = i <= 1'h0;
-  assign \$412  = \$411  > 1'h0;
-  assign \$413  = \$410  & \$412 ;
-  assign \$415  = ~ \$414 ;
-  assign \$416  = | ssm_k0;
-  assign \$417  = \$415  | \$416 ;
-  assign \$418  = | ssm_q0;
-  assign \$419  = \$417  | \$418 ;
-  assign \$420  = \$413  & \$419 ;
-  assign \$421  = i <= 1'h1;
-  assign \$423  = \$422  > 1'h1;
-  assign \$424  = \$421  & \$423 ;
-  assign \$426  = ~ \$425 ;
-  assign \$427  = | ssm_k1;
-  assign \$428  = \$426  | \$427 ;
-  assign \$429  = | ssm_q1;
-  assign \$430  = \$428  | \$429 ;
-  assign \$431  = \$424  & \$430 ;
-  assign \$432  = i <= 2'h2;
-  assign \$434  = \$433  > 2'h2;
-  assign \$435  = \$432  & \$434 ;
-  assign \$437  = ~ \$436 ;
-  assign \$438  = | ssm_k2;
-  assign \$439  = \$437  | \$438 ;
-  assign \$440  = | ssm_q2;
-  assign \$441  = \$439  | \$440 ;
-  assign \$442  = \$435  & \$441 ;
-  assign \$443  = i <= 2'h3;
-  assign \$445  = \$444  > 2'h3;
-  assign \$446  = \$443  & \$445 ;
-  assign \$448  = ~ \$447 ;
-  assign \$449  = | ssm_k3;
-  assign \$450  = \$448  | \$449 ;
-  assign \$451  = | ssm_q3;
-  assign \$452  = \$450  | \$451 ;
-  assign \$453  = \$446  & \$452 ;
-  assign \$454  = i <= 3'h4;
-  assign \$456  = \$455  > 3'h4;
-  assign \$457  = \$454  & \$456 ;
-  assign \$459  = ~ \$458 ;
-  assign \$460  = | ssm_k4;
-  assign \$461  = \$459  | \$460 ;
-  assign \$462  = | ssm_q4;
-  assign \$463  = \$461  | \$462 ;
-  assign \$464  = \$457  & \$463 ;
-  assign \$465  = i <= 3'h5;
-  assign \$467  = \$466  > 3'h5;
-  assign \$468  = \$465  & \$467 ;
-  assign \$470  = ~ \$469 ;
-  assign \$471  = | ssm_k5;
-  assign \$472  = \$470  | \$471 ;
-  assign \$473  = | ssm_q5;
-  assign \$474  = \$472  | \$473 ;
-  assign \$475  = \$468  & \$474 ;
-  assign \$476  = i <= 3'h6;
-  assign \$478  = \$477  > 3'h6;
-  assign \$479  = \$476  & \$478 ;
-  assign \$481  = ~ \$480 ;
-  assign \$482  = | ssm_k6;
-  assign \$483  = \$481  | \$482 ;
-  assign \$484  = | ssm_q6;
-  assign \$485  = \$483  | \$484 ;
-  assign \$486  = \$479  & \$485 ;
-  assign \$487  = i <= 3'h7;
-  assign \$489  = \$488  > 3'h7;
-  assign \$490  = \$487  & \$489 ;
-  assign \$492  = ~ \$491 ;
-  assign \$493  = | ssm_k7;
-  assign \$494  = \$492  | \$493 ;
-  assign \$495  = | ssm_q7;
-  assign \$496  = \$494  | \$495 ;
-  assign \$497  = \$490  & \$496 ;
-  assign \$498  = i <= 4'h8;
-  assign \$500  = \$499  > 4'h8;
-  assign \$501  = \$498  & \$500 ;
-  assign \$503  = ~ \$502 ;
-  assign \$504  = | ssm_k8;
-  assign \$505  = \$503  | \$504 ;
-  assign \$506  = | ssm_q8;
-  assign \$507  = \$505  | \$506 ;
-  assign \$508  = \$501  & \$507 ;
-  assign \$509  = i <= 4'h9;
-  assign \$511  = \$510  > 4'h9;
-  assign \$512  = \$509  & \$511 ;
-  assign \$514  = ~ \$513 ;
-  assign \$515  = | ssm_k9;
-  assign \$516  = \$514  | \$515 ;
-  assign \$517  = | ssm_q9;
-  assign \$518  = \$516  | \$517 ;
-  assign \$519  = \$512  & \$518 ;
-  assign \$520  = i <= 4'ha;
-  assign \$522  = \$521  > 4'ha;
-  assign \$523  = \$520  & \$522 ;
-  assign \$525  = ~ \$524 ;
-  assign \$526  = | ssm_k10;
-  assign \$527  = \$525  | \$526 ;
-  assign \$528  = | ssm_q10;
-  assign \$529  = \$527  | \$528 ;
-  assign \$530  = \$523  & \$529 ;
-  assign \$531  = i <= 4'hb;
-  assign \$533  = \$532  > 4'hb;
-  assign \$534  = \$531  & \$533 ;
-  assign \$536  = ~ \$535 ;
-  assign \$537  = | ssm_k11;
-  assign \$538  = \$536  | \$537 ;
-  assign \$539  = | ssm_q11;
-  assign \$540  = \$538  | \$539 ;
-  assign \$541  = \$534  & \$540 ;
-  assign \$542  = i <= 4'hc;
-  assign \$544  = \$543  > 4'hc;
-  assign \$545  = \$542  & \$544 ;
-  assign \$547  = ~ \$546 ;
-  assign \$548  = | ssm_k12;
-  assign \$549  = \$547  | \$548 ;
-  assign \$550  = | ssm_q12;
-  assign \$551  = \$549  | \$550 ;
-  assign \$552  = \$545  & \$551 ;
-  assign \$553  = i <= 4'hd;
-  assign \$555  = \$554  > 4'hd;
-  assign \$556  = \$553  & \$555 ;
-  assign \$558  = ~ \$557 ;
-  assign \$559  = | ssm_k13;
-  assign \$560  = \$558  | \$559 ;
-  assign \$561  = | ssm_q13;
-  assign \$562  = \$560  | \$561 ;
-  assign \$563  = \$556  & \$562 ;
-  assign \$564  = i <= 4'he;
-  assign \$566  = \$565  > 4'he;
-  assign \$567  = \$564  & \$566 ;
-  assign \$569  = ~ \$568 ;
-  assign \$570  = | ssm_k14;
-  assign \$571  = \$569  | \$570 ;
-  assign \$572  = | ssm_q14;
-  assign \$573  = \$571  | \$572 ;
-  assign \$574  = \$567  & \$573 ;
-  assign \$575  = i <= 4'hf;
-  assign \$577  = \$576  > 4'hf;
-  assign \$578  = \$575  & \$577 ;
-  assign \$580  = ~ \$579 ;
-  assign \$581  = | ssm_k15;
-  assign \$582  = \$580  | \$581 ;
-  assign \$583  = | ssm_q15;
-  assign \$584  = \$582  | \$583 ;
-  assign \$585  = \$578  & \$584 ;
+  assign \$407  = gbase + n;
+  assign \$408  = busy ? \$407  : { 1'h0, host_addr[10:0] };
+  assign \$409  = i <= 1'h0;
+  assign \$411  = \$410  > 1'h0;
+  assign \$412  = \$409  & \$411 ;
+  assign \$414  = ~ \$413 ;
+  assign \$415  = | ssm_k0;
+  assign \$416  = \$414  | \$415 ;
+  assign \$417  = | ssm_q0;
+  assign \$418  = \$416  | \$417 ;
+  assign \$419  = \$412  & \$418 ;
+  assign \$420  = i <= 1'h1;
+  assign \$422  = \$421  > 1'h1;
+  assign \$423  = \$420  & \$422 ;
+  assign \$425  = ~ \$424 ;
+  assign \$426  = | ssm_k1;
+  assign \$427  = \$425  | \$426 ;
+  assign \$428  = | ssm_q1;
+  assign \$429  = \$427  | \$428 ;
+  assign \$430  = \$423  & \$429 ;
+  assign \$431  = i <= 2'h2;
+  assign \$433  = \$432  > 2'h2;
+  assign \$434  = \$431  & \$433 ;
+  assign \$436  = ~ \$435 ;
+  assign \$437  = | ssm_k2;
+  assign \$438  = \$436  | \$437 ;
+  assign \$439  = | ssm_q2;
+  assign \$440  = \$438  | \$439 ;
+  assign \$441  = \$434  & \$440 ;
+  assign \$442  = i <= 2'h3;
+  assign \$444  = \$443  > 2'h3;
+  assign \$445  = \$442  & \$444 ;
+  assign \$447  = ~ \$446 ;
+  assign \$448  = | ssm_k3;
+  assign \$449  = \$447  | \$448 ;
+  assign \$450  = | ssm_q3;
+  assign \$451  = \$449  | \$450 ;
+  assign \$452  = \$445  & \$451 ;
+  assign \$453  = i <= 3'h4;
+  assign \$455  = \$454  > 3'h4;
+  assign \$456  = \$453  & \$455 ;
+  assign \$458  = ~ \$457 ;
+  assign \$459  = | ssm_k4;
+  assign \$460  = \$458  | \$459 ;
+  assign \$461  = | ssm_q4;
+  assign \$462  = \$460  | \$461 ;
+  assign \$463  = \$456  & \$462 ;
+  assign \$464  = i <= 3'h5;
+  assign \$466  = \$465  > 3'h5;
+  assign \$467  = \$464  & \$466 ;
+  assign \$469  = ~ \$468 ;
+  assign \$470  = | ssm_k5;
+  assign \$471  = \$469  | \$470 ;
+  assign \$472  = | ssm_q5;
+  assign \$473  = \$471  | \$472 ;
+  assign \$474  = \$467  & \$473 ;
+  assign \$475  = i <= 3'h6;
+  assign \$477  = \$476  > 3'h6;
+  assign \$478  = \$475  & \$477 ;
+  assign \$480  = ~ \$479 ;
+  assign \$481  = | ssm_k6;
+  assign \$482  = \$480  | \$481 ;
+  assign \$483  = | ssm_q6;
+  assign \$484  = \$482  | \$483 ;
+  assign \$485  = \$478  & \$484 ;
+  assign \$486  = i <= 3'h7;
+  assign \$488  = \$487  > 3'h7;
+  assign \$489  = \$486  & \$488 ;
+  assign \$491  = ~ \$490 ;
+  assign \$492  = | ssm_k7;
+  assign \$493  = \$491  | \$492 ;
+  assign \$494  = | ssm_q7;
+  assign \$495  = \$493  | \$494 ;
+  assign \$496  = \$489  & \$495 ;
+  assign \$497  = i <= 4'h8;
+  assign \$499  = \$498  > 4'h8;
+  assign \$500  = \$497  & \$499 ;
+  assign \$502  = ~ \$501 ;
+  assign \$503  = | ssm_k8;
+  assign \$504  = \$502  | \$503 ;
+  assign \$505  = | ssm_q8;
+  assign \$506  = \$504  | \$505 ;
+  assign \$507  = \$500  & \$506 ;
+  assign \$508  = i <= 4'h9;
+  assign \$510  = \$509  > 4'h9;
+  assign \$511  = \$508  & \$510 ;
+  assign \$513  = ~ \$512 ;
+  assign \$514  = | ssm_k9;
+  assign \$515  = \$513  | \$514 ;
+  assign \$516  = | ssm_q9;
+  assign \$517  = \$515  | \$516 ;
+  assign \$518  = \$511  & \$517 ;
+  assign \$519  = i <= 4'ha;
+  assign \$521  = \$520  > 4'ha;
+  assign \$522  = \$519  & \$521 ;
+  assign \$524  = ~ \$523 ;
+  assign \$525  = | ssm_k10;
+  assign \$526  = \$524  | \$525 ;
+  assign \$527  = | ssm_q10;
+  assign \$528  = \$526  | \$527 ;
+  assign \$529  = \$522  & \$528 ;
+  assign \$530  = i <= 4'hb;
+  assign \$532  = \$531  > 4'hb;
+  assign \$533  = \$530  & \$532 ;
+  assign \$535  = ~ \$534 ;
+  assign \$536  = | ssm_k11;
+  assign \$537  = \$535  | \$536 ;
+  assign \$538  = | ssm_q11;
+  assign \$539  = \$537  | \$538 ;
+  assign \$540  = \$533  & \$539 ;
+  assign \$541  = i <= 4'hc;
+  assign \$543  = \$542  > 4'hc;
+  assign \$544  = \$541  & \$543 ;
+  assign \$546  = ~ \$545 ;
+  assign \$547  = | ssm_k12;
+  assign \$548  = \$546  | \$547 ;
+  assign \$549  = | ssm_q12;
+  assign \$550  = \$548  | \$549 ;
+  assign \$551  = \$544  & \$550 ;
+  assign \$552  = i <= 4'hd;
+  assign \$554  = \$553  > 4'hd;
+  assign \$555  = \$552  & \$554 ;
+  assign \$557  = ~ \$556 ;
+  assign \$558  = | ssm_k13;
+  assign \$559  = \$557  | \$558 ;
+  assign \$560  = | ssm_q13;
+  assign \$561  = \$559  | \$560 ;
+  assign \$562  = \$555  & \$561 ;
+  assign \$563  = i <= 4'he;
+  assign \$565  = \$564  > 4'he;
+  assign \$566  = \$563  & \$565 ;
+  assign \$568  = ~ \$567 ;
+  assign \$569  = | ssm_k14;
+  assign \$570  = \$568  | \$569 ;
+  assign \$571  = | ssm_q14;
+  assign \$572  = \$570  | \$571 ;
+  assign \$573  = \$566  & \$572 ;
+  assign \$574  = i <= 4'hf;
+  assign \$576  = \$575  > 4'hf;
+  assign \$577  = \$574  & \$576 ;
+  assign \$579  = ~ \$578 ;
+  assign \$580  = | ssm_k15;
+  assign \$581  = \$579  | \$580 ;
+  assign \$582  = | ssm_q15;
+  assign \$583  = \$581  | \$582 ;
+  assign \$584  = \$577  & \$583 ;
   assign found = | active;
-  assign \$587  = row * layer[12:8];
-  assign \$588  = \$586  + \$587 ;
-  assign \$589  = \$588  + k;
-  assign \$590  = k * 4'h8;
-  assign \$591  = \$590  + 1'h0;
-  assign \$592  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$386 );
-  assign \$595  = $signed(\$594 ) * $signed(ssm_vsel0);
-  assign \$596  = $signed(\$593 ) + $signed(\$595 );
-  assign \$597  = $signed(\$596 ) > $signed(16'h7fff);
-  assign \$598  = $signed(\$596 ) < $signed(16'h8000);
-  assign \$599  = \$598  ? 34'h3ffff8000 : { \$596 [25], \$596 [25], \$596 [25], \$596 [25], \$596 [25], \$596 [25], \$596 [25], \$596 [25], \$596  };
-  assign \$600  = \$597  ? 34'h000007fff : \$599 ;
-  assign \$601  = busy ? { 3'h0, \$589 [7:0] } : host_addr[10:0];
-  assign \$602  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$603  = busy ? { \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15], \$600 [15:0] } : { 1'h0, host_wdata };
-  assign \$604  = p1_valid & valid_lanes[0];
-  assign \$605  = host_addr[17:14] == 4'h8;
-  assign \$606  = host_we & \$605 ;
-  assign \$607  = ! host_addr[13:11];
-  assign \$608  = \$606  & \$607 ;
-  assign \$signature__en$537  = busy ? \$604  : \$608 ;
-  assign ssm_shifted0 = $signed(ssm_yacc0) >>> \$609 ;
-  assign \$610  = $signed(ssm_shifted0) > $signed(8'h7f);
-  assign \$611  = $signed(ssm_shifted0) < $signed(8'h80);
-  assign \$612  = \$611  ? 28'hfffff80 : ssm_shifted0;
-  assign \$613  = \$610  ? 28'h000007f : \$612 ;
-  assign \$614  = | \$613 [7:0];
-  assign \$615  = k * 4'h8;
-  assign \$616  = \$615  + 1'h1;
-  assign \$617  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$387 );
-  assign \$620  = $signed(\$619 ) * $signed(ssm_vsel1);
-  assign \$621  = $signed(\$618 ) + $signed(\$620 );
-  assign \$622  = $signed(\$621 ) > $signed(16'h7fff);
-  assign \$623  = $signed(\$621 ) < $signed(16'h8000);
-  assign \$624  = \$623  ? 34'h3ffff8000 : { \$621 [25], \$621 [25], \$621 [25], \$621 [25], \$621 [25], \$621 [25], \$621 [25], \$621 [25], \$621  };
-  assign \$625  = \$622  ? 34'h000007fff : \$624 ;
-  assign \$626  = busy ? { 3'h0, \$589 [7:0] } : host_addr[10:0];
-  assign \$627  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$628  = busy ? { \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15], \$625 [15:0] } : { 1'h0, host_wdata };
-  assign \$629  = p1_valid & valid_lanes[1];
-  assign \$630  = host_addr[17:14] == 4'h8;
-  assign \$631  = host_we & \$630 ;
-  assign \$632  = host_addr[13:11] == 1'h1;
-  assign \$633  = \$631  & \$632 ;
-  assign \$signature__en$546  = busy ? \$629  : \$633 ;
-  assign ssm_shifted1 = $signed(ssm_yacc1) >>> \$634 ;
-  assign \$635  = $signed(ssm_shifted1) > $signed(8'h7f);
-  assign \$636  = $signed(ssm_shifted1) < $signed(8'h80);
-  assign \$637  = \$636  ? 28'hfffff80 : ssm_shifted1;
-  assign \$638  = \$635  ? 28'h000007f : \$637 ;
-  assign \$639  = | \$638 [7:0];
-  assign \$640  = k * 4'h8;
-  assign \$641  = \$640  + 2'h2;
-  assign \$642  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$388 );
-  assign \$645  = $signed(\$644 ) * $signed(ssm_vsel2);
-  assign \$646  = $signed(\$643 ) + $signed(\$645 );
-  assign \$647  = $signed(\$646 ) > $signed(16'h7fff);
-  assign \$648  = $signed(\$646 ) < $signed(16'h8000);
-  assign \$649  = \$648  ? 34'h3ffff8000 : { \$646 [25], \$646 [25], \$646 [25], \$646 [25], \$646 [25], \$646 [25], \$646 [25], \$646 [25], \$646  };
-  assign \$650  = \$647  ? 34'h000007fff : \$649 ;
-  assign \$651  = busy ? { 3'h0, \$589 [7:0] } : host_addr[10:0];
-  assign \$652  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$653  = busy ? { \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15], \$650 [15:0] } : { 1'h0, host_wdata };
-  assign \$654  = p1_valid & valid_lanes[2];
-  assign \$655  = host_addr[17:14] == 4'h8;
-  assign \$656  = host_we & \$655 ;
-  assign \$657  = host_addr[13:11] == 2'h2;
-  assign \$658  = \$656  & \$657 ;
-  assign \$signature__en$554  = busy ? \$654  : \$658 ;
-  assign ssm_shifted2 = $signed(ssm_yacc2) >>> \$659 ;
-  assign \$660  = $signed(ssm_shifted2) > $signed(8'h7f);
-  assign \$661  = $signed(ssm_shifted2) < $signed(8'h80);
-  assign \$662  = \$661  ? 28'hfffff80 : ssm_shifted2;
-  assign \$663  = \$660  ? 28'h000007f : \$662 ;
-  assign \$664  = | \$663 [7:0];
-  assign \$665  = k * 4'h8;
-  assign \$666  = \$665  + 2'h3;
-  assign \$667  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$389 );
-  assign \$670  = $signed(\$669 ) * $signed(ssm_vsel3);
-  assign \$671  = $signed(\$668 ) + $signed(\$670 );
-  assign \$672  = $signed(\$671 ) > $signed(16'h7fff);
-  assign \$673  = $signed(\$671 ) < $signed(16'h8000);
-  assign \$674  = \$673  ? 34'h3ffff8000 : { \$671 [25], \$671 [25], \$671 [25], \$671 [25], \$671 [25], \$671 [25], \$671 [25], \$671 [25], \$671  };
-  assign \$675  = \$672  ? 34'h000007fff : \$674 ;
-  assign \$676  = busy ? { 3'h0, \$589 [7:0] } : host_addr[10:0];
-  assign \$677  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$678  = busy ? { \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15], \$675 [15:0] } : { 1'h0, host_wdata };
-  assign \$679  = p1_valid & valid_lanes[3];
-  assign \$680  = host_addr[17:14] == 4'h8;
-  assign \$681  = host_we & \$680 ;
-  assign \$682  = host_addr[13:11] == 2'h3;
-  assign \$683  = \$681  & \$682 ;
-  assign \$signature__en$562  = busy ? \$679  : \$683 ;
-  assign ssm_shifted3 = $signed(ssm_yacc3) >>> \$684 ;
-  assign \$685  = $signed(ssm_shifted3) > $signed(8'h7f);
-  assign \$686  = $signed(ssm_shifted3) < $signed(8'h80);
-  assign \$687  = \$686  ? 28'hfffff80 : ssm_shifted3;
-  assign \$688  = \$685  ? 28'h000007f : \$687 ;
-  assign \$689  = | \$688 [7:0];
-  assign \$690  = k * 4'h8;
-  assign \$691  = \$690  + 3'h4;
-  assign \$692  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$390 );
-  assign \$695  = $signed(\$694 ) * $signed(ssm_vsel4);
-  assign \$696  = $signed(\$693 ) + $signed(\$695 );
-  assign \$697  = $signed(\$696 ) > $signed(16'h7fff);
-  assign \$698  = $signed(\$696 ) < $signed(16'h8000);
-  assign \$699  = \$698  ? 34'h3ffff8000 : { \$696 [25], \$696 [25], \$696 [25], \$696 [25], \$696 [25], \$696 [25], \$696 [25], \$696 [25], \$696  };
-  assign \$700  = \$697  ? 34'h000007fff : \$699 ;
-  assign \$701  = busy ? { 3'h0, \$589 [7:0] } : host_addr[10:0];
-  assign \$702  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$703  = busy ? { \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15], \$700 [15:0] } : { 1'h0, host_wdata };
-  assign \$704  = p1_valid & valid_lanes[4];
-  assign \$705  = host_addr[17:14] == 4'h8;
-  assign \$706  = host_we & \$705 ;
-  assign \$707  = host_addr[13:11] == 3'h4;
-  assign \$708  = \$706  & \$707 ;
-  assign \$signature__en$570  = busy ? \$704  : \$708 ;
-  assign ssm_shifted4 = $signed(ssm_yacc4) >>> \$709 ;
-  assign \$710  = $signed(ssm_shifted4) > $signed(8'h7f);
-  assign \$711  = $signed(ssm_shifted4) < $signed(8'h80);
-  assign \$712  = \$711  ? 28'hfffff80 : ssm_shifted4;
-  assign \$713  = \$710  ? 28'h000007f : \$712 ;
-  assign \$714  = | \$713 [7:0];
-  assign \$715  = k * 4'h8;
-  assign \$716  = \$715  + 3'h5;
-  assign \$717  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$391 );
-  assign \$720  = $signed(\$719 ) * $signed(ssm_vsel5);
-  assign \$721  = $signed(\$718 ) + $signed(\$720 );
-  assign \$722  = $signed(\$721 ) > $signed(16'h7fff);
-  assign \$723  = $signed(\$721 ) < $signed(16'h8000);
-  assign \$724  = \$723  ? 34'h3ffff8000 : { \$721 [25], \$721 [25], \$721 [25], \$721 [25], \$721 [25], \$721 [25], \$721 [25], \$721 [25], \$721  };
-  assign \$725  = \$722  ? 34'h000007fff : \$724 ;
-  assign \$726  = busy ? { 3'h0, \$589 [7:0] } : host_addr[10:0];
-  assign \$727  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$728  = busy ? { \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15], \$725 [15:0] } : { 1'h0, host_wdata };
-  assign \$729  = p1_valid & valid_lanes[5];
-  assign \$730  = host_addr[17:14] == 4'h8;
-  assign \$731  = host_we & \$730 ;
-  assign \$732  = host_addr[13:11] == 3'h5;
-  assign \$733  = \$731  & \$732 ;
-  assign \$signature__en$578  = busy ? \$729  : \$733 ;
-  assign ssm_shifted5 = $signed(ssm_yacc5) >>> \$734 ;
-  assign \$735  = $signed(ssm_shifted5) > $signed(8'h7f);
-  assign \$736  = $signed(ssm_shifted5) < $signed(8'h80);
-  assign \$737  = \$736  ? 28'hfffff80 : ssm_shifted5;
-  assign \$738  = \$735  ? 28'h000007f : \$737 ;
-  assign \$739  = | \$738 [7:0];
-  assign \$740  = k * 4'h8;
-  assign \$741  = \$740  + 3'h6;
-  assign \$742  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$392 );
-  assign \$745  = $signed(\$744 ) * $signed(ssm_vsel6);
-  assign \$746  = $signed(\$743 ) + $signed(\$745 );
-  assign \$747  = $signed(\$746 ) > $signed(16'h7fff);
-  assign \$748  = $signed(\$746 ) < $signed(16'h8000);
-  assign \$749  = \$748  ? 34'h3ffff8000 : { \$746 [25], \$746 [25], \$746 [25], \$746 [25], \$746 [25], \$746 [25], \$746 [25], \$746 [25], \$746  };
-  assign \$750  = \$747  ? 34'h000007fff : \$749 ;
-  assign \$751  = busy ? { 3'h0, \$589 [7:0] } : host_addr[10:0];
-  assign \$752  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$753  = busy ? { \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15], \$750 [15:0] } : { 1'h0, host_wdata };
-  assign \$754  = p1_valid & valid_lanes[6];
-  assign \$755  = host_addr[17:14] == 4'h8;
-  assign \$756  = host_we & \$755 ;
-  assign \$757  = host_addr[13:11] == 3'h6;
-  assign \$758  = \$756  & \$757 ;
-  assign \$signature__en$586  = busy ? \$754  : \$758 ;
-  assign ssm_shifted6 = $signed(ssm_yacc6) >>> \$759 ;
-  assign \$760  = $signed(ssm_shifted6) > $signed(8'h7f);
-  assign \$761  = $signed(ssm_shifted6) < $signed(8'h80);
-  assign \$762  = \$761  ? 28'hfffff80 : ssm_shifted6;
-  assign \$763  = \$760  ? 28'h000007f : \$762 ;
-  assign \$764  = | \$763 [7:0];
-  assign \$765  = k * 4'h8;
-  assign \$766  = \$765  + 3'h7;
-  assign \$767  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$393 );
-  assign \$770  = $signed(\$769 ) * $signed(ssm_vsel7);
-  assign \$771  = $signed(\$768 ) + $signed(\$770 );
-  assign \$772  = $signed(\$771 ) > $signed(16'h7fff);
-  assign \$773  = $signed(\$771 ) < $signed(16'h8000);
-  assign \$774  = \$773  ? 34'h3ffff8000 : { \$771 [25], \$771 [25], \$771 [25], \$771 [25], \$771 [25], \$771 [25], \$771 [25], \$771 [25], \$771  };
-  assign \$775  = \$772  ? 34'h000007fff : \$774 ;
-  assign \$776  = busy ? { 3'h0, \$589 [7:0] } : host_addr[10:0];
-  assign \$777  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$778  = busy ? { \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15], \$775 [15:0] } : { 1'h0, host_wdata };
-  assign \$779  = p1_valid & valid_lanes[7];
-  assign \$780  = host_addr[17:14] == 4'h8;
-  assign \$781  = host_we & \$780 ;
-  assign \$782  = host_addr[13:11] == 3'h7;
-  assign \$783  = \$781  & \$782 ;
-  assign \$signature__en$594  = busy ? \$779  : \$783 ;
-  assign ssm_shifted7 = $signed(ssm_yacc7) >>> \$784 ;
-  assign \$785  = $signed(ssm_shifted7) > $signed(8'h7f);
-  assign \$786  = $signed(ssm_shifted7) < $signed(8'h80);
-  assign \$787  = \$786  ? 28'hfffff80 : ssm_shifted7;
-  assign \$788  = \$785  ? 28'h000007f : \$787 ;
-  assign \$789  = | \$788 [7:0];
-  assign \$790  = ! li;
-  assign \$791  = li == 1'h1;
-  assign \$792  = li == 2'h2;
-  assign \$793  = li == 2'h3;
-  assign \$794  = ! li;
-  assign \$795  = li == 1'h1;
-  assign \$796  = li == 2'h2;
-  assign \$797  = li == 2'h3;
-  assign \$798  = ! li;
-  assign \$799  = li == 1'h1;
-  assign \$800  = li == 2'h2;
-  assign \$801  = li == 2'h3;
-  assign \$802  = n < cnt;
-  assign \$803  = ! k;
-  assign \$804  = ! li;
-  assign \$805  = li == 1'h1;
-  assign \$806  = li == 2'h2;
-  assign \$807  = li == 2'h3;
-  assign \$808  = ! li;
-  assign \$809  = li == 1'h1;
-  assign \$810  = li == 2'h2;
-  assign \$811  = li == 2'h3;
-  assign \$812  = ! li;
-  assign \$813  = li == 1'h1;
-  assign \$814  = li == 2'h2;
-  assign \$815  = li == 2'h3;
-  assign \$816  = ! li;
-  assign \$817  = li == 1'h1;
-  assign \$818  = li == 2'h2;
-  assign \$819  = li == 2'h3;
-  assign \$820  = spikes & valid_q;
-  assign \$821  = layer[44] ? valid_q : \$820 ;
-  assign \$822  = k * 4'h8;
-  assign \$823  = ! li;
-  assign \$824  = li == 1'h1;
-  assign \$825  = li == 2'h2;
-  assign \$826  = li == 2'h3;
-  assign \$827  = ! li;
-  assign \$828  = li == 1'h1;
-  assign \$829  = li == 2'h2;
-  assign \$830  = li == 2'h3;
-  assign \$831  = gop == 3'h4;
-  assign \$837  = \$836  + 1'h0;
-  assign \$843  = \$841  + \$842 ;
-  assign \$850  = \$849  + layer[7:0];
-  assign \$851  = \$848  + \$850 ;
-  assign \$855  = ! li;
-  assign \$856  = li == 1'h1;
-  assign \$857  = li == 2'h2;
-  assign \$858  = li == 2'h3;
-  assign \$859  = n < cnt;
-  assign \$860  = ~ g_const;
-  assign \$861  = ! li;
-  assign \$862  = li == 1'h1;
-  assign \$863  = li == 2'h2;
-  assign \$864  = li == 2'h3;
-  assign \$865  = ! li;
-  assign \$866  = li == 1'h1;
-  assign \$867  = li == 2'h2;
-  assign \$868  = li == 2'h3;
-  assign \$869  = ! li;
-  assign \$870  = li == 1'h1;
-  assign \$871  = li == 2'h2;
-  assign \$872  = li == 2'h3;
-  assign \$873  = arow + row;
-  assign \$874  = ! li;
-  assign \$875  = li == 1'h1;
-  assign \$876  = li == 2'h2;
-  assign \$877  = li == 2'h3;
-  assign \$878  = ! li;
-  assign \$879  = li == 1'h1;
-  assign \$880  = li == 2'h2;
-  assign \$881  = li == 2'h3;
-  assign \$882  = ynz & valid_lanes;
-  assign \$883  = layer[44] ? valid_lanes : \$882 ;
-  assign \$884  = k * 4'h8;
-  assign \$885  = ~ busy;
-  assign \$886  = clear & \$885 ;
-  assign \$887  = ! fsm_state;
-  assign \$888  = fsm_state == 1'h1;
-  assign \$889  = fsm_state == 2'h2;
-  assign \$890  = fsm_state == 2'h3;
-  assign \$891  = fsm_state == 3'h4;
-  assign \$892  = fsm_state == 3'h5;
-  assign \$893  = fsm_state == 3'h6;
-  assign \$894  = fsm_state == 3'h7;
-  assign \$895  = fsm_state == 4'h8;
-  assign \$896  = fsm_state == 4'h9;
-  assign \$897  = fsm_state == 4'ha;
-  assign \$898  = fsm_state == 4'hb;
-  assign \$899  = fsm_state == 4'hc;
-  assign \$900  = fsm_state == 4'hd;
-  assign \$901  = fsm_state == 4'he;
-  assign \$902  = fsm_state == 4'hf;
-  assign \$903  = fsm_state == 5'h10;
+  assign \$586  = row * layer[12:8];
+  assign \$587  = \$585  + \$586 ;
+  assign \$588  = \$587  + k;
+  assign \$589  = k * 4'h8;
+  assign \$590  = \$589  + 1'h0;
+  assign \$591  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$386 );
+  assign \$594  = $signed(\$593 ) * $signed(ssm_vsel0);
+  assign \$595  = $signed(\$592 ) + $signed(\$594 );
+  assign \$596  = $signed(\$595 ) > $signed(16'h7fff);
+  assign \$597  = $signed(\$595 ) < $signed(16'h8000);
+  assign \$598  = \$597  ? 34'h3ffff8000 : { \$595 [25], \$595 [25], \$595 [25], \$595 [25], \$595 [25], \$595 [25], \$595 [25], \$595 [25], \$595  };
+  assign \$599  = \$596  ? 34'h000007fff : \$598 ;
+  assign \$600  = busy ? { 3'h0, \$588 [7:0] } : host_addr[10:0];
+  assign \$601  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$602  = busy ? { \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15:0] } : { 1'h0, host_wdata };
+  assign \$603  = p1_valid & valid_lanes[0];
+  assign \$604  = host_addr[17:14] == 4'h8;
+  assign \$605  = host_we & \$604 ;
+  assign \$606  = ! host_addr[13:11];
+  assign \$607  = \$605  & \$606 ;
+  assign \$signature__en$537  = busy ? \$603  : \$607 ;
+  assign ssm_shifted0 = $signed(ssm_yacc0) >>> \$608 ;
+  assign \$609  = $signed(ssm_shifted0) > $signed(8'h7f);
+  assign \$610  = $signed(ssm_shifted0) < $signed(8'h80);
+  assign \$611  = \$610  ? 28'hfffff80 : ssm_shifted0;
+  assign \$612  = \$609  ? 28'h000007f : \$611 ;
+  assign \$613  = | \$612 [7:0];
+  assign \$614  = k * 4'h8;
+  assign \$615  = \$614  + 1'h1;
+  assign \$616  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$387 );
+  assign \$619  = $signed(\$618 ) * $signed(ssm_vsel1);
+  assign \$620  = $signed(\$617 ) + $signed(\$619 );
+  assign \$621  = $signed(\$620 ) > $signed(16'h7fff);
+  assign \$622  = $signed(\$620 ) < $signed(16'h8000);
+  assign \$623  = \$622  ? 34'h3ffff8000 : { \$620 [25], \$620 [25], \$620 [25], \$620 [25], \$620 [25], \$620 [25], \$620 [25], \$620 [25], \$620  };
+  assign \$624  = \$621  ? 34'h000007fff : \$623 ;
+  assign \$625  = busy ? { 3'h0, \$588 [7:0] } : host_addr[10:0];
+  assign \$626  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$627  = busy ? { \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15:0] } : { 1'h0, host_wdata };
+  assign \$628  = p1_valid & valid_lanes[1];
+  assign \$629  = host_addr[17:14] == 4'h8;
+  assign \$630  = host_we & \$629 ;
+  assign \$631  = host_addr[13:11] == 1'h1;
+  assign \$632  = \$630  & \$631 ;
+  assign \$signature__en$546  = busy ? \$628  : \$632 ;
+  assign ssm_shifted1 = $signed(ssm_yacc1) >>> \$633 ;
+  assign \$634  = $signed(ssm_shifted1) > $signed(8'h7f);
+  assign \$635  = $signed(ssm_shifted1) < $signed(8'h80);
+  assign \$636  = \$635  ? 28'hfffff80 : ssm_shifted1;
+  assign \$637  = \$634  ? 28'h000007f : \$636 ;
+  assign \$638  = | \$637 [7:0];
+  assign \$639  = k * 4'h8;
+  assign \$640  = \$639  + 2'h2;
+  assign \$641  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$388 );
+  assign \$644  = $signed(\$643 ) * $signed(ssm_vsel2);
+  assign \$645  = $signed(\$642 ) + $signed(\$644 );
+  assign \$646  = $signed(\$645 ) > $signed(16'h7fff);
+  assign \$647  = $signed(\$645 ) < $signed(16'h8000);
+  assign \$648  = \$647  ? 34'h3ffff8000 : { \$645 [25], \$645 [25], \$645 [25], \$645 [25], \$645 [25], \$645 [25], \$645 [25], \$645 [25], \$645  };
+  assign \$649  = \$646  ? 34'h000007fff : \$648 ;
+  assign \$650  = busy ? { 3'h0, \$588 [7:0] } : host_addr[10:0];
+  assign \$651  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$652  = busy ? { \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15:0] } : { 1'h0, host_wdata };
+  assign \$653  = p1_valid & valid_lanes[2];
+  assign \$654  = host_addr[17:14] == 4'h8;
+  assign \$655  = host_we & \$654 ;
+  assign \$656  = host_addr[13:11] == 2'h2;
+  assign \$657  = \$655  & \$656 ;
+  assign \$signature__en$554  = busy ? \$653  : \$657 ;
+  assign ssm_shifted2 = $signed(ssm_yacc2) >>> \$658 ;
+  assign \$659  = $signed(ssm_shifted2) > $signed(8'h7f);
+  assign \$660  = $signed(ssm_shifted2) < $signed(8'h80);
+  assign \$661  = \$660  ? 28'hfffff80 : ssm_shifted2;
+  assign \$662  = \$659  ? 28'h000007f : \$661 ;
+  assign \$663  = | \$662 [7:0];
+  assign \$664  = k * 4'h8;
+  assign \$665  = \$664  + 2'h3;
+  assign \$666  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$389 );
+  assign \$669  = $signed(\$668 ) * $signed(ssm_vsel3);
+  assign \$670  = $signed(\$667 ) + $signed(\$669 );
+  assign \$671  = $signed(\$670 ) > $signed(16'h7fff);
+  assign \$672  = $signed(\$670 ) < $signed(16'h8000);
+  assign \$673  = \$672  ? 34'h3ffff8000 : { \$670 [25], \$670 [25], \$670 [25], \$670 [25], \$670 [25], \$670 [25], \$670 [25], \$670 [25], \$670  };
+  assign \$674  = \$671  ? 34'h000007fff : \$673 ;
+  assign \$675  = busy ? { 3'h0, \$588 [7:0] } : host_addr[10:0];
+  assign \$676  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$677  = busy ? { \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15:0] } : { 1'h0, host_wdata };
+  assign \$678  = p1_valid & valid_lanes[3];
+  assign \$679  = host_addr[17:14] == 4'h8;
+  assign \$680  = host_we & \$679 ;
+  assign \$681  = host_addr[13:11] == 2'h3;
+  assign \$682  = \$680  & \$681 ;
+  assign \$signature__en$562  = busy ? \$678  : \$682 ;
+  assign ssm_shifted3 = $signed(ssm_yacc3) >>> \$683 ;
+  assign \$684  = $signed(ssm_shifted3) > $signed(8'h7f);
+  assign \$685  = $signed(ssm_shifted3) < $signed(8'h80);
+  assign \$686  = \$685  ? 28'hfffff80 : ssm_shifted3;
+  assign \$687  = \$684  ? 28'h000007f : \$686 ;
+  assign \$688  = | \$687 [7:0];
+  assign \$689  = k * 4'h8;
+  assign \$690  = \$689  + 3'h4;
+  assign \$691  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$390 );
+  assign \$694  = $signed(\$693 ) * $signed(ssm_vsel4);
+  assign \$695  = $signed(\$692 ) + $signed(\$694 );
+  assign \$696  = $signed(\$695 ) > $signed(16'h7fff);
+  assign \$697  = $signed(\$695 ) < $signed(16'h8000);
+  assign \$698  = \$697  ? 34'h3ffff8000 : { \$695 [25], \$695 [25], \$695 [25], \$695 [25], \$695 [25], \$695 [25], \$695 [25], \$695 [25], \$695  };
+  assign \$699  = \$696  ? 34'h000007fff : \$698 ;
+  assign \$700  = busy ? { 3'h0, \$588 [7:0] } : host_addr[10:0];
+  assign \$701  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$702  = busy ? { \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15:0] } : { 1'h0, host_wdata };
+  assign \$703  = p1_valid & valid_lanes[4];
+  assign \$704  = host_addr[17:14] == 4'h8;
+  assign \$705  = host_we & \$704 ;
+  assign \$706  = host_addr[13:11] == 3'h4;
+  assign \$707  = \$705  & \$706 ;
+  assign \$signature__en$570  = busy ? \$703  : \$707 ;
+  assign ssm_shifted4 = $signed(ssm_yacc4) >>> \$708 ;
+  assign \$709  = $signed(ssm_shifted4) > $signed(8'h7f);
+  assign \$710  = $signed(ssm_shifted4) < $signed(8'h80);
+  assign \$711  = \$710  ? 28'hfffff80 : ssm_shifted4;
+  assign \$712  = \$709  ? 28'h000007f : \$711 ;
+  assign \$713  = | \$712 [7:0];
+  assign \$714  = k * 4'h8;
+  assign \$715  = \$714  + 3'h5;
+  assign \$716  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$391 );
+  assign \$719  = $signed(\$718 ) * $signed(ssm_vsel5);
+  assign \$720  = $signed(\$717 ) + $signed(\$719 );
+  assign \$721  = $signed(\$720 ) > $signed(16'h7fff);
+  assign \$722  = $signed(\$720 ) < $signed(16'h8000);
+  assign \$723  = \$722  ? 34'h3ffff8000 : { \$720 [25], \$720 [25], \$720 [25], \$720 [25], \$720 [25], \$720 [25], \$720 [25], \$720 [25], \$720  };
+  assign \$724  = \$721  ? 34'h000007fff : \$723 ;
+  assign \$725  = busy ? { 3'h0, \$588 [7:0] } : host_addr[10:0];
+  assign \$726  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$727  = busy ? { \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15:0] } : { 1'h0, host_wdata };
+  assign \$728  = p1_valid & valid_lanes[5];
+  assign \$729  = host_addr[17:14] == 4'h8;
+  assign \$730  = host_we & \$729 ;
+  assign \$731  = host_addr[13:11] == 3'h5;
+  assign \$732  = \$730  & \$731 ;
+  assign \$signature__en$578  = busy ? \$728  : \$732 ;
+  assign ssm_shifted5 = $signed(ssm_yacc5) >>> \$733 ;
+  assign \$734  = $signed(ssm_shifted5) > $signed(8'h7f);
+  assign \$735  = $signed(ssm_shifted5) < $signed(8'h80);
+  assign \$736  = \$735  ? 28'hfffff80 : ssm_shifted5;
+  assign \$737  = \$734  ? 28'h000007f : \$736 ;
+  assign \$738  = | \$737 [7:0];
+  assign \$739  = k * 4'h8;
+  assign \$740  = \$739  + 3'h6;
+  assign \$741  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$392 );
+  assign \$744  = $signed(\$743 ) * $signed(ssm_vsel6);
+  assign \$745  = $signed(\$742 ) + $signed(\$744 );
+  assign \$746  = $signed(\$745 ) > $signed(16'h7fff);
+  assign \$747  = $signed(\$745 ) < $signed(16'h8000);
+  assign \$748  = \$747  ? 34'h3ffff8000 : { \$745 [25], \$745 [25], \$745 [25], \$745 [25], \$745 [25], \$745 [25], \$745 [25], \$745 [25], \$745  };
+  assign \$749  = \$746  ? 34'h000007fff : \$748 ;
+  assign \$750  = busy ? { 3'h0, \$588 [7:0] } : host_addr[10:0];
+  assign \$751  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$752  = busy ? { \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15:0] } : { 1'h0, host_wdata };
+  assign \$753  = p1_valid & valid_lanes[6];
+  assign \$754  = host_addr[17:14] == 4'h8;
+  assign \$755  = host_we & \$754 ;
+  assign \$756  = host_addr[13:11] == 3'h6;
+  assign \$757  = \$755  & \$756 ;
+  assign \$signature__en$586  = busy ? \$753  : \$757 ;
+  assign ssm_shifted6 = $signed(ssm_yacc6) >>> \$758 ;
+  assign \$759  = $signed(ssm_shifted6) > $signed(8'h7f);
+  assign \$760  = $signed(ssm_shifted6) < $signed(8'h80);
+  assign \$761  = \$760  ? 28'hfffff80 : ssm_shifted6;
+  assign \$762  = \$759  ? 28'h000007f : \$761 ;
+  assign \$763  = | \$762 [7:0];
+  assign \$764  = k * 4'h8;
+  assign \$765  = \$764  + 3'h7;
+  assign \$766  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$393 );
+  assign \$769  = $signed(\$768 ) * $signed(ssm_vsel7);
+  assign \$770  = $signed(\$767 ) + $signed(\$769 );
+  assign \$771  = $signed(\$770 ) > $signed(16'h7fff);
+  assign \$772  = $signed(\$770 ) < $signed(16'h8000);
+  assign \$773  = \$772  ? 34'h3ffff8000 : { \$770 [25], \$770 [25], \$770 [25], \$770 [25], \$770 [25], \$770 [25], \$770 [25], \$770 [25], \$770  };
+  assign \$774  = \$771  ? 34'h000007fff : \$773 ;
+  assign \$775  = busy ? { 3'h0, \$588 [7:0] } : host_addr[10:0];
+  assign \$776  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$777  = busy ? { \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15:0] } : { 1'h0, host_wdata };
+  assign \$778  = p1_valid & valid_lanes[7];
+  assign \$779  = host_addr[17:14] == 4'h8;
+  assign \$780  = host_we & \$779 ;
+  assign \$781  = host_addr[13:11] == 3'h7;
+  assign \$782  = \$780  & \$781 ;
+  assign \$signature__en$594  = busy ? \$778  : \$782 ;
+  assign ssm_shifted7 = $signed(ssm_yacc7) >>> \$783 ;
+  assign \$784  = $signed(ssm_shifted7) > $signed(8'h7f);
+  assign \$785  = $signed(ssm_shifted7) < $signed(8'h80);
+  assign \$786  = \$785  ? 28'hfffff80 : ssm_shifted7;
+  assign \$787  = \$784  ? 28'h000007f : \$786 ;
+  assign \$788  = | \$787 [7:0];
+  assign \$789  = ! li;
+  assign \$790  = li == 1'h1;
+  assign \$791  = li == 2'h2;
+  assign \$792  = li == 2'h3;
+  assign \$793  = ! li;
+  assign \$794  = li == 1'h1;
+  assign \$795  = li == 2'h2;
+  assign \$796  = li == 2'h3;
+  assign \$797  = ! li;
+  assign \$798  = li == 1'h1;
+  assign \$799  = li == 2'h2;
+  assign \$800  = li == 2'h3;
+  assign \$801  = n < cnt;
+  assign \$802  = ! k;
+  assign \$803  = ! li;
+  assign \$804  = li == 1'h1;
+  assign \$805  = li == 2'h2;
+  assign \$806  = li == 2'h3;
+  assign \$807  = ! li;
+  assign \$808  = li == 1'h1;
+  assign \$809  = li == 2'h2;
+  assign \$810  = li == 2'h3;
+  assign \$811  = ! li;
+  assign \$812  = li == 1'h1;
+  assign \$813  = li == 2'h2;
+  assign \$814  = li == 2'h3;
+  assign \$815  = ! li;
+  assign \$816  = li == 1'h1;
+  assign \$817  = li == 2'h2;
+  assign \$818  = li == 2'h3;
+  assign \$819  = spikes & valid_q;
+  assign \$820  = layer[44] ? valid_q : \$819 ;
+  assign \$821  = k * 4'h8;
+  assign \$822  = ! li;
+  assign \$823  = li == 1'h1;
+  assign \$824  = li == 2'h2;
+  assign \$825  = li == 2'h3;
+  assign \$826  = ! li;
+  assign \$827  = li == 1'h1;
+  assign \$828  = li == 2'h2;
+  assign \$829  = li == 2'h3;
+  assign \$830  = gop == 3'h4;
+  assign \$836  = \$835  + 1'h0;
+  assign \$842  = \$840  + \$841 ;
+  assign \$849  = \$848  + layer[7:0];
+  assign \$850  = \$847  + \$849 ;
+  assign \$854  = ! li;
+  assign \$855  = li == 1'h1;
+  assign \$856  = li == 2'h2;
+  assign \$857  = li == 2'h3;
+  assign \$858  = n < cnt;
+  assign \$859  = ~ g_const;
+  assign \$860  = ! li;
+  assign \$861  = li == 1'h1;
+  assign \$862  = li == 2'h2;
+  assign \$863  = li == 2'h3;
+  assign \$864  = ! li;
+  assign \$865  = li == 1'h1;
+  assign \$866  = li == 2'h2;
+  assign \$867  = li == 2'h3;
+  assign \$868  = ! li;
+  assign \$869  = li == 1'h1;
+  assign \$870  = li == 2'h2;
+  assign \$871  = li == 2'h3;
+  assign \$872  = arow + row;
+  assign \$873  = ! li;
+  assign \$874  = li == 1'h1;
+  assign \$875  = li == 2'h2;
+  assign \$876  = li == 2'h3;
+  assign \$877  = ! li;
+  assign \$878  = li == 1'h1;
+  assign \$879  = li == 2'h2;
+  assign \$880  = li == 2'h3;
+  assign \$881  = ynz & valid_lanes;
+  assign \$882  = layer[44] ? valid_lanes : \$881 ;
+  assign \$883  = k * 4'h8;
+  assign \$884  = ~ busy;
+  assign \$885  = clear & \$884 ;
+  assign \$886  = ! fsm_state;
+  assign \$887  = fsm_state == 1'h1;
+  assign \$888  = fsm_state == 2'h2;
+  assign \$889  = fsm_state == 2'h3;
+  assign \$890  = fsm_state == 3'h4;
+  assign \$891  = fsm_state == 3'h5;
+  assign \$892  = fsm_state == 3'h6;
+  assign \$893  = fsm_state == 3'h7;
+  assign \$894  = fsm_state == 4'h8;
+  assign \$895  = fsm_state == 4'h9;
+  assign \$896  = fsm_state == 4'ha;
+  assign \$897  = fsm_state == 4'hb;
+  assign \$898  = fsm_state == 4'hc;
+  assign \$899  = fsm_state == 4'hd;
+  assign \$900  = fsm_state == 4'he;
+  assign \$901  = fsm_state == 4'hf;
+  assign \$902  = fsm_state == 5'h10;
   always @(posedge clk)
     events_nrw <= port__data;
   always @(posedge clk)
@@ -23436,75 +23433,75 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     membranes7_nrw <= \port__data$67 ;
   always @(posedge clk)
-    layer0 <= \$904 ;
+    layer0 <= \$903 ;
   always @(posedge clk)
-    layer1 <= \$905 ;
+    layer1 <= \$904 ;
   always @(posedge clk)
-    layer2 <= \$906 ;
+    layer2 <= \$905 ;
   always @(posedge clk)
-    layer3 <= \$907 ;
+    layer3 <= \$906 ;
   always @(posedge clk)
-    edge0 <= \$908 ;
+    edge0 <= \$907 ;
   always @(posedge clk)
-    edge1 <= \$909 ;
+    edge1 <= \$908 ;
   always @(posedge clk)
-    edge2 <= \$910 ;
+    edge2 <= \$909 ;
   always @(posedge clk)
-    edge3 <= \$911 ;
+    edge3 <= \$910 ;
   always @(posedge clk)
-    edge4 <= \$912 ;
+    edge4 <= \$911 ;
   always @(posedge clk)
-    edge5 <= \$913 ;
+    edge5 <= \$912 ;
   always @(posedge clk)
-    edge6 <= \$914 ;
+    edge6 <= \$913 ;
   always @(posedge clk)
-    edge7 <= \$915 ;
+    edge7 <= \$914 ;
   always @(posedge clk)
-    num_layers <= \$916 ;
+    num_layers <= \$915 ;
   always @(posedge clk)
-    ssm0 <= \$917 ;
+    ssm0 <= \$916 ;
   always @(posedge clk)
-    ssm1 <= \$918 ;
+    ssm1 <= \$917 ;
   always @(posedge clk)
-    ssm2 <= \$919 ;
+    ssm2 <= \$918 ;
   always @(posedge clk)
-    ssm3 <= \$920 ;
+    ssm3 <= \$919 ;
   always @(posedge clk)
-    host_rvalid <= \$921 ;
+    host_rvalid <= \$920 ;
   always @(posedge clk)
-    rd_region <= \$922 ;
+    rd_region <= \$921 ;
   always @(posedge clk)
-    rd_lane <= \$923 ;
+    rd_lane <= \$922 ;
   always @(posedge clk)
-    rd_reg <= \$924 ;
+    rd_reg <= \$923 ;
   always @(posedge clk)
-    layer <= \$925 ;
+    layer <= \$924 ;
   always @(posedge clk)
-    e_end <= \$926 ;
+    e_end <= \$925 ;
   always @(posedge clk)
     w_addr_q0 <= \$10 [11:0];
   always @(posedge clk)
     w_addr_q1 <= \$11 [11:0];
   always @(posedge clk)
-    \$signal  <= \$927 ;
+    \$signal  <= \$926 ;
   always @(posedge clk)
-    s1b_valid <= \$928 ;
+    s1b_valid <= \$927 ;
   always @(posedge clk)
     s1b_x <= s1_value;
   always @(posedge clk)
-    s2_valid <= \$929 ;
+    s2_valid <= \$928 ;
   always @(posedge clk)
-    s2_x <= \$930 ;
+    s2_x <= \$929 ;
   always @(posedge clk)
-    s1_rowbase <= \$931 ;
+    s1_rowbase <= \$930 ;
   always @(posedge clk)
-    s1_from_input <= \$932 ;
+    s1_from_input <= \$931 ;
   always @(posedge clk)
-    \$signal$107  <= \$933 ;
+    \$signal$107  <= \$932 ;
   always @(posedge clk)
     s3_x <= s2_x;
   always @(posedge clk)
-    s4_valid <= \$934 ;
+    s4_valid <= \$933 ;
   always @(posedge clk)
     w_q0 <= weights0_nrw;
   always @(posedge clk)
@@ -23538,11 +23535,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     prod_q7 <= \$20 ;
   always @(posedge clk)
-    \$signal$126  <= \$935 ;
+    \$signal$126  <= \$934 ;
   always @(posedge clk)
-    \$signal$128  <= \$936 ;
+    \$signal$128  <= \$935 ;
   always @(posedge clk)
-    \$signal$129  <= \$937 ;
+    \$signal$129  <= \$936 ;
   always @(posedge clk)
     u_q0 <= membranes0_nrw;
   always @(posedge clk)
@@ -23550,9 +23547,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     bias_q0 <= params0_nrw[40:25];
   always @(posedge clk)
-    leak_q0 <= \$938 ;
+    leak_q0 <= \$937 ;
   always @(posedge clk)
-    acc0 <= \$939 ;
+    acc0 <= \$938 ;
   always @(posedge clk)
     u_q1 <= membranes1_nrw;
   always @(posedge clk)
@@ -23560,9 +23557,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     bias_q1 <= params1_nrw[40:25];
   always @(posedge clk)
-    leak_q1 <= \$940 ;
+    leak_q1 <= \$939 ;
   always @(posedge clk)
-    acc1 <= \$941 ;
+    acc1 <= \$940 ;
   always @(posedge clk)
     u_q2 <= membranes2_nrw;
   always @(posedge clk)
@@ -23570,9 +23567,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     bias_q2 <= params2_nrw[40:25];
   always @(posedge clk)
-    leak_q2 <= \$942 ;
+    leak_q2 <= \$941 ;
   always @(posedge clk)
-    acc2 <= \$943 ;
+    acc2 <= \$942 ;
   always @(posedge clk)
     u_q3 <= membranes3_nrw;
   always @(posedge clk)
@@ -23580,9 +23577,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     bias_q3 <= params3_nrw[40:25];
   always @(posedge clk)
-    leak_q3 <= \$944 ;
+    leak_q3 <= \$943 ;
   always @(posedge clk)
-    acc3 <= \$945 ;
+    acc3 <= \$944 ;
   always @(posedge clk)
     u_q4 <= membranes4_nrw;
   always @(posedge clk)
@@ -23590,9 +23587,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     bias_q4 <= params4_nrw[40:25];
   always @(posedge clk)
-    leak_q4 <= \$946 ;
+    leak_q4 <= \$945 ;
   always @(posedge clk)
-    acc4 <= \$947 ;
+    acc4 <= \$946 ;
   always @(posedge clk)
     u_q5 <= membranes5_nrw;
   always @(posedge clk)
@@ -23600,9 +23597,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     bias_q5 <= params5_nrw[40:25];
   always @(posedge clk)
-    leak_q5 <= \$948 ;
+    leak_q5 <= \$947 ;
   always @(posedge clk)
-    acc5 <= \$949 ;
+    acc5 <= \$948 ;
   always @(posedge clk)
     u_q6 <= membranes6_nrw;
   always @(posedge clk)
@@ -23610,9 +23607,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     bias_q6 <= params6_nrw[40:25];
   always @(posedge clk)
-    leak_q6 <= \$950 ;
+    leak_q6 <= \$949 ;
   always @(posedge clk)
-    acc6 <= \$951 ;
+    acc6 <= \$950 ;
   always @(posedge clk)
     u_q7 <= membranes7_nrw;
   always @(posedge clk)
@@ -23620,237 +23617,237 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     bias_q7 <= params7_nrw[40:25];
   always @(posedge clk)
-    leak_q7 <= \$952 ;
+    leak_q7 <= \$951 ;
   always @(posedge clk)
-    acc7 <= \$953 ;
+    acc7 <= \$952 ;
   always @(posedge clk)
-    count0 <= \$954 ;
+    count0 <= \$953 ;
   always @(posedge clk)
-    count1 <= \$955 ;
+    count1 <= \$954 ;
   always @(posedge clk)
-    count2 <= \$956 ;
+    count2 <= \$955 ;
   always @(posedge clk)
-    count3 <= \$957 ;
+    count3 <= \$956 ;
   always @(posedge clk)
-    count4 <= \$958 ;
+    count4 <= \$957 ;
   always @(posedge clk)
-    count5 <= \$959 ;
+    count5 <= \$958 ;
   always @(posedge clk)
-    count6 <= \$960 ;
+    count6 <= \$959 ;
   always @(posedge clk)
-    count7 <= \$961 ;
+    count7 <= \$960 ;
   always @(posedge clk)
-    count8 <= \$962 ;
+    count8 <= \$961 ;
   always @(posedge clk)
-    count9 <= \$963 ;
+    count9 <= \$962 ;
   always @(posedge clk)
-    count10 <= \$964 ;
+    count10 <= \$963 ;
   always @(posedge clk)
-    count11 <= \$965 ;
+    count11 <= \$964 ;
   always @(posedge clk)
-    count12 <= \$966 ;
+    count12 <= \$965 ;
   always @(posedge clk)
-    count13 <= \$967 ;
+    count13 <= \$966 ;
   always @(posedge clk)
-    count14 <= \$968 ;
+    count14 <= \$967 ;
   always @(posedge clk)
-    count15 <= \$969 ;
+    count15 <= \$968 ;
   always @(posedge clk)
-    spikes <= \$970 ;
+    spikes <= \$969 ;
   always @(posedge clk)
-    u_new0 <= \$971 ;
+    u_new0 <= \$970 ;
   always @(posedge clk)
-    u_new1 <= \$972 ;
+    u_new1 <= \$971 ;
   always @(posedge clk)
-    u_new2 <= \$973 ;
+    u_new2 <= \$972 ;
   always @(posedge clk)
-    u_new3 <= \$974 ;
+    u_new3 <= \$973 ;
   always @(posedge clk)
-    u_new4 <= \$975 ;
+    u_new4 <= \$974 ;
   always @(posedge clk)
-    u_new5 <= \$976 ;
+    u_new5 <= \$975 ;
   always @(posedge clk)
-    u_new6 <= \$977 ;
+    u_new6 <= \$976 ;
   always @(posedge clk)
-    u_new7 <= \$978 ;
+    u_new7 <= \$977 ;
   always @(posedge clk)
-    valid_q <= \$979 ;
+    valid_q <= \$978 ;
   always @(posedge clk)
-    last_row <= \$980 ;
+    last_row <= \$979 ;
   always @(posedge clk)
-    in_full <= \$981 ;
+    in_full <= \$980 ;
   always @(posedge clk)
-    in_count0 <= \$982 ;
+    in_count0 <= \$981 ;
   always @(posedge clk)
-    in_count1 <= \$983 ;
+    in_count1 <= \$982 ;
   always @(posedge clk)
-    \$signal$230  <= \$984 ;
+    \$signal$230  <= \$983 ;
   always @(posedge clk)
-    g1_op <= \$985 ;
+    g1_op <= \$984 ;
   always @(posedge clk)
-    g1_const <= \$986 ;
+    g1_const <= \$985 ;
   always @(posedge clk)
-    g1_n <= \$987 ;
+    g1_n <= \$986 ;
   always @(posedge clk)
-    ssm_k0 <= \$988 ;
+    ssm_k0 <= \$987 ;
   always @(posedge clk)
-    ssm_k1 <= \$989 ;
+    ssm_k1 <= \$988 ;
   always @(posedge clk)
-    ssm_k2 <= \$990 ;
+    ssm_k2 <= \$989 ;
   always @(posedge clk)
-    ssm_k3 <= \$991 ;
+    ssm_k3 <= \$990 ;
   always @(posedge clk)
-    ssm_k4 <= \$992 ;
+    ssm_k4 <= \$991 ;
   always @(posedge clk)
-    ssm_k5 <= \$993 ;
+    ssm_k5 <= \$992 ;
   always @(posedge clk)
-    ssm_k6 <= \$994 ;
+    ssm_k6 <= \$993 ;
   always @(posedge clk)
-    ssm_k7 <= \$995 ;
+    ssm_k7 <= \$994 ;
   always @(posedge clk)
-    ssm_k8 <= \$996 ;
+    ssm_k8 <= \$995 ;
   always @(posedge clk)
-    ssm_k9 <= \$997 ;
+    ssm_k9 <= \$996 ;
   always @(posedge clk)
-    ssm_k10 <= \$998 ;
+    ssm_k10 <= \$997 ;
   always @(posedge clk)
-    ssm_k11 <= \$999 ;
+    ssm_k11 <= \$998 ;
   always @(posedge clk)
-    ssm_k12 <= \$1000 ;
+    ssm_k12 <= \$999 ;
   always @(posedge clk)
-    ssm_k13 <= \$1001 ;
+    ssm_k13 <= \$1000 ;
   always @(posedge clk)
-    ssm_k14 <= \$1002 ;
+    ssm_k14 <= \$1001 ;
   always @(posedge clk)
-    ssm_k15 <= \$1003 ;
+    ssm_k15 <= \$1002 ;
   always @(posedge clk)
-    ssm_v0 <= \$1004 ;
+    ssm_v0 <= \$1003 ;
   always @(posedge clk)
-    ssm_v1 <= \$1005 ;
+    ssm_v1 <= \$1004 ;
   always @(posedge clk)
-    ssm_v2 <= \$1006 ;
+    ssm_v2 <= \$1005 ;
   always @(posedge clk)
-    ssm_v3 <= \$1007 ;
+    ssm_v3 <= \$1006 ;
   always @(posedge clk)
-    ssm_v4 <= \$1008 ;
+    ssm_v4 <= \$1007 ;
   always @(posedge clk)
-    ssm_v5 <= \$1009 ;
+    ssm_v5 <= \$1008 ;
   always @(posedge clk)
-    ssm_v6 <= \$1010 ;
+    ssm_v6 <= \$1009 ;
   always @(posedge clk)
-    ssm_v7 <= \$1011 ;
+    ssm_v7 <= \$1010 ;
   always @(posedge clk)
-    ssm_v8 <= \$1012 ;
+    ssm_v8 <= \$1011 ;
   always @(posedge clk)
-    ssm_v9 <= \$1013 ;
+    ssm_v9 <= \$1012 ;
   always @(posedge clk)
-    ssm_v10 <= \$1014 ;
+    ssm_v10 <= \$1013 ;
   always @(posedge clk)
-    ssm_v11 <= \$1015 ;
+    ssm_v11 <= \$1014 ;
   always @(posedge clk)
-    ssm_v12 <= \$1016 ;
+    ssm_v12 <= \$1015 ;
   always @(posedge clk)
-    ssm_v13 <= \$1017 ;
+    ssm_v13 <= \$1016 ;
   always @(posedge clk)
-    ssm_v14 <= \$1018 ;
+    ssm_v14 <= \$1017 ;
   always @(posedge clk)
-    ssm_v15 <= \$1019 ;
+    ssm_v15 <= \$1018 ;
   always @(posedge clk)
-    ssm_q0 <= \$1020 ;
+    ssm_q0 <= \$1019 ;
   always @(posedge clk)
-    ssm_q1 <= \$1021 ;
+    ssm_q1 <= \$1020 ;
   always @(posedge clk)
-    ssm_q2 <= \$1022 ;
+    ssm_q2 <= \$1021 ;
   always @(posedge clk)
-    ssm_q3 <= \$1023 ;
+    ssm_q3 <= \$1022 ;
   always @(posedge clk)
-    ssm_q4 <= \$1024 ;
+    ssm_q4 <= \$1023 ;
   always @(posedge clk)
-    ssm_q5 <= \$1025 ;
+    ssm_q5 <= \$1024 ;
   always @(posedge clk)
-    ssm_q6 <= \$1026 ;
+    ssm_q6 <= \$1025 ;
   always @(posedge clk)
-    ssm_q7 <= \$1027 ;
+    ssm_q7 <= \$1026 ;
   always @(posedge clk)
-    ssm_q8 <= \$1028 ;
+    ssm_q8 <= \$1027 ;
   always @(posedge clk)
-    ssm_q9 <= \$1029 ;
+    ssm_q9 <= \$1028 ;
   always @(posedge clk)
-    ssm_q10 <= \$1030 ;
+    ssm_q10 <= \$1029 ;
   always @(posedge clk)
-    ssm_q11 <= \$1031 ;
+    ssm_q11 <= \$1030 ;
   always @(posedge clk)
-    ssm_q12 <= \$1032 ;
+    ssm_q12 <= \$1031 ;
   always @(posedge clk)
-    ssm_q13 <= \$1033 ;
+    ssm_q13 <= \$1032 ;
   always @(posedge clk)
-    ssm_q14 <= \$1034 ;
+    ssm_q14 <= \$1033 ;
   always @(posedge clk)
-    ssm_q15 <= \$1035 ;
+    ssm_q15 <= \$1034 ;
   always @(posedge clk)
-    gate <= \$1036 ;
+    gate <= \$1035 ;
   always @(posedge clk)
-    p1_valid <= \$1037 ;
+    p1_valid <= \$1036 ;
   always @(posedge clk)
-    p1_i <= \$1038 ;
+    p1_i <= \$1037 ;
   always @(posedge clk)
-    p1_addr <= \$1039 ;
+    p1_addr <= \$1038 ;
   always @(posedge clk)
-    ssm_yacc0 <= \$1040 ;
+    ssm_yacc0 <= \$1039 ;
   always @(posedge clk)
-    ssm_yacc1 <= \$1041 ;
+    ssm_yacc1 <= \$1040 ;
   always @(posedge clk)
-    ssm_yacc2 <= \$1042 ;
+    ssm_yacc2 <= \$1041 ;
   always @(posedge clk)
-    ssm_yacc3 <= \$1043 ;
+    ssm_yacc3 <= \$1042 ;
   always @(posedge clk)
-    ssm_yacc4 <= \$1044 ;
+    ssm_yacc4 <= \$1043 ;
   always @(posedge clk)
-    ssm_yacc5 <= \$1045 ;
+    ssm_yacc5 <= \$1044 ;
   always @(posedge clk)
-    ssm_yacc6 <= \$1046 ;
+    ssm_yacc6 <= \$1045 ;
   always @(posedge clk)
-    ssm_yacc7 <= \$1047 ;
+    ssm_yacc7 <= \$1046 ;
   always @(posedge clk)
-    li <= \$1048 ;
+    li <= \$1047 ;
   always @(posedge clk)
-    \$signal$311  <= \$1049 ;
+    \$signal$311  <= \$1048 ;
   always @(posedge clk)
-    \$signal$227  <= \$1050 ;
+    \$signal$227  <= \$1049 ;
   always @(posedge clk)
-    fsm_state <= \$1051 ;
+    fsm_state <= \$1050 ;
   always @(posedge clk)
-    k <= \$1052 ;
+    k <= \$1051 ;
   always @(posedge clk)
-    e <= \$1053 ;
+    e <= \$1052 ;
   always @(posedge clk)
-    src_sel <= \$1054 ;
+    src_sel <= \$1053 ;
   always @(posedge clk)
-    \$signal$106  <= \$1055 ;
+    \$signal$106  <= \$1054 ;
   always @(posedge clk)
-    bank_sel <= \$1056 ;
+    bank_sel <= \$1055 ;
   always @(posedge clk)
-    n <= \$1057 ;
+    n <= \$1056 ;
   always @(posedge clk)
-    cnt <= \$1058 ;
+    cnt <= \$1057 ;
   always @(posedge clk)
-    row_wbase <= \$1059 ;
+    row_wbase <= \$1058 ;
   always @(posedge clk)
-    row_offset <= \$1060 ;
+    row_offset <= \$1059 ;
   always @(posedge clk)
-    drain_n <= \$1061 ;
+    drain_n <= \$1060 ;
   always @(posedge clk)
-    gop <= \$1062 ;
+    gop <= \$1061 ;
   always @(posedge clk)
-    g_const <= \$1063 ;
+    g_const <= \$1062 ;
   always @(posedge clk)
-    gbase <= \$1064 ;
+    gbase <= \$1063 ;
   always @(posedge clk)
-    i <= \$1065 ;
+    i <= \$1064 ;
   always @(posedge clk)
-    arow <= \$1066 ;
+    arow <= \$1065 ;
   always @(posedge clk)
-    cur <= \$1067 ;
+    cur <= \$1066 ;
   \npu_core_demo.counters  counters (
     .clear(\clear$604 ),
     .clk(clk),
@@ -23909,56 +23906,56 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .u(u_q7)
   );
   \npu_core_demo.neuron0  neuron0 (
-    .\port$2470$25 (layer[43:25]),
+    .\port$2468$25 (layer[43:25]),
     .spike(spike),
     .theta(params0_nrw[24:9]),
     .total(acc0),
     .u_new(u_new)
   );
   \npu_core_demo.neuron1  neuron1 (
-    .\port$2470$25 (layer[43:25]),
+    .\port$2468$25 (layer[43:25]),
     .spike(\spike$201 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
     .u_new(\u_new$203 )
   );
   \npu_core_demo.neuron2  neuron2 (
-    .\port$2470$25 (layer[43:25]),
+    .\port$2468$25 (layer[43:25]),
     .spike(\spike$204 ),
     .theta(params2_nrw[24:9]),
     .total(acc2),
     .u_new(\u_new$206 )
   );
   \npu_core_demo.neuron3  neuron3 (
-    .\port$2470$25 (layer[43:25]),
+    .\port$2468$25 (layer[43:25]),
     .spike(\spike$207 ),
     .theta(params3_nrw[24:9]),
     .total(acc3),
     .u_new(\u_new$209 )
   );
   \npu_core_demo.neuron4  neuron4 (
-    .\port$2470$25 (layer[43:25]),
+    .\port$2468$25 (layer[43:25]),
     .spike(\spike$210 ),
     .theta(params4_nrw[24:9]),
     .total(acc4),
     .u_new(\u_new$212 )
   );
   \npu_core_demo.neuron5  neuron5 (
-    .\port$2470$25 (layer[43:25]),
+    .\port$2468$25 (layer[43:25]),
     .spike(\spike$213 ),
     .theta(params5_nrw[24:9]),
     .total(acc5),
     .u_new(\u_new$215 )
   );
   \npu_core_demo.neuron6  neuron6 (
-    .\port$2470$25 (layer[43:25]),
+    .\port$2468$25 (layer[43:25]),
     .spike(\spike$216 ),
     .theta(params6_nrw[24:9]),
     .total(acc6),
     .u_new(\u_new$218 )
   );
   \npu_core_demo.neuron7  neuron7 (
-    .\port$2470$25 (layer[43:25]),
+    .\port$2468$25 (layer[43:25]),
     .spike(\spike$219 ),
     .theta(params7_nrw[24:9]),
     .total(acc7),
@@ -23985,7 +23982,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .load(load),
     .out_valid(records__valid),
     .records__payload(records__payload),
-    .records__ready(records__ready),
+    .records__ready(w_rdy),
     .rst(rst),
     .send(send),
     .\spikes$33 (\spikes$599 ),
@@ -24908,37 +24905,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez ({ cur, spike_src })
       4'h0:
-          \$326  = count0[6:0];
+          \$325  = count0[6:0];
       4'h1:
-          \$326  = count1[6:0];
+          \$325  = count1[6:0];
       4'h2:
-          \$326  = count2[6:0];
+          \$325  = count2[6:0];
       4'h3:
-          \$326  = count3[6:0];
+          \$325  = count3[6:0];
       4'h4:
-          \$326  = count4[6:0];
+          \$325  = count4[6:0];
       4'h5:
-          \$326  = count5[6:0];
+          \$325  = count5[6:0];
       4'h6:
-          \$326  = count6[6:0];
+          \$325  = count6[6:0];
       4'h7:
-          \$326  = count7[6:0];
+          \$325  = count7[6:0];
       4'h8:
-          \$326  = count8[6:0];
+          \$325  = count8[6:0];
       4'h9:
-          \$326  = count9[6:0];
+          \$325  = count9[6:0];
       4'ha:
-          \$326  = count10[6:0];
+          \$325  = count10[6:0];
       4'hb:
-          \$326  = count11[6:0];
+          \$325  = count11[6:0];
       4'hc:
-          \$326  = count12[6:0];
+          \$325  = count12[6:0];
       4'hd:
-          \$326  = count13[6:0];
+          \$325  = count13[6:0];
       4'he:
-          \$326  = count14[6:0];
+          \$325  = count14[6:0];
       4'hf:
-          \$326  = count15[6:0];
+          \$325  = count15[6:0];
     endcase
   end
   always @* begin
@@ -24946,9 +24943,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (\$signal$227 )
       1'h0:
-          \$406  = in_count0;
+          \$405  = in_count0;
       1'h1:
-          \$406  = in_count1;
+          \$405  = in_count1;
     endcase
   end
   always @* begin
@@ -24956,13 +24953,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$411  = ssm0[4:0];
+          \$410  = ssm0[4:0];
       2'h1:
-          \$411  = ssm1[4:0];
+          \$410  = ssm1[4:0];
       2'h2:
-          \$411  = ssm2[4:0];
+          \$410  = ssm2[4:0];
       2'h3:
-          \$411  = ssm3[4:0];
+          \$410  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -24970,13 +24967,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$414  = ssm0[46];
+          \$413  = ssm0[46];
       2'h1:
-          \$414  = ssm1[46];
+          \$413  = ssm1[46];
       2'h2:
-          \$414  = ssm2[46];
+          \$413  = ssm2[46];
       2'h3:
-          \$414  = ssm3[46];
+          \$413  = ssm3[46];
     endcase
   end
   always @* begin
@@ -24984,13 +24981,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$422  = ssm0[4:0];
+          \$421  = ssm0[4:0];
       2'h1:
-          \$422  = ssm1[4:0];
+          \$421  = ssm1[4:0];
       2'h2:
-          \$422  = ssm2[4:0];
+          \$421  = ssm2[4:0];
       2'h3:
-          \$422  = ssm3[4:0];
+          \$421  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -24998,13 +24995,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$425  = ssm0[46];
+          \$424  = ssm0[46];
       2'h1:
-          \$425  = ssm1[46];
+          \$424  = ssm1[46];
       2'h2:
-          \$425  = ssm2[46];
+          \$424  = ssm2[46];
       2'h3:
-          \$425  = ssm3[46];
+          \$424  = ssm3[46];
     endcase
   end
   always @* begin
@@ -25012,13 +25009,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$433  = ssm0[4:0];
+          \$432  = ssm0[4:0];
       2'h1:
-          \$433  = ssm1[4:0];
+          \$432  = ssm1[4:0];
       2'h2:
-          \$433  = ssm2[4:0];
+          \$432  = ssm2[4:0];
       2'h3:
-          \$433  = ssm3[4:0];
+          \$432  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -25026,13 +25023,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$436  = ssm0[46];
+          \$435  = ssm0[46];
       2'h1:
-          \$436  = ssm1[46];
+          \$435  = ssm1[46];
       2'h2:
-          \$436  = ssm2[46];
+          \$435  = ssm2[46];
       2'h3:
-          \$436  = ssm3[46];
+          \$435  = ssm3[46];
     endcase
   end
   always @* begin
@@ -25040,13 +25037,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$444  = ssm0[4:0];
+          \$443  = ssm0[4:0];
       2'h1:
-          \$444  = ssm1[4:0];
+          \$443  = ssm1[4:0];
       2'h2:
-          \$444  = ssm2[4:0];
+          \$443  = ssm2[4:0];
       2'h3:
-          \$444  = ssm3[4:0];
+          \$443  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -25054,13 +25051,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$447  = ssm0[46];
+          \$446  = ssm0[46];
       2'h1:
-          \$447  = ssm1[46];
+          \$446  = ssm1[46];
       2'h2:
-          \$447  = ssm2[46];
+          \$446  = ssm2[46];
       2'h3:
-          \$447  = ssm3[46];
+          \$446  = ssm3[46];
     endcase
   end
   always @* begin
@@ -25068,13 +25065,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$455  = ssm0[4:0];
+          \$454  = ssm0[4:0];
       2'h1:
-          \$455  = ssm1[4:0];
+          \$454  = ssm1[4:0];
       2'h2:
-          \$455  = ssm2[4:0];
+          \$454  = ssm2[4:0];
       2'h3:
-          \$455  = ssm3[4:0];
+          \$454  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -25082,13 +25079,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$458  = ssm0[46];
+          \$457  = ssm0[46];
       2'h1:
-          \$458  = ssm1[46];
+          \$457  = ssm1[46];
       2'h2:
-          \$458  = ssm2[46];
+          \$457  = ssm2[46];
       2'h3:
-          \$458  = ssm3[46];
+          \$457  = ssm3[46];
     endcase
   end
   always @* begin
@@ -25096,13 +25093,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$466  = ssm0[4:0];
+          \$465  = ssm0[4:0];
       2'h1:
-          \$466  = ssm1[4:0];
+          \$465  = ssm1[4:0];
       2'h2:
-          \$466  = ssm2[4:0];
+          \$465  = ssm2[4:0];
       2'h3:
-          \$466  = ssm3[4:0];
+          \$465  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -25110,13 +25107,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$469  = ssm0[46];
+          \$468  = ssm0[46];
       2'h1:
-          \$469  = ssm1[46];
+          \$468  = ssm1[46];
       2'h2:
-          \$469  = ssm2[46];
+          \$468  = ssm2[46];
       2'h3:
-          \$469  = ssm3[46];
+          \$468  = ssm3[46];
     endcase
   end
   always @* begin
@@ -25124,13 +25121,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$477  = ssm0[4:0];
+          \$476  = ssm0[4:0];
       2'h1:
-          \$477  = ssm1[4:0];
+          \$476  = ssm1[4:0];
       2'h2:
-          \$477  = ssm2[4:0];
+          \$476  = ssm2[4:0];
       2'h3:
-          \$477  = ssm3[4:0];
+          \$476  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -25138,13 +25135,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$480  = ssm0[46];
+          \$479  = ssm0[46];
       2'h1:
-          \$480  = ssm1[46];
+          \$479  = ssm1[46];
       2'h2:
-          \$480  = ssm2[46];
+          \$479  = ssm2[46];
       2'h3:
-          \$480  = ssm3[46];
+          \$479  = ssm3[46];
     endcase
   end
   always @* begin
@@ -25152,13 +25149,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$488  = ssm0[4:0];
+          \$487  = ssm0[4:0];
       2'h1:
-          \$488  = ssm1[4:0];
+          \$487  = ssm1[4:0];
       2'h2:
-          \$488  = ssm2[4:0];
+          \$487  = ssm2[4:0];
       2'h3:
-          \$488  = ssm3[4:0];
+          \$487  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -25166,13 +25163,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$491  = ssm0[46];
+          \$490  = ssm0[46];
       2'h1:
-          \$491  = ssm1[46];
+          \$490  = ssm1[46];
       2'h2:
-          \$491  = ssm2[46];
+          \$490  = ssm2[46];
       2'h3:
-          \$491  = ssm3[46];
+          \$490  = ssm3[46];
     endcase
   end
   always @* begin
@@ -25180,13 +25177,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$499  = ssm0[4:0];
+          \$498  = ssm0[4:0];
       2'h1:
-          \$499  = ssm1[4:0];
+          \$498  = ssm1[4:0];
       2'h2:
-          \$499  = ssm2[4:0];
+          \$498  = ssm2[4:0];
       2'h3:
-          \$499  = ssm3[4:0];
+          \$498  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -25194,13 +25191,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$502  = ssm0[46];
+          \$501  = ssm0[46];
       2'h1:
-          \$502  = ssm1[46];
+          \$501  = ssm1[46];
       2'h2:
-          \$502  = ssm2[46];
+          \$501  = ssm2[46];
       2'h3:
-          \$502  = ssm3[46];
+          \$501  = ssm3[46];
     endcase
   end
   always @* begin
@@ -25208,13 +25205,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$510  = ssm0[4:0];
+          \$509  = ssm0[4:0];
       2'h1:
-          \$510  = ssm1[4:0];
+          \$509  = ssm1[4:0];
       2'h2:
-          \$510  = ssm2[4:0];
+          \$509  = ssm2[4:0];
       2'h3:
-          \$510  = ssm3[4:0];
+          \$509  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -25222,13 +25219,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$513  = ssm0[46];
+          \$512  = ssm0[46];
       2'h1:
-          \$513  = ssm1[46];
+          \$512  = ssm1[46];
       2'h2:
-          \$513  = ssm2[46];
+          \$512  = ssm2[46];
       2'h3:
-          \$513  = ssm3[46];
+          \$512  = ssm3[46];
     endcase
   end
   always @* begin
@@ -25236,13 +25233,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$521  = ssm0[4:0];
+          \$520  = ssm0[4:0];
       2'h1:
-          \$521  = ssm1[4:0];
+          \$520  = ssm1[4:0];
       2'h2:
-          \$521  = ssm2[4:0];
+          \$520  = ssm2[4:0];
       2'h3:
-          \$521  = ssm3[4:0];
+          \$520  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -25250,13 +25247,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$524  = ssm0[46];
+          \$523  = ssm0[46];
       2'h1:
-          \$524  = ssm1[46];
+          \$523  = ssm1[46];
       2'h2:
-          \$524  = ssm2[46];
+          \$523  = ssm2[46];
       2'h3:
-          \$524  = ssm3[46];
+          \$523  = ssm3[46];
     endcase
   end
   always @* begin
@@ -25264,13 +25261,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$532  = ssm0[4:0];
+          \$531  = ssm0[4:0];
       2'h1:
-          \$532  = ssm1[4:0];
+          \$531  = ssm1[4:0];
       2'h2:
-          \$532  = ssm2[4:0];
+          \$531  = ssm2[4:0];
       2'h3:
-          \$532  = ssm3[4:0];
+          \$531  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -25278,13 +25275,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$535  = ssm0[46];
+          \$534  = ssm0[46];
       2'h1:
-          \$535  = ssm1[46];
+          \$534  = ssm1[46];
       2'h2:
-          \$535  = ssm2[46];
+          \$534  = ssm2[46];
       2'h3:
-          \$535  = ssm3[46];
+          \$534  = ssm3[46];
     endcase
   end
   always @* begin
@@ -25292,13 +25289,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$543  = ssm0[4:0];
+          \$542  = ssm0[4:0];
       2'h1:
-          \$543  = ssm1[4:0];
+          \$542  = ssm1[4:0];
       2'h2:
-          \$543  = ssm2[4:0];
+          \$542  = ssm2[4:0];
       2'h3:
-          \$543  = ssm3[4:0];
+          \$542  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -25306,13 +25303,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$546  = ssm0[46];
+          \$545  = ssm0[46];
       2'h1:
-          \$546  = ssm1[46];
+          \$545  = ssm1[46];
       2'h2:
-          \$546  = ssm2[46];
+          \$545  = ssm2[46];
       2'h3:
-          \$546  = ssm3[46];
+          \$545  = ssm3[46];
     endcase
   end
   always @* begin
@@ -25320,13 +25317,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$554  = ssm0[4:0];
+          \$553  = ssm0[4:0];
       2'h1:
-          \$554  = ssm1[4:0];
+          \$553  = ssm1[4:0];
       2'h2:
-          \$554  = ssm2[4:0];
+          \$553  = ssm2[4:0];
       2'h3:
-          \$554  = ssm3[4:0];
+          \$553  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -25334,13 +25331,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$557  = ssm0[46];
+          \$556  = ssm0[46];
       2'h1:
-          \$557  = ssm1[46];
+          \$556  = ssm1[46];
       2'h2:
-          \$557  = ssm2[46];
+          \$556  = ssm2[46];
       2'h3:
-          \$557  = ssm3[46];
+          \$556  = ssm3[46];
     endcase
   end
   always @* begin
@@ -25348,13 +25345,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$565  = ssm0[4:0];
+          \$564  = ssm0[4:0];
       2'h1:
-          \$565  = ssm1[4:0];
+          \$564  = ssm1[4:0];
       2'h2:
-          \$565  = ssm2[4:0];
+          \$564  = ssm2[4:0];
       2'h3:
-          \$565  = ssm3[4:0];
+          \$564  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -25362,13 +25359,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$568  = ssm0[46];
+          \$567  = ssm0[46];
       2'h1:
-          \$568  = ssm1[46];
+          \$567  = ssm1[46];
       2'h2:
-          \$568  = ssm2[46];
+          \$567  = ssm2[46];
       2'h3:
-          \$568  = ssm3[46];
+          \$567  = ssm3[46];
     endcase
   end
   always @* begin
@@ -25376,13 +25373,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$576  = ssm0[4:0];
+          \$575  = ssm0[4:0];
       2'h1:
-          \$576  = ssm1[4:0];
+          \$575  = ssm1[4:0];
       2'h2:
-          \$576  = ssm2[4:0];
+          \$575  = ssm2[4:0];
       2'h3:
-          \$576  = ssm3[4:0];
+          \$575  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -25390,13 +25387,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$579  = ssm0[46];
+          \$578  = ssm0[46];
       2'h1:
-          \$579  = ssm1[46];
+          \$578  = ssm1[46];
       2'h2:
-          \$579  = ssm2[46];
+          \$578  = ssm2[46];
       2'h3:
-          \$579  = ssm3[46];
+          \$578  = ssm3[46];
     endcase
   end
   always @* begin
@@ -25404,19 +25401,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$586  = ssm0[10:5];
+          \$585  = ssm0[10:5];
       2'h1:
-          \$586  = ssm1[10:5];
+          \$585  = ssm1[10:5];
       2'h2:
-          \$586  = ssm2[10:5];
+          \$585  = ssm2[10:5];
       2'h3:
-          \$586  = ssm3[10:5];
+          \$585  = ssm3[10:5];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ssm_vsel0 = 8'h00;
-    casez (\$591 )
+    casez (\$590 )
       10'h000:
           ssm_vsel0 = ssm_v0;
       10'h001:
@@ -25456,37 +25453,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$594  = ssm_k0;
+          \$593  = ssm_k0;
       4'h1:
-          \$594  = ssm_k1;
+          \$593  = ssm_k1;
       4'h2:
-          \$594  = ssm_k2;
+          \$593  = ssm_k2;
       4'h3:
-          \$594  = ssm_k3;
+          \$593  = ssm_k3;
       4'h4:
-          \$594  = ssm_k4;
+          \$593  = ssm_k4;
       4'h5:
-          \$594  = ssm_k5;
+          \$593  = ssm_k5;
       4'h6:
-          \$594  = ssm_k6;
+          \$593  = ssm_k6;
       4'h7:
-          \$594  = ssm_k7;
+          \$593  = ssm_k7;
       4'h8:
-          \$594  = ssm_k8;
+          \$593  = ssm_k8;
       4'h9:
-          \$594  = ssm_k9;
+          \$593  = ssm_k9;
       4'ha:
-          \$594  = ssm_k10;
+          \$593  = ssm_k10;
       4'hb:
-          \$594  = ssm_k11;
+          \$593  = ssm_k11;
       4'hc:
-          \$594  = ssm_k12;
+          \$593  = ssm_k12;
       4'hd:
-          \$594  = ssm_k13;
+          \$593  = ssm_k13;
       4'he:
-          \$594  = ssm_k14;
+          \$593  = ssm_k14;
       4'hf:
-          \$594  = ssm_k15;
+          \$593  = ssm_k15;
     endcase
   end
   always @* begin
@@ -25494,19 +25491,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$609  = ssm0[45:40];
+          \$608  = ssm0[45:40];
       2'h1:
-          \$609  = ssm1[45:40];
+          \$608  = ssm1[45:40];
       2'h2:
-          \$609  = ssm2[45:40];
+          \$608  = ssm2[45:40];
       2'h3:
-          \$609  = ssm3[45:40];
+          \$608  = ssm3[45:40];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ssm_vsel1 = 8'h00;
-    casez (\$616 )
+    casez (\$615 )
       10'h000:
           ssm_vsel1 = ssm_v0;
       10'h001:
@@ -25546,37 +25543,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$619  = ssm_k0;
+          \$618  = ssm_k0;
       4'h1:
-          \$619  = ssm_k1;
+          \$618  = ssm_k1;
       4'h2:
-          \$619  = ssm_k2;
+          \$618  = ssm_k2;
       4'h3:
-          \$619  = ssm_k3;
+          \$618  = ssm_k3;
       4'h4:
-          \$619  = ssm_k4;
+          \$618  = ssm_k4;
       4'h5:
-          \$619  = ssm_k5;
+          \$618  = ssm_k5;
       4'h6:
-          \$619  = ssm_k6;
+          \$618  = ssm_k6;
       4'h7:
-          \$619  = ssm_k7;
+          \$618  = ssm_k7;
       4'h8:
-          \$619  = ssm_k8;
+          \$618  = ssm_k8;
       4'h9:
-          \$619  = ssm_k9;
+          \$618  = ssm_k9;
       4'ha:
-          \$619  = ssm_k10;
+          \$618  = ssm_k10;
       4'hb:
-          \$619  = ssm_k11;
+          \$618  = ssm_k11;
       4'hc:
-          \$619  = ssm_k12;
+          \$618  = ssm_k12;
       4'hd:
-          \$619  = ssm_k13;
+          \$618  = ssm_k13;
       4'he:
-          \$619  = ssm_k14;
+          \$618  = ssm_k14;
       4'hf:
-          \$619  = ssm_k15;
+          \$618  = ssm_k15;
     endcase
   end
   always @* begin
@@ -25584,19 +25581,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$634  = ssm0[45:40];
+          \$633  = ssm0[45:40];
       2'h1:
-          \$634  = ssm1[45:40];
+          \$633  = ssm1[45:40];
       2'h2:
-          \$634  = ssm2[45:40];
+          \$633  = ssm2[45:40];
       2'h3:
-          \$634  = ssm3[45:40];
+          \$633  = ssm3[45:40];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ssm_vsel2 = 8'h00;
-    casez (\$641 )
+    casez (\$640 )
       10'h000:
           ssm_vsel2 = ssm_v0;
       10'h001:
@@ -25636,37 +25633,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$644  = ssm_k0;
+          \$643  = ssm_k0;
       4'h1:
-          \$644  = ssm_k1;
+          \$643  = ssm_k1;
       4'h2:
-          \$644  = ssm_k2;
+          \$643  = ssm_k2;
       4'h3:
-          \$644  = ssm_k3;
+          \$643  = ssm_k3;
       4'h4:
-          \$644  = ssm_k4;
+          \$643  = ssm_k4;
       4'h5:
-          \$644  = ssm_k5;
+          \$643  = ssm_k5;
       4'h6:
-          \$644  = ssm_k6;
+          \$643  = ssm_k6;
       4'h7:
-          \$644  = ssm_k7;
+          \$643  = ssm_k7;
       4'h8:
-          \$644  = ssm_k8;
+          \$643  = ssm_k8;
       4'h9:
-          \$644  = ssm_k9;
+          \$643  = ssm_k9;
       4'ha:
-          \$644  = ssm_k10;
+          \$643  = ssm_k10;
       4'hb:
-          \$644  = ssm_k11;
+          \$643  = ssm_k11;
       4'hc:
-          \$644  = ssm_k12;
+          \$643  = ssm_k12;
       4'hd:
-          \$644  = ssm_k13;
+          \$643  = ssm_k13;
       4'he:
-          \$644  = ssm_k14;
+          \$643  = ssm_k14;
       4'hf:
-          \$644  = ssm_k15;
+          \$643  = ssm_k15;
     endcase
   end
   always @* begin
@@ -25674,19 +25671,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$659  = ssm0[45:40];
+          \$658  = ssm0[45:40];
       2'h1:
-          \$659  = ssm1[45:40];
+          \$658  = ssm1[45:40];
       2'h2:
-          \$659  = ssm2[45:40];
+          \$658  = ssm2[45:40];
       2'h3:
-          \$659  = ssm3[45:40];
+          \$658  = ssm3[45:40];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ssm_vsel3 = 8'h00;
-    casez (\$666 )
+    casez (\$665 )
       10'h000:
           ssm_vsel3 = ssm_v0;
       10'h001:
@@ -25726,37 +25723,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$669  = ssm_k0;
+          \$668  = ssm_k0;
       4'h1:
-          \$669  = ssm_k1;
+          \$668  = ssm_k1;
       4'h2:
-          \$669  = ssm_k2;
+          \$668  = ssm_k2;
       4'h3:
-          \$669  = ssm_k3;
+          \$668  = ssm_k3;
       4'h4:
-          \$669  = ssm_k4;
+          \$668  = ssm_k4;
       4'h5:
-          \$669  = ssm_k5;
+          \$668  = ssm_k5;
       4'h6:
-          \$669  = ssm_k6;
+          \$668  = ssm_k6;
       4'h7:
-          \$669  = ssm_k7;
+          \$668  = ssm_k7;
       4'h8:
-          \$669  = ssm_k8;
+          \$668  = ssm_k8;
       4'h9:
-          \$669  = ssm_k9;
+          \$668  = ssm_k9;
       4'ha:
-          \$669  = ssm_k10;
+          \$668  = ssm_k10;
       4'hb:
-          \$669  = ssm_k11;
+          \$668  = ssm_k11;
       4'hc:
-          \$669  = ssm_k12;
+          \$668  = ssm_k12;
       4'hd:
-          \$669  = ssm_k13;
+          \$668  = ssm_k13;
       4'he:
-          \$669  = ssm_k14;
+          \$668  = ssm_k14;
       4'hf:
-          \$669  = ssm_k15;
+          \$668  = ssm_k15;
     endcase
   end
   always @* begin
@@ -25764,19 +25761,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$684  = ssm0[45:40];
+          \$683  = ssm0[45:40];
       2'h1:
-          \$684  = ssm1[45:40];
+          \$683  = ssm1[45:40];
       2'h2:
-          \$684  = ssm2[45:40];
+          \$683  = ssm2[45:40];
       2'h3:
-          \$684  = ssm3[45:40];
+          \$683  = ssm3[45:40];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ssm_vsel4 = 8'h00;
-    casez (\$691 )
+    casez (\$690 )
       10'h000:
           ssm_vsel4 = ssm_v0;
       10'h001:
@@ -25816,37 +25813,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$694  = ssm_k0;
+          \$693  = ssm_k0;
       4'h1:
-          \$694  = ssm_k1;
+          \$693  = ssm_k1;
       4'h2:
-          \$694  = ssm_k2;
+          \$693  = ssm_k2;
       4'h3:
-          \$694  = ssm_k3;
+          \$693  = ssm_k3;
       4'h4:
-          \$694  = ssm_k4;
+          \$693  = ssm_k4;
       4'h5:
-          \$694  = ssm_k5;
+          \$693  = ssm_k5;
       4'h6:
-          \$694  = ssm_k6;
+          \$693  = ssm_k6;
       4'h7:
-          \$694  = ssm_k7;
+          \$693  = ssm_k7;
       4'h8:
-          \$694  = ssm_k8;
+          \$693  = ssm_k8;
       4'h9:
-          \$694  = ssm_k9;
+          \$693  = ssm_k9;
       4'ha:
-          \$694  = ssm_k10;
+          \$693  = ssm_k10;
       4'hb:
-          \$694  = ssm_k11;
+          \$693  = ssm_k11;
       4'hc:
-          \$694  = ssm_k12;
+          \$693  = ssm_k12;
       4'hd:
-          \$694  = ssm_k13;
+          \$693  = ssm_k13;
       4'he:
-          \$694  = ssm_k14;
+          \$693  = ssm_k14;
       4'hf:
-          \$694  = ssm_k15;
+          \$693  = ssm_k15;
     endcase
   end
   always @* begin
@@ -25854,19 +25851,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$709  = ssm0[45:40];
+          \$708  = ssm0[45:40];
       2'h1:
-          \$709  = ssm1[45:40];
+          \$708  = ssm1[45:40];
       2'h2:
-          \$709  = ssm2[45:40];
+          \$708  = ssm2[45:40];
       2'h3:
-          \$709  = ssm3[45:40];
+          \$708  = ssm3[45:40];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ssm_vsel5 = 8'h00;
-    casez (\$716 )
+    casez (\$715 )
       10'h000:
           ssm_vsel5 = ssm_v0;
       10'h001:
@@ -25906,37 +25903,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$719  = ssm_k0;
+          \$718  = ssm_k0;
       4'h1:
-          \$719  = ssm_k1;
+          \$718  = ssm_k1;
       4'h2:
-          \$719  = ssm_k2;
+          \$718  = ssm_k2;
       4'h3:
-          \$719  = ssm_k3;
+          \$718  = ssm_k3;
       4'h4:
-          \$719  = ssm_k4;
+          \$718  = ssm_k4;
       4'h5:
-          \$719  = ssm_k5;
+          \$718  = ssm_k5;
       4'h6:
-          \$719  = ssm_k6;
+          \$718  = ssm_k6;
       4'h7:
-          \$719  = ssm_k7;
+          \$718  = ssm_k7;
       4'h8:
-          \$719  = ssm_k8;
+          \$718  = ssm_k8;
       4'h9:
-          \$719  = ssm_k9;
+          \$718  = ssm_k9;
       4'ha:
-          \$719  = ssm_k10;
+          \$718  = ssm_k10;
       4'hb:
-          \$719  = ssm_k11;
+          \$718  = ssm_k11;
       4'hc:
-          \$719  = ssm_k12;
+          \$718  = ssm_k12;
       4'hd:
-          \$719  = ssm_k13;
+          \$718  = ssm_k13;
       4'he:
-          \$719  = ssm_k14;
+          \$718  = ssm_k14;
       4'hf:
-          \$719  = ssm_k15;
+          \$718  = ssm_k15;
     endcase
   end
   always @* begin
@@ -25944,19 +25941,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$734  = ssm0[45:40];
+          \$733  = ssm0[45:40];
       2'h1:
-          \$734  = ssm1[45:40];
+          \$733  = ssm1[45:40];
       2'h2:
-          \$734  = ssm2[45:40];
+          \$733  = ssm2[45:40];
       2'h3:
-          \$734  = ssm3[45:40];
+          \$733  = ssm3[45:40];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ssm_vsel6 = 8'h00;
-    casez (\$741 )
+    casez (\$740 )
       10'h000:
           ssm_vsel6 = ssm_v0;
       10'h001:
@@ -25996,37 +25993,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$744  = ssm_k0;
+          \$743  = ssm_k0;
       4'h1:
-          \$744  = ssm_k1;
+          \$743  = ssm_k1;
       4'h2:
-          \$744  = ssm_k2;
+          \$743  = ssm_k2;
       4'h3:
-          \$744  = ssm_k3;
+          \$743  = ssm_k3;
       4'h4:
-          \$744  = ssm_k4;
+          \$743  = ssm_k4;
       4'h5:
-          \$744  = ssm_k5;
+          \$743  = ssm_k5;
       4'h6:
-          \$744  = ssm_k6;
+          \$743  = ssm_k6;
       4'h7:
-          \$744  = ssm_k7;
+          \$743  = ssm_k7;
       4'h8:
-          \$744  = ssm_k8;
+          \$743  = ssm_k8;
       4'h9:
-          \$744  = ssm_k9;
+          \$743  = ssm_k9;
       4'ha:
-          \$744  = ssm_k10;
+          \$743  = ssm_k10;
       4'hb:
-          \$744  = ssm_k11;
+          \$743  = ssm_k11;
       4'hc:
-          \$744  = ssm_k12;
+          \$743  = ssm_k12;
       4'hd:
-          \$744  = ssm_k13;
+          \$743  = ssm_k13;
       4'he:
-          \$744  = ssm_k14;
+          \$743  = ssm_k14;
       4'hf:
-          \$744  = ssm_k15;
+          \$743  = ssm_k15;
     endcase
   end
   always @* begin
@@ -26034,19 +26031,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$759  = ssm0[45:40];
+          \$758  = ssm0[45:40];
       2'h1:
-          \$759  = ssm1[45:40];
+          \$758  = ssm1[45:40];
       2'h2:
-          \$759  = ssm2[45:40];
+          \$758  = ssm2[45:40];
       2'h3:
-          \$759  = ssm3[45:40];
+          \$758  = ssm3[45:40];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ssm_vsel7 = 8'h00;
-    casez (\$766 )
+    casez (\$765 )
       10'h000:
           ssm_vsel7 = ssm_v0;
       10'h001:
@@ -26086,37 +26083,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$769  = ssm_k0;
+          \$768  = ssm_k0;
       4'h1:
-          \$769  = ssm_k1;
+          \$768  = ssm_k1;
       4'h2:
-          \$769  = ssm_k2;
+          \$768  = ssm_k2;
       4'h3:
-          \$769  = ssm_k3;
+          \$768  = ssm_k3;
       4'h4:
-          \$769  = ssm_k4;
+          \$768  = ssm_k4;
       4'h5:
-          \$769  = ssm_k5;
+          \$768  = ssm_k5;
       4'h6:
-          \$769  = ssm_k6;
+          \$768  = ssm_k6;
       4'h7:
-          \$769  = ssm_k7;
+          \$768  = ssm_k7;
       4'h8:
-          \$769  = ssm_k8;
+          \$768  = ssm_k8;
       4'h9:
-          \$769  = ssm_k9;
+          \$768  = ssm_k9;
       4'ha:
-          \$769  = ssm_k10;
+          \$768  = ssm_k10;
       4'hb:
-          \$769  = ssm_k11;
+          \$768  = ssm_k11;
       4'hc:
-          \$769  = ssm_k12;
+          \$768  = ssm_k12;
       4'hd:
-          \$769  = ssm_k13;
+          \$768  = ssm_k13;
       4'he:
-          \$769  = ssm_k14;
+          \$768  = ssm_k14;
       4'hf:
-          \$769  = ssm_k15;
+          \$768  = ssm_k15;
     endcase
   end
   always @* begin
@@ -26124,13 +26121,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$784  = ssm0[45:40];
+          \$783  = ssm0[45:40];
       2'h1:
-          \$784  = ssm1[45:40];
+          \$783  = ssm1[45:40];
       2'h2:
-          \$784  = ssm2[45:40];
+          \$783  = ssm2[45:40];
       2'h3:
-          \$784  = ssm3[45:40];
+          \$783  = ssm3[45:40];
     endcase
   end
   always @* begin
@@ -26138,13 +26135,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$832  = ssm0[22:20];
+          \$831  = ssm0[22:20];
       2'h1:
-          \$832  = ssm1[22:20];
+          \$831  = ssm1[22:20];
       2'h2:
-          \$832  = ssm2[22:20];
+          \$831  = ssm2[22:20];
       2'h3:
-          \$832  = ssm3[22:20];
+          \$831  = ssm3[22:20];
     endcase
   end
   always @* begin
@@ -26152,13 +26149,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$833  = ssm0[23];
+          \$832  = ssm0[23];
       2'h1:
-          \$833  = ssm1[23];
+          \$832  = ssm1[23];
       2'h2:
-          \$833  = ssm2[23];
+          \$832  = ssm2[23];
       2'h3:
-          \$833  = ssm3[23];
+          \$832  = ssm3[23];
     endcase
   end
   always @* begin
@@ -26166,13 +26163,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$834  = ssm0[24];
+          \$833  = ssm0[24];
       2'h1:
-          \$834  = ssm1[24];
+          \$833  = ssm1[24];
       2'h2:
-          \$834  = ssm2[24];
+          \$833  = ssm2[24];
       2'h3:
-          \$834  = ssm3[24];
+          \$833  = ssm3[24];
     endcase
   end
   always @* begin
@@ -26180,13 +26177,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$835  = ssm0[4:0];
+          \$834  = ssm0[4:0];
       2'h1:
-          \$835  = ssm1[4:0];
+          \$834  = ssm1[4:0];
       2'h2:
-          \$835  = ssm2[4:0];
+          \$834  = ssm2[4:0];
       2'h3:
-          \$835  = ssm3[4:0];
+          \$834  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -26194,13 +26191,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$836  = ssm0[19:11];
+          \$835  = ssm0[19:11];
       2'h1:
-          \$836  = ssm1[19:11];
+          \$835  = ssm1[19:11];
       2'h2:
-          \$836  = ssm2[19:11];
+          \$835  = ssm2[19:11];
       2'h3:
-          \$836  = ssm3[19:11];
+          \$835  = ssm3[19:11];
     endcase
   end
   always @* begin
@@ -26208,13 +26205,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$838  = ssm0[27:25];
+          \$837  = ssm0[27:25];
       2'h1:
-          \$838  = ssm1[27:25];
+          \$837  = ssm1[27:25];
       2'h2:
-          \$838  = ssm2[27:25];
+          \$837  = ssm2[27:25];
       2'h3:
-          \$838  = ssm3[27:25];
+          \$837  = ssm3[27:25];
     endcase
   end
   always @* begin
@@ -26222,13 +26219,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$839  = ssm0[28];
+          \$838  = ssm0[28];
       2'h1:
-          \$839  = ssm1[28];
+          \$838  = ssm1[28];
       2'h2:
-          \$839  = ssm2[28];
+          \$838  = ssm2[28];
       2'h3:
-          \$839  = ssm3[28];
+          \$838  = ssm3[28];
     endcase
   end
   always @* begin
@@ -26236,13 +26233,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$840  = ssm0[29];
+          \$839  = ssm0[29];
       2'h1:
-          \$840  = ssm1[29];
+          \$839  = ssm1[29];
       2'h2:
-          \$840  = ssm2[29];
+          \$839  = ssm2[29];
       2'h3:
-          \$840  = ssm3[29];
+          \$839  = ssm3[29];
     endcase
   end
   always @* begin
@@ -26250,13 +26247,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$841  = ssm0[19:11];
+          \$840  = ssm0[19:11];
       2'h1:
-          \$841  = ssm1[19:11];
+          \$840  = ssm1[19:11];
       2'h2:
-          \$841  = ssm2[19:11];
+          \$840  = ssm2[19:11];
       2'h3:
-          \$841  = ssm3[19:11];
+          \$840  = ssm3[19:11];
     endcase
   end
   always @* begin
@@ -26264,13 +26261,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$842  = ssm0[4:0];
+          \$841  = ssm0[4:0];
       2'h1:
-          \$842  = ssm1[4:0];
+          \$841  = ssm1[4:0];
       2'h2:
-          \$842  = ssm2[4:0];
+          \$841  = ssm2[4:0];
       2'h3:
-          \$842  = ssm3[4:0];
+          \$841  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -26278,13 +26275,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$844  = ssm0[32:30];
+          \$843  = ssm0[32:30];
       2'h1:
-          \$844  = ssm1[32:30];
+          \$843  = ssm1[32:30];
       2'h2:
-          \$844  = ssm2[32:30];
+          \$843  = ssm2[32:30];
       2'h3:
-          \$844  = ssm3[32:30];
+          \$843  = ssm3[32:30];
     endcase
   end
   always @* begin
@@ -26292,13 +26289,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$845  = ssm0[33];
+          \$844  = ssm0[33];
       2'h1:
-          \$845  = ssm1[33];
+          \$844  = ssm1[33];
       2'h2:
-          \$845  = ssm2[33];
+          \$844  = ssm2[33];
       2'h3:
-          \$845  = ssm3[33];
+          \$844  = ssm3[33];
     endcase
   end
   always @* begin
@@ -26306,13 +26303,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$846  = ssm0[34];
+          \$845  = ssm0[34];
       2'h1:
-          \$846  = ssm1[34];
+          \$845  = ssm1[34];
       2'h2:
-          \$846  = ssm2[34];
+          \$845  = ssm2[34];
       2'h3:
-          \$846  = ssm3[34];
+          \$845  = ssm3[34];
     endcase
   end
   always @* begin
@@ -26320,13 +26317,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$847  = ssm0[4:0];
+          \$846  = ssm0[4:0];
       2'h1:
-          \$847  = ssm1[4:0];
+          \$846  = ssm1[4:0];
       2'h2:
-          \$847  = ssm2[4:0];
+          \$846  = ssm2[4:0];
       2'h3:
-          \$847  = ssm3[4:0];
+          \$846  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -26334,13 +26331,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$848  = ssm0[19:11];
+          \$847  = ssm0[19:11];
       2'h1:
-          \$848  = ssm1[19:11];
+          \$847  = ssm1[19:11];
       2'h2:
-          \$848  = ssm2[19:11];
+          \$847  = ssm2[19:11];
       2'h3:
-          \$848  = ssm3[19:11];
+          \$847  = ssm3[19:11];
     endcase
   end
   always @* begin
@@ -26348,13 +26345,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$849  = ssm0[4:0];
+          \$848  = ssm0[4:0];
       2'h1:
-          \$849  = ssm1[4:0];
+          \$848  = ssm1[4:0];
       2'h2:
-          \$849  = ssm2[4:0];
+          \$848  = ssm2[4:0];
       2'h3:
-          \$849  = ssm3[4:0];
+          \$848  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -26362,13 +26359,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$852  = ssm0[37:35];
+          \$851  = ssm0[37:35];
       2'h1:
-          \$852  = ssm1[37:35];
+          \$851  = ssm1[37:35];
       2'h2:
-          \$852  = ssm2[37:35];
+          \$851  = ssm2[37:35];
       2'h3:
-          \$852  = ssm3[37:35];
+          \$851  = ssm3[37:35];
     endcase
   end
   always @* begin
@@ -26376,13 +26373,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$853  = ssm0[38];
+          \$852  = ssm0[38];
       2'h1:
-          \$853  = ssm1[38];
+          \$852  = ssm1[38];
       2'h2:
-          \$853  = ssm2[38];
+          \$852  = ssm2[38];
       2'h3:
-          \$853  = ssm3[38];
+          \$852  = ssm3[38];
     endcase
   end
   always @* begin
@@ -26390,23 +26387,41 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$854  = ssm0[39];
+          \$853  = ssm0[39];
       2'h1:
-          \$854  = ssm1[39];
+          \$853  = ssm1[39];
       2'h2:
-          \$854  = ssm2[39];
+          \$853  = ssm2[39];
       2'h3:
-          \$854  = ssm3[39];
+          \$853  = ssm3[39];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$904  = layer0;
+    \$903  = layer0;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
             casez (host_addr[1:0])
               2'h0:
+                  \$903  = host_wdata[45:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$903  = 46'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$904  = layer1;
+    if (\$2 ) begin
+      casez (host_addr[17:14])
+        4'h0:
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
                   \$904  = host_wdata[45:0];
             endcase
       endcase
@@ -26417,7 +26432,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$905  = layer1;
+    \$905  = layer2;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26425,6 +26440,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               2'h0:
                   /* empty */;
               2'h1:
+                  /* empty */;
+              2'h2:
                   \$905  = host_wdata[45:0];
             endcase
       endcase
@@ -26435,27 +26452,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$906  = layer2;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  /* empty */;
-              2'h2:
-                  \$906  = host_wdata[45:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$906  = 46'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$907  = layer3;
+    \$906  = layer3;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26468,17 +26465,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               2'h2:
                   /* empty */;
               2'h3:
-                  \$907  = host_wdata[45:0];
+                  \$906  = host_wdata[45:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$907  = 46'h000000000000;
+      \$906  = 46'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$908  = edge0;
+    \$907  = edge0;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26486,6 +26483,26 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         4'h1:
             casez (host_addr[2:0])
               3'h0:
+                  \$907  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$907  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$908  = edge1;
+    if (\$2 ) begin
+      casez (host_addr[17:14])
+        4'h0:
+            /* empty */;
+        4'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
                   \$908  = host_wdata[22:0];
             endcase
       endcase
@@ -26496,27 +26513,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$909  = edge1;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  \$909  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$909  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$910  = edge2;
+    \$909  = edge2;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26528,17 +26525,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h1:
                   /* empty */;
               3'h2:
-                  \$910  = host_wdata[22:0];
+                  \$909  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$910  = 23'h000000;
+      \$909  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$911  = edge3;
+    \$910  = edge3;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26552,17 +26549,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h2:
                   /* empty */;
               3'h3:
-                  \$911  = host_wdata[22:0];
+                  \$910  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$911  = 23'h000000;
+      \$910  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$912  = edge4;
+    \$911  = edge4;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26578,17 +26575,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h3:
                   /* empty */;
               3'h4:
-                  \$912  = host_wdata[22:0];
+                  \$911  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$912  = 23'h000000;
+      \$911  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$913  = edge5;
+    \$912  = edge5;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26606,17 +26603,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h4:
                   /* empty */;
               3'h5:
-                  \$913  = host_wdata[22:0];
+                  \$912  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$913  = 23'h000000;
+      \$912  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$914  = edge6;
+    \$913  = edge6;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26636,17 +26633,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h5:
                   /* empty */;
               3'h6:
-                  \$914  = host_wdata[22:0];
+                  \$913  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$914  = 23'h000000;
+      \$913  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$915  = edge7;
+    \$914  = edge7;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26669,17 +26666,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h6:
                   /* empty */;
               3'h7:
-                  \$915  = host_wdata[22:0];
+                  \$914  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$915  = 23'h000000;
+      \$914  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$916  = num_layers;
+    \$915  = num_layers;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26687,16 +26684,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         4'h1:
             /* empty */;
         4'h6:
-            \$916  = host_wdata[2:0];
+            \$915  = host_wdata[2:0];
       endcase
     end
     if (rst) begin
-      \$916  = 3'h0;
+      \$915  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$917  = ssm0;
+    \$916  = ssm0;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26708,17 +26705,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         4'h7:
             casez (host_addr[1:0])
               2'h0:
-                  \$917  = host_wdata;
+                  \$916  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$917  = 47'h000000000000;
+      \$916  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$918  = ssm1;
+    \$917  = ssm1;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26732,17 +26729,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               2'h0:
                   /* empty */;
               2'h1:
-                  \$918  = host_wdata;
+                  \$917  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$918  = 47'h000000000000;
+      \$917  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$919  = ssm2;
+    \$918  = ssm2;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26758,17 +26755,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               2'h1:
                   /* empty */;
               2'h2:
-                  \$919  = host_wdata;
+                  \$918  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$919  = 47'h000000000000;
+      \$918  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$920  = ssm3;
+    \$919  = ssm3;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26787,161 +26784,161 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               2'h2:
                   /* empty */;
               2'h3:
-                  \$920  = host_wdata;
+                  \$919  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$920  = 47'h000000000000;
+      \$919  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$921  = \$4 ;
+    \$920  = \$4 ;
     if (rst) begin
-      \$921  = 1'h0;
+      \$920  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$922  = host_addr[17:14];
+    \$921  = host_addr[17:14];
     if (rst) begin
-      \$922  = 4'h0;
+      \$921  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$923  = host_addr[13:11];
+    \$922  = host_addr[13:11];
     if (rst) begin
-      \$923  = 3'h0;
+      \$922  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$924  = rd_reg;
+    \$923  = rd_reg;
     casez (host_addr[17:14])
       4'h0:
-          \$924  = { 1'h0, \$5  };
+          \$923  = { 1'h0, \$5  };
       4'h1:
-          \$924  = { 24'h000000, \$6  };
+          \$923  = { 24'h000000, \$6  };
       4'h6:
-          \$924  = { 44'h00000000000, num_layers };
+          \$923  = { 44'h00000000000, num_layers };
       4'h7:
-          \$924  = \$7 ;
+          \$923  = \$7 ;
     endcase
     if (rst) begin
-      \$924  = 47'h000000000000;
+      \$923  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$925  = \$8 ;
+    \$924  = \$8 ;
     if (rst) begin
-      \$925  = 46'h000000000000;
+      \$924  = 46'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$926  = \$9 [3:0];
+    \$925  = \$9 [3:0];
     if (rst) begin
-      \$926  = 4'h0;
+      \$925  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$927  = issue;
+    \$926  = issue;
+    if (rst) begin
+      \$926  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$927  = \$signal ;
     if (rst) begin
       \$927  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$928  = \$signal ;
+    \$928  = s1b_valid;
     if (rst) begin
       \$928  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$929  = s1b_valid;
+    \$929  = s1b_x;
     if (rst) begin
-      \$929  = 1'h0;
+      \$929  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$930  = s1b_x;
-    if (rst) begin
-      \$930  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$931  = s1_rowbase;
+    \$930  = s1_rowbase;
     if (\$12 ) begin
-      \$931  = \$296 [11:0];
+      \$930  = \$296 [11:0];
     end
     if (rst) begin
-      \$931  = 12'h000;
+      \$930  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$932  = s1_from_input;
+    \$931  = s1_from_input;
     if (\$12 ) begin
-      \$932  = \$signal$106 ;
+      \$931  = \$signal$106 ;
     end
+    if (rst) begin
+      \$931  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$932  = s2_valid;
     if (rst) begin
       \$932  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$933  = s2_valid;
+    \$933  = \$signal$107 ;
     if (rst) begin
       \$933  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$934  = \$signal$107 ;
+    \$934  = \$signal$127 ;
     if (rst) begin
       \$934  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$935  = \$signal$127 ;
+    \$935  = \$signal$126 ;
     if (rst) begin
       \$935  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$936  = \$signal$126 ;
+    \$936  = \$signal$128 ;
     if (rst) begin
       \$936  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$937  = \$signal$128 ;
+    \$937  = leak;
     if (rst) begin
-      \$937  = 1'h0;
+      \$937  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$938  = leak;
-    if (rst) begin
-      \$938  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$939  = acc0;
+    \$938  = acc0;
     if (\$21 ) begin
-      \$939  = \$23 [25:0];
+      \$938  = \$23 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26949,24 +26946,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$939  = 26'h0000000;
+          \$938  = 26'h0000000;
     endcase
     if (rst) begin
-      \$939  = 26'h0000000;
+      \$938  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$940  = \leak$140 ;
+    \$939  = \leak$140 ;
     if (rst) begin
-      \$940  = 18'h00000;
+      \$939  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$941  = acc1;
+    \$940  = acc1;
     if (\$24 ) begin
-      \$941  = \$26 [25:0];
+      \$940  = \$26 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26974,24 +26971,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$941  = 26'h0000000;
+          \$940  = 26'h0000000;
     endcase
     if (rst) begin
-      \$941  = 26'h0000000;
+      \$940  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$942  = \leak$146 ;
+    \$941  = \leak$146 ;
     if (rst) begin
-      \$942  = 18'h00000;
+      \$941  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$943  = acc2;
+    \$942  = acc2;
     if (\$27 ) begin
-      \$943  = \$29 [25:0];
+      \$942  = \$29 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26999,24 +26996,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$943  = 26'h0000000;
+          \$942  = 26'h0000000;
     endcase
     if (rst) begin
-      \$943  = 26'h0000000;
+      \$942  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$944  = \leak$152 ;
+    \$943  = \leak$152 ;
     if (rst) begin
-      \$944  = 18'h00000;
+      \$943  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$945  = acc3;
+    \$944  = acc3;
     if (\$30 ) begin
-      \$945  = \$32 [25:0];
+      \$944  = \$32 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -27024,24 +27021,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$945  = 26'h0000000;
+          \$944  = 26'h0000000;
     endcase
     if (rst) begin
-      \$945  = 26'h0000000;
+      \$944  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$946  = \leak$158 ;
+    \$945  = \leak$158 ;
     if (rst) begin
-      \$946  = 18'h00000;
+      \$945  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$947  = acc4;
+    \$946  = acc4;
     if (\$33 ) begin
-      \$947  = \$35 [25:0];
+      \$946  = \$35 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -27049,24 +27046,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$947  = 26'h0000000;
+          \$946  = 26'h0000000;
     endcase
     if (rst) begin
-      \$947  = 26'h0000000;
+      \$946  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$948  = \leak$164 ;
+    \$947  = \leak$164 ;
     if (rst) begin
-      \$948  = 18'h00000;
+      \$947  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$949  = acc5;
+    \$948  = acc5;
     if (\$36 ) begin
-      \$949  = \$38 [25:0];
+      \$948  = \$38 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -27074,24 +27071,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$949  = 26'h0000000;
+          \$948  = 26'h0000000;
     endcase
     if (rst) begin
-      \$949  = 26'h0000000;
+      \$948  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$950  = \leak$170 ;
+    \$949  = \leak$170 ;
     if (rst) begin
-      \$950  = 18'h00000;
+      \$949  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$951  = acc6;
+    \$950  = acc6;
     if (\$39 ) begin
-      \$951  = \$41 [25:0];
+      \$950  = \$41 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -27099,24 +27096,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$951  = 26'h0000000;
+          \$950  = 26'h0000000;
     endcase
     if (rst) begin
-      \$951  = 26'h0000000;
+      \$950  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$952  = \leak$176 ;
+    \$951  = \leak$176 ;
     if (rst) begin
-      \$952  = 18'h00000;
+      \$951  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$953  = acc7;
+    \$952  = acc7;
     if (\$42 ) begin
-      \$953  = \$44 [25:0];
+      \$952  = \$44 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -27124,18 +27121,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$953  = 26'h0000000;
+          \$952  = 26'h0000000;
     endcase
     if (rst) begin
-      \$953  = 26'h0000000;
+      \$952  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$954  = count0;
+    \$953  = count0;
     if (\event ) begin
       if (\$45 ) begin
-        \$954  = \$46 [7:0];
+        \$953  = \$46 [7:0];
       end
     end
     casez (fsm_state)
@@ -27175,23 +27172,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$200 , 3'h0 })
               4'h0:
-                  \$954  = 8'h00;
+                  \$953  = 8'h00;
             endcase
           end
     endcase
     if (\$207 ) begin
-      \$954  = 8'h00;
+      \$953  = 8'h00;
     end
     if (rst) begin
-      \$954  = 8'h00;
+      \$953  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$955  = count1;
+    \$954  = count1;
     if (\event ) begin
       if (\$47 ) begin
-        \$955  = \$48 [7:0];
+        \$954  = \$48 [7:0];
       end
     end
     casez (fsm_state)
@@ -27231,23 +27228,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$201 , 3'h1 })
               4'h1:
-                  \$955  = 8'h00;
+                  \$954  = 8'h00;
             endcase
           end
     endcase
     if (\$207 ) begin
-      \$955  = 8'h00;
+      \$954  = 8'h00;
     end
     if (rst) begin
-      \$955  = 8'h00;
+      \$954  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$956  = count2;
+    \$955  = count2;
     if (\event ) begin
       if (\$49 ) begin
-        \$956  = \$50 [7:0];
+        \$955  = \$50 [7:0];
       end
     end
     casez (fsm_state)
@@ -27287,23 +27284,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$202 , 3'h2 })
               4'h2:
-                  \$956  = 8'h00;
+                  \$955  = 8'h00;
             endcase
           end
     endcase
     if (\$207 ) begin
-      \$956  = 8'h00;
+      \$955  = 8'h00;
     end
     if (rst) begin
-      \$956  = 8'h00;
+      \$955  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$957  = count3;
+    \$956  = count3;
     if (\event ) begin
       if (\$51 ) begin
-        \$957  = \$52 [7:0];
+        \$956  = \$52 [7:0];
       end
     end
     casez (fsm_state)
@@ -27343,23 +27340,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$203 , 3'h3 })
               4'h3:
-                  \$957  = 8'h00;
+                  \$956  = 8'h00;
             endcase
           end
     endcase
     if (\$207 ) begin
-      \$957  = 8'h00;
+      \$956  = 8'h00;
     end
     if (rst) begin
-      \$957  = 8'h00;
+      \$956  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$958  = count4;
+    \$957  = count4;
     if (\event ) begin
       if (\$53 ) begin
-        \$958  = \$54 [7:0];
+        \$957  = \$54 [7:0];
       end
     end
     casez (fsm_state)
@@ -27399,68 +27396,68 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$204 , 3'h4 })
               4'h4:
-                  \$958  = 8'h00;
+                  \$957  = 8'h00;
             endcase
           end
     endcase
     if (\$207 ) begin
-      \$958  = 8'h00;
+      \$957  = 8'h00;
     end
     if (rst) begin
-      \$958  = 8'h00;
+      \$957  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$959  = count5;
+    \$958  = count5;
     if (\event ) begin
       if (\$55 ) begin
-        \$959  = \$56 [7:0];
+        \$958  = \$56 [7:0];
       end
     end
     if (\$207 ) begin
-      \$959  = 8'h00;
+      \$958  = 8'h00;
     end
     if (rst) begin
-      \$959  = 8'h00;
+      \$958  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$960  = count6;
+    \$959  = count6;
     if (\event ) begin
       if (\$57 ) begin
-        \$960  = \$58 [7:0];
+        \$959  = \$58 [7:0];
       end
     end
     if (\$207 ) begin
-      \$960  = 8'h00;
+      \$959  = 8'h00;
     end
     if (rst) begin
-      \$960  = 8'h00;
+      \$959  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$961  = count7;
+    \$960  = count7;
     if (\event ) begin
       if (\$59 ) begin
-        \$961  = \$60 [7:0];
+        \$960  = \$60 [7:0];
       end
     end
     if (\$207 ) begin
-      \$961  = 8'h00;
+      \$960  = 8'h00;
     end
     if (rst) begin
-      \$961  = 8'h00;
+      \$960  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$962  = count8;
+    \$961  = count8;
     if (\event ) begin
       if (\$61 ) begin
-        \$962  = \$62 [7:0];
+        \$961  = \$62 [7:0];
       end
     end
     casez (fsm_state)
@@ -27503,23 +27500,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               4'h0:
                   /* empty */;
               4'h8:
-                  \$962  = 8'h00;
+                  \$961  = 8'h00;
             endcase
           end
     endcase
     if (\$207 ) begin
-      \$962  = 8'h00;
+      \$961  = 8'h00;
     end
     if (rst) begin
-      \$962  = 8'h00;
+      \$961  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$963  = count9;
+    \$962  = count9;
     if (\event ) begin
       if (\$63 ) begin
-        \$963  = \$64 [7:0];
+        \$962  = \$64 [7:0];
       end
     end
     casez (fsm_state)
@@ -27562,23 +27559,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               4'h1:
                   /* empty */;
               4'h9:
-                  \$963  = 8'h00;
+                  \$962  = 8'h00;
             endcase
           end
     endcase
     if (\$207 ) begin
-      \$963  = 8'h00;
+      \$962  = 8'h00;
     end
     if (rst) begin
-      \$963  = 8'h00;
+      \$962  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$964  = count10;
+    \$963  = count10;
     if (\event ) begin
       if (\$65 ) begin
-        \$964  = \$66 [7:0];
+        \$963  = \$66 [7:0];
       end
     end
     casez (fsm_state)
@@ -27621,23 +27618,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               4'h2:
                   /* empty */;
               4'ha:
-                  \$964  = 8'h00;
+                  \$963  = 8'h00;
             endcase
           end
     endcase
     if (\$207 ) begin
-      \$964  = 8'h00;
+      \$963  = 8'h00;
     end
     if (rst) begin
-      \$964  = 8'h00;
+      \$963  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$965  = count11;
+    \$964  = count11;
     if (\event ) begin
       if (\$67 ) begin
-        \$965  = \$68 [7:0];
+        \$964  = \$68 [7:0];
       end
     end
     casez (fsm_state)
@@ -27680,23 +27677,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               4'h3:
                   /* empty */;
               4'hb:
-                  \$965  = 8'h00;
+                  \$964  = 8'h00;
             endcase
           end
     endcase
     if (\$207 ) begin
-      \$965  = 8'h00;
+      \$964  = 8'h00;
     end
     if (rst) begin
-      \$965  = 8'h00;
+      \$964  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$966  = count12;
+    \$965  = count12;
     if (\event ) begin
       if (\$69 ) begin
-        \$966  = \$70 [7:0];
+        \$965  = \$70 [7:0];
       end
     end
     casez (fsm_state)
@@ -27747,23 +27744,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               4'h4:
                   /* empty */;
               4'hc:
-                  \$966  = 8'h00;
+                  \$965  = 8'h00;
             endcase
           end
     endcase
     if (\$207 ) begin
-      \$966  = 8'h00;
+      \$965  = 8'h00;
     end
     if (rst) begin
-      \$966  = 8'h00;
+      \$965  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$967  = count13;
+    \$966  = count13;
     if (\event ) begin
       if (\$71 ) begin
-        \$967  = \$72 [7:0];
+        \$966  = \$72 [7:0];
       end
     end
     casez (fsm_state)
@@ -27814,18 +27811,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           end
     endcase
     if (\$207 ) begin
-      \$967  = 8'h00;
+      \$966  = 8'h00;
     end
     if (rst) begin
-      \$967  = 8'h00;
+      \$966  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$968  = count14;
+    \$967  = count14;
     if (\event ) begin
       if (\$73 ) begin
-        \$968  = \$74 [7:0];
+        \$967  = \$74 [7:0];
       end
     end
     casez (fsm_state)
@@ -27876,18 +27873,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           end
     endcase
     if (\$207 ) begin
-      \$968  = 8'h00;
+      \$967  = 8'h00;
     end
     if (rst) begin
-      \$968  = 8'h00;
+      \$967  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$969  = count15;
+    \$968  = count15;
     if (\event ) begin
       if (\$75 ) begin
-        \$969  = \$76 [7:0];
+        \$968  = \$76 [7:0];
       end
     end
     casez (fsm_state)
@@ -27938,127 +27935,127 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           end
     endcase
     if (\$207 ) begin
-      \$969  = 8'h00;
+      \$968  = 8'h00;
     end
+    if (rst) begin
+      \$968  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$969 [0] = spike;
+    \$969 [1] = \spike$201 ;
+    \$969 [2] = \spike$204 ;
+    \$969 [3] = \spike$207 ;
+    \$969 [4] = \spike$210 ;
+    \$969 [5] = \spike$213 ;
+    \$969 [6] = \spike$216 ;
+    \$969 [7] = \spike$219 ;
     if (rst) begin
       \$969  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$970 [0] = spike;
-    \$970 [1] = \spike$201 ;
-    \$970 [2] = \spike$204 ;
-    \$970 [3] = \spike$207 ;
-    \$970 [4] = \spike$210 ;
-    \$970 [5] = \spike$213 ;
-    \$970 [6] = \spike$216 ;
-    \$970 [7] = \spike$219 ;
+    \$970  = u_new;
     if (rst) begin
-      \$970  = 8'h00;
+      \$970  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$971  = u_new;
+    \$971  = \u_new$203 ;
     if (rst) begin
       \$971  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$972  = \u_new$203 ;
+    \$972  = \u_new$206 ;
     if (rst) begin
       \$972  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$973  = \u_new$206 ;
+    \$973  = \u_new$209 ;
     if (rst) begin
       \$973  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$974  = \u_new$209 ;
+    \$974  = \u_new$212 ;
     if (rst) begin
       \$974  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$975  = \u_new$212 ;
+    \$975  = \u_new$215 ;
     if (rst) begin
       \$975  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$976  = \u_new$215 ;
+    \$976  = \u_new$218 ;
     if (rst) begin
       \$976  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$977  = \u_new$218 ;
+    \$977  = \u_new$221 ;
     if (rst) begin
       \$977  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$978  = \u_new$221 ;
+    \$978  = valid_lanes;
     if (rst) begin
-      \$978  = 16'h0000;
+      \$978  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$979  = valid_lanes;
+    \$979  = \$78 ;
     if (rst) begin
-      \$979  = 8'h00;
+      \$979  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$980  = \$78 ;
+    \$980  = in_full;
+    if (\$79 ) begin
+      if (input__payload[15]) begin
+        \$980  = 1'h1;
+      end
+    end
+    casez (fsm_state)
+      5'h00:
+          if (\$115 ) begin
+            \$980  = 1'h0;
+          end
+    endcase
+    if (\$207 ) begin
+      \$980  = 1'h0;
+    end
     if (rst) begin
       \$980  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$981  = in_full;
-    if (\$79 ) begin
-      if (input__payload[15]) begin
-        \$981  = 1'h1;
-      end
-    end
-    casez (fsm_state)
-      5'h00:
-          if (\$115 ) begin
-            \$981  = 1'h0;
-          end
-    endcase
-    if (\$207 ) begin
-      \$981  = 1'h0;
-    end
-    if (rst) begin
-      \$981  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$982  = in_count0;
+    \$981  = in_count0;
     if (\$79 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
         casez (\$signal$227 )
           1'h0:
-              \$982  = \$81 [6:0];
+              \$981  = \$81 [6:0];
         endcase
       end
     end
@@ -28067,6 +28064,41 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           if (\$115 ) begin
             casez (\$117 )
               1'h0:
+                  \$981  = 7'h00;
+            endcase
+          end
+    endcase
+    if (\$207 ) begin
+      \$981  = 7'h00;
+    end
+    if (rst) begin
+      \$981  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$982  = in_count1;
+    if (\$79 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (\$signal$227 )
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$982  = \$81 [6:0];
+        endcase
+      end
+    end
+    casez (fsm_state)
+      5'h00:
+          if (\$115 ) begin
+            (* full_case = 32'd1 *)
+            casez (\$117 )
+              1'h0:
+                  /* empty */;
+              1'h1:
                   \$982  = 7'h00;
             endcase
           end
@@ -28080,75 +28112,78 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$983  = in_count1;
-    if (\$79 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        casez (\$signal$227 )
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$983  = \$81 [6:0];
-        endcase
-      end
+    \$983  = gissue;
+    if (rst) begin
+      \$983  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$984  = gop;
+    if (rst) begin
+      \$984  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$985  = g_const;
+    if (rst) begin
+      \$985  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$986  = n;
+    if (rst) begin
+      \$986  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$987  = ssm_k0;
+    if (\$signal$230 ) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$406 [6:0])
+              7'h00:
+                  \$987  = g_value;
+            endcase
+      endcase
     end
     casez (fsm_state)
       5'h00:
-          if (\$115 ) begin
-            (* full_case = 32'd1 *)
-            casez (\$117 )
-              1'h0:
-                  /* empty */;
-              1'h1:
-                  \$983  = 7'h00;
-            endcase
-          end
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          \$987  = 8'h00;
     endcase
-    if (\$207 ) begin
-      \$983  = 7'h00;
-    end
-    if (rst) begin
-      \$983  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$984  = gissue;
-    if (rst) begin
-      \$984  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$985  = gop;
-    if (rst) begin
-      \$985  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$986  = g_const;
-    if (rst) begin
-      \$986  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$987  = n;
     if (rst) begin
       \$987  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$988  = ssm_k0;
+    \$988  = ssm_k1;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
+                  /* empty */;
+              7'h01:
                   \$988  = g_value;
             endcase
       endcase
@@ -28179,14 +28214,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$989  = ssm_k1;
+    \$989  = ssm_k2;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
+                  /* empty */;
+              7'h02:
                   \$989  = g_value;
             endcase
       endcase
@@ -28217,16 +28254,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$990  = ssm_k2;
+    \$990  = ssm_k3;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
                   /* empty */;
               7'h02:
+                  /* empty */;
+              7'h03:
                   \$990  = g_value;
             endcase
       endcase
@@ -28257,11 +28296,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$991  = ssm_k3;
+    \$991  = ssm_k4;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28269,6 +28308,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h02:
                   /* empty */;
               7'h03:
+                  /* empty */;
+              7'h04:
                   \$991  = g_value;
             endcase
       endcase
@@ -28299,11 +28340,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$992  = ssm_k4;
+    \$992  = ssm_k5;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28313,6 +28354,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h03:
                   /* empty */;
               7'h04:
+                  /* empty */;
+              7'h05:
                   \$992  = g_value;
             endcase
       endcase
@@ -28343,11 +28386,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$993  = ssm_k5;
+    \$993  = ssm_k6;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28359,6 +28402,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h04:
                   /* empty */;
               7'h05:
+                  /* empty */;
+              7'h06:
                   \$993  = g_value;
             endcase
       endcase
@@ -28389,11 +28434,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$994  = ssm_k6;
+    \$994  = ssm_k7;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28407,6 +28452,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h05:
                   /* empty */;
               7'h06:
+                  /* empty */;
+              7'h07:
                   \$994  = g_value;
             endcase
       endcase
@@ -28437,11 +28484,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$995  = ssm_k7;
+    \$995  = ssm_k8;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28457,6 +28504,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h06:
                   /* empty */;
               7'h07:
+                  /* empty */;
+              7'h08:
                   \$995  = g_value;
             endcase
       endcase
@@ -28487,11 +28536,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$996  = ssm_k8;
+    \$996  = ssm_k9;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28509,6 +28558,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h07:
                   /* empty */;
               7'h08:
+                  /* empty */;
+              7'h09:
                   \$996  = g_value;
             endcase
       endcase
@@ -28539,11 +28590,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$997  = ssm_k9;
+    \$997  = ssm_k10;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28563,6 +28614,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h08:
                   /* empty */;
               7'h09:
+                  /* empty */;
+              7'h0a:
                   \$997  = g_value;
             endcase
       endcase
@@ -28593,11 +28646,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$998  = ssm_k10;
+    \$998  = ssm_k11;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28619,6 +28672,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h09:
                   /* empty */;
               7'h0a:
+                  /* empty */;
+              7'h0b:
                   \$998  = g_value;
             endcase
       endcase
@@ -28649,11 +28704,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$999  = ssm_k11;
+    \$999  = ssm_k12;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28677,6 +28732,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0a:
                   /* empty */;
               7'h0b:
+                  /* empty */;
+              7'h0c:
                   \$999  = g_value;
             endcase
       endcase
@@ -28707,11 +28764,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1000  = ssm_k12;
+    \$1000  = ssm_k13;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28737,6 +28794,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0b:
                   /* empty */;
               7'h0c:
+                  /* empty */;
+              7'h0d:
                   \$1000  = g_value;
             endcase
       endcase
@@ -28767,11 +28826,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1001  = ssm_k13;
+    \$1001  = ssm_k14;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28799,6 +28858,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0c:
                   /* empty */;
               7'h0d:
+                  /* empty */;
+              7'h0e:
                   \$1001  = g_value;
             endcase
       endcase
@@ -28829,11 +28890,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1002  = ssm_k14;
+    \$1002  = ssm_k15;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28863,6 +28924,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0d:
                   /* empty */;
               7'h0e:
+                  /* empty */;
+              7'h0f:
                   \$1002  = g_value;
             endcase
       endcase
@@ -28893,42 +28956,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1003  = ssm_k15;
+    \$1003  = ssm_v0;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$407 [6:0])
+            /* empty */;
+        3'h1:
+            casez (\$406 [6:0])
               7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
-                  /* empty */;
-              7'h0f:
                   \$1003  = g_value;
             endcase
       endcase
@@ -28959,14 +28994,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1004  = ssm_v0;
+    \$1004  = ssm_v1;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
+                  /* empty */;
+              7'h01:
                   \$1004  = g_value;
             endcase
       endcase
@@ -28997,16 +29034,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1005  = ssm_v1;
+    \$1005  = ssm_v2;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
+                  /* empty */;
+              7'h02:
                   \$1005  = g_value;
             endcase
       endcase
@@ -29037,18 +29076,20 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1006  = ssm_v2;
+    \$1006  = ssm_v3;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
                   /* empty */;
               7'h02:
+                  /* empty */;
+              7'h03:
                   \$1006  = g_value;
             endcase
       endcase
@@ -29079,13 +29120,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1007  = ssm_v3;
+    \$1007  = ssm_v4;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29093,6 +29134,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h02:
                   /* empty */;
               7'h03:
+                  /* empty */;
+              7'h04:
                   \$1007  = g_value;
             endcase
       endcase
@@ -29123,13 +29166,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1008  = ssm_v4;
+    \$1008  = ssm_v5;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29139,6 +29182,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h03:
                   /* empty */;
               7'h04:
+                  /* empty */;
+              7'h05:
                   \$1008  = g_value;
             endcase
       endcase
@@ -29169,13 +29214,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1009  = ssm_v5;
+    \$1009  = ssm_v6;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29187,6 +29232,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h04:
                   /* empty */;
               7'h05:
+                  /* empty */;
+              7'h06:
                   \$1009  = g_value;
             endcase
       endcase
@@ -29217,13 +29264,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1010  = ssm_v6;
+    \$1010  = ssm_v7;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29237,6 +29284,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h05:
                   /* empty */;
               7'h06:
+                  /* empty */;
+              7'h07:
                   \$1010  = g_value;
             endcase
       endcase
@@ -29267,13 +29316,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1011  = ssm_v7;
+    \$1011  = ssm_v8;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29289,6 +29338,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h06:
                   /* empty */;
               7'h07:
+                  /* empty */;
+              7'h08:
                   \$1011  = g_value;
             endcase
       endcase
@@ -29319,13 +29370,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1012  = ssm_v8;
+    \$1012  = ssm_v9;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29343,6 +29394,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h07:
                   /* empty */;
               7'h08:
+                  /* empty */;
+              7'h09:
                   \$1012  = g_value;
             endcase
       endcase
@@ -29373,13 +29426,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1013  = ssm_v9;
+    \$1013  = ssm_v10;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29399,6 +29452,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h08:
                   /* empty */;
               7'h09:
+                  /* empty */;
+              7'h0a:
                   \$1013  = g_value;
             endcase
       endcase
@@ -29429,13 +29484,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1014  = ssm_v10;
+    \$1014  = ssm_v11;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29457,6 +29512,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h09:
                   /* empty */;
               7'h0a:
+                  /* empty */;
+              7'h0b:
                   \$1014  = g_value;
             endcase
       endcase
@@ -29487,13 +29544,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1015  = ssm_v11;
+    \$1015  = ssm_v12;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29517,6 +29574,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0a:
                   /* empty */;
               7'h0b:
+                  /* empty */;
+              7'h0c:
                   \$1015  = g_value;
             endcase
       endcase
@@ -29547,13 +29606,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1016  = ssm_v12;
+    \$1016  = ssm_v13;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29579,6 +29638,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0b:
                   /* empty */;
               7'h0c:
+                  /* empty */;
+              7'h0d:
                   \$1016  = g_value;
             endcase
       endcase
@@ -29609,13 +29670,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1017  = ssm_v13;
+    \$1017  = ssm_v14;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29643,6 +29704,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0c:
                   /* empty */;
               7'h0d:
+                  /* empty */;
+              7'h0e:
                   \$1017  = g_value;
             endcase
       endcase
@@ -29673,13 +29736,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1018  = ssm_v14;
+    \$1018  = ssm_v15;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29709,6 +29772,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0d:
                   /* empty */;
               7'h0e:
+                  /* empty */;
+              7'h0f:
                   \$1018  = g_value;
             endcase
       endcase
@@ -29739,44 +29804,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1019  = ssm_v15;
+    \$1019  = ssm_q0;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$407 [6:0])
+            /* empty */;
+        3'h2:
+            casez (\$406 [6:0])
               7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
-                  /* empty */;
-              7'h0f:
                   \$1019  = g_value;
             endcase
       endcase
@@ -29807,7 +29844,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1020  = ssm_q0;
+    \$1020  = ssm_q1;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
@@ -29815,8 +29852,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
+                  /* empty */;
+              7'h01:
                   \$1020  = g_value;
             endcase
       endcase
@@ -29847,7 +29886,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1021  = ssm_q1;
+    \$1021  = ssm_q2;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
@@ -29855,10 +29894,12 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
+                  /* empty */;
+              7'h02:
                   \$1021  = g_value;
             endcase
       endcase
@@ -29889,7 +29930,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1022  = ssm_q2;
+    \$1022  = ssm_q3;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
@@ -29897,12 +29938,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
                   /* empty */;
               7'h02:
+                  /* empty */;
+              7'h03:
                   \$1022  = g_value;
             endcase
       endcase
@@ -29933,7 +29976,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1023  = ssm_q3;
+    \$1023  = ssm_q4;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
@@ -29941,7 +29984,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29949,6 +29992,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h02:
                   /* empty */;
               7'h03:
+                  /* empty */;
+              7'h04:
                   \$1023  = g_value;
             endcase
       endcase
@@ -29979,7 +30024,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1024  = ssm_q4;
+    \$1024  = ssm_q5;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
@@ -29987,7 +30032,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29997,6 +30042,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h03:
                   /* empty */;
               7'h04:
+                  /* empty */;
+              7'h05:
                   \$1024  = g_value;
             endcase
       endcase
@@ -30027,7 +30074,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1025  = ssm_q5;
+    \$1025  = ssm_q6;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
@@ -30035,7 +30082,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -30047,6 +30094,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h04:
                   /* empty */;
               7'h05:
+                  /* empty */;
+              7'h06:
                   \$1025  = g_value;
             endcase
       endcase
@@ -30077,7 +30126,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1026  = ssm_q6;
+    \$1026  = ssm_q7;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
@@ -30085,7 +30134,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -30099,6 +30148,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h05:
                   /* empty */;
               7'h06:
+                  /* empty */;
+              7'h07:
                   \$1026  = g_value;
             endcase
       endcase
@@ -30129,7 +30180,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1027  = ssm_q7;
+    \$1027  = ssm_q8;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
@@ -30137,7 +30188,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -30153,6 +30204,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h06:
                   /* empty */;
               7'h07:
+                  /* empty */;
+              7'h08:
                   \$1027  = g_value;
             endcase
       endcase
@@ -30183,7 +30236,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1028  = ssm_q8;
+    \$1028  = ssm_q9;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
@@ -30191,7 +30244,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -30209,6 +30262,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h07:
                   /* empty */;
               7'h08:
+                  /* empty */;
+              7'h09:
                   \$1028  = g_value;
             endcase
       endcase
@@ -30239,7 +30294,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1029  = ssm_q9;
+    \$1029  = ssm_q10;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
@@ -30247,7 +30302,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -30267,6 +30322,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h08:
                   /* empty */;
               7'h09:
+                  /* empty */;
+              7'h0a:
                   \$1029  = g_value;
             endcase
       endcase
@@ -30297,7 +30354,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1030  = ssm_q10;
+    \$1030  = ssm_q11;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
@@ -30305,7 +30362,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -30327,6 +30384,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h09:
                   /* empty */;
               7'h0a:
+                  /* empty */;
+              7'h0b:
                   \$1030  = g_value;
             endcase
       endcase
@@ -30357,7 +30416,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1031  = ssm_q11;
+    \$1031  = ssm_q12;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
@@ -30365,7 +30424,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -30389,6 +30448,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0a:
                   /* empty */;
               7'h0b:
+                  /* empty */;
+              7'h0c:
                   \$1031  = g_value;
             endcase
       endcase
@@ -30419,7 +30480,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1032  = ssm_q12;
+    \$1032  = ssm_q13;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
@@ -30427,7 +30488,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -30453,6 +30514,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0b:
                   /* empty */;
               7'h0c:
+                  /* empty */;
+              7'h0d:
                   \$1032  = g_value;
             endcase
       endcase
@@ -30483,7 +30546,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1033  = ssm_q13;
+    \$1033  = ssm_q14;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
@@ -30491,7 +30554,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -30519,6 +30582,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0c:
                   /* empty */;
               7'h0d:
+                  /* empty */;
+              7'h0e:
                   \$1033  = g_value;
             endcase
       endcase
@@ -30549,7 +30614,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1034  = ssm_q14;
+    \$1034  = ssm_q15;
     if (\$signal$230 ) begin
       casez (g1_op)
         3'h0:
@@ -30557,75 +30622,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$407 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
-                  \$1034  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1034  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1034  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1035  = ssm_q15;
-    if (\$signal$230 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$407 [6:0])
+            casez (\$406 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -30657,8 +30654,72 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0e:
                   /* empty */;
               7'h0f:
-                  \$1035  = g_value;
+                  \$1034  = g_value;
             endcase
+      endcase
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          \$1034  = 8'h00;
+    endcase
+    if (rst) begin
+      \$1034  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1035  = gate;
+    if (\$signal$230 ) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            /* empty */;
+        3'h3:
+          begin
+            if (\$82 ) begin
+              \$1035 [0] = 1'h1;
+            end
+            if (\$83 ) begin
+              \$1035 [1] = 1'h1;
+            end
+            if (\$84 ) begin
+              \$1035 [2] = 1'h1;
+            end
+            if (\$85 ) begin
+              \$1035 [3] = 1'h1;
+            end
+            if (\$86 ) begin
+              \$1035 [4] = 1'h1;
+            end
+            if (\$87 ) begin
+              \$1035 [5] = 1'h1;
+            end
+            if (\$88 ) begin
+              \$1035 [6] = 1'h1;
+            end
+            if (\$89 ) begin
+              \$1035 [7] = 1'h1;
+            end
+          end
       endcase
     end
     casez (fsm_state)
@@ -30687,43 +30748,30 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1036  = gate;
-    if (\$signal$230 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            /* empty */;
-        3'h3:
-          begin
-            if (\$82 ) begin
-              \$1036 [0] = 1'h1;
-            end
-            if (\$83 ) begin
-              \$1036 [1] = 1'h1;
-            end
-            if (\$84 ) begin
-              \$1036 [2] = 1'h1;
-            end
-            if (\$85 ) begin
-              \$1036 [3] = 1'h1;
-            end
-            if (\$86 ) begin
-              \$1036 [4] = 1'h1;
-            end
-            if (\$87 ) begin
-              \$1036 [5] = 1'h1;
-            end
-            if (\$88 ) begin
-              \$1036 [6] = 1'h1;
-            end
-            if (\$89 ) begin
-              \$1036 [7] = 1'h1;
-            end
-          end
-      endcase
+    \$1036  = \$signal$289 ;
+    if (rst) begin
+      \$1036  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1037  = row;
+    if (rst) begin
+      \$1037  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1038  = \$588 [7:0];
+    if (rst) begin
+      \$1038  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1039  = ssm_yacc0;
+    if (p1_valid) begin
+      \$1039  = \$92 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30743,38 +30791,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h09:
           /* empty */;
       5'h03:
-          \$1036  = 8'h00;
+          /* empty */;
+      5'h0b:
+          /* empty */;
+      5'h0d:
+          /* empty */;
+      5'h0c:
+          \$1039  = 28'h0000000;
     endcase
     if (rst) begin
-      \$1036  = 8'h00;
+      \$1039  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1037  = \$signal$289 ;
-    if (rst) begin
-      \$1037  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1038  = row;
-    if (rst) begin
-      \$1038  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1039  = \$589 [7:0];
-    if (rst) begin
-      \$1039  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1040  = ssm_yacc0;
+    \$1040  = ssm_yacc1;
     if (p1_valid) begin
-      \$1040  = \$92 [27:0];
+      \$1040  = \$95 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30808,9 +30841,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1041  = ssm_yacc1;
+    \$1041  = ssm_yacc2;
     if (p1_valid) begin
-      \$1041  = \$95 [27:0];
+      \$1041  = \$98 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30844,9 +30877,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1042  = ssm_yacc2;
+    \$1042  = ssm_yacc3;
     if (p1_valid) begin
-      \$1042  = \$98 [27:0];
+      \$1042  = \$101 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30880,9 +30913,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1043  = ssm_yacc3;
+    \$1043  = ssm_yacc4;
     if (p1_valid) begin
-      \$1043  = \$101 [27:0];
+      \$1043  = \$104 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30916,9 +30949,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1044  = ssm_yacc4;
+    \$1044  = ssm_yacc5;
     if (p1_valid) begin
-      \$1044  = \$104 [27:0];
+      \$1044  = \$107 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30952,9 +30985,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1045  = ssm_yacc5;
+    \$1045  = ssm_yacc6;
     if (p1_valid) begin
-      \$1045  = \$107 [27:0];
+      \$1045  = \$110 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30988,9 +31021,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1046  = ssm_yacc6;
+    \$1046  = ssm_yacc7;
     if (p1_valid) begin
-      \$1046  = \$110 [27:0];
+      \$1046  = \$113 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -31024,47 +31057,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1047  = ssm_yacc7;
-    if (p1_valid) begin
-      \$1047  = \$113 [27:0];
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          \$1047  = 28'h0000000;
-    endcase
-    if (rst) begin
-      \$1047  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1048  = li;
+    \$1047  = li;
     casez (fsm_state)
       5'h00:
           if (\$115 ) begin
-            \$1048  = 2'h0;
+            \$1047  = 2'h0;
           end
       5'h02:
           /* empty */;
@@ -31099,140 +31096,191 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             (* full_case = 32'd1 *)
             if (\$198 ) begin
             end else begin
-              \$1048  = \$199 [1:0];
+              \$1047  = \$199 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$1048  = 2'h0;
+      \$1047  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1049  = \$signal$311 ;
+    \$1048  = \$signal$311 ;
     casez (fsm_state)
       5'h00:
           if (\$115 ) begin
-            \$1049  = \$signal$227 ;
+            \$1048  = \$signal$227 ;
           end
     endcase
+    if (rst) begin
+      \$1048  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1049  = \$signal$227 ;
+    casez (fsm_state)
+      5'h00:
+          if (\$115 ) begin
+            \$1049  = \$116 ;
+          end
+    endcase
+    if (\$207 ) begin
+      \$1049  = 1'h0;
+    end
     if (rst) begin
       \$1049  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1050  = \$signal$227 ;
-    casez (fsm_state)
-      5'h00:
-          if (\$115 ) begin
-            \$1050  = \$116 ;
-          end
-    endcase
-    if (\$207 ) begin
-      \$1050  = 1'h0;
-    end
-    if (rst) begin
-      \$1050  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1051  = fsm_state;
+    \$1050  = fsm_state;
     casez (fsm_state)
       5'h00:
           if (\$115 ) begin
             (* full_case = 32'd1 *)
             if (\$118 ) begin
-              \$1051  = 5'h01;
+              \$1050  = 5'h01;
             end else begin
-              \$1051  = 5'h02;
+              \$1050  = 5'h02;
             end
           end
       5'h02:
           (* full_case = 32'd1 *)
           if (\$119 ) begin
-            \$1051  = 5'h03;
+            \$1050  = 5'h03;
           end else begin
-            \$1051  = 5'h04;
+            \$1050  = 5'h04;
           end
       5'h04:
-          \$1051  = 5'h05;
+          \$1050  = 5'h05;
       5'h05:
           (* full_case = 32'd1 *)
           if (\$120 ) begin
-            \$1051  = 5'h06;
+            \$1050  = 5'h06;
           end else begin
-            \$1051  = 5'h07;
+            \$1050  = 5'h07;
           end
       5'h07:
           (* full_case = 32'd1 *)
           if (\$157 ) begin
           end else begin
-            \$1051  = 5'h05;
+            \$1050  = 5'h05;
           end
       5'h06:
           if (\$160 ) begin
           end else if (\$167 ) begin
-            \$1051  = 5'h08;
+            \$1050  = 5'h08;
           end
       5'h08:
-          \$1051  = 5'h09;
+          \$1050  = 5'h09;
       5'h09:
           if (can_load) begin
             (* full_case = 32'd1 *)
             if (last_row) begin
-              \$1051  = 5'h0a;
+              \$1050  = 5'h0a;
             end else begin
-              \$1051  = 5'h04;
+              \$1050  = 5'h04;
             end
           end
       5'h03:
-          \$1051  = 5'h0b;
+          \$1050  = 5'h0b;
       5'h0b:
           (* full_case = 32'd1 *)
           if (\$170 ) begin
-            \$1051  = 5'h0c;
+            \$1050  = 5'h0c;
           end else begin
-            \$1051  = 5'h0d;
+            \$1050  = 5'h0d;
           end
       5'h0d:
           (* full_case = 32'd1 *)
           if (\$182 ) begin
           end else begin
-            \$1051  = 5'h0b;
+            \$1050  = 5'h0b;
           end
       5'h0c:
-          \$1051  = 5'h0e;
+          \$1050  = 5'h0e;
       5'h0e:
           (* full_case = 32'd1 *)
           if (found) begin
           end else begin
-            \$1051  = 5'h0f;
+            \$1050  = 5'h0f;
           end
       5'h0f:
-          \$1051  = 5'h10;
+          \$1050  = 5'h10;
       5'h10:
           if (can_load) begin
             (* full_case = 32'd1 *)
             if (\$195 ) begin
-              \$1051  = 5'h0a;
+              \$1050  = 5'h0a;
             end else begin
-              \$1051  = 5'h0c;
+              \$1050  = 5'h0c;
             end
           end
       5'h0a:
           if (free) begin
             (* full_case = 32'd1 *)
             if (\$198 ) begin
-              \$1051  = 5'h01;
+              \$1050  = 5'h01;
             end else begin
-              \$1051  = 5'h02;
+              \$1050  = 5'h02;
             end
           end
       5'h01:
           if (w_rdy) begin
-            \$1051  = 5'h00;
+            \$1050  = 5'h00;
+          end
+    endcase
+    if (rst) begin
+      \$1050  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1051  = k;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          \$1051  = 5'h00;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+            end else begin
+              \$1051  = \$169 [4:0];
+            end
+          end
+      5'h03:
+          /* empty */;
+      5'h0b:
+          /* empty */;
+      5'h0d:
+          /* empty */;
+      5'h0c:
+          /* empty */;
+      5'h0e:
+          /* empty */;
+      5'h0f:
+          /* empty */;
+      5'h10:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (\$195 ) begin
+            end else begin
+              \$1051  = \$196 [4:0];
+            end
           end
     endcase
     if (rst) begin
@@ -31241,81 +31289,30 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1052  = k;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          \$1052  = 5'h00;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-            end else begin
-              \$1052  = \$169 [4:0];
-            end
-          end
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (\$195 ) begin
-            end else begin
-              \$1052  = \$196 [4:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$1052  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1053  = e;
+    \$1052  = e;
     casez (fsm_state)
       5'h00:
           /* empty */;
       5'h02:
           /* empty */;
       5'h04:
-          \$1053  = { 1'h0, layer[20:18] };
+          \$1052  = { 1'h0, layer[20:18] };
       5'h05:
           /* empty */;
       5'h07:
           (* full_case = 32'd1 *)
           if (\$157 ) begin
           end else begin
-            \$1053  = \$159 [3:0];
+            \$1052  = \$159 [3:0];
           end
     endcase
     if (rst) begin
-      \$1053  = 4'h0;
+      \$1052  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1054  = src_sel;
+    \$1053  = src_sel;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31327,7 +31324,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$120 ) begin
           end else begin
-            \$1054  = \$121 ;
+            \$1053  = \$121 ;
           end
       5'h07:
           /* empty */;
@@ -31343,16 +31340,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$170 ) begin
           end else begin
-            \$1054  = src;
+            \$1053  = src;
           end
     endcase
     if (rst) begin
-      \$1054  = 3'h0;
+      \$1053  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1055  = \$signal$106 ;
+    \$1054  = \$signal$106 ;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31364,7 +31361,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$120 ) begin
           end else begin
-            \$1055  = \$123 ;
+            \$1054  = \$123 ;
           end
       5'h07:
           /* empty */;
@@ -31380,7 +31377,44 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$170 ) begin
           end else begin
-            \$1055  = \$171 ;
+            \$1054  = \$171 ;
+          end
+    endcase
+    if (rst) begin
+      \$1054  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1055  = bank_sel;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          (* full_case = 32'd1 *)
+          if (\$120 ) begin
+          end else begin
+            \$1055  = \$128 ;
+          end
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          (* full_case = 32'd1 *)
+          if (\$170 ) begin
+          end else begin
+            \$1055  = \$174 ;
           end
     endcase
     if (rst) begin
@@ -31389,7 +31423,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1056  = bank_sel;
+    \$1056  = n;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31401,10 +31435,12 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$120 ) begin
           end else begin
-            \$1056  = \$128 ;
+            \$1056  = 8'h00;
           end
       5'h07:
-          /* empty */;
+          if (\$157 ) begin
+            \$1056  = \$158 [7:0];
+          end
       5'h06:
           /* empty */;
       5'h08:
@@ -31417,16 +31453,20 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$170 ) begin
           end else begin
-            \$1056  = \$174 ;
+            \$1056  = 8'h00;
+          end
+      5'h0d:
+          if (\$182 ) begin
+            \$1056  = \$183 [7:0];
           end
     endcase
     if (rst) begin
-      \$1056  = 1'h0;
+      \$1056  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1057  = n;
+    \$1057  = cnt;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31438,12 +31478,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$120 ) begin
           end else begin
-            \$1057  = 8'h00;
+            \$1057  = \$136 ;
           end
       5'h07:
-          if (\$157 ) begin
-            \$1057  = \$158 [7:0];
-          end
+          /* empty */;
       5'h06:
           /* empty */;
       5'h08:
@@ -31456,11 +31494,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$170 ) begin
           end else begin
-            \$1057  = 8'h00;
-          end
-      5'h0d:
-          if (\$182 ) begin
-            \$1057  = \$183 [7:0];
+            \$1057  = \$181 ;
           end
     endcase
     if (rst) begin
@@ -31469,7 +31503,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1058  = cnt;
+    \$1058  = row_wbase;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31481,32 +31515,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$120 ) begin
           end else begin
-            \$1058  = \$136 ;
-          end
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$170 ) begin
-          end else begin
-            \$1058  = \$181 ;
+            \$1058  = \$137 ;
           end
     endcase
     if (rst) begin
-      \$1058  = 8'h00;
+      \$1058  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1059  = row_wbase;
+    \$1059  = row_offset;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31518,37 +31536,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$120 ) begin
           end else begin
-            \$1059  = \$137 ;
+            \$1059  = \$156 [12:0];
           end
     endcase
     if (rst) begin
-      \$1059  = 11'h000;
+      \$1059  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1060  = row_offset;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          (* full_case = 32'd1 *)
-          if (\$120 ) begin
-          end else begin
-            \$1060  = \$156 [12:0];
-          end
-    endcase
-    if (rst) begin
-      \$1060  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1061  = drain_n;
+    \$1060  = drain_n;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31562,18 +31559,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h06:
           if (\$160 ) begin
-            \$1061  = \$168 [1:0];
+            \$1060  = \$168 [1:0];
           end else if (\$167 ) begin
-            \$1061  = 2'h0;
+            \$1060  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$1061  = 2'h0;
+      \$1060  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1062  = gop;
+    \$1061  = gop;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31592,23 +31589,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h09:
           /* empty */;
       5'h03:
-          \$1062  = 3'h0;
+          \$1061  = 3'h0;
       5'h0b:
           /* empty */;
       5'h0d:
           (* full_case = 32'd1 *)
           if (\$182 ) begin
           end else begin
-            \$1062  = \$184 [2:0];
+            \$1061  = \$184 [2:0];
           end
     endcase
     if (rst) begin
-      \$1062  = 3'h0;
+      \$1061  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1063  = g_const;
+    \$1062  = g_const;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31632,16 +31629,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$170 ) begin
           end else begin
-            \$1063  = \$signal$320 ;
+            \$1062  = \$signal$320 ;
           end
     endcase
     if (rst) begin
-      \$1063  = 1'h0;
+      \$1062  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1064  = gbase;
+    \$1063  = gbase;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31665,16 +31662,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$170 ) begin
           end else begin
-            \$1064  = base;
+            \$1063  = base;
           end
     endcase
     if (rst) begin
-      \$1064  = 11'h000;
+      \$1063  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1065  = i;
+    \$1064  = i;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31699,19 +31696,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h0d:
           /* empty */;
       5'h0c:
-          \$1065  = 5'h00;
+          \$1064  = 5'h00;
       5'h0e:
           if (found) begin
-            \$1065  = \$193 ;
+            \$1064  = \$193 ;
           end
     endcase
     if (rst) begin
-      \$1065  = 5'h00;
+      \$1064  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1066  = arow;
+    \$1065  = arow;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31736,15 +31733,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h0d:
           /* empty */;
       5'h0c:
-          \$1066  = \$192 [10:0];
+          \$1065  = \$192 [10:0];
     endcase
     if (rst) begin
-      \$1066  = 11'h000;
+      \$1065  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1067  = cur;
+    \$1066  = cur;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31780,14 +31777,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h01:
           if (w_rdy) begin
-            \$1067  = \$205 ;
+            \$1066  = \$205 ;
           end
     endcase
     if (\$207 ) begin
-      \$1067  = 1'h0;
+      \$1066  = 1'h0;
     end
     if (rst) begin
-      \$1067  = 1'h0;
+      \$1066  = 1'h0;
     end
   end
   always @* begin
@@ -31814,7 +31811,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ev_wr__addr = 11'h000;
     if (\event ) begin
-      ev_wr__addr = { cur, spike_src, \$326  };
+      ev_wr__addr = { cur, spike_src, \$325  };
     end
   end
   always @* begin
@@ -31839,16 +31836,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     inc = 18'h00000;
     if (\event ) begin
-      if (\$327 ) begin
+      if (\$326 ) begin
         inc[3] = 1'h1;
       end
-      if (\$328 ) begin
+      if (\$327 ) begin
         inc[7] = 1'h1;
       end
-      if (\$329 ) begin
+      if (\$328 ) begin
         inc[11] = 1'h1;
       end
-      if (\$330 ) begin
+      if (\$329 ) begin
         inc[15] = 1'h1;
       end
     end
@@ -31862,60 +31859,60 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h04:
         begin
-          if (\$790 ) begin
+          if (\$789 ) begin
             inc[0] = 1'h1;
           end
-          if (\$791 ) begin
+          if (\$790 ) begin
             inc[4] = 1'h1;
           end
-          if (\$792 ) begin
+          if (\$791 ) begin
             inc[8] = 1'h1;
           end
-          if (\$793 ) begin
+          if (\$792 ) begin
             inc[12] = 1'h1;
           end
         end
       5'h05:
         begin
-          if (\$794 ) begin
+          if (\$793 ) begin
             inc[0] = 1'h1;
           end
-          if (\$795 ) begin
+          if (\$794 ) begin
             inc[4] = 1'h1;
           end
-          if (\$796 ) begin
+          if (\$795 ) begin
             inc[8] = 1'h1;
           end
-          if (\$797 ) begin
+          if (\$796 ) begin
             inc[12] = 1'h1;
           end
         end
       5'h07:
         begin
-          if (\$798 ) begin
+          if (\$797 ) begin
             inc[0] = 1'h1;
           end
-          if (\$799 ) begin
+          if (\$798 ) begin
             inc[4] = 1'h1;
           end
-          if (\$800 ) begin
+          if (\$799 ) begin
             inc[8] = 1'h1;
           end
-          if (\$801 ) begin
+          if (\$800 ) begin
             inc[12] = 1'h1;
           end
-          if (\$802 ) begin
-            if (\$803 ) begin
-              if (\$804 ) begin
+          if (\$801 ) begin
+            if (\$802 ) begin
+              if (\$803 ) begin
                 inc[2] = 1'h1;
               end
-              if (\$805 ) begin
+              if (\$804 ) begin
                 inc[6] = 1'h1;
               end
-              if (\$806 ) begin
+              if (\$805 ) begin
                 inc[10] = 1'h1;
               end
-              if (\$807 ) begin
+              if (\$806 ) begin
                 inc[14] = 1'h1;
               end
             end
@@ -31923,105 +31920,105 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         end
       5'h06:
         begin
-          if (\$808 ) begin
+          if (\$807 ) begin
             inc[0] = 1'h1;
           end
-          if (\$809 ) begin
+          if (\$808 ) begin
             inc[4] = 1'h1;
           end
-          if (\$810 ) begin
+          if (\$809 ) begin
             inc[8] = 1'h1;
           end
-          if (\$811 ) begin
+          if (\$810 ) begin
             inc[12] = 1'h1;
           end
         end
       5'h08:
         begin
-          if (\$812 ) begin
+          if (\$811 ) begin
             inc[1] = 1'h1;
           end
-          if (\$813 ) begin
+          if (\$812 ) begin
             inc[5] = 1'h1;
           end
-          if (\$814 ) begin
+          if (\$813 ) begin
             inc[9] = 1'h1;
           end
-          if (\$815 ) begin
+          if (\$814 ) begin
             inc[13] = 1'h1;
           end
         end
       5'h09:
         begin
-          if (\$816 ) begin
+          if (\$815 ) begin
             inc[1] = 1'h1;
           end
-          if (\$817 ) begin
+          if (\$816 ) begin
             inc[5] = 1'h1;
           end
-          if (\$818 ) begin
+          if (\$817 ) begin
             inc[9] = 1'h1;
           end
-          if (\$819 ) begin
+          if (\$818 ) begin
             inc[13] = 1'h1;
           end
         end
       5'h03:
         begin
-          if (\$823 ) begin
+          if (\$822 ) begin
             inc[0] = 1'h1;
           end
-          if (\$824 ) begin
+          if (\$823 ) begin
             inc[4] = 1'h1;
           end
-          if (\$825 ) begin
+          if (\$824 ) begin
             inc[8] = 1'h1;
           end
-          if (\$826 ) begin
+          if (\$825 ) begin
             inc[12] = 1'h1;
           end
         end
       5'h0b:
         begin
-          if (\$827 ) begin
+          if (\$826 ) begin
             inc[0] = 1'h1;
           end
-          if (\$828 ) begin
+          if (\$827 ) begin
             inc[4] = 1'h1;
           end
-          if (\$829 ) begin
+          if (\$828 ) begin
             inc[8] = 1'h1;
           end
-          if (\$830 ) begin
+          if (\$829 ) begin
             inc[12] = 1'h1;
           end
         end
       5'h0d:
         begin
-          if (\$855 ) begin
+          if (\$854 ) begin
             inc[0] = 1'h1;
           end
-          if (\$856 ) begin
+          if (\$855 ) begin
             inc[4] = 1'h1;
           end
-          if (\$857 ) begin
+          if (\$856 ) begin
             inc[8] = 1'h1;
           end
-          if (\$858 ) begin
+          if (\$857 ) begin
             inc[12] = 1'h1;
           end
-          if (\$859 ) begin
-            if (\$860 ) begin
-              if (\$861 ) begin
+          if (\$858 ) begin
+            if (\$859 ) begin
+              if (\$860 ) begin
                 inc[2] = 1'h1;
               end
-              if (\$862 ) begin
+              if (\$861 ) begin
                 inc[6] = 1'h1;
               end
-              if (\$863 ) begin
+              if (\$862 ) begin
                 inc[10] = 1'h1;
               end
-              if (\$864 ) begin
+              if (\$863 ) begin
                 inc[14] = 1'h1;
               end
             end
@@ -32029,61 +32026,61 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         end
       5'h0c:
         begin
-          if (\$865 ) begin
+          if (\$864 ) begin
             inc[1] = 1'h1;
           end
-          if (\$866 ) begin
+          if (\$865 ) begin
             inc[5] = 1'h1;
           end
-          if (\$867 ) begin
+          if (\$866 ) begin
             inc[9] = 1'h1;
           end
-          if (\$868 ) begin
+          if (\$867 ) begin
             inc[13] = 1'h1;
           end
         end
       5'h0e:
         begin
-          if (\$869 ) begin
+          if (\$868 ) begin
             inc[1] = 1'h1;
           end
-          if (\$870 ) begin
+          if (\$869 ) begin
             inc[5] = 1'h1;
           end
-          if (\$871 ) begin
+          if (\$870 ) begin
             inc[9] = 1'h1;
           end
-          if (\$872 ) begin
+          if (\$871 ) begin
             inc[13] = 1'h1;
           end
         end
       5'h0f:
         begin
-          if (\$874 ) begin
+          if (\$873 ) begin
             inc[1] = 1'h1;
           end
-          if (\$875 ) begin
+          if (\$874 ) begin
             inc[5] = 1'h1;
           end
-          if (\$876 ) begin
+          if (\$875 ) begin
             inc[9] = 1'h1;
           end
-          if (\$877 ) begin
+          if (\$876 ) begin
             inc[13] = 1'h1;
           end
         end
       5'h10:
         begin
-          if (\$878 ) begin
+          if (\$877 ) begin
             inc[1] = 1'h1;
           end
-          if (\$879 ) begin
+          if (\$878 ) begin
             inc[5] = 1'h1;
           end
-          if (\$880 ) begin
+          if (\$879 ) begin
             inc[9] = 1'h1;
           end
-          if (\$881 ) begin
+          if (\$880 ) begin
             inc[13] = 1'h1;
           end
         end
@@ -32098,18 +32095,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__addr = 8'h00;
-    if (\$405 ) begin
+    if (\$404 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
-        in_wr__addr = { \$signal$227 , \$406  };
+        in_wr__addr = { \$signal$227 , \$405  };
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__data = 15'h0000;
-    if (\$405 ) begin
+    if (\$404 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
@@ -32121,7 +32118,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__en = 1'h0;
-    if (\$405 ) begin
+    if (\$404 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
@@ -32131,7 +32128,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$530  = \$409 [8:0];
+    \$signature__addr$530  = \$408 [8:0];
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32159,7 +32156,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0e:
           if (found) begin
-            \$signature__addr$530  = \$873 [8:0];
+            \$signature__addr$530  = \$872 [8:0];
           end
     endcase
   end
@@ -32280,7 +32277,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h05:
           /* empty */;
       5'h07:
-          if (\$802 ) begin
+          if (\$801 ) begin
             issue = 1'h1;
           end
     endcase
@@ -32369,7 +32366,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h09:
           if (can_load) begin
-            send = \$821 ;
+            send = \$820 ;
           end
       5'h03:
           /* empty */;
@@ -32385,7 +32382,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h10:
           if (can_load) begin
-            send = \$883 ;
+            send = \$882 ;
           end
     endcase
   end
@@ -32449,7 +32446,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h09:
           if (can_load) begin
-            \base$600  = \$822 [7:0];
+            \base$600  = \$821 [7:0];
           end
       5'h03:
           /* empty */;
@@ -32465,7 +32462,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h10:
           if (can_load) begin
-            \base$600  = \$884 [7:0];
+            \base$600  = \$883 [7:0];
           end
     endcase
   end
@@ -32592,14 +32589,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h10:
           if (can_load) begin
-            values[15:0] = { \$613 [7], \$613 [7], \$613 [7], \$613 [7], \$613 [7], \$613 [7], \$613 [7], \$613 [7], \$613 [7:0] };
-            values[31:16] = { \$638 [7], \$638 [7], \$638 [7], \$638 [7], \$638 [7], \$638 [7], \$638 [7], \$638 [7], \$638 [7:0] };
-            values[47:32] = { \$663 [7], \$663 [7], \$663 [7], \$663 [7], \$663 [7], \$663 [7], \$663 [7], \$663 [7], \$663 [7:0] };
-            values[63:48] = { \$688 [7], \$688 [7], \$688 [7], \$688 [7], \$688 [7], \$688 [7], \$688 [7], \$688 [7], \$688 [7:0] };
-            values[79:64] = { \$713 [7], \$713 [7], \$713 [7], \$713 [7], \$713 [7], \$713 [7], \$713 [7], \$713 [7], \$713 [7:0] };
-            values[95:80] = { \$738 [7], \$738 [7], \$738 [7], \$738 [7], \$738 [7], \$738 [7], \$738 [7], \$738 [7], \$738 [7:0] };
-            values[111:96] = { \$763 [7], \$763 [7], \$763 [7], \$763 [7], \$763 [7], \$763 [7], \$763 [7], \$763 [7], \$763 [7:0] };
-            values[127:112] = { \$788 [7], \$788 [7], \$788 [7], \$788 [7], \$788 [7], \$788 [7], \$788 [7], \$788 [7], \$788 [7:0] };
+            values[15:0] = { \$612 [7], \$612 [7], \$612 [7], \$612 [7], \$612 [7], \$612 [7], \$612 [7], \$612 [7], \$612 [7:0] };
+            values[31:16] = { \$637 [7], \$637 [7], \$637 [7], \$637 [7], \$637 [7], \$637 [7], \$637 [7], \$637 [7], \$637 [7:0] };
+            values[47:32] = { \$662 [7], \$662 [7], \$662 [7], \$662 [7], \$662 [7], \$662 [7], \$662 [7], \$662 [7], \$662 [7:0] };
+            values[63:48] = { \$687 [7], \$687 [7], \$687 [7], \$687 [7], \$687 [7], \$687 [7], \$687 [7], \$687 [7], \$687 [7:0] };
+            values[79:64] = { \$712 [7], \$712 [7], \$712 [7], \$712 [7], \$712 [7], \$712 [7], \$712 [7], \$712 [7], \$712 [7:0] };
+            values[95:80] = { \$737 [7], \$737 [7], \$737 [7], \$737 [7], \$737 [7], \$737 [7], \$737 [7], \$737 [7], \$737 [7:0] };
+            values[111:96] = { \$762 [7], \$762 [7], \$762 [7], \$762 [7], \$762 [7], \$762 [7], \$762 [7], \$762 [7], \$762 [7:0] };
+            values[127:112] = { \$787 [7], \$787 [7], \$787 [7], \$787 [7], \$787 [7], \$787 [7], \$787 [7], \$787 [7], \$787 [7:0] };
           end
     endcase
   end
@@ -32627,17 +32624,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0b:
           (* full_case = 32'd1 *)
-          if (\$831 ) begin
+          if (\$830 ) begin
           end else begin
             casez (gop)
               3'h0:
-                  src = \$832 ;
+                  src = \$831 ;
               3'h1:
-                  src = \$838 ;
+                  src = \$837 ;
               3'h2:
-                  src = \$844 ;
+                  src = \$843 ;
               3'h3:
-                  src = \$852 ;
+                  src = \$851 ;
             endcase
           end
     endcase
@@ -32666,17 +32663,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0b:
           (* full_case = 32'd1 *)
-          if (\$831 ) begin
+          if (\$830 ) begin
           end else begin
             casez (gop)
               3'h0:
-                  \$signal$322  = \$833 ;
+                  \$signal$322  = \$832 ;
               3'h1:
-                  \$signal$322  = \$839 ;
+                  \$signal$322  = \$838 ;
               3'h2:
-                  \$signal$322  = \$845 ;
+                  \$signal$322  = \$844 ;
               3'h3:
-                  \$signal$322  = \$853 ;
+                  \$signal$322  = \$852 ;
             endcase
           end
     endcase
@@ -32705,15 +32702,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0b:
           (* full_case = 32'd1 *)
-          if (\$831 ) begin
+          if (\$830 ) begin
           end else begin
             casez (gop)
               3'h0:
-                  \$signal$320  = \$834 ;
+                  \$signal$320  = \$833 ;
               3'h1:
-                  \$signal$320  = \$840 ;
+                  \$signal$320  = \$839 ;
               3'h2:
-                  \$signal$320  = \$846 ;
+                  \$signal$320  = \$845 ;
             endcase
           end
     endcase
@@ -32742,7 +32739,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0b:
           (* full_case = 32'd1 *)
-          if (\$831 ) begin
+          if (\$830 ) begin
           end else begin
             casez (gop)
               3'h0:
@@ -32752,7 +32749,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h2:
                   present = 1'h1;
               3'h3:
-                  present = \$854 ;
+                  present = \$853 ;
             endcase
           end
     endcase
@@ -32781,15 +32778,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0b:
           (* full_case = 32'd1 *)
-          if (\$831 ) begin
+          if (\$830 ) begin
           end else begin
             casez (gop)
               3'h0:
-                  length = { 3'h0, \$835  };
+                  length = { 3'h0, \$834  };
               3'h1:
                   length = layer[7:0];
               3'h2:
-                  length = { 3'h0, \$847  };
+                  length = { 3'h0, \$846  };
             endcase
           end
     endcase
@@ -32818,15 +32815,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0b:
           (* full_case = 32'd1 *)
-          if (\$831 ) begin
+          if (\$830 ) begin
           end else begin
             casez (gop)
               3'h0:
-                  base = { 1'h0, \$837  };
+                  base = { 1'h0, \$836  };
               3'h1:
-                  base = { 1'h0, \$843  };
+                  base = { 1'h0, \$842  };
               3'h2:
-                  base = { 1'h0, \$851  };
+                  base = { 1'h0, \$850  };
             endcase
           end
     endcase
@@ -32856,7 +32853,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h0b:
           /* empty */;
       5'h0d:
-          if (\$859 ) begin
+          if (\$858 ) begin
             gissue = 1'h1;
           end
     endcase
@@ -32938,22 +32935,22 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \clear$604  = 1'h0;
-    if (\$886 ) begin
+    if (\$885 ) begin
       \clear$604  = 1'h1;
     end
   end
   assign \busy$68  = busy;
   assign rowbase = \$296 [11:0];
-  assign g_index = \$407 [6:0];
-  assign saddr = \$589 [7:0];
-  assign ssm_new0 = \$600 [15:0];
-  assign ssm_new1 = \$625 [15:0];
-  assign ssm_new2 = \$650 [15:0];
-  assign ssm_new3 = \$675 [15:0];
-  assign ssm_new4 = \$700 [15:0];
-  assign ssm_new5 = \$725 [15:0];
-  assign ssm_new6 = \$750 [15:0];
-  assign ssm_new7 = \$775 [15:0];
+  assign g_index = \$406 [6:0];
+  assign saddr = \$588 [7:0];
+  assign ssm_new0 = \$599 [15:0];
+  assign ssm_new1 = \$624 [15:0];
+  assign ssm_new2 = \$649 [15:0];
+  assign ssm_new3 = \$674 [15:0];
+  assign ssm_new4 = \$699 [15:0];
+  assign ssm_new5 = \$724 [15:0];
+  assign ssm_new6 = \$749 [15:0];
+  assign ssm_new7 = \$774 [15:0];
   assign r_data = output__payload;
   assign r_rdy = output__valid;
   assign r_en = output__ready;
@@ -33042,6 +33039,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \u$446  = u_q7;
   assign \alpha$447  = alpha_q7;
   assign \bias$448  = bias_q7;
+  assign records__ready = w_rdy;
   assign event_layer = records__payload[3:2];
   assign event_index = { 1'h0, records__payload[10:4] };
   assign total = acc0;
@@ -33084,62 +33082,62 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \v_reset$499  = layer[43:28];
   assign \reset$500  = layer[27:26];
   assign \spiking$501  = layer[25];
-  assign \$signature__addr$502  = \$331 [4:0];
-  assign \$signature__data$503  = \$332 [15:0];
-  assign \$signature__addr$506  = \$337 [4:0];
-  assign \$signature__data$507  = \$338 [15:0];
-  assign \$signature__addr$509  = \$343 [4:0];
-  assign \$signature__data$510  = \$344 [15:0];
-  assign \$signature__addr$512  = \$349 [4:0];
-  assign \$signature__data$513  = \$350 [15:0];
-  assign \$signature__addr$515  = \$355 [4:0];
-  assign \$signature__data$516  = \$356 [15:0];
-  assign \$signature__addr$518  = \$361 [4:0];
-  assign \$signature__data$519  = \$362 [15:0];
-  assign \$signature__addr$521  = \$367 [4:0];
-  assign \$signature__data$522  = \$368 [15:0];
-  assign \$signature__addr$524  = \$373 [4:0];
-  assign \$signature__data$525  = \$374 [15:0];
-  assign ssm_wide0 = { \$596 [25], \$596 [25], \$596 [25], \$596 [25], \$596 [25], \$596 [25], \$596 [25], \$596 [25], \$596  };
-  assign \$signature__addr$534  = \$601 [5:0];
-  assign \$signature__addr$535  = \$602 [5:0];
-  assign \$signature__data$536  = \$603 [15:0];
-  assign ssm_y0 = \$613 [7:0];
-  assign ssm_wide1 = { \$621 [25], \$621 [25], \$621 [25], \$621 [25], \$621 [25], \$621 [25], \$621 [25], \$621 [25], \$621  };
-  assign \$signature__addr$543  = \$626 [5:0];
-  assign \$signature__addr$544  = \$627 [5:0];
-  assign \$signature__data$545  = \$628 [15:0];
-  assign ssm_y1 = \$638 [7:0];
-  assign ssm_wide2 = { \$646 [25], \$646 [25], \$646 [25], \$646 [25], \$646 [25], \$646 [25], \$646 [25], \$646 [25], \$646  };
-  assign \$signature__addr$551  = \$651 [5:0];
-  assign \$signature__addr$552  = \$652 [5:0];
-  assign \$signature__data$553  = \$653 [15:0];
-  assign ssm_y2 = \$663 [7:0];
-  assign ssm_wide3 = { \$671 [25], \$671 [25], \$671 [25], \$671 [25], \$671 [25], \$671 [25], \$671 [25], \$671 [25], \$671  };
-  assign \$signature__addr$559  = \$676 [5:0];
-  assign \$signature__addr$560  = \$677 [5:0];
-  assign \$signature__data$561  = \$678 [15:0];
-  assign ssm_y3 = \$688 [7:0];
-  assign ssm_wide4 = { \$696 [25], \$696 [25], \$696 [25], \$696 [25], \$696 [25], \$696 [25], \$696 [25], \$696 [25], \$696  };
-  assign \$signature__addr$567  = \$701 [5:0];
-  assign \$signature__addr$568  = \$702 [5:0];
-  assign \$signature__data$569  = \$703 [15:0];
-  assign ssm_y4 = \$713 [7:0];
-  assign ssm_wide5 = { \$721 [25], \$721 [25], \$721 [25], \$721 [25], \$721 [25], \$721 [25], \$721 [25], \$721 [25], \$721  };
-  assign \$signature__addr$575  = \$726 [5:0];
-  assign \$signature__addr$576  = \$727 [5:0];
-  assign \$signature__data$577  = \$728 [15:0];
-  assign ssm_y5 = \$738 [7:0];
-  assign ssm_wide6 = { \$746 [25], \$746 [25], \$746 [25], \$746 [25], \$746 [25], \$746 [25], \$746 [25], \$746 [25], \$746  };
-  assign \$signature__addr$583  = \$751 [5:0];
-  assign \$signature__addr$584  = \$752 [5:0];
-  assign \$signature__data$585  = \$753 [15:0];
-  assign ssm_y6 = \$763 [7:0];
-  assign ssm_wide7 = { \$771 [25], \$771 [25], \$771 [25], \$771 [25], \$771 [25], \$771 [25], \$771 [25], \$771 [25], \$771  };
-  assign \$signature__addr$591  = \$776 [5:0];
-  assign \$signature__addr$592  = \$777 [5:0];
-  assign \$signature__data$593  = \$778 [15:0];
-  assign ssm_y7 = \$788 [7:0];
+  assign \$signature__addr$502  = \$330 [4:0];
+  assign \$signature__data$503  = \$331 [15:0];
+  assign \$signature__addr$506  = \$336 [4:0];
+  assign \$signature__data$507  = \$337 [15:0];
+  assign \$signature__addr$509  = \$342 [4:0];
+  assign \$signature__data$510  = \$343 [15:0];
+  assign \$signature__addr$512  = \$348 [4:0];
+  assign \$signature__data$513  = \$349 [15:0];
+  assign \$signature__addr$515  = \$354 [4:0];
+  assign \$signature__data$516  = \$355 [15:0];
+  assign \$signature__addr$518  = \$360 [4:0];
+  assign \$signature__data$519  = \$361 [15:0];
+  assign \$signature__addr$521  = \$366 [4:0];
+  assign \$signature__data$522  = \$367 [15:0];
+  assign \$signature__addr$524  = \$372 [4:0];
+  assign \$signature__data$525  = \$373 [15:0];
+  assign ssm_wide0 = { \$595 [25], \$595 [25], \$595 [25], \$595 [25], \$595 [25], \$595 [25], \$595 [25], \$595 [25], \$595  };
+  assign \$signature__addr$534  = \$600 [5:0];
+  assign \$signature__addr$535  = \$601 [5:0];
+  assign \$signature__data$536  = \$602 [15:0];
+  assign ssm_y0 = \$612 [7:0];
+  assign ssm_wide1 = { \$620 [25], \$620 [25], \$620 [25], \$620 [25], \$620 [25], \$620 [25], \$620 [25], \$620 [25], \$620  };
+  assign \$signature__addr$543  = \$625 [5:0];
+  assign \$signature__addr$544  = \$626 [5:0];
+  assign \$signature__data$545  = \$627 [15:0];
+  assign ssm_y1 = \$637 [7:0];
+  assign ssm_wide2 = { \$645 [25], \$645 [25], \$645 [25], \$645 [25], \$645 [25], \$645 [25], \$645 [25], \$645 [25], \$645  };
+  assign \$signature__addr$551  = \$650 [5:0];
+  assign \$signature__addr$552  = \$651 [5:0];
+  assign \$signature__data$553  = \$652 [15:0];
+  assign ssm_y2 = \$662 [7:0];
+  assign ssm_wide3 = { \$670 [25], \$670 [25], \$670 [25], \$670 [25], \$670 [25], \$670 [25], \$670 [25], \$670 [25], \$670  };
+  assign \$signature__addr$559  = \$675 [5:0];
+  assign \$signature__addr$560  = \$676 [5:0];
+  assign \$signature__data$561  = \$677 [15:0];
+  assign ssm_y3 = \$687 [7:0];
+  assign ssm_wide4 = { \$695 [25], \$695 [25], \$695 [25], \$695 [25], \$695 [25], \$695 [25], \$695 [25], \$695 [25], \$695  };
+  assign \$signature__addr$567  = \$700 [5:0];
+  assign \$signature__addr$568  = \$701 [5:0];
+  assign \$signature__data$569  = \$702 [15:0];
+  assign ssm_y4 = \$712 [7:0];
+  assign ssm_wide5 = { \$720 [25], \$720 [25], \$720 [25], \$720 [25], \$720 [25], \$720 [25], \$720 [25], \$720 [25], \$720  };
+  assign \$signature__addr$575  = \$725 [5:0];
+  assign \$signature__addr$576  = \$726 [5:0];
+  assign \$signature__data$577  = \$727 [15:0];
+  assign ssm_y5 = \$737 [7:0];
+  assign ssm_wide6 = { \$745 [25], \$745 [25], \$745 [25], \$745 [25], \$745 [25], \$745 [25], \$745 [25], \$745 [25], \$745  };
+  assign \$signature__addr$583  = \$750 [5:0];
+  assign \$signature__addr$584  = \$751 [5:0];
+  assign \$signature__data$585  = \$752 [15:0];
+  assign ssm_y6 = \$762 [7:0];
+  assign ssm_wide7 = { \$770 [25], \$770 [25], \$770 [25], \$770 [25], \$770 [25], \$770 [25], \$770 [25], \$770 [25], \$770  };
+  assign \$signature__addr$591  = \$775 [5:0];
+  assign \$signature__addr$592  = \$776 [5:0];
+  assign \$signature__data$593  = \$777 [15:0];
+  assign ssm_y7 = \$787 [7:0];
   assign \input__payload.index  = input__payload[6:0];
   assign \input__payload.value  = input__payload[14:7];
   assign \input__payload.end  = input__payload[15];
@@ -33400,48 +33398,48 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \values[5]  = values[95:80];
   assign \values[6]  = values[111:96];
   assign \values[7]  = values[127:112];
-  assign ynz[7] = \$789 ;
-  assign ynz[6] = \$764 ;
-  assign ynz[5] = \$739 ;
-  assign ynz[4] = \$714 ;
-  assign ynz[3] = \$689 ;
-  assign ynz[2] = \$664 ;
-  assign ynz[1] = \$639 ;
-  assign ynz[0] = \$614 ;
-  assign active[15] = \$585 ;
-  assign active[14] = \$574 ;
-  assign active[13] = \$563 ;
-  assign active[12] = \$552 ;
-  assign active[11] = \$541 ;
-  assign active[10] = \$530 ;
-  assign active[9] = \$519 ;
-  assign active[8] = \$508 ;
-  assign active[7] = \$497 ;
-  assign active[6] = \$486 ;
-  assign active[5] = \$475 ;
-  assign active[4] = \$464 ;
-  assign active[3] = \$453 ;
-  assign active[2] = \$442 ;
-  assign active[1] = \$431 ;
-  assign active[0] = \$420 ;
-  assign valid_lanes[7] = \$402 ;
-  assign valid_lanes[6] = \$399 ;
-  assign valid_lanes[5] = \$396 ;
-  assign valid_lanes[4] = \$393 ;
-  assign valid_lanes[3] = \$390 ;
-  assign valid_lanes[2] = \$387 ;
-  assign valid_lanes[1] = \$384 ;
-  assign valid_lanes[0] = \$381 ;
+  assign ynz[7] = \$788 ;
+  assign ynz[6] = \$763 ;
+  assign ynz[5] = \$738 ;
+  assign ynz[4] = \$713 ;
+  assign ynz[3] = \$688 ;
+  assign ynz[2] = \$663 ;
+  assign ynz[1] = \$638 ;
+  assign ynz[0] = \$613 ;
+  assign active[15] = \$584 ;
+  assign active[14] = \$573 ;
+  assign active[13] = \$562 ;
+  assign active[12] = \$551 ;
+  assign active[11] = \$540 ;
+  assign active[10] = \$529 ;
+  assign active[9] = \$518 ;
+  assign active[8] = \$507 ;
+  assign active[7] = \$496 ;
+  assign active[6] = \$485 ;
+  assign active[5] = \$474 ;
+  assign active[4] = \$463 ;
+  assign active[3] = \$452 ;
+  assign active[2] = \$441 ;
+  assign active[1] = \$430 ;
+  assign active[0] = \$419 ;
+  assign valid_lanes[7] = \$401 ;
+  assign valid_lanes[6] = \$398 ;
+  assign valid_lanes[5] = \$395 ;
+  assign valid_lanes[4] = \$392 ;
+  assign valid_lanes[3] = \$389 ;
+  assign valid_lanes[2] = \$386 ;
+  assign valid_lanes[1] = \$383 ;
+  assign valid_lanes[0] = \$380 ;
   assign end_record[1:0] = 2'h2;
   assign end_record[27:2] = 26'h0000000;
-  assign \$593  = { \$592 [24], \$592 [24], \$592 [24], \$592 [24], \$592 [24], \$592 [24], \$592 [24], \$592 [24], \$592 [24:8] };
-  assign \$618  = { \$617 [24], \$617 [24], \$617 [24], \$617 [24], \$617 [24], \$617 [24], \$617 [24], \$617 [24], \$617 [24:8] };
-  assign \$643  = { \$642 [24], \$642 [24], \$642 [24], \$642 [24], \$642 [24], \$642 [24], \$642 [24], \$642 [24], \$642 [24:8] };
-  assign \$668  = { \$667 [24], \$667 [24], \$667 [24], \$667 [24], \$667 [24], \$667 [24], \$667 [24], \$667 [24], \$667 [24:8] };
-  assign \$693  = { \$692 [24], \$692 [24], \$692 [24], \$692 [24], \$692 [24], \$692 [24], \$692 [24], \$692 [24], \$692 [24:8] };
-  assign \$718  = { \$717 [24], \$717 [24], \$717 [24], \$717 [24], \$717 [24], \$717 [24], \$717 [24], \$717 [24], \$717 [24:8] };
-  assign \$743  = { \$742 [24], \$742 [24], \$742 [24], \$742 [24], \$742 [24], \$742 [24], \$742 [24], \$742 [24], \$742 [24:8] };
-  assign \$768  = { \$767 [24], \$767 [24], \$767 [24], \$767 [24], \$767 [24], \$767 [24], \$767 [24], \$767 [24], \$767 [24:8] };
+  assign \$592  = { \$591 [24], \$591 [24], \$591 [24], \$591 [24], \$591 [24], \$591 [24], \$591 [24], \$591 [24], \$591 [24:8] };
+  assign \$617  = { \$616 [24], \$616 [24], \$616 [24], \$616 [24], \$616 [24], \$616 [24], \$616 [24], \$616 [24], \$616 [24:8] };
+  assign \$642  = { \$641 [24], \$641 [24], \$641 [24], \$641 [24], \$641 [24], \$641 [24], \$641 [24], \$641 [24], \$641 [24:8] };
+  assign \$667  = { \$666 [24], \$666 [24], \$666 [24], \$666 [24], \$666 [24], \$666 [24], \$666 [24], \$666 [24], \$666 [24:8] };
+  assign \$692  = { \$691 [24], \$691 [24], \$691 [24], \$691 [24], \$691 [24], \$691 [24], \$691 [24], \$691 [24], \$691 [24:8] };
+  assign \$717  = { \$716 [24], \$716 [24], \$716 [24], \$716 [24], \$716 [24], \$716 [24], \$716 [24], \$716 [24], \$716 [24:8] };
+  assign \$742  = { \$741 [24], \$741 [24], \$741 [24], \$741 [24], \$741 [24], \$741 [24], \$741 [24], \$741 [24], \$741 [24:8] };
+  assign \$767  = { \$766 [24], \$766 [24], \$766 [24], \$766 [24], \$766 [24], \$766 [24], \$766 [24], \$766 [24], \$766 [24:8] };
   assign \$139  = { 1'h0, \$138  };
   assign \$142  = { \$141 , 1'h0 };
   assign \$146  = { 1'h0, \$145 , 2'h0 };
@@ -34440,7 +34438,7 @@ module \npu_core_demo.leak7 (u, alpha, bias, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron0 (u_new, theta, \port$2470$25 , total, spike);
+module \npu_core_demo.neuron0 (u_new, theta, \port$2468$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -34454,8 +34452,8 @@ module \npu_core_demo.neuron0 (u_new, theta, \port$2470$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2470$25 ;
-  wire [18:0] \port$2470$25 ;
+  input [18:0] \port$2468$25 ;
+  wire [18:0] \port$2468$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34478,19 +34476,19 @@ module \npu_core_demo.neuron0 (u_new, theta, \port$2470$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$2470$25 [0] & \$6 ;
-  assign \$7  = ! \port$2470$25 [2:1];
-  assign \$8  = \port$2470$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$2470$25 [18:3] : v;
+  assign spike = \port$2468$25 [0] & \$6 ;
+  assign \$7  = ! \port$2468$25 [2:1];
+  assign \$8  = \port$2468$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$2468$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$2470$25 [0];
-  assign reset = \port$2470$25 [2:1];
-  assign v_reset = \port$2470$25 [18:3];
+  assign spiking = \port$2468$25 [0];
+  assign reset = \port$2468$25 [2:1];
+  assign v_reset = \port$2468$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron1 (u_new, theta, \port$2470$25 , total, spike);
+module \npu_core_demo.neuron1 (u_new, theta, \port$2468$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -34504,8 +34502,8 @@ module \npu_core_demo.neuron1 (u_new, theta, \port$2470$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2470$25 ;
-  wire [18:0] \port$2470$25 ;
+  input [18:0] \port$2468$25 ;
+  wire [18:0] \port$2468$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34528,19 +34526,19 @@ module \npu_core_demo.neuron1 (u_new, theta, \port$2470$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$2470$25 [0] & \$6 ;
-  assign \$7  = ! \port$2470$25 [2:1];
-  assign \$8  = \port$2470$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$2470$25 [18:3] : v;
+  assign spike = \port$2468$25 [0] & \$6 ;
+  assign \$7  = ! \port$2468$25 [2:1];
+  assign \$8  = \port$2468$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$2468$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$2470$25 [0];
-  assign reset = \port$2470$25 [2:1];
-  assign v_reset = \port$2470$25 [18:3];
+  assign spiking = \port$2468$25 [0];
+  assign reset = \port$2468$25 [2:1];
+  assign v_reset = \port$2468$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron2 (u_new, theta, \port$2470$25 , total, spike);
+module \npu_core_demo.neuron2 (u_new, theta, \port$2468$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -34554,8 +34552,8 @@ module \npu_core_demo.neuron2 (u_new, theta, \port$2470$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2470$25 ;
-  wire [18:0] \port$2470$25 ;
+  input [18:0] \port$2468$25 ;
+  wire [18:0] \port$2468$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34578,19 +34576,19 @@ module \npu_core_demo.neuron2 (u_new, theta, \port$2470$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$2470$25 [0] & \$6 ;
-  assign \$7  = ! \port$2470$25 [2:1];
-  assign \$8  = \port$2470$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$2470$25 [18:3] : v;
+  assign spike = \port$2468$25 [0] & \$6 ;
+  assign \$7  = ! \port$2468$25 [2:1];
+  assign \$8  = \port$2468$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$2468$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$2470$25 [0];
-  assign reset = \port$2470$25 [2:1];
-  assign v_reset = \port$2470$25 [18:3];
+  assign spiking = \port$2468$25 [0];
+  assign reset = \port$2468$25 [2:1];
+  assign v_reset = \port$2468$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron3 (u_new, theta, \port$2470$25 , total, spike);
+module \npu_core_demo.neuron3 (u_new, theta, \port$2468$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -34604,8 +34602,8 @@ module \npu_core_demo.neuron3 (u_new, theta, \port$2470$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2470$25 ;
-  wire [18:0] \port$2470$25 ;
+  input [18:0] \port$2468$25 ;
+  wire [18:0] \port$2468$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34628,19 +34626,19 @@ module \npu_core_demo.neuron3 (u_new, theta, \port$2470$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$2470$25 [0] & \$6 ;
-  assign \$7  = ! \port$2470$25 [2:1];
-  assign \$8  = \port$2470$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$2470$25 [18:3] : v;
+  assign spike = \port$2468$25 [0] & \$6 ;
+  assign \$7  = ! \port$2468$25 [2:1];
+  assign \$8  = \port$2468$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$2468$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$2470$25 [0];
-  assign reset = \port$2470$25 [2:1];
-  assign v_reset = \port$2470$25 [18:3];
+  assign spiking = \port$2468$25 [0];
+  assign reset = \port$2468$25 [2:1];
+  assign v_reset = \port$2468$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron4 (u_new, theta, \port$2470$25 , total, spike);
+module \npu_core_demo.neuron4 (u_new, theta, \port$2468$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -34654,8 +34652,8 @@ module \npu_core_demo.neuron4 (u_new, theta, \port$2470$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2470$25 ;
-  wire [18:0] \port$2470$25 ;
+  input [18:0] \port$2468$25 ;
+  wire [18:0] \port$2468$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34678,19 +34676,19 @@ module \npu_core_demo.neuron4 (u_new, theta, \port$2470$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$2470$25 [0] & \$6 ;
-  assign \$7  = ! \port$2470$25 [2:1];
-  assign \$8  = \port$2470$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$2470$25 [18:3] : v;
+  assign spike = \port$2468$25 [0] & \$6 ;
+  assign \$7  = ! \port$2468$25 [2:1];
+  assign \$8  = \port$2468$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$2468$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$2470$25 [0];
-  assign reset = \port$2470$25 [2:1];
-  assign v_reset = \port$2470$25 [18:3];
+  assign spiking = \port$2468$25 [0];
+  assign reset = \port$2468$25 [2:1];
+  assign v_reset = \port$2468$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron5 (u_new, theta, \port$2470$25 , total, spike);
+module \npu_core_demo.neuron5 (u_new, theta, \port$2468$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -34704,8 +34702,8 @@ module \npu_core_demo.neuron5 (u_new, theta, \port$2470$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2470$25 ;
-  wire [18:0] \port$2470$25 ;
+  input [18:0] \port$2468$25 ;
+  wire [18:0] \port$2468$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34728,19 +34726,19 @@ module \npu_core_demo.neuron5 (u_new, theta, \port$2470$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$2470$25 [0] & \$6 ;
-  assign \$7  = ! \port$2470$25 [2:1];
-  assign \$8  = \port$2470$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$2470$25 [18:3] : v;
+  assign spike = \port$2468$25 [0] & \$6 ;
+  assign \$7  = ! \port$2468$25 [2:1];
+  assign \$8  = \port$2468$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$2468$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$2470$25 [0];
-  assign reset = \port$2470$25 [2:1];
-  assign v_reset = \port$2470$25 [18:3];
+  assign spiking = \port$2468$25 [0];
+  assign reset = \port$2468$25 [2:1];
+  assign v_reset = \port$2468$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron6 (u_new, theta, \port$2470$25 , total, spike);
+module \npu_core_demo.neuron6 (u_new, theta, \port$2468$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -34754,8 +34752,8 @@ module \npu_core_demo.neuron6 (u_new, theta, \port$2470$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2470$25 ;
-  wire [18:0] \port$2470$25 ;
+  input [18:0] \port$2468$25 ;
+  wire [18:0] \port$2468$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34778,19 +34776,19 @@ module \npu_core_demo.neuron6 (u_new, theta, \port$2470$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$2470$25 [0] & \$6 ;
-  assign \$7  = ! \port$2470$25 [2:1];
-  assign \$8  = \port$2470$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$2470$25 [18:3] : v;
+  assign spike = \port$2468$25 [0] & \$6 ;
+  assign \$7  = ! \port$2468$25 [2:1];
+  assign \$8  = \port$2468$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$2468$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$2470$25 [0];
-  assign reset = \port$2470$25 [2:1];
-  assign v_reset = \port$2470$25 [18:3];
+  assign spiking = \port$2468$25 [0];
+  assign reset = \port$2468$25 [2:1];
+  assign v_reset = \port$2468$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron7 (u_new, theta, \port$2470$25 , total, spike);
+module \npu_core_demo.neuron7 (u_new, theta, \port$2468$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -34804,8 +34802,8 @@ module \npu_core_demo.neuron7 (u_new, theta, \port$2470$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2470$25 ;
-  wire [18:0] \port$2470$25 ;
+  input [18:0] \port$2468$25 ;
+  wire [18:0] \port$2468$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34828,15 +34826,15 @@ module \npu_core_demo.neuron7 (u_new, theta, \port$2470$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$2470$25 [0] & \$6 ;
-  assign \$7  = ! \port$2470$25 [2:1];
-  assign \$8  = \port$2470$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$2470$25 [18:3] : v;
+  assign spike = \port$2468$25 [0] & \$6 ;
+  assign \$7  = ! \port$2468$25 [2:1];
+  assign \$8  = \port$2468$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$2468$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$2470$25 [0];
-  assign reset = \port$2470$25 [2:1];
-  assign v_reset = \port$2470$25 [18:3];
+  assign spiking = \port$2468$25 [0];
+  assign reset = \port$2468$25 [2:1];
+  assign v_reset = \port$2468$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)

@@ -180,97 +180,97 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [10:0] \$255 ;
   wire [10:0] \$256 ;
   wire \$257 ;
-  wire \$258 ;
-  reg [6:0] \$259 ;
+  reg [6:0] \$258 ;
+  wire \$259 ;
   wire [17:0] \$26 ;
   wire \$260 ;
   wire \$261 ;
   wire \$262 ;
-  wire \$263 ;
-  wire [10:0] \$264 ;
-  wire [45:0] \$265 ;
+  wire [10:0] \$263 ;
+  wire [45:0] \$264 ;
+  wire \$265 ;
   wire \$266 ;
   wire \$267 ;
   wire \$268 ;
-  wire \$269 ;
+  wire [10:0] \$269 ;
   wire [26:0] \$27 ;
-  wire [10:0] \$270 ;
-  wire [45:0] \$271 ;
+  wire [45:0] \$270 ;
+  wire \$271 ;
   wire \$272 ;
   wire \$273 ;
   wire \$274 ;
-  wire \$275 ;
-  wire [10:0] \$276 ;
-  wire [45:0] \$277 ;
+  wire [10:0] \$275 ;
+  wire [45:0] \$276 ;
+  wire \$277 ;
   wire \$278 ;
   wire \$279 ;
   wire \$28 ;
   wire \$280 ;
-  wire \$281 ;
-  wire [10:0] \$282 ;
-  wire [45:0] \$283 ;
+  wire [10:0] \$281 ;
+  wire [45:0] \$282 ;
+  wire \$283 ;
   wire \$284 ;
   wire \$285 ;
   wire \$286 ;
-  wire \$287 ;
-  wire [10:0] \$288 ;
-  wire [45:0] \$289 ;
+  wire [10:0] \$287 ;
+  wire [45:0] \$288 ;
+  wire \$289 ;
   wire [17:0] \$29 ;
   wire \$290 ;
   wire \$291 ;
   wire \$292 ;
-  wire \$293 ;
-  wire [10:0] \$294 ;
-  wire [45:0] \$295 ;
+  wire [10:0] \$293 ;
+  wire [45:0] \$294 ;
+  wire \$295 ;
   wire \$296 ;
   wire \$297 ;
   wire \$298 ;
-  wire \$299 ;
+  wire [10:0] \$299 ;
   wire \$3 ;
   wire [26:0] \$30 ;
-  wire [10:0] \$300 ;
-  wire [45:0] \$301 ;
+  wire [45:0] \$300 ;
+  wire \$301 ;
   wire \$302 ;
   wire \$303 ;
   wire \$304 ;
-  wire \$305 ;
-  wire [10:0] \$306 ;
-  wire [45:0] \$307 ;
+  wire [10:0] \$305 ;
+  wire [45:0] \$306 ;
+  wire \$307 ;
   wire \$308 ;
   wire \$309 ;
   wire \$31 ;
   wire \$310 ;
-  wire \$311 ;
-  wire [8:0] \$312 ;
-  wire [9:0] \$313 ;
-  wire \$314 ;
-  wire [8:0] \$315 ;
-  wire [9:0] \$316 ;
-  wire \$317 ;
-  wire [8:0] \$318 ;
-  wire [9:0] \$319 ;
+  wire [8:0] \$311 ;
+  wire [9:0] \$312 ;
+  wire \$313 ;
+  wire [8:0] \$314 ;
+  wire [9:0] \$315 ;
+  wire \$316 ;
+  wire [8:0] \$317 ;
+  wire [9:0] \$318 ;
+  wire \$319 ;
   wire [17:0] \$32 ;
-  wire \$320 ;
-  wire [8:0] \$321 ;
-  wire [9:0] \$322 ;
-  wire \$323 ;
-  wire [8:0] \$324 ;
-  wire [9:0] \$325 ;
-  wire \$326 ;
-  wire [8:0] \$327 ;
-  wire [9:0] \$328 ;
-  wire \$329 ;
+  wire [8:0] \$320 ;
+  wire [9:0] \$321 ;
+  wire \$322 ;
+  wire [8:0] \$323 ;
+  wire [9:0] \$324 ;
+  wire \$325 ;
+  wire [8:0] \$326 ;
+  wire [9:0] \$327 ;
+  wire \$328 ;
+  wire [8:0] \$329 ;
   wire [26:0] \$33 ;
-  wire [8:0] \$330 ;
-  wire [9:0] \$331 ;
-  wire \$332 ;
-  wire [8:0] \$333 ;
-  wire [9:0] \$334 ;
+  wire [9:0] \$330 ;
+  wire \$331 ;
+  wire [8:0] \$332 ;
+  wire [9:0] \$333 ;
+  wire \$334 ;
   wire \$335 ;
   wire \$336 ;
   wire \$337 ;
-  wire \$338 ;
-  reg [6:0] \$339 ;
+  reg [6:0] \$338 ;
+  wire \$339 ;
   wire \$34 ;
   wire \$340 ;
   wire \$341 ;
@@ -303,11 +303,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$366 ;
   wire \$367 ;
   wire \$368 ;
-  wire \$369 ;
+  wire [7:0] \$369 ;
   wire \$37 ;
   wire [7:0] \$370 ;
-  wire [7:0] \$371 ;
-  wire [8:0] \$372 ;
+  wire [8:0] \$371 ;
+  wire \$372 ;
   wire \$373 ;
   wire \$374 ;
   wire \$375 ;
@@ -320,11 +320,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$381 ;
   wire \$382 ;
   wire \$383 ;
-  wire \$384 ;
+  reg [44:0] \$384 ;
   reg [44:0] \$385 ;
   reg [44:0] \$386 ;
   reg [44:0] \$387 ;
-  reg [44:0] \$388 ;
+  reg [22:0] \$388 ;
   reg [22:0] \$389 ;
   wire [26:0] \$39 ;
   reg [22:0] \$390 ;
@@ -333,46 +333,46 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [22:0] \$393 ;
   reg [22:0] \$394 ;
   reg [22:0] \$395 ;
-  reg [22:0] \$396 ;
-  reg [2:0] \$397 ;
-  reg \$398 ;
+  reg [2:0] \$396 ;
+  reg \$397 ;
+  reg [2:0] \$398 ;
   reg [2:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
-  reg [2:0] \$400 ;
+  reg [44:0] \$400 ;
   reg [44:0] \$401 ;
-  reg [44:0] \$402 ;
-  reg [3:0] \$403 ;
+  reg [3:0] \$402 ;
+  reg \$403 ;
   reg \$404 ;
   reg \$405 ;
-  reg \$406 ;
-  reg [7:0] \$407 ;
-  reg [11:0] \$408 ;
+  reg [7:0] \$406 ;
+  reg [11:0] \$407 ;
+  reg \$408 ;
   reg \$409 ;
   wire [17:0] \$41 ;
   reg \$410 ;
   reg \$411 ;
   reg \$412 ;
   reg \$413 ;
-  reg \$414 ;
-  reg [17:0] \$415 ;
-  reg [25:0] \$416 ;
-  reg [17:0] \$417 ;
-  reg [25:0] \$418 ;
-  reg [17:0] \$419 ;
+  reg [17:0] \$414 ;
+  reg [25:0] \$415 ;
+  reg [17:0] \$416 ;
+  reg [25:0] \$417 ;
+  reg [17:0] \$418 ;
+  reg [25:0] \$419 ;
   wire [26:0] \$42 ;
-  reg [25:0] \$420 ;
-  reg [17:0] \$421 ;
-  reg [25:0] \$422 ;
-  reg [17:0] \$423 ;
-  reg [25:0] \$424 ;
-  reg [17:0] \$425 ;
-  reg [25:0] \$426 ;
-  reg [17:0] \$427 ;
-  reg [25:0] \$428 ;
-  reg [17:0] \$429 ;
+  reg [17:0] \$420 ;
+  reg [25:0] \$421 ;
+  reg [17:0] \$422 ;
+  reg [25:0] \$423 ;
+  reg [17:0] \$424 ;
+  reg [25:0] \$425 ;
+  reg [17:0] \$426 ;
+  reg [25:0] \$427 ;
+  reg [17:0] \$428 ;
+  reg [25:0] \$429 ;
   wire \$43 ;
-  reg [25:0] \$430 ;
+  reg [7:0] \$430 ;
   reg [7:0] \$431 ;
   reg [7:0] \$432 ;
   reg [7:0] \$433 ;
@@ -390,7 +390,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [7:0] \$444 ;
   reg [7:0] \$445 ;
   reg [7:0] \$446 ;
-  reg [7:0] \$447 ;
+  reg [15:0] \$447 ;
   reg [15:0] \$448 ;
   reg [15:0] \$449 ;
   wire \$45 ;
@@ -399,29 +399,28 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [15:0] \$452 ;
   reg [15:0] \$453 ;
   reg [15:0] \$454 ;
-  reg [15:0] \$455 ;
-  reg [7:0] \$456 ;
+  reg [7:0] \$455 ;
+  reg \$456 ;
   reg \$457 ;
-  reg \$458 ;
+  reg [6:0] \$458 ;
   reg [6:0] \$459 ;
   wire [8:0] \$46 ;
-  reg [6:0] \$460 ;
-  reg [1:0] \$461 ;
+  reg [1:0] \$460 ;
+  reg \$461 ;
   reg \$462 ;
-  reg \$463 ;
-  reg [3:0] \$464 ;
-  reg [4:0] \$465 ;
-  reg [3:0] \$466 ;
-  reg [2:0] \$467 ;
+  reg [3:0] \$463 ;
+  reg [4:0] \$464 ;
+  reg [3:0] \$465 ;
+  reg [2:0] \$466 ;
+  reg \$467 ;
   reg \$468 ;
-  reg \$469 ;
+  reg [7:0] \$469 ;
   wire \$47 ;
   reg [7:0] \$470 ;
-  reg [7:0] \$471 ;
-  reg [10:0] \$472 ;
-  reg [12:0] \$473 ;
-  reg [1:0] \$474 ;
-  reg \$475 ;
+  reg [10:0] \$471 ;
+  reg [12:0] \$472 ;
+  reg [1:0] \$473 ;
+  reg \$474 ;
   wire [8:0] \$48 ;
   wire \$49 ;
   reg [44:0] \$5 ;
@@ -3506,7 +3505,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @(posedge clk) begin
     if (\$signature__en$398 )
-      membranes0[\$264 [4:0]] <= \$265 [15:0];
+      membranes0[\$263 [4:0]] <= \$264 [15:0];
   end
   assign \port__data$25  = membranes0[\$235 [4:0]];
   (* no_rw_check = 32'd1 *)
@@ -3547,7 +3546,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @(posedge clk) begin
     if (\$signature__en$402 )
-      membranes1[\$270 [4:0]] <= \$271 [15:0];
+      membranes1[\$269 [4:0]] <= \$270 [15:0];
   end
   assign \port__data$31  = membranes1[\$238 [4:0]];
   (* no_rw_check = 32'd1 *)
@@ -3588,7 +3587,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @(posedge clk) begin
     if (\$signature__en$405 )
-      membranes2[\$276 [4:0]] <= \$277 [15:0];
+      membranes2[\$275 [4:0]] <= \$276 [15:0];
   end
   assign \port__data$37  = membranes2[\$241 [4:0]];
   (* no_rw_check = 32'd1 *)
@@ -3629,7 +3628,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @(posedge clk) begin
     if (\$signature__en$408 )
-      membranes3[\$282 [4:0]] <= \$283 [15:0];
+      membranes3[\$281 [4:0]] <= \$282 [15:0];
   end
   assign \port__data$43  = membranes3[\$244 [4:0]];
   (* no_rw_check = 32'd1 *)
@@ -3670,7 +3669,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @(posedge clk) begin
     if (\$signature__en$411 )
-      membranes4[\$288 [4:0]] <= \$289 [15:0];
+      membranes4[\$287 [4:0]] <= \$288 [15:0];
   end
   assign \port__data$49  = membranes4[\$247 [4:0]];
   (* no_rw_check = 32'd1 *)
@@ -3711,7 +3710,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @(posedge clk) begin
     if (\$signature__en$414 )
-      membranes5[\$294 [4:0]] <= \$295 [15:0];
+      membranes5[\$293 [4:0]] <= \$294 [15:0];
   end
   assign \port__data$55  = membranes5[\$250 [4:0]];
   (* no_rw_check = 32'd1 *)
@@ -3752,7 +3751,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @(posedge clk) begin
     if (\$signature__en$417 )
-      membranes6[\$300 [4:0]] <= \$301 [15:0];
+      membranes6[\$299 [4:0]] <= \$300 [15:0];
   end
   assign \port__data$61  = membranes6[\$253 [4:0]];
   (* no_rw_check = 32'd1 *)
@@ -3793,7 +3792,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @(posedge clk) begin
     if (\$signature__en$420 )
-      membranes7[\$306 [4:0]] <= \$307 [15:0];
+      membranes7[\$305 [4:0]] <= \$306 [15:0];
   end
   assign \port__data$67  = membranes7[\$256 [4:0]];
   (* no_rw_check = 32'd1 *)
@@ -20581,65 +20580,61 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   assign \port__data$63  = weights7[\$254 [10:0]];
   always @(posedge clk)
-    layer1 <= \$386 ;
+    layer3 <= \$387 ;
   always @(posedge clk)
-    layer2 <= \$387 ;
+    edge0 <= \$388 ;
   always @(posedge clk)
-    layer3 <= \$388 ;
+    edge1 <= \$389 ;
   always @(posedge clk)
-    edge0 <= \$389 ;
+    edge2 <= \$390 ;
   always @(posedge clk)
-    edge1 <= \$390 ;
+    edge3 <= \$391 ;
   always @(posedge clk)
-    edge2 <= \$391 ;
+    edge4 <= \$392 ;
   always @(posedge clk)
-    edge3 <= \$392 ;
+    edge5 <= \$393 ;
   always @(posedge clk)
-    edge4 <= \$393 ;
+    edge6 <= \$394 ;
   always @(posedge clk)
-    edge5 <= \$394 ;
+    edge7 <= \$395 ;
   always @(posedge clk)
-    edge6 <= \$395 ;
+    num_layers <= \$396 ;
   always @(posedge clk)
-    edge7 <= \$396 ;
+    host_rvalid <= \$397 ;
   always @(posedge clk)
-    num_layers <= \$397 ;
+    rd_region <= \$398 ;
   always @(posedge clk)
-    host_rvalid <= \$398 ;
+    rd_lane <= \$399 ;
   always @(posedge clk)
-    rd_region <= \$399 ;
+    rd_reg <= \$400 ;
   always @(posedge clk)
-    rd_lane <= \$400 ;
+    layer <= \$401 ;
   always @(posedge clk)
-    rd_reg <= \$401 ;
-  always @(posedge clk)
-    layer <= \$402 ;
-  always @(posedge clk)
-    e_end <= \$403 ;
+    e_end <= \$402 ;
   always @(posedge clk)
     w_addr_q0 <= \$9 [11:0];
   always @(posedge clk)
     w_addr_q1 <= \$10 [11:0];
   always @(posedge clk)
-    \$signal  <= \$404 ;
+    \$signal  <= \$403 ;
   always @(posedge clk)
-    s1b_valid <= \$405 ;
+    s1b_valid <= \$404 ;
   always @(posedge clk)
     s1b_x <= s1_value;
   always @(posedge clk)
-    s2_valid <= \$406 ;
+    s2_valid <= \$405 ;
   always @(posedge clk)
-    s2_x <= \$407 ;
+    s2_x <= \$406 ;
   always @(posedge clk)
-    s1_rowbase <= \$408 ;
+    s1_rowbase <= \$407 ;
   always @(posedge clk)
-    s1_from_input <= \$409 ;
+    s1_from_input <= \$408 ;
   always @(posedge clk)
-    \$signal$102  <= \$410 ;
+    \$signal$102  <= \$409 ;
   always @(posedge clk)
     s3_x <= s2_x;
   always @(posedge clk)
-    s4_valid <= \$411 ;
+    s4_valid <= \$410 ;
   always @(posedge clk)
     w_q0 <= weights0_nrw;
   always @(posedge clk)
@@ -20673,11 +20668,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     prod_q7 <= \$18 ;
   always @(posedge clk)
-    \$signal$121  <= \$412 ;
+    \$signal$121  <= \$411 ;
   always @(posedge clk)
-    \$signal$123  <= \$413 ;
+    \$signal$123  <= \$412 ;
   always @(posedge clk)
-    \$signal$124  <= \$414 ;
+    \$signal$124  <= \$413 ;
   always @(posedge clk)
     u_q0 <= membranes0_nrw;
   always @(posedge clk)
@@ -20685,9 +20680,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     bias_q0 <= params0_nrw[40:25];
   always @(posedge clk)
-    leak_q0 <= \$415 ;
+    leak_q0 <= \$414 ;
   always @(posedge clk)
-    acc0 <= \$416 ;
+    acc0 <= \$415 ;
   always @(posedge clk)
     u_q1 <= membranes1_nrw;
   always @(posedge clk)
@@ -20695,9 +20690,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     bias_q1 <= params1_nrw[40:25];
   always @(posedge clk)
-    leak_q1 <= \$417 ;
+    leak_q1 <= \$416 ;
   always @(posedge clk)
-    acc1 <= \$418 ;
+    acc1 <= \$417 ;
   always @(posedge clk)
     u_q2 <= membranes2_nrw;
   always @(posedge clk)
@@ -20705,9 +20700,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     bias_q2 <= params2_nrw[40:25];
   always @(posedge clk)
-    leak_q2 <= \$419 ;
+    leak_q2 <= \$418 ;
   always @(posedge clk)
-    acc2 <= \$420 ;
+    acc2 <= \$419 ;
   always @(posedge clk)
     u_q3 <= membranes3_nrw;
   always @(posedge clk)
@@ -20715,9 +20710,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     bias_q3 <= params3_nrw[40:25];
   always @(posedge clk)
-    leak_q3 <= \$421 ;
+    leak_q3 <= \$420 ;
   always @(posedge clk)
-    acc3 <= \$422 ;
+    acc3 <= \$421 ;
   always @(posedge clk)
     u_q4 <= membranes4_nrw;
   always @(posedge clk)
@@ -20725,9 +20720,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     bias_q4 <= params4_nrw[40:25];
   always @(posedge clk)
-    leak_q4 <= \$423 ;
+    leak_q4 <= \$422 ;
   always @(posedge clk)
-    acc4 <= \$424 ;
+    acc4 <= \$423 ;
   always @(posedge clk)
     u_q5 <= membranes5_nrw;
   always @(posedge clk)
@@ -20735,9 +20730,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     bias_q5 <= params5_nrw[40:25];
   always @(posedge clk)
-    leak_q5 <= \$425 ;
+    leak_q5 <= \$424 ;
   always @(posedge clk)
-    acc5 <= \$426 ;
+    acc5 <= \$425 ;
   always @(posedge clk)
     u_q6 <= membranes6_nrw;
   always @(posedge clk)
@@ -20745,9 +20740,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     bias_q6 <= params6_nrw[40:25];
   always @(posedge clk)
-    leak_q6 <= \$427 ;
+    leak_q6 <= \$426 ;
   always @(posedge clk)
-    acc6 <= \$428 ;
+    acc6 <= \$427 ;
   always @(posedge clk)
     u_q7 <= membranes7_nrw;
   always @(posedge clk)
@@ -20755,99 +20750,99 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     bias_q7 <= params7_nrw[40:25];
   always @(posedge clk)
-    leak_q7 <= \$429 ;
+    leak_q7 <= \$428 ;
   always @(posedge clk)
-    acc7 <= \$430 ;
+    acc7 <= \$429 ;
   always @(posedge clk)
-    count0 <= \$431 ;
+    count0 <= \$430 ;
   always @(posedge clk)
-    count1 <= \$432 ;
+    count1 <= \$431 ;
   always @(posedge clk)
-    count2 <= \$433 ;
+    count2 <= \$432 ;
   always @(posedge clk)
-    count3 <= \$434 ;
+    count3 <= \$433 ;
   always @(posedge clk)
-    count4 <= \$435 ;
+    count4 <= \$434 ;
   always @(posedge clk)
-    count5 <= \$436 ;
+    count5 <= \$435 ;
   always @(posedge clk)
-    count6 <= \$437 ;
+    count6 <= \$436 ;
   always @(posedge clk)
-    count7 <= \$438 ;
+    count7 <= \$437 ;
   always @(posedge clk)
-    count8 <= \$439 ;
+    count8 <= \$438 ;
   always @(posedge clk)
-    count9 <= \$440 ;
+    count9 <= \$439 ;
   always @(posedge clk)
-    count10 <= \$441 ;
+    count10 <= \$440 ;
   always @(posedge clk)
-    count11 <= \$442 ;
+    count11 <= \$441 ;
   always @(posedge clk)
-    count12 <= \$443 ;
+    count12 <= \$442 ;
   always @(posedge clk)
-    count13 <= \$444 ;
+    count13 <= \$443 ;
   always @(posedge clk)
-    count14 <= \$445 ;
+    count14 <= \$444 ;
   always @(posedge clk)
-    count15 <= \$446 ;
+    count15 <= \$445 ;
   always @(posedge clk)
-    spikes <= \$447 ;
+    spikes <= \$446 ;
   always @(posedge clk)
-    u_new0 <= \$448 ;
+    u_new0 <= \$447 ;
   always @(posedge clk)
-    u_new1 <= \$449 ;
+    u_new1 <= \$448 ;
   always @(posedge clk)
-    u_new2 <= \$450 ;
+    u_new2 <= \$449 ;
   always @(posedge clk)
-    u_new3 <= \$451 ;
+    u_new3 <= \$450 ;
   always @(posedge clk)
-    u_new4 <= \$452 ;
+    u_new4 <= \$451 ;
   always @(posedge clk)
-    u_new5 <= \$453 ;
+    u_new5 <= \$452 ;
   always @(posedge clk)
-    u_new6 <= \$454 ;
+    u_new6 <= \$453 ;
   always @(posedge clk)
-    u_new7 <= \$455 ;
+    u_new7 <= \$454 ;
   always @(posedge clk)
-    valid_q <= \$456 ;
+    valid_q <= \$455 ;
   always @(posedge clk)
-    last_row <= \$457 ;
+    last_row <= \$456 ;
   always @(posedge clk)
-    in_full <= \$458 ;
+    in_full <= \$457 ;
   always @(posedge clk)
-    in_count0 <= \$459 ;
+    in_count0 <= \$458 ;
   always @(posedge clk)
-    in_count1 <= \$460 ;
+    in_count1 <= \$459 ;
   always @(posedge clk)
-    li <= \$461 ;
+    li <= \$460 ;
   always @(posedge clk)
-    \$signal$226  <= \$462 ;
+    \$signal$226  <= \$461 ;
   always @(posedge clk)
-    \$signal$222  <= \$463 ;
+    \$signal$222  <= \$462 ;
   always @(posedge clk)
-    fsm_state <= \$464 ;
+    fsm_state <= \$463 ;
   always @(posedge clk)
-    k <= \$465 ;
+    k <= \$464 ;
   always @(posedge clk)
-    e <= \$466 ;
+    e <= \$465 ;
   always @(posedge clk)
-    src_sel <= \$467 ;
+    src_sel <= \$466 ;
   always @(posedge clk)
-    \$signal$101  <= \$468 ;
+    \$signal$101  <= \$467 ;
   always @(posedge clk)
-    bank_sel <= \$469 ;
+    bank_sel <= \$468 ;
   always @(posedge clk)
-    n <= \$470 ;
+    n <= \$469 ;
   always @(posedge clk)
-    cnt <= \$471 ;
+    cnt <= \$470 ;
   always @(posedge clk)
-    row_wbase <= \$472 ;
+    row_wbase <= \$471 ;
   always @(posedge clk)
-    row_offset <= \$473 ;
+    row_offset <= \$472 ;
   always @(posedge clk)
-    drain_n <= \$474 ;
+    drain_n <= \$473 ;
   always @(posedge clk)
-    cur <= \$475 ;
+    cur <= \$474 ;
   assign \$1  = ~ busy;
   assign \$2  = \$1  & host_we;
   assign \$3  = ~ busy;
@@ -21100,142 +21095,140 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign w_data = write_end ? 28'h0000002 : records__payload;
   assign \$257  = write_end | records__valid;
   assign w_en = w_rdy & \$257 ;
-  assign \$258  = ~ write_end;
-  assign records__ready = w_rdy & \$258 ;
   assign spike_src = records__payload[3:2] + 1'h1;
-  assign \$260  = ! records__payload[3:2];
-  assign \$261  = records__payload[3:2] == 1'h1;
-  assign \$262  = records__payload[3:2] == 2'h2;
-  assign \$263  = records__payload[3:2] == 2'h3;
-  assign \$264  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$265  = busy ? { u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0 } : { 1'h0, host_wdata };
-  assign \$266  = host_addr[16:14] == 2'h3;
-  assign \$267  = host_we & \$266 ;
-  assign \$268  = ! host_addr[13:11];
-  assign \$269  = \$267  & \$268 ;
-  assign \$signature__en$398  = busy ? neuron_write : \$269 ;
-  assign \$270  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$271  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
-  assign \$272  = host_addr[16:14] == 2'h3;
-  assign \$273  = host_we & \$272 ;
-  assign \$274  = host_addr[13:11] == 1'h1;
-  assign \$275  = \$273  & \$274 ;
-  assign \$signature__en$402  = busy ? neuron_write : \$275 ;
-  assign \$276  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$277  = busy ? { u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2 } : { 1'h0, host_wdata };
-  assign \$278  = host_addr[16:14] == 2'h3;
-  assign \$279  = host_we & \$278 ;
-  assign \$280  = host_addr[13:11] == 2'h2;
-  assign \$281  = \$279  & \$280 ;
-  assign \$signature__en$405  = busy ? neuron_write : \$281 ;
-  assign \$282  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$283  = busy ? { u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3 } : { 1'h0, host_wdata };
-  assign \$284  = host_addr[16:14] == 2'h3;
-  assign \$285  = host_we & \$284 ;
-  assign \$286  = host_addr[13:11] == 2'h3;
-  assign \$287  = \$285  & \$286 ;
-  assign \$signature__en$408  = busy ? neuron_write : \$287 ;
-  assign \$288  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$289  = busy ? { u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4 } : { 1'h0, host_wdata };
-  assign \$290  = host_addr[16:14] == 2'h3;
-  assign \$291  = host_we & \$290 ;
-  assign \$292  = host_addr[13:11] == 3'h4;
-  assign \$293  = \$291  & \$292 ;
-  assign \$signature__en$411  = busy ? neuron_write : \$293 ;
-  assign \$294  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$295  = busy ? { u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5 } : { 1'h0, host_wdata };
-  assign \$296  = host_addr[16:14] == 2'h3;
-  assign \$297  = host_we & \$296 ;
-  assign \$298  = host_addr[13:11] == 3'h5;
-  assign \$299  = \$297  & \$298 ;
-  assign \$signature__en$414  = busy ? neuron_write : \$299 ;
-  assign \$300  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$301  = busy ? { u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6 } : { 1'h0, host_wdata };
-  assign \$302  = host_addr[16:14] == 2'h3;
-  assign \$303  = host_we & \$302 ;
-  assign \$304  = host_addr[13:11] == 3'h6;
-  assign \$305  = \$303  & \$304 ;
-  assign \$signature__en$417  = busy ? neuron_write : \$305 ;
-  assign \$306  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$307  = busy ? { u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7 } : { 1'h0, host_wdata };
-  assign \$308  = host_addr[16:14] == 2'h3;
-  assign \$309  = host_we & \$308 ;
-  assign \$310  = host_addr[13:11] == 3'h7;
-  assign \$311  = \$309  & \$310 ;
-  assign \$signature__en$420  = busy ? neuron_write : \$311 ;
-  assign \$312  = k * 4'h8;
-  assign \$313  = \$312  + 1'h0;
-  assign \$314  = \$313  < layer[7:0];
-  assign \$315  = k * 4'h8;
-  assign \$316  = \$315  + 1'h1;
-  assign \$317  = \$316  < layer[7:0];
-  assign \$318  = k * 4'h8;
-  assign \$319  = \$318  + 2'h2;
-  assign \$320  = \$319  < layer[7:0];
-  assign \$321  = k * 4'h8;
-  assign \$322  = \$321  + 2'h3;
-  assign \$323  = \$322  < layer[7:0];
-  assign \$324  = k * 4'h8;
-  assign \$325  = \$324  + 3'h4;
-  assign \$326  = \$325  < layer[7:0];
-  assign \$327  = k * 4'h8;
-  assign \$328  = \$327  + 3'h5;
-  assign \$329  = \$328  < layer[7:0];
-  assign \$330  = k * 4'h8;
-  assign \$331  = \$330  + 3'h6;
-  assign \$332  = \$331  < layer[7:0];
-  assign \$333  = k * 4'h8;
-  assign \$334  = \$333  + 3'h7;
-  assign \$335  = \$334  < layer[7:0];
-  assign \$336  = ~ in_full;
-  assign \$337  = ~ clear;
-  assign input__ready = \$336  & \$337 ;
-  assign \$338  = input__valid & input__ready;
-  assign \$340  = ! li;
-  assign \$341  = li == 1'h1;
-  assign \$342  = li == 2'h2;
-  assign \$343  = li == 2'h3;
-  assign \$344  = ! li;
-  assign \$345  = li == 1'h1;
-  assign \$346  = li == 2'h2;
-  assign \$347  = li == 2'h3;
-  assign \$348  = ! li;
-  assign \$349  = li == 1'h1;
-  assign \$350  = li == 2'h2;
-  assign \$351  = li == 2'h3;
-  assign \$352  = n < cnt;
-  assign \$353  = ! k;
-  assign \$354  = ! li;
-  assign \$355  = li == 1'h1;
-  assign \$356  = li == 2'h2;
-  assign \$357  = li == 2'h3;
-  assign \$358  = ! li;
-  assign \$359  = li == 1'h1;
-  assign \$360  = li == 2'h2;
-  assign \$361  = li == 2'h3;
-  assign \$362  = ! li;
-  assign \$363  = li == 1'h1;
-  assign \$364  = li == 2'h2;
-  assign \$365  = li == 2'h3;
-  assign \$366  = ! li;
-  assign \$367  = li == 1'h1;
-  assign \$368  = li == 2'h2;
-  assign \$369  = li == 2'h3;
-  assign \$370  = spikes & valid_q;
-  assign \$371  = layer[44] ? valid_q : \$370 ;
-  assign \$372  = k * 4'h8;
-  assign \$373  = ~ busy;
-  assign \$374  = clear & \$373 ;
-  assign \$375  = ! fsm_state;
-  assign \$376  = fsm_state == 1'h1;
-  assign \$377  = fsm_state == 2'h2;
-  assign \$378  = fsm_state == 2'h3;
-  assign \$379  = fsm_state == 3'h4;
-  assign \$380  = fsm_state == 3'h5;
-  assign \$381  = fsm_state == 3'h6;
-  assign \$382  = fsm_state == 3'h7;
-  assign \$383  = fsm_state == 4'h8;
-  assign \$384  = fsm_state == 4'h9;
+  assign \$259  = ! records__payload[3:2];
+  assign \$260  = records__payload[3:2] == 1'h1;
+  assign \$261  = records__payload[3:2] == 2'h2;
+  assign \$262  = records__payload[3:2] == 2'h3;
+  assign \$263  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$264  = busy ? { u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0 } : { 1'h0, host_wdata };
+  assign \$265  = host_addr[16:14] == 2'h3;
+  assign \$266  = host_we & \$265 ;
+  assign \$267  = ! host_addr[13:11];
+  assign \$268  = \$266  & \$267 ;
+  assign \$signature__en$398  = busy ? neuron_write : \$268 ;
+  assign \$269  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$270  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
+  assign \$271  = host_addr[16:14] == 2'h3;
+  assign \$272  = host_we & \$271 ;
+  assign \$273  = host_addr[13:11] == 1'h1;
+  assign \$274  = \$272  & \$273 ;
+  assign \$signature__en$402  = busy ? neuron_write : \$274 ;
+  assign \$275  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$276  = busy ? { u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2 } : { 1'h0, host_wdata };
+  assign \$277  = host_addr[16:14] == 2'h3;
+  assign \$278  = host_we & \$277 ;
+  assign \$279  = host_addr[13:11] == 2'h2;
+  assign \$280  = \$278  & \$279 ;
+  assign \$signature__en$405  = busy ? neuron_write : \$280 ;
+  assign \$281  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$282  = busy ? { u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3 } : { 1'h0, host_wdata };
+  assign \$283  = host_addr[16:14] == 2'h3;
+  assign \$284  = host_we & \$283 ;
+  assign \$285  = host_addr[13:11] == 2'h3;
+  assign \$286  = \$284  & \$285 ;
+  assign \$signature__en$408  = busy ? neuron_write : \$286 ;
+  assign \$287  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$288  = busy ? { u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4 } : { 1'h0, host_wdata };
+  assign \$289  = host_addr[16:14] == 2'h3;
+  assign \$290  = host_we & \$289 ;
+  assign \$291  = host_addr[13:11] == 3'h4;
+  assign \$292  = \$290  & \$291 ;
+  assign \$signature__en$411  = busy ? neuron_write : \$292 ;
+  assign \$293  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$294  = busy ? { u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5 } : { 1'h0, host_wdata };
+  assign \$295  = host_addr[16:14] == 2'h3;
+  assign \$296  = host_we & \$295 ;
+  assign \$297  = host_addr[13:11] == 3'h5;
+  assign \$298  = \$296  & \$297 ;
+  assign \$signature__en$414  = busy ? neuron_write : \$298 ;
+  assign \$299  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$300  = busy ? { u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6 } : { 1'h0, host_wdata };
+  assign \$301  = host_addr[16:14] == 2'h3;
+  assign \$302  = host_we & \$301 ;
+  assign \$303  = host_addr[13:11] == 3'h6;
+  assign \$304  = \$302  & \$303 ;
+  assign \$signature__en$417  = busy ? neuron_write : \$304 ;
+  assign \$305  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$306  = busy ? { u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7 } : { 1'h0, host_wdata };
+  assign \$307  = host_addr[16:14] == 2'h3;
+  assign \$308  = host_we & \$307 ;
+  assign \$309  = host_addr[13:11] == 3'h7;
+  assign \$310  = \$308  & \$309 ;
+  assign \$signature__en$420  = busy ? neuron_write : \$310 ;
+  assign \$311  = k * 4'h8;
+  assign \$312  = \$311  + 1'h0;
+  assign \$313  = \$312  < layer[7:0];
+  assign \$314  = k * 4'h8;
+  assign \$315  = \$314  + 1'h1;
+  assign \$316  = \$315  < layer[7:0];
+  assign \$317  = k * 4'h8;
+  assign \$318  = \$317  + 2'h2;
+  assign \$319  = \$318  < layer[7:0];
+  assign \$320  = k * 4'h8;
+  assign \$321  = \$320  + 2'h3;
+  assign \$322  = \$321  < layer[7:0];
+  assign \$323  = k * 4'h8;
+  assign \$324  = \$323  + 3'h4;
+  assign \$325  = \$324  < layer[7:0];
+  assign \$326  = k * 4'h8;
+  assign \$327  = \$326  + 3'h5;
+  assign \$328  = \$327  < layer[7:0];
+  assign \$329  = k * 4'h8;
+  assign \$330  = \$329  + 3'h6;
+  assign \$331  = \$330  < layer[7:0];
+  assign \$332  = k * 4'h8;
+  assign \$333  = \$332  + 3'h7;
+  assign \$334  = \$333  < layer[7:0];
+  assign \$335  = ~ in_full;
+  assign \$336  = ~ clear;
+  assign input__ready = \$335  & \$336 ;
+  assign \$337  = input__valid & input__ready;
+  assign \$339  = ! li;
+  assign \$340  = li == 1'h1;
+  assign \$341  = li == 2'h2;
+  assign \$342  = li == 2'h3;
+  assign \$343  = ! li;
+  assign \$344  = li == 1'h1;
+  assign \$345  = li == 2'h2;
+  assign \$346  = li == 2'h3;
+  assign \$347  = ! li;
+  assign \$348  = li == 1'h1;
+  assign \$349  = li == 2'h2;
+  assign \$350  = li == 2'h3;
+  assign \$351  = n < cnt;
+  assign \$352  = ! k;
+  assign \$353  = ! li;
+  assign \$354  = li == 1'h1;
+  assign \$355  = li == 2'h2;
+  assign \$356  = li == 2'h3;
+  assign \$357  = ! li;
+  assign \$358  = li == 1'h1;
+  assign \$359  = li == 2'h2;
+  assign \$360  = li == 2'h3;
+  assign \$361  = ! li;
+  assign \$362  = li == 1'h1;
+  assign \$363  = li == 2'h2;
+  assign \$364  = li == 2'h3;
+  assign \$365  = ! li;
+  assign \$366  = li == 1'h1;
+  assign \$367  = li == 2'h2;
+  assign \$368  = li == 2'h3;
+  assign \$369  = spikes & valid_q;
+  assign \$370  = layer[44] ? valid_q : \$369 ;
+  assign \$371  = k * 4'h8;
+  assign \$372  = ~ busy;
+  assign \$373  = clear & \$372 ;
+  assign \$374  = ! fsm_state;
+  assign \$375  = fsm_state == 1'h1;
+  assign \$376  = fsm_state == 2'h2;
+  assign \$377  = fsm_state == 2'h3;
+  assign \$378  = fsm_state == 3'h4;
+  assign \$379  = fsm_state == 3'h5;
+  assign \$380  = fsm_state == 3'h6;
+  assign \$381  = fsm_state == 3'h7;
+  assign \$382  = fsm_state == 4'h8;
+  assign \$383  = fsm_state == 4'h9;
   always @(posedge clk)
     events_nrw <= port__data;
   always @(posedge clk)
@@ -21289,7 +21282,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     membranes7_nrw <= \port__data$67 ;
   always @(posedge clk)
-    layer0 <= \$385 ;
+    layer0 <= \$384 ;
+  always @(posedge clk)
+    layer1 <= \$385 ;
+  always @(posedge clk)
+    layer2 <= \$386 ;
   \npu_core_digits.counters  counters (
     .clear(\clear$431 ),
     .clk(clk),
@@ -21348,56 +21345,56 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .u(u_q7)
   );
   \npu_core_digits.neuron0  neuron0 (
-    .\port$1437$25 (layer[43:25]),
+    .\port$1435$25 (layer[43:25]),
     .spike(spike),
     .theta(params0_nrw[24:9]),
     .total(acc0),
     .u_new(u_new)
   );
   \npu_core_digits.neuron1  neuron1 (
-    .\port$1437$25 (layer[43:25]),
+    .\port$1435$25 (layer[43:25]),
     .spike(\spike$196 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
     .u_new(\u_new$198 )
   );
   \npu_core_digits.neuron2  neuron2 (
-    .\port$1437$25 (layer[43:25]),
+    .\port$1435$25 (layer[43:25]),
     .spike(\spike$199 ),
     .theta(params2_nrw[24:9]),
     .total(acc2),
     .u_new(\u_new$201 )
   );
   \npu_core_digits.neuron3  neuron3 (
-    .\port$1437$25 (layer[43:25]),
+    .\port$1435$25 (layer[43:25]),
     .spike(\spike$202 ),
     .theta(params3_nrw[24:9]),
     .total(acc3),
     .u_new(\u_new$204 )
   );
   \npu_core_digits.neuron4  neuron4 (
-    .\port$1437$25 (layer[43:25]),
+    .\port$1435$25 (layer[43:25]),
     .spike(\spike$205 ),
     .theta(params4_nrw[24:9]),
     .total(acc4),
     .u_new(\u_new$207 )
   );
   \npu_core_digits.neuron5  neuron5 (
-    .\port$1437$25 (layer[43:25]),
+    .\port$1435$25 (layer[43:25]),
     .spike(\spike$208 ),
     .theta(params5_nrw[24:9]),
     .total(acc5),
     .u_new(\u_new$210 )
   );
   \npu_core_digits.neuron6  neuron6 (
-    .\port$1437$25 (layer[43:25]),
+    .\port$1435$25 (layer[43:25]),
     .spike(\spike$211 ),
     .theta(params6_nrw[24:9]),
     .total(acc6),
     .u_new(\u_new$213 )
   );
   \npu_core_digits.neuron7  neuron7 (
-    .\port$1437$25 (layer[43:25]),
+    .\port$1435$25 (layer[43:25]),
     .spike(\spike$214 ),
     .theta(params7_nrw[24:9]),
     .total(acc7),
@@ -21424,7 +21421,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .load(load),
     .out_valid(records__valid),
     .records__payload(records__payload),
-    .records__ready(records__ready),
+    .records__ready(w_rdy),
     .rst(rst),
     .send(send),
     .\spikes$33 (\spikes$426 ),
@@ -21432,27 +21429,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$387  = layer2;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  /* empty */;
-              2'h2:
-                  \$387  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$387  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$388  = layer3;
+    \$387  = layer3;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -21465,17 +21442,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               2'h2:
                   /* empty */;
               2'h3:
-                  \$388  = host_wdata;
+                  \$387  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$388  = 45'h000000000000;
+      \$387  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$389  = edge0;
+    \$388  = edge0;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -21483,6 +21460,26 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         3'h1:
             casez (host_addr[2:0])
               3'h0:
+                  \$388  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$388  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$389  = edge1;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
                   \$389  = host_wdata[22:0];
             endcase
       endcase
@@ -21493,27 +21490,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$390  = edge1;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  \$390  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$390  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$391  = edge2;
+    \$390  = edge2;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -21525,17 +21502,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               3'h1:
                   /* empty */;
               3'h2:
-                  \$391  = host_wdata[22:0];
+                  \$390  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$391  = 23'h000000;
+      \$390  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$392  = edge3;
+    \$391  = edge3;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -21549,17 +21526,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               3'h2:
                   /* empty */;
               3'h3:
-                  \$392  = host_wdata[22:0];
+                  \$391  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$392  = 23'h000000;
+      \$391  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$393  = edge4;
+    \$392  = edge4;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -21575,17 +21552,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               3'h3:
                   /* empty */;
               3'h4:
-                  \$393  = host_wdata[22:0];
+                  \$392  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$393  = 23'h000000;
+      \$392  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$394  = edge5;
+    \$393  = edge5;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -21603,17 +21580,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               3'h4:
                   /* empty */;
               3'h5:
-                  \$394  = host_wdata[22:0];
+                  \$393  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$394  = 23'h000000;
+      \$393  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$395  = edge6;
+    \$394  = edge6;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -21633,17 +21610,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               3'h5:
                   /* empty */;
               3'h6:
-                  \$395  = host_wdata[22:0];
+                  \$394  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$395  = 23'h000000;
+      \$394  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$396  = edge7;
+    \$395  = edge7;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -21666,17 +21643,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               3'h6:
                   /* empty */;
               3'h7:
-                  \$396  = host_wdata[22:0];
+                  \$395  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$396  = 23'h000000;
+      \$395  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$397  = num_layers;
+    \$396  = num_layers;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -21684,158 +21661,158 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         3'h1:
             /* empty */;
         3'h6:
-            \$397  = host_wdata[2:0];
+            \$396  = host_wdata[2:0];
       endcase
     end
     if (rst) begin
-      \$397  = 3'h0;
+      \$396  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$398  = \$4 ;
+    \$397  = \$4 ;
     if (rst) begin
-      \$398  = 1'h0;
+      \$397  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$399  = host_addr[16:14];
+    \$398  = host_addr[16:14];
+    if (rst) begin
+      \$398  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$399  = host_addr[13:11];
     if (rst) begin
       \$399  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$400  = host_addr[13:11];
+    \$400  = rd_reg;
+    casez (host_addr[16:14])
+      3'h0:
+          \$400  = \$5 ;
+      3'h1:
+          \$400  = { 22'h000000, \$6  };
+      3'h6:
+          \$400  = { 42'h00000000000, num_layers };
+    endcase
     if (rst) begin
-      \$400  = 3'h0;
+      \$400  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$401  = rd_reg;
-    casez (host_addr[16:14])
-      3'h0:
-          \$401  = \$5 ;
-      3'h1:
-          \$401  = { 22'h000000, \$6  };
-      3'h6:
-          \$401  = { 42'h00000000000, num_layers };
-    endcase
+    \$401  = \$7 ;
     if (rst) begin
       \$401  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$402  = \$7 ;
+    \$402  = \$8 [3:0];
     if (rst) begin
-      \$402  = 45'h000000000000;
+      \$402  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$403  = \$8 [3:0];
+    \$403  = issue;
     if (rst) begin
-      \$403  = 4'h0;
+      \$403  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$404  = issue;
+    \$404  = \$signal ;
     if (rst) begin
       \$404  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$405  = \$signal ;
+    \$405  = s1b_valid;
     if (rst) begin
       \$405  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$406  = s1b_valid;
+    \$406  = s1b_x;
     if (rst) begin
-      \$406  = 1'h0;
+      \$406  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$407  = s1b_x;
-    if (rst) begin
-      \$407  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$408  = s1_rowbase;
+    \$407  = s1_rowbase;
     if (issue) begin
-      \$408  = \$229 [11:0];
+      \$407  = \$229 [11:0];
     end
     if (rst) begin
-      \$408  = 12'h000;
+      \$407  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$409  = s1_from_input;
+    \$408  = s1_from_input;
     if (issue) begin
-      \$409  = \$signal$101 ;
+      \$408  = \$signal$101 ;
     end
+    if (rst) begin
+      \$408  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$409  = s2_valid;
     if (rst) begin
       \$409  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$410  = s2_valid;
+    \$410  = \$signal$102 ;
     if (rst) begin
       \$410  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$411  = \$signal$102 ;
+    \$411  = \$signal$122 ;
     if (rst) begin
       \$411  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$412  = \$signal$122 ;
+    \$412  = \$signal$121 ;
     if (rst) begin
       \$412  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$413  = \$signal$121 ;
+    \$413  = \$signal$123 ;
     if (rst) begin
       \$413  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$414  = \$signal$123 ;
+    \$414  = leak;
     if (rst) begin
-      \$414  = 1'h0;
+      \$414  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$415  = leak;
-    if (rst) begin
-      \$415  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$416  = acc0;
+    \$415  = acc0;
     if (\$19 ) begin
-      \$416  = \$21 [25:0];
+      \$415  = \$21 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21843,24 +21820,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$416  = 26'h0000000;
+          \$415  = 26'h0000000;
     endcase
     if (rst) begin
-      \$416  = 26'h0000000;
+      \$415  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$417  = \leak$135 ;
+    \$416  = \leak$135 ;
     if (rst) begin
-      \$417  = 18'h00000;
+      \$416  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$418  = acc1;
+    \$417  = acc1;
     if (\$22 ) begin
-      \$418  = \$24 [25:0];
+      \$417  = \$24 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21868,24 +21845,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$418  = 26'h0000000;
+          \$417  = 26'h0000000;
     endcase
     if (rst) begin
-      \$418  = 26'h0000000;
+      \$417  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$419  = \leak$141 ;
+    \$418  = \leak$141 ;
     if (rst) begin
-      \$419  = 18'h00000;
+      \$418  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$420  = acc2;
+    \$419  = acc2;
     if (\$25 ) begin
-      \$420  = \$27 [25:0];
+      \$419  = \$27 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21893,24 +21870,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$420  = 26'h0000000;
+          \$419  = 26'h0000000;
     endcase
     if (rst) begin
-      \$420  = 26'h0000000;
+      \$419  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$421  = \leak$147 ;
+    \$420  = \leak$147 ;
     if (rst) begin
-      \$421  = 18'h00000;
+      \$420  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$422  = acc3;
+    \$421  = acc3;
     if (\$28 ) begin
-      \$422  = \$30 [25:0];
+      \$421  = \$30 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21918,24 +21895,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$422  = 26'h0000000;
+          \$421  = 26'h0000000;
     endcase
     if (rst) begin
-      \$422  = 26'h0000000;
+      \$421  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$423  = \leak$153 ;
+    \$422  = \leak$153 ;
     if (rst) begin
-      \$423  = 18'h00000;
+      \$422  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$424  = acc4;
+    \$423  = acc4;
     if (\$31 ) begin
-      \$424  = \$33 [25:0];
+      \$423  = \$33 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21943,24 +21920,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$424  = 26'h0000000;
+          \$423  = 26'h0000000;
     endcase
     if (rst) begin
-      \$424  = 26'h0000000;
+      \$423  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$425  = \leak$159 ;
+    \$424  = \leak$159 ;
     if (rst) begin
-      \$425  = 18'h00000;
+      \$424  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$426  = acc5;
+    \$425  = acc5;
     if (\$34 ) begin
-      \$426  = \$36 [25:0];
+      \$425  = \$36 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21968,24 +21945,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$426  = 26'h0000000;
+          \$425  = 26'h0000000;
     endcase
     if (rst) begin
-      \$426  = 26'h0000000;
+      \$425  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$427  = \leak$165 ;
+    \$426  = \leak$165 ;
     if (rst) begin
-      \$427  = 18'h00000;
+      \$426  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$428  = acc6;
+    \$427  = acc6;
     if (\$37 ) begin
-      \$428  = \$39 [25:0];
+      \$427  = \$39 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21993,24 +21970,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$428  = 26'h0000000;
+          \$427  = 26'h0000000;
     endcase
     if (rst) begin
-      \$428  = 26'h0000000;
+      \$427  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$429  = \leak$171 ;
+    \$428  = \leak$171 ;
     if (rst) begin
-      \$429  = 18'h00000;
+      \$428  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$430  = acc7;
+    \$429  = acc7;
     if (\$40 ) begin
-      \$430  = \$42 [25:0];
+      \$429  = \$42 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -22018,18 +21995,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$430  = 26'h0000000;
+          \$429  = 26'h0000000;
     endcase
     if (rst) begin
-      \$430  = 26'h0000000;
+      \$429  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$431  = count0;
+    \$430  = count0;
     if (\event ) begin
       if (\$43 ) begin
-        \$431  = \$44 [7:0];
+        \$430  = \$44 [7:0];
       end
     end
     casez (fsm_state)
@@ -22055,23 +22032,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$138 , 3'h0 })
               4'h0:
-                  \$431  = 8'h00;
+                  \$430  = 8'h00;
             endcase
           end
     endcase
     if (\$145 ) begin
-      \$431  = 8'h00;
+      \$430  = 8'h00;
     end
     if (rst) begin
-      \$431  = 8'h00;
+      \$430  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$432  = count1;
+    \$431  = count1;
     if (\event ) begin
       if (\$45 ) begin
-        \$432  = \$46 [7:0];
+        \$431  = \$46 [7:0];
       end
     end
     casez (fsm_state)
@@ -22097,23 +22074,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$139 , 3'h1 })
               4'h1:
-                  \$432  = 8'h00;
+                  \$431  = 8'h00;
             endcase
           end
     endcase
     if (\$145 ) begin
-      \$432  = 8'h00;
+      \$431  = 8'h00;
     end
     if (rst) begin
-      \$432  = 8'h00;
+      \$431  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$433  = count2;
+    \$432  = count2;
     if (\event ) begin
       if (\$47 ) begin
-        \$433  = \$48 [7:0];
+        \$432  = \$48 [7:0];
       end
     end
     casez (fsm_state)
@@ -22139,23 +22116,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$140 , 3'h2 })
               4'h2:
-                  \$433  = 8'h00;
+                  \$432  = 8'h00;
             endcase
           end
     endcase
     if (\$145 ) begin
-      \$433  = 8'h00;
+      \$432  = 8'h00;
     end
     if (rst) begin
-      \$433  = 8'h00;
+      \$432  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$434  = count3;
+    \$433  = count3;
     if (\event ) begin
       if (\$49 ) begin
-        \$434  = \$50 [7:0];
+        \$433  = \$50 [7:0];
       end
     end
     casez (fsm_state)
@@ -22181,23 +22158,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$141 , 3'h3 })
               4'h3:
-                  \$434  = 8'h00;
+                  \$433  = 8'h00;
             endcase
           end
     endcase
     if (\$145 ) begin
-      \$434  = 8'h00;
+      \$433  = 8'h00;
     end
     if (rst) begin
-      \$434  = 8'h00;
+      \$433  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$435  = count4;
+    \$434  = count4;
     if (\event ) begin
       if (\$51 ) begin
-        \$435  = \$52 [7:0];
+        \$434  = \$52 [7:0];
       end
     end
     casez (fsm_state)
@@ -22223,68 +22200,68 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$142 , 3'h4 })
               4'h4:
-                  \$435  = 8'h00;
+                  \$434  = 8'h00;
             endcase
           end
     endcase
     if (\$145 ) begin
-      \$435  = 8'h00;
+      \$434  = 8'h00;
     end
     if (rst) begin
-      \$435  = 8'h00;
+      \$434  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$436  = count5;
+    \$435  = count5;
     if (\event ) begin
       if (\$53 ) begin
-        \$436  = \$54 [7:0];
+        \$435  = \$54 [7:0];
       end
     end
     if (\$145 ) begin
-      \$436  = 8'h00;
+      \$435  = 8'h00;
     end
     if (rst) begin
-      \$436  = 8'h00;
+      \$435  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$437  = count6;
+    \$436  = count6;
     if (\event ) begin
       if (\$55 ) begin
-        \$437  = \$56 [7:0];
+        \$436  = \$56 [7:0];
       end
     end
     if (\$145 ) begin
-      \$437  = 8'h00;
+      \$436  = 8'h00;
     end
     if (rst) begin
-      \$437  = 8'h00;
+      \$436  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$438  = count7;
+    \$437  = count7;
     if (\event ) begin
       if (\$57 ) begin
-        \$438  = \$58 [7:0];
+        \$437  = \$58 [7:0];
       end
     end
     if (\$145 ) begin
-      \$438  = 8'h00;
+      \$437  = 8'h00;
     end
     if (rst) begin
-      \$438  = 8'h00;
+      \$437  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$439  = count8;
+    \$438  = count8;
     if (\event ) begin
       if (\$59 ) begin
-        \$439  = \$60 [7:0];
+        \$438  = \$60 [7:0];
       end
     end
     casez (fsm_state)
@@ -22313,23 +22290,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h0:
                   /* empty */;
               4'h8:
-                  \$439  = 8'h00;
+                  \$438  = 8'h00;
             endcase
           end
     endcase
     if (\$145 ) begin
-      \$439  = 8'h00;
+      \$438  = 8'h00;
     end
     if (rst) begin
-      \$439  = 8'h00;
+      \$438  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$440  = count9;
+    \$439  = count9;
     if (\event ) begin
       if (\$61 ) begin
-        \$440  = \$62 [7:0];
+        \$439  = \$62 [7:0];
       end
     end
     casez (fsm_state)
@@ -22358,23 +22335,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h1:
                   /* empty */;
               4'h9:
-                  \$440  = 8'h00;
+                  \$439  = 8'h00;
             endcase
           end
     endcase
     if (\$145 ) begin
-      \$440  = 8'h00;
+      \$439  = 8'h00;
     end
     if (rst) begin
-      \$440  = 8'h00;
+      \$439  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$441  = count10;
+    \$440  = count10;
     if (\event ) begin
       if (\$63 ) begin
-        \$441  = \$64 [7:0];
+        \$440  = \$64 [7:0];
       end
     end
     casez (fsm_state)
@@ -22403,23 +22380,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h2:
                   /* empty */;
               4'ha:
-                  \$441  = 8'h00;
+                  \$440  = 8'h00;
             endcase
           end
     endcase
     if (\$145 ) begin
-      \$441  = 8'h00;
+      \$440  = 8'h00;
     end
     if (rst) begin
-      \$441  = 8'h00;
+      \$440  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$442  = count11;
+    \$441  = count11;
     if (\event ) begin
       if (\$65 ) begin
-        \$442  = \$66 [7:0];
+        \$441  = \$66 [7:0];
       end
     end
     casez (fsm_state)
@@ -22448,23 +22425,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h3:
                   /* empty */;
               4'hb:
-                  \$442  = 8'h00;
+                  \$441  = 8'h00;
             endcase
           end
     endcase
     if (\$145 ) begin
-      \$442  = 8'h00;
+      \$441  = 8'h00;
     end
     if (rst) begin
-      \$442  = 8'h00;
+      \$441  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$443  = count12;
+    \$442  = count12;
     if (\event ) begin
       if (\$67 ) begin
-        \$443  = \$68 [7:0];
+        \$442  = \$68 [7:0];
       end
     end
     casez (fsm_state)
@@ -22501,23 +22478,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h4:
                   /* empty */;
               4'hc:
-                  \$443  = 8'h00;
+                  \$442  = 8'h00;
             endcase
           end
     endcase
     if (\$145 ) begin
-      \$443  = 8'h00;
+      \$442  = 8'h00;
     end
     if (rst) begin
-      \$443  = 8'h00;
+      \$442  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$444  = count13;
+    \$443  = count13;
     if (\event ) begin
       if (\$69 ) begin
-        \$444  = \$70 [7:0];
+        \$443  = \$70 [7:0];
       end
     end
     casez (fsm_state)
@@ -22554,18 +22531,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (\$145 ) begin
-      \$444  = 8'h00;
+      \$443  = 8'h00;
     end
     if (rst) begin
-      \$444  = 8'h00;
+      \$443  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$445  = count14;
+    \$444  = count14;
     if (\event ) begin
       if (\$71 ) begin
-        \$445  = \$72 [7:0];
+        \$444  = \$72 [7:0];
       end
     end
     casez (fsm_state)
@@ -22602,18 +22579,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (\$145 ) begin
-      \$445  = 8'h00;
+      \$444  = 8'h00;
     end
     if (rst) begin
-      \$445  = 8'h00;
+      \$444  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$446  = count15;
+    \$445  = count15;
     if (\event ) begin
       if (\$73 ) begin
-        \$446  = \$74 [7:0];
+        \$445  = \$74 [7:0];
       end
     end
     casez (fsm_state)
@@ -22650,127 +22627,127 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (\$145 ) begin
-      \$446  = 8'h00;
+      \$445  = 8'h00;
     end
+    if (rst) begin
+      \$445  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$446 [0] = spike;
+    \$446 [1] = \spike$196 ;
+    \$446 [2] = \spike$199 ;
+    \$446 [3] = \spike$202 ;
+    \$446 [4] = \spike$205 ;
+    \$446 [5] = \spike$208 ;
+    \$446 [6] = \spike$211 ;
+    \$446 [7] = \spike$214 ;
     if (rst) begin
       \$446  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$447 [0] = spike;
-    \$447 [1] = \spike$196 ;
-    \$447 [2] = \spike$199 ;
-    \$447 [3] = \spike$202 ;
-    \$447 [4] = \spike$205 ;
-    \$447 [5] = \spike$208 ;
-    \$447 [6] = \spike$211 ;
-    \$447 [7] = \spike$214 ;
+    \$447  = u_new;
     if (rst) begin
-      \$447  = 8'h00;
+      \$447  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$448  = u_new;
+    \$448  = \u_new$198 ;
     if (rst) begin
       \$448  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$449  = \u_new$198 ;
+    \$449  = \u_new$201 ;
     if (rst) begin
       \$449  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$450  = \u_new$201 ;
+    \$450  = \u_new$204 ;
     if (rst) begin
       \$450  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$451  = \u_new$204 ;
+    \$451  = \u_new$207 ;
     if (rst) begin
       \$451  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$452  = \u_new$207 ;
+    \$452  = \u_new$210 ;
     if (rst) begin
       \$452  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$453  = \u_new$210 ;
+    \$453  = \u_new$213 ;
     if (rst) begin
       \$453  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$454  = \u_new$213 ;
+    \$454  = \u_new$216 ;
     if (rst) begin
       \$454  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$455  = \u_new$216 ;
+    \$455  = valid_lanes;
     if (rst) begin
-      \$455  = 16'h0000;
+      \$455  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$456  = valid_lanes;
+    \$456  = \$76 ;
     if (rst) begin
-      \$456  = 8'h00;
+      \$456  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$457  = \$76 ;
+    \$457  = in_full;
+    if (\$77 ) begin
+      if (input__payload[15]) begin
+        \$457  = 1'h1;
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$81 ) begin
+            \$457  = 1'h0;
+          end
+    endcase
+    if (\$145 ) begin
+      \$457  = 1'h0;
+    end
     if (rst) begin
       \$457  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$458  = in_full;
-    if (\$77 ) begin
-      if (input__payload[15]) begin
-        \$458  = 1'h1;
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$81 ) begin
-            \$458  = 1'h0;
-          end
-    endcase
-    if (\$145 ) begin
-      \$458  = 1'h0;
-    end
-    if (rst) begin
-      \$458  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$459  = in_count0;
+    \$458  = in_count0;
     if (\$77 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
         casez (\$signal$222 )
           1'h0:
-              \$459  = \$79 [6:0];
+              \$458  = \$79 [6:0];
         endcase
       end
     end
@@ -22779,6 +22756,41 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (\$81 ) begin
             casez (\$83 )
               1'h0:
+                  \$458  = 7'h00;
+            endcase
+          end
+    endcase
+    if (\$145 ) begin
+      \$458  = 7'h00;
+    end
+    if (rst) begin
+      \$458  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$459  = in_count1;
+    if (\$77 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (\$signal$222 )
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$459  = \$79 [6:0];
+        endcase
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$81 ) begin
+            (* full_case = 32'd1 *)
+            casez (\$83 )
+              1'h0:
+                  /* empty */;
+              1'h1:
                   \$459  = 7'h00;
             endcase
           end
@@ -22792,46 +22804,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$460  = in_count1;
-    if (\$77 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        casez (\$signal$222 )
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$460  = \$79 [6:0];
-        endcase
-      end
-    end
+    \$460  = li;
     casez (fsm_state)
       4'h0:
           if (\$81 ) begin
-            (* full_case = 32'd1 *)
-            casez (\$83 )
-              1'h0:
-                  /* empty */;
-              1'h1:
-                  \$460  = 7'h00;
-            endcase
-          end
-    endcase
-    if (\$145 ) begin
-      \$460  = 7'h00;
-    end
-    if (rst) begin
-      \$460  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$461  = li;
-    casez (fsm_state)
-      4'h0:
-          if (\$81 ) begin
-            \$461  = 2'h0;
+            \$460  = 2'h0;
           end
       4'h2:
           /* empty */;
@@ -22852,115 +22829,115 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             (* full_case = 32'd1 *)
             if (\$136 ) begin
             end else begin
-              \$461  = \$137 [1:0];
+              \$460  = \$137 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$461  = 2'h0;
+      \$460  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$462  = \$signal$226 ;
+    \$461  = \$signal$226 ;
     casez (fsm_state)
       4'h0:
           if (\$81 ) begin
-            \$462  = \$signal$222 ;
+            \$461  = \$signal$222 ;
           end
     endcase
+    if (rst) begin
+      \$461  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$462  = \$signal$222 ;
+    casez (fsm_state)
+      4'h0:
+          if (\$81 ) begin
+            \$462  = \$82 ;
+          end
+    endcase
+    if (\$145 ) begin
+      \$462  = 1'h0;
+    end
     if (rst) begin
       \$462  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$463  = \$signal$222 ;
-    casez (fsm_state)
-      4'h0:
-          if (\$81 ) begin
-            \$463  = \$82 ;
-          end
-    endcase
-    if (\$145 ) begin
-      \$463  = 1'h0;
-    end
-    if (rst) begin
-      \$463  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$464  = fsm_state;
+    \$463  = fsm_state;
     casez (fsm_state)
       4'h0:
           if (\$81 ) begin
             (* full_case = 32'd1 *)
             if (\$84 ) begin
-              \$464  = 4'h1;
+              \$463  = 4'h1;
             end else begin
-              \$464  = 4'h2;
+              \$463  = 4'h2;
             end
           end
       4'h2:
-          \$464  = 4'h3;
+          \$463  = 4'h3;
       4'h3:
-          \$464  = 4'h4;
+          \$463  = 4'h4;
       4'h4:
           (* full_case = 32'd1 *)
           if (\$85 ) begin
-            \$464  = 4'h5;
+            \$463  = 4'h5;
           end else begin
-            \$464  = 4'h6;
+            \$463  = 4'h6;
           end
       4'h6:
           (* full_case = 32'd1 *)
           if (\$122 ) begin
           end else begin
-            \$464  = 4'h4;
+            \$463  = 4'h4;
           end
       4'h5:
           if (\$125 ) begin
           end else if (\$132 ) begin
-            \$464  = 4'h7;
+            \$463  = 4'h7;
           end
       4'h7:
-          \$464  = 4'h8;
+          \$463  = 4'h8;
       4'h8:
           if (can_load) begin
             (* full_case = 32'd1 *)
             if (last_row) begin
-              \$464  = 4'h9;
+              \$463  = 4'h9;
             end else begin
-              \$464  = 4'h3;
+              \$463  = 4'h3;
             end
           end
       4'h9:
           if (free) begin
             (* full_case = 32'd1 *)
             if (\$136 ) begin
-              \$464  = 4'h1;
+              \$463  = 4'h1;
             end else begin
-              \$464  = 4'h2;
+              \$463  = 4'h2;
             end
           end
       4'h1:
           if (w_rdy) begin
-            \$464  = 4'h0;
+            \$463  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$464  = 4'h0;
+      \$463  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$465  = k;
+    \$464  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          \$465  = 5'h00;
+          \$464  = 5'h00;
       4'h3:
           /* empty */;
       4'h4:
@@ -22976,40 +22953,40 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             (* full_case = 32'd1 *)
             if (last_row) begin
             end else begin
-              \$465  = \$134 [4:0];
+              \$464  = \$134 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$465  = 5'h00;
+      \$464  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$466  = e;
+    \$465  = e;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
           /* empty */;
       4'h3:
-          \$466  = { 1'h0, layer[20:18] };
+          \$465  = { 1'h0, layer[20:18] };
       4'h4:
           /* empty */;
       4'h6:
           (* full_case = 32'd1 *)
           if (\$122 ) begin
           end else begin
-            \$466  = \$124 [3:0];
+            \$465  = \$124 [3:0];
           end
     endcase
     if (rst) begin
-      \$466  = 4'h0;
+      \$465  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$467  = src_sel;
+    \$466  = src_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23021,16 +22998,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           (* full_case = 32'd1 *)
           if (\$85 ) begin
           end else begin
-            \$467  = \$86 ;
+            \$466  = \$86 ;
           end
     endcase
     if (rst) begin
-      \$467  = 3'h0;
+      \$466  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$468  = \$signal$101 ;
+    \$467  = \$signal$101 ;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23042,7 +23019,28 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           (* full_case = 32'd1 *)
           if (\$85 ) begin
           end else begin
-            \$468  = \$88 ;
+            \$467  = \$88 ;
+          end
+    endcase
+    if (rst) begin
+      \$467  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$468  = bank_sel;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$85 ) begin
+          end else begin
+            \$468  = \$93 ;
           end
     endcase
     if (rst) begin
@@ -23051,7 +23049,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$469  = bank_sel;
+    \$469  = n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23063,16 +23061,20 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           (* full_case = 32'd1 *)
           if (\$85 ) begin
           end else begin
-            \$469  = \$93 ;
+            \$469  = 8'h00;
+          end
+      4'h6:
+          if (\$122 ) begin
+            \$469  = \$123 [7:0];
           end
     endcase
     if (rst) begin
-      \$469  = 1'h0;
+      \$469  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$470  = n;
+    \$470  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23084,11 +23086,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           (* full_case = 32'd1 *)
           if (\$85 ) begin
           end else begin
-            \$470  = 8'h00;
-          end
-      4'h6:
-          if (\$122 ) begin
-            \$470  = \$123 [7:0];
+            \$470  = \$101 ;
           end
     endcase
     if (rst) begin
@@ -23097,7 +23095,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$471  = cnt;
+    \$471  = row_wbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23109,16 +23107,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           (* full_case = 32'd1 *)
           if (\$85 ) begin
           end else begin
-            \$471  = \$101 ;
+            \$471  = \$102 ;
           end
     endcase
     if (rst) begin
-      \$471  = 8'h00;
+      \$471  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$472  = row_wbase;
+    \$472  = row_offset;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23130,37 +23128,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           (* full_case = 32'd1 *)
           if (\$85 ) begin
           end else begin
-            \$472  = \$102 ;
+            \$472  = \$121 [12:0];
           end
     endcase
     if (rst) begin
-      \$472  = 11'h000;
+      \$472  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$473  = row_offset;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$85 ) begin
-          end else begin
-            \$473  = \$121 [12:0];
-          end
-    endcase
-    if (rst) begin
-      \$473  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$474  = drain_n;
+    \$473  = drain_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23174,18 +23151,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h5:
           if (\$125 ) begin
-            \$474  = \$133 [1:0];
+            \$473  = \$133 [1:0];
           end else if (\$132 ) begin
-            \$474  = 2'h0;
+            \$473  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$474  = 2'h0;
+      \$473  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$475  = cur;
+    \$474  = cur;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23207,14 +23184,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$475  = \$143 ;
+            \$474  = \$143 ;
           end
     endcase
     if (\$145 ) begin
-      \$475  = 1'h0;
+      \$474  = 1'h0;
     end
     if (rst) begin
-      \$475  = 1'h0;
+      \$474  = 1'h0;
     end
   end
   always @* begin
@@ -23237,7 +23214,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ev_wr__addr = 11'h000;
     if (\event ) begin
-      ev_wr__addr = { cur, spike_src, \$259  };
+      ev_wr__addr = { cur, spike_src, \$258  };
     end
   end
   always @* begin
@@ -23259,16 +23236,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     inc = 18'h00000;
     if (\event ) begin
-      if (\$260 ) begin
+      if (\$259 ) begin
         inc[3] = 1'h1;
       end
-      if (\$261 ) begin
+      if (\$260 ) begin
         inc[7] = 1'h1;
       end
-      if (\$262 ) begin
+      if (\$261 ) begin
         inc[11] = 1'h1;
       end
-      if (\$263 ) begin
+      if (\$262 ) begin
         inc[15] = 1'h1;
       end
     end
@@ -23282,60 +23259,60 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h3:
         begin
-          if (\$340 ) begin
+          if (\$339 ) begin
             inc[0] = 1'h1;
           end
-          if (\$341 ) begin
+          if (\$340 ) begin
             inc[4] = 1'h1;
           end
-          if (\$342 ) begin
+          if (\$341 ) begin
             inc[8] = 1'h1;
           end
-          if (\$343 ) begin
+          if (\$342 ) begin
             inc[12] = 1'h1;
           end
         end
       4'h4:
         begin
-          if (\$344 ) begin
+          if (\$343 ) begin
             inc[0] = 1'h1;
           end
-          if (\$345 ) begin
+          if (\$344 ) begin
             inc[4] = 1'h1;
           end
-          if (\$346 ) begin
+          if (\$345 ) begin
             inc[8] = 1'h1;
           end
-          if (\$347 ) begin
+          if (\$346 ) begin
             inc[12] = 1'h1;
           end
         end
       4'h6:
         begin
-          if (\$348 ) begin
+          if (\$347 ) begin
             inc[0] = 1'h1;
           end
-          if (\$349 ) begin
+          if (\$348 ) begin
             inc[4] = 1'h1;
           end
-          if (\$350 ) begin
+          if (\$349 ) begin
             inc[8] = 1'h1;
           end
-          if (\$351 ) begin
+          if (\$350 ) begin
             inc[12] = 1'h1;
           end
-          if (\$352 ) begin
-            if (\$353 ) begin
-              if (\$354 ) begin
+          if (\$351 ) begin
+            if (\$352 ) begin
+              if (\$353 ) begin
                 inc[2] = 1'h1;
               end
-              if (\$355 ) begin
+              if (\$354 ) begin
                 inc[6] = 1'h1;
               end
-              if (\$356 ) begin
+              if (\$355 ) begin
                 inc[10] = 1'h1;
               end
-              if (\$357 ) begin
+              if (\$356 ) begin
                 inc[14] = 1'h1;
               end
             end
@@ -23343,46 +23320,46 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         end
       4'h5:
         begin
-          if (\$358 ) begin
+          if (\$357 ) begin
             inc[0] = 1'h1;
           end
-          if (\$359 ) begin
+          if (\$358 ) begin
             inc[4] = 1'h1;
           end
-          if (\$360 ) begin
+          if (\$359 ) begin
             inc[8] = 1'h1;
           end
-          if (\$361 ) begin
+          if (\$360 ) begin
             inc[12] = 1'h1;
           end
         end
       4'h7:
         begin
-          if (\$362 ) begin
+          if (\$361 ) begin
             inc[1] = 1'h1;
           end
-          if (\$363 ) begin
+          if (\$362 ) begin
             inc[5] = 1'h1;
           end
-          if (\$364 ) begin
+          if (\$363 ) begin
             inc[9] = 1'h1;
           end
-          if (\$365 ) begin
+          if (\$364 ) begin
             inc[13] = 1'h1;
           end
         end
       4'h8:
         begin
-          if (\$366 ) begin
+          if (\$365 ) begin
             inc[1] = 1'h1;
           end
-          if (\$367 ) begin
+          if (\$366 ) begin
             inc[5] = 1'h1;
           end
-          if (\$368 ) begin
+          if (\$367 ) begin
             inc[9] = 1'h1;
           end
-          if (\$369 ) begin
+          if (\$368 ) begin
             inc[13] = 1'h1;
           end
         end
@@ -23397,18 +23374,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__addr = 8'h00;
-    if (\$338 ) begin
+    if (\$337 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
-        in_wr__addr = { \$signal$222 , \$339  };
+        in_wr__addr = { \$signal$222 , \$338  };
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__data = 15'h0000;
-    if (\$338 ) begin
+    if (\$337 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
@@ -23420,7 +23397,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__en = 1'h0;
-    if (\$338 ) begin
+    if (\$337 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
@@ -23479,7 +23456,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h4:
           /* empty */;
       4'h6:
-          if (\$352 ) begin
+          if (\$351 ) begin
             issue = 1'h1;
           end
     endcase
@@ -23552,7 +23529,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h8:
           if (can_load) begin
-            send = \$371 ;
+            send = \$370 ;
           end
     endcase
   end
@@ -23600,7 +23577,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h8:
           if (can_load) begin
-            base = \$372 [7:0];
+            base = \$371 [7:0];
           end
     endcase
   end
@@ -23712,7 +23689,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \clear$431  = 1'h0;
-    if (\$374 ) begin
+    if (\$373 ) begin
       \clear$431  = 1'h1;
     end
   end
@@ -24181,37 +24158,37 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez ({ cur, spike_src })
       4'h0:
-          \$259  = count0[6:0];
+          \$258  = count0[6:0];
       4'h1:
-          \$259  = count1[6:0];
+          \$258  = count1[6:0];
       4'h2:
-          \$259  = count2[6:0];
+          \$258  = count2[6:0];
       4'h3:
-          \$259  = count3[6:0];
+          \$258  = count3[6:0];
       4'h4:
-          \$259  = count4[6:0];
+          \$258  = count4[6:0];
       4'h5:
-          \$259  = count5[6:0];
+          \$258  = count5[6:0];
       4'h6:
-          \$259  = count6[6:0];
+          \$258  = count6[6:0];
       4'h7:
-          \$259  = count7[6:0];
+          \$258  = count7[6:0];
       4'h8:
-          \$259  = count8[6:0];
+          \$258  = count8[6:0];
       4'h9:
-          \$259  = count9[6:0];
+          \$258  = count9[6:0];
       4'ha:
-          \$259  = count10[6:0];
+          \$258  = count10[6:0];
       4'hb:
-          \$259  = count11[6:0];
+          \$258  = count11[6:0];
       4'hc:
-          \$259  = count12[6:0];
+          \$258  = count12[6:0];
       4'hd:
-          \$259  = count13[6:0];
+          \$258  = count13[6:0];
       4'he:
-          \$259  = count14[6:0];
+          \$258  = count14[6:0];
       4'hf:
-          \$259  = count15[6:0];
+          \$258  = count15[6:0];
     endcase
   end
   always @* begin
@@ -24219,19 +24196,37 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (\$signal$222 )
       1'h0:
-          \$339  = in_count0;
+          \$338  = in_count0;
       1'h1:
-          \$339  = in_count1;
+          \$338  = in_count1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$385  = layer0;
+    \$384  = layer0;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
             casez (host_addr[1:0])
               2'h0:
+                  \$384  = host_wdata;
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$384  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$385  = layer1;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
                   \$385  = host_wdata;
             endcase
       endcase
@@ -24242,7 +24237,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$386  = layer1;
+    \$386  = layer2;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -24250,6 +24245,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               2'h0:
                   /* empty */;
               2'h1:
+                  /* empty */;
+              2'h2:
                   \$386  = host_wdata;
             endcase
       endcase
@@ -24346,6 +24343,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \u$340  = u_q7;
   assign \alpha$341  = alpha_q7;
   assign \bias$342  = bias_q7;
+  assign records__ready = w_rdy;
   assign event_layer = records__payload[3:2];
   assign event_index = { 1'h0, records__payload[10:4] };
   assign total = acc0;
@@ -24388,22 +24386,22 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \v_reset$393  = layer[43:28];
   assign \reset$394  = layer[27:26];
   assign \spiking$395  = layer[25];
-  assign \$signature__addr$396  = \$264 [4:0];
-  assign \$signature__data$397  = \$265 [15:0];
-  assign \$signature__addr$400  = \$270 [4:0];
-  assign \$signature__data$401  = \$271 [15:0];
-  assign \$signature__addr$403  = \$276 [4:0];
-  assign \$signature__data$404  = \$277 [15:0];
-  assign \$signature__addr$406  = \$282 [4:0];
-  assign \$signature__data$407  = \$283 [15:0];
-  assign \$signature__addr$409  = \$288 [4:0];
-  assign \$signature__data$410  = \$289 [15:0];
-  assign \$signature__addr$412  = \$294 [4:0];
-  assign \$signature__data$413  = \$295 [15:0];
-  assign \$signature__addr$415  = \$300 [4:0];
-  assign \$signature__data$416  = \$301 [15:0];
-  assign \$signature__addr$418  = \$306 [4:0];
-  assign \$signature__data$419  = \$307 [15:0];
+  assign \$signature__addr$396  = \$263 [4:0];
+  assign \$signature__data$397  = \$264 [15:0];
+  assign \$signature__addr$400  = \$269 [4:0];
+  assign \$signature__data$401  = \$270 [15:0];
+  assign \$signature__addr$403  = \$275 [4:0];
+  assign \$signature__data$404  = \$276 [15:0];
+  assign \$signature__addr$406  = \$281 [4:0];
+  assign \$signature__data$407  = \$282 [15:0];
+  assign \$signature__addr$409  = \$287 [4:0];
+  assign \$signature__data$410  = \$288 [15:0];
+  assign \$signature__addr$412  = \$293 [4:0];
+  assign \$signature__data$413  = \$294 [15:0];
+  assign \$signature__addr$415  = \$299 [4:0];
+  assign \$signature__data$416  = \$300 [15:0];
+  assign \$signature__addr$418  = \$305 [4:0];
+  assign \$signature__data$419  = \$306 [15:0];
   assign \input__payload.index  = input__payload[6:0];
   assign \input__payload.value  = input__payload[14:7];
   assign \input__payload.end  = input__payload[15];
@@ -24591,14 +24589,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \values[5]  = values[95:80];
   assign \values[6]  = values[111:96];
   assign \values[7]  = values[127:112];
-  assign valid_lanes[7] = \$335 ;
-  assign valid_lanes[6] = \$332 ;
-  assign valid_lanes[5] = \$329 ;
-  assign valid_lanes[4] = \$326 ;
-  assign valid_lanes[3] = \$323 ;
-  assign valid_lanes[2] = \$320 ;
-  assign valid_lanes[1] = \$317 ;
-  assign valid_lanes[0] = \$314 ;
+  assign valid_lanes[7] = \$334 ;
+  assign valid_lanes[6] = \$331 ;
+  assign valid_lanes[5] = \$328 ;
+  assign valid_lanes[4] = \$325 ;
+  assign valid_lanes[3] = \$322 ;
+  assign valid_lanes[2] = \$319 ;
+  assign valid_lanes[1] = \$316 ;
+  assign valid_lanes[0] = \$313 ;
   assign end_record[1:0] = 2'h2;
   assign end_record[27:2] = 26'h0000000;
   assign \$104  = { 1'h0, \$103  };
@@ -25599,7 +25597,7 @@ module \npu_core_digits.leak7 (u, alpha, bias, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron0 (u_new, theta, \port$1437$25 , total, spike);
+module \npu_core_digits.neuron0 (u_new, theta, \port$1435$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -25613,8 +25611,8 @@ module \npu_core_digits.neuron0 (u_new, theta, \port$1437$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1437$25 ;
-  wire [18:0] \port$1437$25 ;
+  input [18:0] \port$1435$25 ;
+  wire [18:0] \port$1435$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25637,19 +25635,19 @@ module \npu_core_digits.neuron0 (u_new, theta, \port$1437$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$1437$25 [0] & \$6 ;
-  assign \$7  = ! \port$1437$25 [2:1];
-  assign \$8  = \port$1437$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$1437$25 [18:3] : v;
+  assign spike = \port$1435$25 [0] & \$6 ;
+  assign \$7  = ! \port$1435$25 [2:1];
+  assign \$8  = \port$1435$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$1435$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$1437$25 [0];
-  assign reset = \port$1437$25 [2:1];
-  assign v_reset = \port$1437$25 [18:3];
+  assign spiking = \port$1435$25 [0];
+  assign reset = \port$1435$25 [2:1];
+  assign v_reset = \port$1435$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron1 (u_new, theta, \port$1437$25 , total, spike);
+module \npu_core_digits.neuron1 (u_new, theta, \port$1435$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -25663,8 +25661,8 @@ module \npu_core_digits.neuron1 (u_new, theta, \port$1437$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1437$25 ;
-  wire [18:0] \port$1437$25 ;
+  input [18:0] \port$1435$25 ;
+  wire [18:0] \port$1435$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25687,19 +25685,19 @@ module \npu_core_digits.neuron1 (u_new, theta, \port$1437$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$1437$25 [0] & \$6 ;
-  assign \$7  = ! \port$1437$25 [2:1];
-  assign \$8  = \port$1437$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$1437$25 [18:3] : v;
+  assign spike = \port$1435$25 [0] & \$6 ;
+  assign \$7  = ! \port$1435$25 [2:1];
+  assign \$8  = \port$1435$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$1435$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$1437$25 [0];
-  assign reset = \port$1437$25 [2:1];
-  assign v_reset = \port$1437$25 [18:3];
+  assign spiking = \port$1435$25 [0];
+  assign reset = \port$1435$25 [2:1];
+  assign v_reset = \port$1435$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron2 (u_new, theta, \port$1437$25 , total, spike);
+module \npu_core_digits.neuron2 (u_new, theta, \port$1435$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -25713,8 +25711,8 @@ module \npu_core_digits.neuron2 (u_new, theta, \port$1437$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1437$25 ;
-  wire [18:0] \port$1437$25 ;
+  input [18:0] \port$1435$25 ;
+  wire [18:0] \port$1435$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25737,19 +25735,19 @@ module \npu_core_digits.neuron2 (u_new, theta, \port$1437$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$1437$25 [0] & \$6 ;
-  assign \$7  = ! \port$1437$25 [2:1];
-  assign \$8  = \port$1437$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$1437$25 [18:3] : v;
+  assign spike = \port$1435$25 [0] & \$6 ;
+  assign \$7  = ! \port$1435$25 [2:1];
+  assign \$8  = \port$1435$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$1435$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$1437$25 [0];
-  assign reset = \port$1437$25 [2:1];
-  assign v_reset = \port$1437$25 [18:3];
+  assign spiking = \port$1435$25 [0];
+  assign reset = \port$1435$25 [2:1];
+  assign v_reset = \port$1435$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron3 (u_new, theta, \port$1437$25 , total, spike);
+module \npu_core_digits.neuron3 (u_new, theta, \port$1435$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -25763,8 +25761,8 @@ module \npu_core_digits.neuron3 (u_new, theta, \port$1437$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1437$25 ;
-  wire [18:0] \port$1437$25 ;
+  input [18:0] \port$1435$25 ;
+  wire [18:0] \port$1435$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25787,19 +25785,19 @@ module \npu_core_digits.neuron3 (u_new, theta, \port$1437$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$1437$25 [0] & \$6 ;
-  assign \$7  = ! \port$1437$25 [2:1];
-  assign \$8  = \port$1437$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$1437$25 [18:3] : v;
+  assign spike = \port$1435$25 [0] & \$6 ;
+  assign \$7  = ! \port$1435$25 [2:1];
+  assign \$8  = \port$1435$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$1435$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$1437$25 [0];
-  assign reset = \port$1437$25 [2:1];
-  assign v_reset = \port$1437$25 [18:3];
+  assign spiking = \port$1435$25 [0];
+  assign reset = \port$1435$25 [2:1];
+  assign v_reset = \port$1435$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron4 (u_new, theta, \port$1437$25 , total, spike);
+module \npu_core_digits.neuron4 (u_new, theta, \port$1435$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -25813,8 +25811,8 @@ module \npu_core_digits.neuron4 (u_new, theta, \port$1437$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1437$25 ;
-  wire [18:0] \port$1437$25 ;
+  input [18:0] \port$1435$25 ;
+  wire [18:0] \port$1435$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25837,19 +25835,19 @@ module \npu_core_digits.neuron4 (u_new, theta, \port$1437$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$1437$25 [0] & \$6 ;
-  assign \$7  = ! \port$1437$25 [2:1];
-  assign \$8  = \port$1437$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$1437$25 [18:3] : v;
+  assign spike = \port$1435$25 [0] & \$6 ;
+  assign \$7  = ! \port$1435$25 [2:1];
+  assign \$8  = \port$1435$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$1435$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$1437$25 [0];
-  assign reset = \port$1437$25 [2:1];
-  assign v_reset = \port$1437$25 [18:3];
+  assign spiking = \port$1435$25 [0];
+  assign reset = \port$1435$25 [2:1];
+  assign v_reset = \port$1435$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron5 (u_new, theta, \port$1437$25 , total, spike);
+module \npu_core_digits.neuron5 (u_new, theta, \port$1435$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -25863,8 +25861,8 @@ module \npu_core_digits.neuron5 (u_new, theta, \port$1437$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1437$25 ;
-  wire [18:0] \port$1437$25 ;
+  input [18:0] \port$1435$25 ;
+  wire [18:0] \port$1435$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25887,19 +25885,19 @@ module \npu_core_digits.neuron5 (u_new, theta, \port$1437$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$1437$25 [0] & \$6 ;
-  assign \$7  = ! \port$1437$25 [2:1];
-  assign \$8  = \port$1437$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$1437$25 [18:3] : v;
+  assign spike = \port$1435$25 [0] & \$6 ;
+  assign \$7  = ! \port$1435$25 [2:1];
+  assign \$8  = \port$1435$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$1435$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$1437$25 [0];
-  assign reset = \port$1437$25 [2:1];
-  assign v_reset = \port$1437$25 [18:3];
+  assign spiking = \port$1435$25 [0];
+  assign reset = \port$1435$25 [2:1];
+  assign v_reset = \port$1435$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron6 (u_new, theta, \port$1437$25 , total, spike);
+module \npu_core_digits.neuron6 (u_new, theta, \port$1435$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -25913,8 +25911,8 @@ module \npu_core_digits.neuron6 (u_new, theta, \port$1437$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1437$25 ;
-  wire [18:0] \port$1437$25 ;
+  input [18:0] \port$1435$25 ;
+  wire [18:0] \port$1435$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25937,19 +25935,19 @@ module \npu_core_digits.neuron6 (u_new, theta, \port$1437$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$1437$25 [0] & \$6 ;
-  assign \$7  = ! \port$1437$25 [2:1];
-  assign \$8  = \port$1437$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$1437$25 [18:3] : v;
+  assign spike = \port$1435$25 [0] & \$6 ;
+  assign \$7  = ! \port$1435$25 [2:1];
+  assign \$8  = \port$1435$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$1435$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$1437$25 [0];
-  assign reset = \port$1437$25 [2:1];
-  assign v_reset = \port$1437$25 [18:3];
+  assign spiking = \port$1435$25 [0];
+  assign reset = \port$1435$25 [2:1];
+  assign v_reset = \port$1435$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron7 (u_new, theta, \port$1437$25 , total, spike);
+module \npu_core_digits.neuron7 (u_new, theta, \port$1435$25 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -25963,8 +25961,8 @@ module \npu_core_digits.neuron7 (u_new, theta, \port$1437$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1437$25 ;
-  wire [18:0] \port$1437$25 ;
+  input [18:0] \port$1435$25 ;
+  wire [18:0] \port$1435$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25987,15 +25985,15 @@ module \npu_core_digits.neuron7 (u_new, theta, \port$1437$25 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$1437$25 [0] & \$6 ;
-  assign \$7  = ! \port$1437$25 [2:1];
-  assign \$8  = \port$1437$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$1437$25 [18:3] : v;
+  assign spike = \port$1435$25 [0] & \$6 ;
+  assign \$7  = ! \port$1435$25 [2:1];
+  assign \$8  = \port$1435$25 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$1435$25 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$1437$25 [0];
-  assign reset = \port$1437$25 [2:1];
-  assign v_reset = \port$1437$25 [18:3];
+  assign spiking = \port$1435$25 [0];
+  assign reset = \port$1435$25 [2:1];
+  assign v_reset = \port$1435$25 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)

@@ -42,34 +42,34 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [7:0] \$130 ;
   wire [7:0] \$131 ;
   wire \$132 ;
-  wire \$133 ;
-  reg [3:0] \$134 ;
+  reg [3:0] \$133 ;
+  wire \$134 ;
   wire \$135 ;
-  wire \$136 ;
-  wire [7:0] \$137 ;
-  wire [41:0] \$138 ;
+  wire [7:0] \$136 ;
+  wire [41:0] \$137 ;
+  wire \$138 ;
   wire \$139 ;
   wire [26:0] \$14 ;
   wire \$140 ;
   wire \$141 ;
-  wire \$142 ;
-  wire [7:0] \$143 ;
-  wire [41:0] \$144 ;
+  wire [7:0] \$142 ;
+  wire [41:0] \$143 ;
+  wire \$144 ;
   wire \$145 ;
   wire \$146 ;
   wire \$147 ;
-  wire \$148 ;
-  wire [5:0] \$149 ;
+  wire [5:0] \$148 ;
+  wire [6:0] \$149 ;
   wire \$15 ;
-  wire [6:0] \$150 ;
-  wire \$151 ;
-  wire [5:0] \$152 ;
-  wire [6:0] \$153 ;
+  wire \$150 ;
+  wire [5:0] \$151 ;
+  wire [6:0] \$152 ;
+  wire \$153 ;
   wire \$154 ;
   wire \$155 ;
   wire \$156 ;
-  wire \$157 ;
-  reg [3:0] \$158 ;
+  reg [3:0] \$157 ;
+  wire \$158 ;
   wire \$159 ;
   wire [17:0] \$16 ;
   wire \$160 ;
@@ -87,10 +87,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$171 ;
   wire \$172 ;
   wire \$173 ;
-  wire \$174 ;
+  wire [1:0] \$174 ;
   wire [1:0] \$175 ;
-  wire [1:0] \$176 ;
-  wire [5:0] \$177 ;
+  wire [5:0] \$176 ;
+  wire \$177 ;
   wire \$178 ;
   wire \$179 ;
   wire \$18 ;
@@ -103,39 +103,39 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$186 ;
   wire \$187 ;
   wire \$188 ;
-  wire \$189 ;
+  reg [37:0] \$189 ;
   wire [5:0] \$19 ;
   reg [37:0] \$190 ;
-  reg [37:0] \$191 ;
+  reg [15:0] \$191 ;
   reg [15:0] \$192 ;
   reg [15:0] \$193 ;
   reg [15:0] \$194 ;
-  reg [15:0] \$195 ;
-  reg [1:0] \$196 ;
-  reg \$197 ;
-  reg [2:0] \$198 ;
-  reg \$199 ;
+  reg [1:0] \$195 ;
+  reg \$196 ;
+  reg [2:0] \$197 ;
+  reg \$198 ;
+  reg [40:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  reg [40:0] \$200 ;
-  reg [37:0] \$201 ;
-  reg [2:0] \$202 ;
+  reg [37:0] \$200 ;
+  reg [2:0] \$201 ;
+  reg \$202 ;
   reg \$203 ;
   reg \$204 ;
-  reg \$205 ;
-  reg [7:0] \$206 ;
-  reg [8:0] \$207 ;
+  reg [7:0] \$205 ;
+  reg [8:0] \$206 ;
+  reg \$207 ;
   reg \$208 ;
   reg \$209 ;
   wire [5:0] \$21 ;
   reg \$210 ;
   reg \$211 ;
   reg \$212 ;
-  reg \$213 ;
-  reg [17:0] \$214 ;
-  reg [25:0] \$215 ;
-  reg [17:0] \$216 ;
-  reg [25:0] \$217 ;
+  reg [17:0] \$213 ;
+  reg [25:0] \$214 ;
+  reg [17:0] \$215 ;
+  reg [25:0] \$216 ;
+  reg [4:0] \$217 ;
   reg [4:0] \$218 ;
   reg [4:0] \$219 ;
   wire \$22 ;
@@ -144,32 +144,31 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [4:0] \$222 ;
   reg [4:0] \$223 ;
   reg [4:0] \$224 ;
-  reg [4:0] \$225 ;
-  reg [1:0] \$226 ;
+  reg [1:0] \$225 ;
+  reg [15:0] \$226 ;
   reg [15:0] \$227 ;
-  reg [15:0] \$228 ;
-  reg [1:0] \$229 ;
+  reg [1:0] \$228 ;
+  reg \$229 ;
   wire [5:0] \$23 ;
   reg \$230 ;
-  reg \$231 ;
+  reg [4:0] \$231 ;
   reg [4:0] \$232 ;
-  reg [4:0] \$233 ;
+  reg \$233 ;
   reg \$234 ;
   reg \$235 ;
-  reg \$236 ;
+  reg [3:0] \$236 ;
   reg [3:0] \$237 ;
-  reg [3:0] \$238 ;
-  reg [2:0] \$239 ;
+  reg [2:0] \$238 ;
+  reg [1:0] \$239 ;
   wire \$24 ;
-  reg [1:0] \$240 ;
+  reg \$240 ;
   reg \$241 ;
-  reg \$242 ;
+  reg [4:0] \$242 ;
   reg [4:0] \$243 ;
-  reg [4:0] \$244 ;
-  reg [7:0] \$245 ;
-  reg [8:0] \$246 ;
-  reg [1:0] \$247 ;
-  reg \$248 ;
+  reg [7:0] \$244 ;
+  reg [8:0] \$245 ;
+  reg [1:0] \$246 ;
+  reg \$247 ;
   wire [5:0] \$25 ;
   wire \$26 ;
   wire [5:0] \$27 ;
@@ -764,7 +763,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @(posedge clk) begin
     if (\$signature__en$179 )
-      membranes0[\$137 [3:0]] <= \$138 [15:0];
+      membranes0[\$136 [3:0]] <= \$137 [15:0];
   end
   assign \port__data$25  = membranes0[\$128 [3:0]];
   (* no_rw_check = 32'd1 *)
@@ -789,7 +788,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @(posedge clk) begin
     if (\$signature__en$183 )
-      membranes1[\$143 [3:0]] <= \$144 [15:0];
+      membranes1[\$142 [3:0]] <= \$143 [15:0];
   end
   assign \port__data$31  = membranes1[\$131 [3:0]];
   (* no_rw_check = 32'd1 *)
@@ -1487,57 +1486,55 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign w_data = write_end ? 24'h000002 : records__payload;
   assign \$132  = write_end | records__valid;
   assign w_en = w_rdy & \$132 ;
-  assign \$133  = ~ write_end;
-  assign records__ready = w_rdy & \$133 ;
   assign spike_src = records__payload[2] + 1'h1;
-  assign \$135  = ! records__payload[2];
-  assign \$137  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$138  = busy ? { u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0 } : { 1'h0, host_wdata };
-  assign \$139  = host_addr[11:9] == 2'h3;
-  assign \$140  = host_we & \$139 ;
-  assign \$141  = ! host_addr[8];
-  assign \$142  = \$140  & \$141 ;
-  assign \$signature__en$179  = busy ? neuron_write : \$142 ;
-  assign \$143  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$144  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
-  assign \$145  = host_addr[11:9] == 2'h3;
-  assign \$146  = host_we & \$145 ;
-  assign \$148  = \$146  & \$147 ;
-  assign \$signature__en$183  = busy ? neuron_write : \$148 ;
-  assign \$149  = k * 2'h2;
-  assign \$150  = \$149  + 1'h0;
-  assign \$151  = \$150  < layer[4:0];
-  assign \$152  = k * 2'h2;
-  assign \$153  = \$152  + 1'h1;
-  assign \$154  = \$153  < layer[4:0];
-  assign \$155  = ~ in_full;
-  assign \$156  = ~ clear;
-  assign input__ready = \$155  & \$156 ;
-  assign \$157  = input__valid & input__ready;
-  assign \$159  = ! li;
-  assign \$161  = ! li;
-  assign \$163  = ! li;
-  assign \$165  = n < cnt;
-  assign \$166  = ! k;
-  assign \$167  = ! li;
-  assign \$169  = ! li;
-  assign \$171  = ! li;
-  assign \$173  = ! li;
-  assign \$175  = spikes & valid_q;
-  assign \$176  = layer[37] ? valid_q : \$175 ;
-  assign \$177  = k * 2'h2;
-  assign \$178  = ~ busy;
-  assign \$179  = clear & \$178 ;
-  assign \$180  = ! fsm_state;
-  assign \$181  = fsm_state == 1'h1;
-  assign \$182  = fsm_state == 2'h2;
-  assign \$183  = fsm_state == 2'h3;
-  assign \$184  = fsm_state == 3'h4;
-  assign \$185  = fsm_state == 3'h5;
-  assign \$186  = fsm_state == 3'h6;
-  assign \$187  = fsm_state == 3'h7;
-  assign \$188  = fsm_state == 4'h8;
-  assign \$189  = fsm_state == 4'h9;
+  assign \$134  = ! records__payload[2];
+  assign \$136  = busy ? { 3'h0, row_addr } : host_addr[7:0];
+  assign \$137  = busy ? { u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0 } : { 1'h0, host_wdata };
+  assign \$138  = host_addr[11:9] == 2'h3;
+  assign \$139  = host_we & \$138 ;
+  assign \$140  = ! host_addr[8];
+  assign \$141  = \$139  & \$140 ;
+  assign \$signature__en$179  = busy ? neuron_write : \$141 ;
+  assign \$142  = busy ? { 3'h0, row_addr } : host_addr[7:0];
+  assign \$143  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
+  assign \$144  = host_addr[11:9] == 2'h3;
+  assign \$145  = host_we & \$144 ;
+  assign \$147  = \$145  & \$146 ;
+  assign \$signature__en$183  = busy ? neuron_write : \$147 ;
+  assign \$148  = k * 2'h2;
+  assign \$149  = \$148  + 1'h0;
+  assign \$150  = \$149  < layer[4:0];
+  assign \$151  = k * 2'h2;
+  assign \$152  = \$151  + 1'h1;
+  assign \$153  = \$152  < layer[4:0];
+  assign \$154  = ~ in_full;
+  assign \$155  = ~ clear;
+  assign input__ready = \$154  & \$155 ;
+  assign \$156  = input__valid & input__ready;
+  assign \$158  = ! li;
+  assign \$160  = ! li;
+  assign \$162  = ! li;
+  assign \$164  = n < cnt;
+  assign \$165  = ! k;
+  assign \$166  = ! li;
+  assign \$168  = ! li;
+  assign \$170  = ! li;
+  assign \$172  = ! li;
+  assign \$174  = spikes & valid_q;
+  assign \$175  = layer[37] ? valid_q : \$174 ;
+  assign \$176  = k * 2'h2;
+  assign \$177  = ~ busy;
+  assign \$178  = clear & \$177 ;
+  assign \$179  = ! fsm_state;
+  assign \$180  = fsm_state == 1'h1;
+  assign \$181  = fsm_state == 2'h2;
+  assign \$182  = fsm_state == 2'h3;
+  assign \$183  = fsm_state == 3'h4;
+  assign \$184  = fsm_state == 3'h5;
+  assign \$185  = fsm_state == 3'h6;
+  assign \$186  = fsm_state == 3'h7;
+  assign \$187  = fsm_state == 4'h8;
+  assign \$188  = fsm_state == 4'h9;
   always @(posedge clk)
     events_nrw <= port__data;
   always @(posedge clk)
@@ -1555,53 +1552,53 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     membranes1_nrw <= \port__data$31 ;
   always @(posedge clk)
-    layer0 <= \$190 ;
+    layer0 <= \$189 ;
   always @(posedge clk)
-    layer1 <= \$191 ;
+    layer1 <= \$190 ;
   always @(posedge clk)
-    edge0 <= \$192 ;
+    edge0 <= \$191 ;
   always @(posedge clk)
-    edge1 <= \$193 ;
+    edge1 <= \$192 ;
   always @(posedge clk)
-    edge2 <= \$194 ;
+    edge2 <= \$193 ;
   always @(posedge clk)
-    edge3 <= \$195 ;
+    edge3 <= \$194 ;
   always @(posedge clk)
-    num_layers <= \$196 ;
+    num_layers <= \$195 ;
   always @(posedge clk)
-    host_rvalid <= \$197 ;
+    host_rvalid <= \$196 ;
   always @(posedge clk)
-    rd_region <= \$198 ;
+    rd_region <= \$197 ;
   always @(posedge clk)
-    rd_lane <= \$199 ;
+    rd_lane <= \$198 ;
   always @(posedge clk)
-    rd_reg <= \$200 ;
+    rd_reg <= \$199 ;
   always @(posedge clk)
-    layer <= \$201 ;
+    layer <= \$200 ;
   always @(posedge clk)
-    e_end <= \$202 ;
+    e_end <= \$201 ;
   always @(posedge clk)
     w_addr_q0 <= \$9 [8:0];
   always @(posedge clk)
-    \$signal  <= \$203 ;
+    \$signal  <= \$202 ;
   always @(posedge clk)
-    s1b_valid <= \$204 ;
+    s1b_valid <= \$203 ;
   always @(posedge clk)
     s1b_x <= s1_value;
   always @(posedge clk)
-    s2_valid <= \$205 ;
+    s2_valid <= \$204 ;
   always @(posedge clk)
-    s2_x <= \$206 ;
+    s2_x <= \$205 ;
   always @(posedge clk)
-    s1_rowbase <= \$207 ;
+    s1_rowbase <= \$206 ;
   always @(posedge clk)
-    s1_from_input <= \$208 ;
+    s1_from_input <= \$207 ;
   always @(posedge clk)
-    \$signal$59  <= \$209 ;
+    \$signal$59  <= \$208 ;
   always @(posedge clk)
     s3_x <= s2_x;
   always @(posedge clk)
-    s4_valid <= \$210 ;
+    s4_valid <= \$209 ;
   always @(posedge clk)
     w_q0 <= weights0_nrw;
   always @(posedge clk)
@@ -1611,11 +1608,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     prod_q1 <= \$11 ;
   always @(posedge clk)
-    \$signal$66  <= \$211 ;
+    \$signal$66  <= \$210 ;
   always @(posedge clk)
-    \$signal$68  <= \$212 ;
+    \$signal$68  <= \$211 ;
   always @(posedge clk)
-    \$signal$69  <= \$213 ;
+    \$signal$69  <= \$212 ;
   always @(posedge clk)
     u_q0 <= membranes0_nrw;
   always @(posedge clk)
@@ -1623,9 +1620,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     bias_q0 <= params0_nrw[40:25];
   always @(posedge clk)
-    leak_q0 <= \$214 ;
+    leak_q0 <= \$213 ;
   always @(posedge clk)
-    acc0 <= \$215 ;
+    acc0 <= \$214 ;
   always @(posedge clk)
     u_q1 <= membranes1_nrw;
   always @(posedge clk)
@@ -1633,71 +1630,71 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     bias_q1 <= params1_nrw[40:25];
   always @(posedge clk)
-    leak_q1 <= \$216 ;
+    leak_q1 <= \$215 ;
   always @(posedge clk)
-    acc1 <= \$217 ;
+    acc1 <= \$216 ;
   always @(posedge clk)
-    count0 <= \$218 ;
+    count0 <= \$217 ;
   always @(posedge clk)
-    count1 <= \$219 ;
+    count1 <= \$218 ;
   always @(posedge clk)
-    count2 <= \$220 ;
+    count2 <= \$219 ;
   always @(posedge clk)
-    count3 <= \$221 ;
+    count3 <= \$220 ;
   always @(posedge clk)
-    count4 <= \$222 ;
+    count4 <= \$221 ;
   always @(posedge clk)
-    count5 <= \$223 ;
+    count5 <= \$222 ;
   always @(posedge clk)
-    count6 <= \$224 ;
+    count6 <= \$223 ;
   always @(posedge clk)
-    count7 <= \$225 ;
+    count7 <= \$224 ;
   always @(posedge clk)
-    spikes <= \$226 ;
+    spikes <= \$225 ;
   always @(posedge clk)
-    u_new0 <= \$227 ;
+    u_new0 <= \$226 ;
   always @(posedge clk)
-    u_new1 <= \$228 ;
+    u_new1 <= \$227 ;
   always @(posedge clk)
-    valid_q <= \$229 ;
+    valid_q <= \$228 ;
   always @(posedge clk)
-    last_row <= \$230 ;
+    last_row <= \$229 ;
   always @(posedge clk)
-    in_full <= \$231 ;
+    in_full <= \$230 ;
   always @(posedge clk)
-    in_count0 <= \$232 ;
+    in_count0 <= \$231 ;
   always @(posedge clk)
-    in_count1 <= \$233 ;
+    in_count1 <= \$232 ;
   always @(posedge clk)
-    li <= \$234 ;
+    li <= \$233 ;
   always @(posedge clk)
-    \$signal$109  <= \$235 ;
+    \$signal$109  <= \$234 ;
   always @(posedge clk)
-    \$signal$105  <= \$236 ;
+    \$signal$105  <= \$235 ;
   always @(posedge clk)
-    fsm_state <= \$237 ;
+    fsm_state <= \$236 ;
   always @(posedge clk)
-    k <= \$238 ;
+    k <= \$237 ;
   always @(posedge clk)
-    e <= \$239 ;
+    e <= \$238 ;
   always @(posedge clk)
-    src_sel <= \$240 ;
+    src_sel <= \$239 ;
   always @(posedge clk)
-    \$signal$58  <= \$241 ;
+    \$signal$58  <= \$240 ;
   always @(posedge clk)
-    bank_sel <= \$242 ;
+    bank_sel <= \$241 ;
   always @(posedge clk)
-    n <= \$243 ;
+    n <= \$242 ;
   always @(posedge clk)
-    cnt <= \$244 ;
+    cnt <= \$243 ;
   always @(posedge clk)
-    row_wbase <= \$245 ;
+    row_wbase <= \$244 ;
   always @(posedge clk)
-    row_offset <= \$246 ;
+    row_offset <= \$245 ;
   always @(posedge clk)
-    drain_n <= \$247 ;
+    drain_n <= \$246 ;
   always @(posedge clk)
-    cur <= \$248 ;
+    cur <= \$247 ;
   \npu_core_tiny.counters  counters (
     .clear(\clear$194 ),
     .clk(clk),
@@ -1720,14 +1717,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .u(u_q1)
   );
   \npu_core_tiny.neuron0  neuron0 (
-    .\port$752$18 (layer[36:18]),
+    .\port$750$18 (layer[36:18]),
     .spike(spike),
     .theta(params0_nrw[24:9]),
     .total(acc0),
     .u_new(u_new)
   );
   \npu_core_tiny.neuron1  neuron1 (
-    .\port$752$18 (layer[36:18]),
+    .\port$750$18 (layer[36:18]),
     .spike(\spike$97 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
@@ -1754,7 +1751,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .load(load),
     .out_valid(records__valid),
     .records__payload(records__payload),
-    .records__ready(records__ready),
+    .records__ready(w_rdy),
     .rst(rst),
     .send(send),
     .\spikes$27 (\spikes$189 ),
@@ -2039,21 +2036,21 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez ({ cur, spike_src })
       3'h0:
-          \$134  = count0[3:0];
+          \$133  = count0[3:0];
       3'h1:
-          \$134  = count1[3:0];
+          \$133  = count1[3:0];
       3'h2:
-          \$134  = count2[3:0];
+          \$133  = count2[3:0];
       3'h3:
-          \$134  = count3[3:0];
+          \$133  = count3[3:0];
       3'h4:
-          \$134  = count4[3:0];
+          \$133  = count4[3:0];
       3'h5:
-          \$134  = count5[3:0];
+          \$133  = count5[3:0];
       3'h6:
-          \$134  = count6[3:0];
+          \$133  = count6[3:0];
       3'h7:
-          \$134  = count7[3:0];
+          \$133  = count7[3:0];
     endcase
   end
   always @* begin
@@ -2061,19 +2058,38 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (\$signal$105 )
       1'h0:
-          \$158  = in_count0[3:0];
+          \$157  = in_count0[3:0];
       1'h1:
-          \$158  = in_count1[3:0];
+          \$157  = in_count1[3:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$190  = layer0;
+    \$189  = layer0;
     if (\$2 ) begin
       casez (host_addr[11:9])
         3'h0:
             casez (host_addr[0])
               1'h0:
+                  \$189  = host_wdata[37:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$189  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$190  = layer1;
+    if (\$2 ) begin
+      casez (host_addr[11:9])
+        3'h0:
+            (* full_case = 32'd1 *)
+            casez (host_addr[0])
+              1'h0:
+                  /* empty */;
+              1'h1:
                   \$190  = host_wdata[37:0];
             endcase
       endcase
@@ -2084,26 +2100,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$191  = layer1;
-    if (\$2 ) begin
-      casez (host_addr[11:9])
-        3'h0:
-            (* full_case = 32'd1 *)
-            casez (host_addr[0])
-              1'h0:
-                  /* empty */;
-              1'h1:
-                  \$191  = host_wdata[37:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$191  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$192  = edge0;
+    \$191  = edge0;
     if (\$2 ) begin
       casez (host_addr[11:9])
         3'h0:
@@ -2111,6 +2108,26 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             casez (host_addr[1:0])
               2'h0:
+                  \$191  = host_wdata[15:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$191  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$192  = edge1;
+    if (\$2 ) begin
+      casez (host_addr[11:9])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
                   \$192  = host_wdata[15:0];
             endcase
       endcase
@@ -2121,27 +2138,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$193  = edge1;
-    if (\$2 ) begin
-      casez (host_addr[11:9])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  \$193  = host_wdata[15:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$193  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$194  = edge2;
+    \$193  = edge2;
     if (\$2 ) begin
       casez (host_addr[11:9])
         3'h0:
@@ -2153,17 +2150,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               2'h1:
                   /* empty */;
               2'h2:
-                  \$194  = host_wdata[15:0];
+                  \$193  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$194  = 16'h0000;
+      \$193  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$195  = edge3;
+    \$194  = edge3;
     if (\$2 ) begin
       casez (host_addr[11:9])
         3'h0:
@@ -2178,17 +2175,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               2'h2:
                   /* empty */;
               2'h3:
-                  \$195  = host_wdata[15:0];
+                  \$194  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$195  = 16'h0000;
+      \$194  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$196  = num_layers;
+    \$195  = num_layers;
     if (\$2 ) begin
       casez (host_addr[11:9])
         3'h0:
@@ -2196,158 +2193,158 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             /* empty */;
         3'h6:
-            \$196  = host_wdata[1:0];
+            \$195  = host_wdata[1:0];
       endcase
     end
     if (rst) begin
-      \$196  = 2'h0;
+      \$195  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$197  = \$4 ;
+    \$196  = \$4 ;
     if (rst) begin
-      \$197  = 1'h0;
+      \$196  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$198  = host_addr[11:9];
+    \$197  = host_addr[11:9];
     if (rst) begin
-      \$198  = 3'h0;
+      \$197  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$199  = host_addr[8];
+    \$198  = host_addr[8];
     if (rst) begin
-      \$199  = 1'h0;
+      \$198  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$200  = rd_reg;
+    \$199  = rd_reg;
     casez (host_addr[11:9])
       3'h0:
-          \$200  = { 3'h0, \$5  };
+          \$199  = { 3'h0, \$5  };
       3'h1:
-          \$200  = { 25'h0000000, \$6  };
+          \$199  = { 25'h0000000, \$6  };
       3'h6:
-          \$200  = { 39'h0000000000, num_layers };
+          \$199  = { 39'h0000000000, num_layers };
     endcase
     if (rst) begin
-      \$200  = 41'h00000000000;
+      \$199  = 41'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$201  = \$7 ;
+    \$200  = \$7 ;
     if (rst) begin
-      \$201  = 38'h0000000000;
+      \$200  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202  = \$8 [2:0];
+    \$201  = \$8 [2:0];
     if (rst) begin
-      \$202  = 3'h0;
+      \$201  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$203  = issue;
+    \$202  = issue;
+    if (rst) begin
+      \$202  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$203  = \$signal ;
     if (rst) begin
       \$203  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$204  = \$signal ;
+    \$204  = s1b_valid;
     if (rst) begin
       \$204  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$205  = s1b_valid;
+    \$205  = s1b_x;
     if (rst) begin
-      \$205  = 1'h0;
+      \$205  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$206  = s1b_x;
-    if (rst) begin
-      \$206  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$207  = s1_rowbase;
+    \$206  = s1_rowbase;
     if (issue) begin
-      \$207  = \$122 [8:0];
+      \$206  = \$122 [8:0];
     end
     if (rst) begin
-      \$207  = 9'h000;
+      \$206  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$208  = s1_from_input;
+    \$207  = s1_from_input;
     if (issue) begin
-      \$208  = \$signal$58 ;
+      \$207  = \$signal$58 ;
     end
+    if (rst) begin
+      \$207  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$208  = s2_valid;
     if (rst) begin
       \$208  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209  = s2_valid;
+    \$209  = \$signal$59 ;
     if (rst) begin
       \$209  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210  = \$signal$59 ;
+    \$210  = \$signal$67 ;
     if (rst) begin
       \$210  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211  = \$signal$67 ;
+    \$211  = \$signal$66 ;
     if (rst) begin
       \$211  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = \$signal$66 ;
+    \$212  = \$signal$68 ;
     if (rst) begin
       \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = \$signal$68 ;
+    \$213  = leak;
     if (rst) begin
-      \$213  = 1'h0;
+      \$213  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = leak;
-    if (rst) begin
-      \$214  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = acc0;
+    \$214  = acc0;
     if (\$12 ) begin
-      \$215  = \$14 [25:0];
+      \$214  = \$14 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -2355,24 +2352,24 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          \$215  = 26'h0000000;
+          \$214  = 26'h0000000;
     endcase
     if (rst) begin
-      \$215  = 26'h0000000;
+      \$214  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = \leak$80 ;
+    \$215  = \leak$80 ;
     if (rst) begin
-      \$216  = 18'h00000;
+      \$215  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = acc1;
+    \$216  = acc1;
     if (\$15 ) begin
-      \$217  = \$17 [25:0];
+      \$216  = \$17 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -2380,18 +2377,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          \$217  = 26'h0000000;
+          \$216  = 26'h0000000;
     endcase
     if (rst) begin
-      \$217  = 26'h0000000;
+      \$216  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = count0;
+    \$217  = count0;
     if (\event ) begin
       if (\$18 ) begin
-        \$218  = \$19 [4:0];
+        \$217  = \$19 [4:0];
       end
     end
     casez (fsm_state)
@@ -2417,23 +2414,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$93 , 2'h0 })
               3'h0:
-                  \$218  = 5'h00;
+                  \$217  = 5'h00;
             endcase
           end
     endcase
     if (\$98 ) begin
-      \$218  = 5'h00;
+      \$217  = 5'h00;
     end
     if (rst) begin
-      \$218  = 5'h00;
+      \$217  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = count1;
+    \$218  = count1;
     if (\event ) begin
       if (\$20 ) begin
-        \$219  = \$21 [4:0];
+        \$218  = \$21 [4:0];
       end
     end
     casez (fsm_state)
@@ -2459,23 +2456,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$94 , 2'h1 })
               3'h1:
-                  \$219  = 5'h00;
+                  \$218  = 5'h00;
             endcase
           end
     endcase
     if (\$98 ) begin
-      \$219  = 5'h00;
+      \$218  = 5'h00;
     end
     if (rst) begin
-      \$219  = 5'h00;
+      \$218  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = count2;
+    \$219  = count2;
     if (\event ) begin
       if (\$22 ) begin
-        \$220  = \$23 [4:0];
+        \$219  = \$23 [4:0];
       end
     end
     casez (fsm_state)
@@ -2501,38 +2498,38 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$95 , 2'h2 })
               3'h2:
-                  \$220  = 5'h00;
+                  \$219  = 5'h00;
             endcase
           end
     endcase
     if (\$98 ) begin
-      \$220  = 5'h00;
+      \$219  = 5'h00;
     end
     if (rst) begin
-      \$220  = 5'h00;
+      \$219  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = count3;
+    \$220  = count3;
     if (\event ) begin
       if (\$24 ) begin
-        \$221  = \$25 [4:0];
+        \$220  = \$25 [4:0];
       end
     end
     if (\$98 ) begin
-      \$221  = 5'h00;
+      \$220  = 5'h00;
     end
     if (rst) begin
-      \$221  = 5'h00;
+      \$220  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = count4;
+    \$221  = count4;
     if (\event ) begin
       if (\$26 ) begin
-        \$222  = \$27 [4:0];
+        \$221  = \$27 [4:0];
       end
     end
     casez (fsm_state)
@@ -2561,23 +2558,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h0:
                   /* empty */;
               3'h4:
-                  \$222  = 5'h00;
+                  \$221  = 5'h00;
             endcase
           end
     endcase
     if (\$98 ) begin
-      \$222  = 5'h00;
+      \$221  = 5'h00;
     end
     if (rst) begin
-      \$222  = 5'h00;
+      \$221  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = count5;
+    \$222  = count5;
     if (\event ) begin
       if (\$28 ) begin
-        \$223  = \$29 [4:0];
+        \$222  = \$29 [4:0];
       end
     end
     casez (fsm_state)
@@ -2606,23 +2603,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h1:
                   /* empty */;
               3'h5:
-                  \$223  = 5'h00;
+                  \$222  = 5'h00;
             endcase
           end
     endcase
     if (\$98 ) begin
-      \$223  = 5'h00;
+      \$222  = 5'h00;
     end
     if (rst) begin
-      \$223  = 5'h00;
+      \$222  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = count6;
+    \$223  = count6;
     if (\event ) begin
       if (\$30 ) begin
-        \$224  = \$31 [4:0];
+        \$223  = \$31 [4:0];
       end
     end
     casez (fsm_state)
@@ -2655,23 +2652,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h2:
                   /* empty */;
               3'h6:
-                  \$224  = 5'h00;
+                  \$223  = 5'h00;
             endcase
           end
     endcase
     if (\$98 ) begin
-      \$224  = 5'h00;
+      \$223  = 5'h00;
     end
     if (rst) begin
-      \$224  = 5'h00;
+      \$223  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = count7;
+    \$224  = count7;
     if (\event ) begin
       if (\$32 ) begin
-        \$225  = \$33 [4:0];
+        \$224  = \$33 [4:0];
       end
     end
     casez (fsm_state)
@@ -2704,79 +2701,79 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           end
     endcase
     if (\$98 ) begin
-      \$225  = 5'h00;
+      \$224  = 5'h00;
     end
     if (rst) begin
-      \$225  = 5'h00;
+      \$224  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226 [0] = spike;
-    \$226 [1] = \spike$97 ;
+    \$225 [0] = spike;
+    \$225 [1] = \spike$97 ;
     if (rst) begin
-      \$226  = 2'h0;
+      \$225  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = u_new;
+    \$226  = u_new;
+    if (rst) begin
+      \$226  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$227  = \u_new$99 ;
     if (rst) begin
       \$227  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = \u_new$99 ;
+    \$228  = valid_lanes;
     if (rst) begin
-      \$228  = 16'h0000;
+      \$228  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = valid_lanes;
+    \$229  = \$35 ;
     if (rst) begin
-      \$229  = 2'h0;
+      \$229  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = \$35 ;
+    \$230  = in_full;
+    if (\$36 ) begin
+      if (input__payload[12]) begin
+        \$230  = 1'h1;
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$40 ) begin
+            \$230  = 1'h0;
+          end
+    endcase
+    if (\$98 ) begin
+      \$230  = 1'h0;
+    end
     if (rst) begin
       \$230  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = in_full;
-    if (\$36 ) begin
-      if (input__payload[12]) begin
-        \$231  = 1'h1;
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$40 ) begin
-            \$231  = 1'h0;
-          end
-    endcase
-    if (\$98 ) begin
-      \$231  = 1'h0;
-    end
-    if (rst) begin
-      \$231  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = in_count0;
+    \$231  = in_count0;
     if (\$36 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
         casez (\$signal$105 )
           1'h0:
-              \$232  = \$38 [4:0];
+              \$231  = \$38 [4:0];
         endcase
       end
     end
@@ -2785,6 +2782,41 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           if (\$40 ) begin
             casez (\$42 )
               1'h0:
+                  \$231  = 5'h00;
+            endcase
+          end
+    endcase
+    if (\$98 ) begin
+      \$231  = 5'h00;
+    end
+    if (rst) begin
+      \$231  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$232  = in_count1;
+    if (\$36 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[12]) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (\$signal$105 )
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$232  = \$38 [4:0];
+        endcase
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$40 ) begin
+            (* full_case = 32'd1 *)
+            casez (\$42 )
+              1'h0:
+                  /* empty */;
+              1'h1:
                   \$232  = 5'h00;
             endcase
           end
@@ -2798,46 +2830,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = in_count1;
-    if (\$36 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[12]) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        casez (\$signal$105 )
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$233  = \$38 [4:0];
-        endcase
-      end
-    end
+    \$233  = li;
     casez (fsm_state)
       4'h0:
           if (\$40 ) begin
-            (* full_case = 32'd1 *)
-            casez (\$42 )
-              1'h0:
-                  /* empty */;
-              1'h1:
-                  \$233  = 5'h00;
-            endcase
-          end
-    endcase
-    if (\$98 ) begin
-      \$233  = 5'h00;
-    end
-    if (rst) begin
-      \$233  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = li;
-    casez (fsm_state)
-      4'h0:
-          if (\$40 ) begin
-            \$234  = 1'h0;
+            \$233  = 1'h0;
           end
       4'h2:
           /* empty */;
@@ -2858,8 +2855,21 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             (* full_case = 32'd1 *)
             if (\$91 ) begin
             end else begin
-              \$234  = \$92 [0];
+              \$233  = \$92 [0];
             end
+          end
+    endcase
+    if (rst) begin
+      \$233  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$234  = \$signal$109 ;
+    casez (fsm_state)
+      4'h0:
+          if (\$40 ) begin
+            \$234  = \$signal$105 ;
           end
     endcase
     if (rst) begin
@@ -2868,91 +2878,109 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = \$signal$109 ;
+    \$235  = \$signal$105 ;
     casez (fsm_state)
       4'h0:
           if (\$40 ) begin
-            \$235  = \$signal$105 ;
+            \$235  = \$41 ;
           end
     endcase
+    if (\$98 ) begin
+      \$235  = 1'h0;
+    end
     if (rst) begin
       \$235  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = \$signal$105 ;
-    casez (fsm_state)
-      4'h0:
-          if (\$40 ) begin
-            \$236  = \$41 ;
-          end
-    endcase
-    if (\$98 ) begin
-      \$236  = 1'h0;
-    end
-    if (rst) begin
-      \$236  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = fsm_state;
+    \$236  = fsm_state;
     casez (fsm_state)
       4'h0:
           if (\$40 ) begin
             (* full_case = 32'd1 *)
             if (\$43 ) begin
-              \$237  = 4'h1;
+              \$236  = 4'h1;
             end else begin
-              \$237  = 4'h2;
+              \$236  = 4'h2;
             end
           end
       4'h2:
-          \$237  = 4'h3;
+          \$236  = 4'h3;
       4'h3:
-          \$237  = 4'h4;
+          \$236  = 4'h4;
       4'h4:
           (* full_case = 32'd1 *)
           if (\$44 ) begin
-            \$237  = 4'h5;
+            \$236  = 4'h5;
           end else begin
-            \$237  = 4'h6;
+            \$236  = 4'h6;
           end
       4'h6:
           (* full_case = 32'd1 *)
           if (\$77 ) begin
           end else begin
-            \$237  = 4'h4;
+            \$236  = 4'h4;
           end
       4'h5:
           if (\$80 ) begin
           end else if (\$87 ) begin
-            \$237  = 4'h7;
+            \$236  = 4'h7;
           end
       4'h7:
-          \$237  = 4'h8;
+          \$236  = 4'h8;
       4'h8:
           if (can_load) begin
             (* full_case = 32'd1 *)
             if (last_row) begin
-              \$237  = 4'h9;
+              \$236  = 4'h9;
             end else begin
-              \$237  = 4'h3;
+              \$236  = 4'h3;
             end
           end
       4'h9:
           if (free) begin
             (* full_case = 32'd1 *)
             if (\$91 ) begin
-              \$237  = 4'h1;
+              \$236  = 4'h1;
             end else begin
-              \$237  = 4'h2;
+              \$236  = 4'h2;
             end
           end
       4'h1:
           if (w_rdy) begin
-            \$237  = 4'h0;
+            \$236  = 4'h0;
+          end
+    endcase
+    if (rst) begin
+      \$236  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$237  = k;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          \$237  = 4'h0;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+            end else begin
+              \$237  = \$89 [3:0];
+            end
           end
     endcase
     if (rst) begin
@@ -2961,61 +2989,30 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$238  = k;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          \$238  = 4'h0;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-            end else begin
-              \$238  = \$89 [3:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$238  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$239  = e;
+    \$238  = e;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
           /* empty */;
       4'h3:
-          \$239  = { 1'h0, layer[14:13] };
+          \$238  = { 1'h0, layer[14:13] };
       4'h4:
           /* empty */;
       4'h6:
           (* full_case = 32'd1 *)
           if (\$77 ) begin
           end else begin
-            \$239  = \$79 [2:0];
+            \$238  = \$79 [2:0];
           end
     endcase
     if (rst) begin
-      \$239  = 3'h0;
+      \$238  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$240  = src_sel;
+    \$239  = src_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3027,16 +3024,16 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$44 ) begin
           end else begin
-            \$240  = \$45 ;
+            \$239  = \$45 ;
           end
     endcase
     if (rst) begin
-      \$240  = 2'h0;
+      \$239  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$241  = \$signal$58 ;
+    \$240  = \$signal$58 ;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3048,7 +3045,28 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$44 ) begin
           end else begin
-            \$241  = \$47 ;
+            \$240  = \$47 ;
+          end
+    endcase
+    if (rst) begin
+      \$240  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$241  = bank_sel;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$44 ) begin
+          end else begin
+            \$241  = \$52 ;
           end
     endcase
     if (rst) begin
@@ -3057,7 +3075,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$242  = bank_sel;
+    \$242  = n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3069,16 +3087,20 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$44 ) begin
           end else begin
-            \$242  = \$52 ;
+            \$242  = 5'h00;
+          end
+      4'h6:
+          if (\$77 ) begin
+            \$242  = \$78 [4:0];
           end
     endcase
     if (rst) begin
-      \$242  = 1'h0;
+      \$242  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$243  = n;
+    \$243  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3090,11 +3112,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$44 ) begin
           end else begin
-            \$243  = 5'h00;
-          end
-      4'h6:
-          if (\$77 ) begin
-            \$243  = \$78 [4:0];
+            \$243  = \$60 ;
           end
     endcase
     if (rst) begin
@@ -3103,7 +3121,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$244  = cnt;
+    \$244  = row_wbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3115,16 +3133,16 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$44 ) begin
           end else begin
-            \$244  = \$60 ;
+            \$244  = \$61 ;
           end
     endcase
     if (rst) begin
-      \$244  = 5'h00;
+      \$244  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$245  = row_wbase;
+    \$245  = row_offset;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3136,37 +3154,16 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$44 ) begin
           end else begin
-            \$245  = \$61 ;
+            \$245  = \$76 [8:0];
           end
     endcase
     if (rst) begin
-      \$245  = 8'h00;
+      \$245  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$246  = row_offset;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$44 ) begin
-          end else begin
-            \$246  = \$76 [8:0];
-          end
-    endcase
-    if (rst) begin
-      \$246  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$247  = drain_n;
+    \$246  = drain_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3180,18 +3177,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h5:
           if (\$80 ) begin
-            \$247  = \$88 [1:0];
+            \$246  = \$88 [1:0];
           end else if (\$87 ) begin
-            \$247  = 2'h0;
+            \$246  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$247  = 2'h0;
+      \$246  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$248  = cur;
+    \$247  = cur;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3213,14 +3210,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$248  = \$96 ;
+            \$247  = \$96 ;
           end
     endcase
     if (\$98 ) begin
-      \$248  = 1'h0;
+      \$247  = 1'h0;
     end
     if (rst) begin
-      \$248  = 1'h0;
+      \$247  = 1'h0;
     end
   end
   always @* begin
@@ -3243,7 +3240,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     ev_wr__addr = 7'h00;
     if (\event ) begin
-      ev_wr__addr = { cur, spike_src, \$134  };
+      ev_wr__addr = { cur, spike_src, \$133  };
     end
   end
   always @* begin
@@ -3265,10 +3262,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     inc = 10'h000;
     if (\event ) begin
-      if (\$135 ) begin
+      if (\$134 ) begin
         inc[3] = 1'h1;
       end
-      if (\$136 ) begin
+      if (\$135 ) begin
         inc[7] = 1'h1;
       end
     end
@@ -3282,36 +3279,36 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h3:
         begin
-          if (\$159 ) begin
+          if (\$158 ) begin
             inc[0] = 1'h1;
           end
-          if (\$160 ) begin
+          if (\$159 ) begin
             inc[4] = 1'h1;
           end
         end
       4'h4:
         begin
-          if (\$161 ) begin
+          if (\$160 ) begin
             inc[0] = 1'h1;
           end
-          if (\$162 ) begin
+          if (\$161 ) begin
             inc[4] = 1'h1;
           end
         end
       4'h6:
         begin
-          if (\$163 ) begin
+          if (\$162 ) begin
             inc[0] = 1'h1;
           end
-          if (\$164 ) begin
+          if (\$163 ) begin
             inc[4] = 1'h1;
           end
-          if (\$165 ) begin
-            if (\$166 ) begin
-              if (\$167 ) begin
+          if (\$164 ) begin
+            if (\$165 ) begin
+              if (\$166 ) begin
                 inc[2] = 1'h1;
               end
-              if (\$168 ) begin
+              if (\$167 ) begin
                 inc[6] = 1'h1;
               end
             end
@@ -3319,28 +3316,28 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         end
       4'h5:
         begin
-          if (\$169 ) begin
+          if (\$168 ) begin
             inc[0] = 1'h1;
           end
-          if (\$170 ) begin
+          if (\$169 ) begin
             inc[4] = 1'h1;
           end
         end
       4'h7:
         begin
-          if (\$171 ) begin
+          if (\$170 ) begin
             inc[1] = 1'h1;
           end
-          if (\$172 ) begin
+          if (\$171 ) begin
             inc[5] = 1'h1;
           end
         end
       4'h8:
         begin
-          if (\$173 ) begin
+          if (\$172 ) begin
             inc[1] = 1'h1;
           end
-          if (\$174 ) begin
+          if (\$173 ) begin
             inc[5] = 1'h1;
           end
         end
@@ -3355,18 +3352,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__addr = 5'h00;
-    if (\$157 ) begin
+    if (\$156 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
-        in_wr__addr = { \$signal$105 , \$158  };
+        in_wr__addr = { \$signal$105 , \$157  };
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__data = 12'h000;
-    if (\$157 ) begin
+    if (\$156 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
@@ -3378,7 +3375,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_wr__en = 1'h0;
-    if (\$157 ) begin
+    if (\$156 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
@@ -3437,7 +3434,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h4:
           /* empty */;
       4'h6:
-          if (\$165 ) begin
+          if (\$164 ) begin
             issue = 1'h1;
           end
     endcase
@@ -3510,7 +3507,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h8:
           if (can_load) begin
-            send = \$176 ;
+            send = \$175 ;
           end
     endcase
   end
@@ -3558,7 +3555,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h8:
           if (can_load) begin
-            base = \$177 [4:0];
+            base = \$176 [4:0];
           end
     endcase
   end
@@ -3664,7 +3661,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \clear$194  = 1'h0;
-    if (\$179 ) begin
+    if (\$178 ) begin
       \clear$194  = 1'h1;
     end
   end
@@ -3696,6 +3693,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \u$151  = u_q1;
   assign \alpha$152  = alpha_q1;
   assign \bias$153  = bias_q1;
+  assign records__ready = w_rdy;
   assign event_layer = records__payload[2];
   assign event_index = { 1'h0, records__payload[6:3] };
   assign total = acc0;
@@ -3708,10 +3706,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \v_reset$174  = layer[36:21];
   assign \reset$175  = layer[20:19];
   assign \spiking$176  = layer[18];
-  assign \$signature__addr$177  = \$137 [3:0];
-  assign \$signature__data$178  = \$138 [15:0];
-  assign \$signature__addr$181  = \$143 [3:0];
-  assign \$signature__data$182  = \$144 [15:0];
+  assign \$signature__addr$177  = \$136 [3:0];
+  assign \$signature__data$178  = \$137 [15:0];
+  assign \$signature__addr$181  = \$142 [3:0];
+  assign \$signature__data$182  = \$143 [15:0];
   assign \input__payload.index  = input__payload[3:0];
   assign \input__payload.value  = input__payload[11:4];
   assign \input__payload.end  = input__payload[12];
@@ -3805,8 +3803,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \in_wr__data.value  = in_wr__data[11:4];
   assign \values[0]  = values[15:0];
   assign \values[1]  = values[31:16];
-  assign valid_lanes[1] = \$154 ;
-  assign valid_lanes[0] = \$151 ;
+  assign valid_lanes[1] = \$153 ;
+  assign valid_lanes[0] = \$150 ;
   assign end_record[1:0] = 2'h2;
   assign end_record[23:2] = 22'h000000;
   assign \$63  = { 1'h0, \$62  };
@@ -3815,15 +3813,15 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$73  = { \$72 , 3'h0 };
   assign \$113  = host_addr[8];
   assign \$118  = host_addr[8];
-  assign \$136  = records__payload[2];
-  assign \$147  = host_addr[8];
-  assign \$160  = li;
-  assign \$162  = li;
-  assign \$164  = li;
-  assign \$168  = li;
-  assign \$170  = li;
-  assign \$172  = li;
-  assign \$174  = li;
+  assign \$135  = records__payload[2];
+  assign \$146  = host_addr[8];
+  assign \$159  = li;
+  assign \$161  = li;
+  assign \$163  = li;
+  assign \$167  = li;
+  assign \$169  = li;
+  assign \$171  = li;
+  assign \$173  = li;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -4415,7 +4413,7 @@ module \npu_core_tiny.leak1 (u, alpha, bias, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neuron0 (u_new, theta, \port$752$18 , total, spike);
+module \npu_core_tiny.neuron0 (u_new, theta, \port$750$18 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -4429,8 +4427,8 @@ module \npu_core_tiny.neuron0 (u_new, theta, \port$752$18 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$752$18 ;
-  wire [18:0] \port$752$18 ;
+  input [18:0] \port$750$18 ;
+  wire [18:0] \port$750$18 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -4453,19 +4451,19 @@ module \npu_core_tiny.neuron0 (u_new, theta, \port$752$18 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$752$18 [0] & \$6 ;
-  assign \$7  = ! \port$752$18 [2:1];
-  assign \$8  = \port$752$18 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$752$18 [18:3] : v;
+  assign spike = \port$750$18 [0] & \$6 ;
+  assign \$7  = ! \port$750$18 [2:1];
+  assign \$8  = \port$750$18 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$750$18 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$752$18 [0];
-  assign reset = \port$752$18 [2:1];
-  assign v_reset = \port$752$18 [18:3];
+  assign spiking = \port$750$18 [0];
+  assign reset = \port$750$18 [2:1];
+  assign v_reset = \port$750$18 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neuron1 (u_new, theta, \port$752$18 , total, spike);
+module \npu_core_tiny.neuron1 (u_new, theta, \port$750$18 , total, spike);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -4479,8 +4477,8 @@ module \npu_core_tiny.neuron1 (u_new, theta, \port$752$18 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$752$18 ;
-  wire [18:0] \port$752$18 ;
+  input [18:0] \port$750$18 ;
+  wire [18:0] \port$750$18 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -4503,15 +4501,15 @@ module \npu_core_tiny.neuron1 (u_new, theta, \port$752$18 , total, spike);
   assign v = \$signal  ? 16'h7fff : \$5 ;
   assign diff = $signed(v) - $signed(theta);
   assign \$6  = ~ diff[16];
-  assign spike = \port$752$18 [0] & \$6 ;
-  assign \$7  = ! \port$752$18 [2:1];
-  assign \$8  = \port$752$18 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$752$18 [18:3] : v;
+  assign spike = \port$750$18 [0] & \$6 ;
+  assign \$7  = ! \port$750$18 [2:1];
+  assign \$8  = \port$750$18 [2:1] == 1'h1;
+  assign \$9  = \$8  ? \port$750$18 [18:3] : v;
   assign after_spike = \$7  ? diff[15:0] : \$9 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$752$18 [0];
-  assign reset = \port$752$18 [2:1];
-  assign v_reset = \port$752$18 [18:3];
+  assign spiking = \port$750$18 [0];
+  assign reset = \port$750$18 [2:1];
+  assign v_reset = \port$750$18 [18:3];
 endmodule
 
 (* generator = "Amaranth" *)
