@@ -272,9 +272,7 @@ class FrameEncoder(wiring.Component):
         zq = Signal()
         endq = Signal()
         primed = Signal()
-        m.d.sync += [zq.eq(Mux(ptr == n, crc[:8] == 0,
-                               Mux(ptr == n1, crc[8:] == 0, self.mem_data == 0))),
-                     endq.eq(at_end)]
+        m.d.sync += [zq.eq(cur == 0), endq.eq(at_end)]
 
         # Timing: the output byte register.  ``tx`` comes from flip-flops, and the FSM
         # loads the next byte whenever the register is empty or being taken
