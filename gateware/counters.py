@@ -68,29 +68,27 @@ class CounterBank(wiring.Component):
         stale = Signal(n, init=(1 << n) - 1)  # the memory starts unwritten
 
         # Flush: issue (read mem[ptr], capture its delta) in clocks without a read.
+        # A read: the same edge captures the memory (read port), the delta and the flag.
+        # Timing: a clock issues a flush or a read, never both, so one pair of registers
+        # (``a_delta``, ``a_stale``) captures for either and the adder needs no choice.
         ptr = Signal(range(n))
         issue = ~self.re
         f_valid = Signal()
         f_idx = Signal(range(n))
-        f_delta = Signal(self.delta_bits)
-        f_stale = Signal()
-        m.d.sync += [f_valid.eq(issue & ~self.clear), f_idx.eq(ptr),
-                     f_delta.eq(delta[ptr]), f_stale.eq(stale.bit_select(ptr, 1))]
+        a_delta = Signal(self.delta_bits)
+        a_stale = Signal()
+        m.d.sync += [f_valid.eq(issue & ~self.clear), f_idx.eq(ptr), self.rvalid.eq(self.re),
+                     a_delta.eq(Mux(self.re, delta[self.raddr], delta[ptr])),
+                     a_stale.eq(Mux(self.re, stale.bit_select(self.raddr, 1),
+                                    stale.bit_select(ptr, 1)))]
         with m.If(issue):
             m.d.sync += ptr.eq(Mux(ptr == n - 1, 0, ptr + 1))
-
-        # Read: the same edge captures the memory (read port), the delta and the flag.
-        r_delta = Signal(self.delta_bits)
-        r_stale = Signal()
-        m.d.sync += [self.rvalid.eq(self.re), r_delta.eq(delta[self.raddr]),
-                     r_stale.eq(stale.bit_select(self.raddr, 1))]
         m.d.comb += rd.addr.eq(Mux(self.re, self.raddr, ptr))
 
         # The one adder: base + delta, for the flush's write or the read's result.
-        base_stale = Mux(self.rvalid, r_stale, f_stale)
         total = Signal(self.width)
         m.d.comb += [
-            total.eq(Mux(base_stale, 0, rd.data) + Mux(self.rvalid, r_delta, f_delta)),
+            total.eq(Mux(a_stale, 0, rd.data) + a_delta),
             self.rdata.eq(total),
             wr.addr.eq(f_idx),
             wr.data.eq(total),
@@ -98,7 +96,7 @@ class CounterBank(wiring.Component):
         ]
         for i in range(n):
             flushed = f_valid & (f_idx == i)
-            m.d.sync += delta[i].eq(delta[i] + self.inc[i] - Mux(flushed, f_delta, 0))
+            m.d.sync += delta[i].eq(delta[i] + self.inc[i] - Mux(flushed, a_delta, 0))
             with m.If(flushed):
                 m.d.sync += stale.bit_select(i, 1).eq(0)
         with m.If(self.clear):

@@ -15,7 +15,7 @@ writable (if ``writable``) and zeroed by RESET (if ``state``) with no change her
 
 Costs (clocks from the decoder's ``frame_valid``, besides waiting for the
 encoder to finish the previous reply): WRITE ``18 * count + 14`` (8 per word to
-validate, 8 to gather, 2 to write), READ ``11 * count + 14``, INFO
+validate, 8 to gather, 2 to write), READ ``12 * count + 14``, INFO
 ``len(info) + 7``, RESET the ``state`` words + 8, RUN: 1 per payload byte to
 validate, then per step 4, per event 6, the core's step, and 9 per record kept.
 """
@@ -193,15 +193,26 @@ class CommandEngine(wiring.Component):
         hi_reg0 = Signal()
         count = Signal(8)          # words of a WRITE / READ (1 .. 128)
         left = Signal(8)           # words still to go, down to 1
-        last_word = left == 1
+        last_word = Signal()       # left == 1 (timing: a register, set with each change)
+        count_one = Signal()       # count == 1
         wp = Signal(BODY_ADDR_BITS)  # reply write pointer; at the end, the reply's length
         rcmd = Signal(8)
+        # Timing: ``err`` takes the error code of every clock with no enable (the code an
+        # error site sets in ``err_code``, BAD_PAYLOAD by default); ERROR, the state after
+        # an error, writes it, so the enable need not wait for every site's condition.
+        err_code = Signal(8, init=int(ErrorCode.BAD_PAYLOAD))
         err = Signal(8)
-        steps = Signal(16)
+        m.d.sync += err.eq(err_code)
+        steps_m1 = Signal(16)       # the steps asked for, minus one
+        steps_fit = Signal()        # steps_m1 fits ``i``
         i = Signal(10)             # steps done (at most 511 fit a payload)
         reached = Signal()         # i == steps
         bleft = Signal(BODY_ADDR_BITS)  # payload bytes not yet gathered (RUN checks)
+        # Timing: the RUN checks of ``bleft`` (== 0, < 2, < 4) in registers, set with
+        # each change of ``bleft``.
+        bleft_lt = Signal(3)  # bleft < 1, < 2, < 4
         n_ev = Signal(8)           # events of the step still to go
+        no_ev = Signal()           # n_ev == 0 (timing: a register, set with each change)
         nout = Signal(8)           # records of the step in the reply (at most 127)
         npos = Signal(BODY_ADDR_BITS)
         overflow = Signal()
@@ -215,7 +226,9 @@ class CommandEngine(wiring.Component):
         def gather(name, n, then):
             """State ``name``: the next ``n`` bytes of the receive buffer into ``sh``."""
             with m.State(name):
-                m.d.sync += [shift, k.eq(k + 1), bleft.eq(bleft - 1)]
+                m.d.sync += [shift, k.eq(k + 1), bleft.eq(bleft - 1),
+                             bleft_lt.eq(Cat(_lt_const(bleft, 2), _lt_const(bleft, 3),
+                                             _lt_const(bleft, 5)))]
                 m.d.comb += rp_next.eq(rp + 1)
                 with m.If(k == n - 1):
                     m.d.sync += k.eq(0)
@@ -230,12 +243,13 @@ class CommandEngine(wiring.Component):
         def next_addr():
             inc = Signal(hab + 1)
             m.d.comb += inc.eq(lo + 1)
-            m.d.sync += [lo.eq(inc[:hab]), left.eq(left - 1)]
+            m.d.sync += [lo.eq(inc[:hab]), left.eq(left - 1), last_word.eq(left == 2)]
             with m.If(inc[hab]):
                 m.d.sync += [hi_zero.eq(0), hi_reg.eq(hi_zero if hab == 31 else 0)]
 
         def restart_addr():
-            m.d.sync += [lo.eq(lo0), hi_zero.eq(hi_zero0), hi_reg.eq(hi_reg0), left.eq(count)]
+            m.d.sync += [lo.eq(lo0), hi_zero.eq(hi_zero0), hi_reg.eq(hi_reg0), left.eq(count),
+                         last_word.eq(count_one)]
 
         # ------------------------------------------------- address validation
         is_reg = Signal()
@@ -289,6 +303,7 @@ class CommandEngine(wiring.Component):
         # its address and data (W_NEXT changes ``lo`` only at its end; RESET loads the
         # address of each zeroed word into ``lo``).
         host_we_q = Signal()
+        host_re_q = Signal()  # the same for a read, requested in R_FETCH, made in R_WAIT
         # Timing: the core's ``busy`` is decoded from its sequencer's state; the FSM acts
         # on it a clock late (``core_busy``).  That is safe: the core turns busy only two
         # clocks after the engine pushes an end marker (RX_EVENT, then RX_OUT, which does
@@ -298,9 +313,10 @@ class CommandEngine(wiring.Component):
         core_busy = Signal()
         m.d.sync += core_busy.eq(self.core_busy)
         clear_q = Signal()  # the same for ``clear``, which resets many of the core's registers
-        m.d.sync += [host_we_q.eq(0), clear_q.eq(0)]
+        m.d.sync += [host_we_q.eq(0), host_re_q.eq(0), clear_q.eq(0)]
         m.d.comb += [self.host_addr.eq(lo), self.host_wdata.eq(sh),  # RESET clears ``sh``
-                     self.host_we.eq(host_we_q), self.clear.eq(clear_q)]
+                     self.host_we.eq(host_we_q), self.host_re.eq(host_re_q),
+                     self.clear.eq(clear_q)]
 
         with m.FSM():
             with m.State("IDLE"):
@@ -325,36 +341,38 @@ class CommandEngine(wiring.Component):
                 with m.If(~self.send_busy):
                     m.d.sync += [cache_valid.eq(0), rcmd.eq(self.cmd | 0x80), k.eq(0),
                                  wp.eq(HEADER), i.eq(0), reached.eq(0), overflow.eq(0),
-                                 bleft.eq(length)]
+                                 bleft.eq(length),
+                                 bleft_lt.eq(Cat(length == 0, _lt_const(length, 2),
+                                                 _lt_const(length, 4)))]
                     empty = length == 0
                     with m.Switch(self.cmd):
                         with m.Case(Command.INFO):
                             with m.If(empty):
                                 m.next = "INFO"
                             with m.Else():
-                                self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                                self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
                         with m.Case(Command.WRITE):
                             with m.If(~_lt_const(length, 6)):
                                 m.next = "W_HDR"
                             with m.Else():
-                                self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                                self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
                         with m.Case(Command.READ):
                             with m.If(length == 6):
                                 m.next = "R_HDR"
                             with m.Else():
-                                self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                                self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
                         with m.Case(Command.RESET):
                             with m.If(empty):
                                 m.next = "RS_CLEAR"
                             with m.Else():
-                                self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                                self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
                         with m.Case(Command.RUN):
                             with m.If(~_lt_const(length, 2)):
                                 m.next = "RV_COUNT"
                             with m.Else():
-                                self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                                self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
                         with m.Default():
-                            self._error(m, err, ErrorCode.UNKNOWN_COMMAND)
+                            self._error(m, err_code, ErrorCode.UNKNOWN_COMMAND)
 
             with m.State("ERROR"):
                 write_reply(HEADER, err)
@@ -386,10 +404,11 @@ class CommandEngine(wiring.Component):
                 # ``length`` is at most MAX_PAYLOAD (the decoder's checks), so is 8 * cnt.
                 cnt = sh[48:64]
                 load_addr(sh[16:48])
-                m.d.sync += [count.eq(cnt), left.eq(cnt), k.eq(0), vmask.eq(mask_core[0]),
+                m.d.sync += [count.eq(cnt), left.eq(cnt), count_one.eq(cnt == 1),
+                             last_word.eq(cnt == 1), k.eq(0), vmask.eq(mask_core[0]),
                              bad_q.eq(0)]
                 with m.If((cnt == 0) | (self.length[:3] != 6) | (self.length[3:] != cnt)):
-                    self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                    self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
                 with m.Else():
                     m.next = "W_VALIDATE"
             with m.State("W_VALIDATE"):
@@ -406,17 +425,18 @@ class CommandEngine(wiring.Component):
                     next_addr()
                     with m.If(last_word):
                         restart_addr()
-                        m.d.comb += rp_next.eq(HEADER + 6)
                 with m.If(bad_q):
-                    self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                    self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
                 with m.Elif((k == 1) & ~write_ok):
-                    self._error(m, err, ErrorCode.ADDRESS_OUT_OF_RANGE)
+                    self._error(m, err_code, ErrorCode.ADDRESS_OUT_OF_RANGE)
                 with m.Elif((k == 7) & last_word):
                     m.next = "W_VCHECK"
             with m.State("W_VCHECK"):
-                # ``rp`` holds HEADER + 6: W_GATHER's first byte is read meanwhile.
+                # W_GATHER's first byte (at HEADER + 6) is read meanwhile.  Timing: the
+                # read address depends on the state alone (not on ``k``/``last_word``).
+                m.d.comb += rp_next.eq(HEADER + 6)
                 with m.If(bad_q):
-                    self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                    self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
                 with m.Else():
                     m.next = "W_GATHER"
             gather("W_GATHER", 8, "W_DO")
@@ -439,11 +459,12 @@ class CommandEngine(wiring.Component):
             with m.State("R_CHECK"):
                 cnt = sh[48:64]
                 load_addr(sh[16:48])
-                m.d.sync += [count.eq(cnt), left.eq(cnt), primed.eq(0)]
+                m.d.sync += [count.eq(cnt), left.eq(cnt), count_one.eq(cnt == 1),
+                             last_word.eq(cnt == 1), primed.eq(0)]
                 with m.If(cnt == 0):
-                    self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                    self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
                 with m.Elif(~_lt_const(cnt, MAX_PAYLOAD // 8 + 1)):
-                    self._error(m, err, ErrorCode.TOO_LARGE)
+                    self._error(m, err_code, ErrorCode.TOO_LARGE)
                 with m.Else():
                     m.next = "R_VALIDATE"
             with m.State("R_VALIDATE"):
@@ -452,7 +473,7 @@ class CommandEngine(wiring.Component):
                 # in R_VLAST.
                 m.d.sync += primed.eq(1)
                 with m.If(primed & ~read_ok):
-                    self._error(m, err, ErrorCode.ADDRESS_OUT_OF_RANGE)
+                    self._error(m, err_code, ErrorCode.ADDRESS_OUT_OF_RANGE)
                 with m.Else():
                     next_addr()
                     with m.If(last_word):
@@ -460,7 +481,7 @@ class CommandEngine(wiring.Component):
                         m.next = "R_VLAST"
             with m.State("R_VLAST"):
                 with m.If(~read_ok):
-                    self._error(m, err, ErrorCode.ADDRESS_OUT_OF_RANGE)
+                    self._error(m, err_code, ErrorCode.ADDRESS_OUT_OF_RANGE)
                 with m.Else():
                     m.next = "R_FETCH"
             with m.State("R_FETCH"):
@@ -469,7 +490,7 @@ class CommandEngine(wiring.Component):
                     m.d.sync += sh.eq(regs[lo[:3]])
                     m.next = "R_PUT"
                 with m.Elif(~core_busy):
-                    m.d.comb += self.host_re.eq(1)
+                    m.d.sync += host_re_q.eq(1)
                     m.next = "R_WAIT"
             with m.State("R_WAIT"):
                 with m.If(self.host_rvalid):
@@ -507,55 +528,61 @@ class CommandEngine(wiring.Component):
             # ---------------------------------------------------------- RUN
             # Validation: ``bleft`` counts the payload bytes not yet gathered.
             # Timing: ``reached`` (``i == steps``) is a register, set with each change of
-            # ``i`` (``steps`` is at least 1 while ``i`` counts).
+            # ``i`` (``steps`` is at least 1 while ``i`` counts) from ``i == steps - 1``
+            # (an equality on registers: no carry chain ahead of the compare).
             steps_reached = reached
 
             def step_done():
                 inc = i + 1
                 m.d.sync += [i.eq(inc),
-                             reached.eq((inc == steps[:len(i)]) & (steps[len(i):] == 0))]
+                             reached.eq((i == steps_m1[:len(i)]) & steps_fit)]
             gather("RV_COUNT", 2, "RV_COUNT_CHECK")
             with m.State("RV_COUNT_CHECK"):
-                m.d.sync += [steps.eq(sh[48:64]), i.eq(0), reached.eq(0)]
+                m1 = Signal(16)
+                m.d.comb += m1.eq(sh[48:64] - 1)
+                m.d.sync += [steps_m1.eq(m1), steps_fit.eq(m1[len(i):] == 0),
+                             i.eq(0), reached.eq(0)]
                 with m.If(sh[48:64] == 0):
-                    self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                    self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
                 with m.Else():
                     m.next = "RV_STEP"
             with m.State("RV_STEP"):
                 with m.If(steps_reached):
-                    with m.If(bleft == 0):
+                    # Timing: the read address does not wait for the ``bleft`` check
+                    # (after an error the pointer is not used again).
+                    m.d.comb += rp_next.eq(HEADER + 2)
+                    with m.If(bleft_lt[0]):
                         m.d.sync += [i.eq(0), reached.eq(0), wp.eq(HEADER)]
-                        m.d.comb += rp_next.eq(HEADER + 2)
                         m.next = "RX_STEP"
                     with m.Else():
-                        self._error(m, err, ErrorCode.BAD_PAYLOAD)
-                with m.Elif(_lt_const(bleft, 2)):
-                    self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                        self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
+                with m.Elif(bleft_lt[1]):
+                    self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
                 with m.Else():
                     m.next = "RV_NEV"
             gather("RV_NEV", 2, "RV_NEV_SET")
             with m.State("RV_NEV_SET"):
                 # Over 255 events cannot fit the payload: the same BAD_PAYLOAD, sooner.
-                m.d.sync += n_ev.eq(sh[48:56])
+                m.d.sync += [n_ev.eq(sh[48:56]), no_ev.eq(sh[48:56] == 0)]
                 with m.If(sh[56:64] != 0):
-                    self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                    self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
                 with m.Else():
                     m.next = "RV_EVENT"
             with m.State("RV_EVENT"):
-                with m.If(n_ev == 0):
+                with m.If(no_ev):
                     step_done()
                     m.next = "RV_STEP"
-                with m.Elif(_lt_const(bleft, 4)):
-                    self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                with m.Elif(bleft_lt[2]):
+                    self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
                 with m.Else():
                     m.next = "RV_EV"
             gather("RV_EV", 4, "RV_EV_CHECK")
             with m.State("RV_EV_CHECK"):
                 with m.If(ev_ok):
-                    m.d.sync += n_ev.eq(n_ev - 1)
+                    m.d.sync += [n_ev.eq(n_ev - 1), no_ev.eq(n_ev == 1)]
                     m.next = "RV_EVENT"
                 with m.Else():
-                    self._error(m, err, ErrorCode.BAD_PAYLOAD)
+                    self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
 
             # Execution.
             with m.State("RX_STEP"):
@@ -565,10 +592,10 @@ class CommandEngine(wiring.Component):
                     m.next = "RX_NEV"
             gather("RX_NEV", 2, "RX_NEV_SET")
             with m.State("RX_NEV_SET"):
-                m.d.sync += n_ev.eq(sh[48:56])
+                m.d.sync += [n_ev.eq(sh[48:56]), no_ev.eq(sh[48:56] == 0)]
                 m.next = "RX_EVENT"
             with m.State("RX_EVENT"):
-                with m.If(n_ev == 0):
+                with m.If(no_ev):
                     m.d.comb += [self.core_input.valid.eq(1),
                                  self.core_input.payload.end.eq(1)]
                     with m.If(self.core_input.ready):
@@ -586,7 +613,7 @@ class CommandEngine(wiring.Component):
                              self.core_input.payload.index.eq(ev_index),
                              self.core_input.payload.value.eq(ev_value)]
                 with m.If(self.core_input.ready):
-                    m.d.sync += n_ev.eq(n_ev - 1)
+                    m.d.sync += [n_ev.eq(n_ev - 1), no_ev.eq(n_ev == 1)]
                     m.next = "RX_EVENT"
             with m.State("RX_OUT"):
                 m.d.comb += self.core_output.ready.eq(1)
@@ -621,13 +648,13 @@ class CommandEngine(wiring.Component):
             with m.State("RX_DRAIN"):
                 with m.If(~core_busy):
                     with m.If(overflow):
-                        self._error(m, err, ErrorCode.TOO_LARGE)
+                        self._error(m, err_code, ErrorCode.TOO_LARGE)
                     with m.Else():
                         m.d.sync += k.eq(0)
                         m.next = "FINISH"
         return m
 
     @staticmethod
-    def _error(m, err, code):
-        m.d.sync += err.eq(int(code))
+    def _error(m, err_code, code):
+        m.d.comb += err_code.eq(int(code))
         m.next = "ERROR"

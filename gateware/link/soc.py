@@ -25,7 +25,7 @@ from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...protocol import MAX_BODY, MAX_PAYLOAD
-from ..core import NPUCore, check_core_arguments
+from ..core import NO_RW_CHECK, NPUCore, check_core_arguments, nrw_read_port
 from ..layout import CoreConfig
 from .engine import HEADER, CommandEngine, device_info
 from .frame import FrameDecoder, FrameEncoder
@@ -88,13 +88,19 @@ class SoC(wiring.Component):
         m.submodules.decoder = dec = FrameDecoder()
         m.submodules.encoder = enc = FrameEncoder()
         m.submodules.engine = eng = CommandEngine(config=c, info=self.info)
-        m.submodules.rx_buffer = rx_buf = memory.Memory(shape=8, depth=MAX_BODY, init=[])
+        # A buffer is never read and written at once where the read matters: the
+        # decoder fills the receive buffer only while the engine has no frame, and the
+        # engine writes a reply only while the encoder is not sending.  So neither needs
+        # the old-data bypass synthesis otherwise builds (timing: on the iCE40 it sat
+        # between the engine's read pointer and the block RAM).
+        m.submodules.rx_buffer = rx_buf = memory.Memory(shape=8, depth=MAX_BODY, init=[],
+                                                        attrs=NO_RW_CHECK)
         m.submodules.tx_buffer = tx_buf = memory.Memory(shape=8, depth=HEADER + MAX_PAYLOAD,
-                                                        init=[])
+                                                        init=[], attrs=NO_RW_CHECK)
         rx_wr = rx_buf.write_port()
-        rx_rd = rx_buf.read_port()
+        rx_rd = nrw_read_port(m, rx_buf, "rx_buffer")
         tx_wr = tx_buf.write_port()
-        tx_rd = tx_buf.read_port()
+        tx_rd = nrw_read_port(m, tx_buf, "tx_buffer")
         m.d.comb += [
             rx_wr.addr.eq(dec.wr_addr), rx_wr.data.eq(dec.wr_data), rx_wr.en.eq(dec.wr_en),
             rx_rd.addr.eq(eng.rx_addr), eng.rx_data.eq(rx_rd.data),
