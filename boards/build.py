@@ -27,7 +27,7 @@ from ..gateware.layout import CoreConfig, FitError, compile_network
 from .defs import Board, capacity
 
 __all__ = ["BuildError", "ToolMissing", "tool_env", "fit_model", "parse_config",
-           "parse_nextpnr_report", "yosys_cell_counts", "build", "program", "check_budget",
+           "parse_nextpnr_report", "critical_paths", "yosys_cell_counts", "build", "program", "check_budget",
            "NEXTPNR_RESOURCES"]
 
 TOOLS = {
@@ -147,9 +147,46 @@ def fit_model(model: Path, config: CoreConfig) -> dict:
                             for p in layer.inputs)}
 
 
+def _design_source(source: str) -> str | None:
+    """A nextpnr net source (``/abs/path/file.py:LINE``) as a path relative to the
+    package, or None for the synthesis tool's own cell libraries."""
+    path, _, line = source.rpartition(":")
+    package = Path(__file__).resolve().parent.parent
+    try:
+        return f"{Path(path).resolve().relative_to(package).as_posix()}:{line}"
+    except ValueError:
+        return None
+
+
+def critical_paths(data: dict) -> list[dict]:
+    """The critical paths of nextpnr's ``--report`` JSON, summarized: per path the
+    clocks at its ends, its delay (ns), its logic levels (LUTs and carry cells, the
+    ``logic`` steps), its start and end cells, and the design source lines of its
+    nets in path order (the synthesis tool's cell libraries left out)."""
+    summary = []
+    for cp in data.get("critical_paths", []):
+        steps = cp.get("path", [])
+        if not steps:
+            continue
+        sources = []
+        for step in steps:
+            for source in step.get("sources") or []:
+                mine = _design_source(source)
+                if mine and mine not in sources:
+                    sources.append(mine)
+        summary.append({
+            "from": cp.get("from"), "to": cp.get("to"),
+            "delay_ns": round(sum(float(step.get("delay", 0)) for step in steps), 2),
+            "logic_levels": sum(step.get("type") == "logic" for step in steps),
+            "start": steps[0].get("from", {}).get("cell"),
+            "end": steps[-1].get("to", {}).get("cell"),
+            "sources": sources})
+    return summary
+
+
 def parse_nextpnr_report(path: Path, family: str) -> dict:
     """nextpnr's ``--report`` JSON -> ``{"utilization", "fmax_mhz", "constraint_mhz",
-    "timing_met", "bels"}``."""
+    "timing_met", "bels", "critical_paths"}`` (see :func:`critical_paths`)."""
     data = json.loads(Path(path).read_text())
     bels = {k: {"used": int(v["used"]), "available": int(v["available"])}
             for k, v in data.get("utilization", {}).items()}
@@ -163,7 +200,7 @@ def parse_nextpnr_report(path: Path, family: str) -> dict:
         constraint[clock] = round(float(v["constraint"]), 2)
     met = bool(fmax) and all(fmax[c] >= constraint[c] for c in fmax)
     return {"utilization": util, "fmax_mhz": fmax, "constraint_mhz": constraint,
-            "timing_met": met, "bels": bels}
+            "timing_met": met, "bels": bels, "critical_paths": critical_paths(data)}
 
 
 def yosys_cell_counts(log: str) -> dict:
@@ -286,7 +323,8 @@ def build(board: Board, *, top: str = "soc", config: CoreConfig | None = None,
     seconds = round(time.monotonic() - started, 1)
     report.update(bitstream=str(bitstream), utilization=util, fmax_mhz=parsed["fmax_mhz"],
                   constraint_mhz=parsed["constraint_mhz"], timing_met=parsed["timing_met"],
-                  bels=parsed["bels"], build_seconds=seconds,
+                  bels=parsed["bels"], critical_paths=parsed["critical_paths"],
+                  build_seconds=seconds,
                   luts_per_lane=round(util.get("LUT", {}).get("used", 0) / config.lanes, 1))
     return report
 

@@ -80,27 +80,34 @@ class NeuronFire(wiring.Component):
         })
 
     def elaborate(self, platform):
-        # The core registers the outputs (the fire clock), so this is written for area:
-        # the saturation test looks at the bits above the u range only (OR trees), and
-        # one subtraction ``v - theta`` (u_bits + 1 wide) gives both the compare (its
-        # sign) and the subtract reset (its low bits, i.e. mod 2**u_bits).
+        # The core registers the outputs (the fire clock).  Timing: the compare does
+        # not wait for the saturation.  With u_min <= theta <= u_max,
+        #   sat_u(total) >= theta  <=>  total >= theta  or  theta == u_min,
+        # so one wide subtraction ``total - theta`` gives the compare (its sign) and,
+        # when ``total`` is in the u range, the subtract reset (its low bits, i.e.
+        # ``(v - theta) mod 2**u_bits``).  Saturated high, ``u_max - theta`` is
+        # ``~theta`` with its top bit flipped; saturated low, a spike means
+        # ``theta == u_min`` and ``v - theta`` is 0.
         m = Module()
         ub = self.u_bits
         u_min, u_max = -(1 << (ub - 1)), (1 << (ub - 1)) - 1
-        total = self.total
+        total, theta = self.total, self.theta
         upper = total[ub - 1:]  # sign-extension bits of the u range, and above
         hi, lo = Signal(), Signal()
-        diff = Signal(signed(ub + 1))
+        diff = Signal(signed(len(total) + 1))
         m.d.comb += [
             hi.eq(~total[-1] & upper.any()),
             lo.eq(total[-1] & ~upper.all()),
             self.v.eq(Mux(hi, u_max, Mux(lo, u_min, total[:ub].as_signed()))),
-            diff.eq(self.v - self.theta),
-            self.spike.eq(self.spiking & ~diff[-1]),
+            diff.eq(total - theta),
+            self.spike.eq(self.spiking & (~diff[-1] | (theta == u_min))),
         ]
+        subtracted = Signal(signed(ub))
+        m.d.comb += subtracted.eq(Mux(hi, (~theta) ^ (1 << (ub - 1)),
+                                      Mux(lo, 0, diff[:ub].as_signed())))
         after_spike = Signal(signed(ub))
         m.d.comb += [
-            after_spike.eq(Mux(self.reset == 0, diff[:ub].as_signed(),
+            after_spike.eq(Mux(self.reset == 0, subtracted,
                                Mux(self.reset == 1, self.v_reset, self.v))),
             self.u_new.eq(Mux(self.spike, after_spike, self.v)),
         ]

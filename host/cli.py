@@ -456,6 +456,11 @@ def cmd_build(args) -> int:
             yield f"  {name:<6} {u['used']:>6} / {u['available']}"
         for clock, f in r["fmax_mhz"].items():
             yield f"  fmax {clock}: {f:.2f} MHz (target {r['target_mhz']} MHz)"
+        for path in r.get("critical_paths", [])[:1]:
+            yield (f"  critical path: {path['delay_ns']:.2f} ns, {path['logic_levels']} "
+                   f"logic levels, {path['start']} -> {path['end']}")
+            if path["sources"]:
+                yield f"    through {', '.join(path['sources'][:6])}"
         yield f"  timing met: {r['timing_met']}; bitstream: {r['bitstream']}"
 
     _emit(report, args.json, lines)

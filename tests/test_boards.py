@@ -243,10 +243,36 @@ def test_parse_nextpnr_report(tmp_path):
                                 "IO": {"used": 6, "available": 96}}
     assert r["fmax_mhz"] == {"clk": 37.12, "por_clk": 35.5}
     assert r["timing_met"] is False  # one clock misses its constraint
+    assert r["critical_paths"] == []
     data = json.loads(path.read_text())
     data["fmax"]["por_clk"]["achieved"] = 36.0
     path.write_text(json.dumps(data))
     assert bbuild.parse_nextpnr_report(path, "ice40")["timing_met"] is True
+
+
+def test_critical_paths_summary(tmp_path):
+    """nextpnr's critical paths: delay summed over every step, logic steps counted,
+    design sources in path order relative to the package, cell libraries dropped."""
+    from spikeforge.gateware import lane
+    lane_py = Path(lane.__file__).resolve()
+    cell = {"cell": "a", "loc": [1, 2], "port": "O"}
+    end = {"cell": "b", "loc": [1, 3], "port": "I0"}
+    steps = [{"type": "clk-to-q", "delay": 1.25, "from": cell, "to": cell},
+             {"type": "routing", "delay": 2.5, "from": cell, "to": end, "net": "n",
+              "sources": [f"{lane_py}:98", "/share/ice40/cells_map.v:6.21-6.22"]},
+             {"type": "logic", "delay": 1.0, "from": end, "to": end},
+             {"type": "routing", "delay": 0.5, "from": end, "to": end, "net": "m",
+              "sources": [f"{lane_py}:98", f"{lane_py}:99"]},
+             {"type": "logic", "delay": 0.25, "from": end, "to": end},
+             {"type": "setup", "delay": 1.0, "from": end, "to": end}]
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"fmax": {}, "utilization": {}, "critical_paths": [
+        {"from": "posedge clk", "to": "posedge clk", "path": steps},
+        {"from": "<async>", "to": "posedge clk", "path": []}]}))
+    assert bbuild.parse_nextpnr_report(path, "ice40")["critical_paths"] == [
+        {"from": "posedge clk", "to": "posedge clk", "delay_ns": 6.5, "logic_levels": 2,
+         "start": "a", "end": "b",
+         "sources": ["gateware/lane.py:98", "gateware/lane.py:99"]}]
 
 
 def test_yosys_cell_counts():
