@@ -82,9 +82,11 @@ class NeuronFire(wiring.Component):
     def elaborate(self, platform):
         # The core registers the outputs (the fire clock).  Timing: the compare does
         # not wait for the saturation.  With u_min <= theta <= u_max,
-        #   sat_u(total) >= theta  <=>  total >= theta  or  theta == u_min,
-        # so one wide subtraction ``total - theta`` gives the compare (its sign) and,
-        # when ``total`` is in the u range, the subtract reset (its low bits, i.e.
+        #   sat_u(total) >= theta  <=>  hi  or  theta == u_min  or  (not lo and
+        #                                total[:u_bits] >= theta),
+        # so one subtraction ``total[:u_bits] - theta`` (u_bits + 1 wide), made in
+        # parallel with the saturation tests, gives the compare (its sign) and, when
+        # ``total`` is in the u range, the subtract reset (its low bits, i.e.
         # ``(v - theta) mod 2**u_bits``).  Saturated high, ``u_max - theta`` is
         # ``~theta`` with its top bit flipped; saturated low, a spike means
         # ``theta == u_min`` and ``v - theta`` is 0.
@@ -94,13 +96,13 @@ class NeuronFire(wiring.Component):
         total, theta = self.total, self.theta
         upper = total[ub - 1:]  # sign-extension bits of the u range, and above
         hi, lo = Signal(), Signal()
-        diff = Signal(signed(len(total) + 1))
+        diff = Signal(signed(ub + 1))
         m.d.comb += [
             hi.eq(~total[-1] & upper.any()),
             lo.eq(total[-1] & ~upper.all()),
             self.v.eq(Mux(hi, u_max, Mux(lo, u_min, total[:ub].as_signed()))),
-            diff.eq(total - theta),
-            self.spike.eq(self.spiking & (~diff[-1] | (theta == u_min))),
+            diff.eq(total[:ub].as_signed() - theta),
+            self.spike.eq(self.spiking & (hi | (theta == u_min) | (~lo & ~diff[-1]))),
         ]
         subtracted = Signal(signed(ub))
         m.d.comb += subtracted.eq(Mux(hi, (~theta) ^ (1 << (ub - 1)),

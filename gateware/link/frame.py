@@ -233,7 +233,7 @@ class FrameEncoder(wiring.Component):
     has been taken; ``mem_addr`` (out) / ``mem_data`` (in) read the buffer
     through a synchronous read port; ``tx`` is the 8-bit output stream.
     Cost: ``length + 2`` clocks of CRC, then per COBS run about twice its bytes
-    plus 3 clocks (scan, then send one byte per clock while ``tx.ready``).
+    plus 4 clocks (scan, then send one byte per clock while ``tx.ready``).
     ``tx`` comes from a one-byte output register (a byte is offered the clock
     after the encoder reaches it; ``busy`` stays high until the register is empty).
     """
@@ -330,19 +330,25 @@ class FrameEncoder(wiring.Component):
             with m.State("DATA"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(code == 1):
-                    # The run is sent: the end, or skip its zero (none after a full run).
-                    with m.If(at_end):
-                        m.next = "DELIM"
-                    with m.Else():
-                        with m.If(~full):
-                            m.d.comb += ptr_next.eq(inc)
-                        m.d.sync += run_start.eq(ptr_next)
-                        m.next = "SCAN"
+                    m.next = "RUN_END"
                 with m.Else():
                     with m.If(space):
                         put(cur)
                         m.d.sync += code.eq(code - 1)
                         m.d.comb += ptr_next.eq(inc)
+            with m.State("RUN_END"):
+                # The run is sent: the end, or skip its zero (none after a full run).
+                # Timing: a clock after DATA, where ``ptr`` held still, so the end
+                # test is ``endq`` (a register) and not a compare on the way to the
+                # buffer's read address.
+                m.d.comb += self.busy.eq(1)
+                with m.If(endq):
+                    m.next = "DELIM"
+                with m.Else():
+                    with m.If(~full):
+                        m.d.comb += ptr_next.eq(inc)
+                    m.d.sync += run_start.eq(ptr_next)
+                    m.next = "SCAN"
             with m.State("DELIM"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(space):
