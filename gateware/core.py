@@ -89,32 +89,11 @@ from .layout import (
     CoreConfig,
     Region,
 )
+from .memports import NO_RW_CHECK, nrw_read_port
 from .router import SpikeRouter
 
 __all__ = ["NPUCore", "check_core_arguments", "struct_layout", "input_layout", "NO_RW_CHECK",
            "nrw_read_port"]
-
-NO_RW_CHECK = {"no_rw_check": 1}
-"""Memory attributes telling Yosys that read/write collisions need no old-data
-bypass (the design never uses such a read's data); see :func:`nrw_read_port`."""
-
-
-def nrw_read_port(m: Module, mem: memory.Memory, name: str) -> SimpleNamespace:
-    """A read port of ``mem`` (marked ``NO_RW_CHECK``) with one clock of latency
-    (``addr``, ``data``), the same as a synchronous ``read_port()`` in simulation.
-
-    Built as an asynchronous port and a reset-less register named ``<name>_nrw``:
-    Yosys honours ``no_rw_check`` only when it merges such a register into the
-    port, and then maps the memory to a block RAM without the old-data bypass it
-    otherwise builds (on iCE40 a flip-flop per data bit for the delayed write and
-    one for the bypass, and a multiplexer).  Block RAM outputs have no power-up
-    value, so the board build removes the register's (``boards/build.py``,
-    ``setattr -unset init w:*_nrw``); its data is never used before a read."""
-    port = mem.read_port(domain="comb")
-    data = Signal(mem.shape, name=f"{name}_nrw", reset_less=True)
-    m.d.sync += data.eq(port.data)
-    return SimpleNamespace(addr=port.addr, data=data)
-
 
 def struct_layout(fields) -> data.StructLayout:
     """An Amaranth layout for a field table of :mod:`.layout` (LSB first)."""
@@ -345,8 +324,11 @@ class NPUCore(wiring.Component):
         # are as wide as leak + acc.
         acc = [Signal(signed(total_bits(c.u_bits, c.acc_bits)), name=f"acc{p}")
                for p in range(P)]
+        # Timing: the bank's read request is not gated by ``busy`` (the core's state
+        # decode): the host reads only while the core is idle, and a read in a busy
+        # clock would still be exact (its result is not returned: ``host_rvalid``).
         m.d.comb += [counters.raddr.eq(addr_ctr),
-                     counters.re.eq(host_ok & self.host_re & (region == Region.COUNTERS))]
+                     counters.re.eq(self.host_re & (region == Region.COUNTERS))]
 
         def bump(i, sel=li):
             # Counter i of layer ``sel`` + 1 (a per-counter enable, no read multiplexer).

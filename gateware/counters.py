@@ -20,7 +20,10 @@ edge, so memory and deltas agree at every clock edge.  ``clear`` marks every
 counter stale and zeroes the deltas (a flush in flight is dropped).  A read
 takes the read port in its clock (no flush is issued then) and captures
 ``delta``, ``stale`` and ``mem`` as of the same edge; the one adder serves the
-flush's write and the read's result.
+flush's write and the read's result.  A flush whose write would come in the
+clock of a read is dropped too (memory word and delta stay as they were; the
+counter is flushed on its next turn), so the memory is never read and written
+in the same clock and needs no collision logic (``NO_RW_CHECK``).
 
 Each counter is flushed at least every ``n`` clocks in which no read is
 issued, so ``delta`` never exceeds ``n + 1`` while reads are issued only when
@@ -32,6 +35,8 @@ from __future__ import annotations
 from amaranth import Array, Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
+
+from .memports import NO_RW_CHECK, nrw_read_port
 
 __all__ = ["CounterBank"]
 
@@ -62,8 +67,9 @@ class CounterBank(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n = self.n
-        m.submodules.mem = mem = memory.Memory(shape=self.width, depth=n, init=[])
-        rd, wr = mem.read_port(), mem.write_port()
+        m.submodules.mem = mem = memory.Memory(shape=self.width, depth=n, init=[],
+                                               attrs=NO_RW_CHECK)
+        rd, wr = nrw_read_port(m, mem, "counters"), mem.write_port()
         delta = Array(Signal(self.delta_bits, name=f"delta{i}") for i in range(n))
         stale = Signal(n, init=(1 << n) - 1)  # the memory starts unwritten
 
@@ -92,10 +98,10 @@ class CounterBank(wiring.Component):
             self.rdata.eq(total),
             wr.addr.eq(f_idx),
             wr.data.eq(total),
-            wr.en.eq(f_valid),
+            wr.en.eq(f_valid & ~self.re),
         ]
         for i in range(n):
-            flushed = f_valid & (f_idx == i)
+            flushed = f_valid & ~self.re & (f_idx == i)
             m.d.sync += delta[i].eq(delta[i] + self.inc[i] - Mux(flushed, a_delta, 0))
             with m.If(flushed):
                 m.d.sync += stale.bit_select(i, 1).eq(0)

@@ -69,10 +69,11 @@ class SpikeRouter(wiring.Component):
         none_left = Signal(init=1)
         one_left = Signal()
 
-        # The lowest pending lane: one-hot, then its index (OR trees).
+        # The lowest pending lane: one-hot (each lane masked by the OR of the lanes
+        # below it, no carry chain), then its index (OR trees).
         lowest = Signal(P)
         pick = Signal(range(P))
-        m.d.comb += lowest.eq(pending & -pending)
+        m.d.comb += [lowest[p].eq(pending[p] & ~pending[:p].any()) for p in range(P)]
         for b in range(len(pick)):
             m.d.comb += pick[b].eq(Cat(*(lowest[p] for p in range(P) if p >> b & 1)).any())
 

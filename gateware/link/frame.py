@@ -128,17 +128,23 @@ class FrameDecoder(wiring.Component):
         in_valid = Signal()
         in_byte = Signal(8)
         in_zero = Signal()
+        in_one = Signal()
         take = Signal()     # the byte in the input register is decoded this clock
         m.d.comb += [take.eq(in_valid & ~self.frame_valid), self.busy.eq(in_valid),
                      self.rx.ready.eq(~in_valid | ~self.frame_valid)]
         with m.If(self.rx.valid & self.rx.ready):
             m.d.sync += [in_valid.eq(1), in_byte.eq(self.rx.payload),
-                         in_zero.eq(self.rx.payload == 0)]
+                         in_zero.eq(self.rx.payload == 0), in_one.eq(self.rx.payload == 1)]
         with m.Elif(take):
             m.d.sync += in_valid.eq(0)
 
         enc_count = Signal(range(MAX_ENCODED_FRAME + 1))
         code_left = Signal(8, init=1)   # 1 + the data bytes left in the COBS run
+        # Timing: ``enc_count == MAX_ENCODED_FRAME`` and ``code_left == 1`` kept in
+        # flip-flops, updated with the counters (they decide ``emit``, which enables
+        # the body registers and the end-of-frame checks).
+        enc_max = Signal()
+        code_one = Signal(init=1)
         last_full = Signal()            # the last code byte was 0xFF: no zero after its run
         first = Signal(init=1)
         discarding = Signal()
@@ -182,8 +188,8 @@ class FrameDecoder(wiring.Component):
                     m.d.sync += len_field[8:].eq(emit_byte)
 
         def restart():
-            m.d.sync += [enc_count.eq(0), code_left.eq(1), first.eq(1), body_len.eq(0),
-                         crc.eq(0xFFFF)]
+            m.d.sync += [enc_count.eq(0), enc_max.eq(0), code_left.eq(1), code_one.eq(1),
+                         first.eq(1), body_len.eq(0), crc.eq(0xFFFF)]
 
         byte = in_byte
         with m.If(take):
@@ -192,7 +198,7 @@ class FrameDecoder(wiring.Component):
                 m.d.sync += discarding.eq(0)
                 with m.If(discarding | (enc_count == 0)):
                     pass
-                with m.Elif(code_left != 1):
+                with m.Elif(~code_one):
                     m.d.sync += self.drop_bad_length.eq(self.drop_bad_length + 1)
                 with m.Elif(_lt_const(body_len, MIN_BODY)):
                     m.d.sync += self.drop_bad_length.eq(self.drop_bad_length + 1)
@@ -208,18 +214,20 @@ class FrameDecoder(wiring.Component):
                                  self.crc.eq(crc)]
             with m.Elif(discarding):
                 pass
-            with m.Elif(enc_count == MAX_ENCODED_FRAME):
+            with m.Elif(enc_max):
                 restart()
                 m.d.sync += [discarding.eq(1),
                              self.drop_too_large.eq(self.drop_too_large + 1)]
             with m.Else():
-                m.d.sync += enc_count.eq(enc_count + 1)
-                with m.If(code_left == 1):
-                    m.d.sync += [first.eq(0), last_full.eq(byte == 0xFF), code_left.eq(byte)]
+                m.d.sync += [enc_count.eq(enc_count + 1),
+                             enc_max.eq(enc_count == MAX_ENCODED_FRAME - 1)]
+                with m.If(code_one):
+                    m.d.sync += [first.eq(0), last_full.eq(byte == 0xFF), code_left.eq(byte),
+                                 code_one.eq(in_one)]
                     with m.If(~first & ~last_full):
                         m.d.comb += [emit.eq(1), emit_byte.eq(0)]
                 with m.Else():
-                    m.d.sync += code_left.eq(code_left - 1)
+                    m.d.sync += [code_left.eq(code_left - 1), code_one.eq(code_left == 2)]
                     m.d.comb += [emit.eq(1), emit_byte.eq(byte)]
         return m
 
