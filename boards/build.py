@@ -27,7 +27,8 @@ from ..gateware.layout import CoreConfig, FitError, compile_network
 from .defs import Board, capacity
 
 __all__ = ["BuildError", "ToolMissing", "tool_env", "fit_model", "parse_config",
-           "parse_nextpnr_report", "critical_paths", "yosys_cell_counts", "build", "program", "check_budget",
+           "parse_nextpnr_report", "critical_paths", "yosys_cell_counts", "build", "program",
+           "check_budget",
            "NEXTPNR_RESOURCES"]
 
 TOOLS = {
@@ -281,7 +282,7 @@ def build(board: Board, *, top: str = "soc", config: CoreConfig | None = None,
     if board.family == "ecp5":
         nextpnr_opts += " --router router2"  # much faster than router1 on the big parts
     # The registers of the core's no-collision read ports become block RAM output
-    # registers, which have no power-up value (gateware.core.nrw_read_port).
+    # registers, which have no power-up value (gateware.memports.nrw_read_port).
     # And every state machine one-hot (timing: the engine's ~45-state FSM decodes its
     # state through many LUT levels in binary; Yosys re-encodes an Amaranth FSM only
     # when told to).

@@ -201,6 +201,8 @@ def test_engine_errors():
                else pack_run([[(70000 % 65536, 1)]])), ErrorCode.BAD_PAYLOAD),
         (Frame(Command.RUN, 25, pack_run([[(0, 1)]]) + b"\0"), ErrorCode.BAD_PAYLOAD),
         (Frame(Command.RUN, 26, pack_run([[(0, 1), (1, 1)]])[:-4]), ErrorCode.BAD_PAYLOAD),
+        # A step declaring 256 events (its count's high byte set): refused, nothing runs.
+        (Frame(Command.RUN, 29, b"\x01\x00\x00\x01"), ErrorCode.BAD_PAYLOAD),
         # The order of the WRITE checks: word 0's bytes before word 1's address, and
         # word 1's address before its bytes.
         (Frame(Command.WRITE, 27, pack_write(last_w, [over, 2])), ErrorCode.BAD_PAYLOAD),

@@ -287,9 +287,27 @@ class CommandEngine(wiring.Component):
         # ------------------------------------------------------------ RUN data
         ev_index = sh[32:48]
         ev_value = sh[48:64]
-        # ``value`` in the signed ``in_bits`` range: the bits from the sign bit up agree.
-        top = ev_value[c.in_bits - 1:]
-        ev_ok = _lt_const(ev_index, c.max_inputs) & ((top == 0) | (top == (1 << len(top)) - 1))
+
+        # Timing: the checks of a gathered field come from flip-flops.  Every check
+        # state directly follows its gather, whose last clock shifts ``cur`` in, so
+        # the checks are computed each clock on ``sh_in`` (``sh`` after a shift) and
+        # registered: in a check state they are the checks of ``sh``.
+        sh_in = Cat(sh[8:], cur)
+        cnt_in = sh_in[48:64]
+        top = sh_in[48 + c.in_bits - 1:64]  # the value's bits from its sign bit up
+        cnt_zero = Signal()   # the count field (sh[48:64]) is 0
+        cnt_big = Signal()    # READ: over MAX_PAYLOAD // 8 words
+        w_bad = Signal()      # WRITE: the count is 0 or disagrees with the payload length
+        hi_set = Signal()     # sh[56:64] != 0 (RUN: 256 events or more)
+        ev_ok = Signal()      # RUN event: index < max_inputs, value in the signed in_bits range
+        m.d.sync += [
+            cnt_zero.eq(cnt_in == 0),
+            cnt_big.eq(~_lt_const(cnt_in, MAX_PAYLOAD // 8 + 1)),
+            w_bad.eq((cnt_in == 0) | (self.length[:3] != 6) | (self.length[3:] != cnt_in)),
+            hi_set.eq(sh_in[56:64] != 0),
+            ev_ok.eq(_lt_const(sh_in[32:48], c.max_inputs)
+                     & ((top == 0) | (top == (1 << len(top)) - 1))),
+        ]
         rec = self.core_output.payload.as_value()
         rec_kind = self.core_output.payload.kind
 
@@ -407,7 +425,7 @@ class CommandEngine(wiring.Component):
                 m.d.sync += [count.eq(cnt), left.eq(cnt), count_one.eq(cnt == 1),
                              last_word.eq(cnt == 1), k.eq(0), vmask.eq(mask_core[0]),
                              bad_q.eq(0)]
-                with m.If((cnt == 0) | (self.length[:3] != 6) | (self.length[3:] != cnt)):
+                with m.If(w_bad):
                     self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
                 with m.Else():
                     m.next = "W_VALIDATE"
@@ -461,9 +479,9 @@ class CommandEngine(wiring.Component):
                 load_addr(sh[16:48])
                 m.d.sync += [count.eq(cnt), left.eq(cnt), count_one.eq(cnt == 1),
                              last_word.eq(cnt == 1), primed.eq(0)]
-                with m.If(cnt == 0):
+                with m.If(cnt_zero):
                     self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
-                with m.Elif(~_lt_const(cnt, MAX_PAYLOAD // 8 + 1)):
+                with m.Elif(cnt_big):
                     self._error(m, err_code, ErrorCode.TOO_LARGE)
                 with m.Else():
                     m.next = "R_VALIDATE"
@@ -542,7 +560,7 @@ class CommandEngine(wiring.Component):
                 m.d.comb += m1.eq(sh[48:64] - 1)
                 m.d.sync += [steps_m1.eq(m1), steps_fit.eq(m1[len(i):] == 0),
                              i.eq(0), reached.eq(0)]
-                with m.If(sh[48:64] == 0):
+                with m.If(cnt_zero):
                     self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
                 with m.Else():
                     m.next = "RV_STEP"
@@ -564,7 +582,7 @@ class CommandEngine(wiring.Component):
             with m.State("RV_NEV_SET"):
                 # Over 255 events cannot fit the payload: the same BAD_PAYLOAD, sooner.
                 m.d.sync += [n_ev.eq(sh[48:56]), no_ev.eq(sh[48:56] == 0)]
-                with m.If(sh[56:64] != 0):
+                with m.If(hi_set):
                     self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
                 with m.Else():
                     m.next = "RV_EVENT"

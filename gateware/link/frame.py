@@ -169,14 +169,19 @@ class FrameDecoder(wiring.Component):
         # "the length field agrees" (the field is complete once 4 bytes are in, and the
         # check only counts for bodies of MIN_BODY bytes or more), ``crc_eq`` "the CRC
         # matches the last two bytes".
+        # ``crc`` is the CRC of the body but its last two bytes, and ``upd`` (timing: a
+        # register, so the CRC check is a compare only) is ``crc`` updated with
+        # ``older``, once two bytes are in.
         len_eq = Signal()
         crc_eq = Signal()
+        upd = Signal(16)
         with m.If(emit):
             m.d.sync += [body_len.eq(body_len + 1), older.eq(newer), newer.eq(emit_byte),
                          len_eq.eq(len_field == body_len - (MIN_BODY - 1)),
-                         crc_eq.eq(crc16_update(crc, older) == Cat(newer, emit_byte))]
+                         crc_eq.eq(upd == Cat(newer, emit_byte)),
+                         upd.eq(crc16_update(Mux(_lt_const(body_len, 2), 0xFFFF, upd), newer))]
             with m.If(~_lt_const(body_len, 2)):
-                m.d.sync += crc.eq(crc16_update(crc, older))
+                m.d.sync += crc.eq(upd)
             with m.Switch(body_len):
                 with m.Case(0):
                     m.d.sync += self.cmd.eq(emit_byte)

@@ -25,8 +25,9 @@ from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...protocol import MAX_BODY, MAX_PAYLOAD
-from ..core import NO_RW_CHECK, NPUCore, check_core_arguments, nrw_read_port
+from ..core import NPUCore, check_core_arguments
 from ..layout import CoreConfig
+from ..memports import NO_RW_CHECK, nrw_read_port
 from .engine import HEADER, CommandEngine, device_info
 from .frame import FrameDecoder, FrameEncoder
 from .uart import UARTRx, UARTTx, uart_divisor
