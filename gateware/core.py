@@ -309,7 +309,14 @@ class NPUCore(wiring.Component):
         m.d.sync += e_end.eq(layer.ebase + layer.ecount)
         k = Signal(c.rows_bits)  # row
         e = Signal(c.edge_bits + 1)  # edge
-        edge = edges[e[:c.edge_bits]]
+        # Timing: the edge's table entry, registered: whenever ``e`` is set (``e_set``
+        # to ``e_new``), ``edge`` is loaded with ``edges[e_new]`` in the same clock, so
+        # EDGE starts from flip-flops and not from the table multiplexer.
+        edge = Signal(edge_l)
+        e_set = Signal()
+        e_new = Signal.like(e)
+        with m.If(e_set):
+            m.d.sync += [e.eq(e_new), edge.eq(edges[e_new[:c.edge_bits]])]
         n = Signal(range(max(c.max_neurons, c.max_inputs) + 1))  # event within an edge
         cnt = Signal.like(n)
         src_sel = Signal(c.src_bits)
@@ -548,7 +555,8 @@ class NPUCore(wiring.Component):
                     m.next = "ROW"
             with m.State("ROW"):
                 m.d.comb += [busy.eq(1), row_start.eq(1)]
-                m.d.sync += [e.eq(layer.ebase)] + [a.eq(0) for a in acc]
+                m.d.comb += [e_set.eq(1), e_new.eq(layer.ebase)]
+                m.d.sync += [a.eq(0) for a in acc]
                 bump(0)
                 m.next = "EDGE"
             with m.State("EDGE"):
@@ -578,7 +586,7 @@ class NPUCore(wiring.Component):
                     with m.If(k == 0):  # each event counted once, at its first row
                         bump(2)
                 with m.Else():
-                    m.d.sync += e.eq(e + 1)
+                    m.d.comb += [e_set.eq(1), e_new.eq(e + 1)]
                     m.next = "EDGE"
             with m.State("DRAIN"):
                 # Three clocks: the row's last event leaves stage 4 in the third.
