@@ -15,7 +15,8 @@ writable (if ``writable``) and zeroed by RESET (if ``state``) with no change her
 
 Costs (clocks from the decoder's ``frame_valid``, besides waiting for the
 encoder to finish the previous reply): WRITE ``18 * count + 14`` (8 per word to
-validate, 8 to gather, 2 to write), READ ``12 * count + 14``, INFO
+validate, 8 to gather, 2 to write), READ ``13 * count + 14`` (core words; an engine
+register costs 3 clocks less), INFO
 ``len(info) + 7``, RESET the ``state`` words + 8, RUN: 1 per payload byte to
 validate, then per step 4, per event 6, the core's step, and 9 per record kept.
 """
@@ -162,9 +163,15 @@ class CommandEngine(wiring.Component):
         cache_len = Signal(BODY_ADDR_BITS)
 
         # ------------------------------------------- the receive buffer reader
+        # Timing: the states only raise ``rp_step`` (the next byte) or ``rp_load`` with
+        # ``rp_const``; one multiplexer after them makes the next read address.
         rp = Signal(BODY_ADDR_BITS)
         rp_next = Signal(BODY_ADDR_BITS)
-        m.d.comb += [rp_next.eq(rp), self.rx_addr.eq(rp_next)]
+        rp_step = Signal()
+        rp_load = Signal()
+        rp_const = Signal(BODY_ADDR_BITS)
+        m.d.comb += [rp_next.eq(Mux(rp_load, rp_const, Mux(rp_step, rp + 1, rp))),
+                     self.rx_addr.eq(rp_next)]
         m.d.sync += rp.eq(rp_next)
         cur = self.rx_data  # the byte at ``rp``
 
@@ -229,7 +236,7 @@ class CommandEngine(wiring.Component):
                 m.d.sync += [shift, k.eq(k + 1), bleft.eq(bleft - 1),
                              bleft_lt.eq(Cat(_lt_const(bleft, 2), _lt_const(bleft, 3),
                                              _lt_const(bleft, 5)))]
-                m.d.comb += rp_next.eq(rp + 1)
+                m.d.comb += rp_step.eq(1)
                 with m.If(k == n - 1):
                     m.d.sync += k.eq(0)
                     m.next = then
@@ -322,6 +329,11 @@ class CommandEngine(wiring.Component):
         # address of each zeroed word into ``lo``).
         host_we_q = Signal()
         host_re_q = Signal()  # the same for a read, requested in R_FETCH, made in R_WAIT
+        # Timing: the read data are registered before the FSM takes them (the core's
+        # read-back multiplexer, e.g. after its counter bank's adder, ends here).
+        rdata_q = Signal.like(self.host_rdata)
+        rvalid_q = Signal()
+        m.d.sync += [rdata_q.eq(self.host_rdata), rvalid_q.eq(self.host_rvalid)]
         # Timing: the core's ``busy`` is decoded from its sequencer's state; the FSM acts
         # on it a clock late (``core_busy``).  That is safe: the core turns busy only two
         # clocks after the engine pushes an end marker (RX_EVENT, then RX_OUT, which does
@@ -355,7 +367,7 @@ class CommandEngine(wiring.Component):
             with m.State("WAIT_TX"):
                 # The reply buffer (the cache) is free once the last reply is sent.
                 length = self.length
-                m.d.comb += rp_next.eq(HEADER)
+                m.d.comb += [rp_load.eq(1), rp_const.eq(HEADER)]
                 with m.If(~self.send_busy):
                     m.d.sync += [cache_valid.eq(0), rcmd.eq(self.cmd | 0x80), k.eq(0),
                                  wp.eq(HEADER), i.eq(0), reached.eq(0), overflow.eq(0),
@@ -412,7 +424,7 @@ class CommandEngine(wiring.Component):
             with m.State("INFO"):
                 write_reply(wp, info_rd.data)
                 m.d.sync += wp.eq(wp + 1)
-                m.d.comb += rp_next.eq(rp + 1)
+                m.d.comb += rp_step.eq(1)
                 with m.If(rp == HEADER + len(self.info) - 1):
                     m.next = "FINISH"
 
@@ -437,7 +449,7 @@ class CommandEngine(wiring.Component):
                 # same order: the previous word's bytes, this word's address, its bytes;
                 # the last byte's in W_VCHECK.  The read pointer and the address counters
                 # do not wait for the checks (after an error they are not used again).
-                m.d.comb += rp_next.eq(rp + 1)
+                m.d.comb += rp_step.eq(1)
                 m.d.sync += [k.eq(k + 1), vmask.eq(vmask_next[k]), bad_q.eq(byte_bad)]
                 with m.If(k == 7):
                     next_addr()
@@ -452,7 +464,7 @@ class CommandEngine(wiring.Component):
             with m.State("W_VCHECK"):
                 # W_GATHER's first byte (at HEADER + 6) is read meanwhile.  Timing: the
                 # read address depends on the state alone (not on ``k``/``last_word``).
-                m.d.comb += rp_next.eq(HEADER + 6)
+                m.d.comb += [rp_load.eq(1), rp_const.eq(HEADER + 6)]
                 with m.If(bad_q):
                     self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
                 with m.Else():
@@ -511,8 +523,8 @@ class CommandEngine(wiring.Component):
                     m.d.sync += host_re_q.eq(1)
                     m.next = "R_WAIT"
             with m.State("R_WAIT"):
-                with m.If(self.host_rvalid):
-                    m.d.sync += sh.eq(self.host_rdata)
+                with m.If(rvalid_q):
+                    m.d.sync += sh.eq(rdata_q)
                     m.next = "R_PUT"
             with m.State("R_PUT"):
                 write_reply(wp, sh[:8])
@@ -568,7 +580,7 @@ class CommandEngine(wiring.Component):
                 with m.If(steps_reached):
                     # Timing: the read address does not wait for the ``bleft`` check
                     # (after an error the pointer is not used again).
-                    m.d.comb += rp_next.eq(HEADER + 2)
+                    m.d.comb += [rp_load.eq(1), rp_const.eq(HEADER + 2)]
                     with m.If(bleft_lt[0]):
                         m.d.sync += [i.eq(0), reached.eq(0), wp.eq(HEADER)]
                         m.next = "RX_STEP"
