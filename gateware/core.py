@@ -331,11 +331,11 @@ class NPUCore(wiring.Component):
         # are as wide as leak + acc.
         acc = [Signal(signed(total_bits(c.u_bits, c.acc_bits)), name=f"acc{p}")
                for p in range(P)]
-        # Timing: the bank's read request is not gated by ``busy`` (the core's state
-        # decode): the host reads only while the core is idle, and a read in a busy
-        # clock would still be exact (its result is not returned: ``host_rvalid``).
-        m.d.comb += [counters.raddr.eq(addr_ctr),
-                     counters.re.eq(self.host_re & (region == Region.COUNTERS))]
+        # Timing: every host read also reads the bank (``re`` straight from the host
+        # port, no address decode, no ``busy``; the result is used for the COUNTERS
+        # region only).  The host reads only while the core is idle, when nothing
+        # counts, so the flushes a read holds back are not missed.
+        m.d.comb += [counters.raddr.eq(addr_ctr), counters.re.eq(self.host_re)]
 
         def bump(i, sel=li):
             # Counter i of layer ``sel`` + 1 (a per-counter enable, no read multiplexer).

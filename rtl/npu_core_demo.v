@@ -3,10 +3,10 @@
 (* top =  1  *)
 (* generator = "Amaranth" *)
 module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input__valid, output__ready, clk, rst, host_rdata, host_rvalid, busy, input__ready, output__payload, output__valid, host_addr);
-  reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
-  wire [12:0] \$10 ;
-  wire [23:0] \$100 ;
+  reg [22:0] \$10 ;
+  reg [7:0] \$100 ;
   reg [7:0] \$1000 ;
   reg [7:0] \$1001 ;
   reg [7:0] \$1002 ;
@@ -17,7 +17,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [7:0] \$1007 ;
   reg [7:0] \$1008 ;
   reg [7:0] \$1009 ;
-  wire [28:0] \$101 ;
+  wire [23:0] \$101 ;
   reg [7:0] \$1010 ;
   reg [7:0] \$1011 ;
   reg [7:0] \$1012 ;
@@ -28,160 +28,146 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [7:0] \$1017 ;
   reg [7:0] \$1018 ;
   reg [7:0] \$1019 ;
-  reg [7:0] \$102 ;
+  wire [28:0] \$102 ;
   reg [7:0] \$1020 ;
   reg [7:0] \$1021 ;
   reg [7:0] \$1022 ;
-  reg [7:0] \$1023 ;
-  reg [7:0] \$1024 ;
+  reg \$1023 ;
+  reg [3:0] \$1024 ;
   reg [7:0] \$1025 ;
-  reg [7:0] \$1026 ;
-  reg [7:0] \$1027 ;
-  reg [7:0] \$1028 ;
-  reg [7:0] \$1029 ;
-  wire [23:0] \$103 ;
-  reg [7:0] \$1030 ;
-  reg [7:0] \$1031 ;
-  reg [7:0] \$1032 ;
-  reg [7:0] \$1033 ;
-  reg [7:0] \$1034 ;
-  reg [7:0] \$1035 ;
+  reg [27:0] \$1026 ;
+  reg [27:0] \$1027 ;
+  reg [27:0] \$1028 ;
+  reg [27:0] \$1029 ;
+  reg [7:0] \$103 ;
+  reg [27:0] \$1030 ;
+  reg [27:0] \$1031 ;
+  reg [27:0] \$1032 ;
+  reg [27:0] \$1033 ;
+  reg [1:0] \$1034 ;
+  reg \$1035 ;
   reg \$1036 ;
-  reg [3:0] \$1037 ;
-  reg [7:0] \$1038 ;
-  reg [27:0] \$1039 ;
-  wire [28:0] \$104 ;
-  reg [27:0] \$1040 ;
-  reg [27:0] \$1041 ;
-  reg [27:0] \$1042 ;
-  reg [27:0] \$1043 ;
-  reg [27:0] \$1044 ;
-  reg [27:0] \$1045 ;
-  reg [27:0] \$1046 ;
-  reg [1:0] \$1047 ;
+  reg [4:0] \$1037 ;
+  reg [4:0] \$1038 ;
+  reg [2:0] \$1039 ;
+  wire [23:0] \$104 ;
+  reg \$1040 ;
+  reg \$1041 ;
+  reg [7:0] \$1042 ;
+  reg [7:0] \$1043 ;
+  reg [10:0] \$1044 ;
+  reg [12:0] \$1045 ;
+  reg [1:0] \$1046 ;
+  reg [2:0] \$1047 ;
   reg \$1048 ;
-  reg \$1049 ;
-  reg [7:0] \$105 ;
+  reg [10:0] \$1049 ;
+  wire [28:0] \$105 ;
   reg [4:0] \$1050 ;
-  reg [4:0] \$1051 ;
-  reg [3:0] \$1052 ;
-  reg [2:0] \$1053 ;
-  reg \$1054 ;
-  reg \$1055 ;
-  reg [7:0] \$1056 ;
-  reg [7:0] \$1057 ;
-  reg [10:0] \$1058 ;
-  reg [12:0] \$1059 ;
-  wire [23:0] \$106 ;
-  reg [1:0] \$1060 ;
-  reg [2:0] \$1061 ;
-  reg \$1062 ;
-  reg [10:0] \$1063 ;
-  reg [4:0] \$1064 ;
-  reg [10:0] \$1065 ;
-  reg \$1066 ;
-  wire [28:0] \$107 ;
-  reg [7:0] \$108 ;
-  wire [23:0] \$109 ;
+  reg [10:0] \$1051 ;
+  reg \$1052 ;
+  reg [7:0] \$106 ;
+  wire [23:0] \$107 ;
+  wire [28:0] \$108 ;
+  reg [7:0] \$109 ;
   wire [12:0] \$11 ;
-  wire [28:0] \$110 ;
-  reg [7:0] \$111 ;
-  wire [23:0] \$112 ;
-  wire [28:0] \$113 ;
-  wire \$114 ;
+  wire [23:0] \$110 ;
+  wire [28:0] \$111 ;
+  reg [7:0] \$112 ;
+  wire [23:0] \$113 ;
+  wire [28:0] \$114 ;
   wire \$115 ;
   wire \$116 ;
   wire \$117 ;
   wire \$118 ;
-  reg \$119 ;
-  wire \$12 ;
-  wire \$120 ;
-  reg [2:0] \$121 ;
-  reg [2:0] \$122 ;
+  wire \$119 ;
+  wire [12:0] \$12 ;
+  reg \$120 ;
+  wire \$121 ;
+  wire \$122 ;
   wire \$123 ;
-  reg [2:0] \$124 ;
+  wire \$124 ;
   wire \$125 ;
-  reg \$126 ;
-  wire \$127 ;
+  wire \$126 ;
+  reg [6:0] \$127 ;
   wire \$128 ;
-  reg [2:0] \$129 ;
-  wire [15:0] \$13 ;
-  wire \$130 ;
-  reg [6:0] \$131 ;
-  reg [2:0] \$132 ;
-  reg \$133 ;
-  wire \$134 ;
-  reg [7:0] \$135 ;
-  wire [7:0] \$136 ;
-  reg [10:0] \$137 ;
-  reg [7:0] \$138 ;
-  wire [8:0] \$139 ;
+  reg [7:0] \$129 ;
+  wire \$13 ;
+  wire [7:0] \$130 ;
+  wire [8:0] \$131 ;
+  wire [8:0] \$132 ;
+  wire [8:0] \$133 ;
+  wire [8:0] \$134 ;
+  wire [9:0] \$135 ;
+  wire [10:0] \$136 ;
+  wire [10:0] \$137 ;
+  wire [10:0] \$138 ;
+  wire [10:0] \$139 ;
   wire [15:0] \$14 ;
-  wire [8:0] \$140 ;
-  reg [7:0] \$141 ;
-  wire [8:0] \$142 ;
-  wire [8:0] \$143 ;
-  wire [9:0] \$144 ;
-  reg [7:0] \$145 ;
-  wire [10:0] \$146 ;
-  wire [10:0] \$147 ;
-  reg [7:0] \$148 ;
-  wire [10:0] \$149 ;
+  wire [11:0] \$140 ;
+  wire [12:0] \$141 ;
+  wire [14:0] \$142 ;
+  wire [14:0] \$143 ;
+  wire [15:0] \$144 ;
+  wire \$145 ;
+  wire [8:0] \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
   wire [15:0] \$15 ;
-  wire [10:0] \$150 ;
-  wire [11:0] \$151 ;
-  wire [12:0] \$152 ;
-  reg [7:0] \$153 ;
-  wire [14:0] \$154 ;
-  wire [14:0] \$155 ;
-  wire [15:0] \$156 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire [2:0] \$155 ;
+  wire [5:0] \$156 ;
   wire \$157 ;
-  wire [8:0] \$158 ;
-  wire [4:0] \$159 ;
+  wire \$158 ;
+  wire \$159 ;
   wire [15:0] \$16 ;
   wire \$160 ;
   wire \$161 ;
   wire \$162 ;
-  wire \$163 ;
+  reg [6:0] \$163 ;
   wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire [2:0] \$168 ;
-  wire [5:0] \$169 ;
+  reg [7:0] \$165 ;
+  wire [7:0] \$166 ;
+  wire [7:0] \$167 ;
+  wire [7:0] \$168 ;
+  wire \$169 ;
   wire [15:0] \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  reg [6:0] \$176 ;
-  wire \$177 ;
-  reg [7:0] \$178 ;
-  wire [7:0] \$179 ;
+  wire [8:0] \$170 ;
+  wire [3:0] \$171 ;
+  reg [8:0] \$172 ;
+  reg [4:0] \$173 ;
+  wire [6:0] \$174 ;
+  wire [9:0] \$175 ;
+  wire [10:0] \$176 ;
+  reg [4:0] \$177 ;
+  wire [12:0] \$178 ;
+  wire [13:0] \$179 ;
   wire [15:0] \$18 ;
-  wire [7:0] \$180 ;
-  wire [7:0] \$181 ;
+  wire [4:0] \$180 ;
+  wire [5:0] \$181 ;
   wire \$182 ;
-  wire [8:0] \$183 ;
-  wire [3:0] \$184 ;
-  reg [8:0] \$185 ;
-  reg [4:0] \$186 ;
-  wire [6:0] \$187 ;
-  wire [9:0] \$188 ;
-  wire [10:0] \$189 ;
+  wire [5:0] \$183 ;
+  wire [2:0] \$184 ;
+  wire \$185 ;
+  wire [2:0] \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
   wire [15:0] \$19 ;
-  reg [4:0] \$190 ;
-  wire [12:0] \$191 ;
-  wire [13:0] \$192 ;
-  wire [4:0] \$193 ;
-  wire [5:0] \$194 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire \$194 ;
   wire \$195 ;
-  wire [5:0] \$196 ;
-  wire [2:0] \$197 ;
+  wire \$196 ;
+  wire \$197 ;
   wire \$198 ;
-  wire [2:0] \$199 ;
+  wire \$199 ;
   wire \$2 ;
   wire [15:0] \$20 ;
   wire \$200 ;
@@ -194,7 +180,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$207 ;
   wire \$208 ;
   wire \$209 ;
-  wire \$21 ;
+  wire [15:0] \$21 ;
   wire \$210 ;
   wire \$211 ;
   wire \$212 ;
@@ -205,7 +191,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$217 ;
   wire \$218 ;
   wire \$219 ;
-  wire [17:0] \$22 ;
+  wire \$22 ;
   wire \$220 ;
   wire \$221 ;
   wire \$222 ;
@@ -216,7 +202,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
-  wire [26:0] \$23 ;
+  wire [17:0] \$23 ;
   wire \$230 ;
   wire \$231 ;
   wire \$232 ;
@@ -227,7 +213,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$237 ;
   wire \$238 ;
   wire \$239 ;
-  wire \$24 ;
+  wire [26:0] \$24 ;
   wire \$240 ;
   wire \$241 ;
   wire \$242 ;
@@ -238,7 +224,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$247 ;
   wire \$248 ;
   wire \$249 ;
-  wire [17:0] \$25 ;
+  wire \$25 ;
   wire \$250 ;
   wire \$251 ;
   wire \$252 ;
@@ -249,7 +235,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$257 ;
   wire \$258 ;
   wire \$259 ;
-  wire [26:0] \$26 ;
+  wire [17:0] \$26 ;
   wire \$260 ;
   wire \$261 ;
   wire \$262 ;
@@ -260,7 +246,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$267 ;
   wire \$268 ;
   wire \$269 ;
-  wire \$27 ;
+  wire [26:0] \$27 ;
   wire \$270 ;
   wire \$271 ;
   wire \$272 ;
@@ -269,577 +255,577 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$275 ;
   wire \$276 ;
   wire \$277 ;
-  wire \$278 ;
-  wire \$279 ;
-  wire [17:0] \$28 ;
-  wire \$280 ;
-  wire \$281 ;
-  wire \$282 ;
-  wire \$283 ;
-  wire \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire \$288 ;
-  wire \$289 ;
-  wire [26:0] \$29 ;
-  wire \$290 ;
-  reg [7:0] \$291 ;
-  reg [40:0] \$292 ;
-  reg [15:0] \$293 ;
-  reg [15:0] \$294 ;
-  reg [8:0] \$295 ;
-  wire [13:0] \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  wire \$299 ;
+  reg [7:0] \$278 ;
+  reg [40:0] \$279 ;
+  wire \$28 ;
+  reg [15:0] \$280 ;
+  reg [15:0] \$281 ;
+  reg [8:0] \$282 ;
+  wire [13:0] \$283 ;
+  wire [11:0] \$284 ;
+  wire [10:0] \$285 ;
+  wire [10:0] \$286 ;
+  wire [11:0] \$287 ;
+  wire [10:0] \$288 ;
+  wire [10:0] \$289 ;
+  wire [17:0] \$29 ;
+  wire [11:0] \$290 ;
+  wire [10:0] \$291 ;
+  wire [10:0] \$292 ;
+  wire [11:0] \$293 ;
+  wire [10:0] \$294 ;
+  wire [10:0] \$295 ;
+  wire [11:0] \$296 ;
+  wire [10:0] \$297 ;
+  wire [10:0] \$298 ;
+  wire [11:0] \$299 ;
   wire \$3 ;
-  wire \$30 ;
-  wire [11:0] \$300 ;
+  wire [26:0] \$30 ;
+  wire [10:0] \$300 ;
   wire [10:0] \$301 ;
-  wire [10:0] \$302 ;
-  wire [11:0] \$303 ;
+  wire [11:0] \$302 ;
+  wire [10:0] \$303 ;
   wire [10:0] \$304 ;
-  wire [10:0] \$305 ;
-  wire [11:0] \$306 ;
+  wire [11:0] \$305 ;
+  wire [10:0] \$306 ;
   wire [10:0] \$307 ;
-  wire [10:0] \$308 ;
-  wire [11:0] \$309 ;
-  wire [17:0] \$31 ;
-  wire [10:0] \$310 ;
-  wire [10:0] \$311 ;
-  wire [11:0] \$312 ;
-  wire [10:0] \$313 ;
+  wire \$308 ;
+  reg [6:0] \$309 ;
+  wire \$31 ;
+  wire \$310 ;
+  wire \$311 ;
+  wire \$312 ;
+  wire \$313 ;
   wire [10:0] \$314 ;
-  wire [11:0] \$315 ;
-  wire [10:0] \$316 ;
-  wire [10:0] \$317 ;
-  wire [11:0] \$318 ;
-  wire [10:0] \$319 ;
-  wire [26:0] \$32 ;
+  wire [47:0] \$315 ;
+  wire \$316 ;
+  wire \$317 ;
+  wire \$318 ;
+  wire \$319 ;
+  wire [17:0] \$32 ;
   wire [10:0] \$320 ;
-  wire [11:0] \$321 ;
-  wire [10:0] \$322 ;
-  wire [10:0] \$323 ;
+  wire [47:0] \$321 ;
+  wire \$322 ;
+  wire \$323 ;
   wire \$324 ;
-  reg [6:0] \$325 ;
-  wire \$326 ;
-  wire \$327 ;
+  wire \$325 ;
+  wire [10:0] \$326 ;
+  wire [47:0] \$327 ;
   wire \$328 ;
   wire \$329 ;
-  wire \$33 ;
-  wire [10:0] \$330 ;
-  wire [47:0] \$331 ;
-  wire \$332 ;
-  wire \$333 ;
+  wire [26:0] \$33 ;
+  wire \$330 ;
+  wire \$331 ;
+  wire [10:0] \$332 ;
+  wire [47:0] \$333 ;
   wire \$334 ;
   wire \$335 ;
-  wire [10:0] \$336 ;
-  wire [47:0] \$337 ;
-  wire \$338 ;
-  wire \$339 ;
-  wire [17:0] \$34 ;
+  wire \$336 ;
+  wire \$337 ;
+  wire [10:0] \$338 ;
+  wire [47:0] \$339 ;
+  wire \$34 ;
   wire \$340 ;
   wire \$341 ;
-  wire [10:0] \$342 ;
-  wire [47:0] \$343 ;
-  wire \$344 ;
-  wire \$345 ;
+  wire \$342 ;
+  wire \$343 ;
+  wire [10:0] \$344 ;
+  wire [47:0] \$345 ;
   wire \$346 ;
   wire \$347 ;
-  wire [10:0] \$348 ;
-  wire [47:0] \$349 ;
-  wire [26:0] \$35 ;
-  wire \$350 ;
-  wire \$351 ;
+  wire \$348 ;
+  wire \$349 ;
+  wire [17:0] \$35 ;
+  wire [10:0] \$350 ;
+  wire [47:0] \$351 ;
   wire \$352 ;
   wire \$353 ;
-  wire [10:0] \$354 ;
-  wire [47:0] \$355 ;
-  wire \$356 ;
-  wire \$357 ;
+  wire \$354 ;
+  wire \$355 ;
+  wire [10:0] \$356 ;
+  wire [47:0] \$357 ;
   wire \$358 ;
   wire \$359 ;
-  wire \$36 ;
-  wire [10:0] \$360 ;
-  wire [47:0] \$361 ;
-  wire \$362 ;
-  wire \$363 ;
+  wire [26:0] \$36 ;
+  wire \$360 ;
+  wire \$361 ;
+  wire [8:0] \$362 ;
+  wire [9:0] \$363 ;
   wire \$364 ;
-  wire \$365 ;
-  wire [10:0] \$366 ;
-  wire [47:0] \$367 ;
-  wire \$368 ;
-  wire \$369 ;
-  wire [17:0] \$37 ;
+  wire [8:0] \$365 ;
+  wire [9:0] \$366 ;
+  wire \$367 ;
+  wire [8:0] \$368 ;
+  wire [9:0] \$369 ;
+  wire \$37 ;
   wire \$370 ;
-  wire \$371 ;
-  wire [10:0] \$372 ;
-  wire [47:0] \$373 ;
-  wire \$374 ;
-  wire \$375 ;
+  wire [8:0] \$371 ;
+  wire [9:0] \$372 ;
+  wire \$373 ;
+  wire [8:0] \$374 ;
+  wire [9:0] \$375 ;
   wire \$376 ;
-  wire \$377 ;
-  wire [8:0] \$378 ;
-  wire [9:0] \$379 ;
-  wire [26:0] \$38 ;
-  wire \$380 ;
-  wire [8:0] \$381 ;
-  wire [9:0] \$382 ;
-  wire \$383 ;
-  wire [8:0] \$384 ;
-  wire [9:0] \$385 ;
+  wire [8:0] \$377 ;
+  wire [9:0] \$378 ;
+  wire \$379 ;
+  wire [17:0] \$38 ;
+  wire [8:0] \$380 ;
+  wire [9:0] \$381 ;
+  wire \$382 ;
+  wire [8:0] \$383 ;
+  wire [9:0] \$384 ;
+  wire \$385 ;
   wire \$386 ;
-  wire [8:0] \$387 ;
-  wire [9:0] \$388 ;
-  wire \$389 ;
-  wire \$39 ;
-  wire [8:0] \$390 ;
-  wire [9:0] \$391 ;
-  wire \$392 ;
-  wire [8:0] \$393 ;
-  wire [9:0] \$394 ;
+  wire \$387 ;
+  wire \$388 ;
+  reg [6:0] \$389 ;
+  wire [26:0] \$39 ;
+  wire [7:0] \$390 ;
+  wire [11:0] \$391 ;
+  wire [11:0] \$392 ;
+  wire \$393 ;
+  reg [4:0] \$394 ;
   wire \$395 ;
-  wire [8:0] \$396 ;
-  wire [9:0] \$397 ;
+  wire \$396 ;
+  reg \$397 ;
   wire \$398 ;
-  wire [8:0] \$399 ;
+  wire \$399 ;
   wire \$4 ;
-  wire [17:0] \$40 ;
-  wire [9:0] \$400 ;
+  wire \$40 ;
+  wire \$400 ;
   wire \$401 ;
   wire \$402 ;
   wire \$403 ;
   wire \$404 ;
-  reg [6:0] \$405 ;
-  wire [7:0] \$406 ;
-  wire [11:0] \$407 ;
-  wire [11:0] \$408 ;
+  reg [4:0] \$405 ;
+  wire \$406 ;
+  wire \$407 ;
+  reg \$408 ;
   wire \$409 ;
-  wire [26:0] \$41 ;
-  reg [4:0] \$410 ;
+  wire [17:0] \$41 ;
+  wire \$410 ;
   wire \$411 ;
   wire \$412 ;
-  reg \$413 ;
+  wire \$413 ;
   wire \$414 ;
   wire \$415 ;
-  wire \$416 ;
+  reg [4:0] \$416 ;
   wire \$417 ;
   wire \$418 ;
-  wire \$419 ;
-  wire \$42 ;
+  reg \$419 ;
+  wire [26:0] \$42 ;
   wire \$420 ;
-  reg [4:0] \$421 ;
+  wire \$421 ;
   wire \$422 ;
   wire \$423 ;
-  reg \$424 ;
+  wire \$424 ;
   wire \$425 ;
   wire \$426 ;
-  wire \$427 ;
+  reg [4:0] \$427 ;
   wire \$428 ;
   wire \$429 ;
-  wire [17:0] \$43 ;
-  wire \$430 ;
+  wire \$43 ;
+  reg \$430 ;
   wire \$431 ;
-  reg [4:0] \$432 ;
+  wire \$432 ;
   wire \$433 ;
   wire \$434 ;
-  reg \$435 ;
+  wire \$435 ;
   wire \$436 ;
   wire \$437 ;
-  wire \$438 ;
+  reg [4:0] \$438 ;
   wire \$439 ;
-  wire [26:0] \$44 ;
+  wire [17:0] \$44 ;
   wire \$440 ;
-  wire \$441 ;
+  reg \$441 ;
   wire \$442 ;
-  reg [4:0] \$443 ;
+  wire \$443 ;
   wire \$444 ;
   wire \$445 ;
-  reg \$446 ;
+  wire \$446 ;
   wire \$447 ;
   wire \$448 ;
-  wire \$449 ;
-  wire \$45 ;
+  reg [4:0] \$449 ;
+  wire [26:0] \$45 ;
   wire \$450 ;
   wire \$451 ;
-  wire \$452 ;
+  reg \$452 ;
   wire \$453 ;
-  reg [4:0] \$454 ;
+  wire \$454 ;
   wire \$455 ;
   wire \$456 ;
-  reg \$457 ;
+  wire \$457 ;
   wire \$458 ;
   wire \$459 ;
-  wire [8:0] \$46 ;
-  wire \$460 ;
+  wire \$46 ;
+  reg [4:0] \$460 ;
   wire \$461 ;
   wire \$462 ;
-  wire \$463 ;
+  reg \$463 ;
   wire \$464 ;
-  reg [4:0] \$465 ;
+  wire \$465 ;
   wire \$466 ;
   wire \$467 ;
-  reg \$468 ;
+  wire \$468 ;
   wire \$469 ;
-  wire \$47 ;
+  wire [8:0] \$47 ;
   wire \$470 ;
-  wire \$471 ;
+  reg [4:0] \$471 ;
   wire \$472 ;
   wire \$473 ;
-  wire \$474 ;
+  reg \$474 ;
   wire \$475 ;
-  reg [4:0] \$476 ;
+  wire \$476 ;
   wire \$477 ;
   wire \$478 ;
-  reg \$479 ;
-  wire [8:0] \$48 ;
+  wire \$479 ;
+  wire \$48 ;
   wire \$480 ;
   wire \$481 ;
-  wire \$482 ;
+  reg [4:0] \$482 ;
   wire \$483 ;
   wire \$484 ;
-  wire \$485 ;
+  reg \$485 ;
   wire \$486 ;
-  reg [4:0] \$487 ;
+  wire \$487 ;
   wire \$488 ;
   wire \$489 ;
-  wire \$49 ;
-  reg \$490 ;
+  wire [8:0] \$49 ;
+  wire \$490 ;
   wire \$491 ;
   wire \$492 ;
-  wire \$493 ;
+  reg [4:0] \$493 ;
   wire \$494 ;
   wire \$495 ;
-  wire \$496 ;
+  reg \$496 ;
   wire \$497 ;
-  reg [4:0] \$498 ;
+  wire \$498 ;
   wire \$499 ;
   reg [45:0] \$5 ;
-  wire [8:0] \$50 ;
+  wire \$50 ;
   wire \$500 ;
-  reg \$501 ;
+  wire \$501 ;
   wire \$502 ;
   wire \$503 ;
-  wire \$504 ;
+  reg [4:0] \$504 ;
   wire \$505 ;
   wire \$506 ;
-  wire \$507 ;
+  reg \$507 ;
   wire \$508 ;
-  reg [4:0] \$509 ;
-  wire \$51 ;
+  wire \$509 ;
+  wire [8:0] \$51 ;
   wire \$510 ;
   wire \$511 ;
-  reg \$512 ;
+  wire \$512 ;
   wire \$513 ;
   wire \$514 ;
-  wire \$515 ;
+  reg [4:0] \$515 ;
   wire \$516 ;
   wire \$517 ;
-  wire \$518 ;
+  reg \$518 ;
   wire \$519 ;
-  wire [8:0] \$52 ;
-  reg [4:0] \$520 ;
+  wire \$52 ;
+  wire \$520 ;
   wire \$521 ;
   wire \$522 ;
-  reg \$523 ;
+  wire \$523 ;
   wire \$524 ;
   wire \$525 ;
-  wire \$526 ;
+  reg [4:0] \$526 ;
   wire \$527 ;
   wire \$528 ;
-  wire \$529 ;
-  wire \$53 ;
+  reg \$529 ;
+  wire [8:0] \$53 ;
   wire \$530 ;
-  reg [4:0] \$531 ;
+  wire \$531 ;
   wire \$532 ;
   wire \$533 ;
-  reg \$534 ;
+  wire \$534 ;
   wire \$535 ;
   wire \$536 ;
-  wire \$537 ;
+  reg [4:0] \$537 ;
   wire \$538 ;
   wire \$539 ;
-  wire [8:0] \$54 ;
-  wire \$540 ;
+  wire \$54 ;
+  reg \$540 ;
   wire \$541 ;
-  reg [4:0] \$542 ;
+  wire \$542 ;
   wire \$543 ;
   wire \$544 ;
-  reg \$545 ;
+  wire \$545 ;
   wire \$546 ;
   wire \$547 ;
-  wire \$548 ;
+  reg [4:0] \$548 ;
   wire \$549 ;
-  wire \$55 ;
+  wire [8:0] \$55 ;
   wire \$550 ;
-  wire \$551 ;
+  reg \$551 ;
   wire \$552 ;
-  reg [4:0] \$553 ;
+  wire \$553 ;
   wire \$554 ;
   wire \$555 ;
-  reg \$556 ;
+  wire \$556 ;
   wire \$557 ;
   wire \$558 ;
-  wire \$559 ;
-  wire [8:0] \$56 ;
+  reg [4:0] \$559 ;
+  wire \$56 ;
   wire \$560 ;
   wire \$561 ;
-  wire \$562 ;
+  reg \$562 ;
   wire \$563 ;
-  reg [4:0] \$564 ;
+  wire \$564 ;
   wire \$565 ;
   wire \$566 ;
-  reg \$567 ;
+  wire \$567 ;
   wire \$568 ;
-  wire \$569 ;
-  wire \$57 ;
-  wire \$570 ;
-  wire \$571 ;
-  wire \$572 ;
-  wire \$573 ;
-  wire \$574 ;
-  reg [4:0] \$575 ;
-  wire \$576 ;
-  wire \$577 ;
-  reg \$578 ;
-  wire \$579 ;
-  wire [8:0] \$58 ;
+  reg [5:0] \$569 ;
+  wire [8:0] \$57 ;
+  wire [8:0] \$570 ;
+  wire [9:0] \$571 ;
+  wire [10:0] \$572 ;
+  wire [8:0] \$573 ;
+  wire [9:0] \$574 ;
+  wire [24:0] \$575 ;
+  wire [24:0] \$576 ;
+  reg [7:0] \$577 ;
+  wire [15:0] \$578 ;
+  wire [25:0] \$579 ;
+  wire \$58 ;
   wire \$580 ;
   wire \$581 ;
-  wire \$582 ;
-  wire \$583 ;
-  wire \$584 ;
-  reg [5:0] \$585 ;
-  wire [8:0] \$586 ;
-  wire [9:0] \$587 ;
-  wire [10:0] \$588 ;
-  wire [8:0] \$589 ;
-  wire \$59 ;
-  wire [9:0] \$590 ;
-  wire [24:0] \$591 ;
-  wire [24:0] \$592 ;
-  reg [7:0] \$593 ;
-  wire [15:0] \$594 ;
-  wire [25:0] \$595 ;
-  wire \$596 ;
+  wire [33:0] \$582 ;
+  wire [33:0] \$583 ;
+  wire [10:0] \$584 ;
+  wire [10:0] \$585 ;
+  wire [47:0] \$586 ;
+  wire \$587 ;
+  wire \$588 ;
+  wire \$589 ;
+  wire [8:0] \$59 ;
+  wire \$590 ;
+  wire \$591 ;
+  reg [5:0] \$592 ;
+  wire \$593 ;
+  wire \$594 ;
+  wire [27:0] \$595 ;
+  wire [27:0] \$596 ;
   wire \$597 ;
-  wire [33:0] \$598 ;
-  wire [33:0] \$599 ;
+  wire [8:0] \$598 ;
+  wire [9:0] \$599 ;
   reg [22:0] \$6 ;
-  wire [8:0] \$60 ;
-  wire [10:0] \$600 ;
-  wire [10:0] \$601 ;
-  wire [47:0] \$602 ;
-  wire \$603 ;
-  wire \$604 ;
+  wire \$60 ;
+  wire [24:0] \$600 ;
+  wire [24:0] \$601 ;
+  reg [7:0] \$602 ;
+  wire [15:0] \$603 ;
+  wire [25:0] \$604 ;
   wire \$605 ;
   wire \$606 ;
-  wire \$607 ;
-  reg [5:0] \$608 ;
-  wire \$609 ;
-  wire \$61 ;
-  wire \$610 ;
-  wire [27:0] \$611 ;
-  wire [27:0] \$612 ;
+  wire [33:0] \$607 ;
+  wire [33:0] \$608 ;
+  wire [10:0] \$609 ;
+  wire [8:0] \$61 ;
+  wire [10:0] \$610 ;
+  wire [47:0] \$611 ;
+  wire \$612 ;
   wire \$613 ;
-  wire [8:0] \$614 ;
-  wire [9:0] \$615 ;
-  wire [24:0] \$616 ;
-  wire [24:0] \$617 ;
-  reg [7:0] \$618 ;
-  wire [15:0] \$619 ;
-  wire [8:0] \$62 ;
-  wire [25:0] \$620 ;
-  wire \$621 ;
+  wire \$614 ;
+  wire \$615 ;
+  wire \$616 ;
+  reg [5:0] \$617 ;
+  wire \$618 ;
+  wire \$619 ;
+  wire \$62 ;
+  wire [27:0] \$620 ;
+  wire [27:0] \$621 ;
   wire \$622 ;
-  wire [33:0] \$623 ;
-  wire [33:0] \$624 ;
-  wire [10:0] \$625 ;
-  wire [10:0] \$626 ;
-  wire [47:0] \$627 ;
-  wire \$628 ;
-  wire \$629 ;
-  wire \$63 ;
+  wire [8:0] \$623 ;
+  wire [9:0] \$624 ;
+  wire [24:0] \$625 ;
+  wire [24:0] \$626 ;
+  reg [7:0] \$627 ;
+  wire [15:0] \$628 ;
+  wire [25:0] \$629 ;
+  wire [8:0] \$63 ;
   wire \$630 ;
   wire \$631 ;
-  wire \$632 ;
-  reg [5:0] \$633 ;
-  wire \$634 ;
-  wire \$635 ;
-  wire [27:0] \$636 ;
-  wire [27:0] \$637 ;
+  wire [33:0] \$632 ;
+  wire [33:0] \$633 ;
+  wire [10:0] \$634 ;
+  wire [10:0] \$635 ;
+  wire [47:0] \$636 ;
+  wire \$637 ;
   wire \$638 ;
-  wire [8:0] \$639 ;
-  wire [8:0] \$64 ;
-  wire [9:0] \$640 ;
-  wire [24:0] \$641 ;
-  wire [24:0] \$642 ;
-  reg [7:0] \$643 ;
-  wire [15:0] \$644 ;
-  wire [25:0] \$645 ;
-  wire \$646 ;
+  wire \$639 ;
+  wire \$64 ;
+  wire \$640 ;
+  wire \$641 ;
+  reg [5:0] \$642 ;
+  wire \$643 ;
+  wire \$644 ;
+  wire [27:0] \$645 ;
+  wire [27:0] \$646 ;
   wire \$647 ;
-  wire [33:0] \$648 ;
-  wire [33:0] \$649 ;
-  wire \$65 ;
-  wire [10:0] \$650 ;
-  wire [10:0] \$651 ;
-  wire [47:0] \$652 ;
-  wire \$653 ;
-  wire \$654 ;
+  wire [8:0] \$648 ;
+  wire [9:0] \$649 ;
+  wire [8:0] \$65 ;
+  wire [24:0] \$650 ;
+  wire [24:0] \$651 ;
+  reg [7:0] \$652 ;
+  wire [15:0] \$653 ;
+  wire [25:0] \$654 ;
   wire \$655 ;
   wire \$656 ;
-  wire \$657 ;
-  reg [5:0] \$658 ;
-  wire \$659 ;
-  wire [8:0] \$66 ;
-  wire \$660 ;
-  wire [27:0] \$661 ;
-  wire [27:0] \$662 ;
+  wire [33:0] \$657 ;
+  wire [33:0] \$658 ;
+  wire [10:0] \$659 ;
+  wire \$66 ;
+  wire [10:0] \$660 ;
+  wire [47:0] \$661 ;
+  wire \$662 ;
   wire \$663 ;
-  wire [8:0] \$664 ;
-  wire [9:0] \$665 ;
-  wire [24:0] \$666 ;
-  wire [24:0] \$667 ;
-  reg [7:0] \$668 ;
-  wire [15:0] \$669 ;
-  wire \$67 ;
-  wire [25:0] \$670 ;
-  wire \$671 ;
+  wire \$664 ;
+  wire \$665 ;
+  wire \$666 ;
+  reg [5:0] \$667 ;
+  wire \$668 ;
+  wire \$669 ;
+  wire [8:0] \$67 ;
+  wire [27:0] \$670 ;
+  wire [27:0] \$671 ;
   wire \$672 ;
-  wire [33:0] \$673 ;
-  wire [33:0] \$674 ;
-  wire [10:0] \$675 ;
-  wire [10:0] \$676 ;
-  wire [47:0] \$677 ;
-  wire \$678 ;
-  wire \$679 ;
-  wire [8:0] \$68 ;
+  wire [8:0] \$673 ;
+  wire [9:0] \$674 ;
+  wire [24:0] \$675 ;
+  wire [24:0] \$676 ;
+  reg [7:0] \$677 ;
+  wire [15:0] \$678 ;
+  wire [25:0] \$679 ;
+  wire \$68 ;
   wire \$680 ;
   wire \$681 ;
-  wire \$682 ;
-  reg [5:0] \$683 ;
-  wire \$684 ;
-  wire \$685 ;
-  wire [27:0] \$686 ;
-  wire [27:0] \$687 ;
+  wire [33:0] \$682 ;
+  wire [33:0] \$683 ;
+  wire [10:0] \$684 ;
+  wire [10:0] \$685 ;
+  wire [47:0] \$686 ;
+  wire \$687 ;
   wire \$688 ;
-  wire [8:0] \$689 ;
-  wire \$69 ;
-  wire [9:0] \$690 ;
-  wire [24:0] \$691 ;
-  wire [24:0] \$692 ;
-  reg [7:0] \$693 ;
-  wire [15:0] \$694 ;
-  wire [25:0] \$695 ;
-  wire \$696 ;
+  wire \$689 ;
+  wire [8:0] \$69 ;
+  wire \$690 ;
+  wire \$691 ;
+  reg [5:0] \$692 ;
+  wire \$693 ;
+  wire \$694 ;
+  wire [27:0] \$695 ;
+  wire [27:0] \$696 ;
   wire \$697 ;
-  wire [33:0] \$698 ;
-  wire [33:0] \$699 ;
+  wire [8:0] \$698 ;
+  wire [9:0] \$699 ;
   reg [46:0] \$7 ;
-  wire [8:0] \$70 ;
-  wire [10:0] \$700 ;
-  wire [10:0] \$701 ;
-  wire [47:0] \$702 ;
-  wire \$703 ;
-  wire \$704 ;
+  wire \$70 ;
+  wire [24:0] \$700 ;
+  wire [24:0] \$701 ;
+  reg [7:0] \$702 ;
+  wire [15:0] \$703 ;
+  wire [25:0] \$704 ;
   wire \$705 ;
   wire \$706 ;
-  wire \$707 ;
-  reg [5:0] \$708 ;
-  wire \$709 ;
-  wire \$71 ;
-  wire \$710 ;
-  wire [27:0] \$711 ;
-  wire [27:0] \$712 ;
+  wire [33:0] \$707 ;
+  wire [33:0] \$708 ;
+  wire [10:0] \$709 ;
+  wire [8:0] \$71 ;
+  wire [10:0] \$710 ;
+  wire [47:0] \$711 ;
+  wire \$712 ;
   wire \$713 ;
-  wire [8:0] \$714 ;
-  wire [9:0] \$715 ;
-  wire [24:0] \$716 ;
-  wire [24:0] \$717 ;
-  reg [7:0] \$718 ;
-  wire [15:0] \$719 ;
-  wire [8:0] \$72 ;
-  wire [25:0] \$720 ;
-  wire \$721 ;
+  wire \$714 ;
+  wire \$715 ;
+  wire \$716 ;
+  reg [5:0] \$717 ;
+  wire \$718 ;
+  wire \$719 ;
+  wire \$72 ;
+  wire [27:0] \$720 ;
+  wire [27:0] \$721 ;
   wire \$722 ;
-  wire [33:0] \$723 ;
-  wire [33:0] \$724 ;
-  wire [10:0] \$725 ;
-  wire [10:0] \$726 ;
-  wire [47:0] \$727 ;
-  wire \$728 ;
-  wire \$729 ;
-  wire \$73 ;
+  wire [8:0] \$723 ;
+  wire [9:0] \$724 ;
+  wire [24:0] \$725 ;
+  wire [24:0] \$726 ;
+  reg [7:0] \$727 ;
+  wire [15:0] \$728 ;
+  wire [25:0] \$729 ;
+  wire [8:0] \$73 ;
   wire \$730 ;
   wire \$731 ;
-  wire \$732 ;
-  reg [5:0] \$733 ;
-  wire \$734 ;
-  wire \$735 ;
-  wire [27:0] \$736 ;
-  wire [27:0] \$737 ;
+  wire [33:0] \$732 ;
+  wire [33:0] \$733 ;
+  wire [10:0] \$734 ;
+  wire [10:0] \$735 ;
+  wire [47:0] \$736 ;
+  wire \$737 ;
   wire \$738 ;
-  wire [8:0] \$739 ;
-  wire [8:0] \$74 ;
-  wire [9:0] \$740 ;
-  wire [24:0] \$741 ;
-  wire [24:0] \$742 ;
-  reg [7:0] \$743 ;
-  wire [15:0] \$744 ;
-  wire [25:0] \$745 ;
-  wire \$746 ;
+  wire \$739 ;
+  wire \$74 ;
+  wire \$740 ;
+  wire \$741 ;
+  reg [5:0] \$742 ;
+  wire \$743 ;
+  wire \$744 ;
+  wire [27:0] \$745 ;
+  wire [27:0] \$746 ;
   wire \$747 ;
-  wire [33:0] \$748 ;
-  wire [33:0] \$749 ;
-  wire \$75 ;
-  wire [10:0] \$750 ;
-  wire [10:0] \$751 ;
-  wire [47:0] \$752 ;
-  wire \$753 ;
-  wire \$754 ;
+  wire [8:0] \$748 ;
+  wire [9:0] \$749 ;
+  wire [8:0] \$75 ;
+  wire [24:0] \$750 ;
+  wire [24:0] \$751 ;
+  reg [7:0] \$752 ;
+  wire [15:0] \$753 ;
+  wire [25:0] \$754 ;
   wire \$755 ;
   wire \$756 ;
-  wire \$757 ;
-  reg [5:0] \$758 ;
-  wire \$759 ;
-  wire [8:0] \$76 ;
-  wire \$760 ;
-  wire [27:0] \$761 ;
-  wire [27:0] \$762 ;
+  wire [33:0] \$757 ;
+  wire [33:0] \$758 ;
+  wire [10:0] \$759 ;
+  wire \$76 ;
+  wire [10:0] \$760 ;
+  wire [47:0] \$761 ;
+  wire \$762 ;
   wire \$763 ;
-  wire [8:0] \$764 ;
-  wire [9:0] \$765 ;
-  wire [24:0] \$766 ;
-  wire [24:0] \$767 ;
-  reg [7:0] \$768 ;
-  wire [15:0] \$769 ;
-  wire [5:0] \$77 ;
-  wire [25:0] \$770 ;
-  wire \$771 ;
+  wire \$764 ;
+  wire \$765 ;
+  wire \$766 ;
+  reg [5:0] \$767 ;
+  wire \$768 ;
+  wire \$769 ;
+  wire [8:0] \$77 ;
+  wire [27:0] \$770 ;
+  wire [27:0] \$771 ;
   wire \$772 ;
-  wire [33:0] \$773 ;
-  wire [33:0] \$774 ;
-  wire [10:0] \$775 ;
-  wire [10:0] \$776 ;
-  wire [47:0] \$777 ;
+  wire \$773 ;
+  wire \$774 ;
+  wire \$775 ;
+  wire \$776 ;
+  wire \$777 ;
   wire \$778 ;
   wire \$779 ;
-  wire \$78 ;
+  wire [5:0] \$78 ;
   wire \$780 ;
   wire \$781 ;
   wire \$782 ;
-  reg [5:0] \$783 ;
+  wire \$783 ;
   wire \$784 ;
   wire \$785 ;
-  wire [27:0] \$786 ;
-  wire [27:0] \$787 ;
+  wire \$786 ;
+  wire \$787 ;
   wire \$788 ;
   wire \$789 ;
   wire \$79 ;
   wire \$790 ;
-  wire \$791 ;
+  wire [4:0] \$791 ;
   wire \$792 ;
   wire \$793 ;
   wire \$794 ;
@@ -849,70 +835,70 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$798 ;
   wire \$799 ;
   reg [45:0] \$8 ;
-  reg [6:0] \$80 ;
+  wire \$80 ;
   wire \$800 ;
   wire \$801 ;
   wire \$802 ;
   wire \$803 ;
-  wire \$804 ;
-  wire \$805 ;
-  wire \$806 ;
+  wire [7:0] \$804 ;
+  wire [7:0] \$805 ;
+  wire [8:0] \$806 ;
   wire \$807 ;
   wire \$808 ;
   wire \$809 ;
-  wire [7:0] \$81 ;
+  reg [6:0] \$81 ;
   wire \$810 ;
   wire \$811 ;
   wire \$812 ;
   wire \$813 ;
   wire \$814 ;
   wire \$815 ;
-  wire \$816 ;
-  wire \$817 ;
-  wire \$818 ;
-  wire [7:0] \$819 ;
-  wire \$82 ;
-  wire [7:0] \$820 ;
-  wire [8:0] \$821 ;
-  wire \$822 ;
-  wire \$823 ;
-  wire \$824 ;
-  wire \$825 ;
-  wire \$826 ;
-  wire \$827 ;
-  wire \$828 ;
-  wire \$829 ;
+  reg [2:0] \$816 ;
+  reg \$817 ;
+  reg \$818 ;
+  reg [4:0] \$819 ;
+  wire [7:0] \$82 ;
+  reg [8:0] \$820 ;
+  wire [9:0] \$821 ;
+  reg [2:0] \$822 ;
+  reg \$823 ;
+  reg \$824 ;
+  reg [8:0] \$825 ;
+  reg [4:0] \$826 ;
+  wire [9:0] \$827 ;
+  reg [2:0] \$828 ;
+  reg \$829 ;
   wire \$83 ;
-  wire \$830 ;
-  reg [2:0] \$831 ;
-  reg \$832 ;
-  reg \$833 ;
-  reg [4:0] \$834 ;
-  reg [8:0] \$835 ;
-  wire [9:0] \$836 ;
-  reg [2:0] \$837 ;
+  reg \$830 ;
+  reg [4:0] \$831 ;
+  reg [8:0] \$832 ;
+  reg [4:0] \$833 ;
+  wire [8:0] \$834 ;
+  wire [9:0] \$835 ;
+  reg [2:0] \$836 ;
+  reg \$837 ;
   reg \$838 ;
-  reg \$839 ;
+  wire \$839 ;
   wire \$84 ;
-  reg [8:0] \$840 ;
-  reg [4:0] \$841 ;
-  wire [9:0] \$842 ;
-  reg [2:0] \$843 ;
-  reg \$844 ;
-  reg \$845 ;
-  reg [4:0] \$846 ;
-  reg [8:0] \$847 ;
-  reg [4:0] \$848 ;
-  wire [8:0] \$849 ;
+  wire \$840 ;
+  wire \$841 ;
+  wire \$842 ;
+  wire \$843 ;
+  wire \$844 ;
+  wire \$845 ;
+  wire \$846 ;
+  wire \$847 ;
+  wire \$848 ;
+  wire \$849 ;
   wire \$85 ;
-  wire [9:0] \$850 ;
-  reg [2:0] \$851 ;
-  reg \$852 ;
-  reg \$853 ;
+  wire \$850 ;
+  wire \$851 ;
+  wire \$852 ;
+  wire \$853 ;
   wire \$854 ;
   wire \$855 ;
   wire \$856 ;
-  wire \$857 ;
+  wire [11:0] \$857 ;
   wire \$858 ;
   wire \$859 ;
   wire \$86 ;
@@ -922,14 +908,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$863 ;
   wire \$864 ;
   wire \$865 ;
-  wire \$866 ;
-  wire \$867 ;
-  wire \$868 ;
+  wire [7:0] \$866 ;
+  wire [7:0] \$867 ;
+  wire [8:0] \$868 ;
   wire \$869 ;
   wire \$87 ;
   wire \$870 ;
   wire \$871 ;
-  wire [11:0] \$872 ;
+  wire \$872 ;
   wire \$873 ;
   wire \$874 ;
   wire \$875 ;
@@ -939,127 +925,127 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$879 ;
   wire \$88 ;
   wire \$880 ;
-  wire [7:0] \$881 ;
-  wire [7:0] \$882 ;
-  wire [8:0] \$883 ;
+  wire \$881 ;
+  wire \$882 ;
+  wire \$883 ;
   wire \$884 ;
   wire \$885 ;
   wire \$886 ;
   wire \$887 ;
-  wire \$888 ;
-  wire \$889 ;
+  reg [45:0] \$888 ;
+  reg [45:0] \$889 ;
   wire \$89 ;
-  wire \$890 ;
-  wire \$891 ;
-  wire \$892 ;
-  wire \$893 ;
-  wire \$894 ;
-  wire \$895 ;
-  wire \$896 ;
-  wire \$897 ;
-  wire \$898 ;
-  wire \$899 ;
+  reg [45:0] \$890 ;
+  reg [45:0] \$891 ;
+  reg [22:0] \$892 ;
+  reg [22:0] \$893 ;
+  reg [22:0] \$894 ;
+  reg [22:0] \$895 ;
+  reg [22:0] \$896 ;
+  reg [22:0] \$897 ;
+  reg [22:0] \$898 ;
+  reg [22:0] \$899 ;
   wire [4:0] \$9 ;
-  reg [7:0] \$90 ;
-  wire \$900 ;
-  wire \$901 ;
-  wire \$902 ;
-  reg [45:0] \$903 ;
-  reg [45:0] \$904 ;
-  reg [45:0] \$905 ;
-  reg [45:0] \$906 ;
-  reg [22:0] \$907 ;
-  reg [22:0] \$908 ;
-  reg [22:0] \$909 ;
-  wire [23:0] \$91 ;
-  reg [22:0] \$910 ;
-  reg [22:0] \$911 ;
+  wire \$90 ;
+  reg [2:0] \$900 ;
+  reg [46:0] \$901 ;
+  reg [46:0] \$902 ;
+  reg [46:0] \$903 ;
+  reg [46:0] \$904 ;
+  reg \$905 ;
+  reg [3:0] \$906 ;
+  reg [2:0] \$907 ;
+  reg [46:0] \$908 ;
+  reg [45:0] \$909 ;
+  reg [7:0] \$91 ;
+  reg [3:0] \$910 ;
+  reg [3:0] \$911 ;
   reg [22:0] \$912 ;
-  reg [22:0] \$913 ;
-  reg [22:0] \$914 ;
-  reg [2:0] \$915 ;
-  reg [46:0] \$916 ;
-  reg [46:0] \$917 ;
-  reg [46:0] \$918 ;
-  reg [46:0] \$919 ;
-  wire [28:0] \$92 ;
+  reg \$913 ;
+  reg \$914 ;
+  reg \$915 ;
+  reg [7:0] \$916 ;
+  reg [11:0] \$917 ;
+  reg \$918 ;
+  reg \$919 ;
+  wire [23:0] \$92 ;
   reg \$920 ;
-  reg [3:0] \$921 ;
-  reg [2:0] \$922 ;
-  reg [46:0] \$923 ;
-  reg [45:0] \$924 ;
-  reg [3:0] \$925 ;
-  reg \$926 ;
-  reg \$927 ;
-  reg \$928 ;
-  reg [7:0] \$929 ;
-  reg [7:0] \$93 ;
-  reg [11:0] \$930 ;
-  reg \$931 ;
-  reg \$932 ;
-  reg \$933 ;
-  reg \$934 ;
-  reg \$935 ;
-  reg \$936 ;
-  reg [17:0] \$937 ;
-  reg [25:0] \$938 ;
-  reg [17:0] \$939 ;
-  wire [23:0] \$94 ;
-  reg [25:0] \$940 ;
-  reg [17:0] \$941 ;
-  reg [25:0] \$942 ;
-  reg [17:0] \$943 ;
-  reg [25:0] \$944 ;
-  reg [17:0] \$945 ;
-  reg [25:0] \$946 ;
-  reg [17:0] \$947 ;
-  reg [25:0] \$948 ;
-  reg [17:0] \$949 ;
-  wire [28:0] \$95 ;
-  reg [25:0] \$950 ;
-  reg [17:0] \$951 ;
-  reg [25:0] \$952 ;
+  reg \$921 ;
+  reg \$922 ;
+  reg \$923 ;
+  reg [17:0] \$924 ;
+  reg [25:0] \$925 ;
+  reg [17:0] \$926 ;
+  reg [25:0] \$927 ;
+  reg [17:0] \$928 ;
+  reg [25:0] \$929 ;
+  wire [28:0] \$93 ;
+  reg [17:0] \$930 ;
+  reg [25:0] \$931 ;
+  reg [17:0] \$932 ;
+  reg [25:0] \$933 ;
+  reg [17:0] \$934 ;
+  reg [25:0] \$935 ;
+  reg [17:0] \$936 ;
+  reg [25:0] \$937 ;
+  reg [17:0] \$938 ;
+  reg [25:0] \$939 ;
+  reg [7:0] \$94 ;
+  reg [7:0] \$940 ;
+  reg [7:0] \$941 ;
+  reg [7:0] \$942 ;
+  reg [7:0] \$943 ;
+  reg [7:0] \$944 ;
+  reg [7:0] \$945 ;
+  reg [7:0] \$946 ;
+  reg [7:0] \$947 ;
+  reg [7:0] \$948 ;
+  reg [7:0] \$949 ;
+  wire [23:0] \$95 ;
+  reg [7:0] \$950 ;
+  reg [7:0] \$951 ;
+  reg [7:0] \$952 ;
   reg [7:0] \$953 ;
   reg [7:0] \$954 ;
   reg [7:0] \$955 ;
   reg [7:0] \$956 ;
-  reg [7:0] \$957 ;
-  reg [7:0] \$958 ;
-  reg [7:0] \$959 ;
-  reg [7:0] \$96 ;
-  reg [7:0] \$960 ;
-  reg [7:0] \$961 ;
-  reg [7:0] \$962 ;
-  reg [7:0] \$963 ;
-  reg [7:0] \$964 ;
+  reg [15:0] \$957 ;
+  reg [15:0] \$958 ;
+  reg [15:0] \$959 ;
+  wire [28:0] \$96 ;
+  reg [15:0] \$960 ;
+  reg [15:0] \$961 ;
+  reg [15:0] \$962 ;
+  reg [15:0] \$963 ;
+  reg [15:0] \$964 ;
   reg [7:0] \$965 ;
-  reg [7:0] \$966 ;
-  reg [7:0] \$967 ;
-  reg [7:0] \$968 ;
-  reg [7:0] \$969 ;
-  wire [23:0] \$97 ;
-  reg [15:0] \$970 ;
-  reg [15:0] \$971 ;
-  reg [15:0] \$972 ;
-  reg [15:0] \$973 ;
-  reg [15:0] \$974 ;
-  reg [15:0] \$975 ;
-  reg [15:0] \$976 ;
-  reg [15:0] \$977 ;
+  reg \$966 ;
+  reg \$967 ;
+  reg [6:0] \$968 ;
+  reg [6:0] \$969 ;
+  reg [7:0] \$97 ;
+  reg \$970 ;
+  reg [2:0] \$971 ;
+  reg \$972 ;
+  reg [7:0] \$973 ;
+  reg [7:0] \$974 ;
+  reg [7:0] \$975 ;
+  reg [7:0] \$976 ;
+  reg [7:0] \$977 ;
   reg [7:0] \$978 ;
-  reg \$979 ;
-  wire [28:0] \$98 ;
-  reg \$980 ;
-  reg [6:0] \$981 ;
-  reg [6:0] \$982 ;
-  reg \$983 ;
-  reg [2:0] \$984 ;
-  reg \$985 ;
+  reg [7:0] \$979 ;
+  wire [23:0] \$98 ;
+  reg [7:0] \$980 ;
+  reg [7:0] \$981 ;
+  reg [7:0] \$982 ;
+  reg [7:0] \$983 ;
+  reg [7:0] \$984 ;
+  reg [7:0] \$985 ;
   reg [7:0] \$986 ;
   reg [7:0] \$987 ;
   reg [7:0] \$988 ;
   reg [7:0] \$989 ;
-  reg [7:0] \$99 ;
+  wire [28:0] \$99 ;
   reg [7:0] \$990 ;
   reg [7:0] \$991 ;
   reg [7:0] \$992 ;
@@ -1071,126 +1057,125 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [7:0] \$998 ;
   reg [7:0] \$999 ;
   reg \$signal  = 1'h0;
-  reg \$signal$106  = 1'h0;
-  reg \$signal$107  = 1'h0;
-  reg \$signal$126  = 1'h0;
-  reg \$signal$127 ;
-  reg \$signal$128  = 1'h0;
-  reg \$signal$129  = 1'h0;
-  reg \$signal$227  = 1'h0;
-  reg \$signal$230  = 1'h0;
-  reg \$signal$289 ;
-  reg \$signal$311  = 1'h0;
-  reg \$signal$320 ;
-  reg \$signal$322 ;
+  reg \$signal$110  = 1'h0;
+  reg \$signal$111  = 1'h0;
+  reg \$signal$130  = 1'h0;
+  reg \$signal$131 ;
+  reg \$signal$132  = 1'h0;
+  reg \$signal$133  = 1'h0;
+  reg \$signal$231  = 1'h0;
+  reg \$signal$234  = 1'h0;
+  reg \$signal$293 ;
+  reg \$signal$315  = 1'h0;
+  reg \$signal$323 ;
+  reg \$signal$325 ;
   wire [10:0] \$signature__addr ;
-  wire [4:0] \$signature__addr$341 ;
-  wire [10:0] \$signature__addr$344 ;
-  wire [4:0] \$signature__addr$347 ;
-  wire [10:0] \$signature__addr$350 ;
-  wire [4:0] \$signature__addr$353 ;
-  wire [10:0] \$signature__addr$356 ;
-  wire [4:0] \$signature__addr$359 ;
-  wire [10:0] \$signature__addr$362 ;
-  wire [4:0] \$signature__addr$365 ;
-  wire [10:0] \$signature__addr$368 ;
-  wire [4:0] \$signature__addr$371 ;
-  wire [10:0] \$signature__addr$374 ;
-  wire [4:0] \$signature__addr$377 ;
-  wire [10:0] \$signature__addr$380 ;
-  wire [4:0] \$signature__addr$383 ;
-  wire [4:0] \$signature__addr$502 ;
-  wire [4:0] \$signature__addr$506 ;
+  wire [4:0] \$signature__addr$344 ;
+  wire [10:0] \$signature__addr$347 ;
+  wire [4:0] \$signature__addr$350 ;
+  wire [10:0] \$signature__addr$353 ;
+  wire [4:0] \$signature__addr$356 ;
+  wire [10:0] \$signature__addr$359 ;
+  wire [4:0] \$signature__addr$362 ;
+  wire [10:0] \$signature__addr$365 ;
+  wire [4:0] \$signature__addr$368 ;
+  wire [10:0] \$signature__addr$371 ;
+  wire [4:0] \$signature__addr$374 ;
+  wire [10:0] \$signature__addr$377 ;
+  wire [4:0] \$signature__addr$380 ;
+  wire [10:0] \$signature__addr$383 ;
+  wire [4:0] \$signature__addr$386 ;
+  wire [4:0] \$signature__addr$505 ;
   wire [4:0] \$signature__addr$509 ;
   wire [4:0] \$signature__addr$512 ;
   wire [4:0] \$signature__addr$515 ;
   wire [4:0] \$signature__addr$518 ;
   wire [4:0] \$signature__addr$521 ;
   wire [4:0] \$signature__addr$524 ;
-  reg [8:0] \$signature__addr$530 ;
-  wire [5:0] \$signature__addr$534 ;
-  wire [5:0] \$signature__addr$535 ;
-  wire [5:0] \$signature__addr$543 ;
-  wire [5:0] \$signature__addr$544 ;
-  wire [5:0] \$signature__addr$551 ;
-  wire [5:0] \$signature__addr$552 ;
-  wire [5:0] \$signature__addr$559 ;
-  wire [5:0] \$signature__addr$560 ;
-  wire [5:0] \$signature__addr$567 ;
-  wire [5:0] \$signature__addr$568 ;
-  wire [5:0] \$signature__addr$575 ;
-  wire [5:0] \$signature__addr$576 ;
-  wire [5:0] \$signature__addr$583 ;
-  wire [5:0] \$signature__addr$584 ;
-  wire [5:0] \$signature__addr$591 ;
-  wire [5:0] \$signature__addr$592 ;
+  wire [4:0] \$signature__addr$527 ;
+  reg [8:0] \$signature__addr$533 ;
+  wire [5:0] \$signature__addr$537 ;
+  wire [5:0] \$signature__addr$538 ;
+  wire [5:0] \$signature__addr$546 ;
+  wire [5:0] \$signature__addr$547 ;
+  wire [5:0] \$signature__addr$554 ;
+  wire [5:0] \$signature__addr$555 ;
+  wire [5:0] \$signature__addr$562 ;
+  wire [5:0] \$signature__addr$563 ;
+  wire [5:0] \$signature__addr$570 ;
+  wire [5:0] \$signature__addr$571 ;
+  wire [5:0] \$signature__addr$578 ;
+  wire [5:0] \$signature__addr$579 ;
+  wire [5:0] \$signature__addr$586 ;
+  wire [5:0] \$signature__addr$587 ;
+  wire [5:0] \$signature__addr$594 ;
+  wire [5:0] \$signature__addr$595 ;
   wire [7:0] \$signature__data ;
-  wire [40:0] \$signature__data$342 ;
-  wire [8:0] \$signature__data$342.alpha ;
-  wire [15:0] \$signature__data$342.bias ;
-  wire [15:0] \$signature__data$342.theta ;
-  wire [7:0] \$signature__data$345 ;
-  wire [40:0] \$signature__data$348 ;
-  wire [8:0] \$signature__data$348.alpha ;
-  wire [15:0] \$signature__data$348.bias ;
-  wire [15:0] \$signature__data$348.theta ;
-  wire [7:0] \$signature__data$351 ;
-  wire [40:0] \$signature__data$354 ;
-  wire [8:0] \$signature__data$354.alpha ;
-  wire [15:0] \$signature__data$354.bias ;
-  wire [15:0] \$signature__data$354.theta ;
-  wire [7:0] \$signature__data$357 ;
-  wire [40:0] \$signature__data$360 ;
-  wire [8:0] \$signature__data$360.alpha ;
-  wire [15:0] \$signature__data$360.bias ;
-  wire [15:0] \$signature__data$360.theta ;
-  wire [7:0] \$signature__data$363 ;
-  wire [40:0] \$signature__data$366 ;
-  wire [8:0] \$signature__data$366.alpha ;
-  wire [15:0] \$signature__data$366.bias ;
-  wire [15:0] \$signature__data$366.theta ;
-  wire [7:0] \$signature__data$369 ;
-  wire [40:0] \$signature__data$372 ;
-  wire [8:0] \$signature__data$372.alpha ;
-  wire [15:0] \$signature__data$372.bias ;
-  wire [15:0] \$signature__data$372.theta ;
-  wire [7:0] \$signature__data$375 ;
-  wire [40:0] \$signature__data$378 ;
-  wire [8:0] \$signature__data$378.alpha ;
-  wire [15:0] \$signature__data$378.bias ;
-  wire [15:0] \$signature__data$378.theta ;
-  wire [7:0] \$signature__data$381 ;
-  wire [40:0] \$signature__data$384 ;
-  wire [8:0] \$signature__data$384.alpha ;
-  wire [15:0] \$signature__data$384.bias ;
-  wire [15:0] \$signature__data$384.theta ;
-  wire [15:0] \$signature__data$386 ;
-  wire [15:0] \$signature__data$387 ;
-  wire [15:0] \$signature__data$388 ;
+  wire [40:0] \$signature__data$345 ;
+  wire [8:0] \$signature__data$345.alpha ;
+  wire [15:0] \$signature__data$345.bias ;
+  wire [15:0] \$signature__data$345.theta ;
+  wire [7:0] \$signature__data$348 ;
+  wire [40:0] \$signature__data$351 ;
+  wire [8:0] \$signature__data$351.alpha ;
+  wire [15:0] \$signature__data$351.bias ;
+  wire [15:0] \$signature__data$351.theta ;
+  wire [7:0] \$signature__data$354 ;
+  wire [40:0] \$signature__data$357 ;
+  wire [8:0] \$signature__data$357.alpha ;
+  wire [15:0] \$signature__data$357.bias ;
+  wire [15:0] \$signature__data$357.theta ;
+  wire [7:0] \$signature__data$360 ;
+  wire [40:0] \$signature__data$363 ;
+  wire [8:0] \$signature__data$363.alpha ;
+  wire [15:0] \$signature__data$363.bias ;
+  wire [15:0] \$signature__data$363.theta ;
+  wire [7:0] \$signature__data$366 ;
+  wire [40:0] \$signature__data$369 ;
+  wire [8:0] \$signature__data$369.alpha ;
+  wire [15:0] \$signature__data$369.bias ;
+  wire [15:0] \$signature__data$369.theta ;
+  wire [7:0] \$signature__data$372 ;
+  wire [40:0] \$signature__data$375 ;
+  wire [8:0] \$signature__data$375.alpha ;
+  wire [15:0] \$signature__data$375.bias ;
+  wire [15:0] \$signature__data$375.theta ;
+  wire [7:0] \$signature__data$378 ;
+  wire [40:0] \$signature__data$381 ;
+  wire [8:0] \$signature__data$381.alpha ;
+  wire [15:0] \$signature__data$381.bias ;
+  wire [15:0] \$signature__data$381.theta ;
+  wire [7:0] \$signature__data$384 ;
+  wire [40:0] \$signature__data$387 ;
+  wire [8:0] \$signature__data$387.alpha ;
+  wire [15:0] \$signature__data$387.bias ;
+  wire [15:0] \$signature__data$387.theta ;
   wire [15:0] \$signature__data$389 ;
   wire [15:0] \$signature__data$390 ;
   wire [15:0] \$signature__data$391 ;
   wire [15:0] \$signature__data$392 ;
   wire [15:0] \$signature__data$393 ;
-  wire [8:0] \$signature__data$394 ;
-  wire [15:0] \$signature__data$503 ;
-  wire [15:0] \$signature__data$507 ;
+  wire [15:0] \$signature__data$394 ;
+  wire [15:0] \$signature__data$395 ;
+  wire [15:0] \$signature__data$396 ;
+  wire [8:0] \$signature__data$397 ;
+  wire [15:0] \$signature__data$506 ;
   wire [15:0] \$signature__data$510 ;
   wire [15:0] \$signature__data$513 ;
   wire [15:0] \$signature__data$516 ;
   wire [15:0] \$signature__data$519 ;
   wire [15:0] \$signature__data$522 ;
   wire [15:0] \$signature__data$525 ;
-  wire [15:0] \$signature__data$536 ;
-  wire [15:0] \$signature__data$545 ;
-  wire [15:0] \$signature__data$553 ;
-  wire [15:0] \$signature__data$561 ;
-  wire [15:0] \$signature__data$569 ;
-  wire [15:0] \$signature__data$577 ;
-  wire [15:0] \$signature__data$585 ;
-  wire [15:0] \$signature__data$593 ;
+  wire [15:0] \$signature__data$528 ;
+  wire [15:0] \$signature__data$539 ;
+  wire [15:0] \$signature__data$548 ;
+  wire [15:0] \$signature__data$556 ;
+  wire [15:0] \$signature__data$564 ;
+  wire [15:0] \$signature__data$572 ;
+  wire [15:0] \$signature__data$580 ;
+  wire [15:0] \$signature__data$588 ;
+  wire [15:0] \$signature__data$596 ;
   wire \$signature__en ;
-  wire \$signature__en$343 ;
   wire \$signature__en$346 ;
   wire \$signature__en$349 ;
   wire \$signature__en$352 ;
@@ -1205,22 +1190,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$signature__en$379 ;
   wire \$signature__en$382 ;
   wire \$signature__en$385 ;
-  wire \$signature__en$504 ;
-  wire \$signature__en$508 ;
+  wire \$signature__en$388 ;
+  wire \$signature__en$507 ;
   wire \$signature__en$511 ;
   wire \$signature__en$514 ;
   wire \$signature__en$517 ;
   wire \$signature__en$520 ;
   wire \$signature__en$523 ;
   wire \$signature__en$526 ;
-  wire \$signature__en$537 ;
-  wire \$signature__en$546 ;
-  wire \$signature__en$554 ;
-  wire \$signature__en$562 ;
-  wire \$signature__en$570 ;
-  wire \$signature__en$578 ;
-  wire \$signature__en$586 ;
-  wire \$signature__en$594 ;
+  wire \$signature__en$529 ;
+  wire \$signature__en$540 ;
+  wire \$signature__en$549 ;
+  wire \$signature__en$557 ;
+  wire \$signature__en$565 ;
+  wire \$signature__en$573 ;
+  wire \$signature__en$581 ;
+  wire \$signature__en$589 ;
+  wire \$signature__en$597 ;
   reg [25:0] acc0 = 26'h0000000;
   reg [25:0] acc1 = 26'h0000000;
   reg [25:0] acc2 = 26'h0000000;
@@ -1233,8 +1219,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   (* init = 9'h000 *)
   wire [8:0] alpha;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$429 ;
-  (* init = 9'h000 *)
   wire [8:0] \alpha$432 ;
   (* init = 9'h000 *)
   wire [8:0] \alpha$435 ;
@@ -1246,6 +1230,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [8:0] \alpha$444 ;
   (* init = 9'h000 *)
   wire [8:0] \alpha$447 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$450 ;
   reg [8:0] alpha_q0 = 9'h000;
   reg [8:0] alpha_q1 = 9'h000;
   reg [8:0] alpha_q2 = 9'h000;
@@ -1257,11 +1243,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [10:0] arow = 11'h000;
   reg bank_sel = 1'h0;
   reg [10:0] base;
-  reg [7:0] \base$600 ;
+  reg [7:0] \base$603 ;
   (* init = 16'h0000 *)
   wire [15:0] bias;
-  (* init = 16'h0000 *)
-  wire [15:0] \bias$430 ;
   (* init = 16'h0000 *)
   wire [15:0] \bias$433 ;
   (* init = 16'h0000 *)
@@ -1274,6 +1258,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \bias$445 ;
   (* init = 16'h0000 *)
   wire [15:0] \bias$448 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$451 ;
   reg [15:0] bias_q0 = 16'h0000;
   reg [15:0] bias_q1 = 16'h0000;
   reg [15:0] bias_q2 = 16'h0000;
@@ -1288,7 +1274,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire can_load;
   input clear;
   wire clear;
-  reg \clear$604 ;
+  reg \clear$607 ;
   input clk;
   wire clk;
   reg [7:0] cnt = 8'h00;
@@ -1312,6 +1298,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [1:0] drain_n = 2'h0;
   reg [3:0] e = 4'h0;
   reg [3:0] e_end = 4'h0;
+  reg [3:0] e_new;
+  reg e_set;
+  reg [22:0] \edge  = 23'h000000;
+  wire [7:0] \edge.nsrc ;
+  wire \edge.recurrent ;
+  wire [2:0] \edge.src ;
+  wire [10:0] \edge.wbase ;
   reg [22:0] edge0 = 23'h000000;
   wire [7:0] \edge0.nsrc ;
   wire \edge0.recurrent ;
@@ -1421,7 +1414,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [4:0] k = 5'h00;
   reg last_row = 1'h0;
   reg [45:0] layer = 46'h000000000000;
-  reg [1:0] \layer$601 ;
+  reg [1:0] \layer$604 ;
   wire [2:0] \layer.ebase ;
   wire [3:0] \layer.ecount ;
   wire \layer.emit_values ;
@@ -1477,13 +1470,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \layer3.ssm ;
   wire [15:0] \layer3.v_reset ;
   wire [17:0] leak;
-  wire [17:0] \leak$140 ;
-  wire [17:0] \leak$146 ;
-  wire [17:0] \leak$152 ;
-  wire [17:0] \leak$158 ;
-  wire [17:0] \leak$164 ;
-  wire [17:0] \leak$170 ;
-  wire [17:0] \leak$176 ;
+  wire [17:0] \leak$144 ;
+  wire [17:0] \leak$150 ;
+  wire [17:0] \leak$156 ;
+  wire [17:0] \leak$162 ;
+  wire [17:0] \leak$168 ;
+  wire [17:0] \leak$174 ;
+  wire [17:0] \leak$180 ;
   reg [17:0] leak_q0 = 18'h00000;
   reg [17:0] leak_q1 = 18'h00000;
   reg [17:0] leak_q2 = 18'h00000;
@@ -1556,9 +1549,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [8:0] pm_wr__data;
   wire pm_wr__en;
   wire [10:0] port__addr;
-  wire [4:0] \port__addr$400 ;
-  wire [4:0] \port__addr$401 ;
-  wire [10:0] \port__addr$402 ;
   wire [4:0] \port__addr$403 ;
   wire [4:0] \port__addr$404 ;
   wire [10:0] \port__addr$405 ;
@@ -1580,7 +1570,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [4:0] \port__addr$421 ;
   wire [4:0] \port__addr$422 ;
   wire [10:0] \port__addr$423 ;
-  wire [7:0] \port__addr$424 ;
+  wire [4:0] \port__addr$424 ;
+  wire [4:0] \port__addr$425 ;
+  wire [10:0] \port__addr$426 ;
+  wire [7:0] \port__addr$427 ;
   wire [14:0] port__data;
   wire [14:0] \port__data$19 ;
   wire [6:0] \port__data$19.index ;
@@ -1662,13 +1655,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire records__ready;
   wire records__valid;
   wire [1:0] reset;
-  wire [1:0] \reset$470 ;
-  wire [1:0] \reset$475 ;
-  wire [1:0] \reset$480 ;
-  wire [1:0] \reset$485 ;
-  wire [1:0] \reset$490 ;
-  wire [1:0] \reset$495 ;
-  wire [1:0] \reset$500 ;
+  wire [1:0] \reset$473 ;
+  wire [1:0] \reset$478 ;
+  wire [1:0] \reset$483 ;
+  wire [1:0] \reset$488 ;
+  wire [1:0] \reset$493 ;
+  wire [1:0] \reset$498 ;
+  wire [1:0] \reset$503 ;
   reg [3:0] row;
   wire [5:0] row_addr;
   reg [12:0] row_offset = 13'h0000;
@@ -1689,24 +1682,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [7:0] saddr;
   reg [7:0] send;
   wire spike;
-  wire \spike$201 ;
-  wire \spike$204 ;
-  wire \spike$207 ;
-  wire \spike$210 ;
-  wire \spike$213 ;
-  wire \spike$216 ;
-  wire \spike$219 ;
+  wire \spike$205 ;
+  wire \spike$208 ;
+  wire \spike$211 ;
+  wire \spike$214 ;
+  wire \spike$217 ;
+  wire \spike$220 ;
+  wire \spike$223 ;
   wire [2:0] spike_src;
   reg [7:0] spikes = 8'h00;
-  reg [7:0] \spikes$599 ;
+  reg [7:0] \spikes$602 ;
   wire spiking;
-  wire \spiking$471 ;
-  wire \spiking$476 ;
-  wire \spiking$481 ;
-  wire \spiking$486 ;
-  wire \spiking$491 ;
-  wire \spiking$496 ;
-  wire \spiking$501 ;
+  wire \spiking$474 ;
+  wire \spiking$479 ;
+  wire \spiking$484 ;
+  wire \spiking$489 ;
+  wire \spiking$494 ;
+  wire \spiking$499 ;
+  wire \spiking$504 ;
   reg [2:0] src;
   reg [2:0] src_sel = 3'h0;
   reg [46:0] ssm0 = 47'h000000000000;
@@ -1878,33 +1871,31 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [27:0] ssm_yacc6 = 28'h0000000;
   reg [27:0] ssm_yacc7 = 28'h0000000;
   wire [15:0] theta;
-  wire [15:0] \theta$468 ;
-  wire [15:0] \theta$473 ;
-  wire [15:0] \theta$478 ;
-  wire [15:0] \theta$483 ;
-  wire [15:0] \theta$488 ;
-  wire [15:0] \theta$493 ;
-  wire [15:0] \theta$498 ;
+  wire [15:0] \theta$471 ;
+  wire [15:0] \theta$476 ;
+  wire [15:0] \theta$481 ;
+  wire [15:0] \theta$486 ;
+  wire [15:0] \theta$491 ;
+  wire [15:0] \theta$496 ;
+  wire [15:0] \theta$501 ;
   (* init = 26'h0000000 *)
   wire [25:0] total;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$467 ;
+  wire [25:0] \total$470 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$472 ;
+  wire [25:0] \total$475 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$477 ;
+  wire [25:0] \total$480 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$482 ;
+  wire [25:0] \total$485 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$487 ;
+  wire [25:0] \total$490 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$492 ;
+  wire [25:0] \total$495 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$497 ;
+  wire [25:0] \total$500 ;
   (* init = 16'h0000 *)
   wire [15:0] u;
-  (* init = 16'h0000 *)
-  wire [15:0] \u$428 ;
   (* init = 16'h0000 *)
   wire [15:0] \u$431 ;
   (* init = 16'h0000 *)
@@ -1917,14 +1908,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \u$443 ;
   (* init = 16'h0000 *)
   wire [15:0] \u$446 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$449 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$203 ;
-  wire [15:0] \u_new$206 ;
-  wire [15:0] \u_new$209 ;
-  wire [15:0] \u_new$212 ;
-  wire [15:0] \u_new$215 ;
-  wire [15:0] \u_new$218 ;
-  wire [15:0] \u_new$221 ;
+  wire [15:0] \u_new$207 ;
+  wire [15:0] \u_new$210 ;
+  wire [15:0] \u_new$213 ;
+  wire [15:0] \u_new$216 ;
+  wire [15:0] \u_new$219 ;
+  wire [15:0] \u_new$222 ;
+  wire [15:0] \u_new$225 ;
   reg [15:0] u_new0 = 16'h0000;
   reg [15:0] u_new1 = 16'h0000;
   reg [15:0] u_new2 = 16'h0000;
@@ -1942,13 +1935,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [15:0] u_q6 = 16'h0000;
   reg [15:0] u_q7 = 16'h0000;
   wire [15:0] v_reset;
-  wire [15:0] \v_reset$469 ;
-  wire [15:0] \v_reset$474 ;
-  wire [15:0] \v_reset$479 ;
-  wire [15:0] \v_reset$484 ;
-  wire [15:0] \v_reset$489 ;
-  wire [15:0] \v_reset$494 ;
-  wire [15:0] \v_reset$499 ;
+  wire [15:0] \v_reset$472 ;
+  wire [15:0] \v_reset$477 ;
+  wire [15:0] \v_reset$482 ;
+  wire [15:0] \v_reset$487 ;
+  wire [15:0] \v_reset$492 ;
+  wire [15:0] \v_reset$497 ;
+  wire [15:0] \v_reset$502 ;
   wire [7:0] valid_lanes;
   reg [7:0] valid_q = 8'h00;
   reg [127:0] values;
@@ -4342,10 +4335,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes0[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$504 )
-      membranes0[\$330 [4:0]] <= \$331 [15:0];
+    if (\$signature__en$507 )
+      membranes0[\$314 [4:0]] <= \$315 [15:0];
   end
-  assign \port__data$25  = membranes0[\$302 [4:0]];
+  assign \port__data$25  = membranes0[\$286 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes1 [31:0];
   initial begin
@@ -4383,10 +4376,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes1[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$508 )
-      membranes1[\$336 [4:0]] <= \$337 [15:0];
+    if (\$signature__en$511 )
+      membranes1[\$320 [4:0]] <= \$321 [15:0];
   end
-  assign \port__data$31  = membranes1[\$305 [4:0]];
+  assign \port__data$31  = membranes1[\$289 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes2 [31:0];
   initial begin
@@ -4424,10 +4417,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes2[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$511 )
-      membranes2[\$342 [4:0]] <= \$343 [15:0];
+    if (\$signature__en$514 )
+      membranes2[\$326 [4:0]] <= \$327 [15:0];
   end
-  assign \port__data$37  = membranes2[\$308 [4:0]];
+  assign \port__data$37  = membranes2[\$292 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes3 [31:0];
   initial begin
@@ -4465,10 +4458,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes3[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$514 )
-      membranes3[\$348 [4:0]] <= \$349 [15:0];
+    if (\$signature__en$517 )
+      membranes3[\$332 [4:0]] <= \$333 [15:0];
   end
-  assign \port__data$43  = membranes3[\$311 [4:0]];
+  assign \port__data$43  = membranes3[\$295 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes4 [31:0];
   initial begin
@@ -4506,10 +4499,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes4[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$517 )
-      membranes4[\$354 [4:0]] <= \$355 [15:0];
+    if (\$signature__en$520 )
+      membranes4[\$338 [4:0]] <= \$339 [15:0];
   end
-  assign \port__data$49  = membranes4[\$314 [4:0]];
+  assign \port__data$49  = membranes4[\$298 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes5 [31:0];
   initial begin
@@ -4547,10 +4540,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes5[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$520 )
-      membranes5[\$360 [4:0]] <= \$361 [15:0];
+    if (\$signature__en$523 )
+      membranes5[\$344 [4:0]] <= \$345 [15:0];
   end
-  assign \port__data$55  = membranes5[\$317 [4:0]];
+  assign \port__data$55  = membranes5[\$301 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes6 [31:0];
   initial begin
@@ -4588,10 +4581,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes6[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$523 )
-      membranes6[\$366 [4:0]] <= \$367 [15:0];
+    if (\$signature__en$526 )
+      membranes6[\$350 [4:0]] <= \$351 [15:0];
   end
-  assign \port__data$61  = membranes6[\$320 [4:0]];
+  assign \port__data$61  = membranes6[\$304 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes7 [31:0];
   initial begin
@@ -4629,10 +4622,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes7[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$526 )
-      membranes7[\$372 [4:0]] <= \$373 [15:0];
+    if (\$signature__en$529 )
+      membranes7[\$356 [4:0]] <= \$357 [15:0];
   end
-  assign \port__data$67  = membranes7[\$323 [4:0]];
+  assign \port__data$67  = membranes7[\$307 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params0 [31:0];
   initial begin
@@ -4670,10 +4663,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params0[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$343 )
+    if (\$signature__en$346 )
       params0[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$23  = params0[\$301 [4:0]];
+  assign \port__data$23  = params0[\$285 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params1 [31:0];
   initial begin
@@ -4711,10 +4704,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params1[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$349 )
+    if (\$signature__en$352 )
       params1[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$29  = params1[\$304 [4:0]];
+  assign \port__data$29  = params1[\$288 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params2 [31:0];
   initial begin
@@ -4752,10 +4745,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params2[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$355 )
+    if (\$signature__en$358 )
       params2[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$35  = params2[\$307 [4:0]];
+  assign \port__data$35  = params2[\$291 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params3 [31:0];
   initial begin
@@ -4793,10 +4786,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params3[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$361 )
+    if (\$signature__en$364 )
       params3[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$41  = params3[\$310 [4:0]];
+  assign \port__data$41  = params3[\$294 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params4 [31:0];
   initial begin
@@ -4834,10 +4827,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params4[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$367 )
+    if (\$signature__en$370 )
       params4[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$47  = params4[\$313 [4:0]];
+  assign \port__data$47  = params4[\$297 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params5 [31:0];
   initial begin
@@ -4875,10 +4868,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params5[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$373 )
+    if (\$signature__en$376 )
       params5[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$53  = params5[\$316 [4:0]];
+  assign \port__data$53  = params5[\$300 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params6 [31:0];
   initial begin
@@ -4916,10 +4909,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params6[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$379 )
+    if (\$signature__en$382 )
       params6[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$59  = params6[\$319 [4:0]];
+  assign \port__data$59  = params6[\$303 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params7 [31:0];
   initial begin
@@ -4957,10 +4950,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params7[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$385 )
+    if (\$signature__en$388 )
       params7[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$65  = params7[\$322 [4:0]];
+  assign \port__data$65  = params7[\$306 [4:0]];
   reg [8:0] ssm_params [511:0];
   initial begin
     ssm_params[0] = 9'h000;
@@ -5482,9 +5475,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   reg [8:0] _0_;
   always @(posedge clk) begin
-    _0_ <= ssm_params[\$signature__addr$530 ];
+    _0_ <= ssm_params[\$signature__addr$533 ];
   end
-  assign \$signature__data$394  = _0_;
+  assign \$signature__data$397  = _0_;
   reg [15:0] ssm_state0 [63:0];
   initial begin
     ssm_state0[0] = 16'h0000;
@@ -5553,14 +5546,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state0[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$537 )
-      ssm_state0[\$601 [5:0]] <= \$602 [15:0];
+    if (\$signature__en$540 )
+      ssm_state0[\$585 [5:0]] <= \$586 [15:0];
   end
   reg [15:0] _1_;
   always @(posedge clk) begin
-    _1_ <= ssm_state0[\$600 [5:0]];
+    _1_ <= ssm_state0[\$584 [5:0]];
   end
-  assign \$signature__data$386  = _1_;
+  assign \$signature__data$389  = _1_;
   reg [15:0] ssm_state1 [63:0];
   initial begin
     ssm_state1[0] = 16'h0000;
@@ -5629,14 +5622,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state1[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$546 )
-      ssm_state1[\$626 [5:0]] <= \$627 [15:0];
+    if (\$signature__en$549 )
+      ssm_state1[\$610 [5:0]] <= \$611 [15:0];
   end
   reg [15:0] _2_;
   always @(posedge clk) begin
-    _2_ <= ssm_state1[\$625 [5:0]];
+    _2_ <= ssm_state1[\$609 [5:0]];
   end
-  assign \$signature__data$387  = _2_;
+  assign \$signature__data$390  = _2_;
   reg [15:0] ssm_state2 [63:0];
   initial begin
     ssm_state2[0] = 16'h0000;
@@ -5705,14 +5698,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state2[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$554 )
-      ssm_state2[\$651 [5:0]] <= \$652 [15:0];
+    if (\$signature__en$557 )
+      ssm_state2[\$635 [5:0]] <= \$636 [15:0];
   end
   reg [15:0] _3_;
   always @(posedge clk) begin
-    _3_ <= ssm_state2[\$650 [5:0]];
+    _3_ <= ssm_state2[\$634 [5:0]];
   end
-  assign \$signature__data$388  = _3_;
+  assign \$signature__data$391  = _3_;
   reg [15:0] ssm_state3 [63:0];
   initial begin
     ssm_state3[0] = 16'h0000;
@@ -5781,14 +5774,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state3[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$562 )
-      ssm_state3[\$676 [5:0]] <= \$677 [15:0];
+    if (\$signature__en$565 )
+      ssm_state3[\$660 [5:0]] <= \$661 [15:0];
   end
   reg [15:0] _4_;
   always @(posedge clk) begin
-    _4_ <= ssm_state3[\$675 [5:0]];
+    _4_ <= ssm_state3[\$659 [5:0]];
   end
-  assign \$signature__data$389  = _4_;
+  assign \$signature__data$392  = _4_;
   reg [15:0] ssm_state4 [63:0];
   initial begin
     ssm_state4[0] = 16'h0000;
@@ -5857,14 +5850,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state4[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$570 )
-      ssm_state4[\$701 [5:0]] <= \$702 [15:0];
+    if (\$signature__en$573 )
+      ssm_state4[\$685 [5:0]] <= \$686 [15:0];
   end
   reg [15:0] _5_;
   always @(posedge clk) begin
-    _5_ <= ssm_state4[\$700 [5:0]];
+    _5_ <= ssm_state4[\$684 [5:0]];
   end
-  assign \$signature__data$390  = _5_;
+  assign \$signature__data$393  = _5_;
   reg [15:0] ssm_state5 [63:0];
   initial begin
     ssm_state5[0] = 16'h0000;
@@ -5933,14 +5926,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state5[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$578 )
-      ssm_state5[\$726 [5:0]] <= \$727 [15:0];
+    if (\$signature__en$581 )
+      ssm_state5[\$710 [5:0]] <= \$711 [15:0];
   end
   reg [15:0] _6_;
   always @(posedge clk) begin
-    _6_ <= ssm_state5[\$725 [5:0]];
+    _6_ <= ssm_state5[\$709 [5:0]];
   end
-  assign \$signature__data$391  = _6_;
+  assign \$signature__data$394  = _6_;
   reg [15:0] ssm_state6 [63:0];
   initial begin
     ssm_state6[0] = 16'h0000;
@@ -6009,14 +6002,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state6[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$586 )
-      ssm_state6[\$751 [5:0]] <= \$752 [15:0];
+    if (\$signature__en$589 )
+      ssm_state6[\$735 [5:0]] <= \$736 [15:0];
   end
   reg [15:0] _7_;
   always @(posedge clk) begin
-    _7_ <= ssm_state6[\$750 [5:0]];
+    _7_ <= ssm_state6[\$734 [5:0]];
   end
-  assign \$signature__data$392  = _7_;
+  assign \$signature__data$395  = _7_;
   reg [15:0] ssm_state7 [63:0];
   initial begin
     ssm_state7[0] = 16'h0000;
@@ -6085,14 +6078,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state7[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$594 )
-      ssm_state7[\$776 [5:0]] <= \$777 [15:0];
+    if (\$signature__en$597 )
+      ssm_state7[\$760 [5:0]] <= \$761 [15:0];
   end
   reg [15:0] _8_;
   always @(posedge clk) begin
-    _8_ <= ssm_state7[\$775 [5:0]];
+    _8_ <= ssm_state7[\$759 [5:0]];
   end
-  assign \$signature__data$393  = _8_;
+  assign \$signature__data$396  = _8_;
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights0 [2047:0];
   initial begin
@@ -8149,7 +8142,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     if (\$signature__en )
       weights0[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$21  = weights0[\$300 [10:0]];
+  assign \port__data$21  = weights0[\$284 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights1 [2047:0];
   initial begin
@@ -10203,10 +10196,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights1[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$346 )
+    if (\$signature__en$349 )
       weights1[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$27  = weights1[\$303 [10:0]];
+  assign \port__data$27  = weights1[\$287 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights2 [2047:0];
   initial begin
@@ -12260,10 +12253,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights2[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$352 )
+    if (\$signature__en$355 )
       weights2[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$33  = weights2[\$306 [10:0]];
+  assign \port__data$33  = weights2[\$290 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights3 [2047:0];
   initial begin
@@ -14317,10 +14310,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights3[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$358 )
+    if (\$signature__en$361 )
       weights3[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$39  = weights3[\$309 [10:0]];
+  assign \port__data$39  = weights3[\$293 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights4 [2047:0];
   initial begin
@@ -16374,10 +16367,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights4[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$364 )
+    if (\$signature__en$367 )
       weights4[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$45  = weights4[\$312 [10:0]];
+  assign \port__data$45  = weights4[\$296 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights5 [2047:0];
   initial begin
@@ -18431,10 +18424,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights5[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$370 )
+    if (\$signature__en$373 )
       weights5[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$51  = weights5[\$315 [10:0]];
+  assign \port__data$51  = weights5[\$299 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights6 [2047:0];
   initial begin
@@ -20488,10 +20481,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights6[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$376 )
+    if (\$signature__en$379 )
       weights6[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$57  = weights6[\$318 [10:0]];
+  assign \port__data$57  = weights6[\$302 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights7 [2047:0];
   initial begin
@@ -22545,764 +22538,775 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights7[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$382 )
+    if (\$signature__en$385 )
       weights7[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$63  = weights7[\$321 [10:0]];
+  assign \port__data$63  = weights7[\$305 [10:0]];
   assign \$1  = ~ busy;
   assign \$2  = \$1  & host_we;
   assign \$3  = ~ busy;
   assign \$4  = \$3  & host_re;
   assign \$9  = layer[20:18] + layer[24:21];
-  assign \$10  = s1_rowbase + s1_index;
   assign \$11  = s1_rowbase + s1_index;
-  assign \$12  = issue | gissue;
-  assign \$13  = $signed(w_q0) * $signed(s3_x);
-  assign \$14  = $signed(w_q1) * $signed(s3_x);
-  assign \$15  = $signed(w_q2) * $signed(s3_x);
-  assign \$16  = $signed(w_q3) * $signed(s3_x);
-  assign \$17  = $signed(w_q4) * $signed(s3_x);
-  assign \$18  = $signed(w_q5) * $signed(s3_x);
-  assign \$19  = $signed(w_q6) * $signed(s3_x);
-  assign \$20  = $signed(w_q7) * $signed(s3_x);
-  assign \$21  = s4_valid | \$signal$129 ;
-  assign \$22  = s4_valid ? { prod_q0[15], prod_q0[15], prod_q0 } : leak_q0;
-  assign \$23  = $signed(acc0) + $signed(\$22 );
-  assign \$24  = s4_valid | \$signal$129 ;
-  assign \$25  = s4_valid ? { prod_q1[15], prod_q1[15], prod_q1 } : leak_q1;
-  assign \$26  = $signed(acc1) + $signed(\$25 );
-  assign \$27  = s4_valid | \$signal$129 ;
-  assign \$28  = s4_valid ? { prod_q2[15], prod_q2[15], prod_q2 } : leak_q2;
-  assign \$29  = $signed(acc2) + $signed(\$28 );
-  assign \$30  = s4_valid | \$signal$129 ;
-  assign \$31  = s4_valid ? { prod_q3[15], prod_q3[15], prod_q3 } : leak_q3;
-  assign \$32  = $signed(acc3) + $signed(\$31 );
-  assign \$33  = s4_valid | \$signal$129 ;
-  assign \$34  = s4_valid ? { prod_q4[15], prod_q4[15], prod_q4 } : leak_q4;
-  assign \$35  = $signed(acc4) + $signed(\$34 );
-  assign \$36  = s4_valid | \$signal$129 ;
-  assign \$37  = s4_valid ? { prod_q5[15], prod_q5[15], prod_q5 } : leak_q5;
-  assign \$38  = $signed(acc5) + $signed(\$37 );
-  assign \$39  = s4_valid | \$signal$129 ;
-  assign \$40  = s4_valid ? { prod_q6[15], prod_q6[15], prod_q6 } : leak_q6;
-  assign \$41  = $signed(acc6) + $signed(\$40 );
-  assign \$42  = s4_valid | \$signal$129 ;
-  assign \$43  = s4_valid ? { prod_q7[15], prod_q7[15], prod_q7 } : leak_q7;
-  assign \$44  = $signed(acc7) + $signed(\$43 );
-  assign \$45  = ! { cur, spike_src };
-  assign \$46  = count0 + 1'h1;
-  assign \$47  = { cur, spike_src } == 1'h1;
-  assign \$48  = count1 + 1'h1;
-  assign \$49  = { cur, spike_src } == 2'h2;
-  assign \$50  = count2 + 1'h1;
-  assign \$51  = { cur, spike_src } == 2'h3;
-  assign \$52  = count3 + 1'h1;
-  assign \$53  = { cur, spike_src } == 3'h4;
-  assign \$54  = count4 + 1'h1;
-  assign \$55  = { cur, spike_src } == 3'h5;
-  assign \$56  = count5 + 1'h1;
-  assign \$57  = { cur, spike_src } == 3'h6;
-  assign \$58  = count6 + 1'h1;
-  assign \$59  = { cur, spike_src } == 3'h7;
-  assign \$60  = count7 + 1'h1;
-  assign \$61  = { cur, spike_src } == 4'h8;
-  assign \$62  = count8 + 1'h1;
-  assign \$63  = { cur, spike_src } == 4'h9;
-  assign \$64  = count9 + 1'h1;
-  assign \$65  = { cur, spike_src } == 4'ha;
-  assign \$66  = count10 + 1'h1;
-  assign \$67  = { cur, spike_src } == 4'hb;
-  assign \$68  = count11 + 1'h1;
-  assign \$69  = { cur, spike_src } == 4'hc;
-  assign \$70  = count12 + 1'h1;
-  assign \$71  = { cur, spike_src } == 4'hd;
-  assign \$72  = count13 + 1'h1;
-  assign \$73  = { cur, spike_src } == 4'he;
-  assign \$74  = count14 + 1'h1;
-  assign \$75  = { cur, spike_src } == 4'hf;
-  assign \$76  = count15 + 1'h1;
-  assign \$77  = k + 1'h1;
-  assign \$78  = \$77  == layer[12:8];
-  assign \$79  = input__valid & input__ready;
-  assign \$81  = \$80  + 1'h1;
-  assign \$82  = ! \$406 [6:0];
-  assign \$83  = \$406 [6:0] == 1'h1;
-  assign \$84  = \$406 [6:0] == 2'h2;
-  assign \$85  = \$406 [6:0] == 2'h3;
-  assign \$86  = \$406 [6:0] == 3'h4;
-  assign \$87  = \$406 [6:0] == 3'h5;
-  assign \$88  = \$406 [6:0] == 3'h6;
-  assign \$89  = \$406 [6:0] == 3'h7;
-  assign \$91  = $signed(\$90 ) * $signed(\$599 [15:0]);
-  assign \$92  = $signed(ssm_yacc0) + $signed(\$91 );
-  assign \$94  = $signed(\$93 ) * $signed(\$624 [15:0]);
-  assign \$95  = $signed(ssm_yacc1) + $signed(\$94 );
-  assign \$97  = $signed(\$96 ) * $signed(\$649 [15:0]);
-  assign \$98  = $signed(ssm_yacc2) + $signed(\$97 );
-  assign \$100  = $signed(\$99 ) * $signed(\$674 [15:0]);
-  assign \$101  = $signed(ssm_yacc3) + $signed(\$100 );
-  assign \$103  = $signed(\$102 ) * $signed(\$699 [15:0]);
-  assign \$104  = $signed(ssm_yacc4) + $signed(\$103 );
-  assign \$106  = $signed(\$105 ) * $signed(\$724 [15:0]);
-  assign \$107  = $signed(ssm_yacc5) + $signed(\$106 );
-  assign \$109  = $signed(\$108 ) * $signed(\$749 [15:0]);
-  assign \$110  = $signed(ssm_yacc6) + $signed(\$109 );
-  assign \$112  = $signed(\$111 ) * $signed(\$774 [15:0]);
-  assign \$113  = $signed(ssm_yacc7) + $signed(\$112 );
-  assign \$114  = ~ clear;
-  assign \$115  = in_full & \$114 ;
-  assign \$116  = ~ \$signal$227 ;
-  assign \$117  = ~ \$signal$227 ;
-  assign \$118  = ! num_layers;
-  assign \$120  = e == e_end;
-  assign \$123  = ! \$122 ;
-  assign \$125  = ! \$124 ;
-  assign \$127  = cur ^ \$126 ;
-  assign \$128  = \$125  ? \$signal$311  : \$127 ;
-  assign \$130  = ! \$129 ;
-  assign \$134  = cur ^ \$133 ;
-  assign \$136  = \$130  ? { 1'h0, \$131  } : \$135 ;
-  assign \$140  = k[0] ? \$139  : 9'h000;
-  assign \$143  = k[1] ? \$142  : 9'h000;
-  assign \$144  = \$140  + \$143 ;
-  assign \$147  = k[2] ? \$146  : 11'h000;
-  assign \$150  = k[3] ? \$149  : 11'h000;
-  assign \$151  = \$147  + \$150 ;
-  assign \$152  = \$144  + \$151 ;
-  assign \$155  = k[4] ? \$154  : 15'h0000;
-  assign \$156  = \$152  + \$155 ;
-  assign \$157  = n < cnt;
-  assign \$158  = n + 1'h1;
-  assign \$159  = e + 1'h1;
-  assign \$160  = drain_n != 2'h2;
-  assign \$161  = ~ \$signal ;
-  assign \$162  = ~ s1b_valid;
-  assign \$163  = \$161  & \$162 ;
-  assign \$164  = ~ s2_valid;
-  assign \$165  = \$163  & \$164 ;
-  assign \$166  = ~ \$signal$107 ;
-  assign \$167  = \$165  & \$166 ;
-  assign \$168  = drain_n + 1'h1;
-  assign \$169  = k + 1'h1;
-  assign \$170  = gop == 3'h4;
-  assign \$171  = ! src;
-  assign \$172  = ! src;
-  assign \$173  = cur ^ \$signal$322 ;
-  assign \$174  = \$172  ? \$signal$311  : \$173 ;
-  assign \$175  = ! src;
-  assign \$177  = cur ^ \$signal$322 ;
-  assign \$179  = \$175  ? { 1'h0, \$176  } : \$178 ;
-  assign \$180  = \$signal$320  ? length : \$179 ;
-  assign \$181  = present ? \$180  : 8'h00;
-  assign \$182  = n < cnt;
-  assign \$183  = n + 1'h1;
-  assign \$184  = gop + 1'h1;
-  assign \$187  = 2'h2 * \$186 ;
-  assign \$188  = \$185  + \$187 ;
-  assign \$189  = \$188  + layer[7:0];
-  assign \$191  = gate * \$190 ;
-  assign \$192  = \$189  + \$191 ;
-  assign \$193  = row + 1'h1;
-  assign \$194  = k + 1'h1;
-  assign \$195  = \$194  == layer[12:8];
-  assign \$196  = k + 1'h1;
-  assign \$197  = li + 1'h1;
-  assign \$198  = \$197  == num_layers;
-  assign \$199  = li + 1'h1;
-  assign \$200  = ~ cur;
-  assign \$201  = ~ cur;
-  assign \$202  = ~ cur;
-  assign \$203  = ~ cur;
-  assign \$204  = ~ cur;
-  assign \$205  = ~ cur;
-  assign \$206  = ~ busy;
-  assign \$207  = clear & \$206 ;
+  assign \$12  = s1_rowbase + s1_index;
+  assign \$13  = issue | gissue;
+  assign \$14  = $signed(w_q0) * $signed(s3_x);
+  assign \$15  = $signed(w_q1) * $signed(s3_x);
+  assign \$16  = $signed(w_q2) * $signed(s3_x);
+  assign \$17  = $signed(w_q3) * $signed(s3_x);
+  assign \$18  = $signed(w_q4) * $signed(s3_x);
+  assign \$19  = $signed(w_q5) * $signed(s3_x);
+  assign \$20  = $signed(w_q6) * $signed(s3_x);
+  assign \$21  = $signed(w_q7) * $signed(s3_x);
+  assign \$22  = s4_valid | \$signal$133 ;
+  assign \$23  = s4_valid ? { prod_q0[15], prod_q0[15], prod_q0 } : leak_q0;
+  assign \$24  = $signed(acc0) + $signed(\$23 );
+  assign \$25  = s4_valid | \$signal$133 ;
+  assign \$26  = s4_valid ? { prod_q1[15], prod_q1[15], prod_q1 } : leak_q1;
+  assign \$27  = $signed(acc1) + $signed(\$26 );
+  assign \$28  = s4_valid | \$signal$133 ;
+  assign \$29  = s4_valid ? { prod_q2[15], prod_q2[15], prod_q2 } : leak_q2;
+  assign \$30  = $signed(acc2) + $signed(\$29 );
+  assign \$31  = s4_valid | \$signal$133 ;
+  assign \$32  = s4_valid ? { prod_q3[15], prod_q3[15], prod_q3 } : leak_q3;
+  assign \$33  = $signed(acc3) + $signed(\$32 );
+  assign \$34  = s4_valid | \$signal$133 ;
+  assign \$35  = s4_valid ? { prod_q4[15], prod_q4[15], prod_q4 } : leak_q4;
+  assign \$36  = $signed(acc4) + $signed(\$35 );
+  assign \$37  = s4_valid | \$signal$133 ;
+  assign \$38  = s4_valid ? { prod_q5[15], prod_q5[15], prod_q5 } : leak_q5;
+  assign \$39  = $signed(acc5) + $signed(\$38 );
+  assign \$40  = s4_valid | \$signal$133 ;
+  assign \$41  = s4_valid ? { prod_q6[15], prod_q6[15], prod_q6 } : leak_q6;
+  assign \$42  = $signed(acc6) + $signed(\$41 );
+  assign \$43  = s4_valid | \$signal$133 ;
+  assign \$44  = s4_valid ? { prod_q7[15], prod_q7[15], prod_q7 } : leak_q7;
+  assign \$45  = $signed(acc7) + $signed(\$44 );
+  assign \$46  = ! { cur, spike_src };
+  assign \$47  = count0 + 1'h1;
+  assign \$48  = { cur, spike_src } == 1'h1;
+  assign \$49  = count1 + 1'h1;
+  assign \$50  = { cur, spike_src } == 2'h2;
+  assign \$51  = count2 + 1'h1;
+  assign \$52  = { cur, spike_src } == 2'h3;
+  assign \$53  = count3 + 1'h1;
+  assign \$54  = { cur, spike_src } == 3'h4;
+  assign \$55  = count4 + 1'h1;
+  assign \$56  = { cur, spike_src } == 3'h5;
+  assign \$57  = count5 + 1'h1;
+  assign \$58  = { cur, spike_src } == 3'h6;
+  assign \$59  = count6 + 1'h1;
+  assign \$60  = { cur, spike_src } == 3'h7;
+  assign \$61  = count7 + 1'h1;
+  assign \$62  = { cur, spike_src } == 4'h8;
+  assign \$63  = count8 + 1'h1;
+  assign \$64  = { cur, spike_src } == 4'h9;
+  assign \$65  = count9 + 1'h1;
+  assign \$66  = { cur, spike_src } == 4'ha;
+  assign \$67  = count10 + 1'h1;
+  assign \$68  = { cur, spike_src } == 4'hb;
+  assign \$69  = count11 + 1'h1;
+  assign \$70  = { cur, spike_src } == 4'hc;
+  assign \$71  = count12 + 1'h1;
+  assign \$72  = { cur, spike_src } == 4'hd;
+  assign \$73  = count13 + 1'h1;
+  assign \$74  = { cur, spike_src } == 4'he;
+  assign \$75  = count14 + 1'h1;
+  assign \$76  = { cur, spike_src } == 4'hf;
+  assign \$77  = count15 + 1'h1;
+  assign \$78  = k + 1'h1;
+  assign \$79  = \$78  == layer[12:8];
+  assign \$80  = input__valid & input__ready;
+  assign \$82  = \$81  + 1'h1;
+  assign \$83  = ! \$390 [6:0];
+  assign \$84  = \$390 [6:0] == 1'h1;
+  assign \$85  = \$390 [6:0] == 2'h2;
+  assign \$86  = \$390 [6:0] == 2'h3;
+  assign \$87  = \$390 [6:0] == 3'h4;
+  assign \$88  = \$390 [6:0] == 3'h5;
+  assign \$89  = \$390 [6:0] == 3'h6;
+  assign \$90  = \$390 [6:0] == 3'h7;
+  assign \$92  = $signed(\$91 ) * $signed(\$583 [15:0]);
+  assign \$93  = $signed(ssm_yacc0) + $signed(\$92 );
+  assign \$95  = $signed(\$94 ) * $signed(\$608 [15:0]);
+  assign \$96  = $signed(ssm_yacc1) + $signed(\$95 );
+  assign \$98  = $signed(\$97 ) * $signed(\$633 [15:0]);
+  assign \$99  = $signed(ssm_yacc2) + $signed(\$98 );
+  assign \$101  = $signed(\$100 ) * $signed(\$658 [15:0]);
+  assign \$102  = $signed(ssm_yacc3) + $signed(\$101 );
+  assign \$104  = $signed(\$103 ) * $signed(\$683 [15:0]);
+  assign \$105  = $signed(ssm_yacc4) + $signed(\$104 );
+  assign \$107  = $signed(\$106 ) * $signed(\$708 [15:0]);
+  assign \$108  = $signed(ssm_yacc5) + $signed(\$107 );
+  assign \$110  = $signed(\$109 ) * $signed(\$733 [15:0]);
+  assign \$111  = $signed(ssm_yacc6) + $signed(\$110 );
+  assign \$113  = $signed(\$112 ) * $signed(\$758 [15:0]);
+  assign \$114  = $signed(ssm_yacc7) + $signed(\$113 );
+  assign \$115  = ~ clear;
+  assign \$116  = in_full & \$115 ;
+  assign \$117  = ~ \$signal$231 ;
+  assign \$118  = ~ \$signal$231 ;
+  assign \$119  = ! num_layers;
+  assign \$121  = e == e_end;
+  assign \$122  = ! \edge [2:0];
+  assign \$123  = ! \edge [2:0];
+  assign \$124  = cur ^ \edge [3];
+  assign \$125  = \$123  ? \$signal$315  : \$124 ;
+  assign \$126  = ! \edge [2:0];
+  assign \$128  = cur ^ \edge [3];
+  assign \$130  = \$126  ? { 1'h0, \$127  } : \$129 ;
+  assign \$132  = k[0] ? \$131  : 9'h000;
+  assign \$134  = k[1] ? \$133  : 9'h000;
+  assign \$135  = \$132  + \$134 ;
+  assign \$137  = k[2] ? \$136  : 11'h000;
+  assign \$139  = k[3] ? \$138  : 11'h000;
+  assign \$140  = \$137  + \$139 ;
+  assign \$141  = \$135  + \$140 ;
+  assign \$143  = k[4] ? \$142  : 15'h0000;
+  assign \$144  = \$141  + \$143 ;
+  assign \$145  = n < cnt;
+  assign \$146  = n + 1'h1;
+  assign \$147  = drain_n != 2'h2;
+  assign \$148  = ~ \$signal ;
+  assign \$149  = ~ s1b_valid;
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = ~ s2_valid;
+  assign \$152  = \$150  & \$151 ;
+  assign \$153  = ~ \$signal$111 ;
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = drain_n + 1'h1;
+  assign \$156  = k + 1'h1;
+  assign \$157  = gop == 3'h4;
+  assign \$158  = ! src;
+  assign \$159  = ! src;
+  assign \$160  = cur ^ \$signal$325 ;
+  assign \$161  = \$159  ? \$signal$315  : \$160 ;
+  assign \$162  = ! src;
+  assign \$164  = cur ^ \$signal$325 ;
+  assign \$166  = \$162  ? { 1'h0, \$163  } : \$165 ;
+  assign \$167  = \$signal$323  ? length : \$166 ;
+  assign \$168  = present ? \$167  : 8'h00;
+  assign \$169  = n < cnt;
+  assign \$170  = n + 1'h1;
+  assign \$171  = gop + 1'h1;
+  assign \$174  = 2'h2 * \$173 ;
+  assign \$175  = \$172  + \$174 ;
+  assign \$176  = \$175  + layer[7:0];
+  assign \$178  = gate * \$177 ;
+  assign \$179  = \$176  + \$178 ;
+  assign \$180  = row + 1'h1;
+  assign \$181  = k + 1'h1;
+  assign \$182  = \$181  == layer[12:8];
+  assign \$183  = k + 1'h1;
+  assign \$184  = li + 1'h1;
+  assign \$185  = \$184  == num_layers;
+  assign \$186  = li + 1'h1;
+  assign \$187  = ~ cur;
+  assign \$188  = ~ cur;
+  assign \$189  = ~ cur;
+  assign \$190  = ~ cur;
+  assign \$191  = ~ cur;
+  assign \$192  = ~ cur;
+  assign \$193  = ~ busy;
+  assign \$194  = clear & \$193 ;
+  assign \$195  = ~ busy;
+  assign \$196  = \$195  & host_we;
+  assign \$197  = host_addr[17:14] == 4'h9;
+  assign pm_wr__en = \$196  & \$197 ;
+  assign \$198  = ~ busy;
+  assign \$199  = \$198  & host_we;
+  assign \$200  = host_addr[17:14] == 3'h4;
+  assign \$201  = \$199  & \$200 ;
+  assign \$202  = ! host_addr[13:11];
+  assign \$signature__en  = \$201  & \$202 ;
+  assign \$203  = ~ busy;
+  assign \$204  = \$203  & host_we;
+  assign \$205  = host_addr[17:14] == 2'h2;
+  assign \$206  = \$204  & \$205 ;
+  assign \$207  = ! host_addr[13:11];
+  assign \$signature__en$346  = \$206  & \$207 ;
   assign \$208  = ~ busy;
   assign \$209  = \$208  & host_we;
-  assign \$210  = host_addr[17:14] == 4'h9;
-  assign pm_wr__en = \$209  & \$210 ;
-  assign \$211  = ~ busy;
-  assign \$212  = \$211  & host_we;
-  assign \$213  = host_addr[17:14] == 3'h4;
-  assign \$214  = \$212  & \$213 ;
-  assign \$215  = ! host_addr[13:11];
-  assign \$signature__en  = \$214  & \$215 ;
-  assign \$216  = ~ busy;
-  assign \$217  = \$216  & host_we;
-  assign \$218  = host_addr[17:14] == 2'h2;
-  assign \$219  = \$217  & \$218 ;
-  assign \$220  = ! host_addr[13:11];
-  assign \$signature__en$343  = \$219  & \$220 ;
-  assign \$221  = ~ busy;
-  assign \$222  = \$221  & host_we;
-  assign \$223  = host_addr[17:14] == 3'h4;
-  assign \$224  = \$222  & \$223 ;
-  assign \$225  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$346  = \$224  & \$225 ;
-  assign \$226  = ~ busy;
-  assign \$227  = \$226  & host_we;
-  assign \$228  = host_addr[17:14] == 2'h2;
-  assign \$229  = \$227  & \$228 ;
-  assign \$230  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$349  = \$229  & \$230 ;
-  assign \$231  = ~ busy;
-  assign \$232  = \$231  & host_we;
-  assign \$233  = host_addr[17:14] == 3'h4;
-  assign \$234  = \$232  & \$233 ;
-  assign \$235  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$352  = \$234  & \$235 ;
-  assign \$236  = ~ busy;
-  assign \$237  = \$236  & host_we;
-  assign \$238  = host_addr[17:14] == 2'h2;
-  assign \$239  = \$237  & \$238 ;
-  assign \$240  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$355  = \$239  & \$240 ;
-  assign \$241  = ~ busy;
-  assign \$242  = \$241  & host_we;
-  assign \$243  = host_addr[17:14] == 3'h4;
-  assign \$244  = \$242  & \$243 ;
-  assign \$245  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$358  = \$244  & \$245 ;
-  assign \$246  = ~ busy;
-  assign \$247  = \$246  & host_we;
-  assign \$248  = host_addr[17:14] == 2'h2;
-  assign \$249  = \$247  & \$248 ;
-  assign \$250  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$361  = \$249  & \$250 ;
-  assign \$251  = ~ busy;
-  assign \$252  = \$251  & host_we;
-  assign \$253  = host_addr[17:14] == 3'h4;
-  assign \$254  = \$252  & \$253 ;
-  assign \$255  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$364  = \$254  & \$255 ;
-  assign \$256  = ~ busy;
-  assign \$257  = \$256  & host_we;
-  assign \$258  = host_addr[17:14] == 2'h2;
-  assign \$259  = \$257  & \$258 ;
-  assign \$260  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$367  = \$259  & \$260 ;
-  assign \$261  = ~ busy;
-  assign \$262  = \$261  & host_we;
-  assign \$263  = host_addr[17:14] == 3'h4;
-  assign \$264  = \$262  & \$263 ;
-  assign \$265  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$370  = \$264  & \$265 ;
-  assign \$266  = ~ busy;
-  assign \$267  = \$266  & host_we;
-  assign \$268  = host_addr[17:14] == 2'h2;
-  assign \$269  = \$267  & \$268 ;
-  assign \$270  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$373  = \$269  & \$270 ;
-  assign \$271  = ~ busy;
-  assign \$272  = \$271  & host_we;
-  assign \$273  = host_addr[17:14] == 3'h4;
-  assign \$274  = \$272  & \$273 ;
-  assign \$275  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$376  = \$274  & \$275 ;
-  assign \$276  = ~ busy;
-  assign \$277  = \$276  & host_we;
-  assign \$278  = host_addr[17:14] == 2'h2;
-  assign \$279  = \$277  & \$278 ;
-  assign \$280  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$379  = \$279  & \$280 ;
-  assign \$281  = ~ busy;
-  assign \$282  = \$281  & host_we;
-  assign \$283  = host_addr[17:14] == 3'h4;
-  assign \$284  = \$282  & \$283 ;
-  assign \$285  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$382  = \$284  & \$285 ;
-  assign \$286  = ~ busy;
-  assign \$287  = \$286  & host_we;
-  assign \$288  = host_addr[17:14] == 2'h2;
-  assign \$289  = \$287  & \$288 ;
-  assign \$290  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$385  = \$289  & \$290 ;
-  assign \$296  = row_wbase + row_offset;
-  assign \$297  = ~ busy;
-  assign \$298  = \$297  & host_re;
-  assign \$299  = host_addr[17:14] == 3'h5;
-  assign re = \$298  & \$299 ;
+  assign \$210  = host_addr[17:14] == 3'h4;
+  assign \$211  = \$209  & \$210 ;
+  assign \$212  = host_addr[13:11] == 1'h1;
+  assign \$signature__en$349  = \$211  & \$212 ;
+  assign \$213  = ~ busy;
+  assign \$214  = \$213  & host_we;
+  assign \$215  = host_addr[17:14] == 2'h2;
+  assign \$216  = \$214  & \$215 ;
+  assign \$217  = host_addr[13:11] == 1'h1;
+  assign \$signature__en$352  = \$216  & \$217 ;
+  assign \$218  = ~ busy;
+  assign \$219  = \$218  & host_we;
+  assign \$220  = host_addr[17:14] == 3'h4;
+  assign \$221  = \$219  & \$220 ;
+  assign \$222  = host_addr[13:11] == 2'h2;
+  assign \$signature__en$355  = \$221  & \$222 ;
+  assign \$223  = ~ busy;
+  assign \$224  = \$223  & host_we;
+  assign \$225  = host_addr[17:14] == 2'h2;
+  assign \$226  = \$224  & \$225 ;
+  assign \$227  = host_addr[13:11] == 2'h2;
+  assign \$signature__en$358  = \$226  & \$227 ;
+  assign \$228  = ~ busy;
+  assign \$229  = \$228  & host_we;
+  assign \$230  = host_addr[17:14] == 3'h4;
+  assign \$231  = \$229  & \$230 ;
+  assign \$232  = host_addr[13:11] == 2'h3;
+  assign \$signature__en$361  = \$231  & \$232 ;
+  assign \$233  = ~ busy;
+  assign \$234  = \$233  & host_we;
+  assign \$235  = host_addr[17:14] == 2'h2;
+  assign \$236  = \$234  & \$235 ;
+  assign \$237  = host_addr[13:11] == 2'h3;
+  assign \$signature__en$364  = \$236  & \$237 ;
+  assign \$238  = ~ busy;
+  assign \$239  = \$238  & host_we;
+  assign \$240  = host_addr[17:14] == 3'h4;
+  assign \$241  = \$239  & \$240 ;
+  assign \$242  = host_addr[13:11] == 3'h4;
+  assign \$signature__en$367  = \$241  & \$242 ;
+  assign \$243  = ~ busy;
+  assign \$244  = \$243  & host_we;
+  assign \$245  = host_addr[17:14] == 2'h2;
+  assign \$246  = \$244  & \$245 ;
+  assign \$247  = host_addr[13:11] == 3'h4;
+  assign \$signature__en$370  = \$246  & \$247 ;
+  assign \$248  = ~ busy;
+  assign \$249  = \$248  & host_we;
+  assign \$250  = host_addr[17:14] == 3'h4;
+  assign \$251  = \$249  & \$250 ;
+  assign \$252  = host_addr[13:11] == 3'h5;
+  assign \$signature__en$373  = \$251  & \$252 ;
+  assign \$253  = ~ busy;
+  assign \$254  = \$253  & host_we;
+  assign \$255  = host_addr[17:14] == 2'h2;
+  assign \$256  = \$254  & \$255 ;
+  assign \$257  = host_addr[13:11] == 3'h5;
+  assign \$signature__en$376  = \$256  & \$257 ;
+  assign \$258  = ~ busy;
+  assign \$259  = \$258  & host_we;
+  assign \$260  = host_addr[17:14] == 3'h4;
+  assign \$261  = \$259  & \$260 ;
+  assign \$262  = host_addr[13:11] == 3'h6;
+  assign \$signature__en$379  = \$261  & \$262 ;
+  assign \$263  = ~ busy;
+  assign \$264  = \$263  & host_we;
+  assign \$265  = host_addr[17:14] == 2'h2;
+  assign \$266  = \$264  & \$265 ;
+  assign \$267  = host_addr[13:11] == 3'h6;
+  assign \$signature__en$382  = \$266  & \$267 ;
+  assign \$268  = ~ busy;
+  assign \$269  = \$268  & host_we;
+  assign \$270  = host_addr[17:14] == 3'h4;
+  assign \$271  = \$269  & \$270 ;
+  assign \$272  = host_addr[13:11] == 3'h7;
+  assign \$signature__en$385  = \$271  & \$272 ;
+  assign \$273  = ~ busy;
+  assign \$274  = \$273  & host_we;
+  assign \$275  = host_addr[17:14] == 2'h2;
+  assign \$276  = \$274  & \$275 ;
+  assign \$277  = host_addr[13:11] == 3'h7;
+  assign \$signature__en$388  = \$276  & \$277 ;
+  assign \$283  = row_wbase + row_offset;
   assign s1_index = s1_from_input ? input_events_nrw[6:0] : events_nrw[6:0];
   assign s1_value = s1_from_input ? input_events_nrw[14:7] : events_nrw[14:7];
   assign row_addr = layer[17:13] + k;
-  assign \$300  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$284  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$285  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$286  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$287  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$288  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$289  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$290  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$291  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$292  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$293  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$294  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$295  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$296  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
+  assign \$297  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$298  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$299  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
+  assign \$300  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$301  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$302  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$303  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$302  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
+  assign \$303  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$304  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$305  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$306  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$305  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
+  assign \$306  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$307  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$308  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$309  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
-  assign \$310  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$311  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$312  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
-  assign \$313  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$314  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$315  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
-  assign \$316  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$317  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$318  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
-  assign \$319  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$320  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$321  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
-  assign \$322  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$323  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign w_data = write_end ? 28'h0000002 : records__payload;
-  assign \$324  = write_end | records__valid;
-  assign w_en = w_rdy & \$324 ;
+  assign \$308  = write_end | records__valid;
+  assign w_en = w_rdy & \$308 ;
   assign spike_src = records__payload[3:2] + 1'h1;
-  assign \$326  = ! records__payload[3:2];
-  assign \$327  = records__payload[3:2] == 1'h1;
-  assign \$328  = records__payload[3:2] == 2'h2;
-  assign \$329  = records__payload[3:2] == 2'h3;
-  assign \$330  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$331  = busy ? { u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0 } : { 1'h0, host_wdata };
-  assign \$332  = host_addr[17:14] == 2'h3;
-  assign \$333  = host_we & \$332 ;
-  assign \$334  = ! host_addr[13:11];
-  assign \$335  = \$333  & \$334 ;
-  assign \$signature__en$504  = busy ? neuron_write : \$335 ;
-  assign \$336  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$337  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
-  assign \$338  = host_addr[17:14] == 2'h3;
-  assign \$339  = host_we & \$338 ;
-  assign \$340  = host_addr[13:11] == 1'h1;
-  assign \$341  = \$339  & \$340 ;
-  assign \$signature__en$508  = busy ? neuron_write : \$341 ;
-  assign \$342  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$343  = busy ? { u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2 } : { 1'h0, host_wdata };
-  assign \$344  = host_addr[17:14] == 2'h3;
-  assign \$345  = host_we & \$344 ;
-  assign \$346  = host_addr[13:11] == 2'h2;
-  assign \$347  = \$345  & \$346 ;
-  assign \$signature__en$511  = busy ? neuron_write : \$347 ;
-  assign \$348  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$349  = busy ? { u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3 } : { 1'h0, host_wdata };
-  assign \$350  = host_addr[17:14] == 2'h3;
-  assign \$351  = host_we & \$350 ;
-  assign \$352  = host_addr[13:11] == 2'h3;
-  assign \$353  = \$351  & \$352 ;
-  assign \$signature__en$514  = busy ? neuron_write : \$353 ;
-  assign \$354  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$355  = busy ? { u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4 } : { 1'h0, host_wdata };
-  assign \$356  = host_addr[17:14] == 2'h3;
-  assign \$357  = host_we & \$356 ;
-  assign \$358  = host_addr[13:11] == 3'h4;
-  assign \$359  = \$357  & \$358 ;
-  assign \$signature__en$517  = busy ? neuron_write : \$359 ;
-  assign \$360  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$361  = busy ? { u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5 } : { 1'h0, host_wdata };
-  assign \$362  = host_addr[17:14] == 2'h3;
-  assign \$363  = host_we & \$362 ;
-  assign \$364  = host_addr[13:11] == 3'h5;
-  assign \$365  = \$363  & \$364 ;
-  assign \$signature__en$520  = busy ? neuron_write : \$365 ;
-  assign \$366  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$367  = busy ? { u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6 } : { 1'h0, host_wdata };
-  assign \$368  = host_addr[17:14] == 2'h3;
-  assign \$369  = host_we & \$368 ;
-  assign \$370  = host_addr[13:11] == 3'h6;
-  assign \$371  = \$369  & \$370 ;
-  assign \$signature__en$523  = busy ? neuron_write : \$371 ;
-  assign \$372  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$373  = busy ? { u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7 } : { 1'h0, host_wdata };
-  assign \$374  = host_addr[17:14] == 2'h3;
-  assign \$375  = host_we & \$374 ;
-  assign \$376  = host_addr[13:11] == 3'h7;
-  assign \$377  = \$375  & \$376 ;
-  assign \$signature__en$526  = busy ? neuron_write : \$377 ;
-  assign \$378  = k * 4'h8;
-  assign \$379  = \$378  + 1'h0;
-  assign \$380  = \$379  < layer[7:0];
-  assign \$381  = k * 4'h8;
-  assign \$382  = \$381  + 1'h1;
-  assign \$383  = \$382  < layer[7:0];
-  assign \$384  = k * 4'h8;
-  assign \$385  = \$384  + 2'h2;
-  assign \$386  = \$385  < layer[7:0];
-  assign \$387  = k * 4'h8;
-  assign \$388  = \$387  + 2'h3;
-  assign \$389  = \$388  < layer[7:0];
-  assign \$390  = k * 4'h8;
-  assign \$391  = \$390  + 3'h4;
-  assign \$392  = \$391  < layer[7:0];
-  assign \$393  = k * 4'h8;
-  assign \$394  = \$393  + 3'h5;
-  assign \$395  = \$394  < layer[7:0];
-  assign \$396  = k * 4'h8;
-  assign \$397  = \$396  + 3'h6;
-  assign \$398  = \$397  < layer[7:0];
-  assign \$399  = k * 4'h8;
-  assign \$400  = \$399  + 3'h7;
-  assign \$401  = \$400  < layer[7:0];
-  assign \$402  = ~ in_full;
-  assign \$403  = ~ clear;
-  assign input__ready = \$402  & \$403 ;
-  assign \$404  = input__valid & input__ready;
-  assign \$406  = g1_const ? g1_n : { 1'h0, s1_index };
-  assign g_value = g1_const ? \$signature__data$394 [7:0] : s1_value;
-  assign \$407  = gbase + n;
-  assign \$408  = busy ? \$407  : { 1'h0, host_addr[10:0] };
-  assign \$409  = i <= 1'h0;
-  assign \$411  = \$410  > 1'h0;
-  assign \$412  = \$409  & \$411 ;
-  assign \$414  = ~ \$413 ;
-  assign \$415  = | ssm_k0;
-  assign \$416  = \$414  | \$415 ;
-  assign \$417  = | ssm_q0;
-  assign \$418  = \$416  | \$417 ;
-  assign \$419  = \$412  & \$418 ;
-  assign \$420  = i <= 1'h1;
-  assign \$422  = \$421  > 1'h1;
-  assign \$423  = \$420  & \$422 ;
-  assign \$425  = ~ \$424 ;
-  assign \$426  = | ssm_k1;
-  assign \$427  = \$425  | \$426 ;
-  assign \$428  = | ssm_q1;
-  assign \$429  = \$427  | \$428 ;
-  assign \$430  = \$423  & \$429 ;
-  assign \$431  = i <= 2'h2;
-  assign \$433  = \$432  > 2'h2;
-  assign \$434  = \$431  & \$433 ;
-  assign \$436  = ~ \$435 ;
-  assign \$437  = | ssm_k2;
-  assign \$438  = \$436  | \$437 ;
-  assign \$439  = | ssm_q2;
-  assign \$440  = \$438  | \$439 ;
-  assign \$441  = \$434  & \$440 ;
-  assign \$442  = i <= 2'h3;
-  assign \$444  = \$443  > 2'h3;
-  assign \$445  = \$442  & \$444 ;
-  assign \$447  = ~ \$446 ;
-  assign \$448  = | ssm_k3;
-  assign \$449  = \$447  | \$448 ;
-  assign \$450  = | ssm_q3;
-  assign \$451  = \$449  | \$450 ;
-  assign \$452  = \$445  & \$451 ;
-  assign \$453  = i <= 3'h4;
-  assign \$455  = \$454  > 3'h4;
-  assign \$456  = \$453  & \$455 ;
-  assign \$458  = ~ \$457 ;
-  assign \$459  = | ssm_k4;
-  assign \$460  = \$458  | \$459 ;
-  assign \$461  = | ssm_q4;
-  assign \$462  = \$460  | \$461 ;
-  assign \$463  = \$456  & \$462 ;
-  assign \$464  = i <= 3'h5;
-  assign \$466  = \$465  > 3'h5;
-  assign \$467  = \$464  & \$466 ;
-  assign \$469  = ~ \$468 ;
-  assign \$470  = | ssm_k5;
-  assign \$471  = \$469  | \$470 ;
-  assign \$472  = | ssm_q5;
-  assign \$473  = \$471  | \$472 ;
-  assign \$474  = \$467  & \$473 ;
-  assign \$475  = i <= 3'h6;
-  assign \$477  = \$476  > 3'h6;
-  assign \$478  = \$475  & \$477 ;
-  assign \$480  = ~ \$479 ;
-  assign \$481  = | ssm_k6;
-  assign \$482  = \$480  | \$481 ;
-  assign \$483  = | ssm_q6;
-  assign \$484  = \$482  | \$483 ;
-  assign \$485  = \$478  & \$484 ;
-  assign \$486  = i <= 3'h7;
-  assign \$488  = \$487  > 3'h7;
-  assign \$489  = \$486  & \$488 ;
-  assign \$491  = ~ \$490 ;
-  assign \$492  = | ssm_k7;
-  assign \$493  = \$491  | \$492 ;
-  assign \$494  = | ssm_q7;
-  assign \$495  = \$493  | \$494 ;
-  assign \$496  = \$489  & \$495 ;
-  assign \$497  = i <= 4'h8;
-  assign \$499  = \$498  > 4'h8;
-  assign \$500  = \$497  & \$499 ;
-  assign \$502  = ~ \$501 ;
-  assign \$503  = | ssm_k8;
-  assign \$504  = \$502  | \$503 ;
-  assign \$505  = | ssm_q8;
-  assign \$506  = \$504  | \$505 ;
-  assign \$507  = \$500  & \$506 ;
-  assign \$508  = i <= 4'h9;
-  assign \$510  = \$509  > 4'h9;
-  assign \$511  = \$508  & \$510 ;
-  assign \$513  = ~ \$512 ;
-  assign \$514  = | ssm_k9;
-  assign \$515  = \$513  | \$514 ;
-  assign \$516  = | ssm_q9;
-  assign \$517  = \$515  | \$516 ;
-  assign \$518  = \$511  & \$517 ;
-  assign \$519  = i <= 4'ha;
-  assign \$521  = \$520  > 4'ha;
-  assign \$522  = \$519  & \$521 ;
-  assign \$524  = ~ \$523 ;
-  assign \$525  = | ssm_k10;
-  assign \$526  = \$524  | \$525 ;
-  assign \$527  = | ssm_q10;
-  assign \$528  = \$526  | \$527 ;
-  assign \$529  = \$522  & \$528 ;
-  assign \$530  = i <= 4'hb;
-  assign \$532  = \$531  > 4'hb;
-  assign \$533  = \$530  & \$532 ;
-  assign \$535  = ~ \$534 ;
-  assign \$536  = | ssm_k11;
-  assign \$537  = \$535  | \$536 ;
-  assign \$538  = | ssm_q11;
-  assign \$539  = \$537  | \$538 ;
-  assign \$540  = \$533  & \$539 ;
-  assign \$541  = i <= 4'hc;
-  assign \$543  = \$542  > 4'hc;
-  assign \$544  = \$541  & \$543 ;
-  assign \$546  = ~ \$545 ;
-  assign \$547  = | ssm_k12;
-  assign \$548  = \$546  | \$547 ;
-  assign \$549  = | ssm_q12;
-  assign \$550  = \$548  | \$549 ;
-  assign \$551  = \$544  & \$550 ;
-  assign \$552  = i <= 4'hd;
-  assign \$554  = \$553  > 4'hd;
-  assign \$555  = \$552  & \$554 ;
-  assign \$557  = ~ \$556 ;
-  assign \$558  = | ssm_k13;
-  assign \$559  = \$557  | \$558 ;
-  assign \$560  = | ssm_q13;
-  assign \$561  = \$559  | \$560 ;
-  assign \$562  = \$555  & \$561 ;
-  assign \$563  = i <= 4'he;
-  assign \$565  = \$564  > 4'he;
-  assign \$566  = \$563  & \$565 ;
-  assign \$568  = ~ \$567 ;
-  assign \$569  = | ssm_k14;
-  assign \$570  = \$568  | \$569 ;
-  assign \$571  = | ssm_q14;
-  assign \$572  = \$570  | \$571 ;
-  assign \$573  = \$566  & \$572 ;
-  assign \$574  = i <= 4'hf;
-  assign \$576  = \$575  > 4'hf;
-  assign \$577  = \$574  & \$576 ;
-  assign \$579  = ~ \$578 ;
-  assign \$580  = | ssm_k15;
-  assign \$581  = \$579  | \$580 ;
-  assign \$582  = | ssm_q15;
-  assign \$583  = \$581  | \$582 ;
-  assign \$584  = \$577  & \$583 ;
+  assign \$310  = ! records__payload[3:2];
+  assign \$311  = records__payload[3:2] == 1'h1;
+  assign \$312  = records__payload[3:2] == 2'h2;
+  assign \$313  = records__payload[3:2] == 2'h3;
+  assign \$314  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$315  = busy ? { u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0 } : { 1'h0, host_wdata };
+  assign \$316  = host_addr[17:14] == 2'h3;
+  assign \$317  = host_we & \$316 ;
+  assign \$318  = ! host_addr[13:11];
+  assign \$319  = \$317  & \$318 ;
+  assign \$signature__en$507  = busy ? neuron_write : \$319 ;
+  assign \$320  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$321  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
+  assign \$322  = host_addr[17:14] == 2'h3;
+  assign \$323  = host_we & \$322 ;
+  assign \$324  = host_addr[13:11] == 1'h1;
+  assign \$325  = \$323  & \$324 ;
+  assign \$signature__en$511  = busy ? neuron_write : \$325 ;
+  assign \$326  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$327  = busy ? { u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2 } : { 1'h0, host_wdata };
+  assign \$328  = host_addr[17:14] == 2'h3;
+  assign \$329  = host_we & \$328 ;
+  assign \$330  = host_addr[13:11] == 2'h2;
+  assign \$331  = \$329  & \$330 ;
+  assign \$signature__en$514  = busy ? neuron_write : \$331 ;
+  assign \$332  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$333  = busy ? { u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3 } : { 1'h0, host_wdata };
+  assign \$334  = host_addr[17:14] == 2'h3;
+  assign \$335  = host_we & \$334 ;
+  assign \$336  = host_addr[13:11] == 2'h3;
+  assign \$337  = \$335  & \$336 ;
+  assign \$signature__en$517  = busy ? neuron_write : \$337 ;
+  assign \$338  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$339  = busy ? { u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4 } : { 1'h0, host_wdata };
+  assign \$340  = host_addr[17:14] == 2'h3;
+  assign \$341  = host_we & \$340 ;
+  assign \$342  = host_addr[13:11] == 3'h4;
+  assign \$343  = \$341  & \$342 ;
+  assign \$signature__en$520  = busy ? neuron_write : \$343 ;
+  assign \$344  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$345  = busy ? { u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5 } : { 1'h0, host_wdata };
+  assign \$346  = host_addr[17:14] == 2'h3;
+  assign \$347  = host_we & \$346 ;
+  assign \$348  = host_addr[13:11] == 3'h5;
+  assign \$349  = \$347  & \$348 ;
+  assign \$signature__en$523  = busy ? neuron_write : \$349 ;
+  assign \$350  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$351  = busy ? { u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6 } : { 1'h0, host_wdata };
+  assign \$352  = host_addr[17:14] == 2'h3;
+  assign \$353  = host_we & \$352 ;
+  assign \$354  = host_addr[13:11] == 3'h6;
+  assign \$355  = \$353  & \$354 ;
+  assign \$signature__en$526  = busy ? neuron_write : \$355 ;
+  assign \$356  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$357  = busy ? { u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7 } : { 1'h0, host_wdata };
+  assign \$358  = host_addr[17:14] == 2'h3;
+  assign \$359  = host_we & \$358 ;
+  assign \$360  = host_addr[13:11] == 3'h7;
+  assign \$361  = \$359  & \$360 ;
+  assign \$signature__en$529  = busy ? neuron_write : \$361 ;
+  assign \$362  = k * 4'h8;
+  assign \$363  = \$362  + 1'h0;
+  assign \$364  = \$363  < layer[7:0];
+  assign \$365  = k * 4'h8;
+  assign \$366  = \$365  + 1'h1;
+  assign \$367  = \$366  < layer[7:0];
+  assign \$368  = k * 4'h8;
+  assign \$369  = \$368  + 2'h2;
+  assign \$370  = \$369  < layer[7:0];
+  assign \$371  = k * 4'h8;
+  assign \$372  = \$371  + 2'h3;
+  assign \$373  = \$372  < layer[7:0];
+  assign \$374  = k * 4'h8;
+  assign \$375  = \$374  + 3'h4;
+  assign \$376  = \$375  < layer[7:0];
+  assign \$377  = k * 4'h8;
+  assign \$378  = \$377  + 3'h5;
+  assign \$379  = \$378  < layer[7:0];
+  assign \$380  = k * 4'h8;
+  assign \$381  = \$380  + 3'h6;
+  assign \$382  = \$381  < layer[7:0];
+  assign \$383  = k * 4'h8;
+  assign \$384  = \$383  + 3'h7;
+  assign \$385  = \$384  < layer[7:0];
+  assign \$386  = ~ in_full;
+  assign \$387  = ~ clear;
+  assign input__ready = \$386  & \$387 ;
+  assign \$388  = input__valid & input__ready;
+  assign \$390  = g1_const ? g1_n : { 1'h0, s1_index };
+  assign g_value = g1_const ? \$signature__data$397 [7:0] : s1_value;
+  assign \$391  = gbase + n;
+  assign \$392  = busy ? \$391  : { 1'h0, host_addr[10:0] };
+  assign \$393  = i <= 1'h0;
+  assign \$395  = \$394  > 1'h0;
+  assign \$396  = \$393  & \$395 ;
+  assign \$398  = ~ \$397 ;
+  assign \$399  = | ssm_k0;
+  assign \$400  = \$398  | \$399 ;
+  assign \$401  = | ssm_q0;
+  assign \$402  = \$400  | \$401 ;
+  assign \$403  = \$396  & \$402 ;
+  assign \$404  = i <= 1'h1;
+  assign \$406  = \$405  > 1'h1;
+  assign \$407  = \$404  & \$406 ;
+  assign \$409  = ~ \$408 ;
+  assign \$410  = | ssm_k1;
+  assign \$411  = \$409  | \$410 ;
+  assign \$412  = | ssm_q1;
+  assign \$413  = \$411  | \$412 ;
+  assign \$414  = \$407  & \$413 ;
+  assign \$415  = i <= 2'h2;
+  assign \$417  = \$416  > 2'h2;
+  assign \$418  = \$415  & \$417 ;
+  assign \$420  = ~ \$419 ;
+  assign \$421  = | ssm_k2;
+  assign \$422  = \$420  | \$421 ;
+  assign \$423  = | ssm_q2;
+  assign \$424  = \$422  | \$423 ;
+  assign \$425  = \$418  & \$424 ;
+  assign \$426  = i <= 2'h3;
+  assign \$428  = \$427  > 2'h3;
+  assign \$429  = \$426  & \$428 ;
+  assign \$431  = ~ \$430 ;
+  assign \$432  = | ssm_k3;
+  assign \$433  = \$431  | \$432 ;
+  assign \$434  = | ssm_q3;
+  assign \$435  = \$433  | \$434 ;
+  assign \$436  = \$429  & \$435 ;
+  assign \$437  = i <= 3'h4;
+  assign \$439  = \$438  > 3'h4;
+  assign \$440  = \$437  & \$439 ;
+  assign \$442  = ~ \$441 ;
+  assign \$443  = | ssm_k4;
+  assign \$444  = \$442  | \$443 ;
+  assign \$445  = | ssm_q4;
+  assign \$446  = \$444  | \$445 ;
+  assign \$447  = \$440  & \$446 ;
+  assign \$448  = i <= 3'h5;
+  assign \$450  = \$449  > 3'h5;
+  assign \$451  = \$448  & \$450 ;
+  assign \$453  = ~ \$452 ;
+  assign \$454  = | ssm_k5;
+  assign \$455  = \$453  | \$454 ;
+  assign \$456  = | ssm_q5;
+  assign \$457  = \$455  | \$456 ;
+  assign \$458  = \$451  & \$457 ;
+  assign \$459  = i <= 3'h6;
+  assign \$461  = \$460  > 3'h6;
+  assign \$462  = \$459  & \$461 ;
+  assign \$464  = ~ \$463 ;
+  assign \$465  = | ssm_k6;
+  assign \$466  = \$464  | \$465 ;
+  assign \$467  = | ssm_q6;
+  assign \$468  = \$466  | \$467 ;
+  assign \$469  = \$462  & \$468 ;
+  assign \$470  = i <= 3'h7;
+  assign \$472  = \$471  > 3'h7;
+  assign \$473  = \$470  & \$472 ;
+  assign \$475  = ~ \$474 ;
+  assign \$476  = | ssm_k7;
+  assign \$477  = \$475  | \$476 ;
+  assign \$478  = | ssm_q7;
+  assign \$479  = \$477  | \$478 ;
+  assign \$480  = \$473  & \$479 ;
+  assign \$481  = i <= 4'h8;
+  assign \$483  = \$482  > 4'h8;
+  assign \$484  = \$481  & \$483 ;
+  assign \$486  = ~ \$485 ;
+  assign \$487  = | ssm_k8;
+  assign \$488  = \$486  | \$487 ;
+  assign \$489  = | ssm_q8;
+  assign \$490  = \$488  | \$489 ;
+  assign \$491  = \$484  & \$490 ;
+  assign \$492  = i <= 4'h9;
+  assign \$494  = \$493  > 4'h9;
+  assign \$495  = \$492  & \$494 ;
+  assign \$497  = ~ \$496 ;
+  assign \$498  = | ssm_k9;
+  assign \$499  = \$497  | \$498 ;
+  assign \$500  = | ssm_q9;
+  assign \$501  = \$499  | \$500 ;
+  assign \$502  = \$495  & \$501 ;
+  assign \$503  = i <= 4'ha;
+  assign \$505  = \$504  > 4'ha;
+  assign \$506  = \$503  & \$505 ;
+  assign \$508  = ~ \$507 ;
+  assign \$509  = | ssm_k10;
+  assign \$510  = \$508  | \$509 ;
+  assign \$511  = | ssm_q10;
+  assign \$512  = \$510  | \$511 ;
+  assign \$513  = \$506  & \$512 ;
+  assign \$514  = i <= 4'hb;
+  assign \$516  = \$515  > 4'hb;
+  assign \$517  = \$514  & \$516 ;
+  assign \$519  = ~ \$518 ;
+  assign \$520  = | ssm_k11;
+  assign \$521  = \$519  | \$520 ;
+  assign \$522  = | ssm_q11;
+  assign \$523  = \$521  | \$522 ;
+  assign \$524  = \$517  & \$523 ;
+  assign \$525  = i <= 4'hc;
+  assign \$527  = \$526  > 4'hc;
+  assign \$528  = \$525  & \$527 ;
+  assign \$530  = ~ \$529 ;
+  assign \$531  = | ssm_k12;
+  assign \$532  = \$530  | \$531 ;
+  assign \$533  = | ssm_q12;
+  assign \$534  = \$532  | \$533 ;
+  assign \$535  = \$528  & \$534 ;
+  assign \$536  = i <= 4'hd;
+  assign \$538  = \$537  > 4'hd;
+  assign \$539  = \$536  & \$538 ;
+  assign \$541  = ~ \$540 ;
+  assign \$542  = | ssm_k13;
+  assign \$543  = \$541  | \$542 ;
+  assign \$544  = | ssm_q13;
+  assign \$545  = \$543  | \$544 ;
+  assign \$546  = \$539  & \$545 ;
+  assign \$547  = i <= 4'he;
+  assign \$549  = \$548  > 4'he;
+  assign \$550  = \$547  & \$549 ;
+  assign \$552  = ~ \$551 ;
+  assign \$553  = | ssm_k14;
+  assign \$554  = \$552  | \$553 ;
+  assign \$555  = | ssm_q14;
+  assign \$556  = \$554  | \$555 ;
+  assign \$557  = \$550  & \$556 ;
+  assign \$558  = i <= 4'hf;
+  assign \$560  = \$559  > 4'hf;
+  assign \$561  = \$558  & \$560 ;
+  assign \$563  = ~ \$562 ;
+  assign \$564  = | ssm_k15;
+  assign \$565  = \$563  | \$564 ;
+  assign \$566  = | ssm_q15;
+  assign \$567  = \$565  | \$566 ;
+  assign \$568  = \$561  & \$567 ;
   assign found = | active;
-  assign \$586  = row * layer[12:8];
-  assign \$587  = \$585  + \$586 ;
-  assign \$588  = \$587  + k;
-  assign \$589  = k * 4'h8;
-  assign \$590  = \$589  + 1'h0;
-  assign \$591  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$386 );
-  assign \$594  = $signed(\$593 ) * $signed(ssm_vsel0);
-  assign \$595  = $signed(\$592 ) + $signed(\$594 );
-  assign \$596  = $signed(\$595 ) > $signed(16'h7fff);
-  assign \$597  = $signed(\$595 ) < $signed(16'h8000);
-  assign \$598  = \$597  ? 34'h3ffff8000 : { \$595 [25], \$595 [25], \$595 [25], \$595 [25], \$595 [25], \$595 [25], \$595 [25], \$595 [25], \$595  };
-  assign \$599  = \$596  ? 34'h000007fff : \$598 ;
-  assign \$600  = busy ? { 3'h0, \$588 [7:0] } : host_addr[10:0];
-  assign \$601  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$602  = busy ? { \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15], \$599 [15:0] } : { 1'h0, host_wdata };
-  assign \$603  = p1_valid & valid_lanes[0];
-  assign \$604  = host_addr[17:14] == 4'h8;
-  assign \$605  = host_we & \$604 ;
-  assign \$606  = ! host_addr[13:11];
-  assign \$607  = \$605  & \$606 ;
-  assign \$signature__en$537  = busy ? \$603  : \$607 ;
-  assign ssm_shifted0 = $signed(ssm_yacc0) >>> \$608 ;
-  assign \$609  = $signed(ssm_shifted0) > $signed(8'h7f);
-  assign \$610  = $signed(ssm_shifted0) < $signed(8'h80);
-  assign \$611  = \$610  ? 28'hfffff80 : ssm_shifted0;
-  assign \$612  = \$609  ? 28'h000007f : \$611 ;
-  assign \$613  = | \$612 [7:0];
-  assign \$614  = k * 4'h8;
-  assign \$615  = \$614  + 1'h1;
-  assign \$616  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$387 );
-  assign \$619  = $signed(\$618 ) * $signed(ssm_vsel1);
-  assign \$620  = $signed(\$617 ) + $signed(\$619 );
-  assign \$621  = $signed(\$620 ) > $signed(16'h7fff);
-  assign \$622  = $signed(\$620 ) < $signed(16'h8000);
-  assign \$623  = \$622  ? 34'h3ffff8000 : { \$620 [25], \$620 [25], \$620 [25], \$620 [25], \$620 [25], \$620 [25], \$620 [25], \$620 [25], \$620  };
-  assign \$624  = \$621  ? 34'h000007fff : \$623 ;
-  assign \$625  = busy ? { 3'h0, \$588 [7:0] } : host_addr[10:0];
-  assign \$626  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$627  = busy ? { \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15], \$624 [15:0] } : { 1'h0, host_wdata };
-  assign \$628  = p1_valid & valid_lanes[1];
-  assign \$629  = host_addr[17:14] == 4'h8;
-  assign \$630  = host_we & \$629 ;
-  assign \$631  = host_addr[13:11] == 1'h1;
-  assign \$632  = \$630  & \$631 ;
-  assign \$signature__en$546  = busy ? \$628  : \$632 ;
-  assign ssm_shifted1 = $signed(ssm_yacc1) >>> \$633 ;
-  assign \$634  = $signed(ssm_shifted1) > $signed(8'h7f);
-  assign \$635  = $signed(ssm_shifted1) < $signed(8'h80);
-  assign \$636  = \$635  ? 28'hfffff80 : ssm_shifted1;
-  assign \$637  = \$634  ? 28'h000007f : \$636 ;
-  assign \$638  = | \$637 [7:0];
-  assign \$639  = k * 4'h8;
-  assign \$640  = \$639  + 2'h2;
-  assign \$641  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$388 );
-  assign \$644  = $signed(\$643 ) * $signed(ssm_vsel2);
-  assign \$645  = $signed(\$642 ) + $signed(\$644 );
-  assign \$646  = $signed(\$645 ) > $signed(16'h7fff);
-  assign \$647  = $signed(\$645 ) < $signed(16'h8000);
-  assign \$648  = \$647  ? 34'h3ffff8000 : { \$645 [25], \$645 [25], \$645 [25], \$645 [25], \$645 [25], \$645 [25], \$645 [25], \$645 [25], \$645  };
-  assign \$649  = \$646  ? 34'h000007fff : \$648 ;
-  assign \$650  = busy ? { 3'h0, \$588 [7:0] } : host_addr[10:0];
-  assign \$651  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$652  = busy ? { \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15], \$649 [15:0] } : { 1'h0, host_wdata };
-  assign \$653  = p1_valid & valid_lanes[2];
-  assign \$654  = host_addr[17:14] == 4'h8;
-  assign \$655  = host_we & \$654 ;
-  assign \$656  = host_addr[13:11] == 2'h2;
-  assign \$657  = \$655  & \$656 ;
-  assign \$signature__en$554  = busy ? \$653  : \$657 ;
-  assign ssm_shifted2 = $signed(ssm_yacc2) >>> \$658 ;
-  assign \$659  = $signed(ssm_shifted2) > $signed(8'h7f);
-  assign \$660  = $signed(ssm_shifted2) < $signed(8'h80);
-  assign \$661  = \$660  ? 28'hfffff80 : ssm_shifted2;
-  assign \$662  = \$659  ? 28'h000007f : \$661 ;
-  assign \$663  = | \$662 [7:0];
-  assign \$664  = k * 4'h8;
-  assign \$665  = \$664  + 2'h3;
-  assign \$666  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$389 );
-  assign \$669  = $signed(\$668 ) * $signed(ssm_vsel3);
-  assign \$670  = $signed(\$667 ) + $signed(\$669 );
-  assign \$671  = $signed(\$670 ) > $signed(16'h7fff);
-  assign \$672  = $signed(\$670 ) < $signed(16'h8000);
-  assign \$673  = \$672  ? 34'h3ffff8000 : { \$670 [25], \$670 [25], \$670 [25], \$670 [25], \$670 [25], \$670 [25], \$670 [25], \$670 [25], \$670  };
-  assign \$674  = \$671  ? 34'h000007fff : \$673 ;
-  assign \$675  = busy ? { 3'h0, \$588 [7:0] } : host_addr[10:0];
-  assign \$676  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$677  = busy ? { \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15], \$674 [15:0] } : { 1'h0, host_wdata };
-  assign \$678  = p1_valid & valid_lanes[3];
-  assign \$679  = host_addr[17:14] == 4'h8;
-  assign \$680  = host_we & \$679 ;
-  assign \$681  = host_addr[13:11] == 2'h3;
-  assign \$682  = \$680  & \$681 ;
-  assign \$signature__en$562  = busy ? \$678  : \$682 ;
-  assign ssm_shifted3 = $signed(ssm_yacc3) >>> \$683 ;
-  assign \$684  = $signed(ssm_shifted3) > $signed(8'h7f);
-  assign \$685  = $signed(ssm_shifted3) < $signed(8'h80);
-  assign \$686  = \$685  ? 28'hfffff80 : ssm_shifted3;
-  assign \$687  = \$684  ? 28'h000007f : \$686 ;
-  assign \$688  = | \$687 [7:0];
-  assign \$689  = k * 4'h8;
-  assign \$690  = \$689  + 3'h4;
-  assign \$691  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$390 );
-  assign \$694  = $signed(\$693 ) * $signed(ssm_vsel4);
-  assign \$695  = $signed(\$692 ) + $signed(\$694 );
-  assign \$696  = $signed(\$695 ) > $signed(16'h7fff);
-  assign \$697  = $signed(\$695 ) < $signed(16'h8000);
-  assign \$698  = \$697  ? 34'h3ffff8000 : { \$695 [25], \$695 [25], \$695 [25], \$695 [25], \$695 [25], \$695 [25], \$695 [25], \$695 [25], \$695  };
-  assign \$699  = \$696  ? 34'h000007fff : \$698 ;
-  assign \$700  = busy ? { 3'h0, \$588 [7:0] } : host_addr[10:0];
-  assign \$701  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$702  = busy ? { \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15], \$699 [15:0] } : { 1'h0, host_wdata };
-  assign \$703  = p1_valid & valid_lanes[4];
-  assign \$704  = host_addr[17:14] == 4'h8;
-  assign \$705  = host_we & \$704 ;
-  assign \$706  = host_addr[13:11] == 3'h4;
-  assign \$707  = \$705  & \$706 ;
-  assign \$signature__en$570  = busy ? \$703  : \$707 ;
-  assign ssm_shifted4 = $signed(ssm_yacc4) >>> \$708 ;
-  assign \$709  = $signed(ssm_shifted4) > $signed(8'h7f);
-  assign \$710  = $signed(ssm_shifted4) < $signed(8'h80);
-  assign \$711  = \$710  ? 28'hfffff80 : ssm_shifted4;
-  assign \$712  = \$709  ? 28'h000007f : \$711 ;
-  assign \$713  = | \$712 [7:0];
-  assign \$714  = k * 4'h8;
-  assign \$715  = \$714  + 3'h5;
-  assign \$716  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$391 );
-  assign \$719  = $signed(\$718 ) * $signed(ssm_vsel5);
-  assign \$720  = $signed(\$717 ) + $signed(\$719 );
-  assign \$721  = $signed(\$720 ) > $signed(16'h7fff);
-  assign \$722  = $signed(\$720 ) < $signed(16'h8000);
-  assign \$723  = \$722  ? 34'h3ffff8000 : { \$720 [25], \$720 [25], \$720 [25], \$720 [25], \$720 [25], \$720 [25], \$720 [25], \$720 [25], \$720  };
-  assign \$724  = \$721  ? 34'h000007fff : \$723 ;
-  assign \$725  = busy ? { 3'h0, \$588 [7:0] } : host_addr[10:0];
-  assign \$726  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$727  = busy ? { \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15], \$724 [15:0] } : { 1'h0, host_wdata };
-  assign \$728  = p1_valid & valid_lanes[5];
-  assign \$729  = host_addr[17:14] == 4'h8;
-  assign \$730  = host_we & \$729 ;
-  assign \$731  = host_addr[13:11] == 3'h5;
-  assign \$732  = \$730  & \$731 ;
-  assign \$signature__en$578  = busy ? \$728  : \$732 ;
-  assign ssm_shifted5 = $signed(ssm_yacc5) >>> \$733 ;
-  assign \$734  = $signed(ssm_shifted5) > $signed(8'h7f);
-  assign \$735  = $signed(ssm_shifted5) < $signed(8'h80);
-  assign \$736  = \$735  ? 28'hfffff80 : ssm_shifted5;
-  assign \$737  = \$734  ? 28'h000007f : \$736 ;
-  assign \$738  = | \$737 [7:0];
-  assign \$739  = k * 4'h8;
-  assign \$740  = \$739  + 3'h6;
-  assign \$741  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$392 );
-  assign \$744  = $signed(\$743 ) * $signed(ssm_vsel6);
-  assign \$745  = $signed(\$742 ) + $signed(\$744 );
-  assign \$746  = $signed(\$745 ) > $signed(16'h7fff);
-  assign \$747  = $signed(\$745 ) < $signed(16'h8000);
-  assign \$748  = \$747  ? 34'h3ffff8000 : { \$745 [25], \$745 [25], \$745 [25], \$745 [25], \$745 [25], \$745 [25], \$745 [25], \$745 [25], \$745  };
-  assign \$749  = \$746  ? 34'h000007fff : \$748 ;
-  assign \$750  = busy ? { 3'h0, \$588 [7:0] } : host_addr[10:0];
-  assign \$751  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$752  = busy ? { \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15], \$749 [15:0] } : { 1'h0, host_wdata };
-  assign \$753  = p1_valid & valid_lanes[6];
-  assign \$754  = host_addr[17:14] == 4'h8;
-  assign \$755  = host_we & \$754 ;
-  assign \$756  = host_addr[13:11] == 3'h6;
-  assign \$757  = \$755  & \$756 ;
-  assign \$signature__en$586  = busy ? \$753  : \$757 ;
-  assign ssm_shifted6 = $signed(ssm_yacc6) >>> \$758 ;
-  assign \$759  = $signed(ssm_shifted6) > $signed(8'h7f);
-  assign \$760  = $signed(ssm_shifted6) < $signed(8'h80);
-  assign \$761  = \$760  ? 28'hfffff80 : ssm_shifted6;
-  assign \$762  = \$759  ? 28'h000007f : \$761 ;
-  assign \$763  = | \$762 [7:0];
-  assign \$764  = k * 4'h8;
-  assign \$765  = \$764  + 3'h7;
-  assign \$766  = $signed({ 1'h0, \$signature__data$394  }) * $signed(\$signature__data$393 );
-  assign \$769  = $signed(\$768 ) * $signed(ssm_vsel7);
-  assign \$770  = $signed(\$767 ) + $signed(\$769 );
-  assign \$771  = $signed(\$770 ) > $signed(16'h7fff);
-  assign \$772  = $signed(\$770 ) < $signed(16'h8000);
-  assign \$773  = \$772  ? 34'h3ffff8000 : { \$770 [25], \$770 [25], \$770 [25], \$770 [25], \$770 [25], \$770 [25], \$770 [25], \$770 [25], \$770  };
-  assign \$774  = \$771  ? 34'h000007fff : \$773 ;
-  assign \$775  = busy ? { 3'h0, \$588 [7:0] } : host_addr[10:0];
-  assign \$776  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$777  = busy ? { \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15], \$774 [15:0] } : { 1'h0, host_wdata };
-  assign \$778  = p1_valid & valid_lanes[7];
-  assign \$779  = host_addr[17:14] == 4'h8;
-  assign \$780  = host_we & \$779 ;
-  assign \$781  = host_addr[13:11] == 3'h7;
-  assign \$782  = \$780  & \$781 ;
-  assign \$signature__en$594  = busy ? \$778  : \$782 ;
-  assign ssm_shifted7 = $signed(ssm_yacc7) >>> \$783 ;
-  assign \$784  = $signed(ssm_shifted7) > $signed(8'h7f);
-  assign \$785  = $signed(ssm_shifted7) < $signed(8'h80);
-  assign \$786  = \$785  ? 28'hfffff80 : ssm_shifted7;
-  assign \$787  = \$784  ? 28'h000007f : \$786 ;
-  assign \$788  = | \$787 [7:0];
-  assign \$789  = ! li;
-  assign \$790  = li == 1'h1;
-  assign \$791  = li == 2'h2;
-  assign \$792  = li == 2'h3;
-  assign \$793  = ! li;
-  assign \$794  = li == 1'h1;
-  assign \$795  = li == 2'h2;
-  assign \$796  = li == 2'h3;
-  assign \$797  = ! li;
-  assign \$798  = li == 1'h1;
-  assign \$799  = li == 2'h2;
-  assign \$800  = li == 2'h3;
-  assign \$801  = n < cnt;
-  assign \$802  = ! k;
-  assign \$803  = ! li;
-  assign \$804  = li == 1'h1;
-  assign \$805  = li == 2'h2;
-  assign \$806  = li == 2'h3;
+  assign \$570  = row * layer[12:8];
+  assign \$571  = \$569  + \$570 ;
+  assign \$572  = \$571  + k;
+  assign \$573  = k * 4'h8;
+  assign \$574  = \$573  + 1'h0;
+  assign \$575  = $signed({ 1'h0, \$signature__data$397  }) * $signed(\$signature__data$389 );
+  assign \$578  = $signed(\$577 ) * $signed(ssm_vsel0);
+  assign \$579  = $signed(\$576 ) + $signed(\$578 );
+  assign \$580  = $signed(\$579 ) > $signed(16'h7fff);
+  assign \$581  = $signed(\$579 ) < $signed(16'h8000);
+  assign \$582  = \$581  ? 34'h3ffff8000 : { \$579 [25], \$579 [25], \$579 [25], \$579 [25], \$579 [25], \$579 [25], \$579 [25], \$579 [25], \$579  };
+  assign \$583  = \$580  ? 34'h000007fff : \$582 ;
+  assign \$584  = busy ? { 3'h0, \$572 [7:0] } : host_addr[10:0];
+  assign \$585  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$586  = busy ? { \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15:0] } : { 1'h0, host_wdata };
+  assign \$587  = p1_valid & valid_lanes[0];
+  assign \$588  = host_addr[17:14] == 4'h8;
+  assign \$589  = host_we & \$588 ;
+  assign \$590  = ! host_addr[13:11];
+  assign \$591  = \$589  & \$590 ;
+  assign \$signature__en$540  = busy ? \$587  : \$591 ;
+  assign ssm_shifted0 = $signed(ssm_yacc0) >>> \$592 ;
+  assign \$593  = $signed(ssm_shifted0) > $signed(8'h7f);
+  assign \$594  = $signed(ssm_shifted0) < $signed(8'h80);
+  assign \$595  = \$594  ? 28'hfffff80 : ssm_shifted0;
+  assign \$596  = \$593  ? 28'h000007f : \$595 ;
+  assign \$597  = | \$596 [7:0];
+  assign \$598  = k * 4'h8;
+  assign \$599  = \$598  + 1'h1;
+  assign \$600  = $signed({ 1'h0, \$signature__data$397  }) * $signed(\$signature__data$390 );
+  assign \$603  = $signed(\$602 ) * $signed(ssm_vsel1);
+  assign \$604  = $signed(\$601 ) + $signed(\$603 );
+  assign \$605  = $signed(\$604 ) > $signed(16'h7fff);
+  assign \$606  = $signed(\$604 ) < $signed(16'h8000);
+  assign \$607  = \$606  ? 34'h3ffff8000 : { \$604 [25], \$604 [25], \$604 [25], \$604 [25], \$604 [25], \$604 [25], \$604 [25], \$604 [25], \$604  };
+  assign \$608  = \$605  ? 34'h000007fff : \$607 ;
+  assign \$609  = busy ? { 3'h0, \$572 [7:0] } : host_addr[10:0];
+  assign \$610  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$611  = busy ? { \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15:0] } : { 1'h0, host_wdata };
+  assign \$612  = p1_valid & valid_lanes[1];
+  assign \$613  = host_addr[17:14] == 4'h8;
+  assign \$614  = host_we & \$613 ;
+  assign \$615  = host_addr[13:11] == 1'h1;
+  assign \$616  = \$614  & \$615 ;
+  assign \$signature__en$549  = busy ? \$612  : \$616 ;
+  assign ssm_shifted1 = $signed(ssm_yacc1) >>> \$617 ;
+  assign \$618  = $signed(ssm_shifted1) > $signed(8'h7f);
+  assign \$619  = $signed(ssm_shifted1) < $signed(8'h80);
+  assign \$620  = \$619  ? 28'hfffff80 : ssm_shifted1;
+  assign \$621  = \$618  ? 28'h000007f : \$620 ;
+  assign \$622  = | \$621 [7:0];
+  assign \$623  = k * 4'h8;
+  assign \$624  = \$623  + 2'h2;
+  assign \$625  = $signed({ 1'h0, \$signature__data$397  }) * $signed(\$signature__data$391 );
+  assign \$628  = $signed(\$627 ) * $signed(ssm_vsel2);
+  assign \$629  = $signed(\$626 ) + $signed(\$628 );
+  assign \$630  = $signed(\$629 ) > $signed(16'h7fff);
+  assign \$631  = $signed(\$629 ) < $signed(16'h8000);
+  assign \$632  = \$631  ? 34'h3ffff8000 : { \$629 [25], \$629 [25], \$629 [25], \$629 [25], \$629 [25], \$629 [25], \$629 [25], \$629 [25], \$629  };
+  assign \$633  = \$630  ? 34'h000007fff : \$632 ;
+  assign \$634  = busy ? { 3'h0, \$572 [7:0] } : host_addr[10:0];
+  assign \$635  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$636  = busy ? { \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15:0] } : { 1'h0, host_wdata };
+  assign \$637  = p1_valid & valid_lanes[2];
+  assign \$638  = host_addr[17:14] == 4'h8;
+  assign \$639  = host_we & \$638 ;
+  assign \$640  = host_addr[13:11] == 2'h2;
+  assign \$641  = \$639  & \$640 ;
+  assign \$signature__en$557  = busy ? \$637  : \$641 ;
+  assign ssm_shifted2 = $signed(ssm_yacc2) >>> \$642 ;
+  assign \$643  = $signed(ssm_shifted2) > $signed(8'h7f);
+  assign \$644  = $signed(ssm_shifted2) < $signed(8'h80);
+  assign \$645  = \$644  ? 28'hfffff80 : ssm_shifted2;
+  assign \$646  = \$643  ? 28'h000007f : \$645 ;
+  assign \$647  = | \$646 [7:0];
+  assign \$648  = k * 4'h8;
+  assign \$649  = \$648  + 2'h3;
+  assign \$650  = $signed({ 1'h0, \$signature__data$397  }) * $signed(\$signature__data$392 );
+  assign \$653  = $signed(\$652 ) * $signed(ssm_vsel3);
+  assign \$654  = $signed(\$651 ) + $signed(\$653 );
+  assign \$655  = $signed(\$654 ) > $signed(16'h7fff);
+  assign \$656  = $signed(\$654 ) < $signed(16'h8000);
+  assign \$657  = \$656  ? 34'h3ffff8000 : { \$654 [25], \$654 [25], \$654 [25], \$654 [25], \$654 [25], \$654 [25], \$654 [25], \$654 [25], \$654  };
+  assign \$658  = \$655  ? 34'h000007fff : \$657 ;
+  assign \$659  = busy ? { 3'h0, \$572 [7:0] } : host_addr[10:0];
+  assign \$660  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$661  = busy ? { \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15:0] } : { 1'h0, host_wdata };
+  assign \$662  = p1_valid & valid_lanes[3];
+  assign \$663  = host_addr[17:14] == 4'h8;
+  assign \$664  = host_we & \$663 ;
+  assign \$665  = host_addr[13:11] == 2'h3;
+  assign \$666  = \$664  & \$665 ;
+  assign \$signature__en$565  = busy ? \$662  : \$666 ;
+  assign ssm_shifted3 = $signed(ssm_yacc3) >>> \$667 ;
+  assign \$668  = $signed(ssm_shifted3) > $signed(8'h7f);
+  assign \$669  = $signed(ssm_shifted3) < $signed(8'h80);
+  assign \$670  = \$669  ? 28'hfffff80 : ssm_shifted3;
+  assign \$671  = \$668  ? 28'h000007f : \$670 ;
+  assign \$672  = | \$671 [7:0];
+  assign \$673  = k * 4'h8;
+  assign \$674  = \$673  + 3'h4;
+  assign \$675  = $signed({ 1'h0, \$signature__data$397  }) * $signed(\$signature__data$393 );
+  assign \$678  = $signed(\$677 ) * $signed(ssm_vsel4);
+  assign \$679  = $signed(\$676 ) + $signed(\$678 );
+  assign \$680  = $signed(\$679 ) > $signed(16'h7fff);
+  assign \$681  = $signed(\$679 ) < $signed(16'h8000);
+  assign \$682  = \$681  ? 34'h3ffff8000 : { \$679 [25], \$679 [25], \$679 [25], \$679 [25], \$679 [25], \$679 [25], \$679 [25], \$679 [25], \$679  };
+  assign \$683  = \$680  ? 34'h000007fff : \$682 ;
+  assign \$684  = busy ? { 3'h0, \$572 [7:0] } : host_addr[10:0];
+  assign \$685  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$686  = busy ? { \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15:0] } : { 1'h0, host_wdata };
+  assign \$687  = p1_valid & valid_lanes[4];
+  assign \$688  = host_addr[17:14] == 4'h8;
+  assign \$689  = host_we & \$688 ;
+  assign \$690  = host_addr[13:11] == 3'h4;
+  assign \$691  = \$689  & \$690 ;
+  assign \$signature__en$573  = busy ? \$687  : \$691 ;
+  assign ssm_shifted4 = $signed(ssm_yacc4) >>> \$692 ;
+  assign \$693  = $signed(ssm_shifted4) > $signed(8'h7f);
+  assign \$694  = $signed(ssm_shifted4) < $signed(8'h80);
+  assign \$695  = \$694  ? 28'hfffff80 : ssm_shifted4;
+  assign \$696  = \$693  ? 28'h000007f : \$695 ;
+  assign \$697  = | \$696 [7:0];
+  assign \$698  = k * 4'h8;
+  assign \$699  = \$698  + 3'h5;
+  assign \$700  = $signed({ 1'h0, \$signature__data$397  }) * $signed(\$signature__data$394 );
+  assign \$703  = $signed(\$702 ) * $signed(ssm_vsel5);
+  assign \$704  = $signed(\$701 ) + $signed(\$703 );
+  assign \$705  = $signed(\$704 ) > $signed(16'h7fff);
+  assign \$706  = $signed(\$704 ) < $signed(16'h8000);
+  assign \$707  = \$706  ? 34'h3ffff8000 : { \$704 [25], \$704 [25], \$704 [25], \$704 [25], \$704 [25], \$704 [25], \$704 [25], \$704 [25], \$704  };
+  assign \$708  = \$705  ? 34'h000007fff : \$707 ;
+  assign \$709  = busy ? { 3'h0, \$572 [7:0] } : host_addr[10:0];
+  assign \$710  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$711  = busy ? { \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15:0] } : { 1'h0, host_wdata };
+  assign \$712  = p1_valid & valid_lanes[5];
+  assign \$713  = host_addr[17:14] == 4'h8;
+  assign \$714  = host_we & \$713 ;
+  assign \$715  = host_addr[13:11] == 3'h5;
+  assign \$716  = \$714  & \$715 ;
+  assign \$signature__en$581  = busy ? \$712  : \$716 ;
+  assign ssm_shifted5 = $signed(ssm_yacc5) >>> \$717 ;
+  assign \$718  = $signed(ssm_shifted5) > $signed(8'h7f);
+  assign \$719  = $signed(ssm_shifted5) < $signed(8'h80);
+  assign \$720  = \$719  ? 28'hfffff80 : ssm_shifted5;
+  assign \$721  = \$718  ? 28'h000007f : \$720 ;
+  assign \$722  = | \$721 [7:0];
+  assign \$723  = k * 4'h8;
+  assign \$724  = \$723  + 3'h6;
+  assign \$725  = $signed({ 1'h0, \$signature__data$397  }) * $signed(\$signature__data$395 );
+  assign \$728  = $signed(\$727 ) * $signed(ssm_vsel6);
+  assign \$729  = $signed(\$726 ) + $signed(\$728 );
+  assign \$730  = $signed(\$729 ) > $signed(16'h7fff);
+  assign \$731  = $signed(\$729 ) < $signed(16'h8000);
+  assign \$732  = \$731  ? 34'h3ffff8000 : { \$729 [25], \$729 [25], \$729 [25], \$729 [25], \$729 [25], \$729 [25], \$729 [25], \$729 [25], \$729  };
+  assign \$733  = \$730  ? 34'h000007fff : \$732 ;
+  assign \$734  = busy ? { 3'h0, \$572 [7:0] } : host_addr[10:0];
+  assign \$735  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$736  = busy ? { \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15:0] } : { 1'h0, host_wdata };
+  assign \$737  = p1_valid & valid_lanes[6];
+  assign \$738  = host_addr[17:14] == 4'h8;
+  assign \$739  = host_we & \$738 ;
+  assign \$740  = host_addr[13:11] == 3'h6;
+  assign \$741  = \$739  & \$740 ;
+  assign \$signature__en$589  = busy ? \$737  : \$741 ;
+  assign ssm_shifted6 = $signed(ssm_yacc6) >>> \$742 ;
+  assign \$743  = $signed(ssm_shifted6) > $signed(8'h7f);
+  assign \$744  = $signed(ssm_shifted6) < $signed(8'h80);
+  assign \$745  = \$744  ? 28'hfffff80 : ssm_shifted6;
+  assign \$746  = \$743  ? 28'h000007f : \$745 ;
+  assign \$747  = | \$746 [7:0];
+  assign \$748  = k * 4'h8;
+  assign \$749  = \$748  + 3'h7;
+  assign \$750  = $signed({ 1'h0, \$signature__data$397  }) * $signed(\$signature__data$396 );
+  assign \$753  = $signed(\$752 ) * $signed(ssm_vsel7);
+  assign \$754  = $signed(\$751 ) + $signed(\$753 );
+  assign \$755  = $signed(\$754 ) > $signed(16'h7fff);
+  assign \$756  = $signed(\$754 ) < $signed(16'h8000);
+  assign \$757  = \$756  ? 34'h3ffff8000 : { \$754 [25], \$754 [25], \$754 [25], \$754 [25], \$754 [25], \$754 [25], \$754 [25], \$754 [25], \$754  };
+  assign \$758  = \$755  ? 34'h000007fff : \$757 ;
+  assign \$759  = busy ? { 3'h0, \$572 [7:0] } : host_addr[10:0];
+  assign \$760  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$761  = busy ? { \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15:0] } : { 1'h0, host_wdata };
+  assign \$762  = p1_valid & valid_lanes[7];
+  assign \$763  = host_addr[17:14] == 4'h8;
+  assign \$764  = host_we & \$763 ;
+  assign \$765  = host_addr[13:11] == 3'h7;
+  assign \$766  = \$764  & \$765 ;
+  assign \$signature__en$597  = busy ? \$762  : \$766 ;
+  assign ssm_shifted7 = $signed(ssm_yacc7) >>> \$767 ;
+  assign \$768  = $signed(ssm_shifted7) > $signed(8'h7f);
+  assign \$769  = $signed(ssm_shifted7) < $signed(8'h80);
+  assign \$770  = \$769  ? 28'hfffff80 : ssm_shifted7;
+  assign \$771  = \$768  ? 28'h000007f : \$770 ;
+  assign \$772  = | \$771 [7:0];
+  assign \$773  = ! li;
+  assign \$774  = li == 1'h1;
+  assign \$775  = li == 2'h2;
+  assign \$776  = li == 2'h3;
+  assign \$777  = ! li;
+  assign \$778  = li == 1'h1;
+  assign \$779  = li == 2'h2;
+  assign \$780  = li == 2'h3;
+  assign \$781  = ! li;
+  assign \$782  = li == 1'h1;
+  assign \$783  = li == 2'h2;
+  assign \$784  = li == 2'h3;
+  assign \$785  = n < cnt;
+  assign \$786  = ! k;
+  assign \$787  = ! li;
+  assign \$788  = li == 1'h1;
+  assign \$789  = li == 2'h2;
+  assign \$790  = li == 2'h3;
+  assign \$791  = e + 1'h1;
+  assign \$792  = ! li;
+  assign \$793  = li == 1'h1;
+  assign \$794  = li == 2'h2;
+  assign \$795  = li == 2'h3;
+  assign \$796  = ! li;
+  assign \$797  = li == 1'h1;
+  assign \$798  = li == 2'h2;
+  assign \$799  = li == 2'h3;
+  assign \$800  = ! li;
+  assign \$801  = li == 1'h1;
+  assign \$802  = li == 2'h2;
+  assign \$803  = li == 2'h3;
+  assign \$804  = spikes & valid_q;
+  assign \$805  = layer[44] ? valid_q : \$804 ;
+  assign \$806  = k * 4'h8;
   assign \$807  = ! li;
   assign \$808  = li == 1'h1;
   assign \$809  = li == 2'h2;
@@ -23311,75 +23315,60 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$812  = li == 1'h1;
   assign \$813  = li == 2'h2;
   assign \$814  = li == 2'h3;
-  assign \$815  = ! li;
-  assign \$816  = li == 1'h1;
-  assign \$817  = li == 2'h2;
-  assign \$818  = li == 2'h3;
-  assign \$819  = spikes & valid_q;
-  assign \$820  = layer[44] ? valid_q : \$819 ;
-  assign \$821  = k * 4'h8;
-  assign \$822  = ! li;
-  assign \$823  = li == 1'h1;
-  assign \$824  = li == 2'h2;
-  assign \$825  = li == 2'h3;
-  assign \$826  = ! li;
-  assign \$827  = li == 1'h1;
-  assign \$828  = li == 2'h2;
-  assign \$829  = li == 2'h3;
-  assign \$830  = gop == 3'h4;
-  assign \$836  = \$835  + 1'h0;
-  assign \$842  = \$840  + \$841 ;
-  assign \$849  = \$848  + layer[7:0];
-  assign \$850  = \$847  + \$849 ;
-  assign \$854  = ! li;
-  assign \$855  = li == 1'h1;
-  assign \$856  = li == 2'h2;
-  assign \$857  = li == 2'h3;
-  assign \$858  = n < cnt;
-  assign \$859  = ~ g_const;
-  assign \$860  = ! li;
-  assign \$861  = li == 1'h1;
-  assign \$862  = li == 2'h2;
-  assign \$863  = li == 2'h3;
-  assign \$864  = ! li;
-  assign \$865  = li == 1'h1;
-  assign \$866  = li == 2'h2;
-  assign \$867  = li == 2'h3;
-  assign \$868  = ! li;
-  assign \$869  = li == 1'h1;
-  assign \$870  = li == 2'h2;
-  assign \$871  = li == 2'h3;
-  assign \$872  = arow + row;
-  assign \$873  = ! li;
-  assign \$874  = li == 1'h1;
-  assign \$875  = li == 2'h2;
-  assign \$876  = li == 2'h3;
-  assign \$877  = ! li;
-  assign \$878  = li == 1'h1;
-  assign \$879  = li == 2'h2;
-  assign \$880  = li == 2'h3;
-  assign \$881  = ynz & valid_lanes;
-  assign \$882  = layer[44] ? valid_lanes : \$881 ;
-  assign \$883  = k * 4'h8;
-  assign \$884  = ~ busy;
-  assign \$885  = clear & \$884 ;
-  assign \$886  = ! fsm_state;
-  assign \$887  = fsm_state == 1'h1;
-  assign \$888  = fsm_state == 2'h2;
-  assign \$889  = fsm_state == 2'h3;
-  assign \$890  = fsm_state == 3'h4;
-  assign \$891  = fsm_state == 3'h5;
-  assign \$892  = fsm_state == 3'h6;
-  assign \$893  = fsm_state == 3'h7;
-  assign \$894  = fsm_state == 4'h8;
-  assign \$895  = fsm_state == 4'h9;
-  assign \$896  = fsm_state == 4'ha;
-  assign \$897  = fsm_state == 4'hb;
-  assign \$898  = fsm_state == 4'hc;
-  assign \$899  = fsm_state == 4'hd;
-  assign \$900  = fsm_state == 4'he;
-  assign \$901  = fsm_state == 4'hf;
-  assign \$902  = fsm_state == 5'h10;
+  assign \$815  = gop == 3'h4;
+  assign \$821  = \$820  + 1'h0;
+  assign \$827  = \$825  + \$826 ;
+  assign \$834  = \$833  + layer[7:0];
+  assign \$835  = \$832  + \$834 ;
+  assign \$839  = ! li;
+  assign \$840  = li == 1'h1;
+  assign \$841  = li == 2'h2;
+  assign \$842  = li == 2'h3;
+  assign \$843  = n < cnt;
+  assign \$844  = ~ g_const;
+  assign \$845  = ! li;
+  assign \$846  = li == 1'h1;
+  assign \$847  = li == 2'h2;
+  assign \$848  = li == 2'h3;
+  assign \$849  = ! li;
+  assign \$850  = li == 1'h1;
+  assign \$851  = li == 2'h2;
+  assign \$852  = li == 2'h3;
+  assign \$853  = ! li;
+  assign \$854  = li == 1'h1;
+  assign \$855  = li == 2'h2;
+  assign \$856  = li == 2'h3;
+  assign \$857  = arow + row;
+  assign \$858  = ! li;
+  assign \$859  = li == 1'h1;
+  assign \$860  = li == 2'h2;
+  assign \$861  = li == 2'h3;
+  assign \$862  = ! li;
+  assign \$863  = li == 1'h1;
+  assign \$864  = li == 2'h2;
+  assign \$865  = li == 2'h3;
+  assign \$866  = ynz & valid_lanes;
+  assign \$867  = layer[44] ? valid_lanes : \$866 ;
+  assign \$868  = k * 4'h8;
+  assign \$869  = ~ busy;
+  assign \$870  = clear & \$869 ;
+  assign \$871  = ! fsm_state;
+  assign \$872  = fsm_state == 1'h1;
+  assign \$873  = fsm_state == 2'h2;
+  assign \$874  = fsm_state == 2'h3;
+  assign \$875  = fsm_state == 3'h4;
+  assign \$876  = fsm_state == 3'h5;
+  assign \$877  = fsm_state == 3'h6;
+  assign \$878  = fsm_state == 3'h7;
+  assign \$879  = fsm_state == 4'h8;
+  assign \$880  = fsm_state == 4'h9;
+  assign \$881  = fsm_state == 4'ha;
+  assign \$882  = fsm_state == 4'hb;
+  assign \$883  = fsm_state == 4'hc;
+  assign \$884  = fsm_state == 4'hd;
+  assign \$885  = fsm_state == 4'he;
+  assign \$886  = fsm_state == 4'hf;
+  assign \$887  = fsm_state == 5'h10;
   always @(posedge clk)
     events_nrw <= port__data;
   always @(posedge clk)
@@ -23433,75 +23422,79 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     membranes7_nrw <= \port__data$67 ;
   always @(posedge clk)
-    layer0 <= \$903 ;
+    layer0 <= \$888 ;
   always @(posedge clk)
-    layer1 <= \$904 ;
+    layer1 <= \$889 ;
   always @(posedge clk)
-    layer2 <= \$905 ;
+    layer2 <= \$890 ;
   always @(posedge clk)
-    layer3 <= \$906 ;
+    layer3 <= \$891 ;
   always @(posedge clk)
-    edge0 <= \$907 ;
+    edge0 <= \$892 ;
   always @(posedge clk)
-    edge1 <= \$908 ;
+    edge1 <= \$893 ;
   always @(posedge clk)
-    edge2 <= \$909 ;
+    edge2 <= \$894 ;
   always @(posedge clk)
-    edge3 <= \$910 ;
+    edge3 <= \$895 ;
   always @(posedge clk)
-    edge4 <= \$911 ;
+    edge4 <= \$896 ;
   always @(posedge clk)
-    edge5 <= \$912 ;
+    edge5 <= \$897 ;
   always @(posedge clk)
-    edge6 <= \$913 ;
+    edge6 <= \$898 ;
   always @(posedge clk)
-    edge7 <= \$914 ;
+    edge7 <= \$899 ;
   always @(posedge clk)
-    num_layers <= \$915 ;
+    num_layers <= \$900 ;
   always @(posedge clk)
-    ssm0 <= \$916 ;
+    ssm0 <= \$901 ;
   always @(posedge clk)
-    ssm1 <= \$917 ;
+    ssm1 <= \$902 ;
   always @(posedge clk)
-    ssm2 <= \$918 ;
+    ssm2 <= \$903 ;
   always @(posedge clk)
-    ssm3 <= \$919 ;
+    ssm3 <= \$904 ;
   always @(posedge clk)
-    host_rvalid <= \$920 ;
+    host_rvalid <= \$905 ;
   always @(posedge clk)
-    rd_region <= \$921 ;
+    rd_region <= \$906 ;
   always @(posedge clk)
-    rd_lane <= \$922 ;
+    rd_lane <= \$907 ;
   always @(posedge clk)
-    rd_reg <= \$923 ;
+    rd_reg <= \$908 ;
   always @(posedge clk)
-    layer <= \$924 ;
+    layer <= \$909 ;
   always @(posedge clk)
-    e_end <= \$925 ;
+    e_end <= \$910 ;
   always @(posedge clk)
-    w_addr_q0 <= \$10 [11:0];
+    e <= \$911 ;
   always @(posedge clk)
-    w_addr_q1 <= \$11 [11:0];
+    \edge  <= \$912 ;
   always @(posedge clk)
-    \$signal  <= \$926 ;
+    w_addr_q0 <= \$11 [11:0];
   always @(posedge clk)
-    s1b_valid <= \$927 ;
+    w_addr_q1 <= \$12 [11:0];
+  always @(posedge clk)
+    \$signal  <= \$913 ;
+  always @(posedge clk)
+    s1b_valid <= \$914 ;
   always @(posedge clk)
     s1b_x <= s1_value;
   always @(posedge clk)
-    s2_valid <= \$928 ;
+    s2_valid <= \$915 ;
   always @(posedge clk)
-    s2_x <= \$929 ;
+    s2_x <= \$916 ;
   always @(posedge clk)
-    s1_rowbase <= \$930 ;
+    s1_rowbase <= \$917 ;
   always @(posedge clk)
-    s1_from_input <= \$931 ;
+    s1_from_input <= \$918 ;
   always @(posedge clk)
-    \$signal$107  <= \$932 ;
+    \$signal$111  <= \$919 ;
   always @(posedge clk)
     s3_x <= s2_x;
   always @(posedge clk)
-    s4_valid <= \$933 ;
+    s4_valid <= \$920 ;
   always @(posedge clk)
     w_q0 <= weights0_nrw;
   always @(posedge clk)
@@ -23519,27 +23512,27 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     w_q7 <= weights7_nrw;
   always @(posedge clk)
-    prod_q0 <= \$13 ;
+    prod_q0 <= \$14 ;
   always @(posedge clk)
-    prod_q1 <= \$14 ;
+    prod_q1 <= \$15 ;
   always @(posedge clk)
-    prod_q2 <= \$15 ;
+    prod_q2 <= \$16 ;
   always @(posedge clk)
-    prod_q3 <= \$16 ;
+    prod_q3 <= \$17 ;
   always @(posedge clk)
-    prod_q4 <= \$17 ;
+    prod_q4 <= \$18 ;
   always @(posedge clk)
-    prod_q5 <= \$18 ;
+    prod_q5 <= \$19 ;
   always @(posedge clk)
-    prod_q6 <= \$19 ;
+    prod_q6 <= \$20 ;
   always @(posedge clk)
-    prod_q7 <= \$20 ;
+    prod_q7 <= \$21 ;
   always @(posedge clk)
-    \$signal$126  <= \$934 ;
+    \$signal$130  <= \$921 ;
   always @(posedge clk)
-    \$signal$128  <= \$935 ;
+    \$signal$132  <= \$922 ;
   always @(posedge clk)
-    \$signal$129  <= \$936 ;
+    \$signal$133  <= \$923 ;
   always @(posedge clk)
     u_q0 <= membranes0_nrw;
   always @(posedge clk)
@@ -23547,9 +23540,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     bias_q0 <= params0_nrw[40:25];
   always @(posedge clk)
-    leak_q0 <= \$937 ;
+    leak_q0 <= \$924 ;
   always @(posedge clk)
-    acc0 <= \$938 ;
+    acc0 <= \$925 ;
   always @(posedge clk)
     u_q1 <= membranes1_nrw;
   always @(posedge clk)
@@ -23557,9 +23550,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     bias_q1 <= params1_nrw[40:25];
   always @(posedge clk)
-    leak_q1 <= \$939 ;
+    leak_q1 <= \$926 ;
   always @(posedge clk)
-    acc1 <= \$940 ;
+    acc1 <= \$927 ;
   always @(posedge clk)
     u_q2 <= membranes2_nrw;
   always @(posedge clk)
@@ -23567,9 +23560,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     bias_q2 <= params2_nrw[40:25];
   always @(posedge clk)
-    leak_q2 <= \$941 ;
+    leak_q2 <= \$928 ;
   always @(posedge clk)
-    acc2 <= \$942 ;
+    acc2 <= \$929 ;
   always @(posedge clk)
     u_q3 <= membranes3_nrw;
   always @(posedge clk)
@@ -23577,9 +23570,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     bias_q3 <= params3_nrw[40:25];
   always @(posedge clk)
-    leak_q3 <= \$943 ;
+    leak_q3 <= \$930 ;
   always @(posedge clk)
-    acc3 <= \$944 ;
+    acc3 <= \$931 ;
   always @(posedge clk)
     u_q4 <= membranes4_nrw;
   always @(posedge clk)
@@ -23587,9 +23580,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     bias_q4 <= params4_nrw[40:25];
   always @(posedge clk)
-    leak_q4 <= \$945 ;
+    leak_q4 <= \$932 ;
   always @(posedge clk)
-    acc4 <= \$946 ;
+    acc4 <= \$933 ;
   always @(posedge clk)
     u_q5 <= membranes5_nrw;
   always @(posedge clk)
@@ -23597,9 +23590,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     bias_q5 <= params5_nrw[40:25];
   always @(posedge clk)
-    leak_q5 <= \$947 ;
+    leak_q5 <= \$934 ;
   always @(posedge clk)
-    acc5 <= \$948 ;
+    acc5 <= \$935 ;
   always @(posedge clk)
     u_q6 <= membranes6_nrw;
   always @(posedge clk)
@@ -23607,9 +23600,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     bias_q6 <= params6_nrw[40:25];
   always @(posedge clk)
-    leak_q6 <= \$949 ;
+    leak_q6 <= \$936 ;
   always @(posedge clk)
-    acc6 <= \$950 ;
+    acc6 <= \$937 ;
   always @(posedge clk)
     u_q7 <= membranes7_nrw;
   always @(posedge clk)
@@ -23617,243 +23610,241 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     bias_q7 <= params7_nrw[40:25];
   always @(posedge clk)
-    leak_q7 <= \$951 ;
+    leak_q7 <= \$938 ;
   always @(posedge clk)
-    acc7 <= \$952 ;
+    acc7 <= \$939 ;
   always @(posedge clk)
-    count0 <= \$953 ;
+    count0 <= \$940 ;
   always @(posedge clk)
-    count1 <= \$954 ;
+    count1 <= \$941 ;
   always @(posedge clk)
-    count2 <= \$955 ;
+    count2 <= \$942 ;
   always @(posedge clk)
-    count3 <= \$956 ;
+    count3 <= \$943 ;
   always @(posedge clk)
-    count4 <= \$957 ;
+    count4 <= \$944 ;
   always @(posedge clk)
-    count5 <= \$958 ;
+    count5 <= \$945 ;
   always @(posedge clk)
-    count6 <= \$959 ;
+    count6 <= \$946 ;
   always @(posedge clk)
-    count7 <= \$960 ;
+    count7 <= \$947 ;
   always @(posedge clk)
-    count8 <= \$961 ;
+    count8 <= \$948 ;
   always @(posedge clk)
-    count9 <= \$962 ;
+    count9 <= \$949 ;
   always @(posedge clk)
-    count10 <= \$963 ;
+    count10 <= \$950 ;
   always @(posedge clk)
-    count11 <= \$964 ;
+    count11 <= \$951 ;
   always @(posedge clk)
-    count12 <= \$965 ;
+    count12 <= \$952 ;
   always @(posedge clk)
-    count13 <= \$966 ;
+    count13 <= \$953 ;
   always @(posedge clk)
-    count14 <= \$967 ;
+    count14 <= \$954 ;
   always @(posedge clk)
-    count15 <= \$968 ;
+    count15 <= \$955 ;
   always @(posedge clk)
-    spikes <= \$969 ;
+    spikes <= \$956 ;
   always @(posedge clk)
-    u_new0 <= \$970 ;
+    u_new0 <= \$957 ;
   always @(posedge clk)
-    u_new1 <= \$971 ;
+    u_new1 <= \$958 ;
   always @(posedge clk)
-    u_new2 <= \$972 ;
+    u_new2 <= \$959 ;
   always @(posedge clk)
-    u_new3 <= \$973 ;
+    u_new3 <= \$960 ;
   always @(posedge clk)
-    u_new4 <= \$974 ;
+    u_new4 <= \$961 ;
   always @(posedge clk)
-    u_new5 <= \$975 ;
+    u_new5 <= \$962 ;
   always @(posedge clk)
-    u_new6 <= \$976 ;
+    u_new6 <= \$963 ;
   always @(posedge clk)
-    u_new7 <= \$977 ;
+    u_new7 <= \$964 ;
   always @(posedge clk)
-    valid_q <= \$978 ;
+    valid_q <= \$965 ;
   always @(posedge clk)
-    last_row <= \$979 ;
+    last_row <= \$966 ;
   always @(posedge clk)
-    in_full <= \$980 ;
+    in_full <= \$967 ;
   always @(posedge clk)
-    in_count0 <= \$981 ;
+    in_count0 <= \$968 ;
   always @(posedge clk)
-    in_count1 <= \$982 ;
+    in_count1 <= \$969 ;
   always @(posedge clk)
-    \$signal$230  <= \$983 ;
+    \$signal$234  <= \$970 ;
   always @(posedge clk)
-    g1_op <= \$984 ;
+    g1_op <= \$971 ;
   always @(posedge clk)
-    g1_const <= \$985 ;
+    g1_const <= \$972 ;
   always @(posedge clk)
-    g1_n <= \$986 ;
+    g1_n <= \$973 ;
   always @(posedge clk)
-    ssm_k0 <= \$987 ;
+    ssm_k0 <= \$974 ;
   always @(posedge clk)
-    ssm_k1 <= \$988 ;
+    ssm_k1 <= \$975 ;
   always @(posedge clk)
-    ssm_k2 <= \$989 ;
+    ssm_k2 <= \$976 ;
   always @(posedge clk)
-    ssm_k3 <= \$990 ;
+    ssm_k3 <= \$977 ;
   always @(posedge clk)
-    ssm_k4 <= \$991 ;
+    ssm_k4 <= \$978 ;
   always @(posedge clk)
-    ssm_k5 <= \$992 ;
+    ssm_k5 <= \$979 ;
   always @(posedge clk)
-    ssm_k6 <= \$993 ;
+    ssm_k6 <= \$980 ;
   always @(posedge clk)
-    ssm_k7 <= \$994 ;
+    ssm_k7 <= \$981 ;
   always @(posedge clk)
-    ssm_k8 <= \$995 ;
+    ssm_k8 <= \$982 ;
   always @(posedge clk)
-    ssm_k9 <= \$996 ;
+    ssm_k9 <= \$983 ;
   always @(posedge clk)
-    ssm_k10 <= \$997 ;
+    ssm_k10 <= \$984 ;
   always @(posedge clk)
-    ssm_k11 <= \$998 ;
+    ssm_k11 <= \$985 ;
   always @(posedge clk)
-    ssm_k12 <= \$999 ;
+    ssm_k12 <= \$986 ;
   always @(posedge clk)
-    ssm_k13 <= \$1000 ;
+    ssm_k13 <= \$987 ;
   always @(posedge clk)
-    ssm_k14 <= \$1001 ;
+    ssm_k14 <= \$988 ;
   always @(posedge clk)
-    ssm_k15 <= \$1002 ;
+    ssm_k15 <= \$989 ;
   always @(posedge clk)
-    ssm_v0 <= \$1003 ;
+    ssm_v0 <= \$990 ;
   always @(posedge clk)
-    ssm_v1 <= \$1004 ;
+    ssm_v1 <= \$991 ;
   always @(posedge clk)
-    ssm_v2 <= \$1005 ;
+    ssm_v2 <= \$992 ;
   always @(posedge clk)
-    ssm_v3 <= \$1006 ;
+    ssm_v3 <= \$993 ;
   always @(posedge clk)
-    ssm_v4 <= \$1007 ;
+    ssm_v4 <= \$994 ;
   always @(posedge clk)
-    ssm_v5 <= \$1008 ;
+    ssm_v5 <= \$995 ;
   always @(posedge clk)
-    ssm_v6 <= \$1009 ;
+    ssm_v6 <= \$996 ;
   always @(posedge clk)
-    ssm_v7 <= \$1010 ;
+    ssm_v7 <= \$997 ;
   always @(posedge clk)
-    ssm_v8 <= \$1011 ;
+    ssm_v8 <= \$998 ;
   always @(posedge clk)
-    ssm_v9 <= \$1012 ;
+    ssm_v9 <= \$999 ;
   always @(posedge clk)
-    ssm_v10 <= \$1013 ;
+    ssm_v10 <= \$1000 ;
   always @(posedge clk)
-    ssm_v11 <= \$1014 ;
+    ssm_v11 <= \$1001 ;
   always @(posedge clk)
-    ssm_v12 <= \$1015 ;
+    ssm_v12 <= \$1002 ;
   always @(posedge clk)
-    ssm_v13 <= \$1016 ;
+    ssm_v13 <= \$1003 ;
   always @(posedge clk)
-    ssm_v14 <= \$1017 ;
+    ssm_v14 <= \$1004 ;
   always @(posedge clk)
-    ssm_v15 <= \$1018 ;
+    ssm_v15 <= \$1005 ;
   always @(posedge clk)
-    ssm_q0 <= \$1019 ;
+    ssm_q0 <= \$1006 ;
   always @(posedge clk)
-    ssm_q1 <= \$1020 ;
+    ssm_q1 <= \$1007 ;
   always @(posedge clk)
-    ssm_q2 <= \$1021 ;
+    ssm_q2 <= \$1008 ;
   always @(posedge clk)
-    ssm_q3 <= \$1022 ;
+    ssm_q3 <= \$1009 ;
   always @(posedge clk)
-    ssm_q4 <= \$1023 ;
+    ssm_q4 <= \$1010 ;
   always @(posedge clk)
-    ssm_q5 <= \$1024 ;
+    ssm_q5 <= \$1011 ;
   always @(posedge clk)
-    ssm_q6 <= \$1025 ;
+    ssm_q6 <= \$1012 ;
   always @(posedge clk)
-    ssm_q7 <= \$1026 ;
+    ssm_q7 <= \$1013 ;
   always @(posedge clk)
-    ssm_q8 <= \$1027 ;
+    ssm_q8 <= \$1014 ;
   always @(posedge clk)
-    ssm_q9 <= \$1028 ;
+    ssm_q9 <= \$1015 ;
   always @(posedge clk)
-    ssm_q10 <= \$1029 ;
+    ssm_q10 <= \$1016 ;
   always @(posedge clk)
-    ssm_q11 <= \$1030 ;
+    ssm_q11 <= \$1017 ;
   always @(posedge clk)
-    ssm_q12 <= \$1031 ;
+    ssm_q12 <= \$1018 ;
   always @(posedge clk)
-    ssm_q13 <= \$1032 ;
+    ssm_q13 <= \$1019 ;
   always @(posedge clk)
-    ssm_q14 <= \$1033 ;
+    ssm_q14 <= \$1020 ;
   always @(posedge clk)
-    ssm_q15 <= \$1034 ;
+    ssm_q15 <= \$1021 ;
   always @(posedge clk)
-    gate <= \$1035 ;
+    gate <= \$1022 ;
   always @(posedge clk)
-    p1_valid <= \$1036 ;
+    p1_valid <= \$1023 ;
   always @(posedge clk)
-    p1_i <= \$1037 ;
+    p1_i <= \$1024 ;
   always @(posedge clk)
-    p1_addr <= \$1038 ;
+    p1_addr <= \$1025 ;
   always @(posedge clk)
-    ssm_yacc0 <= \$1039 ;
+    ssm_yacc0 <= \$1026 ;
   always @(posedge clk)
-    ssm_yacc1 <= \$1040 ;
+    ssm_yacc1 <= \$1027 ;
   always @(posedge clk)
-    ssm_yacc2 <= \$1041 ;
+    ssm_yacc2 <= \$1028 ;
   always @(posedge clk)
-    ssm_yacc3 <= \$1042 ;
+    ssm_yacc3 <= \$1029 ;
   always @(posedge clk)
-    ssm_yacc4 <= \$1043 ;
+    ssm_yacc4 <= \$1030 ;
   always @(posedge clk)
-    ssm_yacc5 <= \$1044 ;
+    ssm_yacc5 <= \$1031 ;
   always @(posedge clk)
-    ssm_yacc6 <= \$1045 ;
+    ssm_yacc6 <= \$1032 ;
   always @(posedge clk)
-    ssm_yacc7 <= \$1046 ;
+    ssm_yacc7 <= \$1033 ;
   always @(posedge clk)
-    li <= \$1047 ;
+    li <= \$1034 ;
   always @(posedge clk)
-    \$signal$311  <= \$1048 ;
+    \$signal$315  <= \$1035 ;
   always @(posedge clk)
-    \$signal$227  <= \$1049 ;
+    \$signal$231  <= \$1036 ;
   always @(posedge clk)
-    fsm_state <= \$1050 ;
+    fsm_state <= \$1037 ;
   always @(posedge clk)
-    k <= \$1051 ;
+    k <= \$1038 ;
   always @(posedge clk)
-    e <= \$1052 ;
+    src_sel <= \$1039 ;
   always @(posedge clk)
-    src_sel <= \$1053 ;
+    \$signal$110  <= \$1040 ;
   always @(posedge clk)
-    \$signal$106  <= \$1054 ;
+    bank_sel <= \$1041 ;
   always @(posedge clk)
-    bank_sel <= \$1055 ;
+    n <= \$1042 ;
   always @(posedge clk)
-    n <= \$1056 ;
+    cnt <= \$1043 ;
   always @(posedge clk)
-    cnt <= \$1057 ;
+    row_wbase <= \$1044 ;
   always @(posedge clk)
-    row_wbase <= \$1058 ;
+    row_offset <= \$1045 ;
   always @(posedge clk)
-    row_offset <= \$1059 ;
+    drain_n <= \$1046 ;
   always @(posedge clk)
-    drain_n <= \$1060 ;
+    gop <= \$1047 ;
   always @(posedge clk)
-    gop <= \$1061 ;
+    g_const <= \$1048 ;
   always @(posedge clk)
-    g_const <= \$1062 ;
+    gbase <= \$1049 ;
   always @(posedge clk)
-    gbase <= \$1063 ;
+    i <= \$1050 ;
   always @(posedge clk)
-    i <= \$1064 ;
+    arow <= \$1051 ;
   always @(posedge clk)
-    arow <= \$1065 ;
-  always @(posedge clk)
-    cur <= \$1066 ;
+    cur <= \$1052 ;
   \npu_core_demo.counters  counters (
-    .clear(\clear$604 ),
+    .clear(\clear$607 ),
     .clk(clk),
     .inc(inc),
     .raddr(host_addr[4:0]),
-    .re(re),
+    .re(host_re),
     .rst(rst),
     .total(rdata)
   );
@@ -23866,100 +23857,100 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   \npu_core_demo.leak1  leak1 (
     .alpha(alpha_q1),
     .bias(bias_q1),
-    .leak(\leak$140 ),
+    .leak(\leak$144 ),
     .u(u_q1)
   );
   \npu_core_demo.leak2  leak2 (
     .alpha(alpha_q2),
     .bias(bias_q2),
-    .leak(\leak$146 ),
+    .leak(\leak$150 ),
     .u(u_q2)
   );
   \npu_core_demo.leak3  leak3 (
     .alpha(alpha_q3),
     .bias(bias_q3),
-    .leak(\leak$152 ),
+    .leak(\leak$156 ),
     .u(u_q3)
   );
   \npu_core_demo.leak4  leak4 (
     .alpha(alpha_q4),
     .bias(bias_q4),
-    .leak(\leak$158 ),
+    .leak(\leak$162 ),
     .u(u_q4)
   );
   \npu_core_demo.leak5  leak5 (
     .alpha(alpha_q5),
     .bias(bias_q5),
-    .leak(\leak$164 ),
+    .leak(\leak$168 ),
     .u(u_q5)
   );
   \npu_core_demo.leak6  leak6 (
     .alpha(alpha_q6),
     .bias(bias_q6),
-    .leak(\leak$170 ),
+    .leak(\leak$174 ),
     .u(u_q6)
   );
   \npu_core_demo.leak7  leak7 (
     .alpha(alpha_q7),
     .bias(bias_q7),
-    .leak(\leak$176 ),
+    .leak(\leak$180 ),
     .u(u_q7)
   );
   \npu_core_demo.neuron0  neuron0 (
-    .\port$2468$25 (layer[43:25]),
+    .\port$2577$25 (layer[43:25]),
     .spike(spike),
     .theta(params0_nrw[24:9]),
     .total(acc0),
     .u_new(u_new)
   );
   \npu_core_demo.neuron1  neuron1 (
-    .\port$2468$25 (layer[43:25]),
-    .spike(\spike$201 ),
+    .\port$2577$25 (layer[43:25]),
+    .spike(\spike$205 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
-    .u_new(\u_new$203 )
+    .u_new(\u_new$207 )
   );
   \npu_core_demo.neuron2  neuron2 (
-    .\port$2468$25 (layer[43:25]),
-    .spike(\spike$204 ),
+    .\port$2577$25 (layer[43:25]),
+    .spike(\spike$208 ),
     .theta(params2_nrw[24:9]),
     .total(acc2),
-    .u_new(\u_new$206 )
+    .u_new(\u_new$210 )
   );
   \npu_core_demo.neuron3  neuron3 (
-    .\port$2468$25 (layer[43:25]),
-    .spike(\spike$207 ),
+    .\port$2577$25 (layer[43:25]),
+    .spike(\spike$211 ),
     .theta(params3_nrw[24:9]),
     .total(acc3),
-    .u_new(\u_new$209 )
+    .u_new(\u_new$213 )
   );
   \npu_core_demo.neuron4  neuron4 (
-    .\port$2468$25 (layer[43:25]),
-    .spike(\spike$210 ),
+    .\port$2577$25 (layer[43:25]),
+    .spike(\spike$214 ),
     .theta(params4_nrw[24:9]),
     .total(acc4),
-    .u_new(\u_new$212 )
+    .u_new(\u_new$216 )
   );
   \npu_core_demo.neuron5  neuron5 (
-    .\port$2468$25 (layer[43:25]),
-    .spike(\spike$213 ),
+    .\port$2577$25 (layer[43:25]),
+    .spike(\spike$217 ),
     .theta(params5_nrw[24:9]),
     .total(acc5),
-    .u_new(\u_new$215 )
+    .u_new(\u_new$219 )
   );
   \npu_core_demo.neuron6  neuron6 (
-    .\port$2468$25 (layer[43:25]),
-    .spike(\spike$216 ),
+    .\port$2577$25 (layer[43:25]),
+    .spike(\spike$220 ),
     .theta(params6_nrw[24:9]),
     .total(acc6),
-    .u_new(\u_new$218 )
+    .u_new(\u_new$222 )
   );
   \npu_core_demo.neuron7  neuron7 (
-    .\port$2468$25 (layer[43:25]),
-    .spike(\spike$219 ),
+    .\port$2577$25 (layer[43:25]),
+    .spike(\spike$223 ),
     .theta(params7_nrw[24:9]),
     .total(acc7),
-    .u_new(\u_new$221 )
+    .u_new(\u_new$225 )
   );
   \npu_core_demo.out_fifo  out_fifo (
     .clk(clk),
@@ -23972,24 +23963,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .w_rdy(w_rdy)
   );
   \npu_core_demo.router  router (
-    .\base$34 (\base$600 ),
+    .\base$34 (\base$603 ),
     .can_load(can_load),
     .clk(clk),
     .\emit_values$36 (emit_values),
     .\event (\event ),
     .free(free),
-    .\layer$35 (\layer$601 ),
+    .\layer$35 (\layer$604 ),
     .load(load),
     .out_valid(records__valid),
     .records__payload(records__payload),
     .records__ready(w_rdy),
     .rst(rst),
     .send(send),
-    .\spikes$33 (\spikes$599 ),
+    .\spikes$33 (\spikes$602 ),
     .values(values)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (host_addr[1:0])
       2'h0:
@@ -24003,7 +23994,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (host_addr[2:0])
       3'h0:
@@ -24025,7 +24016,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (host_addr[1:0])
       2'h0:
@@ -24039,7 +24030,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
@@ -24053,1367 +24044,1103 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$227 )
+    casez (e_new[2:0])
+      3'h0:
+          \$10  = edge0;
+      3'h1:
+          \$10  = edge1;
+      3'h2:
+          \$10  = edge2;
+      3'h3:
+          \$10  = edge3;
+      3'h4:
+          \$10  = edge4;
+      3'h5:
+          \$10  = edge5;
+      3'h6:
+          \$10  = edge6;
+      3'h7:
+          \$10  = edge7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$231 )
       1'h0:
-          \$80  = in_count0;
+          \$81  = in_count0;
       1'h1:
-          \$80  = in_count1;
+          \$81  = in_count1;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$90  = ssm_q0;
+          \$91  = ssm_q0;
       4'h1:
-          \$90  = ssm_q1;
+          \$91  = ssm_q1;
       4'h2:
-          \$90  = ssm_q2;
+          \$91  = ssm_q2;
       4'h3:
-          \$90  = ssm_q3;
+          \$91  = ssm_q3;
       4'h4:
-          \$90  = ssm_q4;
+          \$91  = ssm_q4;
       4'h5:
-          \$90  = ssm_q5;
+          \$91  = ssm_q5;
       4'h6:
-          \$90  = ssm_q6;
+          \$91  = ssm_q6;
       4'h7:
-          \$90  = ssm_q7;
+          \$91  = ssm_q7;
       4'h8:
-          \$90  = ssm_q8;
+          \$91  = ssm_q8;
       4'h9:
-          \$90  = ssm_q9;
+          \$91  = ssm_q9;
       4'ha:
-          \$90  = ssm_q10;
+          \$91  = ssm_q10;
       4'hb:
-          \$90  = ssm_q11;
+          \$91  = ssm_q11;
       4'hc:
-          \$90  = ssm_q12;
+          \$91  = ssm_q12;
       4'hd:
-          \$90  = ssm_q13;
+          \$91  = ssm_q13;
       4'he:
-          \$90  = ssm_q14;
+          \$91  = ssm_q14;
       4'hf:
-          \$90  = ssm_q15;
+          \$91  = ssm_q15;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$93  = ssm_q0;
+          \$94  = ssm_q0;
       4'h1:
-          \$93  = ssm_q1;
+          \$94  = ssm_q1;
       4'h2:
-          \$93  = ssm_q2;
+          \$94  = ssm_q2;
       4'h3:
-          \$93  = ssm_q3;
+          \$94  = ssm_q3;
       4'h4:
-          \$93  = ssm_q4;
+          \$94  = ssm_q4;
       4'h5:
-          \$93  = ssm_q5;
+          \$94  = ssm_q5;
       4'h6:
-          \$93  = ssm_q6;
+          \$94  = ssm_q6;
       4'h7:
-          \$93  = ssm_q7;
+          \$94  = ssm_q7;
       4'h8:
-          \$93  = ssm_q8;
+          \$94  = ssm_q8;
       4'h9:
-          \$93  = ssm_q9;
+          \$94  = ssm_q9;
       4'ha:
-          \$93  = ssm_q10;
+          \$94  = ssm_q10;
       4'hb:
-          \$93  = ssm_q11;
+          \$94  = ssm_q11;
       4'hc:
-          \$93  = ssm_q12;
+          \$94  = ssm_q12;
       4'hd:
-          \$93  = ssm_q13;
+          \$94  = ssm_q13;
       4'he:
-          \$93  = ssm_q14;
+          \$94  = ssm_q14;
       4'hf:
-          \$93  = ssm_q15;
+          \$94  = ssm_q15;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$96  = ssm_q0;
+          \$97  = ssm_q0;
       4'h1:
-          \$96  = ssm_q1;
+          \$97  = ssm_q1;
       4'h2:
-          \$96  = ssm_q2;
+          \$97  = ssm_q2;
       4'h3:
-          \$96  = ssm_q3;
+          \$97  = ssm_q3;
       4'h4:
-          \$96  = ssm_q4;
+          \$97  = ssm_q4;
       4'h5:
-          \$96  = ssm_q5;
+          \$97  = ssm_q5;
       4'h6:
-          \$96  = ssm_q6;
+          \$97  = ssm_q6;
       4'h7:
-          \$96  = ssm_q7;
+          \$97  = ssm_q7;
       4'h8:
-          \$96  = ssm_q8;
+          \$97  = ssm_q8;
       4'h9:
-          \$96  = ssm_q9;
+          \$97  = ssm_q9;
       4'ha:
-          \$96  = ssm_q10;
+          \$97  = ssm_q10;
       4'hb:
-          \$96  = ssm_q11;
+          \$97  = ssm_q11;
       4'hc:
-          \$96  = ssm_q12;
+          \$97  = ssm_q12;
       4'hd:
-          \$96  = ssm_q13;
+          \$97  = ssm_q13;
       4'he:
-          \$96  = ssm_q14;
+          \$97  = ssm_q14;
       4'hf:
-          \$96  = ssm_q15;
+          \$97  = ssm_q15;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$99  = ssm_q0;
+          \$100  = ssm_q0;
       4'h1:
-          \$99  = ssm_q1;
+          \$100  = ssm_q1;
       4'h2:
-          \$99  = ssm_q2;
+          \$100  = ssm_q2;
       4'h3:
-          \$99  = ssm_q3;
+          \$100  = ssm_q3;
       4'h4:
-          \$99  = ssm_q4;
+          \$100  = ssm_q4;
       4'h5:
-          \$99  = ssm_q5;
+          \$100  = ssm_q5;
       4'h6:
-          \$99  = ssm_q6;
+          \$100  = ssm_q6;
       4'h7:
-          \$99  = ssm_q7;
+          \$100  = ssm_q7;
       4'h8:
-          \$99  = ssm_q8;
+          \$100  = ssm_q8;
       4'h9:
-          \$99  = ssm_q9;
+          \$100  = ssm_q9;
       4'ha:
-          \$99  = ssm_q10;
+          \$100  = ssm_q10;
       4'hb:
-          \$99  = ssm_q11;
+          \$100  = ssm_q11;
       4'hc:
-          \$99  = ssm_q12;
+          \$100  = ssm_q12;
       4'hd:
-          \$99  = ssm_q13;
+          \$100  = ssm_q13;
       4'he:
-          \$99  = ssm_q14;
+          \$100  = ssm_q14;
       4'hf:
-          \$99  = ssm_q15;
+          \$100  = ssm_q15;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$102  = ssm_q0;
+          \$103  = ssm_q0;
       4'h1:
-          \$102  = ssm_q1;
+          \$103  = ssm_q1;
       4'h2:
-          \$102  = ssm_q2;
+          \$103  = ssm_q2;
       4'h3:
-          \$102  = ssm_q3;
+          \$103  = ssm_q3;
       4'h4:
-          \$102  = ssm_q4;
+          \$103  = ssm_q4;
       4'h5:
-          \$102  = ssm_q5;
+          \$103  = ssm_q5;
       4'h6:
-          \$102  = ssm_q6;
+          \$103  = ssm_q6;
       4'h7:
-          \$102  = ssm_q7;
+          \$103  = ssm_q7;
       4'h8:
-          \$102  = ssm_q8;
+          \$103  = ssm_q8;
       4'h9:
-          \$102  = ssm_q9;
+          \$103  = ssm_q9;
       4'ha:
-          \$102  = ssm_q10;
+          \$103  = ssm_q10;
       4'hb:
-          \$102  = ssm_q11;
+          \$103  = ssm_q11;
       4'hc:
-          \$102  = ssm_q12;
+          \$103  = ssm_q12;
       4'hd:
-          \$102  = ssm_q13;
+          \$103  = ssm_q13;
       4'he:
-          \$102  = ssm_q14;
+          \$103  = ssm_q14;
       4'hf:
-          \$102  = ssm_q15;
+          \$103  = ssm_q15;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$105  = ssm_q0;
+          \$106  = ssm_q0;
       4'h1:
-          \$105  = ssm_q1;
+          \$106  = ssm_q1;
       4'h2:
-          \$105  = ssm_q2;
+          \$106  = ssm_q2;
       4'h3:
-          \$105  = ssm_q3;
+          \$106  = ssm_q3;
       4'h4:
-          \$105  = ssm_q4;
+          \$106  = ssm_q4;
       4'h5:
-          \$105  = ssm_q5;
+          \$106  = ssm_q5;
       4'h6:
-          \$105  = ssm_q6;
+          \$106  = ssm_q6;
       4'h7:
-          \$105  = ssm_q7;
+          \$106  = ssm_q7;
       4'h8:
-          \$105  = ssm_q8;
+          \$106  = ssm_q8;
       4'h9:
-          \$105  = ssm_q9;
+          \$106  = ssm_q9;
       4'ha:
-          \$105  = ssm_q10;
+          \$106  = ssm_q10;
       4'hb:
-          \$105  = ssm_q11;
+          \$106  = ssm_q11;
       4'hc:
-          \$105  = ssm_q12;
+          \$106  = ssm_q12;
       4'hd:
-          \$105  = ssm_q13;
+          \$106  = ssm_q13;
       4'he:
-          \$105  = ssm_q14;
+          \$106  = ssm_q14;
       4'hf:
-          \$105  = ssm_q15;
+          \$106  = ssm_q15;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$108  = ssm_q0;
+          \$109  = ssm_q0;
       4'h1:
-          \$108  = ssm_q1;
+          \$109  = ssm_q1;
       4'h2:
-          \$108  = ssm_q2;
+          \$109  = ssm_q2;
       4'h3:
-          \$108  = ssm_q3;
+          \$109  = ssm_q3;
       4'h4:
-          \$108  = ssm_q4;
+          \$109  = ssm_q4;
       4'h5:
-          \$108  = ssm_q5;
+          \$109  = ssm_q5;
       4'h6:
-          \$108  = ssm_q6;
+          \$109  = ssm_q6;
       4'h7:
-          \$108  = ssm_q7;
+          \$109  = ssm_q7;
       4'h8:
-          \$108  = ssm_q8;
+          \$109  = ssm_q8;
       4'h9:
-          \$108  = ssm_q9;
+          \$109  = ssm_q9;
       4'ha:
-          \$108  = ssm_q10;
+          \$109  = ssm_q10;
       4'hb:
-          \$108  = ssm_q11;
+          \$109  = ssm_q11;
       4'hc:
-          \$108  = ssm_q12;
+          \$109  = ssm_q12;
       4'hd:
-          \$108  = ssm_q13;
+          \$109  = ssm_q13;
       4'he:
-          \$108  = ssm_q14;
+          \$109  = ssm_q14;
       4'hf:
-          \$108  = ssm_q15;
+          \$109  = ssm_q15;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$111  = ssm_q0;
+          \$112  = ssm_q0;
       4'h1:
-          \$111  = ssm_q1;
+          \$112  = ssm_q1;
       4'h2:
-          \$111  = ssm_q2;
+          \$112  = ssm_q2;
       4'h3:
-          \$111  = ssm_q3;
+          \$112  = ssm_q3;
       4'h4:
-          \$111  = ssm_q4;
+          \$112  = ssm_q4;
       4'h5:
-          \$111  = ssm_q5;
+          \$112  = ssm_q5;
       4'h6:
-          \$111  = ssm_q6;
+          \$112  = ssm_q6;
       4'h7:
-          \$111  = ssm_q7;
+          \$112  = ssm_q7;
       4'h8:
-          \$111  = ssm_q8;
+          \$112  = ssm_q8;
       4'h9:
-          \$111  = ssm_q9;
+          \$112  = ssm_q9;
       4'ha:
-          \$111  = ssm_q10;
+          \$112  = ssm_q10;
       4'hb:
-          \$111  = ssm_q11;
+          \$112  = ssm_q11;
       4'hc:
-          \$111  = ssm_q12;
+          \$112  = ssm_q12;
       4'hd:
-          \$111  = ssm_q13;
+          \$112  = ssm_q13;
       4'he:
-          \$111  = ssm_q14;
+          \$112  = ssm_q14;
       4'hf:
-          \$111  = ssm_q15;
+          \$112  = ssm_q15;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$119  = layer0[45];
+          \$120  = layer0[45];
       2'h1:
-          \$119  = layer1[45];
+          \$120  = layer1[45];
       2'h2:
-          \$119  = layer2[45];
+          \$120  = layer2[45];
       2'h3:
-          \$119  = layer3[45];
+          \$120  = layer3[45];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$121  = edge0[2:0];
-      3'h1:
-          \$121  = edge1[2:0];
-      3'h2:
-          \$121  = edge2[2:0];
-      3'h3:
-          \$121  = edge3[2:0];
-      3'h4:
-          \$121  = edge4[2:0];
-      3'h5:
-          \$121  = edge5[2:0];
-      3'h6:
-          \$121  = edge6[2:0];
-      3'h7:
-          \$121  = edge7[2:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$122  = edge0[2:0];
-      3'h1:
-          \$122  = edge1[2:0];
-      3'h2:
-          \$122  = edge2[2:0];
-      3'h3:
-          \$122  = edge3[2:0];
-      3'h4:
-          \$122  = edge4[2:0];
-      3'h5:
-          \$122  = edge5[2:0];
-      3'h6:
-          \$122  = edge6[2:0];
-      3'h7:
-          \$122  = edge7[2:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$124  = edge0[2:0];
-      3'h1:
-          \$124  = edge1[2:0];
-      3'h2:
-          \$124  = edge2[2:0];
-      3'h3:
-          \$124  = edge3[2:0];
-      3'h4:
-          \$124  = edge4[2:0];
-      3'h5:
-          \$124  = edge5[2:0];
-      3'h6:
-          \$124  = edge6[2:0];
-      3'h7:
-          \$124  = edge7[2:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$126  = edge0[3];
-      3'h1:
-          \$126  = edge1[3];
-      3'h2:
-          \$126  = edge2[3];
-      3'h3:
-          \$126  = edge3[3];
-      3'h4:
-          \$126  = edge4[3];
-      3'h5:
-          \$126  = edge5[3];
-      3'h6:
-          \$126  = edge6[3];
-      3'h7:
-          \$126  = edge7[3];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$129  = edge0[2:0];
-      3'h1:
-          \$129  = edge1[2:0];
-      3'h2:
-          \$129  = edge2[2:0];
-      3'h3:
-          \$129  = edge3[2:0];
-      3'h4:
-          \$129  = edge4[2:0];
-      3'h5:
-          \$129  = edge5[2:0];
-      3'h6:
-          \$129  = edge6[2:0];
-      3'h7:
-          \$129  = edge7[2:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$311 )
+    casez (\$signal$315 )
       1'h0:
-          \$131  = in_count0;
+          \$127  = in_count0;
       1'h1:
-          \$131  = in_count1;
+          \$127  = in_count1;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$132  = edge0[2:0];
-      3'h1:
-          \$132  = edge1[2:0];
-      3'h2:
-          \$132  = edge2[2:0];
-      3'h3:
-          \$132  = edge3[2:0];
-      3'h4:
-          \$132  = edge4[2:0];
-      3'h5:
-          \$132  = edge5[2:0];
-      3'h6:
-          \$132  = edge6[2:0];
-      3'h7:
-          \$132  = edge7[2:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$133  = edge0[3];
-      3'h1:
-          \$133  = edge1[3];
-      3'h2:
-          \$133  = edge2[3];
-      3'h3:
-          \$133  = edge3[3];
-      3'h4:
-          \$133  = edge4[3];
-      3'h5:
-          \$133  = edge5[3];
-      3'h6:
-          \$133  = edge6[3];
-      3'h7:
-          \$133  = edge7[3];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ \$134 , \$132  })
+    casez ({ \$128 , \edge [2:0] })
       4'h0:
-          \$135  = count0;
+          \$129  = count0;
       4'h1:
-          \$135  = count1;
+          \$129  = count1;
       4'h2:
-          \$135  = count2;
+          \$129  = count2;
       4'h3:
-          \$135  = count3;
+          \$129  = count3;
       4'h4:
-          \$135  = count4;
+          \$129  = count4;
       4'h5:
-          \$135  = count5;
+          \$129  = count5;
       4'h6:
-          \$135  = count6;
+          \$129  = count6;
       4'h7:
-          \$135  = count7;
+          \$129  = count7;
       4'h8:
-          \$135  = count8;
+          \$129  = count8;
       4'h9:
-          \$135  = count9;
+          \$129  = count9;
       4'ha:
-          \$135  = count10;
+          \$129  = count10;
       4'hb:
-          \$135  = count11;
+          \$129  = count11;
       4'hc:
-          \$135  = count12;
+          \$129  = count12;
       4'hd:
-          \$135  = count13;
+          \$129  = count13;
       4'he:
-          \$135  = count14;
+          \$129  = count14;
       4'hf:
-          \$135  = count15;
+          \$129  = count15;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$137  = edge0[14:4];
-      3'h1:
-          \$137  = edge1[14:4];
-      3'h2:
-          \$137  = edge2[14:4];
-      3'h3:
-          \$137  = edge3[14:4];
-      3'h4:
-          \$137  = edge4[14:4];
-      3'h5:
-          \$137  = edge5[14:4];
-      3'h6:
-          \$137  = edge6[14:4];
-      3'h7:
-          \$137  = edge7[14:4];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$138  = edge0[22:15];
-      3'h1:
-          \$138  = edge1[22:15];
-      3'h2:
-          \$138  = edge2[22:15];
-      3'h3:
-          \$138  = edge3[22:15];
-      3'h4:
-          \$138  = edge4[22:15];
-      3'h5:
-          \$138  = edge5[22:15];
-      3'h6:
-          \$138  = edge6[22:15];
-      3'h7:
-          \$138  = edge7[22:15];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$141  = edge0[22:15];
-      3'h1:
-          \$141  = edge1[22:15];
-      3'h2:
-          \$141  = edge2[22:15];
-      3'h3:
-          \$141  = edge3[22:15];
-      3'h4:
-          \$141  = edge4[22:15];
-      3'h5:
-          \$141  = edge5[22:15];
-      3'h6:
-          \$141  = edge6[22:15];
-      3'h7:
-          \$141  = edge7[22:15];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$145  = edge0[22:15];
-      3'h1:
-          \$145  = edge1[22:15];
-      3'h2:
-          \$145  = edge2[22:15];
-      3'h3:
-          \$145  = edge3[22:15];
-      3'h4:
-          \$145  = edge4[22:15];
-      3'h5:
-          \$145  = edge5[22:15];
-      3'h6:
-          \$145  = edge6[22:15];
-      3'h7:
-          \$145  = edge7[22:15];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$148  = edge0[22:15];
-      3'h1:
-          \$148  = edge1[22:15];
-      3'h2:
-          \$148  = edge2[22:15];
-      3'h3:
-          \$148  = edge3[22:15];
-      3'h4:
-          \$148  = edge4[22:15];
-      3'h5:
-          \$148  = edge5[22:15];
-      3'h6:
-          \$148  = edge6[22:15];
-      3'h7:
-          \$148  = edge7[22:15];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$153  = edge0[22:15];
-      3'h1:
-          \$153  = edge1[22:15];
-      3'h2:
-          \$153  = edge2[22:15];
-      3'h3:
-          \$153  = edge3[22:15];
-      3'h4:
-          \$153  = edge4[22:15];
-      3'h5:
-          \$153  = edge5[22:15];
-      3'h6:
-          \$153  = edge6[22:15];
-      3'h7:
-          \$153  = edge7[22:15];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$311 )
+    casez (\$signal$315 )
       1'h0:
-          \$176  = in_count0;
+          \$163  = in_count0;
       1'h1:
-          \$176  = in_count1;
+          \$163  = in_count1;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez ({ \$177 , src })
+    casez ({ \$164 , src })
       4'h0:
-          \$178  = count0;
+          \$165  = count0;
       4'h1:
-          \$178  = count1;
+          \$165  = count1;
       4'h2:
-          \$178  = count2;
+          \$165  = count2;
       4'h3:
-          \$178  = count3;
+          \$165  = count3;
       4'h4:
-          \$178  = count4;
+          \$165  = count4;
       4'h5:
-          \$178  = count5;
+          \$165  = count5;
       4'h6:
-          \$178  = count6;
+          \$165  = count6;
       4'h7:
-          \$178  = count7;
+          \$165  = count7;
       4'h8:
-          \$178  = count8;
+          \$165  = count8;
       4'h9:
-          \$178  = count9;
+          \$165  = count9;
       4'ha:
-          \$178  = count10;
+          \$165  = count10;
       4'hb:
-          \$178  = count11;
+          \$165  = count11;
       4'hc:
-          \$178  = count12;
+          \$165  = count12;
       4'hd:
-          \$178  = count13;
+          \$165  = count13;
       4'he:
-          \$178  = count14;
+          \$165  = count14;
       4'hf:
-          \$178  = count15;
+          \$165  = count15;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$185  = ssm0[19:11];
+          \$172  = ssm0[19:11];
       2'h1:
-          \$185  = ssm1[19:11];
+          \$172  = ssm1[19:11];
       2'h2:
-          \$185  = ssm2[19:11];
+          \$172  = ssm2[19:11];
       2'h3:
-          \$185  = ssm3[19:11];
+          \$172  = ssm3[19:11];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$186  = ssm0[4:0];
+          \$173  = ssm0[4:0];
       2'h1:
-          \$186  = ssm1[4:0];
+          \$173  = ssm1[4:0];
       2'h2:
-          \$186  = ssm2[4:0];
+          \$173  = ssm2[4:0];
       2'h3:
-          \$186  = ssm3[4:0];
+          \$173  = ssm3[4:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$190  = ssm0[4:0];
+          \$177  = ssm0[4:0];
       2'h1:
-          \$190  = ssm1[4:0];
+          \$177  = ssm1[4:0];
       2'h2:
-          \$190  = ssm2[4:0];
+          \$177  = ssm2[4:0];
       2'h3:
-          \$190  = ssm3[4:0];
+          \$177  = ssm3[4:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (rd_lane)
       3'h0:
-          \$291  = weights0_nrw;
+          \$278  = weights0_nrw;
       3'h1:
-          \$291  = weights1_nrw;
+          \$278  = weights1_nrw;
       3'h2:
-          \$291  = weights2_nrw;
+          \$278  = weights2_nrw;
       3'h3:
-          \$291  = weights3_nrw;
+          \$278  = weights3_nrw;
       3'h4:
-          \$291  = weights4_nrw;
+          \$278  = weights4_nrw;
       3'h5:
-          \$291  = weights5_nrw;
+          \$278  = weights5_nrw;
       3'h6:
-          \$291  = weights6_nrw;
+          \$278  = weights6_nrw;
       3'h7:
-          \$291  = weights7_nrw;
+          \$278  = weights7_nrw;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (rd_lane)
       3'h0:
-          \$292  = params0_nrw;
+          \$279  = params0_nrw;
       3'h1:
-          \$292  = params1_nrw;
+          \$279  = params1_nrw;
       3'h2:
-          \$292  = params2_nrw;
+          \$279  = params2_nrw;
       3'h3:
-          \$292  = params3_nrw;
+          \$279  = params3_nrw;
       3'h4:
-          \$292  = params4_nrw;
+          \$279  = params4_nrw;
       3'h5:
-          \$292  = params5_nrw;
+          \$279  = params5_nrw;
       3'h6:
-          \$292  = params6_nrw;
+          \$279  = params6_nrw;
       3'h7:
-          \$292  = params7_nrw;
+          \$279  = params7_nrw;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (rd_lane)
       3'h0:
-          \$293  = membranes0_nrw;
+          \$280  = membranes0_nrw;
       3'h1:
-          \$293  = membranes1_nrw;
+          \$280  = membranes1_nrw;
       3'h2:
-          \$293  = membranes2_nrw;
+          \$280  = membranes2_nrw;
       3'h3:
-          \$293  = membranes3_nrw;
+          \$280  = membranes3_nrw;
       3'h4:
-          \$293  = membranes4_nrw;
+          \$280  = membranes4_nrw;
       3'h5:
-          \$293  = membranes5_nrw;
+          \$280  = membranes5_nrw;
       3'h6:
-          \$293  = membranes6_nrw;
+          \$280  = membranes6_nrw;
       3'h7:
-          \$293  = membranes7_nrw;
+          \$280  = membranes7_nrw;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (rd_lane)
       3'h0:
-          \$294  = \$signature__data$386 ;
+          \$281  = \$signature__data$389 ;
       3'h1:
-          \$294  = \$signature__data$387 ;
+          \$281  = \$signature__data$390 ;
       3'h2:
-          \$294  = \$signature__data$388 ;
+          \$281  = \$signature__data$391 ;
       3'h3:
-          \$294  = \$signature__data$389 ;
+          \$281  = \$signature__data$392 ;
       3'h4:
-          \$294  = \$signature__data$390 ;
+          \$281  = \$signature__data$393 ;
       3'h5:
-          \$294  = \$signature__data$391 ;
+          \$281  = \$signature__data$394 ;
       3'h6:
-          \$294  = \$signature__data$392 ;
+          \$281  = \$signature__data$395 ;
       3'h7:
-          \$294  = \$signature__data$393 ;
+          \$281  = \$signature__data$396 ;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$295  = 9'h000;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$282  = 9'h000;
     casez (rd_lane)
       3'h0:
-          \$295  = \$signature__data$394 ;
+          \$282  = \$signature__data$397 ;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez ({ cur, spike_src })
       4'h0:
-          \$325  = count0[6:0];
+          \$309  = count0[6:0];
       4'h1:
-          \$325  = count1[6:0];
+          \$309  = count1[6:0];
       4'h2:
-          \$325  = count2[6:0];
+          \$309  = count2[6:0];
       4'h3:
-          \$325  = count3[6:0];
+          \$309  = count3[6:0];
       4'h4:
-          \$325  = count4[6:0];
+          \$309  = count4[6:0];
       4'h5:
-          \$325  = count5[6:0];
+          \$309  = count5[6:0];
       4'h6:
-          \$325  = count6[6:0];
+          \$309  = count6[6:0];
       4'h7:
-          \$325  = count7[6:0];
+          \$309  = count7[6:0];
       4'h8:
-          \$325  = count8[6:0];
+          \$309  = count8[6:0];
       4'h9:
-          \$325  = count9[6:0];
+          \$309  = count9[6:0];
       4'ha:
-          \$325  = count10[6:0];
+          \$309  = count10[6:0];
       4'hb:
-          \$325  = count11[6:0];
+          \$309  = count11[6:0];
       4'hc:
-          \$325  = count12[6:0];
+          \$309  = count12[6:0];
       4'hd:
-          \$325  = count13[6:0];
+          \$309  = count13[6:0];
       4'he:
-          \$325  = count14[6:0];
+          \$309  = count14[6:0];
       4'hf:
-          \$325  = count15[6:0];
+          \$309  = count15[6:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$227 )
+    casez (\$signal$231 )
       1'h0:
-          \$405  = in_count0;
+          \$389  = in_count0;
       1'h1:
-          \$405  = in_count1;
+          \$389  = in_count1;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$410  = ssm0[4:0];
+          \$394  = ssm0[4:0];
       2'h1:
-          \$410  = ssm1[4:0];
+          \$394  = ssm1[4:0];
       2'h2:
-          \$410  = ssm2[4:0];
+          \$394  = ssm2[4:0];
       2'h3:
-          \$410  = ssm3[4:0];
+          \$394  = ssm3[4:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$413  = ssm0[46];
+          \$397  = ssm0[46];
       2'h1:
-          \$413  = ssm1[46];
+          \$397  = ssm1[46];
       2'h2:
-          \$413  = ssm2[46];
+          \$397  = ssm2[46];
       2'h3:
-          \$413  = ssm3[46];
+          \$397  = ssm3[46];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$421  = ssm0[4:0];
+          \$405  = ssm0[4:0];
       2'h1:
-          \$421  = ssm1[4:0];
+          \$405  = ssm1[4:0];
       2'h2:
-          \$421  = ssm2[4:0];
+          \$405  = ssm2[4:0];
       2'h3:
-          \$421  = ssm3[4:0];
+          \$405  = ssm3[4:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$424  = ssm0[46];
+          \$408  = ssm0[46];
       2'h1:
-          \$424  = ssm1[46];
+          \$408  = ssm1[46];
       2'h2:
-          \$424  = ssm2[46];
+          \$408  = ssm2[46];
       2'h3:
-          \$424  = ssm3[46];
+          \$408  = ssm3[46];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$432  = ssm0[4:0];
+          \$416  = ssm0[4:0];
       2'h1:
-          \$432  = ssm1[4:0];
+          \$416  = ssm1[4:0];
       2'h2:
-          \$432  = ssm2[4:0];
+          \$416  = ssm2[4:0];
       2'h3:
-          \$432  = ssm3[4:0];
+          \$416  = ssm3[4:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$435  = ssm0[46];
+          \$419  = ssm0[46];
       2'h1:
-          \$435  = ssm1[46];
+          \$419  = ssm1[46];
       2'h2:
-          \$435  = ssm2[46];
+          \$419  = ssm2[46];
       2'h3:
-          \$435  = ssm3[46];
+          \$419  = ssm3[46];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$443  = ssm0[4:0];
+          \$427  = ssm0[4:0];
       2'h1:
-          \$443  = ssm1[4:0];
+          \$427  = ssm1[4:0];
       2'h2:
-          \$443  = ssm2[4:0];
+          \$427  = ssm2[4:0];
       2'h3:
-          \$443  = ssm3[4:0];
+          \$427  = ssm3[4:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$446  = ssm0[46];
+          \$430  = ssm0[46];
       2'h1:
-          \$446  = ssm1[46];
+          \$430  = ssm1[46];
       2'h2:
-          \$446  = ssm2[46];
+          \$430  = ssm2[46];
       2'h3:
-          \$446  = ssm3[46];
+          \$430  = ssm3[46];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$454  = ssm0[4:0];
+          \$438  = ssm0[4:0];
       2'h1:
-          \$454  = ssm1[4:0];
+          \$438  = ssm1[4:0];
       2'h2:
-          \$454  = ssm2[4:0];
+          \$438  = ssm2[4:0];
       2'h3:
-          \$454  = ssm3[4:0];
+          \$438  = ssm3[4:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$457  = ssm0[46];
+          \$441  = ssm0[46];
       2'h1:
-          \$457  = ssm1[46];
+          \$441  = ssm1[46];
       2'h2:
-          \$457  = ssm2[46];
+          \$441  = ssm2[46];
       2'h3:
-          \$457  = ssm3[46];
+          \$441  = ssm3[46];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$465  = ssm0[4:0];
+          \$449  = ssm0[4:0];
       2'h1:
-          \$465  = ssm1[4:0];
+          \$449  = ssm1[4:0];
       2'h2:
-          \$465  = ssm2[4:0];
+          \$449  = ssm2[4:0];
       2'h3:
-          \$465  = ssm3[4:0];
+          \$449  = ssm3[4:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$468  = ssm0[46];
+          \$452  = ssm0[46];
       2'h1:
-          \$468  = ssm1[46];
+          \$452  = ssm1[46];
       2'h2:
-          \$468  = ssm2[46];
+          \$452  = ssm2[46];
       2'h3:
-          \$468  = ssm3[46];
+          \$452  = ssm3[46];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$476  = ssm0[4:0];
+          \$460  = ssm0[4:0];
       2'h1:
-          \$476  = ssm1[4:0];
+          \$460  = ssm1[4:0];
       2'h2:
-          \$476  = ssm2[4:0];
+          \$460  = ssm2[4:0];
       2'h3:
-          \$476  = ssm3[4:0];
+          \$460  = ssm3[4:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$479  = ssm0[46];
+          \$463  = ssm0[46];
       2'h1:
-          \$479  = ssm1[46];
+          \$463  = ssm1[46];
       2'h2:
-          \$479  = ssm2[46];
+          \$463  = ssm2[46];
       2'h3:
-          \$479  = ssm3[46];
+          \$463  = ssm3[46];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$487  = ssm0[4:0];
+          \$471  = ssm0[4:0];
       2'h1:
-          \$487  = ssm1[4:0];
+          \$471  = ssm1[4:0];
       2'h2:
-          \$487  = ssm2[4:0];
+          \$471  = ssm2[4:0];
       2'h3:
-          \$487  = ssm3[4:0];
+          \$471  = ssm3[4:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$490  = ssm0[46];
+          \$474  = ssm0[46];
       2'h1:
-          \$490  = ssm1[46];
+          \$474  = ssm1[46];
       2'h2:
-          \$490  = ssm2[46];
+          \$474  = ssm2[46];
       2'h3:
-          \$490  = ssm3[46];
+          \$474  = ssm3[46];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$498  = ssm0[4:0];
+          \$482  = ssm0[4:0];
       2'h1:
-          \$498  = ssm1[4:0];
+          \$482  = ssm1[4:0];
       2'h2:
-          \$498  = ssm2[4:0];
+          \$482  = ssm2[4:0];
       2'h3:
-          \$498  = ssm3[4:0];
+          \$482  = ssm3[4:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$501  = ssm0[46];
+          \$485  = ssm0[46];
       2'h1:
-          \$501  = ssm1[46];
+          \$485  = ssm1[46];
       2'h2:
-          \$501  = ssm2[46];
+          \$485  = ssm2[46];
       2'h3:
-          \$501  = ssm3[46];
+          \$485  = ssm3[46];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$509  = ssm0[4:0];
+          \$493  = ssm0[4:0];
       2'h1:
-          \$509  = ssm1[4:0];
+          \$493  = ssm1[4:0];
       2'h2:
-          \$509  = ssm2[4:0];
+          \$493  = ssm2[4:0];
       2'h3:
-          \$509  = ssm3[4:0];
+          \$493  = ssm3[4:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$512  = ssm0[46];
+          \$496  = ssm0[46];
       2'h1:
-          \$512  = ssm1[46];
+          \$496  = ssm1[46];
       2'h2:
-          \$512  = ssm2[46];
+          \$496  = ssm2[46];
       2'h3:
-          \$512  = ssm3[46];
+          \$496  = ssm3[46];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$520  = ssm0[4:0];
+          \$504  = ssm0[4:0];
       2'h1:
-          \$520  = ssm1[4:0];
+          \$504  = ssm1[4:0];
       2'h2:
-          \$520  = ssm2[4:0];
+          \$504  = ssm2[4:0];
       2'h3:
-          \$520  = ssm3[4:0];
+          \$504  = ssm3[4:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$523  = ssm0[46];
+          \$507  = ssm0[46];
       2'h1:
-          \$523  = ssm1[46];
+          \$507  = ssm1[46];
       2'h2:
-          \$523  = ssm2[46];
+          \$507  = ssm2[46];
       2'h3:
-          \$523  = ssm3[46];
+          \$507  = ssm3[46];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$531  = ssm0[4:0];
+          \$515  = ssm0[4:0];
       2'h1:
-          \$531  = ssm1[4:0];
+          \$515  = ssm1[4:0];
       2'h2:
-          \$531  = ssm2[4:0];
+          \$515  = ssm2[4:0];
       2'h3:
-          \$531  = ssm3[4:0];
+          \$515  = ssm3[4:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$534  = ssm0[46];
+          \$518  = ssm0[46];
       2'h1:
-          \$534  = ssm1[46];
+          \$518  = ssm1[46];
       2'h2:
-          \$534  = ssm2[46];
+          \$518  = ssm2[46];
       2'h3:
-          \$534  = ssm3[46];
+          \$518  = ssm3[46];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$542  = ssm0[4:0];
+          \$526  = ssm0[4:0];
       2'h1:
-          \$542  = ssm1[4:0];
+          \$526  = ssm1[4:0];
       2'h2:
-          \$542  = ssm2[4:0];
+          \$526  = ssm2[4:0];
       2'h3:
-          \$542  = ssm3[4:0];
+          \$526  = ssm3[4:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$545  = ssm0[46];
+          \$529  = ssm0[46];
       2'h1:
-          \$545  = ssm1[46];
+          \$529  = ssm1[46];
       2'h2:
-          \$545  = ssm2[46];
+          \$529  = ssm2[46];
       2'h3:
-          \$545  = ssm3[46];
+          \$529  = ssm3[46];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$553  = ssm0[4:0];
+          \$537  = ssm0[4:0];
       2'h1:
-          \$553  = ssm1[4:0];
+          \$537  = ssm1[4:0];
       2'h2:
-          \$553  = ssm2[4:0];
+          \$537  = ssm2[4:0];
       2'h3:
-          \$553  = ssm3[4:0];
+          \$537  = ssm3[4:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$556  = ssm0[46];
+          \$540  = ssm0[46];
       2'h1:
-          \$556  = ssm1[46];
+          \$540  = ssm1[46];
       2'h2:
-          \$556  = ssm2[46];
+          \$540  = ssm2[46];
       2'h3:
-          \$556  = ssm3[46];
+          \$540  = ssm3[46];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$564  = ssm0[4:0];
+          \$548  = ssm0[4:0];
       2'h1:
-          \$564  = ssm1[4:0];
+          \$548  = ssm1[4:0];
       2'h2:
-          \$564  = ssm2[4:0];
+          \$548  = ssm2[4:0];
       2'h3:
-          \$564  = ssm3[4:0];
+          \$548  = ssm3[4:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$567  = ssm0[46];
+          \$551  = ssm0[46];
       2'h1:
-          \$567  = ssm1[46];
+          \$551  = ssm1[46];
       2'h2:
-          \$567  = ssm2[46];
+          \$551  = ssm2[46];
       2'h3:
-          \$567  = ssm3[46];
+          \$551  = ssm3[46];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$575  = ssm0[4:0];
+          \$559  = ssm0[4:0];
       2'h1:
-          \$575  = ssm1[4:0];
+          \$559  = ssm1[4:0];
       2'h2:
-          \$575  = ssm2[4:0];
+          \$559  = ssm2[4:0];
       2'h3:
-          \$575  = ssm3[4:0];
+          \$559  = ssm3[4:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$578  = ssm0[46];
+          \$562  = ssm0[46];
       2'h1:
-          \$578  = ssm1[46];
+          \$562  = ssm1[46];
       2'h2:
-          \$578  = ssm2[46];
+          \$562  = ssm2[46];
       2'h3:
-          \$578  = ssm3[46];
+          \$562  = ssm3[46];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$585  = ssm0[10:5];
+          \$569  = ssm0[10:5];
       2'h1:
-          \$585  = ssm1[10:5];
+          \$569  = ssm1[10:5];
       2'h2:
-          \$585  = ssm2[10:5];
+          \$569  = ssm2[10:5];
       2'h3:
-          \$585  = ssm3[10:5];
+          \$569  = ssm3[10:5];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     ssm_vsel0 = 8'h00;
-    casez (\$590 )
+    casez (\$574 )
       10'h000:
           ssm_vsel0 = ssm_v0;
       10'h001:
@@ -25449,61 +25176,61 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$593  = ssm_k0;
+          \$577  = ssm_k0;
       4'h1:
-          \$593  = ssm_k1;
+          \$577  = ssm_k1;
       4'h2:
-          \$593  = ssm_k2;
+          \$577  = ssm_k2;
       4'h3:
-          \$593  = ssm_k3;
+          \$577  = ssm_k3;
       4'h4:
-          \$593  = ssm_k4;
+          \$577  = ssm_k4;
       4'h5:
-          \$593  = ssm_k5;
+          \$577  = ssm_k5;
       4'h6:
-          \$593  = ssm_k6;
+          \$577  = ssm_k6;
       4'h7:
-          \$593  = ssm_k7;
+          \$577  = ssm_k7;
       4'h8:
-          \$593  = ssm_k8;
+          \$577  = ssm_k8;
       4'h9:
-          \$593  = ssm_k9;
+          \$577  = ssm_k9;
       4'ha:
-          \$593  = ssm_k10;
+          \$577  = ssm_k10;
       4'hb:
-          \$593  = ssm_k11;
+          \$577  = ssm_k11;
       4'hc:
-          \$593  = ssm_k12;
+          \$577  = ssm_k12;
       4'hd:
-          \$593  = ssm_k13;
+          \$577  = ssm_k13;
       4'he:
-          \$593  = ssm_k14;
+          \$577  = ssm_k14;
       4'hf:
-          \$593  = ssm_k15;
+          \$577  = ssm_k15;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$608  = ssm0[45:40];
+          \$592  = ssm0[45:40];
       2'h1:
-          \$608  = ssm1[45:40];
+          \$592  = ssm1[45:40];
       2'h2:
-          \$608  = ssm2[45:40];
+          \$592  = ssm2[45:40];
       2'h3:
-          \$608  = ssm3[45:40];
+          \$592  = ssm3[45:40];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     ssm_vsel1 = 8'h00;
-    casez (\$615 )
+    casez (\$599 )
       10'h000:
           ssm_vsel1 = ssm_v0;
       10'h001:
@@ -25539,61 +25266,61 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$618  = ssm_k0;
+          \$602  = ssm_k0;
       4'h1:
-          \$618  = ssm_k1;
+          \$602  = ssm_k1;
       4'h2:
-          \$618  = ssm_k2;
+          \$602  = ssm_k2;
       4'h3:
-          \$618  = ssm_k3;
+          \$602  = ssm_k3;
       4'h4:
-          \$618  = ssm_k4;
+          \$602  = ssm_k4;
       4'h5:
-          \$618  = ssm_k5;
+          \$602  = ssm_k5;
       4'h6:
-          \$618  = ssm_k6;
+          \$602  = ssm_k6;
       4'h7:
-          \$618  = ssm_k7;
+          \$602  = ssm_k7;
       4'h8:
-          \$618  = ssm_k8;
+          \$602  = ssm_k8;
       4'h9:
-          \$618  = ssm_k9;
+          \$602  = ssm_k9;
       4'ha:
-          \$618  = ssm_k10;
+          \$602  = ssm_k10;
       4'hb:
-          \$618  = ssm_k11;
+          \$602  = ssm_k11;
       4'hc:
-          \$618  = ssm_k12;
+          \$602  = ssm_k12;
       4'hd:
-          \$618  = ssm_k13;
+          \$602  = ssm_k13;
       4'he:
-          \$618  = ssm_k14;
+          \$602  = ssm_k14;
       4'hf:
-          \$618  = ssm_k15;
+          \$602  = ssm_k15;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$633  = ssm0[45:40];
+          \$617  = ssm0[45:40];
       2'h1:
-          \$633  = ssm1[45:40];
+          \$617  = ssm1[45:40];
       2'h2:
-          \$633  = ssm2[45:40];
+          \$617  = ssm2[45:40];
       2'h3:
-          \$633  = ssm3[45:40];
+          \$617  = ssm3[45:40];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     ssm_vsel2 = 8'h00;
-    casez (\$640 )
+    casez (\$624 )
       10'h000:
           ssm_vsel2 = ssm_v0;
       10'h001:
@@ -25629,61 +25356,61 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$643  = ssm_k0;
+          \$627  = ssm_k0;
       4'h1:
-          \$643  = ssm_k1;
+          \$627  = ssm_k1;
       4'h2:
-          \$643  = ssm_k2;
+          \$627  = ssm_k2;
       4'h3:
-          \$643  = ssm_k3;
+          \$627  = ssm_k3;
       4'h4:
-          \$643  = ssm_k4;
+          \$627  = ssm_k4;
       4'h5:
-          \$643  = ssm_k5;
+          \$627  = ssm_k5;
       4'h6:
-          \$643  = ssm_k6;
+          \$627  = ssm_k6;
       4'h7:
-          \$643  = ssm_k7;
+          \$627  = ssm_k7;
       4'h8:
-          \$643  = ssm_k8;
+          \$627  = ssm_k8;
       4'h9:
-          \$643  = ssm_k9;
+          \$627  = ssm_k9;
       4'ha:
-          \$643  = ssm_k10;
+          \$627  = ssm_k10;
       4'hb:
-          \$643  = ssm_k11;
+          \$627  = ssm_k11;
       4'hc:
-          \$643  = ssm_k12;
+          \$627  = ssm_k12;
       4'hd:
-          \$643  = ssm_k13;
+          \$627  = ssm_k13;
       4'he:
-          \$643  = ssm_k14;
+          \$627  = ssm_k14;
       4'hf:
-          \$643  = ssm_k15;
+          \$627  = ssm_k15;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$658  = ssm0[45:40];
+          \$642  = ssm0[45:40];
       2'h1:
-          \$658  = ssm1[45:40];
+          \$642  = ssm1[45:40];
       2'h2:
-          \$658  = ssm2[45:40];
+          \$642  = ssm2[45:40];
       2'h3:
-          \$658  = ssm3[45:40];
+          \$642  = ssm3[45:40];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     ssm_vsel3 = 8'h00;
-    casez (\$665 )
+    casez (\$649 )
       10'h000:
           ssm_vsel3 = ssm_v0;
       10'h001:
@@ -25719,61 +25446,61 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$668  = ssm_k0;
+          \$652  = ssm_k0;
       4'h1:
-          \$668  = ssm_k1;
+          \$652  = ssm_k1;
       4'h2:
-          \$668  = ssm_k2;
+          \$652  = ssm_k2;
       4'h3:
-          \$668  = ssm_k3;
+          \$652  = ssm_k3;
       4'h4:
-          \$668  = ssm_k4;
+          \$652  = ssm_k4;
       4'h5:
-          \$668  = ssm_k5;
+          \$652  = ssm_k5;
       4'h6:
-          \$668  = ssm_k6;
+          \$652  = ssm_k6;
       4'h7:
-          \$668  = ssm_k7;
+          \$652  = ssm_k7;
       4'h8:
-          \$668  = ssm_k8;
+          \$652  = ssm_k8;
       4'h9:
-          \$668  = ssm_k9;
+          \$652  = ssm_k9;
       4'ha:
-          \$668  = ssm_k10;
+          \$652  = ssm_k10;
       4'hb:
-          \$668  = ssm_k11;
+          \$652  = ssm_k11;
       4'hc:
-          \$668  = ssm_k12;
+          \$652  = ssm_k12;
       4'hd:
-          \$668  = ssm_k13;
+          \$652  = ssm_k13;
       4'he:
-          \$668  = ssm_k14;
+          \$652  = ssm_k14;
       4'hf:
-          \$668  = ssm_k15;
+          \$652  = ssm_k15;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$683  = ssm0[45:40];
+          \$667  = ssm0[45:40];
       2'h1:
-          \$683  = ssm1[45:40];
+          \$667  = ssm1[45:40];
       2'h2:
-          \$683  = ssm2[45:40];
+          \$667  = ssm2[45:40];
       2'h3:
-          \$683  = ssm3[45:40];
+          \$667  = ssm3[45:40];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     ssm_vsel4 = 8'h00;
-    casez (\$690 )
+    casez (\$674 )
       10'h000:
           ssm_vsel4 = ssm_v0;
       10'h001:
@@ -25809,61 +25536,61 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$693  = ssm_k0;
+          \$677  = ssm_k0;
       4'h1:
-          \$693  = ssm_k1;
+          \$677  = ssm_k1;
       4'h2:
-          \$693  = ssm_k2;
+          \$677  = ssm_k2;
       4'h3:
-          \$693  = ssm_k3;
+          \$677  = ssm_k3;
       4'h4:
-          \$693  = ssm_k4;
+          \$677  = ssm_k4;
       4'h5:
-          \$693  = ssm_k5;
+          \$677  = ssm_k5;
       4'h6:
-          \$693  = ssm_k6;
+          \$677  = ssm_k6;
       4'h7:
-          \$693  = ssm_k7;
+          \$677  = ssm_k7;
       4'h8:
-          \$693  = ssm_k8;
+          \$677  = ssm_k8;
       4'h9:
-          \$693  = ssm_k9;
+          \$677  = ssm_k9;
       4'ha:
-          \$693  = ssm_k10;
+          \$677  = ssm_k10;
       4'hb:
-          \$693  = ssm_k11;
+          \$677  = ssm_k11;
       4'hc:
-          \$693  = ssm_k12;
+          \$677  = ssm_k12;
       4'hd:
-          \$693  = ssm_k13;
+          \$677  = ssm_k13;
       4'he:
-          \$693  = ssm_k14;
+          \$677  = ssm_k14;
       4'hf:
-          \$693  = ssm_k15;
+          \$677  = ssm_k15;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$708  = ssm0[45:40];
+          \$692  = ssm0[45:40];
       2'h1:
-          \$708  = ssm1[45:40];
+          \$692  = ssm1[45:40];
       2'h2:
-          \$708  = ssm2[45:40];
+          \$692  = ssm2[45:40];
       2'h3:
-          \$708  = ssm3[45:40];
+          \$692  = ssm3[45:40];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     ssm_vsel5 = 8'h00;
-    casez (\$715 )
+    casez (\$699 )
       10'h000:
           ssm_vsel5 = ssm_v0;
       10'h001:
@@ -25899,61 +25626,61 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$718  = ssm_k0;
+          \$702  = ssm_k0;
       4'h1:
-          \$718  = ssm_k1;
+          \$702  = ssm_k1;
       4'h2:
-          \$718  = ssm_k2;
+          \$702  = ssm_k2;
       4'h3:
-          \$718  = ssm_k3;
+          \$702  = ssm_k3;
       4'h4:
-          \$718  = ssm_k4;
+          \$702  = ssm_k4;
       4'h5:
-          \$718  = ssm_k5;
+          \$702  = ssm_k5;
       4'h6:
-          \$718  = ssm_k6;
+          \$702  = ssm_k6;
       4'h7:
-          \$718  = ssm_k7;
+          \$702  = ssm_k7;
       4'h8:
-          \$718  = ssm_k8;
+          \$702  = ssm_k8;
       4'h9:
-          \$718  = ssm_k9;
+          \$702  = ssm_k9;
       4'ha:
-          \$718  = ssm_k10;
+          \$702  = ssm_k10;
       4'hb:
-          \$718  = ssm_k11;
+          \$702  = ssm_k11;
       4'hc:
-          \$718  = ssm_k12;
+          \$702  = ssm_k12;
       4'hd:
-          \$718  = ssm_k13;
+          \$702  = ssm_k13;
       4'he:
-          \$718  = ssm_k14;
+          \$702  = ssm_k14;
       4'hf:
-          \$718  = ssm_k15;
+          \$702  = ssm_k15;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$733  = ssm0[45:40];
+          \$717  = ssm0[45:40];
       2'h1:
-          \$733  = ssm1[45:40];
+          \$717  = ssm1[45:40];
       2'h2:
-          \$733  = ssm2[45:40];
+          \$717  = ssm2[45:40];
       2'h3:
-          \$733  = ssm3[45:40];
+          \$717  = ssm3[45:40];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     ssm_vsel6 = 8'h00;
-    casez (\$740 )
+    casez (\$724 )
       10'h000:
           ssm_vsel6 = ssm_v0;
       10'h001:
@@ -25989,61 +25716,61 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$743  = ssm_k0;
+          \$727  = ssm_k0;
       4'h1:
-          \$743  = ssm_k1;
+          \$727  = ssm_k1;
       4'h2:
-          \$743  = ssm_k2;
+          \$727  = ssm_k2;
       4'h3:
-          \$743  = ssm_k3;
+          \$727  = ssm_k3;
       4'h4:
-          \$743  = ssm_k4;
+          \$727  = ssm_k4;
       4'h5:
-          \$743  = ssm_k5;
+          \$727  = ssm_k5;
       4'h6:
-          \$743  = ssm_k6;
+          \$727  = ssm_k6;
       4'h7:
-          \$743  = ssm_k7;
+          \$727  = ssm_k7;
       4'h8:
-          \$743  = ssm_k8;
+          \$727  = ssm_k8;
       4'h9:
-          \$743  = ssm_k9;
+          \$727  = ssm_k9;
       4'ha:
-          \$743  = ssm_k10;
+          \$727  = ssm_k10;
       4'hb:
-          \$743  = ssm_k11;
+          \$727  = ssm_k11;
       4'hc:
-          \$743  = ssm_k12;
+          \$727  = ssm_k12;
       4'hd:
-          \$743  = ssm_k13;
+          \$727  = ssm_k13;
       4'he:
-          \$743  = ssm_k14;
+          \$727  = ssm_k14;
       4'hf:
-          \$743  = ssm_k15;
+          \$727  = ssm_k15;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$758  = ssm0[45:40];
+          \$742  = ssm0[45:40];
       2'h1:
-          \$758  = ssm1[45:40];
+          \$742  = ssm1[45:40];
       2'h2:
-          \$758  = ssm2[45:40];
+          \$742  = ssm2[45:40];
       2'h3:
-          \$758  = ssm3[45:40];
+          \$742  = ssm3[45:40];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     ssm_vsel7 = 8'h00;
-    casez (\$765 )
+    casez (\$749 )
       10'h000:
           ssm_vsel7 = ssm_v0;
       10'h001:
@@ -26079,342 +25806,342 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$768  = ssm_k0;
+          \$752  = ssm_k0;
       4'h1:
-          \$768  = ssm_k1;
+          \$752  = ssm_k1;
       4'h2:
-          \$768  = ssm_k2;
+          \$752  = ssm_k2;
       4'h3:
-          \$768  = ssm_k3;
+          \$752  = ssm_k3;
       4'h4:
-          \$768  = ssm_k4;
+          \$752  = ssm_k4;
       4'h5:
-          \$768  = ssm_k5;
+          \$752  = ssm_k5;
       4'h6:
-          \$768  = ssm_k6;
+          \$752  = ssm_k6;
       4'h7:
-          \$768  = ssm_k7;
+          \$752  = ssm_k7;
       4'h8:
-          \$768  = ssm_k8;
+          \$752  = ssm_k8;
       4'h9:
-          \$768  = ssm_k9;
+          \$752  = ssm_k9;
       4'ha:
-          \$768  = ssm_k10;
+          \$752  = ssm_k10;
       4'hb:
-          \$768  = ssm_k11;
+          \$752  = ssm_k11;
       4'hc:
-          \$768  = ssm_k12;
+          \$752  = ssm_k12;
       4'hd:
-          \$768  = ssm_k13;
+          \$752  = ssm_k13;
       4'he:
-          \$768  = ssm_k14;
+          \$752  = ssm_k14;
       4'hf:
-          \$768  = ssm_k15;
+          \$752  = ssm_k15;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$783  = ssm0[45:40];
+          \$767  = ssm0[45:40];
       2'h1:
-          \$783  = ssm1[45:40];
+          \$767  = ssm1[45:40];
       2'h2:
-          \$783  = ssm2[45:40];
+          \$767  = ssm2[45:40];
       2'h3:
-          \$783  = ssm3[45:40];
+          \$767  = ssm3[45:40];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$831  = ssm0[22:20];
+          \$816  = ssm0[22:20];
       2'h1:
-          \$831  = ssm1[22:20];
+          \$816  = ssm1[22:20];
       2'h2:
-          \$831  = ssm2[22:20];
+          \$816  = ssm2[22:20];
       2'h3:
-          \$831  = ssm3[22:20];
+          \$816  = ssm3[22:20];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$832  = ssm0[23];
+          \$817  = ssm0[23];
       2'h1:
-          \$832  = ssm1[23];
+          \$817  = ssm1[23];
       2'h2:
-          \$832  = ssm2[23];
+          \$817  = ssm2[23];
       2'h3:
-          \$832  = ssm3[23];
+          \$817  = ssm3[23];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$833  = ssm0[24];
+          \$818  = ssm0[24];
       2'h1:
-          \$833  = ssm1[24];
+          \$818  = ssm1[24];
       2'h2:
-          \$833  = ssm2[24];
+          \$818  = ssm2[24];
       2'h3:
-          \$833  = ssm3[24];
+          \$818  = ssm3[24];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$834  = ssm0[4:0];
+          \$819  = ssm0[4:0];
       2'h1:
-          \$834  = ssm1[4:0];
+          \$819  = ssm1[4:0];
       2'h2:
-          \$834  = ssm2[4:0];
+          \$819  = ssm2[4:0];
       2'h3:
-          \$834  = ssm3[4:0];
+          \$819  = ssm3[4:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$835  = ssm0[19:11];
+          \$820  = ssm0[19:11];
       2'h1:
-          \$835  = ssm1[19:11];
+          \$820  = ssm1[19:11];
       2'h2:
-          \$835  = ssm2[19:11];
+          \$820  = ssm2[19:11];
       2'h3:
-          \$835  = ssm3[19:11];
+          \$820  = ssm3[19:11];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$837  = ssm0[27:25];
+          \$822  = ssm0[27:25];
       2'h1:
-          \$837  = ssm1[27:25];
+          \$822  = ssm1[27:25];
       2'h2:
-          \$837  = ssm2[27:25];
+          \$822  = ssm2[27:25];
       2'h3:
-          \$837  = ssm3[27:25];
+          \$822  = ssm3[27:25];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$838  = ssm0[28];
+          \$823  = ssm0[28];
       2'h1:
-          \$838  = ssm1[28];
+          \$823  = ssm1[28];
       2'h2:
-          \$838  = ssm2[28];
+          \$823  = ssm2[28];
       2'h3:
-          \$838  = ssm3[28];
+          \$823  = ssm3[28];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$839  = ssm0[29];
+          \$824  = ssm0[29];
       2'h1:
-          \$839  = ssm1[29];
+          \$824  = ssm1[29];
       2'h2:
-          \$839  = ssm2[29];
+          \$824  = ssm2[29];
       2'h3:
-          \$839  = ssm3[29];
+          \$824  = ssm3[29];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$840  = ssm0[19:11];
+          \$825  = ssm0[19:11];
       2'h1:
-          \$840  = ssm1[19:11];
+          \$825  = ssm1[19:11];
       2'h2:
-          \$840  = ssm2[19:11];
+          \$825  = ssm2[19:11];
       2'h3:
-          \$840  = ssm3[19:11];
+          \$825  = ssm3[19:11];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$841  = ssm0[4:0];
+          \$826  = ssm0[4:0];
       2'h1:
-          \$841  = ssm1[4:0];
+          \$826  = ssm1[4:0];
       2'h2:
-          \$841  = ssm2[4:0];
+          \$826  = ssm2[4:0];
       2'h3:
-          \$841  = ssm3[4:0];
+          \$826  = ssm3[4:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$843  = ssm0[32:30];
+          \$828  = ssm0[32:30];
       2'h1:
-          \$843  = ssm1[32:30];
+          \$828  = ssm1[32:30];
       2'h2:
-          \$843  = ssm2[32:30];
+          \$828  = ssm2[32:30];
       2'h3:
-          \$843  = ssm3[32:30];
+          \$828  = ssm3[32:30];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$844  = ssm0[33];
+          \$829  = ssm0[33];
       2'h1:
-          \$844  = ssm1[33];
+          \$829  = ssm1[33];
       2'h2:
-          \$844  = ssm2[33];
+          \$829  = ssm2[33];
       2'h3:
-          \$844  = ssm3[33];
+          \$829  = ssm3[33];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$845  = ssm0[34];
+          \$830  = ssm0[34];
       2'h1:
-          \$845  = ssm1[34];
+          \$830  = ssm1[34];
       2'h2:
-          \$845  = ssm2[34];
+          \$830  = ssm2[34];
       2'h3:
-          \$845  = ssm3[34];
+          \$830  = ssm3[34];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$846  = ssm0[4:0];
+          \$831  = ssm0[4:0];
       2'h1:
-          \$846  = ssm1[4:0];
+          \$831  = ssm1[4:0];
       2'h2:
-          \$846  = ssm2[4:0];
+          \$831  = ssm2[4:0];
       2'h3:
-          \$846  = ssm3[4:0];
+          \$831  = ssm3[4:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$847  = ssm0[19:11];
+          \$832  = ssm0[19:11];
       2'h1:
-          \$847  = ssm1[19:11];
+          \$832  = ssm1[19:11];
       2'h2:
-          \$847  = ssm2[19:11];
+          \$832  = ssm2[19:11];
       2'h3:
-          \$847  = ssm3[19:11];
+          \$832  = ssm3[19:11];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$848  = ssm0[4:0];
+          \$833  = ssm0[4:0];
       2'h1:
-          \$848  = ssm1[4:0];
+          \$833  = ssm1[4:0];
       2'h2:
-          \$848  = ssm2[4:0];
+          \$833  = ssm2[4:0];
       2'h3:
-          \$848  = ssm3[4:0];
+          \$833  = ssm3[4:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$851  = ssm0[37:35];
+          \$836  = ssm0[37:35];
       2'h1:
-          \$851  = ssm1[37:35];
+          \$836  = ssm1[37:35];
       2'h2:
-          \$851  = ssm2[37:35];
+          \$836  = ssm2[37:35];
       2'h3:
-          \$851  = ssm3[37:35];
+          \$836  = ssm3[37:35];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$852  = ssm0[38];
+          \$837  = ssm0[38];
       2'h1:
-          \$852  = ssm1[38];
+          \$837  = ssm1[38];
       2'h2:
-          \$852  = ssm2[38];
+          \$837  = ssm2[38];
       2'h3:
-          \$852  = ssm3[38];
+          \$837  = ssm3[38];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$853  = ssm0[39];
+          \$838  = ssm0[39];
       2'h1:
-          \$853  = ssm1[39];
+          \$838  = ssm1[39];
       2'h2:
-          \$853  = ssm2[39];
+          \$838  = ssm2[39];
       2'h3:
-          \$853  = ssm3[39];
+          \$838  = ssm3[39];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$903  = layer0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$888  = layer0;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
             casez (host_addr[1:0])
               2'h0:
-                  \$903  = host_wdata[45:0];
+                  \$888  = host_wdata[45:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$903  = 46'h000000000000;
+      \$888  = 46'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$904  = layer1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$889  = layer1;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26422,17 +26149,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               2'h0:
                   /* empty */;
               2'h1:
-                  \$904  = host_wdata[45:0];
+                  \$889  = host_wdata[45:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$904  = 46'h000000000000;
+      \$889  = 46'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$905  = layer2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$890  = layer2;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26442,17 +26169,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               2'h1:
                   /* empty */;
               2'h2:
-                  \$905  = host_wdata[45:0];
+                  \$890  = host_wdata[45:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$905  = 46'h000000000000;
+      \$890  = 46'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$906  = layer3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$891  = layer3;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26465,17 +26192,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               2'h2:
                   /* empty */;
               2'h3:
-                  \$906  = host_wdata[45:0];
+                  \$891  = host_wdata[45:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$906  = 46'h000000000000;
+      \$891  = 46'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$907  = edge0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$892  = edge0;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26483,17 +26210,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         4'h1:
             casez (host_addr[2:0])
               3'h0:
-                  \$907  = host_wdata[22:0];
+                  \$892  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$907  = 23'h000000;
+      \$892  = 23'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$908  = edge1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$893  = edge1;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26503,17 +26230,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h0:
                   /* empty */;
               3'h1:
-                  \$908  = host_wdata[22:0];
+                  \$893  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$908  = 23'h000000;
+      \$893  = 23'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$909  = edge2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$894  = edge2;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26525,17 +26252,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h1:
                   /* empty */;
               3'h2:
-                  \$909  = host_wdata[22:0];
+                  \$894  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$909  = 23'h000000;
+      \$894  = 23'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$910  = edge3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$895  = edge3;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26549,17 +26276,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h2:
                   /* empty */;
               3'h3:
-                  \$910  = host_wdata[22:0];
+                  \$895  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$910  = 23'h000000;
+      \$895  = 23'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$911  = edge4;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$896  = edge4;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26575,17 +26302,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h3:
                   /* empty */;
               3'h4:
-                  \$911  = host_wdata[22:0];
+                  \$896  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$911  = 23'h000000;
+      \$896  = 23'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$912  = edge5;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$897  = edge5;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26603,17 +26330,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h4:
                   /* empty */;
               3'h5:
-                  \$912  = host_wdata[22:0];
+                  \$897  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$912  = 23'h000000;
+      \$897  = 23'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$913  = edge6;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$898  = edge6;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26633,17 +26360,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h5:
                   /* empty */;
               3'h6:
-                  \$913  = host_wdata[22:0];
+                  \$898  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$913  = 23'h000000;
+      \$898  = 23'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$914  = edge7;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$899  = edge7;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26666,17 +26393,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h6:
                   /* empty */;
               3'h7:
-                  \$914  = host_wdata[22:0];
+                  \$899  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$914  = 23'h000000;
+      \$899  = 23'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$915  = num_layers;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$900  = num_layers;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26684,16 +26411,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         4'h1:
             /* empty */;
         4'h6:
-            \$915  = host_wdata[2:0];
+            \$900  = host_wdata[2:0];
       endcase
     end
     if (rst) begin
-      \$915  = 3'h0;
+      \$900  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$916  = ssm0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$901  = ssm0;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26705,17 +26432,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         4'h7:
             casez (host_addr[1:0])
               2'h0:
-                  \$916  = host_wdata;
+                  \$901  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$916  = 47'h000000000000;
+      \$901  = 47'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$917  = ssm1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$902  = ssm1;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26729,17 +26456,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               2'h0:
                   /* empty */;
               2'h1:
-                  \$917  = host_wdata;
+                  \$902  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$917  = 47'h000000000000;
+      \$902  = 47'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$918  = ssm2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$903  = ssm2;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26755,17 +26482,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               2'h1:
                   /* empty */;
               2'h2:
-                  \$918  = host_wdata;
+                  \$903  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$918  = 47'h000000000000;
+      \$903  = 47'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$919  = ssm3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$904  = ssm3;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26784,161 +26511,181 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               2'h2:
                   /* empty */;
               2'h3:
-                  \$919  = host_wdata;
+                  \$904  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$919  = 47'h000000000000;
+      \$904  = 47'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$920  = \$4 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$905  = \$4 ;
+    if (rst) begin
+      \$905  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$906  = host_addr[17:14];
+    if (rst) begin
+      \$906  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$907  = host_addr[13:11];
+    if (rst) begin
+      \$907  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$908  = rd_reg;
+    casez (host_addr[17:14])
+      4'h0:
+          \$908  = { 1'h0, \$5  };
+      4'h1:
+          \$908  = { 24'h000000, \$6  };
+      4'h6:
+          \$908  = { 44'h00000000000, num_layers };
+      4'h7:
+          \$908  = \$7 ;
+    endcase
+    if (rst) begin
+      \$908  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$909  = \$8 ;
+    if (rst) begin
+      \$909  = 46'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$910  = \$9 [3:0];
+    if (rst) begin
+      \$910  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$911  = e;
+    if (e_set) begin
+      \$911  = e_new;
+    end
+    if (rst) begin
+      \$911  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$912  = \edge ;
+    if (e_set) begin
+      \$912  = \$10 ;
+    end
+    if (rst) begin
+      \$912  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$913  = issue;
+    if (rst) begin
+      \$913  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$914  = \$signal ;
+    if (rst) begin
+      \$914  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$915  = s1b_valid;
+    if (rst) begin
+      \$915  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$916  = s1b_x;
+    if (rst) begin
+      \$916  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$917  = s1_rowbase;
+    if (\$13 ) begin
+      \$917  = \$283 [11:0];
+    end
+    if (rst) begin
+      \$917  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$918  = s1_from_input;
+    if (\$13 ) begin
+      \$918  = \$signal$110 ;
+    end
+    if (rst) begin
+      \$918  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$919  = s2_valid;
+    if (rst) begin
+      \$919  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$920  = \$signal$111 ;
     if (rst) begin
       \$920  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$921  = host_addr[17:14];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$921  = \$signal$131 ;
     if (rst) begin
-      \$921  = 4'h0;
+      \$921  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$922  = host_addr[13:11];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$922  = \$signal$130 ;
     if (rst) begin
-      \$922  = 3'h0;
+      \$922  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$923  = rd_reg;
-    casez (host_addr[17:14])
-      4'h0:
-          \$923  = { 1'h0, \$5  };
-      4'h1:
-          \$923  = { 24'h000000, \$6  };
-      4'h6:
-          \$923  = { 44'h00000000000, num_layers };
-      4'h7:
-          \$923  = \$7 ;
-    endcase
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$923  = \$signal$132 ;
     if (rst) begin
-      \$923  = 47'h000000000000;
+      \$923  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$924  = \$8 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$924  = leak;
     if (rst) begin
-      \$924  = 46'h000000000000;
+      \$924  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$925  = \$9 [3:0];
-    if (rst) begin
-      \$925  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$926  = issue;
-    if (rst) begin
-      \$926  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$927  = \$signal ;
-    if (rst) begin
-      \$927  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$928  = s1b_valid;
-    if (rst) begin
-      \$928  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$929  = s1b_x;
-    if (rst) begin
-      \$929  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$930  = s1_rowbase;
-    if (\$12 ) begin
-      \$930  = \$296 [11:0];
-    end
-    if (rst) begin
-      \$930  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$931  = s1_from_input;
-    if (\$12 ) begin
-      \$931  = \$signal$106 ;
-    end
-    if (rst) begin
-      \$931  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$932  = s2_valid;
-    if (rst) begin
-      \$932  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$933  = \$signal$107 ;
-    if (rst) begin
-      \$933  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$934  = \$signal$127 ;
-    if (rst) begin
-      \$934  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$935  = \$signal$126 ;
-    if (rst) begin
-      \$935  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$936  = \$signal$128 ;
-    if (rst) begin
-      \$936  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$937  = leak;
-    if (rst) begin
-      \$937  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$938  = acc0;
-    if (\$21 ) begin
-      \$938  = \$23 [25:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$925  = acc0;
+    if (\$22 ) begin
+      \$925  = \$24 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26946,24 +26693,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$938  = 26'h0000000;
+          \$925  = 26'h0000000;
     endcase
     if (rst) begin
-      \$938  = 26'h0000000;
+      \$925  = 26'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$939  = \leak$140 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$926  = \leak$144 ;
     if (rst) begin
-      \$939  = 18'h00000;
+      \$926  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$940  = acc1;
-    if (\$24 ) begin
-      \$940  = \$26 [25:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$927  = acc1;
+    if (\$25 ) begin
+      \$927  = \$27 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26971,24 +26718,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$940  = 26'h0000000;
+          \$927  = 26'h0000000;
     endcase
     if (rst) begin
-      \$940  = 26'h0000000;
+      \$927  = 26'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$941  = \leak$146 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$928  = \leak$150 ;
     if (rst) begin
-      \$941  = 18'h00000;
+      \$928  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$942  = acc2;
-    if (\$27 ) begin
-      \$942  = \$29 [25:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$929  = acc2;
+    if (\$28 ) begin
+      \$929  = \$30 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26996,24 +26743,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$942  = 26'h0000000;
+          \$929  = 26'h0000000;
     endcase
     if (rst) begin
-      \$942  = 26'h0000000;
+      \$929  = 26'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$943  = \leak$152 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$930  = \leak$156 ;
     if (rst) begin
-      \$943  = 18'h00000;
+      \$930  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$944  = acc3;
-    if (\$30 ) begin
-      \$944  = \$32 [25:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$931  = acc3;
+    if (\$31 ) begin
+      \$931  = \$33 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -27021,24 +26768,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$944  = 26'h0000000;
+          \$931  = 26'h0000000;
     endcase
     if (rst) begin
-      \$944  = 26'h0000000;
+      \$931  = 26'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$945  = \leak$158 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$932  = \leak$162 ;
     if (rst) begin
-      \$945  = 18'h00000;
+      \$932  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$946  = acc4;
-    if (\$33 ) begin
-      \$946  = \$35 [25:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$933  = acc4;
+    if (\$34 ) begin
+      \$933  = \$36 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -27046,24 +26793,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$946  = 26'h0000000;
+          \$933  = 26'h0000000;
     endcase
     if (rst) begin
-      \$946  = 26'h0000000;
+      \$933  = 26'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$947  = \leak$164 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$934  = \leak$168 ;
     if (rst) begin
-      \$947  = 18'h00000;
+      \$934  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$948  = acc5;
-    if (\$36 ) begin
-      \$948  = \$38 [25:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$935  = acc5;
+    if (\$37 ) begin
+      \$935  = \$39 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -27071,24 +26818,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$948  = 26'h0000000;
+          \$935  = 26'h0000000;
     endcase
     if (rst) begin
-      \$948  = 26'h0000000;
+      \$935  = 26'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$949  = \leak$170 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$936  = \leak$174 ;
     if (rst) begin
-      \$949  = 18'h00000;
+      \$936  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$950  = acc6;
-    if (\$39 ) begin
-      \$950  = \$41 [25:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$937  = acc6;
+    if (\$40 ) begin
+      \$937  = \$42 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -27096,24 +26843,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$950  = 26'h0000000;
+          \$937  = 26'h0000000;
     endcase
     if (rst) begin
-      \$950  = 26'h0000000;
+      \$937  = 26'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$951  = \leak$176 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$938  = \leak$180 ;
     if (rst) begin
-      \$951  = 18'h00000;
+      \$938  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$952  = acc7;
-    if (\$42 ) begin
-      \$952  = \$44 [25:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$939  = acc7;
+    if (\$43 ) begin
+      \$939  = \$45 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -27121,18 +26868,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$952  = 26'h0000000;
+          \$939  = 26'h0000000;
     endcase
     if (rst) begin
-      \$952  = 26'h0000000;
+      \$939  = 26'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$953  = count0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$940  = count0;
     if (\event ) begin
-      if (\$45 ) begin
-        \$953  = \$46 [7:0];
+      if (\$46 ) begin
+        \$940  = \$47 [7:0];
       end
     end
     casez (fsm_state)
@@ -27170,25 +26917,25 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h01:
           if (w_rdy) begin
-            casez ({ \$200 , 3'h0 })
+            casez ({ \$187 , 3'h0 })
               4'h0:
-                  \$953  = 8'h00;
+                  \$940  = 8'h00;
             endcase
           end
     endcase
-    if (\$207 ) begin
-      \$953  = 8'h00;
+    if (\$194 ) begin
+      \$940  = 8'h00;
     end
     if (rst) begin
-      \$953  = 8'h00;
+      \$940  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$954  = count1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$941  = count1;
     if (\event ) begin
-      if (\$47 ) begin
-        \$954  = \$48 [7:0];
+      if (\$48 ) begin
+        \$941  = \$49 [7:0];
       end
     end
     casez (fsm_state)
@@ -27226,25 +26973,25 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h01:
           if (w_rdy) begin
-            casez ({ \$201 , 3'h1 })
+            casez ({ \$188 , 3'h1 })
               4'h1:
-                  \$954  = 8'h00;
+                  \$941  = 8'h00;
             endcase
           end
     endcase
-    if (\$207 ) begin
-      \$954  = 8'h00;
+    if (\$194 ) begin
+      \$941  = 8'h00;
     end
     if (rst) begin
-      \$954  = 8'h00;
+      \$941  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$955  = count2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$942  = count2;
     if (\event ) begin
-      if (\$49 ) begin
-        \$955  = \$50 [7:0];
+      if (\$50 ) begin
+        \$942  = \$51 [7:0];
       end
     end
     casez (fsm_state)
@@ -27282,25 +27029,25 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h01:
           if (w_rdy) begin
-            casez ({ \$202 , 3'h2 })
+            casez ({ \$189 , 3'h2 })
               4'h2:
-                  \$955  = 8'h00;
+                  \$942  = 8'h00;
             endcase
           end
     endcase
-    if (\$207 ) begin
-      \$955  = 8'h00;
+    if (\$194 ) begin
+      \$942  = 8'h00;
     end
     if (rst) begin
-      \$955  = 8'h00;
+      \$942  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$956  = count3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$943  = count3;
     if (\event ) begin
-      if (\$51 ) begin
-        \$956  = \$52 [7:0];
+      if (\$52 ) begin
+        \$943  = \$53 [7:0];
       end
     end
     casez (fsm_state)
@@ -27338,25 +27085,25 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h01:
           if (w_rdy) begin
-            casez ({ \$203 , 3'h3 })
+            casez ({ \$190 , 3'h3 })
               4'h3:
-                  \$956  = 8'h00;
+                  \$943  = 8'h00;
             endcase
           end
     endcase
-    if (\$207 ) begin
-      \$956  = 8'h00;
+    if (\$194 ) begin
+      \$943  = 8'h00;
     end
     if (rst) begin
-      \$956  = 8'h00;
+      \$943  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$957  = count4;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$944  = count4;
     if (\event ) begin
-      if (\$53 ) begin
-        \$957  = \$54 [7:0];
+      if (\$54 ) begin
+        \$944  = \$55 [7:0];
       end
     end
     casez (fsm_state)
@@ -27394,70 +27141,70 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h01:
           if (w_rdy) begin
-            casez ({ \$204 , 3'h4 })
+            casez ({ \$191 , 3'h4 })
               4'h4:
-                  \$957  = 8'h00;
+                  \$944  = 8'h00;
             endcase
           end
     endcase
-    if (\$207 ) begin
-      \$957  = 8'h00;
+    if (\$194 ) begin
+      \$944  = 8'h00;
     end
     if (rst) begin
-      \$957  = 8'h00;
+      \$944  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$958  = count5;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$945  = count5;
     if (\event ) begin
-      if (\$55 ) begin
-        \$958  = \$56 [7:0];
+      if (\$56 ) begin
+        \$945  = \$57 [7:0];
       end
     end
-    if (\$207 ) begin
-      \$958  = 8'h00;
+    if (\$194 ) begin
+      \$945  = 8'h00;
     end
     if (rst) begin
-      \$958  = 8'h00;
+      \$945  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$959  = count6;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$946  = count6;
     if (\event ) begin
-      if (\$57 ) begin
-        \$959  = \$58 [7:0];
+      if (\$58 ) begin
+        \$946  = \$59 [7:0];
       end
     end
-    if (\$207 ) begin
-      \$959  = 8'h00;
+    if (\$194 ) begin
+      \$946  = 8'h00;
     end
     if (rst) begin
-      \$959  = 8'h00;
+      \$946  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$960  = count7;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$947  = count7;
     if (\event ) begin
-      if (\$59 ) begin
-        \$960  = \$60 [7:0];
+      if (\$60 ) begin
+        \$947  = \$61 [7:0];
       end
     end
-    if (\$207 ) begin
-      \$960  = 8'h00;
+    if (\$194 ) begin
+      \$947  = 8'h00;
     end
     if (rst) begin
-      \$960  = 8'h00;
+      \$947  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$961  = count8;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$948  = count8;
     if (\event ) begin
-      if (\$61 ) begin
-        \$961  = \$62 [7:0];
+      if (\$62 ) begin
+        \$948  = \$63 [7:0];
       end
     end
     casez (fsm_state)
@@ -27496,27 +27243,27 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h01:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$200 , 3'h0 })
+            casez ({ \$187 , 3'h0 })
               4'h0:
                   /* empty */;
               4'h8:
-                  \$961  = 8'h00;
+                  \$948  = 8'h00;
             endcase
           end
     endcase
-    if (\$207 ) begin
-      \$961  = 8'h00;
+    if (\$194 ) begin
+      \$948  = 8'h00;
     end
     if (rst) begin
-      \$961  = 8'h00;
+      \$948  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$962  = count9;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$949  = count9;
     if (\event ) begin
-      if (\$63 ) begin
-        \$962  = \$64 [7:0];
+      if (\$64 ) begin
+        \$949  = \$65 [7:0];
       end
     end
     casez (fsm_state)
@@ -27555,27 +27302,27 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h01:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$201 , 3'h1 })
+            casez ({ \$188 , 3'h1 })
               4'h1:
                   /* empty */;
               4'h9:
-                  \$962  = 8'h00;
+                  \$949  = 8'h00;
             endcase
           end
     endcase
-    if (\$207 ) begin
-      \$962  = 8'h00;
+    if (\$194 ) begin
+      \$949  = 8'h00;
     end
     if (rst) begin
-      \$962  = 8'h00;
+      \$949  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$963  = count10;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$950  = count10;
     if (\event ) begin
-      if (\$65 ) begin
-        \$963  = \$66 [7:0];
+      if (\$66 ) begin
+        \$950  = \$67 [7:0];
       end
     end
     casez (fsm_state)
@@ -27614,27 +27361,27 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h01:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$202 , 3'h2 })
+            casez ({ \$189 , 3'h2 })
               4'h2:
                   /* empty */;
               4'ha:
-                  \$963  = 8'h00;
+                  \$950  = 8'h00;
             endcase
           end
     endcase
-    if (\$207 ) begin
-      \$963  = 8'h00;
+    if (\$194 ) begin
+      \$950  = 8'h00;
     end
     if (rst) begin
-      \$963  = 8'h00;
+      \$950  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$964  = count11;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$951  = count11;
     if (\event ) begin
-      if (\$67 ) begin
-        \$964  = \$68 [7:0];
+      if (\$68 ) begin
+        \$951  = \$69 [7:0];
       end
     end
     casez (fsm_state)
@@ -27673,27 +27420,27 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h01:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$203 , 3'h3 })
+            casez ({ \$190 , 3'h3 })
               4'h3:
                   /* empty */;
               4'hb:
-                  \$964  = 8'h00;
+                  \$951  = 8'h00;
             endcase
           end
     endcase
-    if (\$207 ) begin
-      \$964  = 8'h00;
+    if (\$194 ) begin
+      \$951  = 8'h00;
     end
     if (rst) begin
-      \$964  = 8'h00;
+      \$951  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$965  = count12;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$952  = count12;
     if (\event ) begin
-      if (\$69 ) begin
-        \$965  = \$70 [7:0];
+      if (\$70 ) begin
+        \$952  = \$71 [7:0];
       end
     end
     casez (fsm_state)
@@ -27740,28 +27487,415 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             (* full_case = 32'd1 *)
             
             (* full_case = 32'd1 *)
-            casez ({ \$204 , 3'h4 })
+            casez ({ \$191 , 3'h4 })
               4'h4:
                   /* empty */;
               4'hc:
-                  \$965  = 8'h00;
+                  \$952  = 8'h00;
             endcase
           end
     endcase
-    if (\$207 ) begin
+    if (\$194 ) begin
+      \$952  = 8'h00;
+    end
+    if (rst) begin
+      \$952  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$953  = count13;
+    if (\event ) begin
+      if (\$72 ) begin
+        \$953  = \$73 [7:0];
+      end
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          /* empty */;
+      5'h0d:
+          /* empty */;
+      5'h0c:
+          /* empty */;
+      5'h0e:
+          /* empty */;
+      5'h0f:
+          /* empty */;
+      5'h10:
+          /* empty */;
+      5'h0a:
+          /* empty */;
+      5'h01:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+          end
+    endcase
+    if (\$194 ) begin
+      \$953  = 8'h00;
+    end
+    if (rst) begin
+      \$953  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$954  = count14;
+    if (\event ) begin
+      if (\$74 ) begin
+        \$954  = \$75 [7:0];
+      end
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          /* empty */;
+      5'h0d:
+          /* empty */;
+      5'h0c:
+          /* empty */;
+      5'h0e:
+          /* empty */;
+      5'h0f:
+          /* empty */;
+      5'h10:
+          /* empty */;
+      5'h0a:
+          /* empty */;
+      5'h01:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+          end
+    endcase
+    if (\$194 ) begin
+      \$954  = 8'h00;
+    end
+    if (rst) begin
+      \$954  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$955  = count15;
+    if (\event ) begin
+      if (\$76 ) begin
+        \$955  = \$77 [7:0];
+      end
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          /* empty */;
+      5'h0d:
+          /* empty */;
+      5'h0c:
+          /* empty */;
+      5'h0e:
+          /* empty */;
+      5'h0f:
+          /* empty */;
+      5'h10:
+          /* empty */;
+      5'h0a:
+          /* empty */;
+      5'h01:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+          end
+    endcase
+    if (\$194 ) begin
+      \$955  = 8'h00;
+    end
+    if (rst) begin
+      \$955  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$956 [0] = spike;
+    \$956 [1] = \spike$205 ;
+    \$956 [2] = \spike$208 ;
+    \$956 [3] = \spike$211 ;
+    \$956 [4] = \spike$214 ;
+    \$956 [5] = \spike$217 ;
+    \$956 [6] = \spike$220 ;
+    \$956 [7] = \spike$223 ;
+    if (rst) begin
+      \$956  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$957  = u_new;
+    if (rst) begin
+      \$957  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$958  = \u_new$207 ;
+    if (rst) begin
+      \$958  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$959  = \u_new$210 ;
+    if (rst) begin
+      \$959  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$960  = \u_new$213 ;
+    if (rst) begin
+      \$960  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$961  = \u_new$216 ;
+    if (rst) begin
+      \$961  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$962  = \u_new$219 ;
+    if (rst) begin
+      \$962  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$963  = \u_new$222 ;
+    if (rst) begin
+      \$963  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$964  = \u_new$225 ;
+    if (rst) begin
+      \$964  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$965  = valid_lanes;
+    if (rst) begin
       \$965  = 8'h00;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$966  = \$79 ;
     if (rst) begin
-      \$965  = 8'h00;
+      \$966  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$966  = count13;
-    if (\event ) begin
-      if (\$71 ) begin
-        \$966  = \$72 [7:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$967  = in_full;
+    if (\$80 ) begin
+      if (input__payload[15]) begin
+        \$967  = 1'h1;
       end
+    end
+    casez (fsm_state)
+      5'h00:
+          if (\$116 ) begin
+            \$967  = 1'h0;
+          end
+    endcase
+    if (\$194 ) begin
+      \$967  = 1'h0;
+    end
+    if (rst) begin
+      \$967  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$968  = in_count0;
+    if (\$80 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        casez (\$signal$231 )
+          1'h0:
+              \$968  = \$82 [6:0];
+        endcase
+      end
+    end
+    casez (fsm_state)
+      5'h00:
+          if (\$116 ) begin
+            casez (\$118 )
+              1'h0:
+                  \$968  = 7'h00;
+            endcase
+          end
+    endcase
+    if (\$194 ) begin
+      \$968  = 7'h00;
+    end
+    if (rst) begin
+      \$968  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$969  = in_count1;
+    if (\$80 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (\$signal$231 )
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$969  = \$82 [6:0];
+        endcase
+      end
+    end
+    casez (fsm_state)
+      5'h00:
+          if (\$116 ) begin
+            (* full_case = 32'd1 *)
+            casez (\$118 )
+              1'h0:
+                  /* empty */;
+              1'h1:
+                  \$969  = 7'h00;
+            endcase
+          end
+    endcase
+    if (\$194 ) begin
+      \$969  = 7'h00;
+    end
+    if (rst) begin
+      \$969  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$970  = gissue;
+    if (rst) begin
+      \$970  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$971  = gop;
+    if (rst) begin
+      \$971  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$972  = g_const;
+    if (rst) begin
+      \$972  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$973  = n;
+    if (rst) begin
+      \$973  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$974  = ssm_k0;
+    if (\$signal$234 ) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$390 [6:0])
+              7'h00:
+                  \$974  = g_value;
+            endcase
+      endcase
     end
     casez (fsm_state)
       5'h00:
@@ -27781,49 +27915,25 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h09:
           /* empty */;
       5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          /* empty */;
-      5'h0a:
-          /* empty */;
-      5'h01:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-          end
+          \$974  = 8'h00;
     endcase
-    if (\$207 ) begin
-      \$966  = 8'h00;
-    end
     if (rst) begin
-      \$966  = 8'h00;
+      \$974  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$967  = count14;
-    if (\event ) begin
-      if (\$73 ) begin
-        \$967  = \$74 [7:0];
-      end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$975  = ssm_k1;
+    if (\$signal$234 ) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$390 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  \$975  = g_value;
+            endcase
+      endcase
     end
     casez (fsm_state)
       5'h00:
@@ -27843,49 +27953,27 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h09:
           /* empty */;
       5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          /* empty */;
-      5'h0a:
-          /* empty */;
-      5'h01:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-          end
+          \$975  = 8'h00;
     endcase
-    if (\$207 ) begin
-      \$967  = 8'h00;
-    end
     if (rst) begin
-      \$967  = 8'h00;
+      \$975  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$968  = count15;
-    if (\event ) begin
-      if (\$75 ) begin
-        \$968  = \$76 [7:0];
-      end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$976  = ssm_k2;
+    if (\$signal$234 ) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$390 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  \$976  = g_value;
+            endcase
+      endcase
     end
     casez (fsm_state)
       5'h00:
@@ -27905,247 +27993,556 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h09:
           /* empty */;
       5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          /* empty */;
-      5'h0a:
-          /* empty */;
-      5'h01:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-          end
+          \$976  = 8'h00;
     endcase
-    if (\$207 ) begin
-      \$968  = 8'h00;
-    end
     if (rst) begin
-      \$968  = 8'h00;
+      \$976  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$969 [0] = spike;
-    \$969 [1] = \spike$201 ;
-    \$969 [2] = \spike$204 ;
-    \$969 [3] = \spike$207 ;
-    \$969 [4] = \spike$210 ;
-    \$969 [5] = \spike$213 ;
-    \$969 [6] = \spike$216 ;
-    \$969 [7] = \spike$219 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$977  = ssm_k3;
+    if (\$signal$234 ) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$390 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  \$977  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          \$977  = 8'h00;
+    endcase
     if (rst) begin
-      \$969  = 8'h00;
+      \$977  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$970  = u_new;
-    if (rst) begin
-      \$970  = 16'h0000;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$978  = ssm_k4;
+    if (\$signal$234 ) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$390 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  \$978  = g_value;
+            endcase
+      endcase
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$971  = \u_new$203 ;
-    if (rst) begin
-      \$971  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$972  = \u_new$206 ;
-    if (rst) begin
-      \$972  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$973  = \u_new$209 ;
-    if (rst) begin
-      \$973  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$974  = \u_new$212 ;
-    if (rst) begin
-      \$974  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$975  = \u_new$215 ;
-    if (rst) begin
-      \$975  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$976  = \u_new$218 ;
-    if (rst) begin
-      \$976  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$977  = \u_new$221 ;
-    if (rst) begin
-      \$977  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$978  = valid_lanes;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          \$978  = 8'h00;
+    endcase
     if (rst) begin
       \$978  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$979  = \$78 ;
-    if (rst) begin
-      \$979  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$980  = in_full;
-    if (\$79 ) begin
-      if (input__payload[15]) begin
-        \$980  = 1'h1;
-      end
-    end
-    casez (fsm_state)
-      5'h00:
-          if (\$115 ) begin
-            \$980  = 1'h0;
-          end
-    endcase
-    if (\$207 ) begin
-      \$980  = 1'h0;
-    end
-    if (rst) begin
-      \$980  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$981  = in_count0;
-    if (\$79 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        casez (\$signal$227 )
-          1'h0:
-              \$981  = \$81 [6:0];
-        endcase
-      end
-    end
-    casez (fsm_state)
-      5'h00:
-          if (\$115 ) begin
-            casez (\$117 )
-              1'h0:
-                  \$981  = 7'h00;
-            endcase
-          end
-    endcase
-    if (\$207 ) begin
-      \$981  = 7'h00;
-    end
-    if (rst) begin
-      \$981  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$982  = in_count1;
-    if (\$79 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        casez (\$signal$227 )
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$982  = \$81 [6:0];
-        endcase
-      end
-    end
-    casez (fsm_state)
-      5'h00:
-          if (\$115 ) begin
-            (* full_case = 32'd1 *)
-            casez (\$117 )
-              1'h0:
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$979  = ssm_k5;
+    if (\$signal$234 ) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$390 [6:0])
+              7'h00:
                   /* empty */;
-              1'h1:
-                  \$982  = 7'h00;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  \$979  = g_value;
             endcase
-          end
+      endcase
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          \$979  = 8'h00;
     endcase
-    if (\$207 ) begin
-      \$982  = 7'h00;
-    end
     if (rst) begin
-      \$982  = 7'h00;
+      \$979  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$983  = gissue;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$980  = ssm_k6;
+    if (\$signal$234 ) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$390 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  \$980  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          \$980  = 8'h00;
+    endcase
     if (rst) begin
-      \$983  = 1'h0;
+      \$980  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$984  = gop;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$981  = ssm_k7;
+    if (\$signal$234 ) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$390 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  \$981  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          \$981  = 8'h00;
+    endcase
     if (rst) begin
-      \$984  = 3'h0;
+      \$981  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$985  = g_const;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$982  = ssm_k8;
+    if (\$signal$234 ) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$390 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  \$982  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          \$982  = 8'h00;
+    endcase
     if (rst) begin
-      \$985  = 1'h0;
+      \$982  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$986  = n;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$983  = ssm_k9;
+    if (\$signal$234 ) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$390 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  \$983  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          \$983  = 8'h00;
+    endcase
+    if (rst) begin
+      \$983  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$984  = ssm_k10;
+    if (\$signal$234 ) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$390 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  \$984  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          \$984  = 8'h00;
+    endcase
+    if (rst) begin
+      \$984  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$985  = ssm_k11;
+    if (\$signal$234 ) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$390 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  \$985  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          \$985  = 8'h00;
+    endcase
+    if (rst) begin
+      \$985  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$986  = ssm_k12;
+    if (\$signal$234 ) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$390 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  \$986  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          \$986  = 8'h00;
+    endcase
     if (rst) begin
       \$986  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$987  = ssm_k0;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$987  = ssm_k13;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$406 [6:0])
+            casez (\$390 [6:0])
               7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
                   \$987  = g_value;
             endcase
       endcase
@@ -28175,15 +28572,41 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$988  = ssm_k1;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$988  = ssm_k14;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$406 [6:0])
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
                   \$988  = g_value;
             endcase
       endcase
@@ -28213,17 +28636,43 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$989  = ssm_k2;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$989  = ssm_k15;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$406 [6:0])
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
                   /* empty */;
               7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
+                  /* empty */;
+              7'h0f:
                   \$989  = g_value;
             endcase
       endcase
@@ -28253,19 +28702,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$990  = ssm_k3;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$990  = ssm_v0;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h1:
+            casez (\$390 [6:0])
               7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
                   \$990  = g_value;
             endcase
       endcase
@@ -28295,21 +28740,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$991  = ssm_k4;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$991  = ssm_v1;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h1:
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
                   \$991  = g_value;
             endcase
       endcase
@@ -28339,23 +28780,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$992  = ssm_k5;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$992  = ssm_v2;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h1:
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
                   /* empty */;
               7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
                   \$992  = g_value;
             endcase
       endcase
@@ -28385,12 +28822,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$993  = ssm_k6;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$993  = ssm_v3;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h1:
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28398,12 +28837,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h02:
                   /* empty */;
               7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
                   \$993  = g_value;
             endcase
       endcase
@@ -28433,12 +28866,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$994  = ssm_k7;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$994  = ssm_v4;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h1:
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28448,12 +28883,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h03:
                   /* empty */;
               7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
                   \$994  = g_value;
             endcase
       endcase
@@ -28483,12 +28912,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$995  = ssm_k8;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$995  = ssm_v5;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h1:
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28500,12 +28931,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h04:
                   /* empty */;
               7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
                   \$995  = g_value;
             endcase
       endcase
@@ -28535,12 +28960,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$996  = ssm_k9;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$996  = ssm_v6;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h1:
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28554,12 +28981,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h05:
                   /* empty */;
               7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
                   \$996  = g_value;
             endcase
       endcase
@@ -28589,12 +29010,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$997  = ssm_k10;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$997  = ssm_v7;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h1:
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28610,12 +29033,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h06:
                   /* empty */;
               7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
                   \$997  = g_value;
             endcase
       endcase
@@ -28645,12 +29062,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$998  = ssm_k11;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$998  = ssm_v8;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h1:
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28668,12 +29087,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h07:
                   /* empty */;
               7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
                   \$998  = g_value;
             endcase
       endcase
@@ -28703,12 +29116,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$999  = ssm_k12;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$999  = ssm_v9;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h1:
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28728,12 +29143,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h08:
                   /* empty */;
               7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
                   \$999  = g_value;
             endcase
       endcase
@@ -28763,12 +29172,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1000  = ssm_k13;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1000  = ssm_v10;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h1:
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28790,12 +29201,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h09:
                   /* empty */;
               7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
                   \$1000  = g_value;
             endcase
       endcase
@@ -28825,12 +29230,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1001  = ssm_k14;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1001  = ssm_v11;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h1:
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28854,12 +29261,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0a:
                   /* empty */;
               7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
                   \$1001  = g_value;
             endcase
       endcase
@@ -28889,12 +29290,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1002  = ssm_k15;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1002  = ssm_v12;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h1:
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28920,12 +29323,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0b:
                   /* empty */;
               7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
-                  /* empty */;
-              7'h0f:
                   \$1002  = g_value;
             endcase
       endcase
@@ -28955,15 +29352,41 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1003  = ssm_v0;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1003  = ssm_v13;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$406 [6:0])
+            casez (\$390 [6:0])
               7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
                   \$1003  = g_value;
             endcase
       endcase
@@ -28993,17 +29416,43 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1004  = ssm_v1;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1004  = ssm_v14;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$406 [6:0])
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
                   \$1004  = g_value;
             endcase
       endcase
@@ -29033,19 +29482,45 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1005  = ssm_v2;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1005  = ssm_v15;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$406 [6:0])
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
                   /* empty */;
               7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
+                  /* empty */;
+              7'h0f:
                   \$1005  = g_value;
             endcase
       endcase
@@ -29075,21 +29550,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1006  = ssm_v3;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1006  = ssm_q0;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h2:
+            casez (\$390 [6:0])
               7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
                   \$1006  = g_value;
             endcase
       endcase
@@ -29119,23 +29590,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1007  = ssm_v4;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1007  = ssm_q1;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h2:
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
                   \$1007  = g_value;
             endcase
       endcase
@@ -29165,25 +29632,21 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1008  = ssm_v5;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1008  = ssm_q2;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h2:
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
                   /* empty */;
               7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
                   \$1008  = g_value;
             endcase
       endcase
@@ -29213,14 +29676,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1009  = ssm_v6;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1009  = ssm_q3;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h2:
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29228,12 +29693,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h02:
                   /* empty */;
               7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
                   \$1009  = g_value;
             endcase
       endcase
@@ -29263,14 +29722,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1010  = ssm_v7;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1010  = ssm_q4;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h2:
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29280,12 +29741,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h03:
                   /* empty */;
               7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
                   \$1010  = g_value;
             endcase
       endcase
@@ -29315,14 +29770,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1011  = ssm_v8;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1011  = ssm_q5;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h2:
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29334,12 +29791,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h04:
                   /* empty */;
               7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
                   \$1011  = g_value;
             endcase
       endcase
@@ -29369,14 +29820,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1012  = ssm_v9;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1012  = ssm_q6;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h2:
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29390,12 +29843,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h05:
                   /* empty */;
               7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
                   \$1012  = g_value;
             endcase
       endcase
@@ -29425,14 +29872,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1013  = ssm_v10;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1013  = ssm_q7;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h2:
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29448,12 +29897,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h06:
                   /* empty */;
               7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
                   \$1013  = g_value;
             endcase
       endcase
@@ -29483,14 +29926,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1014  = ssm_v11;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1014  = ssm_q8;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h2:
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29508,12 +29953,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h07:
                   /* empty */;
               7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
                   \$1014  = g_value;
             endcase
       endcase
@@ -29543,14 +29982,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1015  = ssm_v12;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1015  = ssm_q9;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h2:
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29570,12 +30011,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h08:
                   /* empty */;
               7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
                   \$1015  = g_value;
             endcase
       endcase
@@ -29605,14 +30040,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1016  = ssm_v13;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1016  = ssm_q10;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h2:
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29634,12 +30071,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h09:
                   /* empty */;
               7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
                   \$1016  = g_value;
             endcase
       endcase
@@ -29669,14 +30100,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1017  = ssm_v14;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1017  = ssm_q11;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h2:
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29700,12 +30133,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0a:
                   /* empty */;
               7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
                   \$1017  = g_value;
             endcase
       endcase
@@ -29735,14 +30162,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1018  = ssm_v15;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1018  = ssm_q12;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$406 [6:0])
+            /* empty */;
+        3'h2:
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29768,12 +30197,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0b:
                   /* empty */;
               7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
-                  /* empty */;
-              7'h0f:
                   \$1018  = g_value;
             endcase
       endcase
@@ -29803,17 +30226,43 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1019  = ssm_q0;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1019  = ssm_q13;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$406 [6:0])
+            casez (\$390 [6:0])
               7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
                   \$1019  = g_value;
             endcase
       endcase
@@ -29843,718 +30292,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1020  = ssm_q1;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1020  = ssm_q14;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$406 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  \$1020  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1020  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1020  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1021  = ssm_q2;
-    if (\$signal$230 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$406 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  \$1021  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1021  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1021  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1022  = ssm_q3;
-    if (\$signal$230 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$406 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  \$1022  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1022  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1022  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1023  = ssm_q4;
-    if (\$signal$230 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$406 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  \$1023  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1023  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1023  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1024  = ssm_q5;
-    if (\$signal$230 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$406 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  \$1024  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1024  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1024  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1025  = ssm_q6;
-    if (\$signal$230 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$406 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  \$1025  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1025  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1025  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1026  = ssm_q7;
-    if (\$signal$230 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$406 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  \$1026  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1026  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1026  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1027  = ssm_q8;
-    if (\$signal$230 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$406 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  \$1027  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1027  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1027  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1028  = ssm_q9;
-    if (\$signal$230 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$406 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  \$1028  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1028  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1028  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1029  = ssm_q10;
-    if (\$signal$230 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$406 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  \$1029  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1029  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1029  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1030  = ssm_q11;
-    if (\$signal$230 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$406 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  \$1030  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1030  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1030  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1031  = ssm_q12;
-    if (\$signal$230 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$406 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  \$1031  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1031  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1031  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1032  = ssm_q13;
-    if (\$signal$230 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$406 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  \$1032  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1032  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1032  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1033  = ssm_q14;
-    if (\$signal$230 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$406 [6:0])
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -30584,7 +30331,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0d:
                   /* empty */;
               7'h0e:
-                  \$1033  = g_value;
+                  \$1020  = g_value;
             endcase
       endcase
     end
@@ -30606,23 +30353,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h09:
           /* empty */;
       5'h03:
-          \$1033  = 8'h00;
+          \$1020  = 8'h00;
     endcase
     if (rst) begin
-      \$1033  = 8'h00;
+      \$1020  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1034  = ssm_q15;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1021  = ssm_q15;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$406 [6:0])
+            casez (\$390 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -30654,7 +30401,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0e:
                   /* empty */;
               7'h0f:
-                  \$1034  = g_value;
+                  \$1021  = g_value;
             endcase
       endcase
     end
@@ -30676,16 +30423,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h09:
           /* empty */;
       5'h03:
-          \$1034  = 8'h00;
+          \$1021  = 8'h00;
     endcase
     if (rst) begin
-      \$1034  = 8'h00;
+      \$1021  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1035  = gate;
-    if (\$signal$230 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1022  = gate;
+    if (\$signal$234 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -30695,29 +30442,29 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             /* empty */;
         3'h3:
           begin
-            if (\$82 ) begin
-              \$1035 [0] = 1'h1;
-            end
             if (\$83 ) begin
-              \$1035 [1] = 1'h1;
+              \$1022 [0] = 1'h1;
             end
             if (\$84 ) begin
-              \$1035 [2] = 1'h1;
+              \$1022 [1] = 1'h1;
             end
             if (\$85 ) begin
-              \$1035 [3] = 1'h1;
+              \$1022 [2] = 1'h1;
             end
             if (\$86 ) begin
-              \$1035 [4] = 1'h1;
+              \$1022 [3] = 1'h1;
             end
             if (\$87 ) begin
-              \$1035 [5] = 1'h1;
+              \$1022 [4] = 1'h1;
             end
             if (\$88 ) begin
-              \$1035 [6] = 1'h1;
+              \$1022 [5] = 1'h1;
             end
             if (\$89 ) begin
-              \$1035 [7] = 1'h1;
+              \$1022 [6] = 1'h1;
+            end
+            if (\$90 ) begin
+              \$1022 [7] = 1'h1;
             end
           end
       endcase
@@ -30740,38 +30487,38 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h09:
           /* empty */;
       5'h03:
-          \$1035  = 8'h00;
+          \$1022  = 8'h00;
     endcase
     if (rst) begin
-      \$1035  = 8'h00;
+      \$1022  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1036  = \$signal$289 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1023  = \$signal$293 ;
     if (rst) begin
-      \$1036  = 1'h0;
+      \$1023  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1037  = row;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1024  = row;
     if (rst) begin
-      \$1037  = 4'h0;
+      \$1024  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1038  = \$588 [7:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1025  = \$572 [7:0];
     if (rst) begin
-      \$1038  = 8'h00;
+      \$1025  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1039  = ssm_yacc0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1026  = ssm_yacc0;
     if (p1_valid) begin
-      \$1039  = \$92 [27:0];
+      \$1026  = \$93 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30797,17 +30544,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h0d:
           /* empty */;
       5'h0c:
-          \$1039  = 28'h0000000;
+          \$1026  = 28'h0000000;
     endcase
     if (rst) begin
-      \$1039  = 28'h0000000;
+      \$1026  = 28'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1040  = ssm_yacc1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1027  = ssm_yacc1;
     if (p1_valid) begin
-      \$1040  = \$95 [27:0];
+      \$1027  = \$96 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30833,17 +30580,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h0d:
           /* empty */;
       5'h0c:
-          \$1040  = 28'h0000000;
+          \$1027  = 28'h0000000;
     endcase
     if (rst) begin
-      \$1040  = 28'h0000000;
+      \$1027  = 28'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1041  = ssm_yacc2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1028  = ssm_yacc2;
     if (p1_valid) begin
-      \$1041  = \$98 [27:0];
+      \$1028  = \$99 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30869,17 +30616,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h0d:
           /* empty */;
       5'h0c:
-          \$1041  = 28'h0000000;
+          \$1028  = 28'h0000000;
     endcase
     if (rst) begin
-      \$1041  = 28'h0000000;
+      \$1028  = 28'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1042  = ssm_yacc3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1029  = ssm_yacc3;
     if (p1_valid) begin
-      \$1042  = \$101 [27:0];
+      \$1029  = \$102 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30905,17 +30652,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h0d:
           /* empty */;
       5'h0c:
-          \$1042  = 28'h0000000;
+          \$1029  = 28'h0000000;
     endcase
     if (rst) begin
-      \$1042  = 28'h0000000;
+      \$1029  = 28'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1043  = ssm_yacc4;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1030  = ssm_yacc4;
     if (p1_valid) begin
-      \$1043  = \$104 [27:0];
+      \$1030  = \$105 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30941,17 +30688,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h0d:
           /* empty */;
       5'h0c:
-          \$1043  = 28'h0000000;
+          \$1030  = 28'h0000000;
     endcase
     if (rst) begin
-      \$1043  = 28'h0000000;
+      \$1030  = 28'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1044  = ssm_yacc5;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1031  = ssm_yacc5;
     if (p1_valid) begin
-      \$1044  = \$107 [27:0];
+      \$1031  = \$108 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30977,17 +30724,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h0d:
           /* empty */;
       5'h0c:
-          \$1044  = 28'h0000000;
+          \$1031  = 28'h0000000;
     endcase
     if (rst) begin
-      \$1044  = 28'h0000000;
+      \$1031  = 28'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1045  = ssm_yacc6;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1032  = ssm_yacc6;
     if (p1_valid) begin
-      \$1045  = \$110 [27:0];
+      \$1032  = \$111 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -31013,17 +30760,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h0d:
           /* empty */;
       5'h0c:
-          \$1045  = 28'h0000000;
+          \$1032  = 28'h0000000;
     endcase
     if (rst) begin
-      \$1045  = 28'h0000000;
+      \$1032  = 28'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1046  = ssm_yacc7;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1033  = ssm_yacc7;
     if (p1_valid) begin
-      \$1046  = \$113 [27:0];
+      \$1033  = \$114 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -31049,19 +30796,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h0d:
           /* empty */;
       5'h0c:
-          \$1046  = 28'h0000000;
+          \$1033  = 28'h0000000;
     endcase
     if (rst) begin
-      \$1046  = 28'h0000000;
+      \$1033  = 28'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1047  = li;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1034  = li;
     casez (fsm_state)
       5'h00:
-          if (\$115 ) begin
-            \$1047  = 2'h0;
+          if (\$116 ) begin
+            \$1034  = 2'h0;
           end
       5'h02:
           /* empty */;
@@ -31094,23 +30841,519 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h0a:
           if (free) begin
             (* full_case = 32'd1 *)
-            if (\$198 ) begin
+            if (\$185 ) begin
             end else begin
-              \$1047  = \$199 [1:0];
+              \$1034  = \$186 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$1047  = 2'h0;
+      \$1034  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1048  = \$signal$311 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1035  = \$signal$315 ;
     casez (fsm_state)
       5'h00:
-          if (\$115 ) begin
-            \$1048  = \$signal$227 ;
+          if (\$116 ) begin
+            \$1035  = \$signal$231 ;
+          end
+    endcase
+    if (rst) begin
+      \$1035  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1036  = \$signal$231 ;
+    casez (fsm_state)
+      5'h00:
+          if (\$116 ) begin
+            \$1036  = \$117 ;
+          end
+    endcase
+    if (\$194 ) begin
+      \$1036  = 1'h0;
+    end
+    if (rst) begin
+      \$1036  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1037  = fsm_state;
+    casez (fsm_state)
+      5'h00:
+          if (\$116 ) begin
+            (* full_case = 32'd1 *)
+            if (\$119 ) begin
+              \$1037  = 5'h01;
+            end else begin
+              \$1037  = 5'h02;
+            end
+          end
+      5'h02:
+          (* full_case = 32'd1 *)
+          if (\$120 ) begin
+            \$1037  = 5'h03;
+          end else begin
+            \$1037  = 5'h04;
+          end
+      5'h04:
+          \$1037  = 5'h05;
+      5'h05:
+          (* full_case = 32'd1 *)
+          if (\$121 ) begin
+            \$1037  = 5'h06;
+          end else begin
+            \$1037  = 5'h07;
+          end
+      5'h07:
+          (* full_case = 32'd1 *)
+          if (\$145 ) begin
+          end else begin
+            \$1037  = 5'h05;
+          end
+      5'h06:
+          if (\$147 ) begin
+          end else if (\$154 ) begin
+            \$1037  = 5'h08;
+          end
+      5'h08:
+          \$1037  = 5'h09;
+      5'h09:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+              \$1037  = 5'h0a;
+            end else begin
+              \$1037  = 5'h04;
+            end
+          end
+      5'h03:
+          \$1037  = 5'h0b;
+      5'h0b:
+          (* full_case = 32'd1 *)
+          if (\$157 ) begin
+            \$1037  = 5'h0c;
+          end else begin
+            \$1037  = 5'h0d;
+          end
+      5'h0d:
+          (* full_case = 32'd1 *)
+          if (\$169 ) begin
+          end else begin
+            \$1037  = 5'h0b;
+          end
+      5'h0c:
+          \$1037  = 5'h0e;
+      5'h0e:
+          (* full_case = 32'd1 *)
+          if (found) begin
+          end else begin
+            \$1037  = 5'h0f;
+          end
+      5'h0f:
+          \$1037  = 5'h10;
+      5'h10:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (\$182 ) begin
+              \$1037  = 5'h0a;
+            end else begin
+              \$1037  = 5'h0c;
+            end
+          end
+      5'h0a:
+          if (free) begin
+            (* full_case = 32'd1 *)
+            if (\$185 ) begin
+              \$1037  = 5'h01;
+            end else begin
+              \$1037  = 5'h02;
+            end
+          end
+      5'h01:
+          if (w_rdy) begin
+            \$1037  = 5'h00;
+          end
+    endcase
+    if (rst) begin
+      \$1037  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1038  = k;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          \$1038  = 5'h00;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+            end else begin
+              \$1038  = \$156 [4:0];
+            end
+          end
+      5'h03:
+          /* empty */;
+      5'h0b:
+          /* empty */;
+      5'h0d:
+          /* empty */;
+      5'h0c:
+          /* empty */;
+      5'h0e:
+          /* empty */;
+      5'h0f:
+          /* empty */;
+      5'h10:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (\$182 ) begin
+            end else begin
+              \$1038  = \$183 [4:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$1038  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1039  = src_sel;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          (* full_case = 32'd1 *)
+          if (\$121 ) begin
+          end else begin
+            \$1039  = \edge [2:0];
+          end
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          (* full_case = 32'd1 *)
+          if (\$157 ) begin
+          end else begin
+            \$1039  = src;
+          end
+    endcase
+    if (rst) begin
+      \$1039  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1040  = \$signal$110 ;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          (* full_case = 32'd1 *)
+          if (\$121 ) begin
+          end else begin
+            \$1040  = \$122 ;
+          end
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          (* full_case = 32'd1 *)
+          if (\$157 ) begin
+          end else begin
+            \$1040  = \$158 ;
+          end
+    endcase
+    if (rst) begin
+      \$1040  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1041  = bank_sel;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          (* full_case = 32'd1 *)
+          if (\$121 ) begin
+          end else begin
+            \$1041  = \$125 ;
+          end
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          (* full_case = 32'd1 *)
+          if (\$157 ) begin
+          end else begin
+            \$1041  = \$161 ;
+          end
+    endcase
+    if (rst) begin
+      \$1041  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1042  = n;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          (* full_case = 32'd1 *)
+          if (\$121 ) begin
+          end else begin
+            \$1042  = 8'h00;
+          end
+      5'h07:
+          if (\$145 ) begin
+            \$1042  = \$146 [7:0];
+          end
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          (* full_case = 32'd1 *)
+          if (\$157 ) begin
+          end else begin
+            \$1042  = 8'h00;
+          end
+      5'h0d:
+          if (\$169 ) begin
+            \$1042  = \$170 [7:0];
+          end
+    endcase
+    if (rst) begin
+      \$1042  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1043  = cnt;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          (* full_case = 32'd1 *)
+          if (\$121 ) begin
+          end else begin
+            \$1043  = \$130 ;
+          end
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          (* full_case = 32'd1 *)
+          if (\$157 ) begin
+          end else begin
+            \$1043  = \$168 ;
+          end
+    endcase
+    if (rst) begin
+      \$1043  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1044  = row_wbase;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          (* full_case = 32'd1 *)
+          if (\$121 ) begin
+          end else begin
+            \$1044  = \edge [14:4];
+          end
+    endcase
+    if (rst) begin
+      \$1044  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1045  = row_offset;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          (* full_case = 32'd1 *)
+          if (\$121 ) begin
+          end else begin
+            \$1045  = \$144 [12:0];
+          end
+    endcase
+    if (rst) begin
+      \$1045  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1046  = drain_n;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          if (\$147 ) begin
+            \$1046  = \$155 [1:0];
+          end else if (\$154 ) begin
+            \$1046  = 2'h0;
+          end
+    endcase
+    if (rst) begin
+      \$1046  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1047  = gop;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          \$1047  = 3'h0;
+      5'h0b:
+          /* empty */;
+      5'h0d:
+          (* full_case = 32'd1 *)
+          if (\$169 ) begin
+          end else begin
+            \$1047  = \$171 [2:0];
+          end
+    endcase
+    if (rst) begin
+      \$1047  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1048  = g_const;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          (* full_case = 32'd1 *)
+          if (\$157 ) begin
+          end else begin
+            \$1048  = \$signal$323 ;
           end
     endcase
     if (rst) begin
@@ -31118,118 +31361,69 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1049  = \$signal$227 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1049  = gbase;
     casez (fsm_state)
       5'h00:
-          if (\$115 ) begin
-            \$1049  = \$116 ;
-          end
-    endcase
-    if (\$207 ) begin
-      \$1049  = 1'h0;
-    end
-    if (rst) begin
-      \$1049  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1050  = fsm_state;
-    casez (fsm_state)
-      5'h00:
-          if (\$115 ) begin
-            (* full_case = 32'd1 *)
-            if (\$118 ) begin
-              \$1050  = 5'h01;
-            end else begin
-              \$1050  = 5'h02;
-            end
-          end
+          /* empty */;
       5'h02:
-          (* full_case = 32'd1 *)
-          if (\$119 ) begin
-            \$1050  = 5'h03;
-          end else begin
-            \$1050  = 5'h04;
-          end
+          /* empty */;
       5'h04:
-          \$1050  = 5'h05;
+          /* empty */;
       5'h05:
-          (* full_case = 32'd1 *)
-          if (\$120 ) begin
-            \$1050  = 5'h06;
-          end else begin
-            \$1050  = 5'h07;
-          end
+          /* empty */;
       5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
           (* full_case = 32'd1 *)
           if (\$157 ) begin
           end else begin
-            \$1050  = 5'h05;
+            \$1049  = base;
           end
+    endcase
+    if (rst) begin
+      \$1049  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1050  = i;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
       5'h06:
-          if (\$160 ) begin
-          end else if (\$167 ) begin
-            \$1050  = 5'h08;
-          end
+          /* empty */;
       5'h08:
-          \$1050  = 5'h09;
+          /* empty */;
       5'h09:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-              \$1050  = 5'h0a;
-            end else begin
-              \$1050  = 5'h04;
-            end
-          end
+          /* empty */;
       5'h03:
-          \$1050  = 5'h0b;
+          /* empty */;
       5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$170 ) begin
-            \$1050  = 5'h0c;
-          end else begin
-            \$1050  = 5'h0d;
-          end
+          /* empty */;
       5'h0d:
-          (* full_case = 32'd1 *)
-          if (\$182 ) begin
-          end else begin
-            \$1050  = 5'h0b;
-          end
+          /* empty */;
       5'h0c:
-          \$1050  = 5'h0e;
+          \$1050  = 5'h00;
       5'h0e:
-          (* full_case = 32'd1 *)
           if (found) begin
-          end else begin
-            \$1050  = 5'h0f;
-          end
-      5'h0f:
-          \$1050  = 5'h10;
-      5'h10:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (\$195 ) begin
-              \$1050  = 5'h0a;
-            end else begin
-              \$1050  = 5'h0c;
-            end
-          end
-      5'h0a:
-          if (free) begin
-            (* full_case = 32'd1 *)
-            if (\$198 ) begin
-              \$1050  = 5'h01;
-            end else begin
-              \$1050  = 5'h02;
-            end
-          end
-      5'h01:
-          if (w_rdy) begin
-            \$1050  = 5'h00;
+            \$1050  = \$180 ;
           end
     endcase
     if (rst) begin
@@ -31237,441 +31431,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1051  = k;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          \$1051  = 5'h00;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-            end else begin
-              \$1051  = \$169 [4:0];
-            end
-          end
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (\$195 ) begin
-            end else begin
-              \$1051  = \$196 [4:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$1051  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1052  = e;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          \$1052  = { 1'h0, layer[20:18] };
-      5'h05:
-          /* empty */;
-      5'h07:
-          (* full_case = 32'd1 *)
-          if (\$157 ) begin
-          end else begin
-            \$1052  = \$159 [3:0];
-          end
-    endcase
-    if (rst) begin
-      \$1052  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1053  = src_sel;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          (* full_case = 32'd1 *)
-          if (\$120 ) begin
-          end else begin
-            \$1053  = \$121 ;
-          end
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$170 ) begin
-          end else begin
-            \$1053  = src;
-          end
-    endcase
-    if (rst) begin
-      \$1053  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1054  = \$signal$106 ;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          (* full_case = 32'd1 *)
-          if (\$120 ) begin
-          end else begin
-            \$1054  = \$123 ;
-          end
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$170 ) begin
-          end else begin
-            \$1054  = \$171 ;
-          end
-    endcase
-    if (rst) begin
-      \$1054  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1055  = bank_sel;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          (* full_case = 32'd1 *)
-          if (\$120 ) begin
-          end else begin
-            \$1055  = \$128 ;
-          end
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$170 ) begin
-          end else begin
-            \$1055  = \$174 ;
-          end
-    endcase
-    if (rst) begin
-      \$1055  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1056  = n;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          (* full_case = 32'd1 *)
-          if (\$120 ) begin
-          end else begin
-            \$1056  = 8'h00;
-          end
-      5'h07:
-          if (\$157 ) begin
-            \$1056  = \$158 [7:0];
-          end
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$170 ) begin
-          end else begin
-            \$1056  = 8'h00;
-          end
-      5'h0d:
-          if (\$182 ) begin
-            \$1056  = \$183 [7:0];
-          end
-    endcase
-    if (rst) begin
-      \$1056  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1057  = cnt;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          (* full_case = 32'd1 *)
-          if (\$120 ) begin
-          end else begin
-            \$1057  = \$136 ;
-          end
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$170 ) begin
-          end else begin
-            \$1057  = \$181 ;
-          end
-    endcase
-    if (rst) begin
-      \$1057  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1058  = row_wbase;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          (* full_case = 32'd1 *)
-          if (\$120 ) begin
-          end else begin
-            \$1058  = \$137 ;
-          end
-    endcase
-    if (rst) begin
-      \$1058  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1059  = row_offset;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          (* full_case = 32'd1 *)
-          if (\$120 ) begin
-          end else begin
-            \$1059  = \$156 [12:0];
-          end
-    endcase
-    if (rst) begin
-      \$1059  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1060  = drain_n;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          if (\$160 ) begin
-            \$1060  = \$168 [1:0];
-          end else if (\$167 ) begin
-            \$1060  = 2'h0;
-          end
-    endcase
-    if (rst) begin
-      \$1060  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1061  = gop;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1061  = 3'h0;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          (* full_case = 32'd1 *)
-          if (\$182 ) begin
-          end else begin
-            \$1061  = \$184 [2:0];
-          end
-    endcase
-    if (rst) begin
-      \$1061  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1062  = g_const;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$170 ) begin
-          end else begin
-            \$1062  = \$signal$320 ;
-          end
-    endcase
-    if (rst) begin
-      \$1062  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1063  = gbase;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$170 ) begin
-          end else begin
-            \$1063  = base;
-          end
-    endcase
-    if (rst) begin
-      \$1063  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1064  = i;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1051  = arow;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31696,52 +31457,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h0d:
           /* empty */;
       5'h0c:
-          \$1064  = 5'h00;
-      5'h0e:
-          if (found) begin
-            \$1064  = \$193 ;
-          end
+          \$1051  = \$179 [10:0];
     endcase
     if (rst) begin
-      \$1064  = 5'h00;
+      \$1051  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1065  = arow;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          \$1065  = \$192 [10:0];
-    endcase
-    if (rst) begin
-      \$1065  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1066  = cur;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1052  = cur;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31777,30 +31501,30 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h01:
           if (w_rdy) begin
-            \$1066  = \$205 ;
+            \$1052  = \$192 ;
           end
     endcase
-    if (\$207 ) begin
-      \$1066  = 1'h0;
+    if (\$194 ) begin
+      \$1052  = 1'h0;
     end
     if (rst) begin
-      \$1066  = 1'h0;
+      \$1052  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (rd_region)
       4'h4:
-          host_rdata = { 39'h0000000000, \$291  };
+          host_rdata = { 39'h0000000000, \$278  };
       4'h2:
-          host_rdata = { 6'h00, \$292  };
+          host_rdata = { 6'h00, \$279  };
       4'h3:
-          host_rdata = { 31'h00000000, \$293  };
+          host_rdata = { 31'h00000000, \$280  };
       4'h8:
-          host_rdata = { 31'h00000000, \$294  };
+          host_rdata = { 31'h00000000, \$281  };
       4'h9:
-          host_rdata = { 38'h0000000000, \$295  };
+          host_rdata = { 38'h0000000000, \$282  };
       4'h5:
           host_rdata = { 15'h0000, rdata };
       default:
@@ -31808,14 +31532,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     ev_wr__addr = 11'h000;
     if (\event ) begin
-      ev_wr__addr = { cur, spike_src, \$325  };
+      ev_wr__addr = { cur, spike_src, \$309  };
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     ev_wr__data = 15'h0000;
     if (\event ) begin
       ev_wr__data[6:0] = records__payload[10:4];
@@ -31826,26 +31550,26 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     ev_wr__en = 1'h0;
     if (\event ) begin
       ev_wr__en = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     inc = 18'h00000;
     if (\event ) begin
-      if (\$326 ) begin
+      if (\$310 ) begin
         inc[3] = 1'h1;
       end
-      if (\$327 ) begin
+      if (\$311 ) begin
         inc[7] = 1'h1;
       end
-      if (\$328 ) begin
+      if (\$312 ) begin
         inc[11] = 1'h1;
       end
-      if (\$329 ) begin
+      if (\$313 ) begin
         inc[15] = 1'h1;
       end
     end
@@ -31859,66 +31583,111 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h04:
         begin
-          if (\$789 ) begin
+          if (\$773 ) begin
             inc[0] = 1'h1;
           end
-          if (\$790 ) begin
+          if (\$774 ) begin
             inc[4] = 1'h1;
           end
-          if (\$791 ) begin
+          if (\$775 ) begin
             inc[8] = 1'h1;
           end
-          if (\$792 ) begin
+          if (\$776 ) begin
             inc[12] = 1'h1;
           end
         end
       5'h05:
         begin
-          if (\$793 ) begin
+          if (\$777 ) begin
             inc[0] = 1'h1;
           end
-          if (\$794 ) begin
+          if (\$778 ) begin
             inc[4] = 1'h1;
           end
-          if (\$795 ) begin
+          if (\$779 ) begin
             inc[8] = 1'h1;
           end
-          if (\$796 ) begin
+          if (\$780 ) begin
             inc[12] = 1'h1;
           end
         end
       5'h07:
         begin
-          if (\$797 ) begin
+          if (\$781 ) begin
             inc[0] = 1'h1;
           end
-          if (\$798 ) begin
+          if (\$782 ) begin
             inc[4] = 1'h1;
           end
-          if (\$799 ) begin
+          if (\$783 ) begin
             inc[8] = 1'h1;
           end
-          if (\$800 ) begin
+          if (\$784 ) begin
             inc[12] = 1'h1;
           end
-          if (\$801 ) begin
-            if (\$802 ) begin
-              if (\$803 ) begin
+          if (\$785 ) begin
+            if (\$786 ) begin
+              if (\$787 ) begin
                 inc[2] = 1'h1;
               end
-              if (\$804 ) begin
+              if (\$788 ) begin
                 inc[6] = 1'h1;
               end
-              if (\$805 ) begin
+              if (\$789 ) begin
                 inc[10] = 1'h1;
               end
-              if (\$806 ) begin
+              if (\$790 ) begin
                 inc[14] = 1'h1;
               end
             end
           end
         end
       5'h06:
+        begin
+          if (\$792 ) begin
+            inc[0] = 1'h1;
+          end
+          if (\$793 ) begin
+            inc[4] = 1'h1;
+          end
+          if (\$794 ) begin
+            inc[8] = 1'h1;
+          end
+          if (\$795 ) begin
+            inc[12] = 1'h1;
+          end
+        end
+      5'h08:
+        begin
+          if (\$796 ) begin
+            inc[1] = 1'h1;
+          end
+          if (\$797 ) begin
+            inc[5] = 1'h1;
+          end
+          if (\$798 ) begin
+            inc[9] = 1'h1;
+          end
+          if (\$799 ) begin
+            inc[13] = 1'h1;
+          end
+        end
+      5'h09:
+        begin
+          if (\$800 ) begin
+            inc[1] = 1'h1;
+          end
+          if (\$801 ) begin
+            inc[5] = 1'h1;
+          end
+          if (\$802 ) begin
+            inc[9] = 1'h1;
+          end
+          if (\$803 ) begin
+            inc[13] = 1'h1;
+          end
+        end
+      5'h03:
         begin
           if (\$807 ) begin
             inc[0] = 1'h1;
@@ -31933,92 +31702,47 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             inc[12] = 1'h1;
           end
         end
-      5'h08:
-        begin
-          if (\$811 ) begin
-            inc[1] = 1'h1;
-          end
-          if (\$812 ) begin
-            inc[5] = 1'h1;
-          end
-          if (\$813 ) begin
-            inc[9] = 1'h1;
-          end
-          if (\$814 ) begin
-            inc[13] = 1'h1;
-          end
-        end
-      5'h09:
-        begin
-          if (\$815 ) begin
-            inc[1] = 1'h1;
-          end
-          if (\$816 ) begin
-            inc[5] = 1'h1;
-          end
-          if (\$817 ) begin
-            inc[9] = 1'h1;
-          end
-          if (\$818 ) begin
-            inc[13] = 1'h1;
-          end
-        end
-      5'h03:
-        begin
-          if (\$822 ) begin
-            inc[0] = 1'h1;
-          end
-          if (\$823 ) begin
-            inc[4] = 1'h1;
-          end
-          if (\$824 ) begin
-            inc[8] = 1'h1;
-          end
-          if (\$825 ) begin
-            inc[12] = 1'h1;
-          end
-        end
       5'h0b:
         begin
-          if (\$826 ) begin
+          if (\$811 ) begin
             inc[0] = 1'h1;
           end
-          if (\$827 ) begin
+          if (\$812 ) begin
             inc[4] = 1'h1;
           end
-          if (\$828 ) begin
+          if (\$813 ) begin
             inc[8] = 1'h1;
           end
-          if (\$829 ) begin
+          if (\$814 ) begin
             inc[12] = 1'h1;
           end
         end
       5'h0d:
         begin
-          if (\$854 ) begin
+          if (\$839 ) begin
             inc[0] = 1'h1;
           end
-          if (\$855 ) begin
+          if (\$840 ) begin
             inc[4] = 1'h1;
           end
-          if (\$856 ) begin
+          if (\$841 ) begin
             inc[8] = 1'h1;
           end
-          if (\$857 ) begin
+          if (\$842 ) begin
             inc[12] = 1'h1;
           end
-          if (\$858 ) begin
-            if (\$859 ) begin
-              if (\$860 ) begin
+          if (\$843 ) begin
+            if (\$844 ) begin
+              if (\$845 ) begin
                 inc[2] = 1'h1;
               end
-              if (\$861 ) begin
+              if (\$846 ) begin
                 inc[6] = 1'h1;
               end
-              if (\$862 ) begin
+              if (\$847 ) begin
                 inc[10] = 1'h1;
               end
-              if (\$863 ) begin
+              if (\$848 ) begin
                 inc[14] = 1'h1;
               end
             end
@@ -32026,61 +31750,61 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         end
       5'h0c:
         begin
-          if (\$864 ) begin
+          if (\$849 ) begin
             inc[1] = 1'h1;
           end
-          if (\$865 ) begin
+          if (\$850 ) begin
             inc[5] = 1'h1;
           end
-          if (\$866 ) begin
+          if (\$851 ) begin
             inc[9] = 1'h1;
           end
-          if (\$867 ) begin
+          if (\$852 ) begin
             inc[13] = 1'h1;
           end
         end
       5'h0e:
         begin
-          if (\$868 ) begin
+          if (\$853 ) begin
             inc[1] = 1'h1;
           end
-          if (\$869 ) begin
+          if (\$854 ) begin
             inc[5] = 1'h1;
           end
-          if (\$870 ) begin
+          if (\$855 ) begin
             inc[9] = 1'h1;
           end
-          if (\$871 ) begin
+          if (\$856 ) begin
             inc[13] = 1'h1;
           end
         end
       5'h0f:
         begin
-          if (\$873 ) begin
+          if (\$858 ) begin
             inc[1] = 1'h1;
           end
-          if (\$874 ) begin
+          if (\$859 ) begin
             inc[5] = 1'h1;
           end
-          if (\$875 ) begin
+          if (\$860 ) begin
             inc[9] = 1'h1;
           end
-          if (\$876 ) begin
+          if (\$861 ) begin
             inc[13] = 1'h1;
           end
         end
       5'h10:
         begin
-          if (\$877 ) begin
+          if (\$862 ) begin
             inc[1] = 1'h1;
           end
-          if (\$878 ) begin
+          if (\$863 ) begin
             inc[5] = 1'h1;
           end
-          if (\$879 ) begin
+          if (\$864 ) begin
             inc[9] = 1'h1;
           end
-          if (\$880 ) begin
+          if (\$865 ) begin
             inc[13] = 1'h1;
           end
         end
@@ -32093,20 +31817,20 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     in_wr__addr = 8'h00;
-    if (\$404 ) begin
+    if (\$388 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
-        in_wr__addr = { \$signal$227 , \$405  };
+        in_wr__addr = { \$signal$231 , \$389  };
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     in_wr__data = 15'h0000;
-    if (\$404 ) begin
+    if (\$388 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
@@ -32116,9 +31840,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     in_wr__en = 1'h0;
-    if (\$404 ) begin
+    if (\$388 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
@@ -32127,8 +31851,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$530  = \$408 [8:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$signature__addr$533  = \$392 [8:0];
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32156,12 +31880,12 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0e:
           if (found) begin
-            \$signature__addr$530  = \$872 [8:0];
+            \$signature__addr$533  = \$857 [8:0];
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     row = 4'h0;
     if (active[15]) begin
       row = 4'hf;
@@ -32213,7 +31937,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     busy = 1'h0;
     casez (fsm_state)
       5'h00:
@@ -32253,19 +31977,59 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signal$127  = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$signal$131  = 1'h0;
     casez (fsm_state)
       5'h00:
           /* empty */;
       5'h02:
           /* empty */;
       5'h04:
-          \$signal$127  = 1'h1;
+          \$signal$131  = 1'h1;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    e_set = 1'h0;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          e_set = 1'h1;
+      5'h05:
+          /* empty */;
+      5'h07:
+          (* full_case = 32'd1 *)
+          if (\$785 ) begin
+          end else begin
+            e_set = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    e_new = 4'h0;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          e_new = { 1'h0, layer[20:18] };
+      5'h05:
+          /* empty */;
+      5'h07:
+          (* full_case = 32'd1 *)
+          if (\$785 ) begin
+          end else begin
+            e_new = \$791 [3:0];
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     issue = 1'h0;
     casez (fsm_state)
       5'h00:
@@ -32277,13 +32041,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h05:
           /* empty */;
       5'h07:
-          if (\$801 ) begin
+          if (\$785 ) begin
             issue = 1'h1;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     neuron_write = 1'h0;
     casez (fsm_state)
       5'h00:
@@ -32307,7 +32071,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     load = 1'h0;
     casez (fsm_state)
       5'h00:
@@ -32347,7 +32111,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     send = 8'h00;
     casez (fsm_state)
       5'h00:
@@ -32366,7 +32130,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h09:
           if (can_load) begin
-            send = \$820 ;
+            send = \$805 ;
           end
       5'h03:
           /* empty */;
@@ -32382,13 +32146,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h10:
           if (can_load) begin
-            send = \$882 ;
+            send = \$867 ;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \spikes$599  = 8'h00;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \spikes$602  = 8'h00;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32406,7 +32170,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h09:
           if (can_load) begin
-            \spikes$599  = spikes;
+            \spikes$602  = spikes;
           end
       5'h03:
           /* empty */;
@@ -32422,13 +32186,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h10:
           if (can_load) begin
-            \spikes$599  = ynz;
+            \spikes$602  = ynz;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \base$600  = 8'h00;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \base$603  = 8'h00;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32446,7 +32210,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h09:
           if (can_load) begin
-            \base$600  = \$821 [7:0];
+            \base$603  = \$806 [7:0];
           end
       5'h03:
           /* empty */;
@@ -32462,13 +32226,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h10:
           if (can_load) begin
-            \base$600  = \$883 [7:0];
+            \base$603  = \$868 [7:0];
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \layer$601  = 2'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \layer$604  = 2'h0;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32486,7 +32250,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h09:
           if (can_load) begin
-            \layer$601  = li;
+            \layer$604  = li;
           end
       5'h03:
           /* empty */;
@@ -32502,12 +32266,12 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h10:
           if (can_load) begin
-            \layer$601  = li;
+            \layer$604  = li;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     emit_values = 1'h0;
     casez (fsm_state)
       5'h00:
@@ -32547,7 +32311,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     values = 128'h00000000000000000000000000000000;
     casez (fsm_state)
       5'h00:
@@ -32589,19 +32353,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h10:
           if (can_load) begin
-            values[15:0] = { \$612 [7], \$612 [7], \$612 [7], \$612 [7], \$612 [7], \$612 [7], \$612 [7], \$612 [7], \$612 [7:0] };
-            values[31:16] = { \$637 [7], \$637 [7], \$637 [7], \$637 [7], \$637 [7], \$637 [7], \$637 [7], \$637 [7], \$637 [7:0] };
-            values[47:32] = { \$662 [7], \$662 [7], \$662 [7], \$662 [7], \$662 [7], \$662 [7], \$662 [7], \$662 [7], \$662 [7:0] };
-            values[63:48] = { \$687 [7], \$687 [7], \$687 [7], \$687 [7], \$687 [7], \$687 [7], \$687 [7], \$687 [7], \$687 [7:0] };
-            values[79:64] = { \$712 [7], \$712 [7], \$712 [7], \$712 [7], \$712 [7], \$712 [7], \$712 [7], \$712 [7], \$712 [7:0] };
-            values[95:80] = { \$737 [7], \$737 [7], \$737 [7], \$737 [7], \$737 [7], \$737 [7], \$737 [7], \$737 [7], \$737 [7:0] };
-            values[111:96] = { \$762 [7], \$762 [7], \$762 [7], \$762 [7], \$762 [7], \$762 [7], \$762 [7], \$762 [7], \$762 [7:0] };
-            values[127:112] = { \$787 [7], \$787 [7], \$787 [7], \$787 [7], \$787 [7], \$787 [7], \$787 [7], \$787 [7], \$787 [7:0] };
+            values[15:0] = { \$596 [7], \$596 [7], \$596 [7], \$596 [7], \$596 [7], \$596 [7], \$596 [7], \$596 [7], \$596 [7:0] };
+            values[31:16] = { \$621 [7], \$621 [7], \$621 [7], \$621 [7], \$621 [7], \$621 [7], \$621 [7], \$621 [7], \$621 [7:0] };
+            values[47:32] = { \$646 [7], \$646 [7], \$646 [7], \$646 [7], \$646 [7], \$646 [7], \$646 [7], \$646 [7], \$646 [7:0] };
+            values[63:48] = { \$671 [7], \$671 [7], \$671 [7], \$671 [7], \$671 [7], \$671 [7], \$671 [7], \$671 [7], \$671 [7:0] };
+            values[79:64] = { \$696 [7], \$696 [7], \$696 [7], \$696 [7], \$696 [7], \$696 [7], \$696 [7], \$696 [7], \$696 [7:0] };
+            values[95:80] = { \$721 [7], \$721 [7], \$721 [7], \$721 [7], \$721 [7], \$721 [7], \$721 [7], \$721 [7], \$721 [7:0] };
+            values[111:96] = { \$746 [7], \$746 [7], \$746 [7], \$746 [7], \$746 [7], \$746 [7], \$746 [7], \$746 [7], \$746 [7:0] };
+            values[127:112] = { \$771 [7], \$771 [7], \$771 [7], \$771 [7], \$771 [7], \$771 [7], \$771 [7], \$771 [7], \$771 [7:0] };
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     src = 3'h0;
     casez (fsm_state)
       5'h00:
@@ -32624,24 +32388,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0b:
           (* full_case = 32'd1 *)
-          if (\$830 ) begin
+          if (\$815 ) begin
           end else begin
             casez (gop)
               3'h0:
-                  src = \$831 ;
+                  src = \$816 ;
               3'h1:
-                  src = \$837 ;
+                  src = \$822 ;
               3'h2:
-                  src = \$843 ;
+                  src = \$828 ;
               3'h3:
-                  src = \$851 ;
+                  src = \$836 ;
             endcase
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signal$322  = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$signal$325  = 1'h0;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32663,24 +32427,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0b:
           (* full_case = 32'd1 *)
-          if (\$830 ) begin
+          if (\$815 ) begin
           end else begin
             casez (gop)
               3'h0:
-                  \$signal$322  = \$832 ;
+                  \$signal$325  = \$817 ;
               3'h1:
-                  \$signal$322  = \$838 ;
+                  \$signal$325  = \$823 ;
               3'h2:
-                  \$signal$322  = \$844 ;
+                  \$signal$325  = \$829 ;
               3'h3:
-                  \$signal$322  = \$852 ;
+                  \$signal$325  = \$837 ;
             endcase
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signal$320  = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$signal$323  = 1'h0;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32702,21 +32466,21 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0b:
           (* full_case = 32'd1 *)
-          if (\$830 ) begin
+          if (\$815 ) begin
           end else begin
             casez (gop)
               3'h0:
-                  \$signal$320  = \$833 ;
+                  \$signal$323  = \$818 ;
               3'h1:
-                  \$signal$320  = \$839 ;
+                  \$signal$323  = \$824 ;
               3'h2:
-                  \$signal$320  = \$845 ;
+                  \$signal$323  = \$830 ;
             endcase
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     present = 1'h0;
     casez (fsm_state)
       5'h00:
@@ -32739,7 +32503,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0b:
           (* full_case = 32'd1 *)
-          if (\$830 ) begin
+          if (\$815 ) begin
           end else begin
             casez (gop)
               3'h0:
@@ -32749,13 +32513,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h2:
                   present = 1'h1;
               3'h3:
-                  present = \$853 ;
+                  present = \$838 ;
             endcase
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     length = 8'h00;
     casez (fsm_state)
       5'h00:
@@ -32778,21 +32542,21 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0b:
           (* full_case = 32'd1 *)
-          if (\$830 ) begin
+          if (\$815 ) begin
           end else begin
             casez (gop)
               3'h0:
-                  length = { 3'h0, \$834  };
+                  length = { 3'h0, \$819  };
               3'h1:
                   length = layer[7:0];
               3'h2:
-                  length = { 3'h0, \$846  };
+                  length = { 3'h0, \$831  };
             endcase
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     base = 11'h000;
     casez (fsm_state)
       5'h00:
@@ -32815,21 +32579,21 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0b:
           (* full_case = 32'd1 *)
-          if (\$830 ) begin
+          if (\$815 ) begin
           end else begin
             casez (gop)
               3'h0:
-                  base = { 1'h0, \$836  };
+                  base = { 1'h0, \$821  };
               3'h1:
-                  base = { 1'h0, \$842  };
+                  base = { 1'h0, \$827  };
               3'h2:
-                  base = { 1'h0, \$850  };
+                  base = { 1'h0, \$835  };
             endcase
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     gissue = 1'h0;
     casez (fsm_state)
       5'h00:
@@ -32853,14 +32617,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h0b:
           /* empty */;
       5'h0d:
-          if (\$858 ) begin
+          if (\$843 ) begin
             gissue = 1'h1;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signal$289  = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$signal$293  = 1'h0;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32888,12 +32652,12 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0e:
           if (found) begin
-            \$signal$289  = 1'h1;
+            \$signal$293  = 1'h1;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     write_end = 1'h0;
     casez (fsm_state)
       5'h00:
@@ -32933,24 +32697,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \clear$604  = 1'h0;
-    if (\$885 ) begin
-      \clear$604  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \clear$607  = 1'h0;
+    if (\$870 ) begin
+      \clear$607  = 1'h1;
     end
   end
   assign \busy$68  = busy;
-  assign rowbase = \$296 [11:0];
-  assign g_index = \$406 [6:0];
-  assign saddr = \$588 [7:0];
-  assign ssm_new0 = \$599 [15:0];
-  assign ssm_new1 = \$624 [15:0];
-  assign ssm_new2 = \$649 [15:0];
-  assign ssm_new3 = \$674 [15:0];
-  assign ssm_new4 = \$699 [15:0];
-  assign ssm_new5 = \$724 [15:0];
-  assign ssm_new6 = \$749 [15:0];
-  assign ssm_new7 = \$774 [15:0];
+  assign rowbase = \$283 [11:0];
+  assign g_index = \$390 [6:0];
+  assign saddr = \$572 [7:0];
+  assign ssm_new0 = \$583 [15:0];
+  assign ssm_new1 = \$608 [15:0];
+  assign ssm_new2 = \$633 [15:0];
+  assign ssm_new3 = \$658 [15:0];
+  assign ssm_new4 = \$683 [15:0];
+  assign ssm_new5 = \$708 [15:0];
+  assign ssm_new6 = \$733 [15:0];
+  assign ssm_new7 = \$758 [15:0];
   assign r_data = output__payload;
   assign r_rdy = output__valid;
   assign r_en = output__ready;
@@ -32958,87 +32722,88 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign pm_wr__data = host_wdata[8:0];
   assign \$signature__addr  = host_addr[10:0];
   assign \$signature__data  = host_wdata[7:0];
-  assign \$signature__addr$341  = host_addr[4:0];
-  assign \$signature__data$342  = host_wdata[40:0];
-  assign \$signature__addr$344  = host_addr[10:0];
-  assign \$signature__data$345  = host_wdata[7:0];
-  assign \$signature__addr$347  = host_addr[4:0];
-  assign \$signature__data$348  = host_wdata[40:0];
-  assign \$signature__addr$350  = host_addr[10:0];
-  assign \$signature__data$351  = host_wdata[7:0];
-  assign \$signature__addr$353  = host_addr[4:0];
-  assign \$signature__data$354  = host_wdata[40:0];
-  assign \$signature__addr$356  = host_addr[10:0];
-  assign \$signature__data$357  = host_wdata[7:0];
-  assign \$signature__addr$359  = host_addr[4:0];
-  assign \$signature__data$360  = host_wdata[40:0];
-  assign \$signature__addr$362  = host_addr[10:0];
-  assign \$signature__data$363  = host_wdata[7:0];
-  assign \$signature__addr$365  = host_addr[4:0];
-  assign \$signature__data$366  = host_wdata[40:0];
-  assign \$signature__addr$368  = host_addr[10:0];
-  assign \$signature__data$369  = host_wdata[7:0];
-  assign \$signature__addr$371  = host_addr[4:0];
-  assign \$signature__data$372  = host_wdata[40:0];
-  assign \$signature__addr$374  = host_addr[10:0];
-  assign \$signature__data$375  = host_wdata[7:0];
-  assign \$signature__addr$377  = host_addr[4:0];
-  assign \$signature__data$378  = host_wdata[40:0];
-  assign \$signature__addr$380  = host_addr[10:0];
-  assign \$signature__data$381  = host_wdata[7:0];
-  assign \$signature__addr$383  = host_addr[4:0];
-  assign \$signature__data$384  = host_wdata[40:0];
+  assign \$signature__addr$344  = host_addr[4:0];
+  assign \$signature__data$345  = host_wdata[40:0];
+  assign \$signature__addr$347  = host_addr[10:0];
+  assign \$signature__data$348  = host_wdata[7:0];
+  assign \$signature__addr$350  = host_addr[4:0];
+  assign \$signature__data$351  = host_wdata[40:0];
+  assign \$signature__addr$353  = host_addr[10:0];
+  assign \$signature__data$354  = host_wdata[7:0];
+  assign \$signature__addr$356  = host_addr[4:0];
+  assign \$signature__data$357  = host_wdata[40:0];
+  assign \$signature__addr$359  = host_addr[10:0];
+  assign \$signature__data$360  = host_wdata[7:0];
+  assign \$signature__addr$362  = host_addr[4:0];
+  assign \$signature__data$363  = host_wdata[40:0];
+  assign \$signature__addr$365  = host_addr[10:0];
+  assign \$signature__data$366  = host_wdata[7:0];
+  assign \$signature__addr$368  = host_addr[4:0];
+  assign \$signature__data$369  = host_wdata[40:0];
+  assign \$signature__addr$371  = host_addr[10:0];
+  assign \$signature__data$372  = host_wdata[7:0];
+  assign \$signature__addr$374  = host_addr[4:0];
+  assign \$signature__data$375  = host_wdata[40:0];
+  assign \$signature__addr$377  = host_addr[10:0];
+  assign \$signature__data$378  = host_wdata[7:0];
+  assign \$signature__addr$380  = host_addr[4:0];
+  assign \$signature__data$381  = host_wdata[40:0];
+  assign \$signature__addr$383  = host_addr[10:0];
+  assign \$signature__data$384  = host_wdata[7:0];
+  assign \$signature__addr$386  = host_addr[4:0];
+  assign \$signature__data$387  = host_wdata[40:0];
   assign raddr = host_addr[4:0];
-  assign port__addr = \$300 [10:0];
-  assign \port__addr$400  = \$301 [4:0];
-  assign \port__addr$401  = \$302 [4:0];
-  assign \port__addr$402  = \$303 [10:0];
-  assign \port__addr$403  = \$304 [4:0];
-  assign \port__addr$404  = \$305 [4:0];
-  assign \port__addr$405  = \$306 [10:0];
-  assign \port__addr$406  = \$307 [4:0];
-  assign \port__addr$407  = \$308 [4:0];
-  assign \port__addr$408  = \$309 [10:0];
-  assign \port__addr$409  = \$310 [4:0];
-  assign \port__addr$410  = \$311 [4:0];
-  assign \port__addr$411  = \$312 [10:0];
-  assign \port__addr$412  = \$313 [4:0];
-  assign \port__addr$413  = \$314 [4:0];
-  assign \port__addr$414  = \$315 [10:0];
-  assign \port__addr$415  = \$316 [4:0];
-  assign \port__addr$416  = \$317 [4:0];
-  assign \port__addr$417  = \$318 [10:0];
-  assign \port__addr$418  = \$319 [4:0];
-  assign \port__addr$419  = \$320 [4:0];
-  assign \port__addr$420  = \$321 [10:0];
-  assign \port__addr$421  = \$322 [4:0];
-  assign \port__addr$422  = \$323 [4:0];
-  assign \port__addr$423  = { bank_sel, src_sel, n[6:0] };
-  assign \port__addr$424  = { bank_sel, n[6:0] };
+  assign re = host_re;
+  assign port__addr = \$284 [10:0];
+  assign \port__addr$403  = \$285 [4:0];
+  assign \port__addr$404  = \$286 [4:0];
+  assign \port__addr$405  = \$287 [10:0];
+  assign \port__addr$406  = \$288 [4:0];
+  assign \port__addr$407  = \$289 [4:0];
+  assign \port__addr$408  = \$290 [10:0];
+  assign \port__addr$409  = \$291 [4:0];
+  assign \port__addr$410  = \$292 [4:0];
+  assign \port__addr$411  = \$293 [10:0];
+  assign \port__addr$412  = \$294 [4:0];
+  assign \port__addr$413  = \$295 [4:0];
+  assign \port__addr$414  = \$296 [10:0];
+  assign \port__addr$415  = \$297 [4:0];
+  assign \port__addr$416  = \$298 [4:0];
+  assign \port__addr$417  = \$299 [10:0];
+  assign \port__addr$418  = \$300 [4:0];
+  assign \port__addr$419  = \$301 [4:0];
+  assign \port__addr$420  = \$302 [10:0];
+  assign \port__addr$421  = \$303 [4:0];
+  assign \port__addr$422  = \$304 [4:0];
+  assign \port__addr$423  = \$305 [10:0];
+  assign \port__addr$424  = \$306 [4:0];
+  assign \port__addr$425  = \$307 [4:0];
+  assign \port__addr$426  = { bank_sel, src_sel, n[6:0] };
+  assign \port__addr$427  = { bank_sel, n[6:0] };
   assign u = u_q0;
   assign alpha = alpha_q0;
   assign bias = bias_q0;
-  assign \u$428  = u_q1;
-  assign \alpha$429  = alpha_q1;
-  assign \bias$430  = bias_q1;
-  assign \u$431  = u_q2;
-  assign \alpha$432  = alpha_q2;
-  assign \bias$433  = bias_q2;
-  assign \u$434  = u_q3;
-  assign \alpha$435  = alpha_q3;
-  assign \bias$436  = bias_q3;
-  assign \u$437  = u_q4;
-  assign \alpha$438  = alpha_q4;
-  assign \bias$439  = bias_q4;
-  assign \u$440  = u_q5;
-  assign \alpha$441  = alpha_q5;
-  assign \bias$442  = bias_q5;
-  assign \u$443  = u_q6;
-  assign \alpha$444  = alpha_q6;
-  assign \bias$445  = bias_q6;
-  assign \u$446  = u_q7;
-  assign \alpha$447  = alpha_q7;
-  assign \bias$448  = bias_q7;
+  assign \u$431  = u_q1;
+  assign \alpha$432  = alpha_q1;
+  assign \bias$433  = bias_q1;
+  assign \u$434  = u_q2;
+  assign \alpha$435  = alpha_q2;
+  assign \bias$436  = bias_q2;
+  assign \u$437  = u_q3;
+  assign \alpha$438  = alpha_q3;
+  assign \bias$439  = bias_q3;
+  assign \u$440  = u_q4;
+  assign \alpha$441  = alpha_q4;
+  assign \bias$442  = bias_q4;
+  assign \u$443  = u_q5;
+  assign \alpha$444  = alpha_q5;
+  assign \bias$445  = bias_q5;
+  assign \u$446  = u_q6;
+  assign \alpha$447  = alpha_q6;
+  assign \bias$448  = bias_q6;
+  assign \u$449  = u_q7;
+  assign \alpha$450  = alpha_q7;
+  assign \bias$451  = bias_q7;
   assign records__ready = w_rdy;
   assign event_layer = records__payload[3:2];
   assign event_index = { 1'h0, records__payload[10:4] };
@@ -33047,97 +32812,97 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign v_reset = layer[43:28];
   assign reset = layer[27:26];
   assign spiking = layer[25];
-  assign \total$467  = acc1;
-  assign \theta$468  = params1_nrw[24:9];
-  assign \v_reset$469  = layer[43:28];
-  assign \reset$470  = layer[27:26];
-  assign \spiking$471  = layer[25];
-  assign \total$472  = acc2;
-  assign \theta$473  = params2_nrw[24:9];
-  assign \v_reset$474  = layer[43:28];
-  assign \reset$475  = layer[27:26];
-  assign \spiking$476  = layer[25];
-  assign \total$477  = acc3;
-  assign \theta$478  = params3_nrw[24:9];
-  assign \v_reset$479  = layer[43:28];
-  assign \reset$480  = layer[27:26];
-  assign \spiking$481  = layer[25];
-  assign \total$482  = acc4;
-  assign \theta$483  = params4_nrw[24:9];
-  assign \v_reset$484  = layer[43:28];
-  assign \reset$485  = layer[27:26];
-  assign \spiking$486  = layer[25];
-  assign \total$487  = acc5;
-  assign \theta$488  = params5_nrw[24:9];
-  assign \v_reset$489  = layer[43:28];
-  assign \reset$490  = layer[27:26];
-  assign \spiking$491  = layer[25];
-  assign \total$492  = acc6;
-  assign \theta$493  = params6_nrw[24:9];
-  assign \v_reset$494  = layer[43:28];
-  assign \reset$495  = layer[27:26];
-  assign \spiking$496  = layer[25];
-  assign \total$497  = acc7;
-  assign \theta$498  = params7_nrw[24:9];
-  assign \v_reset$499  = layer[43:28];
-  assign \reset$500  = layer[27:26];
-  assign \spiking$501  = layer[25];
-  assign \$signature__addr$502  = \$330 [4:0];
-  assign \$signature__data$503  = \$331 [15:0];
-  assign \$signature__addr$506  = \$336 [4:0];
-  assign \$signature__data$507  = \$337 [15:0];
-  assign \$signature__addr$509  = \$342 [4:0];
-  assign \$signature__data$510  = \$343 [15:0];
-  assign \$signature__addr$512  = \$348 [4:0];
-  assign \$signature__data$513  = \$349 [15:0];
-  assign \$signature__addr$515  = \$354 [4:0];
-  assign \$signature__data$516  = \$355 [15:0];
-  assign \$signature__addr$518  = \$360 [4:0];
-  assign \$signature__data$519  = \$361 [15:0];
-  assign \$signature__addr$521  = \$366 [4:0];
-  assign \$signature__data$522  = \$367 [15:0];
-  assign \$signature__addr$524  = \$372 [4:0];
-  assign \$signature__data$525  = \$373 [15:0];
-  assign ssm_wide0 = { \$595 [25], \$595 [25], \$595 [25], \$595 [25], \$595 [25], \$595 [25], \$595 [25], \$595 [25], \$595  };
-  assign \$signature__addr$534  = \$600 [5:0];
-  assign \$signature__addr$535  = \$601 [5:0];
-  assign \$signature__data$536  = \$602 [15:0];
-  assign ssm_y0 = \$612 [7:0];
-  assign ssm_wide1 = { \$620 [25], \$620 [25], \$620 [25], \$620 [25], \$620 [25], \$620 [25], \$620 [25], \$620 [25], \$620  };
-  assign \$signature__addr$543  = \$625 [5:0];
-  assign \$signature__addr$544  = \$626 [5:0];
-  assign \$signature__data$545  = \$627 [15:0];
-  assign ssm_y1 = \$637 [7:0];
-  assign ssm_wide2 = { \$645 [25], \$645 [25], \$645 [25], \$645 [25], \$645 [25], \$645 [25], \$645 [25], \$645 [25], \$645  };
-  assign \$signature__addr$551  = \$650 [5:0];
-  assign \$signature__addr$552  = \$651 [5:0];
-  assign \$signature__data$553  = \$652 [15:0];
-  assign ssm_y2 = \$662 [7:0];
-  assign ssm_wide3 = { \$670 [25], \$670 [25], \$670 [25], \$670 [25], \$670 [25], \$670 [25], \$670 [25], \$670 [25], \$670  };
-  assign \$signature__addr$559  = \$675 [5:0];
-  assign \$signature__addr$560  = \$676 [5:0];
-  assign \$signature__data$561  = \$677 [15:0];
-  assign ssm_y3 = \$687 [7:0];
-  assign ssm_wide4 = { \$695 [25], \$695 [25], \$695 [25], \$695 [25], \$695 [25], \$695 [25], \$695 [25], \$695 [25], \$695  };
-  assign \$signature__addr$567  = \$700 [5:0];
-  assign \$signature__addr$568  = \$701 [5:0];
-  assign \$signature__data$569  = \$702 [15:0];
-  assign ssm_y4 = \$712 [7:0];
-  assign ssm_wide5 = { \$720 [25], \$720 [25], \$720 [25], \$720 [25], \$720 [25], \$720 [25], \$720 [25], \$720 [25], \$720  };
-  assign \$signature__addr$575  = \$725 [5:0];
-  assign \$signature__addr$576  = \$726 [5:0];
-  assign \$signature__data$577  = \$727 [15:0];
-  assign ssm_y5 = \$737 [7:0];
-  assign ssm_wide6 = { \$745 [25], \$745 [25], \$745 [25], \$745 [25], \$745 [25], \$745 [25], \$745 [25], \$745 [25], \$745  };
-  assign \$signature__addr$583  = \$750 [5:0];
-  assign \$signature__addr$584  = \$751 [5:0];
-  assign \$signature__data$585  = \$752 [15:0];
-  assign ssm_y6 = \$762 [7:0];
-  assign ssm_wide7 = { \$770 [25], \$770 [25], \$770 [25], \$770 [25], \$770 [25], \$770 [25], \$770 [25], \$770 [25], \$770  };
-  assign \$signature__addr$591  = \$775 [5:0];
-  assign \$signature__addr$592  = \$776 [5:0];
-  assign \$signature__data$593  = \$777 [15:0];
-  assign ssm_y7 = \$787 [7:0];
+  assign \total$470  = acc1;
+  assign \theta$471  = params1_nrw[24:9];
+  assign \v_reset$472  = layer[43:28];
+  assign \reset$473  = layer[27:26];
+  assign \spiking$474  = layer[25];
+  assign \total$475  = acc2;
+  assign \theta$476  = params2_nrw[24:9];
+  assign \v_reset$477  = layer[43:28];
+  assign \reset$478  = layer[27:26];
+  assign \spiking$479  = layer[25];
+  assign \total$480  = acc3;
+  assign \theta$481  = params3_nrw[24:9];
+  assign \v_reset$482  = layer[43:28];
+  assign \reset$483  = layer[27:26];
+  assign \spiking$484  = layer[25];
+  assign \total$485  = acc4;
+  assign \theta$486  = params4_nrw[24:9];
+  assign \v_reset$487  = layer[43:28];
+  assign \reset$488  = layer[27:26];
+  assign \spiking$489  = layer[25];
+  assign \total$490  = acc5;
+  assign \theta$491  = params5_nrw[24:9];
+  assign \v_reset$492  = layer[43:28];
+  assign \reset$493  = layer[27:26];
+  assign \spiking$494  = layer[25];
+  assign \total$495  = acc6;
+  assign \theta$496  = params6_nrw[24:9];
+  assign \v_reset$497  = layer[43:28];
+  assign \reset$498  = layer[27:26];
+  assign \spiking$499  = layer[25];
+  assign \total$500  = acc7;
+  assign \theta$501  = params7_nrw[24:9];
+  assign \v_reset$502  = layer[43:28];
+  assign \reset$503  = layer[27:26];
+  assign \spiking$504  = layer[25];
+  assign \$signature__addr$505  = \$314 [4:0];
+  assign \$signature__data$506  = \$315 [15:0];
+  assign \$signature__addr$509  = \$320 [4:0];
+  assign \$signature__data$510  = \$321 [15:0];
+  assign \$signature__addr$512  = \$326 [4:0];
+  assign \$signature__data$513  = \$327 [15:0];
+  assign \$signature__addr$515  = \$332 [4:0];
+  assign \$signature__data$516  = \$333 [15:0];
+  assign \$signature__addr$518  = \$338 [4:0];
+  assign \$signature__data$519  = \$339 [15:0];
+  assign \$signature__addr$521  = \$344 [4:0];
+  assign \$signature__data$522  = \$345 [15:0];
+  assign \$signature__addr$524  = \$350 [4:0];
+  assign \$signature__data$525  = \$351 [15:0];
+  assign \$signature__addr$527  = \$356 [4:0];
+  assign \$signature__data$528  = \$357 [15:0];
+  assign ssm_wide0 = { \$579 [25], \$579 [25], \$579 [25], \$579 [25], \$579 [25], \$579 [25], \$579 [25], \$579 [25], \$579  };
+  assign \$signature__addr$537  = \$584 [5:0];
+  assign \$signature__addr$538  = \$585 [5:0];
+  assign \$signature__data$539  = \$586 [15:0];
+  assign ssm_y0 = \$596 [7:0];
+  assign ssm_wide1 = { \$604 [25], \$604 [25], \$604 [25], \$604 [25], \$604 [25], \$604 [25], \$604 [25], \$604 [25], \$604  };
+  assign \$signature__addr$546  = \$609 [5:0];
+  assign \$signature__addr$547  = \$610 [5:0];
+  assign \$signature__data$548  = \$611 [15:0];
+  assign ssm_y1 = \$621 [7:0];
+  assign ssm_wide2 = { \$629 [25], \$629 [25], \$629 [25], \$629 [25], \$629 [25], \$629 [25], \$629 [25], \$629 [25], \$629  };
+  assign \$signature__addr$554  = \$634 [5:0];
+  assign \$signature__addr$555  = \$635 [5:0];
+  assign \$signature__data$556  = \$636 [15:0];
+  assign ssm_y2 = \$646 [7:0];
+  assign ssm_wide3 = { \$654 [25], \$654 [25], \$654 [25], \$654 [25], \$654 [25], \$654 [25], \$654 [25], \$654 [25], \$654  };
+  assign \$signature__addr$562  = \$659 [5:0];
+  assign \$signature__addr$563  = \$660 [5:0];
+  assign \$signature__data$564  = \$661 [15:0];
+  assign ssm_y3 = \$671 [7:0];
+  assign ssm_wide4 = { \$679 [25], \$679 [25], \$679 [25], \$679 [25], \$679 [25], \$679 [25], \$679 [25], \$679 [25], \$679  };
+  assign \$signature__addr$570  = \$684 [5:0];
+  assign \$signature__addr$571  = \$685 [5:0];
+  assign \$signature__data$572  = \$686 [15:0];
+  assign ssm_y4 = \$696 [7:0];
+  assign ssm_wide5 = { \$704 [25], \$704 [25], \$704 [25], \$704 [25], \$704 [25], \$704 [25], \$704 [25], \$704 [25], \$704  };
+  assign \$signature__addr$578  = \$709 [5:0];
+  assign \$signature__addr$579  = \$710 [5:0];
+  assign \$signature__data$580  = \$711 [15:0];
+  assign ssm_y5 = \$721 [7:0];
+  assign ssm_wide6 = { \$729 [25], \$729 [25], \$729 [25], \$729 [25], \$729 [25], \$729 [25], \$729 [25], \$729 [25], \$729  };
+  assign \$signature__addr$586  = \$734 [5:0];
+  assign \$signature__addr$587  = \$735 [5:0];
+  assign \$signature__data$588  = \$736 [15:0];
+  assign ssm_y6 = \$746 [7:0];
+  assign ssm_wide7 = { \$754 [25], \$754 [25], \$754 [25], \$754 [25], \$754 [25], \$754 [25], \$754 [25], \$754 [25], \$754  };
+  assign \$signature__addr$594  = \$759 [5:0];
+  assign \$signature__addr$595  = \$760 [5:0];
+  assign \$signature__data$596  = \$761 [15:0];
+  assign ssm_y7 = \$771 [7:0];
   assign \input__payload.index  = input__payload[6:0];
   assign \input__payload.value  = input__payload[14:7];
   assign \input__payload.end  = input__payload[15];
@@ -33352,30 +33117,34 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \layer.v_reset  = layer[43:28];
   assign \layer.emit_values  = layer[44];
   assign \layer.ssm  = layer[45];
-  assign \$signature__data$342.alpha  = host_wdata[8:0];
-  assign \$signature__data$342.theta  = host_wdata[24:9];
-  assign \$signature__data$342.bias  = host_wdata[40:25];
-  assign \$signature__data$348.alpha  = host_wdata[8:0];
-  assign \$signature__data$348.theta  = host_wdata[24:9];
-  assign \$signature__data$348.bias  = host_wdata[40:25];
-  assign \$signature__data$354.alpha  = host_wdata[8:0];
-  assign \$signature__data$354.theta  = host_wdata[24:9];
-  assign \$signature__data$354.bias  = host_wdata[40:25];
-  assign \$signature__data$360.alpha  = host_wdata[8:0];
-  assign \$signature__data$360.theta  = host_wdata[24:9];
-  assign \$signature__data$360.bias  = host_wdata[40:25];
-  assign \$signature__data$366.alpha  = host_wdata[8:0];
-  assign \$signature__data$366.theta  = host_wdata[24:9];
-  assign \$signature__data$366.bias  = host_wdata[40:25];
-  assign \$signature__data$372.alpha  = host_wdata[8:0];
-  assign \$signature__data$372.theta  = host_wdata[24:9];
-  assign \$signature__data$372.bias  = host_wdata[40:25];
-  assign \$signature__data$378.alpha  = host_wdata[8:0];
-  assign \$signature__data$378.theta  = host_wdata[24:9];
-  assign \$signature__data$378.bias  = host_wdata[40:25];
-  assign \$signature__data$384.alpha  = host_wdata[8:0];
-  assign \$signature__data$384.theta  = host_wdata[24:9];
-  assign \$signature__data$384.bias  = host_wdata[40:25];
+  assign \edge.src  = \edge [2:0];
+  assign \edge.recurrent  = \edge [3];
+  assign \edge.wbase  = \edge [14:4];
+  assign \edge.nsrc  = \edge [22:15];
+  assign \$signature__data$345.alpha  = host_wdata[8:0];
+  assign \$signature__data$345.theta  = host_wdata[24:9];
+  assign \$signature__data$345.bias  = host_wdata[40:25];
+  assign \$signature__data$351.alpha  = host_wdata[8:0];
+  assign \$signature__data$351.theta  = host_wdata[24:9];
+  assign \$signature__data$351.bias  = host_wdata[40:25];
+  assign \$signature__data$357.alpha  = host_wdata[8:0];
+  assign \$signature__data$357.theta  = host_wdata[24:9];
+  assign \$signature__data$357.bias  = host_wdata[40:25];
+  assign \$signature__data$363.alpha  = host_wdata[8:0];
+  assign \$signature__data$363.theta  = host_wdata[24:9];
+  assign \$signature__data$363.bias  = host_wdata[40:25];
+  assign \$signature__data$369.alpha  = host_wdata[8:0];
+  assign \$signature__data$369.theta  = host_wdata[24:9];
+  assign \$signature__data$369.bias  = host_wdata[40:25];
+  assign \$signature__data$375.alpha  = host_wdata[8:0];
+  assign \$signature__data$375.theta  = host_wdata[24:9];
+  assign \$signature__data$375.bias  = host_wdata[40:25];
+  assign \$signature__data$381.alpha  = host_wdata[8:0];
+  assign \$signature__data$381.theta  = host_wdata[24:9];
+  assign \$signature__data$381.bias  = host_wdata[40:25];
+  assign \$signature__data$387.alpha  = host_wdata[8:0];
+  assign \$signature__data$387.theta  = host_wdata[24:9];
+  assign \$signature__data$387.bias  = host_wdata[40:25];
   assign \end_record.kind  = end_record[1:0];
   assign \end_record.layer  = end_record[3:2];
   assign \end_record.index  = end_record[10:4];
@@ -33398,232 +33167,304 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \values[5]  = values[95:80];
   assign \values[6]  = values[111:96];
   assign \values[7]  = values[127:112];
-  assign ynz[7] = \$788 ;
-  assign ynz[6] = \$763 ;
-  assign ynz[5] = \$738 ;
-  assign ynz[4] = \$713 ;
-  assign ynz[3] = \$688 ;
-  assign ynz[2] = \$663 ;
-  assign ynz[1] = \$638 ;
-  assign ynz[0] = \$613 ;
-  assign active[15] = \$584 ;
-  assign active[14] = \$573 ;
-  assign active[13] = \$562 ;
-  assign active[12] = \$551 ;
-  assign active[11] = \$540 ;
-  assign active[10] = \$529 ;
-  assign active[9] = \$518 ;
-  assign active[8] = \$507 ;
-  assign active[7] = \$496 ;
-  assign active[6] = \$485 ;
-  assign active[5] = \$474 ;
-  assign active[4] = \$463 ;
-  assign active[3] = \$452 ;
-  assign active[2] = \$441 ;
-  assign active[1] = \$430 ;
-  assign active[0] = \$419 ;
-  assign valid_lanes[7] = \$401 ;
-  assign valid_lanes[6] = \$398 ;
-  assign valid_lanes[5] = \$395 ;
-  assign valid_lanes[4] = \$392 ;
-  assign valid_lanes[3] = \$389 ;
-  assign valid_lanes[2] = \$386 ;
-  assign valid_lanes[1] = \$383 ;
-  assign valid_lanes[0] = \$380 ;
+  assign ynz[7] = \$772 ;
+  assign ynz[6] = \$747 ;
+  assign ynz[5] = \$722 ;
+  assign ynz[4] = \$697 ;
+  assign ynz[3] = \$672 ;
+  assign ynz[2] = \$647 ;
+  assign ynz[1] = \$622 ;
+  assign ynz[0] = \$597 ;
+  assign active[15] = \$568 ;
+  assign active[14] = \$557 ;
+  assign active[13] = \$546 ;
+  assign active[12] = \$535 ;
+  assign active[11] = \$524 ;
+  assign active[10] = \$513 ;
+  assign active[9] = \$502 ;
+  assign active[8] = \$491 ;
+  assign active[7] = \$480 ;
+  assign active[6] = \$469 ;
+  assign active[5] = \$458 ;
+  assign active[4] = \$447 ;
+  assign active[3] = \$436 ;
+  assign active[2] = \$425 ;
+  assign active[1] = \$414 ;
+  assign active[0] = \$403 ;
+  assign valid_lanes[7] = \$385 ;
+  assign valid_lanes[6] = \$382 ;
+  assign valid_lanes[5] = \$379 ;
+  assign valid_lanes[4] = \$376 ;
+  assign valid_lanes[3] = \$373 ;
+  assign valid_lanes[2] = \$370 ;
+  assign valid_lanes[1] = \$367 ;
+  assign valid_lanes[0] = \$364 ;
   assign end_record[1:0] = 2'h2;
   assign end_record[27:2] = 26'h0000000;
-  assign \$592  = { \$591 [24], \$591 [24], \$591 [24], \$591 [24], \$591 [24], \$591 [24], \$591 [24], \$591 [24], \$591 [24:8] };
-  assign \$617  = { \$616 [24], \$616 [24], \$616 [24], \$616 [24], \$616 [24], \$616 [24], \$616 [24], \$616 [24], \$616 [24:8] };
-  assign \$642  = { \$641 [24], \$641 [24], \$641 [24], \$641 [24], \$641 [24], \$641 [24], \$641 [24], \$641 [24], \$641 [24:8] };
-  assign \$667  = { \$666 [24], \$666 [24], \$666 [24], \$666 [24], \$666 [24], \$666 [24], \$666 [24], \$666 [24], \$666 [24:8] };
-  assign \$692  = { \$691 [24], \$691 [24], \$691 [24], \$691 [24], \$691 [24], \$691 [24], \$691 [24], \$691 [24], \$691 [24:8] };
-  assign \$717  = { \$716 [24], \$716 [24], \$716 [24], \$716 [24], \$716 [24], \$716 [24], \$716 [24], \$716 [24], \$716 [24:8] };
-  assign \$742  = { \$741 [24], \$741 [24], \$741 [24], \$741 [24], \$741 [24], \$741 [24], \$741 [24], \$741 [24], \$741 [24:8] };
-  assign \$767  = { \$766 [24], \$766 [24], \$766 [24], \$766 [24], \$766 [24], \$766 [24], \$766 [24], \$766 [24], \$766 [24:8] };
-  assign \$139  = { 1'h0, \$138  };
-  assign \$142  = { \$141 , 1'h0 };
-  assign \$146  = { 1'h0, \$145 , 2'h0 };
-  assign \$149  = { \$148 , 3'h0 };
-  assign \$154  = { 3'h0, \$153 , 4'h0 };
+  assign \$576  = { \$575 [24], \$575 [24], \$575 [24], \$575 [24], \$575 [24], \$575 [24], \$575 [24], \$575 [24], \$575 [24:8] };
+  assign \$601  = { \$600 [24], \$600 [24], \$600 [24], \$600 [24], \$600 [24], \$600 [24], \$600 [24], \$600 [24], \$600 [24:8] };
+  assign \$626  = { \$625 [24], \$625 [24], \$625 [24], \$625 [24], \$625 [24], \$625 [24], \$625 [24], \$625 [24], \$625 [24:8] };
+  assign \$651  = { \$650 [24], \$650 [24], \$650 [24], \$650 [24], \$650 [24], \$650 [24], \$650 [24], \$650 [24], \$650 [24:8] };
+  assign \$676  = { \$675 [24], \$675 [24], \$675 [24], \$675 [24], \$675 [24], \$675 [24], \$675 [24], \$675 [24], \$675 [24:8] };
+  assign \$701  = { \$700 [24], \$700 [24], \$700 [24], \$700 [24], \$700 [24], \$700 [24], \$700 [24], \$700 [24], \$700 [24:8] };
+  assign \$726  = { \$725 [24], \$725 [24], \$725 [24], \$725 [24], \$725 [24], \$725 [24], \$725 [24], \$725 [24], \$725 [24:8] };
+  assign \$751  = { \$750 [24], \$750 [24], \$750 [24], \$750 [24], \$750 [24], \$750 [24], \$750 [24], \$750 [24], \$750 [24:8] };
+  assign \$131  = { 1'h0, \edge [22:15] };
+  assign \$133  = { \edge [22:15], 1'h0 };
+  assign \$136  = { 1'h0, \edge [22:15], 2'h0 };
+  assign \$138  = { \edge [22:15], 3'h0 };
+  assign \$142  = { 3'h0, \edge [22:15], 4'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.counters (clk, rst, re, total, inc, clear, raddr);
-  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+module \npu_core_demo.counters (re, clk, rst, total, inc, clear, raddr);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
-  reg [5:0] \$10 ;
-  wire [7:0] \$100 ;
+  wire \$10 ;
+  wire \$100 ;
   wire \$101 ;
-  wire \$102 ;
-  wire [6:0] \$103 ;
+  wire [6:0] \$102 ;
+  wire \$103 ;
   wire \$104 ;
   wire \$105 ;
-  wire [5:0] \$106 ;
-  wire [7:0] \$107 ;
-  wire \$108 ;
+  wire \$106 ;
+  wire [5:0] \$107 ;
+  wire [7:0] \$108 ;
   wire \$109 ;
   wire \$11 ;
-  wire [6:0] \$110 ;
+  wire \$110 ;
   wire \$111 ;
   wire \$112 ;
-  wire [5:0] \$113 ;
-  wire [7:0] \$114 ;
+  wire [6:0] \$113 ;
+  wire \$114 ;
   wire \$115 ;
   wire \$116 ;
-  wire [6:0] \$117 ;
-  wire \$118 ;
-  wire \$119 ;
-  wire [6:0] \$12 ;
-  wire [5:0] \$120 ;
-  wire [7:0] \$121 ;
+  wire \$117 ;
+  wire [5:0] \$118 ;
+  wire [7:0] \$119 ;
+  wire [5:0] \$12 ;
+  wire \$120 ;
+  wire \$121 ;
   wire \$122 ;
   wire \$123 ;
   wire [6:0] \$124 ;
   wire \$125 ;
   wire \$126 ;
-  wire [5:0] \$127 ;
-  wire [7:0] \$128 ;
-  wire \$129 ;
-  wire \$13 ;
-  wire \$130 ;
-  wire [6:0] \$131 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire [5:0] \$129 ;
+  wire [5:0] \$13 ;
+  wire [7:0] \$130 ;
+  wire \$131 ;
   wire \$132 ;
   wire \$133 ;
-  wire [5:0] \$134 ;
-  wire [7:0] \$135 ;
+  wire \$134 ;
+  wire [6:0] \$135 ;
   wire \$136 ;
   wire \$137 ;
   wire \$138 ;
-  wire [31:0] \$139 ;
-  wire \$14 ;
+  wire \$139 ;
+  wire [6:0] \$14 ;
   wire [5:0] \$140 ;
-  wire [32:0] \$141 ;
-  reg \$142 ;
-  reg [4:0] \$143 ;
-  reg [5:0] \$144 ;
-  reg \$145 ;
-  reg [4:0] \$146 ;
-  reg \$147 ;
-  reg [5:0] \$148 ;
-  reg \$149 ;
-  wire [5:0] \$15 ;
-  reg [5:0] \$150 ;
-  reg [17:0] \$151 ;
-  reg [5:0] \$152 ;
-  reg [5:0] \$153 ;
-  reg [5:0] \$154 ;
-  reg [5:0] \$155 ;
-  reg [5:0] \$156 ;
-  reg [5:0] \$157 ;
-  reg [5:0] \$158 ;
-  reg [5:0] \$159 ;
-  wire [7:0] \$16 ;
-  reg [5:0] \$160 ;
-  reg [5:0] \$161 ;
-  reg [5:0] \$162 ;
-  reg [5:0] \$163 ;
-  reg [5:0] \$164 ;
-  reg [5:0] \$165 ;
-  reg [5:0] \$166 ;
-  reg [5:0] \$167 ;
-  reg [5:0] \$168 ;
+  wire [7:0] \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire [6:0] \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire [5:0] \$151 ;
+  wire [7:0] \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire [6:0] \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire [5:0] \$162 ;
+  wire [7:0] \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire [6:0] \$168 ;
+  wire \$169 ;
   wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire [5:0] \$173 ;
+  wire [7:0] \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire [6:0] \$179 ;
   wire \$18 ;
-  wire [6:0] \$19 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire [5:0] \$184 ;
+  wire [7:0] \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire [5:0] \$19 ;
+  wire [6:0] \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire [5:0] \$195 ;
+  wire [7:0] \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire \$2 ;
-  wire \$20 ;
+  wire [7:0] \$20 ;
+  wire \$200 ;
+  wire [6:0] \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire [5:0] \$206 ;
+  wire [7:0] \$207 ;
+  wire \$208 ;
+  wire \$209 ;
   wire \$21 ;
-  wire [5:0] \$22 ;
-  wire [7:0] \$23 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire [31:0] \$212 ;
+  wire [32:0] \$213 ;
+  wire \$214 ;
+  reg \$215 ;
+  reg [4:0] \$216 ;
+  reg \$217 ;
+  reg [5:0] \$218 ;
+  reg \$219 ;
+  wire \$22 ;
+  reg [4:0] \$220 ;
+  reg [5:0] \$221 ;
+  reg [17:0] \$222 ;
+  reg [5:0] \$223 ;
+  reg [5:0] \$224 ;
+  reg [5:0] \$225 ;
+  reg [5:0] \$226 ;
+  reg [5:0] \$227 ;
+  reg [5:0] \$228 ;
+  reg [5:0] \$229 ;
+  wire \$23 ;
+  reg [5:0] \$230 ;
+  reg [5:0] \$231 ;
+  reg [5:0] \$232 ;
+  reg [5:0] \$233 ;
+  reg [5:0] \$234 ;
+  reg [5:0] \$235 ;
+  reg [5:0] \$236 ;
+  reg [5:0] \$237 ;
+  reg [5:0] \$238 ;
+  reg [5:0] \$239 ;
   wire \$24 ;
-  wire \$25 ;
-  wire [6:0] \$26 ;
+  wire [6:0] \$25 ;
+  wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [5:0] \$29 ;
+  wire \$29 ;
   wire \$3 ;
-  wire [7:0] \$30 ;
-  wire \$31 ;
+  wire [5:0] \$30 ;
+  wire [7:0] \$31 ;
   wire \$32 ;
-  wire [6:0] \$33 ;
+  wire \$33 ;
   wire \$34 ;
   wire \$35 ;
-  wire [5:0] \$36 ;
-  wire [7:0] \$37 ;
+  wire [6:0] \$36 ;
+  wire \$37 ;
   wire \$38 ;
   wire \$39 ;
   reg [5:0] \$4 ;
-  wire [6:0] \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire [5:0] \$43 ;
-  wire [7:0] \$44 ;
+  wire \$40 ;
+  wire [5:0] \$41 ;
+  wire [7:0] \$42 ;
+  wire \$43 ;
+  wire \$44 ;
   wire \$45 ;
   wire \$46 ;
   wire [6:0] \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
-  wire [5:0] \$50 ;
-  wire [7:0] \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire [6:0] \$54 ;
+  reg [5:0] \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire [5:0] \$52 ;
+  wire [7:0] \$53 ;
+  wire \$54 ;
   wire \$55 ;
   wire \$56 ;
-  wire [5:0] \$57 ;
-  wire [7:0] \$58 ;
+  wire \$57 ;
+  wire [6:0] \$58 ;
   wire \$59 ;
-  wire \$6 ;
+  wire [5:0] \$6 ;
   wire \$60 ;
-  wire [6:0] \$61 ;
+  wire \$61 ;
   wire \$62 ;
-  wire \$63 ;
-  wire [5:0] \$64 ;
-  wire [7:0] \$65 ;
+  wire [5:0] \$63 ;
+  wire [7:0] \$64 ;
+  wire \$65 ;
   wire \$66 ;
   wire \$67 ;
-  wire [6:0] \$68 ;
-  wire \$69 ;
+  wire \$68 ;
+  wire [6:0] \$69 ;
   wire \$7 ;
   wire \$70 ;
-  wire [5:0] \$71 ;
-  wire [7:0] \$72 ;
+  wire \$71 ;
+  wire \$72 ;
   wire \$73 ;
-  wire \$74 ;
-  wire [6:0] \$75 ;
+  wire [5:0] \$74 ;
+  wire [7:0] \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire [5:0] \$78 ;
-  wire [7:0] \$79 ;
-  wire [5:0] \$8 ;
-  wire \$80 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire [6:0] \$80 ;
   wire \$81 ;
-  wire [6:0] \$82 ;
+  wire \$82 ;
   wire \$83 ;
   wire \$84 ;
   wire [5:0] \$85 ;
   wire [7:0] \$86 ;
   wire \$87 ;
   wire \$88 ;
-  wire [6:0] \$89 ;
-  wire [5:0] \$9 ;
+  wire \$89 ;
+  wire \$9 ;
   wire \$90 ;
-  wire \$91 ;
-  wire [5:0] \$92 ;
-  wire [7:0] \$93 ;
+  wire [6:0] \$91 ;
+  wire \$92 ;
+  wire \$93 ;
   wire \$94 ;
   wire \$95 ;
-  wire [6:0] \$96 ;
-  wire \$97 ;
+  wire [5:0] \$96 ;
+  wire [7:0] \$97 ;
   wire \$98 ;
-  wire [5:0] \$99 ;
-  wire [4:0] \$signature__addr ;
-  wire [31:0] \$signature__data ;
+  wire \$99 ;
+  reg [5:0] a_delta = 6'h00;
+  reg a_stale = 1'h0;
   input clear;
   wire clear;
   input clk;
   wire clk;
+  reg [31:0] counters_nrw = 32'd0;
   reg [5:0] delta0 = 6'h00;
   reg [5:0] delta1 = 6'h00;
   reg [5:0] delta10 = 6'h00;
@@ -33642,15 +33483,13 @@ module \npu_core_demo.counters (clk, rst, re, total, inc, clear, raddr);
   reg [5:0] delta7 = 6'h00;
   reg [5:0] delta8 = 6'h00;
   reg [5:0] delta9 = 6'h00;
-  reg [5:0] f_delta = 6'h00;
   reg [4:0] f_idx = 5'h00;
-  reg f_stale = 1'h0;
   reg f_valid = 1'h0;
   input [17:0] inc;
   wire [17:0] inc;
+  wire [4:0] port__addr;
+  wire [31:0] port__data;
   reg [4:0] ptr = 5'h00;
-  reg [5:0] r_delta = 6'h00;
-  reg r_stale = 1'h0;
   input [4:0] raddr;
   wire [4:0] raddr;
   wire [31:0] rdata;
@@ -33665,8 +33504,8 @@ module \npu_core_demo.counters (clk, rst, re, total, inc, clear, raddr);
   (* init = 5'h00 *)
   wire [4:0] wr__addr;
   wire [31:0] wr__data;
-  (* init = 1'h0 *)
   wire wr__en;
+  (* no_rw_check = 32'd1 *)
   reg [31:0] mem [17:0];
   initial begin
     mem[0] = 32'd0;
@@ -33689,212 +33528,280 @@ module \npu_core_demo.counters (clk, rst, re, total, inc, clear, raddr);
     mem[17] = 32'd0;
   end
   always @(posedge clk) begin
-    if (f_valid)
-      mem[f_idx] <= \$141 [31:0];
+    if (wr__en)
+      mem[f_idx] <= \$213 [31:0];
   end
-  reg [31:0] _0_;
-  always @(posedge clk) begin
-    _0_ <= mem[\$signature__addr ];
-  end
-  assign \$signature__data  = _0_;
+  assign port__data = mem[port__addr];
   assign \$1  = ~ re;
   assign \$2  = ~ clear;
   assign \$3  = \$1  & \$2 ;
-  assign \$5  = stale >> ptr;
-  assign \$6  = ~ re;
-  assign \$7  = ptr == 5'h11;
-  assign \$8  = ptr + 1'h1;
-  assign \$9  = \$7  ? 6'h00 : \$8 ;
-  assign \$11  = stale >> raddr;
-  assign \$12  = delta0 + inc[0];
-  assign \$13  = ! f_idx;
-  assign \$14  = f_valid & \$13 ;
-  assign \$15  = \$14  ? f_delta : 6'h00;
-  assign \$16  = \$12  - \$15 ;
+  assign \$6  = re ? \$4  : \$5 ;
+  assign \$7  = stale >> raddr;
+  assign \$8  = stale >> ptr;
+  assign \$9  = re ? \$7  : \$8 ;
+  assign \$10  = ~ re;
+  assign \$11  = ptr == 5'h11;
+  assign \$12  = ptr + 1'h1;
+  assign \$13  = \$11  ? 6'h00 : \$12 ;
+  assign \$14  = delta0 + inc[0];
+  assign \$15  = ~ re;
+  assign \$16  = f_valid & \$15 ;
   assign \$17  = ! f_idx;
-  assign \$18  = f_valid & \$17 ;
-  assign \$19  = delta1 + inc[1];
-  assign \$20  = f_idx == 1'h1;
-  assign \$21  = f_valid & \$20 ;
-  assign \$22  = \$21  ? f_delta : 6'h00;
-  assign \$23  = \$19  - \$22 ;
-  assign \$24  = f_idx == 1'h1;
-  assign \$25  = f_valid & \$24 ;
-  assign \$26  = delta2 + inc[2];
-  assign \$27  = f_idx == 2'h2;
-  assign \$28  = f_valid & \$27 ;
-  assign \$29  = \$28  ? f_delta : 6'h00;
-  assign \$30  = \$26  - \$29 ;
-  assign \$31  = f_idx == 2'h2;
-  assign \$32  = f_valid & \$31 ;
-  assign \$33  = delta3 + inc[3];
-  assign \$34  = f_idx == 2'h3;
-  assign \$35  = f_valid & \$34 ;
-  assign \$36  = \$35  ? f_delta : 6'h00;
-  assign \$37  = \$33  - \$36 ;
-  assign \$38  = f_idx == 2'h3;
-  assign \$39  = f_valid & \$38 ;
-  assign \$40  = delta4 + inc[4];
-  assign \$41  = f_idx == 3'h4;
-  assign \$42  = f_valid & \$41 ;
-  assign \$43  = \$42  ? f_delta : 6'h00;
-  assign \$44  = \$40  - \$43 ;
-  assign \$45  = f_idx == 3'h4;
-  assign \$46  = f_valid & \$45 ;
-  assign \$47  = delta5 + inc[5];
-  assign \$48  = f_idx == 3'h5;
+  assign \$18  = \$16  & \$17 ;
+  assign \$19  = \$18  ? a_delta : 6'h00;
+  assign \$20  = \$14  - \$19 ;
+  assign \$21  = ~ re;
+  assign \$22  = f_valid & \$21 ;
+  assign \$23  = ! f_idx;
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = delta1 + inc[1];
+  assign \$26  = ~ re;
+  assign \$27  = f_valid & \$26 ;
+  assign \$28  = f_idx == 1'h1;
+  assign \$29  = \$27  & \$28 ;
+  assign \$30  = \$29  ? a_delta : 6'h00;
+  assign \$31  = \$25  - \$30 ;
+  assign \$32  = ~ re;
+  assign \$33  = f_valid & \$32 ;
+  assign \$34  = f_idx == 1'h1;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = delta2 + inc[2];
+  assign \$37  = ~ re;
+  assign \$38  = f_valid & \$37 ;
+  assign \$39  = f_idx == 2'h2;
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = \$40  ? a_delta : 6'h00;
+  assign \$42  = \$36  - \$41 ;
+  assign \$43  = ~ re;
+  assign \$44  = f_valid & \$43 ;
+  assign \$45  = f_idx == 2'h2;
+  assign \$46  = \$44  & \$45 ;
+  assign \$47  = delta3 + inc[3];
+  assign \$48  = ~ re;
   assign \$49  = f_valid & \$48 ;
-  assign \$50  = \$49  ? f_delta : 6'h00;
-  assign \$51  = \$47  - \$50 ;
-  assign \$52  = f_idx == 3'h5;
-  assign \$53  = f_valid & \$52 ;
-  assign \$54  = delta6 + inc[6];
-  assign \$55  = f_idx == 3'h6;
-  assign \$56  = f_valid & \$55 ;
-  assign \$57  = \$56  ? f_delta : 6'h00;
-  assign \$58  = \$54  - \$57 ;
-  assign \$59  = f_idx == 3'h6;
+  assign \$50  = f_idx == 2'h3;
+  assign \$51  = \$49  & \$50 ;
+  assign \$52  = \$51  ? a_delta : 6'h00;
+  assign \$53  = \$47  - \$52 ;
+  assign \$54  = ~ re;
+  assign \$55  = f_valid & \$54 ;
+  assign \$56  = f_idx == 2'h3;
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = delta4 + inc[4];
+  assign \$59  = ~ re;
   assign \$60  = f_valid & \$59 ;
-  assign \$61  = delta7 + inc[7];
-  assign \$62  = f_idx == 3'h7;
-  assign \$63  = f_valid & \$62 ;
-  assign \$64  = \$63  ? f_delta : 6'h00;
-  assign \$65  = \$61  - \$64 ;
-  assign \$66  = f_idx == 3'h7;
-  assign \$67  = f_valid & \$66 ;
-  assign \$68  = delta8 + inc[8];
-  assign \$69  = f_idx == 4'h8;
-  assign \$70  = f_valid & \$69 ;
-  assign \$71  = \$70  ? f_delta : 6'h00;
-  assign \$72  = \$68  - \$71 ;
-  assign \$73  = f_idx == 4'h8;
-  assign \$74  = f_valid & \$73 ;
-  assign \$75  = delta9 + inc[9];
-  assign \$76  = f_idx == 4'h9;
+  assign \$61  = f_idx == 3'h4;
+  assign \$62  = \$60  & \$61 ;
+  assign \$63  = \$62  ? a_delta : 6'h00;
+  assign \$64  = \$58  - \$63 ;
+  assign \$65  = ~ re;
+  assign \$66  = f_valid & \$65 ;
+  assign \$67  = f_idx == 3'h4;
+  assign \$68  = \$66  & \$67 ;
+  assign \$69  = delta5 + inc[5];
+  assign \$70  = ~ re;
+  assign \$71  = f_valid & \$70 ;
+  assign \$72  = f_idx == 3'h5;
+  assign \$73  = \$71  & \$72 ;
+  assign \$74  = \$73  ? a_delta : 6'h00;
+  assign \$75  = \$69  - \$74 ;
+  assign \$76  = ~ re;
   assign \$77  = f_valid & \$76 ;
-  assign \$78  = \$77  ? f_delta : 6'h00;
-  assign \$79  = \$75  - \$78 ;
-  assign \$80  = f_idx == 4'h9;
-  assign \$81  = f_valid & \$80 ;
-  assign \$82  = delta10 + inc[10];
-  assign \$83  = f_idx == 4'ha;
-  assign \$84  = f_valid & \$83 ;
-  assign \$85  = \$84  ? f_delta : 6'h00;
-  assign \$86  = \$82  - \$85 ;
-  assign \$87  = f_idx == 4'ha;
+  assign \$78  = f_idx == 3'h5;
+  assign \$79  = \$77  & \$78 ;
+  assign \$80  = delta6 + inc[6];
+  assign \$81  = ~ re;
+  assign \$82  = f_valid & \$81 ;
+  assign \$83  = f_idx == 3'h6;
+  assign \$84  = \$82  & \$83 ;
+  assign \$85  = \$84  ? a_delta : 6'h00;
+  assign \$86  = \$80  - \$85 ;
+  assign \$87  = ~ re;
   assign \$88  = f_valid & \$87 ;
-  assign \$89  = delta11 + inc[11];
-  assign \$90  = f_idx == 4'hb;
-  assign \$91  = f_valid & \$90 ;
-  assign \$92  = \$91  ? f_delta : 6'h00;
-  assign \$93  = \$89  - \$92 ;
-  assign \$94  = f_idx == 4'hb;
-  assign \$95  = f_valid & \$94 ;
-  assign \$96  = delta12 + inc[12];
-  assign \$97  = f_idx == 4'hc;
-  assign \$98  = f_valid & \$97 ;
-  assign \$99  = \$98  ? f_delta : 6'h00;
-  assign \$100  = \$96  - \$99 ;
-  assign \$101  = f_idx == 4'hc;
-  assign \$102  = f_valid & \$101 ;
-  assign \$103  = delta13 + inc[13];
-  assign \$104  = f_idx == 4'hd;
-  assign \$105  = f_valid & \$104 ;
-  assign \$106  = \$105  ? f_delta : 6'h00;
-  assign \$107  = \$103  - \$106 ;
-  assign \$108  = f_idx == 4'hd;
-  assign \$109  = f_valid & \$108 ;
-  assign \$110  = delta14 + inc[14];
-  assign \$111  = f_idx == 4'he;
-  assign \$112  = f_valid & \$111 ;
-  assign \$113  = \$112  ? f_delta : 6'h00;
-  assign \$114  = \$110  - \$113 ;
-  assign \$115  = f_idx == 4'he;
-  assign \$116  = f_valid & \$115 ;
-  assign \$117  = delta15 + inc[15];
-  assign \$118  = f_idx == 4'hf;
-  assign \$119  = f_valid & \$118 ;
-  assign \$120  = \$119  ? f_delta : 6'h00;
-  assign \$121  = \$117  - \$120 ;
-  assign \$122  = f_idx == 4'hf;
-  assign \$123  = f_valid & \$122 ;
-  assign \$124  = delta16 + inc[16];
-  assign \$125  = f_idx == 5'h10;
+  assign \$89  = f_idx == 3'h6;
+  assign \$90  = \$88  & \$89 ;
+  assign \$91  = delta7 + inc[7];
+  assign \$92  = ~ re;
+  assign \$93  = f_valid & \$92 ;
+  assign \$94  = f_idx == 3'h7;
+  assign \$95  = \$93  & \$94 ;
+  assign \$96  = \$95  ? a_delta : 6'h00;
+  assign \$97  = \$91  - \$96 ;
+  assign \$98  = ~ re;
+  assign \$99  = f_valid & \$98 ;
+  assign \$100  = f_idx == 3'h7;
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = delta8 + inc[8];
+  assign \$103  = ~ re;
+  assign \$104  = f_valid & \$103 ;
+  assign \$105  = f_idx == 4'h8;
+  assign \$106  = \$104  & \$105 ;
+  assign \$107  = \$106  ? a_delta : 6'h00;
+  assign \$108  = \$102  - \$107 ;
+  assign \$109  = ~ re;
+  assign \$110  = f_valid & \$109 ;
+  assign \$111  = f_idx == 4'h8;
+  assign \$112  = \$110  & \$111 ;
+  assign \$113  = delta9 + inc[9];
+  assign \$114  = ~ re;
+  assign \$115  = f_valid & \$114 ;
+  assign \$116  = f_idx == 4'h9;
+  assign \$117  = \$115  & \$116 ;
+  assign \$118  = \$117  ? a_delta : 6'h00;
+  assign \$119  = \$113  - \$118 ;
+  assign \$120  = ~ re;
+  assign \$121  = f_valid & \$120 ;
+  assign \$122  = f_idx == 4'h9;
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = delta10 + inc[10];
+  assign \$125  = ~ re;
   assign \$126  = f_valid & \$125 ;
-  assign \$127  = \$126  ? f_delta : 6'h00;
-  assign \$128  = \$124  - \$127 ;
-  assign \$129  = f_idx == 5'h10;
-  assign \$130  = f_valid & \$129 ;
-  assign \$131  = delta17 + inc[17];
-  assign \$132  = f_idx == 5'h11;
-  assign \$133  = f_valid & \$132 ;
-  assign \$134  = \$133  ? f_delta : 6'h00;
-  assign \$135  = \$131  - \$134 ;
-  assign \$136  = f_idx == 5'h11;
+  assign \$127  = f_idx == 4'ha;
+  assign \$128  = \$126  & \$127 ;
+  assign \$129  = \$128  ? a_delta : 6'h00;
+  assign \$130  = \$124  - \$129 ;
+  assign \$131  = ~ re;
+  assign \$132  = f_valid & \$131 ;
+  assign \$133  = f_idx == 4'ha;
+  assign \$134  = \$132  & \$133 ;
+  assign \$135  = delta11 + inc[11];
+  assign \$136  = ~ re;
   assign \$137  = f_valid & \$136 ;
-  assign \$signature__addr  = re ? raddr : ptr;
-  assign \$138  = rvalid ? r_stale : f_stale;
-  assign \$139  = \$138  ? 32'd0 : \$signature__data ;
-  assign \$140  = rvalid ? r_delta : f_delta;
-  assign \$141  = \$139  + \$140 ;
+  assign \$138  = f_idx == 4'hb;
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = \$139  ? a_delta : 6'h00;
+  assign \$141  = \$135  - \$140 ;
+  assign \$142  = ~ re;
+  assign \$143  = f_valid & \$142 ;
+  assign \$144  = f_idx == 4'hb;
+  assign \$145  = \$143  & \$144 ;
+  assign \$146  = delta12 + inc[12];
+  assign \$147  = ~ re;
+  assign \$148  = f_valid & \$147 ;
+  assign \$149  = f_idx == 4'hc;
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$150  ? a_delta : 6'h00;
+  assign \$152  = \$146  - \$151 ;
+  assign \$153  = ~ re;
+  assign \$154  = f_valid & \$153 ;
+  assign \$155  = f_idx == 4'hc;
+  assign \$156  = \$154  & \$155 ;
+  assign \$157  = delta13 + inc[13];
+  assign \$158  = ~ re;
+  assign \$159  = f_valid & \$158 ;
+  assign \$160  = f_idx == 4'hd;
+  assign \$161  = \$159  & \$160 ;
+  assign \$162  = \$161  ? a_delta : 6'h00;
+  assign \$163  = \$157  - \$162 ;
+  assign \$164  = ~ re;
+  assign \$165  = f_valid & \$164 ;
+  assign \$166  = f_idx == 4'hd;
+  assign \$167  = \$165  & \$166 ;
+  assign \$168  = delta14 + inc[14];
+  assign \$169  = ~ re;
+  assign \$170  = f_valid & \$169 ;
+  assign \$171  = f_idx == 4'he;
+  assign \$172  = \$170  & \$171 ;
+  assign \$173  = \$172  ? a_delta : 6'h00;
+  assign \$174  = \$168  - \$173 ;
+  assign \$175  = ~ re;
+  assign \$176  = f_valid & \$175 ;
+  assign \$177  = f_idx == 4'he;
+  assign \$178  = \$176  & \$177 ;
+  assign \$179  = delta15 + inc[15];
+  assign \$180  = ~ re;
+  assign \$181  = f_valid & \$180 ;
+  assign \$182  = f_idx == 4'hf;
+  assign \$183  = \$181  & \$182 ;
+  assign \$184  = \$183  ? a_delta : 6'h00;
+  assign \$185  = \$179  - \$184 ;
+  assign \$186  = ~ re;
+  assign \$187  = f_valid & \$186 ;
+  assign \$188  = f_idx == 4'hf;
+  assign \$189  = \$187  & \$188 ;
+  assign \$190  = delta16 + inc[16];
+  assign \$191  = ~ re;
+  assign \$192  = f_valid & \$191 ;
+  assign \$193  = f_idx == 5'h10;
+  assign \$194  = \$192  & \$193 ;
+  assign \$195  = \$194  ? a_delta : 6'h00;
+  assign \$196  = \$190  - \$195 ;
+  assign \$197  = ~ re;
+  assign \$198  = f_valid & \$197 ;
+  assign \$199  = f_idx == 5'h10;
+  assign \$200  = \$198  & \$199 ;
+  assign \$201  = delta17 + inc[17];
+  assign \$202  = ~ re;
+  assign \$203  = f_valid & \$202 ;
+  assign \$204  = f_idx == 5'h11;
+  assign \$205  = \$203  & \$204 ;
+  assign \$206  = \$205  ? a_delta : 6'h00;
+  assign \$207  = \$201  - \$206 ;
+  assign \$208  = ~ re;
+  assign \$209  = f_valid & \$208 ;
+  assign \$210  = f_idx == 5'h11;
+  assign \$211  = \$209  & \$210 ;
+  assign port__addr = re ? raddr : ptr;
+  assign \$212  = a_stale ? 32'd0 : counters_nrw;
+  assign \$213  = \$212  + a_delta;
+  assign \$214  = ~ re;
+  assign wr__en = f_valid & \$214 ;
   always @(posedge clk)
-    f_valid <= \$142 ;
+    counters_nrw <= port__data;
   always @(posedge clk)
-    f_idx <= \$143 ;
+    f_valid <= \$215 ;
   always @(posedge clk)
-    f_delta <= \$144 ;
+    f_idx <= \$216 ;
   always @(posedge clk)
-    f_stale <= \$145 ;
+    rvalid <= \$217 ;
   always @(posedge clk)
-    ptr <= \$146 ;
+    a_delta <= \$218 ;
   always @(posedge clk)
-    rvalid <= \$147 ;
+    a_stale <= \$219 ;
   always @(posedge clk)
-    r_delta <= \$148 ;
+    ptr <= \$220 ;
   always @(posedge clk)
-    r_stale <= \$149 ;
+    delta0 <= \$221 ;
   always @(posedge clk)
-    delta0 <= \$150 ;
+    stale <= \$222 ;
   always @(posedge clk)
-    stale <= \$151 ;
+    delta1 <= \$223 ;
   always @(posedge clk)
-    delta1 <= \$152 ;
+    delta2 <= \$224 ;
   always @(posedge clk)
-    delta2 <= \$153 ;
+    delta3 <= \$225 ;
   always @(posedge clk)
-    delta3 <= \$154 ;
+    delta4 <= \$226 ;
   always @(posedge clk)
-    delta4 <= \$155 ;
+    delta5 <= \$227 ;
   always @(posedge clk)
-    delta5 <= \$156 ;
+    delta6 <= \$228 ;
   always @(posedge clk)
-    delta6 <= \$157 ;
+    delta7 <= \$229 ;
   always @(posedge clk)
-    delta7 <= \$158 ;
+    delta8 <= \$230 ;
   always @(posedge clk)
-    delta8 <= \$159 ;
+    delta9 <= \$231 ;
   always @(posedge clk)
-    delta9 <= \$160 ;
+    delta10 <= \$232 ;
   always @(posedge clk)
-    delta10 <= \$161 ;
+    delta11 <= \$233 ;
   always @(posedge clk)
-    delta11 <= \$162 ;
+    delta12 <= \$234 ;
   always @(posedge clk)
-    delta12 <= \$163 ;
+    delta13 <= \$235 ;
   always @(posedge clk)
-    delta13 <= \$164 ;
+    delta14 <= \$236 ;
   always @(posedge clk)
-    delta14 <= \$165 ;
+    delta15 <= \$237 ;
   always @(posedge clk)
-    delta15 <= \$166 ;
+    delta16 <= \$238 ;
   always @(posedge clk)
-    delta16 <= \$167 ;
-  always @(posedge clk)
-    delta17 <= \$168 ;
+    delta17 <= \$239 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$4  = 6'h00;
-    casez (ptr)
+    casez (raddr)
       5'h00:
           \$4  = delta0;
       5'h01:
@@ -33934,355 +33841,340 @@ module \npu_core_demo.counters (clk, rst, re, total, inc, clear, raddr);
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$10  = 6'h00;
-    casez (raddr)
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$5  = 6'h00;
+    casez (ptr)
       5'h00:
-          \$10  = delta0;
+          \$5  = delta0;
       5'h01:
-          \$10  = delta1;
+          \$5  = delta1;
       5'h02:
-          \$10  = delta2;
+          \$5  = delta2;
       5'h03:
-          \$10  = delta3;
+          \$5  = delta3;
       5'h04:
-          \$10  = delta4;
+          \$5  = delta4;
       5'h05:
-          \$10  = delta5;
+          \$5  = delta5;
       5'h06:
-          \$10  = delta6;
+          \$5  = delta6;
       5'h07:
-          \$10  = delta7;
+          \$5  = delta7;
       5'h08:
-          \$10  = delta8;
+          \$5  = delta8;
       5'h09:
-          \$10  = delta9;
+          \$5  = delta9;
       5'h0a:
-          \$10  = delta10;
+          \$5  = delta10;
       5'h0b:
-          \$10  = delta11;
+          \$5  = delta11;
       5'h0c:
-          \$10  = delta12;
+          \$5  = delta12;
       5'h0d:
-          \$10  = delta13;
+          \$5  = delta13;
       5'h0e:
-          \$10  = delta14;
+          \$5  = delta14;
       5'h0f:
-          \$10  = delta15;
+          \$5  = delta15;
       5'h10:
-          \$10  = delta16;
+          \$5  = delta16;
       5'h11:
-          \$10  = delta17;
+          \$5  = delta17;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$142  = \$3 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$215  = \$3 ;
     if (rst) begin
-      \$142  = 1'h0;
+      \$215  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$143  = ptr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$216  = ptr;
     if (rst) begin
-      \$143  = 5'h00;
+      \$216  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$144  = \$4 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$217  = re;
     if (rst) begin
-      \$144  = 6'h00;
+      \$217  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$145  = \$5 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$218  = \$6 ;
     if (rst) begin
-      \$145  = 1'h0;
+      \$218  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$146  = ptr;
-    if (\$6 ) begin
-      \$146  = \$9 [4:0];
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$219  = \$9 ;
     if (rst) begin
-      \$146  = 5'h00;
+      \$219  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$147  = re;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$220  = ptr;
+    if (\$10 ) begin
+      \$220  = \$13 [4:0];
+    end
     if (rst) begin
-      \$147  = 1'h0;
+      \$220  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$148  = \$10 ;
-    if (rst) begin
-      \$148  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$149  = \$11 ;
-    if (rst) begin
-      \$149  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$150  = \$16 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$221  = \$20 [5:0];
     if (clear) begin
-      \$150  = 6'h00;
+      \$221  = 6'h00;
     end
     if (rst) begin
-      \$150  = 6'h00;
+      \$221  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$151  = stale;
-    if (\$18 ) begin
-      \$151 [0] = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$222  = stale;
+    if (\$24 ) begin
+      \$222 [0] = 1'h0;
     end
-    if (\$25 ) begin
-      \$151 [1] = 1'h0;
-    end
-    if (\$32 ) begin
-      \$151 [2] = 1'h0;
-    end
-    if (\$39 ) begin
-      \$151 [3] = 1'h0;
+    if (\$35 ) begin
+      \$222 [1] = 1'h0;
     end
     if (\$46 ) begin
-      \$151 [4] = 1'h0;
+      \$222 [2] = 1'h0;
     end
-    if (\$53 ) begin
-      \$151 [5] = 1'h0;
+    if (\$57 ) begin
+      \$222 [3] = 1'h0;
     end
-    if (\$60 ) begin
-      \$151 [6] = 1'h0;
+    if (\$68 ) begin
+      \$222 [4] = 1'h0;
     end
-    if (\$67 ) begin
-      \$151 [7] = 1'h0;
+    if (\$79 ) begin
+      \$222 [5] = 1'h0;
     end
-    if (\$74 ) begin
-      \$151 [8] = 1'h0;
+    if (\$90 ) begin
+      \$222 [6] = 1'h0;
     end
-    if (\$81 ) begin
-      \$151 [9] = 1'h0;
+    if (\$101 ) begin
+      \$222 [7] = 1'h0;
     end
-    if (\$88 ) begin
-      \$151 [10] = 1'h0;
-    end
-    if (\$95 ) begin
-      \$151 [11] = 1'h0;
-    end
-    if (\$102 ) begin
-      \$151 [12] = 1'h0;
-    end
-    if (\$109 ) begin
-      \$151 [13] = 1'h0;
-    end
-    if (\$116 ) begin
-      \$151 [14] = 1'h0;
+    if (\$112 ) begin
+      \$222 [8] = 1'h0;
     end
     if (\$123 ) begin
-      \$151 [15] = 1'h0;
+      \$222 [9] = 1'h0;
     end
-    if (\$130 ) begin
-      \$151 [16] = 1'h0;
+    if (\$134 ) begin
+      \$222 [10] = 1'h0;
     end
-    if (\$137 ) begin
-      \$151 [17] = 1'h0;
+    if (\$145 ) begin
+      \$222 [11] = 1'h0;
+    end
+    if (\$156 ) begin
+      \$222 [12] = 1'h0;
+    end
+    if (\$167 ) begin
+      \$222 [13] = 1'h0;
+    end
+    if (\$178 ) begin
+      \$222 [14] = 1'h0;
+    end
+    if (\$189 ) begin
+      \$222 [15] = 1'h0;
+    end
+    if (\$200 ) begin
+      \$222 [16] = 1'h0;
+    end
+    if (\$211 ) begin
+      \$222 [17] = 1'h0;
     end
     if (clear) begin
-      \$151  = 18'h3ffff;
+      \$222  = 18'h3ffff;
     end
     if (rst) begin
-      \$151  = 18'h3ffff;
+      \$222  = 18'h3ffff;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$152  = \$23 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$223  = \$31 [5:0];
     if (clear) begin
-      \$152  = 6'h00;
+      \$223  = 6'h00;
     end
     if (rst) begin
-      \$152  = 6'h00;
+      \$223  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$153  = \$30 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$224  = \$42 [5:0];
     if (clear) begin
-      \$153  = 6'h00;
+      \$224  = 6'h00;
     end
     if (rst) begin
-      \$153  = 6'h00;
+      \$224  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$154  = \$37 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$225  = \$53 [5:0];
     if (clear) begin
-      \$154  = 6'h00;
+      \$225  = 6'h00;
     end
     if (rst) begin
-      \$154  = 6'h00;
+      \$225  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$155  = \$44 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$226  = \$64 [5:0];
     if (clear) begin
-      \$155  = 6'h00;
+      \$226  = 6'h00;
     end
     if (rst) begin
-      \$155  = 6'h00;
+      \$226  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$156  = \$51 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$227  = \$75 [5:0];
     if (clear) begin
-      \$156  = 6'h00;
+      \$227  = 6'h00;
     end
     if (rst) begin
-      \$156  = 6'h00;
+      \$227  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$157  = \$58 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$228  = \$86 [5:0];
     if (clear) begin
-      \$157  = 6'h00;
+      \$228  = 6'h00;
     end
     if (rst) begin
-      \$157  = 6'h00;
+      \$228  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$158  = \$65 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$229  = \$97 [5:0];
     if (clear) begin
-      \$158  = 6'h00;
+      \$229  = 6'h00;
     end
     if (rst) begin
-      \$158  = 6'h00;
+      \$229  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$159  = \$72 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$230  = \$108 [5:0];
     if (clear) begin
-      \$159  = 6'h00;
+      \$230  = 6'h00;
     end
     if (rst) begin
-      \$159  = 6'h00;
+      \$230  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$160  = \$79 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$231  = \$119 [5:0];
     if (clear) begin
-      \$160  = 6'h00;
+      \$231  = 6'h00;
     end
     if (rst) begin
-      \$160  = 6'h00;
+      \$231  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$161  = \$86 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$232  = \$130 [5:0];
     if (clear) begin
-      \$161  = 6'h00;
+      \$232  = 6'h00;
     end
     if (rst) begin
-      \$161  = 6'h00;
+      \$232  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$162  = \$93 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$233  = \$141 [5:0];
     if (clear) begin
-      \$162  = 6'h00;
+      \$233  = 6'h00;
     end
     if (rst) begin
-      \$162  = 6'h00;
+      \$233  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$163  = \$100 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$234  = \$152 [5:0];
     if (clear) begin
-      \$163  = 6'h00;
+      \$234  = 6'h00;
     end
     if (rst) begin
-      \$163  = 6'h00;
+      \$234  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$164  = \$107 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$235  = \$163 [5:0];
     if (clear) begin
-      \$164  = 6'h00;
+      \$235  = 6'h00;
     end
     if (rst) begin
-      \$164  = 6'h00;
+      \$235  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$165  = \$114 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$236  = \$174 [5:0];
     if (clear) begin
-      \$165  = 6'h00;
+      \$236  = 6'h00;
     end
     if (rst) begin
-      \$165  = 6'h00;
+      \$236  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$166  = \$121 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$237  = \$185 [5:0];
     if (clear) begin
-      \$166  = 6'h00;
+      \$237  = 6'h00;
     end
     if (rst) begin
-      \$166  = 6'h00;
+      \$237  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$167  = \$128 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$238  = \$196 [5:0];
     if (clear) begin
-      \$167  = 6'h00;
+      \$238  = 6'h00;
     end
     if (rst) begin
-      \$167  = 6'h00;
+      \$238  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$168  = \$135 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$239  = \$207 [5:0];
     if (clear) begin
-      \$168  = 6'h00;
+      \$239  = 6'h00;
     end
     if (rst) begin
-      \$168  = 6'h00;
+      \$239  = 6'h00;
     end
   end
-  assign rdata = \$141 [31:0];
+  assign rdata = \$213 [31:0];
   assign wr__addr = f_idx;
-  assign wr__data = \$141 [31:0];
-  assign wr__en = f_valid;
-  assign total = \$141 [31:0];
+  assign wr__data = \$213 [31:0];
+  assign total = \$213 [31:0];
 endmodule
 
 (* generator = "Amaranth" *)
@@ -34438,8 +34330,17 @@ module \npu_core_demo.leak7 (u, alpha, bias, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron0 (u_new, theta, \port$2468$25 , total, spike);
+module \npu_core_demo.neuron0 (u_new, theta, \port$2577$25 , total, spike);
   wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -34447,17 +34348,19 @@ module \npu_core_demo.neuron0 (u_new, theta, \port$2468$25 , total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire [15:0] \$9 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$16 ;
   wire \$signal ;
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2468$25 ;
-  wire [18:0] \port$2468$25 ;
+  input [18:0] \port$2577$25 ;
+  wire [18:0] \port$2577$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
   wire spiking;
+  wire [15:0] subtracted;
   input [15:0] theta;
   wire [15:0] theta;
   input [25:0] total;
@@ -34474,22 +34377,43 @@ module \npu_core_demo.neuron0 (u_new, theta, \port$2468$25 , total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(v) - $signed(theta);
-  assign \$6  = ~ diff[16];
-  assign spike = \port$2468$25 [0] & \$6 ;
-  assign \$7  = ! \port$2468$25 [2:1];
-  assign \$8  = \port$2468$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$2468$25 [18:3] : v;
-  assign after_spike = \$7  ? diff[15:0] : \$9 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$2577$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$2577$25 [2:1];
+  assign \$17  = \port$2577$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2577$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$2468$25 [0];
-  assign reset = \port$2468$25 [2:1];
-  assign v_reset = \port$2468$25 [18:3];
+  assign \$auto$rtlil.cc:2739:Not$16  = ~ \$12 [15];
+  assign spiking = \port$2577$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$2577$25 [2:1];
+  assign v_reset = \port$2577$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron1 (u_new, theta, \port$2468$25 , total, spike);
+module \npu_core_demo.neuron1 (u_new, theta, \port$2577$25 , total, spike);
   wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -34497,17 +34421,19 @@ module \npu_core_demo.neuron1 (u_new, theta, \port$2468$25 , total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire [15:0] \$9 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$14 ;
   wire \$signal ;
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2468$25 ;
-  wire [18:0] \port$2468$25 ;
+  input [18:0] \port$2577$25 ;
+  wire [18:0] \port$2577$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
   wire spiking;
+  wire [15:0] subtracted;
   input [15:0] theta;
   wire [15:0] theta;
   input [25:0] total;
@@ -34524,22 +34450,43 @@ module \npu_core_demo.neuron1 (u_new, theta, \port$2468$25 , total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(v) - $signed(theta);
-  assign \$6  = ~ diff[16];
-  assign spike = \port$2468$25 [0] & \$6 ;
-  assign \$7  = ! \port$2468$25 [2:1];
-  assign \$8  = \port$2468$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$2468$25 [18:3] : v;
-  assign after_spike = \$7  ? diff[15:0] : \$9 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$2577$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$2577$25 [2:1];
+  assign \$17  = \port$2577$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2577$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$2468$25 [0];
-  assign reset = \port$2468$25 [2:1];
-  assign v_reset = \port$2468$25 [18:3];
+  assign \$auto$rtlil.cc:2739:Not$14  = ~ \$12 [15];
+  assign spiking = \port$2577$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$2577$25 [2:1];
+  assign v_reset = \port$2577$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$14 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron2 (u_new, theta, \port$2468$25 , total, spike);
+module \npu_core_demo.neuron2 (u_new, theta, \port$2577$25 , total, spike);
   wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -34547,17 +34494,19 @@ module \npu_core_demo.neuron2 (u_new, theta, \port$2468$25 , total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire [15:0] \$9 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$12 ;
   wire \$signal ;
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2468$25 ;
-  wire [18:0] \port$2468$25 ;
+  input [18:0] \port$2577$25 ;
+  wire [18:0] \port$2577$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
   wire spiking;
+  wire [15:0] subtracted;
   input [15:0] theta;
   wire [15:0] theta;
   input [25:0] total;
@@ -34574,22 +34523,43 @@ module \npu_core_demo.neuron2 (u_new, theta, \port$2468$25 , total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(v) - $signed(theta);
-  assign \$6  = ~ diff[16];
-  assign spike = \port$2468$25 [0] & \$6 ;
-  assign \$7  = ! \port$2468$25 [2:1];
-  assign \$8  = \port$2468$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$2468$25 [18:3] : v;
-  assign after_spike = \$7  ? diff[15:0] : \$9 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$2577$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$2577$25 [2:1];
+  assign \$17  = \port$2577$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2577$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$2468$25 [0];
-  assign reset = \port$2468$25 [2:1];
-  assign v_reset = \port$2468$25 [18:3];
+  assign \$auto$rtlil.cc:2739:Not$12  = ~ \$12 [15];
+  assign spiking = \port$2577$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$2577$25 [2:1];
+  assign v_reset = \port$2577$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$12 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron3 (u_new, theta, \port$2468$25 , total, spike);
+module \npu_core_demo.neuron3 (u_new, theta, \port$2577$25 , total, spike);
   wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -34597,17 +34567,19 @@ module \npu_core_demo.neuron3 (u_new, theta, \port$2468$25 , total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire [15:0] \$9 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$10 ;
   wire \$signal ;
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2468$25 ;
-  wire [18:0] \port$2468$25 ;
+  input [18:0] \port$2577$25 ;
+  wire [18:0] \port$2577$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
   wire spiking;
+  wire [15:0] subtracted;
   input [15:0] theta;
   wire [15:0] theta;
   input [25:0] total;
@@ -34624,22 +34596,43 @@ module \npu_core_demo.neuron3 (u_new, theta, \port$2468$25 , total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(v) - $signed(theta);
-  assign \$6  = ~ diff[16];
-  assign spike = \port$2468$25 [0] & \$6 ;
-  assign \$7  = ! \port$2468$25 [2:1];
-  assign \$8  = \port$2468$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$2468$25 [18:3] : v;
-  assign after_spike = \$7  ? diff[15:0] : \$9 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$2577$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$2577$25 [2:1];
+  assign \$17  = \port$2577$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2577$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$2468$25 [0];
-  assign reset = \port$2468$25 [2:1];
-  assign v_reset = \port$2468$25 [18:3];
+  assign \$auto$rtlil.cc:2739:Not$10  = ~ \$12 [15];
+  assign spiking = \port$2577$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$2577$25 [2:1];
+  assign v_reset = \port$2577$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$10 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron4 (u_new, theta, \port$2468$25 , total, spike);
+module \npu_core_demo.neuron4 (u_new, theta, \port$2577$25 , total, spike);
   wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -34647,17 +34640,19 @@ module \npu_core_demo.neuron4 (u_new, theta, \port$2468$25 , total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire [15:0] \$9 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$8 ;
   wire \$signal ;
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2468$25 ;
-  wire [18:0] \port$2468$25 ;
+  input [18:0] \port$2577$25 ;
+  wire [18:0] \port$2577$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
   wire spiking;
+  wire [15:0] subtracted;
   input [15:0] theta;
   wire [15:0] theta;
   input [25:0] total;
@@ -34674,22 +34669,43 @@ module \npu_core_demo.neuron4 (u_new, theta, \port$2468$25 , total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(v) - $signed(theta);
-  assign \$6  = ~ diff[16];
-  assign spike = \port$2468$25 [0] & \$6 ;
-  assign \$7  = ! \port$2468$25 [2:1];
-  assign \$8  = \port$2468$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$2468$25 [18:3] : v;
-  assign after_spike = \$7  ? diff[15:0] : \$9 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$2577$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$2577$25 [2:1];
+  assign \$17  = \port$2577$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2577$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$2468$25 [0];
-  assign reset = \port$2468$25 [2:1];
-  assign v_reset = \port$2468$25 [18:3];
+  assign \$auto$rtlil.cc:2739:Not$8  = ~ \$12 [15];
+  assign spiking = \port$2577$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$2577$25 [2:1];
+  assign v_reset = \port$2577$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$8 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron5 (u_new, theta, \port$2468$25 , total, spike);
+module \npu_core_demo.neuron5 (u_new, theta, \port$2577$25 , total, spike);
   wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -34697,17 +34713,19 @@ module \npu_core_demo.neuron5 (u_new, theta, \port$2468$25 , total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire [15:0] \$9 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$6 ;
   wire \$signal ;
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2468$25 ;
-  wire [18:0] \port$2468$25 ;
+  input [18:0] \port$2577$25 ;
+  wire [18:0] \port$2577$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
   wire spiking;
+  wire [15:0] subtracted;
   input [15:0] theta;
   wire [15:0] theta;
   input [25:0] total;
@@ -34724,22 +34742,43 @@ module \npu_core_demo.neuron5 (u_new, theta, \port$2468$25 , total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(v) - $signed(theta);
-  assign \$6  = ~ diff[16];
-  assign spike = \port$2468$25 [0] & \$6 ;
-  assign \$7  = ! \port$2468$25 [2:1];
-  assign \$8  = \port$2468$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$2468$25 [18:3] : v;
-  assign after_spike = \$7  ? diff[15:0] : \$9 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$2577$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$2577$25 [2:1];
+  assign \$17  = \port$2577$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2577$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$2468$25 [0];
-  assign reset = \port$2468$25 [2:1];
-  assign v_reset = \port$2468$25 [18:3];
+  assign \$auto$rtlil.cc:2739:Not$6  = ~ \$12 [15];
+  assign spiking = \port$2577$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$2577$25 [2:1];
+  assign v_reset = \port$2577$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$6 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron6 (u_new, theta, \port$2468$25 , total, spike);
+module \npu_core_demo.neuron6 (u_new, theta, \port$2577$25 , total, spike);
   wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -34747,17 +34786,19 @@ module \npu_core_demo.neuron6 (u_new, theta, \port$2468$25 , total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire [15:0] \$9 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$4 ;
   wire \$signal ;
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2468$25 ;
-  wire [18:0] \port$2468$25 ;
+  input [18:0] \port$2577$25 ;
+  wire [18:0] \port$2577$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
   wire spiking;
+  wire [15:0] subtracted;
   input [15:0] theta;
   wire [15:0] theta;
   input [25:0] total;
@@ -34774,22 +34815,43 @@ module \npu_core_demo.neuron6 (u_new, theta, \port$2468$25 , total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(v) - $signed(theta);
-  assign \$6  = ~ diff[16];
-  assign spike = \port$2468$25 [0] & \$6 ;
-  assign \$7  = ! \port$2468$25 [2:1];
-  assign \$8  = \port$2468$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$2468$25 [18:3] : v;
-  assign after_spike = \$7  ? diff[15:0] : \$9 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$2577$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$2577$25 [2:1];
+  assign \$17  = \port$2577$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2577$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$2468$25 [0];
-  assign reset = \port$2468$25 [2:1];
-  assign v_reset = \port$2468$25 [18:3];
+  assign \$auto$rtlil.cc:2739:Not$4  = ~ \$12 [15];
+  assign spiking = \port$2577$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$2577$25 [2:1];
+  assign v_reset = \port$2577$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron7 (u_new, theta, \port$2468$25 , total, spike);
+module \npu_core_demo.neuron7 (u_new, theta, \port$2577$25 , total, spike);
   wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -34797,17 +34859,19 @@ module \npu_core_demo.neuron7 (u_new, theta, \port$2468$25 , total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire [15:0] \$9 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$2 ;
   wire \$signal ;
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2468$25 ;
-  wire [18:0] \port$2468$25 ;
+  input [18:0] \port$2577$25 ;
+  wire [18:0] \port$2577$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
   wire spiking;
+  wire [15:0] subtracted;
   input [15:0] theta;
   wire [15:0] theta;
   input [25:0] total;
@@ -34824,22 +34888,34 @@ module \npu_core_demo.neuron7 (u_new, theta, \port$2468$25 , total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(v) - $signed(theta);
-  assign \$6  = ~ diff[16];
-  assign spike = \port$2468$25 [0] & \$6 ;
-  assign \$7  = ! \port$2468$25 [2:1];
-  assign \$8  = \port$2468$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$2468$25 [18:3] : v;
-  assign after_spike = \$7  ? diff[15:0] : \$9 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$2577$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$2577$25 [2:1];
+  assign \$17  = \port$2577$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2577$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$2468$25 [0];
-  assign reset = \port$2468$25 [2:1];
-  assign v_reset = \port$2468$25 [18:3];
+  assign \$auto$rtlil.cc:2739:Not$2  = ~ \$12 [15];
+  assign spiking = \port$2577$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$2577$25 [2:1];
+  assign v_reset = \port$2577$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$2 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \npu_core_demo.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_rdy, r_en);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -34964,7 +35040,7 @@ module \npu_core_demo.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_r
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -34974,7 +35050,7 @@ module \npu_core_demo.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -34984,7 +35060,7 @@ module \npu_core_demo.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -34997,7 +35073,7 @@ module \npu_core_demo.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -35018,49 +35094,71 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \npu_core_demo.router (rst, records__ready, free, can_load, \event , load, send, \spikes$33 , \base$34 , \layer$35 , \emit_values$36 , values, out_valid, records__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire [8:0] \$1 ;
-  wire [7:0] \$10 ;
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  wire \$1 ;
+  wire \$10 ;
   wire \$11 ;
   wire \$12 ;
-  wire [8:0] \$13 ;
+  wire \$13 ;
   wire \$14 ;
-  reg [15:0] \$15 ;
+  wire \$15 ;
   wire \$16 ;
   wire \$17 ;
   wire \$18 ;
-  wire [8:0] \$19 ;
-  wire [8:0] \$2 ;
-  wire [8:0] \$20 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
   wire \$24 ;
-  wire [8:0] \$25 ;
-  wire [8:0] \$26 ;
+  wire \$25 ;
+  wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  reg \$29 ;
+  wire \$29 ;
   wire \$3 ;
-  reg [27:0] \$30 ;
-  reg [7:0] \$31 ;
-  reg \$32 ;
-  reg \$33 ;
-  reg [7:0] \$34 ;
-  reg [7:0] \$35 ;
-  reg [1:0] \$36 ;
-  reg \$37 ;
-  reg [15:0] \$38 ;
-  reg [15:0] \$39 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire [7:0] \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire [8:0] \$35 ;
+  wire \$36 ;
+  reg [15:0] \$37 ;
+  wire \$38 ;
+  wire \$39 ;
   wire \$4 ;
-  reg [15:0] \$40 ;
-  reg [15:0] \$41 ;
-  reg [15:0] \$42 ;
-  reg [15:0] \$43 ;
-  reg [15:0] \$44 ;
-  reg [15:0] \$45 ;
+  wire \$40 ;
+  wire [8:0] \$41 ;
+  wire [8:0] \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire [8:0] \$47 ;
+  wire [8:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
+  wire \$50 ;
+  reg \$51 ;
+  reg [27:0] \$52 ;
+  reg [7:0] \$53 ;
+  reg \$54 ;
+  reg \$55 ;
+  reg [7:0] \$56 ;
+  reg [7:0] \$57 ;
+  reg [1:0] \$58 ;
+  reg \$59 ;
   wire \$6 ;
+  reg [15:0] \$60 ;
+  reg [15:0] \$61 ;
+  reg [15:0] \$62 ;
+  reg [15:0] \$63 ;
+  reg [15:0] \$64 ;
+  reg [15:0] \$65 ;
+  reg [15:0] \$66 ;
+  reg [15:0] \$67 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
@@ -35137,275 +35235,292 @@ module \npu_core_demo.router (rst, records__ready, free, can_load, \event , load
   wire [15:0] \values[5] ;
   wire [15:0] \values[6] ;
   wire [15:0] \values[7] ;
+  assign can_load = none_left | \$30 ;
+  assign \$31  = out_valid & records__ready;
+  assign \event  = \$31  & records__payload[11];
+  assign \$32  = ~ lowest;
+  assign rest = pending & \$32 ;
+  assign \$33  = ~ none_left;
+  assign \$34  = emit_values ? 1'h1 : 1'h0;
+  assign \$35  = base + pick;
+  assign \$36  = spikes >> pick;
+  assign \$38  = load & can_load;
+  assign \$39  = ! send;
+  assign \$40  = | send;
+  assign \$41  = send - 1'h1;
+  assign \$42  = { 1'h0, send } & \$41 ;
+  assign \$43  = ! \$42 ;
+  assign \$44  = \$40  & \$43 ;
+  assign \$45  = ! rest;
+  assign \$46  = | rest;
+  assign \$47  = rest - 1'h1;
+  assign \$48  = { 1'h0, rest } & \$47 ;
+  assign \$49  = ! \$48 ;
+  assign \$50  = \$46  & \$49 ;
   always @(posedge clk)
-    value1 <= \$39 ;
+    out_valid <= \$51 ;
   always @(posedge clk)
-    value2 <= \$40 ;
+    records__payload <= \$52 ;
   always @(posedge clk)
-    value3 <= \$41 ;
+    pending <= \$53 ;
   always @(posedge clk)
-    value4 <= \$42 ;
+    none_left <= \$54 ;
   always @(posedge clk)
-    value5 <= \$43 ;
+    one_left <= \$55 ;
   always @(posedge clk)
-    value6 <= \$44 ;
+    spikes <= \$56 ;
   always @(posedge clk)
-    value7 <= \$45 ;
-  assign \$1  = - pending;
-  assign \$2  = { 1'h0, pending } & \$1 ;
-  assign \$3  = | { \$2 [7], \$2 [5], \$2 [3], \$2 [1] };
-  assign \$4  = | { \$2 [7:6], \$2 [3:2] };
-  assign \$5  = | \$2 [7:4];
-  assign \$6  = ~ out_valid;
-  assign advance = \$6  | records__ready;
-  assign \$7  = ~ out_valid;
-  assign free = none_left & \$7 ;
-  assign \$8  = one_left & advance;
-  assign can_load = none_left | \$8 ;
-  assign \$9  = out_valid & records__ready;
-  assign \event  = \$9  & records__payload[11];
-  assign \$10  = ~ \$2 [7:0];
-  assign rest = pending & \$10 ;
-  assign \$11  = ~ none_left;
-  assign \$12  = emit_values ? 1'h1 : 1'h0;
-  assign \$13  = base + pick;
-  assign \$14  = spikes >> pick;
-  assign \$16  = load & can_load;
-  assign \$17  = ! send;
-  assign \$18  = | send;
-  assign \$19  = send - 1'h1;
-  assign \$20  = { 1'h0, send } & \$19 ;
-  assign \$21  = ! \$20 ;
-  assign \$22  = \$18  & \$21 ;
-  assign \$23  = ! rest;
-  assign \$24  = | rest;
-  assign \$25  = rest - 1'h1;
-  assign \$26  = { 1'h0, rest } & \$25 ;
-  assign \$27  = ! \$26 ;
-  assign \$28  = \$24  & \$27 ;
+    base <= \$57 ;
   always @(posedge clk)
-    out_valid <= \$29 ;
+    layer <= \$58 ;
   always @(posedge clk)
-    records__payload <= \$30 ;
+    emit_values <= \$59 ;
   always @(posedge clk)
-    pending <= \$31 ;
+    value0 <= \$60 ;
   always @(posedge clk)
-    none_left <= \$32 ;
+    value1 <= \$61 ;
   always @(posedge clk)
-    one_left <= \$33 ;
+    value2 <= \$62 ;
   always @(posedge clk)
-    spikes <= \$34 ;
+    value3 <= \$63 ;
   always @(posedge clk)
-    base <= \$35 ;
+    value4 <= \$64 ;
   always @(posedge clk)
-    layer <= \$36 ;
+    value5 <= \$65 ;
   always @(posedge clk)
-    emit_values <= \$37 ;
+    value6 <= \$66 ;
   always @(posedge clk)
-    value0 <= \$38 ;
+    value7 <= \$67 ;
+  assign \$5  = ~ \$4 ;
+  assign \$6  = pending[1] & \$5 ;
+  assign \$7  = | pending[1:0];
+  assign \$8  = ~ \$7 ;
+  assign \$9  = pending[2] & \$8 ;
+  assign \$10  = | pending[2:0];
+  assign \$11  = ~ \$10 ;
+  assign \$12  = pending[3] & \$11 ;
+  assign \$13  = | pending[3:0];
+  assign \$14  = ~ \$13 ;
+  assign \$15  = pending[4] & \$14 ;
+  assign \$16  = | pending[4:0];
+  assign \$17  = ~ \$16 ;
+  assign \$18  = pending[5] & \$17 ;
+  assign \$19  = | pending[5:0];
+  assign \$20  = ~ \$19 ;
+  assign \$21  = pending[6] & \$20 ;
+  assign \$22  = | pending[6:0];
+  assign \$23  = ~ \$22 ;
+  assign \$24  = pending[7] & \$23 ;
+  assign \$25  = | { lowest[7], lowest[5], lowest[3], lowest[1] };
+  assign \$26  = | { lowest[7:6], lowest[3:2] };
+  assign \$27  = | lowest[7:4];
+  assign \$28  = ~ out_valid;
+  assign advance = \$28  | records__ready;
+  assign \$29  = ~ out_valid;
+  assign free = none_left & \$29 ;
+  assign \$30  = one_left & advance;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$39  = value1;
-    if (\$16 ) begin
-      \$39  = values[31:16];
-    end
-    if (rst) begin
-      \$39  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$40  = value2;
-    if (\$16 ) begin
-      \$40  = values[47:32];
-    end
-    if (rst) begin
-      \$40  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$41  = value3;
-    if (\$16 ) begin
-      \$41  = values[63:48];
-    end
-    if (rst) begin
-      \$41  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$42  = value4;
-    if (\$16 ) begin
-      \$42  = values[79:64];
-    end
-    if (rst) begin
-      \$42  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$43  = value5;
-    if (\$16 ) begin
-      \$43  = values[95:80];
-    end
-    if (rst) begin
-      \$43  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$44  = value6;
-    if (\$16 ) begin
-      \$44  = values[111:96];
-    end
-    if (rst) begin
-      \$44  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$45  = value7;
-    if (\$16 ) begin
-      \$45  = values[127:112];
-    end
-    if (rst) begin
-      \$45  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     casez (pick)
       3'h0:
-          \$15  = value0;
+          \$37  = value0;
       3'h1:
-          \$15  = value1;
+          \$37  = value1;
       3'h2:
-          \$15  = value2;
+          \$37  = value2;
       3'h3:
-          \$15  = value3;
+          \$37  = value3;
       3'h4:
-          \$15  = value4;
+          \$37  = value4;
       3'h5:
-          \$15  = value5;
+          \$37  = value5;
       3'h6:
-          \$15  = value6;
+          \$37  = value6;
       3'h7:
-          \$15  = value7;
+          \$37  = value7;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$29  = out_valid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$51  = out_valid;
     if (advance) begin
-      \$29  = \$11 ;
+      \$51  = \$33 ;
     end
     if (rst) begin
-      \$29  = 1'h0;
+      \$51  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$30  = records__payload;
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$52  = records__payload;
     if (advance) begin
-      \$30 [1:0] = { 1'h0, \$12  };
-      \$30 [3:2] = layer;
-      \$30 [10:4] = \$13 [6:0];
-      \$30 [11] = \$14 ;
-      \$30 [27:12] = \$15 ;
+      \$52 [1:0] = { 1'h0, \$34  };
+      \$52 [3:2] = layer;
+      \$52 [10:4] = \$35 [6:0];
+      \$52 [11] = \$36 ;
+      \$52 [27:12] = \$37 ;
     end
     if (rst) begin
-      \$30  = 28'h0000000;
+      \$52  = 28'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$31  = pending;
-    if (\$16 ) begin
-      \$31  = send;
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$53  = pending;
+    if (\$38 ) begin
+      \$53  = send;
     end else if (advance) begin
-      \$31  = rest;
+      \$53  = rest;
     end
     if (rst) begin
-      \$31  = 8'h00;
+      \$53  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$32  = none_left;
-    if (\$16 ) begin
-      \$32  = \$17 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$54  = none_left;
+    if (\$38 ) begin
+      \$54  = \$39 ;
     end else if (advance) begin
-      \$32  = \$23 ;
+      \$54  = \$45 ;
     end
     if (rst) begin
-      \$32  = 1'h1;
+      \$54  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$33  = one_left;
-    if (\$16 ) begin
-      \$33  = \$22 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$55  = one_left;
+    if (\$38 ) begin
+      \$55  = \$44 ;
     end else if (advance) begin
-      \$33  = \$28 ;
+      \$55  = \$50 ;
     end
     if (rst) begin
-      \$33  = 1'h0;
+      \$55  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$34  = spikes;
-    if (\$16 ) begin
-      \$34  = \spikes$33 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$56  = spikes;
+    if (\$38 ) begin
+      \$56  = \spikes$33 ;
     end
     if (rst) begin
-      \$34  = 8'h00;
+      \$56  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$35  = base;
-    if (\$16 ) begin
-      \$35  = \base$34 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$57  = base;
+    if (\$38 ) begin
+      \$57  = \base$34 ;
     end
     if (rst) begin
-      \$35  = 8'h00;
+      \$57  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$36  = layer;
-    if (\$16 ) begin
-      \$36  = \layer$35 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$58  = layer;
+    if (\$38 ) begin
+      \$58  = \layer$35 ;
     end
     if (rst) begin
-      \$36  = 2'h0;
+      \$58  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$37  = emit_values;
-    if (\$16 ) begin
-      \$37  = \emit_values$36 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$59  = emit_values;
+    if (\$38 ) begin
+      \$59  = \emit_values$36 ;
     end
     if (rst) begin
-      \$37  = 1'h0;
+      \$59  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$38  = value0;
-    if (\$16 ) begin
-      \$38  = values[15:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$60  = value0;
+    if (\$38 ) begin
+      \$60  = values[15:0];
     end
     if (rst) begin
-      \$38  = 16'h0000;
+      \$60  = 16'h0000;
     end
   end
-  assign lowest = \$2 [7:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$61  = value1;
+    if (\$38 ) begin
+      \$61  = values[31:16];
+    end
+    if (rst) begin
+      \$61  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$62  = value2;
+    if (\$38 ) begin
+      \$62  = values[47:32];
+    end
+    if (rst) begin
+      \$62  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$63  = value3;
+    if (\$38 ) begin
+      \$63  = values[63:48];
+    end
+    if (rst) begin
+      \$63  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$64  = value4;
+    if (\$38 ) begin
+      \$64  = values[79:64];
+    end
+    if (rst) begin
+      \$64  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$65  = value5;
+    if (\$38 ) begin
+      \$65  = values[95:80];
+    end
+    if (rst) begin
+      \$65  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$66  = value6;
+    if (\$38 ) begin
+      \$66  = values[111:96];
+    end
+    if (rst) begin
+      \$66  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$67  = value7;
+    if (\$38 ) begin
+      \$67  = values[127:112];
+    end
+    if (rst) begin
+      \$67  = 16'h0000;
+    end
+  end
   assign records__valid = out_valid;
   assign out = records__payload;
   assign event_index = { 1'h0, records__payload[10:4] };
@@ -35428,7 +35543,19 @@ module \npu_core_demo.router (rst, records__ready, free, can_load, \event , load
   assign \values[5]  = values[95:80];
   assign \values[6]  = values[111:96];
   assign \values[7]  = values[127:112];
-  assign pick[2] = \$5 ;
-  assign pick[1] = \$4 ;
-  assign pick[0] = \$3 ;
+  assign pick[2] = \$27 ;
+  assign pick[1] = \$26 ;
+  assign pick[0] = \$25 ;
+  assign lowest[7] = \$24 ;
+  assign lowest[6] = \$21 ;
+  assign lowest[5] = \$18 ;
+  assign lowest[4] = \$15 ;
+  assign lowest[3] = \$12 ;
+  assign lowest[2] = \$9 ;
+  assign lowest[1] = \$6 ;
+  assign lowest[0] = \$3 ;
+  assign \$1  = 1'h0;
+  assign \$2  = 1'h1;
+  assign \$3  = pending[0];
+  assign \$4  = pending[0];
 endmodule

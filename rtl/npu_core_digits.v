@@ -3,36 +3,36 @@
 (* top =  1  *)
 (* generator = "Amaranth" *)
 module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, input__valid, output__ready, clk, rst, host_rdata, host_rvalid, busy, input__ready, output__payload, output__valid, host_addr);
-  reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire [12:0] \$10 ;
-  reg [7:0] \$100 ;
-  wire [7:0] \$101 ;
-  reg [10:0] \$102 ;
-  reg [7:0] \$103 ;
-  wire [8:0] \$104 ;
-  wire [8:0] \$105 ;
-  reg [7:0] \$106 ;
-  wire [8:0] \$107 ;
-  wire [8:0] \$108 ;
-  wire [9:0] \$109 ;
-  wire [15:0] \$11 ;
-  reg [7:0] \$110 ;
-  wire [10:0] \$111 ;
-  wire [10:0] \$112 ;
-  reg [7:0] \$113 ;
-  wire [10:0] \$114 ;
-  wire [10:0] \$115 ;
-  wire [11:0] \$116 ;
-  wire [12:0] \$117 ;
-  reg [7:0] \$118 ;
-  wire [14:0] \$119 ;
+  wire [9:0] \$100 ;
+  wire [10:0] \$101 ;
+  wire [10:0] \$102 ;
+  wire [10:0] \$103 ;
+  wire [10:0] \$104 ;
+  wire [11:0] \$105 ;
+  wire [12:0] \$106 ;
+  wire [14:0] \$107 ;
+  wire [14:0] \$108 ;
+  wire [15:0] \$109 ;
+  wire [12:0] \$11 ;
+  wire \$110 ;
+  wire [8:0] \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
   wire [15:0] \$12 ;
-  wire [14:0] \$120 ;
-  wire [15:0] \$121 ;
-  wire \$122 ;
-  wire [8:0] \$123 ;
-  wire [4:0] \$124 ;
+  wire [2:0] \$120 ;
+  wire [5:0] \$121 ;
+  wire [2:0] \$122 ;
+  wire \$123 ;
+  wire [2:0] \$124 ;
   wire \$125 ;
   wire \$126 ;
   wire \$127 ;
@@ -42,11 +42,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$130 ;
   wire \$131 ;
   wire \$132 ;
-  wire [2:0] \$133 ;
-  wire [5:0] \$134 ;
-  wire [2:0] \$135 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
   wire \$136 ;
-  wire [2:0] \$137 ;
+  wire \$137 ;
   wire \$138 ;
   wire \$139 ;
   wire [15:0] \$14 ;
@@ -104,7 +104,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
-  wire \$19 ;
+  wire [15:0] \$19 ;
   wire \$190 ;
   wire \$191 ;
   wire \$192 ;
@@ -116,7 +116,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$198 ;
   wire \$199 ;
   wire \$2 ;
-  wire [17:0] \$20 ;
+  wire \$20 ;
   wire \$200 ;
   wire \$201 ;
   wire \$202 ;
@@ -127,153 +127,153 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$207 ;
   wire \$208 ;
   wire \$209 ;
-  wire [26:0] \$21 ;
+  wire [17:0] \$21 ;
   wire \$210 ;
   wire \$211 ;
   wire \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
-  wire \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  wire \$225 ;
-  reg [7:0] \$226 ;
-  reg [40:0] \$227 ;
-  reg [15:0] \$228 ;
-  wire [13:0] \$229 ;
-  wire [17:0] \$23 ;
-  wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire [11:0] \$233 ;
+  reg [7:0] \$213 ;
+  reg [40:0] \$214 ;
+  reg [15:0] \$215 ;
+  wire [13:0] \$216 ;
+  wire [11:0] \$217 ;
+  wire [10:0] \$218 ;
+  wire [10:0] \$219 ;
+  wire [26:0] \$22 ;
+  wire [11:0] \$220 ;
+  wire [10:0] \$221 ;
+  wire [10:0] \$222 ;
+  wire [11:0] \$223 ;
+  wire [10:0] \$224 ;
+  wire [10:0] \$225 ;
+  wire [11:0] \$226 ;
+  wire [10:0] \$227 ;
+  wire [10:0] \$228 ;
+  wire [11:0] \$229 ;
+  wire \$23 ;
+  wire [10:0] \$230 ;
+  wire [10:0] \$231 ;
+  wire [11:0] \$232 ;
+  wire [10:0] \$233 ;
   wire [10:0] \$234 ;
-  wire [10:0] \$235 ;
-  wire [11:0] \$236 ;
+  wire [11:0] \$235 ;
+  wire [10:0] \$236 ;
   wire [10:0] \$237 ;
-  wire [10:0] \$238 ;
-  wire [11:0] \$239 ;
-  wire [26:0] \$24 ;
+  wire [11:0] \$238 ;
+  wire [10:0] \$239 ;
+  wire [17:0] \$24 ;
   wire [10:0] \$240 ;
-  wire [10:0] \$241 ;
-  wire [11:0] \$242 ;
-  wire [10:0] \$243 ;
-  wire [10:0] \$244 ;
-  wire [11:0] \$245 ;
-  wire [10:0] \$246 ;
+  wire \$241 ;
+  reg [6:0] \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire \$246 ;
   wire [10:0] \$247 ;
-  wire [11:0] \$248 ;
-  wire [10:0] \$249 ;
-  wire \$25 ;
-  wire [10:0] \$250 ;
-  wire [11:0] \$251 ;
-  wire [10:0] \$252 ;
+  wire [45:0] \$248 ;
+  wire \$249 ;
+  wire [26:0] \$25 ;
+  wire \$250 ;
+  wire \$251 ;
+  wire \$252 ;
   wire [10:0] \$253 ;
-  wire [11:0] \$254 ;
-  wire [10:0] \$255 ;
-  wire [10:0] \$256 ;
+  wire [45:0] \$254 ;
+  wire \$255 ;
+  wire \$256 ;
   wire \$257 ;
-  reg [6:0] \$258 ;
-  wire \$259 ;
-  wire [17:0] \$26 ;
-  wire \$260 ;
+  wire \$258 ;
+  wire [10:0] \$259 ;
+  wire \$26 ;
+  wire [45:0] \$260 ;
   wire \$261 ;
   wire \$262 ;
-  wire [10:0] \$263 ;
-  wire [45:0] \$264 ;
-  wire \$265 ;
-  wire \$266 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire [10:0] \$265 ;
+  wire [45:0] \$266 ;
   wire \$267 ;
   wire \$268 ;
-  wire [10:0] \$269 ;
-  wire [26:0] \$27 ;
-  wire [45:0] \$270 ;
-  wire \$271 ;
-  wire \$272 ;
+  wire \$269 ;
+  wire [17:0] \$27 ;
+  wire \$270 ;
+  wire [10:0] \$271 ;
+  wire [45:0] \$272 ;
   wire \$273 ;
   wire \$274 ;
-  wire [10:0] \$275 ;
-  wire [45:0] \$276 ;
-  wire \$277 ;
-  wire \$278 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire [10:0] \$277 ;
+  wire [45:0] \$278 ;
   wire \$279 ;
-  wire \$28 ;
+  wire [26:0] \$28 ;
   wire \$280 ;
-  wire [10:0] \$281 ;
-  wire [45:0] \$282 ;
-  wire \$283 ;
-  wire \$284 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire [10:0] \$283 ;
+  wire [45:0] \$284 ;
   wire \$285 ;
   wire \$286 ;
-  wire [10:0] \$287 ;
-  wire [45:0] \$288 ;
-  wire \$289 ;
-  wire [17:0] \$29 ;
-  wire \$290 ;
+  wire \$287 ;
+  wire \$288 ;
+  wire [10:0] \$289 ;
+  wire \$29 ;
+  wire [45:0] \$290 ;
   wire \$291 ;
   wire \$292 ;
-  wire [10:0] \$293 ;
-  wire [45:0] \$294 ;
-  wire \$295 ;
-  wire \$296 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire [8:0] \$295 ;
+  wire [9:0] \$296 ;
   wire \$297 ;
-  wire \$298 ;
-  wire [10:0] \$299 ;
+  wire [8:0] \$298 ;
+  wire [9:0] \$299 ;
   wire \$3 ;
-  wire [26:0] \$30 ;
-  wire [45:0] \$300 ;
-  wire \$301 ;
-  wire \$302 ;
+  wire [17:0] \$30 ;
+  wire \$300 ;
+  wire [8:0] \$301 ;
+  wire [9:0] \$302 ;
   wire \$303 ;
-  wire \$304 ;
-  wire [10:0] \$305 ;
-  wire [45:0] \$306 ;
-  wire \$307 ;
-  wire \$308 ;
+  wire [8:0] \$304 ;
+  wire [9:0] \$305 ;
+  wire \$306 ;
+  wire [8:0] \$307 ;
+  wire [9:0] \$308 ;
   wire \$309 ;
-  wire \$31 ;
-  wire \$310 ;
-  wire [8:0] \$311 ;
-  wire [9:0] \$312 ;
-  wire \$313 ;
-  wire [8:0] \$314 ;
-  wire [9:0] \$315 ;
-  wire \$316 ;
-  wire [8:0] \$317 ;
-  wire [9:0] \$318 ;
+  wire [26:0] \$31 ;
+  wire [8:0] \$310 ;
+  wire [9:0] \$311 ;
+  wire \$312 ;
+  wire [8:0] \$313 ;
+  wire [9:0] \$314 ;
+  wire \$315 ;
+  wire [8:0] \$316 ;
+  wire [9:0] \$317 ;
+  wire \$318 ;
   wire \$319 ;
-  wire [17:0] \$32 ;
-  wire [8:0] \$320 ;
-  wire [9:0] \$321 ;
-  wire \$322 ;
-  wire [8:0] \$323 ;
-  wire [9:0] \$324 ;
+  wire \$32 ;
+  wire \$320 ;
+  wire \$321 ;
+  reg [6:0] \$322 ;
+  wire \$323 ;
+  wire \$324 ;
   wire \$325 ;
-  wire [8:0] \$326 ;
-  wire [9:0] \$327 ;
+  wire \$326 ;
+  wire \$327 ;
   wire \$328 ;
-  wire [8:0] \$329 ;
-  wire [26:0] \$33 ;
-  wire [9:0] \$330 ;
+  wire \$329 ;
+  wire [17:0] \$33 ;
+  wire \$330 ;
   wire \$331 ;
-  wire [8:0] \$332 ;
-  wire [9:0] \$333 ;
+  wire \$332 ;
+  wire \$333 ;
   wire \$334 ;
   wire \$335 ;
   wire \$336 ;
   wire \$337 ;
-  reg [6:0] \$338 ;
+  wire \$338 ;
   wire \$339 ;
-  wire \$34 ;
+  wire [26:0] \$34 ;
   wire \$340 ;
-  wire \$341 ;
+  wire [4:0] \$341 ;
   wire \$342 ;
   wire \$343 ;
   wire \$344 ;
@@ -282,18 +282,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$347 ;
   wire \$348 ;
   wire \$349 ;
-  wire [17:0] \$35 ;
+  wire \$35 ;
   wire \$350 ;
   wire \$351 ;
   wire \$352 ;
   wire \$353 ;
-  wire \$354 ;
-  wire \$355 ;
-  wire \$356 ;
+  wire [7:0] \$354 ;
+  wire [7:0] \$355 ;
+  wire [8:0] \$356 ;
   wire \$357 ;
   wire \$358 ;
   wire \$359 ;
-  wire [26:0] \$36 ;
+  wire [17:0] \$36 ;
   wire \$360 ;
   wire \$361 ;
   wire \$362 ;
@@ -303,264 +303,249 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$366 ;
   wire \$367 ;
   wire \$368 ;
-  wire [7:0] \$369 ;
-  wire \$37 ;
-  wire [7:0] \$370 ;
-  wire [8:0] \$371 ;
-  wire \$372 ;
-  wire \$373 ;
-  wire \$374 ;
-  wire \$375 ;
-  wire \$376 ;
-  wire \$377 ;
-  wire \$378 ;
-  wire \$379 ;
-  wire [17:0] \$38 ;
-  wire \$380 ;
-  wire \$381 ;
-  wire \$382 ;
-  wire \$383 ;
-  reg [44:0] \$384 ;
+  reg [44:0] \$369 ;
+  wire [26:0] \$37 ;
+  reg [44:0] \$370 ;
+  reg [44:0] \$371 ;
+  reg [44:0] \$372 ;
+  reg [22:0] \$373 ;
+  reg [22:0] \$374 ;
+  reg [22:0] \$375 ;
+  reg [22:0] \$376 ;
+  reg [22:0] \$377 ;
+  reg [22:0] \$378 ;
+  reg [22:0] \$379 ;
+  wire \$38 ;
+  reg [22:0] \$380 ;
+  reg [2:0] \$381 ;
+  reg \$382 ;
+  reg [2:0] \$383 ;
+  reg [2:0] \$384 ;
   reg [44:0] \$385 ;
   reg [44:0] \$386 ;
-  reg [44:0] \$387 ;
-  reg [22:0] \$388 ;
+  reg [3:0] \$387 ;
+  reg [3:0] \$388 ;
   reg [22:0] \$389 ;
-  wire [26:0] \$39 ;
-  reg [22:0] \$390 ;
-  reg [22:0] \$391 ;
-  reg [22:0] \$392 ;
-  reg [22:0] \$393 ;
-  reg [22:0] \$394 ;
-  reg [22:0] \$395 ;
-  reg [2:0] \$396 ;
+  wire [17:0] \$39 ;
+  reg \$390 ;
+  reg \$391 ;
+  reg \$392 ;
+  reg [7:0] \$393 ;
+  reg [11:0] \$394 ;
+  reg \$395 ;
+  reg \$396 ;
   reg \$397 ;
-  reg [2:0] \$398 ;
-  reg [2:0] \$399 ;
+  reg \$398 ;
+  reg \$399 ;
   wire \$4 ;
-  wire \$40 ;
-  reg [44:0] \$400 ;
-  reg [44:0] \$401 ;
-  reg [3:0] \$402 ;
-  reg \$403 ;
-  reg \$404 ;
-  reg \$405 ;
-  reg [7:0] \$406 ;
-  reg [11:0] \$407 ;
-  reg \$408 ;
-  reg \$409 ;
-  wire [17:0] \$41 ;
-  reg \$410 ;
-  reg \$411 ;
-  reg \$412 ;
-  reg \$413 ;
-  reg [17:0] \$414 ;
-  reg [25:0] \$415 ;
-  reg [17:0] \$416 ;
-  reg [25:0] \$417 ;
-  reg [17:0] \$418 ;
-  reg [25:0] \$419 ;
-  wire [26:0] \$42 ;
-  reg [17:0] \$420 ;
-  reg [25:0] \$421 ;
-  reg [17:0] \$422 ;
-  reg [25:0] \$423 ;
-  reg [17:0] \$424 ;
-  reg [25:0] \$425 ;
-  reg [17:0] \$426 ;
-  reg [25:0] \$427 ;
-  reg [17:0] \$428 ;
-  reg [25:0] \$429 ;
-  wire \$43 ;
+  wire [26:0] \$40 ;
+  reg \$400 ;
+  reg [17:0] \$401 ;
+  reg [25:0] \$402 ;
+  reg [17:0] \$403 ;
+  reg [25:0] \$404 ;
+  reg [17:0] \$405 ;
+  reg [25:0] \$406 ;
+  reg [17:0] \$407 ;
+  reg [25:0] \$408 ;
+  reg [17:0] \$409 ;
+  wire \$41 ;
+  reg [25:0] \$410 ;
+  reg [17:0] \$411 ;
+  reg [25:0] \$412 ;
+  reg [17:0] \$413 ;
+  reg [25:0] \$414 ;
+  reg [17:0] \$415 ;
+  reg [25:0] \$416 ;
+  reg [7:0] \$417 ;
+  reg [7:0] \$418 ;
+  reg [7:0] \$419 ;
+  wire [17:0] \$42 ;
+  reg [7:0] \$420 ;
+  reg [7:0] \$421 ;
+  reg [7:0] \$422 ;
+  reg [7:0] \$423 ;
+  reg [7:0] \$424 ;
+  reg [7:0] \$425 ;
+  reg [7:0] \$426 ;
+  reg [7:0] \$427 ;
+  reg [7:0] \$428 ;
+  reg [7:0] \$429 ;
+  wire [26:0] \$43 ;
   reg [7:0] \$430 ;
   reg [7:0] \$431 ;
   reg [7:0] \$432 ;
   reg [7:0] \$433 ;
-  reg [7:0] \$434 ;
-  reg [7:0] \$435 ;
-  reg [7:0] \$436 ;
-  reg [7:0] \$437 ;
-  reg [7:0] \$438 ;
-  reg [7:0] \$439 ;
-  wire [8:0] \$44 ;
-  reg [7:0] \$440 ;
-  reg [7:0] \$441 ;
+  reg [15:0] \$434 ;
+  reg [15:0] \$435 ;
+  reg [15:0] \$436 ;
+  reg [15:0] \$437 ;
+  reg [15:0] \$438 ;
+  reg [15:0] \$439 ;
+  wire \$44 ;
+  reg [15:0] \$440 ;
+  reg [15:0] \$441 ;
   reg [7:0] \$442 ;
-  reg [7:0] \$443 ;
-  reg [7:0] \$444 ;
-  reg [7:0] \$445 ;
-  reg [7:0] \$446 ;
-  reg [15:0] \$447 ;
-  reg [15:0] \$448 ;
-  reg [15:0] \$449 ;
-  wire \$45 ;
-  reg [15:0] \$450 ;
-  reg [15:0] \$451 ;
-  reg [15:0] \$452 ;
-  reg [15:0] \$453 ;
-  reg [15:0] \$454 ;
+  reg \$443 ;
+  reg \$444 ;
+  reg [6:0] \$445 ;
+  reg [6:0] \$446 ;
+  reg [1:0] \$447 ;
+  reg \$448 ;
+  reg \$449 ;
+  wire [8:0] \$45 ;
+  reg [3:0] \$450 ;
+  reg [4:0] \$451 ;
+  reg [2:0] \$452 ;
+  reg \$453 ;
+  reg \$454 ;
   reg [7:0] \$455 ;
-  reg \$456 ;
-  reg \$457 ;
-  reg [6:0] \$458 ;
-  reg [6:0] \$459 ;
-  wire [8:0] \$46 ;
-  reg [1:0] \$460 ;
-  reg \$461 ;
-  reg \$462 ;
-  reg [3:0] \$463 ;
-  reg [4:0] \$464 ;
-  reg [3:0] \$465 ;
-  reg [2:0] \$466 ;
-  reg \$467 ;
-  reg \$468 ;
-  reg [7:0] \$469 ;
-  wire \$47 ;
-  reg [7:0] \$470 ;
-  reg [10:0] \$471 ;
-  reg [12:0] \$472 ;
-  reg [1:0] \$473 ;
-  reg \$474 ;
-  wire [8:0] \$48 ;
-  wire \$49 ;
+  reg [7:0] \$456 ;
+  reg [10:0] \$457 ;
+  reg [12:0] \$458 ;
+  reg [1:0] \$459 ;
+  wire \$46 ;
+  reg \$460 ;
+  wire [8:0] \$47 ;
+  wire \$48 ;
+  wire [8:0] \$49 ;
   reg [44:0] \$5 ;
-  wire [8:0] \$50 ;
-  wire \$51 ;
-  wire [8:0] \$52 ;
-  wire \$53 ;
-  wire [8:0] \$54 ;
-  wire \$55 ;
-  wire [8:0] \$56 ;
-  wire \$57 ;
-  wire [8:0] \$58 ;
-  wire \$59 ;
+  wire \$50 ;
+  wire [8:0] \$51 ;
+  wire \$52 ;
+  wire [8:0] \$53 ;
+  wire \$54 ;
+  wire [8:0] \$55 ;
+  wire \$56 ;
+  wire [8:0] \$57 ;
+  wire \$58 ;
+  wire [8:0] \$59 ;
   reg [22:0] \$6 ;
-  wire [8:0] \$60 ;
-  wire \$61 ;
-  wire [8:0] \$62 ;
-  wire \$63 ;
-  wire [8:0] \$64 ;
-  wire \$65 ;
-  wire [8:0] \$66 ;
-  wire \$67 ;
-  wire [8:0] \$68 ;
-  wire \$69 ;
+  wire \$60 ;
+  wire [8:0] \$61 ;
+  wire \$62 ;
+  wire [8:0] \$63 ;
+  wire \$64 ;
+  wire [8:0] \$65 ;
+  wire \$66 ;
+  wire [8:0] \$67 ;
+  wire \$68 ;
+  wire [8:0] \$69 ;
   reg [44:0] \$7 ;
-  wire [8:0] \$70 ;
-  wire \$71 ;
-  wire [8:0] \$72 ;
-  wire \$73 ;
-  wire [8:0] \$74 ;
-  wire [5:0] \$75 ;
-  wire \$76 ;
+  wire \$70 ;
+  wire [8:0] \$71 ;
+  wire \$72 ;
+  wire [8:0] \$73 ;
+  wire \$74 ;
+  wire [8:0] \$75 ;
+  wire [5:0] \$76 ;
   wire \$77 ;
-  reg [6:0] \$78 ;
-  wire [7:0] \$79 ;
+  wire \$78 ;
+  reg [6:0] \$79 ;
   wire [4:0] \$8 ;
-  wire \$80 ;
+  wire [7:0] \$80 ;
   wire \$81 ;
   wire \$82 ;
   wire \$83 ;
   wire \$84 ;
   wire \$85 ;
-  reg [2:0] \$86 ;
-  reg [2:0] \$87 ;
+  wire \$86 ;
+  wire \$87 ;
   wire \$88 ;
-  reg [2:0] \$89 ;
-  wire [12:0] \$9 ;
+  wire \$89 ;
+  reg [22:0] \$9 ;
   wire \$90 ;
-  reg \$91 ;
-  wire \$92 ;
+  wire \$91 ;
+  reg [6:0] \$92 ;
   wire \$93 ;
-  reg [2:0] \$94 ;
-  wire \$95 ;
-  reg [6:0] \$96 ;
-  reg [2:0] \$97 ;
-  reg \$98 ;
-  wire \$99 ;
+  reg [7:0] \$94 ;
+  wire [7:0] \$95 ;
+  wire [8:0] \$96 ;
+  wire [8:0] \$97 ;
+  wire [8:0] \$98 ;
+  wire [8:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$101  = 1'h0;
-  reg \$signal$102  = 1'h0;
-  reg \$signal$121  = 1'h0;
-  reg \$signal$122 ;
-  reg \$signal$123  = 1'h0;
-  reg \$signal$124  = 1'h0;
-  reg \$signal$222  = 1'h0;
+  reg \$signal$105  = 1'h0;
+  reg \$signal$106  = 1'h0;
+  reg \$signal$125  = 1'h0;
+  reg \$signal$126 ;
+  reg \$signal$127  = 1'h0;
+  reg \$signal$128  = 1'h0;
   reg \$signal$226  = 1'h0;
+  reg \$signal$230  = 1'h0;
   wire [10:0] \$signature__addr ;
-  wire [4:0] \$signature__addr$244 ;
-  wire [10:0] \$signature__addr$247 ;
-  wire [4:0] \$signature__addr$250 ;
-  wire [10:0] \$signature__addr$253 ;
-  wire [4:0] \$signature__addr$256 ;
-  wire [10:0] \$signature__addr$259 ;
-  wire [4:0] \$signature__addr$262 ;
-  wire [10:0] \$signature__addr$265 ;
-  wire [4:0] \$signature__addr$268 ;
-  wire [10:0] \$signature__addr$271 ;
-  wire [4:0] \$signature__addr$274 ;
-  wire [10:0] \$signature__addr$277 ;
-  wire [4:0] \$signature__addr$280 ;
-  wire [10:0] \$signature__addr$283 ;
-  wire [4:0] \$signature__addr$286 ;
-  wire [4:0] \$signature__addr$396 ;
-  wire [4:0] \$signature__addr$400 ;
+  wire [4:0] \$signature__addr$247 ;
+  wire [10:0] \$signature__addr$250 ;
+  wire [4:0] \$signature__addr$253 ;
+  wire [10:0] \$signature__addr$256 ;
+  wire [4:0] \$signature__addr$259 ;
+  wire [10:0] \$signature__addr$262 ;
+  wire [4:0] \$signature__addr$265 ;
+  wire [10:0] \$signature__addr$268 ;
+  wire [4:0] \$signature__addr$271 ;
+  wire [10:0] \$signature__addr$274 ;
+  wire [4:0] \$signature__addr$277 ;
+  wire [10:0] \$signature__addr$280 ;
+  wire [4:0] \$signature__addr$283 ;
+  wire [10:0] \$signature__addr$286 ;
+  wire [4:0] \$signature__addr$289 ;
+  wire [4:0] \$signature__addr$399 ;
   wire [4:0] \$signature__addr$403 ;
   wire [4:0] \$signature__addr$406 ;
   wire [4:0] \$signature__addr$409 ;
   wire [4:0] \$signature__addr$412 ;
   wire [4:0] \$signature__addr$415 ;
   wire [4:0] \$signature__addr$418 ;
+  wire [4:0] \$signature__addr$421 ;
   wire [7:0] \$signature__data ;
-  wire [40:0] \$signature__data$245 ;
-  wire [8:0] \$signature__data$245.alpha ;
-  wire [15:0] \$signature__data$245.bias ;
-  wire [15:0] \$signature__data$245.theta ;
-  wire [7:0] \$signature__data$248 ;
-  wire [40:0] \$signature__data$251 ;
-  wire [8:0] \$signature__data$251.alpha ;
-  wire [15:0] \$signature__data$251.bias ;
-  wire [15:0] \$signature__data$251.theta ;
-  wire [7:0] \$signature__data$254 ;
-  wire [40:0] \$signature__data$257 ;
-  wire [8:0] \$signature__data$257.alpha ;
-  wire [15:0] \$signature__data$257.bias ;
-  wire [15:0] \$signature__data$257.theta ;
-  wire [7:0] \$signature__data$260 ;
-  wire [40:0] \$signature__data$263 ;
-  wire [8:0] \$signature__data$263.alpha ;
-  wire [15:0] \$signature__data$263.bias ;
-  wire [15:0] \$signature__data$263.theta ;
-  wire [7:0] \$signature__data$266 ;
-  wire [40:0] \$signature__data$269 ;
-  wire [8:0] \$signature__data$269.alpha ;
-  wire [15:0] \$signature__data$269.bias ;
-  wire [15:0] \$signature__data$269.theta ;
-  wire [7:0] \$signature__data$272 ;
-  wire [40:0] \$signature__data$275 ;
-  wire [8:0] \$signature__data$275.alpha ;
-  wire [15:0] \$signature__data$275.bias ;
-  wire [15:0] \$signature__data$275.theta ;
-  wire [7:0] \$signature__data$278 ;
-  wire [40:0] \$signature__data$281 ;
-  wire [8:0] \$signature__data$281.alpha ;
-  wire [15:0] \$signature__data$281.bias ;
-  wire [15:0] \$signature__data$281.theta ;
-  wire [7:0] \$signature__data$284 ;
-  wire [40:0] \$signature__data$287 ;
-  wire [8:0] \$signature__data$287.alpha ;
-  wire [15:0] \$signature__data$287.bias ;
-  wire [15:0] \$signature__data$287.theta ;
-  wire [15:0] \$signature__data$397 ;
-  wire [15:0] \$signature__data$401 ;
+  wire [40:0] \$signature__data$248 ;
+  wire [8:0] \$signature__data$248.alpha ;
+  wire [15:0] \$signature__data$248.bias ;
+  wire [15:0] \$signature__data$248.theta ;
+  wire [7:0] \$signature__data$251 ;
+  wire [40:0] \$signature__data$254 ;
+  wire [8:0] \$signature__data$254.alpha ;
+  wire [15:0] \$signature__data$254.bias ;
+  wire [15:0] \$signature__data$254.theta ;
+  wire [7:0] \$signature__data$257 ;
+  wire [40:0] \$signature__data$260 ;
+  wire [8:0] \$signature__data$260.alpha ;
+  wire [15:0] \$signature__data$260.bias ;
+  wire [15:0] \$signature__data$260.theta ;
+  wire [7:0] \$signature__data$263 ;
+  wire [40:0] \$signature__data$266 ;
+  wire [8:0] \$signature__data$266.alpha ;
+  wire [15:0] \$signature__data$266.bias ;
+  wire [15:0] \$signature__data$266.theta ;
+  wire [7:0] \$signature__data$269 ;
+  wire [40:0] \$signature__data$272 ;
+  wire [8:0] \$signature__data$272.alpha ;
+  wire [15:0] \$signature__data$272.bias ;
+  wire [15:0] \$signature__data$272.theta ;
+  wire [7:0] \$signature__data$275 ;
+  wire [40:0] \$signature__data$278 ;
+  wire [8:0] \$signature__data$278.alpha ;
+  wire [15:0] \$signature__data$278.bias ;
+  wire [15:0] \$signature__data$278.theta ;
+  wire [7:0] \$signature__data$281 ;
+  wire [40:0] \$signature__data$284 ;
+  wire [8:0] \$signature__data$284.alpha ;
+  wire [15:0] \$signature__data$284.bias ;
+  wire [15:0] \$signature__data$284.theta ;
+  wire [7:0] \$signature__data$287 ;
+  wire [40:0] \$signature__data$290 ;
+  wire [8:0] \$signature__data$290.alpha ;
+  wire [15:0] \$signature__data$290.bias ;
+  wire [15:0] \$signature__data$290.theta ;
+  wire [15:0] \$signature__data$400 ;
   wire [15:0] \$signature__data$404 ;
   wire [15:0] \$signature__data$407 ;
   wire [15:0] \$signature__data$410 ;
   wire [15:0] \$signature__data$413 ;
   wire [15:0] \$signature__data$416 ;
   wire [15:0] \$signature__data$419 ;
+  wire [15:0] \$signature__data$422 ;
   wire \$signature__en ;
-  wire \$signature__en$246 ;
   wire \$signature__en$249 ;
   wire \$signature__en$252 ;
   wire \$signature__en$255 ;
@@ -575,14 +560,15 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$signature__en$282 ;
   wire \$signature__en$285 ;
   wire \$signature__en$288 ;
-  wire \$signature__en$398 ;
-  wire \$signature__en$402 ;
+  wire \$signature__en$291 ;
+  wire \$signature__en$401 ;
   wire \$signature__en$405 ;
   wire \$signature__en$408 ;
   wire \$signature__en$411 ;
   wire \$signature__en$414 ;
   wire \$signature__en$417 ;
   wire \$signature__en$420 ;
+  wire \$signature__en$423 ;
   reg [25:0] acc0 = 26'h0000000;
   reg [25:0] acc1 = 26'h0000000;
   reg [25:0] acc2 = 26'h0000000;
@@ -593,8 +579,6 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [25:0] acc7 = 26'h0000000;
   (* init = 9'h000 *)
   wire [8:0] alpha;
-  (* init = 9'h000 *)
-  wire [8:0] \alpha$323 ;
   (* init = 9'h000 *)
   wire [8:0] \alpha$326 ;
   (* init = 9'h000 *)
@@ -607,6 +591,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [8:0] \alpha$338 ;
   (* init = 9'h000 *)
   wire [8:0] \alpha$341 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$344 ;
   reg [8:0] alpha_q0 = 9'h000;
   reg [8:0] alpha_q1 = 9'h000;
   reg [8:0] alpha_q2 = 9'h000;
@@ -620,8 +606,6 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   (* init = 16'h0000 *)
   wire [15:0] bias;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$324 ;
-  (* init = 16'h0000 *)
   wire [15:0] \bias$327 ;
   (* init = 16'h0000 *)
   wire [15:0] \bias$330 ;
@@ -633,6 +617,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \bias$339 ;
   (* init = 16'h0000 *)
   wire [15:0] \bias$342 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$345 ;
   reg [15:0] bias_q0 = 16'h0000;
   reg [15:0] bias_q1 = 16'h0000;
   reg [15:0] bias_q2 = 16'h0000;
@@ -647,7 +633,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire can_load;
   input clear;
   wire clear;
-  reg \clear$431 ;
+  reg \clear$434 ;
   input clk;
   wire clk;
   reg [7:0] cnt = 8'h00;
@@ -671,6 +657,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [1:0] drain_n = 2'h0;
   reg [3:0] e = 4'h0;
   reg [3:0] e_end = 4'h0;
+  reg [3:0] e_new;
+  reg e_set;
+  reg [22:0] \edge  = 23'h000000;
+  wire [7:0] \edge.nsrc ;
+  wire \edge.recurrent ;
+  wire [2:0] \edge.src ;
+  wire [10:0] \edge.wbase ;
   reg [22:0] edge0 = 23'h000000;
   wire [7:0] \edge0.nsrc ;
   wire \edge0.recurrent ;
@@ -768,7 +761,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [4:0] k = 5'h00;
   reg last_row = 1'h0;
   reg [44:0] layer = 45'h000000000000;
-  reg [1:0] \layer$428 ;
+  reg [1:0] \layer$431 ;
   wire [2:0] \layer.ebase ;
   wire [3:0] \layer.ecount ;
   wire \layer.emit_values ;
@@ -819,13 +812,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \layer3.spiking ;
   wire [15:0] \layer3.v_reset ;
   wire [17:0] leak;
-  wire [17:0] \leak$135 ;
-  wire [17:0] \leak$141 ;
-  wire [17:0] \leak$147 ;
-  wire [17:0] \leak$153 ;
-  wire [17:0] \leak$159 ;
-  wire [17:0] \leak$165 ;
-  wire [17:0] \leak$171 ;
+  wire [17:0] \leak$139 ;
+  wire [17:0] \leak$145 ;
+  wire [17:0] \leak$151 ;
+  wire [17:0] \leak$157 ;
+  wire [17:0] \leak$163 ;
+  wire [17:0] \leak$169 ;
+  wire [17:0] \leak$175 ;
   reg [17:0] leak_q0 = 18'h00000;
   reg [17:0] leak_q1 = 18'h00000;
   reg [17:0] leak_q2 = 18'h00000;
@@ -891,9 +884,6 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \params7_nrw.bias ;
   wire [15:0] \params7_nrw.theta ;
   wire [10:0] port__addr;
-  wire [4:0] \port__addr$294 ;
-  wire [4:0] \port__addr$295 ;
-  wire [10:0] \port__addr$296 ;
   wire [4:0] \port__addr$297 ;
   wire [4:0] \port__addr$298 ;
   wire [10:0] \port__addr$299 ;
@@ -915,7 +905,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [4:0] \port__addr$315 ;
   wire [4:0] \port__addr$316 ;
   wire [10:0] \port__addr$317 ;
-  wire [7:0] \port__addr$318 ;
+  wire [4:0] \port__addr$318 ;
+  wire [4:0] \port__addr$319 ;
+  wire [10:0] \port__addr$320 ;
+  wire [7:0] \port__addr$321 ;
   wire [14:0] port__data;
   wire [14:0] \port__data$19 ;
   wire [6:0] \port__data$19.index ;
@@ -996,13 +989,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire records__ready;
   wire records__valid;
   wire [1:0] reset;
-  wire [1:0] \reset$364 ;
-  wire [1:0] \reset$369 ;
-  wire [1:0] \reset$374 ;
-  wire [1:0] \reset$379 ;
-  wire [1:0] \reset$384 ;
-  wire [1:0] \reset$389 ;
-  wire [1:0] \reset$394 ;
+  wire [1:0] \reset$367 ;
+  wire [1:0] \reset$372 ;
+  wire [1:0] \reset$377 ;
+  wire [1:0] \reset$382 ;
+  wire [1:0] \reset$387 ;
+  wire [1:0] \reset$392 ;
+  wire [1:0] \reset$397 ;
   wire [5:0] row_addr;
   reg [12:0] row_offset = 13'h0000;
   reg [10:0] row_wbase = 11'h000;
@@ -1021,53 +1014,51 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg s4_valid = 1'h0;
   reg [7:0] send;
   wire spike;
-  wire \spike$196 ;
-  wire \spike$199 ;
-  wire \spike$202 ;
-  wire \spike$205 ;
-  wire \spike$208 ;
-  wire \spike$211 ;
-  wire \spike$214 ;
+  wire \spike$200 ;
+  wire \spike$203 ;
+  wire \spike$206 ;
+  wire \spike$209 ;
+  wire \spike$212 ;
+  wire \spike$215 ;
+  wire \spike$218 ;
   wire [2:0] spike_src;
   reg [7:0] spikes = 8'h00;
-  reg [7:0] \spikes$426 ;
+  reg [7:0] \spikes$429 ;
   wire spiking;
-  wire \spiking$365 ;
-  wire \spiking$370 ;
-  wire \spiking$375 ;
-  wire \spiking$380 ;
-  wire \spiking$385 ;
-  wire \spiking$390 ;
-  wire \spiking$395 ;
+  wire \spiking$368 ;
+  wire \spiking$373 ;
+  wire \spiking$378 ;
+  wire \spiking$383 ;
+  wire \spiking$388 ;
+  wire \spiking$393 ;
+  wire \spiking$398 ;
   reg [2:0] src_sel = 3'h0;
   wire [15:0] theta;
-  wire [15:0] \theta$362 ;
-  wire [15:0] \theta$367 ;
-  wire [15:0] \theta$372 ;
-  wire [15:0] \theta$377 ;
-  wire [15:0] \theta$382 ;
-  wire [15:0] \theta$387 ;
-  wire [15:0] \theta$392 ;
+  wire [15:0] \theta$365 ;
+  wire [15:0] \theta$370 ;
+  wire [15:0] \theta$375 ;
+  wire [15:0] \theta$380 ;
+  wire [15:0] \theta$385 ;
+  wire [15:0] \theta$390 ;
+  wire [15:0] \theta$395 ;
   (* init = 26'h0000000 *)
   wire [25:0] total;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$361 ;
+  wire [25:0] \total$364 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$366 ;
+  wire [25:0] \total$369 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$371 ;
+  wire [25:0] \total$374 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$376 ;
+  wire [25:0] \total$379 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$381 ;
+  wire [25:0] \total$384 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$386 ;
+  wire [25:0] \total$389 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$391 ;
+  wire [25:0] \total$394 ;
   (* init = 16'h0000 *)
   wire [15:0] u;
-  (* init = 16'h0000 *)
-  wire [15:0] \u$322 ;
   (* init = 16'h0000 *)
   wire [15:0] \u$325 ;
   (* init = 16'h0000 *)
@@ -1080,14 +1071,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \u$337 ;
   (* init = 16'h0000 *)
   wire [15:0] \u$340 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$343 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$198 ;
-  wire [15:0] \u_new$201 ;
-  wire [15:0] \u_new$204 ;
-  wire [15:0] \u_new$207 ;
-  wire [15:0] \u_new$210 ;
-  wire [15:0] \u_new$213 ;
-  wire [15:0] \u_new$216 ;
+  wire [15:0] \u_new$202 ;
+  wire [15:0] \u_new$205 ;
+  wire [15:0] \u_new$208 ;
+  wire [15:0] \u_new$211 ;
+  wire [15:0] \u_new$214 ;
+  wire [15:0] \u_new$217 ;
+  wire [15:0] \u_new$220 ;
   reg [15:0] u_new0 = 16'h0000;
   reg [15:0] u_new1 = 16'h0000;
   reg [15:0] u_new2 = 16'h0000;
@@ -1105,13 +1098,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [15:0] u_q6 = 16'h0000;
   reg [15:0] u_q7 = 16'h0000;
   wire [15:0] v_reset;
-  wire [15:0] \v_reset$363 ;
-  wire [15:0] \v_reset$368 ;
-  wire [15:0] \v_reset$373 ;
-  wire [15:0] \v_reset$378 ;
-  wire [15:0] \v_reset$383 ;
-  wire [15:0] \v_reset$388 ;
-  wire [15:0] \v_reset$393 ;
+  wire [15:0] \v_reset$366 ;
+  wire [15:0] \v_reset$371 ;
+  wire [15:0] \v_reset$376 ;
+  wire [15:0] \v_reset$381 ;
+  wire [15:0] \v_reset$386 ;
+  wire [15:0] \v_reset$391 ;
+  wire [15:0] \v_reset$396 ;
   wire [7:0] valid_lanes;
   reg [7:0] valid_q = 8'h00;
   reg [127:0] values;
@@ -3504,10 +3497,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes0[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$398 )
-      membranes0[\$263 [4:0]] <= \$264 [15:0];
+    if (\$signature__en$401 )
+      membranes0[\$247 [4:0]] <= \$248 [15:0];
   end
-  assign \port__data$25  = membranes0[\$235 [4:0]];
+  assign \port__data$25  = membranes0[\$219 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes1 [31:0];
   initial begin
@@ -3545,10 +3538,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes1[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$402 )
-      membranes1[\$269 [4:0]] <= \$270 [15:0];
+    if (\$signature__en$405 )
+      membranes1[\$253 [4:0]] <= \$254 [15:0];
   end
-  assign \port__data$31  = membranes1[\$238 [4:0]];
+  assign \port__data$31  = membranes1[\$222 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes2 [31:0];
   initial begin
@@ -3586,10 +3579,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes2[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$405 )
-      membranes2[\$275 [4:0]] <= \$276 [15:0];
+    if (\$signature__en$408 )
+      membranes2[\$259 [4:0]] <= \$260 [15:0];
   end
-  assign \port__data$37  = membranes2[\$241 [4:0]];
+  assign \port__data$37  = membranes2[\$225 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes3 [31:0];
   initial begin
@@ -3627,10 +3620,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes3[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$408 )
-      membranes3[\$281 [4:0]] <= \$282 [15:0];
+    if (\$signature__en$411 )
+      membranes3[\$265 [4:0]] <= \$266 [15:0];
   end
-  assign \port__data$43  = membranes3[\$244 [4:0]];
+  assign \port__data$43  = membranes3[\$228 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes4 [31:0];
   initial begin
@@ -3668,10 +3661,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes4[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$411 )
-      membranes4[\$287 [4:0]] <= \$288 [15:0];
+    if (\$signature__en$414 )
+      membranes4[\$271 [4:0]] <= \$272 [15:0];
   end
-  assign \port__data$49  = membranes4[\$247 [4:0]];
+  assign \port__data$49  = membranes4[\$231 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes5 [31:0];
   initial begin
@@ -3709,10 +3702,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes5[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$414 )
-      membranes5[\$293 [4:0]] <= \$294 [15:0];
+    if (\$signature__en$417 )
+      membranes5[\$277 [4:0]] <= \$278 [15:0];
   end
-  assign \port__data$55  = membranes5[\$250 [4:0]];
+  assign \port__data$55  = membranes5[\$234 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes6 [31:0];
   initial begin
@@ -3750,10 +3743,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes6[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$417 )
-      membranes6[\$299 [4:0]] <= \$300 [15:0];
+    if (\$signature__en$420 )
+      membranes6[\$283 [4:0]] <= \$284 [15:0];
   end
-  assign \port__data$61  = membranes6[\$253 [4:0]];
+  assign \port__data$61  = membranes6[\$237 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes7 [31:0];
   initial begin
@@ -3791,10 +3784,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes7[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$420 )
-      membranes7[\$305 [4:0]] <= \$306 [15:0];
+    if (\$signature__en$423 )
+      membranes7[\$289 [4:0]] <= \$290 [15:0];
   end
-  assign \port__data$67  = membranes7[\$256 [4:0]];
+  assign \port__data$67  = membranes7[\$240 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params0 [31:0];
   initial begin
@@ -3832,10 +3825,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params0[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$246 )
+    if (\$signature__en$249 )
       params0[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$23  = params0[\$234 [4:0]];
+  assign \port__data$23  = params0[\$218 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params1 [31:0];
   initial begin
@@ -3873,10 +3866,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params1[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$252 )
+    if (\$signature__en$255 )
       params1[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$29  = params1[\$237 [4:0]];
+  assign \port__data$29  = params1[\$221 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params2 [31:0];
   initial begin
@@ -3914,10 +3907,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params2[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$258 )
+    if (\$signature__en$261 )
       params2[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$35  = params2[\$240 [4:0]];
+  assign \port__data$35  = params2[\$224 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params3 [31:0];
   initial begin
@@ -3955,10 +3948,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params3[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$264 )
+    if (\$signature__en$267 )
       params3[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$41  = params3[\$243 [4:0]];
+  assign \port__data$41  = params3[\$227 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params4 [31:0];
   initial begin
@@ -3996,10 +3989,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params4[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$270 )
+    if (\$signature__en$273 )
       params4[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$47  = params4[\$246 [4:0]];
+  assign \port__data$47  = params4[\$230 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params5 [31:0];
   initial begin
@@ -4037,10 +4030,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params5[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$276 )
+    if (\$signature__en$279 )
       params5[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$53  = params5[\$249 [4:0]];
+  assign \port__data$53  = params5[\$233 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params6 [31:0];
   initial begin
@@ -4078,10 +4071,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params6[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$282 )
+    if (\$signature__en$285 )
       params6[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$59  = params6[\$252 [4:0]];
+  assign \port__data$59  = params6[\$236 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params7 [31:0];
   initial begin
@@ -4119,10 +4112,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params7[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$288 )
+    if (\$signature__en$291 )
       params7[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$65  = params7[\$255 [4:0]];
+  assign \port__data$65  = params7[\$239 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights0 [2047:0];
   initial begin
@@ -6179,7 +6172,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$signature__en )
       weights0[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$21  = weights0[\$233 [10:0]];
+  assign \port__data$21  = weights0[\$217 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights1 [2047:0];
   initial begin
@@ -8233,10 +8226,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights1[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$249 )
+    if (\$signature__en$252 )
       weights1[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$27  = weights1[\$236 [10:0]];
+  assign \port__data$27  = weights1[\$220 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights2 [2047:0];
   initial begin
@@ -10290,10 +10283,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights2[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$255 )
+    if (\$signature__en$258 )
       weights2[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$33  = weights2[\$239 [10:0]];
+  assign \port__data$33  = weights2[\$223 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights3 [2047:0];
   initial begin
@@ -12347,10 +12340,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights3[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$261 )
+    if (\$signature__en$264 )
       weights3[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$39  = weights3[\$242 [10:0]];
+  assign \port__data$39  = weights3[\$226 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights4 [2047:0];
   initial begin
@@ -14404,10 +14397,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights4[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$267 )
+    if (\$signature__en$270 )
       weights4[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$45  = weights4[\$245 [10:0]];
+  assign \port__data$45  = weights4[\$229 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights5 [2047:0];
   initial begin
@@ -16461,10 +16454,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights5[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$273 )
+    if (\$signature__en$276 )
       weights5[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$51  = weights5[\$248 [10:0]];
+  assign \port__data$51  = weights5[\$232 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights6 [2047:0];
   initial begin
@@ -18518,10 +18511,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights6[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$279 )
+    if (\$signature__en$282 )
       weights6[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$57  = weights6[\$251 [10:0]];
+  assign \port__data$57  = weights6[\$235 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights7 [2047:0];
   initial begin
@@ -20575,66 +20568,40 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights7[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$285 )
+    if (\$signature__en$288 )
       weights7[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$63  = weights7[\$254 [10:0]];
+  assign \port__data$63  = weights7[\$238 [10:0]];
   always @(posedge clk)
-    layer3 <= \$387 ;
+    e_end <= \$387 ;
   always @(posedge clk)
-    edge0 <= \$388 ;
+    e <= \$388 ;
   always @(posedge clk)
-    edge1 <= \$389 ;
+    \edge  <= \$389 ;
   always @(posedge clk)
-    edge2 <= \$390 ;
+    w_addr_q0 <= \$10 [11:0];
   always @(posedge clk)
-    edge3 <= \$391 ;
+    w_addr_q1 <= \$11 [11:0];
   always @(posedge clk)
-    edge4 <= \$392 ;
+    \$signal  <= \$390 ;
   always @(posedge clk)
-    edge5 <= \$393 ;
-  always @(posedge clk)
-    edge6 <= \$394 ;
-  always @(posedge clk)
-    edge7 <= \$395 ;
-  always @(posedge clk)
-    num_layers <= \$396 ;
-  always @(posedge clk)
-    host_rvalid <= \$397 ;
-  always @(posedge clk)
-    rd_region <= \$398 ;
-  always @(posedge clk)
-    rd_lane <= \$399 ;
-  always @(posedge clk)
-    rd_reg <= \$400 ;
-  always @(posedge clk)
-    layer <= \$401 ;
-  always @(posedge clk)
-    e_end <= \$402 ;
-  always @(posedge clk)
-    w_addr_q0 <= \$9 [11:0];
-  always @(posedge clk)
-    w_addr_q1 <= \$10 [11:0];
-  always @(posedge clk)
-    \$signal  <= \$403 ;
-  always @(posedge clk)
-    s1b_valid <= \$404 ;
+    s1b_valid <= \$391 ;
   always @(posedge clk)
     s1b_x <= s1_value;
   always @(posedge clk)
-    s2_valid <= \$405 ;
+    s2_valid <= \$392 ;
   always @(posedge clk)
-    s2_x <= \$406 ;
+    s2_x <= \$393 ;
   always @(posedge clk)
-    s1_rowbase <= \$407 ;
+    s1_rowbase <= \$394 ;
   always @(posedge clk)
-    s1_from_input <= \$408 ;
+    s1_from_input <= \$395 ;
   always @(posedge clk)
-    \$signal$102  <= \$409 ;
+    \$signal$106  <= \$396 ;
   always @(posedge clk)
     s3_x <= s2_x;
   always @(posedge clk)
-    s4_valid <= \$410 ;
+    s4_valid <= \$397 ;
   always @(posedge clk)
     w_q0 <= weights0_nrw;
   always @(posedge clk)
@@ -20652,27 +20619,27 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     w_q7 <= weights7_nrw;
   always @(posedge clk)
-    prod_q0 <= \$11 ;
+    prod_q0 <= \$12 ;
   always @(posedge clk)
-    prod_q1 <= \$12 ;
+    prod_q1 <= \$13 ;
   always @(posedge clk)
-    prod_q2 <= \$13 ;
+    prod_q2 <= \$14 ;
   always @(posedge clk)
-    prod_q3 <= \$14 ;
+    prod_q3 <= \$15 ;
   always @(posedge clk)
-    prod_q4 <= \$15 ;
+    prod_q4 <= \$16 ;
   always @(posedge clk)
-    prod_q5 <= \$16 ;
+    prod_q5 <= \$17 ;
   always @(posedge clk)
-    prod_q6 <= \$17 ;
+    prod_q6 <= \$18 ;
   always @(posedge clk)
-    prod_q7 <= \$18 ;
+    prod_q7 <= \$19 ;
   always @(posedge clk)
-    \$signal$121  <= \$411 ;
+    \$signal$125  <= \$398 ;
   always @(posedge clk)
-    \$signal$123  <= \$412 ;
+    \$signal$127  <= \$399 ;
   always @(posedge clk)
-    \$signal$124  <= \$413 ;
+    \$signal$128  <= \$400 ;
   always @(posedge clk)
     u_q0 <= membranes0_nrw;
   always @(posedge clk)
@@ -20680,9 +20647,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     bias_q0 <= params0_nrw[40:25];
   always @(posedge clk)
-    leak_q0 <= \$414 ;
+    leak_q0 <= \$401 ;
   always @(posedge clk)
-    acc0 <= \$415 ;
+    acc0 <= \$402 ;
   always @(posedge clk)
     u_q1 <= membranes1_nrw;
   always @(posedge clk)
@@ -20690,9 +20657,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     bias_q1 <= params1_nrw[40:25];
   always @(posedge clk)
-    leak_q1 <= \$416 ;
+    leak_q1 <= \$403 ;
   always @(posedge clk)
-    acc1 <= \$417 ;
+    acc1 <= \$404 ;
   always @(posedge clk)
     u_q2 <= membranes2_nrw;
   always @(posedge clk)
@@ -20700,9 +20667,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     bias_q2 <= params2_nrw[40:25];
   always @(posedge clk)
-    leak_q2 <= \$418 ;
+    leak_q2 <= \$405 ;
   always @(posedge clk)
-    acc2 <= \$419 ;
+    acc2 <= \$406 ;
   always @(posedge clk)
     u_q3 <= membranes3_nrw;
   always @(posedge clk)
@@ -20710,9 +20677,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     bias_q3 <= params3_nrw[40:25];
   always @(posedge clk)
-    leak_q3 <= \$420 ;
+    leak_q3 <= \$407 ;
   always @(posedge clk)
-    acc3 <= \$421 ;
+    acc3 <= \$408 ;
   always @(posedge clk)
     u_q4 <= membranes4_nrw;
   always @(posedge clk)
@@ -20720,9 +20687,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     bias_q4 <= params4_nrw[40:25];
   always @(posedge clk)
-    leak_q4 <= \$422 ;
+    leak_q4 <= \$409 ;
   always @(posedge clk)
-    acc4 <= \$423 ;
+    acc4 <= \$410 ;
   always @(posedge clk)
     u_q5 <= membranes5_nrw;
   always @(posedge clk)
@@ -20730,9 +20697,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     bias_q5 <= params5_nrw[40:25];
   always @(posedge clk)
-    leak_q5 <= \$424 ;
+    leak_q5 <= \$411 ;
   always @(posedge clk)
-    acc5 <= \$425 ;
+    acc5 <= \$412 ;
   always @(posedge clk)
     u_q6 <= membranes6_nrw;
   always @(posedge clk)
@@ -20740,9 +20707,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     bias_q6 <= params6_nrw[40:25];
   always @(posedge clk)
-    leak_q6 <= \$426 ;
+    leak_q6 <= \$413 ;
   always @(posedge clk)
-    acc6 <= \$427 ;
+    acc6 <= \$414 ;
   always @(posedge clk)
     u_q7 <= membranes7_nrw;
   always @(posedge clk)
@@ -20750,485 +20717,479 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     bias_q7 <= params7_nrw[40:25];
   always @(posedge clk)
-    leak_q7 <= \$428 ;
+    leak_q7 <= \$415 ;
   always @(posedge clk)
-    acc7 <= \$429 ;
+    acc7 <= \$416 ;
   always @(posedge clk)
-    count0 <= \$430 ;
+    count0 <= \$417 ;
   always @(posedge clk)
-    count1 <= \$431 ;
+    count1 <= \$418 ;
   always @(posedge clk)
-    count2 <= \$432 ;
+    count2 <= \$419 ;
   always @(posedge clk)
-    count3 <= \$433 ;
+    count3 <= \$420 ;
   always @(posedge clk)
-    count4 <= \$434 ;
+    count4 <= \$421 ;
   always @(posedge clk)
-    count5 <= \$435 ;
+    count5 <= \$422 ;
   always @(posedge clk)
-    count6 <= \$436 ;
+    count6 <= \$423 ;
   always @(posedge clk)
-    count7 <= \$437 ;
+    count7 <= \$424 ;
   always @(posedge clk)
-    count8 <= \$438 ;
+    count8 <= \$425 ;
   always @(posedge clk)
-    count9 <= \$439 ;
+    count9 <= \$426 ;
   always @(posedge clk)
-    count10 <= \$440 ;
+    count10 <= \$427 ;
   always @(posedge clk)
-    count11 <= \$441 ;
+    count11 <= \$428 ;
   always @(posedge clk)
-    count12 <= \$442 ;
+    count12 <= \$429 ;
   always @(posedge clk)
-    count13 <= \$443 ;
+    count13 <= \$430 ;
   always @(posedge clk)
-    count14 <= \$444 ;
+    count14 <= \$431 ;
   always @(posedge clk)
-    count15 <= \$445 ;
+    count15 <= \$432 ;
   always @(posedge clk)
-    spikes <= \$446 ;
+    spikes <= \$433 ;
   always @(posedge clk)
-    u_new0 <= \$447 ;
+    u_new0 <= \$434 ;
   always @(posedge clk)
-    u_new1 <= \$448 ;
+    u_new1 <= \$435 ;
   always @(posedge clk)
-    u_new2 <= \$449 ;
+    u_new2 <= \$436 ;
   always @(posedge clk)
-    u_new3 <= \$450 ;
+    u_new3 <= \$437 ;
   always @(posedge clk)
-    u_new4 <= \$451 ;
+    u_new4 <= \$438 ;
   always @(posedge clk)
-    u_new5 <= \$452 ;
+    u_new5 <= \$439 ;
   always @(posedge clk)
-    u_new6 <= \$453 ;
+    u_new6 <= \$440 ;
   always @(posedge clk)
-    u_new7 <= \$454 ;
+    u_new7 <= \$441 ;
   always @(posedge clk)
-    valid_q <= \$455 ;
+    valid_q <= \$442 ;
   always @(posedge clk)
-    last_row <= \$456 ;
+    last_row <= \$443 ;
   always @(posedge clk)
-    in_full <= \$457 ;
+    in_full <= \$444 ;
   always @(posedge clk)
-    in_count0 <= \$458 ;
+    in_count0 <= \$445 ;
   always @(posedge clk)
-    in_count1 <= \$459 ;
+    in_count1 <= \$446 ;
   always @(posedge clk)
-    li <= \$460 ;
+    li <= \$447 ;
   always @(posedge clk)
-    \$signal$226  <= \$461 ;
+    \$signal$230  <= \$448 ;
   always @(posedge clk)
-    \$signal$222  <= \$462 ;
+    \$signal$226  <= \$449 ;
   always @(posedge clk)
-    fsm_state <= \$463 ;
+    fsm_state <= \$450 ;
   always @(posedge clk)
-    k <= \$464 ;
+    k <= \$451 ;
   always @(posedge clk)
-    e <= \$465 ;
+    src_sel <= \$452 ;
   always @(posedge clk)
-    src_sel <= \$466 ;
+    \$signal$105  <= \$453 ;
   always @(posedge clk)
-    \$signal$101  <= \$467 ;
+    bank_sel <= \$454 ;
   always @(posedge clk)
-    bank_sel <= \$468 ;
+    n <= \$455 ;
   always @(posedge clk)
-    n <= \$469 ;
+    cnt <= \$456 ;
   always @(posedge clk)
-    cnt <= \$470 ;
+    row_wbase <= \$457 ;
   always @(posedge clk)
-    row_wbase <= \$471 ;
+    row_offset <= \$458 ;
   always @(posedge clk)
-    row_offset <= \$472 ;
+    drain_n <= \$459 ;
   always @(posedge clk)
-    drain_n <= \$473 ;
-  always @(posedge clk)
-    cur <= \$474 ;
+    cur <= \$460 ;
   assign \$1  = ~ busy;
   assign \$2  = \$1  & host_we;
   assign \$3  = ~ busy;
   assign \$4  = \$3  & host_re;
   assign \$8  = layer[20:18] + layer[24:21];
-  assign \$9  = s1_rowbase + s1_index;
   assign \$10  = s1_rowbase + s1_index;
-  assign \$11  = $signed(w_q0) * $signed(s3_x);
-  assign \$12  = $signed(w_q1) * $signed(s3_x);
-  assign \$13  = $signed(w_q2) * $signed(s3_x);
-  assign \$14  = $signed(w_q3) * $signed(s3_x);
-  assign \$15  = $signed(w_q4) * $signed(s3_x);
-  assign \$16  = $signed(w_q5) * $signed(s3_x);
-  assign \$17  = $signed(w_q6) * $signed(s3_x);
-  assign \$18  = $signed(w_q7) * $signed(s3_x);
-  assign \$19  = s4_valid | \$signal$124 ;
-  assign \$20  = s4_valid ? { prod_q0[15], prod_q0[15], prod_q0 } : leak_q0;
-  assign \$21  = $signed(acc0) + $signed(\$20 );
-  assign \$22  = s4_valid | \$signal$124 ;
-  assign \$23  = s4_valid ? { prod_q1[15], prod_q1[15], prod_q1 } : leak_q1;
-  assign \$24  = $signed(acc1) + $signed(\$23 );
-  assign \$25  = s4_valid | \$signal$124 ;
-  assign \$26  = s4_valid ? { prod_q2[15], prod_q2[15], prod_q2 } : leak_q2;
-  assign \$27  = $signed(acc2) + $signed(\$26 );
-  assign \$28  = s4_valid | \$signal$124 ;
-  assign \$29  = s4_valid ? { prod_q3[15], prod_q3[15], prod_q3 } : leak_q3;
-  assign \$30  = $signed(acc3) + $signed(\$29 );
-  assign \$31  = s4_valid | \$signal$124 ;
-  assign \$32  = s4_valid ? { prod_q4[15], prod_q4[15], prod_q4 } : leak_q4;
-  assign \$33  = $signed(acc4) + $signed(\$32 );
-  assign \$34  = s4_valid | \$signal$124 ;
-  assign \$35  = s4_valid ? { prod_q5[15], prod_q5[15], prod_q5 } : leak_q5;
-  assign \$36  = $signed(acc5) + $signed(\$35 );
-  assign \$37  = s4_valid | \$signal$124 ;
-  assign \$38  = s4_valid ? { prod_q6[15], prod_q6[15], prod_q6 } : leak_q6;
-  assign \$39  = $signed(acc6) + $signed(\$38 );
-  assign \$40  = s4_valid | \$signal$124 ;
-  assign \$41  = s4_valid ? { prod_q7[15], prod_q7[15], prod_q7 } : leak_q7;
-  assign \$42  = $signed(acc7) + $signed(\$41 );
-  assign \$43  = ! { cur, spike_src };
-  assign \$44  = count0 + 1'h1;
-  assign \$45  = { cur, spike_src } == 1'h1;
-  assign \$46  = count1 + 1'h1;
-  assign \$47  = { cur, spike_src } == 2'h2;
-  assign \$48  = count2 + 1'h1;
-  assign \$49  = { cur, spike_src } == 2'h3;
-  assign \$50  = count3 + 1'h1;
-  assign \$51  = { cur, spike_src } == 3'h4;
-  assign \$52  = count4 + 1'h1;
-  assign \$53  = { cur, spike_src } == 3'h5;
-  assign \$54  = count5 + 1'h1;
-  assign \$55  = { cur, spike_src } == 3'h6;
-  assign \$56  = count6 + 1'h1;
-  assign \$57  = { cur, spike_src } == 3'h7;
-  assign \$58  = count7 + 1'h1;
-  assign \$59  = { cur, spike_src } == 4'h8;
-  assign \$60  = count8 + 1'h1;
-  assign \$61  = { cur, spike_src } == 4'h9;
-  assign \$62  = count9 + 1'h1;
-  assign \$63  = { cur, spike_src } == 4'ha;
-  assign \$64  = count10 + 1'h1;
-  assign \$65  = { cur, spike_src } == 4'hb;
-  assign \$66  = count11 + 1'h1;
-  assign \$67  = { cur, spike_src } == 4'hc;
-  assign \$68  = count12 + 1'h1;
-  assign \$69  = { cur, spike_src } == 4'hd;
-  assign \$70  = count13 + 1'h1;
-  assign \$71  = { cur, spike_src } == 4'he;
-  assign \$72  = count14 + 1'h1;
-  assign \$73  = { cur, spike_src } == 4'hf;
-  assign \$74  = count15 + 1'h1;
-  assign \$75  = k + 1'h1;
-  assign \$76  = \$75  == layer[12:8];
-  assign \$77  = input__valid & input__ready;
-  assign \$79  = \$78  + 1'h1;
-  assign \$80  = ~ clear;
-  assign \$81  = in_full & \$80 ;
-  assign \$82  = ~ \$signal$222 ;
-  assign \$83  = ~ \$signal$222 ;
-  assign \$84  = ! num_layers;
-  assign \$85  = e == e_end;
-  assign \$88  = ! \$87 ;
-  assign \$90  = ! \$89 ;
-  assign \$92  = cur ^ \$91 ;
-  assign \$93  = \$90  ? \$signal$226  : \$92 ;
-  assign \$95  = ! \$94 ;
-  assign \$99  = cur ^ \$98 ;
-  assign \$101  = \$95  ? { 1'h0, \$96  } : \$100 ;
-  assign \$105  = k[0] ? \$104  : 9'h000;
-  assign \$108  = k[1] ? \$107  : 9'h000;
-  assign \$109  = \$105  + \$108 ;
-  assign \$112  = k[2] ? \$111  : 11'h000;
-  assign \$115  = k[3] ? \$114  : 11'h000;
-  assign \$116  = \$112  + \$115 ;
-  assign \$117  = \$109  + \$116 ;
-  assign \$120  = k[4] ? \$119  : 15'h0000;
-  assign \$121  = \$117  + \$120 ;
-  assign \$122  = n < cnt;
-  assign \$123  = n + 1'h1;
-  assign \$124  = e + 1'h1;
-  assign \$125  = drain_n != 2'h2;
-  assign \$126  = ~ \$signal ;
-  assign \$127  = ~ s1b_valid;
-  assign \$128  = \$126  & \$127 ;
-  assign \$129  = ~ s2_valid;
-  assign \$130  = \$128  & \$129 ;
-  assign \$131  = ~ \$signal$102 ;
-  assign \$132  = \$130  & \$131 ;
-  assign \$133  = drain_n + 1'h1;
-  assign \$134  = k + 1'h1;
-  assign \$135  = li + 1'h1;
-  assign \$136  = \$135  == num_layers;
-  assign \$137  = li + 1'h1;
-  assign \$138  = ~ cur;
-  assign \$139  = ~ cur;
-  assign \$140  = ~ cur;
-  assign \$141  = ~ cur;
-  assign \$142  = ~ cur;
-  assign \$143  = ~ cur;
-  assign \$144  = ~ busy;
-  assign \$145  = clear & \$144 ;
-  assign \$146  = ~ busy;
-  assign \$147  = \$146  & host_we;
-  assign \$148  = host_addr[16:14] == 3'h4;
-  assign \$149  = \$147  & \$148 ;
-  assign \$150  = ! host_addr[13:11];
-  assign \$signature__en  = \$149  & \$150 ;
-  assign \$151  = ~ busy;
-  assign \$152  = \$151  & host_we;
-  assign \$153  = host_addr[16:14] == 2'h2;
-  assign \$154  = \$152  & \$153 ;
-  assign \$155  = ! host_addr[13:11];
-  assign \$signature__en$246  = \$154  & \$155 ;
-  assign \$156  = ~ busy;
-  assign \$157  = \$156  & host_we;
-  assign \$158  = host_addr[16:14] == 3'h4;
-  assign \$159  = \$157  & \$158 ;
-  assign \$160  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$249  = \$159  & \$160 ;
-  assign \$161  = ~ busy;
-  assign \$162  = \$161  & host_we;
-  assign \$163  = host_addr[16:14] == 2'h2;
-  assign \$164  = \$162  & \$163 ;
-  assign \$165  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$252  = \$164  & \$165 ;
-  assign \$166  = ~ busy;
-  assign \$167  = \$166  & host_we;
-  assign \$168  = host_addr[16:14] == 3'h4;
-  assign \$169  = \$167  & \$168 ;
-  assign \$170  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$255  = \$169  & \$170 ;
-  assign \$171  = ~ busy;
-  assign \$172  = \$171  & host_we;
-  assign \$173  = host_addr[16:14] == 2'h2;
-  assign \$174  = \$172  & \$173 ;
-  assign \$175  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$258  = \$174  & \$175 ;
-  assign \$176  = ~ busy;
-  assign \$177  = \$176  & host_we;
-  assign \$178  = host_addr[16:14] == 3'h4;
-  assign \$179  = \$177  & \$178 ;
-  assign \$180  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$261  = \$179  & \$180 ;
-  assign \$181  = ~ busy;
-  assign \$182  = \$181  & host_we;
-  assign \$183  = host_addr[16:14] == 2'h2;
-  assign \$184  = \$182  & \$183 ;
-  assign \$185  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$264  = \$184  & \$185 ;
-  assign \$186  = ~ busy;
-  assign \$187  = \$186  & host_we;
-  assign \$188  = host_addr[16:14] == 3'h4;
-  assign \$189  = \$187  & \$188 ;
-  assign \$190  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$267  = \$189  & \$190 ;
-  assign \$191  = ~ busy;
-  assign \$192  = \$191  & host_we;
-  assign \$193  = host_addr[16:14] == 2'h2;
-  assign \$194  = \$192  & \$193 ;
-  assign \$195  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$270  = \$194  & \$195 ;
-  assign \$196  = ~ busy;
-  assign \$197  = \$196  & host_we;
-  assign \$198  = host_addr[16:14] == 3'h4;
-  assign \$199  = \$197  & \$198 ;
-  assign \$200  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$273  = \$199  & \$200 ;
-  assign \$201  = ~ busy;
-  assign \$202  = \$201  & host_we;
-  assign \$203  = host_addr[16:14] == 2'h2;
-  assign \$204  = \$202  & \$203 ;
-  assign \$205  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$276  = \$204  & \$205 ;
-  assign \$206  = ~ busy;
-  assign \$207  = \$206  & host_we;
-  assign \$208  = host_addr[16:14] == 3'h4;
-  assign \$209  = \$207  & \$208 ;
-  assign \$210  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$279  = \$209  & \$210 ;
-  assign \$211  = ~ busy;
-  assign \$212  = \$211  & host_we;
-  assign \$213  = host_addr[16:14] == 2'h2;
-  assign \$214  = \$212  & \$213 ;
-  assign \$215  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$282  = \$214  & \$215 ;
-  assign \$216  = ~ busy;
-  assign \$217  = \$216  & host_we;
-  assign \$218  = host_addr[16:14] == 3'h4;
-  assign \$219  = \$217  & \$218 ;
-  assign \$220  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$285  = \$219  & \$220 ;
-  assign \$221  = ~ busy;
-  assign \$222  = \$221  & host_we;
-  assign \$223  = host_addr[16:14] == 2'h2;
-  assign \$224  = \$222  & \$223 ;
-  assign \$225  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$288  = \$224  & \$225 ;
-  assign \$229  = row_wbase + row_offset;
-  assign \$230  = ~ busy;
-  assign \$231  = \$230  & host_re;
-  assign \$232  = host_addr[16:14] == 3'h5;
-  assign re = \$231  & \$232 ;
+  assign \$11  = s1_rowbase + s1_index;
+  assign \$12  = $signed(w_q0) * $signed(s3_x);
+  assign \$13  = $signed(w_q1) * $signed(s3_x);
+  assign \$14  = $signed(w_q2) * $signed(s3_x);
+  assign \$15  = $signed(w_q3) * $signed(s3_x);
+  assign \$16  = $signed(w_q4) * $signed(s3_x);
+  assign \$17  = $signed(w_q5) * $signed(s3_x);
+  assign \$18  = $signed(w_q6) * $signed(s3_x);
+  assign \$19  = $signed(w_q7) * $signed(s3_x);
+  assign \$20  = s4_valid | \$signal$128 ;
+  assign \$21  = s4_valid ? { prod_q0[15], prod_q0[15], prod_q0 } : leak_q0;
+  assign \$22  = $signed(acc0) + $signed(\$21 );
+  assign \$23  = s4_valid | \$signal$128 ;
+  assign \$24  = s4_valid ? { prod_q1[15], prod_q1[15], prod_q1 } : leak_q1;
+  assign \$25  = $signed(acc1) + $signed(\$24 );
+  assign \$26  = s4_valid | \$signal$128 ;
+  assign \$27  = s4_valid ? { prod_q2[15], prod_q2[15], prod_q2 } : leak_q2;
+  assign \$28  = $signed(acc2) + $signed(\$27 );
+  assign \$29  = s4_valid | \$signal$128 ;
+  assign \$30  = s4_valid ? { prod_q3[15], prod_q3[15], prod_q3 } : leak_q3;
+  assign \$31  = $signed(acc3) + $signed(\$30 );
+  assign \$32  = s4_valid | \$signal$128 ;
+  assign \$33  = s4_valid ? { prod_q4[15], prod_q4[15], prod_q4 } : leak_q4;
+  assign \$34  = $signed(acc4) + $signed(\$33 );
+  assign \$35  = s4_valid | \$signal$128 ;
+  assign \$36  = s4_valid ? { prod_q5[15], prod_q5[15], prod_q5 } : leak_q5;
+  assign \$37  = $signed(acc5) + $signed(\$36 );
+  assign \$38  = s4_valid | \$signal$128 ;
+  assign \$39  = s4_valid ? { prod_q6[15], prod_q6[15], prod_q6 } : leak_q6;
+  assign \$40  = $signed(acc6) + $signed(\$39 );
+  assign \$41  = s4_valid | \$signal$128 ;
+  assign \$42  = s4_valid ? { prod_q7[15], prod_q7[15], prod_q7 } : leak_q7;
+  assign \$43  = $signed(acc7) + $signed(\$42 );
+  assign \$44  = ! { cur, spike_src };
+  assign \$45  = count0 + 1'h1;
+  assign \$46  = { cur, spike_src } == 1'h1;
+  assign \$47  = count1 + 1'h1;
+  assign \$48  = { cur, spike_src } == 2'h2;
+  assign \$49  = count2 + 1'h1;
+  assign \$50  = { cur, spike_src } == 2'h3;
+  assign \$51  = count3 + 1'h1;
+  assign \$52  = { cur, spike_src } == 3'h4;
+  assign \$53  = count4 + 1'h1;
+  assign \$54  = { cur, spike_src } == 3'h5;
+  assign \$55  = count5 + 1'h1;
+  assign \$56  = { cur, spike_src } == 3'h6;
+  assign \$57  = count6 + 1'h1;
+  assign \$58  = { cur, spike_src } == 3'h7;
+  assign \$59  = count7 + 1'h1;
+  assign \$60  = { cur, spike_src } == 4'h8;
+  assign \$61  = count8 + 1'h1;
+  assign \$62  = { cur, spike_src } == 4'h9;
+  assign \$63  = count9 + 1'h1;
+  assign \$64  = { cur, spike_src } == 4'ha;
+  assign \$65  = count10 + 1'h1;
+  assign \$66  = { cur, spike_src } == 4'hb;
+  assign \$67  = count11 + 1'h1;
+  assign \$68  = { cur, spike_src } == 4'hc;
+  assign \$69  = count12 + 1'h1;
+  assign \$70  = { cur, spike_src } == 4'hd;
+  assign \$71  = count13 + 1'h1;
+  assign \$72  = { cur, spike_src } == 4'he;
+  assign \$73  = count14 + 1'h1;
+  assign \$74  = { cur, spike_src } == 4'hf;
+  assign \$75  = count15 + 1'h1;
+  assign \$76  = k + 1'h1;
+  assign \$77  = \$76  == layer[12:8];
+  assign \$78  = input__valid & input__ready;
+  assign \$80  = \$79  + 1'h1;
+  assign \$81  = ~ clear;
+  assign \$82  = in_full & \$81 ;
+  assign \$83  = ~ \$signal$226 ;
+  assign \$84  = ~ \$signal$226 ;
+  assign \$85  = ! num_layers;
+  assign \$86  = e == e_end;
+  assign \$87  = ! \edge [2:0];
+  assign \$88  = ! \edge [2:0];
+  assign \$89  = cur ^ \edge [3];
+  assign \$90  = \$88  ? \$signal$230  : \$89 ;
+  assign \$91  = ! \edge [2:0];
+  assign \$93  = cur ^ \edge [3];
+  assign \$95  = \$91  ? { 1'h0, \$92  } : \$94 ;
+  assign \$97  = k[0] ? \$96  : 9'h000;
+  assign \$99  = k[1] ? \$98  : 9'h000;
+  assign \$100  = \$97  + \$99 ;
+  assign \$102  = k[2] ? \$101  : 11'h000;
+  assign \$104  = k[3] ? \$103  : 11'h000;
+  assign \$105  = \$102  + \$104 ;
+  assign \$106  = \$100  + \$105 ;
+  assign \$108  = k[4] ? \$107  : 15'h0000;
+  assign \$109  = \$106  + \$108 ;
+  assign \$110  = n < cnt;
+  assign \$111  = n + 1'h1;
+  assign \$112  = drain_n != 2'h2;
+  assign \$113  = ~ \$signal ;
+  assign \$114  = ~ s1b_valid;
+  assign \$115  = \$113  & \$114 ;
+  assign \$116  = ~ s2_valid;
+  assign \$117  = \$115  & \$116 ;
+  assign \$118  = ~ \$signal$106 ;
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = drain_n + 1'h1;
+  assign \$121  = k + 1'h1;
+  assign \$122  = li + 1'h1;
+  assign \$123  = \$122  == num_layers;
+  assign \$124  = li + 1'h1;
+  assign \$125  = ~ cur;
+  assign \$126  = ~ cur;
+  assign \$127  = ~ cur;
+  assign \$128  = ~ cur;
+  assign \$129  = ~ cur;
+  assign \$130  = ~ cur;
+  assign \$131  = ~ busy;
+  assign \$132  = clear & \$131 ;
+  assign \$133  = ~ busy;
+  assign \$134  = \$133  & host_we;
+  assign \$135  = host_addr[16:14] == 3'h4;
+  assign \$136  = \$134  & \$135 ;
+  assign \$137  = ! host_addr[13:11];
+  assign \$signature__en  = \$136  & \$137 ;
+  assign \$138  = ~ busy;
+  assign \$139  = \$138  & host_we;
+  assign \$140  = host_addr[16:14] == 2'h2;
+  assign \$141  = \$139  & \$140 ;
+  assign \$142  = ! host_addr[13:11];
+  assign \$signature__en$249  = \$141  & \$142 ;
+  assign \$143  = ~ busy;
+  assign \$144  = \$143  & host_we;
+  assign \$145  = host_addr[16:14] == 3'h4;
+  assign \$146  = \$144  & \$145 ;
+  assign \$147  = host_addr[13:11] == 1'h1;
+  assign \$signature__en$252  = \$146  & \$147 ;
+  assign \$148  = ~ busy;
+  assign \$149  = \$148  & host_we;
+  assign \$150  = host_addr[16:14] == 2'h2;
+  assign \$151  = \$149  & \$150 ;
+  assign \$152  = host_addr[13:11] == 1'h1;
+  assign \$signature__en$255  = \$151  & \$152 ;
+  assign \$153  = ~ busy;
+  assign \$154  = \$153  & host_we;
+  assign \$155  = host_addr[16:14] == 3'h4;
+  assign \$156  = \$154  & \$155 ;
+  assign \$157  = host_addr[13:11] == 2'h2;
+  assign \$signature__en$258  = \$156  & \$157 ;
+  assign \$158  = ~ busy;
+  assign \$159  = \$158  & host_we;
+  assign \$160  = host_addr[16:14] == 2'h2;
+  assign \$161  = \$159  & \$160 ;
+  assign \$162  = host_addr[13:11] == 2'h2;
+  assign \$signature__en$261  = \$161  & \$162 ;
+  assign \$163  = ~ busy;
+  assign \$164  = \$163  & host_we;
+  assign \$165  = host_addr[16:14] == 3'h4;
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = host_addr[13:11] == 2'h3;
+  assign \$signature__en$264  = \$166  & \$167 ;
+  assign \$168  = ~ busy;
+  assign \$169  = \$168  & host_we;
+  assign \$170  = host_addr[16:14] == 2'h2;
+  assign \$171  = \$169  & \$170 ;
+  assign \$172  = host_addr[13:11] == 2'h3;
+  assign \$signature__en$267  = \$171  & \$172 ;
+  assign \$173  = ~ busy;
+  assign \$174  = \$173  & host_we;
+  assign \$175  = host_addr[16:14] == 3'h4;
+  assign \$176  = \$174  & \$175 ;
+  assign \$177  = host_addr[13:11] == 3'h4;
+  assign \$signature__en$270  = \$176  & \$177 ;
+  assign \$178  = ~ busy;
+  assign \$179  = \$178  & host_we;
+  assign \$180  = host_addr[16:14] == 2'h2;
+  assign \$181  = \$179  & \$180 ;
+  assign \$182  = host_addr[13:11] == 3'h4;
+  assign \$signature__en$273  = \$181  & \$182 ;
+  assign \$183  = ~ busy;
+  assign \$184  = \$183  & host_we;
+  assign \$185  = host_addr[16:14] == 3'h4;
+  assign \$186  = \$184  & \$185 ;
+  assign \$187  = host_addr[13:11] == 3'h5;
+  assign \$signature__en$276  = \$186  & \$187 ;
+  assign \$188  = ~ busy;
+  assign \$189  = \$188  & host_we;
+  assign \$190  = host_addr[16:14] == 2'h2;
+  assign \$191  = \$189  & \$190 ;
+  assign \$192  = host_addr[13:11] == 3'h5;
+  assign \$signature__en$279  = \$191  & \$192 ;
+  assign \$193  = ~ busy;
+  assign \$194  = \$193  & host_we;
+  assign \$195  = host_addr[16:14] == 3'h4;
+  assign \$196  = \$194  & \$195 ;
+  assign \$197  = host_addr[13:11] == 3'h6;
+  assign \$signature__en$282  = \$196  & \$197 ;
+  assign \$198  = ~ busy;
+  assign \$199  = \$198  & host_we;
+  assign \$200  = host_addr[16:14] == 2'h2;
+  assign \$201  = \$199  & \$200 ;
+  assign \$202  = host_addr[13:11] == 3'h6;
+  assign \$signature__en$285  = \$201  & \$202 ;
+  assign \$203  = ~ busy;
+  assign \$204  = \$203  & host_we;
+  assign \$205  = host_addr[16:14] == 3'h4;
+  assign \$206  = \$204  & \$205 ;
+  assign \$207  = host_addr[13:11] == 3'h7;
+  assign \$signature__en$288  = \$206  & \$207 ;
+  assign \$208  = ~ busy;
+  assign \$209  = \$208  & host_we;
+  assign \$210  = host_addr[16:14] == 2'h2;
+  assign \$211  = \$209  & \$210 ;
+  assign \$212  = host_addr[13:11] == 3'h7;
+  assign \$signature__en$291  = \$211  & \$212 ;
+  assign \$216  = row_wbase + row_offset;
   assign s1_index = s1_from_input ? input_events_nrw[6:0] : events_nrw[6:0];
   assign s1_value = s1_from_input ? input_events_nrw[14:7] : events_nrw[14:7];
   assign row_addr = layer[17:13] + k;
-  assign \$233  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$217  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$218  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$219  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$220  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$221  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$222  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$223  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$224  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$225  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$226  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$227  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$228  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$229  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
+  assign \$230  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$231  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$232  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
+  assign \$233  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$234  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$235  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$236  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$235  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
+  assign \$236  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$237  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$238  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$239  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$238  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
+  assign \$239  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$240  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$241  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$242  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
-  assign \$243  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$244  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$245  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
-  assign \$246  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$247  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$248  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
-  assign \$249  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$250  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$251  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
-  assign \$252  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$253  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$254  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
-  assign \$255  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$256  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign w_data = write_end ? 28'h0000002 : records__payload;
-  assign \$257  = write_end | records__valid;
-  assign w_en = w_rdy & \$257 ;
+  assign \$241  = write_end | records__valid;
+  assign w_en = w_rdy & \$241 ;
   assign spike_src = records__payload[3:2] + 1'h1;
-  assign \$259  = ! records__payload[3:2];
-  assign \$260  = records__payload[3:2] == 1'h1;
-  assign \$261  = records__payload[3:2] == 2'h2;
-  assign \$262  = records__payload[3:2] == 2'h3;
-  assign \$263  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$264  = busy ? { u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0 } : { 1'h0, host_wdata };
-  assign \$265  = host_addr[16:14] == 2'h3;
-  assign \$266  = host_we & \$265 ;
-  assign \$267  = ! host_addr[13:11];
-  assign \$268  = \$266  & \$267 ;
-  assign \$signature__en$398  = busy ? neuron_write : \$268 ;
-  assign \$269  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$270  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
-  assign \$271  = host_addr[16:14] == 2'h3;
-  assign \$272  = host_we & \$271 ;
-  assign \$273  = host_addr[13:11] == 1'h1;
-  assign \$274  = \$272  & \$273 ;
-  assign \$signature__en$402  = busy ? neuron_write : \$274 ;
-  assign \$275  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$276  = busy ? { u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2 } : { 1'h0, host_wdata };
-  assign \$277  = host_addr[16:14] == 2'h3;
-  assign \$278  = host_we & \$277 ;
-  assign \$279  = host_addr[13:11] == 2'h2;
-  assign \$280  = \$278  & \$279 ;
-  assign \$signature__en$405  = busy ? neuron_write : \$280 ;
-  assign \$281  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$282  = busy ? { u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3 } : { 1'h0, host_wdata };
-  assign \$283  = host_addr[16:14] == 2'h3;
-  assign \$284  = host_we & \$283 ;
-  assign \$285  = host_addr[13:11] == 2'h3;
-  assign \$286  = \$284  & \$285 ;
-  assign \$signature__en$408  = busy ? neuron_write : \$286 ;
-  assign \$287  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$288  = busy ? { u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4 } : { 1'h0, host_wdata };
-  assign \$289  = host_addr[16:14] == 2'h3;
-  assign \$290  = host_we & \$289 ;
-  assign \$291  = host_addr[13:11] == 3'h4;
-  assign \$292  = \$290  & \$291 ;
-  assign \$signature__en$411  = busy ? neuron_write : \$292 ;
-  assign \$293  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$294  = busy ? { u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5 } : { 1'h0, host_wdata };
-  assign \$295  = host_addr[16:14] == 2'h3;
-  assign \$296  = host_we & \$295 ;
-  assign \$297  = host_addr[13:11] == 3'h5;
-  assign \$298  = \$296  & \$297 ;
-  assign \$signature__en$414  = busy ? neuron_write : \$298 ;
-  assign \$299  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$300  = busy ? { u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6 } : { 1'h0, host_wdata };
-  assign \$301  = host_addr[16:14] == 2'h3;
-  assign \$302  = host_we & \$301 ;
-  assign \$303  = host_addr[13:11] == 3'h6;
-  assign \$304  = \$302  & \$303 ;
-  assign \$signature__en$417  = busy ? neuron_write : \$304 ;
-  assign \$305  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$306  = busy ? { u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7 } : { 1'h0, host_wdata };
-  assign \$307  = host_addr[16:14] == 2'h3;
-  assign \$308  = host_we & \$307 ;
-  assign \$309  = host_addr[13:11] == 3'h7;
-  assign \$310  = \$308  & \$309 ;
-  assign \$signature__en$420  = busy ? neuron_write : \$310 ;
-  assign \$311  = k * 4'h8;
-  assign \$312  = \$311  + 1'h0;
-  assign \$313  = \$312  < layer[7:0];
-  assign \$314  = k * 4'h8;
-  assign \$315  = \$314  + 1'h1;
-  assign \$316  = \$315  < layer[7:0];
-  assign \$317  = k * 4'h8;
-  assign \$318  = \$317  + 2'h2;
-  assign \$319  = \$318  < layer[7:0];
-  assign \$320  = k * 4'h8;
-  assign \$321  = \$320  + 2'h3;
-  assign \$322  = \$321  < layer[7:0];
-  assign \$323  = k * 4'h8;
-  assign \$324  = \$323  + 3'h4;
-  assign \$325  = \$324  < layer[7:0];
-  assign \$326  = k * 4'h8;
-  assign \$327  = \$326  + 3'h5;
-  assign \$328  = \$327  < layer[7:0];
-  assign \$329  = k * 4'h8;
-  assign \$330  = \$329  + 3'h6;
-  assign \$331  = \$330  < layer[7:0];
-  assign \$332  = k * 4'h8;
-  assign \$333  = \$332  + 3'h7;
-  assign \$334  = \$333  < layer[7:0];
-  assign \$335  = ~ in_full;
-  assign \$336  = ~ clear;
-  assign input__ready = \$335  & \$336 ;
-  assign \$337  = input__valid & input__ready;
-  assign \$339  = ! li;
-  assign \$340  = li == 1'h1;
-  assign \$341  = li == 2'h2;
-  assign \$342  = li == 2'h3;
-  assign \$343  = ! li;
-  assign \$344  = li == 1'h1;
-  assign \$345  = li == 2'h2;
-  assign \$346  = li == 2'h3;
-  assign \$347  = ! li;
-  assign \$348  = li == 1'h1;
-  assign \$349  = li == 2'h2;
-  assign \$350  = li == 2'h3;
-  assign \$351  = n < cnt;
-  assign \$352  = ! k;
-  assign \$353  = ! li;
-  assign \$354  = li == 1'h1;
-  assign \$355  = li == 2'h2;
-  assign \$356  = li == 2'h3;
-  assign \$357  = ! li;
-  assign \$358  = li == 1'h1;
-  assign \$359  = li == 2'h2;
-  assign \$360  = li == 2'h3;
-  assign \$361  = ! li;
-  assign \$362  = li == 1'h1;
-  assign \$363  = li == 2'h2;
-  assign \$364  = li == 2'h3;
-  assign \$365  = ! li;
-  assign \$366  = li == 1'h1;
-  assign \$367  = li == 2'h2;
-  assign \$368  = li == 2'h3;
-  assign \$369  = spikes & valid_q;
-  assign \$370  = layer[44] ? valid_q : \$369 ;
-  assign \$371  = k * 4'h8;
-  assign \$372  = ~ busy;
-  assign \$373  = clear & \$372 ;
-  assign \$374  = ! fsm_state;
-  assign \$375  = fsm_state == 1'h1;
-  assign \$376  = fsm_state == 2'h2;
-  assign \$377  = fsm_state == 2'h3;
-  assign \$378  = fsm_state == 3'h4;
-  assign \$379  = fsm_state == 3'h5;
-  assign \$380  = fsm_state == 3'h6;
-  assign \$381  = fsm_state == 3'h7;
-  assign \$382  = fsm_state == 4'h8;
-  assign \$383  = fsm_state == 4'h9;
+  assign \$243  = ! records__payload[3:2];
+  assign \$244  = records__payload[3:2] == 1'h1;
+  assign \$245  = records__payload[3:2] == 2'h2;
+  assign \$246  = records__payload[3:2] == 2'h3;
+  assign \$247  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$248  = busy ? { u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0 } : { 1'h0, host_wdata };
+  assign \$249  = host_addr[16:14] == 2'h3;
+  assign \$250  = host_we & \$249 ;
+  assign \$251  = ! host_addr[13:11];
+  assign \$252  = \$250  & \$251 ;
+  assign \$signature__en$401  = busy ? neuron_write : \$252 ;
+  assign \$253  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$254  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
+  assign \$255  = host_addr[16:14] == 2'h3;
+  assign \$256  = host_we & \$255 ;
+  assign \$257  = host_addr[13:11] == 1'h1;
+  assign \$258  = \$256  & \$257 ;
+  assign \$signature__en$405  = busy ? neuron_write : \$258 ;
+  assign \$259  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$260  = busy ? { u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2 } : { 1'h0, host_wdata };
+  assign \$261  = host_addr[16:14] == 2'h3;
+  assign \$262  = host_we & \$261 ;
+  assign \$263  = host_addr[13:11] == 2'h2;
+  assign \$264  = \$262  & \$263 ;
+  assign \$signature__en$408  = busy ? neuron_write : \$264 ;
+  assign \$265  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$266  = busy ? { u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3 } : { 1'h0, host_wdata };
+  assign \$267  = host_addr[16:14] == 2'h3;
+  assign \$268  = host_we & \$267 ;
+  assign \$269  = host_addr[13:11] == 2'h3;
+  assign \$270  = \$268  & \$269 ;
+  assign \$signature__en$411  = busy ? neuron_write : \$270 ;
+  assign \$271  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$272  = busy ? { u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4 } : { 1'h0, host_wdata };
+  assign \$273  = host_addr[16:14] == 2'h3;
+  assign \$274  = host_we & \$273 ;
+  assign \$275  = host_addr[13:11] == 3'h4;
+  assign \$276  = \$274  & \$275 ;
+  assign \$signature__en$414  = busy ? neuron_write : \$276 ;
+  assign \$277  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$278  = busy ? { u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5 } : { 1'h0, host_wdata };
+  assign \$279  = host_addr[16:14] == 2'h3;
+  assign \$280  = host_we & \$279 ;
+  assign \$281  = host_addr[13:11] == 3'h5;
+  assign \$282  = \$280  & \$281 ;
+  assign \$signature__en$417  = busy ? neuron_write : \$282 ;
+  assign \$283  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$284  = busy ? { u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6 } : { 1'h0, host_wdata };
+  assign \$285  = host_addr[16:14] == 2'h3;
+  assign \$286  = host_we & \$285 ;
+  assign \$287  = host_addr[13:11] == 3'h6;
+  assign \$288  = \$286  & \$287 ;
+  assign \$signature__en$420  = busy ? neuron_write : \$288 ;
+  assign \$289  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$290  = busy ? { u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7 } : { 1'h0, host_wdata };
+  assign \$291  = host_addr[16:14] == 2'h3;
+  assign \$292  = host_we & \$291 ;
+  assign \$293  = host_addr[13:11] == 3'h7;
+  assign \$294  = \$292  & \$293 ;
+  assign \$signature__en$423  = busy ? neuron_write : \$294 ;
+  assign \$295  = k * 4'h8;
+  assign \$296  = \$295  + 1'h0;
+  assign \$297  = \$296  < layer[7:0];
+  assign \$298  = k * 4'h8;
+  assign \$299  = \$298  + 1'h1;
+  assign \$300  = \$299  < layer[7:0];
+  assign \$301  = k * 4'h8;
+  assign \$302  = \$301  + 2'h2;
+  assign \$303  = \$302  < layer[7:0];
+  assign \$304  = k * 4'h8;
+  assign \$305  = \$304  + 2'h3;
+  assign \$306  = \$305  < layer[7:0];
+  assign \$307  = k * 4'h8;
+  assign \$308  = \$307  + 3'h4;
+  assign \$309  = \$308  < layer[7:0];
+  assign \$310  = k * 4'h8;
+  assign \$311  = \$310  + 3'h5;
+  assign \$312  = \$311  < layer[7:0];
+  assign \$313  = k * 4'h8;
+  assign \$314  = \$313  + 3'h6;
+  assign \$315  = \$314  < layer[7:0];
+  assign \$316  = k * 4'h8;
+  assign \$317  = \$316  + 3'h7;
+  assign \$318  = \$317  < layer[7:0];
+  assign \$319  = ~ in_full;
+  assign \$320  = ~ clear;
+  assign input__ready = \$319  & \$320 ;
+  assign \$321  = input__valid & input__ready;
+  assign \$323  = ! li;
+  assign \$324  = li == 1'h1;
+  assign \$325  = li == 2'h2;
+  assign \$326  = li == 2'h3;
+  assign \$327  = ! li;
+  assign \$328  = li == 1'h1;
+  assign \$329  = li == 2'h2;
+  assign \$330  = li == 2'h3;
+  assign \$331  = ! li;
+  assign \$332  = li == 1'h1;
+  assign \$333  = li == 2'h2;
+  assign \$334  = li == 2'h3;
+  assign \$335  = n < cnt;
+  assign \$336  = ! k;
+  assign \$337  = ! li;
+  assign \$338  = li == 1'h1;
+  assign \$339  = li == 2'h2;
+  assign \$340  = li == 2'h3;
+  assign \$341  = e + 1'h1;
+  assign \$342  = ! li;
+  assign \$343  = li == 1'h1;
+  assign \$344  = li == 2'h2;
+  assign \$345  = li == 2'h3;
+  assign \$346  = ! li;
+  assign \$347  = li == 1'h1;
+  assign \$348  = li == 2'h2;
+  assign \$349  = li == 2'h3;
+  assign \$350  = ! li;
+  assign \$351  = li == 1'h1;
+  assign \$352  = li == 2'h2;
+  assign \$353  = li == 2'h3;
+  assign \$354  = spikes & valid_q;
+  assign \$355  = layer[44] ? valid_q : \$354 ;
+  assign \$356  = k * 4'h8;
+  assign \$357  = ~ busy;
+  assign \$358  = clear & \$357 ;
+  assign \$359  = ! fsm_state;
+  assign \$360  = fsm_state == 1'h1;
+  assign \$361  = fsm_state == 2'h2;
+  assign \$362  = fsm_state == 2'h3;
+  assign \$363  = fsm_state == 3'h4;
+  assign \$364  = fsm_state == 3'h5;
+  assign \$365  = fsm_state == 3'h6;
+  assign \$366  = fsm_state == 3'h7;
+  assign \$367  = fsm_state == 4'h8;
+  assign \$368  = fsm_state == 4'h9;
   always @(posedge clk)
     events_nrw <= port__data;
   always @(posedge clk)
@@ -21282,17 +21243,47 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     membranes7_nrw <= \port__data$67 ;
   always @(posedge clk)
-    layer0 <= \$384 ;
+    layer0 <= \$369 ;
   always @(posedge clk)
-    layer1 <= \$385 ;
+    layer1 <= \$370 ;
   always @(posedge clk)
-    layer2 <= \$386 ;
+    layer2 <= \$371 ;
+  always @(posedge clk)
+    layer3 <= \$372 ;
+  always @(posedge clk)
+    edge0 <= \$373 ;
+  always @(posedge clk)
+    edge1 <= \$374 ;
+  always @(posedge clk)
+    edge2 <= \$375 ;
+  always @(posedge clk)
+    edge3 <= \$376 ;
+  always @(posedge clk)
+    edge4 <= \$377 ;
+  always @(posedge clk)
+    edge5 <= \$378 ;
+  always @(posedge clk)
+    edge6 <= \$379 ;
+  always @(posedge clk)
+    edge7 <= \$380 ;
+  always @(posedge clk)
+    num_layers <= \$381 ;
+  always @(posedge clk)
+    host_rvalid <= \$382 ;
+  always @(posedge clk)
+    rd_region <= \$383 ;
+  always @(posedge clk)
+    rd_lane <= \$384 ;
+  always @(posedge clk)
+    rd_reg <= \$385 ;
+  always @(posedge clk)
+    layer <= \$386 ;
   \npu_core_digits.counters  counters (
-    .clear(\clear$431 ),
+    .clear(\clear$434 ),
     .clk(clk),
     .inc(inc),
     .raddr(host_addr[4:0]),
-    .re(re),
+    .re(host_re),
     .rst(rst),
     .total(rdata)
   );
@@ -21305,100 +21296,100 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   \npu_core_digits.leak1  leak1 (
     .alpha(alpha_q1),
     .bias(bias_q1),
-    .leak(\leak$135 ),
+    .leak(\leak$139 ),
     .u(u_q1)
   );
   \npu_core_digits.leak2  leak2 (
     .alpha(alpha_q2),
     .bias(bias_q2),
-    .leak(\leak$141 ),
+    .leak(\leak$145 ),
     .u(u_q2)
   );
   \npu_core_digits.leak3  leak3 (
     .alpha(alpha_q3),
     .bias(bias_q3),
-    .leak(\leak$147 ),
+    .leak(\leak$151 ),
     .u(u_q3)
   );
   \npu_core_digits.leak4  leak4 (
     .alpha(alpha_q4),
     .bias(bias_q4),
-    .leak(\leak$153 ),
+    .leak(\leak$157 ),
     .u(u_q4)
   );
   \npu_core_digits.leak5  leak5 (
     .alpha(alpha_q5),
     .bias(bias_q5),
-    .leak(\leak$159 ),
+    .leak(\leak$163 ),
     .u(u_q5)
   );
   \npu_core_digits.leak6  leak6 (
     .alpha(alpha_q6),
     .bias(bias_q6),
-    .leak(\leak$165 ),
+    .leak(\leak$169 ),
     .u(u_q6)
   );
   \npu_core_digits.leak7  leak7 (
     .alpha(alpha_q7),
     .bias(bias_q7),
-    .leak(\leak$171 ),
+    .leak(\leak$175 ),
     .u(u_q7)
   );
   \npu_core_digits.neuron0  neuron0 (
-    .\port$1435$25 (layer[43:25]),
+    .\port$1544$25 (layer[43:25]),
     .spike(spike),
     .theta(params0_nrw[24:9]),
     .total(acc0),
     .u_new(u_new)
   );
   \npu_core_digits.neuron1  neuron1 (
-    .\port$1435$25 (layer[43:25]),
-    .spike(\spike$196 ),
+    .\port$1544$25 (layer[43:25]),
+    .spike(\spike$200 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
-    .u_new(\u_new$198 )
+    .u_new(\u_new$202 )
   );
   \npu_core_digits.neuron2  neuron2 (
-    .\port$1435$25 (layer[43:25]),
-    .spike(\spike$199 ),
+    .\port$1544$25 (layer[43:25]),
+    .spike(\spike$203 ),
     .theta(params2_nrw[24:9]),
     .total(acc2),
-    .u_new(\u_new$201 )
+    .u_new(\u_new$205 )
   );
   \npu_core_digits.neuron3  neuron3 (
-    .\port$1435$25 (layer[43:25]),
-    .spike(\spike$202 ),
+    .\port$1544$25 (layer[43:25]),
+    .spike(\spike$206 ),
     .theta(params3_nrw[24:9]),
     .total(acc3),
-    .u_new(\u_new$204 )
+    .u_new(\u_new$208 )
   );
   \npu_core_digits.neuron4  neuron4 (
-    .\port$1435$25 (layer[43:25]),
-    .spike(\spike$205 ),
+    .\port$1544$25 (layer[43:25]),
+    .spike(\spike$209 ),
     .theta(params4_nrw[24:9]),
     .total(acc4),
-    .u_new(\u_new$207 )
+    .u_new(\u_new$211 )
   );
   \npu_core_digits.neuron5  neuron5 (
-    .\port$1435$25 (layer[43:25]),
-    .spike(\spike$208 ),
+    .\port$1544$25 (layer[43:25]),
+    .spike(\spike$212 ),
     .theta(params5_nrw[24:9]),
     .total(acc5),
-    .u_new(\u_new$210 )
+    .u_new(\u_new$214 )
   );
   \npu_core_digits.neuron6  neuron6 (
-    .\port$1435$25 (layer[43:25]),
-    .spike(\spike$211 ),
+    .\port$1544$25 (layer[43:25]),
+    .spike(\spike$215 ),
     .theta(params6_nrw[24:9]),
     .total(acc6),
-    .u_new(\u_new$213 )
+    .u_new(\u_new$217 )
   );
   \npu_core_digits.neuron7  neuron7 (
-    .\port$1435$25 (layer[43:25]),
-    .spike(\spike$214 ),
+    .\port$1544$25 (layer[43:25]),
+    .spike(\spike$218 ),
     .theta(params7_nrw[24:9]),
     .total(acc7),
-    .u_new(\u_new$216 )
+    .u_new(\u_new$220 )
   );
   \npu_core_digits.out_fifo  out_fifo (
     .clk(clk),
@@ -21417,402 +21408,138 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .\emit_values$36 (emit_values),
     .\event (\event ),
     .free(free),
-    .\layer$35 (\layer$428 ),
+    .\layer$35 (\layer$431 ),
     .load(load),
     .out_valid(records__valid),
     .records__payload(records__payload),
     .records__ready(w_rdy),
     .rst(rst),
     .send(send),
-    .\spikes$33 (\spikes$426 ),
+    .\spikes$33 (\spikes$429 ),
     .values(values)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$387  = layer3;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            (* full_case = 32'd1 *)
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  /* empty */;
-              2'h2:
-                  /* empty */;
-              2'h3:
-                  \$387  = host_wdata;
-            endcase
-      endcase
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$387  = \$8 [3:0];
     if (rst) begin
-      \$387  = 45'h000000000000;
+      \$387  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$388  = edge0;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  \$388  = host_wdata[22:0];
-            endcase
-      endcase
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$388  = e;
+    if (e_set) begin
+      \$388  = e_new;
     end
     if (rst) begin
-      \$388  = 23'h000000;
+      \$388  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$389  = edge1;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  \$389  = host_wdata[22:0];
-            endcase
-      endcase
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$389  = \edge ;
+    if (e_set) begin
+      \$389  = \$9 ;
     end
     if (rst) begin
       \$389  = 23'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$390  = edge2;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  \$390  = host_wdata[22:0];
-            endcase
-      endcase
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$390  = issue;
     if (rst) begin
-      \$390  = 23'h000000;
+      \$390  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$391  = edge3;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  \$391  = host_wdata[22:0];
-            endcase
-      endcase
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$391  = \$signal ;
     if (rst) begin
-      \$391  = 23'h000000;
+      \$391  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$392  = edge4;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  /* empty */;
-              3'h4:
-                  \$392  = host_wdata[22:0];
-            endcase
-      endcase
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$392  = s1b_valid;
     if (rst) begin
-      \$392  = 23'h000000;
+      \$392  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$393  = edge5;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  /* empty */;
-              3'h4:
-                  /* empty */;
-              3'h5:
-                  \$393  = host_wdata[22:0];
-            endcase
-      endcase
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$393  = s1b_x;
     if (rst) begin
-      \$393  = 23'h000000;
+      \$393  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$394  = edge6;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  /* empty */;
-              3'h4:
-                  /* empty */;
-              3'h5:
-                  /* empty */;
-              3'h6:
-                  \$394  = host_wdata[22:0];
-            endcase
-      endcase
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$394  = s1_rowbase;
+    if (issue) begin
+      \$394  = \$216 [11:0];
     end
     if (rst) begin
-      \$394  = 23'h000000;
+      \$394  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$395  = edge7;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            (* full_case = 32'd1 *)
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  /* empty */;
-              3'h4:
-                  /* empty */;
-              3'h5:
-                  /* empty */;
-              3'h6:
-                  /* empty */;
-              3'h7:
-                  \$395  = host_wdata[22:0];
-            endcase
-      endcase
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$395  = s1_from_input;
+    if (issue) begin
+      \$395  = \$signal$105 ;
     end
     if (rst) begin
-      \$395  = 23'h000000;
+      \$395  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$396  = num_layers;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h6:
-            \$396  = host_wdata[2:0];
-      endcase
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$396  = s2_valid;
     if (rst) begin
-      \$396  = 3'h0;
+      \$396  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$397  = \$4 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$397  = \$signal$106 ;
     if (rst) begin
       \$397  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$398  = host_addr[16:14];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$398  = \$signal$126 ;
     if (rst) begin
-      \$398  = 3'h0;
+      \$398  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$399  = host_addr[13:11];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$399  = \$signal$125 ;
     if (rst) begin
-      \$399  = 3'h0;
+      \$399  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$400  = rd_reg;
-    casez (host_addr[16:14])
-      3'h0:
-          \$400  = \$5 ;
-      3'h1:
-          \$400  = { 22'h000000, \$6  };
-      3'h6:
-          \$400  = { 42'h00000000000, num_layers };
-    endcase
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$400  = \$signal$127 ;
     if (rst) begin
-      \$400  = 45'h000000000000;
+      \$400  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$401  = \$7 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$401  = leak;
     if (rst) begin
-      \$401  = 45'h000000000000;
+      \$401  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$402  = \$8 [3:0];
-    if (rst) begin
-      \$402  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$403  = issue;
-    if (rst) begin
-      \$403  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$404  = \$signal ;
-    if (rst) begin
-      \$404  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$405  = s1b_valid;
-    if (rst) begin
-      \$405  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$406  = s1b_x;
-    if (rst) begin
-      \$406  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$407  = s1_rowbase;
-    if (issue) begin
-      \$407  = \$229 [11:0];
-    end
-    if (rst) begin
-      \$407  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$408  = s1_from_input;
-    if (issue) begin
-      \$408  = \$signal$101 ;
-    end
-    if (rst) begin
-      \$408  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$409  = s2_valid;
-    if (rst) begin
-      \$409  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$410  = \$signal$102 ;
-    if (rst) begin
-      \$410  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$411  = \$signal$122 ;
-    if (rst) begin
-      \$411  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$412  = \$signal$121 ;
-    if (rst) begin
-      \$412  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$413  = \$signal$123 ;
-    if (rst) begin
-      \$413  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$414  = leak;
-    if (rst) begin
-      \$414  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$415  = acc0;
-    if (\$19 ) begin
-      \$415  = \$21 [25:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$402  = acc0;
+    if (\$20 ) begin
+      \$402  = \$22 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21820,24 +21547,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$415  = 26'h0000000;
+          \$402  = 26'h0000000;
     endcase
     if (rst) begin
-      \$415  = 26'h0000000;
+      \$402  = 26'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$416  = \leak$135 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$403  = \leak$139 ;
     if (rst) begin
-      \$416  = 18'h00000;
+      \$403  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$417  = acc1;
-    if (\$22 ) begin
-      \$417  = \$24 [25:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$404  = acc1;
+    if (\$23 ) begin
+      \$404  = \$25 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21845,24 +21572,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$417  = 26'h0000000;
+          \$404  = 26'h0000000;
     endcase
     if (rst) begin
-      \$417  = 26'h0000000;
+      \$404  = 26'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$418  = \leak$141 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$405  = \leak$145 ;
     if (rst) begin
-      \$418  = 18'h00000;
+      \$405  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$419  = acc2;
-    if (\$25 ) begin
-      \$419  = \$27 [25:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$406  = acc2;
+    if (\$26 ) begin
+      \$406  = \$28 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21870,24 +21597,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$419  = 26'h0000000;
+          \$406  = 26'h0000000;
     endcase
     if (rst) begin
-      \$419  = 26'h0000000;
+      \$406  = 26'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$420  = \leak$147 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$407  = \leak$151 ;
     if (rst) begin
-      \$420  = 18'h00000;
+      \$407  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$421  = acc3;
-    if (\$28 ) begin
-      \$421  = \$30 [25:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$408  = acc3;
+    if (\$29 ) begin
+      \$408  = \$31 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21895,24 +21622,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$421  = 26'h0000000;
+          \$408  = 26'h0000000;
     endcase
     if (rst) begin
-      \$421  = 26'h0000000;
+      \$408  = 26'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$422  = \leak$153 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$409  = \leak$157 ;
     if (rst) begin
-      \$422  = 18'h00000;
+      \$409  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$423  = acc4;
-    if (\$31 ) begin
-      \$423  = \$33 [25:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$410  = acc4;
+    if (\$32 ) begin
+      \$410  = \$34 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21920,24 +21647,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$423  = 26'h0000000;
+          \$410  = 26'h0000000;
     endcase
     if (rst) begin
-      \$423  = 26'h0000000;
+      \$410  = 26'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$424  = \leak$159 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$411  = \leak$163 ;
     if (rst) begin
-      \$424  = 18'h00000;
+      \$411  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$425  = acc5;
-    if (\$34 ) begin
-      \$425  = \$36 [25:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$412  = acc5;
+    if (\$35 ) begin
+      \$412  = \$37 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21945,24 +21672,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$425  = 26'h0000000;
+          \$412  = 26'h0000000;
     endcase
     if (rst) begin
-      \$425  = 26'h0000000;
+      \$412  = 26'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$426  = \leak$165 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$413  = \leak$169 ;
     if (rst) begin
-      \$426  = 18'h00000;
+      \$413  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$427  = acc6;
-    if (\$37 ) begin
-      \$427  = \$39 [25:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$414  = acc6;
+    if (\$38 ) begin
+      \$414  = \$40 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21970,24 +21697,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$427  = 26'h0000000;
+          \$414  = 26'h0000000;
     endcase
     if (rst) begin
-      \$427  = 26'h0000000;
+      \$414  = 26'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$428  = \leak$171 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$415  = \leak$175 ;
     if (rst) begin
-      \$428  = 18'h00000;
+      \$415  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$429  = acc7;
-    if (\$40 ) begin
-      \$429  = \$42 [25:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$416  = acc7;
+    if (\$41 ) begin
+      \$416  = \$43 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21995,18 +21722,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$429  = 26'h0000000;
+          \$416  = 26'h0000000;
     endcase
     if (rst) begin
-      \$429  = 26'h0000000;
+      \$416  = 26'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$430  = count0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$417  = count0;
     if (\event ) begin
-      if (\$43 ) begin
-        \$430  = \$44 [7:0];
+      if (\$44 ) begin
+        \$417  = \$45 [7:0];
       end
     end
     casez (fsm_state)
@@ -22030,25 +21757,25 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$138 , 3'h0 })
+            casez ({ \$125 , 3'h0 })
               4'h0:
-                  \$430  = 8'h00;
+                  \$417  = 8'h00;
             endcase
           end
     endcase
-    if (\$145 ) begin
-      \$430  = 8'h00;
+    if (\$132 ) begin
+      \$417  = 8'h00;
     end
     if (rst) begin
-      \$430  = 8'h00;
+      \$417  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$431  = count1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$418  = count1;
     if (\event ) begin
-      if (\$45 ) begin
-        \$431  = \$46 [7:0];
+      if (\$46 ) begin
+        \$418  = \$47 [7:0];
       end
     end
     casez (fsm_state)
@@ -22072,25 +21799,25 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$139 , 3'h1 })
+            casez ({ \$126 , 3'h1 })
               4'h1:
-                  \$431  = 8'h00;
+                  \$418  = 8'h00;
             endcase
           end
     endcase
-    if (\$145 ) begin
-      \$431  = 8'h00;
+    if (\$132 ) begin
+      \$418  = 8'h00;
     end
     if (rst) begin
-      \$431  = 8'h00;
+      \$418  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$432  = count2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$419  = count2;
     if (\event ) begin
-      if (\$47 ) begin
-        \$432  = \$48 [7:0];
+      if (\$48 ) begin
+        \$419  = \$49 [7:0];
       end
     end
     casez (fsm_state)
@@ -22114,25 +21841,25 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$140 , 3'h2 })
+            casez ({ \$127 , 3'h2 })
               4'h2:
-                  \$432  = 8'h00;
+                  \$419  = 8'h00;
             endcase
           end
     endcase
-    if (\$145 ) begin
-      \$432  = 8'h00;
+    if (\$132 ) begin
+      \$419  = 8'h00;
     end
     if (rst) begin
-      \$432  = 8'h00;
+      \$419  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$433  = count3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$420  = count3;
     if (\event ) begin
-      if (\$49 ) begin
-        \$433  = \$50 [7:0];
+      if (\$50 ) begin
+        \$420  = \$51 [7:0];
       end
     end
     casez (fsm_state)
@@ -22156,25 +21883,25 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$141 , 3'h3 })
+            casez ({ \$128 , 3'h3 })
               4'h3:
-                  \$433  = 8'h00;
+                  \$420  = 8'h00;
             endcase
           end
     endcase
-    if (\$145 ) begin
-      \$433  = 8'h00;
+    if (\$132 ) begin
+      \$420  = 8'h00;
     end
     if (rst) begin
-      \$433  = 8'h00;
+      \$420  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$434  = count4;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$421  = count4;
     if (\event ) begin
-      if (\$51 ) begin
-        \$434  = \$52 [7:0];
+      if (\$52 ) begin
+        \$421  = \$53 [7:0];
       end
     end
     casez (fsm_state)
@@ -22198,70 +21925,70 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$142 , 3'h4 })
+            casez ({ \$129 , 3'h4 })
               4'h4:
-                  \$434  = 8'h00;
+                  \$421  = 8'h00;
             endcase
           end
     endcase
-    if (\$145 ) begin
-      \$434  = 8'h00;
+    if (\$132 ) begin
+      \$421  = 8'h00;
     end
     if (rst) begin
-      \$434  = 8'h00;
+      \$421  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$435  = count5;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$422  = count5;
     if (\event ) begin
-      if (\$53 ) begin
-        \$435  = \$54 [7:0];
+      if (\$54 ) begin
+        \$422  = \$55 [7:0];
       end
     end
-    if (\$145 ) begin
-      \$435  = 8'h00;
+    if (\$132 ) begin
+      \$422  = 8'h00;
     end
     if (rst) begin
-      \$435  = 8'h00;
+      \$422  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$436  = count6;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$423  = count6;
     if (\event ) begin
-      if (\$55 ) begin
-        \$436  = \$56 [7:0];
+      if (\$56 ) begin
+        \$423  = \$57 [7:0];
       end
     end
-    if (\$145 ) begin
-      \$436  = 8'h00;
+    if (\$132 ) begin
+      \$423  = 8'h00;
     end
     if (rst) begin
-      \$436  = 8'h00;
+      \$423  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$437  = count7;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$424  = count7;
     if (\event ) begin
-      if (\$57 ) begin
-        \$437  = \$58 [7:0];
+      if (\$58 ) begin
+        \$424  = \$59 [7:0];
       end
     end
-    if (\$145 ) begin
-      \$437  = 8'h00;
+    if (\$132 ) begin
+      \$424  = 8'h00;
     end
     if (rst) begin
-      \$437  = 8'h00;
+      \$424  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$438  = count8;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$425  = count8;
     if (\event ) begin
-      if (\$59 ) begin
-        \$438  = \$60 [7:0];
+      if (\$60 ) begin
+        \$425  = \$61 [7:0];
       end
     end
     casez (fsm_state)
@@ -22286,27 +22013,27 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$138 , 3'h0 })
+            casez ({ \$125 , 3'h0 })
               4'h0:
                   /* empty */;
               4'h8:
-                  \$438  = 8'h00;
+                  \$425  = 8'h00;
             endcase
           end
     endcase
-    if (\$145 ) begin
-      \$438  = 8'h00;
+    if (\$132 ) begin
+      \$425  = 8'h00;
     end
     if (rst) begin
-      \$438  = 8'h00;
+      \$425  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$439  = count9;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$426  = count9;
     if (\event ) begin
-      if (\$61 ) begin
-        \$439  = \$62 [7:0];
+      if (\$62 ) begin
+        \$426  = \$63 [7:0];
       end
     end
     casez (fsm_state)
@@ -22331,27 +22058,27 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$139 , 3'h1 })
+            casez ({ \$126 , 3'h1 })
               4'h1:
                   /* empty */;
               4'h9:
-                  \$439  = 8'h00;
+                  \$426  = 8'h00;
             endcase
           end
     endcase
-    if (\$145 ) begin
-      \$439  = 8'h00;
+    if (\$132 ) begin
+      \$426  = 8'h00;
     end
     if (rst) begin
-      \$439  = 8'h00;
+      \$426  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$440  = count10;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$427  = count10;
     if (\event ) begin
-      if (\$63 ) begin
-        \$440  = \$64 [7:0];
+      if (\$64 ) begin
+        \$427  = \$65 [7:0];
       end
     end
     casez (fsm_state)
@@ -22376,27 +22103,27 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$140 , 3'h2 })
+            casez ({ \$127 , 3'h2 })
               4'h2:
                   /* empty */;
               4'ha:
-                  \$440  = 8'h00;
+                  \$427  = 8'h00;
             endcase
           end
     endcase
-    if (\$145 ) begin
-      \$440  = 8'h00;
+    if (\$132 ) begin
+      \$427  = 8'h00;
     end
     if (rst) begin
-      \$440  = 8'h00;
+      \$427  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$441  = count11;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$428  = count11;
     if (\event ) begin
-      if (\$65 ) begin
-        \$441  = \$66 [7:0];
+      if (\$66 ) begin
+        \$428  = \$67 [7:0];
       end
     end
     casez (fsm_state)
@@ -22421,27 +22148,27 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$141 , 3'h3 })
+            casez ({ \$128 , 3'h3 })
               4'h3:
                   /* empty */;
               4'hb:
-                  \$441  = 8'h00;
+                  \$428  = 8'h00;
             endcase
           end
     endcase
-    if (\$145 ) begin
-      \$441  = 8'h00;
+    if (\$132 ) begin
+      \$428  = 8'h00;
     end
     if (rst) begin
-      \$441  = 8'h00;
+      \$428  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$442  = count12;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$429  = count12;
     if (\event ) begin
-      if (\$67 ) begin
-        \$442  = \$68 [7:0];
+      if (\$68 ) begin
+        \$429  = \$69 [7:0];
       end
     end
     casez (fsm_state)
@@ -22474,32 +22201,342 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             (* full_case = 32'd1 *)
             
             (* full_case = 32'd1 *)
-            casez ({ \$142 , 3'h4 })
+            casez ({ \$129 , 3'h4 })
               4'h4:
                   /* empty */;
               4'hc:
-                  \$442  = 8'h00;
+                  \$429  = 8'h00;
             endcase
           end
     endcase
-    if (\$145 ) begin
+    if (\$132 ) begin
+      \$429  = 8'h00;
+    end
+    if (rst) begin
+      \$429  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$430  = count13;
+    if (\event ) begin
+      if (\$70 ) begin
+        \$430  = \$71 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+          end
+    endcase
+    if (\$132 ) begin
+      \$430  = 8'h00;
+    end
+    if (rst) begin
+      \$430  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$431  = count14;
+    if (\event ) begin
+      if (\$72 ) begin
+        \$431  = \$73 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+          end
+    endcase
+    if (\$132 ) begin
+      \$431  = 8'h00;
+    end
+    if (rst) begin
+      \$431  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$432  = count15;
+    if (\event ) begin
+      if (\$74 ) begin
+        \$432  = \$75 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+          end
+    endcase
+    if (\$132 ) begin
+      \$432  = 8'h00;
+    end
+    if (rst) begin
+      \$432  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$433 [0] = spike;
+    \$433 [1] = \spike$200 ;
+    \$433 [2] = \spike$203 ;
+    \$433 [3] = \spike$206 ;
+    \$433 [4] = \spike$209 ;
+    \$433 [5] = \spike$212 ;
+    \$433 [6] = \spike$215 ;
+    \$433 [7] = \spike$218 ;
+    if (rst) begin
+      \$433  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$434  = u_new;
+    if (rst) begin
+      \$434  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$435  = \u_new$202 ;
+    if (rst) begin
+      \$435  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$436  = \u_new$205 ;
+    if (rst) begin
+      \$436  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$437  = \u_new$208 ;
+    if (rst) begin
+      \$437  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$438  = \u_new$211 ;
+    if (rst) begin
+      \$438  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$439  = \u_new$214 ;
+    if (rst) begin
+      \$439  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$440  = \u_new$217 ;
+    if (rst) begin
+      \$440  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$441  = \u_new$220 ;
+    if (rst) begin
+      \$441  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$442  = valid_lanes;
+    if (rst) begin
       \$442  = 8'h00;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$443  = \$77 ;
     if (rst) begin
-      \$442  = 8'h00;
+      \$443  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$443  = count13;
-    if (\event ) begin
-      if (\$69 ) begin
-        \$443  = \$70 [7:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$444  = in_full;
+    if (\$78 ) begin
+      if (input__payload[15]) begin
+        \$444  = 1'h1;
       end
     end
     casez (fsm_state)
       4'h0:
-          /* empty */;
+          if (\$82 ) begin
+            \$444  = 1'h0;
+          end
+    endcase
+    if (\$132 ) begin
+      \$444  = 1'h0;
+    end
+    if (rst) begin
+      \$444  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$445  = in_count0;
+    if (\$78 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        casez (\$signal$226 )
+          1'h0:
+              \$445  = \$80 [6:0];
+        endcase
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$82 ) begin
+            casez (\$84 )
+              1'h0:
+                  \$445  = 7'h00;
+            endcase
+          end
+    endcase
+    if (\$132 ) begin
+      \$445  = 7'h00;
+    end
+    if (rst) begin
+      \$445  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$446  = in_count1;
+    if (\$78 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (\$signal$226 )
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$446  = \$80 [6:0];
+        endcase
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$82 ) begin
+            (* full_case = 32'd1 *)
+            casez (\$84 )
+              1'h0:
+                  /* empty */;
+              1'h1:
+                  \$446  = 7'h00;
+            endcase
+          end
+    endcase
+    if (\$132 ) begin
+      \$446  = 7'h00;
+    end
+    if (rst) begin
+      \$446  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$447  = li;
+    casez (fsm_state)
+      4'h0:
+          if (\$82 ) begin
+            \$447  = 2'h0;
+          end
       4'h2:
           /* empty */;
       4'h3:
@@ -22515,41 +22552,119 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h8:
           /* empty */;
       4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
+          if (free) begin
             (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
+            if (\$123 ) begin
+            end else begin
+              \$447  = \$124 [1:0];
+            end
           end
     endcase
-    if (\$145 ) begin
-      \$443  = 8'h00;
-    end
     if (rst) begin
-      \$443  = 8'h00;
+      \$447  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$444  = count14;
-    if (\event ) begin
-      if (\$71 ) begin
-        \$444  = \$72 [7:0];
-      end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$448  = \$signal$230 ;
+    casez (fsm_state)
+      4'h0:
+          if (\$82 ) begin
+            \$448  = \$signal$226 ;
+          end
+    endcase
+    if (rst) begin
+      \$448  = 1'h0;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$449  = \$signal$226 ;
+    casez (fsm_state)
+      4'h0:
+          if (\$82 ) begin
+            \$449  = \$83 ;
+          end
+    endcase
+    if (\$132 ) begin
+      \$449  = 1'h0;
+    end
+    if (rst) begin
+      \$449  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$450  = fsm_state;
+    casez (fsm_state)
+      4'h0:
+          if (\$82 ) begin
+            (* full_case = 32'd1 *)
+            if (\$85 ) begin
+              \$450  = 4'h1;
+            end else begin
+              \$450  = 4'h2;
+            end
+          end
+      4'h2:
+          \$450  = 4'h3;
+      4'h3:
+          \$450  = 4'h4;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$86 ) begin
+            \$450  = 4'h5;
+          end else begin
+            \$450  = 4'h6;
+          end
+      4'h6:
+          (* full_case = 32'd1 *)
+          if (\$110 ) begin
+          end else begin
+            \$450  = 4'h4;
+          end
+      4'h5:
+          if (\$112 ) begin
+          end else if (\$119 ) begin
+            \$450  = 4'h7;
+          end
+      4'h7:
+          \$450  = 4'h8;
+      4'h8:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+              \$450  = 4'h9;
+            end else begin
+              \$450  = 4'h3;
+            end
+          end
+      4'h9:
+          if (free) begin
+            (* full_case = 32'd1 *)
+            if (\$123 ) begin
+              \$450  = 4'h1;
+            end else begin
+              \$450  = 4'h2;
+            end
+          end
+      4'h1:
+          if (w_rdy) begin
+            \$450  = 4'h0;
+          end
+    endcase
+    if (rst) begin
+      \$450  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$451  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          /* empty */;
+          \$451  = 5'h00;
       4'h3:
           /* empty */;
       4'h4:
@@ -22561,38 +22676,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h7:
           /* empty */;
       4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
+          if (can_load) begin
             (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
+            if (last_row) begin
+            end else begin
+              \$451  = \$121 [4:0];
+            end
           end
     endcase
-    if (\$145 ) begin
-      \$444  = 8'h00;
-    end
     if (rst) begin
-      \$444  = 8'h00;
+      \$451  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$445  = count15;
-    if (\event ) begin
-      if (\$73 ) begin
-        \$445  = \$74 [7:0];
-      end
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$452  = src_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22601,392 +22699,86 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h3:
           /* empty */;
       4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
+          (* full_case = 32'd1 *)
+          if (\$86 ) begin
+          end else begin
+            \$452  = \edge [2:0];
           end
     endcase
-    if (\$145 ) begin
-      \$445  = 8'h00;
-    end
     if (rst) begin
-      \$445  = 8'h00;
+      \$452  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$446 [0] = spike;
-    \$446 [1] = \spike$196 ;
-    \$446 [2] = \spike$199 ;
-    \$446 [3] = \spike$202 ;
-    \$446 [4] = \spike$205 ;
-    \$446 [5] = \spike$208 ;
-    \$446 [6] = \spike$211 ;
-    \$446 [7] = \spike$214 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$453  = \$signal$105 ;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$86 ) begin
+          end else begin
+            \$453  = \$87 ;
+          end
+    endcase
     if (rst) begin
-      \$446  = 8'h00;
+      \$453  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$447  = u_new;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$454  = bank_sel;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$86 ) begin
+          end else begin
+            \$454  = \$90 ;
+          end
+    endcase
     if (rst) begin
-      \$447  = 16'h0000;
+      \$454  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$448  = \u_new$198 ;
-    if (rst) begin
-      \$448  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$449  = \u_new$201 ;
-    if (rst) begin
-      \$449  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$450  = \u_new$204 ;
-    if (rst) begin
-      \$450  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$451  = \u_new$207 ;
-    if (rst) begin
-      \$451  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$452  = \u_new$210 ;
-    if (rst) begin
-      \$452  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$453  = \u_new$213 ;
-    if (rst) begin
-      \$453  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$454  = \u_new$216 ;
-    if (rst) begin
-      \$454  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$455  = valid_lanes;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$455  = n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$86 ) begin
+          end else begin
+            \$455  = 8'h00;
+          end
+      4'h6:
+          if (\$110 ) begin
+            \$455  = \$111 [7:0];
+          end
+    endcase
     if (rst) begin
       \$455  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$456  = \$76 ;
-    if (rst) begin
-      \$456  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$457  = in_full;
-    if (\$77 ) begin
-      if (input__payload[15]) begin
-        \$457  = 1'h1;
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$81 ) begin
-            \$457  = 1'h0;
-          end
-    endcase
-    if (\$145 ) begin
-      \$457  = 1'h0;
-    end
-    if (rst) begin
-      \$457  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$458  = in_count0;
-    if (\$77 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        casez (\$signal$222 )
-          1'h0:
-              \$458  = \$79 [6:0];
-        endcase
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$81 ) begin
-            casez (\$83 )
-              1'h0:
-                  \$458  = 7'h00;
-            endcase
-          end
-    endcase
-    if (\$145 ) begin
-      \$458  = 7'h00;
-    end
-    if (rst) begin
-      \$458  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$459  = in_count1;
-    if (\$77 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        casez (\$signal$222 )
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$459  = \$79 [6:0];
-        endcase
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$81 ) begin
-            (* full_case = 32'd1 *)
-            casez (\$83 )
-              1'h0:
-                  /* empty */;
-              1'h1:
-                  \$459  = 7'h00;
-            endcase
-          end
-    endcase
-    if (\$145 ) begin
-      \$459  = 7'h00;
-    end
-    if (rst) begin
-      \$459  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$460  = li;
-    casez (fsm_state)
-      4'h0:
-          if (\$81 ) begin
-            \$460  = 2'h0;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (free) begin
-            (* full_case = 32'd1 *)
-            if (\$136 ) begin
-            end else begin
-              \$460  = \$137 [1:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$460  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$461  = \$signal$226 ;
-    casez (fsm_state)
-      4'h0:
-          if (\$81 ) begin
-            \$461  = \$signal$222 ;
-          end
-    endcase
-    if (rst) begin
-      \$461  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$462  = \$signal$222 ;
-    casez (fsm_state)
-      4'h0:
-          if (\$81 ) begin
-            \$462  = \$82 ;
-          end
-    endcase
-    if (\$145 ) begin
-      \$462  = 1'h0;
-    end
-    if (rst) begin
-      \$462  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$463  = fsm_state;
-    casez (fsm_state)
-      4'h0:
-          if (\$81 ) begin
-            (* full_case = 32'd1 *)
-            if (\$84 ) begin
-              \$463  = 4'h1;
-            end else begin
-              \$463  = 4'h2;
-            end
-          end
-      4'h2:
-          \$463  = 4'h3;
-      4'h3:
-          \$463  = 4'h4;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$85 ) begin
-            \$463  = 4'h5;
-          end else begin
-            \$463  = 4'h6;
-          end
-      4'h6:
-          (* full_case = 32'd1 *)
-          if (\$122 ) begin
-          end else begin
-            \$463  = 4'h4;
-          end
-      4'h5:
-          if (\$125 ) begin
-          end else if (\$132 ) begin
-            \$463  = 4'h7;
-          end
-      4'h7:
-          \$463  = 4'h8;
-      4'h8:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-              \$463  = 4'h9;
-            end else begin
-              \$463  = 4'h3;
-            end
-          end
-      4'h9:
-          if (free) begin
-            (* full_case = 32'd1 *)
-            if (\$136 ) begin
-              \$463  = 4'h1;
-            end else begin
-              \$463  = 4'h2;
-            end
-          end
-      4'h1:
-          if (w_rdy) begin
-            \$463  = 4'h0;
-          end
-    endcase
-    if (rst) begin
-      \$463  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$464  = k;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          \$464  = 5'h00;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-            end else begin
-              \$464  = \$134 [4:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$464  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$465  = e;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$465  = { 1'h0, layer[20:18] };
-      4'h4:
-          /* empty */;
-      4'h6:
-          (* full_case = 32'd1 *)
-          if (\$122 ) begin
-          end else begin
-            \$465  = \$124 [3:0];
-          end
-    endcase
-    if (rst) begin
-      \$465  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$466  = src_sel;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$456  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22996,18 +22788,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$85 ) begin
+          if (\$86 ) begin
           end else begin
-            \$466  = \$86 ;
+            \$456  = \$95 ;
           end
     endcase
     if (rst) begin
-      \$466  = 3'h0;
+      \$456  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$467  = \$signal$101 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$457  = row_wbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23017,18 +22809,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$85 ) begin
+          if (\$86 ) begin
           end else begin
-            \$467  = \$88 ;
+            \$457  = \edge [14:4];
           end
     endcase
     if (rst) begin
-      \$467  = 1'h0;
+      \$457  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$468  = bank_sel;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$458  = row_offset;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23038,106 +22830,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$85 ) begin
+          if (\$86 ) begin
           end else begin
-            \$468  = \$93 ;
+            \$458  = \$109 [12:0];
           end
     endcase
     if (rst) begin
-      \$468  = 1'h0;
+      \$458  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$469  = n;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$85 ) begin
-          end else begin
-            \$469  = 8'h00;
-          end
-      4'h6:
-          if (\$122 ) begin
-            \$469  = \$123 [7:0];
-          end
-    endcase
-    if (rst) begin
-      \$469  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$470  = cnt;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$85 ) begin
-          end else begin
-            \$470  = \$101 ;
-          end
-    endcase
-    if (rst) begin
-      \$470  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$471  = row_wbase;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$85 ) begin
-          end else begin
-            \$471  = \$102 ;
-          end
-    endcase
-    if (rst) begin
-      \$471  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$472  = row_offset;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$85 ) begin
-          end else begin
-            \$472  = \$121 [12:0];
-          end
-    endcase
-    if (rst) begin
-      \$472  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$473  = drain_n;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$459  = drain_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23150,19 +22854,19 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h6:
           /* empty */;
       4'h5:
-          if (\$125 ) begin
-            \$473  = \$133 [1:0];
-          end else if (\$132 ) begin
-            \$473  = 2'h0;
+          if (\$112 ) begin
+            \$459  = \$120 [1:0];
+          end else if (\$119 ) begin
+            \$459  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$473  = 2'h0;
+      \$459  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$474  = cur;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$460  = cur;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23184,26 +22888,26 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$474  = \$143 ;
+            \$460  = \$130 ;
           end
     endcase
-    if (\$145 ) begin
-      \$474  = 1'h0;
+    if (\$132 ) begin
+      \$460  = 1'h0;
     end
     if (rst) begin
-      \$474  = 1'h0;
+      \$460  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (rd_region)
       3'h4:
-          host_rdata = { 37'h0000000000, \$226  };
+          host_rdata = { 37'h0000000000, \$213  };
       3'h2:
-          host_rdata = { 4'h0, \$227  };
+          host_rdata = { 4'h0, \$214  };
       3'h3:
-          host_rdata = { 29'h00000000, \$228  };
+          host_rdata = { 29'h00000000, \$215  };
       3'h5:
           host_rdata = { 13'h0000, rdata };
       default:
@@ -23211,14 +22915,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     ev_wr__addr = 11'h000;
     if (\event ) begin
-      ev_wr__addr = { cur, spike_src, \$258  };
+      ev_wr__addr = { cur, spike_src, \$242  };
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     ev_wr__data = 15'h0000;
     if (\event ) begin
       ev_wr__data[6:0] = records__payload[10:4];
@@ -23226,26 +22930,26 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     ev_wr__en = 1'h0;
     if (\event ) begin
       ev_wr__en = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     inc = 18'h00000;
     if (\event ) begin
-      if (\$259 ) begin
+      if (\$243 ) begin
         inc[3] = 1'h1;
       end
-      if (\$260 ) begin
+      if (\$244 ) begin
         inc[7] = 1'h1;
       end
-      if (\$261 ) begin
+      if (\$245 ) begin
         inc[11] = 1'h1;
       end
-      if (\$262 ) begin
+      if (\$246 ) begin
         inc[15] = 1'h1;
       end
     end
@@ -23259,60 +22963,60 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h3:
         begin
-          if (\$339 ) begin
+          if (\$323 ) begin
             inc[0] = 1'h1;
           end
-          if (\$340 ) begin
+          if (\$324 ) begin
             inc[4] = 1'h1;
           end
-          if (\$341 ) begin
+          if (\$325 ) begin
             inc[8] = 1'h1;
           end
-          if (\$342 ) begin
+          if (\$326 ) begin
             inc[12] = 1'h1;
           end
         end
       4'h4:
         begin
-          if (\$343 ) begin
+          if (\$327 ) begin
             inc[0] = 1'h1;
           end
-          if (\$344 ) begin
+          if (\$328 ) begin
             inc[4] = 1'h1;
           end
-          if (\$345 ) begin
+          if (\$329 ) begin
             inc[8] = 1'h1;
           end
-          if (\$346 ) begin
+          if (\$330 ) begin
             inc[12] = 1'h1;
           end
         end
       4'h6:
         begin
-          if (\$347 ) begin
+          if (\$331 ) begin
             inc[0] = 1'h1;
           end
-          if (\$348 ) begin
+          if (\$332 ) begin
             inc[4] = 1'h1;
           end
-          if (\$349 ) begin
+          if (\$333 ) begin
             inc[8] = 1'h1;
           end
-          if (\$350 ) begin
+          if (\$334 ) begin
             inc[12] = 1'h1;
           end
-          if (\$351 ) begin
-            if (\$352 ) begin
-              if (\$353 ) begin
+          if (\$335 ) begin
+            if (\$336 ) begin
+              if (\$337 ) begin
                 inc[2] = 1'h1;
               end
-              if (\$354 ) begin
+              if (\$338 ) begin
                 inc[6] = 1'h1;
               end
-              if (\$355 ) begin
+              if (\$339 ) begin
                 inc[10] = 1'h1;
               end
-              if (\$356 ) begin
+              if (\$340 ) begin
                 inc[14] = 1'h1;
               end
             end
@@ -23320,46 +23024,46 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         end
       4'h5:
         begin
-          if (\$357 ) begin
+          if (\$342 ) begin
             inc[0] = 1'h1;
           end
-          if (\$358 ) begin
+          if (\$343 ) begin
             inc[4] = 1'h1;
           end
-          if (\$359 ) begin
+          if (\$344 ) begin
             inc[8] = 1'h1;
           end
-          if (\$360 ) begin
+          if (\$345 ) begin
             inc[12] = 1'h1;
           end
         end
       4'h7:
         begin
-          if (\$361 ) begin
+          if (\$346 ) begin
             inc[1] = 1'h1;
           end
-          if (\$362 ) begin
+          if (\$347 ) begin
             inc[5] = 1'h1;
           end
-          if (\$363 ) begin
+          if (\$348 ) begin
             inc[9] = 1'h1;
           end
-          if (\$364 ) begin
+          if (\$349 ) begin
             inc[13] = 1'h1;
           end
         end
       4'h8:
         begin
-          if (\$365 ) begin
+          if (\$350 ) begin
             inc[1] = 1'h1;
           end
-          if (\$366 ) begin
+          if (\$351 ) begin
             inc[5] = 1'h1;
           end
-          if (\$367 ) begin
+          if (\$352 ) begin
             inc[9] = 1'h1;
           end
-          if (\$368 ) begin
+          if (\$353 ) begin
             inc[13] = 1'h1;
           end
         end
@@ -23372,20 +23076,20 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     in_wr__addr = 8'h00;
-    if (\$337 ) begin
+    if (\$321 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
-        in_wr__addr = { \$signal$222 , \$338  };
+        in_wr__addr = { \$signal$226 , \$322  };
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     in_wr__data = 15'h0000;
-    if (\$337 ) begin
+    if (\$321 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
@@ -23395,9 +23099,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     in_wr__en = 1'h0;
-    if (\$337 ) begin
+    if (\$321 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
@@ -23406,7 +23110,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     busy = 1'h0;
     casez (fsm_state)
       4'h0:
@@ -23432,19 +23136,59 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signal$122  = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$signal$126  = 1'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
           /* empty */;
       4'h3:
-          \$signal$122  = 1'h1;
+          \$signal$126  = 1'h1;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    e_set = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          e_set = 1'h1;
+      4'h4:
+          /* empty */;
+      4'h6:
+          (* full_case = 32'd1 *)
+          if (\$335 ) begin
+          end else begin
+            e_set = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    e_new = 4'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          e_new = { 1'h0, layer[20:18] };
+      4'h4:
+          /* empty */;
+      4'h6:
+          (* full_case = 32'd1 *)
+          if (\$335 ) begin
+          end else begin
+            e_new = \$341 [3:0];
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     issue = 1'h0;
     casez (fsm_state)
       4'h0:
@@ -23456,13 +23200,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h4:
           /* empty */;
       4'h6:
-          if (\$351 ) begin
+          if (\$335 ) begin
             issue = 1'h1;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     neuron_write = 1'h0;
     casez (fsm_state)
       4'h0:
@@ -23486,7 +23230,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     load = 1'h0;
     casez (fsm_state)
       4'h0:
@@ -23510,7 +23254,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     send = 8'h00;
     casez (fsm_state)
       4'h0:
@@ -23529,13 +23273,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h8:
           if (can_load) begin
-            send = \$370 ;
+            send = \$355 ;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \spikes$426  = 8'h00;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \spikes$429  = 8'h00;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23553,12 +23297,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h8:
           if (can_load) begin
-            \spikes$426  = spikes;
+            \spikes$429  = spikes;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     base = 8'h00;
     casez (fsm_state)
       4'h0:
@@ -23577,13 +23321,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h8:
           if (can_load) begin
-            base = \$371 [7:0];
+            base = \$356 [7:0];
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \layer$428  = 2'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \layer$431  = 2'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23601,12 +23345,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h8:
           if (can_load) begin
-            \layer$428  = li;
+            \layer$431  = li;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     emit_values = 1'h0;
     casez (fsm_state)
       4'h0:
@@ -23630,7 +23374,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     values = 128'h00000000000000000000000000000000;
     casez (fsm_state)
       4'h0:
@@ -23661,7 +23405,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     write_end = 1'h0;
     casez (fsm_state)
       4'h0:
@@ -23687,14 +23431,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \clear$431  = 1'h0;
-    if (\$373 ) begin
-      \clear$431  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \clear$434  = 1'h0;
+    if (\$358 ) begin
+      \clear$434  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (host_addr[1:0])
       2'h0:
@@ -23708,7 +23452,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (host_addr[2:0])
       3'h0:
@@ -23730,7 +23474,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
@@ -23744,482 +23488,218 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$222 )
-      1'h0:
-          \$78  = in_count0;
-      1'h1:
-          \$78  = in_count1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
+    casez (e_new[2:0])
       3'h0:
-          \$86  = edge0[2:0];
+          \$9  = edge0;
       3'h1:
-          \$86  = edge1[2:0];
+          \$9  = edge1;
       3'h2:
-          \$86  = edge2[2:0];
+          \$9  = edge2;
       3'h3:
-          \$86  = edge3[2:0];
+          \$9  = edge3;
       3'h4:
-          \$86  = edge4[2:0];
+          \$9  = edge4;
       3'h5:
-          \$86  = edge5[2:0];
+          \$9  = edge5;
       3'h6:
-          \$86  = edge6[2:0];
+          \$9  = edge6;
       3'h7:
-          \$86  = edge7[2:0];
+          \$9  = edge7;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$87  = edge0[2:0];
-      3'h1:
-          \$87  = edge1[2:0];
-      3'h2:
-          \$87  = edge2[2:0];
-      3'h3:
-          \$87  = edge3[2:0];
-      3'h4:
-          \$87  = edge4[2:0];
-      3'h5:
-          \$87  = edge5[2:0];
-      3'h6:
-          \$87  = edge6[2:0];
-      3'h7:
-          \$87  = edge7[2:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$89  = edge0[2:0];
-      3'h1:
-          \$89  = edge1[2:0];
-      3'h2:
-          \$89  = edge2[2:0];
-      3'h3:
-          \$89  = edge3[2:0];
-      3'h4:
-          \$89  = edge4[2:0];
-      3'h5:
-          \$89  = edge5[2:0];
-      3'h6:
-          \$89  = edge6[2:0];
-      3'h7:
-          \$89  = edge7[2:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$91  = edge0[3];
-      3'h1:
-          \$91  = edge1[3];
-      3'h2:
-          \$91  = edge2[3];
-      3'h3:
-          \$91  = edge3[3];
-      3'h4:
-          \$91  = edge4[3];
-      3'h5:
-          \$91  = edge5[3];
-      3'h6:
-          \$91  = edge6[3];
-      3'h7:
-          \$91  = edge7[3];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$94  = edge0[2:0];
-      3'h1:
-          \$94  = edge1[2:0];
-      3'h2:
-          \$94  = edge2[2:0];
-      3'h3:
-          \$94  = edge3[2:0];
-      3'h4:
-          \$94  = edge4[2:0];
-      3'h5:
-          \$94  = edge5[2:0];
-      3'h6:
-          \$94  = edge6[2:0];
-      3'h7:
-          \$94  = edge7[2:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (\$signal$226 )
       1'h0:
-          \$96  = in_count0;
+          \$79  = in_count0;
       1'h1:
-          \$96  = in_count1;
+          \$79  = in_count1;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$97  = edge0[2:0];
-      3'h1:
-          \$97  = edge1[2:0];
-      3'h2:
-          \$97  = edge2[2:0];
-      3'h3:
-          \$97  = edge3[2:0];
-      3'h4:
-          \$97  = edge4[2:0];
-      3'h5:
-          \$97  = edge5[2:0];
-      3'h6:
-          \$97  = edge6[2:0];
-      3'h7:
-          \$97  = edge7[2:0];
+    casez (\$signal$230 )
+      1'h0:
+          \$92  = in_count0;
+      1'h1:
+          \$92  = in_count1;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$98  = edge0[3];
-      3'h1:
-          \$98  = edge1[3];
-      3'h2:
-          \$98  = edge2[3];
-      3'h3:
-          \$98  = edge3[3];
-      3'h4:
-          \$98  = edge4[3];
-      3'h5:
-          \$98  = edge5[3];
-      3'h6:
-          \$98  = edge6[3];
-      3'h7:
-          \$98  = edge7[3];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ \$99 , \$97  })
+    casez ({ \$93 , \edge [2:0] })
       4'h0:
-          \$100  = count0;
+          \$94  = count0;
       4'h1:
-          \$100  = count1;
+          \$94  = count1;
       4'h2:
-          \$100  = count2;
+          \$94  = count2;
       4'h3:
-          \$100  = count3;
+          \$94  = count3;
       4'h4:
-          \$100  = count4;
+          \$94  = count4;
       4'h5:
-          \$100  = count5;
+          \$94  = count5;
       4'h6:
-          \$100  = count6;
+          \$94  = count6;
       4'h7:
-          \$100  = count7;
+          \$94  = count7;
       4'h8:
-          \$100  = count8;
+          \$94  = count8;
       4'h9:
-          \$100  = count9;
+          \$94  = count9;
       4'ha:
-          \$100  = count10;
+          \$94  = count10;
       4'hb:
-          \$100  = count11;
+          \$94  = count11;
       4'hc:
-          \$100  = count12;
+          \$94  = count12;
       4'hd:
-          \$100  = count13;
+          \$94  = count13;
       4'he:
-          \$100  = count14;
+          \$94  = count14;
       4'hf:
-          \$100  = count15;
+          \$94  = count15;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$102  = edge0[14:4];
-      3'h1:
-          \$102  = edge1[14:4];
-      3'h2:
-          \$102  = edge2[14:4];
-      3'h3:
-          \$102  = edge3[14:4];
-      3'h4:
-          \$102  = edge4[14:4];
-      3'h5:
-          \$102  = edge5[14:4];
-      3'h6:
-          \$102  = edge6[14:4];
-      3'h7:
-          \$102  = edge7[14:4];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$103  = edge0[22:15];
-      3'h1:
-          \$103  = edge1[22:15];
-      3'h2:
-          \$103  = edge2[22:15];
-      3'h3:
-          \$103  = edge3[22:15];
-      3'h4:
-          \$103  = edge4[22:15];
-      3'h5:
-          \$103  = edge5[22:15];
-      3'h6:
-          \$103  = edge6[22:15];
-      3'h7:
-          \$103  = edge7[22:15];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$106  = edge0[22:15];
-      3'h1:
-          \$106  = edge1[22:15];
-      3'h2:
-          \$106  = edge2[22:15];
-      3'h3:
-          \$106  = edge3[22:15];
-      3'h4:
-          \$106  = edge4[22:15];
-      3'h5:
-          \$106  = edge5[22:15];
-      3'h6:
-          \$106  = edge6[22:15];
-      3'h7:
-          \$106  = edge7[22:15];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$110  = edge0[22:15];
-      3'h1:
-          \$110  = edge1[22:15];
-      3'h2:
-          \$110  = edge2[22:15];
-      3'h3:
-          \$110  = edge3[22:15];
-      3'h4:
-          \$110  = edge4[22:15];
-      3'h5:
-          \$110  = edge5[22:15];
-      3'h6:
-          \$110  = edge6[22:15];
-      3'h7:
-          \$110  = edge7[22:15];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$113  = edge0[22:15];
-      3'h1:
-          \$113  = edge1[22:15];
-      3'h2:
-          \$113  = edge2[22:15];
-      3'h3:
-          \$113  = edge3[22:15];
-      3'h4:
-          \$113  = edge4[22:15];
-      3'h5:
-          \$113  = edge5[22:15];
-      3'h6:
-          \$113  = edge6[22:15];
-      3'h7:
-          \$113  = edge7[22:15];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[2:0])
-      3'h0:
-          \$118  = edge0[22:15];
-      3'h1:
-          \$118  = edge1[22:15];
-      3'h2:
-          \$118  = edge2[22:15];
-      3'h3:
-          \$118  = edge3[22:15];
-      3'h4:
-          \$118  = edge4[22:15];
-      3'h5:
-          \$118  = edge5[22:15];
-      3'h6:
-          \$118  = edge6[22:15];
-      3'h7:
-          \$118  = edge7[22:15];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (rd_lane)
       3'h0:
-          \$226  = weights0_nrw;
+          \$213  = weights0_nrw;
       3'h1:
-          \$226  = weights1_nrw;
+          \$213  = weights1_nrw;
       3'h2:
-          \$226  = weights2_nrw;
+          \$213  = weights2_nrw;
       3'h3:
-          \$226  = weights3_nrw;
+          \$213  = weights3_nrw;
       3'h4:
-          \$226  = weights4_nrw;
+          \$213  = weights4_nrw;
       3'h5:
-          \$226  = weights5_nrw;
+          \$213  = weights5_nrw;
       3'h6:
-          \$226  = weights6_nrw;
+          \$213  = weights6_nrw;
       3'h7:
-          \$226  = weights7_nrw;
+          \$213  = weights7_nrw;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (rd_lane)
       3'h0:
-          \$227  = params0_nrw;
+          \$214  = params0_nrw;
       3'h1:
-          \$227  = params1_nrw;
+          \$214  = params1_nrw;
       3'h2:
-          \$227  = params2_nrw;
+          \$214  = params2_nrw;
       3'h3:
-          \$227  = params3_nrw;
+          \$214  = params3_nrw;
       3'h4:
-          \$227  = params4_nrw;
+          \$214  = params4_nrw;
       3'h5:
-          \$227  = params5_nrw;
+          \$214  = params5_nrw;
       3'h6:
-          \$227  = params6_nrw;
+          \$214  = params6_nrw;
       3'h7:
-          \$227  = params7_nrw;
+          \$214  = params7_nrw;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (rd_lane)
       3'h0:
-          \$228  = membranes0_nrw;
+          \$215  = membranes0_nrw;
       3'h1:
-          \$228  = membranes1_nrw;
+          \$215  = membranes1_nrw;
       3'h2:
-          \$228  = membranes2_nrw;
+          \$215  = membranes2_nrw;
       3'h3:
-          \$228  = membranes3_nrw;
+          \$215  = membranes3_nrw;
       3'h4:
-          \$228  = membranes4_nrw;
+          \$215  = membranes4_nrw;
       3'h5:
-          \$228  = membranes5_nrw;
+          \$215  = membranes5_nrw;
       3'h6:
-          \$228  = membranes6_nrw;
+          \$215  = membranes6_nrw;
       3'h7:
-          \$228  = membranes7_nrw;
+          \$215  = membranes7_nrw;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez ({ cur, spike_src })
       4'h0:
-          \$258  = count0[6:0];
+          \$242  = count0[6:0];
       4'h1:
-          \$258  = count1[6:0];
+          \$242  = count1[6:0];
       4'h2:
-          \$258  = count2[6:0];
+          \$242  = count2[6:0];
       4'h3:
-          \$258  = count3[6:0];
+          \$242  = count3[6:0];
       4'h4:
-          \$258  = count4[6:0];
+          \$242  = count4[6:0];
       4'h5:
-          \$258  = count5[6:0];
+          \$242  = count5[6:0];
       4'h6:
-          \$258  = count6[6:0];
+          \$242  = count6[6:0];
       4'h7:
-          \$258  = count7[6:0];
+          \$242  = count7[6:0];
       4'h8:
-          \$258  = count8[6:0];
+          \$242  = count8[6:0];
       4'h9:
-          \$258  = count9[6:0];
+          \$242  = count9[6:0];
       4'ha:
-          \$258  = count10[6:0];
+          \$242  = count10[6:0];
       4'hb:
-          \$258  = count11[6:0];
+          \$242  = count11[6:0];
       4'hc:
-          \$258  = count12[6:0];
+          \$242  = count12[6:0];
       4'hd:
-          \$258  = count13[6:0];
+          \$242  = count13[6:0];
       4'he:
-          \$258  = count14[6:0];
+          \$242  = count14[6:0];
       4'hf:
-          \$258  = count15[6:0];
+          \$242  = count15[6:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$222 )
+    casez (\$signal$226 )
       1'h0:
-          \$338  = in_count0;
+          \$322  = in_count0;
       1'h1:
-          \$338  = in_count1;
+          \$322  = in_count1;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$384  = layer0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$369  = layer0;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
             casez (host_addr[1:0])
               2'h0:
-                  \$384  = host_wdata;
+                  \$369  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$384  = 45'h000000000000;
+      \$369  = 45'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$385  = layer1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$370  = layer1;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -24227,17 +23707,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               2'h0:
                   /* empty */;
               2'h1:
-                  \$385  = host_wdata;
+                  \$370  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$385  = 45'h000000000000;
+      \$370  = 45'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$386  = layer2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$371  = layer2;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -24247,102 +23727,387 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               2'h1:
                   /* empty */;
               2'h2:
-                  \$386  = host_wdata;
+                  \$371  = host_wdata;
             endcase
       endcase
     end
+    if (rst) begin
+      \$371  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$372  = layer3;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            (* full_case = 32'd1 *)
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  /* empty */;
+              2'h3:
+                  \$372  = host_wdata;
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$372  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$373  = edge0;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  \$373  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$373  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$374  = edge1;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  \$374  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$374  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$375  = edge2;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  \$375  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$375  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$376  = edge3;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  \$376  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$376  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$377  = edge4;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  /* empty */;
+              3'h4:
+                  \$377  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$377  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$378  = edge5;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  /* empty */;
+              3'h4:
+                  /* empty */;
+              3'h5:
+                  \$378  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$378  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$379  = edge6;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  /* empty */;
+              3'h4:
+                  /* empty */;
+              3'h5:
+                  /* empty */;
+              3'h6:
+                  \$379  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$379  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$380  = edge7;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            (* full_case = 32'd1 *)
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  /* empty */;
+              3'h4:
+                  /* empty */;
+              3'h5:
+                  /* empty */;
+              3'h6:
+                  /* empty */;
+              3'h7:
+                  \$380  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$380  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$381  = num_layers;
+    if (\$2 ) begin
+      casez (host_addr[16:14])
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h6:
+            \$381  = host_wdata[2:0];
+      endcase
+    end
+    if (rst) begin
+      \$381  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$382  = \$4 ;
+    if (rst) begin
+      \$382  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$383  = host_addr[16:14];
+    if (rst) begin
+      \$383  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$384  = host_addr[13:11];
+    if (rst) begin
+      \$384  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$385  = rd_reg;
+    casez (host_addr[16:14])
+      3'h0:
+          \$385  = \$5 ;
+      3'h1:
+          \$385  = { 22'h000000, \$6  };
+      3'h6:
+          \$385  = { 42'h00000000000, num_layers };
+    endcase
+    if (rst) begin
+      \$385  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$386  = \$7 ;
     if (rst) begin
       \$386  = 45'h000000000000;
     end
   end
   assign \busy$68  = busy;
-  assign rowbase = \$229 [11:0];
+  assign rowbase = \$216 [11:0];
   assign r_data = output__payload;
   assign r_rdy = output__valid;
   assign r_en = output__ready;
   assign \$signature__addr  = host_addr[10:0];
   assign \$signature__data  = host_wdata[7:0];
-  assign \$signature__addr$244  = host_addr[4:0];
-  assign \$signature__data$245  = host_wdata[40:0];
-  assign \$signature__addr$247  = host_addr[10:0];
-  assign \$signature__data$248  = host_wdata[7:0];
-  assign \$signature__addr$250  = host_addr[4:0];
-  assign \$signature__data$251  = host_wdata[40:0];
-  assign \$signature__addr$253  = host_addr[10:0];
-  assign \$signature__data$254  = host_wdata[7:0];
-  assign \$signature__addr$256  = host_addr[4:0];
-  assign \$signature__data$257  = host_wdata[40:0];
-  assign \$signature__addr$259  = host_addr[10:0];
-  assign \$signature__data$260  = host_wdata[7:0];
-  assign \$signature__addr$262  = host_addr[4:0];
-  assign \$signature__data$263  = host_wdata[40:0];
-  assign \$signature__addr$265  = host_addr[10:0];
-  assign \$signature__data$266  = host_wdata[7:0];
-  assign \$signature__addr$268  = host_addr[4:0];
-  assign \$signature__data$269  = host_wdata[40:0];
-  assign \$signature__addr$271  = host_addr[10:0];
-  assign \$signature__data$272  = host_wdata[7:0];
-  assign \$signature__addr$274  = host_addr[4:0];
-  assign \$signature__data$275  = host_wdata[40:0];
-  assign \$signature__addr$277  = host_addr[10:0];
-  assign \$signature__data$278  = host_wdata[7:0];
-  assign \$signature__addr$280  = host_addr[4:0];
-  assign \$signature__data$281  = host_wdata[40:0];
-  assign \$signature__addr$283  = host_addr[10:0];
-  assign \$signature__data$284  = host_wdata[7:0];
-  assign \$signature__addr$286  = host_addr[4:0];
-  assign \$signature__data$287  = host_wdata[40:0];
+  assign \$signature__addr$247  = host_addr[4:0];
+  assign \$signature__data$248  = host_wdata[40:0];
+  assign \$signature__addr$250  = host_addr[10:0];
+  assign \$signature__data$251  = host_wdata[7:0];
+  assign \$signature__addr$253  = host_addr[4:0];
+  assign \$signature__data$254  = host_wdata[40:0];
+  assign \$signature__addr$256  = host_addr[10:0];
+  assign \$signature__data$257  = host_wdata[7:0];
+  assign \$signature__addr$259  = host_addr[4:0];
+  assign \$signature__data$260  = host_wdata[40:0];
+  assign \$signature__addr$262  = host_addr[10:0];
+  assign \$signature__data$263  = host_wdata[7:0];
+  assign \$signature__addr$265  = host_addr[4:0];
+  assign \$signature__data$266  = host_wdata[40:0];
+  assign \$signature__addr$268  = host_addr[10:0];
+  assign \$signature__data$269  = host_wdata[7:0];
+  assign \$signature__addr$271  = host_addr[4:0];
+  assign \$signature__data$272  = host_wdata[40:0];
+  assign \$signature__addr$274  = host_addr[10:0];
+  assign \$signature__data$275  = host_wdata[7:0];
+  assign \$signature__addr$277  = host_addr[4:0];
+  assign \$signature__data$278  = host_wdata[40:0];
+  assign \$signature__addr$280  = host_addr[10:0];
+  assign \$signature__data$281  = host_wdata[7:0];
+  assign \$signature__addr$283  = host_addr[4:0];
+  assign \$signature__data$284  = host_wdata[40:0];
+  assign \$signature__addr$286  = host_addr[10:0];
+  assign \$signature__data$287  = host_wdata[7:0];
+  assign \$signature__addr$289  = host_addr[4:0];
+  assign \$signature__data$290  = host_wdata[40:0];
   assign raddr = host_addr[4:0];
-  assign port__addr = \$233 [10:0];
-  assign \port__addr$294  = \$234 [4:0];
-  assign \port__addr$295  = \$235 [4:0];
-  assign \port__addr$296  = \$236 [10:0];
-  assign \port__addr$297  = \$237 [4:0];
-  assign \port__addr$298  = \$238 [4:0];
-  assign \port__addr$299  = \$239 [10:0];
-  assign \port__addr$300  = \$240 [4:0];
-  assign \port__addr$301  = \$241 [4:0];
-  assign \port__addr$302  = \$242 [10:0];
-  assign \port__addr$303  = \$243 [4:0];
-  assign \port__addr$304  = \$244 [4:0];
-  assign \port__addr$305  = \$245 [10:0];
-  assign \port__addr$306  = \$246 [4:0];
-  assign \port__addr$307  = \$247 [4:0];
-  assign \port__addr$308  = \$248 [10:0];
-  assign \port__addr$309  = \$249 [4:0];
-  assign \port__addr$310  = \$250 [4:0];
-  assign \port__addr$311  = \$251 [10:0];
-  assign \port__addr$312  = \$252 [4:0];
-  assign \port__addr$313  = \$253 [4:0];
-  assign \port__addr$314  = \$254 [10:0];
-  assign \port__addr$315  = \$255 [4:0];
-  assign \port__addr$316  = \$256 [4:0];
-  assign \port__addr$317  = { bank_sel, src_sel, n[6:0] };
-  assign \port__addr$318  = { bank_sel, n[6:0] };
+  assign re = host_re;
+  assign port__addr = \$217 [10:0];
+  assign \port__addr$297  = \$218 [4:0];
+  assign \port__addr$298  = \$219 [4:0];
+  assign \port__addr$299  = \$220 [10:0];
+  assign \port__addr$300  = \$221 [4:0];
+  assign \port__addr$301  = \$222 [4:0];
+  assign \port__addr$302  = \$223 [10:0];
+  assign \port__addr$303  = \$224 [4:0];
+  assign \port__addr$304  = \$225 [4:0];
+  assign \port__addr$305  = \$226 [10:0];
+  assign \port__addr$306  = \$227 [4:0];
+  assign \port__addr$307  = \$228 [4:0];
+  assign \port__addr$308  = \$229 [10:0];
+  assign \port__addr$309  = \$230 [4:0];
+  assign \port__addr$310  = \$231 [4:0];
+  assign \port__addr$311  = \$232 [10:0];
+  assign \port__addr$312  = \$233 [4:0];
+  assign \port__addr$313  = \$234 [4:0];
+  assign \port__addr$314  = \$235 [10:0];
+  assign \port__addr$315  = \$236 [4:0];
+  assign \port__addr$316  = \$237 [4:0];
+  assign \port__addr$317  = \$238 [10:0];
+  assign \port__addr$318  = \$239 [4:0];
+  assign \port__addr$319  = \$240 [4:0];
+  assign \port__addr$320  = { bank_sel, src_sel, n[6:0] };
+  assign \port__addr$321  = { bank_sel, n[6:0] };
   assign u = u_q0;
   assign alpha = alpha_q0;
   assign bias = bias_q0;
-  assign \u$322  = u_q1;
-  assign \alpha$323  = alpha_q1;
-  assign \bias$324  = bias_q1;
-  assign \u$325  = u_q2;
-  assign \alpha$326  = alpha_q2;
-  assign \bias$327  = bias_q2;
-  assign \u$328  = u_q3;
-  assign \alpha$329  = alpha_q3;
-  assign \bias$330  = bias_q3;
-  assign \u$331  = u_q4;
-  assign \alpha$332  = alpha_q4;
-  assign \bias$333  = bias_q4;
-  assign \u$334  = u_q5;
-  assign \alpha$335  = alpha_q5;
-  assign \bias$336  = bias_q5;
-  assign \u$337  = u_q6;
-  assign \alpha$338  = alpha_q6;
-  assign \bias$339  = bias_q6;
-  assign \u$340  = u_q7;
-  assign \alpha$341  = alpha_q7;
-  assign \bias$342  = bias_q7;
+  assign \u$325  = u_q1;
+  assign \alpha$326  = alpha_q1;
+  assign \bias$327  = bias_q1;
+  assign \u$328  = u_q2;
+  assign \alpha$329  = alpha_q2;
+  assign \bias$330  = bias_q2;
+  assign \u$331  = u_q3;
+  assign \alpha$332  = alpha_q3;
+  assign \bias$333  = bias_q3;
+  assign \u$334  = u_q4;
+  assign \alpha$335  = alpha_q4;
+  assign \bias$336  = bias_q4;
+  assign \u$337  = u_q5;
+  assign \alpha$338  = alpha_q5;
+  assign \bias$339  = bias_q5;
+  assign \u$340  = u_q6;
+  assign \alpha$341  = alpha_q6;
+  assign \bias$342  = bias_q6;
+  assign \u$343  = u_q7;
+  assign \alpha$344  = alpha_q7;
+  assign \bias$345  = bias_q7;
   assign records__ready = w_rdy;
   assign event_layer = records__payload[3:2];
   assign event_index = { 1'h0, records__payload[10:4] };
@@ -24351,57 +24116,57 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign v_reset = layer[43:28];
   assign reset = layer[27:26];
   assign spiking = layer[25];
-  assign \total$361  = acc1;
-  assign \theta$362  = params1_nrw[24:9];
-  assign \v_reset$363  = layer[43:28];
-  assign \reset$364  = layer[27:26];
-  assign \spiking$365  = layer[25];
-  assign \total$366  = acc2;
-  assign \theta$367  = params2_nrw[24:9];
-  assign \v_reset$368  = layer[43:28];
-  assign \reset$369  = layer[27:26];
-  assign \spiking$370  = layer[25];
-  assign \total$371  = acc3;
-  assign \theta$372  = params3_nrw[24:9];
-  assign \v_reset$373  = layer[43:28];
-  assign \reset$374  = layer[27:26];
-  assign \spiking$375  = layer[25];
-  assign \total$376  = acc4;
-  assign \theta$377  = params4_nrw[24:9];
-  assign \v_reset$378  = layer[43:28];
-  assign \reset$379  = layer[27:26];
-  assign \spiking$380  = layer[25];
-  assign \total$381  = acc5;
-  assign \theta$382  = params5_nrw[24:9];
-  assign \v_reset$383  = layer[43:28];
-  assign \reset$384  = layer[27:26];
-  assign \spiking$385  = layer[25];
-  assign \total$386  = acc6;
-  assign \theta$387  = params6_nrw[24:9];
-  assign \v_reset$388  = layer[43:28];
-  assign \reset$389  = layer[27:26];
-  assign \spiking$390  = layer[25];
-  assign \total$391  = acc7;
-  assign \theta$392  = params7_nrw[24:9];
-  assign \v_reset$393  = layer[43:28];
-  assign \reset$394  = layer[27:26];
-  assign \spiking$395  = layer[25];
-  assign \$signature__addr$396  = \$263 [4:0];
-  assign \$signature__data$397  = \$264 [15:0];
-  assign \$signature__addr$400  = \$269 [4:0];
-  assign \$signature__data$401  = \$270 [15:0];
-  assign \$signature__addr$403  = \$275 [4:0];
-  assign \$signature__data$404  = \$276 [15:0];
-  assign \$signature__addr$406  = \$281 [4:0];
-  assign \$signature__data$407  = \$282 [15:0];
-  assign \$signature__addr$409  = \$287 [4:0];
-  assign \$signature__data$410  = \$288 [15:0];
-  assign \$signature__addr$412  = \$293 [4:0];
-  assign \$signature__data$413  = \$294 [15:0];
-  assign \$signature__addr$415  = \$299 [4:0];
-  assign \$signature__data$416  = \$300 [15:0];
-  assign \$signature__addr$418  = \$305 [4:0];
-  assign \$signature__data$419  = \$306 [15:0];
+  assign \total$364  = acc1;
+  assign \theta$365  = params1_nrw[24:9];
+  assign \v_reset$366  = layer[43:28];
+  assign \reset$367  = layer[27:26];
+  assign \spiking$368  = layer[25];
+  assign \total$369  = acc2;
+  assign \theta$370  = params2_nrw[24:9];
+  assign \v_reset$371  = layer[43:28];
+  assign \reset$372  = layer[27:26];
+  assign \spiking$373  = layer[25];
+  assign \total$374  = acc3;
+  assign \theta$375  = params3_nrw[24:9];
+  assign \v_reset$376  = layer[43:28];
+  assign \reset$377  = layer[27:26];
+  assign \spiking$378  = layer[25];
+  assign \total$379  = acc4;
+  assign \theta$380  = params4_nrw[24:9];
+  assign \v_reset$381  = layer[43:28];
+  assign \reset$382  = layer[27:26];
+  assign \spiking$383  = layer[25];
+  assign \total$384  = acc5;
+  assign \theta$385  = params5_nrw[24:9];
+  assign \v_reset$386  = layer[43:28];
+  assign \reset$387  = layer[27:26];
+  assign \spiking$388  = layer[25];
+  assign \total$389  = acc6;
+  assign \theta$390  = params6_nrw[24:9];
+  assign \v_reset$391  = layer[43:28];
+  assign \reset$392  = layer[27:26];
+  assign \spiking$393  = layer[25];
+  assign \total$394  = acc7;
+  assign \theta$395  = params7_nrw[24:9];
+  assign \v_reset$396  = layer[43:28];
+  assign \reset$397  = layer[27:26];
+  assign \spiking$398  = layer[25];
+  assign \$signature__addr$399  = \$247 [4:0];
+  assign \$signature__data$400  = \$248 [15:0];
+  assign \$signature__addr$403  = \$253 [4:0];
+  assign \$signature__data$404  = \$254 [15:0];
+  assign \$signature__addr$406  = \$259 [4:0];
+  assign \$signature__data$407  = \$260 [15:0];
+  assign \$signature__addr$409  = \$265 [4:0];
+  assign \$signature__data$410  = \$266 [15:0];
+  assign \$signature__addr$412  = \$271 [4:0];
+  assign \$signature__data$413  = \$272 [15:0];
+  assign \$signature__addr$415  = \$277 [4:0];
+  assign \$signature__data$416  = \$278 [15:0];
+  assign \$signature__addr$418  = \$283 [4:0];
+  assign \$signature__data$419  = \$284 [15:0];
+  assign \$signature__addr$421  = \$289 [4:0];
+  assign \$signature__data$422  = \$290 [15:0];
   assign \input__payload.index  = input__payload[6:0];
   assign \input__payload.value  = input__payload[14:7];
   assign \input__payload.end  = input__payload[15];
@@ -24543,30 +24308,34 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \layer.reset  = layer[27:26];
   assign \layer.v_reset  = layer[43:28];
   assign \layer.emit_values  = layer[44];
-  assign \$signature__data$245.alpha  = host_wdata[8:0];
-  assign \$signature__data$245.theta  = host_wdata[24:9];
-  assign \$signature__data$245.bias  = host_wdata[40:25];
-  assign \$signature__data$251.alpha  = host_wdata[8:0];
-  assign \$signature__data$251.theta  = host_wdata[24:9];
-  assign \$signature__data$251.bias  = host_wdata[40:25];
-  assign \$signature__data$257.alpha  = host_wdata[8:0];
-  assign \$signature__data$257.theta  = host_wdata[24:9];
-  assign \$signature__data$257.bias  = host_wdata[40:25];
-  assign \$signature__data$263.alpha  = host_wdata[8:0];
-  assign \$signature__data$263.theta  = host_wdata[24:9];
-  assign \$signature__data$263.bias  = host_wdata[40:25];
-  assign \$signature__data$269.alpha  = host_wdata[8:0];
-  assign \$signature__data$269.theta  = host_wdata[24:9];
-  assign \$signature__data$269.bias  = host_wdata[40:25];
-  assign \$signature__data$275.alpha  = host_wdata[8:0];
-  assign \$signature__data$275.theta  = host_wdata[24:9];
-  assign \$signature__data$275.bias  = host_wdata[40:25];
-  assign \$signature__data$281.alpha  = host_wdata[8:0];
-  assign \$signature__data$281.theta  = host_wdata[24:9];
-  assign \$signature__data$281.bias  = host_wdata[40:25];
-  assign \$signature__data$287.alpha  = host_wdata[8:0];
-  assign \$signature__data$287.theta  = host_wdata[24:9];
-  assign \$signature__data$287.bias  = host_wdata[40:25];
+  assign \edge.src  = \edge [2:0];
+  assign \edge.recurrent  = \edge [3];
+  assign \edge.wbase  = \edge [14:4];
+  assign \edge.nsrc  = \edge [22:15];
+  assign \$signature__data$248.alpha  = host_wdata[8:0];
+  assign \$signature__data$248.theta  = host_wdata[24:9];
+  assign \$signature__data$248.bias  = host_wdata[40:25];
+  assign \$signature__data$254.alpha  = host_wdata[8:0];
+  assign \$signature__data$254.theta  = host_wdata[24:9];
+  assign \$signature__data$254.bias  = host_wdata[40:25];
+  assign \$signature__data$260.alpha  = host_wdata[8:0];
+  assign \$signature__data$260.theta  = host_wdata[24:9];
+  assign \$signature__data$260.bias  = host_wdata[40:25];
+  assign \$signature__data$266.alpha  = host_wdata[8:0];
+  assign \$signature__data$266.theta  = host_wdata[24:9];
+  assign \$signature__data$266.bias  = host_wdata[40:25];
+  assign \$signature__data$272.alpha  = host_wdata[8:0];
+  assign \$signature__data$272.theta  = host_wdata[24:9];
+  assign \$signature__data$272.bias  = host_wdata[40:25];
+  assign \$signature__data$278.alpha  = host_wdata[8:0];
+  assign \$signature__data$278.theta  = host_wdata[24:9];
+  assign \$signature__data$278.bias  = host_wdata[40:25];
+  assign \$signature__data$284.alpha  = host_wdata[8:0];
+  assign \$signature__data$284.theta  = host_wdata[24:9];
+  assign \$signature__data$284.bias  = host_wdata[40:25];
+  assign \$signature__data$290.alpha  = host_wdata[8:0];
+  assign \$signature__data$290.theta  = host_wdata[24:9];
+  assign \$signature__data$290.bias  = host_wdata[40:25];
   assign \end_record.kind  = end_record[1:0];
   assign \end_record.layer  = end_record[3:2];
   assign \end_record.index  = end_record[10:4];
@@ -24589,200 +24358,272 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \values[5]  = values[95:80];
   assign \values[6]  = values[111:96];
   assign \values[7]  = values[127:112];
-  assign valid_lanes[7] = \$334 ;
-  assign valid_lanes[6] = \$331 ;
-  assign valid_lanes[5] = \$328 ;
-  assign valid_lanes[4] = \$325 ;
-  assign valid_lanes[3] = \$322 ;
-  assign valid_lanes[2] = \$319 ;
-  assign valid_lanes[1] = \$316 ;
-  assign valid_lanes[0] = \$313 ;
+  assign valid_lanes[7] = \$318 ;
+  assign valid_lanes[6] = \$315 ;
+  assign valid_lanes[5] = \$312 ;
+  assign valid_lanes[4] = \$309 ;
+  assign valid_lanes[3] = \$306 ;
+  assign valid_lanes[2] = \$303 ;
+  assign valid_lanes[1] = \$300 ;
+  assign valid_lanes[0] = \$297 ;
   assign end_record[1:0] = 2'h2;
   assign end_record[27:2] = 26'h0000000;
-  assign \$104  = { 1'h0, \$103  };
-  assign \$107  = { \$106 , 1'h0 };
-  assign \$111  = { 1'h0, \$110 , 2'h0 };
-  assign \$114  = { \$113 , 3'h0 };
-  assign \$119  = { 3'h0, \$118 , 4'h0 };
+  assign \$96  = { 1'h0, \edge [22:15] };
+  assign \$98  = { \edge [22:15], 1'h0 };
+  assign \$101  = { 1'h0, \edge [22:15], 2'h0 };
+  assign \$103  = { \edge [22:15], 3'h0 };
+  assign \$107  = { 3'h0, \edge [22:15], 4'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.counters (clk, rst, re, total, inc, clear, raddr);
-  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+module \npu_core_digits.counters (re, clk, rst, total, inc, clear, raddr);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
-  reg [5:0] \$10 ;
-  wire [7:0] \$100 ;
+  wire \$10 ;
+  wire \$100 ;
   wire \$101 ;
-  wire \$102 ;
-  wire [6:0] \$103 ;
+  wire [6:0] \$102 ;
+  wire \$103 ;
   wire \$104 ;
   wire \$105 ;
-  wire [5:0] \$106 ;
-  wire [7:0] \$107 ;
-  wire \$108 ;
+  wire \$106 ;
+  wire [5:0] \$107 ;
+  wire [7:0] \$108 ;
   wire \$109 ;
   wire \$11 ;
-  wire [6:0] \$110 ;
+  wire \$110 ;
   wire \$111 ;
   wire \$112 ;
-  wire [5:0] \$113 ;
-  wire [7:0] \$114 ;
+  wire [6:0] \$113 ;
+  wire \$114 ;
   wire \$115 ;
   wire \$116 ;
-  wire [6:0] \$117 ;
-  wire \$118 ;
-  wire \$119 ;
-  wire [6:0] \$12 ;
-  wire [5:0] \$120 ;
-  wire [7:0] \$121 ;
+  wire \$117 ;
+  wire [5:0] \$118 ;
+  wire [7:0] \$119 ;
+  wire [5:0] \$12 ;
+  wire \$120 ;
+  wire \$121 ;
   wire \$122 ;
   wire \$123 ;
   wire [6:0] \$124 ;
   wire \$125 ;
   wire \$126 ;
-  wire [5:0] \$127 ;
-  wire [7:0] \$128 ;
-  wire \$129 ;
-  wire \$13 ;
-  wire \$130 ;
-  wire [6:0] \$131 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire [5:0] \$129 ;
+  wire [5:0] \$13 ;
+  wire [7:0] \$130 ;
+  wire \$131 ;
   wire \$132 ;
   wire \$133 ;
-  wire [5:0] \$134 ;
-  wire [7:0] \$135 ;
+  wire \$134 ;
+  wire [6:0] \$135 ;
   wire \$136 ;
   wire \$137 ;
   wire \$138 ;
-  wire [31:0] \$139 ;
-  wire \$14 ;
+  wire \$139 ;
+  wire [6:0] \$14 ;
   wire [5:0] \$140 ;
-  wire [32:0] \$141 ;
-  reg \$142 ;
-  reg [4:0] \$143 ;
-  reg [5:0] \$144 ;
-  reg \$145 ;
-  reg [4:0] \$146 ;
-  reg \$147 ;
-  reg [5:0] \$148 ;
-  reg \$149 ;
-  wire [5:0] \$15 ;
-  reg [5:0] \$150 ;
-  reg [17:0] \$151 ;
-  reg [5:0] \$152 ;
-  reg [5:0] \$153 ;
-  reg [5:0] \$154 ;
-  reg [5:0] \$155 ;
-  reg [5:0] \$156 ;
-  reg [5:0] \$157 ;
-  reg [5:0] \$158 ;
-  reg [5:0] \$159 ;
-  wire [7:0] \$16 ;
-  reg [5:0] \$160 ;
-  reg [5:0] \$161 ;
-  reg [5:0] \$162 ;
-  reg [5:0] \$163 ;
-  reg [5:0] \$164 ;
-  reg [5:0] \$165 ;
-  reg [5:0] \$166 ;
-  reg [5:0] \$167 ;
-  reg [5:0] \$168 ;
+  wire [7:0] \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire [6:0] \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire [5:0] \$151 ;
+  wire [7:0] \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire [6:0] \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire [5:0] \$162 ;
+  wire [7:0] \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire [6:0] \$168 ;
+  wire \$169 ;
   wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire [5:0] \$173 ;
+  wire [7:0] \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire [6:0] \$179 ;
   wire \$18 ;
-  wire [6:0] \$19 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire [5:0] \$184 ;
+  wire [7:0] \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire [5:0] \$19 ;
+  wire [6:0] \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire [5:0] \$195 ;
+  wire [7:0] \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire \$2 ;
-  wire \$20 ;
+  wire [7:0] \$20 ;
+  wire \$200 ;
+  wire [6:0] \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire [5:0] \$206 ;
+  wire [7:0] \$207 ;
+  wire \$208 ;
+  wire \$209 ;
   wire \$21 ;
-  wire [5:0] \$22 ;
-  wire [7:0] \$23 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire [31:0] \$212 ;
+  wire [32:0] \$213 ;
+  wire \$214 ;
+  reg \$215 ;
+  reg [4:0] \$216 ;
+  reg \$217 ;
+  reg [5:0] \$218 ;
+  reg \$219 ;
+  wire \$22 ;
+  reg [4:0] \$220 ;
+  reg [5:0] \$221 ;
+  reg [17:0] \$222 ;
+  reg [5:0] \$223 ;
+  reg [5:0] \$224 ;
+  reg [5:0] \$225 ;
+  reg [5:0] \$226 ;
+  reg [5:0] \$227 ;
+  reg [5:0] \$228 ;
+  reg [5:0] \$229 ;
+  wire \$23 ;
+  reg [5:0] \$230 ;
+  reg [5:0] \$231 ;
+  reg [5:0] \$232 ;
+  reg [5:0] \$233 ;
+  reg [5:0] \$234 ;
+  reg [5:0] \$235 ;
+  reg [5:0] \$236 ;
+  reg [5:0] \$237 ;
+  reg [5:0] \$238 ;
+  reg [5:0] \$239 ;
   wire \$24 ;
-  wire \$25 ;
-  wire [6:0] \$26 ;
+  wire [6:0] \$25 ;
+  wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [5:0] \$29 ;
+  wire \$29 ;
   wire \$3 ;
-  wire [7:0] \$30 ;
-  wire \$31 ;
+  wire [5:0] \$30 ;
+  wire [7:0] \$31 ;
   wire \$32 ;
-  wire [6:0] \$33 ;
+  wire \$33 ;
   wire \$34 ;
   wire \$35 ;
-  wire [5:0] \$36 ;
-  wire [7:0] \$37 ;
+  wire [6:0] \$36 ;
+  wire \$37 ;
   wire \$38 ;
   wire \$39 ;
   reg [5:0] \$4 ;
-  wire [6:0] \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire [5:0] \$43 ;
-  wire [7:0] \$44 ;
+  wire \$40 ;
+  wire [5:0] \$41 ;
+  wire [7:0] \$42 ;
+  wire \$43 ;
+  wire \$44 ;
   wire \$45 ;
   wire \$46 ;
   wire [6:0] \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
-  wire [5:0] \$50 ;
-  wire [7:0] \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire [6:0] \$54 ;
+  reg [5:0] \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire [5:0] \$52 ;
+  wire [7:0] \$53 ;
+  wire \$54 ;
   wire \$55 ;
   wire \$56 ;
-  wire [5:0] \$57 ;
-  wire [7:0] \$58 ;
+  wire \$57 ;
+  wire [6:0] \$58 ;
   wire \$59 ;
-  wire \$6 ;
+  wire [5:0] \$6 ;
   wire \$60 ;
-  wire [6:0] \$61 ;
+  wire \$61 ;
   wire \$62 ;
-  wire \$63 ;
-  wire [5:0] \$64 ;
-  wire [7:0] \$65 ;
+  wire [5:0] \$63 ;
+  wire [7:0] \$64 ;
+  wire \$65 ;
   wire \$66 ;
   wire \$67 ;
-  wire [6:0] \$68 ;
-  wire \$69 ;
+  wire \$68 ;
+  wire [6:0] \$69 ;
   wire \$7 ;
   wire \$70 ;
-  wire [5:0] \$71 ;
-  wire [7:0] \$72 ;
+  wire \$71 ;
+  wire \$72 ;
   wire \$73 ;
-  wire \$74 ;
-  wire [6:0] \$75 ;
+  wire [5:0] \$74 ;
+  wire [7:0] \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire [5:0] \$78 ;
-  wire [7:0] \$79 ;
-  wire [5:0] \$8 ;
-  wire \$80 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire [6:0] \$80 ;
   wire \$81 ;
-  wire [6:0] \$82 ;
+  wire \$82 ;
   wire \$83 ;
   wire \$84 ;
   wire [5:0] \$85 ;
   wire [7:0] \$86 ;
   wire \$87 ;
   wire \$88 ;
-  wire [6:0] \$89 ;
-  wire [5:0] \$9 ;
+  wire \$89 ;
+  wire \$9 ;
   wire \$90 ;
-  wire \$91 ;
-  wire [5:0] \$92 ;
-  wire [7:0] \$93 ;
+  wire [6:0] \$91 ;
+  wire \$92 ;
+  wire \$93 ;
   wire \$94 ;
   wire \$95 ;
-  wire [6:0] \$96 ;
-  wire \$97 ;
+  wire [5:0] \$96 ;
+  wire [7:0] \$97 ;
   wire \$98 ;
-  wire [5:0] \$99 ;
-  wire [4:0] \$signature__addr ;
-  wire [31:0] \$signature__data ;
+  wire \$99 ;
+  reg [5:0] a_delta = 6'h00;
+  reg a_stale = 1'h0;
   input clear;
   wire clear;
   input clk;
   wire clk;
+  reg [31:0] counters_nrw = 32'd0;
   reg [5:0] delta0 = 6'h00;
   reg [5:0] delta1 = 6'h00;
   reg [5:0] delta10 = 6'h00;
@@ -24801,15 +24642,13 @@ module \npu_core_digits.counters (clk, rst, re, total, inc, clear, raddr);
   reg [5:0] delta7 = 6'h00;
   reg [5:0] delta8 = 6'h00;
   reg [5:0] delta9 = 6'h00;
-  reg [5:0] f_delta = 6'h00;
   reg [4:0] f_idx = 5'h00;
-  reg f_stale = 1'h0;
   reg f_valid = 1'h0;
   input [17:0] inc;
   wire [17:0] inc;
+  wire [4:0] port__addr;
+  wire [31:0] port__data;
   reg [4:0] ptr = 5'h00;
-  reg [5:0] r_delta = 6'h00;
-  reg r_stale = 1'h0;
   input [4:0] raddr;
   wire [4:0] raddr;
   wire [31:0] rdata;
@@ -24824,8 +24663,8 @@ module \npu_core_digits.counters (clk, rst, re, total, inc, clear, raddr);
   (* init = 5'h00 *)
   wire [4:0] wr__addr;
   wire [31:0] wr__data;
-  (* init = 1'h0 *)
   wire wr__en;
+  (* no_rw_check = 32'd1 *)
   reg [31:0] mem [17:0];
   initial begin
     mem[0] = 32'd0;
@@ -24848,212 +24687,280 @@ module \npu_core_digits.counters (clk, rst, re, total, inc, clear, raddr);
     mem[17] = 32'd0;
   end
   always @(posedge clk) begin
-    if (f_valid)
-      mem[f_idx] <= \$141 [31:0];
+    if (wr__en)
+      mem[f_idx] <= \$213 [31:0];
   end
-  reg [31:0] _0_;
-  always @(posedge clk) begin
-    _0_ <= mem[\$signature__addr ];
-  end
-  assign \$signature__data  = _0_;
+  assign port__data = mem[port__addr];
   assign \$1  = ~ re;
   assign \$2  = ~ clear;
   assign \$3  = \$1  & \$2 ;
-  assign \$5  = stale >> ptr;
-  assign \$6  = ~ re;
-  assign \$7  = ptr == 5'h11;
-  assign \$8  = ptr + 1'h1;
-  assign \$9  = \$7  ? 6'h00 : \$8 ;
-  assign \$11  = stale >> raddr;
-  assign \$12  = delta0 + inc[0];
-  assign \$13  = ! f_idx;
-  assign \$14  = f_valid & \$13 ;
-  assign \$15  = \$14  ? f_delta : 6'h00;
-  assign \$16  = \$12  - \$15 ;
+  assign \$6  = re ? \$4  : \$5 ;
+  assign \$7  = stale >> raddr;
+  assign \$8  = stale >> ptr;
+  assign \$9  = re ? \$7  : \$8 ;
+  assign \$10  = ~ re;
+  assign \$11  = ptr == 5'h11;
+  assign \$12  = ptr + 1'h1;
+  assign \$13  = \$11  ? 6'h00 : \$12 ;
+  assign \$14  = delta0 + inc[0];
+  assign \$15  = ~ re;
+  assign \$16  = f_valid & \$15 ;
   assign \$17  = ! f_idx;
-  assign \$18  = f_valid & \$17 ;
-  assign \$19  = delta1 + inc[1];
-  assign \$20  = f_idx == 1'h1;
-  assign \$21  = f_valid & \$20 ;
-  assign \$22  = \$21  ? f_delta : 6'h00;
-  assign \$23  = \$19  - \$22 ;
-  assign \$24  = f_idx == 1'h1;
-  assign \$25  = f_valid & \$24 ;
-  assign \$26  = delta2 + inc[2];
-  assign \$27  = f_idx == 2'h2;
-  assign \$28  = f_valid & \$27 ;
-  assign \$29  = \$28  ? f_delta : 6'h00;
-  assign \$30  = \$26  - \$29 ;
-  assign \$31  = f_idx == 2'h2;
-  assign \$32  = f_valid & \$31 ;
-  assign \$33  = delta3 + inc[3];
-  assign \$34  = f_idx == 2'h3;
-  assign \$35  = f_valid & \$34 ;
-  assign \$36  = \$35  ? f_delta : 6'h00;
-  assign \$37  = \$33  - \$36 ;
-  assign \$38  = f_idx == 2'h3;
-  assign \$39  = f_valid & \$38 ;
-  assign \$40  = delta4 + inc[4];
-  assign \$41  = f_idx == 3'h4;
-  assign \$42  = f_valid & \$41 ;
-  assign \$43  = \$42  ? f_delta : 6'h00;
-  assign \$44  = \$40  - \$43 ;
-  assign \$45  = f_idx == 3'h4;
-  assign \$46  = f_valid & \$45 ;
-  assign \$47  = delta5 + inc[5];
-  assign \$48  = f_idx == 3'h5;
+  assign \$18  = \$16  & \$17 ;
+  assign \$19  = \$18  ? a_delta : 6'h00;
+  assign \$20  = \$14  - \$19 ;
+  assign \$21  = ~ re;
+  assign \$22  = f_valid & \$21 ;
+  assign \$23  = ! f_idx;
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = delta1 + inc[1];
+  assign \$26  = ~ re;
+  assign \$27  = f_valid & \$26 ;
+  assign \$28  = f_idx == 1'h1;
+  assign \$29  = \$27  & \$28 ;
+  assign \$30  = \$29  ? a_delta : 6'h00;
+  assign \$31  = \$25  - \$30 ;
+  assign \$32  = ~ re;
+  assign \$33  = f_valid & \$32 ;
+  assign \$34  = f_idx == 1'h1;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = delta2 + inc[2];
+  assign \$37  = ~ re;
+  assign \$38  = f_valid & \$37 ;
+  assign \$39  = f_idx == 2'h2;
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = \$40  ? a_delta : 6'h00;
+  assign \$42  = \$36  - \$41 ;
+  assign \$43  = ~ re;
+  assign \$44  = f_valid & \$43 ;
+  assign \$45  = f_idx == 2'h2;
+  assign \$46  = \$44  & \$45 ;
+  assign \$47  = delta3 + inc[3];
+  assign \$48  = ~ re;
   assign \$49  = f_valid & \$48 ;
-  assign \$50  = \$49  ? f_delta : 6'h00;
-  assign \$51  = \$47  - \$50 ;
-  assign \$52  = f_idx == 3'h5;
-  assign \$53  = f_valid & \$52 ;
-  assign \$54  = delta6 + inc[6];
-  assign \$55  = f_idx == 3'h6;
-  assign \$56  = f_valid & \$55 ;
-  assign \$57  = \$56  ? f_delta : 6'h00;
-  assign \$58  = \$54  - \$57 ;
-  assign \$59  = f_idx == 3'h6;
+  assign \$50  = f_idx == 2'h3;
+  assign \$51  = \$49  & \$50 ;
+  assign \$52  = \$51  ? a_delta : 6'h00;
+  assign \$53  = \$47  - \$52 ;
+  assign \$54  = ~ re;
+  assign \$55  = f_valid & \$54 ;
+  assign \$56  = f_idx == 2'h3;
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = delta4 + inc[4];
+  assign \$59  = ~ re;
   assign \$60  = f_valid & \$59 ;
-  assign \$61  = delta7 + inc[7];
-  assign \$62  = f_idx == 3'h7;
-  assign \$63  = f_valid & \$62 ;
-  assign \$64  = \$63  ? f_delta : 6'h00;
-  assign \$65  = \$61  - \$64 ;
-  assign \$66  = f_idx == 3'h7;
-  assign \$67  = f_valid & \$66 ;
-  assign \$68  = delta8 + inc[8];
-  assign \$69  = f_idx == 4'h8;
-  assign \$70  = f_valid & \$69 ;
-  assign \$71  = \$70  ? f_delta : 6'h00;
-  assign \$72  = \$68  - \$71 ;
-  assign \$73  = f_idx == 4'h8;
-  assign \$74  = f_valid & \$73 ;
-  assign \$75  = delta9 + inc[9];
-  assign \$76  = f_idx == 4'h9;
+  assign \$61  = f_idx == 3'h4;
+  assign \$62  = \$60  & \$61 ;
+  assign \$63  = \$62  ? a_delta : 6'h00;
+  assign \$64  = \$58  - \$63 ;
+  assign \$65  = ~ re;
+  assign \$66  = f_valid & \$65 ;
+  assign \$67  = f_idx == 3'h4;
+  assign \$68  = \$66  & \$67 ;
+  assign \$69  = delta5 + inc[5];
+  assign \$70  = ~ re;
+  assign \$71  = f_valid & \$70 ;
+  assign \$72  = f_idx == 3'h5;
+  assign \$73  = \$71  & \$72 ;
+  assign \$74  = \$73  ? a_delta : 6'h00;
+  assign \$75  = \$69  - \$74 ;
+  assign \$76  = ~ re;
   assign \$77  = f_valid & \$76 ;
-  assign \$78  = \$77  ? f_delta : 6'h00;
-  assign \$79  = \$75  - \$78 ;
-  assign \$80  = f_idx == 4'h9;
-  assign \$81  = f_valid & \$80 ;
-  assign \$82  = delta10 + inc[10];
-  assign \$83  = f_idx == 4'ha;
-  assign \$84  = f_valid & \$83 ;
-  assign \$85  = \$84  ? f_delta : 6'h00;
-  assign \$86  = \$82  - \$85 ;
-  assign \$87  = f_idx == 4'ha;
+  assign \$78  = f_idx == 3'h5;
+  assign \$79  = \$77  & \$78 ;
+  assign \$80  = delta6 + inc[6];
+  assign \$81  = ~ re;
+  assign \$82  = f_valid & \$81 ;
+  assign \$83  = f_idx == 3'h6;
+  assign \$84  = \$82  & \$83 ;
+  assign \$85  = \$84  ? a_delta : 6'h00;
+  assign \$86  = \$80  - \$85 ;
+  assign \$87  = ~ re;
   assign \$88  = f_valid & \$87 ;
-  assign \$89  = delta11 + inc[11];
-  assign \$90  = f_idx == 4'hb;
-  assign \$91  = f_valid & \$90 ;
-  assign \$92  = \$91  ? f_delta : 6'h00;
-  assign \$93  = \$89  - \$92 ;
-  assign \$94  = f_idx == 4'hb;
-  assign \$95  = f_valid & \$94 ;
-  assign \$96  = delta12 + inc[12];
-  assign \$97  = f_idx == 4'hc;
-  assign \$98  = f_valid & \$97 ;
-  assign \$99  = \$98  ? f_delta : 6'h00;
-  assign \$100  = \$96  - \$99 ;
-  assign \$101  = f_idx == 4'hc;
-  assign \$102  = f_valid & \$101 ;
-  assign \$103  = delta13 + inc[13];
-  assign \$104  = f_idx == 4'hd;
-  assign \$105  = f_valid & \$104 ;
-  assign \$106  = \$105  ? f_delta : 6'h00;
-  assign \$107  = \$103  - \$106 ;
-  assign \$108  = f_idx == 4'hd;
-  assign \$109  = f_valid & \$108 ;
-  assign \$110  = delta14 + inc[14];
-  assign \$111  = f_idx == 4'he;
-  assign \$112  = f_valid & \$111 ;
-  assign \$113  = \$112  ? f_delta : 6'h00;
-  assign \$114  = \$110  - \$113 ;
-  assign \$115  = f_idx == 4'he;
-  assign \$116  = f_valid & \$115 ;
-  assign \$117  = delta15 + inc[15];
-  assign \$118  = f_idx == 4'hf;
-  assign \$119  = f_valid & \$118 ;
-  assign \$120  = \$119  ? f_delta : 6'h00;
-  assign \$121  = \$117  - \$120 ;
-  assign \$122  = f_idx == 4'hf;
-  assign \$123  = f_valid & \$122 ;
-  assign \$124  = delta16 + inc[16];
-  assign \$125  = f_idx == 5'h10;
+  assign \$89  = f_idx == 3'h6;
+  assign \$90  = \$88  & \$89 ;
+  assign \$91  = delta7 + inc[7];
+  assign \$92  = ~ re;
+  assign \$93  = f_valid & \$92 ;
+  assign \$94  = f_idx == 3'h7;
+  assign \$95  = \$93  & \$94 ;
+  assign \$96  = \$95  ? a_delta : 6'h00;
+  assign \$97  = \$91  - \$96 ;
+  assign \$98  = ~ re;
+  assign \$99  = f_valid & \$98 ;
+  assign \$100  = f_idx == 3'h7;
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = delta8 + inc[8];
+  assign \$103  = ~ re;
+  assign \$104  = f_valid & \$103 ;
+  assign \$105  = f_idx == 4'h8;
+  assign \$106  = \$104  & \$105 ;
+  assign \$107  = \$106  ? a_delta : 6'h00;
+  assign \$108  = \$102  - \$107 ;
+  assign \$109  = ~ re;
+  assign \$110  = f_valid & \$109 ;
+  assign \$111  = f_idx == 4'h8;
+  assign \$112  = \$110  & \$111 ;
+  assign \$113  = delta9 + inc[9];
+  assign \$114  = ~ re;
+  assign \$115  = f_valid & \$114 ;
+  assign \$116  = f_idx == 4'h9;
+  assign \$117  = \$115  & \$116 ;
+  assign \$118  = \$117  ? a_delta : 6'h00;
+  assign \$119  = \$113  - \$118 ;
+  assign \$120  = ~ re;
+  assign \$121  = f_valid & \$120 ;
+  assign \$122  = f_idx == 4'h9;
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = delta10 + inc[10];
+  assign \$125  = ~ re;
   assign \$126  = f_valid & \$125 ;
-  assign \$127  = \$126  ? f_delta : 6'h00;
-  assign \$128  = \$124  - \$127 ;
-  assign \$129  = f_idx == 5'h10;
-  assign \$130  = f_valid & \$129 ;
-  assign \$131  = delta17 + inc[17];
-  assign \$132  = f_idx == 5'h11;
-  assign \$133  = f_valid & \$132 ;
-  assign \$134  = \$133  ? f_delta : 6'h00;
-  assign \$135  = \$131  - \$134 ;
-  assign \$136  = f_idx == 5'h11;
+  assign \$127  = f_idx == 4'ha;
+  assign \$128  = \$126  & \$127 ;
+  assign \$129  = \$128  ? a_delta : 6'h00;
+  assign \$130  = \$124  - \$129 ;
+  assign \$131  = ~ re;
+  assign \$132  = f_valid & \$131 ;
+  assign \$133  = f_idx == 4'ha;
+  assign \$134  = \$132  & \$133 ;
+  assign \$135  = delta11 + inc[11];
+  assign \$136  = ~ re;
   assign \$137  = f_valid & \$136 ;
-  assign \$signature__addr  = re ? raddr : ptr;
-  assign \$138  = rvalid ? r_stale : f_stale;
-  assign \$139  = \$138  ? 32'd0 : \$signature__data ;
-  assign \$140  = rvalid ? r_delta : f_delta;
-  assign \$141  = \$139  + \$140 ;
+  assign \$138  = f_idx == 4'hb;
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = \$139  ? a_delta : 6'h00;
+  assign \$141  = \$135  - \$140 ;
+  assign \$142  = ~ re;
+  assign \$143  = f_valid & \$142 ;
+  assign \$144  = f_idx == 4'hb;
+  assign \$145  = \$143  & \$144 ;
+  assign \$146  = delta12 + inc[12];
+  assign \$147  = ~ re;
+  assign \$148  = f_valid & \$147 ;
+  assign \$149  = f_idx == 4'hc;
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$150  ? a_delta : 6'h00;
+  assign \$152  = \$146  - \$151 ;
+  assign \$153  = ~ re;
+  assign \$154  = f_valid & \$153 ;
+  assign \$155  = f_idx == 4'hc;
+  assign \$156  = \$154  & \$155 ;
+  assign \$157  = delta13 + inc[13];
+  assign \$158  = ~ re;
+  assign \$159  = f_valid & \$158 ;
+  assign \$160  = f_idx == 4'hd;
+  assign \$161  = \$159  & \$160 ;
+  assign \$162  = \$161  ? a_delta : 6'h00;
+  assign \$163  = \$157  - \$162 ;
+  assign \$164  = ~ re;
+  assign \$165  = f_valid & \$164 ;
+  assign \$166  = f_idx == 4'hd;
+  assign \$167  = \$165  & \$166 ;
+  assign \$168  = delta14 + inc[14];
+  assign \$169  = ~ re;
+  assign \$170  = f_valid & \$169 ;
+  assign \$171  = f_idx == 4'he;
+  assign \$172  = \$170  & \$171 ;
+  assign \$173  = \$172  ? a_delta : 6'h00;
+  assign \$174  = \$168  - \$173 ;
+  assign \$175  = ~ re;
+  assign \$176  = f_valid & \$175 ;
+  assign \$177  = f_idx == 4'he;
+  assign \$178  = \$176  & \$177 ;
+  assign \$179  = delta15 + inc[15];
+  assign \$180  = ~ re;
+  assign \$181  = f_valid & \$180 ;
+  assign \$182  = f_idx == 4'hf;
+  assign \$183  = \$181  & \$182 ;
+  assign \$184  = \$183  ? a_delta : 6'h00;
+  assign \$185  = \$179  - \$184 ;
+  assign \$186  = ~ re;
+  assign \$187  = f_valid & \$186 ;
+  assign \$188  = f_idx == 4'hf;
+  assign \$189  = \$187  & \$188 ;
+  assign \$190  = delta16 + inc[16];
+  assign \$191  = ~ re;
+  assign \$192  = f_valid & \$191 ;
+  assign \$193  = f_idx == 5'h10;
+  assign \$194  = \$192  & \$193 ;
+  assign \$195  = \$194  ? a_delta : 6'h00;
+  assign \$196  = \$190  - \$195 ;
+  assign \$197  = ~ re;
+  assign \$198  = f_valid & \$197 ;
+  assign \$199  = f_idx == 5'h10;
+  assign \$200  = \$198  & \$199 ;
+  assign \$201  = delta17 + inc[17];
+  assign \$202  = ~ re;
+  assign \$203  = f_valid & \$202 ;
+  assign \$204  = f_idx == 5'h11;
+  assign \$205  = \$203  & \$204 ;
+  assign \$206  = \$205  ? a_delta : 6'h00;
+  assign \$207  = \$201  - \$206 ;
+  assign \$208  = ~ re;
+  assign \$209  = f_valid & \$208 ;
+  assign \$210  = f_idx == 5'h11;
+  assign \$211  = \$209  & \$210 ;
+  assign port__addr = re ? raddr : ptr;
+  assign \$212  = a_stale ? 32'd0 : counters_nrw;
+  assign \$213  = \$212  + a_delta;
+  assign \$214  = ~ re;
+  assign wr__en = f_valid & \$214 ;
   always @(posedge clk)
-    f_valid <= \$142 ;
+    counters_nrw <= port__data;
   always @(posedge clk)
-    f_idx <= \$143 ;
+    f_valid <= \$215 ;
   always @(posedge clk)
-    f_delta <= \$144 ;
+    f_idx <= \$216 ;
   always @(posedge clk)
-    f_stale <= \$145 ;
+    rvalid <= \$217 ;
   always @(posedge clk)
-    ptr <= \$146 ;
+    a_delta <= \$218 ;
   always @(posedge clk)
-    rvalid <= \$147 ;
+    a_stale <= \$219 ;
   always @(posedge clk)
-    r_delta <= \$148 ;
+    ptr <= \$220 ;
   always @(posedge clk)
-    r_stale <= \$149 ;
+    delta0 <= \$221 ;
   always @(posedge clk)
-    delta0 <= \$150 ;
+    stale <= \$222 ;
   always @(posedge clk)
-    stale <= \$151 ;
+    delta1 <= \$223 ;
   always @(posedge clk)
-    delta1 <= \$152 ;
+    delta2 <= \$224 ;
   always @(posedge clk)
-    delta2 <= \$153 ;
+    delta3 <= \$225 ;
   always @(posedge clk)
-    delta3 <= \$154 ;
+    delta4 <= \$226 ;
   always @(posedge clk)
-    delta4 <= \$155 ;
+    delta5 <= \$227 ;
   always @(posedge clk)
-    delta5 <= \$156 ;
+    delta6 <= \$228 ;
   always @(posedge clk)
-    delta6 <= \$157 ;
+    delta7 <= \$229 ;
   always @(posedge clk)
-    delta7 <= \$158 ;
+    delta8 <= \$230 ;
   always @(posedge clk)
-    delta8 <= \$159 ;
+    delta9 <= \$231 ;
   always @(posedge clk)
-    delta9 <= \$160 ;
+    delta10 <= \$232 ;
   always @(posedge clk)
-    delta10 <= \$161 ;
+    delta11 <= \$233 ;
   always @(posedge clk)
-    delta11 <= \$162 ;
+    delta12 <= \$234 ;
   always @(posedge clk)
-    delta12 <= \$163 ;
+    delta13 <= \$235 ;
   always @(posedge clk)
-    delta13 <= \$164 ;
+    delta14 <= \$236 ;
   always @(posedge clk)
-    delta14 <= \$165 ;
+    delta15 <= \$237 ;
   always @(posedge clk)
-    delta15 <= \$166 ;
+    delta16 <= \$238 ;
   always @(posedge clk)
-    delta16 <= \$167 ;
-  always @(posedge clk)
-    delta17 <= \$168 ;
+    delta17 <= \$239 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$4  = 6'h00;
-    casez (ptr)
+    casez (raddr)
       5'h00:
           \$4  = delta0;
       5'h01:
@@ -25093,355 +25000,340 @@ module \npu_core_digits.counters (clk, rst, re, total, inc, clear, raddr);
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$10  = 6'h00;
-    casez (raddr)
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$5  = 6'h00;
+    casez (ptr)
       5'h00:
-          \$10  = delta0;
+          \$5  = delta0;
       5'h01:
-          \$10  = delta1;
+          \$5  = delta1;
       5'h02:
-          \$10  = delta2;
+          \$5  = delta2;
       5'h03:
-          \$10  = delta3;
+          \$5  = delta3;
       5'h04:
-          \$10  = delta4;
+          \$5  = delta4;
       5'h05:
-          \$10  = delta5;
+          \$5  = delta5;
       5'h06:
-          \$10  = delta6;
+          \$5  = delta6;
       5'h07:
-          \$10  = delta7;
+          \$5  = delta7;
       5'h08:
-          \$10  = delta8;
+          \$5  = delta8;
       5'h09:
-          \$10  = delta9;
+          \$5  = delta9;
       5'h0a:
-          \$10  = delta10;
+          \$5  = delta10;
       5'h0b:
-          \$10  = delta11;
+          \$5  = delta11;
       5'h0c:
-          \$10  = delta12;
+          \$5  = delta12;
       5'h0d:
-          \$10  = delta13;
+          \$5  = delta13;
       5'h0e:
-          \$10  = delta14;
+          \$5  = delta14;
       5'h0f:
-          \$10  = delta15;
+          \$5  = delta15;
       5'h10:
-          \$10  = delta16;
+          \$5  = delta16;
       5'h11:
-          \$10  = delta17;
+          \$5  = delta17;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$142  = \$3 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$215  = \$3 ;
     if (rst) begin
-      \$142  = 1'h0;
+      \$215  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$143  = ptr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$216  = ptr;
     if (rst) begin
-      \$143  = 5'h00;
+      \$216  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$144  = \$4 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$217  = re;
     if (rst) begin
-      \$144  = 6'h00;
+      \$217  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$145  = \$5 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$218  = \$6 ;
     if (rst) begin
-      \$145  = 1'h0;
+      \$218  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$146  = ptr;
-    if (\$6 ) begin
-      \$146  = \$9 [4:0];
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$219  = \$9 ;
     if (rst) begin
-      \$146  = 5'h00;
+      \$219  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$147  = re;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$220  = ptr;
+    if (\$10 ) begin
+      \$220  = \$13 [4:0];
+    end
     if (rst) begin
-      \$147  = 1'h0;
+      \$220  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$148  = \$10 ;
-    if (rst) begin
-      \$148  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$149  = \$11 ;
-    if (rst) begin
-      \$149  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$150  = \$16 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$221  = \$20 [5:0];
     if (clear) begin
-      \$150  = 6'h00;
+      \$221  = 6'h00;
     end
     if (rst) begin
-      \$150  = 6'h00;
+      \$221  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$151  = stale;
-    if (\$18 ) begin
-      \$151 [0] = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$222  = stale;
+    if (\$24 ) begin
+      \$222 [0] = 1'h0;
     end
-    if (\$25 ) begin
-      \$151 [1] = 1'h0;
-    end
-    if (\$32 ) begin
-      \$151 [2] = 1'h0;
-    end
-    if (\$39 ) begin
-      \$151 [3] = 1'h0;
+    if (\$35 ) begin
+      \$222 [1] = 1'h0;
     end
     if (\$46 ) begin
-      \$151 [4] = 1'h0;
+      \$222 [2] = 1'h0;
     end
-    if (\$53 ) begin
-      \$151 [5] = 1'h0;
+    if (\$57 ) begin
+      \$222 [3] = 1'h0;
     end
-    if (\$60 ) begin
-      \$151 [6] = 1'h0;
+    if (\$68 ) begin
+      \$222 [4] = 1'h0;
     end
-    if (\$67 ) begin
-      \$151 [7] = 1'h0;
+    if (\$79 ) begin
+      \$222 [5] = 1'h0;
     end
-    if (\$74 ) begin
-      \$151 [8] = 1'h0;
+    if (\$90 ) begin
+      \$222 [6] = 1'h0;
     end
-    if (\$81 ) begin
-      \$151 [9] = 1'h0;
+    if (\$101 ) begin
+      \$222 [7] = 1'h0;
     end
-    if (\$88 ) begin
-      \$151 [10] = 1'h0;
-    end
-    if (\$95 ) begin
-      \$151 [11] = 1'h0;
-    end
-    if (\$102 ) begin
-      \$151 [12] = 1'h0;
-    end
-    if (\$109 ) begin
-      \$151 [13] = 1'h0;
-    end
-    if (\$116 ) begin
-      \$151 [14] = 1'h0;
+    if (\$112 ) begin
+      \$222 [8] = 1'h0;
     end
     if (\$123 ) begin
-      \$151 [15] = 1'h0;
+      \$222 [9] = 1'h0;
     end
-    if (\$130 ) begin
-      \$151 [16] = 1'h0;
+    if (\$134 ) begin
+      \$222 [10] = 1'h0;
     end
-    if (\$137 ) begin
-      \$151 [17] = 1'h0;
+    if (\$145 ) begin
+      \$222 [11] = 1'h0;
+    end
+    if (\$156 ) begin
+      \$222 [12] = 1'h0;
+    end
+    if (\$167 ) begin
+      \$222 [13] = 1'h0;
+    end
+    if (\$178 ) begin
+      \$222 [14] = 1'h0;
+    end
+    if (\$189 ) begin
+      \$222 [15] = 1'h0;
+    end
+    if (\$200 ) begin
+      \$222 [16] = 1'h0;
+    end
+    if (\$211 ) begin
+      \$222 [17] = 1'h0;
     end
     if (clear) begin
-      \$151  = 18'h3ffff;
+      \$222  = 18'h3ffff;
     end
     if (rst) begin
-      \$151  = 18'h3ffff;
+      \$222  = 18'h3ffff;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$152  = \$23 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$223  = \$31 [5:0];
     if (clear) begin
-      \$152  = 6'h00;
+      \$223  = 6'h00;
     end
     if (rst) begin
-      \$152  = 6'h00;
+      \$223  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$153  = \$30 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$224  = \$42 [5:0];
     if (clear) begin
-      \$153  = 6'h00;
+      \$224  = 6'h00;
     end
     if (rst) begin
-      \$153  = 6'h00;
+      \$224  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$154  = \$37 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$225  = \$53 [5:0];
     if (clear) begin
-      \$154  = 6'h00;
+      \$225  = 6'h00;
     end
     if (rst) begin
-      \$154  = 6'h00;
+      \$225  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$155  = \$44 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$226  = \$64 [5:0];
     if (clear) begin
-      \$155  = 6'h00;
+      \$226  = 6'h00;
     end
     if (rst) begin
-      \$155  = 6'h00;
+      \$226  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$156  = \$51 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$227  = \$75 [5:0];
     if (clear) begin
-      \$156  = 6'h00;
+      \$227  = 6'h00;
     end
     if (rst) begin
-      \$156  = 6'h00;
+      \$227  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$157  = \$58 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$228  = \$86 [5:0];
     if (clear) begin
-      \$157  = 6'h00;
+      \$228  = 6'h00;
     end
     if (rst) begin
-      \$157  = 6'h00;
+      \$228  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$158  = \$65 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$229  = \$97 [5:0];
     if (clear) begin
-      \$158  = 6'h00;
+      \$229  = 6'h00;
     end
     if (rst) begin
-      \$158  = 6'h00;
+      \$229  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$159  = \$72 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$230  = \$108 [5:0];
     if (clear) begin
-      \$159  = 6'h00;
+      \$230  = 6'h00;
     end
     if (rst) begin
-      \$159  = 6'h00;
+      \$230  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$160  = \$79 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$231  = \$119 [5:0];
     if (clear) begin
-      \$160  = 6'h00;
+      \$231  = 6'h00;
     end
     if (rst) begin
-      \$160  = 6'h00;
+      \$231  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$161  = \$86 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$232  = \$130 [5:0];
     if (clear) begin
-      \$161  = 6'h00;
+      \$232  = 6'h00;
     end
     if (rst) begin
-      \$161  = 6'h00;
+      \$232  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$162  = \$93 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$233  = \$141 [5:0];
     if (clear) begin
-      \$162  = 6'h00;
+      \$233  = 6'h00;
     end
     if (rst) begin
-      \$162  = 6'h00;
+      \$233  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$163  = \$100 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$234  = \$152 [5:0];
     if (clear) begin
-      \$163  = 6'h00;
+      \$234  = 6'h00;
     end
     if (rst) begin
-      \$163  = 6'h00;
+      \$234  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$164  = \$107 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$235  = \$163 [5:0];
     if (clear) begin
-      \$164  = 6'h00;
+      \$235  = 6'h00;
     end
     if (rst) begin
-      \$164  = 6'h00;
+      \$235  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$165  = \$114 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$236  = \$174 [5:0];
     if (clear) begin
-      \$165  = 6'h00;
+      \$236  = 6'h00;
     end
     if (rst) begin
-      \$165  = 6'h00;
+      \$236  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$166  = \$121 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$237  = \$185 [5:0];
     if (clear) begin
-      \$166  = 6'h00;
+      \$237  = 6'h00;
     end
     if (rst) begin
-      \$166  = 6'h00;
+      \$237  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$167  = \$128 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$238  = \$196 [5:0];
     if (clear) begin
-      \$167  = 6'h00;
+      \$238  = 6'h00;
     end
     if (rst) begin
-      \$167  = 6'h00;
+      \$238  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$168  = \$135 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$239  = \$207 [5:0];
     if (clear) begin
-      \$168  = 6'h00;
+      \$239  = 6'h00;
     end
     if (rst) begin
-      \$168  = 6'h00;
+      \$239  = 6'h00;
     end
   end
-  assign rdata = \$141 [31:0];
+  assign rdata = \$213 [31:0];
   assign wr__addr = f_idx;
-  assign wr__data = \$141 [31:0];
-  assign wr__en = f_valid;
-  assign total = \$141 [31:0];
+  assign wr__data = \$213 [31:0];
+  assign total = \$213 [31:0];
 endmodule
 
 (* generator = "Amaranth" *)
@@ -25597,8 +25489,17 @@ module \npu_core_digits.leak7 (u, alpha, bias, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron0 (u_new, theta, \port$1435$25 , total, spike);
+module \npu_core_digits.neuron0 (u_new, theta, \port$1544$25 , total, spike);
   wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -25606,17 +25507,19 @@ module \npu_core_digits.neuron0 (u_new, theta, \port$1435$25 , total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire [15:0] \$9 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$16 ;
   wire \$signal ;
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1435$25 ;
-  wire [18:0] \port$1435$25 ;
+  input [18:0] \port$1544$25 ;
+  wire [18:0] \port$1544$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
   wire spiking;
+  wire [15:0] subtracted;
   input [15:0] theta;
   wire [15:0] theta;
   input [25:0] total;
@@ -25633,22 +25536,43 @@ module \npu_core_digits.neuron0 (u_new, theta, \port$1435$25 , total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(v) - $signed(theta);
-  assign \$6  = ~ diff[16];
-  assign spike = \port$1435$25 [0] & \$6 ;
-  assign \$7  = ! \port$1435$25 [2:1];
-  assign \$8  = \port$1435$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$1435$25 [18:3] : v;
-  assign after_spike = \$7  ? diff[15:0] : \$9 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$1544$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$1544$25 [2:1];
+  assign \$17  = \port$1544$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1544$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$1435$25 [0];
-  assign reset = \port$1435$25 [2:1];
-  assign v_reset = \port$1435$25 [18:3];
+  assign \$auto$rtlil.cc:2739:Not$16  = ~ \$12 [15];
+  assign spiking = \port$1544$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$1544$25 [2:1];
+  assign v_reset = \port$1544$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron1 (u_new, theta, \port$1435$25 , total, spike);
+module \npu_core_digits.neuron1 (u_new, theta, \port$1544$25 , total, spike);
   wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -25656,17 +25580,19 @@ module \npu_core_digits.neuron1 (u_new, theta, \port$1435$25 , total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire [15:0] \$9 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$14 ;
   wire \$signal ;
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1435$25 ;
-  wire [18:0] \port$1435$25 ;
+  input [18:0] \port$1544$25 ;
+  wire [18:0] \port$1544$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
   wire spiking;
+  wire [15:0] subtracted;
   input [15:0] theta;
   wire [15:0] theta;
   input [25:0] total;
@@ -25683,22 +25609,43 @@ module \npu_core_digits.neuron1 (u_new, theta, \port$1435$25 , total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(v) - $signed(theta);
-  assign \$6  = ~ diff[16];
-  assign spike = \port$1435$25 [0] & \$6 ;
-  assign \$7  = ! \port$1435$25 [2:1];
-  assign \$8  = \port$1435$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$1435$25 [18:3] : v;
-  assign after_spike = \$7  ? diff[15:0] : \$9 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$1544$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$1544$25 [2:1];
+  assign \$17  = \port$1544$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1544$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$1435$25 [0];
-  assign reset = \port$1435$25 [2:1];
-  assign v_reset = \port$1435$25 [18:3];
+  assign \$auto$rtlil.cc:2739:Not$14  = ~ \$12 [15];
+  assign spiking = \port$1544$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$1544$25 [2:1];
+  assign v_reset = \port$1544$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$14 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron2 (u_new, theta, \port$1435$25 , total, spike);
+module \npu_core_digits.neuron2 (u_new, theta, \port$1544$25 , total, spike);
   wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -25706,17 +25653,19 @@ module \npu_core_digits.neuron2 (u_new, theta, \port$1435$25 , total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire [15:0] \$9 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$12 ;
   wire \$signal ;
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1435$25 ;
-  wire [18:0] \port$1435$25 ;
+  input [18:0] \port$1544$25 ;
+  wire [18:0] \port$1544$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
   wire spiking;
+  wire [15:0] subtracted;
   input [15:0] theta;
   wire [15:0] theta;
   input [25:0] total;
@@ -25733,22 +25682,43 @@ module \npu_core_digits.neuron2 (u_new, theta, \port$1435$25 , total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(v) - $signed(theta);
-  assign \$6  = ~ diff[16];
-  assign spike = \port$1435$25 [0] & \$6 ;
-  assign \$7  = ! \port$1435$25 [2:1];
-  assign \$8  = \port$1435$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$1435$25 [18:3] : v;
-  assign after_spike = \$7  ? diff[15:0] : \$9 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$1544$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$1544$25 [2:1];
+  assign \$17  = \port$1544$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1544$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$1435$25 [0];
-  assign reset = \port$1435$25 [2:1];
-  assign v_reset = \port$1435$25 [18:3];
+  assign \$auto$rtlil.cc:2739:Not$12  = ~ \$12 [15];
+  assign spiking = \port$1544$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$1544$25 [2:1];
+  assign v_reset = \port$1544$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$12 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron3 (u_new, theta, \port$1435$25 , total, spike);
+module \npu_core_digits.neuron3 (u_new, theta, \port$1544$25 , total, spike);
   wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -25756,17 +25726,19 @@ module \npu_core_digits.neuron3 (u_new, theta, \port$1435$25 , total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire [15:0] \$9 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$10 ;
   wire \$signal ;
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1435$25 ;
-  wire [18:0] \port$1435$25 ;
+  input [18:0] \port$1544$25 ;
+  wire [18:0] \port$1544$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
   wire spiking;
+  wire [15:0] subtracted;
   input [15:0] theta;
   wire [15:0] theta;
   input [25:0] total;
@@ -25783,22 +25755,43 @@ module \npu_core_digits.neuron3 (u_new, theta, \port$1435$25 , total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(v) - $signed(theta);
-  assign \$6  = ~ diff[16];
-  assign spike = \port$1435$25 [0] & \$6 ;
-  assign \$7  = ! \port$1435$25 [2:1];
-  assign \$8  = \port$1435$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$1435$25 [18:3] : v;
-  assign after_spike = \$7  ? diff[15:0] : \$9 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$1544$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$1544$25 [2:1];
+  assign \$17  = \port$1544$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1544$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$1435$25 [0];
-  assign reset = \port$1435$25 [2:1];
-  assign v_reset = \port$1435$25 [18:3];
+  assign \$auto$rtlil.cc:2739:Not$10  = ~ \$12 [15];
+  assign spiking = \port$1544$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$1544$25 [2:1];
+  assign v_reset = \port$1544$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$10 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron4 (u_new, theta, \port$1435$25 , total, spike);
+module \npu_core_digits.neuron4 (u_new, theta, \port$1544$25 , total, spike);
   wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -25806,17 +25799,19 @@ module \npu_core_digits.neuron4 (u_new, theta, \port$1435$25 , total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire [15:0] \$9 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$8 ;
   wire \$signal ;
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1435$25 ;
-  wire [18:0] \port$1435$25 ;
+  input [18:0] \port$1544$25 ;
+  wire [18:0] \port$1544$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
   wire spiking;
+  wire [15:0] subtracted;
   input [15:0] theta;
   wire [15:0] theta;
   input [25:0] total;
@@ -25833,22 +25828,43 @@ module \npu_core_digits.neuron4 (u_new, theta, \port$1435$25 , total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(v) - $signed(theta);
-  assign \$6  = ~ diff[16];
-  assign spike = \port$1435$25 [0] & \$6 ;
-  assign \$7  = ! \port$1435$25 [2:1];
-  assign \$8  = \port$1435$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$1435$25 [18:3] : v;
-  assign after_spike = \$7  ? diff[15:0] : \$9 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$1544$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$1544$25 [2:1];
+  assign \$17  = \port$1544$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1544$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$1435$25 [0];
-  assign reset = \port$1435$25 [2:1];
-  assign v_reset = \port$1435$25 [18:3];
+  assign \$auto$rtlil.cc:2739:Not$8  = ~ \$12 [15];
+  assign spiking = \port$1544$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$1544$25 [2:1];
+  assign v_reset = \port$1544$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$8 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron5 (u_new, theta, \port$1435$25 , total, spike);
+module \npu_core_digits.neuron5 (u_new, theta, \port$1544$25 , total, spike);
   wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -25856,17 +25872,19 @@ module \npu_core_digits.neuron5 (u_new, theta, \port$1435$25 , total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire [15:0] \$9 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$6 ;
   wire \$signal ;
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1435$25 ;
-  wire [18:0] \port$1435$25 ;
+  input [18:0] \port$1544$25 ;
+  wire [18:0] \port$1544$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
   wire spiking;
+  wire [15:0] subtracted;
   input [15:0] theta;
   wire [15:0] theta;
   input [25:0] total;
@@ -25883,22 +25901,43 @@ module \npu_core_digits.neuron5 (u_new, theta, \port$1435$25 , total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(v) - $signed(theta);
-  assign \$6  = ~ diff[16];
-  assign spike = \port$1435$25 [0] & \$6 ;
-  assign \$7  = ! \port$1435$25 [2:1];
-  assign \$8  = \port$1435$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$1435$25 [18:3] : v;
-  assign after_spike = \$7  ? diff[15:0] : \$9 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$1544$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$1544$25 [2:1];
+  assign \$17  = \port$1544$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1544$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$1435$25 [0];
-  assign reset = \port$1435$25 [2:1];
-  assign v_reset = \port$1435$25 [18:3];
+  assign \$auto$rtlil.cc:2739:Not$6  = ~ \$12 [15];
+  assign spiking = \port$1544$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$1544$25 [2:1];
+  assign v_reset = \port$1544$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$6 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron6 (u_new, theta, \port$1435$25 , total, spike);
+module \npu_core_digits.neuron6 (u_new, theta, \port$1544$25 , total, spike);
   wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -25906,17 +25945,19 @@ module \npu_core_digits.neuron6 (u_new, theta, \port$1435$25 , total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire [15:0] \$9 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$4 ;
   wire \$signal ;
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1435$25 ;
-  wire [18:0] \port$1435$25 ;
+  input [18:0] \port$1544$25 ;
+  wire [18:0] \port$1544$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
   wire spiking;
+  wire [15:0] subtracted;
   input [15:0] theta;
   wire [15:0] theta;
   input [25:0] total;
@@ -25933,22 +25974,43 @@ module \npu_core_digits.neuron6 (u_new, theta, \port$1435$25 , total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(v) - $signed(theta);
-  assign \$6  = ~ diff[16];
-  assign spike = \port$1435$25 [0] & \$6 ;
-  assign \$7  = ! \port$1435$25 [2:1];
-  assign \$8  = \port$1435$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$1435$25 [18:3] : v;
-  assign after_spike = \$7  ? diff[15:0] : \$9 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$1544$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$1544$25 [2:1];
+  assign \$17  = \port$1544$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1544$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$1435$25 [0];
-  assign reset = \port$1435$25 [2:1];
-  assign v_reset = \port$1435$25 [18:3];
+  assign \$auto$rtlil.cc:2739:Not$4  = ~ \$12 [15];
+  assign spiking = \port$1544$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$1544$25 [2:1];
+  assign v_reset = \port$1544$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron7 (u_new, theta, \port$1435$25 , total, spike);
+module \npu_core_digits.neuron7 (u_new, theta, \port$1544$25 , total, spike);
   wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -25956,17 +26018,19 @@ module \npu_core_digits.neuron7 (u_new, theta, \port$1435$25 , total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire [15:0] \$9 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$2 ;
   wire \$signal ;
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1435$25 ;
-  wire [18:0] \port$1435$25 ;
+  input [18:0] \port$1544$25 ;
+  wire [18:0] \port$1544$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
   wire spiking;
+  wire [15:0] subtracted;
   input [15:0] theta;
   wire [15:0] theta;
   input [25:0] total;
@@ -25983,22 +26047,34 @@ module \npu_core_digits.neuron7 (u_new, theta, \port$1435$25 , total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(v) - $signed(theta);
-  assign \$6  = ~ diff[16];
-  assign spike = \port$1435$25 [0] & \$6 ;
-  assign \$7  = ! \port$1435$25 [2:1];
-  assign \$8  = \port$1435$25 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$1435$25 [18:3] : v;
-  assign after_spike = \$7  ? diff[15:0] : \$9 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$1544$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$1544$25 [2:1];
+  assign \$17  = \port$1544$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1544$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$1435$25 [0];
-  assign reset = \port$1435$25 [2:1];
-  assign v_reset = \port$1435$25 [18:3];
+  assign \$auto$rtlil.cc:2739:Not$2  = ~ \$12 [15];
+  assign spiking = \port$1544$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$1544$25 [2:1];
+  assign v_reset = \port$1544$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$2 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_rdy, r_en);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -26123,7 +26199,7 @@ module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -26133,7 +26209,7 @@ module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -26143,7 +26219,7 @@ module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -26156,7 +26232,7 @@ module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -26177,49 +26253,71 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \npu_core_digits.router (rst, records__ready, free, can_load, \event , load, send, \spikes$33 , \base$34 , \layer$35 , \emit_values$36 , values, out_valid, records__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire [8:0] \$1 ;
-  wire [7:0] \$10 ;
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  wire \$1 ;
+  wire \$10 ;
   wire \$11 ;
   wire \$12 ;
-  wire [8:0] \$13 ;
+  wire \$13 ;
   wire \$14 ;
-  reg [15:0] \$15 ;
+  wire \$15 ;
   wire \$16 ;
   wire \$17 ;
   wire \$18 ;
-  wire [8:0] \$19 ;
-  wire [8:0] \$2 ;
-  wire [8:0] \$20 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
   wire \$24 ;
-  wire [8:0] \$25 ;
-  wire [8:0] \$26 ;
+  wire \$25 ;
+  wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  reg \$29 ;
+  wire \$29 ;
   wire \$3 ;
-  reg [27:0] \$30 ;
-  reg [7:0] \$31 ;
-  reg \$32 ;
-  reg \$33 ;
-  reg [7:0] \$34 ;
-  reg [7:0] \$35 ;
-  reg [1:0] \$36 ;
-  reg \$37 ;
-  reg [15:0] \$38 ;
-  reg [15:0] \$39 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire [7:0] \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire [8:0] \$35 ;
+  wire \$36 ;
+  reg [15:0] \$37 ;
+  wire \$38 ;
+  wire \$39 ;
   wire \$4 ;
-  reg [15:0] \$40 ;
-  reg [15:0] \$41 ;
-  reg [15:0] \$42 ;
-  reg [15:0] \$43 ;
-  reg [15:0] \$44 ;
-  reg [15:0] \$45 ;
+  wire \$40 ;
+  wire [8:0] \$41 ;
+  wire [8:0] \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire [8:0] \$47 ;
+  wire [8:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
+  wire \$50 ;
+  reg \$51 ;
+  reg [27:0] \$52 ;
+  reg [7:0] \$53 ;
+  reg \$54 ;
+  reg \$55 ;
+  reg [7:0] \$56 ;
+  reg [7:0] \$57 ;
+  reg [1:0] \$58 ;
+  reg \$59 ;
   wire \$6 ;
+  reg [15:0] \$60 ;
+  reg [15:0] \$61 ;
+  reg [15:0] \$62 ;
+  reg [15:0] \$63 ;
+  reg [15:0] \$64 ;
+  reg [15:0] \$65 ;
+  reg [15:0] \$66 ;
+  reg [15:0] \$67 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
@@ -26296,275 +26394,292 @@ module \npu_core_digits.router (rst, records__ready, free, can_load, \event , lo
   wire [15:0] \values[5] ;
   wire [15:0] \values[6] ;
   wire [15:0] \values[7] ;
+  assign can_load = none_left | \$30 ;
+  assign \$31  = out_valid & records__ready;
+  assign \event  = \$31  & records__payload[11];
+  assign \$32  = ~ lowest;
+  assign rest = pending & \$32 ;
+  assign \$33  = ~ none_left;
+  assign \$34  = emit_values ? 1'h1 : 1'h0;
+  assign \$35  = base + pick;
+  assign \$36  = spikes >> pick;
+  assign \$38  = load & can_load;
+  assign \$39  = ! send;
+  assign \$40  = | send;
+  assign \$41  = send - 1'h1;
+  assign \$42  = { 1'h0, send } & \$41 ;
+  assign \$43  = ! \$42 ;
+  assign \$44  = \$40  & \$43 ;
+  assign \$45  = ! rest;
+  assign \$46  = | rest;
+  assign \$47  = rest - 1'h1;
+  assign \$48  = { 1'h0, rest } & \$47 ;
+  assign \$49  = ! \$48 ;
+  assign \$50  = \$46  & \$49 ;
   always @(posedge clk)
-    value1 <= \$39 ;
+    out_valid <= \$51 ;
   always @(posedge clk)
-    value2 <= \$40 ;
+    records__payload <= \$52 ;
   always @(posedge clk)
-    value3 <= \$41 ;
+    pending <= \$53 ;
   always @(posedge clk)
-    value4 <= \$42 ;
+    none_left <= \$54 ;
   always @(posedge clk)
-    value5 <= \$43 ;
+    one_left <= \$55 ;
   always @(posedge clk)
-    value6 <= \$44 ;
+    spikes <= \$56 ;
   always @(posedge clk)
-    value7 <= \$45 ;
-  assign \$1  = - pending;
-  assign \$2  = { 1'h0, pending } & \$1 ;
-  assign \$3  = | { \$2 [7], \$2 [5], \$2 [3], \$2 [1] };
-  assign \$4  = | { \$2 [7:6], \$2 [3:2] };
-  assign \$5  = | \$2 [7:4];
-  assign \$6  = ~ out_valid;
-  assign advance = \$6  | records__ready;
-  assign \$7  = ~ out_valid;
-  assign free = none_left & \$7 ;
-  assign \$8  = one_left & advance;
-  assign can_load = none_left | \$8 ;
-  assign \$9  = out_valid & records__ready;
-  assign \event  = \$9  & records__payload[11];
-  assign \$10  = ~ \$2 [7:0];
-  assign rest = pending & \$10 ;
-  assign \$11  = ~ none_left;
-  assign \$12  = emit_values ? 1'h1 : 1'h0;
-  assign \$13  = base + pick;
-  assign \$14  = spikes >> pick;
-  assign \$16  = load & can_load;
-  assign \$17  = ! send;
-  assign \$18  = | send;
-  assign \$19  = send - 1'h1;
-  assign \$20  = { 1'h0, send } & \$19 ;
-  assign \$21  = ! \$20 ;
-  assign \$22  = \$18  & \$21 ;
-  assign \$23  = ! rest;
-  assign \$24  = | rest;
-  assign \$25  = rest - 1'h1;
-  assign \$26  = { 1'h0, rest } & \$25 ;
-  assign \$27  = ! \$26 ;
-  assign \$28  = \$24  & \$27 ;
+    base <= \$57 ;
   always @(posedge clk)
-    out_valid <= \$29 ;
+    layer <= \$58 ;
   always @(posedge clk)
-    records__payload <= \$30 ;
+    emit_values <= \$59 ;
   always @(posedge clk)
-    pending <= \$31 ;
+    value0 <= \$60 ;
   always @(posedge clk)
-    none_left <= \$32 ;
+    value1 <= \$61 ;
   always @(posedge clk)
-    one_left <= \$33 ;
+    value2 <= \$62 ;
   always @(posedge clk)
-    spikes <= \$34 ;
+    value3 <= \$63 ;
   always @(posedge clk)
-    base <= \$35 ;
+    value4 <= \$64 ;
   always @(posedge clk)
-    layer <= \$36 ;
+    value5 <= \$65 ;
   always @(posedge clk)
-    emit_values <= \$37 ;
+    value6 <= \$66 ;
   always @(posedge clk)
-    value0 <= \$38 ;
+    value7 <= \$67 ;
+  assign \$5  = ~ \$4 ;
+  assign \$6  = pending[1] & \$5 ;
+  assign \$7  = | pending[1:0];
+  assign \$8  = ~ \$7 ;
+  assign \$9  = pending[2] & \$8 ;
+  assign \$10  = | pending[2:0];
+  assign \$11  = ~ \$10 ;
+  assign \$12  = pending[3] & \$11 ;
+  assign \$13  = | pending[3:0];
+  assign \$14  = ~ \$13 ;
+  assign \$15  = pending[4] & \$14 ;
+  assign \$16  = | pending[4:0];
+  assign \$17  = ~ \$16 ;
+  assign \$18  = pending[5] & \$17 ;
+  assign \$19  = | pending[5:0];
+  assign \$20  = ~ \$19 ;
+  assign \$21  = pending[6] & \$20 ;
+  assign \$22  = | pending[6:0];
+  assign \$23  = ~ \$22 ;
+  assign \$24  = pending[7] & \$23 ;
+  assign \$25  = | { lowest[7], lowest[5], lowest[3], lowest[1] };
+  assign \$26  = | { lowest[7:6], lowest[3:2] };
+  assign \$27  = | lowest[7:4];
+  assign \$28  = ~ out_valid;
+  assign advance = \$28  | records__ready;
+  assign \$29  = ~ out_valid;
+  assign free = none_left & \$29 ;
+  assign \$30  = one_left & advance;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$39  = value1;
-    if (\$16 ) begin
-      \$39  = values[31:16];
-    end
-    if (rst) begin
-      \$39  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$40  = value2;
-    if (\$16 ) begin
-      \$40  = values[47:32];
-    end
-    if (rst) begin
-      \$40  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$41  = value3;
-    if (\$16 ) begin
-      \$41  = values[63:48];
-    end
-    if (rst) begin
-      \$41  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$42  = value4;
-    if (\$16 ) begin
-      \$42  = values[79:64];
-    end
-    if (rst) begin
-      \$42  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$43  = value5;
-    if (\$16 ) begin
-      \$43  = values[95:80];
-    end
-    if (rst) begin
-      \$43  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$44  = value6;
-    if (\$16 ) begin
-      \$44  = values[111:96];
-    end
-    if (rst) begin
-      \$44  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$45  = value7;
-    if (\$16 ) begin
-      \$45  = values[127:112];
-    end
-    if (rst) begin
-      \$45  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     casez (pick)
       3'h0:
-          \$15  = value0;
+          \$37  = value0;
       3'h1:
-          \$15  = value1;
+          \$37  = value1;
       3'h2:
-          \$15  = value2;
+          \$37  = value2;
       3'h3:
-          \$15  = value3;
+          \$37  = value3;
       3'h4:
-          \$15  = value4;
+          \$37  = value4;
       3'h5:
-          \$15  = value5;
+          \$37  = value5;
       3'h6:
-          \$15  = value6;
+          \$37  = value6;
       3'h7:
-          \$15  = value7;
+          \$37  = value7;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$29  = out_valid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$51  = out_valid;
     if (advance) begin
-      \$29  = \$11 ;
+      \$51  = \$33 ;
     end
     if (rst) begin
-      \$29  = 1'h0;
+      \$51  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$30  = records__payload;
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$52  = records__payload;
     if (advance) begin
-      \$30 [1:0] = { 1'h0, \$12  };
-      \$30 [3:2] = layer;
-      \$30 [10:4] = \$13 [6:0];
-      \$30 [11] = \$14 ;
-      \$30 [27:12] = \$15 ;
+      \$52 [1:0] = { 1'h0, \$34  };
+      \$52 [3:2] = layer;
+      \$52 [10:4] = \$35 [6:0];
+      \$52 [11] = \$36 ;
+      \$52 [27:12] = \$37 ;
     end
     if (rst) begin
-      \$30  = 28'h0000000;
+      \$52  = 28'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$31  = pending;
-    if (\$16 ) begin
-      \$31  = send;
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$53  = pending;
+    if (\$38 ) begin
+      \$53  = send;
     end else if (advance) begin
-      \$31  = rest;
+      \$53  = rest;
     end
     if (rst) begin
-      \$31  = 8'h00;
+      \$53  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$32  = none_left;
-    if (\$16 ) begin
-      \$32  = \$17 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$54  = none_left;
+    if (\$38 ) begin
+      \$54  = \$39 ;
     end else if (advance) begin
-      \$32  = \$23 ;
+      \$54  = \$45 ;
     end
     if (rst) begin
-      \$32  = 1'h1;
+      \$54  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$33  = one_left;
-    if (\$16 ) begin
-      \$33  = \$22 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$55  = one_left;
+    if (\$38 ) begin
+      \$55  = \$44 ;
     end else if (advance) begin
-      \$33  = \$28 ;
+      \$55  = \$50 ;
     end
     if (rst) begin
-      \$33  = 1'h0;
+      \$55  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$34  = spikes;
-    if (\$16 ) begin
-      \$34  = \spikes$33 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$56  = spikes;
+    if (\$38 ) begin
+      \$56  = \spikes$33 ;
     end
     if (rst) begin
-      \$34  = 8'h00;
+      \$56  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$35  = base;
-    if (\$16 ) begin
-      \$35  = \base$34 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$57  = base;
+    if (\$38 ) begin
+      \$57  = \base$34 ;
     end
     if (rst) begin
-      \$35  = 8'h00;
+      \$57  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$36  = layer;
-    if (\$16 ) begin
-      \$36  = \layer$35 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$58  = layer;
+    if (\$38 ) begin
+      \$58  = \layer$35 ;
     end
     if (rst) begin
-      \$36  = 2'h0;
+      \$58  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$37  = emit_values;
-    if (\$16 ) begin
-      \$37  = \emit_values$36 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$59  = emit_values;
+    if (\$38 ) begin
+      \$59  = \emit_values$36 ;
     end
     if (rst) begin
-      \$37  = 1'h0;
+      \$59  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$38  = value0;
-    if (\$16 ) begin
-      \$38  = values[15:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$60  = value0;
+    if (\$38 ) begin
+      \$60  = values[15:0];
     end
     if (rst) begin
-      \$38  = 16'h0000;
+      \$60  = 16'h0000;
     end
   end
-  assign lowest = \$2 [7:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$61  = value1;
+    if (\$38 ) begin
+      \$61  = values[31:16];
+    end
+    if (rst) begin
+      \$61  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$62  = value2;
+    if (\$38 ) begin
+      \$62  = values[47:32];
+    end
+    if (rst) begin
+      \$62  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$63  = value3;
+    if (\$38 ) begin
+      \$63  = values[63:48];
+    end
+    if (rst) begin
+      \$63  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$64  = value4;
+    if (\$38 ) begin
+      \$64  = values[79:64];
+    end
+    if (rst) begin
+      \$64  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$65  = value5;
+    if (\$38 ) begin
+      \$65  = values[95:80];
+    end
+    if (rst) begin
+      \$65  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$66  = value6;
+    if (\$38 ) begin
+      \$66  = values[111:96];
+    end
+    if (rst) begin
+      \$66  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$67  = value7;
+    if (\$38 ) begin
+      \$67  = values[127:112];
+    end
+    if (rst) begin
+      \$67  = 16'h0000;
+    end
+  end
   assign records__valid = out_valid;
   assign out = records__payload;
   assign event_index = { 1'h0, records__payload[10:4] };
@@ -26587,7 +26702,19 @@ module \npu_core_digits.router (rst, records__ready, free, can_load, \event , lo
   assign \values[5]  = values[95:80];
   assign \values[6]  = values[111:96];
   assign \values[7]  = values[127:112];
-  assign pick[2] = \$5 ;
-  assign pick[1] = \$4 ;
-  assign pick[0] = \$3 ;
+  assign pick[2] = \$27 ;
+  assign pick[1] = \$26 ;
+  assign pick[0] = \$25 ;
+  assign lowest[7] = \$24 ;
+  assign lowest[6] = \$21 ;
+  assign lowest[5] = \$18 ;
+  assign lowest[4] = \$15 ;
+  assign lowest[3] = \$12 ;
+  assign lowest[2] = \$9 ;
+  assign lowest[1] = \$6 ;
+  assign lowest[0] = \$3 ;
+  assign \$1  = 1'h0;
+  assign \$2  = 1'h1;
+  assign \$3  = pending[0];
+  assign \$4  = pending[0];
 endmodule

@@ -3,9 +3,9 @@
 (* top =  1  *)
 (* generator = "Amaranth" *)
 module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input__valid, output__ready, clk, rst, host_rdata, host_rvalid, busy, input__ready, output__payload, output__valid, host_addr);
-  reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
-  wire [15:0] \$10 ;
+  wire [9:0] \$10 ;
   wire \$100 ;
   wire \$101 ;
   wire \$102 ;
@@ -13,68 +13,68 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$104 ;
   wire \$105 ;
   wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
+  reg [7:0] \$107 ;
+  reg [40:0] \$108 ;
+  reg [15:0] \$109 ;
   wire [15:0] \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
+  wire [9:0] \$110 ;
+  wire [8:0] \$111 ;
+  wire [7:0] \$112 ;
+  wire [7:0] \$113 ;
+  wire [8:0] \$114 ;
+  wire [7:0] \$115 ;
+  wire [7:0] \$116 ;
   wire \$117 ;
-  wire \$118 ;
-  reg [7:0] \$119 ;
-  wire \$12 ;
-  reg [40:0] \$120 ;
-  reg [15:0] \$121 ;
-  wire [9:0] \$122 ;
+  reg [3:0] \$118 ;
+  wire \$119 ;
+  wire [15:0] \$12 ;
+  wire \$120 ;
+  wire [7:0] \$121 ;
+  wire [41:0] \$122 ;
   wire \$123 ;
   wire \$124 ;
   wire \$125 ;
-  wire [8:0] \$126 ;
+  wire \$126 ;
   wire [7:0] \$127 ;
-  wire [7:0] \$128 ;
-  wire [8:0] \$129 ;
-  wire [17:0] \$13 ;
-  wire [7:0] \$130 ;
-  wire [7:0] \$131 ;
+  wire [41:0] \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
   wire \$132 ;
-  reg [3:0] \$133 ;
-  wire \$134 ;
+  wire [5:0] \$133 ;
+  wire [6:0] \$134 ;
   wire \$135 ;
-  wire [7:0] \$136 ;
-  wire [41:0] \$137 ;
+  wire [5:0] \$136 ;
+  wire [6:0] \$137 ;
   wire \$138 ;
   wire \$139 ;
-  wire [26:0] \$14 ;
+  wire [17:0] \$14 ;
   wire \$140 ;
   wire \$141 ;
-  wire [7:0] \$142 ;
-  wire [41:0] \$143 ;
+  reg [3:0] \$142 ;
+  wire \$143 ;
   wire \$144 ;
   wire \$145 ;
   wire \$146 ;
   wire \$147 ;
-  wire [5:0] \$148 ;
-  wire [6:0] \$149 ;
-  wire \$15 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire [26:0] \$15 ;
   wire \$150 ;
-  wire [5:0] \$151 ;
-  wire [6:0] \$152 ;
-  wire \$153 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire [3:0] \$153 ;
   wire \$154 ;
   wire \$155 ;
   wire \$156 ;
-  reg [3:0] \$157 ;
+  wire \$157 ;
   wire \$158 ;
   wire \$159 ;
-  wire [17:0] \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
+  wire \$16 ;
+  wire [1:0] \$160 ;
+  wire [1:0] \$161 ;
+  wire [5:0] \$162 ;
   wire \$163 ;
   wire \$164 ;
   wire \$165 ;
@@ -82,155 +82,142 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$167 ;
   wire \$168 ;
   wire \$169 ;
-  wire [26:0] \$17 ;
+  wire [17:0] \$17 ;
   wire \$170 ;
   wire \$171 ;
   wire \$172 ;
   wire \$173 ;
-  wire [1:0] \$174 ;
-  wire [1:0] \$175 ;
-  wire [5:0] \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
-  wire \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  reg [37:0] \$189 ;
-  wire [5:0] \$19 ;
-  reg [37:0] \$190 ;
-  reg [15:0] \$191 ;
-  reg [15:0] \$192 ;
-  reg [15:0] \$193 ;
-  reg [15:0] \$194 ;
-  reg [1:0] \$195 ;
+  wire \$174 ;
+  reg [37:0] \$175 ;
+  reg [37:0] \$176 ;
+  reg [15:0] \$177 ;
+  reg [15:0] \$178 ;
+  reg [15:0] \$179 ;
+  wire [26:0] \$18 ;
+  reg [15:0] \$180 ;
+  reg [1:0] \$181 ;
+  reg \$182 ;
+  reg [2:0] \$183 ;
+  reg \$184 ;
+  reg [40:0] \$185 ;
+  reg [37:0] \$186 ;
+  reg [2:0] \$187 ;
+  reg [2:0] \$188 ;
+  reg [15:0] \$189 ;
+  wire \$19 ;
+  reg \$190 ;
+  reg \$191 ;
+  reg \$192 ;
+  reg [7:0] \$193 ;
+  reg [8:0] \$194 ;
+  reg \$195 ;
   reg \$196 ;
-  reg [2:0] \$197 ;
+  reg \$197 ;
   reg \$198 ;
-  reg [40:0] \$199 ;
+  reg \$199 ;
   wire \$2 ;
-  wire \$20 ;
-  reg [37:0] \$200 ;
-  reg [2:0] \$201 ;
-  reg \$202 ;
-  reg \$203 ;
-  reg \$204 ;
-  reg [7:0] \$205 ;
-  reg [8:0] \$206 ;
-  reg \$207 ;
-  reg \$208 ;
-  reg \$209 ;
-  wire [5:0] \$21 ;
-  reg \$210 ;
-  reg \$211 ;
-  reg \$212 ;
-  reg [17:0] \$213 ;
-  reg [25:0] \$214 ;
-  reg [17:0] \$215 ;
-  reg [25:0] \$216 ;
-  reg [4:0] \$217 ;
-  reg [4:0] \$218 ;
+  wire [5:0] \$20 ;
+  reg \$200 ;
+  reg [17:0] \$201 ;
+  reg [25:0] \$202 ;
+  reg [17:0] \$203 ;
+  reg [25:0] \$204 ;
+  reg [4:0] \$205 ;
+  reg [4:0] \$206 ;
+  reg [4:0] \$207 ;
+  reg [4:0] \$208 ;
+  reg [4:0] \$209 ;
+  wire \$21 ;
+  reg [4:0] \$210 ;
+  reg [4:0] \$211 ;
+  reg [4:0] \$212 ;
+  reg [1:0] \$213 ;
+  reg [15:0] \$214 ;
+  reg [15:0] \$215 ;
+  reg [1:0] \$216 ;
+  reg \$217 ;
+  reg \$218 ;
   reg [4:0] \$219 ;
-  wire \$22 ;
+  wire [5:0] \$22 ;
   reg [4:0] \$220 ;
-  reg [4:0] \$221 ;
-  reg [4:0] \$222 ;
-  reg [4:0] \$223 ;
-  reg [4:0] \$224 ;
-  reg [1:0] \$225 ;
-  reg [15:0] \$226 ;
-  reg [15:0] \$227 ;
-  reg [1:0] \$228 ;
-  reg \$229 ;
-  wire [5:0] \$23 ;
-  reg \$230 ;
-  reg [4:0] \$231 ;
-  reg [4:0] \$232 ;
-  reg \$233 ;
+  reg \$221 ;
+  reg \$222 ;
+  reg \$223 ;
+  reg [3:0] \$224 ;
+  reg [3:0] \$225 ;
+  reg [1:0] \$226 ;
+  reg \$227 ;
+  reg \$228 ;
+  reg [4:0] \$229 ;
+  wire \$23 ;
+  reg [4:0] \$230 ;
+  reg [7:0] \$231 ;
+  reg [8:0] \$232 ;
+  reg [1:0] \$233 ;
   reg \$234 ;
-  reg \$235 ;
-  reg [3:0] \$236 ;
-  reg [3:0] \$237 ;
-  reg [2:0] \$238 ;
-  reg [1:0] \$239 ;
-  wire \$24 ;
-  reg \$240 ;
-  reg \$241 ;
-  reg [4:0] \$242 ;
-  reg [4:0] \$243 ;
-  reg [7:0] \$244 ;
-  reg [8:0] \$245 ;
-  reg [1:0] \$246 ;
-  reg \$247 ;
-  wire [5:0] \$25 ;
-  wire \$26 ;
-  wire [5:0] \$27 ;
-  wire \$28 ;
-  wire [5:0] \$29 ;
+  wire [5:0] \$24 ;
+  wire \$25 ;
+  wire [5:0] \$26 ;
+  wire \$27 ;
+  wire [5:0] \$28 ;
+  wire \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire [5:0] \$31 ;
-  wire \$32 ;
-  wire [5:0] \$33 ;
-  wire [4:0] \$34 ;
-  wire \$35 ;
+  wire [5:0] \$30 ;
+  wire \$31 ;
+  wire [5:0] \$32 ;
+  wire \$33 ;
+  wire [5:0] \$34 ;
+  wire [4:0] \$35 ;
   wire \$36 ;
-  reg [4:0] \$37 ;
-  wire [5:0] \$38 ;
-  wire \$39 ;
+  wire \$37 ;
+  reg [4:0] \$38 ;
+  wire [5:0] \$39 ;
   wire \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
   wire \$43 ;
   wire \$44 ;
-  reg [1:0] \$45 ;
-  reg [1:0] \$46 ;
+  wire \$45 ;
+  wire \$46 ;
   wire \$47 ;
-  reg [1:0] \$48 ;
+  wire \$48 ;
   wire \$49 ;
   reg [37:0] \$5 ;
-  reg \$50 ;
-  wire \$51 ;
+  wire \$50 ;
+  reg [4:0] \$51 ;
   wire \$52 ;
-  reg [1:0] \$53 ;
-  wire \$54 ;
-  reg [4:0] \$55 ;
-  reg [1:0] \$56 ;
-  reg \$57 ;
-  wire \$58 ;
-  reg [4:0] \$59 ;
+  reg [4:0] \$53 ;
+  wire [4:0] \$54 ;
+  wire [5:0] \$55 ;
+  wire [5:0] \$56 ;
+  wire [5:0] \$57 ;
+  wire [5:0] \$58 ;
+  wire [6:0] \$59 ;
   reg [15:0] \$6 ;
-  wire [4:0] \$60 ;
-  reg [7:0] \$61 ;
-  reg [4:0] \$62 ;
-  wire [5:0] \$63 ;
-  wire [5:0] \$64 ;
-  reg [4:0] \$65 ;
-  wire [5:0] \$66 ;
+  wire [7:0] \$60 ;
+  wire [7:0] \$61 ;
+  wire [7:0] \$62 ;
+  wire [7:0] \$63 ;
+  wire [8:0] \$64 ;
+  wire [9:0] \$65 ;
+  wire \$66 ;
   wire [5:0] \$67 ;
-  wire [6:0] \$68 ;
-  reg [4:0] \$69 ;
+  wire \$68 ;
+  wire \$69 ;
   reg [37:0] \$7 ;
-  wire [7:0] \$70 ;
-  wire [7:0] \$71 ;
-  reg [4:0] \$72 ;
-  wire [7:0] \$73 ;
-  wire [7:0] \$74 ;
-  wire [8:0] \$75 ;
-  wire [9:0] \$76 ;
-  wire \$77 ;
-  wire [5:0] \$78 ;
-  wire [3:0] \$79 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire [2:0] \$76 ;
+  wire [4:0] \$77 ;
+  wire [1:0] \$78 ;
+  wire \$79 ;
   wire [3:0] \$8 ;
-  wire \$80 ;
+  wire [1:0] \$80 ;
   wire \$81 ;
   wire \$82 ;
   wire \$83 ;
@@ -238,12 +225,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$85 ;
   wire \$86 ;
   wire \$87 ;
-  wire [2:0] \$88 ;
-  wire [4:0] \$89 ;
-  wire [9:0] \$9 ;
-  wire [1:0] \$90 ;
+  wire \$88 ;
+  wire \$89 ;
+  reg [15:0] \$9 ;
+  wire \$90 ;
   wire \$91 ;
-  wire [1:0] \$92 ;
+  wire \$92 ;
   wire \$93 ;
   wire \$94 ;
   wire \$95 ;
@@ -252,44 +239,44 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$98 ;
   wire \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$105  = 1'h0;
   reg \$signal$109  = 1'h0;
-  reg \$signal$58  = 1'h0;
-  reg \$signal$59  = 1'h0;
-  reg \$signal$66  = 1'h0;
-  reg \$signal$67 ;
-  reg \$signal$68  = 1'h0;
-  reg \$signal$69  = 1'h0;
+  reg \$signal$113  = 1'h0;
+  reg \$signal$62  = 1'h0;
+  reg \$signal$63  = 1'h0;
+  reg \$signal$70  = 1'h0;
+  reg \$signal$71 ;
+  reg \$signal$72  = 1'h0;
+  reg \$signal$73  = 1'h0;
   wire [7:0] \$signature__addr ;
-  wire [3:0] \$signature__addr$127 ;
-  wire [7:0] \$signature__addr$130 ;
-  wire [3:0] \$signature__addr$133 ;
-  wire [3:0] \$signature__addr$177 ;
-  wire [3:0] \$signature__addr$181 ;
+  wire [3:0] \$signature__addr$130 ;
+  wire [7:0] \$signature__addr$133 ;
+  wire [3:0] \$signature__addr$136 ;
+  wire [3:0] \$signature__addr$180 ;
+  wire [3:0] \$signature__addr$184 ;
   wire [7:0] \$signature__data ;
-  wire [40:0] \$signature__data$128 ;
-  wire [8:0] \$signature__data$128.alpha ;
-  wire [15:0] \$signature__data$128.bias ;
-  wire [15:0] \$signature__data$128.theta ;
-  wire [7:0] \$signature__data$131 ;
-  wire [40:0] \$signature__data$134 ;
-  wire [8:0] \$signature__data$134.alpha ;
-  wire [15:0] \$signature__data$134.bias ;
-  wire [15:0] \$signature__data$134.theta ;
-  wire [15:0] \$signature__data$178 ;
-  wire [15:0] \$signature__data$182 ;
+  wire [40:0] \$signature__data$131 ;
+  wire [8:0] \$signature__data$131.alpha ;
+  wire [15:0] \$signature__data$131.bias ;
+  wire [15:0] \$signature__data$131.theta ;
+  wire [7:0] \$signature__data$134 ;
+  wire [40:0] \$signature__data$137 ;
+  wire [8:0] \$signature__data$137.alpha ;
+  wire [15:0] \$signature__data$137.bias ;
+  wire [15:0] \$signature__data$137.theta ;
+  wire [15:0] \$signature__data$181 ;
+  wire [15:0] \$signature__data$185 ;
   wire \$signature__en ;
-  wire \$signature__en$129 ;
   wire \$signature__en$132 ;
   wire \$signature__en$135 ;
-  wire \$signature__en$179 ;
-  wire \$signature__en$183 ;
+  wire \$signature__en$138 ;
+  wire \$signature__en$182 ;
+  wire \$signature__en$186 ;
   reg [25:0] acc0 = 26'h0000000;
   reg [25:0] acc1 = 26'h0000000;
   (* init = 9'h000 *)
   wire [8:0] alpha;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$152 ;
+  wire [8:0] \alpha$155 ;
   reg [8:0] alpha_q0 = 9'h000;
   reg [8:0] alpha_q1 = 9'h000;
   reg bank_sel = 1'h0;
@@ -297,7 +284,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   (* init = 16'h0000 *)
   wire [15:0] bias;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$153 ;
+  wire [15:0] \bias$156 ;
   reg [15:0] bias_q0 = 16'h0000;
   reg [15:0] bias_q1 = 16'h0000;
   output busy;
@@ -306,7 +293,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire can_load;
   input clear;
   wire clear;
-  reg \clear$194 ;
+  reg \clear$197 ;
   input clk;
   wire clk;
   reg [4:0] cnt = 5'h00;
@@ -322,6 +309,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [1:0] drain_n = 2'h0;
   reg [2:0] e = 3'h0;
   reg [2:0] e_end = 3'h0;
+  reg [2:0] e_new;
+  reg e_set;
+  reg [15:0] \edge  = 16'h0000;
+  wire [4:0] \edge.nsrc ;
+  wire \edge.recurrent ;
+  wire [1:0] \edge.src ;
+  wire [7:0] \edge.wbase ;
   reg [15:0] edge0 = 16'h0000;
   wire [4:0] \edge0.nsrc ;
   wire \edge0.recurrent ;
@@ -399,7 +393,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [3:0] k = 4'h0;
   reg last_row = 1'h0;
   reg [37:0] layer = 38'h0000000000;
-  reg \layer$191 ;
+  reg \layer$194 ;
   wire [1:0] \layer.ebase ;
   wire [2:0] \layer.ecount ;
   wire \layer.emit_values ;
@@ -430,7 +424,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \layer1.spiking ;
   wire [15:0] \layer1.v_reset ;
   wire [17:0] leak;
-  wire [17:0] \leak$80 ;
+  wire [17:0] \leak$84 ;
   reg [17:0] leak_q0 = 18'h00000;
   reg [17:0] leak_q1 = 18'h00000;
   reg li = 1'h0;
@@ -460,13 +454,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \params1_nrw.bias ;
   wire [15:0] \params1_nrw.theta ;
   wire [7:0] port__addr;
-  wire [3:0] \port__addr$141 ;
-  wire [3:0] \port__addr$142 ;
-  wire [7:0] \port__addr$143 ;
   wire [3:0] \port__addr$144 ;
   wire [3:0] \port__addr$145 ;
-  wire [6:0] \port__addr$146 ;
-  wire [4:0] \port__addr$147 ;
+  wire [7:0] \port__addr$146 ;
+  wire [3:0] \port__addr$147 ;
+  wire [3:0] \port__addr$148 ;
+  wire [6:0] \port__addr$149 ;
+  wire [4:0] \port__addr$150 ;
   wire [11:0] port__data;
   wire [11:0] \port__data$19 ;
   wire [3:0] \port__data$19.index ;
@@ -505,7 +499,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire records__ready;
   wire records__valid;
   wire [1:0] reset;
-  wire [1:0] \reset$175 ;
+  wire [1:0] \reset$178 ;
   wire [4:0] row_addr;
   reg [8:0] row_offset = 9'h000;
   reg [7:0] row_wbase = 8'h00;
@@ -524,31 +518,31 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg s4_valid = 1'h0;
   reg [1:0] send;
   wire spike;
-  wire \spike$97 ;
+  wire \spike$101 ;
   wire [1:0] spike_src;
   reg [1:0] spikes = 2'h0;
-  reg [1:0] \spikes$189 ;
+  reg [1:0] \spikes$192 ;
   wire spiking;
-  wire \spiking$176 ;
+  wire \spiking$179 ;
   reg [1:0] src_sel = 2'h0;
   wire [15:0] theta;
-  wire [15:0] \theta$173 ;
+  wire [15:0] \theta$176 ;
   (* init = 26'h0000000 *)
   wire [25:0] total;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$172 ;
+  wire [25:0] \total$175 ;
   (* init = 16'h0000 *)
   wire [15:0] u;
   (* init = 16'h0000 *)
-  wire [15:0] \u$151 ;
+  wire [15:0] \u$154 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$99 ;
+  wire [15:0] \u_new$103 ;
   reg [15:0] u_new0 = 16'h0000;
   reg [15:0] u_new1 = 16'h0000;
   reg [15:0] u_q0 = 16'h0000;
   reg [15:0] u_q1 = 16'h0000;
   wire [15:0] v_reset;
-  wire [15:0] \v_reset$174 ;
+  wire [15:0] \v_reset$177 ;
   wire [1:0] valid_lanes;
   reg [1:0] valid_q = 2'h0;
   reg [31:0] values;
@@ -762,10 +756,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes0[15] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$179 )
-      membranes0[\$136 [3:0]] <= \$137 [15:0];
+    if (\$signature__en$182 )
+      membranes0[\$121 [3:0]] <= \$122 [15:0];
   end
-  assign \port__data$25  = membranes0[\$128 [3:0]];
+  assign \port__data$25  = membranes0[\$113 [3:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes1 [15:0];
   initial begin
@@ -787,10 +781,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes1[15] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$183 )
-      membranes1[\$142 [3:0]] <= \$143 [15:0];
+    if (\$signature__en$186 )
+      membranes1[\$127 [3:0]] <= \$128 [15:0];
   end
-  assign \port__data$31  = membranes1[\$131 [3:0]];
+  assign \port__data$31  = membranes1[\$116 [3:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params0 [15:0];
   initial begin
@@ -812,10 +806,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     params0[15] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$129 )
+    if (\$signature__en$132 )
       params0[host_addr[3:0]] <= host_wdata;
   end
-  assign \port__data$23  = params0[\$127 [3:0]];
+  assign \port__data$23  = params0[\$112 [3:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params1 [15:0];
   initial begin
@@ -837,10 +831,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     params1[15] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$135 )
+    if (\$signature__en$138 )
       params1[host_addr[3:0]] <= host_wdata;
   end
-  assign \port__data$29  = params1[\$130 [3:0]];
+  assign \port__data$29  = params1[\$115 [3:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights0 [255:0];
   initial begin
@@ -1105,7 +1099,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     if (\$signature__en )
       weights0[host_addr[7:0]] <= host_wdata[7:0];
   end
-  assign \port__data$21  = weights0[\$126 [7:0]];
+  assign \port__data$21  = weights0[\$111 [7:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights1 [255:0];
   initial begin
@@ -1367,174 +1361,170 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     weights1[255] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$132 )
+    if (\$signature__en$135 )
       weights1[host_addr[7:0]] <= host_wdata[7:0];
   end
-  assign \port__data$27  = weights1[\$129 [7:0]];
+  assign \port__data$27  = weights1[\$114 [7:0]];
   assign \$1  = ~ busy;
   assign \$2  = \$1  & host_we;
   assign \$3  = ~ busy;
   assign \$4  = \$3  & host_re;
   assign \$8  = layer[14:13] + layer[17:15];
-  assign \$9  = s1_rowbase + s1_index;
-  assign \$10  = $signed(w_q0) * $signed(s3_x);
-  assign \$11  = $signed(w_q1) * $signed(s3_x);
-  assign \$12  = s4_valid | \$signal$69 ;
-  assign \$13  = s4_valid ? { prod_q0[15], prod_q0[15], prod_q0 } : leak_q0;
-  assign \$14  = $signed(acc0) + $signed(\$13 );
-  assign \$15  = s4_valid | \$signal$69 ;
-  assign \$16  = s4_valid ? { prod_q1[15], prod_q1[15], prod_q1 } : leak_q1;
-  assign \$17  = $signed(acc1) + $signed(\$16 );
-  assign \$18  = ! { cur, spike_src };
-  assign \$19  = count0 + 1'h1;
-  assign \$20  = { cur, spike_src } == 1'h1;
-  assign \$21  = count1 + 1'h1;
-  assign \$22  = { cur, spike_src } == 2'h2;
-  assign \$23  = count2 + 1'h1;
-  assign \$24  = { cur, spike_src } == 2'h3;
-  assign \$25  = count3 + 1'h1;
-  assign \$26  = { cur, spike_src } == 3'h4;
-  assign \$27  = count4 + 1'h1;
-  assign \$28  = { cur, spike_src } == 3'h5;
-  assign \$29  = count5 + 1'h1;
-  assign \$30  = { cur, spike_src } == 3'h6;
-  assign \$31  = count6 + 1'h1;
-  assign \$32  = { cur, spike_src } == 3'h7;
-  assign \$33  = count7 + 1'h1;
-  assign \$34  = k + 1'h1;
-  assign \$35  = \$34  == layer[8:5];
-  assign \$36  = input__valid & input__ready;
-  assign \$38  = \$37  + 1'h1;
-  assign \$39  = ~ clear;
-  assign \$40  = in_full & \$39 ;
-  assign \$41  = ~ \$signal$105 ;
-  assign \$42  = ~ \$signal$105 ;
-  assign \$43  = ! num_layers;
-  assign \$44  = e == e_end;
-  assign \$47  = ! \$46 ;
-  assign \$49  = ! \$48 ;
-  assign \$51  = cur ^ \$50 ;
-  assign \$52  = \$49  ? \$signal$109  : \$51 ;
-  assign \$54  = ! \$53 ;
-  assign \$58  = cur ^ \$57 ;
-  assign \$60  = \$54  ? \$55  : \$59 ;
-  assign \$64  = k[0] ? \$63  : 6'h00;
-  assign \$67  = k[1] ? \$66  : 6'h00;
-  assign \$68  = \$64  + \$67 ;
-  assign \$71  = k[2] ? \$70  : 8'h00;
-  assign \$74  = k[3] ? \$73  : 8'h00;
-  assign \$75  = \$71  + \$74 ;
-  assign \$76  = \$68  + \$75 ;
-  assign \$77  = n < cnt;
-  assign \$78  = n + 1'h1;
-  assign \$79  = e + 1'h1;
-  assign \$80  = drain_n != 2'h2;
-  assign \$81  = ~ \$signal ;
-  assign \$82  = ~ s1b_valid;
-  assign \$83  = \$81  & \$82 ;
-  assign \$84  = ~ s2_valid;
-  assign \$85  = \$83  & \$84 ;
-  assign \$86  = ~ \$signal$59 ;
-  assign \$87  = \$85  & \$86 ;
-  assign \$88  = drain_n + 1'h1;
-  assign \$89  = k + 1'h1;
-  assign \$90  = li + 1'h1;
-  assign \$91  = \$90  == num_layers;
-  assign \$92  = li + 1'h1;
-  assign \$93  = ~ cur;
-  assign \$94  = ~ cur;
-  assign \$95  = ~ cur;
-  assign \$96  = ~ cur;
+  assign \$10  = s1_rowbase + s1_index;
+  assign \$11  = $signed(w_q0) * $signed(s3_x);
+  assign \$12  = $signed(w_q1) * $signed(s3_x);
+  assign \$13  = s4_valid | \$signal$73 ;
+  assign \$14  = s4_valid ? { prod_q0[15], prod_q0[15], prod_q0 } : leak_q0;
+  assign \$15  = $signed(acc0) + $signed(\$14 );
+  assign \$16  = s4_valid | \$signal$73 ;
+  assign \$17  = s4_valid ? { prod_q1[15], prod_q1[15], prod_q1 } : leak_q1;
+  assign \$18  = $signed(acc1) + $signed(\$17 );
+  assign \$19  = ! { cur, spike_src };
+  assign \$20  = count0 + 1'h1;
+  assign \$21  = { cur, spike_src } == 1'h1;
+  assign \$22  = count1 + 1'h1;
+  assign \$23  = { cur, spike_src } == 2'h2;
+  assign \$24  = count2 + 1'h1;
+  assign \$25  = { cur, spike_src } == 2'h3;
+  assign \$26  = count3 + 1'h1;
+  assign \$27  = { cur, spike_src } == 3'h4;
+  assign \$28  = count4 + 1'h1;
+  assign \$29  = { cur, spike_src } == 3'h5;
+  assign \$30  = count5 + 1'h1;
+  assign \$31  = { cur, spike_src } == 3'h6;
+  assign \$32  = count6 + 1'h1;
+  assign \$33  = { cur, spike_src } == 3'h7;
+  assign \$34  = count7 + 1'h1;
+  assign \$35  = k + 1'h1;
+  assign \$36  = \$35  == layer[8:5];
+  assign \$37  = input__valid & input__ready;
+  assign \$39  = \$38  + 1'h1;
+  assign \$40  = ~ clear;
+  assign \$41  = in_full & \$40 ;
+  assign \$42  = ~ \$signal$109 ;
+  assign \$43  = ~ \$signal$109 ;
+  assign \$44  = ! num_layers;
+  assign \$45  = e == e_end;
+  assign \$46  = ! \edge [1:0];
+  assign \$47  = ! \edge [1:0];
+  assign \$48  = cur ^ \edge [2];
+  assign \$49  = \$47  ? \$signal$113  : \$48 ;
+  assign \$50  = ! \edge [1:0];
+  assign \$52  = cur ^ \edge [2];
+  assign \$54  = \$50  ? \$51  : \$53 ;
+  assign \$56  = k[0] ? \$55  : 6'h00;
+  assign \$58  = k[1] ? \$57  : 6'h00;
+  assign \$59  = \$56  + \$58 ;
+  assign \$61  = k[2] ? \$60  : 8'h00;
+  assign \$63  = k[3] ? \$62  : 8'h00;
+  assign \$64  = \$61  + \$63 ;
+  assign \$65  = \$59  + \$64 ;
+  assign \$66  = n < cnt;
+  assign \$67  = n + 1'h1;
+  assign \$68  = drain_n != 2'h2;
+  assign \$69  = ~ \$signal ;
+  assign \$70  = ~ s1b_valid;
+  assign \$71  = \$69  & \$70 ;
+  assign \$72  = ~ s2_valid;
+  assign \$73  = \$71  & \$72 ;
+  assign \$74  = ~ \$signal$63 ;
+  assign \$75  = \$73  & \$74 ;
+  assign \$76  = drain_n + 1'h1;
+  assign \$77  = k + 1'h1;
+  assign \$78  = li + 1'h1;
+  assign \$79  = \$78  == num_layers;
+  assign \$80  = li + 1'h1;
+  assign \$81  = ~ cur;
+  assign \$82  = ~ cur;
+  assign \$83  = ~ cur;
+  assign \$84  = ~ cur;
+  assign \$85  = ~ busy;
+  assign \$86  = clear & \$85 ;
+  assign \$87  = ~ busy;
+  assign \$88  = \$87  & host_we;
+  assign \$89  = host_addr[11:9] == 3'h4;
+  assign \$90  = \$88  & \$89 ;
+  assign \$91  = ! host_addr[8];
+  assign \$signature__en  = \$90  & \$91 ;
+  assign \$92  = ~ busy;
+  assign \$93  = \$92  & host_we;
+  assign \$94  = host_addr[11:9] == 2'h2;
+  assign \$95  = \$93  & \$94 ;
+  assign \$96  = ! host_addr[8];
+  assign \$signature__en$132  = \$95  & \$96 ;
   assign \$97  = ~ busy;
-  assign \$98  = clear & \$97 ;
-  assign \$99  = ~ busy;
-  assign \$100  = \$99  & host_we;
-  assign \$101  = host_addr[11:9] == 3'h4;
-  assign \$102  = \$100  & \$101 ;
-  assign \$103  = ! host_addr[8];
-  assign \$signature__en  = \$102  & \$103 ;
-  assign \$104  = ~ busy;
-  assign \$105  = \$104  & host_we;
-  assign \$106  = host_addr[11:9] == 2'h2;
-  assign \$107  = \$105  & \$106 ;
-  assign \$108  = ! host_addr[8];
-  assign \$signature__en$129  = \$107  & \$108 ;
-  assign \$109  = ~ busy;
-  assign \$110  = \$109  & host_we;
-  assign \$111  = host_addr[11:9] == 3'h4;
-  assign \$112  = \$110  & \$111 ;
-  assign \$signature__en$132  = \$112  & \$113 ;
-  assign \$114  = ~ busy;
-  assign \$115  = \$114  & host_we;
-  assign \$116  = host_addr[11:9] == 2'h2;
-  assign \$117  = \$115  & \$116 ;
-  assign \$signature__en$135  = \$117  & \$118 ;
-  assign \$122  = row_wbase + row_offset;
-  assign \$123  = ~ busy;
-  assign \$124  = \$123  & host_re;
-  assign \$125  = host_addr[11:9] == 3'h5;
-  assign re = \$124  & \$125 ;
+  assign \$98  = \$97  & host_we;
+  assign \$99  = host_addr[11:9] == 3'h4;
+  assign \$100  = \$98  & \$99 ;
+  assign \$signature__en$135  = \$100  & \$101 ;
+  assign \$102  = ~ busy;
+  assign \$103  = \$102  & host_we;
+  assign \$104  = host_addr[11:9] == 2'h2;
+  assign \$105  = \$103  & \$104 ;
+  assign \$signature__en$138  = \$105  & \$106 ;
+  assign \$110  = row_wbase + row_offset;
   assign s1_index = s1_from_input ? input_events_nrw[3:0] : events_nrw[3:0];
   assign s1_value = s1_from_input ? input_events_nrw[11:4] : events_nrw[11:4];
   assign row_addr = layer[12:9] + k;
-  assign \$126  = busy ? w_addr_q0 : { 1'h0, host_addr[7:0] };
-  assign \$127  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$128  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$129  = busy ? w_addr_q0 : { 1'h0, host_addr[7:0] };
-  assign \$130  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$131  = busy ? { 3'h0, row_addr } : host_addr[7:0];
+  assign \$111  = busy ? w_addr_q0 : { 1'h0, host_addr[7:0] };
+  assign \$112  = busy ? { 3'h0, row_addr } : host_addr[7:0];
+  assign \$113  = busy ? { 3'h0, row_addr } : host_addr[7:0];
+  assign \$114  = busy ? w_addr_q0 : { 1'h0, host_addr[7:0] };
+  assign \$115  = busy ? { 3'h0, row_addr } : host_addr[7:0];
+  assign \$116  = busy ? { 3'h0, row_addr } : host_addr[7:0];
   assign w_data = write_end ? 24'h000002 : records__payload;
-  assign \$132  = write_end | records__valid;
-  assign w_en = w_rdy & \$132 ;
+  assign \$117  = write_end | records__valid;
+  assign w_en = w_rdy & \$117 ;
   assign spike_src = records__payload[2] + 1'h1;
-  assign \$134  = ! records__payload[2];
-  assign \$136  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$137  = busy ? { u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0 } : { 1'h0, host_wdata };
-  assign \$138  = host_addr[11:9] == 2'h3;
-  assign \$139  = host_we & \$138 ;
-  assign \$140  = ! host_addr[8];
-  assign \$141  = \$139  & \$140 ;
-  assign \$signature__en$179  = busy ? neuron_write : \$141 ;
-  assign \$142  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$143  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
-  assign \$144  = host_addr[11:9] == 2'h3;
-  assign \$145  = host_we & \$144 ;
-  assign \$147  = \$145  & \$146 ;
-  assign \$signature__en$183  = busy ? neuron_write : \$147 ;
-  assign \$148  = k * 2'h2;
-  assign \$149  = \$148  + 1'h0;
-  assign \$150  = \$149  < layer[4:0];
-  assign \$151  = k * 2'h2;
-  assign \$152  = \$151  + 1'h1;
-  assign \$153  = \$152  < layer[4:0];
-  assign \$154  = ~ in_full;
-  assign \$155  = ~ clear;
-  assign input__ready = \$154  & \$155 ;
-  assign \$156  = input__valid & input__ready;
+  assign \$119  = ! records__payload[2];
+  assign \$121  = busy ? { 3'h0, row_addr } : host_addr[7:0];
+  assign \$122  = busy ? { u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0 } : { 1'h0, host_wdata };
+  assign \$123  = host_addr[11:9] == 2'h3;
+  assign \$124  = host_we & \$123 ;
+  assign \$125  = ! host_addr[8];
+  assign \$126  = \$124  & \$125 ;
+  assign \$signature__en$182  = busy ? neuron_write : \$126 ;
+  assign \$127  = busy ? { 3'h0, row_addr } : host_addr[7:0];
+  assign \$128  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
+  assign \$129  = host_addr[11:9] == 2'h3;
+  assign \$130  = host_we & \$129 ;
+  assign \$132  = \$130  & \$131 ;
+  assign \$signature__en$186  = busy ? neuron_write : \$132 ;
+  assign \$133  = k * 2'h2;
+  assign \$134  = \$133  + 1'h0;
+  assign \$135  = \$134  < layer[4:0];
+  assign \$136  = k * 2'h2;
+  assign \$137  = \$136  + 1'h1;
+  assign \$138  = \$137  < layer[4:0];
+  assign \$139  = ~ in_full;
+  assign \$140  = ~ clear;
+  assign input__ready = \$139  & \$140 ;
+  assign \$141  = input__valid & input__ready;
+  assign \$143  = ! li;
+  assign \$145  = ! li;
+  assign \$147  = ! li;
+  assign \$149  = n < cnt;
+  assign \$150  = ! k;
+  assign \$151  = ! li;
+  assign \$153  = e + 1'h1;
+  assign \$154  = ! li;
+  assign \$156  = ! li;
   assign \$158  = ! li;
-  assign \$160  = ! li;
-  assign \$162  = ! li;
-  assign \$164  = n < cnt;
-  assign \$165  = ! k;
-  assign \$166  = ! li;
-  assign \$168  = ! li;
-  assign \$170  = ! li;
-  assign \$172  = ! li;
-  assign \$174  = spikes & valid_q;
-  assign \$175  = layer[37] ? valid_q : \$174 ;
-  assign \$176  = k * 2'h2;
-  assign \$177  = ~ busy;
-  assign \$178  = clear & \$177 ;
-  assign \$179  = ! fsm_state;
-  assign \$180  = fsm_state == 1'h1;
-  assign \$181  = fsm_state == 2'h2;
-  assign \$182  = fsm_state == 2'h3;
-  assign \$183  = fsm_state == 3'h4;
-  assign \$184  = fsm_state == 3'h5;
-  assign \$185  = fsm_state == 3'h6;
-  assign \$186  = fsm_state == 3'h7;
-  assign \$187  = fsm_state == 4'h8;
-  assign \$188  = fsm_state == 4'h9;
+  assign \$160  = spikes & valid_q;
+  assign \$161  = layer[37] ? valid_q : \$160 ;
+  assign \$162  = k * 2'h2;
+  assign \$163  = ~ busy;
+  assign \$164  = clear & \$163 ;
+  assign \$165  = ! fsm_state;
+  assign \$166  = fsm_state == 1'h1;
+  assign \$167  = fsm_state == 2'h2;
+  assign \$168  = fsm_state == 2'h3;
+  assign \$169  = fsm_state == 3'h4;
+  assign \$170  = fsm_state == 3'h5;
+  assign \$171  = fsm_state == 3'h6;
+  assign \$172  = fsm_state == 3'h7;
+  assign \$173  = fsm_state == 4'h8;
+  assign \$174  = fsm_state == 4'h9;
   always @(posedge clk)
     events_nrw <= port__data;
   always @(posedge clk)
@@ -1552,67 +1542,71 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     membranes1_nrw <= \port__data$31 ;
   always @(posedge clk)
-    layer0 <= \$189 ;
+    layer0 <= \$175 ;
   always @(posedge clk)
-    layer1 <= \$190 ;
+    layer1 <= \$176 ;
   always @(posedge clk)
-    edge0 <= \$191 ;
+    edge0 <= \$177 ;
   always @(posedge clk)
-    edge1 <= \$192 ;
+    edge1 <= \$178 ;
   always @(posedge clk)
-    edge2 <= \$193 ;
+    edge2 <= \$179 ;
   always @(posedge clk)
-    edge3 <= \$194 ;
+    edge3 <= \$180 ;
   always @(posedge clk)
-    num_layers <= \$195 ;
+    num_layers <= \$181 ;
   always @(posedge clk)
-    host_rvalid <= \$196 ;
+    host_rvalid <= \$182 ;
   always @(posedge clk)
-    rd_region <= \$197 ;
+    rd_region <= \$183 ;
   always @(posedge clk)
-    rd_lane <= \$198 ;
+    rd_lane <= \$184 ;
   always @(posedge clk)
-    rd_reg <= \$199 ;
+    rd_reg <= \$185 ;
   always @(posedge clk)
-    layer <= \$200 ;
+    layer <= \$186 ;
   always @(posedge clk)
-    e_end <= \$201 ;
+    e_end <= \$187 ;
   always @(posedge clk)
-    w_addr_q0 <= \$9 [8:0];
+    e <= \$188 ;
   always @(posedge clk)
-    \$signal  <= \$202 ;
+    \edge  <= \$189 ;
   always @(posedge clk)
-    s1b_valid <= \$203 ;
+    w_addr_q0 <= \$10 [8:0];
+  always @(posedge clk)
+    \$signal  <= \$190 ;
+  always @(posedge clk)
+    s1b_valid <= \$191 ;
   always @(posedge clk)
     s1b_x <= s1_value;
   always @(posedge clk)
-    s2_valid <= \$204 ;
+    s2_valid <= \$192 ;
   always @(posedge clk)
-    s2_x <= \$205 ;
+    s2_x <= \$193 ;
   always @(posedge clk)
-    s1_rowbase <= \$206 ;
+    s1_rowbase <= \$194 ;
   always @(posedge clk)
-    s1_from_input <= \$207 ;
+    s1_from_input <= \$195 ;
   always @(posedge clk)
-    \$signal$59  <= \$208 ;
+    \$signal$63  <= \$196 ;
   always @(posedge clk)
     s3_x <= s2_x;
   always @(posedge clk)
-    s4_valid <= \$209 ;
+    s4_valid <= \$197 ;
   always @(posedge clk)
     w_q0 <= weights0_nrw;
   always @(posedge clk)
     w_q1 <= weights1_nrw;
   always @(posedge clk)
-    prod_q0 <= \$10 ;
+    prod_q0 <= \$11 ;
   always @(posedge clk)
-    prod_q1 <= \$11 ;
+    prod_q1 <= \$12 ;
   always @(posedge clk)
-    \$signal$66  <= \$210 ;
+    \$signal$70  <= \$198 ;
   always @(posedge clk)
-    \$signal$68  <= \$211 ;
+    \$signal$72  <= \$199 ;
   always @(posedge clk)
-    \$signal$69  <= \$212 ;
+    \$signal$73  <= \$200 ;
   always @(posedge clk)
     u_q0 <= membranes0_nrw;
   always @(posedge clk)
@@ -1620,9 +1614,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     bias_q0 <= params0_nrw[40:25];
   always @(posedge clk)
-    leak_q0 <= \$213 ;
+    leak_q0 <= \$201 ;
   always @(posedge clk)
-    acc0 <= \$214 ;
+    acc0 <= \$202 ;
   always @(posedge clk)
     u_q1 <= membranes1_nrw;
   always @(posedge clk)
@@ -1630,77 +1624,75 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     bias_q1 <= params1_nrw[40:25];
   always @(posedge clk)
-    leak_q1 <= \$215 ;
+    leak_q1 <= \$203 ;
   always @(posedge clk)
-    acc1 <= \$216 ;
+    acc1 <= \$204 ;
   always @(posedge clk)
-    count0 <= \$217 ;
+    count0 <= \$205 ;
   always @(posedge clk)
-    count1 <= \$218 ;
+    count1 <= \$206 ;
   always @(posedge clk)
-    count2 <= \$219 ;
+    count2 <= \$207 ;
   always @(posedge clk)
-    count3 <= \$220 ;
+    count3 <= \$208 ;
   always @(posedge clk)
-    count4 <= \$221 ;
+    count4 <= \$209 ;
   always @(posedge clk)
-    count5 <= \$222 ;
+    count5 <= \$210 ;
   always @(posedge clk)
-    count6 <= \$223 ;
+    count6 <= \$211 ;
   always @(posedge clk)
-    count7 <= \$224 ;
+    count7 <= \$212 ;
   always @(posedge clk)
-    spikes <= \$225 ;
+    spikes <= \$213 ;
   always @(posedge clk)
-    u_new0 <= \$226 ;
+    u_new0 <= \$214 ;
   always @(posedge clk)
-    u_new1 <= \$227 ;
+    u_new1 <= \$215 ;
   always @(posedge clk)
-    valid_q <= \$228 ;
+    valid_q <= \$216 ;
   always @(posedge clk)
-    last_row <= \$229 ;
+    last_row <= \$217 ;
   always @(posedge clk)
-    in_full <= \$230 ;
+    in_full <= \$218 ;
   always @(posedge clk)
-    in_count0 <= \$231 ;
+    in_count0 <= \$219 ;
   always @(posedge clk)
-    in_count1 <= \$232 ;
+    in_count1 <= \$220 ;
   always @(posedge clk)
-    li <= \$233 ;
+    li <= \$221 ;
   always @(posedge clk)
-    \$signal$109  <= \$234 ;
+    \$signal$113  <= \$222 ;
   always @(posedge clk)
-    \$signal$105  <= \$235 ;
+    \$signal$109  <= \$223 ;
   always @(posedge clk)
-    fsm_state <= \$236 ;
+    fsm_state <= \$224 ;
   always @(posedge clk)
-    k <= \$237 ;
+    k <= \$225 ;
   always @(posedge clk)
-    e <= \$238 ;
+    src_sel <= \$226 ;
   always @(posedge clk)
-    src_sel <= \$239 ;
+    \$signal$62  <= \$227 ;
   always @(posedge clk)
-    \$signal$58  <= \$240 ;
+    bank_sel <= \$228 ;
   always @(posedge clk)
-    bank_sel <= \$241 ;
+    n <= \$229 ;
   always @(posedge clk)
-    n <= \$242 ;
+    cnt <= \$230 ;
   always @(posedge clk)
-    cnt <= \$243 ;
+    row_wbase <= \$231 ;
   always @(posedge clk)
-    row_wbase <= \$244 ;
+    row_offset <= \$232 ;
   always @(posedge clk)
-    row_offset <= \$245 ;
+    drain_n <= \$233 ;
   always @(posedge clk)
-    drain_n <= \$246 ;
-  always @(posedge clk)
-    cur <= \$247 ;
+    cur <= \$234 ;
   \npu_core_tiny.counters  counters (
-    .clear(\clear$194 ),
+    .clear(\clear$197 ),
     .clk(clk),
     .inc(inc),
     .raddr(host_addr[3:0]),
-    .re(re),
+    .re(host_re),
     .rst(rst),
     .total(rdata)
   );
@@ -1713,22 +1705,22 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   \npu_core_tiny.leak1  leak1 (
     .alpha(alpha_q1),
     .bias(bias_q1),
-    .leak(\leak$80 ),
+    .leak(\leak$84 ),
     .u(u_q1)
   );
   \npu_core_tiny.neuron0  neuron0 (
-    .\port$750$18 (layer[36:18]),
+    .\port$776$18 (layer[36:18]),
     .spike(spike),
     .theta(params0_nrw[24:9]),
     .total(acc0),
     .u_new(u_new)
   );
   \npu_core_tiny.neuron1  neuron1 (
-    .\port$750$18 (layer[36:18]),
-    .spike(\spike$97 ),
+    .\port$776$18 (layer[36:18]),
+    .spike(\spike$101 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
-    .u_new(\u_new$99 )
+    .u_new(\u_new$103 )
   );
   \npu_core_tiny.out_fifo  out_fifo (
     .clk(clk),
@@ -1747,18 +1739,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .\emit_values$30 (emit_values),
     .\event (\event ),
     .free(free),
-    .\layer$29 (\layer$191 ),
+    .\layer$29 (\layer$194 ),
     .load(load),
     .out_valid(records__valid),
     .records__payload(records__payload),
     .records__ready(w_rdy),
     .rst(rst),
     .send(send),
-    .\spikes$27 (\spikes$189 ),
+    .\spikes$27 (\spikes$192 ),
     .values(values)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     casez (host_addr[0])
       1'h0:
@@ -1768,7 +1760,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     casez (host_addr[1:0])
       2'h0:
@@ -1782,7 +1774,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
@@ -1792,296 +1784,142 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$105 )
-      1'h0:
-          \$37  = in_count0;
-      1'h1:
-          \$37  = in_count1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
+    casez (e_new[1:0])
       2'h0:
-          \$45  = edge0[1:0];
+          \$9  = edge0;
       2'h1:
-          \$45  = edge1[1:0];
+          \$9  = edge1;
       2'h2:
-          \$45  = edge2[1:0];
+          \$9  = edge2;
       2'h3:
-          \$45  = edge3[1:0];
+          \$9  = edge3;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$46  = edge0[1:0];
-      2'h1:
-          \$46  = edge1[1:0];
-      2'h2:
-          \$46  = edge2[1:0];
-      2'h3:
-          \$46  = edge3[1:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$48  = edge0[1:0];
-      2'h1:
-          \$48  = edge1[1:0];
-      2'h2:
-          \$48  = edge2[1:0];
-      2'h3:
-          \$48  = edge3[1:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$50  = edge0[2];
-      2'h1:
-          \$50  = edge1[2];
-      2'h2:
-          \$50  = edge2[2];
-      2'h3:
-          \$50  = edge3[2];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$53  = edge0[1:0];
-      2'h1:
-          \$53  = edge1[1:0];
-      2'h2:
-          \$53  = edge2[1:0];
-      2'h3:
-          \$53  = edge3[1:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     casez (\$signal$109 )
       1'h0:
-          \$55  = in_count0;
+          \$38  = in_count0;
       1'h1:
-          \$55  = in_count1;
+          \$38  = in_count1;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$56  = edge0[1:0];
-      2'h1:
-          \$56  = edge1[1:0];
-      2'h2:
-          \$56  = edge2[1:0];
-      2'h3:
-          \$56  = edge3[1:0];
+    casez (\$signal$113 )
+      1'h0:
+          \$51  = in_count0;
+      1'h1:
+          \$51  = in_count1;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$57  = edge0[2];
-      2'h1:
-          \$57  = edge1[2];
-      2'h2:
-          \$57  = edge2[2];
-      2'h3:
-          \$57  = edge3[2];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ \$58 , \$56  })
+    casez ({ \$52 , \edge [1:0] })
       3'h0:
-          \$59  = count0;
+          \$53  = count0;
       3'h1:
-          \$59  = count1;
+          \$53  = count1;
       3'h2:
-          \$59  = count2;
+          \$53  = count2;
       3'h3:
-          \$59  = count3;
+          \$53  = count3;
       3'h4:
-          \$59  = count4;
+          \$53  = count4;
       3'h5:
-          \$59  = count5;
+          \$53  = count5;
       3'h6:
-          \$59  = count6;
+          \$53  = count6;
       3'h7:
-          \$59  = count7;
+          \$53  = count7;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$61  = edge0[10:3];
-      2'h1:
-          \$61  = edge1[10:3];
-      2'h2:
-          \$61  = edge2[10:3];
-      2'h3:
-          \$61  = edge3[10:3];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$62  = edge0[15:11];
-      2'h1:
-          \$62  = edge1[15:11];
-      2'h2:
-          \$62  = edge2[15:11];
-      2'h3:
-          \$62  = edge3[15:11];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$65  = edge0[15:11];
-      2'h1:
-          \$65  = edge1[15:11];
-      2'h2:
-          \$65  = edge2[15:11];
-      2'h3:
-          \$65  = edge3[15:11];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$69  = edge0[15:11];
-      2'h1:
-          \$69  = edge1[15:11];
-      2'h2:
-          \$69  = edge2[15:11];
-      2'h3:
-          \$69  = edge3[15:11];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e[1:0])
-      2'h0:
-          \$72  = edge0[15:11];
-      2'h1:
-          \$72  = edge1[15:11];
-      2'h2:
-          \$72  = edge2[15:11];
-      2'h3:
-          \$72  = edge3[15:11];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     casez (rd_lane)
       1'h0:
-          \$119  = weights0_nrw;
+          \$107  = weights0_nrw;
       1'h1:
-          \$119  = weights1_nrw;
+          \$107  = weights1_nrw;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     casez (rd_lane)
       1'h0:
-          \$120  = params0_nrw;
+          \$108  = params0_nrw;
       1'h1:
-          \$120  = params1_nrw;
+          \$108  = params1_nrw;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     casez (rd_lane)
       1'h0:
-          \$121  = membranes0_nrw;
+          \$109  = membranes0_nrw;
       1'h1:
-          \$121  = membranes1_nrw;
+          \$109  = membranes1_nrw;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     casez ({ cur, spike_src })
       3'h0:
-          \$133  = count0[3:0];
+          \$118  = count0[3:0];
       3'h1:
-          \$133  = count1[3:0];
+          \$118  = count1[3:0];
       3'h2:
-          \$133  = count2[3:0];
+          \$118  = count2[3:0];
       3'h3:
-          \$133  = count3[3:0];
+          \$118  = count3[3:0];
       3'h4:
-          \$133  = count4[3:0];
+          \$118  = count4[3:0];
       3'h5:
-          \$133  = count5[3:0];
+          \$118  = count5[3:0];
       3'h6:
-          \$133  = count6[3:0];
+          \$118  = count6[3:0];
       3'h7:
-          \$133  = count7[3:0];
+          \$118  = count7[3:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$105 )
+    casez (\$signal$109 )
       1'h0:
-          \$157  = in_count0[3:0];
+          \$142  = in_count0[3:0];
       1'h1:
-          \$157  = in_count1[3:0];
+          \$142  = in_count1[3:0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$189  = layer0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$175  = layer0;
     if (\$2 ) begin
       casez (host_addr[11:9])
         3'h0:
             casez (host_addr[0])
               1'h0:
-                  \$189  = host_wdata[37:0];
+                  \$175  = host_wdata[37:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$189  = 38'h0000000000;
+      \$175  = 38'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$190  = layer1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$176  = layer1;
     if (\$2 ) begin
       casez (host_addr[11:9])
         3'h0:
@@ -2090,17 +1928,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               1'h0:
                   /* empty */;
               1'h1:
-                  \$190  = host_wdata[37:0];
+                  \$176  = host_wdata[37:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$190  = 38'h0000000000;
+      \$176  = 38'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$191  = edge0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$177  = edge0;
     if (\$2 ) begin
       casez (host_addr[11:9])
         3'h0:
@@ -2108,17 +1946,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             casez (host_addr[1:0])
               2'h0:
-                  \$191  = host_wdata[15:0];
+                  \$177  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$191  = 16'h0000;
+      \$177  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$192  = edge1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$178  = edge1;
     if (\$2 ) begin
       casez (host_addr[11:9])
         3'h0:
@@ -2128,17 +1966,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               2'h0:
                   /* empty */;
               2'h1:
-                  \$192  = host_wdata[15:0];
+                  \$178  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$192  = 16'h0000;
+      \$178  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$193  = edge2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$179  = edge2;
     if (\$2 ) begin
       casez (host_addr[11:9])
         3'h0:
@@ -2150,17 +1988,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               2'h1:
                   /* empty */;
               2'h2:
-                  \$193  = host_wdata[15:0];
+                  \$179  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$193  = 16'h0000;
+      \$179  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$194  = edge3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$180  = edge3;
     if (\$2 ) begin
       casez (host_addr[11:9])
         3'h0:
@@ -2175,17 +2013,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               2'h2:
                   /* empty */;
               2'h3:
-                  \$194  = host_wdata[15:0];
+                  \$180  = host_wdata[15:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$194  = 16'h0000;
+      \$180  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$195  = num_layers;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$181  = num_layers;
     if (\$2 ) begin
       casez (host_addr[11:9])
         3'h0:
@@ -2193,158 +2031,178 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h1:
             /* empty */;
         3'h6:
-            \$195  = host_wdata[1:0];
+            \$181  = host_wdata[1:0];
       endcase
     end
     if (rst) begin
-      \$195  = 2'h0;
+      \$181  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$196  = \$4 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$182  = \$4 ;
+    if (rst) begin
+      \$182  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$183  = host_addr[11:9];
+    if (rst) begin
+      \$183  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$184  = host_addr[8];
+    if (rst) begin
+      \$184  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$185  = rd_reg;
+    casez (host_addr[11:9])
+      3'h0:
+          \$185  = { 3'h0, \$5  };
+      3'h1:
+          \$185  = { 25'h0000000, \$6  };
+      3'h6:
+          \$185  = { 39'h0000000000, num_layers };
+    endcase
+    if (rst) begin
+      \$185  = 41'h00000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$186  = \$7 ;
+    if (rst) begin
+      \$186  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$187  = \$8 [2:0];
+    if (rst) begin
+      \$187  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$188  = e;
+    if (e_set) begin
+      \$188  = e_new;
+    end
+    if (rst) begin
+      \$188  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$189  = \edge ;
+    if (e_set) begin
+      \$189  = \$9 ;
+    end
+    if (rst) begin
+      \$189  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$190  = issue;
+    if (rst) begin
+      \$190  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$191  = \$signal ;
+    if (rst) begin
+      \$191  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$192  = s1b_valid;
+    if (rst) begin
+      \$192  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$193  = s1b_x;
+    if (rst) begin
+      \$193  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$194  = s1_rowbase;
+    if (issue) begin
+      \$194  = \$110 [8:0];
+    end
+    if (rst) begin
+      \$194  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$195  = s1_from_input;
+    if (issue) begin
+      \$195  = \$signal$62 ;
+    end
+    if (rst) begin
+      \$195  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$196  = s2_valid;
     if (rst) begin
       \$196  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$197  = host_addr[11:9];
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$197  = \$signal$63 ;
     if (rst) begin
-      \$197  = 3'h0;
+      \$197  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$198  = host_addr[8];
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$198  = \$signal$71 ;
     if (rst) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$199  = rd_reg;
-    casez (host_addr[11:9])
-      3'h0:
-          \$199  = { 3'h0, \$5  };
-      3'h1:
-          \$199  = { 25'h0000000, \$6  };
-      3'h6:
-          \$199  = { 39'h0000000000, num_layers };
-    endcase
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$199  = \$signal$70 ;
     if (rst) begin
-      \$199  = 41'h00000000000;
+      \$199  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$200  = \$7 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$200  = \$signal$72 ;
     if (rst) begin
-      \$200  = 38'h0000000000;
+      \$200  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$201  = \$8 [2:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$201  = leak;
     if (rst) begin
-      \$201  = 3'h0;
+      \$201  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202  = issue;
-    if (rst) begin
-      \$202  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$203  = \$signal ;
-    if (rst) begin
-      \$203  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$204  = s1b_valid;
-    if (rst) begin
-      \$204  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$205  = s1b_x;
-    if (rst) begin
-      \$205  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$206  = s1_rowbase;
-    if (issue) begin
-      \$206  = \$122 [8:0];
-    end
-    if (rst) begin
-      \$206  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$207  = s1_from_input;
-    if (issue) begin
-      \$207  = \$signal$58 ;
-    end
-    if (rst) begin
-      \$207  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$208  = s2_valid;
-    if (rst) begin
-      \$208  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209  = \$signal$59 ;
-    if (rst) begin
-      \$209  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210  = \$signal$67 ;
-    if (rst) begin
-      \$210  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211  = \$signal$66 ;
-    if (rst) begin
-      \$211  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = \$signal$68 ;
-    if (rst) begin
-      \$212  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = leak;
-    if (rst) begin
-      \$213  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = acc0;
-    if (\$12 ) begin
-      \$214  = \$14 [25:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$202  = acc0;
+    if (\$13 ) begin
+      \$202  = \$15 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -2352,24 +2210,24 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          \$214  = 26'h0000000;
+          \$202  = 26'h0000000;
     endcase
     if (rst) begin
-      \$214  = 26'h0000000;
+      \$202  = 26'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = \leak$80 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$203  = \leak$84 ;
     if (rst) begin
-      \$215  = 18'h00000;
+      \$203  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = acc1;
-    if (\$15 ) begin
-      \$216  = \$17 [25:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$204  = acc1;
+    if (\$16 ) begin
+      \$204  = \$18 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -2377,18 +2235,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          \$216  = 26'h0000000;
+          \$204  = 26'h0000000;
     endcase
     if (rst) begin
-      \$216  = 26'h0000000;
+      \$204  = 26'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = count0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$205  = count0;
     if (\event ) begin
-      if (\$18 ) begin
-        \$217  = \$19 [4:0];
+      if (\$19 ) begin
+        \$205  = \$20 [4:0];
       end
     end
     casez (fsm_state)
@@ -2412,25 +2270,25 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$93 , 2'h0 })
+            casez ({ \$81 , 2'h0 })
               3'h0:
-                  \$217  = 5'h00;
+                  \$205  = 5'h00;
             endcase
           end
     endcase
-    if (\$98 ) begin
-      \$217  = 5'h00;
+    if (\$86 ) begin
+      \$205  = 5'h00;
     end
     if (rst) begin
-      \$217  = 5'h00;
+      \$205  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = count1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$206  = count1;
     if (\event ) begin
-      if (\$20 ) begin
-        \$218  = \$21 [4:0];
+      if (\$21 ) begin
+        \$206  = \$22 [4:0];
       end
     end
     casez (fsm_state)
@@ -2454,25 +2312,25 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$94 , 2'h1 })
+            casez ({ \$82 , 2'h1 })
               3'h1:
-                  \$218  = 5'h00;
+                  \$206  = 5'h00;
             endcase
           end
     endcase
-    if (\$98 ) begin
-      \$218  = 5'h00;
+    if (\$86 ) begin
+      \$206  = 5'h00;
     end
     if (rst) begin
-      \$218  = 5'h00;
+      \$206  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = count2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$207  = count2;
     if (\event ) begin
-      if (\$22 ) begin
-        \$219  = \$23 [4:0];
+      if (\$23 ) begin
+        \$207  = \$24 [4:0];
       end
     end
     casez (fsm_state)
@@ -2496,13 +2354,297 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$95 , 2'h2 })
+            casez ({ \$83 , 2'h2 })
               3'h2:
+                  \$207  = 5'h00;
+            endcase
+          end
+    endcase
+    if (\$86 ) begin
+      \$207  = 5'h00;
+    end
+    if (rst) begin
+      \$207  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$208  = count3;
+    if (\event ) begin
+      if (\$25 ) begin
+        \$208  = \$26 [4:0];
+      end
+    end
+    if (\$86 ) begin
+      \$208  = 5'h00;
+    end
+    if (rst) begin
+      \$208  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$209  = count4;
+    if (\event ) begin
+      if (\$27 ) begin
+        \$209  = \$28 [4:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            casez ({ \$81 , 2'h0 })
+              3'h0:
+                  /* empty */;
+              3'h4:
+                  \$209  = 5'h00;
+            endcase
+          end
+    endcase
+    if (\$86 ) begin
+      \$209  = 5'h00;
+    end
+    if (rst) begin
+      \$209  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$210  = count5;
+    if (\event ) begin
+      if (\$29 ) begin
+        \$210  = \$30 [4:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            casez ({ \$82 , 2'h1 })
+              3'h1:
+                  /* empty */;
+              3'h5:
+                  \$210  = 5'h00;
+            endcase
+          end
+    endcase
+    if (\$86 ) begin
+      \$210  = 5'h00;
+    end
+    if (rst) begin
+      \$210  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$211  = count6;
+    if (\event ) begin
+      if (\$31 ) begin
+        \$211  = \$32 [4:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            casez ({ \$83 , 2'h2 })
+              3'h2:
+                  /* empty */;
+              3'h6:
+                  \$211  = 5'h00;
+            endcase
+          end
+    endcase
+    if (\$86 ) begin
+      \$211  = 5'h00;
+    end
+    if (rst) begin
+      \$211  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$212  = count7;
+    if (\event ) begin
+      if (\$33 ) begin
+        \$212  = \$34 [4:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+          end
+    endcase
+    if (\$86 ) begin
+      \$212  = 5'h00;
+    end
+    if (rst) begin
+      \$212  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$213 [0] = spike;
+    \$213 [1] = \spike$101 ;
+    if (rst) begin
+      \$213  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$214  = u_new;
+    if (rst) begin
+      \$214  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$215  = \u_new$103 ;
+    if (rst) begin
+      \$215  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$216  = valid_lanes;
+    if (rst) begin
+      \$216  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$217  = \$36 ;
+    if (rst) begin
+      \$217  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$218  = in_full;
+    if (\$37 ) begin
+      if (input__payload[12]) begin
+        \$218  = 1'h1;
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$41 ) begin
+            \$218  = 1'h0;
+          end
+    endcase
+    if (\$86 ) begin
+      \$218  = 1'h0;
+    end
+    if (rst) begin
+      \$218  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$219  = in_count0;
+    if (\$37 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[12]) begin
+      end else begin
+        casez (\$signal$109 )
+          1'h0:
+              \$219  = \$39 [4:0];
+        endcase
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$41 ) begin
+            casez (\$43 )
+              1'h0:
                   \$219  = 5'h00;
             endcase
           end
     endcase
-    if (\$98 ) begin
+    if (\$86 ) begin
       \$219  = 5'h00;
     end
     if (rst) begin
@@ -2510,331 +2652,47 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = count3;
-    if (\event ) begin
-      if (\$24 ) begin
-        \$220  = \$25 [4:0];
-      end
-    end
-    if (\$98 ) begin
-      \$220  = 5'h00;
-    end
-    if (rst) begin
-      \$220  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = count4;
-    if (\event ) begin
-      if (\$26 ) begin
-        \$221  = \$27 [4:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$93 , 2'h0 })
-              3'h0:
-                  /* empty */;
-              3'h4:
-                  \$221  = 5'h00;
-            endcase
-          end
-    endcase
-    if (\$98 ) begin
-      \$221  = 5'h00;
-    end
-    if (rst) begin
-      \$221  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = count5;
-    if (\event ) begin
-      if (\$28 ) begin
-        \$222  = \$29 [4:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$94 , 2'h1 })
-              3'h1:
-                  /* empty */;
-              3'h5:
-                  \$222  = 5'h00;
-            endcase
-          end
-    endcase
-    if (\$98 ) begin
-      \$222  = 5'h00;
-    end
-    if (rst) begin
-      \$222  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = count6;
-    if (\event ) begin
-      if (\$30 ) begin
-        \$223  = \$31 [4:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            casez ({ \$95 , 2'h2 })
-              3'h2:
-                  /* empty */;
-              3'h6:
-                  \$223  = 5'h00;
-            endcase
-          end
-    endcase
-    if (\$98 ) begin
-      \$223  = 5'h00;
-    end
-    if (rst) begin
-      \$223  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = count7;
-    if (\event ) begin
-      if (\$32 ) begin
-        \$224  = \$33 [4:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-          end
-    endcase
-    if (\$98 ) begin
-      \$224  = 5'h00;
-    end
-    if (rst) begin
-      \$224  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225 [0] = spike;
-    \$225 [1] = \spike$97 ;
-    if (rst) begin
-      \$225  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = u_new;
-    if (rst) begin
-      \$226  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = \u_new$99 ;
-    if (rst) begin
-      \$227  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = valid_lanes;
-    if (rst) begin
-      \$228  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = \$35 ;
-    if (rst) begin
-      \$229  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = in_full;
-    if (\$36 ) begin
-      if (input__payload[12]) begin
-        \$230  = 1'h1;
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$40 ) begin
-            \$230  = 1'h0;
-          end
-    endcase
-    if (\$98 ) begin
-      \$230  = 1'h0;
-    end
-    if (rst) begin
-      \$230  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = in_count0;
-    if (\$36 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[12]) begin
-      end else begin
-        casez (\$signal$105 )
-          1'h0:
-              \$231  = \$38 [4:0];
-        endcase
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$40 ) begin
-            casez (\$42 )
-              1'h0:
-                  \$231  = 5'h00;
-            endcase
-          end
-    endcase
-    if (\$98 ) begin
-      \$231  = 5'h00;
-    end
-    if (rst) begin
-      \$231  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = in_count1;
-    if (\$36 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$220  = in_count1;
+    if (\$37 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
         (* full_case = 32'd1 *)
-        casez (\$signal$105 )
+        casez (\$signal$109 )
           1'h0:
               /* empty */;
           1'h1:
-              \$232  = \$38 [4:0];
+              \$220  = \$39 [4:0];
         endcase
       end
     end
     casez (fsm_state)
       4'h0:
-          if (\$40 ) begin
+          if (\$41 ) begin
             (* full_case = 32'd1 *)
-            casez (\$42 )
+            casez (\$43 )
               1'h0:
                   /* empty */;
               1'h1:
-                  \$232  = 5'h00;
+                  \$220  = 5'h00;
             endcase
           end
     endcase
-    if (\$98 ) begin
-      \$232  = 5'h00;
+    if (\$86 ) begin
+      \$220  = 5'h00;
     end
     if (rst) begin
-      \$232  = 5'h00;
+      \$220  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = li;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$221  = li;
     casez (fsm_state)
       4'h0:
-          if (\$40 ) begin
-            \$233  = 1'h0;
+          if (\$41 ) begin
+            \$221  = 1'h0;
           end
       4'h2:
           /* empty */;
@@ -2853,383 +2711,360 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h9:
           if (free) begin
             (* full_case = 32'd1 *)
-            if (\$91 ) begin
+            if (\$79 ) begin
             end else begin
-              \$233  = \$92 [0];
+              \$221  = \$80 [0];
             end
           end
     endcase
     if (rst) begin
-      \$233  = 1'h0;
+      \$221  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = \$signal$109 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$222  = \$signal$113 ;
     casez (fsm_state)
       4'h0:
-          if (\$40 ) begin
-            \$234  = \$signal$105 ;
+          if (\$41 ) begin
+            \$222  = \$signal$109 ;
           end
     endcase
+    if (rst) begin
+      \$222  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$223  = \$signal$109 ;
+    casez (fsm_state)
+      4'h0:
+          if (\$41 ) begin
+            \$223  = \$42 ;
+          end
+    endcase
+    if (\$86 ) begin
+      \$223  = 1'h0;
+    end
+    if (rst) begin
+      \$223  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$224  = fsm_state;
+    casez (fsm_state)
+      4'h0:
+          if (\$41 ) begin
+            (* full_case = 32'd1 *)
+            if (\$44 ) begin
+              \$224  = 4'h1;
+            end else begin
+              \$224  = 4'h2;
+            end
+          end
+      4'h2:
+          \$224  = 4'h3;
+      4'h3:
+          \$224  = 4'h4;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$45 ) begin
+            \$224  = 4'h5;
+          end else begin
+            \$224  = 4'h6;
+          end
+      4'h6:
+          (* full_case = 32'd1 *)
+          if (\$66 ) begin
+          end else begin
+            \$224  = 4'h4;
+          end
+      4'h5:
+          if (\$68 ) begin
+          end else if (\$75 ) begin
+            \$224  = 4'h7;
+          end
+      4'h7:
+          \$224  = 4'h8;
+      4'h8:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+              \$224  = 4'h9;
+            end else begin
+              \$224  = 4'h3;
+            end
+          end
+      4'h9:
+          if (free) begin
+            (* full_case = 32'd1 *)
+            if (\$79 ) begin
+              \$224  = 4'h1;
+            end else begin
+              \$224  = 4'h2;
+            end
+          end
+      4'h1:
+          if (w_rdy) begin
+            \$224  = 4'h0;
+          end
+    endcase
+    if (rst) begin
+      \$224  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$225  = k;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          \$225  = 4'h0;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+            end else begin
+              \$225  = \$77 [3:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$225  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$226  = src_sel;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$45 ) begin
+          end else begin
+            \$226  = \edge [1:0];
+          end
+    endcase
+    if (rst) begin
+      \$226  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$227  = \$signal$62 ;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$45 ) begin
+          end else begin
+            \$227  = \$46 ;
+          end
+    endcase
+    if (rst) begin
+      \$227  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$228  = bank_sel;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$45 ) begin
+          end else begin
+            \$228  = \$49 ;
+          end
+    endcase
+    if (rst) begin
+      \$228  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$229  = n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$45 ) begin
+          end else begin
+            \$229  = 5'h00;
+          end
+      4'h6:
+          if (\$66 ) begin
+            \$229  = \$67 [4:0];
+          end
+    endcase
+    if (rst) begin
+      \$229  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$230  = cnt;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$45 ) begin
+          end else begin
+            \$230  = \$54 ;
+          end
+    endcase
+    if (rst) begin
+      \$230  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$231  = row_wbase;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$45 ) begin
+          end else begin
+            \$231  = \edge [10:3];
+          end
+    endcase
+    if (rst) begin
+      \$231  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$232  = row_offset;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$45 ) begin
+          end else begin
+            \$232  = \$65 [8:0];
+          end
+    endcase
+    if (rst) begin
+      \$232  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$233  = drain_n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          if (\$68 ) begin
+            \$233  = \$76 [1:0];
+          end else if (\$75 ) begin
+            \$233  = 2'h0;
+          end
+    endcase
+    if (rst) begin
+      \$233  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$234  = cur;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            \$234  = \$84 ;
+          end
+    endcase
+    if (\$86 ) begin
+      \$234  = 1'h0;
+    end
     if (rst) begin
       \$234  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = \$signal$105 ;
-    casez (fsm_state)
-      4'h0:
-          if (\$40 ) begin
-            \$235  = \$41 ;
-          end
-    endcase
-    if (\$98 ) begin
-      \$235  = 1'h0;
-    end
-    if (rst) begin
-      \$235  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = fsm_state;
-    casez (fsm_state)
-      4'h0:
-          if (\$40 ) begin
-            (* full_case = 32'd1 *)
-            if (\$43 ) begin
-              \$236  = 4'h1;
-            end else begin
-              \$236  = 4'h2;
-            end
-          end
-      4'h2:
-          \$236  = 4'h3;
-      4'h3:
-          \$236  = 4'h4;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$44 ) begin
-            \$236  = 4'h5;
-          end else begin
-            \$236  = 4'h6;
-          end
-      4'h6:
-          (* full_case = 32'd1 *)
-          if (\$77 ) begin
-          end else begin
-            \$236  = 4'h4;
-          end
-      4'h5:
-          if (\$80 ) begin
-          end else if (\$87 ) begin
-            \$236  = 4'h7;
-          end
-      4'h7:
-          \$236  = 4'h8;
-      4'h8:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-              \$236  = 4'h9;
-            end else begin
-              \$236  = 4'h3;
-            end
-          end
-      4'h9:
-          if (free) begin
-            (* full_case = 32'd1 *)
-            if (\$91 ) begin
-              \$236  = 4'h1;
-            end else begin
-              \$236  = 4'h2;
-            end
-          end
-      4'h1:
-          if (w_rdy) begin
-            \$236  = 4'h0;
-          end
-    endcase
-    if (rst) begin
-      \$236  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = k;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          \$237  = 4'h0;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-            end else begin
-              \$237  = \$89 [3:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$237  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$238  = e;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$238  = { 1'h0, layer[14:13] };
-      4'h4:
-          /* empty */;
-      4'h6:
-          (* full_case = 32'd1 *)
-          if (\$77 ) begin
-          end else begin
-            \$238  = \$79 [2:0];
-          end
-    endcase
-    if (rst) begin
-      \$238  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$239  = src_sel;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$44 ) begin
-          end else begin
-            \$239  = \$45 ;
-          end
-    endcase
-    if (rst) begin
-      \$239  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$240  = \$signal$58 ;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$44 ) begin
-          end else begin
-            \$240  = \$47 ;
-          end
-    endcase
-    if (rst) begin
-      \$240  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$241  = bank_sel;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$44 ) begin
-          end else begin
-            \$241  = \$52 ;
-          end
-    endcase
-    if (rst) begin
-      \$241  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$242  = n;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$44 ) begin
-          end else begin
-            \$242  = 5'h00;
-          end
-      4'h6:
-          if (\$77 ) begin
-            \$242  = \$78 [4:0];
-          end
-    endcase
-    if (rst) begin
-      \$242  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$243  = cnt;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$44 ) begin
-          end else begin
-            \$243  = \$60 ;
-          end
-    endcase
-    if (rst) begin
-      \$243  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$244  = row_wbase;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$44 ) begin
-          end else begin
-            \$244  = \$61 ;
-          end
-    endcase
-    if (rst) begin
-      \$244  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$245  = row_offset;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$44 ) begin
-          end else begin
-            \$245  = \$76 [8:0];
-          end
-    endcase
-    if (rst) begin
-      \$245  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$246  = drain_n;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          if (\$80 ) begin
-            \$246  = \$88 [1:0];
-          end else if (\$87 ) begin
-            \$246  = 2'h0;
-          end
-    endcase
-    if (rst) begin
-      \$246  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$247  = cur;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            \$247  = \$96 ;
-          end
-    endcase
-    if (\$98 ) begin
-      \$247  = 1'h0;
-    end
-    if (rst) begin
-      \$247  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     casez (rd_region)
       3'h4:
-          host_rdata = { 33'h000000000, \$119  };
+          host_rdata = { 33'h000000000, \$107  };
       3'h2:
-          host_rdata = \$120 ;
+          host_rdata = \$108 ;
       3'h3:
-          host_rdata = { 25'h0000000, \$121  };
+          host_rdata = { 25'h0000000, \$109  };
       3'h5:
           host_rdata = { 9'h000, rdata };
       default:
@@ -3237,14 +3072,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     ev_wr__addr = 7'h00;
     if (\event ) begin
-      ev_wr__addr = { cur, spike_src, \$133  };
+      ev_wr__addr = { cur, spike_src, \$118  };
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     ev_wr__data = 12'h000;
     if (\event ) begin
       ev_wr__data[3:0] = records__payload[6:3];
@@ -3252,20 +3087,20 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     ev_wr__en = 1'h0;
     if (\event ) begin
       ev_wr__en = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     inc = 10'h000;
     if (\event ) begin
-      if (\$134 ) begin
+      if (\$119 ) begin
         inc[3] = 1'h1;
       end
-      if (\$135 ) begin
+      if (\$120 ) begin
         inc[7] = 1'h1;
       end
     end
@@ -3279,36 +3114,36 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h3:
         begin
-          if (\$158 ) begin
+          if (\$143 ) begin
             inc[0] = 1'h1;
           end
-          if (\$159 ) begin
+          if (\$144 ) begin
             inc[4] = 1'h1;
           end
         end
       4'h4:
         begin
-          if (\$160 ) begin
+          if (\$145 ) begin
             inc[0] = 1'h1;
           end
-          if (\$161 ) begin
+          if (\$146 ) begin
             inc[4] = 1'h1;
           end
         end
       4'h6:
         begin
-          if (\$162 ) begin
+          if (\$147 ) begin
             inc[0] = 1'h1;
           end
-          if (\$163 ) begin
+          if (\$148 ) begin
             inc[4] = 1'h1;
           end
-          if (\$164 ) begin
-            if (\$165 ) begin
-              if (\$166 ) begin
+          if (\$149 ) begin
+            if (\$150 ) begin
+              if (\$151 ) begin
                 inc[2] = 1'h1;
               end
-              if (\$167 ) begin
+              if (\$152 ) begin
                 inc[6] = 1'h1;
               end
             end
@@ -3316,28 +3151,28 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         end
       4'h5:
         begin
-          if (\$168 ) begin
+          if (\$154 ) begin
             inc[0] = 1'h1;
           end
-          if (\$169 ) begin
+          if (\$155 ) begin
             inc[4] = 1'h1;
           end
         end
       4'h7:
         begin
-          if (\$170 ) begin
+          if (\$156 ) begin
             inc[1] = 1'h1;
           end
-          if (\$171 ) begin
+          if (\$157 ) begin
             inc[5] = 1'h1;
           end
         end
       4'h8:
         begin
-          if (\$172 ) begin
+          if (\$158 ) begin
             inc[1] = 1'h1;
           end
-          if (\$173 ) begin
+          if (\$159 ) begin
             inc[5] = 1'h1;
           end
         end
@@ -3350,20 +3185,20 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     in_wr__addr = 5'h00;
-    if (\$156 ) begin
+    if (\$141 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
-        in_wr__addr = { \$signal$105 , \$157  };
+        in_wr__addr = { \$signal$109 , \$142  };
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     in_wr__data = 12'h000;
-    if (\$156 ) begin
+    if (\$141 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
@@ -3373,9 +3208,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     in_wr__en = 1'h0;
-    if (\$156 ) begin
+    if (\$141 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
@@ -3384,7 +3219,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     busy = 1'h0;
     casez (fsm_state)
       4'h0:
@@ -3410,19 +3245,59 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signal$67  = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$signal$71  = 1'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
           /* empty */;
       4'h3:
-          \$signal$67  = 1'h1;
+          \$signal$71  = 1'h1;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    e_set = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          e_set = 1'h1;
+      4'h4:
+          /* empty */;
+      4'h6:
+          (* full_case = 32'd1 *)
+          if (\$149 ) begin
+          end else begin
+            e_set = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    e_new = 3'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          e_new = { 1'h0, layer[14:13] };
+      4'h4:
+          /* empty */;
+      4'h6:
+          (* full_case = 32'd1 *)
+          if (\$149 ) begin
+          end else begin
+            e_new = \$153 [2:0];
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     issue = 1'h0;
     casez (fsm_state)
       4'h0:
@@ -3434,13 +3309,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h4:
           /* empty */;
       4'h6:
-          if (\$164 ) begin
+          if (\$149 ) begin
             issue = 1'h1;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     neuron_write = 1'h0;
     casez (fsm_state)
       4'h0:
@@ -3464,7 +3339,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     load = 1'h0;
     casez (fsm_state)
       4'h0:
@@ -3488,7 +3363,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     send = 2'h0;
     casez (fsm_state)
       4'h0:
@@ -3507,13 +3382,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h8:
           if (can_load) begin
-            send = \$175 ;
+            send = \$161 ;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \spikes$189  = 2'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \spikes$192  = 2'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3531,12 +3406,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h8:
           if (can_load) begin
-            \spikes$189  = spikes;
+            \spikes$192  = spikes;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     base = 5'h00;
     casez (fsm_state)
       4'h0:
@@ -3555,13 +3430,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h8:
           if (can_load) begin
-            base = \$176 [4:0];
+            base = \$162 [4:0];
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \layer$191  = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \layer$194  = 1'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3579,12 +3454,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h8:
           if (can_load) begin
-            \layer$191  = li;
+            \layer$194  = li;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     emit_values = 1'h0;
     casez (fsm_state)
       4'h0:
@@ -3608,7 +3483,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     values = 32'd0;
     casez (fsm_state)
       4'h0:
@@ -3633,7 +3508,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     write_end = 1'h0;
     casez (fsm_state)
       4'h0:
@@ -3659,40 +3534,41 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \clear$194  = 1'h0;
-    if (\$178 ) begin
-      \clear$194  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \clear$197  = 1'h0;
+    if (\$164 ) begin
+      \clear$197  = 1'h1;
     end
   end
   assign \busy$32  = busy;
-  assign rowbase = \$122 [8:0];
+  assign rowbase = \$110 [8:0];
   assign r_data = output__payload;
   assign r_rdy = output__valid;
   assign r_en = output__ready;
   assign \$signature__addr  = host_addr[7:0];
   assign \$signature__data  = host_wdata[7:0];
-  assign \$signature__addr$127  = host_addr[3:0];
-  assign \$signature__data$128  = host_wdata;
-  assign \$signature__addr$130  = host_addr[7:0];
-  assign \$signature__data$131  = host_wdata[7:0];
-  assign \$signature__addr$133  = host_addr[3:0];
-  assign \$signature__data$134  = host_wdata;
+  assign \$signature__addr$130  = host_addr[3:0];
+  assign \$signature__data$131  = host_wdata;
+  assign \$signature__addr$133  = host_addr[7:0];
+  assign \$signature__data$134  = host_wdata[7:0];
+  assign \$signature__addr$136  = host_addr[3:0];
+  assign \$signature__data$137  = host_wdata;
   assign raddr = host_addr[3:0];
-  assign port__addr = \$126 [7:0];
-  assign \port__addr$141  = \$127 [3:0];
-  assign \port__addr$142  = \$128 [3:0];
-  assign \port__addr$143  = \$129 [7:0];
-  assign \port__addr$144  = \$130 [3:0];
-  assign \port__addr$145  = \$131 [3:0];
-  assign \port__addr$146  = { bank_sel, src_sel, n[3:0] };
-  assign \port__addr$147  = { bank_sel, n[3:0] };
+  assign re = host_re;
+  assign port__addr = \$111 [7:0];
+  assign \port__addr$144  = \$112 [3:0];
+  assign \port__addr$145  = \$113 [3:0];
+  assign \port__addr$146  = \$114 [7:0];
+  assign \port__addr$147  = \$115 [3:0];
+  assign \port__addr$148  = \$116 [3:0];
+  assign \port__addr$149  = { bank_sel, src_sel, n[3:0] };
+  assign \port__addr$150  = { bank_sel, n[3:0] };
   assign u = u_q0;
   assign alpha = alpha_q0;
   assign bias = bias_q0;
-  assign \u$151  = u_q1;
-  assign \alpha$152  = alpha_q1;
-  assign \bias$153  = bias_q1;
+  assign \u$154  = u_q1;
+  assign \alpha$155  = alpha_q1;
+  assign \bias$156  = bias_q1;
   assign records__ready = w_rdy;
   assign event_layer = records__payload[2];
   assign event_index = { 1'h0, records__payload[6:3] };
@@ -3701,15 +3577,15 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign v_reset = layer[36:21];
   assign reset = layer[20:19];
   assign spiking = layer[18];
-  assign \total$172  = acc1;
-  assign \theta$173  = params1_nrw[24:9];
-  assign \v_reset$174  = layer[36:21];
-  assign \reset$175  = layer[20:19];
-  assign \spiking$176  = layer[18];
-  assign \$signature__addr$177  = \$136 [3:0];
-  assign \$signature__data$178  = \$137 [15:0];
-  assign \$signature__addr$181  = \$142 [3:0];
-  assign \$signature__data$182  = \$143 [15:0];
+  assign \total$175  = acc1;
+  assign \theta$176  = params1_nrw[24:9];
+  assign \v_reset$177  = layer[36:21];
+  assign \reset$178  = layer[20:19];
+  assign \spiking$179  = layer[18];
+  assign \$signature__addr$180  = \$121 [3:0];
+  assign \$signature__data$181  = \$122 [15:0];
+  assign \$signature__addr$184  = \$127 [3:0];
+  assign \$signature__data$185  = \$128 [15:0];
   assign \input__payload.index  = input__payload[3:0];
   assign \input__payload.value  = input__payload[11:4];
   assign \input__payload.end  = input__payload[12];
@@ -3781,12 +3657,16 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \layer.reset  = layer[20:19];
   assign \layer.v_reset  = layer[36:21];
   assign \layer.emit_values  = layer[37];
-  assign \$signature__data$128.alpha  = host_wdata[8:0];
-  assign \$signature__data$128.theta  = host_wdata[24:9];
-  assign \$signature__data$128.bias  = host_wdata[40:25];
-  assign \$signature__data$134.alpha  = host_wdata[8:0];
-  assign \$signature__data$134.theta  = host_wdata[24:9];
-  assign \$signature__data$134.bias  = host_wdata[40:25];
+  assign \edge.src  = \edge [1:0];
+  assign \edge.recurrent  = \edge [2];
+  assign \edge.wbase  = \edge [10:3];
+  assign \edge.nsrc  = \edge [15:11];
+  assign \$signature__data$131.alpha  = host_wdata[8:0];
+  assign \$signature__data$131.theta  = host_wdata[24:9];
+  assign \$signature__data$131.bias  = host_wdata[40:25];
+  assign \$signature__data$137.alpha  = host_wdata[8:0];
+  assign \$signature__data$137.theta  = host_wdata[24:9];
+  assign \$signature__data$137.bias  = host_wdata[40:25];
   assign \end_record.kind  = end_record[1:0];
   assign \end_record.layer  = end_record[2];
   assign \end_record.index  = end_record[6:3];
@@ -3803,140 +3683,180 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \in_wr__data.value  = in_wr__data[11:4];
   assign \values[0]  = values[15:0];
   assign \values[1]  = values[31:16];
-  assign valid_lanes[1] = \$153 ;
-  assign valid_lanes[0] = \$150 ;
+  assign valid_lanes[1] = \$138 ;
+  assign valid_lanes[0] = \$135 ;
   assign end_record[1:0] = 2'h2;
   assign end_record[23:2] = 22'h000000;
-  assign \$63  = { 1'h0, \$62  };
-  assign \$66  = { \$65 , 1'h0 };
-  assign \$70  = { 1'h0, \$69 , 2'h0 };
-  assign \$73  = { \$72 , 3'h0 };
-  assign \$113  = host_addr[8];
-  assign \$118  = host_addr[8];
-  assign \$135  = records__payload[2];
-  assign \$146  = host_addr[8];
+  assign \$55  = { 1'h0, \edge [15:11] };
+  assign \$57  = { \edge [15:11], 1'h0 };
+  assign \$60  = { 1'h0, \edge [15:11], 2'h0 };
+  assign \$62  = { \edge [15:11], 3'h0 };
+  assign \$101  = host_addr[8];
+  assign \$106  = host_addr[8];
+  assign \$120  = records__payload[2];
+  assign \$131  = host_addr[8];
+  assign \$144  = li;
+  assign \$146  = li;
+  assign \$148  = li;
+  assign \$152  = li;
+  assign \$155  = li;
+  assign \$157  = li;
   assign \$159  = li;
-  assign \$161  = li;
-  assign \$163  = li;
-  assign \$167  = li;
-  assign \$169  = li;
-  assign \$171  = li;
-  assign \$173  = li;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.counters (clk, rst, re, total, inc, clear, raddr);
-  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+module \npu_core_tiny.counters (re, clk, rst, total, inc, clear, raddr);
+  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
-  reg [4:0] \$10 ;
-  reg [4:0] \$100 ;
-  reg [4:0] \$101 ;
-  reg [4:0] \$102 ;
-  reg [4:0] \$103 ;
-  reg [4:0] \$104 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire [5:0] \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire [4:0] \$107 ;
+  wire [6:0] \$108 ;
+  wire \$109 ;
   wire \$11 ;
-  wire [5:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire [4:0] \$15 ;
-  wire [6:0] \$16 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire [5:0] \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire [4:0] \$118 ;
+  wire [6:0] \$119 ;
+  wire [4:0] \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire [31:0] \$124 ;
+  wire [32:0] \$125 ;
+  wire \$126 ;
+  reg \$127 ;
+  reg [3:0] \$128 ;
+  reg \$129 ;
+  wire [4:0] \$13 ;
+  reg [4:0] \$130 ;
+  reg \$131 ;
+  reg [3:0] \$132 ;
+  reg [4:0] \$133 ;
+  reg [9:0] \$134 ;
+  reg [4:0] \$135 ;
+  reg [4:0] \$136 ;
+  reg [4:0] \$137 ;
+  reg [4:0] \$138 ;
+  reg [4:0] \$139 ;
+  wire [5:0] \$14 ;
+  reg [4:0] \$140 ;
+  reg [4:0] \$141 ;
+  reg [4:0] \$142 ;
+  reg [4:0] \$143 ;
+  wire \$15 ;
+  wire \$16 ;
   wire \$17 ;
   wire \$18 ;
-  wire [5:0] \$19 ;
+  wire [4:0] \$19 ;
   wire \$2 ;
-  wire \$20 ;
+  wire [6:0] \$20 ;
   wire \$21 ;
-  wire [4:0] \$22 ;
-  wire [6:0] \$23 ;
+  wire \$22 ;
+  wire \$23 ;
   wire \$24 ;
-  wire \$25 ;
-  wire [5:0] \$26 ;
+  wire [5:0] \$25 ;
+  wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [4:0] \$29 ;
+  wire \$29 ;
   wire \$3 ;
-  wire [6:0] \$30 ;
-  wire \$31 ;
+  wire [4:0] \$30 ;
+  wire [6:0] \$31 ;
   wire \$32 ;
-  wire [5:0] \$33 ;
+  wire \$33 ;
   wire \$34 ;
   wire \$35 ;
-  wire [4:0] \$36 ;
-  wire [6:0] \$37 ;
+  wire [5:0] \$36 ;
+  wire \$37 ;
   wire \$38 ;
   wire \$39 ;
   reg [4:0] \$4 ;
-  wire [5:0] \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire [4:0] \$43 ;
-  wire [6:0] \$44 ;
+  wire \$40 ;
+  wire [4:0] \$41 ;
+  wire [6:0] \$42 ;
+  wire \$43 ;
+  wire \$44 ;
   wire \$45 ;
   wire \$46 ;
   wire [5:0] \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
-  wire [4:0] \$50 ;
-  wire [6:0] \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire [5:0] \$54 ;
+  reg [4:0] \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire [4:0] \$52 ;
+  wire [6:0] \$53 ;
+  wire \$54 ;
   wire \$55 ;
   wire \$56 ;
-  wire [4:0] \$57 ;
-  wire [6:0] \$58 ;
+  wire \$57 ;
+  wire [5:0] \$58 ;
   wire \$59 ;
-  wire \$6 ;
+  wire [4:0] \$6 ;
   wire \$60 ;
-  wire [5:0] \$61 ;
+  wire \$61 ;
   wire \$62 ;
-  wire \$63 ;
-  wire [4:0] \$64 ;
-  wire [6:0] \$65 ;
+  wire [4:0] \$63 ;
+  wire [6:0] \$64 ;
+  wire \$65 ;
   wire \$66 ;
   wire \$67 ;
-  wire [5:0] \$68 ;
-  wire \$69 ;
+  wire \$68 ;
+  wire [5:0] \$69 ;
   wire \$7 ;
   wire \$70 ;
-  wire [4:0] \$71 ;
-  wire [6:0] \$72 ;
+  wire \$71 ;
+  wire \$72 ;
   wire \$73 ;
-  wire \$74 ;
-  wire [5:0] \$75 ;
+  wire [4:0] \$74 ;
+  wire [6:0] \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire [4:0] \$78 ;
-  wire [6:0] \$79 ;
-  wire [4:0] \$8 ;
-  wire \$80 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire [5:0] \$80 ;
   wire \$81 ;
   wire \$82 ;
-  wire [31:0] \$83 ;
-  wire [4:0] \$84 ;
-  wire [32:0] \$85 ;
-  reg \$86 ;
-  reg [3:0] \$87 ;
-  reg [4:0] \$88 ;
-  reg \$89 ;
-  wire [4:0] \$9 ;
-  reg [3:0] \$90 ;
-  reg \$91 ;
-  reg [4:0] \$92 ;
-  reg \$93 ;
-  reg [4:0] \$94 ;
-  reg [9:0] \$95 ;
-  reg [4:0] \$96 ;
-  reg [4:0] \$97 ;
-  reg [4:0] \$98 ;
-  reg [4:0] \$99 ;
-  wire [3:0] \$signature__addr ;
-  wire [31:0] \$signature__data ;
+  wire \$83 ;
+  wire \$84 ;
+  wire [4:0] \$85 ;
+  wire [6:0] \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire [5:0] \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire [4:0] \$96 ;
+  wire [6:0] \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  reg [4:0] a_delta = 5'h00;
+  reg a_stale = 1'h0;
   input clear;
   wire clear;
   input clk;
   wire clk;
+  reg [31:0] counters_nrw = 32'd0;
   reg [4:0] delta0 = 5'h00;
   reg [4:0] delta1 = 5'h00;
   reg [4:0] delta2 = 5'h00;
@@ -3947,15 +3867,13 @@ module \npu_core_tiny.counters (clk, rst, re, total, inc, clear, raddr);
   reg [4:0] delta7 = 5'h00;
   reg [4:0] delta8 = 5'h00;
   reg [4:0] delta9 = 5'h00;
-  reg [4:0] f_delta = 5'h00;
   reg [3:0] f_idx = 4'h0;
-  reg f_stale = 1'h0;
   reg f_valid = 1'h0;
   input [9:0] inc;
   wire [9:0] inc;
+  wire [3:0] port__addr;
+  wire [31:0] port__data;
   reg [3:0] ptr = 4'h0;
-  reg [4:0] r_delta = 5'h00;
-  reg r_stale = 1'h0;
   input [3:0] raddr;
   wire [3:0] raddr;
   wire [31:0] rdata;
@@ -3970,8 +3888,8 @@ module \npu_core_tiny.counters (clk, rst, re, total, inc, clear, raddr);
   (* init = 4'h0 *)
   wire [3:0] wr__addr;
   wire [31:0] wr__data;
-  (* init = 1'h0 *)
   wire wr__en;
+  (* no_rw_check = 32'd1 *)
   reg [31:0] mem [9:0];
   initial begin
     mem[0] = 32'd0;
@@ -3986,140 +3904,176 @@ module \npu_core_tiny.counters (clk, rst, re, total, inc, clear, raddr);
     mem[9] = 32'd0;
   end
   always @(posedge clk) begin
-    if (f_valid)
-      mem[f_idx] <= \$85 [31:0];
+    if (wr__en)
+      mem[f_idx] <= \$125 [31:0];
   end
-  reg [31:0] _0_;
-  always @(posedge clk) begin
-    _0_ <= mem[\$signature__addr ];
-  end
-  assign \$signature__data  = _0_;
+  assign port__data = mem[port__addr];
   assign \$1  = ~ re;
   assign \$2  = ~ clear;
   assign \$3  = \$1  & \$2 ;
-  assign \$5  = stale >> ptr;
-  assign \$6  = ~ re;
-  assign \$7  = ptr == 4'h9;
-  assign \$8  = ptr + 1'h1;
-  assign \$9  = \$7  ? 5'h00 : \$8 ;
-  assign \$11  = stale >> raddr;
-  assign \$12  = delta0 + inc[0];
-  assign \$13  = ! f_idx;
-  assign \$14  = f_valid & \$13 ;
-  assign \$15  = \$14  ? f_delta : 5'h00;
-  assign \$16  = \$12  - \$15 ;
+  assign \$6  = re ? \$4  : \$5 ;
+  assign \$7  = stale >> raddr;
+  assign \$8  = stale >> ptr;
+  assign \$9  = re ? \$7  : \$8 ;
+  assign \$10  = ~ re;
+  assign \$11  = ptr == 4'h9;
+  assign \$12  = ptr + 1'h1;
+  assign \$13  = \$11  ? 5'h00 : \$12 ;
+  assign \$14  = delta0 + inc[0];
+  assign \$15  = ~ re;
+  assign \$16  = f_valid & \$15 ;
   assign \$17  = ! f_idx;
-  assign \$18  = f_valid & \$17 ;
-  assign \$19  = delta1 + inc[1];
-  assign \$20  = f_idx == 1'h1;
-  assign \$21  = f_valid & \$20 ;
-  assign \$22  = \$21  ? f_delta : 5'h00;
-  assign \$23  = \$19  - \$22 ;
-  assign \$24  = f_idx == 1'h1;
-  assign \$25  = f_valid & \$24 ;
-  assign \$26  = delta2 + inc[2];
-  assign \$27  = f_idx == 2'h2;
-  assign \$28  = f_valid & \$27 ;
-  assign \$29  = \$28  ? f_delta : 5'h00;
-  assign \$30  = \$26  - \$29 ;
-  assign \$31  = f_idx == 2'h2;
-  assign \$32  = f_valid & \$31 ;
-  assign \$33  = delta3 + inc[3];
-  assign \$34  = f_idx == 2'h3;
-  assign \$35  = f_valid & \$34 ;
-  assign \$36  = \$35  ? f_delta : 5'h00;
-  assign \$37  = \$33  - \$36 ;
-  assign \$38  = f_idx == 2'h3;
-  assign \$39  = f_valid & \$38 ;
-  assign \$40  = delta4 + inc[4];
-  assign \$41  = f_idx == 3'h4;
-  assign \$42  = f_valid & \$41 ;
-  assign \$43  = \$42  ? f_delta : 5'h00;
-  assign \$44  = \$40  - \$43 ;
-  assign \$45  = f_idx == 3'h4;
-  assign \$46  = f_valid & \$45 ;
-  assign \$47  = delta5 + inc[5];
-  assign \$48  = f_idx == 3'h5;
+  assign \$18  = \$16  & \$17 ;
+  assign \$19  = \$18  ? a_delta : 5'h00;
+  assign \$20  = \$14  - \$19 ;
+  assign \$21  = ~ re;
+  assign \$22  = f_valid & \$21 ;
+  assign \$23  = ! f_idx;
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = delta1 + inc[1];
+  assign \$26  = ~ re;
+  assign \$27  = f_valid & \$26 ;
+  assign \$28  = f_idx == 1'h1;
+  assign \$29  = \$27  & \$28 ;
+  assign \$30  = \$29  ? a_delta : 5'h00;
+  assign \$31  = \$25  - \$30 ;
+  assign \$32  = ~ re;
+  assign \$33  = f_valid & \$32 ;
+  assign \$34  = f_idx == 1'h1;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = delta2 + inc[2];
+  assign \$37  = ~ re;
+  assign \$38  = f_valid & \$37 ;
+  assign \$39  = f_idx == 2'h2;
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = \$40  ? a_delta : 5'h00;
+  assign \$42  = \$36  - \$41 ;
+  assign \$43  = ~ re;
+  assign \$44  = f_valid & \$43 ;
+  assign \$45  = f_idx == 2'h2;
+  assign \$46  = \$44  & \$45 ;
+  assign \$47  = delta3 + inc[3];
+  assign \$48  = ~ re;
   assign \$49  = f_valid & \$48 ;
-  assign \$50  = \$49  ? f_delta : 5'h00;
-  assign \$51  = \$47  - \$50 ;
-  assign \$52  = f_idx == 3'h5;
-  assign \$53  = f_valid & \$52 ;
-  assign \$54  = delta6 + inc[6];
-  assign \$55  = f_idx == 3'h6;
-  assign \$56  = f_valid & \$55 ;
-  assign \$57  = \$56  ? f_delta : 5'h00;
-  assign \$58  = \$54  - \$57 ;
-  assign \$59  = f_idx == 3'h6;
+  assign \$50  = f_idx == 2'h3;
+  assign \$51  = \$49  & \$50 ;
+  assign \$52  = \$51  ? a_delta : 5'h00;
+  assign \$53  = \$47  - \$52 ;
+  assign \$54  = ~ re;
+  assign \$55  = f_valid & \$54 ;
+  assign \$56  = f_idx == 2'h3;
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = delta4 + inc[4];
+  assign \$59  = ~ re;
   assign \$60  = f_valid & \$59 ;
-  assign \$61  = delta7 + inc[7];
-  assign \$62  = f_idx == 3'h7;
-  assign \$63  = f_valid & \$62 ;
-  assign \$64  = \$63  ? f_delta : 5'h00;
-  assign \$65  = \$61  - \$64 ;
-  assign \$66  = f_idx == 3'h7;
-  assign \$67  = f_valid & \$66 ;
-  assign \$68  = delta8 + inc[8];
-  assign \$69  = f_idx == 4'h8;
-  assign \$70  = f_valid & \$69 ;
-  assign \$71  = \$70  ? f_delta : 5'h00;
-  assign \$72  = \$68  - \$71 ;
-  assign \$73  = f_idx == 4'h8;
-  assign \$74  = f_valid & \$73 ;
-  assign \$75  = delta9 + inc[9];
-  assign \$76  = f_idx == 4'h9;
+  assign \$61  = f_idx == 3'h4;
+  assign \$62  = \$60  & \$61 ;
+  assign \$63  = \$62  ? a_delta : 5'h00;
+  assign \$64  = \$58  - \$63 ;
+  assign \$65  = ~ re;
+  assign \$66  = f_valid & \$65 ;
+  assign \$67  = f_idx == 3'h4;
+  assign \$68  = \$66  & \$67 ;
+  assign \$69  = delta5 + inc[5];
+  assign \$70  = ~ re;
+  assign \$71  = f_valid & \$70 ;
+  assign \$72  = f_idx == 3'h5;
+  assign \$73  = \$71  & \$72 ;
+  assign \$74  = \$73  ? a_delta : 5'h00;
+  assign \$75  = \$69  - \$74 ;
+  assign \$76  = ~ re;
   assign \$77  = f_valid & \$76 ;
-  assign \$78  = \$77  ? f_delta : 5'h00;
-  assign \$79  = \$75  - \$78 ;
-  assign \$80  = f_idx == 4'h9;
-  assign \$81  = f_valid & \$80 ;
-  assign \$signature__addr  = re ? raddr : ptr;
-  assign \$82  = rvalid ? r_stale : f_stale;
-  assign \$83  = \$82  ? 32'd0 : \$signature__data ;
-  assign \$84  = rvalid ? r_delta : f_delta;
-  assign \$85  = \$83  + \$84 ;
+  assign \$78  = f_idx == 3'h5;
+  assign \$79  = \$77  & \$78 ;
+  assign \$80  = delta6 + inc[6];
+  assign \$81  = ~ re;
+  assign \$82  = f_valid & \$81 ;
+  assign \$83  = f_idx == 3'h6;
+  assign \$84  = \$82  & \$83 ;
+  assign \$85  = \$84  ? a_delta : 5'h00;
+  assign \$86  = \$80  - \$85 ;
+  assign \$87  = ~ re;
+  assign \$88  = f_valid & \$87 ;
+  assign \$89  = f_idx == 3'h6;
+  assign \$90  = \$88  & \$89 ;
+  assign \$91  = delta7 + inc[7];
+  assign \$92  = ~ re;
+  assign \$93  = f_valid & \$92 ;
+  assign \$94  = f_idx == 3'h7;
+  assign \$95  = \$93  & \$94 ;
+  assign \$96  = \$95  ? a_delta : 5'h00;
+  assign \$97  = \$91  - \$96 ;
+  assign \$98  = ~ re;
+  assign \$99  = f_valid & \$98 ;
+  assign \$100  = f_idx == 3'h7;
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = delta8 + inc[8];
+  assign \$103  = ~ re;
+  assign \$104  = f_valid & \$103 ;
+  assign \$105  = f_idx == 4'h8;
+  assign \$106  = \$104  & \$105 ;
+  assign \$107  = \$106  ? a_delta : 5'h00;
+  assign \$108  = \$102  - \$107 ;
+  assign \$109  = ~ re;
+  assign \$110  = f_valid & \$109 ;
+  assign \$111  = f_idx == 4'h8;
+  assign \$112  = \$110  & \$111 ;
+  assign \$113  = delta9 + inc[9];
+  assign \$114  = ~ re;
+  assign \$115  = f_valid & \$114 ;
+  assign \$116  = f_idx == 4'h9;
+  assign \$117  = \$115  & \$116 ;
+  assign \$118  = \$117  ? a_delta : 5'h00;
+  assign \$119  = \$113  - \$118 ;
+  assign \$120  = ~ re;
+  assign \$121  = f_valid & \$120 ;
+  assign \$122  = f_idx == 4'h9;
+  assign \$123  = \$121  & \$122 ;
+  assign port__addr = re ? raddr : ptr;
+  assign \$124  = a_stale ? 32'd0 : counters_nrw;
+  assign \$125  = \$124  + a_delta;
+  assign \$126  = ~ re;
+  assign wr__en = f_valid & \$126 ;
   always @(posedge clk)
-    f_valid <= \$86 ;
+    counters_nrw <= port__data;
   always @(posedge clk)
-    f_idx <= \$87 ;
+    f_valid <= \$127 ;
   always @(posedge clk)
-    f_delta <= \$88 ;
+    f_idx <= \$128 ;
   always @(posedge clk)
-    f_stale <= \$89 ;
+    rvalid <= \$129 ;
   always @(posedge clk)
-    ptr <= \$90 ;
+    a_delta <= \$130 ;
   always @(posedge clk)
-    rvalid <= \$91 ;
+    a_stale <= \$131 ;
   always @(posedge clk)
-    r_delta <= \$92 ;
+    ptr <= \$132 ;
   always @(posedge clk)
-    r_stale <= \$93 ;
+    delta0 <= \$133 ;
   always @(posedge clk)
-    delta0 <= \$94 ;
+    stale <= \$134 ;
   always @(posedge clk)
-    stale <= \$95 ;
+    delta1 <= \$135 ;
   always @(posedge clk)
-    delta1 <= \$96 ;
+    delta2 <= \$136 ;
   always @(posedge clk)
-    delta2 <= \$97 ;
+    delta3 <= \$137 ;
   always @(posedge clk)
-    delta3 <= \$98 ;
+    delta4 <= \$138 ;
   always @(posedge clk)
-    delta4 <= \$99 ;
+    delta5 <= \$139 ;
   always @(posedge clk)
-    delta5 <= \$100 ;
+    delta6 <= \$140 ;
   always @(posedge clk)
-    delta6 <= \$101 ;
+    delta7 <= \$141 ;
   always @(posedge clk)
-    delta7 <= \$102 ;
+    delta8 <= \$142 ;
   always @(posedge clk)
-    delta8 <= \$103 ;
-  always @(posedge clk)
-    delta9 <= \$104 ;
+    delta9 <= \$143 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$4  = 5'h00;
-    casez (ptr)
+    casez (raddr)
       4'h0:
           \$4  = delta0;
       4'h1:
@@ -4143,235 +4097,220 @@ module \npu_core_tiny.counters (clk, rst, re, total, inc, clear, raddr);
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$10  = 5'h00;
-    casez (raddr)
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$5  = 5'h00;
+    casez (ptr)
       4'h0:
-          \$10  = delta0;
+          \$5  = delta0;
       4'h1:
-          \$10  = delta1;
+          \$5  = delta1;
       4'h2:
-          \$10  = delta2;
+          \$5  = delta2;
       4'h3:
-          \$10  = delta3;
+          \$5  = delta3;
       4'h4:
-          \$10  = delta4;
+          \$5  = delta4;
       4'h5:
-          \$10  = delta5;
+          \$5  = delta5;
       4'h6:
-          \$10  = delta6;
+          \$5  = delta6;
       4'h7:
-          \$10  = delta7;
+          \$5  = delta7;
       4'h8:
-          \$10  = delta8;
+          \$5  = delta8;
       4'h9:
-          \$10  = delta9;
+          \$5  = delta9;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$86  = \$3 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$127  = \$3 ;
     if (rst) begin
-      \$86  = 1'h0;
+      \$127  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$87  = ptr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$128  = ptr;
     if (rst) begin
-      \$87  = 4'h0;
+      \$128  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$88  = \$4 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$129  = re;
     if (rst) begin
-      \$88  = 5'h00;
+      \$129  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$89  = \$5 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$130  = \$6 ;
     if (rst) begin
-      \$89  = 1'h0;
+      \$130  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$90  = ptr;
-    if (\$6 ) begin
-      \$90  = \$9 [3:0];
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$131  = \$9 ;
     if (rst) begin
-      \$90  = 4'h0;
+      \$131  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$91  = re;
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$132  = ptr;
+    if (\$10 ) begin
+      \$132  = \$13 [3:0];
+    end
     if (rst) begin
-      \$91  = 1'h0;
+      \$132  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$92  = \$10 ;
-    if (rst) begin
-      \$92  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$93  = \$11 ;
-    if (rst) begin
-      \$93  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$94  = \$16 [4:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$133  = \$20 [4:0];
     if (clear) begin
-      \$94  = 5'h00;
+      \$133  = 5'h00;
     end
     if (rst) begin
-      \$94  = 5'h00;
+      \$133  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$95  = stale;
-    if (\$18 ) begin
-      \$95 [0] = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$134  = stale;
+    if (\$24 ) begin
+      \$134 [0] = 1'h0;
     end
-    if (\$25 ) begin
-      \$95 [1] = 1'h0;
-    end
-    if (\$32 ) begin
-      \$95 [2] = 1'h0;
-    end
-    if (\$39 ) begin
-      \$95 [3] = 1'h0;
+    if (\$35 ) begin
+      \$134 [1] = 1'h0;
     end
     if (\$46 ) begin
-      \$95 [4] = 1'h0;
+      \$134 [2] = 1'h0;
     end
-    if (\$53 ) begin
-      \$95 [5] = 1'h0;
+    if (\$57 ) begin
+      \$134 [3] = 1'h0;
     end
-    if (\$60 ) begin
-      \$95 [6] = 1'h0;
+    if (\$68 ) begin
+      \$134 [4] = 1'h0;
     end
-    if (\$67 ) begin
-      \$95 [7] = 1'h0;
+    if (\$79 ) begin
+      \$134 [5] = 1'h0;
     end
-    if (\$74 ) begin
-      \$95 [8] = 1'h0;
+    if (\$90 ) begin
+      \$134 [6] = 1'h0;
     end
-    if (\$81 ) begin
-      \$95 [9] = 1'h0;
+    if (\$101 ) begin
+      \$134 [7] = 1'h0;
+    end
+    if (\$112 ) begin
+      \$134 [8] = 1'h0;
+    end
+    if (\$123 ) begin
+      \$134 [9] = 1'h0;
     end
     if (clear) begin
-      \$95  = 10'h3ff;
+      \$134  = 10'h3ff;
     end
     if (rst) begin
-      \$95  = 10'h3ff;
+      \$134  = 10'h3ff;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$96  = \$23 [4:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$135  = \$31 [4:0];
     if (clear) begin
-      \$96  = 5'h00;
+      \$135  = 5'h00;
     end
     if (rst) begin
-      \$96  = 5'h00;
+      \$135  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$97  = \$30 [4:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$136  = \$42 [4:0];
     if (clear) begin
-      \$97  = 5'h00;
+      \$136  = 5'h00;
     end
     if (rst) begin
-      \$97  = 5'h00;
+      \$136  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$98  = \$37 [4:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$137  = \$53 [4:0];
     if (clear) begin
-      \$98  = 5'h00;
+      \$137  = 5'h00;
     end
     if (rst) begin
-      \$98  = 5'h00;
+      \$137  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$99  = \$44 [4:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$138  = \$64 [4:0];
     if (clear) begin
-      \$99  = 5'h00;
+      \$138  = 5'h00;
     end
     if (rst) begin
-      \$99  = 5'h00;
+      \$138  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$100  = \$51 [4:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$139  = \$75 [4:0];
     if (clear) begin
-      \$100  = 5'h00;
+      \$139  = 5'h00;
     end
     if (rst) begin
-      \$100  = 5'h00;
+      \$139  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$101  = \$58 [4:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$140  = \$86 [4:0];
     if (clear) begin
-      \$101  = 5'h00;
+      \$140  = 5'h00;
     end
     if (rst) begin
-      \$101  = 5'h00;
+      \$140  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$102  = \$65 [4:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$141  = \$97 [4:0];
     if (clear) begin
-      \$102  = 5'h00;
+      \$141  = 5'h00;
     end
     if (rst) begin
-      \$102  = 5'h00;
+      \$141  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$103  = \$72 [4:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$142  = \$108 [4:0];
     if (clear) begin
-      \$103  = 5'h00;
+      \$142  = 5'h00;
     end
     if (rst) begin
-      \$103  = 5'h00;
+      \$142  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$104  = \$79 [4:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$143  = \$119 [4:0];
     if (clear) begin
-      \$104  = 5'h00;
+      \$143  = 5'h00;
     end
     if (rst) begin
-      \$104  = 5'h00;
+      \$143  = 5'h00;
     end
   end
-  assign rdata = \$85 [31:0];
+  assign rdata = \$125 [31:0];
   assign wr__addr = f_idx;
-  assign wr__data = \$85 [31:0];
-  assign wr__en = f_valid;
-  assign total = \$85 [31:0];
+  assign wr__data = \$125 [31:0];
+  assign total = \$125 [31:0];
 endmodule
 
 (* generator = "Amaranth" *)
@@ -4413,8 +4352,17 @@ module \npu_core_tiny.leak1 (u, alpha, bias, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neuron0 (u_new, theta, \port$750$18 , total, spike);
+module \npu_core_tiny.neuron0 (u_new, theta, \port$776$18 , total, spike);
   wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -4422,17 +4370,19 @@ module \npu_core_tiny.neuron0 (u_new, theta, \port$750$18 , total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire [15:0] \$9 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$4 ;
   wire \$signal ;
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$750$18 ;
-  wire [18:0] \port$750$18 ;
+  input [18:0] \port$776$18 ;
+  wire [18:0] \port$776$18 ;
   wire [1:0] reset;
   output spike;
   wire spike;
   wire spiking;
+  wire [15:0] subtracted;
   input [15:0] theta;
   wire [15:0] theta;
   input [25:0] total;
@@ -4449,22 +4399,43 @@ module \npu_core_tiny.neuron0 (u_new, theta, \port$750$18 , total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(v) - $signed(theta);
-  assign \$6  = ~ diff[16];
-  assign spike = \port$750$18 [0] & \$6 ;
-  assign \$7  = ! \port$750$18 [2:1];
-  assign \$8  = \port$750$18 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$750$18 [18:3] : v;
-  assign after_spike = \$7  ? diff[15:0] : \$9 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$776$18 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$776$18 [2:1];
+  assign \$17  = \port$776$18 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$776$18 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$750$18 [0];
-  assign reset = \port$750$18 [2:1];
-  assign v_reset = \port$750$18 [18:3];
+  assign \$auto$rtlil.cc:2739:Not$4  = ~ \$12 [15];
+  assign spiking = \port$776$18 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$776$18 [2:1];
+  assign v_reset = \port$776$18 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neuron1 (u_new, theta, \port$750$18 , total, spike);
+module \npu_core_tiny.neuron1 (u_new, theta, \port$776$18 , total, spike);
   wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
@@ -4472,17 +4443,19 @@ module \npu_core_tiny.neuron1 (u_new, theta, \port$750$18 , total, spike);
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire [15:0] \$9 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$2 ;
   wire \$signal ;
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$750$18 ;
-  wire [18:0] \port$750$18 ;
+  input [18:0] \port$776$18 ;
+  wire [18:0] \port$776$18 ;
   wire [1:0] reset;
   output spike;
   wire spike;
   wire spiking;
+  wire [15:0] subtracted;
   input [15:0] theta;
   wire [15:0] theta;
   input [25:0] total;
@@ -4499,22 +4472,34 @@ module \npu_core_tiny.neuron1 (u_new, theta, \port$750$18 , total, spike);
   assign lo = total[25] & \$4 ;
   assign \$5  = lo ? 16'h8000 : total[15:0];
   assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(v) - $signed(theta);
-  assign \$6  = ~ diff[16];
-  assign spike = \port$750$18 [0] & \$6 ;
-  assign \$7  = ! \port$750$18 [2:1];
-  assign \$8  = \port$750$18 [2:1] == 1'h1;
-  assign \$9  = \$8  ? \port$750$18 [18:3] : v;
-  assign after_spike = \$7  ? diff[15:0] : \$9 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$776$18 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$776$18 [2:1];
+  assign \$17  = \port$776$18 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$776$18 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
-  assign spiking = \port$750$18 [0];
-  assign reset = \port$750$18 [2:1];
-  assign v_reset = \port$750$18 [18:3];
+  assign \$auto$rtlil.cc:2739:Not$2  = ~ \$12 [15];
+  assign spiking = \port$776$18 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$776$18 [2:1];
+  assign v_reset = \port$776$18 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$2 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_rdy, r_en);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -4639,7 +4624,7 @@ module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_r
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -4649,7 +4634,7 @@ module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -4659,7 +4644,7 @@ module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -4672,7 +4657,7 @@ module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -4693,41 +4678,45 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \npu_core_tiny.router (rst, records__ready, free, can_load, \event , load, send, \spikes$27 , \base$28 , \layer$29 , \emit_values$30 , values, out_valid, records__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire [2:0] \$1 ;
-  wire [5:0] \$10 ;
-  wire \$11 ;
-  reg [15:0] \$12 ;
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire [1:0] \$11 ;
+  wire \$12 ;
   wire \$13 ;
-  wire \$14 ;
+  wire [5:0] \$14 ;
   wire \$15 ;
-  wire [2:0] \$16 ;
-  wire [2:0] \$17 ;
+  reg [15:0] \$16 ;
+  wire \$17 ;
   wire \$18 ;
   wire \$19 ;
-  wire [2:0] \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire [2:0] \$22 ;
-  wire [2:0] \$23 ;
+  wire \$2 ;
+  wire [2:0] \$20 ;
+  wire [2:0] \$21 ;
+  wire \$22 ;
+  wire \$23 ;
   wire \$24 ;
   wire \$25 ;
-  reg \$26 ;
-  reg [23:0] \$27 ;
-  reg [1:0] \$28 ;
-  reg \$29 ;
+  wire [2:0] \$26 ;
+  wire [2:0] \$27 ;
+  wire \$28 ;
+  wire \$29 ;
   wire \$3 ;
   reg \$30 ;
-  reg [1:0] \$31 ;
-  reg [4:0] \$32 ;
+  reg [23:0] \$31 ;
+  reg [1:0] \$32 ;
   reg \$33 ;
   reg \$34 ;
-  reg [15:0] \$35 ;
-  reg [15:0] \$36 ;
+  reg [1:0] \$35 ;
+  reg [4:0] \$36 ;
+  reg \$37 ;
+  reg \$38 ;
+  reg [15:0] \$39 ;
   wire \$4 ;
+  reg [15:0] \$40 ;
   wire \$5 ;
   wire \$6 ;
-  wire [1:0] \$7 ;
+  wire \$7 ;
   wire \$8 ;
   wire \$9 ;
   wire advance;
@@ -4791,188 +4780,187 @@ module \npu_core_tiny.router (rst, records__ready, free, can_load, \event , load
   wire [31:0] values;
   wire [15:0] \values[0] ;
   wire [15:0] \values[1] ;
-  assign \$1  = - pending;
-  assign \$2  = { 1'h0, pending } & \$1 ;
-  assign \$3  = ~ out_valid;
-  assign advance = \$3  | records__ready;
-  assign \$4  = ~ out_valid;
-  assign free = none_left & \$4 ;
-  assign \$5  = one_left & advance;
-  assign can_load = none_left | \$5 ;
-  assign \$6  = out_valid & records__ready;
-  assign \event  = \$6  & records__payload[7];
-  assign \$7  = ~ \$2 [1:0];
-  assign rest = pending & \$7 ;
-  assign \$8  = ~ none_left;
-  assign \$9  = emit_values ? 1'h1 : 1'h0;
-  assign \$10  = base + pick;
-  assign \$11  = spikes >> pick;
-  assign \$13  = load & can_load;
-  assign \$14  = ! send;
-  assign \$15  = | send;
-  assign \$16  = send - 1'h1;
-  assign \$17  = { 1'h0, send } & \$16 ;
-  assign \$18  = ! \$17 ;
-  assign \$19  = \$15  & \$18 ;
-  assign \$20  = ! rest;
-  assign \$21  = | rest;
-  assign \$22  = rest - 1'h1;
-  assign \$23  = { 1'h0, rest } & \$22 ;
-  assign \$24  = ! \$23 ;
-  assign \$25  = \$21  & \$24 ;
+  assign \$5  = ~ \$4 ;
+  assign \$6  = pending[1] & \$5 ;
+  assign \$7  = ~ out_valid;
+  assign advance = \$7  | records__ready;
+  assign \$8  = ~ out_valid;
+  assign free = none_left & \$8 ;
+  assign \$9  = one_left & advance;
+  assign can_load = none_left | \$9 ;
+  assign \$10  = out_valid & records__ready;
+  assign \event  = \$10  & records__payload[7];
+  assign \$11  = ~ lowest;
+  assign rest = pending & \$11 ;
+  assign \$12  = ~ none_left;
+  assign \$13  = emit_values ? 1'h1 : 1'h0;
+  assign \$14  = base + pick;
+  assign \$15  = spikes >> pick;
+  assign \$17  = load & can_load;
+  assign \$18  = ! send;
+  assign \$19  = | send;
+  assign \$20  = send - 1'h1;
+  assign \$21  = { 1'h0, send } & \$20 ;
+  assign \$22  = ! \$21 ;
+  assign \$23  = \$19  & \$22 ;
+  assign \$24  = ! rest;
+  assign \$25  = | rest;
+  assign \$26  = rest - 1'h1;
+  assign \$27  = { 1'h0, rest } & \$26 ;
+  assign \$28  = ! \$27 ;
+  assign \$29  = \$25  & \$28 ;
   always @(posedge clk)
-    out_valid <= \$26 ;
+    out_valid <= \$30 ;
   always @(posedge clk)
-    records__payload <= \$27 ;
+    records__payload <= \$31 ;
   always @(posedge clk)
-    pending <= \$28 ;
+    pending <= \$32 ;
   always @(posedge clk)
-    none_left <= \$29 ;
+    none_left <= \$33 ;
   always @(posedge clk)
-    one_left <= \$30 ;
+    one_left <= \$34 ;
   always @(posedge clk)
-    spikes <= \$31 ;
+    spikes <= \$35 ;
   always @(posedge clk)
-    base <= \$32 ;
+    base <= \$36 ;
   always @(posedge clk)
-    layer <= \$33 ;
+    layer <= \$37 ;
   always @(posedge clk)
-    emit_values <= \$34 ;
+    emit_values <= \$38 ;
   always @(posedge clk)
-    value0 <= \$35 ;
+    value0 <= \$39 ;
   always @(posedge clk)
-    value1 <= \$36 ;
+    value1 <= \$40 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     casez (pick)
       1'h0:
-          \$12  = value0;
+          \$16  = value0;
       1'h1:
-          \$12  = value1;
+          \$16  = value1;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$26  = out_valid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$30  = out_valid;
     if (advance) begin
-      \$26  = \$8 ;
-    end
-    if (rst) begin
-      \$26  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$27  = records__payload;
-    if (advance) begin
-      \$27 [1:0] = { 1'h0, \$9  };
-      \$27 [2] = layer;
-      \$27 [6:3] = \$10 [3:0];
-      \$27 [7] = \$11 ;
-      \$27 [23:8] = \$12 ;
-    end
-    if (rst) begin
-      \$27  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$28  = pending;
-    if (\$13 ) begin
-      \$28  = send;
-    end else if (advance) begin
-      \$28  = rest;
-    end
-    if (rst) begin
-      \$28  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$29  = none_left;
-    if (\$13 ) begin
-      \$29  = \$14 ;
-    end else if (advance) begin
-      \$29  = \$20 ;
-    end
-    if (rst) begin
-      \$29  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$30  = one_left;
-    if (\$13 ) begin
-      \$30  = \$19 ;
-    end else if (advance) begin
-      \$30  = \$25 ;
+      \$30  = \$12 ;
     end
     if (rst) begin
       \$30  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$31  = spikes;
-    if (\$13 ) begin
-      \$31  = \spikes$27 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$31  = records__payload;
+    if (advance) begin
+      \$31 [1:0] = { 1'h0, \$13  };
+      \$31 [2] = layer;
+      \$31 [6:3] = \$14 [3:0];
+      \$31 [7] = \$15 ;
+      \$31 [23:8] = \$16 ;
     end
     if (rst) begin
-      \$31  = 2'h0;
+      \$31  = 24'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$32  = base;
-    if (\$13 ) begin
-      \$32  = \base$28 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$32  = pending;
+    if (\$17 ) begin
+      \$32  = send;
+    end else if (advance) begin
+      \$32  = rest;
     end
     if (rst) begin
-      \$32  = 5'h00;
+      \$32  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$33  = layer;
-    if (\$13 ) begin
-      \$33  = \layer$29 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$33  = none_left;
+    if (\$17 ) begin
+      \$33  = \$18 ;
+    end else if (advance) begin
+      \$33  = \$24 ;
     end
     if (rst) begin
-      \$33  = 1'h0;
+      \$33  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$34  = emit_values;
-    if (\$13 ) begin
-      \$34  = \emit_values$30 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$34  = one_left;
+    if (\$17 ) begin
+      \$34  = \$23 ;
+    end else if (advance) begin
+      \$34  = \$29 ;
     end
     if (rst) begin
       \$34  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$35  = value0;
-    if (\$13 ) begin
-      \$35  = values[15:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$35  = spikes;
+    if (\$17 ) begin
+      \$35  = \spikes$27 ;
     end
     if (rst) begin
-      \$35  = 16'h0000;
+      \$35  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$36  = value1;
-    if (\$13 ) begin
-      \$36  = values[31:16];
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$36  = base;
+    if (\$17 ) begin
+      \$36  = \base$28 ;
     end
     if (rst) begin
-      \$36  = 16'h0000;
+      \$36  = 5'h00;
     end
   end
-  assign lowest = \$2 [1:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$37  = layer;
+    if (\$17 ) begin
+      \$37  = \layer$29 ;
+    end
+    if (rst) begin
+      \$37  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$38  = emit_values;
+    if (\$17 ) begin
+      \$38  = \emit_values$30 ;
+    end
+    if (rst) begin
+      \$38  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$39  = value0;
+    if (\$17 ) begin
+      \$39  = values[15:0];
+    end
+    if (rst) begin
+      \$39  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$40  = value1;
+    if (\$17 ) begin
+      \$40  = values[31:16];
+    end
+    if (rst) begin
+      \$40  = 16'h0000;
+    end
+  end
   assign records__valid = out_valid;
   assign out = records__payload;
   assign event_index = { 1'h0, records__payload[6:3] };
@@ -4989,5 +4977,11 @@ module \npu_core_tiny.router (rst, records__ready, free, can_load, \event , load
   assign \out.value  = records__payload[23:8];
   assign \values[0]  = values[15:0];
   assign \values[1]  = values[31:16];
-  assign pick = \$2 [1];
+  assign lowest[1] = \$6 ;
+  assign lowest[0] = \$3 ;
+  assign \$1  = 1'h0;
+  assign \$2  = 1'h1;
+  assign \$3  = pending[0];
+  assign \$4  = pending[0];
+  assign pick = \$6 ;
 endmodule

@@ -17,6 +17,7 @@ from spikeforge.protocol import (
     MAX_BODY,
     MAX_ENCODED_FRAME,
     MAX_PAYLOAD,
+    MIN_BODY,
     ErrorCode,
     Frame,
     cobs_encode,
@@ -107,6 +108,7 @@ def run_decoder(stream: bytes, *, idle: float, seed: int):
             if send and ctx.get(dut.rx.ready):
                 pos += 1
             if ctx.get(dut.wr_en):
+                assert ctx.get(dut.wr_addr) < MAX_BODY  # never past the buffer
                 body[ctx.get(dut.wr_addr)] = ctx.get(dut.wr_data)
             ack = ctx.get(dut.frame_valid) and rng.random() < 0.5
             if ack:
@@ -155,6 +157,19 @@ def test_decoder_oversized_frames():
     ref = _check_decoder(oversized_stream(random.Random(7)), 7, idle=0.0)
     assert ref.dropped[ErrorCode.TOO_LARGE] == 3 and ref.received == 2
     assert ref.dropped[ErrorCode.BAD_LENGTH] == 1  # the 1035 garbage bytes: malformed COBS
+
+
+def test_decoder_length_boundaries():
+    """Bodies one byte either side of MIN_BODY and MAX_BODY, and exactly at them."""
+    rng = random.Random(11)
+    short = bytes(rng.randrange(256) for _ in range(MIN_BODY - 1))
+    too_long = bytes(rng.randrange(256) for _ in range(MAX_BODY + 1))
+    stream = (cobs_encode(short) + b"\0" + Frame(7, 8, b"").encode()
+              + Frame(5, 6, random_payload(rng, MAX_PAYLOAD)).encode()
+              + cobs_encode(too_long) + b"\0" + Frame(9, 10, b"end").encode())
+    ref = _check_decoder(stream, 11, idle=0.0)
+    assert ref.received == 3
+    assert ref.dropped[ErrorCode.BAD_LENGTH] == 1 and ref.dropped[ErrorCode.TOO_LARGE] == 1
 
 
 class _EncoderBench(wiring.Component):

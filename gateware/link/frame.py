@@ -149,6 +149,12 @@ class FrameDecoder(wiring.Component):
         first = Signal(init=1)
         discarding = Signal()
         body_len = Signal(range(MAX_ENCODED_FRAME + 1))
+        # Timing: the compares of ``body_len`` kept in flip-flops, set with it.
+        lt2 = Signal(init=1)        # body_len < 2
+        short = Signal(init=1)      # body_len < MIN_BODY
+        fits = Signal(init=1)       # body_len < MAX_BODY
+        over = Signal()             # body_len > MAX_BODY
+        enc_zero = Signal(init=1)   # enc_count == 0
         crc = Signal(16, init=0xFFFF)
         older = Signal(8)   # the last two body bytes: the received CRC at the end
         newer = Signal(8)
@@ -162,7 +168,7 @@ class FrameDecoder(wiring.Component):
         m.d.comb += [
             self.wr_addr.eq(body_len),
             self.wr_data.eq(emit_byte),
-            self.wr_en.eq(emit & _lt_const(body_len, MAX_BODY)),
+            self.wr_en.eq(emit & fits),
         ]
         # Timing: the end-of-frame checks of the length field and the CRC come from
         # registers, computed with each body byte for the body so far: ``len_eq`` is
@@ -177,10 +183,13 @@ class FrameDecoder(wiring.Component):
         upd = Signal(16)
         with m.If(emit):
             m.d.sync += [body_len.eq(body_len + 1), older.eq(newer), newer.eq(emit_byte),
+                         lt2.eq(body_len == 0), short.eq(_lt_const(body_len, MIN_BODY - 1)),
+                         fits.eq(_lt_const(body_len, MAX_BODY - 1)),
+                         over.eq(~_lt_const(body_len, MAX_BODY)),
                          len_eq.eq(len_field == body_len - (MIN_BODY - 1)),
                          crc_eq.eq(upd == Cat(newer, emit_byte)),
-                         upd.eq(crc16_update(Mux(_lt_const(body_len, 2), 0xFFFF, upd), newer))]
-            with m.If(~_lt_const(body_len, 2)):
+                         upd.eq(crc16_update(Mux(lt2, 0xFFFF, upd), newer))]
+            with m.If(~lt2):
                 m.d.sync += crc.eq(upd)
             with m.Switch(body_len):
                 with m.Case(0):
@@ -194,20 +203,21 @@ class FrameDecoder(wiring.Component):
 
         def restart():
             m.d.sync += [enc_count.eq(0), enc_max.eq(0), code_left.eq(1), code_one.eq(1),
-                         first.eq(1), body_len.eq(0), crc.eq(0xFFFF)]
+                         first.eq(1), body_len.eq(0), crc.eq(0xFFFF), lt2.eq(1), short.eq(1),
+                         fits.eq(1), over.eq(0), enc_zero.eq(1)]
 
         byte = in_byte
         with m.If(take):
             with m.If(in_zero):
                 restart()
                 m.d.sync += discarding.eq(0)
-                with m.If(discarding | (enc_count == 0)):
+                with m.If(discarding | enc_zero):
                     pass
                 with m.Elif(~code_one):
                     m.d.sync += self.drop_bad_length.eq(self.drop_bad_length + 1)
-                with m.Elif(_lt_const(body_len, MIN_BODY)):
+                with m.Elif(short):
                     m.d.sync += self.drop_bad_length.eq(self.drop_bad_length + 1)
-                with m.Elif(~_lt_const(body_len, MAX_BODY + 1)):
+                with m.Elif(over):
                     m.d.sync += self.drop_too_large.eq(self.drop_too_large + 1)
                 with m.Elif(~len_eq):
                     m.d.sync += self.drop_bad_length.eq(self.drop_bad_length + 1)
@@ -224,7 +234,7 @@ class FrameDecoder(wiring.Component):
                 m.d.sync += [discarding.eq(1),
                              self.drop_too_large.eq(self.drop_too_large + 1)]
             with m.Else():
-                m.d.sync += [enc_count.eq(enc_count + 1),
+                m.d.sync += [enc_count.eq(enc_count + 1), enc_zero.eq(0),
                              enc_max.eq(enc_count == MAX_ENCODED_FRAME - 1)]
                 with m.If(code_one):
                     m.d.sync += [first.eq(0), last_full.eq(byte == 0xFF), code_left.eq(byte),
