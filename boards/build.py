@@ -244,8 +244,10 @@ def _watch(root: Path, name: str, progress, stop: threading.Event, started: floa
 
 
 def build(board: Board, *, top: str = "soc", config: CoreConfig | None = None,
-          model: Path | None = None, out: Path, progress=print, seed: int = 1) -> dict:
-    """Fit check, then build ``board`` into ``out`` (see the module docs)."""
+          model: Path | None = None, out: Path, progress=print,
+          seed: int | None = None) -> dict:
+    """Fit check, then build ``board`` into ``out`` (see the module docs); nextpnr
+    runs with ``seed`` (default: the board's)."""
     from .top import TOPS, BoardTop
 
     config = config or board.config
@@ -277,6 +279,7 @@ def build(board: Board, *, top: str = "soc", config: CoreConfig | None = None,
                       note="vendor project files only: run build_top.sh with Vivado")
         return report
     # One clock domain: --freq constrains it (and the reset domain on the same clock).
+    seed = board.seed if seed is None else seed
     nextpnr_opts = (f"--report report.json --timing-allow-fail --seed {seed} "
                     f"--freq {design.clk_freq / 1e6:.4f}")
     if board.family == "ecp5":
@@ -324,7 +327,7 @@ def build(board: Board, *, top: str = "soc", config: CoreConfig | None = None,
     seconds = round(time.monotonic() - started, 1)
     report.update(bitstream=str(bitstream), utilization=util, fmax_mhz=parsed["fmax_mhz"],
                   constraint_mhz=parsed["constraint_mhz"], timing_met=parsed["timing_met"],
-                  bels=parsed["bels"], critical_paths=parsed["critical_paths"],
+                  bels=parsed["bels"], critical_paths=parsed["critical_paths"], seed=seed,
                   build_seconds=seconds,
                   luts_per_lane=round(util.get("LUT", {}).get("used", 0) / config.lanes, 1))
     return report

@@ -29,7 +29,9 @@ class Board:
     configuration that fits; ``budget``: what that configuration may use of
     the device (resource -> count), the fit check's hardware side;
     ``spram_weights``: weights in iCE40 SPRAM (one 16K x 16 block per lane);
-    ``transport``: ``uart`` or ``pcie`` (AXI-Stream through the XDMA IP).
+    ``transport``: ``uart`` or ``pcie`` (AXI-Stream through the XDMA IP);
+    ``seed``: nextpnr's placement seed (a seed with which the shipped design
+    routes; nextpnr is deterministic for one netlist and seed).
     """
 
     name: str
@@ -47,6 +49,7 @@ class Board:
     leds: int = 2
     spram_weights: bool = False
     transport: str = "uart"
+    seed: int = 1
 
     def platform_class(self):
         import importlib
@@ -77,7 +80,8 @@ BOARDS = {b.name: b for b in [
           "icebreaker:ICEBreakerPlatform", "ice40", "iCE40UP5K", "clk12", 36.0,
           ICEBREAKER_CONFIG, _UP5K, spram_weights=True),
     Board("ulx3s-85f", "Radiona ULX3S with LFE5U-85F", "ulx3s:ULX3S_85F_Platform", "ecp5",
-          "LFE5U-85F", "clk25", 100.0, ECP5_85_CONFIG, _ECP5_85, leds=8),
+          "LFE5U-85F", "clk25", 100.0, ECP5_85_CONFIG, _ECP5_85, leds=8,
+          seed=4),  # router2 diverges on seeds 1-3 (docs/boards.md)
     Board("ulx3s-25f", "Radiona ULX3S with LFE5U-25F", "ulx3s:ULX3S_25F_Platform", "ecp5",
           "LFE5U-25F", "clk25", 100.0, ECP5_25_CONFIG, _ECP5_25, leds=8),
     Board("orangecrab-25f", "Great Scott Gadgets / GsD OrangeCrab r0.2 (LFE5U-25F); UART on "
