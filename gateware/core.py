@@ -92,8 +92,7 @@ from .layout import (
 from .memports import NO_RW_CHECK, nrw_read_port
 from .router import SpikeRouter
 
-__all__ = ["NPUCore", "check_core_arguments", "struct_layout", "input_layout", "NO_RW_CHECK",
-           "nrw_read_port"]
+__all__ = ["NPUCore", "check_core_arguments", "struct_layout", "input_layout"]
 
 def struct_layout(fields) -> data.StructLayout:
     """An Amaranth layout for a field table of :mod:`.layout` (LSB first)."""
