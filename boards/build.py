@@ -148,13 +148,15 @@ def fit_model(model: Path, config: CoreConfig) -> dict:
                             for p in layer.inputs)}
 
 
+_PACKAGE = Path(__file__).resolve().parent.parent
+
+
 def _design_source(source: str) -> str | None:
     """A nextpnr net source (``/abs/path/file.py:LINE``) as a path relative to the
     package, or None for the synthesis tool's own cell libraries."""
     path, _, line = source.rpartition(":")
-    package = Path(__file__).resolve().parent.parent
     try:
-        return f"{Path(path).resolve().relative_to(package).as_posix()}:{line}"
+        return f"{Path(path).resolve().relative_to(_PACKAGE).as_posix()}:{line}"
     except ValueError:
         return None
 
