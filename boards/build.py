@@ -267,7 +267,8 @@ def build(board: Board, *, top: str = "soc", config: CoreConfig | None = None,
     platform = board.platform_class()()
     report = {"board": board.name, "device": board.device, "top": top,
               "config": {"P": config.lanes, **capacity(board, config), **asdict(config)},
-              "target_mhz": board.target_mhz, "clock_mhz": round(design.clk_freq / 1e6, 4),
+              "timing": asdict(board.timing), "target_mhz": board.target_mhz,
+              "clock_mhz": round(design.clk_freq / 1e6, 4),
               "pll": design.pll.params if design.pll else None, "build_dir": str(out)}
     if fit:
         report["model"] = fit
@@ -291,9 +292,12 @@ def build(board: Board, *, top: str = "soc", config: CoreConfig | None = None,
     # And every state machine one-hot (timing: the engine's ~45-state FSM decodes its
     # state through many LUT levels in binary; Yosys re-encodes an Amaranth FSM only
     # when told to).
-    overrides = {"nextpnr_opts": nextpnr_opts,
-                 "script_after_read": "setattr -unset init w:*_nrw\n"
-                                      "setattr -set fsm_encoding \"one-hot\" w:fsm_state"}
+    script = "setattr -unset init w:*_nrw\nsetattr -set fsm_encoding \"one-hot\" w:fsm_state"
+    if board.timing.replicate:
+        # Registers named ``*_rep<n>`` are deliberate copies (one per group of lanes,
+        # each driving a part of the die): ``keep`` stops Yosys from merging them.
+        script += "\nproc\nsetattr -set keep 1 w:*_rep* %ci1 t:$dff %i"
+    overrides = {"nextpnr_opts": nextpnr_opts, "script_after_read": script}
     if board.family == "ice40":
         overrides["synth_opts"] = "-dsp"
     plan = platform.prepare(design, name=name, **overrides)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..gateware.layout import CoreConfig
+from ..gateware.layout import PIPELINED, CoreConfig, CoreTiming
 
 __all__ = ["Board", "BOARDS", "board_named", "capacity"]
 
@@ -31,7 +31,9 @@ class Board:
     ``spram_weights``: weights in iCE40 SPRAM (one 16K x 16 block per lane);
     ``transport``: ``uart`` or ``pcie`` (AXI-Stream through the XDMA IP);
     ``seed``: nextpnr's placement seed (a seed with which the shipped design
-    routes; nextpnr is deterministic for one netlist and seed).
+    routes; nextpnr is deterministic for one netlist and seed); ``timing``: how
+    the core is pipelined (:class:`~..gateware.layout.CoreTiming`; more
+    flip-flops for a faster clock, same results and clock counts).
     """
 
     name: str
@@ -50,6 +52,7 @@ class Board:
     spram_weights: bool = False
     transport: str = "uart"
     seed: int = 1
+    timing: CoreTiming = CoreTiming()
 
     def platform_class(self):
         import importlib
@@ -81,7 +84,7 @@ BOARDS = {b.name: b for b in [
           ICEBREAKER_CONFIG, _UP5K, spram_weights=True),
     Board("ulx3s-85f", "Radiona ULX3S with LFE5U-85F", "ulx3s:ULX3S_85F_Platform", "ecp5",
           "LFE5U-85F", "clk25", 100.0, ECP5_85_CONFIG, _ECP5_85, leds=8,
-          seed=4),  # router2 diverges on seeds 1-3 (docs/boards.md)
+          seed=4, timing=PIPELINED),  # router2 diverges on seeds 1-3 (docs/boards.md)
     Board("ulx3s-25f", "Radiona ULX3S with LFE5U-25F", "ulx3s:ULX3S_25F_Platform", "ecp5",
           "LFE5U-25F", "clk25", 100.0, ECP5_25_CONFIG, _ECP5_25, leds=8),
     Board("orangecrab-25f", "Great Scott Gadgets / GsD OrangeCrab r0.2 (LFE5U-25F); UART on "
@@ -94,7 +97,7 @@ BOARDS = {b.name: b for b in [
     Board("litefury", "RHS Research LiteFury (XC7A100T, M.2 PCIe x4): Vivado project files "
           "with the XDMA AXI-Stream wrapper (vendor tools not run)",
           "nitefury:LitefuryPlatform", "xilinx", "xc7a100t", "clk200", 125.0,
-          ECP5_85_CONFIG, _A7_100, leds=4, transport="pcie"),
+          ECP5_85_CONFIG, _A7_100, leds=4, transport="pcie", timing=PIPELINED),
 ]}
 """The supported boards by name."""
 

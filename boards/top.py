@@ -1,5 +1,6 @@
 """Board top levels: clock (PLL) domain, reset, status LEDs and UART pins around
-a design made by a ``make_top(config, clk_freq, baud, weight_memory)`` callable.
+a design made by a ``make_top(config, clk_freq, baud, weight_memory, link=, timing=)``
+callable.
 
 The design is a component with 1-bit ``uart_rx`` (in) and ``uart_tx`` (out)
 ports and, optionally, a ``busy`` output for a status LED.  Two exist:
@@ -49,17 +50,19 @@ class CoreScan(wiring.Component):
     frame.  Ports: ``uart_rx`` In(1), ``uart_tx`` Out(1), ``busy`` Out(1).
     """
 
-    def __init__(self, *, config: CoreConfig, weight_memory=None):
+    def __init__(self, *, config: CoreConfig, weight_memory=None, timing=None):
         if not isinstance(config, CoreConfig):
             self._MustUse__silence = True
             raise TypeError(f"config must be a CoreConfig, not {config!r}")
         self.config = config
         self.weight_memory = weight_memory
+        self.timing = timing
         super().__init__({"uart_rx": In(1), "uart_tx": Out(1), "busy": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.core = core = NPUCore(config=self.config, weight_memory=self.weight_memory)
+        m.submodules.core = core = NPUCore(config=self.config, weight_memory=self.weight_memory,
+                                           timing=self.timing)
         ins, outs = [], []
         for _path, member, value in core.signature.flatten(core):
             (ins if member.flow == In else outs).append(value.as_value()
@@ -90,9 +93,9 @@ class CoreScan(wiring.Component):
 
 
 def make_core(config: CoreConfig, clk_freq: float, baud: int, weight_memory=None,
-              link: str = "uart"):
+              link: str = "uart", timing=None):
     """The core-only design (:class:`CoreScan`); ``clk_freq``, ``baud``, ``link`` unused."""
-    return CoreScan(config=config, weight_memory=weight_memory)
+    return CoreScan(config=config, weight_memory=weight_memory, timing=timing)
 
 
 RX_FIFO_DEPTH = 512
@@ -100,7 +103,7 @@ RX_FIFO_DEPTH = 512
 
 
 def make_soc(config: CoreConfig, clk_freq: float, baud: int, weight_memory=None,
-             link: str = "uart"):
+             link: str = "uart", timing=None):
     """The SoC top: ``gateware.link.SoC`` with the UART link, or (``link="stream"``,
     PCIe boards) ``gateware.link.AXIStreamLink``, the byte-stream SoC behind
     AXI-Stream ports, for the XDMA bridge (``baud`` unused then)."""
@@ -111,12 +114,12 @@ def make_soc(config: CoreConfig, clk_freq: float, baud: int, weight_memory=None,
                              "decoder, command engine), which is not in this build; use "
                              "--top core for a core-only build") from exc
     if link == "stream":
-        return AXIStreamLink(config=config, weight_memory=weight_memory)
+        return AXIStreamLink(config=config, weight_memory=weight_memory, timing=timing)
     # At UART speed every request but RUN executes faster than it arrives, and the
     # host sends RUN stop-and-wait: a 512-byte receive FIFO (one iCE40 block RAM)
     # is ample (docs/boards.md).
     return SoC(config=config, link=link, clk_freq=int(clk_freq), baud=baud,
-               weight_memory=weight_memory, rx_fifo_depth=RX_FIFO_DEPTH)
+               weight_memory=weight_memory, rx_fifo_depth=RX_FIFO_DEPTH, timing=timing)
 
 
 TOPS = {"core": make_core, "soc": make_soc}
@@ -213,7 +216,7 @@ class BoardTop(wiring.Component):
             weight_memory = SPRAMWeights
         m.submodules.design = design = self.make_top(
             self.config, self.clk_freq, b.baud, weight_memory,
-            link="stream" if b.transport == "pcie" else "uart")
+            link="stream" if b.transport == "pcie" else "uart", timing=b.timing)
         if b.transport == "uart":
             if b.uart is not None:
                 from amaranth_boards.resources import UARTResource

@@ -8,8 +8,9 @@ Memories and tables are laid out as :mod:`.layout` describes and are written
 through the host port while the core is idle (``busy`` low).
 
 Host port: ``host_addr``/``host_wdata`` with ``host_we`` write one word;
-``host_re`` reads one word, returned in ``host_rdata`` with ``host_rvalid`` one
-cycle later.  Only while ``busy`` is low.  ``clear`` (one cycle, idle only)
+``host_re`` reads one word, returned in ``host_rdata`` with ``host_rvalid``
+``timing.host_read_latency`` (1 or 2) cycles later; reads may follow each other
+every clock.  Only while ``busy`` is low.  ``clear`` (one cycle, idle only)
 empties the event lists of both banks (so recurrent edges see zeros at the next
 step) and zeroes the counters; membranes are reset by writing them.
 
@@ -87,6 +88,7 @@ from .layout import (
     SIGNED_FIELDS,
     SSM_FIELDS,
     CoreConfig,
+    CoreTiming,
     Region,
 )
 from .memports import NO_RW_CHECK, nrw_read_port
@@ -105,7 +107,7 @@ def input_layout(c: CoreConfig) -> data.StructLayout:
                               "end": unsigned(1)})
 
 
-def check_core_arguments(owner, *, config, weight_memory) -> None:
+def check_core_arguments(owner, *, config, weight_memory, timing=None) -> None:
     """Validate the core's arguments for ``owner`` (the core, or a component that
     passes them on to it); raise TypeError naming the bad value."""
     if not isinstance(config, CoreConfig):
@@ -114,6 +116,9 @@ def check_core_arguments(owner, *, config, weight_memory) -> None:
     if weight_memory is not None and not callable(weight_memory):
         owner._MustUse__silence = True
         raise TypeError(f"weight_memory must be None or a callable, not {weight_memory!r}")
+    if timing is not None and not isinstance(timing, CoreTiming):
+        owner._MustUse__silence = True
+        raise TypeError(f"timing must be None or a CoreTiming, not {timing!r}")
 
 
 class NPUCore(wiring.Component):
@@ -125,11 +130,17 @@ class NPUCore(wiring.Component):
     ``data``, ``en`` in) members, e.g. ``boards.mem.SPRAMWeights`` to put the
     weights into iCE40 SPRAM.  The core writes weights only while idle and
     reads them only while busy, so a single-port memory serves both.
+
+    ``timing``: a :class:`.layout.CoreTiming` (``None``: the default, no extra
+    pipelining), how the core is pipelined; ``host_rvalid`` comes
+    ``timing.host_read_latency`` clocks after ``host_re``.
     """
 
-    def __init__(self, *, config: CoreConfig, weight_memory=None):
-        check_core_arguments(self, config=config, weight_memory=weight_memory)
+    def __init__(self, *, config: CoreConfig, weight_memory=None,
+                 timing: CoreTiming | None = None):
+        check_core_arguments(self, config=config, weight_memory=weight_memory, timing=timing)
         self.weight_memory = weight_memory
+        self.timing = timing or CoreTiming()
         self.config = c = config
         self.record_layout = struct_layout(RECORD_FIELDS(c))
         super().__init__({
@@ -241,6 +252,14 @@ class NPUCore(wiring.Component):
         busy = Signal()
         m.d.comb += self.busy.eq(busy)
         host_ok = ~busy
+        # ``busy`` as flip-flops, one copy per group of 4 lanes, for the lanes' memory
+        # ports (timing: not the state decode, nor one net to 32 lanes); each copy
+        # equals ``busy`` in every clock (set when IDLE starts a step, cleared when
+        # STEP_END ends it, the only ways in and out of IDLE).
+        # (With ``timing.replicate``; otherwise ``busy`` itself.)
+        rep = self.timing.replicate
+        groups = -(-P // 4)
+        busy_q = [Signal(name=f"busy_rep{g}") for g in range(groups)] if rep else [busy] * groups
 
         with m.If(host_ok & self.host_we):
             with m.Switch(region):
@@ -264,13 +283,18 @@ class NPUCore(wiring.Component):
                 m.d.comb += [
                     wr.addr.eq(addr),
                     wr.data.eq(self.host_wdata),
-                    wr.en.eq(host_ok & self.host_we & (region == reg) & (lane == p)),
+                    wr.en.eq((~busy_q[p // 4] if rep else host_ok) & self.host_we
+                             & (region == reg) & (lane == p)),
                 ]
 
         rd_region = Signal.like(region)
         rd_lane = Signal.like(lane)
         rd_reg = Signal(c.host_data_bits)
-        m.d.sync += [self.host_rvalid.eq(host_ok & self.host_re), rd_region.eq(region),
+        rd_valid = self.host_rvalid
+        if self.timing.host_read_latency == 2:
+            rd_valid = Signal()
+            m.d.sync += self.host_rvalid.eq(rd_valid)
+        m.d.sync += [rd_valid.eq(host_ok & self.host_re), rd_region.eq(region),
                      rd_lane.eq(lane)]
         with m.Switch(region):
             with m.Case(Region.LAYERS):
@@ -288,14 +312,20 @@ class NPUCore(wiring.Component):
         if c.has_ssm:
             lane_data[Region.SSM_STATE] = Array(st[0].data.as_unsigned() for st in states)
             lane_data[Region.SSM_PARAMS] = Array([pm_rd.data])
-        with m.Switch(rd_region):
-            for reg, arr in lane_data.items():
-                with m.Case(reg):
-                    m.d.comb += self.host_rdata.eq(arr[rd_lane])
-            with m.Case(Region.COUNTERS):
-                m.d.comb += self.host_rdata.eq(counters.rdata)
-            with m.Default():
-                m.d.comb += self.host_rdata.eq(rd_reg)
+        if self.timing.host_read_latency == 1:
+            with m.Switch(rd_region):
+                for reg, arr in lane_data.items():
+                    with m.Case(reg):
+                        m.d.comb += self.host_rdata.eq(arr[rd_lane])
+                with m.Case(Region.COUNTERS):
+                    m.d.comb += self.host_rdata.eq(counters.rdata)
+                with m.Default():
+                    m.d.comb += self.host_rdata.eq(rd_reg)
+        else:
+            others = {Region.COUNTERS: counters.rdata}
+            if c.has_ssm:  # one memory, whatever the lane bits
+                others[Region.SSM_PARAMS] = lane_data.pop(Region.SSM_PARAMS)[0]
+            self._host_read_stage(m, lane_data, others, rd_region, rd_lane, rd_reg)
 
         # ------------------------------------------------- sequencer state
         cur = Signal()  # the bank of this step's event lists
@@ -363,15 +393,17 @@ class NPUCore(wiring.Component):
         m.d.comb += row_addr.eq(layer.sbase + k)
         # Stage 1b (timing): the weight address ``rowbase + index`` into a register, one
         # copy per group of 4 lanes (on a big part the weight memories are spread over
-        # the die; one register driving all of them is a long net).
-        w_addr_q = [Signal(c.wbase_bits + 1, name=f"w_addr_q{g}", reset_less=True)
-                    for g in range(-(-P // 4))]
+        # the die; one register driving all of them is a long net).  With
+        # ``timing.replicate`` copies are named ``*_rep<g>`` and the board build keeps
+        # them apart (Yosys merges identical registers).
+        w_addr_q = [Signal(c.wbase_bits + 1, name=f"w_addr_{'rep' if rep else 'q'}{g}",
+                           reset_less=True) for g in range(groups)]
         m.d.sync += [a.eq(s1_rowbase + s1_index) for a in w_addr_q]
         for p in range(P):
             w_rd = weights[p][0]
-            m.d.comb += w_rd.addr.eq(Mux(busy, w_addr_q[p // 4], addr))
-            m.d.comb += params[p][0].addr.eq(Mux(busy, row_addr, addr))
-            m.d.comb += membranes[p][0].addr.eq(Mux(busy, row_addr, addr))
+            m.d.comb += w_rd.addr.eq(Mux(busy_q[p // 4], w_addr_q[p // 4], addr))
+            m.d.comb += params[p][0].addr.eq(Mux(busy_q[p // 4], row_addr, addr))
+            m.d.comb += membranes[p][0].addr.eq(Mux(busy_q[p // 4], row_addr, addr))
 
         # Event memory: read by the pipeline.
         m.d.comb += [ev_rd.addr.eq(ev_addr(bank_sel, src_sel, n)),
@@ -386,7 +418,7 @@ class NPUCore(wiring.Component):
         # Stages 3 and 4 (timing): the weight and the input value are registered
         # (stage 3), multiplied into a register (stage 4, the DSP's output register),
         # then accumulated.  The last event's add lands in DRAIN's third clock.
-        s3_valid, s4_valid = Signal(), Signal()
+        s3_valid, s4_valid = Signal(), Signal(name="s4_valid")
         # Reset-less (area): the DSP blocks absorb them as their input and output
         # registers; the valid bits (with reset) say when they mean something.
         s3_x = Signal.like(s2_x, reset_less=True)
@@ -402,6 +434,10 @@ class NPUCore(wiring.Component):
         # first stage-4 add comes 7 clocks after ROW at the earliest).
         row_start, pre1, pre2, pre3 = Signal(), Signal(), Signal(), Signal()
         m.d.sync += [pre1.eq(row_start), pre2.eq(pre1), pre3.eq(pre2)]
+        if rep:  # the accumulators' enables, one copy per group of 4 lanes
+            pre3_q = [Signal(name=f"pre3_rep{g}") for g in range(groups)]
+            s4_valid_q = [Signal(name=f"s4_valid_rep{g}") for g in range(groups)]
+            m.d.sync += [q.eq(pre2) for q in pre3_q] + [q.eq(s3_valid) for q in s4_valid_q]
         leak_q = [Signal(signed(c.u_bits + 2), name=f"leak_q{p}") for p in range(P)]
         for p in range(P):
             m.submodules[f"leak{p}"] = nl = NeuronLeak(u_bits=c.u_bits, frac_bits=c.frac_bits)
@@ -419,14 +455,23 @@ class NPUCore(wiring.Component):
             m.d.sync += leak_q[p].eq(nl.leak)
             # One adder per lane (area): the leak's add and the events' adds never
             # coincide (the first stage-4 add comes 7 clocks after ROW at the earliest).
-            with m.If(s4_valid | pre3):
-                m.d.sync += acc[p].eq(acc[p] + Mux(s4_valid, prod_q[p], leak_q[p]))
+            # With ``timing.replicate`` the leak starts the row's sum (the accumulator
+            # is loaded with it; no clear at ROW, whose state decode drove every
+            # accumulator bit) and the enables come from per-group copies.
+            if rep:
+                with m.If(pre3_q[p // 4]):
+                    m.d.sync += acc[p].eq(leak_q[p])
+                with m.Elif(s4_valid_q[p // 4]):
+                    m.d.sync += acc[p].eq(acc[p] + prod_q[p])
+            else:
+                with m.If(s4_valid | pre3):
+                    m.d.sync += acc[p].eq(acc[p] + Mux(s4_valid, prod_q[p], leak_q[p]))
 
         # -------------------------------------------------- spike router
         # One row's results leave one neuron per clock, overlapped with the next row.
         m.submodules.router = router = SpikeRouter(
             lanes=P, index_bits=c.idx_bits + 1, layer_bits=c.layer_bits, u_bits=c.u_bits,
-            record_layout=self.record_layout)
+            record_layout=self.record_layout, fast=self.timing.fast_router)
         end_record = Signal(self.record_layout)
         write_end = Signal()  # the sequencer writes the end-of-step record
         m.d.comb += [
@@ -464,25 +509,50 @@ class NPUCore(wiring.Component):
         # registers load every clock: the accumulators hold still through FIRE, and so
         # does theta, read straight from the parameter memory (its address, the row,
         # holds from ROW on).
+        # With ``timing.theta_register`` theta is registered first (it is valid two
+        # clocks after ROW, FIRE comes at least 5 clocks after ROW).
         new_u = [Signal(u_shape, name=f"u_new{p}") for p in range(P)]
         spikes = Signal(P)
+        # With ``timing.replicate`` the layer's neuron mode (reset, v_reset, spiking)
+        # comes from one copy per group of 4 lanes (one net from the layer entry to 32
+        # lanes was the worst path on the ECP5-85F); ``layer`` holds still from ROW
+        # on, so do they, a clock later.
+        mode_q = [layer] * groups
+        if rep:
+            mode_q = [Signal(layer_l, name=f"mode_rep{g}", reset_less=True)
+                      for g in range(groups)]
+            for q in mode_q:
+                m.d.sync += [q.reset.eq(layer.reset), q.v_reset.eq(layer.v_reset),
+                             q.spiking.eq(layer.spiking)]
         for p in range(P):
             m.submodules[f"neuron{p}"] = nu = NeuronFire(
                 u_bits=c.u_bits, total_bits=total_bits(c.u_bits, c.acc_bits))
+            theta = params[p][0].data.theta
+            if self.timing.theta_register:
+                theta_q = Signal.like(theta, name=f"theta_q{p}", reset_less=True)
+                m.d.sync += theta_q.eq(theta)
+                theta = theta_q
             m.d.comb += [
-                nu.total.eq(acc[p]), nu.theta.eq(params[p][0].data.theta),
-                nu.v_reset.eq(layer.v_reset), nu.reset.eq(layer.reset),
-                nu.spiking.eq(layer.spiking),
+                nu.total.eq(acc[p]), nu.theta.eq(theta),
+                nu.v_reset.eq(mode_q[p // 4].v_reset), nu.reset.eq(mode_q[p // 4].reset),
+                nu.spiking.eq(mode_q[p // 4].spiking),
             ]
             m.d.sync += [spikes[p].eq(nu.spike), new_u[p].eq(nu.u_new)]
 
+        # NEURON writes the membranes when the router takes the row.  With
+        # ``timing.replicate`` they are written in every NEURON clock (the same values
+        # while it waits for the router), from one flip-flop per group of 4 lanes that
+        # is high exactly in NEURON (set in FIRE, cleared when NEURON hands the row
+        # over; not the state decode and the router's ``can_load``).
         neuron_write = Signal()
+        nwrite_q = ([Signal(name=f"nwrite_rep{g}") for g in range(groups)] if rep
+                    else [neuron_write] * groups)
         for p in range(P):
             u_wr = membranes[p][1]
             m.d.comb += [
-                u_wr.addr.eq(Mux(busy, row_addr, addr)),
-                u_wr.data.eq(Mux(busy, new_u[p], self.host_wdata)),
-                u_wr.en.eq(Mux(busy, neuron_write,
+                u_wr.addr.eq(Mux(busy_q[p // 4], row_addr, addr)),
+                u_wr.data.eq(Mux(busy_q[p // 4], new_u[p], self.host_wdata)),
+                u_wr.en.eq(Mux(busy_q[p // 4], nwrite_q[p // 4],
                                self.host_we & (region == Region.MEMBRANES) & (lane == p))),
             ]
         valid_lanes = Signal(P)
@@ -536,6 +606,8 @@ class NPUCore(wiring.Component):
                         in_counts[~in_wbank].eq(0),
                         in_full.eq(0),
                     ]
+                    if rep:
+                        m.d.sync += [b.eq(1) for b in busy_q]
                     with m.If(num_layers == 0):
                         m.next = "STEP_END"
                     with m.Else():
@@ -555,7 +627,8 @@ class NPUCore(wiring.Component):
             with m.State("ROW"):
                 m.d.comb += [busy.eq(1), row_start.eq(1)]
                 m.d.comb += [e_set.eq(1), e_new.eq(layer.ebase)]
-                m.d.sync += [a.eq(0) for a in acc]
+                if not rep:
+                    m.d.sync += [a.eq(0) for a in acc]
                 bump(0)
                 m.next = "EDGE"
             with m.State("EDGE"):
@@ -599,12 +672,16 @@ class NPUCore(wiring.Component):
             with m.State("FIRE"):
                 m.d.comb += busy.eq(1)
                 bump(1)
+                if rep:
+                    m.d.sync += [q.eq(1) for q in nwrite_q]
                 m.next = "NEURON"
             with m.State("NEURON"):
                 m.d.comb += busy.eq(1)
                 bump(1)
                 # Wait for the router to take the previous row (it runs concurrently).
                 with m.If(router.can_load):
+                    if rep:
+                        m.d.sync += [q.eq(0) for q in nwrite_q]
                     m.d.comb += [
                         neuron_write.eq(1),
                         router.load.eq(1),
@@ -640,6 +717,8 @@ class NPUCore(wiring.Component):
                         m.d.sync += counts[Cat(Const(s, c.src_bits), ~cur)].eq(0)
                     m.d.sync += cur.eq(~cur)
                     m.d.comb += counters.inc[n_ctr * L + 1].eq(1)
+                    if rep:
+                        m.d.sync += [b.eq(0) for b in busy_q]
                     m.next = "IDLE"
 
         # ``clear`` comes last so that it takes priority over every update (area: a
@@ -654,6 +733,40 @@ class NPUCore(wiring.Component):
         return m
 
     # ------------------------------------------------------------- SSM unit
+    def _host_read_stage(self, m, lane_data, others, rd_region, rd_lane, rd_reg):
+        """``host_read_latency`` 2: the read data one clock later, the lane
+        multiplexer split at a register per group of 4 lanes (timing: on a big part
+        the lanes' memories are spread over the die).
+
+        Clock 1 (the memories' data): per group, its lanes' word of the region
+        (``rd_group<g>``), and the word of every other region (``rd_other``);
+        clock 2: ``host_rdata`` chooses among these registers.  ``lane_data``: region
+        -> the lanes' read data; ``others``: region -> its read data; any other
+        region reads ``rd_reg``."""
+        c = self.config
+        group = 4
+        within = rd_lane[:min(2, len(rd_lane))]
+        groups = []
+        for g in range(0, c.lanes, group):
+            q = Signal(c.host_data_bits, name=f"rd_group{g // group}", reset_less=True)
+            with m.Switch(rd_region):
+                for reg, arr in lane_data.items():
+                    with m.Case(reg):
+                        m.d.sync += q.eq(Array(list(arr)[g:g + group])[within])
+            groups.append(q)
+        other = Signal(c.host_data_bits, name="rd_other", reset_less=True)
+        with m.Switch(rd_region):
+            for reg, value in others.items():
+                with m.Case(reg):
+                    m.d.sync += other.eq(value)
+            with m.Default():
+                m.d.sync += other.eq(rd_reg)
+        lane_region = Signal()
+        group_sel = Signal(max(1, len(rd_lane) - 2), name="rd_group_sel")
+        m.d.sync += [lane_region.eq(Cat(rd_region == reg for reg in lane_data).any()),
+                     group_sel.eq(rd_lane[2:])]
+        m.d.comb += self.host_rdata.eq(Mux(lane_region, Array(groups)[group_sel], other))
+
     def _ssm_datapath(self, m: Module, e: SimpleNamespace) -> SimpleNamespace:
         """The SSM unit's registers and datapath (see the class docstring)."""
         c = self.config

@@ -133,6 +133,11 @@ int main(int argc, char **argv) {
             rising_edge();
             top->host_re = 0;
             settle();
+            // The word comes 1 or 2 clocks after the request (host_read_latency).
+            if (!top->host_rvalid) {
+                rising_edge();
+                settle();
+            }
             if (!top->host_rvalid) fail("no read data");
             printf("D %" PRIx64 "\n", (uint64_t)top->host_rdata);
         } else if (cmd == 'C') {

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 
 from ..golden.integer import INPUT, Format, Network, bits_for
 
-__all__ = ["CoreConfig", "Region", "LAYER_FIELDS", "EDGE_FIELDS", "PARAM_FIELDS",
-           "RECORD_FIELDS", "Image", "compile_network", "FitError", "pack", "unpack",
-           "RESET_CODES", "COUNTERS", "input_word", "MapEntry", "address_map", "SSM_FIELDS",
-           "OPERANDS", "ssm_skips"]
+__all__ = ["CoreConfig", "CoreTiming", "PIPELINED", "Region", "LAYER_FIELDS", "EDGE_FIELDS",
+           "PARAM_FIELDS", "RECORD_FIELDS", "Image", "compile_network", "FitError", "pack",
+           "unpack", "RESET_CODES", "COUNTERS", "input_word", "MapEntry", "address_map",
+           "SSM_FIELDS", "OPERANDS", "ssm_skips"]
 
 RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
 COUNTERS = ("syn_cycles", "neuron_cycles", "events", "spikes")
@@ -57,6 +57,54 @@ class Region(enum.IntEnum):
     SSM_LAYERS = 7
     SSM_STATE = 8
     SSM_PARAMS = 9
+
+
+@dataclass(frozen=True)
+class CoreTiming:
+    """How the core is pipelined: flip-flops traded for a faster clock on a big
+    part.  None of these changes what the core computes, the records it sends or
+    their order, nor the clocks a step takes (the counters), so they are not part
+    of :class:`CoreConfig` (nor of the device's configuration hash).
+
+    ``host_read_latency``: clocks from ``host_re`` to ``host_rvalid``.  1: the
+    read data come from the memories through one multiplexer over the lanes.  2:
+    the lane multiplexer is split at a register per group of 4 lanes (for many
+    lanes spread over a big part; the command engine waits for ``host_rvalid``).
+    ``theta_register``: each lane's threshold is registered out of its parameter
+    memory (it is read at the row's start and used in FIRE, at least 5 clocks
+    later), so block RAM data do not reach the spike compare in the same clock.
+    ``fast_router``: the spike router's fast form (the lowest pending lane one-hot
+    in flip-flops, a two-entry skid buffer on the output, so the lane pick does
+    not wait for the output's ``ready``; see :mod:`.router`).  Without output
+    backpressure the core runs clock for clock as without it; under backpressure
+    a step can take fewer clocks.
+    ``replicate``: the control registers that reach every lane (``busy`` for the
+    memory ports, the weight address, the accumulator enables, the membrane
+    write enable, the layer's neuron mode) as one copy per group of 4 lanes,
+    named ``*_rep<g>`` (the board build keeps Yosys from merging them), each
+    from flip-flops rather than the sequencer's state decode: the accumulator is
+    loaded with the leak instead of cleared at ROW, and the membranes are written
+    in every NEURON clock.
+    """
+
+    host_read_latency: int = 1
+    theta_register: bool = False
+    fast_router: bool = False
+    replicate: bool = False
+
+    def __post_init__(self):
+        if self.host_read_latency not in (1, 2) or isinstance(self.host_read_latency, bool):
+            raise ValueError(f"CoreTiming.host_read_latency must be 1 or 2, not "
+                             f"{self.host_read_latency!r}")
+        for name in ("theta_register", "fast_router", "replicate"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"CoreTiming.{name} must be a bool, not "
+                                 f"{getattr(self, name)!r}")
+
+
+PIPELINED = CoreTiming(host_read_latency=2, theta_register=True, fast_router=True,
+                       replicate=True)
+"""Every pipelining option on (the big ECP5 boards)."""
 
 
 def _ubits(n: int) -> int:

@@ -15,22 +15,50 @@ from amaranth.sim import Simulator
 from ..golden.integer import Network
 from .core import NPUCore
 from .harness import decode_membranes, input_events, membrane_reads
-from .layout import COUNTERS, CoreConfig, Image, Region, compile_network
+from .layout import COUNTERS, CoreConfig, CoreTiming, Image, Region, compile_network
 
-__all__ = ["run_core"]
+__all__ = ["run_core", "read_words"]
+
+
+async def read_words(ctx, dut, addrs) -> list[int]:
+    """Pipelined host reads of ``addrs`` (one address per clock, the core idle);
+    the words arrive ``host_read_latency`` clocks later, when ``host_rvalid`` is
+    high.  Raises AssertionError if a word does not come within 2 clocks."""
+    words = []
+    ctx.set(dut.host_re, 1)
+    for addr in addrs:
+        ctx.set(dut.host_addr, addr)
+        await ctx.tick()
+        if ctx.get(dut.host_rvalid):
+            words.append(ctx.get(dut.host_rdata))
+    ctx.set(dut.host_re, 0)
+    for _ in range(2):
+        if len(words) == len(addrs):
+            break
+        await ctx.tick()
+        if ctx.get(dut.host_rvalid):
+            words.append(ctx.get(dut.host_rdata))
+    if len(words) != len(addrs):
+        raise AssertionError(f"{len(words)} words for {len(addrs)} host reads")
+    await ctx.tick()
+    if ctx.get(dut.host_rvalid):
+        raise AssertionError("host_rvalid high after the last read's word")
+    return words
 
 
 def run_core(net: Network, config: CoreConfig, x, *, stall: float = 0.0, seed: int = 0,
-             max_cycles: int = 200_000, vcd: str | None = None, weight_memory=None):
+             max_cycles: int = 200_000, vcd: str | None = None, weight_memory=None,
+             timing: CoreTiming | None = None):
     """Simulate ``net`` on a core built for ``config``; ``x`` is ``[T, input_size]``.
 
     Returns ``(image, steps, counters, membranes)``: ``steps`` is a list (per
     step) of raw record words, ``counters`` the counter words and ``membranes``
     every layer's membranes (:func:`.harness.decode_membranes`) read back after
-    the run.  ``weight_memory``: the core's weight-memory hook (see :class:`.core.NPUCore`).
+    the run.  ``weight_memory``, ``timing``: the core's weight-memory hook and
+    pipelining (see :class:`.core.NPUCore`).
     """
     image: Image = compile_network(net, config)
-    dut = NPUCore(config=config, weight_memory=weight_memory)
+    dut = NPUCore(config=config, weight_memory=weight_memory, timing=timing)
     steps_in = [input_events(row) for row in x.tolist()]
     steps_out: list[list[int]] = [[] for _ in steps_in]
     counters: list[int] = []
@@ -83,12 +111,9 @@ def run_core(net: Network, config: CoreConfig, x, *, stall: float = 0.0, seed: i
             await ctx.tick()
         counter_addrs = [config.address(Region.COUNTERS, 0, i)
                          for i in range(len(COUNTERS) * config.max_layers + 2)]
-        for i, addr in enumerate(counter_addrs + membrane_reads(net, image)):
-            ctx.set(dut.host_addr, addr)
-            ctx.set(dut.host_re, 1)
-            await ctx.tick()
-            ctx.set(dut.host_re, 0)
-            (counters if i < len(counter_addrs) else membranes).append(ctx.get(dut.host_rdata))
+        words = await read_words(ctx, dut, counter_addrs + membrane_reads(net, image))
+        counters.extend(words[:len(counter_addrs)])
+        membranes.extend(words[len(counter_addrs):])
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

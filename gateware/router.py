@@ -19,9 +19,25 @@ Throughput: one record per clock.
 one is picked in this clock, so a new row can be taken without a bubble (the
 output register may still hold the previous row's last record).  Both come
 from flip-flops and ``records.ready`` only.
+
+``fast=True`` (timing, for many lanes on a big part): the lowest pending lane is
+kept one-hot in flip-flops (loaded with the lowest lane of ``send``, or of the
+lanes left), so the record's index, spike and value come from registers
+through OR trees and AND-OR multiplexers; and the output is a two-entry skid
+buffer (the output register and a skid register).  A lane is picked whenever
+the skid register is empty, so neither the lane pick nor ``can_load`` waits
+for ``records.ready`` (``ready`` only enables the two registers; ``free`` and
+``can_load`` come from flip-flops only).  A lane picked while the output
+register is held back goes into the skid register and moves to the output
+register when that record leaves.  The records and their order do not depend
+on ``ready`` (only their timing does); without backpressure the skid register
+stays empty and the router runs clock for clock as without ``fast``.
 """
 
 from __future__ import annotations
+
+import functools
+import operator
 
 from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
@@ -32,13 +48,17 @@ __all__ = ["SpikeRouter"]
 
 class SpikeRouter(wiring.Component):
     def __init__(self, *, lanes: int, index_bits: int, layer_bits: int, u_bits: int,
-                 record_layout: data.StructLayout):
+                 record_layout: data.StructLayout, fast: bool = False):
         for name, value in (("lanes", lanes), ("index_bits", index_bits),
                             ("layer_bits", layer_bits), ("u_bits", u_bits)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 self._MustUse__silence = True  # never elaborated: no "unused" warning
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if not isinstance(fast, bool):
+            self._MustUse__silence = True
+            raise TypeError(f"fast must be a bool, not {fast!r}")
         self.lanes = lanes
+        self.fast = fast
         self.record_layout = record_layout
         super().__init__({
             "load": In(1),
@@ -57,6 +77,8 @@ class SpikeRouter(wiring.Component):
         })
 
     def elaborate(self, platform):
+        if self.fast:
+            return self._elaborate_fast()
         m = Module()
         P = self.lanes
         pending = Signal(P)
@@ -117,4 +139,79 @@ class SpikeRouter(wiring.Component):
             m.d.sync += [values[p].eq(self.values[p]) for p in range(P)]
         with m.Elif(advance):
             m.d.sync += [pending.eq(rest), none_left.eq(rest_none), one_left.eq(rest_one)]
+        return m
+
+    def _elaborate_fast(self):
+        """``fast=True``: the lowest lane in flip-flops and a skid buffer (module docs)."""
+        m = Module()
+        P = self.lanes
+        pending = Signal(P)
+        spikes = Signal(P)
+        values = [Signal(self.values[0].shape(), name=f"value{p}") for p in range(P)]
+        base = Signal.like(self.base)
+        layer = Signal.like(self.layer)
+        emit_values = Signal()
+        none_left = Signal(init=1)
+        one_left = Signal()
+
+        def lowest_of(x):  # one-hot: each lane masked by the OR of the lanes below it
+            return Cat(*(x[p] & ~x[:p].any() for p in range(P)))
+
+        lowest = Signal(P)  # the lowest pending lane, one-hot, in flip-flops
+        pick = Signal(range(P))
+        for b in range(len(pick)):
+            m.d.comb += pick[b].eq(Cat(*(lowest[p] for p in range(P) if p >> b & 1)).any())
+        cand = Signal(self.record_layout)  # the picked lane's record
+        m.d.comb += [
+            cand.kind.eq(Mux(emit_values, 1, 0)),
+            cand.layer.eq(layer),
+            cand.index.eq(base + pick),
+            cand.spike.eq((lowest & spikes).any()),
+            cand.value.eq(functools.reduce(operator.or_, (
+                Mux(lowest[p], values[p].as_unsigned(), 0) for p in range(P)))),
+        ]
+
+        out_valid = Signal()
+        out = Signal(self.record_layout)
+        skid_valid = Signal()  # implies ``out_valid``
+        skid = Signal(self.record_layout)
+        advance = Signal()  # a lane can be picked: the skid register is empty
+        m.d.comb += [
+            advance.eq(~skid_valid),
+            self.records.valid.eq(out_valid),
+            self.records.payload.eq(out),
+            self.free.eq(none_left & ~out_valid),
+            self.can_load.eq(none_left | (one_left & advance)),
+            self.event.eq(out_valid & self.records.ready & out.spike),
+            self.event_index.eq(out.index),
+            self.event_layer.eq(out.layer),
+        ]
+        with m.If(~out_valid | self.records.ready):
+            # The output register is empty or its record leaves now: it takes the skid
+            # register's record, else the picked lane's (if any).
+            with m.If(skid_valid):
+                m.d.sync += [out.eq(skid), skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [out.eq(cand), out_valid.eq(~none_left)]
+        with m.Elif(advance & ~none_left):
+            # Held back with the skid register empty: the picked lane waits in it.
+            m.d.sync += [skid.eq(cand), skid_valid.eq(1)]
+
+        def flags(x):
+            return (x == 0), (x != 0) & ((x & (x - 1)) == 0)
+
+        rest = Signal(P)
+        m.d.comb += rest.eq(pending & ~lowest)
+        rest_none, rest_one = flags(rest)
+        send_none, send_one = flags(self.send)
+        load = self.load & self.can_load
+        with m.If(load):
+            m.d.sync += [pending.eq(self.send), none_left.eq(send_none), one_left.eq(send_one),
+                         lowest.eq(lowest_of(self.send))]
+            m.d.sync += [spikes.eq(self.spikes), base.eq(self.base),
+                         layer.eq(self.layer), emit_values.eq(self.emit_values)]
+            m.d.sync += [values[p].eq(self.values[p]) for p in range(P)]
+        with m.Elif(advance):
+            m.d.sync += [pending.eq(rest), none_left.eq(rest_none), one_left.eq(rest_one),
+                         lowest.eq(lowest_of(rest))]
         return m

@@ -66,13 +66,14 @@ def config_named(name: str) -> CoreConfig:
     return configs[name]
 
 
-def generate(config: CoreConfig, name: str = "npu_core") -> str:
-    """Deterministic Verilog of the core for ``config`` (top module ``name``)."""
+def generate(config: CoreConfig, name: str = "npu_core", timing=None) -> str:
+    """Deterministic Verilog of the core for ``config`` (top module ``name``;
+    ``timing``: its :class:`.layout.CoreTiming`, ``None`` the default)."""
     from amaranth.back import verilog
 
     from .core import NPUCore
 
-    return verilog.convert(NPUCore(config=config), name=name, emit_src=False)
+    return verilog.convert(NPUCore(config=config, timing=timing), name=name, emit_src=False)
 
 
 def write(names, out: Path) -> list[Path]:

@@ -84,9 +84,10 @@ def have_verilator() -> bool:
     return not missing_tools()
 
 
-def core_verilog(config: CoreConfig) -> str:
-    """Deterministic Verilog of ``NPUCore(config=config)``, module ``npu_core``."""
-    return generate(config, name=TOPLEVEL)
+def core_verilog(config: CoreConfig, timing=None) -> str:
+    """Deterministic Verilog of ``NPUCore(config=config, timing=timing)``, module
+    ``npu_core``."""
+    return generate(config, name=TOPLEVEL, timing=timing)
 
 
 def make_overrides(root: Path) -> list[str]:
@@ -148,8 +149,9 @@ def _environ(extra: dict[str, str]):
 
 
 def build_core(config: CoreConfig, build_dir: str | os.PathLike, *, waves: bool = False,
-               opt: str | None = "-O1", verbose: bool = False) -> Path:
-    """Build the core for ``config`` in ``build_dir`` (created), return the folder.
+               opt: str | None = "-O1", verbose: bool = False, timing=None) -> Path:
+    """Build the core for ``config`` (pipelined as ``timing`` says, ``None``: the
+    default) in ``build_dir`` (created), return the folder.
 
     Writes ``npu_core.v`` there and builds it with cocotb's Verilator runner,
     unless the folder already holds a finished build of byte-identical Verilog
@@ -159,8 +161,8 @@ def build_core(config: CoreConfig, build_dir: str | os.PathLike, *, waves: bool 
     simulates as fast (cocotb's Python dominates).  Raises :class:`BuildError`
     with the tail of ``build.log`` if the build fails.
     """
-    return build_module(core_verilog(config), TOPLEVEL, build_dir, waves=waves, opt=opt,
-                        verbose=verbose)
+    return build_module(core_verilog(config, timing), TOPLEVEL, build_dir, waves=waves,
+                        opt=opt, verbose=verbose)
 
 
 def build_module(text: str, toplevel: str, build_dir: str | os.PathLike, *,

@@ -15,7 +15,9 @@ from spikeforge.gateware.harness import decode_step, expected, expected_counters
 from spikeforge.gateware.lane import NeuronUpdate
 from spikeforge.gateware.layout import (
     COUNTERS,
+    PIPELINED,
     CoreConfig,
+    CoreTiming,
     FitError,
     compile_network,
 )
@@ -104,7 +106,8 @@ def _core_config(net: Network, lanes: int) -> CoreConfig:
 @pytest.mark.parametrize("seed", range(24))
 def test_core_matches_golden(seed):
     """Random LIF networks: every spike of every layer, every output value, every step;
-    the event and spike counters equal the golden counts."""
+    the event and spike counters equal the golden counts.  Seeds 16.. build the core
+    with every pipelining option (``PIPELINED``)."""
     rng = random.Random(1000 + seed)
     net = random_network(rng, max_ssm=0, ssm_prob=0.0, max_lif=3, max_size=8,
                          fmt=Format(u_bits=rng.randint(4, 12), w_bits=rng.randint(2, 8),
@@ -113,7 +116,8 @@ def test_core_matches_golden(seed):
     x = random_input(rng, net, 5, 1)[:, 0, :]
     config = _core_config(net, lanes)
     image, steps, counters, membranes = run_core(net, config, x,
-                                                 stall=0.4 if seed % 2 else 0.0, seed=seed)
+                                                 stall=0.4 if seed % 2 else 0.0, seed=seed,
+                                                 timing=PIPELINED if seed >= 16 else None)
     assert len(steps) == len(x)
     want_steps, want_membranes = expected(net, x)
     for t, (records, want) in enumerate(zip(steps, want_steps, strict=True)):
@@ -128,6 +132,24 @@ def test_core_matches_golden(seed):
         rows = -(-layer.size // lanes)
         assert got["neuron_cycles"] >= 2 * rows * len(x)  # two clocks per row, plus router waits
     assert counters[n * config.max_layers + 1] == len(x)  # steps
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pipelining_changes_no_clock_count(seed):
+    """``PIPELINED`` (two-clock host reads, theta registered, the fast router, the
+    replicated controls) gives the same records and the same counters, clock for
+    clock, as the default core when the output never stalls."""
+    rng = random.Random(5000 + seed)
+    net = random_network(rng, max_ssm=0, ssm_prob=0.0, max_lif=3, max_size=8,
+                         fmt=Format(u_bits=rng.randint(4, 12), w_bits=rng.randint(2, 8),
+                                    frac_bits=rng.randint(0, 8), in_bits=rng.randint(2, 8)))
+    config = _core_config(net, rng.choice([2, 4, 5]))
+    x = random_input(rng, net, 4, 1)[:, 0, :]
+    default = run_core(net, config, x)
+    pipelined = run_core(net, config, x, timing=PIPELINED)
+    assert pipelined[1] == default[1]  # records, every step
+    assert pipelined[2] == default[2]  # counters, including the busy clocks
+    assert pipelined[3] == default[3]  # membranes
 
 
 def test_zero_input_costs_no_event_cycles():
@@ -209,6 +231,25 @@ def test_core_rejects_a_config_that_is_not_a_core_config():
 
     with pytest.raises(TypeError, match=re.escape("config must be a CoreConfig, not {'lanes': 8}")):
         NPUCore(config={"lanes": 8})
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"host_read_latency": 3}, "CoreTiming.host_read_latency must be 1 or 2, not 3"),
+    ({"host_read_latency": True}, "CoreTiming.host_read_latency must be 1 or 2, not True"),
+    ({"theta_register": 1}, "CoreTiming.theta_register must be a bool, not 1"),
+    ({"fast_router": "yes"}, "CoreTiming.fast_router must be a bool, not 'yes'"),
+    ({"replicate": 0}, "CoreTiming.replicate must be a bool, not 0"),
+])
+def test_core_timing_errors(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        CoreTiming(**kwargs)
+
+
+def test_core_rejects_timing_that_is_not_a_core_timing():
+    from spikeforge.gateware.core import NPUCore
+
+    with pytest.raises(TypeError, match=re.escape("timing must be None or a CoreTiming, not 2")):
+        NPUCore(config=CoreConfig(), timing=2)
 
 
 @pytest.mark.parametrize(("index", "value", "message"), [

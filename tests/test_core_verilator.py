@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
-from spikeforge.gateware.layout import CoreConfig
+from spikeforge.gateware.layout import PIPELINED, CoreConfig
 from spikeforge.gateware.verilator import build_core, missing_tools, run_cocotb
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +56,11 @@ CONFIGS = {
                        max_layers=4, max_edges=16, max_neurons=24, max_inputs=24, max_fanin=160,
                        neuron_depth=8, weight_depth=512), 24),
 }
+
+# Builds with every pipelining option on (``layout.PIPELINED``: host reads in two
+# clocks, theta registered, the fast router, replicated controls), as on the big
+# ECP5 boards; the others use the default.
+PIPELINED_BUILDS = {"p16", "s3"}
 
 # SSM builds: name -> (CoreConfig, netgen max_size).  Narrow s_bits / y_bits so that
 # the state and output saturations are reached; n, m from 1 to the maximum.
@@ -100,7 +105,8 @@ def run_config(name: str, seeds: str, run: str, *, minimum: int, steps=(4, 12)) 
     waves = os.environ.get("SPIKEFORGE_WAVES", "") not in ("", "0")
     build_dir = BUILD / (f"{name}-waves" if waves else name)  # (a traced build is separate)
     t0 = time.perf_counter()
-    build_core(config, build_dir, waves=waves)
+    build_core(config, build_dir, waves=waves,
+               timing=PIPELINED if name in PIPELINED_BUILDS else None)
     build_s = time.perf_counter() - t0
     test_dir = build_dir / run
     test_dir.mkdir(parents=True, exist_ok=True)

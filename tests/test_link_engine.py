@@ -18,6 +18,7 @@ from spikeforge.gateware.harness import (
     membrane_reads,
 )
 from spikeforge.gateware.layout import (
+    PIPELINED,
     CoreConfig,
     Region,
     address_map,
@@ -74,13 +75,15 @@ def _steps(x):
     return [input_events(row) for row in x.tolist()]
 
 
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", range(4))
 def test_engine_load_read_run_reset(seed):
     """INFO; WRITE the image, READ it all back; RUN (records vs the golden model, with
     and without hidden spikes); the reply cache; RESET (membranes zero, weights kept);
-    the registers."""
+    the registers.  Seed 3: a pipelined core (``PIPELINED``: two-clock host reads
+    through registers per group of 4 lanes) with 6 lanes."""
     rng, net = _net(seed)
-    config = _config(net, rng.choice([1, 2, 3]))
+    pipelined = seed == 3
+    config = _config(net, 6 if pipelined else rng.choice([1, 2, 3]))
     image = compile_network(net, config)
     x = random_input(rng, net, 4, 1)[:, 0, :]
     want_steps, want_membranes = expected(net, x)
@@ -101,7 +104,7 @@ def test_engine_load_read_run_reset(seed):
     regs = Frame(Command.READ, 250, pack_read(ENGINE_BASE, len(REGISTERS)))
     requests += [run, run] + [f for f, _ in mem_reads] + [flags_on, reset]
     requests += [f for f, _ in zeroed] + [run2] + [f for f, _ in weights] + [regs]
-    dut = SoC(config=config)
+    dut = SoC(config=config, timing=PIPELINED if pipelined else None)
     out, _ = run_byte_stream(dut, b"".join(f.encode() for f in requests),
                              replies=len(requests), idle=0.2 if seed % 2 else 0.0,
                              backpressure=0.3 if seed else 0.0, seed=seed)

@@ -1,6 +1,8 @@
 """The spike router on Amaranth's simulator, against a naive model: every row's
 lanes leave lowest first, one per clock when the output is ready, events only
-for spikes, no bubbles between rows, nothing left over; idle and backpressure."""
+for spikes, no bubbles between rows, nothing left over; idle and backpressure;
+in the default and the fast form (then ``can_load`` / ``free`` do not depend on the
+output's ``ready``)."""
 
 from __future__ import annotations
 
@@ -29,14 +31,16 @@ def _expected(rows, lanes):
     return records, events
 
 
+@pytest.mark.parametrize("fast", [False, True])
 @pytest.mark.parametrize(("lanes", "stall", "seed"),
-                         [(1, 0.0, 0), (3, 0.0, 1), (4, 0.5, 2), (8, 0.3, 3), (8, 0.0, 4)])
-def test_router_matches_the_naive_model(lanes, stall, seed):
+                         [(1, 0.0, 0), (3, 0.0, 1), (4, 0.5, 2), (8, 0.3, 3), (8, 0.0, 4),
+                          (32, 0.6, 5)])
+def test_router_matches_the_naive_model(lanes, stall, seed, fast):
     rng = random.Random(seed)
-    config = CoreConfig(lanes=lanes, u_bits=10, neuron_depth=256)
+    config = CoreConfig(lanes=lanes, u_bits=10, neuron_depth=256, max_neurons=max(256, 12 * lanes))
     layout = struct_layout(RECORD_FIELDS(config))
     dut = SpikeRouter(lanes=lanes, index_bits=config.idx_bits + 1,
-                      layer_bits=config.layer_bits, u_bits=10, record_layout=layout)
+                      layer_bits=config.layer_bits, u_bits=10, record_layout=layout, fast=fast)
     rows = []
     for k in range(12):
         emit = rng.random() < 0.3
@@ -62,6 +66,12 @@ def test_router_matches_the_naive_model(lanes, stall, seed):
                     ctx.set(getattr(dut, name), int(row[name]))
                 for p, v in enumerate(row["values"]):
                     ctx.set(dut.values[p], v)
+            if fast:  # the lane pick and the flags do not wait for ``ready``
+                flags = []
+                for r in (0, 1):
+                    ctx.set(dut.records.ready, r)
+                    flags.append((ctx.get(dut.can_load), ctx.get(dut.free)))
+                assert flags[0] == flags[1], "can_load / free depend on records.ready"
             ready = rng.random() >= stall
             ctx.set(dut.records.ready, ready)
             can_load = ctx.get(dut.can_load)
@@ -100,3 +110,6 @@ def test_router_rejects_bad_generics():
     layout = struct_layout(RECORD_FIELDS(CoreConfig()))
     with pytest.raises(ValueError, match=re.escape("lanes must be a positive integer, not 0")):
         SpikeRouter(lanes=0, index_bits=8, layer_bits=2, u_bits=16, record_layout=layout)
+    with pytest.raises(TypeError, match=re.escape("fast must be a bool, not 1")):
+        SpikeRouter(lanes=4, index_bits=8, layer_bits=2, u_bits=16, record_layout=layout,
+                    fast=1)

@@ -15,12 +15,13 @@ from spikeforge.gateware.harness import decode_step, expected, expected_counters
 from spikeforge.gateware.layout import (
     COUNTERS,
     CoreConfig,
+    CoreTiming,
     FitError,
     Region,
     address_map,
     compile_network,
 )
-from spikeforge.gateware.pysim import run_core
+from spikeforge.gateware.pysim import read_words, run_core
 from spikeforge.golden.integer import (
     Format,
     LIFLayer,
@@ -250,9 +251,11 @@ def test_smallest_ssm_unit(lanes):
     _check(net, config, _t([[1, 0], [0, 0], [1, 1], [0, 1], [0, 0]]), stall=0.0)
 
 
-def test_host_port_reads_back_every_ssm_word():
+@pytest.mark.parametrize("latency", [1, 2])
+def test_host_port_reads_back_every_ssm_word(latency):
     """Every word the image writes into the SSM regions (table, parameters, state)
-    reads back unchanged through the host port, one clock after its address."""
+    reads back unchanged through the host port (reads one per clock), with either
+    read latency."""
     from amaranth.sim import Simulator
     from spikeforge.gateware.core import NPUCore
 
@@ -268,7 +271,7 @@ def test_host_port_reads_back_every_ssm_word():
     # Nonzero state words too (the image zeroes the state): a pattern per address.
     writes += [(a, (a * 37) & 0xFF) for a, _ in writes if a >> shift == Region.SSM_STATE]
     final = dict(writes)
-    dut = NPUCore(config=config)
+    dut = NPUCore(config=config, timing=CoreTiming(host_read_latency=latency))
     got = {}
 
     async def bench(ctx):
@@ -278,13 +281,7 @@ def test_host_port_reads_back_every_ssm_word():
             ctx.set(dut.host_we, 1)
             await ctx.tick()
         ctx.set(dut.host_we, 0)
-        for addr in final:
-            ctx.set(dut.host_addr, addr)
-            ctx.set(dut.host_re, 1)
-            await ctx.tick()
-            ctx.set(dut.host_re, 0)
-            assert ctx.get(dut.host_rvalid)
-            got[addr] = ctx.get(dut.host_rdata)
+        got.update(zip(final, await read_words(ctx, dut, list(final)), strict=True))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

@@ -38,14 +38,17 @@ __all__ = ["SoC", "AXIStreamLink"]
 class SoC(wiring.Component):
     """The device (see the module docstring and ``docs/device.md``).
 
-    ``weight_memory``: passed to :class:`.core.NPUCore` (``None``: Amaranth
-    memories; e.g. ``boards.mem.SPRAMWeights`` for iCE40 SPRAM).
+    ``weight_memory``, ``timing``: passed to :class:`.core.NPUCore` (``None``:
+    Amaranth memories, e.g. ``boards.mem.SPRAMWeights`` for iCE40 SPRAM; the
+    default pipelining).
     """
 
     def __init__(self, *, config: CoreConfig, link: str = "stream", clk_freq: int | None = None,
-                 baud: int | None = None, rx_fifo_depth: int = 2048, weight_memory=None):
-        check_core_arguments(self, config=config, weight_memory=weight_memory)
+                 baud: int | None = None, rx_fifo_depth: int = 2048, weight_memory=None,
+                 timing=None):
+        check_core_arguments(self, config=config, weight_memory=weight_memory, timing=timing)
         self.weight_memory = weight_memory
+        self.timing = timing
         if link not in ("stream", "uart"):
             self._MustUse__silence = True
             raise ValueError(f"link must be 'stream' or 'uart', not {link!r}")
@@ -85,7 +88,8 @@ class SoC(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         c = self.config
-        m.submodules.core = core = NPUCore(config=c, weight_memory=self.weight_memory)
+        m.submodules.core = core = NPUCore(config=c, weight_memory=self.weight_memory,
+                                           timing=self.timing)
         m.submodules.decoder = dec = FrameDecoder()
         m.submodules.encoder = enc = FrameEncoder()
         m.submodules.engine = eng = CommandEngine(config=c, info=self.info)
@@ -156,13 +160,14 @@ class AXIStreamLink(wiring.Component):
     host): the SoC's ``tx``; ``tlast`` marks each frame's 0x00 delimiter, so a
     C2H transfer ends on a frame boundary.  Handshakes are AXI's (a beat moves
     when ``tvalid`` and ``tready`` are both high); no added latency.
-    ``weight_memory``: as for :class:`SoC`.
+    ``weight_memory``, ``timing``: as for :class:`SoC`.
     """
 
-    def __init__(self, *, config: CoreConfig, weight_memory=None):
-        check_core_arguments(self, config=config, weight_memory=weight_memory)
+    def __init__(self, *, config: CoreConfig, weight_memory=None, timing=None):
+        check_core_arguments(self, config=config, weight_memory=weight_memory, timing=timing)
         self.config = config
         self.weight_memory = weight_memory
+        self.timing = timing
         super().__init__({
             "s_axis_tdata": In(8), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
             "s_axis_tlast": In(1),
@@ -173,7 +178,7 @@ class AXIStreamLink(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.soc = soc = SoC(config=self.config, link="stream",
-                                     weight_memory=self.weight_memory)
+                                     weight_memory=self.weight_memory, timing=self.timing)
         m.d.comb += [
             soc.rx.payload.eq(self.s_axis_tdata), soc.rx.valid.eq(self.s_axis_tvalid),
             self.s_axis_tready.eq(soc.rx.ready),
