@@ -78,14 +78,13 @@ class CoreTiming:
     not wait for the output's ``ready``; see :mod:`.router`).  Without output
     backpressure the core runs clock for clock as without it; under backpressure
     a step can take fewer clocks.
-    ``replicate``: the registers that reach every lane (``busy`` for the memory
-    ports, the weight address, the row's neuron address, the input value, the
-    accumulator enables, the membrane write enable, the layer's neuron mode) as
-    one copy per group of 4 lanes, named ``*_rep<g>`` (the board build keeps
-    Yosys from merging them), each from flip-flops rather than the sequencer's
-    state decode: the accumulator is loaded with the leak four clocks after ROW
-    instead of cleared at ROW, and the membranes are written in every NEURON
-    clock.
+    ``replicate``: the control registers that reach every lane (``busy`` for the
+    memory ports, the weight address, the accumulator enables, the membrane
+    write enable, the layer's neuron mode) as one copy per group of 4 lanes,
+    named ``*_rep<g>`` (the board build keeps Yosys from merging them), each
+    from flip-flops rather than the sequencer's state decode: the accumulator is
+    loaded with the leak instead of cleared at ROW, and the membranes are written
+    in every NEURON clock.
     """
 
     host_read_latency: int = 1
