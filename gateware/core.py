@@ -399,18 +399,11 @@ class NPUCore(wiring.Component):
         w_addr_q = [Signal(c.wbase_bits + 1, name=f"w_addr_{'rep' if rep else 'q'}{g}",
                            reset_less=True) for g in range(groups)]
         m.d.sync += [a.eq(s1_rowbase + s1_index) for a in w_addr_q]
-        # With ``timing.replicate`` the row's neuron address is registered too, one copy
-        # per group of 4 lanes (``k`` and ``layer`` hold still from ROW on): valid from
-        # the clock after ROW, so the leak reaches the accumulator a clock later.
-        row_addr_q = [row_addr] * groups
-        if rep:
-            row_addr_q = [Signal.like(row_addr, name=f"row_addr_rep{g}") for g in range(groups)]
-            m.d.sync += [q.eq(row_addr) for q in row_addr_q]
         for p in range(P):
             w_rd = weights[p][0]
             m.d.comb += w_rd.addr.eq(Mux(busy_q[p // 4], w_addr_q[p // 4], addr))
-            m.d.comb += params[p][0].addr.eq(Mux(busy_q[p // 4], row_addr_q[p // 4], addr))
-            m.d.comb += membranes[p][0].addr.eq(Mux(busy_q[p // 4], row_addr_q[p // 4], addr))
+            m.d.comb += params[p][0].addr.eq(Mux(busy_q[p // 4], row_addr, addr))
+            m.d.comb += membranes[p][0].addr.eq(Mux(busy_q[p // 4], row_addr, addr))
 
         # Event memory: read by the pipeline.
         m.d.comb += [ev_rd.addr.eq(ev_addr(bank_sel, src_sel, n)),
@@ -434,13 +427,7 @@ class NPUCore(wiring.Component):
                   for p in range(P)]
         m.d.sync += [s3_valid.eq(s2_valid), s3_x.eq(s2_x), s4_valid.eq(s3_valid)]
         m.d.sync += [w_q[p].eq(weights[p][0].data) for p in range(P)]
-        # With ``timing.replicate`` the input value reaches the lanes' multipliers from
-        # one copy per group of 4 lanes (one register to 32 DSP blocks was a 10 ns net).
-        x_q = [s3_x] * groups
-        if rep:
-            x_q = [Signal.like(s2_x, name=f"x_rep{g}", reset_less=True) for g in range(groups)]
-            m.d.sync += [q.eq(s2_x) for q in x_q]
-        m.d.sync += [prod_q[p].eq(w_q[p] * x_q[p // 4]) for p in range(P)]
+        m.d.sync += [prod_q[p].eq(w_q[p] * s3_x) for p in range(P)]
         # The leak of the row's neurons: membranes and parameters are read from the ROW
         # clock on (their address is fixed for the whole row), so the leak is known three
         # clocks later and is added into the accumulator then, before any event (the
@@ -448,9 +435,9 @@ class NPUCore(wiring.Component):
         row_start, pre1, pre2, pre3 = Signal(), Signal(), Signal(), Signal()
         m.d.sync += [pre1.eq(row_start), pre2.eq(pre1), pre3.eq(pre2)]
         if rep:  # the accumulators' enables, one copy per group of 4 lanes
-            pre4_q = [Signal(name=f"pre4_rep{g}") for g in range(groups)]
+            pre3_q = [Signal(name=f"pre3_rep{g}") for g in range(groups)]
             s4_valid_q = [Signal(name=f"s4_valid_rep{g}") for g in range(groups)]
-            m.d.sync += [q.eq(pre3) for q in pre4_q] + [q.eq(s3_valid) for q in s4_valid_q]
+            m.d.sync += [q.eq(pre2) for q in pre3_q] + [q.eq(s3_valid) for q in s4_valid_q]
         leak_q = [Signal(signed(c.u_bits + 2), name=f"leak_q{p}") for p in range(P)]
         for p in range(P):
             m.submodules[f"leak{p}"] = nl = NeuronLeak(u_bits=c.u_bits, frac_bits=c.frac_bits)
@@ -468,12 +455,11 @@ class NPUCore(wiring.Component):
             m.d.sync += leak_q[p].eq(nl.leak)
             # One adder per lane (area): the leak's add and the events' adds never
             # coincide (the first stage-4 add comes 7 clocks after ROW at the earliest).
-            # With ``timing.replicate`` the leak starts the row's sum four clocks after
-            # ROW (the accumulator is loaded with it; no clear at ROW, whose state
-            # decode drove every accumulator bit; FIRE comes 5 clocks after ROW at the
-            # earliest) and the enables come from per-group copies.
+            # With ``timing.replicate`` the leak starts the row's sum (the accumulator
+            # is loaded with it; no clear at ROW, whose state decode drove every
+            # accumulator bit) and the enables come from per-group copies.
             if rep:
-                with m.If(pre4_q[p // 4]):
+                with m.If(pre3_q[p // 4]):
                     m.d.sync += acc[p].eq(leak_q[p])
                 with m.Elif(s4_valid_q[p // 4]):
                     m.d.sync += acc[p].eq(acc[p] + prod_q[p])
@@ -564,7 +550,7 @@ class NPUCore(wiring.Component):
         for p in range(P):
             u_wr = membranes[p][1]
             m.d.comb += [
-                u_wr.addr.eq(Mux(busy_q[p // 4], row_addr_q[p // 4], addr)),
+                u_wr.addr.eq(Mux(busy_q[p // 4], row_addr, addr)),
                 u_wr.data.eq(Mux(busy_q[p // 4], new_u[p], self.host_wdata)),
                 u_wr.en.eq(Mux(busy_q[p // 4], nwrite_q[p // 4],
                                self.host_we & (region == Region.MEMBRANES) & (lane == p))),
