@@ -77,8 +77,6 @@ class SpikeRouter(wiring.Component):
         })
 
     def elaborate(self, platform):
-        if self.fast:
-            return self._elaborate_fast()
         m = Module()
         P = self.lanes
         pending = Signal(P)
@@ -92,18 +90,42 @@ class SpikeRouter(wiring.Component):
         one_left = Signal()
 
         # The lowest pending lane: one-hot (each lane masked by the OR of the lanes
-        # below it, no carry chain), then its index (OR trees).
+        # below it, no carry chain), then its index (OR trees).  ``fast``: in
+        # flip-flops, loaded with the lowest lane of the next ``pending``.
+        def lowest_of(x):
+            return Cat(*(x[p] & ~x[:p].any() for p in range(P)))
+
         lowest = Signal(P)
         pick = Signal(range(P))
-        m.d.comb += [lowest[p].eq(pending[p] & ~pending[:p].any()) for p in range(P)]
+        if not self.fast:
+            m.d.comb += [lowest[p].eq(pending[p] & ~pending[:p].any()) for p in range(P)]
         for b in range(len(pick)):
             m.d.comb += pick[b].eq(Cat(*(lowest[p] for p in range(P) if p >> b & 1)).any())
+        # The picked lane's spike and value (``fast``: AND-OR over the one-hot lanes).
+        if self.fast:
+            pick_spike = (lowest & spikes).any()
+            pick_value = functools.reduce(operator.or_, (
+                Mux(lowest[p], values[p].as_unsigned(), 0) for p in range(P)))
+        else:
+            pick_spike, pick_value = spikes.bit_select(pick, 1), values[pick]
+
+        def picked(r):  # the picked lane's record into ``r``
+            return [
+                r.kind.eq(Mux(emit_values, 1, 0)),
+                r.layer.eq(layer),
+                r.index.eq(base + pick),
+                r.spike.eq(pick_spike),
+                r.value.eq(pick_value),
+            ]
 
         out_valid = Signal()
         out = Signal(self.record_layout)
-        advance = Signal()  # the output register is empty or its record leaves now
+        # A lane can be picked: the output register is empty or its record leaves now
+        # (``fast``: the skid register is empty).
+        advance = Signal()
+        skid_valid = Signal(name="skid_valid") if self.fast else None  # implies ``out_valid``
         m.d.comb += [
-            advance.eq(~out_valid | self.records.ready),
+            advance.eq(~skid_valid if self.fast else ~out_valid | self.records.ready),
             self.records.valid.eq(out_valid),
             self.records.payload.eq(out),
             self.free.eq(none_left & ~out_valid),
@@ -112,15 +134,24 @@ class SpikeRouter(wiring.Component):
             self.event_index.eq(out.index),
             self.event_layer.eq(out.layer),
         ]
-        with m.If(advance):
-            m.d.sync += out_valid.eq(~none_left)
-            m.d.sync += [
-                out.kind.eq(Mux(emit_values, 1, 0)),
-                out.layer.eq(layer),
-                out.index.eq(base + pick),
-                out.spike.eq(spikes.bit_select(pick, 1)),
-                out.value.eq(values[pick]),
-            ]
+        if not self.fast:
+            with m.If(advance):
+                m.d.sync += out_valid.eq(~none_left)
+                m.d.sync += picked(out)
+        else:
+            cand = Signal(self.record_layout)
+            skid = Signal(self.record_layout)
+            m.d.comb += picked(cand)
+            with m.If(~out_valid | self.records.ready):
+                # The output register is empty or its record leaves now: it takes the
+                # skid register's record, else the picked lane's (if any).
+                with m.If(skid_valid):
+                    m.d.sync += [out.eq(skid), skid_valid.eq(0)]
+                with m.Else():
+                    m.d.sync += [out.eq(cand), out_valid.eq(~none_left)]
+            with m.Elif(advance & ~none_left):
+                # Held back with the skid register empty: the picked lane waits in it.
+                m.d.sync += [skid.eq(cand), skid_valid.eq(1)]
         # Timing: the flags of each candidate next ``pending`` (this row with its lowest
         # lane gone, or a new row) are computed from registers and ``send`` alone;
         # ``advance`` and ``load`` only choose among them at the end.
@@ -134,84 +165,13 @@ class SpikeRouter(wiring.Component):
         load = self.load & self.can_load
         with m.If(load):
             m.d.sync += [pending.eq(self.send), none_left.eq(send_none), one_left.eq(send_one)]
+            if self.fast:
+                m.d.sync += lowest.eq(lowest_of(self.send))
             m.d.sync += [spikes.eq(self.spikes), base.eq(self.base),
                          layer.eq(self.layer), emit_values.eq(self.emit_values)]
             m.d.sync += [values[p].eq(self.values[p]) for p in range(P)]
         with m.Elif(advance):
             m.d.sync += [pending.eq(rest), none_left.eq(rest_none), one_left.eq(rest_one)]
-        return m
-
-    def _elaborate_fast(self):
-        """``fast=True``: the lowest lane in flip-flops and a skid buffer (module docs)."""
-        m = Module()
-        P = self.lanes
-        pending = Signal(P)
-        spikes = Signal(P)
-        values = [Signal(self.values[0].shape(), name=f"value{p}") for p in range(P)]
-        base = Signal.like(self.base)
-        layer = Signal.like(self.layer)
-        emit_values = Signal()
-        none_left = Signal(init=1)
-        one_left = Signal()
-
-        def lowest_of(x):  # one-hot: each lane masked by the OR of the lanes below it
-            return Cat(*(x[p] & ~x[:p].any() for p in range(P)))
-
-        lowest = Signal(P)  # the lowest pending lane, one-hot, in flip-flops
-        pick = Signal(range(P))
-        for b in range(len(pick)):
-            m.d.comb += pick[b].eq(Cat(*(lowest[p] for p in range(P) if p >> b & 1)).any())
-        cand = Signal(self.record_layout)  # the picked lane's record
-        m.d.comb += [
-            cand.kind.eq(Mux(emit_values, 1, 0)),
-            cand.layer.eq(layer),
-            cand.index.eq(base + pick),
-            cand.spike.eq((lowest & spikes).any()),
-            cand.value.eq(functools.reduce(operator.or_, (
-                Mux(lowest[p], values[p].as_unsigned(), 0) for p in range(P)))),
-        ]
-
-        out_valid = Signal()
-        out = Signal(self.record_layout)
-        skid_valid = Signal()  # implies ``out_valid``
-        skid = Signal(self.record_layout)
-        advance = Signal()  # a lane can be picked: the skid register is empty
-        m.d.comb += [
-            advance.eq(~skid_valid),
-            self.records.valid.eq(out_valid),
-            self.records.payload.eq(out),
-            self.free.eq(none_left & ~out_valid),
-            self.can_load.eq(none_left | (one_left & advance)),
-            self.event.eq(out_valid & self.records.ready & out.spike),
-            self.event_index.eq(out.index),
-            self.event_layer.eq(out.layer),
-        ]
-        with m.If(~out_valid | self.records.ready):
-            # The output register is empty or its record leaves now: it takes the skid
-            # register's record, else the picked lane's (if any).
-            with m.If(skid_valid):
-                m.d.sync += [out.eq(skid), skid_valid.eq(0)]
-            with m.Else():
-                m.d.sync += [out.eq(cand), out_valid.eq(~none_left)]
-        with m.Elif(advance & ~none_left):
-            # Held back with the skid register empty: the picked lane waits in it.
-            m.d.sync += [skid.eq(cand), skid_valid.eq(1)]
-
-        def flags(x):
-            return (x == 0), (x != 0) & ((x & (x - 1)) == 0)
-
-        rest = Signal(P)
-        m.d.comb += rest.eq(pending & ~lowest)
-        rest_none, rest_one = flags(rest)
-        send_none, send_one = flags(self.send)
-        load = self.load & self.can_load
-        with m.If(load):
-            m.d.sync += [pending.eq(self.send), none_left.eq(send_none), one_left.eq(send_one),
-                         lowest.eq(lowest_of(self.send))]
-            m.d.sync += [spikes.eq(self.spikes), base.eq(self.base),
-                         layer.eq(self.layer), emit_values.eq(self.emit_values)]
-            m.d.sync += [values[p].eq(self.values[p]) for p in range(P)]
-        with m.Elif(advance):
-            m.d.sync += [pending.eq(rest), none_left.eq(rest_none), one_left.eq(rest_one),
-                         lowest.eq(lowest_of(rest))]
+            if self.fast:
+                m.d.sync += lowest.eq(lowest_of(rest))
         return m
