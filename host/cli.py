@@ -427,17 +427,6 @@ def cmd_boards(args) -> int:
     return EXIT_OK
 
 
-def _seed(text: str) -> int:
-    """``--seed``: a positive integer (nextpnr's ``--seed``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return value
-
-
 def cmd_build(args) -> int:
     import tempfile
 
@@ -643,7 +632,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"gateware.link) or core (the core alone on a scan chain) "
                         f"[{DEFAULT_TOP}]")
     p.add_argument("--out", type=Path, help="build folder [a new temporary folder]")
-    p.add_argument("--seed", type=_seed, help="nextpnr's placement seed [the board's]")
+    p.add_argument("--seed", type=_int_at_least(1),
+                   help="nextpnr's placement seed [the board's]")
     p.add_argument("--program", action="store_true", help="load the bitstream (openFPGALoader)")
     common(p)
     p.set_defaults(func=cmd_build)

@@ -121,8 +121,8 @@ def test_eval_file_without_task_metadata_exits_3(tmp_path, meta, capsys):
     (["experiment", "timesteps", "--timesteps", "4,0"], "must list positive integers"),
     (["experiment", "recall-length", "--lengths", ","], "must list positive integers"),
     (["bench", "--fast"], "unrecognized arguments: --fast"),
-    (["build", "--board", "icebreaker", "--seed", "0"], "must be a positive integer, not '0'"),
-    (["build", "--board", "icebreaker", "--seed", "x"], "must be a positive integer, not 'x'"),
+    (["build", "--board", "icebreaker", "--seed", "0"], "'0' must be at least 1"),
+    (["build", "--board", "icebreaker", "--seed", "x"], "'x' is not an integer"),
 ])
 def test_bad_options_are_argparse_usage_errors(argv, message, tmp_path, capsys):
     out_file = tmp_path / "m.safetensors"
