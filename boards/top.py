@@ -24,7 +24,7 @@ from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-from ..gateware.core import NPUCore
+from ..gateware.core import NPUCore, check_core_arguments
 from ..gateware.layout import CoreConfig
 from .defs import Board
 from .pll import ecp5_pll, ice40_pll
@@ -51,9 +51,7 @@ class CoreScan(wiring.Component):
     """
 
     def __init__(self, *, config: CoreConfig, weight_memory=None, timing=None):
-        if not isinstance(config, CoreConfig):
-            self._MustUse__silence = True
-            raise TypeError(f"config must be a CoreConfig, not {config!r}")
+        check_core_arguments(self, config=config, weight_memory=weight_memory, timing=timing)
         self.config = config
         self.weight_memory = weight_memory
         self.timing = timing
