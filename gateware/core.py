@@ -9,7 +9,7 @@ through the host port while the core is idle (``busy`` low).
 
 Host port: ``host_addr``/``host_wdata`` with ``host_we`` write one word;
 ``host_re`` reads one word, returned in ``host_rdata`` with ``host_rvalid``
-``timing.host_read_latency`` (1 or 2) cycles later; reads may follow each other
+``timing.host_read_latency`` (1, 2 or 3) cycles later; reads may follow each other
 every clock.  Only while ``busy`` is low.  ``clear`` (one cycle, idle only)
 empties the event lists of both banks (so recurrent edges see zeros at the next
 step) and zeroes the counters; membranes are reset by writing them.
@@ -78,6 +78,7 @@ from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .counters import CounterBank
+from .dsp import RegisteredProduct
 from .lane import NeuronFire, NeuronLeak, shift_add_product, total_bits
 from .layout import (
     COUNTERS,
@@ -241,14 +242,6 @@ class NPUCore(wiring.Component):
         ]
 
         # ------------------------------------------------------- host access
-        region = self.host_addr[c.lane_bits + c.addr_bits:]
-        lane = self.host_addr[c.addr_bits:c.addr_bits + c.lane_bits]
-        addr = self.host_addr[:c.addr_bits]
-        # Timing: the tables are indexed with only the address bits they need (the
-        # host uses valid addresses only, see ``layout.address_map``).
-        addr_layer = addr[:max(1, (L - 1).bit_length())]
-        addr_edge = addr[:max(1, (c.max_edges - 1).bit_length())]
-        addr_ctr = addr[:max(1, (n_counters - 1).bit_length())]
         busy = Signal()
         m.d.comb += self.busy.eq(busy)
         host_ok = ~busy
@@ -260,42 +253,78 @@ class NPUCore(wiring.Component):
         rep = self.timing.replicate
         groups = -(-P // 4)
         busy_q = [Signal(name=f"busy_rep{g}") for g in range(groups)] if rep else [busy] * groups
+        # The host request as the memories see it: one view per group of 4 lanes and
+        # one (the last) for the tables, counters and SSM parameters.  With
+        # ``host_read_latency`` 3 each view is a register copy of the port
+        # (``hreq_rep<g>_*``, taken while the core is idle): writes land a clock later
+        # and reads return a clock later, and IDLE does not start a step in the clock
+        # of a request (its memory access, a clock later, must not meet the
+        # sequencer's).  Otherwise every view is the port itself.
+        req_reg = self.timing.host_read_latency == 3
+        host_req = Signal()
+        hreq = []
+        for g in range(groups + 1):
+            h = SimpleNamespace(ok=host_ok if g == groups else
+                                (~busy_q[g] if rep else host_ok),
+                                addr=self.host_addr, wdata=self.host_wdata,
+                                we=self.host_we, re=self.host_re)
+            if req_reg:
+                h = SimpleNamespace(
+                    ok=Const(1),
+                    addr=Signal.like(self.host_addr, name=f"hreq_rep{g}_addr", reset_less=True),
+                    wdata=Signal.like(self.host_wdata, name=f"hreq_rep{g}_wdata",
+                                      reset_less=True),
+                    we=Signal(name=f"hreq_rep{g}_we"), re=Signal(name=f"hreq_rep{g}_re"))
+                m.d.sync += [h.addr.eq(self.host_addr), h.wdata.eq(self.host_wdata),
+                             h.we.eq(host_ok & self.host_we), h.re.eq(host_ok & self.host_re)]
+            h.region = h.addr[c.lane_bits + c.addr_bits:]
+            h.lane = h.addr[c.addr_bits:c.addr_bits + c.lane_bits]
+            h.word = h.addr[:c.addr_bits]
+            hreq.append(h)
+        if req_reg:
+            m.d.comb += host_req.eq(self.host_we | self.host_re)
+        hc = hreq[groups]  # the tables' view
+        region, lane, addr = hc.region, hc.lane, hc.word
+        # Timing: the tables are indexed with only the address bits they need (the
+        # host uses valid addresses only, see ``layout.address_map``).
+        addr_layer = addr[:max(1, (L - 1).bit_length())]
+        addr_edge = addr[:max(1, (c.max_edges - 1).bit_length())]
+        addr_ctr = addr[:max(1, (n_counters - 1).bit_length())]
 
-        with m.If(host_ok & self.host_we):
+        with m.If(hc.ok & hc.we):
             with m.Switch(region):
                 with m.Case(Region.LAYERS):
-                    m.d.sync += layers[addr_layer].as_value().eq(self.host_wdata)
+                    m.d.sync += layers[addr_layer].as_value().eq(hc.wdata)
                 with m.Case(Region.EDGES):
-                    m.d.sync += edges[addr_edge].as_value().eq(self.host_wdata)
+                    m.d.sync += edges[addr_edge].as_value().eq(hc.wdata)
                 with m.Case(Region.CONTROL):
-                    m.d.sync += num_layers.eq(self.host_wdata)
+                    m.d.sync += num_layers.eq(hc.wdata)
                 if c.has_ssm:
                     with m.Case(Region.SSM_LAYERS):
-                        m.d.sync += ssm_table[addr_layer].as_value().eq(self.host_wdata)
+                        m.d.sync += ssm_table[addr_layer].as_value().eq(hc.wdata)
         if c.has_ssm:
             m.d.comb += [
                 pm_wr.addr.eq(addr),
-                pm_wr.data.eq(self.host_wdata),
-                pm_wr.en.eq(host_ok & self.host_we & (region == Region.SSM_PARAMS)),
+                pm_wr.data.eq(hc.wdata),
+                pm_wr.en.eq(hc.ok & hc.we & (region == Region.SSM_PARAMS)),
             ]
         for p in range(P):
+            h = hreq[p // 4]
             for (_, wr), reg in ((weights[p], Region.WEIGHTS), (params[p], Region.PARAMS)):
                 m.d.comb += [
-                    wr.addr.eq(addr),
-                    wr.data.eq(self.host_wdata),
-                    wr.en.eq((~busy_q[p // 4] if rep else host_ok) & self.host_we
-                             & (region == reg) & (lane == p)),
+                    wr.addr.eq(h.word),
+                    wr.data.eq(h.wdata),
+                    wr.en.eq(h.ok & h.we & (h.region == reg) & (h.lane == p)),
                 ]
 
         rd_region = Signal.like(region)
         rd_lane = Signal.like(lane)
         rd_reg = Signal(c.host_data_bits)
         rd_valid = self.host_rvalid
-        if self.timing.host_read_latency == 2:
+        if self.timing.host_read_latency >= 2:
             rd_valid = Signal()
             m.d.sync += self.host_rvalid.eq(rd_valid)
-        m.d.sync += [rd_valid.eq(host_ok & self.host_re), rd_region.eq(region),
-                     rd_lane.eq(lane)]
+        m.d.sync += [rd_valid.eq(hc.ok & hc.re), rd_region.eq(region), rd_lane.eq(lane)]
         with m.Switch(region):
             with m.Case(Region.LAYERS):
                 m.d.sync += rd_reg.eq(layers[addr_layer].as_value())
@@ -325,7 +354,16 @@ class NPUCore(wiring.Component):
             others = {Region.COUNTERS: counters.rdata}
             if c.has_ssm:  # one memory, whatever the lane bits
                 others[Region.SSM_PARAMS] = lane_data.pop(Region.SSM_PARAMS)[0]
-            self._host_read_stage(m, lane_data, others, rd_region, rd_lane, rd_reg)
+            # Each group's multiplexer is steered by its own view of the request.
+            steer = [(rd_region, rd_lane)] * groups
+            if req_reg:
+                steer = []
+                for g in range(groups):
+                    sr = Signal.like(region, name=f"rd_region_rep{g}", reset_less=True)
+                    sl = Signal.like(lane, name=f"rd_lane_rep{g}", reset_less=True)
+                    m.d.sync += [sr.eq(hreq[g].region), sl.eq(hreq[g].lane)]
+                    steer.append((sr, sl))
+            self._host_read_stage(m, lane_data, others, rd_region, rd_lane, rd_reg, steer)
 
         # ------------------------------------------------- sequencer state
         cur = Signal()  # the bank of this step's event lists
@@ -364,7 +402,7 @@ class NPUCore(wiring.Component):
         # port, no address decode, no ``busy``; the result is used for the COUNTERS
         # region only).  The host reads only while the core is idle, when nothing
         # counts, so the flushes a read holds back are not missed.
-        m.d.comb += [counters.raddr.eq(addr_ctr), counters.re.eq(self.host_re)]
+        m.d.comb += [counters.raddr.eq(addr_ctr), counters.re.eq(hc.re)]
 
         def bump(i, sel=li):
             # Counter i of layer ``sel`` + 1 (a per-counter enable, no read multiplexer).
@@ -399,11 +437,20 @@ class NPUCore(wiring.Component):
         w_addr_q = [Signal(c.wbase_bits + 1, name=f"w_addr_{'rep' if rep else 'q'}{g}",
                            reset_less=True) for g in range(groups)]
         m.d.sync += [a.eq(s1_rowbase + s1_index) for a in w_addr_q]
+        # With ``timing.row_register`` the row's neuron address is registered, one copy
+        # per group of 4 lanes (``k`` and ``layer`` hold still from ROW on): valid from
+        # the clock after ROW, so the leak reaches the accumulator a clock later.
+        row_reg = self.timing.row_register
+        row_addr_q = [row_addr] * groups
+        if row_reg:
+            row_addr_q = [Signal.like(row_addr, name=f"row_addr_rep{g}") for g in range(groups)]
+            m.d.sync += [q.eq(row_addr) for q in row_addr_q]
         for p in range(P):
             w_rd = weights[p][0]
-            m.d.comb += w_rd.addr.eq(Mux(busy_q[p // 4], w_addr_q[p // 4], addr))
-            m.d.comb += params[p][0].addr.eq(Mux(busy_q[p // 4], row_addr, addr))
-            m.d.comb += membranes[p][0].addr.eq(Mux(busy_q[p // 4], row_addr, addr))
+            word = hreq[p // 4].word
+            m.d.comb += w_rd.addr.eq(Mux(busy_q[p // 4], w_addr_q[p // 4], word))
+            m.d.comb += params[p][0].addr.eq(Mux(busy_q[p // 4], row_addr_q[p // 4], word))
+            m.d.comb += membranes[p][0].addr.eq(Mux(busy_q[p // 4], row_addr_q[p // 4], word))
 
         # Event memory: read by the pipeline.
         m.d.comb += [ev_rd.addr.eq(ev_addr(bank_sel, src_sel, n)),
@@ -416,55 +463,75 @@ class NPUCore(wiring.Component):
         with m.If((issue | gissue) if c.has_ssm else issue):
             m.d.sync += [s1_rowbase.eq(rowbase), s1_from_input.eq(from_input)]
         # Stages 3 and 4 (timing): the weight and the input value are registered
-        # (stage 3), multiplied into a register (stage 4, the DSP's output register),
-        # then accumulated.  The last event's add lands in DRAIN's third clock.
+        # (stage 3), multiplied into a register (stage 4), then accumulated: a
+        # :class:`.dsp.RegisteredProduct` per lane (on the ECP5, a DSP block with its
+        # own input and output registers).  The last event's add lands in DRAIN's
+        # third clock.  With ``timing.replicate`` the input value reaches the lanes'
+        # multipliers from one copy of ``s2_x`` per group of 4 lanes (one register to
+        # 32 DSP blocks was a 10 ns net on the ECP5-85F).
         s3_valid, s4_valid = Signal(), Signal(name="s4_valid")
-        # Reset-less (area): the DSP blocks absorb them as their input and output
-        # registers; the valid bits (with reset) say when they mean something.
-        s3_x = Signal.like(s2_x, reset_less=True)
-        w_q = [Signal(signed(c.w_bits), name=f"w_q{p}", reset_less=True) for p in range(P)]
-        prod_q = [Signal(signed(c.w_bits + c.in_bits), name=f"prod_q{p}", reset_less=True)
-                  for p in range(P)]
-        m.d.sync += [s3_valid.eq(s2_valid), s3_x.eq(s2_x), s4_valid.eq(s3_valid)]
-        m.d.sync += [w_q[p].eq(weights[p][0].data) for p in range(P)]
-        m.d.sync += [prod_q[p].eq(w_q[p] * s3_x) for p in range(P)]
+        m.d.sync += [s3_valid.eq(s2_valid), s4_valid.eq(s3_valid)]
+        x_q = [s2_x] * groups
+        if rep:
+            x_q = [Signal.like(s2_x, name=f"x_rep{g}", reset_less=True) for g in range(groups)]
+            m.d.sync += [q.eq(s1b_x) for q in x_q]
+        prod_q = []
+        for p in range(P):
+            m.submodules[f"product{p}"] = mul = RegisteredProduct(a_bits=c.w_bits,
+                                                                  b_bits=c.in_bits)
+            m.d.comb += [mul.a.eq(weights[p][0].data), mul.b.eq(x_q[p // 4])]
+            prod_q.append(mul.p)
         # The leak of the row's neurons: membranes and parameters are read from the ROW
         # clock on (their address is fixed for the whole row), so the leak is known three
         # clocks later and is added into the accumulator then, before any event (the
         # first stage-4 add comes 7 clocks after ROW at the earliest).
-        row_start, pre1, pre2, pre3 = Signal(), Signal(), Signal(), Signal()
-        m.d.sync += [pre1.eq(row_start), pre2.eq(pre1), pre3.eq(pre2)]
+        row_start, pre1, pre2, pre3, pre4 = Signal(), Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [pre1.eq(row_start), pre2.eq(pre1), pre3.eq(pre2), pre4.eq(pre3)]
         if rep:  # the accumulators' enables, one copy per group of 4 lanes
-            pre3_q = [Signal(name=f"pre3_rep{g}") for g in range(groups)]
+            # (with ``timing.row_register`` the leak is known a clock later)
+            pre_q = [Signal(name=f"pre{4 if row_reg else 3}_rep{g}") for g in range(groups)]
             s4_valid_q = [Signal(name=f"s4_valid_rep{g}") for g in range(groups)]
-            m.d.sync += [q.eq(pre2) for q in pre3_q] + [q.eq(s3_valid) for q in s4_valid_q]
+            m.d.sync += ([q.eq(pre3 if row_reg else pre2) for q in pre_q]
+                         + [q.eq(s3_valid) for q in s4_valid_q])
         leak_q = [Signal(signed(c.u_bits + 2), name=f"leak_q{p}") for p in range(P)]
         for p in range(P):
-            m.submodules[f"leak{p}"] = nl = NeuronLeak(u_bits=c.u_bits, frac_bits=c.frac_bits)
             prm = params[p][0].data
-            # Timing: the membrane and the parameters are registered first (block RAM
-            # data arrive late in the clock; the DSP blocks absorb the registers), the
-            # multiply and the add get a clock of their own, and the leak is added into
-            # the accumulator three clocks after ROW.
-            u_q = Signal(u_shape, name=f"u_q{p}", reset_less=True)
-            alpha_q = Signal.like(prm.alpha, name=f"alpha_q{p}", reset_less=True)
             bias_q = Signal.like(prm.bias, name=f"bias_q{p}", reset_less=True)
-            m.d.sync += [u_q.eq(membranes[p][0].data), alpha_q.eq(prm.alpha),
-                         bias_q.eq(prm.bias)]
-            m.d.comb += [nl.u.eq(u_q), nl.alpha.eq(alpha_q), nl.bias.eq(bias_q)]
-            m.d.sync += leak_q[p].eq(nl.leak)
+            m.d.sync += bias_q.eq(prm.bias)
+            if self.timing.leak_register:
+                # ``alpha * u`` in a :class:`.dsp.RegisteredProduct` (its operand
+                # registers take the memories' data, as ``u_q`` and ``alpha_q`` do
+                # below; its product register stands where ``leak_q`` does), and
+                # ``(product >> F) + bias`` is added as the accumulator takes it.
+                m.submodules[f"leak{p}"] = lp = RegisteredProduct(
+                    a_bits=c.frac_bits + 2, b_bits=c.u_bits)
+                # (``bias_q`` holds still from a clock after the row's data on.)
+                m.d.comb += [lp.a.eq(prm.alpha), lp.b.eq(membranes[p][0].data),
+                             leak_q[p].eq((lp.p >> c.frac_bits) + bias_q)]
+            else:
+                m.submodules[f"leak{p}"] = nl = NeuronLeak(u_bits=c.u_bits,
+                                                           frac_bits=c.frac_bits)
+                # Timing: the membrane and the parameters are registered first (block
+                # RAM data arrive late in the clock; the DSP blocks absorb the
+                # registers), the multiply and the add get a clock of their own, and
+                # the leak is added into the accumulator three clocks after ROW.
+                u_q = Signal(u_shape, name=f"u_q{p}", reset_less=True)
+                alpha_q = Signal.like(prm.alpha, name=f"alpha_q{p}", reset_less=True)
+                m.d.sync += [u_q.eq(membranes[p][0].data), alpha_q.eq(prm.alpha)]
+                m.d.comb += [nl.u.eq(u_q), nl.alpha.eq(alpha_q), nl.bias.eq(bias_q)]
+                m.d.sync += leak_q[p].eq(nl.leak)
             # One adder per lane (area): the leak's add and the events' adds never
             # coincide (the first stage-4 add comes 7 clocks after ROW at the earliest).
             # With ``timing.replicate`` the leak starts the row's sum (the accumulator
             # is loaded with it; no clear at ROW, whose state decode drove every
             # accumulator bit) and the enables come from per-group copies.
             if rep:
-                with m.If(pre3_q[p // 4]):
+                with m.If(pre_q[p // 4]):
                     m.d.sync += acc[p].eq(leak_q[p])
                 with m.Elif(s4_valid_q[p // 4]):
                     m.d.sync += acc[p].eq(acc[p] + prod_q[p])
             else:
-                with m.If(s4_valid | pre3):
+                with m.If(s4_valid | (pre4 if row_reg else pre3)):
                     m.d.sync += acc[p].eq(acc[p] + Mux(s4_valid, prod_q[p], leak_q[p]))
 
         # -------------------------------------------------- spike router
@@ -548,12 +615,12 @@ class NPUCore(wiring.Component):
         nwrite_q = ([Signal(name=f"nwrite_rep{g}") for g in range(groups)] if rep
                     else [neuron_write] * groups)
         for p in range(P):
-            u_wr = membranes[p][1]
+            u_wr, h = membranes[p][1], hreq[p // 4]
             m.d.comb += [
-                u_wr.addr.eq(Mux(busy_q[p // 4], row_addr, addr)),
-                u_wr.data.eq(Mux(busy_q[p // 4], new_u[p], self.host_wdata)),
+                u_wr.addr.eq(Mux(busy_q[p // 4], row_addr_q[p // 4], h.word)),
+                u_wr.data.eq(Mux(busy_q[p // 4], new_u[p], h.wdata)),
                 u_wr.en.eq(Mux(busy_q[p // 4], nwrite_q[p // 4],
-                               self.host_we & (region == Region.MEMBRANES) & (lane == p))),
+                               h.we & (h.region == Region.MEMBRANES) & (h.lane == p))),
             ]
         valid_lanes = Signal(P)
         for p in range(P):
@@ -593,12 +660,12 @@ class NPUCore(wiring.Component):
                 layer=layer, li=li, k=k, n=n, cnt=cnt, src_sel=src_sel, bank_sel=bank_sel,
                 from_input=from_input, gissue=gissue, s1_index=s1_index, s1_value=s1_value,
                 cur=cur, in_rbank=in_rbank, in_counts=in_counts, counts=counts, busy=busy,
-                addr=addr, region=region, lane=lane, ssm_table=ssm_table, pm_rd=pm_rd,
+                addr=addr, hreq=hreq, ssm_table=ssm_table, pm_rd=pm_rd,
                 states=states, valid_lanes=valid_lanes, router=router, bump=bump))
 
         with m.FSM():
             with m.State("IDLE"):
-                with m.If(in_full & ~self.clear):
+                with m.If(in_full & ~self.clear & ~host_req):
                     m.d.sync += [
                         li.eq(0),
                         in_rbank.eq(in_wbank),
@@ -733,7 +800,7 @@ class NPUCore(wiring.Component):
         return m
 
     # ------------------------------------------------------------- SSM unit
-    def _host_read_stage(self, m, lane_data, others, rd_region, rd_lane, rd_reg):
+    def _host_read_stage(self, m, lane_data, others, rd_region, rd_lane, rd_reg, steer):
         """``host_read_latency`` 2: the read data one clock later, the lane
         multiplexer split at a register per group of 4 lanes (timing: on a big part
         the lanes' memories are spread over the die).
@@ -745,11 +812,12 @@ class NPUCore(wiring.Component):
         region reads ``rd_reg``."""
         c = self.config
         group = 4
-        within = rd_lane[:min(2, len(rd_lane))]
         groups = []
         for g in range(0, c.lanes, group):
             q = Signal(c.host_data_bits, name=f"rd_group{g // group}", reset_less=True)
-            with m.Switch(rd_region):
+            g_region, g_lane = steer[g // group]
+            within = g_lane[:min(2, len(g_lane))]
+            with m.Switch(g_region):
                 for reg, arr in lane_data.items():
                     with m.Case(reg):
                         m.d.sync += q.eq(Array(list(arr)[g:g + group])[within])
@@ -842,6 +910,7 @@ class NPUCore(wiring.Component):
         k_i, q_i = kregs[p1_i], qregs[p1_i]
         for p in range(P):
             rd, wr = e.states[p]
+            h = e.hreq[p // 4]
             v_j = Signal(in_shape, name=f"ssm_vsel{p}")
             wide = Signal(signed(c.s_bits + 2 * c.in_bits + 2), name=f"ssm_wide{p}")
             new = Signal(signed(c.s_bits), name=f"ssm_new{p}")
@@ -850,11 +919,11 @@ class NPUCore(wiring.Component):
                 v_j.eq(vregs[e.k * P + p]),
                 wide.eq(((decay * rd.data) >> c.frac_bits) + k_i * v_j),
                 new.eq(Mux(wide > s_max, s_max, Mux(wide < s_min, s_min, wide))),
-                rd.addr.eq(Mux(e.busy, saddr, e.addr)),
-                wr.addr.eq(Mux(e.busy, p1_addr, e.addr)),
-                wr.data.eq(Mux(e.busy, new, self.host_wdata)),
+                rd.addr.eq(Mux(e.busy, saddr, h.word)),
+                wr.addr.eq(Mux(e.busy, p1_addr, h.word)),
+                wr.data.eq(Mux(e.busy, new, h.wdata)),
                 wr.en.eq(Mux(e.busy, p1_valid & e.valid_lanes[p],
-                             self.host_we & (e.region == Region.SSM_STATE) & (e.lane == p))),
+                             h.we & (h.region == Region.SSM_STATE) & (h.lane == p))),
                 shifted.eq(yacc[p] >> entry.y_shift),
                 ys[p].eq(Mux(shifted > y_max, y_max, Mux(shifted < y_min, y_min, shifted))),
                 ynz[p].eq(ys[p] != 0),

@@ -70,6 +70,10 @@ class CoreTiming:
     read data come from the memories through one multiplexer over the lanes.  2:
     the lane multiplexer is split at a register per group of 4 lanes (for many
     lanes spread over a big part; the command engine waits for ``host_rvalid``).
+    3: as 2, after the host request itself is registered, one copy per group of 4
+    lanes and one for the tables (so no host address net reaches every lane);
+    writes land a clock later too, and IDLE does not start a step in the clock
+    after a host request.
     ``theta_register``: each lane's threshold is registered out of its parameter
     memory (it is read at the row's start and used in FIRE, at least 5 clocks
     later), so block RAM data do not reach the spike compare in the same clock.
@@ -84,26 +88,41 @@ class CoreTiming:
     named ``*_rep<g>`` (the board build keeps Yosys from merging them), each
     from flip-flops rather than the sequencer's state decode: the accumulator is
     loaded with the leak instead of cleared at ROW, and the membranes are written
-    in every NEURON clock.
+    in every NEURON clock.  With it the input value reaches the multipliers from
+    one copy per group of 4 lanes as well.
+    ``row_register``: the row's neuron address (into the parameter and membrane
+    memories) is registered, one copy per group of 4 lanes; the leak reaches the
+    accumulator a clock later (4 clocks after ROW, FIRE comes 5 clocks after ROW
+    at the earliest).  Needs ``replicate``.
+    ``leak_register``: the leak's product ``alpha * u`` comes from a
+    :class:`.dsp.RegisteredProduct` (on the ECP5, a DSP block's own registers
+    instead of fabric ones), and its bias is added as the accumulator takes it.
+
+    Every synaptic product is a :class:`.dsp.RegisteredProduct` in any case.
     """
 
     host_read_latency: int = 1
     theta_register: bool = False
     fast_router: bool = False
     replicate: bool = False
+    row_register: bool = False
+    leak_register: bool = False
 
     def __post_init__(self):
-        if self.host_read_latency not in (1, 2) or isinstance(self.host_read_latency, bool):
-            raise ValueError(f"CoreTiming.host_read_latency must be 1 or 2, not "
+        if self.host_read_latency not in (1, 2, 3) or isinstance(self.host_read_latency, bool):
+            raise ValueError(f"CoreTiming.host_read_latency must be 1, 2 or 3, not "
                              f"{self.host_read_latency!r}")
-        for name in ("theta_register", "fast_router", "replicate"):
+        for name in ("theta_register", "fast_router", "replicate", "row_register",
+                     "leak_register"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"CoreTiming.{name} must be a bool, not "
                                  f"{getattr(self, name)!r}")
+        if self.row_register and not self.replicate:
+            raise ValueError("CoreTiming.row_register needs replicate=True")
 
 
-PIPELINED = CoreTiming(host_read_latency=2, theta_register=True, fast_router=True,
-                       replicate=True)
+PIPELINED = CoreTiming(host_read_latency=3, theta_register=True, fast_router=True,
+                       replicate=True, row_register=True, leak_register=True)
 """Every pipelining option on (the big ECP5 boards)."""
 
 

@@ -6,7 +6,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   reg [22:0] \$10 ;
-  reg [7:0] \$100 ;
+  wire [28:0] \$100 ;
   reg [7:0] \$1000 ;
   reg [7:0] \$1001 ;
   reg [7:0] \$1002 ;
@@ -17,7 +17,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [7:0] \$1007 ;
   reg [7:0] \$1008 ;
   reg [7:0] \$1009 ;
-  wire [23:0] \$101 ;
+  reg [7:0] \$101 ;
   reg [7:0] \$1010 ;
   reg [7:0] \$1011 ;
   reg [7:0] \$1012 ;
@@ -26,138 +26,133 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [7:0] \$1015 ;
   reg [7:0] \$1016 ;
   reg [7:0] \$1017 ;
-  reg [7:0] \$1018 ;
-  reg [7:0] \$1019 ;
-  wire [28:0] \$102 ;
+  reg \$1018 ;
+  reg [3:0] \$1019 ;
+  wire [23:0] \$102 ;
   reg [7:0] \$1020 ;
-  reg [7:0] \$1021 ;
-  reg [7:0] \$1022 ;
-  reg \$1023 ;
-  reg [3:0] \$1024 ;
-  reg [7:0] \$1025 ;
+  reg [27:0] \$1021 ;
+  reg [27:0] \$1022 ;
+  reg [27:0] \$1023 ;
+  reg [27:0] \$1024 ;
+  reg [27:0] \$1025 ;
   reg [27:0] \$1026 ;
   reg [27:0] \$1027 ;
   reg [27:0] \$1028 ;
-  reg [27:0] \$1029 ;
-  reg [7:0] \$103 ;
-  reg [27:0] \$1030 ;
-  reg [27:0] \$1031 ;
-  reg [27:0] \$1032 ;
-  reg [27:0] \$1033 ;
-  reg [1:0] \$1034 ;
+  reg [1:0] \$1029 ;
+  wire [28:0] \$103 ;
+  reg \$1030 ;
+  reg \$1031 ;
+  reg [4:0] \$1032 ;
+  reg [4:0] \$1033 ;
+  reg [2:0] \$1034 ;
   reg \$1035 ;
   reg \$1036 ;
-  reg [4:0] \$1037 ;
-  reg [4:0] \$1038 ;
-  reg [2:0] \$1039 ;
-  wire [23:0] \$104 ;
-  reg \$1040 ;
-  reg \$1041 ;
-  reg [7:0] \$1042 ;
-  reg [7:0] \$1043 ;
+  reg [7:0] \$1037 ;
+  reg [7:0] \$1038 ;
+  reg [10:0] \$1039 ;
+  reg [7:0] \$104 ;
+  reg [12:0] \$1040 ;
+  reg [1:0] \$1041 ;
+  reg [2:0] \$1042 ;
+  reg \$1043 ;
   reg [10:0] \$1044 ;
-  reg [12:0] \$1045 ;
-  reg [1:0] \$1046 ;
-  reg [2:0] \$1047 ;
-  reg \$1048 ;
-  reg [10:0] \$1049 ;
-  wire [28:0] \$105 ;
-  reg [4:0] \$1050 ;
-  reg [10:0] \$1051 ;
-  reg \$1052 ;
-  reg [7:0] \$106 ;
-  wire [23:0] \$107 ;
-  wire [28:0] \$108 ;
-  reg [7:0] \$109 ;
+  reg [4:0] \$1045 ;
+  reg [10:0] \$1046 ;
+  reg \$1047 ;
+  wire [23:0] \$105 ;
+  wire [28:0] \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
   wire [12:0] \$11 ;
-  wire [23:0] \$110 ;
-  wire [28:0] \$111 ;
-  reg [7:0] \$112 ;
-  wire [23:0] \$113 ;
-  wire [28:0] \$114 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  reg \$114 ;
   wire \$115 ;
   wire \$116 ;
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
   wire [12:0] \$12 ;
-  reg \$120 ;
-  wire \$121 ;
+  wire \$120 ;
+  reg [6:0] \$121 ;
   wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  reg [6:0] \$127 ;
-  wire \$128 ;
-  reg [7:0] \$129 ;
+  reg [7:0] \$123 ;
+  wire [7:0] \$124 ;
+  wire [8:0] \$125 ;
+  wire [8:0] \$126 ;
+  wire [8:0] \$127 ;
+  wire [8:0] \$128 ;
+  wire [9:0] \$129 ;
   wire \$13 ;
-  wire [7:0] \$130 ;
-  wire [8:0] \$131 ;
-  wire [8:0] \$132 ;
-  wire [8:0] \$133 ;
-  wire [8:0] \$134 ;
-  wire [9:0] \$135 ;
-  wire [10:0] \$136 ;
-  wire [10:0] \$137 ;
-  wire [10:0] \$138 ;
-  wire [10:0] \$139 ;
-  wire [15:0] \$14 ;
-  wire [11:0] \$140 ;
-  wire [12:0] \$141 ;
-  wire [14:0] \$142 ;
-  wire [14:0] \$143 ;
-  wire [15:0] \$144 ;
+  wire [10:0] \$130 ;
+  wire [10:0] \$131 ;
+  wire [10:0] \$132 ;
+  wire [10:0] \$133 ;
+  wire [11:0] \$134 ;
+  wire [12:0] \$135 ;
+  wire [14:0] \$136 ;
+  wire [14:0] \$137 ;
+  wire [15:0] \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire [8:0] \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
   wire \$145 ;
-  wire [8:0] \$146 ;
+  wire \$146 ;
   wire \$147 ;
   wire \$148 ;
-  wire \$149 ;
-  wire [15:0] \$15 ;
-  wire \$150 ;
+  wire [2:0] \$149 ;
+  wire [17:0] \$15 ;
+  wire [5:0] \$150 ;
   wire \$151 ;
   wire \$152 ;
   wire \$153 ;
   wire \$154 ;
-  wire [2:0] \$155 ;
-  wire [5:0] \$156 ;
-  wire \$157 ;
+  wire \$155 ;
+  wire \$156 ;
+  reg [6:0] \$157 ;
   wire \$158 ;
-  wire \$159 ;
-  wire [15:0] \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  reg [6:0] \$163 ;
-  wire \$164 ;
-  reg [7:0] \$165 ;
-  wire [7:0] \$166 ;
-  wire [7:0] \$167 ;
-  wire [7:0] \$168 ;
-  wire \$169 ;
-  wire [15:0] \$17 ;
-  wire [8:0] \$170 ;
-  wire [3:0] \$171 ;
-  reg [8:0] \$172 ;
-  reg [4:0] \$173 ;
-  wire [6:0] \$174 ;
-  wire [9:0] \$175 ;
-  wire [10:0] \$176 ;
-  reg [4:0] \$177 ;
-  wire [12:0] \$178 ;
-  wire [13:0] \$179 ;
-  wire [15:0] \$18 ;
-  wire [4:0] \$180 ;
-  wire [5:0] \$181 ;
+  reg [7:0] \$159 ;
+  wire [26:0] \$16 ;
+  wire [7:0] \$160 ;
+  wire [7:0] \$161 ;
+  wire [7:0] \$162 ;
+  wire \$163 ;
+  wire [8:0] \$164 ;
+  wire [3:0] \$165 ;
+  reg [8:0] \$166 ;
+  reg [4:0] \$167 ;
+  wire [6:0] \$168 ;
+  wire [9:0] \$169 ;
+  wire \$17 ;
+  wire [10:0] \$170 ;
+  reg [4:0] \$171 ;
+  wire [12:0] \$172 ;
+  wire [13:0] \$173 ;
+  wire [4:0] \$174 ;
+  wire [5:0] \$175 ;
+  wire \$176 ;
+  wire [5:0] \$177 ;
+  wire [2:0] \$178 ;
+  wire \$179 ;
+  wire [17:0] \$18 ;
+  wire [2:0] \$180 ;
+  wire \$181 ;
   wire \$182 ;
-  wire [5:0] \$183 ;
-  wire [2:0] \$184 ;
+  wire \$183 ;
+  wire \$184 ;
   wire \$185 ;
-  wire [2:0] \$186 ;
+  wire \$186 ;
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
-  wire [15:0] \$19 ;
+  wire [26:0] \$19 ;
   wire \$190 ;
   wire \$191 ;
   wire \$192 ;
@@ -169,7 +164,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$198 ;
   wire \$199 ;
   wire \$2 ;
-  wire [15:0] \$20 ;
+  wire \$20 ;
   wire \$200 ;
   wire \$201 ;
   wire \$202 ;
@@ -180,7 +175,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$207 ;
   wire \$208 ;
   wire \$209 ;
-  wire [15:0] \$21 ;
+  wire [17:0] \$21 ;
   wire \$210 ;
   wire \$211 ;
   wire \$212 ;
@@ -191,7 +186,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$217 ;
   wire \$218 ;
   wire \$219 ;
-  wire \$22 ;
+  wire [26:0] \$22 ;
   wire \$220 ;
   wire \$221 ;
   wire \$222 ;
@@ -202,7 +197,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
-  wire [17:0] \$23 ;
+  wire \$23 ;
   wire \$230 ;
   wire \$231 ;
   wire \$232 ;
@@ -213,7 +208,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$237 ;
   wire \$238 ;
   wire \$239 ;
-  wire [26:0] \$24 ;
+  wire [17:0] \$24 ;
   wire \$240 ;
   wire \$241 ;
   wire \$242 ;
@@ -224,7 +219,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$247 ;
   wire \$248 ;
   wire \$249 ;
-  wire \$25 ;
+  wire [26:0] \$25 ;
   wire \$250 ;
   wire \$251 ;
   wire \$252 ;
@@ -235,7 +230,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$257 ;
   wire \$258 ;
   wire \$259 ;
-  wire [17:0] \$26 ;
+  wire \$26 ;
   wire \$260 ;
   wire \$261 ;
   wire \$262 ;
@@ -246,29 +241,29 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$267 ;
   wire \$268 ;
   wire \$269 ;
-  wire [26:0] \$27 ;
+  wire [17:0] \$27 ;
   wire \$270 ;
   wire \$271 ;
-  wire \$272 ;
-  wire \$273 ;
-  wire \$274 ;
-  wire \$275 ;
-  wire \$276 ;
-  wire \$277 ;
-  reg [7:0] \$278 ;
-  reg [40:0] \$279 ;
-  wire \$28 ;
-  reg [15:0] \$280 ;
-  reg [15:0] \$281 ;
-  reg [8:0] \$282 ;
-  wire [13:0] \$283 ;
+  reg [7:0] \$272 ;
+  reg [40:0] \$273 ;
+  reg [15:0] \$274 ;
+  reg [15:0] \$275 ;
+  reg [8:0] \$276 ;
+  wire [13:0] \$277 ;
+  wire [11:0] \$278 ;
+  wire [10:0] \$279 ;
+  wire [26:0] \$28 ;
+  wire [10:0] \$280 ;
+  wire [11:0] \$281 ;
+  wire [10:0] \$282 ;
+  wire [10:0] \$283 ;
   wire [11:0] \$284 ;
   wire [10:0] \$285 ;
   wire [10:0] \$286 ;
   wire [11:0] \$287 ;
   wire [10:0] \$288 ;
   wire [10:0] \$289 ;
-  wire [17:0] \$29 ;
+  wire \$29 ;
   wire [11:0] \$290 ;
   wire [10:0] \$291 ;
   wire [10:0] \$292 ;
@@ -280,18 +275,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [10:0] \$298 ;
   wire [11:0] \$299 ;
   wire \$3 ;
-  wire [26:0] \$30 ;
+  wire [17:0] \$30 ;
   wire [10:0] \$300 ;
   wire [10:0] \$301 ;
-  wire [11:0] \$302 ;
-  wire [10:0] \$303 ;
-  wire [10:0] \$304 ;
-  wire [11:0] \$305 ;
-  wire [10:0] \$306 ;
-  wire [10:0] \$307 ;
-  wire \$308 ;
-  reg [6:0] \$309 ;
-  wire \$31 ;
+  wire \$302 ;
+  reg [6:0] \$303 ;
+  wire \$304 ;
+  wire \$305 ;
+  wire \$306 ;
+  wire \$307 ;
+  wire [10:0] \$308 ;
+  wire [47:0] \$309 ;
+  wire [26:0] \$31 ;
   wire \$310 ;
   wire \$311 ;
   wire \$312 ;
@@ -302,7 +297,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$317 ;
   wire \$318 ;
   wire \$319 ;
-  wire [17:0] \$32 ;
+  wire \$32 ;
   wire [10:0] \$320 ;
   wire [47:0] \$321 ;
   wire \$322 ;
@@ -313,7 +308,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [47:0] \$327 ;
   wire \$328 ;
   wire \$329 ;
-  wire [26:0] \$33 ;
+  wire [17:0] \$33 ;
   wire \$330 ;
   wire \$331 ;
   wire [10:0] \$332 ;
@@ -324,7 +319,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$337 ;
   wire [10:0] \$338 ;
   wire [47:0] \$339 ;
-  wire \$34 ;
+  wire [26:0] \$34 ;
   wire \$340 ;
   wire \$341 ;
   wire \$342 ;
@@ -335,19 +330,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$347 ;
   wire \$348 ;
   wire \$349 ;
-  wire [17:0] \$35 ;
+  wire \$35 ;
   wire [10:0] \$350 ;
   wire [47:0] \$351 ;
   wire \$352 ;
   wire \$353 ;
   wire \$354 ;
   wire \$355 ;
-  wire [10:0] \$356 ;
-  wire [47:0] \$357 ;
+  wire [8:0] \$356 ;
+  wire [9:0] \$357 ;
   wire \$358 ;
-  wire \$359 ;
-  wire [26:0] \$36 ;
-  wire \$360 ;
+  wire [8:0] \$359 ;
+  wire [17:0] \$36 ;
+  wire [9:0] \$360 ;
   wire \$361 ;
   wire [8:0] \$362 ;
   wire [9:0] \$363 ;
@@ -357,7 +352,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$367 ;
   wire [8:0] \$368 ;
   wire [9:0] \$369 ;
-  wire \$37 ;
+  wire [26:0] \$37 ;
   wire \$370 ;
   wire [8:0] \$371 ;
   wire [9:0] \$372 ;
@@ -368,442 +363,442 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [8:0] \$377 ;
   wire [9:0] \$378 ;
   wire \$379 ;
-  wire [17:0] \$38 ;
-  wire [8:0] \$380 ;
-  wire [9:0] \$381 ;
+  wire \$38 ;
+  wire \$380 ;
+  wire \$381 ;
   wire \$382 ;
-  wire [8:0] \$383 ;
-  wire [9:0] \$384 ;
-  wire \$385 ;
-  wire \$386 ;
+  reg [6:0] \$383 ;
+  wire [7:0] \$384 ;
+  wire [11:0] \$385 ;
+  wire [11:0] \$386 ;
   wire \$387 ;
-  wire \$388 ;
-  reg [6:0] \$389 ;
-  wire [26:0] \$39 ;
-  wire [7:0] \$390 ;
-  wire [11:0] \$391 ;
-  wire [11:0] \$392 ;
+  reg [4:0] \$388 ;
+  wire \$389 ;
+  wire [8:0] \$39 ;
+  wire \$390 ;
+  reg \$391 ;
+  wire \$392 ;
   wire \$393 ;
-  reg [4:0] \$394 ;
+  wire \$394 ;
   wire \$395 ;
   wire \$396 ;
-  reg \$397 ;
+  wire \$397 ;
   wire \$398 ;
-  wire \$399 ;
+  reg [4:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
   wire \$400 ;
   wire \$401 ;
-  wire \$402 ;
+  reg \$402 ;
   wire \$403 ;
   wire \$404 ;
-  reg [4:0] \$405 ;
+  wire \$405 ;
   wire \$406 ;
   wire \$407 ;
-  reg \$408 ;
+  wire \$408 ;
   wire \$409 ;
-  wire [17:0] \$41 ;
-  wire \$410 ;
+  wire [8:0] \$41 ;
+  reg [4:0] \$410 ;
   wire \$411 ;
   wire \$412 ;
-  wire \$413 ;
+  reg \$413 ;
   wire \$414 ;
   wire \$415 ;
-  reg [4:0] \$416 ;
+  wire \$416 ;
   wire \$417 ;
   wire \$418 ;
-  reg \$419 ;
-  wire [26:0] \$42 ;
+  wire \$419 ;
+  wire \$42 ;
   wire \$420 ;
-  wire \$421 ;
+  reg [4:0] \$421 ;
   wire \$422 ;
   wire \$423 ;
-  wire \$424 ;
+  reg \$424 ;
   wire \$425 ;
   wire \$426 ;
-  reg [4:0] \$427 ;
+  wire \$427 ;
   wire \$428 ;
   wire \$429 ;
-  wire \$43 ;
-  reg \$430 ;
+  wire [8:0] \$43 ;
+  wire \$430 ;
   wire \$431 ;
-  wire \$432 ;
+  reg [4:0] \$432 ;
   wire \$433 ;
   wire \$434 ;
-  wire \$435 ;
+  reg \$435 ;
   wire \$436 ;
   wire \$437 ;
-  reg [4:0] \$438 ;
+  wire \$438 ;
   wire \$439 ;
-  wire [17:0] \$44 ;
+  wire \$44 ;
   wire \$440 ;
-  reg \$441 ;
+  wire \$441 ;
   wire \$442 ;
-  wire \$443 ;
+  reg [4:0] \$443 ;
   wire \$444 ;
   wire \$445 ;
-  wire \$446 ;
+  reg \$446 ;
   wire \$447 ;
   wire \$448 ;
-  reg [4:0] \$449 ;
-  wire [26:0] \$45 ;
+  wire \$449 ;
+  wire [8:0] \$45 ;
   wire \$450 ;
   wire \$451 ;
-  reg \$452 ;
+  wire \$452 ;
   wire \$453 ;
-  wire \$454 ;
+  reg [4:0] \$454 ;
   wire \$455 ;
   wire \$456 ;
-  wire \$457 ;
+  reg \$457 ;
   wire \$458 ;
   wire \$459 ;
   wire \$46 ;
-  reg [4:0] \$460 ;
+  wire \$460 ;
   wire \$461 ;
   wire \$462 ;
-  reg \$463 ;
+  wire \$463 ;
   wire \$464 ;
-  wire \$465 ;
+  reg [4:0] \$465 ;
   wire \$466 ;
   wire \$467 ;
-  wire \$468 ;
+  reg \$468 ;
   wire \$469 ;
   wire [8:0] \$47 ;
   wire \$470 ;
-  reg [4:0] \$471 ;
+  wire \$471 ;
   wire \$472 ;
   wire \$473 ;
-  reg \$474 ;
+  wire \$474 ;
   wire \$475 ;
-  wire \$476 ;
+  reg [4:0] \$476 ;
   wire \$477 ;
   wire \$478 ;
-  wire \$479 ;
+  reg \$479 ;
   wire \$48 ;
   wire \$480 ;
   wire \$481 ;
-  reg [4:0] \$482 ;
+  wire \$482 ;
   wire \$483 ;
   wire \$484 ;
-  reg \$485 ;
+  wire \$485 ;
   wire \$486 ;
-  wire \$487 ;
+  reg [4:0] \$487 ;
   wire \$488 ;
   wire \$489 ;
   wire [8:0] \$49 ;
-  wire \$490 ;
+  reg \$490 ;
   wire \$491 ;
   wire \$492 ;
-  reg [4:0] \$493 ;
+  wire \$493 ;
   wire \$494 ;
   wire \$495 ;
-  reg \$496 ;
+  wire \$496 ;
   wire \$497 ;
-  wire \$498 ;
+  reg [4:0] \$498 ;
   wire \$499 ;
   reg [45:0] \$5 ;
   wire \$50 ;
   wire \$500 ;
-  wire \$501 ;
+  reg \$501 ;
   wire \$502 ;
   wire \$503 ;
-  reg [4:0] \$504 ;
+  wire \$504 ;
   wire \$505 ;
   wire \$506 ;
-  reg \$507 ;
+  wire \$507 ;
   wire \$508 ;
-  wire \$509 ;
+  reg [4:0] \$509 ;
   wire [8:0] \$51 ;
   wire \$510 ;
   wire \$511 ;
-  wire \$512 ;
+  reg \$512 ;
   wire \$513 ;
   wire \$514 ;
-  reg [4:0] \$515 ;
+  wire \$515 ;
   wire \$516 ;
   wire \$517 ;
-  reg \$518 ;
+  wire \$518 ;
   wire \$519 ;
   wire \$52 ;
-  wire \$520 ;
+  reg [4:0] \$520 ;
   wire \$521 ;
   wire \$522 ;
-  wire \$523 ;
+  reg \$523 ;
   wire \$524 ;
   wire \$525 ;
-  reg [4:0] \$526 ;
+  wire \$526 ;
   wire \$527 ;
   wire \$528 ;
-  reg \$529 ;
+  wire \$529 ;
   wire [8:0] \$53 ;
   wire \$530 ;
-  wire \$531 ;
+  reg [4:0] \$531 ;
   wire \$532 ;
   wire \$533 ;
-  wire \$534 ;
+  reg \$534 ;
   wire \$535 ;
   wire \$536 ;
-  reg [4:0] \$537 ;
+  wire \$537 ;
   wire \$538 ;
   wire \$539 ;
   wire \$54 ;
-  reg \$540 ;
+  wire \$540 ;
   wire \$541 ;
-  wire \$542 ;
+  reg [4:0] \$542 ;
   wire \$543 ;
   wire \$544 ;
-  wire \$545 ;
+  reg \$545 ;
   wire \$546 ;
   wire \$547 ;
-  reg [4:0] \$548 ;
+  wire \$548 ;
   wire \$549 ;
   wire [8:0] \$55 ;
   wire \$550 ;
-  reg \$551 ;
+  wire \$551 ;
   wire \$552 ;
-  wire \$553 ;
+  reg [4:0] \$553 ;
   wire \$554 ;
   wire \$555 ;
-  wire \$556 ;
+  reg \$556 ;
   wire \$557 ;
   wire \$558 ;
-  reg [4:0] \$559 ;
+  wire \$559 ;
   wire \$56 ;
   wire \$560 ;
   wire \$561 ;
-  reg \$562 ;
-  wire \$563 ;
-  wire \$564 ;
-  wire \$565 ;
-  wire \$566 ;
-  wire \$567 ;
-  wire \$568 ;
-  reg [5:0] \$569 ;
+  wire \$562 ;
+  reg [5:0] \$563 ;
+  wire [8:0] \$564 ;
+  wire [9:0] \$565 ;
+  wire [10:0] \$566 ;
+  wire [8:0] \$567 ;
+  wire [9:0] \$568 ;
+  wire [24:0] \$569 ;
   wire [8:0] \$57 ;
-  wire [8:0] \$570 ;
-  wire [9:0] \$571 ;
-  wire [10:0] \$572 ;
-  wire [8:0] \$573 ;
-  wire [9:0] \$574 ;
-  wire [24:0] \$575 ;
-  wire [24:0] \$576 ;
-  reg [7:0] \$577 ;
-  wire [15:0] \$578 ;
-  wire [25:0] \$579 ;
+  wire [24:0] \$570 ;
+  reg [7:0] \$571 ;
+  wire [15:0] \$572 ;
+  wire [25:0] \$573 ;
+  wire \$574 ;
+  wire \$575 ;
+  wire [33:0] \$576 ;
+  wire [33:0] \$577 ;
+  wire [10:0] \$578 ;
+  wire [10:0] \$579 ;
   wire \$58 ;
-  wire \$580 ;
+  wire [47:0] \$580 ;
   wire \$581 ;
-  wire [33:0] \$582 ;
-  wire [33:0] \$583 ;
-  wire [10:0] \$584 ;
-  wire [10:0] \$585 ;
-  wire [47:0] \$586 ;
+  wire \$582 ;
+  wire \$583 ;
+  wire \$584 ;
+  wire \$585 ;
+  reg [5:0] \$586 ;
   wire \$587 ;
   wire \$588 ;
-  wire \$589 ;
+  wire [27:0] \$589 ;
   wire [8:0] \$59 ;
-  wire \$590 ;
+  wire [27:0] \$590 ;
   wire \$591 ;
-  reg [5:0] \$592 ;
-  wire \$593 ;
-  wire \$594 ;
-  wire [27:0] \$595 ;
-  wire [27:0] \$596 ;
-  wire \$597 ;
-  wire [8:0] \$598 ;
-  wire [9:0] \$599 ;
+  wire [8:0] \$592 ;
+  wire [9:0] \$593 ;
+  wire [24:0] \$594 ;
+  wire [24:0] \$595 ;
+  reg [7:0] \$596 ;
+  wire [15:0] \$597 ;
+  wire [25:0] \$598 ;
+  wire \$599 ;
   reg [22:0] \$6 ;
   wire \$60 ;
-  wire [24:0] \$600 ;
-  wire [24:0] \$601 ;
-  reg [7:0] \$602 ;
-  wire [15:0] \$603 ;
-  wire [25:0] \$604 ;
-  wire \$605 ;
+  wire \$600 ;
+  wire [33:0] \$601 ;
+  wire [33:0] \$602 ;
+  wire [10:0] \$603 ;
+  wire [10:0] \$604 ;
+  wire [47:0] \$605 ;
   wire \$606 ;
-  wire [33:0] \$607 ;
-  wire [33:0] \$608 ;
-  wire [10:0] \$609 ;
+  wire \$607 ;
+  wire \$608 ;
+  wire \$609 ;
   wire [8:0] \$61 ;
-  wire [10:0] \$610 ;
-  wire [47:0] \$611 ;
+  wire \$610 ;
+  reg [5:0] \$611 ;
   wire \$612 ;
   wire \$613 ;
-  wire \$614 ;
-  wire \$615 ;
+  wire [27:0] \$614 ;
+  wire [27:0] \$615 ;
   wire \$616 ;
-  reg [5:0] \$617 ;
-  wire \$618 ;
-  wire \$619 ;
+  wire [8:0] \$617 ;
+  wire [9:0] \$618 ;
+  wire [24:0] \$619 ;
   wire \$62 ;
-  wire [27:0] \$620 ;
-  wire [27:0] \$621 ;
-  wire \$622 ;
-  wire [8:0] \$623 ;
-  wire [9:0] \$624 ;
-  wire [24:0] \$625 ;
-  wire [24:0] \$626 ;
-  reg [7:0] \$627 ;
-  wire [15:0] \$628 ;
-  wire [25:0] \$629 ;
+  wire [24:0] \$620 ;
+  reg [7:0] \$621 ;
+  wire [15:0] \$622 ;
+  wire [25:0] \$623 ;
+  wire \$624 ;
+  wire \$625 ;
+  wire [33:0] \$626 ;
+  wire [33:0] \$627 ;
+  wire [10:0] \$628 ;
+  wire [10:0] \$629 ;
   wire [8:0] \$63 ;
-  wire \$630 ;
+  wire [47:0] \$630 ;
   wire \$631 ;
-  wire [33:0] \$632 ;
-  wire [33:0] \$633 ;
-  wire [10:0] \$634 ;
-  wire [10:0] \$635 ;
-  wire [47:0] \$636 ;
+  wire \$632 ;
+  wire \$633 ;
+  wire \$634 ;
+  wire \$635 ;
+  reg [5:0] \$636 ;
   wire \$637 ;
   wire \$638 ;
-  wire \$639 ;
+  wire [27:0] \$639 ;
   wire \$64 ;
-  wire \$640 ;
+  wire [27:0] \$640 ;
   wire \$641 ;
-  reg [5:0] \$642 ;
-  wire \$643 ;
-  wire \$644 ;
-  wire [27:0] \$645 ;
-  wire [27:0] \$646 ;
-  wire \$647 ;
-  wire [8:0] \$648 ;
-  wire [9:0] \$649 ;
+  wire [8:0] \$642 ;
+  wire [9:0] \$643 ;
+  wire [24:0] \$644 ;
+  wire [24:0] \$645 ;
+  reg [7:0] \$646 ;
+  wire [15:0] \$647 ;
+  wire [25:0] \$648 ;
+  wire \$649 ;
   wire [8:0] \$65 ;
-  wire [24:0] \$650 ;
-  wire [24:0] \$651 ;
-  reg [7:0] \$652 ;
-  wire [15:0] \$653 ;
-  wire [25:0] \$654 ;
-  wire \$655 ;
+  wire \$650 ;
+  wire [33:0] \$651 ;
+  wire [33:0] \$652 ;
+  wire [10:0] \$653 ;
+  wire [10:0] \$654 ;
+  wire [47:0] \$655 ;
   wire \$656 ;
-  wire [33:0] \$657 ;
-  wire [33:0] \$658 ;
-  wire [10:0] \$659 ;
+  wire \$657 ;
+  wire \$658 ;
+  wire \$659 ;
   wire \$66 ;
-  wire [10:0] \$660 ;
-  wire [47:0] \$661 ;
+  wire \$660 ;
+  reg [5:0] \$661 ;
   wire \$662 ;
   wire \$663 ;
-  wire \$664 ;
-  wire \$665 ;
+  wire [27:0] \$664 ;
+  wire [27:0] \$665 ;
   wire \$666 ;
-  reg [5:0] \$667 ;
-  wire \$668 ;
-  wire \$669 ;
+  wire [8:0] \$667 ;
+  wire [9:0] \$668 ;
+  wire [24:0] \$669 ;
   wire [8:0] \$67 ;
-  wire [27:0] \$670 ;
-  wire [27:0] \$671 ;
-  wire \$672 ;
-  wire [8:0] \$673 ;
-  wire [9:0] \$674 ;
-  wire [24:0] \$675 ;
-  wire [24:0] \$676 ;
-  reg [7:0] \$677 ;
-  wire [15:0] \$678 ;
-  wire [25:0] \$679 ;
+  wire [24:0] \$670 ;
+  reg [7:0] \$671 ;
+  wire [15:0] \$672 ;
+  wire [25:0] \$673 ;
+  wire \$674 ;
+  wire \$675 ;
+  wire [33:0] \$676 ;
+  wire [33:0] \$677 ;
+  wire [10:0] \$678 ;
+  wire [10:0] \$679 ;
   wire \$68 ;
-  wire \$680 ;
+  wire [47:0] \$680 ;
   wire \$681 ;
-  wire [33:0] \$682 ;
-  wire [33:0] \$683 ;
-  wire [10:0] \$684 ;
-  wire [10:0] \$685 ;
-  wire [47:0] \$686 ;
+  wire \$682 ;
+  wire \$683 ;
+  wire \$684 ;
+  wire \$685 ;
+  reg [5:0] \$686 ;
   wire \$687 ;
   wire \$688 ;
-  wire \$689 ;
+  wire [27:0] \$689 ;
   wire [8:0] \$69 ;
-  wire \$690 ;
+  wire [27:0] \$690 ;
   wire \$691 ;
-  reg [5:0] \$692 ;
-  wire \$693 ;
-  wire \$694 ;
-  wire [27:0] \$695 ;
-  wire [27:0] \$696 ;
-  wire \$697 ;
-  wire [8:0] \$698 ;
-  wire [9:0] \$699 ;
+  wire [8:0] \$692 ;
+  wire [9:0] \$693 ;
+  wire [24:0] \$694 ;
+  wire [24:0] \$695 ;
+  reg [7:0] \$696 ;
+  wire [15:0] \$697 ;
+  wire [25:0] \$698 ;
+  wire \$699 ;
   reg [46:0] \$7 ;
-  wire \$70 ;
-  wire [24:0] \$700 ;
-  wire [24:0] \$701 ;
-  reg [7:0] \$702 ;
-  wire [15:0] \$703 ;
-  wire [25:0] \$704 ;
-  wire \$705 ;
+  wire [5:0] \$70 ;
+  wire \$700 ;
+  wire [33:0] \$701 ;
+  wire [33:0] \$702 ;
+  wire [10:0] \$703 ;
+  wire [10:0] \$704 ;
+  wire [47:0] \$705 ;
   wire \$706 ;
-  wire [33:0] \$707 ;
-  wire [33:0] \$708 ;
-  wire [10:0] \$709 ;
-  wire [8:0] \$71 ;
-  wire [10:0] \$710 ;
-  wire [47:0] \$711 ;
+  wire \$707 ;
+  wire \$708 ;
+  wire \$709 ;
+  wire \$71 ;
+  wire \$710 ;
+  reg [5:0] \$711 ;
   wire \$712 ;
   wire \$713 ;
-  wire \$714 ;
-  wire \$715 ;
+  wire [27:0] \$714 ;
+  wire [27:0] \$715 ;
   wire \$716 ;
-  reg [5:0] \$717 ;
-  wire \$718 ;
-  wire \$719 ;
+  wire [8:0] \$717 ;
+  wire [9:0] \$718 ;
+  wire [24:0] \$719 ;
   wire \$72 ;
-  wire [27:0] \$720 ;
-  wire [27:0] \$721 ;
-  wire \$722 ;
-  wire [8:0] \$723 ;
-  wire [9:0] \$724 ;
-  wire [24:0] \$725 ;
-  wire [24:0] \$726 ;
-  reg [7:0] \$727 ;
-  wire [15:0] \$728 ;
-  wire [25:0] \$729 ;
-  wire [8:0] \$73 ;
-  wire \$730 ;
+  wire [24:0] \$720 ;
+  reg [7:0] \$721 ;
+  wire [15:0] \$722 ;
+  wire [25:0] \$723 ;
+  wire \$724 ;
+  wire \$725 ;
+  wire [33:0] \$726 ;
+  wire [33:0] \$727 ;
+  wire [10:0] \$728 ;
+  wire [10:0] \$729 ;
+  reg [6:0] \$73 ;
+  wire [47:0] \$730 ;
   wire \$731 ;
-  wire [33:0] \$732 ;
-  wire [33:0] \$733 ;
-  wire [10:0] \$734 ;
-  wire [10:0] \$735 ;
-  wire [47:0] \$736 ;
+  wire \$732 ;
+  wire \$733 ;
+  wire \$734 ;
+  wire \$735 ;
+  reg [5:0] \$736 ;
   wire \$737 ;
   wire \$738 ;
-  wire \$739 ;
-  wire \$74 ;
-  wire \$740 ;
+  wire [27:0] \$739 ;
+  wire [7:0] \$74 ;
+  wire [27:0] \$740 ;
   wire \$741 ;
-  reg [5:0] \$742 ;
-  wire \$743 ;
-  wire \$744 ;
-  wire [27:0] \$745 ;
-  wire [27:0] \$746 ;
-  wire \$747 ;
-  wire [8:0] \$748 ;
-  wire [9:0] \$749 ;
-  wire [8:0] \$75 ;
-  wire [24:0] \$750 ;
-  wire [24:0] \$751 ;
-  reg [7:0] \$752 ;
-  wire [15:0] \$753 ;
-  wire [25:0] \$754 ;
-  wire \$755 ;
+  wire [8:0] \$742 ;
+  wire [9:0] \$743 ;
+  wire [24:0] \$744 ;
+  wire [24:0] \$745 ;
+  reg [7:0] \$746 ;
+  wire [15:0] \$747 ;
+  wire [25:0] \$748 ;
+  wire \$749 ;
+  wire \$75 ;
+  wire \$750 ;
+  wire [33:0] \$751 ;
+  wire [33:0] \$752 ;
+  wire [10:0] \$753 ;
+  wire [10:0] \$754 ;
+  wire [47:0] \$755 ;
   wire \$756 ;
-  wire [33:0] \$757 ;
-  wire [33:0] \$758 ;
-  wire [10:0] \$759 ;
+  wire \$757 ;
+  wire \$758 ;
+  wire \$759 ;
   wire \$76 ;
-  wire [10:0] \$760 ;
-  wire [47:0] \$761 ;
+  wire \$760 ;
+  reg [5:0] \$761 ;
   wire \$762 ;
   wire \$763 ;
-  wire \$764 ;
-  wire \$765 ;
+  wire [27:0] \$764 ;
+  wire [27:0] \$765 ;
   wire \$766 ;
-  reg [5:0] \$767 ;
+  wire \$767 ;
   wire \$768 ;
   wire \$769 ;
-  wire [8:0] \$77 ;
-  wire [27:0] \$770 ;
-  wire [27:0] \$771 ;
+  wire \$77 ;
+  wire \$770 ;
+  wire \$771 ;
   wire \$772 ;
   wire \$773 ;
   wire \$774 ;
@@ -812,74 +807,74 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$777 ;
   wire \$778 ;
   wire \$779 ;
-  wire [5:0] \$78 ;
+  wire \$78 ;
   wire \$780 ;
   wire \$781 ;
   wire \$782 ;
   wire \$783 ;
   wire \$784 ;
-  wire \$785 ;
+  wire [4:0] \$785 ;
   wire \$786 ;
   wire \$787 ;
   wire \$788 ;
   wire \$789 ;
   wire \$79 ;
   wire \$790 ;
-  wire [4:0] \$791 ;
+  wire \$791 ;
   wire \$792 ;
   wire \$793 ;
   wire \$794 ;
   wire \$795 ;
   wire \$796 ;
   wire \$797 ;
-  wire \$798 ;
-  wire \$799 ;
+  wire [7:0] \$798 ;
+  wire [7:0] \$799 ;
   reg [45:0] \$8 ;
   wire \$80 ;
-  wire \$800 ;
+  wire [8:0] \$800 ;
   wire \$801 ;
   wire \$802 ;
   wire \$803 ;
-  wire [7:0] \$804 ;
-  wire [7:0] \$805 ;
-  wire [8:0] \$806 ;
+  wire \$804 ;
+  wire \$805 ;
+  wire \$806 ;
   wire \$807 ;
   wire \$808 ;
   wire \$809 ;
-  reg [6:0] \$81 ;
-  wire \$810 ;
-  wire \$811 ;
-  wire \$812 ;
-  wire \$813 ;
-  wire \$814 ;
-  wire \$815 ;
+  wire \$81 ;
+  reg [2:0] \$810 ;
+  reg \$811 ;
+  reg \$812 ;
+  reg [4:0] \$813 ;
+  reg [8:0] \$814 ;
+  wire [9:0] \$815 ;
   reg [2:0] \$816 ;
   reg \$817 ;
   reg \$818 ;
-  reg [4:0] \$819 ;
-  wire [7:0] \$82 ;
-  reg [8:0] \$820 ;
+  reg [8:0] \$819 ;
+  wire \$82 ;
+  reg [4:0] \$820 ;
   wire [9:0] \$821 ;
   reg [2:0] \$822 ;
   reg \$823 ;
   reg \$824 ;
-  reg [8:0] \$825 ;
-  reg [4:0] \$826 ;
-  wire [9:0] \$827 ;
-  reg [2:0] \$828 ;
-  reg \$829 ;
-  wire \$83 ;
-  reg \$830 ;
-  reg [4:0] \$831 ;
-  reg [8:0] \$832 ;
-  reg [4:0] \$833 ;
-  wire [8:0] \$834 ;
-  wire [9:0] \$835 ;
-  reg [2:0] \$836 ;
-  reg \$837 ;
-  reg \$838 ;
+  reg [4:0] \$825 ;
+  reg [8:0] \$826 ;
+  reg [4:0] \$827 ;
+  wire [8:0] \$828 ;
+  wire [9:0] \$829 ;
+  reg [7:0] \$83 ;
+  reg [2:0] \$830 ;
+  reg \$831 ;
+  reg \$832 ;
+  wire \$833 ;
+  wire \$834 ;
+  wire \$835 ;
+  wire \$836 ;
+  wire \$837 ;
+  wire \$838 ;
   wire \$839 ;
-  wire \$84 ;
+  wire [23:0] \$84 ;
   wire \$840 ;
   wire \$841 ;
   wire \$842 ;
@@ -890,29 +885,29 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$847 ;
   wire \$848 ;
   wire \$849 ;
-  wire \$85 ;
+  wire [28:0] \$85 ;
   wire \$850 ;
-  wire \$851 ;
+  wire [11:0] \$851 ;
   wire \$852 ;
   wire \$853 ;
   wire \$854 ;
   wire \$855 ;
   wire \$856 ;
-  wire [11:0] \$857 ;
+  wire \$857 ;
   wire \$858 ;
   wire \$859 ;
-  wire \$86 ;
-  wire \$860 ;
-  wire \$861 ;
-  wire \$862 ;
+  reg [7:0] \$86 ;
+  wire [7:0] \$860 ;
+  wire [7:0] \$861 ;
+  wire [8:0] \$862 ;
   wire \$863 ;
   wire \$864 ;
   wire \$865 ;
-  wire [7:0] \$866 ;
-  wire [7:0] \$867 ;
-  wire [8:0] \$868 ;
+  wire \$866 ;
+  wire \$867 ;
+  wire \$868 ;
   wire \$869 ;
-  wire \$87 ;
+  wire [23:0] \$87 ;
   wire \$870 ;
   wire \$871 ;
   wire \$872 ;
@@ -923,74 +918,74 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$877 ;
   wire \$878 ;
   wire \$879 ;
-  wire \$88 ;
+  wire [28:0] \$88 ;
   wire \$880 ;
   wire \$881 ;
-  wire \$882 ;
-  wire \$883 ;
-  wire \$884 ;
-  wire \$885 ;
-  wire \$886 ;
-  wire \$887 ;
-  reg [45:0] \$888 ;
-  reg [45:0] \$889 ;
-  wire \$89 ;
-  reg [45:0] \$890 ;
-  reg [45:0] \$891 ;
+  reg [45:0] \$882 ;
+  reg [45:0] \$883 ;
+  reg [45:0] \$884 ;
+  reg [45:0] \$885 ;
+  reg [22:0] \$886 ;
+  reg [22:0] \$887 ;
+  reg [22:0] \$888 ;
+  reg [22:0] \$889 ;
+  reg [7:0] \$89 ;
+  reg [22:0] \$890 ;
+  reg [22:0] \$891 ;
   reg [22:0] \$892 ;
   reg [22:0] \$893 ;
-  reg [22:0] \$894 ;
-  reg [22:0] \$895 ;
-  reg [22:0] \$896 ;
-  reg [22:0] \$897 ;
-  reg [22:0] \$898 ;
-  reg [22:0] \$899 ;
+  reg [2:0] \$894 ;
+  reg [46:0] \$895 ;
+  reg [46:0] \$896 ;
+  reg [46:0] \$897 ;
+  reg [46:0] \$898 ;
+  reg \$899 ;
   wire [4:0] \$9 ;
-  wire \$90 ;
-  reg [2:0] \$900 ;
-  reg [46:0] \$901 ;
+  wire [23:0] \$90 ;
+  reg [3:0] \$900 ;
+  reg [2:0] \$901 ;
   reg [46:0] \$902 ;
-  reg [46:0] \$903 ;
-  reg [46:0] \$904 ;
-  reg \$905 ;
-  reg [3:0] \$906 ;
-  reg [2:0] \$907 ;
-  reg [46:0] \$908 ;
-  reg [45:0] \$909 ;
-  reg [7:0] \$91 ;
-  reg [3:0] \$910 ;
-  reg [3:0] \$911 ;
-  reg [22:0] \$912 ;
+  reg [45:0] \$903 ;
+  reg [3:0] \$904 ;
+  reg [3:0] \$905 ;
+  reg [22:0] \$906 ;
+  reg \$907 ;
+  reg \$908 ;
+  reg \$909 ;
+  wire [28:0] \$91 ;
+  reg [7:0] \$910 ;
+  reg [11:0] \$911 ;
+  reg \$912 ;
   reg \$913 ;
   reg \$914 ;
   reg \$915 ;
-  reg [7:0] \$916 ;
-  reg [11:0] \$917 ;
+  reg \$916 ;
+  reg \$917 ;
   reg \$918 ;
-  reg \$919 ;
-  wire [23:0] \$92 ;
-  reg \$920 ;
-  reg \$921 ;
-  reg \$922 ;
-  reg \$923 ;
-  reg [17:0] \$924 ;
-  reg [25:0] \$925 ;
-  reg [17:0] \$926 ;
-  reg [25:0] \$927 ;
-  reg [17:0] \$928 ;
-  reg [25:0] \$929 ;
-  wire [28:0] \$93 ;
-  reg [17:0] \$930 ;
-  reg [25:0] \$931 ;
-  reg [17:0] \$932 ;
-  reg [25:0] \$933 ;
-  reg [17:0] \$934 ;
-  reg [25:0] \$935 ;
-  reg [17:0] \$936 ;
-  reg [25:0] \$937 ;
-  reg [17:0] \$938 ;
-  reg [25:0] \$939 ;
-  reg [7:0] \$94 ;
+  reg [17:0] \$919 ;
+  reg [7:0] \$92 ;
+  reg [25:0] \$920 ;
+  reg [17:0] \$921 ;
+  reg [25:0] \$922 ;
+  reg [17:0] \$923 ;
+  reg [25:0] \$924 ;
+  reg [17:0] \$925 ;
+  reg [25:0] \$926 ;
+  reg [17:0] \$927 ;
+  reg [25:0] \$928 ;
+  reg [17:0] \$929 ;
+  wire [23:0] \$93 ;
+  reg [25:0] \$930 ;
+  reg [17:0] \$931 ;
+  reg [25:0] \$932 ;
+  reg [17:0] \$933 ;
+  reg [25:0] \$934 ;
+  reg [7:0] \$935 ;
+  reg [7:0] \$936 ;
+  reg [7:0] \$937 ;
+  reg [7:0] \$938 ;
+  reg [7:0] \$939 ;
+  wire [28:0] \$94 ;
   reg [7:0] \$940 ;
   reg [7:0] \$941 ;
   reg [7:0] \$942 ;
@@ -1001,32 +996,32 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [7:0] \$947 ;
   reg [7:0] \$948 ;
   reg [7:0] \$949 ;
-  wire [23:0] \$95 ;
+  reg [7:0] \$95 ;
   reg [7:0] \$950 ;
   reg [7:0] \$951 ;
-  reg [7:0] \$952 ;
-  reg [7:0] \$953 ;
-  reg [7:0] \$954 ;
-  reg [7:0] \$955 ;
-  reg [7:0] \$956 ;
+  reg [15:0] \$952 ;
+  reg [15:0] \$953 ;
+  reg [15:0] \$954 ;
+  reg [15:0] \$955 ;
+  reg [15:0] \$956 ;
   reg [15:0] \$957 ;
   reg [15:0] \$958 ;
   reg [15:0] \$959 ;
-  wire [28:0] \$96 ;
-  reg [15:0] \$960 ;
-  reg [15:0] \$961 ;
-  reg [15:0] \$962 ;
-  reg [15:0] \$963 ;
-  reg [15:0] \$964 ;
-  reg [7:0] \$965 ;
-  reg \$966 ;
+  wire [23:0] \$96 ;
+  reg [7:0] \$960 ;
+  reg \$961 ;
+  reg \$962 ;
+  reg [6:0] \$963 ;
+  reg [6:0] \$964 ;
+  reg \$965 ;
+  reg [2:0] \$966 ;
   reg \$967 ;
-  reg [6:0] \$968 ;
-  reg [6:0] \$969 ;
-  reg [7:0] \$97 ;
-  reg \$970 ;
-  reg [2:0] \$971 ;
-  reg \$972 ;
+  reg [7:0] \$968 ;
+  reg [7:0] \$969 ;
+  wire [28:0] \$97 ;
+  reg [7:0] \$970 ;
+  reg [7:0] \$971 ;
+  reg [7:0] \$972 ;
   reg [7:0] \$973 ;
   reg [7:0] \$974 ;
   reg [7:0] \$975 ;
@@ -1034,7 +1029,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [7:0] \$977 ;
   reg [7:0] \$978 ;
   reg [7:0] \$979 ;
-  wire [23:0] \$98 ;
+  reg [7:0] \$98 ;
   reg [7:0] \$980 ;
   reg [7:0] \$981 ;
   reg [7:0] \$982 ;
@@ -1045,7 +1040,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [7:0] \$987 ;
   reg [7:0] \$988 ;
   reg [7:0] \$989 ;
-  wire [28:0] \$99 ;
+  wire [23:0] \$99 ;
   reg [7:0] \$990 ;
   reg [7:0] \$991 ;
   reg [7:0] \$992 ;
@@ -1059,154 +1054,171 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg \$signal  = 1'h0;
   reg \$signal$110  = 1'h0;
   reg \$signal$111  = 1'h0;
-  reg \$signal$130  = 1'h0;
-  reg \$signal$131 ;
-  reg \$signal$132  = 1'h0;
-  reg \$signal$133  = 1'h0;
-  reg \$signal$231  = 1'h0;
-  reg \$signal$234  = 1'h0;
-  reg \$signal$293 ;
-  reg \$signal$315  = 1'h0;
-  reg \$signal$323 ;
-  reg \$signal$325 ;
+  reg \$signal$113  = 1'h0;
+  reg \$signal$114 ;
+  reg \$signal$115  = 1'h0;
+  reg \$signal$116  = 1'h0;
+  reg \$signal$117  = 1'h0;
+  reg \$signal$223  = 1'h0;
+  reg \$signal$226  = 1'h0;
+  reg \$signal$285 ;
+  reg \$signal$308  = 1'h0;
+  reg \$signal$316 ;
+  reg \$signal$318 ;
   wire [10:0] \$signature__addr ;
-  wire [4:0] \$signature__addr$344 ;
-  wire [10:0] \$signature__addr$347 ;
-  wire [4:0] \$signature__addr$350 ;
-  wire [10:0] \$signature__addr$353 ;
-  wire [4:0] \$signature__addr$356 ;
-  wire [10:0] \$signature__addr$359 ;
-  wire [4:0] \$signature__addr$362 ;
-  wire [10:0] \$signature__addr$365 ;
-  wire [4:0] \$signature__addr$368 ;
-  wire [10:0] \$signature__addr$371 ;
-  wire [4:0] \$signature__addr$374 ;
-  wire [10:0] \$signature__addr$377 ;
-  wire [4:0] \$signature__addr$380 ;
-  wire [10:0] \$signature__addr$383 ;
-  wire [4:0] \$signature__addr$386 ;
-  wire [4:0] \$signature__addr$505 ;
-  wire [4:0] \$signature__addr$509 ;
-  wire [4:0] \$signature__addr$512 ;
-  wire [4:0] \$signature__addr$515 ;
+  wire [4:0] \$signature__addr$337 ;
+  wire [10:0] \$signature__addr$340 ;
+  wire [4:0] \$signature__addr$343 ;
+  wire [10:0] \$signature__addr$346 ;
+  wire [4:0] \$signature__addr$349 ;
+  wire [10:0] \$signature__addr$352 ;
+  wire [4:0] \$signature__addr$355 ;
+  wire [10:0] \$signature__addr$358 ;
+  wire [4:0] \$signature__addr$361 ;
+  wire [10:0] \$signature__addr$364 ;
+  wire [4:0] \$signature__addr$367 ;
+  wire [10:0] \$signature__addr$370 ;
+  wire [4:0] \$signature__addr$373 ;
+  wire [10:0] \$signature__addr$376 ;
+  wire [4:0] \$signature__addr$379 ;
+  wire [4:0] \$signature__addr$514 ;
   wire [4:0] \$signature__addr$518 ;
   wire [4:0] \$signature__addr$521 ;
   wire [4:0] \$signature__addr$524 ;
   wire [4:0] \$signature__addr$527 ;
-  reg [8:0] \$signature__addr$533 ;
-  wire [5:0] \$signature__addr$537 ;
-  wire [5:0] \$signature__addr$538 ;
+  wire [4:0] \$signature__addr$530 ;
+  wire [4:0] \$signature__addr$533 ;
+  wire [4:0] \$signature__addr$536 ;
+  reg [8:0] \$signature__addr$542 ;
   wire [5:0] \$signature__addr$546 ;
   wire [5:0] \$signature__addr$547 ;
-  wire [5:0] \$signature__addr$554 ;
   wire [5:0] \$signature__addr$555 ;
-  wire [5:0] \$signature__addr$562 ;
+  wire [5:0] \$signature__addr$556 ;
   wire [5:0] \$signature__addr$563 ;
-  wire [5:0] \$signature__addr$570 ;
+  wire [5:0] \$signature__addr$564 ;
   wire [5:0] \$signature__addr$571 ;
-  wire [5:0] \$signature__addr$578 ;
+  wire [5:0] \$signature__addr$572 ;
   wire [5:0] \$signature__addr$579 ;
-  wire [5:0] \$signature__addr$586 ;
+  wire [5:0] \$signature__addr$580 ;
   wire [5:0] \$signature__addr$587 ;
-  wire [5:0] \$signature__addr$594 ;
+  wire [5:0] \$signature__addr$588 ;
   wire [5:0] \$signature__addr$595 ;
+  wire [5:0] \$signature__addr$596 ;
+  wire [5:0] \$signature__addr$603 ;
+  wire [5:0] \$signature__addr$604 ;
   wire [7:0] \$signature__data ;
-  wire [40:0] \$signature__data$345 ;
-  wire [8:0] \$signature__data$345.alpha ;
-  wire [15:0] \$signature__data$345.bias ;
-  wire [15:0] \$signature__data$345.theta ;
-  wire [7:0] \$signature__data$348 ;
-  wire [40:0] \$signature__data$351 ;
-  wire [8:0] \$signature__data$351.alpha ;
-  wire [15:0] \$signature__data$351.bias ;
-  wire [15:0] \$signature__data$351.theta ;
-  wire [7:0] \$signature__data$354 ;
-  wire [40:0] \$signature__data$357 ;
-  wire [8:0] \$signature__data$357.alpha ;
-  wire [15:0] \$signature__data$357.bias ;
-  wire [15:0] \$signature__data$357.theta ;
-  wire [7:0] \$signature__data$360 ;
-  wire [40:0] \$signature__data$363 ;
-  wire [8:0] \$signature__data$363.alpha ;
-  wire [15:0] \$signature__data$363.bias ;
-  wire [15:0] \$signature__data$363.theta ;
-  wire [7:0] \$signature__data$366 ;
-  wire [40:0] \$signature__data$369 ;
-  wire [8:0] \$signature__data$369.alpha ;
-  wire [15:0] \$signature__data$369.bias ;
-  wire [15:0] \$signature__data$369.theta ;
-  wire [7:0] \$signature__data$372 ;
-  wire [40:0] \$signature__data$375 ;
-  wire [8:0] \$signature__data$375.alpha ;
-  wire [15:0] \$signature__data$375.bias ;
-  wire [15:0] \$signature__data$375.theta ;
-  wire [7:0] \$signature__data$378 ;
-  wire [40:0] \$signature__data$381 ;
-  wire [8:0] \$signature__data$381.alpha ;
-  wire [15:0] \$signature__data$381.bias ;
-  wire [15:0] \$signature__data$381.theta ;
-  wire [7:0] \$signature__data$384 ;
-  wire [40:0] \$signature__data$387 ;
-  wire [8:0] \$signature__data$387.alpha ;
-  wire [15:0] \$signature__data$387.bias ;
-  wire [15:0] \$signature__data$387.theta ;
+  wire [40:0] \$signature__data$338 ;
+  wire [8:0] \$signature__data$338.alpha ;
+  wire [15:0] \$signature__data$338.bias ;
+  wire [15:0] \$signature__data$338.theta ;
+  wire [7:0] \$signature__data$341 ;
+  wire [40:0] \$signature__data$344 ;
+  wire [8:0] \$signature__data$344.alpha ;
+  wire [15:0] \$signature__data$344.bias ;
+  wire [15:0] \$signature__data$344.theta ;
+  wire [7:0] \$signature__data$347 ;
+  wire [40:0] \$signature__data$350 ;
+  wire [8:0] \$signature__data$350.alpha ;
+  wire [15:0] \$signature__data$350.bias ;
+  wire [15:0] \$signature__data$350.theta ;
+  wire [7:0] \$signature__data$353 ;
+  wire [40:0] \$signature__data$356 ;
+  wire [8:0] \$signature__data$356.alpha ;
+  wire [15:0] \$signature__data$356.bias ;
+  wire [15:0] \$signature__data$356.theta ;
+  wire [7:0] \$signature__data$359 ;
+  wire [40:0] \$signature__data$362 ;
+  wire [8:0] \$signature__data$362.alpha ;
+  wire [15:0] \$signature__data$362.bias ;
+  wire [15:0] \$signature__data$362.theta ;
+  wire [7:0] \$signature__data$365 ;
+  wire [40:0] \$signature__data$368 ;
+  wire [8:0] \$signature__data$368.alpha ;
+  wire [15:0] \$signature__data$368.bias ;
+  wire [15:0] \$signature__data$368.theta ;
+  wire [7:0] \$signature__data$371 ;
+  wire [40:0] \$signature__data$374 ;
+  wire [8:0] \$signature__data$374.alpha ;
+  wire [15:0] \$signature__data$374.bias ;
+  wire [15:0] \$signature__data$374.theta ;
+  wire [7:0] \$signature__data$377 ;
+  wire [40:0] \$signature__data$380 ;
+  wire [8:0] \$signature__data$380.alpha ;
+  wire [15:0] \$signature__data$380.bias ;
+  wire [15:0] \$signature__data$380.theta ;
+  wire [15:0] \$signature__data$382 ;
+  wire [15:0] \$signature__data$383 ;
+  wire [15:0] \$signature__data$384 ;
+  wire [15:0] \$signature__data$385 ;
+  wire [15:0] \$signature__data$386 ;
+  wire [15:0] \$signature__data$387 ;
+  wire [15:0] \$signature__data$388 ;
   wire [15:0] \$signature__data$389 ;
-  wire [15:0] \$signature__data$390 ;
-  wire [15:0] \$signature__data$391 ;
-  wire [15:0] \$signature__data$392 ;
-  wire [15:0] \$signature__data$393 ;
-  wire [15:0] \$signature__data$394 ;
-  wire [15:0] \$signature__data$395 ;
-  wire [15:0] \$signature__data$396 ;
-  wire [8:0] \$signature__data$397 ;
-  wire [15:0] \$signature__data$506 ;
-  wire [15:0] \$signature__data$510 ;
-  wire [15:0] \$signature__data$513 ;
-  wire [15:0] \$signature__data$516 ;
+  wire [8:0] \$signature__data$390 ;
+  wire [15:0] \$signature__data$515 ;
   wire [15:0] \$signature__data$519 ;
   wire [15:0] \$signature__data$522 ;
   wire [15:0] \$signature__data$525 ;
   wire [15:0] \$signature__data$528 ;
-  wire [15:0] \$signature__data$539 ;
+  wire [15:0] \$signature__data$531 ;
+  wire [15:0] \$signature__data$534 ;
+  wire [15:0] \$signature__data$537 ;
   wire [15:0] \$signature__data$548 ;
-  wire [15:0] \$signature__data$556 ;
-  wire [15:0] \$signature__data$564 ;
-  wire [15:0] \$signature__data$572 ;
-  wire [15:0] \$signature__data$580 ;
-  wire [15:0] \$signature__data$588 ;
-  wire [15:0] \$signature__data$596 ;
+  wire [15:0] \$signature__data$557 ;
+  wire [15:0] \$signature__data$565 ;
+  wire [15:0] \$signature__data$573 ;
+  wire [15:0] \$signature__data$581 ;
+  wire [15:0] \$signature__data$589 ;
+  wire [15:0] \$signature__data$597 ;
+  wire [15:0] \$signature__data$605 ;
   wire \$signature__en ;
-  wire \$signature__en$346 ;
-  wire \$signature__en$349 ;
-  wire \$signature__en$352 ;
-  wire \$signature__en$355 ;
-  wire \$signature__en$358 ;
-  wire \$signature__en$361 ;
-  wire \$signature__en$364 ;
-  wire \$signature__en$367 ;
-  wire \$signature__en$370 ;
-  wire \$signature__en$373 ;
-  wire \$signature__en$376 ;
-  wire \$signature__en$379 ;
-  wire \$signature__en$382 ;
-  wire \$signature__en$385 ;
-  wire \$signature__en$388 ;
-  wire \$signature__en$507 ;
-  wire \$signature__en$511 ;
-  wire \$signature__en$514 ;
-  wire \$signature__en$517 ;
+  wire \$signature__en$339 ;
+  wire \$signature__en$342 ;
+  wire \$signature__en$345 ;
+  wire \$signature__en$348 ;
+  wire \$signature__en$351 ;
+  wire \$signature__en$354 ;
+  wire \$signature__en$357 ;
+  wire \$signature__en$360 ;
+  wire \$signature__en$363 ;
+  wire \$signature__en$366 ;
+  wire \$signature__en$369 ;
+  wire \$signature__en$372 ;
+  wire \$signature__en$375 ;
+  wire \$signature__en$378 ;
+  wire \$signature__en$381 ;
+  wire \$signature__en$516 ;
   wire \$signature__en$520 ;
   wire \$signature__en$523 ;
   wire \$signature__en$526 ;
   wire \$signature__en$529 ;
-  wire \$signature__en$540 ;
+  wire \$signature__en$532 ;
+  wire \$signature__en$535 ;
+  wire \$signature__en$538 ;
   wire \$signature__en$549 ;
-  wire \$signature__en$557 ;
-  wire \$signature__en$565 ;
-  wire \$signature__en$573 ;
-  wire \$signature__en$581 ;
-  wire \$signature__en$589 ;
-  wire \$signature__en$597 ;
+  wire \$signature__en$558 ;
+  wire \$signature__en$566 ;
+  wire \$signature__en$574 ;
+  wire \$signature__en$582 ;
+  wire \$signature__en$590 ;
+  wire \$signature__en$598 ;
+  wire \$signature__en$606 ;
+  (* init = 8'h00 *)
+  wire [7:0] a;
+  (* init = 8'h00 *)
+  wire [7:0] \a$423 ;
+  (* init = 8'h00 *)
+  wire [7:0] \a$425 ;
+  (* init = 8'h00 *)
+  wire [7:0] \a$427 ;
+  (* init = 8'h00 *)
+  wire [7:0] \a$429 ;
+  (* init = 8'h00 *)
+  wire [7:0] \a$431 ;
+  (* init = 8'h00 *)
+  wire [7:0] \a$433 ;
+  (* init = 8'h00 *)
+  wire [7:0] \a$435 ;
   reg [25:0] acc0 = 26'h0000000;
   reg [25:0] acc1 = 26'h0000000;
   reg [25:0] acc2 = 26'h0000000;
@@ -1219,12 +1231,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   (* init = 9'h000 *)
   wire [8:0] alpha;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$432 ;
-  (* init = 9'h000 *)
-  wire [8:0] \alpha$435 ;
-  (* init = 9'h000 *)
-  wire [8:0] \alpha$438 ;
-  (* init = 9'h000 *)
   wire [8:0] \alpha$441 ;
   (* init = 9'h000 *)
   wire [8:0] \alpha$444 ;
@@ -1232,6 +1238,12 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [8:0] \alpha$447 ;
   (* init = 9'h000 *)
   wire [8:0] \alpha$450 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$453 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$456 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$459 ;
   reg [8:0] alpha_q0 = 9'h000;
   reg [8:0] alpha_q1 = 9'h000;
   reg [8:0] alpha_q2 = 9'h000;
@@ -1241,17 +1253,27 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [8:0] alpha_q6 = 9'h000;
   reg [8:0] alpha_q7 = 9'h000;
   reg [10:0] arow = 11'h000;
+  (* init = 8'h00 *)
+  wire [7:0] b;
+  (* init = 8'h00 *)
+  wire [7:0] \b$424 ;
+  (* init = 8'h00 *)
+  wire [7:0] \b$426 ;
+  (* init = 8'h00 *)
+  wire [7:0] \b$428 ;
+  (* init = 8'h00 *)
+  wire [7:0] \b$430 ;
+  (* init = 8'h00 *)
+  wire [7:0] \b$432 ;
+  (* init = 8'h00 *)
+  wire [7:0] \b$434 ;
+  (* init = 8'h00 *)
+  wire [7:0] \b$436 ;
   reg bank_sel = 1'h0;
   reg [10:0] base;
-  reg [7:0] \base$603 ;
+  reg [7:0] \base$612 ;
   (* init = 16'h0000 *)
   wire [15:0] bias;
-  (* init = 16'h0000 *)
-  wire [15:0] \bias$433 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \bias$436 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \bias$439 ;
   (* init = 16'h0000 *)
   wire [15:0] \bias$442 ;
   (* init = 16'h0000 *)
@@ -1260,6 +1282,12 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \bias$448 ;
   (* init = 16'h0000 *)
   wire [15:0] \bias$451 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$454 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$457 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$460 ;
   reg [15:0] bias_q0 = 16'h0000;
   reg [15:0] bias_q1 = 16'h0000;
   reg [15:0] bias_q2 = 16'h0000;
@@ -1274,7 +1302,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire can_load;
   input clear;
   wire clear;
-  reg \clear$607 ;
+  reg \clear$616 ;
   input clk;
   wire clk;
   reg [7:0] cnt = 8'h00;
@@ -1382,6 +1410,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [46:0] host_rdata;
   input host_re;
   wire host_re;
+  wire host_req;
   output host_rvalid;
   reg host_rvalid = 1'h0;
   input [46:0] host_wdata;
@@ -1414,7 +1443,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [4:0] k = 5'h00;
   reg last_row = 1'h0;
   reg [45:0] layer = 46'h000000000000;
-  reg [1:0] \layer$604 ;
+  reg [1:0] \layer$613 ;
   wire [2:0] \layer.ebase ;
   wire [3:0] \layer.ecount ;
   wire \layer.emit_values ;
@@ -1470,13 +1499,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \layer3.ssm ;
   wire [15:0] \layer3.v_reset ;
   wire [17:0] leak;
-  wire [17:0] \leak$144 ;
+  wire [17:0] \leak$129 ;
+  wire [17:0] \leak$136 ;
+  wire [17:0] \leak$143 ;
   wire [17:0] \leak$150 ;
-  wire [17:0] \leak$156 ;
-  wire [17:0] \leak$162 ;
-  wire [17:0] \leak$168 ;
-  wire [17:0] \leak$174 ;
-  wire [17:0] \leak$180 ;
+  wire [17:0] \leak$157 ;
+  wire [17:0] \leak$164 ;
+  wire [17:0] \leak$171 ;
   reg [17:0] leak_q0 = 18'h00000;
   reg [17:0] leak_q1 = 18'h00000;
   reg [17:0] leak_q2 = 18'h00000;
@@ -1510,6 +1539,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire output__ready;
   output output__valid;
   wire output__valid;
+  wire [15:0] p;
+  wire [15:0] \p$131 ;
+  wire [15:0] \p$138 ;
+  wire [15:0] \p$145 ;
+  wire [15:0] \p$152 ;
+  wire [15:0] \p$159 ;
+  wire [15:0] \p$166 ;
+  wire [15:0] \p$173 ;
   reg [7:0] p1_addr = 8'h00;
   reg [3:0] p1_i = 4'h0;
   reg p1_valid = 1'h0;
@@ -1549,31 +1586,31 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [8:0] pm_wr__data;
   wire pm_wr__en;
   wire [10:0] port__addr;
+  wire [4:0] \port__addr$396 ;
+  wire [4:0] \port__addr$397 ;
+  wire [10:0] \port__addr$398 ;
+  wire [4:0] \port__addr$399 ;
+  wire [4:0] \port__addr$400 ;
+  wire [10:0] \port__addr$401 ;
+  wire [4:0] \port__addr$402 ;
   wire [4:0] \port__addr$403 ;
-  wire [4:0] \port__addr$404 ;
-  wire [10:0] \port__addr$405 ;
+  wire [10:0] \port__addr$404 ;
+  wire [4:0] \port__addr$405 ;
   wire [4:0] \port__addr$406 ;
-  wire [4:0] \port__addr$407 ;
-  wire [10:0] \port__addr$408 ;
+  wire [10:0] \port__addr$407 ;
+  wire [4:0] \port__addr$408 ;
   wire [4:0] \port__addr$409 ;
-  wire [4:0] \port__addr$410 ;
-  wire [10:0] \port__addr$411 ;
+  wire [10:0] \port__addr$410 ;
+  wire [4:0] \port__addr$411 ;
   wire [4:0] \port__addr$412 ;
-  wire [4:0] \port__addr$413 ;
-  wire [10:0] \port__addr$414 ;
+  wire [10:0] \port__addr$413 ;
+  wire [4:0] \port__addr$414 ;
   wire [4:0] \port__addr$415 ;
-  wire [4:0] \port__addr$416 ;
-  wire [10:0] \port__addr$417 ;
+  wire [10:0] \port__addr$416 ;
+  wire [4:0] \port__addr$417 ;
   wire [4:0] \port__addr$418 ;
-  wire [4:0] \port__addr$419 ;
-  wire [10:0] \port__addr$420 ;
-  wire [4:0] \port__addr$421 ;
-  wire [4:0] \port__addr$422 ;
-  wire [10:0] \port__addr$423 ;
-  wire [4:0] \port__addr$424 ;
-  wire [4:0] \port__addr$425 ;
-  wire [10:0] \port__addr$426 ;
-  wire [7:0] \port__addr$427 ;
+  wire [10:0] \port__addr$419 ;
+  wire [7:0] \port__addr$420 ;
   wire [14:0] port__data;
   wire [14:0] \port__data$19 ;
   wire [6:0] \port__data$19.index ;
@@ -1629,14 +1666,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [6:0] \port__data.index ;
   wire [7:0] \port__data.value ;
   reg present;
-  reg [15:0] prod_q0 = 16'h0000;
-  reg [15:0] prod_q1 = 16'h0000;
-  reg [15:0] prod_q2 = 16'h0000;
-  reg [15:0] prod_q3 = 16'h0000;
-  reg [15:0] prod_q4 = 16'h0000;
-  reg [15:0] prod_q5 = 16'h0000;
-  reg [15:0] prod_q6 = 16'h0000;
-  reg [15:0] prod_q7 = 16'h0000;
   wire [27:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -1655,13 +1684,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire records__ready;
   wire records__valid;
   wire [1:0] reset;
-  wire [1:0] \reset$473 ;
-  wire [1:0] \reset$478 ;
-  wire [1:0] \reset$483 ;
-  wire [1:0] \reset$488 ;
-  wire [1:0] \reset$493 ;
-  wire [1:0] \reset$498 ;
-  wire [1:0] \reset$503 ;
+  wire [1:0] \reset$482 ;
+  wire [1:0] \reset$487 ;
+  wire [1:0] \reset$492 ;
+  wire [1:0] \reset$497 ;
+  wire [1:0] \reset$502 ;
+  wire [1:0] \reset$507 ;
+  wire [1:0] \reset$512 ;
   reg [3:0] row;
   wire [5:0] row_addr;
   reg [12:0] row_offset = 13'h0000;
@@ -1677,29 +1706,28 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [7:0] s1b_x = 8'h00;
   reg s2_valid = 1'h0;
   reg [7:0] s2_x = 8'h00;
-  reg [7:0] s3_x = 8'h00;
   reg s4_valid = 1'h0;
   wire [7:0] saddr;
   reg [7:0] send;
   wire spike;
-  wire \spike$205 ;
-  wire \spike$208 ;
-  wire \spike$211 ;
-  wire \spike$214 ;
-  wire \spike$217 ;
-  wire \spike$220 ;
-  wire \spike$223 ;
+  wire \spike$197 ;
+  wire \spike$200 ;
+  wire \spike$203 ;
+  wire \spike$206 ;
+  wire \spike$209 ;
+  wire \spike$212 ;
+  wire \spike$215 ;
   wire [2:0] spike_src;
   reg [7:0] spikes = 8'h00;
-  reg [7:0] \spikes$602 ;
+  reg [7:0] \spikes$611 ;
   wire spiking;
-  wire \spiking$474 ;
-  wire \spiking$479 ;
-  wire \spiking$484 ;
-  wire \spiking$489 ;
-  wire \spiking$494 ;
-  wire \spiking$499 ;
-  wire \spiking$504 ;
+  wire \spiking$483 ;
+  wire \spiking$488 ;
+  wire \spiking$493 ;
+  wire \spiking$498 ;
+  wire \spiking$503 ;
+  wire \spiking$508 ;
+  wire \spiking$513 ;
   reg [2:0] src;
   reg [2:0] src_sel = 3'h0;
   reg [46:0] ssm0 = 47'h000000000000;
@@ -1871,37 +1899,31 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [27:0] ssm_yacc6 = 28'h0000000;
   reg [27:0] ssm_yacc7 = 28'h0000000;
   wire [15:0] theta;
-  wire [15:0] \theta$471 ;
-  wire [15:0] \theta$476 ;
-  wire [15:0] \theta$481 ;
-  wire [15:0] \theta$486 ;
-  wire [15:0] \theta$491 ;
-  wire [15:0] \theta$496 ;
-  wire [15:0] \theta$501 ;
+  wire [15:0] \theta$480 ;
+  wire [15:0] \theta$485 ;
+  wire [15:0] \theta$490 ;
+  wire [15:0] \theta$495 ;
+  wire [15:0] \theta$500 ;
+  wire [15:0] \theta$505 ;
+  wire [15:0] \theta$510 ;
   (* init = 26'h0000000 *)
   wire [25:0] total;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$470 ;
+  wire [25:0] \total$479 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$475 ;
+  wire [25:0] \total$484 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$480 ;
+  wire [25:0] \total$489 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$485 ;
+  wire [25:0] \total$494 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$490 ;
+  wire [25:0] \total$499 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$495 ;
+  wire [25:0] \total$504 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$500 ;
+  wire [25:0] \total$509 ;
   (* init = 16'h0000 *)
   wire [15:0] u;
-  (* init = 16'h0000 *)
-  wire [15:0] \u$431 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \u$434 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \u$437 ;
   (* init = 16'h0000 *)
   wire [15:0] \u$440 ;
   (* init = 16'h0000 *)
@@ -1910,14 +1932,20 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \u$446 ;
   (* init = 16'h0000 *)
   wire [15:0] \u$449 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$452 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$455 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$458 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$207 ;
-  wire [15:0] \u_new$210 ;
-  wire [15:0] \u_new$213 ;
-  wire [15:0] \u_new$216 ;
-  wire [15:0] \u_new$219 ;
-  wire [15:0] \u_new$222 ;
-  wire [15:0] \u_new$225 ;
+  wire [15:0] \u_new$199 ;
+  wire [15:0] \u_new$202 ;
+  wire [15:0] \u_new$205 ;
+  wire [15:0] \u_new$208 ;
+  wire [15:0] \u_new$211 ;
+  wire [15:0] \u_new$214 ;
+  wire [15:0] \u_new$217 ;
   reg [15:0] u_new0 = 16'h0000;
   reg [15:0] u_new1 = 16'h0000;
   reg [15:0] u_new2 = 16'h0000;
@@ -1935,13 +1963,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [15:0] u_q6 = 16'h0000;
   reg [15:0] u_q7 = 16'h0000;
   wire [15:0] v_reset;
-  wire [15:0] \v_reset$472 ;
-  wire [15:0] \v_reset$477 ;
-  wire [15:0] \v_reset$482 ;
-  wire [15:0] \v_reset$487 ;
-  wire [15:0] \v_reset$492 ;
-  wire [15:0] \v_reset$497 ;
-  wire [15:0] \v_reset$502 ;
+  wire [15:0] \v_reset$481 ;
+  wire [15:0] \v_reset$486 ;
+  wire [15:0] \v_reset$491 ;
+  wire [15:0] \v_reset$496 ;
+  wire [15:0] \v_reset$501 ;
+  wire [15:0] \v_reset$506 ;
+  wire [15:0] \v_reset$511 ;
   wire [7:0] valid_lanes;
   reg [7:0] valid_q = 8'h00;
   reg [127:0] values;
@@ -1957,14 +1985,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [11:0] w_addr_q1 = 12'h000;
   wire [27:0] w_data;
   wire w_en;
-  reg [7:0] w_q0 = 8'h00;
-  reg [7:0] w_q1 = 8'h00;
-  reg [7:0] w_q2 = 8'h00;
-  reg [7:0] w_q3 = 8'h00;
-  reg [7:0] w_q4 = 8'h00;
-  reg [7:0] w_q5 = 8'h00;
-  reg [7:0] w_q6 = 8'h00;
-  reg [7:0] w_q7 = 8'h00;
   wire w_rdy;
   reg [7:0] weights0_nrw = 8'h00;
   reg [7:0] weights1_nrw = 8'h00;
@@ -4335,10 +4355,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes0[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$507 )
-      membranes0[\$314 [4:0]] <= \$315 [15:0];
+    if (\$signature__en$516 )
+      membranes0[\$308 [4:0]] <= \$309 [15:0];
   end
-  assign \port__data$25  = membranes0[\$286 [4:0]];
+  assign \port__data$25  = membranes0[\$280 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes1 [31:0];
   initial begin
@@ -4376,10 +4396,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes1[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$511 )
-      membranes1[\$320 [4:0]] <= \$321 [15:0];
+    if (\$signature__en$520 )
+      membranes1[\$314 [4:0]] <= \$315 [15:0];
   end
-  assign \port__data$31  = membranes1[\$289 [4:0]];
+  assign \port__data$31  = membranes1[\$283 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes2 [31:0];
   initial begin
@@ -4417,10 +4437,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes2[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$514 )
-      membranes2[\$326 [4:0]] <= \$327 [15:0];
+    if (\$signature__en$523 )
+      membranes2[\$320 [4:0]] <= \$321 [15:0];
   end
-  assign \port__data$37  = membranes2[\$292 [4:0]];
+  assign \port__data$37  = membranes2[\$286 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes3 [31:0];
   initial begin
@@ -4458,10 +4478,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes3[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$517 )
-      membranes3[\$332 [4:0]] <= \$333 [15:0];
+    if (\$signature__en$526 )
+      membranes3[\$326 [4:0]] <= \$327 [15:0];
   end
-  assign \port__data$43  = membranes3[\$295 [4:0]];
+  assign \port__data$43  = membranes3[\$289 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes4 [31:0];
   initial begin
@@ -4499,10 +4519,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes4[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$520 )
-      membranes4[\$338 [4:0]] <= \$339 [15:0];
+    if (\$signature__en$529 )
+      membranes4[\$332 [4:0]] <= \$333 [15:0];
   end
-  assign \port__data$49  = membranes4[\$298 [4:0]];
+  assign \port__data$49  = membranes4[\$292 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes5 [31:0];
   initial begin
@@ -4540,10 +4560,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes5[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$523 )
-      membranes5[\$344 [4:0]] <= \$345 [15:0];
+    if (\$signature__en$532 )
+      membranes5[\$338 [4:0]] <= \$339 [15:0];
   end
-  assign \port__data$55  = membranes5[\$301 [4:0]];
+  assign \port__data$55  = membranes5[\$295 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes6 [31:0];
   initial begin
@@ -4581,10 +4601,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes6[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$526 )
-      membranes6[\$350 [4:0]] <= \$351 [15:0];
+    if (\$signature__en$535 )
+      membranes6[\$344 [4:0]] <= \$345 [15:0];
   end
-  assign \port__data$61  = membranes6[\$304 [4:0]];
+  assign \port__data$61  = membranes6[\$298 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes7 [31:0];
   initial begin
@@ -4622,10 +4642,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes7[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$529 )
-      membranes7[\$356 [4:0]] <= \$357 [15:0];
+    if (\$signature__en$538 )
+      membranes7[\$350 [4:0]] <= \$351 [15:0];
   end
-  assign \port__data$67  = membranes7[\$307 [4:0]];
+  assign \port__data$67  = membranes7[\$301 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params0 [31:0];
   initial begin
@@ -4663,10 +4683,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params0[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$346 )
+    if (\$signature__en$339 )
       params0[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$23  = params0[\$285 [4:0]];
+  assign \port__data$23  = params0[\$279 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params1 [31:0];
   initial begin
@@ -4704,10 +4724,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params1[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$352 )
+    if (\$signature__en$345 )
       params1[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$29  = params1[\$288 [4:0]];
+  assign \port__data$29  = params1[\$282 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params2 [31:0];
   initial begin
@@ -4745,10 +4765,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params2[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$358 )
+    if (\$signature__en$351 )
       params2[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$35  = params2[\$291 [4:0]];
+  assign \port__data$35  = params2[\$285 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params3 [31:0];
   initial begin
@@ -4786,10 +4806,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params3[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$364 )
+    if (\$signature__en$357 )
       params3[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$41  = params3[\$294 [4:0]];
+  assign \port__data$41  = params3[\$288 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params4 [31:0];
   initial begin
@@ -4827,10 +4847,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params4[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$370 )
+    if (\$signature__en$363 )
       params4[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$47  = params4[\$297 [4:0]];
+  assign \port__data$47  = params4[\$291 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params5 [31:0];
   initial begin
@@ -4868,10 +4888,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params5[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$376 )
+    if (\$signature__en$369 )
       params5[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$53  = params5[\$300 [4:0]];
+  assign \port__data$53  = params5[\$294 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params6 [31:0];
   initial begin
@@ -4909,10 +4929,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params6[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$382 )
+    if (\$signature__en$375 )
       params6[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$59  = params6[\$303 [4:0]];
+  assign \port__data$59  = params6[\$297 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params7 [31:0];
   initial begin
@@ -4950,10 +4970,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params7[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$388 )
+    if (\$signature__en$381 )
       params7[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$65  = params7[\$306 [4:0]];
+  assign \port__data$65  = params7[\$300 [4:0]];
   reg [8:0] ssm_params [511:0];
   initial begin
     ssm_params[0] = 9'h000;
@@ -5475,9 +5495,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   reg [8:0] _0_;
   always @(posedge clk) begin
-    _0_ <= ssm_params[\$signature__addr$533 ];
+    _0_ <= ssm_params[\$signature__addr$542 ];
   end
-  assign \$signature__data$397  = _0_;
+  assign \$signature__data$390  = _0_;
   reg [15:0] ssm_state0 [63:0];
   initial begin
     ssm_state0[0] = 16'h0000;
@@ -5546,14 +5566,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state0[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$540 )
-      ssm_state0[\$585 [5:0]] <= \$586 [15:0];
+    if (\$signature__en$549 )
+      ssm_state0[\$579 [5:0]] <= \$580 [15:0];
   end
   reg [15:0] _1_;
   always @(posedge clk) begin
-    _1_ <= ssm_state0[\$584 [5:0]];
+    _1_ <= ssm_state0[\$578 [5:0]];
   end
-  assign \$signature__data$389  = _1_;
+  assign \$signature__data$382  = _1_;
   reg [15:0] ssm_state1 [63:0];
   initial begin
     ssm_state1[0] = 16'h0000;
@@ -5622,14 +5642,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state1[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$549 )
-      ssm_state1[\$610 [5:0]] <= \$611 [15:0];
+    if (\$signature__en$558 )
+      ssm_state1[\$604 [5:0]] <= \$605 [15:0];
   end
   reg [15:0] _2_;
   always @(posedge clk) begin
-    _2_ <= ssm_state1[\$609 [5:0]];
+    _2_ <= ssm_state1[\$603 [5:0]];
   end
-  assign \$signature__data$390  = _2_;
+  assign \$signature__data$383  = _2_;
   reg [15:0] ssm_state2 [63:0];
   initial begin
     ssm_state2[0] = 16'h0000;
@@ -5698,14 +5718,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state2[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$557 )
-      ssm_state2[\$635 [5:0]] <= \$636 [15:0];
+    if (\$signature__en$566 )
+      ssm_state2[\$629 [5:0]] <= \$630 [15:0];
   end
   reg [15:0] _3_;
   always @(posedge clk) begin
-    _3_ <= ssm_state2[\$634 [5:0]];
+    _3_ <= ssm_state2[\$628 [5:0]];
   end
-  assign \$signature__data$391  = _3_;
+  assign \$signature__data$384  = _3_;
   reg [15:0] ssm_state3 [63:0];
   initial begin
     ssm_state3[0] = 16'h0000;
@@ -5774,14 +5794,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state3[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$565 )
-      ssm_state3[\$660 [5:0]] <= \$661 [15:0];
+    if (\$signature__en$574 )
+      ssm_state3[\$654 [5:0]] <= \$655 [15:0];
   end
   reg [15:0] _4_;
   always @(posedge clk) begin
-    _4_ <= ssm_state3[\$659 [5:0]];
+    _4_ <= ssm_state3[\$653 [5:0]];
   end
-  assign \$signature__data$392  = _4_;
+  assign \$signature__data$385  = _4_;
   reg [15:0] ssm_state4 [63:0];
   initial begin
     ssm_state4[0] = 16'h0000;
@@ -5850,14 +5870,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state4[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$573 )
-      ssm_state4[\$685 [5:0]] <= \$686 [15:0];
+    if (\$signature__en$582 )
+      ssm_state4[\$679 [5:0]] <= \$680 [15:0];
   end
   reg [15:0] _5_;
   always @(posedge clk) begin
-    _5_ <= ssm_state4[\$684 [5:0]];
+    _5_ <= ssm_state4[\$678 [5:0]];
   end
-  assign \$signature__data$393  = _5_;
+  assign \$signature__data$386  = _5_;
   reg [15:0] ssm_state5 [63:0];
   initial begin
     ssm_state5[0] = 16'h0000;
@@ -5926,14 +5946,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state5[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$581 )
-      ssm_state5[\$710 [5:0]] <= \$711 [15:0];
+    if (\$signature__en$590 )
+      ssm_state5[\$704 [5:0]] <= \$705 [15:0];
   end
   reg [15:0] _6_;
   always @(posedge clk) begin
-    _6_ <= ssm_state5[\$709 [5:0]];
+    _6_ <= ssm_state5[\$703 [5:0]];
   end
-  assign \$signature__data$394  = _6_;
+  assign \$signature__data$387  = _6_;
   reg [15:0] ssm_state6 [63:0];
   initial begin
     ssm_state6[0] = 16'h0000;
@@ -6002,14 +6022,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state6[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$589 )
-      ssm_state6[\$735 [5:0]] <= \$736 [15:0];
+    if (\$signature__en$598 )
+      ssm_state6[\$729 [5:0]] <= \$730 [15:0];
   end
   reg [15:0] _7_;
   always @(posedge clk) begin
-    _7_ <= ssm_state6[\$734 [5:0]];
+    _7_ <= ssm_state6[\$728 [5:0]];
   end
-  assign \$signature__data$395  = _7_;
+  assign \$signature__data$388  = _7_;
   reg [15:0] ssm_state7 [63:0];
   initial begin
     ssm_state7[0] = 16'h0000;
@@ -6078,14 +6098,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state7[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$597 )
-      ssm_state7[\$760 [5:0]] <= \$761 [15:0];
+    if (\$signature__en$606 )
+      ssm_state7[\$754 [5:0]] <= \$755 [15:0];
   end
   reg [15:0] _8_;
   always @(posedge clk) begin
-    _8_ <= ssm_state7[\$759 [5:0]];
+    _8_ <= ssm_state7[\$753 [5:0]];
   end
-  assign \$signature__data$396  = _8_;
+  assign \$signature__data$389  = _8_;
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights0 [2047:0];
   initial begin
@@ -8142,7 +8162,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     if (\$signature__en )
       weights0[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$21  = weights0[\$284 [10:0]];
+  assign \port__data$21  = weights0[\$278 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights1 [2047:0];
   initial begin
@@ -10196,10 +10216,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights1[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$349 )
+    if (\$signature__en$342 )
       weights1[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$27  = weights1[\$287 [10:0]];
+  assign \port__data$27  = weights1[\$281 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights2 [2047:0];
   initial begin
@@ -12253,10 +12273,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights2[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$355 )
+    if (\$signature__en$348 )
       weights2[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$33  = weights2[\$290 [10:0]];
+  assign \port__data$33  = weights2[\$284 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights3 [2047:0];
   initial begin
@@ -14310,10 +14330,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights3[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$361 )
+    if (\$signature__en$354 )
       weights3[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$39  = weights3[\$293 [10:0]];
+  assign \port__data$39  = weights3[\$287 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights4 [2047:0];
   initial begin
@@ -16367,10 +16387,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights4[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$367 )
+    if (\$signature__en$360 )
       weights4[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$45  = weights4[\$296 [10:0]];
+  assign \port__data$45  = weights4[\$290 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights5 [2047:0];
   initial begin
@@ -18424,10 +18444,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights5[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$373 )
+    if (\$signature__en$366 )
       weights5[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$51  = weights5[\$299 [10:0]];
+  assign \port__data$51  = weights5[\$293 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights6 [2047:0];
   initial begin
@@ -20481,10 +20501,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights6[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$379 )
+    if (\$signature__en$372 )
       weights6[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$57  = weights6[\$302 [10:0]];
+  assign \port__data$57  = weights6[\$296 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights7 [2047:0];
   initial begin
@@ -22538,10 +22558,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights7[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$385 )
+    if (\$signature__en$378 )
       weights7[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$63  = weights7[\$305 [10:0]];
+  assign \port__data$63  = weights7[\$299 [10:0]];
   assign \$1  = ~ busy;
   assign \$2  = \$1  & host_we;
   assign \$3  = ~ busy;
@@ -22550,279 +22570,277 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$11  = s1_rowbase + s1_index;
   assign \$12  = s1_rowbase + s1_index;
   assign \$13  = issue | gissue;
-  assign \$14  = $signed(w_q0) * $signed(s3_x);
-  assign \$15  = $signed(w_q1) * $signed(s3_x);
-  assign \$16  = $signed(w_q2) * $signed(s3_x);
-  assign \$17  = $signed(w_q3) * $signed(s3_x);
-  assign \$18  = $signed(w_q4) * $signed(s3_x);
-  assign \$19  = $signed(w_q5) * $signed(s3_x);
-  assign \$20  = $signed(w_q6) * $signed(s3_x);
-  assign \$21  = $signed(w_q7) * $signed(s3_x);
-  assign \$22  = s4_valid | \$signal$133 ;
-  assign \$23  = s4_valid ? { prod_q0[15], prod_q0[15], prod_q0 } : leak_q0;
-  assign \$24  = $signed(acc0) + $signed(\$23 );
-  assign \$25  = s4_valid | \$signal$133 ;
-  assign \$26  = s4_valid ? { prod_q1[15], prod_q1[15], prod_q1 } : leak_q1;
-  assign \$27  = $signed(acc1) + $signed(\$26 );
-  assign \$28  = s4_valid | \$signal$133 ;
-  assign \$29  = s4_valid ? { prod_q2[15], prod_q2[15], prod_q2 } : leak_q2;
-  assign \$30  = $signed(acc2) + $signed(\$29 );
-  assign \$31  = s4_valid | \$signal$133 ;
-  assign \$32  = s4_valid ? { prod_q3[15], prod_q3[15], prod_q3 } : leak_q3;
-  assign \$33  = $signed(acc3) + $signed(\$32 );
-  assign \$34  = s4_valid | \$signal$133 ;
-  assign \$35  = s4_valid ? { prod_q4[15], prod_q4[15], prod_q4 } : leak_q4;
-  assign \$36  = $signed(acc4) + $signed(\$35 );
-  assign \$37  = s4_valid | \$signal$133 ;
-  assign \$38  = s4_valid ? { prod_q5[15], prod_q5[15], prod_q5 } : leak_q5;
-  assign \$39  = $signed(acc5) + $signed(\$38 );
-  assign \$40  = s4_valid | \$signal$133 ;
-  assign \$41  = s4_valid ? { prod_q6[15], prod_q6[15], prod_q6 } : leak_q6;
-  assign \$42  = $signed(acc6) + $signed(\$41 );
-  assign \$43  = s4_valid | \$signal$133 ;
-  assign \$44  = s4_valid ? { prod_q7[15], prod_q7[15], prod_q7 } : leak_q7;
-  assign \$45  = $signed(acc7) + $signed(\$44 );
-  assign \$46  = ! { cur, spike_src };
-  assign \$47  = count0 + 1'h1;
-  assign \$48  = { cur, spike_src } == 1'h1;
-  assign \$49  = count1 + 1'h1;
-  assign \$50  = { cur, spike_src } == 2'h2;
-  assign \$51  = count2 + 1'h1;
-  assign \$52  = { cur, spike_src } == 2'h3;
-  assign \$53  = count3 + 1'h1;
-  assign \$54  = { cur, spike_src } == 3'h4;
-  assign \$55  = count4 + 1'h1;
-  assign \$56  = { cur, spike_src } == 3'h5;
-  assign \$57  = count5 + 1'h1;
-  assign \$58  = { cur, spike_src } == 3'h6;
-  assign \$59  = count6 + 1'h1;
-  assign \$60  = { cur, spike_src } == 3'h7;
-  assign \$61  = count7 + 1'h1;
-  assign \$62  = { cur, spike_src } == 4'h8;
-  assign \$63  = count8 + 1'h1;
-  assign \$64  = { cur, spike_src } == 4'h9;
-  assign \$65  = count9 + 1'h1;
-  assign \$66  = { cur, spike_src } == 4'ha;
-  assign \$67  = count10 + 1'h1;
-  assign \$68  = { cur, spike_src } == 4'hb;
-  assign \$69  = count11 + 1'h1;
-  assign \$70  = { cur, spike_src } == 4'hc;
-  assign \$71  = count12 + 1'h1;
-  assign \$72  = { cur, spike_src } == 4'hd;
-  assign \$73  = count13 + 1'h1;
-  assign \$74  = { cur, spike_src } == 4'he;
-  assign \$75  = count14 + 1'h1;
-  assign \$76  = { cur, spike_src } == 4'hf;
-  assign \$77  = count15 + 1'h1;
-  assign \$78  = k + 1'h1;
-  assign \$79  = \$78  == layer[12:8];
-  assign \$80  = input__valid & input__ready;
-  assign \$82  = \$81  + 1'h1;
-  assign \$83  = ! \$390 [6:0];
-  assign \$84  = \$390 [6:0] == 1'h1;
-  assign \$85  = \$390 [6:0] == 2'h2;
-  assign \$86  = \$390 [6:0] == 2'h3;
-  assign \$87  = \$390 [6:0] == 3'h4;
-  assign \$88  = \$390 [6:0] == 3'h5;
-  assign \$89  = \$390 [6:0] == 3'h6;
-  assign \$90  = \$390 [6:0] == 3'h7;
-  assign \$92  = $signed(\$91 ) * $signed(\$583 [15:0]);
-  assign \$93  = $signed(ssm_yacc0) + $signed(\$92 );
-  assign \$95  = $signed(\$94 ) * $signed(\$608 [15:0]);
-  assign \$96  = $signed(ssm_yacc1) + $signed(\$95 );
-  assign \$98  = $signed(\$97 ) * $signed(\$633 [15:0]);
-  assign \$99  = $signed(ssm_yacc2) + $signed(\$98 );
-  assign \$101  = $signed(\$100 ) * $signed(\$658 [15:0]);
-  assign \$102  = $signed(ssm_yacc3) + $signed(\$101 );
-  assign \$104  = $signed(\$103 ) * $signed(\$683 [15:0]);
-  assign \$105  = $signed(ssm_yacc4) + $signed(\$104 );
-  assign \$107  = $signed(\$106 ) * $signed(\$708 [15:0]);
-  assign \$108  = $signed(ssm_yacc5) + $signed(\$107 );
-  assign \$110  = $signed(\$109 ) * $signed(\$733 [15:0]);
-  assign \$111  = $signed(ssm_yacc6) + $signed(\$110 );
-  assign \$113  = $signed(\$112 ) * $signed(\$758 [15:0]);
-  assign \$114  = $signed(ssm_yacc7) + $signed(\$113 );
-  assign \$115  = ~ clear;
-  assign \$116  = in_full & \$115 ;
-  assign \$117  = ~ \$signal$231 ;
-  assign \$118  = ~ \$signal$231 ;
-  assign \$119  = ! num_layers;
-  assign \$121  = e == e_end;
-  assign \$122  = ! \edge [2:0];
-  assign \$123  = ! \edge [2:0];
-  assign \$124  = cur ^ \edge [3];
-  assign \$125  = \$123  ? \$signal$315  : \$124 ;
-  assign \$126  = ! \edge [2:0];
-  assign \$128  = cur ^ \edge [3];
-  assign \$130  = \$126  ? { 1'h0, \$127  } : \$129 ;
-  assign \$132  = k[0] ? \$131  : 9'h000;
-  assign \$134  = k[1] ? \$133  : 9'h000;
-  assign \$135  = \$132  + \$134 ;
-  assign \$137  = k[2] ? \$136  : 11'h000;
-  assign \$139  = k[3] ? \$138  : 11'h000;
-  assign \$140  = \$137  + \$139 ;
-  assign \$141  = \$135  + \$140 ;
-  assign \$143  = k[4] ? \$142  : 15'h0000;
-  assign \$144  = \$141  + \$143 ;
-  assign \$145  = n < cnt;
-  assign \$146  = n + 1'h1;
-  assign \$147  = drain_n != 2'h2;
-  assign \$148  = ~ \$signal ;
-  assign \$149  = ~ s1b_valid;
-  assign \$150  = \$148  & \$149 ;
-  assign \$151  = ~ s2_valid;
-  assign \$152  = \$150  & \$151 ;
-  assign \$153  = ~ \$signal$111 ;
-  assign \$154  = \$152  & \$153 ;
-  assign \$155  = drain_n + 1'h1;
-  assign \$156  = k + 1'h1;
-  assign \$157  = gop == 3'h4;
-  assign \$158  = ! src;
-  assign \$159  = ! src;
-  assign \$160  = cur ^ \$signal$325 ;
-  assign \$161  = \$159  ? \$signal$315  : \$160 ;
-  assign \$162  = ! src;
-  assign \$164  = cur ^ \$signal$325 ;
-  assign \$166  = \$162  ? { 1'h0, \$163  } : \$165 ;
-  assign \$167  = \$signal$323  ? length : \$166 ;
-  assign \$168  = present ? \$167  : 8'h00;
-  assign \$169  = n < cnt;
-  assign \$170  = n + 1'h1;
-  assign \$171  = gop + 1'h1;
-  assign \$174  = 2'h2 * \$173 ;
-  assign \$175  = \$172  + \$174 ;
-  assign \$176  = \$175  + layer[7:0];
-  assign \$178  = gate * \$177 ;
-  assign \$179  = \$176  + \$178 ;
-  assign \$180  = row + 1'h1;
-  assign \$181  = k + 1'h1;
-  assign \$182  = \$181  == layer[12:8];
-  assign \$183  = k + 1'h1;
-  assign \$184  = li + 1'h1;
-  assign \$185  = \$184  == num_layers;
-  assign \$186  = li + 1'h1;
-  assign \$187  = ~ cur;
-  assign \$188  = ~ cur;
-  assign \$189  = ~ cur;
-  assign \$190  = ~ cur;
-  assign \$191  = ~ cur;
-  assign \$192  = ~ cur;
-  assign \$193  = ~ busy;
-  assign \$194  = clear & \$193 ;
-  assign \$195  = ~ busy;
-  assign \$196  = \$195  & host_we;
-  assign \$197  = host_addr[17:14] == 4'h9;
-  assign pm_wr__en = \$196  & \$197 ;
-  assign \$198  = ~ busy;
-  assign \$199  = \$198  & host_we;
-  assign \$200  = host_addr[17:14] == 3'h4;
-  assign \$201  = \$199  & \$200 ;
-  assign \$202  = ! host_addr[13:11];
-  assign \$signature__en  = \$201  & \$202 ;
-  assign \$203  = ~ busy;
-  assign \$204  = \$203  & host_we;
-  assign \$205  = host_addr[17:14] == 2'h2;
-  assign \$206  = \$204  & \$205 ;
-  assign \$207  = ! host_addr[13:11];
-  assign \$signature__en$346  = \$206  & \$207 ;
-  assign \$208  = ~ busy;
-  assign \$209  = \$208  & host_we;
-  assign \$210  = host_addr[17:14] == 3'h4;
-  assign \$211  = \$209  & \$210 ;
-  assign \$212  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$349  = \$211  & \$212 ;
-  assign \$213  = ~ busy;
-  assign \$214  = \$213  & host_we;
-  assign \$215  = host_addr[17:14] == 2'h2;
-  assign \$216  = \$214  & \$215 ;
-  assign \$217  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$352  = \$216  & \$217 ;
-  assign \$218  = ~ busy;
-  assign \$219  = \$218  & host_we;
-  assign \$220  = host_addr[17:14] == 3'h4;
-  assign \$221  = \$219  & \$220 ;
-  assign \$222  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$355  = \$221  & \$222 ;
-  assign \$223  = ~ busy;
-  assign \$224  = \$223  & host_we;
-  assign \$225  = host_addr[17:14] == 2'h2;
-  assign \$226  = \$224  & \$225 ;
-  assign \$227  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$358  = \$226  & \$227 ;
-  assign \$228  = ~ busy;
-  assign \$229  = \$228  & host_we;
-  assign \$230  = host_addr[17:14] == 3'h4;
-  assign \$231  = \$229  & \$230 ;
-  assign \$232  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$361  = \$231  & \$232 ;
-  assign \$233  = ~ busy;
-  assign \$234  = \$233  & host_we;
-  assign \$235  = host_addr[17:14] == 2'h2;
-  assign \$236  = \$234  & \$235 ;
-  assign \$237  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$364  = \$236  & \$237 ;
-  assign \$238  = ~ busy;
-  assign \$239  = \$238  & host_we;
-  assign \$240  = host_addr[17:14] == 3'h4;
-  assign \$241  = \$239  & \$240 ;
-  assign \$242  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$367  = \$241  & \$242 ;
-  assign \$243  = ~ busy;
-  assign \$244  = \$243  & host_we;
-  assign \$245  = host_addr[17:14] == 2'h2;
-  assign \$246  = \$244  & \$245 ;
-  assign \$247  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$370  = \$246  & \$247 ;
-  assign \$248  = ~ busy;
-  assign \$249  = \$248  & host_we;
-  assign \$250  = host_addr[17:14] == 3'h4;
-  assign \$251  = \$249  & \$250 ;
-  assign \$252  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$373  = \$251  & \$252 ;
-  assign \$253  = ~ busy;
-  assign \$254  = \$253  & host_we;
-  assign \$255  = host_addr[17:14] == 2'h2;
-  assign \$256  = \$254  & \$255 ;
-  assign \$257  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$376  = \$256  & \$257 ;
-  assign \$258  = ~ busy;
-  assign \$259  = \$258  & host_we;
-  assign \$260  = host_addr[17:14] == 3'h4;
-  assign \$261  = \$259  & \$260 ;
-  assign \$262  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$379  = \$261  & \$262 ;
-  assign \$263  = ~ busy;
-  assign \$264  = \$263  & host_we;
-  assign \$265  = host_addr[17:14] == 2'h2;
-  assign \$266  = \$264  & \$265 ;
-  assign \$267  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$382  = \$266  & \$267 ;
-  assign \$268  = ~ busy;
-  assign \$269  = \$268  & host_we;
-  assign \$270  = host_addr[17:14] == 3'h4;
-  assign \$271  = \$269  & \$270 ;
-  assign \$272  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$385  = \$271  & \$272 ;
-  assign \$273  = ~ busy;
-  assign \$274  = \$273  & host_we;
-  assign \$275  = host_addr[17:14] == 2'h2;
-  assign \$276  = \$274  & \$275 ;
-  assign \$277  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$388  = \$276  & \$277 ;
-  assign \$283  = row_wbase + row_offset;
+  assign \$14  = s4_valid | \$signal$116 ;
+  assign \$15  = s4_valid ? { p[15], p[15], p } : leak_q0;
+  assign \$16  = $signed(acc0) + $signed(\$15 );
+  assign \$17  = s4_valid | \$signal$116 ;
+  assign \$18  = s4_valid ? { \p$131 [15], \p$131 [15], \p$131  } : leak_q1;
+  assign \$19  = $signed(acc1) + $signed(\$18 );
+  assign \$20  = s4_valid | \$signal$116 ;
+  assign \$21  = s4_valid ? { \p$138 [15], \p$138 [15], \p$138  } : leak_q2;
+  assign \$22  = $signed(acc2) + $signed(\$21 );
+  assign \$23  = s4_valid | \$signal$116 ;
+  assign \$24  = s4_valid ? { \p$145 [15], \p$145 [15], \p$145  } : leak_q3;
+  assign \$25  = $signed(acc3) + $signed(\$24 );
+  assign \$26  = s4_valid | \$signal$116 ;
+  assign \$27  = s4_valid ? { \p$152 [15], \p$152 [15], \p$152  } : leak_q4;
+  assign \$28  = $signed(acc4) + $signed(\$27 );
+  assign \$29  = s4_valid | \$signal$116 ;
+  assign \$30  = s4_valid ? { \p$159 [15], \p$159 [15], \p$159  } : leak_q5;
+  assign \$31  = $signed(acc5) + $signed(\$30 );
+  assign \$32  = s4_valid | \$signal$116 ;
+  assign \$33  = s4_valid ? { \p$166 [15], \p$166 [15], \p$166  } : leak_q6;
+  assign \$34  = $signed(acc6) + $signed(\$33 );
+  assign \$35  = s4_valid | \$signal$116 ;
+  assign \$36  = s4_valid ? { \p$173 [15], \p$173 [15], \p$173  } : leak_q7;
+  assign \$37  = $signed(acc7) + $signed(\$36 );
+  assign \$38  = ! { cur, spike_src };
+  assign \$39  = count0 + 1'h1;
+  assign \$40  = { cur, spike_src } == 1'h1;
+  assign \$41  = count1 + 1'h1;
+  assign \$42  = { cur, spike_src } == 2'h2;
+  assign \$43  = count2 + 1'h1;
+  assign \$44  = { cur, spike_src } == 2'h3;
+  assign \$45  = count3 + 1'h1;
+  assign \$46  = { cur, spike_src } == 3'h4;
+  assign \$47  = count4 + 1'h1;
+  assign \$48  = { cur, spike_src } == 3'h5;
+  assign \$49  = count5 + 1'h1;
+  assign \$50  = { cur, spike_src } == 3'h6;
+  assign \$51  = count6 + 1'h1;
+  assign \$52  = { cur, spike_src } == 3'h7;
+  assign \$53  = count7 + 1'h1;
+  assign \$54  = { cur, spike_src } == 4'h8;
+  assign \$55  = count8 + 1'h1;
+  assign \$56  = { cur, spike_src } == 4'h9;
+  assign \$57  = count9 + 1'h1;
+  assign \$58  = { cur, spike_src } == 4'ha;
+  assign \$59  = count10 + 1'h1;
+  assign \$60  = { cur, spike_src } == 4'hb;
+  assign \$61  = count11 + 1'h1;
+  assign \$62  = { cur, spike_src } == 4'hc;
+  assign \$63  = count12 + 1'h1;
+  assign \$64  = { cur, spike_src } == 4'hd;
+  assign \$65  = count13 + 1'h1;
+  assign \$66  = { cur, spike_src } == 4'he;
+  assign \$67  = count14 + 1'h1;
+  assign \$68  = { cur, spike_src } == 4'hf;
+  assign \$69  = count15 + 1'h1;
+  assign \$70  = k + 1'h1;
+  assign \$71  = \$70  == layer[12:8];
+  assign \$72  = input__valid & input__ready;
+  assign \$74  = \$73  + 1'h1;
+  assign \$75  = ! \$384 [6:0];
+  assign \$76  = \$384 [6:0] == 1'h1;
+  assign \$77  = \$384 [6:0] == 2'h2;
+  assign \$78  = \$384 [6:0] == 2'h3;
+  assign \$79  = \$384 [6:0] == 3'h4;
+  assign \$80  = \$384 [6:0] == 3'h5;
+  assign \$81  = \$384 [6:0] == 3'h6;
+  assign \$82  = \$384 [6:0] == 3'h7;
+  assign \$84  = $signed(\$83 ) * $signed(\$577 [15:0]);
+  assign \$85  = $signed(ssm_yacc0) + $signed(\$84 );
+  assign \$87  = $signed(\$86 ) * $signed(\$602 [15:0]);
+  assign \$88  = $signed(ssm_yacc1) + $signed(\$87 );
+  assign \$90  = $signed(\$89 ) * $signed(\$627 [15:0]);
+  assign \$91  = $signed(ssm_yacc2) + $signed(\$90 );
+  assign \$93  = $signed(\$92 ) * $signed(\$652 [15:0]);
+  assign \$94  = $signed(ssm_yacc3) + $signed(\$93 );
+  assign \$96  = $signed(\$95 ) * $signed(\$677 [15:0]);
+  assign \$97  = $signed(ssm_yacc4) + $signed(\$96 );
+  assign \$99  = $signed(\$98 ) * $signed(\$702 [15:0]);
+  assign \$100  = $signed(ssm_yacc5) + $signed(\$99 );
+  assign \$102  = $signed(\$101 ) * $signed(\$727 [15:0]);
+  assign \$103  = $signed(ssm_yacc6) + $signed(\$102 );
+  assign \$105  = $signed(\$104 ) * $signed(\$752 [15:0]);
+  assign \$106  = $signed(ssm_yacc7) + $signed(\$105 );
+  assign \$107  = ~ clear;
+  assign \$108  = in_full & \$107 ;
+  assign \$111  = ~ \$signal$223 ;
+  assign \$112  = ~ \$signal$223 ;
+  assign \$113  = ! num_layers;
+  assign \$115  = e == e_end;
+  assign \$116  = ! \edge [2:0];
+  assign \$117  = ! \edge [2:0];
+  assign \$118  = cur ^ \edge [3];
+  assign \$119  = \$117  ? \$signal$308  : \$118 ;
+  assign \$120  = ! \edge [2:0];
+  assign \$122  = cur ^ \edge [3];
+  assign \$124  = \$120  ? { 1'h0, \$121  } : \$123 ;
+  assign \$126  = k[0] ? \$125  : 9'h000;
+  assign \$128  = k[1] ? \$127  : 9'h000;
+  assign \$129  = \$126  + \$128 ;
+  assign \$131  = k[2] ? \$130  : 11'h000;
+  assign \$133  = k[3] ? \$132  : 11'h000;
+  assign \$134  = \$131  + \$133 ;
+  assign \$135  = \$129  + \$134 ;
+  assign \$137  = k[4] ? \$136  : 15'h0000;
+  assign \$138  = \$135  + \$137 ;
+  assign \$139  = n < cnt;
+  assign \$140  = n + 1'h1;
+  assign \$141  = drain_n != 2'h2;
+  assign \$142  = ~ \$signal ;
+  assign \$143  = ~ s1b_valid;
+  assign \$144  = \$142  & \$143 ;
+  assign \$145  = ~ s2_valid;
+  assign \$146  = \$144  & \$145 ;
+  assign \$147  = ~ \$signal$111 ;
+  assign \$148  = \$146  & \$147 ;
+  assign \$149  = drain_n + 1'h1;
+  assign \$150  = k + 1'h1;
+  assign \$151  = gop == 3'h4;
+  assign \$152  = ! src;
+  assign \$153  = ! src;
+  assign \$154  = cur ^ \$signal$318 ;
+  assign \$155  = \$153  ? \$signal$308  : \$154 ;
+  assign \$156  = ! src;
+  assign \$158  = cur ^ \$signal$318 ;
+  assign \$160  = \$156  ? { 1'h0, \$157  } : \$159 ;
+  assign \$161  = \$signal$316  ? length : \$160 ;
+  assign \$162  = present ? \$161  : 8'h00;
+  assign \$163  = n < cnt;
+  assign \$164  = n + 1'h1;
+  assign \$165  = gop + 1'h1;
+  assign \$168  = 2'h2 * \$167 ;
+  assign \$169  = \$166  + \$168 ;
+  assign \$170  = \$169  + layer[7:0];
+  assign \$172  = gate * \$171 ;
+  assign \$173  = \$170  + \$172 ;
+  assign \$174  = row + 1'h1;
+  assign \$175  = k + 1'h1;
+  assign \$176  = \$175  == layer[12:8];
+  assign \$177  = k + 1'h1;
+  assign \$178  = li + 1'h1;
+  assign \$179  = \$178  == num_layers;
+  assign \$180  = li + 1'h1;
+  assign \$181  = ~ cur;
+  assign \$182  = ~ cur;
+  assign \$183  = ~ cur;
+  assign \$184  = ~ cur;
+  assign \$185  = ~ cur;
+  assign \$186  = ~ cur;
+  assign \$187  = ~ busy;
+  assign \$188  = clear & \$187 ;
+  assign \$189  = ~ busy;
+  assign \$190  = \$189  & host_we;
+  assign \$191  = host_addr[17:14] == 4'h9;
+  assign pm_wr__en = \$190  & \$191 ;
+  assign \$192  = ~ busy;
+  assign \$193  = \$192  & host_we;
+  assign \$194  = host_addr[17:14] == 3'h4;
+  assign \$195  = \$193  & \$194 ;
+  assign \$196  = ! host_addr[13:11];
+  assign \$signature__en  = \$195  & \$196 ;
+  assign \$197  = ~ busy;
+  assign \$198  = \$197  & host_we;
+  assign \$199  = host_addr[17:14] == 2'h2;
+  assign \$200  = \$198  & \$199 ;
+  assign \$201  = ! host_addr[13:11];
+  assign \$signature__en$339  = \$200  & \$201 ;
+  assign \$202  = ~ busy;
+  assign \$203  = \$202  & host_we;
+  assign \$204  = host_addr[17:14] == 3'h4;
+  assign \$205  = \$203  & \$204 ;
+  assign \$206  = host_addr[13:11] == 1'h1;
+  assign \$signature__en$342  = \$205  & \$206 ;
+  assign \$207  = ~ busy;
+  assign \$208  = \$207  & host_we;
+  assign \$209  = host_addr[17:14] == 2'h2;
+  assign \$210  = \$208  & \$209 ;
+  assign \$211  = host_addr[13:11] == 1'h1;
+  assign \$signature__en$345  = \$210  & \$211 ;
+  assign \$212  = ~ busy;
+  assign \$213  = \$212  & host_we;
+  assign \$214  = host_addr[17:14] == 3'h4;
+  assign \$215  = \$213  & \$214 ;
+  assign \$216  = host_addr[13:11] == 2'h2;
+  assign \$signature__en$348  = \$215  & \$216 ;
+  assign \$217  = ~ busy;
+  assign \$218  = \$217  & host_we;
+  assign \$219  = host_addr[17:14] == 2'h2;
+  assign \$220  = \$218  & \$219 ;
+  assign \$221  = host_addr[13:11] == 2'h2;
+  assign \$signature__en$351  = \$220  & \$221 ;
+  assign \$222  = ~ busy;
+  assign \$223  = \$222  & host_we;
+  assign \$224  = host_addr[17:14] == 3'h4;
+  assign \$225  = \$223  & \$224 ;
+  assign \$226  = host_addr[13:11] == 2'h3;
+  assign \$signature__en$354  = \$225  & \$226 ;
+  assign \$227  = ~ busy;
+  assign \$228  = \$227  & host_we;
+  assign \$229  = host_addr[17:14] == 2'h2;
+  assign \$230  = \$228  & \$229 ;
+  assign \$231  = host_addr[13:11] == 2'h3;
+  assign \$signature__en$357  = \$230  & \$231 ;
+  assign \$232  = ~ busy;
+  assign \$233  = \$232  & host_we;
+  assign \$234  = host_addr[17:14] == 3'h4;
+  assign \$235  = \$233  & \$234 ;
+  assign \$236  = host_addr[13:11] == 3'h4;
+  assign \$signature__en$360  = \$235  & \$236 ;
+  assign \$237  = ~ busy;
+  assign \$238  = \$237  & host_we;
+  assign \$239  = host_addr[17:14] == 2'h2;
+  assign \$240  = \$238  & \$239 ;
+  assign \$241  = host_addr[13:11] == 3'h4;
+  assign \$signature__en$363  = \$240  & \$241 ;
+  assign \$242  = ~ busy;
+  assign \$243  = \$242  & host_we;
+  assign \$244  = host_addr[17:14] == 3'h4;
+  assign \$245  = \$243  & \$244 ;
+  assign \$246  = host_addr[13:11] == 3'h5;
+  assign \$signature__en$366  = \$245  & \$246 ;
+  assign \$247  = ~ busy;
+  assign \$248  = \$247  & host_we;
+  assign \$249  = host_addr[17:14] == 2'h2;
+  assign \$250  = \$248  & \$249 ;
+  assign \$251  = host_addr[13:11] == 3'h5;
+  assign \$signature__en$369  = \$250  & \$251 ;
+  assign \$252  = ~ busy;
+  assign \$253  = \$252  & host_we;
+  assign \$254  = host_addr[17:14] == 3'h4;
+  assign \$255  = \$253  & \$254 ;
+  assign \$256  = host_addr[13:11] == 3'h6;
+  assign \$signature__en$372  = \$255  & \$256 ;
+  assign \$257  = ~ busy;
+  assign \$258  = \$257  & host_we;
+  assign \$259  = host_addr[17:14] == 2'h2;
+  assign \$260  = \$258  & \$259 ;
+  assign \$261  = host_addr[13:11] == 3'h6;
+  assign \$signature__en$375  = \$260  & \$261 ;
+  assign \$262  = ~ busy;
+  assign \$263  = \$262  & host_we;
+  assign \$264  = host_addr[17:14] == 3'h4;
+  assign \$265  = \$263  & \$264 ;
+  assign \$266  = host_addr[13:11] == 3'h7;
+  assign \$signature__en$378  = \$265  & \$266 ;
+  assign \$267  = ~ busy;
+  assign \$268  = \$267  & host_we;
+  assign \$269  = host_addr[17:14] == 2'h2;
+  assign \$270  = \$268  & \$269 ;
+  assign \$271  = host_addr[13:11] == 3'h7;
+  assign \$signature__en$381  = \$270  & \$271 ;
+  assign \$277  = row_wbase + row_offset;
   assign s1_index = s1_from_input ? input_events_nrw[6:0] : events_nrw[6:0];
   assign s1_value = s1_from_input ? input_events_nrw[14:7] : events_nrw[14:7];
   assign row_addr = layer[17:13] + k;
+  assign \$278  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$279  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$280  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$281  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$282  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$283  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$284  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
   assign \$285  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$286  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$287  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
   assign \$288  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$289  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$290  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$290  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
   assign \$291  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$292  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$293  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$293  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
   assign \$294  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$295  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$296  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
@@ -22831,544 +22849,538 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$299  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
   assign \$300  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$301  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$302  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
-  assign \$303  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$304  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$305  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
-  assign \$306  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$307  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign w_data = write_end ? 28'h0000002 : records__payload;
-  assign \$308  = write_end | records__valid;
-  assign w_en = w_rdy & \$308 ;
+  assign \$302  = write_end | records__valid;
+  assign w_en = w_rdy & \$302 ;
   assign spike_src = records__payload[3:2] + 1'h1;
-  assign \$310  = ! records__payload[3:2];
-  assign \$311  = records__payload[3:2] == 1'h1;
-  assign \$312  = records__payload[3:2] == 2'h2;
-  assign \$313  = records__payload[3:2] == 2'h3;
+  assign \$304  = ! records__payload[3:2];
+  assign \$305  = records__payload[3:2] == 1'h1;
+  assign \$306  = records__payload[3:2] == 2'h2;
+  assign \$307  = records__payload[3:2] == 2'h3;
+  assign \$308  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$309  = busy ? { u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0 } : { 1'h0, host_wdata };
+  assign \$310  = host_addr[17:14] == 2'h3;
+  assign \$311  = host_we & \$310 ;
+  assign \$312  = ! host_addr[13:11];
+  assign \$313  = \$311  & \$312 ;
+  assign \$signature__en$516  = busy ? neuron_write : \$313 ;
   assign \$314  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$315  = busy ? { u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0 } : { 1'h0, host_wdata };
+  assign \$315  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
   assign \$316  = host_addr[17:14] == 2'h3;
   assign \$317  = host_we & \$316 ;
-  assign \$318  = ! host_addr[13:11];
+  assign \$318  = host_addr[13:11] == 1'h1;
   assign \$319  = \$317  & \$318 ;
-  assign \$signature__en$507  = busy ? neuron_write : \$319 ;
+  assign \$signature__en$520  = busy ? neuron_write : \$319 ;
   assign \$320  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$321  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
+  assign \$321  = busy ? { u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2 } : { 1'h0, host_wdata };
   assign \$322  = host_addr[17:14] == 2'h3;
   assign \$323  = host_we & \$322 ;
-  assign \$324  = host_addr[13:11] == 1'h1;
+  assign \$324  = host_addr[13:11] == 2'h2;
   assign \$325  = \$323  & \$324 ;
-  assign \$signature__en$511  = busy ? neuron_write : \$325 ;
+  assign \$signature__en$523  = busy ? neuron_write : \$325 ;
   assign \$326  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$327  = busy ? { u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2 } : { 1'h0, host_wdata };
+  assign \$327  = busy ? { u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3 } : { 1'h0, host_wdata };
   assign \$328  = host_addr[17:14] == 2'h3;
   assign \$329  = host_we & \$328 ;
-  assign \$330  = host_addr[13:11] == 2'h2;
+  assign \$330  = host_addr[13:11] == 2'h3;
   assign \$331  = \$329  & \$330 ;
-  assign \$signature__en$514  = busy ? neuron_write : \$331 ;
+  assign \$signature__en$526  = busy ? neuron_write : \$331 ;
   assign \$332  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$333  = busy ? { u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3 } : { 1'h0, host_wdata };
+  assign \$333  = busy ? { u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4 } : { 1'h0, host_wdata };
   assign \$334  = host_addr[17:14] == 2'h3;
   assign \$335  = host_we & \$334 ;
-  assign \$336  = host_addr[13:11] == 2'h3;
+  assign \$336  = host_addr[13:11] == 3'h4;
   assign \$337  = \$335  & \$336 ;
-  assign \$signature__en$517  = busy ? neuron_write : \$337 ;
+  assign \$signature__en$529  = busy ? neuron_write : \$337 ;
   assign \$338  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$339  = busy ? { u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4 } : { 1'h0, host_wdata };
+  assign \$339  = busy ? { u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5 } : { 1'h0, host_wdata };
   assign \$340  = host_addr[17:14] == 2'h3;
   assign \$341  = host_we & \$340 ;
-  assign \$342  = host_addr[13:11] == 3'h4;
+  assign \$342  = host_addr[13:11] == 3'h5;
   assign \$343  = \$341  & \$342 ;
-  assign \$signature__en$520  = busy ? neuron_write : \$343 ;
+  assign \$signature__en$532  = busy ? neuron_write : \$343 ;
   assign \$344  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$345  = busy ? { u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5 } : { 1'h0, host_wdata };
+  assign \$345  = busy ? { u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6 } : { 1'h0, host_wdata };
   assign \$346  = host_addr[17:14] == 2'h3;
   assign \$347  = host_we & \$346 ;
-  assign \$348  = host_addr[13:11] == 3'h5;
+  assign \$348  = host_addr[13:11] == 3'h6;
   assign \$349  = \$347  & \$348 ;
-  assign \$signature__en$523  = busy ? neuron_write : \$349 ;
+  assign \$signature__en$535  = busy ? neuron_write : \$349 ;
   assign \$350  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$351  = busy ? { u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6 } : { 1'h0, host_wdata };
+  assign \$351  = busy ? { u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7 } : { 1'h0, host_wdata };
   assign \$352  = host_addr[17:14] == 2'h3;
   assign \$353  = host_we & \$352 ;
-  assign \$354  = host_addr[13:11] == 3'h6;
+  assign \$354  = host_addr[13:11] == 3'h7;
   assign \$355  = \$353  & \$354 ;
-  assign \$signature__en$526  = busy ? neuron_write : \$355 ;
-  assign \$356  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$357  = busy ? { u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7 } : { 1'h0, host_wdata };
-  assign \$358  = host_addr[17:14] == 2'h3;
-  assign \$359  = host_we & \$358 ;
-  assign \$360  = host_addr[13:11] == 3'h7;
-  assign \$361  = \$359  & \$360 ;
-  assign \$signature__en$529  = busy ? neuron_write : \$361 ;
+  assign \$signature__en$538  = busy ? neuron_write : \$355 ;
+  assign \$356  = k * 4'h8;
+  assign \$357  = \$356  + 1'h0;
+  assign \$358  = \$357  < layer[7:0];
+  assign \$359  = k * 4'h8;
+  assign \$360  = \$359  + 1'h1;
+  assign \$361  = \$360  < layer[7:0];
   assign \$362  = k * 4'h8;
-  assign \$363  = \$362  + 1'h0;
+  assign \$363  = \$362  + 2'h2;
   assign \$364  = \$363  < layer[7:0];
   assign \$365  = k * 4'h8;
-  assign \$366  = \$365  + 1'h1;
+  assign \$366  = \$365  + 2'h3;
   assign \$367  = \$366  < layer[7:0];
   assign \$368  = k * 4'h8;
-  assign \$369  = \$368  + 2'h2;
+  assign \$369  = \$368  + 3'h4;
   assign \$370  = \$369  < layer[7:0];
   assign \$371  = k * 4'h8;
-  assign \$372  = \$371  + 2'h3;
+  assign \$372  = \$371  + 3'h5;
   assign \$373  = \$372  < layer[7:0];
   assign \$374  = k * 4'h8;
-  assign \$375  = \$374  + 3'h4;
+  assign \$375  = \$374  + 3'h6;
   assign \$376  = \$375  < layer[7:0];
   assign \$377  = k * 4'h8;
-  assign \$378  = \$377  + 3'h5;
+  assign \$378  = \$377  + 3'h7;
   assign \$379  = \$378  < layer[7:0];
-  assign \$380  = k * 4'h8;
-  assign \$381  = \$380  + 3'h6;
-  assign \$382  = \$381  < layer[7:0];
-  assign \$383  = k * 4'h8;
-  assign \$384  = \$383  + 3'h7;
-  assign \$385  = \$384  < layer[7:0];
-  assign \$386  = ~ in_full;
-  assign \$387  = ~ clear;
-  assign input__ready = \$386  & \$387 ;
-  assign \$388  = input__valid & input__ready;
-  assign \$390  = g1_const ? g1_n : { 1'h0, s1_index };
-  assign g_value = g1_const ? \$signature__data$397 [7:0] : s1_value;
-  assign \$391  = gbase + n;
-  assign \$392  = busy ? \$391  : { 1'h0, host_addr[10:0] };
-  assign \$393  = i <= 1'h0;
-  assign \$395  = \$394  > 1'h0;
-  assign \$396  = \$393  & \$395 ;
-  assign \$398  = ~ \$397 ;
-  assign \$399  = | ssm_k0;
-  assign \$400  = \$398  | \$399 ;
-  assign \$401  = | ssm_q0;
-  assign \$402  = \$400  | \$401 ;
-  assign \$403  = \$396  & \$402 ;
-  assign \$404  = i <= 1'h1;
-  assign \$406  = \$405  > 1'h1;
-  assign \$407  = \$404  & \$406 ;
-  assign \$409  = ~ \$408 ;
-  assign \$410  = | ssm_k1;
-  assign \$411  = \$409  | \$410 ;
-  assign \$412  = | ssm_q1;
-  assign \$413  = \$411  | \$412 ;
-  assign \$414  = \$407  & \$413 ;
-  assign \$415  = i <= 2'h2;
-  assign \$417  = \$416  > 2'h2;
-  assign \$418  = \$415  & \$417 ;
-  assign \$420  = ~ \$419 ;
-  assign \$421  = | ssm_k2;
-  assign \$422  = \$420  | \$421 ;
-  assign \$423  = | ssm_q2;
-  assign \$424  = \$422  | \$423 ;
-  assign \$425  = \$418  & \$424 ;
-  assign \$426  = i <= 2'h3;
-  assign \$428  = \$427  > 2'h3;
-  assign \$429  = \$426  & \$428 ;
-  assign \$431  = ~ \$430 ;
-  assign \$432  = | ssm_k3;
-  assign \$433  = \$431  | \$432 ;
-  assign \$434  = | ssm_q3;
-  assign \$435  = \$433  | \$434 ;
-  assign \$436  = \$429  & \$435 ;
-  assign \$437  = i <= 3'h4;
-  assign \$439  = \$438  > 3'h4;
-  assign \$440  = \$437  & \$439 ;
-  assign \$442  = ~ \$441 ;
-  assign \$443  = | ssm_k4;
-  assign \$444  = \$442  | \$443 ;
-  assign \$445  = | ssm_q4;
-  assign \$446  = \$444  | \$445 ;
-  assign \$447  = \$440  & \$446 ;
-  assign \$448  = i <= 3'h5;
-  assign \$450  = \$449  > 3'h5;
-  assign \$451  = \$448  & \$450 ;
-  assign \$453  = ~ \$452 ;
-  assign \$454  = | ssm_k5;
-  assign \$455  = \$453  | \$454 ;
-  assign \$456  = | ssm_q5;
-  assign \$457  = \$455  | \$456 ;
-  assign \$458  = \$451  & \$457 ;
-  assign \$459  = i <= 3'h6;
-  assign \$461  = \$460  > 3'h6;
-  assign \$462  = \$459  & \$461 ;
-  assign \$464  = ~ \$463 ;
-  assign \$465  = | ssm_k6;
-  assign \$466  = \$464  | \$465 ;
-  assign \$467  = | ssm_q6;
-  assign \$468  = \$466  | \$467 ;
-  assign \$469  = \$462  & \$468 ;
-  assign \$470  = i <= 3'h7;
-  assign \$472  = \$471  > 3'h7;
-  assign \$473  = \$470  & \$472 ;
-  assign \$475  = ~ \$474 ;
-  assign \$476  = | ssm_k7;
-  assign \$477  = \$475  | \$476 ;
-  assign \$478  = | ssm_q7;
-  assign \$479  = \$477  | \$478 ;
-  assign \$480  = \$473  & \$479 ;
-  assign \$481  = i <= 4'h8;
-  assign \$483  = \$482  > 4'h8;
-  assign \$484  = \$481  & \$483 ;
-  assign \$486  = ~ \$485 ;
-  assign \$487  = | ssm_k8;
-  assign \$488  = \$486  | \$487 ;
-  assign \$489  = | ssm_q8;
-  assign \$490  = \$488  | \$489 ;
-  assign \$491  = \$484  & \$490 ;
-  assign \$492  = i <= 4'h9;
-  assign \$494  = \$493  > 4'h9;
-  assign \$495  = \$492  & \$494 ;
-  assign \$497  = ~ \$496 ;
-  assign \$498  = | ssm_k9;
-  assign \$499  = \$497  | \$498 ;
-  assign \$500  = | ssm_q9;
-  assign \$501  = \$499  | \$500 ;
-  assign \$502  = \$495  & \$501 ;
-  assign \$503  = i <= 4'ha;
-  assign \$505  = \$504  > 4'ha;
-  assign \$506  = \$503  & \$505 ;
-  assign \$508  = ~ \$507 ;
-  assign \$509  = | ssm_k10;
-  assign \$510  = \$508  | \$509 ;
-  assign \$511  = | ssm_q10;
-  assign \$512  = \$510  | \$511 ;
-  assign \$513  = \$506  & \$512 ;
-  assign \$514  = i <= 4'hb;
-  assign \$516  = \$515  > 4'hb;
-  assign \$517  = \$514  & \$516 ;
-  assign \$519  = ~ \$518 ;
-  assign \$520  = | ssm_k11;
-  assign \$521  = \$519  | \$520 ;
-  assign \$522  = | ssm_q11;
-  assign \$523  = \$521  | \$522 ;
-  assign \$524  = \$517  & \$523 ;
-  assign \$525  = i <= 4'hc;
-  assign \$527  = \$526  > 4'hc;
-  assign \$528  = \$525  & \$527 ;
-  assign \$530  = ~ \$529 ;
-  assign \$531  = | ssm_k12;
-  assign \$532  = \$530  | \$531 ;
-  assign \$533  = | ssm_q12;
-  assign \$534  = \$532  | \$533 ;
-  assign \$535  = \$528  & \$534 ;
-  assign \$536  = i <= 4'hd;
-  assign \$538  = \$537  > 4'hd;
-  assign \$539  = \$536  & \$538 ;
-  assign \$541  = ~ \$540 ;
-  assign \$542  = | ssm_k13;
-  assign \$543  = \$541  | \$542 ;
-  assign \$544  = | ssm_q13;
-  assign \$545  = \$543  | \$544 ;
-  assign \$546  = \$539  & \$545 ;
-  assign \$547  = i <= 4'he;
-  assign \$549  = \$548  > 4'he;
-  assign \$550  = \$547  & \$549 ;
-  assign \$552  = ~ \$551 ;
-  assign \$553  = | ssm_k14;
-  assign \$554  = \$552  | \$553 ;
-  assign \$555  = | ssm_q14;
-  assign \$556  = \$554  | \$555 ;
-  assign \$557  = \$550  & \$556 ;
-  assign \$558  = i <= 4'hf;
-  assign \$560  = \$559  > 4'hf;
-  assign \$561  = \$558  & \$560 ;
-  assign \$563  = ~ \$562 ;
-  assign \$564  = | ssm_k15;
-  assign \$565  = \$563  | \$564 ;
-  assign \$566  = | ssm_q15;
-  assign \$567  = \$565  | \$566 ;
-  assign \$568  = \$561  & \$567 ;
+  assign \$380  = ~ in_full;
+  assign \$381  = ~ clear;
+  assign input__ready = \$380  & \$381 ;
+  assign \$382  = input__valid & input__ready;
+  assign \$384  = g1_const ? g1_n : { 1'h0, s1_index };
+  assign g_value = g1_const ? \$signature__data$390 [7:0] : s1_value;
+  assign \$385  = gbase + n;
+  assign \$386  = busy ? \$385  : { 1'h0, host_addr[10:0] };
+  assign \$387  = i <= 1'h0;
+  assign \$389  = \$388  > 1'h0;
+  assign \$390  = \$387  & \$389 ;
+  assign \$392  = ~ \$391 ;
+  assign \$393  = | ssm_k0;
+  assign \$394  = \$392  | \$393 ;
+  assign \$395  = | ssm_q0;
+  assign \$396  = \$394  | \$395 ;
+  assign \$397  = \$390  & \$396 ;
+  assign \$398  = i <= 1'h1;
+  assign \$400  = \$399  > 1'h1;
+  assign \$401  = \$398  & \$400 ;
+  assign \$403  = ~ \$402 ;
+  assign \$404  = | ssm_k1;
+  assign \$405  = \$403  | \$404 ;
+  assign \$406  = | ssm_q1;
+  assign \$407  = \$405  | \$406 ;
+  assign \$408  = \$401  & \$407 ;
+  assign \$409  = i <= 2'h2;
+  assign \$411  = \$410  > 2'h2;
+  assign \$412  = \$409  & \$411 ;
+  assign \$414  = ~ \$413 ;
+  assign \$415  = | ssm_k2;
+  assign \$416  = \$414  | \$415 ;
+  assign \$417  = | ssm_q2;
+  assign \$418  = \$416  | \$417 ;
+  assign \$419  = \$412  & \$418 ;
+  assign \$420  = i <= 2'h3;
+  assign \$422  = \$421  > 2'h3;
+  assign \$423  = \$420  & \$422 ;
+  assign \$425  = ~ \$424 ;
+  assign \$426  = | ssm_k3;
+  assign \$427  = \$425  | \$426 ;
+  assign \$428  = | ssm_q3;
+  assign \$429  = \$427  | \$428 ;
+  assign \$430  = \$423  & \$429 ;
+  assign \$431  = i <= 3'h4;
+  assign \$433  = \$432  > 3'h4;
+  assign \$434  = \$431  & \$433 ;
+  assign \$436  = ~ \$435 ;
+  assign \$437  = | ssm_k4;
+  assign \$438  = \$436  | \$437 ;
+  assign \$439  = | ssm_q4;
+  assign \$440  = \$438  | \$439 ;
+  assign \$441  = \$434  & \$440 ;
+  assign \$442  = i <= 3'h5;
+  assign \$444  = \$443  > 3'h5;
+  assign \$445  = \$442  & \$444 ;
+  assign \$447  = ~ \$446 ;
+  assign \$448  = | ssm_k5;
+  assign \$449  = \$447  | \$448 ;
+  assign \$450  = | ssm_q5;
+  assign \$451  = \$449  | \$450 ;
+  assign \$452  = \$445  & \$451 ;
+  assign \$453  = i <= 3'h6;
+  assign \$455  = \$454  > 3'h6;
+  assign \$456  = \$453  & \$455 ;
+  assign \$458  = ~ \$457 ;
+  assign \$459  = | ssm_k6;
+  assign \$460  = \$458  | \$459 ;
+  assign \$461  = | ssm_q6;
+  assign \$462  = \$460  | \$461 ;
+  assign \$463  = \$456  & \$462 ;
+  assign \$464  = i <= 3'h7;
+  assign \$466  = \$465  > 3'h7;
+  assign \$467  = \$464  & \$466 ;
+  assign \$469  = ~ \$468 ;
+  assign \$470  = | ssm_k7;
+  assign \$471  = \$469  | \$470 ;
+  assign \$472  = | ssm_q7;
+  assign \$473  = \$471  | \$472 ;
+  assign \$474  = \$467  & \$473 ;
+  assign \$475  = i <= 4'h8;
+  assign \$477  = \$476  > 4'h8;
+  assign \$478  = \$475  & \$477 ;
+  assign \$480  = ~ \$479 ;
+  assign \$481  = | ssm_k8;
+  assign \$482  = \$480  | \$481 ;
+  assign \$483  = | ssm_q8;
+  assign \$484  = \$482  | \$483 ;
+  assign \$485  = \$478  & \$484 ;
+  assign \$486  = i <= 4'h9;
+  assign \$488  = \$487  > 4'h9;
+  assign \$489  = \$486  & \$488 ;
+  assign \$491  = ~ \$490 ;
+  assign \$492  = | ssm_k9;
+  assign \$493  = \$491  | \$492 ;
+  assign \$494  = | ssm_q9;
+  assign \$495  = \$493  | \$494 ;
+  assign \$496  = \$489  & \$495 ;
+  assign \$497  = i <= 4'ha;
+  assign \$499  = \$498  > 4'ha;
+  assign \$500  = \$497  & \$499 ;
+  assign \$502  = ~ \$501 ;
+  assign \$503  = | ssm_k10;
+  assign \$504  = \$502  | \$503 ;
+  assign \$505  = | ssm_q10;
+  assign \$506  = \$504  | \$505 ;
+  assign \$507  = \$500  & \$506 ;
+  assign \$508  = i <= 4'hb;
+  assign \$510  = \$509  > 4'hb;
+  assign \$511  = \$508  & \$510 ;
+  assign \$513  = ~ \$512 ;
+  assign \$514  = | ssm_k11;
+  assign \$515  = \$513  | \$514 ;
+  assign \$516  = | ssm_q11;
+  assign \$517  = \$515  | \$516 ;
+  assign \$518  = \$511  & \$517 ;
+  assign \$519  = i <= 4'hc;
+  assign \$521  = \$520  > 4'hc;
+  assign \$522  = \$519  & \$521 ;
+  assign \$524  = ~ \$523 ;
+  assign \$525  = | ssm_k12;
+  assign \$526  = \$524  | \$525 ;
+  assign \$527  = | ssm_q12;
+  assign \$528  = \$526  | \$527 ;
+  assign \$529  = \$522  & \$528 ;
+  assign \$530  = i <= 4'hd;
+  assign \$532  = \$531  > 4'hd;
+  assign \$533  = \$530  & \$532 ;
+  assign \$535  = ~ \$534 ;
+  assign \$536  = | ssm_k13;
+  assign \$537  = \$535  | \$536 ;
+  assign \$538  = | ssm_q13;
+  assign \$539  = \$537  | \$538 ;
+  assign \$540  = \$533  & \$539 ;
+  assign \$541  = i <= 4'he;
+  assign \$543  = \$542  > 4'he;
+  assign \$544  = \$541  & \$543 ;
+  assign \$546  = ~ \$545 ;
+  assign \$547  = | ssm_k14;
+  assign \$548  = \$546  | \$547 ;
+  assign \$549  = | ssm_q14;
+  assign \$550  = \$548  | \$549 ;
+  assign \$551  = \$544  & \$550 ;
+  assign \$552  = i <= 4'hf;
+  assign \$554  = \$553  > 4'hf;
+  assign \$555  = \$552  & \$554 ;
+  assign \$557  = ~ \$556 ;
+  assign \$558  = | ssm_k15;
+  assign \$559  = \$557  | \$558 ;
+  assign \$560  = | ssm_q15;
+  assign \$561  = \$559  | \$560 ;
+  assign \$562  = \$555  & \$561 ;
   assign found = | active;
-  assign \$570  = row * layer[12:8];
-  assign \$571  = \$569  + \$570 ;
-  assign \$572  = \$571  + k;
-  assign \$573  = k * 4'h8;
-  assign \$574  = \$573  + 1'h0;
-  assign \$575  = $signed({ 1'h0, \$signature__data$397  }) * $signed(\$signature__data$389 );
-  assign \$578  = $signed(\$577 ) * $signed(ssm_vsel0);
-  assign \$579  = $signed(\$576 ) + $signed(\$578 );
-  assign \$580  = $signed(\$579 ) > $signed(16'h7fff);
-  assign \$581  = $signed(\$579 ) < $signed(16'h8000);
-  assign \$582  = \$581  ? 34'h3ffff8000 : { \$579 [25], \$579 [25], \$579 [25], \$579 [25], \$579 [25], \$579 [25], \$579 [25], \$579 [25], \$579  };
-  assign \$583  = \$580  ? 34'h000007fff : \$582 ;
-  assign \$584  = busy ? { 3'h0, \$572 [7:0] } : host_addr[10:0];
-  assign \$585  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$586  = busy ? { \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15], \$583 [15:0] } : { 1'h0, host_wdata };
-  assign \$587  = p1_valid & valid_lanes[0];
-  assign \$588  = host_addr[17:14] == 4'h8;
-  assign \$589  = host_we & \$588 ;
-  assign \$590  = ! host_addr[13:11];
-  assign \$591  = \$589  & \$590 ;
-  assign \$signature__en$540  = busy ? \$587  : \$591 ;
-  assign ssm_shifted0 = $signed(ssm_yacc0) >>> \$592 ;
-  assign \$593  = $signed(ssm_shifted0) > $signed(8'h7f);
-  assign \$594  = $signed(ssm_shifted0) < $signed(8'h80);
-  assign \$595  = \$594  ? 28'hfffff80 : ssm_shifted0;
-  assign \$596  = \$593  ? 28'h000007f : \$595 ;
-  assign \$597  = | \$596 [7:0];
-  assign \$598  = k * 4'h8;
-  assign \$599  = \$598  + 1'h1;
-  assign \$600  = $signed({ 1'h0, \$signature__data$397  }) * $signed(\$signature__data$390 );
-  assign \$603  = $signed(\$602 ) * $signed(ssm_vsel1);
-  assign \$604  = $signed(\$601 ) + $signed(\$603 );
-  assign \$605  = $signed(\$604 ) > $signed(16'h7fff);
-  assign \$606  = $signed(\$604 ) < $signed(16'h8000);
-  assign \$607  = \$606  ? 34'h3ffff8000 : { \$604 [25], \$604 [25], \$604 [25], \$604 [25], \$604 [25], \$604 [25], \$604 [25], \$604 [25], \$604  };
-  assign \$608  = \$605  ? 34'h000007fff : \$607 ;
-  assign \$609  = busy ? { 3'h0, \$572 [7:0] } : host_addr[10:0];
-  assign \$610  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$611  = busy ? { \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15], \$608 [15:0] } : { 1'h0, host_wdata };
-  assign \$612  = p1_valid & valid_lanes[1];
-  assign \$613  = host_addr[17:14] == 4'h8;
-  assign \$614  = host_we & \$613 ;
-  assign \$615  = host_addr[13:11] == 1'h1;
-  assign \$616  = \$614  & \$615 ;
-  assign \$signature__en$549  = busy ? \$612  : \$616 ;
-  assign ssm_shifted1 = $signed(ssm_yacc1) >>> \$617 ;
-  assign \$618  = $signed(ssm_shifted1) > $signed(8'h7f);
-  assign \$619  = $signed(ssm_shifted1) < $signed(8'h80);
-  assign \$620  = \$619  ? 28'hfffff80 : ssm_shifted1;
-  assign \$621  = \$618  ? 28'h000007f : \$620 ;
-  assign \$622  = | \$621 [7:0];
-  assign \$623  = k * 4'h8;
-  assign \$624  = \$623  + 2'h2;
-  assign \$625  = $signed({ 1'h0, \$signature__data$397  }) * $signed(\$signature__data$391 );
-  assign \$628  = $signed(\$627 ) * $signed(ssm_vsel2);
-  assign \$629  = $signed(\$626 ) + $signed(\$628 );
-  assign \$630  = $signed(\$629 ) > $signed(16'h7fff);
-  assign \$631  = $signed(\$629 ) < $signed(16'h8000);
-  assign \$632  = \$631  ? 34'h3ffff8000 : { \$629 [25], \$629 [25], \$629 [25], \$629 [25], \$629 [25], \$629 [25], \$629 [25], \$629 [25], \$629  };
-  assign \$633  = \$630  ? 34'h000007fff : \$632 ;
-  assign \$634  = busy ? { 3'h0, \$572 [7:0] } : host_addr[10:0];
-  assign \$635  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$636  = busy ? { \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15], \$633 [15:0] } : { 1'h0, host_wdata };
-  assign \$637  = p1_valid & valid_lanes[2];
-  assign \$638  = host_addr[17:14] == 4'h8;
-  assign \$639  = host_we & \$638 ;
-  assign \$640  = host_addr[13:11] == 2'h2;
-  assign \$641  = \$639  & \$640 ;
-  assign \$signature__en$557  = busy ? \$637  : \$641 ;
-  assign ssm_shifted2 = $signed(ssm_yacc2) >>> \$642 ;
-  assign \$643  = $signed(ssm_shifted2) > $signed(8'h7f);
-  assign \$644  = $signed(ssm_shifted2) < $signed(8'h80);
-  assign \$645  = \$644  ? 28'hfffff80 : ssm_shifted2;
-  assign \$646  = \$643  ? 28'h000007f : \$645 ;
-  assign \$647  = | \$646 [7:0];
-  assign \$648  = k * 4'h8;
-  assign \$649  = \$648  + 2'h3;
-  assign \$650  = $signed({ 1'h0, \$signature__data$397  }) * $signed(\$signature__data$392 );
-  assign \$653  = $signed(\$652 ) * $signed(ssm_vsel3);
-  assign \$654  = $signed(\$651 ) + $signed(\$653 );
-  assign \$655  = $signed(\$654 ) > $signed(16'h7fff);
-  assign \$656  = $signed(\$654 ) < $signed(16'h8000);
-  assign \$657  = \$656  ? 34'h3ffff8000 : { \$654 [25], \$654 [25], \$654 [25], \$654 [25], \$654 [25], \$654 [25], \$654 [25], \$654 [25], \$654  };
-  assign \$658  = \$655  ? 34'h000007fff : \$657 ;
-  assign \$659  = busy ? { 3'h0, \$572 [7:0] } : host_addr[10:0];
-  assign \$660  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$661  = busy ? { \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15], \$658 [15:0] } : { 1'h0, host_wdata };
-  assign \$662  = p1_valid & valid_lanes[3];
-  assign \$663  = host_addr[17:14] == 4'h8;
-  assign \$664  = host_we & \$663 ;
-  assign \$665  = host_addr[13:11] == 2'h3;
-  assign \$666  = \$664  & \$665 ;
-  assign \$signature__en$565  = busy ? \$662  : \$666 ;
-  assign ssm_shifted3 = $signed(ssm_yacc3) >>> \$667 ;
-  assign \$668  = $signed(ssm_shifted3) > $signed(8'h7f);
-  assign \$669  = $signed(ssm_shifted3) < $signed(8'h80);
-  assign \$670  = \$669  ? 28'hfffff80 : ssm_shifted3;
-  assign \$671  = \$668  ? 28'h000007f : \$670 ;
-  assign \$672  = | \$671 [7:0];
-  assign \$673  = k * 4'h8;
-  assign \$674  = \$673  + 3'h4;
-  assign \$675  = $signed({ 1'h0, \$signature__data$397  }) * $signed(\$signature__data$393 );
-  assign \$678  = $signed(\$677 ) * $signed(ssm_vsel4);
-  assign \$679  = $signed(\$676 ) + $signed(\$678 );
-  assign \$680  = $signed(\$679 ) > $signed(16'h7fff);
-  assign \$681  = $signed(\$679 ) < $signed(16'h8000);
-  assign \$682  = \$681  ? 34'h3ffff8000 : { \$679 [25], \$679 [25], \$679 [25], \$679 [25], \$679 [25], \$679 [25], \$679 [25], \$679 [25], \$679  };
-  assign \$683  = \$680  ? 34'h000007fff : \$682 ;
-  assign \$684  = busy ? { 3'h0, \$572 [7:0] } : host_addr[10:0];
-  assign \$685  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$686  = busy ? { \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15], \$683 [15:0] } : { 1'h0, host_wdata };
-  assign \$687  = p1_valid & valid_lanes[4];
-  assign \$688  = host_addr[17:14] == 4'h8;
-  assign \$689  = host_we & \$688 ;
-  assign \$690  = host_addr[13:11] == 3'h4;
-  assign \$691  = \$689  & \$690 ;
-  assign \$signature__en$573  = busy ? \$687  : \$691 ;
-  assign ssm_shifted4 = $signed(ssm_yacc4) >>> \$692 ;
-  assign \$693  = $signed(ssm_shifted4) > $signed(8'h7f);
-  assign \$694  = $signed(ssm_shifted4) < $signed(8'h80);
-  assign \$695  = \$694  ? 28'hfffff80 : ssm_shifted4;
-  assign \$696  = \$693  ? 28'h000007f : \$695 ;
-  assign \$697  = | \$696 [7:0];
-  assign \$698  = k * 4'h8;
-  assign \$699  = \$698  + 3'h5;
-  assign \$700  = $signed({ 1'h0, \$signature__data$397  }) * $signed(\$signature__data$394 );
-  assign \$703  = $signed(\$702 ) * $signed(ssm_vsel5);
-  assign \$704  = $signed(\$701 ) + $signed(\$703 );
-  assign \$705  = $signed(\$704 ) > $signed(16'h7fff);
-  assign \$706  = $signed(\$704 ) < $signed(16'h8000);
-  assign \$707  = \$706  ? 34'h3ffff8000 : { \$704 [25], \$704 [25], \$704 [25], \$704 [25], \$704 [25], \$704 [25], \$704 [25], \$704 [25], \$704  };
-  assign \$708  = \$705  ? 34'h000007fff : \$707 ;
-  assign \$709  = busy ? { 3'h0, \$572 [7:0] } : host_addr[10:0];
-  assign \$710  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$711  = busy ? { \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15], \$708 [15:0] } : { 1'h0, host_wdata };
-  assign \$712  = p1_valid & valid_lanes[5];
-  assign \$713  = host_addr[17:14] == 4'h8;
-  assign \$714  = host_we & \$713 ;
-  assign \$715  = host_addr[13:11] == 3'h5;
-  assign \$716  = \$714  & \$715 ;
-  assign \$signature__en$581  = busy ? \$712  : \$716 ;
-  assign ssm_shifted5 = $signed(ssm_yacc5) >>> \$717 ;
-  assign \$718  = $signed(ssm_shifted5) > $signed(8'h7f);
-  assign \$719  = $signed(ssm_shifted5) < $signed(8'h80);
-  assign \$720  = \$719  ? 28'hfffff80 : ssm_shifted5;
-  assign \$721  = \$718  ? 28'h000007f : \$720 ;
-  assign \$722  = | \$721 [7:0];
-  assign \$723  = k * 4'h8;
-  assign \$724  = \$723  + 3'h6;
-  assign \$725  = $signed({ 1'h0, \$signature__data$397  }) * $signed(\$signature__data$395 );
-  assign \$728  = $signed(\$727 ) * $signed(ssm_vsel6);
-  assign \$729  = $signed(\$726 ) + $signed(\$728 );
-  assign \$730  = $signed(\$729 ) > $signed(16'h7fff);
-  assign \$731  = $signed(\$729 ) < $signed(16'h8000);
-  assign \$732  = \$731  ? 34'h3ffff8000 : { \$729 [25], \$729 [25], \$729 [25], \$729 [25], \$729 [25], \$729 [25], \$729 [25], \$729 [25], \$729  };
-  assign \$733  = \$730  ? 34'h000007fff : \$732 ;
-  assign \$734  = busy ? { 3'h0, \$572 [7:0] } : host_addr[10:0];
-  assign \$735  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$736  = busy ? { \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15], \$733 [15:0] } : { 1'h0, host_wdata };
-  assign \$737  = p1_valid & valid_lanes[6];
-  assign \$738  = host_addr[17:14] == 4'h8;
-  assign \$739  = host_we & \$738 ;
-  assign \$740  = host_addr[13:11] == 3'h6;
-  assign \$741  = \$739  & \$740 ;
-  assign \$signature__en$589  = busy ? \$737  : \$741 ;
-  assign ssm_shifted6 = $signed(ssm_yacc6) >>> \$742 ;
-  assign \$743  = $signed(ssm_shifted6) > $signed(8'h7f);
-  assign \$744  = $signed(ssm_shifted6) < $signed(8'h80);
-  assign \$745  = \$744  ? 28'hfffff80 : ssm_shifted6;
-  assign \$746  = \$743  ? 28'h000007f : \$745 ;
-  assign \$747  = | \$746 [7:0];
-  assign \$748  = k * 4'h8;
-  assign \$749  = \$748  + 3'h7;
-  assign \$750  = $signed({ 1'h0, \$signature__data$397  }) * $signed(\$signature__data$396 );
-  assign \$753  = $signed(\$752 ) * $signed(ssm_vsel7);
-  assign \$754  = $signed(\$751 ) + $signed(\$753 );
-  assign \$755  = $signed(\$754 ) > $signed(16'h7fff);
-  assign \$756  = $signed(\$754 ) < $signed(16'h8000);
-  assign \$757  = \$756  ? 34'h3ffff8000 : { \$754 [25], \$754 [25], \$754 [25], \$754 [25], \$754 [25], \$754 [25], \$754 [25], \$754 [25], \$754  };
-  assign \$758  = \$755  ? 34'h000007fff : \$757 ;
-  assign \$759  = busy ? { 3'h0, \$572 [7:0] } : host_addr[10:0];
-  assign \$760  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$761  = busy ? { \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15], \$758 [15:0] } : { 1'h0, host_wdata };
-  assign \$762  = p1_valid & valid_lanes[7];
-  assign \$763  = host_addr[17:14] == 4'h8;
-  assign \$764  = host_we & \$763 ;
-  assign \$765  = host_addr[13:11] == 3'h7;
-  assign \$766  = \$764  & \$765 ;
-  assign \$signature__en$597  = busy ? \$762  : \$766 ;
-  assign ssm_shifted7 = $signed(ssm_yacc7) >>> \$767 ;
-  assign \$768  = $signed(ssm_shifted7) > $signed(8'h7f);
-  assign \$769  = $signed(ssm_shifted7) < $signed(8'h80);
-  assign \$770  = \$769  ? 28'hfffff80 : ssm_shifted7;
-  assign \$771  = \$768  ? 28'h000007f : \$770 ;
-  assign \$772  = | \$771 [7:0];
-  assign \$773  = ! li;
-  assign \$774  = li == 1'h1;
-  assign \$775  = li == 2'h2;
-  assign \$776  = li == 2'h3;
-  assign \$777  = ! li;
-  assign \$778  = li == 1'h1;
-  assign \$779  = li == 2'h2;
-  assign \$780  = li == 2'h3;
+  assign \$564  = row * layer[12:8];
+  assign \$565  = \$563  + \$564 ;
+  assign \$566  = \$565  + k;
+  assign \$567  = k * 4'h8;
+  assign \$568  = \$567  + 1'h0;
+  assign \$569  = $signed({ 1'h0, \$signature__data$390  }) * $signed(\$signature__data$382 );
+  assign \$572  = $signed(\$571 ) * $signed(ssm_vsel0);
+  assign \$573  = $signed(\$570 ) + $signed(\$572 );
+  assign \$574  = $signed(\$573 ) > $signed(16'h7fff);
+  assign \$575  = $signed(\$573 ) < $signed(16'h8000);
+  assign \$576  = \$575  ? 34'h3ffff8000 : { \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573  };
+  assign \$577  = \$574  ? 34'h000007fff : \$576 ;
+  assign \$578  = busy ? { 3'h0, \$566 [7:0] } : host_addr[10:0];
+  assign \$579  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$580  = busy ? { \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15:0] } : { 1'h0, host_wdata };
+  assign \$581  = p1_valid & valid_lanes[0];
+  assign \$582  = host_addr[17:14] == 4'h8;
+  assign \$583  = host_we & \$582 ;
+  assign \$584  = ! host_addr[13:11];
+  assign \$585  = \$583  & \$584 ;
+  assign \$signature__en$549  = busy ? \$581  : \$585 ;
+  assign ssm_shifted0 = $signed(ssm_yacc0) >>> \$586 ;
+  assign \$587  = $signed(ssm_shifted0) > $signed(8'h7f);
+  assign \$588  = $signed(ssm_shifted0) < $signed(8'h80);
+  assign \$589  = \$588  ? 28'hfffff80 : ssm_shifted0;
+  assign \$590  = \$587  ? 28'h000007f : \$589 ;
+  assign \$591  = | \$590 [7:0];
+  assign \$592  = k * 4'h8;
+  assign \$593  = \$592  + 1'h1;
+  assign \$594  = $signed({ 1'h0, \$signature__data$390  }) * $signed(\$signature__data$383 );
+  assign \$597  = $signed(\$596 ) * $signed(ssm_vsel1);
+  assign \$598  = $signed(\$595 ) + $signed(\$597 );
+  assign \$599  = $signed(\$598 ) > $signed(16'h7fff);
+  assign \$600  = $signed(\$598 ) < $signed(16'h8000);
+  assign \$601  = \$600  ? 34'h3ffff8000 : { \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598  };
+  assign \$602  = \$599  ? 34'h000007fff : \$601 ;
+  assign \$603  = busy ? { 3'h0, \$566 [7:0] } : host_addr[10:0];
+  assign \$604  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$605  = busy ? { \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15:0] } : { 1'h0, host_wdata };
+  assign \$606  = p1_valid & valid_lanes[1];
+  assign \$607  = host_addr[17:14] == 4'h8;
+  assign \$608  = host_we & \$607 ;
+  assign \$609  = host_addr[13:11] == 1'h1;
+  assign \$610  = \$608  & \$609 ;
+  assign \$signature__en$558  = busy ? \$606  : \$610 ;
+  assign ssm_shifted1 = $signed(ssm_yacc1) >>> \$611 ;
+  assign \$612  = $signed(ssm_shifted1) > $signed(8'h7f);
+  assign \$613  = $signed(ssm_shifted1) < $signed(8'h80);
+  assign \$614  = \$613  ? 28'hfffff80 : ssm_shifted1;
+  assign \$615  = \$612  ? 28'h000007f : \$614 ;
+  assign \$616  = | \$615 [7:0];
+  assign \$617  = k * 4'h8;
+  assign \$618  = \$617  + 2'h2;
+  assign \$619  = $signed({ 1'h0, \$signature__data$390  }) * $signed(\$signature__data$384 );
+  assign \$622  = $signed(\$621 ) * $signed(ssm_vsel2);
+  assign \$623  = $signed(\$620 ) + $signed(\$622 );
+  assign \$624  = $signed(\$623 ) > $signed(16'h7fff);
+  assign \$625  = $signed(\$623 ) < $signed(16'h8000);
+  assign \$626  = \$625  ? 34'h3ffff8000 : { \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623  };
+  assign \$627  = \$624  ? 34'h000007fff : \$626 ;
+  assign \$628  = busy ? { 3'h0, \$566 [7:0] } : host_addr[10:0];
+  assign \$629  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$630  = busy ? { \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15:0] } : { 1'h0, host_wdata };
+  assign \$631  = p1_valid & valid_lanes[2];
+  assign \$632  = host_addr[17:14] == 4'h8;
+  assign \$633  = host_we & \$632 ;
+  assign \$634  = host_addr[13:11] == 2'h2;
+  assign \$635  = \$633  & \$634 ;
+  assign \$signature__en$566  = busy ? \$631  : \$635 ;
+  assign ssm_shifted2 = $signed(ssm_yacc2) >>> \$636 ;
+  assign \$637  = $signed(ssm_shifted2) > $signed(8'h7f);
+  assign \$638  = $signed(ssm_shifted2) < $signed(8'h80);
+  assign \$639  = \$638  ? 28'hfffff80 : ssm_shifted2;
+  assign \$640  = \$637  ? 28'h000007f : \$639 ;
+  assign \$641  = | \$640 [7:0];
+  assign \$642  = k * 4'h8;
+  assign \$643  = \$642  + 2'h3;
+  assign \$644  = $signed({ 1'h0, \$signature__data$390  }) * $signed(\$signature__data$385 );
+  assign \$647  = $signed(\$646 ) * $signed(ssm_vsel3);
+  assign \$648  = $signed(\$645 ) + $signed(\$647 );
+  assign \$649  = $signed(\$648 ) > $signed(16'h7fff);
+  assign \$650  = $signed(\$648 ) < $signed(16'h8000);
+  assign \$651  = \$650  ? 34'h3ffff8000 : { \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648  };
+  assign \$652  = \$649  ? 34'h000007fff : \$651 ;
+  assign \$653  = busy ? { 3'h0, \$566 [7:0] } : host_addr[10:0];
+  assign \$654  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$655  = busy ? { \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15:0] } : { 1'h0, host_wdata };
+  assign \$656  = p1_valid & valid_lanes[3];
+  assign \$657  = host_addr[17:14] == 4'h8;
+  assign \$658  = host_we & \$657 ;
+  assign \$659  = host_addr[13:11] == 2'h3;
+  assign \$660  = \$658  & \$659 ;
+  assign \$signature__en$574  = busy ? \$656  : \$660 ;
+  assign ssm_shifted3 = $signed(ssm_yacc3) >>> \$661 ;
+  assign \$662  = $signed(ssm_shifted3) > $signed(8'h7f);
+  assign \$663  = $signed(ssm_shifted3) < $signed(8'h80);
+  assign \$664  = \$663  ? 28'hfffff80 : ssm_shifted3;
+  assign \$665  = \$662  ? 28'h000007f : \$664 ;
+  assign \$666  = | \$665 [7:0];
+  assign \$667  = k * 4'h8;
+  assign \$668  = \$667  + 3'h4;
+  assign \$669  = $signed({ 1'h0, \$signature__data$390  }) * $signed(\$signature__data$386 );
+  assign \$672  = $signed(\$671 ) * $signed(ssm_vsel4);
+  assign \$673  = $signed(\$670 ) + $signed(\$672 );
+  assign \$674  = $signed(\$673 ) > $signed(16'h7fff);
+  assign \$675  = $signed(\$673 ) < $signed(16'h8000);
+  assign \$676  = \$675  ? 34'h3ffff8000 : { \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673  };
+  assign \$677  = \$674  ? 34'h000007fff : \$676 ;
+  assign \$678  = busy ? { 3'h0, \$566 [7:0] } : host_addr[10:0];
+  assign \$679  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$680  = busy ? { \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15:0] } : { 1'h0, host_wdata };
+  assign \$681  = p1_valid & valid_lanes[4];
+  assign \$682  = host_addr[17:14] == 4'h8;
+  assign \$683  = host_we & \$682 ;
+  assign \$684  = host_addr[13:11] == 3'h4;
+  assign \$685  = \$683  & \$684 ;
+  assign \$signature__en$582  = busy ? \$681  : \$685 ;
+  assign ssm_shifted4 = $signed(ssm_yacc4) >>> \$686 ;
+  assign \$687  = $signed(ssm_shifted4) > $signed(8'h7f);
+  assign \$688  = $signed(ssm_shifted4) < $signed(8'h80);
+  assign \$689  = \$688  ? 28'hfffff80 : ssm_shifted4;
+  assign \$690  = \$687  ? 28'h000007f : \$689 ;
+  assign \$691  = | \$690 [7:0];
+  assign \$692  = k * 4'h8;
+  assign \$693  = \$692  + 3'h5;
+  assign \$694  = $signed({ 1'h0, \$signature__data$390  }) * $signed(\$signature__data$387 );
+  assign \$697  = $signed(\$696 ) * $signed(ssm_vsel5);
+  assign \$698  = $signed(\$695 ) + $signed(\$697 );
+  assign \$699  = $signed(\$698 ) > $signed(16'h7fff);
+  assign \$700  = $signed(\$698 ) < $signed(16'h8000);
+  assign \$701  = \$700  ? 34'h3ffff8000 : { \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698  };
+  assign \$702  = \$699  ? 34'h000007fff : \$701 ;
+  assign \$703  = busy ? { 3'h0, \$566 [7:0] } : host_addr[10:0];
+  assign \$704  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$705  = busy ? { \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15:0] } : { 1'h0, host_wdata };
+  assign \$706  = p1_valid & valid_lanes[5];
+  assign \$707  = host_addr[17:14] == 4'h8;
+  assign \$708  = host_we & \$707 ;
+  assign \$709  = host_addr[13:11] == 3'h5;
+  assign \$710  = \$708  & \$709 ;
+  assign \$signature__en$590  = busy ? \$706  : \$710 ;
+  assign ssm_shifted5 = $signed(ssm_yacc5) >>> \$711 ;
+  assign \$712  = $signed(ssm_shifted5) > $signed(8'h7f);
+  assign \$713  = $signed(ssm_shifted5) < $signed(8'h80);
+  assign \$714  = \$713  ? 28'hfffff80 : ssm_shifted5;
+  assign \$715  = \$712  ? 28'h000007f : \$714 ;
+  assign \$716  = | \$715 [7:0];
+  assign \$717  = k * 4'h8;
+  assign \$718  = \$717  + 3'h6;
+  assign \$719  = $signed({ 1'h0, \$signature__data$390  }) * $signed(\$signature__data$388 );
+  assign \$722  = $signed(\$721 ) * $signed(ssm_vsel6);
+  assign \$723  = $signed(\$720 ) + $signed(\$722 );
+  assign \$724  = $signed(\$723 ) > $signed(16'h7fff);
+  assign \$725  = $signed(\$723 ) < $signed(16'h8000);
+  assign \$726  = \$725  ? 34'h3ffff8000 : { \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723  };
+  assign \$727  = \$724  ? 34'h000007fff : \$726 ;
+  assign \$728  = busy ? { 3'h0, \$566 [7:0] } : host_addr[10:0];
+  assign \$729  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$730  = busy ? { \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15:0] } : { 1'h0, host_wdata };
+  assign \$731  = p1_valid & valid_lanes[6];
+  assign \$732  = host_addr[17:14] == 4'h8;
+  assign \$733  = host_we & \$732 ;
+  assign \$734  = host_addr[13:11] == 3'h6;
+  assign \$735  = \$733  & \$734 ;
+  assign \$signature__en$598  = busy ? \$731  : \$735 ;
+  assign ssm_shifted6 = $signed(ssm_yacc6) >>> \$736 ;
+  assign \$737  = $signed(ssm_shifted6) > $signed(8'h7f);
+  assign \$738  = $signed(ssm_shifted6) < $signed(8'h80);
+  assign \$739  = \$738  ? 28'hfffff80 : ssm_shifted6;
+  assign \$740  = \$737  ? 28'h000007f : \$739 ;
+  assign \$741  = | \$740 [7:0];
+  assign \$742  = k * 4'h8;
+  assign \$743  = \$742  + 3'h7;
+  assign \$744  = $signed({ 1'h0, \$signature__data$390  }) * $signed(\$signature__data$389 );
+  assign \$747  = $signed(\$746 ) * $signed(ssm_vsel7);
+  assign \$748  = $signed(\$745 ) + $signed(\$747 );
+  assign \$749  = $signed(\$748 ) > $signed(16'h7fff);
+  assign \$750  = $signed(\$748 ) < $signed(16'h8000);
+  assign \$751  = \$750  ? 34'h3ffff8000 : { \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748  };
+  assign \$752  = \$749  ? 34'h000007fff : \$751 ;
+  assign \$753  = busy ? { 3'h0, \$566 [7:0] } : host_addr[10:0];
+  assign \$754  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
+  assign \$755  = busy ? { \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15:0] } : { 1'h0, host_wdata };
+  assign \$756  = p1_valid & valid_lanes[7];
+  assign \$757  = host_addr[17:14] == 4'h8;
+  assign \$758  = host_we & \$757 ;
+  assign \$759  = host_addr[13:11] == 3'h7;
+  assign \$760  = \$758  & \$759 ;
+  assign \$signature__en$606  = busy ? \$756  : \$760 ;
+  assign ssm_shifted7 = $signed(ssm_yacc7) >>> \$761 ;
+  assign \$762  = $signed(ssm_shifted7) > $signed(8'h7f);
+  assign \$763  = $signed(ssm_shifted7) < $signed(8'h80);
+  assign \$764  = \$763  ? 28'hfffff80 : ssm_shifted7;
+  assign \$765  = \$762  ? 28'h000007f : \$764 ;
+  assign \$766  = | \$765 [7:0];
+  assign \$767  = ! li;
+  assign \$768  = li == 1'h1;
+  assign \$769  = li == 2'h2;
+  assign \$770  = li == 2'h3;
+  assign \$771  = ! li;
+  assign \$772  = li == 1'h1;
+  assign \$773  = li == 2'h2;
+  assign \$774  = li == 2'h3;
+  assign \$775  = ! li;
+  assign \$776  = li == 1'h1;
+  assign \$777  = li == 2'h2;
+  assign \$778  = li == 2'h3;
+  assign \$779  = n < cnt;
+  assign \$780  = ! k;
   assign \$781  = ! li;
   assign \$782  = li == 1'h1;
   assign \$783  = li == 2'h2;
   assign \$784  = li == 2'h3;
-  assign \$785  = n < cnt;
-  assign \$786  = ! k;
-  assign \$787  = ! li;
-  assign \$788  = li == 1'h1;
-  assign \$789  = li == 2'h2;
-  assign \$790  = li == 2'h3;
-  assign \$791  = e + 1'h1;
-  assign \$792  = ! li;
-  assign \$793  = li == 1'h1;
-  assign \$794  = li == 2'h2;
-  assign \$795  = li == 2'h3;
-  assign \$796  = ! li;
-  assign \$797  = li == 1'h1;
-  assign \$798  = li == 2'h2;
-  assign \$799  = li == 2'h3;
-  assign \$800  = ! li;
-  assign \$801  = li == 1'h1;
-  assign \$802  = li == 2'h2;
-  assign \$803  = li == 2'h3;
-  assign \$804  = spikes & valid_q;
-  assign \$805  = layer[44] ? valid_q : \$804 ;
-  assign \$806  = k * 4'h8;
-  assign \$807  = ! li;
-  assign \$808  = li == 1'h1;
-  assign \$809  = li == 2'h2;
-  assign \$810  = li == 2'h3;
-  assign \$811  = ! li;
-  assign \$812  = li == 1'h1;
-  assign \$813  = li == 2'h2;
-  assign \$814  = li == 2'h3;
-  assign \$815  = gop == 3'h4;
-  assign \$821  = \$820  + 1'h0;
-  assign \$827  = \$825  + \$826 ;
-  assign \$834  = \$833  + layer[7:0];
-  assign \$835  = \$832  + \$834 ;
+  assign \$785  = e + 1'h1;
+  assign \$786  = ! li;
+  assign \$787  = li == 1'h1;
+  assign \$788  = li == 2'h2;
+  assign \$789  = li == 2'h3;
+  assign \$790  = ! li;
+  assign \$791  = li == 1'h1;
+  assign \$792  = li == 2'h2;
+  assign \$793  = li == 2'h3;
+  assign \$794  = ! li;
+  assign \$795  = li == 1'h1;
+  assign \$796  = li == 2'h2;
+  assign \$797  = li == 2'h3;
+  assign \$798  = spikes & valid_q;
+  assign \$799  = layer[44] ? valid_q : \$798 ;
+  assign \$800  = k * 4'h8;
+  assign \$801  = ! li;
+  assign \$802  = li == 1'h1;
+  assign \$803  = li == 2'h2;
+  assign \$804  = li == 2'h3;
+  assign \$805  = ! li;
+  assign \$806  = li == 1'h1;
+  assign \$807  = li == 2'h2;
+  assign \$808  = li == 2'h3;
+  assign \$809  = gop == 3'h4;
+  assign \$815  = \$814  + 1'h0;
+  assign \$821  = \$819  + \$820 ;
+  assign \$828  = \$827  + layer[7:0];
+  assign \$829  = \$826  + \$828 ;
+  assign \$833  = ! li;
+  assign \$834  = li == 1'h1;
+  assign \$835  = li == 2'h2;
+  assign \$836  = li == 2'h3;
+  assign \$837  = n < cnt;
+  assign \$838  = ~ g_const;
   assign \$839  = ! li;
   assign \$840  = li == 1'h1;
   assign \$841  = li == 2'h2;
   assign \$842  = li == 2'h3;
-  assign \$843  = n < cnt;
-  assign \$844  = ~ g_const;
-  assign \$845  = ! li;
-  assign \$846  = li == 1'h1;
-  assign \$847  = li == 2'h2;
-  assign \$848  = li == 2'h3;
-  assign \$849  = ! li;
-  assign \$850  = li == 1'h1;
-  assign \$851  = li == 2'h2;
-  assign \$852  = li == 2'h3;
-  assign \$853  = ! li;
-  assign \$854  = li == 1'h1;
-  assign \$855  = li == 2'h2;
-  assign \$856  = li == 2'h3;
-  assign \$857  = arow + row;
-  assign \$858  = ! li;
-  assign \$859  = li == 1'h1;
-  assign \$860  = li == 2'h2;
-  assign \$861  = li == 2'h3;
-  assign \$862  = ! li;
-  assign \$863  = li == 1'h1;
-  assign \$864  = li == 2'h2;
-  assign \$865  = li == 2'h3;
-  assign \$866  = ynz & valid_lanes;
-  assign \$867  = layer[44] ? valid_lanes : \$866 ;
-  assign \$868  = k * 4'h8;
-  assign \$869  = ~ busy;
-  assign \$870  = clear & \$869 ;
-  assign \$871  = ! fsm_state;
-  assign \$872  = fsm_state == 1'h1;
-  assign \$873  = fsm_state == 2'h2;
-  assign \$874  = fsm_state == 2'h3;
-  assign \$875  = fsm_state == 3'h4;
-  assign \$876  = fsm_state == 3'h5;
-  assign \$877  = fsm_state == 3'h6;
-  assign \$878  = fsm_state == 3'h7;
-  assign \$879  = fsm_state == 4'h8;
-  assign \$880  = fsm_state == 4'h9;
-  assign \$881  = fsm_state == 4'ha;
-  assign \$882  = fsm_state == 4'hb;
-  assign \$883  = fsm_state == 4'hc;
-  assign \$884  = fsm_state == 4'hd;
-  assign \$885  = fsm_state == 4'he;
-  assign \$886  = fsm_state == 4'hf;
-  assign \$887  = fsm_state == 5'h10;
+  assign \$843  = ! li;
+  assign \$844  = li == 1'h1;
+  assign \$845  = li == 2'h2;
+  assign \$846  = li == 2'h3;
+  assign \$847  = ! li;
+  assign \$848  = li == 1'h1;
+  assign \$849  = li == 2'h2;
+  assign \$850  = li == 2'h3;
+  assign \$851  = arow + row;
+  assign \$852  = ! li;
+  assign \$853  = li == 1'h1;
+  assign \$854  = li == 2'h2;
+  assign \$855  = li == 2'h3;
+  assign \$856  = ! li;
+  assign \$857  = li == 1'h1;
+  assign \$858  = li == 2'h2;
+  assign \$859  = li == 2'h3;
+  assign \$860  = ynz & valid_lanes;
+  assign \$861  = layer[44] ? valid_lanes : \$860 ;
+  assign \$862  = k * 4'h8;
+  assign \$863  = ~ busy;
+  assign \$864  = clear & \$863 ;
+  assign \$865  = ! fsm_state;
+  assign \$866  = fsm_state == 1'h1;
+  assign \$867  = fsm_state == 2'h2;
+  assign \$868  = fsm_state == 2'h3;
+  assign \$869  = fsm_state == 3'h4;
+  assign \$870  = fsm_state == 3'h5;
+  assign \$871  = fsm_state == 3'h6;
+  assign \$872  = fsm_state == 3'h7;
+  assign \$873  = fsm_state == 4'h8;
+  assign \$874  = fsm_state == 4'h9;
+  assign \$875  = fsm_state == 4'ha;
+  assign \$876  = fsm_state == 4'hb;
+  assign \$877  = fsm_state == 4'hc;
+  assign \$878  = fsm_state == 4'hd;
+  assign \$879  = fsm_state == 4'he;
+  assign \$880  = fsm_state == 4'hf;
+  assign \$881  = fsm_state == 5'h10;
   always @(posedge clk)
     events_nrw <= port__data;
   always @(posedge clk)
@@ -23422,425 +23434,393 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     membranes7_nrw <= \port__data$67 ;
   always @(posedge clk)
-    layer0 <= \$888 ;
+    layer0 <= \$882 ;
   always @(posedge clk)
-    layer1 <= \$889 ;
+    layer1 <= \$883 ;
   always @(posedge clk)
-    layer2 <= \$890 ;
+    layer2 <= \$884 ;
   always @(posedge clk)
-    layer3 <= \$891 ;
+    layer3 <= \$885 ;
   always @(posedge clk)
-    edge0 <= \$892 ;
+    edge0 <= \$886 ;
   always @(posedge clk)
-    edge1 <= \$893 ;
+    edge1 <= \$887 ;
   always @(posedge clk)
-    edge2 <= \$894 ;
+    edge2 <= \$888 ;
   always @(posedge clk)
-    edge3 <= \$895 ;
+    edge3 <= \$889 ;
   always @(posedge clk)
-    edge4 <= \$896 ;
+    edge4 <= \$890 ;
   always @(posedge clk)
-    edge5 <= \$897 ;
+    edge5 <= \$891 ;
   always @(posedge clk)
-    edge6 <= \$898 ;
+    edge6 <= \$892 ;
   always @(posedge clk)
-    edge7 <= \$899 ;
+    edge7 <= \$893 ;
   always @(posedge clk)
-    num_layers <= \$900 ;
+    num_layers <= \$894 ;
   always @(posedge clk)
-    ssm0 <= \$901 ;
+    ssm0 <= \$895 ;
   always @(posedge clk)
-    ssm1 <= \$902 ;
+    ssm1 <= \$896 ;
   always @(posedge clk)
-    ssm2 <= \$903 ;
+    ssm2 <= \$897 ;
   always @(posedge clk)
-    ssm3 <= \$904 ;
+    ssm3 <= \$898 ;
   always @(posedge clk)
-    host_rvalid <= \$905 ;
+    host_rvalid <= \$899 ;
   always @(posedge clk)
-    rd_region <= \$906 ;
+    rd_region <= \$900 ;
   always @(posedge clk)
-    rd_lane <= \$907 ;
+    rd_lane <= \$901 ;
   always @(posedge clk)
-    rd_reg <= \$908 ;
+    rd_reg <= \$902 ;
   always @(posedge clk)
-    layer <= \$909 ;
+    layer <= \$903 ;
   always @(posedge clk)
-    e_end <= \$910 ;
+    e_end <= \$904 ;
   always @(posedge clk)
-    e <= \$911 ;
+    e <= \$905 ;
   always @(posedge clk)
-    \edge  <= \$912 ;
+    \edge  <= \$906 ;
   always @(posedge clk)
     w_addr_q0 <= \$11 [11:0];
   always @(posedge clk)
     w_addr_q1 <= \$12 [11:0];
   always @(posedge clk)
-    \$signal  <= \$913 ;
+    \$signal  <= \$907 ;
   always @(posedge clk)
-    s1b_valid <= \$914 ;
+    s1b_valid <= \$908 ;
   always @(posedge clk)
     s1b_x <= s1_value;
   always @(posedge clk)
-    s2_valid <= \$915 ;
+    s2_valid <= \$909 ;
   always @(posedge clk)
-    s2_x <= \$916 ;
+    s2_x <= \$910 ;
   always @(posedge clk)
-    s1_rowbase <= \$917 ;
+    s1_rowbase <= \$911 ;
   always @(posedge clk)
-    s1_from_input <= \$918 ;
+    s1_from_input <= \$912 ;
   always @(posedge clk)
-    \$signal$111  <= \$919 ;
+    \$signal$111  <= \$913 ;
   always @(posedge clk)
-    s3_x <= s2_x;
+    s4_valid <= \$914 ;
   always @(posedge clk)
-    s4_valid <= \$920 ;
+    \$signal$113  <= \$915 ;
   always @(posedge clk)
-    w_q0 <= weights0_nrw;
+    \$signal$115  <= \$916 ;
   always @(posedge clk)
-    w_q1 <= weights1_nrw;
+    \$signal$116  <= \$917 ;
   always @(posedge clk)
-    w_q2 <= weights2_nrw;
+    \$signal$117  <= \$918 ;
   always @(posedge clk)
-    w_q3 <= weights3_nrw;
-  always @(posedge clk)
-    w_q4 <= weights4_nrw;
-  always @(posedge clk)
-    w_q5 <= weights5_nrw;
-  always @(posedge clk)
-    w_q6 <= weights6_nrw;
-  always @(posedge clk)
-    w_q7 <= weights7_nrw;
-  always @(posedge clk)
-    prod_q0 <= \$14 ;
-  always @(posedge clk)
-    prod_q1 <= \$15 ;
-  always @(posedge clk)
-    prod_q2 <= \$16 ;
-  always @(posedge clk)
-    prod_q3 <= \$17 ;
-  always @(posedge clk)
-    prod_q4 <= \$18 ;
-  always @(posedge clk)
-    prod_q5 <= \$19 ;
-  always @(posedge clk)
-    prod_q6 <= \$20 ;
-  always @(posedge clk)
-    prod_q7 <= \$21 ;
-  always @(posedge clk)
-    \$signal$130  <= \$921 ;
-  always @(posedge clk)
-    \$signal$132  <= \$922 ;
-  always @(posedge clk)
-    \$signal$133  <= \$923 ;
+    bias_q0 <= params0_nrw[40:25];
   always @(posedge clk)
     u_q0 <= membranes0_nrw;
   always @(posedge clk)
     alpha_q0 <= params0_nrw[8:0];
   always @(posedge clk)
-    bias_q0 <= params0_nrw[40:25];
+    leak_q0 <= \$919 ;
   always @(posedge clk)
-    leak_q0 <= \$924 ;
+    acc0 <= \$920 ;
   always @(posedge clk)
-    acc0 <= \$925 ;
+    bias_q1 <= params1_nrw[40:25];
   always @(posedge clk)
     u_q1 <= membranes1_nrw;
   always @(posedge clk)
     alpha_q1 <= params1_nrw[8:0];
   always @(posedge clk)
-    bias_q1 <= params1_nrw[40:25];
+    leak_q1 <= \$921 ;
   always @(posedge clk)
-    leak_q1 <= \$926 ;
+    acc1 <= \$922 ;
   always @(posedge clk)
-    acc1 <= \$927 ;
+    bias_q2 <= params2_nrw[40:25];
   always @(posedge clk)
     u_q2 <= membranes2_nrw;
   always @(posedge clk)
     alpha_q2 <= params2_nrw[8:0];
   always @(posedge clk)
-    bias_q2 <= params2_nrw[40:25];
+    leak_q2 <= \$923 ;
   always @(posedge clk)
-    leak_q2 <= \$928 ;
+    acc2 <= \$924 ;
   always @(posedge clk)
-    acc2 <= \$929 ;
+    bias_q3 <= params3_nrw[40:25];
   always @(posedge clk)
     u_q3 <= membranes3_nrw;
   always @(posedge clk)
     alpha_q3 <= params3_nrw[8:0];
   always @(posedge clk)
-    bias_q3 <= params3_nrw[40:25];
+    leak_q3 <= \$925 ;
   always @(posedge clk)
-    leak_q3 <= \$930 ;
+    acc3 <= \$926 ;
   always @(posedge clk)
-    acc3 <= \$931 ;
+    bias_q4 <= params4_nrw[40:25];
   always @(posedge clk)
     u_q4 <= membranes4_nrw;
   always @(posedge clk)
     alpha_q4 <= params4_nrw[8:0];
   always @(posedge clk)
-    bias_q4 <= params4_nrw[40:25];
+    leak_q4 <= \$927 ;
   always @(posedge clk)
-    leak_q4 <= \$932 ;
+    acc4 <= \$928 ;
   always @(posedge clk)
-    acc4 <= \$933 ;
+    bias_q5 <= params5_nrw[40:25];
   always @(posedge clk)
     u_q5 <= membranes5_nrw;
   always @(posedge clk)
     alpha_q5 <= params5_nrw[8:0];
   always @(posedge clk)
-    bias_q5 <= params5_nrw[40:25];
+    leak_q5 <= \$929 ;
   always @(posedge clk)
-    leak_q5 <= \$934 ;
+    acc5 <= \$930 ;
   always @(posedge clk)
-    acc5 <= \$935 ;
+    bias_q6 <= params6_nrw[40:25];
   always @(posedge clk)
     u_q6 <= membranes6_nrw;
   always @(posedge clk)
     alpha_q6 <= params6_nrw[8:0];
   always @(posedge clk)
-    bias_q6 <= params6_nrw[40:25];
+    leak_q6 <= \$931 ;
   always @(posedge clk)
-    leak_q6 <= \$936 ;
+    acc6 <= \$932 ;
   always @(posedge clk)
-    acc6 <= \$937 ;
+    bias_q7 <= params7_nrw[40:25];
   always @(posedge clk)
     u_q7 <= membranes7_nrw;
   always @(posedge clk)
     alpha_q7 <= params7_nrw[8:0];
   always @(posedge clk)
-    bias_q7 <= params7_nrw[40:25];
+    leak_q7 <= \$933 ;
   always @(posedge clk)
-    leak_q7 <= \$938 ;
+    acc7 <= \$934 ;
   always @(posedge clk)
-    acc7 <= \$939 ;
+    count0 <= \$935 ;
   always @(posedge clk)
-    count0 <= \$940 ;
+    count1 <= \$936 ;
   always @(posedge clk)
-    count1 <= \$941 ;
+    count2 <= \$937 ;
   always @(posedge clk)
-    count2 <= \$942 ;
+    count3 <= \$938 ;
   always @(posedge clk)
-    count3 <= \$943 ;
+    count4 <= \$939 ;
   always @(posedge clk)
-    count4 <= \$944 ;
+    count5 <= \$940 ;
   always @(posedge clk)
-    count5 <= \$945 ;
+    count6 <= \$941 ;
   always @(posedge clk)
-    count6 <= \$946 ;
+    count7 <= \$942 ;
   always @(posedge clk)
-    count7 <= \$947 ;
+    count8 <= \$943 ;
   always @(posedge clk)
-    count8 <= \$948 ;
+    count9 <= \$944 ;
   always @(posedge clk)
-    count9 <= \$949 ;
+    count10 <= \$945 ;
   always @(posedge clk)
-    count10 <= \$950 ;
+    count11 <= \$946 ;
   always @(posedge clk)
-    count11 <= \$951 ;
+    count12 <= \$947 ;
   always @(posedge clk)
-    count12 <= \$952 ;
+    count13 <= \$948 ;
   always @(posedge clk)
-    count13 <= \$953 ;
+    count14 <= \$949 ;
   always @(posedge clk)
-    count14 <= \$954 ;
+    count15 <= \$950 ;
   always @(posedge clk)
-    count15 <= \$955 ;
+    spikes <= \$951 ;
   always @(posedge clk)
-    spikes <= \$956 ;
+    u_new0 <= \$952 ;
   always @(posedge clk)
-    u_new0 <= \$957 ;
+    u_new1 <= \$953 ;
   always @(posedge clk)
-    u_new1 <= \$958 ;
+    u_new2 <= \$954 ;
   always @(posedge clk)
-    u_new2 <= \$959 ;
+    u_new3 <= \$955 ;
   always @(posedge clk)
-    u_new3 <= \$960 ;
+    u_new4 <= \$956 ;
   always @(posedge clk)
-    u_new4 <= \$961 ;
+    u_new5 <= \$957 ;
   always @(posedge clk)
-    u_new5 <= \$962 ;
+    u_new6 <= \$958 ;
   always @(posedge clk)
-    u_new6 <= \$963 ;
+    u_new7 <= \$959 ;
   always @(posedge clk)
-    u_new7 <= \$964 ;
+    valid_q <= \$960 ;
   always @(posedge clk)
-    valid_q <= \$965 ;
+    last_row <= \$961 ;
   always @(posedge clk)
-    last_row <= \$966 ;
+    in_full <= \$962 ;
   always @(posedge clk)
-    in_full <= \$967 ;
+    in_count0 <= \$963 ;
   always @(posedge clk)
-    in_count0 <= \$968 ;
+    in_count1 <= \$964 ;
   always @(posedge clk)
-    in_count1 <= \$969 ;
+    \$signal$226  <= \$965 ;
   always @(posedge clk)
-    \$signal$234  <= \$970 ;
+    g1_op <= \$966 ;
   always @(posedge clk)
-    g1_op <= \$971 ;
+    g1_const <= \$967 ;
   always @(posedge clk)
-    g1_const <= \$972 ;
+    g1_n <= \$968 ;
   always @(posedge clk)
-    g1_n <= \$973 ;
+    ssm_k0 <= \$969 ;
   always @(posedge clk)
-    ssm_k0 <= \$974 ;
+    ssm_k1 <= \$970 ;
   always @(posedge clk)
-    ssm_k1 <= \$975 ;
+    ssm_k2 <= \$971 ;
   always @(posedge clk)
-    ssm_k2 <= \$976 ;
+    ssm_k3 <= \$972 ;
   always @(posedge clk)
-    ssm_k3 <= \$977 ;
+    ssm_k4 <= \$973 ;
   always @(posedge clk)
-    ssm_k4 <= \$978 ;
+    ssm_k5 <= \$974 ;
   always @(posedge clk)
-    ssm_k5 <= \$979 ;
+    ssm_k6 <= \$975 ;
   always @(posedge clk)
-    ssm_k6 <= \$980 ;
+    ssm_k7 <= \$976 ;
   always @(posedge clk)
-    ssm_k7 <= \$981 ;
+    ssm_k8 <= \$977 ;
   always @(posedge clk)
-    ssm_k8 <= \$982 ;
+    ssm_k9 <= \$978 ;
   always @(posedge clk)
-    ssm_k9 <= \$983 ;
+    ssm_k10 <= \$979 ;
   always @(posedge clk)
-    ssm_k10 <= \$984 ;
+    ssm_k11 <= \$980 ;
   always @(posedge clk)
-    ssm_k11 <= \$985 ;
+    ssm_k12 <= \$981 ;
   always @(posedge clk)
-    ssm_k12 <= \$986 ;
+    ssm_k13 <= \$982 ;
   always @(posedge clk)
-    ssm_k13 <= \$987 ;
+    ssm_k14 <= \$983 ;
   always @(posedge clk)
-    ssm_k14 <= \$988 ;
+    ssm_k15 <= \$984 ;
   always @(posedge clk)
-    ssm_k15 <= \$989 ;
+    ssm_v0 <= \$985 ;
   always @(posedge clk)
-    ssm_v0 <= \$990 ;
+    ssm_v1 <= \$986 ;
   always @(posedge clk)
-    ssm_v1 <= \$991 ;
+    ssm_v2 <= \$987 ;
   always @(posedge clk)
-    ssm_v2 <= \$992 ;
+    ssm_v3 <= \$988 ;
   always @(posedge clk)
-    ssm_v3 <= \$993 ;
+    ssm_v4 <= \$989 ;
   always @(posedge clk)
-    ssm_v4 <= \$994 ;
+    ssm_v5 <= \$990 ;
   always @(posedge clk)
-    ssm_v5 <= \$995 ;
+    ssm_v6 <= \$991 ;
   always @(posedge clk)
-    ssm_v6 <= \$996 ;
+    ssm_v7 <= \$992 ;
   always @(posedge clk)
-    ssm_v7 <= \$997 ;
+    ssm_v8 <= \$993 ;
   always @(posedge clk)
-    ssm_v8 <= \$998 ;
+    ssm_v9 <= \$994 ;
   always @(posedge clk)
-    ssm_v9 <= \$999 ;
+    ssm_v10 <= \$995 ;
   always @(posedge clk)
-    ssm_v10 <= \$1000 ;
+    ssm_v11 <= \$996 ;
   always @(posedge clk)
-    ssm_v11 <= \$1001 ;
+    ssm_v12 <= \$997 ;
   always @(posedge clk)
-    ssm_v12 <= \$1002 ;
+    ssm_v13 <= \$998 ;
   always @(posedge clk)
-    ssm_v13 <= \$1003 ;
+    ssm_v14 <= \$999 ;
   always @(posedge clk)
-    ssm_v14 <= \$1004 ;
+    ssm_v15 <= \$1000 ;
   always @(posedge clk)
-    ssm_v15 <= \$1005 ;
+    ssm_q0 <= \$1001 ;
   always @(posedge clk)
-    ssm_q0 <= \$1006 ;
+    ssm_q1 <= \$1002 ;
   always @(posedge clk)
-    ssm_q1 <= \$1007 ;
+    ssm_q2 <= \$1003 ;
   always @(posedge clk)
-    ssm_q2 <= \$1008 ;
+    ssm_q3 <= \$1004 ;
   always @(posedge clk)
-    ssm_q3 <= \$1009 ;
+    ssm_q4 <= \$1005 ;
   always @(posedge clk)
-    ssm_q4 <= \$1010 ;
+    ssm_q5 <= \$1006 ;
   always @(posedge clk)
-    ssm_q5 <= \$1011 ;
+    ssm_q6 <= \$1007 ;
   always @(posedge clk)
-    ssm_q6 <= \$1012 ;
+    ssm_q7 <= \$1008 ;
   always @(posedge clk)
-    ssm_q7 <= \$1013 ;
+    ssm_q8 <= \$1009 ;
   always @(posedge clk)
-    ssm_q8 <= \$1014 ;
+    ssm_q9 <= \$1010 ;
   always @(posedge clk)
-    ssm_q9 <= \$1015 ;
+    ssm_q10 <= \$1011 ;
   always @(posedge clk)
-    ssm_q10 <= \$1016 ;
+    ssm_q11 <= \$1012 ;
   always @(posedge clk)
-    ssm_q11 <= \$1017 ;
+    ssm_q12 <= \$1013 ;
   always @(posedge clk)
-    ssm_q12 <= \$1018 ;
+    ssm_q13 <= \$1014 ;
   always @(posedge clk)
-    ssm_q13 <= \$1019 ;
+    ssm_q14 <= \$1015 ;
   always @(posedge clk)
-    ssm_q14 <= \$1020 ;
+    ssm_q15 <= \$1016 ;
   always @(posedge clk)
-    ssm_q15 <= \$1021 ;
+    gate <= \$1017 ;
   always @(posedge clk)
-    gate <= \$1022 ;
+    p1_valid <= \$1018 ;
   always @(posedge clk)
-    p1_valid <= \$1023 ;
+    p1_i <= \$1019 ;
   always @(posedge clk)
-    p1_i <= \$1024 ;
+    p1_addr <= \$1020 ;
   always @(posedge clk)
-    p1_addr <= \$1025 ;
+    ssm_yacc0 <= \$1021 ;
   always @(posedge clk)
-    ssm_yacc0 <= \$1026 ;
+    ssm_yacc1 <= \$1022 ;
   always @(posedge clk)
-    ssm_yacc1 <= \$1027 ;
+    ssm_yacc2 <= \$1023 ;
   always @(posedge clk)
-    ssm_yacc2 <= \$1028 ;
+    ssm_yacc3 <= \$1024 ;
   always @(posedge clk)
-    ssm_yacc3 <= \$1029 ;
+    ssm_yacc4 <= \$1025 ;
   always @(posedge clk)
-    ssm_yacc4 <= \$1030 ;
+    ssm_yacc5 <= \$1026 ;
   always @(posedge clk)
-    ssm_yacc5 <= \$1031 ;
+    ssm_yacc6 <= \$1027 ;
   always @(posedge clk)
-    ssm_yacc6 <= \$1032 ;
+    ssm_yacc7 <= \$1028 ;
   always @(posedge clk)
-    ssm_yacc7 <= \$1033 ;
+    li <= \$1029 ;
   always @(posedge clk)
-    li <= \$1034 ;
+    \$signal$308  <= \$1030 ;
   always @(posedge clk)
-    \$signal$315  <= \$1035 ;
+    \$signal$223  <= \$1031 ;
   always @(posedge clk)
-    \$signal$231  <= \$1036 ;
+    fsm_state <= \$1032 ;
   always @(posedge clk)
-    fsm_state <= \$1037 ;
+    k <= \$1033 ;
   always @(posedge clk)
-    k <= \$1038 ;
+    src_sel <= \$1034 ;
   always @(posedge clk)
-    src_sel <= \$1039 ;
+    \$signal$110  <= \$1035 ;
   always @(posedge clk)
-    \$signal$110  <= \$1040 ;
+    bank_sel <= \$1036 ;
   always @(posedge clk)
-    bank_sel <= \$1041 ;
+    n <= \$1037 ;
   always @(posedge clk)
-    n <= \$1042 ;
+    cnt <= \$1038 ;
   always @(posedge clk)
-    cnt <= \$1043 ;
+    row_wbase <= \$1039 ;
   always @(posedge clk)
-    row_wbase <= \$1044 ;
+    row_offset <= \$1040 ;
   always @(posedge clk)
-    row_offset <= \$1045 ;
+    drain_n <= \$1041 ;
   always @(posedge clk)
-    drain_n <= \$1046 ;
+    gop <= \$1042 ;
   always @(posedge clk)
-    gop <= \$1047 ;
+    g_const <= \$1043 ;
   always @(posedge clk)
-    g_const <= \$1048 ;
+    gbase <= \$1044 ;
   always @(posedge clk)
-    gbase <= \$1049 ;
+    i <= \$1045 ;
   always @(posedge clk)
-    i <= \$1050 ;
+    arow <= \$1046 ;
   always @(posedge clk)
-    arow <= \$1051 ;
-  always @(posedge clk)
-    cur <= \$1052 ;
+    cur <= \$1047 ;
   \npu_core_demo.counters  counters (
-    .clear(\clear$607 ),
+    .clear(\clear$616 ),
     .clk(clk),
     .inc(inc),
     .raddr(host_addr[4:0]),
@@ -23857,100 +23837,100 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   \npu_core_demo.leak1  leak1 (
     .alpha(alpha_q1),
     .bias(bias_q1),
-    .leak(\leak$144 ),
+    .leak(\leak$129 ),
     .u(u_q1)
   );
   \npu_core_demo.leak2  leak2 (
     .alpha(alpha_q2),
     .bias(bias_q2),
-    .leak(\leak$150 ),
+    .leak(\leak$136 ),
     .u(u_q2)
   );
   \npu_core_demo.leak3  leak3 (
     .alpha(alpha_q3),
     .bias(bias_q3),
-    .leak(\leak$156 ),
+    .leak(\leak$143 ),
     .u(u_q3)
   );
   \npu_core_demo.leak4  leak4 (
     .alpha(alpha_q4),
     .bias(bias_q4),
-    .leak(\leak$162 ),
+    .leak(\leak$150 ),
     .u(u_q4)
   );
   \npu_core_demo.leak5  leak5 (
     .alpha(alpha_q5),
     .bias(bias_q5),
-    .leak(\leak$168 ),
+    .leak(\leak$157 ),
     .u(u_q5)
   );
   \npu_core_demo.leak6  leak6 (
     .alpha(alpha_q6),
     .bias(bias_q6),
-    .leak(\leak$174 ),
+    .leak(\leak$164 ),
     .u(u_q6)
   );
   \npu_core_demo.leak7  leak7 (
     .alpha(alpha_q7),
     .bias(bias_q7),
-    .leak(\leak$180 ),
+    .leak(\leak$171 ),
     .u(u_q7)
   );
   \npu_core_demo.neuron0  neuron0 (
-    .\port$2577$25 (layer[43:25]),
+    .\port$2579$25 (layer[43:25]),
     .spike(spike),
     .theta(params0_nrw[24:9]),
     .total(acc0),
     .u_new(u_new)
   );
   \npu_core_demo.neuron1  neuron1 (
-    .\port$2577$25 (layer[43:25]),
-    .spike(\spike$205 ),
+    .\port$2579$25 (layer[43:25]),
+    .spike(\spike$197 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
-    .u_new(\u_new$207 )
+    .u_new(\u_new$199 )
   );
   \npu_core_demo.neuron2  neuron2 (
-    .\port$2577$25 (layer[43:25]),
-    .spike(\spike$208 ),
+    .\port$2579$25 (layer[43:25]),
+    .spike(\spike$200 ),
     .theta(params2_nrw[24:9]),
     .total(acc2),
-    .u_new(\u_new$210 )
+    .u_new(\u_new$202 )
   );
   \npu_core_demo.neuron3  neuron3 (
-    .\port$2577$25 (layer[43:25]),
-    .spike(\spike$211 ),
+    .\port$2579$25 (layer[43:25]),
+    .spike(\spike$203 ),
     .theta(params3_nrw[24:9]),
     .total(acc3),
-    .u_new(\u_new$213 )
+    .u_new(\u_new$205 )
   );
   \npu_core_demo.neuron4  neuron4 (
-    .\port$2577$25 (layer[43:25]),
-    .spike(\spike$214 ),
+    .\port$2579$25 (layer[43:25]),
+    .spike(\spike$206 ),
     .theta(params4_nrw[24:9]),
     .total(acc4),
-    .u_new(\u_new$216 )
+    .u_new(\u_new$208 )
   );
   \npu_core_demo.neuron5  neuron5 (
-    .\port$2577$25 (layer[43:25]),
-    .spike(\spike$217 ),
+    .\port$2579$25 (layer[43:25]),
+    .spike(\spike$209 ),
     .theta(params5_nrw[24:9]),
     .total(acc5),
-    .u_new(\u_new$219 )
+    .u_new(\u_new$211 )
   );
   \npu_core_demo.neuron6  neuron6 (
-    .\port$2577$25 (layer[43:25]),
-    .spike(\spike$220 ),
+    .\port$2579$25 (layer[43:25]),
+    .spike(\spike$212 ),
     .theta(params6_nrw[24:9]),
     .total(acc6),
-    .u_new(\u_new$222 )
+    .u_new(\u_new$214 )
   );
   \npu_core_demo.neuron7  neuron7 (
-    .\port$2577$25 (layer[43:25]),
-    .spike(\spike$223 ),
+    .\port$2579$25 (layer[43:25]),
+    .spike(\spike$215 ),
     .theta(params7_nrw[24:9]),
     .total(acc7),
-    .u_new(\u_new$225 )
+    .u_new(\u_new$217 )
   );
   \npu_core_demo.out_fifo  out_fifo (
     .clk(clk),
@@ -23962,21 +23942,77 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .w_port__data(w_data),
     .w_rdy(w_rdy)
   );
+  \npu_core_demo.product0  product0 (
+    .a(weights0_nrw),
+    .b(s2_x),
+    .clk(clk),
+    .p_q(p),
+    .rst(rst)
+  );
+  \npu_core_demo.product1  product1 (
+    .a(weights1_nrw),
+    .b(s2_x),
+    .clk(clk),
+    .p_q(\p$131 ),
+    .rst(rst)
+  );
+  \npu_core_demo.product2  product2 (
+    .a(weights2_nrw),
+    .b(s2_x),
+    .clk(clk),
+    .p_q(\p$138 ),
+    .rst(rst)
+  );
+  \npu_core_demo.product3  product3 (
+    .a(weights3_nrw),
+    .b(s2_x),
+    .clk(clk),
+    .p_q(\p$145 ),
+    .rst(rst)
+  );
+  \npu_core_demo.product4  product4 (
+    .a(weights4_nrw),
+    .b(s2_x),
+    .clk(clk),
+    .p_q(\p$152 ),
+    .rst(rst)
+  );
+  \npu_core_demo.product5  product5 (
+    .a(weights5_nrw),
+    .b(s2_x),
+    .clk(clk),
+    .p_q(\p$159 ),
+    .rst(rst)
+  );
+  \npu_core_demo.product6  product6 (
+    .a(weights6_nrw),
+    .b(s2_x),
+    .clk(clk),
+    .p_q(\p$166 ),
+    .rst(rst)
+  );
+  \npu_core_demo.product7  product7 (
+    .a(weights7_nrw),
+    .b(s2_x),
+    .clk(clk),
+    .p_q(\p$173 ),
+    .rst(rst)
+  );
   \npu_core_demo.router  router (
-    .\base$34 (\base$603 ),
+    .\base$34 (\base$612 ),
     .can_load(can_load),
     .clk(clk),
     .\emit_values$36 (emit_values),
     .\event (\event ),
     .free(free),
-    .\layer$35 (\layer$604 ),
+    .\layer$35 (\layer$613 ),
     .load(load),
     .out_valid(records__valid),
     .records__payload(records__payload),
     .records__ready(w_rdy),
     .rst(rst),
     .send(send),
-    .\spikes$33 (\spikes$602 ),
+    .\spikes$33 (\spikes$611 ),
     .values(values)
   );
   always @* begin
@@ -24068,11 +24104,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$231 )
+    casez (\$signal$223 )
       1'h0:
-          \$81  = in_count0;
+          \$73  = in_count0;
       1'h1:
-          \$81  = in_count1;
+          \$73  = in_count1;
     endcase
   end
   always @* begin
@@ -24080,37 +24116,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$91  = ssm_q0;
+          \$83  = ssm_q0;
       4'h1:
-          \$91  = ssm_q1;
+          \$83  = ssm_q1;
       4'h2:
-          \$91  = ssm_q2;
+          \$83  = ssm_q2;
       4'h3:
-          \$91  = ssm_q3;
+          \$83  = ssm_q3;
       4'h4:
-          \$91  = ssm_q4;
+          \$83  = ssm_q4;
       4'h5:
-          \$91  = ssm_q5;
+          \$83  = ssm_q5;
       4'h6:
-          \$91  = ssm_q6;
+          \$83  = ssm_q6;
       4'h7:
-          \$91  = ssm_q7;
+          \$83  = ssm_q7;
       4'h8:
-          \$91  = ssm_q8;
+          \$83  = ssm_q8;
       4'h9:
-          \$91  = ssm_q9;
+          \$83  = ssm_q9;
       4'ha:
-          \$91  = ssm_q10;
+          \$83  = ssm_q10;
       4'hb:
-          \$91  = ssm_q11;
+          \$83  = ssm_q11;
       4'hc:
-          \$91  = ssm_q12;
+          \$83  = ssm_q12;
       4'hd:
-          \$91  = ssm_q13;
+          \$83  = ssm_q13;
       4'he:
-          \$91  = ssm_q14;
+          \$83  = ssm_q14;
       4'hf:
-          \$91  = ssm_q15;
+          \$83  = ssm_q15;
     endcase
   end
   always @* begin
@@ -24118,37 +24154,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$94  = ssm_q0;
+          \$86  = ssm_q0;
       4'h1:
-          \$94  = ssm_q1;
+          \$86  = ssm_q1;
       4'h2:
-          \$94  = ssm_q2;
+          \$86  = ssm_q2;
       4'h3:
-          \$94  = ssm_q3;
+          \$86  = ssm_q3;
       4'h4:
-          \$94  = ssm_q4;
+          \$86  = ssm_q4;
       4'h5:
-          \$94  = ssm_q5;
+          \$86  = ssm_q5;
       4'h6:
-          \$94  = ssm_q6;
+          \$86  = ssm_q6;
       4'h7:
-          \$94  = ssm_q7;
+          \$86  = ssm_q7;
       4'h8:
-          \$94  = ssm_q8;
+          \$86  = ssm_q8;
       4'h9:
-          \$94  = ssm_q9;
+          \$86  = ssm_q9;
       4'ha:
-          \$94  = ssm_q10;
+          \$86  = ssm_q10;
       4'hb:
-          \$94  = ssm_q11;
+          \$86  = ssm_q11;
       4'hc:
-          \$94  = ssm_q12;
+          \$86  = ssm_q12;
       4'hd:
-          \$94  = ssm_q13;
+          \$86  = ssm_q13;
       4'he:
-          \$94  = ssm_q14;
+          \$86  = ssm_q14;
       4'hf:
-          \$94  = ssm_q15;
+          \$86  = ssm_q15;
     endcase
   end
   always @* begin
@@ -24156,37 +24192,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$97  = ssm_q0;
+          \$89  = ssm_q0;
       4'h1:
-          \$97  = ssm_q1;
+          \$89  = ssm_q1;
       4'h2:
-          \$97  = ssm_q2;
+          \$89  = ssm_q2;
       4'h3:
-          \$97  = ssm_q3;
+          \$89  = ssm_q3;
       4'h4:
-          \$97  = ssm_q4;
+          \$89  = ssm_q4;
       4'h5:
-          \$97  = ssm_q5;
+          \$89  = ssm_q5;
       4'h6:
-          \$97  = ssm_q6;
+          \$89  = ssm_q6;
       4'h7:
-          \$97  = ssm_q7;
+          \$89  = ssm_q7;
       4'h8:
-          \$97  = ssm_q8;
+          \$89  = ssm_q8;
       4'h9:
-          \$97  = ssm_q9;
+          \$89  = ssm_q9;
       4'ha:
-          \$97  = ssm_q10;
+          \$89  = ssm_q10;
       4'hb:
-          \$97  = ssm_q11;
+          \$89  = ssm_q11;
       4'hc:
-          \$97  = ssm_q12;
+          \$89  = ssm_q12;
       4'hd:
-          \$97  = ssm_q13;
+          \$89  = ssm_q13;
       4'he:
-          \$97  = ssm_q14;
+          \$89  = ssm_q14;
       4'hf:
-          \$97  = ssm_q15;
+          \$89  = ssm_q15;
     endcase
   end
   always @* begin
@@ -24194,37 +24230,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$100  = ssm_q0;
+          \$92  = ssm_q0;
       4'h1:
-          \$100  = ssm_q1;
+          \$92  = ssm_q1;
       4'h2:
-          \$100  = ssm_q2;
+          \$92  = ssm_q2;
       4'h3:
-          \$100  = ssm_q3;
+          \$92  = ssm_q3;
       4'h4:
-          \$100  = ssm_q4;
+          \$92  = ssm_q4;
       4'h5:
-          \$100  = ssm_q5;
+          \$92  = ssm_q5;
       4'h6:
-          \$100  = ssm_q6;
+          \$92  = ssm_q6;
       4'h7:
-          \$100  = ssm_q7;
+          \$92  = ssm_q7;
       4'h8:
-          \$100  = ssm_q8;
+          \$92  = ssm_q8;
       4'h9:
-          \$100  = ssm_q9;
+          \$92  = ssm_q9;
       4'ha:
-          \$100  = ssm_q10;
+          \$92  = ssm_q10;
       4'hb:
-          \$100  = ssm_q11;
+          \$92  = ssm_q11;
       4'hc:
-          \$100  = ssm_q12;
+          \$92  = ssm_q12;
       4'hd:
-          \$100  = ssm_q13;
+          \$92  = ssm_q13;
       4'he:
-          \$100  = ssm_q14;
+          \$92  = ssm_q14;
       4'hf:
-          \$100  = ssm_q15;
+          \$92  = ssm_q15;
     endcase
   end
   always @* begin
@@ -24232,37 +24268,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$103  = ssm_q0;
+          \$95  = ssm_q0;
       4'h1:
-          \$103  = ssm_q1;
+          \$95  = ssm_q1;
       4'h2:
-          \$103  = ssm_q2;
+          \$95  = ssm_q2;
       4'h3:
-          \$103  = ssm_q3;
+          \$95  = ssm_q3;
       4'h4:
-          \$103  = ssm_q4;
+          \$95  = ssm_q4;
       4'h5:
-          \$103  = ssm_q5;
+          \$95  = ssm_q5;
       4'h6:
-          \$103  = ssm_q6;
+          \$95  = ssm_q6;
       4'h7:
-          \$103  = ssm_q7;
+          \$95  = ssm_q7;
       4'h8:
-          \$103  = ssm_q8;
+          \$95  = ssm_q8;
       4'h9:
-          \$103  = ssm_q9;
+          \$95  = ssm_q9;
       4'ha:
-          \$103  = ssm_q10;
+          \$95  = ssm_q10;
       4'hb:
-          \$103  = ssm_q11;
+          \$95  = ssm_q11;
       4'hc:
-          \$103  = ssm_q12;
+          \$95  = ssm_q12;
       4'hd:
-          \$103  = ssm_q13;
+          \$95  = ssm_q13;
       4'he:
-          \$103  = ssm_q14;
+          \$95  = ssm_q14;
       4'hf:
-          \$103  = ssm_q15;
+          \$95  = ssm_q15;
     endcase
   end
   always @* begin
@@ -24270,37 +24306,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$106  = ssm_q0;
+          \$98  = ssm_q0;
       4'h1:
-          \$106  = ssm_q1;
+          \$98  = ssm_q1;
       4'h2:
-          \$106  = ssm_q2;
+          \$98  = ssm_q2;
       4'h3:
-          \$106  = ssm_q3;
+          \$98  = ssm_q3;
       4'h4:
-          \$106  = ssm_q4;
+          \$98  = ssm_q4;
       4'h5:
-          \$106  = ssm_q5;
+          \$98  = ssm_q5;
       4'h6:
-          \$106  = ssm_q6;
+          \$98  = ssm_q6;
       4'h7:
-          \$106  = ssm_q7;
+          \$98  = ssm_q7;
       4'h8:
-          \$106  = ssm_q8;
+          \$98  = ssm_q8;
       4'h9:
-          \$106  = ssm_q9;
+          \$98  = ssm_q9;
       4'ha:
-          \$106  = ssm_q10;
+          \$98  = ssm_q10;
       4'hb:
-          \$106  = ssm_q11;
+          \$98  = ssm_q11;
       4'hc:
-          \$106  = ssm_q12;
+          \$98  = ssm_q12;
       4'hd:
-          \$106  = ssm_q13;
+          \$98  = ssm_q13;
       4'he:
-          \$106  = ssm_q14;
+          \$98  = ssm_q14;
       4'hf:
-          \$106  = ssm_q15;
+          \$98  = ssm_q15;
     endcase
   end
   always @* begin
@@ -24308,37 +24344,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$109  = ssm_q0;
+          \$101  = ssm_q0;
       4'h1:
-          \$109  = ssm_q1;
+          \$101  = ssm_q1;
       4'h2:
-          \$109  = ssm_q2;
+          \$101  = ssm_q2;
       4'h3:
-          \$109  = ssm_q3;
+          \$101  = ssm_q3;
       4'h4:
-          \$109  = ssm_q4;
+          \$101  = ssm_q4;
       4'h5:
-          \$109  = ssm_q5;
+          \$101  = ssm_q5;
       4'h6:
-          \$109  = ssm_q6;
+          \$101  = ssm_q6;
       4'h7:
-          \$109  = ssm_q7;
+          \$101  = ssm_q7;
       4'h8:
-          \$109  = ssm_q8;
+          \$101  = ssm_q8;
       4'h9:
-          \$109  = ssm_q9;
+          \$101  = ssm_q9;
       4'ha:
-          \$109  = ssm_q10;
+          \$101  = ssm_q10;
       4'hb:
-          \$109  = ssm_q11;
+          \$101  = ssm_q11;
       4'hc:
-          \$109  = ssm_q12;
+          \$101  = ssm_q12;
       4'hd:
-          \$109  = ssm_q13;
+          \$101  = ssm_q13;
       4'he:
-          \$109  = ssm_q14;
+          \$101  = ssm_q14;
       4'hf:
-          \$109  = ssm_q15;
+          \$101  = ssm_q15;
     endcase
   end
   always @* begin
@@ -24346,37 +24382,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$112  = ssm_q0;
+          \$104  = ssm_q0;
       4'h1:
-          \$112  = ssm_q1;
+          \$104  = ssm_q1;
       4'h2:
-          \$112  = ssm_q2;
+          \$104  = ssm_q2;
       4'h3:
-          \$112  = ssm_q3;
+          \$104  = ssm_q3;
       4'h4:
-          \$112  = ssm_q4;
+          \$104  = ssm_q4;
       4'h5:
-          \$112  = ssm_q5;
+          \$104  = ssm_q5;
       4'h6:
-          \$112  = ssm_q6;
+          \$104  = ssm_q6;
       4'h7:
-          \$112  = ssm_q7;
+          \$104  = ssm_q7;
       4'h8:
-          \$112  = ssm_q8;
+          \$104  = ssm_q8;
       4'h9:
-          \$112  = ssm_q9;
+          \$104  = ssm_q9;
       4'ha:
-          \$112  = ssm_q10;
+          \$104  = ssm_q10;
       4'hb:
-          \$112  = ssm_q11;
+          \$104  = ssm_q11;
       4'hc:
-          \$112  = ssm_q12;
+          \$104  = ssm_q12;
       4'hd:
-          \$112  = ssm_q13;
+          \$104  = ssm_q13;
       4'he:
-          \$112  = ssm_q14;
+          \$104  = ssm_q14;
       4'hf:
-          \$112  = ssm_q15;
+          \$104  = ssm_q15;
     endcase
   end
   always @* begin
@@ -24384,109 +24420,109 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$120  = layer0[45];
+          \$114  = layer0[45];
       2'h1:
-          \$120  = layer1[45];
+          \$114  = layer1[45];
       2'h2:
-          \$120  = layer2[45];
+          \$114  = layer2[45];
       2'h3:
-          \$120  = layer3[45];
+          \$114  = layer3[45];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$315 )
+    casez (\$signal$308 )
       1'h0:
-          \$127  = in_count0;
+          \$121  = in_count0;
       1'h1:
-          \$127  = in_count1;
+          \$121  = in_count1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez ({ \$128 , \edge [2:0] })
+    casez ({ \$122 , \edge [2:0] })
       4'h0:
-          \$129  = count0;
+          \$123  = count0;
       4'h1:
-          \$129  = count1;
+          \$123  = count1;
       4'h2:
-          \$129  = count2;
+          \$123  = count2;
       4'h3:
-          \$129  = count3;
+          \$123  = count3;
       4'h4:
-          \$129  = count4;
+          \$123  = count4;
       4'h5:
-          \$129  = count5;
+          \$123  = count5;
       4'h6:
-          \$129  = count6;
+          \$123  = count6;
       4'h7:
-          \$129  = count7;
+          \$123  = count7;
       4'h8:
-          \$129  = count8;
+          \$123  = count8;
       4'h9:
-          \$129  = count9;
+          \$123  = count9;
       4'ha:
-          \$129  = count10;
+          \$123  = count10;
       4'hb:
-          \$129  = count11;
+          \$123  = count11;
       4'hc:
-          \$129  = count12;
+          \$123  = count12;
       4'hd:
-          \$129  = count13;
+          \$123  = count13;
       4'he:
-          \$129  = count14;
+          \$123  = count14;
       4'hf:
-          \$129  = count15;
+          \$123  = count15;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$315 )
+    casez (\$signal$308 )
       1'h0:
-          \$163  = in_count0;
+          \$157  = in_count0;
       1'h1:
-          \$163  = in_count1;
+          \$157  = in_count1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez ({ \$164 , src })
+    casez ({ \$158 , src })
       4'h0:
-          \$165  = count0;
+          \$159  = count0;
       4'h1:
-          \$165  = count1;
+          \$159  = count1;
       4'h2:
-          \$165  = count2;
+          \$159  = count2;
       4'h3:
-          \$165  = count3;
+          \$159  = count3;
       4'h4:
-          \$165  = count4;
+          \$159  = count4;
       4'h5:
-          \$165  = count5;
+          \$159  = count5;
       4'h6:
-          \$165  = count6;
+          \$159  = count6;
       4'h7:
-          \$165  = count7;
+          \$159  = count7;
       4'h8:
-          \$165  = count8;
+          \$159  = count8;
       4'h9:
-          \$165  = count9;
+          \$159  = count9;
       4'ha:
-          \$165  = count10;
+          \$159  = count10;
       4'hb:
-          \$165  = count11;
+          \$159  = count11;
       4'hc:
-          \$165  = count12;
+          \$159  = count12;
       4'hd:
-          \$165  = count13;
+          \$159  = count13;
       4'he:
-          \$165  = count14;
+          \$159  = count14;
       4'hf:
-          \$165  = count15;
+          \$159  = count15;
     endcase
   end
   always @* begin
@@ -24494,13 +24530,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$172  = ssm0[19:11];
+          \$166  = ssm0[19:11];
       2'h1:
-          \$172  = ssm1[19:11];
+          \$166  = ssm1[19:11];
       2'h2:
-          \$172  = ssm2[19:11];
+          \$166  = ssm2[19:11];
       2'h3:
-          \$172  = ssm3[19:11];
+          \$166  = ssm3[19:11];
     endcase
   end
   always @* begin
@@ -24508,13 +24544,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$173  = ssm0[4:0];
+          \$167  = ssm0[4:0];
       2'h1:
-          \$173  = ssm1[4:0];
+          \$167  = ssm1[4:0];
       2'h2:
-          \$173  = ssm2[4:0];
+          \$167  = ssm2[4:0];
       2'h3:
-          \$173  = ssm3[4:0];
+          \$167  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -24522,13 +24558,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$177  = ssm0[4:0];
+          \$171  = ssm0[4:0];
       2'h1:
-          \$177  = ssm1[4:0];
+          \$171  = ssm1[4:0];
       2'h2:
-          \$177  = ssm2[4:0];
+          \$171  = ssm2[4:0];
       2'h3:
-          \$177  = ssm3[4:0];
+          \$171  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -24536,21 +24572,21 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (rd_lane)
       3'h0:
-          \$278  = weights0_nrw;
+          \$272  = weights0_nrw;
       3'h1:
-          \$278  = weights1_nrw;
+          \$272  = weights1_nrw;
       3'h2:
-          \$278  = weights2_nrw;
+          \$272  = weights2_nrw;
       3'h3:
-          \$278  = weights3_nrw;
+          \$272  = weights3_nrw;
       3'h4:
-          \$278  = weights4_nrw;
+          \$272  = weights4_nrw;
       3'h5:
-          \$278  = weights5_nrw;
+          \$272  = weights5_nrw;
       3'h6:
-          \$278  = weights6_nrw;
+          \$272  = weights6_nrw;
       3'h7:
-          \$278  = weights7_nrw;
+          \$272  = weights7_nrw;
     endcase
   end
   always @* begin
@@ -24558,21 +24594,21 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (rd_lane)
       3'h0:
-          \$279  = params0_nrw;
+          \$273  = params0_nrw;
       3'h1:
-          \$279  = params1_nrw;
+          \$273  = params1_nrw;
       3'h2:
-          \$279  = params2_nrw;
+          \$273  = params2_nrw;
       3'h3:
-          \$279  = params3_nrw;
+          \$273  = params3_nrw;
       3'h4:
-          \$279  = params4_nrw;
+          \$273  = params4_nrw;
       3'h5:
-          \$279  = params5_nrw;
+          \$273  = params5_nrw;
       3'h6:
-          \$279  = params6_nrw;
+          \$273  = params6_nrw;
       3'h7:
-          \$279  = params7_nrw;
+          \$273  = params7_nrw;
     endcase
   end
   always @* begin
@@ -24580,21 +24616,21 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (rd_lane)
       3'h0:
-          \$280  = membranes0_nrw;
+          \$274  = membranes0_nrw;
       3'h1:
-          \$280  = membranes1_nrw;
+          \$274  = membranes1_nrw;
       3'h2:
-          \$280  = membranes2_nrw;
+          \$274  = membranes2_nrw;
       3'h3:
-          \$280  = membranes3_nrw;
+          \$274  = membranes3_nrw;
       3'h4:
-          \$280  = membranes4_nrw;
+          \$274  = membranes4_nrw;
       3'h5:
-          \$280  = membranes5_nrw;
+          \$274  = membranes5_nrw;
       3'h6:
-          \$280  = membranes6_nrw;
+          \$274  = membranes6_nrw;
       3'h7:
-          \$280  = membranes7_nrw;
+          \$274  = membranes7_nrw;
     endcase
   end
   always @* begin
@@ -24602,29 +24638,29 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (rd_lane)
       3'h0:
-          \$281  = \$signature__data$389 ;
+          \$275  = \$signature__data$382 ;
       3'h1:
-          \$281  = \$signature__data$390 ;
+          \$275  = \$signature__data$383 ;
       3'h2:
-          \$281  = \$signature__data$391 ;
+          \$275  = \$signature__data$384 ;
       3'h3:
-          \$281  = \$signature__data$392 ;
+          \$275  = \$signature__data$385 ;
       3'h4:
-          \$281  = \$signature__data$393 ;
+          \$275  = \$signature__data$386 ;
       3'h5:
-          \$281  = \$signature__data$394 ;
+          \$275  = \$signature__data$387 ;
       3'h6:
-          \$281  = \$signature__data$395 ;
+          \$275  = \$signature__data$388 ;
       3'h7:
-          \$281  = \$signature__data$396 ;
+          \$275  = \$signature__data$389 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$282  = 9'h000;
+    \$276  = 9'h000;
     casez (rd_lane)
       3'h0:
-          \$282  = \$signature__data$397 ;
+          \$276  = \$signature__data$390 ;
     endcase
   end
   always @* begin
@@ -24632,47 +24668,47 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez ({ cur, spike_src })
       4'h0:
-          \$309  = count0[6:0];
+          \$303  = count0[6:0];
       4'h1:
-          \$309  = count1[6:0];
+          \$303  = count1[6:0];
       4'h2:
-          \$309  = count2[6:0];
+          \$303  = count2[6:0];
       4'h3:
-          \$309  = count3[6:0];
+          \$303  = count3[6:0];
       4'h4:
-          \$309  = count4[6:0];
+          \$303  = count4[6:0];
       4'h5:
-          \$309  = count5[6:0];
+          \$303  = count5[6:0];
       4'h6:
-          \$309  = count6[6:0];
+          \$303  = count6[6:0];
       4'h7:
-          \$309  = count7[6:0];
+          \$303  = count7[6:0];
       4'h8:
-          \$309  = count8[6:0];
+          \$303  = count8[6:0];
       4'h9:
-          \$309  = count9[6:0];
+          \$303  = count9[6:0];
       4'ha:
-          \$309  = count10[6:0];
+          \$303  = count10[6:0];
       4'hb:
-          \$309  = count11[6:0];
+          \$303  = count11[6:0];
       4'hc:
-          \$309  = count12[6:0];
+          \$303  = count12[6:0];
       4'hd:
-          \$309  = count13[6:0];
+          \$303  = count13[6:0];
       4'he:
-          \$309  = count14[6:0];
+          \$303  = count14[6:0];
       4'hf:
-          \$309  = count15[6:0];
+          \$303  = count15[6:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$231 )
+    casez (\$signal$223 )
       1'h0:
-          \$389  = in_count0;
+          \$383  = in_count0;
       1'h1:
-          \$389  = in_count1;
+          \$383  = in_count1;
     endcase
   end
   always @* begin
@@ -24680,13 +24716,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$394  = ssm0[4:0];
+          \$388  = ssm0[4:0];
       2'h1:
-          \$394  = ssm1[4:0];
+          \$388  = ssm1[4:0];
       2'h2:
-          \$394  = ssm2[4:0];
+          \$388  = ssm2[4:0];
       2'h3:
-          \$394  = ssm3[4:0];
+          \$388  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -24694,13 +24730,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$397  = ssm0[46];
+          \$391  = ssm0[46];
       2'h1:
-          \$397  = ssm1[46];
+          \$391  = ssm1[46];
       2'h2:
-          \$397  = ssm2[46];
+          \$391  = ssm2[46];
       2'h3:
-          \$397  = ssm3[46];
+          \$391  = ssm3[46];
     endcase
   end
   always @* begin
@@ -24708,13 +24744,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$405  = ssm0[4:0];
+          \$399  = ssm0[4:0];
       2'h1:
-          \$405  = ssm1[4:0];
+          \$399  = ssm1[4:0];
       2'h2:
-          \$405  = ssm2[4:0];
+          \$399  = ssm2[4:0];
       2'h3:
-          \$405  = ssm3[4:0];
+          \$399  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -24722,13 +24758,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$408  = ssm0[46];
+          \$402  = ssm0[46];
       2'h1:
-          \$408  = ssm1[46];
+          \$402  = ssm1[46];
       2'h2:
-          \$408  = ssm2[46];
+          \$402  = ssm2[46];
       2'h3:
-          \$408  = ssm3[46];
+          \$402  = ssm3[46];
     endcase
   end
   always @* begin
@@ -24736,13 +24772,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$416  = ssm0[4:0];
+          \$410  = ssm0[4:0];
       2'h1:
-          \$416  = ssm1[4:0];
+          \$410  = ssm1[4:0];
       2'h2:
-          \$416  = ssm2[4:0];
+          \$410  = ssm2[4:0];
       2'h3:
-          \$416  = ssm3[4:0];
+          \$410  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -24750,13 +24786,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$419  = ssm0[46];
+          \$413  = ssm0[46];
       2'h1:
-          \$419  = ssm1[46];
+          \$413  = ssm1[46];
       2'h2:
-          \$419  = ssm2[46];
+          \$413  = ssm2[46];
       2'h3:
-          \$419  = ssm3[46];
+          \$413  = ssm3[46];
     endcase
   end
   always @* begin
@@ -24764,13 +24800,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$427  = ssm0[4:0];
+          \$421  = ssm0[4:0];
       2'h1:
-          \$427  = ssm1[4:0];
+          \$421  = ssm1[4:0];
       2'h2:
-          \$427  = ssm2[4:0];
+          \$421  = ssm2[4:0];
       2'h3:
-          \$427  = ssm3[4:0];
+          \$421  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -24778,13 +24814,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$430  = ssm0[46];
+          \$424  = ssm0[46];
       2'h1:
-          \$430  = ssm1[46];
+          \$424  = ssm1[46];
       2'h2:
-          \$430  = ssm2[46];
+          \$424  = ssm2[46];
       2'h3:
-          \$430  = ssm3[46];
+          \$424  = ssm3[46];
     endcase
   end
   always @* begin
@@ -24792,13 +24828,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$438  = ssm0[4:0];
+          \$432  = ssm0[4:0];
       2'h1:
-          \$438  = ssm1[4:0];
+          \$432  = ssm1[4:0];
       2'h2:
-          \$438  = ssm2[4:0];
+          \$432  = ssm2[4:0];
       2'h3:
-          \$438  = ssm3[4:0];
+          \$432  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -24806,13 +24842,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$441  = ssm0[46];
+          \$435  = ssm0[46];
       2'h1:
-          \$441  = ssm1[46];
+          \$435  = ssm1[46];
       2'h2:
-          \$441  = ssm2[46];
+          \$435  = ssm2[46];
       2'h3:
-          \$441  = ssm3[46];
+          \$435  = ssm3[46];
     endcase
   end
   always @* begin
@@ -24820,13 +24856,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$449  = ssm0[4:0];
+          \$443  = ssm0[4:0];
       2'h1:
-          \$449  = ssm1[4:0];
+          \$443  = ssm1[4:0];
       2'h2:
-          \$449  = ssm2[4:0];
+          \$443  = ssm2[4:0];
       2'h3:
-          \$449  = ssm3[4:0];
+          \$443  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -24834,13 +24870,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$452  = ssm0[46];
+          \$446  = ssm0[46];
       2'h1:
-          \$452  = ssm1[46];
+          \$446  = ssm1[46];
       2'h2:
-          \$452  = ssm2[46];
+          \$446  = ssm2[46];
       2'h3:
-          \$452  = ssm3[46];
+          \$446  = ssm3[46];
     endcase
   end
   always @* begin
@@ -24848,13 +24884,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$460  = ssm0[4:0];
+          \$454  = ssm0[4:0];
       2'h1:
-          \$460  = ssm1[4:0];
+          \$454  = ssm1[4:0];
       2'h2:
-          \$460  = ssm2[4:0];
+          \$454  = ssm2[4:0];
       2'h3:
-          \$460  = ssm3[4:0];
+          \$454  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -24862,13 +24898,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$463  = ssm0[46];
+          \$457  = ssm0[46];
       2'h1:
-          \$463  = ssm1[46];
+          \$457  = ssm1[46];
       2'h2:
-          \$463  = ssm2[46];
+          \$457  = ssm2[46];
       2'h3:
-          \$463  = ssm3[46];
+          \$457  = ssm3[46];
     endcase
   end
   always @* begin
@@ -24876,13 +24912,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$471  = ssm0[4:0];
+          \$465  = ssm0[4:0];
       2'h1:
-          \$471  = ssm1[4:0];
+          \$465  = ssm1[4:0];
       2'h2:
-          \$471  = ssm2[4:0];
+          \$465  = ssm2[4:0];
       2'h3:
-          \$471  = ssm3[4:0];
+          \$465  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -24890,13 +24926,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$474  = ssm0[46];
+          \$468  = ssm0[46];
       2'h1:
-          \$474  = ssm1[46];
+          \$468  = ssm1[46];
       2'h2:
-          \$474  = ssm2[46];
+          \$468  = ssm2[46];
       2'h3:
-          \$474  = ssm3[46];
+          \$468  = ssm3[46];
     endcase
   end
   always @* begin
@@ -24904,13 +24940,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$482  = ssm0[4:0];
+          \$476  = ssm0[4:0];
       2'h1:
-          \$482  = ssm1[4:0];
+          \$476  = ssm1[4:0];
       2'h2:
-          \$482  = ssm2[4:0];
+          \$476  = ssm2[4:0];
       2'h3:
-          \$482  = ssm3[4:0];
+          \$476  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -24918,13 +24954,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$485  = ssm0[46];
+          \$479  = ssm0[46];
       2'h1:
-          \$485  = ssm1[46];
+          \$479  = ssm1[46];
       2'h2:
-          \$485  = ssm2[46];
+          \$479  = ssm2[46];
       2'h3:
-          \$485  = ssm3[46];
+          \$479  = ssm3[46];
     endcase
   end
   always @* begin
@@ -24932,13 +24968,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$493  = ssm0[4:0];
+          \$487  = ssm0[4:0];
       2'h1:
-          \$493  = ssm1[4:0];
+          \$487  = ssm1[4:0];
       2'h2:
-          \$493  = ssm2[4:0];
+          \$487  = ssm2[4:0];
       2'h3:
-          \$493  = ssm3[4:0];
+          \$487  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -24946,13 +24982,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$496  = ssm0[46];
+          \$490  = ssm0[46];
       2'h1:
-          \$496  = ssm1[46];
+          \$490  = ssm1[46];
       2'h2:
-          \$496  = ssm2[46];
+          \$490  = ssm2[46];
       2'h3:
-          \$496  = ssm3[46];
+          \$490  = ssm3[46];
     endcase
   end
   always @* begin
@@ -24960,13 +24996,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$504  = ssm0[4:0];
+          \$498  = ssm0[4:0];
       2'h1:
-          \$504  = ssm1[4:0];
+          \$498  = ssm1[4:0];
       2'h2:
-          \$504  = ssm2[4:0];
+          \$498  = ssm2[4:0];
       2'h3:
-          \$504  = ssm3[4:0];
+          \$498  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -24974,13 +25010,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$507  = ssm0[46];
+          \$501  = ssm0[46];
       2'h1:
-          \$507  = ssm1[46];
+          \$501  = ssm1[46];
       2'h2:
-          \$507  = ssm2[46];
+          \$501  = ssm2[46];
       2'h3:
-          \$507  = ssm3[46];
+          \$501  = ssm3[46];
     endcase
   end
   always @* begin
@@ -24988,13 +25024,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$515  = ssm0[4:0];
+          \$509  = ssm0[4:0];
       2'h1:
-          \$515  = ssm1[4:0];
+          \$509  = ssm1[4:0];
       2'h2:
-          \$515  = ssm2[4:0];
+          \$509  = ssm2[4:0];
       2'h3:
-          \$515  = ssm3[4:0];
+          \$509  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -25002,13 +25038,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$518  = ssm0[46];
+          \$512  = ssm0[46];
       2'h1:
-          \$518  = ssm1[46];
+          \$512  = ssm1[46];
       2'h2:
-          \$518  = ssm2[46];
+          \$512  = ssm2[46];
       2'h3:
-          \$518  = ssm3[46];
+          \$512  = ssm3[46];
     endcase
   end
   always @* begin
@@ -25016,13 +25052,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$526  = ssm0[4:0];
+          \$520  = ssm0[4:0];
       2'h1:
-          \$526  = ssm1[4:0];
+          \$520  = ssm1[4:0];
       2'h2:
-          \$526  = ssm2[4:0];
+          \$520  = ssm2[4:0];
       2'h3:
-          \$526  = ssm3[4:0];
+          \$520  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -25030,13 +25066,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$529  = ssm0[46];
+          \$523  = ssm0[46];
       2'h1:
-          \$529  = ssm1[46];
+          \$523  = ssm1[46];
       2'h2:
-          \$529  = ssm2[46];
+          \$523  = ssm2[46];
       2'h3:
-          \$529  = ssm3[46];
+          \$523  = ssm3[46];
     endcase
   end
   always @* begin
@@ -25044,13 +25080,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$537  = ssm0[4:0];
+          \$531  = ssm0[4:0];
       2'h1:
-          \$537  = ssm1[4:0];
+          \$531  = ssm1[4:0];
       2'h2:
-          \$537  = ssm2[4:0];
+          \$531  = ssm2[4:0];
       2'h3:
-          \$537  = ssm3[4:0];
+          \$531  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -25058,13 +25094,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$540  = ssm0[46];
+          \$534  = ssm0[46];
       2'h1:
-          \$540  = ssm1[46];
+          \$534  = ssm1[46];
       2'h2:
-          \$540  = ssm2[46];
+          \$534  = ssm2[46];
       2'h3:
-          \$540  = ssm3[46];
+          \$534  = ssm3[46];
     endcase
   end
   always @* begin
@@ -25072,13 +25108,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$548  = ssm0[4:0];
+          \$542  = ssm0[4:0];
       2'h1:
-          \$548  = ssm1[4:0];
+          \$542  = ssm1[4:0];
       2'h2:
-          \$548  = ssm2[4:0];
+          \$542  = ssm2[4:0];
       2'h3:
-          \$548  = ssm3[4:0];
+          \$542  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -25086,13 +25122,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$551  = ssm0[46];
+          \$545  = ssm0[46];
       2'h1:
-          \$551  = ssm1[46];
+          \$545  = ssm1[46];
       2'h2:
-          \$551  = ssm2[46];
+          \$545  = ssm2[46];
       2'h3:
-          \$551  = ssm3[46];
+          \$545  = ssm3[46];
     endcase
   end
   always @* begin
@@ -25100,13 +25136,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$559  = ssm0[4:0];
+          \$553  = ssm0[4:0];
       2'h1:
-          \$559  = ssm1[4:0];
+          \$553  = ssm1[4:0];
       2'h2:
-          \$559  = ssm2[4:0];
+          \$553  = ssm2[4:0];
       2'h3:
-          \$559  = ssm3[4:0];
+          \$553  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -25114,13 +25150,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$562  = ssm0[46];
+          \$556  = ssm0[46];
       2'h1:
-          \$562  = ssm1[46];
+          \$556  = ssm1[46];
       2'h2:
-          \$562  = ssm2[46];
+          \$556  = ssm2[46];
       2'h3:
-          \$562  = ssm3[46];
+          \$556  = ssm3[46];
     endcase
   end
   always @* begin
@@ -25128,19 +25164,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$569  = ssm0[10:5];
+          \$563  = ssm0[10:5];
       2'h1:
-          \$569  = ssm1[10:5];
+          \$563  = ssm1[10:5];
       2'h2:
-          \$569  = ssm2[10:5];
+          \$563  = ssm2[10:5];
       2'h3:
-          \$569  = ssm3[10:5];
+          \$563  = ssm3[10:5];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     ssm_vsel0 = 8'h00;
-    casez (\$574 )
+    casez (\$568 )
       10'h000:
           ssm_vsel0 = ssm_v0;
       10'h001:
@@ -25180,37 +25216,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$577  = ssm_k0;
+          \$571  = ssm_k0;
       4'h1:
-          \$577  = ssm_k1;
+          \$571  = ssm_k1;
       4'h2:
-          \$577  = ssm_k2;
+          \$571  = ssm_k2;
       4'h3:
-          \$577  = ssm_k3;
+          \$571  = ssm_k3;
       4'h4:
-          \$577  = ssm_k4;
+          \$571  = ssm_k4;
       4'h5:
-          \$577  = ssm_k5;
+          \$571  = ssm_k5;
       4'h6:
-          \$577  = ssm_k6;
+          \$571  = ssm_k6;
       4'h7:
-          \$577  = ssm_k7;
+          \$571  = ssm_k7;
       4'h8:
-          \$577  = ssm_k8;
+          \$571  = ssm_k8;
       4'h9:
-          \$577  = ssm_k9;
+          \$571  = ssm_k9;
       4'ha:
-          \$577  = ssm_k10;
+          \$571  = ssm_k10;
       4'hb:
-          \$577  = ssm_k11;
+          \$571  = ssm_k11;
       4'hc:
-          \$577  = ssm_k12;
+          \$571  = ssm_k12;
       4'hd:
-          \$577  = ssm_k13;
+          \$571  = ssm_k13;
       4'he:
-          \$577  = ssm_k14;
+          \$571  = ssm_k14;
       4'hf:
-          \$577  = ssm_k15;
+          \$571  = ssm_k15;
     endcase
   end
   always @* begin
@@ -25218,19 +25254,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$592  = ssm0[45:40];
+          \$586  = ssm0[45:40];
       2'h1:
-          \$592  = ssm1[45:40];
+          \$586  = ssm1[45:40];
       2'h2:
-          \$592  = ssm2[45:40];
+          \$586  = ssm2[45:40];
       2'h3:
-          \$592  = ssm3[45:40];
+          \$586  = ssm3[45:40];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     ssm_vsel1 = 8'h00;
-    casez (\$599 )
+    casez (\$593 )
       10'h000:
           ssm_vsel1 = ssm_v0;
       10'h001:
@@ -25270,37 +25306,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$602  = ssm_k0;
+          \$596  = ssm_k0;
       4'h1:
-          \$602  = ssm_k1;
+          \$596  = ssm_k1;
       4'h2:
-          \$602  = ssm_k2;
+          \$596  = ssm_k2;
       4'h3:
-          \$602  = ssm_k3;
+          \$596  = ssm_k3;
       4'h4:
-          \$602  = ssm_k4;
+          \$596  = ssm_k4;
       4'h5:
-          \$602  = ssm_k5;
+          \$596  = ssm_k5;
       4'h6:
-          \$602  = ssm_k6;
+          \$596  = ssm_k6;
       4'h7:
-          \$602  = ssm_k7;
+          \$596  = ssm_k7;
       4'h8:
-          \$602  = ssm_k8;
+          \$596  = ssm_k8;
       4'h9:
-          \$602  = ssm_k9;
+          \$596  = ssm_k9;
       4'ha:
-          \$602  = ssm_k10;
+          \$596  = ssm_k10;
       4'hb:
-          \$602  = ssm_k11;
+          \$596  = ssm_k11;
       4'hc:
-          \$602  = ssm_k12;
+          \$596  = ssm_k12;
       4'hd:
-          \$602  = ssm_k13;
+          \$596  = ssm_k13;
       4'he:
-          \$602  = ssm_k14;
+          \$596  = ssm_k14;
       4'hf:
-          \$602  = ssm_k15;
+          \$596  = ssm_k15;
     endcase
   end
   always @* begin
@@ -25308,19 +25344,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$617  = ssm0[45:40];
+          \$611  = ssm0[45:40];
       2'h1:
-          \$617  = ssm1[45:40];
+          \$611  = ssm1[45:40];
       2'h2:
-          \$617  = ssm2[45:40];
+          \$611  = ssm2[45:40];
       2'h3:
-          \$617  = ssm3[45:40];
+          \$611  = ssm3[45:40];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     ssm_vsel2 = 8'h00;
-    casez (\$624 )
+    casez (\$618 )
       10'h000:
           ssm_vsel2 = ssm_v0;
       10'h001:
@@ -25360,37 +25396,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$627  = ssm_k0;
+          \$621  = ssm_k0;
       4'h1:
-          \$627  = ssm_k1;
+          \$621  = ssm_k1;
       4'h2:
-          \$627  = ssm_k2;
+          \$621  = ssm_k2;
       4'h3:
-          \$627  = ssm_k3;
+          \$621  = ssm_k3;
       4'h4:
-          \$627  = ssm_k4;
+          \$621  = ssm_k4;
       4'h5:
-          \$627  = ssm_k5;
+          \$621  = ssm_k5;
       4'h6:
-          \$627  = ssm_k6;
+          \$621  = ssm_k6;
       4'h7:
-          \$627  = ssm_k7;
+          \$621  = ssm_k7;
       4'h8:
-          \$627  = ssm_k8;
+          \$621  = ssm_k8;
       4'h9:
-          \$627  = ssm_k9;
+          \$621  = ssm_k9;
       4'ha:
-          \$627  = ssm_k10;
+          \$621  = ssm_k10;
       4'hb:
-          \$627  = ssm_k11;
+          \$621  = ssm_k11;
       4'hc:
-          \$627  = ssm_k12;
+          \$621  = ssm_k12;
       4'hd:
-          \$627  = ssm_k13;
+          \$621  = ssm_k13;
       4'he:
-          \$627  = ssm_k14;
+          \$621  = ssm_k14;
       4'hf:
-          \$627  = ssm_k15;
+          \$621  = ssm_k15;
     endcase
   end
   always @* begin
@@ -25398,19 +25434,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$642  = ssm0[45:40];
+          \$636  = ssm0[45:40];
       2'h1:
-          \$642  = ssm1[45:40];
+          \$636  = ssm1[45:40];
       2'h2:
-          \$642  = ssm2[45:40];
+          \$636  = ssm2[45:40];
       2'h3:
-          \$642  = ssm3[45:40];
+          \$636  = ssm3[45:40];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     ssm_vsel3 = 8'h00;
-    casez (\$649 )
+    casez (\$643 )
       10'h000:
           ssm_vsel3 = ssm_v0;
       10'h001:
@@ -25450,37 +25486,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$652  = ssm_k0;
+          \$646  = ssm_k0;
       4'h1:
-          \$652  = ssm_k1;
+          \$646  = ssm_k1;
       4'h2:
-          \$652  = ssm_k2;
+          \$646  = ssm_k2;
       4'h3:
-          \$652  = ssm_k3;
+          \$646  = ssm_k3;
       4'h4:
-          \$652  = ssm_k4;
+          \$646  = ssm_k4;
       4'h5:
-          \$652  = ssm_k5;
+          \$646  = ssm_k5;
       4'h6:
-          \$652  = ssm_k6;
+          \$646  = ssm_k6;
       4'h7:
-          \$652  = ssm_k7;
+          \$646  = ssm_k7;
       4'h8:
-          \$652  = ssm_k8;
+          \$646  = ssm_k8;
       4'h9:
-          \$652  = ssm_k9;
+          \$646  = ssm_k9;
       4'ha:
-          \$652  = ssm_k10;
+          \$646  = ssm_k10;
       4'hb:
-          \$652  = ssm_k11;
+          \$646  = ssm_k11;
       4'hc:
-          \$652  = ssm_k12;
+          \$646  = ssm_k12;
       4'hd:
-          \$652  = ssm_k13;
+          \$646  = ssm_k13;
       4'he:
-          \$652  = ssm_k14;
+          \$646  = ssm_k14;
       4'hf:
-          \$652  = ssm_k15;
+          \$646  = ssm_k15;
     endcase
   end
   always @* begin
@@ -25488,19 +25524,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$667  = ssm0[45:40];
+          \$661  = ssm0[45:40];
       2'h1:
-          \$667  = ssm1[45:40];
+          \$661  = ssm1[45:40];
       2'h2:
-          \$667  = ssm2[45:40];
+          \$661  = ssm2[45:40];
       2'h3:
-          \$667  = ssm3[45:40];
+          \$661  = ssm3[45:40];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     ssm_vsel4 = 8'h00;
-    casez (\$674 )
+    casez (\$668 )
       10'h000:
           ssm_vsel4 = ssm_v0;
       10'h001:
@@ -25540,37 +25576,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$677  = ssm_k0;
+          \$671  = ssm_k0;
       4'h1:
-          \$677  = ssm_k1;
+          \$671  = ssm_k1;
       4'h2:
-          \$677  = ssm_k2;
+          \$671  = ssm_k2;
       4'h3:
-          \$677  = ssm_k3;
+          \$671  = ssm_k3;
       4'h4:
-          \$677  = ssm_k4;
+          \$671  = ssm_k4;
       4'h5:
-          \$677  = ssm_k5;
+          \$671  = ssm_k5;
       4'h6:
-          \$677  = ssm_k6;
+          \$671  = ssm_k6;
       4'h7:
-          \$677  = ssm_k7;
+          \$671  = ssm_k7;
       4'h8:
-          \$677  = ssm_k8;
+          \$671  = ssm_k8;
       4'h9:
-          \$677  = ssm_k9;
+          \$671  = ssm_k9;
       4'ha:
-          \$677  = ssm_k10;
+          \$671  = ssm_k10;
       4'hb:
-          \$677  = ssm_k11;
+          \$671  = ssm_k11;
       4'hc:
-          \$677  = ssm_k12;
+          \$671  = ssm_k12;
       4'hd:
-          \$677  = ssm_k13;
+          \$671  = ssm_k13;
       4'he:
-          \$677  = ssm_k14;
+          \$671  = ssm_k14;
       4'hf:
-          \$677  = ssm_k15;
+          \$671  = ssm_k15;
     endcase
   end
   always @* begin
@@ -25578,19 +25614,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$692  = ssm0[45:40];
+          \$686  = ssm0[45:40];
       2'h1:
-          \$692  = ssm1[45:40];
+          \$686  = ssm1[45:40];
       2'h2:
-          \$692  = ssm2[45:40];
+          \$686  = ssm2[45:40];
       2'h3:
-          \$692  = ssm3[45:40];
+          \$686  = ssm3[45:40];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     ssm_vsel5 = 8'h00;
-    casez (\$699 )
+    casez (\$693 )
       10'h000:
           ssm_vsel5 = ssm_v0;
       10'h001:
@@ -25630,37 +25666,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$702  = ssm_k0;
+          \$696  = ssm_k0;
       4'h1:
-          \$702  = ssm_k1;
+          \$696  = ssm_k1;
       4'h2:
-          \$702  = ssm_k2;
+          \$696  = ssm_k2;
       4'h3:
-          \$702  = ssm_k3;
+          \$696  = ssm_k3;
       4'h4:
-          \$702  = ssm_k4;
+          \$696  = ssm_k4;
       4'h5:
-          \$702  = ssm_k5;
+          \$696  = ssm_k5;
       4'h6:
-          \$702  = ssm_k6;
+          \$696  = ssm_k6;
       4'h7:
-          \$702  = ssm_k7;
+          \$696  = ssm_k7;
       4'h8:
-          \$702  = ssm_k8;
+          \$696  = ssm_k8;
       4'h9:
-          \$702  = ssm_k9;
+          \$696  = ssm_k9;
       4'ha:
-          \$702  = ssm_k10;
+          \$696  = ssm_k10;
       4'hb:
-          \$702  = ssm_k11;
+          \$696  = ssm_k11;
       4'hc:
-          \$702  = ssm_k12;
+          \$696  = ssm_k12;
       4'hd:
-          \$702  = ssm_k13;
+          \$696  = ssm_k13;
       4'he:
-          \$702  = ssm_k14;
+          \$696  = ssm_k14;
       4'hf:
-          \$702  = ssm_k15;
+          \$696  = ssm_k15;
     endcase
   end
   always @* begin
@@ -25668,19 +25704,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$717  = ssm0[45:40];
+          \$711  = ssm0[45:40];
       2'h1:
-          \$717  = ssm1[45:40];
+          \$711  = ssm1[45:40];
       2'h2:
-          \$717  = ssm2[45:40];
+          \$711  = ssm2[45:40];
       2'h3:
-          \$717  = ssm3[45:40];
+          \$711  = ssm3[45:40];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     ssm_vsel6 = 8'h00;
-    casez (\$724 )
+    casez (\$718 )
       10'h000:
           ssm_vsel6 = ssm_v0;
       10'h001:
@@ -25720,37 +25756,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$727  = ssm_k0;
+          \$721  = ssm_k0;
       4'h1:
-          \$727  = ssm_k1;
+          \$721  = ssm_k1;
       4'h2:
-          \$727  = ssm_k2;
+          \$721  = ssm_k2;
       4'h3:
-          \$727  = ssm_k3;
+          \$721  = ssm_k3;
       4'h4:
-          \$727  = ssm_k4;
+          \$721  = ssm_k4;
       4'h5:
-          \$727  = ssm_k5;
+          \$721  = ssm_k5;
       4'h6:
-          \$727  = ssm_k6;
+          \$721  = ssm_k6;
       4'h7:
-          \$727  = ssm_k7;
+          \$721  = ssm_k7;
       4'h8:
-          \$727  = ssm_k8;
+          \$721  = ssm_k8;
       4'h9:
-          \$727  = ssm_k9;
+          \$721  = ssm_k9;
       4'ha:
-          \$727  = ssm_k10;
+          \$721  = ssm_k10;
       4'hb:
-          \$727  = ssm_k11;
+          \$721  = ssm_k11;
       4'hc:
-          \$727  = ssm_k12;
+          \$721  = ssm_k12;
       4'hd:
-          \$727  = ssm_k13;
+          \$721  = ssm_k13;
       4'he:
-          \$727  = ssm_k14;
+          \$721  = ssm_k14;
       4'hf:
-          \$727  = ssm_k15;
+          \$721  = ssm_k15;
     endcase
   end
   always @* begin
@@ -25758,19 +25794,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$742  = ssm0[45:40];
+          \$736  = ssm0[45:40];
       2'h1:
-          \$742  = ssm1[45:40];
+          \$736  = ssm1[45:40];
       2'h2:
-          \$742  = ssm2[45:40];
+          \$736  = ssm2[45:40];
       2'h3:
-          \$742  = ssm3[45:40];
+          \$736  = ssm3[45:40];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     ssm_vsel7 = 8'h00;
-    casez (\$749 )
+    casez (\$743 )
       10'h000:
           ssm_vsel7 = ssm_v0;
       10'h001:
@@ -25810,37 +25846,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (p1_i)
       4'h0:
-          \$752  = ssm_k0;
+          \$746  = ssm_k0;
       4'h1:
-          \$752  = ssm_k1;
+          \$746  = ssm_k1;
       4'h2:
-          \$752  = ssm_k2;
+          \$746  = ssm_k2;
       4'h3:
-          \$752  = ssm_k3;
+          \$746  = ssm_k3;
       4'h4:
-          \$752  = ssm_k4;
+          \$746  = ssm_k4;
       4'h5:
-          \$752  = ssm_k5;
+          \$746  = ssm_k5;
       4'h6:
-          \$752  = ssm_k6;
+          \$746  = ssm_k6;
       4'h7:
-          \$752  = ssm_k7;
+          \$746  = ssm_k7;
       4'h8:
-          \$752  = ssm_k8;
+          \$746  = ssm_k8;
       4'h9:
-          \$752  = ssm_k9;
+          \$746  = ssm_k9;
       4'ha:
-          \$752  = ssm_k10;
+          \$746  = ssm_k10;
       4'hb:
-          \$752  = ssm_k11;
+          \$746  = ssm_k11;
       4'hc:
-          \$752  = ssm_k12;
+          \$746  = ssm_k12;
       4'hd:
-          \$752  = ssm_k13;
+          \$746  = ssm_k13;
       4'he:
-          \$752  = ssm_k14;
+          \$746  = ssm_k14;
       4'hf:
-          \$752  = ssm_k15;
+          \$746  = ssm_k15;
     endcase
   end
   always @* begin
@@ -25848,13 +25884,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$767  = ssm0[45:40];
+          \$761  = ssm0[45:40];
       2'h1:
-          \$767  = ssm1[45:40];
+          \$761  = ssm1[45:40];
       2'h2:
-          \$767  = ssm2[45:40];
+          \$761  = ssm2[45:40];
       2'h3:
-          \$767  = ssm3[45:40];
+          \$761  = ssm3[45:40];
     endcase
   end
   always @* begin
@@ -25862,13 +25898,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$816  = ssm0[22:20];
+          \$810  = ssm0[22:20];
       2'h1:
-          \$816  = ssm1[22:20];
+          \$810  = ssm1[22:20];
       2'h2:
-          \$816  = ssm2[22:20];
+          \$810  = ssm2[22:20];
       2'h3:
-          \$816  = ssm3[22:20];
+          \$810  = ssm3[22:20];
     endcase
   end
   always @* begin
@@ -25876,13 +25912,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$817  = ssm0[23];
+          \$811  = ssm0[23];
       2'h1:
-          \$817  = ssm1[23];
+          \$811  = ssm1[23];
       2'h2:
-          \$817  = ssm2[23];
+          \$811  = ssm2[23];
       2'h3:
-          \$817  = ssm3[23];
+          \$811  = ssm3[23];
     endcase
   end
   always @* begin
@@ -25890,13 +25926,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$818  = ssm0[24];
+          \$812  = ssm0[24];
       2'h1:
-          \$818  = ssm1[24];
+          \$812  = ssm1[24];
       2'h2:
-          \$818  = ssm2[24];
+          \$812  = ssm2[24];
       2'h3:
-          \$818  = ssm3[24];
+          \$812  = ssm3[24];
     endcase
   end
   always @* begin
@@ -25904,13 +25940,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$819  = ssm0[4:0];
+          \$813  = ssm0[4:0];
       2'h1:
-          \$819  = ssm1[4:0];
+          \$813  = ssm1[4:0];
       2'h2:
-          \$819  = ssm2[4:0];
+          \$813  = ssm2[4:0];
       2'h3:
-          \$819  = ssm3[4:0];
+          \$813  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -25918,13 +25954,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$820  = ssm0[19:11];
+          \$814  = ssm0[19:11];
       2'h1:
-          \$820  = ssm1[19:11];
+          \$814  = ssm1[19:11];
       2'h2:
-          \$820  = ssm2[19:11];
+          \$814  = ssm2[19:11];
       2'h3:
-          \$820  = ssm3[19:11];
+          \$814  = ssm3[19:11];
     endcase
   end
   always @* begin
@@ -25932,13 +25968,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$822  = ssm0[27:25];
+          \$816  = ssm0[27:25];
       2'h1:
-          \$822  = ssm1[27:25];
+          \$816  = ssm1[27:25];
       2'h2:
-          \$822  = ssm2[27:25];
+          \$816  = ssm2[27:25];
       2'h3:
-          \$822  = ssm3[27:25];
+          \$816  = ssm3[27:25];
     endcase
   end
   always @* begin
@@ -25946,13 +25982,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$823  = ssm0[28];
+          \$817  = ssm0[28];
       2'h1:
-          \$823  = ssm1[28];
+          \$817  = ssm1[28];
       2'h2:
-          \$823  = ssm2[28];
+          \$817  = ssm2[28];
       2'h3:
-          \$823  = ssm3[28];
+          \$817  = ssm3[28];
     endcase
   end
   always @* begin
@@ -25960,13 +25996,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$824  = ssm0[29];
+          \$818  = ssm0[29];
       2'h1:
-          \$824  = ssm1[29];
+          \$818  = ssm1[29];
       2'h2:
-          \$824  = ssm2[29];
+          \$818  = ssm2[29];
       2'h3:
-          \$824  = ssm3[29];
+          \$818  = ssm3[29];
     endcase
   end
   always @* begin
@@ -25974,13 +26010,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$825  = ssm0[19:11];
+          \$819  = ssm0[19:11];
       2'h1:
-          \$825  = ssm1[19:11];
+          \$819  = ssm1[19:11];
       2'h2:
-          \$825  = ssm2[19:11];
+          \$819  = ssm2[19:11];
       2'h3:
-          \$825  = ssm3[19:11];
+          \$819  = ssm3[19:11];
     endcase
   end
   always @* begin
@@ -25988,13 +26024,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$826  = ssm0[4:0];
+          \$820  = ssm0[4:0];
       2'h1:
-          \$826  = ssm1[4:0];
+          \$820  = ssm1[4:0];
       2'h2:
-          \$826  = ssm2[4:0];
+          \$820  = ssm2[4:0];
       2'h3:
-          \$826  = ssm3[4:0];
+          \$820  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -26002,13 +26038,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$828  = ssm0[32:30];
+          \$822  = ssm0[32:30];
       2'h1:
-          \$828  = ssm1[32:30];
+          \$822  = ssm1[32:30];
       2'h2:
-          \$828  = ssm2[32:30];
+          \$822  = ssm2[32:30];
       2'h3:
-          \$828  = ssm3[32:30];
+          \$822  = ssm3[32:30];
     endcase
   end
   always @* begin
@@ -26016,13 +26052,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$829  = ssm0[33];
+          \$823  = ssm0[33];
       2'h1:
-          \$829  = ssm1[33];
+          \$823  = ssm1[33];
       2'h2:
-          \$829  = ssm2[33];
+          \$823  = ssm2[33];
       2'h3:
-          \$829  = ssm3[33];
+          \$823  = ssm3[33];
     endcase
   end
   always @* begin
@@ -26030,13 +26066,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$830  = ssm0[34];
+          \$824  = ssm0[34];
       2'h1:
-          \$830  = ssm1[34];
+          \$824  = ssm1[34];
       2'h2:
-          \$830  = ssm2[34];
+          \$824  = ssm2[34];
       2'h3:
-          \$830  = ssm3[34];
+          \$824  = ssm3[34];
     endcase
   end
   always @* begin
@@ -26044,13 +26080,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$831  = ssm0[4:0];
+          \$825  = ssm0[4:0];
       2'h1:
-          \$831  = ssm1[4:0];
+          \$825  = ssm1[4:0];
       2'h2:
-          \$831  = ssm2[4:0];
+          \$825  = ssm2[4:0];
       2'h3:
-          \$831  = ssm3[4:0];
+          \$825  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -26058,13 +26094,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$832  = ssm0[19:11];
+          \$826  = ssm0[19:11];
       2'h1:
-          \$832  = ssm1[19:11];
+          \$826  = ssm1[19:11];
       2'h2:
-          \$832  = ssm2[19:11];
+          \$826  = ssm2[19:11];
       2'h3:
-          \$832  = ssm3[19:11];
+          \$826  = ssm3[19:11];
     endcase
   end
   always @* begin
@@ -26072,13 +26108,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$833  = ssm0[4:0];
+          \$827  = ssm0[4:0];
       2'h1:
-          \$833  = ssm1[4:0];
+          \$827  = ssm1[4:0];
       2'h2:
-          \$833  = ssm2[4:0];
+          \$827  = ssm2[4:0];
       2'h3:
-          \$833  = ssm3[4:0];
+          \$827  = ssm3[4:0];
     endcase
   end
   always @* begin
@@ -26086,13 +26122,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$836  = ssm0[37:35];
+          \$830  = ssm0[37:35];
       2'h1:
-          \$836  = ssm1[37:35];
+          \$830  = ssm1[37:35];
       2'h2:
-          \$836  = ssm2[37:35];
+          \$830  = ssm2[37:35];
       2'h3:
-          \$836  = ssm3[37:35];
+          \$830  = ssm3[37:35];
     endcase
   end
   always @* begin
@@ -26100,13 +26136,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$837  = ssm0[38];
+          \$831  = ssm0[38];
       2'h1:
-          \$837  = ssm1[38];
+          \$831  = ssm1[38];
       2'h2:
-          \$837  = ssm2[38];
+          \$831  = ssm2[38];
       2'h3:
-          \$837  = ssm3[38];
+          \$831  = ssm3[38];
     endcase
   end
   always @* begin
@@ -26114,34 +26150,34 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$838  = ssm0[39];
+          \$832  = ssm0[39];
       2'h1:
-          \$838  = ssm1[39];
+          \$832  = ssm1[39];
       2'h2:
-          \$838  = ssm2[39];
+          \$832  = ssm2[39];
       2'h3:
-          \$838  = ssm3[39];
+          \$832  = ssm3[39];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$888  = layer0;
+    \$882  = layer0;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
             casez (host_addr[1:0])
               2'h0:
-                  \$888  = host_wdata[45:0];
+                  \$882  = host_wdata[45:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$888  = 46'h000000000000;
+      \$882  = 46'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$889  = layer1;
+    \$883  = layer1;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26149,17 +26185,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               2'h0:
                   /* empty */;
               2'h1:
-                  \$889  = host_wdata[45:0];
+                  \$883  = host_wdata[45:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$889  = 46'h000000000000;
+      \$883  = 46'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$890  = layer2;
+    \$884  = layer2;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26169,17 +26205,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               2'h1:
                   /* empty */;
               2'h2:
-                  \$890  = host_wdata[45:0];
+                  \$884  = host_wdata[45:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$890  = 46'h000000000000;
+      \$884  = 46'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$891  = layer3;
+    \$885  = layer3;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26192,17 +26228,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               2'h2:
                   /* empty */;
               2'h3:
-                  \$891  = host_wdata[45:0];
+                  \$885  = host_wdata[45:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$891  = 46'h000000000000;
+      \$885  = 46'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$892  = edge0;
+    \$886  = edge0;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26210,17 +26246,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         4'h1:
             casez (host_addr[2:0])
               3'h0:
-                  \$892  = host_wdata[22:0];
+                  \$886  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$892  = 23'h000000;
+      \$886  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$893  = edge1;
+    \$887  = edge1;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26230,17 +26266,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h0:
                   /* empty */;
               3'h1:
-                  \$893  = host_wdata[22:0];
+                  \$887  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$893  = 23'h000000;
+      \$887  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$894  = edge2;
+    \$888  = edge2;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26252,17 +26288,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h1:
                   /* empty */;
               3'h2:
-                  \$894  = host_wdata[22:0];
+                  \$888  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$894  = 23'h000000;
+      \$888  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$895  = edge3;
+    \$889  = edge3;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26276,17 +26312,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h2:
                   /* empty */;
               3'h3:
-                  \$895  = host_wdata[22:0];
+                  \$889  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$895  = 23'h000000;
+      \$889  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$896  = edge4;
+    \$890  = edge4;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26302,17 +26338,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h3:
                   /* empty */;
               3'h4:
-                  \$896  = host_wdata[22:0];
+                  \$890  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$896  = 23'h000000;
+      \$890  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$897  = edge5;
+    \$891  = edge5;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26330,17 +26366,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h4:
                   /* empty */;
               3'h5:
-                  \$897  = host_wdata[22:0];
+                  \$891  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$897  = 23'h000000;
+      \$891  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$898  = edge6;
+    \$892  = edge6;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26360,17 +26396,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h5:
                   /* empty */;
               3'h6:
-                  \$898  = host_wdata[22:0];
+                  \$892  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$898  = 23'h000000;
+      \$892  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$899  = edge7;
+    \$893  = edge7;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26393,17 +26429,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h6:
                   /* empty */;
               3'h7:
-                  \$899  = host_wdata[22:0];
+                  \$893  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$899  = 23'h000000;
+      \$893  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$900  = num_layers;
+    \$894  = num_layers;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26411,16 +26447,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         4'h1:
             /* empty */;
         4'h6:
-            \$900  = host_wdata[2:0];
+            \$894  = host_wdata[2:0];
       endcase
     end
     if (rst) begin
-      \$900  = 3'h0;
+      \$894  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$901  = ssm0;
+    \$895  = ssm0;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26432,17 +26468,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         4'h7:
             casez (host_addr[1:0])
               2'h0:
-                  \$901  = host_wdata;
+                  \$895  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$901  = 47'h000000000000;
+      \$895  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$902  = ssm1;
+    \$896  = ssm1;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26456,17 +26492,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               2'h0:
                   /* empty */;
               2'h1:
-                  \$902  = host_wdata;
+                  \$896  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$902  = 47'h000000000000;
+      \$896  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$903  = ssm2;
+    \$897  = ssm2;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26482,17 +26518,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               2'h1:
                   /* empty */;
               2'h2:
-                  \$903  = host_wdata;
+                  \$897  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$903  = 47'h000000000000;
+      \$897  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$904  = ssm3;
+    \$898  = ssm3;
     if (\$2 ) begin
       casez (host_addr[17:14])
         4'h0:
@@ -26511,181 +26547,188 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               2'h2:
                   /* empty */;
               2'h3:
-                  \$904  = host_wdata;
+                  \$898  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$904  = 47'h000000000000;
+      \$898  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$905  = \$4 ;
+    \$899  = \$4 ;
     if (rst) begin
-      \$905  = 1'h0;
+      \$899  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$906  = host_addr[17:14];
+    \$900  = host_addr[17:14];
     if (rst) begin
-      \$906  = 4'h0;
+      \$900  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$907  = host_addr[13:11];
+    \$901  = host_addr[13:11];
     if (rst) begin
-      \$907  = 3'h0;
+      \$901  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$908  = rd_reg;
+    \$902  = rd_reg;
     casez (host_addr[17:14])
       4'h0:
-          \$908  = { 1'h0, \$5  };
+          \$902  = { 1'h0, \$5  };
       4'h1:
-          \$908  = { 24'h000000, \$6  };
+          \$902  = { 24'h000000, \$6  };
       4'h6:
-          \$908  = { 44'h00000000000, num_layers };
+          \$902  = { 44'h00000000000, num_layers };
       4'h7:
-          \$908  = \$7 ;
+          \$902  = \$7 ;
     endcase
     if (rst) begin
-      \$908  = 47'h000000000000;
+      \$902  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$909  = \$8 ;
+    \$903  = \$8 ;
     if (rst) begin
-      \$909  = 46'h000000000000;
+      \$903  = 46'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$910  = \$9 [3:0];
+    \$904  = \$9 [3:0];
     if (rst) begin
-      \$910  = 4'h0;
+      \$904  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$911  = e;
+    \$905  = e;
     if (e_set) begin
-      \$911  = e_new;
+      \$905  = e_new;
     end
     if (rst) begin
-      \$911  = 4'h0;
+      \$905  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$912  = \edge ;
+    \$906  = \edge ;
     if (e_set) begin
-      \$912  = \$10 ;
+      \$906  = \$10 ;
     end
     if (rst) begin
-      \$912  = 23'h000000;
+      \$906  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$913  = issue;
+    \$907  = issue;
+    if (rst) begin
+      \$907  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$908  = \$signal ;
+    if (rst) begin
+      \$908  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$909  = s1b_valid;
+    if (rst) begin
+      \$909  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$910  = s1b_x;
+    if (rst) begin
+      \$910  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$911  = s1_rowbase;
+    if (\$13 ) begin
+      \$911  = \$277 [11:0];
+    end
+    if (rst) begin
+      \$911  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$912  = s1_from_input;
+    if (\$13 ) begin
+      \$912  = \$signal$110 ;
+    end
+    if (rst) begin
+      \$912  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$913  = s2_valid;
     if (rst) begin
       \$913  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$914  = \$signal ;
+    \$914  = \$signal$111 ;
     if (rst) begin
       \$914  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$915  = s1b_valid;
+    \$915  = \$signal$114 ;
     if (rst) begin
       \$915  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$916  = s1b_x;
+    \$916  = \$signal$113 ;
     if (rst) begin
-      \$916  = 8'h00;
+      \$916  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$917  = s1_rowbase;
-    if (\$13 ) begin
-      \$917  = \$283 [11:0];
-    end
+    \$917  = \$signal$115 ;
     if (rst) begin
-      \$917  = 12'h000;
+      \$917  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$918  = s1_from_input;
-    if (\$13 ) begin
-      \$918  = \$signal$110 ;
-    end
+    \$918  = \$signal$116 ;
     if (rst) begin
       \$918  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$919  = s2_valid;
+    \$919  = leak;
     if (rst) begin
-      \$919  = 1'h0;
+      \$919  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$920  = \$signal$111 ;
-    if (rst) begin
-      \$920  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$921  = \$signal$131 ;
-    if (rst) begin
-      \$921  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$922  = \$signal$130 ;
-    if (rst) begin
-      \$922  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$923  = \$signal$132 ;
-    if (rst) begin
-      \$923  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$924  = leak;
-    if (rst) begin
-      \$924  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$925  = acc0;
-    if (\$22 ) begin
-      \$925  = \$24 [25:0];
+    \$920  = acc0;
+    if (\$14 ) begin
+      \$920  = \$16 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26693,24 +26736,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$925  = 26'h0000000;
+          \$920  = 26'h0000000;
     endcase
     if (rst) begin
-      \$925  = 26'h0000000;
+      \$920  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$926  = \leak$144 ;
+    \$921  = \leak$129 ;
     if (rst) begin
-      \$926  = 18'h00000;
+      \$921  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$927  = acc1;
-    if (\$25 ) begin
-      \$927  = \$27 [25:0];
+    \$922  = acc1;
+    if (\$17 ) begin
+      \$922  = \$19 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26718,24 +26761,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$927  = 26'h0000000;
+          \$922  = 26'h0000000;
     endcase
     if (rst) begin
-      \$927  = 26'h0000000;
+      \$922  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$928  = \leak$150 ;
+    \$923  = \leak$136 ;
     if (rst) begin
-      \$928  = 18'h00000;
+      \$923  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$929  = acc2;
-    if (\$28 ) begin
-      \$929  = \$30 [25:0];
+    \$924  = acc2;
+    if (\$20 ) begin
+      \$924  = \$22 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26743,24 +26786,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$929  = 26'h0000000;
+          \$924  = 26'h0000000;
     endcase
     if (rst) begin
-      \$929  = 26'h0000000;
+      \$924  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$930  = \leak$156 ;
+    \$925  = \leak$143 ;
     if (rst) begin
-      \$930  = 18'h00000;
+      \$925  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$931  = acc3;
-    if (\$31 ) begin
-      \$931  = \$33 [25:0];
+    \$926  = acc3;
+    if (\$23 ) begin
+      \$926  = \$25 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26768,24 +26811,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$931  = 26'h0000000;
+          \$926  = 26'h0000000;
     endcase
     if (rst) begin
-      \$931  = 26'h0000000;
+      \$926  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$932  = \leak$162 ;
+    \$927  = \leak$150 ;
     if (rst) begin
-      \$932  = 18'h00000;
+      \$927  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$933  = acc4;
-    if (\$34 ) begin
-      \$933  = \$36 [25:0];
+    \$928  = acc4;
+    if (\$26 ) begin
+      \$928  = \$28 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26793,24 +26836,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$933  = 26'h0000000;
+          \$928  = 26'h0000000;
     endcase
     if (rst) begin
-      \$933  = 26'h0000000;
+      \$928  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$934  = \leak$168 ;
+    \$929  = \leak$157 ;
     if (rst) begin
-      \$934  = 18'h00000;
+      \$929  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$935  = acc5;
-    if (\$37 ) begin
-      \$935  = \$39 [25:0];
+    \$930  = acc5;
+    if (\$29 ) begin
+      \$930  = \$31 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26818,24 +26861,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$935  = 26'h0000000;
+          \$930  = 26'h0000000;
     endcase
     if (rst) begin
-      \$935  = 26'h0000000;
+      \$930  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$936  = \leak$174 ;
+    \$931  = \leak$164 ;
     if (rst) begin
-      \$936  = 18'h00000;
+      \$931  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$937  = acc6;
-    if (\$40 ) begin
-      \$937  = \$42 [25:0];
+    \$932  = acc6;
+    if (\$32 ) begin
+      \$932  = \$34 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26843,24 +26886,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$937  = 26'h0000000;
+          \$932  = 26'h0000000;
     endcase
     if (rst) begin
-      \$937  = 26'h0000000;
+      \$932  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$938  = \leak$180 ;
+    \$933  = \leak$171 ;
     if (rst) begin
-      \$938  = 18'h00000;
+      \$933  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$939  = acc7;
-    if (\$43 ) begin
-      \$939  = \$45 [25:0];
+    \$934  = acc7;
+    if (\$35 ) begin
+      \$934  = \$37 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26868,18 +26911,242 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$939  = 26'h0000000;
+          \$934  = 26'h0000000;
     endcase
     if (rst) begin
-      \$939  = 26'h0000000;
+      \$934  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$940  = count0;
+    \$935  = count0;
+    if (\event ) begin
+      if (\$38 ) begin
+        \$935  = \$39 [7:0];
+      end
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          /* empty */;
+      5'h0d:
+          /* empty */;
+      5'h0c:
+          /* empty */;
+      5'h0e:
+          /* empty */;
+      5'h0f:
+          /* empty */;
+      5'h10:
+          /* empty */;
+      5'h0a:
+          /* empty */;
+      5'h01:
+          if (w_rdy) begin
+            casez ({ \$181 , 3'h0 })
+              4'h0:
+                  \$935  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$188 ) begin
+      \$935  = 8'h00;
+    end
+    if (rst) begin
+      \$935  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$936  = count1;
+    if (\event ) begin
+      if (\$40 ) begin
+        \$936  = \$41 [7:0];
+      end
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          /* empty */;
+      5'h0d:
+          /* empty */;
+      5'h0c:
+          /* empty */;
+      5'h0e:
+          /* empty */;
+      5'h0f:
+          /* empty */;
+      5'h10:
+          /* empty */;
+      5'h0a:
+          /* empty */;
+      5'h01:
+          if (w_rdy) begin
+            casez ({ \$182 , 3'h1 })
+              4'h1:
+                  \$936  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$188 ) begin
+      \$936  = 8'h00;
+    end
+    if (rst) begin
+      \$936  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$937  = count2;
+    if (\event ) begin
+      if (\$42 ) begin
+        \$937  = \$43 [7:0];
+      end
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          /* empty */;
+      5'h0d:
+          /* empty */;
+      5'h0c:
+          /* empty */;
+      5'h0e:
+          /* empty */;
+      5'h0f:
+          /* empty */;
+      5'h10:
+          /* empty */;
+      5'h0a:
+          /* empty */;
+      5'h01:
+          if (w_rdy) begin
+            casez ({ \$183 , 3'h2 })
+              4'h2:
+                  \$937  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$188 ) begin
+      \$937  = 8'h00;
+    end
+    if (rst) begin
+      \$937  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$938  = count3;
+    if (\event ) begin
+      if (\$44 ) begin
+        \$938  = \$45 [7:0];
+      end
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          /* empty */;
+      5'h0d:
+          /* empty */;
+      5'h0c:
+          /* empty */;
+      5'h0e:
+          /* empty */;
+      5'h0f:
+          /* empty */;
+      5'h10:
+          /* empty */;
+      5'h0a:
+          /* empty */;
+      5'h01:
+          if (w_rdy) begin
+            casez ({ \$184 , 3'h3 })
+              4'h3:
+                  \$938  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$188 ) begin
+      \$938  = 8'h00;
+    end
+    if (rst) begin
+      \$938  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$939  = count4;
     if (\event ) begin
       if (\$46 ) begin
-        \$940  = \$47 [7:0];
+        \$939  = \$47 [7:0];
       end
     end
     casez (fsm_state)
@@ -26917,125 +27184,58 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h01:
           if (w_rdy) begin
-            casez ({ \$187 , 3'h0 })
-              4'h0:
-                  \$940  = 8'h00;
+            casez ({ \$185 , 3'h4 })
+              4'h4:
+                  \$939  = 8'h00;
             endcase
           end
     endcase
-    if (\$194 ) begin
-      \$940  = 8'h00;
+    if (\$188 ) begin
+      \$939  = 8'h00;
     end
     if (rst) begin
-      \$940  = 8'h00;
+      \$939  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$941  = count1;
+    \$940  = count5;
     if (\event ) begin
       if (\$48 ) begin
-        \$941  = \$49 [7:0];
+        \$940  = \$49 [7:0];
       end
     end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          /* empty */;
-      5'h0a:
-          /* empty */;
-      5'h01:
-          if (w_rdy) begin
-            casez ({ \$188 , 3'h1 })
-              4'h1:
-                  \$941  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$194 ) begin
-      \$941  = 8'h00;
+    if (\$188 ) begin
+      \$940  = 8'h00;
     end
     if (rst) begin
-      \$941  = 8'h00;
+      \$940  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$942  = count2;
+    \$941  = count6;
     if (\event ) begin
       if (\$50 ) begin
-        \$942  = \$51 [7:0];
+        \$941  = \$51 [7:0];
       end
     end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          /* empty */;
-      5'h0a:
-          /* empty */;
-      5'h01:
-          if (w_rdy) begin
-            casez ({ \$189 , 3'h2 })
-              4'h2:
-                  \$942  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$194 ) begin
+    if (\$188 ) begin
+      \$941  = 8'h00;
+    end
+    if (rst) begin
+      \$941  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$942  = count7;
+    if (\event ) begin
+      if (\$52 ) begin
+        \$942  = \$53 [7:0];
+      end
+    end
+    if (\$188 ) begin
       \$942  = 8'h00;
     end
     if (rst) begin
@@ -27044,10 +27244,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$943  = count3;
+    \$943  = count8;
     if (\event ) begin
-      if (\$52 ) begin
-        \$943  = \$53 [7:0];
+      if (\$54 ) begin
+        \$943  = \$55 [7:0];
       end
     end
     casez (fsm_state)
@@ -27085,13 +27285,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h01:
           if (w_rdy) begin
-            casez ({ \$190 , 3'h3 })
-              4'h3:
+            (* full_case = 32'd1 *)
+            casez ({ \$181 , 3'h0 })
+              4'h0:
+                  /* empty */;
+              4'h8:
                   \$943  = 8'h00;
             endcase
           end
     endcase
-    if (\$194 ) begin
+    if (\$188 ) begin
       \$943  = 8'h00;
     end
     if (rst) begin
@@ -27100,10 +27303,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$944  = count4;
+    \$944  = count9;
     if (\event ) begin
-      if (\$54 ) begin
-        \$944  = \$55 [7:0];
+      if (\$56 ) begin
+        \$944  = \$57 [7:0];
       end
     end
     casez (fsm_state)
@@ -27141,13 +27344,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h01:
           if (w_rdy) begin
-            casez ({ \$191 , 3'h4 })
-              4'h4:
+            (* full_case = 32'd1 *)
+            casez ({ \$182 , 3'h1 })
+              4'h1:
+                  /* empty */;
+              4'h9:
                   \$944  = 8'h00;
             endcase
           end
     endcase
-    if (\$194 ) begin
+    if (\$188 ) begin
       \$944  = 8'h00;
     end
     if (rst) begin
@@ -27156,55 +27362,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$945  = count5;
-    if (\event ) begin
-      if (\$56 ) begin
-        \$945  = \$57 [7:0];
-      end
-    end
-    if (\$194 ) begin
-      \$945  = 8'h00;
-    end
-    if (rst) begin
-      \$945  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$946  = count6;
+    \$945  = count10;
     if (\event ) begin
       if (\$58 ) begin
-        \$946  = \$59 [7:0];
-      end
-    end
-    if (\$194 ) begin
-      \$946  = 8'h00;
-    end
-    if (rst) begin
-      \$946  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$947  = count7;
-    if (\event ) begin
-      if (\$60 ) begin
-        \$947  = \$61 [7:0];
-      end
-    end
-    if (\$194 ) begin
-      \$947  = 8'h00;
-    end
-    if (rst) begin
-      \$947  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$948  = count8;
-    if (\event ) begin
-      if (\$62 ) begin
-        \$948  = \$63 [7:0];
+        \$945  = \$59 [7:0];
       end
     end
     casez (fsm_state)
@@ -27243,145 +27404,27 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h01:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$187 , 3'h0 })
-              4'h0:
-                  /* empty */;
-              4'h8:
-                  \$948  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$194 ) begin
-      \$948  = 8'h00;
-    end
-    if (rst) begin
-      \$948  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$949  = count9;
-    if (\event ) begin
-      if (\$64 ) begin
-        \$949  = \$65 [7:0];
-      end
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          /* empty */;
-      5'h0a:
-          /* empty */;
-      5'h01:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$188 , 3'h1 })
-              4'h1:
-                  /* empty */;
-              4'h9:
-                  \$949  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$194 ) begin
-      \$949  = 8'h00;
-    end
-    if (rst) begin
-      \$949  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$950  = count10;
-    if (\event ) begin
-      if (\$66 ) begin
-        \$950  = \$67 [7:0];
-      end
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          /* empty */;
-      5'h0a:
-          /* empty */;
-      5'h01:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$189 , 3'h2 })
+            casez ({ \$183 , 3'h2 })
               4'h2:
                   /* empty */;
               4'ha:
-                  \$950  = 8'h00;
+                  \$945  = 8'h00;
             endcase
           end
     endcase
-    if (\$194 ) begin
-      \$950  = 8'h00;
+    if (\$188 ) begin
+      \$945  = 8'h00;
     end
     if (rst) begin
-      \$950  = 8'h00;
+      \$945  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$951  = count11;
+    \$946  = count11;
     if (\event ) begin
-      if (\$68 ) begin
-        \$951  = \$69 [7:0];
+      if (\$60 ) begin
+        \$946  = \$61 [7:0];
       end
     end
     casez (fsm_state)
@@ -27420,27 +27463,27 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h01:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$190 , 3'h3 })
+            casez ({ \$184 , 3'h3 })
               4'h3:
                   /* empty */;
               4'hb:
-                  \$951  = 8'h00;
+                  \$946  = 8'h00;
             endcase
           end
     endcase
-    if (\$194 ) begin
-      \$951  = 8'h00;
+    if (\$188 ) begin
+      \$946  = 8'h00;
     end
     if (rst) begin
-      \$951  = 8'h00;
+      \$946  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$952  = count12;
+    \$947  = count12;
     if (\event ) begin
-      if (\$70 ) begin
-        \$952  = \$71 [7:0];
+      if (\$62 ) begin
+        \$947  = \$63 [7:0];
       end
     end
     casez (fsm_state)
@@ -27487,27 +27530,27 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             (* full_case = 32'd1 *)
             
             (* full_case = 32'd1 *)
-            casez ({ \$191 , 3'h4 })
+            casez ({ \$185 , 3'h4 })
               4'h4:
                   /* empty */;
               4'hc:
-                  \$952  = 8'h00;
+                  \$947  = 8'h00;
             endcase
           end
     endcase
-    if (\$194 ) begin
-      \$952  = 8'h00;
+    if (\$188 ) begin
+      \$947  = 8'h00;
     end
     if (rst) begin
-      \$952  = 8'h00;
+      \$947  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$953  = count13;
+    \$948  = count13;
     if (\event ) begin
-      if (\$72 ) begin
-        \$953  = \$73 [7:0];
+      if (\$64 ) begin
+        \$948  = \$65 [7:0];
       end
     end
     casez (fsm_state)
@@ -27557,19 +27600,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             
           end
     endcase
-    if (\$194 ) begin
-      \$953  = 8'h00;
+    if (\$188 ) begin
+      \$948  = 8'h00;
     end
     if (rst) begin
-      \$953  = 8'h00;
+      \$948  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$954  = count14;
+    \$949  = count14;
     if (\event ) begin
-      if (\$74 ) begin
-        \$954  = \$75 [7:0];
+      if (\$66 ) begin
+        \$949  = \$67 [7:0];
       end
     end
     casez (fsm_state)
@@ -27619,19 +27662,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             
           end
     endcase
-    if (\$194 ) begin
-      \$954  = 8'h00;
+    if (\$188 ) begin
+      \$949  = 8'h00;
     end
     if (rst) begin
-      \$954  = 8'h00;
+      \$949  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$955  = count15;
+    \$950  = count15;
     if (\event ) begin
-      if (\$76 ) begin
-        \$955  = \$77 [7:0];
+      if (\$68 ) begin
+        \$950  = \$69 [7:0];
       end
     end
     casez (fsm_state)
@@ -27681,218 +27724,428 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             
           end
     endcase
-    if (\$194 ) begin
-      \$955  = 8'h00;
+    if (\$188 ) begin
+      \$950  = 8'h00;
     end
     if (rst) begin
-      \$955  = 8'h00;
+      \$950  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$956 [0] = spike;
-    \$956 [1] = \spike$205 ;
-    \$956 [2] = \spike$208 ;
-    \$956 [3] = \spike$211 ;
-    \$956 [4] = \spike$214 ;
-    \$956 [5] = \spike$217 ;
-    \$956 [6] = \spike$220 ;
-    \$956 [7] = \spike$223 ;
+    \$951 [0] = spike;
+    \$951 [1] = \spike$197 ;
+    \$951 [2] = \spike$200 ;
+    \$951 [3] = \spike$203 ;
+    \$951 [4] = \spike$206 ;
+    \$951 [5] = \spike$209 ;
+    \$951 [6] = \spike$212 ;
+    \$951 [7] = \spike$215 ;
     if (rst) begin
-      \$956  = 8'h00;
+      \$951  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$957  = u_new;
+    \$952  = u_new;
+    if (rst) begin
+      \$952  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$953  = \u_new$199 ;
+    if (rst) begin
+      \$953  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$954  = \u_new$202 ;
+    if (rst) begin
+      \$954  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$955  = \u_new$205 ;
+    if (rst) begin
+      \$955  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$956  = \u_new$208 ;
+    if (rst) begin
+      \$956  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$957  = \u_new$211 ;
     if (rst) begin
       \$957  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$958  = \u_new$207 ;
+    \$958  = \u_new$214 ;
     if (rst) begin
       \$958  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$959  = \u_new$210 ;
+    \$959  = \u_new$217 ;
     if (rst) begin
       \$959  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$960  = \u_new$213 ;
+    \$960  = valid_lanes;
     if (rst) begin
-      \$960  = 16'h0000;
+      \$960  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$961  = \u_new$216 ;
+    \$961  = \$71 ;
     if (rst) begin
-      \$961  = 16'h0000;
+      \$961  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$962  = \u_new$219 ;
-    if (rst) begin
-      \$962  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$963  = \u_new$222 ;
-    if (rst) begin
-      \$963  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$964  = \u_new$225 ;
-    if (rst) begin
-      \$964  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$965  = valid_lanes;
-    if (rst) begin
-      \$965  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$966  = \$79 ;
-    if (rst) begin
-      \$966  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$967  = in_full;
-    if (\$80 ) begin
+    \$962  = in_full;
+    if (\$72 ) begin
       if (input__payload[15]) begin
-        \$967  = 1'h1;
+        \$962  = 1'h1;
       end
     end
     casez (fsm_state)
       5'h00:
-          if (\$116 ) begin
-            \$967  = 1'h0;
+          if (\$110 ) begin
+            \$962  = 1'h0;
           end
     endcase
-    if (\$194 ) begin
-      \$967  = 1'h0;
+    if (\$188 ) begin
+      \$962  = 1'h0;
     end
     if (rst) begin
-      \$967  = 1'h0;
+      \$962  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$968  = in_count0;
-    if (\$80 ) begin
+    \$963  = in_count0;
+    if (\$72 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
-        casez (\$signal$231 )
+        casez (\$signal$223 )
           1'h0:
-              \$968  = \$82 [6:0];
+              \$963  = \$74 [6:0];
         endcase
       end
     end
     casez (fsm_state)
       5'h00:
-          if (\$116 ) begin
-            casez (\$118 )
+          if (\$110 ) begin
+            casez (\$112 )
               1'h0:
-                  \$968  = 7'h00;
+                  \$963  = 7'h00;
             endcase
           end
     endcase
-    if (\$194 ) begin
-      \$968  = 7'h00;
+    if (\$188 ) begin
+      \$963  = 7'h00;
     end
     if (rst) begin
-      \$968  = 7'h00;
+      \$963  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$969  = in_count1;
-    if (\$80 ) begin
+    \$964  = in_count1;
+    if (\$72 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
         (* full_case = 32'd1 *)
-        casez (\$signal$231 )
+        casez (\$signal$223 )
           1'h0:
               /* empty */;
           1'h1:
-              \$969  = \$82 [6:0];
+              \$964  = \$74 [6:0];
         endcase
       end
     end
     casez (fsm_state)
       5'h00:
-          if (\$116 ) begin
+          if (\$110 ) begin
             (* full_case = 32'd1 *)
-            casez (\$118 )
+            casez (\$112 )
               1'h0:
                   /* empty */;
               1'h1:
-                  \$969  = 7'h00;
+                  \$964  = 7'h00;
             endcase
           end
     endcase
-    if (\$194 ) begin
-      \$969  = 7'h00;
+    if (\$188 ) begin
+      \$964  = 7'h00;
     end
     if (rst) begin
-      \$969  = 7'h00;
+      \$964  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$970  = gissue;
+    \$965  = gissue;
     if (rst) begin
-      \$970  = 1'h0;
+      \$965  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$971  = gop;
+    \$966  = gop;
     if (rst) begin
-      \$971  = 3'h0;
+      \$966  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$972  = g_const;
+    \$967  = g_const;
     if (rst) begin
-      \$972  = 1'h0;
+      \$967  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$973  = n;
+    \$968  = n;
+    if (rst) begin
+      \$968  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$969  = ssm_k0;
+    if (\$signal$226 ) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$384 [6:0])
+              7'h00:
+                  \$969  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          \$969  = 8'h00;
+    endcase
+    if (rst) begin
+      \$969  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$970  = ssm_k1;
+    if (\$signal$226 ) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$384 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  \$970  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          \$970  = 8'h00;
+    endcase
+    if (rst) begin
+      \$970  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$971  = ssm_k2;
+    if (\$signal$226 ) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$384 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  \$971  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          \$971  = 8'h00;
+    endcase
+    if (rst) begin
+      \$971  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$972  = ssm_k3;
+    if (\$signal$226 ) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$384 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  \$972  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          \$972  = 8'h00;
+    endcase
+    if (rst) begin
+      \$972  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$973  = ssm_k4;
+    if (\$signal$226 ) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$384 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  \$973  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          \$973  = 8'h00;
+    endcase
     if (rst) begin
       \$973  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$974  = ssm_k0;
-    if (\$signal$234 ) begin
+    \$974  = ssm_k5;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
                   \$974  = g_value;
             endcase
       endcase
@@ -27923,14 +28176,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$975  = ssm_k1;
-    if (\$signal$234 ) begin
+    \$975  = ssm_k6;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
                   \$975  = g_value;
             endcase
       endcase
@@ -27961,16 +28224,26 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$976  = ssm_k2;
-    if (\$signal$234 ) begin
+    \$976  = ssm_k7;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
                   /* empty */;
               7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
                   \$976  = g_value;
             endcase
       endcase
@@ -28001,11 +28274,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$977  = ssm_k3;
-    if (\$signal$234 ) begin
+    \$977  = ssm_k8;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28013,6 +28286,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h02:
                   /* empty */;
               7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
                   \$977  = g_value;
             endcase
       endcase
@@ -28043,11 +28326,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$978  = ssm_k4;
-    if (\$signal$234 ) begin
+    \$978  = ssm_k9;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28057,6 +28340,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h03:
                   /* empty */;
               7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
                   \$978  = g_value;
             endcase
       endcase
@@ -28087,11 +28380,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$979  = ssm_k5;
-    if (\$signal$234 ) begin
+    \$979  = ssm_k10;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28103,6 +28396,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h04:
                   /* empty */;
               7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
                   \$979  = g_value;
             endcase
       endcase
@@ -28133,11 +28436,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$980  = ssm_k6;
-    if (\$signal$234 ) begin
+    \$980  = ssm_k11;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28151,6 +28454,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h05:
                   /* empty */;
               7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
                   \$980  = g_value;
             endcase
       endcase
@@ -28181,11 +28494,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$981  = ssm_k7;
-    if (\$signal$234 ) begin
+    \$981  = ssm_k12;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28201,6 +28514,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h06:
                   /* empty */;
               7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
                   \$981  = g_value;
             endcase
       endcase
@@ -28231,11 +28554,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$982  = ssm_k8;
-    if (\$signal$234 ) begin
+    \$982  = ssm_k13;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28253,6 +28576,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h07:
                   /* empty */;
               7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
                   \$982  = g_value;
             endcase
       endcase
@@ -28283,11 +28616,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$983  = ssm_k9;
-    if (\$signal$234 ) begin
+    \$983  = ssm_k14;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28307,6 +28640,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h08:
                   /* empty */;
               7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
                   \$983  = g_value;
             endcase
       endcase
@@ -28337,11 +28680,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$984  = ssm_k10;
-    if (\$signal$234 ) begin
+    \$984  = ssm_k15;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28363,6 +28706,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h09:
                   /* empty */;
               7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
+                  /* empty */;
+              7'h0f:
                   \$984  = g_value;
             endcase
       endcase
@@ -28393,34 +28746,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$985  = ssm_k11;
-    if (\$signal$234 ) begin
+    \$985  = ssm_v0;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$390 [6:0])
+            /* empty */;
+        3'h1:
+            casez (\$384 [6:0])
               7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
                   \$985  = g_value;
             endcase
       endcase
@@ -28451,36 +28784,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$986  = ssm_k12;
-    if (\$signal$234 ) begin
+    \$986  = ssm_v1;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$390 [6:0])
+            /* empty */;
+        3'h1:
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
                   \$986  = g_value;
             endcase
       endcase
@@ -28511,38 +28824,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$987  = ssm_k13;
-    if (\$signal$234 ) begin
+    \$987  = ssm_v2;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$390 [6:0])
+            /* empty */;
+        3'h1:
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
                   /* empty */;
               7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
                   \$987  = g_value;
             endcase
       endcase
@@ -28573,11 +28866,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$988  = ssm_k14;
-    if (\$signal$234 ) begin
+    \$988  = ssm_v3;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$390 [6:0])
+            /* empty */;
+        3'h1:
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28585,28 +28880,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h02:
                   /* empty */;
               7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
                   \$988  = g_value;
             endcase
       endcase
@@ -28637,11 +28910,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$989  = ssm_k15;
-    if (\$signal$234 ) begin
+    \$989  = ssm_v4;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
-            casez (\$390 [6:0])
+            /* empty */;
+        3'h1:
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28651,28 +28926,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h03:
                   /* empty */;
               7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
-                  /* empty */;
-              7'h0f:
                   \$989  = g_value;
             endcase
       endcase
@@ -28703,14 +28956,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$990  = ssm_v0;
-    if (\$signal$234 ) begin
+    \$990  = ssm_v5;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
                   \$990  = g_value;
             endcase
       endcase
@@ -28741,16 +29004,26 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$991  = ssm_v1;
-    if (\$signal$234 ) begin
+    \$991  = ssm_v6;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
                   \$991  = g_value;
             endcase
       endcase
@@ -28781,18 +29054,28 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$992  = ssm_v2;
-    if (\$signal$234 ) begin
+    \$992  = ssm_v7;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
                   /* empty */;
               7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
                   \$992  = g_value;
             endcase
       endcase
@@ -28823,13 +29106,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$993  = ssm_v3;
-    if (\$signal$234 ) begin
+    \$993  = ssm_v8;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28837,6 +29120,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h02:
                   /* empty */;
               7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
                   \$993  = g_value;
             endcase
       endcase
@@ -28867,13 +29160,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$994  = ssm_v4;
-    if (\$signal$234 ) begin
+    \$994  = ssm_v9;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28883,6 +29176,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h03:
                   /* empty */;
               7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
                   \$994  = g_value;
             endcase
       endcase
@@ -28913,13 +29216,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$995  = ssm_v5;
-    if (\$signal$234 ) begin
+    \$995  = ssm_v10;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28931,6 +29234,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h04:
                   /* empty */;
               7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
                   \$995  = g_value;
             endcase
       endcase
@@ -28961,13 +29274,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$996  = ssm_v6;
-    if (\$signal$234 ) begin
+    \$996  = ssm_v11;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -28981,6 +29294,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h05:
                   /* empty */;
               7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
                   \$996  = g_value;
             endcase
       endcase
@@ -29011,13 +29334,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$997  = ssm_v7;
-    if (\$signal$234 ) begin
+    \$997  = ssm_v12;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29033,6 +29356,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h06:
                   /* empty */;
               7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
                   \$997  = g_value;
             endcase
       endcase
@@ -29063,13 +29396,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$998  = ssm_v8;
-    if (\$signal$234 ) begin
+    \$998  = ssm_v13;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29087,6 +29420,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h07:
                   /* empty */;
               7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
                   \$998  = g_value;
             endcase
       endcase
@@ -29117,13 +29460,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$999  = ssm_v9;
-    if (\$signal$234 ) begin
+    \$999  = ssm_v14;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29143,6 +29486,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h08:
                   /* empty */;
               7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
                   \$999  = g_value;
             endcase
       endcase
@@ -29173,13 +29526,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1000  = ssm_v10;
-    if (\$signal$234 ) begin
+    \$1000  = ssm_v15;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29201,6 +29554,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h09:
                   /* empty */;
               7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
+                  /* empty */;
+              7'h0f:
                   \$1000  = g_value;
             endcase
       endcase
@@ -29231,36 +29594,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1001  = ssm_v11;
-    if (\$signal$234 ) begin
+    \$1001  = ssm_q0;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$390 [6:0])
+            /* empty */;
+        3'h2:
+            casez (\$384 [6:0])
               7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
                   \$1001  = g_value;
             endcase
       endcase
@@ -29291,38 +29634,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1002  = ssm_v12;
-    if (\$signal$234 ) begin
+    \$1002  = ssm_q1;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$390 [6:0])
+            /* empty */;
+        3'h2:
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
                   \$1002  = g_value;
             endcase
       endcase
@@ -29353,40 +29676,20 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1003  = ssm_v13;
-    if (\$signal$234 ) begin
+    \$1003  = ssm_q2;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$390 [6:0])
+            /* empty */;
+        3'h2:
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
                   /* empty */;
               7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
                   \$1003  = g_value;
             endcase
       endcase
@@ -29417,13 +29720,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1004  = ssm_v14;
-    if (\$signal$234 ) begin
+    \$1004  = ssm_q3;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$390 [6:0])
+            /* empty */;
+        3'h2:
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29431,28 +29736,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h02:
                   /* empty */;
               7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
                   \$1004  = g_value;
             endcase
       endcase
@@ -29483,13 +29766,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1005  = ssm_v15;
-    if (\$signal$234 ) begin
+    \$1005  = ssm_q4;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            casez (\$390 [6:0])
+            /* empty */;
+        3'h2:
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29499,28 +29784,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h03:
                   /* empty */;
               7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
-                  /* empty */;
-              7'h0f:
                   \$1005  = g_value;
             endcase
       endcase
@@ -29551,16 +29814,26 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1006  = ssm_q0;
-    if (\$signal$234 ) begin
+    \$1006  = ssm_q5;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
                   \$1006  = g_value;
             endcase
       endcase
@@ -29591,18 +29864,28 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1007  = ssm_q1;
-    if (\$signal$234 ) begin
+    \$1007  = ssm_q6;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
                   \$1007  = g_value;
             endcase
       endcase
@@ -29633,20 +29916,30 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1008  = ssm_q2;
-    if (\$signal$234 ) begin
+    \$1008  = ssm_q7;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
                   /* empty */;
               7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
                   \$1008  = g_value;
             endcase
       endcase
@@ -29677,15 +29970,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1009  = ssm_q3;
-    if (\$signal$234 ) begin
+    \$1009  = ssm_q8;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29693,6 +29986,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h02:
                   /* empty */;
               7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
                   \$1009  = g_value;
             endcase
       endcase
@@ -29723,15 +30026,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1010  = ssm_q4;
-    if (\$signal$234 ) begin
+    \$1010  = ssm_q9;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29741,6 +30044,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h03:
                   /* empty */;
               7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
                   \$1010  = g_value;
             endcase
       endcase
@@ -29771,15 +30084,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1011  = ssm_q5;
-    if (\$signal$234 ) begin
+    \$1011  = ssm_q10;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29791,6 +30104,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h04:
                   /* empty */;
               7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
                   \$1011  = g_value;
             endcase
       endcase
@@ -29821,15 +30144,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1012  = ssm_q6;
-    if (\$signal$234 ) begin
+    \$1012  = ssm_q11;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29843,6 +30166,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h05:
                   /* empty */;
               7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
                   \$1012  = g_value;
             endcase
       endcase
@@ -29873,15 +30206,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1013  = ssm_q7;
-    if (\$signal$234 ) begin
+    \$1013  = ssm_q12;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29897,6 +30230,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h06:
                   /* empty */;
               7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
                   \$1013  = g_value;
             endcase
       endcase
@@ -29927,15 +30270,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1014  = ssm_q8;
-    if (\$signal$234 ) begin
+    \$1014  = ssm_q13;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -29953,6 +30296,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h07:
                   /* empty */;
               7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
                   \$1014  = g_value;
             endcase
       endcase
@@ -29983,15 +30336,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1015  = ssm_q9;
-    if (\$signal$234 ) begin
+    \$1015  = ssm_q14;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -30011,6 +30364,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h08:
                   /* empty */;
               7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
                   \$1015  = g_value;
             endcase
       endcase
@@ -30041,335 +30404,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1016  = ssm_q10;
-    if (\$signal$234 ) begin
+    \$1016  = ssm_q15;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
             /* empty */;
         3'h2:
-            casez (\$390 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  \$1016  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1016  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1016  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1017  = ssm_q11;
-    if (\$signal$234 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$390 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  \$1017  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1017  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1017  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1018  = ssm_q12;
-    if (\$signal$234 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$390 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  \$1018  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1018  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1018  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1019  = ssm_q13;
-    if (\$signal$234 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$390 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  \$1019  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1019  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1019  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1020  = ssm_q14;
-    if (\$signal$234 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$390 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
-                  \$1020  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1020  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1020  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1021  = ssm_q15;
-    if (\$signal$234 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$390 [6:0])
+            casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
@@ -30401,7 +30444,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0e:
                   /* empty */;
               7'h0f:
-                  \$1021  = g_value;
+                  \$1016  = g_value;
             endcase
       endcase
     end
@@ -30423,16 +30466,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h09:
           /* empty */;
       5'h03:
-          \$1021  = 8'h00;
+          \$1016  = 8'h00;
     endcase
     if (rst) begin
-      \$1021  = 8'h00;
+      \$1016  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1022  = gate;
-    if (\$signal$234 ) begin
+    \$1017  = gate;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -30442,29 +30485,29 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             /* empty */;
         3'h3:
           begin
-            if (\$83 ) begin
-              \$1022 [0] = 1'h1;
+            if (\$75 ) begin
+              \$1017 [0] = 1'h1;
             end
-            if (\$84 ) begin
-              \$1022 [1] = 1'h1;
+            if (\$76 ) begin
+              \$1017 [1] = 1'h1;
             end
-            if (\$85 ) begin
-              \$1022 [2] = 1'h1;
+            if (\$77 ) begin
+              \$1017 [2] = 1'h1;
             end
-            if (\$86 ) begin
-              \$1022 [3] = 1'h1;
+            if (\$78 ) begin
+              \$1017 [3] = 1'h1;
             end
-            if (\$87 ) begin
-              \$1022 [4] = 1'h1;
+            if (\$79 ) begin
+              \$1017 [4] = 1'h1;
             end
-            if (\$88 ) begin
-              \$1022 [5] = 1'h1;
+            if (\$80 ) begin
+              \$1017 [5] = 1'h1;
             end
-            if (\$89 ) begin
-              \$1022 [6] = 1'h1;
+            if (\$81 ) begin
+              \$1017 [6] = 1'h1;
             end
-            if (\$90 ) begin
-              \$1022 [7] = 1'h1;
+            if (\$82 ) begin
+              \$1017 [7] = 1'h1;
             end
           end
       endcase
@@ -30487,38 +30530,218 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h09:
           /* empty */;
       5'h03:
-          \$1022  = 8'h00;
+          \$1017  = 8'h00;
     endcase
     if (rst) begin
-      \$1022  = 8'h00;
+      \$1017  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1023  = \$signal$293 ;
+    \$1018  = \$signal$285 ;
     if (rst) begin
-      \$1023  = 1'h0;
+      \$1018  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1024  = row;
+    \$1019  = row;
     if (rst) begin
-      \$1024  = 4'h0;
+      \$1019  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1025  = \$572 [7:0];
+    \$1020  = \$566 [7:0];
     if (rst) begin
-      \$1025  = 8'h00;
+      \$1020  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1026  = ssm_yacc0;
+    \$1021  = ssm_yacc0;
     if (p1_valid) begin
-      \$1026  = \$93 [27:0];
+      \$1021  = \$85 [27:0];
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          /* empty */;
+      5'h0d:
+          /* empty */;
+      5'h0c:
+          \$1021  = 28'h0000000;
+    endcase
+    if (rst) begin
+      \$1021  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1022  = ssm_yacc1;
+    if (p1_valid) begin
+      \$1022  = \$88 [27:0];
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          /* empty */;
+      5'h0d:
+          /* empty */;
+      5'h0c:
+          \$1022  = 28'h0000000;
+    endcase
+    if (rst) begin
+      \$1022  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1023  = ssm_yacc2;
+    if (p1_valid) begin
+      \$1023  = \$91 [27:0];
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          /* empty */;
+      5'h0d:
+          /* empty */;
+      5'h0c:
+          \$1023  = 28'h0000000;
+    endcase
+    if (rst) begin
+      \$1023  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1024  = ssm_yacc3;
+    if (p1_valid) begin
+      \$1024  = \$94 [27:0];
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          /* empty */;
+      5'h0d:
+          /* empty */;
+      5'h0c:
+          \$1024  = 28'h0000000;
+    endcase
+    if (rst) begin
+      \$1024  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1025  = ssm_yacc4;
+    if (p1_valid) begin
+      \$1025  = \$97 [27:0];
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          /* empty */;
+      5'h0d:
+          /* empty */;
+      5'h0c:
+          \$1025  = 28'h0000000;
+    endcase
+    if (rst) begin
+      \$1025  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1026  = ssm_yacc5;
+    if (p1_valid) begin
+      \$1026  = \$100 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30552,9 +30775,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1027  = ssm_yacc1;
+    \$1027  = ssm_yacc6;
     if (p1_valid) begin
-      \$1027  = \$96 [27:0];
+      \$1027  = \$103 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30588,9 +30811,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1028  = ssm_yacc2;
+    \$1028  = ssm_yacc7;
     if (p1_valid) begin
-      \$1028  = \$99 [27:0];
+      \$1028  = \$106 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30624,191 +30847,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1029  = ssm_yacc3;
-    if (p1_valid) begin
-      \$1029  = \$102 [27:0];
-    end
+    \$1029  = li;
     casez (fsm_state)
       5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          \$1029  = 28'h0000000;
-    endcase
-    if (rst) begin
-      \$1029  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1030  = ssm_yacc4;
-    if (p1_valid) begin
-      \$1030  = \$105 [27:0];
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          \$1030  = 28'h0000000;
-    endcase
-    if (rst) begin
-      \$1030  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1031  = ssm_yacc5;
-    if (p1_valid) begin
-      \$1031  = \$108 [27:0];
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          \$1031  = 28'h0000000;
-    endcase
-    if (rst) begin
-      \$1031  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1032  = ssm_yacc6;
-    if (p1_valid) begin
-      \$1032  = \$111 [27:0];
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          \$1032  = 28'h0000000;
-    endcase
-    if (rst) begin
-      \$1032  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1033  = ssm_yacc7;
-    if (p1_valid) begin
-      \$1033  = \$114 [27:0];
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          \$1033  = 28'h0000000;
-    endcase
-    if (rst) begin
-      \$1033  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1034  = li;
-    casez (fsm_state)
-      5'h00:
-          if (\$116 ) begin
-            \$1034  = 2'h0;
+          if (\$110 ) begin
+            \$1029  = 2'h0;
           end
       5'h02:
           /* empty */;
@@ -30841,23 +30884,267 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h0a:
           if (free) begin
             (* full_case = 32'd1 *)
-            if (\$185 ) begin
+            if (\$179 ) begin
             end else begin
-              \$1034  = \$186 [1:0];
+              \$1029  = \$180 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$1034  = 2'h0;
+      \$1029  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1035  = \$signal$315 ;
+    \$1030  = \$signal$308 ;
     casez (fsm_state)
       5'h00:
-          if (\$116 ) begin
-            \$1035  = \$signal$231 ;
+          if (\$110 ) begin
+            \$1030  = \$signal$223 ;
+          end
+    endcase
+    if (rst) begin
+      \$1030  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1031  = \$signal$223 ;
+    casez (fsm_state)
+      5'h00:
+          if (\$110 ) begin
+            \$1031  = \$111 ;
+          end
+    endcase
+    if (\$188 ) begin
+      \$1031  = 1'h0;
+    end
+    if (rst) begin
+      \$1031  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1032  = fsm_state;
+    casez (fsm_state)
+      5'h00:
+          if (\$110 ) begin
+            (* full_case = 32'd1 *)
+            if (\$113 ) begin
+              \$1032  = 5'h01;
+            end else begin
+              \$1032  = 5'h02;
+            end
+          end
+      5'h02:
+          (* full_case = 32'd1 *)
+          if (\$114 ) begin
+            \$1032  = 5'h03;
+          end else begin
+            \$1032  = 5'h04;
+          end
+      5'h04:
+          \$1032  = 5'h05;
+      5'h05:
+          (* full_case = 32'd1 *)
+          if (\$115 ) begin
+            \$1032  = 5'h06;
+          end else begin
+            \$1032  = 5'h07;
+          end
+      5'h07:
+          (* full_case = 32'd1 *)
+          if (\$139 ) begin
+          end else begin
+            \$1032  = 5'h05;
+          end
+      5'h06:
+          if (\$141 ) begin
+          end else if (\$148 ) begin
+            \$1032  = 5'h08;
+          end
+      5'h08:
+          \$1032  = 5'h09;
+      5'h09:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+              \$1032  = 5'h0a;
+            end else begin
+              \$1032  = 5'h04;
+            end
+          end
+      5'h03:
+          \$1032  = 5'h0b;
+      5'h0b:
+          (* full_case = 32'd1 *)
+          if (\$151 ) begin
+            \$1032  = 5'h0c;
+          end else begin
+            \$1032  = 5'h0d;
+          end
+      5'h0d:
+          (* full_case = 32'd1 *)
+          if (\$163 ) begin
+          end else begin
+            \$1032  = 5'h0b;
+          end
+      5'h0c:
+          \$1032  = 5'h0e;
+      5'h0e:
+          (* full_case = 32'd1 *)
+          if (found) begin
+          end else begin
+            \$1032  = 5'h0f;
+          end
+      5'h0f:
+          \$1032  = 5'h10;
+      5'h10:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (\$176 ) begin
+              \$1032  = 5'h0a;
+            end else begin
+              \$1032  = 5'h0c;
+            end
+          end
+      5'h0a:
+          if (free) begin
+            (* full_case = 32'd1 *)
+            if (\$179 ) begin
+              \$1032  = 5'h01;
+            end else begin
+              \$1032  = 5'h02;
+            end
+          end
+      5'h01:
+          if (w_rdy) begin
+            \$1032  = 5'h00;
+          end
+    endcase
+    if (rst) begin
+      \$1032  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1033  = k;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          \$1033  = 5'h00;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+            end else begin
+              \$1033  = \$150 [4:0];
+            end
+          end
+      5'h03:
+          /* empty */;
+      5'h0b:
+          /* empty */;
+      5'h0d:
+          /* empty */;
+      5'h0c:
+          /* empty */;
+      5'h0e:
+          /* empty */;
+      5'h0f:
+          /* empty */;
+      5'h10:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (\$176 ) begin
+            end else begin
+              \$1033  = \$177 [4:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$1033  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1034  = src_sel;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          (* full_case = 32'd1 *)
+          if (\$115 ) begin
+          end else begin
+            \$1034  = \edge [2:0];
+          end
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          (* full_case = 32'd1 *)
+          if (\$151 ) begin
+          end else begin
+            \$1034  = src;
+          end
+    endcase
+    if (rst) begin
+      \$1034  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1035  = \$signal$110 ;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          (* full_case = 32'd1 *)
+          if (\$115 ) begin
+          end else begin
+            \$1035  = \$116 ;
+          end
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          (* full_case = 32'd1 *)
+          if (\$151 ) begin
+          end else begin
+            \$1035  = \$152 ;
           end
     endcase
     if (rst) begin
@@ -30866,131 +31153,196 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1036  = \$signal$231 ;
+    \$1036  = bank_sel;
     casez (fsm_state)
       5'h00:
-          if (\$116 ) begin
-            \$1036  = \$117 ;
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          (* full_case = 32'd1 *)
+          if (\$115 ) begin
+          end else begin
+            \$1036  = \$119 ;
+          end
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          (* full_case = 32'd1 *)
+          if (\$151 ) begin
+          end else begin
+            \$1036  = \$155 ;
           end
     endcase
-    if (\$194 ) begin
+    if (rst) begin
       \$1036  = 1'h0;
     end
-    if (rst) begin
-      \$1036  = 1'h0;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1037  = fsm_state;
+    \$1037  = n;
     casez (fsm_state)
       5'h00:
-          if (\$116 ) begin
-            (* full_case = 32'd1 *)
-            if (\$119 ) begin
-              \$1037  = 5'h01;
-            end else begin
-              \$1037  = 5'h02;
-            end
-          end
+          /* empty */;
       5'h02:
-          (* full_case = 32'd1 *)
-          if (\$120 ) begin
-            \$1037  = 5'h03;
-          end else begin
-            \$1037  = 5'h04;
-          end
+          /* empty */;
       5'h04:
-          \$1037  = 5'h05;
+          /* empty */;
       5'h05:
           (* full_case = 32'd1 *)
-          if (\$121 ) begin
-            \$1037  = 5'h06;
+          if (\$115 ) begin
           end else begin
-            \$1037  = 5'h07;
+            \$1037  = 8'h00;
           end
       5'h07:
-          (* full_case = 32'd1 *)
-          if (\$145 ) begin
-          end else begin
-            \$1037  = 5'h05;
+          if (\$139 ) begin
+            \$1037  = \$140 [7:0];
           end
       5'h06:
-          if (\$147 ) begin
-          end else if (\$154 ) begin
-            \$1037  = 5'h08;
-          end
+          /* empty */;
       5'h08:
-          \$1037  = 5'h09;
+          /* empty */;
       5'h09:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-              \$1037  = 5'h0a;
-            end else begin
-              \$1037  = 5'h04;
-            end
-          end
+          /* empty */;
       5'h03:
-          \$1037  = 5'h0b;
+          /* empty */;
       5'h0b:
           (* full_case = 32'd1 *)
-          if (\$157 ) begin
-            \$1037  = 5'h0c;
+          if (\$151 ) begin
           end else begin
-            \$1037  = 5'h0d;
+            \$1037  = 8'h00;
           end
       5'h0d:
-          (* full_case = 32'd1 *)
-          if (\$169 ) begin
-          end else begin
-            \$1037  = 5'h0b;
-          end
-      5'h0c:
-          \$1037  = 5'h0e;
-      5'h0e:
-          (* full_case = 32'd1 *)
-          if (found) begin
-          end else begin
-            \$1037  = 5'h0f;
-          end
-      5'h0f:
-          \$1037  = 5'h10;
-      5'h10:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (\$182 ) begin
-              \$1037  = 5'h0a;
-            end else begin
-              \$1037  = 5'h0c;
-            end
-          end
-      5'h0a:
-          if (free) begin
-            (* full_case = 32'd1 *)
-            if (\$185 ) begin
-              \$1037  = 5'h01;
-            end else begin
-              \$1037  = 5'h02;
-            end
-          end
-      5'h01:
-          if (w_rdy) begin
-            \$1037  = 5'h00;
+          if (\$163 ) begin
+            \$1037  = \$164 [7:0];
           end
     endcase
     if (rst) begin
-      \$1037  = 5'h00;
+      \$1037  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1038  = k;
+    \$1038  = cnt;
     casez (fsm_state)
       5'h00:
           /* empty */;
       5'h02:
-          \$1038  = 5'h00;
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          (* full_case = 32'd1 *)
+          if (\$115 ) begin
+          end else begin
+            \$1038  = \$124 ;
+          end
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          (* full_case = 32'd1 *)
+          if (\$151 ) begin
+          end else begin
+            \$1038  = \$162 ;
+          end
+    endcase
+    if (rst) begin
+      \$1038  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1039  = row_wbase;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          (* full_case = 32'd1 *)
+          if (\$115 ) begin
+          end else begin
+            \$1039  = \edge [14:4];
+          end
+    endcase
+    if (rst) begin
+      \$1039  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1040  = row_offset;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          (* full_case = 32'd1 *)
+          if (\$115 ) begin
+          end else begin
+            \$1040  = \$138 [12:0];
+          end
+    endcase
+    if (rst) begin
+      \$1040  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1041  = drain_n;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          if (\$141 ) begin
+            \$1041  = \$149 [1:0];
+          end else if (\$148 ) begin
+            \$1041  = 2'h0;
+          end
+    endcase
+    if (rst) begin
+      \$1041  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1042  = gop;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
       5'h04:
           /* empty */;
       5'h05:
@@ -31002,41 +31354,25 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h08:
           /* empty */;
       5'h09:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-            end else begin
-              \$1038  = \$156 [4:0];
-            end
-          end
-      5'h03:
           /* empty */;
+      5'h03:
+          \$1042  = 3'h0;
       5'h0b:
           /* empty */;
       5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (\$182 ) begin
-            end else begin
-              \$1038  = \$183 [4:0];
-            end
+          (* full_case = 32'd1 *)
+          if (\$163 ) begin
+          end else begin
+            \$1042  = \$165 [2:0];
           end
     endcase
     if (rst) begin
-      \$1038  = 5'h00;
+      \$1042  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1039  = src_sel;
+    \$1043  = g_const;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31045,11 +31381,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h04:
           /* empty */;
       5'h05:
-          (* full_case = 32'd1 *)
-          if (\$121 ) begin
-          end else begin
-            \$1039  = \edge [2:0];
-          end
+          /* empty */;
       5'h07:
           /* empty */;
       5'h06:
@@ -31062,18 +31394,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0b:
           (* full_case = 32'd1 *)
-          if (\$157 ) begin
+          if (\$151 ) begin
           end else begin
-            \$1039  = src;
+            \$1043  = \$signal$316 ;
           end
     endcase
     if (rst) begin
-      \$1039  = 3'h0;
+      \$1043  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1040  = \$signal$110 ;
+    \$1044  = gbase;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31082,11 +31414,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h04:
           /* empty */;
       5'h05:
-          (* full_case = 32'd1 *)
-          if (\$121 ) begin
-          end else begin
-            \$1040  = \$122 ;
-          end
+          /* empty */;
       5'h07:
           /* empty */;
       5'h06:
@@ -31099,147 +31427,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0b:
           (* full_case = 32'd1 *)
-          if (\$157 ) begin
+          if (\$151 ) begin
           end else begin
-            \$1040  = \$158 ;
-          end
-    endcase
-    if (rst) begin
-      \$1040  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1041  = bank_sel;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          (* full_case = 32'd1 *)
-          if (\$121 ) begin
-          end else begin
-            \$1041  = \$125 ;
-          end
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$157 ) begin
-          end else begin
-            \$1041  = \$161 ;
-          end
-    endcase
-    if (rst) begin
-      \$1041  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1042  = n;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          (* full_case = 32'd1 *)
-          if (\$121 ) begin
-          end else begin
-            \$1042  = 8'h00;
-          end
-      5'h07:
-          if (\$145 ) begin
-            \$1042  = \$146 [7:0];
-          end
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$157 ) begin
-          end else begin
-            \$1042  = 8'h00;
-          end
-      5'h0d:
-          if (\$169 ) begin
-            \$1042  = \$170 [7:0];
-          end
-    endcase
-    if (rst) begin
-      \$1042  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1043  = cnt;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          (* full_case = 32'd1 *)
-          if (\$121 ) begin
-          end else begin
-            \$1043  = \$130 ;
-          end
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$157 ) begin
-          end else begin
-            \$1043  = \$168 ;
-          end
-    endcase
-    if (rst) begin
-      \$1043  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1044  = row_wbase;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          (* full_case = 32'd1 *)
-          if (\$121 ) begin
-          end else begin
-            \$1044  = \edge [14:4];
+            \$1044  = base;
           end
     endcase
     if (rst) begin
@@ -31248,154 +31438,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1045  = row_offset;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          (* full_case = 32'd1 *)
-          if (\$121 ) begin
-          end else begin
-            \$1045  = \$144 [12:0];
-          end
-    endcase
-    if (rst) begin
-      \$1045  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1046  = drain_n;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          if (\$147 ) begin
-            \$1046  = \$155 [1:0];
-          end else if (\$154 ) begin
-            \$1046  = 2'h0;
-          end
-    endcase
-    if (rst) begin
-      \$1046  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1047  = gop;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1047  = 3'h0;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          (* full_case = 32'd1 *)
-          if (\$169 ) begin
-          end else begin
-            \$1047  = \$171 [2:0];
-          end
-    endcase
-    if (rst) begin
-      \$1047  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1048  = g_const;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$157 ) begin
-          end else begin
-            \$1048  = \$signal$323 ;
-          end
-    endcase
-    if (rst) begin
-      \$1048  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1049  = gbase;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$157 ) begin
-          end else begin
-            \$1049  = base;
-          end
-    endcase
-    if (rst) begin
-      \$1049  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1050  = i;
+    \$1045  = i;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31420,19 +31463,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h0d:
           /* empty */;
       5'h0c:
-          \$1050  = 5'h00;
+          \$1045  = 5'h00;
       5'h0e:
           if (found) begin
-            \$1050  = \$180 ;
+            \$1045  = \$174 ;
           end
     endcase
     if (rst) begin
-      \$1050  = 5'h00;
+      \$1045  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1051  = arow;
+    \$1046  = arow;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31457,15 +31500,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h0d:
           /* empty */;
       5'h0c:
-          \$1051  = \$179 [10:0];
+          \$1046  = \$173 [10:0];
     endcase
     if (rst) begin
-      \$1051  = 11'h000;
+      \$1046  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1052  = cur;
+    \$1047  = cur;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31501,14 +31544,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h01:
           if (w_rdy) begin
-            \$1052  = \$192 ;
+            \$1047  = \$186 ;
           end
     endcase
-    if (\$194 ) begin
-      \$1052  = 1'h0;
+    if (\$188 ) begin
+      \$1047  = 1'h0;
     end
     if (rst) begin
-      \$1052  = 1'h0;
+      \$1047  = 1'h0;
     end
   end
   always @* begin
@@ -31516,15 +31559,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (rd_region)
       4'h4:
-          host_rdata = { 39'h0000000000, \$278  };
+          host_rdata = { 39'h0000000000, \$272  };
       4'h2:
-          host_rdata = { 6'h00, \$279  };
+          host_rdata = { 6'h00, \$273  };
       4'h3:
-          host_rdata = { 31'h00000000, \$280  };
+          host_rdata = { 31'h00000000, \$274  };
       4'h8:
-          host_rdata = { 31'h00000000, \$281  };
+          host_rdata = { 31'h00000000, \$275  };
       4'h9:
-          host_rdata = { 38'h0000000000, \$282  };
+          host_rdata = { 38'h0000000000, \$276  };
       4'h5:
           host_rdata = { 15'h0000, rdata };
       default:
@@ -31535,7 +31578,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     ev_wr__addr = 11'h000;
     if (\event ) begin
-      ev_wr__addr = { cur, spike_src, \$309  };
+      ev_wr__addr = { cur, spike_src, \$303  };
     end
   end
   always @* begin
@@ -31560,16 +31603,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     inc = 18'h00000;
     if (\event ) begin
-      if (\$310 ) begin
+      if (\$304 ) begin
         inc[3] = 1'h1;
       end
-      if (\$311 ) begin
+      if (\$305 ) begin
         inc[7] = 1'h1;
       end
-      if (\$312 ) begin
+      if (\$306 ) begin
         inc[11] = 1'h1;
       end
-      if (\$313 ) begin
+      if (\$307 ) begin
         inc[15] = 1'h1;
       end
     end
@@ -31583,60 +31626,60 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h04:
         begin
-          if (\$773 ) begin
+          if (\$767 ) begin
             inc[0] = 1'h1;
           end
-          if (\$774 ) begin
+          if (\$768 ) begin
             inc[4] = 1'h1;
           end
-          if (\$775 ) begin
+          if (\$769 ) begin
             inc[8] = 1'h1;
           end
-          if (\$776 ) begin
+          if (\$770 ) begin
             inc[12] = 1'h1;
           end
         end
       5'h05:
         begin
-          if (\$777 ) begin
+          if (\$771 ) begin
             inc[0] = 1'h1;
           end
-          if (\$778 ) begin
+          if (\$772 ) begin
             inc[4] = 1'h1;
           end
-          if (\$779 ) begin
+          if (\$773 ) begin
             inc[8] = 1'h1;
           end
-          if (\$780 ) begin
+          if (\$774 ) begin
             inc[12] = 1'h1;
           end
         end
       5'h07:
         begin
-          if (\$781 ) begin
+          if (\$775 ) begin
             inc[0] = 1'h1;
           end
-          if (\$782 ) begin
+          if (\$776 ) begin
             inc[4] = 1'h1;
           end
-          if (\$783 ) begin
+          if (\$777 ) begin
             inc[8] = 1'h1;
           end
-          if (\$784 ) begin
+          if (\$778 ) begin
             inc[12] = 1'h1;
           end
-          if (\$785 ) begin
-            if (\$786 ) begin
-              if (\$787 ) begin
+          if (\$779 ) begin
+            if (\$780 ) begin
+              if (\$781 ) begin
                 inc[2] = 1'h1;
               end
-              if (\$788 ) begin
+              if (\$782 ) begin
                 inc[6] = 1'h1;
               end
-              if (\$789 ) begin
+              if (\$783 ) begin
                 inc[10] = 1'h1;
               end
-              if (\$790 ) begin
+              if (\$784 ) begin
                 inc[14] = 1'h1;
               end
             end
@@ -31644,105 +31687,105 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         end
       5'h06:
         begin
-          if (\$792 ) begin
+          if (\$786 ) begin
             inc[0] = 1'h1;
           end
-          if (\$793 ) begin
+          if (\$787 ) begin
             inc[4] = 1'h1;
           end
-          if (\$794 ) begin
+          if (\$788 ) begin
             inc[8] = 1'h1;
           end
-          if (\$795 ) begin
+          if (\$789 ) begin
             inc[12] = 1'h1;
           end
         end
       5'h08:
         begin
-          if (\$796 ) begin
+          if (\$790 ) begin
             inc[1] = 1'h1;
           end
-          if (\$797 ) begin
+          if (\$791 ) begin
             inc[5] = 1'h1;
           end
-          if (\$798 ) begin
+          if (\$792 ) begin
             inc[9] = 1'h1;
           end
-          if (\$799 ) begin
+          if (\$793 ) begin
             inc[13] = 1'h1;
           end
         end
       5'h09:
         begin
-          if (\$800 ) begin
+          if (\$794 ) begin
             inc[1] = 1'h1;
           end
-          if (\$801 ) begin
+          if (\$795 ) begin
             inc[5] = 1'h1;
           end
-          if (\$802 ) begin
+          if (\$796 ) begin
             inc[9] = 1'h1;
           end
-          if (\$803 ) begin
+          if (\$797 ) begin
             inc[13] = 1'h1;
           end
         end
       5'h03:
         begin
-          if (\$807 ) begin
+          if (\$801 ) begin
             inc[0] = 1'h1;
           end
-          if (\$808 ) begin
+          if (\$802 ) begin
             inc[4] = 1'h1;
           end
-          if (\$809 ) begin
+          if (\$803 ) begin
             inc[8] = 1'h1;
           end
-          if (\$810 ) begin
+          if (\$804 ) begin
             inc[12] = 1'h1;
           end
         end
       5'h0b:
         begin
-          if (\$811 ) begin
+          if (\$805 ) begin
             inc[0] = 1'h1;
           end
-          if (\$812 ) begin
+          if (\$806 ) begin
             inc[4] = 1'h1;
           end
-          if (\$813 ) begin
+          if (\$807 ) begin
             inc[8] = 1'h1;
           end
-          if (\$814 ) begin
+          if (\$808 ) begin
             inc[12] = 1'h1;
           end
         end
       5'h0d:
         begin
-          if (\$839 ) begin
+          if (\$833 ) begin
             inc[0] = 1'h1;
           end
-          if (\$840 ) begin
+          if (\$834 ) begin
             inc[4] = 1'h1;
           end
-          if (\$841 ) begin
+          if (\$835 ) begin
             inc[8] = 1'h1;
           end
-          if (\$842 ) begin
+          if (\$836 ) begin
             inc[12] = 1'h1;
           end
-          if (\$843 ) begin
-            if (\$844 ) begin
-              if (\$845 ) begin
+          if (\$837 ) begin
+            if (\$838 ) begin
+              if (\$839 ) begin
                 inc[2] = 1'h1;
               end
-              if (\$846 ) begin
+              if (\$840 ) begin
                 inc[6] = 1'h1;
               end
-              if (\$847 ) begin
+              if (\$841 ) begin
                 inc[10] = 1'h1;
               end
-              if (\$848 ) begin
+              if (\$842 ) begin
                 inc[14] = 1'h1;
               end
             end
@@ -31750,61 +31793,61 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         end
       5'h0c:
         begin
-          if (\$849 ) begin
+          if (\$843 ) begin
             inc[1] = 1'h1;
           end
-          if (\$850 ) begin
+          if (\$844 ) begin
             inc[5] = 1'h1;
           end
-          if (\$851 ) begin
+          if (\$845 ) begin
             inc[9] = 1'h1;
           end
-          if (\$852 ) begin
+          if (\$846 ) begin
             inc[13] = 1'h1;
           end
         end
       5'h0e:
         begin
-          if (\$853 ) begin
+          if (\$847 ) begin
             inc[1] = 1'h1;
           end
-          if (\$854 ) begin
+          if (\$848 ) begin
             inc[5] = 1'h1;
           end
-          if (\$855 ) begin
+          if (\$849 ) begin
             inc[9] = 1'h1;
           end
-          if (\$856 ) begin
+          if (\$850 ) begin
             inc[13] = 1'h1;
           end
         end
       5'h0f:
         begin
-          if (\$858 ) begin
+          if (\$852 ) begin
             inc[1] = 1'h1;
           end
-          if (\$859 ) begin
+          if (\$853 ) begin
             inc[5] = 1'h1;
           end
-          if (\$860 ) begin
+          if (\$854 ) begin
             inc[9] = 1'h1;
           end
-          if (\$861 ) begin
+          if (\$855 ) begin
             inc[13] = 1'h1;
           end
         end
       5'h10:
         begin
-          if (\$862 ) begin
+          if (\$856 ) begin
             inc[1] = 1'h1;
           end
-          if (\$863 ) begin
+          if (\$857 ) begin
             inc[5] = 1'h1;
           end
-          if (\$864 ) begin
+          if (\$858 ) begin
             inc[9] = 1'h1;
           end
-          if (\$865 ) begin
+          if (\$859 ) begin
             inc[13] = 1'h1;
           end
         end
@@ -31819,18 +31862,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     in_wr__addr = 8'h00;
-    if (\$388 ) begin
+    if (\$382 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
-        in_wr__addr = { \$signal$231 , \$389  };
+        in_wr__addr = { \$signal$223 , \$383  };
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     in_wr__data = 15'h0000;
-    if (\$388 ) begin
+    if (\$382 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
@@ -31842,7 +31885,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     in_wr__en = 1'h0;
-    if (\$388 ) begin
+    if (\$382 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
@@ -31852,7 +31895,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$signature__addr$533  = \$392 [8:0];
+    \$signature__addr$542  = \$386 [8:0];
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31880,7 +31923,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0e:
           if (found) begin
-            \$signature__addr$533  = \$857 [8:0];
+            \$signature__addr$542  = \$851 [8:0];
           end
     endcase
   end
@@ -31978,14 +32021,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$signal$131  = 1'h0;
+    \$signal$114  = 1'h0;
     casez (fsm_state)
       5'h00:
           /* empty */;
       5'h02:
           /* empty */;
       5'h04:
-          \$signal$131  = 1'h1;
+          \$signal$114  = 1'h1;
     endcase
   end
   always @* begin
@@ -32002,7 +32045,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h07:
           (* full_case = 32'd1 *)
-          if (\$785 ) begin
+          if (\$779 ) begin
           end else begin
             e_set = 1'h1;
           end
@@ -32022,9 +32065,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h07:
           (* full_case = 32'd1 *)
-          if (\$785 ) begin
+          if (\$779 ) begin
           end else begin
-            e_new = \$791 [3:0];
+            e_new = \$785 [3:0];
           end
     endcase
   end
@@ -32041,7 +32084,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h05:
           /* empty */;
       5'h07:
-          if (\$785 ) begin
+          if (\$779 ) begin
             issue = 1'h1;
           end
     endcase
@@ -32130,7 +32173,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h09:
           if (can_load) begin
-            send = \$805 ;
+            send = \$799 ;
           end
       5'h03:
           /* empty */;
@@ -32146,13 +32189,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h10:
           if (can_load) begin
-            send = \$867 ;
+            send = \$861 ;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \spikes$602  = 8'h00;
+    \spikes$611  = 8'h00;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32170,7 +32213,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h09:
           if (can_load) begin
-            \spikes$602  = spikes;
+            \spikes$611  = spikes;
           end
       5'h03:
           /* empty */;
@@ -32186,13 +32229,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h10:
           if (can_load) begin
-            \spikes$602  = ynz;
+            \spikes$611  = ynz;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \base$603  = 8'h00;
+    \base$612  = 8'h00;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32210,7 +32253,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h09:
           if (can_load) begin
-            \base$603  = \$806 [7:0];
+            \base$612  = \$800 [7:0];
           end
       5'h03:
           /* empty */;
@@ -32226,13 +32269,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h10:
           if (can_load) begin
-            \base$603  = \$868 [7:0];
+            \base$612  = \$862 [7:0];
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \layer$604  = 2'h0;
+    \layer$613  = 2'h0;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32250,7 +32293,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h09:
           if (can_load) begin
-            \layer$604  = li;
+            \layer$613  = li;
           end
       5'h03:
           /* empty */;
@@ -32266,7 +32309,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h10:
           if (can_load) begin
-            \layer$604  = li;
+            \layer$613  = li;
           end
     endcase
   end
@@ -32353,14 +32396,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h10:
           if (can_load) begin
-            values[15:0] = { \$596 [7], \$596 [7], \$596 [7], \$596 [7], \$596 [7], \$596 [7], \$596 [7], \$596 [7], \$596 [7:0] };
-            values[31:16] = { \$621 [7], \$621 [7], \$621 [7], \$621 [7], \$621 [7], \$621 [7], \$621 [7], \$621 [7], \$621 [7:0] };
-            values[47:32] = { \$646 [7], \$646 [7], \$646 [7], \$646 [7], \$646 [7], \$646 [7], \$646 [7], \$646 [7], \$646 [7:0] };
-            values[63:48] = { \$671 [7], \$671 [7], \$671 [7], \$671 [7], \$671 [7], \$671 [7], \$671 [7], \$671 [7], \$671 [7:0] };
-            values[79:64] = { \$696 [7], \$696 [7], \$696 [7], \$696 [7], \$696 [7], \$696 [7], \$696 [7], \$696 [7], \$696 [7:0] };
-            values[95:80] = { \$721 [7], \$721 [7], \$721 [7], \$721 [7], \$721 [7], \$721 [7], \$721 [7], \$721 [7], \$721 [7:0] };
-            values[111:96] = { \$746 [7], \$746 [7], \$746 [7], \$746 [7], \$746 [7], \$746 [7], \$746 [7], \$746 [7], \$746 [7:0] };
-            values[127:112] = { \$771 [7], \$771 [7], \$771 [7], \$771 [7], \$771 [7], \$771 [7], \$771 [7], \$771 [7], \$771 [7:0] };
+            values[15:0] = { \$590 [7], \$590 [7], \$590 [7], \$590 [7], \$590 [7], \$590 [7], \$590 [7], \$590 [7], \$590 [7:0] };
+            values[31:16] = { \$615 [7], \$615 [7], \$615 [7], \$615 [7], \$615 [7], \$615 [7], \$615 [7], \$615 [7], \$615 [7:0] };
+            values[47:32] = { \$640 [7], \$640 [7], \$640 [7], \$640 [7], \$640 [7], \$640 [7], \$640 [7], \$640 [7], \$640 [7:0] };
+            values[63:48] = { \$665 [7], \$665 [7], \$665 [7], \$665 [7], \$665 [7], \$665 [7], \$665 [7], \$665 [7], \$665 [7:0] };
+            values[79:64] = { \$690 [7], \$690 [7], \$690 [7], \$690 [7], \$690 [7], \$690 [7], \$690 [7], \$690 [7], \$690 [7:0] };
+            values[95:80] = { \$715 [7], \$715 [7], \$715 [7], \$715 [7], \$715 [7], \$715 [7], \$715 [7], \$715 [7], \$715 [7:0] };
+            values[111:96] = { \$740 [7], \$740 [7], \$740 [7], \$740 [7], \$740 [7], \$740 [7], \$740 [7], \$740 [7], \$740 [7:0] };
+            values[127:112] = { \$765 [7], \$765 [7], \$765 [7], \$765 [7], \$765 [7], \$765 [7], \$765 [7], \$765 [7], \$765 [7:0] };
           end
     endcase
   end
@@ -32388,24 +32431,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0b:
           (* full_case = 32'd1 *)
-          if (\$815 ) begin
+          if (\$809 ) begin
           end else begin
             casez (gop)
               3'h0:
+                  src = \$810 ;
+              3'h1:
                   src = \$816 ;
-              3'h1:
+              3'h2:
                   src = \$822 ;
-              3'h2:
-                  src = \$828 ;
               3'h3:
-                  src = \$836 ;
+                  src = \$830 ;
             endcase
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$signal$325  = 1'h0;
+    \$signal$318  = 1'h0;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32427,24 +32470,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0b:
           (* full_case = 32'd1 *)
-          if (\$815 ) begin
+          if (\$809 ) begin
           end else begin
             casez (gop)
               3'h0:
-                  \$signal$325  = \$817 ;
+                  \$signal$318  = \$811 ;
               3'h1:
-                  \$signal$325  = \$823 ;
+                  \$signal$318  = \$817 ;
               3'h2:
-                  \$signal$325  = \$829 ;
+                  \$signal$318  = \$823 ;
               3'h3:
-                  \$signal$325  = \$837 ;
+                  \$signal$318  = \$831 ;
             endcase
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$signal$323  = 1'h0;
+    \$signal$316  = 1'h0;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32466,15 +32509,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0b:
           (* full_case = 32'd1 *)
-          if (\$815 ) begin
+          if (\$809 ) begin
           end else begin
             casez (gop)
               3'h0:
-                  \$signal$323  = \$818 ;
+                  \$signal$316  = \$812 ;
               3'h1:
-                  \$signal$323  = \$824 ;
+                  \$signal$316  = \$818 ;
               3'h2:
-                  \$signal$323  = \$830 ;
+                  \$signal$316  = \$824 ;
             endcase
           end
     endcase
@@ -32503,7 +32546,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0b:
           (* full_case = 32'd1 *)
-          if (\$815 ) begin
+          if (\$809 ) begin
           end else begin
             casez (gop)
               3'h0:
@@ -32513,7 +32556,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h2:
                   present = 1'h1;
               3'h3:
-                  present = \$838 ;
+                  present = \$832 ;
             endcase
           end
     endcase
@@ -32542,15 +32585,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0b:
           (* full_case = 32'd1 *)
-          if (\$815 ) begin
+          if (\$809 ) begin
           end else begin
             casez (gop)
               3'h0:
-                  length = { 3'h0, \$819  };
+                  length = { 3'h0, \$813  };
               3'h1:
                   length = layer[7:0];
               3'h2:
-                  length = { 3'h0, \$831  };
+                  length = { 3'h0, \$825  };
             endcase
           end
     endcase
@@ -32579,15 +32622,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0b:
           (* full_case = 32'd1 *)
-          if (\$815 ) begin
+          if (\$809 ) begin
           end else begin
             casez (gop)
               3'h0:
-                  base = { 1'h0, \$821  };
+                  base = { 1'h0, \$815  };
               3'h1:
-                  base = { 1'h0, \$827  };
+                  base = { 1'h0, \$821  };
               3'h2:
-                  base = { 1'h0, \$835  };
+                  base = { 1'h0, \$829  };
             endcase
           end
     endcase
@@ -32617,14 +32660,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h0b:
           /* empty */;
       5'h0d:
-          if (\$843 ) begin
+          if (\$837 ) begin
             gissue = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$signal$293  = 1'h0;
+    \$signal$285  = 1'h0;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32652,7 +32695,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0e:
           if (found) begin
-            \$signal$293  = 1'h1;
+            \$signal$285  = 1'h1;
           end
     endcase
   end
@@ -32698,23 +32741,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \clear$607  = 1'h0;
-    if (\$870 ) begin
-      \clear$607  = 1'h1;
+    \clear$616  = 1'h0;
+    if (\$864 ) begin
+      \clear$616  = 1'h1;
     end
   end
   assign \busy$68  = busy;
-  assign rowbase = \$283 [11:0];
-  assign g_index = \$390 [6:0];
-  assign saddr = \$572 [7:0];
-  assign ssm_new0 = \$583 [15:0];
-  assign ssm_new1 = \$608 [15:0];
-  assign ssm_new2 = \$633 [15:0];
-  assign ssm_new3 = \$658 [15:0];
-  assign ssm_new4 = \$683 [15:0];
-  assign ssm_new5 = \$708 [15:0];
-  assign ssm_new6 = \$733 [15:0];
-  assign ssm_new7 = \$758 [15:0];
+  assign rowbase = \$277 [11:0];
+  assign g_index = \$384 [6:0];
+  assign saddr = \$566 [7:0];
+  assign ssm_new0 = \$577 [15:0];
+  assign ssm_new1 = \$602 [15:0];
+  assign ssm_new2 = \$627 [15:0];
+  assign ssm_new3 = \$652 [15:0];
+  assign ssm_new4 = \$677 [15:0];
+  assign ssm_new5 = \$702 [15:0];
+  assign ssm_new6 = \$727 [15:0];
+  assign ssm_new7 = \$752 [15:0];
+  assign host_req = 1'h0;
   assign r_data = output__payload;
   assign r_rdy = output__valid;
   assign r_en = output__ready;
@@ -32722,88 +32766,104 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign pm_wr__data = host_wdata[8:0];
   assign \$signature__addr  = host_addr[10:0];
   assign \$signature__data  = host_wdata[7:0];
-  assign \$signature__addr$344  = host_addr[4:0];
-  assign \$signature__data$345  = host_wdata[40:0];
-  assign \$signature__addr$347  = host_addr[10:0];
-  assign \$signature__data$348  = host_wdata[7:0];
-  assign \$signature__addr$350  = host_addr[4:0];
-  assign \$signature__data$351  = host_wdata[40:0];
-  assign \$signature__addr$353  = host_addr[10:0];
-  assign \$signature__data$354  = host_wdata[7:0];
-  assign \$signature__addr$356  = host_addr[4:0];
-  assign \$signature__data$357  = host_wdata[40:0];
-  assign \$signature__addr$359  = host_addr[10:0];
-  assign \$signature__data$360  = host_wdata[7:0];
-  assign \$signature__addr$362  = host_addr[4:0];
-  assign \$signature__data$363  = host_wdata[40:0];
-  assign \$signature__addr$365  = host_addr[10:0];
-  assign \$signature__data$366  = host_wdata[7:0];
-  assign \$signature__addr$368  = host_addr[4:0];
-  assign \$signature__data$369  = host_wdata[40:0];
-  assign \$signature__addr$371  = host_addr[10:0];
-  assign \$signature__data$372  = host_wdata[7:0];
-  assign \$signature__addr$374  = host_addr[4:0];
-  assign \$signature__data$375  = host_wdata[40:0];
-  assign \$signature__addr$377  = host_addr[10:0];
-  assign \$signature__data$378  = host_wdata[7:0];
-  assign \$signature__addr$380  = host_addr[4:0];
-  assign \$signature__data$381  = host_wdata[40:0];
-  assign \$signature__addr$383  = host_addr[10:0];
-  assign \$signature__data$384  = host_wdata[7:0];
-  assign \$signature__addr$386  = host_addr[4:0];
-  assign \$signature__data$387  = host_wdata[40:0];
+  assign \$signature__addr$337  = host_addr[4:0];
+  assign \$signature__data$338  = host_wdata[40:0];
+  assign \$signature__addr$340  = host_addr[10:0];
+  assign \$signature__data$341  = host_wdata[7:0];
+  assign \$signature__addr$343  = host_addr[4:0];
+  assign \$signature__data$344  = host_wdata[40:0];
+  assign \$signature__addr$346  = host_addr[10:0];
+  assign \$signature__data$347  = host_wdata[7:0];
+  assign \$signature__addr$349  = host_addr[4:0];
+  assign \$signature__data$350  = host_wdata[40:0];
+  assign \$signature__addr$352  = host_addr[10:0];
+  assign \$signature__data$353  = host_wdata[7:0];
+  assign \$signature__addr$355  = host_addr[4:0];
+  assign \$signature__data$356  = host_wdata[40:0];
+  assign \$signature__addr$358  = host_addr[10:0];
+  assign \$signature__data$359  = host_wdata[7:0];
+  assign \$signature__addr$361  = host_addr[4:0];
+  assign \$signature__data$362  = host_wdata[40:0];
+  assign \$signature__addr$364  = host_addr[10:0];
+  assign \$signature__data$365  = host_wdata[7:0];
+  assign \$signature__addr$367  = host_addr[4:0];
+  assign \$signature__data$368  = host_wdata[40:0];
+  assign \$signature__addr$370  = host_addr[10:0];
+  assign \$signature__data$371  = host_wdata[7:0];
+  assign \$signature__addr$373  = host_addr[4:0];
+  assign \$signature__data$374  = host_wdata[40:0];
+  assign \$signature__addr$376  = host_addr[10:0];
+  assign \$signature__data$377  = host_wdata[7:0];
+  assign \$signature__addr$379  = host_addr[4:0];
+  assign \$signature__data$380  = host_wdata[40:0];
   assign raddr = host_addr[4:0];
   assign re = host_re;
-  assign port__addr = \$284 [10:0];
-  assign \port__addr$403  = \$285 [4:0];
-  assign \port__addr$404  = \$286 [4:0];
-  assign \port__addr$405  = \$287 [10:0];
-  assign \port__addr$406  = \$288 [4:0];
-  assign \port__addr$407  = \$289 [4:0];
-  assign \port__addr$408  = \$290 [10:0];
-  assign \port__addr$409  = \$291 [4:0];
-  assign \port__addr$410  = \$292 [4:0];
-  assign \port__addr$411  = \$293 [10:0];
-  assign \port__addr$412  = \$294 [4:0];
-  assign \port__addr$413  = \$295 [4:0];
-  assign \port__addr$414  = \$296 [10:0];
-  assign \port__addr$415  = \$297 [4:0];
-  assign \port__addr$416  = \$298 [4:0];
-  assign \port__addr$417  = \$299 [10:0];
-  assign \port__addr$418  = \$300 [4:0];
-  assign \port__addr$419  = \$301 [4:0];
-  assign \port__addr$420  = \$302 [10:0];
-  assign \port__addr$421  = \$303 [4:0];
-  assign \port__addr$422  = \$304 [4:0];
-  assign \port__addr$423  = \$305 [10:0];
-  assign \port__addr$424  = \$306 [4:0];
-  assign \port__addr$425  = \$307 [4:0];
-  assign \port__addr$426  = { bank_sel, src_sel, n[6:0] };
-  assign \port__addr$427  = { bank_sel, n[6:0] };
+  assign port__addr = \$278 [10:0];
+  assign \port__addr$396  = \$279 [4:0];
+  assign \port__addr$397  = \$280 [4:0];
+  assign \port__addr$398  = \$281 [10:0];
+  assign \port__addr$399  = \$282 [4:0];
+  assign \port__addr$400  = \$283 [4:0];
+  assign \port__addr$401  = \$284 [10:0];
+  assign \port__addr$402  = \$285 [4:0];
+  assign \port__addr$403  = \$286 [4:0];
+  assign \port__addr$404  = \$287 [10:0];
+  assign \port__addr$405  = \$288 [4:0];
+  assign \port__addr$406  = \$289 [4:0];
+  assign \port__addr$407  = \$290 [10:0];
+  assign \port__addr$408  = \$291 [4:0];
+  assign \port__addr$409  = \$292 [4:0];
+  assign \port__addr$410  = \$293 [10:0];
+  assign \port__addr$411  = \$294 [4:0];
+  assign \port__addr$412  = \$295 [4:0];
+  assign \port__addr$413  = \$296 [10:0];
+  assign \port__addr$414  = \$297 [4:0];
+  assign \port__addr$415  = \$298 [4:0];
+  assign \port__addr$416  = \$299 [10:0];
+  assign \port__addr$417  = \$300 [4:0];
+  assign \port__addr$418  = \$301 [4:0];
+  assign \port__addr$419  = { bank_sel, src_sel, n[6:0] };
+  assign \port__addr$420  = { bank_sel, n[6:0] };
+  assign a = weights0_nrw;
+  assign b = s2_x;
+  assign \a$423  = weights1_nrw;
+  assign \b$424  = s2_x;
+  assign \a$425  = weights2_nrw;
+  assign \b$426  = s2_x;
+  assign \a$427  = weights3_nrw;
+  assign \b$428  = s2_x;
+  assign \a$429  = weights4_nrw;
+  assign \b$430  = s2_x;
+  assign \a$431  = weights5_nrw;
+  assign \b$432  = s2_x;
+  assign \a$433  = weights6_nrw;
+  assign \b$434  = s2_x;
+  assign \a$435  = weights7_nrw;
+  assign \b$436  = s2_x;
   assign u = u_q0;
   assign alpha = alpha_q0;
   assign bias = bias_q0;
-  assign \u$431  = u_q1;
-  assign \alpha$432  = alpha_q1;
-  assign \bias$433  = bias_q1;
-  assign \u$434  = u_q2;
-  assign \alpha$435  = alpha_q2;
-  assign \bias$436  = bias_q2;
-  assign \u$437  = u_q3;
-  assign \alpha$438  = alpha_q3;
-  assign \bias$439  = bias_q3;
-  assign \u$440  = u_q4;
-  assign \alpha$441  = alpha_q4;
-  assign \bias$442  = bias_q4;
-  assign \u$443  = u_q5;
-  assign \alpha$444  = alpha_q5;
-  assign \bias$445  = bias_q5;
-  assign \u$446  = u_q6;
-  assign \alpha$447  = alpha_q6;
-  assign \bias$448  = bias_q6;
-  assign \u$449  = u_q7;
-  assign \alpha$450  = alpha_q7;
-  assign \bias$451  = bias_q7;
+  assign \u$440  = u_q1;
+  assign \alpha$441  = alpha_q1;
+  assign \bias$442  = bias_q1;
+  assign \u$443  = u_q2;
+  assign \alpha$444  = alpha_q2;
+  assign \bias$445  = bias_q2;
+  assign \u$446  = u_q3;
+  assign \alpha$447  = alpha_q3;
+  assign \bias$448  = bias_q3;
+  assign \u$449  = u_q4;
+  assign \alpha$450  = alpha_q4;
+  assign \bias$451  = bias_q4;
+  assign \u$452  = u_q5;
+  assign \alpha$453  = alpha_q5;
+  assign \bias$454  = bias_q5;
+  assign \u$455  = u_q6;
+  assign \alpha$456  = alpha_q6;
+  assign \bias$457  = bias_q6;
+  assign \u$458  = u_q7;
+  assign \alpha$459  = alpha_q7;
+  assign \bias$460  = bias_q7;
   assign records__ready = w_rdy;
   assign event_layer = records__payload[3:2];
   assign event_index = { 1'h0, records__payload[10:4] };
@@ -32812,97 +32872,97 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign v_reset = layer[43:28];
   assign reset = layer[27:26];
   assign spiking = layer[25];
-  assign \total$470  = acc1;
-  assign \theta$471  = params1_nrw[24:9];
-  assign \v_reset$472  = layer[43:28];
-  assign \reset$473  = layer[27:26];
-  assign \spiking$474  = layer[25];
-  assign \total$475  = acc2;
-  assign \theta$476  = params2_nrw[24:9];
-  assign \v_reset$477  = layer[43:28];
-  assign \reset$478  = layer[27:26];
-  assign \spiking$479  = layer[25];
-  assign \total$480  = acc3;
-  assign \theta$481  = params3_nrw[24:9];
-  assign \v_reset$482  = layer[43:28];
-  assign \reset$483  = layer[27:26];
-  assign \spiking$484  = layer[25];
-  assign \total$485  = acc4;
-  assign \theta$486  = params4_nrw[24:9];
-  assign \v_reset$487  = layer[43:28];
-  assign \reset$488  = layer[27:26];
-  assign \spiking$489  = layer[25];
-  assign \total$490  = acc5;
-  assign \theta$491  = params5_nrw[24:9];
-  assign \v_reset$492  = layer[43:28];
-  assign \reset$493  = layer[27:26];
-  assign \spiking$494  = layer[25];
-  assign \total$495  = acc6;
-  assign \theta$496  = params6_nrw[24:9];
-  assign \v_reset$497  = layer[43:28];
-  assign \reset$498  = layer[27:26];
-  assign \spiking$499  = layer[25];
-  assign \total$500  = acc7;
-  assign \theta$501  = params7_nrw[24:9];
-  assign \v_reset$502  = layer[43:28];
-  assign \reset$503  = layer[27:26];
-  assign \spiking$504  = layer[25];
-  assign \$signature__addr$505  = \$314 [4:0];
-  assign \$signature__data$506  = \$315 [15:0];
-  assign \$signature__addr$509  = \$320 [4:0];
-  assign \$signature__data$510  = \$321 [15:0];
-  assign \$signature__addr$512  = \$326 [4:0];
-  assign \$signature__data$513  = \$327 [15:0];
-  assign \$signature__addr$515  = \$332 [4:0];
-  assign \$signature__data$516  = \$333 [15:0];
-  assign \$signature__addr$518  = \$338 [4:0];
-  assign \$signature__data$519  = \$339 [15:0];
-  assign \$signature__addr$521  = \$344 [4:0];
-  assign \$signature__data$522  = \$345 [15:0];
-  assign \$signature__addr$524  = \$350 [4:0];
-  assign \$signature__data$525  = \$351 [15:0];
-  assign \$signature__addr$527  = \$356 [4:0];
-  assign \$signature__data$528  = \$357 [15:0];
-  assign ssm_wide0 = { \$579 [25], \$579 [25], \$579 [25], \$579 [25], \$579 [25], \$579 [25], \$579 [25], \$579 [25], \$579  };
-  assign \$signature__addr$537  = \$584 [5:0];
-  assign \$signature__addr$538  = \$585 [5:0];
-  assign \$signature__data$539  = \$586 [15:0];
-  assign ssm_y0 = \$596 [7:0];
-  assign ssm_wide1 = { \$604 [25], \$604 [25], \$604 [25], \$604 [25], \$604 [25], \$604 [25], \$604 [25], \$604 [25], \$604  };
-  assign \$signature__addr$546  = \$609 [5:0];
-  assign \$signature__addr$547  = \$610 [5:0];
-  assign \$signature__data$548  = \$611 [15:0];
-  assign ssm_y1 = \$621 [7:0];
-  assign ssm_wide2 = { \$629 [25], \$629 [25], \$629 [25], \$629 [25], \$629 [25], \$629 [25], \$629 [25], \$629 [25], \$629  };
-  assign \$signature__addr$554  = \$634 [5:0];
-  assign \$signature__addr$555  = \$635 [5:0];
-  assign \$signature__data$556  = \$636 [15:0];
-  assign ssm_y2 = \$646 [7:0];
-  assign ssm_wide3 = { \$654 [25], \$654 [25], \$654 [25], \$654 [25], \$654 [25], \$654 [25], \$654 [25], \$654 [25], \$654  };
-  assign \$signature__addr$562  = \$659 [5:0];
-  assign \$signature__addr$563  = \$660 [5:0];
-  assign \$signature__data$564  = \$661 [15:0];
-  assign ssm_y3 = \$671 [7:0];
-  assign ssm_wide4 = { \$679 [25], \$679 [25], \$679 [25], \$679 [25], \$679 [25], \$679 [25], \$679 [25], \$679 [25], \$679  };
-  assign \$signature__addr$570  = \$684 [5:0];
-  assign \$signature__addr$571  = \$685 [5:0];
-  assign \$signature__data$572  = \$686 [15:0];
-  assign ssm_y4 = \$696 [7:0];
-  assign ssm_wide5 = { \$704 [25], \$704 [25], \$704 [25], \$704 [25], \$704 [25], \$704 [25], \$704 [25], \$704 [25], \$704  };
-  assign \$signature__addr$578  = \$709 [5:0];
-  assign \$signature__addr$579  = \$710 [5:0];
-  assign \$signature__data$580  = \$711 [15:0];
-  assign ssm_y5 = \$721 [7:0];
-  assign ssm_wide6 = { \$729 [25], \$729 [25], \$729 [25], \$729 [25], \$729 [25], \$729 [25], \$729 [25], \$729 [25], \$729  };
-  assign \$signature__addr$586  = \$734 [5:0];
-  assign \$signature__addr$587  = \$735 [5:0];
-  assign \$signature__data$588  = \$736 [15:0];
-  assign ssm_y6 = \$746 [7:0];
-  assign ssm_wide7 = { \$754 [25], \$754 [25], \$754 [25], \$754 [25], \$754 [25], \$754 [25], \$754 [25], \$754 [25], \$754  };
-  assign \$signature__addr$594  = \$759 [5:0];
-  assign \$signature__addr$595  = \$760 [5:0];
-  assign \$signature__data$596  = \$761 [15:0];
-  assign ssm_y7 = \$771 [7:0];
+  assign \total$479  = acc1;
+  assign \theta$480  = params1_nrw[24:9];
+  assign \v_reset$481  = layer[43:28];
+  assign \reset$482  = layer[27:26];
+  assign \spiking$483  = layer[25];
+  assign \total$484  = acc2;
+  assign \theta$485  = params2_nrw[24:9];
+  assign \v_reset$486  = layer[43:28];
+  assign \reset$487  = layer[27:26];
+  assign \spiking$488  = layer[25];
+  assign \total$489  = acc3;
+  assign \theta$490  = params3_nrw[24:9];
+  assign \v_reset$491  = layer[43:28];
+  assign \reset$492  = layer[27:26];
+  assign \spiking$493  = layer[25];
+  assign \total$494  = acc4;
+  assign \theta$495  = params4_nrw[24:9];
+  assign \v_reset$496  = layer[43:28];
+  assign \reset$497  = layer[27:26];
+  assign \spiking$498  = layer[25];
+  assign \total$499  = acc5;
+  assign \theta$500  = params5_nrw[24:9];
+  assign \v_reset$501  = layer[43:28];
+  assign \reset$502  = layer[27:26];
+  assign \spiking$503  = layer[25];
+  assign \total$504  = acc6;
+  assign \theta$505  = params6_nrw[24:9];
+  assign \v_reset$506  = layer[43:28];
+  assign \reset$507  = layer[27:26];
+  assign \spiking$508  = layer[25];
+  assign \total$509  = acc7;
+  assign \theta$510  = params7_nrw[24:9];
+  assign \v_reset$511  = layer[43:28];
+  assign \reset$512  = layer[27:26];
+  assign \spiking$513  = layer[25];
+  assign \$signature__addr$514  = \$308 [4:0];
+  assign \$signature__data$515  = \$309 [15:0];
+  assign \$signature__addr$518  = \$314 [4:0];
+  assign \$signature__data$519  = \$315 [15:0];
+  assign \$signature__addr$521  = \$320 [4:0];
+  assign \$signature__data$522  = \$321 [15:0];
+  assign \$signature__addr$524  = \$326 [4:0];
+  assign \$signature__data$525  = \$327 [15:0];
+  assign \$signature__addr$527  = \$332 [4:0];
+  assign \$signature__data$528  = \$333 [15:0];
+  assign \$signature__addr$530  = \$338 [4:0];
+  assign \$signature__data$531  = \$339 [15:0];
+  assign \$signature__addr$533  = \$344 [4:0];
+  assign \$signature__data$534  = \$345 [15:0];
+  assign \$signature__addr$536  = \$350 [4:0];
+  assign \$signature__data$537  = \$351 [15:0];
+  assign ssm_wide0 = { \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573  };
+  assign \$signature__addr$546  = \$578 [5:0];
+  assign \$signature__addr$547  = \$579 [5:0];
+  assign \$signature__data$548  = \$580 [15:0];
+  assign ssm_y0 = \$590 [7:0];
+  assign ssm_wide1 = { \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598  };
+  assign \$signature__addr$555  = \$603 [5:0];
+  assign \$signature__addr$556  = \$604 [5:0];
+  assign \$signature__data$557  = \$605 [15:0];
+  assign ssm_y1 = \$615 [7:0];
+  assign ssm_wide2 = { \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623  };
+  assign \$signature__addr$563  = \$628 [5:0];
+  assign \$signature__addr$564  = \$629 [5:0];
+  assign \$signature__data$565  = \$630 [15:0];
+  assign ssm_y2 = \$640 [7:0];
+  assign ssm_wide3 = { \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648  };
+  assign \$signature__addr$571  = \$653 [5:0];
+  assign \$signature__addr$572  = \$654 [5:0];
+  assign \$signature__data$573  = \$655 [15:0];
+  assign ssm_y3 = \$665 [7:0];
+  assign ssm_wide4 = { \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673  };
+  assign \$signature__addr$579  = \$678 [5:0];
+  assign \$signature__addr$580  = \$679 [5:0];
+  assign \$signature__data$581  = \$680 [15:0];
+  assign ssm_y4 = \$690 [7:0];
+  assign ssm_wide5 = { \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698  };
+  assign \$signature__addr$587  = \$703 [5:0];
+  assign \$signature__addr$588  = \$704 [5:0];
+  assign \$signature__data$589  = \$705 [15:0];
+  assign ssm_y5 = \$715 [7:0];
+  assign ssm_wide6 = { \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723  };
+  assign \$signature__addr$595  = \$728 [5:0];
+  assign \$signature__addr$596  = \$729 [5:0];
+  assign \$signature__data$597  = \$730 [15:0];
+  assign ssm_y6 = \$740 [7:0];
+  assign ssm_wide7 = { \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748  };
+  assign \$signature__addr$603  = \$753 [5:0];
+  assign \$signature__addr$604  = \$754 [5:0];
+  assign \$signature__data$605  = \$755 [15:0];
+  assign ssm_y7 = \$765 [7:0];
   assign \input__payload.index  = input__payload[6:0];
   assign \input__payload.value  = input__payload[14:7];
   assign \input__payload.end  = input__payload[15];
@@ -33121,30 +33181,30 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \edge.recurrent  = \edge [3];
   assign \edge.wbase  = \edge [14:4];
   assign \edge.nsrc  = \edge [22:15];
-  assign \$signature__data$345.alpha  = host_wdata[8:0];
-  assign \$signature__data$345.theta  = host_wdata[24:9];
-  assign \$signature__data$345.bias  = host_wdata[40:25];
-  assign \$signature__data$351.alpha  = host_wdata[8:0];
-  assign \$signature__data$351.theta  = host_wdata[24:9];
-  assign \$signature__data$351.bias  = host_wdata[40:25];
-  assign \$signature__data$357.alpha  = host_wdata[8:0];
-  assign \$signature__data$357.theta  = host_wdata[24:9];
-  assign \$signature__data$357.bias  = host_wdata[40:25];
-  assign \$signature__data$363.alpha  = host_wdata[8:0];
-  assign \$signature__data$363.theta  = host_wdata[24:9];
-  assign \$signature__data$363.bias  = host_wdata[40:25];
-  assign \$signature__data$369.alpha  = host_wdata[8:0];
-  assign \$signature__data$369.theta  = host_wdata[24:9];
-  assign \$signature__data$369.bias  = host_wdata[40:25];
-  assign \$signature__data$375.alpha  = host_wdata[8:0];
-  assign \$signature__data$375.theta  = host_wdata[24:9];
-  assign \$signature__data$375.bias  = host_wdata[40:25];
-  assign \$signature__data$381.alpha  = host_wdata[8:0];
-  assign \$signature__data$381.theta  = host_wdata[24:9];
-  assign \$signature__data$381.bias  = host_wdata[40:25];
-  assign \$signature__data$387.alpha  = host_wdata[8:0];
-  assign \$signature__data$387.theta  = host_wdata[24:9];
-  assign \$signature__data$387.bias  = host_wdata[40:25];
+  assign \$signature__data$338.alpha  = host_wdata[8:0];
+  assign \$signature__data$338.theta  = host_wdata[24:9];
+  assign \$signature__data$338.bias  = host_wdata[40:25];
+  assign \$signature__data$344.alpha  = host_wdata[8:0];
+  assign \$signature__data$344.theta  = host_wdata[24:9];
+  assign \$signature__data$344.bias  = host_wdata[40:25];
+  assign \$signature__data$350.alpha  = host_wdata[8:0];
+  assign \$signature__data$350.theta  = host_wdata[24:9];
+  assign \$signature__data$350.bias  = host_wdata[40:25];
+  assign \$signature__data$356.alpha  = host_wdata[8:0];
+  assign \$signature__data$356.theta  = host_wdata[24:9];
+  assign \$signature__data$356.bias  = host_wdata[40:25];
+  assign \$signature__data$362.alpha  = host_wdata[8:0];
+  assign \$signature__data$362.theta  = host_wdata[24:9];
+  assign \$signature__data$362.bias  = host_wdata[40:25];
+  assign \$signature__data$368.alpha  = host_wdata[8:0];
+  assign \$signature__data$368.theta  = host_wdata[24:9];
+  assign \$signature__data$368.bias  = host_wdata[40:25];
+  assign \$signature__data$374.alpha  = host_wdata[8:0];
+  assign \$signature__data$374.theta  = host_wdata[24:9];
+  assign \$signature__data$374.bias  = host_wdata[40:25];
+  assign \$signature__data$380.alpha  = host_wdata[8:0];
+  assign \$signature__data$380.theta  = host_wdata[24:9];
+  assign \$signature__data$380.bias  = host_wdata[40:25];
   assign \end_record.kind  = end_record[1:0];
   assign \end_record.layer  = end_record[3:2];
   assign \end_record.index  = end_record[10:4];
@@ -33167,53 +33227,55 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \values[5]  = values[95:80];
   assign \values[6]  = values[111:96];
   assign \values[7]  = values[127:112];
-  assign ynz[7] = \$772 ;
-  assign ynz[6] = \$747 ;
-  assign ynz[5] = \$722 ;
-  assign ynz[4] = \$697 ;
-  assign ynz[3] = \$672 ;
-  assign ynz[2] = \$647 ;
-  assign ynz[1] = \$622 ;
-  assign ynz[0] = \$597 ;
-  assign active[15] = \$568 ;
-  assign active[14] = \$557 ;
-  assign active[13] = \$546 ;
-  assign active[12] = \$535 ;
-  assign active[11] = \$524 ;
-  assign active[10] = \$513 ;
-  assign active[9] = \$502 ;
-  assign active[8] = \$491 ;
-  assign active[7] = \$480 ;
-  assign active[6] = \$469 ;
-  assign active[5] = \$458 ;
-  assign active[4] = \$447 ;
-  assign active[3] = \$436 ;
-  assign active[2] = \$425 ;
-  assign active[1] = \$414 ;
-  assign active[0] = \$403 ;
-  assign valid_lanes[7] = \$385 ;
-  assign valid_lanes[6] = \$382 ;
-  assign valid_lanes[5] = \$379 ;
-  assign valid_lanes[4] = \$376 ;
-  assign valid_lanes[3] = \$373 ;
-  assign valid_lanes[2] = \$370 ;
-  assign valid_lanes[1] = \$367 ;
-  assign valid_lanes[0] = \$364 ;
+  assign ynz[7] = \$766 ;
+  assign ynz[6] = \$741 ;
+  assign ynz[5] = \$716 ;
+  assign ynz[4] = \$691 ;
+  assign ynz[3] = \$666 ;
+  assign ynz[2] = \$641 ;
+  assign ynz[1] = \$616 ;
+  assign ynz[0] = \$591 ;
+  assign active[15] = \$562 ;
+  assign active[14] = \$551 ;
+  assign active[13] = \$540 ;
+  assign active[12] = \$529 ;
+  assign active[11] = \$518 ;
+  assign active[10] = \$507 ;
+  assign active[9] = \$496 ;
+  assign active[8] = \$485 ;
+  assign active[7] = \$474 ;
+  assign active[6] = \$463 ;
+  assign active[5] = \$452 ;
+  assign active[4] = \$441 ;
+  assign active[3] = \$430 ;
+  assign active[2] = \$419 ;
+  assign active[1] = \$408 ;
+  assign active[0] = \$397 ;
+  assign valid_lanes[7] = \$379 ;
+  assign valid_lanes[6] = \$376 ;
+  assign valid_lanes[5] = \$373 ;
+  assign valid_lanes[4] = \$370 ;
+  assign valid_lanes[3] = \$367 ;
+  assign valid_lanes[2] = \$364 ;
+  assign valid_lanes[1] = \$361 ;
+  assign valid_lanes[0] = \$358 ;
   assign end_record[1:0] = 2'h2;
   assign end_record[27:2] = 26'h0000000;
-  assign \$576  = { \$575 [24], \$575 [24], \$575 [24], \$575 [24], \$575 [24], \$575 [24], \$575 [24], \$575 [24], \$575 [24:8] };
-  assign \$601  = { \$600 [24], \$600 [24], \$600 [24], \$600 [24], \$600 [24], \$600 [24], \$600 [24], \$600 [24], \$600 [24:8] };
-  assign \$626  = { \$625 [24], \$625 [24], \$625 [24], \$625 [24], \$625 [24], \$625 [24], \$625 [24], \$625 [24], \$625 [24:8] };
-  assign \$651  = { \$650 [24], \$650 [24], \$650 [24], \$650 [24], \$650 [24], \$650 [24], \$650 [24], \$650 [24], \$650 [24:8] };
-  assign \$676  = { \$675 [24], \$675 [24], \$675 [24], \$675 [24], \$675 [24], \$675 [24], \$675 [24], \$675 [24], \$675 [24:8] };
-  assign \$701  = { \$700 [24], \$700 [24], \$700 [24], \$700 [24], \$700 [24], \$700 [24], \$700 [24], \$700 [24], \$700 [24:8] };
-  assign \$726  = { \$725 [24], \$725 [24], \$725 [24], \$725 [24], \$725 [24], \$725 [24], \$725 [24], \$725 [24], \$725 [24:8] };
-  assign \$751  = { \$750 [24], \$750 [24], \$750 [24], \$750 [24], \$750 [24], \$750 [24], \$750 [24], \$750 [24], \$750 [24:8] };
-  assign \$131  = { 1'h0, \edge [22:15] };
-  assign \$133  = { \edge [22:15], 1'h0 };
-  assign \$136  = { 1'h0, \edge [22:15], 2'h0 };
-  assign \$138  = { \edge [22:15], 3'h0 };
-  assign \$142  = { 3'h0, \edge [22:15], 4'h0 };
+  assign \$570  = { \$569 [24], \$569 [24], \$569 [24], \$569 [24], \$569 [24], \$569 [24], \$569 [24], \$569 [24], \$569 [24:8] };
+  assign \$595  = { \$594 [24], \$594 [24], \$594 [24], \$594 [24], \$594 [24], \$594 [24], \$594 [24], \$594 [24], \$594 [24:8] };
+  assign \$620  = { \$619 [24], \$619 [24], \$619 [24], \$619 [24], \$619 [24], \$619 [24], \$619 [24], \$619 [24], \$619 [24:8] };
+  assign \$645  = { \$644 [24], \$644 [24], \$644 [24], \$644 [24], \$644 [24], \$644 [24], \$644 [24], \$644 [24], \$644 [24:8] };
+  assign \$670  = { \$669 [24], \$669 [24], \$669 [24], \$669 [24], \$669 [24], \$669 [24], \$669 [24], \$669 [24], \$669 [24:8] };
+  assign \$695  = { \$694 [24], \$694 [24], \$694 [24], \$694 [24], \$694 [24], \$694 [24], \$694 [24], \$694 [24], \$694 [24:8] };
+  assign \$720  = { \$719 [24], \$719 [24], \$719 [24], \$719 [24], \$719 [24], \$719 [24], \$719 [24], \$719 [24], \$719 [24:8] };
+  assign \$745  = { \$744 [24], \$744 [24], \$744 [24], \$744 [24], \$744 [24], \$744 [24], \$744 [24], \$744 [24], \$744 [24:8] };
+  assign \$109  = 1'h1;
+  assign \$110  = \$108 ;
+  assign \$125  = { 1'h0, \edge [22:15] };
+  assign \$127  = { \edge [22:15], 1'h0 };
+  assign \$130  = { 1'h0, \edge [22:15], 2'h0 };
+  assign \$132  = { \edge [22:15], 3'h0 };
+  assign \$136  = { 3'h0, \edge [22:15], 4'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -34178,7 +34240,7 @@ module \npu_core_demo.counters (re, clk, rst, total, inc, clear, raddr);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.leak0 (u, alpha, bias, leak);
+module \npu_core_demo.leak0 (bias, u, alpha, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -34197,7 +34259,7 @@ module \npu_core_demo.leak0 (u, alpha, bias, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.leak1 (u, alpha, bias, leak);
+module \npu_core_demo.leak1 (bias, u, alpha, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -34216,7 +34278,7 @@ module \npu_core_demo.leak1 (u, alpha, bias, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.leak2 (u, alpha, bias, leak);
+module \npu_core_demo.leak2 (bias, u, alpha, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -34235,7 +34297,7 @@ module \npu_core_demo.leak2 (u, alpha, bias, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.leak3 (u, alpha, bias, leak);
+module \npu_core_demo.leak3 (bias, u, alpha, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -34254,7 +34316,7 @@ module \npu_core_demo.leak3 (u, alpha, bias, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.leak4 (u, alpha, bias, leak);
+module \npu_core_demo.leak4 (bias, u, alpha, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -34273,7 +34335,7 @@ module \npu_core_demo.leak4 (u, alpha, bias, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.leak5 (u, alpha, bias, leak);
+module \npu_core_demo.leak5 (bias, u, alpha, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -34292,7 +34354,7 @@ module \npu_core_demo.leak5 (u, alpha, bias, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.leak6 (u, alpha, bias, leak);
+module \npu_core_demo.leak6 (bias, u, alpha, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -34311,7 +34373,7 @@ module \npu_core_demo.leak6 (u, alpha, bias, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.leak7 (u, alpha, bias, leak);
+module \npu_core_demo.leak7 (bias, u, alpha, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -34330,7 +34392,7 @@ module \npu_core_demo.leak7 (u, alpha, bias, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron0 (u_new, theta, \port$2577$25 , total, spike);
+module \npu_core_demo.neuron0 (u_new, theta, \port$2579$25 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -34354,8 +34416,8 @@ module \npu_core_demo.neuron0 (u_new, theta, \port$2577$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2577$25 ;
-  wire [18:0] \port$2577$25 ;
+  input [18:0] \port$2579$25 ;
+  wire [18:0] \port$2579$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34384,26 +34446,26 @@ module \npu_core_demo.neuron0 (u_new, theta, \port$2577$25 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2577$25 [0] & \$11 ;
+  assign spike = \port$2579$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2577$25 [2:1];
-  assign \$17  = \port$2577$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2577$25 [18:3] : v;
+  assign \$16  = ! \port$2579$25 [2:1];
+  assign \$17  = \port$2579$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2579$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$16  = ~ \$12 [15];
-  assign spiking = \port$2577$25 [0];
+  assign spiking = \port$2579$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2577$25 [2:1];
-  assign v_reset = \port$2577$25 [18:3];
+  assign reset = \port$2579$25 [2:1];
+  assign v_reset = \port$2579$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron1 (u_new, theta, \port$2577$25 , total, spike);
+module \npu_core_demo.neuron1 (u_new, theta, \port$2579$25 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -34427,8 +34489,8 @@ module \npu_core_demo.neuron1 (u_new, theta, \port$2577$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2577$25 ;
-  wire [18:0] \port$2577$25 ;
+  input [18:0] \port$2579$25 ;
+  wire [18:0] \port$2579$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34457,26 +34519,26 @@ module \npu_core_demo.neuron1 (u_new, theta, \port$2577$25 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2577$25 [0] & \$11 ;
+  assign spike = \port$2579$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2577$25 [2:1];
-  assign \$17  = \port$2577$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2577$25 [18:3] : v;
+  assign \$16  = ! \port$2579$25 [2:1];
+  assign \$17  = \port$2579$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2579$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$14  = ~ \$12 [15];
-  assign spiking = \port$2577$25 [0];
+  assign spiking = \port$2579$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2577$25 [2:1];
-  assign v_reset = \port$2577$25 [18:3];
+  assign reset = \port$2579$25 [2:1];
+  assign v_reset = \port$2579$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$14 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron2 (u_new, theta, \port$2577$25 , total, spike);
+module \npu_core_demo.neuron2 (u_new, theta, \port$2579$25 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -34500,8 +34562,8 @@ module \npu_core_demo.neuron2 (u_new, theta, \port$2577$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2577$25 ;
-  wire [18:0] \port$2577$25 ;
+  input [18:0] \port$2579$25 ;
+  wire [18:0] \port$2579$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34530,26 +34592,26 @@ module \npu_core_demo.neuron2 (u_new, theta, \port$2577$25 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2577$25 [0] & \$11 ;
+  assign spike = \port$2579$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2577$25 [2:1];
-  assign \$17  = \port$2577$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2577$25 [18:3] : v;
+  assign \$16  = ! \port$2579$25 [2:1];
+  assign \$17  = \port$2579$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2579$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$12  = ~ \$12 [15];
-  assign spiking = \port$2577$25 [0];
+  assign spiking = \port$2579$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2577$25 [2:1];
-  assign v_reset = \port$2577$25 [18:3];
+  assign reset = \port$2579$25 [2:1];
+  assign v_reset = \port$2579$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$12 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron3 (u_new, theta, \port$2577$25 , total, spike);
+module \npu_core_demo.neuron3 (u_new, theta, \port$2579$25 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -34573,8 +34635,8 @@ module \npu_core_demo.neuron3 (u_new, theta, \port$2577$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2577$25 ;
-  wire [18:0] \port$2577$25 ;
+  input [18:0] \port$2579$25 ;
+  wire [18:0] \port$2579$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34603,26 +34665,26 @@ module \npu_core_demo.neuron3 (u_new, theta, \port$2577$25 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2577$25 [0] & \$11 ;
+  assign spike = \port$2579$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2577$25 [2:1];
-  assign \$17  = \port$2577$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2577$25 [18:3] : v;
+  assign \$16  = ! \port$2579$25 [2:1];
+  assign \$17  = \port$2579$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2579$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$10  = ~ \$12 [15];
-  assign spiking = \port$2577$25 [0];
+  assign spiking = \port$2579$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2577$25 [2:1];
-  assign v_reset = \port$2577$25 [18:3];
+  assign reset = \port$2579$25 [2:1];
+  assign v_reset = \port$2579$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$10 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron4 (u_new, theta, \port$2577$25 , total, spike);
+module \npu_core_demo.neuron4 (u_new, theta, \port$2579$25 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -34646,8 +34708,8 @@ module \npu_core_demo.neuron4 (u_new, theta, \port$2577$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2577$25 ;
-  wire [18:0] \port$2577$25 ;
+  input [18:0] \port$2579$25 ;
+  wire [18:0] \port$2579$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34676,26 +34738,26 @@ module \npu_core_demo.neuron4 (u_new, theta, \port$2577$25 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2577$25 [0] & \$11 ;
+  assign spike = \port$2579$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2577$25 [2:1];
-  assign \$17  = \port$2577$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2577$25 [18:3] : v;
+  assign \$16  = ! \port$2579$25 [2:1];
+  assign \$17  = \port$2579$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2579$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$8  = ~ \$12 [15];
-  assign spiking = \port$2577$25 [0];
+  assign spiking = \port$2579$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2577$25 [2:1];
-  assign v_reset = \port$2577$25 [18:3];
+  assign reset = \port$2579$25 [2:1];
+  assign v_reset = \port$2579$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$8 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron5 (u_new, theta, \port$2577$25 , total, spike);
+module \npu_core_demo.neuron5 (u_new, theta, \port$2579$25 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -34719,8 +34781,8 @@ module \npu_core_demo.neuron5 (u_new, theta, \port$2577$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2577$25 ;
-  wire [18:0] \port$2577$25 ;
+  input [18:0] \port$2579$25 ;
+  wire [18:0] \port$2579$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34749,26 +34811,26 @@ module \npu_core_demo.neuron5 (u_new, theta, \port$2577$25 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2577$25 [0] & \$11 ;
+  assign spike = \port$2579$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2577$25 [2:1];
-  assign \$17  = \port$2577$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2577$25 [18:3] : v;
+  assign \$16  = ! \port$2579$25 [2:1];
+  assign \$17  = \port$2579$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2579$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$6  = ~ \$12 [15];
-  assign spiking = \port$2577$25 [0];
+  assign spiking = \port$2579$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2577$25 [2:1];
-  assign v_reset = \port$2577$25 [18:3];
+  assign reset = \port$2579$25 [2:1];
+  assign v_reset = \port$2579$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$6 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron6 (u_new, theta, \port$2577$25 , total, spike);
+module \npu_core_demo.neuron6 (u_new, theta, \port$2579$25 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -34792,8 +34854,8 @@ module \npu_core_demo.neuron6 (u_new, theta, \port$2577$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2577$25 ;
-  wire [18:0] \port$2577$25 ;
+  input [18:0] \port$2579$25 ;
+  wire [18:0] \port$2579$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34822,26 +34884,26 @@ module \npu_core_demo.neuron6 (u_new, theta, \port$2577$25 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2577$25 [0] & \$11 ;
+  assign spike = \port$2579$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2577$25 [2:1];
-  assign \$17  = \port$2577$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2577$25 [18:3] : v;
+  assign \$16  = ! \port$2579$25 [2:1];
+  assign \$17  = \port$2579$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2579$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$4  = ~ \$12 [15];
-  assign spiking = \port$2577$25 [0];
+  assign spiking = \port$2579$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2577$25 [2:1];
-  assign v_reset = \port$2577$25 [18:3];
+  assign reset = \port$2579$25 [2:1];
+  assign v_reset = \port$2579$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron7 (u_new, theta, \port$2577$25 , total, spike);
+module \npu_core_demo.neuron7 (u_new, theta, \port$2579$25 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -34865,8 +34927,8 @@ module \npu_core_demo.neuron7 (u_new, theta, \port$2577$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2577$25 ;
-  wire [18:0] \port$2577$25 ;
+  input [18:0] \port$2579$25 ;
+  wire [18:0] \port$2579$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34895,20 +34957,20 @@ module \npu_core_demo.neuron7 (u_new, theta, \port$2577$25 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2577$25 [0] & \$11 ;
+  assign spike = \port$2579$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2577$25 [2:1];
-  assign \$17  = \port$2577$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2577$25 [18:3] : v;
+  assign \$16  = ! \port$2579$25 [2:1];
+  assign \$17  = \port$2579$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2579$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$2  = ~ \$12 [15];
-  assign spiking = \port$2577$25 [0];
+  assign spiking = \port$2579$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2577$25 [2:1];
-  assign v_reset = \port$2577$25 [18:3];
+  assign reset = \port$2579$25 [2:1];
+  assign v_reset = \port$2579$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$2 ;
 endmodule
@@ -35090,6 +35152,222 @@ module \npu_core_demo.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_r
   assign w_data = w_port__data;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.product0 (rst, a, b, p_q, clk);
+  wire [15:0] \$1 ;
+  input [7:0] a;
+  wire [7:0] a;
+  reg [7:0] a_q = 8'h00;
+  input [7:0] b;
+  wire [7:0] b;
+  reg [7:0] b_q = 8'h00;
+  input clk;
+  wire clk;
+  (* init = 16'h0000 *)
+  wire [15:0] p;
+  output [15:0] p_q;
+  reg [15:0] p_q = 16'h0000;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a_q) * $signed(b_q);
+  always @(posedge clk)
+    a_q <= a;
+  always @(posedge clk)
+    b_q <= b;
+  always @(posedge clk)
+    p_q <= \$1 ;
+  assign p = p_q;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.product1 (rst, a, b, p_q, clk);
+  wire [15:0] \$1 ;
+  input [7:0] a;
+  wire [7:0] a;
+  reg [7:0] a_q = 8'h00;
+  input [7:0] b;
+  wire [7:0] b;
+  reg [7:0] b_q = 8'h00;
+  input clk;
+  wire clk;
+  (* init = 16'h0000 *)
+  wire [15:0] p;
+  output [15:0] p_q;
+  reg [15:0] p_q = 16'h0000;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a_q) * $signed(b_q);
+  always @(posedge clk)
+    a_q <= a;
+  always @(posedge clk)
+    b_q <= b;
+  always @(posedge clk)
+    p_q <= \$1 ;
+  assign p = p_q;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.product2 (rst, a, b, p_q, clk);
+  wire [15:0] \$1 ;
+  input [7:0] a;
+  wire [7:0] a;
+  reg [7:0] a_q = 8'h00;
+  input [7:0] b;
+  wire [7:0] b;
+  reg [7:0] b_q = 8'h00;
+  input clk;
+  wire clk;
+  (* init = 16'h0000 *)
+  wire [15:0] p;
+  output [15:0] p_q;
+  reg [15:0] p_q = 16'h0000;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a_q) * $signed(b_q);
+  always @(posedge clk)
+    a_q <= a;
+  always @(posedge clk)
+    b_q <= b;
+  always @(posedge clk)
+    p_q <= \$1 ;
+  assign p = p_q;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.product3 (rst, a, b, p_q, clk);
+  wire [15:0] \$1 ;
+  input [7:0] a;
+  wire [7:0] a;
+  reg [7:0] a_q = 8'h00;
+  input [7:0] b;
+  wire [7:0] b;
+  reg [7:0] b_q = 8'h00;
+  input clk;
+  wire clk;
+  (* init = 16'h0000 *)
+  wire [15:0] p;
+  output [15:0] p_q;
+  reg [15:0] p_q = 16'h0000;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a_q) * $signed(b_q);
+  always @(posedge clk)
+    a_q <= a;
+  always @(posedge clk)
+    b_q <= b;
+  always @(posedge clk)
+    p_q <= \$1 ;
+  assign p = p_q;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.product4 (rst, a, b, p_q, clk);
+  wire [15:0] \$1 ;
+  input [7:0] a;
+  wire [7:0] a;
+  reg [7:0] a_q = 8'h00;
+  input [7:0] b;
+  wire [7:0] b;
+  reg [7:0] b_q = 8'h00;
+  input clk;
+  wire clk;
+  (* init = 16'h0000 *)
+  wire [15:0] p;
+  output [15:0] p_q;
+  reg [15:0] p_q = 16'h0000;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a_q) * $signed(b_q);
+  always @(posedge clk)
+    a_q <= a;
+  always @(posedge clk)
+    b_q <= b;
+  always @(posedge clk)
+    p_q <= \$1 ;
+  assign p = p_q;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.product5 (rst, a, b, p_q, clk);
+  wire [15:0] \$1 ;
+  input [7:0] a;
+  wire [7:0] a;
+  reg [7:0] a_q = 8'h00;
+  input [7:0] b;
+  wire [7:0] b;
+  reg [7:0] b_q = 8'h00;
+  input clk;
+  wire clk;
+  (* init = 16'h0000 *)
+  wire [15:0] p;
+  output [15:0] p_q;
+  reg [15:0] p_q = 16'h0000;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a_q) * $signed(b_q);
+  always @(posedge clk)
+    a_q <= a;
+  always @(posedge clk)
+    b_q <= b;
+  always @(posedge clk)
+    p_q <= \$1 ;
+  assign p = p_q;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.product6 (rst, a, b, p_q, clk);
+  wire [15:0] \$1 ;
+  input [7:0] a;
+  wire [7:0] a;
+  reg [7:0] a_q = 8'h00;
+  input [7:0] b;
+  wire [7:0] b;
+  reg [7:0] b_q = 8'h00;
+  input clk;
+  wire clk;
+  (* init = 16'h0000 *)
+  wire [15:0] p;
+  output [15:0] p_q;
+  reg [15:0] p_q = 16'h0000;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a_q) * $signed(b_q);
+  always @(posedge clk)
+    a_q <= a;
+  always @(posedge clk)
+    b_q <= b;
+  always @(posedge clk)
+    p_q <= \$1 ;
+  assign p = p_q;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.product7 (rst, a, b, p_q, clk);
+  wire [15:0] \$1 ;
+  input [7:0] a;
+  wire [7:0] a;
+  reg [7:0] a_q = 8'h00;
+  input [7:0] b;
+  wire [7:0] b;
+  reg [7:0] b_q = 8'h00;
+  input clk;
+  wire clk;
+  (* init = 16'h0000 *)
+  wire [15:0] p;
+  output [15:0] p_q;
+  reg [15:0] p_q = 16'h0000;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a_q) * $signed(b_q);
+  always @(posedge clk)
+    a_q <= a;
+  always @(posedge clk)
+    b_q <= b;
+  always @(posedge clk)
+    p_q <= \$1 ;
+  assign p = p_q;
 endmodule
 
 (* generator = "Amaranth" *)

@@ -6,39 +6,39 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire [12:0] \$10 ;
-  wire [9:0] \$100 ;
-  wire [10:0] \$101 ;
-  wire [10:0] \$102 ;
-  wire [10:0] \$103 ;
-  wire [10:0] \$104 ;
-  wire [11:0] \$105 ;
-  wire [12:0] \$106 ;
-  wire [14:0] \$107 ;
-  wire [14:0] \$108 ;
-  wire [15:0] \$109 ;
+  wire [12:0] \$100 ;
+  wire [14:0] \$101 ;
+  wire [14:0] \$102 ;
+  wire [15:0] \$103 ;
+  wire \$104 ;
+  wire [8:0] \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
   wire [12:0] \$11 ;
   wire \$110 ;
-  wire [8:0] \$111 ;
+  wire \$111 ;
   wire \$112 ;
   wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
+  wire [2:0] \$114 ;
+  wire [5:0] \$115 ;
+  wire [2:0] \$116 ;
   wire \$117 ;
-  wire \$118 ;
+  wire [2:0] \$118 ;
   wire \$119 ;
-  wire [15:0] \$12 ;
-  wire [2:0] \$120 ;
-  wire [5:0] \$121 ;
-  wire [2:0] \$122 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
   wire \$123 ;
-  wire [2:0] \$124 ;
+  wire \$124 ;
   wire \$125 ;
   wire \$126 ;
   wire \$127 ;
   wire \$128 ;
   wire \$129 ;
-  wire [15:0] \$13 ;
+  wire [17:0] \$13 ;
   wire \$130 ;
   wire \$131 ;
   wire \$132 ;
@@ -49,7 +49,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$137 ;
   wire \$138 ;
   wire \$139 ;
-  wire [15:0] \$14 ;
+  wire [26:0] \$14 ;
   wire \$140 ;
   wire \$141 ;
   wire \$142 ;
@@ -60,7 +60,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$147 ;
   wire \$148 ;
   wire \$149 ;
-  wire [15:0] \$15 ;
+  wire \$15 ;
   wire \$150 ;
   wire \$151 ;
   wire \$152 ;
@@ -71,7 +71,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$157 ;
   wire \$158 ;
   wire \$159 ;
-  wire [15:0] \$16 ;
+  wire [17:0] \$16 ;
   wire \$160 ;
   wire \$161 ;
   wire \$162 ;
@@ -82,7 +82,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$167 ;
   wire \$168 ;
   wire \$169 ;
-  wire [15:0] \$17 ;
+  wire [26:0] \$17 ;
   wire \$170 ;
   wire \$171 ;
   wire \$172 ;
@@ -93,7 +93,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$177 ;
   wire \$178 ;
   wire \$179 ;
-  wire [15:0] \$18 ;
+  wire \$18 ;
   wire \$180 ;
   wire \$181 ;
   wire \$182 ;
@@ -104,7 +104,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
-  wire [15:0] \$19 ;
+  wire [17:0] \$19 ;
   wire \$190 ;
   wire \$191 ;
   wire \$192 ;
@@ -116,7 +116,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$198 ;
   wire \$199 ;
   wire \$2 ;
-  wire \$20 ;
+  wire [26:0] \$20 ;
   wire \$200 ;
   wire \$201 ;
   wire \$202 ;
@@ -124,21 +124,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$204 ;
   wire \$205 ;
   wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire \$209 ;
-  wire [17:0] \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  reg [7:0] \$213 ;
-  reg [40:0] \$214 ;
-  reg [15:0] \$215 ;
-  wire [13:0] \$216 ;
+  reg [7:0] \$207 ;
+  reg [40:0] \$208 ;
+  reg [15:0] \$209 ;
+  wire \$21 ;
+  wire [13:0] \$210 ;
+  wire [11:0] \$211 ;
+  wire [10:0] \$212 ;
+  wire [10:0] \$213 ;
+  wire [11:0] \$214 ;
+  wire [10:0] \$215 ;
+  wire [10:0] \$216 ;
   wire [11:0] \$217 ;
   wire [10:0] \$218 ;
   wire [10:0] \$219 ;
-  wire [26:0] \$22 ;
+  wire [17:0] \$22 ;
   wire [11:0] \$220 ;
   wire [10:0] \$221 ;
   wire [10:0] \$222 ;
@@ -149,21 +149,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [10:0] \$227 ;
   wire [10:0] \$228 ;
   wire [11:0] \$229 ;
-  wire \$23 ;
+  wire [26:0] \$23 ;
   wire [10:0] \$230 ;
   wire [10:0] \$231 ;
   wire [11:0] \$232 ;
   wire [10:0] \$233 ;
   wire [10:0] \$234 ;
-  wire [11:0] \$235 ;
-  wire [10:0] \$236 ;
-  wire [10:0] \$237 ;
-  wire [11:0] \$238 ;
-  wire [10:0] \$239 ;
-  wire [17:0] \$24 ;
-  wire [10:0] \$240 ;
-  wire \$241 ;
-  reg [6:0] \$242 ;
+  wire \$235 ;
+  reg [6:0] \$236 ;
+  wire \$237 ;
+  wire \$238 ;
+  wire \$239 ;
+  wire \$24 ;
+  wire \$240 ;
+  wire [10:0] \$241 ;
+  wire [45:0] \$242 ;
   wire \$243 ;
   wire \$244 ;
   wire \$245 ;
@@ -171,7 +171,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [10:0] \$247 ;
   wire [45:0] \$248 ;
   wire \$249 ;
-  wire [26:0] \$25 ;
+  wire [17:0] \$25 ;
   wire \$250 ;
   wire \$251 ;
   wire \$252 ;
@@ -182,7 +182,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$257 ;
   wire \$258 ;
   wire [10:0] \$259 ;
-  wire \$26 ;
+  wire [26:0] \$26 ;
   wire [45:0] \$260 ;
   wire \$261 ;
   wire \$262 ;
@@ -193,7 +193,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$267 ;
   wire \$268 ;
   wire \$269 ;
-  wire [17:0] \$27 ;
+  wire \$27 ;
   wire \$270 ;
   wire [10:0] \$271 ;
   wire [45:0] \$272 ;
@@ -204,7 +204,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [10:0] \$277 ;
   wire [45:0] \$278 ;
   wire \$279 ;
-  wire [26:0] \$28 ;
+  wire [17:0] \$28 ;
   wire \$280 ;
   wire \$281 ;
   wire \$282 ;
@@ -214,12 +214,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$286 ;
   wire \$287 ;
   wire \$288 ;
-  wire [10:0] \$289 ;
-  wire \$29 ;
-  wire [45:0] \$290 ;
+  wire [8:0] \$289 ;
+  wire [26:0] \$29 ;
+  wire [9:0] \$290 ;
   wire \$291 ;
-  wire \$292 ;
-  wire \$293 ;
+  wire [8:0] \$292 ;
+  wire [9:0] \$293 ;
   wire \$294 ;
   wire [8:0] \$295 ;
   wire [9:0] \$296 ;
@@ -227,7 +227,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [8:0] \$298 ;
   wire [9:0] \$299 ;
   wire \$3 ;
-  wire [17:0] \$30 ;
+  wire \$30 ;
   wire \$300 ;
   wire [8:0] \$301 ;
   wire [9:0] \$302 ;
@@ -238,21 +238,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [8:0] \$307 ;
   wire [9:0] \$308 ;
   wire \$309 ;
-  wire [26:0] \$31 ;
+  wire [17:0] \$31 ;
   wire [8:0] \$310 ;
   wire [9:0] \$311 ;
   wire \$312 ;
-  wire [8:0] \$313 ;
-  wire [9:0] \$314 ;
+  wire \$313 ;
+  wire \$314 ;
   wire \$315 ;
-  wire [8:0] \$316 ;
-  wire [9:0] \$317 ;
+  reg [6:0] \$316 ;
+  wire \$317 ;
   wire \$318 ;
   wire \$319 ;
-  wire \$32 ;
+  wire [26:0] \$32 ;
   wire \$320 ;
   wire \$321 ;
-  reg [6:0] \$322 ;
+  wire \$322 ;
   wire \$323 ;
   wire \$324 ;
   wire \$325 ;
@@ -260,107 +260,107 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$327 ;
   wire \$328 ;
   wire \$329 ;
-  wire [17:0] \$33 ;
+  wire \$33 ;
   wire \$330 ;
   wire \$331 ;
   wire \$332 ;
   wire \$333 ;
   wire \$334 ;
-  wire \$335 ;
+  wire [4:0] \$335 ;
   wire \$336 ;
   wire \$337 ;
   wire \$338 ;
   wire \$339 ;
-  wire [26:0] \$34 ;
+  wire [17:0] \$34 ;
   wire \$340 ;
-  wire [4:0] \$341 ;
+  wire \$341 ;
   wire \$342 ;
   wire \$343 ;
   wire \$344 ;
   wire \$345 ;
   wire \$346 ;
   wire \$347 ;
-  wire \$348 ;
-  wire \$349 ;
-  wire \$35 ;
-  wire \$350 ;
+  wire [7:0] \$348 ;
+  wire [7:0] \$349 ;
+  wire [26:0] \$35 ;
+  wire [8:0] \$350 ;
   wire \$351 ;
   wire \$352 ;
   wire \$353 ;
-  wire [7:0] \$354 ;
-  wire [7:0] \$355 ;
-  wire [8:0] \$356 ;
+  wire \$354 ;
+  wire \$355 ;
+  wire \$356 ;
   wire \$357 ;
   wire \$358 ;
   wire \$359 ;
-  wire [17:0] \$36 ;
+  wire \$36 ;
   wire \$360 ;
   wire \$361 ;
   wire \$362 ;
-  wire \$363 ;
-  wire \$364 ;
-  wire \$365 ;
-  wire \$366 ;
-  wire \$367 ;
-  wire \$368 ;
-  reg [44:0] \$369 ;
-  wire [26:0] \$37 ;
-  reg [44:0] \$370 ;
-  reg [44:0] \$371 ;
-  reg [44:0] \$372 ;
+  reg [44:0] \$363 ;
+  reg [44:0] \$364 ;
+  reg [44:0] \$365 ;
+  reg [44:0] \$366 ;
+  reg [22:0] \$367 ;
+  reg [22:0] \$368 ;
+  reg [22:0] \$369 ;
+  wire [8:0] \$37 ;
+  reg [22:0] \$370 ;
+  reg [22:0] \$371 ;
+  reg [22:0] \$372 ;
   reg [22:0] \$373 ;
   reg [22:0] \$374 ;
-  reg [22:0] \$375 ;
-  reg [22:0] \$376 ;
-  reg [22:0] \$377 ;
-  reg [22:0] \$378 ;
-  reg [22:0] \$379 ;
+  reg [2:0] \$375 ;
+  reg \$376 ;
+  reg [2:0] \$377 ;
+  reg [2:0] \$378 ;
+  reg [44:0] \$379 ;
   wire \$38 ;
-  reg [22:0] \$380 ;
-  reg [2:0] \$381 ;
-  reg \$382 ;
-  reg [2:0] \$383 ;
-  reg [2:0] \$384 ;
-  reg [44:0] \$385 ;
-  reg [44:0] \$386 ;
-  reg [3:0] \$387 ;
-  reg [3:0] \$388 ;
-  reg [22:0] \$389 ;
-  wire [17:0] \$39 ;
+  reg [44:0] \$380 ;
+  reg [3:0] \$381 ;
+  reg [3:0] \$382 ;
+  reg [22:0] \$383 ;
+  reg \$384 ;
+  reg \$385 ;
+  reg \$386 ;
+  reg [7:0] \$387 ;
+  reg [11:0] \$388 ;
+  reg \$389 ;
+  wire [8:0] \$39 ;
   reg \$390 ;
   reg \$391 ;
   reg \$392 ;
-  reg [7:0] \$393 ;
-  reg [11:0] \$394 ;
+  reg \$393 ;
+  reg \$394 ;
   reg \$395 ;
-  reg \$396 ;
-  reg \$397 ;
-  reg \$398 ;
-  reg \$399 ;
+  reg [17:0] \$396 ;
+  reg [25:0] \$397 ;
+  reg [17:0] \$398 ;
+  reg [25:0] \$399 ;
   wire \$4 ;
-  wire [26:0] \$40 ;
-  reg \$400 ;
-  reg [17:0] \$401 ;
-  reg [25:0] \$402 ;
-  reg [17:0] \$403 ;
-  reg [25:0] \$404 ;
-  reg [17:0] \$405 ;
-  reg [25:0] \$406 ;
-  reg [17:0] \$407 ;
-  reg [25:0] \$408 ;
-  reg [17:0] \$409 ;
-  wire \$41 ;
-  reg [25:0] \$410 ;
-  reg [17:0] \$411 ;
-  reg [25:0] \$412 ;
-  reg [17:0] \$413 ;
-  reg [25:0] \$414 ;
-  reg [17:0] \$415 ;
-  reg [25:0] \$416 ;
+  wire \$40 ;
+  reg [17:0] \$400 ;
+  reg [25:0] \$401 ;
+  reg [17:0] \$402 ;
+  reg [25:0] \$403 ;
+  reg [17:0] \$404 ;
+  reg [25:0] \$405 ;
+  reg [17:0] \$406 ;
+  reg [25:0] \$407 ;
+  reg [17:0] \$408 ;
+  reg [25:0] \$409 ;
+  wire [8:0] \$41 ;
+  reg [17:0] \$410 ;
+  reg [25:0] \$411 ;
+  reg [7:0] \$412 ;
+  reg [7:0] \$413 ;
+  reg [7:0] \$414 ;
+  reg [7:0] \$415 ;
+  reg [7:0] \$416 ;
   reg [7:0] \$417 ;
   reg [7:0] \$418 ;
   reg [7:0] \$419 ;
-  wire [17:0] \$42 ;
+  wire \$42 ;
   reg [7:0] \$420 ;
   reg [7:0] \$421 ;
   reg [7:0] \$422 ;
@@ -370,42 +370,37 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [7:0] \$426 ;
   reg [7:0] \$427 ;
   reg [7:0] \$428 ;
-  reg [7:0] \$429 ;
-  wire [26:0] \$43 ;
-  reg [7:0] \$430 ;
-  reg [7:0] \$431 ;
-  reg [7:0] \$432 ;
-  reg [7:0] \$433 ;
+  reg [15:0] \$429 ;
+  wire [8:0] \$43 ;
+  reg [15:0] \$430 ;
+  reg [15:0] \$431 ;
+  reg [15:0] \$432 ;
+  reg [15:0] \$433 ;
   reg [15:0] \$434 ;
   reg [15:0] \$435 ;
   reg [15:0] \$436 ;
-  reg [15:0] \$437 ;
-  reg [15:0] \$438 ;
-  reg [15:0] \$439 ;
+  reg [7:0] \$437 ;
+  reg \$438 ;
+  reg \$439 ;
   wire \$44 ;
-  reg [15:0] \$440 ;
-  reg [15:0] \$441 ;
-  reg [7:0] \$442 ;
+  reg [6:0] \$440 ;
+  reg [6:0] \$441 ;
+  reg [1:0] \$442 ;
   reg \$443 ;
   reg \$444 ;
-  reg [6:0] \$445 ;
-  reg [6:0] \$446 ;
-  reg [1:0] \$447 ;
+  reg [3:0] \$445 ;
+  reg [4:0] \$446 ;
+  reg [2:0] \$447 ;
   reg \$448 ;
   reg \$449 ;
   wire [8:0] \$45 ;
-  reg [3:0] \$450 ;
-  reg [4:0] \$451 ;
-  reg [2:0] \$452 ;
-  reg \$453 ;
-  reg \$454 ;
-  reg [7:0] \$455 ;
-  reg [7:0] \$456 ;
-  reg [10:0] \$457 ;
-  reg [12:0] \$458 ;
-  reg [1:0] \$459 ;
+  reg [7:0] \$450 ;
+  reg [7:0] \$451 ;
+  reg [10:0] \$452 ;
+  reg [12:0] \$453 ;
+  reg [1:0] \$454 ;
+  reg \$455 ;
   wire \$46 ;
-  reg \$460 ;
   wire [8:0] \$47 ;
   wire \$48 ;
   wire [8:0] \$49 ;
@@ -429,146 +424,163 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [8:0] \$65 ;
   wire \$66 ;
   wire [8:0] \$67 ;
-  wire \$68 ;
-  wire [8:0] \$69 ;
+  wire [5:0] \$68 ;
+  wire \$69 ;
   reg [44:0] \$7 ;
   wire \$70 ;
-  wire [8:0] \$71 ;
-  wire \$72 ;
-  wire [8:0] \$73 ;
+  reg [6:0] \$71 ;
+  wire [7:0] \$72 ;
+  wire \$73 ;
   wire \$74 ;
-  wire [8:0] \$75 ;
-  wire [5:0] \$76 ;
+  wire \$75 ;
+  wire \$76 ;
   wire \$77 ;
   wire \$78 ;
-  reg [6:0] \$79 ;
+  wire \$79 ;
   wire [4:0] \$8 ;
-  wire [7:0] \$80 ;
+  wire \$80 ;
   wire \$81 ;
   wire \$82 ;
   wire \$83 ;
   wire \$84 ;
   wire \$85 ;
-  wire \$86 ;
+  reg [6:0] \$86 ;
   wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
+  reg [7:0] \$88 ;
+  wire [7:0] \$89 ;
   reg [22:0] \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  reg [6:0] \$92 ;
-  wire \$93 ;
-  reg [7:0] \$94 ;
-  wire [7:0] \$95 ;
-  wire [8:0] \$96 ;
-  wire [8:0] \$97 ;
-  wire [8:0] \$98 ;
-  wire [8:0] \$99 ;
+  wire [8:0] \$90 ;
+  wire [8:0] \$91 ;
+  wire [8:0] \$92 ;
+  wire [8:0] \$93 ;
+  wire [9:0] \$94 ;
+  wire [10:0] \$95 ;
+  wire [10:0] \$96 ;
+  wire [10:0] \$97 ;
+  wire [10:0] \$98 ;
+  wire [11:0] \$99 ;
   reg \$signal  = 1'h0;
   reg \$signal$105  = 1'h0;
   reg \$signal$106  = 1'h0;
-  reg \$signal$125  = 1'h0;
-  reg \$signal$126 ;
-  reg \$signal$127  = 1'h0;
-  reg \$signal$128  = 1'h0;
-  reg \$signal$226  = 1'h0;
-  reg \$signal$230  = 1'h0;
+  reg \$signal$108  = 1'h0;
+  reg \$signal$109 ;
+  reg \$signal$110  = 1'h0;
+  reg \$signal$111  = 1'h0;
+  reg \$signal$112  = 1'h0;
+  reg \$signal$218  = 1'h0;
+  reg \$signal$223  = 1'h0;
   wire [10:0] \$signature__addr ;
-  wire [4:0] \$signature__addr$247 ;
-  wire [10:0] \$signature__addr$250 ;
-  wire [4:0] \$signature__addr$253 ;
-  wire [10:0] \$signature__addr$256 ;
-  wire [4:0] \$signature__addr$259 ;
-  wire [10:0] \$signature__addr$262 ;
-  wire [4:0] \$signature__addr$265 ;
-  wire [10:0] \$signature__addr$268 ;
-  wire [4:0] \$signature__addr$271 ;
-  wire [10:0] \$signature__addr$274 ;
-  wire [4:0] \$signature__addr$277 ;
-  wire [10:0] \$signature__addr$280 ;
-  wire [4:0] \$signature__addr$283 ;
-  wire [10:0] \$signature__addr$286 ;
-  wire [4:0] \$signature__addr$289 ;
-  wire [4:0] \$signature__addr$399 ;
-  wire [4:0] \$signature__addr$403 ;
-  wire [4:0] \$signature__addr$406 ;
-  wire [4:0] \$signature__addr$409 ;
+  wire [4:0] \$signature__addr$240 ;
+  wire [10:0] \$signature__addr$243 ;
+  wire [4:0] \$signature__addr$246 ;
+  wire [10:0] \$signature__addr$249 ;
+  wire [4:0] \$signature__addr$252 ;
+  wire [10:0] \$signature__addr$255 ;
+  wire [4:0] \$signature__addr$258 ;
+  wire [10:0] \$signature__addr$261 ;
+  wire [4:0] \$signature__addr$264 ;
+  wire [10:0] \$signature__addr$267 ;
+  wire [4:0] \$signature__addr$270 ;
+  wire [10:0] \$signature__addr$273 ;
+  wire [4:0] \$signature__addr$276 ;
+  wire [10:0] \$signature__addr$279 ;
+  wire [4:0] \$signature__addr$282 ;
+  wire [4:0] \$signature__addr$408 ;
   wire [4:0] \$signature__addr$412 ;
   wire [4:0] \$signature__addr$415 ;
   wire [4:0] \$signature__addr$418 ;
   wire [4:0] \$signature__addr$421 ;
+  wire [4:0] \$signature__addr$424 ;
+  wire [4:0] \$signature__addr$427 ;
+  wire [4:0] \$signature__addr$430 ;
   wire [7:0] \$signature__data ;
-  wire [40:0] \$signature__data$248 ;
-  wire [8:0] \$signature__data$248.alpha ;
-  wire [15:0] \$signature__data$248.bias ;
-  wire [15:0] \$signature__data$248.theta ;
-  wire [7:0] \$signature__data$251 ;
-  wire [40:0] \$signature__data$254 ;
-  wire [8:0] \$signature__data$254.alpha ;
-  wire [15:0] \$signature__data$254.bias ;
-  wire [15:0] \$signature__data$254.theta ;
-  wire [7:0] \$signature__data$257 ;
-  wire [40:0] \$signature__data$260 ;
-  wire [8:0] \$signature__data$260.alpha ;
-  wire [15:0] \$signature__data$260.bias ;
-  wire [15:0] \$signature__data$260.theta ;
-  wire [7:0] \$signature__data$263 ;
-  wire [40:0] \$signature__data$266 ;
-  wire [8:0] \$signature__data$266.alpha ;
-  wire [15:0] \$signature__data$266.bias ;
-  wire [15:0] \$signature__data$266.theta ;
-  wire [7:0] \$signature__data$269 ;
-  wire [40:0] \$signature__data$272 ;
-  wire [8:0] \$signature__data$272.alpha ;
-  wire [15:0] \$signature__data$272.bias ;
-  wire [15:0] \$signature__data$272.theta ;
-  wire [7:0] \$signature__data$275 ;
-  wire [40:0] \$signature__data$278 ;
-  wire [8:0] \$signature__data$278.alpha ;
-  wire [15:0] \$signature__data$278.bias ;
-  wire [15:0] \$signature__data$278.theta ;
-  wire [7:0] \$signature__data$281 ;
-  wire [40:0] \$signature__data$284 ;
-  wire [8:0] \$signature__data$284.alpha ;
-  wire [15:0] \$signature__data$284.bias ;
-  wire [15:0] \$signature__data$284.theta ;
-  wire [7:0] \$signature__data$287 ;
-  wire [40:0] \$signature__data$290 ;
-  wire [8:0] \$signature__data$290.alpha ;
-  wire [15:0] \$signature__data$290.bias ;
-  wire [15:0] \$signature__data$290.theta ;
-  wire [15:0] \$signature__data$400 ;
-  wire [15:0] \$signature__data$404 ;
-  wire [15:0] \$signature__data$407 ;
-  wire [15:0] \$signature__data$410 ;
+  wire [40:0] \$signature__data$241 ;
+  wire [8:0] \$signature__data$241.alpha ;
+  wire [15:0] \$signature__data$241.bias ;
+  wire [15:0] \$signature__data$241.theta ;
+  wire [7:0] \$signature__data$244 ;
+  wire [40:0] \$signature__data$247 ;
+  wire [8:0] \$signature__data$247.alpha ;
+  wire [15:0] \$signature__data$247.bias ;
+  wire [15:0] \$signature__data$247.theta ;
+  wire [7:0] \$signature__data$250 ;
+  wire [40:0] \$signature__data$253 ;
+  wire [8:0] \$signature__data$253.alpha ;
+  wire [15:0] \$signature__data$253.bias ;
+  wire [15:0] \$signature__data$253.theta ;
+  wire [7:0] \$signature__data$256 ;
+  wire [40:0] \$signature__data$259 ;
+  wire [8:0] \$signature__data$259.alpha ;
+  wire [15:0] \$signature__data$259.bias ;
+  wire [15:0] \$signature__data$259.theta ;
+  wire [7:0] \$signature__data$262 ;
+  wire [40:0] \$signature__data$265 ;
+  wire [8:0] \$signature__data$265.alpha ;
+  wire [15:0] \$signature__data$265.bias ;
+  wire [15:0] \$signature__data$265.theta ;
+  wire [7:0] \$signature__data$268 ;
+  wire [40:0] \$signature__data$271 ;
+  wire [8:0] \$signature__data$271.alpha ;
+  wire [15:0] \$signature__data$271.bias ;
+  wire [15:0] \$signature__data$271.theta ;
+  wire [7:0] \$signature__data$274 ;
+  wire [40:0] \$signature__data$277 ;
+  wire [8:0] \$signature__data$277.alpha ;
+  wire [15:0] \$signature__data$277.bias ;
+  wire [15:0] \$signature__data$277.theta ;
+  wire [7:0] \$signature__data$280 ;
+  wire [40:0] \$signature__data$283 ;
+  wire [8:0] \$signature__data$283.alpha ;
+  wire [15:0] \$signature__data$283.bias ;
+  wire [15:0] \$signature__data$283.theta ;
+  wire [15:0] \$signature__data$409 ;
   wire [15:0] \$signature__data$413 ;
   wire [15:0] \$signature__data$416 ;
   wire [15:0] \$signature__data$419 ;
   wire [15:0] \$signature__data$422 ;
+  wire [15:0] \$signature__data$425 ;
+  wire [15:0] \$signature__data$428 ;
+  wire [15:0] \$signature__data$431 ;
   wire \$signature__en ;
-  wire \$signature__en$249 ;
-  wire \$signature__en$252 ;
-  wire \$signature__en$255 ;
-  wire \$signature__en$258 ;
-  wire \$signature__en$261 ;
-  wire \$signature__en$264 ;
-  wire \$signature__en$267 ;
-  wire \$signature__en$270 ;
-  wire \$signature__en$273 ;
-  wire \$signature__en$276 ;
-  wire \$signature__en$279 ;
-  wire \$signature__en$282 ;
-  wire \$signature__en$285 ;
-  wire \$signature__en$288 ;
-  wire \$signature__en$291 ;
-  wire \$signature__en$401 ;
-  wire \$signature__en$405 ;
-  wire \$signature__en$408 ;
-  wire \$signature__en$411 ;
+  wire \$signature__en$242 ;
+  wire \$signature__en$245 ;
+  wire \$signature__en$248 ;
+  wire \$signature__en$251 ;
+  wire \$signature__en$254 ;
+  wire \$signature__en$257 ;
+  wire \$signature__en$260 ;
+  wire \$signature__en$263 ;
+  wire \$signature__en$266 ;
+  wire \$signature__en$269 ;
+  wire \$signature__en$272 ;
+  wire \$signature__en$275 ;
+  wire \$signature__en$278 ;
+  wire \$signature__en$281 ;
+  wire \$signature__en$284 ;
+  wire \$signature__en$410 ;
   wire \$signature__en$414 ;
   wire \$signature__en$417 ;
   wire \$signature__en$420 ;
   wire \$signature__en$423 ;
+  wire \$signature__en$426 ;
+  wire \$signature__en$429 ;
+  wire \$signature__en$432 ;
+  (* init = 8'h00 *)
+  wire [7:0] a;
+  (* init = 8'h00 *)
+  wire [7:0] \a$317 ;
+  (* init = 8'h00 *)
+  wire [7:0] \a$319 ;
+  (* init = 8'h00 *)
+  wire [7:0] \a$321 ;
+  (* init = 8'h00 *)
+  wire [7:0] \a$323 ;
+  (* init = 8'h00 *)
+  wire [7:0] \a$325 ;
+  (* init = 8'h00 *)
+  wire [7:0] \a$327 ;
+  (* init = 8'h00 *)
+  wire [7:0] \a$329 ;
   reg [25:0] acc0 = 26'h0000000;
   reg [25:0] acc1 = 26'h0000000;
   reg [25:0] acc2 = 26'h0000000;
@@ -580,12 +592,6 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   (* init = 9'h000 *)
   wire [8:0] alpha;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$326 ;
-  (* init = 9'h000 *)
-  wire [8:0] \alpha$329 ;
-  (* init = 9'h000 *)
-  wire [8:0] \alpha$332 ;
-  (* init = 9'h000 *)
   wire [8:0] \alpha$335 ;
   (* init = 9'h000 *)
   wire [8:0] \alpha$338 ;
@@ -593,6 +599,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [8:0] \alpha$341 ;
   (* init = 9'h000 *)
   wire [8:0] \alpha$344 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$347 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$350 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$353 ;
   reg [8:0] alpha_q0 = 9'h000;
   reg [8:0] alpha_q1 = 9'h000;
   reg [8:0] alpha_q2 = 9'h000;
@@ -601,16 +613,26 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [8:0] alpha_q5 = 9'h000;
   reg [8:0] alpha_q6 = 9'h000;
   reg [8:0] alpha_q7 = 9'h000;
+  (* init = 8'h00 *)
+  wire [7:0] b;
+  (* init = 8'h00 *)
+  wire [7:0] \b$318 ;
+  (* init = 8'h00 *)
+  wire [7:0] \b$320 ;
+  (* init = 8'h00 *)
+  wire [7:0] \b$322 ;
+  (* init = 8'h00 *)
+  wire [7:0] \b$324 ;
+  (* init = 8'h00 *)
+  wire [7:0] \b$326 ;
+  (* init = 8'h00 *)
+  wire [7:0] \b$328 ;
+  (* init = 8'h00 *)
+  wire [7:0] \b$330 ;
   reg bank_sel = 1'h0;
   reg [7:0] base;
   (* init = 16'h0000 *)
   wire [15:0] bias;
-  (* init = 16'h0000 *)
-  wire [15:0] \bias$327 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \bias$330 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \bias$333 ;
   (* init = 16'h0000 *)
   wire [15:0] \bias$336 ;
   (* init = 16'h0000 *)
@@ -619,6 +641,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \bias$342 ;
   (* init = 16'h0000 *)
   wire [15:0] \bias$345 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$348 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$351 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$354 ;
   reg [15:0] bias_q0 = 16'h0000;
   reg [15:0] bias_q1 = 16'h0000;
   reg [15:0] bias_q2 = 16'h0000;
@@ -633,7 +661,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire can_load;
   input clear;
   wire clear;
-  reg \clear$434 ;
+  reg \clear$443 ;
   input clk;
   wire clk;
   reg [7:0] cnt = 8'h00;
@@ -730,6 +758,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [44:0] host_rdata;
   input host_re;
   wire host_re;
+  wire host_req;
   output host_rvalid;
   reg host_rvalid = 1'h0;
   input [44:0] host_wdata;
@@ -761,7 +790,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [4:0] k = 5'h00;
   reg last_row = 1'h0;
   reg [44:0] layer = 45'h000000000000;
-  reg [1:0] \layer$431 ;
+  reg [1:0] \layer$440 ;
   wire [2:0] \layer.ebase ;
   wire [3:0] \layer.ecount ;
   wire \layer.emit_values ;
@@ -812,13 +841,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \layer3.spiking ;
   wire [15:0] \layer3.v_reset ;
   wire [17:0] leak;
-  wire [17:0] \leak$139 ;
+  wire [17:0] \leak$124 ;
+  wire [17:0] \leak$131 ;
+  wire [17:0] \leak$138 ;
   wire [17:0] \leak$145 ;
-  wire [17:0] \leak$151 ;
-  wire [17:0] \leak$157 ;
-  wire [17:0] \leak$163 ;
-  wire [17:0] \leak$169 ;
-  wire [17:0] \leak$175 ;
+  wire [17:0] \leak$152 ;
+  wire [17:0] \leak$159 ;
+  wire [17:0] \leak$166 ;
   reg [17:0] leak_q0 = 18'h00000;
   reg [17:0] leak_q1 = 18'h00000;
   reg [17:0] leak_q2 = 18'h00000;
@@ -851,6 +880,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire output__ready;
   output output__valid;
   wire output__valid;
+  wire [15:0] p;
+  wire [15:0] \p$126 ;
+  wire [15:0] \p$133 ;
+  wire [15:0] \p$140 ;
+  wire [15:0] \p$147 ;
+  wire [15:0] \p$154 ;
+  wire [15:0] \p$161 ;
+  wire [15:0] \p$168 ;
   reg [40:0] params0_nrw = 41'h00000000000;
   wire [8:0] \params0_nrw.alpha ;
   wire [15:0] \params0_nrw.bias ;
@@ -884,31 +921,31 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \params7_nrw.bias ;
   wire [15:0] \params7_nrw.theta ;
   wire [10:0] port__addr;
+  wire [4:0] \port__addr$290 ;
+  wire [4:0] \port__addr$291 ;
+  wire [10:0] \port__addr$292 ;
+  wire [4:0] \port__addr$293 ;
+  wire [4:0] \port__addr$294 ;
+  wire [10:0] \port__addr$295 ;
+  wire [4:0] \port__addr$296 ;
   wire [4:0] \port__addr$297 ;
-  wire [4:0] \port__addr$298 ;
-  wire [10:0] \port__addr$299 ;
+  wire [10:0] \port__addr$298 ;
+  wire [4:0] \port__addr$299 ;
   wire [4:0] \port__addr$300 ;
-  wire [4:0] \port__addr$301 ;
-  wire [10:0] \port__addr$302 ;
+  wire [10:0] \port__addr$301 ;
+  wire [4:0] \port__addr$302 ;
   wire [4:0] \port__addr$303 ;
-  wire [4:0] \port__addr$304 ;
-  wire [10:0] \port__addr$305 ;
+  wire [10:0] \port__addr$304 ;
+  wire [4:0] \port__addr$305 ;
   wire [4:0] \port__addr$306 ;
-  wire [4:0] \port__addr$307 ;
-  wire [10:0] \port__addr$308 ;
+  wire [10:0] \port__addr$307 ;
+  wire [4:0] \port__addr$308 ;
   wire [4:0] \port__addr$309 ;
-  wire [4:0] \port__addr$310 ;
-  wire [10:0] \port__addr$311 ;
+  wire [10:0] \port__addr$310 ;
+  wire [4:0] \port__addr$311 ;
   wire [4:0] \port__addr$312 ;
-  wire [4:0] \port__addr$313 ;
-  wire [10:0] \port__addr$314 ;
-  wire [4:0] \port__addr$315 ;
-  wire [4:0] \port__addr$316 ;
-  wire [10:0] \port__addr$317 ;
-  wire [4:0] \port__addr$318 ;
-  wire [4:0] \port__addr$319 ;
-  wire [10:0] \port__addr$320 ;
-  wire [7:0] \port__addr$321 ;
+  wire [10:0] \port__addr$313 ;
+  wire [7:0] \port__addr$314 ;
   wire [14:0] port__data;
   wire [14:0] \port__data$19 ;
   wire [6:0] \port__data$19.index ;
@@ -963,14 +1000,6 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \port__data$67 ;
   wire [6:0] \port__data.index ;
   wire [7:0] \port__data.value ;
-  reg [15:0] prod_q0 = 16'h0000;
-  reg [15:0] prod_q1 = 16'h0000;
-  reg [15:0] prod_q2 = 16'h0000;
-  reg [15:0] prod_q3 = 16'h0000;
-  reg [15:0] prod_q4 = 16'h0000;
-  reg [15:0] prod_q5 = 16'h0000;
-  reg [15:0] prod_q6 = 16'h0000;
-  reg [15:0] prod_q7 = 16'h0000;
   wire [27:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -989,13 +1018,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire records__ready;
   wire records__valid;
   wire [1:0] reset;
-  wire [1:0] \reset$367 ;
-  wire [1:0] \reset$372 ;
-  wire [1:0] \reset$377 ;
-  wire [1:0] \reset$382 ;
-  wire [1:0] \reset$387 ;
-  wire [1:0] \reset$392 ;
-  wire [1:0] \reset$397 ;
+  wire [1:0] \reset$376 ;
+  wire [1:0] \reset$381 ;
+  wire [1:0] \reset$386 ;
+  wire [1:0] \reset$391 ;
+  wire [1:0] \reset$396 ;
+  wire [1:0] \reset$401 ;
+  wire [1:0] \reset$406 ;
   wire [5:0] row_addr;
   reg [12:0] row_offset = 13'h0000;
   reg [10:0] row_wbase = 11'h000;
@@ -1010,61 +1039,54 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [7:0] s1b_x = 8'h00;
   reg s2_valid = 1'h0;
   reg [7:0] s2_x = 8'h00;
-  reg [7:0] s3_x = 8'h00;
   reg s4_valid = 1'h0;
   reg [7:0] send;
   wire spike;
-  wire \spike$200 ;
-  wire \spike$203 ;
-  wire \spike$206 ;
-  wire \spike$209 ;
-  wire \spike$212 ;
-  wire \spike$215 ;
-  wire \spike$218 ;
+  wire \spike$192 ;
+  wire \spike$195 ;
+  wire \spike$198 ;
+  wire \spike$201 ;
+  wire \spike$204 ;
+  wire \spike$207 ;
+  wire \spike$210 ;
   wire [2:0] spike_src;
   reg [7:0] spikes = 8'h00;
-  reg [7:0] \spikes$429 ;
+  reg [7:0] \spikes$438 ;
   wire spiking;
-  wire \spiking$368 ;
-  wire \spiking$373 ;
-  wire \spiking$378 ;
-  wire \spiking$383 ;
-  wire \spiking$388 ;
-  wire \spiking$393 ;
-  wire \spiking$398 ;
+  wire \spiking$377 ;
+  wire \spiking$382 ;
+  wire \spiking$387 ;
+  wire \spiking$392 ;
+  wire \spiking$397 ;
+  wire \spiking$402 ;
+  wire \spiking$407 ;
   reg [2:0] src_sel = 3'h0;
   wire [15:0] theta;
-  wire [15:0] \theta$365 ;
-  wire [15:0] \theta$370 ;
-  wire [15:0] \theta$375 ;
-  wire [15:0] \theta$380 ;
-  wire [15:0] \theta$385 ;
-  wire [15:0] \theta$390 ;
-  wire [15:0] \theta$395 ;
+  wire [15:0] \theta$374 ;
+  wire [15:0] \theta$379 ;
+  wire [15:0] \theta$384 ;
+  wire [15:0] \theta$389 ;
+  wire [15:0] \theta$394 ;
+  wire [15:0] \theta$399 ;
+  wire [15:0] \theta$404 ;
   (* init = 26'h0000000 *)
   wire [25:0] total;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$364 ;
+  wire [25:0] \total$373 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$369 ;
+  wire [25:0] \total$378 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$374 ;
+  wire [25:0] \total$383 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$379 ;
+  wire [25:0] \total$388 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$384 ;
+  wire [25:0] \total$393 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$389 ;
+  wire [25:0] \total$398 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$394 ;
+  wire [25:0] \total$403 ;
   (* init = 16'h0000 *)
   wire [15:0] u;
-  (* init = 16'h0000 *)
-  wire [15:0] \u$325 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \u$328 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \u$331 ;
   (* init = 16'h0000 *)
   wire [15:0] \u$334 ;
   (* init = 16'h0000 *)
@@ -1073,14 +1095,20 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \u$340 ;
   (* init = 16'h0000 *)
   wire [15:0] \u$343 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$346 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$349 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$352 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$202 ;
-  wire [15:0] \u_new$205 ;
-  wire [15:0] \u_new$208 ;
-  wire [15:0] \u_new$211 ;
-  wire [15:0] \u_new$214 ;
-  wire [15:0] \u_new$217 ;
-  wire [15:0] \u_new$220 ;
+  wire [15:0] \u_new$194 ;
+  wire [15:0] \u_new$197 ;
+  wire [15:0] \u_new$200 ;
+  wire [15:0] \u_new$203 ;
+  wire [15:0] \u_new$206 ;
+  wire [15:0] \u_new$209 ;
+  wire [15:0] \u_new$212 ;
   reg [15:0] u_new0 = 16'h0000;
   reg [15:0] u_new1 = 16'h0000;
   reg [15:0] u_new2 = 16'h0000;
@@ -1098,13 +1126,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [15:0] u_q6 = 16'h0000;
   reg [15:0] u_q7 = 16'h0000;
   wire [15:0] v_reset;
-  wire [15:0] \v_reset$366 ;
-  wire [15:0] \v_reset$371 ;
-  wire [15:0] \v_reset$376 ;
-  wire [15:0] \v_reset$381 ;
-  wire [15:0] \v_reset$386 ;
-  wire [15:0] \v_reset$391 ;
-  wire [15:0] \v_reset$396 ;
+  wire [15:0] \v_reset$375 ;
+  wire [15:0] \v_reset$380 ;
+  wire [15:0] \v_reset$385 ;
+  wire [15:0] \v_reset$390 ;
+  wire [15:0] \v_reset$395 ;
+  wire [15:0] \v_reset$400 ;
+  wire [15:0] \v_reset$405 ;
   wire [7:0] valid_lanes;
   reg [7:0] valid_q = 8'h00;
   reg [127:0] values;
@@ -1120,14 +1148,6 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [11:0] w_addr_q1 = 12'h000;
   wire [27:0] w_data;
   wire w_en;
-  reg [7:0] w_q0 = 8'h00;
-  reg [7:0] w_q1 = 8'h00;
-  reg [7:0] w_q2 = 8'h00;
-  reg [7:0] w_q3 = 8'h00;
-  reg [7:0] w_q4 = 8'h00;
-  reg [7:0] w_q5 = 8'h00;
-  reg [7:0] w_q6 = 8'h00;
-  reg [7:0] w_q7 = 8'h00;
   wire w_rdy;
   reg [7:0] weights0_nrw = 8'h00;
   reg [7:0] weights1_nrw = 8'h00;
@@ -3497,10 +3517,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes0[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$401 )
-      membranes0[\$247 [4:0]] <= \$248 [15:0];
+    if (\$signature__en$410 )
+      membranes0[\$241 [4:0]] <= \$242 [15:0];
   end
-  assign \port__data$25  = membranes0[\$219 [4:0]];
+  assign \port__data$25  = membranes0[\$213 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes1 [31:0];
   initial begin
@@ -3538,10 +3558,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes1[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$405 )
-      membranes1[\$253 [4:0]] <= \$254 [15:0];
+    if (\$signature__en$414 )
+      membranes1[\$247 [4:0]] <= \$248 [15:0];
   end
-  assign \port__data$31  = membranes1[\$222 [4:0]];
+  assign \port__data$31  = membranes1[\$216 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes2 [31:0];
   initial begin
@@ -3579,10 +3599,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes2[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$408 )
-      membranes2[\$259 [4:0]] <= \$260 [15:0];
+    if (\$signature__en$417 )
+      membranes2[\$253 [4:0]] <= \$254 [15:0];
   end
-  assign \port__data$37  = membranes2[\$225 [4:0]];
+  assign \port__data$37  = membranes2[\$219 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes3 [31:0];
   initial begin
@@ -3620,10 +3640,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes3[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$411 )
-      membranes3[\$265 [4:0]] <= \$266 [15:0];
+    if (\$signature__en$420 )
+      membranes3[\$259 [4:0]] <= \$260 [15:0];
   end
-  assign \port__data$43  = membranes3[\$228 [4:0]];
+  assign \port__data$43  = membranes3[\$222 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes4 [31:0];
   initial begin
@@ -3661,10 +3681,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes4[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$414 )
-      membranes4[\$271 [4:0]] <= \$272 [15:0];
+    if (\$signature__en$423 )
+      membranes4[\$265 [4:0]] <= \$266 [15:0];
   end
-  assign \port__data$49  = membranes4[\$231 [4:0]];
+  assign \port__data$49  = membranes4[\$225 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes5 [31:0];
   initial begin
@@ -3702,10 +3722,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes5[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$417 )
-      membranes5[\$277 [4:0]] <= \$278 [15:0];
+    if (\$signature__en$426 )
+      membranes5[\$271 [4:0]] <= \$272 [15:0];
   end
-  assign \port__data$55  = membranes5[\$234 [4:0]];
+  assign \port__data$55  = membranes5[\$228 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes6 [31:0];
   initial begin
@@ -3743,10 +3763,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes6[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$420 )
-      membranes6[\$283 [4:0]] <= \$284 [15:0];
+    if (\$signature__en$429 )
+      membranes6[\$277 [4:0]] <= \$278 [15:0];
   end
-  assign \port__data$61  = membranes6[\$237 [4:0]];
+  assign \port__data$61  = membranes6[\$231 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes7 [31:0];
   initial begin
@@ -3784,10 +3804,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes7[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$423 )
-      membranes7[\$289 [4:0]] <= \$290 [15:0];
+    if (\$signature__en$432 )
+      membranes7[\$283 [4:0]] <= \$284 [15:0];
   end
-  assign \port__data$67  = membranes7[\$240 [4:0]];
+  assign \port__data$67  = membranes7[\$234 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params0 [31:0];
   initial begin
@@ -3825,10 +3845,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params0[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$249 )
+    if (\$signature__en$242 )
       params0[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$23  = params0[\$218 [4:0]];
+  assign \port__data$23  = params0[\$212 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params1 [31:0];
   initial begin
@@ -3866,10 +3886,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params1[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$255 )
+    if (\$signature__en$248 )
       params1[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$29  = params1[\$221 [4:0]];
+  assign \port__data$29  = params1[\$215 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params2 [31:0];
   initial begin
@@ -3907,10 +3927,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params2[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$261 )
+    if (\$signature__en$254 )
       params2[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$35  = params2[\$224 [4:0]];
+  assign \port__data$35  = params2[\$218 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params3 [31:0];
   initial begin
@@ -3948,10 +3968,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params3[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$267 )
+    if (\$signature__en$260 )
       params3[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$41  = params3[\$227 [4:0]];
+  assign \port__data$41  = params3[\$221 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params4 [31:0];
   initial begin
@@ -3989,10 +4009,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params4[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$273 )
+    if (\$signature__en$266 )
       params4[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$47  = params4[\$230 [4:0]];
+  assign \port__data$47  = params4[\$224 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params5 [31:0];
   initial begin
@@ -4030,10 +4050,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params5[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$279 )
+    if (\$signature__en$272 )
       params5[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$53  = params5[\$233 [4:0]];
+  assign \port__data$53  = params5[\$227 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params6 [31:0];
   initial begin
@@ -4071,10 +4091,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params6[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$285 )
+    if (\$signature__en$278 )
       params6[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$59  = params6[\$236 [4:0]];
+  assign \port__data$59  = params6[\$230 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params7 [31:0];
   initial begin
@@ -4112,10 +4132,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params7[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$291 )
+    if (\$signature__en$284 )
       params7[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$65  = params7[\$239 [4:0]];
+  assign \port__data$65  = params7[\$233 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights0 [2047:0];
   initial begin
@@ -6172,7 +6192,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$signature__en )
       weights0[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$21  = weights0[\$217 [10:0]];
+  assign \port__data$21  = weights0[\$211 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights1 [2047:0];
   initial begin
@@ -8226,10 +8246,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights1[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$252 )
+    if (\$signature__en$245 )
       weights1[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$27  = weights1[\$220 [10:0]];
+  assign \port__data$27  = weights1[\$214 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights2 [2047:0];
   initial begin
@@ -10283,10 +10303,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights2[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$258 )
+    if (\$signature__en$251 )
       weights2[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$33  = weights2[\$223 [10:0]];
+  assign \port__data$33  = weights2[\$217 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights3 [2047:0];
   initial begin
@@ -12340,10 +12360,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights3[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$264 )
+    if (\$signature__en$257 )
       weights3[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$39  = weights3[\$226 [10:0]];
+  assign \port__data$39  = weights3[\$220 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights4 [2047:0];
   initial begin
@@ -14397,10 +14417,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights4[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$270 )
+    if (\$signature__en$263 )
       weights4[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$45  = weights4[\$229 [10:0]];
+  assign \port__data$45  = weights4[\$223 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights5 [2047:0];
   initial begin
@@ -16454,10 +16474,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights5[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$276 )
+    if (\$signature__en$269 )
       weights5[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$51  = weights5[\$232 [10:0]];
+  assign \port__data$51  = weights5[\$226 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights6 [2047:0];
   initial begin
@@ -18511,10 +18531,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights6[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$282 )
+    if (\$signature__en$275 )
       weights6[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$57  = weights6[\$235 [10:0]];
+  assign \port__data$57  = weights6[\$229 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights7 [2047:0];
   initial begin
@@ -20568,246 +20588,202 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights7[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$288 )
+    if (\$signature__en$281 )
       weights7[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$63  = weights7[\$238 [10:0]];
+  assign \port__data$63  = weights7[\$232 [10:0]];
   always @(posedge clk)
-    e_end <= \$387 ;
-  always @(posedge clk)
-    e <= \$388 ;
-  always @(posedge clk)
-    \edge  <= \$389 ;
-  always @(posedge clk)
-    w_addr_q0 <= \$10 [11:0];
-  always @(posedge clk)
-    w_addr_q1 <= \$11 [11:0];
-  always @(posedge clk)
-    \$signal  <= \$390 ;
-  always @(posedge clk)
-    s1b_valid <= \$391 ;
+    s1b_valid <= \$385 ;
   always @(posedge clk)
     s1b_x <= s1_value;
   always @(posedge clk)
-    s2_valid <= \$392 ;
+    s2_valid <= \$386 ;
   always @(posedge clk)
-    s2_x <= \$393 ;
+    s2_x <= \$387 ;
   always @(posedge clk)
-    s1_rowbase <= \$394 ;
+    s1_rowbase <= \$388 ;
   always @(posedge clk)
-    s1_from_input <= \$395 ;
+    s1_from_input <= \$389 ;
   always @(posedge clk)
-    \$signal$106  <= \$396 ;
+    \$signal$106  <= \$390 ;
   always @(posedge clk)
-    s3_x <= s2_x;
+    s4_valid <= \$391 ;
   always @(posedge clk)
-    s4_valid <= \$397 ;
+    \$signal$108  <= \$392 ;
   always @(posedge clk)
-    w_q0 <= weights0_nrw;
+    \$signal$110  <= \$393 ;
   always @(posedge clk)
-    w_q1 <= weights1_nrw;
+    \$signal$111  <= \$394 ;
   always @(posedge clk)
-    w_q2 <= weights2_nrw;
+    \$signal$112  <= \$395 ;
   always @(posedge clk)
-    w_q3 <= weights3_nrw;
-  always @(posedge clk)
-    w_q4 <= weights4_nrw;
-  always @(posedge clk)
-    w_q5 <= weights5_nrw;
-  always @(posedge clk)
-    w_q6 <= weights6_nrw;
-  always @(posedge clk)
-    w_q7 <= weights7_nrw;
-  always @(posedge clk)
-    prod_q0 <= \$12 ;
-  always @(posedge clk)
-    prod_q1 <= \$13 ;
-  always @(posedge clk)
-    prod_q2 <= \$14 ;
-  always @(posedge clk)
-    prod_q3 <= \$15 ;
-  always @(posedge clk)
-    prod_q4 <= \$16 ;
-  always @(posedge clk)
-    prod_q5 <= \$17 ;
-  always @(posedge clk)
-    prod_q6 <= \$18 ;
-  always @(posedge clk)
-    prod_q7 <= \$19 ;
-  always @(posedge clk)
-    \$signal$125  <= \$398 ;
-  always @(posedge clk)
-    \$signal$127  <= \$399 ;
-  always @(posedge clk)
-    \$signal$128  <= \$400 ;
+    bias_q0 <= params0_nrw[40:25];
   always @(posedge clk)
     u_q0 <= membranes0_nrw;
   always @(posedge clk)
     alpha_q0 <= params0_nrw[8:0];
   always @(posedge clk)
-    bias_q0 <= params0_nrw[40:25];
+    leak_q0 <= \$396 ;
   always @(posedge clk)
-    leak_q0 <= \$401 ;
+    acc0 <= \$397 ;
   always @(posedge clk)
-    acc0 <= \$402 ;
+    bias_q1 <= params1_nrw[40:25];
   always @(posedge clk)
     u_q1 <= membranes1_nrw;
   always @(posedge clk)
     alpha_q1 <= params1_nrw[8:0];
   always @(posedge clk)
-    bias_q1 <= params1_nrw[40:25];
+    leak_q1 <= \$398 ;
   always @(posedge clk)
-    leak_q1 <= \$403 ;
+    acc1 <= \$399 ;
   always @(posedge clk)
-    acc1 <= \$404 ;
+    bias_q2 <= params2_nrw[40:25];
   always @(posedge clk)
     u_q2 <= membranes2_nrw;
   always @(posedge clk)
     alpha_q2 <= params2_nrw[8:0];
   always @(posedge clk)
-    bias_q2 <= params2_nrw[40:25];
+    leak_q2 <= \$400 ;
   always @(posedge clk)
-    leak_q2 <= \$405 ;
+    acc2 <= \$401 ;
   always @(posedge clk)
-    acc2 <= \$406 ;
+    bias_q3 <= params3_nrw[40:25];
   always @(posedge clk)
     u_q3 <= membranes3_nrw;
   always @(posedge clk)
     alpha_q3 <= params3_nrw[8:0];
   always @(posedge clk)
-    bias_q3 <= params3_nrw[40:25];
+    leak_q3 <= \$402 ;
   always @(posedge clk)
-    leak_q3 <= \$407 ;
+    acc3 <= \$403 ;
   always @(posedge clk)
-    acc3 <= \$408 ;
+    bias_q4 <= params4_nrw[40:25];
   always @(posedge clk)
     u_q4 <= membranes4_nrw;
   always @(posedge clk)
     alpha_q4 <= params4_nrw[8:0];
   always @(posedge clk)
-    bias_q4 <= params4_nrw[40:25];
+    leak_q4 <= \$404 ;
   always @(posedge clk)
-    leak_q4 <= \$409 ;
+    acc4 <= \$405 ;
   always @(posedge clk)
-    acc4 <= \$410 ;
+    bias_q5 <= params5_nrw[40:25];
   always @(posedge clk)
     u_q5 <= membranes5_nrw;
   always @(posedge clk)
     alpha_q5 <= params5_nrw[8:0];
   always @(posedge clk)
-    bias_q5 <= params5_nrw[40:25];
+    leak_q5 <= \$406 ;
   always @(posedge clk)
-    leak_q5 <= \$411 ;
+    acc5 <= \$407 ;
   always @(posedge clk)
-    acc5 <= \$412 ;
+    bias_q6 <= params6_nrw[40:25];
   always @(posedge clk)
     u_q6 <= membranes6_nrw;
   always @(posedge clk)
     alpha_q6 <= params6_nrw[8:0];
   always @(posedge clk)
-    bias_q6 <= params6_nrw[40:25];
+    leak_q6 <= \$408 ;
   always @(posedge clk)
-    leak_q6 <= \$413 ;
+    acc6 <= \$409 ;
   always @(posedge clk)
-    acc6 <= \$414 ;
+    bias_q7 <= params7_nrw[40:25];
   always @(posedge clk)
     u_q7 <= membranes7_nrw;
   always @(posedge clk)
     alpha_q7 <= params7_nrw[8:0];
   always @(posedge clk)
-    bias_q7 <= params7_nrw[40:25];
+    leak_q7 <= \$410 ;
   always @(posedge clk)
-    leak_q7 <= \$415 ;
+    acc7 <= \$411 ;
   always @(posedge clk)
-    acc7 <= \$416 ;
+    count0 <= \$412 ;
   always @(posedge clk)
-    count0 <= \$417 ;
+    count1 <= \$413 ;
   always @(posedge clk)
-    count1 <= \$418 ;
+    count2 <= \$414 ;
   always @(posedge clk)
-    count2 <= \$419 ;
+    count3 <= \$415 ;
   always @(posedge clk)
-    count3 <= \$420 ;
+    count4 <= \$416 ;
   always @(posedge clk)
-    count4 <= \$421 ;
+    count5 <= \$417 ;
   always @(posedge clk)
-    count5 <= \$422 ;
+    count6 <= \$418 ;
   always @(posedge clk)
-    count6 <= \$423 ;
+    count7 <= \$419 ;
   always @(posedge clk)
-    count7 <= \$424 ;
+    count8 <= \$420 ;
   always @(posedge clk)
-    count8 <= \$425 ;
+    count9 <= \$421 ;
   always @(posedge clk)
-    count9 <= \$426 ;
+    count10 <= \$422 ;
   always @(posedge clk)
-    count10 <= \$427 ;
+    count11 <= \$423 ;
   always @(posedge clk)
-    count11 <= \$428 ;
+    count12 <= \$424 ;
   always @(posedge clk)
-    count12 <= \$429 ;
+    count13 <= \$425 ;
   always @(posedge clk)
-    count13 <= \$430 ;
+    count14 <= \$426 ;
   always @(posedge clk)
-    count14 <= \$431 ;
+    count15 <= \$427 ;
   always @(posedge clk)
-    count15 <= \$432 ;
+    spikes <= \$428 ;
   always @(posedge clk)
-    spikes <= \$433 ;
+    u_new0 <= \$429 ;
   always @(posedge clk)
-    u_new0 <= \$434 ;
+    u_new1 <= \$430 ;
   always @(posedge clk)
-    u_new1 <= \$435 ;
+    u_new2 <= \$431 ;
   always @(posedge clk)
-    u_new2 <= \$436 ;
+    u_new3 <= \$432 ;
   always @(posedge clk)
-    u_new3 <= \$437 ;
+    u_new4 <= \$433 ;
   always @(posedge clk)
-    u_new4 <= \$438 ;
+    u_new5 <= \$434 ;
   always @(posedge clk)
-    u_new5 <= \$439 ;
+    u_new6 <= \$435 ;
   always @(posedge clk)
-    u_new6 <= \$440 ;
+    u_new7 <= \$436 ;
   always @(posedge clk)
-    u_new7 <= \$441 ;
+    valid_q <= \$437 ;
   always @(posedge clk)
-    valid_q <= \$442 ;
+    last_row <= \$438 ;
   always @(posedge clk)
-    last_row <= \$443 ;
+    in_full <= \$439 ;
   always @(posedge clk)
-    in_full <= \$444 ;
+    in_count0 <= \$440 ;
   always @(posedge clk)
-    in_count0 <= \$445 ;
+    in_count1 <= \$441 ;
   always @(posedge clk)
-    in_count1 <= \$446 ;
+    li <= \$442 ;
   always @(posedge clk)
-    li <= \$447 ;
+    \$signal$223  <= \$443 ;
   always @(posedge clk)
-    \$signal$230  <= \$448 ;
+    \$signal$218  <= \$444 ;
   always @(posedge clk)
-    \$signal$226  <= \$449 ;
+    fsm_state <= \$445 ;
   always @(posedge clk)
-    fsm_state <= \$450 ;
+    k <= \$446 ;
   always @(posedge clk)
-    k <= \$451 ;
+    src_sel <= \$447 ;
   always @(posedge clk)
-    src_sel <= \$452 ;
+    \$signal$105  <= \$448 ;
   always @(posedge clk)
-    \$signal$105  <= \$453 ;
+    bank_sel <= \$449 ;
   always @(posedge clk)
-    bank_sel <= \$454 ;
+    n <= \$450 ;
   always @(posedge clk)
-    n <= \$455 ;
+    cnt <= \$451 ;
   always @(posedge clk)
-    cnt <= \$456 ;
+    row_wbase <= \$452 ;
   always @(posedge clk)
-    row_wbase <= \$457 ;
+    row_offset <= \$453 ;
   always @(posedge clk)
-    row_offset <= \$458 ;
+    drain_n <= \$454 ;
   always @(posedge clk)
-    drain_n <= \$459 ;
-  always @(posedge clk)
-    cur <= \$460 ;
+    cur <= \$455 ;
   assign \$1  = ~ busy;
   assign \$2  = \$1  & host_we;
   assign \$3  = ~ busy;
@@ -20815,229 +20791,227 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$8  = layer[20:18] + layer[24:21];
   assign \$10  = s1_rowbase + s1_index;
   assign \$11  = s1_rowbase + s1_index;
-  assign \$12  = $signed(w_q0) * $signed(s3_x);
-  assign \$13  = $signed(w_q1) * $signed(s3_x);
-  assign \$14  = $signed(w_q2) * $signed(s3_x);
-  assign \$15  = $signed(w_q3) * $signed(s3_x);
-  assign \$16  = $signed(w_q4) * $signed(s3_x);
-  assign \$17  = $signed(w_q5) * $signed(s3_x);
-  assign \$18  = $signed(w_q6) * $signed(s3_x);
-  assign \$19  = $signed(w_q7) * $signed(s3_x);
-  assign \$20  = s4_valid | \$signal$128 ;
-  assign \$21  = s4_valid ? { prod_q0[15], prod_q0[15], prod_q0 } : leak_q0;
-  assign \$22  = $signed(acc0) + $signed(\$21 );
-  assign \$23  = s4_valid | \$signal$128 ;
-  assign \$24  = s4_valid ? { prod_q1[15], prod_q1[15], prod_q1 } : leak_q1;
-  assign \$25  = $signed(acc1) + $signed(\$24 );
-  assign \$26  = s4_valid | \$signal$128 ;
-  assign \$27  = s4_valid ? { prod_q2[15], prod_q2[15], prod_q2 } : leak_q2;
-  assign \$28  = $signed(acc2) + $signed(\$27 );
-  assign \$29  = s4_valid | \$signal$128 ;
-  assign \$30  = s4_valid ? { prod_q3[15], prod_q3[15], prod_q3 } : leak_q3;
-  assign \$31  = $signed(acc3) + $signed(\$30 );
-  assign \$32  = s4_valid | \$signal$128 ;
-  assign \$33  = s4_valid ? { prod_q4[15], prod_q4[15], prod_q4 } : leak_q4;
-  assign \$34  = $signed(acc4) + $signed(\$33 );
-  assign \$35  = s4_valid | \$signal$128 ;
-  assign \$36  = s4_valid ? { prod_q5[15], prod_q5[15], prod_q5 } : leak_q5;
-  assign \$37  = $signed(acc5) + $signed(\$36 );
-  assign \$38  = s4_valid | \$signal$128 ;
-  assign \$39  = s4_valid ? { prod_q6[15], prod_q6[15], prod_q6 } : leak_q6;
-  assign \$40  = $signed(acc6) + $signed(\$39 );
-  assign \$41  = s4_valid | \$signal$128 ;
-  assign \$42  = s4_valid ? { prod_q7[15], prod_q7[15], prod_q7 } : leak_q7;
-  assign \$43  = $signed(acc7) + $signed(\$42 );
-  assign \$44  = ! { cur, spike_src };
-  assign \$45  = count0 + 1'h1;
-  assign \$46  = { cur, spike_src } == 1'h1;
-  assign \$47  = count1 + 1'h1;
-  assign \$48  = { cur, spike_src } == 2'h2;
-  assign \$49  = count2 + 1'h1;
-  assign \$50  = { cur, spike_src } == 2'h3;
-  assign \$51  = count3 + 1'h1;
-  assign \$52  = { cur, spike_src } == 3'h4;
-  assign \$53  = count4 + 1'h1;
-  assign \$54  = { cur, spike_src } == 3'h5;
-  assign \$55  = count5 + 1'h1;
-  assign \$56  = { cur, spike_src } == 3'h6;
-  assign \$57  = count6 + 1'h1;
-  assign \$58  = { cur, spike_src } == 3'h7;
-  assign \$59  = count7 + 1'h1;
-  assign \$60  = { cur, spike_src } == 4'h8;
-  assign \$61  = count8 + 1'h1;
-  assign \$62  = { cur, spike_src } == 4'h9;
-  assign \$63  = count9 + 1'h1;
-  assign \$64  = { cur, spike_src } == 4'ha;
-  assign \$65  = count10 + 1'h1;
-  assign \$66  = { cur, spike_src } == 4'hb;
-  assign \$67  = count11 + 1'h1;
-  assign \$68  = { cur, spike_src } == 4'hc;
-  assign \$69  = count12 + 1'h1;
-  assign \$70  = { cur, spike_src } == 4'hd;
-  assign \$71  = count13 + 1'h1;
-  assign \$72  = { cur, spike_src } == 4'he;
-  assign \$73  = count14 + 1'h1;
-  assign \$74  = { cur, spike_src } == 4'hf;
-  assign \$75  = count15 + 1'h1;
-  assign \$76  = k + 1'h1;
-  assign \$77  = \$76  == layer[12:8];
-  assign \$78  = input__valid & input__ready;
-  assign \$80  = \$79  + 1'h1;
-  assign \$81  = ~ clear;
-  assign \$82  = in_full & \$81 ;
-  assign \$83  = ~ \$signal$226 ;
-  assign \$84  = ~ \$signal$226 ;
-  assign \$85  = ! num_layers;
-  assign \$86  = e == e_end;
-  assign \$87  = ! \edge [2:0];
-  assign \$88  = ! \edge [2:0];
-  assign \$89  = cur ^ \edge [3];
-  assign \$90  = \$88  ? \$signal$230  : \$89 ;
-  assign \$91  = ! \edge [2:0];
-  assign \$93  = cur ^ \edge [3];
-  assign \$95  = \$91  ? { 1'h0, \$92  } : \$94 ;
-  assign \$97  = k[0] ? \$96  : 9'h000;
-  assign \$99  = k[1] ? \$98  : 9'h000;
-  assign \$100  = \$97  + \$99 ;
-  assign \$102  = k[2] ? \$101  : 11'h000;
-  assign \$104  = k[3] ? \$103  : 11'h000;
-  assign \$105  = \$102  + \$104 ;
-  assign \$106  = \$100  + \$105 ;
-  assign \$108  = k[4] ? \$107  : 15'h0000;
-  assign \$109  = \$106  + \$108 ;
-  assign \$110  = n < cnt;
-  assign \$111  = n + 1'h1;
-  assign \$112  = drain_n != 2'h2;
-  assign \$113  = ~ \$signal ;
-  assign \$114  = ~ s1b_valid;
-  assign \$115  = \$113  & \$114 ;
-  assign \$116  = ~ s2_valid;
-  assign \$117  = \$115  & \$116 ;
-  assign \$118  = ~ \$signal$106 ;
-  assign \$119  = \$117  & \$118 ;
-  assign \$120  = drain_n + 1'h1;
-  assign \$121  = k + 1'h1;
-  assign \$122  = li + 1'h1;
-  assign \$123  = \$122  == num_layers;
-  assign \$124  = li + 1'h1;
-  assign \$125  = ~ cur;
-  assign \$126  = ~ cur;
-  assign \$127  = ~ cur;
-  assign \$128  = ~ cur;
-  assign \$129  = ~ cur;
-  assign \$130  = ~ cur;
-  assign \$131  = ~ busy;
-  assign \$132  = clear & \$131 ;
-  assign \$133  = ~ busy;
-  assign \$134  = \$133  & host_we;
-  assign \$135  = host_addr[16:14] == 3'h4;
-  assign \$136  = \$134  & \$135 ;
-  assign \$137  = ! host_addr[13:11];
-  assign \$signature__en  = \$136  & \$137 ;
-  assign \$138  = ~ busy;
-  assign \$139  = \$138  & host_we;
-  assign \$140  = host_addr[16:14] == 2'h2;
-  assign \$141  = \$139  & \$140 ;
-  assign \$142  = ! host_addr[13:11];
-  assign \$signature__en$249  = \$141  & \$142 ;
-  assign \$143  = ~ busy;
-  assign \$144  = \$143  & host_we;
-  assign \$145  = host_addr[16:14] == 3'h4;
-  assign \$146  = \$144  & \$145 ;
-  assign \$147  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$252  = \$146  & \$147 ;
-  assign \$148  = ~ busy;
-  assign \$149  = \$148  & host_we;
-  assign \$150  = host_addr[16:14] == 2'h2;
-  assign \$151  = \$149  & \$150 ;
-  assign \$152  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$255  = \$151  & \$152 ;
-  assign \$153  = ~ busy;
-  assign \$154  = \$153  & host_we;
-  assign \$155  = host_addr[16:14] == 3'h4;
-  assign \$156  = \$154  & \$155 ;
-  assign \$157  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$258  = \$156  & \$157 ;
-  assign \$158  = ~ busy;
-  assign \$159  = \$158  & host_we;
-  assign \$160  = host_addr[16:14] == 2'h2;
-  assign \$161  = \$159  & \$160 ;
-  assign \$162  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$261  = \$161  & \$162 ;
-  assign \$163  = ~ busy;
-  assign \$164  = \$163  & host_we;
-  assign \$165  = host_addr[16:14] == 3'h4;
-  assign \$166  = \$164  & \$165 ;
-  assign \$167  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$264  = \$166  & \$167 ;
-  assign \$168  = ~ busy;
-  assign \$169  = \$168  & host_we;
-  assign \$170  = host_addr[16:14] == 2'h2;
-  assign \$171  = \$169  & \$170 ;
-  assign \$172  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$267  = \$171  & \$172 ;
-  assign \$173  = ~ busy;
-  assign \$174  = \$173  & host_we;
-  assign \$175  = host_addr[16:14] == 3'h4;
-  assign \$176  = \$174  & \$175 ;
-  assign \$177  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$270  = \$176  & \$177 ;
-  assign \$178  = ~ busy;
-  assign \$179  = \$178  & host_we;
-  assign \$180  = host_addr[16:14] == 2'h2;
-  assign \$181  = \$179  & \$180 ;
-  assign \$182  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$273  = \$181  & \$182 ;
-  assign \$183  = ~ busy;
-  assign \$184  = \$183  & host_we;
-  assign \$185  = host_addr[16:14] == 3'h4;
-  assign \$186  = \$184  & \$185 ;
-  assign \$187  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$276  = \$186  & \$187 ;
-  assign \$188  = ~ busy;
-  assign \$189  = \$188  & host_we;
-  assign \$190  = host_addr[16:14] == 2'h2;
-  assign \$191  = \$189  & \$190 ;
-  assign \$192  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$279  = \$191  & \$192 ;
-  assign \$193  = ~ busy;
-  assign \$194  = \$193  & host_we;
-  assign \$195  = host_addr[16:14] == 3'h4;
-  assign \$196  = \$194  & \$195 ;
-  assign \$197  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$282  = \$196  & \$197 ;
-  assign \$198  = ~ busy;
-  assign \$199  = \$198  & host_we;
-  assign \$200  = host_addr[16:14] == 2'h2;
-  assign \$201  = \$199  & \$200 ;
-  assign \$202  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$285  = \$201  & \$202 ;
-  assign \$203  = ~ busy;
-  assign \$204  = \$203  & host_we;
-  assign \$205  = host_addr[16:14] == 3'h4;
-  assign \$206  = \$204  & \$205 ;
-  assign \$207  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$288  = \$206  & \$207 ;
-  assign \$208  = ~ busy;
-  assign \$209  = \$208  & host_we;
-  assign \$210  = host_addr[16:14] == 2'h2;
-  assign \$211  = \$209  & \$210 ;
-  assign \$212  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$291  = \$211  & \$212 ;
-  assign \$216  = row_wbase + row_offset;
+  assign \$12  = s4_valid | \$signal$111 ;
+  assign \$13  = s4_valid ? { p[15], p[15], p } : leak_q0;
+  assign \$14  = $signed(acc0) + $signed(\$13 );
+  assign \$15  = s4_valid | \$signal$111 ;
+  assign \$16  = s4_valid ? { \p$126 [15], \p$126 [15], \p$126  } : leak_q1;
+  assign \$17  = $signed(acc1) + $signed(\$16 );
+  assign \$18  = s4_valid | \$signal$111 ;
+  assign \$19  = s4_valid ? { \p$133 [15], \p$133 [15], \p$133  } : leak_q2;
+  assign \$20  = $signed(acc2) + $signed(\$19 );
+  assign \$21  = s4_valid | \$signal$111 ;
+  assign \$22  = s4_valid ? { \p$140 [15], \p$140 [15], \p$140  } : leak_q3;
+  assign \$23  = $signed(acc3) + $signed(\$22 );
+  assign \$24  = s4_valid | \$signal$111 ;
+  assign \$25  = s4_valid ? { \p$147 [15], \p$147 [15], \p$147  } : leak_q4;
+  assign \$26  = $signed(acc4) + $signed(\$25 );
+  assign \$27  = s4_valid | \$signal$111 ;
+  assign \$28  = s4_valid ? { \p$154 [15], \p$154 [15], \p$154  } : leak_q5;
+  assign \$29  = $signed(acc5) + $signed(\$28 );
+  assign \$30  = s4_valid | \$signal$111 ;
+  assign \$31  = s4_valid ? { \p$161 [15], \p$161 [15], \p$161  } : leak_q6;
+  assign \$32  = $signed(acc6) + $signed(\$31 );
+  assign \$33  = s4_valid | \$signal$111 ;
+  assign \$34  = s4_valid ? { \p$168 [15], \p$168 [15], \p$168  } : leak_q7;
+  assign \$35  = $signed(acc7) + $signed(\$34 );
+  assign \$36  = ! { cur, spike_src };
+  assign \$37  = count0 + 1'h1;
+  assign \$38  = { cur, spike_src } == 1'h1;
+  assign \$39  = count1 + 1'h1;
+  assign \$40  = { cur, spike_src } == 2'h2;
+  assign \$41  = count2 + 1'h1;
+  assign \$42  = { cur, spike_src } == 2'h3;
+  assign \$43  = count3 + 1'h1;
+  assign \$44  = { cur, spike_src } == 3'h4;
+  assign \$45  = count4 + 1'h1;
+  assign \$46  = { cur, spike_src } == 3'h5;
+  assign \$47  = count5 + 1'h1;
+  assign \$48  = { cur, spike_src } == 3'h6;
+  assign \$49  = count6 + 1'h1;
+  assign \$50  = { cur, spike_src } == 3'h7;
+  assign \$51  = count7 + 1'h1;
+  assign \$52  = { cur, spike_src } == 4'h8;
+  assign \$53  = count8 + 1'h1;
+  assign \$54  = { cur, spike_src } == 4'h9;
+  assign \$55  = count9 + 1'h1;
+  assign \$56  = { cur, spike_src } == 4'ha;
+  assign \$57  = count10 + 1'h1;
+  assign \$58  = { cur, spike_src } == 4'hb;
+  assign \$59  = count11 + 1'h1;
+  assign \$60  = { cur, spike_src } == 4'hc;
+  assign \$61  = count12 + 1'h1;
+  assign \$62  = { cur, spike_src } == 4'hd;
+  assign \$63  = count13 + 1'h1;
+  assign \$64  = { cur, spike_src } == 4'he;
+  assign \$65  = count14 + 1'h1;
+  assign \$66  = { cur, spike_src } == 4'hf;
+  assign \$67  = count15 + 1'h1;
+  assign \$68  = k + 1'h1;
+  assign \$69  = \$68  == layer[12:8];
+  assign \$70  = input__valid & input__ready;
+  assign \$72  = \$71  + 1'h1;
+  assign \$73  = ~ clear;
+  assign \$74  = in_full & \$73 ;
+  assign \$77  = ~ \$signal$218 ;
+  assign \$78  = ~ \$signal$218 ;
+  assign \$79  = ! num_layers;
+  assign \$80  = e == e_end;
+  assign \$81  = ! \edge [2:0];
+  assign \$82  = ! \edge [2:0];
+  assign \$83  = cur ^ \edge [3];
+  assign \$84  = \$82  ? \$signal$223  : \$83 ;
+  assign \$85  = ! \edge [2:0];
+  assign \$87  = cur ^ \edge [3];
+  assign \$89  = \$85  ? { 1'h0, \$86  } : \$88 ;
+  assign \$91  = k[0] ? \$90  : 9'h000;
+  assign \$93  = k[1] ? \$92  : 9'h000;
+  assign \$94  = \$91  + \$93 ;
+  assign \$96  = k[2] ? \$95  : 11'h000;
+  assign \$98  = k[3] ? \$97  : 11'h000;
+  assign \$99  = \$96  + \$98 ;
+  assign \$100  = \$94  + \$99 ;
+  assign \$102  = k[4] ? \$101  : 15'h0000;
+  assign \$103  = \$100  + \$102 ;
+  assign \$104  = n < cnt;
+  assign \$105  = n + 1'h1;
+  assign \$106  = drain_n != 2'h2;
+  assign \$107  = ~ \$signal ;
+  assign \$108  = ~ s1b_valid;
+  assign \$109  = \$107  & \$108 ;
+  assign \$110  = ~ s2_valid;
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = ~ \$signal$106 ;
+  assign \$113  = \$111  & \$112 ;
+  assign \$114  = drain_n + 1'h1;
+  assign \$115  = k + 1'h1;
+  assign \$116  = li + 1'h1;
+  assign \$117  = \$116  == num_layers;
+  assign \$118  = li + 1'h1;
+  assign \$119  = ~ cur;
+  assign \$120  = ~ cur;
+  assign \$121  = ~ cur;
+  assign \$122  = ~ cur;
+  assign \$123  = ~ cur;
+  assign \$124  = ~ cur;
+  assign \$125  = ~ busy;
+  assign \$126  = clear & \$125 ;
+  assign \$127  = ~ busy;
+  assign \$128  = \$127  & host_we;
+  assign \$129  = host_addr[16:14] == 3'h4;
+  assign \$130  = \$128  & \$129 ;
+  assign \$131  = ! host_addr[13:11];
+  assign \$signature__en  = \$130  & \$131 ;
+  assign \$132  = ~ busy;
+  assign \$133  = \$132  & host_we;
+  assign \$134  = host_addr[16:14] == 2'h2;
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = ! host_addr[13:11];
+  assign \$signature__en$242  = \$135  & \$136 ;
+  assign \$137  = ~ busy;
+  assign \$138  = \$137  & host_we;
+  assign \$139  = host_addr[16:14] == 3'h4;
+  assign \$140  = \$138  & \$139 ;
+  assign \$141  = host_addr[13:11] == 1'h1;
+  assign \$signature__en$245  = \$140  & \$141 ;
+  assign \$142  = ~ busy;
+  assign \$143  = \$142  & host_we;
+  assign \$144  = host_addr[16:14] == 2'h2;
+  assign \$145  = \$143  & \$144 ;
+  assign \$146  = host_addr[13:11] == 1'h1;
+  assign \$signature__en$248  = \$145  & \$146 ;
+  assign \$147  = ~ busy;
+  assign \$148  = \$147  & host_we;
+  assign \$149  = host_addr[16:14] == 3'h4;
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = host_addr[13:11] == 2'h2;
+  assign \$signature__en$251  = \$150  & \$151 ;
+  assign \$152  = ~ busy;
+  assign \$153  = \$152  & host_we;
+  assign \$154  = host_addr[16:14] == 2'h2;
+  assign \$155  = \$153  & \$154 ;
+  assign \$156  = host_addr[13:11] == 2'h2;
+  assign \$signature__en$254  = \$155  & \$156 ;
+  assign \$157  = ~ busy;
+  assign \$158  = \$157  & host_we;
+  assign \$159  = host_addr[16:14] == 3'h4;
+  assign \$160  = \$158  & \$159 ;
+  assign \$161  = host_addr[13:11] == 2'h3;
+  assign \$signature__en$257  = \$160  & \$161 ;
+  assign \$162  = ~ busy;
+  assign \$163  = \$162  & host_we;
+  assign \$164  = host_addr[16:14] == 2'h2;
+  assign \$165  = \$163  & \$164 ;
+  assign \$166  = host_addr[13:11] == 2'h3;
+  assign \$signature__en$260  = \$165  & \$166 ;
+  assign \$167  = ~ busy;
+  assign \$168  = \$167  & host_we;
+  assign \$169  = host_addr[16:14] == 3'h4;
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = host_addr[13:11] == 3'h4;
+  assign \$signature__en$263  = \$170  & \$171 ;
+  assign \$172  = ~ busy;
+  assign \$173  = \$172  & host_we;
+  assign \$174  = host_addr[16:14] == 2'h2;
+  assign \$175  = \$173  & \$174 ;
+  assign \$176  = host_addr[13:11] == 3'h4;
+  assign \$signature__en$266  = \$175  & \$176 ;
+  assign \$177  = ~ busy;
+  assign \$178  = \$177  & host_we;
+  assign \$179  = host_addr[16:14] == 3'h4;
+  assign \$180  = \$178  & \$179 ;
+  assign \$181  = host_addr[13:11] == 3'h5;
+  assign \$signature__en$269  = \$180  & \$181 ;
+  assign \$182  = ~ busy;
+  assign \$183  = \$182  & host_we;
+  assign \$184  = host_addr[16:14] == 2'h2;
+  assign \$185  = \$183  & \$184 ;
+  assign \$186  = host_addr[13:11] == 3'h5;
+  assign \$signature__en$272  = \$185  & \$186 ;
+  assign \$187  = ~ busy;
+  assign \$188  = \$187  & host_we;
+  assign \$189  = host_addr[16:14] == 3'h4;
+  assign \$190  = \$188  & \$189 ;
+  assign \$191  = host_addr[13:11] == 3'h6;
+  assign \$signature__en$275  = \$190  & \$191 ;
+  assign \$192  = ~ busy;
+  assign \$193  = \$192  & host_we;
+  assign \$194  = host_addr[16:14] == 2'h2;
+  assign \$195  = \$193  & \$194 ;
+  assign \$196  = host_addr[13:11] == 3'h6;
+  assign \$signature__en$278  = \$195  & \$196 ;
+  assign \$197  = ~ busy;
+  assign \$198  = \$197  & host_we;
+  assign \$199  = host_addr[16:14] == 3'h4;
+  assign \$200  = \$198  & \$199 ;
+  assign \$201  = host_addr[13:11] == 3'h7;
+  assign \$signature__en$281  = \$200  & \$201 ;
+  assign \$202  = ~ busy;
+  assign \$203  = \$202  & host_we;
+  assign \$204  = host_addr[16:14] == 2'h2;
+  assign \$205  = \$203  & \$204 ;
+  assign \$206  = host_addr[13:11] == 3'h7;
+  assign \$signature__en$284  = \$205  & \$206 ;
+  assign \$210  = row_wbase + row_offset;
   assign s1_index = s1_from_input ? input_events_nrw[6:0] : events_nrw[6:0];
   assign s1_value = s1_from_input ? input_events_nrw[14:7] : events_nrw[14:7];
   assign row_addr = layer[17:13] + k;
+  assign \$211  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$212  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$213  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$214  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$215  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$216  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$217  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
   assign \$218  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$219  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$220  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
   assign \$221  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$222  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$223  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$223  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
   assign \$224  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$225  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$226  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$226  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
   assign \$227  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$228  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$229  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
@@ -21046,150 +21020,144 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$232  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
   assign \$233  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$234  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$235  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
-  assign \$236  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$237  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$238  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
-  assign \$239  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$240  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign w_data = write_end ? 28'h0000002 : records__payload;
-  assign \$241  = write_end | records__valid;
-  assign w_en = w_rdy & \$241 ;
+  assign \$235  = write_end | records__valid;
+  assign w_en = w_rdy & \$235 ;
   assign spike_src = records__payload[3:2] + 1'h1;
-  assign \$243  = ! records__payload[3:2];
-  assign \$244  = records__payload[3:2] == 1'h1;
-  assign \$245  = records__payload[3:2] == 2'h2;
-  assign \$246  = records__payload[3:2] == 2'h3;
+  assign \$237  = ! records__payload[3:2];
+  assign \$238  = records__payload[3:2] == 1'h1;
+  assign \$239  = records__payload[3:2] == 2'h2;
+  assign \$240  = records__payload[3:2] == 2'h3;
+  assign \$241  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$242  = busy ? { u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0 } : { 1'h0, host_wdata };
+  assign \$243  = host_addr[16:14] == 2'h3;
+  assign \$244  = host_we & \$243 ;
+  assign \$245  = ! host_addr[13:11];
+  assign \$246  = \$244  & \$245 ;
+  assign \$signature__en$410  = busy ? neuron_write : \$246 ;
   assign \$247  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$248  = busy ? { u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0 } : { 1'h0, host_wdata };
+  assign \$248  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
   assign \$249  = host_addr[16:14] == 2'h3;
   assign \$250  = host_we & \$249 ;
-  assign \$251  = ! host_addr[13:11];
+  assign \$251  = host_addr[13:11] == 1'h1;
   assign \$252  = \$250  & \$251 ;
-  assign \$signature__en$401  = busy ? neuron_write : \$252 ;
+  assign \$signature__en$414  = busy ? neuron_write : \$252 ;
   assign \$253  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$254  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
+  assign \$254  = busy ? { u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2 } : { 1'h0, host_wdata };
   assign \$255  = host_addr[16:14] == 2'h3;
   assign \$256  = host_we & \$255 ;
-  assign \$257  = host_addr[13:11] == 1'h1;
+  assign \$257  = host_addr[13:11] == 2'h2;
   assign \$258  = \$256  & \$257 ;
-  assign \$signature__en$405  = busy ? neuron_write : \$258 ;
+  assign \$signature__en$417  = busy ? neuron_write : \$258 ;
   assign \$259  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$260  = busy ? { u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2 } : { 1'h0, host_wdata };
+  assign \$260  = busy ? { u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3 } : { 1'h0, host_wdata };
   assign \$261  = host_addr[16:14] == 2'h3;
   assign \$262  = host_we & \$261 ;
-  assign \$263  = host_addr[13:11] == 2'h2;
+  assign \$263  = host_addr[13:11] == 2'h3;
   assign \$264  = \$262  & \$263 ;
-  assign \$signature__en$408  = busy ? neuron_write : \$264 ;
+  assign \$signature__en$420  = busy ? neuron_write : \$264 ;
   assign \$265  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$266  = busy ? { u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3 } : { 1'h0, host_wdata };
+  assign \$266  = busy ? { u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4 } : { 1'h0, host_wdata };
   assign \$267  = host_addr[16:14] == 2'h3;
   assign \$268  = host_we & \$267 ;
-  assign \$269  = host_addr[13:11] == 2'h3;
+  assign \$269  = host_addr[13:11] == 3'h4;
   assign \$270  = \$268  & \$269 ;
-  assign \$signature__en$411  = busy ? neuron_write : \$270 ;
+  assign \$signature__en$423  = busy ? neuron_write : \$270 ;
   assign \$271  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$272  = busy ? { u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4 } : { 1'h0, host_wdata };
+  assign \$272  = busy ? { u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5 } : { 1'h0, host_wdata };
   assign \$273  = host_addr[16:14] == 2'h3;
   assign \$274  = host_we & \$273 ;
-  assign \$275  = host_addr[13:11] == 3'h4;
+  assign \$275  = host_addr[13:11] == 3'h5;
   assign \$276  = \$274  & \$275 ;
-  assign \$signature__en$414  = busy ? neuron_write : \$276 ;
+  assign \$signature__en$426  = busy ? neuron_write : \$276 ;
   assign \$277  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$278  = busy ? { u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5 } : { 1'h0, host_wdata };
+  assign \$278  = busy ? { u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6 } : { 1'h0, host_wdata };
   assign \$279  = host_addr[16:14] == 2'h3;
   assign \$280  = host_we & \$279 ;
-  assign \$281  = host_addr[13:11] == 3'h5;
+  assign \$281  = host_addr[13:11] == 3'h6;
   assign \$282  = \$280  & \$281 ;
-  assign \$signature__en$417  = busy ? neuron_write : \$282 ;
+  assign \$signature__en$429  = busy ? neuron_write : \$282 ;
   assign \$283  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$284  = busy ? { u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6 } : { 1'h0, host_wdata };
+  assign \$284  = busy ? { u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7 } : { 1'h0, host_wdata };
   assign \$285  = host_addr[16:14] == 2'h3;
   assign \$286  = host_we & \$285 ;
-  assign \$287  = host_addr[13:11] == 3'h6;
+  assign \$287  = host_addr[13:11] == 3'h7;
   assign \$288  = \$286  & \$287 ;
-  assign \$signature__en$420  = busy ? neuron_write : \$288 ;
-  assign \$289  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$290  = busy ? { u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7 } : { 1'h0, host_wdata };
-  assign \$291  = host_addr[16:14] == 2'h3;
-  assign \$292  = host_we & \$291 ;
-  assign \$293  = host_addr[13:11] == 3'h7;
-  assign \$294  = \$292  & \$293 ;
-  assign \$signature__en$423  = busy ? neuron_write : \$294 ;
+  assign \$signature__en$432  = busy ? neuron_write : \$288 ;
+  assign \$289  = k * 4'h8;
+  assign \$290  = \$289  + 1'h0;
+  assign \$291  = \$290  < layer[7:0];
+  assign \$292  = k * 4'h8;
+  assign \$293  = \$292  + 1'h1;
+  assign \$294  = \$293  < layer[7:0];
   assign \$295  = k * 4'h8;
-  assign \$296  = \$295  + 1'h0;
+  assign \$296  = \$295  + 2'h2;
   assign \$297  = \$296  < layer[7:0];
   assign \$298  = k * 4'h8;
-  assign \$299  = \$298  + 1'h1;
+  assign \$299  = \$298  + 2'h3;
   assign \$300  = \$299  < layer[7:0];
   assign \$301  = k * 4'h8;
-  assign \$302  = \$301  + 2'h2;
+  assign \$302  = \$301  + 3'h4;
   assign \$303  = \$302  < layer[7:0];
   assign \$304  = k * 4'h8;
-  assign \$305  = \$304  + 2'h3;
+  assign \$305  = \$304  + 3'h5;
   assign \$306  = \$305  < layer[7:0];
   assign \$307  = k * 4'h8;
-  assign \$308  = \$307  + 3'h4;
+  assign \$308  = \$307  + 3'h6;
   assign \$309  = \$308  < layer[7:0];
   assign \$310  = k * 4'h8;
-  assign \$311  = \$310  + 3'h5;
+  assign \$311  = \$310  + 3'h7;
   assign \$312  = \$311  < layer[7:0];
-  assign \$313  = k * 4'h8;
-  assign \$314  = \$313  + 3'h6;
-  assign \$315  = \$314  < layer[7:0];
-  assign \$316  = k * 4'h8;
-  assign \$317  = \$316  + 3'h7;
-  assign \$318  = \$317  < layer[7:0];
-  assign \$319  = ~ in_full;
-  assign \$320  = ~ clear;
-  assign input__ready = \$319  & \$320 ;
-  assign \$321  = input__valid & input__ready;
-  assign \$323  = ! li;
-  assign \$324  = li == 1'h1;
-  assign \$325  = li == 2'h2;
-  assign \$326  = li == 2'h3;
-  assign \$327  = ! li;
-  assign \$328  = li == 1'h1;
-  assign \$329  = li == 2'h2;
-  assign \$330  = li == 2'h3;
+  assign \$313  = ~ in_full;
+  assign \$314  = ~ clear;
+  assign input__ready = \$313  & \$314 ;
+  assign \$315  = input__valid & input__ready;
+  assign \$317  = ! li;
+  assign \$318  = li == 1'h1;
+  assign \$319  = li == 2'h2;
+  assign \$320  = li == 2'h3;
+  assign \$321  = ! li;
+  assign \$322  = li == 1'h1;
+  assign \$323  = li == 2'h2;
+  assign \$324  = li == 2'h3;
+  assign \$325  = ! li;
+  assign \$326  = li == 1'h1;
+  assign \$327  = li == 2'h2;
+  assign \$328  = li == 2'h3;
+  assign \$329  = n < cnt;
+  assign \$330  = ! k;
   assign \$331  = ! li;
   assign \$332  = li == 1'h1;
   assign \$333  = li == 2'h2;
   assign \$334  = li == 2'h3;
-  assign \$335  = n < cnt;
-  assign \$336  = ! k;
-  assign \$337  = ! li;
-  assign \$338  = li == 1'h1;
-  assign \$339  = li == 2'h2;
-  assign \$340  = li == 2'h3;
-  assign \$341  = e + 1'h1;
-  assign \$342  = ! li;
-  assign \$343  = li == 1'h1;
-  assign \$344  = li == 2'h2;
-  assign \$345  = li == 2'h3;
-  assign \$346  = ! li;
-  assign \$347  = li == 1'h1;
-  assign \$348  = li == 2'h2;
-  assign \$349  = li == 2'h3;
-  assign \$350  = ! li;
-  assign \$351  = li == 1'h1;
-  assign \$352  = li == 2'h2;
-  assign \$353  = li == 2'h3;
-  assign \$354  = spikes & valid_q;
-  assign \$355  = layer[44] ? valid_q : \$354 ;
-  assign \$356  = k * 4'h8;
-  assign \$357  = ~ busy;
-  assign \$358  = clear & \$357 ;
-  assign \$359  = ! fsm_state;
-  assign \$360  = fsm_state == 1'h1;
-  assign \$361  = fsm_state == 2'h2;
-  assign \$362  = fsm_state == 2'h3;
-  assign \$363  = fsm_state == 3'h4;
-  assign \$364  = fsm_state == 3'h5;
-  assign \$365  = fsm_state == 3'h6;
-  assign \$366  = fsm_state == 3'h7;
-  assign \$367  = fsm_state == 4'h8;
-  assign \$368  = fsm_state == 4'h9;
+  assign \$335  = e + 1'h1;
+  assign \$336  = ! li;
+  assign \$337  = li == 1'h1;
+  assign \$338  = li == 2'h2;
+  assign \$339  = li == 2'h3;
+  assign \$340  = ! li;
+  assign \$341  = li == 1'h1;
+  assign \$342  = li == 2'h2;
+  assign \$343  = li == 2'h3;
+  assign \$344  = ! li;
+  assign \$345  = li == 1'h1;
+  assign \$346  = li == 2'h2;
+  assign \$347  = li == 2'h3;
+  assign \$348  = spikes & valid_q;
+  assign \$349  = layer[44] ? valid_q : \$348 ;
+  assign \$350  = k * 4'h8;
+  assign \$351  = ~ busy;
+  assign \$352  = clear & \$351 ;
+  assign \$353  = ! fsm_state;
+  assign \$354  = fsm_state == 1'h1;
+  assign \$355  = fsm_state == 2'h2;
+  assign \$356  = fsm_state == 2'h3;
+  assign \$357  = fsm_state == 3'h4;
+  assign \$358  = fsm_state == 3'h5;
+  assign \$359  = fsm_state == 3'h6;
+  assign \$360  = fsm_state == 3'h7;
+  assign \$361  = fsm_state == 4'h8;
+  assign \$362  = fsm_state == 4'h9;
   always @(posedge clk)
     events_nrw <= port__data;
   always @(posedge clk)
@@ -21243,43 +21211,55 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     membranes7_nrw <= \port__data$67 ;
   always @(posedge clk)
-    layer0 <= \$369 ;
+    layer0 <= \$363 ;
   always @(posedge clk)
-    layer1 <= \$370 ;
+    layer1 <= \$364 ;
   always @(posedge clk)
-    layer2 <= \$371 ;
+    layer2 <= \$365 ;
   always @(posedge clk)
-    layer3 <= \$372 ;
+    layer3 <= \$366 ;
   always @(posedge clk)
-    edge0 <= \$373 ;
+    edge0 <= \$367 ;
   always @(posedge clk)
-    edge1 <= \$374 ;
+    edge1 <= \$368 ;
   always @(posedge clk)
-    edge2 <= \$375 ;
+    edge2 <= \$369 ;
   always @(posedge clk)
-    edge3 <= \$376 ;
+    edge3 <= \$370 ;
   always @(posedge clk)
-    edge4 <= \$377 ;
+    edge4 <= \$371 ;
   always @(posedge clk)
-    edge5 <= \$378 ;
+    edge5 <= \$372 ;
   always @(posedge clk)
-    edge6 <= \$379 ;
+    edge6 <= \$373 ;
   always @(posedge clk)
-    edge7 <= \$380 ;
+    edge7 <= \$374 ;
   always @(posedge clk)
-    num_layers <= \$381 ;
+    num_layers <= \$375 ;
   always @(posedge clk)
-    host_rvalid <= \$382 ;
+    host_rvalid <= \$376 ;
   always @(posedge clk)
-    rd_region <= \$383 ;
+    rd_region <= \$377 ;
   always @(posedge clk)
-    rd_lane <= \$384 ;
+    rd_lane <= \$378 ;
   always @(posedge clk)
-    rd_reg <= \$385 ;
+    rd_reg <= \$379 ;
   always @(posedge clk)
-    layer <= \$386 ;
+    layer <= \$380 ;
+  always @(posedge clk)
+    e_end <= \$381 ;
+  always @(posedge clk)
+    e <= \$382 ;
+  always @(posedge clk)
+    \edge  <= \$383 ;
+  always @(posedge clk)
+    w_addr_q0 <= \$10 [11:0];
+  always @(posedge clk)
+    w_addr_q1 <= \$11 [11:0];
+  always @(posedge clk)
+    \$signal  <= \$384 ;
   \npu_core_digits.counters  counters (
-    .clear(\clear$434 ),
+    .clear(\clear$443 ),
     .clk(clk),
     .inc(inc),
     .raddr(host_addr[4:0]),
@@ -21296,100 +21276,100 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   \npu_core_digits.leak1  leak1 (
     .alpha(alpha_q1),
     .bias(bias_q1),
-    .leak(\leak$139 ),
+    .leak(\leak$124 ),
     .u(u_q1)
   );
   \npu_core_digits.leak2  leak2 (
     .alpha(alpha_q2),
     .bias(bias_q2),
-    .leak(\leak$145 ),
+    .leak(\leak$131 ),
     .u(u_q2)
   );
   \npu_core_digits.leak3  leak3 (
     .alpha(alpha_q3),
     .bias(bias_q3),
-    .leak(\leak$151 ),
+    .leak(\leak$138 ),
     .u(u_q3)
   );
   \npu_core_digits.leak4  leak4 (
     .alpha(alpha_q4),
     .bias(bias_q4),
-    .leak(\leak$157 ),
+    .leak(\leak$145 ),
     .u(u_q4)
   );
   \npu_core_digits.leak5  leak5 (
     .alpha(alpha_q5),
     .bias(bias_q5),
-    .leak(\leak$163 ),
+    .leak(\leak$152 ),
     .u(u_q5)
   );
   \npu_core_digits.leak6  leak6 (
     .alpha(alpha_q6),
     .bias(bias_q6),
-    .leak(\leak$169 ),
+    .leak(\leak$159 ),
     .u(u_q6)
   );
   \npu_core_digits.leak7  leak7 (
     .alpha(alpha_q7),
     .bias(bias_q7),
-    .leak(\leak$175 ),
+    .leak(\leak$166 ),
     .u(u_q7)
   );
   \npu_core_digits.neuron0  neuron0 (
-    .\port$1544$25 (layer[43:25]),
+    .\port$1546$25 (layer[43:25]),
     .spike(spike),
     .theta(params0_nrw[24:9]),
     .total(acc0),
     .u_new(u_new)
   );
   \npu_core_digits.neuron1  neuron1 (
-    .\port$1544$25 (layer[43:25]),
-    .spike(\spike$200 ),
+    .\port$1546$25 (layer[43:25]),
+    .spike(\spike$192 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
-    .u_new(\u_new$202 )
+    .u_new(\u_new$194 )
   );
   \npu_core_digits.neuron2  neuron2 (
-    .\port$1544$25 (layer[43:25]),
-    .spike(\spike$203 ),
+    .\port$1546$25 (layer[43:25]),
+    .spike(\spike$195 ),
     .theta(params2_nrw[24:9]),
     .total(acc2),
-    .u_new(\u_new$205 )
+    .u_new(\u_new$197 )
   );
   \npu_core_digits.neuron3  neuron3 (
-    .\port$1544$25 (layer[43:25]),
-    .spike(\spike$206 ),
+    .\port$1546$25 (layer[43:25]),
+    .spike(\spike$198 ),
     .theta(params3_nrw[24:9]),
     .total(acc3),
-    .u_new(\u_new$208 )
+    .u_new(\u_new$200 )
   );
   \npu_core_digits.neuron4  neuron4 (
-    .\port$1544$25 (layer[43:25]),
-    .spike(\spike$209 ),
+    .\port$1546$25 (layer[43:25]),
+    .spike(\spike$201 ),
     .theta(params4_nrw[24:9]),
     .total(acc4),
-    .u_new(\u_new$211 )
+    .u_new(\u_new$203 )
   );
   \npu_core_digits.neuron5  neuron5 (
-    .\port$1544$25 (layer[43:25]),
-    .spike(\spike$212 ),
+    .\port$1546$25 (layer[43:25]),
+    .spike(\spike$204 ),
     .theta(params5_nrw[24:9]),
     .total(acc5),
-    .u_new(\u_new$214 )
+    .u_new(\u_new$206 )
   );
   \npu_core_digits.neuron6  neuron6 (
-    .\port$1544$25 (layer[43:25]),
-    .spike(\spike$215 ),
+    .\port$1546$25 (layer[43:25]),
+    .spike(\spike$207 ),
     .theta(params6_nrw[24:9]),
     .total(acc6),
-    .u_new(\u_new$217 )
+    .u_new(\u_new$209 )
   );
   \npu_core_digits.neuron7  neuron7 (
-    .\port$1544$25 (layer[43:25]),
-    .spike(\spike$218 ),
+    .\port$1546$25 (layer[43:25]),
+    .spike(\spike$210 ),
     .theta(params7_nrw[24:9]),
     .total(acc7),
-    .u_new(\u_new$220 )
+    .u_new(\u_new$212 )
   );
   \npu_core_digits.out_fifo  out_fifo (
     .clk(clk),
@@ -21401,6 +21381,62 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .w_port__data(w_data),
     .w_rdy(w_rdy)
   );
+  \npu_core_digits.product0  product0 (
+    .a(weights0_nrw),
+    .b(s2_x),
+    .clk(clk),
+    .p_q(p),
+    .rst(rst)
+  );
+  \npu_core_digits.product1  product1 (
+    .a(weights1_nrw),
+    .b(s2_x),
+    .clk(clk),
+    .p_q(\p$126 ),
+    .rst(rst)
+  );
+  \npu_core_digits.product2  product2 (
+    .a(weights2_nrw),
+    .b(s2_x),
+    .clk(clk),
+    .p_q(\p$133 ),
+    .rst(rst)
+  );
+  \npu_core_digits.product3  product3 (
+    .a(weights3_nrw),
+    .b(s2_x),
+    .clk(clk),
+    .p_q(\p$140 ),
+    .rst(rst)
+  );
+  \npu_core_digits.product4  product4 (
+    .a(weights4_nrw),
+    .b(s2_x),
+    .clk(clk),
+    .p_q(\p$147 ),
+    .rst(rst)
+  );
+  \npu_core_digits.product5  product5 (
+    .a(weights5_nrw),
+    .b(s2_x),
+    .clk(clk),
+    .p_q(\p$154 ),
+    .rst(rst)
+  );
+  \npu_core_digits.product6  product6 (
+    .a(weights6_nrw),
+    .b(s2_x),
+    .clk(clk),
+    .p_q(\p$161 ),
+    .rst(rst)
+  );
+  \npu_core_digits.product7  product7 (
+    .a(weights7_nrw),
+    .b(s2_x),
+    .clk(clk),
+    .p_q(\p$168 ),
+    .rst(rst)
+  );
   \npu_core_digits.router  router (
     .\base$34 (base),
     .can_load(can_load),
@@ -21408,138 +21444,104 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .\emit_values$36 (emit_values),
     .\event (\event ),
     .free(free),
-    .\layer$35 (\layer$431 ),
+    .\layer$35 (\layer$440 ),
     .load(load),
     .out_valid(records__valid),
     .records__payload(records__payload),
     .records__ready(w_rdy),
     .rst(rst),
     .send(send),
-    .\spikes$33 (\spikes$429 ),
+    .\spikes$33 (\spikes$438 ),
     .values(values)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$387  = \$8 [3:0];
+    \$386  = s1b_valid;
     if (rst) begin
-      \$387  = 4'h0;
+      \$386  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$388  = e;
-    if (e_set) begin
-      \$388  = e_new;
-    end
+    \$387  = s1b_x;
     if (rst) begin
-      \$388  = 4'h0;
+      \$387  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$389  = \edge ;
-    if (e_set) begin
-      \$389  = \$9 ;
+    \$388  = s1_rowbase;
+    if (issue) begin
+      \$388  = \$210 [11:0];
     end
     if (rst) begin
-      \$389  = 23'h000000;
+      \$388  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$390  = issue;
+    \$389  = s1_from_input;
+    if (issue) begin
+      \$389  = \$signal$105 ;
+    end
+    if (rst) begin
+      \$389  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$390  = s2_valid;
     if (rst) begin
       \$390  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$391  = \$signal ;
+    \$391  = \$signal$106 ;
     if (rst) begin
       \$391  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$392  = s1b_valid;
+    \$392  = \$signal$109 ;
     if (rst) begin
       \$392  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$393  = s1b_x;
+    \$393  = \$signal$108 ;
     if (rst) begin
-      \$393  = 8'h00;
+      \$393  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$394  = s1_rowbase;
-    if (issue) begin
-      \$394  = \$216 [11:0];
-    end
+    \$394  = \$signal$110 ;
     if (rst) begin
-      \$394  = 12'h000;
+      \$394  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$395  = s1_from_input;
-    if (issue) begin
-      \$395  = \$signal$105 ;
-    end
+    \$395  = \$signal$111 ;
     if (rst) begin
       \$395  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$396  = s2_valid;
+    \$396  = leak;
     if (rst) begin
-      \$396  = 1'h0;
+      \$396  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$397  = \$signal$106 ;
-    if (rst) begin
-      \$397  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$398  = \$signal$126 ;
-    if (rst) begin
-      \$398  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$399  = \$signal$125 ;
-    if (rst) begin
-      \$399  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$400  = \$signal$127 ;
-    if (rst) begin
-      \$400  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$401  = leak;
-    if (rst) begin
-      \$401  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$402  = acc0;
-    if (\$20 ) begin
-      \$402  = \$22 [25:0];
+    \$397  = acc0;
+    if (\$12 ) begin
+      \$397  = \$14 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21547,24 +21549,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$402  = 26'h0000000;
+          \$397  = 26'h0000000;
     endcase
     if (rst) begin
-      \$402  = 26'h0000000;
+      \$397  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$403  = \leak$139 ;
+    \$398  = \leak$124 ;
     if (rst) begin
-      \$403  = 18'h00000;
+      \$398  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$404  = acc1;
-    if (\$23 ) begin
-      \$404  = \$25 [25:0];
+    \$399  = acc1;
+    if (\$15 ) begin
+      \$399  = \$17 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21572,24 +21574,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$404  = 26'h0000000;
+          \$399  = 26'h0000000;
     endcase
     if (rst) begin
-      \$404  = 26'h0000000;
+      \$399  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$405  = \leak$145 ;
+    \$400  = \leak$131 ;
     if (rst) begin
-      \$405  = 18'h00000;
+      \$400  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$406  = acc2;
-    if (\$26 ) begin
-      \$406  = \$28 [25:0];
+    \$401  = acc2;
+    if (\$18 ) begin
+      \$401  = \$20 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21597,24 +21599,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$406  = 26'h0000000;
+          \$401  = 26'h0000000;
     endcase
     if (rst) begin
-      \$406  = 26'h0000000;
+      \$401  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$407  = \leak$151 ;
+    \$402  = \leak$138 ;
     if (rst) begin
-      \$407  = 18'h00000;
+      \$402  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$408  = acc3;
-    if (\$29 ) begin
-      \$408  = \$31 [25:0];
+    \$403  = acc3;
+    if (\$21 ) begin
+      \$403  = \$23 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21622,24 +21624,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$408  = 26'h0000000;
+          \$403  = 26'h0000000;
     endcase
     if (rst) begin
-      \$408  = 26'h0000000;
+      \$403  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$409  = \leak$157 ;
+    \$404  = \leak$145 ;
     if (rst) begin
-      \$409  = 18'h00000;
+      \$404  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$410  = acc4;
-    if (\$32 ) begin
-      \$410  = \$34 [25:0];
+    \$405  = acc4;
+    if (\$24 ) begin
+      \$405  = \$26 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21647,24 +21649,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$410  = 26'h0000000;
+          \$405  = 26'h0000000;
     endcase
     if (rst) begin
-      \$410  = 26'h0000000;
+      \$405  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$411  = \leak$163 ;
+    \$406  = \leak$152 ;
     if (rst) begin
-      \$411  = 18'h00000;
+      \$406  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$412  = acc5;
-    if (\$35 ) begin
-      \$412  = \$37 [25:0];
+    \$407  = acc5;
+    if (\$27 ) begin
+      \$407  = \$29 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21672,24 +21674,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$412  = 26'h0000000;
+          \$407  = 26'h0000000;
     endcase
     if (rst) begin
-      \$412  = 26'h0000000;
+      \$407  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$413  = \leak$169 ;
+    \$408  = \leak$159 ;
     if (rst) begin
-      \$413  = 18'h00000;
+      \$408  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$414  = acc6;
-    if (\$38 ) begin
-      \$414  = \$40 [25:0];
+    \$409  = acc6;
+    if (\$30 ) begin
+      \$409  = \$32 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21697,24 +21699,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$414  = 26'h0000000;
+          \$409  = 26'h0000000;
     endcase
     if (rst) begin
-      \$414  = 26'h0000000;
+      \$409  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$415  = \leak$175 ;
+    \$410  = \leak$166 ;
     if (rst) begin
-      \$415  = 18'h00000;
+      \$410  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$416  = acc7;
-    if (\$41 ) begin
-      \$416  = \$43 [25:0];
+    \$411  = acc7;
+    if (\$33 ) begin
+      \$411  = \$35 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21722,18 +21724,186 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$416  = 26'h0000000;
+          \$411  = 26'h0000000;
     endcase
     if (rst) begin
-      \$416  = 26'h0000000;
+      \$411  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$417  = count0;
+    \$412  = count0;
+    if (\event ) begin
+      if (\$36 ) begin
+        \$412  = \$37 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$119 , 3'h0 })
+              4'h0:
+                  \$412  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$126 ) begin
+      \$412  = 8'h00;
+    end
+    if (rst) begin
+      \$412  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$413  = count1;
+    if (\event ) begin
+      if (\$38 ) begin
+        \$413  = \$39 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$120 , 3'h1 })
+              4'h1:
+                  \$413  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$126 ) begin
+      \$413  = 8'h00;
+    end
+    if (rst) begin
+      \$413  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$414  = count2;
+    if (\event ) begin
+      if (\$40 ) begin
+        \$414  = \$41 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$121 , 3'h2 })
+              4'h2:
+                  \$414  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$126 ) begin
+      \$414  = 8'h00;
+    end
+    if (rst) begin
+      \$414  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$415  = count3;
+    if (\event ) begin
+      if (\$42 ) begin
+        \$415  = \$43 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$122 , 3'h3 })
+              4'h3:
+                  \$415  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$126 ) begin
+      \$415  = 8'h00;
+    end
+    if (rst) begin
+      \$415  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$416  = count4;
     if (\event ) begin
       if (\$44 ) begin
-        \$417  = \$45 [7:0];
+        \$416  = \$45 [7:0];
       end
     end
     casez (fsm_state)
@@ -21757,97 +21927,58 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$125 , 3'h0 })
-              4'h0:
-                  \$417  = 8'h00;
+            casez ({ \$123 , 3'h4 })
+              4'h4:
+                  \$416  = 8'h00;
             endcase
           end
     endcase
-    if (\$132 ) begin
-      \$417  = 8'h00;
+    if (\$126 ) begin
+      \$416  = 8'h00;
     end
     if (rst) begin
-      \$417  = 8'h00;
+      \$416  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$418  = count1;
+    \$417  = count5;
     if (\event ) begin
       if (\$46 ) begin
-        \$418  = \$47 [7:0];
+        \$417  = \$47 [7:0];
       end
     end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$126 , 3'h1 })
-              4'h1:
-                  \$418  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$132 ) begin
-      \$418  = 8'h00;
+    if (\$126 ) begin
+      \$417  = 8'h00;
     end
     if (rst) begin
-      \$418  = 8'h00;
+      \$417  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$419  = count2;
+    \$418  = count6;
     if (\event ) begin
       if (\$48 ) begin
-        \$419  = \$49 [7:0];
+        \$418  = \$49 [7:0];
       end
     end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$127 , 3'h2 })
-              4'h2:
-                  \$419  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$132 ) begin
+    if (\$126 ) begin
+      \$418  = 8'h00;
+    end
+    if (rst) begin
+      \$418  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$419  = count7;
+    if (\event ) begin
+      if (\$50 ) begin
+        \$419  = \$51 [7:0];
+      end
+    end
+    if (\$126 ) begin
       \$419  = 8'h00;
     end
     if (rst) begin
@@ -21856,10 +21987,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$420  = count3;
+    \$420  = count8;
     if (\event ) begin
-      if (\$50 ) begin
-        \$420  = \$51 [7:0];
+      if (\$52 ) begin
+        \$420  = \$53 [7:0];
       end
     end
     casez (fsm_state)
@@ -21883,13 +22014,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$128 , 3'h3 })
-              4'h3:
+            (* full_case = 32'd1 *)
+            casez ({ \$119 , 3'h0 })
+              4'h0:
+                  /* empty */;
+              4'h8:
                   \$420  = 8'h00;
             endcase
           end
     endcase
-    if (\$132 ) begin
+    if (\$126 ) begin
       \$420  = 8'h00;
     end
     if (rst) begin
@@ -21898,10 +22032,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$421  = count4;
+    \$421  = count9;
     if (\event ) begin
-      if (\$52 ) begin
-        \$421  = \$53 [7:0];
+      if (\$54 ) begin
+        \$421  = \$55 [7:0];
       end
     end
     casez (fsm_state)
@@ -21925,13 +22059,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            casez ({ \$129 , 3'h4 })
-              4'h4:
+            (* full_case = 32'd1 *)
+            casez ({ \$120 , 3'h1 })
+              4'h1:
+                  /* empty */;
+              4'h9:
                   \$421  = 8'h00;
             endcase
           end
     endcase
-    if (\$132 ) begin
+    if (\$126 ) begin
       \$421  = 8'h00;
     end
     if (rst) begin
@@ -21940,55 +22077,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$422  = count5;
-    if (\event ) begin
-      if (\$54 ) begin
-        \$422  = \$55 [7:0];
-      end
-    end
-    if (\$132 ) begin
-      \$422  = 8'h00;
-    end
-    if (rst) begin
-      \$422  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$423  = count6;
+    \$422  = count10;
     if (\event ) begin
       if (\$56 ) begin
-        \$423  = \$57 [7:0];
-      end
-    end
-    if (\$132 ) begin
-      \$423  = 8'h00;
-    end
-    if (rst) begin
-      \$423  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$424  = count7;
-    if (\event ) begin
-      if (\$58 ) begin
-        \$424  = \$59 [7:0];
-      end
-    end
-    if (\$132 ) begin
-      \$424  = 8'h00;
-    end
-    if (rst) begin
-      \$424  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$425  = count8;
-    if (\event ) begin
-      if (\$60 ) begin
-        \$425  = \$61 [7:0];
+        \$422  = \$57 [7:0];
       end
     end
     casez (fsm_state)
@@ -22013,117 +22105,27 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$125 , 3'h0 })
-              4'h0:
-                  /* empty */;
-              4'h8:
-                  \$425  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$132 ) begin
-      \$425  = 8'h00;
-    end
-    if (rst) begin
-      \$425  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$426  = count9;
-    if (\event ) begin
-      if (\$62 ) begin
-        \$426  = \$63 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$126 , 3'h1 })
-              4'h1:
-                  /* empty */;
-              4'h9:
-                  \$426  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$132 ) begin
-      \$426  = 8'h00;
-    end
-    if (rst) begin
-      \$426  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$427  = count10;
-    if (\event ) begin
-      if (\$64 ) begin
-        \$427  = \$65 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$127 , 3'h2 })
+            casez ({ \$121 , 3'h2 })
               4'h2:
                   /* empty */;
               4'ha:
-                  \$427  = 8'h00;
+                  \$422  = 8'h00;
             endcase
           end
     endcase
-    if (\$132 ) begin
-      \$427  = 8'h00;
+    if (\$126 ) begin
+      \$422  = 8'h00;
     end
     if (rst) begin
-      \$427  = 8'h00;
+      \$422  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$428  = count11;
+    \$423  = count11;
     if (\event ) begin
-      if (\$66 ) begin
-        \$428  = \$67 [7:0];
+      if (\$58 ) begin
+        \$423  = \$59 [7:0];
       end
     end
     casez (fsm_state)
@@ -22148,27 +22150,27 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h1:
           if (w_rdy) begin
             (* full_case = 32'd1 *)
-            casez ({ \$128 , 3'h3 })
+            casez ({ \$122 , 3'h3 })
               4'h3:
                   /* empty */;
               4'hb:
-                  \$428  = 8'h00;
+                  \$423  = 8'h00;
             endcase
           end
     endcase
-    if (\$132 ) begin
-      \$428  = 8'h00;
+    if (\$126 ) begin
+      \$423  = 8'h00;
     end
     if (rst) begin
-      \$428  = 8'h00;
+      \$423  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$429  = count12;
+    \$424  = count12;
     if (\event ) begin
-      if (\$68 ) begin
-        \$429  = \$69 [7:0];
+      if (\$60 ) begin
+        \$424  = \$61 [7:0];
       end
     end
     casez (fsm_state)
@@ -22201,27 +22203,27 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             (* full_case = 32'd1 *)
             
             (* full_case = 32'd1 *)
-            casez ({ \$129 , 3'h4 })
+            casez ({ \$123 , 3'h4 })
               4'h4:
                   /* empty */;
               4'hc:
-                  \$429  = 8'h00;
+                  \$424  = 8'h00;
             endcase
           end
     endcase
-    if (\$132 ) begin
-      \$429  = 8'h00;
+    if (\$126 ) begin
+      \$424  = 8'h00;
     end
     if (rst) begin
-      \$429  = 8'h00;
+      \$424  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$430  = count13;
+    \$425  = count13;
     if (\event ) begin
-      if (\$70 ) begin
-        \$430  = \$71 [7:0];
+      if (\$62 ) begin
+        \$425  = \$63 [7:0];
       end
     end
     casez (fsm_state)
@@ -22257,19 +22259,19 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             
           end
     endcase
-    if (\$132 ) begin
-      \$430  = 8'h00;
+    if (\$126 ) begin
+      \$425  = 8'h00;
     end
     if (rst) begin
-      \$430  = 8'h00;
+      \$425  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$431  = count14;
+    \$426  = count14;
     if (\event ) begin
-      if (\$72 ) begin
-        \$431  = \$73 [7:0];
+      if (\$64 ) begin
+        \$426  = \$65 [7:0];
       end
     end
     casez (fsm_state)
@@ -22305,19 +22307,19 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             
           end
     endcase
-    if (\$132 ) begin
-      \$431  = 8'h00;
+    if (\$126 ) begin
+      \$426  = 8'h00;
     end
     if (rst) begin
-      \$431  = 8'h00;
+      \$426  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$432  = count15;
+    \$427  = count15;
     if (\event ) begin
-      if (\$74 ) begin
-        \$432  = \$75 [7:0];
+      if (\$66 ) begin
+        \$427  = \$67 [7:0];
       end
     end
     casez (fsm_state)
@@ -22353,189 +22355,189 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             
           end
     endcase
-    if (\$132 ) begin
-      \$432  = 8'h00;
+    if (\$126 ) begin
+      \$427  = 8'h00;
     end
     if (rst) begin
-      \$432  = 8'h00;
+      \$427  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$433 [0] = spike;
-    \$433 [1] = \spike$200 ;
-    \$433 [2] = \spike$203 ;
-    \$433 [3] = \spike$206 ;
-    \$433 [4] = \spike$209 ;
-    \$433 [5] = \spike$212 ;
-    \$433 [6] = \spike$215 ;
-    \$433 [7] = \spike$218 ;
+    \$428 [0] = spike;
+    \$428 [1] = \spike$192 ;
+    \$428 [2] = \spike$195 ;
+    \$428 [3] = \spike$198 ;
+    \$428 [4] = \spike$201 ;
+    \$428 [5] = \spike$204 ;
+    \$428 [6] = \spike$207 ;
+    \$428 [7] = \spike$210 ;
     if (rst) begin
-      \$433  = 8'h00;
+      \$428  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$434  = u_new;
+    \$429  = u_new;
+    if (rst) begin
+      \$429  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$430  = \u_new$194 ;
+    if (rst) begin
+      \$430  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$431  = \u_new$197 ;
+    if (rst) begin
+      \$431  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$432  = \u_new$200 ;
+    if (rst) begin
+      \$432  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$433  = \u_new$203 ;
+    if (rst) begin
+      \$433  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$434  = \u_new$206 ;
     if (rst) begin
       \$434  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$435  = \u_new$202 ;
+    \$435  = \u_new$209 ;
     if (rst) begin
       \$435  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$436  = \u_new$205 ;
+    \$436  = \u_new$212 ;
     if (rst) begin
       \$436  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$437  = \u_new$208 ;
+    \$437  = valid_lanes;
     if (rst) begin
-      \$437  = 16'h0000;
+      \$437  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$438  = \u_new$211 ;
+    \$438  = \$69 ;
     if (rst) begin
-      \$438  = 16'h0000;
+      \$438  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$439  = \u_new$214 ;
-    if (rst) begin
-      \$439  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$440  = \u_new$217 ;
-    if (rst) begin
-      \$440  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$441  = \u_new$220 ;
-    if (rst) begin
-      \$441  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$442  = valid_lanes;
-    if (rst) begin
-      \$442  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$443  = \$77 ;
-    if (rst) begin
-      \$443  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$444  = in_full;
-    if (\$78 ) begin
+    \$439  = in_full;
+    if (\$70 ) begin
       if (input__payload[15]) begin
-        \$444  = 1'h1;
+        \$439  = 1'h1;
       end
     end
     casez (fsm_state)
       4'h0:
-          if (\$82 ) begin
-            \$444  = 1'h0;
+          if (\$76 ) begin
+            \$439  = 1'h0;
           end
     endcase
-    if (\$132 ) begin
-      \$444  = 1'h0;
+    if (\$126 ) begin
+      \$439  = 1'h0;
     end
     if (rst) begin
-      \$444  = 1'h0;
+      \$439  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$445  = in_count0;
-    if (\$78 ) begin
+    \$440  = in_count0;
+    if (\$70 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
-        casez (\$signal$226 )
+        casez (\$signal$218 )
           1'h0:
-              \$445  = \$80 [6:0];
+              \$440  = \$72 [6:0];
         endcase
       end
     end
     casez (fsm_state)
       4'h0:
-          if (\$82 ) begin
-            casez (\$84 )
+          if (\$76 ) begin
+            casez (\$78 )
               1'h0:
-                  \$445  = 7'h00;
+                  \$440  = 7'h00;
             endcase
           end
     endcase
-    if (\$132 ) begin
-      \$445  = 7'h00;
+    if (\$126 ) begin
+      \$440  = 7'h00;
     end
     if (rst) begin
-      \$445  = 7'h00;
+      \$440  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$446  = in_count1;
-    if (\$78 ) begin
+    \$441  = in_count1;
+    if (\$70 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
         (* full_case = 32'd1 *)
-        casez (\$signal$226 )
+        casez (\$signal$218 )
           1'h0:
               /* empty */;
           1'h1:
-              \$446  = \$80 [6:0];
+              \$441  = \$72 [6:0];
         endcase
       end
     end
     casez (fsm_state)
       4'h0:
-          if (\$82 ) begin
+          if (\$76 ) begin
             (* full_case = 32'd1 *)
-            casez (\$84 )
+            casez (\$78 )
               1'h0:
                   /* empty */;
               1'h1:
-                  \$446  = 7'h00;
+                  \$441  = 7'h00;
             endcase
           end
     endcase
-    if (\$132 ) begin
-      \$446  = 7'h00;
+    if (\$126 ) begin
+      \$441  = 7'h00;
     end
     if (rst) begin
-      \$446  = 7'h00;
+      \$441  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$447  = li;
+    \$442  = li;
     casez (fsm_state)
       4'h0:
-          if (\$82 ) begin
-            \$447  = 2'h0;
+          if (\$76 ) begin
+            \$442  = 2'h0;
           end
       4'h2:
           /* empty */;
@@ -22554,23 +22556,176 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h9:
           if (free) begin
             (* full_case = 32'd1 *)
-            if (\$123 ) begin
+            if (\$117 ) begin
             end else begin
-              \$447  = \$124 [1:0];
+              \$442  = \$118 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$447  = 2'h0;
+      \$442  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$448  = \$signal$230 ;
+    \$443  = \$signal$223 ;
     casez (fsm_state)
       4'h0:
-          if (\$82 ) begin
-            \$448  = \$signal$226 ;
+          if (\$76 ) begin
+            \$443  = \$signal$218 ;
+          end
+    endcase
+    if (rst) begin
+      \$443  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$444  = \$signal$218 ;
+    casez (fsm_state)
+      4'h0:
+          if (\$76 ) begin
+            \$444  = \$77 ;
+          end
+    endcase
+    if (\$126 ) begin
+      \$444  = 1'h0;
+    end
+    if (rst) begin
+      \$444  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$445  = fsm_state;
+    casez (fsm_state)
+      4'h0:
+          if (\$76 ) begin
+            (* full_case = 32'd1 *)
+            if (\$79 ) begin
+              \$445  = 4'h1;
+            end else begin
+              \$445  = 4'h2;
+            end
+          end
+      4'h2:
+          \$445  = 4'h3;
+      4'h3:
+          \$445  = 4'h4;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$80 ) begin
+            \$445  = 4'h5;
+          end else begin
+            \$445  = 4'h6;
+          end
+      4'h6:
+          (* full_case = 32'd1 *)
+          if (\$104 ) begin
+          end else begin
+            \$445  = 4'h4;
+          end
+      4'h5:
+          if (\$106 ) begin
+          end else if (\$113 ) begin
+            \$445  = 4'h7;
+          end
+      4'h7:
+          \$445  = 4'h8;
+      4'h8:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+              \$445  = 4'h9;
+            end else begin
+              \$445  = 4'h3;
+            end
+          end
+      4'h9:
+          if (free) begin
+            (* full_case = 32'd1 *)
+            if (\$117 ) begin
+              \$445  = 4'h1;
+            end else begin
+              \$445  = 4'h2;
+            end
+          end
+      4'h1:
+          if (w_rdy) begin
+            \$445  = 4'h0;
+          end
+    endcase
+    if (rst) begin
+      \$445  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$446  = k;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          \$446  = 5'h00;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+            end else begin
+              \$446  = \$115 [4:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$446  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$447  = src_sel;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$80 ) begin
+          end else begin
+            \$447  = \edge [2:0];
+          end
+    endcase
+    if (rst) begin
+      \$447  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$448  = \$signal$105 ;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$80 ) begin
+          end else begin
+            \$448  = \$81 ;
           end
     endcase
     if (rst) begin
@@ -22579,118 +22734,53 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$449  = \$signal$226 ;
+    \$449  = bank_sel;
     casez (fsm_state)
       4'h0:
-          if (\$82 ) begin
-            \$449  = \$83 ;
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$80 ) begin
+          end else begin
+            \$449  = \$84 ;
           end
     endcase
-    if (\$132 ) begin
+    if (rst) begin
       \$449  = 1'h0;
     end
-    if (rst) begin
-      \$449  = 1'h0;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$450  = fsm_state;
+    \$450  = n;
     casez (fsm_state)
       4'h0:
-          if (\$82 ) begin
-            (* full_case = 32'd1 *)
-            if (\$85 ) begin
-              \$450  = 4'h1;
-            end else begin
-              \$450  = 4'h2;
-            end
-          end
+          /* empty */;
       4'h2:
-          \$450  = 4'h3;
+          /* empty */;
       4'h3:
-          \$450  = 4'h4;
+          /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$86 ) begin
-            \$450  = 4'h5;
+          if (\$80 ) begin
           end else begin
-            \$450  = 4'h6;
+            \$450  = 8'h00;
           end
       4'h6:
-          (* full_case = 32'd1 *)
-          if (\$110 ) begin
-          end else begin
-            \$450  = 4'h4;
-          end
-      4'h5:
-          if (\$112 ) begin
-          end else if (\$119 ) begin
-            \$450  = 4'h7;
-          end
-      4'h7:
-          \$450  = 4'h8;
-      4'h8:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-              \$450  = 4'h9;
-            end else begin
-              \$450  = 4'h3;
-            end
-          end
-      4'h9:
-          if (free) begin
-            (* full_case = 32'd1 *)
-            if (\$123 ) begin
-              \$450  = 4'h1;
-            end else begin
-              \$450  = 4'h2;
-            end
-          end
-      4'h1:
-          if (w_rdy) begin
-            \$450  = 4'h0;
+          if (\$104 ) begin
+            \$450  = \$105 [7:0];
           end
     endcase
     if (rst) begin
-      \$450  = 4'h0;
+      \$450  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$451  = k;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          \$451  = 5'h00;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-            end else begin
-              \$451  = \$121 [4:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$451  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$452  = src_sel;
+    \$451  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22700,18 +22790,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$86 ) begin
+          if (\$80 ) begin
           end else begin
-            \$452  = \edge [2:0];
+            \$451  = \$89 ;
           end
     endcase
     if (rst) begin
-      \$452  = 3'h0;
+      \$451  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$453  = \$signal$105 ;
+    \$452  = row_wbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22721,18 +22811,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$86 ) begin
+          if (\$80 ) begin
           end else begin
-            \$453  = \$87 ;
+            \$452  = \edge [14:4];
           end
     endcase
     if (rst) begin
-      \$453  = 1'h0;
+      \$452  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$454  = bank_sel;
+    \$453  = row_offset;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22742,106 +22832,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$86 ) begin
+          if (\$80 ) begin
           end else begin
-            \$454  = \$90 ;
+            \$453  = \$103 [12:0];
           end
     endcase
     if (rst) begin
-      \$454  = 1'h0;
+      \$453  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$455  = n;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$86 ) begin
-          end else begin
-            \$455  = 8'h00;
-          end
-      4'h6:
-          if (\$110 ) begin
-            \$455  = \$111 [7:0];
-          end
-    endcase
-    if (rst) begin
-      \$455  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$456  = cnt;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$86 ) begin
-          end else begin
-            \$456  = \$95 ;
-          end
-    endcase
-    if (rst) begin
-      \$456  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$457  = row_wbase;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$86 ) begin
-          end else begin
-            \$457  = \edge [14:4];
-          end
-    endcase
-    if (rst) begin
-      \$457  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$458  = row_offset;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$86 ) begin
-          end else begin
-            \$458  = \$109 [12:0];
-          end
-    endcase
-    if (rst) begin
-      \$458  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$459  = drain_n;
+    \$454  = drain_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22854,19 +22856,19 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h6:
           /* empty */;
       4'h5:
-          if (\$112 ) begin
-            \$459  = \$120 [1:0];
-          end else if (\$119 ) begin
-            \$459  = 2'h0;
+          if (\$106 ) begin
+            \$454  = \$114 [1:0];
+          end else if (\$113 ) begin
+            \$454  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$459  = 2'h0;
+      \$454  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$460  = cur;
+    \$455  = cur;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22888,14 +22890,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$460  = \$130 ;
+            \$455  = \$124 ;
           end
     endcase
-    if (\$132 ) begin
-      \$460  = 1'h0;
+    if (\$126 ) begin
+      \$455  = 1'h0;
     end
     if (rst) begin
-      \$460  = 1'h0;
+      \$455  = 1'h0;
     end
   end
   always @* begin
@@ -22903,11 +22905,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (rd_region)
       3'h4:
-          host_rdata = { 37'h0000000000, \$213  };
+          host_rdata = { 37'h0000000000, \$207  };
       3'h2:
-          host_rdata = { 4'h0, \$214  };
+          host_rdata = { 4'h0, \$208  };
       3'h3:
-          host_rdata = { 29'h00000000, \$215  };
+          host_rdata = { 29'h00000000, \$209  };
       3'h5:
           host_rdata = { 13'h0000, rdata };
       default:
@@ -22918,7 +22920,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     ev_wr__addr = 11'h000;
     if (\event ) begin
-      ev_wr__addr = { cur, spike_src, \$242  };
+      ev_wr__addr = { cur, spike_src, \$236  };
     end
   end
   always @* begin
@@ -22940,16 +22942,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     inc = 18'h00000;
     if (\event ) begin
-      if (\$243 ) begin
+      if (\$237 ) begin
         inc[3] = 1'h1;
       end
-      if (\$244 ) begin
+      if (\$238 ) begin
         inc[7] = 1'h1;
       end
-      if (\$245 ) begin
+      if (\$239 ) begin
         inc[11] = 1'h1;
       end
-      if (\$246 ) begin
+      if (\$240 ) begin
         inc[15] = 1'h1;
       end
     end
@@ -22963,60 +22965,60 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h3:
         begin
-          if (\$323 ) begin
+          if (\$317 ) begin
             inc[0] = 1'h1;
           end
-          if (\$324 ) begin
+          if (\$318 ) begin
             inc[4] = 1'h1;
           end
-          if (\$325 ) begin
+          if (\$319 ) begin
             inc[8] = 1'h1;
           end
-          if (\$326 ) begin
+          if (\$320 ) begin
             inc[12] = 1'h1;
           end
         end
       4'h4:
         begin
-          if (\$327 ) begin
+          if (\$321 ) begin
             inc[0] = 1'h1;
           end
-          if (\$328 ) begin
+          if (\$322 ) begin
             inc[4] = 1'h1;
           end
-          if (\$329 ) begin
+          if (\$323 ) begin
             inc[8] = 1'h1;
           end
-          if (\$330 ) begin
+          if (\$324 ) begin
             inc[12] = 1'h1;
           end
         end
       4'h6:
         begin
-          if (\$331 ) begin
+          if (\$325 ) begin
             inc[0] = 1'h1;
           end
-          if (\$332 ) begin
+          if (\$326 ) begin
             inc[4] = 1'h1;
           end
-          if (\$333 ) begin
+          if (\$327 ) begin
             inc[8] = 1'h1;
           end
-          if (\$334 ) begin
+          if (\$328 ) begin
             inc[12] = 1'h1;
           end
-          if (\$335 ) begin
-            if (\$336 ) begin
-              if (\$337 ) begin
+          if (\$329 ) begin
+            if (\$330 ) begin
+              if (\$331 ) begin
                 inc[2] = 1'h1;
               end
-              if (\$338 ) begin
+              if (\$332 ) begin
                 inc[6] = 1'h1;
               end
-              if (\$339 ) begin
+              if (\$333 ) begin
                 inc[10] = 1'h1;
               end
-              if (\$340 ) begin
+              if (\$334 ) begin
                 inc[14] = 1'h1;
               end
             end
@@ -23024,46 +23026,46 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         end
       4'h5:
         begin
-          if (\$342 ) begin
+          if (\$336 ) begin
             inc[0] = 1'h1;
           end
-          if (\$343 ) begin
+          if (\$337 ) begin
             inc[4] = 1'h1;
           end
-          if (\$344 ) begin
+          if (\$338 ) begin
             inc[8] = 1'h1;
           end
-          if (\$345 ) begin
+          if (\$339 ) begin
             inc[12] = 1'h1;
           end
         end
       4'h7:
         begin
-          if (\$346 ) begin
+          if (\$340 ) begin
             inc[1] = 1'h1;
           end
-          if (\$347 ) begin
+          if (\$341 ) begin
             inc[5] = 1'h1;
           end
-          if (\$348 ) begin
+          if (\$342 ) begin
             inc[9] = 1'h1;
           end
-          if (\$349 ) begin
+          if (\$343 ) begin
             inc[13] = 1'h1;
           end
         end
       4'h8:
         begin
-          if (\$350 ) begin
+          if (\$344 ) begin
             inc[1] = 1'h1;
           end
-          if (\$351 ) begin
+          if (\$345 ) begin
             inc[5] = 1'h1;
           end
-          if (\$352 ) begin
+          if (\$346 ) begin
             inc[9] = 1'h1;
           end
-          if (\$353 ) begin
+          if (\$347 ) begin
             inc[13] = 1'h1;
           end
         end
@@ -23078,18 +23080,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     in_wr__addr = 8'h00;
-    if (\$321 ) begin
+    if (\$315 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
-        in_wr__addr = { \$signal$226 , \$322  };
+        in_wr__addr = { \$signal$218 , \$316  };
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     in_wr__data = 15'h0000;
-    if (\$321 ) begin
+    if (\$315 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
@@ -23101,7 +23103,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     in_wr__en = 1'h0;
-    if (\$321 ) begin
+    if (\$315 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
@@ -23137,14 +23139,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$signal$126  = 1'h0;
+    \$signal$109  = 1'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
           /* empty */;
       4'h3:
-          \$signal$126  = 1'h1;
+          \$signal$109  = 1'h1;
     endcase
   end
   always @* begin
@@ -23161,7 +23163,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$335 ) begin
+          if (\$329 ) begin
           end else begin
             e_set = 1'h1;
           end
@@ -23181,9 +23183,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$335 ) begin
+          if (\$329 ) begin
           end else begin
-            e_new = \$341 [3:0];
+            e_new = \$335 [3:0];
           end
     endcase
   end
@@ -23200,7 +23202,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h4:
           /* empty */;
       4'h6:
-          if (\$335 ) begin
+          if (\$329 ) begin
             issue = 1'h1;
           end
     endcase
@@ -23273,13 +23275,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h8:
           if (can_load) begin
-            send = \$355 ;
+            send = \$349 ;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \spikes$429  = 8'h00;
+    \spikes$438  = 8'h00;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23297,7 +23299,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h8:
           if (can_load) begin
-            \spikes$429  = spikes;
+            \spikes$438  = spikes;
           end
     endcase
   end
@@ -23321,13 +23323,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h8:
           if (can_load) begin
-            base = \$356 [7:0];
+            base = \$350 [7:0];
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \layer$431  = 2'h0;
+    \layer$440  = 2'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23345,7 +23347,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h8:
           if (can_load) begin
-            \layer$431  = li;
+            \layer$440  = li;
           end
     endcase
   end
@@ -23432,9 +23434,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \clear$434  = 1'h0;
-    if (\$358 ) begin
-      \clear$434  = 1'h1;
+    \clear$443  = 1'h0;
+    if (\$352 ) begin
+      \clear$443  = 1'h1;
     end
   end
   always @* begin
@@ -23512,59 +23514,59 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$226 )
+    casez (\$signal$218 )
       1'h0:
-          \$79  = in_count0;
+          \$71  = in_count0;
       1'h1:
-          \$79  = in_count1;
+          \$71  = in_count1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$230 )
+    casez (\$signal$223 )
       1'h0:
-          \$92  = in_count0;
+          \$86  = in_count0;
       1'h1:
-          \$92  = in_count1;
+          \$86  = in_count1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez ({ \$93 , \edge [2:0] })
+    casez ({ \$87 , \edge [2:0] })
       4'h0:
-          \$94  = count0;
+          \$88  = count0;
       4'h1:
-          \$94  = count1;
+          \$88  = count1;
       4'h2:
-          \$94  = count2;
+          \$88  = count2;
       4'h3:
-          \$94  = count3;
+          \$88  = count3;
       4'h4:
-          \$94  = count4;
+          \$88  = count4;
       4'h5:
-          \$94  = count5;
+          \$88  = count5;
       4'h6:
-          \$94  = count6;
+          \$88  = count6;
       4'h7:
-          \$94  = count7;
+          \$88  = count7;
       4'h8:
-          \$94  = count8;
+          \$88  = count8;
       4'h9:
-          \$94  = count9;
+          \$88  = count9;
       4'ha:
-          \$94  = count10;
+          \$88  = count10;
       4'hb:
-          \$94  = count11;
+          \$88  = count11;
       4'hc:
-          \$94  = count12;
+          \$88  = count12;
       4'hd:
-          \$94  = count13;
+          \$88  = count13;
       4'he:
-          \$94  = count14;
+          \$88  = count14;
       4'hf:
-          \$94  = count15;
+          \$88  = count15;
     endcase
   end
   always @* begin
@@ -23572,21 +23574,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (rd_lane)
       3'h0:
-          \$213  = weights0_nrw;
+          \$207  = weights0_nrw;
       3'h1:
-          \$213  = weights1_nrw;
+          \$207  = weights1_nrw;
       3'h2:
-          \$213  = weights2_nrw;
+          \$207  = weights2_nrw;
       3'h3:
-          \$213  = weights3_nrw;
+          \$207  = weights3_nrw;
       3'h4:
-          \$213  = weights4_nrw;
+          \$207  = weights4_nrw;
       3'h5:
-          \$213  = weights5_nrw;
+          \$207  = weights5_nrw;
       3'h6:
-          \$213  = weights6_nrw;
+          \$207  = weights6_nrw;
       3'h7:
-          \$213  = weights7_nrw;
+          \$207  = weights7_nrw;
     endcase
   end
   always @* begin
@@ -23594,21 +23596,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (rd_lane)
       3'h0:
-          \$214  = params0_nrw;
+          \$208  = params0_nrw;
       3'h1:
-          \$214  = params1_nrw;
+          \$208  = params1_nrw;
       3'h2:
-          \$214  = params2_nrw;
+          \$208  = params2_nrw;
       3'h3:
-          \$214  = params3_nrw;
+          \$208  = params3_nrw;
       3'h4:
-          \$214  = params4_nrw;
+          \$208  = params4_nrw;
       3'h5:
-          \$214  = params5_nrw;
+          \$208  = params5_nrw;
       3'h6:
-          \$214  = params6_nrw;
+          \$208  = params6_nrw;
       3'h7:
-          \$214  = params7_nrw;
+          \$208  = params7_nrw;
     endcase
   end
   always @* begin
@@ -23616,21 +23618,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez (rd_lane)
       3'h0:
-          \$215  = membranes0_nrw;
+          \$209  = membranes0_nrw;
       3'h1:
-          \$215  = membranes1_nrw;
+          \$209  = membranes1_nrw;
       3'h2:
-          \$215  = membranes2_nrw;
+          \$209  = membranes2_nrw;
       3'h3:
-          \$215  = membranes3_nrw;
+          \$209  = membranes3_nrw;
       3'h4:
-          \$215  = membranes4_nrw;
+          \$209  = membranes4_nrw;
       3'h5:
-          \$215  = membranes5_nrw;
+          \$209  = membranes5_nrw;
       3'h6:
-          \$215  = membranes6_nrw;
+          \$209  = membranes6_nrw;
       3'h7:
-          \$215  = membranes7_nrw;
+          \$209  = membranes7_nrw;
     endcase
   end
   always @* begin
@@ -23638,68 +23640,68 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     (* full_case = 32'd1 *)
     casez ({ cur, spike_src })
       4'h0:
-          \$242  = count0[6:0];
+          \$236  = count0[6:0];
       4'h1:
-          \$242  = count1[6:0];
+          \$236  = count1[6:0];
       4'h2:
-          \$242  = count2[6:0];
+          \$236  = count2[6:0];
       4'h3:
-          \$242  = count3[6:0];
+          \$236  = count3[6:0];
       4'h4:
-          \$242  = count4[6:0];
+          \$236  = count4[6:0];
       4'h5:
-          \$242  = count5[6:0];
+          \$236  = count5[6:0];
       4'h6:
-          \$242  = count6[6:0];
+          \$236  = count6[6:0];
       4'h7:
-          \$242  = count7[6:0];
+          \$236  = count7[6:0];
       4'h8:
-          \$242  = count8[6:0];
+          \$236  = count8[6:0];
       4'h9:
-          \$242  = count9[6:0];
+          \$236  = count9[6:0];
       4'ha:
-          \$242  = count10[6:0];
+          \$236  = count10[6:0];
       4'hb:
-          \$242  = count11[6:0];
+          \$236  = count11[6:0];
       4'hc:
-          \$242  = count12[6:0];
+          \$236  = count12[6:0];
       4'hd:
-          \$242  = count13[6:0];
+          \$236  = count13[6:0];
       4'he:
-          \$242  = count14[6:0];
+          \$236  = count14[6:0];
       4'hf:
-          \$242  = count15[6:0];
+          \$236  = count15[6:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$226 )
+    casez (\$signal$218 )
       1'h0:
-          \$322  = in_count0;
+          \$316  = in_count0;
       1'h1:
-          \$322  = in_count1;
+          \$316  = in_count1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$369  = layer0;
+    \$363  = layer0;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
             casez (host_addr[1:0])
               2'h0:
-                  \$369  = host_wdata;
+                  \$363  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$369  = 45'h000000000000;
+      \$363  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$370  = layer1;
+    \$364  = layer1;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -23707,17 +23709,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               2'h0:
                   /* empty */;
               2'h1:
-                  \$370  = host_wdata;
+                  \$364  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$370  = 45'h000000000000;
+      \$364  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$371  = layer2;
+    \$365  = layer2;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -23727,17 +23729,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               2'h1:
                   /* empty */;
               2'h2:
-                  \$371  = host_wdata;
+                  \$365  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$371  = 45'h000000000000;
+      \$365  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$372  = layer3;
+    \$366  = layer3;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -23750,17 +23752,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               2'h2:
                   /* empty */;
               2'h3:
-                  \$372  = host_wdata;
+                  \$366  = host_wdata;
             endcase
       endcase
     end
     if (rst) begin
-      \$372  = 45'h000000000000;
+      \$366  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$373  = edge0;
+    \$367  = edge0;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -23768,17 +23770,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         3'h1:
             casez (host_addr[2:0])
               3'h0:
-                  \$373  = host_wdata[22:0];
+                  \$367  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$373  = 23'h000000;
+      \$367  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$374  = edge1;
+    \$368  = edge1;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -23788,17 +23790,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               3'h0:
                   /* empty */;
               3'h1:
-                  \$374  = host_wdata[22:0];
+                  \$368  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$374  = 23'h000000;
+      \$368  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$375  = edge2;
+    \$369  = edge2;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -23810,17 +23812,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               3'h1:
                   /* empty */;
               3'h2:
-                  \$375  = host_wdata[22:0];
+                  \$369  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$375  = 23'h000000;
+      \$369  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$376  = edge3;
+    \$370  = edge3;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -23834,17 +23836,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               3'h2:
                   /* empty */;
               3'h3:
-                  \$376  = host_wdata[22:0];
+                  \$370  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$376  = 23'h000000;
+      \$370  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$377  = edge4;
+    \$371  = edge4;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -23860,17 +23862,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               3'h3:
                   /* empty */;
               3'h4:
-                  \$377  = host_wdata[22:0];
+                  \$371  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$377  = 23'h000000;
+      \$371  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$378  = edge5;
+    \$372  = edge5;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -23888,17 +23890,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               3'h4:
                   /* empty */;
               3'h5:
-                  \$378  = host_wdata[22:0];
+                  \$372  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$378  = 23'h000000;
+      \$372  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$379  = edge6;
+    \$373  = edge6;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -23918,17 +23920,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               3'h5:
                   /* empty */;
               3'h6:
-                  \$379  = host_wdata[22:0];
+                  \$373  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$379  = 23'h000000;
+      \$373  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$380  = edge7;
+    \$374  = edge7;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -23951,17 +23953,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               3'h6:
                   /* empty */;
               3'h7:
-                  \$380  = host_wdata[22:0];
+                  \$374  = host_wdata[22:0];
             endcase
       endcase
     end
     if (rst) begin
-      \$380  = 23'h000000;
+      \$374  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$381  = num_layers;
+    \$375  = num_layers;
     if (\$2 ) begin
       casez (host_addr[16:14])
         3'h0:
@@ -23969,145 +23971,203 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
         3'h1:
             /* empty */;
         3'h6:
-            \$381  = host_wdata[2:0];
+            \$375  = host_wdata[2:0];
       endcase
     end
     if (rst) begin
-      \$381  = 3'h0;
+      \$375  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$382  = \$4 ;
+    \$376  = \$4 ;
     if (rst) begin
-      \$382  = 1'h0;
+      \$376  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$383  = host_addr[16:14];
+    \$377  = host_addr[16:14];
     if (rst) begin
-      \$383  = 3'h0;
+      \$377  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$384  = host_addr[13:11];
+    \$378  = host_addr[13:11];
     if (rst) begin
-      \$384  = 3'h0;
+      \$378  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$385  = rd_reg;
+    \$379  = rd_reg;
     casez (host_addr[16:14])
       3'h0:
-          \$385  = \$5 ;
+          \$379  = \$5 ;
       3'h1:
-          \$385  = { 22'h000000, \$6  };
+          \$379  = { 22'h000000, \$6  };
       3'h6:
-          \$385  = { 42'h00000000000, num_layers };
+          \$379  = { 42'h00000000000, num_layers };
     endcase
     if (rst) begin
-      \$385  = 45'h000000000000;
+      \$379  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$386  = \$7 ;
+    \$380  = \$7 ;
     if (rst) begin
-      \$386  = 45'h000000000000;
+      \$380  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$381  = \$8 [3:0];
+    if (rst) begin
+      \$381  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$382  = e;
+    if (e_set) begin
+      \$382  = e_new;
+    end
+    if (rst) begin
+      \$382  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$383  = \edge ;
+    if (e_set) begin
+      \$383  = \$9 ;
+    end
+    if (rst) begin
+      \$383  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$384  = issue;
+    if (rst) begin
+      \$384  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$385  = \$signal ;
+    if (rst) begin
+      \$385  = 1'h0;
     end
   end
   assign \busy$68  = busy;
-  assign rowbase = \$216 [11:0];
+  assign rowbase = \$210 [11:0];
+  assign host_req = 1'h0;
   assign r_data = output__payload;
   assign r_rdy = output__valid;
   assign r_en = output__ready;
   assign \$signature__addr  = host_addr[10:0];
   assign \$signature__data  = host_wdata[7:0];
-  assign \$signature__addr$247  = host_addr[4:0];
-  assign \$signature__data$248  = host_wdata[40:0];
-  assign \$signature__addr$250  = host_addr[10:0];
-  assign \$signature__data$251  = host_wdata[7:0];
-  assign \$signature__addr$253  = host_addr[4:0];
-  assign \$signature__data$254  = host_wdata[40:0];
-  assign \$signature__addr$256  = host_addr[10:0];
-  assign \$signature__data$257  = host_wdata[7:0];
-  assign \$signature__addr$259  = host_addr[4:0];
-  assign \$signature__data$260  = host_wdata[40:0];
-  assign \$signature__addr$262  = host_addr[10:0];
-  assign \$signature__data$263  = host_wdata[7:0];
-  assign \$signature__addr$265  = host_addr[4:0];
-  assign \$signature__data$266  = host_wdata[40:0];
-  assign \$signature__addr$268  = host_addr[10:0];
-  assign \$signature__data$269  = host_wdata[7:0];
-  assign \$signature__addr$271  = host_addr[4:0];
-  assign \$signature__data$272  = host_wdata[40:0];
-  assign \$signature__addr$274  = host_addr[10:0];
-  assign \$signature__data$275  = host_wdata[7:0];
-  assign \$signature__addr$277  = host_addr[4:0];
-  assign \$signature__data$278  = host_wdata[40:0];
-  assign \$signature__addr$280  = host_addr[10:0];
-  assign \$signature__data$281  = host_wdata[7:0];
-  assign \$signature__addr$283  = host_addr[4:0];
-  assign \$signature__data$284  = host_wdata[40:0];
-  assign \$signature__addr$286  = host_addr[10:0];
-  assign \$signature__data$287  = host_wdata[7:0];
-  assign \$signature__addr$289  = host_addr[4:0];
-  assign \$signature__data$290  = host_wdata[40:0];
+  assign \$signature__addr$240  = host_addr[4:0];
+  assign \$signature__data$241  = host_wdata[40:0];
+  assign \$signature__addr$243  = host_addr[10:0];
+  assign \$signature__data$244  = host_wdata[7:0];
+  assign \$signature__addr$246  = host_addr[4:0];
+  assign \$signature__data$247  = host_wdata[40:0];
+  assign \$signature__addr$249  = host_addr[10:0];
+  assign \$signature__data$250  = host_wdata[7:0];
+  assign \$signature__addr$252  = host_addr[4:0];
+  assign \$signature__data$253  = host_wdata[40:0];
+  assign \$signature__addr$255  = host_addr[10:0];
+  assign \$signature__data$256  = host_wdata[7:0];
+  assign \$signature__addr$258  = host_addr[4:0];
+  assign \$signature__data$259  = host_wdata[40:0];
+  assign \$signature__addr$261  = host_addr[10:0];
+  assign \$signature__data$262  = host_wdata[7:0];
+  assign \$signature__addr$264  = host_addr[4:0];
+  assign \$signature__data$265  = host_wdata[40:0];
+  assign \$signature__addr$267  = host_addr[10:0];
+  assign \$signature__data$268  = host_wdata[7:0];
+  assign \$signature__addr$270  = host_addr[4:0];
+  assign \$signature__data$271  = host_wdata[40:0];
+  assign \$signature__addr$273  = host_addr[10:0];
+  assign \$signature__data$274  = host_wdata[7:0];
+  assign \$signature__addr$276  = host_addr[4:0];
+  assign \$signature__data$277  = host_wdata[40:0];
+  assign \$signature__addr$279  = host_addr[10:0];
+  assign \$signature__data$280  = host_wdata[7:0];
+  assign \$signature__addr$282  = host_addr[4:0];
+  assign \$signature__data$283  = host_wdata[40:0];
   assign raddr = host_addr[4:0];
   assign re = host_re;
-  assign port__addr = \$217 [10:0];
-  assign \port__addr$297  = \$218 [4:0];
-  assign \port__addr$298  = \$219 [4:0];
-  assign \port__addr$299  = \$220 [10:0];
-  assign \port__addr$300  = \$221 [4:0];
-  assign \port__addr$301  = \$222 [4:0];
-  assign \port__addr$302  = \$223 [10:0];
-  assign \port__addr$303  = \$224 [4:0];
-  assign \port__addr$304  = \$225 [4:0];
-  assign \port__addr$305  = \$226 [10:0];
-  assign \port__addr$306  = \$227 [4:0];
-  assign \port__addr$307  = \$228 [4:0];
-  assign \port__addr$308  = \$229 [10:0];
-  assign \port__addr$309  = \$230 [4:0];
-  assign \port__addr$310  = \$231 [4:0];
-  assign \port__addr$311  = \$232 [10:0];
-  assign \port__addr$312  = \$233 [4:0];
-  assign \port__addr$313  = \$234 [4:0];
-  assign \port__addr$314  = \$235 [10:0];
-  assign \port__addr$315  = \$236 [4:0];
-  assign \port__addr$316  = \$237 [4:0];
-  assign \port__addr$317  = \$238 [10:0];
-  assign \port__addr$318  = \$239 [4:0];
-  assign \port__addr$319  = \$240 [4:0];
-  assign \port__addr$320  = { bank_sel, src_sel, n[6:0] };
-  assign \port__addr$321  = { bank_sel, n[6:0] };
+  assign port__addr = \$211 [10:0];
+  assign \port__addr$290  = \$212 [4:0];
+  assign \port__addr$291  = \$213 [4:0];
+  assign \port__addr$292  = \$214 [10:0];
+  assign \port__addr$293  = \$215 [4:0];
+  assign \port__addr$294  = \$216 [4:0];
+  assign \port__addr$295  = \$217 [10:0];
+  assign \port__addr$296  = \$218 [4:0];
+  assign \port__addr$297  = \$219 [4:0];
+  assign \port__addr$298  = \$220 [10:0];
+  assign \port__addr$299  = \$221 [4:0];
+  assign \port__addr$300  = \$222 [4:0];
+  assign \port__addr$301  = \$223 [10:0];
+  assign \port__addr$302  = \$224 [4:0];
+  assign \port__addr$303  = \$225 [4:0];
+  assign \port__addr$304  = \$226 [10:0];
+  assign \port__addr$305  = \$227 [4:0];
+  assign \port__addr$306  = \$228 [4:0];
+  assign \port__addr$307  = \$229 [10:0];
+  assign \port__addr$308  = \$230 [4:0];
+  assign \port__addr$309  = \$231 [4:0];
+  assign \port__addr$310  = \$232 [10:0];
+  assign \port__addr$311  = \$233 [4:0];
+  assign \port__addr$312  = \$234 [4:0];
+  assign \port__addr$313  = { bank_sel, src_sel, n[6:0] };
+  assign \port__addr$314  = { bank_sel, n[6:0] };
+  assign a = weights0_nrw;
+  assign b = s2_x;
+  assign \a$317  = weights1_nrw;
+  assign \b$318  = s2_x;
+  assign \a$319  = weights2_nrw;
+  assign \b$320  = s2_x;
+  assign \a$321  = weights3_nrw;
+  assign \b$322  = s2_x;
+  assign \a$323  = weights4_nrw;
+  assign \b$324  = s2_x;
+  assign \a$325  = weights5_nrw;
+  assign \b$326  = s2_x;
+  assign \a$327  = weights6_nrw;
+  assign \b$328  = s2_x;
+  assign \a$329  = weights7_nrw;
+  assign \b$330  = s2_x;
   assign u = u_q0;
   assign alpha = alpha_q0;
   assign bias = bias_q0;
-  assign \u$325  = u_q1;
-  assign \alpha$326  = alpha_q1;
-  assign \bias$327  = bias_q1;
-  assign \u$328  = u_q2;
-  assign \alpha$329  = alpha_q2;
-  assign \bias$330  = bias_q2;
-  assign \u$331  = u_q3;
-  assign \alpha$332  = alpha_q3;
-  assign \bias$333  = bias_q3;
-  assign \u$334  = u_q4;
-  assign \alpha$335  = alpha_q4;
-  assign \bias$336  = bias_q4;
-  assign \u$337  = u_q5;
-  assign \alpha$338  = alpha_q5;
-  assign \bias$339  = bias_q5;
-  assign \u$340  = u_q6;
-  assign \alpha$341  = alpha_q6;
-  assign \bias$342  = bias_q6;
-  assign \u$343  = u_q7;
-  assign \alpha$344  = alpha_q7;
-  assign \bias$345  = bias_q7;
+  assign \u$334  = u_q1;
+  assign \alpha$335  = alpha_q1;
+  assign \bias$336  = bias_q1;
+  assign \u$337  = u_q2;
+  assign \alpha$338  = alpha_q2;
+  assign \bias$339  = bias_q2;
+  assign \u$340  = u_q3;
+  assign \alpha$341  = alpha_q3;
+  assign \bias$342  = bias_q3;
+  assign \u$343  = u_q4;
+  assign \alpha$344  = alpha_q4;
+  assign \bias$345  = bias_q4;
+  assign \u$346  = u_q5;
+  assign \alpha$347  = alpha_q5;
+  assign \bias$348  = bias_q5;
+  assign \u$349  = u_q6;
+  assign \alpha$350  = alpha_q6;
+  assign \bias$351  = bias_q6;
+  assign \u$352  = u_q7;
+  assign \alpha$353  = alpha_q7;
+  assign \bias$354  = bias_q7;
   assign records__ready = w_rdy;
   assign event_layer = records__payload[3:2];
   assign event_index = { 1'h0, records__payload[10:4] };
@@ -24116,57 +24176,57 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign v_reset = layer[43:28];
   assign reset = layer[27:26];
   assign spiking = layer[25];
-  assign \total$364  = acc1;
-  assign \theta$365  = params1_nrw[24:9];
-  assign \v_reset$366  = layer[43:28];
-  assign \reset$367  = layer[27:26];
-  assign \spiking$368  = layer[25];
-  assign \total$369  = acc2;
-  assign \theta$370  = params2_nrw[24:9];
-  assign \v_reset$371  = layer[43:28];
-  assign \reset$372  = layer[27:26];
-  assign \spiking$373  = layer[25];
-  assign \total$374  = acc3;
-  assign \theta$375  = params3_nrw[24:9];
-  assign \v_reset$376  = layer[43:28];
-  assign \reset$377  = layer[27:26];
-  assign \spiking$378  = layer[25];
-  assign \total$379  = acc4;
-  assign \theta$380  = params4_nrw[24:9];
-  assign \v_reset$381  = layer[43:28];
-  assign \reset$382  = layer[27:26];
-  assign \spiking$383  = layer[25];
-  assign \total$384  = acc5;
-  assign \theta$385  = params5_nrw[24:9];
-  assign \v_reset$386  = layer[43:28];
-  assign \reset$387  = layer[27:26];
-  assign \spiking$388  = layer[25];
-  assign \total$389  = acc6;
-  assign \theta$390  = params6_nrw[24:9];
-  assign \v_reset$391  = layer[43:28];
-  assign \reset$392  = layer[27:26];
-  assign \spiking$393  = layer[25];
-  assign \total$394  = acc7;
-  assign \theta$395  = params7_nrw[24:9];
-  assign \v_reset$396  = layer[43:28];
-  assign \reset$397  = layer[27:26];
-  assign \spiking$398  = layer[25];
-  assign \$signature__addr$399  = \$247 [4:0];
-  assign \$signature__data$400  = \$248 [15:0];
-  assign \$signature__addr$403  = \$253 [4:0];
-  assign \$signature__data$404  = \$254 [15:0];
-  assign \$signature__addr$406  = \$259 [4:0];
-  assign \$signature__data$407  = \$260 [15:0];
-  assign \$signature__addr$409  = \$265 [4:0];
-  assign \$signature__data$410  = \$266 [15:0];
-  assign \$signature__addr$412  = \$271 [4:0];
-  assign \$signature__data$413  = \$272 [15:0];
-  assign \$signature__addr$415  = \$277 [4:0];
-  assign \$signature__data$416  = \$278 [15:0];
-  assign \$signature__addr$418  = \$283 [4:0];
-  assign \$signature__data$419  = \$284 [15:0];
-  assign \$signature__addr$421  = \$289 [4:0];
-  assign \$signature__data$422  = \$290 [15:0];
+  assign \total$373  = acc1;
+  assign \theta$374  = params1_nrw[24:9];
+  assign \v_reset$375  = layer[43:28];
+  assign \reset$376  = layer[27:26];
+  assign \spiking$377  = layer[25];
+  assign \total$378  = acc2;
+  assign \theta$379  = params2_nrw[24:9];
+  assign \v_reset$380  = layer[43:28];
+  assign \reset$381  = layer[27:26];
+  assign \spiking$382  = layer[25];
+  assign \total$383  = acc3;
+  assign \theta$384  = params3_nrw[24:9];
+  assign \v_reset$385  = layer[43:28];
+  assign \reset$386  = layer[27:26];
+  assign \spiking$387  = layer[25];
+  assign \total$388  = acc4;
+  assign \theta$389  = params4_nrw[24:9];
+  assign \v_reset$390  = layer[43:28];
+  assign \reset$391  = layer[27:26];
+  assign \spiking$392  = layer[25];
+  assign \total$393  = acc5;
+  assign \theta$394  = params5_nrw[24:9];
+  assign \v_reset$395  = layer[43:28];
+  assign \reset$396  = layer[27:26];
+  assign \spiking$397  = layer[25];
+  assign \total$398  = acc6;
+  assign \theta$399  = params6_nrw[24:9];
+  assign \v_reset$400  = layer[43:28];
+  assign \reset$401  = layer[27:26];
+  assign \spiking$402  = layer[25];
+  assign \total$403  = acc7;
+  assign \theta$404  = params7_nrw[24:9];
+  assign \v_reset$405  = layer[43:28];
+  assign \reset$406  = layer[27:26];
+  assign \spiking$407  = layer[25];
+  assign \$signature__addr$408  = \$241 [4:0];
+  assign \$signature__data$409  = \$242 [15:0];
+  assign \$signature__addr$412  = \$247 [4:0];
+  assign \$signature__data$413  = \$248 [15:0];
+  assign \$signature__addr$415  = \$253 [4:0];
+  assign \$signature__data$416  = \$254 [15:0];
+  assign \$signature__addr$418  = \$259 [4:0];
+  assign \$signature__data$419  = \$260 [15:0];
+  assign \$signature__addr$421  = \$265 [4:0];
+  assign \$signature__data$422  = \$266 [15:0];
+  assign \$signature__addr$424  = \$271 [4:0];
+  assign \$signature__data$425  = \$272 [15:0];
+  assign \$signature__addr$427  = \$277 [4:0];
+  assign \$signature__data$428  = \$278 [15:0];
+  assign \$signature__addr$430  = \$283 [4:0];
+  assign \$signature__data$431  = \$284 [15:0];
   assign \input__payload.index  = input__payload[6:0];
   assign \input__payload.value  = input__payload[14:7];
   assign \input__payload.end  = input__payload[15];
@@ -24312,30 +24372,30 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \edge.recurrent  = \edge [3];
   assign \edge.wbase  = \edge [14:4];
   assign \edge.nsrc  = \edge [22:15];
-  assign \$signature__data$248.alpha  = host_wdata[8:0];
-  assign \$signature__data$248.theta  = host_wdata[24:9];
-  assign \$signature__data$248.bias  = host_wdata[40:25];
-  assign \$signature__data$254.alpha  = host_wdata[8:0];
-  assign \$signature__data$254.theta  = host_wdata[24:9];
-  assign \$signature__data$254.bias  = host_wdata[40:25];
-  assign \$signature__data$260.alpha  = host_wdata[8:0];
-  assign \$signature__data$260.theta  = host_wdata[24:9];
-  assign \$signature__data$260.bias  = host_wdata[40:25];
-  assign \$signature__data$266.alpha  = host_wdata[8:0];
-  assign \$signature__data$266.theta  = host_wdata[24:9];
-  assign \$signature__data$266.bias  = host_wdata[40:25];
-  assign \$signature__data$272.alpha  = host_wdata[8:0];
-  assign \$signature__data$272.theta  = host_wdata[24:9];
-  assign \$signature__data$272.bias  = host_wdata[40:25];
-  assign \$signature__data$278.alpha  = host_wdata[8:0];
-  assign \$signature__data$278.theta  = host_wdata[24:9];
-  assign \$signature__data$278.bias  = host_wdata[40:25];
-  assign \$signature__data$284.alpha  = host_wdata[8:0];
-  assign \$signature__data$284.theta  = host_wdata[24:9];
-  assign \$signature__data$284.bias  = host_wdata[40:25];
-  assign \$signature__data$290.alpha  = host_wdata[8:0];
-  assign \$signature__data$290.theta  = host_wdata[24:9];
-  assign \$signature__data$290.bias  = host_wdata[40:25];
+  assign \$signature__data$241.alpha  = host_wdata[8:0];
+  assign \$signature__data$241.theta  = host_wdata[24:9];
+  assign \$signature__data$241.bias  = host_wdata[40:25];
+  assign \$signature__data$247.alpha  = host_wdata[8:0];
+  assign \$signature__data$247.theta  = host_wdata[24:9];
+  assign \$signature__data$247.bias  = host_wdata[40:25];
+  assign \$signature__data$253.alpha  = host_wdata[8:0];
+  assign \$signature__data$253.theta  = host_wdata[24:9];
+  assign \$signature__data$253.bias  = host_wdata[40:25];
+  assign \$signature__data$259.alpha  = host_wdata[8:0];
+  assign \$signature__data$259.theta  = host_wdata[24:9];
+  assign \$signature__data$259.bias  = host_wdata[40:25];
+  assign \$signature__data$265.alpha  = host_wdata[8:0];
+  assign \$signature__data$265.theta  = host_wdata[24:9];
+  assign \$signature__data$265.bias  = host_wdata[40:25];
+  assign \$signature__data$271.alpha  = host_wdata[8:0];
+  assign \$signature__data$271.theta  = host_wdata[24:9];
+  assign \$signature__data$271.bias  = host_wdata[40:25];
+  assign \$signature__data$277.alpha  = host_wdata[8:0];
+  assign \$signature__data$277.theta  = host_wdata[24:9];
+  assign \$signature__data$277.bias  = host_wdata[40:25];
+  assign \$signature__data$283.alpha  = host_wdata[8:0];
+  assign \$signature__data$283.theta  = host_wdata[24:9];
+  assign \$signature__data$283.bias  = host_wdata[40:25];
   assign \end_record.kind  = end_record[1:0];
   assign \end_record.layer  = end_record[3:2];
   assign \end_record.index  = end_record[10:4];
@@ -24358,21 +24418,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \values[5]  = values[95:80];
   assign \values[6]  = values[111:96];
   assign \values[7]  = values[127:112];
-  assign valid_lanes[7] = \$318 ;
-  assign valid_lanes[6] = \$315 ;
-  assign valid_lanes[5] = \$312 ;
-  assign valid_lanes[4] = \$309 ;
-  assign valid_lanes[3] = \$306 ;
-  assign valid_lanes[2] = \$303 ;
-  assign valid_lanes[1] = \$300 ;
-  assign valid_lanes[0] = \$297 ;
+  assign valid_lanes[7] = \$312 ;
+  assign valid_lanes[6] = \$309 ;
+  assign valid_lanes[5] = \$306 ;
+  assign valid_lanes[4] = \$303 ;
+  assign valid_lanes[3] = \$300 ;
+  assign valid_lanes[2] = \$297 ;
+  assign valid_lanes[1] = \$294 ;
+  assign valid_lanes[0] = \$291 ;
   assign end_record[1:0] = 2'h2;
   assign end_record[27:2] = 26'h0000000;
-  assign \$96  = { 1'h0, \edge [22:15] };
-  assign \$98  = { \edge [22:15], 1'h0 };
-  assign \$101  = { 1'h0, \edge [22:15], 2'h0 };
-  assign \$103  = { \edge [22:15], 3'h0 };
-  assign \$107  = { 3'h0, \edge [22:15], 4'h0 };
+  assign \$75  = 1'h1;
+  assign \$76  = \$74 ;
+  assign \$90  = { 1'h0, \edge [22:15] };
+  assign \$92  = { \edge [22:15], 1'h0 };
+  assign \$95  = { 1'h0, \edge [22:15], 2'h0 };
+  assign \$97  = { \edge [22:15], 3'h0 };
+  assign \$101  = { 3'h0, \edge [22:15], 4'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -25337,7 +25399,7 @@ module \npu_core_digits.counters (re, clk, rst, total, inc, clear, raddr);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.leak0 (u, alpha, bias, leak);
+module \npu_core_digits.leak0 (bias, u, alpha, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -25356,7 +25418,7 @@ module \npu_core_digits.leak0 (u, alpha, bias, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.leak1 (u, alpha, bias, leak);
+module \npu_core_digits.leak1 (bias, u, alpha, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -25375,7 +25437,7 @@ module \npu_core_digits.leak1 (u, alpha, bias, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.leak2 (u, alpha, bias, leak);
+module \npu_core_digits.leak2 (bias, u, alpha, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -25394,7 +25456,7 @@ module \npu_core_digits.leak2 (u, alpha, bias, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.leak3 (u, alpha, bias, leak);
+module \npu_core_digits.leak3 (bias, u, alpha, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -25413,7 +25475,7 @@ module \npu_core_digits.leak3 (u, alpha, bias, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.leak4 (u, alpha, bias, leak);
+module \npu_core_digits.leak4 (bias, u, alpha, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -25432,7 +25494,7 @@ module \npu_core_digits.leak4 (u, alpha, bias, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.leak5 (u, alpha, bias, leak);
+module \npu_core_digits.leak5 (bias, u, alpha, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -25451,7 +25513,7 @@ module \npu_core_digits.leak5 (u, alpha, bias, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.leak6 (u, alpha, bias, leak);
+module \npu_core_digits.leak6 (bias, u, alpha, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -25470,7 +25532,7 @@ module \npu_core_digits.leak6 (u, alpha, bias, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.leak7 (u, alpha, bias, leak);
+module \npu_core_digits.leak7 (bias, u, alpha, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -25489,7 +25551,7 @@ module \npu_core_digits.leak7 (u, alpha, bias, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron0 (u_new, theta, \port$1544$25 , total, spike);
+module \npu_core_digits.neuron0 (u_new, theta, \port$1546$25 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -25513,8 +25575,8 @@ module \npu_core_digits.neuron0 (u_new, theta, \port$1544$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1544$25 ;
-  wire [18:0] \port$1544$25 ;
+  input [18:0] \port$1546$25 ;
+  wire [18:0] \port$1546$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25543,26 +25605,26 @@ module \npu_core_digits.neuron0 (u_new, theta, \port$1544$25 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1544$25 [0] & \$11 ;
+  assign spike = \port$1546$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1544$25 [2:1];
-  assign \$17  = \port$1544$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1544$25 [18:3] : v;
+  assign \$16  = ! \port$1546$25 [2:1];
+  assign \$17  = \port$1546$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1546$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$16  = ~ \$12 [15];
-  assign spiking = \port$1544$25 [0];
+  assign spiking = \port$1546$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1544$25 [2:1];
-  assign v_reset = \port$1544$25 [18:3];
+  assign reset = \port$1546$25 [2:1];
+  assign v_reset = \port$1546$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron1 (u_new, theta, \port$1544$25 , total, spike);
+module \npu_core_digits.neuron1 (u_new, theta, \port$1546$25 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -25586,8 +25648,8 @@ module \npu_core_digits.neuron1 (u_new, theta, \port$1544$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1544$25 ;
-  wire [18:0] \port$1544$25 ;
+  input [18:0] \port$1546$25 ;
+  wire [18:0] \port$1546$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25616,26 +25678,26 @@ module \npu_core_digits.neuron1 (u_new, theta, \port$1544$25 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1544$25 [0] & \$11 ;
+  assign spike = \port$1546$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1544$25 [2:1];
-  assign \$17  = \port$1544$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1544$25 [18:3] : v;
+  assign \$16  = ! \port$1546$25 [2:1];
+  assign \$17  = \port$1546$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1546$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$14  = ~ \$12 [15];
-  assign spiking = \port$1544$25 [0];
+  assign spiking = \port$1546$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1544$25 [2:1];
-  assign v_reset = \port$1544$25 [18:3];
+  assign reset = \port$1546$25 [2:1];
+  assign v_reset = \port$1546$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$14 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron2 (u_new, theta, \port$1544$25 , total, spike);
+module \npu_core_digits.neuron2 (u_new, theta, \port$1546$25 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -25659,8 +25721,8 @@ module \npu_core_digits.neuron2 (u_new, theta, \port$1544$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1544$25 ;
-  wire [18:0] \port$1544$25 ;
+  input [18:0] \port$1546$25 ;
+  wire [18:0] \port$1546$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25689,26 +25751,26 @@ module \npu_core_digits.neuron2 (u_new, theta, \port$1544$25 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1544$25 [0] & \$11 ;
+  assign spike = \port$1546$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1544$25 [2:1];
-  assign \$17  = \port$1544$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1544$25 [18:3] : v;
+  assign \$16  = ! \port$1546$25 [2:1];
+  assign \$17  = \port$1546$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1546$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$12  = ~ \$12 [15];
-  assign spiking = \port$1544$25 [0];
+  assign spiking = \port$1546$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1544$25 [2:1];
-  assign v_reset = \port$1544$25 [18:3];
+  assign reset = \port$1546$25 [2:1];
+  assign v_reset = \port$1546$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$12 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron3 (u_new, theta, \port$1544$25 , total, spike);
+module \npu_core_digits.neuron3 (u_new, theta, \port$1546$25 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -25732,8 +25794,8 @@ module \npu_core_digits.neuron3 (u_new, theta, \port$1544$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1544$25 ;
-  wire [18:0] \port$1544$25 ;
+  input [18:0] \port$1546$25 ;
+  wire [18:0] \port$1546$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25762,26 +25824,26 @@ module \npu_core_digits.neuron3 (u_new, theta, \port$1544$25 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1544$25 [0] & \$11 ;
+  assign spike = \port$1546$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1544$25 [2:1];
-  assign \$17  = \port$1544$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1544$25 [18:3] : v;
+  assign \$16  = ! \port$1546$25 [2:1];
+  assign \$17  = \port$1546$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1546$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$10  = ~ \$12 [15];
-  assign spiking = \port$1544$25 [0];
+  assign spiking = \port$1546$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1544$25 [2:1];
-  assign v_reset = \port$1544$25 [18:3];
+  assign reset = \port$1546$25 [2:1];
+  assign v_reset = \port$1546$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$10 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron4 (u_new, theta, \port$1544$25 , total, spike);
+module \npu_core_digits.neuron4 (u_new, theta, \port$1546$25 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -25805,8 +25867,8 @@ module \npu_core_digits.neuron4 (u_new, theta, \port$1544$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1544$25 ;
-  wire [18:0] \port$1544$25 ;
+  input [18:0] \port$1546$25 ;
+  wire [18:0] \port$1546$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25835,26 +25897,26 @@ module \npu_core_digits.neuron4 (u_new, theta, \port$1544$25 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1544$25 [0] & \$11 ;
+  assign spike = \port$1546$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1544$25 [2:1];
-  assign \$17  = \port$1544$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1544$25 [18:3] : v;
+  assign \$16  = ! \port$1546$25 [2:1];
+  assign \$17  = \port$1546$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1546$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$8  = ~ \$12 [15];
-  assign spiking = \port$1544$25 [0];
+  assign spiking = \port$1546$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1544$25 [2:1];
-  assign v_reset = \port$1544$25 [18:3];
+  assign reset = \port$1546$25 [2:1];
+  assign v_reset = \port$1546$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$8 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron5 (u_new, theta, \port$1544$25 , total, spike);
+module \npu_core_digits.neuron5 (u_new, theta, \port$1546$25 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -25878,8 +25940,8 @@ module \npu_core_digits.neuron5 (u_new, theta, \port$1544$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1544$25 ;
-  wire [18:0] \port$1544$25 ;
+  input [18:0] \port$1546$25 ;
+  wire [18:0] \port$1546$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25908,26 +25970,26 @@ module \npu_core_digits.neuron5 (u_new, theta, \port$1544$25 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1544$25 [0] & \$11 ;
+  assign spike = \port$1546$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1544$25 [2:1];
-  assign \$17  = \port$1544$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1544$25 [18:3] : v;
+  assign \$16  = ! \port$1546$25 [2:1];
+  assign \$17  = \port$1546$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1546$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$6  = ~ \$12 [15];
-  assign spiking = \port$1544$25 [0];
+  assign spiking = \port$1546$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1544$25 [2:1];
-  assign v_reset = \port$1544$25 [18:3];
+  assign reset = \port$1546$25 [2:1];
+  assign v_reset = \port$1546$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$6 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron6 (u_new, theta, \port$1544$25 , total, spike);
+module \npu_core_digits.neuron6 (u_new, theta, \port$1546$25 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -25951,8 +26013,8 @@ module \npu_core_digits.neuron6 (u_new, theta, \port$1544$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1544$25 ;
-  wire [18:0] \port$1544$25 ;
+  input [18:0] \port$1546$25 ;
+  wire [18:0] \port$1546$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -25981,26 +26043,26 @@ module \npu_core_digits.neuron6 (u_new, theta, \port$1544$25 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1544$25 [0] & \$11 ;
+  assign spike = \port$1546$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1544$25 [2:1];
-  assign \$17  = \port$1544$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1544$25 [18:3] : v;
+  assign \$16  = ! \port$1546$25 [2:1];
+  assign \$17  = \port$1546$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1546$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$4  = ~ \$12 [15];
-  assign spiking = \port$1544$25 [0];
+  assign spiking = \port$1546$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1544$25 [2:1];
-  assign v_reset = \port$1544$25 [18:3];
+  assign reset = \port$1546$25 [2:1];
+  assign v_reset = \port$1546$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neuron7 (u_new, theta, \port$1544$25 , total, spike);
+module \npu_core_digits.neuron7 (u_new, theta, \port$1546$25 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -26024,8 +26086,8 @@ module \npu_core_digits.neuron7 (u_new, theta, \port$1544$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1544$25 ;
-  wire [18:0] \port$1544$25 ;
+  input [18:0] \port$1546$25 ;
+  wire [18:0] \port$1546$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -26054,20 +26116,20 @@ module \npu_core_digits.neuron7 (u_new, theta, \port$1544$25 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1544$25 [0] & \$11 ;
+  assign spike = \port$1546$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1544$25 [2:1];
-  assign \$17  = \port$1544$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1544$25 [18:3] : v;
+  assign \$16  = ! \port$1546$25 [2:1];
+  assign \$17  = \port$1546$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1546$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$2  = ~ \$12 [15];
-  assign spiking = \port$1544$25 [0];
+  assign spiking = \port$1546$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1544$25 [2:1];
-  assign v_reset = \port$1544$25 [18:3];
+  assign reset = \port$1546$25 [2:1];
+  assign v_reset = \port$1546$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$2 ;
 endmodule
@@ -26249,6 +26311,222 @@ module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r
   assign w_data = w_port__data;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.product0 (rst, a, b, p_q, clk);
+  wire [15:0] \$1 ;
+  input [7:0] a;
+  wire [7:0] a;
+  reg [7:0] a_q = 8'h00;
+  input [7:0] b;
+  wire [7:0] b;
+  reg [7:0] b_q = 8'h00;
+  input clk;
+  wire clk;
+  (* init = 16'h0000 *)
+  wire [15:0] p;
+  output [15:0] p_q;
+  reg [15:0] p_q = 16'h0000;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a_q) * $signed(b_q);
+  always @(posedge clk)
+    a_q <= a;
+  always @(posedge clk)
+    b_q <= b;
+  always @(posedge clk)
+    p_q <= \$1 ;
+  assign p = p_q;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.product1 (rst, a, b, p_q, clk);
+  wire [15:0] \$1 ;
+  input [7:0] a;
+  wire [7:0] a;
+  reg [7:0] a_q = 8'h00;
+  input [7:0] b;
+  wire [7:0] b;
+  reg [7:0] b_q = 8'h00;
+  input clk;
+  wire clk;
+  (* init = 16'h0000 *)
+  wire [15:0] p;
+  output [15:0] p_q;
+  reg [15:0] p_q = 16'h0000;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a_q) * $signed(b_q);
+  always @(posedge clk)
+    a_q <= a;
+  always @(posedge clk)
+    b_q <= b;
+  always @(posedge clk)
+    p_q <= \$1 ;
+  assign p = p_q;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.product2 (rst, a, b, p_q, clk);
+  wire [15:0] \$1 ;
+  input [7:0] a;
+  wire [7:0] a;
+  reg [7:0] a_q = 8'h00;
+  input [7:0] b;
+  wire [7:0] b;
+  reg [7:0] b_q = 8'h00;
+  input clk;
+  wire clk;
+  (* init = 16'h0000 *)
+  wire [15:0] p;
+  output [15:0] p_q;
+  reg [15:0] p_q = 16'h0000;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a_q) * $signed(b_q);
+  always @(posedge clk)
+    a_q <= a;
+  always @(posedge clk)
+    b_q <= b;
+  always @(posedge clk)
+    p_q <= \$1 ;
+  assign p = p_q;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.product3 (rst, a, b, p_q, clk);
+  wire [15:0] \$1 ;
+  input [7:0] a;
+  wire [7:0] a;
+  reg [7:0] a_q = 8'h00;
+  input [7:0] b;
+  wire [7:0] b;
+  reg [7:0] b_q = 8'h00;
+  input clk;
+  wire clk;
+  (* init = 16'h0000 *)
+  wire [15:0] p;
+  output [15:0] p_q;
+  reg [15:0] p_q = 16'h0000;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a_q) * $signed(b_q);
+  always @(posedge clk)
+    a_q <= a;
+  always @(posedge clk)
+    b_q <= b;
+  always @(posedge clk)
+    p_q <= \$1 ;
+  assign p = p_q;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.product4 (rst, a, b, p_q, clk);
+  wire [15:0] \$1 ;
+  input [7:0] a;
+  wire [7:0] a;
+  reg [7:0] a_q = 8'h00;
+  input [7:0] b;
+  wire [7:0] b;
+  reg [7:0] b_q = 8'h00;
+  input clk;
+  wire clk;
+  (* init = 16'h0000 *)
+  wire [15:0] p;
+  output [15:0] p_q;
+  reg [15:0] p_q = 16'h0000;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a_q) * $signed(b_q);
+  always @(posedge clk)
+    a_q <= a;
+  always @(posedge clk)
+    b_q <= b;
+  always @(posedge clk)
+    p_q <= \$1 ;
+  assign p = p_q;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.product5 (rst, a, b, p_q, clk);
+  wire [15:0] \$1 ;
+  input [7:0] a;
+  wire [7:0] a;
+  reg [7:0] a_q = 8'h00;
+  input [7:0] b;
+  wire [7:0] b;
+  reg [7:0] b_q = 8'h00;
+  input clk;
+  wire clk;
+  (* init = 16'h0000 *)
+  wire [15:0] p;
+  output [15:0] p_q;
+  reg [15:0] p_q = 16'h0000;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a_q) * $signed(b_q);
+  always @(posedge clk)
+    a_q <= a;
+  always @(posedge clk)
+    b_q <= b;
+  always @(posedge clk)
+    p_q <= \$1 ;
+  assign p = p_q;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.product6 (rst, a, b, p_q, clk);
+  wire [15:0] \$1 ;
+  input [7:0] a;
+  wire [7:0] a;
+  reg [7:0] a_q = 8'h00;
+  input [7:0] b;
+  wire [7:0] b;
+  reg [7:0] b_q = 8'h00;
+  input clk;
+  wire clk;
+  (* init = 16'h0000 *)
+  wire [15:0] p;
+  output [15:0] p_q;
+  reg [15:0] p_q = 16'h0000;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a_q) * $signed(b_q);
+  always @(posedge clk)
+    a_q <= a;
+  always @(posedge clk)
+    b_q <= b;
+  always @(posedge clk)
+    p_q <= \$1 ;
+  assign p = p_q;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.product7 (rst, a, b, p_q, clk);
+  wire [15:0] \$1 ;
+  input [7:0] a;
+  wire [7:0] a;
+  reg [7:0] a_q = 8'h00;
+  input [7:0] b;
+  wire [7:0] b;
+  reg [7:0] b_q = 8'h00;
+  input clk;
+  wire clk;
+  (* init = 16'h0000 *)
+  wire [15:0] p;
+  output [15:0] p_q;
+  reg [15:0] p_q = 16'h0000;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a_q) * $signed(b_q);
+  always @(posedge clk)
+    a_q <= a;
+  always @(posedge clk)
+    b_q <= b;
+  always @(posedge clk)
+    p_q <= \$1 ;
+  assign p = p_q;
 endmodule
 
 (* generator = "Amaranth" *)

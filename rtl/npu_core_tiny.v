@@ -16,7 +16,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [7:0] \$107 ;
   reg [40:0] \$108 ;
   reg [15:0] \$109 ;
-  wire [15:0] \$11 ;
+  wire \$11 ;
   wire [9:0] \$110 ;
   wire [8:0] \$111 ;
   wire [7:0] \$112 ;
@@ -27,7 +27,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$117 ;
   reg [3:0] \$118 ;
   wire \$119 ;
-  wire [15:0] \$12 ;
+  wire [17:0] \$12 ;
   wire \$120 ;
   wire [7:0] \$121 ;
   wire [41:0] \$122 ;
@@ -38,7 +38,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [7:0] \$127 ;
   wire [41:0] \$128 ;
   wire \$129 ;
-  wire \$13 ;
+  wire [26:0] \$13 ;
   wire \$130 ;
   wire \$131 ;
   wire \$132 ;
@@ -49,7 +49,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [6:0] \$137 ;
   wire \$138 ;
   wire \$139 ;
-  wire [17:0] \$14 ;
+  wire \$14 ;
   wire \$140 ;
   wire \$141 ;
   reg [3:0] \$142 ;
@@ -60,7 +60,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$147 ;
   wire \$148 ;
   wire \$149 ;
-  wire [26:0] \$15 ;
+  wire [17:0] \$15 ;
   wire \$150 ;
   wire \$151 ;
   wire \$152 ;
@@ -71,7 +71,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$157 ;
   wire \$158 ;
   wire \$159 ;
-  wire \$16 ;
+  wire [26:0] \$16 ;
   wire [1:0] \$160 ;
   wire [1:0] \$161 ;
   wire [5:0] \$162 ;
@@ -82,7 +82,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$167 ;
   wire \$168 ;
   wire \$169 ;
-  wire [17:0] \$17 ;
+  wire \$17 ;
   wire \$170 ;
   wire \$171 ;
   wire \$172 ;
@@ -93,7 +93,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [15:0] \$177 ;
   reg [15:0] \$178 ;
   reg [15:0] \$179 ;
-  wire [26:0] \$18 ;
+  wire [5:0] \$18 ;
   reg [15:0] \$180 ;
   reg [1:0] \$181 ;
   reg \$182 ;
@@ -118,11 +118,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$2 ;
   wire [5:0] \$20 ;
   reg \$200 ;
-  reg [17:0] \$201 ;
-  reg [25:0] \$202 ;
-  reg [17:0] \$203 ;
-  reg [25:0] \$204 ;
-  reg [4:0] \$205 ;
+  reg \$201 ;
+  reg [17:0] \$202 ;
+  reg [25:0] \$203 ;
+  reg [17:0] \$204 ;
+  reg [25:0] \$205 ;
   reg [4:0] \$206 ;
   reg [4:0] \$207 ;
   reg [4:0] \$208 ;
@@ -131,30 +131,31 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [4:0] \$210 ;
   reg [4:0] \$211 ;
   reg [4:0] \$212 ;
-  reg [1:0] \$213 ;
-  reg [15:0] \$214 ;
+  reg [4:0] \$213 ;
+  reg [1:0] \$214 ;
   reg [15:0] \$215 ;
-  reg [1:0] \$216 ;
-  reg \$217 ;
+  reg [15:0] \$216 ;
+  reg [1:0] \$217 ;
   reg \$218 ;
-  reg [4:0] \$219 ;
+  reg \$219 ;
   wire [5:0] \$22 ;
   reg [4:0] \$220 ;
-  reg \$221 ;
+  reg [4:0] \$221 ;
   reg \$222 ;
   reg \$223 ;
-  reg [3:0] \$224 ;
+  reg \$224 ;
   reg [3:0] \$225 ;
-  reg [1:0] \$226 ;
-  reg \$227 ;
+  reg [3:0] \$226 ;
+  reg [1:0] \$227 ;
   reg \$228 ;
-  reg [4:0] \$229 ;
+  reg \$229 ;
   wire \$23 ;
   reg [4:0] \$230 ;
-  reg [7:0] \$231 ;
-  reg [8:0] \$232 ;
-  reg [1:0] \$233 ;
-  reg \$234 ;
+  reg [4:0] \$231 ;
+  reg [7:0] \$232 ;
+  reg [8:0] \$233 ;
+  reg [1:0] \$234 ;
+  reg \$235 ;
   wire [5:0] \$24 ;
   wire \$25 ;
   wire [5:0] \$26 ;
@@ -165,13 +166,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [5:0] \$30 ;
   wire \$31 ;
   wire [5:0] \$32 ;
-  wire \$33 ;
-  wire [5:0] \$34 ;
-  wire [4:0] \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  reg [4:0] \$38 ;
-  wire [5:0] \$39 ;
+  wire [4:0] \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  reg [4:0] \$36 ;
+  wire [5:0] \$37 ;
+  wire \$38 ;
+  wire \$39 ;
   wire \$4 ;
   wire \$40 ;
   wire \$41 ;
@@ -239,52 +240,61 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$98 ;
   wire \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$109  = 1'h0;
-  reg \$signal$113  = 1'h0;
+  reg \$signal$107  = 1'h0;
+  reg \$signal$112  = 1'h0;
   reg \$signal$62  = 1'h0;
   reg \$signal$63  = 1'h0;
-  reg \$signal$70  = 1'h0;
-  reg \$signal$71 ;
-  reg \$signal$72  = 1'h0;
-  reg \$signal$73  = 1'h0;
+  reg \$signal$65  = 1'h0;
+  reg \$signal$66 ;
+  reg \$signal$67  = 1'h0;
+  reg \$signal$68  = 1'h0;
+  reg \$signal$69  = 1'h0;
   wire [7:0] \$signature__addr ;
-  wire [3:0] \$signature__addr$130 ;
-  wire [7:0] \$signature__addr$133 ;
-  wire [3:0] \$signature__addr$136 ;
-  wire [3:0] \$signature__addr$180 ;
-  wire [3:0] \$signature__addr$184 ;
+  wire [3:0] \$signature__addr$129 ;
+  wire [7:0] \$signature__addr$132 ;
+  wire [3:0] \$signature__addr$135 ;
+  wire [3:0] \$signature__addr$183 ;
+  wire [3:0] \$signature__addr$187 ;
   wire [7:0] \$signature__data ;
-  wire [40:0] \$signature__data$131 ;
-  wire [8:0] \$signature__data$131.alpha ;
-  wire [15:0] \$signature__data$131.bias ;
-  wire [15:0] \$signature__data$131.theta ;
-  wire [7:0] \$signature__data$134 ;
-  wire [40:0] \$signature__data$137 ;
-  wire [8:0] \$signature__data$137.alpha ;
-  wire [15:0] \$signature__data$137.bias ;
-  wire [15:0] \$signature__data$137.theta ;
-  wire [15:0] \$signature__data$181 ;
-  wire [15:0] \$signature__data$185 ;
+  wire [40:0] \$signature__data$130 ;
+  wire [8:0] \$signature__data$130.alpha ;
+  wire [15:0] \$signature__data$130.bias ;
+  wire [15:0] \$signature__data$130.theta ;
+  wire [7:0] \$signature__data$133 ;
+  wire [40:0] \$signature__data$136 ;
+  wire [8:0] \$signature__data$136.alpha ;
+  wire [15:0] \$signature__data$136.bias ;
+  wire [15:0] \$signature__data$136.theta ;
+  wire [15:0] \$signature__data$184 ;
+  wire [15:0] \$signature__data$188 ;
   wire \$signature__en ;
-  wire \$signature__en$132 ;
-  wire \$signature__en$135 ;
-  wire \$signature__en$138 ;
-  wire \$signature__en$182 ;
-  wire \$signature__en$186 ;
+  wire \$signature__en$131 ;
+  wire \$signature__en$134 ;
+  wire \$signature__en$137 ;
+  wire \$signature__en$185 ;
+  wire \$signature__en$189 ;
+  (* init = 8'h00 *)
+  wire [7:0] a;
+  (* init = 8'h00 *)
+  wire [7:0] \a$152 ;
   reg [25:0] acc0 = 26'h0000000;
   reg [25:0] acc1 = 26'h0000000;
   (* init = 9'h000 *)
   wire [8:0] alpha;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$155 ;
+  wire [8:0] \alpha$158 ;
   reg [8:0] alpha_q0 = 9'h000;
   reg [8:0] alpha_q1 = 9'h000;
+  (* init = 8'h00 *)
+  wire [7:0] b;
+  (* init = 8'h00 *)
+  wire [7:0] \b$153 ;
   reg bank_sel = 1'h0;
   reg [4:0] base;
   (* init = 16'h0000 *)
   wire [15:0] bias;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$156 ;
+  wire [15:0] \bias$159 ;
   reg [15:0] bias_q0 = 16'h0000;
   reg [15:0] bias_q1 = 16'h0000;
   output busy;
@@ -293,7 +303,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire can_load;
   input clear;
   wire clear;
-  reg \clear$197 ;
+  reg \clear$200 ;
   input clk;
   wire clk;
   reg [4:0] cnt = 5'h00;
@@ -362,6 +372,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [40:0] host_rdata;
   input host_re;
   wire host_re;
+  wire host_req;
   output host_rvalid;
   reg host_rvalid = 1'h0;
   input [40:0] host_wdata;
@@ -393,7 +404,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [3:0] k = 4'h0;
   reg last_row = 1'h0;
   reg [37:0] layer = 38'h0000000000;
-  reg \layer$194 ;
+  reg \layer$197 ;
   wire [1:0] \layer.ebase ;
   wire [2:0] \layer.ecount ;
   wire \layer.emit_values ;
@@ -424,7 +435,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \layer1.spiking ;
   wire [15:0] \layer1.v_reset ;
   wire [17:0] leak;
-  wire [17:0] \leak$84 ;
+  wire [17:0] \leak$81 ;
   reg [17:0] leak_q0 = 18'h00000;
   reg [17:0] leak_q1 = 18'h00000;
   reg li = 1'h0;
@@ -445,6 +456,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire output__ready;
   output output__valid;
   wire output__valid;
+  wire [15:0] p;
+  wire [15:0] \p$83 ;
   reg [40:0] params0_nrw = 41'h00000000000;
   wire [8:0] \params0_nrw.alpha ;
   wire [15:0] \params0_nrw.bias ;
@@ -454,13 +467,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \params1_nrw.bias ;
   wire [15:0] \params1_nrw.theta ;
   wire [7:0] port__addr;
+  wire [3:0] \port__addr$143 ;
   wire [3:0] \port__addr$144 ;
-  wire [3:0] \port__addr$145 ;
-  wire [7:0] \port__addr$146 ;
+  wire [7:0] \port__addr$145 ;
+  wire [3:0] \port__addr$146 ;
   wire [3:0] \port__addr$147 ;
-  wire [3:0] \port__addr$148 ;
-  wire [6:0] \port__addr$149 ;
-  wire [4:0] \port__addr$150 ;
+  wire [6:0] \port__addr$148 ;
+  wire [4:0] \port__addr$149 ;
   wire [11:0] port__data;
   wire [11:0] \port__data$19 ;
   wire [3:0] \port__data$19.index ;
@@ -479,8 +492,6 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \port__data$31 ;
   wire [3:0] \port__data.index ;
   wire [7:0] \port__data.value ;
-  reg [15:0] prod_q0 = 16'h0000;
-  reg [15:0] prod_q1 = 16'h0000;
   wire [23:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -499,7 +510,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire records__ready;
   wire records__valid;
   wire [1:0] reset;
-  wire [1:0] \reset$178 ;
+  wire [1:0] \reset$181 ;
   wire [4:0] row_addr;
   reg [8:0] row_offset = 9'h000;
   reg [7:0] row_wbase = 8'h00;
@@ -514,35 +525,34 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [7:0] s1b_x = 8'h00;
   reg s2_valid = 1'h0;
   reg [7:0] s2_x = 8'h00;
-  reg [7:0] s3_x = 8'h00;
   reg s4_valid = 1'h0;
   reg [1:0] send;
   wire spike;
-  wire \spike$101 ;
+  wire \spike$99 ;
   wire [1:0] spike_src;
   reg [1:0] spikes = 2'h0;
-  reg [1:0] \spikes$192 ;
+  reg [1:0] \spikes$195 ;
   wire spiking;
-  wire \spiking$179 ;
+  wire \spiking$182 ;
   reg [1:0] src_sel = 2'h0;
   wire [15:0] theta;
-  wire [15:0] \theta$176 ;
+  wire [15:0] \theta$179 ;
   (* init = 26'h0000000 *)
   wire [25:0] total;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$175 ;
+  wire [25:0] \total$178 ;
   (* init = 16'h0000 *)
   wire [15:0] u;
   (* init = 16'h0000 *)
-  wire [15:0] \u$154 ;
+  wire [15:0] \u$157 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$103 ;
+  wire [15:0] \u_new$101 ;
   reg [15:0] u_new0 = 16'h0000;
   reg [15:0] u_new1 = 16'h0000;
   reg [15:0] u_q0 = 16'h0000;
   reg [15:0] u_q1 = 16'h0000;
   wire [15:0] v_reset;
-  wire [15:0] \v_reset$177 ;
+  wire [15:0] \v_reset$180 ;
   wire [1:0] valid_lanes;
   reg [1:0] valid_q = 2'h0;
   reg [31:0] values;
@@ -551,8 +561,6 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [8:0] w_addr_q0 = 9'h000;
   wire [23:0] w_data;
   wire w_en;
-  reg [7:0] w_q0 = 8'h00;
-  reg [7:0] w_q1 = 8'h00;
   wire w_rdy;
   reg [7:0] weights0_nrw = 8'h00;
   reg [7:0] weights1_nrw = 8'h00;
@@ -756,7 +764,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes0[15] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$182 )
+    if (\$signature__en$185 )
       membranes0[\$121 [3:0]] <= \$122 [15:0];
   end
   assign \port__data$25  = membranes0[\$113 [3:0]];
@@ -781,7 +789,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes1[15] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$186 )
+    if (\$signature__en$189 )
       membranes1[\$127 [3:0]] <= \$128 [15:0];
   end
   assign \port__data$31  = membranes1[\$116 [3:0]];
@@ -806,7 +814,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     params0[15] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$132 )
+    if (\$signature__en$131 )
       params0[host_addr[3:0]] <= host_wdata;
   end
   assign \port__data$23  = params0[\$112 [3:0]];
@@ -831,7 +839,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     params1[15] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$138 )
+    if (\$signature__en$137 )
       params1[host_addr[3:0]] <= host_wdata;
   end
   assign \port__data$29  = params1[\$115 [3:0]];
@@ -1361,7 +1369,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     weights1[255] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$135 )
+    if (\$signature__en$134 )
       weights1[host_addr[7:0]] <= host_wdata[7:0];
   end
   assign \port__data$27  = weights1[\$114 [7:0]];
@@ -1371,44 +1379,42 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$4  = \$3  & host_re;
   assign \$8  = layer[14:13] + layer[17:15];
   assign \$10  = s1_rowbase + s1_index;
-  assign \$11  = $signed(w_q0) * $signed(s3_x);
-  assign \$12  = $signed(w_q1) * $signed(s3_x);
-  assign \$13  = s4_valid | \$signal$73 ;
-  assign \$14  = s4_valid ? { prod_q0[15], prod_q0[15], prod_q0 } : leak_q0;
-  assign \$15  = $signed(acc0) + $signed(\$14 );
-  assign \$16  = s4_valid | \$signal$73 ;
-  assign \$17  = s4_valid ? { prod_q1[15], prod_q1[15], prod_q1 } : leak_q1;
-  assign \$18  = $signed(acc1) + $signed(\$17 );
-  assign \$19  = ! { cur, spike_src };
-  assign \$20  = count0 + 1'h1;
-  assign \$21  = { cur, spike_src } == 1'h1;
-  assign \$22  = count1 + 1'h1;
-  assign \$23  = { cur, spike_src } == 2'h2;
-  assign \$24  = count2 + 1'h1;
-  assign \$25  = { cur, spike_src } == 2'h3;
-  assign \$26  = count3 + 1'h1;
-  assign \$27  = { cur, spike_src } == 3'h4;
-  assign \$28  = count4 + 1'h1;
-  assign \$29  = { cur, spike_src } == 3'h5;
-  assign \$30  = count5 + 1'h1;
-  assign \$31  = { cur, spike_src } == 3'h6;
-  assign \$32  = count6 + 1'h1;
-  assign \$33  = { cur, spike_src } == 3'h7;
-  assign \$34  = count7 + 1'h1;
-  assign \$35  = k + 1'h1;
-  assign \$36  = \$35  == layer[8:5];
-  assign \$37  = input__valid & input__ready;
-  assign \$39  = \$38  + 1'h1;
-  assign \$40  = ~ clear;
-  assign \$41  = in_full & \$40 ;
-  assign \$42  = ~ \$signal$109 ;
-  assign \$43  = ~ \$signal$109 ;
+  assign \$11  = s4_valid | \$signal$68 ;
+  assign \$12  = s4_valid ? { p[15], p[15], p } : leak_q0;
+  assign \$13  = $signed(acc0) + $signed(\$12 );
+  assign \$14  = s4_valid | \$signal$68 ;
+  assign \$15  = s4_valid ? { \p$83 [15], \p$83 [15], \p$83  } : leak_q1;
+  assign \$16  = $signed(acc1) + $signed(\$15 );
+  assign \$17  = ! { cur, spike_src };
+  assign \$18  = count0 + 1'h1;
+  assign \$19  = { cur, spike_src } == 1'h1;
+  assign \$20  = count1 + 1'h1;
+  assign \$21  = { cur, spike_src } == 2'h2;
+  assign \$22  = count2 + 1'h1;
+  assign \$23  = { cur, spike_src } == 2'h3;
+  assign \$24  = count3 + 1'h1;
+  assign \$25  = { cur, spike_src } == 3'h4;
+  assign \$26  = count4 + 1'h1;
+  assign \$27  = { cur, spike_src } == 3'h5;
+  assign \$28  = count5 + 1'h1;
+  assign \$29  = { cur, spike_src } == 3'h6;
+  assign \$30  = count6 + 1'h1;
+  assign \$31  = { cur, spike_src } == 3'h7;
+  assign \$32  = count7 + 1'h1;
+  assign \$33  = k + 1'h1;
+  assign \$34  = \$33  == layer[8:5];
+  assign \$35  = input__valid & input__ready;
+  assign \$37  = \$36  + 1'h1;
+  assign \$38  = ~ clear;
+  assign \$39  = in_full & \$38 ;
+  assign \$42  = ~ \$signal$107 ;
+  assign \$43  = ~ \$signal$107 ;
   assign \$44  = ! num_layers;
   assign \$45  = e == e_end;
   assign \$46  = ! \edge [1:0];
   assign \$47  = ! \edge [1:0];
   assign \$48  = cur ^ \edge [2];
-  assign \$49  = \$47  ? \$signal$113  : \$48 ;
+  assign \$49  = \$47  ? \$signal$112  : \$48 ;
   assign \$50  = ! \edge [1:0];
   assign \$52  = cur ^ \edge [2];
   assign \$54  = \$50  ? \$51  : \$53 ;
@@ -1451,17 +1457,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$94  = host_addr[11:9] == 2'h2;
   assign \$95  = \$93  & \$94 ;
   assign \$96  = ! host_addr[8];
-  assign \$signature__en$132  = \$95  & \$96 ;
+  assign \$signature__en$131  = \$95  & \$96 ;
   assign \$97  = ~ busy;
   assign \$98  = \$97  & host_we;
   assign \$99  = host_addr[11:9] == 3'h4;
   assign \$100  = \$98  & \$99 ;
-  assign \$signature__en$135  = \$100  & \$101 ;
+  assign \$signature__en$134  = \$100  & \$101 ;
   assign \$102  = ~ busy;
   assign \$103  = \$102  & host_we;
   assign \$104  = host_addr[11:9] == 2'h2;
   assign \$105  = \$103  & \$104 ;
-  assign \$signature__en$138  = \$105  & \$106 ;
+  assign \$signature__en$137  = \$105  & \$106 ;
   assign \$110  = row_wbase + row_offset;
   assign s1_index = s1_from_input ? input_events_nrw[3:0] : events_nrw[3:0];
   assign s1_value = s1_from_input ? input_events_nrw[11:4] : events_nrw[11:4];
@@ -1483,13 +1489,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$124  = host_we & \$123 ;
   assign \$125  = ! host_addr[8];
   assign \$126  = \$124  & \$125 ;
-  assign \$signature__en$182  = busy ? neuron_write : \$126 ;
+  assign \$signature__en$185  = busy ? neuron_write : \$126 ;
   assign \$127  = busy ? { 3'h0, row_addr } : host_addr[7:0];
   assign \$128  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
   assign \$129  = host_addr[11:9] == 2'h3;
   assign \$130  = host_we & \$129 ;
   assign \$132  = \$130  & \$131 ;
-  assign \$signature__en$186  = busy ? neuron_write : \$132 ;
+  assign \$signature__en$189  = busy ? neuron_write : \$132 ;
   assign \$133  = k * 2'h2;
   assign \$134  = \$133  + 1'h0;
   assign \$135  = \$134  < layer[4:0];
@@ -1590,105 +1596,97 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     \$signal$63  <= \$196 ;
   always @(posedge clk)
-    s3_x <= s2_x;
-  always @(posedge clk)
     s4_valid <= \$197 ;
   always @(posedge clk)
-    w_q0 <= weights0_nrw;
+    \$signal$65  <= \$198 ;
   always @(posedge clk)
-    w_q1 <= weights1_nrw;
+    \$signal$67  <= \$199 ;
   always @(posedge clk)
-    prod_q0 <= \$11 ;
+    \$signal$68  <= \$200 ;
   always @(posedge clk)
-    prod_q1 <= \$12 ;
+    \$signal$69  <= \$201 ;
   always @(posedge clk)
-    \$signal$70  <= \$198 ;
-  always @(posedge clk)
-    \$signal$72  <= \$199 ;
-  always @(posedge clk)
-    \$signal$73  <= \$200 ;
+    bias_q0 <= params0_nrw[40:25];
   always @(posedge clk)
     u_q0 <= membranes0_nrw;
   always @(posedge clk)
     alpha_q0 <= params0_nrw[8:0];
   always @(posedge clk)
-    bias_q0 <= params0_nrw[40:25];
+    leak_q0 <= \$202 ;
   always @(posedge clk)
-    leak_q0 <= \$201 ;
+    acc0 <= \$203 ;
   always @(posedge clk)
-    acc0 <= \$202 ;
+    bias_q1 <= params1_nrw[40:25];
   always @(posedge clk)
     u_q1 <= membranes1_nrw;
   always @(posedge clk)
     alpha_q1 <= params1_nrw[8:0];
   always @(posedge clk)
-    bias_q1 <= params1_nrw[40:25];
+    leak_q1 <= \$204 ;
   always @(posedge clk)
-    leak_q1 <= \$203 ;
+    acc1 <= \$205 ;
   always @(posedge clk)
-    acc1 <= \$204 ;
+    count0 <= \$206 ;
   always @(posedge clk)
-    count0 <= \$205 ;
+    count1 <= \$207 ;
   always @(posedge clk)
-    count1 <= \$206 ;
+    count2 <= \$208 ;
   always @(posedge clk)
-    count2 <= \$207 ;
+    count3 <= \$209 ;
   always @(posedge clk)
-    count3 <= \$208 ;
+    count4 <= \$210 ;
   always @(posedge clk)
-    count4 <= \$209 ;
+    count5 <= \$211 ;
   always @(posedge clk)
-    count5 <= \$210 ;
+    count6 <= \$212 ;
   always @(posedge clk)
-    count6 <= \$211 ;
+    count7 <= \$213 ;
   always @(posedge clk)
-    count7 <= \$212 ;
+    spikes <= \$214 ;
   always @(posedge clk)
-    spikes <= \$213 ;
+    u_new0 <= \$215 ;
   always @(posedge clk)
-    u_new0 <= \$214 ;
+    u_new1 <= \$216 ;
   always @(posedge clk)
-    u_new1 <= \$215 ;
+    valid_q <= \$217 ;
   always @(posedge clk)
-    valid_q <= \$216 ;
+    last_row <= \$218 ;
   always @(posedge clk)
-    last_row <= \$217 ;
+    in_full <= \$219 ;
   always @(posedge clk)
-    in_full <= \$218 ;
+    in_count0 <= \$220 ;
   always @(posedge clk)
-    in_count0 <= \$219 ;
+    in_count1 <= \$221 ;
   always @(posedge clk)
-    in_count1 <= \$220 ;
+    li <= \$222 ;
   always @(posedge clk)
-    li <= \$221 ;
+    \$signal$112  <= \$223 ;
   always @(posedge clk)
-    \$signal$113  <= \$222 ;
+    \$signal$107  <= \$224 ;
   always @(posedge clk)
-    \$signal$109  <= \$223 ;
+    fsm_state <= \$225 ;
   always @(posedge clk)
-    fsm_state <= \$224 ;
+    k <= \$226 ;
   always @(posedge clk)
-    k <= \$225 ;
+    src_sel <= \$227 ;
   always @(posedge clk)
-    src_sel <= \$226 ;
+    \$signal$62  <= \$228 ;
   always @(posedge clk)
-    \$signal$62  <= \$227 ;
+    bank_sel <= \$229 ;
   always @(posedge clk)
-    bank_sel <= \$228 ;
+    n <= \$230 ;
   always @(posedge clk)
-    n <= \$229 ;
+    cnt <= \$231 ;
   always @(posedge clk)
-    cnt <= \$230 ;
+    row_wbase <= \$232 ;
   always @(posedge clk)
-    row_wbase <= \$231 ;
+    row_offset <= \$233 ;
   always @(posedge clk)
-    row_offset <= \$232 ;
+    drain_n <= \$234 ;
   always @(posedge clk)
-    drain_n <= \$233 ;
-  always @(posedge clk)
-    cur <= \$234 ;
+    cur <= \$235 ;
   \npu_core_tiny.counters  counters (
-    .clear(\clear$197 ),
+    .clear(\clear$200 ),
     .clk(clk),
     .inc(inc),
     .raddr(host_addr[3:0]),
@@ -1705,22 +1703,22 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   \npu_core_tiny.leak1  leak1 (
     .alpha(alpha_q1),
     .bias(bias_q1),
-    .leak(\leak$84 ),
+    .leak(\leak$81 ),
     .u(u_q1)
   );
   \npu_core_tiny.neuron0  neuron0 (
-    .\port$776$18 (layer[36:18]),
+    .\port$778$18 (layer[36:18]),
     .spike(spike),
     .theta(params0_nrw[24:9]),
     .total(acc0),
     .u_new(u_new)
   );
   \npu_core_tiny.neuron1  neuron1 (
-    .\port$776$18 (layer[36:18]),
-    .spike(\spike$101 ),
+    .\port$778$18 (layer[36:18]),
+    .spike(\spike$99 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
-    .u_new(\u_new$103 )
+    .u_new(\u_new$101 )
   );
   \npu_core_tiny.out_fifo  out_fifo (
     .clk(clk),
@@ -1732,6 +1730,20 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .w_port__data(w_data),
     .w_rdy(w_rdy)
   );
+  \npu_core_tiny.product0  product0 (
+    .a(weights0_nrw),
+    .b(s2_x),
+    .clk(clk),
+    .p_q(p),
+    .rst(rst)
+  );
+  \npu_core_tiny.product1  product1 (
+    .a(weights1_nrw),
+    .b(s2_x),
+    .clk(clk),
+    .p_q(\p$83 ),
+    .rst(rst)
+  );
   \npu_core_tiny.router  router (
     .\base$28 (base),
     .can_load(can_load),
@@ -1739,14 +1751,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .\emit_values$30 (emit_values),
     .\event (\event ),
     .free(free),
-    .\layer$29 (\layer$194 ),
+    .\layer$29 (\layer$197 ),
     .load(load),
     .out_valid(records__valid),
     .records__payload(records__payload),
     .records__ready(w_rdy),
     .rst(rst),
     .send(send),
-    .\spikes$27 (\spikes$192 ),
+    .\spikes$27 (\spikes$195 ),
     .values(values)
   );
   always @* begin
@@ -1800,17 +1812,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$109 )
+    casez (\$signal$107 )
       1'h0:
-          \$38  = in_count0;
+          \$36  = in_count0;
       1'h1:
-          \$38  = in_count1;
+          \$36  = in_count1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$113 )
+    casez (\$signal$112 )
       1'h0:
           \$51  = in_count0;
       1'h1:
@@ -1894,7 +1906,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$109 )
+    casez (\$signal$107 )
       1'h0:
           \$142  = in_count0[3:0];
       1'h1:
@@ -2172,37 +2184,44 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$198  = \$signal$71 ;
+    \$198  = \$signal$66 ;
     if (rst) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$199  = \$signal$70 ;
+    \$199  = \$signal$65 ;
     if (rst) begin
       \$199  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$200  = \$signal$72 ;
+    \$200  = \$signal$67 ;
     if (rst) begin
       \$200  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$201  = leak;
+    \$201  = \$signal$68 ;
     if (rst) begin
-      \$201  = 18'h00000;
+      \$201  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$202  = acc0;
-    if (\$13 ) begin
-      \$202  = \$15 [25:0];
+    \$202  = leak;
+    if (rst) begin
+      \$202  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$203  = acc0;
+    if (\$11 ) begin
+      \$203  = \$13 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -2210,24 +2229,24 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          \$202  = 26'h0000000;
+          \$203  = 26'h0000000;
     endcase
     if (rst) begin
-      \$202  = 26'h0000000;
+      \$203  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$203  = \leak$84 ;
+    \$204  = \leak$81 ;
     if (rst) begin
-      \$203  = 18'h00000;
+      \$204  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$204  = acc1;
-    if (\$16 ) begin
-      \$204  = \$18 [25:0];
+    \$205  = acc1;
+    if (\$14 ) begin
+      \$205  = \$16 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -2235,18 +2254,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          \$204  = 26'h0000000;
+          \$205  = 26'h0000000;
     endcase
     if (rst) begin
-      \$204  = 26'h0000000;
+      \$205  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$205  = count0;
+    \$206  = count0;
     if (\event ) begin
-      if (\$19 ) begin
-        \$205  = \$20 [4:0];
+      if (\$17 ) begin
+        \$206  = \$18 [4:0];
       end
     end
     casez (fsm_state)
@@ -2272,23 +2291,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$81 , 2'h0 })
               3'h0:
-                  \$205  = 5'h00;
+                  \$206  = 5'h00;
             endcase
           end
     endcase
     if (\$86 ) begin
-      \$205  = 5'h00;
+      \$206  = 5'h00;
     end
     if (rst) begin
-      \$205  = 5'h00;
+      \$206  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$206  = count1;
+    \$207  = count1;
     if (\event ) begin
-      if (\$21 ) begin
-        \$206  = \$22 [4:0];
+      if (\$19 ) begin
+        \$207  = \$20 [4:0];
       end
     end
     casez (fsm_state)
@@ -2314,23 +2333,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$82 , 2'h1 })
               3'h1:
-                  \$206  = 5'h00;
+                  \$207  = 5'h00;
             endcase
           end
     endcase
     if (\$86 ) begin
-      \$206  = 5'h00;
+      \$207  = 5'h00;
     end
     if (rst) begin
-      \$206  = 5'h00;
+      \$207  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$207  = count2;
+    \$208  = count2;
     if (\event ) begin
-      if (\$23 ) begin
-        \$207  = \$24 [4:0];
+      if (\$21 ) begin
+        \$208  = \$22 [4:0];
       end
     end
     casez (fsm_state)
@@ -2356,38 +2375,38 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$83 , 2'h2 })
               3'h2:
-                  \$207  = 5'h00;
+                  \$208  = 5'h00;
             endcase
           end
     endcase
     if (\$86 ) begin
-      \$207  = 5'h00;
+      \$208  = 5'h00;
     end
     if (rst) begin
-      \$207  = 5'h00;
+      \$208  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$208  = count3;
+    \$209  = count3;
     if (\event ) begin
-      if (\$25 ) begin
-        \$208  = \$26 [4:0];
+      if (\$23 ) begin
+        \$209  = \$24 [4:0];
       end
     end
     if (\$86 ) begin
-      \$208  = 5'h00;
+      \$209  = 5'h00;
     end
     if (rst) begin
-      \$208  = 5'h00;
+      \$209  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$209  = count4;
+    \$210  = count4;
     if (\event ) begin
-      if (\$27 ) begin
-        \$209  = \$28 [4:0];
+      if (\$25 ) begin
+        \$210  = \$26 [4:0];
       end
     end
     casez (fsm_state)
@@ -2416,23 +2435,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h0:
                   /* empty */;
               3'h4:
-                  \$209  = 5'h00;
+                  \$210  = 5'h00;
             endcase
           end
     endcase
     if (\$86 ) begin
-      \$209  = 5'h00;
+      \$210  = 5'h00;
     end
     if (rst) begin
-      \$209  = 5'h00;
+      \$210  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$210  = count5;
+    \$211  = count5;
     if (\event ) begin
-      if (\$29 ) begin
-        \$210  = \$30 [4:0];
+      if (\$27 ) begin
+        \$211  = \$28 [4:0];
       end
     end
     casez (fsm_state)
@@ -2461,23 +2480,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h1:
                   /* empty */;
               3'h5:
-                  \$210  = 5'h00;
+                  \$211  = 5'h00;
             endcase
           end
     endcase
     if (\$86 ) begin
-      \$210  = 5'h00;
+      \$211  = 5'h00;
     end
     if (rst) begin
-      \$210  = 5'h00;
+      \$211  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$211  = count6;
+    \$212  = count6;
     if (\event ) begin
-      if (\$31 ) begin
-        \$211  = \$32 [4:0];
+      if (\$29 ) begin
+        \$212  = \$30 [4:0];
       end
     end
     casez (fsm_state)
@@ -2510,23 +2529,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h2:
                   /* empty */;
               3'h6:
-                  \$211  = 5'h00;
+                  \$212  = 5'h00;
             endcase
           end
     endcase
     if (\$86 ) begin
-      \$211  = 5'h00;
+      \$212  = 5'h00;
     end
     if (rst) begin
-      \$211  = 5'h00;
+      \$212  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$212  = count7;
+    \$213  = count7;
     if (\event ) begin
-      if (\$33 ) begin
-        \$212  = \$34 [4:0];
+      if (\$31 ) begin
+        \$213  = \$32 [4:0];
       end
     end
     casez (fsm_state)
@@ -2559,79 +2578,79 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           end
     endcase
     if (\$86 ) begin
-      \$212  = 5'h00;
+      \$213  = 5'h00;
     end
     if (rst) begin
-      \$212  = 5'h00;
+      \$213  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$213 [0] = spike;
-    \$213 [1] = \spike$101 ;
+    \$214 [0] = spike;
+    \$214 [1] = \spike$99 ;
     if (rst) begin
-      \$213  = 2'h0;
+      \$214  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$214  = u_new;
-    if (rst) begin
-      \$214  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$215  = \u_new$103 ;
+    \$215  = u_new;
     if (rst) begin
       \$215  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$216  = valid_lanes;
+    \$216  = \u_new$101 ;
     if (rst) begin
-      \$216  = 2'h0;
+      \$216  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$217  = \$36 ;
+    \$217  = valid_lanes;
     if (rst) begin
-      \$217  = 1'h0;
+      \$217  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$218  = in_full;
-    if (\$37 ) begin
+    \$218  = \$34 ;
+    if (rst) begin
+      \$218  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$219  = in_full;
+    if (\$35 ) begin
       if (input__payload[12]) begin
-        \$218  = 1'h1;
+        \$219  = 1'h1;
       end
     end
     casez (fsm_state)
       4'h0:
           if (\$41 ) begin
-            \$218  = 1'h0;
+            \$219  = 1'h0;
           end
     endcase
     if (\$86 ) begin
-      \$218  = 1'h0;
+      \$219  = 1'h0;
     end
     if (rst) begin
-      \$218  = 1'h0;
+      \$219  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$219  = in_count0;
-    if (\$37 ) begin
+    \$220  = in_count0;
+    if (\$35 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
-        casez (\$signal$109 )
+        casez (\$signal$107 )
           1'h0:
-              \$219  = \$39 [4:0];
+              \$220  = \$37 [4:0];
         endcase
       end
     end
@@ -2640,41 +2659,6 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           if (\$41 ) begin
             casez (\$43 )
               1'h0:
-                  \$219  = 5'h00;
-            endcase
-          end
-    endcase
-    if (\$86 ) begin
-      \$219  = 5'h00;
-    end
-    if (rst) begin
-      \$219  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$220  = in_count1;
-    if (\$37 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[12]) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        casez (\$signal$109 )
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$220  = \$39 [4:0];
-        endcase
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$41 ) begin
-            (* full_case = 32'd1 *)
-            casez (\$43 )
-              1'h0:
-                  /* empty */;
-              1'h1:
                   \$220  = 5'h00;
             endcase
           end
@@ -2688,11 +2672,46 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$221  = li;
+    \$221  = in_count1;
+    if (\$35 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[12]) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (\$signal$107 )
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$221  = \$37 [4:0];
+        endcase
+      end
+    end
     casez (fsm_state)
       4'h0:
           if (\$41 ) begin
-            \$221  = 1'h0;
+            (* full_case = 32'd1 *)
+            casez (\$43 )
+              1'h0:
+                  /* empty */;
+              1'h1:
+                  \$221  = 5'h00;
+            endcase
+          end
+    endcase
+    if (\$86 ) begin
+      \$221  = 5'h00;
+    end
+    if (rst) begin
+      \$221  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$222  = li;
+    casez (fsm_state)
+      4'h0:
+          if (\$41 ) begin
+            \$222  = 1'h0;
           end
       4'h2:
           /* empty */;
@@ -2713,21 +2732,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             (* full_case = 32'd1 *)
             if (\$79 ) begin
             end else begin
-              \$221  = \$80 [0];
+              \$222  = \$80 [0];
             end
-          end
-    endcase
-    if (rst) begin
-      \$221  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$222  = \$signal$113 ;
-    casez (fsm_state)
-      4'h0:
-          if (\$41 ) begin
-            \$222  = \$signal$109 ;
           end
     endcase
     if (rst) begin
@@ -2736,109 +2742,91 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$223  = \$signal$109 ;
+    \$223  = \$signal$112 ;
     casez (fsm_state)
       4'h0:
           if (\$41 ) begin
-            \$223  = \$42 ;
+            \$223  = \$signal$107 ;
           end
     endcase
-    if (\$86 ) begin
-      \$223  = 1'h0;
-    end
     if (rst) begin
       \$223  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$224  = fsm_state;
+    \$224  = \$signal$107 ;
+    casez (fsm_state)
+      4'h0:
+          if (\$41 ) begin
+            \$224  = \$42 ;
+          end
+    endcase
+    if (\$86 ) begin
+      \$224  = 1'h0;
+    end
+    if (rst) begin
+      \$224  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$225  = fsm_state;
     casez (fsm_state)
       4'h0:
           if (\$41 ) begin
             (* full_case = 32'd1 *)
             if (\$44 ) begin
-              \$224  = 4'h1;
+              \$225  = 4'h1;
             end else begin
-              \$224  = 4'h2;
+              \$225  = 4'h2;
             end
           end
       4'h2:
-          \$224  = 4'h3;
+          \$225  = 4'h3;
       4'h3:
-          \$224  = 4'h4;
+          \$225  = 4'h4;
       4'h4:
           (* full_case = 32'd1 *)
           if (\$45 ) begin
-            \$224  = 4'h5;
+            \$225  = 4'h5;
           end else begin
-            \$224  = 4'h6;
+            \$225  = 4'h6;
           end
       4'h6:
           (* full_case = 32'd1 *)
           if (\$66 ) begin
           end else begin
-            \$224  = 4'h4;
+            \$225  = 4'h4;
           end
       4'h5:
           if (\$68 ) begin
           end else if (\$75 ) begin
-            \$224  = 4'h7;
+            \$225  = 4'h7;
           end
       4'h7:
-          \$224  = 4'h8;
+          \$225  = 4'h8;
       4'h8:
           if (can_load) begin
             (* full_case = 32'd1 *)
             if (last_row) begin
-              \$224  = 4'h9;
+              \$225  = 4'h9;
             end else begin
-              \$224  = 4'h3;
+              \$225  = 4'h3;
             end
           end
       4'h9:
           if (free) begin
             (* full_case = 32'd1 *)
             if (\$79 ) begin
-              \$224  = 4'h1;
+              \$225  = 4'h1;
             end else begin
-              \$224  = 4'h2;
+              \$225  = 4'h2;
             end
           end
       4'h1:
           if (w_rdy) begin
-            \$224  = 4'h0;
-          end
-    endcase
-    if (rst) begin
-      \$224  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$225  = k;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          \$225  = 4'h0;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-            end else begin
-              \$225  = \$77 [3:0];
-            end
+            \$225  = 4'h0;
           end
     endcase
     if (rst) begin
@@ -2847,28 +2835,38 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$226  = src_sel;
+    \$226  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          /* empty */;
+          \$226  = 4'h0;
       4'h3:
           /* empty */;
       4'h4:
-          (* full_case = 32'd1 *)
-          if (\$45 ) begin
-          end else begin
-            \$226  = \edge [1:0];
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+            end else begin
+              \$226  = \$77 [3:0];
+            end
           end
     endcase
     if (rst) begin
-      \$226  = 2'h0;
+      \$226  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$227  = \$signal$62 ;
+    \$227  = src_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -2880,16 +2878,16 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$45 ) begin
           end else begin
-            \$227  = \$46 ;
+            \$227  = \edge [1:0];
           end
     endcase
     if (rst) begin
-      \$227  = 1'h0;
+      \$227  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$228  = bank_sel;
+    \$228  = \$signal$62 ;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -2901,7 +2899,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$45 ) begin
           end else begin
-            \$228  = \$49 ;
+            \$228  = \$46 ;
           end
     endcase
     if (rst) begin
@@ -2910,7 +2908,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$229  = n;
+    \$229  = bank_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -2922,20 +2920,16 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$45 ) begin
           end else begin
-            \$229  = 5'h00;
-          end
-      4'h6:
-          if (\$66 ) begin
-            \$229  = \$67 [4:0];
+            \$229  = \$49 ;
           end
     endcase
     if (rst) begin
-      \$229  = 5'h00;
+      \$229  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$230  = cnt;
+    \$230  = n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -2947,7 +2941,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$45 ) begin
           end else begin
-            \$230  = \$54 ;
+            \$230  = 5'h00;
+          end
+      4'h6:
+          if (\$66 ) begin
+            \$230  = \$67 [4:0];
           end
     endcase
     if (rst) begin
@@ -2956,7 +2954,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$231  = row_wbase;
+    \$231  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -2968,16 +2966,16 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$45 ) begin
           end else begin
-            \$231  = \edge [10:3];
+            \$231  = \$54 ;
           end
     endcase
     if (rst) begin
-      \$231  = 8'h00;
+      \$231  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$232  = row_offset;
+    \$232  = row_wbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -2989,16 +2987,37 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$45 ) begin
           end else begin
-            \$232  = \$65 [8:0];
+            \$232  = \edge [10:3];
           end
     endcase
     if (rst) begin
-      \$232  = 9'h000;
+      \$232  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$233  = drain_n;
+    \$233  = row_offset;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$45 ) begin
+          end else begin
+            \$233  = \$65 [8:0];
+          end
+    endcase
+    if (rst) begin
+      \$233  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$234  = drain_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3012,18 +3031,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h5:
           if (\$68 ) begin
-            \$233  = \$76 [1:0];
+            \$234  = \$76 [1:0];
           end else if (\$75 ) begin
-            \$233  = 2'h0;
+            \$234  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$233  = 2'h0;
+      \$234  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$234  = cur;
+    \$235  = cur;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3045,14 +3064,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$234  = \$84 ;
+            \$235  = \$84 ;
           end
     endcase
     if (\$86 ) begin
-      \$234  = 1'h0;
+      \$235  = 1'h0;
     end
     if (rst) begin
-      \$234  = 1'h0;
+      \$235  = 1'h0;
     end
   end
   always @* begin
@@ -3191,7 +3210,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
-        in_wr__addr = { \$signal$109 , \$142  };
+        in_wr__addr = { \$signal$107 , \$142  };
       end
     end
   end
@@ -3246,14 +3265,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$signal$71  = 1'h0;
+    \$signal$66  = 1'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
           /* empty */;
       4'h3:
-          \$signal$71  = 1'h1;
+          \$signal$66  = 1'h1;
     endcase
   end
   always @* begin
@@ -3388,7 +3407,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \spikes$192  = 2'h0;
+    \spikes$195  = 2'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3406,7 +3425,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h8:
           if (can_load) begin
-            \spikes$192  = spikes;
+            \spikes$195  = spikes;
           end
     endcase
   end
@@ -3436,7 +3455,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \layer$194  = 1'h0;
+    \layer$197  = 1'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3454,7 +3473,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h8:
           if (can_load) begin
-            \layer$194  = li;
+            \layer$197  = li;
           end
     endcase
   end
@@ -3535,40 +3554,45 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \clear$197  = 1'h0;
+    \clear$200  = 1'h0;
     if (\$164 ) begin
-      \clear$197  = 1'h1;
+      \clear$200  = 1'h1;
     end
   end
   assign \busy$32  = busy;
   assign rowbase = \$110 [8:0];
+  assign host_req = 1'h0;
   assign r_data = output__payload;
   assign r_rdy = output__valid;
   assign r_en = output__ready;
   assign \$signature__addr  = host_addr[7:0];
   assign \$signature__data  = host_wdata[7:0];
-  assign \$signature__addr$130  = host_addr[3:0];
-  assign \$signature__data$131  = host_wdata;
-  assign \$signature__addr$133  = host_addr[7:0];
-  assign \$signature__data$134  = host_wdata[7:0];
-  assign \$signature__addr$136  = host_addr[3:0];
-  assign \$signature__data$137  = host_wdata;
+  assign \$signature__addr$129  = host_addr[3:0];
+  assign \$signature__data$130  = host_wdata;
+  assign \$signature__addr$132  = host_addr[7:0];
+  assign \$signature__data$133  = host_wdata[7:0];
+  assign \$signature__addr$135  = host_addr[3:0];
+  assign \$signature__data$136  = host_wdata;
   assign raddr = host_addr[3:0];
   assign re = host_re;
   assign port__addr = \$111 [7:0];
-  assign \port__addr$144  = \$112 [3:0];
-  assign \port__addr$145  = \$113 [3:0];
-  assign \port__addr$146  = \$114 [7:0];
-  assign \port__addr$147  = \$115 [3:0];
-  assign \port__addr$148  = \$116 [3:0];
-  assign \port__addr$149  = { bank_sel, src_sel, n[3:0] };
-  assign \port__addr$150  = { bank_sel, n[3:0] };
+  assign \port__addr$143  = \$112 [3:0];
+  assign \port__addr$144  = \$113 [3:0];
+  assign \port__addr$145  = \$114 [7:0];
+  assign \port__addr$146  = \$115 [3:0];
+  assign \port__addr$147  = \$116 [3:0];
+  assign \port__addr$148  = { bank_sel, src_sel, n[3:0] };
+  assign \port__addr$149  = { bank_sel, n[3:0] };
+  assign a = weights0_nrw;
+  assign b = s2_x;
+  assign \a$152  = weights1_nrw;
+  assign \b$153  = s2_x;
   assign u = u_q0;
   assign alpha = alpha_q0;
   assign bias = bias_q0;
-  assign \u$154  = u_q1;
-  assign \alpha$155  = alpha_q1;
-  assign \bias$156  = bias_q1;
+  assign \u$157  = u_q1;
+  assign \alpha$158  = alpha_q1;
+  assign \bias$159  = bias_q1;
   assign records__ready = w_rdy;
   assign event_layer = records__payload[2];
   assign event_index = { 1'h0, records__payload[6:3] };
@@ -3577,15 +3601,15 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign v_reset = layer[36:21];
   assign reset = layer[20:19];
   assign spiking = layer[18];
-  assign \total$175  = acc1;
-  assign \theta$176  = params1_nrw[24:9];
-  assign \v_reset$177  = layer[36:21];
-  assign \reset$178  = layer[20:19];
-  assign \spiking$179  = layer[18];
-  assign \$signature__addr$180  = \$121 [3:0];
-  assign \$signature__data$181  = \$122 [15:0];
-  assign \$signature__addr$184  = \$127 [3:0];
-  assign \$signature__data$185  = \$128 [15:0];
+  assign \total$178  = acc1;
+  assign \theta$179  = params1_nrw[24:9];
+  assign \v_reset$180  = layer[36:21];
+  assign \reset$181  = layer[20:19];
+  assign \spiking$182  = layer[18];
+  assign \$signature__addr$183  = \$121 [3:0];
+  assign \$signature__data$184  = \$122 [15:0];
+  assign \$signature__addr$187  = \$127 [3:0];
+  assign \$signature__data$188  = \$128 [15:0];
   assign \input__payload.index  = input__payload[3:0];
   assign \input__payload.value  = input__payload[11:4];
   assign \input__payload.end  = input__payload[12];
@@ -3661,12 +3685,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \edge.recurrent  = \edge [2];
   assign \edge.wbase  = \edge [10:3];
   assign \edge.nsrc  = \edge [15:11];
-  assign \$signature__data$131.alpha  = host_wdata[8:0];
-  assign \$signature__data$131.theta  = host_wdata[24:9];
-  assign \$signature__data$131.bias  = host_wdata[40:25];
-  assign \$signature__data$137.alpha  = host_wdata[8:0];
-  assign \$signature__data$137.theta  = host_wdata[24:9];
-  assign \$signature__data$137.bias  = host_wdata[40:25];
+  assign \$signature__data$130.alpha  = host_wdata[8:0];
+  assign \$signature__data$130.theta  = host_wdata[24:9];
+  assign \$signature__data$130.bias  = host_wdata[40:25];
+  assign \$signature__data$136.alpha  = host_wdata[8:0];
+  assign \$signature__data$136.theta  = host_wdata[24:9];
+  assign \$signature__data$136.bias  = host_wdata[40:25];
   assign \end_record.kind  = end_record[1:0];
   assign \end_record.layer  = end_record[2];
   assign \end_record.index  = end_record[6:3];
@@ -3687,6 +3711,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign valid_lanes[0] = \$135 ;
   assign end_record[1:0] = 2'h2;
   assign end_record[23:2] = 22'h000000;
+  assign \$40  = 1'h1;
+  assign \$41  = \$39 ;
   assign \$55  = { 1'h0, \edge [15:11] };
   assign \$57  = { \edge [15:11], 1'h0 };
   assign \$60  = { 1'h0, \edge [15:11], 2'h0 };
@@ -4314,7 +4340,7 @@ module \npu_core_tiny.counters (re, clk, rst, total, inc, clear, raddr);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.leak0 (u, alpha, bias, leak);
+module \npu_core_tiny.leak0 (bias, u, alpha, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -4333,7 +4359,7 @@ module \npu_core_tiny.leak0 (u, alpha, bias, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.leak1 (u, alpha, bias, leak);
+module \npu_core_tiny.leak1 (bias, u, alpha, leak);
   wire [24:0] \$1 ;
   wire [24:0] \$2 ;
   wire [25:0] \$3 ;
@@ -4352,7 +4378,7 @@ module \npu_core_tiny.leak1 (u, alpha, bias, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neuron0 (u_new, theta, \port$776$18 , total, spike);
+module \npu_core_tiny.neuron0 (u_new, theta, \port$778$18 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -4376,8 +4402,8 @@ module \npu_core_tiny.neuron0 (u_new, theta, \port$776$18 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$776$18 ;
-  wire [18:0] \port$776$18 ;
+  input [18:0] \port$778$18 ;
+  wire [18:0] \port$778$18 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -4406,26 +4432,26 @@ module \npu_core_tiny.neuron0 (u_new, theta, \port$776$18 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$776$18 [0] & \$11 ;
+  assign spike = \port$778$18 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$776$18 [2:1];
-  assign \$17  = \port$776$18 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$776$18 [18:3] : v;
+  assign \$16  = ! \port$778$18 [2:1];
+  assign \$17  = \port$778$18 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$778$18 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$4  = ~ \$12 [15];
-  assign spiking = \port$776$18 [0];
+  assign spiking = \port$778$18 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$776$18 [2:1];
-  assign v_reset = \port$776$18 [18:3];
+  assign reset = \port$778$18 [2:1];
+  assign v_reset = \port$778$18 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neuron1 (u_new, theta, \port$776$18 , total, spike);
+module \npu_core_tiny.neuron1 (u_new, theta, \port$778$18 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -4449,8 +4475,8 @@ module \npu_core_tiny.neuron1 (u_new, theta, \port$776$18 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$776$18 ;
-  wire [18:0] \port$776$18 ;
+  input [18:0] \port$778$18 ;
+  wire [18:0] \port$778$18 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -4479,20 +4505,20 @@ module \npu_core_tiny.neuron1 (u_new, theta, \port$776$18 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$776$18 [0] & \$11 ;
+  assign spike = \port$778$18 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$776$18 [2:1];
-  assign \$17  = \port$776$18 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$776$18 [18:3] : v;
+  assign \$16  = ! \port$778$18 [2:1];
+  assign \$17  = \port$778$18 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$778$18 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$2  = ~ \$12 [15];
-  assign spiking = \port$776$18 [0];
+  assign spiking = \port$778$18 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$776$18 [2:1];
-  assign v_reset = \port$776$18 [18:3];
+  assign reset = \port$778$18 [2:1];
+  assign v_reset = \port$778$18 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$2 ;
 endmodule
@@ -4674,6 +4700,60 @@ module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_r
   assign w_data = w_port__data;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_tiny.product0 (rst, a, b, p_q, clk);
+  wire [15:0] \$1 ;
+  input [7:0] a;
+  wire [7:0] a;
+  reg [7:0] a_q = 8'h00;
+  input [7:0] b;
+  wire [7:0] b;
+  reg [7:0] b_q = 8'h00;
+  input clk;
+  wire clk;
+  (* init = 16'h0000 *)
+  wire [15:0] p;
+  output [15:0] p_q;
+  reg [15:0] p_q = 16'h0000;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a_q) * $signed(b_q);
+  always @(posedge clk)
+    a_q <= a;
+  always @(posedge clk)
+    b_q <= b;
+  always @(posedge clk)
+    p_q <= \$1 ;
+  assign p = p_q;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_tiny.product1 (rst, a, b, p_q, clk);
+  wire [15:0] \$1 ;
+  input [7:0] a;
+  wire [7:0] a;
+  reg [7:0] a_q = 8'h00;
+  input [7:0] b;
+  wire [7:0] b;
+  reg [7:0] b_q = 8'h00;
+  input clk;
+  wire clk;
+  (* init = 16'h0000 *)
+  wire [15:0] p;
+  output [15:0] p_q;
+  reg [15:0] p_q = 16'h0000;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a_q) * $signed(b_q);
+  always @(posedge clk)
+    a_q <= a;
+  always @(posedge clk)
+    b_q <= b;
+  always @(posedge clk)
+    p_q <= \$1 ;
+  assign p = p_q;
 endmodule
 
 (* generator = "Amaranth" *)

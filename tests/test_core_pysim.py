@@ -11,7 +11,8 @@ import pytest
 import torch
 from amaranth.sim import Simulator
 from netgen import random_input, random_network
-from spikeforge.gateware.harness import decode_step, expected, expected_counters
+from spikeforge.gateware.core import NPUCore
+from spikeforge.gateware.harness import decode_step, expected, expected_counters, input_events
 from spikeforge.gateware.lane import NeuronUpdate
 from spikeforge.gateware.layout import (
     COUNTERS,
@@ -19,9 +20,10 @@ from spikeforge.gateware.layout import (
     CoreConfig,
     CoreTiming,
     FitError,
+    Region,
     compile_network,
 )
-from spikeforge.gateware.pysim import run_core
+from spikeforge.gateware.pysim import read_words, run_core
 from spikeforge.golden.integer import (
     Format,
     LIFLayer,
@@ -103,11 +105,22 @@ def _core_config(net: Network, lanes: int) -> CoreConfig:
                       neuron_depth=32, weight_depth=512)
 
 
-@pytest.mark.parametrize("seed", range(24))
+# Seeds 24..: pipelining options alone (the ones that do not need ``replicate``).
+_PARTIAL_TIMINGS = [CoreTiming(host_read_latency=3), CoreTiming(leak_register=True),
+                    CoreTiming(host_read_latency=3, leak_register=True, theta_register=True)]
+
+
+def _timing_for(seed):
+    if seed >= 24:
+        return _PARTIAL_TIMINGS[seed - 24]
+    return PIPELINED if seed >= 16 else None
+
+
+@pytest.mark.parametrize("seed", range(24 + len(_PARTIAL_TIMINGS)))
 def test_core_matches_golden(seed):
     """Random LIF networks: every spike of every layer, every output value, every step;
-    the event and spike counters equal the golden counts.  Seeds 16.. build the core
-    with every pipelining option (``PIPELINED``)."""
+    the event and spike counters equal the golden counts.  Seeds 16..23 build the core
+    with every pipelining option (``PIPELINED``), seeds 24.. with some of them."""
     rng = random.Random(1000 + seed)
     net = random_network(rng, max_ssm=0, ssm_prob=0.0, max_lif=3, max_size=8,
                          fmt=Format(u_bits=rng.randint(4, 12), w_bits=rng.randint(2, 8),
@@ -117,7 +130,7 @@ def test_core_matches_golden(seed):
     config = _core_config(net, lanes)
     image, steps, counters, membranes = run_core(net, config, x,
                                                  stall=0.4 if seed % 2 else 0.0, seed=seed,
-                                                 timing=PIPELINED if seed >= 16 else None)
+                                                 timing=_timing_for(seed))
     assert len(steps) == len(x)
     want_steps, want_membranes = expected(net, x)
     for t, (records, want) in enumerate(zip(steps, want_steps, strict=True)):
@@ -136,9 +149,10 @@ def test_core_matches_golden(seed):
 
 @pytest.mark.parametrize("seed", range(4))
 def test_pipelining_changes_no_clock_count(seed):
-    """``PIPELINED`` (two-clock host reads, theta registered, the fast router, the
-    replicated controls) gives the same records and the same counters, clock for
-    clock, as the default core when the output never stalls."""
+    """``PIPELINED`` (three-clock host reads, theta, row address and leak product
+    registered, the fast router, the replicated controls) gives the same records
+    and the same counters, clock for clock, as the default core when the output
+    never stalls."""
     rng = random.Random(5000 + seed)
     net = random_network(rng, max_ssm=0, ssm_prob=0.0, max_lif=3, max_size=8,
                          fmt=Format(u_bits=rng.randint(4, 12), w_bits=rng.randint(2, 8),
@@ -234,11 +248,14 @@ def test_core_rejects_a_config_that_is_not_a_core_config():
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"host_read_latency": 3}, "CoreTiming.host_read_latency must be 1 or 2, not 3"),
-    ({"host_read_latency": True}, "CoreTiming.host_read_latency must be 1 or 2, not True"),
+    ({"host_read_latency": 4}, "CoreTiming.host_read_latency must be 1, 2 or 3, not 4"),
+    ({"host_read_latency": True}, "CoreTiming.host_read_latency must be 1, 2 or 3, not True"),
     ({"theta_register": 1}, "CoreTiming.theta_register must be a bool, not 1"),
     ({"fast_router": "yes"}, "CoreTiming.fast_router must be a bool, not 'yes'"),
     ({"replicate": 0}, "CoreTiming.replicate must be a bool, not 0"),
+    ({"row_register": None}, "CoreTiming.row_register must be a bool, not None"),
+    ({"leak_register": 1.0}, "CoreTiming.leak_register must be a bool, not 1.0"),
+    ({"row_register": True}, "CoreTiming.row_register needs replicate=True"),
 ])
 def test_core_timing_errors(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -265,3 +282,70 @@ def test_input_word_range(index, value, message):
     with pytest.raises(ValueError, match=re.escape(message) + "$"):
         input_word(config, index, value, 0)
     assert input_word(config, 15, -8, 1) == 15 | (8 << 4) | (1 << 8)
+
+
+def test_host_read_as_a_step_starts_is_answered():
+    """With the host request registered (``host_read_latency`` 3), a read issued in
+    the clock where IDLE would start a step is answered with the stored word (the
+    step waits a clock: the read reaches the memories a clock later, where the
+    sequencer would own them), and the steps are still exact."""
+    rng = random.Random(4242)
+    net = random_network(rng, max_ssm=0, ssm_prob=0.0, max_lif=2, max_size=8,
+                         fmt=Format(u_bits=10, w_bits=6, frac_bits=4, in_bits=4))
+    config = _core_config(net, 4)
+    image = compile_network(net, config)
+    shift = config.lane_bits + config.addr_bits
+    probes = [(a, w) for a, w in image.writes if a >> shift == Region.WEIGHTS and w][-3:]
+    x = random_input(rng, net, len(probes), 1)[:, 0, :]
+    dut = NPUCore(config=config, timing=PIPELINED)
+    steps = [[] for _ in x]
+    answers = []
+
+    async def host(ctx):
+        for addr, word in image.writes:
+            ctx.set(dut.host_addr, addr)
+            ctx.set(dut.host_wdata, word)
+            ctx.set(dut.host_we, 1)
+            await ctx.tick()
+        ctx.set(dut.host_we, 0)
+        ctx.set(dut.clear, 1)
+        await ctx.tick()
+        ctx.set(dut.clear, 0)
+        for row, (addr, _) in zip(x.tolist(), probes, strict=True):
+            while ctx.get(dut.busy):
+                await ctx.tick()
+            for j, v, end in [*((j, v, 0) for j, v in input_events(row)), (0, 0, 1)]:
+                ctx.set(dut.input.valid, 1)
+                ctx.set(dut.input.payload, {"index": j, "value": v, "end": end})
+                while True:
+                    ready = ctx.get(dut.input.ready)
+                    await ctx.tick()
+                    if ready:
+                        break
+            ctx.set(dut.input.valid, 0)
+            # The clock after the end marker: IDLE would start the step now.
+            assert not ctx.get(dut.busy)
+            answers.extend(await read_words(ctx, dut, [addr]))
+
+    async def sink(ctx):
+        ctx.set(dut.output.ready, 1)
+        t = 0
+        for _ in range(100_000):
+            if t == len(x):
+                return
+            valid, word = ctx.get(dut.output.valid), ctx.get(dut.output.payload.as_value())
+            await ctx.tick()
+            if valid:
+                steps[t].append(word)
+                t += word & 0b11 == 2
+        raise TimeoutError("the core did not finish")
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(host)
+    sim.add_testbench(sink)
+    sim.run()
+    assert answers == [w for _, w in probes]
+    want_steps, _ = expected(net, x)
+    for t, (records, want) in enumerate(zip(steps, want_steps, strict=True)):
+        assert decode_step(records, net, image) == want, f"step {t}"

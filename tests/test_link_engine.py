@@ -79,8 +79,9 @@ def _steps(x):
 def test_engine_load_read_run_reset(seed):
     """INFO; WRITE the image, READ it all back; RUN (records vs the golden model, with
     and without hidden spikes); the reply cache; RESET (membranes zero, weights kept);
-    the registers.  Seed 3: a pipelined core (``PIPELINED``: two-clock host reads
-    through registers per group of 4 lanes) with 6 lanes."""
+    the registers.  Seed 3: a pipelined core (``PIPELINED``: the host request
+    and the read data through registers per group of 4 lanes, three-clock host
+    reads) with 6 lanes."""
     rng, net = _net(seed)
     pipelined = seed == 3
     config = _config(net, 6 if pipelined else rng.choice([1, 2, 3]))

@@ -251,7 +251,7 @@ def test_smallest_ssm_unit(lanes):
     _check(net, config, _t([[1, 0], [0, 0], [1, 1], [0, 1], [0, 0]]), stall=0.0)
 
 
-@pytest.mark.parametrize("latency", [1, 2])
+@pytest.mark.parametrize("latency", [1, 2, 3])
 def test_host_port_reads_back_every_ssm_word(latency):
     """Every word the image writes into the SSM regions (table, parameters, state)
     reads back unchanged through the host port (reads one per clock), with either

@@ -16,8 +16,8 @@ writable (if ``writable``) and zeroed by RESET (if ``state``) with no change her
 Costs (clocks from the decoder's ``frame_valid``, besides waiting for the
 encoder to finish the previous reply): WRITE ``18 * count + 14`` (8 per word to
 validate, 8 to gather, 2 to write), READ ``13 * count + 14`` (core words, one
-more per word with two-clock core reads, ``CoreTiming.host_read_latency``; an
-engine register costs 3 clocks less), INFO
+more per word for each clock of core read latency past one,
+``CoreTiming.host_read_latency``; an engine register costs 3 clocks less), INFO
 ``len(info) + 7``, RESET the ``state`` words + 8, RUN: 1 per payload byte to
 validate, then per step 4, per event 6, the core's step, and 9 per record kept.
 """
