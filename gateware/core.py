@@ -434,23 +434,44 @@ class NPUCore(wiring.Component):
         # the die; one register driving all of them is a long net).  With
         # ``timing.replicate`` copies are named ``*_rep<g>`` and the board build keeps
         # them apart (Yosys merges identical registers).
-        w_addr_q = [Signal(c.wbase_bits + 1, name=f"w_addr_{'rep' if rep else 'q'}{g}",
-                           reset_less=True) for g in range(groups)]
-        m.d.sync += [a.eq(s1_rowbase + s1_index) for a in w_addr_q]
         # With ``timing.row_register`` the row's neuron address is registered, one copy
         # per group of 4 lanes (``k`` and ``layer`` hold still from ROW on): valid from
         # the clock after ROW, so the leak reaches the accumulator a clock later.
         row_reg = self.timing.row_register
-        row_addr_q = [row_addr] * groups
-        if row_reg:
-            row_addr_q = [Signal.like(row_addr, name=f"row_addr_rep{g}") for g in range(groups)]
-            m.d.sync += [q.eq(row_addr) for q in row_addr_q]
+        # With it and the host request registered (``host_read_latency`` 3), each
+        # memory address register is itself the choice between the sequencer and the
+        # host, made a clock early from ``busy`` (the weight address per group, the
+        # neuron address per lane, ``*_rep<n>``): the host accesses the memories only
+        # in a clock after one where the core was idle, the sequencer only in a clock
+        # after one where it was busy (not in LAYER, the first busy clock).
+        merged = row_reg and req_reg
+        w_addr_q = [Signal(max(c.wbase_bits + 1, c.addr_bits if merged else 0),
+                           name=f"w_addr_{'rep' if rep else 'q'}{g}", reset_less=True)
+                    for g in range(groups)]
+        host_word = self.host_addr[:c.addr_bits]
+        m.d.sync += [a.eq(Mux(busy, s1_rowbase + s1_index, host_word) if merged
+                          else s1_rowbase + s1_index) for a in w_addr_q]
+        row_addr_q = [row_addr] * P
+        if merged:
+            row_addr_q = [Signal(max(len(row_addr), c.addr_bits), name=f"naddr_rep{p}",
+                                 reset_less=True) for p in range(P)]
+            m.d.sync += [q.eq(Mux(busy, row_addr, host_word)) for q in row_addr_q]
+        elif row_reg:
+            group_rows = [Signal.like(row_addr, name=f"row_addr_rep{g}") for g in range(groups)]
+            m.d.sync += [q.eq(row_addr) for q in group_rows]
+            row_addr_q = [group_rows[p // 4] for p in range(P)]
         for p in range(P):
             w_rd = weights[p][0]
             word = hreq[p // 4].word
-            m.d.comb += w_rd.addr.eq(Mux(busy_q[p // 4], w_addr_q[p // 4], word))
-            m.d.comb += params[p][0].addr.eq(Mux(busy_q[p // 4], row_addr_q[p // 4], word))
-            m.d.comb += membranes[p][0].addr.eq(Mux(busy_q[p // 4], row_addr_q[p // 4], word))
+            if merged:
+                m.d.comb += [w_rd.addr.eq(w_addr_q[p // 4]), params[p][0].addr.eq(row_addr_q[p]),
+                             membranes[p][0].addr.eq(row_addr_q[p])]
+            else:
+                m.d.comb += [
+                    w_rd.addr.eq(Mux(busy_q[p // 4], w_addr_q[p // 4], word)),
+                    params[p][0].addr.eq(Mux(busy_q[p // 4], row_addr_q[p], word)),
+                    membranes[p][0].addr.eq(Mux(busy_q[p // 4], row_addr_q[p], word)),
+                ]
 
         # Event memory: read by the pipeline.
         m.d.comb += [ev_rd.addr.eq(ev_addr(bank_sel, src_sel, n)),
@@ -617,7 +638,8 @@ class NPUCore(wiring.Component):
         for p in range(P):
             u_wr, h = membranes[p][1], hreq[p // 4]
             m.d.comb += [
-                u_wr.addr.eq(Mux(busy_q[p // 4], row_addr_q[p // 4], h.word)),
+                u_wr.addr.eq(row_addr_q[p] if merged
+                             else Mux(busy_q[p // 4], row_addr_q[p], h.word)),
                 u_wr.data.eq(Mux(busy_q[p // 4], new_u[p], h.wdata)),
                 u_wr.en.eq(Mux(busy_q[p // 4], nwrite_q[p // 4],
                                h.we & (h.region == Region.MEMBRANES) & (h.lane == p))),
