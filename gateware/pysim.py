@@ -17,7 +17,7 @@ from .core import NPUCore
 from .harness import decode_membranes, input_events, membrane_reads
 from .layout import COUNTERS, CoreConfig, CoreTiming, Image, Region, compile_network
 
-__all__ = ["run_core", "read_words"]
+__all__ = ["run_core", "read_words", "write_words", "send_step"]
 
 
 async def read_words(ctx, dut, addrs) -> list[int]:
@@ -46,6 +46,30 @@ async def read_words(ctx, dut, addrs) -> list[int]:
     return words
 
 
+async def write_words(ctx, dut, writes) -> None:
+    """Host writes of ``(address, word)`` pairs, one per clock (the core idle)."""
+    for addr, word in writes:
+        ctx.set(dut.host_addr, addr)
+        ctx.set(dut.host_wdata, word)
+        ctx.set(dut.host_we, 1)
+        await ctx.tick()
+    ctx.set(dut.host_we, 0)
+
+
+async def send_step(ctx, dut, events) -> None:
+    """One step's input: the ``(index, value)`` events, then the end marker, each
+    held until the core takes it; returns in the clock after the end marker's."""
+    for j, v, end in [*((j, v, 0) for j, v in events), (0, 0, 1)]:
+        ctx.set(dut.input.valid, 1)
+        ctx.set(dut.input.payload, {"index": j, "value": v, "end": end})
+        while True:
+            ready = ctx.get(dut.input.ready)
+            await ctx.tick()
+            if ready:
+                break
+    ctx.set(dut.input.valid, 0)
+
+
 def run_core(net: Network, config: CoreConfig, x, *, stall: float = 0.0, seed: int = 0,
              max_cycles: int = 200_000, vcd: str | None = None, weight_memory=None,
              timing: CoreTiming | None = None):
@@ -67,25 +91,12 @@ def run_core(net: Network, config: CoreConfig, x, *, stall: float = 0.0, seed: i
     done = {"driver": False}
 
     async def host(ctx):
-        for addr, word in image.writes:
-            ctx.set(dut.host_addr, addr)
-            ctx.set(dut.host_wdata, word)
-            ctx.set(dut.host_we, 1)
-            await ctx.tick()
-        ctx.set(dut.host_we, 0)
+        await write_words(ctx, dut, image.writes)
         ctx.set(dut.clear, 1)
         await ctx.tick()
         ctx.set(dut.clear, 0)
         for events in steps_in:
-            for j, v, end in [*((j, v, 0) for j, v in events), (0, 0, 1)]:
-                ctx.set(dut.input.valid, 1)
-                ctx.set(dut.input.payload, {"index": j, "value": v, "end": end})
-                while True:
-                    ready = ctx.get(dut.input.ready)
-                    await ctx.tick()
-                    if ready:
-                        break
-            ctx.set(dut.input.valid, 0)
+            await send_step(ctx, dut, events)
         done["driver"] = True
 
     async def sink(ctx):

@@ -23,7 +23,7 @@ from spikeforge.gateware.layout import (
     Region,
     compile_network,
 )
-from spikeforge.gateware.pysim import read_words, run_core
+from spikeforge.gateware.pysim import read_words, run_core, send_step, write_words
 from spikeforge.golden.integer import (
     Format,
     LIFLayer,
@@ -306,27 +306,14 @@ def test_host_read_as_a_step_starts_is_answered():
     answers = []
 
     async def host(ctx):
-        for addr, word in image.writes:
-            ctx.set(dut.host_addr, addr)
-            ctx.set(dut.host_wdata, word)
-            ctx.set(dut.host_we, 1)
-            await ctx.tick()
-        ctx.set(dut.host_we, 0)
+        await write_words(ctx, dut, image.writes)
         ctx.set(dut.clear, 1)
         await ctx.tick()
         ctx.set(dut.clear, 0)
         for row, (addr, _) in zip(x.tolist(), probes, strict=True):
             while ctx.get(dut.busy):
                 await ctx.tick()
-            for j, v, end in [*((j, v, 0) for j, v in input_events(row)), (0, 0, 1)]:
-                ctx.set(dut.input.valid, 1)
-                ctx.set(dut.input.payload, {"index": j, "value": v, "end": end})
-                while True:
-                    ready = ctx.get(dut.input.ready)
-                    await ctx.tick()
-                    if ready:
-                        break
-            ctx.set(dut.input.valid, 0)
+            await send_step(ctx, dut, input_events(row))
             # The clock after the end marker: IDLE would start the step now.
             assert not ctx.get(dut.busy)
             answers.extend(await read_words(ctx, dut, [addr]))

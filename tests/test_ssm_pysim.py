@@ -21,7 +21,7 @@ from spikeforge.gateware.layout import (
     address_map,
     compile_network,
 )
-from spikeforge.gateware.pysim import read_words, run_core
+from spikeforge.gateware.pysim import read_words, run_core, write_words
 from spikeforge.golden.integer import (
     Format,
     LIFLayer,
@@ -275,12 +275,7 @@ def test_host_port_reads_back_every_ssm_word(latency):
     got = {}
 
     async def bench(ctx):
-        for addr, word in writes:
-            ctx.set(dut.host_addr, addr)
-            ctx.set(dut.host_wdata, word)
-            ctx.set(dut.host_we, 1)
-            await ctx.tick()
-        ctx.set(dut.host_we, 0)
+        await write_words(ctx, dut, writes)
         got.update(zip(final, await read_words(ctx, dut, list(final)), strict=True))
 
     sim = Simulator(dut)
