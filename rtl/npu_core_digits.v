@@ -332,26 +332,26 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg \$392 ;
   reg \$393 ;
   reg \$394 ;
-  reg \$395 ;
-  reg [17:0] \$396 ;
-  reg [25:0] \$397 ;
-  reg [17:0] \$398 ;
-  reg [25:0] \$399 ;
+  reg [17:0] \$395 ;
+  reg [25:0] \$396 ;
+  reg [17:0] \$397 ;
+  reg [25:0] \$398 ;
+  reg [17:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
-  reg [17:0] \$400 ;
-  reg [25:0] \$401 ;
-  reg [17:0] \$402 ;
-  reg [25:0] \$403 ;
-  reg [17:0] \$404 ;
-  reg [25:0] \$405 ;
-  reg [17:0] \$406 ;
-  reg [25:0] \$407 ;
-  reg [17:0] \$408 ;
-  reg [25:0] \$409 ;
+  reg [25:0] \$400 ;
+  reg [17:0] \$401 ;
+  reg [25:0] \$402 ;
+  reg [17:0] \$403 ;
+  reg [25:0] \$404 ;
+  reg [17:0] \$405 ;
+  reg [25:0] \$406 ;
+  reg [17:0] \$407 ;
+  reg [25:0] \$408 ;
+  reg [17:0] \$409 ;
   wire [8:0] \$41 ;
-  reg [17:0] \$410 ;
-  reg [25:0] \$411 ;
+  reg [25:0] \$410 ;
+  reg [7:0] \$411 ;
   reg [7:0] \$412 ;
   reg [7:0] \$413 ;
   reg [7:0] \$414 ;
@@ -369,7 +369,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [7:0] \$425 ;
   reg [7:0] \$426 ;
   reg [7:0] \$427 ;
-  reg [7:0] \$428 ;
+  reg [15:0] \$428 ;
   reg [15:0] \$429 ;
   wire [8:0] \$43 ;
   reg [15:0] \$430 ;
@@ -378,28 +378,27 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [15:0] \$433 ;
   reg [15:0] \$434 ;
   reg [15:0] \$435 ;
-  reg [15:0] \$436 ;
-  reg [7:0] \$437 ;
+  reg [7:0] \$436 ;
+  reg \$437 ;
   reg \$438 ;
-  reg \$439 ;
+  reg [6:0] \$439 ;
   wire \$44 ;
   reg [6:0] \$440 ;
-  reg [6:0] \$441 ;
-  reg [1:0] \$442 ;
+  reg [1:0] \$441 ;
+  reg \$442 ;
   reg \$443 ;
-  reg \$444 ;
-  reg [3:0] \$445 ;
-  reg [4:0] \$446 ;
-  reg [2:0] \$447 ;
+  reg [3:0] \$444 ;
+  reg [4:0] \$445 ;
+  reg [2:0] \$446 ;
+  reg \$447 ;
   reg \$448 ;
-  reg \$449 ;
+  reg [7:0] \$449 ;
   wire [8:0] \$45 ;
   reg [7:0] \$450 ;
-  reg [7:0] \$451 ;
-  reg [10:0] \$452 ;
-  reg [12:0] \$453 ;
-  reg [1:0] \$454 ;
-  reg \$455 ;
+  reg [10:0] \$451 ;
+  reg [12:0] \$452 ;
+  reg [1:0] \$453 ;
+  reg \$454 ;
   wire \$46 ;
   wire [8:0] \$47 ;
   wire \$48 ;
@@ -466,121 +465,120 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg \$signal$109 ;
   reg \$signal$110  = 1'h0;
   reg \$signal$111  = 1'h0;
-  reg \$signal$112  = 1'h0;
-  reg \$signal$218  = 1'h0;
-  reg \$signal$223  = 1'h0;
+  reg \$signal$217  = 1'h0;
+  reg \$signal$222  = 1'h0;
   wire [10:0] \$signature__addr ;
-  wire [4:0] \$signature__addr$240 ;
-  wire [10:0] \$signature__addr$243 ;
-  wire [4:0] \$signature__addr$246 ;
-  wire [10:0] \$signature__addr$249 ;
-  wire [4:0] \$signature__addr$252 ;
-  wire [10:0] \$signature__addr$255 ;
-  wire [4:0] \$signature__addr$258 ;
-  wire [10:0] \$signature__addr$261 ;
-  wire [4:0] \$signature__addr$264 ;
-  wire [10:0] \$signature__addr$267 ;
-  wire [4:0] \$signature__addr$270 ;
-  wire [10:0] \$signature__addr$273 ;
-  wire [4:0] \$signature__addr$276 ;
-  wire [10:0] \$signature__addr$279 ;
-  wire [4:0] \$signature__addr$282 ;
-  wire [4:0] \$signature__addr$408 ;
-  wire [4:0] \$signature__addr$412 ;
-  wire [4:0] \$signature__addr$415 ;
-  wire [4:0] \$signature__addr$418 ;
-  wire [4:0] \$signature__addr$421 ;
-  wire [4:0] \$signature__addr$424 ;
-  wire [4:0] \$signature__addr$427 ;
-  wire [4:0] \$signature__addr$430 ;
+  wire [4:0] \$signature__addr$239 ;
+  wire [10:0] \$signature__addr$242 ;
+  wire [4:0] \$signature__addr$245 ;
+  wire [10:0] \$signature__addr$248 ;
+  wire [4:0] \$signature__addr$251 ;
+  wire [10:0] \$signature__addr$254 ;
+  wire [4:0] \$signature__addr$257 ;
+  wire [10:0] \$signature__addr$260 ;
+  wire [4:0] \$signature__addr$263 ;
+  wire [10:0] \$signature__addr$266 ;
+  wire [4:0] \$signature__addr$269 ;
+  wire [10:0] \$signature__addr$272 ;
+  wire [4:0] \$signature__addr$275 ;
+  wire [10:0] \$signature__addr$278 ;
+  wire [4:0] \$signature__addr$281 ;
+  wire [4:0] \$signature__addr$407 ;
+  wire [4:0] \$signature__addr$411 ;
+  wire [4:0] \$signature__addr$414 ;
+  wire [4:0] \$signature__addr$417 ;
+  wire [4:0] \$signature__addr$420 ;
+  wire [4:0] \$signature__addr$423 ;
+  wire [4:0] \$signature__addr$426 ;
+  wire [4:0] \$signature__addr$429 ;
   wire [7:0] \$signature__data ;
-  wire [40:0] \$signature__data$241 ;
-  wire [8:0] \$signature__data$241.alpha ;
-  wire [15:0] \$signature__data$241.bias ;
-  wire [15:0] \$signature__data$241.theta ;
-  wire [7:0] \$signature__data$244 ;
-  wire [40:0] \$signature__data$247 ;
-  wire [8:0] \$signature__data$247.alpha ;
-  wire [15:0] \$signature__data$247.bias ;
-  wire [15:0] \$signature__data$247.theta ;
-  wire [7:0] \$signature__data$250 ;
-  wire [40:0] \$signature__data$253 ;
-  wire [8:0] \$signature__data$253.alpha ;
-  wire [15:0] \$signature__data$253.bias ;
-  wire [15:0] \$signature__data$253.theta ;
-  wire [7:0] \$signature__data$256 ;
-  wire [40:0] \$signature__data$259 ;
-  wire [8:0] \$signature__data$259.alpha ;
-  wire [15:0] \$signature__data$259.bias ;
-  wire [15:0] \$signature__data$259.theta ;
-  wire [7:0] \$signature__data$262 ;
-  wire [40:0] \$signature__data$265 ;
-  wire [8:0] \$signature__data$265.alpha ;
-  wire [15:0] \$signature__data$265.bias ;
-  wire [15:0] \$signature__data$265.theta ;
-  wire [7:0] \$signature__data$268 ;
-  wire [40:0] \$signature__data$271 ;
-  wire [8:0] \$signature__data$271.alpha ;
-  wire [15:0] \$signature__data$271.bias ;
-  wire [15:0] \$signature__data$271.theta ;
-  wire [7:0] \$signature__data$274 ;
-  wire [40:0] \$signature__data$277 ;
-  wire [8:0] \$signature__data$277.alpha ;
-  wire [15:0] \$signature__data$277.bias ;
-  wire [15:0] \$signature__data$277.theta ;
-  wire [7:0] \$signature__data$280 ;
-  wire [40:0] \$signature__data$283 ;
-  wire [8:0] \$signature__data$283.alpha ;
-  wire [15:0] \$signature__data$283.bias ;
-  wire [15:0] \$signature__data$283.theta ;
-  wire [15:0] \$signature__data$409 ;
-  wire [15:0] \$signature__data$413 ;
-  wire [15:0] \$signature__data$416 ;
-  wire [15:0] \$signature__data$419 ;
-  wire [15:0] \$signature__data$422 ;
-  wire [15:0] \$signature__data$425 ;
-  wire [15:0] \$signature__data$428 ;
-  wire [15:0] \$signature__data$431 ;
+  wire [40:0] \$signature__data$240 ;
+  wire [8:0] \$signature__data$240.alpha ;
+  wire [15:0] \$signature__data$240.bias ;
+  wire [15:0] \$signature__data$240.theta ;
+  wire [7:0] \$signature__data$243 ;
+  wire [40:0] \$signature__data$246 ;
+  wire [8:0] \$signature__data$246.alpha ;
+  wire [15:0] \$signature__data$246.bias ;
+  wire [15:0] \$signature__data$246.theta ;
+  wire [7:0] \$signature__data$249 ;
+  wire [40:0] \$signature__data$252 ;
+  wire [8:0] \$signature__data$252.alpha ;
+  wire [15:0] \$signature__data$252.bias ;
+  wire [15:0] \$signature__data$252.theta ;
+  wire [7:0] \$signature__data$255 ;
+  wire [40:0] \$signature__data$258 ;
+  wire [8:0] \$signature__data$258.alpha ;
+  wire [15:0] \$signature__data$258.bias ;
+  wire [15:0] \$signature__data$258.theta ;
+  wire [7:0] \$signature__data$261 ;
+  wire [40:0] \$signature__data$264 ;
+  wire [8:0] \$signature__data$264.alpha ;
+  wire [15:0] \$signature__data$264.bias ;
+  wire [15:0] \$signature__data$264.theta ;
+  wire [7:0] \$signature__data$267 ;
+  wire [40:0] \$signature__data$270 ;
+  wire [8:0] \$signature__data$270.alpha ;
+  wire [15:0] \$signature__data$270.bias ;
+  wire [15:0] \$signature__data$270.theta ;
+  wire [7:0] \$signature__data$273 ;
+  wire [40:0] \$signature__data$276 ;
+  wire [8:0] \$signature__data$276.alpha ;
+  wire [15:0] \$signature__data$276.bias ;
+  wire [15:0] \$signature__data$276.theta ;
+  wire [7:0] \$signature__data$279 ;
+  wire [40:0] \$signature__data$282 ;
+  wire [8:0] \$signature__data$282.alpha ;
+  wire [15:0] \$signature__data$282.bias ;
+  wire [15:0] \$signature__data$282.theta ;
+  wire [15:0] \$signature__data$408 ;
+  wire [15:0] \$signature__data$412 ;
+  wire [15:0] \$signature__data$415 ;
+  wire [15:0] \$signature__data$418 ;
+  wire [15:0] \$signature__data$421 ;
+  wire [15:0] \$signature__data$424 ;
+  wire [15:0] \$signature__data$427 ;
+  wire [15:0] \$signature__data$430 ;
   wire \$signature__en ;
-  wire \$signature__en$242 ;
-  wire \$signature__en$245 ;
-  wire \$signature__en$248 ;
-  wire \$signature__en$251 ;
-  wire \$signature__en$254 ;
-  wire \$signature__en$257 ;
-  wire \$signature__en$260 ;
-  wire \$signature__en$263 ;
-  wire \$signature__en$266 ;
-  wire \$signature__en$269 ;
-  wire \$signature__en$272 ;
-  wire \$signature__en$275 ;
-  wire \$signature__en$278 ;
-  wire \$signature__en$281 ;
-  wire \$signature__en$284 ;
-  wire \$signature__en$410 ;
-  wire \$signature__en$414 ;
-  wire \$signature__en$417 ;
-  wire \$signature__en$420 ;
-  wire \$signature__en$423 ;
-  wire \$signature__en$426 ;
-  wire \$signature__en$429 ;
-  wire \$signature__en$432 ;
+  wire \$signature__en$241 ;
+  wire \$signature__en$244 ;
+  wire \$signature__en$247 ;
+  wire \$signature__en$250 ;
+  wire \$signature__en$253 ;
+  wire \$signature__en$256 ;
+  wire \$signature__en$259 ;
+  wire \$signature__en$262 ;
+  wire \$signature__en$265 ;
+  wire \$signature__en$268 ;
+  wire \$signature__en$271 ;
+  wire \$signature__en$274 ;
+  wire \$signature__en$277 ;
+  wire \$signature__en$280 ;
+  wire \$signature__en$283 ;
+  wire \$signature__en$409 ;
+  wire \$signature__en$413 ;
+  wire \$signature__en$416 ;
+  wire \$signature__en$419 ;
+  wire \$signature__en$422 ;
+  wire \$signature__en$425 ;
+  wire \$signature__en$428 ;
+  wire \$signature__en$431 ;
   (* init = 8'h00 *)
   wire [7:0] a;
   (* init = 8'h00 *)
-  wire [7:0] \a$317 ;
+  wire [7:0] \a$316 ;
   (* init = 8'h00 *)
-  wire [7:0] \a$319 ;
+  wire [7:0] \a$318 ;
   (* init = 8'h00 *)
-  wire [7:0] \a$321 ;
+  wire [7:0] \a$320 ;
   (* init = 8'h00 *)
-  wire [7:0] \a$323 ;
+  wire [7:0] \a$322 ;
   (* init = 8'h00 *)
-  wire [7:0] \a$325 ;
+  wire [7:0] \a$324 ;
   (* init = 8'h00 *)
-  wire [7:0] \a$327 ;
+  wire [7:0] \a$326 ;
   (* init = 8'h00 *)
-  wire [7:0] \a$329 ;
+  wire [7:0] \a$328 ;
   reg [25:0] acc0 = 26'h0000000;
   reg [25:0] acc1 = 26'h0000000;
   reg [25:0] acc2 = 26'h0000000;
@@ -592,19 +590,19 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   (* init = 9'h000 *)
   wire [8:0] alpha;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$335 ;
+  wire [8:0] \alpha$334 ;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$338 ;
+  wire [8:0] \alpha$337 ;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$341 ;
+  wire [8:0] \alpha$340 ;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$344 ;
+  wire [8:0] \alpha$343 ;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$347 ;
+  wire [8:0] \alpha$346 ;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$350 ;
+  wire [8:0] \alpha$349 ;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$353 ;
+  wire [8:0] \alpha$352 ;
   reg [8:0] alpha_q0 = 9'h000;
   reg [8:0] alpha_q1 = 9'h000;
   reg [8:0] alpha_q2 = 9'h000;
@@ -616,37 +614,37 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   (* init = 8'h00 *)
   wire [7:0] b;
   (* init = 8'h00 *)
-  wire [7:0] \b$318 ;
+  wire [7:0] \b$317 ;
   (* init = 8'h00 *)
-  wire [7:0] \b$320 ;
+  wire [7:0] \b$319 ;
   (* init = 8'h00 *)
-  wire [7:0] \b$322 ;
+  wire [7:0] \b$321 ;
   (* init = 8'h00 *)
-  wire [7:0] \b$324 ;
+  wire [7:0] \b$323 ;
   (* init = 8'h00 *)
-  wire [7:0] \b$326 ;
+  wire [7:0] \b$325 ;
   (* init = 8'h00 *)
-  wire [7:0] \b$328 ;
+  wire [7:0] \b$327 ;
   (* init = 8'h00 *)
-  wire [7:0] \b$330 ;
+  wire [7:0] \b$329 ;
   reg bank_sel = 1'h0;
   reg [7:0] base;
   (* init = 16'h0000 *)
   wire [15:0] bias;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$336 ;
+  wire [15:0] \bias$335 ;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$339 ;
+  wire [15:0] \bias$338 ;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$342 ;
+  wire [15:0] \bias$341 ;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$345 ;
+  wire [15:0] \bias$344 ;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$348 ;
+  wire [15:0] \bias$347 ;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$351 ;
+  wire [15:0] \bias$350 ;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$354 ;
+  wire [15:0] \bias$353 ;
   reg [15:0] bias_q0 = 16'h0000;
   reg [15:0] bias_q1 = 16'h0000;
   reg [15:0] bias_q2 = 16'h0000;
@@ -661,7 +659,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire can_load;
   input clear;
   wire clear;
-  reg \clear$443 ;
+  reg \clear$442 ;
   input clk;
   wire clk;
   reg [7:0] cnt = 8'h00;
@@ -790,7 +788,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [4:0] k = 5'h00;
   reg last_row = 1'h0;
   reg [44:0] layer = 45'h000000000000;
-  reg [1:0] \layer$440 ;
+  reg [1:0] \layer$439 ;
   wire [2:0] \layer.ebase ;
   wire [3:0] \layer.ecount ;
   wire \layer.emit_values ;
@@ -841,13 +839,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \layer3.spiking ;
   wire [15:0] \layer3.v_reset ;
   wire [17:0] leak;
-  wire [17:0] \leak$124 ;
-  wire [17:0] \leak$131 ;
-  wire [17:0] \leak$138 ;
-  wire [17:0] \leak$145 ;
-  wire [17:0] \leak$152 ;
-  wire [17:0] \leak$159 ;
-  wire [17:0] \leak$166 ;
+  wire [17:0] \leak$123 ;
+  wire [17:0] \leak$130 ;
+  wire [17:0] \leak$137 ;
+  wire [17:0] \leak$144 ;
+  wire [17:0] \leak$151 ;
+  wire [17:0] \leak$158 ;
+  wire [17:0] \leak$165 ;
   reg [17:0] leak_q0 = 18'h00000;
   reg [17:0] leak_q1 = 18'h00000;
   reg [17:0] leak_q2 = 18'h00000;
@@ -881,13 +879,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   output output__valid;
   wire output__valid;
   wire [15:0] p;
-  wire [15:0] \p$126 ;
-  wire [15:0] \p$133 ;
-  wire [15:0] \p$140 ;
-  wire [15:0] \p$147 ;
-  wire [15:0] \p$154 ;
-  wire [15:0] \p$161 ;
-  wire [15:0] \p$168 ;
+  wire [15:0] \p$125 ;
+  wire [15:0] \p$132 ;
+  wire [15:0] \p$139 ;
+  wire [15:0] \p$146 ;
+  wire [15:0] \p$153 ;
+  wire [15:0] \p$160 ;
+  wire [15:0] \p$167 ;
   reg [40:0] params0_nrw = 41'h00000000000;
   wire [8:0] \params0_nrw.alpha ;
   wire [15:0] \params0_nrw.bias ;
@@ -921,31 +919,31 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \params7_nrw.bias ;
   wire [15:0] \params7_nrw.theta ;
   wire [10:0] port__addr;
+  wire [4:0] \port__addr$289 ;
   wire [4:0] \port__addr$290 ;
-  wire [4:0] \port__addr$291 ;
-  wire [10:0] \port__addr$292 ;
+  wire [10:0] \port__addr$291 ;
+  wire [4:0] \port__addr$292 ;
   wire [4:0] \port__addr$293 ;
-  wire [4:0] \port__addr$294 ;
-  wire [10:0] \port__addr$295 ;
+  wire [10:0] \port__addr$294 ;
+  wire [4:0] \port__addr$295 ;
   wire [4:0] \port__addr$296 ;
-  wire [4:0] \port__addr$297 ;
-  wire [10:0] \port__addr$298 ;
+  wire [10:0] \port__addr$297 ;
+  wire [4:0] \port__addr$298 ;
   wire [4:0] \port__addr$299 ;
-  wire [4:0] \port__addr$300 ;
-  wire [10:0] \port__addr$301 ;
+  wire [10:0] \port__addr$300 ;
+  wire [4:0] \port__addr$301 ;
   wire [4:0] \port__addr$302 ;
-  wire [4:0] \port__addr$303 ;
-  wire [10:0] \port__addr$304 ;
+  wire [10:0] \port__addr$303 ;
+  wire [4:0] \port__addr$304 ;
   wire [4:0] \port__addr$305 ;
-  wire [4:0] \port__addr$306 ;
-  wire [10:0] \port__addr$307 ;
+  wire [10:0] \port__addr$306 ;
+  wire [4:0] \port__addr$307 ;
   wire [4:0] \port__addr$308 ;
-  wire [4:0] \port__addr$309 ;
-  wire [10:0] \port__addr$310 ;
+  wire [10:0] \port__addr$309 ;
+  wire [4:0] \port__addr$310 ;
   wire [4:0] \port__addr$311 ;
-  wire [4:0] \port__addr$312 ;
-  wire [10:0] \port__addr$313 ;
-  wire [7:0] \port__addr$314 ;
+  wire [10:0] \port__addr$312 ;
+  wire [7:0] \port__addr$313 ;
   wire [14:0] port__data;
   wire [14:0] \port__data$19 ;
   wire [6:0] \port__data$19.index ;
@@ -1018,13 +1016,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire records__ready;
   wire records__valid;
   wire [1:0] reset;
-  wire [1:0] \reset$376 ;
-  wire [1:0] \reset$381 ;
-  wire [1:0] \reset$386 ;
-  wire [1:0] \reset$391 ;
-  wire [1:0] \reset$396 ;
-  wire [1:0] \reset$401 ;
-  wire [1:0] \reset$406 ;
+  wire [1:0] \reset$375 ;
+  wire [1:0] \reset$380 ;
+  wire [1:0] \reset$385 ;
+  wire [1:0] \reset$390 ;
+  wire [1:0] \reset$395 ;
+  wire [1:0] \reset$400 ;
+  wire [1:0] \reset$405 ;
   wire [5:0] row_addr;
   reg [12:0] row_offset = 13'h0000;
   reg [10:0] row_wbase = 11'h000;
@@ -1042,73 +1040,73 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg s4_valid = 1'h0;
   reg [7:0] send;
   wire spike;
-  wire \spike$192 ;
-  wire \spike$195 ;
-  wire \spike$198 ;
-  wire \spike$201 ;
-  wire \spike$204 ;
-  wire \spike$207 ;
-  wire \spike$210 ;
+  wire \spike$191 ;
+  wire \spike$194 ;
+  wire \spike$197 ;
+  wire \spike$200 ;
+  wire \spike$203 ;
+  wire \spike$206 ;
+  wire \spike$209 ;
   wire [2:0] spike_src;
   reg [7:0] spikes = 8'h00;
-  reg [7:0] \spikes$438 ;
+  reg [7:0] \spikes$437 ;
   wire spiking;
-  wire \spiking$377 ;
-  wire \spiking$382 ;
-  wire \spiking$387 ;
-  wire \spiking$392 ;
-  wire \spiking$397 ;
-  wire \spiking$402 ;
-  wire \spiking$407 ;
+  wire \spiking$376 ;
+  wire \spiking$381 ;
+  wire \spiking$386 ;
+  wire \spiking$391 ;
+  wire \spiking$396 ;
+  wire \spiking$401 ;
+  wire \spiking$406 ;
   reg [2:0] src_sel = 3'h0;
   wire [15:0] theta;
-  wire [15:0] \theta$374 ;
-  wire [15:0] \theta$379 ;
-  wire [15:0] \theta$384 ;
-  wire [15:0] \theta$389 ;
-  wire [15:0] \theta$394 ;
-  wire [15:0] \theta$399 ;
-  wire [15:0] \theta$404 ;
+  wire [15:0] \theta$373 ;
+  wire [15:0] \theta$378 ;
+  wire [15:0] \theta$383 ;
+  wire [15:0] \theta$388 ;
+  wire [15:0] \theta$393 ;
+  wire [15:0] \theta$398 ;
+  wire [15:0] \theta$403 ;
   (* init = 26'h0000000 *)
   wire [25:0] total;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$373 ;
+  wire [25:0] \total$372 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$378 ;
+  wire [25:0] \total$377 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$383 ;
+  wire [25:0] \total$382 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$388 ;
+  wire [25:0] \total$387 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$393 ;
+  wire [25:0] \total$392 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$398 ;
+  wire [25:0] \total$397 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$403 ;
+  wire [25:0] \total$402 ;
   (* init = 16'h0000 *)
   wire [15:0] u;
   (* init = 16'h0000 *)
-  wire [15:0] \u$334 ;
+  wire [15:0] \u$333 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$337 ;
+  wire [15:0] \u$336 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$340 ;
+  wire [15:0] \u$339 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$343 ;
+  wire [15:0] \u$342 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$346 ;
+  wire [15:0] \u$345 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$349 ;
+  wire [15:0] \u$348 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$352 ;
+  wire [15:0] \u$351 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$194 ;
-  wire [15:0] \u_new$197 ;
-  wire [15:0] \u_new$200 ;
-  wire [15:0] \u_new$203 ;
-  wire [15:0] \u_new$206 ;
-  wire [15:0] \u_new$209 ;
-  wire [15:0] \u_new$212 ;
+  wire [15:0] \u_new$193 ;
+  wire [15:0] \u_new$196 ;
+  wire [15:0] \u_new$199 ;
+  wire [15:0] \u_new$202 ;
+  wire [15:0] \u_new$205 ;
+  wire [15:0] \u_new$208 ;
+  wire [15:0] \u_new$211 ;
   reg [15:0] u_new0 = 16'h0000;
   reg [15:0] u_new1 = 16'h0000;
   reg [15:0] u_new2 = 16'h0000;
@@ -1126,13 +1124,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [15:0] u_q6 = 16'h0000;
   reg [15:0] u_q7 = 16'h0000;
   wire [15:0] v_reset;
-  wire [15:0] \v_reset$375 ;
-  wire [15:0] \v_reset$380 ;
-  wire [15:0] \v_reset$385 ;
-  wire [15:0] \v_reset$390 ;
-  wire [15:0] \v_reset$395 ;
-  wire [15:0] \v_reset$400 ;
-  wire [15:0] \v_reset$405 ;
+  wire [15:0] \v_reset$374 ;
+  wire [15:0] \v_reset$379 ;
+  wire [15:0] \v_reset$384 ;
+  wire [15:0] \v_reset$389 ;
+  wire [15:0] \v_reset$394 ;
+  wire [15:0] \v_reset$399 ;
+  wire [15:0] \v_reset$404 ;
   wire [7:0] valid_lanes;
   reg [7:0] valid_q = 8'h00;
   reg [127:0] values;
@@ -3517,7 +3515,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes0[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$410 )
+    if (\$signature__en$409 )
       membranes0[\$241 [4:0]] <= \$242 [15:0];
   end
   assign \port__data$25  = membranes0[\$213 [4:0]];
@@ -3558,7 +3556,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes1[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$414 )
+    if (\$signature__en$413 )
       membranes1[\$247 [4:0]] <= \$248 [15:0];
   end
   assign \port__data$31  = membranes1[\$216 [4:0]];
@@ -3599,7 +3597,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes2[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$417 )
+    if (\$signature__en$416 )
       membranes2[\$253 [4:0]] <= \$254 [15:0];
   end
   assign \port__data$37  = membranes2[\$219 [4:0]];
@@ -3640,7 +3638,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes3[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$420 )
+    if (\$signature__en$419 )
       membranes3[\$259 [4:0]] <= \$260 [15:0];
   end
   assign \port__data$43  = membranes3[\$222 [4:0]];
@@ -3681,7 +3679,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes4[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$423 )
+    if (\$signature__en$422 )
       membranes4[\$265 [4:0]] <= \$266 [15:0];
   end
   assign \port__data$49  = membranes4[\$225 [4:0]];
@@ -3722,7 +3720,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes5[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$426 )
+    if (\$signature__en$425 )
       membranes5[\$271 [4:0]] <= \$272 [15:0];
   end
   assign \port__data$55  = membranes5[\$228 [4:0]];
@@ -3763,7 +3761,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes6[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$429 )
+    if (\$signature__en$428 )
       membranes6[\$277 [4:0]] <= \$278 [15:0];
   end
   assign \port__data$61  = membranes6[\$231 [4:0]];
@@ -3804,7 +3802,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes7[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$432 )
+    if (\$signature__en$431 )
       membranes7[\$283 [4:0]] <= \$284 [15:0];
   end
   assign \port__data$67  = membranes7[\$234 [4:0]];
@@ -3845,7 +3843,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params0[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$242 )
+    if (\$signature__en$241 )
       params0[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$23  = params0[\$212 [4:0]];
@@ -3886,7 +3884,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params1[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$248 )
+    if (\$signature__en$247 )
       params1[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$29  = params1[\$215 [4:0]];
@@ -3927,7 +3925,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params2[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$254 )
+    if (\$signature__en$253 )
       params2[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$35  = params2[\$218 [4:0]];
@@ -3968,7 +3966,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params3[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$260 )
+    if (\$signature__en$259 )
       params3[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$41  = params3[\$221 [4:0]];
@@ -4009,7 +4007,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params4[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$266 )
+    if (\$signature__en$265 )
       params4[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$47  = params4[\$224 [4:0]];
@@ -4050,7 +4048,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params5[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$272 )
+    if (\$signature__en$271 )
       params5[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$53  = params5[\$227 [4:0]];
@@ -4091,7 +4089,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params6[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$278 )
+    if (\$signature__en$277 )
       params6[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$59  = params6[\$230 [4:0]];
@@ -4132,7 +4130,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params7[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$284 )
+    if (\$signature__en$283 )
       params7[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$65  = params7[\$233 [4:0]];
@@ -8246,7 +8244,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights1[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$245 )
+    if (\$signature__en$244 )
       weights1[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$27  = weights1[\$214 [10:0]];
@@ -10303,7 +10301,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights2[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$251 )
+    if (\$signature__en$250 )
       weights2[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$33  = weights2[\$217 [10:0]];
@@ -12360,7 +12358,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights3[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$257 )
+    if (\$signature__en$256 )
       weights3[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$39  = weights3[\$220 [10:0]];
@@ -14417,7 +14415,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights4[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$263 )
+    if (\$signature__en$262 )
       weights4[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$45  = weights4[\$223 [10:0]];
@@ -16474,7 +16472,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights5[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$269 )
+    if (\$signature__en$268 )
       weights5[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$51  = weights5[\$226 [10:0]];
@@ -18531,7 +18529,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights6[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$275 )
+    if (\$signature__en$274 )
       weights6[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$57  = weights6[\$229 [10:0]];
@@ -20588,12 +20586,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights7[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$281 )
+    if (\$signature__en$280 )
       weights7[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$63  = weights7[\$232 [10:0]];
-  always @(posedge clk)
-    s1b_valid <= \$385 ;
   always @(posedge clk)
     s1b_x <= s1_value;
   always @(posedge clk)
@@ -20615,17 +20611,15 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     \$signal$111  <= \$394 ;
   always @(posedge clk)
-    \$signal$112  <= \$395 ;
-  always @(posedge clk)
     bias_q0 <= params0_nrw[40:25];
   always @(posedge clk)
     u_q0 <= membranes0_nrw;
   always @(posedge clk)
     alpha_q0 <= params0_nrw[8:0];
   always @(posedge clk)
-    leak_q0 <= \$396 ;
+    leak_q0 <= \$395 ;
   always @(posedge clk)
-    acc0 <= \$397 ;
+    acc0 <= \$396 ;
   always @(posedge clk)
     bias_q1 <= params1_nrw[40:25];
   always @(posedge clk)
@@ -20633,9 +20627,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     alpha_q1 <= params1_nrw[8:0];
   always @(posedge clk)
-    leak_q1 <= \$398 ;
+    leak_q1 <= \$397 ;
   always @(posedge clk)
-    acc1 <= \$399 ;
+    acc1 <= \$398 ;
   always @(posedge clk)
     bias_q2 <= params2_nrw[40:25];
   always @(posedge clk)
@@ -20643,9 +20637,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     alpha_q2 <= params2_nrw[8:0];
   always @(posedge clk)
-    leak_q2 <= \$400 ;
+    leak_q2 <= \$399 ;
   always @(posedge clk)
-    acc2 <= \$401 ;
+    acc2 <= \$400 ;
   always @(posedge clk)
     bias_q3 <= params3_nrw[40:25];
   always @(posedge clk)
@@ -20653,9 +20647,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     alpha_q3 <= params3_nrw[8:0];
   always @(posedge clk)
-    leak_q3 <= \$402 ;
+    leak_q3 <= \$401 ;
   always @(posedge clk)
-    acc3 <= \$403 ;
+    acc3 <= \$402 ;
   always @(posedge clk)
     bias_q4 <= params4_nrw[40:25];
   always @(posedge clk)
@@ -20663,9 +20657,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     alpha_q4 <= params4_nrw[8:0];
   always @(posedge clk)
-    leak_q4 <= \$404 ;
+    leak_q4 <= \$403 ;
   always @(posedge clk)
-    acc4 <= \$405 ;
+    acc4 <= \$404 ;
   always @(posedge clk)
     bias_q5 <= params5_nrw[40:25];
   always @(posedge clk)
@@ -20673,9 +20667,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     alpha_q5 <= params5_nrw[8:0];
   always @(posedge clk)
-    leak_q5 <= \$406 ;
+    leak_q5 <= \$405 ;
   always @(posedge clk)
-    acc5 <= \$407 ;
+    acc5 <= \$406 ;
   always @(posedge clk)
     bias_q6 <= params6_nrw[40:25];
   always @(posedge clk)
@@ -20683,9 +20677,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     alpha_q6 <= params6_nrw[8:0];
   always @(posedge clk)
-    leak_q6 <= \$408 ;
+    leak_q6 <= \$407 ;
   always @(posedge clk)
-    acc6 <= \$409 ;
+    acc6 <= \$408 ;
   always @(posedge clk)
     bias_q7 <= params7_nrw[40:25];
   always @(posedge clk)
@@ -20693,97 +20687,97 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     alpha_q7 <= params7_nrw[8:0];
   always @(posedge clk)
-    leak_q7 <= \$410 ;
+    leak_q7 <= \$409 ;
   always @(posedge clk)
-    acc7 <= \$411 ;
+    acc7 <= \$410 ;
   always @(posedge clk)
-    count0 <= \$412 ;
+    count0 <= \$411 ;
   always @(posedge clk)
-    count1 <= \$413 ;
+    count1 <= \$412 ;
   always @(posedge clk)
-    count2 <= \$414 ;
+    count2 <= \$413 ;
   always @(posedge clk)
-    count3 <= \$415 ;
+    count3 <= \$414 ;
   always @(posedge clk)
-    count4 <= \$416 ;
+    count4 <= \$415 ;
   always @(posedge clk)
-    count5 <= \$417 ;
+    count5 <= \$416 ;
   always @(posedge clk)
-    count6 <= \$418 ;
+    count6 <= \$417 ;
   always @(posedge clk)
-    count7 <= \$419 ;
+    count7 <= \$418 ;
   always @(posedge clk)
-    count8 <= \$420 ;
+    count8 <= \$419 ;
   always @(posedge clk)
-    count9 <= \$421 ;
+    count9 <= \$420 ;
   always @(posedge clk)
-    count10 <= \$422 ;
+    count10 <= \$421 ;
   always @(posedge clk)
-    count11 <= \$423 ;
+    count11 <= \$422 ;
   always @(posedge clk)
-    count12 <= \$424 ;
+    count12 <= \$423 ;
   always @(posedge clk)
-    count13 <= \$425 ;
+    count13 <= \$424 ;
   always @(posedge clk)
-    count14 <= \$426 ;
+    count14 <= \$425 ;
   always @(posedge clk)
-    count15 <= \$427 ;
+    count15 <= \$426 ;
   always @(posedge clk)
-    spikes <= \$428 ;
+    spikes <= \$427 ;
   always @(posedge clk)
-    u_new0 <= \$429 ;
+    u_new0 <= \$428 ;
   always @(posedge clk)
-    u_new1 <= \$430 ;
+    u_new1 <= \$429 ;
   always @(posedge clk)
-    u_new2 <= \$431 ;
+    u_new2 <= \$430 ;
   always @(posedge clk)
-    u_new3 <= \$432 ;
+    u_new3 <= \$431 ;
   always @(posedge clk)
-    u_new4 <= \$433 ;
+    u_new4 <= \$432 ;
   always @(posedge clk)
-    u_new5 <= \$434 ;
+    u_new5 <= \$433 ;
   always @(posedge clk)
-    u_new6 <= \$435 ;
+    u_new6 <= \$434 ;
   always @(posedge clk)
-    u_new7 <= \$436 ;
+    u_new7 <= \$435 ;
   always @(posedge clk)
-    valid_q <= \$437 ;
+    valid_q <= \$436 ;
   always @(posedge clk)
-    last_row <= \$438 ;
+    last_row <= \$437 ;
   always @(posedge clk)
-    in_full <= \$439 ;
+    in_full <= \$438 ;
   always @(posedge clk)
-    in_count0 <= \$440 ;
+    in_count0 <= \$439 ;
   always @(posedge clk)
-    in_count1 <= \$441 ;
+    in_count1 <= \$440 ;
   always @(posedge clk)
-    li <= \$442 ;
+    li <= \$441 ;
   always @(posedge clk)
-    \$signal$223  <= \$443 ;
+    \$signal$222  <= \$442 ;
   always @(posedge clk)
-    \$signal$218  <= \$444 ;
+    \$signal$217  <= \$443 ;
   always @(posedge clk)
-    fsm_state <= \$445 ;
+    fsm_state <= \$444 ;
   always @(posedge clk)
-    k <= \$446 ;
+    k <= \$445 ;
   always @(posedge clk)
-    src_sel <= \$447 ;
+    src_sel <= \$446 ;
   always @(posedge clk)
-    \$signal$105  <= \$448 ;
+    \$signal$105  <= \$447 ;
   always @(posedge clk)
-    bank_sel <= \$449 ;
+    bank_sel <= \$448 ;
   always @(posedge clk)
-    n <= \$450 ;
+    n <= \$449 ;
   always @(posedge clk)
-    cnt <= \$451 ;
+    cnt <= \$450 ;
   always @(posedge clk)
-    row_wbase <= \$452 ;
+    row_wbase <= \$451 ;
   always @(posedge clk)
-    row_offset <= \$453 ;
+    row_offset <= \$452 ;
   always @(posedge clk)
-    drain_n <= \$454 ;
+    drain_n <= \$453 ;
   always @(posedge clk)
-    cur <= \$455 ;
+    cur <= \$454 ;
   assign \$1  = ~ busy;
   assign \$2  = \$1  & host_we;
   assign \$3  = ~ busy;
@@ -20795,25 +20789,25 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$13  = s4_valid ? { p[15], p[15], p } : leak_q0;
   assign \$14  = $signed(acc0) + $signed(\$13 );
   assign \$15  = s4_valid | \$signal$111 ;
-  assign \$16  = s4_valid ? { \p$126 [15], \p$126 [15], \p$126  } : leak_q1;
+  assign \$16  = s4_valid ? { \p$125 [15], \p$125 [15], \p$125  } : leak_q1;
   assign \$17  = $signed(acc1) + $signed(\$16 );
   assign \$18  = s4_valid | \$signal$111 ;
-  assign \$19  = s4_valid ? { \p$133 [15], \p$133 [15], \p$133  } : leak_q2;
+  assign \$19  = s4_valid ? { \p$132 [15], \p$132 [15], \p$132  } : leak_q2;
   assign \$20  = $signed(acc2) + $signed(\$19 );
   assign \$21  = s4_valid | \$signal$111 ;
-  assign \$22  = s4_valid ? { \p$140 [15], \p$140 [15], \p$140  } : leak_q3;
+  assign \$22  = s4_valid ? { \p$139 [15], \p$139 [15], \p$139  } : leak_q3;
   assign \$23  = $signed(acc3) + $signed(\$22 );
   assign \$24  = s4_valid | \$signal$111 ;
-  assign \$25  = s4_valid ? { \p$147 [15], \p$147 [15], \p$147  } : leak_q4;
+  assign \$25  = s4_valid ? { \p$146 [15], \p$146 [15], \p$146  } : leak_q4;
   assign \$26  = $signed(acc4) + $signed(\$25 );
   assign \$27  = s4_valid | \$signal$111 ;
-  assign \$28  = s4_valid ? { \p$154 [15], \p$154 [15], \p$154  } : leak_q5;
+  assign \$28  = s4_valid ? { \p$153 [15], \p$153 [15], \p$153  } : leak_q5;
   assign \$29  = $signed(acc5) + $signed(\$28 );
   assign \$30  = s4_valid | \$signal$111 ;
-  assign \$31  = s4_valid ? { \p$161 [15], \p$161 [15], \p$161  } : leak_q6;
+  assign \$31  = s4_valid ? { \p$160 [15], \p$160 [15], \p$160  } : leak_q6;
   assign \$32  = $signed(acc6) + $signed(\$31 );
   assign \$33  = s4_valid | \$signal$111 ;
-  assign \$34  = s4_valid ? { \p$168 [15], \p$168 [15], \p$168  } : leak_q7;
+  assign \$34  = s4_valid ? { \p$167 [15], \p$167 [15], \p$167  } : leak_q7;
   assign \$35  = $signed(acc7) + $signed(\$34 );
   assign \$36  = ! { cur, spike_src };
   assign \$37  = count0 + 1'h1;
@@ -20853,14 +20847,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$72  = \$71  + 1'h1;
   assign \$73  = ~ clear;
   assign \$74  = in_full & \$73 ;
-  assign \$77  = ~ \$signal$218 ;
-  assign \$78  = ~ \$signal$218 ;
+  assign \$77  = ~ \$signal$217 ;
+  assign \$78  = ~ \$signal$217 ;
   assign \$79  = ! num_layers;
   assign \$80  = e == e_end;
   assign \$81  = ! \edge [2:0];
   assign \$82  = ! \edge [2:0];
   assign \$83  = cur ^ \edge [3];
-  assign \$84  = \$82  ? \$signal$223  : \$83 ;
+  assign \$84  = \$82  ? \$signal$222  : \$83 ;
   assign \$85  = ! \edge [2:0];
   assign \$87  = cur ^ \edge [3];
   assign \$89  = \$85  ? { 1'h0, \$86  } : \$88 ;
@@ -20907,91 +20901,91 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$134  = host_addr[16:14] == 2'h2;
   assign \$135  = \$133  & \$134 ;
   assign \$136  = ! host_addr[13:11];
-  assign \$signature__en$242  = \$135  & \$136 ;
+  assign \$signature__en$241  = \$135  & \$136 ;
   assign \$137  = ~ busy;
   assign \$138  = \$137  & host_we;
   assign \$139  = host_addr[16:14] == 3'h4;
   assign \$140  = \$138  & \$139 ;
   assign \$141  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$245  = \$140  & \$141 ;
+  assign \$signature__en$244  = \$140  & \$141 ;
   assign \$142  = ~ busy;
   assign \$143  = \$142  & host_we;
   assign \$144  = host_addr[16:14] == 2'h2;
   assign \$145  = \$143  & \$144 ;
   assign \$146  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$248  = \$145  & \$146 ;
+  assign \$signature__en$247  = \$145  & \$146 ;
   assign \$147  = ~ busy;
   assign \$148  = \$147  & host_we;
   assign \$149  = host_addr[16:14] == 3'h4;
   assign \$150  = \$148  & \$149 ;
   assign \$151  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$251  = \$150  & \$151 ;
+  assign \$signature__en$250  = \$150  & \$151 ;
   assign \$152  = ~ busy;
   assign \$153  = \$152  & host_we;
   assign \$154  = host_addr[16:14] == 2'h2;
   assign \$155  = \$153  & \$154 ;
   assign \$156  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$254  = \$155  & \$156 ;
+  assign \$signature__en$253  = \$155  & \$156 ;
   assign \$157  = ~ busy;
   assign \$158  = \$157  & host_we;
   assign \$159  = host_addr[16:14] == 3'h4;
   assign \$160  = \$158  & \$159 ;
   assign \$161  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$257  = \$160  & \$161 ;
+  assign \$signature__en$256  = \$160  & \$161 ;
   assign \$162  = ~ busy;
   assign \$163  = \$162  & host_we;
   assign \$164  = host_addr[16:14] == 2'h2;
   assign \$165  = \$163  & \$164 ;
   assign \$166  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$260  = \$165  & \$166 ;
+  assign \$signature__en$259  = \$165  & \$166 ;
   assign \$167  = ~ busy;
   assign \$168  = \$167  & host_we;
   assign \$169  = host_addr[16:14] == 3'h4;
   assign \$170  = \$168  & \$169 ;
   assign \$171  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$263  = \$170  & \$171 ;
+  assign \$signature__en$262  = \$170  & \$171 ;
   assign \$172  = ~ busy;
   assign \$173  = \$172  & host_we;
   assign \$174  = host_addr[16:14] == 2'h2;
   assign \$175  = \$173  & \$174 ;
   assign \$176  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$266  = \$175  & \$176 ;
+  assign \$signature__en$265  = \$175  & \$176 ;
   assign \$177  = ~ busy;
   assign \$178  = \$177  & host_we;
   assign \$179  = host_addr[16:14] == 3'h4;
   assign \$180  = \$178  & \$179 ;
   assign \$181  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$269  = \$180  & \$181 ;
+  assign \$signature__en$268  = \$180  & \$181 ;
   assign \$182  = ~ busy;
   assign \$183  = \$182  & host_we;
   assign \$184  = host_addr[16:14] == 2'h2;
   assign \$185  = \$183  & \$184 ;
   assign \$186  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$272  = \$185  & \$186 ;
+  assign \$signature__en$271  = \$185  & \$186 ;
   assign \$187  = ~ busy;
   assign \$188  = \$187  & host_we;
   assign \$189  = host_addr[16:14] == 3'h4;
   assign \$190  = \$188  & \$189 ;
   assign \$191  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$275  = \$190  & \$191 ;
+  assign \$signature__en$274  = \$190  & \$191 ;
   assign \$192  = ~ busy;
   assign \$193  = \$192  & host_we;
   assign \$194  = host_addr[16:14] == 2'h2;
   assign \$195  = \$193  & \$194 ;
   assign \$196  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$278  = \$195  & \$196 ;
+  assign \$signature__en$277  = \$195  & \$196 ;
   assign \$197  = ~ busy;
   assign \$198  = \$197  & host_we;
   assign \$199  = host_addr[16:14] == 3'h4;
   assign \$200  = \$198  & \$199 ;
   assign \$201  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$281  = \$200  & \$201 ;
+  assign \$signature__en$280  = \$200  & \$201 ;
   assign \$202  = ~ busy;
   assign \$203  = \$202  & host_we;
   assign \$204  = host_addr[16:14] == 2'h2;
   assign \$205  = \$203  & \$204 ;
   assign \$206  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$284  = \$205  & \$206 ;
+  assign \$signature__en$283  = \$205  & \$206 ;
   assign \$210  = row_wbase + row_offset;
   assign s1_index = s1_from_input ? input_events_nrw[6:0] : events_nrw[6:0];
   assign s1_value = s1_from_input ? input_events_nrw[14:7] : events_nrw[14:7];
@@ -21034,56 +21028,56 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$244  = host_we & \$243 ;
   assign \$245  = ! host_addr[13:11];
   assign \$246  = \$244  & \$245 ;
-  assign \$signature__en$410  = busy ? neuron_write : \$246 ;
+  assign \$signature__en$409  = busy ? neuron_write : \$246 ;
   assign \$247  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$248  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
   assign \$249  = host_addr[16:14] == 2'h3;
   assign \$250  = host_we & \$249 ;
   assign \$251  = host_addr[13:11] == 1'h1;
   assign \$252  = \$250  & \$251 ;
-  assign \$signature__en$414  = busy ? neuron_write : \$252 ;
+  assign \$signature__en$413  = busy ? neuron_write : \$252 ;
   assign \$253  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$254  = busy ? { u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2 } : { 1'h0, host_wdata };
   assign \$255  = host_addr[16:14] == 2'h3;
   assign \$256  = host_we & \$255 ;
   assign \$257  = host_addr[13:11] == 2'h2;
   assign \$258  = \$256  & \$257 ;
-  assign \$signature__en$417  = busy ? neuron_write : \$258 ;
+  assign \$signature__en$416  = busy ? neuron_write : \$258 ;
   assign \$259  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$260  = busy ? { u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3 } : { 1'h0, host_wdata };
   assign \$261  = host_addr[16:14] == 2'h3;
   assign \$262  = host_we & \$261 ;
   assign \$263  = host_addr[13:11] == 2'h3;
   assign \$264  = \$262  & \$263 ;
-  assign \$signature__en$420  = busy ? neuron_write : \$264 ;
+  assign \$signature__en$419  = busy ? neuron_write : \$264 ;
   assign \$265  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$266  = busy ? { u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4 } : { 1'h0, host_wdata };
   assign \$267  = host_addr[16:14] == 2'h3;
   assign \$268  = host_we & \$267 ;
   assign \$269  = host_addr[13:11] == 3'h4;
   assign \$270  = \$268  & \$269 ;
-  assign \$signature__en$423  = busy ? neuron_write : \$270 ;
+  assign \$signature__en$422  = busy ? neuron_write : \$270 ;
   assign \$271  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$272  = busy ? { u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5 } : { 1'h0, host_wdata };
   assign \$273  = host_addr[16:14] == 2'h3;
   assign \$274  = host_we & \$273 ;
   assign \$275  = host_addr[13:11] == 3'h5;
   assign \$276  = \$274  & \$275 ;
-  assign \$signature__en$426  = busy ? neuron_write : \$276 ;
+  assign \$signature__en$425  = busy ? neuron_write : \$276 ;
   assign \$277  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$278  = busy ? { u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6 } : { 1'h0, host_wdata };
   assign \$279  = host_addr[16:14] == 2'h3;
   assign \$280  = host_we & \$279 ;
   assign \$281  = host_addr[13:11] == 3'h6;
   assign \$282  = \$280  & \$281 ;
-  assign \$signature__en$429  = busy ? neuron_write : \$282 ;
+  assign \$signature__en$428  = busy ? neuron_write : \$282 ;
   assign \$283  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$284  = busy ? { u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7 } : { 1'h0, host_wdata };
   assign \$285  = host_addr[16:14] == 2'h3;
   assign \$286  = host_we & \$285 ;
   assign \$287  = host_addr[13:11] == 3'h7;
   assign \$288  = \$286  & \$287 ;
-  assign \$signature__en$432  = busy ? neuron_write : \$288 ;
+  assign \$signature__en$431  = busy ? neuron_write : \$288 ;
   assign \$289  = k * 4'h8;
   assign \$290  = \$289  + 1'h0;
   assign \$291  = \$290  < layer[7:0];
@@ -21258,8 +21252,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     w_addr_q1 <= \$11 [11:0];
   always @(posedge clk)
     \$signal  <= \$384 ;
+  always @(posedge clk)
+    s1b_valid <= \$385 ;
   \npu_core_digits.counters  counters (
-    .clear(\clear$443 ),
+    .clear(\clear$442 ),
     .clk(clk),
     .inc(inc),
     .raddr(host_addr[4:0]),
@@ -21276,43 +21272,43 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   \npu_core_digits.leak1  leak1 (
     .alpha(alpha_q1),
     .bias(bias_q1),
-    .leak(\leak$124 ),
+    .leak(\leak$123 ),
     .u(u_q1)
   );
   \npu_core_digits.leak2  leak2 (
     .alpha(alpha_q2),
     .bias(bias_q2),
-    .leak(\leak$131 ),
+    .leak(\leak$130 ),
     .u(u_q2)
   );
   \npu_core_digits.leak3  leak3 (
     .alpha(alpha_q3),
     .bias(bias_q3),
-    .leak(\leak$138 ),
+    .leak(\leak$137 ),
     .u(u_q3)
   );
   \npu_core_digits.leak4  leak4 (
     .alpha(alpha_q4),
     .bias(bias_q4),
-    .leak(\leak$145 ),
+    .leak(\leak$144 ),
     .u(u_q4)
   );
   \npu_core_digits.leak5  leak5 (
     .alpha(alpha_q5),
     .bias(bias_q5),
-    .leak(\leak$152 ),
+    .leak(\leak$151 ),
     .u(u_q5)
   );
   \npu_core_digits.leak6  leak6 (
     .alpha(alpha_q6),
     .bias(bias_q6),
-    .leak(\leak$159 ),
+    .leak(\leak$158 ),
     .u(u_q6)
   );
   \npu_core_digits.leak7  leak7 (
     .alpha(alpha_q7),
     .bias(bias_q7),
-    .leak(\leak$166 ),
+    .leak(\leak$165 ),
     .u(u_q7)
   );
   \npu_core_digits.neuron0  neuron0 (
@@ -21324,52 +21320,52 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   );
   \npu_core_digits.neuron1  neuron1 (
     .\port$1546$25 (layer[43:25]),
-    .spike(\spike$192 ),
+    .spike(\spike$191 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
-    .u_new(\u_new$194 )
+    .u_new(\u_new$193 )
   );
   \npu_core_digits.neuron2  neuron2 (
     .\port$1546$25 (layer[43:25]),
-    .spike(\spike$195 ),
+    .spike(\spike$194 ),
     .theta(params2_nrw[24:9]),
     .total(acc2),
-    .u_new(\u_new$197 )
+    .u_new(\u_new$196 )
   );
   \npu_core_digits.neuron3  neuron3 (
     .\port$1546$25 (layer[43:25]),
-    .spike(\spike$198 ),
+    .spike(\spike$197 ),
     .theta(params3_nrw[24:9]),
     .total(acc3),
-    .u_new(\u_new$200 )
+    .u_new(\u_new$199 )
   );
   \npu_core_digits.neuron4  neuron4 (
     .\port$1546$25 (layer[43:25]),
-    .spike(\spike$201 ),
+    .spike(\spike$200 ),
     .theta(params4_nrw[24:9]),
     .total(acc4),
-    .u_new(\u_new$203 )
+    .u_new(\u_new$202 )
   );
   \npu_core_digits.neuron5  neuron5 (
     .\port$1546$25 (layer[43:25]),
-    .spike(\spike$204 ),
+    .spike(\spike$203 ),
     .theta(params5_nrw[24:9]),
     .total(acc5),
-    .u_new(\u_new$206 )
+    .u_new(\u_new$205 )
   );
   \npu_core_digits.neuron6  neuron6 (
     .\port$1546$25 (layer[43:25]),
-    .spike(\spike$207 ),
+    .spike(\spike$206 ),
     .theta(params6_nrw[24:9]),
     .total(acc6),
-    .u_new(\u_new$209 )
+    .u_new(\u_new$208 )
   );
   \npu_core_digits.neuron7  neuron7 (
     .\port$1546$25 (layer[43:25]),
-    .spike(\spike$210 ),
+    .spike(\spike$209 ),
     .theta(params7_nrw[24:9]),
     .total(acc7),
-    .u_new(\u_new$212 )
+    .u_new(\u_new$211 )
   );
   \npu_core_digits.out_fifo  out_fifo (
     .clk(clk),
@@ -21392,49 +21388,49 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .a(weights1_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$126 ),
+    .p_q(\p$125 ),
     .rst(rst)
   );
   \npu_core_digits.product2  product2 (
     .a(weights2_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$133 ),
+    .p_q(\p$132 ),
     .rst(rst)
   );
   \npu_core_digits.product3  product3 (
     .a(weights3_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$140 ),
+    .p_q(\p$139 ),
     .rst(rst)
   );
   \npu_core_digits.product4  product4 (
     .a(weights4_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$147 ),
+    .p_q(\p$146 ),
     .rst(rst)
   );
   \npu_core_digits.product5  product5 (
     .a(weights5_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$154 ),
+    .p_q(\p$153 ),
     .rst(rst)
   );
   \npu_core_digits.product6  product6 (
     .a(weights6_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$161 ),
+    .p_q(\p$160 ),
     .rst(rst)
   );
   \npu_core_digits.product7  product7 (
     .a(weights7_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$168 ),
+    .p_q(\p$167 ),
     .rst(rst)
   );
   \npu_core_digits.router  router (
@@ -21444,14 +21440,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .\emit_values$36 (emit_values),
     .\event (\event ),
     .free(free),
-    .\layer$35 (\layer$440 ),
+    .\layer$35 (\layer$439 ),
     .load(load),
     .out_valid(records__valid),
     .records__payload(records__payload),
     .records__ready(w_rdy),
     .rst(rst),
     .send(send),
-    .\spikes$33 (\spikes$438 ),
+    .\spikes$33 (\spikes$437 ),
     .values(values)
   );
   always @* begin
@@ -21525,23 +21521,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$395  = \$signal$111 ;
+    \$395  = leak;
     if (rst) begin
-      \$395  = 1'h0;
+      \$395  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$396  = leak;
-    if (rst) begin
-      \$396  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$397  = acc0;
+    \$396  = acc0;
     if (\$12 ) begin
-      \$397  = \$14 [25:0];
+      \$396  = \$14 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21549,24 +21538,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$397  = 26'h0000000;
+          \$396  = 26'h0000000;
     endcase
     if (rst) begin
-      \$397  = 26'h0000000;
+      \$396  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$398  = \leak$124 ;
+    \$397  = \leak$123 ;
     if (rst) begin
-      \$398  = 18'h00000;
+      \$397  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$399  = acc1;
+    \$398  = acc1;
     if (\$15 ) begin
-      \$399  = \$17 [25:0];
+      \$398  = \$17 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21574,24 +21563,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$399  = 26'h0000000;
+          \$398  = 26'h0000000;
     endcase
     if (rst) begin
-      \$399  = 26'h0000000;
+      \$398  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$400  = \leak$131 ;
+    \$399  = \leak$130 ;
     if (rst) begin
-      \$400  = 18'h00000;
+      \$399  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$401  = acc2;
+    \$400  = acc2;
     if (\$18 ) begin
-      \$401  = \$20 [25:0];
+      \$400  = \$20 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21599,24 +21588,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$401  = 26'h0000000;
+          \$400  = 26'h0000000;
     endcase
     if (rst) begin
-      \$401  = 26'h0000000;
+      \$400  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$402  = \leak$138 ;
+    \$401  = \leak$137 ;
     if (rst) begin
-      \$402  = 18'h00000;
+      \$401  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$403  = acc3;
+    \$402  = acc3;
     if (\$21 ) begin
-      \$403  = \$23 [25:0];
+      \$402  = \$23 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21624,24 +21613,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$403  = 26'h0000000;
+          \$402  = 26'h0000000;
     endcase
     if (rst) begin
-      \$403  = 26'h0000000;
+      \$402  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$404  = \leak$145 ;
+    \$403  = \leak$144 ;
     if (rst) begin
-      \$404  = 18'h00000;
+      \$403  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$405  = acc4;
+    \$404  = acc4;
     if (\$24 ) begin
-      \$405  = \$26 [25:0];
+      \$404  = \$26 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21649,24 +21638,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$405  = 26'h0000000;
+          \$404  = 26'h0000000;
     endcase
     if (rst) begin
-      \$405  = 26'h0000000;
+      \$404  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$406  = \leak$152 ;
+    \$405  = \leak$151 ;
     if (rst) begin
-      \$406  = 18'h00000;
+      \$405  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$407  = acc5;
+    \$406  = acc5;
     if (\$27 ) begin
-      \$407  = \$29 [25:0];
+      \$406  = \$29 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21674,24 +21663,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$407  = 26'h0000000;
+          \$406  = 26'h0000000;
     endcase
     if (rst) begin
-      \$407  = 26'h0000000;
+      \$406  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$408  = \leak$159 ;
+    \$407  = \leak$158 ;
     if (rst) begin
-      \$408  = 18'h00000;
+      \$407  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$409  = acc6;
+    \$408  = acc6;
     if (\$30 ) begin
-      \$409  = \$32 [25:0];
+      \$408  = \$32 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21699,24 +21688,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$409  = 26'h0000000;
+          \$408  = 26'h0000000;
     endcase
     if (rst) begin
-      \$409  = 26'h0000000;
+      \$408  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$410  = \leak$166 ;
+    \$409  = \leak$165 ;
     if (rst) begin
-      \$410  = 18'h00000;
+      \$409  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$411  = acc7;
+    \$410  = acc7;
     if (\$33 ) begin
-      \$411  = \$35 [25:0];
+      \$410  = \$35 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21724,18 +21713,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$411  = 26'h0000000;
+          \$410  = 26'h0000000;
     endcase
     if (rst) begin
-      \$411  = 26'h0000000;
+      \$410  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$412  = count0;
+    \$411  = count0;
     if (\event ) begin
       if (\$36 ) begin
-        \$412  = \$37 [7:0];
+        \$411  = \$37 [7:0];
       end
     end
     casez (fsm_state)
@@ -21761,23 +21750,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$119 , 3'h0 })
               4'h0:
-                  \$412  = 8'h00;
+                  \$411  = 8'h00;
             endcase
           end
     endcase
     if (\$126 ) begin
-      \$412  = 8'h00;
+      \$411  = 8'h00;
     end
     if (rst) begin
-      \$412  = 8'h00;
+      \$411  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$413  = count1;
+    \$412  = count1;
     if (\event ) begin
       if (\$38 ) begin
-        \$413  = \$39 [7:0];
+        \$412  = \$39 [7:0];
       end
     end
     casez (fsm_state)
@@ -21803,23 +21792,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$120 , 3'h1 })
               4'h1:
-                  \$413  = 8'h00;
+                  \$412  = 8'h00;
             endcase
           end
     endcase
     if (\$126 ) begin
-      \$413  = 8'h00;
+      \$412  = 8'h00;
     end
     if (rst) begin
-      \$413  = 8'h00;
+      \$412  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$414  = count2;
+    \$413  = count2;
     if (\event ) begin
       if (\$40 ) begin
-        \$414  = \$41 [7:0];
+        \$413  = \$41 [7:0];
       end
     end
     casez (fsm_state)
@@ -21845,23 +21834,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$121 , 3'h2 })
               4'h2:
-                  \$414  = 8'h00;
+                  \$413  = 8'h00;
             endcase
           end
     endcase
     if (\$126 ) begin
-      \$414  = 8'h00;
+      \$413  = 8'h00;
     end
     if (rst) begin
-      \$414  = 8'h00;
+      \$413  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$415  = count3;
+    \$414  = count3;
     if (\event ) begin
       if (\$42 ) begin
-        \$415  = \$43 [7:0];
+        \$414  = \$43 [7:0];
       end
     end
     casez (fsm_state)
@@ -21887,23 +21876,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$122 , 3'h3 })
               4'h3:
-                  \$415  = 8'h00;
+                  \$414  = 8'h00;
             endcase
           end
     endcase
     if (\$126 ) begin
-      \$415  = 8'h00;
+      \$414  = 8'h00;
     end
     if (rst) begin
-      \$415  = 8'h00;
+      \$414  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$416  = count4;
+    \$415  = count4;
     if (\event ) begin
       if (\$44 ) begin
-        \$416  = \$45 [7:0];
+        \$415  = \$45 [7:0];
       end
     end
     casez (fsm_state)
@@ -21929,68 +21918,68 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$123 , 3'h4 })
               4'h4:
-                  \$416  = 8'h00;
+                  \$415  = 8'h00;
             endcase
           end
     endcase
     if (\$126 ) begin
-      \$416  = 8'h00;
+      \$415  = 8'h00;
     end
     if (rst) begin
-      \$416  = 8'h00;
+      \$415  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$417  = count5;
+    \$416  = count5;
     if (\event ) begin
       if (\$46 ) begin
-        \$417  = \$47 [7:0];
+        \$416  = \$47 [7:0];
       end
     end
     if (\$126 ) begin
-      \$417  = 8'h00;
+      \$416  = 8'h00;
     end
     if (rst) begin
-      \$417  = 8'h00;
+      \$416  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$418  = count6;
+    \$417  = count6;
     if (\event ) begin
       if (\$48 ) begin
-        \$418  = \$49 [7:0];
+        \$417  = \$49 [7:0];
       end
     end
     if (\$126 ) begin
-      \$418  = 8'h00;
+      \$417  = 8'h00;
     end
     if (rst) begin
-      \$418  = 8'h00;
+      \$417  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$419  = count7;
+    \$418  = count7;
     if (\event ) begin
       if (\$50 ) begin
-        \$419  = \$51 [7:0];
+        \$418  = \$51 [7:0];
       end
     end
     if (\$126 ) begin
-      \$419  = 8'h00;
+      \$418  = 8'h00;
     end
     if (rst) begin
-      \$419  = 8'h00;
+      \$418  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$420  = count8;
+    \$419  = count8;
     if (\event ) begin
       if (\$52 ) begin
-        \$420  = \$53 [7:0];
+        \$419  = \$53 [7:0];
       end
     end
     casez (fsm_state)
@@ -22019,23 +22008,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h0:
                   /* empty */;
               4'h8:
-                  \$420  = 8'h00;
+                  \$419  = 8'h00;
             endcase
           end
     endcase
     if (\$126 ) begin
-      \$420  = 8'h00;
+      \$419  = 8'h00;
     end
     if (rst) begin
-      \$420  = 8'h00;
+      \$419  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$421  = count9;
+    \$420  = count9;
     if (\event ) begin
       if (\$54 ) begin
-        \$421  = \$55 [7:0];
+        \$420  = \$55 [7:0];
       end
     end
     casez (fsm_state)
@@ -22064,23 +22053,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h1:
                   /* empty */;
               4'h9:
-                  \$421  = 8'h00;
+                  \$420  = 8'h00;
             endcase
           end
     endcase
     if (\$126 ) begin
-      \$421  = 8'h00;
+      \$420  = 8'h00;
     end
     if (rst) begin
-      \$421  = 8'h00;
+      \$420  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$422  = count10;
+    \$421  = count10;
     if (\event ) begin
       if (\$56 ) begin
-        \$422  = \$57 [7:0];
+        \$421  = \$57 [7:0];
       end
     end
     casez (fsm_state)
@@ -22109,23 +22098,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h2:
                   /* empty */;
               4'ha:
-                  \$422  = 8'h00;
+                  \$421  = 8'h00;
             endcase
           end
     endcase
     if (\$126 ) begin
-      \$422  = 8'h00;
+      \$421  = 8'h00;
     end
     if (rst) begin
-      \$422  = 8'h00;
+      \$421  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$423  = count11;
+    \$422  = count11;
     if (\event ) begin
       if (\$58 ) begin
-        \$423  = \$59 [7:0];
+        \$422  = \$59 [7:0];
       end
     end
     casez (fsm_state)
@@ -22154,23 +22143,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h3:
                   /* empty */;
               4'hb:
-                  \$423  = 8'h00;
+                  \$422  = 8'h00;
             endcase
           end
     endcase
     if (\$126 ) begin
-      \$423  = 8'h00;
+      \$422  = 8'h00;
     end
     if (rst) begin
-      \$423  = 8'h00;
+      \$422  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$424  = count12;
+    \$423  = count12;
     if (\event ) begin
       if (\$60 ) begin
-        \$424  = \$61 [7:0];
+        \$423  = \$61 [7:0];
       end
     end
     casez (fsm_state)
@@ -22207,23 +22196,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h4:
                   /* empty */;
               4'hc:
-                  \$424  = 8'h00;
+                  \$423  = 8'h00;
             endcase
           end
     endcase
     if (\$126 ) begin
-      \$424  = 8'h00;
+      \$423  = 8'h00;
     end
     if (rst) begin
-      \$424  = 8'h00;
+      \$423  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$425  = count13;
+    \$424  = count13;
     if (\event ) begin
       if (\$62 ) begin
-        \$425  = \$63 [7:0];
+        \$424  = \$63 [7:0];
       end
     end
     casez (fsm_state)
@@ -22260,18 +22249,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (\$126 ) begin
-      \$425  = 8'h00;
+      \$424  = 8'h00;
     end
     if (rst) begin
-      \$425  = 8'h00;
+      \$424  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$426  = count14;
+    \$425  = count14;
     if (\event ) begin
       if (\$64 ) begin
-        \$426  = \$65 [7:0];
+        \$425  = \$65 [7:0];
       end
     end
     casez (fsm_state)
@@ -22308,18 +22297,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (\$126 ) begin
-      \$426  = 8'h00;
+      \$425  = 8'h00;
     end
     if (rst) begin
-      \$426  = 8'h00;
+      \$425  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$427  = count15;
+    \$426  = count15;
     if (\event ) begin
       if (\$66 ) begin
-        \$427  = \$67 [7:0];
+        \$426  = \$67 [7:0];
       end
     end
     casez (fsm_state)
@@ -22356,127 +22345,127 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (\$126 ) begin
-      \$427  = 8'h00;
+      \$426  = 8'h00;
     end
+    if (rst) begin
+      \$426  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$427 [0] = spike;
+    \$427 [1] = \spike$191 ;
+    \$427 [2] = \spike$194 ;
+    \$427 [3] = \spike$197 ;
+    \$427 [4] = \spike$200 ;
+    \$427 [5] = \spike$203 ;
+    \$427 [6] = \spike$206 ;
+    \$427 [7] = \spike$209 ;
     if (rst) begin
       \$427  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$428 [0] = spike;
-    \$428 [1] = \spike$192 ;
-    \$428 [2] = \spike$195 ;
-    \$428 [3] = \spike$198 ;
-    \$428 [4] = \spike$201 ;
-    \$428 [5] = \spike$204 ;
-    \$428 [6] = \spike$207 ;
-    \$428 [7] = \spike$210 ;
+    \$428  = u_new;
     if (rst) begin
-      \$428  = 8'h00;
+      \$428  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$429  = u_new;
+    \$429  = \u_new$193 ;
     if (rst) begin
       \$429  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$430  = \u_new$194 ;
+    \$430  = \u_new$196 ;
     if (rst) begin
       \$430  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$431  = \u_new$197 ;
+    \$431  = \u_new$199 ;
     if (rst) begin
       \$431  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$432  = \u_new$200 ;
+    \$432  = \u_new$202 ;
     if (rst) begin
       \$432  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$433  = \u_new$203 ;
+    \$433  = \u_new$205 ;
     if (rst) begin
       \$433  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$434  = \u_new$206 ;
+    \$434  = \u_new$208 ;
     if (rst) begin
       \$434  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$435  = \u_new$209 ;
+    \$435  = \u_new$211 ;
     if (rst) begin
       \$435  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$436  = \u_new$212 ;
+    \$436  = valid_lanes;
     if (rst) begin
-      \$436  = 16'h0000;
+      \$436  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$437  = valid_lanes;
+    \$437  = \$69 ;
     if (rst) begin
-      \$437  = 8'h00;
+      \$437  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$438  = \$69 ;
+    \$438  = in_full;
+    if (\$70 ) begin
+      if (input__payload[15]) begin
+        \$438  = 1'h1;
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$76 ) begin
+            \$438  = 1'h0;
+          end
+    endcase
+    if (\$126 ) begin
+      \$438  = 1'h0;
+    end
     if (rst) begin
       \$438  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$439  = in_full;
-    if (\$70 ) begin
-      if (input__payload[15]) begin
-        \$439  = 1'h1;
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$76 ) begin
-            \$439  = 1'h0;
-          end
-    endcase
-    if (\$126 ) begin
-      \$439  = 1'h0;
-    end
-    if (rst) begin
-      \$439  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$440  = in_count0;
+    \$439  = in_count0;
     if (\$70 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
-        casez (\$signal$218 )
+        casez (\$signal$217 )
           1'h0:
-              \$440  = \$72 [6:0];
+              \$439  = \$72 [6:0];
         endcase
       end
     end
@@ -22485,6 +22474,41 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (\$76 ) begin
             casez (\$78 )
               1'h0:
+                  \$439  = 7'h00;
+            endcase
+          end
+    endcase
+    if (\$126 ) begin
+      \$439  = 7'h00;
+    end
+    if (rst) begin
+      \$439  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$440  = in_count1;
+    if (\$70 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (\$signal$217 )
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$440  = \$72 [6:0];
+        endcase
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$76 ) begin
+            (* full_case = 32'd1 *)
+            casez (\$78 )
+              1'h0:
+                  /* empty */;
+              1'h1:
                   \$440  = 7'h00;
             endcase
           end
@@ -22498,46 +22522,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$441  = in_count1;
-    if (\$70 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        casez (\$signal$218 )
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$441  = \$72 [6:0];
-        endcase
-      end
-    end
+    \$441  = li;
     casez (fsm_state)
       4'h0:
           if (\$76 ) begin
-            (* full_case = 32'd1 *)
-            casez (\$78 )
-              1'h0:
-                  /* empty */;
-              1'h1:
-                  \$441  = 7'h00;
-            endcase
-          end
-    endcase
-    if (\$126 ) begin
-      \$441  = 7'h00;
-    end
-    if (rst) begin
-      \$441  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$442  = li;
-    casez (fsm_state)
-      4'h0:
-          if (\$76 ) begin
-            \$442  = 2'h0;
+            \$441  = 2'h0;
           end
       4'h2:
           /* empty */;
@@ -22558,115 +22547,115 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             (* full_case = 32'd1 *)
             if (\$117 ) begin
             end else begin
-              \$442  = \$118 [1:0];
+              \$441  = \$118 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$442  = 2'h0;
+      \$441  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$443  = \$signal$223 ;
+    \$442  = \$signal$222 ;
     casez (fsm_state)
       4'h0:
           if (\$76 ) begin
-            \$443  = \$signal$218 ;
+            \$442  = \$signal$217 ;
           end
     endcase
+    if (rst) begin
+      \$442  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$443  = \$signal$217 ;
+    casez (fsm_state)
+      4'h0:
+          if (\$76 ) begin
+            \$443  = \$77 ;
+          end
+    endcase
+    if (\$126 ) begin
+      \$443  = 1'h0;
+    end
     if (rst) begin
       \$443  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$444  = \$signal$218 ;
-    casez (fsm_state)
-      4'h0:
-          if (\$76 ) begin
-            \$444  = \$77 ;
-          end
-    endcase
-    if (\$126 ) begin
-      \$444  = 1'h0;
-    end
-    if (rst) begin
-      \$444  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$445  = fsm_state;
+    \$444  = fsm_state;
     casez (fsm_state)
       4'h0:
           if (\$76 ) begin
             (* full_case = 32'd1 *)
             if (\$79 ) begin
-              \$445  = 4'h1;
+              \$444  = 4'h1;
             end else begin
-              \$445  = 4'h2;
+              \$444  = 4'h2;
             end
           end
       4'h2:
-          \$445  = 4'h3;
+          \$444  = 4'h3;
       4'h3:
-          \$445  = 4'h4;
+          \$444  = 4'h4;
       4'h4:
           (* full_case = 32'd1 *)
           if (\$80 ) begin
-            \$445  = 4'h5;
+            \$444  = 4'h5;
           end else begin
-            \$445  = 4'h6;
+            \$444  = 4'h6;
           end
       4'h6:
           (* full_case = 32'd1 *)
           if (\$104 ) begin
           end else begin
-            \$445  = 4'h4;
+            \$444  = 4'h4;
           end
       4'h5:
           if (\$106 ) begin
           end else if (\$113 ) begin
-            \$445  = 4'h7;
+            \$444  = 4'h7;
           end
       4'h7:
-          \$445  = 4'h8;
+          \$444  = 4'h8;
       4'h8:
           if (can_load) begin
             (* full_case = 32'd1 *)
             if (last_row) begin
-              \$445  = 4'h9;
+              \$444  = 4'h9;
             end else begin
-              \$445  = 4'h3;
+              \$444  = 4'h3;
             end
           end
       4'h9:
           if (free) begin
             (* full_case = 32'd1 *)
             if (\$117 ) begin
-              \$445  = 4'h1;
+              \$444  = 4'h1;
             end else begin
-              \$445  = 4'h2;
+              \$444  = 4'h2;
             end
           end
       4'h1:
           if (w_rdy) begin
-            \$445  = 4'h0;
+            \$444  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$445  = 4'h0;
+      \$444  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$446  = k;
+    \$445  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          \$446  = 5'h00;
+          \$445  = 5'h00;
       4'h3:
           /* empty */;
       4'h4:
@@ -22682,17 +22671,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             (* full_case = 32'd1 *)
             if (last_row) begin
             end else begin
-              \$446  = \$115 [4:0];
+              \$445  = \$115 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$446  = 5'h00;
+      \$445  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$447  = src_sel;
+    \$446  = src_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22704,16 +22693,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           (* full_case = 32'd1 *)
           if (\$80 ) begin
           end else begin
-            \$447  = \edge [2:0];
+            \$446  = \edge [2:0];
           end
     endcase
     if (rst) begin
-      \$447  = 3'h0;
+      \$446  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$448  = \$signal$105 ;
+    \$447  = \$signal$105 ;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22725,7 +22714,28 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           (* full_case = 32'd1 *)
           if (\$80 ) begin
           end else begin
-            \$448  = \$81 ;
+            \$447  = \$81 ;
+          end
+    endcase
+    if (rst) begin
+      \$447  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$448  = bank_sel;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$80 ) begin
+          end else begin
+            \$448  = \$84 ;
           end
     endcase
     if (rst) begin
@@ -22734,7 +22744,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$449  = bank_sel;
+    \$449  = n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22746,16 +22756,20 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           (* full_case = 32'd1 *)
           if (\$80 ) begin
           end else begin
-            \$449  = \$84 ;
+            \$449  = 8'h00;
+          end
+      4'h6:
+          if (\$104 ) begin
+            \$449  = \$105 [7:0];
           end
     endcase
     if (rst) begin
-      \$449  = 1'h0;
+      \$449  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$450  = n;
+    \$450  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22767,11 +22781,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           (* full_case = 32'd1 *)
           if (\$80 ) begin
           end else begin
-            \$450  = 8'h00;
-          end
-      4'h6:
-          if (\$104 ) begin
-            \$450  = \$105 [7:0];
+            \$450  = \$89 ;
           end
     endcase
     if (rst) begin
@@ -22780,7 +22790,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$451  = cnt;
+    \$451  = row_wbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22792,16 +22802,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           (* full_case = 32'd1 *)
           if (\$80 ) begin
           end else begin
-            \$451  = \$89 ;
+            \$451  = \edge [14:4];
           end
     endcase
     if (rst) begin
-      \$451  = 8'h00;
+      \$451  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$452  = row_wbase;
+    \$452  = row_offset;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22813,37 +22823,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           (* full_case = 32'd1 *)
           if (\$80 ) begin
           end else begin
-            \$452  = \edge [14:4];
+            \$452  = \$103 [12:0];
           end
     endcase
     if (rst) begin
-      \$452  = 11'h000;
+      \$452  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$453  = row_offset;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$80 ) begin
-          end else begin
-            \$453  = \$103 [12:0];
-          end
-    endcase
-    if (rst) begin
-      \$453  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$454  = drain_n;
+    \$453  = drain_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22857,18 +22846,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h5:
           if (\$106 ) begin
-            \$454  = \$114 [1:0];
+            \$453  = \$114 [1:0];
           end else if (\$113 ) begin
-            \$454  = 2'h0;
+            \$453  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$454  = 2'h0;
+      \$453  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$455  = cur;
+    \$454  = cur;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22890,14 +22879,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$455  = \$124 ;
+            \$454  = \$124 ;
           end
     endcase
     if (\$126 ) begin
-      \$455  = 1'h0;
+      \$454  = 1'h0;
     end
     if (rst) begin
-      \$455  = 1'h0;
+      \$454  = 1'h0;
     end
   end
   always @* begin
@@ -23084,7 +23073,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
-        in_wr__addr = { \$signal$218 , \$316  };
+        in_wr__addr = { \$signal$217 , \$316  };
       end
     end
   end
@@ -23281,7 +23270,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \spikes$438  = 8'h00;
+    \spikes$437  = 8'h00;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23299,7 +23288,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h8:
           if (can_load) begin
-            \spikes$438  = spikes;
+            \spikes$437  = spikes;
           end
     endcase
   end
@@ -23329,7 +23318,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \layer$440  = 2'h0;
+    \layer$439  = 2'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23347,7 +23336,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h8:
           if (can_load) begin
-            \layer$440  = li;
+            \layer$439  = li;
           end
     endcase
   end
@@ -23434,9 +23423,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \clear$443  = 1'h0;
+    \clear$442  = 1'h0;
     if (\$352 ) begin
-      \clear$443  = 1'h1;
+      \clear$442  = 1'h1;
     end
   end
   always @* begin
@@ -23514,7 +23503,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$218 )
+    casez (\$signal$217 )
       1'h0:
           \$71  = in_count0;
       1'h1:
@@ -23524,7 +23513,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$223 )
+    casez (\$signal$222 )
       1'h0:
           \$86  = in_count0;
       1'h1:
@@ -23676,7 +23665,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$218 )
+    casez (\$signal$217 )
       1'h0:
           \$316  = in_count0;
       1'h1:
@@ -24070,104 +24059,104 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign r_en = output__ready;
   assign \$signature__addr  = host_addr[10:0];
   assign \$signature__data  = host_wdata[7:0];
-  assign \$signature__addr$240  = host_addr[4:0];
-  assign \$signature__data$241  = host_wdata[40:0];
-  assign \$signature__addr$243  = host_addr[10:0];
-  assign \$signature__data$244  = host_wdata[7:0];
-  assign \$signature__addr$246  = host_addr[4:0];
-  assign \$signature__data$247  = host_wdata[40:0];
-  assign \$signature__addr$249  = host_addr[10:0];
-  assign \$signature__data$250  = host_wdata[7:0];
-  assign \$signature__addr$252  = host_addr[4:0];
-  assign \$signature__data$253  = host_wdata[40:0];
-  assign \$signature__addr$255  = host_addr[10:0];
-  assign \$signature__data$256  = host_wdata[7:0];
-  assign \$signature__addr$258  = host_addr[4:0];
-  assign \$signature__data$259  = host_wdata[40:0];
-  assign \$signature__addr$261  = host_addr[10:0];
-  assign \$signature__data$262  = host_wdata[7:0];
-  assign \$signature__addr$264  = host_addr[4:0];
-  assign \$signature__data$265  = host_wdata[40:0];
-  assign \$signature__addr$267  = host_addr[10:0];
-  assign \$signature__data$268  = host_wdata[7:0];
-  assign \$signature__addr$270  = host_addr[4:0];
-  assign \$signature__data$271  = host_wdata[40:0];
-  assign \$signature__addr$273  = host_addr[10:0];
-  assign \$signature__data$274  = host_wdata[7:0];
-  assign \$signature__addr$276  = host_addr[4:0];
-  assign \$signature__data$277  = host_wdata[40:0];
-  assign \$signature__addr$279  = host_addr[10:0];
-  assign \$signature__data$280  = host_wdata[7:0];
-  assign \$signature__addr$282  = host_addr[4:0];
-  assign \$signature__data$283  = host_wdata[40:0];
+  assign \$signature__addr$239  = host_addr[4:0];
+  assign \$signature__data$240  = host_wdata[40:0];
+  assign \$signature__addr$242  = host_addr[10:0];
+  assign \$signature__data$243  = host_wdata[7:0];
+  assign \$signature__addr$245  = host_addr[4:0];
+  assign \$signature__data$246  = host_wdata[40:0];
+  assign \$signature__addr$248  = host_addr[10:0];
+  assign \$signature__data$249  = host_wdata[7:0];
+  assign \$signature__addr$251  = host_addr[4:0];
+  assign \$signature__data$252  = host_wdata[40:0];
+  assign \$signature__addr$254  = host_addr[10:0];
+  assign \$signature__data$255  = host_wdata[7:0];
+  assign \$signature__addr$257  = host_addr[4:0];
+  assign \$signature__data$258  = host_wdata[40:0];
+  assign \$signature__addr$260  = host_addr[10:0];
+  assign \$signature__data$261  = host_wdata[7:0];
+  assign \$signature__addr$263  = host_addr[4:0];
+  assign \$signature__data$264  = host_wdata[40:0];
+  assign \$signature__addr$266  = host_addr[10:0];
+  assign \$signature__data$267  = host_wdata[7:0];
+  assign \$signature__addr$269  = host_addr[4:0];
+  assign \$signature__data$270  = host_wdata[40:0];
+  assign \$signature__addr$272  = host_addr[10:0];
+  assign \$signature__data$273  = host_wdata[7:0];
+  assign \$signature__addr$275  = host_addr[4:0];
+  assign \$signature__data$276  = host_wdata[40:0];
+  assign \$signature__addr$278  = host_addr[10:0];
+  assign \$signature__data$279  = host_wdata[7:0];
+  assign \$signature__addr$281  = host_addr[4:0];
+  assign \$signature__data$282  = host_wdata[40:0];
   assign raddr = host_addr[4:0];
   assign re = host_re;
   assign port__addr = \$211 [10:0];
-  assign \port__addr$290  = \$212 [4:0];
-  assign \port__addr$291  = \$213 [4:0];
-  assign \port__addr$292  = \$214 [10:0];
-  assign \port__addr$293  = \$215 [4:0];
-  assign \port__addr$294  = \$216 [4:0];
-  assign \port__addr$295  = \$217 [10:0];
-  assign \port__addr$296  = \$218 [4:0];
-  assign \port__addr$297  = \$219 [4:0];
-  assign \port__addr$298  = \$220 [10:0];
-  assign \port__addr$299  = \$221 [4:0];
-  assign \port__addr$300  = \$222 [4:0];
-  assign \port__addr$301  = \$223 [10:0];
-  assign \port__addr$302  = \$224 [4:0];
-  assign \port__addr$303  = \$225 [4:0];
-  assign \port__addr$304  = \$226 [10:0];
-  assign \port__addr$305  = \$227 [4:0];
-  assign \port__addr$306  = \$228 [4:0];
-  assign \port__addr$307  = \$229 [10:0];
-  assign \port__addr$308  = \$230 [4:0];
-  assign \port__addr$309  = \$231 [4:0];
-  assign \port__addr$310  = \$232 [10:0];
-  assign \port__addr$311  = \$233 [4:0];
-  assign \port__addr$312  = \$234 [4:0];
-  assign \port__addr$313  = { bank_sel, src_sel, n[6:0] };
-  assign \port__addr$314  = { bank_sel, n[6:0] };
+  assign \port__addr$289  = \$212 [4:0];
+  assign \port__addr$290  = \$213 [4:0];
+  assign \port__addr$291  = \$214 [10:0];
+  assign \port__addr$292  = \$215 [4:0];
+  assign \port__addr$293  = \$216 [4:0];
+  assign \port__addr$294  = \$217 [10:0];
+  assign \port__addr$295  = \$218 [4:0];
+  assign \port__addr$296  = \$219 [4:0];
+  assign \port__addr$297  = \$220 [10:0];
+  assign \port__addr$298  = \$221 [4:0];
+  assign \port__addr$299  = \$222 [4:0];
+  assign \port__addr$300  = \$223 [10:0];
+  assign \port__addr$301  = \$224 [4:0];
+  assign \port__addr$302  = \$225 [4:0];
+  assign \port__addr$303  = \$226 [10:0];
+  assign \port__addr$304  = \$227 [4:0];
+  assign \port__addr$305  = \$228 [4:0];
+  assign \port__addr$306  = \$229 [10:0];
+  assign \port__addr$307  = \$230 [4:0];
+  assign \port__addr$308  = \$231 [4:0];
+  assign \port__addr$309  = \$232 [10:0];
+  assign \port__addr$310  = \$233 [4:0];
+  assign \port__addr$311  = \$234 [4:0];
+  assign \port__addr$312  = { bank_sel, src_sel, n[6:0] };
+  assign \port__addr$313  = { bank_sel, n[6:0] };
   assign a = weights0_nrw;
   assign b = s2_x;
-  assign \a$317  = weights1_nrw;
-  assign \b$318  = s2_x;
-  assign \a$319  = weights2_nrw;
-  assign \b$320  = s2_x;
-  assign \a$321  = weights3_nrw;
-  assign \b$322  = s2_x;
-  assign \a$323  = weights4_nrw;
-  assign \b$324  = s2_x;
-  assign \a$325  = weights5_nrw;
-  assign \b$326  = s2_x;
-  assign \a$327  = weights6_nrw;
-  assign \b$328  = s2_x;
-  assign \a$329  = weights7_nrw;
-  assign \b$330  = s2_x;
+  assign \a$316  = weights1_nrw;
+  assign \b$317  = s2_x;
+  assign \a$318  = weights2_nrw;
+  assign \b$319  = s2_x;
+  assign \a$320  = weights3_nrw;
+  assign \b$321  = s2_x;
+  assign \a$322  = weights4_nrw;
+  assign \b$323  = s2_x;
+  assign \a$324  = weights5_nrw;
+  assign \b$325  = s2_x;
+  assign \a$326  = weights6_nrw;
+  assign \b$327  = s2_x;
+  assign \a$328  = weights7_nrw;
+  assign \b$329  = s2_x;
   assign u = u_q0;
   assign alpha = alpha_q0;
   assign bias = bias_q0;
-  assign \u$334  = u_q1;
-  assign \alpha$335  = alpha_q1;
-  assign \bias$336  = bias_q1;
-  assign \u$337  = u_q2;
-  assign \alpha$338  = alpha_q2;
-  assign \bias$339  = bias_q2;
-  assign \u$340  = u_q3;
-  assign \alpha$341  = alpha_q3;
-  assign \bias$342  = bias_q3;
-  assign \u$343  = u_q4;
-  assign \alpha$344  = alpha_q4;
-  assign \bias$345  = bias_q4;
-  assign \u$346  = u_q5;
-  assign \alpha$347  = alpha_q5;
-  assign \bias$348  = bias_q5;
-  assign \u$349  = u_q6;
-  assign \alpha$350  = alpha_q6;
-  assign \bias$351  = bias_q6;
-  assign \u$352  = u_q7;
-  assign \alpha$353  = alpha_q7;
-  assign \bias$354  = bias_q7;
+  assign \u$333  = u_q1;
+  assign \alpha$334  = alpha_q1;
+  assign \bias$335  = bias_q1;
+  assign \u$336  = u_q2;
+  assign \alpha$337  = alpha_q2;
+  assign \bias$338  = bias_q2;
+  assign \u$339  = u_q3;
+  assign \alpha$340  = alpha_q3;
+  assign \bias$341  = bias_q3;
+  assign \u$342  = u_q4;
+  assign \alpha$343  = alpha_q4;
+  assign \bias$344  = bias_q4;
+  assign \u$345  = u_q5;
+  assign \alpha$346  = alpha_q5;
+  assign \bias$347  = bias_q5;
+  assign \u$348  = u_q6;
+  assign \alpha$349  = alpha_q6;
+  assign \bias$350  = bias_q6;
+  assign \u$351  = u_q7;
+  assign \alpha$352  = alpha_q7;
+  assign \bias$353  = bias_q7;
   assign records__ready = w_rdy;
   assign event_layer = records__payload[3:2];
   assign event_index = { 1'h0, records__payload[10:4] };
@@ -24176,57 +24165,57 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign v_reset = layer[43:28];
   assign reset = layer[27:26];
   assign spiking = layer[25];
-  assign \total$373  = acc1;
-  assign \theta$374  = params1_nrw[24:9];
-  assign \v_reset$375  = layer[43:28];
-  assign \reset$376  = layer[27:26];
-  assign \spiking$377  = layer[25];
-  assign \total$378  = acc2;
-  assign \theta$379  = params2_nrw[24:9];
-  assign \v_reset$380  = layer[43:28];
-  assign \reset$381  = layer[27:26];
-  assign \spiking$382  = layer[25];
-  assign \total$383  = acc3;
-  assign \theta$384  = params3_nrw[24:9];
-  assign \v_reset$385  = layer[43:28];
-  assign \reset$386  = layer[27:26];
-  assign \spiking$387  = layer[25];
-  assign \total$388  = acc4;
-  assign \theta$389  = params4_nrw[24:9];
-  assign \v_reset$390  = layer[43:28];
-  assign \reset$391  = layer[27:26];
-  assign \spiking$392  = layer[25];
-  assign \total$393  = acc5;
-  assign \theta$394  = params5_nrw[24:9];
-  assign \v_reset$395  = layer[43:28];
-  assign \reset$396  = layer[27:26];
-  assign \spiking$397  = layer[25];
-  assign \total$398  = acc6;
-  assign \theta$399  = params6_nrw[24:9];
-  assign \v_reset$400  = layer[43:28];
-  assign \reset$401  = layer[27:26];
-  assign \spiking$402  = layer[25];
-  assign \total$403  = acc7;
-  assign \theta$404  = params7_nrw[24:9];
-  assign \v_reset$405  = layer[43:28];
-  assign \reset$406  = layer[27:26];
-  assign \spiking$407  = layer[25];
-  assign \$signature__addr$408  = \$241 [4:0];
-  assign \$signature__data$409  = \$242 [15:0];
-  assign \$signature__addr$412  = \$247 [4:0];
-  assign \$signature__data$413  = \$248 [15:0];
-  assign \$signature__addr$415  = \$253 [4:0];
-  assign \$signature__data$416  = \$254 [15:0];
-  assign \$signature__addr$418  = \$259 [4:0];
-  assign \$signature__data$419  = \$260 [15:0];
-  assign \$signature__addr$421  = \$265 [4:0];
-  assign \$signature__data$422  = \$266 [15:0];
-  assign \$signature__addr$424  = \$271 [4:0];
-  assign \$signature__data$425  = \$272 [15:0];
-  assign \$signature__addr$427  = \$277 [4:0];
-  assign \$signature__data$428  = \$278 [15:0];
-  assign \$signature__addr$430  = \$283 [4:0];
-  assign \$signature__data$431  = \$284 [15:0];
+  assign \total$372  = acc1;
+  assign \theta$373  = params1_nrw[24:9];
+  assign \v_reset$374  = layer[43:28];
+  assign \reset$375  = layer[27:26];
+  assign \spiking$376  = layer[25];
+  assign \total$377  = acc2;
+  assign \theta$378  = params2_nrw[24:9];
+  assign \v_reset$379  = layer[43:28];
+  assign \reset$380  = layer[27:26];
+  assign \spiking$381  = layer[25];
+  assign \total$382  = acc3;
+  assign \theta$383  = params3_nrw[24:9];
+  assign \v_reset$384  = layer[43:28];
+  assign \reset$385  = layer[27:26];
+  assign \spiking$386  = layer[25];
+  assign \total$387  = acc4;
+  assign \theta$388  = params4_nrw[24:9];
+  assign \v_reset$389  = layer[43:28];
+  assign \reset$390  = layer[27:26];
+  assign \spiking$391  = layer[25];
+  assign \total$392  = acc5;
+  assign \theta$393  = params5_nrw[24:9];
+  assign \v_reset$394  = layer[43:28];
+  assign \reset$395  = layer[27:26];
+  assign \spiking$396  = layer[25];
+  assign \total$397  = acc6;
+  assign \theta$398  = params6_nrw[24:9];
+  assign \v_reset$399  = layer[43:28];
+  assign \reset$400  = layer[27:26];
+  assign \spiking$401  = layer[25];
+  assign \total$402  = acc7;
+  assign \theta$403  = params7_nrw[24:9];
+  assign \v_reset$404  = layer[43:28];
+  assign \reset$405  = layer[27:26];
+  assign \spiking$406  = layer[25];
+  assign \$signature__addr$407  = \$241 [4:0];
+  assign \$signature__data$408  = \$242 [15:0];
+  assign \$signature__addr$411  = \$247 [4:0];
+  assign \$signature__data$412  = \$248 [15:0];
+  assign \$signature__addr$414  = \$253 [4:0];
+  assign \$signature__data$415  = \$254 [15:0];
+  assign \$signature__addr$417  = \$259 [4:0];
+  assign \$signature__data$418  = \$260 [15:0];
+  assign \$signature__addr$420  = \$265 [4:0];
+  assign \$signature__data$421  = \$266 [15:0];
+  assign \$signature__addr$423  = \$271 [4:0];
+  assign \$signature__data$424  = \$272 [15:0];
+  assign \$signature__addr$426  = \$277 [4:0];
+  assign \$signature__data$427  = \$278 [15:0];
+  assign \$signature__addr$429  = \$283 [4:0];
+  assign \$signature__data$430  = \$284 [15:0];
   assign \input__payload.index  = input__payload[6:0];
   assign \input__payload.value  = input__payload[14:7];
   assign \input__payload.end  = input__payload[15];
@@ -24372,30 +24361,30 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \edge.recurrent  = \edge [3];
   assign \edge.wbase  = \edge [14:4];
   assign \edge.nsrc  = \edge [22:15];
-  assign \$signature__data$241.alpha  = host_wdata[8:0];
-  assign \$signature__data$241.theta  = host_wdata[24:9];
-  assign \$signature__data$241.bias  = host_wdata[40:25];
-  assign \$signature__data$247.alpha  = host_wdata[8:0];
-  assign \$signature__data$247.theta  = host_wdata[24:9];
-  assign \$signature__data$247.bias  = host_wdata[40:25];
-  assign \$signature__data$253.alpha  = host_wdata[8:0];
-  assign \$signature__data$253.theta  = host_wdata[24:9];
-  assign \$signature__data$253.bias  = host_wdata[40:25];
-  assign \$signature__data$259.alpha  = host_wdata[8:0];
-  assign \$signature__data$259.theta  = host_wdata[24:9];
-  assign \$signature__data$259.bias  = host_wdata[40:25];
-  assign \$signature__data$265.alpha  = host_wdata[8:0];
-  assign \$signature__data$265.theta  = host_wdata[24:9];
-  assign \$signature__data$265.bias  = host_wdata[40:25];
-  assign \$signature__data$271.alpha  = host_wdata[8:0];
-  assign \$signature__data$271.theta  = host_wdata[24:9];
-  assign \$signature__data$271.bias  = host_wdata[40:25];
-  assign \$signature__data$277.alpha  = host_wdata[8:0];
-  assign \$signature__data$277.theta  = host_wdata[24:9];
-  assign \$signature__data$277.bias  = host_wdata[40:25];
-  assign \$signature__data$283.alpha  = host_wdata[8:0];
-  assign \$signature__data$283.theta  = host_wdata[24:9];
-  assign \$signature__data$283.bias  = host_wdata[40:25];
+  assign \$signature__data$240.alpha  = host_wdata[8:0];
+  assign \$signature__data$240.theta  = host_wdata[24:9];
+  assign \$signature__data$240.bias  = host_wdata[40:25];
+  assign \$signature__data$246.alpha  = host_wdata[8:0];
+  assign \$signature__data$246.theta  = host_wdata[24:9];
+  assign \$signature__data$246.bias  = host_wdata[40:25];
+  assign \$signature__data$252.alpha  = host_wdata[8:0];
+  assign \$signature__data$252.theta  = host_wdata[24:9];
+  assign \$signature__data$252.bias  = host_wdata[40:25];
+  assign \$signature__data$258.alpha  = host_wdata[8:0];
+  assign \$signature__data$258.theta  = host_wdata[24:9];
+  assign \$signature__data$258.bias  = host_wdata[40:25];
+  assign \$signature__data$264.alpha  = host_wdata[8:0];
+  assign \$signature__data$264.theta  = host_wdata[24:9];
+  assign \$signature__data$264.bias  = host_wdata[40:25];
+  assign \$signature__data$270.alpha  = host_wdata[8:0];
+  assign \$signature__data$270.theta  = host_wdata[24:9];
+  assign \$signature__data$270.bias  = host_wdata[40:25];
+  assign \$signature__data$276.alpha  = host_wdata[8:0];
+  assign \$signature__data$276.theta  = host_wdata[24:9];
+  assign \$signature__data$276.bias  = host_wdata[40:25];
+  assign \$signature__data$282.alpha  = host_wdata[8:0];
+  assign \$signature__data$282.theta  = host_wdata[24:9];
+  assign \$signature__data$282.bias  = host_wdata[40:25];
   assign \end_record.kind  = end_record[1:0];
   assign \end_record.layer  = end_record[3:2];
   assign \end_record.index  = end_record[10:4];
