@@ -12,9 +12,9 @@ output registers (``REG_INPUTA_CLK``, ``REG_INPUTB_CLK``, ``REG_OUTPUT_CLK`` on
 and the product would be fabric flip-flops, and the nets into and out of the
 block would share a clock with the multiplier's own delay.  Elsewhere
 (simulation, other families) it is two fabric register stages around ``*``,
-which is what the tests simulate; ``tests/test_dsp.py`` checks the
-``MULT18X18D`` instance against it on Verilator, with a behavioural model of
-the block.
+which is what the tests simulate; ``tests/test_dsp.py`` proves the
+``MULT18X18D`` instance equal to it with Yosys (``miter`` + ``sat``), against a
+behavioural model of the block.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ class RegisteredProduct(wiring.Component):
     """``p = a * b`` two clocks later (module docs).
 
     Ports: ``a`` (signed ``a_bits``), ``b`` (signed ``b_bits``) in; ``p`` (signed
-    ``a_bits + b_bits``) out.  ``ecp5`` (from the platform's ``family`` unless
-    given) picks the ``MULT18X18D`` form; it needs both widths <= 18.
+    ``a_bits + b_bits``) out.  The ``MULT18X18D`` form on a platform whose
+    ``family`` is ``ecp5`` when both widths are at most 18, the fabric form
+    otherwise.
     """
 
     def __init__(self, *, a_bits: int, b_bits: int):
