@@ -506,8 +506,8 @@ class NPUCore(wiring.Component):
         # clock on (their address is fixed for the whole row), so the leak is known three
         # clocks later and is added into the accumulator then, before any event (the
         # first stage-4 add comes 7 clocks after ROW at the earliest).
-        row_start, pre1, pre2, pre3 = Signal(), Signal(), Signal(), Signal()
-        m.d.sync += [pre1.eq(row_start), pre2.eq(pre1), pre3.eq(pre2)]
+        row_start, pre1, pre2, pre3, pre4 = Signal(), Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [pre1.eq(row_start), pre2.eq(pre1), pre3.eq(pre2), pre4.eq(pre3)]
         if rep:  # the accumulators' enables, one copy per group of 4 lanes
             # (with ``timing.row_register`` the leak is known a clock later)
             pre_q = [Signal(name=f"pre{4 if row_reg else 3}_rep{g}") for g in range(groups)]
@@ -552,7 +552,7 @@ class NPUCore(wiring.Component):
                 with m.Elif(s4_valid_q[p // 4]):
                     m.d.sync += acc[p].eq(acc[p] + prod_q[p])
             else:
-                with m.If(s4_valid | pre3):  # (``row_register`` needs ``replicate``)
+                with m.If(s4_valid | (pre4 if row_reg else pre3)):
                     m.d.sync += acc[p].eq(acc[p] + Mux(s4_valid, prod_q[p], leak_q[p]))
 
         # -------------------------------------------------- spike router

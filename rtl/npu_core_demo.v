@@ -25,11 +25,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [7:0] \$1014 ;
   reg [7:0] \$1015 ;
   reg [7:0] \$1016 ;
-  reg \$1017 ;
-  reg [3:0] \$1018 ;
-  reg [7:0] \$1019 ;
+  reg [7:0] \$1017 ;
+  reg \$1018 ;
+  reg [3:0] \$1019 ;
   wire [23:0] \$102 ;
-  reg [27:0] \$1020 ;
+  reg [7:0] \$1020 ;
   reg [27:0] \$1021 ;
   reg [27:0] \$1022 ;
   reg [27:0] \$1023 ;
@@ -37,27 +37,28 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [27:0] \$1025 ;
   reg [27:0] \$1026 ;
   reg [27:0] \$1027 ;
-  reg [1:0] \$1028 ;
-  reg \$1029 ;
+  reg [27:0] \$1028 ;
+  reg [1:0] \$1029 ;
   wire [28:0] \$103 ;
   reg \$1030 ;
-  reg [4:0] \$1031 ;
+  reg \$1031 ;
   reg [4:0] \$1032 ;
-  reg [2:0] \$1033 ;
-  reg \$1034 ;
+  reg [4:0] \$1033 ;
+  reg [2:0] \$1034 ;
   reg \$1035 ;
-  reg [7:0] \$1036 ;
+  reg \$1036 ;
   reg [7:0] \$1037 ;
-  reg [10:0] \$1038 ;
-  reg [12:0] \$1039 ;
+  reg [7:0] \$1038 ;
+  reg [10:0] \$1039 ;
   reg [7:0] \$104 ;
-  reg [1:0] \$1040 ;
-  reg [2:0] \$1041 ;
-  reg \$1042 ;
-  reg [10:0] \$1043 ;
-  reg [4:0] \$1044 ;
-  reg [10:0] \$1045 ;
-  reg \$1046 ;
+  reg [12:0] \$1040 ;
+  reg [1:0] \$1041 ;
+  reg [2:0] \$1042 ;
+  reg \$1043 ;
+  reg [10:0] \$1044 ;
+  reg [4:0] \$1045 ;
+  reg [10:0] \$1046 ;
+  reg \$1047 ;
   wire [23:0] \$105 ;
   wire [28:0] \$106 ;
   wire \$107 ;
@@ -960,25 +961,25 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg \$915 ;
   reg \$916 ;
   reg \$917 ;
-  reg [17:0] \$918 ;
-  reg [25:0] \$919 ;
+  reg \$918 ;
+  reg [17:0] \$919 ;
   reg [7:0] \$92 ;
-  reg [17:0] \$920 ;
-  reg [25:0] \$921 ;
-  reg [17:0] \$922 ;
-  reg [25:0] \$923 ;
-  reg [17:0] \$924 ;
-  reg [25:0] \$925 ;
-  reg [17:0] \$926 ;
-  reg [25:0] \$927 ;
-  reg [17:0] \$928 ;
-  reg [25:0] \$929 ;
+  reg [25:0] \$920 ;
+  reg [17:0] \$921 ;
+  reg [25:0] \$922 ;
+  reg [17:0] \$923 ;
+  reg [25:0] \$924 ;
+  reg [17:0] \$925 ;
+  reg [25:0] \$926 ;
+  reg [17:0] \$927 ;
+  reg [25:0] \$928 ;
+  reg [17:0] \$929 ;
   wire [23:0] \$93 ;
-  reg [17:0] \$930 ;
-  reg [25:0] \$931 ;
-  reg [17:0] \$932 ;
-  reg [25:0] \$933 ;
-  reg [7:0] \$934 ;
+  reg [25:0] \$930 ;
+  reg [17:0] \$931 ;
+  reg [25:0] \$932 ;
+  reg [17:0] \$933 ;
+  reg [25:0] \$934 ;
   reg [7:0] \$935 ;
   reg [7:0] \$936 ;
   reg [7:0] \$937 ;
@@ -997,7 +998,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [7:0] \$949 ;
   reg [7:0] \$95 ;
   reg [7:0] \$950 ;
-  reg [15:0] \$951 ;
+  reg [7:0] \$951 ;
   reg [15:0] \$952 ;
   reg [15:0] \$953 ;
   reg [15:0] \$954 ;
@@ -1005,16 +1006,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [15:0] \$956 ;
   reg [15:0] \$957 ;
   reg [15:0] \$958 ;
-  reg [7:0] \$959 ;
+  reg [15:0] \$959 ;
   wire [23:0] \$96 ;
-  reg \$960 ;
+  reg [7:0] \$960 ;
   reg \$961 ;
-  reg [6:0] \$962 ;
+  reg \$962 ;
   reg [6:0] \$963 ;
-  reg \$964 ;
-  reg [2:0] \$965 ;
-  reg \$966 ;
-  reg [7:0] \$967 ;
+  reg [6:0] \$964 ;
+  reg \$965 ;
+  reg [2:0] \$966 ;
+  reg \$967 ;
   reg [7:0] \$968 ;
   reg [7:0] \$969 ;
   wire [28:0] \$97 ;
@@ -1057,94 +1058,94 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg \$signal$114 ;
   reg \$signal$115  = 1'h0;
   reg \$signal$116  = 1'h0;
-  reg \$signal$222  = 1'h0;
-  reg \$signal$225  = 1'h0;
-  reg \$signal$284 ;
-  reg \$signal$307  = 1'h0;
-  reg \$signal$315 ;
-  reg \$signal$317 ;
+  reg \$signal$117  = 1'h0;
+  reg \$signal$223  = 1'h0;
+  reg \$signal$226  = 1'h0;
+  reg \$signal$285 ;
+  reg \$signal$308  = 1'h0;
+  reg \$signal$316 ;
+  reg \$signal$318 ;
   wire [10:0] \$signature__addr ;
-  wire [4:0] \$signature__addr$336 ;
-  wire [10:0] \$signature__addr$339 ;
-  wire [4:0] \$signature__addr$342 ;
-  wire [10:0] \$signature__addr$345 ;
-  wire [4:0] \$signature__addr$348 ;
-  wire [10:0] \$signature__addr$351 ;
-  wire [4:0] \$signature__addr$354 ;
-  wire [10:0] \$signature__addr$357 ;
-  wire [4:0] \$signature__addr$360 ;
-  wire [10:0] \$signature__addr$363 ;
-  wire [4:0] \$signature__addr$366 ;
-  wire [10:0] \$signature__addr$369 ;
-  wire [4:0] \$signature__addr$372 ;
-  wire [10:0] \$signature__addr$375 ;
-  wire [4:0] \$signature__addr$378 ;
-  wire [4:0] \$signature__addr$513 ;
-  wire [4:0] \$signature__addr$517 ;
-  wire [4:0] \$signature__addr$520 ;
-  wire [4:0] \$signature__addr$523 ;
-  wire [4:0] \$signature__addr$526 ;
-  wire [4:0] \$signature__addr$529 ;
-  wire [4:0] \$signature__addr$532 ;
-  wire [4:0] \$signature__addr$535 ;
-  reg [8:0] \$signature__addr$541 ;
-  wire [5:0] \$signature__addr$545 ;
+  wire [4:0] \$signature__addr$337 ;
+  wire [10:0] \$signature__addr$340 ;
+  wire [4:0] \$signature__addr$343 ;
+  wire [10:0] \$signature__addr$346 ;
+  wire [4:0] \$signature__addr$349 ;
+  wire [10:0] \$signature__addr$352 ;
+  wire [4:0] \$signature__addr$355 ;
+  wire [10:0] \$signature__addr$358 ;
+  wire [4:0] \$signature__addr$361 ;
+  wire [10:0] \$signature__addr$364 ;
+  wire [4:0] \$signature__addr$367 ;
+  wire [10:0] \$signature__addr$370 ;
+  wire [4:0] \$signature__addr$373 ;
+  wire [10:0] \$signature__addr$376 ;
+  wire [4:0] \$signature__addr$379 ;
+  wire [4:0] \$signature__addr$514 ;
+  wire [4:0] \$signature__addr$518 ;
+  wire [4:0] \$signature__addr$521 ;
+  wire [4:0] \$signature__addr$524 ;
+  wire [4:0] \$signature__addr$527 ;
+  wire [4:0] \$signature__addr$530 ;
+  wire [4:0] \$signature__addr$533 ;
+  wire [4:0] \$signature__addr$536 ;
+  reg [8:0] \$signature__addr$542 ;
   wire [5:0] \$signature__addr$546 ;
-  wire [5:0] \$signature__addr$554 ;
+  wire [5:0] \$signature__addr$547 ;
   wire [5:0] \$signature__addr$555 ;
-  wire [5:0] \$signature__addr$562 ;
+  wire [5:0] \$signature__addr$556 ;
   wire [5:0] \$signature__addr$563 ;
-  wire [5:0] \$signature__addr$570 ;
+  wire [5:0] \$signature__addr$564 ;
   wire [5:0] \$signature__addr$571 ;
-  wire [5:0] \$signature__addr$578 ;
+  wire [5:0] \$signature__addr$572 ;
   wire [5:0] \$signature__addr$579 ;
-  wire [5:0] \$signature__addr$586 ;
+  wire [5:0] \$signature__addr$580 ;
   wire [5:0] \$signature__addr$587 ;
-  wire [5:0] \$signature__addr$594 ;
+  wire [5:0] \$signature__addr$588 ;
   wire [5:0] \$signature__addr$595 ;
-  wire [5:0] \$signature__addr$602 ;
+  wire [5:0] \$signature__addr$596 ;
   wire [5:0] \$signature__addr$603 ;
+  wire [5:0] \$signature__addr$604 ;
   wire [7:0] \$signature__data ;
-  wire [40:0] \$signature__data$337 ;
-  wire [8:0] \$signature__data$337.alpha ;
-  wire [15:0] \$signature__data$337.bias ;
-  wire [15:0] \$signature__data$337.theta ;
-  wire [7:0] \$signature__data$340 ;
-  wire [40:0] \$signature__data$343 ;
-  wire [8:0] \$signature__data$343.alpha ;
-  wire [15:0] \$signature__data$343.bias ;
-  wire [15:0] \$signature__data$343.theta ;
-  wire [7:0] \$signature__data$346 ;
-  wire [40:0] \$signature__data$349 ;
-  wire [8:0] \$signature__data$349.alpha ;
-  wire [15:0] \$signature__data$349.bias ;
-  wire [15:0] \$signature__data$349.theta ;
-  wire [7:0] \$signature__data$352 ;
-  wire [40:0] \$signature__data$355 ;
-  wire [8:0] \$signature__data$355.alpha ;
-  wire [15:0] \$signature__data$355.bias ;
-  wire [15:0] \$signature__data$355.theta ;
-  wire [7:0] \$signature__data$358 ;
-  wire [40:0] \$signature__data$361 ;
-  wire [8:0] \$signature__data$361.alpha ;
-  wire [15:0] \$signature__data$361.bias ;
-  wire [15:0] \$signature__data$361.theta ;
-  wire [7:0] \$signature__data$364 ;
-  wire [40:0] \$signature__data$367 ;
-  wire [8:0] \$signature__data$367.alpha ;
-  wire [15:0] \$signature__data$367.bias ;
-  wire [15:0] \$signature__data$367.theta ;
-  wire [7:0] \$signature__data$370 ;
-  wire [40:0] \$signature__data$373 ;
-  wire [8:0] \$signature__data$373.alpha ;
-  wire [15:0] \$signature__data$373.bias ;
-  wire [15:0] \$signature__data$373.theta ;
-  wire [7:0] \$signature__data$376 ;
-  wire [40:0] \$signature__data$379 ;
-  wire [8:0] \$signature__data$379.alpha ;
-  wire [15:0] \$signature__data$379.bias ;
-  wire [15:0] \$signature__data$379.theta ;
-  wire [15:0] \$signature__data$381 ;
+  wire [40:0] \$signature__data$338 ;
+  wire [8:0] \$signature__data$338.alpha ;
+  wire [15:0] \$signature__data$338.bias ;
+  wire [15:0] \$signature__data$338.theta ;
+  wire [7:0] \$signature__data$341 ;
+  wire [40:0] \$signature__data$344 ;
+  wire [8:0] \$signature__data$344.alpha ;
+  wire [15:0] \$signature__data$344.bias ;
+  wire [15:0] \$signature__data$344.theta ;
+  wire [7:0] \$signature__data$347 ;
+  wire [40:0] \$signature__data$350 ;
+  wire [8:0] \$signature__data$350.alpha ;
+  wire [15:0] \$signature__data$350.bias ;
+  wire [15:0] \$signature__data$350.theta ;
+  wire [7:0] \$signature__data$353 ;
+  wire [40:0] \$signature__data$356 ;
+  wire [8:0] \$signature__data$356.alpha ;
+  wire [15:0] \$signature__data$356.bias ;
+  wire [15:0] \$signature__data$356.theta ;
+  wire [7:0] \$signature__data$359 ;
+  wire [40:0] \$signature__data$362 ;
+  wire [8:0] \$signature__data$362.alpha ;
+  wire [15:0] \$signature__data$362.bias ;
+  wire [15:0] \$signature__data$362.theta ;
+  wire [7:0] \$signature__data$365 ;
+  wire [40:0] \$signature__data$368 ;
+  wire [8:0] \$signature__data$368.alpha ;
+  wire [15:0] \$signature__data$368.bias ;
+  wire [15:0] \$signature__data$368.theta ;
+  wire [7:0] \$signature__data$371 ;
+  wire [40:0] \$signature__data$374 ;
+  wire [8:0] \$signature__data$374.alpha ;
+  wire [15:0] \$signature__data$374.bias ;
+  wire [15:0] \$signature__data$374.theta ;
+  wire [7:0] \$signature__data$377 ;
+  wire [40:0] \$signature__data$380 ;
+  wire [8:0] \$signature__data$380.alpha ;
+  wire [15:0] \$signature__data$380.bias ;
+  wire [15:0] \$signature__data$380.theta ;
   wire [15:0] \$signature__data$382 ;
   wire [15:0] \$signature__data$383 ;
   wire [15:0] \$signature__data$384 ;
@@ -1152,71 +1153,72 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \$signature__data$386 ;
   wire [15:0] \$signature__data$387 ;
   wire [15:0] \$signature__data$388 ;
-  wire [8:0] \$signature__data$389 ;
-  wire [15:0] \$signature__data$514 ;
-  wire [15:0] \$signature__data$518 ;
-  wire [15:0] \$signature__data$521 ;
-  wire [15:0] \$signature__data$524 ;
-  wire [15:0] \$signature__data$527 ;
-  wire [15:0] \$signature__data$530 ;
-  wire [15:0] \$signature__data$533 ;
-  wire [15:0] \$signature__data$536 ;
-  wire [15:0] \$signature__data$547 ;
-  wire [15:0] \$signature__data$556 ;
-  wire [15:0] \$signature__data$564 ;
-  wire [15:0] \$signature__data$572 ;
-  wire [15:0] \$signature__data$580 ;
-  wire [15:0] \$signature__data$588 ;
-  wire [15:0] \$signature__data$596 ;
-  wire [15:0] \$signature__data$604 ;
+  wire [15:0] \$signature__data$389 ;
+  wire [8:0] \$signature__data$390 ;
+  wire [15:0] \$signature__data$515 ;
+  wire [15:0] \$signature__data$519 ;
+  wire [15:0] \$signature__data$522 ;
+  wire [15:0] \$signature__data$525 ;
+  wire [15:0] \$signature__data$528 ;
+  wire [15:0] \$signature__data$531 ;
+  wire [15:0] \$signature__data$534 ;
+  wire [15:0] \$signature__data$537 ;
+  wire [15:0] \$signature__data$548 ;
+  wire [15:0] \$signature__data$557 ;
+  wire [15:0] \$signature__data$565 ;
+  wire [15:0] \$signature__data$573 ;
+  wire [15:0] \$signature__data$581 ;
+  wire [15:0] \$signature__data$589 ;
+  wire [15:0] \$signature__data$597 ;
+  wire [15:0] \$signature__data$605 ;
   wire \$signature__en ;
-  wire \$signature__en$338 ;
-  wire \$signature__en$341 ;
-  wire \$signature__en$344 ;
-  wire \$signature__en$347 ;
-  wire \$signature__en$350 ;
-  wire \$signature__en$353 ;
-  wire \$signature__en$356 ;
-  wire \$signature__en$359 ;
-  wire \$signature__en$362 ;
-  wire \$signature__en$365 ;
-  wire \$signature__en$368 ;
-  wire \$signature__en$371 ;
-  wire \$signature__en$374 ;
-  wire \$signature__en$377 ;
-  wire \$signature__en$380 ;
-  wire \$signature__en$515 ;
-  wire \$signature__en$519 ;
-  wire \$signature__en$522 ;
-  wire \$signature__en$525 ;
-  wire \$signature__en$528 ;
-  wire \$signature__en$531 ;
-  wire \$signature__en$534 ;
-  wire \$signature__en$537 ;
-  wire \$signature__en$548 ;
-  wire \$signature__en$557 ;
-  wire \$signature__en$565 ;
-  wire \$signature__en$573 ;
-  wire \$signature__en$581 ;
-  wire \$signature__en$589 ;
-  wire \$signature__en$597 ;
-  wire \$signature__en$605 ;
+  wire \$signature__en$339 ;
+  wire \$signature__en$342 ;
+  wire \$signature__en$345 ;
+  wire \$signature__en$348 ;
+  wire \$signature__en$351 ;
+  wire \$signature__en$354 ;
+  wire \$signature__en$357 ;
+  wire \$signature__en$360 ;
+  wire \$signature__en$363 ;
+  wire \$signature__en$366 ;
+  wire \$signature__en$369 ;
+  wire \$signature__en$372 ;
+  wire \$signature__en$375 ;
+  wire \$signature__en$378 ;
+  wire \$signature__en$381 ;
+  wire \$signature__en$516 ;
+  wire \$signature__en$520 ;
+  wire \$signature__en$523 ;
+  wire \$signature__en$526 ;
+  wire \$signature__en$529 ;
+  wire \$signature__en$532 ;
+  wire \$signature__en$535 ;
+  wire \$signature__en$538 ;
+  wire \$signature__en$549 ;
+  wire \$signature__en$558 ;
+  wire \$signature__en$566 ;
+  wire \$signature__en$574 ;
+  wire \$signature__en$582 ;
+  wire \$signature__en$590 ;
+  wire \$signature__en$598 ;
+  wire \$signature__en$606 ;
   (* init = 8'h00 *)
   wire [7:0] a;
   (* init = 8'h00 *)
-  wire [7:0] \a$422 ;
+  wire [7:0] \a$423 ;
   (* init = 8'h00 *)
-  wire [7:0] \a$424 ;
+  wire [7:0] \a$425 ;
   (* init = 8'h00 *)
-  wire [7:0] \a$426 ;
+  wire [7:0] \a$427 ;
   (* init = 8'h00 *)
-  wire [7:0] \a$428 ;
+  wire [7:0] \a$429 ;
   (* init = 8'h00 *)
-  wire [7:0] \a$430 ;
+  wire [7:0] \a$431 ;
   (* init = 8'h00 *)
-  wire [7:0] \a$432 ;
+  wire [7:0] \a$433 ;
   (* init = 8'h00 *)
-  wire [7:0] \a$434 ;
+  wire [7:0] \a$435 ;
   reg [25:0] acc0 = 26'h0000000;
   reg [25:0] acc1 = 26'h0000000;
   reg [25:0] acc2 = 26'h0000000;
@@ -1229,19 +1231,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   (* init = 9'h000 *)
   wire [8:0] alpha;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$440 ;
+  wire [8:0] \alpha$441 ;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$443 ;
+  wire [8:0] \alpha$444 ;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$446 ;
+  wire [8:0] \alpha$447 ;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$449 ;
+  wire [8:0] \alpha$450 ;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$452 ;
+  wire [8:0] \alpha$453 ;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$455 ;
+  wire [8:0] \alpha$456 ;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$458 ;
+  wire [8:0] \alpha$459 ;
   reg [8:0] alpha_q0 = 9'h000;
   reg [8:0] alpha_q1 = 9'h000;
   reg [8:0] alpha_q2 = 9'h000;
@@ -1254,38 +1256,38 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   (* init = 8'h00 *)
   wire [7:0] b;
   (* init = 8'h00 *)
-  wire [7:0] \b$423 ;
+  wire [7:0] \b$424 ;
   (* init = 8'h00 *)
-  wire [7:0] \b$425 ;
+  wire [7:0] \b$426 ;
   (* init = 8'h00 *)
-  wire [7:0] \b$427 ;
+  wire [7:0] \b$428 ;
   (* init = 8'h00 *)
-  wire [7:0] \b$429 ;
+  wire [7:0] \b$430 ;
   (* init = 8'h00 *)
-  wire [7:0] \b$431 ;
+  wire [7:0] \b$432 ;
   (* init = 8'h00 *)
-  wire [7:0] \b$433 ;
+  wire [7:0] \b$434 ;
   (* init = 8'h00 *)
-  wire [7:0] \b$435 ;
+  wire [7:0] \b$436 ;
   reg bank_sel = 1'h0;
   reg [10:0] base;
-  reg [7:0] \base$611 ;
+  reg [7:0] \base$612 ;
   (* init = 16'h0000 *)
   wire [15:0] bias;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$441 ;
+  wire [15:0] \bias$442 ;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$444 ;
+  wire [15:0] \bias$445 ;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$447 ;
+  wire [15:0] \bias$448 ;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$450 ;
+  wire [15:0] \bias$451 ;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$453 ;
+  wire [15:0] \bias$454 ;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$456 ;
+  wire [15:0] \bias$457 ;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$459 ;
+  wire [15:0] \bias$460 ;
   reg [15:0] bias_q0 = 16'h0000;
   reg [15:0] bias_q1 = 16'h0000;
   reg [15:0] bias_q2 = 16'h0000;
@@ -1300,7 +1302,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire can_load;
   input clear;
   wire clear;
-  reg \clear$615 ;
+  reg \clear$616 ;
   input clk;
   wire clk;
   reg [7:0] cnt = 8'h00;
@@ -1441,7 +1443,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [4:0] k = 5'h00;
   reg last_row = 1'h0;
   reg [45:0] layer = 46'h000000000000;
-  reg [1:0] \layer$612 ;
+  reg [1:0] \layer$613 ;
   wire [2:0] \layer.ebase ;
   wire [3:0] \layer.ecount ;
   wire \layer.emit_values ;
@@ -1497,13 +1499,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \layer3.ssm ;
   wire [15:0] \layer3.v_reset ;
   wire [17:0] leak;
-  wire [17:0] \leak$128 ;
-  wire [17:0] \leak$135 ;
-  wire [17:0] \leak$142 ;
-  wire [17:0] \leak$149 ;
-  wire [17:0] \leak$156 ;
-  wire [17:0] \leak$163 ;
-  wire [17:0] \leak$170 ;
+  wire [17:0] \leak$129 ;
+  wire [17:0] \leak$136 ;
+  wire [17:0] \leak$143 ;
+  wire [17:0] \leak$150 ;
+  wire [17:0] \leak$157 ;
+  wire [17:0] \leak$164 ;
+  wire [17:0] \leak$171 ;
   reg [17:0] leak_q0 = 18'h00000;
   reg [17:0] leak_q1 = 18'h00000;
   reg [17:0] leak_q2 = 18'h00000;
@@ -1538,13 +1540,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   output output__valid;
   wire output__valid;
   wire [15:0] p;
-  wire [15:0] \p$130 ;
-  wire [15:0] \p$137 ;
-  wire [15:0] \p$144 ;
-  wire [15:0] \p$151 ;
-  wire [15:0] \p$158 ;
-  wire [15:0] \p$165 ;
-  wire [15:0] \p$172 ;
+  wire [15:0] \p$131 ;
+  wire [15:0] \p$138 ;
+  wire [15:0] \p$145 ;
+  wire [15:0] \p$152 ;
+  wire [15:0] \p$159 ;
+  wire [15:0] \p$166 ;
+  wire [15:0] \p$173 ;
   reg [7:0] p1_addr = 8'h00;
   reg [3:0] p1_i = 4'h0;
   reg p1_valid = 1'h0;
@@ -1584,31 +1586,31 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [8:0] pm_wr__data;
   wire pm_wr__en;
   wire [10:0] port__addr;
-  wire [4:0] \port__addr$395 ;
   wire [4:0] \port__addr$396 ;
-  wire [10:0] \port__addr$397 ;
-  wire [4:0] \port__addr$398 ;
+  wire [4:0] \port__addr$397 ;
+  wire [10:0] \port__addr$398 ;
   wire [4:0] \port__addr$399 ;
-  wire [10:0] \port__addr$400 ;
-  wire [4:0] \port__addr$401 ;
+  wire [4:0] \port__addr$400 ;
+  wire [10:0] \port__addr$401 ;
   wire [4:0] \port__addr$402 ;
-  wire [10:0] \port__addr$403 ;
-  wire [4:0] \port__addr$404 ;
+  wire [4:0] \port__addr$403 ;
+  wire [10:0] \port__addr$404 ;
   wire [4:0] \port__addr$405 ;
-  wire [10:0] \port__addr$406 ;
-  wire [4:0] \port__addr$407 ;
+  wire [4:0] \port__addr$406 ;
+  wire [10:0] \port__addr$407 ;
   wire [4:0] \port__addr$408 ;
-  wire [10:0] \port__addr$409 ;
-  wire [4:0] \port__addr$410 ;
+  wire [4:0] \port__addr$409 ;
+  wire [10:0] \port__addr$410 ;
   wire [4:0] \port__addr$411 ;
-  wire [10:0] \port__addr$412 ;
-  wire [4:0] \port__addr$413 ;
+  wire [4:0] \port__addr$412 ;
+  wire [10:0] \port__addr$413 ;
   wire [4:0] \port__addr$414 ;
-  wire [10:0] \port__addr$415 ;
-  wire [4:0] \port__addr$416 ;
+  wire [4:0] \port__addr$415 ;
+  wire [10:0] \port__addr$416 ;
   wire [4:0] \port__addr$417 ;
-  wire [10:0] \port__addr$418 ;
-  wire [7:0] \port__addr$419 ;
+  wire [4:0] \port__addr$418 ;
+  wire [10:0] \port__addr$419 ;
+  wire [7:0] \port__addr$420 ;
   wire [14:0] port__data;
   wire [14:0] \port__data$19 ;
   wire [6:0] \port__data$19.index ;
@@ -1682,13 +1684,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire records__ready;
   wire records__valid;
   wire [1:0] reset;
-  wire [1:0] \reset$481 ;
-  wire [1:0] \reset$486 ;
-  wire [1:0] \reset$491 ;
-  wire [1:0] \reset$496 ;
-  wire [1:0] \reset$501 ;
-  wire [1:0] \reset$506 ;
-  wire [1:0] \reset$511 ;
+  wire [1:0] \reset$482 ;
+  wire [1:0] \reset$487 ;
+  wire [1:0] \reset$492 ;
+  wire [1:0] \reset$497 ;
+  wire [1:0] \reset$502 ;
+  wire [1:0] \reset$507 ;
+  wire [1:0] \reset$512 ;
   reg [3:0] row;
   wire [5:0] row_addr;
   reg [12:0] row_offset = 13'h0000;
@@ -1708,24 +1710,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [7:0] saddr;
   reg [7:0] send;
   wire spike;
-  wire \spike$196 ;
-  wire \spike$199 ;
-  wire \spike$202 ;
-  wire \spike$205 ;
-  wire \spike$208 ;
-  wire \spike$211 ;
-  wire \spike$214 ;
+  wire \spike$197 ;
+  wire \spike$200 ;
+  wire \spike$203 ;
+  wire \spike$206 ;
+  wire \spike$209 ;
+  wire \spike$212 ;
+  wire \spike$215 ;
   wire [2:0] spike_src;
   reg [7:0] spikes = 8'h00;
-  reg [7:0] \spikes$610 ;
+  reg [7:0] \spikes$611 ;
   wire spiking;
-  wire \spiking$482 ;
-  wire \spiking$487 ;
-  wire \spiking$492 ;
-  wire \spiking$497 ;
-  wire \spiking$502 ;
-  wire \spiking$507 ;
-  wire \spiking$512 ;
+  wire \spiking$483 ;
+  wire \spiking$488 ;
+  wire \spiking$493 ;
+  wire \spiking$498 ;
+  wire \spiking$503 ;
+  wire \spiking$508 ;
+  wire \spiking$513 ;
   reg [2:0] src;
   reg [2:0] src_sel = 3'h0;
   reg [46:0] ssm0 = 47'h000000000000;
@@ -1897,53 +1899,53 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [27:0] ssm_yacc6 = 28'h0000000;
   reg [27:0] ssm_yacc7 = 28'h0000000;
   wire [15:0] theta;
-  wire [15:0] \theta$479 ;
-  wire [15:0] \theta$484 ;
-  wire [15:0] \theta$489 ;
-  wire [15:0] \theta$494 ;
-  wire [15:0] \theta$499 ;
-  wire [15:0] \theta$504 ;
-  wire [15:0] \theta$509 ;
+  wire [15:0] \theta$480 ;
+  wire [15:0] \theta$485 ;
+  wire [15:0] \theta$490 ;
+  wire [15:0] \theta$495 ;
+  wire [15:0] \theta$500 ;
+  wire [15:0] \theta$505 ;
+  wire [15:0] \theta$510 ;
   (* init = 26'h0000000 *)
   wire [25:0] total;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$478 ;
+  wire [25:0] \total$479 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$483 ;
+  wire [25:0] \total$484 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$488 ;
+  wire [25:0] \total$489 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$493 ;
+  wire [25:0] \total$494 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$498 ;
+  wire [25:0] \total$499 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$503 ;
+  wire [25:0] \total$504 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$508 ;
+  wire [25:0] \total$509 ;
   (* init = 16'h0000 *)
   wire [15:0] u;
   (* init = 16'h0000 *)
-  wire [15:0] \u$439 ;
+  wire [15:0] \u$440 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$442 ;
+  wire [15:0] \u$443 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$445 ;
+  wire [15:0] \u$446 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$448 ;
+  wire [15:0] \u$449 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$451 ;
+  wire [15:0] \u$452 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$454 ;
+  wire [15:0] \u$455 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$457 ;
+  wire [15:0] \u$458 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$198 ;
-  wire [15:0] \u_new$201 ;
-  wire [15:0] \u_new$204 ;
-  wire [15:0] \u_new$207 ;
-  wire [15:0] \u_new$210 ;
-  wire [15:0] \u_new$213 ;
-  wire [15:0] \u_new$216 ;
+  wire [15:0] \u_new$199 ;
+  wire [15:0] \u_new$202 ;
+  wire [15:0] \u_new$205 ;
+  wire [15:0] \u_new$208 ;
+  wire [15:0] \u_new$211 ;
+  wire [15:0] \u_new$214 ;
+  wire [15:0] \u_new$217 ;
   reg [15:0] u_new0 = 16'h0000;
   reg [15:0] u_new1 = 16'h0000;
   reg [15:0] u_new2 = 16'h0000;
@@ -1961,13 +1963,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [15:0] u_q6 = 16'h0000;
   reg [15:0] u_q7 = 16'h0000;
   wire [15:0] v_reset;
-  wire [15:0] \v_reset$480 ;
-  wire [15:0] \v_reset$485 ;
-  wire [15:0] \v_reset$490 ;
-  wire [15:0] \v_reset$495 ;
-  wire [15:0] \v_reset$500 ;
-  wire [15:0] \v_reset$505 ;
-  wire [15:0] \v_reset$510 ;
+  wire [15:0] \v_reset$481 ;
+  wire [15:0] \v_reset$486 ;
+  wire [15:0] \v_reset$491 ;
+  wire [15:0] \v_reset$496 ;
+  wire [15:0] \v_reset$501 ;
+  wire [15:0] \v_reset$506 ;
+  wire [15:0] \v_reset$511 ;
   wire [7:0] valid_lanes;
   reg [7:0] valid_q = 8'h00;
   reg [127:0] values;
@@ -4353,7 +4355,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes0[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$515 )
+    if (\$signature__en$516 )
       membranes0[\$308 [4:0]] <= \$309 [15:0];
   end
   assign \port__data$25  = membranes0[\$280 [4:0]];
@@ -4394,7 +4396,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes1[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$519 )
+    if (\$signature__en$520 )
       membranes1[\$314 [4:0]] <= \$315 [15:0];
   end
   assign \port__data$31  = membranes1[\$283 [4:0]];
@@ -4435,7 +4437,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes2[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$522 )
+    if (\$signature__en$523 )
       membranes2[\$320 [4:0]] <= \$321 [15:0];
   end
   assign \port__data$37  = membranes2[\$286 [4:0]];
@@ -4476,7 +4478,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes3[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$525 )
+    if (\$signature__en$526 )
       membranes3[\$326 [4:0]] <= \$327 [15:0];
   end
   assign \port__data$43  = membranes3[\$289 [4:0]];
@@ -4517,7 +4519,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes4[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$528 )
+    if (\$signature__en$529 )
       membranes4[\$332 [4:0]] <= \$333 [15:0];
   end
   assign \port__data$49  = membranes4[\$292 [4:0]];
@@ -4558,7 +4560,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes5[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$531 )
+    if (\$signature__en$532 )
       membranes5[\$338 [4:0]] <= \$339 [15:0];
   end
   assign \port__data$55  = membranes5[\$295 [4:0]];
@@ -4599,7 +4601,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes6[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$534 )
+    if (\$signature__en$535 )
       membranes6[\$344 [4:0]] <= \$345 [15:0];
   end
   assign \port__data$61  = membranes6[\$298 [4:0]];
@@ -4640,7 +4642,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes7[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$537 )
+    if (\$signature__en$538 )
       membranes7[\$350 [4:0]] <= \$351 [15:0];
   end
   assign \port__data$67  = membranes7[\$301 [4:0]];
@@ -4681,7 +4683,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params0[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$338 )
+    if (\$signature__en$339 )
       params0[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$23  = params0[\$279 [4:0]];
@@ -4722,7 +4724,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params1[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$344 )
+    if (\$signature__en$345 )
       params1[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$29  = params1[\$282 [4:0]];
@@ -4763,7 +4765,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params2[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$350 )
+    if (\$signature__en$351 )
       params2[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$35  = params2[\$285 [4:0]];
@@ -4804,7 +4806,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params3[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$356 )
+    if (\$signature__en$357 )
       params3[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$41  = params3[\$288 [4:0]];
@@ -4845,7 +4847,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params4[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$362 )
+    if (\$signature__en$363 )
       params4[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$47  = params4[\$291 [4:0]];
@@ -4886,7 +4888,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params5[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$368 )
+    if (\$signature__en$369 )
       params5[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$53  = params5[\$294 [4:0]];
@@ -4927,7 +4929,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params6[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$374 )
+    if (\$signature__en$375 )
       params6[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$59  = params6[\$297 [4:0]];
@@ -4968,7 +4970,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params7[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$380 )
+    if (\$signature__en$381 )
       params7[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$65  = params7[\$300 [4:0]];
@@ -5493,9 +5495,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   reg [8:0] _0_;
   always @(posedge clk) begin
-    _0_ <= ssm_params[\$signature__addr$541 ];
+    _0_ <= ssm_params[\$signature__addr$542 ];
   end
-  assign \$signature__data$389  = _0_;
+  assign \$signature__data$390  = _0_;
   reg [15:0] ssm_state0 [63:0];
   initial begin
     ssm_state0[0] = 16'h0000;
@@ -5564,14 +5566,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state0[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$548 )
+    if (\$signature__en$549 )
       ssm_state0[\$579 [5:0]] <= \$580 [15:0];
   end
   reg [15:0] _1_;
   always @(posedge clk) begin
     _1_ <= ssm_state0[\$578 [5:0]];
   end
-  assign \$signature__data$381  = _1_;
+  assign \$signature__data$382  = _1_;
   reg [15:0] ssm_state1 [63:0];
   initial begin
     ssm_state1[0] = 16'h0000;
@@ -5640,14 +5642,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state1[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$557 )
+    if (\$signature__en$558 )
       ssm_state1[\$604 [5:0]] <= \$605 [15:0];
   end
   reg [15:0] _2_;
   always @(posedge clk) begin
     _2_ <= ssm_state1[\$603 [5:0]];
   end
-  assign \$signature__data$382  = _2_;
+  assign \$signature__data$383  = _2_;
   reg [15:0] ssm_state2 [63:0];
   initial begin
     ssm_state2[0] = 16'h0000;
@@ -5716,14 +5718,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state2[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$565 )
+    if (\$signature__en$566 )
       ssm_state2[\$629 [5:0]] <= \$630 [15:0];
   end
   reg [15:0] _3_;
   always @(posedge clk) begin
     _3_ <= ssm_state2[\$628 [5:0]];
   end
-  assign \$signature__data$383  = _3_;
+  assign \$signature__data$384  = _3_;
   reg [15:0] ssm_state3 [63:0];
   initial begin
     ssm_state3[0] = 16'h0000;
@@ -5792,14 +5794,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state3[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$573 )
+    if (\$signature__en$574 )
       ssm_state3[\$654 [5:0]] <= \$655 [15:0];
   end
   reg [15:0] _4_;
   always @(posedge clk) begin
     _4_ <= ssm_state3[\$653 [5:0]];
   end
-  assign \$signature__data$384  = _4_;
+  assign \$signature__data$385  = _4_;
   reg [15:0] ssm_state4 [63:0];
   initial begin
     ssm_state4[0] = 16'h0000;
@@ -5868,14 +5870,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state4[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$581 )
+    if (\$signature__en$582 )
       ssm_state4[\$679 [5:0]] <= \$680 [15:0];
   end
   reg [15:0] _5_;
   always @(posedge clk) begin
     _5_ <= ssm_state4[\$678 [5:0]];
   end
-  assign \$signature__data$385  = _5_;
+  assign \$signature__data$386  = _5_;
   reg [15:0] ssm_state5 [63:0];
   initial begin
     ssm_state5[0] = 16'h0000;
@@ -5944,14 +5946,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state5[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$589 )
+    if (\$signature__en$590 )
       ssm_state5[\$704 [5:0]] <= \$705 [15:0];
   end
   reg [15:0] _6_;
   always @(posedge clk) begin
     _6_ <= ssm_state5[\$703 [5:0]];
   end
-  assign \$signature__data$386  = _6_;
+  assign \$signature__data$387  = _6_;
   reg [15:0] ssm_state6 [63:0];
   initial begin
     ssm_state6[0] = 16'h0000;
@@ -6020,14 +6022,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state6[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$597 )
+    if (\$signature__en$598 )
       ssm_state6[\$729 [5:0]] <= \$730 [15:0];
   end
   reg [15:0] _7_;
   always @(posedge clk) begin
     _7_ <= ssm_state6[\$728 [5:0]];
   end
-  assign \$signature__data$387  = _7_;
+  assign \$signature__data$388  = _7_;
   reg [15:0] ssm_state7 [63:0];
   initial begin
     ssm_state7[0] = 16'h0000;
@@ -6096,14 +6098,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     ssm_state7[63] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$605 )
+    if (\$signature__en$606 )
       ssm_state7[\$754 [5:0]] <= \$755 [15:0];
   end
   reg [15:0] _8_;
   always @(posedge clk) begin
     _8_ <= ssm_state7[\$753 [5:0]];
   end
-  assign \$signature__data$388  = _8_;
+  assign \$signature__data$389  = _8_;
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights0 [2047:0];
   initial begin
@@ -10214,7 +10216,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights1[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$341 )
+    if (\$signature__en$342 )
       weights1[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$27  = weights1[\$281 [10:0]];
@@ -12271,7 +12273,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights2[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$347 )
+    if (\$signature__en$348 )
       weights2[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$33  = weights2[\$284 [10:0]];
@@ -14328,7 +14330,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights3[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$353 )
+    if (\$signature__en$354 )
       weights3[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$39  = weights3[\$287 [10:0]];
@@ -16385,7 +16387,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights4[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$359 )
+    if (\$signature__en$360 )
       weights4[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$45  = weights4[\$290 [10:0]];
@@ -18442,7 +18444,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights5[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$365 )
+    if (\$signature__en$366 )
       weights5[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$51  = weights5[\$293 [10:0]];
@@ -20499,7 +20501,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights6[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$371 )
+    if (\$signature__en$372 )
       weights6[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$57  = weights6[\$296 [10:0]];
@@ -22556,7 +22558,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights7[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$377 )
+    if (\$signature__en$378 )
       weights7[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$63  = weights7[\$299 [10:0]];
@@ -22572,25 +22574,25 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$15  = s4_valid ? { p[15], p[15], p } : leak_q0;
   assign \$16  = $signed(acc0) + $signed(\$15 );
   assign \$17  = s4_valid | \$signal$116 ;
-  assign \$18  = s4_valid ? { \p$130 [15], \p$130 [15], \p$130  } : leak_q1;
+  assign \$18  = s4_valid ? { \p$131 [15], \p$131 [15], \p$131  } : leak_q1;
   assign \$19  = $signed(acc1) + $signed(\$18 );
   assign \$20  = s4_valid | \$signal$116 ;
-  assign \$21  = s4_valid ? { \p$137 [15], \p$137 [15], \p$137  } : leak_q2;
+  assign \$21  = s4_valid ? { \p$138 [15], \p$138 [15], \p$138  } : leak_q2;
   assign \$22  = $signed(acc2) + $signed(\$21 );
   assign \$23  = s4_valid | \$signal$116 ;
-  assign \$24  = s4_valid ? { \p$144 [15], \p$144 [15], \p$144  } : leak_q3;
+  assign \$24  = s4_valid ? { \p$145 [15], \p$145 [15], \p$145  } : leak_q3;
   assign \$25  = $signed(acc3) + $signed(\$24 );
   assign \$26  = s4_valid | \$signal$116 ;
-  assign \$27  = s4_valid ? { \p$151 [15], \p$151 [15], \p$151  } : leak_q4;
+  assign \$27  = s4_valid ? { \p$152 [15], \p$152 [15], \p$152  } : leak_q4;
   assign \$28  = $signed(acc4) + $signed(\$27 );
   assign \$29  = s4_valid | \$signal$116 ;
-  assign \$30  = s4_valid ? { \p$158 [15], \p$158 [15], \p$158  } : leak_q5;
+  assign \$30  = s4_valid ? { \p$159 [15], \p$159 [15], \p$159  } : leak_q5;
   assign \$31  = $signed(acc5) + $signed(\$30 );
   assign \$32  = s4_valid | \$signal$116 ;
-  assign \$33  = s4_valid ? { \p$165 [15], \p$165 [15], \p$165  } : leak_q6;
+  assign \$33  = s4_valid ? { \p$166 [15], \p$166 [15], \p$166  } : leak_q6;
   assign \$34  = $signed(acc6) + $signed(\$33 );
   assign \$35  = s4_valid | \$signal$116 ;
-  assign \$36  = s4_valid ? { \p$172 [15], \p$172 [15], \p$172  } : leak_q7;
+  assign \$36  = s4_valid ? { \p$173 [15], \p$173 [15], \p$173  } : leak_q7;
   assign \$37  = $signed(acc7) + $signed(\$36 );
   assign \$38  = ! { cur, spike_src };
   assign \$39  = count0 + 1'h1;
@@ -22654,14 +22656,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$106  = $signed(ssm_yacc7) + $signed(\$105 );
   assign \$107  = ~ clear;
   assign \$108  = in_full & \$107 ;
-  assign \$111  = ~ \$signal$222 ;
-  assign \$112  = ~ \$signal$222 ;
+  assign \$111  = ~ \$signal$223 ;
+  assign \$112  = ~ \$signal$223 ;
   assign \$113  = ! num_layers;
   assign \$115  = e == e_end;
   assign \$116  = ! \edge [2:0];
   assign \$117  = ! \edge [2:0];
   assign \$118  = cur ^ \edge [3];
-  assign \$119  = \$117  ? \$signal$307  : \$118 ;
+  assign \$119  = \$117  ? \$signal$308  : \$118 ;
   assign \$120  = ! \edge [2:0];
   assign \$122  = cur ^ \edge [3];
   assign \$124  = \$120  ? { 1'h0, \$121  } : \$123 ;
@@ -22689,12 +22691,12 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$151  = gop == 3'h4;
   assign \$152  = ! src;
   assign \$153  = ! src;
-  assign \$154  = cur ^ \$signal$317 ;
-  assign \$155  = \$153  ? \$signal$307  : \$154 ;
+  assign \$154  = cur ^ \$signal$318 ;
+  assign \$155  = \$153  ? \$signal$308  : \$154 ;
   assign \$156  = ! src;
-  assign \$158  = cur ^ \$signal$317 ;
+  assign \$158  = cur ^ \$signal$318 ;
   assign \$160  = \$156  ? { 1'h0, \$157  } : \$159 ;
-  assign \$161  = \$signal$315  ? length : \$160 ;
+  assign \$161  = \$signal$316  ? length : \$160 ;
   assign \$162  = present ? \$161  : 8'h00;
   assign \$163  = n < cnt;
   assign \$164  = n + 1'h1;
@@ -22734,91 +22736,91 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$199  = host_addr[17:14] == 2'h2;
   assign \$200  = \$198  & \$199 ;
   assign \$201  = ! host_addr[13:11];
-  assign \$signature__en$338  = \$200  & \$201 ;
+  assign \$signature__en$339  = \$200  & \$201 ;
   assign \$202  = ~ busy;
   assign \$203  = \$202  & host_we;
   assign \$204  = host_addr[17:14] == 3'h4;
   assign \$205  = \$203  & \$204 ;
   assign \$206  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$341  = \$205  & \$206 ;
+  assign \$signature__en$342  = \$205  & \$206 ;
   assign \$207  = ~ busy;
   assign \$208  = \$207  & host_we;
   assign \$209  = host_addr[17:14] == 2'h2;
   assign \$210  = \$208  & \$209 ;
   assign \$211  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$344  = \$210  & \$211 ;
+  assign \$signature__en$345  = \$210  & \$211 ;
   assign \$212  = ~ busy;
   assign \$213  = \$212  & host_we;
   assign \$214  = host_addr[17:14] == 3'h4;
   assign \$215  = \$213  & \$214 ;
   assign \$216  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$347  = \$215  & \$216 ;
+  assign \$signature__en$348  = \$215  & \$216 ;
   assign \$217  = ~ busy;
   assign \$218  = \$217  & host_we;
   assign \$219  = host_addr[17:14] == 2'h2;
   assign \$220  = \$218  & \$219 ;
   assign \$221  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$350  = \$220  & \$221 ;
+  assign \$signature__en$351  = \$220  & \$221 ;
   assign \$222  = ~ busy;
   assign \$223  = \$222  & host_we;
   assign \$224  = host_addr[17:14] == 3'h4;
   assign \$225  = \$223  & \$224 ;
   assign \$226  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$353  = \$225  & \$226 ;
+  assign \$signature__en$354  = \$225  & \$226 ;
   assign \$227  = ~ busy;
   assign \$228  = \$227  & host_we;
   assign \$229  = host_addr[17:14] == 2'h2;
   assign \$230  = \$228  & \$229 ;
   assign \$231  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$356  = \$230  & \$231 ;
+  assign \$signature__en$357  = \$230  & \$231 ;
   assign \$232  = ~ busy;
   assign \$233  = \$232  & host_we;
   assign \$234  = host_addr[17:14] == 3'h4;
   assign \$235  = \$233  & \$234 ;
   assign \$236  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$359  = \$235  & \$236 ;
+  assign \$signature__en$360  = \$235  & \$236 ;
   assign \$237  = ~ busy;
   assign \$238  = \$237  & host_we;
   assign \$239  = host_addr[17:14] == 2'h2;
   assign \$240  = \$238  & \$239 ;
   assign \$241  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$362  = \$240  & \$241 ;
+  assign \$signature__en$363  = \$240  & \$241 ;
   assign \$242  = ~ busy;
   assign \$243  = \$242  & host_we;
   assign \$244  = host_addr[17:14] == 3'h4;
   assign \$245  = \$243  & \$244 ;
   assign \$246  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$365  = \$245  & \$246 ;
+  assign \$signature__en$366  = \$245  & \$246 ;
   assign \$247  = ~ busy;
   assign \$248  = \$247  & host_we;
   assign \$249  = host_addr[17:14] == 2'h2;
   assign \$250  = \$248  & \$249 ;
   assign \$251  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$368  = \$250  & \$251 ;
+  assign \$signature__en$369  = \$250  & \$251 ;
   assign \$252  = ~ busy;
   assign \$253  = \$252  & host_we;
   assign \$254  = host_addr[17:14] == 3'h4;
   assign \$255  = \$253  & \$254 ;
   assign \$256  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$371  = \$255  & \$256 ;
+  assign \$signature__en$372  = \$255  & \$256 ;
   assign \$257  = ~ busy;
   assign \$258  = \$257  & host_we;
   assign \$259  = host_addr[17:14] == 2'h2;
   assign \$260  = \$258  & \$259 ;
   assign \$261  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$374  = \$260  & \$261 ;
+  assign \$signature__en$375  = \$260  & \$261 ;
   assign \$262  = ~ busy;
   assign \$263  = \$262  & host_we;
   assign \$264  = host_addr[17:14] == 3'h4;
   assign \$265  = \$263  & \$264 ;
   assign \$266  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$377  = \$265  & \$266 ;
+  assign \$signature__en$378  = \$265  & \$266 ;
   assign \$267  = ~ busy;
   assign \$268  = \$267  & host_we;
   assign \$269  = host_addr[17:14] == 2'h2;
   assign \$270  = \$268  & \$269 ;
   assign \$271  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$380  = \$270  & \$271 ;
+  assign \$signature__en$381  = \$270  & \$271 ;
   assign \$277  = row_wbase + row_offset;
   assign s1_index = s1_from_input ? input_events_nrw[6:0] : events_nrw[6:0];
   assign s1_value = s1_from_input ? input_events_nrw[14:7] : events_nrw[14:7];
@@ -22861,56 +22863,56 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$311  = host_we & \$310 ;
   assign \$312  = ! host_addr[13:11];
   assign \$313  = \$311  & \$312 ;
-  assign \$signature__en$515  = busy ? neuron_write : \$313 ;
+  assign \$signature__en$516  = busy ? neuron_write : \$313 ;
   assign \$314  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$315  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
   assign \$316  = host_addr[17:14] == 2'h3;
   assign \$317  = host_we & \$316 ;
   assign \$318  = host_addr[13:11] == 1'h1;
   assign \$319  = \$317  & \$318 ;
-  assign \$signature__en$519  = busy ? neuron_write : \$319 ;
+  assign \$signature__en$520  = busy ? neuron_write : \$319 ;
   assign \$320  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$321  = busy ? { u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2 } : { 1'h0, host_wdata };
   assign \$322  = host_addr[17:14] == 2'h3;
   assign \$323  = host_we & \$322 ;
   assign \$324  = host_addr[13:11] == 2'h2;
   assign \$325  = \$323  & \$324 ;
-  assign \$signature__en$522  = busy ? neuron_write : \$325 ;
+  assign \$signature__en$523  = busy ? neuron_write : \$325 ;
   assign \$326  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$327  = busy ? { u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3 } : { 1'h0, host_wdata };
   assign \$328  = host_addr[17:14] == 2'h3;
   assign \$329  = host_we & \$328 ;
   assign \$330  = host_addr[13:11] == 2'h3;
   assign \$331  = \$329  & \$330 ;
-  assign \$signature__en$525  = busy ? neuron_write : \$331 ;
+  assign \$signature__en$526  = busy ? neuron_write : \$331 ;
   assign \$332  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$333  = busy ? { u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4 } : { 1'h0, host_wdata };
   assign \$334  = host_addr[17:14] == 2'h3;
   assign \$335  = host_we & \$334 ;
   assign \$336  = host_addr[13:11] == 3'h4;
   assign \$337  = \$335  & \$336 ;
-  assign \$signature__en$528  = busy ? neuron_write : \$337 ;
+  assign \$signature__en$529  = busy ? neuron_write : \$337 ;
   assign \$338  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$339  = busy ? { u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5 } : { 1'h0, host_wdata };
   assign \$340  = host_addr[17:14] == 2'h3;
   assign \$341  = host_we & \$340 ;
   assign \$342  = host_addr[13:11] == 3'h5;
   assign \$343  = \$341  & \$342 ;
-  assign \$signature__en$531  = busy ? neuron_write : \$343 ;
+  assign \$signature__en$532  = busy ? neuron_write : \$343 ;
   assign \$344  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$345  = busy ? { u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6 } : { 1'h0, host_wdata };
   assign \$346  = host_addr[17:14] == 2'h3;
   assign \$347  = host_we & \$346 ;
   assign \$348  = host_addr[13:11] == 3'h6;
   assign \$349  = \$347  & \$348 ;
-  assign \$signature__en$534  = busy ? neuron_write : \$349 ;
+  assign \$signature__en$535  = busy ? neuron_write : \$349 ;
   assign \$350  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$351  = busy ? { u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7 } : { 1'h0, host_wdata };
   assign \$352  = host_addr[17:14] == 2'h3;
   assign \$353  = host_we & \$352 ;
   assign \$354  = host_addr[13:11] == 3'h7;
   assign \$355  = \$353  & \$354 ;
-  assign \$signature__en$537  = busy ? neuron_write : \$355 ;
+  assign \$signature__en$538  = busy ? neuron_write : \$355 ;
   assign \$356  = k * 4'h8;
   assign \$357  = \$356  + 1'h0;
   assign \$358  = \$357  < layer[7:0];
@@ -22940,7 +22942,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign input__ready = \$380  & \$381 ;
   assign \$382  = input__valid & input__ready;
   assign \$384  = g1_const ? g1_n : { 1'h0, s1_index };
-  assign g_value = g1_const ? \$signature__data$389 [7:0] : s1_value;
+  assign g_value = g1_const ? \$signature__data$390 [7:0] : s1_value;
   assign \$385  = gbase + n;
   assign \$386  = busy ? \$385  : { 1'h0, host_addr[10:0] };
   assign \$387  = i <= 1'h0;
@@ -23093,7 +23095,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$566  = \$565  + k;
   assign \$567  = k * 4'h8;
   assign \$568  = \$567  + 1'h0;
-  assign \$569  = $signed({ 1'h0, \$signature__data$389  }) * $signed(\$signature__data$381 );
+  assign \$569  = $signed({ 1'h0, \$signature__data$390  }) * $signed(\$signature__data$382 );
   assign \$572  = $signed(\$571 ) * $signed(ssm_vsel0);
   assign \$573  = $signed(\$570 ) + $signed(\$572 );
   assign \$574  = $signed(\$573 ) > $signed(16'h7fff);
@@ -23108,7 +23110,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$583  = host_we & \$582 ;
   assign \$584  = ! host_addr[13:11];
   assign \$585  = \$583  & \$584 ;
-  assign \$signature__en$548  = busy ? \$581  : \$585 ;
+  assign \$signature__en$549  = busy ? \$581  : \$585 ;
   assign ssm_shifted0 = $signed(ssm_yacc0) >>> \$586 ;
   assign \$587  = $signed(ssm_shifted0) > $signed(8'h7f);
   assign \$588  = $signed(ssm_shifted0) < $signed(8'h80);
@@ -23117,7 +23119,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$591  = | \$590 [7:0];
   assign \$592  = k * 4'h8;
   assign \$593  = \$592  + 1'h1;
-  assign \$594  = $signed({ 1'h0, \$signature__data$389  }) * $signed(\$signature__data$382 );
+  assign \$594  = $signed({ 1'h0, \$signature__data$390  }) * $signed(\$signature__data$383 );
   assign \$597  = $signed(\$596 ) * $signed(ssm_vsel1);
   assign \$598  = $signed(\$595 ) + $signed(\$597 );
   assign \$599  = $signed(\$598 ) > $signed(16'h7fff);
@@ -23132,7 +23134,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$608  = host_we & \$607 ;
   assign \$609  = host_addr[13:11] == 1'h1;
   assign \$610  = \$608  & \$609 ;
-  assign \$signature__en$557  = busy ? \$606  : \$610 ;
+  assign \$signature__en$558  = busy ? \$606  : \$610 ;
   assign ssm_shifted1 = $signed(ssm_yacc1) >>> \$611 ;
   assign \$612  = $signed(ssm_shifted1) > $signed(8'h7f);
   assign \$613  = $signed(ssm_shifted1) < $signed(8'h80);
@@ -23141,7 +23143,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$616  = | \$615 [7:0];
   assign \$617  = k * 4'h8;
   assign \$618  = \$617  + 2'h2;
-  assign \$619  = $signed({ 1'h0, \$signature__data$389  }) * $signed(\$signature__data$383 );
+  assign \$619  = $signed({ 1'h0, \$signature__data$390  }) * $signed(\$signature__data$384 );
   assign \$622  = $signed(\$621 ) * $signed(ssm_vsel2);
   assign \$623  = $signed(\$620 ) + $signed(\$622 );
   assign \$624  = $signed(\$623 ) > $signed(16'h7fff);
@@ -23156,7 +23158,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$633  = host_we & \$632 ;
   assign \$634  = host_addr[13:11] == 2'h2;
   assign \$635  = \$633  & \$634 ;
-  assign \$signature__en$565  = busy ? \$631  : \$635 ;
+  assign \$signature__en$566  = busy ? \$631  : \$635 ;
   assign ssm_shifted2 = $signed(ssm_yacc2) >>> \$636 ;
   assign \$637  = $signed(ssm_shifted2) > $signed(8'h7f);
   assign \$638  = $signed(ssm_shifted2) < $signed(8'h80);
@@ -23165,7 +23167,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$641  = | \$640 [7:0];
   assign \$642  = k * 4'h8;
   assign \$643  = \$642  + 2'h3;
-  assign \$644  = $signed({ 1'h0, \$signature__data$389  }) * $signed(\$signature__data$384 );
+  assign \$644  = $signed({ 1'h0, \$signature__data$390  }) * $signed(\$signature__data$385 );
   assign \$647  = $signed(\$646 ) * $signed(ssm_vsel3);
   assign \$648  = $signed(\$645 ) + $signed(\$647 );
   assign \$649  = $signed(\$648 ) > $signed(16'h7fff);
@@ -23180,7 +23182,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$658  = host_we & \$657 ;
   assign \$659  = host_addr[13:11] == 2'h3;
   assign \$660  = \$658  & \$659 ;
-  assign \$signature__en$573  = busy ? \$656  : \$660 ;
+  assign \$signature__en$574  = busy ? \$656  : \$660 ;
   assign ssm_shifted3 = $signed(ssm_yacc3) >>> \$661 ;
   assign \$662  = $signed(ssm_shifted3) > $signed(8'h7f);
   assign \$663  = $signed(ssm_shifted3) < $signed(8'h80);
@@ -23189,7 +23191,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$666  = | \$665 [7:0];
   assign \$667  = k * 4'h8;
   assign \$668  = \$667  + 3'h4;
-  assign \$669  = $signed({ 1'h0, \$signature__data$389  }) * $signed(\$signature__data$385 );
+  assign \$669  = $signed({ 1'h0, \$signature__data$390  }) * $signed(\$signature__data$386 );
   assign \$672  = $signed(\$671 ) * $signed(ssm_vsel4);
   assign \$673  = $signed(\$670 ) + $signed(\$672 );
   assign \$674  = $signed(\$673 ) > $signed(16'h7fff);
@@ -23204,7 +23206,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$683  = host_we & \$682 ;
   assign \$684  = host_addr[13:11] == 3'h4;
   assign \$685  = \$683  & \$684 ;
-  assign \$signature__en$581  = busy ? \$681  : \$685 ;
+  assign \$signature__en$582  = busy ? \$681  : \$685 ;
   assign ssm_shifted4 = $signed(ssm_yacc4) >>> \$686 ;
   assign \$687  = $signed(ssm_shifted4) > $signed(8'h7f);
   assign \$688  = $signed(ssm_shifted4) < $signed(8'h80);
@@ -23213,7 +23215,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$691  = | \$690 [7:0];
   assign \$692  = k * 4'h8;
   assign \$693  = \$692  + 3'h5;
-  assign \$694  = $signed({ 1'h0, \$signature__data$389  }) * $signed(\$signature__data$386 );
+  assign \$694  = $signed({ 1'h0, \$signature__data$390  }) * $signed(\$signature__data$387 );
   assign \$697  = $signed(\$696 ) * $signed(ssm_vsel5);
   assign \$698  = $signed(\$695 ) + $signed(\$697 );
   assign \$699  = $signed(\$698 ) > $signed(16'h7fff);
@@ -23228,7 +23230,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$708  = host_we & \$707 ;
   assign \$709  = host_addr[13:11] == 3'h5;
   assign \$710  = \$708  & \$709 ;
-  assign \$signature__en$589  = busy ? \$706  : \$710 ;
+  assign \$signature__en$590  = busy ? \$706  : \$710 ;
   assign ssm_shifted5 = $signed(ssm_yacc5) >>> \$711 ;
   assign \$712  = $signed(ssm_shifted5) > $signed(8'h7f);
   assign \$713  = $signed(ssm_shifted5) < $signed(8'h80);
@@ -23237,7 +23239,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$716  = | \$715 [7:0];
   assign \$717  = k * 4'h8;
   assign \$718  = \$717  + 3'h6;
-  assign \$719  = $signed({ 1'h0, \$signature__data$389  }) * $signed(\$signature__data$387 );
+  assign \$719  = $signed({ 1'h0, \$signature__data$390  }) * $signed(\$signature__data$388 );
   assign \$722  = $signed(\$721 ) * $signed(ssm_vsel6);
   assign \$723  = $signed(\$720 ) + $signed(\$722 );
   assign \$724  = $signed(\$723 ) > $signed(16'h7fff);
@@ -23252,7 +23254,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$733  = host_we & \$732 ;
   assign \$734  = host_addr[13:11] == 3'h6;
   assign \$735  = \$733  & \$734 ;
-  assign \$signature__en$597  = busy ? \$731  : \$735 ;
+  assign \$signature__en$598  = busy ? \$731  : \$735 ;
   assign ssm_shifted6 = $signed(ssm_yacc6) >>> \$736 ;
   assign \$737  = $signed(ssm_shifted6) > $signed(8'h7f);
   assign \$738  = $signed(ssm_shifted6) < $signed(8'h80);
@@ -23261,7 +23263,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$741  = | \$740 [7:0];
   assign \$742  = k * 4'h8;
   assign \$743  = \$742  + 3'h7;
-  assign \$744  = $signed({ 1'h0, \$signature__data$389  }) * $signed(\$signature__data$388 );
+  assign \$744  = $signed({ 1'h0, \$signature__data$390  }) * $signed(\$signature__data$389 );
   assign \$747  = $signed(\$746 ) * $signed(ssm_vsel7);
   assign \$748  = $signed(\$745 ) + $signed(\$747 );
   assign \$749  = $signed(\$748 ) > $signed(16'h7fff);
@@ -23276,7 +23278,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$758  = host_we & \$757 ;
   assign \$759  = host_addr[13:11] == 3'h7;
   assign \$760  = \$758  & \$759 ;
-  assign \$signature__en$605  = busy ? \$756  : \$760 ;
+  assign \$signature__en$606  = busy ? \$756  : \$760 ;
   assign ssm_shifted7 = $signed(ssm_yacc7) >>> \$761 ;
   assign \$762  = $signed(ssm_shifted7) > $signed(8'h7f);
   assign \$763  = $signed(ssm_shifted7) < $signed(8'h80);
@@ -23510,15 +23512,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     \$signal$116  <= \$917 ;
   always @(posedge clk)
+    \$signal$117  <= \$918 ;
+  always @(posedge clk)
     bias_q0 <= params0_nrw[40:25];
   always @(posedge clk)
     u_q0 <= membranes0_nrw;
   always @(posedge clk)
     alpha_q0 <= params0_nrw[8:0];
   always @(posedge clk)
-    leak_q0 <= \$918 ;
+    leak_q0 <= \$919 ;
   always @(posedge clk)
-    acc0 <= \$919 ;
+    acc0 <= \$920 ;
   always @(posedge clk)
     bias_q1 <= params1_nrw[40:25];
   always @(posedge clk)
@@ -23526,9 +23530,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     alpha_q1 <= params1_nrw[8:0];
   always @(posedge clk)
-    leak_q1 <= \$920 ;
+    leak_q1 <= \$921 ;
   always @(posedge clk)
-    acc1 <= \$921 ;
+    acc1 <= \$922 ;
   always @(posedge clk)
     bias_q2 <= params2_nrw[40:25];
   always @(posedge clk)
@@ -23536,9 +23540,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     alpha_q2 <= params2_nrw[8:0];
   always @(posedge clk)
-    leak_q2 <= \$922 ;
+    leak_q2 <= \$923 ;
   always @(posedge clk)
-    acc2 <= \$923 ;
+    acc2 <= \$924 ;
   always @(posedge clk)
     bias_q3 <= params3_nrw[40:25];
   always @(posedge clk)
@@ -23546,9 +23550,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     alpha_q3 <= params3_nrw[8:0];
   always @(posedge clk)
-    leak_q3 <= \$924 ;
+    leak_q3 <= \$925 ;
   always @(posedge clk)
-    acc3 <= \$925 ;
+    acc3 <= \$926 ;
   always @(posedge clk)
     bias_q4 <= params4_nrw[40:25];
   always @(posedge clk)
@@ -23556,9 +23560,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     alpha_q4 <= params4_nrw[8:0];
   always @(posedge clk)
-    leak_q4 <= \$926 ;
+    leak_q4 <= \$927 ;
   always @(posedge clk)
-    acc4 <= \$927 ;
+    acc4 <= \$928 ;
   always @(posedge clk)
     bias_q5 <= params5_nrw[40:25];
   always @(posedge clk)
@@ -23566,9 +23570,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     alpha_q5 <= params5_nrw[8:0];
   always @(posedge clk)
-    leak_q5 <= \$928 ;
+    leak_q5 <= \$929 ;
   always @(posedge clk)
-    acc5 <= \$929 ;
+    acc5 <= \$930 ;
   always @(posedge clk)
     bias_q6 <= params6_nrw[40:25];
   always @(posedge clk)
@@ -23576,9 +23580,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     alpha_q6 <= params6_nrw[8:0];
   always @(posedge clk)
-    leak_q6 <= \$930 ;
+    leak_q6 <= \$931 ;
   always @(posedge clk)
-    acc6 <= \$931 ;
+    acc6 <= \$932 ;
   always @(posedge clk)
     bias_q7 <= params7_nrw[40:25];
   always @(posedge clk)
@@ -23586,237 +23590,237 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     alpha_q7 <= params7_nrw[8:0];
   always @(posedge clk)
-    leak_q7 <= \$932 ;
+    leak_q7 <= \$933 ;
   always @(posedge clk)
-    acc7 <= \$933 ;
+    acc7 <= \$934 ;
   always @(posedge clk)
-    count0 <= \$934 ;
+    count0 <= \$935 ;
   always @(posedge clk)
-    count1 <= \$935 ;
+    count1 <= \$936 ;
   always @(posedge clk)
-    count2 <= \$936 ;
+    count2 <= \$937 ;
   always @(posedge clk)
-    count3 <= \$937 ;
+    count3 <= \$938 ;
   always @(posedge clk)
-    count4 <= \$938 ;
+    count4 <= \$939 ;
   always @(posedge clk)
-    count5 <= \$939 ;
+    count5 <= \$940 ;
   always @(posedge clk)
-    count6 <= \$940 ;
+    count6 <= \$941 ;
   always @(posedge clk)
-    count7 <= \$941 ;
+    count7 <= \$942 ;
   always @(posedge clk)
-    count8 <= \$942 ;
+    count8 <= \$943 ;
   always @(posedge clk)
-    count9 <= \$943 ;
+    count9 <= \$944 ;
   always @(posedge clk)
-    count10 <= \$944 ;
+    count10 <= \$945 ;
   always @(posedge clk)
-    count11 <= \$945 ;
+    count11 <= \$946 ;
   always @(posedge clk)
-    count12 <= \$946 ;
+    count12 <= \$947 ;
   always @(posedge clk)
-    count13 <= \$947 ;
+    count13 <= \$948 ;
   always @(posedge clk)
-    count14 <= \$948 ;
+    count14 <= \$949 ;
   always @(posedge clk)
-    count15 <= \$949 ;
+    count15 <= \$950 ;
   always @(posedge clk)
-    spikes <= \$950 ;
+    spikes <= \$951 ;
   always @(posedge clk)
-    u_new0 <= \$951 ;
+    u_new0 <= \$952 ;
   always @(posedge clk)
-    u_new1 <= \$952 ;
+    u_new1 <= \$953 ;
   always @(posedge clk)
-    u_new2 <= \$953 ;
+    u_new2 <= \$954 ;
   always @(posedge clk)
-    u_new3 <= \$954 ;
+    u_new3 <= \$955 ;
   always @(posedge clk)
-    u_new4 <= \$955 ;
+    u_new4 <= \$956 ;
   always @(posedge clk)
-    u_new5 <= \$956 ;
+    u_new5 <= \$957 ;
   always @(posedge clk)
-    u_new6 <= \$957 ;
+    u_new6 <= \$958 ;
   always @(posedge clk)
-    u_new7 <= \$958 ;
+    u_new7 <= \$959 ;
   always @(posedge clk)
-    valid_q <= \$959 ;
+    valid_q <= \$960 ;
   always @(posedge clk)
-    last_row <= \$960 ;
+    last_row <= \$961 ;
   always @(posedge clk)
-    in_full <= \$961 ;
+    in_full <= \$962 ;
   always @(posedge clk)
-    in_count0 <= \$962 ;
+    in_count0 <= \$963 ;
   always @(posedge clk)
-    in_count1 <= \$963 ;
+    in_count1 <= \$964 ;
   always @(posedge clk)
-    \$signal$225  <= \$964 ;
+    \$signal$226  <= \$965 ;
   always @(posedge clk)
-    g1_op <= \$965 ;
+    g1_op <= \$966 ;
   always @(posedge clk)
-    g1_const <= \$966 ;
+    g1_const <= \$967 ;
   always @(posedge clk)
-    g1_n <= \$967 ;
+    g1_n <= \$968 ;
   always @(posedge clk)
-    ssm_k0 <= \$968 ;
+    ssm_k0 <= \$969 ;
   always @(posedge clk)
-    ssm_k1 <= \$969 ;
+    ssm_k1 <= \$970 ;
   always @(posedge clk)
-    ssm_k2 <= \$970 ;
+    ssm_k2 <= \$971 ;
   always @(posedge clk)
-    ssm_k3 <= \$971 ;
+    ssm_k3 <= \$972 ;
   always @(posedge clk)
-    ssm_k4 <= \$972 ;
+    ssm_k4 <= \$973 ;
   always @(posedge clk)
-    ssm_k5 <= \$973 ;
+    ssm_k5 <= \$974 ;
   always @(posedge clk)
-    ssm_k6 <= \$974 ;
+    ssm_k6 <= \$975 ;
   always @(posedge clk)
-    ssm_k7 <= \$975 ;
+    ssm_k7 <= \$976 ;
   always @(posedge clk)
-    ssm_k8 <= \$976 ;
+    ssm_k8 <= \$977 ;
   always @(posedge clk)
-    ssm_k9 <= \$977 ;
+    ssm_k9 <= \$978 ;
   always @(posedge clk)
-    ssm_k10 <= \$978 ;
+    ssm_k10 <= \$979 ;
   always @(posedge clk)
-    ssm_k11 <= \$979 ;
+    ssm_k11 <= \$980 ;
   always @(posedge clk)
-    ssm_k12 <= \$980 ;
+    ssm_k12 <= \$981 ;
   always @(posedge clk)
-    ssm_k13 <= \$981 ;
+    ssm_k13 <= \$982 ;
   always @(posedge clk)
-    ssm_k14 <= \$982 ;
+    ssm_k14 <= \$983 ;
   always @(posedge clk)
-    ssm_k15 <= \$983 ;
+    ssm_k15 <= \$984 ;
   always @(posedge clk)
-    ssm_v0 <= \$984 ;
+    ssm_v0 <= \$985 ;
   always @(posedge clk)
-    ssm_v1 <= \$985 ;
+    ssm_v1 <= \$986 ;
   always @(posedge clk)
-    ssm_v2 <= \$986 ;
+    ssm_v2 <= \$987 ;
   always @(posedge clk)
-    ssm_v3 <= \$987 ;
+    ssm_v3 <= \$988 ;
   always @(posedge clk)
-    ssm_v4 <= \$988 ;
+    ssm_v4 <= \$989 ;
   always @(posedge clk)
-    ssm_v5 <= \$989 ;
+    ssm_v5 <= \$990 ;
   always @(posedge clk)
-    ssm_v6 <= \$990 ;
+    ssm_v6 <= \$991 ;
   always @(posedge clk)
-    ssm_v7 <= \$991 ;
+    ssm_v7 <= \$992 ;
   always @(posedge clk)
-    ssm_v8 <= \$992 ;
+    ssm_v8 <= \$993 ;
   always @(posedge clk)
-    ssm_v9 <= \$993 ;
+    ssm_v9 <= \$994 ;
   always @(posedge clk)
-    ssm_v10 <= \$994 ;
+    ssm_v10 <= \$995 ;
   always @(posedge clk)
-    ssm_v11 <= \$995 ;
+    ssm_v11 <= \$996 ;
   always @(posedge clk)
-    ssm_v12 <= \$996 ;
+    ssm_v12 <= \$997 ;
   always @(posedge clk)
-    ssm_v13 <= \$997 ;
+    ssm_v13 <= \$998 ;
   always @(posedge clk)
-    ssm_v14 <= \$998 ;
+    ssm_v14 <= \$999 ;
   always @(posedge clk)
-    ssm_v15 <= \$999 ;
+    ssm_v15 <= \$1000 ;
   always @(posedge clk)
-    ssm_q0 <= \$1000 ;
+    ssm_q0 <= \$1001 ;
   always @(posedge clk)
-    ssm_q1 <= \$1001 ;
+    ssm_q1 <= \$1002 ;
   always @(posedge clk)
-    ssm_q2 <= \$1002 ;
+    ssm_q2 <= \$1003 ;
   always @(posedge clk)
-    ssm_q3 <= \$1003 ;
+    ssm_q3 <= \$1004 ;
   always @(posedge clk)
-    ssm_q4 <= \$1004 ;
+    ssm_q4 <= \$1005 ;
   always @(posedge clk)
-    ssm_q5 <= \$1005 ;
+    ssm_q5 <= \$1006 ;
   always @(posedge clk)
-    ssm_q6 <= \$1006 ;
+    ssm_q6 <= \$1007 ;
   always @(posedge clk)
-    ssm_q7 <= \$1007 ;
+    ssm_q7 <= \$1008 ;
   always @(posedge clk)
-    ssm_q8 <= \$1008 ;
+    ssm_q8 <= \$1009 ;
   always @(posedge clk)
-    ssm_q9 <= \$1009 ;
+    ssm_q9 <= \$1010 ;
   always @(posedge clk)
-    ssm_q10 <= \$1010 ;
+    ssm_q10 <= \$1011 ;
   always @(posedge clk)
-    ssm_q11 <= \$1011 ;
+    ssm_q11 <= \$1012 ;
   always @(posedge clk)
-    ssm_q12 <= \$1012 ;
+    ssm_q12 <= \$1013 ;
   always @(posedge clk)
-    ssm_q13 <= \$1013 ;
+    ssm_q13 <= \$1014 ;
   always @(posedge clk)
-    ssm_q14 <= \$1014 ;
+    ssm_q14 <= \$1015 ;
   always @(posedge clk)
-    ssm_q15 <= \$1015 ;
+    ssm_q15 <= \$1016 ;
   always @(posedge clk)
-    gate <= \$1016 ;
+    gate <= \$1017 ;
   always @(posedge clk)
-    p1_valid <= \$1017 ;
+    p1_valid <= \$1018 ;
   always @(posedge clk)
-    p1_i <= \$1018 ;
+    p1_i <= \$1019 ;
   always @(posedge clk)
-    p1_addr <= \$1019 ;
+    p1_addr <= \$1020 ;
   always @(posedge clk)
-    ssm_yacc0 <= \$1020 ;
+    ssm_yacc0 <= \$1021 ;
   always @(posedge clk)
-    ssm_yacc1 <= \$1021 ;
+    ssm_yacc1 <= \$1022 ;
   always @(posedge clk)
-    ssm_yacc2 <= \$1022 ;
+    ssm_yacc2 <= \$1023 ;
   always @(posedge clk)
-    ssm_yacc3 <= \$1023 ;
+    ssm_yacc3 <= \$1024 ;
   always @(posedge clk)
-    ssm_yacc4 <= \$1024 ;
+    ssm_yacc4 <= \$1025 ;
   always @(posedge clk)
-    ssm_yacc5 <= \$1025 ;
+    ssm_yacc5 <= \$1026 ;
   always @(posedge clk)
-    ssm_yacc6 <= \$1026 ;
+    ssm_yacc6 <= \$1027 ;
   always @(posedge clk)
-    ssm_yacc7 <= \$1027 ;
+    ssm_yacc7 <= \$1028 ;
   always @(posedge clk)
-    li <= \$1028 ;
+    li <= \$1029 ;
   always @(posedge clk)
-    \$signal$307  <= \$1029 ;
+    \$signal$308  <= \$1030 ;
   always @(posedge clk)
-    \$signal$222  <= \$1030 ;
+    \$signal$223  <= \$1031 ;
   always @(posedge clk)
-    fsm_state <= \$1031 ;
+    fsm_state <= \$1032 ;
   always @(posedge clk)
-    k <= \$1032 ;
+    k <= \$1033 ;
   always @(posedge clk)
-    src_sel <= \$1033 ;
+    src_sel <= \$1034 ;
   always @(posedge clk)
-    \$signal$110  <= \$1034 ;
+    \$signal$110  <= \$1035 ;
   always @(posedge clk)
-    bank_sel <= \$1035 ;
+    bank_sel <= \$1036 ;
   always @(posedge clk)
-    n <= \$1036 ;
+    n <= \$1037 ;
   always @(posedge clk)
-    cnt <= \$1037 ;
+    cnt <= \$1038 ;
   always @(posedge clk)
-    row_wbase <= \$1038 ;
+    row_wbase <= \$1039 ;
   always @(posedge clk)
-    row_offset <= \$1039 ;
+    row_offset <= \$1040 ;
   always @(posedge clk)
-    drain_n <= \$1040 ;
+    drain_n <= \$1041 ;
   always @(posedge clk)
-    gop <= \$1041 ;
+    gop <= \$1042 ;
   always @(posedge clk)
-    g_const <= \$1042 ;
+    g_const <= \$1043 ;
   always @(posedge clk)
-    gbase <= \$1043 ;
+    gbase <= \$1044 ;
   always @(posedge clk)
-    i <= \$1044 ;
+    i <= \$1045 ;
   always @(posedge clk)
-    arow <= \$1045 ;
+    arow <= \$1046 ;
   always @(posedge clk)
-    cur <= \$1046 ;
+    cur <= \$1047 ;
   \npu_core_demo.counters  counters (
-    .clear(\clear$615 ),
+    .clear(\clear$616 ),
     .clk(clk),
     .inc(inc),
     .raddr(host_addr[4:0]),
@@ -23833,43 +23837,43 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   \npu_core_demo.leak1  leak1 (
     .alpha(alpha_q1),
     .bias(bias_q1),
-    .leak(\leak$128 ),
+    .leak(\leak$129 ),
     .u(u_q1)
   );
   \npu_core_demo.leak2  leak2 (
     .alpha(alpha_q2),
     .bias(bias_q2),
-    .leak(\leak$135 ),
+    .leak(\leak$136 ),
     .u(u_q2)
   );
   \npu_core_demo.leak3  leak3 (
     .alpha(alpha_q3),
     .bias(bias_q3),
-    .leak(\leak$142 ),
+    .leak(\leak$143 ),
     .u(u_q3)
   );
   \npu_core_demo.leak4  leak4 (
     .alpha(alpha_q4),
     .bias(bias_q4),
-    .leak(\leak$149 ),
+    .leak(\leak$150 ),
     .u(u_q4)
   );
   \npu_core_demo.leak5  leak5 (
     .alpha(alpha_q5),
     .bias(bias_q5),
-    .leak(\leak$156 ),
+    .leak(\leak$157 ),
     .u(u_q5)
   );
   \npu_core_demo.leak6  leak6 (
     .alpha(alpha_q6),
     .bias(bias_q6),
-    .leak(\leak$163 ),
+    .leak(\leak$164 ),
     .u(u_q6)
   );
   \npu_core_demo.leak7  leak7 (
     .alpha(alpha_q7),
     .bias(bias_q7),
-    .leak(\leak$170 ),
+    .leak(\leak$171 ),
     .u(u_q7)
   );
   \npu_core_demo.neuron0  neuron0 (
@@ -23881,52 +23885,52 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   );
   \npu_core_demo.neuron1  neuron1 (
     .\port$2579$25 (layer[43:25]),
-    .spike(\spike$196 ),
+    .spike(\spike$197 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
-    .u_new(\u_new$198 )
+    .u_new(\u_new$199 )
   );
   \npu_core_demo.neuron2  neuron2 (
     .\port$2579$25 (layer[43:25]),
-    .spike(\spike$199 ),
+    .spike(\spike$200 ),
     .theta(params2_nrw[24:9]),
     .total(acc2),
-    .u_new(\u_new$201 )
+    .u_new(\u_new$202 )
   );
   \npu_core_demo.neuron3  neuron3 (
     .\port$2579$25 (layer[43:25]),
-    .spike(\spike$202 ),
+    .spike(\spike$203 ),
     .theta(params3_nrw[24:9]),
     .total(acc3),
-    .u_new(\u_new$204 )
+    .u_new(\u_new$205 )
   );
   \npu_core_demo.neuron4  neuron4 (
     .\port$2579$25 (layer[43:25]),
-    .spike(\spike$205 ),
+    .spike(\spike$206 ),
     .theta(params4_nrw[24:9]),
     .total(acc4),
-    .u_new(\u_new$207 )
+    .u_new(\u_new$208 )
   );
   \npu_core_demo.neuron5  neuron5 (
     .\port$2579$25 (layer[43:25]),
-    .spike(\spike$208 ),
+    .spike(\spike$209 ),
     .theta(params5_nrw[24:9]),
     .total(acc5),
-    .u_new(\u_new$210 )
+    .u_new(\u_new$211 )
   );
   \npu_core_demo.neuron6  neuron6 (
     .\port$2579$25 (layer[43:25]),
-    .spike(\spike$211 ),
+    .spike(\spike$212 ),
     .theta(params6_nrw[24:9]),
     .total(acc6),
-    .u_new(\u_new$213 )
+    .u_new(\u_new$214 )
   );
   \npu_core_demo.neuron7  neuron7 (
     .\port$2579$25 (layer[43:25]),
-    .spike(\spike$214 ),
+    .spike(\spike$215 ),
     .theta(params7_nrw[24:9]),
     .total(acc7),
-    .u_new(\u_new$216 )
+    .u_new(\u_new$217 )
   );
   \npu_core_demo.out_fifo  out_fifo (
     .clk(clk),
@@ -23949,66 +23953,66 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .a(weights1_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$130 ),
+    .p_q(\p$131 ),
     .rst(rst)
   );
   \npu_core_demo.product2  product2 (
     .a(weights2_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$137 ),
+    .p_q(\p$138 ),
     .rst(rst)
   );
   \npu_core_demo.product3  product3 (
     .a(weights3_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$144 ),
+    .p_q(\p$145 ),
     .rst(rst)
   );
   \npu_core_demo.product4  product4 (
     .a(weights4_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$151 ),
+    .p_q(\p$152 ),
     .rst(rst)
   );
   \npu_core_demo.product5  product5 (
     .a(weights5_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$158 ),
+    .p_q(\p$159 ),
     .rst(rst)
   );
   \npu_core_demo.product6  product6 (
     .a(weights6_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$165 ),
+    .p_q(\p$166 ),
     .rst(rst)
   );
   \npu_core_demo.product7  product7 (
     .a(weights7_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$172 ),
+    .p_q(\p$173 ),
     .rst(rst)
   );
   \npu_core_demo.router  router (
-    .\base$34 (\base$611 ),
+    .\base$34 (\base$612 ),
     .can_load(can_load),
     .clk(clk),
     .\emit_values$36 (emit_values),
     .\event (\event ),
     .free(free),
-    .\layer$35 (\layer$612 ),
+    .\layer$35 (\layer$613 ),
     .load(load),
     .out_valid(records__valid),
     .records__payload(records__payload),
     .records__ready(w_rdy),
     .rst(rst),
     .send(send),
-    .\spikes$33 (\spikes$610 ),
+    .\spikes$33 (\spikes$611 ),
     .values(values)
   );
   always @* begin
@@ -24100,7 +24104,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$222 )
+    casez (\$signal$223 )
       1'h0:
           \$73  = in_count0;
       1'h1:
@@ -24428,7 +24432,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$307 )
+    casez (\$signal$308 )
       1'h0:
           \$121  = in_count0;
       1'h1:
@@ -24476,7 +24480,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$307 )
+    casez (\$signal$308 )
       1'h0:
           \$157  = in_count0;
       1'h1:
@@ -24634,21 +24638,21 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (rd_lane)
       3'h0:
-          \$275  = \$signature__data$381 ;
-      3'h1:
           \$275  = \$signature__data$382 ;
-      3'h2:
+      3'h1:
           \$275  = \$signature__data$383 ;
-      3'h3:
+      3'h2:
           \$275  = \$signature__data$384 ;
-      3'h4:
+      3'h3:
           \$275  = \$signature__data$385 ;
-      3'h5:
+      3'h4:
           \$275  = \$signature__data$386 ;
-      3'h6:
+      3'h5:
           \$275  = \$signature__data$387 ;
-      3'h7:
+      3'h6:
           \$275  = \$signature__data$388 ;
+      3'h7:
+          \$275  = \$signature__data$389 ;
     endcase
   end
   always @* begin
@@ -24656,7 +24660,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     \$276  = 9'h000;
     casez (rd_lane)
       3'h0:
-          \$276  = \$signature__data$389 ;
+          \$276  = \$signature__data$390 ;
     endcase
   end
   always @* begin
@@ -24700,7 +24704,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$222 )
+    casez (\$signal$223 )
       1'h0:
           \$383  = in_count0;
       1'h1:
@@ -26708,16 +26712,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$918  = leak;
+    \$918  = \$signal$116 ;
     if (rst) begin
-      \$918  = 18'h00000;
+      \$918  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$919  = acc0;
+    \$919  = leak;
+    if (rst) begin
+      \$919  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$920  = acc0;
     if (\$14 ) begin
-      \$919  = \$16 [25:0];
+      \$920  = \$16 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26725,24 +26736,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$919  = 26'h0000000;
+          \$920  = 26'h0000000;
     endcase
     if (rst) begin
-      \$919  = 26'h0000000;
+      \$920  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$920  = \leak$128 ;
+    \$921  = \leak$129 ;
     if (rst) begin
-      \$920  = 18'h00000;
+      \$921  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$921  = acc1;
+    \$922  = acc1;
     if (\$17 ) begin
-      \$921  = \$19 [25:0];
+      \$922  = \$19 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26750,24 +26761,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$921  = 26'h0000000;
+          \$922  = 26'h0000000;
     endcase
     if (rst) begin
-      \$921  = 26'h0000000;
+      \$922  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$922  = \leak$135 ;
+    \$923  = \leak$136 ;
     if (rst) begin
-      \$922  = 18'h00000;
+      \$923  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$923  = acc2;
+    \$924  = acc2;
     if (\$20 ) begin
-      \$923  = \$22 [25:0];
+      \$924  = \$22 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26775,24 +26786,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$923  = 26'h0000000;
+          \$924  = 26'h0000000;
     endcase
     if (rst) begin
-      \$923  = 26'h0000000;
+      \$924  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$924  = \leak$142 ;
+    \$925  = \leak$143 ;
     if (rst) begin
-      \$924  = 18'h00000;
+      \$925  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$925  = acc3;
+    \$926  = acc3;
     if (\$23 ) begin
-      \$925  = \$25 [25:0];
+      \$926  = \$25 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26800,24 +26811,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$925  = 26'h0000000;
+          \$926  = 26'h0000000;
     endcase
     if (rst) begin
-      \$925  = 26'h0000000;
+      \$926  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$926  = \leak$149 ;
+    \$927  = \leak$150 ;
     if (rst) begin
-      \$926  = 18'h00000;
+      \$927  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$927  = acc4;
+    \$928  = acc4;
     if (\$26 ) begin
-      \$927  = \$28 [25:0];
+      \$928  = \$28 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26825,24 +26836,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$927  = 26'h0000000;
+          \$928  = 26'h0000000;
     endcase
     if (rst) begin
-      \$927  = 26'h0000000;
+      \$928  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$928  = \leak$156 ;
+    \$929  = \leak$157 ;
     if (rst) begin
-      \$928  = 18'h00000;
+      \$929  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$929  = acc5;
+    \$930  = acc5;
     if (\$29 ) begin
-      \$929  = \$31 [25:0];
+      \$930  = \$31 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26850,24 +26861,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$929  = 26'h0000000;
+          \$930  = 26'h0000000;
     endcase
     if (rst) begin
-      \$929  = 26'h0000000;
+      \$930  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$930  = \leak$163 ;
+    \$931  = \leak$164 ;
     if (rst) begin
-      \$930  = 18'h00000;
+      \$931  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$931  = acc6;
+    \$932  = acc6;
     if (\$32 ) begin
-      \$931  = \$34 [25:0];
+      \$932  = \$34 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26875,24 +26886,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$931  = 26'h0000000;
+          \$932  = 26'h0000000;
     endcase
     if (rst) begin
-      \$931  = 26'h0000000;
+      \$932  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$932  = \leak$170 ;
+    \$933  = \leak$171 ;
     if (rst) begin
-      \$932  = 18'h00000;
+      \$933  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$933  = acc7;
+    \$934  = acc7;
     if (\$35 ) begin
-      \$933  = \$37 [25:0];
+      \$934  = \$37 [25:0];
     end
     casez (fsm_state)
       5'h00:
@@ -26900,18 +26911,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h02:
           /* empty */;
       5'h04:
-          \$933  = 26'h0000000;
+          \$934  = 26'h0000000;
     endcase
     if (rst) begin
-      \$933  = 26'h0000000;
+      \$934  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$934  = count0;
+    \$935  = count0;
     if (\event ) begin
       if (\$38 ) begin
-        \$934  = \$39 [7:0];
+        \$935  = \$39 [7:0];
       end
     end
     casez (fsm_state)
@@ -26951,23 +26962,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$181 , 3'h0 })
               4'h0:
-                  \$934  = 8'h00;
+                  \$935  = 8'h00;
             endcase
           end
     endcase
     if (\$188 ) begin
-      \$934  = 8'h00;
+      \$935  = 8'h00;
     end
     if (rst) begin
-      \$934  = 8'h00;
+      \$935  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$935  = count1;
+    \$936  = count1;
     if (\event ) begin
       if (\$40 ) begin
-        \$935  = \$41 [7:0];
+        \$936  = \$41 [7:0];
       end
     end
     casez (fsm_state)
@@ -27007,23 +27018,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$182 , 3'h1 })
               4'h1:
-                  \$935  = 8'h00;
+                  \$936  = 8'h00;
             endcase
           end
     endcase
     if (\$188 ) begin
-      \$935  = 8'h00;
+      \$936  = 8'h00;
     end
     if (rst) begin
-      \$935  = 8'h00;
+      \$936  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$936  = count2;
+    \$937  = count2;
     if (\event ) begin
       if (\$42 ) begin
-        \$936  = \$43 [7:0];
+        \$937  = \$43 [7:0];
       end
     end
     casez (fsm_state)
@@ -27063,23 +27074,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$183 , 3'h2 })
               4'h2:
-                  \$936  = 8'h00;
+                  \$937  = 8'h00;
             endcase
           end
     endcase
     if (\$188 ) begin
-      \$936  = 8'h00;
+      \$937  = 8'h00;
     end
     if (rst) begin
-      \$936  = 8'h00;
+      \$937  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$937  = count3;
+    \$938  = count3;
     if (\event ) begin
       if (\$44 ) begin
-        \$937  = \$45 [7:0];
+        \$938  = \$45 [7:0];
       end
     end
     casez (fsm_state)
@@ -27119,23 +27130,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$184 , 3'h3 })
               4'h3:
-                  \$937  = 8'h00;
+                  \$938  = 8'h00;
             endcase
           end
     endcase
     if (\$188 ) begin
-      \$937  = 8'h00;
+      \$938  = 8'h00;
     end
     if (rst) begin
-      \$937  = 8'h00;
+      \$938  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$938  = count4;
+    \$939  = count4;
     if (\event ) begin
       if (\$46 ) begin
-        \$938  = \$47 [7:0];
+        \$939  = \$47 [7:0];
       end
     end
     casez (fsm_state)
@@ -27175,68 +27186,68 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$185 , 3'h4 })
               4'h4:
-                  \$938  = 8'h00;
+                  \$939  = 8'h00;
             endcase
           end
     endcase
     if (\$188 ) begin
-      \$938  = 8'h00;
+      \$939  = 8'h00;
     end
     if (rst) begin
-      \$938  = 8'h00;
+      \$939  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$939  = count5;
+    \$940  = count5;
     if (\event ) begin
       if (\$48 ) begin
-        \$939  = \$49 [7:0];
+        \$940  = \$49 [7:0];
       end
     end
     if (\$188 ) begin
-      \$939  = 8'h00;
+      \$940  = 8'h00;
     end
     if (rst) begin
-      \$939  = 8'h00;
+      \$940  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$940  = count6;
+    \$941  = count6;
     if (\event ) begin
       if (\$50 ) begin
-        \$940  = \$51 [7:0];
+        \$941  = \$51 [7:0];
       end
     end
     if (\$188 ) begin
-      \$940  = 8'h00;
+      \$941  = 8'h00;
     end
     if (rst) begin
-      \$940  = 8'h00;
+      \$941  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$941  = count7;
+    \$942  = count7;
     if (\event ) begin
       if (\$52 ) begin
-        \$941  = \$53 [7:0];
+        \$942  = \$53 [7:0];
       end
     end
     if (\$188 ) begin
-      \$941  = 8'h00;
+      \$942  = 8'h00;
     end
     if (rst) begin
-      \$941  = 8'h00;
+      \$942  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$942  = count8;
+    \$943  = count8;
     if (\event ) begin
       if (\$54 ) begin
-        \$942  = \$55 [7:0];
+        \$943  = \$55 [7:0];
       end
     end
     casez (fsm_state)
@@ -27279,23 +27290,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               4'h0:
                   /* empty */;
               4'h8:
-                  \$942  = 8'h00;
+                  \$943  = 8'h00;
             endcase
           end
     endcase
     if (\$188 ) begin
-      \$942  = 8'h00;
+      \$943  = 8'h00;
     end
     if (rst) begin
-      \$942  = 8'h00;
+      \$943  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$943  = count9;
+    \$944  = count9;
     if (\event ) begin
       if (\$56 ) begin
-        \$943  = \$57 [7:0];
+        \$944  = \$57 [7:0];
       end
     end
     casez (fsm_state)
@@ -27338,23 +27349,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               4'h1:
                   /* empty */;
               4'h9:
-                  \$943  = 8'h00;
+                  \$944  = 8'h00;
             endcase
           end
     endcase
     if (\$188 ) begin
-      \$943  = 8'h00;
+      \$944  = 8'h00;
     end
     if (rst) begin
-      \$943  = 8'h00;
+      \$944  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$944  = count10;
+    \$945  = count10;
     if (\event ) begin
       if (\$58 ) begin
-        \$944  = \$59 [7:0];
+        \$945  = \$59 [7:0];
       end
     end
     casez (fsm_state)
@@ -27397,23 +27408,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               4'h2:
                   /* empty */;
               4'ha:
-                  \$944  = 8'h00;
+                  \$945  = 8'h00;
             endcase
           end
     endcase
     if (\$188 ) begin
-      \$944  = 8'h00;
+      \$945  = 8'h00;
     end
     if (rst) begin
-      \$944  = 8'h00;
+      \$945  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$945  = count11;
+    \$946  = count11;
     if (\event ) begin
       if (\$60 ) begin
-        \$945  = \$61 [7:0];
+        \$946  = \$61 [7:0];
       end
     end
     casez (fsm_state)
@@ -27456,23 +27467,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               4'h3:
                   /* empty */;
               4'hb:
-                  \$945  = 8'h00;
+                  \$946  = 8'h00;
             endcase
           end
     endcase
     if (\$188 ) begin
-      \$945  = 8'h00;
+      \$946  = 8'h00;
     end
     if (rst) begin
-      \$945  = 8'h00;
+      \$946  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$946  = count12;
+    \$947  = count12;
     if (\event ) begin
       if (\$62 ) begin
-        \$946  = \$63 [7:0];
+        \$947  = \$63 [7:0];
       end
     end
     casez (fsm_state)
@@ -27523,23 +27534,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               4'h4:
                   /* empty */;
               4'hc:
-                  \$946  = 8'h00;
+                  \$947  = 8'h00;
             endcase
           end
     endcase
     if (\$188 ) begin
-      \$946  = 8'h00;
+      \$947  = 8'h00;
     end
     if (rst) begin
-      \$946  = 8'h00;
+      \$947  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$947  = count13;
+    \$948  = count13;
     if (\event ) begin
       if (\$64 ) begin
-        \$947  = \$65 [7:0];
+        \$948  = \$65 [7:0];
       end
     end
     casez (fsm_state)
@@ -27590,18 +27601,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           end
     endcase
     if (\$188 ) begin
-      \$947  = 8'h00;
+      \$948  = 8'h00;
     end
     if (rst) begin
-      \$947  = 8'h00;
+      \$948  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$948  = count14;
+    \$949  = count14;
     if (\event ) begin
       if (\$66 ) begin
-        \$948  = \$67 [7:0];
+        \$949  = \$67 [7:0];
       end
     end
     casez (fsm_state)
@@ -27652,18 +27663,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           end
     endcase
     if (\$188 ) begin
-      \$948  = 8'h00;
+      \$949  = 8'h00;
     end
     if (rst) begin
-      \$948  = 8'h00;
+      \$949  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$949  = count15;
+    \$950  = count15;
     if (\event ) begin
       if (\$68 ) begin
-        \$949  = \$69 [7:0];
+        \$950  = \$69 [7:0];
       end
     end
     casez (fsm_state)
@@ -27714,158 +27725,126 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           end
     endcase
     if (\$188 ) begin
-      \$949  = 8'h00;
+      \$950  = 8'h00;
     end
-    if (rst) begin
-      \$949  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$950 [0] = spike;
-    \$950 [1] = \spike$196 ;
-    \$950 [2] = \spike$199 ;
-    \$950 [3] = \spike$202 ;
-    \$950 [4] = \spike$205 ;
-    \$950 [5] = \spike$208 ;
-    \$950 [6] = \spike$211 ;
-    \$950 [7] = \spike$214 ;
     if (rst) begin
       \$950  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$951  = u_new;
+    \$951 [0] = spike;
+    \$951 [1] = \spike$197 ;
+    \$951 [2] = \spike$200 ;
+    \$951 [3] = \spike$203 ;
+    \$951 [4] = \spike$206 ;
+    \$951 [5] = \spike$209 ;
+    \$951 [6] = \spike$212 ;
+    \$951 [7] = \spike$215 ;
     if (rst) begin
-      \$951  = 16'h0000;
+      \$951  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$952  = \u_new$198 ;
+    \$952  = u_new;
     if (rst) begin
       \$952  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$953  = \u_new$201 ;
+    \$953  = \u_new$199 ;
     if (rst) begin
       \$953  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$954  = \u_new$204 ;
+    \$954  = \u_new$202 ;
     if (rst) begin
       \$954  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$955  = \u_new$207 ;
+    \$955  = \u_new$205 ;
     if (rst) begin
       \$955  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$956  = \u_new$210 ;
+    \$956  = \u_new$208 ;
     if (rst) begin
       \$956  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$957  = \u_new$213 ;
+    \$957  = \u_new$211 ;
     if (rst) begin
       \$957  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$958  = \u_new$216 ;
+    \$958  = \u_new$214 ;
     if (rst) begin
       \$958  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$959  = valid_lanes;
+    \$959  = \u_new$217 ;
     if (rst) begin
-      \$959  = 8'h00;
+      \$959  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$960  = \$71 ;
+    \$960  = valid_lanes;
     if (rst) begin
-      \$960  = 1'h0;
+      \$960  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$961  = in_full;
-    if (\$72 ) begin
-      if (input__payload[15]) begin
-        \$961  = 1'h1;
-      end
-    end
-    casez (fsm_state)
-      5'h00:
-          if (\$110 ) begin
-            \$961  = 1'h0;
-          end
-    endcase
-    if (\$188 ) begin
-      \$961  = 1'h0;
-    end
+    \$961  = \$71 ;
     if (rst) begin
       \$961  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$962  = in_count0;
+    \$962  = in_full;
     if (\$72 ) begin
-      (* full_case = 32'd1 *)
       if (input__payload[15]) begin
-      end else begin
-        casez (\$signal$222 )
-          1'h0:
-              \$962  = \$74 [6:0];
-        endcase
+        \$962  = 1'h1;
       end
     end
     casez (fsm_state)
       5'h00:
           if (\$110 ) begin
-            casez (\$112 )
-              1'h0:
-                  \$962  = 7'h00;
-            endcase
+            \$962  = 1'h0;
           end
     endcase
     if (\$188 ) begin
-      \$962  = 7'h00;
+      \$962  = 1'h0;
     end
     if (rst) begin
-      \$962  = 7'h00;
+      \$962  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$963  = in_count1;
+    \$963  = in_count0;
     if (\$72 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
-        (* full_case = 32'd1 *)
-        casez (\$signal$222 )
+        casez (\$signal$223 )
           1'h0:
-              /* empty */;
-          1'h1:
               \$963  = \$74 [6:0];
         endcase
       end
@@ -27873,11 +27852,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     casez (fsm_state)
       5'h00:
           if (\$110 ) begin
-            (* full_case = 32'd1 *)
             casez (\$112 )
               1'h0:
-                  /* empty */;
-              1'h1:
                   \$963  = 7'h00;
             endcase
           end
@@ -27891,78 +27867,75 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$964  = gissue;
-    if (rst) begin
-      \$964  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$965  = gop;
-    if (rst) begin
-      \$965  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$966  = g_const;
-    if (rst) begin
-      \$966  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$967  = n;
-    if (rst) begin
-      \$967  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$968  = ssm_k0;
-    if (\$signal$225 ) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$384 [6:0])
-              7'h00:
-                  \$968  = g_value;
-            endcase
-      endcase
+    \$964  = in_count1;
+    if (\$72 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (\$signal$223 )
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$964  = \$74 [6:0];
+        endcase
+      end
     end
     casez (fsm_state)
       5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$968  = 8'h00;
+          if (\$110 ) begin
+            (* full_case = 32'd1 *)
+            casez (\$112 )
+              1'h0:
+                  /* empty */;
+              1'h1:
+                  \$964  = 7'h00;
+            endcase
+          end
     endcase
+    if (\$188 ) begin
+      \$964  = 7'h00;
+    end
+    if (rst) begin
+      \$964  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$965  = gissue;
+    if (rst) begin
+      \$965  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$966  = gop;
+    if (rst) begin
+      \$966  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$967  = g_const;
+    if (rst) begin
+      \$967  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$968  = n;
     if (rst) begin
       \$968  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$969  = ssm_k1;
-    if (\$signal$225 ) begin
+    \$969  = ssm_k0;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             casez (\$384 [6:0])
               7'h00:
-                  /* empty */;
-              7'h01:
                   \$969  = g_value;
             endcase
       endcase
@@ -27993,16 +27966,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$970  = ssm_k2;
-    if (\$signal$225 ) begin
+    \$970  = ssm_k1;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             casez (\$384 [6:0])
               7'h00:
                   /* empty */;
               7'h01:
-                  /* empty */;
-              7'h02:
                   \$970  = g_value;
             endcase
       endcase
@@ -28033,8 +28004,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$971  = ssm_k3;
-    if (\$signal$225 ) begin
+    \$971  = ssm_k2;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             casez (\$384 [6:0])
@@ -28043,8 +28014,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h01:
                   /* empty */;
               7'h02:
-                  /* empty */;
-              7'h03:
                   \$971  = g_value;
             endcase
       endcase
@@ -28075,8 +28044,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$972  = ssm_k4;
-    if (\$signal$225 ) begin
+    \$972  = ssm_k3;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             casez (\$384 [6:0])
@@ -28087,8 +28056,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h02:
                   /* empty */;
               7'h03:
-                  /* empty */;
-              7'h04:
                   \$972  = g_value;
             endcase
       endcase
@@ -28119,8 +28086,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$973  = ssm_k5;
-    if (\$signal$225 ) begin
+    \$973  = ssm_k4;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             casez (\$384 [6:0])
@@ -28133,8 +28100,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h03:
                   /* empty */;
               7'h04:
-                  /* empty */;
-              7'h05:
                   \$973  = g_value;
             endcase
       endcase
@@ -28165,8 +28130,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$974  = ssm_k6;
-    if (\$signal$225 ) begin
+    \$974  = ssm_k5;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             casez (\$384 [6:0])
@@ -28181,8 +28146,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h04:
                   /* empty */;
               7'h05:
-                  /* empty */;
-              7'h06:
                   \$974  = g_value;
             endcase
       endcase
@@ -28213,8 +28176,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$975  = ssm_k7;
-    if (\$signal$225 ) begin
+    \$975  = ssm_k6;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             casez (\$384 [6:0])
@@ -28231,8 +28194,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h05:
                   /* empty */;
               7'h06:
-                  /* empty */;
-              7'h07:
                   \$975  = g_value;
             endcase
       endcase
@@ -28263,8 +28224,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$976  = ssm_k8;
-    if (\$signal$225 ) begin
+    \$976  = ssm_k7;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             casez (\$384 [6:0])
@@ -28283,8 +28244,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h06:
                   /* empty */;
               7'h07:
-                  /* empty */;
-              7'h08:
                   \$976  = g_value;
             endcase
       endcase
@@ -28315,8 +28274,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$977  = ssm_k9;
-    if (\$signal$225 ) begin
+    \$977  = ssm_k8;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             casez (\$384 [6:0])
@@ -28337,8 +28296,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h07:
                   /* empty */;
               7'h08:
-                  /* empty */;
-              7'h09:
                   \$977  = g_value;
             endcase
       endcase
@@ -28369,8 +28326,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$978  = ssm_k10;
-    if (\$signal$225 ) begin
+    \$978  = ssm_k9;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             casez (\$384 [6:0])
@@ -28393,8 +28350,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h08:
                   /* empty */;
               7'h09:
-                  /* empty */;
-              7'h0a:
                   \$978  = g_value;
             endcase
       endcase
@@ -28425,8 +28380,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$979  = ssm_k11;
-    if (\$signal$225 ) begin
+    \$979  = ssm_k10;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             casez (\$384 [6:0])
@@ -28451,8 +28406,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h09:
                   /* empty */;
               7'h0a:
-                  /* empty */;
-              7'h0b:
                   \$979  = g_value;
             endcase
       endcase
@@ -28483,8 +28436,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$980  = ssm_k12;
-    if (\$signal$225 ) begin
+    \$980  = ssm_k11;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             casez (\$384 [6:0])
@@ -28511,8 +28464,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0a:
                   /* empty */;
               7'h0b:
-                  /* empty */;
-              7'h0c:
                   \$980  = g_value;
             endcase
       endcase
@@ -28543,8 +28494,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$981  = ssm_k13;
-    if (\$signal$225 ) begin
+    \$981  = ssm_k12;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             casez (\$384 [6:0])
@@ -28573,8 +28524,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0b:
                   /* empty */;
               7'h0c:
-                  /* empty */;
-              7'h0d:
                   \$981  = g_value;
             endcase
       endcase
@@ -28605,8 +28554,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$982  = ssm_k14;
-    if (\$signal$225 ) begin
+    \$982  = ssm_k13;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             casez (\$384 [6:0])
@@ -28637,8 +28586,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0c:
                   /* empty */;
               7'h0d:
-                  /* empty */;
-              7'h0e:
                   \$982  = g_value;
             endcase
       endcase
@@ -28669,8 +28616,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$983  = ssm_k15;
-    if (\$signal$225 ) begin
+    \$983  = ssm_k14;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             casez (\$384 [6:0])
@@ -28703,8 +28650,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0d:
                   /* empty */;
               7'h0e:
-                  /* empty */;
-              7'h0f:
                   \$983  = g_value;
             endcase
       endcase
@@ -28735,14 +28680,42 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$984  = ssm_v0;
-    if (\$signal$225 ) begin
+    \$984  = ssm_k15;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
-            /* empty */;
-        3'h1:
             casez (\$384 [6:0])
               7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
+                  /* empty */;
+              7'h0f:
                   \$984  = g_value;
             endcase
       endcase
@@ -28773,16 +28746,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$985  = ssm_v1;
-    if (\$signal$225 ) begin
+    \$985  = ssm_v0;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
             casez (\$384 [6:0])
               7'h00:
-                  /* empty */;
-              7'h01:
                   \$985  = g_value;
             endcase
       endcase
@@ -28813,8 +28784,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$986  = ssm_v2;
-    if (\$signal$225 ) begin
+    \$986  = ssm_v1;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -28823,8 +28794,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h00:
                   /* empty */;
               7'h01:
-                  /* empty */;
-              7'h02:
                   \$986  = g_value;
             endcase
       endcase
@@ -28855,8 +28824,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$987  = ssm_v3;
-    if (\$signal$225 ) begin
+    \$987  = ssm_v2;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -28867,8 +28836,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h01:
                   /* empty */;
               7'h02:
-                  /* empty */;
-              7'h03:
                   \$987  = g_value;
             endcase
       endcase
@@ -28899,8 +28866,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$988  = ssm_v4;
-    if (\$signal$225 ) begin
+    \$988  = ssm_v3;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -28913,8 +28880,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h02:
                   /* empty */;
               7'h03:
-                  /* empty */;
-              7'h04:
                   \$988  = g_value;
             endcase
       endcase
@@ -28945,8 +28910,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$989  = ssm_v5;
-    if (\$signal$225 ) begin
+    \$989  = ssm_v4;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -28961,8 +28926,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h03:
                   /* empty */;
               7'h04:
-                  /* empty */;
-              7'h05:
                   \$989  = g_value;
             endcase
       endcase
@@ -28993,8 +28956,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$990  = ssm_v6;
-    if (\$signal$225 ) begin
+    \$990  = ssm_v5;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29011,8 +28974,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h04:
                   /* empty */;
               7'h05:
-                  /* empty */;
-              7'h06:
                   \$990  = g_value;
             endcase
       endcase
@@ -29043,8 +29004,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$991  = ssm_v7;
-    if (\$signal$225 ) begin
+    \$991  = ssm_v6;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29063,8 +29024,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h05:
                   /* empty */;
               7'h06:
-                  /* empty */;
-              7'h07:
                   \$991  = g_value;
             endcase
       endcase
@@ -29095,8 +29054,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$992  = ssm_v8;
-    if (\$signal$225 ) begin
+    \$992  = ssm_v7;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29117,8 +29076,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h06:
                   /* empty */;
               7'h07:
-                  /* empty */;
-              7'h08:
                   \$992  = g_value;
             endcase
       endcase
@@ -29149,8 +29106,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$993  = ssm_v9;
-    if (\$signal$225 ) begin
+    \$993  = ssm_v8;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29173,8 +29130,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h07:
                   /* empty */;
               7'h08:
-                  /* empty */;
-              7'h09:
                   \$993  = g_value;
             endcase
       endcase
@@ -29205,8 +29160,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$994  = ssm_v10;
-    if (\$signal$225 ) begin
+    \$994  = ssm_v9;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29231,8 +29186,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h08:
                   /* empty */;
               7'h09:
-                  /* empty */;
-              7'h0a:
                   \$994  = g_value;
             endcase
       endcase
@@ -29263,8 +29216,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$995  = ssm_v11;
-    if (\$signal$225 ) begin
+    \$995  = ssm_v10;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29291,8 +29244,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h09:
                   /* empty */;
               7'h0a:
-                  /* empty */;
-              7'h0b:
                   \$995  = g_value;
             endcase
       endcase
@@ -29323,8 +29274,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$996  = ssm_v12;
-    if (\$signal$225 ) begin
+    \$996  = ssm_v11;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29353,8 +29304,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0a:
                   /* empty */;
               7'h0b:
-                  /* empty */;
-              7'h0c:
                   \$996  = g_value;
             endcase
       endcase
@@ -29385,8 +29334,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$997  = ssm_v13;
-    if (\$signal$225 ) begin
+    \$997  = ssm_v12;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29417,8 +29366,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0b:
                   /* empty */;
               7'h0c:
-                  /* empty */;
-              7'h0d:
                   \$997  = g_value;
             endcase
       endcase
@@ -29449,8 +29396,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$998  = ssm_v14;
-    if (\$signal$225 ) begin
+    \$998  = ssm_v13;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29483,8 +29430,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0c:
                   /* empty */;
               7'h0d:
-                  /* empty */;
-              7'h0e:
                   \$998  = g_value;
             endcase
       endcase
@@ -29515,8 +29460,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$999  = ssm_v15;
-    if (\$signal$225 ) begin
+    \$999  = ssm_v14;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29551,8 +29496,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0d:
                   /* empty */;
               7'h0e:
-                  /* empty */;
-              7'h0f:
                   \$999  = g_value;
             endcase
       endcase
@@ -29583,16 +29526,44 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1000  = ssm_q0;
-    if (\$signal$225 ) begin
+    \$1000  = ssm_v15;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
         3'h1:
-            /* empty */;
-        3'h2:
             casez (\$384 [6:0])
               7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
+                  /* empty */;
+              7'h0f:
                   \$1000  = g_value;
             endcase
       endcase
@@ -29623,8 +29594,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1001  = ssm_q1;
-    if (\$signal$225 ) begin
+    \$1001  = ssm_q0;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29633,8 +29604,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
         3'h2:
             casez (\$384 [6:0])
               7'h00:
-                  /* empty */;
-              7'h01:
                   \$1001  = g_value;
             endcase
       endcase
@@ -29665,8 +29634,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1002  = ssm_q2;
-    if (\$signal$225 ) begin
+    \$1002  = ssm_q1;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29677,8 +29646,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h00:
                   /* empty */;
               7'h01:
-                  /* empty */;
-              7'h02:
                   \$1002  = g_value;
             endcase
       endcase
@@ -29709,8 +29676,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1003  = ssm_q3;
-    if (\$signal$225 ) begin
+    \$1003  = ssm_q2;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29723,8 +29690,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h01:
                   /* empty */;
               7'h02:
-                  /* empty */;
-              7'h03:
                   \$1003  = g_value;
             endcase
       endcase
@@ -29755,8 +29720,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1004  = ssm_q4;
-    if (\$signal$225 ) begin
+    \$1004  = ssm_q3;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29771,8 +29736,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h02:
                   /* empty */;
               7'h03:
-                  /* empty */;
-              7'h04:
                   \$1004  = g_value;
             endcase
       endcase
@@ -29803,8 +29766,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1005  = ssm_q5;
-    if (\$signal$225 ) begin
+    \$1005  = ssm_q4;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29821,8 +29784,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h03:
                   /* empty */;
               7'h04:
-                  /* empty */;
-              7'h05:
                   \$1005  = g_value;
             endcase
       endcase
@@ -29853,8 +29814,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1006  = ssm_q6;
-    if (\$signal$225 ) begin
+    \$1006  = ssm_q5;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29873,8 +29834,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h04:
                   /* empty */;
               7'h05:
-                  /* empty */;
-              7'h06:
                   \$1006  = g_value;
             endcase
       endcase
@@ -29905,8 +29864,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1007  = ssm_q7;
-    if (\$signal$225 ) begin
+    \$1007  = ssm_q6;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29927,8 +29886,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h05:
                   /* empty */;
               7'h06:
-                  /* empty */;
-              7'h07:
                   \$1007  = g_value;
             endcase
       endcase
@@ -29959,8 +29916,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1008  = ssm_q8;
-    if (\$signal$225 ) begin
+    \$1008  = ssm_q7;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -29983,8 +29940,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h06:
                   /* empty */;
               7'h07:
-                  /* empty */;
-              7'h08:
                   \$1008  = g_value;
             endcase
       endcase
@@ -30015,8 +29970,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1009  = ssm_q9;
-    if (\$signal$225 ) begin
+    \$1009  = ssm_q8;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -30041,8 +29996,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h07:
                   /* empty */;
               7'h08:
-                  /* empty */;
-              7'h09:
                   \$1009  = g_value;
             endcase
       endcase
@@ -30073,8 +30026,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1010  = ssm_q10;
-    if (\$signal$225 ) begin
+    \$1010  = ssm_q9;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -30101,8 +30054,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h08:
                   /* empty */;
               7'h09:
-                  /* empty */;
-              7'h0a:
                   \$1010  = g_value;
             endcase
       endcase
@@ -30133,8 +30084,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1011  = ssm_q11;
-    if (\$signal$225 ) begin
+    \$1011  = ssm_q10;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -30163,8 +30114,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h09:
                   /* empty */;
               7'h0a:
-                  /* empty */;
-              7'h0b:
                   \$1011  = g_value;
             endcase
       endcase
@@ -30195,8 +30144,70 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1012  = ssm_q12;
-    if (\$signal$225 ) begin
+    \$1012  = ssm_q11;
+    if (\$signal$226 ) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$384 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  \$1012  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          \$1012  = 8'h00;
+    endcase
+    if (rst) begin
+      \$1012  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1013  = ssm_q12;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -30229,7 +30240,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0b:
                   /* empty */;
               7'h0c:
-                  \$1012  = g_value;
+                  \$1013  = g_value;
             endcase
       endcase
     end
@@ -30251,16 +30262,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h09:
           /* empty */;
       5'h03:
-          \$1012  = 8'h00;
+          \$1013  = 8'h00;
     endcase
     if (rst) begin
-      \$1012  = 8'h00;
+      \$1013  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1013  = ssm_q13;
-    if (\$signal$225 ) begin
+    \$1014  = ssm_q13;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -30295,7 +30306,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0c:
                   /* empty */;
               7'h0d:
-                  \$1013  = g_value;
+                  \$1014  = g_value;
             endcase
       endcase
     end
@@ -30317,16 +30328,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h09:
           /* empty */;
       5'h03:
-          \$1013  = 8'h00;
+          \$1014  = 8'h00;
     endcase
     if (rst) begin
-      \$1013  = 8'h00;
+      \$1014  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1014  = ssm_q14;
-    if (\$signal$225 ) begin
+    \$1015  = ssm_q14;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -30363,7 +30374,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0d:
                   /* empty */;
               7'h0e:
-                  \$1014  = g_value;
+                  \$1015  = g_value;
             endcase
       endcase
     end
@@ -30385,16 +30396,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h09:
           /* empty */;
       5'h03:
-          \$1014  = 8'h00;
+          \$1015  = 8'h00;
     endcase
     if (rst) begin
-      \$1014  = 8'h00;
+      \$1015  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1015  = ssm_q15;
-    if (\$signal$225 ) begin
+    \$1016  = ssm_q15;
+    if (\$signal$226 ) begin
       casez (g1_op)
         3'h0:
             /* empty */;
@@ -30433,72 +30444,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
               7'h0e:
                   /* empty */;
               7'h0f:
-                  \$1015  = g_value;
+                  \$1016  = g_value;
             endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1015  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1015  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1016  = gate;
-    if (\$signal$225 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            /* empty */;
-        3'h3:
-          begin
-            if (\$75 ) begin
-              \$1016 [0] = 1'h1;
-            end
-            if (\$76 ) begin
-              \$1016 [1] = 1'h1;
-            end
-            if (\$77 ) begin
-              \$1016 [2] = 1'h1;
-            end
-            if (\$78 ) begin
-              \$1016 [3] = 1'h1;
-            end
-            if (\$79 ) begin
-              \$1016 [4] = 1'h1;
-            end
-            if (\$80 ) begin
-              \$1016 [5] = 1'h1;
-            end
-            if (\$81 ) begin
-              \$1016 [6] = 1'h1;
-            end
-            if (\$82 ) begin
-              \$1016 [7] = 1'h1;
-            end
-          end
       endcase
     end
     casez (fsm_state)
@@ -30527,30 +30474,43 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1017  = \$signal$284 ;
-    if (rst) begin
-      \$1017  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1018  = row;
-    if (rst) begin
-      \$1018  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1019  = \$566 [7:0];
-    if (rst) begin
-      \$1019  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1020  = ssm_yacc0;
-    if (p1_valid) begin
-      \$1020  = \$85 [27:0];
+    \$1017  = gate;
+    if (\$signal$226 ) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            /* empty */;
+        3'h3:
+          begin
+            if (\$75 ) begin
+              \$1017 [0] = 1'h1;
+            end
+            if (\$76 ) begin
+              \$1017 [1] = 1'h1;
+            end
+            if (\$77 ) begin
+              \$1017 [2] = 1'h1;
+            end
+            if (\$78 ) begin
+              \$1017 [3] = 1'h1;
+            end
+            if (\$79 ) begin
+              \$1017 [4] = 1'h1;
+            end
+            if (\$80 ) begin
+              \$1017 [5] = 1'h1;
+            end
+            if (\$81 ) begin
+              \$1017 [6] = 1'h1;
+            end
+            if (\$82 ) begin
+              \$1017 [7] = 1'h1;
+            end
+          end
+      endcase
     end
     casez (fsm_state)
       5'h00:
@@ -30570,23 +30530,38 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h09:
           /* empty */;
       5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          \$1020  = 28'h0000000;
+          \$1017  = 8'h00;
     endcase
     if (rst) begin
-      \$1020  = 28'h0000000;
+      \$1017  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1021  = ssm_yacc1;
+    \$1018  = \$signal$285 ;
+    if (rst) begin
+      \$1018  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1019  = row;
+    if (rst) begin
+      \$1019  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1020  = \$566 [7:0];
+    if (rst) begin
+      \$1020  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1021  = ssm_yacc0;
     if (p1_valid) begin
-      \$1021  = \$88 [27:0];
+      \$1021  = \$85 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30620,9 +30595,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1022  = ssm_yacc2;
+    \$1022  = ssm_yacc1;
     if (p1_valid) begin
-      \$1022  = \$91 [27:0];
+      \$1022  = \$88 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30656,9 +30631,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1023  = ssm_yacc3;
+    \$1023  = ssm_yacc2;
     if (p1_valid) begin
-      \$1023  = \$94 [27:0];
+      \$1023  = \$91 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30692,9 +30667,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1024  = ssm_yacc4;
+    \$1024  = ssm_yacc3;
     if (p1_valid) begin
-      \$1024  = \$97 [27:0];
+      \$1024  = \$94 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30728,9 +30703,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1025  = ssm_yacc5;
+    \$1025  = ssm_yacc4;
     if (p1_valid) begin
-      \$1025  = \$100 [27:0];
+      \$1025  = \$97 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30764,9 +30739,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1026  = ssm_yacc6;
+    \$1026  = ssm_yacc5;
     if (p1_valid) begin
-      \$1026  = \$103 [27:0];
+      \$1026  = \$100 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30800,9 +30775,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1027  = ssm_yacc7;
+    \$1027  = ssm_yacc6;
     if (p1_valid) begin
-      \$1027  = \$106 [27:0];
+      \$1027  = \$103 [27:0];
     end
     casez (fsm_state)
       5'h00:
@@ -30836,11 +30811,47 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1028  = li;
+    \$1028  = ssm_yacc7;
+    if (p1_valid) begin
+      \$1028  = \$106 [27:0];
+    end
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          /* empty */;
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          /* empty */;
+      5'h0d:
+          /* empty */;
+      5'h0c:
+          \$1028  = 28'h0000000;
+    endcase
+    if (rst) begin
+      \$1028  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1029  = li;
     casez (fsm_state)
       5'h00:
           if (\$110 ) begin
-            \$1028  = 2'h0;
+            \$1029  = 2'h0;
           end
       5'h02:
           /* empty */;
@@ -30875,191 +30886,140 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
             (* full_case = 32'd1 *)
             if (\$179 ) begin
             end else begin
-              \$1028  = \$180 [1:0];
+              \$1029  = \$180 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$1028  = 2'h0;
+      \$1029  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1029  = \$signal$307 ;
+    \$1030  = \$signal$308 ;
     casez (fsm_state)
       5'h00:
           if (\$110 ) begin
-            \$1029  = \$signal$222 ;
+            \$1030  = \$signal$223 ;
           end
     endcase
     if (rst) begin
-      \$1029  = 1'h0;
+      \$1030  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1030  = \$signal$222 ;
+    \$1031  = \$signal$223 ;
     casez (fsm_state)
       5'h00:
           if (\$110 ) begin
-            \$1030  = \$111 ;
+            \$1031  = \$111 ;
           end
     endcase
     if (\$188 ) begin
-      \$1030  = 1'h0;
+      \$1031  = 1'h0;
     end
     if (rst) begin
-      \$1030  = 1'h0;
+      \$1031  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1031  = fsm_state;
+    \$1032  = fsm_state;
     casez (fsm_state)
       5'h00:
           if (\$110 ) begin
             (* full_case = 32'd1 *)
             if (\$113 ) begin
-              \$1031  = 5'h01;
+              \$1032  = 5'h01;
             end else begin
-              \$1031  = 5'h02;
+              \$1032  = 5'h02;
             end
           end
       5'h02:
           (* full_case = 32'd1 *)
           if (\$114 ) begin
-            \$1031  = 5'h03;
+            \$1032  = 5'h03;
           end else begin
-            \$1031  = 5'h04;
+            \$1032  = 5'h04;
           end
       5'h04:
-          \$1031  = 5'h05;
+          \$1032  = 5'h05;
       5'h05:
           (* full_case = 32'd1 *)
           if (\$115 ) begin
-            \$1031  = 5'h06;
+            \$1032  = 5'h06;
           end else begin
-            \$1031  = 5'h07;
+            \$1032  = 5'h07;
           end
       5'h07:
           (* full_case = 32'd1 *)
           if (\$139 ) begin
           end else begin
-            \$1031  = 5'h05;
+            \$1032  = 5'h05;
           end
       5'h06:
           if (\$141 ) begin
           end else if (\$148 ) begin
-            \$1031  = 5'h08;
+            \$1032  = 5'h08;
           end
       5'h08:
-          \$1031  = 5'h09;
+          \$1032  = 5'h09;
       5'h09:
           if (can_load) begin
             (* full_case = 32'd1 *)
             if (last_row) begin
-              \$1031  = 5'h0a;
+              \$1032  = 5'h0a;
             end else begin
-              \$1031  = 5'h04;
+              \$1032  = 5'h04;
             end
           end
       5'h03:
-          \$1031  = 5'h0b;
+          \$1032  = 5'h0b;
       5'h0b:
           (* full_case = 32'd1 *)
           if (\$151 ) begin
-            \$1031  = 5'h0c;
+            \$1032  = 5'h0c;
           end else begin
-            \$1031  = 5'h0d;
+            \$1032  = 5'h0d;
           end
       5'h0d:
           (* full_case = 32'd1 *)
           if (\$163 ) begin
           end else begin
-            \$1031  = 5'h0b;
+            \$1032  = 5'h0b;
           end
       5'h0c:
-          \$1031  = 5'h0e;
+          \$1032  = 5'h0e;
       5'h0e:
           (* full_case = 32'd1 *)
           if (found) begin
           end else begin
-            \$1031  = 5'h0f;
+            \$1032  = 5'h0f;
           end
       5'h0f:
-          \$1031  = 5'h10;
+          \$1032  = 5'h10;
       5'h10:
           if (can_load) begin
             (* full_case = 32'd1 *)
             if (\$176 ) begin
-              \$1031  = 5'h0a;
+              \$1032  = 5'h0a;
             end else begin
-              \$1031  = 5'h0c;
+              \$1032  = 5'h0c;
             end
           end
       5'h0a:
           if (free) begin
             (* full_case = 32'd1 *)
             if (\$179 ) begin
-              \$1031  = 5'h01;
+              \$1032  = 5'h01;
             end else begin
-              \$1031  = 5'h02;
+              \$1032  = 5'h02;
             end
           end
       5'h01:
           if (w_rdy) begin
-            \$1031  = 5'h00;
-          end
-    endcase
-    if (rst) begin
-      \$1031  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1032  = k;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          \$1032  = 5'h00;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-            end else begin
-              \$1032  = \$150 [4:0];
-            end
-          end
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (\$176 ) begin
-            end else begin
-              \$1032  = \$177 [4:0];
-            end
+            \$1032  = 5'h00;
           end
     endcase
     if (rst) begin
@@ -31068,20 +31028,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1033  = src_sel;
+    \$1033  = k;
     casez (fsm_state)
       5'h00:
           /* empty */;
       5'h02:
-          /* empty */;
+          \$1033  = 5'h00;
       5'h04:
           /* empty */;
       5'h05:
-          (* full_case = 32'd1 *)
-          if (\$115 ) begin
-          end else begin
-            \$1033  = \edge [2:0];
-          end
+          /* empty */;
       5'h07:
           /* empty */;
       5'h06:
@@ -31089,23 +31045,41 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h08:
           /* empty */;
       5'h09:
-          /* empty */;
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+            end else begin
+              \$1033  = \$150 [4:0];
+            end
+          end
       5'h03:
           /* empty */;
       5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$151 ) begin
-          end else begin
-            \$1033  = src;
+          /* empty */;
+      5'h0d:
+          /* empty */;
+      5'h0c:
+          /* empty */;
+      5'h0e:
+          /* empty */;
+      5'h0f:
+          /* empty */;
+      5'h10:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (\$176 ) begin
+            end else begin
+              \$1033  = \$177 [4:0];
+            end
           end
     endcase
     if (rst) begin
-      \$1033  = 3'h0;
+      \$1033  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1034  = \$signal$110 ;
+    \$1034  = src_sel;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31117,7 +31091,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$115 ) begin
           end else begin
-            \$1034  = \$116 ;
+            \$1034  = \edge [2:0];
           end
       5'h07:
           /* empty */;
@@ -31133,16 +31107,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$151 ) begin
           end else begin
-            \$1034  = \$152 ;
+            \$1034  = src;
           end
     endcase
     if (rst) begin
-      \$1034  = 1'h0;
+      \$1034  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1035  = bank_sel;
+    \$1035  = \$signal$110 ;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31154,7 +31128,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$115 ) begin
           end else begin
-            \$1035  = \$119 ;
+            \$1035  = \$116 ;
           end
       5'h07:
           /* empty */;
@@ -31170,7 +31144,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$151 ) begin
           end else begin
-            \$1035  = \$155 ;
+            \$1035  = \$152 ;
           end
     endcase
     if (rst) begin
@@ -31179,7 +31153,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1036  = n;
+    \$1036  = bank_sel;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31191,12 +31165,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$115 ) begin
           end else begin
-            \$1036  = 8'h00;
+            \$1036  = \$119 ;
           end
       5'h07:
-          if (\$139 ) begin
-            \$1036  = \$140 [7:0];
-          end
+          /* empty */;
       5'h06:
           /* empty */;
       5'h08:
@@ -31209,20 +31181,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$151 ) begin
           end else begin
-            \$1036  = 8'h00;
-          end
-      5'h0d:
-          if (\$163 ) begin
-            \$1036  = \$164 [7:0];
+            \$1036  = \$155 ;
           end
     endcase
     if (rst) begin
-      \$1036  = 8'h00;
+      \$1036  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1037  = cnt;
+    \$1037  = n;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31234,10 +31202,12 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$115 ) begin
           end else begin
-            \$1037  = \$124 ;
+            \$1037  = 8'h00;
           end
       5'h07:
-          /* empty */;
+          if (\$139 ) begin
+            \$1037  = \$140 [7:0];
+          end
       5'h06:
           /* empty */;
       5'h08:
@@ -31250,7 +31220,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$151 ) begin
           end else begin
-            \$1037  = \$162 ;
+            \$1037  = 8'h00;
+          end
+      5'h0d:
+          if (\$163 ) begin
+            \$1037  = \$164 [7:0];
           end
     endcase
     if (rst) begin
@@ -31259,7 +31233,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1038  = row_wbase;
+    \$1038  = cnt;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31271,16 +31245,32 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$115 ) begin
           end else begin
-            \$1038  = \edge [14:4];
+            \$1038  = \$124 ;
+          end
+      5'h07:
+          /* empty */;
+      5'h06:
+          /* empty */;
+      5'h08:
+          /* empty */;
+      5'h09:
+          /* empty */;
+      5'h03:
+          /* empty */;
+      5'h0b:
+          (* full_case = 32'd1 *)
+          if (\$151 ) begin
+          end else begin
+            \$1038  = \$162 ;
           end
     endcase
     if (rst) begin
-      \$1038  = 11'h000;
+      \$1038  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1039  = row_offset;
+    \$1039  = row_wbase;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31292,16 +31282,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$115 ) begin
           end else begin
-            \$1039  = \$138 [12:0];
+            \$1039  = \edge [14:4];
           end
     endcase
     if (rst) begin
-      \$1039  = 13'h0000;
+      \$1039  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1040  = drain_n;
+    \$1040  = row_offset;
+    casez (fsm_state)
+      5'h00:
+          /* empty */;
+      5'h02:
+          /* empty */;
+      5'h04:
+          /* empty */;
+      5'h05:
+          (* full_case = 32'd1 *)
+          if (\$115 ) begin
+          end else begin
+            \$1040  = \$138 [12:0];
+          end
+    endcase
+    if (rst) begin
+      \$1040  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$1041  = drain_n;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31315,18 +31326,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h06:
           if (\$141 ) begin
-            \$1040  = \$149 [1:0];
+            \$1041  = \$149 [1:0];
           end else if (\$148 ) begin
-            \$1040  = 2'h0;
+            \$1041  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$1040  = 2'h0;
+      \$1041  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1041  = gop;
+    \$1042  = gop;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31345,23 +31356,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h09:
           /* empty */;
       5'h03:
-          \$1041  = 3'h0;
+          \$1042  = 3'h0;
       5'h0b:
           /* empty */;
       5'h0d:
           (* full_case = 32'd1 *)
           if (\$163 ) begin
           end else begin
-            \$1041  = \$165 [2:0];
+            \$1042  = \$165 [2:0];
           end
     endcase
     if (rst) begin
-      \$1041  = 3'h0;
+      \$1042  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1042  = g_const;
+    \$1043  = g_const;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31385,16 +31396,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$151 ) begin
           end else begin
-            \$1042  = \$signal$315 ;
+            \$1043  = \$signal$316 ;
           end
     endcase
     if (rst) begin
-      \$1042  = 1'h0;
+      \$1043  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1043  = gbase;
+    \$1044  = gbase;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31418,16 +31429,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$151 ) begin
           end else begin
-            \$1043  = base;
+            \$1044  = base;
           end
     endcase
     if (rst) begin
-      \$1043  = 11'h000;
+      \$1044  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1044  = i;
+    \$1045  = i;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31452,19 +31463,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h0d:
           /* empty */;
       5'h0c:
-          \$1044  = 5'h00;
+          \$1045  = 5'h00;
       5'h0e:
           if (found) begin
-            \$1044  = \$174 ;
+            \$1045  = \$174 ;
           end
     endcase
     if (rst) begin
-      \$1044  = 5'h00;
+      \$1045  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1045  = arow;
+    \$1046  = arow;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31489,15 +31500,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       5'h0d:
           /* empty */;
       5'h0c:
-          \$1045  = \$173 [10:0];
+          \$1046  = \$173 [10:0];
     endcase
     if (rst) begin
-      \$1045  = 11'h000;
+      \$1046  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1046  = cur;
+    \$1047  = cur;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31533,14 +31544,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h01:
           if (w_rdy) begin
-            \$1046  = \$186 ;
+            \$1047  = \$186 ;
           end
     endcase
     if (\$188 ) begin
-      \$1046  = 1'h0;
+      \$1047  = 1'h0;
     end
     if (rst) begin
-      \$1046  = 1'h0;
+      \$1047  = 1'h0;
     end
   end
   always @* begin
@@ -31855,7 +31866,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
-        in_wr__addr = { \$signal$222 , \$383  };
+        in_wr__addr = { \$signal$223 , \$383  };
       end
     end
   end
@@ -31884,7 +31895,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$signature__addr$541  = \$386 [8:0];
+    \$signature__addr$542  = \$386 [8:0];
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -31912,7 +31923,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0e:
           if (found) begin
-            \$signature__addr$541  = \$851 [8:0];
+            \$signature__addr$542  = \$851 [8:0];
           end
     endcase
   end
@@ -32184,7 +32195,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \spikes$610  = 8'h00;
+    \spikes$611  = 8'h00;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32202,7 +32213,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h09:
           if (can_load) begin
-            \spikes$610  = spikes;
+            \spikes$611  = spikes;
           end
       5'h03:
           /* empty */;
@@ -32218,13 +32229,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h10:
           if (can_load) begin
-            \spikes$610  = ynz;
+            \spikes$611  = ynz;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \base$611  = 8'h00;
+    \base$612  = 8'h00;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32242,7 +32253,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h09:
           if (can_load) begin
-            \base$611  = \$800 [7:0];
+            \base$612  = \$800 [7:0];
           end
       5'h03:
           /* empty */;
@@ -32258,13 +32269,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h10:
           if (can_load) begin
-            \base$611  = \$862 [7:0];
+            \base$612  = \$862 [7:0];
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \layer$612  = 2'h0;
+    \layer$613  = 2'h0;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32282,7 +32293,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h09:
           if (can_load) begin
-            \layer$612  = li;
+            \layer$613  = li;
           end
       5'h03:
           /* empty */;
@@ -32298,7 +32309,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h10:
           if (can_load) begin
-            \layer$612  = li;
+            \layer$613  = li;
           end
     endcase
   end
@@ -32437,7 +32448,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$signal$317  = 1'h0;
+    \$signal$318  = 1'h0;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32463,20 +32474,20 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           end else begin
             casez (gop)
               3'h0:
-                  \$signal$317  = \$811 ;
+                  \$signal$318  = \$811 ;
               3'h1:
-                  \$signal$317  = \$817 ;
+                  \$signal$318  = \$817 ;
               3'h2:
-                  \$signal$317  = \$823 ;
+                  \$signal$318  = \$823 ;
               3'h3:
-                  \$signal$317  = \$831 ;
+                  \$signal$318  = \$831 ;
             endcase
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$signal$315  = 1'h0;
+    \$signal$316  = 1'h0;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32502,11 +32513,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           end else begin
             casez (gop)
               3'h0:
-                  \$signal$315  = \$812 ;
+                  \$signal$316  = \$812 ;
               3'h1:
-                  \$signal$315  = \$818 ;
+                  \$signal$316  = \$818 ;
               3'h2:
-                  \$signal$315  = \$824 ;
+                  \$signal$316  = \$824 ;
             endcase
           end
     endcase
@@ -32656,7 +32667,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$signal$284  = 1'h0;
+    \$signal$285  = 1'h0;
     casez (fsm_state)
       5'h00:
           /* empty */;
@@ -32684,7 +32695,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       5'h0e:
           if (found) begin
-            \$signal$284  = 1'h1;
+            \$signal$285  = 1'h1;
           end
     endcase
   end
@@ -32730,9 +32741,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \clear$615  = 1'h0;
+    \clear$616  = 1'h0;
     if (\$864 ) begin
-      \clear$615  = 1'h1;
+      \clear$616  = 1'h1;
     end
   end
   assign \busy$68  = busy;
@@ -32755,104 +32766,104 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign pm_wr__data = host_wdata[8:0];
   assign \$signature__addr  = host_addr[10:0];
   assign \$signature__data  = host_wdata[7:0];
-  assign \$signature__addr$336  = host_addr[4:0];
-  assign \$signature__data$337  = host_wdata[40:0];
-  assign \$signature__addr$339  = host_addr[10:0];
-  assign \$signature__data$340  = host_wdata[7:0];
-  assign \$signature__addr$342  = host_addr[4:0];
-  assign \$signature__data$343  = host_wdata[40:0];
-  assign \$signature__addr$345  = host_addr[10:0];
-  assign \$signature__data$346  = host_wdata[7:0];
-  assign \$signature__addr$348  = host_addr[4:0];
-  assign \$signature__data$349  = host_wdata[40:0];
-  assign \$signature__addr$351  = host_addr[10:0];
-  assign \$signature__data$352  = host_wdata[7:0];
-  assign \$signature__addr$354  = host_addr[4:0];
-  assign \$signature__data$355  = host_wdata[40:0];
-  assign \$signature__addr$357  = host_addr[10:0];
-  assign \$signature__data$358  = host_wdata[7:0];
-  assign \$signature__addr$360  = host_addr[4:0];
-  assign \$signature__data$361  = host_wdata[40:0];
-  assign \$signature__addr$363  = host_addr[10:0];
-  assign \$signature__data$364  = host_wdata[7:0];
-  assign \$signature__addr$366  = host_addr[4:0];
-  assign \$signature__data$367  = host_wdata[40:0];
-  assign \$signature__addr$369  = host_addr[10:0];
-  assign \$signature__data$370  = host_wdata[7:0];
-  assign \$signature__addr$372  = host_addr[4:0];
-  assign \$signature__data$373  = host_wdata[40:0];
-  assign \$signature__addr$375  = host_addr[10:0];
-  assign \$signature__data$376  = host_wdata[7:0];
-  assign \$signature__addr$378  = host_addr[4:0];
-  assign \$signature__data$379  = host_wdata[40:0];
+  assign \$signature__addr$337  = host_addr[4:0];
+  assign \$signature__data$338  = host_wdata[40:0];
+  assign \$signature__addr$340  = host_addr[10:0];
+  assign \$signature__data$341  = host_wdata[7:0];
+  assign \$signature__addr$343  = host_addr[4:0];
+  assign \$signature__data$344  = host_wdata[40:0];
+  assign \$signature__addr$346  = host_addr[10:0];
+  assign \$signature__data$347  = host_wdata[7:0];
+  assign \$signature__addr$349  = host_addr[4:0];
+  assign \$signature__data$350  = host_wdata[40:0];
+  assign \$signature__addr$352  = host_addr[10:0];
+  assign \$signature__data$353  = host_wdata[7:0];
+  assign \$signature__addr$355  = host_addr[4:0];
+  assign \$signature__data$356  = host_wdata[40:0];
+  assign \$signature__addr$358  = host_addr[10:0];
+  assign \$signature__data$359  = host_wdata[7:0];
+  assign \$signature__addr$361  = host_addr[4:0];
+  assign \$signature__data$362  = host_wdata[40:0];
+  assign \$signature__addr$364  = host_addr[10:0];
+  assign \$signature__data$365  = host_wdata[7:0];
+  assign \$signature__addr$367  = host_addr[4:0];
+  assign \$signature__data$368  = host_wdata[40:0];
+  assign \$signature__addr$370  = host_addr[10:0];
+  assign \$signature__data$371  = host_wdata[7:0];
+  assign \$signature__addr$373  = host_addr[4:0];
+  assign \$signature__data$374  = host_wdata[40:0];
+  assign \$signature__addr$376  = host_addr[10:0];
+  assign \$signature__data$377  = host_wdata[7:0];
+  assign \$signature__addr$379  = host_addr[4:0];
+  assign \$signature__data$380  = host_wdata[40:0];
   assign raddr = host_addr[4:0];
   assign re = host_re;
   assign port__addr = \$278 [10:0];
-  assign \port__addr$395  = \$279 [4:0];
-  assign \port__addr$396  = \$280 [4:0];
-  assign \port__addr$397  = \$281 [10:0];
-  assign \port__addr$398  = \$282 [4:0];
-  assign \port__addr$399  = \$283 [4:0];
-  assign \port__addr$400  = \$284 [10:0];
-  assign \port__addr$401  = \$285 [4:0];
-  assign \port__addr$402  = \$286 [4:0];
-  assign \port__addr$403  = \$287 [10:0];
-  assign \port__addr$404  = \$288 [4:0];
-  assign \port__addr$405  = \$289 [4:0];
-  assign \port__addr$406  = \$290 [10:0];
-  assign \port__addr$407  = \$291 [4:0];
-  assign \port__addr$408  = \$292 [4:0];
-  assign \port__addr$409  = \$293 [10:0];
-  assign \port__addr$410  = \$294 [4:0];
-  assign \port__addr$411  = \$295 [4:0];
-  assign \port__addr$412  = \$296 [10:0];
-  assign \port__addr$413  = \$297 [4:0];
-  assign \port__addr$414  = \$298 [4:0];
-  assign \port__addr$415  = \$299 [10:0];
-  assign \port__addr$416  = \$300 [4:0];
-  assign \port__addr$417  = \$301 [4:0];
-  assign \port__addr$418  = { bank_sel, src_sel, n[6:0] };
-  assign \port__addr$419  = { bank_sel, n[6:0] };
+  assign \port__addr$396  = \$279 [4:0];
+  assign \port__addr$397  = \$280 [4:0];
+  assign \port__addr$398  = \$281 [10:0];
+  assign \port__addr$399  = \$282 [4:0];
+  assign \port__addr$400  = \$283 [4:0];
+  assign \port__addr$401  = \$284 [10:0];
+  assign \port__addr$402  = \$285 [4:0];
+  assign \port__addr$403  = \$286 [4:0];
+  assign \port__addr$404  = \$287 [10:0];
+  assign \port__addr$405  = \$288 [4:0];
+  assign \port__addr$406  = \$289 [4:0];
+  assign \port__addr$407  = \$290 [10:0];
+  assign \port__addr$408  = \$291 [4:0];
+  assign \port__addr$409  = \$292 [4:0];
+  assign \port__addr$410  = \$293 [10:0];
+  assign \port__addr$411  = \$294 [4:0];
+  assign \port__addr$412  = \$295 [4:0];
+  assign \port__addr$413  = \$296 [10:0];
+  assign \port__addr$414  = \$297 [4:0];
+  assign \port__addr$415  = \$298 [4:0];
+  assign \port__addr$416  = \$299 [10:0];
+  assign \port__addr$417  = \$300 [4:0];
+  assign \port__addr$418  = \$301 [4:0];
+  assign \port__addr$419  = { bank_sel, src_sel, n[6:0] };
+  assign \port__addr$420  = { bank_sel, n[6:0] };
   assign a = weights0_nrw;
   assign b = s2_x;
-  assign \a$422  = weights1_nrw;
-  assign \b$423  = s2_x;
-  assign \a$424  = weights2_nrw;
-  assign \b$425  = s2_x;
-  assign \a$426  = weights3_nrw;
-  assign \b$427  = s2_x;
-  assign \a$428  = weights4_nrw;
-  assign \b$429  = s2_x;
-  assign \a$430  = weights5_nrw;
-  assign \b$431  = s2_x;
-  assign \a$432  = weights6_nrw;
-  assign \b$433  = s2_x;
-  assign \a$434  = weights7_nrw;
-  assign \b$435  = s2_x;
+  assign \a$423  = weights1_nrw;
+  assign \b$424  = s2_x;
+  assign \a$425  = weights2_nrw;
+  assign \b$426  = s2_x;
+  assign \a$427  = weights3_nrw;
+  assign \b$428  = s2_x;
+  assign \a$429  = weights4_nrw;
+  assign \b$430  = s2_x;
+  assign \a$431  = weights5_nrw;
+  assign \b$432  = s2_x;
+  assign \a$433  = weights6_nrw;
+  assign \b$434  = s2_x;
+  assign \a$435  = weights7_nrw;
+  assign \b$436  = s2_x;
   assign u = u_q0;
   assign alpha = alpha_q0;
   assign bias = bias_q0;
-  assign \u$439  = u_q1;
-  assign \alpha$440  = alpha_q1;
-  assign \bias$441  = bias_q1;
-  assign \u$442  = u_q2;
-  assign \alpha$443  = alpha_q2;
-  assign \bias$444  = bias_q2;
-  assign \u$445  = u_q3;
-  assign \alpha$446  = alpha_q3;
-  assign \bias$447  = bias_q3;
-  assign \u$448  = u_q4;
-  assign \alpha$449  = alpha_q4;
-  assign \bias$450  = bias_q4;
-  assign \u$451  = u_q5;
-  assign \alpha$452  = alpha_q5;
-  assign \bias$453  = bias_q5;
-  assign \u$454  = u_q6;
-  assign \alpha$455  = alpha_q6;
-  assign \bias$456  = bias_q6;
-  assign \u$457  = u_q7;
-  assign \alpha$458  = alpha_q7;
-  assign \bias$459  = bias_q7;
+  assign \u$440  = u_q1;
+  assign \alpha$441  = alpha_q1;
+  assign \bias$442  = bias_q1;
+  assign \u$443  = u_q2;
+  assign \alpha$444  = alpha_q2;
+  assign \bias$445  = bias_q2;
+  assign \u$446  = u_q3;
+  assign \alpha$447  = alpha_q3;
+  assign \bias$448  = bias_q3;
+  assign \u$449  = u_q4;
+  assign \alpha$450  = alpha_q4;
+  assign \bias$451  = bias_q4;
+  assign \u$452  = u_q5;
+  assign \alpha$453  = alpha_q5;
+  assign \bias$454  = bias_q5;
+  assign \u$455  = u_q6;
+  assign \alpha$456  = alpha_q6;
+  assign \bias$457  = bias_q6;
+  assign \u$458  = u_q7;
+  assign \alpha$459  = alpha_q7;
+  assign \bias$460  = bias_q7;
   assign records__ready = w_rdy;
   assign event_layer = records__payload[3:2];
   assign event_index = { 1'h0, records__payload[10:4] };
@@ -32861,96 +32872,96 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign v_reset = layer[43:28];
   assign reset = layer[27:26];
   assign spiking = layer[25];
-  assign \total$478  = acc1;
-  assign \theta$479  = params1_nrw[24:9];
-  assign \v_reset$480  = layer[43:28];
-  assign \reset$481  = layer[27:26];
-  assign \spiking$482  = layer[25];
-  assign \total$483  = acc2;
-  assign \theta$484  = params2_nrw[24:9];
-  assign \v_reset$485  = layer[43:28];
-  assign \reset$486  = layer[27:26];
-  assign \spiking$487  = layer[25];
-  assign \total$488  = acc3;
-  assign \theta$489  = params3_nrw[24:9];
-  assign \v_reset$490  = layer[43:28];
-  assign \reset$491  = layer[27:26];
-  assign \spiking$492  = layer[25];
-  assign \total$493  = acc4;
-  assign \theta$494  = params4_nrw[24:9];
-  assign \v_reset$495  = layer[43:28];
-  assign \reset$496  = layer[27:26];
-  assign \spiking$497  = layer[25];
-  assign \total$498  = acc5;
-  assign \theta$499  = params5_nrw[24:9];
-  assign \v_reset$500  = layer[43:28];
-  assign \reset$501  = layer[27:26];
-  assign \spiking$502  = layer[25];
-  assign \total$503  = acc6;
-  assign \theta$504  = params6_nrw[24:9];
-  assign \v_reset$505  = layer[43:28];
-  assign \reset$506  = layer[27:26];
-  assign \spiking$507  = layer[25];
-  assign \total$508  = acc7;
-  assign \theta$509  = params7_nrw[24:9];
-  assign \v_reset$510  = layer[43:28];
-  assign \reset$511  = layer[27:26];
-  assign \spiking$512  = layer[25];
-  assign \$signature__addr$513  = \$308 [4:0];
-  assign \$signature__data$514  = \$309 [15:0];
-  assign \$signature__addr$517  = \$314 [4:0];
-  assign \$signature__data$518  = \$315 [15:0];
-  assign \$signature__addr$520  = \$320 [4:0];
-  assign \$signature__data$521  = \$321 [15:0];
-  assign \$signature__addr$523  = \$326 [4:0];
-  assign \$signature__data$524  = \$327 [15:0];
-  assign \$signature__addr$526  = \$332 [4:0];
-  assign \$signature__data$527  = \$333 [15:0];
-  assign \$signature__addr$529  = \$338 [4:0];
-  assign \$signature__data$530  = \$339 [15:0];
-  assign \$signature__addr$532  = \$344 [4:0];
-  assign \$signature__data$533  = \$345 [15:0];
-  assign \$signature__addr$535  = \$350 [4:0];
-  assign \$signature__data$536  = \$351 [15:0];
+  assign \total$479  = acc1;
+  assign \theta$480  = params1_nrw[24:9];
+  assign \v_reset$481  = layer[43:28];
+  assign \reset$482  = layer[27:26];
+  assign \spiking$483  = layer[25];
+  assign \total$484  = acc2;
+  assign \theta$485  = params2_nrw[24:9];
+  assign \v_reset$486  = layer[43:28];
+  assign \reset$487  = layer[27:26];
+  assign \spiking$488  = layer[25];
+  assign \total$489  = acc3;
+  assign \theta$490  = params3_nrw[24:9];
+  assign \v_reset$491  = layer[43:28];
+  assign \reset$492  = layer[27:26];
+  assign \spiking$493  = layer[25];
+  assign \total$494  = acc4;
+  assign \theta$495  = params4_nrw[24:9];
+  assign \v_reset$496  = layer[43:28];
+  assign \reset$497  = layer[27:26];
+  assign \spiking$498  = layer[25];
+  assign \total$499  = acc5;
+  assign \theta$500  = params5_nrw[24:9];
+  assign \v_reset$501  = layer[43:28];
+  assign \reset$502  = layer[27:26];
+  assign \spiking$503  = layer[25];
+  assign \total$504  = acc6;
+  assign \theta$505  = params6_nrw[24:9];
+  assign \v_reset$506  = layer[43:28];
+  assign \reset$507  = layer[27:26];
+  assign \spiking$508  = layer[25];
+  assign \total$509  = acc7;
+  assign \theta$510  = params7_nrw[24:9];
+  assign \v_reset$511  = layer[43:28];
+  assign \reset$512  = layer[27:26];
+  assign \spiking$513  = layer[25];
+  assign \$signature__addr$514  = \$308 [4:0];
+  assign \$signature__data$515  = \$309 [15:0];
+  assign \$signature__addr$518  = \$314 [4:0];
+  assign \$signature__data$519  = \$315 [15:0];
+  assign \$signature__addr$521  = \$320 [4:0];
+  assign \$signature__data$522  = \$321 [15:0];
+  assign \$signature__addr$524  = \$326 [4:0];
+  assign \$signature__data$525  = \$327 [15:0];
+  assign \$signature__addr$527  = \$332 [4:0];
+  assign \$signature__data$528  = \$333 [15:0];
+  assign \$signature__addr$530  = \$338 [4:0];
+  assign \$signature__data$531  = \$339 [15:0];
+  assign \$signature__addr$533  = \$344 [4:0];
+  assign \$signature__data$534  = \$345 [15:0];
+  assign \$signature__addr$536  = \$350 [4:0];
+  assign \$signature__data$537  = \$351 [15:0];
   assign ssm_wide0 = { \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573  };
-  assign \$signature__addr$545  = \$578 [5:0];
-  assign \$signature__addr$546  = \$579 [5:0];
-  assign \$signature__data$547  = \$580 [15:0];
+  assign \$signature__addr$546  = \$578 [5:0];
+  assign \$signature__addr$547  = \$579 [5:0];
+  assign \$signature__data$548  = \$580 [15:0];
   assign ssm_y0 = \$590 [7:0];
   assign ssm_wide1 = { \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598  };
-  assign \$signature__addr$554  = \$603 [5:0];
-  assign \$signature__addr$555  = \$604 [5:0];
-  assign \$signature__data$556  = \$605 [15:0];
+  assign \$signature__addr$555  = \$603 [5:0];
+  assign \$signature__addr$556  = \$604 [5:0];
+  assign \$signature__data$557  = \$605 [15:0];
   assign ssm_y1 = \$615 [7:0];
   assign ssm_wide2 = { \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623  };
-  assign \$signature__addr$562  = \$628 [5:0];
-  assign \$signature__addr$563  = \$629 [5:0];
-  assign \$signature__data$564  = \$630 [15:0];
+  assign \$signature__addr$563  = \$628 [5:0];
+  assign \$signature__addr$564  = \$629 [5:0];
+  assign \$signature__data$565  = \$630 [15:0];
   assign ssm_y2 = \$640 [7:0];
   assign ssm_wide3 = { \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648  };
-  assign \$signature__addr$570  = \$653 [5:0];
-  assign \$signature__addr$571  = \$654 [5:0];
-  assign \$signature__data$572  = \$655 [15:0];
+  assign \$signature__addr$571  = \$653 [5:0];
+  assign \$signature__addr$572  = \$654 [5:0];
+  assign \$signature__data$573  = \$655 [15:0];
   assign ssm_y3 = \$665 [7:0];
   assign ssm_wide4 = { \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673  };
-  assign \$signature__addr$578  = \$678 [5:0];
-  assign \$signature__addr$579  = \$679 [5:0];
-  assign \$signature__data$580  = \$680 [15:0];
+  assign \$signature__addr$579  = \$678 [5:0];
+  assign \$signature__addr$580  = \$679 [5:0];
+  assign \$signature__data$581  = \$680 [15:0];
   assign ssm_y4 = \$690 [7:0];
   assign ssm_wide5 = { \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698  };
-  assign \$signature__addr$586  = \$703 [5:0];
-  assign \$signature__addr$587  = \$704 [5:0];
-  assign \$signature__data$588  = \$705 [15:0];
+  assign \$signature__addr$587  = \$703 [5:0];
+  assign \$signature__addr$588  = \$704 [5:0];
+  assign \$signature__data$589  = \$705 [15:0];
   assign ssm_y5 = \$715 [7:0];
   assign ssm_wide6 = { \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723  };
-  assign \$signature__addr$594  = \$728 [5:0];
-  assign \$signature__addr$595  = \$729 [5:0];
-  assign \$signature__data$596  = \$730 [15:0];
+  assign \$signature__addr$595  = \$728 [5:0];
+  assign \$signature__addr$596  = \$729 [5:0];
+  assign \$signature__data$597  = \$730 [15:0];
   assign ssm_y6 = \$740 [7:0];
   assign ssm_wide7 = { \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748  };
-  assign \$signature__addr$602  = \$753 [5:0];
-  assign \$signature__addr$603  = \$754 [5:0];
-  assign \$signature__data$604  = \$755 [15:0];
+  assign \$signature__addr$603  = \$753 [5:0];
+  assign \$signature__addr$604  = \$754 [5:0];
+  assign \$signature__data$605  = \$755 [15:0];
   assign ssm_y7 = \$765 [7:0];
   assign \input__payload.index  = input__payload[6:0];
   assign \input__payload.value  = input__payload[14:7];
@@ -33170,30 +33181,30 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \edge.recurrent  = \edge [3];
   assign \edge.wbase  = \edge [14:4];
   assign \edge.nsrc  = \edge [22:15];
-  assign \$signature__data$337.alpha  = host_wdata[8:0];
-  assign \$signature__data$337.theta  = host_wdata[24:9];
-  assign \$signature__data$337.bias  = host_wdata[40:25];
-  assign \$signature__data$343.alpha  = host_wdata[8:0];
-  assign \$signature__data$343.theta  = host_wdata[24:9];
-  assign \$signature__data$343.bias  = host_wdata[40:25];
-  assign \$signature__data$349.alpha  = host_wdata[8:0];
-  assign \$signature__data$349.theta  = host_wdata[24:9];
-  assign \$signature__data$349.bias  = host_wdata[40:25];
-  assign \$signature__data$355.alpha  = host_wdata[8:0];
-  assign \$signature__data$355.theta  = host_wdata[24:9];
-  assign \$signature__data$355.bias  = host_wdata[40:25];
-  assign \$signature__data$361.alpha  = host_wdata[8:0];
-  assign \$signature__data$361.theta  = host_wdata[24:9];
-  assign \$signature__data$361.bias  = host_wdata[40:25];
-  assign \$signature__data$367.alpha  = host_wdata[8:0];
-  assign \$signature__data$367.theta  = host_wdata[24:9];
-  assign \$signature__data$367.bias  = host_wdata[40:25];
-  assign \$signature__data$373.alpha  = host_wdata[8:0];
-  assign \$signature__data$373.theta  = host_wdata[24:9];
-  assign \$signature__data$373.bias  = host_wdata[40:25];
-  assign \$signature__data$379.alpha  = host_wdata[8:0];
-  assign \$signature__data$379.theta  = host_wdata[24:9];
-  assign \$signature__data$379.bias  = host_wdata[40:25];
+  assign \$signature__data$338.alpha  = host_wdata[8:0];
+  assign \$signature__data$338.theta  = host_wdata[24:9];
+  assign \$signature__data$338.bias  = host_wdata[40:25];
+  assign \$signature__data$344.alpha  = host_wdata[8:0];
+  assign \$signature__data$344.theta  = host_wdata[24:9];
+  assign \$signature__data$344.bias  = host_wdata[40:25];
+  assign \$signature__data$350.alpha  = host_wdata[8:0];
+  assign \$signature__data$350.theta  = host_wdata[24:9];
+  assign \$signature__data$350.bias  = host_wdata[40:25];
+  assign \$signature__data$356.alpha  = host_wdata[8:0];
+  assign \$signature__data$356.theta  = host_wdata[24:9];
+  assign \$signature__data$356.bias  = host_wdata[40:25];
+  assign \$signature__data$362.alpha  = host_wdata[8:0];
+  assign \$signature__data$362.theta  = host_wdata[24:9];
+  assign \$signature__data$362.bias  = host_wdata[40:25];
+  assign \$signature__data$368.alpha  = host_wdata[8:0];
+  assign \$signature__data$368.theta  = host_wdata[24:9];
+  assign \$signature__data$368.bias  = host_wdata[40:25];
+  assign \$signature__data$374.alpha  = host_wdata[8:0];
+  assign \$signature__data$374.theta  = host_wdata[24:9];
+  assign \$signature__data$374.bias  = host_wdata[40:25];
+  assign \$signature__data$380.alpha  = host_wdata[8:0];
+  assign \$signature__data$380.theta  = host_wdata[24:9];
+  assign \$signature__data$380.bias  = host_wdata[40:25];
   assign \end_record.kind  = end_record[1:0];
   assign \end_record.layer  = end_record[3:2];
   assign \end_record.index  = end_record[10:4];

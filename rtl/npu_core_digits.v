@@ -332,26 +332,26 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg \$392 ;
   reg \$393 ;
   reg \$394 ;
-  reg [17:0] \$395 ;
-  reg [25:0] \$396 ;
-  reg [17:0] \$397 ;
-  reg [25:0] \$398 ;
-  reg [17:0] \$399 ;
+  reg \$395 ;
+  reg [17:0] \$396 ;
+  reg [25:0] \$397 ;
+  reg [17:0] \$398 ;
+  reg [25:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
-  reg [25:0] \$400 ;
-  reg [17:0] \$401 ;
-  reg [25:0] \$402 ;
-  reg [17:0] \$403 ;
-  reg [25:0] \$404 ;
-  reg [17:0] \$405 ;
-  reg [25:0] \$406 ;
-  reg [17:0] \$407 ;
-  reg [25:0] \$408 ;
-  reg [17:0] \$409 ;
+  reg [17:0] \$400 ;
+  reg [25:0] \$401 ;
+  reg [17:0] \$402 ;
+  reg [25:0] \$403 ;
+  reg [17:0] \$404 ;
+  reg [25:0] \$405 ;
+  reg [17:0] \$406 ;
+  reg [25:0] \$407 ;
+  reg [17:0] \$408 ;
+  reg [25:0] \$409 ;
   wire [8:0] \$41 ;
-  reg [25:0] \$410 ;
-  reg [7:0] \$411 ;
+  reg [17:0] \$410 ;
+  reg [25:0] \$411 ;
   reg [7:0] \$412 ;
   reg [7:0] \$413 ;
   reg [7:0] \$414 ;
@@ -369,7 +369,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [7:0] \$425 ;
   reg [7:0] \$426 ;
   reg [7:0] \$427 ;
-  reg [15:0] \$428 ;
+  reg [7:0] \$428 ;
   reg [15:0] \$429 ;
   wire [8:0] \$43 ;
   reg [15:0] \$430 ;
@@ -378,27 +378,28 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [15:0] \$433 ;
   reg [15:0] \$434 ;
   reg [15:0] \$435 ;
-  reg [7:0] \$436 ;
-  reg \$437 ;
+  reg [15:0] \$436 ;
+  reg [7:0] \$437 ;
   reg \$438 ;
-  reg [6:0] \$439 ;
+  reg \$439 ;
   wire \$44 ;
   reg [6:0] \$440 ;
-  reg [1:0] \$441 ;
-  reg \$442 ;
+  reg [6:0] \$441 ;
+  reg [1:0] \$442 ;
   reg \$443 ;
-  reg [3:0] \$444 ;
-  reg [4:0] \$445 ;
-  reg [2:0] \$446 ;
-  reg \$447 ;
+  reg \$444 ;
+  reg [3:0] \$445 ;
+  reg [4:0] \$446 ;
+  reg [2:0] \$447 ;
   reg \$448 ;
-  reg [7:0] \$449 ;
+  reg \$449 ;
   wire [8:0] \$45 ;
   reg [7:0] \$450 ;
-  reg [10:0] \$451 ;
-  reg [12:0] \$452 ;
-  reg [1:0] \$453 ;
-  reg \$454 ;
+  reg [7:0] \$451 ;
+  reg [10:0] \$452 ;
+  reg [12:0] \$453 ;
+  reg [1:0] \$454 ;
+  reg \$455 ;
   wire \$46 ;
   wire [8:0] \$47 ;
   wire \$48 ;
@@ -465,120 +466,121 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg \$signal$109 ;
   reg \$signal$110  = 1'h0;
   reg \$signal$111  = 1'h0;
-  reg \$signal$217  = 1'h0;
-  reg \$signal$222  = 1'h0;
+  reg \$signal$112  = 1'h0;
+  reg \$signal$218  = 1'h0;
+  reg \$signal$223  = 1'h0;
   wire [10:0] \$signature__addr ;
-  wire [4:0] \$signature__addr$239 ;
-  wire [10:0] \$signature__addr$242 ;
-  wire [4:0] \$signature__addr$245 ;
-  wire [10:0] \$signature__addr$248 ;
-  wire [4:0] \$signature__addr$251 ;
-  wire [10:0] \$signature__addr$254 ;
-  wire [4:0] \$signature__addr$257 ;
-  wire [10:0] \$signature__addr$260 ;
-  wire [4:0] \$signature__addr$263 ;
-  wire [10:0] \$signature__addr$266 ;
-  wire [4:0] \$signature__addr$269 ;
-  wire [10:0] \$signature__addr$272 ;
-  wire [4:0] \$signature__addr$275 ;
-  wire [10:0] \$signature__addr$278 ;
-  wire [4:0] \$signature__addr$281 ;
-  wire [4:0] \$signature__addr$407 ;
-  wire [4:0] \$signature__addr$411 ;
-  wire [4:0] \$signature__addr$414 ;
-  wire [4:0] \$signature__addr$417 ;
-  wire [4:0] \$signature__addr$420 ;
-  wire [4:0] \$signature__addr$423 ;
-  wire [4:0] \$signature__addr$426 ;
-  wire [4:0] \$signature__addr$429 ;
+  wire [4:0] \$signature__addr$240 ;
+  wire [10:0] \$signature__addr$243 ;
+  wire [4:0] \$signature__addr$246 ;
+  wire [10:0] \$signature__addr$249 ;
+  wire [4:0] \$signature__addr$252 ;
+  wire [10:0] \$signature__addr$255 ;
+  wire [4:0] \$signature__addr$258 ;
+  wire [10:0] \$signature__addr$261 ;
+  wire [4:0] \$signature__addr$264 ;
+  wire [10:0] \$signature__addr$267 ;
+  wire [4:0] \$signature__addr$270 ;
+  wire [10:0] \$signature__addr$273 ;
+  wire [4:0] \$signature__addr$276 ;
+  wire [10:0] \$signature__addr$279 ;
+  wire [4:0] \$signature__addr$282 ;
+  wire [4:0] \$signature__addr$408 ;
+  wire [4:0] \$signature__addr$412 ;
+  wire [4:0] \$signature__addr$415 ;
+  wire [4:0] \$signature__addr$418 ;
+  wire [4:0] \$signature__addr$421 ;
+  wire [4:0] \$signature__addr$424 ;
+  wire [4:0] \$signature__addr$427 ;
+  wire [4:0] \$signature__addr$430 ;
   wire [7:0] \$signature__data ;
-  wire [40:0] \$signature__data$240 ;
-  wire [8:0] \$signature__data$240.alpha ;
-  wire [15:0] \$signature__data$240.bias ;
-  wire [15:0] \$signature__data$240.theta ;
-  wire [7:0] \$signature__data$243 ;
-  wire [40:0] \$signature__data$246 ;
-  wire [8:0] \$signature__data$246.alpha ;
-  wire [15:0] \$signature__data$246.bias ;
-  wire [15:0] \$signature__data$246.theta ;
-  wire [7:0] \$signature__data$249 ;
-  wire [40:0] \$signature__data$252 ;
-  wire [8:0] \$signature__data$252.alpha ;
-  wire [15:0] \$signature__data$252.bias ;
-  wire [15:0] \$signature__data$252.theta ;
-  wire [7:0] \$signature__data$255 ;
-  wire [40:0] \$signature__data$258 ;
-  wire [8:0] \$signature__data$258.alpha ;
-  wire [15:0] \$signature__data$258.bias ;
-  wire [15:0] \$signature__data$258.theta ;
-  wire [7:0] \$signature__data$261 ;
-  wire [40:0] \$signature__data$264 ;
-  wire [8:0] \$signature__data$264.alpha ;
-  wire [15:0] \$signature__data$264.bias ;
-  wire [15:0] \$signature__data$264.theta ;
-  wire [7:0] \$signature__data$267 ;
-  wire [40:0] \$signature__data$270 ;
-  wire [8:0] \$signature__data$270.alpha ;
-  wire [15:0] \$signature__data$270.bias ;
-  wire [15:0] \$signature__data$270.theta ;
-  wire [7:0] \$signature__data$273 ;
-  wire [40:0] \$signature__data$276 ;
-  wire [8:0] \$signature__data$276.alpha ;
-  wire [15:0] \$signature__data$276.bias ;
-  wire [15:0] \$signature__data$276.theta ;
-  wire [7:0] \$signature__data$279 ;
-  wire [40:0] \$signature__data$282 ;
-  wire [8:0] \$signature__data$282.alpha ;
-  wire [15:0] \$signature__data$282.bias ;
-  wire [15:0] \$signature__data$282.theta ;
-  wire [15:0] \$signature__data$408 ;
-  wire [15:0] \$signature__data$412 ;
-  wire [15:0] \$signature__data$415 ;
-  wire [15:0] \$signature__data$418 ;
-  wire [15:0] \$signature__data$421 ;
-  wire [15:0] \$signature__data$424 ;
-  wire [15:0] \$signature__data$427 ;
-  wire [15:0] \$signature__data$430 ;
+  wire [40:0] \$signature__data$241 ;
+  wire [8:0] \$signature__data$241.alpha ;
+  wire [15:0] \$signature__data$241.bias ;
+  wire [15:0] \$signature__data$241.theta ;
+  wire [7:0] \$signature__data$244 ;
+  wire [40:0] \$signature__data$247 ;
+  wire [8:0] \$signature__data$247.alpha ;
+  wire [15:0] \$signature__data$247.bias ;
+  wire [15:0] \$signature__data$247.theta ;
+  wire [7:0] \$signature__data$250 ;
+  wire [40:0] \$signature__data$253 ;
+  wire [8:0] \$signature__data$253.alpha ;
+  wire [15:0] \$signature__data$253.bias ;
+  wire [15:0] \$signature__data$253.theta ;
+  wire [7:0] \$signature__data$256 ;
+  wire [40:0] \$signature__data$259 ;
+  wire [8:0] \$signature__data$259.alpha ;
+  wire [15:0] \$signature__data$259.bias ;
+  wire [15:0] \$signature__data$259.theta ;
+  wire [7:0] \$signature__data$262 ;
+  wire [40:0] \$signature__data$265 ;
+  wire [8:0] \$signature__data$265.alpha ;
+  wire [15:0] \$signature__data$265.bias ;
+  wire [15:0] \$signature__data$265.theta ;
+  wire [7:0] \$signature__data$268 ;
+  wire [40:0] \$signature__data$271 ;
+  wire [8:0] \$signature__data$271.alpha ;
+  wire [15:0] \$signature__data$271.bias ;
+  wire [15:0] \$signature__data$271.theta ;
+  wire [7:0] \$signature__data$274 ;
+  wire [40:0] \$signature__data$277 ;
+  wire [8:0] \$signature__data$277.alpha ;
+  wire [15:0] \$signature__data$277.bias ;
+  wire [15:0] \$signature__data$277.theta ;
+  wire [7:0] \$signature__data$280 ;
+  wire [40:0] \$signature__data$283 ;
+  wire [8:0] \$signature__data$283.alpha ;
+  wire [15:0] \$signature__data$283.bias ;
+  wire [15:0] \$signature__data$283.theta ;
+  wire [15:0] \$signature__data$409 ;
+  wire [15:0] \$signature__data$413 ;
+  wire [15:0] \$signature__data$416 ;
+  wire [15:0] \$signature__data$419 ;
+  wire [15:0] \$signature__data$422 ;
+  wire [15:0] \$signature__data$425 ;
+  wire [15:0] \$signature__data$428 ;
+  wire [15:0] \$signature__data$431 ;
   wire \$signature__en ;
-  wire \$signature__en$241 ;
-  wire \$signature__en$244 ;
-  wire \$signature__en$247 ;
-  wire \$signature__en$250 ;
-  wire \$signature__en$253 ;
-  wire \$signature__en$256 ;
-  wire \$signature__en$259 ;
-  wire \$signature__en$262 ;
-  wire \$signature__en$265 ;
-  wire \$signature__en$268 ;
-  wire \$signature__en$271 ;
-  wire \$signature__en$274 ;
-  wire \$signature__en$277 ;
-  wire \$signature__en$280 ;
-  wire \$signature__en$283 ;
-  wire \$signature__en$409 ;
-  wire \$signature__en$413 ;
-  wire \$signature__en$416 ;
-  wire \$signature__en$419 ;
-  wire \$signature__en$422 ;
-  wire \$signature__en$425 ;
-  wire \$signature__en$428 ;
-  wire \$signature__en$431 ;
+  wire \$signature__en$242 ;
+  wire \$signature__en$245 ;
+  wire \$signature__en$248 ;
+  wire \$signature__en$251 ;
+  wire \$signature__en$254 ;
+  wire \$signature__en$257 ;
+  wire \$signature__en$260 ;
+  wire \$signature__en$263 ;
+  wire \$signature__en$266 ;
+  wire \$signature__en$269 ;
+  wire \$signature__en$272 ;
+  wire \$signature__en$275 ;
+  wire \$signature__en$278 ;
+  wire \$signature__en$281 ;
+  wire \$signature__en$284 ;
+  wire \$signature__en$410 ;
+  wire \$signature__en$414 ;
+  wire \$signature__en$417 ;
+  wire \$signature__en$420 ;
+  wire \$signature__en$423 ;
+  wire \$signature__en$426 ;
+  wire \$signature__en$429 ;
+  wire \$signature__en$432 ;
   (* init = 8'h00 *)
   wire [7:0] a;
   (* init = 8'h00 *)
-  wire [7:0] \a$316 ;
+  wire [7:0] \a$317 ;
   (* init = 8'h00 *)
-  wire [7:0] \a$318 ;
+  wire [7:0] \a$319 ;
   (* init = 8'h00 *)
-  wire [7:0] \a$320 ;
+  wire [7:0] \a$321 ;
   (* init = 8'h00 *)
-  wire [7:0] \a$322 ;
+  wire [7:0] \a$323 ;
   (* init = 8'h00 *)
-  wire [7:0] \a$324 ;
+  wire [7:0] \a$325 ;
   (* init = 8'h00 *)
-  wire [7:0] \a$326 ;
+  wire [7:0] \a$327 ;
   (* init = 8'h00 *)
-  wire [7:0] \a$328 ;
+  wire [7:0] \a$329 ;
   reg [25:0] acc0 = 26'h0000000;
   reg [25:0] acc1 = 26'h0000000;
   reg [25:0] acc2 = 26'h0000000;
@@ -590,19 +592,19 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   (* init = 9'h000 *)
   wire [8:0] alpha;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$334 ;
+  wire [8:0] \alpha$335 ;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$337 ;
+  wire [8:0] \alpha$338 ;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$340 ;
+  wire [8:0] \alpha$341 ;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$343 ;
+  wire [8:0] \alpha$344 ;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$346 ;
+  wire [8:0] \alpha$347 ;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$349 ;
+  wire [8:0] \alpha$350 ;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$352 ;
+  wire [8:0] \alpha$353 ;
   reg [8:0] alpha_q0 = 9'h000;
   reg [8:0] alpha_q1 = 9'h000;
   reg [8:0] alpha_q2 = 9'h000;
@@ -614,37 +616,37 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   (* init = 8'h00 *)
   wire [7:0] b;
   (* init = 8'h00 *)
-  wire [7:0] \b$317 ;
+  wire [7:0] \b$318 ;
   (* init = 8'h00 *)
-  wire [7:0] \b$319 ;
+  wire [7:0] \b$320 ;
   (* init = 8'h00 *)
-  wire [7:0] \b$321 ;
+  wire [7:0] \b$322 ;
   (* init = 8'h00 *)
-  wire [7:0] \b$323 ;
+  wire [7:0] \b$324 ;
   (* init = 8'h00 *)
-  wire [7:0] \b$325 ;
+  wire [7:0] \b$326 ;
   (* init = 8'h00 *)
-  wire [7:0] \b$327 ;
+  wire [7:0] \b$328 ;
   (* init = 8'h00 *)
-  wire [7:0] \b$329 ;
+  wire [7:0] \b$330 ;
   reg bank_sel = 1'h0;
   reg [7:0] base;
   (* init = 16'h0000 *)
   wire [15:0] bias;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$335 ;
+  wire [15:0] \bias$336 ;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$338 ;
+  wire [15:0] \bias$339 ;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$341 ;
+  wire [15:0] \bias$342 ;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$344 ;
+  wire [15:0] \bias$345 ;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$347 ;
+  wire [15:0] \bias$348 ;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$350 ;
+  wire [15:0] \bias$351 ;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$353 ;
+  wire [15:0] \bias$354 ;
   reg [15:0] bias_q0 = 16'h0000;
   reg [15:0] bias_q1 = 16'h0000;
   reg [15:0] bias_q2 = 16'h0000;
@@ -659,7 +661,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire can_load;
   input clear;
   wire clear;
-  reg \clear$442 ;
+  reg \clear$443 ;
   input clk;
   wire clk;
   reg [7:0] cnt = 8'h00;
@@ -788,7 +790,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [4:0] k = 5'h00;
   reg last_row = 1'h0;
   reg [44:0] layer = 45'h000000000000;
-  reg [1:0] \layer$439 ;
+  reg [1:0] \layer$440 ;
   wire [2:0] \layer.ebase ;
   wire [3:0] \layer.ecount ;
   wire \layer.emit_values ;
@@ -839,13 +841,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \layer3.spiking ;
   wire [15:0] \layer3.v_reset ;
   wire [17:0] leak;
-  wire [17:0] \leak$123 ;
-  wire [17:0] \leak$130 ;
-  wire [17:0] \leak$137 ;
-  wire [17:0] \leak$144 ;
-  wire [17:0] \leak$151 ;
-  wire [17:0] \leak$158 ;
-  wire [17:0] \leak$165 ;
+  wire [17:0] \leak$124 ;
+  wire [17:0] \leak$131 ;
+  wire [17:0] \leak$138 ;
+  wire [17:0] \leak$145 ;
+  wire [17:0] \leak$152 ;
+  wire [17:0] \leak$159 ;
+  wire [17:0] \leak$166 ;
   reg [17:0] leak_q0 = 18'h00000;
   reg [17:0] leak_q1 = 18'h00000;
   reg [17:0] leak_q2 = 18'h00000;
@@ -879,13 +881,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   output output__valid;
   wire output__valid;
   wire [15:0] p;
-  wire [15:0] \p$125 ;
-  wire [15:0] \p$132 ;
-  wire [15:0] \p$139 ;
-  wire [15:0] \p$146 ;
-  wire [15:0] \p$153 ;
-  wire [15:0] \p$160 ;
-  wire [15:0] \p$167 ;
+  wire [15:0] \p$126 ;
+  wire [15:0] \p$133 ;
+  wire [15:0] \p$140 ;
+  wire [15:0] \p$147 ;
+  wire [15:0] \p$154 ;
+  wire [15:0] \p$161 ;
+  wire [15:0] \p$168 ;
   reg [40:0] params0_nrw = 41'h00000000000;
   wire [8:0] \params0_nrw.alpha ;
   wire [15:0] \params0_nrw.bias ;
@@ -919,31 +921,31 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \params7_nrw.bias ;
   wire [15:0] \params7_nrw.theta ;
   wire [10:0] port__addr;
-  wire [4:0] \port__addr$289 ;
   wire [4:0] \port__addr$290 ;
-  wire [10:0] \port__addr$291 ;
-  wire [4:0] \port__addr$292 ;
+  wire [4:0] \port__addr$291 ;
+  wire [10:0] \port__addr$292 ;
   wire [4:0] \port__addr$293 ;
-  wire [10:0] \port__addr$294 ;
-  wire [4:0] \port__addr$295 ;
+  wire [4:0] \port__addr$294 ;
+  wire [10:0] \port__addr$295 ;
   wire [4:0] \port__addr$296 ;
-  wire [10:0] \port__addr$297 ;
-  wire [4:0] \port__addr$298 ;
+  wire [4:0] \port__addr$297 ;
+  wire [10:0] \port__addr$298 ;
   wire [4:0] \port__addr$299 ;
-  wire [10:0] \port__addr$300 ;
-  wire [4:0] \port__addr$301 ;
+  wire [4:0] \port__addr$300 ;
+  wire [10:0] \port__addr$301 ;
   wire [4:0] \port__addr$302 ;
-  wire [10:0] \port__addr$303 ;
-  wire [4:0] \port__addr$304 ;
+  wire [4:0] \port__addr$303 ;
+  wire [10:0] \port__addr$304 ;
   wire [4:0] \port__addr$305 ;
-  wire [10:0] \port__addr$306 ;
-  wire [4:0] \port__addr$307 ;
+  wire [4:0] \port__addr$306 ;
+  wire [10:0] \port__addr$307 ;
   wire [4:0] \port__addr$308 ;
-  wire [10:0] \port__addr$309 ;
-  wire [4:0] \port__addr$310 ;
+  wire [4:0] \port__addr$309 ;
+  wire [10:0] \port__addr$310 ;
   wire [4:0] \port__addr$311 ;
-  wire [10:0] \port__addr$312 ;
-  wire [7:0] \port__addr$313 ;
+  wire [4:0] \port__addr$312 ;
+  wire [10:0] \port__addr$313 ;
+  wire [7:0] \port__addr$314 ;
   wire [14:0] port__data;
   wire [14:0] \port__data$19 ;
   wire [6:0] \port__data$19.index ;
@@ -1016,13 +1018,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire records__ready;
   wire records__valid;
   wire [1:0] reset;
-  wire [1:0] \reset$375 ;
-  wire [1:0] \reset$380 ;
-  wire [1:0] \reset$385 ;
-  wire [1:0] \reset$390 ;
-  wire [1:0] \reset$395 ;
-  wire [1:0] \reset$400 ;
-  wire [1:0] \reset$405 ;
+  wire [1:0] \reset$376 ;
+  wire [1:0] \reset$381 ;
+  wire [1:0] \reset$386 ;
+  wire [1:0] \reset$391 ;
+  wire [1:0] \reset$396 ;
+  wire [1:0] \reset$401 ;
+  wire [1:0] \reset$406 ;
   wire [5:0] row_addr;
   reg [12:0] row_offset = 13'h0000;
   reg [10:0] row_wbase = 11'h000;
@@ -1040,73 +1042,73 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg s4_valid = 1'h0;
   reg [7:0] send;
   wire spike;
-  wire \spike$191 ;
-  wire \spike$194 ;
-  wire \spike$197 ;
-  wire \spike$200 ;
-  wire \spike$203 ;
-  wire \spike$206 ;
-  wire \spike$209 ;
+  wire \spike$192 ;
+  wire \spike$195 ;
+  wire \spike$198 ;
+  wire \spike$201 ;
+  wire \spike$204 ;
+  wire \spike$207 ;
+  wire \spike$210 ;
   wire [2:0] spike_src;
   reg [7:0] spikes = 8'h00;
-  reg [7:0] \spikes$437 ;
+  reg [7:0] \spikes$438 ;
   wire spiking;
-  wire \spiking$376 ;
-  wire \spiking$381 ;
-  wire \spiking$386 ;
-  wire \spiking$391 ;
-  wire \spiking$396 ;
-  wire \spiking$401 ;
-  wire \spiking$406 ;
+  wire \spiking$377 ;
+  wire \spiking$382 ;
+  wire \spiking$387 ;
+  wire \spiking$392 ;
+  wire \spiking$397 ;
+  wire \spiking$402 ;
+  wire \spiking$407 ;
   reg [2:0] src_sel = 3'h0;
   wire [15:0] theta;
-  wire [15:0] \theta$373 ;
-  wire [15:0] \theta$378 ;
-  wire [15:0] \theta$383 ;
-  wire [15:0] \theta$388 ;
-  wire [15:0] \theta$393 ;
-  wire [15:0] \theta$398 ;
-  wire [15:0] \theta$403 ;
+  wire [15:0] \theta$374 ;
+  wire [15:0] \theta$379 ;
+  wire [15:0] \theta$384 ;
+  wire [15:0] \theta$389 ;
+  wire [15:0] \theta$394 ;
+  wire [15:0] \theta$399 ;
+  wire [15:0] \theta$404 ;
   (* init = 26'h0000000 *)
   wire [25:0] total;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$372 ;
+  wire [25:0] \total$373 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$377 ;
+  wire [25:0] \total$378 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$382 ;
+  wire [25:0] \total$383 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$387 ;
+  wire [25:0] \total$388 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$392 ;
+  wire [25:0] \total$393 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$397 ;
+  wire [25:0] \total$398 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$402 ;
+  wire [25:0] \total$403 ;
   (* init = 16'h0000 *)
   wire [15:0] u;
   (* init = 16'h0000 *)
-  wire [15:0] \u$333 ;
+  wire [15:0] \u$334 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$336 ;
+  wire [15:0] \u$337 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$339 ;
+  wire [15:0] \u$340 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$342 ;
+  wire [15:0] \u$343 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$345 ;
+  wire [15:0] \u$346 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$348 ;
+  wire [15:0] \u$349 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$351 ;
+  wire [15:0] \u$352 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$193 ;
-  wire [15:0] \u_new$196 ;
-  wire [15:0] \u_new$199 ;
-  wire [15:0] \u_new$202 ;
-  wire [15:0] \u_new$205 ;
-  wire [15:0] \u_new$208 ;
-  wire [15:0] \u_new$211 ;
+  wire [15:0] \u_new$194 ;
+  wire [15:0] \u_new$197 ;
+  wire [15:0] \u_new$200 ;
+  wire [15:0] \u_new$203 ;
+  wire [15:0] \u_new$206 ;
+  wire [15:0] \u_new$209 ;
+  wire [15:0] \u_new$212 ;
   reg [15:0] u_new0 = 16'h0000;
   reg [15:0] u_new1 = 16'h0000;
   reg [15:0] u_new2 = 16'h0000;
@@ -1124,13 +1126,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [15:0] u_q6 = 16'h0000;
   reg [15:0] u_q7 = 16'h0000;
   wire [15:0] v_reset;
-  wire [15:0] \v_reset$374 ;
-  wire [15:0] \v_reset$379 ;
-  wire [15:0] \v_reset$384 ;
-  wire [15:0] \v_reset$389 ;
-  wire [15:0] \v_reset$394 ;
-  wire [15:0] \v_reset$399 ;
-  wire [15:0] \v_reset$404 ;
+  wire [15:0] \v_reset$375 ;
+  wire [15:0] \v_reset$380 ;
+  wire [15:0] \v_reset$385 ;
+  wire [15:0] \v_reset$390 ;
+  wire [15:0] \v_reset$395 ;
+  wire [15:0] \v_reset$400 ;
+  wire [15:0] \v_reset$405 ;
   wire [7:0] valid_lanes;
   reg [7:0] valid_q = 8'h00;
   reg [127:0] values;
@@ -3515,7 +3517,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes0[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$409 )
+    if (\$signature__en$410 )
       membranes0[\$241 [4:0]] <= \$242 [15:0];
   end
   assign \port__data$25  = membranes0[\$213 [4:0]];
@@ -3556,7 +3558,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes1[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$413 )
+    if (\$signature__en$414 )
       membranes1[\$247 [4:0]] <= \$248 [15:0];
   end
   assign \port__data$31  = membranes1[\$216 [4:0]];
@@ -3597,7 +3599,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes2[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$416 )
+    if (\$signature__en$417 )
       membranes2[\$253 [4:0]] <= \$254 [15:0];
   end
   assign \port__data$37  = membranes2[\$219 [4:0]];
@@ -3638,7 +3640,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes3[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$419 )
+    if (\$signature__en$420 )
       membranes3[\$259 [4:0]] <= \$260 [15:0];
   end
   assign \port__data$43  = membranes3[\$222 [4:0]];
@@ -3679,7 +3681,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes4[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$422 )
+    if (\$signature__en$423 )
       membranes4[\$265 [4:0]] <= \$266 [15:0];
   end
   assign \port__data$49  = membranes4[\$225 [4:0]];
@@ -3720,7 +3722,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes5[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$425 )
+    if (\$signature__en$426 )
       membranes5[\$271 [4:0]] <= \$272 [15:0];
   end
   assign \port__data$55  = membranes5[\$228 [4:0]];
@@ -3761,7 +3763,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes6[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$428 )
+    if (\$signature__en$429 )
       membranes6[\$277 [4:0]] <= \$278 [15:0];
   end
   assign \port__data$61  = membranes6[\$231 [4:0]];
@@ -3802,7 +3804,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes7[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$431 )
+    if (\$signature__en$432 )
       membranes7[\$283 [4:0]] <= \$284 [15:0];
   end
   assign \port__data$67  = membranes7[\$234 [4:0]];
@@ -3843,7 +3845,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params0[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$241 )
+    if (\$signature__en$242 )
       params0[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$23  = params0[\$212 [4:0]];
@@ -3884,7 +3886,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params1[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$247 )
+    if (\$signature__en$248 )
       params1[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$29  = params1[\$215 [4:0]];
@@ -3925,7 +3927,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params2[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$253 )
+    if (\$signature__en$254 )
       params2[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$35  = params2[\$218 [4:0]];
@@ -3966,7 +3968,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params3[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$259 )
+    if (\$signature__en$260 )
       params3[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$41  = params3[\$221 [4:0]];
@@ -4007,7 +4009,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params4[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$265 )
+    if (\$signature__en$266 )
       params4[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$47  = params4[\$224 [4:0]];
@@ -4048,7 +4050,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params5[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$271 )
+    if (\$signature__en$272 )
       params5[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$53  = params5[\$227 [4:0]];
@@ -4089,7 +4091,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params6[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$277 )
+    if (\$signature__en$278 )
       params6[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$59  = params6[\$230 [4:0]];
@@ -4130,7 +4132,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params7[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$283 )
+    if (\$signature__en$284 )
       params7[host_addr[4:0]] <= host_wdata[40:0];
   end
   assign \port__data$65  = params7[\$233 [4:0]];
@@ -8244,7 +8246,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights1[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$244 )
+    if (\$signature__en$245 )
       weights1[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$27  = weights1[\$214 [10:0]];
@@ -10301,7 +10303,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights2[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$250 )
+    if (\$signature__en$251 )
       weights2[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$33  = weights2[\$217 [10:0]];
@@ -12358,7 +12360,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights3[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$256 )
+    if (\$signature__en$257 )
       weights3[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$39  = weights3[\$220 [10:0]];
@@ -14415,7 +14417,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights4[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$262 )
+    if (\$signature__en$263 )
       weights4[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$45  = weights4[\$223 [10:0]];
@@ -16472,7 +16474,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights5[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$268 )
+    if (\$signature__en$269 )
       weights5[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$51  = weights5[\$226 [10:0]];
@@ -18529,7 +18531,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights6[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$274 )
+    if (\$signature__en$275 )
       weights6[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$57  = weights6[\$229 [10:0]];
@@ -20586,10 +20588,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights7[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$280 )
+    if (\$signature__en$281 )
       weights7[host_addr[10:0]] <= host_wdata[7:0];
   end
   assign \port__data$63  = weights7[\$232 [10:0]];
+  always @(posedge clk)
+    s1b_valid <= \$385 ;
   always @(posedge clk)
     s1b_x <= s1_value;
   always @(posedge clk)
@@ -20611,15 +20615,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     \$signal$111  <= \$394 ;
   always @(posedge clk)
+    \$signal$112  <= \$395 ;
+  always @(posedge clk)
     bias_q0 <= params0_nrw[40:25];
   always @(posedge clk)
     u_q0 <= membranes0_nrw;
   always @(posedge clk)
     alpha_q0 <= params0_nrw[8:0];
   always @(posedge clk)
-    leak_q0 <= \$395 ;
+    leak_q0 <= \$396 ;
   always @(posedge clk)
-    acc0 <= \$396 ;
+    acc0 <= \$397 ;
   always @(posedge clk)
     bias_q1 <= params1_nrw[40:25];
   always @(posedge clk)
@@ -20627,9 +20633,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     alpha_q1 <= params1_nrw[8:0];
   always @(posedge clk)
-    leak_q1 <= \$397 ;
+    leak_q1 <= \$398 ;
   always @(posedge clk)
-    acc1 <= \$398 ;
+    acc1 <= \$399 ;
   always @(posedge clk)
     bias_q2 <= params2_nrw[40:25];
   always @(posedge clk)
@@ -20637,9 +20643,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     alpha_q2 <= params2_nrw[8:0];
   always @(posedge clk)
-    leak_q2 <= \$399 ;
+    leak_q2 <= \$400 ;
   always @(posedge clk)
-    acc2 <= \$400 ;
+    acc2 <= \$401 ;
   always @(posedge clk)
     bias_q3 <= params3_nrw[40:25];
   always @(posedge clk)
@@ -20647,9 +20653,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     alpha_q3 <= params3_nrw[8:0];
   always @(posedge clk)
-    leak_q3 <= \$401 ;
+    leak_q3 <= \$402 ;
   always @(posedge clk)
-    acc3 <= \$402 ;
+    acc3 <= \$403 ;
   always @(posedge clk)
     bias_q4 <= params4_nrw[40:25];
   always @(posedge clk)
@@ -20657,9 +20663,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     alpha_q4 <= params4_nrw[8:0];
   always @(posedge clk)
-    leak_q4 <= \$403 ;
+    leak_q4 <= \$404 ;
   always @(posedge clk)
-    acc4 <= \$404 ;
+    acc4 <= \$405 ;
   always @(posedge clk)
     bias_q5 <= params5_nrw[40:25];
   always @(posedge clk)
@@ -20667,9 +20673,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     alpha_q5 <= params5_nrw[8:0];
   always @(posedge clk)
-    leak_q5 <= \$405 ;
+    leak_q5 <= \$406 ;
   always @(posedge clk)
-    acc5 <= \$406 ;
+    acc5 <= \$407 ;
   always @(posedge clk)
     bias_q6 <= params6_nrw[40:25];
   always @(posedge clk)
@@ -20677,9 +20683,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     alpha_q6 <= params6_nrw[8:0];
   always @(posedge clk)
-    leak_q6 <= \$407 ;
+    leak_q6 <= \$408 ;
   always @(posedge clk)
-    acc6 <= \$408 ;
+    acc6 <= \$409 ;
   always @(posedge clk)
     bias_q7 <= params7_nrw[40:25];
   always @(posedge clk)
@@ -20687,97 +20693,97 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @(posedge clk)
     alpha_q7 <= params7_nrw[8:0];
   always @(posedge clk)
-    leak_q7 <= \$409 ;
+    leak_q7 <= \$410 ;
   always @(posedge clk)
-    acc7 <= \$410 ;
+    acc7 <= \$411 ;
   always @(posedge clk)
-    count0 <= \$411 ;
+    count0 <= \$412 ;
   always @(posedge clk)
-    count1 <= \$412 ;
+    count1 <= \$413 ;
   always @(posedge clk)
-    count2 <= \$413 ;
+    count2 <= \$414 ;
   always @(posedge clk)
-    count3 <= \$414 ;
+    count3 <= \$415 ;
   always @(posedge clk)
-    count4 <= \$415 ;
+    count4 <= \$416 ;
   always @(posedge clk)
-    count5 <= \$416 ;
+    count5 <= \$417 ;
   always @(posedge clk)
-    count6 <= \$417 ;
+    count6 <= \$418 ;
   always @(posedge clk)
-    count7 <= \$418 ;
+    count7 <= \$419 ;
   always @(posedge clk)
-    count8 <= \$419 ;
+    count8 <= \$420 ;
   always @(posedge clk)
-    count9 <= \$420 ;
+    count9 <= \$421 ;
   always @(posedge clk)
-    count10 <= \$421 ;
+    count10 <= \$422 ;
   always @(posedge clk)
-    count11 <= \$422 ;
+    count11 <= \$423 ;
   always @(posedge clk)
-    count12 <= \$423 ;
+    count12 <= \$424 ;
   always @(posedge clk)
-    count13 <= \$424 ;
+    count13 <= \$425 ;
   always @(posedge clk)
-    count14 <= \$425 ;
+    count14 <= \$426 ;
   always @(posedge clk)
-    count15 <= \$426 ;
+    count15 <= \$427 ;
   always @(posedge clk)
-    spikes <= \$427 ;
+    spikes <= \$428 ;
   always @(posedge clk)
-    u_new0 <= \$428 ;
+    u_new0 <= \$429 ;
   always @(posedge clk)
-    u_new1 <= \$429 ;
+    u_new1 <= \$430 ;
   always @(posedge clk)
-    u_new2 <= \$430 ;
+    u_new2 <= \$431 ;
   always @(posedge clk)
-    u_new3 <= \$431 ;
+    u_new3 <= \$432 ;
   always @(posedge clk)
-    u_new4 <= \$432 ;
+    u_new4 <= \$433 ;
   always @(posedge clk)
-    u_new5 <= \$433 ;
+    u_new5 <= \$434 ;
   always @(posedge clk)
-    u_new6 <= \$434 ;
+    u_new6 <= \$435 ;
   always @(posedge clk)
-    u_new7 <= \$435 ;
+    u_new7 <= \$436 ;
   always @(posedge clk)
-    valid_q <= \$436 ;
+    valid_q <= \$437 ;
   always @(posedge clk)
-    last_row <= \$437 ;
+    last_row <= \$438 ;
   always @(posedge clk)
-    in_full <= \$438 ;
+    in_full <= \$439 ;
   always @(posedge clk)
-    in_count0 <= \$439 ;
+    in_count0 <= \$440 ;
   always @(posedge clk)
-    in_count1 <= \$440 ;
+    in_count1 <= \$441 ;
   always @(posedge clk)
-    li <= \$441 ;
+    li <= \$442 ;
   always @(posedge clk)
-    \$signal$222  <= \$442 ;
+    \$signal$223  <= \$443 ;
   always @(posedge clk)
-    \$signal$217  <= \$443 ;
+    \$signal$218  <= \$444 ;
   always @(posedge clk)
-    fsm_state <= \$444 ;
+    fsm_state <= \$445 ;
   always @(posedge clk)
-    k <= \$445 ;
+    k <= \$446 ;
   always @(posedge clk)
-    src_sel <= \$446 ;
+    src_sel <= \$447 ;
   always @(posedge clk)
-    \$signal$105  <= \$447 ;
+    \$signal$105  <= \$448 ;
   always @(posedge clk)
-    bank_sel <= \$448 ;
+    bank_sel <= \$449 ;
   always @(posedge clk)
-    n <= \$449 ;
+    n <= \$450 ;
   always @(posedge clk)
-    cnt <= \$450 ;
+    cnt <= \$451 ;
   always @(posedge clk)
-    row_wbase <= \$451 ;
+    row_wbase <= \$452 ;
   always @(posedge clk)
-    row_offset <= \$452 ;
+    row_offset <= \$453 ;
   always @(posedge clk)
-    drain_n <= \$453 ;
+    drain_n <= \$454 ;
   always @(posedge clk)
-    cur <= \$454 ;
+    cur <= \$455 ;
   assign \$1  = ~ busy;
   assign \$2  = \$1  & host_we;
   assign \$3  = ~ busy;
@@ -20789,25 +20795,25 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$13  = s4_valid ? { p[15], p[15], p } : leak_q0;
   assign \$14  = $signed(acc0) + $signed(\$13 );
   assign \$15  = s4_valid | \$signal$111 ;
-  assign \$16  = s4_valid ? { \p$125 [15], \p$125 [15], \p$125  } : leak_q1;
+  assign \$16  = s4_valid ? { \p$126 [15], \p$126 [15], \p$126  } : leak_q1;
   assign \$17  = $signed(acc1) + $signed(\$16 );
   assign \$18  = s4_valid | \$signal$111 ;
-  assign \$19  = s4_valid ? { \p$132 [15], \p$132 [15], \p$132  } : leak_q2;
+  assign \$19  = s4_valid ? { \p$133 [15], \p$133 [15], \p$133  } : leak_q2;
   assign \$20  = $signed(acc2) + $signed(\$19 );
   assign \$21  = s4_valid | \$signal$111 ;
-  assign \$22  = s4_valid ? { \p$139 [15], \p$139 [15], \p$139  } : leak_q3;
+  assign \$22  = s4_valid ? { \p$140 [15], \p$140 [15], \p$140  } : leak_q3;
   assign \$23  = $signed(acc3) + $signed(\$22 );
   assign \$24  = s4_valid | \$signal$111 ;
-  assign \$25  = s4_valid ? { \p$146 [15], \p$146 [15], \p$146  } : leak_q4;
+  assign \$25  = s4_valid ? { \p$147 [15], \p$147 [15], \p$147  } : leak_q4;
   assign \$26  = $signed(acc4) + $signed(\$25 );
   assign \$27  = s4_valid | \$signal$111 ;
-  assign \$28  = s4_valid ? { \p$153 [15], \p$153 [15], \p$153  } : leak_q5;
+  assign \$28  = s4_valid ? { \p$154 [15], \p$154 [15], \p$154  } : leak_q5;
   assign \$29  = $signed(acc5) + $signed(\$28 );
   assign \$30  = s4_valid | \$signal$111 ;
-  assign \$31  = s4_valid ? { \p$160 [15], \p$160 [15], \p$160  } : leak_q6;
+  assign \$31  = s4_valid ? { \p$161 [15], \p$161 [15], \p$161  } : leak_q6;
   assign \$32  = $signed(acc6) + $signed(\$31 );
   assign \$33  = s4_valid | \$signal$111 ;
-  assign \$34  = s4_valid ? { \p$167 [15], \p$167 [15], \p$167  } : leak_q7;
+  assign \$34  = s4_valid ? { \p$168 [15], \p$168 [15], \p$168  } : leak_q7;
   assign \$35  = $signed(acc7) + $signed(\$34 );
   assign \$36  = ! { cur, spike_src };
   assign \$37  = count0 + 1'h1;
@@ -20847,14 +20853,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$72  = \$71  + 1'h1;
   assign \$73  = ~ clear;
   assign \$74  = in_full & \$73 ;
-  assign \$77  = ~ \$signal$217 ;
-  assign \$78  = ~ \$signal$217 ;
+  assign \$77  = ~ \$signal$218 ;
+  assign \$78  = ~ \$signal$218 ;
   assign \$79  = ! num_layers;
   assign \$80  = e == e_end;
   assign \$81  = ! \edge [2:0];
   assign \$82  = ! \edge [2:0];
   assign \$83  = cur ^ \edge [3];
-  assign \$84  = \$82  ? \$signal$222  : \$83 ;
+  assign \$84  = \$82  ? \$signal$223  : \$83 ;
   assign \$85  = ! \edge [2:0];
   assign \$87  = cur ^ \edge [3];
   assign \$89  = \$85  ? { 1'h0, \$86  } : \$88 ;
@@ -20901,91 +20907,91 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$134  = host_addr[16:14] == 2'h2;
   assign \$135  = \$133  & \$134 ;
   assign \$136  = ! host_addr[13:11];
-  assign \$signature__en$241  = \$135  & \$136 ;
+  assign \$signature__en$242  = \$135  & \$136 ;
   assign \$137  = ~ busy;
   assign \$138  = \$137  & host_we;
   assign \$139  = host_addr[16:14] == 3'h4;
   assign \$140  = \$138  & \$139 ;
   assign \$141  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$244  = \$140  & \$141 ;
+  assign \$signature__en$245  = \$140  & \$141 ;
   assign \$142  = ~ busy;
   assign \$143  = \$142  & host_we;
   assign \$144  = host_addr[16:14] == 2'h2;
   assign \$145  = \$143  & \$144 ;
   assign \$146  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$247  = \$145  & \$146 ;
+  assign \$signature__en$248  = \$145  & \$146 ;
   assign \$147  = ~ busy;
   assign \$148  = \$147  & host_we;
   assign \$149  = host_addr[16:14] == 3'h4;
   assign \$150  = \$148  & \$149 ;
   assign \$151  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$250  = \$150  & \$151 ;
+  assign \$signature__en$251  = \$150  & \$151 ;
   assign \$152  = ~ busy;
   assign \$153  = \$152  & host_we;
   assign \$154  = host_addr[16:14] == 2'h2;
   assign \$155  = \$153  & \$154 ;
   assign \$156  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$253  = \$155  & \$156 ;
+  assign \$signature__en$254  = \$155  & \$156 ;
   assign \$157  = ~ busy;
   assign \$158  = \$157  & host_we;
   assign \$159  = host_addr[16:14] == 3'h4;
   assign \$160  = \$158  & \$159 ;
   assign \$161  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$256  = \$160  & \$161 ;
+  assign \$signature__en$257  = \$160  & \$161 ;
   assign \$162  = ~ busy;
   assign \$163  = \$162  & host_we;
   assign \$164  = host_addr[16:14] == 2'h2;
   assign \$165  = \$163  & \$164 ;
   assign \$166  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$259  = \$165  & \$166 ;
+  assign \$signature__en$260  = \$165  & \$166 ;
   assign \$167  = ~ busy;
   assign \$168  = \$167  & host_we;
   assign \$169  = host_addr[16:14] == 3'h4;
   assign \$170  = \$168  & \$169 ;
   assign \$171  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$262  = \$170  & \$171 ;
+  assign \$signature__en$263  = \$170  & \$171 ;
   assign \$172  = ~ busy;
   assign \$173  = \$172  & host_we;
   assign \$174  = host_addr[16:14] == 2'h2;
   assign \$175  = \$173  & \$174 ;
   assign \$176  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$265  = \$175  & \$176 ;
+  assign \$signature__en$266  = \$175  & \$176 ;
   assign \$177  = ~ busy;
   assign \$178  = \$177  & host_we;
   assign \$179  = host_addr[16:14] == 3'h4;
   assign \$180  = \$178  & \$179 ;
   assign \$181  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$268  = \$180  & \$181 ;
+  assign \$signature__en$269  = \$180  & \$181 ;
   assign \$182  = ~ busy;
   assign \$183  = \$182  & host_we;
   assign \$184  = host_addr[16:14] == 2'h2;
   assign \$185  = \$183  & \$184 ;
   assign \$186  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$271  = \$185  & \$186 ;
+  assign \$signature__en$272  = \$185  & \$186 ;
   assign \$187  = ~ busy;
   assign \$188  = \$187  & host_we;
   assign \$189  = host_addr[16:14] == 3'h4;
   assign \$190  = \$188  & \$189 ;
   assign \$191  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$274  = \$190  & \$191 ;
+  assign \$signature__en$275  = \$190  & \$191 ;
   assign \$192  = ~ busy;
   assign \$193  = \$192  & host_we;
   assign \$194  = host_addr[16:14] == 2'h2;
   assign \$195  = \$193  & \$194 ;
   assign \$196  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$277  = \$195  & \$196 ;
+  assign \$signature__en$278  = \$195  & \$196 ;
   assign \$197  = ~ busy;
   assign \$198  = \$197  & host_we;
   assign \$199  = host_addr[16:14] == 3'h4;
   assign \$200  = \$198  & \$199 ;
   assign \$201  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$280  = \$200  & \$201 ;
+  assign \$signature__en$281  = \$200  & \$201 ;
   assign \$202  = ~ busy;
   assign \$203  = \$202  & host_we;
   assign \$204  = host_addr[16:14] == 2'h2;
   assign \$205  = \$203  & \$204 ;
   assign \$206  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$283  = \$205  & \$206 ;
+  assign \$signature__en$284  = \$205  & \$206 ;
   assign \$210  = row_wbase + row_offset;
   assign s1_index = s1_from_input ? input_events_nrw[6:0] : events_nrw[6:0];
   assign s1_value = s1_from_input ? input_events_nrw[14:7] : events_nrw[14:7];
@@ -21028,56 +21034,56 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \$244  = host_we & \$243 ;
   assign \$245  = ! host_addr[13:11];
   assign \$246  = \$244  & \$245 ;
-  assign \$signature__en$409  = busy ? neuron_write : \$246 ;
+  assign \$signature__en$410  = busy ? neuron_write : \$246 ;
   assign \$247  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$248  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
   assign \$249  = host_addr[16:14] == 2'h3;
   assign \$250  = host_we & \$249 ;
   assign \$251  = host_addr[13:11] == 1'h1;
   assign \$252  = \$250  & \$251 ;
-  assign \$signature__en$413  = busy ? neuron_write : \$252 ;
+  assign \$signature__en$414  = busy ? neuron_write : \$252 ;
   assign \$253  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$254  = busy ? { u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2 } : { 1'h0, host_wdata };
   assign \$255  = host_addr[16:14] == 2'h3;
   assign \$256  = host_we & \$255 ;
   assign \$257  = host_addr[13:11] == 2'h2;
   assign \$258  = \$256  & \$257 ;
-  assign \$signature__en$416  = busy ? neuron_write : \$258 ;
+  assign \$signature__en$417  = busy ? neuron_write : \$258 ;
   assign \$259  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$260  = busy ? { u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3 } : { 1'h0, host_wdata };
   assign \$261  = host_addr[16:14] == 2'h3;
   assign \$262  = host_we & \$261 ;
   assign \$263  = host_addr[13:11] == 2'h3;
   assign \$264  = \$262  & \$263 ;
-  assign \$signature__en$419  = busy ? neuron_write : \$264 ;
+  assign \$signature__en$420  = busy ? neuron_write : \$264 ;
   assign \$265  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$266  = busy ? { u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4 } : { 1'h0, host_wdata };
   assign \$267  = host_addr[16:14] == 2'h3;
   assign \$268  = host_we & \$267 ;
   assign \$269  = host_addr[13:11] == 3'h4;
   assign \$270  = \$268  & \$269 ;
-  assign \$signature__en$422  = busy ? neuron_write : \$270 ;
+  assign \$signature__en$423  = busy ? neuron_write : \$270 ;
   assign \$271  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$272  = busy ? { u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5 } : { 1'h0, host_wdata };
   assign \$273  = host_addr[16:14] == 2'h3;
   assign \$274  = host_we & \$273 ;
   assign \$275  = host_addr[13:11] == 3'h5;
   assign \$276  = \$274  & \$275 ;
-  assign \$signature__en$425  = busy ? neuron_write : \$276 ;
+  assign \$signature__en$426  = busy ? neuron_write : \$276 ;
   assign \$277  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$278  = busy ? { u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6 } : { 1'h0, host_wdata };
   assign \$279  = host_addr[16:14] == 2'h3;
   assign \$280  = host_we & \$279 ;
   assign \$281  = host_addr[13:11] == 3'h6;
   assign \$282  = \$280  & \$281 ;
-  assign \$signature__en$428  = busy ? neuron_write : \$282 ;
+  assign \$signature__en$429  = busy ? neuron_write : \$282 ;
   assign \$283  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign \$284  = busy ? { u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7 } : { 1'h0, host_wdata };
   assign \$285  = host_addr[16:14] == 2'h3;
   assign \$286  = host_we & \$285 ;
   assign \$287  = host_addr[13:11] == 3'h7;
   assign \$288  = \$286  & \$287 ;
-  assign \$signature__en$431  = busy ? neuron_write : \$288 ;
+  assign \$signature__en$432  = busy ? neuron_write : \$288 ;
   assign \$289  = k * 4'h8;
   assign \$290  = \$289  + 1'h0;
   assign \$291  = \$290  < layer[7:0];
@@ -21252,10 +21258,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     w_addr_q1 <= \$11 [11:0];
   always @(posedge clk)
     \$signal  <= \$384 ;
-  always @(posedge clk)
-    s1b_valid <= \$385 ;
   \npu_core_digits.counters  counters (
-    .clear(\clear$442 ),
+    .clear(\clear$443 ),
     .clk(clk),
     .inc(inc),
     .raddr(host_addr[4:0]),
@@ -21272,43 +21276,43 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   \npu_core_digits.leak1  leak1 (
     .alpha(alpha_q1),
     .bias(bias_q1),
-    .leak(\leak$123 ),
+    .leak(\leak$124 ),
     .u(u_q1)
   );
   \npu_core_digits.leak2  leak2 (
     .alpha(alpha_q2),
     .bias(bias_q2),
-    .leak(\leak$130 ),
+    .leak(\leak$131 ),
     .u(u_q2)
   );
   \npu_core_digits.leak3  leak3 (
     .alpha(alpha_q3),
     .bias(bias_q3),
-    .leak(\leak$137 ),
+    .leak(\leak$138 ),
     .u(u_q3)
   );
   \npu_core_digits.leak4  leak4 (
     .alpha(alpha_q4),
     .bias(bias_q4),
-    .leak(\leak$144 ),
+    .leak(\leak$145 ),
     .u(u_q4)
   );
   \npu_core_digits.leak5  leak5 (
     .alpha(alpha_q5),
     .bias(bias_q5),
-    .leak(\leak$151 ),
+    .leak(\leak$152 ),
     .u(u_q5)
   );
   \npu_core_digits.leak6  leak6 (
     .alpha(alpha_q6),
     .bias(bias_q6),
-    .leak(\leak$158 ),
+    .leak(\leak$159 ),
     .u(u_q6)
   );
   \npu_core_digits.leak7  leak7 (
     .alpha(alpha_q7),
     .bias(bias_q7),
-    .leak(\leak$165 ),
+    .leak(\leak$166 ),
     .u(u_q7)
   );
   \npu_core_digits.neuron0  neuron0 (
@@ -21320,52 +21324,52 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   );
   \npu_core_digits.neuron1  neuron1 (
     .\port$1546$25 (layer[43:25]),
-    .spike(\spike$191 ),
+    .spike(\spike$192 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
-    .u_new(\u_new$193 )
+    .u_new(\u_new$194 )
   );
   \npu_core_digits.neuron2  neuron2 (
     .\port$1546$25 (layer[43:25]),
-    .spike(\spike$194 ),
+    .spike(\spike$195 ),
     .theta(params2_nrw[24:9]),
     .total(acc2),
-    .u_new(\u_new$196 )
+    .u_new(\u_new$197 )
   );
   \npu_core_digits.neuron3  neuron3 (
     .\port$1546$25 (layer[43:25]),
-    .spike(\spike$197 ),
+    .spike(\spike$198 ),
     .theta(params3_nrw[24:9]),
     .total(acc3),
-    .u_new(\u_new$199 )
+    .u_new(\u_new$200 )
   );
   \npu_core_digits.neuron4  neuron4 (
     .\port$1546$25 (layer[43:25]),
-    .spike(\spike$200 ),
+    .spike(\spike$201 ),
     .theta(params4_nrw[24:9]),
     .total(acc4),
-    .u_new(\u_new$202 )
+    .u_new(\u_new$203 )
   );
   \npu_core_digits.neuron5  neuron5 (
     .\port$1546$25 (layer[43:25]),
-    .spike(\spike$203 ),
+    .spike(\spike$204 ),
     .theta(params5_nrw[24:9]),
     .total(acc5),
-    .u_new(\u_new$205 )
+    .u_new(\u_new$206 )
   );
   \npu_core_digits.neuron6  neuron6 (
     .\port$1546$25 (layer[43:25]),
-    .spike(\spike$206 ),
+    .spike(\spike$207 ),
     .theta(params6_nrw[24:9]),
     .total(acc6),
-    .u_new(\u_new$208 )
+    .u_new(\u_new$209 )
   );
   \npu_core_digits.neuron7  neuron7 (
     .\port$1546$25 (layer[43:25]),
-    .spike(\spike$209 ),
+    .spike(\spike$210 ),
     .theta(params7_nrw[24:9]),
     .total(acc7),
-    .u_new(\u_new$211 )
+    .u_new(\u_new$212 )
   );
   \npu_core_digits.out_fifo  out_fifo (
     .clk(clk),
@@ -21388,49 +21392,49 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .a(weights1_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$125 ),
+    .p_q(\p$126 ),
     .rst(rst)
   );
   \npu_core_digits.product2  product2 (
     .a(weights2_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$132 ),
+    .p_q(\p$133 ),
     .rst(rst)
   );
   \npu_core_digits.product3  product3 (
     .a(weights3_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$139 ),
+    .p_q(\p$140 ),
     .rst(rst)
   );
   \npu_core_digits.product4  product4 (
     .a(weights4_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$146 ),
+    .p_q(\p$147 ),
     .rst(rst)
   );
   \npu_core_digits.product5  product5 (
     .a(weights5_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$153 ),
+    .p_q(\p$154 ),
     .rst(rst)
   );
   \npu_core_digits.product6  product6 (
     .a(weights6_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$160 ),
+    .p_q(\p$161 ),
     .rst(rst)
   );
   \npu_core_digits.product7  product7 (
     .a(weights7_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$167 ),
+    .p_q(\p$168 ),
     .rst(rst)
   );
   \npu_core_digits.router  router (
@@ -21440,14 +21444,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .\emit_values$36 (emit_values),
     .\event (\event ),
     .free(free),
-    .\layer$35 (\layer$439 ),
+    .\layer$35 (\layer$440 ),
     .load(load),
     .out_valid(records__valid),
     .records__payload(records__payload),
     .records__ready(w_rdy),
     .rst(rst),
     .send(send),
-    .\spikes$33 (\spikes$437 ),
+    .\spikes$33 (\spikes$438 ),
     .values(values)
   );
   always @* begin
@@ -21521,16 +21525,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$395  = leak;
+    \$395  = \$signal$111 ;
     if (rst) begin
-      \$395  = 18'h00000;
+      \$395  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$396  = acc0;
+    \$396  = leak;
+    if (rst) begin
+      \$396  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$397  = acc0;
     if (\$12 ) begin
-      \$396  = \$14 [25:0];
+      \$397  = \$14 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21538,24 +21549,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$396  = 26'h0000000;
+          \$397  = 26'h0000000;
     endcase
     if (rst) begin
-      \$396  = 26'h0000000;
+      \$397  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$397  = \leak$123 ;
+    \$398  = \leak$124 ;
     if (rst) begin
-      \$397  = 18'h00000;
+      \$398  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$398  = acc1;
+    \$399  = acc1;
     if (\$15 ) begin
-      \$398  = \$17 [25:0];
+      \$399  = \$17 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21563,24 +21574,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$398  = 26'h0000000;
+          \$399  = 26'h0000000;
     endcase
     if (rst) begin
-      \$398  = 26'h0000000;
+      \$399  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$399  = \leak$130 ;
+    \$400  = \leak$131 ;
     if (rst) begin
-      \$399  = 18'h00000;
+      \$400  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$400  = acc2;
+    \$401  = acc2;
     if (\$18 ) begin
-      \$400  = \$20 [25:0];
+      \$401  = \$20 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21588,24 +21599,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$400  = 26'h0000000;
+          \$401  = 26'h0000000;
     endcase
     if (rst) begin
-      \$400  = 26'h0000000;
+      \$401  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$401  = \leak$137 ;
+    \$402  = \leak$138 ;
     if (rst) begin
-      \$401  = 18'h00000;
+      \$402  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$402  = acc3;
+    \$403  = acc3;
     if (\$21 ) begin
-      \$402  = \$23 [25:0];
+      \$403  = \$23 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21613,24 +21624,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$402  = 26'h0000000;
+          \$403  = 26'h0000000;
     endcase
     if (rst) begin
-      \$402  = 26'h0000000;
+      \$403  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$403  = \leak$144 ;
+    \$404  = \leak$145 ;
     if (rst) begin
-      \$403  = 18'h00000;
+      \$404  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$404  = acc4;
+    \$405  = acc4;
     if (\$24 ) begin
-      \$404  = \$26 [25:0];
+      \$405  = \$26 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21638,24 +21649,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$404  = 26'h0000000;
+          \$405  = 26'h0000000;
     endcase
     if (rst) begin
-      \$404  = 26'h0000000;
+      \$405  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$405  = \leak$151 ;
+    \$406  = \leak$152 ;
     if (rst) begin
-      \$405  = 18'h00000;
+      \$406  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$406  = acc5;
+    \$407  = acc5;
     if (\$27 ) begin
-      \$406  = \$29 [25:0];
+      \$407  = \$29 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21663,24 +21674,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$406  = 26'h0000000;
+          \$407  = 26'h0000000;
     endcase
     if (rst) begin
-      \$406  = 26'h0000000;
+      \$407  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$407  = \leak$158 ;
+    \$408  = \leak$159 ;
     if (rst) begin
-      \$407  = 18'h00000;
+      \$408  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$408  = acc6;
+    \$409  = acc6;
     if (\$30 ) begin
-      \$408  = \$32 [25:0];
+      \$409  = \$32 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21688,24 +21699,24 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$408  = 26'h0000000;
+          \$409  = 26'h0000000;
     endcase
     if (rst) begin
-      \$408  = 26'h0000000;
+      \$409  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$409  = \leak$165 ;
+    \$410  = \leak$166 ;
     if (rst) begin
-      \$409  = 18'h00000;
+      \$410  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$410  = acc7;
+    \$411  = acc7;
     if (\$33 ) begin
-      \$410  = \$35 [25:0];
+      \$411  = \$35 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -21713,18 +21724,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       4'h2:
           /* empty */;
       4'h3:
-          \$410  = 26'h0000000;
+          \$411  = 26'h0000000;
     endcase
     if (rst) begin
-      \$410  = 26'h0000000;
+      \$411  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$411  = count0;
+    \$412  = count0;
     if (\event ) begin
       if (\$36 ) begin
-        \$411  = \$37 [7:0];
+        \$412  = \$37 [7:0];
       end
     end
     casez (fsm_state)
@@ -21750,23 +21761,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$119 , 3'h0 })
               4'h0:
-                  \$411  = 8'h00;
+                  \$412  = 8'h00;
             endcase
           end
     endcase
     if (\$126 ) begin
-      \$411  = 8'h00;
+      \$412  = 8'h00;
     end
     if (rst) begin
-      \$411  = 8'h00;
+      \$412  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$412  = count1;
+    \$413  = count1;
     if (\event ) begin
       if (\$38 ) begin
-        \$412  = \$39 [7:0];
+        \$413  = \$39 [7:0];
       end
     end
     casez (fsm_state)
@@ -21792,23 +21803,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$120 , 3'h1 })
               4'h1:
-                  \$412  = 8'h00;
+                  \$413  = 8'h00;
             endcase
           end
     endcase
     if (\$126 ) begin
-      \$412  = 8'h00;
+      \$413  = 8'h00;
     end
     if (rst) begin
-      \$412  = 8'h00;
+      \$413  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$413  = count2;
+    \$414  = count2;
     if (\event ) begin
       if (\$40 ) begin
-        \$413  = \$41 [7:0];
+        \$414  = \$41 [7:0];
       end
     end
     casez (fsm_state)
@@ -21834,23 +21845,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$121 , 3'h2 })
               4'h2:
-                  \$413  = 8'h00;
+                  \$414  = 8'h00;
             endcase
           end
     endcase
     if (\$126 ) begin
-      \$413  = 8'h00;
+      \$414  = 8'h00;
     end
     if (rst) begin
-      \$413  = 8'h00;
+      \$414  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$414  = count3;
+    \$415  = count3;
     if (\event ) begin
       if (\$42 ) begin
-        \$414  = \$43 [7:0];
+        \$415  = \$43 [7:0];
       end
     end
     casez (fsm_state)
@@ -21876,23 +21887,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$122 , 3'h3 })
               4'h3:
-                  \$414  = 8'h00;
+                  \$415  = 8'h00;
             endcase
           end
     endcase
     if (\$126 ) begin
-      \$414  = 8'h00;
+      \$415  = 8'h00;
     end
     if (rst) begin
-      \$414  = 8'h00;
+      \$415  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$415  = count4;
+    \$416  = count4;
     if (\event ) begin
       if (\$44 ) begin
-        \$415  = \$45 [7:0];
+        \$416  = \$45 [7:0];
       end
     end
     casez (fsm_state)
@@ -21918,68 +21929,68 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           if (w_rdy) begin
             casez ({ \$123 , 3'h4 })
               4'h4:
-                  \$415  = 8'h00;
+                  \$416  = 8'h00;
             endcase
           end
     endcase
     if (\$126 ) begin
-      \$415  = 8'h00;
+      \$416  = 8'h00;
     end
     if (rst) begin
-      \$415  = 8'h00;
+      \$416  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$416  = count5;
+    \$417  = count5;
     if (\event ) begin
       if (\$46 ) begin
-        \$416  = \$47 [7:0];
+        \$417  = \$47 [7:0];
       end
     end
     if (\$126 ) begin
-      \$416  = 8'h00;
+      \$417  = 8'h00;
     end
     if (rst) begin
-      \$416  = 8'h00;
+      \$417  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$417  = count6;
+    \$418  = count6;
     if (\event ) begin
       if (\$48 ) begin
-        \$417  = \$49 [7:0];
+        \$418  = \$49 [7:0];
       end
     end
     if (\$126 ) begin
-      \$417  = 8'h00;
+      \$418  = 8'h00;
     end
     if (rst) begin
-      \$417  = 8'h00;
+      \$418  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$418  = count7;
+    \$419  = count7;
     if (\event ) begin
       if (\$50 ) begin
-        \$418  = \$51 [7:0];
+        \$419  = \$51 [7:0];
       end
     end
     if (\$126 ) begin
-      \$418  = 8'h00;
+      \$419  = 8'h00;
     end
     if (rst) begin
-      \$418  = 8'h00;
+      \$419  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$419  = count8;
+    \$420  = count8;
     if (\event ) begin
       if (\$52 ) begin
-        \$419  = \$53 [7:0];
+        \$420  = \$53 [7:0];
       end
     end
     casez (fsm_state)
@@ -22008,23 +22019,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h0:
                   /* empty */;
               4'h8:
-                  \$419  = 8'h00;
+                  \$420  = 8'h00;
             endcase
           end
     endcase
     if (\$126 ) begin
-      \$419  = 8'h00;
+      \$420  = 8'h00;
     end
     if (rst) begin
-      \$419  = 8'h00;
+      \$420  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$420  = count9;
+    \$421  = count9;
     if (\event ) begin
       if (\$54 ) begin
-        \$420  = \$55 [7:0];
+        \$421  = \$55 [7:0];
       end
     end
     casez (fsm_state)
@@ -22053,23 +22064,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h1:
                   /* empty */;
               4'h9:
-                  \$420  = 8'h00;
+                  \$421  = 8'h00;
             endcase
           end
     endcase
     if (\$126 ) begin
-      \$420  = 8'h00;
+      \$421  = 8'h00;
     end
     if (rst) begin
-      \$420  = 8'h00;
+      \$421  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$421  = count10;
+    \$422  = count10;
     if (\event ) begin
       if (\$56 ) begin
-        \$421  = \$57 [7:0];
+        \$422  = \$57 [7:0];
       end
     end
     casez (fsm_state)
@@ -22098,23 +22109,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h2:
                   /* empty */;
               4'ha:
-                  \$421  = 8'h00;
+                  \$422  = 8'h00;
             endcase
           end
     endcase
     if (\$126 ) begin
-      \$421  = 8'h00;
+      \$422  = 8'h00;
     end
     if (rst) begin
-      \$421  = 8'h00;
+      \$422  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$422  = count11;
+    \$423  = count11;
     if (\event ) begin
       if (\$58 ) begin
-        \$422  = \$59 [7:0];
+        \$423  = \$59 [7:0];
       end
     end
     casez (fsm_state)
@@ -22143,23 +22154,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h3:
                   /* empty */;
               4'hb:
-                  \$422  = 8'h00;
+                  \$423  = 8'h00;
             endcase
           end
     endcase
     if (\$126 ) begin
-      \$422  = 8'h00;
+      \$423  = 8'h00;
     end
     if (rst) begin
-      \$422  = 8'h00;
+      \$423  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$423  = count12;
+    \$424  = count12;
     if (\event ) begin
       if (\$60 ) begin
-        \$423  = \$61 [7:0];
+        \$424  = \$61 [7:0];
       end
     end
     casez (fsm_state)
@@ -22196,23 +22207,23 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
               4'h4:
                   /* empty */;
               4'hc:
-                  \$423  = 8'h00;
+                  \$424  = 8'h00;
             endcase
           end
     endcase
     if (\$126 ) begin
-      \$423  = 8'h00;
+      \$424  = 8'h00;
     end
     if (rst) begin
-      \$423  = 8'h00;
+      \$424  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$424  = count13;
+    \$425  = count13;
     if (\event ) begin
       if (\$62 ) begin
-        \$424  = \$63 [7:0];
+        \$425  = \$63 [7:0];
       end
     end
     casez (fsm_state)
@@ -22249,18 +22260,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (\$126 ) begin
-      \$424  = 8'h00;
+      \$425  = 8'h00;
     end
     if (rst) begin
-      \$424  = 8'h00;
+      \$425  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$425  = count14;
+    \$426  = count14;
     if (\event ) begin
       if (\$64 ) begin
-        \$425  = \$65 [7:0];
+        \$426  = \$65 [7:0];
       end
     end
     casez (fsm_state)
@@ -22297,18 +22308,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (\$126 ) begin
-      \$425  = 8'h00;
+      \$426  = 8'h00;
     end
     if (rst) begin
-      \$425  = 8'h00;
+      \$426  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$426  = count15;
+    \$427  = count15;
     if (\event ) begin
       if (\$66 ) begin
-        \$426  = \$67 [7:0];
+        \$427  = \$67 [7:0];
       end
     end
     casez (fsm_state)
@@ -22345,158 +22356,126 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           end
     endcase
     if (\$126 ) begin
-      \$426  = 8'h00;
+      \$427  = 8'h00;
     end
-    if (rst) begin
-      \$426  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$427 [0] = spike;
-    \$427 [1] = \spike$191 ;
-    \$427 [2] = \spike$194 ;
-    \$427 [3] = \spike$197 ;
-    \$427 [4] = \spike$200 ;
-    \$427 [5] = \spike$203 ;
-    \$427 [6] = \spike$206 ;
-    \$427 [7] = \spike$209 ;
     if (rst) begin
       \$427  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$428  = u_new;
+    \$428 [0] = spike;
+    \$428 [1] = \spike$192 ;
+    \$428 [2] = \spike$195 ;
+    \$428 [3] = \spike$198 ;
+    \$428 [4] = \spike$201 ;
+    \$428 [5] = \spike$204 ;
+    \$428 [6] = \spike$207 ;
+    \$428 [7] = \spike$210 ;
     if (rst) begin
-      \$428  = 16'h0000;
+      \$428  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$429  = \u_new$193 ;
+    \$429  = u_new;
     if (rst) begin
       \$429  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$430  = \u_new$196 ;
+    \$430  = \u_new$194 ;
     if (rst) begin
       \$430  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$431  = \u_new$199 ;
+    \$431  = \u_new$197 ;
     if (rst) begin
       \$431  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$432  = \u_new$202 ;
+    \$432  = \u_new$200 ;
     if (rst) begin
       \$432  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$433  = \u_new$205 ;
+    \$433  = \u_new$203 ;
     if (rst) begin
       \$433  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$434  = \u_new$208 ;
+    \$434  = \u_new$206 ;
     if (rst) begin
       \$434  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$435  = \u_new$211 ;
+    \$435  = \u_new$209 ;
     if (rst) begin
       \$435  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$436  = valid_lanes;
+    \$436  = \u_new$212 ;
     if (rst) begin
-      \$436  = 8'h00;
+      \$436  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$437  = \$69 ;
+    \$437  = valid_lanes;
     if (rst) begin
-      \$437  = 1'h0;
+      \$437  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$438  = in_full;
-    if (\$70 ) begin
-      if (input__payload[15]) begin
-        \$438  = 1'h1;
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$76 ) begin
-            \$438  = 1'h0;
-          end
-    endcase
-    if (\$126 ) begin
-      \$438  = 1'h0;
-    end
+    \$438  = \$69 ;
     if (rst) begin
       \$438  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$439  = in_count0;
+    \$439  = in_full;
     if (\$70 ) begin
-      (* full_case = 32'd1 *)
       if (input__payload[15]) begin
-      end else begin
-        casez (\$signal$217 )
-          1'h0:
-              \$439  = \$72 [6:0];
-        endcase
+        \$439  = 1'h1;
       end
     end
     casez (fsm_state)
       4'h0:
           if (\$76 ) begin
-            casez (\$78 )
-              1'h0:
-                  \$439  = 7'h00;
-            endcase
+            \$439  = 1'h0;
           end
     endcase
     if (\$126 ) begin
-      \$439  = 7'h00;
+      \$439  = 1'h0;
     end
     if (rst) begin
-      \$439  = 7'h00;
+      \$439  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$440  = in_count1;
+    \$440  = in_count0;
     if (\$70 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
-        (* full_case = 32'd1 *)
-        casez (\$signal$217 )
+        casez (\$signal$218 )
           1'h0:
-              /* empty */;
-          1'h1:
               \$440  = \$72 [6:0];
         endcase
       end
@@ -22504,11 +22483,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     casez (fsm_state)
       4'h0:
           if (\$76 ) begin
-            (* full_case = 32'd1 *)
             casez (\$78 )
               1'h0:
-                  /* empty */;
-              1'h1:
                   \$440  = 7'h00;
             endcase
           end
@@ -22522,11 +22498,46 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$441  = li;
+    \$441  = in_count1;
+    if (\$70 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (\$signal$218 )
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$441  = \$72 [6:0];
+        endcase
+      end
+    end
     casez (fsm_state)
       4'h0:
           if (\$76 ) begin
-            \$441  = 2'h0;
+            (* full_case = 32'd1 *)
+            casez (\$78 )
+              1'h0:
+                  /* empty */;
+              1'h1:
+                  \$441  = 7'h00;
+            endcase
+          end
+    endcase
+    if (\$126 ) begin
+      \$441  = 7'h00;
+    end
+    if (rst) begin
+      \$441  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$442  = li;
+    casez (fsm_state)
+      4'h0:
+          if (\$76 ) begin
+            \$442  = 2'h0;
           end
       4'h2:
           /* empty */;
@@ -22547,115 +22558,115 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             (* full_case = 32'd1 *)
             if (\$117 ) begin
             end else begin
-              \$441  = \$118 [1:0];
+              \$442  = \$118 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$441  = 2'h0;
+      \$442  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$442  = \$signal$222 ;
+    \$443  = \$signal$223 ;
     casez (fsm_state)
       4'h0:
           if (\$76 ) begin
-            \$442  = \$signal$217 ;
+            \$443  = \$signal$218 ;
           end
     endcase
     if (rst) begin
-      \$442  = 1'h0;
+      \$443  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$443  = \$signal$217 ;
+    \$444  = \$signal$218 ;
     casez (fsm_state)
       4'h0:
           if (\$76 ) begin
-            \$443  = \$77 ;
+            \$444  = \$77 ;
           end
     endcase
     if (\$126 ) begin
-      \$443  = 1'h0;
+      \$444  = 1'h0;
     end
     if (rst) begin
-      \$443  = 1'h0;
+      \$444  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$444  = fsm_state;
+    \$445  = fsm_state;
     casez (fsm_state)
       4'h0:
           if (\$76 ) begin
             (* full_case = 32'd1 *)
             if (\$79 ) begin
-              \$444  = 4'h1;
+              \$445  = 4'h1;
             end else begin
-              \$444  = 4'h2;
+              \$445  = 4'h2;
             end
           end
       4'h2:
-          \$444  = 4'h3;
+          \$445  = 4'h3;
       4'h3:
-          \$444  = 4'h4;
+          \$445  = 4'h4;
       4'h4:
           (* full_case = 32'd1 *)
           if (\$80 ) begin
-            \$444  = 4'h5;
+            \$445  = 4'h5;
           end else begin
-            \$444  = 4'h6;
+            \$445  = 4'h6;
           end
       4'h6:
           (* full_case = 32'd1 *)
           if (\$104 ) begin
           end else begin
-            \$444  = 4'h4;
+            \$445  = 4'h4;
           end
       4'h5:
           if (\$106 ) begin
           end else if (\$113 ) begin
-            \$444  = 4'h7;
+            \$445  = 4'h7;
           end
       4'h7:
-          \$444  = 4'h8;
+          \$445  = 4'h8;
       4'h8:
           if (can_load) begin
             (* full_case = 32'd1 *)
             if (last_row) begin
-              \$444  = 4'h9;
+              \$445  = 4'h9;
             end else begin
-              \$444  = 4'h3;
+              \$445  = 4'h3;
             end
           end
       4'h9:
           if (free) begin
             (* full_case = 32'd1 *)
             if (\$117 ) begin
-              \$444  = 4'h1;
+              \$445  = 4'h1;
             end else begin
-              \$444  = 4'h2;
+              \$445  = 4'h2;
             end
           end
       4'h1:
           if (w_rdy) begin
-            \$444  = 4'h0;
+            \$445  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$444  = 4'h0;
+      \$445  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$445  = k;
+    \$446  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          \$445  = 5'h00;
+          \$446  = 5'h00;
       4'h3:
           /* empty */;
       4'h4:
@@ -22671,17 +22682,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
             (* full_case = 32'd1 *)
             if (last_row) begin
             end else begin
-              \$445  = \$115 [4:0];
+              \$446  = \$115 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$445  = 5'h00;
+      \$446  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$446  = src_sel;
+    \$447  = src_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22693,16 +22704,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           (* full_case = 32'd1 *)
           if (\$80 ) begin
           end else begin
-            \$446  = \edge [2:0];
+            \$447  = \edge [2:0];
           end
     endcase
     if (rst) begin
-      \$446  = 3'h0;
+      \$447  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$447  = \$signal$105 ;
+    \$448  = \$signal$105 ;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22714,28 +22725,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           (* full_case = 32'd1 *)
           if (\$80 ) begin
           end else begin
-            \$447  = \$81 ;
-          end
-    endcase
-    if (rst) begin
-      \$447  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$448  = bank_sel;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$80 ) begin
-          end else begin
-            \$448  = \$84 ;
+            \$448  = \$81 ;
           end
     endcase
     if (rst) begin
@@ -22744,7 +22734,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$449  = n;
+    \$449  = bank_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22756,20 +22746,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           (* full_case = 32'd1 *)
           if (\$80 ) begin
           end else begin
-            \$449  = 8'h00;
-          end
-      4'h6:
-          if (\$104 ) begin
-            \$449  = \$105 [7:0];
+            \$449  = \$84 ;
           end
     endcase
     if (rst) begin
-      \$449  = 8'h00;
+      \$449  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$450  = cnt;
+    \$450  = n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22781,7 +22767,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           (* full_case = 32'd1 *)
           if (\$80 ) begin
           end else begin
-            \$450  = \$89 ;
+            \$450  = 8'h00;
+          end
+      4'h6:
+          if (\$104 ) begin
+            \$450  = \$105 [7:0];
           end
     endcase
     if (rst) begin
@@ -22790,7 +22780,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$451  = row_wbase;
+    \$451  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22802,16 +22792,16 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           (* full_case = 32'd1 *)
           if (\$80 ) begin
           end else begin
-            \$451  = \edge [14:4];
+            \$451  = \$89 ;
           end
     endcase
     if (rst) begin
-      \$451  = 11'h000;
+      \$451  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$452  = row_offset;
+    \$452  = row_wbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22823,16 +22813,37 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           (* full_case = 32'd1 *)
           if (\$80 ) begin
           end else begin
-            \$452  = \$103 [12:0];
+            \$452  = \edge [14:4];
           end
     endcase
     if (rst) begin
-      \$452  = 13'h0000;
+      \$452  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$453  = drain_n;
+    \$453  = row_offset;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$80 ) begin
+          end else begin
+            \$453  = \$103 [12:0];
+          end
+    endcase
+    if (rst) begin
+      \$453  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$454  = drain_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22846,18 +22857,18 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h5:
           if (\$106 ) begin
-            \$453  = \$114 [1:0];
+            \$454  = \$114 [1:0];
           end else if (\$113 ) begin
-            \$453  = 2'h0;
+            \$454  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$453  = 2'h0;
+      \$454  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$454  = cur;
+    \$455  = cur;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -22879,14 +22890,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$454  = \$124 ;
+            \$455  = \$124 ;
           end
     endcase
     if (\$126 ) begin
-      \$454  = 1'h0;
+      \$455  = 1'h0;
     end
     if (rst) begin
-      \$454  = 1'h0;
+      \$455  = 1'h0;
     end
   end
   always @* begin
@@ -23073,7 +23084,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
-        in_wr__addr = { \$signal$217 , \$316  };
+        in_wr__addr = { \$signal$218 , \$316  };
       end
     end
   end
@@ -23270,7 +23281,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \spikes$437  = 8'h00;
+    \spikes$438  = 8'h00;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23288,7 +23299,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h8:
           if (can_load) begin
-            \spikes$437  = spikes;
+            \spikes$438  = spikes;
           end
     endcase
   end
@@ -23318,7 +23329,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \layer$439  = 2'h0;
+    \layer$440  = 2'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -23336,7 +23347,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
           /* empty */;
       4'h8:
           if (can_load) begin
-            \layer$439  = li;
+            \layer$440  = li;
           end
     endcase
   end
@@ -23423,9 +23434,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \clear$442  = 1'h0;
+    \clear$443  = 1'h0;
     if (\$352 ) begin
-      \clear$442  = 1'h1;
+      \clear$443  = 1'h1;
     end
   end
   always @* begin
@@ -23503,7 +23514,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$217 )
+    casez (\$signal$218 )
       1'h0:
           \$71  = in_count0;
       1'h1:
@@ -23513,7 +23524,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$222 )
+    casez (\$signal$223 )
       1'h0:
           \$86  = in_count0;
       1'h1:
@@ -23665,7 +23676,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$217 )
+    casez (\$signal$218 )
       1'h0:
           \$316  = in_count0;
       1'h1:
@@ -24059,104 +24070,104 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign r_en = output__ready;
   assign \$signature__addr  = host_addr[10:0];
   assign \$signature__data  = host_wdata[7:0];
-  assign \$signature__addr$239  = host_addr[4:0];
-  assign \$signature__data$240  = host_wdata[40:0];
-  assign \$signature__addr$242  = host_addr[10:0];
-  assign \$signature__data$243  = host_wdata[7:0];
-  assign \$signature__addr$245  = host_addr[4:0];
-  assign \$signature__data$246  = host_wdata[40:0];
-  assign \$signature__addr$248  = host_addr[10:0];
-  assign \$signature__data$249  = host_wdata[7:0];
-  assign \$signature__addr$251  = host_addr[4:0];
-  assign \$signature__data$252  = host_wdata[40:0];
-  assign \$signature__addr$254  = host_addr[10:0];
-  assign \$signature__data$255  = host_wdata[7:0];
-  assign \$signature__addr$257  = host_addr[4:0];
-  assign \$signature__data$258  = host_wdata[40:0];
-  assign \$signature__addr$260  = host_addr[10:0];
-  assign \$signature__data$261  = host_wdata[7:0];
-  assign \$signature__addr$263  = host_addr[4:0];
-  assign \$signature__data$264  = host_wdata[40:0];
-  assign \$signature__addr$266  = host_addr[10:0];
-  assign \$signature__data$267  = host_wdata[7:0];
-  assign \$signature__addr$269  = host_addr[4:0];
-  assign \$signature__data$270  = host_wdata[40:0];
-  assign \$signature__addr$272  = host_addr[10:0];
-  assign \$signature__data$273  = host_wdata[7:0];
-  assign \$signature__addr$275  = host_addr[4:0];
-  assign \$signature__data$276  = host_wdata[40:0];
-  assign \$signature__addr$278  = host_addr[10:0];
-  assign \$signature__data$279  = host_wdata[7:0];
-  assign \$signature__addr$281  = host_addr[4:0];
-  assign \$signature__data$282  = host_wdata[40:0];
+  assign \$signature__addr$240  = host_addr[4:0];
+  assign \$signature__data$241  = host_wdata[40:0];
+  assign \$signature__addr$243  = host_addr[10:0];
+  assign \$signature__data$244  = host_wdata[7:0];
+  assign \$signature__addr$246  = host_addr[4:0];
+  assign \$signature__data$247  = host_wdata[40:0];
+  assign \$signature__addr$249  = host_addr[10:0];
+  assign \$signature__data$250  = host_wdata[7:0];
+  assign \$signature__addr$252  = host_addr[4:0];
+  assign \$signature__data$253  = host_wdata[40:0];
+  assign \$signature__addr$255  = host_addr[10:0];
+  assign \$signature__data$256  = host_wdata[7:0];
+  assign \$signature__addr$258  = host_addr[4:0];
+  assign \$signature__data$259  = host_wdata[40:0];
+  assign \$signature__addr$261  = host_addr[10:0];
+  assign \$signature__data$262  = host_wdata[7:0];
+  assign \$signature__addr$264  = host_addr[4:0];
+  assign \$signature__data$265  = host_wdata[40:0];
+  assign \$signature__addr$267  = host_addr[10:0];
+  assign \$signature__data$268  = host_wdata[7:0];
+  assign \$signature__addr$270  = host_addr[4:0];
+  assign \$signature__data$271  = host_wdata[40:0];
+  assign \$signature__addr$273  = host_addr[10:0];
+  assign \$signature__data$274  = host_wdata[7:0];
+  assign \$signature__addr$276  = host_addr[4:0];
+  assign \$signature__data$277  = host_wdata[40:0];
+  assign \$signature__addr$279  = host_addr[10:0];
+  assign \$signature__data$280  = host_wdata[7:0];
+  assign \$signature__addr$282  = host_addr[4:0];
+  assign \$signature__data$283  = host_wdata[40:0];
   assign raddr = host_addr[4:0];
   assign re = host_re;
   assign port__addr = \$211 [10:0];
-  assign \port__addr$289  = \$212 [4:0];
-  assign \port__addr$290  = \$213 [4:0];
-  assign \port__addr$291  = \$214 [10:0];
-  assign \port__addr$292  = \$215 [4:0];
-  assign \port__addr$293  = \$216 [4:0];
-  assign \port__addr$294  = \$217 [10:0];
-  assign \port__addr$295  = \$218 [4:0];
-  assign \port__addr$296  = \$219 [4:0];
-  assign \port__addr$297  = \$220 [10:0];
-  assign \port__addr$298  = \$221 [4:0];
-  assign \port__addr$299  = \$222 [4:0];
-  assign \port__addr$300  = \$223 [10:0];
-  assign \port__addr$301  = \$224 [4:0];
-  assign \port__addr$302  = \$225 [4:0];
-  assign \port__addr$303  = \$226 [10:0];
-  assign \port__addr$304  = \$227 [4:0];
-  assign \port__addr$305  = \$228 [4:0];
-  assign \port__addr$306  = \$229 [10:0];
-  assign \port__addr$307  = \$230 [4:0];
-  assign \port__addr$308  = \$231 [4:0];
-  assign \port__addr$309  = \$232 [10:0];
-  assign \port__addr$310  = \$233 [4:0];
-  assign \port__addr$311  = \$234 [4:0];
-  assign \port__addr$312  = { bank_sel, src_sel, n[6:0] };
-  assign \port__addr$313  = { bank_sel, n[6:0] };
+  assign \port__addr$290  = \$212 [4:0];
+  assign \port__addr$291  = \$213 [4:0];
+  assign \port__addr$292  = \$214 [10:0];
+  assign \port__addr$293  = \$215 [4:0];
+  assign \port__addr$294  = \$216 [4:0];
+  assign \port__addr$295  = \$217 [10:0];
+  assign \port__addr$296  = \$218 [4:0];
+  assign \port__addr$297  = \$219 [4:0];
+  assign \port__addr$298  = \$220 [10:0];
+  assign \port__addr$299  = \$221 [4:0];
+  assign \port__addr$300  = \$222 [4:0];
+  assign \port__addr$301  = \$223 [10:0];
+  assign \port__addr$302  = \$224 [4:0];
+  assign \port__addr$303  = \$225 [4:0];
+  assign \port__addr$304  = \$226 [10:0];
+  assign \port__addr$305  = \$227 [4:0];
+  assign \port__addr$306  = \$228 [4:0];
+  assign \port__addr$307  = \$229 [10:0];
+  assign \port__addr$308  = \$230 [4:0];
+  assign \port__addr$309  = \$231 [4:0];
+  assign \port__addr$310  = \$232 [10:0];
+  assign \port__addr$311  = \$233 [4:0];
+  assign \port__addr$312  = \$234 [4:0];
+  assign \port__addr$313  = { bank_sel, src_sel, n[6:0] };
+  assign \port__addr$314  = { bank_sel, n[6:0] };
   assign a = weights0_nrw;
   assign b = s2_x;
-  assign \a$316  = weights1_nrw;
-  assign \b$317  = s2_x;
-  assign \a$318  = weights2_nrw;
-  assign \b$319  = s2_x;
-  assign \a$320  = weights3_nrw;
-  assign \b$321  = s2_x;
-  assign \a$322  = weights4_nrw;
-  assign \b$323  = s2_x;
-  assign \a$324  = weights5_nrw;
-  assign \b$325  = s2_x;
-  assign \a$326  = weights6_nrw;
-  assign \b$327  = s2_x;
-  assign \a$328  = weights7_nrw;
-  assign \b$329  = s2_x;
+  assign \a$317  = weights1_nrw;
+  assign \b$318  = s2_x;
+  assign \a$319  = weights2_nrw;
+  assign \b$320  = s2_x;
+  assign \a$321  = weights3_nrw;
+  assign \b$322  = s2_x;
+  assign \a$323  = weights4_nrw;
+  assign \b$324  = s2_x;
+  assign \a$325  = weights5_nrw;
+  assign \b$326  = s2_x;
+  assign \a$327  = weights6_nrw;
+  assign \b$328  = s2_x;
+  assign \a$329  = weights7_nrw;
+  assign \b$330  = s2_x;
   assign u = u_q0;
   assign alpha = alpha_q0;
   assign bias = bias_q0;
-  assign \u$333  = u_q1;
-  assign \alpha$334  = alpha_q1;
-  assign \bias$335  = bias_q1;
-  assign \u$336  = u_q2;
-  assign \alpha$337  = alpha_q2;
-  assign \bias$338  = bias_q2;
-  assign \u$339  = u_q3;
-  assign \alpha$340  = alpha_q3;
-  assign \bias$341  = bias_q3;
-  assign \u$342  = u_q4;
-  assign \alpha$343  = alpha_q4;
-  assign \bias$344  = bias_q4;
-  assign \u$345  = u_q5;
-  assign \alpha$346  = alpha_q5;
-  assign \bias$347  = bias_q5;
-  assign \u$348  = u_q6;
-  assign \alpha$349  = alpha_q6;
-  assign \bias$350  = bias_q6;
-  assign \u$351  = u_q7;
-  assign \alpha$352  = alpha_q7;
-  assign \bias$353  = bias_q7;
+  assign \u$334  = u_q1;
+  assign \alpha$335  = alpha_q1;
+  assign \bias$336  = bias_q1;
+  assign \u$337  = u_q2;
+  assign \alpha$338  = alpha_q2;
+  assign \bias$339  = bias_q2;
+  assign \u$340  = u_q3;
+  assign \alpha$341  = alpha_q3;
+  assign \bias$342  = bias_q3;
+  assign \u$343  = u_q4;
+  assign \alpha$344  = alpha_q4;
+  assign \bias$345  = bias_q4;
+  assign \u$346  = u_q5;
+  assign \alpha$347  = alpha_q5;
+  assign \bias$348  = bias_q5;
+  assign \u$349  = u_q6;
+  assign \alpha$350  = alpha_q6;
+  assign \bias$351  = bias_q6;
+  assign \u$352  = u_q7;
+  assign \alpha$353  = alpha_q7;
+  assign \bias$354  = bias_q7;
   assign records__ready = w_rdy;
   assign event_layer = records__payload[3:2];
   assign event_index = { 1'h0, records__payload[10:4] };
@@ -24165,57 +24176,57 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign v_reset = layer[43:28];
   assign reset = layer[27:26];
   assign spiking = layer[25];
-  assign \total$372  = acc1;
-  assign \theta$373  = params1_nrw[24:9];
-  assign \v_reset$374  = layer[43:28];
-  assign \reset$375  = layer[27:26];
-  assign \spiking$376  = layer[25];
-  assign \total$377  = acc2;
-  assign \theta$378  = params2_nrw[24:9];
-  assign \v_reset$379  = layer[43:28];
-  assign \reset$380  = layer[27:26];
-  assign \spiking$381  = layer[25];
-  assign \total$382  = acc3;
-  assign \theta$383  = params3_nrw[24:9];
-  assign \v_reset$384  = layer[43:28];
-  assign \reset$385  = layer[27:26];
-  assign \spiking$386  = layer[25];
-  assign \total$387  = acc4;
-  assign \theta$388  = params4_nrw[24:9];
-  assign \v_reset$389  = layer[43:28];
-  assign \reset$390  = layer[27:26];
-  assign \spiking$391  = layer[25];
-  assign \total$392  = acc5;
-  assign \theta$393  = params5_nrw[24:9];
-  assign \v_reset$394  = layer[43:28];
-  assign \reset$395  = layer[27:26];
-  assign \spiking$396  = layer[25];
-  assign \total$397  = acc6;
-  assign \theta$398  = params6_nrw[24:9];
-  assign \v_reset$399  = layer[43:28];
-  assign \reset$400  = layer[27:26];
-  assign \spiking$401  = layer[25];
-  assign \total$402  = acc7;
-  assign \theta$403  = params7_nrw[24:9];
-  assign \v_reset$404  = layer[43:28];
-  assign \reset$405  = layer[27:26];
-  assign \spiking$406  = layer[25];
-  assign \$signature__addr$407  = \$241 [4:0];
-  assign \$signature__data$408  = \$242 [15:0];
-  assign \$signature__addr$411  = \$247 [4:0];
-  assign \$signature__data$412  = \$248 [15:0];
-  assign \$signature__addr$414  = \$253 [4:0];
-  assign \$signature__data$415  = \$254 [15:0];
-  assign \$signature__addr$417  = \$259 [4:0];
-  assign \$signature__data$418  = \$260 [15:0];
-  assign \$signature__addr$420  = \$265 [4:0];
-  assign \$signature__data$421  = \$266 [15:0];
-  assign \$signature__addr$423  = \$271 [4:0];
-  assign \$signature__data$424  = \$272 [15:0];
-  assign \$signature__addr$426  = \$277 [4:0];
-  assign \$signature__data$427  = \$278 [15:0];
-  assign \$signature__addr$429  = \$283 [4:0];
-  assign \$signature__data$430  = \$284 [15:0];
+  assign \total$373  = acc1;
+  assign \theta$374  = params1_nrw[24:9];
+  assign \v_reset$375  = layer[43:28];
+  assign \reset$376  = layer[27:26];
+  assign \spiking$377  = layer[25];
+  assign \total$378  = acc2;
+  assign \theta$379  = params2_nrw[24:9];
+  assign \v_reset$380  = layer[43:28];
+  assign \reset$381  = layer[27:26];
+  assign \spiking$382  = layer[25];
+  assign \total$383  = acc3;
+  assign \theta$384  = params3_nrw[24:9];
+  assign \v_reset$385  = layer[43:28];
+  assign \reset$386  = layer[27:26];
+  assign \spiking$387  = layer[25];
+  assign \total$388  = acc4;
+  assign \theta$389  = params4_nrw[24:9];
+  assign \v_reset$390  = layer[43:28];
+  assign \reset$391  = layer[27:26];
+  assign \spiking$392  = layer[25];
+  assign \total$393  = acc5;
+  assign \theta$394  = params5_nrw[24:9];
+  assign \v_reset$395  = layer[43:28];
+  assign \reset$396  = layer[27:26];
+  assign \spiking$397  = layer[25];
+  assign \total$398  = acc6;
+  assign \theta$399  = params6_nrw[24:9];
+  assign \v_reset$400  = layer[43:28];
+  assign \reset$401  = layer[27:26];
+  assign \spiking$402  = layer[25];
+  assign \total$403  = acc7;
+  assign \theta$404  = params7_nrw[24:9];
+  assign \v_reset$405  = layer[43:28];
+  assign \reset$406  = layer[27:26];
+  assign \spiking$407  = layer[25];
+  assign \$signature__addr$408  = \$241 [4:0];
+  assign \$signature__data$409  = \$242 [15:0];
+  assign \$signature__addr$412  = \$247 [4:0];
+  assign \$signature__data$413  = \$248 [15:0];
+  assign \$signature__addr$415  = \$253 [4:0];
+  assign \$signature__data$416  = \$254 [15:0];
+  assign \$signature__addr$418  = \$259 [4:0];
+  assign \$signature__data$419  = \$260 [15:0];
+  assign \$signature__addr$421  = \$265 [4:0];
+  assign \$signature__data$422  = \$266 [15:0];
+  assign \$signature__addr$424  = \$271 [4:0];
+  assign \$signature__data$425  = \$272 [15:0];
+  assign \$signature__addr$427  = \$277 [4:0];
+  assign \$signature__data$428  = \$278 [15:0];
+  assign \$signature__addr$430  = \$283 [4:0];
+  assign \$signature__data$431  = \$284 [15:0];
   assign \input__payload.index  = input__payload[6:0];
   assign \input__payload.value  = input__payload[14:7];
   assign \input__payload.end  = input__payload[15];
@@ -24361,30 +24372,30 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \edge.recurrent  = \edge [3];
   assign \edge.wbase  = \edge [14:4];
   assign \edge.nsrc  = \edge [22:15];
-  assign \$signature__data$240.alpha  = host_wdata[8:0];
-  assign \$signature__data$240.theta  = host_wdata[24:9];
-  assign \$signature__data$240.bias  = host_wdata[40:25];
-  assign \$signature__data$246.alpha  = host_wdata[8:0];
-  assign \$signature__data$246.theta  = host_wdata[24:9];
-  assign \$signature__data$246.bias  = host_wdata[40:25];
-  assign \$signature__data$252.alpha  = host_wdata[8:0];
-  assign \$signature__data$252.theta  = host_wdata[24:9];
-  assign \$signature__data$252.bias  = host_wdata[40:25];
-  assign \$signature__data$258.alpha  = host_wdata[8:0];
-  assign \$signature__data$258.theta  = host_wdata[24:9];
-  assign \$signature__data$258.bias  = host_wdata[40:25];
-  assign \$signature__data$264.alpha  = host_wdata[8:0];
-  assign \$signature__data$264.theta  = host_wdata[24:9];
-  assign \$signature__data$264.bias  = host_wdata[40:25];
-  assign \$signature__data$270.alpha  = host_wdata[8:0];
-  assign \$signature__data$270.theta  = host_wdata[24:9];
-  assign \$signature__data$270.bias  = host_wdata[40:25];
-  assign \$signature__data$276.alpha  = host_wdata[8:0];
-  assign \$signature__data$276.theta  = host_wdata[24:9];
-  assign \$signature__data$276.bias  = host_wdata[40:25];
-  assign \$signature__data$282.alpha  = host_wdata[8:0];
-  assign \$signature__data$282.theta  = host_wdata[24:9];
-  assign \$signature__data$282.bias  = host_wdata[40:25];
+  assign \$signature__data$241.alpha  = host_wdata[8:0];
+  assign \$signature__data$241.theta  = host_wdata[24:9];
+  assign \$signature__data$241.bias  = host_wdata[40:25];
+  assign \$signature__data$247.alpha  = host_wdata[8:0];
+  assign \$signature__data$247.theta  = host_wdata[24:9];
+  assign \$signature__data$247.bias  = host_wdata[40:25];
+  assign \$signature__data$253.alpha  = host_wdata[8:0];
+  assign \$signature__data$253.theta  = host_wdata[24:9];
+  assign \$signature__data$253.bias  = host_wdata[40:25];
+  assign \$signature__data$259.alpha  = host_wdata[8:0];
+  assign \$signature__data$259.theta  = host_wdata[24:9];
+  assign \$signature__data$259.bias  = host_wdata[40:25];
+  assign \$signature__data$265.alpha  = host_wdata[8:0];
+  assign \$signature__data$265.theta  = host_wdata[24:9];
+  assign \$signature__data$265.bias  = host_wdata[40:25];
+  assign \$signature__data$271.alpha  = host_wdata[8:0];
+  assign \$signature__data$271.theta  = host_wdata[24:9];
+  assign \$signature__data$271.bias  = host_wdata[40:25];
+  assign \$signature__data$277.alpha  = host_wdata[8:0];
+  assign \$signature__data$277.theta  = host_wdata[24:9];
+  assign \$signature__data$277.bias  = host_wdata[40:25];
+  assign \$signature__data$283.alpha  = host_wdata[8:0];
+  assign \$signature__data$283.theta  = host_wdata[24:9];
+  assign \$signature__data$283.bias  = host_wdata[40:25];
   assign \end_record.kind  = end_record[1:0];
   assign \end_record.layer  = end_record[3:2];
   assign \end_record.index  = end_record[10:4];

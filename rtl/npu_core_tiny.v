@@ -118,11 +118,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$2 ;
   wire [5:0] \$20 ;
   reg \$200 ;
-  reg [17:0] \$201 ;
-  reg [25:0] \$202 ;
-  reg [17:0] \$203 ;
-  reg [25:0] \$204 ;
-  reg [4:0] \$205 ;
+  reg \$201 ;
+  reg [17:0] \$202 ;
+  reg [25:0] \$203 ;
+  reg [17:0] \$204 ;
+  reg [25:0] \$205 ;
   reg [4:0] \$206 ;
   reg [4:0] \$207 ;
   reg [4:0] \$208 ;
@@ -131,30 +131,31 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [4:0] \$210 ;
   reg [4:0] \$211 ;
   reg [4:0] \$212 ;
-  reg [1:0] \$213 ;
-  reg [15:0] \$214 ;
+  reg [4:0] \$213 ;
+  reg [1:0] \$214 ;
   reg [15:0] \$215 ;
-  reg [1:0] \$216 ;
-  reg \$217 ;
+  reg [15:0] \$216 ;
+  reg [1:0] \$217 ;
   reg \$218 ;
-  reg [4:0] \$219 ;
+  reg \$219 ;
   wire [5:0] \$22 ;
   reg [4:0] \$220 ;
-  reg \$221 ;
+  reg [4:0] \$221 ;
   reg \$222 ;
   reg \$223 ;
-  reg [3:0] \$224 ;
+  reg \$224 ;
   reg [3:0] \$225 ;
-  reg [1:0] \$226 ;
-  reg \$227 ;
+  reg [3:0] \$226 ;
+  reg [1:0] \$227 ;
   reg \$228 ;
-  reg [4:0] \$229 ;
+  reg \$229 ;
   wire \$23 ;
   reg [4:0] \$230 ;
-  reg [7:0] \$231 ;
-  reg [8:0] \$232 ;
-  reg [1:0] \$233 ;
-  reg \$234 ;
+  reg [4:0] \$231 ;
+  reg [7:0] \$232 ;
+  reg [8:0] \$233 ;
+  reg [1:0] \$234 ;
+  reg \$235 ;
   wire [5:0] \$24 ;
   wire \$25 ;
   wire [5:0] \$26 ;
@@ -239,60 +240,61 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$98 ;
   wire \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$106  = 1'h0;
-  reg \$signal$111  = 1'h0;
+  reg \$signal$107  = 1'h0;
+  reg \$signal$112  = 1'h0;
   reg \$signal$62  = 1'h0;
   reg \$signal$63  = 1'h0;
   reg \$signal$65  = 1'h0;
   reg \$signal$66 ;
   reg \$signal$67  = 1'h0;
   reg \$signal$68  = 1'h0;
+  reg \$signal$69  = 1'h0;
   wire [7:0] \$signature__addr ;
-  wire [3:0] \$signature__addr$128 ;
-  wire [7:0] \$signature__addr$131 ;
-  wire [3:0] \$signature__addr$134 ;
-  wire [3:0] \$signature__addr$182 ;
-  wire [3:0] \$signature__addr$186 ;
+  wire [3:0] \$signature__addr$129 ;
+  wire [7:0] \$signature__addr$132 ;
+  wire [3:0] \$signature__addr$135 ;
+  wire [3:0] \$signature__addr$183 ;
+  wire [3:0] \$signature__addr$187 ;
   wire [7:0] \$signature__data ;
-  wire [40:0] \$signature__data$129 ;
-  wire [8:0] \$signature__data$129.alpha ;
-  wire [15:0] \$signature__data$129.bias ;
-  wire [15:0] \$signature__data$129.theta ;
-  wire [7:0] \$signature__data$132 ;
-  wire [40:0] \$signature__data$135 ;
-  wire [8:0] \$signature__data$135.alpha ;
-  wire [15:0] \$signature__data$135.bias ;
-  wire [15:0] \$signature__data$135.theta ;
-  wire [15:0] \$signature__data$183 ;
-  wire [15:0] \$signature__data$187 ;
+  wire [40:0] \$signature__data$130 ;
+  wire [8:0] \$signature__data$130.alpha ;
+  wire [15:0] \$signature__data$130.bias ;
+  wire [15:0] \$signature__data$130.theta ;
+  wire [7:0] \$signature__data$133 ;
+  wire [40:0] \$signature__data$136 ;
+  wire [8:0] \$signature__data$136.alpha ;
+  wire [15:0] \$signature__data$136.bias ;
+  wire [15:0] \$signature__data$136.theta ;
+  wire [15:0] \$signature__data$184 ;
+  wire [15:0] \$signature__data$188 ;
   wire \$signature__en ;
-  wire \$signature__en$130 ;
-  wire \$signature__en$133 ;
-  wire \$signature__en$136 ;
-  wire \$signature__en$184 ;
-  wire \$signature__en$188 ;
+  wire \$signature__en$131 ;
+  wire \$signature__en$134 ;
+  wire \$signature__en$137 ;
+  wire \$signature__en$185 ;
+  wire \$signature__en$189 ;
   (* init = 8'h00 *)
   wire [7:0] a;
   (* init = 8'h00 *)
-  wire [7:0] \a$151 ;
+  wire [7:0] \a$152 ;
   reg [25:0] acc0 = 26'h0000000;
   reg [25:0] acc1 = 26'h0000000;
   (* init = 9'h000 *)
   wire [8:0] alpha;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$157 ;
+  wire [8:0] \alpha$158 ;
   reg [8:0] alpha_q0 = 9'h000;
   reg [8:0] alpha_q1 = 9'h000;
   (* init = 8'h00 *)
   wire [7:0] b;
   (* init = 8'h00 *)
-  wire [7:0] \b$152 ;
+  wire [7:0] \b$153 ;
   reg bank_sel = 1'h0;
   reg [4:0] base;
   (* init = 16'h0000 *)
   wire [15:0] bias;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$158 ;
+  wire [15:0] \bias$159 ;
   reg [15:0] bias_q0 = 16'h0000;
   reg [15:0] bias_q1 = 16'h0000;
   output busy;
@@ -301,7 +303,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire can_load;
   input clear;
   wire clear;
-  reg \clear$199 ;
+  reg \clear$200 ;
   input clk;
   wire clk;
   reg [4:0] cnt = 5'h00;
@@ -402,7 +404,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [3:0] k = 4'h0;
   reg last_row = 1'h0;
   reg [37:0] layer = 38'h0000000000;
-  reg \layer$196 ;
+  reg \layer$197 ;
   wire [1:0] \layer.ebase ;
   wire [2:0] \layer.ecount ;
   wire \layer.emit_values ;
@@ -433,7 +435,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \layer1.spiking ;
   wire [15:0] \layer1.v_reset ;
   wire [17:0] leak;
-  wire [17:0] \leak$80 ;
+  wire [17:0] \leak$81 ;
   reg [17:0] leak_q0 = 18'h00000;
   reg [17:0] leak_q1 = 18'h00000;
   reg li = 1'h0;
@@ -455,7 +457,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   output output__valid;
   wire output__valid;
   wire [15:0] p;
-  wire [15:0] \p$82 ;
+  wire [15:0] \p$83 ;
   reg [40:0] params0_nrw = 41'h00000000000;
   wire [8:0] \params0_nrw.alpha ;
   wire [15:0] \params0_nrw.bias ;
@@ -465,13 +467,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \params1_nrw.bias ;
   wire [15:0] \params1_nrw.theta ;
   wire [7:0] port__addr;
-  wire [3:0] \port__addr$142 ;
   wire [3:0] \port__addr$143 ;
-  wire [7:0] \port__addr$144 ;
-  wire [3:0] \port__addr$145 ;
+  wire [3:0] \port__addr$144 ;
+  wire [7:0] \port__addr$145 ;
   wire [3:0] \port__addr$146 ;
-  wire [6:0] \port__addr$147 ;
-  wire [4:0] \port__addr$148 ;
+  wire [3:0] \port__addr$147 ;
+  wire [6:0] \port__addr$148 ;
+  wire [4:0] \port__addr$149 ;
   wire [11:0] port__data;
   wire [11:0] \port__data$19 ;
   wire [3:0] \port__data$19.index ;
@@ -508,7 +510,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire records__ready;
   wire records__valid;
   wire [1:0] reset;
-  wire [1:0] \reset$180 ;
+  wire [1:0] \reset$181 ;
   wire [4:0] row_addr;
   reg [8:0] row_offset = 9'h000;
   reg [7:0] row_wbase = 8'h00;
@@ -526,31 +528,31 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg s4_valid = 1'h0;
   reg [1:0] send;
   wire spike;
-  wire \spike$98 ;
+  wire \spike$99 ;
   wire [1:0] spike_src;
   reg [1:0] spikes = 2'h0;
-  reg [1:0] \spikes$194 ;
+  reg [1:0] \spikes$195 ;
   wire spiking;
-  wire \spiking$181 ;
+  wire \spiking$182 ;
   reg [1:0] src_sel = 2'h0;
   wire [15:0] theta;
-  wire [15:0] \theta$178 ;
+  wire [15:0] \theta$179 ;
   (* init = 26'h0000000 *)
   wire [25:0] total;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$177 ;
+  wire [25:0] \total$178 ;
   (* init = 16'h0000 *)
   wire [15:0] u;
   (* init = 16'h0000 *)
-  wire [15:0] \u$156 ;
+  wire [15:0] \u$157 ;
   wire [15:0] u_new;
-  wire [15:0] \u_new$100 ;
+  wire [15:0] \u_new$101 ;
   reg [15:0] u_new0 = 16'h0000;
   reg [15:0] u_new1 = 16'h0000;
   reg [15:0] u_q0 = 16'h0000;
   reg [15:0] u_q1 = 16'h0000;
   wire [15:0] v_reset;
-  wire [15:0] \v_reset$179 ;
+  wire [15:0] \v_reset$180 ;
   wire [1:0] valid_lanes;
   reg [1:0] valid_q = 2'h0;
   reg [31:0] values;
@@ -762,7 +764,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes0[15] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$184 )
+    if (\$signature__en$185 )
       membranes0[\$121 [3:0]] <= \$122 [15:0];
   end
   assign \port__data$25  = membranes0[\$113 [3:0]];
@@ -787,7 +789,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes1[15] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$188 )
+    if (\$signature__en$189 )
       membranes1[\$127 [3:0]] <= \$128 [15:0];
   end
   assign \port__data$31  = membranes1[\$116 [3:0]];
@@ -812,7 +814,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     params0[15] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$130 )
+    if (\$signature__en$131 )
       params0[host_addr[3:0]] <= host_wdata;
   end
   assign \port__data$23  = params0[\$112 [3:0]];
@@ -837,7 +839,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     params1[15] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$136 )
+    if (\$signature__en$137 )
       params1[host_addr[3:0]] <= host_wdata;
   end
   assign \port__data$29  = params1[\$115 [3:0]];
@@ -1367,7 +1369,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     weights1[255] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$133 )
+    if (\$signature__en$134 )
       weights1[host_addr[7:0]] <= host_wdata[7:0];
   end
   assign \port__data$27  = weights1[\$114 [7:0]];
@@ -1381,7 +1383,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$12  = s4_valid ? { p[15], p[15], p } : leak_q0;
   assign \$13  = $signed(acc0) + $signed(\$12 );
   assign \$14  = s4_valid | \$signal$68 ;
-  assign \$15  = s4_valid ? { \p$82 [15], \p$82 [15], \p$82  } : leak_q1;
+  assign \$15  = s4_valid ? { \p$83 [15], \p$83 [15], \p$83  } : leak_q1;
   assign \$16  = $signed(acc1) + $signed(\$15 );
   assign \$17  = ! { cur, spike_src };
   assign \$18  = count0 + 1'h1;
@@ -1405,14 +1407,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$37  = \$36  + 1'h1;
   assign \$38  = ~ clear;
   assign \$39  = in_full & \$38 ;
-  assign \$42  = ~ \$signal$106 ;
-  assign \$43  = ~ \$signal$106 ;
+  assign \$42  = ~ \$signal$107 ;
+  assign \$43  = ~ \$signal$107 ;
   assign \$44  = ! num_layers;
   assign \$45  = e == e_end;
   assign \$46  = ! \edge [1:0];
   assign \$47  = ! \edge [1:0];
   assign \$48  = cur ^ \edge [2];
-  assign \$49  = \$47  ? \$signal$111  : \$48 ;
+  assign \$49  = \$47  ? \$signal$112  : \$48 ;
   assign \$50  = ! \edge [1:0];
   assign \$52  = cur ^ \edge [2];
   assign \$54  = \$50  ? \$51  : \$53 ;
@@ -1455,17 +1457,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$94  = host_addr[11:9] == 2'h2;
   assign \$95  = \$93  & \$94 ;
   assign \$96  = ! host_addr[8];
-  assign \$signature__en$130  = \$95  & \$96 ;
+  assign \$signature__en$131  = \$95  & \$96 ;
   assign \$97  = ~ busy;
   assign \$98  = \$97  & host_we;
   assign \$99  = host_addr[11:9] == 3'h4;
   assign \$100  = \$98  & \$99 ;
-  assign \$signature__en$133  = \$100  & \$101 ;
+  assign \$signature__en$134  = \$100  & \$101 ;
   assign \$102  = ~ busy;
   assign \$103  = \$102  & host_we;
   assign \$104  = host_addr[11:9] == 2'h2;
   assign \$105  = \$103  & \$104 ;
-  assign \$signature__en$136  = \$105  & \$106 ;
+  assign \$signature__en$137  = \$105  & \$106 ;
   assign \$110  = row_wbase + row_offset;
   assign s1_index = s1_from_input ? input_events_nrw[3:0] : events_nrw[3:0];
   assign s1_value = s1_from_input ? input_events_nrw[11:4] : events_nrw[11:4];
@@ -1487,13 +1489,13 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$124  = host_we & \$123 ;
   assign \$125  = ! host_addr[8];
   assign \$126  = \$124  & \$125 ;
-  assign \$signature__en$184  = busy ? neuron_write : \$126 ;
+  assign \$signature__en$185  = busy ? neuron_write : \$126 ;
   assign \$127  = busy ? { 3'h0, row_addr } : host_addr[7:0];
   assign \$128  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
   assign \$129  = host_addr[11:9] == 2'h3;
   assign \$130  = host_we & \$129 ;
   assign \$132  = \$130  & \$131 ;
-  assign \$signature__en$188  = busy ? neuron_write : \$132 ;
+  assign \$signature__en$189  = busy ? neuron_write : \$132 ;
   assign \$133  = k * 2'h2;
   assign \$134  = \$133  + 1'h0;
   assign \$135  = \$134  < layer[4:0];
@@ -1602,15 +1604,17 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     \$signal$68  <= \$200 ;
   always @(posedge clk)
+    \$signal$69  <= \$201 ;
+  always @(posedge clk)
     bias_q0 <= params0_nrw[40:25];
   always @(posedge clk)
     u_q0 <= membranes0_nrw;
   always @(posedge clk)
     alpha_q0 <= params0_nrw[8:0];
   always @(posedge clk)
-    leak_q0 <= \$201 ;
+    leak_q0 <= \$202 ;
   always @(posedge clk)
-    acc0 <= \$202 ;
+    acc0 <= \$203 ;
   always @(posedge clk)
     bias_q1 <= params1_nrw[40:25];
   always @(posedge clk)
@@ -1618,71 +1622,71 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     alpha_q1 <= params1_nrw[8:0];
   always @(posedge clk)
-    leak_q1 <= \$203 ;
+    leak_q1 <= \$204 ;
   always @(posedge clk)
-    acc1 <= \$204 ;
+    acc1 <= \$205 ;
   always @(posedge clk)
-    count0 <= \$205 ;
+    count0 <= \$206 ;
   always @(posedge clk)
-    count1 <= \$206 ;
+    count1 <= \$207 ;
   always @(posedge clk)
-    count2 <= \$207 ;
+    count2 <= \$208 ;
   always @(posedge clk)
-    count3 <= \$208 ;
+    count3 <= \$209 ;
   always @(posedge clk)
-    count4 <= \$209 ;
+    count4 <= \$210 ;
   always @(posedge clk)
-    count5 <= \$210 ;
+    count5 <= \$211 ;
   always @(posedge clk)
-    count6 <= \$211 ;
+    count6 <= \$212 ;
   always @(posedge clk)
-    count7 <= \$212 ;
+    count7 <= \$213 ;
   always @(posedge clk)
-    spikes <= \$213 ;
+    spikes <= \$214 ;
   always @(posedge clk)
-    u_new0 <= \$214 ;
+    u_new0 <= \$215 ;
   always @(posedge clk)
-    u_new1 <= \$215 ;
+    u_new1 <= \$216 ;
   always @(posedge clk)
-    valid_q <= \$216 ;
+    valid_q <= \$217 ;
   always @(posedge clk)
-    last_row <= \$217 ;
+    last_row <= \$218 ;
   always @(posedge clk)
-    in_full <= \$218 ;
+    in_full <= \$219 ;
   always @(posedge clk)
-    in_count0 <= \$219 ;
+    in_count0 <= \$220 ;
   always @(posedge clk)
-    in_count1 <= \$220 ;
+    in_count1 <= \$221 ;
   always @(posedge clk)
-    li <= \$221 ;
+    li <= \$222 ;
   always @(posedge clk)
-    \$signal$111  <= \$222 ;
+    \$signal$112  <= \$223 ;
   always @(posedge clk)
-    \$signal$106  <= \$223 ;
+    \$signal$107  <= \$224 ;
   always @(posedge clk)
-    fsm_state <= \$224 ;
+    fsm_state <= \$225 ;
   always @(posedge clk)
-    k <= \$225 ;
+    k <= \$226 ;
   always @(posedge clk)
-    src_sel <= \$226 ;
+    src_sel <= \$227 ;
   always @(posedge clk)
-    \$signal$62  <= \$227 ;
+    \$signal$62  <= \$228 ;
   always @(posedge clk)
-    bank_sel <= \$228 ;
+    bank_sel <= \$229 ;
   always @(posedge clk)
-    n <= \$229 ;
+    n <= \$230 ;
   always @(posedge clk)
-    cnt <= \$230 ;
+    cnt <= \$231 ;
   always @(posedge clk)
-    row_wbase <= \$231 ;
+    row_wbase <= \$232 ;
   always @(posedge clk)
-    row_offset <= \$232 ;
+    row_offset <= \$233 ;
   always @(posedge clk)
-    drain_n <= \$233 ;
+    drain_n <= \$234 ;
   always @(posedge clk)
-    cur <= \$234 ;
+    cur <= \$235 ;
   \npu_core_tiny.counters  counters (
-    .clear(\clear$199 ),
+    .clear(\clear$200 ),
     .clk(clk),
     .inc(inc),
     .raddr(host_addr[3:0]),
@@ -1699,7 +1703,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   \npu_core_tiny.leak1  leak1 (
     .alpha(alpha_q1),
     .bias(bias_q1),
-    .leak(\leak$80 ),
+    .leak(\leak$81 ),
     .u(u_q1)
   );
   \npu_core_tiny.neuron0  neuron0 (
@@ -1711,10 +1715,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   );
   \npu_core_tiny.neuron1  neuron1 (
     .\port$778$18 (layer[36:18]),
-    .spike(\spike$98 ),
+    .spike(\spike$99 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
-    .u_new(\u_new$100 )
+    .u_new(\u_new$101 )
   );
   \npu_core_tiny.out_fifo  out_fifo (
     .clk(clk),
@@ -1737,7 +1741,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .a(weights1_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$82 ),
+    .p_q(\p$83 ),
     .rst(rst)
   );
   \npu_core_tiny.router  router (
@@ -1747,14 +1751,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .\emit_values$30 (emit_values),
     .\event (\event ),
     .free(free),
-    .\layer$29 (\layer$196 ),
+    .\layer$29 (\layer$197 ),
     .load(load),
     .out_valid(records__valid),
     .records__payload(records__payload),
     .records__ready(w_rdy),
     .rst(rst),
     .send(send),
-    .\spikes$27 (\spikes$194 ),
+    .\spikes$27 (\spikes$195 ),
     .values(values)
   );
   always @* begin
@@ -1808,7 +1812,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$106 )
+    casez (\$signal$107 )
       1'h0:
           \$36  = in_count0;
       1'h1:
@@ -1818,7 +1822,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$111 )
+    casez (\$signal$112 )
       1'h0:
           \$51  = in_count0;
       1'h1:
@@ -1902,7 +1906,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$106 )
+    casez (\$signal$107 )
       1'h0:
           \$142  = in_count0[3:0];
       1'h1:
@@ -2201,16 +2205,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$201  = leak;
+    \$201  = \$signal$68 ;
     if (rst) begin
-      \$201  = 18'h00000;
+      \$201  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$202  = acc0;
+    \$202  = leak;
+    if (rst) begin
+      \$202  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$203  = acc0;
     if (\$11 ) begin
-      \$202  = \$13 [25:0];
+      \$203  = \$13 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -2218,24 +2229,24 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          \$202  = 26'h0000000;
+          \$203  = 26'h0000000;
     endcase
     if (rst) begin
-      \$202  = 26'h0000000;
+      \$203  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$203  = \leak$80 ;
+    \$204  = \leak$81 ;
     if (rst) begin
-      \$203  = 18'h00000;
+      \$204  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$204  = acc1;
+    \$205  = acc1;
     if (\$14 ) begin
-      \$204  = \$16 [25:0];
+      \$205  = \$16 [25:0];
     end
     casez (fsm_state)
       4'h0:
@@ -2243,18 +2254,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h2:
           /* empty */;
       4'h3:
-          \$204  = 26'h0000000;
+          \$205  = 26'h0000000;
     endcase
     if (rst) begin
-      \$204  = 26'h0000000;
+      \$205  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$205  = count0;
+    \$206  = count0;
     if (\event ) begin
       if (\$17 ) begin
-        \$205  = \$18 [4:0];
+        \$206  = \$18 [4:0];
       end
     end
     casez (fsm_state)
@@ -2280,23 +2291,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$81 , 2'h0 })
               3'h0:
-                  \$205  = 5'h00;
+                  \$206  = 5'h00;
             endcase
           end
     endcase
     if (\$86 ) begin
-      \$205  = 5'h00;
+      \$206  = 5'h00;
     end
     if (rst) begin
-      \$205  = 5'h00;
+      \$206  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$206  = count1;
+    \$207  = count1;
     if (\event ) begin
       if (\$19 ) begin
-        \$206  = \$20 [4:0];
+        \$207  = \$20 [4:0];
       end
     end
     casez (fsm_state)
@@ -2322,23 +2333,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$82 , 2'h1 })
               3'h1:
-                  \$206  = 5'h00;
+                  \$207  = 5'h00;
             endcase
           end
     endcase
     if (\$86 ) begin
-      \$206  = 5'h00;
+      \$207  = 5'h00;
     end
     if (rst) begin
-      \$206  = 5'h00;
+      \$207  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$207  = count2;
+    \$208  = count2;
     if (\event ) begin
       if (\$21 ) begin
-        \$207  = \$22 [4:0];
+        \$208  = \$22 [4:0];
       end
     end
     casez (fsm_state)
@@ -2364,38 +2375,38 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           if (w_rdy) begin
             casez ({ \$83 , 2'h2 })
               3'h2:
-                  \$207  = 5'h00;
+                  \$208  = 5'h00;
             endcase
           end
     endcase
     if (\$86 ) begin
-      \$207  = 5'h00;
+      \$208  = 5'h00;
     end
     if (rst) begin
-      \$207  = 5'h00;
+      \$208  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$208  = count3;
+    \$209  = count3;
     if (\event ) begin
       if (\$23 ) begin
-        \$208  = \$24 [4:0];
+        \$209  = \$24 [4:0];
       end
     end
     if (\$86 ) begin
-      \$208  = 5'h00;
+      \$209  = 5'h00;
     end
     if (rst) begin
-      \$208  = 5'h00;
+      \$209  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$209  = count4;
+    \$210  = count4;
     if (\event ) begin
       if (\$25 ) begin
-        \$209  = \$26 [4:0];
+        \$210  = \$26 [4:0];
       end
     end
     casez (fsm_state)
@@ -2424,23 +2435,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h0:
                   /* empty */;
               3'h4:
-                  \$209  = 5'h00;
+                  \$210  = 5'h00;
             endcase
           end
     endcase
     if (\$86 ) begin
-      \$209  = 5'h00;
+      \$210  = 5'h00;
     end
     if (rst) begin
-      \$209  = 5'h00;
+      \$210  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$210  = count5;
+    \$211  = count5;
     if (\event ) begin
       if (\$27 ) begin
-        \$210  = \$28 [4:0];
+        \$211  = \$28 [4:0];
       end
     end
     casez (fsm_state)
@@ -2469,23 +2480,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h1:
                   /* empty */;
               3'h5:
-                  \$210  = 5'h00;
+                  \$211  = 5'h00;
             endcase
           end
     endcase
     if (\$86 ) begin
-      \$210  = 5'h00;
+      \$211  = 5'h00;
     end
     if (rst) begin
-      \$210  = 5'h00;
+      \$211  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$211  = count6;
+    \$212  = count6;
     if (\event ) begin
       if (\$29 ) begin
-        \$211  = \$30 [4:0];
+        \$212  = \$30 [4:0];
       end
     end
     casez (fsm_state)
@@ -2518,23 +2529,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
               3'h2:
                   /* empty */;
               3'h6:
-                  \$211  = 5'h00;
+                  \$212  = 5'h00;
             endcase
           end
     endcase
     if (\$86 ) begin
-      \$211  = 5'h00;
+      \$212  = 5'h00;
     end
     if (rst) begin
-      \$211  = 5'h00;
+      \$212  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$212  = count7;
+    \$213  = count7;
     if (\event ) begin
       if (\$31 ) begin
-        \$212  = \$32 [4:0];
+        \$213  = \$32 [4:0];
       end
     end
     casez (fsm_state)
@@ -2567,110 +2578,78 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           end
     endcase
     if (\$86 ) begin
-      \$212  = 5'h00;
+      \$213  = 5'h00;
     end
     if (rst) begin
-      \$212  = 5'h00;
+      \$213  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$213 [0] = spike;
-    \$213 [1] = \spike$98 ;
+    \$214 [0] = spike;
+    \$214 [1] = \spike$99 ;
     if (rst) begin
-      \$213  = 2'h0;
+      \$214  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$214  = u_new;
-    if (rst) begin
-      \$214  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$215  = \u_new$100 ;
+    \$215  = u_new;
     if (rst) begin
       \$215  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$216  = valid_lanes;
+    \$216  = \u_new$101 ;
     if (rst) begin
-      \$216  = 2'h0;
+      \$216  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$217  = \$34 ;
+    \$217  = valid_lanes;
     if (rst) begin
-      \$217  = 1'h0;
+      \$217  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$218  = in_full;
-    if (\$35 ) begin
-      if (input__payload[12]) begin
-        \$218  = 1'h1;
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$41 ) begin
-            \$218  = 1'h0;
-          end
-    endcase
-    if (\$86 ) begin
-      \$218  = 1'h0;
-    end
+    \$218  = \$34 ;
     if (rst) begin
       \$218  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$219  = in_count0;
+    \$219  = in_full;
     if (\$35 ) begin
-      (* full_case = 32'd1 *)
       if (input__payload[12]) begin
-      end else begin
-        casez (\$signal$106 )
-          1'h0:
-              \$219  = \$37 [4:0];
-        endcase
+        \$219  = 1'h1;
       end
     end
     casez (fsm_state)
       4'h0:
           if (\$41 ) begin
-            casez (\$43 )
-              1'h0:
-                  \$219  = 5'h00;
-            endcase
+            \$219  = 1'h0;
           end
     endcase
     if (\$86 ) begin
-      \$219  = 5'h00;
+      \$219  = 1'h0;
     end
     if (rst) begin
-      \$219  = 5'h00;
+      \$219  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$220  = in_count1;
+    \$220  = in_count0;
     if (\$35 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
-        (* full_case = 32'd1 *)
-        casez (\$signal$106 )
+        casez (\$signal$107 )
           1'h0:
-              /* empty */;
-          1'h1:
               \$220  = \$37 [4:0];
         endcase
       end
@@ -2678,11 +2657,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     casez (fsm_state)
       4'h0:
           if (\$41 ) begin
-            (* full_case = 32'd1 *)
             casez (\$43 )
               1'h0:
-                  /* empty */;
-              1'h1:
                   \$220  = 5'h00;
             endcase
           end
@@ -2696,11 +2672,46 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$221  = li;
+    \$221  = in_count1;
+    if (\$35 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[12]) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (\$signal$107 )
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$221  = \$37 [4:0];
+        endcase
+      end
+    end
     casez (fsm_state)
       4'h0:
           if (\$41 ) begin
-            \$221  = 1'h0;
+            (* full_case = 32'd1 *)
+            casez (\$43 )
+              1'h0:
+                  /* empty */;
+              1'h1:
+                  \$221  = 5'h00;
+            endcase
+          end
+    endcase
+    if (\$86 ) begin
+      \$221  = 5'h00;
+    end
+    if (rst) begin
+      \$221  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$222  = li;
+    casez (fsm_state)
+      4'h0:
+          if (\$41 ) begin
+            \$222  = 1'h0;
           end
       4'h2:
           /* empty */;
@@ -2721,21 +2732,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
             (* full_case = 32'd1 *)
             if (\$79 ) begin
             end else begin
-              \$221  = \$80 [0];
+              \$222  = \$80 [0];
             end
-          end
-    endcase
-    if (rst) begin
-      \$221  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$222  = \$signal$111 ;
-    casez (fsm_state)
-      4'h0:
-          if (\$41 ) begin
-            \$222  = \$signal$106 ;
           end
     endcase
     if (rst) begin
@@ -2744,109 +2742,91 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$223  = \$signal$106 ;
+    \$223  = \$signal$112 ;
     casez (fsm_state)
       4'h0:
           if (\$41 ) begin
-            \$223  = \$42 ;
+            \$223  = \$signal$107 ;
           end
     endcase
-    if (\$86 ) begin
-      \$223  = 1'h0;
-    end
     if (rst) begin
       \$223  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$224  = fsm_state;
+    \$224  = \$signal$107 ;
+    casez (fsm_state)
+      4'h0:
+          if (\$41 ) begin
+            \$224  = \$42 ;
+          end
+    endcase
+    if (\$86 ) begin
+      \$224  = 1'h0;
+    end
+    if (rst) begin
+      \$224  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$225  = fsm_state;
     casez (fsm_state)
       4'h0:
           if (\$41 ) begin
             (* full_case = 32'd1 *)
             if (\$44 ) begin
-              \$224  = 4'h1;
+              \$225  = 4'h1;
             end else begin
-              \$224  = 4'h2;
+              \$225  = 4'h2;
             end
           end
       4'h2:
-          \$224  = 4'h3;
+          \$225  = 4'h3;
       4'h3:
-          \$224  = 4'h4;
+          \$225  = 4'h4;
       4'h4:
           (* full_case = 32'd1 *)
           if (\$45 ) begin
-            \$224  = 4'h5;
+            \$225  = 4'h5;
           end else begin
-            \$224  = 4'h6;
+            \$225  = 4'h6;
           end
       4'h6:
           (* full_case = 32'd1 *)
           if (\$66 ) begin
           end else begin
-            \$224  = 4'h4;
+            \$225  = 4'h4;
           end
       4'h5:
           if (\$68 ) begin
           end else if (\$75 ) begin
-            \$224  = 4'h7;
+            \$225  = 4'h7;
           end
       4'h7:
-          \$224  = 4'h8;
+          \$225  = 4'h8;
       4'h8:
           if (can_load) begin
             (* full_case = 32'd1 *)
             if (last_row) begin
-              \$224  = 4'h9;
+              \$225  = 4'h9;
             end else begin
-              \$224  = 4'h3;
+              \$225  = 4'h3;
             end
           end
       4'h9:
           if (free) begin
             (* full_case = 32'd1 *)
             if (\$79 ) begin
-              \$224  = 4'h1;
+              \$225  = 4'h1;
             end else begin
-              \$224  = 4'h2;
+              \$225  = 4'h2;
             end
           end
       4'h1:
           if (w_rdy) begin
-            \$224  = 4'h0;
-          end
-    endcase
-    if (rst) begin
-      \$224  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$225  = k;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          \$225  = 4'h0;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-            end else begin
-              \$225  = \$77 [3:0];
-            end
+            \$225  = 4'h0;
           end
     endcase
     if (rst) begin
@@ -2855,28 +2835,38 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$226  = src_sel;
+    \$226  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          /* empty */;
+          \$226  = 4'h0;
       4'h3:
           /* empty */;
       4'h4:
-          (* full_case = 32'd1 *)
-          if (\$45 ) begin
-          end else begin
-            \$226  = \edge [1:0];
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+            end else begin
+              \$226  = \$77 [3:0];
+            end
           end
     endcase
     if (rst) begin
-      \$226  = 2'h0;
+      \$226  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$227  = \$signal$62 ;
+    \$227  = src_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -2888,16 +2878,16 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$45 ) begin
           end else begin
-            \$227  = \$46 ;
+            \$227  = \edge [1:0];
           end
     endcase
     if (rst) begin
-      \$227  = 1'h0;
+      \$227  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$228  = bank_sel;
+    \$228  = \$signal$62 ;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -2909,7 +2899,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$45 ) begin
           end else begin
-            \$228  = \$49 ;
+            \$228  = \$46 ;
           end
     endcase
     if (rst) begin
@@ -2918,7 +2908,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$229  = n;
+    \$229  = bank_sel;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -2930,20 +2920,16 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$45 ) begin
           end else begin
-            \$229  = 5'h00;
-          end
-      4'h6:
-          if (\$66 ) begin
-            \$229  = \$67 [4:0];
+            \$229  = \$49 ;
           end
     endcase
     if (rst) begin
-      \$229  = 5'h00;
+      \$229  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$230  = cnt;
+    \$230  = n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -2955,7 +2941,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$45 ) begin
           end else begin
-            \$230  = \$54 ;
+            \$230  = 5'h00;
+          end
+      4'h6:
+          if (\$66 ) begin
+            \$230  = \$67 [4:0];
           end
     endcase
     if (rst) begin
@@ -2964,7 +2954,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$231  = row_wbase;
+    \$231  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -2976,16 +2966,16 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$45 ) begin
           end else begin
-            \$231  = \edge [10:3];
+            \$231  = \$54 ;
           end
     endcase
     if (rst) begin
-      \$231  = 8'h00;
+      \$231  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$232  = row_offset;
+    \$232  = row_wbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -2997,16 +2987,37 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           (* full_case = 32'd1 *)
           if (\$45 ) begin
           end else begin
-            \$232  = \$65 [8:0];
+            \$232  = \edge [10:3];
           end
     endcase
     if (rst) begin
-      \$232  = 9'h000;
+      \$232  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$233  = drain_n;
+    \$233  = row_offset;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$45 ) begin
+          end else begin
+            \$233  = \$65 [8:0];
+          end
+    endcase
+    if (rst) begin
+      \$233  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$234  = drain_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3020,18 +3031,18 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h5:
           if (\$68 ) begin
-            \$233  = \$76 [1:0];
+            \$234  = \$76 [1:0];
           end else if (\$75 ) begin
-            \$233  = 2'h0;
+            \$234  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$233  = 2'h0;
+      \$234  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$234  = cur;
+    \$235  = cur;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3053,14 +3064,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h1:
           if (w_rdy) begin
-            \$234  = \$84 ;
+            \$235  = \$84 ;
           end
     endcase
     if (\$86 ) begin
-      \$234  = 1'h0;
+      \$235  = 1'h0;
     end
     if (rst) begin
-      \$234  = 1'h0;
+      \$235  = 1'h0;
     end
   end
   always @* begin
@@ -3199,7 +3210,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
-        in_wr__addr = { \$signal$106 , \$142  };
+        in_wr__addr = { \$signal$107 , \$142  };
       end
     end
   end
@@ -3396,7 +3407,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \spikes$194  = 2'h0;
+    \spikes$195  = 2'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3414,7 +3425,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h8:
           if (can_load) begin
-            \spikes$194  = spikes;
+            \spikes$195  = spikes;
           end
     endcase
   end
@@ -3444,7 +3455,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \layer$196  = 1'h0;
+    \layer$197  = 1'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3462,7 +3473,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h8:
           if (can_load) begin
-            \layer$196  = li;
+            \layer$197  = li;
           end
     endcase
   end
@@ -3543,9 +3554,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \clear$199  = 1'h0;
+    \clear$200  = 1'h0;
     if (\$164 ) begin
-      \clear$199  = 1'h1;
+      \clear$200  = 1'h1;
     end
   end
   assign \busy$32  = busy;
@@ -3556,32 +3567,32 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign r_en = output__ready;
   assign \$signature__addr  = host_addr[7:0];
   assign \$signature__data  = host_wdata[7:0];
-  assign \$signature__addr$128  = host_addr[3:0];
-  assign \$signature__data$129  = host_wdata;
-  assign \$signature__addr$131  = host_addr[7:0];
-  assign \$signature__data$132  = host_wdata[7:0];
-  assign \$signature__addr$134  = host_addr[3:0];
-  assign \$signature__data$135  = host_wdata;
+  assign \$signature__addr$129  = host_addr[3:0];
+  assign \$signature__data$130  = host_wdata;
+  assign \$signature__addr$132  = host_addr[7:0];
+  assign \$signature__data$133  = host_wdata[7:0];
+  assign \$signature__addr$135  = host_addr[3:0];
+  assign \$signature__data$136  = host_wdata;
   assign raddr = host_addr[3:0];
   assign re = host_re;
   assign port__addr = \$111 [7:0];
-  assign \port__addr$142  = \$112 [3:0];
-  assign \port__addr$143  = \$113 [3:0];
-  assign \port__addr$144  = \$114 [7:0];
-  assign \port__addr$145  = \$115 [3:0];
-  assign \port__addr$146  = \$116 [3:0];
-  assign \port__addr$147  = { bank_sel, src_sel, n[3:0] };
-  assign \port__addr$148  = { bank_sel, n[3:0] };
+  assign \port__addr$143  = \$112 [3:0];
+  assign \port__addr$144  = \$113 [3:0];
+  assign \port__addr$145  = \$114 [7:0];
+  assign \port__addr$146  = \$115 [3:0];
+  assign \port__addr$147  = \$116 [3:0];
+  assign \port__addr$148  = { bank_sel, src_sel, n[3:0] };
+  assign \port__addr$149  = { bank_sel, n[3:0] };
   assign a = weights0_nrw;
   assign b = s2_x;
-  assign \a$151  = weights1_nrw;
-  assign \b$152  = s2_x;
+  assign \a$152  = weights1_nrw;
+  assign \b$153  = s2_x;
   assign u = u_q0;
   assign alpha = alpha_q0;
   assign bias = bias_q0;
-  assign \u$156  = u_q1;
-  assign \alpha$157  = alpha_q1;
-  assign \bias$158  = bias_q1;
+  assign \u$157  = u_q1;
+  assign \alpha$158  = alpha_q1;
+  assign \bias$159  = bias_q1;
   assign records__ready = w_rdy;
   assign event_layer = records__payload[2];
   assign event_index = { 1'h0, records__payload[6:3] };
@@ -3590,15 +3601,15 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign v_reset = layer[36:21];
   assign reset = layer[20:19];
   assign spiking = layer[18];
-  assign \total$177  = acc1;
-  assign \theta$178  = params1_nrw[24:9];
-  assign \v_reset$179  = layer[36:21];
-  assign \reset$180  = layer[20:19];
-  assign \spiking$181  = layer[18];
-  assign \$signature__addr$182  = \$121 [3:0];
-  assign \$signature__data$183  = \$122 [15:0];
-  assign \$signature__addr$186  = \$127 [3:0];
-  assign \$signature__data$187  = \$128 [15:0];
+  assign \total$178  = acc1;
+  assign \theta$179  = params1_nrw[24:9];
+  assign \v_reset$180  = layer[36:21];
+  assign \reset$181  = layer[20:19];
+  assign \spiking$182  = layer[18];
+  assign \$signature__addr$183  = \$121 [3:0];
+  assign \$signature__data$184  = \$122 [15:0];
+  assign \$signature__addr$187  = \$127 [3:0];
+  assign \$signature__data$188  = \$128 [15:0];
   assign \input__payload.index  = input__payload[3:0];
   assign \input__payload.value  = input__payload[11:4];
   assign \input__payload.end  = input__payload[12];
@@ -3674,12 +3685,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \edge.recurrent  = \edge [2];
   assign \edge.wbase  = \edge [10:3];
   assign \edge.nsrc  = \edge [15:11];
-  assign \$signature__data$129.alpha  = host_wdata[8:0];
-  assign \$signature__data$129.theta  = host_wdata[24:9];
-  assign \$signature__data$129.bias  = host_wdata[40:25];
-  assign \$signature__data$135.alpha  = host_wdata[8:0];
-  assign \$signature__data$135.theta  = host_wdata[24:9];
-  assign \$signature__data$135.bias  = host_wdata[40:25];
+  assign \$signature__data$130.alpha  = host_wdata[8:0];
+  assign \$signature__data$130.theta  = host_wdata[24:9];
+  assign \$signature__data$130.bias  = host_wdata[40:25];
+  assign \$signature__data$136.alpha  = host_wdata[8:0];
+  assign \$signature__data$136.theta  = host_wdata[24:9];
+  assign \$signature__data$136.bias  = host_wdata[40:25];
   assign \end_record.kind  = end_record[1:0];
   assign \end_record.layer  = end_record[2];
   assign \end_record.index  = end_record[6:3];
