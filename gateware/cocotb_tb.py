@@ -30,7 +30,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
 from .harness import input_events
-from .layout import COUNTERS, RECORD_FIELDS, CoreConfig, Image, Region
+from .layout import COUNTERS, RECORD_FIELDS, CoreConfig, CoreTiming, Image, Region
 from .layout import input_word as pack_input
 
 __all__ = ["CoreTB", "pack_input", "record_kind"]
@@ -51,10 +51,12 @@ class CoreTB:
     failure (a hang).  ``cycles`` counts the clocks the testbench waited for.
     """
 
-    def __init__(self, dut, config: CoreConfig, *, stall: float = 0.0, seed: int = 0,
-                 period_ns: int = 10, max_step_cycles: int = 100_000):
+    def __init__(self, dut, config: CoreConfig, *, timing: CoreTiming | None = None,
+                 stall: float = 0.0, seed: int = 0, period_ns: int = 10,
+                 max_step_cycles: int = 100_000):
         self.dut = dut
         self.config = config
+        self.timing = timing or CoreTiming()
         self.stall = stall
         self.rng = random.Random(seed)
         self.period_ns = period_ns
@@ -122,8 +124,8 @@ class CoreTB:
 
     async def read_many(self, addrs) -> list[int]:
         """Pipelined host reads, one address per clock (the core must be idle): the
-        word of each address arrives when ``host_rvalid`` is high, 1 or 2 clocks
-        later (``CoreTiming.host_read_latency``), in order."""
+        word of each address arrives when ``host_rvalid`` is high,
+        ``timing.host_read_latency`` clocks later, in order."""
         d = self.dut
         addrs = list(addrs)
         out: list[int] = []
@@ -140,7 +142,7 @@ class CoreTB:
                 take()
         finally:
             d.host_re.value = 0
-        for _ in range(2):
+        for _ in range(self.timing.host_read_latency - 1):
             if len(out) == len(addrs):
                 break
             await self.tick()

@@ -9,7 +9,7 @@ through the host port while the core is idle (``busy`` low).
 
 Host port: ``host_addr``/``host_wdata`` with ``host_we`` write one word;
 ``host_re`` reads one word, returned in ``host_rdata`` with ``host_rvalid``
-``timing.host_read_latency`` (1, 2 or 3) cycles later; reads may follow each other
+``timing.host_read_latency`` (1 to 5) cycles later; reads may follow each other
 every clock.  Only while ``busy`` is low.  ``clear`` (one cycle, idle only)
 empties the event lists of both banks (so recurrent edges see zeros at the next
 step) and zeroes the counters; membranes are reset by writing them.
@@ -48,7 +48,9 @@ owns neuron ``k*P + p``):
   row, into the layer's event list (its source events for later layers and, on
   recurrent edges, for the next step) and to the output stream.
 
-Cost of a row: ``events + 2 * edges + 5`` synaptic clocks and two neuron clocks
+Cost of a row: ``events + 2 * edges + 5`` synaptic clocks (7 with
+``timing.ram_register``, whose event and weight registers make the pipeline 8
+stages) and two neuron clocks
 (plus router waits when a row has more to route than the next row has clocks),
 so a step costs about
 ``rows * (events + c)`` = ``(events * fan-out + neurons) / P`` plus a small
@@ -101,6 +103,13 @@ def struct_layout(fields) -> data.StructLayout:
     """An Amaranth layout for a field table of :mod:`.layout` (LSB first)."""
     return data.StructLayout({name: signed(w) if name in SIGNED_FIELDS else unsigned(w)
                               for name, w in fields})
+
+
+def _registered(m: Module, value, name: str):
+    """``value`` one clock later, in a reset-less register named ``name``."""
+    q = Signal.like(value, name=name, reset_less=True)
+    m.d.sync += q.eq(value)
+    return q
 
 
 def input_layout(c: CoreConfig) -> data.StructLayout:
@@ -214,6 +223,11 @@ class NPUCore(wiring.Component):
                 states.append((smem.read_port(), smem.write_port()))
 
         weights, params, membranes = [], [], []
+        ram = self.timing.ram_register
+        # With ``timing.param_bram`` the parameter memories are block RAM (their data
+        # are registered below, ``timing.ram_register``, as block RAM needs).
+        param_attrs = ({**NO_RW_CHECK, "ram_style": "block"} if self.timing.param_bram
+                       else NO_RW_CHECK)
         for p in range(P):
             if self.weight_memory is None:
                 wmem = memory.Memory(shape=signed(c.w_bits), depth=c.weight_depth, init=[],
@@ -223,15 +237,22 @@ class NPUCore(wiring.Component):
                 wmem = self.weight_memory(shape=signed(c.w_bits), depth=c.weight_depth)
                 w_ports = (wmem.read, wmem.write)
             pmem = memory.Memory(shape=param_l, depth=c.neuron_depth, init=[],
-                                 attrs=NO_RW_CHECK)
+                                 attrs=param_attrs)
             umem = memory.Memory(shape=u_shape, depth=c.neuron_depth, init=[],
                                  attrs=NO_RW_CHECK)
             m.submodules[f"weights{p}"] = wmem
             m.submodules[f"params{p}"] = pmem
             m.submodules[f"membranes{p}"] = umem
+            p_ports = (nrw_read_port(m, pmem, f"params{p}"), pmem.write_port())
+            u_ports = (nrw_read_port(m, umem, f"membranes{p}"), umem.write_port())
+            if ram:  # every use (and the host's read-back) takes the registered data
+                w_ports, p_ports, u_ports = (
+                    (SimpleNamespace(addr=rd.addr, data=_registered(m, rd.data, f"{n}{p}")), wr)
+                    for (rd, wr), n in ((w_ports, "w_q"), (p_ports, "prm_q"),
+                                        (u_ports, "u_q")))
             weights.append(w_ports)
-            params.append((nrw_read_port(m, pmem, f"params{p}"), pmem.write_port()))
-            membranes.append((nrw_read_port(m, umem, f"membranes{p}"), umem.write_port()))
+            params.append(p_ports)
+            membranes.append(u_ports)
 
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(
             width=self.record_layout.size, depth=c.event_fifo_depth)
@@ -260,7 +281,10 @@ class NPUCore(wiring.Component):
         # and reads return a clock later, and IDLE does not start a step in the clock
         # of a request (its memory access, a clock later, must not meet the
         # sequencer's).  Otherwise every view is the port itself.
-        req_reg = self.timing.host_read_latency == 3
+        lat = self.timing.host_read_latency
+        req_reg = lat >= 3
+        row_reg = self.timing.row_register
+        merged = row_reg and req_reg  # (see the read-port addresses below)
         host_req = Signal()
         hreq = []
         for g in range(groups + 1):
@@ -311,8 +335,9 @@ class NPUCore(wiring.Component):
         for p in range(P):
             h = hreq[p // 4]
             for (_, wr), reg in ((weights[p], Region.WEIGHTS), (params[p], Region.PARAMS)):
+                if not (merged and reg == Region.PARAMS):  # (with the read ports below)
+                    m.d.comb += wr.addr.eq(h.word)
                 m.d.comb += [
-                    wr.addr.eq(h.word),
                     wr.data.eq(h.wdata),
                     wr.en.eq(h.ok & h.we & (h.region == reg) & (h.lane == p)),
                 ]
@@ -321,9 +346,15 @@ class NPUCore(wiring.Component):
         rd_lane = Signal.like(lane)
         rd_reg = Signal(c.host_data_bits)
         rd_valid = self.host_rvalid
-        if self.timing.host_read_latency >= 2:
+        if lat >= 2:
             rd_valid = Signal()
-            m.d.sync += self.host_rvalid.eq(rd_valid)
+            # (latency 4: the last multiplexer registered; 5: the memories' data too)
+            v = rd_valid
+            for i in range({2: 0, 3: 0, 4: 1, 5: 2}[lat]):
+                q = Signal(name=f"rd_valid_d{i}")
+                m.d.sync += q.eq(v)
+                v = q
+            m.d.sync += self.host_rvalid.eq(v)
         m.d.sync += [rd_valid.eq(hc.ok & hc.re), rd_region.eq(region), rd_lane.eq(lane)]
         with m.Switch(region):
             with m.Case(Region.LAYERS):
@@ -339,7 +370,9 @@ class NPUCore(wiring.Component):
                      Region.PARAMS: Array(pr[0].data.as_value() for pr in params),
                      Region.MEMBRANES: Array(u[0].data.as_unsigned() for u in membranes)}
         if c.has_ssm:
-            lane_data[Region.SSM_STATE] = Array(st[0].data.as_unsigned() for st in states)
+            lane_data[Region.SSM_STATE] = Array(
+                (_registered(m, st[0].data, f"ssm_state_q{p}") if lat == 5 else st[0].data)
+                .as_unsigned() for p, st in enumerate(states))
             lane_data[Region.SSM_PARAMS] = Array([pm_rd.data])
         if self.timing.host_read_latency == 1:
             with m.Switch(rd_region):
@@ -362,6 +395,9 @@ class NPUCore(wiring.Component):
                     sr = Signal.like(region, name=f"rd_region_rep{g}", reset_less=True)
                     sl = Signal.like(lane, name=f"rd_lane_rep{g}", reset_less=True)
                     m.d.sync += [sr.eq(hreq[g].region), sl.eq(hreq[g].lane)]
+                    if lat == 5:  # the lanes' data come a clock later
+                        sr = _registered(m, sr, f"rd_region_rep{g}_q")
+                        sl = _registered(m, sl, f"rd_lane_rep{g}_q")
                     steer.append((sr, sl))
             self._host_read_stage(m, lane_data, others, rd_region, rd_lane, rd_reg, steer)
 
@@ -382,8 +418,22 @@ class NPUCore(wiring.Component):
         edge = Signal(edge_l)
         e_set = Signal()
         e_new = Signal.like(e)
-        with m.If(e_set):
-            m.d.sync += [e.eq(e_new), edge.eq(edges[e_new[:c.edge_bits]])]
+        e_row = Signal()  # (``timing.edge_ahead``) ``e_set`` in ROW
+        if self.timing.edge_ahead:
+            # The entries ``edge`` can be loaded with are registered ahead: the row's
+            # first edge from the layer being entered (``li`` is set at least a
+            # clock before ROW) and the edge after ``e`` (``e`` is set at least two
+            # clocks before EVENTS moves on), so no adder or table multiplexer sits
+            # before ``edge``.
+            edge_first = Signal(edge_l, name="edge_first")
+            edge_next = Signal(edge_l, name="edge_next")
+            m.d.sync += [edge_first.eq(edges[layers[li].ebase[:c.edge_bits]]),
+                         edge_next.eq(edges[(e + 1)[:c.edge_bits]])]
+            with m.If(e_set):
+                m.d.sync += [e.eq(e_new), edge.eq(Mux(e_row, edge_first, edge_next))]
+        else:
+            with m.If(e_set):
+                m.d.sync += [e.eq(e_new), edge.eq(edges[e_new[:c.edge_bits]])]
         n = Signal(range(max(c.max_neurons, c.max_inputs) + 1))  # event within an edge
         cnt = Signal.like(n)
         src_sel = Signal(c.src_bits)
@@ -425,6 +475,16 @@ class NPUCore(wiring.Component):
             s1_index.eq(Mux(s1_from_input, in_rd.data.index, ev_rd.data.index)),
             s1_value.eq(Mux(s1_from_input, in_rd.data.value, ev_rd.data.value)),
         ]
+        # With ``timing.ram_register`` the event (index, value, row base) is registered
+        # once more (``s1r_*``) before the weight address and the input value use it:
+        # the event lists are block RAM.  (The SSM unit's gather takes ``s1_*``.)
+        a_valid, a_index, a_value, a_rowbase = s1_valid, s1_index, s1_value, s1_rowbase
+        if ram:
+            a_valid = Signal(name="s1r_valid")
+            m.d.sync += a_valid.eq(s1_valid)
+            a_index = _registered(m, s1_index, "s1r_index")
+            a_value = _registered(m, s1_value, "s1r_value")
+            a_rowbase = _registered(m, s1_rowbase, "s1r_rowbase")
 
         # Read-port address defaults: host (idle) or the sequencer.
         row_addr = Signal(c.sbase_bits + 1)
@@ -437,25 +497,26 @@ class NPUCore(wiring.Component):
         # With ``timing.row_register`` the row's neuron address is registered, one copy
         # per group of 4 lanes (``k`` and ``layer`` hold still from ROW on): valid from
         # the clock after ROW, so the leak reaches the accumulator a clock later.
-        row_reg = self.timing.row_register
         # With it and the host request registered (``host_read_latency`` 3), each
         # memory address register is itself the choice between the sequencer and the
         # host, made a clock early from ``busy`` (the weight address per group, the
         # neuron address per lane, ``*_rep<n>``): the host accesses the memories only
         # in a clock after one where the core was idle, the sequencer only in a clock
         # after one where it was busy (not in LAYER, the first busy clock).
-        merged = row_reg and req_reg
         w_addr_q = [Signal(max(c.wbase_bits + 1, c.addr_bits if merged else 0),
                            name=f"w_addr_{'rep' if rep else 'q'}{g}", reset_less=True)
                     for g in range(groups)]
         host_word = self.host_addr[:c.addr_bits]
-        m.d.sync += [a.eq(Mux(busy, s1_rowbase + s1_index, host_word) if merged
-                          else s1_rowbase + s1_index) for a in w_addr_q]
+        # (``busy_q[g]`` equals ``busy`` in every clock: one net per group, not the
+        # state decode to every address register)
+        m.d.sync += [a.eq(Mux(busy_q[g], a_rowbase + a_index, host_word) if merged
+                          else a_rowbase + a_index) for g, a in enumerate(w_addr_q)]
         row_addr_q = [row_addr] * P
         if merged:
             row_addr_q = [Signal(max(len(row_addr), c.addr_bits), name=f"naddr_rep{p}",
                                  reset_less=True) for p in range(P)]
-            m.d.sync += [q.eq(Mux(busy, row_addr, host_word)) for q in row_addr_q]
+            m.d.sync += [q.eq(Mux(busy_q[p // 4], row_addr, host_word))
+                         for p, q in enumerate(row_addr_q)]
         elif row_reg:
             group_rows = [Signal.like(row_addr, name=f"row_addr_rep{g}") for g in range(groups)]
             m.d.sync += [q.eq(row_addr) for q in group_rows]
@@ -464,7 +525,10 @@ class NPUCore(wiring.Component):
             w_rd = weights[p][0]
             word = hreq[p // 4].word
             if merged:
+                # (the parameters' write port too: when the host writes, the register
+                # holds the address the request copy holds)
                 m.d.comb += [w_rd.addr.eq(w_addr_q[p // 4]), params[p][0].addr.eq(row_addr_q[p]),
+                             params[p][1].addr.eq(row_addr_q[p]),
                              membranes[p][0].addr.eq(row_addr_q[p])]
             else:
                 m.d.comb += [
@@ -478,7 +542,7 @@ class NPUCore(wiring.Component):
                      in_rd.addr.eq(Cat(n[:c.idx_bits], bank_sel))]
         s1b_valid = Signal()
         s1b_x = Signal(signed(c.in_bits), reset_less=True)
-        m.d.sync += [s1_valid.eq(issue), s1b_valid.eq(s1_valid), s1b_x.eq(s1_value),
+        m.d.sync += [s1_valid.eq(issue), s1b_valid.eq(a_valid), s1b_x.eq(a_value),
                      s2_valid.eq(s1b_valid), s2_x.eq(s1b_x)]
         gissue = Signal()  # the SSM unit's operand gather reads an event or a constant
         with m.If((issue | gissue) if c.has_ssm else issue):
@@ -490,12 +554,19 @@ class NPUCore(wiring.Component):
         # third clock.  With ``timing.replicate`` the input value reaches the lanes'
         # multipliers from one copy of ``s2_x`` per group of 4 lanes (one register to
         # 32 DSP blocks was a 10 ns net on the ECP5-85F).
+        # With ``timing.ram_register`` the weight is registered (``w_q<p>``) before the
+        # multiplier's operand register, and the input value waits a clock with it
+        # (stage 2r).
         s3_valid, s4_valid = Signal(), Signal(name="s4_valid")
-        m.d.sync += [s3_valid.eq(s2_valid), s4_valid.eq(s3_valid)]
+        b_valid = s2_valid
+        if ram:
+            b_valid = Signal(name="s2r_valid")
+            m.d.sync += b_valid.eq(s2_valid)
+        m.d.sync += [s3_valid.eq(b_valid), s4_valid.eq(s3_valid)]
         x_q = [s2_x] * groups
         if rep:
             x_q = [Signal.like(s2_x, name=f"x_rep{g}", reset_less=True) for g in range(groups)]
-            m.d.sync += [q.eq(s1b_x) for q in x_q]
+            m.d.sync += [q.eq(s2_x if ram else s1b_x) for q in x_q]
         prod_q = []
         for p in range(P):
             m.submodules[f"product{p}"] = mul = RegisteredProduct(a_bits=c.w_bits,
@@ -510,9 +581,16 @@ class NPUCore(wiring.Component):
         m.d.sync += [pre1.eq(row_start), pre2.eq(pre1), pre3.eq(pre2), pre4.eq(pre3)]
         if rep:  # the accumulators' enables, one copy per group of 4 lanes
             # (with ``timing.row_register`` the leak is known a clock later)
-            pre_q = [Signal(name=f"pre{4 if row_reg else 3}_rep{g}") for g in range(groups)]
+            # (with ``timing.ram_register`` two clocks later)
+            pre_q = [Signal(name=f"pre{5 if ram else 4 if row_reg else 3}_rep{g}")
+                     for g in range(groups)]
             s4_valid_q = [Signal(name=f"s4_valid_rep{g}") for g in range(groups)]
-            m.d.sync += ([q.eq(pre3 if row_reg else pre2) for q in pre_q]
+            pre_src = [pre4 if ram else pre3 if row_reg else pre2] * groups
+            if ram:  # (a copy of ``pre4`` per group first: one register to 8 far ones
+                # was an 11.8 ns net on the ECP5-85F)
+                pre_src = [Signal(name=f"pre4_rep{g}") for g in range(groups)]
+                m.d.sync += [q.eq(pre3) for q in pre_src]
+            m.d.sync += ([q.eq(src) for q, src in zip(pre_q, pre_src, strict=True)]
                          + [q.eq(s3_valid) for q in s4_valid_q])
         leak_q = [Signal(signed(c.u_bits + 2), name=f"leak_q{p}") for p in range(P)]
         for p in range(P):
@@ -675,7 +753,8 @@ class NPUCore(wiring.Component):
 
         with m.If(busy):
             m.d.comb += counters.inc[n_ctr * L].eq(1)
-        drain_n = Signal(2)  # DRAIN's clock
+        drain_n = Signal(3 if ram else 2)  # DRAIN's clock
+        drained = ~s1_valid & ~s1b_valid & ~s2_valid & ~s3_valid
 
         if c.has_ssm:
             ssm = self._ssm_datapath(m, SimpleNamespace(
@@ -716,6 +795,8 @@ class NPUCore(wiring.Component):
             with m.State("ROW"):
                 m.d.comb += [busy.eq(1), row_start.eq(1)]
                 m.d.comb += [e_set.eq(1), e_new.eq(layer.ebase)]
+                if self.timing.edge_ahead:
+                    m.d.comb += e_row.eq(1)
                 if not rep:
                     m.d.sync += [a.eq(0) for a in acc]
                 bump(0)
@@ -750,12 +831,13 @@ class NPUCore(wiring.Component):
                     m.d.comb += [e_set.eq(1), e_new.eq(e + 1)]
                     m.next = "EDGE"
             with m.State("DRAIN"):
-                # Three clocks: the row's last event leaves stage 4 in the third.
+                # Three clocks: the row's last event leaves stage 4 in the third (with
+                # ``timing.ram_register`` five clocks, stages 1r and 2r).
                 m.d.comb += busy.eq(1)
                 bump(0)
-                with m.If(drain_n != 2):
+                with m.If(drain_n != (4 if ram else 2)):
                     m.d.sync += drain_n.eq(drain_n + 1)
-                with m.Elif(~s1_valid & ~s1b_valid & ~s2_valid & ~s3_valid):
+                with m.Elif(drained):
                     m.d.sync += drain_n.eq(0)
                     m.next = "FIRE"
             with m.State("FIRE"):
@@ -831,7 +913,12 @@ class NPUCore(wiring.Component):
         (``rd_group<g>``), and the word of every other region (``rd_other``);
         clock 2: ``host_rdata`` chooses among these registers.  ``lane_data``: region
         -> the lanes' read data; ``others``: region -> its read data; any other
-        region reads ``rd_reg``."""
+        region reads ``rd_reg``.  Latency 4 and 5 (the request registered before
+        clock 1): ``host_rdata`` is a register, loaded in clock 2.  Latency 5: the
+        lanes' data are registered (``ram_register``), so ``rd_group<g>`` is loaded
+        a clock later (``steer`` already is) and the other regions' word waits a
+        clock in ``rd_other_q``."""
+        lat = self.timing.host_read_latency
         c = self.config
         group = 4
         groups = []
@@ -855,7 +942,15 @@ class NPUCore(wiring.Component):
         group_sel = Signal(max(1, len(rd_lane) - 2), name="rd_group_sel")
         m.d.sync += [lane_region.eq(Cat(rd_region == reg for reg in lane_data).any()),
                      group_sel.eq(rd_lane[2:])]
-        m.d.comb += self.host_rdata.eq(Mux(lane_region, Array(groups)[group_sel], other))
+        if lat == 5:
+            other = _registered(m, other, "rd_other_q")
+            lane_region = _registered(m, lane_region, "rd_lane_region_q")
+            group_sel = _registered(m, group_sel, "rd_group_sel_q")
+        word = Mux(lane_region, Array(groups)[group_sel], other)
+        if lat >= 4:
+            m.d.sync += self.host_rdata.eq(word)
+        else:
+            m.d.comb += self.host_rdata.eq(word)
 
     def _ssm_datapath(self, m: Module, e: SimpleNamespace) -> SimpleNamespace:
         """The SSM unit's registers and datapath (see the class docstring)."""

@@ -133,8 +133,8 @@ int main(int argc, char **argv) {
             rising_edge();
             top->host_re = 0;
             settle();
-            // The word comes 1 or 2 clocks after the request (host_read_latency).
-            if (!top->host_rvalid) {
+            // The word comes 1 to 5 clocks after the request (host_read_latency).
+            for (int wait = 1; wait < 5 && !top->host_rvalid; wait++) {
                 rising_edge();
                 settle();
             }

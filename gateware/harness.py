@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from ..golden.integer import INPUT, Network, Trace
-from .layout import RECORD_FIELDS, CoreConfig, Image, Region, ssm_skips, unpack
+from .layout import RECORD_FIELDS, CoreConfig, CoreTiming, Image, Region, ssm_skips, unpack
 
 __all__ = ["input_events", "decode_step", "expected", "expected_from_trace",
            "expected_counters", "StepResult", "membrane_reads", "decode_membranes"]
@@ -100,10 +100,11 @@ def expected(net: Network, x: torch.Tensor) -> tuple[list[StepResult], dict[str,
     return expected_from_trace(net, net.run(x[:, None, :]))
 
 
-def expected_counters(net: Network, x: torch.Tensor, lanes: int) -> dict[str, dict[str, int]]:
+def expected_counters(net: Network, x: torch.Tensor, lanes: int,
+                      timing: CoreTiming | None = None) -> dict[str, dict[str, int]]:
     """Per layer, what the core's counters must read after running one sample ``x``:
     ``events`` delivered, ``spikes``, and ``syn_cycles`` by the cost model (per step
-    and row: ``events + 2 * edges + 5``).
+    and row: ``events + 2 * edges + 5``, and 2 more with ``timing.ram_register``).
 
     SSM layers: ``events``: the events of its source operands (``k``, ``v``, ``q``,
     gate) read by the gather; ``spikes``: nonzero ``y`` routed; ``syn_cycles``: the
@@ -151,10 +152,11 @@ def expected_counters(net: Network, x: torch.Tensor, lanes: int) -> dict[str, di
         for proj in layer.inputs:
             per_step += source_events(proj.source, proj.recurrent)
         rows = -(-layer.size // lanes)
+        overhead = 2 * len(layer.inputs) + (7 if timing and timing.ram_register else 5)
         counts[layer.name] = {
             "events": int(per_step.sum()),
             "spikes": int(trace.spikes[layer.name].sum()) if layer.spiking else 0,
-            "syn_cycles": int((rows * (per_step + 2 * len(layer.inputs) + 5)).sum()),
+            "syn_cycles": int((rows * (per_step + overhead)).sum()),
         }
     return counts
 

@@ -63,8 +63,9 @@ class Region(enum.IntEnum):
 class CoreTiming:
     """How the core is pipelined: flip-flops traded for a faster clock on a big
     part.  None of these changes what the core computes, the records it sends or
-    their order, nor the clocks a step takes (the counters), so they are not part
-    of :class:`CoreConfig` (nor of the device's configuration hash).
+    their order, so they are not part of :class:`CoreConfig` (nor of the device's
+    configuration hash); only ``ram_register`` changes the clocks a step takes
+    (the counters).
 
     ``host_read_latency``: clocks from ``host_re`` to ``host_rvalid``.  1: the
     read data come from the memories through one multiplexer over the lanes.  2:
@@ -73,7 +74,9 @@ class CoreTiming:
     3: as 2, after the host request itself is registered, one copy per group of 4
     lanes and one for the tables (so no host address net reaches every lane);
     writes land a clock later too, and IDLE does not start a step in the clock
-    after a host request.
+    after a host request.  4: as 3, and ``host_rdata`` is a register (the last
+    multiplexer, over the groups, gets a clock of its own).  5: as 4, and the
+    lanes' memory data come from the ``ram_register`` registers (needs it).
     ``theta_register``: each lane's threshold is registered out of its parameter
     memory (it is read at the row's start and used in FIRE, at least 5 clocks
     later), so block RAM data do not reach the spike compare in the same clock.
@@ -97,6 +100,22 @@ class CoreTiming:
     ``leak_register``: the leak's product ``alpha * u`` comes from a
     :class:`.dsp.RegisteredProduct` (on the ECP5, a DSP block's own registers
     instead of fabric ones), and its bias is added as the accumulator takes it.
+    ``ram_register``: every memory read on the synaptic and neuron paths is
+    registered in the fabric before anything uses it (a block RAM's clock-to-out
+    is 5.8 ns on an ECP5-6, more than half of a 100 MHz clock): the event read
+    (one register after the event lists) and, per lane, the weight, parameter and
+    membrane reads (``w_q<p>``, ``prm_q<p>``, ``u_q<p>``).  An event's
+    product reaches its accumulator two clocks later, so DRAIN takes 5 clocks
+    instead of 3 (two more per row; the counters show them); the leak reaches the
+    accumulator 5 clocks after ROW.  Needs ``row_register``, ``leak_register``
+    and ``host_read_latency`` 5.
+    ``edge_ahead``: the edge table entries the sequencer loads next (the row's
+    first edge, the edge after the current one) are registered ahead, so the
+    edge register takes a register, not the table multiplexer after an adder.
+    ``param_bram``: the parameter memories are block RAM (``ram_style``)
+    instead of distributed RAM, whose address and data nets reach some 22 RAM
+    slices per lane.  Needs ``ram_register`` (block RAM data must be
+    registered before use).
 
     Every synaptic product is a :class:`.dsp.RegisteredProduct` in any case.
     """
@@ -107,22 +126,35 @@ class CoreTiming:
     replicate: bool = False
     row_register: bool = False
     leak_register: bool = False
+    ram_register: bool = False
+    param_bram: bool = False
+    edge_ahead: bool = False
 
     def __post_init__(self):
-        if self.host_read_latency not in (1, 2, 3) or isinstance(self.host_read_latency, bool):
-            raise ValueError(f"CoreTiming.host_read_latency must be 1, 2 or 3, not "
+        if (self.host_read_latency not in (1, 2, 3, 4, 5)
+                or isinstance(self.host_read_latency, bool)):
+            raise ValueError(f"CoreTiming.host_read_latency must be 1, 2, 3, 4 or 5, not "
                              f"{self.host_read_latency!r}")
         for name in ("theta_register", "fast_router", "replicate", "row_register",
-                     "leak_register"):
+                     "leak_register", "ram_register", "param_bram", "edge_ahead"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"CoreTiming.{name} must be a bool, not "
                                  f"{getattr(self, name)!r}")
         if self.row_register and not self.replicate:
             raise ValueError("CoreTiming.row_register needs replicate=True")
+        if self.ram_register and not (self.row_register and self.leak_register
+                                      and self.host_read_latency == 5):
+            raise ValueError("CoreTiming.ram_register needs row_register=True, "
+                             "leak_register=True and host_read_latency=5")
+        if self.host_read_latency == 5 and not self.ram_register:
+            raise ValueError("CoreTiming.host_read_latency 5 needs ram_register=True")
+        if self.param_bram and not self.ram_register:
+            raise ValueError("CoreTiming.param_bram needs ram_register=True")
 
 
-PIPELINED = CoreTiming(host_read_latency=3, theta_register=True, fast_router=True,
-                       replicate=True, row_register=True, leak_register=True)
+PIPELINED = CoreTiming(host_read_latency=5, theta_register=True, fast_router=True,
+                       replicate=True, row_register=True, leak_register=True,
+                       ram_register=True, param_bram=True, edge_ahead=True)
 """Every pipelining option on (the big ECP5 boards)."""
 
 

@@ -23,7 +23,8 @@ __all__ = ["run_core", "read_words", "write_words", "send_step"]
 async def read_words(ctx, dut, addrs) -> list[int]:
     """Pipelined host reads of ``addrs`` (one address per clock, the core idle);
     the words arrive ``host_read_latency`` clocks later, when ``host_rvalid`` is
-    high.  Raises AssertionError if a word does not come within 2 clocks."""
+    high.  Raises AssertionError if the words do not all come within
+    ``host_read_latency`` clocks of the last read."""
     words = []
     ctx.set(dut.host_re, 1)
     for addr in addrs:
@@ -32,7 +33,7 @@ async def read_words(ctx, dut, addrs) -> list[int]:
         if ctx.get(dut.host_rvalid):
             words.append(ctx.get(dut.host_rdata))
     ctx.set(dut.host_re, 0)
-    for _ in range(2):
+    for _ in range(dut.timing.host_read_latency - 1):
         if len(words) == len(addrs):
             break
         await ctx.tick()

