@@ -20,6 +20,7 @@ from spikeforge.gateware.harness import (
 from spikeforge.gateware.layout import (
     PIPELINED,
     CoreConfig,
+    CoreTiming,
     Region,
     address_map,
     compile_network,
@@ -285,3 +286,46 @@ def test_generics_are_validated():
         SimBoard(config, port=-1)
     with pytest.raises(ValueError, match=r"^unknown configuration 'nope'"):
         SimBoard("nope")
+
+
+@pytest.mark.parametrize("timing", [None, CoreTiming(host_read_latency=3), PIPELINED],
+                         ids=["latency1", "latency3", "latency5"])
+def test_read_costs_12_plus_latency_clocks_per_core_word(timing):
+    """A READ of core words costs ``(12 + L) * count + 14`` clocks (docs/device.md,
+    ``L`` the core's ``host_read_latency``): a READ of 5 words answers exactly
+    ``4 * (12 + L + 8)`` clocks later than a READ of 1, from the request's last
+    byte to the reply's first (the encoder's CRC pass takes a clock per reply
+    byte, 8 per word; the words are zero, so its first COBS run is the same)."""
+    from amaranth.sim import Simulator
+
+    config = CoreConfig(lanes=2, max_layers=1, max_edges=1, max_neurons=4, max_inputs=4,
+                        max_fanin=4, neuron_depth=4, weight_depth=64)
+    latency = (timing or CoreTiming()).host_read_latency
+    delay = {}
+    for count in (1, 5):
+        dut = SoC(config=config, timing=timing)
+        data = Frame(Command.READ, 1,
+                     pack_read(config.address(Region.WEIGHTS, 1, 3), count)).encode()
+        clocks = {}
+
+        async def bench(ctx, dut=dut, data=data, clocks=clocks):
+            ctx.set(dut.tx.ready, 1)
+            pos = t = 0
+            while "out" not in clocks and t < 5000:
+                ctx.set(dut.rx.valid, int(pos < len(data)))
+                ctx.set(dut.rx.payload, data[pos] if pos < len(data) else 0)
+                if pos < len(data) and ctx.get(dut.rx.ready):
+                    pos += 1
+                    if pos == len(data):
+                        clocks["in"] = t
+                if ctx.get(dut.tx.valid):
+                    clocks["out"] = t
+                await ctx.tick()
+                t += 1
+
+        sim = Simulator(dut)
+        sim.add_clock(1e-8)
+        sim.add_testbench(bench)
+        sim.run()
+        delay[count] = clocks["out"] - clocks["in"]
+    assert delay[5] - delay[1] == 4 * (12 + latency + 8), delay
