@@ -497,9 +497,9 @@ class NPUCore(wiring.Component):
         # With ``timing.row_register`` the row's neuron address is registered, one copy
         # per group of 4 lanes (``k`` and ``layer`` hold still from ROW on): valid from
         # the clock after ROW, so the leak reaches the accumulator a clock later.
-        # With it and the host request registered (``host_read_latency`` 3), each
-        # memory address register is itself the choice between the sequencer and the
-        # host, made a clock early from ``busy`` (the weight address per group, the
+        # With it and the host request registered (``host_read_latency`` 3 or more),
+        # each memory address register is itself the choice between the sequencer and
+        # the host, made a clock early from ``busy`` (the weight address per group, the
         # neuron address per lane, ``*_rep<n>``): the host accesses the memories only
         # in a clock after one where the core was idle, the sequencer only in a clock
         # after one where it was busy (not in LAYER, the first busy clock).
