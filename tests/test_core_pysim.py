@@ -170,7 +170,8 @@ def test_pipelining_changes_no_clock_count(seed):
     config = _core_config(net, lanes)
     x = random_input(rng, net, 4, 1)[:, 0, :]
     default = run_core(net, config, x)
-    no_ram = dataclasses.replace(PIPELINED, ram_register=False, host_read_latency=4)
+    no_ram = dataclasses.replace(PIPELINED, ram_register=False, param_bram=False,
+                                 host_read_latency=4)
     pipelined = run_core(net, config, x, timing=no_ram)
     assert pipelined[1] == default[1]  # records, every step
     assert pipelined[2] == default[2]  # counters, including the busy clocks
