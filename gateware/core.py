@@ -350,7 +350,7 @@ class NPUCore(wiring.Component):
             rd_valid = Signal()
             # (latency 4: the last multiplexer registered; 5: the memories' data too)
             v = rd_valid
-            for i in range({2: 0, 3: 0, 4: 1, 5: 2}[lat]):
+            for i in range(max(0, lat - 3)):
                 q = Signal(name=f"rd_valid_d{i}")
                 m.d.sync += q.eq(v)
                 v = q
@@ -374,7 +374,7 @@ class NPUCore(wiring.Component):
                 (_registered(m, st[0].data, f"ssm_state_q{p}") if lat == 5 else st[0].data)
                 .as_unsigned() for p, st in enumerate(states))
             lane_data[Region.SSM_PARAMS] = Array([pm_rd.data])
-        if self.timing.host_read_latency == 1:
+        if lat == 1:
             with m.Switch(rd_region):
                 for reg, arr in lane_data.items():
                     with m.Case(reg):
@@ -585,7 +585,7 @@ class NPUCore(wiring.Component):
             pre_q = [Signal(name=f"pre{5 if ram else 4 if row_reg else 3}_rep{g}")
                      for g in range(groups)]
             s4_valid_q = [Signal(name=f"s4_valid_rep{g}") for g in range(groups)]
-            pre_src = [pre4 if ram else pre3 if row_reg else pre2] * groups
+            pre_src = [pre3 if row_reg else pre2] * groups
             if ram:  # (a copy of ``pre4`` per group first: one register to 8 far ones
                 # was an 11.8 ns net on the ECP5-85F)
                 pre_src = [Signal(name=f"pre4_rep{g}") for g in range(groups)]
