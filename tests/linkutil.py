@@ -21,12 +21,15 @@ from spikeforge.protocol import (
 
 def run_byte_stream(dut, data: bytes, *, replies: int, idle: float = 0.0,
                     backpressure: float = 0.0, seed: int = 0, max_cycles: int = 400_000,
-                    rx=None, tx=None):
+                    rx=None, tx=None, clocks: dict | None = None):
     """Feed ``data`` into ``dut.rx`` and collect ``dut.tx`` until ``replies`` frames
     (0x00 delimiters) came out and the input is consumed; ``idle`` / ``backpressure``
     are the fractions of clocks with ``rx.valid`` / ``tx.ready`` low.  One testbench
     drives both streams (one process per clock).  Returns ``(out_bytes, cycles)``;
-    after the last reply it runs 200 more clocks and checks that nothing else comes."""
+    after the last reply it runs 200 more clocks and checks that nothing else comes.
+    ``clocks``, if given, receives the clock in which the input's last byte was
+    taken (``"last_in"``) and the one in which the first output byte was
+    (``"first_out"``)."""
     rx = rx if rx is not None else dut.rx
     tx = tx if tx is not None else dut.tx
     rng = random.Random(seed)
@@ -44,7 +47,11 @@ def run_byte_stream(dut, data: bytes, *, replies: int, idle: float = 0.0,
             ctx.set(tx.ready, int(ready))
             if send and ctx.get(rx.ready):
                 pos += 1
+                if pos == len(data) and clocks is not None:
+                    clocks["last_in"] = state["cycles"]
             if ready and ctx.get(tx.valid):
+                if not out and clocks is not None:
+                    clocks["first_out"] = state["cycles"]
                 out.append(ctx.get(tx.payload))
             await ctx.tick()
             state["cycles"] += 1

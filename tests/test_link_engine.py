@@ -81,7 +81,7 @@ def test_engine_load_read_run_reset(seed):
     """INFO; WRITE the image, READ it all back; RUN (records vs the golden model, with
     and without hidden spikes); the reply cache; RESET (membranes zero, weights kept);
     the registers.  Seed 3: a pipelined core (``PIPELINED``: the host request
-    and the read data through registers per group of 4 lanes, three-clock host
+    and the read data through registers per group of 4 lanes, five-clock host
     reads) with 6 lanes."""
     rng, net = _net(seed)
     pipelined = seed == 3
@@ -296,36 +296,15 @@ def test_read_costs_12_plus_latency_clocks_per_core_word(timing):
     ``4 * (12 + L + 8)`` clocks later than a READ of 1, from the request's last
     byte to the reply's first (the encoder's CRC pass takes a clock per reply
     byte, 8 per word; the words are zero, so its first COBS run is the same)."""
-    from amaranth.sim import Simulator
-
     config = CoreConfig(lanes=2, max_layers=1, max_edges=1, max_neurons=4, max_inputs=4,
                         max_fanin=4, neuron_depth=4, weight_depth=64)
     latency = (timing or CoreTiming()).host_read_latency
     delay = {}
     for count in (1, 5):
-        dut = SoC(config=config, timing=timing)
-        data = Frame(Command.READ, 1,
-                     pack_read(config.address(Region.WEIGHTS, 1, 3), count)).encode()
+        request = Frame(Command.READ, 1, pack_read(config.address(Region.WEIGHTS, 1, 3), count))
         clocks = {}
-
-        async def bench(ctx, dut=dut, data=data, clocks=clocks):
-            ctx.set(dut.tx.ready, 1)
-            pos = t = 0
-            while "out" not in clocks and t < 5000:
-                ctx.set(dut.rx.valid, int(pos < len(data)))
-                ctx.set(dut.rx.payload, data[pos] if pos < len(data) else 0)
-                if pos < len(data) and ctx.get(dut.rx.ready):
-                    pos += 1
-                    if pos == len(data):
-                        clocks["in"] = t
-                if ctx.get(dut.tx.valid):
-                    clocks["out"] = t
-                await ctx.tick()
-                t += 1
-
-        sim = Simulator(dut)
-        sim.add_clock(1e-8)
-        sim.add_testbench(bench)
-        sim.run()
-        delay[count] = clocks["out"] - clocks["in"]
+        out, _ = run_byte_stream(SoC(config=config, timing=timing), request.encode(),
+                                 replies=1, clocks=clocks)
+        assert unpack_read_reply(_ok(decode_replies(out)[0], request), count) == [0] * count
+        delay[count] = clocks["first_out"] - clocks["last_in"]
     assert delay[5] - delay[1] == 4 * (12 + latency + 8), delay
