@@ -73,6 +73,8 @@ lane ``p`` holding columns ``p, p + P, ...``; see ``docs/gateware.md``), per ste
 
 from __future__ import annotations
 
+import functools
+import operator
 from types import SimpleNamespace
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -187,7 +189,8 @@ class NPUCore(wiring.Component):
         # The counters (per layer COUNTERS, then busy clocks and steps) live in a block
         # RAM (area); the FSM raises one ``inc`` bit per counter and clock.
         n_counters = len(COUNTERS) * L + 2
-        m.submodules.counters = counters = CounterBank(n=n_counters)
+        m.submodules.counters = counters = CounterBank(
+            n=n_counters, registered=self.timing.count_register)
         n_ctr = len(COUNTERS)
 
         ev_layout = data.StructLayout({"index": unsigned(c.idx_bits),
@@ -305,7 +308,14 @@ class NPUCore(wiring.Component):
             h.lane = h.addr[c.addr_bits:c.addr_bits + c.lane_bits]
             h.word = h.addr[:c.addr_bits]
             hreq.append(h)
-        if req_reg:
+        if req_reg and self.timing.edge_ahead:
+            # (the per-layer first edges below come a clock after the tables, which a
+            # registered request writes a clock late: no step starts in the clock
+            # after a host request either)
+            host_req_q = Signal()
+            m.d.sync += host_req_q.eq(self.host_we | self.host_re)
+            m.d.comb += host_req.eq(self.host_we | self.host_re | host_req_q)
+        elif req_reg or self.timing.edge_ahead:
             m.d.comb += host_req.eq(self.host_we | self.host_re)
         hc = hreq[groups]  # the tables' view
         region, lane, addr = hc.region, hc.lane, hc.word
@@ -424,10 +434,16 @@ class NPUCore(wiring.Component):
             # first edge from the layer being entered (``li`` is set at least a
             # clock before ROW) and the edge after ``e`` (``e`` is set at least two
             # clocks before EVENTS moves on), so no adder or table multiplexer sits
-            # before ``edge``.
+            # before ``edge``.  Each layer's first edge is itself a register
+            # (``edge_first_l<i>``, from the tables, which change only by host writes:
+            # IDLE waits out the clock after a host request), so ``edge_first`` takes
+            # one multiplexer over the layers, not two tables in a row.
+            firsts = [Signal(edge_l, name=f"edge_first_l{i}") for i in range(L)]
+            m.d.sync += [f.eq(edges[layers[i].ebase[:c.edge_bits]])
+                         for i, f in enumerate(firsts)]
             edge_first = Signal(edge_l, name="edge_first")
             edge_next = Signal(edge_l, name="edge_next")
-            m.d.sync += [edge_first.eq(edges[layers[li].ebase[:c.edge_bits]]),
+            m.d.sync += [edge_first.eq(Array(firsts)[li]),
                          edge_next.eq(edges[(e + 1)[:c.edge_bits]])]
             with m.If(e_set):
                 m.d.sync += [e.eq(e_new), edge.eq(Mux(e_row, edge_first, edge_next))]
@@ -435,6 +451,10 @@ class NPUCore(wiring.Component):
             with m.If(e_set):
                 m.d.sync += [e.eq(e_new), edge.eq(edges[e_new[:c.edge_bits]])]
         n = Signal(range(max(c.max_neurons, c.max_inputs) + 1))  # event within an edge
+        # (``timing.edge_ahead``) ``n < cnt`` in EVENTS, kept in a flip-flop (set in
+        # EDGE and as each event issues): ``issue`` enables the pipeline's first
+        # registers, the event counters and ``n``, so it comes from no compare.
+        events_left = Signal(name="events_left")
         cnt = Signal.like(n)
         src_sel = Signal(c.src_bits)
         bank_sel = Signal()
@@ -637,7 +657,8 @@ class NPUCore(wiring.Component):
         # One row's results leave one neuron per clock, overlapped with the next row.
         m.submodules.router = router = SpikeRouter(
             lanes=P, index_bits=c.idx_bits + 1, layer_bits=c.layer_bits, u_bits=c.u_bits,
-            record_layout=self.record_layout, fast=self.timing.fast_router)
+            record_layout=self.record_layout, fast=self.timing.fast_router,
+            staged=self.timing.router_register)
         end_record = Signal(self.record_layout)
         write_end = Signal()  # the sequencer writes the end-of-step record
         m.d.comb += [
@@ -645,8 +666,10 @@ class NPUCore(wiring.Component):
             out_fifo.w_data.eq(Mux(write_end, end_record.as_value(),
                                    router.records.payload.as_value())),
             out_fifo.w_en.eq(out_fifo.w_rdy & (write_end | router.records.valid)),
-            # Timing: the router never has a record in STEP_END (LAYER_END waits for
-            # ``router.free``), so its ready need not depend on the sequencer's state.
+            # Timing: the router never has a record in STEP_END while the end record
+            # is written (LAYER_END waits for ``router.free``; with
+            # ``timing.router_register`` STEP_END waits for ``router.empty``), so its
+            # ready need not depend on the sequencer's state.
             router.records.ready.eq(out_fifo.w_rdy),
         ]
         spike_src = Signal(c.src_bits)
@@ -661,7 +684,9 @@ class NPUCore(wiring.Component):
             ]
             if c.has_ssm:  # an SSM layer's events carry its y
                 with m.If(layer.ssm):
-                    m.d.comb += ev_wr.data.value.eq(router.records.payload.value)
+                    m.d.comb += ev_wr.data.value.eq(
+                        router.event_value if self.timing.router_register
+                        else router.records.payload.value)
             # Timing: one enable per list counter, no read-modify-write multiplexer.
             for i in range(len(counts)):
                 with m.If(Cat(spike_src, cur) == i):
@@ -713,6 +738,11 @@ class NPUCore(wiring.Component):
         neuron_write = Signal()
         nwrite_q = ([Signal(name=f"nwrite_rep{g}") for g in range(groups)] if rep
                     else [neuron_write] * groups)
+        if self.timing.fast_router:
+            # The router's per-group copies of ``load`` (high in every NEURON clock, and
+            # in SSM_ROUTE): with ``replicate`` and no SSM unit, the groups' NEURON flags.
+            m.d.comb += router.group_load.eq(
+                Cat(nwrite_q) if rep and not c.has_ssm else router.load.replicate(groups))
         for p in range(P):
             u_wr, h = membranes[p][1], hreq[p // 4]
             m.d.comb += [
@@ -729,7 +759,15 @@ class NPUCore(wiring.Component):
         # still from ROW on, at least 5 clocks before NEURON).
         valid_q = Signal(P)
         last_row = Signal()
-        m.d.sync += [valid_q.eq(valid_lanes), last_row.eq(k + 1 == layer.rows)]
+        if row_reg:
+            # (``timing.row_register``) in two clocks: the neurons left from the row's
+            # first, ``size - k * P``, then each lane's compare with its constant
+            # (one subtraction, not one compare chain per lane from ``k``)
+            left = Signal(signed(max(len(layer.size), len(k * P)) + 1), name="row_left")
+            m.d.sync += [left.eq(layer.size - k * P), last_row.eq(k + 1 == layer.rows)]
+            m.d.sync += valid_q.eq(Cat(left > p for p in range(P)))
+        else:
+            m.d.sync += [valid_q.eq(valid_lanes), last_row.eq(k + 1 == layer.rows)]
 
         # --------------------------------------------------------- sequencer
         # Input double buffer: events are written into bank ``in_wbank`` until the
@@ -737,6 +775,14 @@ class NPUCore(wiring.Component):
         # other bank starts filling, while the step runs.
         in_counts = Array(Signal(range(c.max_inputs + 1), name=f"in_count{i}")
                           for i in range(2))
+        if self.timing.edge_ahead:
+            # (for ``events_left``) which lists are not empty, a clock after their counts:
+            # EDGE reads a list at least four clocks after its last append (the input's
+            # before the step starts, a layer's before LAYER_END lets the next begin)
+            counts_nz = Signal(len(counts), name="counts_nz")
+            in_nz = Signal(2, name="in_counts_nz")
+            m.d.sync += [counts_nz.eq(Cat(x != 0 for x in counts)),
+                         in_nz.eq(Cat(x != 0 for x in in_counts))]
         in_wbank, in_rbank, in_full = Signal(), Signal(), Signal()
         m.d.comb += self.input.ready.eq(~in_full & ~self.clear)
         with m.If(self.input.valid & self.input.ready):
@@ -809,22 +855,29 @@ class NPUCore(wiring.Component):
                 with m.Else():
                     bank = cur ^ edge.recurrent
                     is_input = edge.src == 0
+                    new_cnt = Mux(is_input, in_counts[in_rbank], counts[Cat(edge.src, bank)])
                     m.d.sync += [
                         src_sel.eq(edge.src),
                         from_input.eq(is_input),
                         bank_sel.eq(Mux(is_input, in_rbank, bank)),
                         n.eq(0),
-                        cnt.eq(Mux(is_input, in_counts[in_rbank], counts[Cat(edge.src, bank)])),
+                        cnt.eq(new_cnt),
                         row_wbase.eq(edge.wbase),
                         row_offset.eq(shift_add_product(k, edge.nsrc)),
                     ]
+                    if self.timing.edge_ahead:
+                        m.d.sync += events_left.eq(Mux(
+                            is_input, in_nz.bit_select(in_rbank, 1),
+                            counts_nz.bit_select(Cat(edge.src, bank), 1)))
                     m.next = "EVENTS"
             with m.State("EVENTS"):
                 m.d.comb += busy.eq(1)
                 bump(0)
-                with m.If(n < cnt):
+                with m.If(events_left if self.timing.edge_ahead else n < cnt):
                     m.d.comb += issue.eq(1)
                     m.d.sync += n.eq(n + 1)
+                    if self.timing.edge_ahead:
+                        m.d.sync += events_left.eq(n + 1 < cnt)
                     with m.If(k == 0):  # each event counted once, at its first row
                         bump(2)
                 with m.Else():
@@ -850,19 +903,24 @@ class NPUCore(wiring.Component):
                 m.d.comb += busy.eq(1)
                 bump(1)
                 # Wait for the router to take the previous row (it runs concurrently).
+                # (The fast router takes ``load`` only with ``can_load``: offered in
+                # every NEURON clock, its lanes' enables do not wait for this decision.)
+                row_offer = [
+                    router.load.eq(1),
+                    router.send.eq(Mux(layer.emit_values, valid_q, spikes & valid_q)),
+                    router.spikes.eq(spikes),
+                    router.base.eq(k * P),
+                    router.layer.eq(li),
+                    router.emit_values.eq(layer.emit_values),
+                ] + [router.values[p].eq(new_u[p]) for p in range(P)]
+                if self.timing.fast_router:
+                    m.d.comb += row_offer
                 with m.If(router.can_load):
                     if rep:
                         m.d.sync += [q.eq(0) for q in nwrite_q]
-                    m.d.comb += [
-                        neuron_write.eq(1),
-                        router.load.eq(1),
-                        router.send.eq(Mux(layer.emit_values, valid_q, spikes & valid_q)),
-                        router.spikes.eq(spikes),
-                        router.base.eq(k * P),
-                        router.layer.eq(li),
-                        router.emit_values.eq(layer.emit_values),
-                    ]
-                    m.d.comb += [router.values[p].eq(new_u[p]) for p in range(P)]
+                    m.d.comb += neuron_write.eq(1)
+                    if not self.timing.fast_router:
+                        m.d.comb += row_offer
                     with m.If(last_row):
                         m.next = "LAYER_END"
                     with m.Else():
@@ -881,8 +939,15 @@ class NPUCore(wiring.Component):
                         m.next = "LAYER"
             with m.State("STEP_END"):
                 m.d.comb += busy.eq(1)
-                m.d.comb += write_end.eq(1)
-                with m.If(out_fifo.w_rdy):
+                # (``timing.router_register``: LAYER_END waited for the events only,
+                # the end record waits for the router's last records)
+                step_done = out_fifo.w_rdy
+                if self.timing.router_register:
+                    step_done = out_fifo.w_rdy & router.empty
+                    m.d.comb += write_end.eq(router.empty)
+                else:
+                    m.d.comb += write_end.eq(1)
+                with m.If(step_done):
                     # The next step's lists start empty in the other bank.
                     for s in range(nsrc):
                         m.d.sync += counts[Cat(Const(s, c.src_bits), ~cur)].eq(0)
@@ -917,35 +982,55 @@ class NPUCore(wiring.Component):
         clock 1): ``host_rdata`` is a register, loaded in clock 2.  Latency 5: the
         lanes' data are registered (``ram_register``), so ``rd_group<g>`` is loaded
         a clock later (``steer`` already is) and the other regions' word waits a
-        clock in ``rd_other_q``."""
+        clock in ``rd_other_q``.
+
+        Latency 5 (timing: the groups' registers are spread over the die, the last
+        multiplexer had a select decode in front of it): each register is zero
+        unless it holds the word read (a group register: the request is for a lane
+        region and one of its lanes; ``rd_other``: not a lane region), so clock 2
+        ORs them all, with no select."""
         lat = self.timing.host_read_latency
         c = self.config
         group = 4
         groups = []
+        n_groups = -(-c.lanes // group)
         for g in range(0, c.lanes, group):
             q = Signal(c.host_data_bits, name=f"rd_group{g // group}", reset_less=True)
             g_region, g_lane = steer[g // group]
             within = g_lane[:min(2, len(g_lane))]
+            # (latency 5) this group holds the word read: the lane index's group bits
+            # (an index past the last group reads 0 from every group, as ``Array`` does)
+            mine = Const(1)
+            if lat == 5 and n_groups > 1:
+                mine = g_lane[2:] == g // group
             with m.Switch(g_region):
                 for reg, arr in lane_data.items():
                     with m.Case(reg):
-                        m.d.sync += q.eq(Array(list(arr)[g:g + group])[within])
+                        m.d.sync += q.eq(Mux(mine, Array(list(arr)[g:g + group])[within], 0)
+                                         if lat == 5 else Array(list(arr)[g:g + group])[within])
+                if lat == 5:
+                    with m.Default():
+                        m.d.sync += q.eq(0)
             groups.append(q)
         other = Signal(c.host_data_bits, name="rd_other", reset_less=True)
         with m.Switch(rd_region):
             for reg, value in others.items():
                 with m.Case(reg):
                     m.d.sync += other.eq(value)
+            if lat == 5:
+                for reg in lane_data:
+                    with m.Case(reg):
+                        m.d.sync += other.eq(0)
             with m.Default():
                 m.d.sync += other.eq(rd_reg)
+        if lat == 5:
+            other = _registered(m, other, "rd_other_q")
+            m.d.sync += self.host_rdata.eq(functools.reduce(operator.or_, groups, other))
+            return
         lane_region = Signal()
         group_sel = Signal(max(1, len(rd_lane) - 2), name="rd_group_sel")
         m.d.sync += [lane_region.eq(Cat(rd_region == reg for reg in lane_data).any()),
                      group_sel.eq(rd_lane[2:])]
-        if lat == 5:
-            other = _registered(m, other, "rd_other_q")
-            lane_region = _registered(m, lane_region, "rd_lane_region_q")
-            group_sel = _registered(m, group_sel, "rd_group_sel_q")
         word = Mux(lane_region, Array(groups)[group_sel], other)
         if lat >= 4:
             m.d.sync += self.host_rdata.eq(word)
@@ -1138,17 +1223,19 @@ class NPUCore(wiring.Component):
             m.d.comb += e.busy.eq(1)
             e.bump(1)
             router = e.router
+            row_offer = [
+                router.load.eq(1),
+                router.send.eq(Mux(layer.emit_values, e.valid_lanes, s.ynz & e.valid_lanes)),
+                router.spikes.eq(s.ynz),
+                router.base.eq(k * P),
+                router.layer.eq(e.li),
+                router.emit_values.eq(layer.emit_values),
+            ] + [router.values[p].eq(s.ys[p]) for p in range(P)]
+            if self.timing.fast_router:  # (as in NEURON)
+                m.d.comb += row_offer
             with m.If(router.can_load):
-                m.d.comb += [
-                    router.load.eq(1),
-                    router.send.eq(Mux(layer.emit_values, e.valid_lanes,
-                                       s.ynz & e.valid_lanes)),
-                    router.spikes.eq(s.ynz),
-                    router.base.eq(k * P),
-                    router.layer.eq(e.li),
-                    router.emit_values.eq(layer.emit_values),
-                ]
-                m.d.comb += [router.values[p].eq(s.ys[p]) for p in range(P)]
+                if not self.timing.fast_router:
+                    m.d.comb += row_offer
                 with m.If(k + 1 == layer.rows):
                     m.next = "LAYER_END"
                 with m.Else():

@@ -28,6 +28,12 @@ in the same clock and needs no collision logic (``NO_RW_CHECK``).
 Each counter is flushed at least every ``n`` clocks in which no read is
 issued, so ``delta`` never exceeds ``n + 1`` while reads are issued only when
 the counters are not counting (the NPU core's host port: only while idle).
+
+``registered=True`` (timing: the increments come from a sequencer's decodes and
+compares, the deltas' carry chains would add to them): ``inc`` is registered
+first, so an increment counts a clock later.  A read then holds the value as of
+the clock before the request (that clock's increments not included), and an
+increment in the clock of ``clear`` is dropped, as without the register.
 """
 
 from __future__ import annotations
@@ -45,15 +51,19 @@ class CounterBank(wiring.Component):
     """``n`` counters of ``width`` bits in a block RAM (module docs).
 
     Ports: ``inc`` (``n`` bits) in, ``clear`` in, ``raddr``/``re`` in,
-    ``rdata``/``rvalid`` out (latency 1).
+    ``rdata``/``rvalid`` out (latency 1).  ``registered``: ``inc`` counts a clock
+    later.
     """
 
-    def __init__(self, *, n: int, width: int = 32):
+    def __init__(self, *, n: int, width: int = 32, registered: bool = False):
         for name, value, lo in (("n", n, 2), ("width", width, 1)):
             if not isinstance(value, int) or isinstance(value, bool) or value < lo:
                 self._MustUse__silence = True  # never elaborated: no "unused" warning
                 raise ValueError(f"{name} must be an integer >= {lo}, not {value!r}")
-        self.n, self.width = n, width
+        if not isinstance(registered, bool):
+            self._MustUse__silence = True
+            raise TypeError(f"registered must be a bool, not {registered!r}")
+        self.n, self.width, self.registered = n, width, registered
         self.delta_bits = (2 * n + 2).bit_length()
         super().__init__({
             "inc": In(n),
@@ -100,9 +110,13 @@ class CounterBank(wiring.Component):
             wr.data.eq(total),
             wr.en.eq(f_valid & ~self.re),
         ]
+        inc = self.inc
+        if self.registered:
+            inc = Signal(n, name="inc_q")
+            m.d.sync += inc.eq(Mux(self.clear, 0, self.inc))
         for i in range(n):
             flushed = f_valid & ~self.re & (f_idx == i)
-            m.d.sync += delta[i].eq(delta[i] + self.inc[i] - Mux(flushed, a_delta, 0))
+            m.d.sync += delta[i].eq(delta[i] + inc[i] - Mux(flushed, a_delta, 0))
             with m.If(flushed):
                 m.d.sync += stale.bit_select(i, 1).eq(0)
         with m.If(self.clear):

@@ -76,13 +76,17 @@ class CoreTiming:
     writes land a clock later too, and IDLE does not start a step in the clock
     after a host request.  4: as 3, and ``host_rdata`` is a register (the last
     multiplexer, over the groups, gets a clock of its own).  5: as 4, and the
-    lanes' memory data come from the ``ram_register`` registers (needs it).
+    lanes' memory data come from the ``ram_register`` registers (needs it); the
+    per-group registers hold zero unless they hold the word read, so the last
+    stage is an OR with no select.
     ``theta_register``: each lane's threshold is registered out of its parameter
     memory (it is read at the row's start and used in FIRE, at least 5 clocks
     later), so block RAM data do not reach the spike compare in the same clock.
     ``fast_router``: the spike router's fast form (the lowest pending lane one-hot
     in flip-flops, a two-entry skid buffer on the output, so the lane pick does
-    not wait for the output's ``ready``; see :mod:`.router`).  Without output
+    not wait for the output's ``ready``; the lanes' registers take their enables
+    from per-group copies of its flags, and the core offers the row in every
+    NEURON clock; see :mod:`.router`).  Without output
     backpressure the core runs clock for clock as without it; under backpressure
     a step can take fewer clocks.
     ``replicate``: the control registers that reach every lane (``busy`` for the
@@ -111,11 +115,26 @@ class CoreTiming:
     and ``host_read_latency`` 5.
     ``edge_ahead``: the edge table entries the sequencer loads next (the row's
     first edge, the edge after the current one) are registered ahead, so the
-    edge register takes a register, not the table multiplexer after an adder.
+    edge register takes a register, not the table multiplexer after an adder;
+    each layer's first edge is registered from the tables as well, so IDLE does
+    not start a step in the clock of a host request (with the request registered,
+    nor in the clock after it).
     ``param_bram``: the parameter memories are block RAM (``ram_style``)
     instead of distributed RAM, whose address and data nets reach some 22 RAM
     slices per lane.  Needs ``ram_register`` (block RAM data must be
     registered before use).
+    ``count_register``: the counter bank's increments are registered before they
+    are counted (the sequencer's decodes and compares no longer reach the
+    counters' carry chains in the same clock); a counter shows an increment a
+    clock later.  Needs ``host_read_latency`` 3 or more, so that no read can come
+    before the step's last increments are counted (a request in the first idle
+    clock reaches the bank a clock later).
+    ``router_register``: the fast router's lane multiplexer is split at a register
+    per group of 4 lanes (``staged``, see :mod:`.router`): a record leaves a clock
+    later, but its event (into the next layer's list) comes in the clock it did
+    before, so a layer ends when its events are out and the end-of-step record
+    waits for the router's last records.  Without output backpressure the core
+    runs clock for clock as without it.  Needs ``fast_router``.
 
     Every synaptic product is a :class:`.dsp.RegisteredProduct` in any case.
     """
@@ -129,6 +148,8 @@ class CoreTiming:
     ram_register: bool = False
     param_bram: bool = False
     edge_ahead: bool = False
+    count_register: bool = False
+    router_register: bool = False
 
     def __post_init__(self):
         if (self.host_read_latency not in (1, 2, 3, 4, 5)
@@ -136,7 +157,8 @@ class CoreTiming:
             raise ValueError(f"CoreTiming.host_read_latency must be 1, 2, 3, 4 or 5, not "
                              f"{self.host_read_latency!r}")
         for name in ("theta_register", "fast_router", "replicate", "row_register",
-                     "leak_register", "ram_register", "param_bram", "edge_ahead"):
+                     "leak_register", "ram_register", "param_bram", "edge_ahead",
+                     "count_register", "router_register"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"CoreTiming.{name} must be a bool, not "
                                  f"{getattr(self, name)!r}")
@@ -150,11 +172,16 @@ class CoreTiming:
             raise ValueError("CoreTiming.host_read_latency 5 needs ram_register=True")
         if self.param_bram and not self.ram_register:
             raise ValueError("CoreTiming.param_bram needs ram_register=True")
+        if self.count_register and self.host_read_latency < 3:
+            raise ValueError("CoreTiming.count_register needs host_read_latency 3 or more")
+        if self.router_register and not self.fast_router:
+            raise ValueError("CoreTiming.router_register needs fast_router=True")
 
 
 PIPELINED = CoreTiming(host_read_latency=5, theta_register=True, fast_router=True,
                        replicate=True, row_register=True, leak_register=True,
-                       ram_register=True, param_bram=True, edge_ahead=True)
+                       ram_register=True, param_bram=True, edge_ahead=True,
+                       count_register=True, router_register=True)
 """Every pipelining option on (the big ECP5 boards)."""
 
 

@@ -32,6 +32,27 @@ register is held back goes into the skid register and moves to the output
 register when that record leaves.  The records and their order do not depend
 on ``ready`` (only their timing does); without backpressure the skid register
 stays empty and the router runs clock for clock as without ``fast``.
+Each group of 4 lanes also has its own copies of the skid register's valid bit
+and of the two flags (``*_rep<g>``, kept apart by the board build), so the
+clock enables of a group's lane registers come from a net of its own: one
+register driving every lane's enable was a long, heavily loaded net on the
+ECP5-85F.  ``load`` may be held high while ``can_load`` is low (it is taken only
+with ``can_load``), so the lanes' enables need not wait for a sequencer that
+looks at ``can_load`` first.  ``group_load`` (``fast`` only) is a copy of
+``load`` per group of 4 lanes (equal to ``load`` in every clock: the core
+drives it from flip-flops of its own per group), for the lanes' enables.
+
+``staged=True`` (needs ``fast``; timing: the 32 lanes' values spread over the
+die, one multiplexer into one register): the picked lane first goes into a
+middle register, one part per group of 4 lanes (whether the group holds the
+pick, its spike, its lane in the group and its value, zero otherwise), then
+into the output register or the skid register through an OR over the groups.
+A record is valid two clocks after its lane is picked.  ``event`` comes as the
+record leaves the middle register (``event_index``, ``event_layer`` and
+``event_value`` from it), in the clock it came without ``staged`` when the
+output is never held back, and independently of ``records.ready``.  ``free``:
+nothing left to pick or in the middle register (every event of the rows taken
+is out); ``empty``: nor in the output registers (every record is out).
 """
 
 from __future__ import annotations
@@ -48,7 +69,7 @@ __all__ = ["SpikeRouter"]
 
 class SpikeRouter(wiring.Component):
     def __init__(self, *, lanes: int, index_bits: int, layer_bits: int, u_bits: int,
-                 record_layout: data.StructLayout, fast: bool = False):
+                 record_layout: data.StructLayout, fast: bool = False, staged: bool = False):
         for name, value in (("lanes", lanes), ("index_bits", index_bits),
                             ("layer_bits", layer_bits), ("u_bits", u_bits)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -57,10 +78,20 @@ class SpikeRouter(wiring.Component):
         if not isinstance(fast, bool):
             self._MustUse__silence = True
             raise TypeError(f"fast must be a bool, not {fast!r}")
-        self.lanes = lanes
+        if not isinstance(staged, bool):
+            self._MustUse__silence = True
+            raise TypeError(f"staged must be a bool, not {staged!r}")
+        if staged and not fast:
+            self._MustUse__silence = True
+            raise ValueError("staged needs fast=True")
+        self.lanes, self.u_bits = lanes, u_bits
         self.fast = fast
+        self.staged = staged
         self.record_layout = record_layout
-        super().__init__({
+        staged_ports = {"empty": Out(1), "event_value": Out(signed(u_bits))} if staged else {}
+        if fast:  # each group's copy of ``load`` (equal to it in every clock)
+            staged_ports["group_load"] = In(-(-lanes // 4))
+        super().__init__({**staged_ports,
             "load": In(1),
             "send": In(lanes),
             "spikes": In(lanes),
@@ -75,6 +106,47 @@ class SpikeRouter(wiring.Component):
             "event_index": Out(unsigned(index_bits)),
             "event_layer": Out(unsigned(layer_bits)),
         })
+
+    def _middle(self, m, cand, lowest, spikes, values, base, layer, emit_values):
+        """``staged``: the middle register's next value from the picked lane
+        (``nxt``: the row's base, layer and kind; ``nxt_groups``: per group of 4
+        lanes, whether it holds the pick, its spike, its lane within the group and
+        its value, zero when it does not), and ``cand`` from the middle register
+        (an OR over the groups)."""
+        P = self.lanes
+        u_bits = self.u_bits
+        groups = range(-(-P // 4))
+        hit = Signal(len(groups), name="mid_hit")
+        spike = Signal(len(groups), name="mid_spike")
+        lo = [Signal(2, name=f"mid_lo{g}") for g in groups]
+        value = [Signal(u_bits, name=f"mid_value{g}") for g in groups]
+        m_base, m_layer, m_emit = (Signal.like(base, name="mid_base"),
+                                   Signal.like(layer, name="mid_layer"), Signal(name="mid_emit"))
+        nxt = [m_base.eq(base), m_layer.eq(layer), m_emit.eq(emit_values)]
+        nxt_groups = []
+        for g in groups:
+            lanes = range(4 * g, min(4 * g + 4, P))
+            nxt_groups.append([
+                hit[g].eq(Cat(lowest[p] for p in lanes).any()),
+                spike[g].eq(Cat(lowest[p] & spikes[p] for p in lanes).any()),
+                lo[g].eq(Cat(Cat(lowest[p] for p in lanes if (p - 4 * g) >> b & 1).any()
+                             for b in range(2))),
+                value[g].eq(functools.reduce(operator.or_, (
+                    Mux(lowest[p], values[p].as_unsigned(), 0) for p in lanes))),
+            ])
+        pick = Signal(range(P), name="mid_pick")
+        lo_any = functools.reduce(operator.or_, (Mux(hit[g], lo[g], 0) for g in groups))
+        grp = Cat(Cat(hit[g] for g in groups if g >> b & 1).any()
+                  for b in range(max(0, (len(groups) - 1).bit_length())))
+        m.d.comb += [
+            pick.eq(Cat(lo_any, grp) if P > 4 else lo_any),
+            cand.kind.eq(Mux(m_emit, 1, 0)),
+            cand.layer.eq(m_layer),
+            cand.index.eq(m_base + pick),
+            cand.spike.eq(spike.any()),
+            cand.value.eq(functools.reduce(operator.or_, value)),
+        ]
+        return nxt, nxt_groups
 
     def elaborate(self, platform):
         m = Module()
@@ -141,17 +213,42 @@ class SpikeRouter(wiring.Component):
         else:
             cand = Signal(self.record_layout)
             skid = Signal(self.record_layout)
-            m.d.comb += picked(cand)
+            # ``skid_valid``'s next value (for the per-group copies too)
+            skid_valid_next = Signal()
+            m.d.comb += skid_valid_next.eq(skid_valid)
+            m.d.sync += skid_valid.eq(skid_valid_next)
+            # The candidate record: the picked lane's, or (``staged``) the record in
+            # the middle register, picked a clock earlier.
+            cand_valid = ~none_left
+            if self.staged:
+                cand_valid = mid_valid = Signal(name="mid_valid")
+                mid, mid_groups = self._middle(m, cand, lowest, spikes, values, base, layer,
+                                               emit_values)
+                with m.If(advance):  # (the groups' part: with their copies, below)
+                    m.d.sync += [mid_valid.eq(~none_left), *mid]
+                m.d.comb += [
+                    self.free.eq(none_left & ~mid_valid),
+                    self.empty.eq(none_left & ~mid_valid & ~out_valid),
+                    # The record leaves the middle register: its event now.
+                    self.event.eq(mid_valid & advance & cand.spike),
+                    self.event_index.eq(cand.index),
+                    self.event_layer.eq(cand.layer),
+                    self.event_value.eq(cand.value),
+                ]
+            else:
+                m.d.comb += picked(cand)
             with m.If(~out_valid | self.records.ready):
                 # The output register is empty or its record leaves now: it takes the
-                # skid register's record, else the picked lane's (if any).
+                # skid register's record, else the candidate (if any).
                 with m.If(skid_valid):
-                    m.d.sync += [out.eq(skid), skid_valid.eq(0)]
+                    m.d.sync += out.eq(skid)
+                    m.d.comb += skid_valid_next.eq(0)
                 with m.Else():
-                    m.d.sync += [out.eq(cand), out_valid.eq(~none_left)]
-            with m.Elif(advance & ~none_left):
-                # Held back with the skid register empty: the picked lane waits in it.
-                m.d.sync += [skid.eq(cand), skid_valid.eq(1)]
+                    m.d.sync += [out.eq(cand), out_valid.eq(cand_valid)]
+            with m.Elif(advance & cand_valid):
+                # Held back with the skid register empty: the candidate waits in it.
+                m.d.sync += skid.eq(cand)
+                m.d.comb += skid_valid_next.eq(1)
         # Timing: the flags of each candidate next ``pending`` (this row with its lowest
         # lane gone, or a new row) are computed from registers and ``send`` alone;
         # ``advance`` and ``load`` only choose among them at the end.
@@ -177,15 +274,56 @@ class SpikeRouter(wiring.Component):
         rest_none, rest_one = flags(rest)
         send_none, send_one = flags(self.send)
         load = self.load & self.can_load
+        if not self.fast:
+            with m.If(load):
+                m.d.sync += [pending.eq(self.send), none_left.eq(send_none),
+                             one_left.eq(send_one)]
+                m.d.sync += [spikes.eq(self.spikes), base.eq(self.base),
+                             layer.eq(self.layer), emit_values.eq(self.emit_values)]
+                m.d.sync += [values[p].eq(self.values[p]) for p in range(P)]
+            with m.Elif(advance):
+                m.d.sync += [pending.eq(rest), none_left.eq(rest_none), one_left.eq(rest_one)]
+            return m
+
+        # Each candidate's flags and lowest lane on wires Yosys keeps: the LUT mapper
+        # otherwise folds ``load`` (one far net) into the first level of the trees.
+        keep = {"keep": 1}
+        kept = {}
+        for name, value in (("send_none", send_none), ("send_one", send_one),
+                            ("rest_none", rest_none), ("rest_one", rest_one),
+                            ("send_lowest", lowest_of(self.send)),
+                            ("rest_lowest", lowest_of(rest))):
+            kept[name] = Signal(len(value), name=name, attrs=keep)
+            m.d.comb += kept[name].eq(value)
+        send_none, send_one, rest_none, rest_one = (
+            kept[n] for n in ("send_none", "send_one", "rest_none", "rest_one"))
+        send_lowest, rest_lowest = kept["send_lowest"], kept["rest_lowest"]
         with m.If(load):
-            m.d.sync += [pending.eq(self.send), none_left.eq(send_none), one_left.eq(send_one)]
-            if self.fast:
-                m.d.sync += lowest.eq(lowest_of(self.send))
-            m.d.sync += [spikes.eq(self.spikes), base.eq(self.base),
+            m.d.sync += [none_left.eq(send_none), one_left.eq(send_one), base.eq(self.base),
                          layer.eq(self.layer), emit_values.eq(self.emit_values)]
-            m.d.sync += [values[p].eq(self.values[p]) for p in range(P)]
         with m.Elif(advance):
-            m.d.sync += [pending.eq(rest), none_left.eq(rest_none), one_left.eq(rest_one)]
-            if self.fast:
-                m.d.sync += lowest.eq(lowest_of(rest))
+            m.d.sync += [none_left.eq(rest_none), one_left.eq(rest_one)]
+        # ``fast``: the lane registers of each group of 4 take their enables from the
+        # group's copies of ``skid_valid``, ``none_left`` and ``one_left`` (equal to
+        # the originals in every clock).
+        for g in range(0, P, 4):
+            lanes = slice(g, min(g + 4, P))
+            skid_rep = Signal(name=f"skid_valid_rep{g // 4}")
+            none_rep = Signal(init=1, name=f"none_left_rep{g // 4}")
+            one_rep = Signal(name=f"one_left_rep{g // 4}")
+            advance_g = ~skid_rep
+            load_g = self.group_load[g // 4] & (none_rep | (one_rep & advance_g))
+            m.d.sync += skid_rep.eq(skid_valid_next)
+            with m.If(load_g):
+                m.d.sync += [none_rep.eq(send_none), one_rep.eq(send_one),
+                             pending[lanes].eq(self.send[lanes]),
+                             lowest[lanes].eq(send_lowest[lanes]),
+                             spikes[lanes].eq(self.spikes[lanes])]
+                m.d.sync += [values[p].eq(self.values[p]) for p in range(lanes.start, lanes.stop)]
+            with m.Elif(advance_g):
+                m.d.sync += [none_rep.eq(rest_none), one_rep.eq(rest_one),
+                             pending[lanes].eq(rest[lanes]), lowest[lanes].eq(rest_lowest[lanes])]
+            if self.staged:
+                with m.If(advance_g):
+                    m.d.sync += mid_groups[g // 4]
         return m

@@ -448,6 +448,7 @@ def _check_report(r, board, config, top="soc"):
     assert r["config"]["synapses"] == c.lanes * c.weight_depth
     assert r["luts_per_lane"] == round(util["LUT"]["used"] / c.lanes, 1)
     assert r["seed"] == board.seed  # nextpnr's seed, the board's by default
+    assert r["placer"] == list(board.placer)  # and its further placer options
     assert r["timing"] == dataclasses.asdict(board.timing)  # the core's pipelining
     assert r["critical_paths"] and r["critical_paths"][0]["delay_ns"] > 0
     return fmax

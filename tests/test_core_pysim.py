@@ -17,12 +17,15 @@ from spikeforge.gateware.harness import decode_step, expected, expected_counters
 from spikeforge.gateware.lane import NeuronUpdate
 from spikeforge.gateware.layout import (
     COUNTERS,
+    EDGE_FIELDS,
     PIPELINED,
     CoreConfig,
     CoreTiming,
     FitError,
     Region,
     compile_network,
+    pack,
+    unpack,
 )
 from spikeforge.gateware.pysim import read_words, run_core, send_step, write_words
 from spikeforge.golden.integer import (
@@ -112,7 +115,10 @@ _PARTIAL_TIMINGS = [CoreTiming(host_read_latency=3), CoreTiming(leak_register=Tr
                     CoreTiming(replicate=True, row_register=True),
                     CoreTiming(host_read_latency=2, replicate=True, row_register=True),
                     CoreTiming(host_read_latency=4, leak_register=True),
-                    CoreTiming(edge_ahead=True)]
+                    CoreTiming(edge_ahead=True),
+                    CoreTiming(host_read_latency=3, count_register=True),
+                    CoreTiming(fast_router=True, host_read_latency=3, count_register=True),
+                    CoreTiming(fast_router=True, router_register=True)]
 
 
 def _timing_for(seed):
@@ -291,6 +297,11 @@ def test_core_rejects_a_config_that_is_not_a_core_config():
     ({"param_bram": True}, "CoreTiming.param_bram needs ram_register=True"),
     ({"param_bram": 1}, "CoreTiming.param_bram must be a bool, not 1"),
     ({"edge_ahead": "no"}, "CoreTiming.edge_ahead must be a bool, not 'no'"),
+    ({"count_register": 1}, "CoreTiming.count_register must be a bool, not 1"),
+    ({"router_register": 0}, "CoreTiming.router_register must be a bool, not 0"),
+    ({"router_register": True}, "CoreTiming.router_register needs fast_router=True"),
+    ({"count_register": True, "host_read_latency": 2},
+     "CoreTiming.count_register needs host_read_latency 3 or more"),
 ])
 def test_core_timing_errors(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -319,35 +330,27 @@ def test_input_word_range(index, value, message):
     assert input_word(config, 15, -8, 1) == 15 | (8 << 4) | (1 << 8)
 
 
-def test_host_read_as_a_step_starts_is_answered():
-    """With the host request registered (``host_read_latency`` 3), a read issued in
-    the clock where IDLE would start a step is answered with the stored word (the
-    step waits a clock: the read reaches the memories a clock later, where the
-    sequencer would own them), and the steps are still exact."""
-    rng = random.Random(4242)
-    net = random_network(rng, max_ssm=0, ssm_prob=0.0, max_lif=2, max_size=8,
-                         fmt=Format(u_bits=10, w_bits=6, frac_bits=4, in_bits=4))
-    config = _core_config(net, 4)
-    image = compile_network(net, config)
-    shift = config.lane_bits + config.addr_bits
-    probes = [(a, w) for a, w in image.writes if a >> shift == Region.WEIGHTS and w][-3:]
-    x = random_input(rng, net, len(probes), 1)[:, 0, :]
-    dut = NPUCore(config=config, timing=PIPELINED)
+def _run_with_host_at_start(dut, net, image, x, *, at_start, before=None):
+    """Run the steps ``x`` on ``dut`` (``image`` written, counters cleared): per
+    step, ``before(ctx)`` while idle (if given), the step's input, then
+    ``at_start(ctx, t)`` in the clock where IDLE would start step ``t`` (it must
+    return with the step started or about to start); every step's records must
+    equal the golden model's."""
     steps = [[] for _ in x]
-    answers = []
 
     async def host(ctx):
         await write_words(ctx, dut, image.writes)
         ctx.set(dut.clear, 1)
         await ctx.tick()
         ctx.set(dut.clear, 0)
-        for row, (addr, _) in zip(x.tolist(), probes, strict=True):
+        for t, row in enumerate(x.tolist()):
             while ctx.get(dut.busy):
                 await ctx.tick()
+            if before is not None:
+                await before(ctx)
             await send_step(ctx, dut, input_events(row))
-            # The clock after the end marker: IDLE would start the step now.
-            assert not ctx.get(dut.busy)
-            answers.extend(await read_words(ctx, dut, [addr]))
+            assert not ctx.get(dut.busy)  # the clock after the end marker
+            await at_start(ctx, t)
 
     async def sink(ctx):
         ctx.set(dut.output.ready, 1)
@@ -367,7 +370,60 @@ def test_host_read_as_a_step_starts_is_answered():
     sim.add_testbench(host)
     sim.add_testbench(sink)
     sim.run()
-    assert answers == [w for _, w in probes]
     want_steps, _ = expected(net, x)
     for t, (records, want) in enumerate(zip(steps, want_steps, strict=True)):
         assert decode_step(records, net, image) == want, f"step {t}"
+
+
+def _small_net(seed):
+    rng = random.Random(seed)
+    net = random_network(rng, max_ssm=0, ssm_prob=0.0, max_lif=2, max_size=8,
+                         fmt=Format(u_bits=10, w_bits=6, frac_bits=4, in_bits=4))
+    config = _core_config(net, 4)
+    return rng, net, config, compile_network(net, config)
+
+
+@pytest.mark.parametrize("timing", [PIPELINED, CoreTiming(edge_ahead=True)],
+                         ids=["PIPELINED", "edge_ahead"])
+def test_edge_write_as_a_step_starts_is_used(timing):
+    """With ``edge_ahead`` each layer's first edge is registered from the tables: an
+    edge table write in the clock where IDLE would start a step (the first edge of
+    layer 0, made wrong before each step and put back then) still reaches the step,
+    and the steps are exact."""
+    rng, net, config, image = _small_net(4343)
+    shift = config.lane_bits + config.addr_bits
+    first = min((a, w) for a, w in image.writes if a >> shift == Region.EDGES)
+    # The same edge, its weights one row on: the first row's sums change.
+    fields = unpack(EDGE_FIELDS(config), first[1])
+    wrong = (first[0], pack(EDGE_FIELDS(config), {**fields, "wbase": fields["wbase"] + 1}))
+    x = random_input(rng, net, 3, 1)[:, 0, :]
+    dut = NPUCore(config=config, timing=timing)
+
+    async def before(ctx):
+        await write_words(ctx, dut, [wrong])
+
+    async def at_start(ctx, t):
+        await write_words(ctx, dut, [first])
+        while not ctx.get(dut.busy):  # (before the next wrong write)
+            await ctx.tick()
+
+    _run_with_host_at_start(dut, net, image, x, before=before, at_start=at_start)
+
+
+def test_host_read_as_a_step_starts_is_answered():
+    """With the host request registered (``host_read_latency`` 3), a read issued in
+    the clock where IDLE would start a step is answered with the stored word (the
+    step waits a clock: the read reaches the memories a clock later, where the
+    sequencer would own them), and the steps are still exact."""
+    rng, net, config, image = _small_net(4242)
+    shift = config.lane_bits + config.addr_bits
+    probes = [(a, w) for a, w in image.writes if a >> shift == Region.WEIGHTS and w][-3:]
+    x = random_input(rng, net, len(probes), 1)[:, 0, :]
+    dut = NPUCore(config=config, timing=PIPELINED)
+    answers = []
+
+    async def at_start(ctx, t):
+        answers.extend(await read_words(ctx, dut, [probes[t][0]]))
+
+    _run_with_host_at_start(dut, net, image, x, at_start=at_start)
+    assert answers == [w for _, w in probes]

@@ -12,14 +12,19 @@ from amaranth.sim import Simulator
 from spikeforge.gateware.counters import CounterBank
 
 
+@pytest.mark.parametrize("registered", [False, True])
 @pytest.mark.parametrize(("n", "width", "seed"), [(2, 32, 0), (3, 8, 1), (10, 32, 2), (18, 6, 3)])
-def test_counter_bank_matches_the_naive_model(n, width, seed):
+def test_counter_bank_matches_the_naive_model(n, width, seed, registered):
+    """``registered``: the model takes each clock's increments a clock later, and
+    a ``clear`` drops its own clock's."""
     rng = random.Random(seed)
-    dut = CounterBank(n=n, width=width)
+    dut = CounterBank(n=n, width=width, registered=registered)
     model = [0] * n
+    late = [False] * n  # (``registered``) last clock's increments, not yet counted
     checked = []
 
     async def bench(ctx):
+        nonlocal late
         pending = None  # (index, value expected) of the read issued last clock
         for clock in range(3000):
             phase = (clock // 300) % 3  # counting; idle with read bursts; mixed
@@ -42,6 +47,8 @@ def test_counter_bank_matches_the_naive_model(n, width, seed):
             # The read returns the value as of this clock (before its increments).
             pending = (addr, model[addr]) if re_ else None
             await ctx.tick()
+            if registered:
+                inc, late = late, [b and not clear for b in inc]
             for i in range(n):
                 model[i] = 0 if clear else (model[i] + inc[i]) % (1 << width)
 
@@ -58,3 +65,5 @@ def test_counter_bank_rejects_bad_generics():
         CounterBank(n=1)
     with pytest.raises(ValueError, match=re.escape("width must be an integer >= 1, not 0") + "$"):
         CounterBank(n=4, width=0)
+    with pytest.raises(TypeError, match=re.escape("registered must be a bool, not 1") + "$"):
+        CounterBank(n=4, registered=1)

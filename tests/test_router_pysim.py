@@ -31,16 +31,21 @@ def _expected(rows, lanes):
     return records, events
 
 
-@pytest.mark.parametrize("fast", [False, True])
+@pytest.mark.parametrize(("fast", "staged"), [(False, False), (True, False), (True, True)],
+                         ids=["default", "fast", "staged"])
 @pytest.mark.parametrize(("lanes", "stall", "seed"),
                          [(1, 0.0, 0), (3, 0.0, 1), (4, 0.5, 2), (8, 0.3, 3), (8, 0.0, 4),
-                          (32, 0.6, 5)])
-def test_router_matches_the_naive_model(lanes, stall, seed, fast):
+                          (32, 0.6, 5), (13, 0.4, 6), (32, 0.0, 7)])
+def test_router_matches_the_naive_model(lanes, stall, seed, fast, staged):
+    """``staged``: an event comes as its record leaves the middle register, before
+    the record itself; ``free`` means every loaded row's events are out, ``empty``
+    that every record is out too."""
     rng = random.Random(seed)
     config = CoreConfig(lanes=lanes, u_bits=10, neuron_depth=256, max_neurons=max(256, 12 * lanes))
     layout = struct_layout(RECORD_FIELDS(config))
     dut = SpikeRouter(lanes=lanes, index_bits=config.idx_bits + 1,
-                      layer_bits=config.layer_bits, u_bits=10, record_layout=layout, fast=fast)
+                      layer_bits=config.layer_bits, u_bits=10, record_layout=layout, fast=fast,
+                      staged=staged)
     rows = []
     for k in range(12):
         emit = rng.random() < 0.3
@@ -51,7 +56,7 @@ def test_router_matches_the_naive_model(lanes, stall, seed, fast):
                      "base": k * lanes, "layer": rng.randrange(config.max_layers),
                      "emit_values": emit})
     want_records, want_events = _expected(rows, lanes)
-    got_records, got_events, load_waits = [], [], []
+    got_records, got_events, got_event_values, load_waits = [], [], [], []
 
     async def bench(ctx):
         # One process sets every input of a clock before sampling anything, so the
@@ -60,6 +65,8 @@ def test_router_matches_the_naive_model(lanes, stall, seed, fast):
         while idle < 20:
             loading = next_row < len(rows)
             ctx.set(dut.load, int(loading))
+            if fast:
+                ctx.set(dut.group_load, -int(loading))  # every group's copy
             if loading:
                 row = rows[next_row]
                 for name in ("send", "spikes", "base", "layer", "emit_values"):
@@ -78,6 +85,13 @@ def test_router_matches_the_naive_model(lanes, stall, seed, fast):
             valid = ctx.get(dut.records.valid)
             word = ctx.get(dut.records.payload.as_value())
             event = (ctx.get(dut.event), ctx.get(dut.event_index), ctx.get(dut.event_layer))
+            event_value = ctx.get(dut.event_value) if staged else None
+            if ctx.get(dut.free):  # every event of the rows loaded so far is out
+                assert len(got_events) == len(_expected(rows[:next_row], lanes)[1])
+                if not staged:
+                    assert len(got_records) == len(_expected(rows[:next_row], lanes)[0])
+            if staged and ctx.get(dut.empty):
+                assert len(got_records) == len(_expected(rows[:next_row], lanes)[0])
             await ctx.tick()
             if loading and can_load:
                 load_waits.append(waits)
@@ -90,9 +104,14 @@ def test_router_matches_the_naive_model(lanes, stall, seed, fast):
             elif not loading:
                 idle += 1
             if event[0]:
-                assert valid and ready, "an event without its record being taken"
+                if not staged:
+                    assert valid and ready, "an event without its record being taken"
                 got_events.append(event[1:])
+                if staged:
+                    got_event_values.append(event_value)
         assert ctx.get(dut.free) and not ctx.get(dut.records.valid)  # nothing left over
+        if staged:
+            assert ctx.get(dut.empty)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -100,6 +119,8 @@ def test_router_matches_the_naive_model(lanes, stall, seed, fast):
     sim.run()
     assert got_records == want_records
     assert got_events == want_events
+    if staged:  # an event's value: its record's
+        assert got_event_values == [r["value"] for r in want_records if r["spike"]]
     if stall == 0.0:
         # No bubbles: a row waits exactly as long as the previous row needs to leave.
         sends = [bin(r["send"]).count("1") for r in rows]
@@ -113,3 +134,9 @@ def test_router_rejects_bad_generics():
     with pytest.raises(TypeError, match=re.escape("fast must be a bool, not 1")):
         SpikeRouter(lanes=4, index_bits=8, layer_bits=2, u_bits=16, record_layout=layout,
                     fast=1)
+    with pytest.raises(TypeError, match=re.escape("staged must be a bool, not 'yes'")):
+        SpikeRouter(lanes=4, index_bits=8, layer_bits=2, u_bits=16, record_layout=layout,
+                    fast=True, staged="yes")
+    with pytest.raises(ValueError, match=re.escape("staged needs fast=True") + "$"):
+        SpikeRouter(lanes=4, index_bits=8, layer_bits=2, u_bits=16, record_layout=layout,
+                    staged=True)
