@@ -287,6 +287,7 @@ def build(board: Board, *, top: str = "soc", config: CoreConfig | None = None,
                     f"--freq {design.clk_freq / 1e6:.4f}")
     if board.family == "ecp5":
         nextpnr_opts += " --router router2"  # much faster than router1 on the big parts
+    nextpnr_opts = " ".join([nextpnr_opts, *board.placer])
     # The registers of the core's no-collision read ports become block RAM output
     # registers, which have no power-up value (gateware.memports.nrw_read_port).
     # And every state machine one-hot (timing: the engine's ~45-state FSM decodes its
@@ -334,6 +335,7 @@ def build(board: Board, *, top: str = "soc", config: CoreConfig | None = None,
     report.update(bitstream=str(bitstream), utilization=util, fmax_mhz=parsed["fmax_mhz"],
                   constraint_mhz=parsed["constraint_mhz"], timing_met=parsed["timing_met"],
                   bels=parsed["bels"], critical_paths=parsed["critical_paths"], seed=seed,
+                  placer=list(board.placer),
                   build_seconds=seconds,
                   luts_per_lane=round(util.get("LUT", {}).get("used", 0) / config.lanes, 1))
     return report

@@ -810,6 +810,19 @@ class NPUCore(wiring.Component):
                 addr=addr, hreq=hreq, ssm_table=ssm_table, pm_rd=pm_rd,
                 states=states, valid_lanes=valid_lanes, router=router, bump=bump))
 
+        # The row the router takes in NEURON.  (With the fast router and no SSM unit
+        # it is offered in every clock, not only in NEURON: the sequencer's state would
+        # otherwise reach the router's lane pick through ``send``.)
+        row_data = [
+            router.send.eq(Mux(layer.emit_values, valid_q, spikes & valid_q)),
+            router.spikes.eq(spikes),
+            router.base.eq(k * P),
+            router.layer.eq(li),
+            router.emit_values.eq(layer.emit_values),
+        ] + [router.values[p].eq(new_u[p]) for p in range(P)]
+        if self.timing.fast_router and not c.has_ssm:
+            m.d.comb += row_data
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(in_full & ~self.clear & ~host_req):
@@ -905,16 +918,9 @@ class NPUCore(wiring.Component):
                 # Wait for the router to take the previous row (it runs concurrently).
                 # (The fast router takes ``load`` only with ``can_load``: offered in
                 # every NEURON clock, its lanes' enables do not wait for this decision.)
-                row_offer = [
-                    router.load.eq(1),
-                    router.send.eq(Mux(layer.emit_values, valid_q, spikes & valid_q)),
-                    router.spikes.eq(spikes),
-                    router.base.eq(k * P),
-                    router.layer.eq(li),
-                    router.emit_values.eq(layer.emit_values),
-                ] + [router.values[p].eq(new_u[p]) for p in range(P)]
+                row_offer = [router.load.eq(1), *row_data]
                 if self.timing.fast_router:
-                    m.d.comb += row_offer
+                    m.d.comb += row_offer if c.has_ssm else router.load.eq(1)
                 with m.If(router.can_load):
                     if rep:
                         m.d.sync += [q.eq(0) for q in nwrite_q]
