@@ -597,24 +597,37 @@ class NPUCore(wiring.Component):
         # clock on (their address is fixed for the whole row), so the leak is known three
         # clocks later and is added into the accumulator then, before any event (the
         # first stage-4 add comes 7 clocks after ROW at the earliest).
+        # With ``timing.param_bram`` the neuron path takes the parameters (block RAM)
+        # through a second register (``prm_q2<p>``: the first can sit by the block,
+        # whose clock-to-out is most of a clock); the leak reaches the accumulator 6
+        # clocks after ROW.  (The membranes need no second register: the row's
+        # address holds still, so ``u_q`` is as steady as ``prm_q2`` when the leak's
+        # product takes them.)  The host's read-back takes the first registers.
+        pbram = self.timing.param_bram
+        prm_data = [params[p][0].data for p in range(P)]
+        if pbram:
+            prm_data = [_registered(m, d, f"prm_q2{p}") for p, d in enumerate(prm_data)]
         row_start, pre1, pre2, pre3, pre4 = Signal(), Signal(), Signal(), Signal(), Signal()
         m.d.sync += [pre1.eq(row_start), pre2.eq(pre1), pre3.eq(pre2), pre4.eq(pre3)]
         if rep:  # the accumulators' enables, one copy per group of 4 lanes
             # (with ``timing.row_register`` the leak is known a clock later)
             # (with ``timing.ram_register`` two clocks later)
-            pre_q = [Signal(name=f"pre{5 if ram else 4 if row_reg else 3}_rep{g}")
-                     for g in range(groups)]
+            # (with ``timing.param_bram`` three clocks later)
+            pre_n = 6 if pbram else 5 if ram else 4 if row_reg else 3
+            pre_q = [Signal(name=f"pre{pre_n}_rep{g}") for g in range(groups)]
             s4_valid_q = [Signal(name=f"s4_valid_rep{g}") for g in range(groups)]
             pre_src = [pre3 if row_reg else pre2] * groups
             if ram:  # (a copy of ``pre4`` per group first: one register to 8 far ones
                 # was an 11.8 ns net on the ECP5-85F)
                 pre_src = [Signal(name=f"pre4_rep{g}") for g in range(groups)]
                 m.d.sync += [q.eq(pre3) for q in pre_src]
+            if pbram:
+                pre_src = [_registered(m, q, f"pre5_rep{g}") for g, q in enumerate(pre_src)]
             m.d.sync += ([q.eq(src) for q, src in zip(pre_q, pre_src, strict=True)]
                          + [q.eq(s3_valid) for q in s4_valid_q])
         leak_q = [Signal(signed(c.u_bits + 2), name=f"leak_q{p}") for p in range(P)]
         for p in range(P):
-            prm = params[p][0].data
+            prm = prm_data[p]
             bias_q = Signal.like(prm.bias, name=f"bias_q{p}", reset_less=True)
             m.d.sync += bias_q.eq(prm.bias)
             if self.timing.leak_register:
@@ -718,7 +731,7 @@ class NPUCore(wiring.Component):
         for p in range(P):
             m.submodules[f"neuron{p}"] = nu = NeuronFire(
                 u_bits=c.u_bits, total_bits=total_bits(c.u_bits, c.acc_bits))
-            theta = params[p][0].data.theta
+            theta = prm_data[p].theta
             if self.timing.theta_register:
                 theta_q = Signal.like(theta, name=f"theta_q{p}", reset_less=True)
                 m.d.sync += theta_q.eq(theta)

@@ -122,7 +122,9 @@ class CoreTiming:
     ``param_bram``: the parameter memories are block RAM (``ram_style``)
     instead of distributed RAM, whose address and data nets reach some 22 RAM
     slices per lane.  Needs ``ram_register`` (block RAM data must be
-    registered before use).
+    registered before use).  The neuron path takes them through a second
+    register (the first can sit by the block); the leak reaches the accumulator
+    6 clocks after ROW (FIRE comes 7 clocks after ROW at the earliest).
     ``count_register``: the counter bank's increments are registered before they
     are counted (the sequencer's decodes and compares no longer reach the
     counters' carry chains in the same clock); a counter shows an increment a
