@@ -100,7 +100,8 @@ class CoreTiming:
     ``row_register``: the row's neuron address (into the parameter and membrane
     memories) is registered, one copy per group of 4 lanes; the leak reaches the
     accumulator a clock later (4 clocks after ROW, FIRE comes 5 clocks after ROW
-    at the earliest).  Needs ``replicate``.
+    at the earliest); the row's valid lanes take two clocks (``size - k * P``,
+    then a compare per lane with a constant).  Needs ``replicate``.
     ``leak_register``: the leak's product ``alpha * u`` comes from a
     :class:`.dsp.RegisteredProduct` (on the ECP5, a DSP block's own registers
     instead of fabric ones), and its bias is added as the accumulator takes it.
@@ -118,7 +119,8 @@ class CoreTiming:
     edge register takes a register, not the table multiplexer after an adder;
     each layer's first edge is registered from the tables as well, so IDLE does
     not start a step in the clock of a host request (with the request registered,
-    nor in the clock after it).
+    nor in the clock after it); whether EVENTS issues another event is a
+    flip-flop (from flags of which event lists are not empty), not a compare.
     ``param_bram``: the parameter memories are block RAM (``ram_style``)
     instead of distributed RAM, whose address and data nets reach some 22 RAM
     slices per lane.  Needs ``ram_register`` (block RAM data must be

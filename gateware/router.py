@@ -88,10 +88,10 @@ class SpikeRouter(wiring.Component):
         self.fast = fast
         self.staged = staged
         self.record_layout = record_layout
-        staged_ports = {"empty": Out(1), "event_value": Out(signed(u_bits))} if staged else {}
+        extra_ports = {"empty": Out(1), "event_value": Out(signed(u_bits))} if staged else {}
         if fast:  # each group's copy of ``load`` (equal to it in every clock)
-            staged_ports["group_load"] = In(-(-lanes // 4))
-        super().__init__({**staged_ports,
+            extra_ports["group_load"] = In(-(-lanes // 4))
+        super().__init__({**extra_ports,
             "load": In(1),
             "send": In(lanes),
             "spikes": In(lanes),
