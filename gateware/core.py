@@ -881,13 +881,12 @@ class NPUCore(wiring.Component):
                 with m.Else():
                     bank = cur ^ edge.recurrent
                     is_input = edge.src == 0
-                    new_cnt = Mux(is_input, in_counts[in_rbank], counts[Cat(edge.src, bank)])
                     m.d.sync += [
                         src_sel.eq(edge.src),
                         from_input.eq(is_input),
                         bank_sel.eq(Mux(is_input, in_rbank, bank)),
                         n.eq(0),
-                        cnt.eq(new_cnt),
+                        cnt.eq(Mux(is_input, in_counts[in_rbank], counts[Cat(edge.src, bank)])),
                         row_wbase.eq(edge.wbase),
                         row_offset.eq(shift_add_product(k, edge.nsrc)),
                     ]
