@@ -302,6 +302,8 @@ def build(board: Board, *, top: str = "soc", config: CoreConfig | None = None,
     if board.family == "ice40":
         overrides["synth_opts"] = "-dsp"
     plan = platform.prepare(design, name=name, **overrides)
+    if board.family == "ecp5":
+        _absorb_ram_registers(plan, name)
     progress(f"{board.name}: Yosys + nextpnr + pack in {out} "
              f"(clock {design.clk_freq / 1e6:.3f} MHz)")
     stop = threading.Event()
@@ -310,7 +312,7 @@ def build(board: Board, *, top: str = "soc", config: CoreConfig | None = None,
     watcher.start()
     try:
         with _stdout_to_stderr():  # the tools' chatter must not mix with --json output
-            plan.execute_local(out, env={**os.environ, **env})
+            plan.execute_local(out, env={**os.environ, **env, "PYTHON": sys.executable})
     except subprocess.CalledProcessError as exc:
         tail = ""
         for log in (out / f"{name}.tim", out / f"{name}.rpt"):
@@ -332,6 +334,8 @@ def build(board: Board, *, top: str = "soc", config: CoreConfig | None = None,
         util["FF"] = {"used": _flip_flops(counts, board.family),
                       "available": util.get("LUT", {}).get("available", 0)}
     seconds = round(time.monotonic() - started, 1)
+    if board.family == "ecp5":
+        report["ram_output_registers"] = json.loads((out / "outreg.json").read_text())
     report.update(bitstream=str(bitstream), utilization=util, fmax_mhz=parsed["fmax_mhz"],
                   constraint_mhz=parsed["constraint_mhz"], timing_met=parsed["timing_met"],
                   bels=parsed["bels"], critical_paths=parsed["critical_paths"], seed=seed,
@@ -339,6 +343,20 @@ def build(board: Board, *, top: str = "soc", config: CoreConfig | None = None,
                   build_seconds=seconds,
                   luts_per_lane=round(util.get("LUT", {}).get("used", 0) / config.lanes, 1))
     return report
+
+
+def _absorb_ram_registers(plan, name: str) -> None:
+    """Run :mod:`.outreg` on Yosys' netlist before nextpnr reads it: the flip-flops
+    after block RAM reads become the RAMs' output registers (its counts go to
+    ``outreg.json``)."""
+    steps = {f"build_{name}.sh": ('"$YOSYS" ', '"$PYTHON" -m {} {}.json outreg.json\n'),
+             f"build_{name}.bat": ('"%YOSYS%" ',
+                                   '"%PYTHON%" -m {} {}.json outreg.json || exit /b\r\n')}
+    for script, (after, step) in steps.items():
+        lines = plan.files[script].splitlines(keepends=True)
+        at = next(i for i, line in enumerate(lines) if line.startswith(after)) + 1
+        lines.insert(at, step.format(f"{__package__}.outreg", name))
+        plan.files[script] = "".join(lines)
 
 
 def _string_attrs(platform) -> None:
