@@ -16,8 +16,9 @@ at its ``DI``, and nothing else, and those flip-flops
 
 * are clocked on the rising edge of the net that clocks the RAM (in the 36-bit
   mode both ports' clocks must be that net),
-* have no reset in use (``LSR`` tied to 0) and power up at 0 (``REGSET`` =
-  ``RESET``, the output register's value after configuration),
+* have no reset in use (``LSR`` tied to 0), power up at 0 (``REGSET`` =
+  ``RESET``, the output register's value after configuration) and follow the
+  global set/reset as the RAM does (the same ``GSR`` setting),
 * share one clock enable (a net, or none),
 
 while the RAM's reset inputs on that side are tied to 0, each flip-flop is
@@ -143,7 +144,7 @@ def _side_plan(ram, ports, cells, sinks):
             if len(users) != 1 or users[0][1] != "DI" or users[0][0] is None:
                 return None
             ff = cells[users[0][0]]
-            if ff["type"] != "TRELLIS_FF" or not _plain_ff(ff, clock):
+            if ff["type"] != "TRELLIS_FF" or not _plain_ff(ff, clock, params.get("GSR")):
                 return None
             enables.add(_enable(ff))
             moves.append((f"DO{port}{i}", users[0][0]))
@@ -153,9 +154,13 @@ def _side_plan(ram, ports, cells, sinks):
     return (["1"] if enable == "1" else [enable]), moves
 
 
-def _plain_ff(ff, clock) -> bool:
+def _plain_ff(ff, clock, ram_gsr) -> bool:
     params, conns = ff["parameters"], ff["connections"]
     if params.get("CLKMUX", "CLK").strip() != "CLK" or conns.get("CLK") != [clock]:
+        return False
+    # The global set/reset (a GSR cell, if the design has one) must reach the
+    # output register exactly when it reached the flip-flop (both default to it).
+    if params.get("GSR", "ENABLED").strip() != str(ram_gsr or "ENABLED").strip():
         return False
     if params.get("REGSET", "RESET").strip() != "RESET":
         return False

@@ -204,7 +204,7 @@ def test_the_proof_fails_on_a_wrong_rewrite(mapped, monkeypatch, wrong):
     make it find a counterexample."""
     post = json.loads((mapped / "pre.json").read_text())
     if wrong == "reset":
-        monkeypatch.setattr(outreg, "_plain_ff", lambda ff, clock: True)
+        monkeypatch.setattr(outreg, "_plain_ff", lambda ff, clock, gsr: True)
     if wrong == "shared":
         real = outreg._side_plan
 
@@ -221,6 +221,19 @@ def test_the_proof_fails_on_a_wrong_rewrite(mapped, monkeypatch, wrong):
     result = _prove(mapped, post)
     assert result.returncode != 0
     assert "SAT proof finished - model found: FAIL!" in result.stdout
+
+
+@pytest.mark.parametrize(("param", "value"), [
+    ("GSR", "ENABLED"), ("CLKMUX", "INV"), ("REGSET", "SET"), ("CEMUX", "INV")])
+def test_a_flip_flop_unlike_the_output_register_keeps_its_side(mapped, param, value):
+    """One of the gated RAM's flip-flops set differently from what the output
+    register can do (following the global set/reset where the RAM does not, an
+    inverted clock or enable, powering up at 1): that side is left as it is."""
+    post = json.loads((mapped / "pre.json").read_text())
+    cells = _top(post)["cells"]
+    ff = next(c for n, c in cells.items() if c["type"] == "TRELLIS_FF" and "o_gated" in n)
+    ff["parameters"][param] = value
+    assert outreg.absorb_output_registers(post) == {"rams": 1, "sides": 1, "registers": 36}
 
 
 def test_command_line(mapped, tmp_path, capsys):
