@@ -94,7 +94,7 @@ def absorb_output_registers(netlist: dict) -> dict:
                 sinks[bit].append((None, "port"))
 
     counts = {"rams": 0, "sides": 0, "registers": 0}
-    removed = {}
+    freed = set()  # the RAMs' old output bits
     for ram in [c for c in cells.values() if c["type"] == "DP16KD"]:
         params = ram["parameters"]
         wide = 36 in (_width(params.get("DATA_WIDTH_A", 18)),
@@ -110,7 +110,7 @@ def absorb_output_registers(netlist: dict) -> dict:
                 ram["connections"][f"OCE{port}"] = enable
             for out_port, ff_name in moves:
                 ff = cells[ff_name]
-                removed[ram["connections"][out_port][0]] = ff["connections"]["Q"][0]
+                freed.add(ram["connections"][out_port][0])
                 ram["connections"][out_port] = ff["connections"]["Q"]
                 del cells[ff_name]
             counts["sides"] += 1
@@ -119,7 +119,7 @@ def absorb_output_registers(netlist: dict) -> dict:
         counts["rams"] += bool(taken)
     # The RAM's old output bits now drive nothing: names that held them name nothing.
     for net in top["netnames"].values():
-        net["bits"] = ["x" if bit in removed else bit for bit in net["bits"]]
+        net["bits"] = ["x" if bit in freed else bit for bit in net["bits"]]
     return counts
 
 
