@@ -70,17 +70,22 @@ def _side_clock(ram, ports) -> object | None:
     return nets.pop() if len(nets) == 1 else None
 
 
+def _top_module(netlist: dict) -> dict:
+    """The module Yosys marked ``top`` (its ``top`` attribute is a nonzero binary string)."""
+    tops = [m for m in netlist["modules"].values()
+            if str(m.get("attributes", {}).get("top", "0")).strip("0") != ""]
+    if len(tops) != 1:
+        raise ValueError(f"the netlist has {len(tops)} top modules, not one")
+    return tops[0]
+
+
 def absorb_output_registers(netlist: dict) -> dict:
     """Rewrite ``netlist`` (Yosys ``write_json``, flattened) in place (module docs).
 
     Returns ``{"rams": n, "sides": n, "registers": n}``: the RAMs that took any
     flip-flops, the read sides that did, and the flip-flops removed.
     """
-    tops = [m for m in netlist["modules"].values()
-            if str(m.get("attributes", {}).get("top", "0")).strip("0") != ""]
-    if len(tops) != 1:
-        raise ValueError(f"the netlist has {len(tops)} top modules, not one")
-    top = tops[0]
+    top = _top_module(netlist)
     cells = top["cells"]
     sinks: dict[int, list] = defaultdict(list)
     for name, cell in cells.items():
@@ -150,8 +155,7 @@ def _side_plan(ram, ports, cells, sinks):
             moves.append((f"DO{port}{i}", users[0][0]))
     if not moves or len(enables) != 1 or None in enables:
         return None
-    enable = enables.pop()
-    return (["1"] if enable == "1" else [enable]), moves
+    return [enables.pop()], moves
 
 
 def _plain_ff(ff, clock, ram_gsr) -> bool:

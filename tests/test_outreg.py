@@ -130,8 +130,12 @@ def mapped(tmp_path_factory):
     return path
 
 
-def _top(netlist):
-    return next(m for m in netlist["modules"].values() if m["attributes"].get("top"))
+_top = outreg._top_module
+
+
+def _pre(path) -> dict:
+    """Yosys' netlist of the test design, as the rewrite would find it."""
+    return json.loads((path / "pre.json").read_text())
 
 
 def _rams(netlist):
@@ -140,7 +144,7 @@ def _rams(netlist):
 
 
 def _prove(path, post: dict):
-    pre = json.loads((path / "pre.json").read_text())
+    pre = _pre(path)
     for name, netlist in (("gold", pre), ("gate", post)):  # the top modules alone
         module = dict(_top(netlist), attributes={})
         (path / f"{name}.json").write_text(json.dumps({"modules": {name: module}}))
@@ -158,8 +162,8 @@ def _prove(path, post: dict):
 
 
 def test_rewrite_takes_the_plain_and_gated_registers_only(mapped):
-    pre = json.loads((mapped / "pre.json").read_text())
-    post = json.loads((mapped / "pre.json").read_text())
+    pre = _pre(mapped)
+    post = _pre(mapped)
     counts = outreg.absorb_output_registers(post)
     assert counts == {"rams": 2, "sides": 2, "registers": 36 + 8}
     modes = {name: (c["parameters"]["REGMODE_A"], c["parameters"]["REGMODE_B"])
@@ -173,7 +177,7 @@ def test_rewrite_takes_the_plain_and_gated_registers_only(mapped):
 
 
 def test_rewritten_netlist_equals_the_original(mapped):
-    post = json.loads((mapped / "pre.json").read_text())
+    post = _pre(mapped)
     outreg.absorb_output_registers(post)
     result = _prove(mapped, post)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
@@ -202,7 +206,7 @@ def test_the_proof_fails_on_a_wrong_rewrite(mapped, monkeypatch, wrong):
     """The proof can fail, and each refusal matters: taking the reset register or
     the shared one, the gated one without its enable, or two output bits crossed
     make it find a counterexample."""
-    post = json.loads((mapped / "pre.json").read_text())
+    post = _pre(mapped)
     if wrong == "reset":
         monkeypatch.setattr(outreg, "_plain_ff", lambda ff, clock, gsr: True)
     if wrong == "shared":
@@ -229,7 +233,7 @@ def test_a_flip_flop_unlike_the_output_register_keeps_its_side(mapped, param, va
     """One of the gated RAM's flip-flops set differently from what the output
     register can do (following the global set/reset where the RAM does not, an
     inverted clock or enable, powering up at 1): that side is left as it is."""
-    post = json.loads((mapped / "pre.json").read_text())
+    post = _pre(mapped)
     cells = _top(post)["cells"]
     ff = next(c for n, c in cells.items() if c["type"] == "TRELLIS_FF" and "o_gated" in n)
     ff["parameters"][param] = value
