@@ -9,7 +9,7 @@ through the host port while the core is idle (``busy`` low).
 
 Host port: ``host_addr``/``host_wdata`` with ``host_we`` write one word;
 ``host_re`` reads one word, returned in ``host_rdata`` with ``host_rvalid``
-``timing.host_read_latency`` (1 to 5) cycles later; reads may follow each other
+``timing.host_read_latency`` (1 to 6) cycles later; reads may follow each other
 every clock.  Only while ``busy`` is low.  ``clear`` (one cycle, idle only)
 empties the event lists of both banks (so recurrent edges see zeros at the next
 step) and zeroes the counters; membranes are reset by writing them.
@@ -97,7 +97,7 @@ from .layout import (
     Region,
 )
 from .memports import NO_RW_CHECK, nrw_read_port
-from .router import SpikeRouter
+from .router import SpikeRouter, lowest_lane, none_or_one
 
 __all__ = ["NPUCore", "check_core_arguments", "struct_layout", "input_layout"]
 
@@ -381,7 +381,7 @@ class NPUCore(wiring.Component):
                      Region.MEMBRANES: Array(u[0].data.as_unsigned() for u in membranes)}
         if c.has_ssm:
             lane_data[Region.SSM_STATE] = Array(
-                (_registered(m, st[0].data, f"ssm_state_q{p}") if lat == 5 else st[0].data)
+                (_registered(m, st[0].data, f"ssm_state_q{p}") if lat >= 5 else st[0].data)
                 .as_unsigned() for p, st in enumerate(states))
             lane_data[Region.SSM_PARAMS] = Array([pm_rd.data])
         if lat == 1:
@@ -405,7 +405,7 @@ class NPUCore(wiring.Component):
                     sr = Signal.like(region, name=f"rd_region_rep{g}", reset_less=True)
                     sl = Signal.like(lane, name=f"rd_lane_rep{g}", reset_less=True)
                     m.d.sync += [sr.eq(hreq[g].region), sl.eq(hreq[g].lane)]
-                    if lat == 5:  # the lanes' data come a clock later
+                    if lat >= 5:  # the lanes' data come a clock later
                         sr = _registered(m, sr, f"rd_region_rep{g}_q")
                         sl = _registered(m, sl, f"rd_lane_rep{g}_q")
                     steer.append((sr, sl))
@@ -603,9 +603,16 @@ class NPUCore(wiring.Component):
         # clocks after ROW.  (The membranes need no second register: the row's
         # address holds still, so ``u_q`` is as steady as ``prm_q2`` when the leak's
         # product takes them.)  The host's read-back takes the first registers.
+        # With ``timing.fire_ahead`` the leak's operands take the first registers (on
+        # the ECP5 the block's own output register, ``boards.outreg``) and the leak's
+        # sum gets the second register's clock instead (see the accumulators below).
         pbram = self.timing.param_bram
+        ahead = self.timing.fire_ahead
+        # (with ``fire_ahead``, the fast router and no SSM unit, the row's ``send``
+        # flags are registered in FIRE with the spikes, see the neuron phase)
+        flags_ahead = ahead and self.timing.fast_router and not c.has_ssm
         prm_data = [params[p][0].data for p in range(P)]
-        if pbram:
+        if pbram and not ahead:
             prm_data = [_registered(m, d, f"prm_q2{p}") for p, d in enumerate(prm_data)]
         row_start, pre1, pre2, pre3, pre4 = Signal(), Signal(), Signal(), Signal(), Signal()
         m.d.sync += [pre1.eq(row_start), pre2.eq(pre1), pre3.eq(pre2), pre4.eq(pre3)]
@@ -626,10 +633,21 @@ class NPUCore(wiring.Component):
             m.d.sync += ([q.eq(src) for q, src in zip(pre_q, pre_src, strict=True)]
                          + [q.eq(s3_valid) for q in s4_valid_q])
         leak_q = [Signal(signed(c.u_bits + 2), name=f"leak_q{p}") for p in range(P)]
+        # With ``timing.fire_ahead`` each lane also accumulates ``total - theta``
+        # (``over``; loaded with ``leak - theta``, the bias less theta registered ahead)
+        # for FIRE's compare and subtract reset (see :class:`.lane.NeuronFire`).
+        over_bits = total_bits(c.u_bits, c.acc_bits) + 1
+        over = [Signal(signed(over_bits), name=f"over{p}") for p in range(P)]
+        theta_min = [Signal(name=f"theta_min{p}", reset_less=True) for p in range(P)]
         for p in range(P):
             prm = prm_data[p]
             bias_q = Signal.like(prm.bias, name=f"bias_q{p}", reset_less=True)
             m.d.sync += bias_q.eq(prm.bias)
+            if ahead:
+                bias_m = Signal(signed(len(prm.bias) + 2), name=f"bias_m{p}", reset_less=True)
+                theta_s = prm.theta.as_signed()  # (stored as u_bits, read as signed)
+                m.d.sync += [bias_m.eq(prm.bias - theta_s),
+                             theta_min[p].eq(theta_s == -(1 << (c.u_bits - 1)))]
             if self.timing.leak_register:
                 # ``alpha * u`` in a :class:`.dsp.RegisteredProduct` (its operand
                 # registers take the memories' data, as ``u_q`` and ``alpha_q`` do
@@ -638,8 +656,14 @@ class NPUCore(wiring.Component):
                 m.submodules[f"leak{p}"] = lp = RegisteredProduct(
                     a_bits=c.frac_bits + 2, b_bits=c.u_bits)
                 # (``bias_q`` holds still from a clock after the row's data on.)
-                m.d.comb += [lp.a.eq(prm.alpha), lp.b.eq(membranes[p][0].data),
-                             leak_q[p].eq((lp.p >> c.frac_bits) + bias_q)]
+                m.d.comb += [lp.a.eq(prm.alpha), lp.b.eq(membranes[p][0].data)]
+                if ahead:  # (the sums registered: a clock later, as ``prm_q2`` was)
+                    over_q = Signal(signed(len(bias_m) + 1), name=f"leak_over{p}",
+                                    reset_less=True)
+                    m.d.sync += [leak_q[p].eq((lp.p >> c.frac_bits) + bias_q),
+                                 over_q.eq((lp.p >> c.frac_bits) + bias_m)]
+                else:
+                    m.d.comb += leak_q[p].eq((lp.p >> c.frac_bits) + bias_q)
             else:
                 m.submodules[f"leak{p}"] = nl = NeuronLeak(u_bits=c.u_bits,
                                                            frac_bits=c.frac_bits)
@@ -660,8 +684,12 @@ class NPUCore(wiring.Component):
             if rep:
                 with m.If(pre_q[p // 4]):
                     m.d.sync += acc[p].eq(leak_q[p])
+                    if ahead:
+                        m.d.sync += over[p].eq(over_q)
                 with m.Elif(s4_valid_q[p // 4]):
                     m.d.sync += acc[p].eq(acc[p] + prod_q[p])
+                    if ahead:
+                        m.d.sync += over[p].eq(over[p] + prod_q[p])
             else:
                 with m.If(s4_valid | (pre4 if row_reg else pre3)):
                     m.d.sync += acc[p].eq(acc[p] + Mux(s4_valid, prod_q[p], leak_q[p]))
@@ -671,7 +699,7 @@ class NPUCore(wiring.Component):
         m.submodules.router = router = SpikeRouter(
             lanes=P, index_bits=c.idx_bits + 1, layer_bits=c.layer_bits, u_bits=c.u_bits,
             record_layout=self.record_layout, fast=self.timing.fast_router,
-            staged=self.timing.router_register)
+            staged=self.timing.router_register, given_flags=flags_ahead)
         end_record = Signal(self.record_layout)
         write_end = Signal()  # the sequencer writes the end-of-step record
         m.d.comb += [
@@ -728,9 +756,12 @@ class NPUCore(wiring.Component):
             for q in mode_q:
                 m.d.sync += [q.reset.eq(layer.reset), q.v_reset.eq(layer.v_reset),
                              q.spiking.eq(layer.spiking)]
+        fire_spikes = []
         for p in range(P):
             m.submodules[f"neuron{p}"] = nu = NeuronFire(
-                u_bits=c.u_bits, total_bits=total_bits(c.u_bits, c.acc_bits))
+                u_bits=c.u_bits, total_bits=total_bits(c.u_bits, c.acc_bits), ahead=ahead)
+            if ahead:
+                m.d.comb += [nu.over.eq(over[p]), nu.theta_min.eq(theta_min[p])]
             theta = prm_data[p].theta
             if self.timing.theta_register:
                 theta_q = Signal.like(theta, name=f"theta_q{p}", reset_less=True)
@@ -742,6 +773,7 @@ class NPUCore(wiring.Component):
                 nu.spiking.eq(mode_q[p // 4].spiking),
             ]
             m.d.sync += [spikes[p].eq(nu.spike), new_u[p].eq(nu.u_new)]
+            fire_spikes.append(nu.spike)
 
         # NEURON writes the membranes when the router takes the row.  With
         # ``timing.replicate`` they are written in every NEURON clock (the same values
@@ -822,6 +854,20 @@ class NPUCore(wiring.Component):
                 cur=cur, in_rbank=in_rbank, in_counts=in_counts, counts=counts, busy=busy,
                 addr=addr, hreq=hreq, ssm_table=ssm_table, pm_rd=pm_rd,
                 states=states, valid_lanes=valid_lanes, router=router, bump=bump))
+
+        if flags_ahead:
+            # The router's flags of the row's ``send`` (as the row data below make it),
+            # registered with the spikes: FIRE's spike is one LUT from registers with
+            # ``fire_ahead``, so the flag trees fit in FIRE's clock instead of the
+            # router's.  ``valid_q`` and the layer hold still from ROW on.
+            send_next = Signal(P, name="send_next")
+            m.d.comb += send_next.eq(Mux(layer.emit_values, valid_q,
+                                         Cat(fire_spikes) & valid_q))
+            none_next, one_next = none_or_one(send_next)
+            send_flags = Signal(P + 2, name="send_flags", reset_less=True)
+            m.d.sync += send_flags.eq(Cat(none_next, one_next, lowest_lane(send_next)))
+            m.d.comb += [router.send_none.eq(send_flags[0]), router.send_one.eq(send_flags[1]),
+                         router.send_lowest.eq(send_flags[2:])]
 
         # The row the router takes in NEURON.  (With the fast router and no SSM unit
         # it is offered in every clock, not only in NEURON: the sequencer's state would
@@ -1006,14 +1052,36 @@ class NPUCore(wiring.Component):
         multiplexer had a select decode in front of it): each register is zero
         unless it holds the word read (a group register: the request is for a lane
         region and one of its lanes; ``rd_other``: not a lane region), so clock 2
-        ORs them all, with no select."""
+        ORs them all, with no select.
+
+        Latency 6 (timing: a block RAM's read data crossed the die to its group's
+        register): first each lane's word (``rd_lane<p>``, by the lane: zero unless
+        it is the word read, steered by its group's view), then ``rd_group<g>`` is
+        the OR of its lanes' registers, then ``host_rdata`` the OR of the groups and
+        ``rd_other``, which waits a clock more."""
         lat = self.timing.host_read_latency
         c = self.config
         group = 4
         groups = []
         n_groups = -(-c.lanes // group)
+        lanes_q = []
+        if lat == 6:  # each lane's word, zero unless it is the word read
+            for p in range(c.lanes):
+                q = Signal(c.host_data_bits, name=f"rd_lane{p}", reset_less=True)
+                g_region, g_lane = steer[p // group]
+                with m.Switch(g_region):
+                    for reg, arr in lane_data.items():
+                        with m.Case(reg):
+                            m.d.sync += q.eq(Mux(g_lane == p, arr[p], 0))
+                    with m.Default():
+                        m.d.sync += q.eq(0)
+                lanes_q.append(q)
         for g in range(0, c.lanes, group):
             q = Signal(c.host_data_bits, name=f"rd_group{g // group}", reset_less=True)
+            if lat == 6:  # (an OR: at most one lane holds a word)
+                m.d.sync += q.eq(functools.reduce(operator.or_, lanes_q[g:g + group]))
+                groups.append(q)
+                continue
             g_region, g_lane = steer[g // group]
             within = g_lane[:min(2, len(g_lane))]
             # (latency 5) this group holds the word read: the lane index's group bits
@@ -1035,14 +1103,15 @@ class NPUCore(wiring.Component):
             for reg, value in others.items():
                 with m.Case(reg):
                     m.d.sync += other.eq(value)
-            if lat == 5:
+            if lat >= 5:
                 for reg in lane_data:
                     with m.Case(reg):
                         m.d.sync += other.eq(0)
             with m.Default():
                 m.d.sync += other.eq(rd_reg)
-        if lat == 5:
-            other = _registered(m, other, "rd_other_q")
+        if lat >= 5:
+            for i in range(lat - 4):
+                other = _registered(m, other, "rd_other_q" + ("" if i == 0 else str(i + 1)))
             m.d.sync += self.host_rdata.eq(functools.reduce(operator.or_, groups, other))
             return
         lane_region = Signal()

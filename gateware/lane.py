@@ -63,12 +63,28 @@ class NeuronLeak(wiring.Component):
 
 class NeuronFire(wiring.Component):
     """From ``total`` (signed ``total_bits``): ``v = sat_u(total)``, the spike and the
-    reset (module docs); combinational."""
+    reset (module docs); combinational.
 
-    def __init__(self, *, u_bits: int, total_bits: int):
+    ``ahead=True`` (timing): the caller also gives ``over = total - theta`` (signed
+    ``total_bits + 1``, kept by a second accumulator) and ``theta_min`` (``theta
+    == u_min``), both from registers, so no subtraction is left here:
+    ``sat_u(total) >= theta  <=>  over >= 0  or  theta_min`` (for ``u_min <=
+    theta <= u_max``: above the u range ``over > 0``; below it ``sat_u(total) =
+    u_min`` reaches theta only at ``u_min``), and in the u range ``over``'s low
+    bits are ``(v - theta) mod 2**u_bits``.  The outputs equal the plain form's
+    (``tests/test_lane.py`` proves it with Yosys).
+    """
+
+    def __init__(self, *, u_bits: int, total_bits: int, ahead: bool = False):
         _check(self, u_bits=(u_bits, 2), total_bits=(total_bits, u_bits))
+        if not isinstance(ahead, bool):
+            self._MustUse__silence = True
+            raise TypeError(f"ahead must be a bool, not {ahead!r}")
         self.u_bits = u_bits
+        self.ahead = ahead
+        extra = ({"over": In(signed(total_bits + 1)), "theta_min": In(1)} if ahead else {})
         super().__init__({
+            **extra,
             "total": In(signed(total_bits)),
             "theta": In(signed(u_bits)),
             "v_reset": In(signed(u_bits)),
@@ -101,9 +117,17 @@ class NeuronFire(wiring.Component):
             hi.eq(~total[-1] & upper.any()),
             lo.eq(total[-1] & ~upper.all()),
             self.v.eq(Mux(hi, u_max, Mux(lo, u_min, total[:ub].as_signed()))),
-            diff.eq(total[:ub].as_signed() - theta),
-            self.spike.eq(self.spiking & (hi | (theta == u_min) | (~lo & ~diff[-1]))),
         ]
+        if self.ahead:
+            m.d.comb += [
+                diff.eq(self.over[:ub + 1].as_signed()),
+                self.spike.eq(self.spiking & (~self.over[-1] | self.theta_min)),
+            ]
+        else:
+            m.d.comb += [
+                diff.eq(total[:ub].as_signed() - theta),
+                self.spike.eq(self.spiking & (hi | (theta == u_min) | (~lo & ~diff[-1]))),
+            ]
         subtracted = Signal(signed(ub))
         m.d.comb += subtracted.eq(Mux(hi, (~theta) ^ (1 << (ub - 1)),
                                       Mux(lo, 0, diff[:ub].as_signed())))

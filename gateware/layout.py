@@ -78,7 +78,9 @@ class CoreTiming:
     multiplexer, over the groups, gets a clock of its own).  5: as 4, and the
     lanes' memory data come from the ``ram_register`` registers (needs it); the
     per-group registers hold zero unless they hold the word read, so the last
-    stage is an OR with no select.
+    stage is an OR with no select.  6: as 5, and each lane's word is registered
+    first, by the lane (zero unless it is the word read), so no block RAM's data
+    cross the die to a group's register in the clock they are read.
     ``theta_register``: each lane's threshold is registered out of its parameter
     memory (it is read at the row's start and used in FIRE, at least 5 clocks
     later), so block RAM data do not reach the spike compare in the same clock.
@@ -113,7 +115,7 @@ class CoreTiming:
     product reaches its accumulator two clocks later, so DRAIN takes 5 clocks
     instead of 3 (two more per row; the counters show them); the leak reaches the
     accumulator 5 clocks after ROW.  Needs ``row_register``, ``leak_register``
-    and ``host_read_latency`` 5.
+    and ``host_read_latency`` 5 or 6.
     ``edge_ahead``: the edge table entries the sequencer loads next (the row's
     first edge, the edge after the current one) are registered ahead, so the
     edge register takes a register, not the table multiplexer after an adder;
@@ -139,6 +141,16 @@ class CoreTiming:
     before, so a layer ends when its events are out and the end-of-step record
     waits for the router's last records.  Without output backpressure the core
     runs clock for clock as without it.  Needs ``fast_router``.
+    ``fire_ahead``: FIRE's compare and subtract reset take no subtraction: each
+    lane keeps a second accumulator, of ``total - theta`` (loaded with the leak
+    less theta, then taking the same products), and a flag ``theta == u_min``
+    (see :class:`.lane.NeuronFire`).  The leak's operands take the parameter
+    memory's first register (not the second of ``param_bram``) and the leak's
+    sums (with the bias, and with the bias less theta) are registered, so the
+    leak still reaches the accumulators 6 clocks after ROW.  With the fast
+    router and no SSM unit, the spike being one LUT from registers, FIRE also
+    registers the router's flags of the row (``SpikeRouter(given_flags=True)``).
+    Needs ``param_bram``.
 
     Every synaptic product is a :class:`.dsp.RegisteredProduct` in any case.
     """
@@ -154,38 +166,42 @@ class CoreTiming:
     edge_ahead: bool = False
     count_register: bool = False
     router_register: bool = False
+    fire_ahead: bool = False
 
     def __post_init__(self):
-        if (self.host_read_latency not in (1, 2, 3, 4, 5)
+        if (self.host_read_latency not in (1, 2, 3, 4, 5, 6)
                 or isinstance(self.host_read_latency, bool)):
-            raise ValueError(f"CoreTiming.host_read_latency must be 1, 2, 3, 4 or 5, not "
+            raise ValueError(f"CoreTiming.host_read_latency must be 1, 2, 3, 4, 5 or 6, not "
                              f"{self.host_read_latency!r}")
         for name in ("theta_register", "fast_router", "replicate", "row_register",
                      "leak_register", "ram_register", "param_bram", "edge_ahead",
-                     "count_register", "router_register"):
+                     "count_register", "router_register", "fire_ahead"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"CoreTiming.{name} must be a bool, not "
                                  f"{getattr(self, name)!r}")
         if self.row_register and not self.replicate:
             raise ValueError("CoreTiming.row_register needs replicate=True")
         if self.ram_register and not (self.row_register and self.leak_register
-                                      and self.host_read_latency == 5):
+                                      and self.host_read_latency >= 5):
             raise ValueError("CoreTiming.ram_register needs row_register=True, "
-                             "leak_register=True and host_read_latency=5")
-        if self.host_read_latency == 5 and not self.ram_register:
-            raise ValueError("CoreTiming.host_read_latency 5 needs ram_register=True")
+                             "leak_register=True and host_read_latency 5 or 6")
+        if self.host_read_latency >= 5 and not self.ram_register:
+            raise ValueError(f"CoreTiming.host_read_latency {self.host_read_latency} needs "
+                             f"ram_register=True")
         if self.param_bram and not self.ram_register:
             raise ValueError("CoreTiming.param_bram needs ram_register=True")
         if self.count_register and self.host_read_latency < 3:
             raise ValueError("CoreTiming.count_register needs host_read_latency 3 or more")
         if self.router_register and not self.fast_router:
             raise ValueError("CoreTiming.router_register needs fast_router=True")
+        if self.fire_ahead and not self.param_bram:
+            raise ValueError("CoreTiming.fire_ahead needs param_bram=True")
 
 
-PIPELINED = CoreTiming(host_read_latency=5, theta_register=True, fast_router=True,
+PIPELINED = CoreTiming(host_read_latency=6, theta_register=True, fast_router=True,
                        replicate=True, row_register=True, leak_register=True,
                        ram_register=True, param_bram=True, edge_ahead=True,
-                       count_register=True, router_register=True)
+                       count_register=True, router_register=True, fire_ahead=True)
 """Every pipelining option on (the big ECP5 boards)."""
 
 

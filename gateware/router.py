@@ -53,6 +53,13 @@ record leaves the middle register (``event_index``, ``event_layer`` and
 output is never held back, and independently of ``records.ready``.  ``free``:
 nothing left to pick or in the middle register (every event of the rows taken
 is out); ``empty``: nor in the output registers (every record is out).
+
+``given_flags=True`` (needs ``fast``; timing: the flag trees over ``send``
+came after the row's registers in the clock the row is taken): the caller also
+gives ``send``'s flags, ``send_none`` (no lane set), ``send_one`` (exactly one)
+and ``send_lowest`` (the lowest lane set, one-hot), equal to ``send``'s in every
+clock ``load`` is high; the core computes them a clock ahead, from the fire
+stage, into registers.
 """
 
 from __future__ import annotations
@@ -64,12 +71,34 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SpikeRouter"]
+__all__ = ["SpikeRouter", "lowest_lane", "none_or_one"]
+
+
+def lowest_lane(x):
+    """The lowest set bit of ``x``, one-hot (each bit masked by the OR of the bits
+    below it, no carry chain)."""
+    return Cat(*(x[p] & ~x[:p].any() for p in range(len(x))))
+
+
+def none_or_one(x):
+    """``(x == 0, exactly one bit of x set)`` as a tree of (any, more than one) pairs,
+    LUTs only (timing: Yosys shared the ``x - 1`` carry chains of two such tests
+    behind a multiplexer, which put the sequencer's state in front of a 32-bit
+    carry chain on the ECP5-85F)."""
+    nodes = [(x[p], Const(0)) for p in range(len(x))]
+    while len(nodes) > 1:
+        pairs = [nodes[i:i + 2] for i in range(0, len(nodes), 2)]
+        nodes = [pair[0] if len(pair) == 1 else
+                 (pair[0][0] | pair[1][0], pair[0][1] | pair[1][1] | (pair[0][0] & pair[1][0]))
+                 for pair in pairs]
+    any_, many = nodes[0]
+    return ~any_, any_ & ~many
 
 
 class SpikeRouter(wiring.Component):
     def __init__(self, *, lanes: int, index_bits: int, layer_bits: int, u_bits: int,
-                 record_layout: data.StructLayout, fast: bool = False, staged: bool = False):
+                 record_layout: data.StructLayout, fast: bool = False, staged: bool = False,
+                 given_flags: bool = False):
         for name, value in (("lanes", lanes), ("index_bits", index_bits),
                             ("layer_bits", layer_bits), ("u_bits", u_bits)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -84,6 +113,13 @@ class SpikeRouter(wiring.Component):
         if staged and not fast:
             self._MustUse__silence = True
             raise ValueError("staged needs fast=True")
+        if not isinstance(given_flags, bool):
+            self._MustUse__silence = True
+            raise TypeError(f"given_flags must be a bool, not {given_flags!r}")
+        if given_flags and not fast:
+            self._MustUse__silence = True
+            raise ValueError("given_flags needs fast=True")
+        self.given_flags = given_flags
         self.lanes, self.u_bits = lanes, u_bits
         self.fast = fast
         self.staged = staged
@@ -91,6 +127,8 @@ class SpikeRouter(wiring.Component):
         extra_ports = {"empty": Out(1), "event_value": Out(signed(u_bits))} if staged else {}
         if fast:  # each group's copy of ``load`` (equal to it in every clock)
             extra_ports["group_load"] = In(-(-lanes // 4))
+        if given_flags:
+            extra_ports.update(send_none=In(1), send_one=In(1), send_lowest=In(lanes))
         super().__init__({**extra_ports,
             "load": In(1),
             "send": In(lanes),
@@ -164,8 +202,7 @@ class SpikeRouter(wiring.Component):
         # The lowest pending lane: one-hot (each lane masked by the OR of the lanes
         # below it, no carry chain), then its index (OR trees).  ``fast``: in
         # flip-flops, loaded with the lowest lane of the next ``pending``.
-        def lowest_of(x):
-            return Cat(*(x[p] & ~x[:p].any() for p in range(P)))
+        lowest_of = lowest_lane
 
         lowest = Signal(P)
         pick = Signal(range(P))
@@ -255,19 +292,7 @@ class SpikeRouter(wiring.Component):
         def flags(x):
             if not self.fast:
                 return (x == 0), (x != 0) & ((x & (x - 1)) == 0)
-            # ``fast``: a tree of (any, more than one) pairs, LUTs only: Yosys shares
-            # the two ``x - 1`` carry chains (``rest``'s and ``send``'s) behind a
-            # multiplexer steered by ``load``, which put the sequencer's state in
-            # front of a 32-bit carry chain on the ECP5-85F.
-            nodes = [(x[p], Const(0)) for p in range(len(x))]
-            while len(nodes) > 1:
-                pairs = [nodes[i:i + 2] for i in range(0, len(nodes), 2)]
-                nodes = [pair[0] if len(pair) == 1 else
-                         (pair[0][0] | pair[1][0],
-                          pair[0][1] | pair[1][1] | (pair[0][0] & pair[1][0]))
-                         for pair in pairs]
-            any_, many = nodes[0]
-            return ~any_, any_ & ~many
+            return none_or_one(x)
 
         rest = Signal(P)
         m.d.comb += rest.eq(pending & ~lowest)
@@ -289,12 +314,17 @@ class SpikeRouter(wiring.Component):
         # otherwise folds ``load`` (one far net) into the first level of the trees.
         keep = {"keep": 1}
         kept = {}
-        for name, value in (("send_none", send_none), ("send_one", send_one),
-                            ("rest_none", rest_none), ("rest_one", rest_one),
-                            ("send_lowest", lowest_of(self.send)),
-                            ("rest_lowest", lowest_of(rest))):
+        candidates = [("rest_none", rest_none), ("rest_one", rest_one),
+                      ("rest_lowest", lowest_of(rest))]
+        if not self.given_flags:
+            candidates += [("send_none", send_none), ("send_one", send_one),
+                           ("send_lowest", lowest_of(self.send))]
+        for name, value in candidates:
             kept[name] = Signal(len(value), name=name, attrs=keep)
             m.d.comb += kept[name].eq(value)
+        if self.given_flags:
+            kept.update(send_none=self.send_none, send_one=self.send_one,
+                        send_lowest=self.send_lowest)
         send_none, send_one, rest_none, rest_one = (
             kept[n] for n in ("send_none", "send_one", "rest_none", "rest_one"))
         send_lowest, rest_lowest = kept["send_lowest"], kept["rest_lowest"]

@@ -354,14 +354,16 @@ def test_weight_memory_errors():
 
 
 # ------------------------------------------------------- timing pass, exact
-def test_neuron_fire_is_exact_exhaustively():
-    """The neuron fire stage (saturation, one subtraction for compare and reset)
+@pytest.mark.parametrize("ahead", [False, True], ids=["plain", "ahead"])
+def test_neuron_fire_is_exact_exhaustively(ahead):
+    """The neuron fire stage (saturation, one subtraction for compare and reset;
+    ``ahead``: ``total - theta`` and ``theta == u_min`` given, no subtraction)
     equals the direct equations for every total, theta and reset mode (4-bit u)."""
     from amaranth.sim import Simulator
     from spikeforge.gateware.lane import NeuronFire
 
     u_bits, t_bits, v_reset = 4, 7, -3
-    dut = NeuronFire(u_bits=u_bits, total_bits=t_bits)
+    dut = NeuronFire(u_bits=u_bits, total_bits=t_bits, ahead=ahead)
     u_min, u_max = -(1 << (u_bits - 1)), (1 << (u_bits - 1)) - 1
     got, want = [], []
 
@@ -375,6 +377,9 @@ def test_neuron_fire_is_exact_exhaustively():
                         ctx.set(dut.reset, reset)
                         ctx.set(dut.v_reset, v_reset)
                         ctx.set(dut.spiking, spiking)
+                        if ahead:
+                            ctx.set(dut.over, total - theta)
+                            ctx.set(dut.theta_min, theta == u_min)
                         await ctx.delay(1e-9)
                         got.append((ctx.get(dut.v), ctx.get(dut.spike), ctx.get(dut.u_new)))
                         v = max(u_min, min(u_max, total))

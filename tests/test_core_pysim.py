@@ -118,7 +118,8 @@ _PARTIAL_TIMINGS = [CoreTiming(host_read_latency=3), CoreTiming(leak_register=Tr
                     CoreTiming(edge_ahead=True),
                     CoreTiming(host_read_latency=3, count_register=True),
                     CoreTiming(fast_router=True, host_read_latency=3, count_register=True),
-                    CoreTiming(fast_router=True, router_register=True)]
+                    CoreTiming(fast_router=True, router_register=True),
+                    dataclasses.replace(PIPELINED, host_read_latency=5)]
 
 
 def _timing_for(seed):
@@ -177,6 +178,7 @@ def test_pipelining_changes_no_clock_count(seed):
     x = random_input(rng, net, 4, 1)[:, 0, :]
     default = run_core(net, config, x)
     no_ram = dataclasses.replace(PIPELINED, ram_register=False, param_bram=False,
+                                 fire_ahead=False,
                                  host_read_latency=4)
     pipelined = run_core(net, config, x, timing=no_ram)
     assert pipelined[1] == default[1]  # records, every step
@@ -276,9 +278,10 @@ def test_core_rejects_a_config_that_is_not_a_core_config():
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"host_read_latency": 6}, "CoreTiming.host_read_latency must be 1, 2, 3, 4 or 5, not 6"),
+    ({"host_read_latency": 7},
+     "CoreTiming.host_read_latency must be 1, 2, 3, 4, 5 or 6, not 7"),
     ({"host_read_latency": True},
-     "CoreTiming.host_read_latency must be 1, 2, 3, 4 or 5, not True"),
+     "CoreTiming.host_read_latency must be 1, 2, 3, 4, 5 or 6, not True"),
     ({"theta_register": 1}, "CoreTiming.theta_register must be a bool, not 1"),
     ({"fast_router": "yes"}, "CoreTiming.fast_router must be a bool, not 'yes'"),
     ({"replicate": 0}, "CoreTiming.replicate must be a bool, not 0"),
@@ -288,18 +291,21 @@ def test_core_rejects_a_config_that_is_not_a_core_config():
     ({"ram_register": "on"}, "CoreTiming.ram_register must be a bool, not 'on'"),
     ({"ram_register": True, "replicate": True, "row_register": True, "host_read_latency": 5},
      "CoreTiming.ram_register needs row_register=True, leak_register=True and "
-     "host_read_latency=5"),
+     "host_read_latency 5 or 6"),
     ({"ram_register": True, "replicate": True, "row_register": True, "leak_register": True,
       "host_read_latency": 4},
      "CoreTiming.ram_register needs row_register=True, leak_register=True and "
-     "host_read_latency=5"),
+     "host_read_latency 5 or 6"),
     ({"host_read_latency": 5}, "CoreTiming.host_read_latency 5 needs ram_register=True"),
+    ({"host_read_latency": 6}, "CoreTiming.host_read_latency 6 needs ram_register=True"),
     ({"param_bram": True}, "CoreTiming.param_bram needs ram_register=True"),
     ({"param_bram": 1}, "CoreTiming.param_bram must be a bool, not 1"),
     ({"edge_ahead": "no"}, "CoreTiming.edge_ahead must be a bool, not 'no'"),
     ({"count_register": 1}, "CoreTiming.count_register must be a bool, not 1"),
     ({"router_register": 0}, "CoreTiming.router_register must be a bool, not 0"),
     ({"router_register": True}, "CoreTiming.router_register needs fast_router=True"),
+    ({"fire_ahead": "yes"}, "CoreTiming.fire_ahead must be a bool, not 'yes'"),
+    ({"fire_ahead": True}, "CoreTiming.fire_ahead needs param_bram=True"),
     ({"count_register": True, "host_read_latency": 2},
      "CoreTiming.count_register needs host_read_latency 3 or more"),
 ])

@@ -4,6 +4,8 @@ host/protocol.py and against the golden model."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import random
 
@@ -81,8 +83,9 @@ def test_engine_load_read_run_reset(seed):
     """INFO; WRITE the image, READ it all back; RUN (records vs the golden model, with
     and without hidden spikes); the reply cache; RESET (membranes zero, weights kept);
     the registers.  Seed 3: a pipelined core (``PIPELINED``: the host request
-    and the read data through registers per group of 4 lanes, five-clock host
-    reads) with 6 lanes."""
+    and the read data through registers per group of 4 lanes, six-clock host
+    reads) with 6 lanes, and the INFO bytes read from logic (``info_rom="logic"``,
+    as on the ECP5 boards)."""
     rng, net = _net(seed)
     pipelined = seed == 3
     config = _config(net, 6 if pipelined else rng.choice([1, 2, 3]))
@@ -106,7 +109,8 @@ def test_engine_load_read_run_reset(seed):
     regs = Frame(Command.READ, 250, pack_read(ENGINE_BASE, len(REGISTERS)))
     requests += [run, run] + [f for f, _ in mem_reads] + [flags_on, reset]
     requests += [f for f, _ in zeroed] + [run2] + [f for f, _ in weights] + [regs]
-    dut = SoC(config=config, timing=PIPELINED if pipelined else None)
+    dut = SoC(config=config, timing=PIPELINED if pipelined else None,
+              info_rom="logic" if pipelined else None)
     out, _ = run_byte_stream(dut, b"".join(f.encode() for f in requests),
                              replies=len(requests), idle=0.2 if seed % 2 else 0.0,
                              backpressure=0.3 if seed else 0.0, seed=seed)
@@ -277,6 +281,11 @@ def test_generics_are_validated():
         from spikeforge.gateware.link import CommandEngine
 
         CommandEngine(config=config, info=b"")
+    with pytest.raises(ValueError, match=r"^info_rom must be 'block' or 'logic', not 'lut'$"):
+        CommandEngine(config=config, info=b"x", info_rom="lut")
+    with pytest.raises(ValueError,
+                       match=r"^info_rom must be None, 'block' or 'logic', not 'rom'$"):
+        SoC(config=config, info_rom="rom")
     info = json.loads(device_info(config, link="uart", clock_hz=12_000_000, baud=115_200))
     assert info["config"]["lanes"] == 2 and info["baud"] == 115_200
     assert info["clock_hz"] == 12_000_000 and info["engine_base"] == ENGINE_BASE == 2 ** 31
@@ -288,8 +297,10 @@ def test_generics_are_validated():
         SimBoard("nope")
 
 
-@pytest.mark.parametrize("timing", [None, CoreTiming(host_read_latency=3), PIPELINED],
-                         ids=["latency1", "latency3", "latency5"])
+@pytest.mark.parametrize("timing", [None, CoreTiming(host_read_latency=3),
+                                    dataclasses.replace(PIPELINED, host_read_latency=5),
+                                    PIPELINED],
+                         ids=["latency1", "latency3", "latency5", "latency6"])
 def test_read_costs_12_plus_latency_clocks_per_core_word(timing):
     """A READ of core words costs ``(12 + L) * count + 14`` clocks (docs/device.md,
     ``L`` the core's ``host_read_latency``): a READ of 5 words answers exactly

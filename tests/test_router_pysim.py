@@ -31,21 +31,24 @@ def _expected(rows, lanes):
     return records, events
 
 
-@pytest.mark.parametrize(("fast", "staged"), [(False, False), (True, False), (True, True)],
-                         ids=["default", "fast", "staged"])
+@pytest.mark.parametrize(("fast", "staged", "given"),
+                         [(False, False, False), (True, False, False), (True, True, False),
+                          (True, True, True)],
+                         ids=["default", "fast", "staged", "given_flags"])
 @pytest.mark.parametrize(("lanes", "stall", "seed"),
                          [(1, 0.0, 0), (3, 0.0, 1), (4, 0.5, 2), (8, 0.3, 3), (8, 0.0, 4),
                           (32, 0.6, 5), (13, 0.4, 6), (32, 0.0, 7)])
-def test_router_matches_the_naive_model(lanes, stall, seed, fast, staged):
+def test_router_matches_the_naive_model(lanes, stall, seed, fast, staged, given):
     """``staged``: an event comes as its record leaves the middle register, before
     the record itself; ``free`` means every loaded row's events are out, ``empty``
-    that every record is out too."""
+    that every record is out too.  ``given``: ``send``'s flags come from the
+    testbench (random while ``load`` is low)."""
     rng = random.Random(seed)
     config = CoreConfig(lanes=lanes, u_bits=10, neuron_depth=256, max_neurons=max(256, 12 * lanes))
     layout = struct_layout(RECORD_FIELDS(config))
     dut = SpikeRouter(lanes=lanes, index_bits=config.idx_bits + 1,
                       layer_bits=config.layer_bits, u_bits=10, record_layout=layout, fast=fast,
-                      staged=staged)
+                      staged=staged, given_flags=given)
     rows = []
     for k in range(12):
         emit = rng.random() < 0.3
@@ -75,6 +78,12 @@ def test_router_matches_the_naive_model(lanes, stall, seed, fast, staged):
                     ctx.set(getattr(dut, name), int(row[name]))
                 for p, v in enumerate(row["values"]):
                     ctx.set(dut.values[p], v)
+            if given:
+                send = row["send"] if loading else rng.getrandbits(lanes)
+                ctx.set(dut.send_none, int(send == 0) if loading else rng.getrandbits(1))
+                ctx.set(dut.send_one, int(bin(send).count("1") == 1) if loading
+                        else rng.getrandbits(1))
+                ctx.set(dut.send_lowest, send & -send)
             if fast:  # the lane pick and the flags do not wait for ``ready``
                 flags = []
                 for r in (0, 1):
@@ -142,3 +151,9 @@ def test_router_rejects_bad_generics():
     with pytest.raises(ValueError, match=re.escape("staged needs fast=True") + "$"):
         SpikeRouter(lanes=4, index_bits=8, layer_bits=2, u_bits=16, record_layout=layout,
                     staged=True)
+    with pytest.raises(TypeError, match=re.escape("given_flags must be a bool, not 1") + "$"):
+        SpikeRouter(lanes=4, index_bits=8, layer_bits=2, u_bits=16, record_layout=layout,
+                    fast=True, given_flags=1)
+    with pytest.raises(ValueError, match=re.escape("given_flags needs fast=True") + "$"):
+        SpikeRouter(lanes=4, index_bits=8, layer_bits=2, u_bits=16, record_layout=layout,
+                    given_flags=True)
