@@ -714,7 +714,14 @@ class NPUCore(wiring.Component):
             router.records.ready.eq(out_fifo.w_rdy),
         ]
         spike_src = Signal(c.src_bits)
-        m.d.comb += spike_src.eq(router.event_layer + 1)
+        if self.timing.router_register:
+            # (timing: not the record's layer through an adder into the list address)
+            # The current layer's list, a clock after ``li`` changes: every event in
+            # flight is the current layer's (LAYER_END waits for ``router.free``, and
+            # the next event comes many clocks after a new layer or step starts).
+            m.d.sync += spike_src.eq(li + 1)
+        else:
+            m.d.comb += spike_src.eq(router.event_layer + 1)
         spike_count = counts[Cat(spike_src, cur)]
         with m.If(router.event):
             m.d.comb += [

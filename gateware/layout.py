@@ -139,8 +139,10 @@ class CoreTiming:
     per group of 4 lanes (``staged``, see :mod:`.router`): a record leaves a clock
     later, but its event (into the next layer's list) comes in the clock it did
     before, so a layer ends when its events are out and the end-of-step record
-    waits for the router's last records.  Without output backpressure the core
-    runs clock for clock as without it.  Needs ``fast_router``.
+    waits for the router's last records.  The event list an event goes to is
+    the current layer's next list, from a register (not the record's layer
+    through an adder).  Without output backpressure the core runs clock for
+    clock as without it.  Needs ``fast_router``.
     ``fire_ahead``: FIRE's compare and subtract reset take no subtraction: each
     lane keeps a second accumulator, of ``total - theta`` (loaded with the leak
     less theta, then taking the same products), and a flag ``theta == u_min``

@@ -146,10 +146,10 @@ class SoC(wiring.Component):
             m.submodules.uart_tx = utx = UARTTx(divisor=self.divisor)
             m.submodules.rx_fifo = rx_fifo = fifo.SyncFIFOBuffered(width=8,
                                                                    depth=self.rx_fifo_depth)
-            # Timing: a register stage between the FIFO and the decoder (``rx_stage``),
-            # loaded from the FIFO's memory with nothing else on those nets, so that on
-            # the ECP5 it is the block RAM's own output register (boards/outreg.py);
-            # the decoder's input register took the memory's slow clock-to-out.
+            # Timing: a register stage between the FIFO and the decoder (``rx_stage``):
+            # the decoder's byte flags took the FIFO memory's slow clock-to-out (block
+            # RAM) and a compare in one clock.  (It stays a fabric register on the
+            # ECP5: Yosys puts its read-write collision logic between the block and it.)
             stage_valid = Signal(name="rx_stage_valid")
             stage = Signal(8, name="rx_stage", reset_less=True)
             m.d.comb += rx_fifo.r_en.eq(~stage_valid | dec.rx.ready)
