@@ -84,8 +84,8 @@ def test_engine_load_read_run_reset(seed):
     and without hidden spikes); the reply cache; RESET (membranes zero, weights kept);
     the registers.  Seed 3: a pipelined core (``PIPELINED``: the host request
     and the read data through registers per group of 4 lanes, six-clock host
-    reads) with 6 lanes, and the INFO bytes read from logic (``info_rom="logic"``,
-    as on the ECP5 boards)."""
+    reads) with 6 lanes, and the link's fast form (``fast_link``: the INFO bytes
+    read from logic and the split count and value checks, as on the ECP5 boards)."""
     rng, net = _net(seed)
     pipelined = seed == 3
     config = _config(net, 6 if pipelined else rng.choice([1, 2, 3]))
@@ -110,7 +110,7 @@ def test_engine_load_read_run_reset(seed):
     requests += [run, run] + [f for f, _ in mem_reads] + [flags_on, reset]
     requests += [f for f, _ in zeroed] + [run2] + [f for f, _ in weights] + [regs]
     dut = SoC(config=config, timing=PIPELINED if pipelined else None,
-              info_rom="logic" if pipelined else None)
+              fast_link=pipelined)
     out, _ = run_byte_stream(dut, b"".join(f.encode() for f in requests),
                              replies=len(requests), idle=0.2 if seed % 2 else 0.0,
                              backpressure=0.3 if seed else 0.0, seed=seed)
@@ -159,9 +159,11 @@ def test_engine_load_read_run_reset(seed):
         next(replies)
 
 
-def test_engine_errors():
+@pytest.mark.parametrize("fast_link", [False, True], ids=["plain", "fast_link"])
+def test_engine_errors(fast_link):
     """Each error path answers its ERROR code and changes nothing; bad frames are
-    dropped and counted; the device keeps answering."""
+    dropped and counted; the device keeps answering.  In both forms of the link
+    (``fast_link``: the engine's split count and value checks)."""
     rng, net = _net(5)
     config = _config(net, 2)
     image = compile_network(net, config)
@@ -230,7 +232,7 @@ def test_engine_errors():
     bad += b"\x55" * 1100 + b"\0"  # TOO_LARGE
     stream += bad
     stream += b"".join(f.encode() for f, _ in cases) + probe.encode() + regs.encode()
-    dut = SoC(config=config)
+    dut = SoC(config=config, fast_link=fast_link)
     out, _ = run_byte_stream(dut, stream, replies=len(load) + len(cases) + 2, seed=5,
                              backpressure=0.2)
     replies = decode_replies(out)
@@ -281,11 +283,10 @@ def test_generics_are_validated():
         from spikeforge.gateware.link import CommandEngine
 
         CommandEngine(config=config, info=b"")
-    with pytest.raises(ValueError, match=r"^info_rom must be 'block' or 'logic', not 'lut'$"):
-        CommandEngine(config=config, info=b"x", info_rom="lut")
-    with pytest.raises(ValueError,
-                       match=r"^info_rom must be None, 'block' or 'logic', not 'rom'$"):
-        SoC(config=config, info_rom="rom")
+    with pytest.raises(TypeError, match=r"^fast must be a bool, not 1$"):
+        CommandEngine(config=config, info=b"x", fast=1)
+    with pytest.raises(TypeError, match=r"^fast_link must be None or a bool, not 'yes'$"):
+        SoC(config=config, fast_link="yes")
     info = json.loads(device_info(config, link="uart", clock_hz=12_000_000, baud=115_200))
     assert info["config"]["lanes"] == 2 and info["baud"] == 115_200
     assert info["clock_hz"] == 12_000_000 and info["engine_base"] == ENGINE_BASE == 2 ** 31

@@ -95,18 +95,19 @@ class CommandEngine(wiring.Component):
     no request is in progress.
 
     Parameters: ``config`` (CoreConfig), ``info`` (the INFO bytes, at most 1024),
-    ``info_rom``: ``"block"`` (the default: the INFO bytes are read synchronously
-    from the next read address, a block RAM) or ``"logic"`` (timing: read
-    combinationally from the read address register, so no block RAM output reaches
-    the reply buffer's write data; LUTs on a big part).  Both give the same bytes in
-    the same clocks.
+    ``fast`` (timing, for a big part where a block RAM's clock-to-out is most of a
+    clock; the same replies in the same clocks): the INFO bytes are read
+    combinationally from the read address register (LUTs) instead of synchronously
+    from the next read address (a block RAM), and the checks of a gathered count
+    or event value take the byte before the last from a register of its own (see
+    the checks below).
     """
 
-    def __init__(self, *, config: CoreConfig, info: bytes, info_rom: str = "block"):
-        if info_rom not in ("block", "logic"):
+    def __init__(self, *, config: CoreConfig, info: bytes, fast: bool = False):
+        if not isinstance(fast, bool):
             self._MustUse__silence = True
-            raise ValueError(f"info_rom must be 'block' or 'logic', not {info_rom!r}")
-        self.info_rom = info_rom
+            raise TypeError(f"fast must be a bool, not {fast!r}")
+        self.fast = fast
         if not isinstance(config, CoreConfig):
             self._MustUse__silence = True
             raise TypeError(f"config must be a CoreConfig, not {config!r}")
@@ -189,7 +190,7 @@ class CommandEngine(wiring.Component):
         # starts reading, so the read address does not depend on the command.
         m.submodules.info = info_rom = memory.Memory(shape=8, depth=HEADER + len(self.info),
                                                      init=[0] * HEADER + list(self.info))
-        if self.info_rom == "logic":  # (the byte at ``rp``, as the block form has it)
+        if self.fast:  # (the byte at ``rp``, as the block form has it)
             info_rd = info_rom.read_port(domain="comb")
             m.d.comb += info_rd.addr.eq(rp)
         else:
@@ -313,38 +314,25 @@ class CommandEngine(wiring.Component):
         # state directly follows its gather, whose last clock shifts ``cur`` in, so
         # the checks are computed each clock on ``sh_in`` (``sh`` after a shift) and
         # registered: in a check state they are the checks of ``sh``.
-        # The field's last two bytes are then ``cur`` and the byte before it, which
-        # was ``cur`` a clock earlier (each gather takes 2 bytes or more, one per
-        # clock): that byte's part of each check is registered from ``cur`` in every
-        # clock (``lo_*``), so ``cur``, straight out of a block RAM, meets only its
-        # own part and one AND-OR level.
-        lo_zero, lo_len, lo_ge = Signal(), Signal(), Signal()
-        limit = MAX_PAYLOAD // 8 + 1  # READ: a count of ``limit`` words or more is too big
-        m.d.sync += [lo_zero.eq(cur == 0), lo_len.eq(cur == self.length[3:11]),
-                     lo_ge.eq(~_lt_const(cur, limit & 0xFF))]
         cnt_zero = Signal()   # the count field (sh[48:64]) is 0
         cnt_big = Signal()    # READ: over MAX_PAYLOAD // 8 words
         w_bad = Signal()      # WRITE: the count is 0 or disagrees with the payload length
         hi_set = Signal()     # sh[56:64] != 0 (RUN: 256 events or more)
         ev_ok = Signal()      # RUN event: index < max_inputs, value in the signed in_bits range
-        in_zero = lo_zero & (cur == 0)  # the field is 0
-        ib = c.in_bits  # the value's bits from its sign bit up: all 0 or all 1
-        if ib <= 8:  # from bit ib - 1 of the byte before ``cur``
-            lo_top0, lo_top1 = Signal(), Signal()
-            m.d.sync += [lo_top0.eq(cur[ib - 1:] == 0),
-                         lo_top1.eq(cur[ib - 1:] == (1 << (9 - ib)) - 1)]
-            top_ok = (lo_top0 & (cur == 0)) | (lo_top1 & (cur == 0xFF))
-        else:  # from ``cur`` alone
-            top = cur[ib - 9:]
-            top_ok = (top == 0) | (top == (1 << len(top)) - 1)
-        m.d.sync += [
-            cnt_zero.eq(in_zero),
-            cnt_big.eq((cur > limit >> 8) | ((cur == limit >> 8) & lo_ge)),
-            w_bad.eq(in_zero | (self.length[:3] != 6)
-                     | ~(lo_len & (cur == self.length[11:]))),
-            hi_set.eq(cur != 0),
-            ev_ok.eq(_lt_const(sh[40:56], c.max_inputs) & top_ok),
-        ]
+        if self.fast:
+            self._split_checks(m, cur, cnt_zero, cnt_big, w_bad, hi_set, ev_ok, sh)
+        else:
+            sh_in = Cat(sh[8:], cur)
+            cnt_in = sh_in[48:64]
+            top = sh_in[48 + c.in_bits - 1:64]  # the value's bits from its sign bit up
+            m.d.sync += [
+                cnt_zero.eq(cnt_in == 0),
+                cnt_big.eq(~_lt_const(cnt_in, MAX_PAYLOAD // 8 + 1)),
+                w_bad.eq((cnt_in == 0) | (self.length[:3] != 6) | (self.length[3:] != cnt_in)),
+                hi_set.eq(sh_in[56:64] != 0),
+                ev_ok.eq(_lt_const(sh_in[32:48], c.max_inputs)
+                         & ((top == 0) | (top == (1 << len(top)) - 1))),
+            ]
         rec = self.core_output.payload.as_value()
         rec_kind = self.core_output.payload.kind
 
@@ -713,6 +701,36 @@ class CommandEngine(wiring.Component):
                         m.d.sync += k.eq(0)
                         m.next = "FINISH"
         return m
+
+    def _split_checks(self, m, cur, cnt_zero, cnt_big, w_bad, hi_set, ev_ok, sh):
+        """``fast``: the checks of the field gathered into ``sh_in = Cat(sh[8:], cur)``,
+        as the plain form registers them.  The field's last two bytes are ``cur`` and
+        the byte before it, which was ``cur`` a clock earlier (each gather takes 2
+        bytes or more, one per clock): that byte's part of each check is registered
+        from ``cur`` in every clock (``lo_*``), so ``cur``, straight out of a block
+        RAM, meets only its own part and one AND-OR level."""
+        c = self.config
+        lo_zero, lo_len, lo_ge = Signal(), Signal(), Signal()
+        limit = MAX_PAYLOAD // 8 + 1  # READ: a count of ``limit`` words or more is too big
+        m.d.sync += [lo_zero.eq(cur == 0), lo_len.eq(cur == self.length[3:11]),
+                     lo_ge.eq(~_lt_const(cur, limit & 0xFF))]
+        in_zero = lo_zero & (cur == 0)  # the field is 0
+        ib = c.in_bits  # the value's bits from its sign bit up: all 0 or all 1
+        if ib <= 8:  # from bit ib - 1 of the byte before ``cur``
+            lo_top0, lo_top1 = Signal(), Signal()
+            m.d.sync += [lo_top0.eq(cur[ib - 1:] == 0),
+                         lo_top1.eq(cur[ib - 1:] == (1 << (9 - ib)) - 1)]
+            top_ok = (lo_top0 & (cur == 0)) | (lo_top1 & (cur == 0xFF))
+        else:  # from ``cur`` alone
+            top = cur[ib - 9:]
+            top_ok = (top == 0) | (top == (1 << len(top)) - 1)
+        m.d.sync += [
+            cnt_zero.eq(in_zero),
+            cnt_big.eq((cur > limit >> 8) | ((cur == limit >> 8) & lo_ge)),
+            w_bad.eq(in_zero | (self.length[:3] != 6) | ~(lo_len & (cur == self.length[11:]))),
+            hi_set.eq(cur != 0),
+            ev_ok.eq(_lt_const(sh[40:56], c.max_inputs) & top_ok),
+        ]
 
     @staticmethod
     def _error(m, err_code, code):

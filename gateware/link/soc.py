@@ -40,20 +40,23 @@ class SoC(wiring.Component):
 
     ``weight_memory``, ``timing``: passed to :class:`.core.NPUCore` (``None``:
     Amaranth memories, e.g. ``boards.mem.SPRAMWeights`` for iCE40 SPRAM; the
-    default pipelining).  ``info_rom``: passed to :class:`.engine.CommandEngine`;
-    ``None`` (the default): ``"logic"`` on an ECP5 platform, ``"block"`` elsewhere.
+    default pipelining).  ``fast_link`` (timing, for a big part; the same bytes in
+    the same clocks): the engine's ``fast`` form (:class:`.engine.CommandEngine`)
+    and, with the UART, a register stage between the receive FIFO and the decoder
+    (the decoder's byte flags took the FIFO memory's clock-to-out and a compare in
+    one clock); ``None`` (the default): on an ECP5 platform.
     """
 
     def __init__(self, *, config: CoreConfig, link: str = "stream", clk_freq: int | None = None,
                  baud: int | None = None, rx_fifo_depth: int = 2048, weight_memory=None,
-                 timing=None, info_rom: str | None = None):
+                 timing=None, fast_link: bool | None = None):
         check_core_arguments(self, config=config, weight_memory=weight_memory, timing=timing)
         self.weight_memory = weight_memory
         self.timing = timing
-        if info_rom not in (None, "block", "logic"):
+        if fast_link is not None and not isinstance(fast_link, bool):
             self._MustUse__silence = True
-            raise ValueError(f"info_rom must be None, 'block' or 'logic', not {info_rom!r}")
-        self.info_rom = info_rom
+            raise TypeError(f"fast_link must be None or a bool, not {fast_link!r}")
+        self.fast_link = fast_link
         if link not in ("stream", "uart"):
             self._MustUse__silence = True
             raise ValueError(f"link must be 'stream' or 'uart', not {link!r}")
@@ -97,10 +100,10 @@ class SoC(wiring.Component):
                                            timing=self.timing)
         m.submodules.decoder = dec = FrameDecoder()
         m.submodules.encoder = enc = FrameEncoder()
-        info_rom = self.info_rom
-        if info_rom is None:
-            info_rom = "logic" if getattr(platform, "family", None) == "ecp5" else "block"
-        m.submodules.engine = eng = CommandEngine(config=c, info=self.info, info_rom=info_rom)
+        fast = self.fast_link
+        if fast is None:
+            fast = getattr(platform, "family", None) == "ecp5"
+        m.submodules.engine = eng = CommandEngine(config=c, info=self.info, fast=fast)
         # A buffer is never read and written at once where the read matters: the
         # decoder fills the receive buffer only while the engine has no frame, and the
         # engine writes a reply only while the encoder is not sending.  So neither needs
@@ -146,23 +149,33 @@ class SoC(wiring.Component):
             m.submodules.uart_tx = utx = UARTTx(divisor=self.divisor)
             m.submodules.rx_fifo = rx_fifo = fifo.SyncFIFOBuffered(width=8,
                                                                    depth=self.rx_fifo_depth)
-            # Timing: a register stage between the FIFO and the decoder (``rx_stage``):
-            # the decoder's byte flags took the FIFO memory's slow clock-to-out (block
-            # RAM) and a compare in one clock.  (It stays a fabric register on the
-            # ECP5: Yosys puts its read-write collision logic between the block and it.)
-            stage_valid = Signal(name="rx_stage_valid")
-            stage = Signal(8, name="rx_stage", reset_less=True)
-            m.d.comb += rx_fifo.r_en.eq(~stage_valid | dec.rx.ready)
-            with m.If(~stage_valid | dec.rx.ready):
-                m.d.sync += [stage_valid.eq(rx_fifo.r_rdy), stage.eq(rx_fifo.r_data)]
-            m.d.comb += [
-                urx.rx.eq(self.uart_rx),
-                rx_fifo.w_data.eq(urx.data.payload), rx_fifo.w_en.eq(urx.data.valid),
-                urx.data.ready.eq(rx_fifo.w_rdy),
-                dec.rx.payload.eq(stage), dec.rx.valid.eq(stage_valid),
-                self.uart_tx.eq(utx.tx),
-                self.idle.eq(~busy & ~rx_fifo.r_rdy & ~stage_valid & utx.idle),
-            ]
+            if not fast:
+                m.d.comb += [
+                    urx.rx.eq(self.uart_rx),
+                    rx_fifo.w_data.eq(urx.data.payload), rx_fifo.w_en.eq(urx.data.valid),
+                    urx.data.ready.eq(rx_fifo.w_rdy),
+                    dec.rx.payload.eq(rx_fifo.r_data), dec.rx.valid.eq(rx_fifo.r_rdy),
+                    rx_fifo.r_en.eq(dec.rx.ready),
+                    self.uart_tx.eq(utx.tx),
+                    self.idle.eq(~busy & ~rx_fifo.r_rdy & utx.idle),
+                ]
+            else:
+                # A register stage between the FIFO and the decoder.  (On the ECP5 it
+                # stays a fabric register: Yosys puts its read-write collision logic
+                # between the block RAM and it.)
+                stage_valid = Signal(name="rx_stage_valid")
+                stage = Signal(8, name="rx_stage", reset_less=True)
+                m.d.comb += rx_fifo.r_en.eq(~stage_valid | dec.rx.ready)
+                with m.If(~stage_valid | dec.rx.ready):
+                    m.d.sync += [stage_valid.eq(rx_fifo.r_rdy), stage.eq(rx_fifo.r_data)]
+                m.d.comb += [
+                    urx.rx.eq(self.uart_rx),
+                    rx_fifo.w_data.eq(urx.data.payload), rx_fifo.w_en.eq(urx.data.valid),
+                    urx.data.ready.eq(rx_fifo.w_rdy),
+                    dec.rx.payload.eq(stage), dec.rx.valid.eq(stage_valid),
+                    self.uart_tx.eq(utx.tx),
+                    self.idle.eq(~busy & ~rx_fifo.r_rdy & ~stage_valid & utx.idle),
+                ]
             wiring.connect(m, enc.tx, utx.data)
         return m
 
