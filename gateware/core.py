@@ -723,18 +723,28 @@ class NPUCore(wiring.Component):
         else:
             m.d.comb += spike_src.eq(router.event_layer + 1)
         spike_count = counts[Cat(spike_src, cur)]
-        with m.If(router.event):
+        if self.timing.router_register:
+            # (timing: the write port's address and data do not wait for ``event``,
+            # only its enable does)
             m.d.comb += [
                 ev_wr.addr.eq(ev_addr(cur, spike_src, spike_count)),
                 ev_wr.data.index.eq(router.event_index),
-                ev_wr.data.value.eq(1),
-                ev_wr.en.eq(1),
+                ev_wr.data.value.eq(Mux(layer.ssm, router.event_value, 1) if c.has_ssm
+                                    else 1),
             ]
-            if c.has_ssm:  # an SSM layer's events carry its y
-                with m.If(layer.ssm):
-                    m.d.comb += ev_wr.data.value.eq(
-                        router.event_value if self.timing.router_register
-                        else router.records.payload.value)
+        with m.If(router.event):
+            if self.timing.router_register:
+                m.d.comb += ev_wr.en.eq(1)
+            else:
+                m.d.comb += [
+                    ev_wr.addr.eq(ev_addr(cur, spike_src, spike_count)),
+                    ev_wr.data.index.eq(router.event_index),
+                    ev_wr.data.value.eq(1),
+                    ev_wr.en.eq(1),
+                ]
+                if c.has_ssm:  # an SSM layer's events carry its y
+                    with m.If(layer.ssm):
+                        m.d.comb += ev_wr.data.value.eq(router.records.payload.value)
             # Timing: one enable per list counter, no read-modify-write multiplexer.
             for i in range(len(counts)):
                 with m.If(Cat(spike_src, cur) == i):

@@ -5,7 +5,6 @@ host/protocol.py and against the golden model."""
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import random
 

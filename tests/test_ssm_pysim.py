@@ -5,6 +5,7 @@ decay, the cycle cost model, and the SSM generics / fit errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 
@@ -253,11 +254,12 @@ def test_smallest_ssm_unit(lanes):
 
 
 @pytest.mark.parametrize("timing", [CoreTiming(host_read_latency=n) for n in (1, 2, 3, 4)]
-                         + [PIPELINED], ids=lambda t: f"latency{t.host_read_latency}")
+                         + [dataclasses.replace(PIPELINED, host_read_latency=5), PIPELINED],
+                         ids=lambda t: f"latency{t.host_read_latency}")
 def test_host_port_reads_back_every_ssm_word(timing):
     """Every word the image writes into the SSM regions (table, parameters, state)
     reads back unchanged through the host port (reads one per clock), at every
-    read latency (5: ``PIPELINED``)."""
+    read latency (5 and 6: ``PIPELINED``'s options)."""
     from amaranth.sim import Simulator
     from spikeforge.gateware.core import NPUCore
 
