@@ -72,7 +72,7 @@ class NeuronFire(wiring.Component):
     theta <= u_max``: above the u range ``over > 0``; below it ``sat_u(total) =
     u_min`` reaches theta only at ``u_min``), and in the u range ``over``'s low
     bits are ``(v - theta) mod 2**u_bits``.  The outputs equal the plain form's
-    (``tests/test_lane.py`` proves it with Yosys).
+    (``test_neuron_fire_is_exact_exhaustively``: both forms, every input, 4-bit u).
     """
 
     def __init__(self, *, u_bits: int, total_bits: int, ahead: bool = False):

@@ -270,6 +270,15 @@ def test_neuron_update_rejects_bad_generics():
         NeuronUpdate(u_bits=1, frac_bits=8, acc_bits=24)
 
 
+def test_neuron_fire_rejects_bad_generics():
+    from spikeforge.gateware.lane import NeuronFire
+
+    with pytest.raises(TypeError, match=re.escape("ahead must be a bool, not 1") + "$"):
+        NeuronFire(u_bits=8, total_bits=16, ahead=1)
+    with pytest.raises(ValueError, match=re.escape("total_bits must be an integer >= 8, not 7")):
+        NeuronFire(u_bits=8, total_bits=7)
+
+
 def test_core_rejects_a_config_that_is_not_a_core_config():
     from spikeforge.gateware.core import NPUCore
 
