@@ -723,25 +723,19 @@ class NPUCore(wiring.Component):
         else:
             m.d.comb += spike_src.eq(router.event_layer + 1)
         spike_count = counts[Cat(spike_src, cur)]
+        ev_where = [ev_wr.addr.eq(ev_addr(cur, spike_src, spike_count)),
+                    ev_wr.data.index.eq(router.event_index)]
         if self.timing.router_register:
             # (timing: the write port's address and data do not wait for ``event``,
             # only its enable does)
-            m.d.comb += [
-                ev_wr.addr.eq(ev_addr(cur, spike_src, spike_count)),
-                ev_wr.data.index.eq(router.event_index),
-                ev_wr.data.value.eq(Mux(layer.ssm, router.event_value, 1) if c.has_ssm
-                                    else 1),
-            ]
+            m.d.comb += [*ev_where,
+                         ev_wr.data.value.eq(Mux(layer.ssm, router.event_value, 1)
+                                             if c.has_ssm else 1)]
         with m.If(router.event):
             if self.timing.router_register:
                 m.d.comb += ev_wr.en.eq(1)
             else:
-                m.d.comb += [
-                    ev_wr.addr.eq(ev_addr(cur, spike_src, spike_count)),
-                    ev_wr.data.index.eq(router.event_index),
-                    ev_wr.data.value.eq(1),
-                    ev_wr.en.eq(1),
-                ]
+                m.d.comb += [*ev_where, ev_wr.data.value.eq(1), ev_wr.en.eq(1)]
                 if c.has_ssm:  # an SSM layer's events carry its y
                     with m.If(layer.ssm):
                         m.d.comb += ev_wr.data.value.eq(router.records.payload.value)

@@ -104,21 +104,15 @@ class SpikeRouter(wiring.Component):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 self._MustUse__silence = True  # never elaborated: no "unused" warning
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
-        if not isinstance(fast, bool):
-            self._MustUse__silence = True
-            raise TypeError(f"fast must be a bool, not {fast!r}")
-        if not isinstance(staged, bool):
-            self._MustUse__silence = True
-            raise TypeError(f"staged must be a bool, not {staged!r}")
-        if staged and not fast:
-            self._MustUse__silence = True
-            raise ValueError("staged needs fast=True")
-        if not isinstance(given_flags, bool):
-            self._MustUse__silence = True
-            raise TypeError(f"given_flags must be a bool, not {given_flags!r}")
-        if given_flags and not fast:
-            self._MustUse__silence = True
-            raise ValueError("given_flags needs fast=True")
+        options = (("fast", fast), ("staged", staged), ("given_flags", given_flags))
+        for name, value in options:
+            if not isinstance(value, bool):
+                self._MustUse__silence = True
+                raise TypeError(f"{name} must be a bool, not {value!r}")
+        for name, value in options[1:]:
+            if value and not fast:
+                self._MustUse__silence = True
+                raise ValueError(f"{name} needs fast=True")
         self.given_flags = given_flags
         self.lanes, self.u_bits = lanes, u_bits
         self.fast = fast

@@ -40,11 +40,11 @@ class SoC(wiring.Component):
 
     ``weight_memory``, ``timing``: passed to :class:`.core.NPUCore` (``None``:
     Amaranth memories, e.g. ``boards.mem.SPRAMWeights`` for iCE40 SPRAM; the
-    default pipelining).  ``fast_link`` (timing, for a big part; the same bytes in
-    the same clocks): the engine's ``fast`` form (:class:`.engine.CommandEngine`)
-    and, with the UART, a register stage between the receive FIFO and the decoder
-    (the decoder's byte flags took the FIFO memory's clock-to-out and a compare in
-    one clock); ``None`` (the default): on an ECP5 platform.
+    default pipelining).  ``fast_link`` (timing, for a big part): the engine's
+    ``fast`` form (:class:`.engine.CommandEngine`) and, with the UART, a register
+    stage between the receive FIFO and the decoder (the decoder's byte flags took the
+    FIFO's clock-to-out and a compare in one clock; a byte reaches it a clock later);
+    ``None`` (the default): on an ECP5 platform.
     """
 
     def __init__(self, *, config: CoreConfig, link: str = "stream", clk_freq: int | None = None,
