@@ -50,7 +50,7 @@ owns neuron ``k*P + p``):
 
 Cost of a row: ``events + 2 * edges + 5`` synaptic clocks (7 with
 ``timing.ram_register``, whose event and weight registers make the pipeline 8
-stages) and two neuron clocks
+stages; 8 with ``timing.product_register`` as well) and two neuron clocks
 (plus router waits when a row has more to route than the next row has clocks),
 so a step costs about
 ``rows * (events + c)`` = ``(events * fan-out + neurons) / P`` plus a small
@@ -592,7 +592,8 @@ class NPUCore(wiring.Component):
             m.submodules[f"product{p}"] = mul = RegisteredProduct(a_bits=c.w_bits,
                                                                   b_bits=c.in_bits)
             m.d.comb += [mul.a.eq(weights[p][0].data), mul.b.eq(x_q[p // 4])]
-            prod_q.append(mul.p)
+            prod_q.append(_registered(m, mul.p, f"prod_f{p}") if self.timing.product_register
+                          else mul.p)
         # The leak of the row's neurons: membranes and parameters are read from the ROW
         # clock on (their address is fixed for the whole row), so the leak is known three
         # clocks later and is added into the accumulator then, before any event (the
@@ -620,9 +621,13 @@ class NPUCore(wiring.Component):
             # (with ``timing.row_register`` the leak is known a clock later)
             # (with ``timing.ram_register`` two clocks later)
             # (with ``timing.param_bram`` three clocks later)
-            pre_n = 6 if pbram else 5 if ram else 4 if row_reg else 3
+            # (with ``timing.product_register`` four clocks later, and the products
+            # reach the accumulators a clock later: ``s4_valid`` is their valid)
+            preg = self.timing.product_register
+            pre_n = 7 if preg else 6 if pbram else 5 if ram else 4 if row_reg else 3
             pre_q = [Signal(name=f"pre{pre_n}_rep{g}") for g in range(groups)]
-            s4_valid_q = [Signal(name=f"s4_valid_rep{g}") for g in range(groups)]
+            s4_valid_q = [Signal(name=f"s{5 if preg else 4}_valid_rep{g}")
+                          for g in range(groups)]
             pre_src = [pre3 if row_reg else pre2] * groups
             if ram:  # (a copy of ``pre4`` per group first: one register to 8 far ones
                 # was an 11.8 ns net on the ECP5-85F)
@@ -630,8 +635,10 @@ class NPUCore(wiring.Component):
                 m.d.sync += [q.eq(pre3) for q in pre_src]
             if pbram:
                 pre_src = [_registered(m, q, f"pre5_rep{g}") for g, q in enumerate(pre_src)]
+            if preg:
+                pre_src = [_registered(m, q, f"pre6_rep{g}") for g, q in enumerate(pre_src)]
             m.d.sync += ([q.eq(src) for q, src in zip(pre_q, pre_src, strict=True)]
-                         + [q.eq(s3_valid) for q in s4_valid_q])
+                         + [q.eq(s4_valid if preg else s3_valid) for q in s4_valid_q])
         leak_q = [Signal(signed(c.u_bits + 2), name=f"leak_q{p}") for p in range(P)]
         # With ``timing.fire_ahead`` each lane also accumulates ``total - theta``
         # (``over``; loaded with ``leak - theta``, the bias less theta registered ahead)
@@ -660,8 +667,10 @@ class NPUCore(wiring.Component):
                 if ahead:  # (the sums registered: a clock later, as ``prm_q2`` was)
                     over_q = Signal(signed(len(bias_m) + 1), name=f"leak_over{p}",
                                     reset_less=True)
-                    m.d.sync += [leak_q[p].eq((lp.p >> c.frac_bits) + bias_q),
-                                 over_q.eq((lp.p >> c.frac_bits) + bias_m)]
+                    leak_p = (_registered(m, lp.p, f"leak_f{p}")
+                              if self.timing.product_register else lp.p)
+                    m.d.sync += [leak_q[p].eq((leak_p >> c.frac_bits) + bias_q),
+                                 over_q.eq((leak_p >> c.frac_bits) + bias_m)]
                 else:
                     m.d.comb += leak_q[p].eq((lp.p >> c.frac_bits) + bias_q)
             else:
@@ -723,6 +732,15 @@ class NPUCore(wiring.Component):
         else:
             m.d.comb += spike_src.eq(router.event_layer + 1)
         spike_count = counts[Cat(spike_src, cur)]
+        if self.timing.router_register:
+            # (timing: the list's write position from a register, not from the
+            # multiplexer over the list counters) ``ev_wpos`` follows the current
+            # list's counter a clock behind, and counts the events as it does; the
+            # list and its counter hold still for many clocks before the first event
+            # of a layer or step, so in every clock with an event it equals the counter.
+            ev_wpos = Signal.like(spike_count, name="ev_wpos")
+            m.d.sync += ev_wpos.eq(Mux(router.event, ev_wpos + 1, spike_count))
+            spike_count = ev_wpos
         ev_where = [ev_wr.addr.eq(ev_addr(cur, spike_src, spike_count)),
                     ev_wr.data.index.eq(router.event_index)]
         if self.timing.router_register:
@@ -967,10 +985,11 @@ class NPUCore(wiring.Component):
                     m.next = "EDGE"
             with m.State("DRAIN"):
                 # Three clocks: the row's last event leaves stage 4 in the third (with
-                # ``timing.ram_register`` five clocks, stages 1r and 2r).
+                # ``timing.ram_register`` five clocks, stages 1r and 2r; with
+                # ``timing.product_register`` six, the product's fabric register).
                 m.d.comb += busy.eq(1)
                 bump(0)
-                with m.If(drain_n != (4 if ram else 2)):
+                with m.If(drain_n != (4 if ram else 2) + self.timing.product_register):
                     m.d.sync += drain_n.eq(drain_n + 1)
                 with m.Elif(drained):
                     m.d.sync += drain_n.eq(0)

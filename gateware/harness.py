@@ -104,7 +104,8 @@ def expected_counters(net: Network, x: torch.Tensor, lanes: int,
                       timing: CoreTiming | None = None) -> dict[str, dict[str, int]]:
     """Per layer, what the core's counters must read after running one sample ``x``:
     ``events`` delivered, ``spikes``, and ``syn_cycles`` by the cost model (per step
-    and row: ``events + 2 * edges + 5``, and 2 more with ``timing.ram_register``).
+    and row: ``events + 2 * edges + 5``, 2 more with ``timing.ram_register`` and 1
+    more with ``timing.product_register``).
 
     SSM layers: ``events``: the events of its source operands (``k``, ``v``, ``q``,
     gate) read by the gather; ``spikes``: nonzero ``y`` routed; ``syn_cycles``: the
@@ -152,7 +153,9 @@ def expected_counters(net: Network, x: torch.Tensor, lanes: int,
         for proj in layer.inputs:
             per_step += source_events(proj.source, proj.recurrent)
         rows = -(-layer.size // lanes)
-        overhead = 2 * len(layer.inputs) + (7 if timing and timing.ram_register else 5)
+        overhead = 2 * len(layer.inputs) + 5
+        if timing:
+            overhead += 2 * timing.ram_register + timing.product_register
         counts[layer.name] = {
             "events": int(per_step.sum()),
             "spikes": int(trace.spikes[layer.name].sum()) if layer.spiking else 0,

@@ -64,8 +64,8 @@ class CoreTiming:
     """How the core is pipelined: flip-flops traded for a faster clock on a big
     part.  None of these changes what the core computes, the records it sends or
     their order, so they are not part of :class:`CoreConfig` (nor of the device's
-    configuration hash); only ``ram_register`` changes the clocks a step takes
-    (the counters).
+    configuration hash); only ``ram_register`` and ``product_register`` change
+    the clocks a step takes (the counters).
 
     ``host_read_latency``: clocks from ``host_re`` to ``host_rvalid``.  1: the
     read data come from the memories through one multiplexer over the lanes.  2:
@@ -141,8 +141,10 @@ class CoreTiming:
     before, so a layer ends when its events are out and the end-of-step record
     waits for the router's last records.  The event list an event goes to is
     the current layer's next list, from a register (not the record's layer
-    through an adder).  Without output backpressure the core runs clock for
-    clock as without it.  Needs ``fast_router``.
+    through an adder), and its position in that list is a register that follows
+    the list's counter (not the multiplexer over the counters).  Without output
+    backpressure the core runs clock for clock as without it.  Needs
+    ``fast_router``.
     ``fire_ahead``: FIRE's compare and subtract reset take no subtraction: each
     lane keeps a second accumulator, of ``total - theta`` (loaded with the leak
     less theta, then taking the same products), and a flag ``theta == u_min``
@@ -153,6 +155,12 @@ class CoreTiming:
     router and no SSM unit, the spike being one LUT from registers, FIRE also
     registers the router's flags of the row (``SpikeRouter(given_flags=True)``).
     Needs ``param_bram``.
+    ``product_register``: the synaptic product and the leak's product leave their
+    DSP blocks into a fabric register each (``prod_f<p>``, ``leak_f<p>``), which
+    the placer can put between a block and its lane's adders: an event's product
+    reaches its accumulators a clock later, so DRAIN takes a clock more (per row;
+    the counters show it), and the leak reaches them 7 clocks after ROW (FIRE
+    comes 8 clocks after ROW at the earliest).  Needs ``fire_ahead``.
 
     Every synaptic product is a :class:`.dsp.RegisteredProduct` in any case.
     """
@@ -169,6 +177,7 @@ class CoreTiming:
     count_register: bool = False
     router_register: bool = False
     fire_ahead: bool = False
+    product_register: bool = False
 
     def __post_init__(self):
         if (self.host_read_latency not in (1, 2, 3, 4, 5, 6)
@@ -177,7 +186,8 @@ class CoreTiming:
                              f"{self.host_read_latency!r}")
         for name in ("theta_register", "fast_router", "replicate", "row_register",
                      "leak_register", "ram_register", "param_bram", "edge_ahead",
-                     "count_register", "router_register", "fire_ahead"):
+                     "count_register", "router_register", "fire_ahead",
+                     "product_register"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"CoreTiming.{name} must be a bool, not "
                                  f"{getattr(self, name)!r}")
@@ -198,12 +208,15 @@ class CoreTiming:
             raise ValueError("CoreTiming.router_register needs fast_router=True")
         if self.fire_ahead and not self.param_bram:
             raise ValueError("CoreTiming.fire_ahead needs param_bram=True")
+        if self.product_register and not self.fire_ahead:
+            raise ValueError("CoreTiming.product_register needs fire_ahead=True")
 
 
 PIPELINED = CoreTiming(host_read_latency=6, theta_register=True, fast_router=True,
                        replicate=True, row_register=True, leak_register=True,
                        ram_register=True, param_bram=True, edge_ahead=True,
-                       count_register=True, router_register=True, fire_ahead=True)
+                       count_register=True, router_register=True, fire_ahead=True,
+                       product_register=True)
 """Every pipelining option on (the big ECP5 boards)."""
 
 

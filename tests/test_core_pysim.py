@@ -167,8 +167,8 @@ def test_pipelining_changes_no_clock_count(seed):
     row address and leak product registered, the fast router, the replicated
     controls) gives the same records and the same counters, clock for clock, as
     the default core when the output never stalls; ``PIPELINED`` (with
-    ``ram_register``) the same records and membranes, and exactly two more
-    synaptic (and busy) clocks per row."""
+    ``ram_register`` and ``product_register``) the same records and membranes, and
+    exactly three more synaptic (and busy) clocks per row."""
     rng = random.Random(5000 + seed)
     net = random_network(rng, max_ssm=0, ssm_prob=0.0, max_lif=3, max_size=8,
                          fmt=Format(u_bits=rng.randint(4, 12), w_bits=rng.randint(2, 8),
@@ -178,7 +178,7 @@ def test_pipelining_changes_no_clock_count(seed):
     x = random_input(rng, net, 4, 1)[:, 0, :]
     default = run_core(net, config, x)
     no_ram = dataclasses.replace(PIPELINED, ram_register=False, param_bram=False,
-                                 fire_ahead=False,
+                                 fire_ahead=False, product_register=False,
                                  host_read_latency=4)
     pipelined = run_core(net, config, x, timing=no_ram)
     assert pipelined[1] == default[1]  # records, every step
@@ -190,7 +190,7 @@ def test_pipelining_changes_no_clock_count(seed):
     want = list(default[2])
     n = len(COUNTERS)
     for i, layer in enumerate(net.layers):
-        extra = 2 * -(-layer.size // lanes) * len(x)  # two DRAIN clocks per row
+        extra = 3 * -(-layer.size // lanes) * len(x)  # three DRAIN clocks per row
         want[i * n + COUNTERS.index("syn_cycles")] += extra
         want[n * config.max_layers] += extra  # busy clocks
     assert ram[2] == want
@@ -315,6 +315,8 @@ def test_core_rejects_a_config_that_is_not_a_core_config():
     ({"router_register": True}, "CoreTiming.router_register needs fast_router=True"),
     ({"fire_ahead": "yes"}, "CoreTiming.fire_ahead must be a bool, not 'yes'"),
     ({"fire_ahead": True}, "CoreTiming.fire_ahead needs param_bram=True"),
+    ({"product_register": 1}, "CoreTiming.product_register must be a bool, not 1"),
+    ({"product_register": True}, "CoreTiming.product_register needs fire_ahead=True"),
     ({"count_register": True, "host_read_latency": 2},
      "CoreTiming.count_register needs host_read_latency 3 or more"),
 ])

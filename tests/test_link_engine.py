@@ -84,7 +84,8 @@ def test_engine_load_read_run_reset(seed):
     the registers.  Seed 3: a pipelined core (``PIPELINED``: the host request
     and the read data through registers per group of 4 lanes, six-clock host
     reads) with 6 lanes, and the link's fast form (``fast_link``: the INFO bytes
-    read from logic and the split count and value checks, as on the ECP5 boards)."""
+    read from logic and the checks a clock after the bytes they check, as on the ECP5
+    boards)."""
     rng, net = _net(seed)
     pipelined = seed == 3
     config = _config(net, 6 if pipelined else rng.choice([1, 2, 3]))
@@ -162,7 +163,7 @@ def test_engine_load_read_run_reset(seed):
 def test_engine_errors(fast_link):
     """Each error path answers its ERROR code and changes nothing; bad frames are
     dropped and counted; the device keeps answering.  In both forms of the link
-    (``fast_link``: the engine's split count and value checks)."""
+    (``fast_link``: the engine's checks a clock after the bytes they check)."""
     rng, net = _net(5)
     config = _config(net, 2)
     image = compile_network(net, config)
@@ -218,6 +219,12 @@ def test_engine_errors(fast_link):
         (Frame(Command.WRITE, 27, pack_write(last_w, [over, 2])), ErrorCode.BAD_PAYLOAD),
         (Frame(Command.WRITE, 28, pack_write(last_w, [1, over])),
          ErrorCode.ADDRESS_OUT_OF_RANGE),
+        # The last bytes of a word (``fast_link`` checks them a clock later): word 0's
+        # last byte before word 1's address, and the last word's last two bytes.
+        (Frame(Command.WRITE, 31, pack_write(last_w, [1 << 63, 2])), ErrorCode.BAD_PAYLOAD),
+        (Frame(Command.WRITE, 32, pack_write(_reg("FLAGS"), [1 << 48])),
+         ErrorCode.BAD_PAYLOAD),
+        (Frame(Command.WRITE, 33, pack_write(w_addr, [1, 1 << 63])), ErrorCode.BAD_PAYLOAD),
     ]
     probe = Frame(Command.READ, 200, pack_read(w_addr, 1))
     regs = Frame(Command.READ, 201, pack_read(ENGINE_BASE, len(REGISTERS)))
@@ -295,6 +302,30 @@ def test_generics_are_validated():
         SimBoard(config, port=-1)
     with pytest.raises(ValueError, match=r"^unknown configuration 'nope'"):
         SimBoard("nope")
+
+
+def test_fast_link_costs_a_clock_per_check():
+    """The engine's ``fast`` form (``fast_link``) answers each request a clock later
+    per check of a gathered field, and a WRITE one more for its last byte's check
+    (docs/device.md): WRITE 2, READ 1, RUN 1 + 1 per step + 1 per event."""
+    config = CoreConfig(lanes=2, max_layers=1, max_edges=1, max_neurons=4, max_inputs=4,
+                        max_fanin=4, neuron_depth=4, weight_depth=64)
+    addr = config.address(Region.WEIGHTS, 1, 3)
+    steps = [[(0, 1), (1, -1)], [], [(2, 1)]]
+    requests = [(Frame(Command.WRITE, 1, pack_write(addr, [7])), 2),
+                (Frame(Command.READ, 1, pack_read(addr, 1)), 1),
+                (Frame(Command.RUN, 1, pack_run(steps)), 1 + len(steps) + 3)]
+    for request, extra in requests:
+        delay, replies = {}, {}
+        for fast in (False, True):
+            clocks = {}
+            out, _ = run_byte_stream(SoC(config=config, fast_link=fast), request.encode(),
+                                     replies=1, clocks=clocks)
+            replies[fast] = out
+            delay[fast] = clocks["first_out"] - clocks["last_in"]
+        assert replies[True] == replies[False]
+        _ok(decode_replies(replies[True])[0], request)  # (asserts an OK reply)
+        assert delay[True] - delay[False] == extra, (request.cmd, delay)
 
 
 @pytest.mark.parametrize("timing", [None, CoreTiming(host_read_latency=3),

@@ -20,6 +20,9 @@ more per word for each clock of core read latency past one,
 ``CoreTiming.host_read_latency``; an engine register costs 3 clocks less), INFO
 ``len(info) + 7``, RESET the ``state`` words + 8, RUN: 1 per payload byte to
 validate, then per step 4, per event 6, the core's step, and 9 per record kept.
+The ``fast`` form takes a clock more for each check of a gathered field (WRITE
+and READ: 1, RUN: 1, and 1 per step and per event while validating) and one more
+for a WRITE's last byte check: WRITE ``18 * count + 16``, READ ``13 * count + 15``.
 """
 
 from __future__ import annotations
@@ -96,11 +99,15 @@ class CommandEngine(wiring.Component):
 
     Parameters: ``config`` (CoreConfig), ``info`` (the INFO bytes, at most 1024),
     ``fast`` (timing, for a big part where a block RAM's clock-to-out is most of a
-    clock; the same replies in the same clocks): the INFO bytes are read
+    clock; the same replies, a few clocks later): the INFO bytes are read
     combinationally from the read address register (LUTs) instead of synchronously
-    from the next read address (a block RAM), and the checks of a gathered count
-    or event value take the byte before the last from a register of its own (see
-    the checks below).
+    from the next read address (a block RAM), and no check takes the byte read
+    from the receive buffer in the clock it is read: the checks of a gathered
+    field take ``sh`` in a clock of their own before the state that acts on them
+    (a clock more per check: WRITE and READ headers, RUN's step count, each
+    step's event count and each event), and a WRITE's value bytes are checked
+    from a register of the byte read (``cur_q``, a clock later; a clock more per
+    WRITE).
     """
 
     def __init__(self, *, config: CoreConfig, info: bytes, fast: bool = False):
@@ -242,11 +249,25 @@ class CommandEngine(wiring.Component):
         rlen = Signal(BODY_ADDR_BITS)
         m.d.comb += rlen.eq(wp - HEADER)
 
-        def write_reply(pos, value):
-            m.d.comb += [self.tx_waddr.eq(pos), self.tx_wdata.eq(value), self.tx_we.eq(1)]
+        # ``fast``: the reply buffer's write port takes registers (the reply
+        # multiplexer ends at flip-flops, not at the block RAM's data inputs), so each
+        # write lands a clock later.  The encoder reads a body from its start, a clock
+        # after ``send`` at the earliest, so it reads a byte written last (the header's
+        # length, in FINISH's last clock) two clocks after it landed.
+        tx_port = (self.tx_waddr, self.tx_wdata, self.tx_we)
+        if self.fast:
+            tx_port = (Signal.like(self.tx_waddr), Signal.like(self.tx_wdata), Signal())
+            m.d.sync += [self.tx_waddr.eq(tx_port[0]), self.tx_wdata.eq(tx_port[1]),
+                         self.tx_we.eq(tx_port[2])]
 
-        def gather(name, n, then):
-            """State ``name``: the next ``n`` bytes of the receive buffer into ``sh``."""
+        def write_reply(pos, value):
+            m.d.comb += [tx_port[0].eq(pos), tx_port[1].eq(value), tx_port[2].eq(1)]
+
+        def gather(name, n, then, checked=False):
+            """State ``name``: the next ``n`` bytes of the receive buffer into ``sh``;
+            ``checked``: ``then`` acts on the checks of ``sh`` (``fast``: a clock of
+            their own first, ``{then}_WAIT``)."""
+            after = f"{then}_WAIT" if checked and self.fast else then
             with m.State(name):
                 m.d.sync += [shift, k.eq(k + 1), bleft.eq(bleft - 1),
                              bleft_lt.eq(Cat(_lt_const(bleft, 2), _lt_const(bleft, 3),
@@ -254,6 +275,9 @@ class CommandEngine(wiring.Component):
                 m.d.comb += rp_step.eq(1)
                 with m.If(k == n - 1):
                     m.d.sync += k.eq(0)
+                    m.next = after
+            if after != then:
+                with m.State(after):
                     m.next = then
 
         def load_addr(a32):
@@ -303,6 +327,11 @@ class CommandEngine(wiring.Component):
         vmask_next = Array(Mux(is_reg, mask_reg[(j + 1) % 8], mask_core[(j + 1) % 8])
                            for j in range(8))
         byte_bad = (cur & ~vmask) != 0
+        if self.fast:  # the byte and its mask a clock later: each check a clock later
+            cur_q = Signal(8)
+            vmask_q = Signal(8)
+            m.d.sync += [cur_q.eq(cur), vmask_q.eq(vmask)]
+            byte_bad = (cur_q & ~vmask_q) != 0
         bad_q = Signal()    # the byte checked in the previous clock has bits set over the width
         primed = Signal()   # R_VALIDATE: ``read_ok`` is a word's check
 
@@ -313,26 +342,25 @@ class CommandEngine(wiring.Component):
         # Timing: the checks of a gathered field come from flip-flops.  Every check
         # state directly follows its gather, whose last clock shifts ``cur`` in, so
         # the checks are computed each clock on ``sh_in`` (``sh`` after a shift) and
-        # registered: in a check state they are the checks of ``sh``.
+        # registered: in a check state they are the checks of ``sh``.  ``fast``: they
+        # are computed on ``sh`` itself, and a clock of its own (``check_wait``)
+        # comes between the gather and the check state.
         cnt_zero = Signal()   # the count field (sh[48:64]) is 0
         cnt_big = Signal()    # READ: over MAX_PAYLOAD // 8 words
         w_bad = Signal()      # WRITE: the count is 0 or disagrees with the payload length
         hi_set = Signal()     # sh[56:64] != 0 (RUN: 256 events or more)
         ev_ok = Signal()      # RUN event: index < max_inputs, value in the signed in_bits range
-        if self.fast:
-            self._split_checks(m, cur, cnt_zero, cnt_big, w_bad, hi_set, ev_ok, sh)
-        else:
-            sh_in = Cat(sh[8:], cur)
-            cnt_in = sh_in[48:64]
-            top = sh_in[48 + c.in_bits - 1:64]  # the value's bits from its sign bit up
-            m.d.sync += [
-                cnt_zero.eq(cnt_in == 0),
-                cnt_big.eq(~_lt_const(cnt_in, MAX_PAYLOAD // 8 + 1)),
-                w_bad.eq((cnt_in == 0) | (self.length[:3] != 6) | (self.length[3:] != cnt_in)),
-                hi_set.eq(sh_in[56:64] != 0),
-                ev_ok.eq(_lt_const(sh_in[32:48], c.max_inputs)
-                         & ((top == 0) | (top == (1 << len(top)) - 1))),
-            ]
+        sh_in = sh if self.fast else Cat(sh[8:], cur)
+        cnt_in = sh_in[48:64]
+        top = sh_in[48 + c.in_bits - 1:64]  # the value's bits from its sign bit up
+        m.d.sync += [
+            cnt_zero.eq(cnt_in == 0),
+            cnt_big.eq(~_lt_const(cnt_in, MAX_PAYLOAD // 8 + 1)),
+            w_bad.eq((cnt_in == 0) | (self.length[:3] != 6) | (self.length[3:] != cnt_in)),
+            hi_set.eq(sh_in[56:64] != 0),
+            ev_ok.eq(_lt_const(sh_in[32:48], c.max_inputs)
+                     & ((top == 0) | (top == (1 << len(top)) - 1))),
+        ]
         rec = self.core_output.payload.as_value()
         rec_kind = self.core_output.payload.kind
 
@@ -447,7 +475,7 @@ class CommandEngine(wiring.Component):
                     m.next = "FINISH"
 
             # -------------------------------------------------------- WRITE
-            gather("W_HDR", 6, "W_CHECK")
+            gather("W_HDR", 6, "W_CHECK", checked=True)
             with m.State("W_CHECK"):
                 # ``length`` is at most MAX_PAYLOAD (the decoder's checks), so is 8 * cnt.
                 cnt = sh[48:64]
@@ -455,6 +483,8 @@ class CommandEngine(wiring.Component):
                 m.d.sync += [count.eq(cnt), left.eq(cnt), count_one.eq(cnt == 1),
                              last_word.eq(cnt == 1), k.eq(0), vmask.eq(mask_core[0]),
                              bad_q.eq(0)]
+                if self.fast:  # (``cur_q`` is byte 0 at k == 0: it allows all bits)
+                    m.d.sync += vmask_q.eq(mask_core[0])
                 with m.If(w_bad):
                     self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
                 with m.Else():
@@ -467,6 +497,10 @@ class CommandEngine(wiring.Component):
                 # same order: the previous word's bytes, this word's address, its bytes;
                 # the last byte's in W_VCHECK.  The read pointer and the address counters
                 # do not wait for the checks (after an error they are not used again).
+                # ``fast``: a byte's check acts two clocks after it is read, so at
+                # ``k == 1`` ``bad_q`` is the previous word's last byte's, still ahead of
+                # the address check; the last word's last two bytes' act in W_VCHECK and
+                # W_VCHECK2.
                 m.d.comb += rp_step.eq(1)
                 m.d.sync += [k.eq(k + 1), vmask.eq(vmask_next[k]), bad_q.eq(byte_bad)]
                 with m.If(k == 7):
@@ -483,10 +517,19 @@ class CommandEngine(wiring.Component):
                 # W_GATHER's first byte (at HEADER + 6) is read meanwhile.  Timing: the
                 # read address depends on the state alone (not on ``k``/``last_word``).
                 m.d.comb += [rp_load.eq(1), rp_const.eq(HEADER + 6)]
+                if self.fast:
+                    m.d.sync += bad_q.eq(byte_bad)
                 with m.If(bad_q):
                     self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
                 with m.Else():
-                    m.next = "W_GATHER"
+                    m.next = "W_VCHECK2" if self.fast else "W_GATHER"
+            if self.fast:
+                with m.State("W_VCHECK2"):
+                    m.d.comb += [rp_load.eq(1), rp_const.eq(HEADER + 6)]
+                    with m.If(bad_q):
+                        self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
+                    with m.Else():
+                        m.next = "W_GATHER"
             gather("W_GATHER", 8, "W_DO")
             with m.State("W_DO"):
                 with m.If(is_reg):
@@ -503,7 +546,7 @@ class CommandEngine(wiring.Component):
                     m.next = "W_GATHER"
 
             # --------------------------------------------------------- READ
-            gather("R_HDR", 6, "R_CHECK")
+            gather("R_HDR", 6, "R_CHECK", checked=True)
             with m.State("R_CHECK"):
                 cnt = sh[48:64]
                 load_addr(sh[16:48])
@@ -584,7 +627,7 @@ class CommandEngine(wiring.Component):
                 inc = i + 1
                 m.d.sync += [i.eq(inc),
                              reached.eq((i == steps_m1[:len(i)]) & steps_fit)]
-            gather("RV_COUNT", 2, "RV_COUNT_CHECK")
+            gather("RV_COUNT", 2, "RV_COUNT_CHECK", checked=True)
             with m.State("RV_COUNT_CHECK"):
                 m1 = Signal(16)
                 m.d.comb += m1.eq(sh[48:64] - 1)
@@ -608,7 +651,7 @@ class CommandEngine(wiring.Component):
                     self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
                 with m.Else():
                     m.next = "RV_NEV"
-            gather("RV_NEV", 2, "RV_NEV_SET")
+            gather("RV_NEV", 2, "RV_NEV_SET", checked=True)
             with m.State("RV_NEV_SET"):
                 # Over 255 events cannot fit the payload: the same BAD_PAYLOAD, sooner.
                 m.d.sync += [n_ev.eq(sh[48:56]), no_ev.eq(sh[48:56] == 0)]
@@ -624,7 +667,7 @@ class CommandEngine(wiring.Component):
                     self._error(m, err_code, ErrorCode.BAD_PAYLOAD)
                 with m.Else():
                     m.next = "RV_EV"
-            gather("RV_EV", 4, "RV_EV_CHECK")
+            gather("RV_EV", 4, "RV_EV_CHECK", checked=True)
             with m.State("RV_EV_CHECK"):
                 with m.If(ev_ok):
                     m.d.sync += [n_ev.eq(n_ev - 1), no_ev.eq(n_ev == 1)]
@@ -701,36 +744,6 @@ class CommandEngine(wiring.Component):
                         m.d.sync += k.eq(0)
                         m.next = "FINISH"
         return m
-
-    def _split_checks(self, m, cur, cnt_zero, cnt_big, w_bad, hi_set, ev_ok, sh):
-        """``fast``: the checks of the field gathered into ``sh_in = Cat(sh[8:], cur)``,
-        as the plain form registers them.  The field's last two bytes are ``cur`` and
-        the byte before it, which was ``cur`` a clock earlier (each gather takes 2
-        bytes or more, one per clock): that byte's part of each check is registered
-        from ``cur`` in every clock (``lo_*``), so ``cur``, straight out of a block
-        RAM, meets only its own part and one AND-OR level."""
-        c = self.config
-        lo_zero, lo_len, lo_ge = Signal(), Signal(), Signal()
-        limit = MAX_PAYLOAD // 8 + 1  # READ: a count of ``limit`` words or more is too big
-        m.d.sync += [lo_zero.eq(cur == 0), lo_len.eq(cur == self.length[3:11]),
-                     lo_ge.eq(~_lt_const(cur, limit & 0xFF))]
-        in_zero = lo_zero & (cur == 0)  # the field is 0
-        ib = c.in_bits  # the value's bits from its sign bit up: all 0 or all 1
-        if ib <= 8:  # from bit ib - 1 of the byte before ``cur``
-            lo_top0, lo_top1 = Signal(), Signal()
-            m.d.sync += [lo_top0.eq(cur[ib - 1:] == 0),
-                         lo_top1.eq(cur[ib - 1:] == (1 << (9 - ib)) - 1)]
-            top_ok = (lo_top0 & (cur == 0)) | (lo_top1 & (cur == 0xFF))
-        else:  # from ``cur`` alone
-            top = cur[ib - 9:]
-            top_ok = (top == 0) | (top == (1 << len(top)) - 1)
-        m.d.sync += [
-            cnt_zero.eq(in_zero),
-            cnt_big.eq((cur > limit >> 8) | ((cur == limit >> 8) & lo_ge)),
-            w_bad.eq(in_zero | (self.length[:3] != 6) | ~(lo_len & (cur == self.length[11:]))),
-            hi_set.eq(cur != 0),
-            ev_ok.eq(_lt_const(sh[40:56], c.max_inputs) & top_ok),
-        ]
 
     @staticmethod
     def _error(m, err_code, code):
