@@ -87,7 +87,7 @@ BOARDS = {b.name: b for b in [
           ICEBREAKER_CONFIG, _UP5K, spram_weights=True, seed=3),
     Board("ulx3s-85f", "Radiona ULX3S with LFE5U-85F", "ulx3s:ULX3S_85F_Platform", "ecp5",
           "LFE5U-85F", "clk25", 100.0, ECP5_85_CONFIG, _ECP5_85, leds=8,
-          seed=6, timing=PIPELINED,  # (docs/boards.md, "Timing")
+          seed=7, timing=PIPELINED,  # (docs/boards.md, "Timing")
           placer=("--placer-heap-timingweight", "40", "--placer-heap-critexp", "4")),
     Board("ulx3s-25f", "Radiona ULX3S with LFE5U-25F", "ulx3s:ULX3S_25F_Platform", "ecp5",
           "LFE5U-25F", "clk25", 100.0, ECP5_25_CONFIG, _ECP5_25, leds=8),

@@ -343,8 +343,9 @@ class CommandEngine(wiring.Component):
         # state directly follows its gather, whose last clock shifts ``cur`` in, so
         # the checks are computed each clock on ``sh_in`` (``sh`` after a shift) and
         # registered: in a check state they are the checks of ``sh``.  ``fast``: they
-        # are computed on ``sh`` itself, and a clock of its own (``check_wait``)
-        # comes between the gather and the check state.
+        # are computed on ``sh`` itself, and a clock of their own (the state
+        # ``{check state}_WAIT``, see ``gather``) comes between the gather and the
+        # check state.
         cnt_zero = Signal()   # the count field (sh[48:64]) is 0
         cnt_big = Signal()    # READ: over MAX_PAYLOAD // 8 words
         w_bad = Signal()      # WRITE: the count is 0 or disagrees with the payload length
