@@ -97,7 +97,7 @@ from .layout import (
     Region,
 )
 from .memports import NO_RW_CHECK, nrw_read_port
-from .router import SpikeRouter, lowest_lane, none_or_one
+from .router import SendFlags, SpikeRouter
 
 __all__ = ["NPUCore", "check_core_arguments", "struct_layout", "input_layout"]
 
@@ -886,17 +886,18 @@ class NPUCore(wiring.Component):
 
         if flags_ahead:
             # The router's flags of the row's ``send`` (as the row data below make it),
-            # registered with the spikes: FIRE's spike is one LUT from registers with
-            # ``fire_ahead``, so the flag trees fit in FIRE's clock instead of the
-            # router's.  ``valid_q`` and the layer hold still from ROW on.
+            # from FIRE's spikes (one LUT from registers with ``fire_ahead``) a clock
+            # ahead: each group of 4 lanes registers its part with the spikes, and the
+            # router's clock combines the parts (:class:`.router.SendFlags`; timing:
+            # one tree over the 32 lanes' spikes, spread over the die, was FIRE's
+            # slowest path on the ECP5-85F, 10.9-11.8 ns).  ``valid_q`` and the layer
+            # hold still from ROW on.
             send_next = Signal(P, name="send_next")
             m.d.comb += send_next.eq(Mux(layer.emit_values, valid_q,
                                          Cat(fire_spikes) & valid_q))
-            none_next, one_next = none_or_one(send_next)
-            send_flags = Signal(P + 2, name="send_flags", reset_less=True)
-            m.d.sync += send_flags.eq(Cat(none_next, one_next, lowest_lane(send_next)))
-            m.d.comb += [router.send_none.eq(send_flags[0]), router.send_one.eq(send_flags[1]),
-                         router.send_lowest.eq(send_flags[2:])]
+            m.submodules.send_flags = sf = SendFlags(lanes=P)
+            m.d.comb += [sf.send.eq(send_next), router.send_none.eq(sf.none),
+                         router.send_one.eq(sf.one), router.send_lowest.eq(sf.lowest)]
 
         # The row the router takes in NEURON.  (With the fast router and no SSM unit
         # it is offered in every clock, not only in NEURON: the sequencer's state would

@@ -153,7 +153,8 @@ class CoreTiming:
     sums (with the bias, and with the bias less theta) are registered, so the
     leak still reaches the accumulators 6 clocks after ROW.  With the fast
     router and no SSM unit, the spike being one LUT from registers, FIRE also
-    registers the router's flags of the row (``SpikeRouter(given_flags=True)``).
+    registers the router's flags of the row, per group of 4 lanes
+    (``SpikeRouter(given_flags=True)``).
     Needs ``param_bram``.
     ``product_register``: the synaptic product and the leak's product leave their
     DSP blocks into a fabric register each (``prod_f<p>``, ``leak_f<p>``), which

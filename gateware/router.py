@@ -58,8 +58,9 @@ is out); ``empty``: nor in the output registers (every record is out).
 came after the row's registers in the clock the row is taken): the caller also
 gives ``send``'s flags, ``send_none`` (no lane set), ``send_one`` (exactly one)
 and ``send_lowest`` (the lowest lane set, one-hot), equal to ``send``'s in every
-clock ``load`` is high; the core computes them a clock ahead, from the fire
-stage, into registers.
+clock ``load`` is high; the core computes them from the fire stage, a clock
+ahead, with :class:`SendFlags` (each group of 4 lanes registers its part, and
+the parts are combined in the clock the row is taken).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SpikeRouter", "lowest_lane", "none_or_one"]
+__all__ = ["SendFlags", "SpikeRouter", "any_many", "lowest_lane", "none_or_one"]
 
 
 def lowest_lane(x):
@@ -80,19 +81,71 @@ def lowest_lane(x):
     return Cat(*(x[p] & ~x[:p].any() for p in range(len(x))))
 
 
-def none_or_one(x):
-    """``(x == 0, exactly one bit of x set)`` as a tree of (any, more than one) pairs,
-    LUTs only (timing: Yosys shared the ``x - 1`` carry chains of two such tests
-    behind a multiplexer, which put the sequencer's state in front of a 32-bit
-    carry chain on the ECP5-85F)."""
-    nodes = [(x[p], Const(0)) for p in range(len(x))]
+def any_many(nodes):
+    """``(any, more than one)`` over parts, each given as its own ``(any, more than
+    one)`` pair (a bit ``b`` is the pair ``(b, 0)``), as a tree of pairs."""
+    nodes = list(nodes)
     while len(nodes) > 1:
         pairs = [nodes[i:i + 2] for i in range(0, len(nodes), 2)]
         nodes = [pair[0] if len(pair) == 1 else
                  (pair[0][0] | pair[1][0], pair[0][1] | pair[1][1] | (pair[0][0] & pair[1][0]))
                  for pair in pairs]
-    any_, many = nodes[0]
+    return nodes[0]
+
+
+def none_or_one(x):
+    """``(x == 0, exactly one bit of x set)`` as a tree of (any, more than one) pairs,
+    LUTs only (timing: Yosys shared the ``x - 1`` carry chains of two such tests
+    behind a multiplexer, which put the sequencer's state in front of a 32-bit
+    carry chain on the ECP5-85F)."""
+    any_, many = any_many((x[p], Const(0)) for p in range(len(x)))
     return ~any_, any_ & ~many
+
+
+class SendFlags(wiring.Component):
+    """The flags of a row's ``send``, a clock later, for
+    ``SpikeRouter(given_flags=True)``: ``none`` (no lane set), ``one`` (exactly
+    one) and ``lowest`` (the lowest lane set, one-hot) of the value ``send`` had
+    in the previous clock.
+
+    Each group of 4 lanes registers its part (whether any lane of the group is
+    set, whether more than one is, the group's lowest lane); the outputs combine
+    the groups' registers (``none``, ``one``: a tree of (any, more than one)
+    pairs, 3 LUT levels over 8 groups; ``lowest``: the group's lowest lane unless
+    a lower group has one).  Timing: neither clock holds a tree over every lane,
+    whose inputs are spread over the die with the lanes.
+    """
+
+    def __init__(self, *, lanes: int):
+        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
+            self._MustUse__silence = True
+            raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
+        self.lanes = lanes
+        super().__init__({"send": In(lanes), "none": Out(1), "one": Out(1),
+                          "lowest": Out(lanes)})
+
+    def elaborate(self, platform):
+        m = Module()
+        parts = [self.send[g:g + 4] for g in range(0, self.lanes, 4)]
+        g_any = Signal(len(parts), name="g_any", reset_less=True)
+        g_many = Signal(len(parts), name="g_many", reset_less=True)
+        g_lowest = Signal(self.lanes, name="g_lowest", reset_less=True)
+        for g, part in enumerate(parts):
+            any_, many = any_many((part[i], Const(0)) for i in range(len(part)))
+            m.d.sync += [g_any[g].eq(any_), g_many[g].eq(many),
+                         g_lowest[4 * g:4 * g + len(part)].eq(lowest_lane(part))]
+        any_, many = any_many((g_any[g], g_many[g]) for g in range(len(parts)))
+        # (on wires Yosys keeps, as the router's own flags: the LUT mapper would
+        # otherwise fold the router's ``load`` into the first level)
+        keep = {"keep": 1}
+        none, one = Signal(name="none_c", attrs=keep), Signal(name="one_c", attrs=keep)
+        lowest = Signal(self.lanes, name="lowest_c", attrs=keep)
+        m.d.comb += [none.eq(~any_), one.eq(any_ & ~many),
+                     lowest.eq(Cat(g_lowest[4 * g:4 * g + len(part)]
+                                   & ~g_any[:g].any().replicate(len(part))
+                                   for g, part in enumerate(parts))),
+                     self.none.eq(none), self.one.eq(one), self.lowest.eq(lowest)]
+        return m
 
 
 class SpikeRouter(wiring.Component):

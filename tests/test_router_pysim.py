@@ -13,7 +13,7 @@ import pytest
 from amaranth.sim import Simulator
 from spikeforge.gateware.core import struct_layout
 from spikeforge.gateware.layout import RECORD_FIELDS, CoreConfig, unpack
-from spikeforge.gateware.router import SpikeRouter
+from spikeforge.gateware.router import SendFlags, SpikeRouter
 
 
 def _expected(rows, lanes):
@@ -157,3 +157,42 @@ def test_router_rejects_bad_generics():
     with pytest.raises(ValueError, match=re.escape("given_flags needs fast=True") + "$"):
         SpikeRouter(lanes=4, index_bits=8, layer_bits=2, u_bits=16, record_layout=layout,
                     given_flags=True)
+
+
+@pytest.mark.parametrize("lanes", [1, 8, 13, 32])
+def test_send_flags_are_the_previous_clocks(lanes):
+    """``SendFlags``: in each clock, ``none``, ``one`` and ``lowest`` are those of
+    the ``send`` of the clock before (every value for 8 lanes or fewer, else 600
+    random ones, a third of them with one lane set)."""
+    rng = random.Random(lanes)
+    if lanes <= 8:
+        sends = list(range(1 << lanes))
+        rng.shuffle(sends)
+    else:
+        sends = [rng.getrandbits(lanes) if i % 3 else 1 << rng.randrange(lanes)
+                 for i in range(600)]
+    sends += [0]
+    dut = SendFlags(lanes=lanes)
+
+    async def bench(ctx):
+        for before, send in zip(sends, sends[1:], strict=False):
+            ctx.set(dut.send, before)
+            await ctx.tick()
+            ctx.set(dut.send, send)  # (the outputs come from registers only)
+            got = (ctx.get(dut.none), ctx.get(dut.one), ctx.get(dut.lowest))
+            want = (int(before == 0), int(bin(before).count("1") == 1), before & -before)
+            assert got == want, f"send {before:#x}: got {got}, want {want}"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_send_flags_reject_bad_lanes():
+    with pytest.raises(ValueError, match=re.escape("lanes must be a positive integer, not 0")
+                       + "$"):
+        SendFlags(lanes=0)
+    with pytest.raises(ValueError, match=re.escape("lanes must be a positive integer, not True")
+                       + "$"):
+        SendFlags(lanes=True)
