@@ -102,6 +102,15 @@ def none_or_one(x):
     return ~any_, any_ & ~many
 
 
+def _check_positive(component, **values):
+    """Raise ``ValueError`` naming the first of ``values`` that is not a positive
+    integer (the component is never elaborated then: no "unused" warning)."""
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            component._MustUse__silence = True
+            raise ValueError(f"{name} must be a positive integer, not {value!r}")
+
+
 class SendFlags(wiring.Component):
     """The flags of a row's ``send``, a clock later, for
     ``SpikeRouter(given_flags=True)``: ``none`` (no lane set), ``one`` (exactly
@@ -117,9 +126,7 @@ class SendFlags(wiring.Component):
     """
 
     def __init__(self, *, lanes: int):
-        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
-            self._MustUse__silence = True
-            raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
+        _check_positive(self, lanes=lanes)
         self.lanes = lanes
         super().__init__({"send": In(lanes), "none": Out(1), "one": Out(1),
                           "lowest": Out(lanes)})
@@ -152,11 +159,8 @@ class SpikeRouter(wiring.Component):
     def __init__(self, *, lanes: int, index_bits: int, layer_bits: int, u_bits: int,
                  record_layout: data.StructLayout, fast: bool = False, staged: bool = False,
                  given_flags: bool = False):
-        for name, value in (("lanes", lanes), ("index_bits", index_bits),
-                            ("layer_bits", layer_bits), ("u_bits", u_bits)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                self._MustUse__silence = True  # never elaborated: no "unused" warning
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        _check_positive(self, lanes=lanes, index_bits=index_bits, layer_bits=layer_bits,
+                        u_bits=u_bits)
         options = (("fast", fast), ("staged", staged), ("given_flags", given_flags))
         for name, value in options:
             if not isinstance(value, bool):
