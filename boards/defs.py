@@ -31,8 +31,9 @@ class Board:
     ``spram_weights``: weights in iCE40 SPRAM (one 16K x 16 block per lane);
     ``transport``: ``uart`` or ``pcie`` (AXI-Stream through the XDMA IP);
     ``seed``: nextpnr's placement seed (a seed with which the shipped design
-    routes; nextpnr is deterministic for one netlist and seed); ``placer``:
-    further nextpnr placer options (the shipped design's, with its seed);
+    routes; nextpnr is deterministic for one netlist and seed); ``nextpnr_options``:
+    further nextpnr options, for its placer and router (the shipped design's, with
+    its seed);
     ``timing``: how
     the core is pipelined (:class:`~..gateware.layout.CoreTiming`; more
     flip-flops for a faster clock, same results and clock counts).
@@ -54,7 +55,7 @@ class Board:
     spram_weights: bool = False
     transport: str = "uart"
     seed: int = 1
-    placer: tuple = ()
+    nextpnr_options: tuple = ()
     timing: CoreTiming = CoreTiming()
 
     def platform_class(self):
@@ -87,8 +88,9 @@ BOARDS = {b.name: b for b in [
           ICEBREAKER_CONFIG, _UP5K, spram_weights=True, seed=3),
     Board("ulx3s-85f", "Radiona ULX3S with LFE5U-85F", "ulx3s:ULX3S_85F_Platform", "ecp5",
           "LFE5U-85F", "clk25", 100.0, ECP5_85_CONFIG, _ECP5_85, leds=8,
-          seed=7, timing=PIPELINED,  # (docs/boards.md, "Timing")
-          placer=("--placer-heap-timingweight", "40", "--placer-heap-critexp", "4")),
+          seed=2, timing=PIPELINED,  # (docs/boards.md, "Timing")
+          nextpnr_options=("--placer-heap-timingweight", "40", "--placer-heap-critexp", "4",
+                           "--tmg-ripup")),
     Board("ulx3s-25f", "Radiona ULX3S with LFE5U-25F", "ulx3s:ULX3S_25F_Platform", "ecp5",
           "LFE5U-25F", "clk25", 100.0, ECP5_25_CONFIG, _ECP5_25, leds=8),
     Board("orangecrab-25f", "Great Scott Gadgets / GsD OrangeCrab r0.2 (LFE5U-25F); UART on "
