@@ -21,6 +21,8 @@ from amaranth import Cat, ClockSignal, Const, Instance, Module, Mux, Shape, Sign
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..gateware.checks import check_integers
+
 __all__ = ["SinglePortWeights", "SPRAMWeights", "weight_port_signature"]
 
 SPRAM_DEPTH, SPRAM_WIDTH = 16384, 16
@@ -39,8 +41,7 @@ def _check(shape, depth, max_depth=None, max_width=None):
         shape = Shape.cast(shape)
     except TypeError:
         raise TypeError(f"shape must be an Amaranth shape, not {shape!r}") from None
-    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
-        raise ValueError(f"depth must be a positive integer, not {depth!r}")
+    check_integers(None, depth=(depth, 1))
     if max_depth is not None and depth > max_depth:
         raise ValueError(f"depth {depth!r} exceeds one SPRAM block ({max_depth} words)")
     if max_width is not None and shape.width > max_width:

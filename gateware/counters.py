@@ -42,6 +42,7 @@ from amaranth import Array, Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from .checks import check_integers
 from .memports import NO_RW_CHECK, nrw_read_port
 
 __all__ = ["CounterBank"]
@@ -56,10 +57,7 @@ class CounterBank(wiring.Component):
     """
 
     def __init__(self, *, n: int, width: int = 32, registered: bool = False):
-        for name, value, lo in (("n", n, 2), ("width", width, 1)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < lo:
-                self._MustUse__silence = True  # never elaborated: no "unused" warning
-                raise ValueError(f"{name} must be an integer >= {lo}, not {value!r}")
+        check_integers(self, n=(n, 2), width=(width, 1))
         if not isinstance(registered, bool):
             self._MustUse__silence = True
             raise TypeError(f"registered must be a bool, not {registered!r}")

@@ -23,6 +23,8 @@ from amaranth import ClockSignal, Const, Instance, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .checks import check_integers
+
 __all__ = ["RegisteredProduct", "ECP5_MULT_BITS"]
 
 ECP5_MULT_BITS = 18
@@ -39,10 +41,7 @@ class RegisteredProduct(wiring.Component):
     """
 
     def __init__(self, *, a_bits: int, b_bits: int):
-        for name, value in (("a_bits", a_bits), ("b_bits", b_bits)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                self._MustUse__silence = True
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        check_integers(self, a_bits=(a_bits, 1), b_bits=(b_bits, 1))
         self.a_bits, self.b_bits = a_bits, b_bits
         super().__init__({
             "a": In(signed(a_bits)),

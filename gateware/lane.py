@@ -27,6 +27,8 @@ from amaranth import Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .checks import check_integers
+
 __all__ = ["NeuronUpdate", "NeuronLeak", "NeuronFire", "total_bits", "shift_add_product"]
 
 
@@ -35,18 +37,11 @@ def total_bits(u_bits: int, acc_bits: int) -> int:
     return max(acc_bits, u_bits + 2) + 2
 
 
-def _check(component, **values):
-    for name, (value, lo) in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < lo:
-            component._MustUse__silence = True  # never elaborated: no "unused" warning
-            raise ValueError(f"{name} must be an integer >= {lo}, not {value!r}")
-
-
 class NeuronLeak(wiring.Component):
     """``leak = ((alpha * u) >> F) + bias`` (signed ``u_bits + 2``); combinational."""
 
     def __init__(self, *, u_bits: int, frac_bits: int):
-        _check(self, u_bits=(u_bits, 2), frac_bits=(frac_bits, 0))
+        check_integers(self, u_bits=(u_bits, 2), frac_bits=(frac_bits, 0))
         self.u_bits, self.frac_bits = u_bits, frac_bits
         super().__init__({
             "u": In(signed(u_bits)),
@@ -76,7 +71,7 @@ class NeuronFire(wiring.Component):
     """
 
     def __init__(self, *, u_bits: int, total_bits: int, ahead: bool = False):
-        _check(self, u_bits=(u_bits, 2), total_bits=(total_bits, u_bits))
+        check_integers(self, u_bits=(u_bits, 2), total_bits=(total_bits, u_bits))
         if not isinstance(ahead, bool):
             self._MustUse__silence = True
             raise TypeError(f"ahead must be a bool, not {ahead!r}")
@@ -145,7 +140,7 @@ class NeuronUpdate(wiring.Component):
     :class:`NeuronFire`; combinational."""
 
     def __init__(self, *, u_bits: int, frac_bits: int, acc_bits: int):
-        _check(self, u_bits=(u_bits, 2), frac_bits=(frac_bits, 0), acc_bits=(acc_bits, 2))
+        check_integers(self, u_bits=(u_bits, 2), frac_bits=(frac_bits, 0), acc_bits=(acc_bits, 2))
         self.u_bits, self.frac_bits, self.acc_bits = u_bits, frac_bits, acc_bits
         super().__init__({
             "u": In(signed(u_bits)),

@@ -72,6 +72,8 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .checks import check_integers
+
 __all__ = ["SendFlags", "SpikeRouter", "any_many", "lowest_lane", "none_or_one"]
 
 
@@ -102,15 +104,6 @@ def none_or_one(x):
     return ~any_, any_ & ~many
 
 
-def _check_positive(component, **values):
-    """Raise ``ValueError`` naming the first of ``values`` that is not a positive
-    integer (the component is never elaborated then: no "unused" warning)."""
-    for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            component._MustUse__silence = True
-            raise ValueError(f"{name} must be a positive integer, not {value!r}")
-
-
 class SendFlags(wiring.Component):
     """The flags of a row's ``send``, a clock later, for
     ``SpikeRouter(given_flags=True)``: ``none`` (no lane set), ``one`` (exactly
@@ -126,7 +119,7 @@ class SendFlags(wiring.Component):
     """
 
     def __init__(self, *, lanes: int):
-        _check_positive(self, lanes=lanes)
+        check_integers(self, lanes=(lanes, 1))
         self.lanes = lanes
         super().__init__({"send": In(lanes), "none": Out(1), "one": Out(1),
                           "lowest": Out(lanes)})
@@ -159,8 +152,8 @@ class SpikeRouter(wiring.Component):
     def __init__(self, *, lanes: int, index_bits: int, layer_bits: int, u_bits: int,
                  record_layout: data.StructLayout, fast: bool = False, staged: bool = False,
                  given_flags: bool = False):
-        _check_positive(self, lanes=lanes, index_bits=index_bits, layer_bits=layer_bits,
-                        u_bits=u_bits)
+        check_integers(self, lanes=(lanes, 1), index_bits=(index_bits, 1),
+                       layer_bits=(layer_bits, 1), u_bits=(u_bits, 1))
         options = (("fast", fast), ("staged", staged), ("given_flags", given_flags))
         for name, value in options:
             if not isinstance(value, bool):

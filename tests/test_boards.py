@@ -364,6 +364,10 @@ def test_core_with_single_port_weights_matches_golden(seed, memory):
 
 
 def test_weight_memory_errors():
+    for memory, depth in ((SPRAMWeights, 0), (SinglePortWeights, True)):
+        with pytest.raises(ValueError, match=re.escape(
+                f"depth must be a positive integer, not {depth!r}") + "$"):
+            memory(shape=8, depth=depth)
     with pytest.raises(ValueError, match=re.escape(
             "depth 20000 exceeds one SPRAM block (16384 words)") + "$"):
         SPRAMWeights(shape=8, depth=20000)

@@ -63,7 +63,8 @@ def test_counter_bank_matches_the_naive_model(n, width, seed, registered):
 def test_counter_bank_rejects_bad_generics():
     with pytest.raises(ValueError, match=re.escape("n must be an integer >= 2, not 1") + "$"):
         CounterBank(n=1)
-    with pytest.raises(ValueError, match=re.escape("width must be an integer >= 1, not 0") + "$"):
+    with pytest.raises(ValueError,
+                       match=re.escape("width must be a positive integer, not 0") + "$"):
         CounterBank(n=4, width=0)
     with pytest.raises(TypeError, match=re.escape("registered must be a bool, not 1") + "$"):
         CounterBank(n=4, registered=1)

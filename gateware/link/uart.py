@@ -25,14 +25,14 @@ from amaranth import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..checks import check_integers
+
 __all__ = ["uart_divisor", "UARTRx", "UARTTx", "UARTPHY"]
 
 
 def uart_divisor(*, clk_freq, baud) -> int:
     """Clocks per bit for ``baud`` at ``clk_freq`` Hz (validated, see the module docstring)."""
-    for name, value in (("clk_freq", clk_freq), ("baud", baud)):
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, not {value!r}")
+    check_integers(None, clk_freq=(clk_freq, 1), baud=(baud, 1))
     divisor = (clk_freq + baud // 2) // baud
     if divisor < 4:
         raise ValueError(f"baud {baud!r} is too fast for clk_freq {clk_freq!r}: "
