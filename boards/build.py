@@ -290,8 +290,8 @@ def build(board: Board, *, top: str = "soc", config: CoreConfig | None = None,
     seed = board.seed if seed is None else seed
     nextpnr_opts = (f"--report report.json --timing-allow-fail --seed {seed} "
                     f"--freq {design.clk_freq / 1e6:.4f}")
-    if board.family == "ecp5":
-        nextpnr_opts += " --router router2"  # much faster than router1 on the big parts
+    if board.family == "ecp5" and "--router" not in board.nextpnr_options:
+        nextpnr_opts += " --router router2"  # (a board's own options may choose router1)
     nextpnr_opts = " ".join([nextpnr_opts, *board.nextpnr_options])
     # The registers of the core's no-collision read ports become block RAM output
     # registers, which have no power-up value (gateware.memports.nrw_read_port).

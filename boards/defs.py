@@ -90,7 +90,7 @@ BOARDS = {b.name: b for b in [
           "LFE5U-85F", "clk25", 100.0, ECP5_85_CONFIG, _ECP5_85, leds=8,
           seed=2, timing=PIPELINED,  # (docs/boards.md, "Timing")
           nextpnr_options=("--placer-heap-timingweight", "40", "--placer-heap-critexp", "4",
-                           "--tmg-ripup")),
+                           "--router", "router1")),
     Board("ulx3s-25f", "Radiona ULX3S with LFE5U-25F", "ulx3s:ULX3S_25F_Platform", "ecp5",
           "LFE5U-25F", "clk25", 100.0, ECP5_25_CONFIG, _ECP5_25, leds=8),
     Board("orangecrab-25f", "Great Scott Gadgets / GsD OrangeCrab r0.2 (LFE5U-25F); UART on "
