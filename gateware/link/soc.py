@@ -25,6 +25,7 @@ from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...protocol import MAX_BODY, MAX_PAYLOAD
+from ..checks import check_integers
 from ..core import NPUCore, check_core_arguments
 from ..layout import CoreConfig
 from ..memports import NO_RW_CHECK, nrw_read_port
@@ -60,10 +61,7 @@ class SoC(wiring.Component):
         if link not in ("stream", "uart"):
             self._MustUse__silence = True
             raise ValueError(f"link must be 'stream' or 'uart', not {link!r}")
-        if not isinstance(rx_fifo_depth, int) or isinstance(rx_fifo_depth, bool) \
-                or rx_fifo_depth < 2:
-            self._MustUse__silence = True
-            raise ValueError(f"rx_fifo_depth must be an integer >= 2, not {rx_fifo_depth!r}")
+        check_integers(self, rx_fifo_depth=(rx_fifo_depth, 2))
         self.divisor = None
         if link == "uart":
             try:
