@@ -6,7 +6,8 @@
 of an image while idle, a ``clear`` pulse, then per step the input events and
 an end marker, collecting output records until the end-of-step record, with
 the output stream optionally throttled (``ready`` low on a seeded random
-fraction of the clocks).
+fraction of the clocks) and, optionally, the core's state read back through the
+host port after every step.
 
 Timing discipline: the testbench acts only at falling clock edges.  There it
 samples outputs (stable since the last rising edge) and writes inputs, which
@@ -181,11 +182,14 @@ class CoreTB:
         return await self.read_many(c.address(Region.COUNTERS, 0, i) for i in range(n))
 
     # ------------------------------------------------------------ streams
-    async def _drive(self, steps_in: list[list[tuple[int, int]]]) -> None:
+    async def _drive(self, steps_in: list[list[tuple[int, int]]], hold) -> None:
         d = self.dut
         c = self.config
-        for events in steps_in:
+        for t, events in enumerate(steps_in):
             for j, v, end in [*((j, v, 0) for j, v in events), (0, 0, 1)]:
+                while end and hold is not None and hold(t):
+                    d.input__valid.value = 0
+                    await FallingEdge(d.clk)
                 d.input__payload.value = pack_input(c, j, v, end)
                 d.input__valid.value = 1
                 while True:
@@ -195,15 +199,23 @@ class CoreTB:
                         break
             d.input__valid.value = 0
 
-    async def run(self, x_steps) -> list[list[int]]:
+    async def run(self, x_steps, *, observe=None) -> list[list[int]]:
         """Feed the steps of ``x_steps`` (``[T][input_size]`` ints, or a tensor) and
         return the raw output records of each step (each list ending with its
-        end-of-step record)."""
+        end-of-step record).
+
+        The input streams ahead of the core (the next step's events go in while a
+        step runs).  ``observe``: an async callable ``observe(t)``, awaited once
+        step ``t``'s end record is out and the core is idle (it may use the host
+        port); the end marker of step ``t + 1`` is held back until it returns.
+        Without it the steps run back to back."""
         rows = x_steps.tolist() if hasattr(x_steps, "tolist") else list(x_steps)
         steps_in = [input_events(row) for row in rows]
         out: list[list[int]] = [[] for _ in steps_in]
         d = self.dut
-        driver = cocotb.start_soon(self._drive(steps_in))
+        observed = [0]  # steps observed so far
+        hold = (lambda t: observed[0] < t) if observe is not None else None
+        driver = cocotb.start_soon(self._drive(steps_in, hold))
         t = 0
         waited = 0
         try:
@@ -220,6 +232,11 @@ class CoreTB:
                     if record_kind(self.config, word) == 2:
                         t += 1
                         waited = 0
+                        if observe is not None:
+                            d.output__ready.value = 0
+                            await self.wait_idle()
+                            await observe(t - 1)
+                            observed[0] = t
                 if waited > self.max_step_cycles:
                     raise TimeoutError(
                         f"step {t} did not end within {self.max_step_cycles} clocks "

@@ -17,7 +17,8 @@ from ..golden.integer import INPUT, Network, Trace
 from .layout import RECORD_FIELDS, CoreConfig, CoreTiming, Image, Region, ssm_skips, unpack
 
 __all__ = ["input_events", "decode_step", "expected", "expected_from_trace",
-           "expected_counters", "StepResult", "membrane_reads", "decode_membranes"]
+           "expected_states", "expected_counters", "StepResult", "membrane_reads",
+           "decode_membranes"]
 
 StepResult = dict
 """``{"spikes": {layer: sorted spiking indices}, "values": [u of each output neuron],
@@ -98,6 +99,20 @@ def expected_from_trace(net: Network, trace: Trace, sample: int = 0
 def expected(net: Network, x: torch.Tensor) -> tuple[list[StepResult], dict[str, list[int]]]:
     """:func:`expected_from_trace` of one sample ``x`` (``[T, input_size]``)."""
     return expected_from_trace(net, net.run(x[:, None, :]))
+
+
+def expected_states(net: Network, x: torch.Tensor) -> list[dict[str, list[int]]]:
+    """Every layer's state after each step of one sample ``x`` (``[T, input_size]``),
+    as :func:`decode_membranes` gives it from the words at :func:`membrane_reads`:
+    a LIF layer's membranes ``u[t]``, an SSM layer's ``S[t]`` row by row."""
+    states: list[dict[str, list[int]]] = [{} for _ in range(len(x))]
+
+    def probe(t: int, layer, values: dict) -> None:
+        state = values["S"][0].flatten() if layer.kind == "ssm" else values["u"][0]
+        states[t][layer.name] = state.tolist()
+
+    net.run(x[:, None, :], probe=probe)
+    return states
 
 
 def expected_counters(net: Network, x: torch.Tensor, lanes: int,

@@ -1,23 +1,31 @@
 """Run the core on Amaranth's simulator (small unit tests; cocotb + Verilator for the rest).
 
 :func:`run_core` loads a network's image, clears the core, feeds ``x`` step by
-step and returns the raw output records of each step, with the output stream
-optionally throttled (``ready`` low on a seeded fraction of clocks) to test
-backpressure.
+step and returns the raw output records of each step and the state read back
+(after every step with ``observe``), with the output stream optionally
+throttled (``ready`` low on a seeded fraction of clocks) to test backpressure.
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 from amaranth.sim import Simulator
 
 from ..golden.integer import Network
 from .core import NPUCore
-from .harness import decode_membranes, input_events, membrane_reads
+from .harness import (
+    decode_membranes,
+    decode_step,
+    expected,
+    expected_states,
+    input_events,
+    membrane_reads,
+)
 from .layout import COUNTERS, CoreConfig, CoreTiming, Image, Region, compile_network
 
-__all__ = ["run_core", "read_words", "write_words", "send_step"]
+__all__ = ["CoreRun", "run_core", "check_run", "read_words", "write_words", "send_step"]
 
 
 async def read_words(ctx, dut, addrs) -> list[int]:
@@ -57,10 +65,15 @@ async def write_words(ctx, dut, writes) -> None:
     ctx.set(dut.host_we, 0)
 
 
-async def send_step(ctx, dut, events) -> None:
+async def send_step(ctx, dut, events, *, hold_end=None) -> None:
     """One step's input: the ``(index, value)`` events, then the end marker, each
-    held until the core takes it; returns in the clock after the end marker's."""
+    held until the core takes it; returns in the clock after the end marker's.
+    ``hold_end``: a callable; while it returns true, the end marker waits (the
+    input stream idle)."""
     for j, v, end in [*((j, v, 0) for j, v in events), (0, 0, 1)]:
+        while end and hold_end is not None and hold_end():
+            ctx.set(dut.input.valid, 0)
+            await ctx.tick()
         ctx.set(dut.input.valid, 1)
         ctx.set(dut.input.payload, {"index": j, "value": v, "end": end})
         while True:
@@ -71,15 +84,33 @@ async def send_step(ctx, dut, events) -> None:
     ctx.set(dut.input.valid, 0)
 
 
+@dataclass
+class CoreRun:
+    """What :func:`run_core` saw: the ``image`` loaded, the raw output records of
+    each step (``steps``), the counter words after the run (``counters``), every
+    layer's state read back after the run (``membranes``,
+    :func:`.harness.decode_membranes`) and, with ``observe``, after every step
+    (``states``, one such dict per step; else ``None``)."""
+
+    image: Image
+    steps: list[list[int]]
+    counters: list[int]
+    membranes: dict[str, list[int]]
+    states: list[dict[str, list[int]]] | None
+
+
 def run_core(net: Network, config: CoreConfig, x, *, stall: float = 0.0, seed: int = 0,
-             max_cycles: int = 200_000, vcd: str | None = None, weight_memory=None,
-             timing: CoreTiming | None = None):
+             observe: bool = False, max_cycles: int = 200_000, vcd: str | None = None,
+             weight_memory=None, timing: CoreTiming | None = None) -> CoreRun:
     """Simulate ``net`` on a core built for ``config``; ``x`` is ``[T, input_size]``.
 
-    Returns ``(image, steps, counters, membranes)``: ``steps`` is a list (per
-    step) of raw record words, ``counters`` the counter words and ``membranes``
-    every layer's membranes (:func:`.harness.decode_membranes`) read back after
-    the run.  ``weight_memory``, ``timing``: the core's weight-memory hook and
+    The input streams ahead of the core (the next step's events go in while a
+    step runs).  With ``observe`` the end marker of step ``t + 1`` is held back
+    until step ``t``'s records are out and every layer's state has been read
+    back through the host port (the core idle in between); without it, the end
+    markers follow each other as the core takes them, so steps run back to back.
+    ``stall``: the fraction of clocks with ``output.ready`` low (seeded by
+    ``seed``).  ``weight_memory``, ``timing``: the core's weight-memory hook and
     pipelining (see :class:`.core.NPUCore`).
     """
     image: Image = compile_network(net, config)
@@ -88,17 +119,18 @@ def run_core(net: Network, config: CoreConfig, x, *, stall: float = 0.0, seed: i
     steps_out: list[list[int]] = [[] for _ in steps_in]
     counters: list[int] = []
     membranes: list[int] = []
+    states: list[dict[str, list[int]]] = []
+    state_addrs = membrane_reads(net, image)
     rng = random.Random(seed)
-    done = {"driver": False}
 
     async def host(ctx):
         await write_words(ctx, dut, image.writes)
         ctx.set(dut.clear, 1)
         await ctx.tick()
         ctx.set(dut.clear, 0)
-        for events in steps_in:
-            await send_step(ctx, dut, events)
-        done["driver"] = True
+        for t, events in enumerate(steps_in):
+            await send_step(ctx, dut, events,
+                            hold_end=(lambda t=t: len(states) < t) if observe else None)
 
     async def sink(ctx):
         t = 0
@@ -117,13 +149,17 @@ def run_core(net: Network, config: CoreConfig, x, *, stall: float = 0.0, seed: i
                 steps_out[t].append(word)
                 if word & 0b11 == 2:
                     t += 1
+                    if observe:
+                        ctx.set(dut.output.ready, 0)
+                        await _wait_idle(ctx, dut)
+                        states.append(decode_membranes(
+                            await read_words(ctx, dut, state_addrs), net, image))
         ctx.set(dut.output.ready, 0)
         # Read the counters back through the host port once the core is idle.
-        while ctx.get(dut.busy):
-            await ctx.tick()
+        await _wait_idle(ctx, dut)
         counter_addrs = [config.address(Region.COUNTERS, 0, i)
                          for i in range(len(COUNTERS) * config.max_layers + 2)]
-        words = await read_words(ctx, dut, counter_addrs + membrane_reads(net, image))
+        words = await read_words(ctx, dut, counter_addrs + state_addrs)
         counters.extend(words[:len(counter_addrs)])
         membranes.extend(words[len(counter_addrs):])
 
@@ -136,4 +172,28 @@ def run_core(net: Network, config: CoreConfig, x, *, stall: float = 0.0, seed: i
             sim.run()
     else:
         sim.run()
-    return image, steps_out, counters, decode_membranes(membranes, net, image)
+    return CoreRun(image, steps_out, counters, decode_membranes(membranes, net, image),
+                   states if observe else None)
+
+
+def check_run(net: Network, x, run: CoreRun) -> None:
+    """Assert that ``run`` (of ``net`` on ``x``) is the golden model's, bit for bit:
+    every step's records (every spike of every layer, every output value), every
+    layer's state after every step (if observed) and after the last."""
+    want_steps, want_final = expected(net, x)
+    if len(run.steps) != len(want_steps):
+        raise AssertionError(f"{len(run.steps)} steps, expected {len(want_steps)}")
+    want_states = expected_states(net, x) if run.states is not None else None
+    for t, (records, want) in enumerate(zip(run.steps, want_steps, strict=True)):
+        got = decode_step(records, net, run.image)
+        if got != want:
+            raise AssertionError(f"step {t}: records {got}, golden {want}")
+        if want_states is not None and run.states[t] != want_states[t]:
+            raise AssertionError(f"step {t}: states {run.states[t]}, golden {want_states[t]}")
+    if run.membranes != want_final:
+        raise AssertionError(f"final states {run.membranes}, golden {want_final}")
+
+
+async def _wait_idle(ctx, dut) -> None:
+    while ctx.get(dut.busy):
+        await ctx.tick()

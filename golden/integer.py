@@ -490,10 +490,19 @@ class Network:
         return x
 
     def run(self, x: torch.Tensor, state: dict[str, torch.Tensor] | None = None,
-            *, record: bool = True) -> Trace:
+            *, record: bool = True, probe=None) -> Trace:
         """Run the network over the ``T`` steps of ``x`` (``[T, B, input_size]``).
 
         With ``record=False`` only the output layer is kept per step (less memory).
+
+        ``probe``: called as ``probe(t, layer, values)`` after each layer's update at
+        step ``t``, with the rule's intermediate values (``[B, ...]`` tensors; for
+        coverage and per-step checks).  A LIF layer: ``sources`` (per projection,
+        the events it delivered), ``current`` (``I``), ``u_prev``, ``v_wide`` (before
+        ``sat_u``), ``v``, ``s``, ``u``.  An SSM layer: ``ops`` (``k``, ``v``,
+        ``q``), ``gate`` (the table row, selective mode), ``a``, ``S_prev``,
+        ``S_wide`` (before ``sat_s``), ``S``, ``y_wide`` (after the shift, before
+        ``sat_y``), ``y``.
         """
         x = self.check_input(x)
         steps, batch = x.shape[0], x.shape[1]
@@ -524,13 +533,16 @@ class Network:
             for layer in self.layers:
                 if layer.kind == "lif":
                     current = torch.zeros(batch, layer.size, dtype=torch.int64)
+                    sources = []
                     for proj in layer.inputs:
                         src = fetch(proj.source, proj.recurrent)
+                        sources.append(src)
                         current += exact_matmul(src, proj.weight.T, fmt.acc_bits)
                         synops += (src != 0).sum(dim=1) * layer.size
                     u_prev = state[f"{layer.name}.u"]
-                    v = saturate(floor_shift(layer.alpha * u_prev, fmt.frac_bits)
-                                 + current + layer.bias, fmt.u_bits)
+                    v_wide = floor_shift(layer.alpha * u_prev, fmt.frac_bits) + current \
+                        + layer.bias
+                    v = saturate(v_wide, fmt.u_bits)
                     s = (v >= layer.theta).to(torch.int64) if layer.spiking \
                         else torch.zeros_like(v)
                     if layer.reset == "subtract":
@@ -541,6 +553,10 @@ class Network:
                         u = v
                     state[f"{layer.name}.u"] = u
                     out = s if layer.spiking else u
+                    if probe is not None:
+                        probe(t, layer, {"sources": sources, "current": current,
+                                         "u_prev": u_prev, "v_wide": v_wide, "v": v, "s": s,
+                                         "u": u})
                     if layer.name in membranes:
                         membranes[layer.name].append(u)
                     if layer.name in spikes:
@@ -552,19 +568,26 @@ class Network:
                             ops[what] = op.const.expand(batch, -1)
                         else:
                             ops[what] = fetch(op.source, op.recurrent)
+                    gate = None
                     if layer.mode == "fixed":
                         a = layer.decay.expand(batch, -1)
                     else:
                         bits = fetch(layer.gate, layer.gate_recurrent)
                         weights = 1 << torch.arange(bits.shape[1], dtype=torch.int64)
-                        a = layer.decay[(bits * weights).sum(dim=1)]
-                    S = state[f"{layer.name}.S"]
-                    S = saturate(floor_shift(a[:, :, None] * S, fmt.frac_bits)
-                                 + ops["k"][:, :, None] * ops["v"][:, None, :], fmt.s_bits)
+                        gate = (bits * weights).sum(dim=1)
+                        a = layer.decay[gate]
+                    S_prev = state[f"{layer.name}.S"]
+                    S_wide = floor_shift(a[:, :, None] * S_prev, fmt.frac_bits) \
+                        + ops["k"][:, :, None] * ops["v"][:, None, :]
+                    S = saturate(S_wide, fmt.s_bits)
                     state[f"{layer.name}.S"] = S
-                    y_wide = exact_matmul(ops["q"][:, None, :], S,
-                                          self.ssm_acc_bits(layer))[:, 0, :]
-                    out = saturate(floor_shift(y_wide, layer.y_shift), fmt.y_bits)
+                    y_wide = floor_shift(exact_matmul(ops["q"][:, None, :], S,
+                                                      self.ssm_acc_bits(layer))[:, 0, :],
+                                         layer.y_shift)
+                    out = saturate(y_wide, fmt.y_bits)
+                    if probe is not None:
+                        probe(t, layer, {"ops": ops, "gate": gate, "a": a, "S_prev": S_prev,
+                                         "S_wide": S_wide, "S": S, "y_wide": y_wide, "y": out})
                     ssm_ops += ((ops["k"] != 0).sum(dim=1) + (ops["q"] != 0).sum(dim=1)) \
                         * layer.m
                 now[layer.name] = out

@@ -35,7 +35,7 @@ from spikeforge.golden.integer import (
     signed_range,
 )
 
-__all__ = ["random_format", "random_network", "random_input"]
+__all__ = ["random_format", "random_network", "random_input", "steer", "parse_cases"]
 
 
 def _tensor(values) -> torch.Tensor:
@@ -168,7 +168,8 @@ def random_network(rng: random.Random, *, max_lif: int = 4, max_ssm: int = 2,
             theta_cap = min(u_hi, rng.choice((max(1, w_hi), 2 * w_hi, 8 * w_hi, u_hi)))
             theta = [_value(rng, 1, theta_cap, extreme=extreme) for _ in range(size)]
             bias_cap = min(u_hi, max(1, w_hi // 2))
-            bias = [rng.randint(u_lo, u_hi) if rng.random() < extreme / 2
+            bias = [rng.choice((u_lo, u_hi, rng.randint(u_lo, u_hi)))
+                    if rng.random() < extreme / 2
                     else _value(rng, max(u_lo, -bias_cap), bias_cap, zero=0.4)
                     for _ in range(size)]
             if s["spiking"]:
@@ -225,6 +226,58 @@ def random_input(rng: random.Random, net: Network, steps: int, batch: int) -> to
             x[t][b] = [_value(rng, lo, hi, extreme=0.2) if rng.random() < density else 0
                        for _ in range(net.input_size)]
     return torch.tensor(x, dtype=torch.int64).reshape(steps, batch, net.input_size)
+
+
+def steer(draw, seeds, coverage, *, attempts: int = 8) -> list:
+    """One case per seed, steered into the bins of ``coverage`` (a
+    :class:`spikeforge.golden.coverage.Coverage`) that are still empty.
+
+    ``draw(seed, attempt)`` returns a case whose first two items are the network
+    and its input ``x`` (``[T, input_size]``, one sample), or ``None`` if the draw
+    does not fit.  Per seed, while a bin is empty, ``attempts`` draws are made and
+    the one that hits the most empty bins is kept (the first of equals); once
+    every bin is hit, the seed's first draw that fits.  A seed given as
+    ``(seed, attempt)`` (see :func:`parse_cases`) is that draw, unsteered.  The
+    kept case's bins are counted in ``coverage``.  Returns ``(seed, attempt,
+    case)`` per seed (``case`` ``None`` when no draw fits).
+    """
+    chosen = []
+    for item in seeds:
+        seed, fixed = item if isinstance(item, tuple) else (item, None)
+        best, best_gain = (fixed or 0, None), -1
+        for attempt in ([fixed] if fixed is not None else range(attempts)):
+            case = draw(seed, attempt)
+            if case is None:
+                continue
+            if fixed is not None or not coverage.missing:
+                best = (attempt, case)
+                break
+            gain = len(coverage.hits(case[0], case[1][:, None, :]) & set(coverage.missing))
+            if gain > best_gain:
+                best, best_gain = (attempt, case), gain
+        attempt, case = best
+        if case is not None:
+            coverage.observe(case[0], case[1][:, None, :])
+        chosen.append((seed, attempt, case))
+    return chosen
+
+
+def parse_cases(text: str) -> list:
+    """Seeds from ``"0-40"`` (``range(0, 40)``), ``"17"``, ``"17.3"`` (seed 17's draw
+    3, unsteered) or a comma list of them."""
+    cases: list = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            cases.extend(range(int(lo), int(hi)))
+        elif "." in part:
+            seed, attempt = part.split(".", 1)
+            cases.append((int(seed), int(attempt)))
+        else:
+            cases.append(int(part))
+    return cases
 
 
 def small_model_file(path, *, hidden: int = 8, timesteps: int = 2):

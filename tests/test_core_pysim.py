@@ -5,13 +5,14 @@ without output backpressure), the counters, and the generics / fit errors."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
 import re
 
 import pytest
 import torch
 from amaranth.sim import Simulator
-from netgen import random_input, random_network
+from netgen import random_input, random_network, steer
 from spikeforge.gateware.core import NPUCore
 from spikeforge.gateware.harness import decode_step, expected, expected_counters, input_events
 from spikeforge.gateware.lane import NeuronUpdate
@@ -27,7 +28,8 @@ from spikeforge.gateware.layout import (
     pack,
     unpack,
 )
-from spikeforge.gateware.pysim import read_words, run_core, send_step, write_words
+from spikeforge.gateware.pysim import check_run, read_words, run_core, send_step, write_words
+from spikeforge.golden.coverage import Coverage
 from spikeforge.golden.integer import (
     Format,
     LIFLayer,
@@ -128,28 +130,51 @@ def _timing_for(seed):
     return PIPELINED if seed >= 16 else None
 
 
-@pytest.mark.parametrize("seed", range(24 + len(_PARTIAL_TIMINGS)))
-def test_core_matches_golden(seed):
-    """Random LIF networks: every spike of every layer, every output value, every step;
-    the event and spike counters equal the golden counts.  Seeds 16..23 build the core
-    with every pipelining option (``PIPELINED``), seeds 24.. with some of them."""
-    rng = random.Random(1000 + seed)
+RANDOM_SEEDS = 24 + len(_PARTIAL_TIMINGS)
+
+
+def _draw(seed: int, attempt: int):
+    """Seed ``seed``'s random LIF network (draw ``attempt``), its input and lanes."""
+    rng = random.Random(1000 + seed if attempt == 0 else f"core-pysim:{seed}.{attempt}")
     net = random_network(rng, max_ssm=0, ssm_prob=0.0, max_lif=3, max_size=8,
                          fmt=Format(u_bits=rng.randint(4, 12), w_bits=rng.randint(2, 8),
                                     frac_bits=rng.randint(0, 8), in_bits=rng.randint(2, 8)))
     lanes = rng.choice([1, 2, 3, 4])
     if seed >= 24:  # two groups of lanes, so lanes share per-group registers
         lanes = 5
-    x = random_input(rng, net, 5, 1)[:, 0, :]
+    return net, random_input(rng, net, 5, 1)[:, 0, :], lanes
+
+
+# The seeds of each timing form, which must cover the coverage bins on their own.
+TIMING_GROUPS = {"default": range(16), "PIPELINED": range(16, 24),
+                 "partial": range(24, RANDOM_SEEDS)}
+
+
+@functools.cache
+def _random_cases() -> tuple[dict, dict[str, Coverage]]:
+    """The random cases of :func:`test_core_matches_golden` (seed -> case), each
+    timing group's steered into every coverage bin of the integer model's LIF
+    rules, and each group's coverage."""
+    cases, coverage = {}, {}
+    for group, seeds in TIMING_GROUPS.items():
+        coverage[group] = Coverage()
+        cases.update((seed, case) for seed, _, case in steer(_draw, seeds, coverage[group]))
+    return cases, coverage
+
+
+@pytest.mark.parametrize("seed", range(RANDOM_SEEDS))
+def test_core_matches_golden(seed):
+    """Random LIF networks: every spike of every layer, every output value and every
+    layer's membranes, every step (seeds ``4k + 3`` run their steps back to back
+    and read the membranes after the last); the event and spike counters equal
+    the golden counts.  Seeds 16..23 build the core with every pipelining option
+    (``PIPELINED``), seeds 24.. with some of them."""
+    net, x, lanes = _random_cases()[0][seed]
     config = _core_config(net, lanes)
-    image, steps, counters, membranes = run_core(net, config, x,
-                                                 stall=0.4 if seed % 2 else 0.0, seed=seed,
-                                                 timing=_timing_for(seed))
-    assert len(steps) == len(x)
-    want_steps, want_membranes = expected(net, x)
-    for t, (records, want) in enumerate(zip(steps, want_steps, strict=True)):
-        assert decode_step(records, net, image) == want, f"step {t}"
-    assert membranes == want_membranes  # every layer's final membranes
+    run = run_core(net, config, x, stall=0.4 if seed % 2 else 0.0, seed=seed,
+                   observe=seed % 4 != 3, timing=_timing_for(seed))
+    check_run(net, x, run)
+    counters = run.counters
     golden = expected_counters(net, x, lanes, _timing_for(seed))
     n = len(COUNTERS)
     for i, layer in enumerate(net.layers):
@@ -159,6 +184,17 @@ def test_core_matches_golden(seed):
         rows = -(-layer.size // lanes)
         assert got["neuron_cycles"] >= 2 * rows * len(x)  # two clocks per row, plus router waits
     assert counters[n * config.max_layers + 1] == len(x)  # steps
+
+
+@pytest.mark.parametrize("group", TIMING_GROUPS)
+def test_random_cases_cover_every_bin(group, coverage_tables):
+    """The cases of :func:`test_core_matches_golden` of each timing group hit every
+    coverage bin of the LIF rules (saturations x spikes x reset modes, thresholds,
+    leaks and biases at their bounds, empty and full event lists, recurrent
+    edges, ...)."""
+    coverage = _random_cases()[1][group]
+    coverage_tables[f"pysim core, {group} timing"] = coverage.table()
+    assert not coverage.missing, coverage.table()
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -181,19 +217,19 @@ def test_pipelining_changes_no_clock_count(seed):
                                  fire_ahead=False, product_register=False,
                                  host_read_latency=4)
     pipelined = run_core(net, config, x, timing=no_ram)
-    assert pipelined[1] == default[1]  # records, every step
-    assert pipelined[2] == default[2]  # counters, including the busy clocks
-    assert pipelined[3] == default[3]  # membranes
+    assert pipelined.steps == default.steps  # records, every step
+    assert pipelined.counters == default.counters  # including the busy clocks
+    assert pipelined.membranes == default.membranes
     ram = run_core(net, config, x, timing=PIPELINED)
-    assert ram[1] == default[1]
-    assert ram[3] == default[3]
-    want = list(default[2])
+    assert ram.steps == default.steps
+    assert ram.membranes == default.membranes
+    want = list(default.counters)
     n = len(COUNTERS)
     for i, layer in enumerate(net.layers):
         extra = 3 * -(-layer.size // lanes) * len(x)  # three DRAIN clocks per row
         want[i * n + COUNTERS.index("syn_cycles")] += extra
         want[n * config.max_layers] += extra  # busy clocks
-    assert ram[2] == want
+    assert ram.counters == want
 
 
 def test_zero_input_costs_no_event_cycles():
@@ -207,8 +243,8 @@ def test_zero_input_costs_no_event_cycles():
                         max_fanin=4, neuron_depth=4, weight_depth=64)
     quiet = torch.zeros(3, 3, dtype=I64)
     busy = torch.ones(3, 3, dtype=I64)
-    _, _, c_quiet, _ = run_core(net, config, quiet)
-    _, _, c_busy, _ = run_core(net, config, busy)
+    c_quiet = run_core(net, config, quiet).counters
+    c_busy = run_core(net, config, busy).counters
     assert c_quiet[2] == 0 and c_busy[2] == 9  # events: 3 per step
     rows = 2
     # Each event costs exactly one clock per row in the synaptic phase.

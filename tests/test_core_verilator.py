@@ -89,19 +89,20 @@ pytestmark = pytest.mark.skipif(bool(_missing), reason="Verilator tests need "
 
 
 def _settings(config: CoreConfig, timing: CoreTiming, max_size: int, report: Path, *,
-              require_saturation: bool, steps=(4, 12)):
+              require_coverage: bool, steps=(4, 12)):
     settings = {"config": dataclasses.asdict(config), "timing": dataclasses.asdict(timing),
                 "max_size": max_size, "max_lif": 4,
-                "steps": list(steps), "stall": 0.3, "require_saturation": require_saturation,
+                "steps": list(steps), "stall": 0.3, "require_coverage": require_coverage,
                 "max_fit_errors": 0.1, "report": str(report)}
     if config.has_ssm:
-        settings.update(max_lif=3, max_ssm=2, ssm_prob=0.9,
-                        require_ssm_coverage=require_saturation)
+        settings.update(max_lif=3, max_ssm=2, ssm_prob=0.9)
     return settings
 
 
-def run_config(name: str, seeds: str, run: str, *, minimum: int, steps=(4, 12)) -> dict:
-    """Build configuration ``name`` and run the cocotb module on ``seeds``; return the report."""
+def run_config(name: str, seeds: str, run: str, *, minimum: int, steps=(4, 12),
+               coverage_tables: dict | None = None) -> dict:
+    """Build configuration ``name`` and run the cocotb module on ``seeds``; return the
+    report (its coverage table goes into ``coverage_tables``, if given)."""
     config, max_size = {**CONFIGS, **SSM_CONFIGS, **SLOW_SSM_CONFIGS}[name]
     waves = os.environ.get("SPIKEFORGE_WAVES", "") not in ("", "0")
     build_dir = BUILD / (f"{name}-waves" if waves else name)  # (a traced build is separate)
@@ -115,7 +116,7 @@ def run_config(name: str, seeds: str, run: str, *, minimum: int, steps=(4, 12)) 
     report.unlink(missing_ok=True)
     override = os.environ.get("SPIKEFORGE_SEEDS")
     settings = _settings(config, timing, max_size, report,
-                         require_saturation=override is None, steps=steps)
+                         require_coverage=override is None, steps=steps)
     env = {"SPIKEFORGE_CORE": json.dumps(settings), "SPIKEFORGE_SEEDS": override or seeds}
     log = test_dir / "sim.log"
     t0 = time.perf_counter()
@@ -132,7 +133,7 @@ def run_config(name: str, seeds: str, run: str, *, minimum: int, steps=(4, 12)) 
         elif log.is_file():
             detail = log.read_text(errors="replace")[-4000:]
         pytest.fail(f"{name}: {error or 'no report'}; reproduce with SPIKEFORGE_SEEDS=<seed> "
-                    f"(log {log})\n{detail}", pytrace=False)
+                    f"(as the failure names it, e.g. 17.3; log {log})\n{detail}", pytrace=False)
     stats["build_s"] = build_s
     stats["sim_s"] = sim_s
     print(f"\n{name} {stats['config']}: {stats['networks']} networks "
@@ -140,37 +141,44 @@ def run_config(name: str, seeds: str, run: str, *, minimum: int, steps=(4, 12)) 
           f"{stats['steps']} steps, {stats['records']} records; {stats['cycles']} clocks in "
           f"{stats['wall_s']:.1f} s ({stats['cycles_per_s']:.0f}/s; stepping "
           f"{stats['run_cycles'] / max(stats['run_s'], 1e-9):.0f}/s); build {build_s:.1f} s, "
-          f"simulator {sim_s:.1f} s; u saturated in {stats['sat_low_steps']} (low) / "
-          f"{stats['sat_high_steps']} (high) steps")
+          f"simulator {sim_s:.1f} s; {stats['observed_steps']} steps with every state "
+          f"read back; coverage: {len(stats['coverage']) - len(stats['missing'])} of "
+          f"{len(stats['coverage'])} bins")
+    if coverage_tables is not None:
+        coverage_tables[f"verilator {name} ({run})"] = stats["coverage_table"]
     if override is None:
         assert stats["networks"] >= minimum, stats
     return stats
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_core_random_networks(name):
-    run_config(name, f"0-{FAST_SEEDS}", "fast", minimum=int(FAST_SEEDS * 0.9))
+def test_core_random_networks(name, coverage_tables):
+    """Random LIF networks, steered into every coverage bin: every record and every
+    layer's membranes equal the golden model's, every step."""
+    run_config(name, f"0-{FAST_SEEDS}", "fast", minimum=int(FAST_SEEDS * 0.9),
+               coverage_tables=coverage_tables)
 
 
 @pytest.mark.parametrize("name", list(SSM_CONFIGS))
-def test_core_ssm_random_networks(name):
+def test_core_ssm_random_networks(name, coverage_tables):
     """SSM layers (every k / v / q source combination, fixed and selective decay, both
-    saturations, n and m from 1 to the maximum) among LIF layers: every y and the
-    final state equal the golden model's, every step."""
-    stats = run_config(name, f"0-{FAST_SEEDS}", "fast", minimum=int(FAST_SEEDS * 0.9))
+    saturations, n and m from 1 to the maximum) among LIF layers: every y, spike and
+    state (membranes, S) equal the golden model's, every step."""
+    stats = run_config(name, f"0-{FAST_SEEDS}", "fast", minimum=int(FAST_SEEDS * 0.9),
+                       coverage_tables=coverage_tables)
     if os.environ.get("SPIKEFORGE_SEEDS") is None:
         assert stats["ssm_layers"] >= FAST_SEEDS, stats
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(SSM_CONFIGS) + list(SLOW_SSM_CONFIGS))
-def test_core_ssm_soak(name):
+def test_core_ssm_soak(name, coverage_tables):
     run_config(name, f"{FAST_SEEDS}-{FAST_SEEDS + SOAK_SEEDS}", "soak",
-               minimum=int(SOAK_SEEDS * 0.9), steps=(4, 24))
+               minimum=int(SOAK_SEEDS * 0.9), steps=(4, 24), coverage_tables=coverage_tables)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_core_soak(name):
+def test_core_soak(name, coverage_tables):
     run_config(name, f"{FAST_SEEDS}-{FAST_SEEDS + SOAK_SEEDS}", "soak",
-               minimum=int(SOAK_SEEDS * 0.9), steps=(4, 24))
+               minimum=int(SOAK_SEEDS * 0.9), steps=(4, 24), coverage_tables=coverage_tables)

@@ -6,13 +6,14 @@ decay, the cycle cost model, and the SSM generics / fit errors."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
 import re
 
 import pytest
 import torch
-from netgen import random_input, random_network
-from spikeforge.gateware.harness import decode_step, expected, expected_counters
+from netgen import random_input, random_network, steer
+from spikeforge.gateware.harness import expected_counters
 from spikeforge.gateware.layout import (
     COUNTERS,
     PIPELINED,
@@ -23,7 +24,8 @@ from spikeforge.gateware.layout import (
     address_map,
     compile_network,
 )
-from spikeforge.gateware.pysim import read_words, run_core, write_words
+from spikeforge.gateware.pysim import check_run, read_words, run_core, write_words
+from spikeforge.golden.coverage import Coverage
 from spikeforge.golden.integer import (
     Format,
     LIFLayer,
@@ -51,13 +53,14 @@ def _config(fmt: Format, lanes: int, layers: int, **kw) -> CoreConfig:
     return CoreConfig(**{**args, **kw})
 
 
-def _check(net: Network, config: CoreConfig, x: torch.Tensor, *, stall: float, seed: int = 0):
-    """Run on the simulator; assert every step, the final state and the counters."""
-    image, steps, counters, state = run_core(net, config, x, stall=stall, seed=seed)
-    want_steps, want_state = expected(net, x)
-    for t, (records, want) in enumerate(zip(steps, want_steps, strict=True)):
-        assert decode_step(records, net, image) == want, f"step {t}"
-    assert state == want_state  # LIF membranes and every SSM state S, after the last step
+def _check(net: Network, config: CoreConfig, x: torch.Tensor, *, stall: float, seed: int = 0,
+           observe: bool = True):
+    """Run on the simulator; assert every step's records and (with ``observe``) every
+    layer's state (LIF membranes, every SSM state ``S``), the final state and the
+    counters."""
+    run = run_core(net, config, x, stall=stall, seed=seed, observe=observe)
+    check_run(net, x, run)
+    counters = run.counters
     golden = expected_counters(net, x, config.lanes)
     n = len(COUNTERS)
     for i, layer in enumerate(net.layers):
@@ -74,20 +77,46 @@ def _check(net: Network, config: CoreConfig, x: torch.Tensor, *, stall: float, s
     return counters
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_ssm_networks_match_golden(seed):
-    rng = random.Random(5000 + seed)
+SSM_SEEDS = 12
+
+
+def _draw(seed: int, attempt: int):
+    """Seed ``seed``'s random network with SSM layers (draw ``attempt``), its input
+    and lanes."""
+    rng = random.Random(5000 + seed if attempt == 0 else f"ssm-pysim:{seed}.{attempt}")
     in_bits = rng.randint(3, 8)
     fmt = Format(u_bits=rng.randint(8, 12), w_bits=rng.randint(2, 8),
                  frac_bits=rng.randint(0, 8), in_bits=in_bits, s_bits=rng.randint(4, 12),
                  y_bits=rng.randint(2, in_bits))
     net = random_network(rng, max_ssm=2, ssm_prob=1.0, max_lif=2, max_size=6, fmt=fmt,
                          ssm_max_n=6, ssm_max_m=6)
-    assert any(layer.kind == "ssm" for layer in net.layers)
     lanes = rng.choice([1, 2, 3, 4])
-    x = random_input(rng, net, 4, 1)[:, 0, :]
+    return net, random_input(rng, net, 4, 1)[:, 0, :], lanes
+
+
+@functools.cache
+def _random_cases() -> tuple[list, Coverage]:
+    """The cases of :func:`test_ssm_networks_match_golden`, steered into the coverage
+    bins of the SSM rules (and the LIF rules around them), and their coverage."""
+    coverage = Coverage(ssm=True)
+    return steer(_draw, range(SSM_SEEDS), coverage), coverage
+
+
+@pytest.mark.parametrize("seed", range(SSM_SEEDS))
+def test_ssm_networks_match_golden(seed):
+    net, x, lanes = _random_cases()[0][seed][2]
+    assert any(layer.kind == "ssm" for layer in net.layers)
     _check(net, _config(net.fmt, lanes, len(net.layers)), x, stall=0.3 if seed % 2 else 0.0,
-           seed=seed)
+           seed=seed, observe=seed % 4 != 3)
+
+
+def test_ssm_cases_cover_every_bin(coverage_tables):
+    """The cases of :func:`test_ssm_networks_match_golden` hit every coverage bin: the
+    SSM rules' (saturations x decay modes, operand sources, decay and gate corners)
+    and the LIF rules' around them."""
+    coverage = _random_cases()[1]
+    coverage_tables["pysim SSM"] = coverage.table()
+    assert not coverage.missing, coverage.table()
 
 
 def _gated_net(fmt: Format, *, k: Operand, v: Operand, q: Operand, y_shift: int) -> Network:
