@@ -270,7 +270,7 @@ def build(board: Board, *, top: str = "soc", config: CoreConfig | None = None,
     platform = board.platform_class()()
     report = {"board": board.name, "device": board.device, "top": top,
               "config": {"P": config.lanes, **capacity(board, config), **asdict(config)},
-              "timing": asdict(board.timing), "target_mhz": board.target_mhz,
+              "timing": board.timing.value, "target_mhz": board.target_mhz,
               "clock_mhz": round(design.clk_freq / 1e6, 4),
               "pll": design.pll.params if design.pll else None, "build_dir": str(out)}
     if fit:
@@ -299,7 +299,7 @@ def build(board: Board, *, top: str = "soc", config: CoreConfig | None = None,
     # state through many LUT levels in binary; Yosys re-encodes an Amaranth FSM only
     # when told to).
     script = "setattr -unset init w:*_nrw\nsetattr -set fsm_encoding \"one-hot\" w:fsm_state"
-    if board.timing.replicate:
+    if board.timing.pipelined:
         # Registers named ``*_rep<n>`` are deliberate copies (one per group of lanes,
         # each driving a part of the die): ``keep`` stops Yosys from merging them.
         script += "\nproc\nsetattr -set keep 1 w:*_rep* %ci1 t:$dff %i"

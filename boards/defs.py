@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..gateware.layout import PIPELINED, CoreConfig, CoreTiming
+from ..gateware.layout import COMPACT, PIPELINED, CoreConfig, TimingProfile
 
 __all__ = ["Board", "BOARDS", "board_named", "capacity"]
 
@@ -34,9 +34,9 @@ class Board:
     routes; nextpnr is deterministic for one netlist and seed); ``nextpnr_options``:
     further nextpnr options, for its placer and router (the shipped design's, with
     its seed);
-    ``timing``: how
-    the core is pipelined (:class:`~..gateware.layout.CoreTiming`; more
-    flip-flops for a faster clock, same results and clock counts).
+    ``timing``: the :class:`~..gateware.layout.TimingProfile` of the core and the
+    link (``PIPELINED`` on the ECP5 and Xilinx parts: more flip-flops for a faster
+    clock, the same results).
     """
 
     name: str
@@ -56,7 +56,7 @@ class Board:
     transport: str = "uart"
     seed: int = 1
     nextpnr_options: tuple = ()
-    timing: CoreTiming = CoreTiming()
+    timing: TimingProfile = COMPACT
 
     def platform_class(self):
         import importlib
@@ -92,14 +92,14 @@ BOARDS = {b.name: b for b in [
           nextpnr_options=("--placer-heap-timingweight", "40", "--placer-heap-critexp", "4",
                            "--router", "router1")),
     Board("ulx3s-25f", "Radiona ULX3S with LFE5U-25F", "ulx3s:ULX3S_25F_Platform", "ecp5",
-          "LFE5U-25F", "clk25", 100.0, ECP5_25_CONFIG, _ECP5_25, leds=8),
+          "LFE5U-25F", "clk25", 100.0, ECP5_25_CONFIG, _ECP5_25, leds=8, timing=PIPELINED),
     Board("orangecrab-25f", "Great Scott Gadgets / GsD OrangeCrab r0.2 (LFE5U-25F); UART on "
           "feather pins 0 (rx) and 1 (tx)", "orangecrab_r0_2:OrangeCrabR0_2_25FPlatform",
           "ecp5", "LFE5U-25F", "clk", 100.0, ECP5_25_CONFIG, _ECP5_25,
-          uart=("0", "1"), uart_connector=("io", 0), leds=0),
+          uart=("0", "1"), uart_connector=("io", 0), leds=0, timing=PIPELINED),
     Board("icesugar-pro", "MuseLab iCESugar-Pro (LFE5U-25F-6BG256)",
           "icesugar_pro:ICESugarProPlatform", "ecp5", "LFE5U-25F", "clk25", 100.0,
-          ECP5_25_CONFIG, _ECP5_25, leds=0),
+          ECP5_25_CONFIG, _ECP5_25, leds=0, timing=PIPELINED),
     Board("litefury", "RHS Research LiteFury (XC7A100T, M.2 PCIe x4): Vivado project files "
           "with the XDMA AXI-Stream wrapper (vendor tools not run)",
           "nitefury:LitefuryPlatform", "xilinx", "xc7a100t", "clk200", 125.0,

@@ -31,7 +31,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
 from .harness import input_events
-from .layout import COUNTERS, RECORD_FIELDS, CoreConfig, CoreTiming, Image, Region
+from .layout import COMPACT, COUNTERS, RECORD_FIELDS, CoreConfig, Image, Region, TimingProfile
 from .layout import input_word as pack_input
 
 __all__ = ["CoreTB", "pack_input", "record_kind"]
@@ -52,12 +52,12 @@ class CoreTB:
     failure (a hang).  ``cycles`` counts the clocks the testbench waited for.
     """
 
-    def __init__(self, dut, config: CoreConfig, *, timing: CoreTiming | None = None,
+    def __init__(self, dut, config: CoreConfig, *, timing: TimingProfile | None = None,
                  stall: float = 0.0, seed: int = 0, period_ns: int = 10,
                  max_step_cycles: int = 100_000):
         self.dut = dut
         self.config = config
-        self.timing = timing or CoreTiming()
+        self.timing = timing or COMPACT
         self.stall = stall
         self.rng = random.Random(seed)
         self.period_ns = period_ns

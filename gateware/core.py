@@ -83,7 +83,7 @@ from amaranth.lib.wiring import In, Out
 
 from .counters import CounterBank
 from .dsp import RegisteredProduct
-from .lane import NeuronFire, NeuronLeak, shift_add_product, total_bits
+from .lane import NeuronFire, NeuronFireAhead, NeuronLeak, shift_add_product, total_bits
 from .layout import (
     COUNTERS,
     EDGE_FIELDS,
@@ -93,11 +93,11 @@ from .layout import (
     SIGNED_FIELDS,
     SSM_FIELDS,
     CoreConfig,
-    CoreTiming,
     Region,
+    TimingProfile,
 )
 from .memports import NO_RW_CHECK, nrw_read_port
-from .router import SendFlags, SpikeRouter
+from .router import PipelinedSpikeRouter, SendFlags, SpikeRouter
 
 __all__ = ["NPUCore", "check_core_arguments", "struct_layout", "input_layout"]
 
@@ -128,9 +128,9 @@ def check_core_arguments(owner, *, config, weight_memory, timing=None) -> None:
     if weight_memory is not None and not callable(weight_memory):
         owner._MustUse__silence = True
         raise TypeError(f"weight_memory must be None or a callable, not {weight_memory!r}")
-    if timing is not None and not isinstance(timing, CoreTiming):
+    if timing is not None and not isinstance(timing, TimingProfile):
         owner._MustUse__silence = True
-        raise TypeError(f"timing must be None or a CoreTiming, not {timing!r}")
+        raise TypeError(f"timing must be None or a TimingProfile, not {timing!r}")
 
 
 class NPUCore(wiring.Component):
@@ -143,16 +143,16 @@ class NPUCore(wiring.Component):
     weights into iCE40 SPRAM.  The core writes weights only while idle and
     reads them only while busy, so a single-port memory serves both.
 
-    ``timing``: a :class:`.layout.CoreTiming` (``None``: the default, no extra
-    pipelining), how the core is pipelined; ``host_rvalid`` comes
-    ``timing.host_read_latency`` clocks after ``host_re``.
+    ``timing``: a :class:`.layout.TimingProfile` (``None``: ``COMPACT``), how the
+    core is pipelined; ``host_rvalid`` comes ``timing.host_read_latency`` clocks
+    after ``host_re``.
     """
 
     def __init__(self, *, config: CoreConfig, weight_memory=None,
-                 timing: CoreTiming | None = None):
+                 timing: TimingProfile | None = None):
         check_core_arguments(self, config=config, weight_memory=weight_memory, timing=timing)
         self.weight_memory = weight_memory
-        self.timing = timing or CoreTiming()
+        self.timing = timing or TimingProfile.COMPACT
         self.config = c = config
         self.record_layout = struct_layout(RECORD_FIELDS(c))
         super().__init__({
@@ -173,6 +173,7 @@ class NPUCore(wiring.Component):
         m = Module()
         P = c.lanes
         L = c.max_layers
+        pipe = self.timing.pipelined
         layer_l = struct_layout(LAYER_FIELDS(c))
         edge_l = struct_layout(EDGE_FIELDS(c))
         param_l = struct_layout(PARAM_FIELDS(c))
@@ -189,8 +190,7 @@ class NPUCore(wiring.Component):
         # The counters (per layer COUNTERS, then busy clocks and steps) live in a block
         # RAM (area); the FSM raises one ``inc`` bit per counter and clock.
         n_counters = len(COUNTERS) * L + 2
-        m.submodules.counters = counters = CounterBank(
-            n=n_counters, registered=self.timing.count_register)
+        m.submodules.counters = counters = CounterBank(n=n_counters, registered=pipe)
         n_ctr = len(COUNTERS)
 
         ev_layout = data.StructLayout({"index": unsigned(c.idx_bits),
@@ -226,11 +226,9 @@ class NPUCore(wiring.Component):
                 states.append((smem.read_port(), smem.write_port()))
 
         weights, params, membranes = [], [], []
-        ram = self.timing.ram_register
-        # With ``timing.param_bram`` the parameter memories are block RAM (their data
-        # are registered below, ``timing.ram_register``, as block RAM needs).
-        param_attrs = ({**NO_RW_CHECK, "ram_style": "block"} if self.timing.param_bram
-                       else NO_RW_CHECK)
+        # Pipelined: the parameter memories are block RAM, and every memory read is
+        # registered before use, as block RAM needs.
+        param_attrs = {**NO_RW_CHECK, "ram_style": "block"} if pipe else NO_RW_CHECK
         for p in range(P):
             if self.weight_memory is None:
                 wmem = memory.Memory(shape=signed(c.w_bits), depth=c.weight_depth, init=[],
@@ -248,7 +246,7 @@ class NPUCore(wiring.Component):
             m.submodules[f"membranes{p}"] = umem
             p_ports = (nrw_read_port(m, pmem, f"params{p}"), pmem.write_port())
             u_ports = (nrw_read_port(m, umem, f"membranes{p}"), umem.write_port())
-            if ram:  # every use (and the host's read-back) takes the registered data
+            if pipe:  # every use (and the host's read-back) takes the registered data
                 w_ports, p_ports, u_ports = (
                     (SimpleNamespace(addr=rd.addr, data=_registered(m, rd.data, f"{n}{p}")), wr)
                     for (rd, wr), n in ((w_ports, "w_q"), (p_ports, "prm_q"),
@@ -269,33 +267,28 @@ class NPUCore(wiring.Component):
         busy = Signal()
         m.d.comb += self.busy.eq(busy)
         host_ok = ~busy
-        # ``busy`` as flip-flops, one copy per group of 4 lanes, for the lanes' memory
-        # ports (timing: not the state decode, nor one net to 32 lanes); each copy
-        # equals ``busy`` in every clock (set when IDLE starts a step, cleared when
-        # STEP_END ends it, the only ways in and out of IDLE).
-        # (With ``timing.replicate``; otherwise ``busy`` itself.)
-        rep = self.timing.replicate
+        # Pipelined: ``busy`` as flip-flops, one copy per group of 4 lanes, for the
+        # lanes' memory ports (not the state decode, nor one net to every lane); each
+        # copy equals ``busy`` in every clock (set when IDLE starts a step, cleared
+        # when STEP_END ends it, the only ways in and out of IDLE).
         groups = -(-P // 4)
-        busy_q = [Signal(name=f"busy_rep{g}") for g in range(groups)] if rep else [busy] * groups
+        busy_q = [Signal(name=f"busy_rep{g}") for g in range(groups)] if pipe else [busy] * groups
         # The host request as the memories see it: one view per group of 4 lanes and
-        # one (the last) for the tables, counters and SSM parameters.  With
-        # ``host_read_latency`` 3 each view is a register copy of the port
-        # (``hreq_rep<g>_*``, taken while the core is idle): writes land a clock later
-        # and reads return a clock later, and IDLE does not start a step in the clock
-        # of a request (its memory access, a clock later, must not meet the
-        # sequencer's).  Otherwise every view is the port itself.
-        lat = self.timing.host_read_latency
-        req_reg = lat >= 3
-        row_reg = self.timing.row_register
-        merged = row_reg and req_reg  # (see the read-port addresses below)
+        # one (the last) for the tables, counters and SSM parameters.  Pipelined: each
+        # view is a register copy of the port (``hreq_rep<g>_*``, taken while the core
+        # is idle): writes land a clock later and reads return a clock later, and IDLE
+        # does not start a step in the clock of a request (its memory access, a clock
+        # later, must not meet the sequencer's), nor in the clock after it (the
+        # per-layer first edges come a clock after the tables).  Compact: every view is
+        # the port itself.
         host_req = Signal()
         hreq = []
         for g in range(groups + 1):
             h = SimpleNamespace(ok=host_ok if g == groups else
-                                (~busy_q[g] if rep else host_ok),
+                                (~busy_q[g] if pipe else host_ok),
                                 addr=self.host_addr, wdata=self.host_wdata,
                                 we=self.host_we, re=self.host_re)
-            if req_reg:
+            if pipe:
                 h = SimpleNamespace(
                     ok=Const(1),
                     addr=Signal.like(self.host_addr, name=f"hreq_rep{g}_addr", reset_less=True),
@@ -308,15 +301,10 @@ class NPUCore(wiring.Component):
             h.lane = h.addr[c.addr_bits:c.addr_bits + c.lane_bits]
             h.word = h.addr[:c.addr_bits]
             hreq.append(h)
-        if req_reg and self.timing.edge_ahead:
-            # (the per-layer first edges below come a clock after the tables, which a
-            # registered request writes a clock late: no step starts in the clock
-            # after a host request either)
+        if pipe:
             host_req_q = Signal()
             m.d.sync += host_req_q.eq(self.host_we | self.host_re)
             m.d.comb += host_req.eq(self.host_we | self.host_re | host_req_q)
-        elif req_reg or self.timing.edge_ahead:
-            m.d.comb += host_req.eq(self.host_we | self.host_re)
         hc = hreq[groups]  # the tables' view
         region, lane, addr = hc.region, hc.lane, hc.word
         # Timing: the tables are indexed with only the address bits they need (the
@@ -345,7 +333,7 @@ class NPUCore(wiring.Component):
         for p in range(P):
             h = hreq[p // 4]
             for (_, wr), reg in ((weights[p], Region.WEIGHTS), (params[p], Region.PARAMS)):
-                if not (merged and reg == Region.PARAMS):  # (with the read ports below)
+                if not (pipe and reg == Region.PARAMS):  # (with the read ports below)
                     m.d.comb += wr.addr.eq(h.word)
                 m.d.comb += [
                     wr.data.eq(h.wdata),
@@ -356,11 +344,10 @@ class NPUCore(wiring.Component):
         rd_lane = Signal.like(lane)
         rd_reg = Signal(c.host_data_bits)
         rd_valid = self.host_rvalid
-        if lat >= 2:
+        if pipe:  # (host_read_latency 6: rd_valid, rd_valid_d0..2, host_rvalid)
             rd_valid = Signal()
-            # (latency 4: the last multiplexer registered; 5: the memories' data too)
             v = rd_valid
-            for i in range(max(0, lat - 3)):
+            for i in range(3):
                 q = Signal(name=f"rd_valid_d{i}")
                 m.d.sync += q.eq(v)
                 v = q
@@ -381,10 +368,10 @@ class NPUCore(wiring.Component):
                      Region.MEMBRANES: Array(u[0].data.as_unsigned() for u in membranes)}
         if c.has_ssm:
             lane_data[Region.SSM_STATE] = Array(
-                (_registered(m, st[0].data, f"ssm_state_q{p}") if lat >= 5 else st[0].data)
+                (_registered(m, st[0].data, f"ssm_state_q{p}") if pipe else st[0].data)
                 .as_unsigned() for p, st in enumerate(states))
             lane_data[Region.SSM_PARAMS] = Array([pm_rd.data])
-        if lat == 1:
+        if not pipe:
             with m.Switch(rd_region):
                 for reg, arr in lane_data.items():
                     with m.Case(reg):
@@ -397,19 +384,17 @@ class NPUCore(wiring.Component):
             others = {Region.COUNTERS: counters.rdata}
             if c.has_ssm:  # one memory, whatever the lane bits
                 others[Region.SSM_PARAMS] = lane_data.pop(Region.SSM_PARAMS)[0]
-            # Each group's multiplexer is steered by its own view of the request.
-            steer = [(rd_region, rd_lane)] * groups
-            if req_reg:
-                steer = []
-                for g in range(groups):
-                    sr = Signal.like(region, name=f"rd_region_rep{g}", reset_less=True)
-                    sl = Signal.like(lane, name=f"rd_lane_rep{g}", reset_less=True)
-                    m.d.sync += [sr.eq(hreq[g].region), sl.eq(hreq[g].lane)]
-                    if lat >= 5:  # the lanes' data come a clock later
-                        sr = _registered(m, sr, f"rd_region_rep{g}_q")
-                        sl = _registered(m, sl, f"rd_lane_rep{g}_q")
-                    steer.append((sr, sl))
-            self._host_read_stage(m, lane_data, others, rd_region, rd_lane, rd_reg, steer)
+            # Each group's lanes are steered by its own view of the request (the lanes'
+            # data come a clock later than the request's registers).
+            steer = []
+            for g in range(groups):
+                sr = Signal.like(region, name=f"rd_region_rep{g}", reset_less=True)
+                sl = Signal.like(lane, name=f"rd_lane_rep{g}", reset_less=True)
+                m.d.sync += [sr.eq(hreq[g].region), sl.eq(hreq[g].lane)]
+                sr = _registered(m, sr, f"rd_region_rep{g}_q")
+                sl = _registered(m, sl, f"rd_lane_rep{g}_q")
+                steer.append((sr, sl))
+            self._host_read_stage(m, lane_data, others, rd_region, rd_reg, steer)
 
         # ------------------------------------------------- sequencer state
         cur = Signal()  # the bank of this step's event lists
@@ -429,8 +414,8 @@ class NPUCore(wiring.Component):
         e_set = Signal()
         e_new = Signal.like(e)
         e_row = Signal()  # (``timing.edge_ahead``) ``e_set`` in ROW
-        if self.timing.edge_ahead:
-            # The entries ``edge`` can be loaded with are registered ahead: the row's
+        if pipe:
+            # The entries ``edge`` can be loaded with are registered pipe: the row's
             # first edge from the layer being entered (``li`` is set at least a
             # clock before ROW) and the edge after ``e`` (``e`` is set at least two
             # clocks before EVENTS moves on), so no adder or table multiplexer sits
@@ -495,11 +480,11 @@ class NPUCore(wiring.Component):
             s1_index.eq(Mux(s1_from_input, in_rd.data.index, ev_rd.data.index)),
             s1_value.eq(Mux(s1_from_input, in_rd.data.value, ev_rd.data.value)),
         ]
-        # With ``timing.ram_register`` the event (index, value, row base) is registered
-        # once more (``s1r_*``) before the weight address and the input value use it:
-        # the event lists are block RAM.  (The SSM unit's gather takes ``s1_*``.)
+        # Pipelined: the event (index, value, row base) is registered once more
+        # (``s1r_*``) before the weight address and the input value use it: the event
+        # lists are block RAM.  (The SSM unit's gather takes ``s1_*``.)
         a_valid, a_index, a_value, a_rowbase = s1_valid, s1_index, s1_value, s1_rowbase
-        if ram:
+        if pipe:
             a_valid = Signal(name="s1r_valid")
             m.d.sync += a_valid.eq(s1_valid)
             a_index = _registered(m, s1_index, "s1r_index")
@@ -509,42 +494,36 @@ class NPUCore(wiring.Component):
         # Read-port address defaults: host (idle) or the sequencer.
         row_addr = Signal(c.sbase_bits + 1)
         m.d.comb += row_addr.eq(layer.sbase + k)
-        # Stage 1b (timing): the weight address ``rowbase + index`` into a register, one
-        # copy per group of 4 lanes (on a big part the weight memories are spread over
-        # the die; one register driving all of them is a long net).  With
-        # ``timing.replicate`` copies are named ``*_rep<g>`` and the board build keeps
-        # them apart (Yosys merges identical registers).
-        # With ``timing.row_register`` the row's neuron address is registered, one copy
-        # per group of 4 lanes (``k`` and ``layer`` hold still from ROW on): valid from
-        # the clock after ROW, so the leak reaches the accumulator a clock later.
-        # With it and the host request registered (``host_read_latency`` 3 or more),
-        # each memory address register is itself the choice between the sequencer and
-        # the host, made a clock early from ``busy`` (the weight address per group, the
-        # neuron address per lane, ``*_rep<n>``): the host accesses the memories only
-        # in a clock after one where the core was idle, the sequencer only in a clock
-        # after one where it was busy (not in LAYER, the first busy clock).
-        w_addr_q = [Signal(max(c.wbase_bits + 1, c.addr_bits if merged else 0),
-                           name=f"w_addr_{'rep' if rep else 'q'}{g}", reset_less=True)
+        # Stage 1b: the weight address ``rowbase + index`` into a register, one copy per
+        # group of 4 lanes (on a big part the weight memories are spread over the die;
+        # one register driving all of them is a long net).  Pipelined: the copies are
+        # named ``*_rep<g>`` and the board build keeps them apart (Yosys merges
+        # identical registers); the row's neuron address is registered too, one copy
+        # per lane (``k`` and ``layer`` hold still from ROW on: valid from the clock
+        # after ROW); and each memory address register is itself the choice between
+        # the sequencer and the host, made a clock early from ``busy`` (the weight
+        # address per group, the neuron address per lane): the host accesses the
+        # memories only in a clock after one where the core was idle, the sequencer
+        # only in a clock after one where it was busy (not in LAYER, the first busy
+        # clock).
+        w_addr_q = [Signal(max(c.wbase_bits + 1, c.addr_bits if pipe else 0),
+                           name=f"w_addr_{'rep' if pipe else 'q'}{g}", reset_less=True)
                     for g in range(groups)]
         host_word = self.host_addr[:c.addr_bits]
         # (``busy_q[g]`` equals ``busy`` in every clock: one net per group, not the
         # state decode to every address register)
-        m.d.sync += [a.eq(Mux(busy_q[g], a_rowbase + a_index, host_word) if merged
+        m.d.sync += [a.eq(Mux(busy_q[g], a_rowbase + a_index, host_word) if pipe
                           else a_rowbase + a_index) for g, a in enumerate(w_addr_q)]
         row_addr_q = [row_addr] * P
-        if merged:
+        if pipe:
             row_addr_q = [Signal(max(len(row_addr), c.addr_bits), name=f"naddr_rep{p}",
                                  reset_less=True) for p in range(P)]
             m.d.sync += [q.eq(Mux(busy_q[p // 4], row_addr, host_word))
                          for p, q in enumerate(row_addr_q)]
-        elif row_reg:
-            group_rows = [Signal.like(row_addr, name=f"row_addr_rep{g}") for g in range(groups)]
-            m.d.sync += [q.eq(row_addr) for q in group_rows]
-            row_addr_q = [group_rows[p // 4] for p in range(P)]
         for p in range(P):
             w_rd = weights[p][0]
             word = hreq[p // 4].word
-            if merged:
+            if pipe:
                 # (the parameters' write port too: when the host writes, the register
                 # holds the address the request copy holds)
                 m.d.comb += [w_rd.addr.eq(w_addr_q[p // 4]), params[p][0].addr.eq(row_addr_q[p]),
@@ -567,82 +546,64 @@ class NPUCore(wiring.Component):
         gissue = Signal()  # the SSM unit's operand gather reads an event or a constant
         with m.If((issue | gissue) if c.has_ssm else issue):
             m.d.sync += [s1_rowbase.eq(rowbase), s1_from_input.eq(from_input)]
-        # Stages 3 and 4 (timing): the weight and the input value are registered
-        # (stage 3), multiplied into a register (stage 4), then accumulated: a
+        # Stages 3 and 4: the weight and the input value are registered (stage 3),
+        # multiplied into a register (stage 4), then accumulated: a
         # :class:`.dsp.RegisteredProduct` per lane (on the ECP5, a DSP block with its
         # own input and output registers).  The last event's add lands in DRAIN's
-        # third clock.  With ``timing.replicate`` the input value reaches the lanes'
-        # multipliers from one copy of ``s2_x`` per group of 4 lanes (one register to
-        # 32 DSP blocks was a 10 ns net on the ECP5-85F).
-        # With ``timing.ram_register`` the weight is registered (``w_q<p>``) before the
+        # third clock.  Pipelined: the weight is registered (``w_q<p>``) before the
         # multiplier's operand register, and the input value waits a clock with it
-        # (stage 2r).
+        # (stage 2r), reaching the lanes' multipliers from one copy per group of 4
+        # lanes (one register to every DSP block is a long net); the product leaves
+        # its DSP block into a fabric register (``prod_f<p>``) that the placer can put
+        # near the lane's adders, so it reaches the accumulator a clock later.
         s3_valid, s4_valid = Signal(), Signal(name="s4_valid")
         b_valid = s2_valid
-        if ram:
+        if pipe:
             b_valid = Signal(name="s2r_valid")
             m.d.sync += b_valid.eq(s2_valid)
         m.d.sync += [s3_valid.eq(b_valid), s4_valid.eq(s3_valid)]
         x_q = [s2_x] * groups
-        if rep:
+        if pipe:
             x_q = [Signal.like(s2_x, name=f"x_rep{g}", reset_less=True) for g in range(groups)]
-            m.d.sync += [q.eq(s2_x if ram else s1b_x) for q in x_q]
+            m.d.sync += [q.eq(s2_x) for q in x_q]
         prod_q = []
         for p in range(P):
             m.submodules[f"product{p}"] = mul = RegisteredProduct(a_bits=c.w_bits,
                                                                   b_bits=c.in_bits)
             m.d.comb += [mul.a.eq(weights[p][0].data), mul.b.eq(x_q[p // 4])]
-            prod_q.append(_registered(m, mul.p, f"prod_f{p}") if self.timing.product_register
-                          else mul.p)
+            prod_q.append(_registered(m, mul.p, f"prod_f{p}") if pipe else mul.p)
         # The leak of the row's neurons: membranes and parameters are read from the ROW
         # clock on (their address is fixed for the whole row), so the leak is known three
         # clocks later and is added into the accumulator then, before any event (the
         # first stage-4 add comes 7 clocks after ROW at the earliest).
-        # With ``timing.param_bram`` the neuron path takes the parameters (block RAM)
-        # through a second register (``prm_q2<p>``: the first can sit by the block,
-        # whose clock-to-out is most of a clock); the leak reaches the accumulator 6
-        # clocks after ROW.  (The membranes need no second register: the row's
-        # address holds still, so ``u_q`` is as steady as ``prm_q2`` when the leak's
-        # product takes them.)  The host's read-back takes the first registers.
-        # With ``timing.fire_ahead`` the leak's operands take the first registers (on
-        # the ECP5 the block's own output register, ``boards.outreg``) and the leak's
-        # sum gets the second register's clock instead (see the accumulators below).
-        pbram = self.timing.param_bram
-        ahead = self.timing.fire_ahead
-        # (with ``fire_ahead``, the fast router and no SSM unit, the row's ``send``
-        # flags are registered in FIRE with the spikes, see the neuron phase)
-        flags_ahead = ahead and self.timing.fast_router and not c.has_ssm
+        # Pipelined: ``alpha * u`` comes from a :class:`.dsp.RegisteredProduct` whose
+        # operands take the memories' first registers (on the ECP5 the block RAM's own
+        # output register, ``boards.outreg``) and whose product leaves into a fabric
+        # register (``leak_f<p>``); the leak's two sums (with the bias, and with the
+        # bias less theta) are registered, so the leak reaches the accumulators 7
+        # clocks after ROW.  Each lane also accumulates ``over = total - theta``
+        # (loaded with the leak less theta, then taking the same products) for FIRE's
+        # compare and subtract reset (:class:`.lane.NeuronFireAhead`), with a flag
+        # ``theta == u_min``, registered ahead.  With no SSM unit the row's ``send``
+        # flags are registered in FIRE with the spikes (see the neuron phase).
+        flags_ahead = pipe and not c.has_ssm
         prm_data = [params[p][0].data for p in range(P)]
-        if pbram and not ahead:
-            prm_data = [_registered(m, d, f"prm_q2{p}") for p, d in enumerate(prm_data)]
         row_start, pre1, pre2, pre3, pre4 = Signal(), Signal(), Signal(), Signal(), Signal()
         m.d.sync += [pre1.eq(row_start), pre2.eq(pre1), pre3.eq(pre2), pre4.eq(pre3)]
-        if rep:  # the accumulators' enables, one copy per group of 4 lanes
-            # (with ``timing.row_register`` the leak is known a clock later)
-            # (with ``timing.ram_register`` two clocks later)
-            # (with ``timing.param_bram`` three clocks later)
-            # (with ``timing.product_register`` four clocks later, and the products
-            # reach the accumulators a clock later: ``s4_valid`` is their valid)
-            preg = self.timing.product_register
-            pre_n = 7 if preg else 6 if pbram else 5 if ram else 4 if row_reg else 3
-            pre_q = [Signal(name=f"pre{pre_n}_rep{g}") for g in range(groups)]
-            s4_valid_q = [Signal(name=f"s{5 if preg else 4}_valid_rep{g}")
-                          for g in range(groups)]
-            pre_src = [pre3 if row_reg else pre2] * groups
-            if ram:  # (a copy of ``pre4`` per group first: one register to 8 far ones
-                # was an 11.8 ns net on the ECP5-85F)
-                pre_src = [Signal(name=f"pre4_rep{g}") for g in range(groups)]
-                m.d.sync += [q.eq(pre3) for q in pre_src]
-            if pbram:
-                pre_src = [_registered(m, q, f"pre5_rep{g}") for g, q in enumerate(pre_src)]
-            if preg:
-                pre_src = [_registered(m, q, f"pre6_rep{g}") for g, q in enumerate(pre_src)]
+        if pipe:  # the accumulators' enables, one copy per group of 4 lanes
+            # (the leak reaches them 7 clocks after ROW; the products a clock after
+            # stage 4: ``s5_valid``)
+            pre_q = [Signal(name=f"pre7_rep{g}") for g in range(groups)]
+            s4_valid_q = [Signal(name=f"s5_valid_rep{g}") for g in range(groups)]
+            # (a copy of ``pre4`` per group first: one register to every group's is a
+            # long net)
+            pre_src = [Signal(name=f"pre4_rep{g}") for g in range(groups)]
+            m.d.sync += [q.eq(pre3) for q in pre_src]
+            pre_src = [_registered(m, q, f"pre5_rep{g}") for g, q in enumerate(pre_src)]
+            pre_src = [_registered(m, q, f"pre6_rep{g}") for g, q in enumerate(pre_src)]
             m.d.sync += ([q.eq(src) for q, src in zip(pre_q, pre_src, strict=True)]
-                         + [q.eq(s4_valid if preg else s3_valid) for q in s4_valid_q])
+                         + [q.eq(s4_valid) for q in s4_valid_q])
         leak_q = [Signal(signed(c.u_bits + 2), name=f"leak_q{p}") for p in range(P)]
-        # With ``timing.fire_ahead`` each lane also accumulates ``total - theta``
-        # (``over``; loaded with ``leak - theta``, the bias less theta registered ahead)
-        # for FIRE's compare and subtract reset (see :class:`.lane.NeuronFire`).
         over_bits = total_bits(c.u_bits, c.acc_bits) + 1
         over = [Signal(signed(over_bits), name=f"over{p}") for p in range(P)]
         theta_min = [Signal(name=f"theta_min{p}", reset_less=True) for p in range(P)]
@@ -650,36 +611,26 @@ class NPUCore(wiring.Component):
             prm = prm_data[p]
             bias_q = Signal.like(prm.bias, name=f"bias_q{p}", reset_less=True)
             m.d.sync += bias_q.eq(prm.bias)
-            if ahead:
+            if pipe:
                 bias_m = Signal(signed(len(prm.bias) + 2), name=f"bias_m{p}", reset_less=True)
                 theta_s = prm.theta.as_signed()  # (stored as u_bits, read as signed)
                 m.d.sync += [bias_m.eq(prm.bias - theta_s),
                              theta_min[p].eq(theta_s == -(1 << (c.u_bits - 1)))]
-            if self.timing.leak_register:
-                # ``alpha * u`` in a :class:`.dsp.RegisteredProduct` (its operand
-                # registers take the memories' data, as ``u_q`` and ``alpha_q`` do
-                # below; its product register stands where ``leak_q`` does), and
-                # ``(product >> F) + bias`` is added as the accumulator takes it.
                 m.submodules[f"leak{p}"] = lp = RegisteredProduct(
                     a_bits=c.frac_bits + 2, b_bits=c.u_bits)
                 # (``bias_q`` holds still from a clock after the row's data on.)
                 m.d.comb += [lp.a.eq(prm.alpha), lp.b.eq(membranes[p][0].data)]
-                if ahead:  # (the sums registered: a clock later, as ``prm_q2`` was)
-                    over_q = Signal(signed(len(bias_m) + 1), name=f"leak_over{p}",
-                                    reset_less=True)
-                    leak_p = (_registered(m, lp.p, f"leak_f{p}")
-                              if self.timing.product_register else lp.p)
-                    m.d.sync += [leak_q[p].eq((leak_p >> c.frac_bits) + bias_q),
-                                 over_q.eq((leak_p >> c.frac_bits) + bias_m)]
-                else:
-                    m.d.comb += leak_q[p].eq((lp.p >> c.frac_bits) + bias_q)
+                over_q = Signal(signed(len(bias_m) + 1), name=f"leak_over{p}",
+                                reset_less=True)
+                leak_p = _registered(m, lp.p, f"leak_f{p}")
+                m.d.sync += [leak_q[p].eq((leak_p >> c.frac_bits) + bias_q),
+                             over_q.eq((leak_p >> c.frac_bits) + bias_m)]
             else:
                 m.submodules[f"leak{p}"] = nl = NeuronLeak(u_bits=c.u_bits,
                                                            frac_bits=c.frac_bits)
-                # Timing: the membrane and the parameters are registered first (block
-                # RAM data arrive late in the clock; the DSP blocks absorb the
-                # registers), the multiply and the add get a clock of their own, and
-                # the leak is added into the accumulator three clocks after ROW.
+                # The membrane and the parameters are registered first (the DSP blocks
+                # absorb the registers), the multiply and the add get a clock of their
+                # own, and the leak is added into the accumulator three clocks after ROW.
                 u_q = Signal(u_shape, name=f"u_q{p}", reset_less=True)
                 alpha_q = Signal.like(prm.alpha, name=f"alpha_q{p}", reset_less=True)
                 m.d.sync += [u_q.eq(membranes[p][0].data), alpha_q.eq(prm.alpha)]
@@ -687,28 +638,26 @@ class NPUCore(wiring.Component):
                 m.d.sync += leak_q[p].eq(nl.leak)
             # One adder per lane (area): the leak's add and the events' adds never
             # coincide (the first stage-4 add comes 7 clocks after ROW at the earliest).
-            # With ``timing.replicate`` the leak starts the row's sum (the accumulator
-            # is loaded with it; no clear at ROW, whose state decode drove every
-            # accumulator bit) and the enables come from per-group copies.
-            if rep:
+            # Pipelined: the leak starts the row's sum (the accumulator is loaded with
+            # it; no clear at ROW, whose state decode drove every accumulator bit) and
+            # the enables come from per-group copies.
+            if pipe:
                 with m.If(pre_q[p // 4]):
-                    m.d.sync += acc[p].eq(leak_q[p])
-                    if ahead:
-                        m.d.sync += over[p].eq(over_q)
+                    m.d.sync += [acc[p].eq(leak_q[p]), over[p].eq(over_q)]
                 with m.Elif(s4_valid_q[p // 4]):
-                    m.d.sync += acc[p].eq(acc[p] + prod_q[p])
-                    if ahead:
-                        m.d.sync += over[p].eq(over[p] + prod_q[p])
+                    m.d.sync += [acc[p].eq(acc[p] + prod_q[p]),
+                                 over[p].eq(over[p] + prod_q[p])]
             else:
-                with m.If(s4_valid | (pre4 if row_reg else pre3)):
+                with m.If(s4_valid | pre3):
                     m.d.sync += acc[p].eq(acc[p] + Mux(s4_valid, prod_q[p], leak_q[p]))
 
         # -------------------------------------------------- spike router
         # One row's results leave one neuron per clock, overlapped with the next row.
-        m.submodules.router = router = SpikeRouter(
-            lanes=P, index_bits=c.idx_bits + 1, layer_bits=c.layer_bits, u_bits=c.u_bits,
-            record_layout=self.record_layout, fast=self.timing.fast_router,
-            staged=self.timing.router_register, given_flags=flags_ahead)
+        router_args = dict(lanes=P, index_bits=c.idx_bits + 1, layer_bits=c.layer_bits,
+                           u_bits=c.u_bits, record_layout=self.record_layout)
+        m.submodules.router = router = (
+            PipelinedSpikeRouter(**router_args, given_flags=flags_ahead) if pipe
+            else SpikeRouter(**router_args))
         end_record = Signal(self.record_layout)
         write_end = Signal()  # the sequencer writes the end-of-step record
         m.d.comb += [
@@ -723,8 +672,8 @@ class NPUCore(wiring.Component):
             router.records.ready.eq(out_fifo.w_rdy),
         ]
         spike_src = Signal(c.src_bits)
-        if self.timing.router_register:
-            # (timing: not the record's layer through an adder into the list address)
+        if pipe:
+            # (not the record's layer through an adder into the list address)
             # The current layer's list, a clock after ``li`` changes: every event in
             # flight is the current layer's (LAYER_END waits for ``router.free``, and
             # the next event comes many clocks after a new layer or step starts).
@@ -732,8 +681,8 @@ class NPUCore(wiring.Component):
         else:
             m.d.comb += spike_src.eq(router.event_layer + 1)
         spike_count = counts[Cat(spike_src, cur)]
-        if self.timing.router_register:
-            # (timing: the list's write position from a register, not from the
+        if pipe:
+            # (the list's write position from a register, not from the
             # multiplexer over the list counters) ``ev_wpos`` follows the current
             # list's counter a clock behind, and counts the events as it does; the
             # list and its counter hold still for many clocks before the first event
@@ -743,14 +692,14 @@ class NPUCore(wiring.Component):
             spike_count = ev_wpos
         ev_where = [ev_wr.addr.eq(ev_addr(cur, spike_src, spike_count)),
                     ev_wr.data.index.eq(router.event_index)]
-        if self.timing.router_register:
-            # (timing: the write port's address and data do not wait for ``event``,
+        if pipe:
+            # (the write port's address and data do not wait for ``event``,
             # only its enable does)
             m.d.comb += [*ev_where,
                          ev_wr.data.value.eq(Mux(layer.ssm, router.event_value, 1)
                                              if c.has_ssm else 1)]
         with m.If(router.event):
-            if self.timing.router_register:
+            if pipe:
                 m.d.comb += ev_wr.en.eq(1)
             else:
                 m.d.comb += [*ev_where, ev_wr.data.value.eq(1), ev_wr.en.eq(1)]
@@ -764,22 +713,19 @@ class NPUCore(wiring.Component):
             bump(3, router.event_layer)
 
         # ------------------------------------------------------ neuron phase
-        # Two clocks (timing): FIRE computes every lane's saturation, spike and reset
-        # from its accumulator (acc = leak + the row's synaptic input) into registers;
-        # NEURON writes the membranes and hands the row to the router from them.  The
+        # Two clocks: FIRE computes every lane's saturation, spike and reset from its
+        # accumulator (acc = leak + the row's synaptic input) into registers; NEURON
+        # writes the membranes and hands the row to the router from them.  The
         # registers load every clock: the accumulators hold still through FIRE, and so
         # does theta, read straight from the parameter memory (its address, the row,
-        # holds from ROW on).
-        # With ``timing.theta_register`` theta is registered first (it is valid two
-        # clocks after ROW, FIRE comes at least 5 clocks after ROW).
+        # holds from ROW on).  Pipelined: theta is registered first (it is valid two
+        # clocks after ROW, FIRE comes at least 8 clocks after ROW), and the layer's
+        # neuron mode (reset, v_reset, spiking) comes from one copy per group of 4
+        # lanes (``layer`` holds still from ROW on, so do they, a clock later).
         new_u = [Signal(u_shape, name=f"u_new{p}") for p in range(P)]
         spikes = Signal(P)
-        # With ``timing.replicate`` the layer's neuron mode (reset, v_reset, spiking)
-        # comes from one copy per group of 4 lanes (one net from the layer entry to 32
-        # lanes was the worst path on the ECP5-85F); ``layer`` holds still from ROW
-        # on, so do they, a clock later.
         mode_q = [layer] * groups
-        if rep:
+        if pipe:
             mode_q = [Signal(layer_l, name=f"mode_rep{g}", reset_less=True)
                       for g in range(groups)]
             for q in mode_q:
@@ -787,12 +733,12 @@ class NPUCore(wiring.Component):
                              q.spiking.eq(layer.spiking)]
         fire_spikes = []
         for p in range(P):
-            m.submodules[f"neuron{p}"] = nu = NeuronFire(
-                u_bits=c.u_bits, total_bits=total_bits(c.u_bits, c.acc_bits), ahead=ahead)
-            if ahead:
-                m.d.comb += [nu.over.eq(over[p]), nu.theta_min.eq(theta_min[p])]
+            fire = NeuronFireAhead if pipe else NeuronFire
+            m.submodules[f"neuron{p}"] = nu = fire(
+                u_bits=c.u_bits, total_bits=total_bits(c.u_bits, c.acc_bits))
             theta = prm_data[p].theta
-            if self.timing.theta_register:
+            if pipe:
+                m.d.comb += [nu.over.eq(over[p]), nu.theta_min.eq(theta_min[p])]
                 theta_q = Signal.like(theta, name=f"theta_q{p}", reset_less=True)
                 m.d.sync += theta_q.eq(theta)
                 theta = theta_q
@@ -804,23 +750,23 @@ class NPUCore(wiring.Component):
             m.d.sync += [spikes[p].eq(nu.spike), new_u[p].eq(nu.u_new)]
             fire_spikes.append(nu.spike)
 
-        # NEURON writes the membranes when the router takes the row.  With
-        # ``timing.replicate`` they are written in every NEURON clock (the same values
-        # while it waits for the router), from one flip-flop per group of 4 lanes that
-        # is high exactly in NEURON (set in FIRE, cleared when NEURON hands the row
-        # over; not the state decode and the router's ``can_load``).
+        # NEURON writes the membranes when the router takes the row.  Pipelined: they
+        # are written in every NEURON clock (the same values while it waits for the
+        # router), from one flip-flop per group of 4 lanes that is high exactly in
+        # NEURON (set in FIRE, cleared when NEURON hands the row over; not the state
+        # decode and the router's ``can_load``).
         neuron_write = Signal()
-        nwrite_q = ([Signal(name=f"nwrite_rep{g}") for g in range(groups)] if rep
+        nwrite_q = ([Signal(name=f"nwrite_rep{g}") for g in range(groups)] if pipe
                     else [neuron_write] * groups)
-        if self.timing.fast_router:
+        if pipe:
             # The router's per-group copies of ``load`` (high in every NEURON clock, and
-            # in SSM_ROUTE): with ``replicate`` and no SSM unit, the groups' NEURON flags.
+            # in SSM_ROUTE): with no SSM unit, the groups' NEURON flags.
             m.d.comb += router.group_load.eq(
-                Cat(nwrite_q) if rep and not c.has_ssm else router.load.replicate(groups))
+                Cat(nwrite_q) if not c.has_ssm else router.load.replicate(groups))
         for p in range(P):
             u_wr, h = membranes[p][1], hreq[p // 4]
             m.d.comb += [
-                u_wr.addr.eq(row_addr_q[p] if merged
+                u_wr.addr.eq(row_addr_q[p] if pipe
                              else Mux(busy_q[p // 4], row_addr_q[p], h.word)),
                 u_wr.data.eq(Mux(busy_q[p // 4], new_u[p], h.wdata)),
                 u_wr.en.eq(Mux(busy_q[p // 4], nwrite_q[p // 4],
@@ -833,10 +779,10 @@ class NPUCore(wiring.Component):
         # still from ROW on, at least 5 clocks before NEURON).
         valid_q = Signal(P)
         last_row = Signal()
-        if row_reg:
-            # (``timing.row_register``) in two clocks: the neurons left from the row's
-            # first, ``size - k * P``, then each lane's compare with its constant
-            # (one subtraction, not one compare chain per lane from ``k``)
+        if pipe:
+            # in two clocks: the neurons left from the row's first, ``size - k * P``,
+            # then each lane's compare with its constant (one subtraction, not one
+            # compare chain per lane from ``k``)
             left = Signal(signed(max(len(layer.size), len(k * P)) + 1), name="row_left")
             m.d.sync += [left.eq(layer.size - k * P), last_row.eq(k + 1 == layer.rows)]
             m.d.sync += valid_q.eq(Cat(left > p for p in range(P)))
@@ -849,7 +795,7 @@ class NPUCore(wiring.Component):
         # other bank starts filling, while the step runs.
         in_counts = Array(Signal(range(c.max_inputs + 1), name=f"in_count{i}")
                           for i in range(2))
-        if self.timing.edge_ahead:
+        if pipe:
             # (for ``events_left``) which lists are not empty, a clock after their counts:
             # EDGE reads a list at least four clocks after its last append (the input's
             # before the step starts, a layer's before LAYER_END lets the next begin)
@@ -873,7 +819,7 @@ class NPUCore(wiring.Component):
 
         with m.If(busy):
             m.d.comb += counters.inc[n_ctr * L].eq(1)
-        drain_n = Signal(3 if ram else 2)  # DRAIN's clock
+        drain_n = Signal(3 if pipe else 2)  # DRAIN's clock
         drained = ~s1_valid & ~s1b_valid & ~s2_valid & ~s3_valid
 
         if c.has_ssm:
@@ -886,12 +832,11 @@ class NPUCore(wiring.Component):
 
         if flags_ahead:
             # The router's flags of the row's ``send`` (as the row data below make it),
-            # from FIRE's spikes (one LUT from registers with ``fire_ahead``) a clock
-            # ahead: each group of 4 lanes registers its part with the spikes, and the
-            # router's clock combines the parts (:class:`.router.SendFlags`; timing:
-            # one tree over the 32 lanes' spikes, spread over the die, was FIRE's
-            # slowest path on the ECP5-85F, 10.9-11.8 ns).  ``valid_q`` and the layer
-            # hold still from ROW on.
+            # from FIRE's spikes (one LUT from registers) a clock ahead: each group of 4
+            # lanes registers its part with the spikes, and the router's clock combines
+            # the parts (:class:`.router.SendFlags`; one tree over every lane's spikes,
+            # spread over the die, is a long path).  ``valid_q`` and the layer hold
+            # still from ROW on.
             send_next = Signal(P, name="send_next")
             m.d.comb += send_next.eq(Mux(layer.emit_values, valid_q,
                                          Cat(fire_spikes) & valid_q))
@@ -899,8 +844,8 @@ class NPUCore(wiring.Component):
             m.d.comb += [sf.send.eq(send_next), router.send_none.eq(sf.none),
                          router.send_one.eq(sf.one), router.send_lowest.eq(sf.lowest)]
 
-        # The row the router takes in NEURON.  (With the fast router and no SSM unit
-        # it is offered in every clock, not only in NEURON: the sequencer's state would
+        # The row the router takes in NEURON.  (Pipelined, with no SSM unit, it is
+        # offered in every clock, not only in NEURON: the sequencer's state would
         # otherwise reach the router's lane pick through ``send``.)
         row_data = [
             router.send.eq(Mux(layer.emit_values, valid_q, spikes & valid_q)),
@@ -909,7 +854,7 @@ class NPUCore(wiring.Component):
             router.layer.eq(li),
             router.emit_values.eq(layer.emit_values),
         ] + [router.values[p].eq(new_u[p]) for p in range(P)]
-        if self.timing.fast_router and not c.has_ssm:
+        if pipe and not c.has_ssm:
             m.d.comb += row_data
 
         with m.FSM():
@@ -922,7 +867,7 @@ class NPUCore(wiring.Component):
                         in_counts[~in_wbank].eq(0),
                         in_full.eq(0),
                     ]
-                    if rep:
+                    if pipe:
                         m.d.sync += [b.eq(1) for b in busy_q]
                     with m.If(num_layers == 0):
                         m.next = "STEP_END"
@@ -943,9 +888,9 @@ class NPUCore(wiring.Component):
             with m.State("ROW"):
                 m.d.comb += [busy.eq(1), row_start.eq(1)]
                 m.d.comb += [e_set.eq(1), e_new.eq(layer.ebase)]
-                if self.timing.edge_ahead:
+                if pipe:
                     m.d.comb += e_row.eq(1)
-                if not rep:
+                else:
                     m.d.sync += [a.eq(0) for a in acc]
                 bump(0)
                 m.next = "EDGE"
@@ -966,7 +911,7 @@ class NPUCore(wiring.Component):
                         row_wbase.eq(edge.wbase),
                         row_offset.eq(shift_add_product(k, edge.nsrc)),
                     ]
-                    if self.timing.edge_ahead:
+                    if pipe:
                         m.d.sync += events_left.eq(Mux(
                             is_input, in_nz.bit_select(in_rbank, 1),
                             counts_nz.bit_select(Cat(edge.src, bank), 1)))
@@ -974,10 +919,10 @@ class NPUCore(wiring.Component):
             with m.State("EVENTS"):
                 m.d.comb += busy.eq(1)
                 bump(0)
-                with m.If(events_left if self.timing.edge_ahead else n < cnt):
+                with m.If(events_left if pipe else n < cnt):
                     m.d.comb += issue.eq(1)
                     m.d.sync += n.eq(n + 1)
-                    if self.timing.edge_ahead:
+                    if pipe:
                         m.d.sync += events_left.eq(n + 1 < cnt)
                     with m.If(k == 0):  # each event counted once, at its first row
                         bump(2)
@@ -985,12 +930,11 @@ class NPUCore(wiring.Component):
                     m.d.comb += [e_set.eq(1), e_new.eq(e + 1)]
                     m.next = "EDGE"
             with m.State("DRAIN"):
-                # Three clocks: the row's last event leaves stage 4 in the third (with
-                # ``timing.ram_register`` five clocks, stages 1r and 2r; with
-                # ``timing.product_register`` six, the product's fabric register).
+                # Three clocks: the row's last event leaves stage 4 in the third
+                # (pipelined: six, with stages 1r and 2r and the product's register).
                 m.d.comb += busy.eq(1)
                 bump(0)
-                with m.If(drain_n != (4 if ram else 2) + self.timing.product_register):
+                with m.If(drain_n != (5 if pipe else 2)):
                     m.d.sync += drain_n.eq(drain_n + 1)
                 with m.Elif(drained):
                     m.d.sync += drain_n.eq(0)
@@ -998,23 +942,24 @@ class NPUCore(wiring.Component):
             with m.State("FIRE"):
                 m.d.comb += busy.eq(1)
                 bump(1)
-                if rep:
+                if pipe:
                     m.d.sync += [q.eq(1) for q in nwrite_q]
                 m.next = "NEURON"
             with m.State("NEURON"):
                 m.d.comb += busy.eq(1)
                 bump(1)
                 # Wait for the router to take the previous row (it runs concurrently).
-                # (The fast router takes ``load`` only with ``can_load``: offered in
-                # every NEURON clock, its lanes' enables do not wait for this decision.)
+                # (The pipelined router takes ``load`` only with ``can_load``: offered
+                # in every NEURON clock, its lanes' enables do not wait for this
+                # decision.)
                 row_offer = [router.load.eq(1), *row_data]
-                if self.timing.fast_router:
+                if pipe:
                     m.d.comb += row_offer if c.has_ssm else router.load.eq(1)
                 with m.If(router.can_load):
-                    if rep:
+                    if pipe:
                         m.d.sync += [q.eq(0) for q in nwrite_q]
                     m.d.comb += neuron_write.eq(1)
-                    if not self.timing.fast_router:
+                    if not pipe:
                         m.d.comb += row_offer
                     with m.If(last_row):
                         m.next = "LAYER_END"
@@ -1034,10 +979,10 @@ class NPUCore(wiring.Component):
                         m.next = "LAYER"
             with m.State("STEP_END"):
                 m.d.comb += busy.eq(1)
-                # (``timing.router_register``: LAYER_END waited for the events only,
-                # the end record waits for the router's last records)
+                # (pipelined: LAYER_END waited for the events only, the end record
+                # waits for the router's last records)
                 step_done = out_fifo.w_rdy
-                if self.timing.router_register:
+                if pipe:
                     step_done = out_fifo.w_rdy & router.empty
                     m.d.comb += write_end.eq(router.empty)
                 else:
@@ -1048,7 +993,7 @@ class NPUCore(wiring.Component):
                         m.d.sync += counts[Cat(Const(s, c.src_bits), ~cur)].eq(0)
                     m.d.sync += cur.eq(~cur)
                     m.d.comb += counters.inc[n_ctr * L + 1].eq(1)
-                    if rep:
+                    if pipe:
                         m.d.sync += [b.eq(0) for b in busy_q]
                     m.next = "IDLE"
 
@@ -1063,98 +1008,51 @@ class NPUCore(wiring.Component):
                          in_wbank.eq(0)]
         return m
 
-    # ------------------------------------------------------------- SSM unit
-    def _host_read_stage(self, m, lane_data, others, rd_region, rd_lane, rd_reg, steer):
-        """``host_read_latency`` 2: the read data one clock later, the lane
-        multiplexer split at a register per group of 4 lanes (timing: on a big part
-        the lanes' memories are spread over the die).
-
-        Clock 1 (the memories' data): per group, its lanes' word of the region
-        (``rd_group<g>``), and the word of every other region (``rd_other``);
-        clock 2: ``host_rdata`` chooses among these registers.  ``lane_data``: region
-        -> the lanes' read data; ``others``: region -> its read data; any other
-        region reads ``rd_reg``.  Latency 4 and 5 (the request registered before
-        clock 1): ``host_rdata`` is a register, loaded in clock 2.  Latency 5: the
-        lanes' data are registered (``ram_register``), so ``rd_group<g>`` is loaded
-        a clock later (``steer`` already is) and the other regions' word waits a
-        clock in ``rd_other_q``.
-
-        Latency 5 (timing: the groups' registers are spread over the die, the last
-        multiplexer had a select decode in front of it): each register is zero
-        unless it holds the word read (a group register: the request is for a lane
-        region and one of its lanes; ``rd_other``: not a lane region), so clock 2
-        ORs them all, with no select.
-
-        Latency 6 (timing: a block RAM's read data crossed the die to its group's
-        register): first each lane's word (``rd_lane<p>``, by the lane: zero unless
-        it is the word read, steered by its group's view), then ``rd_group<g>`` is
-        the OR of its lanes' registers, then ``host_rdata`` the OR of the groups and
-        ``rd_other``, which waits a clock more."""
-        lat = self.timing.host_read_latency
+    def _host_read_stage(self, m, lane_data, others, rd_region, rd_reg, steer):
+        """The pipelined host read path (six clocks from ``host_re``): the request is
+        registered (clock 1), the memories read (2) into their registers (3), then
+        each lane's word goes into a register by the lane (``rd_lane<p>``, zero unless
+        it is the word read, steered by its group's view of the request: a block
+        RAM's data do not cross the die in the clock they are read) (4), each group's
+        register is the OR of its lanes' (``rd_group<g>``) (5), and ``host_rdata``
+        the OR of the groups and of ``rd_other``, the word of every other region
+        (zero for a lane region), which waits with them (6): no select decode in
+        front of the last stages.  ``lane_data``: region -> the lanes' registered
+        read data; ``others``: region -> its read data; any other region reads
+        ``rd_reg``; ``steer``: per group, its registered ``(region, lane)``."""
         c = self.config
         group = 4
-        groups = []
-        n_groups = -(-c.lanes // group)
         lanes_q = []
-        if lat == 6:  # each lane's word, zero unless it is the word read
-            for p in range(c.lanes):
-                q = Signal(c.host_data_bits, name=f"rd_lane{p}", reset_less=True)
-                g_region, g_lane = steer[p // group]
-                with m.Switch(g_region):
-                    for reg, arr in lane_data.items():
-                        with m.Case(reg):
-                            m.d.sync += q.eq(Mux(g_lane == p, arr[p], 0))
-                    with m.Default():
-                        m.d.sync += q.eq(0)
-                lanes_q.append(q)
-        for g in range(0, c.lanes, group):
-            q = Signal(c.host_data_bits, name=f"rd_group{g // group}", reset_less=True)
-            if lat == 6:  # (an OR: at most one lane holds a word)
-                m.d.sync += q.eq(functools.reduce(operator.or_, lanes_q[g:g + group]))
-                groups.append(q)
-                continue
-            g_region, g_lane = steer[g // group]
-            within = g_lane[:min(2, len(g_lane))]
-            # (latency 5) this group holds the word read: the lane index's group bits
-            # (an index past the last group reads 0 from every group, as ``Array`` does)
-            mine = Const(1)
-            if lat == 5 and n_groups > 1:
-                mine = g_lane[2:] == g // group
+        for p in range(c.lanes):  # each lane's word, zero unless it is the word read
+            q = Signal(c.host_data_bits, name=f"rd_lane{p}", reset_less=True)
+            g_region, g_lane = steer[p // group]
             with m.Switch(g_region):
                 for reg, arr in lane_data.items():
                     with m.Case(reg):
-                        m.d.sync += q.eq(Mux(mine, Array(list(arr)[g:g + group])[within], 0)
-                                         if lat == 5 else Array(list(arr)[g:g + group])[within])
-                if lat == 5:
-                    with m.Default():
-                        m.d.sync += q.eq(0)
+                        m.d.sync += q.eq(Mux(g_lane == p, arr[p], 0))
+                with m.Default():
+                    m.d.sync += q.eq(0)
+            lanes_q.append(q)
+        groups = []
+        for g in range(0, c.lanes, group):  # (an OR: at most one lane holds a word)
+            q = Signal(c.host_data_bits, name=f"rd_group{g // group}", reset_less=True)
+            m.d.sync += q.eq(functools.reduce(operator.or_, lanes_q[g:g + group]))
             groups.append(q)
         other = Signal(c.host_data_bits, name="rd_other", reset_less=True)
         with m.Switch(rd_region):
             for reg, value in others.items():
                 with m.Case(reg):
                     m.d.sync += other.eq(value)
-            if lat >= 5:
-                for reg in lane_data:
-                    with m.Case(reg):
-                        m.d.sync += other.eq(0)
+            for reg in lane_data:
+                with m.Case(reg):
+                    m.d.sync += other.eq(0)
             with m.Default():
                 m.d.sync += other.eq(rd_reg)
-        if lat >= 5:
-            for i in range(lat - 4):
-                other = _registered(m, other, "rd_other_q" + ("" if i == 0 else str(i + 1)))
-            m.d.sync += self.host_rdata.eq(functools.reduce(operator.or_, groups, other))
-            return
-        lane_region = Signal()
-        group_sel = Signal(max(1, len(rd_lane) - 2), name="rd_group_sel")
-        m.d.sync += [lane_region.eq(Cat(rd_region == reg for reg in lane_data).any()),
-                     group_sel.eq(rd_lane[2:])]
-        word = Mux(lane_region, Array(groups)[group_sel], other)
-        if lat >= 4:
-            m.d.sync += self.host_rdata.eq(word)
-        else:
-            m.d.comb += self.host_rdata.eq(word)
+        for name in ("rd_other_q", "rd_other_q2"):
+            other = _registered(m, other, name)
+        m.d.sync += self.host_rdata.eq(functools.reduce(operator.or_, groups, other))
 
+    # ------------------------------------------------------------- SSM unit
     def _ssm_datapath(self, m: Module, e: SimpleNamespace) -> SimpleNamespace:
         """The SSM unit's registers and datapath (see the class docstring)."""
         c = self.config
@@ -1349,10 +1247,10 @@ class NPUCore(wiring.Component):
                 router.layer.eq(e.li),
                 router.emit_values.eq(layer.emit_values),
             ] + [router.values[p].eq(s.ys[p]) for p in range(P)]
-            if self.timing.fast_router:  # (as in NEURON)
+            if self.timing.pipelined:  # (as in NEURON)
                 m.d.comb += row_offer
             with m.If(router.can_load):
-                if not self.timing.fast_router:
+                if not self.timing.pipelined:
                     m.d.comb += row_offer
                 with m.If(k + 1 == layer.rows):
                     m.next = "LAYER_END"

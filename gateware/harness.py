@@ -14,7 +14,16 @@ from __future__ import annotations
 import torch
 
 from ..golden.integer import INPUT, Network, Trace
-from .layout import RECORD_FIELDS, CoreConfig, CoreTiming, Image, Region, ssm_skips, unpack
+from .layout import (
+    COMPACT,
+    RECORD_FIELDS,
+    CoreConfig,
+    Image,
+    Region,
+    TimingProfile,
+    ssm_skips,
+    unpack,
+)
 
 __all__ = ["input_events", "decode_step", "expected", "expected_from_trace",
            "expected_states", "expected_counters", "StepResult", "membrane_reads",
@@ -116,11 +125,10 @@ def expected_states(net: Network, x: torch.Tensor) -> list[dict[str, list[int]]]
 
 
 def expected_counters(net: Network, x: torch.Tensor, lanes: int,
-                      timing: CoreTiming | None = None) -> dict[str, dict[str, int]]:
+                      timing: TimingProfile | None = None) -> dict[str, dict[str, int]]:
     """Per layer, what the core's counters must read after running one sample ``x``:
     ``events`` delivered, ``spikes``, and ``syn_cycles`` by the cost model (per step
-    and row: ``events + 2 * edges + 5``, 2 more with ``timing.ram_register`` and 1
-    more with ``timing.product_register``).
+    and row: ``events + 2 * edges + timing.row_overhead``, 5 or 8).
 
     SSM layers: ``events``: the events of its source operands (``k``, ``v``, ``q``,
     gate) read by the gather; ``spikes``: nonzero ``y`` routed; ``syn_cycles``: the
@@ -168,9 +176,7 @@ def expected_counters(net: Network, x: torch.Tensor, lanes: int,
         for proj in layer.inputs:
             per_step += source_events(proj.source, proj.recurrent)
         rows = -(-layer.size // lanes)
-        overhead = 2 * len(layer.inputs) + 5
-        if timing:
-            overhead += 2 * timing.ram_register + timing.product_register
+        overhead = 2 * len(layer.inputs) + (timing or COMPACT).row_overhead
         counts[layer.name] = {
             "events": int(per_step.sum()),
             "spikes": int(trace.spikes[layer.name].sum()) if layer.spiking else 0,

@@ -12,8 +12,8 @@ Split in two parts so the core can pipeline them: :class:`NeuronLeak`
 (``leak = ((alpha * u) >> F) + bias``, known as soon as a row's membrane and
 parameters are read, so the core computes it during the synaptic phase and
 adds it into the accumulator) and :class:`NeuronFire` (``v = sat_u(total)``,
-spike, reset, from ``total = leak + acc``).  :class:`NeuronUpdate` is the two
-together.
+spike, reset, from ``total = leak + acc``; :class:`NeuronFireAhead` is its form
+for the pipelined core).  :class:`NeuronUpdate` is the two together.
 
 Ports of :class:`NeuronUpdate`: ``u`` (signed ``u_bits``), ``acc`` (signed
 ``acc_bits``), ``alpha`` (unsigned ``F + 1``: 0..2**F), ``theta``, ``bias``,
@@ -29,7 +29,8 @@ from amaranth.lib.wiring import In, Out
 
 from .checks import check_integers
 
-__all__ = ["NeuronUpdate", "NeuronLeak", "NeuronFire", "total_bits", "shift_add_product"]
+__all__ = ["NeuronUpdate", "NeuronLeak", "NeuronFire", "NeuronFireAhead", "total_bits",
+           "shift_add_product"]
 
 
 def total_bits(u_bits: int, acc_bits: int) -> int:
@@ -60,26 +61,14 @@ class NeuronFire(wiring.Component):
     """From ``total`` (signed ``total_bits``): ``v = sat_u(total)``, the spike and the
     reset (module docs); combinational.
 
-    ``ahead=True`` (timing): the caller also gives ``over = total - theta`` (signed
-    ``total_bits + 1``, kept by a second accumulator) and ``theta_min`` (``theta
-    == u_min``), both from registers, so no subtraction is left here:
-    ``sat_u(total) >= theta  <=>  over >= 0  or  theta_min`` (for ``u_min <=
-    theta <= u_max``: above the u range ``over > 0``; below it ``sat_u(total) =
-    u_min`` reaches theta only at ``u_min``), and in the u range ``over``'s low
-    bits are ``(v - theta) mod 2**u_bits``.  The outputs equal the plain form's
-    (``test_neuron_fire_is_exact_exhaustively``: both forms, every input, 4-bit u).
+    Ports: ``total``, ``theta``, ``v_reset`` (signed ``u_bits``), ``reset`` (2 bits),
+    ``spiking`` in; ``v``, ``spike``, ``u_new`` out.
     """
 
-    def __init__(self, *, u_bits: int, total_bits: int, ahead: bool = False):
+    def __init__(self, *, u_bits: int, total_bits: int):
         check_integers(self, u_bits=(u_bits, 2), total_bits=(total_bits, u_bits))
-        if not isinstance(ahead, bool):
-            self._MustUse__silence = True
-            raise TypeError(f"ahead must be a bool, not {ahead!r}")
         self.u_bits = u_bits
-        self.ahead = ahead
-        extra = ({"over": In(signed(total_bits + 1)), "theta_min": In(1)} if ahead else {})
-        super().__init__({
-            **extra,
+        super().__init__({**self._extra_ports(total_bits),
             "total": In(signed(total_bits)),
             "theta": In(signed(u_bits)),
             "v_reset": In(signed(u_bits)),
@@ -90,17 +79,26 @@ class NeuronFire(wiring.Component):
             "u_new": Out(signed(u_bits)),
         })
 
+    def _extra_ports(self, total_bits: int) -> dict:
+        return {}
+
+    def _compare(self, m, total, theta, hi, lo, diff, u_min):
+        """``diff`` (``(v - theta)`` in the u range) and ``spike``.  Timing: the
+        compare does not wait for the saturation.  With ``u_min <= theta <= u_max``,
+        ``sat_u(total) >= theta  <=>  hi  or  theta == u_min  or  (not lo and
+        total[:u_bits] >= theta)``, so one subtraction ``total[:u_bits] - theta``
+        (``u_bits + 1`` wide), made in parallel with the saturation tests, gives the
+        compare (its sign) and, when ``total`` is in the u range, the subtract reset
+        (its low bits)."""
+        m.d.comb += [
+            diff.eq(total[:self.u_bits].as_signed() - theta),
+            self.spike.eq(self.spiking & (hi | (theta == u_min) | (~lo & ~diff[-1]))),
+        ]
+
     def elaborate(self, platform):
-        # The core registers the outputs (the fire clock).  Timing: the compare does
-        # not wait for the saturation.  With u_min <= theta <= u_max,
-        #   sat_u(total) >= theta  <=>  hi  or  theta == u_min  or  (not lo and
-        #                                total[:u_bits] >= theta),
-        # so one subtraction ``total[:u_bits] - theta`` (u_bits + 1 wide), made in
-        # parallel with the saturation tests, gives the compare (its sign) and, when
-        # ``total`` is in the u range, the subtract reset (its low bits, i.e.
-        # ``(v - theta) mod 2**u_bits``).  Saturated high, ``u_max - theta`` is
-        # ``~theta`` with its top bit flipped; saturated low, a spike means
-        # ``theta == u_min`` and ``v - theta`` is 0.
+        # The core registers the outputs (the fire clock).  Saturated high,
+        # ``u_max - theta`` is ``~theta`` with its top bit flipped; saturated low, a
+        # spike means ``theta == u_min`` and ``v - theta`` is 0.
         m = Module()
         ub = self.u_bits
         u_min, u_max = -(1 << (ub - 1)), (1 << (ub - 1)) - 1
@@ -113,16 +111,7 @@ class NeuronFire(wiring.Component):
             lo.eq(total[-1] & ~upper.all()),
             self.v.eq(Mux(hi, u_max, Mux(lo, u_min, total[:ub].as_signed()))),
         ]
-        if self.ahead:
-            m.d.comb += [
-                diff.eq(self.over[:ub + 1].as_signed()),
-                self.spike.eq(self.spiking & (~self.over[-1] | self.theta_min)),
-            ]
-        else:
-            m.d.comb += [
-                diff.eq(total[:ub].as_signed() - theta),
-                self.spike.eq(self.spiking & (hi | (theta == u_min) | (~lo & ~diff[-1]))),
-            ]
+        self._compare(m, total, theta, hi, lo, diff, u_min)
         subtracted = Signal(signed(ub))
         m.d.comb += subtracted.eq(Mux(hi, (~theta) ^ (1 << (ub - 1)),
                                       Mux(lo, 0, diff[:ub].as_signed())))
@@ -133,6 +122,28 @@ class NeuronFire(wiring.Component):
             self.u_new.eq(Mux(self.spike, after_spike, self.v)),
         ]
         return m
+
+
+class NeuronFireAhead(NeuronFire):
+    """:class:`NeuronFire` with no subtraction left (the pipelined core): the caller
+    also gives ``over = total - theta`` (signed ``total_bits + 1``, kept by a
+    second accumulator) and ``theta_min`` (``theta == u_min``), both from
+    registers.  ``sat_u(total) >= theta  <=>  over >= 0  or  theta_min`` (for
+    ``u_min <= theta <= u_max``: above the u range ``over > 0``; below it
+    ``sat_u(total) = u_min`` reaches theta only at ``u_min``), and in the u range
+    ``over``'s low bits are ``(v - theta) mod 2**u_bits``.  The outputs equal
+    :class:`NeuronFire`'s (``test_neuron_fire_is_exact_exhaustively``: both, every
+    input, 4-bit u).
+    """
+
+    def _extra_ports(self, total_bits: int) -> dict:
+        return {"over": In(signed(total_bits + 1)), "theta_min": In(1)}
+
+    def _compare(self, m, total, theta, hi, lo, diff, u_min):
+        m.d.comb += [
+            diff.eq(self.over[:self.u_bits + 1].as_signed()),
+            self.spike.eq(self.spiking & (~self.over[-1] | self.theta_min)),
+        ]
 
 
 class NeuronUpdate(wiring.Component):

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 from ..golden.integer import INPUT, Format, Network, bits_for
 
-__all__ = ["CoreConfig", "CoreTiming", "PIPELINED", "Region", "LAYER_FIELDS", "EDGE_FIELDS",
-           "PARAM_FIELDS", "RECORD_FIELDS", "Image", "compile_network", "FitError", "pack",
-           "unpack", "RESET_CODES", "COUNTERS", "input_word", "MapEntry", "address_map",
+__all__ = ["CoreConfig", "TimingProfile", "COMPACT", "PIPELINED", "Region", "LAYER_FIELDS",
+           "EDGE_FIELDS", "PARAM_FIELDS", "RECORD_FIELDS", "Image", "compile_network", "FitError",
+           "pack", "unpack", "RESET_CODES", "COUNTERS", "input_word", "MapEntry", "address_map",
            "SSM_FIELDS", "OPERANDS", "ssm_skips"]
 
 RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
@@ -59,166 +59,52 @@ class Region(enum.IntEnum):
     SSM_PARAMS = 9
 
 
-@dataclass(frozen=True)
-class CoreTiming:
-    """How the core is pipelined: flip-flops traded for a faster clock on a big
-    part.  None of these changes what the core computes, the records it sends or
-    their order, so they are not part of :class:`CoreConfig` (nor of the device's
-    configuration hash); only ``ram_register`` and ``product_register`` change
-    the clocks a step takes (the counters).
+class TimingProfile(enum.Enum):
+    """How the core and the link are pipelined: a profile per kind of part, read
+    by every component.  No profile changes what the core computes, the records
+    it sends or their order, so the profile is not part of :class:`CoreConfig`
+    (nor of the device's configuration hash); the pipelined core's synaptic
+    phase takes three clocks more per row (the counters show them) and its host
+    reads take six clocks instead of one.
 
-    ``host_read_latency``: clocks from ``host_re`` to ``host_rvalid``.  1: the
-    read data come from the memories through one multiplexer over the lanes.  2:
-    the lane multiplexer is split at a register per group of 4 lanes (for many
-    lanes spread over a big part; the command engine waits for ``host_rvalid``).
-    3: as 2, after the host request itself is registered, one copy per group of 4
-    lanes and one for the tables (so no host address net reaches every lane);
-    writes land a clock later too, and IDLE does not start a step in the clock
-    after a host request.  4: as 3, and ``host_rdata`` is a register (the last
-    multiplexer, over the groups, gets a clock of its own).  5: as 4, and the
-    lanes' memory data come from the ``ram_register`` registers (needs it); the
-    per-group registers hold zero unless they hold the word read, so the last
-    stage is an OR with no select.  6: as 5, and each lane's word is registered
-    first, by the lane (zero unless it is the word read), so no block RAM's data
-    cross the die to a group's register in the clock they are read.
-    ``theta_register``: each lane's threshold is registered out of its parameter
-    memory (it is read at the row's start and used in FIRE, at least 5 clocks
-    later), so block RAM data do not reach the spike compare in the same clock.
-    ``fast_router``: the spike router's fast form (the lowest pending lane one-hot
-    in flip-flops, a two-entry skid buffer on the output, so the lane pick does
-    not wait for the output's ``ready``; the lanes' registers take their enables
-    from per-group copies of its flags, and the core offers the row in every
-    NEURON clock; see :mod:`.router`).  Without output
-    backpressure the core runs clock for clock as without it; under backpressure
-    a step can take fewer clocks.
-    ``replicate``: the control registers that reach every lane (``busy`` for the
-    memory ports, the weight address, the accumulator enables, the membrane
-    write enable, the layer's neuron mode) as one copy per group of 4 lanes,
-    named ``*_rep<g>`` (the board build keeps Yosys from merging them), each
-    from flip-flops rather than the sequencer's state decode: the accumulator is
-    loaded with the leak instead of cleared at ROW, and the membranes are written
-    in every NEURON clock.  With it the input value reaches the multipliers from
-    one copy per group of 4 lanes as well.
-    ``row_register``: the row's neuron address (into the parameter and membrane
-    memories) is registered, one copy per group of 4 lanes; the leak reaches the
-    accumulator a clock later (4 clocks after ROW, FIRE comes 5 clocks after ROW
-    at the earliest); the row's valid lanes take two clocks (``size - k * P``,
-    then a compare per lane with a constant).  Needs ``replicate``.
-    ``leak_register``: the leak's product ``alpha * u`` comes from a
-    :class:`.dsp.RegisteredProduct` (on the ECP5, a DSP block's own registers
-    instead of fabric ones), and its bias is added as the accumulator takes it.
-    ``ram_register``: every memory read on the synaptic and neuron paths is
-    registered in the fabric before anything uses it (a block RAM's clock-to-out
-    is 5.8 ns on an ECP5-6, more than half of a 100 MHz clock): the event read
-    (one register after the event lists) and, per lane, the weight, parameter and
-    membrane reads (``w_q<p>``, ``prm_q<p>``, ``u_q<p>``).  An event's
-    product reaches its accumulator two clocks later, so DRAIN takes 5 clocks
-    instead of 3 (two more per row; the counters show them); the leak reaches the
-    accumulator 5 clocks after ROW.  Needs ``row_register``, ``leak_register``
-    and ``host_read_latency`` 5 or 6.
-    ``edge_ahead``: the edge table entries the sequencer loads next (the row's
-    first edge, the edge after the current one) are registered ahead, so the
-    edge register takes a register, not the table multiplexer after an adder;
-    each layer's first edge is registered from the tables as well, so IDLE does
-    not start a step in the clock of a host request (with the request registered,
-    nor in the clock after it); whether EVENTS issues another event is a
-    flip-flop (from flags of which event lists are not empty), not a compare.
-    ``param_bram``: the parameter memories are block RAM (``ram_style``)
-    instead of distributed RAM, whose address and data nets reach some 22 RAM
-    slices per lane.  Needs ``ram_register`` (block RAM data must be
-    registered before use).  The neuron path takes them through a second
-    register (the first can sit by the block); the leak reaches the accumulator
-    6 clocks after ROW (FIRE comes 7 clocks after ROW at the earliest).
-    ``count_register``: the counter bank's increments are registered before they
-    are counted (the sequencer's decodes and compares no longer reach the
-    counters' carry chains in the same clock); a counter shows an increment a
-    clock later.  Needs ``host_read_latency`` 3 or more, so that no read can come
-    before the step's last increments are counted (a request in the first idle
-    clock reaches the bank a clock later).
-    ``router_register``: the fast router's lane multiplexer is split at a register
-    per group of 4 lanes (``staged``, see :mod:`.router`): a record leaves a clock
-    later, but its event (into the next layer's list) comes in the clock it did
-    before, so a layer ends when its events are out and the end-of-step record
-    waits for the router's last records.  The event list an event goes to is
-    the current layer's next list, from a register (not the record's layer
-    through an adder), and its position in that list is a register that follows
-    the list's counter (not the multiplexer over the counters).  Without output
-    backpressure the core runs clock for clock as without it.  Needs
-    ``fast_router``.
-    ``fire_ahead``: FIRE's compare and subtract reset take no subtraction: each
-    lane keeps a second accumulator, of ``total - theta`` (loaded with the leak
-    less theta, then taking the same products), and a flag ``theta == u_min``
-    (see :class:`.lane.NeuronFire`).  The leak's operands take the parameter
-    memory's first register (not the second of ``param_bram``) and the leak's
-    sums (with the bias, and with the bias less theta) are registered, so the
-    leak still reaches the accumulators 6 clocks after ROW.  With the fast
-    router and no SSM unit, the spike being one LUT from registers, FIRE also
-    registers the router's flags of the row, per group of 4 lanes
-    (``SpikeRouter(given_flags=True)``).
-    Needs ``param_bram``.
-    ``product_register``: the synaptic product and the leak's product leave their
-    DSP blocks into a fabric register each (``prod_f<p>``, ``leak_f<p>``), which
-    the placer can put between a block and its lane's adders: an event's product
-    reaches its accumulators a clock later, so DRAIN takes a clock more (per row;
-    the counters show it), and the leak reaches them 7 clocks after ROW (FIRE
-    comes 8 clocks after ROW at the earliest).  Needs ``fire_ahead``.
+    ``COMPACT`` (iCE40-class parts, the simulated board): the fewest flip-flops.
+    Memory reads are used in the clock they arrive, host reads take one clock,
+    a row costs ``events + 2 * edges + 5`` synaptic clocks.
 
-    Every synaptic product is a :class:`.dsp.RegisteredProduct` in any case.
+    ``PIPELINED`` (big ECP5 parts, where a block RAM's clock-to-out is more than
+    half of a 100 MHz clock and a lane's logic can sit far from its memories):
+    every memory read is registered before use, control signals that reach every
+    lane come from a copy per group of 4 lanes, the synaptic and leak products
+    leave their DSP blocks into fabric registers, the fire stage takes no
+    subtraction (a second accumulator of ``total - theta``), the spike router's
+    lane multiplexer is split at a register per group, host requests are
+    registered and reads return through a register per lane and per group (six
+    clocks), the counters' increments are registered, and the command engine
+    checks each gathered field a clock after reading it.  A row costs ``events +
+    2 * edges + 8`` synaptic clocks.  ``docs/boards.md`` has the design and the
+    measured clocks.
     """
 
-    host_read_latency: int = 1
-    theta_register: bool = False
-    fast_router: bool = False
-    replicate: bool = False
-    row_register: bool = False
-    leak_register: bool = False
-    ram_register: bool = False
-    param_bram: bool = False
-    edge_ahead: bool = False
-    count_register: bool = False
-    router_register: bool = False
-    fire_ahead: bool = False
-    product_register: bool = False
+    COMPACT = "compact"
+    PIPELINED = "pipelined"
 
-    def __post_init__(self):
-        if (self.host_read_latency not in (1, 2, 3, 4, 5, 6)
-                or isinstance(self.host_read_latency, bool)):
-            raise ValueError(f"CoreTiming.host_read_latency must be 1, 2, 3, 4, 5 or 6, not "
-                             f"{self.host_read_latency!r}")
-        for name in ("theta_register", "fast_router", "replicate", "row_register",
-                     "leak_register", "ram_register", "param_bram", "edge_ahead",
-                     "count_register", "router_register", "fire_ahead",
-                     "product_register"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"CoreTiming.{name} must be a bool, not "
-                                 f"{getattr(self, name)!r}")
-        if self.row_register and not self.replicate:
-            raise ValueError("CoreTiming.row_register needs replicate=True")
-        if self.ram_register and not (self.row_register and self.leak_register
-                                      and self.host_read_latency >= 5):
-            raise ValueError("CoreTiming.ram_register needs row_register=True, "
-                             "leak_register=True and host_read_latency 5 or 6")
-        if self.host_read_latency >= 5 and not self.ram_register:
-            raise ValueError(f"CoreTiming.host_read_latency {self.host_read_latency} needs "
-                             f"ram_register=True")
-        if self.param_bram and not self.ram_register:
-            raise ValueError("CoreTiming.param_bram needs ram_register=True")
-        if self.count_register and self.host_read_latency < 3:
-            raise ValueError("CoreTiming.count_register needs host_read_latency 3 or more")
-        if self.router_register and not self.fast_router:
-            raise ValueError("CoreTiming.router_register needs fast_router=True")
-        if self.fire_ahead and not self.param_bram:
-            raise ValueError("CoreTiming.fire_ahead needs param_bram=True")
-        if self.product_register and not self.fire_ahead:
-            raise ValueError("CoreTiming.product_register needs fire_ahead=True")
+    @property
+    def pipelined(self) -> bool:
+        return self is TimingProfile.PIPELINED
+
+    @property
+    def host_read_latency(self) -> int:
+        """Clocks from the core's ``host_re`` to ``host_rvalid``."""
+        return 6 if self.pipelined else 1
+
+    @property
+    def row_overhead(self) -> int:
+        """Synaptic clocks of a LIF row besides one per event and two per edge."""
+        return 8 if self.pipelined else 5
 
 
-PIPELINED = CoreTiming(host_read_latency=6, theta_register=True, fast_router=True,
-                       replicate=True, row_register=True, leak_register=True,
-                       ram_register=True, param_bram=True, edge_ahead=True,
-                       count_register=True, router_register=True, fire_ahead=True,
-                       product_register=True)
-"""Every pipelining option on (the big ECP5 boards)."""
+COMPACT = TimingProfile.COMPACT
+PIPELINED = TimingProfile.PIPELINED
 
 
 def _ubits(n: int) -> int:

@@ -23,7 +23,7 @@ from .harness import (
     input_events,
     membrane_reads,
 )
-from .layout import COUNTERS, CoreConfig, CoreTiming, Image, Region, compile_network
+from .layout import COUNTERS, CoreConfig, Image, Region, TimingProfile, compile_network
 
 __all__ = ["CoreRun", "run_core", "check_run", "read_words", "write_words", "send_step"]
 
@@ -101,7 +101,7 @@ class CoreRun:
 
 def run_core(net: Network, config: CoreConfig, x, *, stall: float = 0.0, seed: int = 0,
              observe: bool = False, max_cycles: int = 200_000, vcd: str | None = None,
-             weight_memory=None, timing: CoreTiming | None = None) -> CoreRun:
+             weight_memory=None, timing: TimingProfile | None = None) -> CoreRun:
     """Simulate ``net`` on a core built for ``config``; ``x`` is ``[T, input_size]``.
 
     The input streams ahead of the core (the next step's events go in while a

@@ -1,72 +1,43 @@
 """The spike router: turns one row of neuron results into address events.
 
 A row is ``P`` neurons (one per lane) with the first neuron index ``base``.
-When ``load`` is high (allowed while ``can_load``), the router takes the row:
+When ``load`` is high (taken only while ``can_load``), the router takes the row:
 the lanes to send (``send``: the spiking lanes, or every valid lane for a layer
 that emits values), their spikes and membranes, the layer and ``emit_values``.
-It then picks one lane per clock, lowest lane first, into an output register
-and sends it as a record on ``records`` (``kind`` 0: a spike ``(layer,
-index)``; ``kind`` 1: a neuron value with its spike), stalling while
-``records.ready`` is low.  In the clock a spiking lane's record is taken,
-``event`` is high with ``event_index`` and ``event_layer``, for the core to
-append ``index`` to the layer's event list (no backpressure).
+It then picks one lane per clock, lowest lane first, and sends it as a record
+on ``records`` (``kind`` 0: a spike ``(layer, index)``; ``kind`` 1: a neuron
+value with its spike), stalling while ``records.ready`` is low.  With each
+spiking lane's record, ``event`` is high for a clock with ``event_index`` and
+``event_layer``, for the core to append ``index`` to the layer's event list (no
+backpressure).  Throughput: one record per clock.  ``free``: every event of the
+rows taken is out.  ``can_load``: no lane left to pick, or the last one is
+picked in this clock, so a new row can be taken without a bubble.  The records
+and their order do not depend on ``records.ready`` (only their timing does).
 
-Latency: a record is valid one clock after its lane is picked (the output
-register; timing: the lane pick and the value multiplexer end in flip-flops).
-Throughput: one record per clock.
+Two forms behind this one interface, one per timing profile:
 
-``free``: nothing left to send.  ``can_load``: no lane left to pick, or the last
-one is picked in this clock, so a new row can be taken without a bubble (the
-output register may still hold the previous row's last record).  Both come
-from flip-flops and ``records.ready`` only.
+* :class:`SpikeRouter` (compact): the lowest pending lane is decoded from the
+  pending lanes, and the picked lane's record goes into an output register: a
+  record is valid a clock after its lane is picked, its event comes as it
+  leaves.
+* :class:`PipelinedSpikeRouter` (many lanes on a big part): the lowest pending
+  lane is kept one-hot in flip-flops, the picked lane first goes into a middle
+  register, one part per group of 4 lanes, then through an OR over the groups
+  into a two-entry skid buffer (the output register and a skid register); a
+  record is valid two clocks after its lane is picked, its event comes as it
+  leaves the middle register (independently of ``records.ready``, in the clock
+  the compact form gives it when the output is never held back), and neither
+  the lane pick nor ``can_load`` waits for ``records.ready``.
 
-``fast=True`` (timing, for many lanes on a big part): the lowest pending lane is
-kept one-hot in flip-flops (loaded with the lowest lane of ``send``, or of the
-lanes left), so the record's index, spike and value come from registers
-through OR trees and AND-OR multiplexers; and the output is a two-entry skid
-buffer (the output register and a skid register).  A lane is picked whenever
-the skid register is empty, so neither the lane pick nor ``can_load`` waits
-for ``records.ready`` (``ready`` only enables the two registers; ``free`` and
-``can_load`` come from flip-flops only).  A lane picked while the output
-register is held back goes into the skid register and moves to the output
-register when that record leaves.  The records and their order do not depend
-on ``ready`` (only their timing does); without backpressure the skid register
-stays empty and the router runs clock for clock as without ``fast``.
-Each group of 4 lanes also has its own copies of the skid register's valid bit
-and of the two flags (``*_rep<g>``, kept apart by the board build), so the
-clock enables of a group's lane registers come from a net of its own: one
-register driving every lane's enable was a long, heavily loaded net on the
-ECP5-85F.  ``load`` may be held high while ``can_load`` is low (it is taken only
-with ``can_load``), so the lanes' enables need not wait for a sequencer that
-looks at ``can_load`` first.  ``group_load`` (``fast`` only) is a copy of
-``load`` per group of 4 lanes (equal to ``load`` in every clock: the core
-drives it from flip-flops of its own per group), for the lanes' enables.
-
-``staged=True`` (needs ``fast``; timing: the 32 lanes' values spread over the
-die, one multiplexer into one register): the picked lane first goes into a
-middle register, one part per group of 4 lanes (whether the group holds the
-pick, its spike, its lane in the group and its value, zero otherwise), then
-into the output register or the skid register through an OR over the groups.
-A record is valid two clocks after its lane is picked.  ``event`` comes as the
-record leaves the middle register (``event_index``, ``event_layer`` and
-``event_value`` from it), in the clock it came without ``staged`` when the
-output is never held back, and independently of ``records.ready``.  ``free``:
-nothing left to pick or in the middle register (every event of the rows taken
-is out); ``empty``: nor in the output registers (every record is out).
-
-``given_flags=True`` (needs ``fast``; timing: the flag trees over ``send``
-came after the row's registers in the clock the row is taken): the caller also
-gives ``send``'s flags, ``send_none`` (no lane set), ``send_one`` (exactly one)
-and ``send_lowest`` (the lowest lane set, one-hot), equal to ``send``'s in every
-clock ``load`` is high; the core computes them from the fire stage, a clock
-ahead, with :class:`SendFlags` (each group of 4 lanes registers its part, and
-the parts are combined in the clock the row is taken).
+:class:`SendFlags` computes ``send``'s flags a clock ahead for
+``PipelinedSpikeRouter(given_flags=True)``.
 """
 
 from __future__ import annotations
 
 import functools
 import operator
+from types import SimpleNamespace
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
@@ -149,31 +120,24 @@ class SendFlags(wiring.Component):
 
 
 class SpikeRouter(wiring.Component):
+    """The compact spike router (module docs).
+
+    Ports: ``load``, ``send``, ``spikes`` (``lanes`` bits), ``values`` (``lanes``
+    signed ``u_bits``), ``base`` (``index_bits``), ``layer`` (``layer_bits``),
+    ``emit_values`` in; ``free``, ``can_load``, ``records`` (a stream of
+    ``record_layout``), ``event``, ``event_index``, ``event_layer`` out.  Latency:
+    a record is valid a clock after its lane is picked; ``event`` comes in the
+    clock its record is taken.  ``free`` and ``can_load`` come from flip-flops
+    and ``records.ready`` only.
+    """
+
     def __init__(self, *, lanes: int, index_bits: int, layer_bits: int, u_bits: int,
-                 record_layout: data.StructLayout, fast: bool = False, staged: bool = False,
-                 given_flags: bool = False):
+                 record_layout: data.StructLayout):
         check_integers(self, lanes=(lanes, 1), index_bits=(index_bits, 1),
                        layer_bits=(layer_bits, 1), u_bits=(u_bits, 1))
-        options = (("fast", fast), ("staged", staged), ("given_flags", given_flags))
-        for name, value in options:
-            if not isinstance(value, bool):
-                self._MustUse__silence = True
-                raise TypeError(f"{name} must be a bool, not {value!r}")
-        for name, value in options[1:]:
-            if value and not fast:
-                self._MustUse__silence = True
-                raise ValueError(f"{name} needs fast=True")
-        self.given_flags = given_flags
         self.lanes, self.u_bits = lanes, u_bits
-        self.fast = fast
-        self.staged = staged
         self.record_layout = record_layout
-        extra_ports = {"empty": Out(1), "event_value": Out(signed(u_bits))} if staged else {}
-        if fast:  # each group's copy of ``load`` (equal to it in every clock)
-            extra_ports["group_load"] = In(-(-lanes // 4))
-        if given_flags:
-            extra_ports.update(send_none=In(1), send_one=In(1), send_lowest=In(lanes))
-        super().__init__({**extra_ports,
+        super().__init__({**self._extra_ports(),
             "load": In(1),
             "send": In(lanes),
             "spikes": In(lanes),
@@ -189,22 +153,141 @@ class SpikeRouter(wiring.Component):
             "event_layer": Out(unsigned(layer_bits)),
         })
 
-    def _middle(self, m, cand, lowest, spikes, values, base, layer, emit_values):
-        """``staged``: the middle register's next value from the picked lane
-        (``nxt``: the row's base, layer and kind; ``nxt_groups``: per group of 4
-        lanes, whether it holds the pick, its spike, its lane within the group and
-        its value, zero when it does not), and ``cand`` from the middle register
-        (an OR over the groups)."""
+    def _extra_ports(self) -> dict:
+        return {}
+
+    def _row(self):
+        """The registers of the row being sent: pending lanes, spikes, values, base,
+        layer, kind, and (timing) whether none / one lane is left."""
+        P = self.lanes
+        return SimpleNamespace(
+            pending=Signal(P, name="pending"), spikes=Signal(P, name="spikes"),
+            values=Array(Signal(self.values[0].shape(), name=f"value{p}") for p in range(P)),
+            base=Signal.like(self.base, name="base"), layer=Signal.like(self.layer, name="layer"),
+            emit_values=Signal(name="emit_values"), none_left=Signal(init=1, name="none_left"),
+            one_left=Signal(name="one_left"))
+
+    def _pick(self, m, lowest):
+        """The index of the one-hot ``lowest`` lane (OR trees)."""
+        P = self.lanes
+        pick = Signal(range(P))
+        for b in range(len(pick)):
+            m.d.comb += pick[b].eq(Cat(*(lowest[p] for p in range(P) if p >> b & 1)).any())
+        return pick
+
+    def _outputs(self, m, out_valid, out, advance, advance_when):
+        m.d.comb += [
+            advance.eq(advance_when),
+            self.records.valid.eq(out_valid),
+            self.records.payload.eq(out),
+            self.free.eq(self._row_state.none_left & ~out_valid),
+            self.can_load.eq(self._row_state.none_left
+                             | (self._row_state.one_left & advance)),
+            self.event.eq(out_valid & self.records.ready & out.spike),
+            self.event_index.eq(out.index),
+            self.event_layer.eq(out.layer),
+        ]
+
+    def elaborate(self, platform):
+        m = Module()
+        P = self.lanes
+        row = self._row_state = self._row()
+        pending, spikes, values = row.pending, row.spikes, row.values
+        # The lowest pending lane: one-hot (each lane masked by the OR of the lanes
+        # below it, no carry chain), then its index.
+        lowest = Signal(P)
+        m.d.comb += [lowest[p].eq(pending[p] & ~pending[:p].any()) for p in range(P)]
+        pick = self._pick(m, lowest)
+        out_valid = Signal()
+        out = Signal(self.record_layout)
+        advance = Signal()  # the output register is empty or its record leaves now
+        self._outputs(m, out_valid, out, advance, ~out_valid | self.records.ready)
+        with m.If(advance):
+            m.d.sync += out_valid.eq(~row.none_left)
+            m.d.sync += [
+                out.kind.eq(Mux(row.emit_values, 1, 0)),
+                out.layer.eq(row.layer),
+                out.index.eq(row.base + pick),
+                out.spike.eq(spikes.bit_select(pick, 1)),
+                out.value.eq(values[pick]),
+            ]
+        # Timing: the flags of each candidate next ``pending`` (this row with its
+        # lowest lane gone, or a new row) are computed from registers and ``send``
+        # alone; ``advance`` and ``load`` only choose among them at the end.
+        rest = Signal(P)
+        m.d.comb += rest.eq(pending & ~lowest)
+        rest_none, rest_one = (rest == 0), (rest != 0) & ((rest & (rest - 1)) == 0)
+        send = self.send
+        send_none, send_one = (send == 0), (send != 0) & ((send & (send - 1)) == 0)
+        with m.If(self.load & self.can_load):
+            m.d.sync += [pending.eq(self.send), row.none_left.eq(send_none),
+                         row.one_left.eq(send_one)]
+            m.d.sync += [spikes.eq(self.spikes), row.base.eq(self.base),
+                         row.layer.eq(self.layer), row.emit_values.eq(self.emit_values)]
+            m.d.sync += [values[p].eq(self.values[p]) for p in range(P)]
+        with m.Elif(advance):
+            m.d.sync += [pending.eq(rest), row.none_left.eq(rest_none),
+                         row.one_left.eq(rest_one)]
+        return m
+
+
+class PipelinedSpikeRouter(SpikeRouter):
+    """The pipelined spike router (module docs): :class:`SpikeRouter`'s ports and
+    ``group_load`` (a copy of ``load`` per group of 4 lanes, equal to it in every
+    clock, for the lanes' enables) in; ``empty`` (every record is out, not only
+    every event) and ``event_value`` (the event's value) out.  ``load`` may be held
+    high while ``can_load`` is low (it is taken only with ``can_load``), so the
+    lanes' enables need not wait for a sequencer that looks at ``can_load`` first.
+
+    Latency: a record is valid two clocks after its lane is picked; ``event``
+    comes as the record leaves the middle register.  ``free`` and ``can_load``
+    come from flip-flops only.  Each group of 4 lanes has its own copies of the
+    skid register's valid bit and of the none / one left flags (``*_rep<g>``,
+    kept apart by the board build), so the enables of a group's lane registers
+    come from a net of its own.
+
+    ``given_flags``: the caller also gives ``send``'s flags, ``send_none`` (no
+    lane set), ``send_one`` (exactly one) and ``send_lowest`` (the lowest lane
+    set, one-hot), equal to ``send``'s in every clock ``load`` is high (the core
+    computes them a clock ahead with :class:`SendFlags`), so no flag tree over
+    ``send`` follows the row's registers in the clock the row is taken.
+    """
+
+    def __init__(self, *, lanes: int, index_bits: int, layer_bits: int, u_bits: int,
+                 record_layout: data.StructLayout, given_flags: bool = False):
+        if not isinstance(given_flags, bool):
+            self._MustUse__silence = True
+            raise TypeError(f"given_flags must be a bool, not {given_flags!r}")
+        self.given_flags = given_flags
+        self._port_sizes = lanes, u_bits
+        super().__init__(lanes=lanes, index_bits=index_bits, layer_bits=layer_bits,
+                         u_bits=u_bits, record_layout=record_layout)
+
+    def _extra_ports(self) -> dict:
+        lanes, u_bits = self._port_sizes
+        ports = {"empty": Out(1), "event_value": Out(signed(u_bits)),
+                 "group_load": In(-(-lanes // 4))}
+        if self.given_flags:
+            ports.update(send_none=In(1), send_one=In(1), send_lowest=In(lanes))
+        return ports
+
+    def _middle(self, m, cand, lowest, row):
+        """The middle register's next value from the picked lane (``nxt``: the row's
+        base, layer and kind; ``nxt_groups``: per group of 4 lanes, whether it holds
+        the pick, its spike, its lane within the group and its value, zero when it
+        does not), and ``cand`` from the middle register (an OR over the groups)."""
         P = self.lanes
         u_bits = self.u_bits
+        spikes, values = row.spikes, row.values
         groups = range(-(-P // 4))
         hit = Signal(len(groups), name="mid_hit")
         spike = Signal(len(groups), name="mid_spike")
         lo = [Signal(2, name=f"mid_lo{g}") for g in groups]
         value = [Signal(u_bits, name=f"mid_value{g}") for g in groups]
-        m_base, m_layer, m_emit = (Signal.like(base, name="mid_base"),
-                                   Signal.like(layer, name="mid_layer"), Signal(name="mid_emit"))
-        nxt = [m_base.eq(base), m_layer.eq(layer), m_emit.eq(emit_values)]
+        m_base, m_layer, m_emit = (Signal.like(row.base, name="mid_base"),
+                                   Signal.like(row.layer, name="mid_layer"),
+                                   Signal(name="mid_emit"))
+        nxt = [m_base.eq(row.base), m_layer.eq(row.layer), m_emit.eq(row.emit_values)]
         nxt_groups = []
         for g in groups:
             lanes = range(4 * g, min(4 * g + 4, P))
@@ -233,153 +316,81 @@ class SpikeRouter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         P = self.lanes
-        pending = Signal(P)
-        spikes = Signal(P)
-        values = Array(Signal(self.values[0].shape(), name=f"value{p}") for p in range(P))
-        base = Signal.like(self.base)
-        layer = Signal.like(self.layer)
-        emit_values = Signal()
-        # Flags about ``pending``, kept in flip-flops (timing): none left, one left.
-        none_left = Signal(init=1)
-        one_left = Signal()
-
-        # The lowest pending lane: one-hot (each lane masked by the OR of the lanes
-        # below it, no carry chain), then its index (OR trees).  ``fast``: in
-        # flip-flops, loaded with the lowest lane of the next ``pending``.
-        lowest_of = lowest_lane
-
-        lowest = Signal(P)
-        pick = Signal(range(P))
-        if not self.fast:
-            m.d.comb += [lowest[p].eq(pending[p] & ~pending[:p].any()) for p in range(P)]
-        for b in range(len(pick)):
-            m.d.comb += pick[b].eq(Cat(*(lowest[p] for p in range(P) if p >> b & 1)).any())
-        # The picked lane's spike and value (``fast``: AND-OR over the one-hot lanes).
-        if self.fast:
-            pick_spike = (lowest & spikes).any()
-            pick_value = functools.reduce(operator.or_, (
-                Mux(lowest[p], values[p].as_unsigned(), 0) for p in range(P)))
-        else:
-            pick_spike, pick_value = spikes.bit_select(pick, 1), values[pick]
-
-        def picked(r):  # the picked lane's record into ``r``
-            return [
-                r.kind.eq(Mux(emit_values, 1, 0)),
-                r.layer.eq(layer),
-                r.index.eq(base + pick),
-                r.spike.eq(pick_spike),
-                r.value.eq(pick_value),
-            ]
-
+        row = self._row_state = self._row()
+        lowest = Signal(P)  # the lowest pending lane, one-hot, in flip-flops
+        self._pick(m, lowest)
         out_valid = Signal()
         out = Signal(self.record_layout)
-        # A lane can be picked: the output register is empty or its record leaves now
-        # (``fast``: the skid register is empty).
-        advance = Signal()
-        skid_valid = Signal(name="skid_valid") if self.fast else None  # implies ``out_valid``
+        advance = Signal()  # a lane can be picked: the skid register is empty
+        skid_valid = Signal(name="skid_valid")  # implies ``out_valid``
+        self._outputs(m, out_valid, out, advance, ~skid_valid)
+        cand = Signal(self.record_layout)
+        skid = Signal(self.record_layout)
+        skid_valid_next = Signal()  # (for the per-group copies too)
+        m.d.comb += skid_valid_next.eq(skid_valid)
+        m.d.sync += skid_valid.eq(skid_valid_next)
+        # The candidate record: the one in the middle register, picked a clock earlier.
+        mid_valid = Signal(name="mid_valid")
+        mid, mid_groups = self._middle(m, cand, lowest, row)
+        with m.If(advance):  # (the groups' part: with their copies, below)
+            m.d.sync += [mid_valid.eq(~row.none_left), *mid]
         m.d.comb += [
-            advance.eq(~skid_valid if self.fast else ~out_valid | self.records.ready),
-            self.records.valid.eq(out_valid),
-            self.records.payload.eq(out),
-            self.free.eq(none_left & ~out_valid),
-            self.can_load.eq(none_left | (one_left & advance)),
-            self.event.eq(out_valid & self.records.ready & out.spike),
-            self.event_index.eq(out.index),
-            self.event_layer.eq(out.layer),
+            self.free.eq(row.none_left & ~mid_valid),
+            self.empty.eq(row.none_left & ~mid_valid & ~out_valid),
+            # The record leaves the middle register: its event now.
+            self.event.eq(mid_valid & advance & cand.spike),
+            self.event_index.eq(cand.index),
+            self.event_layer.eq(cand.layer),
+            self.event_value.eq(cand.value),
         ]
-        if not self.fast:
-            with m.If(advance):
-                m.d.sync += out_valid.eq(~none_left)
-                m.d.sync += picked(out)
-        else:
-            cand = Signal(self.record_layout)
-            skid = Signal(self.record_layout)
-            # ``skid_valid``'s next value (for the per-group copies too)
-            skid_valid_next = Signal()
-            m.d.comb += skid_valid_next.eq(skid_valid)
-            m.d.sync += skid_valid.eq(skid_valid_next)
-            # The candidate record: the picked lane's, or (``staged``) the record in
-            # the middle register, picked a clock earlier.
-            cand_valid = ~none_left
-            if self.staged:
-                cand_valid = mid_valid = Signal(name="mid_valid")
-                mid, mid_groups = self._middle(m, cand, lowest, spikes, values, base, layer,
-                                               emit_values)
-                with m.If(advance):  # (the groups' part: with their copies, below)
-                    m.d.sync += [mid_valid.eq(~none_left), *mid]
-                m.d.comb += [
-                    self.free.eq(none_left & ~mid_valid),
-                    self.empty.eq(none_left & ~mid_valid & ~out_valid),
-                    # The record leaves the middle register: its event now.
-                    self.event.eq(mid_valid & advance & cand.spike),
-                    self.event_index.eq(cand.index),
-                    self.event_layer.eq(cand.layer),
-                    self.event_value.eq(cand.value),
-                ]
-            else:
-                m.d.comb += picked(cand)
-            with m.If(~out_valid | self.records.ready):
-                # The output register is empty or its record leaves now: it takes the
-                # skid register's record, else the candidate (if any).
-                with m.If(skid_valid):
-                    m.d.sync += out.eq(skid)
-                    m.d.comb += skid_valid_next.eq(0)
-                with m.Else():
-                    m.d.sync += [out.eq(cand), out_valid.eq(cand_valid)]
-            with m.Elif(advance & cand_valid):
-                # Held back with the skid register empty: the candidate waits in it.
-                m.d.sync += skid.eq(cand)
-                m.d.comb += skid_valid_next.eq(1)
-        # Timing: the flags of each candidate next ``pending`` (this row with its lowest
-        # lane gone, or a new row) are computed from registers and ``send`` alone;
-        # ``advance`` and ``load`` only choose among them at the end.
-        def flags(x):
-            if not self.fast:
-                return (x == 0), (x != 0) & ((x & (x - 1)) == 0)
-            return none_or_one(x)
+        with m.If(~out_valid | self.records.ready):
+            # The output register is empty or its record leaves now: it takes the
+            # skid register's record, else the candidate (if any).
+            with m.If(skid_valid):
+                m.d.sync += out.eq(skid)
+                m.d.comb += skid_valid_next.eq(0)
+            with m.Else():
+                m.d.sync += [out.eq(cand), out_valid.eq(mid_valid)]
+        with m.Elif(advance & mid_valid):
+            # Held back with the skid register empty: the candidate waits in it.
+            m.d.sync += skid.eq(cand)
+            m.d.comb += skid_valid_next.eq(1)
+        self._flags(m, row, lowest, mid_groups, advance, skid_valid_next)
+        return m
 
+    def _flags(self, m, row, lowest, mid_groups, advance, skid_valid_next):
+        """The row registers' updates: each candidate next ``pending`` (this row with
+        its lowest lane gone, or a new row) with its flags and lowest lane on wires
+        Yosys keeps (the LUT mapper otherwise folds ``load``, one far net, into the
+        first level of the trees); ``advance`` and ``load`` only choose among them.
+        The lane registers of each group of 4 take their enables from the group's
+        copies of ``skid_valid``, ``none_left`` and ``one_left``."""
+        P = self.lanes
+        pending = row.pending
         rest = Signal(P)
         m.d.comb += rest.eq(pending & ~lowest)
-        rest_none, rest_one = flags(rest)
-        send_none, send_one = flags(self.send)
+        rest_none, rest_one = none_or_one(rest)
+        send_none, send_one = none_or_one(self.send)
         load = self.load & self.can_load
-        if not self.fast:
-            with m.If(load):
-                m.d.sync += [pending.eq(self.send), none_left.eq(send_none),
-                             one_left.eq(send_one)]
-                m.d.sync += [spikes.eq(self.spikes), base.eq(self.base),
-                             layer.eq(self.layer), emit_values.eq(self.emit_values)]
-                m.d.sync += [values[p].eq(self.values[p]) for p in range(P)]
-            with m.Elif(advance):
-                m.d.sync += [pending.eq(rest), none_left.eq(rest_none), one_left.eq(rest_one)]
-            return m
-
-        # Each candidate's flags and lowest lane on wires Yosys keeps: the LUT mapper
-        # otherwise folds ``load`` (one far net) into the first level of the trees.
         keep = {"keep": 1}
         kept = {}
         candidates = [("rest_none", rest_none), ("rest_one", rest_one),
-                      ("rest_lowest", lowest_of(rest))]
+                      ("rest_lowest", lowest_lane(rest))]
         if not self.given_flags:
             candidates += [("send_none", send_none), ("send_one", send_one),
-                           ("send_lowest", lowest_of(self.send))]
+                           ("send_lowest", lowest_lane(self.send))]
         for name, value in candidates:
             kept[name] = Signal(len(value), name=name, attrs=keep)
             m.d.comb += kept[name].eq(value)
         if self.given_flags:
             kept.update(send_none=self.send_none, send_one=self.send_one,
                         send_lowest=self.send_lowest)
-        send_none, send_one, rest_none, rest_one = (
-            kept[n] for n in ("send_none", "send_one", "rest_none", "rest_one"))
-        send_lowest, rest_lowest = kept["send_lowest"], kept["rest_lowest"]
         with m.If(load):
-            m.d.sync += [none_left.eq(send_none), one_left.eq(send_one), base.eq(self.base),
-                         layer.eq(self.layer), emit_values.eq(self.emit_values)]
+            m.d.sync += [row.none_left.eq(kept["send_none"]), row.one_left.eq(kept["send_one"]),
+                         row.base.eq(self.base), row.layer.eq(self.layer),
+                         row.emit_values.eq(self.emit_values)]
         with m.Elif(advance):
-            m.d.sync += [none_left.eq(rest_none), one_left.eq(rest_one)]
-        # ``fast``: the lane registers of each group of 4 take their enables from the
-        # group's copies of ``skid_valid``, ``none_left`` and ``one_left`` (equal to
-        # the originals in every clock).
+            m.d.sync += [row.none_left.eq(kept["rest_none"]), row.one_left.eq(kept["rest_one"])]
         for g in range(0, P, 4):
             lanes = slice(g, min(g + 4, P))
             skid_rep = Signal(name=f"skid_valid_rep{g // 4}")
@@ -389,15 +400,15 @@ class SpikeRouter(wiring.Component):
             load_g = self.group_load[g // 4] & (none_rep | (one_rep & advance_g))
             m.d.sync += skid_rep.eq(skid_valid_next)
             with m.If(load_g):
-                m.d.sync += [none_rep.eq(send_none), one_rep.eq(send_one),
+                m.d.sync += [none_rep.eq(kept["send_none"]), one_rep.eq(kept["send_one"]),
                              pending[lanes].eq(self.send[lanes]),
-                             lowest[lanes].eq(send_lowest[lanes]),
-                             spikes[lanes].eq(self.spikes[lanes])]
-                m.d.sync += [values[p].eq(self.values[p]) for p in range(lanes.start, lanes.stop)]
+                             lowest[lanes].eq(kept["send_lowest"][lanes]),
+                             row.spikes[lanes].eq(self.spikes[lanes])]
+                m.d.sync += [row.values[p].eq(self.values[p])
+                             for p in range(lanes.start, lanes.stop)]
             with m.Elif(advance_g):
-                m.d.sync += [none_rep.eq(rest_none), one_rep.eq(rest_one),
-                             pending[lanes].eq(rest[lanes]), lowest[lanes].eq(rest_lowest[lanes])]
-            if self.staged:
-                with m.If(advance_g):
-                    m.d.sync += mid_groups[g // 4]
-        return m
+                m.d.sync += [none_rep.eq(kept["rest_none"]), one_rep.eq(kept["rest_one"]),
+                             pending[lanes].eq(rest[lanes]),
+                             lowest[lanes].eq(kept["rest_lowest"][lanes])]
+            with m.If(advance_g):
+                m.d.sync += mid_groups[g // 4]

@@ -68,7 +68,7 @@ def config_named(name: str) -> CoreConfig:
 
 def generate(config: CoreConfig, name: str = "npu_core", timing=None) -> str:
     """Deterministic Verilog of the core for ``config`` (top module ``name``;
-    ``timing``: its :class:`.layout.CoreTiming`, ``None`` the default)."""
+    ``timing``: its :class:`.layout.TimingProfile`, ``None`` ``COMPACT``)."""
     from amaranth.back import verilog
 
     from .core import NPUCore

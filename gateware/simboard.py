@@ -11,9 +11,9 @@ child process, reads ``LISTENING <port>`` and stops it on :meth:`SimBoard.close`
 
 With ``uart=True`` the SoC is built with ``link="uart"`` at ``SIM_CLOCK_HZ`` and
 ``SIM_BAUD`` (16 clocks per bit) and the harness drives its UART pins bit by bit;
-its link is the ECP5 boards' form (``fast_link=True``: the receive FIFO's register
-stage, the engine's INFO bytes in logic and split checks), so that form runs
-against real byte streams too.
+it is the ECP5 boards' form (``TimingProfile.PIPELINED``: the pipelined core, the
+receive FIFO's register stage, the engine's INFO bytes in logic and split
+checks), so that form runs against real byte streams too.
 """
 
 from __future__ import annotations
@@ -60,10 +60,11 @@ def simboard_verilog(config: CoreConfig, *, uart: bool = False) -> str:
     """Deterministic Verilog of the SoC top (module ``soc``) the board simulates."""
     from amaranth.back import verilog
 
+    from .layout import PIPELINED
     from .link import SoC
 
     soc = SoC(config=config, link="uart", clk_freq=SIM_CLOCK_HZ, baud=SIM_BAUD,
-              fast_link=True) if uart else SoC(config=config, link="stream")
+              timing=PIPELINED) if uart else SoC(config=config, link="stream")
     return verilog.convert(soc, name="soc", emit_src=False)
 
 

@@ -5,8 +5,8 @@ collected by pytest itself).
 
 Settings come from the environment:
 
-* ``SPIKEFORGE_CORE``: JSON ``{"config": {CoreConfig fields}, "timing": {CoreTiming
-  fields}, "max_size": int, "max_lif": int, "steps": [lo, hi], "stall": float,
+* ``SPIKEFORGE_CORE``: JSON ``{"config": {CoreConfig fields}, "timing": "compact" or
+  "pipelined", "max_size": int, "max_lif": int, "steps": [lo, hi], "stall": float,
   "require_coverage": bool, "max_fit_errors": float, "report": path, "max_ssm":
   int, "ssm_prob": float}``; ``config`` must be the build's.
 * ``SPIKEFORGE_SEEDS``: which seeds, ``"0-40"`` (``range(0, 40)``), ``"17"``,
@@ -52,7 +52,13 @@ from spikeforge.gateware.harness import (
     expected_states,
     membrane_reads,
 )
-from spikeforge.gateware.layout import COUNTERS, CoreConfig, CoreTiming, FitError, compile_network
+from spikeforge.gateware.layout import (
+    COUNTERS,
+    CoreConfig,
+    FitError,
+    TimingProfile,
+    compile_network,
+)
 from spikeforge.golden.coverage import Coverage
 
 MAX_FAILURES = 5  # stop after this many failing seeds (each is reported)
@@ -180,7 +186,7 @@ async def check_seed(tb: CoreTB, seed: int, case, c: CoreConfig, stats: dict) ->
 async def random_networks(dut):
     s = json.loads(os.environ["SPIKEFORGE_CORE"])
     c = CoreConfig(**s["config"])
-    timing = CoreTiming(**s["timing"])
+    timing = TimingProfile(s["timing"])
     seeds = parse_cases(os.environ.get("SPIKEFORGE_SEEDS", "0-10"))
     coverage = coverage_for(c)
     cases = steer(lambda seed, attempt: draw_case(seed, attempt, c, s), seeds, coverage)

@@ -5,7 +5,6 @@ route of the smallest configuration (the big boards behind --runslow)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 import re
@@ -21,7 +20,7 @@ from spikeforge.boards.mem import SinglePortWeights, SPRAMWeights
 from spikeforge.boards.pll import ecp5_pll, ice40_pll
 from spikeforge.boards.top import CoreScan, make_soc
 from spikeforge.cli import main
-from spikeforge.gateware.layout import CoreConfig, FitError, compile_network
+from spikeforge.gateware.layout import PIPELINED, CoreConfig, FitError, compile_network
 from spikeforge.gateware.pysim import check_run, run_core
 from spikeforge.golden.integer import Format, LIFLayer, Network, Projection
 from spikeforge.golden.modelfile import save_model
@@ -379,16 +378,17 @@ def test_weight_memory_errors():
 
 
 # ------------------------------------------------------- timing pass, exact
-@pytest.mark.parametrize("ahead", [False, True], ids=["plain", "ahead"])
+@pytest.mark.parametrize("ahead", [False, True], ids=["NeuronFire", "NeuronFireAhead"])
 def test_neuron_fire_is_exact_exhaustively(ahead):
     """The neuron fire stage (saturation, one subtraction for compare and reset;
-    ``ahead``: ``total - theta`` and ``theta == u_min`` given, no subtraction)
-    equals the direct equations for every total, theta and reset mode (4-bit u)."""
+    ``NeuronFireAhead``: ``total - theta`` and ``theta == u_min`` given, no
+    subtraction) equals the direct equations for every total, theta and reset mode
+    (4-bit u)."""
     from amaranth.sim import Simulator
-    from spikeforge.gateware.lane import NeuronFire
+    from spikeforge.gateware.lane import NeuronFire, NeuronFireAhead
 
     u_bits, t_bits, v_reset = 4, 7, -3
-    dut = NeuronFire(u_bits=u_bits, total_bits=t_bits, ahead=ahead)
+    dut = (NeuronFireAhead if ahead else NeuronFire)(u_bits=u_bits, total_bits=t_bits)
     u_min, u_max = -(1 << (u_bits - 1)), (1 << (u_bits - 1)) - 1
     got, want = [], []
 
@@ -480,7 +480,7 @@ def _check_report(r, board, config, top="soc"):
     assert r["luts_per_lane"] == round(util["LUT"]["used"] / c.lanes, 1)
     assert r["seed"] == board.seed  # nextpnr's seed, the board's by default
     assert r["nextpnr_options"] == list(board.nextpnr_options)  # and its further options
-    assert r["timing"] == dataclasses.asdict(board.timing)  # the core's pipelining
+    assert r["timing"] == board.timing.value  # the timing profile
     assert r["critical_paths"] and r["critical_paths"][0]["delay_ns"] > 0
     return fmax
 
@@ -495,19 +495,20 @@ def test_real_build_of_the_smallest_configuration(tmp_path, capfd):
     config = bbuild.parse_config("tiny", board)
     _check_report(r, board, config, top="core")
     assert Path(r["bitstream"]).read_bytes()[:2] == b"\xff\x00"  # ecppack's header
-    # The synaptic products are DSP blocks with their own operand and product
-    # registers (gateware.dsp), placed and routed; the leak's (default timing) not.
+    # The pipelined profile (the 25F's): the synaptic and the leak's products are
+    # DSP blocks with their own operand and product registers (gateware.dsp), placed
+    # and routed.
+    assert board.timing is PIPELINED
     netlist = json.loads((tmp_path / "b" / "top.json").read_text())
     dsps = [cell["parameters"] for module in netlist["modules"].values()
             for cell in module["cells"].values() if cell["type"] == "MULT18X18D"]
     registered = [p for p in dsps if p.get("REG_OUTPUT_CLK") == "CLK0"
                   and p.get("REG_INPUTA_CLK") == "CLK0" and p.get("REG_INPUTB_CLK") == "CLK0"]
-    assert len(dsps) == 2 * config.lanes and len(registered) == config.lanes
+    assert len(dsps) == 2 * config.lanes and len(registered) == 2 * config.lanes
     assert r["utilization"]["FF"]["used"] > 500
-    # boards.outreg ran between Yosys and nextpnr.  This core's block RAMs (the
-    # weights) feed the multipliers' own registers, so there is nothing to take;
-    # tests/test_outreg.py and the 85F build below show the rewrite at work.
-    assert r["ram_output_registers"] == {"rams": 0, "sides": 0, "registers": 0}
+    # boards.outreg ran between Yosys and nextpnr: the parameter memories' first
+    # read registers went into their block RAMs' output registers.
+    assert r["ram_output_registers"]["registers"] > 0
     assert "-m spikeforge.boards.outreg top.json outreg.json" in (
         tmp_path / "b" / "build_top.sh").read_text()
 

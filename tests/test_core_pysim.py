@@ -4,7 +4,6 @@ without output backpressure), the counters, and the generics / fit errors."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import random
 import re
@@ -17,13 +16,14 @@ from spikeforge.gateware.core import NPUCore
 from spikeforge.gateware.harness import decode_step, expected, expected_counters, input_events
 from spikeforge.gateware.lane import NeuronUpdate
 from spikeforge.gateware.layout import (
+    COMPACT,
     COUNTERS,
     EDGE_FIELDS,
     PIPELINED,
     CoreConfig,
-    CoreTiming,
     FitError,
     Region,
+    TimingProfile,
     compile_network,
     pack,
     unpack,
@@ -111,26 +111,14 @@ def _core_config(net: Network, lanes: int) -> CoreConfig:
                       neuron_depth=32, weight_depth=512)
 
 
-# Seeds 24..: pipelining options alone (the ones that do not need ``replicate``).
-_PARTIAL_TIMINGS = [CoreTiming(host_read_latency=3), CoreTiming(leak_register=True),
-                    CoreTiming(host_read_latency=3, leak_register=True, theta_register=True),
-                    CoreTiming(replicate=True, row_register=True),
-                    CoreTiming(host_read_latency=2, replicate=True, row_register=True),
-                    CoreTiming(host_read_latency=4, leak_register=True),
-                    CoreTiming(edge_ahead=True),
-                    CoreTiming(host_read_latency=3, count_register=True),
-                    CoreTiming(fast_router=True, host_read_latency=3, count_register=True),
-                    CoreTiming(fast_router=True, router_register=True),
-                    dataclasses.replace(PIPELINED, host_read_latency=5)]
+RANDOM_SEEDS = 32
+# The seeds of each timing profile, which must cover the coverage bins on their own
+# (seeds 24.. of the pipelined profile with two groups of lanes).
+TIMING_GROUPS = {"compact": range(16), "pipelined": range(16, RANDOM_SEEDS)}
 
 
 def _timing_for(seed):
-    if seed >= 24:
-        return _PARTIAL_TIMINGS[seed - 24]
-    return PIPELINED if seed >= 16 else None
-
-
-RANDOM_SEEDS = 24 + len(_PARTIAL_TIMINGS)
+    return PIPELINED if seed >= 16 else COMPACT
 
 
 def _draw(seed: int, attempt: int):
@@ -143,11 +131,6 @@ def _draw(seed: int, attempt: int):
     if seed >= 24:  # two groups of lanes, so lanes share per-group registers
         lanes = 5
     return net, random_input(rng, net, 5, 1)[:, 0, :], lanes
-
-
-# The seeds of each timing form, which must cover the coverage bins on their own.
-TIMING_GROUPS = {"default": range(16), "PIPELINED": range(16, 24),
-                 "partial": range(24, RANDOM_SEEDS)}
 
 
 @functools.cache
@@ -167,8 +150,7 @@ def test_core_matches_golden(seed):
     """Random LIF networks: every spike of every layer, every output value and every
     layer's membranes, every step (seeds ``4k + 3`` run their steps back to back
     and read the membranes after the last); the event and spike counters equal
-    the golden counts.  Seeds 16..23 build the core with every pipelining option
-    (``PIPELINED``), seeds 24.. with some of them."""
+    the golden counts.  Seeds 16.. build the pipelined core (``PIPELINED``)."""
     net, x, lanes = _random_cases()[0][seed]
     config = _core_config(net, lanes)
     run = run_core(net, config, x, stall=0.4 if seed % 2 else 0.0, seed=seed,
@@ -188,23 +170,20 @@ def test_core_matches_golden(seed):
 
 @pytest.mark.parametrize("group", TIMING_GROUPS)
 def test_random_cases_cover_every_bin(group, coverage_tables):
-    """The cases of :func:`test_core_matches_golden` of each timing group hit every
+    """The cases of :func:`test_core_matches_golden` of each timing profile hit every
     coverage bin of the LIF rules (saturations x spikes x reset modes, thresholds,
     leaks and biases at their bounds, empty and full event lists, recurrent
     edges, ...)."""
     coverage = _random_cases()[1][group]
-    coverage_tables[f"pysim core, {group} timing"] = coverage.table()
+    coverage_tables[f"pysim core, {group} profile"] = coverage.table()
     assert not coverage.missing, coverage.table()
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_pipelining_changes_no_clock_count(seed):
-    """Every pipelining option but ``ram_register`` (four-clock host reads, theta,
-    row address and leak product registered, the fast router, the replicated
-    controls) gives the same records and the same counters, clock for clock, as
-    the default core when the output never stalls; ``PIPELINED`` (with
-    ``ram_register`` and ``product_register``) the same records and membranes, and
-    exactly three more synaptic (and busy) clocks per row."""
+def test_pipelining_changes_only_the_synaptic_clocks(seed):
+    """The pipelined core gives the same records and membranes as the compact one,
+    and exactly three more synaptic (and busy) clocks per row when the output never
+    stalls; every other counter is the same."""
     rng = random.Random(5000 + seed)
     net = random_network(rng, max_ssm=0, ssm_prob=0.0, max_lif=3, max_size=8,
                          fmt=Format(u_bits=rng.randint(4, 12), w_bits=rng.randint(2, 8),
@@ -212,24 +191,17 @@ def test_pipelining_changes_no_clock_count(seed):
     lanes = rng.choice([2, 4, 5])
     config = _core_config(net, lanes)
     x = random_input(rng, net, 4, 1)[:, 0, :]
-    default = run_core(net, config, x)
-    no_ram = dataclasses.replace(PIPELINED, ram_register=False, param_bram=False,
-                                 fire_ahead=False, product_register=False,
-                                 host_read_latency=4)
-    pipelined = run_core(net, config, x, timing=no_ram)
-    assert pipelined.steps == default.steps  # records, every step
-    assert pipelined.counters == default.counters  # including the busy clocks
-    assert pipelined.membranes == default.membranes
-    ram = run_core(net, config, x, timing=PIPELINED)
-    assert ram.steps == default.steps
-    assert ram.membranes == default.membranes
-    want = list(default.counters)
+    compact = run_core(net, config, x)
+    pipelined = run_core(net, config, x, timing=PIPELINED)
+    assert pipelined.steps == compact.steps
+    assert pipelined.membranes == compact.membranes
+    want = list(compact.counters)
     n = len(COUNTERS)
     for i, layer in enumerate(net.layers):
         extra = 3 * -(-layer.size // lanes) * len(x)  # three DRAIN clocks per row
         want[i * n + COUNTERS.index("syn_cycles")] += extra
         want[n * config.max_layers] += extra  # busy clocks
-    assert ram.counters == want
+    assert pipelined.counters == want
 
 
 def test_zero_input_costs_no_event_cycles():
@@ -309,8 +281,6 @@ def test_neuron_update_rejects_bad_generics():
 def test_neuron_fire_rejects_bad_generics():
     from spikeforge.gateware.lane import NeuronFire
 
-    with pytest.raises(TypeError, match=re.escape("ahead must be a bool, not 1") + "$"):
-        NeuronFire(u_bits=8, total_bits=16, ahead=1)
     with pytest.raises(ValueError, match=re.escape("total_bits must be an integer >= 8, not 7")):
         NeuronFire(u_bits=8, total_bits=7)
 
@@ -322,50 +292,18 @@ def test_core_rejects_a_config_that_is_not_a_core_config():
         NPUCore(config={"lanes": 8})
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"host_read_latency": 7},
-     "CoreTiming.host_read_latency must be 1, 2, 3, 4, 5 or 6, not 7"),
-    ({"host_read_latency": True},
-     "CoreTiming.host_read_latency must be 1, 2, 3, 4, 5 or 6, not True"),
-    ({"theta_register": 1}, "CoreTiming.theta_register must be a bool, not 1"),
-    ({"fast_router": "yes"}, "CoreTiming.fast_router must be a bool, not 'yes'"),
-    ({"replicate": 0}, "CoreTiming.replicate must be a bool, not 0"),
-    ({"row_register": None}, "CoreTiming.row_register must be a bool, not None"),
-    ({"leak_register": 1.0}, "CoreTiming.leak_register must be a bool, not 1.0"),
-    ({"row_register": True}, "CoreTiming.row_register needs replicate=True"),
-    ({"ram_register": "on"}, "CoreTiming.ram_register must be a bool, not 'on'"),
-    ({"ram_register": True, "replicate": True, "row_register": True, "host_read_latency": 5},
-     "CoreTiming.ram_register needs row_register=True, leak_register=True and "
-     "host_read_latency 5 or 6"),
-    ({"ram_register": True, "replicate": True, "row_register": True, "leak_register": True,
-      "host_read_latency": 4},
-     "CoreTiming.ram_register needs row_register=True, leak_register=True and "
-     "host_read_latency 5 or 6"),
-    ({"host_read_latency": 5}, "CoreTiming.host_read_latency 5 needs ram_register=True"),
-    ({"host_read_latency": 6}, "CoreTiming.host_read_latency 6 needs ram_register=True"),
-    ({"param_bram": True}, "CoreTiming.param_bram needs ram_register=True"),
-    ({"param_bram": 1}, "CoreTiming.param_bram must be a bool, not 1"),
-    ({"edge_ahead": "no"}, "CoreTiming.edge_ahead must be a bool, not 'no'"),
-    ({"count_register": 1}, "CoreTiming.count_register must be a bool, not 1"),
-    ({"router_register": 0}, "CoreTiming.router_register must be a bool, not 0"),
-    ({"router_register": True}, "CoreTiming.router_register needs fast_router=True"),
-    ({"fire_ahead": "yes"}, "CoreTiming.fire_ahead must be a bool, not 'yes'"),
-    ({"fire_ahead": True}, "CoreTiming.fire_ahead needs param_bram=True"),
-    ({"product_register": 1}, "CoreTiming.product_register must be a bool, not 1"),
-    ({"product_register": True}, "CoreTiming.product_register needs fire_ahead=True"),
-    ({"count_register": True, "host_read_latency": 2},
-     "CoreTiming.count_register needs host_read_latency 3 or more"),
-])
-def test_core_timing_errors(kwargs, message):
-    with pytest.raises(ValueError, match=re.escape(message)):
-        CoreTiming(**kwargs)
-
-
-def test_core_rejects_timing_that_is_not_a_core_timing():
+def test_core_rejects_timing_that_is_not_a_profile():
     from spikeforge.gateware.core import NPUCore
 
-    with pytest.raises(TypeError, match=re.escape("timing must be None or a CoreTiming, not 2")):
-        NPUCore(config=CoreConfig(), timing=2)
+    with pytest.raises(TypeError, match=re.escape("timing must be None or a TimingProfile, not "
+                                                  "'pipelined'") + "$"):
+        NPUCore(config=CoreConfig(), timing="pipelined")
+
+
+def test_timing_profiles():
+    assert (COMPACT.host_read_latency, COMPACT.row_overhead, COMPACT.pipelined) == (1, 5, False)
+    assert (PIPELINED.host_read_latency, PIPELINED.row_overhead) == (6, 8)
+    assert TimingProfile("pipelined") is PIPELINED
 
 
 @pytest.mark.parametrize(("index", "value", "message"), [
@@ -436,13 +374,11 @@ def _small_net(seed):
     return rng, net, config, compile_network(net, config)
 
 
-@pytest.mark.parametrize("timing", [PIPELINED, CoreTiming(edge_ahead=True)],
-                         ids=["PIPELINED", "edge_ahead"])
-def test_edge_write_as_a_step_starts_is_used(timing):
-    """With ``edge_ahead`` each layer's first edge is registered from the tables: an
-    edge table write in the clock where IDLE would start a step (the first edge of
-    layer 0, made wrong before each step and put back then) still reaches the step,
-    and the steps are exact."""
+def test_edge_write_as_a_step_starts_is_used():
+    """The pipelined core registers each layer's first edge from the tables: an edge
+    table write in the clock where IDLE would start a step (the first edge of layer
+    0, made wrong before each step and put back then) still reaches the step, and
+    the steps are exact."""
     rng, net, config, image = _small_net(4343)
     shift = config.lane_bits + config.addr_bits
     first = min((a, w) for a, w in image.writes if a >> shift == Region.EDGES)
@@ -450,7 +386,7 @@ def test_edge_write_as_a_step_starts_is_used(timing):
     fields = unpack(EDGE_FIELDS(config), first[1])
     wrong = (first[0], pack(EDGE_FIELDS(config), {**fields, "wbase": fields["wbase"] + 1}))
     x = random_input(rng, net, 3, 1)[:, 0, :]
-    dut = NPUCore(config=config, timing=timing)
+    dut = NPUCore(config=config, timing=PIPELINED)
 
     async def before(ctx):
         await write_words(ctx, dut, [wrong])
@@ -464,7 +400,7 @@ def test_edge_write_as_a_step_starts_is_used(timing):
 
 
 def test_host_read_as_a_step_starts_is_answered():
-    """With the host request registered (``host_read_latency`` 3), a read issued in
+    """With the host request registered (the pipelined core), a read issued in
     the clock where IDLE would start a step is answered with the stored word (the
     step waits a clock: the read reaches the memories a clock later, where the
     sequencer would own them), and the steps are still exact."""

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
-from spikeforge.gateware.layout import PIPELINED, CoreConfig, CoreTiming
+from spikeforge.gateware.layout import COMPACT, PIPELINED, CoreConfig, TimingProfile
 from spikeforge.gateware.verilator import build_core, missing_tools, run_cocotb
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,10 +57,9 @@ CONFIGS = {
                        neuron_depth=8, weight_depth=512), 24),
 }
 
-# Builds with every pipelining option on (``layout.PIPELINED``: host reads in two
-# clocks, theta registered, the fast router, replicated controls), as on the big
-# ECP5 boards; the others use the default.
-PIPELINED_BUILDS = {"p16", "s3"}
+# Builds of the pipelined profile (``layout.PIPELINED``, the ECP5 boards'; P = 3 has
+# a group of lanes that is not full); the others are ``COMPACT``.
+PIPELINED_BUILDS = {"p3", "p16", "s3"}
 
 # SSM builds: name -> (CoreConfig, netgen max_size).  Narrow s_bits / y_bits so that
 # the state and output saturations are reached; n, m from 1 to the maximum.
@@ -88,9 +87,9 @@ pytestmark = pytest.mark.skipif(bool(_missing), reason="Verilator tests need "
                                 + ", ".join(_missing) if _missing else "")
 
 
-def _settings(config: CoreConfig, timing: CoreTiming, max_size: int, report: Path, *,
+def _settings(config: CoreConfig, timing: TimingProfile, max_size: int, report: Path, *,
               require_coverage: bool, steps=(4, 12)):
-    settings = {"config": dataclasses.asdict(config), "timing": dataclasses.asdict(timing),
+    settings = {"config": dataclasses.asdict(config), "timing": timing.value,
                 "max_size": max_size, "max_lif": 4,
                 "steps": list(steps), "stall": 0.3, "require_coverage": require_coverage,
                 "max_fit_errors": 0.1, "report": str(report)}
@@ -107,7 +106,7 @@ def run_config(name: str, seeds: str, run: str, *, minimum: int, steps=(4, 12),
     waves = os.environ.get("SPIKEFORGE_WAVES", "") not in ("", "0")
     build_dir = BUILD / (f"{name}-waves" if waves else name)  # (a traced build is separate)
     t0 = time.perf_counter()
-    timing = PIPELINED if name in PIPELINED_BUILDS else CoreTiming()
+    timing = PIPELINED if name in PIPELINED_BUILDS else COMPACT
     build_core(config, build_dir, waves=waves, timing=timing)
     build_s = time.perf_counter() - t0
     test_dir = build_dir / run

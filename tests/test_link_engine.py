@@ -4,7 +4,6 @@ host/protocol.py and against the golden model."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 
@@ -19,9 +18,9 @@ from spikeforge.gateware.harness import (
     membrane_reads,
 )
 from spikeforge.gateware.layout import (
+    COMPACT,
     PIPELINED,
     CoreConfig,
-    CoreTiming,
     Region,
     address_map,
     compile_network,
@@ -81,11 +80,10 @@ def _steps(x):
 def test_engine_load_read_run_reset(seed):
     """INFO; WRITE the image, READ it all back; RUN (records vs the golden model, with
     and without hidden spikes); the reply cache; RESET (membranes zero, weights kept);
-    the registers.  Seed 3: a pipelined core (``PIPELINED``: the host request
-    and the read data through registers per group of 4 lanes, six-clock host
-    reads) with 6 lanes, and the link's fast form (``fast_link``: the INFO bytes
-    read from logic and the checks a clock after the bytes they check, as on the ECP5
-    boards)."""
+    the registers.  Seed 3: the pipelined profile (``PIPELINED``, the ECP5 boards':
+    the host request and the read data through registers per group of 4 lanes,
+    six-clock host reads, with 6 lanes; the engine's INFO bytes read from logic and
+    its checks a clock after the bytes they check)."""
     rng, net = _net(seed)
     pipelined = seed == 3
     config = _config(net, 6 if pipelined else rng.choice([1, 2, 3]))
@@ -109,8 +107,7 @@ def test_engine_load_read_run_reset(seed):
     regs = Frame(Command.READ, 250, pack_read(ENGINE_BASE, len(REGISTERS)))
     requests += [run, run] + [f for f, _ in mem_reads] + [flags_on, reset]
     requests += [f for f, _ in zeroed] + [run2] + [f for f, _ in weights] + [regs]
-    dut = SoC(config=config, timing=PIPELINED if pipelined else None,
-              fast_link=pipelined)
+    dut = SoC(config=config, timing=PIPELINED if pipelined else None)
     out, _ = run_byte_stream(dut, b"".join(f.encode() for f in requests),
                              replies=len(requests), idle=0.2 if seed % 2 else 0.0,
                              backpressure=0.3 if seed else 0.0, seed=seed)
@@ -159,11 +156,11 @@ def test_engine_load_read_run_reset(seed):
         next(replies)
 
 
-@pytest.mark.parametrize("fast_link", [False, True], ids=["plain", "fast_link"])
-def test_engine_errors(fast_link):
+@pytest.mark.parametrize("timing", [COMPACT, PIPELINED], ids=lambda t: t.value)
+def test_engine_errors(timing):
     """Each error path answers its ERROR code and changes nothing; bad frames are
-    dropped and counted; the device keeps answering.  In both forms of the link
-    (``fast_link``: the engine's checks a clock after the bytes they check)."""
+    dropped and counted; the device keeps answering.  With both profiles (the
+    pipelined engine checks a field a clock after reading it)."""
     rng, net = _net(5)
     config = _config(net, 2)
     image = compile_network(net, config)
@@ -219,8 +216,8 @@ def test_engine_errors(fast_link):
         (Frame(Command.WRITE, 27, pack_write(last_w, [over, 2])), ErrorCode.BAD_PAYLOAD),
         (Frame(Command.WRITE, 28, pack_write(last_w, [1, over])),
          ErrorCode.ADDRESS_OUT_OF_RANGE),
-        # The last bytes of a word (``fast_link`` checks them a clock later): word 0's
-        # last byte before word 1's address, and the last word's last two bytes.
+        # The last bytes of a word (the pipelined engine checks them a clock later):
+        # word 0's last byte before word 1's address, and the last word's last two bytes.
         (Frame(Command.WRITE, 31, pack_write(last_w, [1 << 63, 2])), ErrorCode.BAD_PAYLOAD),
         (Frame(Command.WRITE, 32, pack_write(_reg("FLAGS"), [1 << 48])),
          ErrorCode.BAD_PAYLOAD),
@@ -238,7 +235,7 @@ def test_engine_errors(fast_link):
     bad += b"\x55" * 1100 + b"\0"  # TOO_LARGE
     stream += bad
     stream += b"".join(f.encode() for f, _ in cases) + probe.encode() + regs.encode()
-    dut = SoC(config=config, fast_link=fast_link)
+    dut = SoC(config=config, timing=timing)
     out, _ = run_byte_stream(dut, stream, replies=len(load) + len(cases) + 2, seed=5,
                              backpressure=0.2)
     replies = decode_replies(out)
@@ -289,10 +286,10 @@ def test_generics_are_validated():
         from spikeforge.gateware.link import CommandEngine
 
         CommandEngine(config=config, info=b"")
-    with pytest.raises(TypeError, match=r"^fast must be a bool, not 1$"):
-        CommandEngine(config=config, info=b"x", fast=1)
-    with pytest.raises(TypeError, match=r"^fast_link must be None or a bool, not 'yes'$"):
-        SoC(config=config, fast_link="yes")
+    with pytest.raises(TypeError, match=r"^timing must be a TimingProfile, not 1$"):
+        CommandEngine(config=config, info=b"x", timing=1)
+    with pytest.raises(TypeError, match=r"^timing must be None or a TimingProfile, not 'yes'$"):
+        SoC(config=config, timing="yes")
     info = json.loads(device_info(config, link="uart", clock_hz=12_000_000, baud=115_200))
     assert info["config"]["lanes"] == 2 and info["baud"] == 115_200
     assert info["clock_hz"] == 12_000_000 and info["engine_base"] == ENGINE_BASE == 2 ** 31
@@ -304,23 +301,25 @@ def test_generics_are_validated():
         SimBoard("nope")
 
 
-def test_fast_link_costs_a_clock_per_check():
-    """The engine's ``fast`` form (``fast_link``) answers each request a clock later
-    per check of a gathered field, and a WRITE one more for its last byte's check
-    (docs/device.md): WRITE 2, READ 1, RUN 1 + 1 per step + 1 per event."""
+def test_pipelined_link_costs_a_clock_per_check():
+    """The pipelined profile's engine answers each request a clock later per check
+    of a gathered field, and a WRITE one more for its last byte's check
+    (docs/device.md): WRITE 2, READ 1 plus the core's five more clocks of read
+    latency, RUN 1 + 1 per step + 1 per event (no layers: the core's steps take
+    as long in both profiles)."""
     config = CoreConfig(lanes=2, max_layers=1, max_edges=1, max_neurons=4, max_inputs=4,
                         max_fanin=4, neuron_depth=4, weight_depth=64)
     addr = config.address(Region.WEIGHTS, 1, 3)
     steps = [[(0, 1), (1, -1)], [], [(2, 1)]]
     requests = [(Frame(Command.WRITE, 1, pack_write(addr, [7])), 2),
-                (Frame(Command.READ, 1, pack_read(addr, 1)), 1),
+                (Frame(Command.READ, 1, pack_read(addr, 1)), 1 + 5),
                 (Frame(Command.RUN, 1, pack_run(steps)), 1 + len(steps) + 3)]
     for request, extra in requests:
         delay, replies = {}, {}
         for fast in (False, True):
             clocks = {}
-            out, _ = run_byte_stream(SoC(config=config, fast_link=fast), request.encode(),
-                                     replies=1, clocks=clocks)
+            out, _ = run_byte_stream(SoC(config=config, timing=PIPELINED if fast else COMPACT),
+                                     request.encode(), replies=1, clocks=clocks)
             replies[fast] = out
             delay[fast] = clocks["first_out"] - clocks["last_in"]
         assert replies[True] == replies[False]
@@ -328,10 +327,7 @@ def test_fast_link_costs_a_clock_per_check():
         assert delay[True] - delay[False] == extra, (request.cmd, delay)
 
 
-@pytest.mark.parametrize("timing", [None, CoreTiming(host_read_latency=3),
-                                    dataclasses.replace(PIPELINED, host_read_latency=5),
-                                    PIPELINED],
-                         ids=["latency1", "latency3", "latency5", "latency6"])
+@pytest.mark.parametrize("timing", [COMPACT, PIPELINED], ids=lambda t: t.value)
 def test_read_costs_12_plus_latency_clocks_per_core_word(timing):
     """A READ of core words costs ``(12 + L) * count + 14`` clocks (docs/device.md,
     ``L`` the core's ``host_read_latency``): a READ of 5 words answers exactly
@@ -340,7 +336,7 @@ def test_read_costs_12_plus_latency_clocks_per_core_word(timing):
     byte, 8 per word; the words are zero, so its first COBS run is the same)."""
     config = CoreConfig(lanes=2, max_layers=1, max_edges=1, max_neurons=4, max_inputs=4,
                         max_fanin=4, neuron_depth=4, weight_depth=64)
-    latency = (timing or CoreTiming()).host_read_latency
+    latency = timing.host_read_latency
     delay = {}
     for count in (1, 5):
         request = Frame(Command.READ, 1, pack_read(config.address(Region.WEIGHTS, 1, 3), count))

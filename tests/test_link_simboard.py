@@ -238,9 +238,9 @@ def test_cli_sim_board():
 
 def test_simboard_uart_full_fidelity():
     """The board with the UART PHY simulated bit by bit: load, read back, RUN vs golden
-    (with ``fast_link``, the only fast test of the UART SoC's receive FIFO and its
-    register stage: a WRITE executes while its bytes keep arriving, so both fill
-    and drain under backpressure)."""
+    (the pipelined profile, the ECP5 boards': the only fast test of the UART SoC's
+    receive FIFO and its register stage: a WRITE executes while its bytes keep
+    arriving, so both fill and drain under backpressure)."""
     rng = random.Random(21)
     (net, image), = _networks(rng, 1)
     with SimBoard(CONFIG, uart=True) as b:

@@ -1,7 +1,7 @@
 """The spike router on Amaranth's simulator, against a naive model: every row's
 lanes leave lowest first, one per clock when the output is ready, events only
 for spikes, no bubbles between rows, nothing left over; idle and backpressure;
-in the default and the fast form (then ``can_load`` / ``free`` do not depend on the
+both forms (the pipelined one's ``can_load`` / ``free`` do not depend on the
 output's ``ready``)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from amaranth.sim import Simulator
 from spikeforge.gateware.core import struct_layout
 from spikeforge.gateware.layout import RECORD_FIELDS, CoreConfig, unpack
-from spikeforge.gateware.router import SendFlags, SpikeRouter
+from spikeforge.gateware.router import PipelinedSpikeRouter, SendFlags, SpikeRouter
 
 
 def _expected(rows, lanes):
@@ -31,24 +31,23 @@ def _expected(rows, lanes):
     return records, events
 
 
-@pytest.mark.parametrize(("fast", "staged", "given"),
-                         [(False, False, False), (True, False, False), (True, True, False),
-                          (True, True, True)],
-                         ids=["default", "fast", "staged", "given_flags"])
+@pytest.mark.parametrize(("pipelined", "given"), [(False, False), (True, False), (True, True)],
+                         ids=["SpikeRouter", "PipelinedSpikeRouter", "given_flags"])
 @pytest.mark.parametrize(("lanes", "stall", "seed"),
                          [(1, 0.0, 0), (3, 0.0, 1), (4, 0.5, 2), (8, 0.3, 3), (8, 0.0, 4),
                           (32, 0.6, 5), (13, 0.4, 6), (32, 0.0, 7)])
-def test_router_matches_the_naive_model(lanes, stall, seed, fast, staged, given):
-    """``staged``: an event comes as its record leaves the middle register, before
-    the record itself; ``free`` means every loaded row's events are out, ``empty``
-    that every record is out too.  ``given``: ``send``'s flags come from the
-    testbench (random while ``load`` is low)."""
+def test_router_matches_the_naive_model(lanes, stall, seed, pipelined, given):
+    """``PipelinedSpikeRouter``: an event comes as its record leaves the middle
+    register, before the record itself; ``free`` means every loaded row's events are
+    out, ``empty`` that every record is out too.  ``given``: ``send``'s flags come
+    from the testbench (random while ``load`` is low)."""
     rng = random.Random(seed)
     config = CoreConfig(lanes=lanes, u_bits=10, neuron_depth=256, max_neurons=max(256, 12 * lanes))
     layout = struct_layout(RECORD_FIELDS(config))
-    dut = SpikeRouter(lanes=lanes, index_bits=config.idx_bits + 1,
-                      layer_bits=config.layer_bits, u_bits=10, record_layout=layout, fast=fast,
-                      staged=staged, given_flags=given)
+    args = dict(lanes=lanes, index_bits=config.idx_bits + 1, layer_bits=config.layer_bits,
+                u_bits=10, record_layout=layout)
+    dut = PipelinedSpikeRouter(**args, given_flags=given) if pipelined else SpikeRouter(**args)
+    fast = staged = pipelined
     rows = []
     for k in range(12):
         emit = rng.random() < 0.3
@@ -142,21 +141,12 @@ def test_router_rejects_bad_generics():
     layout = struct_layout(RECORD_FIELDS(CoreConfig()))
     with pytest.raises(ValueError, match=re.escape("lanes must be a positive integer, not 0")):
         SpikeRouter(lanes=0, index_bits=8, layer_bits=2, u_bits=16, record_layout=layout)
-    with pytest.raises(TypeError, match=re.escape("fast must be a bool, not 1")):
-        SpikeRouter(lanes=4, index_bits=8, layer_bits=2, u_bits=16, record_layout=layout,
-                    fast=1)
-    with pytest.raises(TypeError, match=re.escape("staged must be a bool, not 'yes'")):
-        SpikeRouter(lanes=4, index_bits=8, layer_bits=2, u_bits=16, record_layout=layout,
-                    fast=True, staged="yes")
-    with pytest.raises(ValueError, match=re.escape("staged needs fast=True") + "$"):
-        SpikeRouter(lanes=4, index_bits=8, layer_bits=2, u_bits=16, record_layout=layout,
-                    staged=True)
+    with pytest.raises(ValueError, match=re.escape("lanes must be a positive integer, not 0")):
+        PipelinedSpikeRouter(lanes=0, index_bits=8, layer_bits=2, u_bits=16,
+                             record_layout=layout)
     with pytest.raises(TypeError, match=re.escape("given_flags must be a bool, not 1") + "$"):
-        SpikeRouter(lanes=4, index_bits=8, layer_bits=2, u_bits=16, record_layout=layout,
-                    fast=True, given_flags=1)
-    with pytest.raises(ValueError, match=re.escape("given_flags needs fast=True") + "$"):
-        SpikeRouter(lanes=4, index_bits=8, layer_bits=2, u_bits=16, record_layout=layout,
-                    given_flags=True)
+        PipelinedSpikeRouter(lanes=4, index_bits=8, layer_bits=2, u_bits=16,
+                             record_layout=layout, given_flags=1)
 
 
 @pytest.mark.parametrize("lanes", [1, 8, 13, 32])

@@ -17,7 +17,7 @@ Costs (clocks from the decoder's ``frame_valid``, besides waiting for the
 encoder to finish the previous reply): WRITE ``18 * count + 14`` (8 per word to
 validate, 8 to gather, 2 to write), READ ``13 * count + 14`` (core words, one
 more per word for each clock of core read latency past one,
-``CoreTiming.host_read_latency``; an engine register costs 3 clocks less), INFO
+``TimingProfile.host_read_latency``; an engine register costs 3 clocks less), INFO
 ``len(info) + 7``, RESET the ``state`` words + 8, RUN: 1 per payload byte to
 validate, then per step 4, per event 6, the core's step, and 9 per record kept.
 The ``fast`` form takes a clock more for each check of a gathered field (WRITE
@@ -37,7 +37,7 @@ from amaranth.lib.wiring import In, Out
 
 from ...protocol import MAX_PAYLOAD, Command, ErrorCode
 from ..core import input_layout, struct_layout
-from ..layout import RECORD_FIELDS, CoreConfig, address_map
+from ..layout import RECORD_FIELDS, CoreConfig, TimingProfile, address_map
 from .frame import BODY_ADDR_BITS, COUNTER_BITS, _lt_const
 
 __all__ = ["CommandEngine", "device_info", "ENGINE_BASE", "REGISTERS", "config_hash"]
@@ -98,7 +98,8 @@ class CommandEngine(wiring.Component):
     no request is in progress.
 
     Parameters: ``config`` (CoreConfig), ``info`` (the INFO bytes, at most 1024),
-    ``fast`` (timing, for a big part where a block RAM's clock-to-out is most of a
+    ``timing`` (the :class:`..layout.TimingProfile`; ``PIPELINED`` gives the
+    ``fast`` form, for a big part where a block RAM's clock-to-out is most of a
     clock; the same replies, a few clocks later): the INFO bytes are read
     combinationally from the read address register (LUTs) instead of synchronously
     from the next read address (a block RAM), and no check takes the byte read
@@ -110,11 +111,12 @@ class CommandEngine(wiring.Component):
     WRITE).
     """
 
-    def __init__(self, *, config: CoreConfig, info: bytes, fast: bool = False):
-        if not isinstance(fast, bool):
+    def __init__(self, *, config: CoreConfig, info: bytes,
+                 timing: TimingProfile = TimingProfile.COMPACT):
+        if not isinstance(timing, TimingProfile):
             self._MustUse__silence = True
-            raise TypeError(f"fast must be a bool, not {fast!r}")
-        self.fast = fast
+            raise TypeError(f"timing must be a TimingProfile, not {timing!r}")
+        self.fast = timing.pipelined
         if not isinstance(config, CoreConfig):
             self._MustUse__silence = True
             raise TypeError(f"config must be a CoreConfig, not {config!r}")

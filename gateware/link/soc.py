@@ -27,7 +27,7 @@ from amaranth.lib.wiring import In, Out
 from ...protocol import MAX_BODY, MAX_PAYLOAD
 from ..checks import check_integers
 from ..core import NPUCore, check_core_arguments
-from ..layout import CoreConfig
+from ..layout import CoreConfig, TimingProfile
 from ..memports import NO_RW_CHECK, nrw_read_port
 from .engine import HEADER, CommandEngine, device_info
 from .frame import FrameDecoder, FrameEncoder
@@ -39,25 +39,22 @@ __all__ = ["SoC", "AXIStreamLink"]
 class SoC(wiring.Component):
     """The device (see the module docstring and ``docs/device.md``).
 
-    ``weight_memory``, ``timing``: passed to :class:`.core.NPUCore` (``None``:
-    Amaranth memories, e.g. ``boards.mem.SPRAMWeights`` for iCE40 SPRAM; the
-    default pipelining).  ``fast_link`` (timing, for a big part): the engine's
-    ``fast`` form (:class:`.engine.CommandEngine`) and, with the UART, a register
-    stage between the receive FIFO and the decoder (the decoder's byte flags took the
-    FIFO's clock-to-out and a compare in one clock; a byte reaches it a clock later);
-    ``None`` (the default): on an ECP5 platform.
+    ``weight_memory``: passed to :class:`.core.NPUCore` (``None``: Amaranth
+    memories, e.g. ``boards.mem.SPRAMWeights`` for iCE40 SPRAM).  ``timing``: the
+    :class:`..layout.TimingProfile` of the core and of the link (``None``:
+    ``COMPACT``); ``PIPELINED`` gives the engine's pipelined form
+    (:class:`.engine.CommandEngine`) and, with the UART, a register stage between
+    the receive FIFO and the decoder (the decoder's byte flags would take the
+    FIFO's clock-to-out and a compare in one clock; a byte reaches it a clock
+    later).
     """
 
     def __init__(self, *, config: CoreConfig, link: str = "stream", clk_freq: int | None = None,
                  baud: int | None = None, rx_fifo_depth: int = 2048, weight_memory=None,
-                 timing=None, fast_link: bool | None = None):
+                 timing: TimingProfile | None = None):
         check_core_arguments(self, config=config, weight_memory=weight_memory, timing=timing)
         self.weight_memory = weight_memory
-        self.timing = timing
-        if fast_link is not None and not isinstance(fast_link, bool):
-            self._MustUse__silence = True
-            raise TypeError(f"fast_link must be None or a bool, not {fast_link!r}")
-        self.fast_link = fast_link
+        self.timing = timing or TimingProfile.COMPACT
         if link not in ("stream", "uart"):
             self._MustUse__silence = True
             raise ValueError(f"link must be 'stream' or 'uart', not {link!r}")
@@ -98,10 +95,8 @@ class SoC(wiring.Component):
                                            timing=self.timing)
         m.submodules.decoder = dec = FrameDecoder()
         m.submodules.encoder = enc = FrameEncoder()
-        fast = self.fast_link
-        if fast is None:
-            fast = getattr(platform, "family", None) == "ecp5"
-        m.submodules.engine = eng = CommandEngine(config=c, info=self.info, fast=fast)
+        fast = self.timing.pipelined
+        m.submodules.engine = eng = CommandEngine(config=c, info=self.info, timing=self.timing)
         # A buffer is never read and written at once where the read matters: the
         # decoder fills the receive buffer only while the engine has no frame, and the
         # engine writes a reply only while the encoder is not sending.  So neither needs
