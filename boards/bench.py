@@ -17,7 +17,7 @@ DEFAULT_BOARDS = ("icebreaker",)  # the ulx3s-85f build takes ~6-12 min (docs/bo
 
 
 def board_bench(name: str, progress=print, out: Path | None = None) -> dict:
-    from ..gateware.bench import dense_on
+    from ..sim.bench import dense_on
 
     board = board_named(name)
     out = out or Path(tempfile.mkdtemp(prefix=f"spikeforge-bench-{name}-"))

@@ -23,7 +23,8 @@ import time
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
-from ..gateware.layout import CoreConfig, FitError, compile_network
+from ..contract.compiler import compile_network
+from ..contract.config import CoreConfig, FitError
 from .defs import Board, capacity
 
 __all__ = ["BuildError", "ToolMissing", "tool_env", "fit_model", "parse_config",
@@ -89,12 +90,12 @@ def _package(entry: str) -> str:
 
 
 def parse_config(text: str | None, board: Board) -> CoreConfig:
-    """``--config``: a configuration name (``gateware.rtl``) or ``key=value,...``
+    """``--config``: a configuration name (``sim.rtl``) or ``key=value,...``
     overrides of the board's configuration (``None``: the board's)."""
     if not text:
         return board.config
     if "=" not in text:
-        from ..gateware.rtl import config_named
+        from ..sim.rtl import config_named
 
         return config_named(text)
     names = {f.name for f in fields(CoreConfig)}

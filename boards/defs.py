@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..gateware.layout import COMPACT, PIPELINED, CoreConfig, TimingProfile
+from ..contract.config import CoreConfig
+from ..contract.timing import COMPACT, PIPELINED, TimingProfile
 
 __all__ = ["Board", "BOARDS", "board_named", "capacity"]
 
@@ -34,7 +35,7 @@ class Board:
     routes; nextpnr is deterministic for one netlist and seed); ``nextpnr_options``:
     further nextpnr options, for its placer and router (the shipped design's, with
     its seed);
-    ``timing``: the :class:`~..gateware.layout.TimingProfile` of the core and the
+    ``timing``: the :class:`~..contract.timing.TimingProfile` of the core and the
     link (``PIPELINED`` on the ECP5 and Xilinx parts: more flip-flops for a faster
     clock, the same results).
     """

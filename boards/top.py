@@ -24,8 +24,8 @@ from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
+from ..contract.config import CoreConfig
 from ..gateware.core import NPUCore, check_core_arguments
-from ..gateware.layout import CoreConfig
 from .defs import Board
 from .pll import ecp5_pll, ice40_pll
 

@@ -1,7 +1,6 @@
-"""The NPU gateware (Amaranth): the core (:mod:`.core`) with its lane datapath
-(:mod:`.lane`) and spike router (:mod:`.router`), the memory layout and network
-compiler (:mod:`.layout`), generated Verilog (:mod:`.rtl`), and the simulator
-drivers (:mod:`.pysim`, :mod:`.vsim`, :mod:`.verilator`, :mod:`.cocotb_tb`); the
-device's link, command engine and SoC top (:mod:`.link`) and the simulated
-board (:mod:`.simboard`).
+"""The NPU gateware (Amaranth), hardware only: the core (:mod:`.core`) with its
+lane datapath (:mod:`.lane`), spike router (:mod:`.router`), counter bank
+(:mod:`.counters`) and multipliers (:mod:`.dsp`); the device's link, command
+engine and SoC top (:mod:`.link`).  The contracts it implements are in
+:mod:`spikeforge.contract`, its simulators in :mod:`spikeforge.sim`.
 See ``docs/gateware.md``."""

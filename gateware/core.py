@@ -4,7 +4,7 @@ of ``golden/integer.py`` (LIF and SSM layers).
 
 Contract
 --------
-Memories and tables are laid out as :mod:`.layout` describes and are written
+Memories and tables are laid out as :mod:`..contract.config` describes and are written
 through the host port while the core is idle (``busy`` low).
 
 Host port: ``host_addr``/``host_wdata`` with ``host_we`` write one word;
@@ -81,10 +81,7 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .counters import CounterBank
-from .dsp import RegisteredProduct
-from .lane import NeuronFire, NeuronFireAhead, NeuronLeak, shift_add_product, total_bits
-from .layout import (
+from ..contract.config import (
     COUNTERS,
     EDGE_FIELDS,
     LAYER_FIELDS,
@@ -94,15 +91,18 @@ from .layout import (
     SSM_FIELDS,
     CoreConfig,
     Region,
-    TimingProfile,
 )
+from ..contract.timing import TimingProfile
+from .counters import CounterBank
+from .dsp import RegisteredProduct
+from .lane import NeuronFire, NeuronFireAhead, NeuronLeak, shift_add_product, total_bits
 from .memports import NO_RW_CHECK, nrw_read_port
 from .router import PipelinedSpikeRouter, SendFlags, SpikeRouter
 
 __all__ = ["NPUCore", "check_core_arguments", "struct_layout", "input_layout"]
 
 def struct_layout(fields) -> data.StructLayout:
-    """An Amaranth layout for a field table of :mod:`.layout` (LSB first)."""
+    """An Amaranth layout for a field table of :mod:`..contract.config` (LSB first)."""
     return data.StructLayout({name: signed(w) if name in SIGNED_FIELDS else unsigned(w)
                               for name, w in fields})
 
@@ -134,7 +134,7 @@ def check_core_arguments(owner, *, config, weight_memory, timing=None) -> None:
 
 
 class NPUCore(wiring.Component):
-    """The NPU core for the generics in ``config`` (a :class:`.layout.CoreConfig`).
+    """The NPU core for the generics in ``config`` (a :class:`..contract.config.CoreConfig`).
 
     ``weight_memory``: ``None`` (an Amaranth ``Memory`` per lane), or a callable
     ``(shape=, depth=)`` returning a component with ``read`` (``addr`` in,
@@ -143,7 +143,7 @@ class NPUCore(wiring.Component):
     weights into iCE40 SPRAM.  The core writes weights only while idle and
     reads them only while busy, so a single-port memory serves both.
 
-    ``timing``: a :class:`.layout.TimingProfile` (``None``: ``COMPACT``), how the
+    ``timing``: a :class:`..contract.timing.TimingProfile` (``None``: ``COMPACT``), how the
     core is pipelined; ``host_rvalid`` comes ``timing.host_read_latency`` clocks
     after ``host_re``.
     """

@@ -113,8 +113,8 @@ def cmd_eval(args) -> int:
         raise ModelFileError(f"{args.model}: the metadata has no {exc.args[0]!r} entry, "
                              f"needed to evaluate the {meta['task']!r} task") from exc
     if args.rtl:
-        from .gateware.evaluate import evaluate_on_rtl
-        from .gateware.rtl import config_named
+        from .sim.evaluate import evaluate_on_rtl
+        from .sim.rtl import config_named
 
         rtl = evaluate_on_rtl(net, meta, config_named(args.rtl), split=args.split,
                               limit=args.limit)
@@ -330,8 +330,8 @@ def cmd_bench(args) -> int:
 
     result = bench.run(quick=args.quick)
     if not args.no_rtl:
-        from .gateware import bench as rtl_bench
-        from .gateware.verilator import have_verilator, missing_tools
+        from .sim import bench as rtl_bench
+        from .sim.verilator import have_verilator, missing_tools
 
         if have_verilator():
             result["rtl"] = rtl_bench.run(
@@ -374,7 +374,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_rtl(args) -> int:
-    from .gateware.rtl import REFERENCE_CONFIGS, write
+    from .sim.rtl import REFERENCE_CONFIGS, write
 
     names = list(REFERENCE_CONFIGS) if args.config == "all" else [args.config]
     paths = write(names, args.out)
@@ -386,7 +386,7 @@ def cmd_rtl(args) -> int:
 def cmd_sim_board(args) -> int:
     import signal
 
-    from .gateware.simboard import SimBoard
+    from .sim.simboard import SimBoard
 
     board = SimBoard(args.config, port=args.port, uart=args.uart)
     if not args.quiet:
@@ -583,7 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_experiment)
 
-    from .gateware.rtl import BENCH_CONFIGS, REFERENCE_CONFIGS
+    from .sim.rtl import BENCH_CONFIGS, REFERENCE_CONFIGS
 
     p = sub.add_parser("rtl", help="write deterministic Verilog of the NPU core")
     p.add_argument("--config", default="all",
@@ -661,8 +661,8 @@ def _error_families():
     """``(exception types, exit code, message prefix)``, most specific first (several
     are ValueErrors, caught last as usage errors)."""
     from .boards.build import BuildError
+    from .contract.config import FitError
     from .errors import DeviceError
-    from .gateware.layout import FitError
     from .golden.integer import NetworkError
     from .golden.modelfile import ModelFileError
     from .golden.nir import NirError

@@ -19,8 +19,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 
-from .errors import DeviceReplyError, LinkError, command_name
-from .protocol import (
+from .contract.protocol import (
     DELIMITER,
     ERROR_REPLY,
     Frame,
@@ -30,6 +29,7 @@ from .protocol import (
     reply_cmd,
     unpack_error,
 )
+from .errors import DeviceReplyError, LinkError, command_name
 from .transport import Transport
 
 __all__ = ["Client"]

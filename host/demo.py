@@ -29,9 +29,9 @@ def shipped_model(task: str) -> Path:
 
 
 def _model(task: str, retrain: bool, progress: bool):
-    from .gateware.vsim import cache_dir
     from .golden.modelfile import load_model, save_model
     from .golden.train import config_for, train
+    from .sim.vsim import cache_dir
 
     path = shipped_model(task)
     if retrain or not path.exists():

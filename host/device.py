@@ -33,9 +33,8 @@ from pathlib import Path
 import torch
 
 from .client import Client
-from .errors import DeviceError, VerifyError
-from .gateware.link.engine import ENGINE_BASE, REGISTERS, config_hash
-from .protocol import (
+from .contract.info import ENGINE_BASE, REGISTERS, config_hash
+from .contract.protocol import (
     MAX_PAYLOAD,
     MAX_READ_WORDS,
     MAX_WRITE_WORDS,
@@ -49,6 +48,7 @@ from .protocol import (
     unpack_read_reply,
     unpack_run_reply,
 )
+from .errors import DeviceError, VerifyError
 from .transport import Transport, open_transport
 
 __all__ = ["Device", "open", "SampleResult", "RunResult", "config_hash", "ENGINE_BASE",
@@ -140,9 +140,9 @@ class Device:
 
     @property
     def config(self):
-        """The device's :class:`~spikeforge.gateware.layout.CoreConfig`, from INFO."""
+        """The device's :class:`~spikeforge.contract.config.CoreConfig`, from INFO."""
         if self._config is None:
-            from .gateware.layout import CoreConfig
+            from .contract.config import CoreConfig
 
             info = self.info()
             try:
@@ -199,10 +199,10 @@ class Device:
     def load(self, model, *, verify: bool = True) -> dict:
         """Load a model (a golden ``Network``, or the path of a model file).
 
-        Raises :class:`~spikeforge.gateware.layout.FitError` (nothing written) if it
+        Raises :class:`~spikeforge.contract.config.FitError` (nothing written) if it
         does not fit the device, :class:`~.errors.VerifyError` if a word reads back
         differently.  Returns a summary (words written, verified)."""
-        from .gateware.layout import compile_network
+        from .contract.compiler import compile_network
         from .golden.integer import Network
 
         meta: dict = {}
@@ -241,7 +241,7 @@ class Device:
     def counters(self) -> dict:
         """The core's hardware counters: per layer name ``syn_cycles``,
         ``neuron_cycles``, ``events``, ``spikes``; and ``step_cycles``, ``steps``."""
-        from .gateware.layout import COUNTERS, Region
+        from .contract.config import COUNTERS, Region
 
         net, image = self._loaded()
         c = self.config
@@ -287,12 +287,7 @@ class Device:
         return out
 
     def _sample(self, x: torch.Tensor, reset: bool, membranes: bool) -> SampleResult:
-        from .gateware.harness import (
-            decode_membranes,
-            decode_step,
-            input_events,
-            membrane_reads,
-        )
+        from .contract.harness import decode_membranes, decode_step, input_events, membrane_reads
 
         net, image = self._loaded()
         if x.dim() != 2 or x.shape[1] != net.input_size:

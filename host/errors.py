@@ -3,7 +3,7 @@ device is a :class:`DeviceError` (the CLI maps it to one exit code)."""
 
 from __future__ import annotations
 
-from .protocol import Command, ErrorCode
+from .contract.protocol import Command, ErrorCode
 
 __all__ = ["DeviceError", "LinkError", "LinkClosed", "DeviceReplyError", "VerifyError"]
 

@@ -1,6 +1,6 @@
 """A task model's test split through a device, checked against the golden model
 sample by sample and step by step (the device-side twin of
-``gateware/evaluate.py``, which drives the RTL directly)."""
+``sim/evaluate.py``, which drives the RTL directly)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def evaluate_on_device(dev: Device, net, meta: dict, *, split: str = "test",
     from them (:mod:`spikeforge.golden.energy`)."""
     from tqdm import tqdm
 
-    from .gateware.harness import expected_from_trace
+    from .contract.harness import expected_from_trace
     from .golden.energy import estimate_run
     from .golden.quantize import predict
     from .golden.train import task_data

@@ -218,7 +218,7 @@ class SimTransport(Transport):
     DEFAULT_CONFIG = "demo"
 
     def __init__(self, url: str):
-        from .gateware.simboard import SimBoard
+        from .sim.simboard import SimBoard
 
         self.url = url
         parsed = urlparse(url)

@@ -5,7 +5,7 @@ Settings (environment ``SPIKEFORGE_AXIS``, JSON): ``config`` (the build's
 CoreConfig fields), ``seed``.  Requests (INFO, WRITE, READ, an unknown command,
 a bad-CRC frame) go in through ``s_axis`` with ``tvalid`` low on a random
 fraction of the clocks; ``m_axis_tready`` is low on another (backpressure).
-Checked: every reply equals what host/protocol.py expects, ``tlast`` is high on
+Checked: every reply equals what spikeforge.contract.protocol expects, ``tlast`` is high on
 exactly the delimiter bytes, every byte sent was taken, and nothing else comes
 out afterwards (nothing left over).
 """
@@ -17,10 +17,9 @@ import os
 import random
 
 import cocotb
-from spikeforge.gateware.layout import CoreConfig, Region
-from spikeforge.gateware.link import device_info
-from spikeforge.gateware.link.cocotb_tb import AXISLinkTB
-from spikeforge.protocol import (
+from spikeforge.contract.config import CoreConfig, Region
+from spikeforge.contract.info import device_info
+from spikeforge.contract.protocol import (
     ERROR_REPLY,
     Command,
     ErrorCode,
@@ -33,6 +32,7 @@ from spikeforge.protocol import (
     pack_write,
     reply_cmd,
 )
+from spikeforge.sim.link_tb import AXISLinkTB
 
 SETTINGS = json.loads(os.environ.get("SPIKEFORGE_AXIS", "{}"))
 

@@ -43,8 +43,9 @@ import traceback
 
 import cocotb
 from netgen import parse_cases, random_input, random_network, steer
-from spikeforge.gateware.cocotb_tb import CoreTB
-from spikeforge.gateware.harness import (
+from spikeforge.contract.compiler import compile_network
+from spikeforge.contract.config import COUNTERS, CoreConfig, FitError
+from spikeforge.contract.harness import (
     decode_membranes,
     decode_step,
     expected,
@@ -52,14 +53,9 @@ from spikeforge.gateware.harness import (
     expected_states,
     membrane_reads,
 )
-from spikeforge.gateware.layout import (
-    COUNTERS,
-    CoreConfig,
-    FitError,
-    TimingProfile,
-    compile_network,
-)
+from spikeforge.contract.timing import TimingProfile
 from spikeforge.golden.coverage import Coverage
+from spikeforge.sim.cocotb_tb import CoreTB
 
 MAX_FAILURES = 5  # stop after this many failing seeds (each is reported)
 

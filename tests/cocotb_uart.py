@@ -19,7 +19,7 @@ import os
 import random
 
 import cocotb
-from spikeforge.gateware.link.cocotb_tb import UARTBankTB
+from spikeforge.sim.link_tb import UARTBankTB
 
 SETTINGS = json.loads(os.environ.get("SPIKEFORGE_UART", "{}"))
 MISMATCHES = (-0.02, 0.0, 0.02)

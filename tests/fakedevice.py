@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 
-from spikeforge.protocol import (
+from spikeforge.contract.protocol import (
     ERROR_REPLY,
     Command,
     ErrorCode,

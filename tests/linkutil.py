@@ -1,5 +1,5 @@
 """Test helpers for the link: drive the byte-stream SoC (or the frame blocks) on
-Amaranth's simulator, build requests / check replies with host/protocol.py, and
+Amaranth's simulator, build requests / check replies with spikeforge.contract.protocol, and
 talk to a simulated board over a bare socket (:class:`RawClient`)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import random
 import socket
 
 from amaranth.sim import Simulator
-from spikeforge.gateware.link import ENGINE_BASE, REGISTERS
-from spikeforge.protocol import (
+from spikeforge.contract.info import ENGINE_BASE, REGISTERS
+from spikeforge.contract.protocol import (
     Command,
     Frame,
     FrameDecoder,
@@ -87,7 +87,7 @@ def decode_replies(out: bytes) -> list[Frame]:
 def write_requests(writes, *, start_seq: int = 0) -> list[Frame]:
     """WRITE frames for ``(address, word)`` pairs: runs of consecutive addresses,
     at most MAX_WRITE_WORDS words each, sequence numbers from ``start_seq``."""
-    from spikeforge.protocol import MAX_WRITE_WORDS, Command, pack_write
+    from spikeforge.contract.protocol import MAX_WRITE_WORDS, Command, pack_write
 
     words = dict(writes)
     runs: list[tuple[int, list[int]]] = []
@@ -103,7 +103,7 @@ def write_requests(writes, *, start_seq: int = 0) -> list[Frame]:
 
 def read_requests(addresses, *, start_seq: int = 0) -> list[tuple[Frame, list[int]]]:
     """READ frames covering ``addresses`` (runs of consecutive ones), each with its addresses."""
-    from spikeforge.protocol import MAX_READ_WORDS, Command, pack_read
+    from spikeforge.contract.protocol import MAX_READ_WORDS, Command, pack_read
 
     runs: list[list[int]] = []
     for addr in sorted(set(addresses)):

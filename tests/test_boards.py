@@ -20,10 +20,12 @@ from spikeforge.boards.mem import SinglePortWeights, SPRAMWeights
 from spikeforge.boards.pll import ecp5_pll, ice40_pll
 from spikeforge.boards.top import CoreScan, make_soc
 from spikeforge.cli import main
-from spikeforge.gateware.layout import PIPELINED, CoreConfig, FitError, compile_network
-from spikeforge.gateware.pysim import check_run, run_core
+from spikeforge.contract.compiler import compile_network
+from spikeforge.contract.config import CoreConfig, FitError
+from spikeforge.contract.timing import PIPELINED
 from spikeforge.golden.integer import Format, LIFLayer, Network, Projection
 from spikeforge.golden.modelfile import save_model
+from spikeforge.sim.pysim import check_run, run_core
 
 I64 = torch.int64
 
@@ -425,8 +427,8 @@ def test_pipelined_core_memories_map_as_intended_on_ecp5(tmp_path):
     block RAM (``param_bram``), the membranes distributed RAM, the weights block
     RAM; with the default timing the parameters are distributed RAM."""
     from amaranth.back import rtlil
+    from spikeforge.contract.timing import PIPELINED
     from spikeforge.gateware.core import NPUCore
-    from spikeforge.gateware.layout import PIPELINED
     from yosysutil import ECP5, yosys
 
     config = CoreConfig(lanes=2, max_layers=2, max_edges=2, max_neurons=8, max_inputs=8,
@@ -566,9 +568,9 @@ def test_core_scan_drives_every_core_input_and_shows_every_output():
     from amaranth import Shape
     from amaranth.lib.wiring import In
     from amaranth.sim import Simulator
+    from spikeforge.contract.config import Region
     from spikeforge.gateware.core import NPUCore
-    from spikeforge.gateware.layout import Region
-    from spikeforge.gateware.rtl import config_named
+    from spikeforge.sim.rtl import config_named
 
     config = config_named("tiny")
     ref = NPUCore(config=config)
@@ -635,7 +637,7 @@ def test_every_board_top_elaborates(tmp_path):
     and with the tiny SoC (UART, or the AXI-Stream wrapper on PCIe) makes a
     complete build plan; nothing runs."""
     from spikeforge.boards.top import BoardTop, make_core, make_soc
-    from spikeforge.gateware.rtl import config_named
+    from spikeforge.sim.rtl import config_named
 
     for name, b in BOARDS.items():
         for make_top in (make_core, make_soc):

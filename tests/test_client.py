@@ -7,8 +7,7 @@ import threading
 import pytest
 from fakedevice import FakeDevice, run_record
 from spikeforge.client import Client
-from spikeforge.errors import DeviceReplyError, LinkClosed, LinkError
-from spikeforge.protocol import (
+from spikeforge.contract.protocol import (
     Command,
     ErrorCode,
     pack_read,
@@ -17,6 +16,7 @@ from spikeforge.protocol import (
     unpack_read_reply,
     unpack_run_reply,
 )
+from spikeforge.errors import DeviceReplyError, LinkClosed, LinkError
 from spikeforge.transport import FaultyTransport, XdmaTransport, open_transport
 
 

@@ -12,23 +12,20 @@ import pytest
 import torch
 from amaranth.sim import Simulator
 from netgen import random_input, random_network, steer
-from spikeforge.gateware.core import NPUCore
-from spikeforge.gateware.harness import decode_step, expected, expected_counters, input_events
-from spikeforge.gateware.lane import NeuronUpdate
-from spikeforge.gateware.layout import (
-    COMPACT,
+from spikeforge.contract.compiler import compile_network
+from spikeforge.contract.config import (
     COUNTERS,
     EDGE_FIELDS,
-    PIPELINED,
     CoreConfig,
     FitError,
     Region,
-    TimingProfile,
-    compile_network,
     pack,
     unpack,
 )
-from spikeforge.gateware.pysim import check_run, read_words, run_core, send_step, write_words
+from spikeforge.contract.harness import decode_step, expected, expected_counters, input_events
+from spikeforge.contract.timing import COMPACT, PIPELINED, TimingProfile
+from spikeforge.gateware.core import NPUCore
+from spikeforge.gateware.lane import NeuronUpdate
 from spikeforge.golden.coverage import Coverage
 from spikeforge.golden.integer import (
     Format,
@@ -37,6 +34,7 @@ from spikeforge.golden.integer import (
     Projection,
     signed_range,
 )
+from spikeforge.sim.pysim import check_run, read_words, run_core, send_step, write_words
 
 I64 = torch.int64
 
@@ -312,7 +310,7 @@ def test_timing_profiles():
     (0, -9, "input value -9 does not fit signed 4 bits"),
 ])
 def test_input_word_range(index, value, message):
-    from spikeforge.gateware.layout import input_word
+    from spikeforge.contract.config import input_word
 
     config = CoreConfig(lanes=1, in_bits=4, w_bits=4, acc_bits=16, max_neurons=16,
                         max_inputs=16, max_fanin=16, neuron_depth=16)

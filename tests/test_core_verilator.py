@@ -25,8 +25,9 @@ import time
 from pathlib import Path
 
 import pytest
-from spikeforge.gateware.layout import COMPACT, PIPELINED, CoreConfig, TimingProfile
-from spikeforge.gateware.verilator import build_core, missing_tools, run_cocotb
+from spikeforge.contract.config import CoreConfig
+from spikeforge.contract.timing import COMPACT, PIPELINED, TimingProfile
+from spikeforge.sim.verilator import build_core, missing_tools, run_cocotb
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "verilator"

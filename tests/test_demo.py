@@ -8,7 +8,7 @@ import json
 import pytest
 from spikeforge.cli import EXIT_DEVICE, EXIT_NETWORK, EXIT_OK, main
 from spikeforge.demo import bench, shipped_model
-from spikeforge.gateware.verilator import have_verilator
+from spikeforge.sim.verilator import have_verilator
 
 pytestmark = pytest.mark.skipif(not have_verilator(), reason="Verilator is not installed")
 

@@ -26,14 +26,10 @@ import pytest
 import torch
 from linkutil import RawClient
 from netgen import random_input, random_network
-from spikeforge.device import ENGINE_BASE, Device
-from spikeforge.errors import DeviceReplyError, LinkError
-from spikeforge.gateware.harness import expected_from_trace, input_events
-from spikeforge.gateware.layout import FitError, Region, compile_network
-from spikeforge.gateware.rtl import config_named
-from spikeforge.gateware.verilator import have_verilator
-from spikeforge.golden.integer import INPUT, LIFLayer, Network, Projection
-from spikeforge.protocol import (
+from spikeforge.contract.compiler import compile_network
+from spikeforge.contract.config import FitError, Region
+from spikeforge.contract.harness import expected_from_trace, input_events
+from spikeforge.contract.protocol import (
     DELIMITER,
     MAX_ENCODED_FRAME,
     Command,
@@ -43,6 +39,11 @@ from spikeforge.protocol import (
     pack_read,
     pack_write,
 )
+from spikeforge.device import ENGINE_BASE, Device
+from spikeforge.errors import DeviceReplyError, LinkError
+from spikeforge.golden.integer import INPUT, LIFLayer, Network, Projection
+from spikeforge.sim.rtl import config_named
+from spikeforge.sim.verilator import have_verilator
 from spikeforge.transport import FaultyTransport, SerialTransport, XdmaTransport
 
 pytestmark = pytest.mark.skipif(not have_verilator(), reason="Verilator is not installed")
@@ -52,7 +53,7 @@ CONFIG = "tiny"
 
 @pytest.fixture(scope="module")
 def board():
-    from spikeforge.gateware.simboard import SimBoard
+    from spikeforge.sim.simboard import SimBoard
 
     b = SimBoard(CONFIG)
     b.start()
@@ -327,7 +328,7 @@ def test_a_lost_run_reply_is_replayed_not_run_twice(board):
 
 
 def test_the_board_killed_mid_stream_is_a_clear_error_not_a_hang():
-    from spikeforge.gateware.simboard import SimBoard
+    from spikeforge.sim.simboard import SimBoard
 
     rng = random.Random(13)
     net = fitting_network(rng, config_named(CONFIG))

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from spikeforge.gateware.evaluate import evaluate_on_rtl
-from spikeforge.gateware.rtl import REFERENCE_CONFIGS
-from spikeforge.gateware.verilator import have_verilator
 from spikeforge.golden.train import DigitsConfig, evaluate, train
+from spikeforge.sim.evaluate import evaluate_on_rtl
+from spikeforge.sim.rtl import REFERENCE_CONFIGS
+from spikeforge.sim.verilator import have_verilator
 
 pytestmark = pytest.mark.skipif(not have_verilator(), reason="Verilator is not installed")
 

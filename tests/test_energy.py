@@ -9,7 +9,6 @@ import pytest
 import torch
 from netgen import small_model_file
 from spikeforge.cli import main
-from spikeforge.gateware.verilator import have_verilator
 from spikeforge.golden import experiments
 from spikeforge.golden.energy import (
     TABLE,
@@ -22,6 +21,7 @@ from spikeforge.golden.integer import Format, LIFLayer, Network, Projection
 from spikeforge.golden.modelfile import load_model
 from spikeforge.golden.report import write_report
 from spikeforge.golden.train import task_data
+from spikeforge.sim.verilator import have_verilator
 
 
 @pytest.fixture(autouse=True, scope="module")

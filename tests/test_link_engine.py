@@ -1,6 +1,6 @@
 """The byte-stream SoC (decoder, command engine, encoder, NPU core) on Amaranth's
 simulator: every command and error path of docs/device.md, checked with
-host/protocol.py and against the golden model."""
+spikeforge.contract.protocol and against the golden model."""
 
 from __future__ import annotations
 
@@ -10,24 +10,17 @@ import random
 import pytest
 from linkutil import decode_replies, read_requests, run_byte_stream, write_requests
 from netgen import random_input, random_network
-from spikeforge.gateware.harness import (
+from spikeforge.contract.compiler import compile_network
+from spikeforge.contract.config import CoreConfig, Region, address_map
+from spikeforge.contract.harness import (
     decode_membranes,
     decode_step,
     expected,
     input_events,
     membrane_reads,
 )
-from spikeforge.gateware.layout import (
-    COMPACT,
-    PIPELINED,
-    CoreConfig,
-    Region,
-    address_map,
-    compile_network,
-)
-from spikeforge.gateware.link import ENGINE_BASE, REGISTERS, SoC, config_hash, device_info
-from spikeforge.golden.integer import Format
-from spikeforge.protocol import (
+from spikeforge.contract.info import ENGINE_BASE, REGISTERS, config_hash, device_info
+from spikeforge.contract.protocol import (
     ERROR_REPLY,
     Command,
     ErrorCode,
@@ -40,6 +33,9 @@ from spikeforge.protocol import (
     unpack_read_reply,
     unpack_run_reply,
 )
+from spikeforge.contract.timing import COMPACT, PIPELINED
+from spikeforge.gateware.link import SoC
+from spikeforge.golden.integer import Format
 
 
 def _config(net, lanes):
@@ -229,7 +225,7 @@ def test_engine_errors(timing):
     stream = b"".join(f.encode() for f in load)
     bad = b"\x13\x37garbage" + b"\0" + Frame(9, 9, b"abc").encode()[:-3] + b"\0"  # 2 BAD_LENGTH
     body = Frame(Command.INFO, 30).to_body()
-    from spikeforge.protocol import cobs_encode
+    from spikeforge.contract.protocol import cobs_encode
 
     bad += cobs_encode(body[:-1] + bytes([body[-1] ^ 1])) + b"\0"  # BAD_CRC
     bad += b"\x55" * 1100 + b"\0"  # TOO_LARGE
@@ -293,7 +289,7 @@ def test_generics_are_validated():
     info = json.loads(device_info(config, link="uart", clock_hz=12_000_000, baud=115_200))
     assert info["config"]["lanes"] == 2 and info["baud"] == 115_200
     assert info["clock_hz"] == 12_000_000 and info["engine_base"] == ENGINE_BASE == 2 ** 31
-    from spikeforge.gateware.simboard import SimBoard
+    from spikeforge.sim.simboard import SimBoard
 
     with pytest.raises(ValueError, match=r"^port must be an integer in 0\.\.65535, not -1$"):
         SimBoard(config, port=-1)

@@ -1,4 +1,4 @@
-"""The frame decoder and encoder on Amaranth's simulator against host/protocol.py:
+"""The frame decoder and encoder on Amaranth's simulator against spikeforge.contract.protocol:
 the same frames accepted from the same byte stream (random payloads with zeros
 and 254/255-byte runs, garbage, truncated, oversized and bad-CRC frames), the same
 drop counts; the encoder's output byte-identical to ``Frame.encode``."""
@@ -12,8 +12,7 @@ import pytest
 from amaranth import Module
 from amaranth.lib import memory, wiring
 from amaranth.sim import Simulator
-from spikeforge.gateware.link import FrameDecoder, FrameEncoder
-from spikeforge.protocol import (
+from spikeforge.contract.protocol import (
     MAX_BODY,
     MAX_ENCODED_FRAME,
     MAX_PAYLOAD,
@@ -23,7 +22,8 @@ from spikeforge.protocol import (
     cobs_encode,
     crc16,
 )
-from spikeforge.protocol import FrameDecoder as RefDecoder
+from spikeforge.contract.protocol import FrameDecoder as RefDecoder
+from spikeforge.gateware.link import FrameDecoder, FrameEncoder
 
 
 def random_payload(rng: random.Random, size: int | None = None) -> bytes:

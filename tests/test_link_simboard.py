@@ -1,5 +1,5 @@
 """System test of the simulated board (Verilator build of the SoC + the C++
-harness) over a plain TCP socket with host/protocol.py: INFO, loading and reading
+harness) over a plain TCP socket with spikeforge.contract.protocol: INFO, loading and reading
 back compiled random networks, RUN against the golden model, and the faults of
 issue 6 (garbage, bad CRC, truncated and oversized frames, unknown commands,
 out-of-range addresses, a replayed RUN): the device keeps answering, no RUN is
@@ -14,14 +14,11 @@ import signal
 import pytest
 from linkutil import RawClient, read_requests, write_requests
 from netgen import random_input, random_network
-from spikeforge.gateware.harness import decode_step, expected, input_events
-from spikeforge.gateware.layout import FitError, Region, compile_network
-from spikeforge.gateware.link import ENGINE_BASE, config_hash
-from spikeforge.gateware.rtl import config_named
-from spikeforge.gateware.simboard import SimBoard
-from spikeforge.gateware.verilator import missing_tools
-from spikeforge.golden.integer import Format
-from spikeforge.protocol import (
+from spikeforge.contract.compiler import compile_network
+from spikeforge.contract.config import FitError, Region
+from spikeforge.contract.harness import decode_step, expected, input_events
+from spikeforge.contract.info import ENGINE_BASE, config_hash
+from spikeforge.contract.protocol import (
     ERROR_REPLY,
     Command,
     ErrorCode,
@@ -35,6 +32,10 @@ from spikeforge.protocol import (
     unpack_read_reply,
     unpack_run_reply,
 )
+from spikeforge.golden.integer import Format
+from spikeforge.sim.rtl import config_named
+from spikeforge.sim.simboard import SimBoard
+from spikeforge.sim.verilator import missing_tools
 
 _missing = missing_tools()
 pytestmark = pytest.mark.skipif(bool(_missing), reason="the simulated board needs "
@@ -263,7 +264,7 @@ def test_simboard_uart_full_fidelity():
 @pytest.mark.slow
 def test_link_goodput_bench_is_consistent():
     """The goodput benchmark's figures follow from its clock count (no speed asserted)."""
-    from spikeforge.gateware.link.bench import uart_goodput
+    from spikeforge.sim.link_bench import uart_goodput
 
     r = uart_goodput("tiny", frames=2)
     assert r["payload_bytes"] == 2 * (6 + 8 * 127)

@@ -15,8 +15,8 @@ from amaranth import Module
 from amaranth.back import verilog
 from amaranth.lib import wiring
 from spikeforge.gateware.link import UARTPHY, AXIStreamLink, uart_divisor
-from spikeforge.gateware.rtl import config_named
-from spikeforge.gateware.verilator import build_module, missing_tools, run_cocotb
+from spikeforge.sim.rtl import config_named
+from spikeforge.sim.verilator import build_module, missing_tools, run_cocotb
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "verilator"
@@ -109,8 +109,8 @@ def test_uart_divisor_validation():
 @pytest.mark.parametrize("uart", [False, True])
 def test_soc_verilog_lints_clean(uart, tmp_path):
     """``verilator --lint-only -Wall`` (with the project's waivers) on the SoC top."""
-    from spikeforge.gateware.rtl import lint
-    from spikeforge.gateware.simboard import simboard_verilog
+    from spikeforge.sim.rtl import lint
+    from spikeforge.sim.simboard import simboard_verilog
 
     path = tmp_path / "soc.v"
     path.write_text(simboard_verilog(config_named("tiny"), uart=uart))

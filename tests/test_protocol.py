@@ -1,4 +1,5 @@
-"""The wire protocol (``host/protocol.py``): CRC, COBS, frames, the stream decoder, payloads.
+"""The wire protocol (``spikeforge.contract.protocol``): CRC, COBS, frames, the stream
+decoder, payloads.
 
 The CRC and COBS are checked against independent reference implementations written
 here from their definitions (a bitwise CRC, the Wikipedia COBS encoder), not
@@ -12,8 +13,8 @@ import re
 import struct
 
 import pytest
-from spikeforge import protocol as P
-from spikeforge.protocol import (
+from spikeforge.contract import protocol as P
+from spikeforge.contract.protocol import (
     ERROR_REPLY,
     MAX_BODY,
     MAX_ENCODED_FRAME,

@@ -11,8 +11,8 @@ import re
 
 import pytest
 from amaranth.sim import Simulator
+from spikeforge.contract.config import RECORD_FIELDS, CoreConfig, unpack
 from spikeforge.gateware.core import struct_layout
-from spikeforge.gateware.layout import RECORD_FIELDS, CoreConfig, unpack
 from spikeforge.gateware.router import PipelinedSpikeRouter, SendFlags, SpikeRouter
 
 

@@ -7,14 +7,8 @@ from pathlib import Path
 
 import pytest
 from spikeforge.cli import main
-from spikeforge.gateware.rtl import (
-    LINT_WAIVERS,
-    REFERENCE_CONFIGS,
-    config_named,
-    generate,
-    lint,
-)
-from spikeforge.gateware.verilator import have_verilator
+from spikeforge.sim.rtl import LINT_WAIVERS, REFERENCE_CONFIGS, config_named, generate, lint
+from spikeforge.sim.verilator import have_verilator
 
 RTL = Path(__file__).resolve().parent.parent / "rtl"
 

@@ -4,9 +4,9 @@ benchmark output, not here)."""
 from __future__ import annotations
 
 import pytest
-from spikeforge.gateware import bench
-from spikeforge.gateware.rtl import BENCH_CONFIGS
-from spikeforge.gateware.verilator import have_verilator
+from spikeforge.sim import bench
+from spikeforge.sim.rtl import BENCH_CONFIGS
+from spikeforge.sim.verilator import have_verilator
 
 pytestmark = pytest.mark.skipif(not have_verilator(), reason="Verilator is not installed")
 

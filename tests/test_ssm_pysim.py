@@ -12,18 +12,10 @@ import re
 import pytest
 import torch
 from netgen import random_input, random_network, steer
-from spikeforge.gateware.harness import expected_counters
-from spikeforge.gateware.layout import (
-    COMPACT,
-    COUNTERS,
-    PIPELINED,
-    CoreConfig,
-    FitError,
-    Region,
-    address_map,
-    compile_network,
-)
-from spikeforge.gateware.pysim import check_run, read_words, run_core, write_words
+from spikeforge.contract.compiler import compile_network
+from spikeforge.contract.config import COUNTERS, CoreConfig, FitError, Region, address_map
+from spikeforge.contract.harness import expected_counters
+from spikeforge.contract.timing import COMPACT, PIPELINED
 from spikeforge.golden.coverage import Coverage
 from spikeforge.golden.integer import (
     Format,
@@ -35,6 +27,7 @@ from spikeforge.golden.integer import (
     floor_shift,
     signed_range,
 )
+from spikeforge.sim.pysim import check_run, read_words, run_core, write_words
 
 I64 = torch.int64
 

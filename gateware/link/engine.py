@@ -1,5 +1,5 @@
 """The command engine: executes the requests of the wire protocol on the NPU core
-(``docs/device.md`` is the contract, ``host/protocol.py`` the byte layouts).
+(``docs/device.md`` is the contract, ``contract/protocol.py`` the byte layouts).
 
 It takes one good frame at a time from the :class:`.frame.FrameDecoder` (body in
 the receive buffer), validates the request completely, executes it through the
@@ -9,7 +9,7 @@ payload, without the CRC) into the reply buffer and starts the
 cache: a frame with the ``(seq, crc)`` of the last executed request is answered
 from it again (``REPLAYS``) without being executed.
 
-Everything is derived from the :class:`..layout.CoreConfig` and
+Everything is derived from the :class:`...contract.config.CoreConfig` and
 ``layout.address_map(config)``: a region added to the map is readable and
 writable (if ``writable``) and zeroed by RESET (if ``state``) with no change here.
 
@@ -27,53 +27,20 @@ for a WRITE's last byte check: WRITE ``18 * count + 16``, READ ``13 * count + 15
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-
 from amaranth import Array, Cat, Module, Mux, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...protocol import MAX_PAYLOAD, Command, ErrorCode
+from ...contract.config import RECORD_FIELDS, CoreConfig, address_map
+from ...contract.info import MAX_INFO
+from ...contract.protocol import MAX_PAYLOAD, Command, ErrorCode
+from ...contract.timing import TimingProfile
 from ..core import input_layout, struct_layout
-from ..layout import RECORD_FIELDS, CoreConfig, TimingProfile, address_map
 from .frame import BODY_ADDR_BITS, COUNTER_BITS, _lt_const
 
-__all__ = ["CommandEngine", "device_info", "ENGINE_BASE", "REGISTERS", "config_hash"]
+__all__ = ["CommandEngine"]
 
-ENGINE_BASE = 0x8000_0000
-"""Word address of the engine registers (``REGISTERS`` in order)."""
-
-REGISTERS = ("FLAGS", "FRAMES_OK", "DROP_BAD_CRC", "DROP_BAD_LENGTH", "DROP_TOO_LARGE",
-             "ERRORS", "REPLAYS", "STEPS")
-
-MAX_INFO = 1024
 HEADER = 4  # cmd, seq, length: the reply payload starts here in the buffer
-
-
-def config_hash(config: CoreConfig) -> str:
-    """First 16 hex digits of the SHA-256 of the config's JSON (sorted keys, no spaces)."""
-    text = json.dumps(dataclasses.asdict(config), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def device_info(config: CoreConfig, *, link: str = "stream", clock_hz: int | None = None,
-                baud: int | None = None) -> bytes:
-    """The INFO reply: UTF-8 JSON describing the device (``docs/device.md``)."""
-    from ... import __version__
-
-    if not isinstance(config, CoreConfig):
-        raise TypeError(f"config must be a CoreConfig, not {config!r}")
-    if link not in ("stream", "uart"):
-        raise ValueError(f"link must be 'stream' or 'uart', not {link!r}")
-    info = {"device": "spikeforge", "version": __version__,
-            "config": dataclasses.asdict(config), "config_hash": config_hash(config),
-            "link": link, "clock_hz": clock_hz, "baud": baud, "engine_base": ENGINE_BASE}
-    text = json.dumps(info, sort_keys=True, separators=(",", ":")).encode()
-    if len(text) > MAX_INFO:
-        raise ValueError(f"the INFO JSON of {len(text)} bytes is over {MAX_INFO} bytes")
-    return text
 
 
 def _masks(limit: int) -> list[int]:
@@ -98,7 +65,7 @@ class CommandEngine(wiring.Component):
     no request is in progress.
 
     Parameters: ``config`` (CoreConfig), ``info`` (the INFO bytes, at most 1024),
-    ``timing`` (the :class:`..layout.TimingProfile`; ``PIPELINED`` gives the
+    ``timing`` (the :class:`...contract.timing.TimingProfile`; ``PIPELINED`` gives the
     ``fast`` form, for a big part where a block RAM's clock-to-out is most of a
     clock; the same replies, a few clocks later): the INFO bytes are read
     combinationally from the read address register (LUTs) instead of synchronously

@@ -1,4 +1,4 @@
-"""Frame decoder and encoder of the wire protocol (``host/protocol.py``): COBS,
+"""Frame decoder and encoder of the wire protocol (:mod:`spikeforge.contract.protocol`): COBS,
 CRC-16/CCITT-FALSE and the receive checks, one byte per clock.
 
 :class:`FrameDecoder` takes the received byte stream, undoes COBS on the fly,
@@ -34,7 +34,7 @@ from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...protocol import MAX_BODY, MAX_ENCODED_FRAME, MIN_BODY
+from ...contract.protocol import MAX_BODY, MAX_ENCODED_FRAME, MIN_BODY
 
 __all__ = ["crc16_update", "FrameDecoder", "FrameEncoder", "BODY_ADDR_BITS"]
 

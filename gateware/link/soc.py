@@ -24,12 +24,14 @@ from amaranth import Module, Signal
 from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...protocol import MAX_BODY, MAX_PAYLOAD
+from ...contract.config import CoreConfig
+from ...contract.info import device_info
+from ...contract.protocol import MAX_BODY, MAX_PAYLOAD
+from ...contract.timing import TimingProfile
 from ..checks import check_integers
 from ..core import NPUCore, check_core_arguments
-from ..layout import CoreConfig, TimingProfile
 from ..memports import NO_RW_CHECK, nrw_read_port
-from .engine import HEADER, CommandEngine, device_info
+from .engine import HEADER, CommandEngine
 from .frame import FrameDecoder, FrameEncoder
 from .uart import UARTRx, UARTTx, uart_divisor
 
@@ -41,7 +43,7 @@ class SoC(wiring.Component):
 
     ``weight_memory``: passed to :class:`.core.NPUCore` (``None``: Amaranth
     memories, e.g. ``boards.mem.SPRAMWeights`` for iCE40 SPRAM).  ``timing``: the
-    :class:`..layout.TimingProfile` of the core and of the link (``None``:
+    :class:`...contract.timing.TimingProfile` of the core and of the link (``None``:
     ``COMPACT``); ``PIPELINED`` gives the engine's pipelined form
     (:class:`.engine.CommandEngine`) and, with the UART, a register stage between
     the receive FIFO and the decoder (the decoder's byte flags would take the

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from amaranth.sim import Simulator
 
-from ..golden.integer import Network
-from .core import NPUCore
-from .harness import (
+from ..contract.compiler import Image, compile_network
+from ..contract.config import COUNTERS, CoreConfig, Region
+from ..contract.harness import (
     decode_membranes,
     decode_step,
     expected,
@@ -23,7 +23,9 @@ from .harness import (
     input_events,
     membrane_reads,
 )
-from .layout import COUNTERS, CoreConfig, Image, Region, TimingProfile, compile_network
+from ..contract.timing import TimingProfile
+from ..gateware.core import NPUCore
+from ..golden.integer import Network
 
 __all__ = ["CoreRun", "run_core", "check_run", "read_words", "write_words", "send_step"]
 

@@ -14,16 +14,9 @@ from __future__ import annotations
 import torch
 
 from ..golden.integer import INPUT, Network, Trace
-from .layout import (
-    COMPACT,
-    RECORD_FIELDS,
-    CoreConfig,
-    Image,
-    Region,
-    TimingProfile,
-    ssm_skips,
-    unpack,
-)
+from .compiler import Image, ssm_skips
+from .config import RECORD_FIELDS, CoreConfig, Region, unpack
+from .timing import COMPACT, TimingProfile
 
 __all__ = ["input_events", "decode_step", "expected", "expected_from_trace",
            "expected_states", "expected_counters", "StepResult", "membrane_reads",
@@ -134,7 +127,7 @@ def expected_counters(net: Network, x: torch.Tensor, lanes: int,
     gate) read by the gather; ``spikes``: nonzero ``y`` routed; ``syn_cycles``: the
     gather, per step ``10 + events + constant entries``; ``neuron_cycles``: the pass,
     per step ``ceil(m / P) * (rows + 4)`` with ``rows = n``, or when every decay is 1.0
-    (:func:`.layout.ssm_skips`) the rows with a nonzero ``k_i`` or ``q_i`` (exact when
+    (:func:`.compiler.ssm_skips`) the rows with a nonzero ``k_i`` or ``q_i`` (exact when
     the router never waits: no output backpressure and ``P <= rows + 3``; else a lower
     bound)."""
     trace = net.run(x[:, None, :])

@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 import time
 
-from ...protocol import (
+from ..contract.config import Region, address_map
+from ..contract.protocol import (
     MAX_PAYLOAD,
     MAX_WRITE_WORDS,
     Command,
@@ -14,7 +15,6 @@ from ...protocol import (
     pack_write,
     reply_cmd,
 )
-from ..layout import Region, address_map
 
 __all__ = ["uart_goodput", "stream_board_speed"]
 
@@ -26,7 +26,7 @@ def uart_goodput(config="tiny", *, frames: int = 8, build_root=None) -> dict:
     The frames (``MAX_WRITE_WORDS`` words each, to the weights) are sent at once;
     ``clocks`` runs from the first byte in to the last reply byte out, so
     ``goodput = payload bytes / (clocks / (10 * clocks_per_bit))``."""
-    from ..simboard import SimBoard
+    from .simboard import SimBoard
 
     with SimBoard(config, uart=True, stats=True, build_root=build_root) as board:
         c = board.config
@@ -75,10 +75,10 @@ def stream_board_speed(config="tiny", *, runs: int = 20, build_root=None) -> dic
 
     import torch
 
-    from ...golden.integer import INPUT, LIFLayer, Network, Projection
-    from ...protocol import pack_run
-    from ..layout import compile_network
-    from ..simboard import SimBoard
+    from ..contract.compiler import compile_network
+    from ..contract.protocol import pack_run
+    from ..golden.integer import INPUT, LIFLayer, Network, Projection
+    from .simboard import SimBoard
 
     with SimBoard(config, stats=True, build_root=build_root) as board:
         c = board.config

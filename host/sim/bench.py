@@ -25,8 +25,9 @@ import random
 
 import torch
 
+from ..contract.compiler import compile_network
+from ..contract.config import CoreConfig
 from ..golden.integer import Format, LIFLayer, Network, Operand, Projection, SSMLayer
-from .layout import CoreConfig, compile_network
 from .rtl import BENCH_CONFIGS, REFERENCE_CONFIGS
 from .vsim import VerilatedCore
 
@@ -204,7 +205,7 @@ def run(progress=print) -> dict:
 
 def link() -> dict:
     """Link goodput: max-size WRITE frames through the simulated board's bit-level UART."""
-    from .link.bench import stream_board_speed, uart_goodput
+    from .link_bench import stream_board_speed, uart_goodput
 
     out = uart_goodput("tiny")
     out["stream_board"] = stream_board_speed("tiny")

@@ -12,7 +12,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from .layout import CoreConfig
+from ..contract.config import CoreConfig
 
 __all__ = ["REFERENCE_CONFIGS", "BENCH_CONFIGS", "generate", "write", "lint", "LINT_WAIVERS",
            "config_named"]
@@ -68,10 +68,10 @@ def config_named(name: str) -> CoreConfig:
 
 def generate(config: CoreConfig, name: str = "npu_core", timing=None) -> str:
     """Deterministic Verilog of the core for ``config`` (top module ``name``;
-    ``timing``: its :class:`.layout.TimingProfile`, ``None`` ``COMPACT``)."""
+    ``timing``: its :class:`..contract.timing.TimingProfile`, ``None`` ``COMPACT``)."""
     from amaranth.back import verilog
 
-    from .core import NPUCore
+    from ..gateware.core import NPUCore
 
     return verilog.convert(NPUCore(config=config, timing=timing), name=name, emit_src=False)
 

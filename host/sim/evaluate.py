@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import torch
 
+from ..contract.compiler import compile_network
+from ..contract.config import COUNTERS, CoreConfig, Region
+from ..contract.harness import decode_membranes, decode_step, expected_from_trace, membrane_reads
 from ..golden.integer import Network
 from ..golden.quantize import predict
 from ..golden.train import task_data
-from .harness import decode_membranes, decode_step, expected_from_trace, membrane_reads
-from .layout import COUNTERS, CoreConfig, Region, compile_network
 from .vsim import Read, VerilatedCore
 
 __all__ = ["evaluate_on_rtl"]

@@ -30,9 +30,11 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
-from .harness import input_events
-from .layout import COMPACT, COUNTERS, RECORD_FIELDS, CoreConfig, Image, Region, TimingProfile
-from .layout import input_word as pack_input
+from ..contract.compiler import Image
+from ..contract.config import COUNTERS, RECORD_FIELDS, CoreConfig, Region
+from ..contract.config import input_word as pack_input
+from ..contract.harness import input_events
+from ..contract.timing import COMPACT, TimingProfile
 
 __all__ = ["CoreTB", "pack_input", "record_kind"]
 

@@ -1,5 +1,5 @@
 // A command-driven Verilator testbench for the NPU core (top module npu_core,
-// class prefix Vcore). Python (gateware/vsim.py) writes commands on stdin and
+// class prefix Vcore). Python (host/sim/vsim.py) writes commands on stdin and
 // reads results on stdout; all payload words are packed by Python, so this file
 // knows only the handshakes.
 //

