@@ -117,9 +117,10 @@ def board_named(name: str) -> Board:
 
 def capacity(board: Board, config: CoreConfig | None = None) -> dict:
     """What a board's NPU holds: neurons (slots), synapses (weight words), SSM
-    state words (0 until the SSM unit is in the core), P, target clock."""
+    state words (``lanes * ssm_depth``: 0 without an SSM unit), P, target clock."""
     c = config or board.config
     return {"board": board.name, "lanes": c.lanes, "neurons": c.lanes * c.neuron_depth,
             "neurons_per_layer": c.max_neurons, "inputs": c.max_inputs,
-            "synapses": c.lanes * c.weight_depth, "layers": c.max_layers, "ssm_state": 0,
+            "synapses": c.lanes * c.weight_depth, "layers": c.max_layers,
+            "ssm_state": c.lanes * c.ssm_depth,
             "target_mhz": board.target_mhz, "family": board.family, "device": board.device}

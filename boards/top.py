@@ -17,7 +17,7 @@ ports and, optionally, a ``busy`` output for a status LED.  Two exist:
 
 from __future__ import annotations
 
-from amaranth import Cat, ClockDomain, Const, Instance, Module, Signal
+from amaranth import Cat, ClockDomain, Const, Module, Signal
 from amaranth.build import Attrs
 from amaranth.build.res import ResourceError
 from amaranth.lib import io, wiring
@@ -26,15 +26,11 @@ from amaranth.lib.wiring import In, Out
 
 from ..contract.config import CoreConfig
 from ..gateware.core import NPUCore, check_core_arguments
+from ..gateware.link import AXIStreamLink, SoC
 from .defs import Board
-from .pll import ecp5_pll, ice40_pll
+from .pll import add_pll, pll_settings
 
-__all__ = ["CoreScan", "make_core", "make_soc", "BoardTop", "TOPS", "DEFAULT_TOP",
-           "SocUnavailable"]
-
-
-class SocUnavailable(RuntimeError):
-    """``--top soc`` without the ``gateware.link`` package."""
+__all__ = ["CoreScan", "make_core", "make_soc", "BoardTop", "TOPS", "DEFAULT_TOP"]
 
 
 class CoreScan(wiring.Component):
@@ -105,12 +101,6 @@ def make_soc(config: CoreConfig, clk_freq: float, baud: int, weight_memory=None,
     """The SoC top: ``gateware.link.SoC`` with the UART link, or (``link="stream"``,
     PCIe boards) ``gateware.link.AXIStreamLink``, the byte-stream SoC behind
     AXI-Stream ports, for the XDMA bridge (``baud`` unused then)."""
-    try:
-        from ..gateware.link import AXIStreamLink, SoC
-    except ImportError as exc:
-        raise SocUnavailable("--top soc needs the SoC top (gateware.link: UART link, frame "
-                             "decoder, command engine), which is not in this build; use "
-                             "--top core for a core-only build") from exc
     if link == "stream":
         return AXIStreamLink(config=config, weight_memory=weight_memory, timing=timing)
     # At UART speed every request but RUN executes faster than it arrives, and the
@@ -162,17 +152,12 @@ class BoardTop(wiring.Component):
         self.clk_in = fin
         if board.transport == "pcie":
             fin = board.target_mhz * 1e6  # the XDMA IP's user clock
-        elif board.target_mhz is None:
-            pass
-        elif board.family == "ice40":
-            self.pll = ice40_pll(fin, board.target_mhz * 1e6)
-        elif board.family == "ecp5":
-            self.pll = ecp5_pll(fin, board.target_mhz * 1e6)
-        elif board.family == "xilinx":
-            self.pll = _mmcm(fin, board.target_mhz * 1e6)
-        else:
-            self._MustUse__silence = True
-            raise ValueError(f"no clock generator for the {board.family!r} family")
+        elif board.target_mhz is not None:
+            try:
+                self.pll = pll_settings(board.family, fin, board.target_mhz * 1e6)
+            except ValueError:
+                self._MustUse__silence = True
+                raise
         self.clk_freq = self.pll.fout if self.pll else fin
         super().__init__({})
 
@@ -269,64 +254,10 @@ class BoardTop(wiring.Component):
         return buf.i
 
     def _clock(self, m, platform, clk, locked):
-        b, pll = self.board, self.pll
+        pll = self.pll
         if pll is None:
             m.d.comb += [clk.eq(self._clock_in(m, platform)), locked.eq(1)]
-        elif b.family == "ice40":
-            pin = platform.request(b.clock, dir="-")
-            m.submodules.pll = Instance(
-                "SB_PLL40_PAD", p_FEEDBACK_PATH="SIMPLE",
-                p_DIVR=pll.params["DIVR"], p_DIVF=pll.params["DIVF"],
-                p_DIVQ=pll.params["DIVQ"], p_FILTER_RANGE=pll.params["FILTER_RANGE"],
-                io_PACKAGEPIN=pin.io, i_RESETB=Const(1), i_BYPASS=Const(0),
-                o_PLLOUTGLOBAL=clk, o_LOCK=locked)
-        elif b.family == "ecp5":
-            clk_in = self._clock_in(m, platform)
-            p = pll.params
-            m.submodules.pll = Instance(
-                "EHXPLLL",
-                p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
-                p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_OUTDIVIDER_MUXB="DIVB",
-                p_OUTDIVIDER_MUXC="DIVC", p_OUTDIVIDER_MUXD="DIVD",
-                p_CLKI_DIV=p["CLKI_DIV"], p_CLKFB_DIV=p["CLKFB_DIV"],
-                p_CLKOP_ENABLE="ENABLED", p_CLKOP_DIV=p["CLKOP_DIV"],
-                p_CLKOP_CPHASE=p["CLKOP_DIV"] - 1, p_CLKOP_FPHASE=0, p_FEEDBK_PATH="CLKOP",
-                a_FREQUENCY_PIN_CLKI=f"{pll.fin / 1e6:g}",
-                a_FREQUENCY_PIN_CLKOP=f"{pll.fout / 1e6:g}",
-                a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1",
-                a_MFG_GMCREF_SEL="2",
-                i_CLKI=clk_in, i_CLKFB=clk, i_RST=Const(0), i_STDBY=Const(0),
-                i_PHASESEL0=Const(0), i_PHASESEL1=Const(0), i_PHASEDIR=Const(1),
-                i_PHASESTEP=Const(1), i_PHASELOADREG=Const(1), i_PLLWAKESYNC=Const(0),
-                i_ENCLKOP=Const(0), o_CLKOP=clk, o_LOCK=locked)
-        else:  # xilinx 7-series: MMCME2_BASE + BUFG
-            clk_in = self._clock_in(m, platform)
-            p = pll.params
-            fb, raw = Signal(), Signal()
-            m.submodules.pll = Instance(
-                "MMCME2_BASE", p_CLKIN1_PERIOD=1e9 / pll.fin, p_DIVCLK_DIVIDE=p["D"],
-                p_CLKFBOUT_MULT_F=p["M"], p_CLKOUT0_DIVIDE_F=p["O"],
-                i_CLKIN1=clk_in, i_CLKFBIN=fb, o_CLKFBOUT=fb, i_RST=Const(0),
-                i_PWRDWN=Const(0), o_CLKOUT0=raw, o_LOCKED=locked)
-            m.submodules.bufg = Instance("BUFG", i_I=raw, o_O=clk)
-
-
-def _mmcm(fin, fout):
-    """MMCME2 (speed grade -2): VCO = fin * M / D in 600..1440 MHz, out = VCO / O."""
-    from .pll import PLLSettings
-
-    best = None
-    for d in range(1, 11):
-        for mult in range(2, 65):
-            vco = fin * mult / d
-            if not 600e6 <= vco <= 1440e6:
-                continue
-            for o in range(1, 129):
-                f = vco / o
-                if f <= fout and (best is None or f > best[0]):
-                    best = (f, d, mult, o)
-    if best is None:
-        raise ValueError(f"no MMCM setting reaches {fout / 1e6:.3f} MHz")
-    f, d, mult, o = best
-    return PLLSettings("xilinx", fin, f, {"D": d, "M": mult, "O": o})
-
+        elif pll.family == "ice40":  # SB_PLL40_PAD takes the pin, not a buffer
+            add_pll(m, pll, platform.request(self.board.clock, dir="-").io, clk, locked)
+        else:
+            add_pll(m, pll, self._clock_in(m, platform), clk, locked)

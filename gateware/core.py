@@ -87,7 +87,6 @@ from ..contract.config import (
     LAYER_FIELDS,
     PARAM_FIELDS,
     RECORD_FIELDS,
-    SIGNED_FIELDS,
     SSM_FIELDS,
     CoreConfig,
     Region,
@@ -96,28 +95,12 @@ from ..contract.timing import TimingProfile
 from .counters import CounterBank
 from .dsp import RegisteredProduct
 from .lane import NeuronFire, NeuronFireAhead, NeuronLeak, shift_add_product, total_bits
+from .layouts import input_layout, registered, struct_layout
 from .memports import NO_RW_CHECK, nrw_read_port
 from .router import PipelinedSpikeRouter, SendFlags, SpikeRouter
+from .ssm import SSMUnit
 
-__all__ = ["NPUCore", "check_core_arguments", "struct_layout", "input_layout"]
-
-def struct_layout(fields) -> data.StructLayout:
-    """An Amaranth layout for a field table of :mod:`..contract.config` (LSB first)."""
-    return data.StructLayout({name: signed(w) if name in SIGNED_FIELDS else unsigned(w)
-                              for name, w in fields})
-
-
-def _registered(m: Module, value, name: str):
-    """``value`` one clock later, in a reset-less register named ``name``."""
-    q = Signal.like(value, name=name, reset_less=True)
-    m.d.sync += q.eq(value)
-    return q
-
-
-def input_layout(c: CoreConfig) -> data.StructLayout:
-    return data.StructLayout({"index": unsigned(c.idx_bits), "value": signed(c.in_bits),
-                              "end": unsigned(1)})
-
+__all__ = ["NPUCore", "check_core_arguments"]
 
 def check_core_arguments(owner, *, config, weight_memory, timing=None) -> None:
     """Validate the core's arguments for ``owner`` (the core, or a component that
@@ -216,14 +199,7 @@ class NPUCore(wiring.Component):
         if c.has_ssm:
             ssm_l = struct_layout(SSM_FIELDS(c))
             ssm_table = Array(Signal(ssm_l, name=f"ssm{i}") for i in range(L))
-            m.submodules.ssm_params = pmem = memory.Memory(
-                shape=unsigned(c.param_bits), depth=c.ssm_param_depth, init=[])
-            pm_rd, pm_wr = pmem.read_port(), pmem.write_port()
-            states = []
-            for p in range(P):
-                smem = memory.Memory(shape=signed(c.s_bits), depth=c.ssm_depth, init=[])
-                m.submodules[f"ssm_state{p}"] = smem
-                states.append((smem.read_port(), smem.write_port()))
+            m.submodules.ssm = ssm = SSMUnit(config=c)
 
         weights, params, membranes = [], [], []
         # Pipelined: the parameter memories are block RAM, and every memory read is
@@ -248,7 +224,7 @@ class NPUCore(wiring.Component):
             u_ports = (nrw_read_port(m, umem, f"membranes{p}"), umem.write_port())
             if pipe:  # every use (and the host's read-back) takes the registered data
                 w_ports, p_ports, u_ports = (
-                    (SimpleNamespace(addr=rd.addr, data=_registered(m, rd.data, f"{n}{p}")), wr)
+                    (SimpleNamespace(addr=rd.addr, data=registered(m, rd.data, f"{n}{p}")), wr)
                     for (rd, wr), n in ((w_ports, "w_q"), (p_ports, "prm_q"),
                                         (u_ports, "u_q")))
             weights.append(w_ports)
@@ -326,10 +302,16 @@ class NPUCore(wiring.Component):
                         m.d.sync += ssm_table[addr_layer].as_value().eq(hc.wdata)
         if c.has_ssm:
             m.d.comb += [
-                pm_wr.addr.eq(addr),
-                pm_wr.data.eq(hc.wdata),
-                pm_wr.en.eq(hc.ok & hc.we & (region == Region.SSM_PARAMS)),
+                ssm.host_word.eq(addr),
+                ssm.host_wdata.eq(hc.wdata),
+                ssm.host_param_we.eq(hc.ok & hc.we & (region == Region.SSM_PARAMS)),
             ]
+            for p in range(P):
+                h = hreq[p // 4]
+                m.d.comb += [
+                    ssm.state_word[p].eq(h.word), ssm.state_wdata[p].eq(h.wdata),
+                    ssm.state_we[p].eq(h.we & (h.region == Region.SSM_STATE) & (h.lane == p)),
+                ]
         for p in range(P):
             h = hreq[p // 4]
             for (_, wr), reg in ((weights[p], Region.WEIGHTS), (params[p], Region.PARAMS)):
@@ -368,9 +350,9 @@ class NPUCore(wiring.Component):
                      Region.MEMBRANES: Array(u[0].data.as_unsigned() for u in membranes)}
         if c.has_ssm:
             lane_data[Region.SSM_STATE] = Array(
-                (_registered(m, st[0].data, f"ssm_state_q{p}") if pipe else st[0].data)
-                .as_unsigned() for p, st in enumerate(states))
-            lane_data[Region.SSM_PARAMS] = Array([pm_rd.data])
+                (registered(m, ssm.state_rdata[p], f"ssm_state_q{p}") if pipe
+                 else ssm.state_rdata[p]).as_unsigned() for p in range(P))
+            lane_data[Region.SSM_PARAMS] = Array([ssm.param_rdata])
         if not pipe:
             with m.Switch(rd_region):
                 for reg, arr in lane_data.items():
@@ -391,8 +373,8 @@ class NPUCore(wiring.Component):
                 sr = Signal.like(region, name=f"rd_region_rep{g}", reset_less=True)
                 sl = Signal.like(lane, name=f"rd_lane_rep{g}", reset_less=True)
                 m.d.sync += [sr.eq(hreq[g].region), sl.eq(hreq[g].lane)]
-                sr = _registered(m, sr, f"rd_region_rep{g}_q")
-                sl = _registered(m, sl, f"rd_lane_rep{g}_q")
+                sr = registered(m, sr, f"rd_region_rep{g}_q")
+                sl = registered(m, sl, f"rd_lane_rep{g}_q")
                 steer.append((sr, sl))
             self._host_read_stage(m, lane_data, others, rd_region, rd_reg, steer)
 
@@ -487,9 +469,9 @@ class NPUCore(wiring.Component):
         if pipe:
             a_valid = Signal(name="s1r_valid")
             m.d.sync += a_valid.eq(s1_valid)
-            a_index = _registered(m, s1_index, "s1r_index")
-            a_value = _registered(m, s1_value, "s1r_value")
-            a_rowbase = _registered(m, s1_rowbase, "s1r_rowbase")
+            a_index = registered(m, s1_index, "s1r_index")
+            a_value = registered(m, s1_value, "s1r_value")
+            a_rowbase = registered(m, s1_rowbase, "s1r_rowbase")
 
         # Read-port address defaults: host (idle) or the sequencer.
         row_addr = Signal(c.sbase_bits + 1)
@@ -543,8 +525,8 @@ class NPUCore(wiring.Component):
         s1b_x = Signal(signed(c.in_bits), reset_less=True)
         m.d.sync += [s1_valid.eq(issue), s1b_valid.eq(a_valid), s1b_x.eq(a_value),
                      s2_valid.eq(s1b_valid), s2_x.eq(s1b_x)]
-        gissue = Signal()  # the SSM unit's operand gather reads an event or a constant
-        with m.If((issue | gissue) if c.has_ssm else issue):
+        # (the SSM unit's operand gather reads events through the same stage)
+        with m.If((issue | ssm.ev_step) if c.has_ssm else issue):
             m.d.sync += [s1_rowbase.eq(rowbase), s1_from_input.eq(from_input)]
         # Stages 3 and 4: the weight and the input value are registered (stage 3),
         # multiplied into a register (stage 4), then accumulated: a
@@ -571,7 +553,7 @@ class NPUCore(wiring.Component):
             m.submodules[f"product{p}"] = mul = RegisteredProduct(a_bits=c.w_bits,
                                                                   b_bits=c.in_bits)
             m.d.comb += [mul.a.eq(weights[p][0].data), mul.b.eq(x_q[p // 4])]
-            prod_q.append(_registered(m, mul.p, f"prod_f{p}") if pipe else mul.p)
+            prod_q.append(registered(m, mul.p, f"prod_f{p}") if pipe else mul.p)
         # The leak of the row's neurons: membranes and parameters are read from the ROW
         # clock on (their address is fixed for the whole row), so the leak is known three
         # clocks later and is added into the accumulator then, before any event (the
@@ -599,8 +581,8 @@ class NPUCore(wiring.Component):
             # long net)
             pre_src = [Signal(name=f"pre4_rep{g}") for g in range(groups)]
             m.d.sync += [q.eq(pre3) for q in pre_src]
-            pre_src = [_registered(m, q, f"pre5_rep{g}") for g, q in enumerate(pre_src)]
-            pre_src = [_registered(m, q, f"pre6_rep{g}") for g, q in enumerate(pre_src)]
+            pre_src = [registered(m, q, f"pre5_rep{g}") for g, q in enumerate(pre_src)]
+            pre_src = [registered(m, q, f"pre6_rep{g}") for g, q in enumerate(pre_src)]
             m.d.sync += ([q.eq(src) for q, src in zip(pre_q, pre_src, strict=True)]
                          + [q.eq(s4_valid) for q in s4_valid_q])
         leak_q = [Signal(signed(c.u_bits + 2), name=f"leak_q{p}") for p in range(P)]
@@ -622,7 +604,7 @@ class NPUCore(wiring.Component):
                 m.d.comb += [lp.a.eq(prm.alpha), lp.b.eq(membranes[p][0].data)]
                 over_q = Signal(signed(len(bias_m) + 1), name=f"leak_over{p}",
                                 reset_less=True)
-                leak_p = _registered(m, lp.p, f"leak_f{p}")
+                leak_p = registered(m, lp.p, f"leak_f{p}")
                 m.d.sync += [leak_q[p].eq((leak_p >> c.frac_bits) + bias_q),
                              over_q.eq((leak_p >> c.frac_bits) + bias_m)]
             else:
@@ -822,13 +804,17 @@ class NPUCore(wiring.Component):
         drain_n = Signal(3 if pipe else 2)  # DRAIN's clock
         drained = ~s1_valid & ~s1b_valid & ~s2_valid & ~s3_valid
 
-        if c.has_ssm:
-            ssm = self._ssm_datapath(m, SimpleNamespace(
-                layer=layer, li=li, k=k, n=n, cnt=cnt, src_sel=src_sel, bank_sel=bank_sel,
-                from_input=from_input, gissue=gissue, s1_index=s1_index, s1_value=s1_value,
-                cur=cur, in_rbank=in_rbank, in_counts=in_counts, counts=counts, busy=busy,
-                addr=addr, hreq=hreq, ssm_table=ssm_table, pm_rd=pm_rd,
-                states=states, valid_lanes=valid_lanes, router=router, bump=bump))
+        if c.has_ssm:  # the SSM unit's view of the layer, the event lists and the banks
+            m.d.comb += [
+                ssm.entry.eq(ssm_table[li]), ssm.m_len.eq(layer.size),
+                ssm.chunks.eq(layer.rows), ssm.emit_values.eq(layer.emit_values),
+                ssm.layer_index.eq(li), ssm.cur.eq(cur), ssm.in_rbank.eq(in_rbank),
+                ssm.busy.eq(busy), ssm.n.eq(n), ssm.cnt.eq(cnt),
+                ssm.list_count.eq(Mux(ssm.ev_from_input, in_counts[in_rbank],
+                                      counts[Cat(ssm.ev_src, ssm.ev_list_bank)])),
+                ssm.ev_index.eq(s1_index), ssm.ev_value.eq(s1_value),
+                ssm.can_load.eq(router.can_load),
+            ]
 
         if flags_ahead:
             # The router's flags of the row's ``send`` (as the row data below make it),
@@ -880,7 +866,8 @@ class NPUCore(wiring.Component):
                     # ``layer`` (registered) still holds the previous layer's entry
                     # in this clock: the type bit comes straight from the table.
                     with m.If(layers[li].ssm):
-                        m.next = "SSM_LAYER"
+                        m.d.comb += ssm.start.eq(1)
+                        m.next = "SSM"
                     with m.Else():
                         m.next = "ROW"
                 else:
@@ -967,7 +954,13 @@ class NPUCore(wiring.Component):
                         m.d.sync += k.eq(k + 1)
                         m.next = "ROW"
             if c.has_ssm:
-                self._ssm_states(m, ssm)
+                with m.State("SSM"):  # the SSM unit runs the layer
+                    m.d.comb += busy.eq(1)
+                    self._ssm_layer(m, ssm, router, li, layer, bump, SimpleNamespace(
+                        src_sel=src_sel, from_input=from_input, bank_sel=bank_sel, n=n,
+                        cnt=cnt, in_rbank=in_rbank))
+                    with m.If(ssm.done):
+                        m.next = "LAYER_END"
             with m.State("LAYER_END"):
                 m.d.comb += busy.eq(1)
                 # Later layers read this layer's events: wait until all are written.
@@ -1049,211 +1042,25 @@ class NPUCore(wiring.Component):
             with m.Default():
                 m.d.sync += other.eq(rd_reg)
         for name in ("rd_other_q", "rd_other_q2"):
-            other = _registered(m, other, name)
+            other = registered(m, other, name)
         m.d.sync += self.host_rdata.eq(functools.reduce(operator.or_, groups, other))
 
-    # ------------------------------------------------------------- SSM unit
-    def _ssm_datapath(self, m: Module, e: SimpleNamespace) -> SimpleNamespace:
-        """The SSM unit's registers and datapath (see the class docstring)."""
-        c = self.config
-        P = c.lanes
-        entry = e.ssm_table[e.li]
-        in_shape = signed(c.in_bits)
-        kregs = Array(Signal(in_shape, name=f"ssm_k{i}") for i in range(c.ssm_max_n))
-        vregs = Array(Signal(in_shape, name=f"ssm_v{i}") for i in range(c.ssm_max_m))
-        qregs = Array(Signal(in_shape, name=f"ssm_q{i}") for i in range(c.ssm_max_n))
-        gate = Signal(8)
-        n_len = entry.n
-        m_len = e.layer.size
-
-        # Gather: operand ``gop`` (0 k, 1 v, 2 q, 3 gate) item ``n`` (a constant at
-        # ``gbase + n`` or an event); written one clock after the read.
-        gop = Signal(3)
-        g_const = Signal()
-        gbase = Signal(c.ssm_param_depth.bit_length() + 1)
-        g1_valid, g1_const = Signal(), Signal()
-        g1_op = Signal.like(gop)
-        g1_n = Signal.like(e.n)
-        m.d.sync += [g1_valid.eq(e.gissue), g1_op.eq(gop), g1_const.eq(g_const),
-                     g1_n.eq(e.n)]
-        pdata = e.pm_rd.data
-        g_index = Signal(c.idx_bits)
-        g_value = Signal(in_shape)
-        m.d.comb += [
-            g_index.eq(Mux(g1_const, g1_n, e.s1_index)),
-            g_value.eq(Mux(g1_const, pdata[:c.in_bits].as_signed(), e.s1_value)),
-        ]
-        with m.If(g1_valid):
-            with m.Switch(g1_op):
-                with m.Case(0):
-                    m.d.sync += kregs[g_index].eq(g_value)
-                with m.Case(1):
-                    m.d.sync += vregs[g_index].eq(g_value)
-                with m.Case(2):
-                    m.d.sync += qregs[g_index].eq(g_value)
-                with m.Case(3):
-                    for b in range(8):
-                        with m.If(g_index == b):
-                            m.d.sync += gate[b].eq(1)
-        m.d.comb += e.pm_rd.addr.eq(Mux(e.busy, gbase + e.n, e.addr))
-
-        # Pass: chunk ``k`` (columns kP..kP+P-1), row ``i``: read S and a_i, then
-        # S' = sat_s(((a_i * S) >> F) + k_i * v_j), write S', y_j += q_i * S'.
-        # Rows to visit: all of them, or with ``skip`` (every decay is 1.0, so a row
-        # with k_i = 0 keeps its state) only rows with k_i != 0 or q_i != 0.
-        i = Signal(range(c.ssm_max_n + 1))  # the first row not yet visited
-        active = Signal(c.ssm_max_n)
-        for r in range(c.ssm_max_n):
-            m.d.comb += active[r].eq((r >= i) & (r < n_len)
-                                     & (~entry.skip | (kregs[r] != 0) | (qregs[r] != 0)))
-        row = Signal(range(c.ssm_max_n))  # the next row to visit, if ``found``
-        found = Signal()
-        m.d.comb += found.eq(active.any())
-        for r in reversed(range(c.ssm_max_n)):
-            with m.If(active[r]):
-                m.d.comb += row.eq(r)
-        saddr = Signal(c.ssm_depth.bit_length() + 1)
-        m.d.comb += saddr.eq(entry.ssbase + row * e.layer.rows + e.k)
-        arow = Signal(c.ssm_param_depth.bit_length() + 1)
-        p_issue, p1_valid = Signal(), Signal()
-        p1_i = Signal.like(row)
-        p1_addr = Signal.like(saddr)
-        m.d.sync += [p1_valid.eq(p_issue), p1_i.eq(row), p1_addr.eq(saddr)]
-        s_min, s_max = -(1 << (c.s_bits - 1)), (1 << (c.s_bits - 1)) - 1
-        y_min, y_max = -(1 << (c.y_bits - 1)), (1 << (c.y_bits - 1)) - 1
-        decay = pdata[:c.frac_bits + 1]
-        yacc = [Signal(signed(c.ssm_acc_bits), name=f"ssm_yacc{p}") for p in range(P)]
-        ys = [Signal(signed(c.y_bits), name=f"ssm_y{p}") for p in range(P)]
-        ynz = Signal(P)
-        k_i, q_i = kregs[p1_i], qregs[p1_i]
-        for p in range(P):
-            rd, wr = e.states[p]
-            h = e.hreq[p // 4]
-            v_j = Signal(in_shape, name=f"ssm_vsel{p}")
-            wide = Signal(signed(c.s_bits + 2 * c.in_bits + 2), name=f"ssm_wide{p}")
-            new = Signal(signed(c.s_bits), name=f"ssm_new{p}")
-            shifted = Signal(signed(c.ssm_acc_bits), name=f"ssm_shifted{p}")
-            m.d.comb += [
-                v_j.eq(vregs[e.k * P + p]),
-                wide.eq(((decay * rd.data) >> c.frac_bits) + k_i * v_j),
-                new.eq(Mux(wide > s_max, s_max, Mux(wide < s_min, s_min, wide))),
-                rd.addr.eq(Mux(e.busy, saddr, h.word)),
-                wr.addr.eq(Mux(e.busy, p1_addr, h.word)),
-                wr.data.eq(Mux(e.busy, new, h.wdata)),
-                wr.en.eq(Mux(e.busy, p1_valid & e.valid_lanes[p],
-                             h.we & (h.region == Region.SSM_STATE) & (h.lane == p))),
-                shifted.eq(yacc[p] >> entry.y_shift),
-                ys[p].eq(Mux(shifted > y_max, y_max, Mux(shifted < y_min, y_min, shifted))),
-                ynz[p].eq(ys[p] != 0),
+    def _ssm_layer(self, m, ssm, router, li, layer, bump, lists):
+        """The SSM state: the unit's counter increments, event-list pointer loads and
+        steps, and its rows to the router."""
+        for i, inc in enumerate((ssm.inc_syn, ssm.inc_neuron, ssm.inc_events)):
+            with m.If(inc):  # (syn_cycles, neuron_cycles, events)
+                bump(i)
+        with m.If(ssm.ev_load):
+            m.d.sync += [
+                lists.src_sel.eq(ssm.ev_src), lists.from_input.eq(ssm.ev_from_input),
+                lists.bank_sel.eq(Mux(ssm.ev_from_input, lists.in_rbank, ssm.ev_list_bank)),
+                lists.n.eq(0), lists.cnt.eq(ssm.ev_cnt),
             ]
-            with m.If(p1_valid):
-                m.d.sync += yacc[p].eq(yacc[p] + q_i * new)
-        return SimpleNamespace(entry=entry, kregs=kregs, vregs=vregs, qregs=qregs, gate=gate,
-                               n_len=n_len, m_len=m_len, gop=gop, g_const=g_const,
-                               gbase=gbase, i=i, row=row, found=found, arow=arow,
-                               p_issue=p_issue,
-                               yacc=yacc, ys=ys, ynz=ynz, e=e)
-
-    def _ssm_states(self, m: Module, s: SimpleNamespace) -> None:
-        """The sequencer states of an SSM layer: gather, then one pass per chunk."""
-        c = self.config
-        P = c.lanes
-        e = s.e
-        entry = s.entry
-        layer = e.layer
-        k = e.k
-        with m.State("SSM_LAYER"):
-            m.d.comb += e.busy.eq(1)
-            e.bump(0)
-            m.d.sync += [r.eq(0) for r in (*s.kregs, *s.vregs, *s.qregs)]
-            m.d.sync += [s.gate.eq(0), s.gop.eq(0)]
-            m.next = "SSM_OP"
-        with m.State("SSM_OP"):
-            m.d.comb += e.busy.eq(1)
-            e.bump(0)
-            with m.If(s.gop == 4):
-                m.next = "SSM_CHUNK"
-            with m.Else():
-                src = Signal(c.src_bits)
-                rec, const, present = Signal(), Signal(), Signal()
-                length = Signal.like(e.cnt)
-                base = Signal.like(s.gbase)
-                pbase = entry.pbase
-                with m.Switch(s.gop):
-                    for code, op, off, ln in ((0, "k", 0, s.n_len),
-                                              (1, "v", s.n_len, s.m_len),
-                                              (2, "q", s.n_len + s.m_len, s.n_len)):
-                        with m.Case(code):
-                            m.d.comb += [src.eq(getattr(entry, f"{op}_src")),
-                                         rec.eq(getattr(entry, f"{op}_rec")),
-                                         const.eq(getattr(entry, f"{op}_const")),
-                                         present.eq(1), length.eq(ln), base.eq(pbase + off)]
-                    with m.Case(3):
-                        m.d.comb += [src.eq(entry.g_src), rec.eq(entry.g_rec),
-                                     present.eq(entry.selective)]
-                is_input = src == 0
-                bank = e.cur ^ rec
-                events = Mux(is_input, e.in_counts[e.in_rbank], e.counts[Cat(src, bank)])
-                m.d.sync += [
-                    s.g_const.eq(const),
-                    e.src_sel.eq(src),
-                    e.from_input.eq(is_input),
-                    e.bank_sel.eq(Mux(is_input, e.in_rbank, bank)),
-                    e.n.eq(0),
-                    e.cnt.eq(Mux(present, Mux(const, length, events), 0)),
-                    s.gbase.eq(base),
-                ]
-                m.next = "SSM_GATHER"
-        with m.State("SSM_GATHER"):
-            m.d.comb += e.busy.eq(1)
-            e.bump(0)
-            with m.If(e.n < e.cnt):
-                m.d.comb += e.gissue.eq(1)
-                m.d.sync += e.n.eq(e.n + 1)
-                with m.If(~s.g_const):
-                    e.bump(2)
-            with m.Else():
-                m.d.sync += s.gop.eq(s.gop + 1)
-                m.next = "SSM_OP"
-        with m.State("SSM_CHUNK"):
-            m.d.comb += e.busy.eq(1)
-            e.bump(1)
-            dbase = entry.pbase + 2 * s.n_len + s.m_len
-            m.d.sync += [s.i.eq(0),
-                         s.arow.eq(dbase + s.gate * s.n_len)]
-            m.d.sync += [a.eq(0) for a in s.yacc]
-            m.next = "SSM_ROWS"
-        with m.State("SSM_ROWS"):
-            m.d.comb += e.busy.eq(1)
-            e.bump(1)
-            with m.If(s.found):
-                m.d.comb += [s.p_issue.eq(1), e.pm_rd.addr.eq(s.arow + s.row)]
-                m.d.sync += s.i.eq(s.row + 1)
-            with m.Else():
-                m.next = "SSM_Y"
-        with m.State("SSM_Y"):  # the last row's update and readout
-            m.d.comb += e.busy.eq(1)
-            e.bump(1)
-            m.next = "SSM_ROUTE"
-        with m.State("SSM_ROUTE"):
-            m.d.comb += e.busy.eq(1)
-            e.bump(1)
-            router = e.router
-            row_offer = [
-                router.load.eq(1),
-                router.send.eq(Mux(layer.emit_values, e.valid_lanes, s.ynz & e.valid_lanes)),
-                router.spikes.eq(s.ynz),
-                router.base.eq(k * P),
-                router.layer.eq(e.li),
-                router.emit_values.eq(layer.emit_values),
-            ] + [router.values[p].eq(s.ys[p]) for p in range(P)]
-            if self.timing.pipelined:  # (as in NEURON)
-                m.d.comb += row_offer
-            with m.If(router.can_load):
-                if not self.timing.pipelined:
-                    m.d.comb += row_offer
-                with m.If(k + 1 == layer.rows):
-                    m.next = "LAYER_END"
-                with m.Else():
-                    m.d.sync += k.eq(k + 1)
-                    m.next = "SSM_CHUNK"
+        with m.If(ssm.ev_step):
+            m.d.sync += lists.n.eq(lists.n + 1)
+        m.d.comb += [
+            router.load.eq(ssm.row_load), router.send.eq(ssm.row_send),
+            router.spikes.eq(ssm.row_spikes), router.base.eq(ssm.row_base),
+            router.layer.eq(li), router.emit_values.eq(layer.emit_values),
+        ] + [router.values[p].eq(ssm.row_values[p]) for p in range(self.config.lanes)]

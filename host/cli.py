@@ -628,9 +628,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="core configuration: a name (e.g. tiny) or key=value,... "
                                     "overrides of the board's [the board's largest]")
     p.add_argument("--top", choices=sorted(TOPS), default=DEFAULT_TOP,
-                   help=f"the design: soc (UART link + command engine + core, needs "
-                        f"gateware.link) or core (the core alone on a scan chain) "
-                        f"[{DEFAULT_TOP}]")
+                   help=f"the design: soc (UART link + command engine + core) or core "
+                        f"(the core alone on a scan chain) [{DEFAULT_TOP}]")
     p.add_argument("--out", type=Path, help="build folder [a new temporary folder]")
     p.add_argument("--seed", type=_int_at_least(1),
                    help="nextpnr's placement seed [the board's]")

@@ -6,99 +6,51 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   reg [22:0] \$10 ;
-  wire [28:0] \$100 ;
-  reg [7:0] \$1000 ;
-  reg [7:0] \$1001 ;
-  reg [7:0] \$1002 ;
-  reg [7:0] \$1003 ;
-  reg [7:0] \$1004 ;
-  reg [7:0] \$1005 ;
-  reg [7:0] \$1006 ;
-  reg [7:0] \$1007 ;
-  reg [7:0] \$1008 ;
-  reg [7:0] \$1009 ;
-  reg [7:0] \$101 ;
-  reg [7:0] \$1010 ;
-  reg [7:0] \$1011 ;
-  reg [7:0] \$1012 ;
-  reg [7:0] \$1013 ;
-  reg [7:0] \$1014 ;
-  reg [7:0] \$1015 ;
-  reg [7:0] \$1016 ;
-  reg [7:0] \$1017 ;
-  reg \$1018 ;
-  reg [3:0] \$1019 ;
-  wire [23:0] \$102 ;
-  reg [7:0] \$1020 ;
-  reg [27:0] \$1021 ;
-  reg [27:0] \$1022 ;
-  reg [27:0] \$1023 ;
-  reg [27:0] \$1024 ;
-  reg [27:0] \$1025 ;
-  reg [27:0] \$1026 ;
-  reg [27:0] \$1027 ;
-  reg [27:0] \$1028 ;
-  reg [1:0] \$1029 ;
-  wire [28:0] \$103 ;
-  reg \$1030 ;
-  reg \$1031 ;
-  reg [4:0] \$1032 ;
-  reg [4:0] \$1033 ;
-  reg [2:0] \$1034 ;
-  reg \$1035 ;
-  reg \$1036 ;
-  reg [7:0] \$1037 ;
-  reg [7:0] \$1038 ;
-  reg [10:0] \$1039 ;
-  reg [7:0] \$104 ;
-  reg [12:0] \$1040 ;
-  reg [1:0] \$1041 ;
-  reg [2:0] \$1042 ;
-  reg \$1043 ;
-  reg [10:0] \$1044 ;
-  reg [4:0] \$1045 ;
-  reg [10:0] \$1046 ;
-  reg \$1047 ;
-  wire [23:0] \$105 ;
-  wire [28:0] \$106 ;
+  wire [10:0] \$100 ;
+  wire [10:0] \$101 ;
+  wire [11:0] \$102 ;
+  wire [12:0] \$103 ;
+  wire [14:0] \$104 ;
+  wire [14:0] \$105 ;
+  wire [15:0] \$106 ;
   wire \$107 ;
-  wire \$108 ;
+  wire [8:0] \$108 ;
   wire \$109 ;
   wire [12:0] \$11 ;
   wire \$110 ;
   wire \$111 ;
   wire \$112 ;
   wire \$113 ;
-  reg \$114 ;
+  wire \$114 ;
   wire \$115 ;
   wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
+  wire [2:0] \$117 ;
+  wire [5:0] \$118 ;
   wire \$119 ;
   wire [12:0] \$12 ;
-  wire \$120 ;
-  reg [6:0] \$121 ;
+  wire [8:0] \$120 ;
+  wire [2:0] \$121 ;
   wire \$122 ;
-  reg [7:0] \$123 ;
-  wire [7:0] \$124 ;
-  wire [8:0] \$125 ;
-  wire [8:0] \$126 ;
-  wire [8:0] \$127 ;
-  wire [8:0] \$128 ;
-  wire [9:0] \$129 ;
+  wire [2:0] \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
   wire \$13 ;
-  wire [10:0] \$130 ;
-  wire [10:0] \$131 ;
-  wire [10:0] \$132 ;
-  wire [10:0] \$133 ;
-  wire [11:0] \$134 ;
-  wire [12:0] \$135 ;
-  wire [14:0] \$136 ;
-  wire [14:0] \$137 ;
-  wire [15:0] \$138 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
   wire \$139 ;
   wire \$14 ;
-  wire [8:0] \$140 ;
+  wire \$140 ;
   wire \$141 ;
   wire \$142 ;
   wire \$143 ;
@@ -107,42 +59,42 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$146 ;
   wire \$147 ;
   wire \$148 ;
-  wire [2:0] \$149 ;
+  wire \$149 ;
   wire [17:0] \$15 ;
-  wire [5:0] \$150 ;
+  wire \$150 ;
   wire \$151 ;
   wire \$152 ;
   wire \$153 ;
   wire \$154 ;
   wire \$155 ;
   wire \$156 ;
-  reg [6:0] \$157 ;
+  wire \$157 ;
   wire \$158 ;
-  reg [7:0] \$159 ;
+  wire \$159 ;
   wire [26:0] \$16 ;
-  wire [7:0] \$160 ;
-  wire [7:0] \$161 ;
-  wire [7:0] \$162 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
   wire \$163 ;
-  wire [8:0] \$164 ;
-  wire [3:0] \$165 ;
-  reg [8:0] \$166 ;
-  reg [4:0] \$167 ;
-  wire [6:0] \$168 ;
-  wire [9:0] \$169 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
   wire \$17 ;
-  wire [10:0] \$170 ;
-  reg [4:0] \$171 ;
-  wire [12:0] \$172 ;
-  wire [13:0] \$173 ;
-  wire [4:0] \$174 ;
-  wire [5:0] \$175 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
   wire \$176 ;
-  wire [5:0] \$177 ;
-  wire [2:0] \$178 ;
+  wire \$177 ;
+  wire \$178 ;
   wire \$179 ;
   wire [17:0] \$18 ;
-  wire [2:0] \$180 ;
+  wire \$180 ;
   wire \$181 ;
   wire \$182 ;
   wire \$183 ;
@@ -216,180 +168,180 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$244 ;
   wire \$245 ;
   wire \$246 ;
-  wire \$247 ;
-  wire \$248 ;
-  wire \$249 ;
+  reg [7:0] \$247 ;
+  reg [40:0] \$248 ;
+  reg [15:0] \$249 ;
   wire [26:0] \$25 ;
-  wire \$250 ;
-  wire \$251 ;
-  wire \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  wire \$255 ;
-  wire \$256 ;
-  wire \$257 ;
-  wire \$258 ;
-  wire \$259 ;
+  reg [15:0] \$250 ;
+  reg [8:0] \$251 ;
+  wire [13:0] \$252 ;
+  wire [11:0] \$253 ;
+  wire [10:0] \$254 ;
+  wire [10:0] \$255 ;
+  wire [11:0] \$256 ;
+  wire [10:0] \$257 ;
+  wire [10:0] \$258 ;
+  wire [11:0] \$259 ;
   wire \$26 ;
-  wire \$260 ;
-  wire \$261 ;
-  wire \$262 ;
-  wire \$263 ;
-  wire \$264 ;
-  wire \$265 ;
-  wire \$266 ;
-  wire \$267 ;
-  wire \$268 ;
-  wire \$269 ;
+  wire [10:0] \$260 ;
+  wire [10:0] \$261 ;
+  wire [11:0] \$262 ;
+  wire [10:0] \$263 ;
+  wire [10:0] \$264 ;
+  wire [11:0] \$265 ;
+  wire [10:0] \$266 ;
+  wire [10:0] \$267 ;
+  wire [11:0] \$268 ;
+  wire [10:0] \$269 ;
   wire [17:0] \$27 ;
-  wire \$270 ;
-  wire \$271 ;
-  reg [7:0] \$272 ;
-  reg [40:0] \$273 ;
-  reg [15:0] \$274 ;
-  reg [15:0] \$275 ;
-  reg [8:0] \$276 ;
-  wire [13:0] \$277 ;
-  wire [11:0] \$278 ;
-  wire [10:0] \$279 ;
+  wire [10:0] \$270 ;
+  wire [11:0] \$271 ;
+  wire [10:0] \$272 ;
+  wire [10:0] \$273 ;
+  wire [11:0] \$274 ;
+  wire [10:0] \$275 ;
+  wire [10:0] \$276 ;
+  wire \$277 ;
+  reg [6:0] \$278 ;
+  wire \$279 ;
   wire [26:0] \$28 ;
-  wire [10:0] \$280 ;
-  wire [11:0] \$281 ;
-  wire [10:0] \$282 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire \$282 ;
   wire [10:0] \$283 ;
-  wire [11:0] \$284 ;
-  wire [10:0] \$285 ;
-  wire [10:0] \$286 ;
-  wire [11:0] \$287 ;
-  wire [10:0] \$288 ;
+  wire [47:0] \$284 ;
+  wire \$285 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire \$288 ;
   wire [10:0] \$289 ;
   wire \$29 ;
-  wire [11:0] \$290 ;
-  wire [10:0] \$291 ;
-  wire [10:0] \$292 ;
-  wire [11:0] \$293 ;
-  wire [10:0] \$294 ;
+  wire [47:0] \$290 ;
+  wire \$291 ;
+  wire \$292 ;
+  wire \$293 ;
+  wire \$294 ;
   wire [10:0] \$295 ;
-  wire [11:0] \$296 ;
-  wire [10:0] \$297 ;
-  wire [10:0] \$298 ;
-  wire [11:0] \$299 ;
+  wire [47:0] \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  wire \$299 ;
   wire \$3 ;
   wire [17:0] \$30 ;
-  wire [10:0] \$300 ;
+  wire \$300 ;
   wire [10:0] \$301 ;
-  wire \$302 ;
-  reg [6:0] \$303 ;
+  wire [47:0] \$302 ;
+  wire \$303 ;
   wire \$304 ;
   wire \$305 ;
   wire \$306 ;
-  wire \$307 ;
-  wire [10:0] \$308 ;
-  wire [47:0] \$309 ;
+  wire [10:0] \$307 ;
+  wire [47:0] \$308 ;
+  wire \$309 ;
   wire [26:0] \$31 ;
   wire \$310 ;
   wire \$311 ;
   wire \$312 ;
-  wire \$313 ;
-  wire [10:0] \$314 ;
-  wire [47:0] \$315 ;
+  wire [10:0] \$313 ;
+  wire [47:0] \$314 ;
+  wire \$315 ;
   wire \$316 ;
   wire \$317 ;
   wire \$318 ;
-  wire \$319 ;
+  wire [10:0] \$319 ;
   wire \$32 ;
-  wire [10:0] \$320 ;
-  wire [47:0] \$321 ;
+  wire [47:0] \$320 ;
+  wire \$321 ;
   wire \$322 ;
   wire \$323 ;
   wire \$324 ;
-  wire \$325 ;
-  wire [10:0] \$326 ;
-  wire [47:0] \$327 ;
+  wire [10:0] \$325 ;
+  wire [47:0] \$326 ;
+  wire \$327 ;
   wire \$328 ;
   wire \$329 ;
   wire [17:0] \$33 ;
   wire \$330 ;
-  wire \$331 ;
-  wire [10:0] \$332 ;
-  wire [47:0] \$333 ;
-  wire \$334 ;
-  wire \$335 ;
+  wire [8:0] \$331 ;
+  wire [9:0] \$332 ;
+  wire \$333 ;
+  wire [8:0] \$334 ;
+  wire [9:0] \$335 ;
   wire \$336 ;
-  wire \$337 ;
-  wire [10:0] \$338 ;
-  wire [47:0] \$339 ;
+  wire [8:0] \$337 ;
+  wire [9:0] \$338 ;
+  wire \$339 ;
   wire [26:0] \$34 ;
-  wire \$340 ;
-  wire \$341 ;
+  wire [8:0] \$340 ;
+  wire [9:0] \$341 ;
   wire \$342 ;
-  wire \$343 ;
-  wire [10:0] \$344 ;
-  wire [47:0] \$345 ;
-  wire \$346 ;
-  wire \$347 ;
+  wire [8:0] \$343 ;
+  wire [9:0] \$344 ;
+  wire \$345 ;
+  wire [8:0] \$346 ;
+  wire [9:0] \$347 ;
   wire \$348 ;
-  wire \$349 ;
+  wire [8:0] \$349 ;
   wire \$35 ;
-  wire [10:0] \$350 ;
-  wire [47:0] \$351 ;
-  wire \$352 ;
-  wire \$353 ;
+  wire [9:0] \$350 ;
+  wire \$351 ;
+  wire [8:0] \$352 ;
+  wire [9:0] \$353 ;
   wire \$354 ;
   wire \$355 ;
-  wire [8:0] \$356 ;
-  wire [9:0] \$357 ;
-  wire \$358 ;
-  wire [8:0] \$359 ;
+  wire \$356 ;
+  wire \$357 ;
+  reg [6:0] \$358 ;
+  reg [6:0] \$359 ;
   wire [17:0] \$36 ;
-  wire [9:0] \$360 ;
-  wire \$361 ;
-  wire [8:0] \$362 ;
-  wire [9:0] \$363 ;
+  reg [7:0] \$360 ;
+  reg \$361 ;
+  wire \$362 ;
+  wire \$363 ;
   wire \$364 ;
-  wire [8:0] \$365 ;
-  wire [9:0] \$366 ;
+  wire \$365 ;
+  wire \$366 ;
   wire \$367 ;
-  wire [8:0] \$368 ;
-  wire [9:0] \$369 ;
+  wire \$368 ;
+  wire \$369 ;
   wire [26:0] \$37 ;
   wire \$370 ;
-  wire [8:0] \$371 ;
-  wire [9:0] \$372 ;
+  wire \$371 ;
+  wire \$372 ;
   wire \$373 ;
-  wire [8:0] \$374 ;
-  wire [9:0] \$375 ;
+  wire \$374 ;
+  wire \$375 ;
   wire \$376 ;
-  wire [8:0] \$377 ;
-  wire [9:0] \$378 ;
+  wire \$377 ;
+  wire \$378 ;
   wire \$379 ;
   wire \$38 ;
-  wire \$380 ;
+  wire [4:0] \$380 ;
   wire \$381 ;
   wire \$382 ;
-  reg [6:0] \$383 ;
-  wire [7:0] \$384 ;
-  wire [11:0] \$385 ;
-  wire [11:0] \$386 ;
+  wire \$383 ;
+  wire \$384 ;
+  wire \$385 ;
+  wire \$386 ;
   wire \$387 ;
-  reg [4:0] \$388 ;
+  wire \$388 ;
   wire \$389 ;
   wire [8:0] \$39 ;
   wire \$390 ;
-  reg \$391 ;
+  wire \$391 ;
   wire \$392 ;
-  wire \$393 ;
-  wire \$394 ;
-  wire \$395 ;
+  wire [7:0] \$393 ;
+  wire [7:0] \$394 ;
+  wire [8:0] \$395 ;
   wire \$396 ;
   wire \$397 ;
   wire \$398 ;
-  reg [4:0] \$399 ;
+  wire \$399 ;
   wire \$4 ;
   wire \$40 ;
   wire \$400 ;
   wire \$401 ;
-  reg \$402 ;
+  wire \$402 ;
   wire \$403 ;
   wire \$404 ;
   wire \$405 ;
@@ -398,10 +350,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$408 ;
   wire \$409 ;
   wire [8:0] \$41 ;
-  reg [4:0] \$410 ;
+  wire \$410 ;
   wire \$411 ;
   wire \$412 ;
-  reg \$413 ;
+  wire \$413 ;
   wire \$414 ;
   wire \$415 ;
   wire \$416 ;
@@ -410,647 +362,165 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \$419 ;
   wire \$42 ;
   wire \$420 ;
-  reg [4:0] \$421 ;
-  wire \$422 ;
-  wire \$423 ;
-  reg \$424 ;
-  wire \$425 ;
-  wire \$426 ;
-  wire \$427 ;
-  wire \$428 ;
-  wire \$429 ;
+  reg [45:0] \$421 ;
+  reg [45:0] \$422 ;
+  reg [45:0] \$423 ;
+  reg [45:0] \$424 ;
+  reg [22:0] \$425 ;
+  reg [22:0] \$426 ;
+  reg [22:0] \$427 ;
+  reg [22:0] \$428 ;
+  reg [22:0] \$429 ;
   wire [8:0] \$43 ;
-  wire \$430 ;
-  wire \$431 ;
-  reg [4:0] \$432 ;
-  wire \$433 ;
-  wire \$434 ;
-  reg \$435 ;
-  wire \$436 ;
-  wire \$437 ;
-  wire \$438 ;
-  wire \$439 ;
+  reg [22:0] \$430 ;
+  reg [22:0] \$431 ;
+  reg [22:0] \$432 ;
+  reg [2:0] \$433 ;
+  reg [46:0] \$434 ;
+  reg [46:0] \$435 ;
+  reg [46:0] \$436 ;
+  reg [46:0] \$437 ;
+  reg \$438 ;
+  reg [3:0] \$439 ;
   wire \$44 ;
-  wire \$440 ;
-  wire \$441 ;
-  wire \$442 ;
-  reg [4:0] \$443 ;
-  wire \$444 ;
-  wire \$445 ;
+  reg [2:0] \$440 ;
+  reg [46:0] \$441 ;
+  reg [45:0] \$442 ;
+  reg [3:0] \$443 ;
+  reg [3:0] \$444 ;
+  reg [22:0] \$445 ;
   reg \$446 ;
-  wire \$447 ;
-  wire \$448 ;
-  wire \$449 ;
+  reg \$447 ;
+  reg \$448 ;
+  reg [7:0] \$449 ;
   wire [8:0] \$45 ;
-  wire \$450 ;
-  wire \$451 ;
-  wire \$452 ;
-  wire \$453 ;
-  reg [4:0] \$454 ;
-  wire \$455 ;
-  wire \$456 ;
+  reg [11:0] \$450 ;
+  reg \$451 ;
+  reg \$452 ;
+  reg \$453 ;
+  reg \$454 ;
+  reg \$455 ;
+  reg \$456 ;
   reg \$457 ;
-  wire \$458 ;
-  wire \$459 ;
+  reg [17:0] \$458 ;
+  reg [25:0] \$459 ;
   wire \$46 ;
-  wire \$460 ;
-  wire \$461 ;
-  wire \$462 ;
-  wire \$463 ;
-  wire \$464 ;
-  reg [4:0] \$465 ;
-  wire \$466 ;
-  wire \$467 ;
-  reg \$468 ;
-  wire \$469 ;
+  reg [17:0] \$460 ;
+  reg [25:0] \$461 ;
+  reg [17:0] \$462 ;
+  reg [25:0] \$463 ;
+  reg [17:0] \$464 ;
+  reg [25:0] \$465 ;
+  reg [17:0] \$466 ;
+  reg [25:0] \$467 ;
+  reg [17:0] \$468 ;
+  reg [25:0] \$469 ;
   wire [8:0] \$47 ;
-  wire \$470 ;
-  wire \$471 ;
-  wire \$472 ;
-  wire \$473 ;
-  wire \$474 ;
-  wire \$475 ;
-  reg [4:0] \$476 ;
-  wire \$477 ;
-  wire \$478 ;
-  reg \$479 ;
+  reg [17:0] \$470 ;
+  reg [25:0] \$471 ;
+  reg [17:0] \$472 ;
+  reg [25:0] \$473 ;
+  reg [7:0] \$474 ;
+  reg [7:0] \$475 ;
+  reg [7:0] \$476 ;
+  reg [7:0] \$477 ;
+  reg [7:0] \$478 ;
+  reg [7:0] \$479 ;
   wire \$48 ;
-  wire \$480 ;
-  wire \$481 ;
-  wire \$482 ;
-  wire \$483 ;
-  wire \$484 ;
-  wire \$485 ;
-  wire \$486 ;
-  reg [4:0] \$487 ;
-  wire \$488 ;
-  wire \$489 ;
+  reg [7:0] \$480 ;
+  reg [7:0] \$481 ;
+  reg [7:0] \$482 ;
+  reg [7:0] \$483 ;
+  reg [7:0] \$484 ;
+  reg [7:0] \$485 ;
+  reg [7:0] \$486 ;
+  reg [7:0] \$487 ;
+  reg [7:0] \$488 ;
+  reg [7:0] \$489 ;
   wire [8:0] \$49 ;
-  reg \$490 ;
-  wire \$491 ;
-  wire \$492 ;
-  wire \$493 ;
-  wire \$494 ;
-  wire \$495 ;
-  wire \$496 ;
-  wire \$497 ;
-  reg [4:0] \$498 ;
-  wire \$499 ;
+  reg [7:0] \$490 ;
+  reg [15:0] \$491 ;
+  reg [15:0] \$492 ;
+  reg [15:0] \$493 ;
+  reg [15:0] \$494 ;
+  reg [15:0] \$495 ;
+  reg [15:0] \$496 ;
+  reg [15:0] \$497 ;
+  reg [15:0] \$498 ;
+  reg [7:0] \$499 ;
   reg [45:0] \$5 ;
   wire \$50 ;
-  wire \$500 ;
+  reg \$500 ;
   reg \$501 ;
-  wire \$502 ;
-  wire \$503 ;
-  wire \$504 ;
-  wire \$505 ;
-  wire \$506 ;
-  wire \$507 ;
-  wire \$508 ;
-  reg [4:0] \$509 ;
+  reg [6:0] \$502 ;
+  reg [6:0] \$503 ;
+  reg [1:0] \$504 ;
+  reg \$505 ;
+  reg \$506 ;
+  reg [3:0] \$507 ;
+  reg [4:0] \$508 ;
+  reg [2:0] \$509 ;
   wire [8:0] \$51 ;
-  wire \$510 ;
-  wire \$511 ;
-  reg \$512 ;
-  wire \$513 ;
-  wire \$514 ;
-  wire \$515 ;
-  wire \$516 ;
-  wire \$517 ;
-  wire \$518 ;
-  wire \$519 ;
+  reg \$510 ;
+  reg \$511 ;
+  reg [7:0] \$512 ;
+  reg [7:0] \$513 ;
+  reg [10:0] \$514 ;
+  reg [12:0] \$515 ;
+  reg [1:0] \$516 ;
+  reg \$517 ;
   wire \$52 ;
-  reg [4:0] \$520 ;
-  wire \$521 ;
-  wire \$522 ;
-  reg \$523 ;
-  wire \$524 ;
-  wire \$525 ;
-  wire \$526 ;
-  wire \$527 ;
-  wire \$528 ;
-  wire \$529 ;
   wire [8:0] \$53 ;
-  wire \$530 ;
-  reg [4:0] \$531 ;
-  wire \$532 ;
-  wire \$533 ;
-  reg \$534 ;
-  wire \$535 ;
-  wire \$536 ;
-  wire \$537 ;
-  wire \$538 ;
-  wire \$539 ;
   wire \$54 ;
-  wire \$540 ;
-  wire \$541 ;
-  reg [4:0] \$542 ;
-  wire \$543 ;
-  wire \$544 ;
-  reg \$545 ;
-  wire \$546 ;
-  wire \$547 ;
-  wire \$548 ;
-  wire \$549 ;
   wire [8:0] \$55 ;
-  wire \$550 ;
-  wire \$551 ;
-  wire \$552 ;
-  reg [4:0] \$553 ;
-  wire \$554 ;
-  wire \$555 ;
-  reg \$556 ;
-  wire \$557 ;
-  wire \$558 ;
-  wire \$559 ;
   wire \$56 ;
-  wire \$560 ;
-  wire \$561 ;
-  wire \$562 ;
-  reg [5:0] \$563 ;
-  wire [8:0] \$564 ;
-  wire [9:0] \$565 ;
-  wire [10:0] \$566 ;
-  wire [8:0] \$567 ;
-  wire [9:0] \$568 ;
-  wire [24:0] \$569 ;
   wire [8:0] \$57 ;
-  wire [24:0] \$570 ;
-  reg [7:0] \$571 ;
-  wire [15:0] \$572 ;
-  wire [25:0] \$573 ;
-  wire \$574 ;
-  wire \$575 ;
-  wire [33:0] \$576 ;
-  wire [33:0] \$577 ;
-  wire [10:0] \$578 ;
-  wire [10:0] \$579 ;
   wire \$58 ;
-  wire [47:0] \$580 ;
-  wire \$581 ;
-  wire \$582 ;
-  wire \$583 ;
-  wire \$584 ;
-  wire \$585 ;
-  reg [5:0] \$586 ;
-  wire \$587 ;
-  wire \$588 ;
-  wire [27:0] \$589 ;
   wire [8:0] \$59 ;
-  wire [27:0] \$590 ;
-  wire \$591 ;
-  wire [8:0] \$592 ;
-  wire [9:0] \$593 ;
-  wire [24:0] \$594 ;
-  wire [24:0] \$595 ;
-  reg [7:0] \$596 ;
-  wire [15:0] \$597 ;
-  wire [25:0] \$598 ;
-  wire \$599 ;
   reg [22:0] \$6 ;
   wire \$60 ;
-  wire \$600 ;
-  wire [33:0] \$601 ;
-  wire [33:0] \$602 ;
-  wire [10:0] \$603 ;
-  wire [10:0] \$604 ;
-  wire [47:0] \$605 ;
-  wire \$606 ;
-  wire \$607 ;
-  wire \$608 ;
-  wire \$609 ;
   wire [8:0] \$61 ;
-  wire \$610 ;
-  reg [5:0] \$611 ;
-  wire \$612 ;
-  wire \$613 ;
-  wire [27:0] \$614 ;
-  wire [27:0] \$615 ;
-  wire \$616 ;
-  wire [8:0] \$617 ;
-  wire [9:0] \$618 ;
-  wire [24:0] \$619 ;
   wire \$62 ;
-  wire [24:0] \$620 ;
-  reg [7:0] \$621 ;
-  wire [15:0] \$622 ;
-  wire [25:0] \$623 ;
-  wire \$624 ;
-  wire \$625 ;
-  wire [33:0] \$626 ;
-  wire [33:0] \$627 ;
-  wire [10:0] \$628 ;
-  wire [10:0] \$629 ;
   wire [8:0] \$63 ;
-  wire [47:0] \$630 ;
-  wire \$631 ;
-  wire \$632 ;
-  wire \$633 ;
-  wire \$634 ;
-  wire \$635 ;
-  reg [5:0] \$636 ;
-  wire \$637 ;
-  wire \$638 ;
-  wire [27:0] \$639 ;
   wire \$64 ;
-  wire [27:0] \$640 ;
-  wire \$641 ;
-  wire [8:0] \$642 ;
-  wire [9:0] \$643 ;
-  wire [24:0] \$644 ;
-  wire [24:0] \$645 ;
-  reg [7:0] \$646 ;
-  wire [15:0] \$647 ;
-  wire [25:0] \$648 ;
-  wire \$649 ;
   wire [8:0] \$65 ;
-  wire \$650 ;
-  wire [33:0] \$651 ;
-  wire [33:0] \$652 ;
-  wire [10:0] \$653 ;
-  wire [10:0] \$654 ;
-  wire [47:0] \$655 ;
-  wire \$656 ;
-  wire \$657 ;
-  wire \$658 ;
-  wire \$659 ;
   wire \$66 ;
-  wire \$660 ;
-  reg [5:0] \$661 ;
-  wire \$662 ;
-  wire \$663 ;
-  wire [27:0] \$664 ;
-  wire [27:0] \$665 ;
-  wire \$666 ;
-  wire [8:0] \$667 ;
-  wire [9:0] \$668 ;
-  wire [24:0] \$669 ;
   wire [8:0] \$67 ;
-  wire [24:0] \$670 ;
-  reg [7:0] \$671 ;
-  wire [15:0] \$672 ;
-  wire [25:0] \$673 ;
-  wire \$674 ;
-  wire \$675 ;
-  wire [33:0] \$676 ;
-  wire [33:0] \$677 ;
-  wire [10:0] \$678 ;
-  wire [10:0] \$679 ;
   wire \$68 ;
-  wire [47:0] \$680 ;
-  wire \$681 ;
-  wire \$682 ;
-  wire \$683 ;
-  wire \$684 ;
-  wire \$685 ;
-  reg [5:0] \$686 ;
-  wire \$687 ;
-  wire \$688 ;
-  wire [27:0] \$689 ;
   wire [8:0] \$69 ;
-  wire [27:0] \$690 ;
-  wire \$691 ;
-  wire [8:0] \$692 ;
-  wire [9:0] \$693 ;
-  wire [24:0] \$694 ;
-  wire [24:0] \$695 ;
-  reg [7:0] \$696 ;
-  wire [15:0] \$697 ;
-  wire [25:0] \$698 ;
-  wire \$699 ;
   reg [46:0] \$7 ;
   wire [5:0] \$70 ;
-  wire \$700 ;
-  wire [33:0] \$701 ;
-  wire [33:0] \$702 ;
-  wire [10:0] \$703 ;
-  wire [10:0] \$704 ;
-  wire [47:0] \$705 ;
-  wire \$706 ;
-  wire \$707 ;
-  wire \$708 ;
-  wire \$709 ;
   wire \$71 ;
-  wire \$710 ;
-  reg [5:0] \$711 ;
-  wire \$712 ;
-  wire \$713 ;
-  wire [27:0] \$714 ;
-  wire [27:0] \$715 ;
-  wire \$716 ;
-  wire [8:0] \$717 ;
-  wire [9:0] \$718 ;
-  wire [24:0] \$719 ;
   wire \$72 ;
-  wire [24:0] \$720 ;
-  reg [7:0] \$721 ;
-  wire [15:0] \$722 ;
-  wire [25:0] \$723 ;
-  wire \$724 ;
-  wire \$725 ;
-  wire [33:0] \$726 ;
-  wire [33:0] \$727 ;
-  wire [10:0] \$728 ;
-  wire [10:0] \$729 ;
   reg [6:0] \$73 ;
-  wire [47:0] \$730 ;
-  wire \$731 ;
-  wire \$732 ;
-  wire \$733 ;
-  wire \$734 ;
-  wire \$735 ;
-  reg [5:0] \$736 ;
-  wire \$737 ;
-  wire \$738 ;
-  wire [27:0] \$739 ;
   wire [7:0] \$74 ;
-  wire [27:0] \$740 ;
-  wire \$741 ;
-  wire [8:0] \$742 ;
-  wire [9:0] \$743 ;
-  wire [24:0] \$744 ;
-  wire [24:0] \$745 ;
-  reg [7:0] \$746 ;
-  wire [15:0] \$747 ;
-  wire [25:0] \$748 ;
-  wire \$749 ;
   wire \$75 ;
-  wire \$750 ;
-  wire [33:0] \$751 ;
-  wire [33:0] \$752 ;
-  wire [10:0] \$753 ;
-  wire [10:0] \$754 ;
-  wire [47:0] \$755 ;
-  wire \$756 ;
-  wire \$757 ;
-  wire \$758 ;
-  wire \$759 ;
   wire \$76 ;
-  wire \$760 ;
-  reg [5:0] \$761 ;
-  wire \$762 ;
-  wire \$763 ;
-  wire [27:0] \$764 ;
-  wire [27:0] \$765 ;
-  wire \$766 ;
-  wire \$767 ;
-  wire \$768 ;
-  wire \$769 ;
   wire \$77 ;
-  wire \$770 ;
-  wire \$771 ;
-  wire \$772 ;
-  wire \$773 ;
-  wire \$774 ;
-  wire \$775 ;
-  wire \$776 ;
-  wire \$777 ;
-  wire \$778 ;
-  wire \$779 ;
   wire \$78 ;
-  wire \$780 ;
-  wire \$781 ;
-  wire \$782 ;
-  wire \$783 ;
-  wire \$784 ;
-  wire [4:0] \$785 ;
-  wire \$786 ;
-  wire \$787 ;
-  wire \$788 ;
-  wire \$789 ;
   wire \$79 ;
-  wire \$790 ;
-  wire \$791 ;
-  wire \$792 ;
-  wire \$793 ;
-  wire \$794 ;
-  wire \$795 ;
-  wire \$796 ;
-  wire \$797 ;
-  wire [7:0] \$798 ;
-  wire [7:0] \$799 ;
   reg [45:0] \$8 ;
   wire \$80 ;
-  wire [8:0] \$800 ;
-  wire \$801 ;
-  wire \$802 ;
-  wire \$803 ;
-  wire \$804 ;
-  wire \$805 ;
-  wire \$806 ;
-  wire \$807 ;
-  wire \$808 ;
-  wire \$809 ;
   wire \$81 ;
-  reg [2:0] \$810 ;
-  reg \$811 ;
-  reg \$812 ;
-  reg [4:0] \$813 ;
-  reg [8:0] \$814 ;
-  wire [9:0] \$815 ;
-  reg [2:0] \$816 ;
-  reg \$817 ;
-  reg \$818 ;
-  reg [8:0] \$819 ;
-  wire \$82 ;
-  reg [4:0] \$820 ;
-  wire [9:0] \$821 ;
-  reg [2:0] \$822 ;
-  reg \$823 ;
-  reg \$824 ;
-  reg [4:0] \$825 ;
-  reg [8:0] \$826 ;
-  reg [4:0] \$827 ;
-  wire [8:0] \$828 ;
-  wire [9:0] \$829 ;
-  reg [7:0] \$83 ;
-  reg [2:0] \$830 ;
-  reg \$831 ;
-  reg \$832 ;
-  wire \$833 ;
-  wire \$834 ;
-  wire \$835 ;
-  wire \$836 ;
-  wire \$837 ;
-  wire \$838 ;
-  wire \$839 ;
-  wire [23:0] \$84 ;
-  wire \$840 ;
-  wire \$841 ;
-  wire \$842 ;
-  wire \$843 ;
-  wire \$844 ;
-  wire \$845 ;
-  wire \$846 ;
-  wire \$847 ;
-  wire \$848 ;
-  wire \$849 ;
-  wire [28:0] \$85 ;
-  wire \$850 ;
-  wire [11:0] \$851 ;
-  wire \$852 ;
-  wire \$853 ;
-  wire \$854 ;
-  wire \$855 ;
-  wire \$856 ;
-  wire \$857 ;
-  wire \$858 ;
-  wire \$859 ;
-  reg [7:0] \$86 ;
-  wire [7:0] \$860 ;
-  wire [7:0] \$861 ;
-  wire [8:0] \$862 ;
-  wire \$863 ;
-  wire \$864 ;
-  wire \$865 ;
-  wire \$866 ;
-  wire \$867 ;
-  wire \$868 ;
-  wire \$869 ;
-  wire [23:0] \$87 ;
-  wire \$870 ;
-  wire \$871 ;
-  wire \$872 ;
-  wire \$873 ;
-  wire \$874 ;
-  wire \$875 ;
-  wire \$876 ;
-  wire \$877 ;
-  wire \$878 ;
-  wire \$879 ;
-  wire [28:0] \$88 ;
-  wire \$880 ;
-  wire \$881 ;
-  reg [45:0] \$882 ;
-  reg [45:0] \$883 ;
-  reg [45:0] \$884 ;
-  reg [45:0] \$885 ;
-  reg [22:0] \$886 ;
-  reg [22:0] \$887 ;
-  reg [22:0] \$888 ;
-  reg [22:0] \$889 ;
-  reg [7:0] \$89 ;
-  reg [22:0] \$890 ;
-  reg [22:0] \$891 ;
-  reg [22:0] \$892 ;
-  reg [22:0] \$893 ;
-  reg [2:0] \$894 ;
-  reg [46:0] \$895 ;
-  reg [46:0] \$896 ;
-  reg [46:0] \$897 ;
-  reg [46:0] \$898 ;
-  reg \$899 ;
+  reg \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  reg [6:0] \$89 ;
   wire [4:0] \$9 ;
-  wire [23:0] \$90 ;
-  reg [3:0] \$900 ;
-  reg [2:0] \$901 ;
-  reg [46:0] \$902 ;
-  reg [45:0] \$903 ;
-  reg [3:0] \$904 ;
-  reg [3:0] \$905 ;
-  reg [22:0] \$906 ;
-  reg \$907 ;
-  reg \$908 ;
-  reg \$909 ;
-  wire [28:0] \$91 ;
-  reg [7:0] \$910 ;
-  reg [11:0] \$911 ;
-  reg \$912 ;
-  reg \$913 ;
-  reg \$914 ;
-  reg \$915 ;
-  reg \$916 ;
-  reg \$917 ;
-  reg \$918 ;
-  reg [17:0] \$919 ;
-  reg [7:0] \$92 ;
-  reg [25:0] \$920 ;
-  reg [17:0] \$921 ;
-  reg [25:0] \$922 ;
-  reg [17:0] \$923 ;
-  reg [25:0] \$924 ;
-  reg [17:0] \$925 ;
-  reg [25:0] \$926 ;
-  reg [17:0] \$927 ;
-  reg [25:0] \$928 ;
-  reg [17:0] \$929 ;
-  wire [23:0] \$93 ;
-  reg [25:0] \$930 ;
-  reg [17:0] \$931 ;
-  reg [25:0] \$932 ;
-  reg [17:0] \$933 ;
-  reg [25:0] \$934 ;
-  reg [7:0] \$935 ;
-  reg [7:0] \$936 ;
-  reg [7:0] \$937 ;
-  reg [7:0] \$938 ;
-  reg [7:0] \$939 ;
-  wire [28:0] \$94 ;
-  reg [7:0] \$940 ;
-  reg [7:0] \$941 ;
-  reg [7:0] \$942 ;
-  reg [7:0] \$943 ;
-  reg [7:0] \$944 ;
-  reg [7:0] \$945 ;
-  reg [7:0] \$946 ;
-  reg [7:0] \$947 ;
-  reg [7:0] \$948 ;
-  reg [7:0] \$949 ;
-  reg [7:0] \$95 ;
-  reg [7:0] \$950 ;
-  reg [7:0] \$951 ;
-  reg [15:0] \$952 ;
-  reg [15:0] \$953 ;
-  reg [15:0] \$954 ;
-  reg [15:0] \$955 ;
-  reg [15:0] \$956 ;
-  reg [15:0] \$957 ;
-  reg [15:0] \$958 ;
-  reg [15:0] \$959 ;
-  wire [23:0] \$96 ;
-  reg [7:0] \$960 ;
-  reg \$961 ;
-  reg \$962 ;
-  reg [6:0] \$963 ;
-  reg [6:0] \$964 ;
-  reg \$965 ;
-  reg [2:0] \$966 ;
-  reg \$967 ;
-  reg [7:0] \$968 ;
-  reg [7:0] \$969 ;
-  wire [28:0] \$97 ;
-  reg [7:0] \$970 ;
-  reg [7:0] \$971 ;
-  reg [7:0] \$972 ;
-  reg [7:0] \$973 ;
-  reg [7:0] \$974 ;
-  reg [7:0] \$975 ;
-  reg [7:0] \$976 ;
-  reg [7:0] \$977 ;
-  reg [7:0] \$978 ;
-  reg [7:0] \$979 ;
-  reg [7:0] \$98 ;
-  reg [7:0] \$980 ;
-  reg [7:0] \$981 ;
-  reg [7:0] \$982 ;
-  reg [7:0] \$983 ;
-  reg [7:0] \$984 ;
-  reg [7:0] \$985 ;
-  reg [7:0] \$986 ;
-  reg [7:0] \$987 ;
-  reg [7:0] \$988 ;
-  reg [7:0] \$989 ;
-  wire [23:0] \$99 ;
-  reg [7:0] \$990 ;
-  reg [7:0] \$991 ;
-  reg [7:0] \$992 ;
-  reg [7:0] \$993 ;
-  reg [7:0] \$994 ;
-  reg [7:0] \$995 ;
-  reg [7:0] \$996 ;
-  reg [7:0] \$997 ;
-  reg [7:0] \$998 ;
-  reg [7:0] \$999 ;
+  wire \$90 ;
+  reg [7:0] \$91 ;
+  wire [7:0] \$92 ;
+  wire [8:0] \$93 ;
+  wire [8:0] \$94 ;
+  wire [8:0] \$95 ;
+  wire [8:0] \$96 ;
+  wire [9:0] \$97 ;
+  wire [10:0] \$98 ;
+  wire [10:0] \$99 ;
   reg \$signal  = 1'h0;
   reg \$signal$110  = 1'h0;
   reg \$signal$111  = 1'h0;
@@ -1060,165 +530,119 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg \$signal$116  = 1'h0;
   reg \$signal$117  = 1'h0;
   reg \$signal$223  = 1'h0;
-  reg \$signal$226  = 1'h0;
-  reg \$signal$285 ;
-  reg \$signal$308  = 1'h0;
-  reg \$signal$316 ;
-  reg \$signal$318 ;
+  reg \$signal$228  = 1'h0;
   wire [10:0] \$signature__addr ;
-  wire [4:0] \$signature__addr$337 ;
-  wire [10:0] \$signature__addr$340 ;
-  wire [4:0] \$signature__addr$343 ;
-  wire [10:0] \$signature__addr$346 ;
-  wire [4:0] \$signature__addr$349 ;
-  wire [10:0] \$signature__addr$352 ;
-  wire [4:0] \$signature__addr$355 ;
-  wire [10:0] \$signature__addr$358 ;
-  wire [4:0] \$signature__addr$361 ;
-  wire [10:0] \$signature__addr$364 ;
-  wire [4:0] \$signature__addr$367 ;
-  wire [10:0] \$signature__addr$370 ;
-  wire [4:0] \$signature__addr$373 ;
-  wire [10:0] \$signature__addr$376 ;
-  wire [4:0] \$signature__addr$379 ;
-  wire [4:0] \$signature__addr$514 ;
-  wire [4:0] \$signature__addr$518 ;
-  wire [4:0] \$signature__addr$521 ;
-  wire [4:0] \$signature__addr$524 ;
-  wire [4:0] \$signature__addr$527 ;
-  wire [4:0] \$signature__addr$530 ;
-  wire [4:0] \$signature__addr$533 ;
-  wire [4:0] \$signature__addr$536 ;
-  reg [8:0] \$signature__addr$542 ;
-  wire [5:0] \$signature__addr$546 ;
-  wire [5:0] \$signature__addr$547 ;
-  wire [5:0] \$signature__addr$555 ;
-  wire [5:0] \$signature__addr$556 ;
-  wire [5:0] \$signature__addr$563 ;
-  wire [5:0] \$signature__addr$564 ;
-  wire [5:0] \$signature__addr$571 ;
-  wire [5:0] \$signature__addr$572 ;
-  wire [5:0] \$signature__addr$579 ;
-  wire [5:0] \$signature__addr$580 ;
-  wire [5:0] \$signature__addr$587 ;
-  wire [5:0] \$signature__addr$588 ;
-  wire [5:0] \$signature__addr$595 ;
-  wire [5:0] \$signature__addr$596 ;
-  wire [5:0] \$signature__addr$603 ;
-  wire [5:0] \$signature__addr$604 ;
+  wire [4:0] \$signature__addr$257 ;
+  wire [10:0] \$signature__addr$260 ;
+  wire [4:0] \$signature__addr$263 ;
+  wire [10:0] \$signature__addr$266 ;
+  wire [4:0] \$signature__addr$269 ;
+  wire [10:0] \$signature__addr$272 ;
+  wire [4:0] \$signature__addr$275 ;
+  wire [10:0] \$signature__addr$278 ;
+  wire [4:0] \$signature__addr$281 ;
+  wire [10:0] \$signature__addr$284 ;
+  wire [4:0] \$signature__addr$287 ;
+  wire [10:0] \$signature__addr$290 ;
+  wire [4:0] \$signature__addr$293 ;
+  wire [10:0] \$signature__addr$296 ;
+  wire [4:0] \$signature__addr$299 ;
+  wire [4:0] \$signature__addr$427 ;
+  wire [4:0] \$signature__addr$431 ;
+  wire [4:0] \$signature__addr$434 ;
+  wire [4:0] \$signature__addr$437 ;
+  wire [4:0] \$signature__addr$440 ;
+  wire [4:0] \$signature__addr$443 ;
+  wire [4:0] \$signature__addr$446 ;
+  wire [4:0] \$signature__addr$449 ;
   wire [7:0] \$signature__data ;
-  wire [40:0] \$signature__data$338 ;
-  wire [8:0] \$signature__data$338.alpha ;
-  wire [15:0] \$signature__data$338.bias ;
-  wire [15:0] \$signature__data$338.theta ;
-  wire [7:0] \$signature__data$341 ;
-  wire [40:0] \$signature__data$344 ;
-  wire [8:0] \$signature__data$344.alpha ;
-  wire [15:0] \$signature__data$344.bias ;
-  wire [15:0] \$signature__data$344.theta ;
-  wire [7:0] \$signature__data$347 ;
-  wire [40:0] \$signature__data$350 ;
-  wire [8:0] \$signature__data$350.alpha ;
-  wire [15:0] \$signature__data$350.bias ;
-  wire [15:0] \$signature__data$350.theta ;
-  wire [7:0] \$signature__data$353 ;
-  wire [40:0] \$signature__data$356 ;
-  wire [8:0] \$signature__data$356.alpha ;
-  wire [15:0] \$signature__data$356.bias ;
-  wire [15:0] \$signature__data$356.theta ;
-  wire [7:0] \$signature__data$359 ;
-  wire [40:0] \$signature__data$362 ;
-  wire [8:0] \$signature__data$362.alpha ;
-  wire [15:0] \$signature__data$362.bias ;
-  wire [15:0] \$signature__data$362.theta ;
-  wire [7:0] \$signature__data$365 ;
-  wire [40:0] \$signature__data$368 ;
-  wire [8:0] \$signature__data$368.alpha ;
-  wire [15:0] \$signature__data$368.bias ;
-  wire [15:0] \$signature__data$368.theta ;
-  wire [7:0] \$signature__data$371 ;
-  wire [40:0] \$signature__data$374 ;
-  wire [8:0] \$signature__data$374.alpha ;
-  wire [15:0] \$signature__data$374.bias ;
-  wire [15:0] \$signature__data$374.theta ;
-  wire [7:0] \$signature__data$377 ;
-  wire [40:0] \$signature__data$380 ;
-  wire [8:0] \$signature__data$380.alpha ;
-  wire [15:0] \$signature__data$380.bias ;
-  wire [15:0] \$signature__data$380.theta ;
-  wire [15:0] \$signature__data$382 ;
-  wire [15:0] \$signature__data$383 ;
-  wire [15:0] \$signature__data$384 ;
-  wire [15:0] \$signature__data$385 ;
-  wire [15:0] \$signature__data$386 ;
-  wire [15:0] \$signature__data$387 ;
-  wire [15:0] \$signature__data$388 ;
-  wire [15:0] \$signature__data$389 ;
-  wire [8:0] \$signature__data$390 ;
-  wire [15:0] \$signature__data$515 ;
-  wire [15:0] \$signature__data$519 ;
-  wire [15:0] \$signature__data$522 ;
-  wire [15:0] \$signature__data$525 ;
-  wire [15:0] \$signature__data$528 ;
-  wire [15:0] \$signature__data$531 ;
-  wire [15:0] \$signature__data$534 ;
-  wire [15:0] \$signature__data$537 ;
-  wire [15:0] \$signature__data$548 ;
-  wire [15:0] \$signature__data$557 ;
-  wire [15:0] \$signature__data$565 ;
-  wire [15:0] \$signature__data$573 ;
-  wire [15:0] \$signature__data$581 ;
-  wire [15:0] \$signature__data$589 ;
-  wire [15:0] \$signature__data$597 ;
-  wire [15:0] \$signature__data$605 ;
+  wire [40:0] \$signature__data$258 ;
+  wire [8:0] \$signature__data$258.alpha ;
+  wire [15:0] \$signature__data$258.bias ;
+  wire [15:0] \$signature__data$258.theta ;
+  wire [7:0] \$signature__data$261 ;
+  wire [40:0] \$signature__data$264 ;
+  wire [8:0] \$signature__data$264.alpha ;
+  wire [15:0] \$signature__data$264.bias ;
+  wire [15:0] \$signature__data$264.theta ;
+  wire [7:0] \$signature__data$267 ;
+  wire [40:0] \$signature__data$270 ;
+  wire [8:0] \$signature__data$270.alpha ;
+  wire [15:0] \$signature__data$270.bias ;
+  wire [15:0] \$signature__data$270.theta ;
+  wire [7:0] \$signature__data$273 ;
+  wire [40:0] \$signature__data$276 ;
+  wire [8:0] \$signature__data$276.alpha ;
+  wire [15:0] \$signature__data$276.bias ;
+  wire [15:0] \$signature__data$276.theta ;
+  wire [7:0] \$signature__data$279 ;
+  wire [40:0] \$signature__data$282 ;
+  wire [8:0] \$signature__data$282.alpha ;
+  wire [15:0] \$signature__data$282.bias ;
+  wire [15:0] \$signature__data$282.theta ;
+  wire [7:0] \$signature__data$285 ;
+  wire [40:0] \$signature__data$288 ;
+  wire [8:0] \$signature__data$288.alpha ;
+  wire [15:0] \$signature__data$288.bias ;
+  wire [15:0] \$signature__data$288.theta ;
+  wire [7:0] \$signature__data$291 ;
+  wire [40:0] \$signature__data$294 ;
+  wire [8:0] \$signature__data$294.alpha ;
+  wire [15:0] \$signature__data$294.bias ;
+  wire [15:0] \$signature__data$294.theta ;
+  wire [7:0] \$signature__data$297 ;
+  wire [40:0] \$signature__data$300 ;
+  wire [8:0] \$signature__data$300.alpha ;
+  wire [15:0] \$signature__data$300.bias ;
+  wire [15:0] \$signature__data$300.theta ;
+  wire [15:0] \$signature__data$428 ;
+  wire [15:0] \$signature__data$432 ;
+  wire [15:0] \$signature__data$435 ;
+  wire [15:0] \$signature__data$438 ;
+  wire [15:0] \$signature__data$441 ;
+  wire [15:0] \$signature__data$444 ;
+  wire [15:0] \$signature__data$447 ;
+  wire [15:0] \$signature__data$450 ;
   wire \$signature__en ;
-  wire \$signature__en$339 ;
-  wire \$signature__en$342 ;
-  wire \$signature__en$345 ;
-  wire \$signature__en$348 ;
-  wire \$signature__en$351 ;
-  wire \$signature__en$354 ;
-  wire \$signature__en$357 ;
-  wire \$signature__en$360 ;
-  wire \$signature__en$363 ;
-  wire \$signature__en$366 ;
-  wire \$signature__en$369 ;
-  wire \$signature__en$372 ;
-  wire \$signature__en$375 ;
-  wire \$signature__en$378 ;
-  wire \$signature__en$381 ;
-  wire \$signature__en$516 ;
-  wire \$signature__en$520 ;
-  wire \$signature__en$523 ;
-  wire \$signature__en$526 ;
-  wire \$signature__en$529 ;
-  wire \$signature__en$532 ;
-  wire \$signature__en$535 ;
-  wire \$signature__en$538 ;
-  wire \$signature__en$549 ;
-  wire \$signature__en$558 ;
-  wire \$signature__en$566 ;
-  wire \$signature__en$574 ;
-  wire \$signature__en$582 ;
-  wire \$signature__en$590 ;
-  wire \$signature__en$598 ;
-  wire \$signature__en$606 ;
+  wire \$signature__en$259 ;
+  wire \$signature__en$262 ;
+  wire \$signature__en$265 ;
+  wire \$signature__en$268 ;
+  wire \$signature__en$271 ;
+  wire \$signature__en$274 ;
+  wire \$signature__en$277 ;
+  wire \$signature__en$280 ;
+  wire \$signature__en$283 ;
+  wire \$signature__en$286 ;
+  wire \$signature__en$289 ;
+  wire \$signature__en$292 ;
+  wire \$signature__en$295 ;
+  wire \$signature__en$298 ;
+  wire \$signature__en$301 ;
+  wire \$signature__en$429 ;
+  wire \$signature__en$433 ;
+  wire \$signature__en$436 ;
+  wire \$signature__en$439 ;
+  wire \$signature__en$442 ;
+  wire \$signature__en$445 ;
+  wire \$signature__en$448 ;
+  wire \$signature__en$451 ;
   (* init = 8'h00 *)
   wire [7:0] a;
   (* init = 8'h00 *)
-  wire [7:0] \a$423 ;
+  wire [7:0] \a$336 ;
   (* init = 8'h00 *)
-  wire [7:0] \a$425 ;
+  wire [7:0] \a$338 ;
   (* init = 8'h00 *)
-  wire [7:0] \a$427 ;
+  wire [7:0] \a$340 ;
   (* init = 8'h00 *)
-  wire [7:0] \a$429 ;
+  wire [7:0] \a$342 ;
   (* init = 8'h00 *)
-  wire [7:0] \a$431 ;
+  wire [7:0] \a$344 ;
   (* init = 8'h00 *)
-  wire [7:0] \a$433 ;
+  wire [7:0] \a$346 ;
   (* init = 8'h00 *)
-  wire [7:0] \a$435 ;
+  wire [7:0] \a$348 ;
   reg [25:0] acc0 = 26'h0000000;
   reg [25:0] acc1 = 26'h0000000;
   reg [25:0] acc2 = 26'h0000000;
@@ -1227,23 +651,22 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [25:0] acc5 = 26'h0000000;
   reg [25:0] acc6 = 26'h0000000;
   reg [25:0] acc7 = 26'h0000000;
-  wire [15:0] active;
   (* init = 9'h000 *)
   wire [8:0] alpha;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$441 ;
+  wire [8:0] \alpha$354 ;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$444 ;
+  wire [8:0] \alpha$357 ;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$447 ;
+  wire [8:0] \alpha$360 ;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$450 ;
+  wire [8:0] \alpha$363 ;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$453 ;
+  wire [8:0] \alpha$366 ;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$456 ;
+  wire [8:0] \alpha$369 ;
   (* init = 9'h000 *)
-  wire [8:0] \alpha$459 ;
+  wire [8:0] \alpha$372 ;
   reg [8:0] alpha_q0 = 9'h000;
   reg [8:0] alpha_q1 = 9'h000;
   reg [8:0] alpha_q2 = 9'h000;
@@ -1252,42 +675,40 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [8:0] alpha_q5 = 9'h000;
   reg [8:0] alpha_q6 = 9'h000;
   reg [8:0] alpha_q7 = 9'h000;
-  reg [10:0] arow = 11'h000;
   (* init = 8'h00 *)
   wire [7:0] b;
   (* init = 8'h00 *)
-  wire [7:0] \b$424 ;
+  wire [7:0] \b$337 ;
   (* init = 8'h00 *)
-  wire [7:0] \b$426 ;
+  wire [7:0] \b$339 ;
   (* init = 8'h00 *)
-  wire [7:0] \b$428 ;
+  wire [7:0] \b$341 ;
   (* init = 8'h00 *)
-  wire [7:0] \b$430 ;
+  wire [7:0] \b$343 ;
   (* init = 8'h00 *)
-  wire [7:0] \b$432 ;
+  wire [7:0] \b$345 ;
   (* init = 8'h00 *)
-  wire [7:0] \b$434 ;
+  wire [7:0] \b$347 ;
   (* init = 8'h00 *)
-  wire [7:0] \b$436 ;
+  wire [7:0] \b$349 ;
   reg bank_sel = 1'h0;
-  reg [10:0] base;
-  reg [7:0] \base$612 ;
+  reg [7:0] base;
   (* init = 16'h0000 *)
   wire [15:0] bias;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$442 ;
+  wire [15:0] \bias$355 ;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$445 ;
+  wire [15:0] \bias$358 ;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$448 ;
+  wire [15:0] \bias$361 ;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$451 ;
+  wire [15:0] \bias$364 ;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$454 ;
+  wire [15:0] \bias$367 ;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$457 ;
+  wire [15:0] \bias$370 ;
   (* init = 16'h0000 *)
-  wire [15:0] \bias$460 ;
+  wire [15:0] \bias$373 ;
   reg [15:0] bias_q0 = 16'h0000;
   reg [15:0] bias_q1 = 16'h0000;
   reg [15:0] bias_q2 = 16'h0000;
@@ -1298,14 +719,19 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [15:0] bias_q7 = 16'h0000;
   output busy;
   reg busy;
+  wire \busy$462 ;
   wire \busy$68 ;
   wire can_load;
+  wire \can_load$468 ;
+  wire [4:0] chunks;
   input clear;
   wire clear;
-  reg \clear$616 ;
+  reg \clear$485 ;
   input clk;
   wire clk;
   reg [7:0] cnt = 8'h00;
+  (* init = 8'h00 *)
+  wire [7:0] \cnt$464 ;
   reg [7:0] count0 = 8'h00;
   reg [7:0] count1 = 8'h00;
   reg [7:0] count10 = 8'h00;
@@ -1323,6 +749,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [7:0] count8 = 8'h00;
   reg [7:0] count9 = 8'h00;
   reg cur = 1'h0;
+  (* init = 1'h0 *)
+  wire \cur$460 ;
+  wire done;
   reg [1:0] drain_n = 2'h0;
   reg [3:0] e = 4'h0;
   reg [3:0] e_end = 4'h0;
@@ -1373,13 +802,40 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \edge7.recurrent ;
   wire [2:0] \edge7.src ;
   wire [10:0] \edge7.wbase ;
-  reg emit_values;
+  wire emit_values;
+  reg \emit_values$475 ;
   wire [27:0] end_record;
   wire [6:0] \end_record.index ;
   wire [1:0] \end_record.kind ;
   wire [1:0] \end_record.layer ;
   wire \end_record.spike ;
   wire [15:0] \end_record.value ;
+  reg [46:0] entry;
+  wire \entry.g_rec ;
+  wire [2:0] \entry.g_src ;
+  wire \entry.k_const ;
+  wire \entry.k_rec ;
+  wire [2:0] \entry.k_src ;
+  wire [4:0] \entry.n ;
+  wire [8:0] \entry.pbase ;
+  wire \entry.q_const ;
+  wire \entry.q_rec ;
+  wire [2:0] \entry.q_src ;
+  wire \entry.selective ;
+  wire \entry.skip ;
+  wire [5:0] \entry.ssbase ;
+  wire \entry.v_const ;
+  wire \entry.v_rec ;
+  wire [2:0] \entry.v_src ;
+  wire [5:0] \entry.y_shift ;
+  wire [7:0] ev_cnt;
+  wire ev_from_input;
+  wire [6:0] ev_index;
+  wire ev_list_bank;
+  wire ev_load;
+  wire [2:0] ev_src;
+  wire ev_step;
+  wire [7:0] ev_value;
   reg [10:0] ev_wr__addr;
   reg [14:0] ev_wr__data;
   wire [6:0] \ev_wr__data.index ;
@@ -1391,21 +847,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [14:0] events_nrw = 15'h0000;
   wire [6:0] \events_nrw.index ;
   wire [7:0] \events_nrw.value ;
-  wire found;
   wire free;
-  reg [4:0] fsm_state = 5'h00;
-  reg g1_const = 1'h0;
-  reg [7:0] g1_n = 8'h00;
-  reg [2:0] g1_op = 3'h0;
-  reg g_const = 1'h0;
-  wire [6:0] g_index;
-  wire [7:0] g_value;
-  reg [7:0] gate = 8'h00;
-  reg [10:0] gbase = 11'h000;
-  reg gissue;
-  reg [2:0] gop = 3'h0;
+  reg [3:0] fsm_state = 4'h0;
   input [17:0] host_addr;
   wire [17:0] host_addr;
+  wire host_param_we;
   output [46:0] host_rdata;
   reg [46:0] host_rdata;
   input host_re;
@@ -1415,18 +861,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg host_rvalid = 1'h0;
   input [46:0] host_wdata;
   wire [46:0] host_wdata;
+  wire [46:0] \host_wdata$249 ;
   input host_we;
   wire host_we;
-  reg [4:0] i = 5'h00;
+  wire [10:0] host_word;
   reg [6:0] in_count0 = 7'h00;
   reg [6:0] in_count1 = 7'h00;
   reg in_full = 1'h0;
+  (* init = 1'h0 *)
+  wire in_rbank;
   reg [7:0] in_wr__addr;
   reg [14:0] in_wr__data;
   wire [6:0] \in_wr__data.index ;
   wire [7:0] \in_wr__data.value ;
   reg in_wr__en;
   reg [17:0] inc;
+  wire inc_events;
+  wire inc_neuron;
+  wire inc_syn;
   input [15:0] input__payload;
   wire [15:0] input__payload;
   wire \input__payload.end ;
@@ -1443,7 +895,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [4:0] k = 5'h00;
   reg last_row = 1'h0;
   reg [45:0] layer = 46'h000000000000;
-  reg [1:0] \layer$613 ;
+  reg [1:0] \layer$474 ;
   wire [2:0] \layer.ebase ;
   wire [3:0] \layer.ecount ;
   wire \layer.emit_values ;
@@ -1498,6 +950,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \layer3.spiking ;
   wire \layer3.ssm ;
   wire [15:0] \layer3.v_reset ;
+  (* init = 2'h0 *)
+  wire [1:0] layer_index;
   wire [17:0] leak;
   wire [17:0] \leak$129 ;
   wire [17:0] \leak$136 ;
@@ -1514,9 +968,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [17:0] leak_q5 = 18'h00000;
   reg [17:0] leak_q6 = 18'h00000;
   reg [17:0] leak_q7 = 18'h00000;
-  reg [7:0] length;
   reg [1:0] li = 2'h0;
+  wire [7:0] list_count;
   reg load;
+  wire [7:0] m_len;
   reg [15:0] membranes0_nrw = 16'h0000;
   reg [15:0] membranes1_nrw = 16'h0000;
   reg [15:0] membranes2_nrw = 16'h0000;
@@ -1526,6 +981,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [15:0] membranes6_nrw = 16'h0000;
   reg [15:0] membranes7_nrw = 16'h0000;
   reg [7:0] n = 8'h00;
+  (* init = 8'h00 *)
+  wire [7:0] \n$463 ;
   reg neuron_write;
   reg [2:0] num_layers = 3'h0;
   output [27:0] output__payload;
@@ -1547,9 +1004,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \p$159 ;
   wire [15:0] \p$166 ;
   wire [15:0] \p$173 ;
-  reg [7:0] p1_addr = 8'h00;
-  reg [3:0] p1_i = 4'h0;
-  reg p1_valid = 1'h0;
+  wire [8:0] param_rdata;
   reg [40:0] params0_nrw = 41'h00000000000;
   wire [8:0] \params0_nrw.alpha ;
   wire [15:0] \params0_nrw.bias ;
@@ -1582,35 +1037,32 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [8:0] \params7_nrw.alpha ;
   wire [15:0] \params7_nrw.bias ;
   wire [15:0] \params7_nrw.theta ;
-  wire [8:0] pm_wr__addr;
-  wire [8:0] pm_wr__data;
-  wire pm_wr__en;
   wire [10:0] port__addr;
-  wire [4:0] \port__addr$396 ;
-  wire [4:0] \port__addr$397 ;
-  wire [10:0] \port__addr$398 ;
-  wire [4:0] \port__addr$399 ;
-  wire [4:0] \port__addr$400 ;
-  wire [10:0] \port__addr$401 ;
-  wire [4:0] \port__addr$402 ;
-  wire [4:0] \port__addr$403 ;
-  wire [10:0] \port__addr$404 ;
-  wire [4:0] \port__addr$405 ;
-  wire [4:0] \port__addr$406 ;
-  wire [10:0] \port__addr$407 ;
-  wire [4:0] \port__addr$408 ;
-  wire [4:0] \port__addr$409 ;
-  wire [10:0] \port__addr$410 ;
-  wire [4:0] \port__addr$411 ;
-  wire [4:0] \port__addr$412 ;
-  wire [10:0] \port__addr$413 ;
-  wire [4:0] \port__addr$414 ;
-  wire [4:0] \port__addr$415 ;
-  wire [10:0] \port__addr$416 ;
-  wire [4:0] \port__addr$417 ;
-  wire [4:0] \port__addr$418 ;
-  wire [10:0] \port__addr$419 ;
-  wire [7:0] \port__addr$420 ;
+  wire [4:0] \port__addr$309 ;
+  wire [4:0] \port__addr$310 ;
+  wire [10:0] \port__addr$311 ;
+  wire [4:0] \port__addr$312 ;
+  wire [4:0] \port__addr$313 ;
+  wire [10:0] \port__addr$314 ;
+  wire [4:0] \port__addr$315 ;
+  wire [4:0] \port__addr$316 ;
+  wire [10:0] \port__addr$317 ;
+  wire [4:0] \port__addr$318 ;
+  wire [4:0] \port__addr$319 ;
+  wire [10:0] \port__addr$320 ;
+  wire [4:0] \port__addr$321 ;
+  wire [4:0] \port__addr$322 ;
+  wire [10:0] \port__addr$323 ;
+  wire [4:0] \port__addr$324 ;
+  wire [4:0] \port__addr$325 ;
+  wire [10:0] \port__addr$326 ;
+  wire [4:0] \port__addr$327 ;
+  wire [4:0] \port__addr$328 ;
+  wire [10:0] \port__addr$329 ;
+  wire [4:0] \port__addr$330 ;
+  wire [4:0] \port__addr$331 ;
+  wire [10:0] \port__addr$332 ;
+  wire [7:0] \port__addr$333 ;
   wire [14:0] port__data;
   wire [14:0] \port__data$19 ;
   wire [6:0] \port__data$19.index ;
@@ -1665,7 +1117,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \port__data$67 ;
   wire [6:0] \port__data.index ;
   wire [7:0] \port__data.value ;
-  reg present;
   wire [27:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -1684,16 +1135,28 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire records__ready;
   wire records__valid;
   wire [1:0] reset;
-  wire [1:0] \reset$482 ;
-  wire [1:0] \reset$487 ;
-  wire [1:0] \reset$492 ;
-  wire [1:0] \reset$497 ;
-  wire [1:0] \reset$502 ;
-  wire [1:0] \reset$507 ;
-  wire [1:0] \reset$512 ;
-  reg [3:0] row;
+  wire [1:0] \reset$395 ;
+  wire [1:0] \reset$400 ;
+  wire [1:0] \reset$405 ;
+  wire [1:0] \reset$410 ;
+  wire [1:0] \reset$415 ;
+  wire [1:0] \reset$420 ;
+  wire [1:0] \reset$425 ;
   wire [5:0] row_addr;
+  wire [7:0] row_base;
+  wire row_load;
   reg [12:0] row_offset = 13'h0000;
+  wire [7:0] row_send;
+  wire [7:0] row_spikes;
+  wire [127:0] row_values;
+  wire [15:0] \row_values[0] ;
+  wire [15:0] \row_values[1] ;
+  wire [15:0] \row_values[2] ;
+  wire [15:0] \row_values[3] ;
+  wire [15:0] \row_values[4] ;
+  wire [15:0] \row_values[5] ;
+  wire [15:0] \row_values[6] ;
+  wire [15:0] \row_values[7] ;
   reg [10:0] row_wbase = 11'h000;
   wire [11:0] rowbase;
   input rst;
@@ -1707,7 +1170,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg s2_valid = 1'h0;
   reg [7:0] s2_x = 8'h00;
   reg s4_valid = 1'h0;
-  wire [7:0] saddr;
   reg [7:0] send;
   wire spike;
   wire \spike$197 ;
@@ -1719,16 +1181,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \spike$215 ;
   wire [2:0] spike_src;
   reg [7:0] spikes = 8'h00;
-  reg [7:0] \spikes$611 ;
+  reg [7:0] \spikes$472 ;
   wire spiking;
-  wire \spiking$483 ;
-  wire \spiking$488 ;
-  wire \spiking$493 ;
-  wire \spiking$498 ;
-  wire \spiking$503 ;
-  wire \spiking$508 ;
-  wire \spiking$513 ;
-  reg [2:0] src;
+  wire \spiking$396 ;
+  wire \spiking$401 ;
+  wire \spiking$406 ;
+  wire \spiking$411 ;
+  wire \spiking$416 ;
+  wire \spiking$421 ;
+  wire \spiking$426 ;
   reg [2:0] src_sel = 3'h0;
   reg [46:0] ssm0 = 47'h000000000000;
   wire \ssm0.g_rec ;
@@ -1802,142 +1263,75 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \ssm3.v_rec ;
   wire [2:0] \ssm3.v_src ;
   wire [5:0] \ssm3.y_shift ;
-  reg [7:0] ssm_k0 = 8'h00;
-  reg [7:0] ssm_k1 = 8'h00;
-  reg [7:0] ssm_k10 = 8'h00;
-  reg [7:0] ssm_k11 = 8'h00;
-  reg [7:0] ssm_k12 = 8'h00;
-  reg [7:0] ssm_k13 = 8'h00;
-  reg [7:0] ssm_k14 = 8'h00;
-  reg [7:0] ssm_k15 = 8'h00;
-  reg [7:0] ssm_k2 = 8'h00;
-  reg [7:0] ssm_k3 = 8'h00;
-  reg [7:0] ssm_k4 = 8'h00;
-  reg [7:0] ssm_k5 = 8'h00;
-  reg [7:0] ssm_k6 = 8'h00;
-  reg [7:0] ssm_k7 = 8'h00;
-  reg [7:0] ssm_k8 = 8'h00;
-  reg [7:0] ssm_k9 = 8'h00;
-  wire [15:0] ssm_new0;
-  wire [15:0] ssm_new1;
-  wire [15:0] ssm_new2;
-  wire [15:0] ssm_new3;
-  wire [15:0] ssm_new4;
-  wire [15:0] ssm_new5;
-  wire [15:0] ssm_new6;
-  wire [15:0] ssm_new7;
-  reg [7:0] ssm_q0 = 8'h00;
-  reg [7:0] ssm_q1 = 8'h00;
-  reg [7:0] ssm_q10 = 8'h00;
-  reg [7:0] ssm_q11 = 8'h00;
-  reg [7:0] ssm_q12 = 8'h00;
-  reg [7:0] ssm_q13 = 8'h00;
-  reg [7:0] ssm_q14 = 8'h00;
-  reg [7:0] ssm_q15 = 8'h00;
-  reg [7:0] ssm_q2 = 8'h00;
-  reg [7:0] ssm_q3 = 8'h00;
-  reg [7:0] ssm_q4 = 8'h00;
-  reg [7:0] ssm_q5 = 8'h00;
-  reg [7:0] ssm_q6 = 8'h00;
-  reg [7:0] ssm_q7 = 8'h00;
-  reg [7:0] ssm_q8 = 8'h00;
-  reg [7:0] ssm_q9 = 8'h00;
-  wire [27:0] ssm_shifted0;
-  wire [27:0] ssm_shifted1;
-  wire [27:0] ssm_shifted2;
-  wire [27:0] ssm_shifted3;
-  wire [27:0] ssm_shifted4;
-  wire [27:0] ssm_shifted5;
-  wire [27:0] ssm_shifted6;
-  wire [27:0] ssm_shifted7;
-  reg [7:0] ssm_v0 = 8'h00;
-  reg [7:0] ssm_v1 = 8'h00;
-  reg [7:0] ssm_v10 = 8'h00;
-  reg [7:0] ssm_v11 = 8'h00;
-  reg [7:0] ssm_v12 = 8'h00;
-  reg [7:0] ssm_v13 = 8'h00;
-  reg [7:0] ssm_v14 = 8'h00;
-  reg [7:0] ssm_v15 = 8'h00;
-  reg [7:0] ssm_v2 = 8'h00;
-  reg [7:0] ssm_v3 = 8'h00;
-  reg [7:0] ssm_v4 = 8'h00;
-  reg [7:0] ssm_v5 = 8'h00;
-  reg [7:0] ssm_v6 = 8'h00;
-  reg [7:0] ssm_v7 = 8'h00;
-  reg [7:0] ssm_v8 = 8'h00;
-  reg [7:0] ssm_v9 = 8'h00;
-  reg [7:0] ssm_vsel0;
-  reg [7:0] ssm_vsel1;
-  reg [7:0] ssm_vsel2;
-  reg [7:0] ssm_vsel3;
-  reg [7:0] ssm_vsel4;
-  reg [7:0] ssm_vsel5;
-  reg [7:0] ssm_vsel6;
-  reg [7:0] ssm_vsel7;
-  wire [33:0] ssm_wide0;
-  wire [33:0] ssm_wide1;
-  wire [33:0] ssm_wide2;
-  wire [33:0] ssm_wide3;
-  wire [33:0] ssm_wide4;
-  wire [33:0] ssm_wide5;
-  wire [33:0] ssm_wide6;
-  wire [33:0] ssm_wide7;
-  wire [7:0] ssm_y0;
-  wire [7:0] ssm_y1;
-  wire [7:0] ssm_y2;
-  wire [7:0] ssm_y3;
-  wire [7:0] ssm_y4;
-  wire [7:0] ssm_y5;
-  wire [7:0] ssm_y6;
-  wire [7:0] ssm_y7;
-  reg [27:0] ssm_yacc0 = 28'h0000000;
-  reg [27:0] ssm_yacc1 = 28'h0000000;
-  reg [27:0] ssm_yacc2 = 28'h0000000;
-  reg [27:0] ssm_yacc3 = 28'h0000000;
-  reg [27:0] ssm_yacc4 = 28'h0000000;
-  reg [27:0] ssm_yacc5 = 28'h0000000;
-  reg [27:0] ssm_yacc6 = 28'h0000000;
-  reg [27:0] ssm_yacc7 = 28'h0000000;
+  reg start;
+  wire [127:0] state_rdata;
+  wire [15:0] \state_rdata[0] ;
+  wire [15:0] \state_rdata[1] ;
+  wire [15:0] \state_rdata[2] ;
+  wire [15:0] \state_rdata[3] ;
+  wire [15:0] \state_rdata[4] ;
+  wire [15:0] \state_rdata[5] ;
+  wire [15:0] \state_rdata[6] ;
+  wire [15:0] \state_rdata[7] ;
+  wire [375:0] state_wdata;
+  wire [46:0] \state_wdata[0] ;
+  wire [46:0] \state_wdata[1] ;
+  wire [46:0] \state_wdata[2] ;
+  wire [46:0] \state_wdata[3] ;
+  wire [46:0] \state_wdata[4] ;
+  wire [46:0] \state_wdata[5] ;
+  wire [46:0] \state_wdata[6] ;
+  wire [46:0] \state_wdata[7] ;
+  wire [7:0] state_we;
+  wire [87:0] state_word;
+  wire [10:0] \state_word[0] ;
+  wire [10:0] \state_word[1] ;
+  wire [10:0] \state_word[2] ;
+  wire [10:0] \state_word[3] ;
+  wire [10:0] \state_word[4] ;
+  wire [10:0] \state_word[5] ;
+  wire [10:0] \state_word[6] ;
+  wire [10:0] \state_word[7] ;
   wire [15:0] theta;
-  wire [15:0] \theta$480 ;
-  wire [15:0] \theta$485 ;
-  wire [15:0] \theta$490 ;
-  wire [15:0] \theta$495 ;
-  wire [15:0] \theta$500 ;
-  wire [15:0] \theta$505 ;
-  wire [15:0] \theta$510 ;
+  wire [15:0] \theta$393 ;
+  wire [15:0] \theta$398 ;
+  wire [15:0] \theta$403 ;
+  wire [15:0] \theta$408 ;
+  wire [15:0] \theta$413 ;
+  wire [15:0] \theta$418 ;
+  wire [15:0] \theta$423 ;
   (* init = 26'h0000000 *)
   wire [25:0] total;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$479 ;
+  wire [25:0] \total$392 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$484 ;
+  wire [25:0] \total$397 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$489 ;
+  wire [25:0] \total$402 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$494 ;
+  wire [25:0] \total$407 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$499 ;
+  wire [25:0] \total$412 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$504 ;
+  wire [25:0] \total$417 ;
   (* init = 26'h0000000 *)
-  wire [25:0] \total$509 ;
+  wire [25:0] \total$422 ;
   (* init = 16'h0000 *)
   wire [15:0] u;
   (* init = 16'h0000 *)
-  wire [15:0] \u$440 ;
+  wire [15:0] \u$353 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$443 ;
+  wire [15:0] \u$356 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$446 ;
+  wire [15:0] \u$359 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$449 ;
+  wire [15:0] \u$362 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$452 ;
+  wire [15:0] \u$365 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$455 ;
+  wire [15:0] \u$368 ;
   (* init = 16'h0000 *)
-  wire [15:0] \u$458 ;
+  wire [15:0] \u$371 ;
   wire [15:0] u_new;
   wire [15:0] \u_new$199 ;
   wire [15:0] \u_new$202 ;
@@ -1963,13 +1357,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [15:0] u_q6 = 16'h0000;
   reg [15:0] u_q7 = 16'h0000;
   wire [15:0] v_reset;
-  wire [15:0] \v_reset$481 ;
-  wire [15:0] \v_reset$486 ;
-  wire [15:0] \v_reset$491 ;
-  wire [15:0] \v_reset$496 ;
-  wire [15:0] \v_reset$501 ;
-  wire [15:0] \v_reset$506 ;
-  wire [15:0] \v_reset$511 ;
+  wire [15:0] \v_reset$394 ;
+  wire [15:0] \v_reset$399 ;
+  wire [15:0] \v_reset$404 ;
+  wire [15:0] \v_reset$409 ;
+  wire [15:0] \v_reset$414 ;
+  wire [15:0] \v_reset$419 ;
+  wire [15:0] \v_reset$424 ;
   wire [7:0] valid_lanes;
   reg [7:0] valid_q = 8'h00;
   reg [127:0] values;
@@ -1995,7 +1389,6 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [7:0] weights6_nrw = 8'h00;
   reg [7:0] weights7_nrw = 8'h00;
   reg write_end;
-  wire [7:0] ynz;
   (* no_rw_check = 32'd1 *)
   reg [14:0] events [2047:0];
   initial begin
@@ -4355,10 +3748,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes0[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$516 )
-      membranes0[\$308 [4:0]] <= \$309 [15:0];
+    if (\$signature__en$429 )
+      membranes0[\$283 [4:0]] <= \$284 [15:0];
   end
-  assign \port__data$25  = membranes0[\$280 [4:0]];
+  assign \port__data$25  = membranes0[\$255 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes1 [31:0];
   initial begin
@@ -4396,10 +3789,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes1[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$520 )
-      membranes1[\$314 [4:0]] <= \$315 [15:0];
+    if (\$signature__en$433 )
+      membranes1[\$289 [4:0]] <= \$290 [15:0];
   end
-  assign \port__data$31  = membranes1[\$283 [4:0]];
+  assign \port__data$31  = membranes1[\$258 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes2 [31:0];
   initial begin
@@ -4437,10 +3830,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes2[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$523 )
-      membranes2[\$320 [4:0]] <= \$321 [15:0];
+    if (\$signature__en$436 )
+      membranes2[\$295 [4:0]] <= \$296 [15:0];
   end
-  assign \port__data$37  = membranes2[\$286 [4:0]];
+  assign \port__data$37  = membranes2[\$261 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes3 [31:0];
   initial begin
@@ -4478,10 +3871,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes3[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$526 )
-      membranes3[\$326 [4:0]] <= \$327 [15:0];
+    if (\$signature__en$439 )
+      membranes3[\$301 [4:0]] <= \$302 [15:0];
   end
-  assign \port__data$43  = membranes3[\$289 [4:0]];
+  assign \port__data$43  = membranes3[\$264 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes4 [31:0];
   initial begin
@@ -4519,10 +3912,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes4[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$529 )
-      membranes4[\$332 [4:0]] <= \$333 [15:0];
+    if (\$signature__en$442 )
+      membranes4[\$307 [4:0]] <= \$308 [15:0];
   end
-  assign \port__data$49  = membranes4[\$292 [4:0]];
+  assign \port__data$49  = membranes4[\$267 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes5 [31:0];
   initial begin
@@ -4560,10 +3953,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes5[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$532 )
-      membranes5[\$338 [4:0]] <= \$339 [15:0];
+    if (\$signature__en$445 )
+      membranes5[\$313 [4:0]] <= \$314 [15:0];
   end
-  assign \port__data$55  = membranes5[\$295 [4:0]];
+  assign \port__data$55  = membranes5[\$270 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes6 [31:0];
   initial begin
@@ -4601,10 +3994,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes6[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$535 )
-      membranes6[\$344 [4:0]] <= \$345 [15:0];
+    if (\$signature__en$448 )
+      membranes6[\$319 [4:0]] <= \$320 [15:0];
   end
-  assign \port__data$61  = membranes6[\$298 [4:0]];
+  assign \port__data$61  = membranes6[\$273 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes7 [31:0];
   initial begin
@@ -4642,10 +4035,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes7[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$538 )
-      membranes7[\$350 [4:0]] <= \$351 [15:0];
+    if (\$signature__en$451 )
+      membranes7[\$325 [4:0]] <= \$326 [15:0];
   end
-  assign \port__data$67  = membranes7[\$301 [4:0]];
+  assign \port__data$67  = membranes7[\$276 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params0 [31:0];
   initial begin
@@ -4683,10 +4076,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params0[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$339 )
+    if (\$signature__en$259 )
       params0[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$23  = params0[\$279 [4:0]];
+  assign \port__data$23  = params0[\$254 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params1 [31:0];
   initial begin
@@ -4724,10 +4117,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params1[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$345 )
+    if (\$signature__en$265 )
       params1[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$29  = params1[\$282 [4:0]];
+  assign \port__data$29  = params1[\$257 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params2 [31:0];
   initial begin
@@ -4765,10 +4158,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params2[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$351 )
+    if (\$signature__en$271 )
       params2[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$35  = params2[\$285 [4:0]];
+  assign \port__data$35  = params2[\$260 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params3 [31:0];
   initial begin
@@ -4806,10 +4199,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params3[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$357 )
+    if (\$signature__en$277 )
       params3[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$41  = params3[\$288 [4:0]];
+  assign \port__data$41  = params3[\$263 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params4 [31:0];
   initial begin
@@ -4847,10 +4240,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params4[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$363 )
+    if (\$signature__en$283 )
       params4[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$47  = params4[\$291 [4:0]];
+  assign \port__data$47  = params4[\$266 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params5 [31:0];
   initial begin
@@ -4888,10 +4281,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params5[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$369 )
+    if (\$signature__en$289 )
       params5[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$53  = params5[\$294 [4:0]];
+  assign \port__data$53  = params5[\$269 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params6 [31:0];
   initial begin
@@ -4929,10 +4322,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params6[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$375 )
+    if (\$signature__en$295 )
       params6[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$59  = params6[\$297 [4:0]];
+  assign \port__data$59  = params6[\$272 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params7 [31:0];
   initial begin
@@ -4970,1142 +4363,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params7[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$381 )
+    if (\$signature__en$301 )
       params7[host_addr[4:0]] <= host_wdata[40:0];
   end
-  assign \port__data$65  = params7[\$300 [4:0]];
-  reg [8:0] ssm_params [511:0];
-  initial begin
-    ssm_params[0] = 9'h000;
-    ssm_params[1] = 9'h000;
-    ssm_params[2] = 9'h000;
-    ssm_params[3] = 9'h000;
-    ssm_params[4] = 9'h000;
-    ssm_params[5] = 9'h000;
-    ssm_params[6] = 9'h000;
-    ssm_params[7] = 9'h000;
-    ssm_params[8] = 9'h000;
-    ssm_params[9] = 9'h000;
-    ssm_params[10] = 9'h000;
-    ssm_params[11] = 9'h000;
-    ssm_params[12] = 9'h000;
-    ssm_params[13] = 9'h000;
-    ssm_params[14] = 9'h000;
-    ssm_params[15] = 9'h000;
-    ssm_params[16] = 9'h000;
-    ssm_params[17] = 9'h000;
-    ssm_params[18] = 9'h000;
-    ssm_params[19] = 9'h000;
-    ssm_params[20] = 9'h000;
-    ssm_params[21] = 9'h000;
-    ssm_params[22] = 9'h000;
-    ssm_params[23] = 9'h000;
-    ssm_params[24] = 9'h000;
-    ssm_params[25] = 9'h000;
-    ssm_params[26] = 9'h000;
-    ssm_params[27] = 9'h000;
-    ssm_params[28] = 9'h000;
-    ssm_params[29] = 9'h000;
-    ssm_params[30] = 9'h000;
-    ssm_params[31] = 9'h000;
-    ssm_params[32] = 9'h000;
-    ssm_params[33] = 9'h000;
-    ssm_params[34] = 9'h000;
-    ssm_params[35] = 9'h000;
-    ssm_params[36] = 9'h000;
-    ssm_params[37] = 9'h000;
-    ssm_params[38] = 9'h000;
-    ssm_params[39] = 9'h000;
-    ssm_params[40] = 9'h000;
-    ssm_params[41] = 9'h000;
-    ssm_params[42] = 9'h000;
-    ssm_params[43] = 9'h000;
-    ssm_params[44] = 9'h000;
-    ssm_params[45] = 9'h000;
-    ssm_params[46] = 9'h000;
-    ssm_params[47] = 9'h000;
-    ssm_params[48] = 9'h000;
-    ssm_params[49] = 9'h000;
-    ssm_params[50] = 9'h000;
-    ssm_params[51] = 9'h000;
-    ssm_params[52] = 9'h000;
-    ssm_params[53] = 9'h000;
-    ssm_params[54] = 9'h000;
-    ssm_params[55] = 9'h000;
-    ssm_params[56] = 9'h000;
-    ssm_params[57] = 9'h000;
-    ssm_params[58] = 9'h000;
-    ssm_params[59] = 9'h000;
-    ssm_params[60] = 9'h000;
-    ssm_params[61] = 9'h000;
-    ssm_params[62] = 9'h000;
-    ssm_params[63] = 9'h000;
-    ssm_params[64] = 9'h000;
-    ssm_params[65] = 9'h000;
-    ssm_params[66] = 9'h000;
-    ssm_params[67] = 9'h000;
-    ssm_params[68] = 9'h000;
-    ssm_params[69] = 9'h000;
-    ssm_params[70] = 9'h000;
-    ssm_params[71] = 9'h000;
-    ssm_params[72] = 9'h000;
-    ssm_params[73] = 9'h000;
-    ssm_params[74] = 9'h000;
-    ssm_params[75] = 9'h000;
-    ssm_params[76] = 9'h000;
-    ssm_params[77] = 9'h000;
-    ssm_params[78] = 9'h000;
-    ssm_params[79] = 9'h000;
-    ssm_params[80] = 9'h000;
-    ssm_params[81] = 9'h000;
-    ssm_params[82] = 9'h000;
-    ssm_params[83] = 9'h000;
-    ssm_params[84] = 9'h000;
-    ssm_params[85] = 9'h000;
-    ssm_params[86] = 9'h000;
-    ssm_params[87] = 9'h000;
-    ssm_params[88] = 9'h000;
-    ssm_params[89] = 9'h000;
-    ssm_params[90] = 9'h000;
-    ssm_params[91] = 9'h000;
-    ssm_params[92] = 9'h000;
-    ssm_params[93] = 9'h000;
-    ssm_params[94] = 9'h000;
-    ssm_params[95] = 9'h000;
-    ssm_params[96] = 9'h000;
-    ssm_params[97] = 9'h000;
-    ssm_params[98] = 9'h000;
-    ssm_params[99] = 9'h000;
-    ssm_params[100] = 9'h000;
-    ssm_params[101] = 9'h000;
-    ssm_params[102] = 9'h000;
-    ssm_params[103] = 9'h000;
-    ssm_params[104] = 9'h000;
-    ssm_params[105] = 9'h000;
-    ssm_params[106] = 9'h000;
-    ssm_params[107] = 9'h000;
-    ssm_params[108] = 9'h000;
-    ssm_params[109] = 9'h000;
-    ssm_params[110] = 9'h000;
-    ssm_params[111] = 9'h000;
-    ssm_params[112] = 9'h000;
-    ssm_params[113] = 9'h000;
-    ssm_params[114] = 9'h000;
-    ssm_params[115] = 9'h000;
-    ssm_params[116] = 9'h000;
-    ssm_params[117] = 9'h000;
-    ssm_params[118] = 9'h000;
-    ssm_params[119] = 9'h000;
-    ssm_params[120] = 9'h000;
-    ssm_params[121] = 9'h000;
-    ssm_params[122] = 9'h000;
-    ssm_params[123] = 9'h000;
-    ssm_params[124] = 9'h000;
-    ssm_params[125] = 9'h000;
-    ssm_params[126] = 9'h000;
-    ssm_params[127] = 9'h000;
-    ssm_params[128] = 9'h000;
-    ssm_params[129] = 9'h000;
-    ssm_params[130] = 9'h000;
-    ssm_params[131] = 9'h000;
-    ssm_params[132] = 9'h000;
-    ssm_params[133] = 9'h000;
-    ssm_params[134] = 9'h000;
-    ssm_params[135] = 9'h000;
-    ssm_params[136] = 9'h000;
-    ssm_params[137] = 9'h000;
-    ssm_params[138] = 9'h000;
-    ssm_params[139] = 9'h000;
-    ssm_params[140] = 9'h000;
-    ssm_params[141] = 9'h000;
-    ssm_params[142] = 9'h000;
-    ssm_params[143] = 9'h000;
-    ssm_params[144] = 9'h000;
-    ssm_params[145] = 9'h000;
-    ssm_params[146] = 9'h000;
-    ssm_params[147] = 9'h000;
-    ssm_params[148] = 9'h000;
-    ssm_params[149] = 9'h000;
-    ssm_params[150] = 9'h000;
-    ssm_params[151] = 9'h000;
-    ssm_params[152] = 9'h000;
-    ssm_params[153] = 9'h000;
-    ssm_params[154] = 9'h000;
-    ssm_params[155] = 9'h000;
-    ssm_params[156] = 9'h000;
-    ssm_params[157] = 9'h000;
-    ssm_params[158] = 9'h000;
-    ssm_params[159] = 9'h000;
-    ssm_params[160] = 9'h000;
-    ssm_params[161] = 9'h000;
-    ssm_params[162] = 9'h000;
-    ssm_params[163] = 9'h000;
-    ssm_params[164] = 9'h000;
-    ssm_params[165] = 9'h000;
-    ssm_params[166] = 9'h000;
-    ssm_params[167] = 9'h000;
-    ssm_params[168] = 9'h000;
-    ssm_params[169] = 9'h000;
-    ssm_params[170] = 9'h000;
-    ssm_params[171] = 9'h000;
-    ssm_params[172] = 9'h000;
-    ssm_params[173] = 9'h000;
-    ssm_params[174] = 9'h000;
-    ssm_params[175] = 9'h000;
-    ssm_params[176] = 9'h000;
-    ssm_params[177] = 9'h000;
-    ssm_params[178] = 9'h000;
-    ssm_params[179] = 9'h000;
-    ssm_params[180] = 9'h000;
-    ssm_params[181] = 9'h000;
-    ssm_params[182] = 9'h000;
-    ssm_params[183] = 9'h000;
-    ssm_params[184] = 9'h000;
-    ssm_params[185] = 9'h000;
-    ssm_params[186] = 9'h000;
-    ssm_params[187] = 9'h000;
-    ssm_params[188] = 9'h000;
-    ssm_params[189] = 9'h000;
-    ssm_params[190] = 9'h000;
-    ssm_params[191] = 9'h000;
-    ssm_params[192] = 9'h000;
-    ssm_params[193] = 9'h000;
-    ssm_params[194] = 9'h000;
-    ssm_params[195] = 9'h000;
-    ssm_params[196] = 9'h000;
-    ssm_params[197] = 9'h000;
-    ssm_params[198] = 9'h000;
-    ssm_params[199] = 9'h000;
-    ssm_params[200] = 9'h000;
-    ssm_params[201] = 9'h000;
-    ssm_params[202] = 9'h000;
-    ssm_params[203] = 9'h000;
-    ssm_params[204] = 9'h000;
-    ssm_params[205] = 9'h000;
-    ssm_params[206] = 9'h000;
-    ssm_params[207] = 9'h000;
-    ssm_params[208] = 9'h000;
-    ssm_params[209] = 9'h000;
-    ssm_params[210] = 9'h000;
-    ssm_params[211] = 9'h000;
-    ssm_params[212] = 9'h000;
-    ssm_params[213] = 9'h000;
-    ssm_params[214] = 9'h000;
-    ssm_params[215] = 9'h000;
-    ssm_params[216] = 9'h000;
-    ssm_params[217] = 9'h000;
-    ssm_params[218] = 9'h000;
-    ssm_params[219] = 9'h000;
-    ssm_params[220] = 9'h000;
-    ssm_params[221] = 9'h000;
-    ssm_params[222] = 9'h000;
-    ssm_params[223] = 9'h000;
-    ssm_params[224] = 9'h000;
-    ssm_params[225] = 9'h000;
-    ssm_params[226] = 9'h000;
-    ssm_params[227] = 9'h000;
-    ssm_params[228] = 9'h000;
-    ssm_params[229] = 9'h000;
-    ssm_params[230] = 9'h000;
-    ssm_params[231] = 9'h000;
-    ssm_params[232] = 9'h000;
-    ssm_params[233] = 9'h000;
-    ssm_params[234] = 9'h000;
-    ssm_params[235] = 9'h000;
-    ssm_params[236] = 9'h000;
-    ssm_params[237] = 9'h000;
-    ssm_params[238] = 9'h000;
-    ssm_params[239] = 9'h000;
-    ssm_params[240] = 9'h000;
-    ssm_params[241] = 9'h000;
-    ssm_params[242] = 9'h000;
-    ssm_params[243] = 9'h000;
-    ssm_params[244] = 9'h000;
-    ssm_params[245] = 9'h000;
-    ssm_params[246] = 9'h000;
-    ssm_params[247] = 9'h000;
-    ssm_params[248] = 9'h000;
-    ssm_params[249] = 9'h000;
-    ssm_params[250] = 9'h000;
-    ssm_params[251] = 9'h000;
-    ssm_params[252] = 9'h000;
-    ssm_params[253] = 9'h000;
-    ssm_params[254] = 9'h000;
-    ssm_params[255] = 9'h000;
-    ssm_params[256] = 9'h000;
-    ssm_params[257] = 9'h000;
-    ssm_params[258] = 9'h000;
-    ssm_params[259] = 9'h000;
-    ssm_params[260] = 9'h000;
-    ssm_params[261] = 9'h000;
-    ssm_params[262] = 9'h000;
-    ssm_params[263] = 9'h000;
-    ssm_params[264] = 9'h000;
-    ssm_params[265] = 9'h000;
-    ssm_params[266] = 9'h000;
-    ssm_params[267] = 9'h000;
-    ssm_params[268] = 9'h000;
-    ssm_params[269] = 9'h000;
-    ssm_params[270] = 9'h000;
-    ssm_params[271] = 9'h000;
-    ssm_params[272] = 9'h000;
-    ssm_params[273] = 9'h000;
-    ssm_params[274] = 9'h000;
-    ssm_params[275] = 9'h000;
-    ssm_params[276] = 9'h000;
-    ssm_params[277] = 9'h000;
-    ssm_params[278] = 9'h000;
-    ssm_params[279] = 9'h000;
-    ssm_params[280] = 9'h000;
-    ssm_params[281] = 9'h000;
-    ssm_params[282] = 9'h000;
-    ssm_params[283] = 9'h000;
-    ssm_params[284] = 9'h000;
-    ssm_params[285] = 9'h000;
-    ssm_params[286] = 9'h000;
-    ssm_params[287] = 9'h000;
-    ssm_params[288] = 9'h000;
-    ssm_params[289] = 9'h000;
-    ssm_params[290] = 9'h000;
-    ssm_params[291] = 9'h000;
-    ssm_params[292] = 9'h000;
-    ssm_params[293] = 9'h000;
-    ssm_params[294] = 9'h000;
-    ssm_params[295] = 9'h000;
-    ssm_params[296] = 9'h000;
-    ssm_params[297] = 9'h000;
-    ssm_params[298] = 9'h000;
-    ssm_params[299] = 9'h000;
-    ssm_params[300] = 9'h000;
-    ssm_params[301] = 9'h000;
-    ssm_params[302] = 9'h000;
-    ssm_params[303] = 9'h000;
-    ssm_params[304] = 9'h000;
-    ssm_params[305] = 9'h000;
-    ssm_params[306] = 9'h000;
-    ssm_params[307] = 9'h000;
-    ssm_params[308] = 9'h000;
-    ssm_params[309] = 9'h000;
-    ssm_params[310] = 9'h000;
-    ssm_params[311] = 9'h000;
-    ssm_params[312] = 9'h000;
-    ssm_params[313] = 9'h000;
-    ssm_params[314] = 9'h000;
-    ssm_params[315] = 9'h000;
-    ssm_params[316] = 9'h000;
-    ssm_params[317] = 9'h000;
-    ssm_params[318] = 9'h000;
-    ssm_params[319] = 9'h000;
-    ssm_params[320] = 9'h000;
-    ssm_params[321] = 9'h000;
-    ssm_params[322] = 9'h000;
-    ssm_params[323] = 9'h000;
-    ssm_params[324] = 9'h000;
-    ssm_params[325] = 9'h000;
-    ssm_params[326] = 9'h000;
-    ssm_params[327] = 9'h000;
-    ssm_params[328] = 9'h000;
-    ssm_params[329] = 9'h000;
-    ssm_params[330] = 9'h000;
-    ssm_params[331] = 9'h000;
-    ssm_params[332] = 9'h000;
-    ssm_params[333] = 9'h000;
-    ssm_params[334] = 9'h000;
-    ssm_params[335] = 9'h000;
-    ssm_params[336] = 9'h000;
-    ssm_params[337] = 9'h000;
-    ssm_params[338] = 9'h000;
-    ssm_params[339] = 9'h000;
-    ssm_params[340] = 9'h000;
-    ssm_params[341] = 9'h000;
-    ssm_params[342] = 9'h000;
-    ssm_params[343] = 9'h000;
-    ssm_params[344] = 9'h000;
-    ssm_params[345] = 9'h000;
-    ssm_params[346] = 9'h000;
-    ssm_params[347] = 9'h000;
-    ssm_params[348] = 9'h000;
-    ssm_params[349] = 9'h000;
-    ssm_params[350] = 9'h000;
-    ssm_params[351] = 9'h000;
-    ssm_params[352] = 9'h000;
-    ssm_params[353] = 9'h000;
-    ssm_params[354] = 9'h000;
-    ssm_params[355] = 9'h000;
-    ssm_params[356] = 9'h000;
-    ssm_params[357] = 9'h000;
-    ssm_params[358] = 9'h000;
-    ssm_params[359] = 9'h000;
-    ssm_params[360] = 9'h000;
-    ssm_params[361] = 9'h000;
-    ssm_params[362] = 9'h000;
-    ssm_params[363] = 9'h000;
-    ssm_params[364] = 9'h000;
-    ssm_params[365] = 9'h000;
-    ssm_params[366] = 9'h000;
-    ssm_params[367] = 9'h000;
-    ssm_params[368] = 9'h000;
-    ssm_params[369] = 9'h000;
-    ssm_params[370] = 9'h000;
-    ssm_params[371] = 9'h000;
-    ssm_params[372] = 9'h000;
-    ssm_params[373] = 9'h000;
-    ssm_params[374] = 9'h000;
-    ssm_params[375] = 9'h000;
-    ssm_params[376] = 9'h000;
-    ssm_params[377] = 9'h000;
-    ssm_params[378] = 9'h000;
-    ssm_params[379] = 9'h000;
-    ssm_params[380] = 9'h000;
-    ssm_params[381] = 9'h000;
-    ssm_params[382] = 9'h000;
-    ssm_params[383] = 9'h000;
-    ssm_params[384] = 9'h000;
-    ssm_params[385] = 9'h000;
-    ssm_params[386] = 9'h000;
-    ssm_params[387] = 9'h000;
-    ssm_params[388] = 9'h000;
-    ssm_params[389] = 9'h000;
-    ssm_params[390] = 9'h000;
-    ssm_params[391] = 9'h000;
-    ssm_params[392] = 9'h000;
-    ssm_params[393] = 9'h000;
-    ssm_params[394] = 9'h000;
-    ssm_params[395] = 9'h000;
-    ssm_params[396] = 9'h000;
-    ssm_params[397] = 9'h000;
-    ssm_params[398] = 9'h000;
-    ssm_params[399] = 9'h000;
-    ssm_params[400] = 9'h000;
-    ssm_params[401] = 9'h000;
-    ssm_params[402] = 9'h000;
-    ssm_params[403] = 9'h000;
-    ssm_params[404] = 9'h000;
-    ssm_params[405] = 9'h000;
-    ssm_params[406] = 9'h000;
-    ssm_params[407] = 9'h000;
-    ssm_params[408] = 9'h000;
-    ssm_params[409] = 9'h000;
-    ssm_params[410] = 9'h000;
-    ssm_params[411] = 9'h000;
-    ssm_params[412] = 9'h000;
-    ssm_params[413] = 9'h000;
-    ssm_params[414] = 9'h000;
-    ssm_params[415] = 9'h000;
-    ssm_params[416] = 9'h000;
-    ssm_params[417] = 9'h000;
-    ssm_params[418] = 9'h000;
-    ssm_params[419] = 9'h000;
-    ssm_params[420] = 9'h000;
-    ssm_params[421] = 9'h000;
-    ssm_params[422] = 9'h000;
-    ssm_params[423] = 9'h000;
-    ssm_params[424] = 9'h000;
-    ssm_params[425] = 9'h000;
-    ssm_params[426] = 9'h000;
-    ssm_params[427] = 9'h000;
-    ssm_params[428] = 9'h000;
-    ssm_params[429] = 9'h000;
-    ssm_params[430] = 9'h000;
-    ssm_params[431] = 9'h000;
-    ssm_params[432] = 9'h000;
-    ssm_params[433] = 9'h000;
-    ssm_params[434] = 9'h000;
-    ssm_params[435] = 9'h000;
-    ssm_params[436] = 9'h000;
-    ssm_params[437] = 9'h000;
-    ssm_params[438] = 9'h000;
-    ssm_params[439] = 9'h000;
-    ssm_params[440] = 9'h000;
-    ssm_params[441] = 9'h000;
-    ssm_params[442] = 9'h000;
-    ssm_params[443] = 9'h000;
-    ssm_params[444] = 9'h000;
-    ssm_params[445] = 9'h000;
-    ssm_params[446] = 9'h000;
-    ssm_params[447] = 9'h000;
-    ssm_params[448] = 9'h000;
-    ssm_params[449] = 9'h000;
-    ssm_params[450] = 9'h000;
-    ssm_params[451] = 9'h000;
-    ssm_params[452] = 9'h000;
-    ssm_params[453] = 9'h000;
-    ssm_params[454] = 9'h000;
-    ssm_params[455] = 9'h000;
-    ssm_params[456] = 9'h000;
-    ssm_params[457] = 9'h000;
-    ssm_params[458] = 9'h000;
-    ssm_params[459] = 9'h000;
-    ssm_params[460] = 9'h000;
-    ssm_params[461] = 9'h000;
-    ssm_params[462] = 9'h000;
-    ssm_params[463] = 9'h000;
-    ssm_params[464] = 9'h000;
-    ssm_params[465] = 9'h000;
-    ssm_params[466] = 9'h000;
-    ssm_params[467] = 9'h000;
-    ssm_params[468] = 9'h000;
-    ssm_params[469] = 9'h000;
-    ssm_params[470] = 9'h000;
-    ssm_params[471] = 9'h000;
-    ssm_params[472] = 9'h000;
-    ssm_params[473] = 9'h000;
-    ssm_params[474] = 9'h000;
-    ssm_params[475] = 9'h000;
-    ssm_params[476] = 9'h000;
-    ssm_params[477] = 9'h000;
-    ssm_params[478] = 9'h000;
-    ssm_params[479] = 9'h000;
-    ssm_params[480] = 9'h000;
-    ssm_params[481] = 9'h000;
-    ssm_params[482] = 9'h000;
-    ssm_params[483] = 9'h000;
-    ssm_params[484] = 9'h000;
-    ssm_params[485] = 9'h000;
-    ssm_params[486] = 9'h000;
-    ssm_params[487] = 9'h000;
-    ssm_params[488] = 9'h000;
-    ssm_params[489] = 9'h000;
-    ssm_params[490] = 9'h000;
-    ssm_params[491] = 9'h000;
-    ssm_params[492] = 9'h000;
-    ssm_params[493] = 9'h000;
-    ssm_params[494] = 9'h000;
-    ssm_params[495] = 9'h000;
-    ssm_params[496] = 9'h000;
-    ssm_params[497] = 9'h000;
-    ssm_params[498] = 9'h000;
-    ssm_params[499] = 9'h000;
-    ssm_params[500] = 9'h000;
-    ssm_params[501] = 9'h000;
-    ssm_params[502] = 9'h000;
-    ssm_params[503] = 9'h000;
-    ssm_params[504] = 9'h000;
-    ssm_params[505] = 9'h000;
-    ssm_params[506] = 9'h000;
-    ssm_params[507] = 9'h000;
-    ssm_params[508] = 9'h000;
-    ssm_params[509] = 9'h000;
-    ssm_params[510] = 9'h000;
-    ssm_params[511] = 9'h000;
-  end
-  always @(posedge clk) begin
-    if (pm_wr__en)
-      ssm_params[host_addr[8:0]] <= host_wdata[8:0];
-  end
-  reg [8:0] _0_;
-  always @(posedge clk) begin
-    _0_ <= ssm_params[\$signature__addr$542 ];
-  end
-  assign \$signature__data$390  = _0_;
-  reg [15:0] ssm_state0 [63:0];
-  initial begin
-    ssm_state0[0] = 16'h0000;
-    ssm_state0[1] = 16'h0000;
-    ssm_state0[2] = 16'h0000;
-    ssm_state0[3] = 16'h0000;
-    ssm_state0[4] = 16'h0000;
-    ssm_state0[5] = 16'h0000;
-    ssm_state0[6] = 16'h0000;
-    ssm_state0[7] = 16'h0000;
-    ssm_state0[8] = 16'h0000;
-    ssm_state0[9] = 16'h0000;
-    ssm_state0[10] = 16'h0000;
-    ssm_state0[11] = 16'h0000;
-    ssm_state0[12] = 16'h0000;
-    ssm_state0[13] = 16'h0000;
-    ssm_state0[14] = 16'h0000;
-    ssm_state0[15] = 16'h0000;
-    ssm_state0[16] = 16'h0000;
-    ssm_state0[17] = 16'h0000;
-    ssm_state0[18] = 16'h0000;
-    ssm_state0[19] = 16'h0000;
-    ssm_state0[20] = 16'h0000;
-    ssm_state0[21] = 16'h0000;
-    ssm_state0[22] = 16'h0000;
-    ssm_state0[23] = 16'h0000;
-    ssm_state0[24] = 16'h0000;
-    ssm_state0[25] = 16'h0000;
-    ssm_state0[26] = 16'h0000;
-    ssm_state0[27] = 16'h0000;
-    ssm_state0[28] = 16'h0000;
-    ssm_state0[29] = 16'h0000;
-    ssm_state0[30] = 16'h0000;
-    ssm_state0[31] = 16'h0000;
-    ssm_state0[32] = 16'h0000;
-    ssm_state0[33] = 16'h0000;
-    ssm_state0[34] = 16'h0000;
-    ssm_state0[35] = 16'h0000;
-    ssm_state0[36] = 16'h0000;
-    ssm_state0[37] = 16'h0000;
-    ssm_state0[38] = 16'h0000;
-    ssm_state0[39] = 16'h0000;
-    ssm_state0[40] = 16'h0000;
-    ssm_state0[41] = 16'h0000;
-    ssm_state0[42] = 16'h0000;
-    ssm_state0[43] = 16'h0000;
-    ssm_state0[44] = 16'h0000;
-    ssm_state0[45] = 16'h0000;
-    ssm_state0[46] = 16'h0000;
-    ssm_state0[47] = 16'h0000;
-    ssm_state0[48] = 16'h0000;
-    ssm_state0[49] = 16'h0000;
-    ssm_state0[50] = 16'h0000;
-    ssm_state0[51] = 16'h0000;
-    ssm_state0[52] = 16'h0000;
-    ssm_state0[53] = 16'h0000;
-    ssm_state0[54] = 16'h0000;
-    ssm_state0[55] = 16'h0000;
-    ssm_state0[56] = 16'h0000;
-    ssm_state0[57] = 16'h0000;
-    ssm_state0[58] = 16'h0000;
-    ssm_state0[59] = 16'h0000;
-    ssm_state0[60] = 16'h0000;
-    ssm_state0[61] = 16'h0000;
-    ssm_state0[62] = 16'h0000;
-    ssm_state0[63] = 16'h0000;
-  end
-  always @(posedge clk) begin
-    if (\$signature__en$549 )
-      ssm_state0[\$579 [5:0]] <= \$580 [15:0];
-  end
-  reg [15:0] _1_;
-  always @(posedge clk) begin
-    _1_ <= ssm_state0[\$578 [5:0]];
-  end
-  assign \$signature__data$382  = _1_;
-  reg [15:0] ssm_state1 [63:0];
-  initial begin
-    ssm_state1[0] = 16'h0000;
-    ssm_state1[1] = 16'h0000;
-    ssm_state1[2] = 16'h0000;
-    ssm_state1[3] = 16'h0000;
-    ssm_state1[4] = 16'h0000;
-    ssm_state1[5] = 16'h0000;
-    ssm_state1[6] = 16'h0000;
-    ssm_state1[7] = 16'h0000;
-    ssm_state1[8] = 16'h0000;
-    ssm_state1[9] = 16'h0000;
-    ssm_state1[10] = 16'h0000;
-    ssm_state1[11] = 16'h0000;
-    ssm_state1[12] = 16'h0000;
-    ssm_state1[13] = 16'h0000;
-    ssm_state1[14] = 16'h0000;
-    ssm_state1[15] = 16'h0000;
-    ssm_state1[16] = 16'h0000;
-    ssm_state1[17] = 16'h0000;
-    ssm_state1[18] = 16'h0000;
-    ssm_state1[19] = 16'h0000;
-    ssm_state1[20] = 16'h0000;
-    ssm_state1[21] = 16'h0000;
-    ssm_state1[22] = 16'h0000;
-    ssm_state1[23] = 16'h0000;
-    ssm_state1[24] = 16'h0000;
-    ssm_state1[25] = 16'h0000;
-    ssm_state1[26] = 16'h0000;
-    ssm_state1[27] = 16'h0000;
-    ssm_state1[28] = 16'h0000;
-    ssm_state1[29] = 16'h0000;
-    ssm_state1[30] = 16'h0000;
-    ssm_state1[31] = 16'h0000;
-    ssm_state1[32] = 16'h0000;
-    ssm_state1[33] = 16'h0000;
-    ssm_state1[34] = 16'h0000;
-    ssm_state1[35] = 16'h0000;
-    ssm_state1[36] = 16'h0000;
-    ssm_state1[37] = 16'h0000;
-    ssm_state1[38] = 16'h0000;
-    ssm_state1[39] = 16'h0000;
-    ssm_state1[40] = 16'h0000;
-    ssm_state1[41] = 16'h0000;
-    ssm_state1[42] = 16'h0000;
-    ssm_state1[43] = 16'h0000;
-    ssm_state1[44] = 16'h0000;
-    ssm_state1[45] = 16'h0000;
-    ssm_state1[46] = 16'h0000;
-    ssm_state1[47] = 16'h0000;
-    ssm_state1[48] = 16'h0000;
-    ssm_state1[49] = 16'h0000;
-    ssm_state1[50] = 16'h0000;
-    ssm_state1[51] = 16'h0000;
-    ssm_state1[52] = 16'h0000;
-    ssm_state1[53] = 16'h0000;
-    ssm_state1[54] = 16'h0000;
-    ssm_state1[55] = 16'h0000;
-    ssm_state1[56] = 16'h0000;
-    ssm_state1[57] = 16'h0000;
-    ssm_state1[58] = 16'h0000;
-    ssm_state1[59] = 16'h0000;
-    ssm_state1[60] = 16'h0000;
-    ssm_state1[61] = 16'h0000;
-    ssm_state1[62] = 16'h0000;
-    ssm_state1[63] = 16'h0000;
-  end
-  always @(posedge clk) begin
-    if (\$signature__en$558 )
-      ssm_state1[\$604 [5:0]] <= \$605 [15:0];
-  end
-  reg [15:0] _2_;
-  always @(posedge clk) begin
-    _2_ <= ssm_state1[\$603 [5:0]];
-  end
-  assign \$signature__data$383  = _2_;
-  reg [15:0] ssm_state2 [63:0];
-  initial begin
-    ssm_state2[0] = 16'h0000;
-    ssm_state2[1] = 16'h0000;
-    ssm_state2[2] = 16'h0000;
-    ssm_state2[3] = 16'h0000;
-    ssm_state2[4] = 16'h0000;
-    ssm_state2[5] = 16'h0000;
-    ssm_state2[6] = 16'h0000;
-    ssm_state2[7] = 16'h0000;
-    ssm_state2[8] = 16'h0000;
-    ssm_state2[9] = 16'h0000;
-    ssm_state2[10] = 16'h0000;
-    ssm_state2[11] = 16'h0000;
-    ssm_state2[12] = 16'h0000;
-    ssm_state2[13] = 16'h0000;
-    ssm_state2[14] = 16'h0000;
-    ssm_state2[15] = 16'h0000;
-    ssm_state2[16] = 16'h0000;
-    ssm_state2[17] = 16'h0000;
-    ssm_state2[18] = 16'h0000;
-    ssm_state2[19] = 16'h0000;
-    ssm_state2[20] = 16'h0000;
-    ssm_state2[21] = 16'h0000;
-    ssm_state2[22] = 16'h0000;
-    ssm_state2[23] = 16'h0000;
-    ssm_state2[24] = 16'h0000;
-    ssm_state2[25] = 16'h0000;
-    ssm_state2[26] = 16'h0000;
-    ssm_state2[27] = 16'h0000;
-    ssm_state2[28] = 16'h0000;
-    ssm_state2[29] = 16'h0000;
-    ssm_state2[30] = 16'h0000;
-    ssm_state2[31] = 16'h0000;
-    ssm_state2[32] = 16'h0000;
-    ssm_state2[33] = 16'h0000;
-    ssm_state2[34] = 16'h0000;
-    ssm_state2[35] = 16'h0000;
-    ssm_state2[36] = 16'h0000;
-    ssm_state2[37] = 16'h0000;
-    ssm_state2[38] = 16'h0000;
-    ssm_state2[39] = 16'h0000;
-    ssm_state2[40] = 16'h0000;
-    ssm_state2[41] = 16'h0000;
-    ssm_state2[42] = 16'h0000;
-    ssm_state2[43] = 16'h0000;
-    ssm_state2[44] = 16'h0000;
-    ssm_state2[45] = 16'h0000;
-    ssm_state2[46] = 16'h0000;
-    ssm_state2[47] = 16'h0000;
-    ssm_state2[48] = 16'h0000;
-    ssm_state2[49] = 16'h0000;
-    ssm_state2[50] = 16'h0000;
-    ssm_state2[51] = 16'h0000;
-    ssm_state2[52] = 16'h0000;
-    ssm_state2[53] = 16'h0000;
-    ssm_state2[54] = 16'h0000;
-    ssm_state2[55] = 16'h0000;
-    ssm_state2[56] = 16'h0000;
-    ssm_state2[57] = 16'h0000;
-    ssm_state2[58] = 16'h0000;
-    ssm_state2[59] = 16'h0000;
-    ssm_state2[60] = 16'h0000;
-    ssm_state2[61] = 16'h0000;
-    ssm_state2[62] = 16'h0000;
-    ssm_state2[63] = 16'h0000;
-  end
-  always @(posedge clk) begin
-    if (\$signature__en$566 )
-      ssm_state2[\$629 [5:0]] <= \$630 [15:0];
-  end
-  reg [15:0] _3_;
-  always @(posedge clk) begin
-    _3_ <= ssm_state2[\$628 [5:0]];
-  end
-  assign \$signature__data$384  = _3_;
-  reg [15:0] ssm_state3 [63:0];
-  initial begin
-    ssm_state3[0] = 16'h0000;
-    ssm_state3[1] = 16'h0000;
-    ssm_state3[2] = 16'h0000;
-    ssm_state3[3] = 16'h0000;
-    ssm_state3[4] = 16'h0000;
-    ssm_state3[5] = 16'h0000;
-    ssm_state3[6] = 16'h0000;
-    ssm_state3[7] = 16'h0000;
-    ssm_state3[8] = 16'h0000;
-    ssm_state3[9] = 16'h0000;
-    ssm_state3[10] = 16'h0000;
-    ssm_state3[11] = 16'h0000;
-    ssm_state3[12] = 16'h0000;
-    ssm_state3[13] = 16'h0000;
-    ssm_state3[14] = 16'h0000;
-    ssm_state3[15] = 16'h0000;
-    ssm_state3[16] = 16'h0000;
-    ssm_state3[17] = 16'h0000;
-    ssm_state3[18] = 16'h0000;
-    ssm_state3[19] = 16'h0000;
-    ssm_state3[20] = 16'h0000;
-    ssm_state3[21] = 16'h0000;
-    ssm_state3[22] = 16'h0000;
-    ssm_state3[23] = 16'h0000;
-    ssm_state3[24] = 16'h0000;
-    ssm_state3[25] = 16'h0000;
-    ssm_state3[26] = 16'h0000;
-    ssm_state3[27] = 16'h0000;
-    ssm_state3[28] = 16'h0000;
-    ssm_state3[29] = 16'h0000;
-    ssm_state3[30] = 16'h0000;
-    ssm_state3[31] = 16'h0000;
-    ssm_state3[32] = 16'h0000;
-    ssm_state3[33] = 16'h0000;
-    ssm_state3[34] = 16'h0000;
-    ssm_state3[35] = 16'h0000;
-    ssm_state3[36] = 16'h0000;
-    ssm_state3[37] = 16'h0000;
-    ssm_state3[38] = 16'h0000;
-    ssm_state3[39] = 16'h0000;
-    ssm_state3[40] = 16'h0000;
-    ssm_state3[41] = 16'h0000;
-    ssm_state3[42] = 16'h0000;
-    ssm_state3[43] = 16'h0000;
-    ssm_state3[44] = 16'h0000;
-    ssm_state3[45] = 16'h0000;
-    ssm_state3[46] = 16'h0000;
-    ssm_state3[47] = 16'h0000;
-    ssm_state3[48] = 16'h0000;
-    ssm_state3[49] = 16'h0000;
-    ssm_state3[50] = 16'h0000;
-    ssm_state3[51] = 16'h0000;
-    ssm_state3[52] = 16'h0000;
-    ssm_state3[53] = 16'h0000;
-    ssm_state3[54] = 16'h0000;
-    ssm_state3[55] = 16'h0000;
-    ssm_state3[56] = 16'h0000;
-    ssm_state3[57] = 16'h0000;
-    ssm_state3[58] = 16'h0000;
-    ssm_state3[59] = 16'h0000;
-    ssm_state3[60] = 16'h0000;
-    ssm_state3[61] = 16'h0000;
-    ssm_state3[62] = 16'h0000;
-    ssm_state3[63] = 16'h0000;
-  end
-  always @(posedge clk) begin
-    if (\$signature__en$574 )
-      ssm_state3[\$654 [5:0]] <= \$655 [15:0];
-  end
-  reg [15:0] _4_;
-  always @(posedge clk) begin
-    _4_ <= ssm_state3[\$653 [5:0]];
-  end
-  assign \$signature__data$385  = _4_;
-  reg [15:0] ssm_state4 [63:0];
-  initial begin
-    ssm_state4[0] = 16'h0000;
-    ssm_state4[1] = 16'h0000;
-    ssm_state4[2] = 16'h0000;
-    ssm_state4[3] = 16'h0000;
-    ssm_state4[4] = 16'h0000;
-    ssm_state4[5] = 16'h0000;
-    ssm_state4[6] = 16'h0000;
-    ssm_state4[7] = 16'h0000;
-    ssm_state4[8] = 16'h0000;
-    ssm_state4[9] = 16'h0000;
-    ssm_state4[10] = 16'h0000;
-    ssm_state4[11] = 16'h0000;
-    ssm_state4[12] = 16'h0000;
-    ssm_state4[13] = 16'h0000;
-    ssm_state4[14] = 16'h0000;
-    ssm_state4[15] = 16'h0000;
-    ssm_state4[16] = 16'h0000;
-    ssm_state4[17] = 16'h0000;
-    ssm_state4[18] = 16'h0000;
-    ssm_state4[19] = 16'h0000;
-    ssm_state4[20] = 16'h0000;
-    ssm_state4[21] = 16'h0000;
-    ssm_state4[22] = 16'h0000;
-    ssm_state4[23] = 16'h0000;
-    ssm_state4[24] = 16'h0000;
-    ssm_state4[25] = 16'h0000;
-    ssm_state4[26] = 16'h0000;
-    ssm_state4[27] = 16'h0000;
-    ssm_state4[28] = 16'h0000;
-    ssm_state4[29] = 16'h0000;
-    ssm_state4[30] = 16'h0000;
-    ssm_state4[31] = 16'h0000;
-    ssm_state4[32] = 16'h0000;
-    ssm_state4[33] = 16'h0000;
-    ssm_state4[34] = 16'h0000;
-    ssm_state4[35] = 16'h0000;
-    ssm_state4[36] = 16'h0000;
-    ssm_state4[37] = 16'h0000;
-    ssm_state4[38] = 16'h0000;
-    ssm_state4[39] = 16'h0000;
-    ssm_state4[40] = 16'h0000;
-    ssm_state4[41] = 16'h0000;
-    ssm_state4[42] = 16'h0000;
-    ssm_state4[43] = 16'h0000;
-    ssm_state4[44] = 16'h0000;
-    ssm_state4[45] = 16'h0000;
-    ssm_state4[46] = 16'h0000;
-    ssm_state4[47] = 16'h0000;
-    ssm_state4[48] = 16'h0000;
-    ssm_state4[49] = 16'h0000;
-    ssm_state4[50] = 16'h0000;
-    ssm_state4[51] = 16'h0000;
-    ssm_state4[52] = 16'h0000;
-    ssm_state4[53] = 16'h0000;
-    ssm_state4[54] = 16'h0000;
-    ssm_state4[55] = 16'h0000;
-    ssm_state4[56] = 16'h0000;
-    ssm_state4[57] = 16'h0000;
-    ssm_state4[58] = 16'h0000;
-    ssm_state4[59] = 16'h0000;
-    ssm_state4[60] = 16'h0000;
-    ssm_state4[61] = 16'h0000;
-    ssm_state4[62] = 16'h0000;
-    ssm_state4[63] = 16'h0000;
-  end
-  always @(posedge clk) begin
-    if (\$signature__en$582 )
-      ssm_state4[\$679 [5:0]] <= \$680 [15:0];
-  end
-  reg [15:0] _5_;
-  always @(posedge clk) begin
-    _5_ <= ssm_state4[\$678 [5:0]];
-  end
-  assign \$signature__data$386  = _5_;
-  reg [15:0] ssm_state5 [63:0];
-  initial begin
-    ssm_state5[0] = 16'h0000;
-    ssm_state5[1] = 16'h0000;
-    ssm_state5[2] = 16'h0000;
-    ssm_state5[3] = 16'h0000;
-    ssm_state5[4] = 16'h0000;
-    ssm_state5[5] = 16'h0000;
-    ssm_state5[6] = 16'h0000;
-    ssm_state5[7] = 16'h0000;
-    ssm_state5[8] = 16'h0000;
-    ssm_state5[9] = 16'h0000;
-    ssm_state5[10] = 16'h0000;
-    ssm_state5[11] = 16'h0000;
-    ssm_state5[12] = 16'h0000;
-    ssm_state5[13] = 16'h0000;
-    ssm_state5[14] = 16'h0000;
-    ssm_state5[15] = 16'h0000;
-    ssm_state5[16] = 16'h0000;
-    ssm_state5[17] = 16'h0000;
-    ssm_state5[18] = 16'h0000;
-    ssm_state5[19] = 16'h0000;
-    ssm_state5[20] = 16'h0000;
-    ssm_state5[21] = 16'h0000;
-    ssm_state5[22] = 16'h0000;
-    ssm_state5[23] = 16'h0000;
-    ssm_state5[24] = 16'h0000;
-    ssm_state5[25] = 16'h0000;
-    ssm_state5[26] = 16'h0000;
-    ssm_state5[27] = 16'h0000;
-    ssm_state5[28] = 16'h0000;
-    ssm_state5[29] = 16'h0000;
-    ssm_state5[30] = 16'h0000;
-    ssm_state5[31] = 16'h0000;
-    ssm_state5[32] = 16'h0000;
-    ssm_state5[33] = 16'h0000;
-    ssm_state5[34] = 16'h0000;
-    ssm_state5[35] = 16'h0000;
-    ssm_state5[36] = 16'h0000;
-    ssm_state5[37] = 16'h0000;
-    ssm_state5[38] = 16'h0000;
-    ssm_state5[39] = 16'h0000;
-    ssm_state5[40] = 16'h0000;
-    ssm_state5[41] = 16'h0000;
-    ssm_state5[42] = 16'h0000;
-    ssm_state5[43] = 16'h0000;
-    ssm_state5[44] = 16'h0000;
-    ssm_state5[45] = 16'h0000;
-    ssm_state5[46] = 16'h0000;
-    ssm_state5[47] = 16'h0000;
-    ssm_state5[48] = 16'h0000;
-    ssm_state5[49] = 16'h0000;
-    ssm_state5[50] = 16'h0000;
-    ssm_state5[51] = 16'h0000;
-    ssm_state5[52] = 16'h0000;
-    ssm_state5[53] = 16'h0000;
-    ssm_state5[54] = 16'h0000;
-    ssm_state5[55] = 16'h0000;
-    ssm_state5[56] = 16'h0000;
-    ssm_state5[57] = 16'h0000;
-    ssm_state5[58] = 16'h0000;
-    ssm_state5[59] = 16'h0000;
-    ssm_state5[60] = 16'h0000;
-    ssm_state5[61] = 16'h0000;
-    ssm_state5[62] = 16'h0000;
-    ssm_state5[63] = 16'h0000;
-  end
-  always @(posedge clk) begin
-    if (\$signature__en$590 )
-      ssm_state5[\$704 [5:0]] <= \$705 [15:0];
-  end
-  reg [15:0] _6_;
-  always @(posedge clk) begin
-    _6_ <= ssm_state5[\$703 [5:0]];
-  end
-  assign \$signature__data$387  = _6_;
-  reg [15:0] ssm_state6 [63:0];
-  initial begin
-    ssm_state6[0] = 16'h0000;
-    ssm_state6[1] = 16'h0000;
-    ssm_state6[2] = 16'h0000;
-    ssm_state6[3] = 16'h0000;
-    ssm_state6[4] = 16'h0000;
-    ssm_state6[5] = 16'h0000;
-    ssm_state6[6] = 16'h0000;
-    ssm_state6[7] = 16'h0000;
-    ssm_state6[8] = 16'h0000;
-    ssm_state6[9] = 16'h0000;
-    ssm_state6[10] = 16'h0000;
-    ssm_state6[11] = 16'h0000;
-    ssm_state6[12] = 16'h0000;
-    ssm_state6[13] = 16'h0000;
-    ssm_state6[14] = 16'h0000;
-    ssm_state6[15] = 16'h0000;
-    ssm_state6[16] = 16'h0000;
-    ssm_state6[17] = 16'h0000;
-    ssm_state6[18] = 16'h0000;
-    ssm_state6[19] = 16'h0000;
-    ssm_state6[20] = 16'h0000;
-    ssm_state6[21] = 16'h0000;
-    ssm_state6[22] = 16'h0000;
-    ssm_state6[23] = 16'h0000;
-    ssm_state6[24] = 16'h0000;
-    ssm_state6[25] = 16'h0000;
-    ssm_state6[26] = 16'h0000;
-    ssm_state6[27] = 16'h0000;
-    ssm_state6[28] = 16'h0000;
-    ssm_state6[29] = 16'h0000;
-    ssm_state6[30] = 16'h0000;
-    ssm_state6[31] = 16'h0000;
-    ssm_state6[32] = 16'h0000;
-    ssm_state6[33] = 16'h0000;
-    ssm_state6[34] = 16'h0000;
-    ssm_state6[35] = 16'h0000;
-    ssm_state6[36] = 16'h0000;
-    ssm_state6[37] = 16'h0000;
-    ssm_state6[38] = 16'h0000;
-    ssm_state6[39] = 16'h0000;
-    ssm_state6[40] = 16'h0000;
-    ssm_state6[41] = 16'h0000;
-    ssm_state6[42] = 16'h0000;
-    ssm_state6[43] = 16'h0000;
-    ssm_state6[44] = 16'h0000;
-    ssm_state6[45] = 16'h0000;
-    ssm_state6[46] = 16'h0000;
-    ssm_state6[47] = 16'h0000;
-    ssm_state6[48] = 16'h0000;
-    ssm_state6[49] = 16'h0000;
-    ssm_state6[50] = 16'h0000;
-    ssm_state6[51] = 16'h0000;
-    ssm_state6[52] = 16'h0000;
-    ssm_state6[53] = 16'h0000;
-    ssm_state6[54] = 16'h0000;
-    ssm_state6[55] = 16'h0000;
-    ssm_state6[56] = 16'h0000;
-    ssm_state6[57] = 16'h0000;
-    ssm_state6[58] = 16'h0000;
-    ssm_state6[59] = 16'h0000;
-    ssm_state6[60] = 16'h0000;
-    ssm_state6[61] = 16'h0000;
-    ssm_state6[62] = 16'h0000;
-    ssm_state6[63] = 16'h0000;
-  end
-  always @(posedge clk) begin
-    if (\$signature__en$598 )
-      ssm_state6[\$729 [5:0]] <= \$730 [15:0];
-  end
-  reg [15:0] _7_;
-  always @(posedge clk) begin
-    _7_ <= ssm_state6[\$728 [5:0]];
-  end
-  assign \$signature__data$388  = _7_;
-  reg [15:0] ssm_state7 [63:0];
-  initial begin
-    ssm_state7[0] = 16'h0000;
-    ssm_state7[1] = 16'h0000;
-    ssm_state7[2] = 16'h0000;
-    ssm_state7[3] = 16'h0000;
-    ssm_state7[4] = 16'h0000;
-    ssm_state7[5] = 16'h0000;
-    ssm_state7[6] = 16'h0000;
-    ssm_state7[7] = 16'h0000;
-    ssm_state7[8] = 16'h0000;
-    ssm_state7[9] = 16'h0000;
-    ssm_state7[10] = 16'h0000;
-    ssm_state7[11] = 16'h0000;
-    ssm_state7[12] = 16'h0000;
-    ssm_state7[13] = 16'h0000;
-    ssm_state7[14] = 16'h0000;
-    ssm_state7[15] = 16'h0000;
-    ssm_state7[16] = 16'h0000;
-    ssm_state7[17] = 16'h0000;
-    ssm_state7[18] = 16'h0000;
-    ssm_state7[19] = 16'h0000;
-    ssm_state7[20] = 16'h0000;
-    ssm_state7[21] = 16'h0000;
-    ssm_state7[22] = 16'h0000;
-    ssm_state7[23] = 16'h0000;
-    ssm_state7[24] = 16'h0000;
-    ssm_state7[25] = 16'h0000;
-    ssm_state7[26] = 16'h0000;
-    ssm_state7[27] = 16'h0000;
-    ssm_state7[28] = 16'h0000;
-    ssm_state7[29] = 16'h0000;
-    ssm_state7[30] = 16'h0000;
-    ssm_state7[31] = 16'h0000;
-    ssm_state7[32] = 16'h0000;
-    ssm_state7[33] = 16'h0000;
-    ssm_state7[34] = 16'h0000;
-    ssm_state7[35] = 16'h0000;
-    ssm_state7[36] = 16'h0000;
-    ssm_state7[37] = 16'h0000;
-    ssm_state7[38] = 16'h0000;
-    ssm_state7[39] = 16'h0000;
-    ssm_state7[40] = 16'h0000;
-    ssm_state7[41] = 16'h0000;
-    ssm_state7[42] = 16'h0000;
-    ssm_state7[43] = 16'h0000;
-    ssm_state7[44] = 16'h0000;
-    ssm_state7[45] = 16'h0000;
-    ssm_state7[46] = 16'h0000;
-    ssm_state7[47] = 16'h0000;
-    ssm_state7[48] = 16'h0000;
-    ssm_state7[49] = 16'h0000;
-    ssm_state7[50] = 16'h0000;
-    ssm_state7[51] = 16'h0000;
-    ssm_state7[52] = 16'h0000;
-    ssm_state7[53] = 16'h0000;
-    ssm_state7[54] = 16'h0000;
-    ssm_state7[55] = 16'h0000;
-    ssm_state7[56] = 16'h0000;
-    ssm_state7[57] = 16'h0000;
-    ssm_state7[58] = 16'h0000;
-    ssm_state7[59] = 16'h0000;
-    ssm_state7[60] = 16'h0000;
-    ssm_state7[61] = 16'h0000;
-    ssm_state7[62] = 16'h0000;
-    ssm_state7[63] = 16'h0000;
-  end
-  always @(posedge clk) begin
-    if (\$signature__en$606 )
-      ssm_state7[\$754 [5:0]] <= \$755 [15:0];
-  end
-  reg [15:0] _8_;
-  always @(posedge clk) begin
-    _8_ <= ssm_state7[\$753 [5:0]];
-  end
-  assign \$signature__data$389  = _8_;
+  assign \port__data$65  = params7[\$275 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights0 [2047:0];
   initial begin
@@ -8162,7 +6423,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     if (\$signature__en )
       weights0[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$21  = weights0[\$278 [10:0]];
+  assign \port__data$21  = weights0[\$253 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights1 [2047:0];
   initial begin
@@ -10216,10 +8477,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights1[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$342 )
+    if (\$signature__en$262 )
       weights1[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$27  = weights1[\$281 [10:0]];
+  assign \port__data$27  = weights1[\$256 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights2 [2047:0];
   initial begin
@@ -12273,10 +10534,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights2[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$348 )
+    if (\$signature__en$268 )
       weights2[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$33  = weights2[\$284 [10:0]];
+  assign \port__data$33  = weights2[\$259 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights3 [2047:0];
   initial begin
@@ -14330,10 +12591,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights3[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$354 )
+    if (\$signature__en$274 )
       weights3[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$39  = weights3[\$287 [10:0]];
+  assign \port__data$39  = weights3[\$262 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights4 [2047:0];
   initial begin
@@ -16387,10 +14648,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights4[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$360 )
+    if (\$signature__en$280 )
       weights4[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$45  = weights4[\$290 [10:0]];
+  assign \port__data$45  = weights4[\$265 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights5 [2047:0];
   initial begin
@@ -18444,10 +16705,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights5[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$366 )
+    if (\$signature__en$286 )
       weights5[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$51  = weights5[\$293 [10:0]];
+  assign \port__data$51  = weights5[\$268 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights6 [2047:0];
   initial begin
@@ -20501,10 +18762,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights6[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$372 )
+    if (\$signature__en$292 )
       weights6[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$57  = weights6[\$296 [10:0]];
+  assign \port__data$57  = weights6[\$271 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights7 [2047:0];
   initial begin
@@ -22558,10 +20819,310 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights7[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$378 )
+    if (\$signature__en$298 )
       weights7[host_addr[10:0]] <= host_wdata[7:0];
   end
-  assign \port__data$63  = weights7[\$299 [10:0]];
+  assign \port__data$63  = weights7[\$274 [10:0]];
+  always @(posedge clk)
+    events_nrw <= port__data;
+  always @(posedge clk)
+    input_events_nrw <= \port__data$19 ;
+  always @(posedge clk)
+    weights0_nrw <= \port__data$21 ;
+  always @(posedge clk)
+    params0_nrw <= \port__data$23 ;
+  always @(posedge clk)
+    membranes0_nrw <= \port__data$25 ;
+  always @(posedge clk)
+    weights1_nrw <= \port__data$27 ;
+  always @(posedge clk)
+    params1_nrw <= \port__data$29 ;
+  always @(posedge clk)
+    membranes1_nrw <= \port__data$31 ;
+  always @(posedge clk)
+    weights2_nrw <= \port__data$33 ;
+  always @(posedge clk)
+    params2_nrw <= \port__data$35 ;
+  always @(posedge clk)
+    membranes2_nrw <= \port__data$37 ;
+  always @(posedge clk)
+    weights3_nrw <= \port__data$39 ;
+  always @(posedge clk)
+    params3_nrw <= \port__data$41 ;
+  always @(posedge clk)
+    membranes3_nrw <= \port__data$43 ;
+  always @(posedge clk)
+    weights4_nrw <= \port__data$45 ;
+  always @(posedge clk)
+    params4_nrw <= \port__data$47 ;
+  always @(posedge clk)
+    membranes4_nrw <= \port__data$49 ;
+  always @(posedge clk)
+    weights5_nrw <= \port__data$51 ;
+  always @(posedge clk)
+    params5_nrw <= \port__data$53 ;
+  always @(posedge clk)
+    membranes5_nrw <= \port__data$55 ;
+  always @(posedge clk)
+    weights6_nrw <= \port__data$57 ;
+  always @(posedge clk)
+    params6_nrw <= \port__data$59 ;
+  always @(posedge clk)
+    membranes6_nrw <= \port__data$61 ;
+  always @(posedge clk)
+    weights7_nrw <= \port__data$63 ;
+  always @(posedge clk)
+    params7_nrw <= \port__data$65 ;
+  always @(posedge clk)
+    membranes7_nrw <= \port__data$67 ;
+  always @(posedge clk)
+    layer0 <= \$421 ;
+  always @(posedge clk)
+    layer1 <= \$422 ;
+  always @(posedge clk)
+    layer2 <= \$423 ;
+  always @(posedge clk)
+    layer3 <= \$424 ;
+  always @(posedge clk)
+    edge0 <= \$425 ;
+  always @(posedge clk)
+    edge1 <= \$426 ;
+  always @(posedge clk)
+    edge2 <= \$427 ;
+  always @(posedge clk)
+    edge3 <= \$428 ;
+  always @(posedge clk)
+    edge4 <= \$429 ;
+  always @(posedge clk)
+    edge5 <= \$430 ;
+  always @(posedge clk)
+    edge6 <= \$431 ;
+  always @(posedge clk)
+    edge7 <= \$432 ;
+  always @(posedge clk)
+    num_layers <= \$433 ;
+  always @(posedge clk)
+    ssm0 <= \$434 ;
+  always @(posedge clk)
+    ssm1 <= \$435 ;
+  always @(posedge clk)
+    ssm2 <= \$436 ;
+  always @(posedge clk)
+    ssm3 <= \$437 ;
+  always @(posedge clk)
+    host_rvalid <= \$438 ;
+  always @(posedge clk)
+    rd_region <= \$439 ;
+  always @(posedge clk)
+    rd_lane <= \$440 ;
+  always @(posedge clk)
+    rd_reg <= \$441 ;
+  always @(posedge clk)
+    layer <= \$442 ;
+  always @(posedge clk)
+    e_end <= \$443 ;
+  always @(posedge clk)
+    e <= \$444 ;
+  always @(posedge clk)
+    \edge  <= \$445 ;
+  always @(posedge clk)
+    w_addr_q0 <= \$11 [11:0];
+  always @(posedge clk)
+    w_addr_q1 <= \$12 [11:0];
+  always @(posedge clk)
+    \$signal  <= \$446 ;
+  always @(posedge clk)
+    s1b_valid <= \$447 ;
+  always @(posedge clk)
+    s1b_x <= s1_value;
+  always @(posedge clk)
+    s2_valid <= \$448 ;
+  always @(posedge clk)
+    s2_x <= \$449 ;
+  always @(posedge clk)
+    s1_rowbase <= \$450 ;
+  always @(posedge clk)
+    s1_from_input <= \$451 ;
+  always @(posedge clk)
+    \$signal$111  <= \$452 ;
+  always @(posedge clk)
+    s4_valid <= \$453 ;
+  always @(posedge clk)
+    \$signal$113  <= \$454 ;
+  always @(posedge clk)
+    \$signal$115  <= \$455 ;
+  always @(posedge clk)
+    \$signal$116  <= \$456 ;
+  always @(posedge clk)
+    \$signal$117  <= \$457 ;
+  always @(posedge clk)
+    bias_q0 <= params0_nrw[40:25];
+  always @(posedge clk)
+    u_q0 <= membranes0_nrw;
+  always @(posedge clk)
+    alpha_q0 <= params0_nrw[8:0];
+  always @(posedge clk)
+    leak_q0 <= \$458 ;
+  always @(posedge clk)
+    acc0 <= \$459 ;
+  always @(posedge clk)
+    bias_q1 <= params1_nrw[40:25];
+  always @(posedge clk)
+    u_q1 <= membranes1_nrw;
+  always @(posedge clk)
+    alpha_q1 <= params1_nrw[8:0];
+  always @(posedge clk)
+    leak_q1 <= \$460 ;
+  always @(posedge clk)
+    acc1 <= \$461 ;
+  always @(posedge clk)
+    bias_q2 <= params2_nrw[40:25];
+  always @(posedge clk)
+    u_q2 <= membranes2_nrw;
+  always @(posedge clk)
+    alpha_q2 <= params2_nrw[8:0];
+  always @(posedge clk)
+    leak_q2 <= \$462 ;
+  always @(posedge clk)
+    acc2 <= \$463 ;
+  always @(posedge clk)
+    bias_q3 <= params3_nrw[40:25];
+  always @(posedge clk)
+    u_q3 <= membranes3_nrw;
+  always @(posedge clk)
+    alpha_q3 <= params3_nrw[8:0];
+  always @(posedge clk)
+    leak_q3 <= \$464 ;
+  always @(posedge clk)
+    acc3 <= \$465 ;
+  always @(posedge clk)
+    bias_q4 <= params4_nrw[40:25];
+  always @(posedge clk)
+    u_q4 <= membranes4_nrw;
+  always @(posedge clk)
+    alpha_q4 <= params4_nrw[8:0];
+  always @(posedge clk)
+    leak_q4 <= \$466 ;
+  always @(posedge clk)
+    acc4 <= \$467 ;
+  always @(posedge clk)
+    bias_q5 <= params5_nrw[40:25];
+  always @(posedge clk)
+    u_q5 <= membranes5_nrw;
+  always @(posedge clk)
+    alpha_q5 <= params5_nrw[8:0];
+  always @(posedge clk)
+    leak_q5 <= \$468 ;
+  always @(posedge clk)
+    acc5 <= \$469 ;
+  always @(posedge clk)
+    bias_q6 <= params6_nrw[40:25];
+  always @(posedge clk)
+    u_q6 <= membranes6_nrw;
+  always @(posedge clk)
+    alpha_q6 <= params6_nrw[8:0];
+  always @(posedge clk)
+    leak_q6 <= \$470 ;
+  always @(posedge clk)
+    acc6 <= \$471 ;
+  always @(posedge clk)
+    bias_q7 <= params7_nrw[40:25];
+  always @(posedge clk)
+    u_q7 <= membranes7_nrw;
+  always @(posedge clk)
+    alpha_q7 <= params7_nrw[8:0];
+  always @(posedge clk)
+    leak_q7 <= \$472 ;
+  always @(posedge clk)
+    acc7 <= \$473 ;
+  always @(posedge clk)
+    count0 <= \$474 ;
+  always @(posedge clk)
+    count1 <= \$475 ;
+  always @(posedge clk)
+    count2 <= \$476 ;
+  always @(posedge clk)
+    count3 <= \$477 ;
+  always @(posedge clk)
+    count4 <= \$478 ;
+  always @(posedge clk)
+    count5 <= \$479 ;
+  always @(posedge clk)
+    count6 <= \$480 ;
+  always @(posedge clk)
+    count7 <= \$481 ;
+  always @(posedge clk)
+    count8 <= \$482 ;
+  always @(posedge clk)
+    count9 <= \$483 ;
+  always @(posedge clk)
+    count10 <= \$484 ;
+  always @(posedge clk)
+    count11 <= \$485 ;
+  always @(posedge clk)
+    count12 <= \$486 ;
+  always @(posedge clk)
+    count13 <= \$487 ;
+  always @(posedge clk)
+    count14 <= \$488 ;
+  always @(posedge clk)
+    count15 <= \$489 ;
+  always @(posedge clk)
+    spikes <= \$490 ;
+  always @(posedge clk)
+    u_new0 <= \$491 ;
+  always @(posedge clk)
+    u_new1 <= \$492 ;
+  always @(posedge clk)
+    u_new2 <= \$493 ;
+  always @(posedge clk)
+    u_new3 <= \$494 ;
+  always @(posedge clk)
+    u_new4 <= \$495 ;
+  always @(posedge clk)
+    u_new5 <= \$496 ;
+  always @(posedge clk)
+    u_new6 <= \$497 ;
+  always @(posedge clk)
+    u_new7 <= \$498 ;
+  always @(posedge clk)
+    valid_q <= \$499 ;
+  always @(posedge clk)
+    last_row <= \$500 ;
+  always @(posedge clk)
+    in_full <= \$501 ;
+  always @(posedge clk)
+    in_count0 <= \$502 ;
+  always @(posedge clk)
+    in_count1 <= \$503 ;
+  always @(posedge clk)
+    li <= \$504 ;
+  always @(posedge clk)
+    \$signal$228  <= \$505 ;
+  always @(posedge clk)
+    \$signal$223  <= \$506 ;
+  always @(posedge clk)
+    fsm_state <= \$507 ;
+  always @(posedge clk)
+    k <= \$508 ;
+  always @(posedge clk)
+    src_sel <= \$509 ;
+  always @(posedge clk)
+    \$signal$110  <= \$510 ;
+  always @(posedge clk)
+    bank_sel <= \$511 ;
+  always @(posedge clk)
+    n <= \$512 ;
+  always @(posedge clk)
+    cnt <= \$513 ;
+  always @(posedge clk)
+    row_wbase <= \$514 ;
+  always @(posedge clk)
+    row_offset <= \$515 ;
+  always @(posedge clk)
+    drain_n <= \$516 ;
+  always @(posedge clk)
+    cur <= \$517 ;
   assign \$1  = ~ busy;
   assign \$2  = \$1  & host_we;
   assign \$3  = ~ busy;
@@ -22569,7 +21130,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$9  = layer[20:18] + layer[24:21];
   assign \$11  = s1_rowbase + s1_index;
   assign \$12  = s1_rowbase + s1_index;
-  assign \$13  = issue | gissue;
+  assign \$13  = issue | ev_step;
   assign \$14  = s4_valid | \$signal$116 ;
   assign \$15  = s4_valid ? { p[15], p[15], p } : leak_q0;
   assign \$16  = $signed(acc0) + $signed(\$15 );
@@ -22630,1197 +21191,367 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$71  = \$70  == layer[12:8];
   assign \$72  = input__valid & input__ready;
   assign \$74  = \$73  + 1'h1;
-  assign \$75  = ! \$384 [6:0];
-  assign \$76  = \$384 [6:0] == 1'h1;
-  assign \$77  = \$384 [6:0] == 2'h2;
-  assign \$78  = \$384 [6:0] == 2'h3;
-  assign \$79  = \$384 [6:0] == 3'h4;
-  assign \$80  = \$384 [6:0] == 3'h5;
-  assign \$81  = \$384 [6:0] == 3'h6;
-  assign \$82  = \$384 [6:0] == 3'h7;
-  assign \$84  = $signed(\$83 ) * $signed(\$577 [15:0]);
-  assign \$85  = $signed(ssm_yacc0) + $signed(\$84 );
-  assign \$87  = $signed(\$86 ) * $signed(\$602 [15:0]);
-  assign \$88  = $signed(ssm_yacc1) + $signed(\$87 );
-  assign \$90  = $signed(\$89 ) * $signed(\$627 [15:0]);
-  assign \$91  = $signed(ssm_yacc2) + $signed(\$90 );
-  assign \$93  = $signed(\$92 ) * $signed(\$652 [15:0]);
-  assign \$94  = $signed(ssm_yacc3) + $signed(\$93 );
-  assign \$96  = $signed(\$95 ) * $signed(\$677 [15:0]);
-  assign \$97  = $signed(ssm_yacc4) + $signed(\$96 );
-  assign \$99  = $signed(\$98 ) * $signed(\$702 [15:0]);
-  assign \$100  = $signed(ssm_yacc5) + $signed(\$99 );
-  assign \$102  = $signed(\$101 ) * $signed(\$727 [15:0]);
-  assign \$103  = $signed(ssm_yacc6) + $signed(\$102 );
-  assign \$105  = $signed(\$104 ) * $signed(\$752 [15:0]);
-  assign \$106  = $signed(ssm_yacc7) + $signed(\$105 );
-  assign \$107  = ~ clear;
-  assign \$108  = in_full & \$107 ;
-  assign \$111  = ~ \$signal$223 ;
-  assign \$112  = ~ \$signal$223 ;
-  assign \$113  = ! num_layers;
-  assign \$115  = e == e_end;
-  assign \$116  = ! \edge [2:0];
-  assign \$117  = ! \edge [2:0];
-  assign \$118  = cur ^ \edge [3];
-  assign \$119  = \$117  ? \$signal$308  : \$118 ;
-  assign \$120  = ! \edge [2:0];
-  assign \$122  = cur ^ \edge [3];
-  assign \$124  = \$120  ? { 1'h0, \$121  } : \$123 ;
-  assign \$126  = k[0] ? \$125  : 9'h000;
-  assign \$128  = k[1] ? \$127  : 9'h000;
-  assign \$129  = \$126  + \$128 ;
-  assign \$131  = k[2] ? \$130  : 11'h000;
-  assign \$133  = k[3] ? \$132  : 11'h000;
-  assign \$134  = \$131  + \$133 ;
-  assign \$135  = \$129  + \$134 ;
-  assign \$137  = k[4] ? \$136  : 15'h0000;
-  assign \$138  = \$135  + \$137 ;
-  assign \$139  = n < cnt;
-  assign \$140  = n + 1'h1;
-  assign \$141  = drain_n != 2'h2;
-  assign \$142  = ~ \$signal ;
-  assign \$143  = ~ s1b_valid;
-  assign \$144  = \$142  & \$143 ;
-  assign \$145  = ~ s2_valid;
+  assign \$75  = ~ clear;
+  assign \$76  = in_full & \$75 ;
+  assign \$79  = ~ \$signal$223 ;
+  assign \$80  = ~ \$signal$223 ;
+  assign \$81  = ! num_layers;
+  assign \$83  = e == e_end;
+  assign \$84  = ! \edge [2:0];
+  assign \$85  = ! \edge [2:0];
+  assign \$86  = cur ^ \edge [3];
+  assign \$87  = \$85  ? \$signal$228  : \$86 ;
+  assign \$88  = ! \edge [2:0];
+  assign \$90  = cur ^ \edge [3];
+  assign \$92  = \$88  ? { 1'h0, \$89  } : \$91 ;
+  assign \$94  = k[0] ? \$93  : 9'h000;
+  assign \$96  = k[1] ? \$95  : 9'h000;
+  assign \$97  = \$94  + \$96 ;
+  assign \$99  = k[2] ? \$98  : 11'h000;
+  assign \$101  = k[3] ? \$100  : 11'h000;
+  assign \$102  = \$99  + \$101 ;
+  assign \$103  = \$97  + \$102 ;
+  assign \$105  = k[4] ? \$104  : 15'h0000;
+  assign \$106  = \$103  + \$105 ;
+  assign \$107  = n < cnt;
+  assign \$108  = n + 1'h1;
+  assign \$109  = drain_n != 2'h2;
+  assign \$110  = ~ \$signal ;
+  assign \$111  = ~ s1b_valid;
+  assign \$112  = \$110  & \$111 ;
+  assign \$113  = ~ s2_valid;
+  assign \$114  = \$112  & \$113 ;
+  assign \$115  = ~ \$signal$111 ;
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = drain_n + 1'h1;
+  assign \$118  = k + 1'h1;
+  assign \$119  = ev_from_input ? \$signal$228  : ev_list_bank;
+  assign \$120  = n + 1'h1;
+  assign \$121  = li + 1'h1;
+  assign \$122  = \$121  == num_layers;
+  assign \$123  = li + 1'h1;
+  assign \$124  = ~ cur;
+  assign \$125  = ~ cur;
+  assign \$126  = ~ cur;
+  assign \$127  = ~ cur;
+  assign \$128  = ~ cur;
+  assign \$129  = ~ cur;
+  assign \$130  = ~ busy;
+  assign \$131  = clear & \$130 ;
+  assign \$132  = ~ busy;
+  assign \$133  = \$132  & host_we;
+  assign \$134  = host_addr[17:14] == 4'h9;
+  assign host_param_we = \$133  & \$134 ;
+  assign \$135  = host_addr[17:14] == 4'h8;
+  assign \$136  = host_we & \$135 ;
+  assign \$137  = ! host_addr[13:11];
+  assign \$138  = \$136  & \$137 ;
+  assign \$139  = host_addr[17:14] == 4'h8;
+  assign \$140  = host_we & \$139 ;
+  assign \$141  = host_addr[13:11] == 1'h1;
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = host_addr[17:14] == 4'h8;
+  assign \$144  = host_we & \$143 ;
+  assign \$145  = host_addr[13:11] == 2'h2;
   assign \$146  = \$144  & \$145 ;
-  assign \$147  = ~ \$signal$111 ;
-  assign \$148  = \$146  & \$147 ;
-  assign \$149  = drain_n + 1'h1;
-  assign \$150  = k + 1'h1;
-  assign \$151  = gop == 3'h4;
-  assign \$152  = ! src;
-  assign \$153  = ! src;
-  assign \$154  = cur ^ \$signal$318 ;
-  assign \$155  = \$153  ? \$signal$308  : \$154 ;
-  assign \$156  = ! src;
-  assign \$158  = cur ^ \$signal$318 ;
-  assign \$160  = \$156  ? { 1'h0, \$157  } : \$159 ;
-  assign \$161  = \$signal$316  ? length : \$160 ;
-  assign \$162  = present ? \$161  : 8'h00;
-  assign \$163  = n < cnt;
-  assign \$164  = n + 1'h1;
-  assign \$165  = gop + 1'h1;
-  assign \$168  = 2'h2 * \$167 ;
-  assign \$169  = \$166  + \$168 ;
-  assign \$170  = \$169  + layer[7:0];
-  assign \$172  = gate * \$171 ;
-  assign \$173  = \$170  + \$172 ;
-  assign \$174  = row + 1'h1;
-  assign \$175  = k + 1'h1;
-  assign \$176  = \$175  == layer[12:8];
-  assign \$177  = k + 1'h1;
-  assign \$178  = li + 1'h1;
-  assign \$179  = \$178  == num_layers;
-  assign \$180  = li + 1'h1;
-  assign \$181  = ~ cur;
-  assign \$182  = ~ cur;
-  assign \$183  = ~ cur;
-  assign \$184  = ~ cur;
-  assign \$185  = ~ cur;
-  assign \$186  = ~ cur;
+  assign \$147  = host_addr[17:14] == 4'h8;
+  assign \$148  = host_we & \$147 ;
+  assign \$149  = host_addr[13:11] == 2'h3;
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = host_addr[17:14] == 4'h8;
+  assign \$152  = host_we & \$151 ;
+  assign \$153  = host_addr[13:11] == 3'h4;
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = host_addr[17:14] == 4'h8;
+  assign \$156  = host_we & \$155 ;
+  assign \$157  = host_addr[13:11] == 3'h5;
+  assign \$158  = \$156  & \$157 ;
+  assign \$159  = host_addr[17:14] == 4'h8;
+  assign \$160  = host_we & \$159 ;
+  assign \$161  = host_addr[13:11] == 3'h6;
+  assign \$162  = \$160  & \$161 ;
+  assign \$163  = host_addr[17:14] == 4'h8;
+  assign \$164  = host_we & \$163 ;
+  assign \$165  = host_addr[13:11] == 3'h7;
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = ~ busy;
+  assign \$168  = \$167  & host_we;
+  assign \$169  = host_addr[17:14] == 3'h4;
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ! host_addr[13:11];
+  assign \$signature__en  = \$170  & \$171 ;
+  assign \$172  = ~ busy;
+  assign \$173  = \$172  & host_we;
+  assign \$174  = host_addr[17:14] == 2'h2;
+  assign \$175  = \$173  & \$174 ;
+  assign \$176  = ! host_addr[13:11];
+  assign \$signature__en$259  = \$175  & \$176 ;
+  assign \$177  = ~ busy;
+  assign \$178  = \$177  & host_we;
+  assign \$179  = host_addr[17:14] == 3'h4;
+  assign \$180  = \$178  & \$179 ;
+  assign \$181  = host_addr[13:11] == 1'h1;
+  assign \$signature__en$262  = \$180  & \$181 ;
+  assign \$182  = ~ busy;
+  assign \$183  = \$182  & host_we;
+  assign \$184  = host_addr[17:14] == 2'h2;
+  assign \$185  = \$183  & \$184 ;
+  assign \$186  = host_addr[13:11] == 1'h1;
+  assign \$signature__en$265  = \$185  & \$186 ;
   assign \$187  = ~ busy;
-  assign \$188  = clear & \$187 ;
-  assign \$189  = ~ busy;
-  assign \$190  = \$189  & host_we;
-  assign \$191  = host_addr[17:14] == 4'h9;
-  assign pm_wr__en = \$190  & \$191 ;
+  assign \$188  = \$187  & host_we;
+  assign \$189  = host_addr[17:14] == 3'h4;
+  assign \$190  = \$188  & \$189 ;
+  assign \$191  = host_addr[13:11] == 2'h2;
+  assign \$signature__en$268  = \$190  & \$191 ;
   assign \$192  = ~ busy;
   assign \$193  = \$192  & host_we;
-  assign \$194  = host_addr[17:14] == 3'h4;
+  assign \$194  = host_addr[17:14] == 2'h2;
   assign \$195  = \$193  & \$194 ;
-  assign \$196  = ! host_addr[13:11];
-  assign \$signature__en  = \$195  & \$196 ;
+  assign \$196  = host_addr[13:11] == 2'h2;
+  assign \$signature__en$271  = \$195  & \$196 ;
   assign \$197  = ~ busy;
   assign \$198  = \$197  & host_we;
-  assign \$199  = host_addr[17:14] == 2'h2;
+  assign \$199  = host_addr[17:14] == 3'h4;
   assign \$200  = \$198  & \$199 ;
-  assign \$201  = ! host_addr[13:11];
-  assign \$signature__en$339  = \$200  & \$201 ;
+  assign \$201  = host_addr[13:11] == 2'h3;
+  assign \$signature__en$274  = \$200  & \$201 ;
   assign \$202  = ~ busy;
   assign \$203  = \$202  & host_we;
-  assign \$204  = host_addr[17:14] == 3'h4;
+  assign \$204  = host_addr[17:14] == 2'h2;
   assign \$205  = \$203  & \$204 ;
-  assign \$206  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$342  = \$205  & \$206 ;
+  assign \$206  = host_addr[13:11] == 2'h3;
+  assign \$signature__en$277  = \$205  & \$206 ;
   assign \$207  = ~ busy;
   assign \$208  = \$207  & host_we;
-  assign \$209  = host_addr[17:14] == 2'h2;
+  assign \$209  = host_addr[17:14] == 3'h4;
   assign \$210  = \$208  & \$209 ;
-  assign \$211  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$345  = \$210  & \$211 ;
+  assign \$211  = host_addr[13:11] == 3'h4;
+  assign \$signature__en$280  = \$210  & \$211 ;
   assign \$212  = ~ busy;
   assign \$213  = \$212  & host_we;
-  assign \$214  = host_addr[17:14] == 3'h4;
+  assign \$214  = host_addr[17:14] == 2'h2;
   assign \$215  = \$213  & \$214 ;
-  assign \$216  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$348  = \$215  & \$216 ;
+  assign \$216  = host_addr[13:11] == 3'h4;
+  assign \$signature__en$283  = \$215  & \$216 ;
   assign \$217  = ~ busy;
   assign \$218  = \$217  & host_we;
-  assign \$219  = host_addr[17:14] == 2'h2;
+  assign \$219  = host_addr[17:14] == 3'h4;
   assign \$220  = \$218  & \$219 ;
-  assign \$221  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$351  = \$220  & \$221 ;
+  assign \$221  = host_addr[13:11] == 3'h5;
+  assign \$signature__en$286  = \$220  & \$221 ;
   assign \$222  = ~ busy;
   assign \$223  = \$222  & host_we;
-  assign \$224  = host_addr[17:14] == 3'h4;
+  assign \$224  = host_addr[17:14] == 2'h2;
   assign \$225  = \$223  & \$224 ;
-  assign \$226  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$354  = \$225  & \$226 ;
+  assign \$226  = host_addr[13:11] == 3'h5;
+  assign \$signature__en$289  = \$225  & \$226 ;
   assign \$227  = ~ busy;
   assign \$228  = \$227  & host_we;
-  assign \$229  = host_addr[17:14] == 2'h2;
+  assign \$229  = host_addr[17:14] == 3'h4;
   assign \$230  = \$228  & \$229 ;
-  assign \$231  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$357  = \$230  & \$231 ;
+  assign \$231  = host_addr[13:11] == 3'h6;
+  assign \$signature__en$292  = \$230  & \$231 ;
   assign \$232  = ~ busy;
   assign \$233  = \$232  & host_we;
-  assign \$234  = host_addr[17:14] == 3'h4;
+  assign \$234  = host_addr[17:14] == 2'h2;
   assign \$235  = \$233  & \$234 ;
-  assign \$236  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$360  = \$235  & \$236 ;
+  assign \$236  = host_addr[13:11] == 3'h6;
+  assign \$signature__en$295  = \$235  & \$236 ;
   assign \$237  = ~ busy;
   assign \$238  = \$237  & host_we;
-  assign \$239  = host_addr[17:14] == 2'h2;
+  assign \$239  = host_addr[17:14] == 3'h4;
   assign \$240  = \$238  & \$239 ;
-  assign \$241  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$363  = \$240  & \$241 ;
+  assign \$241  = host_addr[13:11] == 3'h7;
+  assign \$signature__en$298  = \$240  & \$241 ;
   assign \$242  = ~ busy;
   assign \$243  = \$242  & host_we;
-  assign \$244  = host_addr[17:14] == 3'h4;
+  assign \$244  = host_addr[17:14] == 2'h2;
   assign \$245  = \$243  & \$244 ;
-  assign \$246  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$366  = \$245  & \$246 ;
-  assign \$247  = ~ busy;
-  assign \$248  = \$247  & host_we;
-  assign \$249  = host_addr[17:14] == 2'h2;
-  assign \$250  = \$248  & \$249 ;
-  assign \$251  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$369  = \$250  & \$251 ;
-  assign \$252  = ~ busy;
-  assign \$253  = \$252  & host_we;
-  assign \$254  = host_addr[17:14] == 3'h4;
-  assign \$255  = \$253  & \$254 ;
-  assign \$256  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$372  = \$255  & \$256 ;
-  assign \$257  = ~ busy;
-  assign \$258  = \$257  & host_we;
-  assign \$259  = host_addr[17:14] == 2'h2;
-  assign \$260  = \$258  & \$259 ;
-  assign \$261  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$375  = \$260  & \$261 ;
-  assign \$262  = ~ busy;
-  assign \$263  = \$262  & host_we;
-  assign \$264  = host_addr[17:14] == 3'h4;
-  assign \$265  = \$263  & \$264 ;
-  assign \$266  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$378  = \$265  & \$266 ;
-  assign \$267  = ~ busy;
-  assign \$268  = \$267  & host_we;
-  assign \$269  = host_addr[17:14] == 2'h2;
-  assign \$270  = \$268  & \$269 ;
-  assign \$271  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$381  = \$270  & \$271 ;
-  assign \$277  = row_wbase + row_offset;
+  assign \$246  = host_addr[13:11] == 3'h7;
+  assign \$signature__en$301  = \$245  & \$246 ;
+  assign \$252  = row_wbase + row_offset;
   assign s1_index = s1_from_input ? input_events_nrw[6:0] : events_nrw[6:0];
   assign s1_value = s1_from_input ? input_events_nrw[14:7] : events_nrw[14:7];
   assign row_addr = layer[17:13] + k;
-  assign \$278  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
-  assign \$279  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$280  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$281  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
-  assign \$282  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$283  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$284  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
-  assign \$285  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$286  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$287  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
-  assign \$288  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$289  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$290  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
-  assign \$291  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$292  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$293  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
-  assign \$294  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$295  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$296  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
-  assign \$297  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$298  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$299  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
-  assign \$300  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$301  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$253  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$254  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$255  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$256  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$257  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$258  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$259  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$260  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$261  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$262  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
+  assign \$263  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$264  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$265  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
+  assign \$266  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$267  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$268  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
+  assign \$269  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$270  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$271  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
+  assign \$272  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$273  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$274  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
+  assign \$275  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$276  = busy ? { 5'h00, row_addr } : host_addr[10:0];
   assign w_data = write_end ? 28'h0000002 : records__payload;
-  assign \$302  = write_end | records__valid;
-  assign w_en = w_rdy & \$302 ;
+  assign \$277  = write_end | records__valid;
+  assign w_en = w_rdy & \$277 ;
   assign spike_src = records__payload[3:2] + 1'h1;
-  assign \$304  = ! records__payload[3:2];
-  assign \$305  = records__payload[3:2] == 1'h1;
-  assign \$306  = records__payload[3:2] == 2'h2;
-  assign \$307  = records__payload[3:2] == 2'h3;
-  assign \$308  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$309  = busy ? { u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0 } : { 1'h0, host_wdata };
-  assign \$310  = host_addr[17:14] == 2'h3;
-  assign \$311  = host_we & \$310 ;
-  assign \$312  = ! host_addr[13:11];
-  assign \$313  = \$311  & \$312 ;
-  assign \$signature__en$516  = busy ? neuron_write : \$313 ;
-  assign \$314  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$315  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
-  assign \$316  = host_addr[17:14] == 2'h3;
-  assign \$317  = host_we & \$316 ;
-  assign \$318  = host_addr[13:11] == 1'h1;
-  assign \$319  = \$317  & \$318 ;
-  assign \$signature__en$520  = busy ? neuron_write : \$319 ;
-  assign \$320  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$321  = busy ? { u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2 } : { 1'h0, host_wdata };
-  assign \$322  = host_addr[17:14] == 2'h3;
-  assign \$323  = host_we & \$322 ;
-  assign \$324  = host_addr[13:11] == 2'h2;
-  assign \$325  = \$323  & \$324 ;
-  assign \$signature__en$523  = busy ? neuron_write : \$325 ;
-  assign \$326  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$327  = busy ? { u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3 } : { 1'h0, host_wdata };
-  assign \$328  = host_addr[17:14] == 2'h3;
-  assign \$329  = host_we & \$328 ;
-  assign \$330  = host_addr[13:11] == 2'h3;
-  assign \$331  = \$329  & \$330 ;
-  assign \$signature__en$526  = busy ? neuron_write : \$331 ;
-  assign \$332  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$333  = busy ? { u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4 } : { 1'h0, host_wdata };
-  assign \$334  = host_addr[17:14] == 2'h3;
-  assign \$335  = host_we & \$334 ;
-  assign \$336  = host_addr[13:11] == 3'h4;
-  assign \$337  = \$335  & \$336 ;
-  assign \$signature__en$529  = busy ? neuron_write : \$337 ;
-  assign \$338  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$339  = busy ? { u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5 } : { 1'h0, host_wdata };
-  assign \$340  = host_addr[17:14] == 2'h3;
-  assign \$341  = host_we & \$340 ;
-  assign \$342  = host_addr[13:11] == 3'h5;
-  assign \$343  = \$341  & \$342 ;
-  assign \$signature__en$532  = busy ? neuron_write : \$343 ;
-  assign \$344  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$345  = busy ? { u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6 } : { 1'h0, host_wdata };
-  assign \$346  = host_addr[17:14] == 2'h3;
-  assign \$347  = host_we & \$346 ;
-  assign \$348  = host_addr[13:11] == 3'h6;
-  assign \$349  = \$347  & \$348 ;
-  assign \$signature__en$535  = busy ? neuron_write : \$349 ;
-  assign \$350  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$351  = busy ? { u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7 } : { 1'h0, host_wdata };
-  assign \$352  = host_addr[17:14] == 2'h3;
-  assign \$353  = host_we & \$352 ;
-  assign \$354  = host_addr[13:11] == 3'h7;
-  assign \$355  = \$353  & \$354 ;
-  assign \$signature__en$538  = busy ? neuron_write : \$355 ;
-  assign \$356  = k * 4'h8;
-  assign \$357  = \$356  + 1'h0;
-  assign \$358  = \$357  < layer[7:0];
-  assign \$359  = k * 4'h8;
-  assign \$360  = \$359  + 1'h1;
-  assign \$361  = \$360  < layer[7:0];
-  assign \$362  = k * 4'h8;
-  assign \$363  = \$362  + 2'h2;
-  assign \$364  = \$363  < layer[7:0];
-  assign \$365  = k * 4'h8;
-  assign \$366  = \$365  + 2'h3;
-  assign \$367  = \$366  < layer[7:0];
-  assign \$368  = k * 4'h8;
-  assign \$369  = \$368  + 3'h4;
-  assign \$370  = \$369  < layer[7:0];
-  assign \$371  = k * 4'h8;
-  assign \$372  = \$371  + 3'h5;
-  assign \$373  = \$372  < layer[7:0];
-  assign \$374  = k * 4'h8;
-  assign \$375  = \$374  + 3'h6;
-  assign \$376  = \$375  < layer[7:0];
-  assign \$377  = k * 4'h8;
-  assign \$378  = \$377  + 3'h7;
-  assign \$379  = \$378  < layer[7:0];
-  assign \$380  = ~ in_full;
-  assign \$381  = ~ clear;
-  assign input__ready = \$380  & \$381 ;
-  assign \$382  = input__valid & input__ready;
-  assign \$384  = g1_const ? g1_n : { 1'h0, s1_index };
-  assign g_value = g1_const ? \$signature__data$390 [7:0] : s1_value;
-  assign \$385  = gbase + n;
-  assign \$386  = busy ? \$385  : { 1'h0, host_addr[10:0] };
-  assign \$387  = i <= 1'h0;
-  assign \$389  = \$388  > 1'h0;
-  assign \$390  = \$387  & \$389 ;
-  assign \$392  = ~ \$391 ;
-  assign \$393  = | ssm_k0;
-  assign \$394  = \$392  | \$393 ;
-  assign \$395  = | ssm_q0;
-  assign \$396  = \$394  | \$395 ;
-  assign \$397  = \$390  & \$396 ;
-  assign \$398  = i <= 1'h1;
-  assign \$400  = \$399  > 1'h1;
-  assign \$401  = \$398  & \$400 ;
-  assign \$403  = ~ \$402 ;
-  assign \$404  = | ssm_k1;
-  assign \$405  = \$403  | \$404 ;
-  assign \$406  = | ssm_q1;
-  assign \$407  = \$405  | \$406 ;
-  assign \$408  = \$401  & \$407 ;
-  assign \$409  = i <= 2'h2;
-  assign \$411  = \$410  > 2'h2;
-  assign \$412  = \$409  & \$411 ;
-  assign \$414  = ~ \$413 ;
-  assign \$415  = | ssm_k2;
-  assign \$416  = \$414  | \$415 ;
-  assign \$417  = | ssm_q2;
-  assign \$418  = \$416  | \$417 ;
-  assign \$419  = \$412  & \$418 ;
-  assign \$420  = i <= 2'h3;
-  assign \$422  = \$421  > 2'h3;
-  assign \$423  = \$420  & \$422 ;
-  assign \$425  = ~ \$424 ;
-  assign \$426  = | ssm_k3;
-  assign \$427  = \$425  | \$426 ;
-  assign \$428  = | ssm_q3;
-  assign \$429  = \$427  | \$428 ;
-  assign \$430  = \$423  & \$429 ;
-  assign \$431  = i <= 3'h4;
-  assign \$433  = \$432  > 3'h4;
-  assign \$434  = \$431  & \$433 ;
-  assign \$436  = ~ \$435 ;
-  assign \$437  = | ssm_k4;
-  assign \$438  = \$436  | \$437 ;
-  assign \$439  = | ssm_q4;
-  assign \$440  = \$438  | \$439 ;
-  assign \$441  = \$434  & \$440 ;
-  assign \$442  = i <= 3'h5;
-  assign \$444  = \$443  > 3'h5;
-  assign \$445  = \$442  & \$444 ;
-  assign \$447  = ~ \$446 ;
-  assign \$448  = | ssm_k5;
-  assign \$449  = \$447  | \$448 ;
-  assign \$450  = | ssm_q5;
-  assign \$451  = \$449  | \$450 ;
-  assign \$452  = \$445  & \$451 ;
-  assign \$453  = i <= 3'h6;
-  assign \$455  = \$454  > 3'h6;
-  assign \$456  = \$453  & \$455 ;
-  assign \$458  = ~ \$457 ;
-  assign \$459  = | ssm_k6;
-  assign \$460  = \$458  | \$459 ;
-  assign \$461  = | ssm_q6;
-  assign \$462  = \$460  | \$461 ;
-  assign \$463  = \$456  & \$462 ;
-  assign \$464  = i <= 3'h7;
-  assign \$466  = \$465  > 3'h7;
-  assign \$467  = \$464  & \$466 ;
-  assign \$469  = ~ \$468 ;
-  assign \$470  = | ssm_k7;
-  assign \$471  = \$469  | \$470 ;
-  assign \$472  = | ssm_q7;
-  assign \$473  = \$471  | \$472 ;
-  assign \$474  = \$467  & \$473 ;
-  assign \$475  = i <= 4'h8;
-  assign \$477  = \$476  > 4'h8;
-  assign \$478  = \$475  & \$477 ;
-  assign \$480  = ~ \$479 ;
-  assign \$481  = | ssm_k8;
-  assign \$482  = \$480  | \$481 ;
-  assign \$483  = | ssm_q8;
-  assign \$484  = \$482  | \$483 ;
-  assign \$485  = \$478  & \$484 ;
-  assign \$486  = i <= 4'h9;
-  assign \$488  = \$487  > 4'h9;
-  assign \$489  = \$486  & \$488 ;
-  assign \$491  = ~ \$490 ;
-  assign \$492  = | ssm_k9;
-  assign \$493  = \$491  | \$492 ;
-  assign \$494  = | ssm_q9;
-  assign \$495  = \$493  | \$494 ;
-  assign \$496  = \$489  & \$495 ;
-  assign \$497  = i <= 4'ha;
-  assign \$499  = \$498  > 4'ha;
-  assign \$500  = \$497  & \$499 ;
-  assign \$502  = ~ \$501 ;
-  assign \$503  = | ssm_k10;
-  assign \$504  = \$502  | \$503 ;
-  assign \$505  = | ssm_q10;
-  assign \$506  = \$504  | \$505 ;
-  assign \$507  = \$500  & \$506 ;
-  assign \$508  = i <= 4'hb;
-  assign \$510  = \$509  > 4'hb;
-  assign \$511  = \$508  & \$510 ;
-  assign \$513  = ~ \$512 ;
-  assign \$514  = | ssm_k11;
-  assign \$515  = \$513  | \$514 ;
-  assign \$516  = | ssm_q11;
-  assign \$517  = \$515  | \$516 ;
-  assign \$518  = \$511  & \$517 ;
-  assign \$519  = i <= 4'hc;
-  assign \$521  = \$520  > 4'hc;
-  assign \$522  = \$519  & \$521 ;
-  assign \$524  = ~ \$523 ;
-  assign \$525  = | ssm_k12;
-  assign \$526  = \$524  | \$525 ;
-  assign \$527  = | ssm_q12;
-  assign \$528  = \$526  | \$527 ;
-  assign \$529  = \$522  & \$528 ;
-  assign \$530  = i <= 4'hd;
-  assign \$532  = \$531  > 4'hd;
-  assign \$533  = \$530  & \$532 ;
-  assign \$535  = ~ \$534 ;
-  assign \$536  = | ssm_k13;
-  assign \$537  = \$535  | \$536 ;
-  assign \$538  = | ssm_q13;
-  assign \$539  = \$537  | \$538 ;
-  assign \$540  = \$533  & \$539 ;
-  assign \$541  = i <= 4'he;
-  assign \$543  = \$542  > 4'he;
-  assign \$544  = \$541  & \$543 ;
-  assign \$546  = ~ \$545 ;
-  assign \$547  = | ssm_k14;
-  assign \$548  = \$546  | \$547 ;
-  assign \$549  = | ssm_q14;
-  assign \$550  = \$548  | \$549 ;
-  assign \$551  = \$544  & \$550 ;
-  assign \$552  = i <= 4'hf;
-  assign \$554  = \$553  > 4'hf;
-  assign \$555  = \$552  & \$554 ;
-  assign \$557  = ~ \$556 ;
-  assign \$558  = | ssm_k15;
-  assign \$559  = \$557  | \$558 ;
-  assign \$560  = | ssm_q15;
-  assign \$561  = \$559  | \$560 ;
-  assign \$562  = \$555  & \$561 ;
-  assign found = | active;
-  assign \$564  = row * layer[12:8];
-  assign \$565  = \$563  + \$564 ;
-  assign \$566  = \$565  + k;
-  assign \$567  = k * 4'h8;
-  assign \$568  = \$567  + 1'h0;
-  assign \$569  = $signed({ 1'h0, \$signature__data$390  }) * $signed(\$signature__data$382 );
-  assign \$572  = $signed(\$571 ) * $signed(ssm_vsel0);
-  assign \$573  = $signed(\$570 ) + $signed(\$572 );
-  assign \$574  = $signed(\$573 ) > $signed(16'h7fff);
-  assign \$575  = $signed(\$573 ) < $signed(16'h8000);
-  assign \$576  = \$575  ? 34'h3ffff8000 : { \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573  };
-  assign \$577  = \$574  ? 34'h000007fff : \$576 ;
-  assign \$578  = busy ? { 3'h0, \$566 [7:0] } : host_addr[10:0];
-  assign \$579  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$580  = busy ? { \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15], \$577 [15:0] } : { 1'h0, host_wdata };
-  assign \$581  = p1_valid & valid_lanes[0];
-  assign \$582  = host_addr[17:14] == 4'h8;
-  assign \$583  = host_we & \$582 ;
-  assign \$584  = ! host_addr[13:11];
-  assign \$585  = \$583  & \$584 ;
-  assign \$signature__en$549  = busy ? \$581  : \$585 ;
-  assign ssm_shifted0 = $signed(ssm_yacc0) >>> \$586 ;
-  assign \$587  = $signed(ssm_shifted0) > $signed(8'h7f);
-  assign \$588  = $signed(ssm_shifted0) < $signed(8'h80);
-  assign \$589  = \$588  ? 28'hfffff80 : ssm_shifted0;
-  assign \$590  = \$587  ? 28'h000007f : \$589 ;
-  assign \$591  = | \$590 [7:0];
-  assign \$592  = k * 4'h8;
-  assign \$593  = \$592  + 1'h1;
-  assign \$594  = $signed({ 1'h0, \$signature__data$390  }) * $signed(\$signature__data$383 );
-  assign \$597  = $signed(\$596 ) * $signed(ssm_vsel1);
-  assign \$598  = $signed(\$595 ) + $signed(\$597 );
-  assign \$599  = $signed(\$598 ) > $signed(16'h7fff);
-  assign \$600  = $signed(\$598 ) < $signed(16'h8000);
-  assign \$601  = \$600  ? 34'h3ffff8000 : { \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598  };
-  assign \$602  = \$599  ? 34'h000007fff : \$601 ;
-  assign \$603  = busy ? { 3'h0, \$566 [7:0] } : host_addr[10:0];
-  assign \$604  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$605  = busy ? { \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15], \$602 [15:0] } : { 1'h0, host_wdata };
-  assign \$606  = p1_valid & valid_lanes[1];
-  assign \$607  = host_addr[17:14] == 4'h8;
-  assign \$608  = host_we & \$607 ;
-  assign \$609  = host_addr[13:11] == 1'h1;
-  assign \$610  = \$608  & \$609 ;
-  assign \$signature__en$558  = busy ? \$606  : \$610 ;
-  assign ssm_shifted1 = $signed(ssm_yacc1) >>> \$611 ;
-  assign \$612  = $signed(ssm_shifted1) > $signed(8'h7f);
-  assign \$613  = $signed(ssm_shifted1) < $signed(8'h80);
-  assign \$614  = \$613  ? 28'hfffff80 : ssm_shifted1;
-  assign \$615  = \$612  ? 28'h000007f : \$614 ;
-  assign \$616  = | \$615 [7:0];
-  assign \$617  = k * 4'h8;
-  assign \$618  = \$617  + 2'h2;
-  assign \$619  = $signed({ 1'h0, \$signature__data$390  }) * $signed(\$signature__data$384 );
-  assign \$622  = $signed(\$621 ) * $signed(ssm_vsel2);
-  assign \$623  = $signed(\$620 ) + $signed(\$622 );
-  assign \$624  = $signed(\$623 ) > $signed(16'h7fff);
-  assign \$625  = $signed(\$623 ) < $signed(16'h8000);
-  assign \$626  = \$625  ? 34'h3ffff8000 : { \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623  };
-  assign \$627  = \$624  ? 34'h000007fff : \$626 ;
-  assign \$628  = busy ? { 3'h0, \$566 [7:0] } : host_addr[10:0];
-  assign \$629  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$630  = busy ? { \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15], \$627 [15:0] } : { 1'h0, host_wdata };
-  assign \$631  = p1_valid & valid_lanes[2];
-  assign \$632  = host_addr[17:14] == 4'h8;
-  assign \$633  = host_we & \$632 ;
-  assign \$634  = host_addr[13:11] == 2'h2;
-  assign \$635  = \$633  & \$634 ;
-  assign \$signature__en$566  = busy ? \$631  : \$635 ;
-  assign ssm_shifted2 = $signed(ssm_yacc2) >>> \$636 ;
-  assign \$637  = $signed(ssm_shifted2) > $signed(8'h7f);
-  assign \$638  = $signed(ssm_shifted2) < $signed(8'h80);
-  assign \$639  = \$638  ? 28'hfffff80 : ssm_shifted2;
-  assign \$640  = \$637  ? 28'h000007f : \$639 ;
-  assign \$641  = | \$640 [7:0];
-  assign \$642  = k * 4'h8;
-  assign \$643  = \$642  + 2'h3;
-  assign \$644  = $signed({ 1'h0, \$signature__data$390  }) * $signed(\$signature__data$385 );
-  assign \$647  = $signed(\$646 ) * $signed(ssm_vsel3);
-  assign \$648  = $signed(\$645 ) + $signed(\$647 );
-  assign \$649  = $signed(\$648 ) > $signed(16'h7fff);
-  assign \$650  = $signed(\$648 ) < $signed(16'h8000);
-  assign \$651  = \$650  ? 34'h3ffff8000 : { \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648  };
-  assign \$652  = \$649  ? 34'h000007fff : \$651 ;
-  assign \$653  = busy ? { 3'h0, \$566 [7:0] } : host_addr[10:0];
-  assign \$654  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$655  = busy ? { \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15], \$652 [15:0] } : { 1'h0, host_wdata };
-  assign \$656  = p1_valid & valid_lanes[3];
-  assign \$657  = host_addr[17:14] == 4'h8;
-  assign \$658  = host_we & \$657 ;
-  assign \$659  = host_addr[13:11] == 2'h3;
-  assign \$660  = \$658  & \$659 ;
-  assign \$signature__en$574  = busy ? \$656  : \$660 ;
-  assign ssm_shifted3 = $signed(ssm_yacc3) >>> \$661 ;
-  assign \$662  = $signed(ssm_shifted3) > $signed(8'h7f);
-  assign \$663  = $signed(ssm_shifted3) < $signed(8'h80);
-  assign \$664  = \$663  ? 28'hfffff80 : ssm_shifted3;
-  assign \$665  = \$662  ? 28'h000007f : \$664 ;
-  assign \$666  = | \$665 [7:0];
-  assign \$667  = k * 4'h8;
-  assign \$668  = \$667  + 3'h4;
-  assign \$669  = $signed({ 1'h0, \$signature__data$390  }) * $signed(\$signature__data$386 );
-  assign \$672  = $signed(\$671 ) * $signed(ssm_vsel4);
-  assign \$673  = $signed(\$670 ) + $signed(\$672 );
-  assign \$674  = $signed(\$673 ) > $signed(16'h7fff);
-  assign \$675  = $signed(\$673 ) < $signed(16'h8000);
-  assign \$676  = \$675  ? 34'h3ffff8000 : { \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673  };
-  assign \$677  = \$674  ? 34'h000007fff : \$676 ;
-  assign \$678  = busy ? { 3'h0, \$566 [7:0] } : host_addr[10:0];
-  assign \$679  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$680  = busy ? { \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15], \$677 [15:0] } : { 1'h0, host_wdata };
-  assign \$681  = p1_valid & valid_lanes[4];
-  assign \$682  = host_addr[17:14] == 4'h8;
-  assign \$683  = host_we & \$682 ;
-  assign \$684  = host_addr[13:11] == 3'h4;
-  assign \$685  = \$683  & \$684 ;
-  assign \$signature__en$582  = busy ? \$681  : \$685 ;
-  assign ssm_shifted4 = $signed(ssm_yacc4) >>> \$686 ;
-  assign \$687  = $signed(ssm_shifted4) > $signed(8'h7f);
-  assign \$688  = $signed(ssm_shifted4) < $signed(8'h80);
-  assign \$689  = \$688  ? 28'hfffff80 : ssm_shifted4;
-  assign \$690  = \$687  ? 28'h000007f : \$689 ;
-  assign \$691  = | \$690 [7:0];
-  assign \$692  = k * 4'h8;
-  assign \$693  = \$692  + 3'h5;
-  assign \$694  = $signed({ 1'h0, \$signature__data$390  }) * $signed(\$signature__data$387 );
-  assign \$697  = $signed(\$696 ) * $signed(ssm_vsel5);
-  assign \$698  = $signed(\$695 ) + $signed(\$697 );
-  assign \$699  = $signed(\$698 ) > $signed(16'h7fff);
-  assign \$700  = $signed(\$698 ) < $signed(16'h8000);
-  assign \$701  = \$700  ? 34'h3ffff8000 : { \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698  };
-  assign \$702  = \$699  ? 34'h000007fff : \$701 ;
-  assign \$703  = busy ? { 3'h0, \$566 [7:0] } : host_addr[10:0];
-  assign \$704  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$705  = busy ? { \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15], \$702 [15:0] } : { 1'h0, host_wdata };
-  assign \$706  = p1_valid & valid_lanes[5];
-  assign \$707  = host_addr[17:14] == 4'h8;
-  assign \$708  = host_we & \$707 ;
-  assign \$709  = host_addr[13:11] == 3'h5;
-  assign \$710  = \$708  & \$709 ;
-  assign \$signature__en$590  = busy ? \$706  : \$710 ;
-  assign ssm_shifted5 = $signed(ssm_yacc5) >>> \$711 ;
-  assign \$712  = $signed(ssm_shifted5) > $signed(8'h7f);
-  assign \$713  = $signed(ssm_shifted5) < $signed(8'h80);
-  assign \$714  = \$713  ? 28'hfffff80 : ssm_shifted5;
-  assign \$715  = \$712  ? 28'h000007f : \$714 ;
-  assign \$716  = | \$715 [7:0];
-  assign \$717  = k * 4'h8;
-  assign \$718  = \$717  + 3'h6;
-  assign \$719  = $signed({ 1'h0, \$signature__data$390  }) * $signed(\$signature__data$388 );
-  assign \$722  = $signed(\$721 ) * $signed(ssm_vsel6);
-  assign \$723  = $signed(\$720 ) + $signed(\$722 );
-  assign \$724  = $signed(\$723 ) > $signed(16'h7fff);
-  assign \$725  = $signed(\$723 ) < $signed(16'h8000);
-  assign \$726  = \$725  ? 34'h3ffff8000 : { \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723  };
-  assign \$727  = \$724  ? 34'h000007fff : \$726 ;
-  assign \$728  = busy ? { 3'h0, \$566 [7:0] } : host_addr[10:0];
-  assign \$729  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$730  = busy ? { \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15], \$727 [15:0] } : { 1'h0, host_wdata };
-  assign \$731  = p1_valid & valid_lanes[6];
-  assign \$732  = host_addr[17:14] == 4'h8;
-  assign \$733  = host_we & \$732 ;
-  assign \$734  = host_addr[13:11] == 3'h6;
-  assign \$735  = \$733  & \$734 ;
-  assign \$signature__en$598  = busy ? \$731  : \$735 ;
-  assign ssm_shifted6 = $signed(ssm_yacc6) >>> \$736 ;
-  assign \$737  = $signed(ssm_shifted6) > $signed(8'h7f);
-  assign \$738  = $signed(ssm_shifted6) < $signed(8'h80);
-  assign \$739  = \$738  ? 28'hfffff80 : ssm_shifted6;
-  assign \$740  = \$737  ? 28'h000007f : \$739 ;
-  assign \$741  = | \$740 [7:0];
-  assign \$742  = k * 4'h8;
-  assign \$743  = \$742  + 3'h7;
-  assign \$744  = $signed({ 1'h0, \$signature__data$390  }) * $signed(\$signature__data$389 );
-  assign \$747  = $signed(\$746 ) * $signed(ssm_vsel7);
-  assign \$748  = $signed(\$745 ) + $signed(\$747 );
-  assign \$749  = $signed(\$748 ) > $signed(16'h7fff);
-  assign \$750  = $signed(\$748 ) < $signed(16'h8000);
-  assign \$751  = \$750  ? 34'h3ffff8000 : { \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748  };
-  assign \$752  = \$749  ? 34'h000007fff : \$751 ;
-  assign \$753  = busy ? { 3'h0, \$566 [7:0] } : host_addr[10:0];
-  assign \$754  = busy ? { 3'h0, p1_addr } : host_addr[10:0];
-  assign \$755  = busy ? { \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15], \$752 [15:0] } : { 1'h0, host_wdata };
-  assign \$756  = p1_valid & valid_lanes[7];
-  assign \$757  = host_addr[17:14] == 4'h8;
-  assign \$758  = host_we & \$757 ;
-  assign \$759  = host_addr[13:11] == 3'h7;
-  assign \$760  = \$758  & \$759 ;
-  assign \$signature__en$606  = busy ? \$756  : \$760 ;
-  assign ssm_shifted7 = $signed(ssm_yacc7) >>> \$761 ;
-  assign \$762  = $signed(ssm_shifted7) > $signed(8'h7f);
-  assign \$763  = $signed(ssm_shifted7) < $signed(8'h80);
-  assign \$764  = \$763  ? 28'hfffff80 : ssm_shifted7;
-  assign \$765  = \$762  ? 28'h000007f : \$764 ;
-  assign \$766  = | \$765 [7:0];
-  assign \$767  = ! li;
-  assign \$768  = li == 1'h1;
-  assign \$769  = li == 2'h2;
-  assign \$770  = li == 2'h3;
-  assign \$771  = ! li;
-  assign \$772  = li == 1'h1;
-  assign \$773  = li == 2'h2;
-  assign \$774  = li == 2'h3;
-  assign \$775  = ! li;
-  assign \$776  = li == 1'h1;
-  assign \$777  = li == 2'h2;
-  assign \$778  = li == 2'h3;
-  assign \$779  = n < cnt;
-  assign \$780  = ! k;
-  assign \$781  = ! li;
-  assign \$782  = li == 1'h1;
-  assign \$783  = li == 2'h2;
-  assign \$784  = li == 2'h3;
-  assign \$785  = e + 1'h1;
-  assign \$786  = ! li;
-  assign \$787  = li == 1'h1;
-  assign \$788  = li == 2'h2;
-  assign \$789  = li == 2'h3;
-  assign \$790  = ! li;
-  assign \$791  = li == 1'h1;
-  assign \$792  = li == 2'h2;
-  assign \$793  = li == 2'h3;
-  assign \$794  = ! li;
-  assign \$795  = li == 1'h1;
-  assign \$796  = li == 2'h2;
-  assign \$797  = li == 2'h3;
-  assign \$798  = spikes & valid_q;
-  assign \$799  = layer[44] ? valid_q : \$798 ;
-  assign \$800  = k * 4'h8;
-  assign \$801  = ! li;
-  assign \$802  = li == 1'h1;
-  assign \$803  = li == 2'h2;
-  assign \$804  = li == 2'h3;
-  assign \$805  = ! li;
-  assign \$806  = li == 1'h1;
-  assign \$807  = li == 2'h2;
-  assign \$808  = li == 2'h3;
-  assign \$809  = gop == 3'h4;
-  assign \$815  = \$814  + 1'h0;
-  assign \$821  = \$819  + \$820 ;
-  assign \$828  = \$827  + layer[7:0];
-  assign \$829  = \$826  + \$828 ;
-  assign \$833  = ! li;
-  assign \$834  = li == 1'h1;
-  assign \$835  = li == 2'h2;
-  assign \$836  = li == 2'h3;
-  assign \$837  = n < cnt;
-  assign \$838  = ~ g_const;
-  assign \$839  = ! li;
-  assign \$840  = li == 1'h1;
-  assign \$841  = li == 2'h2;
-  assign \$842  = li == 2'h3;
-  assign \$843  = ! li;
-  assign \$844  = li == 1'h1;
-  assign \$845  = li == 2'h2;
-  assign \$846  = li == 2'h3;
-  assign \$847  = ! li;
-  assign \$848  = li == 1'h1;
-  assign \$849  = li == 2'h2;
-  assign \$850  = li == 2'h3;
-  assign \$851  = arow + row;
-  assign \$852  = ! li;
-  assign \$853  = li == 1'h1;
-  assign \$854  = li == 2'h2;
-  assign \$855  = li == 2'h3;
-  assign \$856  = ! li;
-  assign \$857  = li == 1'h1;
-  assign \$858  = li == 2'h2;
-  assign \$859  = li == 2'h3;
-  assign \$860  = ynz & valid_lanes;
-  assign \$861  = layer[44] ? valid_lanes : \$860 ;
-  assign \$862  = k * 4'h8;
-  assign \$863  = ~ busy;
-  assign \$864  = clear & \$863 ;
-  assign \$865  = ! fsm_state;
-  assign \$866  = fsm_state == 1'h1;
-  assign \$867  = fsm_state == 2'h2;
-  assign \$868  = fsm_state == 2'h3;
-  assign \$869  = fsm_state == 3'h4;
-  assign \$870  = fsm_state == 3'h5;
-  assign \$871  = fsm_state == 3'h6;
-  assign \$872  = fsm_state == 3'h7;
-  assign \$873  = fsm_state == 4'h8;
-  assign \$874  = fsm_state == 4'h9;
-  assign \$875  = fsm_state == 4'ha;
-  assign \$876  = fsm_state == 4'hb;
-  assign \$877  = fsm_state == 4'hc;
-  assign \$878  = fsm_state == 4'hd;
-  assign \$879  = fsm_state == 4'he;
-  assign \$880  = fsm_state == 4'hf;
-  assign \$881  = fsm_state == 5'h10;
-  always @(posedge clk)
-    events_nrw <= port__data;
-  always @(posedge clk)
-    input_events_nrw <= \port__data$19 ;
-  always @(posedge clk)
-    weights0_nrw <= \port__data$21 ;
-  always @(posedge clk)
-    params0_nrw <= \port__data$23 ;
-  always @(posedge clk)
-    membranes0_nrw <= \port__data$25 ;
-  always @(posedge clk)
-    weights1_nrw <= \port__data$27 ;
-  always @(posedge clk)
-    params1_nrw <= \port__data$29 ;
-  always @(posedge clk)
-    membranes1_nrw <= \port__data$31 ;
-  always @(posedge clk)
-    weights2_nrw <= \port__data$33 ;
-  always @(posedge clk)
-    params2_nrw <= \port__data$35 ;
-  always @(posedge clk)
-    membranes2_nrw <= \port__data$37 ;
-  always @(posedge clk)
-    weights3_nrw <= \port__data$39 ;
-  always @(posedge clk)
-    params3_nrw <= \port__data$41 ;
-  always @(posedge clk)
-    membranes3_nrw <= \port__data$43 ;
-  always @(posedge clk)
-    weights4_nrw <= \port__data$45 ;
-  always @(posedge clk)
-    params4_nrw <= \port__data$47 ;
-  always @(posedge clk)
-    membranes4_nrw <= \port__data$49 ;
-  always @(posedge clk)
-    weights5_nrw <= \port__data$51 ;
-  always @(posedge clk)
-    params5_nrw <= \port__data$53 ;
-  always @(posedge clk)
-    membranes5_nrw <= \port__data$55 ;
-  always @(posedge clk)
-    weights6_nrw <= \port__data$57 ;
-  always @(posedge clk)
-    params6_nrw <= \port__data$59 ;
-  always @(posedge clk)
-    membranes6_nrw <= \port__data$61 ;
-  always @(posedge clk)
-    weights7_nrw <= \port__data$63 ;
-  always @(posedge clk)
-    params7_nrw <= \port__data$65 ;
-  always @(posedge clk)
-    membranes7_nrw <= \port__data$67 ;
-  always @(posedge clk)
-    layer0 <= \$882 ;
-  always @(posedge clk)
-    layer1 <= \$883 ;
-  always @(posedge clk)
-    layer2 <= \$884 ;
-  always @(posedge clk)
-    layer3 <= \$885 ;
-  always @(posedge clk)
-    edge0 <= \$886 ;
-  always @(posedge clk)
-    edge1 <= \$887 ;
-  always @(posedge clk)
-    edge2 <= \$888 ;
-  always @(posedge clk)
-    edge3 <= \$889 ;
-  always @(posedge clk)
-    edge4 <= \$890 ;
-  always @(posedge clk)
-    edge5 <= \$891 ;
-  always @(posedge clk)
-    edge6 <= \$892 ;
-  always @(posedge clk)
-    edge7 <= \$893 ;
-  always @(posedge clk)
-    num_layers <= \$894 ;
-  always @(posedge clk)
-    ssm0 <= \$895 ;
-  always @(posedge clk)
-    ssm1 <= \$896 ;
-  always @(posedge clk)
-    ssm2 <= \$897 ;
-  always @(posedge clk)
-    ssm3 <= \$898 ;
-  always @(posedge clk)
-    host_rvalid <= \$899 ;
-  always @(posedge clk)
-    rd_region <= \$900 ;
-  always @(posedge clk)
-    rd_lane <= \$901 ;
-  always @(posedge clk)
-    rd_reg <= \$902 ;
-  always @(posedge clk)
-    layer <= \$903 ;
-  always @(posedge clk)
-    e_end <= \$904 ;
-  always @(posedge clk)
-    e <= \$905 ;
-  always @(posedge clk)
-    \edge  <= \$906 ;
-  always @(posedge clk)
-    w_addr_q0 <= \$11 [11:0];
-  always @(posedge clk)
-    w_addr_q1 <= \$12 [11:0];
-  always @(posedge clk)
-    \$signal  <= \$907 ;
-  always @(posedge clk)
-    s1b_valid <= \$908 ;
-  always @(posedge clk)
-    s1b_x <= s1_value;
-  always @(posedge clk)
-    s2_valid <= \$909 ;
-  always @(posedge clk)
-    s2_x <= \$910 ;
-  always @(posedge clk)
-    s1_rowbase <= \$911 ;
-  always @(posedge clk)
-    s1_from_input <= \$912 ;
-  always @(posedge clk)
-    \$signal$111  <= \$913 ;
-  always @(posedge clk)
-    s4_valid <= \$914 ;
-  always @(posedge clk)
-    \$signal$113  <= \$915 ;
-  always @(posedge clk)
-    \$signal$115  <= \$916 ;
-  always @(posedge clk)
-    \$signal$116  <= \$917 ;
-  always @(posedge clk)
-    \$signal$117  <= \$918 ;
-  always @(posedge clk)
-    bias_q0 <= params0_nrw[40:25];
-  always @(posedge clk)
-    u_q0 <= membranes0_nrw;
-  always @(posedge clk)
-    alpha_q0 <= params0_nrw[8:0];
-  always @(posedge clk)
-    leak_q0 <= \$919 ;
-  always @(posedge clk)
-    acc0 <= \$920 ;
-  always @(posedge clk)
-    bias_q1 <= params1_nrw[40:25];
-  always @(posedge clk)
-    u_q1 <= membranes1_nrw;
-  always @(posedge clk)
-    alpha_q1 <= params1_nrw[8:0];
-  always @(posedge clk)
-    leak_q1 <= \$921 ;
-  always @(posedge clk)
-    acc1 <= \$922 ;
-  always @(posedge clk)
-    bias_q2 <= params2_nrw[40:25];
-  always @(posedge clk)
-    u_q2 <= membranes2_nrw;
-  always @(posedge clk)
-    alpha_q2 <= params2_nrw[8:0];
-  always @(posedge clk)
-    leak_q2 <= \$923 ;
-  always @(posedge clk)
-    acc2 <= \$924 ;
-  always @(posedge clk)
-    bias_q3 <= params3_nrw[40:25];
-  always @(posedge clk)
-    u_q3 <= membranes3_nrw;
-  always @(posedge clk)
-    alpha_q3 <= params3_nrw[8:0];
-  always @(posedge clk)
-    leak_q3 <= \$925 ;
-  always @(posedge clk)
-    acc3 <= \$926 ;
-  always @(posedge clk)
-    bias_q4 <= params4_nrw[40:25];
-  always @(posedge clk)
-    u_q4 <= membranes4_nrw;
-  always @(posedge clk)
-    alpha_q4 <= params4_nrw[8:0];
-  always @(posedge clk)
-    leak_q4 <= \$927 ;
-  always @(posedge clk)
-    acc4 <= \$928 ;
-  always @(posedge clk)
-    bias_q5 <= params5_nrw[40:25];
-  always @(posedge clk)
-    u_q5 <= membranes5_nrw;
-  always @(posedge clk)
-    alpha_q5 <= params5_nrw[8:0];
-  always @(posedge clk)
-    leak_q5 <= \$929 ;
-  always @(posedge clk)
-    acc5 <= \$930 ;
-  always @(posedge clk)
-    bias_q6 <= params6_nrw[40:25];
-  always @(posedge clk)
-    u_q6 <= membranes6_nrw;
-  always @(posedge clk)
-    alpha_q6 <= params6_nrw[8:0];
-  always @(posedge clk)
-    leak_q6 <= \$931 ;
-  always @(posedge clk)
-    acc6 <= \$932 ;
-  always @(posedge clk)
-    bias_q7 <= params7_nrw[40:25];
-  always @(posedge clk)
-    u_q7 <= membranes7_nrw;
-  always @(posedge clk)
-    alpha_q7 <= params7_nrw[8:0];
-  always @(posedge clk)
-    leak_q7 <= \$933 ;
-  always @(posedge clk)
-    acc7 <= \$934 ;
-  always @(posedge clk)
-    count0 <= \$935 ;
-  always @(posedge clk)
-    count1 <= \$936 ;
-  always @(posedge clk)
-    count2 <= \$937 ;
-  always @(posedge clk)
-    count3 <= \$938 ;
-  always @(posedge clk)
-    count4 <= \$939 ;
-  always @(posedge clk)
-    count5 <= \$940 ;
-  always @(posedge clk)
-    count6 <= \$941 ;
-  always @(posedge clk)
-    count7 <= \$942 ;
-  always @(posedge clk)
-    count8 <= \$943 ;
-  always @(posedge clk)
-    count9 <= \$944 ;
-  always @(posedge clk)
-    count10 <= \$945 ;
-  always @(posedge clk)
-    count11 <= \$946 ;
-  always @(posedge clk)
-    count12 <= \$947 ;
-  always @(posedge clk)
-    count13 <= \$948 ;
-  always @(posedge clk)
-    count14 <= \$949 ;
-  always @(posedge clk)
-    count15 <= \$950 ;
-  always @(posedge clk)
-    spikes <= \$951 ;
-  always @(posedge clk)
-    u_new0 <= \$952 ;
-  always @(posedge clk)
-    u_new1 <= \$953 ;
-  always @(posedge clk)
-    u_new2 <= \$954 ;
-  always @(posedge clk)
-    u_new3 <= \$955 ;
-  always @(posedge clk)
-    u_new4 <= \$956 ;
-  always @(posedge clk)
-    u_new5 <= \$957 ;
-  always @(posedge clk)
-    u_new6 <= \$958 ;
-  always @(posedge clk)
-    u_new7 <= \$959 ;
-  always @(posedge clk)
-    valid_q <= \$960 ;
-  always @(posedge clk)
-    last_row <= \$961 ;
-  always @(posedge clk)
-    in_full <= \$962 ;
-  always @(posedge clk)
-    in_count0 <= \$963 ;
-  always @(posedge clk)
-    in_count1 <= \$964 ;
-  always @(posedge clk)
-    \$signal$226  <= \$965 ;
-  always @(posedge clk)
-    g1_op <= \$966 ;
-  always @(posedge clk)
-    g1_const <= \$967 ;
-  always @(posedge clk)
-    g1_n <= \$968 ;
-  always @(posedge clk)
-    ssm_k0 <= \$969 ;
-  always @(posedge clk)
-    ssm_k1 <= \$970 ;
-  always @(posedge clk)
-    ssm_k2 <= \$971 ;
-  always @(posedge clk)
-    ssm_k3 <= \$972 ;
-  always @(posedge clk)
-    ssm_k4 <= \$973 ;
-  always @(posedge clk)
-    ssm_k5 <= \$974 ;
-  always @(posedge clk)
-    ssm_k6 <= \$975 ;
-  always @(posedge clk)
-    ssm_k7 <= \$976 ;
-  always @(posedge clk)
-    ssm_k8 <= \$977 ;
-  always @(posedge clk)
-    ssm_k9 <= \$978 ;
-  always @(posedge clk)
-    ssm_k10 <= \$979 ;
-  always @(posedge clk)
-    ssm_k11 <= \$980 ;
-  always @(posedge clk)
-    ssm_k12 <= \$981 ;
-  always @(posedge clk)
-    ssm_k13 <= \$982 ;
-  always @(posedge clk)
-    ssm_k14 <= \$983 ;
-  always @(posedge clk)
-    ssm_k15 <= \$984 ;
-  always @(posedge clk)
-    ssm_v0 <= \$985 ;
-  always @(posedge clk)
-    ssm_v1 <= \$986 ;
-  always @(posedge clk)
-    ssm_v2 <= \$987 ;
-  always @(posedge clk)
-    ssm_v3 <= \$988 ;
-  always @(posedge clk)
-    ssm_v4 <= \$989 ;
-  always @(posedge clk)
-    ssm_v5 <= \$990 ;
-  always @(posedge clk)
-    ssm_v6 <= \$991 ;
-  always @(posedge clk)
-    ssm_v7 <= \$992 ;
-  always @(posedge clk)
-    ssm_v8 <= \$993 ;
-  always @(posedge clk)
-    ssm_v9 <= \$994 ;
-  always @(posedge clk)
-    ssm_v10 <= \$995 ;
-  always @(posedge clk)
-    ssm_v11 <= \$996 ;
-  always @(posedge clk)
-    ssm_v12 <= \$997 ;
-  always @(posedge clk)
-    ssm_v13 <= \$998 ;
-  always @(posedge clk)
-    ssm_v14 <= \$999 ;
-  always @(posedge clk)
-    ssm_v15 <= \$1000 ;
-  always @(posedge clk)
-    ssm_q0 <= \$1001 ;
-  always @(posedge clk)
-    ssm_q1 <= \$1002 ;
-  always @(posedge clk)
-    ssm_q2 <= \$1003 ;
-  always @(posedge clk)
-    ssm_q3 <= \$1004 ;
-  always @(posedge clk)
-    ssm_q4 <= \$1005 ;
-  always @(posedge clk)
-    ssm_q5 <= \$1006 ;
-  always @(posedge clk)
-    ssm_q6 <= \$1007 ;
-  always @(posedge clk)
-    ssm_q7 <= \$1008 ;
-  always @(posedge clk)
-    ssm_q8 <= \$1009 ;
-  always @(posedge clk)
-    ssm_q9 <= \$1010 ;
-  always @(posedge clk)
-    ssm_q10 <= \$1011 ;
-  always @(posedge clk)
-    ssm_q11 <= \$1012 ;
-  always @(posedge clk)
-    ssm_q12 <= \$1013 ;
-  always @(posedge clk)
-    ssm_q13 <= \$1014 ;
-  always @(posedge clk)
-    ssm_q14 <= \$1015 ;
-  always @(posedge clk)
-    ssm_q15 <= \$1016 ;
-  always @(posedge clk)
-    gate <= \$1017 ;
-  always @(posedge clk)
-    p1_valid <= \$1018 ;
-  always @(posedge clk)
-    p1_i <= \$1019 ;
-  always @(posedge clk)
-    p1_addr <= \$1020 ;
-  always @(posedge clk)
-    ssm_yacc0 <= \$1021 ;
-  always @(posedge clk)
-    ssm_yacc1 <= \$1022 ;
-  always @(posedge clk)
-    ssm_yacc2 <= \$1023 ;
-  always @(posedge clk)
-    ssm_yacc3 <= \$1024 ;
-  always @(posedge clk)
-    ssm_yacc4 <= \$1025 ;
-  always @(posedge clk)
-    ssm_yacc5 <= \$1026 ;
-  always @(posedge clk)
-    ssm_yacc6 <= \$1027 ;
-  always @(posedge clk)
-    ssm_yacc7 <= \$1028 ;
-  always @(posedge clk)
-    li <= \$1029 ;
-  always @(posedge clk)
-    \$signal$308  <= \$1030 ;
-  always @(posedge clk)
-    \$signal$223  <= \$1031 ;
-  always @(posedge clk)
-    fsm_state <= \$1032 ;
-  always @(posedge clk)
-    k <= \$1033 ;
-  always @(posedge clk)
-    src_sel <= \$1034 ;
-  always @(posedge clk)
-    \$signal$110  <= \$1035 ;
-  always @(posedge clk)
-    bank_sel <= \$1036 ;
-  always @(posedge clk)
-    n <= \$1037 ;
-  always @(posedge clk)
-    cnt <= \$1038 ;
-  always @(posedge clk)
-    row_wbase <= \$1039 ;
-  always @(posedge clk)
-    row_offset <= \$1040 ;
-  always @(posedge clk)
-    drain_n <= \$1041 ;
-  always @(posedge clk)
-    gop <= \$1042 ;
-  always @(posedge clk)
-    g_const <= \$1043 ;
-  always @(posedge clk)
-    gbase <= \$1044 ;
-  always @(posedge clk)
-    i <= \$1045 ;
-  always @(posedge clk)
-    arow <= \$1046 ;
-  always @(posedge clk)
-    cur <= \$1047 ;
+  assign \$279  = ! records__payload[3:2];
+  assign \$280  = records__payload[3:2] == 1'h1;
+  assign \$281  = records__payload[3:2] == 2'h2;
+  assign \$282  = records__payload[3:2] == 2'h3;
+  assign \$283  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$284  = busy ? { u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0 } : { 1'h0, host_wdata };
+  assign \$285  = host_addr[17:14] == 2'h3;
+  assign \$286  = host_we & \$285 ;
+  assign \$287  = ! host_addr[13:11];
+  assign \$288  = \$286  & \$287 ;
+  assign \$signature__en$429  = busy ? neuron_write : \$288 ;
+  assign \$289  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$290  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
+  assign \$291  = host_addr[17:14] == 2'h3;
+  assign \$292  = host_we & \$291 ;
+  assign \$293  = host_addr[13:11] == 1'h1;
+  assign \$294  = \$292  & \$293 ;
+  assign \$signature__en$433  = busy ? neuron_write : \$294 ;
+  assign \$295  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$296  = busy ? { u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2 } : { 1'h0, host_wdata };
+  assign \$297  = host_addr[17:14] == 2'h3;
+  assign \$298  = host_we & \$297 ;
+  assign \$299  = host_addr[13:11] == 2'h2;
+  assign \$300  = \$298  & \$299 ;
+  assign \$signature__en$436  = busy ? neuron_write : \$300 ;
+  assign \$301  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$302  = busy ? { u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3 } : { 1'h0, host_wdata };
+  assign \$303  = host_addr[17:14] == 2'h3;
+  assign \$304  = host_we & \$303 ;
+  assign \$305  = host_addr[13:11] == 2'h3;
+  assign \$306  = \$304  & \$305 ;
+  assign \$signature__en$439  = busy ? neuron_write : \$306 ;
+  assign \$307  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$308  = busy ? { u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4 } : { 1'h0, host_wdata };
+  assign \$309  = host_addr[17:14] == 2'h3;
+  assign \$310  = host_we & \$309 ;
+  assign \$311  = host_addr[13:11] == 3'h4;
+  assign \$312  = \$310  & \$311 ;
+  assign \$signature__en$442  = busy ? neuron_write : \$312 ;
+  assign \$313  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$314  = busy ? { u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5 } : { 1'h0, host_wdata };
+  assign \$315  = host_addr[17:14] == 2'h3;
+  assign \$316  = host_we & \$315 ;
+  assign \$317  = host_addr[13:11] == 3'h5;
+  assign \$318  = \$316  & \$317 ;
+  assign \$signature__en$445  = busy ? neuron_write : \$318 ;
+  assign \$319  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$320  = busy ? { u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6 } : { 1'h0, host_wdata };
+  assign \$321  = host_addr[17:14] == 2'h3;
+  assign \$322  = host_we & \$321 ;
+  assign \$323  = host_addr[13:11] == 3'h6;
+  assign \$324  = \$322  & \$323 ;
+  assign \$signature__en$448  = busy ? neuron_write : \$324 ;
+  assign \$325  = busy ? { 5'h00, row_addr } : host_addr[10:0];
+  assign \$326  = busy ? { u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7 } : { 1'h0, host_wdata };
+  assign \$327  = host_addr[17:14] == 2'h3;
+  assign \$328  = host_we & \$327 ;
+  assign \$329  = host_addr[13:11] == 3'h7;
+  assign \$330  = \$328  & \$329 ;
+  assign \$signature__en$451  = busy ? neuron_write : \$330 ;
+  assign \$331  = k * 4'h8;
+  assign \$332  = \$331  + 1'h0;
+  assign \$333  = \$332  < layer[7:0];
+  assign \$334  = k * 4'h8;
+  assign \$335  = \$334  + 1'h1;
+  assign \$336  = \$335  < layer[7:0];
+  assign \$337  = k * 4'h8;
+  assign \$338  = \$337  + 2'h2;
+  assign \$339  = \$338  < layer[7:0];
+  assign \$340  = k * 4'h8;
+  assign \$341  = \$340  + 2'h3;
+  assign \$342  = \$341  < layer[7:0];
+  assign \$343  = k * 4'h8;
+  assign \$344  = \$343  + 3'h4;
+  assign \$345  = \$344  < layer[7:0];
+  assign \$346  = k * 4'h8;
+  assign \$347  = \$346  + 3'h5;
+  assign \$348  = \$347  < layer[7:0];
+  assign \$349  = k * 4'h8;
+  assign \$350  = \$349  + 3'h6;
+  assign \$351  = \$350  < layer[7:0];
+  assign \$352  = k * 4'h8;
+  assign \$353  = \$352  + 3'h7;
+  assign \$354  = \$353  < layer[7:0];
+  assign \$355  = ~ in_full;
+  assign \$356  = ~ clear;
+  assign input__ready = \$355  & \$356 ;
+  assign \$357  = input__valid & input__ready;
+  assign list_count = ev_from_input ? { 1'h0, \$359  } : \$360 ;
+  assign \$362  = ! li;
+  assign \$363  = li == 1'h1;
+  assign \$364  = li == 2'h2;
+  assign \$365  = li == 2'h3;
+  assign \$366  = ! li;
+  assign \$367  = li == 1'h1;
+  assign \$368  = li == 2'h2;
+  assign \$369  = li == 2'h3;
+  assign \$370  = ! li;
+  assign \$371  = li == 1'h1;
+  assign \$372  = li == 2'h2;
+  assign \$373  = li == 2'h3;
+  assign \$374  = n < cnt;
+  assign \$375  = ! k;
+  assign \$376  = ! li;
+  assign \$377  = li == 1'h1;
+  assign \$378  = li == 2'h2;
+  assign \$379  = li == 2'h3;
+  assign \$380  = e + 1'h1;
+  assign \$381  = ! li;
+  assign \$382  = li == 1'h1;
+  assign \$383  = li == 2'h2;
+  assign \$384  = li == 2'h3;
+  assign \$385  = ! li;
+  assign \$386  = li == 1'h1;
+  assign \$387  = li == 2'h2;
+  assign \$388  = li == 2'h3;
+  assign \$389  = ! li;
+  assign \$390  = li == 1'h1;
+  assign \$391  = li == 2'h2;
+  assign \$392  = li == 2'h3;
+  assign \$393  = spikes & valid_q;
+  assign \$394  = layer[44] ? valid_q : \$393 ;
+  assign \$395  = k * 4'h8;
+  assign \$396  = ! li;
+  assign \$397  = li == 1'h1;
+  assign \$398  = li == 2'h2;
+  assign \$399  = li == 2'h3;
+  assign \$400  = ! li;
+  assign \$401  = li == 1'h1;
+  assign \$402  = li == 2'h2;
+  assign \$403  = li == 2'h3;
+  assign \$404  = ! li;
+  assign \$405  = li == 1'h1;
+  assign \$406  = li == 2'h2;
+  assign \$407  = li == 2'h3;
+  assign \$408  = ~ busy;
+  assign \$409  = clear & \$408 ;
+  assign \$410  = ! fsm_state;
+  assign \$411  = fsm_state == 1'h1;
+  assign \$412  = fsm_state == 2'h2;
+  assign \$413  = fsm_state == 2'h3;
+  assign \$414  = fsm_state == 3'h4;
+  assign \$415  = fsm_state == 3'h5;
+  assign \$416  = fsm_state == 3'h6;
+  assign \$417  = fsm_state == 3'h7;
+  assign \$418  = fsm_state == 4'h8;
+  assign \$419  = fsm_state == 4'h9;
+  assign \$420  = fsm_state == 4'ha;
   \npu_core_demo.counters  counters (
-    .clear(\clear$616 ),
+    .clear(\clear$485 ),
     .clk(clk),
     .inc(inc),
     .raddr(host_addr[4:0]),
@@ -23877,56 +21608,56 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .u(u_q7)
   );
   \npu_core_demo.neuron0  neuron0 (
-    .\port$2579$25 (layer[43:25]),
+    .\port$2420$25 (layer[43:25]),
     .spike(spike),
     .theta(params0_nrw[24:9]),
     .total(acc0),
     .u_new(u_new)
   );
   \npu_core_demo.neuron1  neuron1 (
-    .\port$2579$25 (layer[43:25]),
+    .\port$2420$25 (layer[43:25]),
     .spike(\spike$197 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
     .u_new(\u_new$199 )
   );
   \npu_core_demo.neuron2  neuron2 (
-    .\port$2579$25 (layer[43:25]),
+    .\port$2420$25 (layer[43:25]),
     .spike(\spike$200 ),
     .theta(params2_nrw[24:9]),
     .total(acc2),
     .u_new(\u_new$202 )
   );
   \npu_core_demo.neuron3  neuron3 (
-    .\port$2579$25 (layer[43:25]),
+    .\port$2420$25 (layer[43:25]),
     .spike(\spike$203 ),
     .theta(params3_nrw[24:9]),
     .total(acc3),
     .u_new(\u_new$205 )
   );
   \npu_core_demo.neuron4  neuron4 (
-    .\port$2579$25 (layer[43:25]),
+    .\port$2420$25 (layer[43:25]),
     .spike(\spike$206 ),
     .theta(params4_nrw[24:9]),
     .total(acc4),
     .u_new(\u_new$208 )
   );
   \npu_core_demo.neuron5  neuron5 (
-    .\port$2579$25 (layer[43:25]),
+    .\port$2420$25 (layer[43:25]),
     .spike(\spike$209 ),
     .theta(params5_nrw[24:9]),
     .total(acc5),
     .u_new(\u_new$211 )
   );
   \npu_core_demo.neuron6  neuron6 (
-    .\port$2579$25 (layer[43:25]),
+    .\port$2420$25 (layer[43:25]),
     .spike(\spike$212 ),
     .theta(params6_nrw[24:9]),
     .total(acc6),
     .u_new(\u_new$214 )
   );
   \npu_core_demo.neuron7  neuron7 (
-    .\port$2579$25 (layer[43:25]),
+    .\port$2420$25 (layer[43:25]),
     .spike(\spike$215 ),
     .theta(params7_nrw[24:9]),
     .total(acc7),
@@ -23999,22 +21730,2721 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .rst(rst)
   );
   \npu_core_demo.router  router (
-    .\base$34 (\base$612 ),
+    .\base$34 (base),
     .can_load(can_load),
     .clk(clk),
-    .\emit_values$36 (emit_values),
+    .\emit_values$36 (\emit_values$475 ),
     .\event (\event ),
     .free(free),
-    .\layer$35 (\layer$613 ),
+    .\layer$35 (\layer$474 ),
     .load(load),
     .out_valid(records__valid),
     .records__payload(records__payload),
     .records__ready(w_rdy),
     .rst(rst),
     .send(send),
-    .\spikes$33 (\spikes$611 ),
+    .\spikes$33 (\spikes$472 ),
     .values(values)
   );
+  \npu_core_demo.ssm  ssm (
+    .busy(busy),
+    .can_load(can_load),
+    .clk(clk),
+    .cnt(cnt),
+    .cur(cur),
+    .done(done),
+    .emit_values(layer[44]),
+    .entry(entry),
+    .ev_cnt(ev_cnt),
+    .ev_from_input(ev_from_input),
+    .ev_index(s1_index),
+    .ev_list_bank(ev_list_bank),
+    .ev_load(ev_load),
+    .ev_src(ev_src),
+    .ev_step(ev_step),
+    .ev_value(s1_value),
+    .host_wdata(host_wdata),
+    .host_word(host_addr[10:0]),
+    .inc_events(inc_events),
+    .inc_neuron(inc_neuron),
+    .inc_syn(inc_syn),
+    .list_count(list_count),
+    .n(n),
+    .param_rdata(param_rdata),
+    .pm_wr__en(host_param_we),
+    .\port$2420$0 (layer[12:0]),
+    .row_base(row_base),
+    .row_load(row_load),
+    .row_send(row_send),
+    .row_values(row_values),
+    .rst(rst),
+    .ssm_ynz(row_spikes),
+    .start(start),
+    .state_rdata(state_rdata),
+    .state_wdata(state_wdata),
+    .state_we(state_we),
+    .state_word(state_word)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$421  = layer0;
+    if (\$2 ) begin
+      casez (host_addr[17:14])
+        4'h0:
+            casez (host_addr[1:0])
+              2'h0:
+                  \$421  = host_wdata[45:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$421  = 46'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$422  = layer1;
+    if (\$2 ) begin
+      casez (host_addr[17:14])
+        4'h0:
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  \$422  = host_wdata[45:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$422  = 46'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$423  = layer2;
+    if (\$2 ) begin
+      casez (host_addr[17:14])
+        4'h0:
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  \$423  = host_wdata[45:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$423  = 46'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$424  = layer3;
+    if (\$2 ) begin
+      casez (host_addr[17:14])
+        4'h0:
+            (* full_case = 32'd1 *)
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  /* empty */;
+              2'h3:
+                  \$424  = host_wdata[45:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$424  = 46'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$425  = edge0;
+    if (\$2 ) begin
+      casez (host_addr[17:14])
+        4'h0:
+            /* empty */;
+        4'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  \$425  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$425  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$426  = edge1;
+    if (\$2 ) begin
+      casez (host_addr[17:14])
+        4'h0:
+            /* empty */;
+        4'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  \$426  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$426  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$427  = edge2;
+    if (\$2 ) begin
+      casez (host_addr[17:14])
+        4'h0:
+            /* empty */;
+        4'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  \$427  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$427  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$428  = edge3;
+    if (\$2 ) begin
+      casez (host_addr[17:14])
+        4'h0:
+            /* empty */;
+        4'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  \$428  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$428  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$429  = edge4;
+    if (\$2 ) begin
+      casez (host_addr[17:14])
+        4'h0:
+            /* empty */;
+        4'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  /* empty */;
+              3'h4:
+                  \$429  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$429  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$430  = edge5;
+    if (\$2 ) begin
+      casez (host_addr[17:14])
+        4'h0:
+            /* empty */;
+        4'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  /* empty */;
+              3'h4:
+                  /* empty */;
+              3'h5:
+                  \$430  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$430  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$431  = edge6;
+    if (\$2 ) begin
+      casez (host_addr[17:14])
+        4'h0:
+            /* empty */;
+        4'h1:
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  /* empty */;
+              3'h4:
+                  /* empty */;
+              3'h5:
+                  /* empty */;
+              3'h6:
+                  \$431  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$431  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$432  = edge7;
+    if (\$2 ) begin
+      casez (host_addr[17:14])
+        4'h0:
+            /* empty */;
+        4'h1:
+            (* full_case = 32'd1 *)
+            casez (host_addr[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  /* empty */;
+              3'h4:
+                  /* empty */;
+              3'h5:
+                  /* empty */;
+              3'h6:
+                  /* empty */;
+              3'h7:
+                  \$432  = host_wdata[22:0];
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$432  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$433  = num_layers;
+    if (\$2 ) begin
+      casez (host_addr[17:14])
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h6:
+            \$433  = host_wdata[2:0];
+      endcase
+    end
+    if (rst) begin
+      \$433  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$434  = ssm0;
+    if (\$2 ) begin
+      casez (host_addr[17:14])
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            casez (host_addr[1:0])
+              2'h0:
+                  \$434  = host_wdata;
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$434  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$435  = ssm1;
+    if (\$2 ) begin
+      casez (host_addr[17:14])
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  \$435  = host_wdata;
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$435  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$436  = ssm2;
+    if (\$2 ) begin
+      casez (host_addr[17:14])
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  \$436  = host_wdata;
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$436  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$437  = ssm3;
+    if (\$2 ) begin
+      casez (host_addr[17:14])
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            (* full_case = 32'd1 *)
+            casez (host_addr[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  /* empty */;
+              2'h3:
+                  \$437  = host_wdata;
+            endcase
+      endcase
+    end
+    if (rst) begin
+      \$437  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$438  = \$4 ;
+    if (rst) begin
+      \$438  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$439  = host_addr[17:14];
+    if (rst) begin
+      \$439  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$440  = host_addr[13:11];
+    if (rst) begin
+      \$440  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$441  = rd_reg;
+    casez (host_addr[17:14])
+      4'h0:
+          \$441  = { 1'h0, \$5  };
+      4'h1:
+          \$441  = { 24'h000000, \$6  };
+      4'h6:
+          \$441  = { 44'h00000000000, num_layers };
+      4'h7:
+          \$441  = \$7 ;
+    endcase
+    if (rst) begin
+      \$441  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$442  = \$8 ;
+    if (rst) begin
+      \$442  = 46'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$443  = \$9 [3:0];
+    if (rst) begin
+      \$443  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$444  = e;
+    if (e_set) begin
+      \$444  = e_new;
+    end
+    if (rst) begin
+      \$444  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$445  = \edge ;
+    if (e_set) begin
+      \$445  = \$10 ;
+    end
+    if (rst) begin
+      \$445  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$446  = issue;
+    if (rst) begin
+      \$446  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$447  = \$signal ;
+    if (rst) begin
+      \$447  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$448  = s1b_valid;
+    if (rst) begin
+      \$448  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$449  = s1b_x;
+    if (rst) begin
+      \$449  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$450  = s1_rowbase;
+    if (\$13 ) begin
+      \$450  = \$252 [11:0];
+    end
+    if (rst) begin
+      \$450  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$451  = s1_from_input;
+    if (\$13 ) begin
+      \$451  = \$signal$110 ;
+    end
+    if (rst) begin
+      \$451  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$452  = s2_valid;
+    if (rst) begin
+      \$452  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$453  = \$signal$111 ;
+    if (rst) begin
+      \$453  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$454  = \$signal$114 ;
+    if (rst) begin
+      \$454  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$455  = \$signal$113 ;
+    if (rst) begin
+      \$455  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$456  = \$signal$115 ;
+    if (rst) begin
+      \$456  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$457  = \$signal$116 ;
+    if (rst) begin
+      \$457  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$458  = leak;
+    if (rst) begin
+      \$458  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$459  = acc0;
+    if (\$14 ) begin
+      \$459  = \$16 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          \$459  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$459  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$460  = \leak$129 ;
+    if (rst) begin
+      \$460  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$461  = acc1;
+    if (\$17 ) begin
+      \$461  = \$19 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          \$461  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$461  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$462  = \leak$136 ;
+    if (rst) begin
+      \$462  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$463  = acc2;
+    if (\$20 ) begin
+      \$463  = \$22 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          \$463  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$463  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$464  = \leak$143 ;
+    if (rst) begin
+      \$464  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$465  = acc3;
+    if (\$23 ) begin
+      \$465  = \$25 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          \$465  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$465  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$466  = \leak$150 ;
+    if (rst) begin
+      \$466  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$467  = acc4;
+    if (\$26 ) begin
+      \$467  = \$28 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          \$467  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$467  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$468  = \leak$157 ;
+    if (rst) begin
+      \$468  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$469  = acc5;
+    if (\$29 ) begin
+      \$469  = \$31 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          \$469  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$469  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$470  = \leak$164 ;
+    if (rst) begin
+      \$470  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$471  = acc6;
+    if (\$32 ) begin
+      \$471  = \$34 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          \$471  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$471  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$472  = \leak$171 ;
+    if (rst) begin
+      \$472  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$473  = acc7;
+    if (\$35 ) begin
+      \$473  = \$37 [25:0];
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          \$473  = 26'h0000000;
+    endcase
+    if (rst) begin
+      \$473  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$474  = count0;
+    if (\event ) begin
+      if (\$38 ) begin
+        \$474  = \$39 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$124 , 3'h0 })
+              4'h0:
+                  \$474  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$131 ) begin
+      \$474  = 8'h00;
+    end
+    if (rst) begin
+      \$474  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$475  = count1;
+    if (\event ) begin
+      if (\$40 ) begin
+        \$475  = \$41 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$125 , 3'h1 })
+              4'h1:
+                  \$475  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$131 ) begin
+      \$475  = 8'h00;
+    end
+    if (rst) begin
+      \$475  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$476  = count2;
+    if (\event ) begin
+      if (\$42 ) begin
+        \$476  = \$43 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$126 , 3'h2 })
+              4'h2:
+                  \$476  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$131 ) begin
+      \$476  = 8'h00;
+    end
+    if (rst) begin
+      \$476  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$477  = count3;
+    if (\event ) begin
+      if (\$44 ) begin
+        \$477  = \$45 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$127 , 3'h3 })
+              4'h3:
+                  \$477  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$131 ) begin
+      \$477  = 8'h00;
+    end
+    if (rst) begin
+      \$477  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$478  = count4;
+    if (\event ) begin
+      if (\$46 ) begin
+        \$478  = \$47 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            casez ({ \$128 , 3'h4 })
+              4'h4:
+                  \$478  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$131 ) begin
+      \$478  = 8'h00;
+    end
+    if (rst) begin
+      \$478  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$479  = count5;
+    if (\event ) begin
+      if (\$48 ) begin
+        \$479  = \$49 [7:0];
+      end
+    end
+    if (\$131 ) begin
+      \$479  = 8'h00;
+    end
+    if (rst) begin
+      \$479  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$480  = count6;
+    if (\event ) begin
+      if (\$50 ) begin
+        \$480  = \$51 [7:0];
+      end
+    end
+    if (\$131 ) begin
+      \$480  = 8'h00;
+    end
+    if (rst) begin
+      \$480  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$481  = count7;
+    if (\event ) begin
+      if (\$52 ) begin
+        \$481  = \$53 [7:0];
+      end
+    end
+    if (\$131 ) begin
+      \$481  = 8'h00;
+    end
+    if (rst) begin
+      \$481  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$482  = count8;
+    if (\event ) begin
+      if (\$54 ) begin
+        \$482  = \$55 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            casez ({ \$124 , 3'h0 })
+              4'h0:
+                  /* empty */;
+              4'h8:
+                  \$482  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$131 ) begin
+      \$482  = 8'h00;
+    end
+    if (rst) begin
+      \$482  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$483  = count9;
+    if (\event ) begin
+      if (\$56 ) begin
+        \$483  = \$57 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            casez ({ \$125 , 3'h1 })
+              4'h1:
+                  /* empty */;
+              4'h9:
+                  \$483  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$131 ) begin
+      \$483  = 8'h00;
+    end
+    if (rst) begin
+      \$483  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$484  = count10;
+    if (\event ) begin
+      if (\$58 ) begin
+        \$484  = \$59 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            casez ({ \$126 , 3'h2 })
+              4'h2:
+                  /* empty */;
+              4'ha:
+                  \$484  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$131 ) begin
+      \$484  = 8'h00;
+    end
+    if (rst) begin
+      \$484  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$485  = count11;
+    if (\event ) begin
+      if (\$60 ) begin
+        \$485  = \$61 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            casez ({ \$127 , 3'h3 })
+              4'h3:
+                  /* empty */;
+              4'hb:
+                  \$485  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$131 ) begin
+      \$485  = 8'h00;
+    end
+    if (rst) begin
+      \$485  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$486  = count12;
+    if (\event ) begin
+      if (\$62 ) begin
+        \$486  = \$63 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            casez ({ \$128 , 3'h4 })
+              4'h4:
+                  /* empty */;
+              4'hc:
+                  \$486  = 8'h00;
+            endcase
+          end
+    endcase
+    if (\$131 ) begin
+      \$486  = 8'h00;
+    end
+    if (rst) begin
+      \$486  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$487  = count13;
+    if (\event ) begin
+      if (\$64 ) begin
+        \$487  = \$65 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+          end
+    endcase
+    if (\$131 ) begin
+      \$487  = 8'h00;
+    end
+    if (rst) begin
+      \$487  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$488  = count14;
+    if (\event ) begin
+      if (\$66 ) begin
+        \$488  = \$67 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+          end
+    endcase
+    if (\$131 ) begin
+      \$488  = 8'h00;
+    end
+    if (rst) begin
+      \$488  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$489  = count15;
+    if (\event ) begin
+      if (\$68 ) begin
+        \$489  = \$69 [7:0];
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+            (* full_case = 32'd1 *)
+            
+          end
+    endcase
+    if (\$131 ) begin
+      \$489  = 8'h00;
+    end
+    if (rst) begin
+      \$489  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$490 [0] = spike;
+    \$490 [1] = \spike$197 ;
+    \$490 [2] = \spike$200 ;
+    \$490 [3] = \spike$203 ;
+    \$490 [4] = \spike$206 ;
+    \$490 [5] = \spike$209 ;
+    \$490 [6] = \spike$212 ;
+    \$490 [7] = \spike$215 ;
+    if (rst) begin
+      \$490  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$491  = u_new;
+    if (rst) begin
+      \$491  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$492  = \u_new$199 ;
+    if (rst) begin
+      \$492  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$493  = \u_new$202 ;
+    if (rst) begin
+      \$493  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$494  = \u_new$205 ;
+    if (rst) begin
+      \$494  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$495  = \u_new$208 ;
+    if (rst) begin
+      \$495  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$496  = \u_new$211 ;
+    if (rst) begin
+      \$496  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$497  = \u_new$214 ;
+    if (rst) begin
+      \$497  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$498  = \u_new$217 ;
+    if (rst) begin
+      \$498  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$499  = valid_lanes;
+    if (rst) begin
+      \$499  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$500  = \$71 ;
+    if (rst) begin
+      \$500  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$501  = in_full;
+    if (\$72 ) begin
+      if (input__payload[15]) begin
+        \$501  = 1'h1;
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$78 ) begin
+            \$501  = 1'h0;
+          end
+    endcase
+    if (\$131 ) begin
+      \$501  = 1'h0;
+    end
+    if (rst) begin
+      \$501  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$502  = in_count0;
+    if (\$72 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        casez (\$signal$223 )
+          1'h0:
+              \$502  = \$74 [6:0];
+        endcase
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$78 ) begin
+            casez (\$80 )
+              1'h0:
+                  \$502  = 7'h00;
+            endcase
+          end
+    endcase
+    if (\$131 ) begin
+      \$502  = 7'h00;
+    end
+    if (rst) begin
+      \$502  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$503  = in_count1;
+    if (\$72 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (\$signal$223 )
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$503  = \$74 [6:0];
+        endcase
+      end
+    end
+    casez (fsm_state)
+      4'h0:
+          if (\$78 ) begin
+            (* full_case = 32'd1 *)
+            casez (\$80 )
+              1'h0:
+                  /* empty */;
+              1'h1:
+                  \$503  = 7'h00;
+            endcase
+          end
+    endcase
+    if (\$131 ) begin
+      \$503  = 7'h00;
+    end
+    if (rst) begin
+      \$503  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$504  = li;
+    casez (fsm_state)
+      4'h0:
+          if (\$78 ) begin
+            \$504  = 2'h0;
+          end
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          if (free) begin
+            (* full_case = 32'd1 *)
+            if (\$122 ) begin
+            end else begin
+              \$504  = \$123 [1:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$504  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$505  = \$signal$228 ;
+    casez (fsm_state)
+      4'h0:
+          if (\$78 ) begin
+            \$505  = \$signal$223 ;
+          end
+    endcase
+    if (rst) begin
+      \$505  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$506  = \$signal$223 ;
+    casez (fsm_state)
+      4'h0:
+          if (\$78 ) begin
+            \$506  = \$79 ;
+          end
+    endcase
+    if (\$131 ) begin
+      \$506  = 1'h0;
+    end
+    if (rst) begin
+      \$506  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$507  = fsm_state;
+    casez (fsm_state)
+      4'h0:
+          if (\$78 ) begin
+            (* full_case = 32'd1 *)
+            if (\$81 ) begin
+              \$507  = 4'h1;
+            end else begin
+              \$507  = 4'h2;
+            end
+          end
+      4'h2:
+          (* full_case = 32'd1 *)
+          if (\$82 ) begin
+            \$507  = 4'h3;
+          end else begin
+            \$507  = 4'h4;
+          end
+      4'h4:
+          \$507  = 4'h5;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$83 ) begin
+            \$507  = 4'h6;
+          end else begin
+            \$507  = 4'h7;
+          end
+      4'h7:
+          (* full_case = 32'd1 *)
+          if (\$107 ) begin
+          end else begin
+            \$507  = 4'h5;
+          end
+      4'h6:
+          if (\$109 ) begin
+          end else if (\$116 ) begin
+            \$507  = 4'h8;
+          end
+      4'h8:
+          \$507  = 4'h9;
+      4'h9:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+              \$507  = 4'ha;
+            end else begin
+              \$507  = 4'h4;
+            end
+          end
+      4'h3:
+          if (done) begin
+            \$507  = 4'ha;
+          end
+      4'ha:
+          if (free) begin
+            (* full_case = 32'd1 *)
+            if (\$122 ) begin
+              \$507  = 4'h1;
+            end else begin
+              \$507  = 4'h2;
+            end
+          end
+      4'h1:
+          if (w_rdy) begin
+            \$507  = 4'h0;
+          end
+    endcase
+    if (rst) begin
+      \$507  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$508  = k;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          \$508  = 5'h00;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+            end else begin
+              \$508  = \$118 [4:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$508  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$509  = src_sel;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$83 ) begin
+          end else begin
+            \$509  = \edge [2:0];
+          end
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          if (ev_load) begin
+            \$509  = ev_src;
+          end
+    endcase
+    if (rst) begin
+      \$509  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$510  = \$signal$110 ;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$83 ) begin
+          end else begin
+            \$510  = \$84 ;
+          end
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          if (ev_load) begin
+            \$510  = ev_from_input;
+          end
+    endcase
+    if (rst) begin
+      \$510  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$511  = bank_sel;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$83 ) begin
+          end else begin
+            \$511  = \$87 ;
+          end
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          if (ev_load) begin
+            \$511  = \$119 ;
+          end
+    endcase
+    if (rst) begin
+      \$511  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$512  = n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$83 ) begin
+          end else begin
+            \$512  = 8'h00;
+          end
+      4'h7:
+          if (\$107 ) begin
+            \$512  = \$108 [7:0];
+          end
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+        begin
+          if (ev_load) begin
+            \$512  = 8'h00;
+          end
+          if (ev_step) begin
+            \$512  = \$120 [7:0];
+          end
+        end
+    endcase
+    if (rst) begin
+      \$512  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$513  = cnt;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$83 ) begin
+          end else begin
+            \$513  = \$92 ;
+          end
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          if (ev_load) begin
+            \$513  = ev_cnt;
+          end
+    endcase
+    if (rst) begin
+      \$513  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$514  = row_wbase;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$83 ) begin
+          end else begin
+            \$514  = \edge [14:4];
+          end
+    endcase
+    if (rst) begin
+      \$514  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$515  = row_offset;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$83 ) begin
+          end else begin
+            \$515  = \$106 [12:0];
+          end
+    endcase
+    if (rst) begin
+      \$515  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$516  = drain_n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          if (\$109 ) begin
+            \$516  = \$117 [1:0];
+          end else if (\$116 ) begin
+            \$516  = 2'h0;
+          end
+    endcase
+    if (rst) begin
+      \$516  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$517  = cur;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            \$517  = \$129 ;
+          end
+    endcase
+    if (\$131 ) begin
+      \$517  = 1'h0;
+    end
+    if (rst) begin
+      \$517  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rd_region)
+      4'h4:
+          host_rdata = { 39'h0000000000, \$247  };
+      4'h2:
+          host_rdata = { 6'h00, \$248  };
+      4'h3:
+          host_rdata = { 31'h00000000, \$249  };
+      4'h8:
+          host_rdata = { 31'h00000000, \$250  };
+      4'h9:
+          host_rdata = { 38'h0000000000, \$251  };
+      4'h5:
+          host_rdata = { 15'h0000, rdata };
+      default:
+          host_rdata = rd_reg;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    ev_wr__addr = 11'h000;
+    if (\event ) begin
+      ev_wr__addr = { cur, spike_src, \$278  };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    ev_wr__data = 15'h0000;
+    if (\event ) begin
+      ev_wr__data[6:0] = records__payload[10:4];
+      ev_wr__data[14:7] = 8'h01;
+      if (layer[45]) begin
+        ev_wr__data[14:7] = records__payload[19:12];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    ev_wr__en = 1'h0;
+    if (\event ) begin
+      ev_wr__en = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    inc = 18'h00000;
+    if (\event ) begin
+      if (\$279 ) begin
+        inc[3] = 1'h1;
+      end
+      if (\$280 ) begin
+        inc[7] = 1'h1;
+      end
+      if (\$281 ) begin
+        inc[11] = 1'h1;
+      end
+      if (\$282 ) begin
+        inc[15] = 1'h1;
+      end
+    end
+    if (busy) begin
+      inc[16] = 1'h1;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+        begin
+          if (\$362 ) begin
+            inc[0] = 1'h1;
+          end
+          if (\$363 ) begin
+            inc[4] = 1'h1;
+          end
+          if (\$364 ) begin
+            inc[8] = 1'h1;
+          end
+          if (\$365 ) begin
+            inc[12] = 1'h1;
+          end
+        end
+      4'h5:
+        begin
+          if (\$366 ) begin
+            inc[0] = 1'h1;
+          end
+          if (\$367 ) begin
+            inc[4] = 1'h1;
+          end
+          if (\$368 ) begin
+            inc[8] = 1'h1;
+          end
+          if (\$369 ) begin
+            inc[12] = 1'h1;
+          end
+        end
+      4'h7:
+        begin
+          if (\$370 ) begin
+            inc[0] = 1'h1;
+          end
+          if (\$371 ) begin
+            inc[4] = 1'h1;
+          end
+          if (\$372 ) begin
+            inc[8] = 1'h1;
+          end
+          if (\$373 ) begin
+            inc[12] = 1'h1;
+          end
+          if (\$374 ) begin
+            if (\$375 ) begin
+              if (\$376 ) begin
+                inc[2] = 1'h1;
+              end
+              if (\$377 ) begin
+                inc[6] = 1'h1;
+              end
+              if (\$378 ) begin
+                inc[10] = 1'h1;
+              end
+              if (\$379 ) begin
+                inc[14] = 1'h1;
+              end
+            end
+          end
+        end
+      4'h6:
+        begin
+          if (\$381 ) begin
+            inc[0] = 1'h1;
+          end
+          if (\$382 ) begin
+            inc[4] = 1'h1;
+          end
+          if (\$383 ) begin
+            inc[8] = 1'h1;
+          end
+          if (\$384 ) begin
+            inc[12] = 1'h1;
+          end
+        end
+      4'h8:
+        begin
+          if (\$385 ) begin
+            inc[1] = 1'h1;
+          end
+          if (\$386 ) begin
+            inc[5] = 1'h1;
+          end
+          if (\$387 ) begin
+            inc[9] = 1'h1;
+          end
+          if (\$388 ) begin
+            inc[13] = 1'h1;
+          end
+        end
+      4'h9:
+        begin
+          if (\$389 ) begin
+            inc[1] = 1'h1;
+          end
+          if (\$390 ) begin
+            inc[5] = 1'h1;
+          end
+          if (\$391 ) begin
+            inc[9] = 1'h1;
+          end
+          if (\$392 ) begin
+            inc[13] = 1'h1;
+          end
+        end
+      4'h3:
+        begin
+          if (inc_syn) begin
+            if (\$396 ) begin
+              inc[0] = 1'h1;
+            end
+            if (\$397 ) begin
+              inc[4] = 1'h1;
+            end
+            if (\$398 ) begin
+              inc[8] = 1'h1;
+            end
+            if (\$399 ) begin
+              inc[12] = 1'h1;
+            end
+          end
+          if (inc_neuron) begin
+            if (\$400 ) begin
+              inc[1] = 1'h1;
+            end
+            if (\$401 ) begin
+              inc[5] = 1'h1;
+            end
+            if (\$402 ) begin
+              inc[9] = 1'h1;
+            end
+            if (\$403 ) begin
+              inc[13] = 1'h1;
+            end
+          end
+          if (inc_events) begin
+            if (\$404 ) begin
+              inc[2] = 1'h1;
+            end
+            if (\$405 ) begin
+              inc[6] = 1'h1;
+            end
+            if (\$406 ) begin
+              inc[10] = 1'h1;
+            end
+            if (\$407 ) begin
+              inc[14] = 1'h1;
+            end
+          end
+        end
+      4'ha:
+          /* empty */;
+      4'h1:
+          if (w_rdy) begin
+            inc[17] = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    in_wr__addr = 8'h00;
+    if (\$357 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        in_wr__addr = { \$signal$223 , \$358  };
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    in_wr__data = 15'h0000;
+    if (\$357 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        in_wr__data[6:0] = input__payload[6:0];
+        in_wr__data[14:7] = input__payload[14:7];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    in_wr__en = 1'h0;
+    if (\$357 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        in_wr__en = 1'h1;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    busy = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          busy = 1'h1;
+      4'h4:
+          busy = 1'h1;
+      4'h5:
+          busy = 1'h1;
+      4'h7:
+          busy = 1'h1;
+      4'h6:
+          busy = 1'h1;
+      4'h8:
+          busy = 1'h1;
+      4'h9:
+          busy = 1'h1;
+      4'h3:
+          busy = 1'h1;
+      4'ha:
+          busy = 1'h1;
+      4'h1:
+          busy = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    start = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          if (\$361 ) begin
+            start = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$signal$114  = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          \$signal$114  = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    e_set = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          e_set = 1'h1;
+      4'h5:
+          /* empty */;
+      4'h7:
+          (* full_case = 32'd1 *)
+          if (\$374 ) begin
+          end else begin
+            e_set = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    e_new = 4'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          e_new = { 1'h0, layer[20:18] };
+      4'h5:
+          /* empty */;
+      4'h7:
+          (* full_case = 32'd1 *)
+          if (\$374 ) begin
+          end else begin
+            e_new = \$380 [3:0];
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    issue = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$374 ) begin
+            issue = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    neuron_write = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (can_load) begin
+            neuron_write = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    load = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (can_load) begin
+            load = 1'h1;
+          end
+      4'h3:
+          load = row_load;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    send = 8'h00;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (can_load) begin
+            send = \$394 ;
+          end
+      4'h3:
+          send = row_send;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \spikes$472  = 8'h00;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (can_load) begin
+            \spikes$472  = spikes;
+          end
+      4'h3:
+          \spikes$472  = row_spikes;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    base = 8'h00;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (can_load) begin
+            base = \$395 [7:0];
+          end
+      4'h3:
+          base = row_base;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \layer$474  = 2'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (can_load) begin
+            \layer$474  = li;
+          end
+      4'h3:
+          \layer$474  = li;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \emit_values$475  = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (can_load) begin
+            \emit_values$475  = layer[44];
+          end
+      4'h3:
+          \emit_values$475  = layer[44];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    values = 128'h00000000000000000000000000000000;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (can_load) begin
+            values[15:0] = u_new0;
+            values[31:16] = u_new1;
+            values[47:32] = u_new2;
+            values[63:48] = u_new3;
+            values[79:64] = u_new4;
+            values[95:80] = u_new5;
+            values[111:96] = u_new6;
+            values[127:112] = u_new7;
+          end
+      4'h3:
+        begin
+          values[15:0] = row_values[15:0];
+          values[31:16] = row_values[31:16];
+          values[47:32] = row_values[47:32];
+          values[63:48] = row_values[63:48];
+          values[79:64] = row_values[79:64];
+          values[95:80] = row_values[95:80];
+          values[111:96] = row_values[111:96];
+          values[127:112] = row_values[127:112];
+        end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    write_end = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          write_end = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \clear$485  = 1'h0;
+    if (\$409 ) begin
+      \clear$485  = 1'h1;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
@@ -24114,457 +24544,63 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (p1_i)
-      4'h0:
-          \$83  = ssm_q0;
-      4'h1:
-          \$83  = ssm_q1;
-      4'h2:
-          \$83  = ssm_q2;
-      4'h3:
-          \$83  = ssm_q3;
-      4'h4:
-          \$83  = ssm_q4;
-      4'h5:
-          \$83  = ssm_q5;
-      4'h6:
-          \$83  = ssm_q6;
-      4'h7:
-          \$83  = ssm_q7;
-      4'h8:
-          \$83  = ssm_q8;
-      4'h9:
-          \$83  = ssm_q9;
-      4'ha:
-          \$83  = ssm_q10;
-      4'hb:
-          \$83  = ssm_q11;
-      4'hc:
-          \$83  = ssm_q12;
-      4'hd:
-          \$83  = ssm_q13;
-      4'he:
-          \$83  = ssm_q14;
-      4'hf:
-          \$83  = ssm_q15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_i)
-      4'h0:
-          \$86  = ssm_q0;
-      4'h1:
-          \$86  = ssm_q1;
-      4'h2:
-          \$86  = ssm_q2;
-      4'h3:
-          \$86  = ssm_q3;
-      4'h4:
-          \$86  = ssm_q4;
-      4'h5:
-          \$86  = ssm_q5;
-      4'h6:
-          \$86  = ssm_q6;
-      4'h7:
-          \$86  = ssm_q7;
-      4'h8:
-          \$86  = ssm_q8;
-      4'h9:
-          \$86  = ssm_q9;
-      4'ha:
-          \$86  = ssm_q10;
-      4'hb:
-          \$86  = ssm_q11;
-      4'hc:
-          \$86  = ssm_q12;
-      4'hd:
-          \$86  = ssm_q13;
-      4'he:
-          \$86  = ssm_q14;
-      4'hf:
-          \$86  = ssm_q15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_i)
-      4'h0:
-          \$89  = ssm_q0;
-      4'h1:
-          \$89  = ssm_q1;
-      4'h2:
-          \$89  = ssm_q2;
-      4'h3:
-          \$89  = ssm_q3;
-      4'h4:
-          \$89  = ssm_q4;
-      4'h5:
-          \$89  = ssm_q5;
-      4'h6:
-          \$89  = ssm_q6;
-      4'h7:
-          \$89  = ssm_q7;
-      4'h8:
-          \$89  = ssm_q8;
-      4'h9:
-          \$89  = ssm_q9;
-      4'ha:
-          \$89  = ssm_q10;
-      4'hb:
-          \$89  = ssm_q11;
-      4'hc:
-          \$89  = ssm_q12;
-      4'hd:
-          \$89  = ssm_q13;
-      4'he:
-          \$89  = ssm_q14;
-      4'hf:
-          \$89  = ssm_q15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_i)
-      4'h0:
-          \$92  = ssm_q0;
-      4'h1:
-          \$92  = ssm_q1;
-      4'h2:
-          \$92  = ssm_q2;
-      4'h3:
-          \$92  = ssm_q3;
-      4'h4:
-          \$92  = ssm_q4;
-      4'h5:
-          \$92  = ssm_q5;
-      4'h6:
-          \$92  = ssm_q6;
-      4'h7:
-          \$92  = ssm_q7;
-      4'h8:
-          \$92  = ssm_q8;
-      4'h9:
-          \$92  = ssm_q9;
-      4'ha:
-          \$92  = ssm_q10;
-      4'hb:
-          \$92  = ssm_q11;
-      4'hc:
-          \$92  = ssm_q12;
-      4'hd:
-          \$92  = ssm_q13;
-      4'he:
-          \$92  = ssm_q14;
-      4'hf:
-          \$92  = ssm_q15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_i)
-      4'h0:
-          \$95  = ssm_q0;
-      4'h1:
-          \$95  = ssm_q1;
-      4'h2:
-          \$95  = ssm_q2;
-      4'h3:
-          \$95  = ssm_q3;
-      4'h4:
-          \$95  = ssm_q4;
-      4'h5:
-          \$95  = ssm_q5;
-      4'h6:
-          \$95  = ssm_q6;
-      4'h7:
-          \$95  = ssm_q7;
-      4'h8:
-          \$95  = ssm_q8;
-      4'h9:
-          \$95  = ssm_q9;
-      4'ha:
-          \$95  = ssm_q10;
-      4'hb:
-          \$95  = ssm_q11;
-      4'hc:
-          \$95  = ssm_q12;
-      4'hd:
-          \$95  = ssm_q13;
-      4'he:
-          \$95  = ssm_q14;
-      4'hf:
-          \$95  = ssm_q15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_i)
-      4'h0:
-          \$98  = ssm_q0;
-      4'h1:
-          \$98  = ssm_q1;
-      4'h2:
-          \$98  = ssm_q2;
-      4'h3:
-          \$98  = ssm_q3;
-      4'h4:
-          \$98  = ssm_q4;
-      4'h5:
-          \$98  = ssm_q5;
-      4'h6:
-          \$98  = ssm_q6;
-      4'h7:
-          \$98  = ssm_q7;
-      4'h8:
-          \$98  = ssm_q8;
-      4'h9:
-          \$98  = ssm_q9;
-      4'ha:
-          \$98  = ssm_q10;
-      4'hb:
-          \$98  = ssm_q11;
-      4'hc:
-          \$98  = ssm_q12;
-      4'hd:
-          \$98  = ssm_q13;
-      4'he:
-          \$98  = ssm_q14;
-      4'hf:
-          \$98  = ssm_q15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_i)
-      4'h0:
-          \$101  = ssm_q0;
-      4'h1:
-          \$101  = ssm_q1;
-      4'h2:
-          \$101  = ssm_q2;
-      4'h3:
-          \$101  = ssm_q3;
-      4'h4:
-          \$101  = ssm_q4;
-      4'h5:
-          \$101  = ssm_q5;
-      4'h6:
-          \$101  = ssm_q6;
-      4'h7:
-          \$101  = ssm_q7;
-      4'h8:
-          \$101  = ssm_q8;
-      4'h9:
-          \$101  = ssm_q9;
-      4'ha:
-          \$101  = ssm_q10;
-      4'hb:
-          \$101  = ssm_q11;
-      4'hc:
-          \$101  = ssm_q12;
-      4'hd:
-          \$101  = ssm_q13;
-      4'he:
-          \$101  = ssm_q14;
-      4'hf:
-          \$101  = ssm_q15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_i)
-      4'h0:
-          \$104  = ssm_q0;
-      4'h1:
-          \$104  = ssm_q1;
-      4'h2:
-          \$104  = ssm_q2;
-      4'h3:
-          \$104  = ssm_q3;
-      4'h4:
-          \$104  = ssm_q4;
-      4'h5:
-          \$104  = ssm_q5;
-      4'h6:
-          \$104  = ssm_q6;
-      4'h7:
-          \$104  = ssm_q7;
-      4'h8:
-          \$104  = ssm_q8;
-      4'h9:
-          \$104  = ssm_q9;
-      4'ha:
-          \$104  = ssm_q10;
-      4'hb:
-          \$104  = ssm_q11;
-      4'hc:
-          \$104  = ssm_q12;
-      4'hd:
-          \$104  = ssm_q13;
-      4'he:
-          \$104  = ssm_q14;
-      4'hf:
-          \$104  = ssm_q15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$114  = layer0[45];
+          \$82  = layer0[45];
       2'h1:
-          \$114  = layer1[45];
+          \$82  = layer1[45];
       2'h2:
-          \$114  = layer2[45];
+          \$82  = layer2[45];
       2'h3:
-          \$114  = layer3[45];
+          \$82  = layer3[45];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$308 )
+    casez (\$signal$228 )
       1'h0:
-          \$121  = in_count0;
+          \$89  = in_count0;
       1'h1:
-          \$121  = in_count1;
+          \$89  = in_count1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez ({ \$122 , \edge [2:0] })
+    casez ({ \$90 , \edge [2:0] })
       4'h0:
-          \$123  = count0;
+          \$91  = count0;
       4'h1:
-          \$123  = count1;
+          \$91  = count1;
       4'h2:
-          \$123  = count2;
+          \$91  = count2;
       4'h3:
-          \$123  = count3;
+          \$91  = count3;
       4'h4:
-          \$123  = count4;
+          \$91  = count4;
       4'h5:
-          \$123  = count5;
+          \$91  = count5;
       4'h6:
-          \$123  = count6;
+          \$91  = count6;
       4'h7:
-          \$123  = count7;
+          \$91  = count7;
       4'h8:
-          \$123  = count8;
+          \$91  = count8;
       4'h9:
-          \$123  = count9;
+          \$91  = count9;
       4'ha:
-          \$123  = count10;
+          \$91  = count10;
       4'hb:
-          \$123  = count11;
+          \$91  = count11;
       4'hc:
-          \$123  = count12;
+          \$91  = count12;
       4'hd:
-          \$123  = count13;
+          \$91  = count13;
       4'he:
-          \$123  = count14;
+          \$91  = count14;
       4'hf:
-          \$123  = count15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$308 )
-      1'h0:
-          \$157  = in_count0;
-      1'h1:
-          \$157  = in_count1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ \$158 , src })
-      4'h0:
-          \$159  = count0;
-      4'h1:
-          \$159  = count1;
-      4'h2:
-          \$159  = count2;
-      4'h3:
-          \$159  = count3;
-      4'h4:
-          \$159  = count4;
-      4'h5:
-          \$159  = count5;
-      4'h6:
-          \$159  = count6;
-      4'h7:
-          \$159  = count7;
-      4'h8:
-          \$159  = count8;
-      4'h9:
-          \$159  = count9;
-      4'ha:
-          \$159  = count10;
-      4'hb:
-          \$159  = count11;
-      4'hc:
-          \$159  = count12;
-      4'hd:
-          \$159  = count13;
-      4'he:
-          \$159  = count14;
-      4'hf:
-          \$159  = count15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$166  = ssm0[19:11];
-      2'h1:
-          \$166  = ssm1[19:11];
-      2'h2:
-          \$166  = ssm2[19:11];
-      2'h3:
-          \$166  = ssm3[19:11];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$167  = ssm0[4:0];
-      2'h1:
-          \$167  = ssm1[4:0];
-      2'h2:
-          \$167  = ssm2[4:0];
-      2'h3:
-          \$167  = ssm3[4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$171  = ssm0[4:0];
-      2'h1:
-          \$171  = ssm1[4:0];
-      2'h2:
-          \$171  = ssm2[4:0];
-      2'h3:
-          \$171  = ssm3[4:0];
+          \$91  = count15;
     endcase
   end
   always @* begin
@@ -24572,21 +24608,21 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (rd_lane)
       3'h0:
-          \$272  = weights0_nrw;
+          \$247  = weights0_nrw;
       3'h1:
-          \$272  = weights1_nrw;
+          \$247  = weights1_nrw;
       3'h2:
-          \$272  = weights2_nrw;
+          \$247  = weights2_nrw;
       3'h3:
-          \$272  = weights3_nrw;
+          \$247  = weights3_nrw;
       3'h4:
-          \$272  = weights4_nrw;
+          \$247  = weights4_nrw;
       3'h5:
-          \$272  = weights5_nrw;
+          \$247  = weights5_nrw;
       3'h6:
-          \$272  = weights6_nrw;
+          \$247  = weights6_nrw;
       3'h7:
-          \$272  = weights7_nrw;
+          \$247  = weights7_nrw;
     endcase
   end
   always @* begin
@@ -24594,21 +24630,21 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (rd_lane)
       3'h0:
-          \$273  = params0_nrw;
+          \$248  = params0_nrw;
       3'h1:
-          \$273  = params1_nrw;
+          \$248  = params1_nrw;
       3'h2:
-          \$273  = params2_nrw;
+          \$248  = params2_nrw;
       3'h3:
-          \$273  = params3_nrw;
+          \$248  = params3_nrw;
       3'h4:
-          \$273  = params4_nrw;
+          \$248  = params4_nrw;
       3'h5:
-          \$273  = params5_nrw;
+          \$248  = params5_nrw;
       3'h6:
-          \$273  = params6_nrw;
+          \$248  = params6_nrw;
       3'h7:
-          \$273  = params7_nrw;
+          \$248  = params7_nrw;
     endcase
   end
   always @* begin
@@ -24616,21 +24652,21 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (rd_lane)
       3'h0:
-          \$274  = membranes0_nrw;
+          \$249  = membranes0_nrw;
       3'h1:
-          \$274  = membranes1_nrw;
+          \$249  = membranes1_nrw;
       3'h2:
-          \$274  = membranes2_nrw;
+          \$249  = membranes2_nrw;
       3'h3:
-          \$274  = membranes3_nrw;
+          \$249  = membranes3_nrw;
       3'h4:
-          \$274  = membranes4_nrw;
+          \$249  = membranes4_nrw;
       3'h5:
-          \$274  = membranes5_nrw;
+          \$249  = membranes5_nrw;
       3'h6:
-          \$274  = membranes6_nrw;
+          \$249  = membranes6_nrw;
       3'h7:
-          \$274  = membranes7_nrw;
+          \$249  = membranes7_nrw;
     endcase
   end
   always @* begin
@@ -24638,29 +24674,29 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (rd_lane)
       3'h0:
-          \$275  = \$signature__data$382 ;
+          \$250  = state_rdata[15:0];
       3'h1:
-          \$275  = \$signature__data$383 ;
+          \$250  = state_rdata[31:16];
       3'h2:
-          \$275  = \$signature__data$384 ;
+          \$250  = state_rdata[47:32];
       3'h3:
-          \$275  = \$signature__data$385 ;
+          \$250  = state_rdata[63:48];
       3'h4:
-          \$275  = \$signature__data$386 ;
+          \$250  = state_rdata[79:64];
       3'h5:
-          \$275  = \$signature__data$387 ;
+          \$250  = state_rdata[95:80];
       3'h6:
-          \$275  = \$signature__data$388 ;
+          \$250  = state_rdata[111:96];
       3'h7:
-          \$275  = \$signature__data$389 ;
+          \$250  = state_rdata[127:112];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$276  = 9'h000;
+    \$251  = 9'h000;
     casez (rd_lane)
       3'h0:
-          \$276  = \$signature__data$390 ;
+          \$251  = param_rdata;
     endcase
   end
   always @* begin
@@ -24668,37 +24704,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez ({ cur, spike_src })
       4'h0:
-          \$303  = count0[6:0];
+          \$278  = count0[6:0];
       4'h1:
-          \$303  = count1[6:0];
+          \$278  = count1[6:0];
       4'h2:
-          \$303  = count2[6:0];
+          \$278  = count2[6:0];
       4'h3:
-          \$303  = count3[6:0];
+          \$278  = count3[6:0];
       4'h4:
-          \$303  = count4[6:0];
+          \$278  = count4[6:0];
       4'h5:
-          \$303  = count5[6:0];
+          \$278  = count5[6:0];
       4'h6:
-          \$303  = count6[6:0];
+          \$278  = count6[6:0];
       4'h7:
-          \$303  = count7[6:0];
+          \$278  = count7[6:0];
       4'h8:
-          \$303  = count8[6:0];
+          \$278  = count8[6:0];
       4'h9:
-          \$303  = count9[6:0];
+          \$278  = count9[6:0];
       4'ha:
-          \$303  = count10[6:0];
+          \$278  = count10[6:0];
       4'hb:
-          \$303  = count11[6:0];
+          \$278  = count11[6:0];
       4'hc:
-          \$303  = count12[6:0];
+          \$278  = count12[6:0];
       4'hd:
-          \$303  = count13[6:0];
+          \$278  = count13[6:0];
       4'he:
-          \$303  = count14[6:0];
+          \$278  = count14[6:0];
       4'hf:
-          \$303  = count15[6:0];
+          \$278  = count15[6:0];
     endcase
   end
   always @* begin
@@ -24706,9 +24742,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (\$signal$223 )
       1'h0:
-          \$383  = in_count0;
+          \$358  = in_count0;
       1'h1:
-          \$383  = in_count1;
+          \$358  = in_count1;
     endcase
   end
   always @* begin
@@ -24716,537 +24752,61 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$388  = ssm0[4:0];
+          entry = ssm0;
       2'h1:
-          \$388  = ssm1[4:0];
+          entry = ssm1;
       2'h2:
-          \$388  = ssm2[4:0];
+          entry = ssm2;
       2'h3:
-          \$388  = ssm3[4:0];
+          entry = ssm3;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$391  = ssm0[46];
-      2'h1:
-          \$391  = ssm1[46];
-      2'h2:
-          \$391  = ssm2[46];
-      2'h3:
-          \$391  = ssm3[46];
+    casez (\$signal$228 )
+      1'h0:
+          \$359  = in_count0;
+      1'h1:
+          \$359  = in_count1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$399  = ssm0[4:0];
-      2'h1:
-          \$399  = ssm1[4:0];
-      2'h2:
-          \$399  = ssm2[4:0];
-      2'h3:
-          \$399  = ssm3[4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$402  = ssm0[46];
-      2'h1:
-          \$402  = ssm1[46];
-      2'h2:
-          \$402  = ssm2[46];
-      2'h3:
-          \$402  = ssm3[46];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$410  = ssm0[4:0];
-      2'h1:
-          \$410  = ssm1[4:0];
-      2'h2:
-          \$410  = ssm2[4:0];
-      2'h3:
-          \$410  = ssm3[4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$413  = ssm0[46];
-      2'h1:
-          \$413  = ssm1[46];
-      2'h2:
-          \$413  = ssm2[46];
-      2'h3:
-          \$413  = ssm3[46];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$421  = ssm0[4:0];
-      2'h1:
-          \$421  = ssm1[4:0];
-      2'h2:
-          \$421  = ssm2[4:0];
-      2'h3:
-          \$421  = ssm3[4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$424  = ssm0[46];
-      2'h1:
-          \$424  = ssm1[46];
-      2'h2:
-          \$424  = ssm2[46];
-      2'h3:
-          \$424  = ssm3[46];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$432  = ssm0[4:0];
-      2'h1:
-          \$432  = ssm1[4:0];
-      2'h2:
-          \$432  = ssm2[4:0];
-      2'h3:
-          \$432  = ssm3[4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$435  = ssm0[46];
-      2'h1:
-          \$435  = ssm1[46];
-      2'h2:
-          \$435  = ssm2[46];
-      2'h3:
-          \$435  = ssm3[46];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$443  = ssm0[4:0];
-      2'h1:
-          \$443  = ssm1[4:0];
-      2'h2:
-          \$443  = ssm2[4:0];
-      2'h3:
-          \$443  = ssm3[4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$446  = ssm0[46];
-      2'h1:
-          \$446  = ssm1[46];
-      2'h2:
-          \$446  = ssm2[46];
-      2'h3:
-          \$446  = ssm3[46];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$454  = ssm0[4:0];
-      2'h1:
-          \$454  = ssm1[4:0];
-      2'h2:
-          \$454  = ssm2[4:0];
-      2'h3:
-          \$454  = ssm3[4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$457  = ssm0[46];
-      2'h1:
-          \$457  = ssm1[46];
-      2'h2:
-          \$457  = ssm2[46];
-      2'h3:
-          \$457  = ssm3[46];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$465  = ssm0[4:0];
-      2'h1:
-          \$465  = ssm1[4:0];
-      2'h2:
-          \$465  = ssm2[4:0];
-      2'h3:
-          \$465  = ssm3[4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$468  = ssm0[46];
-      2'h1:
-          \$468  = ssm1[46];
-      2'h2:
-          \$468  = ssm2[46];
-      2'h3:
-          \$468  = ssm3[46];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$476  = ssm0[4:0];
-      2'h1:
-          \$476  = ssm1[4:0];
-      2'h2:
-          \$476  = ssm2[4:0];
-      2'h3:
-          \$476  = ssm3[4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$479  = ssm0[46];
-      2'h1:
-          \$479  = ssm1[46];
-      2'h2:
-          \$479  = ssm2[46];
-      2'h3:
-          \$479  = ssm3[46];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$487  = ssm0[4:0];
-      2'h1:
-          \$487  = ssm1[4:0];
-      2'h2:
-          \$487  = ssm2[4:0];
-      2'h3:
-          \$487  = ssm3[4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$490  = ssm0[46];
-      2'h1:
-          \$490  = ssm1[46];
-      2'h2:
-          \$490  = ssm2[46];
-      2'h3:
-          \$490  = ssm3[46];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$498  = ssm0[4:0];
-      2'h1:
-          \$498  = ssm1[4:0];
-      2'h2:
-          \$498  = ssm2[4:0];
-      2'h3:
-          \$498  = ssm3[4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$501  = ssm0[46];
-      2'h1:
-          \$501  = ssm1[46];
-      2'h2:
-          \$501  = ssm2[46];
-      2'h3:
-          \$501  = ssm3[46];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$509  = ssm0[4:0];
-      2'h1:
-          \$509  = ssm1[4:0];
-      2'h2:
-          \$509  = ssm2[4:0];
-      2'h3:
-          \$509  = ssm3[4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$512  = ssm0[46];
-      2'h1:
-          \$512  = ssm1[46];
-      2'h2:
-          \$512  = ssm2[46];
-      2'h3:
-          \$512  = ssm3[46];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$520  = ssm0[4:0];
-      2'h1:
-          \$520  = ssm1[4:0];
-      2'h2:
-          \$520  = ssm2[4:0];
-      2'h3:
-          \$520  = ssm3[4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$523  = ssm0[46];
-      2'h1:
-          \$523  = ssm1[46];
-      2'h2:
-          \$523  = ssm2[46];
-      2'h3:
-          \$523  = ssm3[46];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$531  = ssm0[4:0];
-      2'h1:
-          \$531  = ssm1[4:0];
-      2'h2:
-          \$531  = ssm2[4:0];
-      2'h3:
-          \$531  = ssm3[4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$534  = ssm0[46];
-      2'h1:
-          \$534  = ssm1[46];
-      2'h2:
-          \$534  = ssm2[46];
-      2'h3:
-          \$534  = ssm3[46];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$542  = ssm0[4:0];
-      2'h1:
-          \$542  = ssm1[4:0];
-      2'h2:
-          \$542  = ssm2[4:0];
-      2'h3:
-          \$542  = ssm3[4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$545  = ssm0[46];
-      2'h1:
-          \$545  = ssm1[46];
-      2'h2:
-          \$545  = ssm2[46];
-      2'h3:
-          \$545  = ssm3[46];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$553  = ssm0[4:0];
-      2'h1:
-          \$553  = ssm1[4:0];
-      2'h2:
-          \$553  = ssm2[4:0];
-      2'h3:
-          \$553  = ssm3[4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$556  = ssm0[46];
-      2'h1:
-          \$556  = ssm1[46];
-      2'h2:
-          \$556  = ssm2[46];
-      2'h3:
-          \$556  = ssm3[46];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$563  = ssm0[10:5];
-      2'h1:
-          \$563  = ssm1[10:5];
-      2'h2:
-          \$563  = ssm2[10:5];
-      2'h3:
-          \$563  = ssm3[10:5];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    ssm_vsel0 = 8'h00;
-    casez (\$568 )
-      10'h000:
-          ssm_vsel0 = ssm_v0;
-      10'h001:
-          ssm_vsel0 = ssm_v1;
-      10'h002:
-          ssm_vsel0 = ssm_v2;
-      10'h003:
-          ssm_vsel0 = ssm_v3;
-      10'h004:
-          ssm_vsel0 = ssm_v4;
-      10'h005:
-          ssm_vsel0 = ssm_v5;
-      10'h006:
-          ssm_vsel0 = ssm_v6;
-      10'h007:
-          ssm_vsel0 = ssm_v7;
-      10'h008:
-          ssm_vsel0 = ssm_v8;
-      10'h009:
-          ssm_vsel0 = ssm_v9;
-      10'h00a:
-          ssm_vsel0 = ssm_v10;
-      10'h00b:
-          ssm_vsel0 = ssm_v11;
-      10'h00c:
-          ssm_vsel0 = ssm_v12;
-      10'h00d:
-          ssm_vsel0 = ssm_v13;
-      10'h00e:
-          ssm_vsel0 = ssm_v14;
-      10'h00f:
-          ssm_vsel0 = ssm_v15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_i)
+    casez ({ ev_list_bank, ev_src })
       4'h0:
-          \$571  = ssm_k0;
+          \$360  = count0;
       4'h1:
-          \$571  = ssm_k1;
+          \$360  = count1;
       4'h2:
-          \$571  = ssm_k2;
+          \$360  = count2;
       4'h3:
-          \$571  = ssm_k3;
+          \$360  = count3;
       4'h4:
-          \$571  = ssm_k4;
+          \$360  = count4;
       4'h5:
-          \$571  = ssm_k5;
+          \$360  = count5;
       4'h6:
-          \$571  = ssm_k6;
+          \$360  = count6;
       4'h7:
-          \$571  = ssm_k7;
+          \$360  = count7;
       4'h8:
-          \$571  = ssm_k8;
+          \$360  = count8;
       4'h9:
-          \$571  = ssm_k9;
+          \$360  = count9;
       4'ha:
-          \$571  = ssm_k10;
+          \$360  = count10;
       4'hb:
-          \$571  = ssm_k11;
+          \$360  = count11;
       4'hc:
-          \$571  = ssm_k12;
+          \$360  = count12;
       4'hd:
-          \$571  = ssm_k13;
+          \$360  = count13;
       4'he:
-          \$571  = ssm_k14;
+          \$360  = count14;
       4'hf:
-          \$571  = ssm_k15;
+          \$360  = count15;
     endcase
   end
   always @* begin
@@ -25254,7616 +24814,123 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$586  = ssm0[45:40];
+          \$361  = layer0[45];
       2'h1:
-          \$586  = ssm1[45:40];
+          \$361  = layer1[45];
       2'h2:
-          \$586  = ssm2[45:40];
+          \$361  = layer2[45];
       2'h3:
-          \$586  = ssm3[45:40];
+          \$361  = layer3[45];
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    ssm_vsel1 = 8'h00;
-    casez (\$593 )
-      10'h000:
-          ssm_vsel1 = ssm_v0;
-      10'h001:
-          ssm_vsel1 = ssm_v1;
-      10'h002:
-          ssm_vsel1 = ssm_v2;
-      10'h003:
-          ssm_vsel1 = ssm_v3;
-      10'h004:
-          ssm_vsel1 = ssm_v4;
-      10'h005:
-          ssm_vsel1 = ssm_v5;
-      10'h006:
-          ssm_vsel1 = ssm_v6;
-      10'h007:
-          ssm_vsel1 = ssm_v7;
-      10'h008:
-          ssm_vsel1 = ssm_v8;
-      10'h009:
-          ssm_vsel1 = ssm_v9;
-      10'h00a:
-          ssm_vsel1 = ssm_v10;
-      10'h00b:
-          ssm_vsel1 = ssm_v11;
-      10'h00c:
-          ssm_vsel1 = ssm_v12;
-      10'h00d:
-          ssm_vsel1 = ssm_v13;
-      10'h00e:
-          ssm_vsel1 = ssm_v14;
-      10'h00f:
-          ssm_vsel1 = ssm_v15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_i)
-      4'h0:
-          \$596  = ssm_k0;
-      4'h1:
-          \$596  = ssm_k1;
-      4'h2:
-          \$596  = ssm_k2;
-      4'h3:
-          \$596  = ssm_k3;
-      4'h4:
-          \$596  = ssm_k4;
-      4'h5:
-          \$596  = ssm_k5;
-      4'h6:
-          \$596  = ssm_k6;
-      4'h7:
-          \$596  = ssm_k7;
-      4'h8:
-          \$596  = ssm_k8;
-      4'h9:
-          \$596  = ssm_k9;
-      4'ha:
-          \$596  = ssm_k10;
-      4'hb:
-          \$596  = ssm_k11;
-      4'hc:
-          \$596  = ssm_k12;
-      4'hd:
-          \$596  = ssm_k13;
-      4'he:
-          \$596  = ssm_k14;
-      4'hf:
-          \$596  = ssm_k15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$611  = ssm0[45:40];
-      2'h1:
-          \$611  = ssm1[45:40];
-      2'h2:
-          \$611  = ssm2[45:40];
-      2'h3:
-          \$611  = ssm3[45:40];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    ssm_vsel2 = 8'h00;
-    casez (\$618 )
-      10'h000:
-          ssm_vsel2 = ssm_v0;
-      10'h001:
-          ssm_vsel2 = ssm_v1;
-      10'h002:
-          ssm_vsel2 = ssm_v2;
-      10'h003:
-          ssm_vsel2 = ssm_v3;
-      10'h004:
-          ssm_vsel2 = ssm_v4;
-      10'h005:
-          ssm_vsel2 = ssm_v5;
-      10'h006:
-          ssm_vsel2 = ssm_v6;
-      10'h007:
-          ssm_vsel2 = ssm_v7;
-      10'h008:
-          ssm_vsel2 = ssm_v8;
-      10'h009:
-          ssm_vsel2 = ssm_v9;
-      10'h00a:
-          ssm_vsel2 = ssm_v10;
-      10'h00b:
-          ssm_vsel2 = ssm_v11;
-      10'h00c:
-          ssm_vsel2 = ssm_v12;
-      10'h00d:
-          ssm_vsel2 = ssm_v13;
-      10'h00e:
-          ssm_vsel2 = ssm_v14;
-      10'h00f:
-          ssm_vsel2 = ssm_v15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_i)
-      4'h0:
-          \$621  = ssm_k0;
-      4'h1:
-          \$621  = ssm_k1;
-      4'h2:
-          \$621  = ssm_k2;
-      4'h3:
-          \$621  = ssm_k3;
-      4'h4:
-          \$621  = ssm_k4;
-      4'h5:
-          \$621  = ssm_k5;
-      4'h6:
-          \$621  = ssm_k6;
-      4'h7:
-          \$621  = ssm_k7;
-      4'h8:
-          \$621  = ssm_k8;
-      4'h9:
-          \$621  = ssm_k9;
-      4'ha:
-          \$621  = ssm_k10;
-      4'hb:
-          \$621  = ssm_k11;
-      4'hc:
-          \$621  = ssm_k12;
-      4'hd:
-          \$621  = ssm_k13;
-      4'he:
-          \$621  = ssm_k14;
-      4'hf:
-          \$621  = ssm_k15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$636  = ssm0[45:40];
-      2'h1:
-          \$636  = ssm1[45:40];
-      2'h2:
-          \$636  = ssm2[45:40];
-      2'h3:
-          \$636  = ssm3[45:40];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    ssm_vsel3 = 8'h00;
-    casez (\$643 )
-      10'h000:
-          ssm_vsel3 = ssm_v0;
-      10'h001:
-          ssm_vsel3 = ssm_v1;
-      10'h002:
-          ssm_vsel3 = ssm_v2;
-      10'h003:
-          ssm_vsel3 = ssm_v3;
-      10'h004:
-          ssm_vsel3 = ssm_v4;
-      10'h005:
-          ssm_vsel3 = ssm_v5;
-      10'h006:
-          ssm_vsel3 = ssm_v6;
-      10'h007:
-          ssm_vsel3 = ssm_v7;
-      10'h008:
-          ssm_vsel3 = ssm_v8;
-      10'h009:
-          ssm_vsel3 = ssm_v9;
-      10'h00a:
-          ssm_vsel3 = ssm_v10;
-      10'h00b:
-          ssm_vsel3 = ssm_v11;
-      10'h00c:
-          ssm_vsel3 = ssm_v12;
-      10'h00d:
-          ssm_vsel3 = ssm_v13;
-      10'h00e:
-          ssm_vsel3 = ssm_v14;
-      10'h00f:
-          ssm_vsel3 = ssm_v15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_i)
-      4'h0:
-          \$646  = ssm_k0;
-      4'h1:
-          \$646  = ssm_k1;
-      4'h2:
-          \$646  = ssm_k2;
-      4'h3:
-          \$646  = ssm_k3;
-      4'h4:
-          \$646  = ssm_k4;
-      4'h5:
-          \$646  = ssm_k5;
-      4'h6:
-          \$646  = ssm_k6;
-      4'h7:
-          \$646  = ssm_k7;
-      4'h8:
-          \$646  = ssm_k8;
-      4'h9:
-          \$646  = ssm_k9;
-      4'ha:
-          \$646  = ssm_k10;
-      4'hb:
-          \$646  = ssm_k11;
-      4'hc:
-          \$646  = ssm_k12;
-      4'hd:
-          \$646  = ssm_k13;
-      4'he:
-          \$646  = ssm_k14;
-      4'hf:
-          \$646  = ssm_k15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$661  = ssm0[45:40];
-      2'h1:
-          \$661  = ssm1[45:40];
-      2'h2:
-          \$661  = ssm2[45:40];
-      2'h3:
-          \$661  = ssm3[45:40];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    ssm_vsel4 = 8'h00;
-    casez (\$668 )
-      10'h000:
-          ssm_vsel4 = ssm_v0;
-      10'h001:
-          ssm_vsel4 = ssm_v1;
-      10'h002:
-          ssm_vsel4 = ssm_v2;
-      10'h003:
-          ssm_vsel4 = ssm_v3;
-      10'h004:
-          ssm_vsel4 = ssm_v4;
-      10'h005:
-          ssm_vsel4 = ssm_v5;
-      10'h006:
-          ssm_vsel4 = ssm_v6;
-      10'h007:
-          ssm_vsel4 = ssm_v7;
-      10'h008:
-          ssm_vsel4 = ssm_v8;
-      10'h009:
-          ssm_vsel4 = ssm_v9;
-      10'h00a:
-          ssm_vsel4 = ssm_v10;
-      10'h00b:
-          ssm_vsel4 = ssm_v11;
-      10'h00c:
-          ssm_vsel4 = ssm_v12;
-      10'h00d:
-          ssm_vsel4 = ssm_v13;
-      10'h00e:
-          ssm_vsel4 = ssm_v14;
-      10'h00f:
-          ssm_vsel4 = ssm_v15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_i)
-      4'h0:
-          \$671  = ssm_k0;
-      4'h1:
-          \$671  = ssm_k1;
-      4'h2:
-          \$671  = ssm_k2;
-      4'h3:
-          \$671  = ssm_k3;
-      4'h4:
-          \$671  = ssm_k4;
-      4'h5:
-          \$671  = ssm_k5;
-      4'h6:
-          \$671  = ssm_k6;
-      4'h7:
-          \$671  = ssm_k7;
-      4'h8:
-          \$671  = ssm_k8;
-      4'h9:
-          \$671  = ssm_k9;
-      4'ha:
-          \$671  = ssm_k10;
-      4'hb:
-          \$671  = ssm_k11;
-      4'hc:
-          \$671  = ssm_k12;
-      4'hd:
-          \$671  = ssm_k13;
-      4'he:
-          \$671  = ssm_k14;
-      4'hf:
-          \$671  = ssm_k15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$686  = ssm0[45:40];
-      2'h1:
-          \$686  = ssm1[45:40];
-      2'h2:
-          \$686  = ssm2[45:40];
-      2'h3:
-          \$686  = ssm3[45:40];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    ssm_vsel5 = 8'h00;
-    casez (\$693 )
-      10'h000:
-          ssm_vsel5 = ssm_v0;
-      10'h001:
-          ssm_vsel5 = ssm_v1;
-      10'h002:
-          ssm_vsel5 = ssm_v2;
-      10'h003:
-          ssm_vsel5 = ssm_v3;
-      10'h004:
-          ssm_vsel5 = ssm_v4;
-      10'h005:
-          ssm_vsel5 = ssm_v5;
-      10'h006:
-          ssm_vsel5 = ssm_v6;
-      10'h007:
-          ssm_vsel5 = ssm_v7;
-      10'h008:
-          ssm_vsel5 = ssm_v8;
-      10'h009:
-          ssm_vsel5 = ssm_v9;
-      10'h00a:
-          ssm_vsel5 = ssm_v10;
-      10'h00b:
-          ssm_vsel5 = ssm_v11;
-      10'h00c:
-          ssm_vsel5 = ssm_v12;
-      10'h00d:
-          ssm_vsel5 = ssm_v13;
-      10'h00e:
-          ssm_vsel5 = ssm_v14;
-      10'h00f:
-          ssm_vsel5 = ssm_v15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_i)
-      4'h0:
-          \$696  = ssm_k0;
-      4'h1:
-          \$696  = ssm_k1;
-      4'h2:
-          \$696  = ssm_k2;
-      4'h3:
-          \$696  = ssm_k3;
-      4'h4:
-          \$696  = ssm_k4;
-      4'h5:
-          \$696  = ssm_k5;
-      4'h6:
-          \$696  = ssm_k6;
-      4'h7:
-          \$696  = ssm_k7;
-      4'h8:
-          \$696  = ssm_k8;
-      4'h9:
-          \$696  = ssm_k9;
-      4'ha:
-          \$696  = ssm_k10;
-      4'hb:
-          \$696  = ssm_k11;
-      4'hc:
-          \$696  = ssm_k12;
-      4'hd:
-          \$696  = ssm_k13;
-      4'he:
-          \$696  = ssm_k14;
-      4'hf:
-          \$696  = ssm_k15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$711  = ssm0[45:40];
-      2'h1:
-          \$711  = ssm1[45:40];
-      2'h2:
-          \$711  = ssm2[45:40];
-      2'h3:
-          \$711  = ssm3[45:40];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    ssm_vsel6 = 8'h00;
-    casez (\$718 )
-      10'h000:
-          ssm_vsel6 = ssm_v0;
-      10'h001:
-          ssm_vsel6 = ssm_v1;
-      10'h002:
-          ssm_vsel6 = ssm_v2;
-      10'h003:
-          ssm_vsel6 = ssm_v3;
-      10'h004:
-          ssm_vsel6 = ssm_v4;
-      10'h005:
-          ssm_vsel6 = ssm_v5;
-      10'h006:
-          ssm_vsel6 = ssm_v6;
-      10'h007:
-          ssm_vsel6 = ssm_v7;
-      10'h008:
-          ssm_vsel6 = ssm_v8;
-      10'h009:
-          ssm_vsel6 = ssm_v9;
-      10'h00a:
-          ssm_vsel6 = ssm_v10;
-      10'h00b:
-          ssm_vsel6 = ssm_v11;
-      10'h00c:
-          ssm_vsel6 = ssm_v12;
-      10'h00d:
-          ssm_vsel6 = ssm_v13;
-      10'h00e:
-          ssm_vsel6 = ssm_v14;
-      10'h00f:
-          ssm_vsel6 = ssm_v15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_i)
-      4'h0:
-          \$721  = ssm_k0;
-      4'h1:
-          \$721  = ssm_k1;
-      4'h2:
-          \$721  = ssm_k2;
-      4'h3:
-          \$721  = ssm_k3;
-      4'h4:
-          \$721  = ssm_k4;
-      4'h5:
-          \$721  = ssm_k5;
-      4'h6:
-          \$721  = ssm_k6;
-      4'h7:
-          \$721  = ssm_k7;
-      4'h8:
-          \$721  = ssm_k8;
-      4'h9:
-          \$721  = ssm_k9;
-      4'ha:
-          \$721  = ssm_k10;
-      4'hb:
-          \$721  = ssm_k11;
-      4'hc:
-          \$721  = ssm_k12;
-      4'hd:
-          \$721  = ssm_k13;
-      4'he:
-          \$721  = ssm_k14;
-      4'hf:
-          \$721  = ssm_k15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$736  = ssm0[45:40];
-      2'h1:
-          \$736  = ssm1[45:40];
-      2'h2:
-          \$736  = ssm2[45:40];
-      2'h3:
-          \$736  = ssm3[45:40];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    ssm_vsel7 = 8'h00;
-    casez (\$743 )
-      10'h000:
-          ssm_vsel7 = ssm_v0;
-      10'h001:
-          ssm_vsel7 = ssm_v1;
-      10'h002:
-          ssm_vsel7 = ssm_v2;
-      10'h003:
-          ssm_vsel7 = ssm_v3;
-      10'h004:
-          ssm_vsel7 = ssm_v4;
-      10'h005:
-          ssm_vsel7 = ssm_v5;
-      10'h006:
-          ssm_vsel7 = ssm_v6;
-      10'h007:
-          ssm_vsel7 = ssm_v7;
-      10'h008:
-          ssm_vsel7 = ssm_v8;
-      10'h009:
-          ssm_vsel7 = ssm_v9;
-      10'h00a:
-          ssm_vsel7 = ssm_v10;
-      10'h00b:
-          ssm_vsel7 = ssm_v11;
-      10'h00c:
-          ssm_vsel7 = ssm_v12;
-      10'h00d:
-          ssm_vsel7 = ssm_v13;
-      10'h00e:
-          ssm_vsel7 = ssm_v14;
-      10'h00f:
-          ssm_vsel7 = ssm_v15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_i)
-      4'h0:
-          \$746  = ssm_k0;
-      4'h1:
-          \$746  = ssm_k1;
-      4'h2:
-          \$746  = ssm_k2;
-      4'h3:
-          \$746  = ssm_k3;
-      4'h4:
-          \$746  = ssm_k4;
-      4'h5:
-          \$746  = ssm_k5;
-      4'h6:
-          \$746  = ssm_k6;
-      4'h7:
-          \$746  = ssm_k7;
-      4'h8:
-          \$746  = ssm_k8;
-      4'h9:
-          \$746  = ssm_k9;
-      4'ha:
-          \$746  = ssm_k10;
-      4'hb:
-          \$746  = ssm_k11;
-      4'hc:
-          \$746  = ssm_k12;
-      4'hd:
-          \$746  = ssm_k13;
-      4'he:
-          \$746  = ssm_k14;
-      4'hf:
-          \$746  = ssm_k15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$761  = ssm0[45:40];
-      2'h1:
-          \$761  = ssm1[45:40];
-      2'h2:
-          \$761  = ssm2[45:40];
-      2'h3:
-          \$761  = ssm3[45:40];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$810  = ssm0[22:20];
-      2'h1:
-          \$810  = ssm1[22:20];
-      2'h2:
-          \$810  = ssm2[22:20];
-      2'h3:
-          \$810  = ssm3[22:20];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$811  = ssm0[23];
-      2'h1:
-          \$811  = ssm1[23];
-      2'h2:
-          \$811  = ssm2[23];
-      2'h3:
-          \$811  = ssm3[23];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$812  = ssm0[24];
-      2'h1:
-          \$812  = ssm1[24];
-      2'h2:
-          \$812  = ssm2[24];
-      2'h3:
-          \$812  = ssm3[24];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$813  = ssm0[4:0];
-      2'h1:
-          \$813  = ssm1[4:0];
-      2'h2:
-          \$813  = ssm2[4:0];
-      2'h3:
-          \$813  = ssm3[4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$814  = ssm0[19:11];
-      2'h1:
-          \$814  = ssm1[19:11];
-      2'h2:
-          \$814  = ssm2[19:11];
-      2'h3:
-          \$814  = ssm3[19:11];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$816  = ssm0[27:25];
-      2'h1:
-          \$816  = ssm1[27:25];
-      2'h2:
-          \$816  = ssm2[27:25];
-      2'h3:
-          \$816  = ssm3[27:25];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$817  = ssm0[28];
-      2'h1:
-          \$817  = ssm1[28];
-      2'h2:
-          \$817  = ssm2[28];
-      2'h3:
-          \$817  = ssm3[28];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$818  = ssm0[29];
-      2'h1:
-          \$818  = ssm1[29];
-      2'h2:
-          \$818  = ssm2[29];
-      2'h3:
-          \$818  = ssm3[29];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$819  = ssm0[19:11];
-      2'h1:
-          \$819  = ssm1[19:11];
-      2'h2:
-          \$819  = ssm2[19:11];
-      2'h3:
-          \$819  = ssm3[19:11];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$820  = ssm0[4:0];
-      2'h1:
-          \$820  = ssm1[4:0];
-      2'h2:
-          \$820  = ssm2[4:0];
-      2'h3:
-          \$820  = ssm3[4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$822  = ssm0[32:30];
-      2'h1:
-          \$822  = ssm1[32:30];
-      2'h2:
-          \$822  = ssm2[32:30];
-      2'h3:
-          \$822  = ssm3[32:30];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$823  = ssm0[33];
-      2'h1:
-          \$823  = ssm1[33];
-      2'h2:
-          \$823  = ssm2[33];
-      2'h3:
-          \$823  = ssm3[33];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$824  = ssm0[34];
-      2'h1:
-          \$824  = ssm1[34];
-      2'h2:
-          \$824  = ssm2[34];
-      2'h3:
-          \$824  = ssm3[34];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$825  = ssm0[4:0];
-      2'h1:
-          \$825  = ssm1[4:0];
-      2'h2:
-          \$825  = ssm2[4:0];
-      2'h3:
-          \$825  = ssm3[4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$826  = ssm0[19:11];
-      2'h1:
-          \$826  = ssm1[19:11];
-      2'h2:
-          \$826  = ssm2[19:11];
-      2'h3:
-          \$826  = ssm3[19:11];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$827  = ssm0[4:0];
-      2'h1:
-          \$827  = ssm1[4:0];
-      2'h2:
-          \$827  = ssm2[4:0];
-      2'h3:
-          \$827  = ssm3[4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$830  = ssm0[37:35];
-      2'h1:
-          \$830  = ssm1[37:35];
-      2'h2:
-          \$830  = ssm2[37:35];
-      2'h3:
-          \$830  = ssm3[37:35];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$831  = ssm0[38];
-      2'h1:
-          \$831  = ssm1[38];
-      2'h2:
-          \$831  = ssm2[38];
-      2'h3:
-          \$831  = ssm3[38];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$832  = ssm0[39];
-      2'h1:
-          \$832  = ssm1[39];
-      2'h2:
-          \$832  = ssm2[39];
-      2'h3:
-          \$832  = ssm3[39];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$882  = layer0;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            casez (host_addr[1:0])
-              2'h0:
-                  \$882  = host_wdata[45:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$882  = 46'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$883  = layer1;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  \$883  = host_wdata[45:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$883  = 46'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$884  = layer2;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  /* empty */;
-              2'h2:
-                  \$884  = host_wdata[45:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$884  = 46'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$885  = layer3;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            (* full_case = 32'd1 *)
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  /* empty */;
-              2'h2:
-                  /* empty */;
-              2'h3:
-                  \$885  = host_wdata[45:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$885  = 46'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$886  = edge0;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  \$886  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$886  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$887  = edge1;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  \$887  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$887  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$888  = edge2;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  \$888  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$888  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$889  = edge3;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  \$889  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$889  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$890  = edge4;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  /* empty */;
-              3'h4:
-                  \$890  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$890  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$891  = edge5;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  /* empty */;
-              3'h4:
-                  /* empty */;
-              3'h5:
-                  \$891  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$891  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$892  = edge6;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  /* empty */;
-              3'h4:
-                  /* empty */;
-              3'h5:
-                  /* empty */;
-              3'h6:
-                  \$892  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$892  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$893  = edge7;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            (* full_case = 32'd1 *)
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  /* empty */;
-              3'h4:
-                  /* empty */;
-              3'h5:
-                  /* empty */;
-              3'h6:
-                  /* empty */;
-              3'h7:
-                  \$893  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$893  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$894  = num_layers;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h6:
-            \$894  = host_wdata[2:0];
-      endcase
-    end
-    if (rst) begin
-      \$894  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$895  = ssm0;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            casez (host_addr[1:0])
-              2'h0:
-                  \$895  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$895  = 47'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$896  = ssm1;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  \$896  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$896  = 47'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$897  = ssm2;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  /* empty */;
-              2'h2:
-                  \$897  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$897  = 47'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$898  = ssm3;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            (* full_case = 32'd1 *)
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  /* empty */;
-              2'h2:
-                  /* empty */;
-              2'h3:
-                  \$898  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$898  = 47'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$899  = \$4 ;
-    if (rst) begin
-      \$899  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$900  = host_addr[17:14];
-    if (rst) begin
-      \$900  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$901  = host_addr[13:11];
-    if (rst) begin
-      \$901  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$902  = rd_reg;
-    casez (host_addr[17:14])
-      4'h0:
-          \$902  = { 1'h0, \$5  };
-      4'h1:
-          \$902  = { 24'h000000, \$6  };
-      4'h6:
-          \$902  = { 44'h00000000000, num_layers };
-      4'h7:
-          \$902  = \$7 ;
-    endcase
-    if (rst) begin
-      \$902  = 47'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$903  = \$8 ;
-    if (rst) begin
-      \$903  = 46'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$904  = \$9 [3:0];
-    if (rst) begin
-      \$904  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$905  = e;
-    if (e_set) begin
-      \$905  = e_new;
-    end
-    if (rst) begin
-      \$905  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$906  = \edge ;
-    if (e_set) begin
-      \$906  = \$10 ;
-    end
-    if (rst) begin
-      \$906  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$907  = issue;
-    if (rst) begin
-      \$907  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$908  = \$signal ;
-    if (rst) begin
-      \$908  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$909  = s1b_valid;
-    if (rst) begin
-      \$909  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$910  = s1b_x;
-    if (rst) begin
-      \$910  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$911  = s1_rowbase;
-    if (\$13 ) begin
-      \$911  = \$277 [11:0];
-    end
-    if (rst) begin
-      \$911  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$912  = s1_from_input;
-    if (\$13 ) begin
-      \$912  = \$signal$110 ;
-    end
-    if (rst) begin
-      \$912  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$913  = s2_valid;
-    if (rst) begin
-      \$913  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$914  = \$signal$111 ;
-    if (rst) begin
-      \$914  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$915  = \$signal$114 ;
-    if (rst) begin
-      \$915  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$916  = \$signal$113 ;
-    if (rst) begin
-      \$916  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$917  = \$signal$115 ;
-    if (rst) begin
-      \$917  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$918  = \$signal$116 ;
-    if (rst) begin
-      \$918  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$919  = leak;
-    if (rst) begin
-      \$919  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$920  = acc0;
-    if (\$14 ) begin
-      \$920  = \$16 [25:0];
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          \$920  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$920  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$921  = \leak$129 ;
-    if (rst) begin
-      \$921  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$922  = acc1;
-    if (\$17 ) begin
-      \$922  = \$19 [25:0];
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          \$922  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$922  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$923  = \leak$136 ;
-    if (rst) begin
-      \$923  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$924  = acc2;
-    if (\$20 ) begin
-      \$924  = \$22 [25:0];
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          \$924  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$924  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$925  = \leak$143 ;
-    if (rst) begin
-      \$925  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$926  = acc3;
-    if (\$23 ) begin
-      \$926  = \$25 [25:0];
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          \$926  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$926  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$927  = \leak$150 ;
-    if (rst) begin
-      \$927  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$928  = acc4;
-    if (\$26 ) begin
-      \$928  = \$28 [25:0];
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          \$928  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$928  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$929  = \leak$157 ;
-    if (rst) begin
-      \$929  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$930  = acc5;
-    if (\$29 ) begin
-      \$930  = \$31 [25:0];
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          \$930  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$930  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$931  = \leak$164 ;
-    if (rst) begin
-      \$931  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$932  = acc6;
-    if (\$32 ) begin
-      \$932  = \$34 [25:0];
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          \$932  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$932  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$933  = \leak$171 ;
-    if (rst) begin
-      \$933  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$934  = acc7;
-    if (\$35 ) begin
-      \$934  = \$37 [25:0];
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          \$934  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$934  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$935  = count0;
-    if (\event ) begin
-      if (\$38 ) begin
-        \$935  = \$39 [7:0];
-      end
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          /* empty */;
-      5'h0a:
-          /* empty */;
-      5'h01:
-          if (w_rdy) begin
-            casez ({ \$181 , 3'h0 })
-              4'h0:
-                  \$935  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$188 ) begin
-      \$935  = 8'h00;
-    end
-    if (rst) begin
-      \$935  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$936  = count1;
-    if (\event ) begin
-      if (\$40 ) begin
-        \$936  = \$41 [7:0];
-      end
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          /* empty */;
-      5'h0a:
-          /* empty */;
-      5'h01:
-          if (w_rdy) begin
-            casez ({ \$182 , 3'h1 })
-              4'h1:
-                  \$936  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$188 ) begin
-      \$936  = 8'h00;
-    end
-    if (rst) begin
-      \$936  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$937  = count2;
-    if (\event ) begin
-      if (\$42 ) begin
-        \$937  = \$43 [7:0];
-      end
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          /* empty */;
-      5'h0a:
-          /* empty */;
-      5'h01:
-          if (w_rdy) begin
-            casez ({ \$183 , 3'h2 })
-              4'h2:
-                  \$937  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$188 ) begin
-      \$937  = 8'h00;
-    end
-    if (rst) begin
-      \$937  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$938  = count3;
-    if (\event ) begin
-      if (\$44 ) begin
-        \$938  = \$45 [7:0];
-      end
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          /* empty */;
-      5'h0a:
-          /* empty */;
-      5'h01:
-          if (w_rdy) begin
-            casez ({ \$184 , 3'h3 })
-              4'h3:
-                  \$938  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$188 ) begin
-      \$938  = 8'h00;
-    end
-    if (rst) begin
-      \$938  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$939  = count4;
-    if (\event ) begin
-      if (\$46 ) begin
-        \$939  = \$47 [7:0];
-      end
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          /* empty */;
-      5'h0a:
-          /* empty */;
-      5'h01:
-          if (w_rdy) begin
-            casez ({ \$185 , 3'h4 })
-              4'h4:
-                  \$939  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$188 ) begin
-      \$939  = 8'h00;
-    end
-    if (rst) begin
-      \$939  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$940  = count5;
-    if (\event ) begin
-      if (\$48 ) begin
-        \$940  = \$49 [7:0];
-      end
-    end
-    if (\$188 ) begin
-      \$940  = 8'h00;
-    end
-    if (rst) begin
-      \$940  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$941  = count6;
-    if (\event ) begin
-      if (\$50 ) begin
-        \$941  = \$51 [7:0];
-      end
-    end
-    if (\$188 ) begin
-      \$941  = 8'h00;
-    end
-    if (rst) begin
-      \$941  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$942  = count7;
-    if (\event ) begin
-      if (\$52 ) begin
-        \$942  = \$53 [7:0];
-      end
-    end
-    if (\$188 ) begin
-      \$942  = 8'h00;
-    end
-    if (rst) begin
-      \$942  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$943  = count8;
-    if (\event ) begin
-      if (\$54 ) begin
-        \$943  = \$55 [7:0];
-      end
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          /* empty */;
-      5'h0a:
-          /* empty */;
-      5'h01:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$181 , 3'h0 })
-              4'h0:
-                  /* empty */;
-              4'h8:
-                  \$943  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$188 ) begin
-      \$943  = 8'h00;
-    end
-    if (rst) begin
-      \$943  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$944  = count9;
-    if (\event ) begin
-      if (\$56 ) begin
-        \$944  = \$57 [7:0];
-      end
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          /* empty */;
-      5'h0a:
-          /* empty */;
-      5'h01:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$182 , 3'h1 })
-              4'h1:
-                  /* empty */;
-              4'h9:
-                  \$944  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$188 ) begin
-      \$944  = 8'h00;
-    end
-    if (rst) begin
-      \$944  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$945  = count10;
-    if (\event ) begin
-      if (\$58 ) begin
-        \$945  = \$59 [7:0];
-      end
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          /* empty */;
-      5'h0a:
-          /* empty */;
-      5'h01:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$183 , 3'h2 })
-              4'h2:
-                  /* empty */;
-              4'ha:
-                  \$945  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$188 ) begin
-      \$945  = 8'h00;
-    end
-    if (rst) begin
-      \$945  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$946  = count11;
-    if (\event ) begin
-      if (\$60 ) begin
-        \$946  = \$61 [7:0];
-      end
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          /* empty */;
-      5'h0a:
-          /* empty */;
-      5'h01:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$184 , 3'h3 })
-              4'h3:
-                  /* empty */;
-              4'hb:
-                  \$946  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$188 ) begin
-      \$946  = 8'h00;
-    end
-    if (rst) begin
-      \$946  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$947  = count12;
-    if (\event ) begin
-      if (\$62 ) begin
-        \$947  = \$63 [7:0];
-      end
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          /* empty */;
-      5'h0a:
-          /* empty */;
-      5'h01:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            casez ({ \$185 , 3'h4 })
-              4'h4:
-                  /* empty */;
-              4'hc:
-                  \$947  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$188 ) begin
-      \$947  = 8'h00;
-    end
-    if (rst) begin
-      \$947  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$948  = count13;
-    if (\event ) begin
-      if (\$64 ) begin
-        \$948  = \$65 [7:0];
-      end
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          /* empty */;
-      5'h0a:
-          /* empty */;
-      5'h01:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-          end
-    endcase
-    if (\$188 ) begin
-      \$948  = 8'h00;
-    end
-    if (rst) begin
-      \$948  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$949  = count14;
-    if (\event ) begin
-      if (\$66 ) begin
-        \$949  = \$67 [7:0];
-      end
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          /* empty */;
-      5'h0a:
-          /* empty */;
-      5'h01:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-          end
-    endcase
-    if (\$188 ) begin
-      \$949  = 8'h00;
-    end
-    if (rst) begin
-      \$949  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$950  = count15;
-    if (\event ) begin
-      if (\$68 ) begin
-        \$950  = \$69 [7:0];
-      end
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          /* empty */;
-      5'h0a:
-          /* empty */;
-      5'h01:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-          end
-    endcase
-    if (\$188 ) begin
-      \$950  = 8'h00;
-    end
-    if (rst) begin
-      \$950  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$951 [0] = spike;
-    \$951 [1] = \spike$197 ;
-    \$951 [2] = \spike$200 ;
-    \$951 [3] = \spike$203 ;
-    \$951 [4] = \spike$206 ;
-    \$951 [5] = \spike$209 ;
-    \$951 [6] = \spike$212 ;
-    \$951 [7] = \spike$215 ;
-    if (rst) begin
-      \$951  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$952  = u_new;
-    if (rst) begin
-      \$952  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$953  = \u_new$199 ;
-    if (rst) begin
-      \$953  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$954  = \u_new$202 ;
-    if (rst) begin
-      \$954  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$955  = \u_new$205 ;
-    if (rst) begin
-      \$955  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$956  = \u_new$208 ;
-    if (rst) begin
-      \$956  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$957  = \u_new$211 ;
-    if (rst) begin
-      \$957  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$958  = \u_new$214 ;
-    if (rst) begin
-      \$958  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$959  = \u_new$217 ;
-    if (rst) begin
-      \$959  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$960  = valid_lanes;
-    if (rst) begin
-      \$960  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$961  = \$71 ;
-    if (rst) begin
-      \$961  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$962  = in_full;
-    if (\$72 ) begin
-      if (input__payload[15]) begin
-        \$962  = 1'h1;
-      end
-    end
-    casez (fsm_state)
-      5'h00:
-          if (\$110 ) begin
-            \$962  = 1'h0;
-          end
-    endcase
-    if (\$188 ) begin
-      \$962  = 1'h0;
-    end
-    if (rst) begin
-      \$962  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$963  = in_count0;
-    if (\$72 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        casez (\$signal$223 )
-          1'h0:
-              \$963  = \$74 [6:0];
-        endcase
-      end
-    end
-    casez (fsm_state)
-      5'h00:
-          if (\$110 ) begin
-            casez (\$112 )
-              1'h0:
-                  \$963  = 7'h00;
-            endcase
-          end
-    endcase
-    if (\$188 ) begin
-      \$963  = 7'h00;
-    end
-    if (rst) begin
-      \$963  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$964  = in_count1;
-    if (\$72 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        casez (\$signal$223 )
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$964  = \$74 [6:0];
-        endcase
-      end
-    end
-    casez (fsm_state)
-      5'h00:
-          if (\$110 ) begin
-            (* full_case = 32'd1 *)
-            casez (\$112 )
-              1'h0:
-                  /* empty */;
-              1'h1:
-                  \$964  = 7'h00;
-            endcase
-          end
-    endcase
-    if (\$188 ) begin
-      \$964  = 7'h00;
-    end
-    if (rst) begin
-      \$964  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$965  = gissue;
-    if (rst) begin
-      \$965  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$966  = gop;
-    if (rst) begin
-      \$966  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$967  = g_const;
-    if (rst) begin
-      \$967  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$968  = n;
-    if (rst) begin
-      \$968  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$969  = ssm_k0;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$384 [6:0])
-              7'h00:
-                  \$969  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$969  = 8'h00;
-    endcase
-    if (rst) begin
-      \$969  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$970  = ssm_k1;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  \$970  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$970  = 8'h00;
-    endcase
-    if (rst) begin
-      \$970  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$971  = ssm_k2;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  \$971  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$971  = 8'h00;
-    endcase
-    if (rst) begin
-      \$971  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$972  = ssm_k3;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  \$972  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$972  = 8'h00;
-    endcase
-    if (rst) begin
-      \$972  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$973  = ssm_k4;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  \$973  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$973  = 8'h00;
-    endcase
-    if (rst) begin
-      \$973  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$974  = ssm_k5;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  \$974  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$974  = 8'h00;
-    endcase
-    if (rst) begin
-      \$974  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$975  = ssm_k6;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  \$975  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$975  = 8'h00;
-    endcase
-    if (rst) begin
-      \$975  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$976  = ssm_k7;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  \$976  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$976  = 8'h00;
-    endcase
-    if (rst) begin
-      \$976  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$977  = ssm_k8;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  \$977  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$977  = 8'h00;
-    endcase
-    if (rst) begin
-      \$977  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$978  = ssm_k9;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  \$978  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$978  = 8'h00;
-    endcase
-    if (rst) begin
-      \$978  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$979  = ssm_k10;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  \$979  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$979  = 8'h00;
-    endcase
-    if (rst) begin
-      \$979  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$980  = ssm_k11;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  \$980  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$980  = 8'h00;
-    endcase
-    if (rst) begin
-      \$980  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$981  = ssm_k12;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  \$981  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$981  = 8'h00;
-    endcase
-    if (rst) begin
-      \$981  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$982  = ssm_k13;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  \$982  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$982  = 8'h00;
-    endcase
-    if (rst) begin
-      \$982  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$983  = ssm_k14;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
-                  \$983  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$983  = 8'h00;
-    endcase
-    if (rst) begin
-      \$983  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$984  = ssm_k15;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
-                  /* empty */;
-              7'h0f:
-                  \$984  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$984  = 8'h00;
-    endcase
-    if (rst) begin
-      \$984  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$985  = ssm_v0;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$384 [6:0])
-              7'h00:
-                  \$985  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$985  = 8'h00;
-    endcase
-    if (rst) begin
-      \$985  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$986  = ssm_v1;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  \$986  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$986  = 8'h00;
-    endcase
-    if (rst) begin
-      \$986  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$987  = ssm_v2;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  \$987  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$987  = 8'h00;
-    endcase
-    if (rst) begin
-      \$987  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$988  = ssm_v3;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  \$988  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$988  = 8'h00;
-    endcase
-    if (rst) begin
-      \$988  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$989  = ssm_v4;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  \$989  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$989  = 8'h00;
-    endcase
-    if (rst) begin
-      \$989  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$990  = ssm_v5;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  \$990  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$990  = 8'h00;
-    endcase
-    if (rst) begin
-      \$990  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$991  = ssm_v6;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  \$991  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$991  = 8'h00;
-    endcase
-    if (rst) begin
-      \$991  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$992  = ssm_v7;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  \$992  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$992  = 8'h00;
-    endcase
-    if (rst) begin
-      \$992  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$993  = ssm_v8;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  \$993  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$993  = 8'h00;
-    endcase
-    if (rst) begin
-      \$993  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$994  = ssm_v9;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  \$994  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$994  = 8'h00;
-    endcase
-    if (rst) begin
-      \$994  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$995  = ssm_v10;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  \$995  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$995  = 8'h00;
-    endcase
-    if (rst) begin
-      \$995  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$996  = ssm_v11;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  \$996  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$996  = 8'h00;
-    endcase
-    if (rst) begin
-      \$996  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$997  = ssm_v12;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  \$997  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$997  = 8'h00;
-    endcase
-    if (rst) begin
-      \$997  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$998  = ssm_v13;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  \$998  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$998  = 8'h00;
-    endcase
-    if (rst) begin
-      \$998  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$999  = ssm_v14;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
-                  \$999  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$999  = 8'h00;
-    endcase
-    if (rst) begin
-      \$999  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1000  = ssm_v15;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
-                  /* empty */;
-              7'h0f:
-                  \$1000  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1000  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1000  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1001  = ssm_q0;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$384 [6:0])
-              7'h00:
-                  \$1001  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1001  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1001  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1002  = ssm_q1;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  \$1002  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1002  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1002  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1003  = ssm_q2;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  \$1003  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1003  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1003  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1004  = ssm_q3;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  \$1004  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1004  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1004  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1005  = ssm_q4;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  \$1005  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1005  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1005  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1006  = ssm_q5;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  \$1006  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1006  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1006  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1007  = ssm_q6;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  \$1007  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1007  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1007  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1008  = ssm_q7;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  \$1008  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1008  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1008  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1009  = ssm_q8;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  \$1009  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1009  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1009  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1010  = ssm_q9;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  \$1010  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1010  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1010  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1011  = ssm_q10;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  \$1011  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1011  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1011  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1012  = ssm_q11;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  \$1012  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1012  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1012  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1013  = ssm_q12;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  \$1013  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1013  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1013  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1014  = ssm_q13;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  \$1014  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1014  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1014  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1015  = ssm_q14;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
-                  \$1015  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1015  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1015  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1016  = ssm_q15;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$384 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
-                  /* empty */;
-              7'h0f:
-                  \$1016  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1016  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1016  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1017  = gate;
-    if (\$signal$226 ) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            /* empty */;
-        3'h3:
-          begin
-            if (\$75 ) begin
-              \$1017 [0] = 1'h1;
-            end
-            if (\$76 ) begin
-              \$1017 [1] = 1'h1;
-            end
-            if (\$77 ) begin
-              \$1017 [2] = 1'h1;
-            end
-            if (\$78 ) begin
-              \$1017 [3] = 1'h1;
-            end
-            if (\$79 ) begin
-              \$1017 [4] = 1'h1;
-            end
-            if (\$80 ) begin
-              \$1017 [5] = 1'h1;
-            end
-            if (\$81 ) begin
-              \$1017 [6] = 1'h1;
-            end
-            if (\$82 ) begin
-              \$1017 [7] = 1'h1;
-            end
-          end
-      endcase
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1017  = 8'h00;
-    endcase
-    if (rst) begin
-      \$1017  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1018  = \$signal$285 ;
-    if (rst) begin
-      \$1018  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1019  = row;
-    if (rst) begin
-      \$1019  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1020  = \$566 [7:0];
-    if (rst) begin
-      \$1020  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1021  = ssm_yacc0;
-    if (p1_valid) begin
-      \$1021  = \$85 [27:0];
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          \$1021  = 28'h0000000;
-    endcase
-    if (rst) begin
-      \$1021  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1022  = ssm_yacc1;
-    if (p1_valid) begin
-      \$1022  = \$88 [27:0];
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          \$1022  = 28'h0000000;
-    endcase
-    if (rst) begin
-      \$1022  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1023  = ssm_yacc2;
-    if (p1_valid) begin
-      \$1023  = \$91 [27:0];
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          \$1023  = 28'h0000000;
-    endcase
-    if (rst) begin
-      \$1023  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1024  = ssm_yacc3;
-    if (p1_valid) begin
-      \$1024  = \$94 [27:0];
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          \$1024  = 28'h0000000;
-    endcase
-    if (rst) begin
-      \$1024  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1025  = ssm_yacc4;
-    if (p1_valid) begin
-      \$1025  = \$97 [27:0];
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          \$1025  = 28'h0000000;
-    endcase
-    if (rst) begin
-      \$1025  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1026  = ssm_yacc5;
-    if (p1_valid) begin
-      \$1026  = \$100 [27:0];
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          \$1026  = 28'h0000000;
-    endcase
-    if (rst) begin
-      \$1026  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1027  = ssm_yacc6;
-    if (p1_valid) begin
-      \$1027  = \$103 [27:0];
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          \$1027  = 28'h0000000;
-    endcase
-    if (rst) begin
-      \$1027  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1028  = ssm_yacc7;
-    if (p1_valid) begin
-      \$1028  = \$106 [27:0];
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          \$1028  = 28'h0000000;
-    endcase
-    if (rst) begin
-      \$1028  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1029  = li;
-    casez (fsm_state)
-      5'h00:
-          if (\$110 ) begin
-            \$1029  = 2'h0;
-          end
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          /* empty */;
-      5'h0a:
-          if (free) begin
-            (* full_case = 32'd1 *)
-            if (\$179 ) begin
-            end else begin
-              \$1029  = \$180 [1:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$1029  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1030  = \$signal$308 ;
-    casez (fsm_state)
-      5'h00:
-          if (\$110 ) begin
-            \$1030  = \$signal$223 ;
-          end
-    endcase
-    if (rst) begin
-      \$1030  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1031  = \$signal$223 ;
-    casez (fsm_state)
-      5'h00:
-          if (\$110 ) begin
-            \$1031  = \$111 ;
-          end
-    endcase
-    if (\$188 ) begin
-      \$1031  = 1'h0;
-    end
-    if (rst) begin
-      \$1031  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1032  = fsm_state;
-    casez (fsm_state)
-      5'h00:
-          if (\$110 ) begin
-            (* full_case = 32'd1 *)
-            if (\$113 ) begin
-              \$1032  = 5'h01;
-            end else begin
-              \$1032  = 5'h02;
-            end
-          end
-      5'h02:
-          (* full_case = 32'd1 *)
-          if (\$114 ) begin
-            \$1032  = 5'h03;
-          end else begin
-            \$1032  = 5'h04;
-          end
-      5'h04:
-          \$1032  = 5'h05;
-      5'h05:
-          (* full_case = 32'd1 *)
-          if (\$115 ) begin
-            \$1032  = 5'h06;
-          end else begin
-            \$1032  = 5'h07;
-          end
-      5'h07:
-          (* full_case = 32'd1 *)
-          if (\$139 ) begin
-          end else begin
-            \$1032  = 5'h05;
-          end
-      5'h06:
-          if (\$141 ) begin
-          end else if (\$148 ) begin
-            \$1032  = 5'h08;
-          end
-      5'h08:
-          \$1032  = 5'h09;
-      5'h09:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-              \$1032  = 5'h0a;
-            end else begin
-              \$1032  = 5'h04;
-            end
-          end
-      5'h03:
-          \$1032  = 5'h0b;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$151 ) begin
-            \$1032  = 5'h0c;
-          end else begin
-            \$1032  = 5'h0d;
-          end
-      5'h0d:
-          (* full_case = 32'd1 *)
-          if (\$163 ) begin
-          end else begin
-            \$1032  = 5'h0b;
-          end
-      5'h0c:
-          \$1032  = 5'h0e;
-      5'h0e:
-          (* full_case = 32'd1 *)
-          if (found) begin
-          end else begin
-            \$1032  = 5'h0f;
-          end
-      5'h0f:
-          \$1032  = 5'h10;
-      5'h10:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (\$176 ) begin
-              \$1032  = 5'h0a;
-            end else begin
-              \$1032  = 5'h0c;
-            end
-          end
-      5'h0a:
-          if (free) begin
-            (* full_case = 32'd1 *)
-            if (\$179 ) begin
-              \$1032  = 5'h01;
-            end else begin
-              \$1032  = 5'h02;
-            end
-          end
-      5'h01:
-          if (w_rdy) begin
-            \$1032  = 5'h00;
-          end
-    endcase
-    if (rst) begin
-      \$1032  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1033  = k;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          \$1033  = 5'h00;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-            end else begin
-              \$1033  = \$150 [4:0];
-            end
-          end
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (\$176 ) begin
-            end else begin
-              \$1033  = \$177 [4:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$1033  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1034  = src_sel;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          (* full_case = 32'd1 *)
-          if (\$115 ) begin
-          end else begin
-            \$1034  = \edge [2:0];
-          end
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$151 ) begin
-          end else begin
-            \$1034  = src;
-          end
-    endcase
-    if (rst) begin
-      \$1034  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1035  = \$signal$110 ;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          (* full_case = 32'd1 *)
-          if (\$115 ) begin
-          end else begin
-            \$1035  = \$116 ;
-          end
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$151 ) begin
-          end else begin
-            \$1035  = \$152 ;
-          end
-    endcase
-    if (rst) begin
-      \$1035  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1036  = bank_sel;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          (* full_case = 32'd1 *)
-          if (\$115 ) begin
-          end else begin
-            \$1036  = \$119 ;
-          end
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$151 ) begin
-          end else begin
-            \$1036  = \$155 ;
-          end
-    endcase
-    if (rst) begin
-      \$1036  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1037  = n;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          (* full_case = 32'd1 *)
-          if (\$115 ) begin
-          end else begin
-            \$1037  = 8'h00;
-          end
-      5'h07:
-          if (\$139 ) begin
-            \$1037  = \$140 [7:0];
-          end
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$151 ) begin
-          end else begin
-            \$1037  = 8'h00;
-          end
-      5'h0d:
-          if (\$163 ) begin
-            \$1037  = \$164 [7:0];
-          end
-    endcase
-    if (rst) begin
-      \$1037  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1038  = cnt;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          (* full_case = 32'd1 *)
-          if (\$115 ) begin
-          end else begin
-            \$1038  = \$124 ;
-          end
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$151 ) begin
-          end else begin
-            \$1038  = \$162 ;
-          end
-    endcase
-    if (rst) begin
-      \$1038  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1039  = row_wbase;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          (* full_case = 32'd1 *)
-          if (\$115 ) begin
-          end else begin
-            \$1039  = \edge [14:4];
-          end
-    endcase
-    if (rst) begin
-      \$1039  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1040  = row_offset;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          (* full_case = 32'd1 *)
-          if (\$115 ) begin
-          end else begin
-            \$1040  = \$138 [12:0];
-          end
-    endcase
-    if (rst) begin
-      \$1040  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1041  = drain_n;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          if (\$141 ) begin
-            \$1041  = \$149 [1:0];
-          end else if (\$148 ) begin
-            \$1041  = 2'h0;
-          end
-    endcase
-    if (rst) begin
-      \$1041  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1042  = gop;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          \$1042  = 3'h0;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          (* full_case = 32'd1 *)
-          if (\$163 ) begin
-          end else begin
-            \$1042  = \$165 [2:0];
-          end
-    endcase
-    if (rst) begin
-      \$1042  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1043  = g_const;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$151 ) begin
-          end else begin
-            \$1043  = \$signal$316 ;
-          end
-    endcase
-    if (rst) begin
-      \$1043  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1044  = gbase;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$151 ) begin
-          end else begin
-            \$1044  = base;
-          end
-    endcase
-    if (rst) begin
-      \$1044  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1045  = i;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          \$1045  = 5'h00;
-      5'h0e:
-          if (found) begin
-            \$1045  = \$174 ;
-          end
-    endcase
-    if (rst) begin
-      \$1045  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1046  = arow;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          \$1046  = \$173 [10:0];
-    endcase
-    if (rst) begin
-      \$1046  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$1047  = cur;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          /* empty */;
-      5'h0a:
-          /* empty */;
-      5'h01:
-          if (w_rdy) begin
-            \$1047  = \$186 ;
-          end
-    endcase
-    if (\$188 ) begin
-      \$1047  = 1'h0;
-    end
-    if (rst) begin
-      \$1047  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_region)
-      4'h4:
-          host_rdata = { 39'h0000000000, \$272  };
-      4'h2:
-          host_rdata = { 6'h00, \$273  };
-      4'h3:
-          host_rdata = { 31'h00000000, \$274  };
-      4'h8:
-          host_rdata = { 31'h00000000, \$275  };
-      4'h9:
-          host_rdata = { 38'h0000000000, \$276  };
-      4'h5:
-          host_rdata = { 15'h0000, rdata };
-      default:
-          host_rdata = rd_reg;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    ev_wr__addr = 11'h000;
-    if (\event ) begin
-      ev_wr__addr = { cur, spike_src, \$303  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    ev_wr__data = 15'h0000;
-    if (\event ) begin
-      ev_wr__data[6:0] = records__payload[10:4];
-      ev_wr__data[14:7] = 8'h01;
-      if (layer[45]) begin
-        ev_wr__data[14:7] = records__payload[19:12];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    ev_wr__en = 1'h0;
-    if (\event ) begin
-      ev_wr__en = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    inc = 18'h00000;
-    if (\event ) begin
-      if (\$304 ) begin
-        inc[3] = 1'h1;
-      end
-      if (\$305 ) begin
-        inc[7] = 1'h1;
-      end
-      if (\$306 ) begin
-        inc[11] = 1'h1;
-      end
-      if (\$307 ) begin
-        inc[15] = 1'h1;
-      end
-    end
-    if (busy) begin
-      inc[16] = 1'h1;
-    end
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-        begin
-          if (\$767 ) begin
-            inc[0] = 1'h1;
-          end
-          if (\$768 ) begin
-            inc[4] = 1'h1;
-          end
-          if (\$769 ) begin
-            inc[8] = 1'h1;
-          end
-          if (\$770 ) begin
-            inc[12] = 1'h1;
-          end
-        end
-      5'h05:
-        begin
-          if (\$771 ) begin
-            inc[0] = 1'h1;
-          end
-          if (\$772 ) begin
-            inc[4] = 1'h1;
-          end
-          if (\$773 ) begin
-            inc[8] = 1'h1;
-          end
-          if (\$774 ) begin
-            inc[12] = 1'h1;
-          end
-        end
-      5'h07:
-        begin
-          if (\$775 ) begin
-            inc[0] = 1'h1;
-          end
-          if (\$776 ) begin
-            inc[4] = 1'h1;
-          end
-          if (\$777 ) begin
-            inc[8] = 1'h1;
-          end
-          if (\$778 ) begin
-            inc[12] = 1'h1;
-          end
-          if (\$779 ) begin
-            if (\$780 ) begin
-              if (\$781 ) begin
-                inc[2] = 1'h1;
-              end
-              if (\$782 ) begin
-                inc[6] = 1'h1;
-              end
-              if (\$783 ) begin
-                inc[10] = 1'h1;
-              end
-              if (\$784 ) begin
-                inc[14] = 1'h1;
-              end
-            end
-          end
-        end
-      5'h06:
-        begin
-          if (\$786 ) begin
-            inc[0] = 1'h1;
-          end
-          if (\$787 ) begin
-            inc[4] = 1'h1;
-          end
-          if (\$788 ) begin
-            inc[8] = 1'h1;
-          end
-          if (\$789 ) begin
-            inc[12] = 1'h1;
-          end
-        end
-      5'h08:
-        begin
-          if (\$790 ) begin
-            inc[1] = 1'h1;
-          end
-          if (\$791 ) begin
-            inc[5] = 1'h1;
-          end
-          if (\$792 ) begin
-            inc[9] = 1'h1;
-          end
-          if (\$793 ) begin
-            inc[13] = 1'h1;
-          end
-        end
-      5'h09:
-        begin
-          if (\$794 ) begin
-            inc[1] = 1'h1;
-          end
-          if (\$795 ) begin
-            inc[5] = 1'h1;
-          end
-          if (\$796 ) begin
-            inc[9] = 1'h1;
-          end
-          if (\$797 ) begin
-            inc[13] = 1'h1;
-          end
-        end
-      5'h03:
-        begin
-          if (\$801 ) begin
-            inc[0] = 1'h1;
-          end
-          if (\$802 ) begin
-            inc[4] = 1'h1;
-          end
-          if (\$803 ) begin
-            inc[8] = 1'h1;
-          end
-          if (\$804 ) begin
-            inc[12] = 1'h1;
-          end
-        end
-      5'h0b:
-        begin
-          if (\$805 ) begin
-            inc[0] = 1'h1;
-          end
-          if (\$806 ) begin
-            inc[4] = 1'h1;
-          end
-          if (\$807 ) begin
-            inc[8] = 1'h1;
-          end
-          if (\$808 ) begin
-            inc[12] = 1'h1;
-          end
-        end
-      5'h0d:
-        begin
-          if (\$833 ) begin
-            inc[0] = 1'h1;
-          end
-          if (\$834 ) begin
-            inc[4] = 1'h1;
-          end
-          if (\$835 ) begin
-            inc[8] = 1'h1;
-          end
-          if (\$836 ) begin
-            inc[12] = 1'h1;
-          end
-          if (\$837 ) begin
-            if (\$838 ) begin
-              if (\$839 ) begin
-                inc[2] = 1'h1;
-              end
-              if (\$840 ) begin
-                inc[6] = 1'h1;
-              end
-              if (\$841 ) begin
-                inc[10] = 1'h1;
-              end
-              if (\$842 ) begin
-                inc[14] = 1'h1;
-              end
-            end
-          end
-        end
-      5'h0c:
-        begin
-          if (\$843 ) begin
-            inc[1] = 1'h1;
-          end
-          if (\$844 ) begin
-            inc[5] = 1'h1;
-          end
-          if (\$845 ) begin
-            inc[9] = 1'h1;
-          end
-          if (\$846 ) begin
-            inc[13] = 1'h1;
-          end
-        end
-      5'h0e:
-        begin
-          if (\$847 ) begin
-            inc[1] = 1'h1;
-          end
-          if (\$848 ) begin
-            inc[5] = 1'h1;
-          end
-          if (\$849 ) begin
-            inc[9] = 1'h1;
-          end
-          if (\$850 ) begin
-            inc[13] = 1'h1;
-          end
-        end
-      5'h0f:
-        begin
-          if (\$852 ) begin
-            inc[1] = 1'h1;
-          end
-          if (\$853 ) begin
-            inc[5] = 1'h1;
-          end
-          if (\$854 ) begin
-            inc[9] = 1'h1;
-          end
-          if (\$855 ) begin
-            inc[13] = 1'h1;
-          end
-        end
-      5'h10:
-        begin
-          if (\$856 ) begin
-            inc[1] = 1'h1;
-          end
-          if (\$857 ) begin
-            inc[5] = 1'h1;
-          end
-          if (\$858 ) begin
-            inc[9] = 1'h1;
-          end
-          if (\$859 ) begin
-            inc[13] = 1'h1;
-          end
-        end
-      5'h0a:
-          /* empty */;
-      5'h01:
-          if (w_rdy) begin
-            inc[17] = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    in_wr__addr = 8'h00;
-    if (\$382 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        in_wr__addr = { \$signal$223 , \$383  };
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    in_wr__data = 15'h0000;
-    if (\$382 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        in_wr__data[6:0] = input__payload[6:0];
-        in_wr__data[14:7] = input__payload[14:7];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    in_wr__en = 1'h0;
-    if (\$382 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        in_wr__en = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$signature__addr$542  = \$386 [8:0];
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          if (found) begin
-            \$signature__addr$542  = \$851 [8:0];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    row = 4'h0;
-    if (active[15]) begin
-      row = 4'hf;
-    end
-    if (active[14]) begin
-      row = 4'he;
-    end
-    if (active[13]) begin
-      row = 4'hd;
-    end
-    if (active[12]) begin
-      row = 4'hc;
-    end
-    if (active[11]) begin
-      row = 4'hb;
-    end
-    if (active[10]) begin
-      row = 4'ha;
-    end
-    if (active[9]) begin
-      row = 4'h9;
-    end
-    if (active[8]) begin
-      row = 4'h8;
-    end
-    if (active[7]) begin
-      row = 4'h7;
-    end
-    if (active[6]) begin
-      row = 4'h6;
-    end
-    if (active[5]) begin
-      row = 4'h5;
-    end
-    if (active[4]) begin
-      row = 4'h4;
-    end
-    if (active[3]) begin
-      row = 4'h3;
-    end
-    if (active[2]) begin
-      row = 4'h2;
-    end
-    if (active[1]) begin
-      row = 4'h1;
-    end
-    if (active[0]) begin
-      row = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    busy = 1'h0;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          busy = 1'h1;
-      5'h04:
-          busy = 1'h1;
-      5'h05:
-          busy = 1'h1;
-      5'h07:
-          busy = 1'h1;
-      5'h06:
-          busy = 1'h1;
-      5'h08:
-          busy = 1'h1;
-      5'h09:
-          busy = 1'h1;
-      5'h03:
-          busy = 1'h1;
-      5'h0b:
-          busy = 1'h1;
-      5'h0d:
-          busy = 1'h1;
-      5'h0c:
-          busy = 1'h1;
-      5'h0e:
-          busy = 1'h1;
-      5'h0f:
-          busy = 1'h1;
-      5'h10:
-          busy = 1'h1;
-      5'h0a:
-          busy = 1'h1;
-      5'h01:
-          busy = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$signal$114  = 1'h0;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          \$signal$114  = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    e_set = 1'h0;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          e_set = 1'h1;
-      5'h05:
-          /* empty */;
-      5'h07:
-          (* full_case = 32'd1 *)
-          if (\$779 ) begin
-          end else begin
-            e_set = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    e_new = 4'h0;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          e_new = { 1'h0, layer[20:18] };
-      5'h05:
-          /* empty */;
-      5'h07:
-          (* full_case = 32'd1 *)
-          if (\$779 ) begin
-          end else begin
-            e_new = \$785 [3:0];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    issue = 1'h0;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          if (\$779 ) begin
-            issue = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    neuron_write = 1'h0;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          if (can_load) begin
-            neuron_write = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    load = 1'h0;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          if (can_load) begin
-            load = 1'h1;
-          end
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          if (can_load) begin
-            load = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    send = 8'h00;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          if (can_load) begin
-            send = \$799 ;
-          end
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          if (can_load) begin
-            send = \$861 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \spikes$611  = 8'h00;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          if (can_load) begin
-            \spikes$611  = spikes;
-          end
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          if (can_load) begin
-            \spikes$611  = ynz;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \base$612  = 8'h00;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          if (can_load) begin
-            \base$612  = \$800 [7:0];
-          end
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          if (can_load) begin
-            \base$612  = \$862 [7:0];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \layer$613  = 2'h0;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          if (can_load) begin
-            \layer$613  = li;
-          end
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          if (can_load) begin
-            \layer$613  = li;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    emit_values = 1'h0;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          if (can_load) begin
-            emit_values = layer[44];
-          end
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          if (can_load) begin
-            emit_values = layer[44];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    values = 128'h00000000000000000000000000000000;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          if (can_load) begin
-            values[15:0] = u_new0;
-            values[31:16] = u_new1;
-            values[47:32] = u_new2;
-            values[63:48] = u_new3;
-            values[79:64] = u_new4;
-            values[95:80] = u_new5;
-            values[111:96] = u_new6;
-            values[127:112] = u_new7;
-          end
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          if (can_load) begin
-            values[15:0] = { \$590 [7], \$590 [7], \$590 [7], \$590 [7], \$590 [7], \$590 [7], \$590 [7], \$590 [7], \$590 [7:0] };
-            values[31:16] = { \$615 [7], \$615 [7], \$615 [7], \$615 [7], \$615 [7], \$615 [7], \$615 [7], \$615 [7], \$615 [7:0] };
-            values[47:32] = { \$640 [7], \$640 [7], \$640 [7], \$640 [7], \$640 [7], \$640 [7], \$640 [7], \$640 [7], \$640 [7:0] };
-            values[63:48] = { \$665 [7], \$665 [7], \$665 [7], \$665 [7], \$665 [7], \$665 [7], \$665 [7], \$665 [7], \$665 [7:0] };
-            values[79:64] = { \$690 [7], \$690 [7], \$690 [7], \$690 [7], \$690 [7], \$690 [7], \$690 [7], \$690 [7], \$690 [7:0] };
-            values[95:80] = { \$715 [7], \$715 [7], \$715 [7], \$715 [7], \$715 [7], \$715 [7], \$715 [7], \$715 [7], \$715 [7:0] };
-            values[111:96] = { \$740 [7], \$740 [7], \$740 [7], \$740 [7], \$740 [7], \$740 [7], \$740 [7], \$740 [7], \$740 [7:0] };
-            values[127:112] = { \$765 [7], \$765 [7], \$765 [7], \$765 [7], \$765 [7], \$765 [7], \$765 [7], \$765 [7], \$765 [7:0] };
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    src = 3'h0;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$809 ) begin
-          end else begin
-            casez (gop)
-              3'h0:
-                  src = \$810 ;
-              3'h1:
-                  src = \$816 ;
-              3'h2:
-                  src = \$822 ;
-              3'h3:
-                  src = \$830 ;
-            endcase
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$signal$318  = 1'h0;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$809 ) begin
-          end else begin
-            casez (gop)
-              3'h0:
-                  \$signal$318  = \$811 ;
-              3'h1:
-                  \$signal$318  = \$817 ;
-              3'h2:
-                  \$signal$318  = \$823 ;
-              3'h3:
-                  \$signal$318  = \$831 ;
-            endcase
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$signal$316  = 1'h0;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$809 ) begin
-          end else begin
-            casez (gop)
-              3'h0:
-                  \$signal$316  = \$812 ;
-              3'h1:
-                  \$signal$316  = \$818 ;
-              3'h2:
-                  \$signal$316  = \$824 ;
-            endcase
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    present = 1'h0;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$809 ) begin
-          end else begin
-            casez (gop)
-              3'h0:
-                  present = 1'h1;
-              3'h1:
-                  present = 1'h1;
-              3'h2:
-                  present = 1'h1;
-              3'h3:
-                  present = \$832 ;
-            endcase
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    length = 8'h00;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$809 ) begin
-          end else begin
-            casez (gop)
-              3'h0:
-                  length = { 3'h0, \$813  };
-              3'h1:
-                  length = layer[7:0];
-              3'h2:
-                  length = { 3'h0, \$825  };
-            endcase
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    base = 11'h000;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          (* full_case = 32'd1 *)
-          if (\$809 ) begin
-          end else begin
-            casez (gop)
-              3'h0:
-                  base = { 1'h0, \$815  };
-              3'h1:
-                  base = { 1'h0, \$821  };
-              3'h2:
-                  base = { 1'h0, \$829  };
-            endcase
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    gissue = 1'h0;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          if (\$837 ) begin
-            gissue = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$signal$285  = 1'h0;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          if (found) begin
-            \$signal$285  = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    write_end = 1'h0;
-    casez (fsm_state)
-      5'h00:
-          /* empty */;
-      5'h02:
-          /* empty */;
-      5'h04:
-          /* empty */;
-      5'h05:
-          /* empty */;
-      5'h07:
-          /* empty */;
-      5'h06:
-          /* empty */;
-      5'h08:
-          /* empty */;
-      5'h09:
-          /* empty */;
-      5'h03:
-          /* empty */;
-      5'h0b:
-          /* empty */;
-      5'h0d:
-          /* empty */;
-      5'h0c:
-          /* empty */;
-      5'h0e:
-          /* empty */;
-      5'h0f:
-          /* empty */;
-      5'h10:
-          /* empty */;
-      5'h0a:
-          /* empty */;
-      5'h01:
-          write_end = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \clear$616  = 1'h0;
-    if (\$864 ) begin
-      \clear$616  = 1'h1;
-    end
   end
   assign \busy$68  = busy;
-  assign rowbase = \$277 [11:0];
-  assign g_index = \$384 [6:0];
-  assign saddr = \$566 [7:0];
-  assign ssm_new0 = \$577 [15:0];
-  assign ssm_new1 = \$602 [15:0];
-  assign ssm_new2 = \$627 [15:0];
-  assign ssm_new3 = \$652 [15:0];
-  assign ssm_new4 = \$677 [15:0];
-  assign ssm_new5 = \$702 [15:0];
-  assign ssm_new6 = \$727 [15:0];
-  assign ssm_new7 = \$752 [15:0];
+  assign rowbase = \$252 [11:0];
   assign host_req = 1'h0;
   assign r_data = output__payload;
   assign r_rdy = output__valid;
   assign r_en = output__ready;
-  assign pm_wr__addr = host_addr[8:0];
-  assign pm_wr__data = host_wdata[8:0];
+  assign host_word = host_addr[10:0];
+  assign \host_wdata$249  = host_wdata;
   assign \$signature__addr  = host_addr[10:0];
   assign \$signature__data  = host_wdata[7:0];
-  assign \$signature__addr$337  = host_addr[4:0];
-  assign \$signature__data$338  = host_wdata[40:0];
-  assign \$signature__addr$340  = host_addr[10:0];
-  assign \$signature__data$341  = host_wdata[7:0];
-  assign \$signature__addr$343  = host_addr[4:0];
-  assign \$signature__data$344  = host_wdata[40:0];
-  assign \$signature__addr$346  = host_addr[10:0];
-  assign \$signature__data$347  = host_wdata[7:0];
-  assign \$signature__addr$349  = host_addr[4:0];
-  assign \$signature__data$350  = host_wdata[40:0];
-  assign \$signature__addr$352  = host_addr[10:0];
-  assign \$signature__data$353  = host_wdata[7:0];
-  assign \$signature__addr$355  = host_addr[4:0];
-  assign \$signature__data$356  = host_wdata[40:0];
-  assign \$signature__addr$358  = host_addr[10:0];
-  assign \$signature__data$359  = host_wdata[7:0];
-  assign \$signature__addr$361  = host_addr[4:0];
-  assign \$signature__data$362  = host_wdata[40:0];
-  assign \$signature__addr$364  = host_addr[10:0];
-  assign \$signature__data$365  = host_wdata[7:0];
-  assign \$signature__addr$367  = host_addr[4:0];
-  assign \$signature__data$368  = host_wdata[40:0];
-  assign \$signature__addr$370  = host_addr[10:0];
-  assign \$signature__data$371  = host_wdata[7:0];
-  assign \$signature__addr$373  = host_addr[4:0];
-  assign \$signature__data$374  = host_wdata[40:0];
-  assign \$signature__addr$376  = host_addr[10:0];
-  assign \$signature__data$377  = host_wdata[7:0];
-  assign \$signature__addr$379  = host_addr[4:0];
-  assign \$signature__data$380  = host_wdata[40:0];
+  assign \$signature__addr$257  = host_addr[4:0];
+  assign \$signature__data$258  = host_wdata[40:0];
+  assign \$signature__addr$260  = host_addr[10:0];
+  assign \$signature__data$261  = host_wdata[7:0];
+  assign \$signature__addr$263  = host_addr[4:0];
+  assign \$signature__data$264  = host_wdata[40:0];
+  assign \$signature__addr$266  = host_addr[10:0];
+  assign \$signature__data$267  = host_wdata[7:0];
+  assign \$signature__addr$269  = host_addr[4:0];
+  assign \$signature__data$270  = host_wdata[40:0];
+  assign \$signature__addr$272  = host_addr[10:0];
+  assign \$signature__data$273  = host_wdata[7:0];
+  assign \$signature__addr$275  = host_addr[4:0];
+  assign \$signature__data$276  = host_wdata[40:0];
+  assign \$signature__addr$278  = host_addr[10:0];
+  assign \$signature__data$279  = host_wdata[7:0];
+  assign \$signature__addr$281  = host_addr[4:0];
+  assign \$signature__data$282  = host_wdata[40:0];
+  assign \$signature__addr$284  = host_addr[10:0];
+  assign \$signature__data$285  = host_wdata[7:0];
+  assign \$signature__addr$287  = host_addr[4:0];
+  assign \$signature__data$288  = host_wdata[40:0];
+  assign \$signature__addr$290  = host_addr[10:0];
+  assign \$signature__data$291  = host_wdata[7:0];
+  assign \$signature__addr$293  = host_addr[4:0];
+  assign \$signature__data$294  = host_wdata[40:0];
+  assign \$signature__addr$296  = host_addr[10:0];
+  assign \$signature__data$297  = host_wdata[7:0];
+  assign \$signature__addr$299  = host_addr[4:0];
+  assign \$signature__data$300  = host_wdata[40:0];
   assign raddr = host_addr[4:0];
   assign re = host_re;
-  assign port__addr = \$278 [10:0];
-  assign \port__addr$396  = \$279 [4:0];
-  assign \port__addr$397  = \$280 [4:0];
-  assign \port__addr$398  = \$281 [10:0];
-  assign \port__addr$399  = \$282 [4:0];
-  assign \port__addr$400  = \$283 [4:0];
-  assign \port__addr$401  = \$284 [10:0];
-  assign \port__addr$402  = \$285 [4:0];
-  assign \port__addr$403  = \$286 [4:0];
-  assign \port__addr$404  = \$287 [10:0];
-  assign \port__addr$405  = \$288 [4:0];
-  assign \port__addr$406  = \$289 [4:0];
-  assign \port__addr$407  = \$290 [10:0];
-  assign \port__addr$408  = \$291 [4:0];
-  assign \port__addr$409  = \$292 [4:0];
-  assign \port__addr$410  = \$293 [10:0];
-  assign \port__addr$411  = \$294 [4:0];
-  assign \port__addr$412  = \$295 [4:0];
-  assign \port__addr$413  = \$296 [10:0];
-  assign \port__addr$414  = \$297 [4:0];
-  assign \port__addr$415  = \$298 [4:0];
-  assign \port__addr$416  = \$299 [10:0];
-  assign \port__addr$417  = \$300 [4:0];
-  assign \port__addr$418  = \$301 [4:0];
-  assign \port__addr$419  = { bank_sel, src_sel, n[6:0] };
-  assign \port__addr$420  = { bank_sel, n[6:0] };
+  assign port__addr = \$253 [10:0];
+  assign \port__addr$309  = \$254 [4:0];
+  assign \port__addr$310  = \$255 [4:0];
+  assign \port__addr$311  = \$256 [10:0];
+  assign \port__addr$312  = \$257 [4:0];
+  assign \port__addr$313  = \$258 [4:0];
+  assign \port__addr$314  = \$259 [10:0];
+  assign \port__addr$315  = \$260 [4:0];
+  assign \port__addr$316  = \$261 [4:0];
+  assign \port__addr$317  = \$262 [10:0];
+  assign \port__addr$318  = \$263 [4:0];
+  assign \port__addr$319  = \$264 [4:0];
+  assign \port__addr$320  = \$265 [10:0];
+  assign \port__addr$321  = \$266 [4:0];
+  assign \port__addr$322  = \$267 [4:0];
+  assign \port__addr$323  = \$268 [10:0];
+  assign \port__addr$324  = \$269 [4:0];
+  assign \port__addr$325  = \$270 [4:0];
+  assign \port__addr$326  = \$271 [10:0];
+  assign \port__addr$327  = \$272 [4:0];
+  assign \port__addr$328  = \$273 [4:0];
+  assign \port__addr$329  = \$274 [10:0];
+  assign \port__addr$330  = \$275 [4:0];
+  assign \port__addr$331  = \$276 [4:0];
+  assign \port__addr$332  = { bank_sel, src_sel, n[6:0] };
+  assign \port__addr$333  = { bank_sel, n[6:0] };
   assign a = weights0_nrw;
   assign b = s2_x;
-  assign \a$423  = weights1_nrw;
-  assign \b$424  = s2_x;
-  assign \a$425  = weights2_nrw;
-  assign \b$426  = s2_x;
-  assign \a$427  = weights3_nrw;
-  assign \b$428  = s2_x;
-  assign \a$429  = weights4_nrw;
-  assign \b$430  = s2_x;
-  assign \a$431  = weights5_nrw;
-  assign \b$432  = s2_x;
-  assign \a$433  = weights6_nrw;
-  assign \b$434  = s2_x;
-  assign \a$435  = weights7_nrw;
-  assign \b$436  = s2_x;
+  assign \a$336  = weights1_nrw;
+  assign \b$337  = s2_x;
+  assign \a$338  = weights2_nrw;
+  assign \b$339  = s2_x;
+  assign \a$340  = weights3_nrw;
+  assign \b$341  = s2_x;
+  assign \a$342  = weights4_nrw;
+  assign \b$343  = s2_x;
+  assign \a$344  = weights5_nrw;
+  assign \b$345  = s2_x;
+  assign \a$346  = weights6_nrw;
+  assign \b$347  = s2_x;
+  assign \a$348  = weights7_nrw;
+  assign \b$349  = s2_x;
   assign u = u_q0;
   assign alpha = alpha_q0;
   assign bias = bias_q0;
-  assign \u$440  = u_q1;
-  assign \alpha$441  = alpha_q1;
-  assign \bias$442  = bias_q1;
-  assign \u$443  = u_q2;
-  assign \alpha$444  = alpha_q2;
-  assign \bias$445  = bias_q2;
-  assign \u$446  = u_q3;
-  assign \alpha$447  = alpha_q3;
-  assign \bias$448  = bias_q3;
-  assign \u$449  = u_q4;
-  assign \alpha$450  = alpha_q4;
-  assign \bias$451  = bias_q4;
-  assign \u$452  = u_q5;
-  assign \alpha$453  = alpha_q5;
-  assign \bias$454  = bias_q5;
-  assign \u$455  = u_q6;
-  assign \alpha$456  = alpha_q6;
-  assign \bias$457  = bias_q6;
-  assign \u$458  = u_q7;
-  assign \alpha$459  = alpha_q7;
-  assign \bias$460  = bias_q7;
+  assign \u$353  = u_q1;
+  assign \alpha$354  = alpha_q1;
+  assign \bias$355  = bias_q1;
+  assign \u$356  = u_q2;
+  assign \alpha$357  = alpha_q2;
+  assign \bias$358  = bias_q2;
+  assign \u$359  = u_q3;
+  assign \alpha$360  = alpha_q3;
+  assign \bias$361  = bias_q3;
+  assign \u$362  = u_q4;
+  assign \alpha$363  = alpha_q4;
+  assign \bias$364  = bias_q4;
+  assign \u$365  = u_q5;
+  assign \alpha$366  = alpha_q5;
+  assign \bias$367  = bias_q5;
+  assign \u$368  = u_q6;
+  assign \alpha$369  = alpha_q6;
+  assign \bias$370  = bias_q6;
+  assign \u$371  = u_q7;
+  assign \alpha$372  = alpha_q7;
+  assign \bias$373  = bias_q7;
   assign records__ready = w_rdy;
   assign event_layer = records__payload[3:2];
   assign event_index = { 1'h0, records__payload[10:4] };
@@ -32872,97 +24939,69 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign v_reset = layer[43:28];
   assign reset = layer[27:26];
   assign spiking = layer[25];
-  assign \total$479  = acc1;
-  assign \theta$480  = params1_nrw[24:9];
-  assign \v_reset$481  = layer[43:28];
-  assign \reset$482  = layer[27:26];
-  assign \spiking$483  = layer[25];
-  assign \total$484  = acc2;
-  assign \theta$485  = params2_nrw[24:9];
-  assign \v_reset$486  = layer[43:28];
-  assign \reset$487  = layer[27:26];
-  assign \spiking$488  = layer[25];
-  assign \total$489  = acc3;
-  assign \theta$490  = params3_nrw[24:9];
-  assign \v_reset$491  = layer[43:28];
-  assign \reset$492  = layer[27:26];
-  assign \spiking$493  = layer[25];
-  assign \total$494  = acc4;
-  assign \theta$495  = params4_nrw[24:9];
-  assign \v_reset$496  = layer[43:28];
-  assign \reset$497  = layer[27:26];
-  assign \spiking$498  = layer[25];
-  assign \total$499  = acc5;
-  assign \theta$500  = params5_nrw[24:9];
-  assign \v_reset$501  = layer[43:28];
-  assign \reset$502  = layer[27:26];
-  assign \spiking$503  = layer[25];
-  assign \total$504  = acc6;
-  assign \theta$505  = params6_nrw[24:9];
-  assign \v_reset$506  = layer[43:28];
-  assign \reset$507  = layer[27:26];
-  assign \spiking$508  = layer[25];
-  assign \total$509  = acc7;
-  assign \theta$510  = params7_nrw[24:9];
-  assign \v_reset$511  = layer[43:28];
-  assign \reset$512  = layer[27:26];
-  assign \spiking$513  = layer[25];
-  assign \$signature__addr$514  = \$308 [4:0];
-  assign \$signature__data$515  = \$309 [15:0];
-  assign \$signature__addr$518  = \$314 [4:0];
-  assign \$signature__data$519  = \$315 [15:0];
-  assign \$signature__addr$521  = \$320 [4:0];
-  assign \$signature__data$522  = \$321 [15:0];
-  assign \$signature__addr$524  = \$326 [4:0];
-  assign \$signature__data$525  = \$327 [15:0];
-  assign \$signature__addr$527  = \$332 [4:0];
-  assign \$signature__data$528  = \$333 [15:0];
-  assign \$signature__addr$530  = \$338 [4:0];
-  assign \$signature__data$531  = \$339 [15:0];
-  assign \$signature__addr$533  = \$344 [4:0];
-  assign \$signature__data$534  = \$345 [15:0];
-  assign \$signature__addr$536  = \$350 [4:0];
-  assign \$signature__data$537  = \$351 [15:0];
-  assign ssm_wide0 = { \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573 [25], \$573  };
-  assign \$signature__addr$546  = \$578 [5:0];
-  assign \$signature__addr$547  = \$579 [5:0];
-  assign \$signature__data$548  = \$580 [15:0];
-  assign ssm_y0 = \$590 [7:0];
-  assign ssm_wide1 = { \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598 [25], \$598  };
-  assign \$signature__addr$555  = \$603 [5:0];
-  assign \$signature__addr$556  = \$604 [5:0];
-  assign \$signature__data$557  = \$605 [15:0];
-  assign ssm_y1 = \$615 [7:0];
-  assign ssm_wide2 = { \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623 [25], \$623  };
-  assign \$signature__addr$563  = \$628 [5:0];
-  assign \$signature__addr$564  = \$629 [5:0];
-  assign \$signature__data$565  = \$630 [15:0];
-  assign ssm_y2 = \$640 [7:0];
-  assign ssm_wide3 = { \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648 [25], \$648  };
-  assign \$signature__addr$571  = \$653 [5:0];
-  assign \$signature__addr$572  = \$654 [5:0];
-  assign \$signature__data$573  = \$655 [15:0];
-  assign ssm_y3 = \$665 [7:0];
-  assign ssm_wide4 = { \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673 [25], \$673  };
-  assign \$signature__addr$579  = \$678 [5:0];
-  assign \$signature__addr$580  = \$679 [5:0];
-  assign \$signature__data$581  = \$680 [15:0];
-  assign ssm_y4 = \$690 [7:0];
-  assign ssm_wide5 = { \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698 [25], \$698  };
-  assign \$signature__addr$587  = \$703 [5:0];
-  assign \$signature__addr$588  = \$704 [5:0];
-  assign \$signature__data$589  = \$705 [15:0];
-  assign ssm_y5 = \$715 [7:0];
-  assign ssm_wide6 = { \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723 [25], \$723  };
-  assign \$signature__addr$595  = \$728 [5:0];
-  assign \$signature__addr$596  = \$729 [5:0];
-  assign \$signature__data$597  = \$730 [15:0];
-  assign ssm_y6 = \$740 [7:0];
-  assign ssm_wide7 = { \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748 [25], \$748  };
-  assign \$signature__addr$603  = \$753 [5:0];
-  assign \$signature__addr$604  = \$754 [5:0];
-  assign \$signature__data$605  = \$755 [15:0];
-  assign ssm_y7 = \$765 [7:0];
+  assign \total$392  = acc1;
+  assign \theta$393  = params1_nrw[24:9];
+  assign \v_reset$394  = layer[43:28];
+  assign \reset$395  = layer[27:26];
+  assign \spiking$396  = layer[25];
+  assign \total$397  = acc2;
+  assign \theta$398  = params2_nrw[24:9];
+  assign \v_reset$399  = layer[43:28];
+  assign \reset$400  = layer[27:26];
+  assign \spiking$401  = layer[25];
+  assign \total$402  = acc3;
+  assign \theta$403  = params3_nrw[24:9];
+  assign \v_reset$404  = layer[43:28];
+  assign \reset$405  = layer[27:26];
+  assign \spiking$406  = layer[25];
+  assign \total$407  = acc4;
+  assign \theta$408  = params4_nrw[24:9];
+  assign \v_reset$409  = layer[43:28];
+  assign \reset$410  = layer[27:26];
+  assign \spiking$411  = layer[25];
+  assign \total$412  = acc5;
+  assign \theta$413  = params5_nrw[24:9];
+  assign \v_reset$414  = layer[43:28];
+  assign \reset$415  = layer[27:26];
+  assign \spiking$416  = layer[25];
+  assign \total$417  = acc6;
+  assign \theta$418  = params6_nrw[24:9];
+  assign \v_reset$419  = layer[43:28];
+  assign \reset$420  = layer[27:26];
+  assign \spiking$421  = layer[25];
+  assign \total$422  = acc7;
+  assign \theta$423  = params7_nrw[24:9];
+  assign \v_reset$424  = layer[43:28];
+  assign \reset$425  = layer[27:26];
+  assign \spiking$426  = layer[25];
+  assign \$signature__addr$427  = \$283 [4:0];
+  assign \$signature__data$428  = \$284 [15:0];
+  assign \$signature__addr$431  = \$289 [4:0];
+  assign \$signature__data$432  = \$290 [15:0];
+  assign \$signature__addr$434  = \$295 [4:0];
+  assign \$signature__data$435  = \$296 [15:0];
+  assign \$signature__addr$437  = \$301 [4:0];
+  assign \$signature__data$438  = \$302 [15:0];
+  assign \$signature__addr$440  = \$307 [4:0];
+  assign \$signature__data$441  = \$308 [15:0];
+  assign \$signature__addr$443  = \$313 [4:0];
+  assign \$signature__data$444  = \$314 [15:0];
+  assign \$signature__addr$446  = \$319 [4:0];
+  assign \$signature__data$447  = \$320 [15:0];
+  assign \$signature__addr$449  = \$325 [4:0];
+  assign \$signature__data$450  = \$326 [15:0];
+  assign m_len = layer[7:0];
+  assign chunks = layer[12:8];
+  assign emit_values = layer[44];
+  assign layer_index = li;
+  assign \cur$460  = cur;
+  assign in_rbank = \$signal$228 ;
+  assign \busy$462  = busy;
+  assign \n$463  = n;
+  assign \cnt$464  = cnt;
+  assign ev_index = s1_index;
+  assign ev_value = s1_value;
+  assign \can_load$468  = can_load;
   assign \input__payload.index  = input__payload[6:0];
   assign \input__payload.value  = input__payload[14:7];
   assign \input__payload.end  = input__payload[15];
@@ -33181,30 +25220,54 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \edge.recurrent  = \edge [3];
   assign \edge.wbase  = \edge [14:4];
   assign \edge.nsrc  = \edge [22:15];
-  assign \$signature__data$338.alpha  = host_wdata[8:0];
-  assign \$signature__data$338.theta  = host_wdata[24:9];
-  assign \$signature__data$338.bias  = host_wdata[40:25];
-  assign \$signature__data$344.alpha  = host_wdata[8:0];
-  assign \$signature__data$344.theta  = host_wdata[24:9];
-  assign \$signature__data$344.bias  = host_wdata[40:25];
-  assign \$signature__data$350.alpha  = host_wdata[8:0];
-  assign \$signature__data$350.theta  = host_wdata[24:9];
-  assign \$signature__data$350.bias  = host_wdata[40:25];
-  assign \$signature__data$356.alpha  = host_wdata[8:0];
-  assign \$signature__data$356.theta  = host_wdata[24:9];
-  assign \$signature__data$356.bias  = host_wdata[40:25];
-  assign \$signature__data$362.alpha  = host_wdata[8:0];
-  assign \$signature__data$362.theta  = host_wdata[24:9];
-  assign \$signature__data$362.bias  = host_wdata[40:25];
-  assign \$signature__data$368.alpha  = host_wdata[8:0];
-  assign \$signature__data$368.theta  = host_wdata[24:9];
-  assign \$signature__data$368.bias  = host_wdata[40:25];
-  assign \$signature__data$374.alpha  = host_wdata[8:0];
-  assign \$signature__data$374.theta  = host_wdata[24:9];
-  assign \$signature__data$374.bias  = host_wdata[40:25];
-  assign \$signature__data$380.alpha  = host_wdata[8:0];
-  assign \$signature__data$380.theta  = host_wdata[24:9];
-  assign \$signature__data$380.bias  = host_wdata[40:25];
+  assign \state_word[0]  = state_word[10:0];
+  assign \state_word[1]  = state_word[21:11];
+  assign \state_word[2]  = state_word[32:22];
+  assign \state_word[3]  = state_word[43:33];
+  assign \state_word[4]  = state_word[54:44];
+  assign \state_word[5]  = state_word[65:55];
+  assign \state_word[6]  = state_word[76:66];
+  assign \state_word[7]  = state_word[87:77];
+  assign \state_wdata[0]  = state_wdata[46:0];
+  assign \state_wdata[1]  = state_wdata[93:47];
+  assign \state_wdata[2]  = state_wdata[140:94];
+  assign \state_wdata[3]  = state_wdata[187:141];
+  assign \state_wdata[4]  = state_wdata[234:188];
+  assign \state_wdata[5]  = state_wdata[281:235];
+  assign \state_wdata[6]  = state_wdata[328:282];
+  assign \state_wdata[7]  = state_wdata[375:329];
+  assign \$signature__data$258.alpha  = host_wdata[8:0];
+  assign \$signature__data$258.theta  = host_wdata[24:9];
+  assign \$signature__data$258.bias  = host_wdata[40:25];
+  assign \$signature__data$264.alpha  = host_wdata[8:0];
+  assign \$signature__data$264.theta  = host_wdata[24:9];
+  assign \$signature__data$264.bias  = host_wdata[40:25];
+  assign \$signature__data$270.alpha  = host_wdata[8:0];
+  assign \$signature__data$270.theta  = host_wdata[24:9];
+  assign \$signature__data$270.bias  = host_wdata[40:25];
+  assign \$signature__data$276.alpha  = host_wdata[8:0];
+  assign \$signature__data$276.theta  = host_wdata[24:9];
+  assign \$signature__data$276.bias  = host_wdata[40:25];
+  assign \$signature__data$282.alpha  = host_wdata[8:0];
+  assign \$signature__data$282.theta  = host_wdata[24:9];
+  assign \$signature__data$282.bias  = host_wdata[40:25];
+  assign \$signature__data$288.alpha  = host_wdata[8:0];
+  assign \$signature__data$288.theta  = host_wdata[24:9];
+  assign \$signature__data$288.bias  = host_wdata[40:25];
+  assign \$signature__data$294.alpha  = host_wdata[8:0];
+  assign \$signature__data$294.theta  = host_wdata[24:9];
+  assign \$signature__data$294.bias  = host_wdata[40:25];
+  assign \$signature__data$300.alpha  = host_wdata[8:0];
+  assign \$signature__data$300.theta  = host_wdata[24:9];
+  assign \$signature__data$300.bias  = host_wdata[40:25];
+  assign \state_rdata[0]  = state_rdata[15:0];
+  assign \state_rdata[1]  = state_rdata[31:16];
+  assign \state_rdata[2]  = state_rdata[47:32];
+  assign \state_rdata[3]  = state_rdata[63:48];
+  assign \state_rdata[4]  = state_rdata[79:64];
+  assign \state_rdata[5]  = state_rdata[95:80];
+  assign \state_rdata[6]  = state_rdata[111:96];
+  assign \state_rdata[7]  = state_rdata[127:112];
   assign \end_record.kind  = end_record[1:0];
   assign \end_record.layer  = end_record[3:2];
   assign \end_record.index  = end_record[10:4];
@@ -33219,6 +25282,23 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \ev_wr__data.value  = ev_wr__data[14:7];
   assign \in_wr__data.index  = in_wr__data[6:0];
   assign \in_wr__data.value  = in_wr__data[14:7];
+  assign \entry.n  = entry[4:0];
+  assign \entry.ssbase  = entry[10:5];
+  assign \entry.pbase  = entry[19:11];
+  assign \entry.k_src  = entry[22:20];
+  assign \entry.k_rec  = entry[23];
+  assign \entry.k_const  = entry[24];
+  assign \entry.v_src  = entry[27:25];
+  assign \entry.v_rec  = entry[28];
+  assign \entry.v_const  = entry[29];
+  assign \entry.q_src  = entry[32:30];
+  assign \entry.q_rec  = entry[33];
+  assign \entry.q_const  = entry[34];
+  assign \entry.g_src  = entry[37:35];
+  assign \entry.g_rec  = entry[38];
+  assign \entry.selective  = entry[39];
+  assign \entry.y_shift  = entry[45:40];
+  assign \entry.skip  = entry[46];
   assign \values[0]  = values[15:0];
   assign \values[1]  = values[31:16];
   assign \values[2]  = values[47:32];
@@ -33227,55 +25307,55 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \values[5]  = values[95:80];
   assign \values[6]  = values[111:96];
   assign \values[7]  = values[127:112];
-  assign ynz[7] = \$766 ;
-  assign ynz[6] = \$741 ;
-  assign ynz[5] = \$716 ;
-  assign ynz[4] = \$691 ;
-  assign ynz[3] = \$666 ;
-  assign ynz[2] = \$641 ;
-  assign ynz[1] = \$616 ;
-  assign ynz[0] = \$591 ;
-  assign active[15] = \$562 ;
-  assign active[14] = \$551 ;
-  assign active[13] = \$540 ;
-  assign active[12] = \$529 ;
-  assign active[11] = \$518 ;
-  assign active[10] = \$507 ;
-  assign active[9] = \$496 ;
-  assign active[8] = \$485 ;
-  assign active[7] = \$474 ;
-  assign active[6] = \$463 ;
-  assign active[5] = \$452 ;
-  assign active[4] = \$441 ;
-  assign active[3] = \$430 ;
-  assign active[2] = \$419 ;
-  assign active[1] = \$408 ;
-  assign active[0] = \$397 ;
-  assign valid_lanes[7] = \$379 ;
-  assign valid_lanes[6] = \$376 ;
-  assign valid_lanes[5] = \$373 ;
-  assign valid_lanes[4] = \$370 ;
-  assign valid_lanes[3] = \$367 ;
-  assign valid_lanes[2] = \$364 ;
-  assign valid_lanes[1] = \$361 ;
-  assign valid_lanes[0] = \$358 ;
+  assign \row_values[0]  = row_values[15:0];
+  assign \row_values[1]  = row_values[31:16];
+  assign \row_values[2]  = row_values[47:32];
+  assign \row_values[3]  = row_values[63:48];
+  assign \row_values[4]  = row_values[79:64];
+  assign \row_values[5]  = row_values[95:80];
+  assign \row_values[6]  = row_values[111:96];
+  assign \row_values[7]  = row_values[127:112];
+  assign valid_lanes[7] = \$354 ;
+  assign valid_lanes[6] = \$351 ;
+  assign valid_lanes[5] = \$348 ;
+  assign valid_lanes[4] = \$345 ;
+  assign valid_lanes[3] = \$342 ;
+  assign valid_lanes[2] = \$339 ;
+  assign valid_lanes[1] = \$336 ;
+  assign valid_lanes[0] = \$333 ;
   assign end_record[1:0] = 2'h2;
   assign end_record[27:2] = 26'h0000000;
-  assign \$570  = { \$569 [24], \$569 [24], \$569 [24], \$569 [24], \$569 [24], \$569 [24], \$569 [24], \$569 [24], \$569 [24:8] };
-  assign \$595  = { \$594 [24], \$594 [24], \$594 [24], \$594 [24], \$594 [24], \$594 [24], \$594 [24], \$594 [24], \$594 [24:8] };
-  assign \$620  = { \$619 [24], \$619 [24], \$619 [24], \$619 [24], \$619 [24], \$619 [24], \$619 [24], \$619 [24], \$619 [24:8] };
-  assign \$645  = { \$644 [24], \$644 [24], \$644 [24], \$644 [24], \$644 [24], \$644 [24], \$644 [24], \$644 [24], \$644 [24:8] };
-  assign \$670  = { \$669 [24], \$669 [24], \$669 [24], \$669 [24], \$669 [24], \$669 [24], \$669 [24], \$669 [24], \$669 [24:8] };
-  assign \$695  = { \$694 [24], \$694 [24], \$694 [24], \$694 [24], \$694 [24], \$694 [24], \$694 [24], \$694 [24], \$694 [24:8] };
-  assign \$720  = { \$719 [24], \$719 [24], \$719 [24], \$719 [24], \$719 [24], \$719 [24], \$719 [24], \$719 [24], \$719 [24:8] };
-  assign \$745  = { \$744 [24], \$744 [24], \$744 [24], \$744 [24], \$744 [24], \$744 [24], \$744 [24], \$744 [24], \$744 [24:8] };
-  assign \$109  = 1'h1;
-  assign \$110  = \$108 ;
-  assign \$125  = { 1'h0, \edge [22:15] };
-  assign \$127  = { \edge [22:15], 1'h0 };
-  assign \$130  = { 1'h0, \edge [22:15], 2'h0 };
-  assign \$132  = { \edge [22:15], 3'h0 };
-  assign \$136  = { 3'h0, \edge [22:15], 4'h0 };
+  assign state_we[7] = \$166 ;
+  assign state_we[6] = \$162 ;
+  assign state_we[5] = \$158 ;
+  assign state_we[4] = \$154 ;
+  assign state_we[3] = \$150 ;
+  assign state_we[2] = \$146 ;
+  assign state_we[1] = \$142 ;
+  assign state_we[0] = \$138 ;
+  assign state_wdata[375:329] = host_wdata;
+  assign state_wdata[328:282] = host_wdata;
+  assign state_wdata[281:235] = host_wdata;
+  assign state_wdata[234:188] = host_wdata;
+  assign state_wdata[187:141] = host_wdata;
+  assign state_wdata[140:94] = host_wdata;
+  assign state_wdata[93:47] = host_wdata;
+  assign state_wdata[46:0] = host_wdata;
+  assign state_word[87:77] = host_addr[10:0];
+  assign state_word[76:66] = host_addr[10:0];
+  assign state_word[65:55] = host_addr[10:0];
+  assign state_word[54:44] = host_addr[10:0];
+  assign state_word[43:33] = host_addr[10:0];
+  assign state_word[32:22] = host_addr[10:0];
+  assign state_word[21:11] = host_addr[10:0];
+  assign state_word[10:0] = host_addr[10:0];
+  assign \$77  = 1'h1;
+  assign \$78  = \$76 ;
+  assign \$93  = { 1'h0, \edge [22:15] };
+  assign \$95  = { \edge [22:15], 1'h0 };
+  assign \$98  = { 1'h0, \edge [22:15], 2'h0 };
+  assign \$100  = { \edge [22:15], 3'h0 };
+  assign \$104  = { 3'h0, \edge [22:15], 4'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -34392,7 +26472,7 @@ module \npu_core_demo.leak7 (bias, u, alpha, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron0 (u_new, theta, \port$2579$25 , total, spike);
+module \npu_core_demo.neuron0 (u_new, theta, \port$2420$25 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -34416,8 +26496,8 @@ module \npu_core_demo.neuron0 (u_new, theta, \port$2579$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2579$25 ;
-  wire [18:0] \port$2579$25 ;
+  input [18:0] \port$2420$25 ;
+  wire [18:0] \port$2420$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34446,26 +26526,26 @@ module \npu_core_demo.neuron0 (u_new, theta, \port$2579$25 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2579$25 [0] & \$11 ;
+  assign spike = \port$2420$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2579$25 [2:1];
-  assign \$17  = \port$2579$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2579$25 [18:3] : v;
+  assign \$16  = ! \port$2420$25 [2:1];
+  assign \$17  = \port$2420$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2420$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$16  = ~ \$12 [15];
-  assign spiking = \port$2579$25 [0];
+  assign spiking = \port$2420$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2579$25 [2:1];
-  assign v_reset = \port$2579$25 [18:3];
+  assign reset = \port$2420$25 [2:1];
+  assign v_reset = \port$2420$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron1 (u_new, theta, \port$2579$25 , total, spike);
+module \npu_core_demo.neuron1 (u_new, theta, \port$2420$25 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -34489,8 +26569,8 @@ module \npu_core_demo.neuron1 (u_new, theta, \port$2579$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2579$25 ;
-  wire [18:0] \port$2579$25 ;
+  input [18:0] \port$2420$25 ;
+  wire [18:0] \port$2420$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34519,26 +26599,26 @@ module \npu_core_demo.neuron1 (u_new, theta, \port$2579$25 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2579$25 [0] & \$11 ;
+  assign spike = \port$2420$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2579$25 [2:1];
-  assign \$17  = \port$2579$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2579$25 [18:3] : v;
+  assign \$16  = ! \port$2420$25 [2:1];
+  assign \$17  = \port$2420$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2420$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$14  = ~ \$12 [15];
-  assign spiking = \port$2579$25 [0];
+  assign spiking = \port$2420$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2579$25 [2:1];
-  assign v_reset = \port$2579$25 [18:3];
+  assign reset = \port$2420$25 [2:1];
+  assign v_reset = \port$2420$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$14 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron2 (u_new, theta, \port$2579$25 , total, spike);
+module \npu_core_demo.neuron2 (u_new, theta, \port$2420$25 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -34562,8 +26642,8 @@ module \npu_core_demo.neuron2 (u_new, theta, \port$2579$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2579$25 ;
-  wire [18:0] \port$2579$25 ;
+  input [18:0] \port$2420$25 ;
+  wire [18:0] \port$2420$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34592,26 +26672,26 @@ module \npu_core_demo.neuron2 (u_new, theta, \port$2579$25 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2579$25 [0] & \$11 ;
+  assign spike = \port$2420$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2579$25 [2:1];
-  assign \$17  = \port$2579$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2579$25 [18:3] : v;
+  assign \$16  = ! \port$2420$25 [2:1];
+  assign \$17  = \port$2420$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2420$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$12  = ~ \$12 [15];
-  assign spiking = \port$2579$25 [0];
+  assign spiking = \port$2420$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2579$25 [2:1];
-  assign v_reset = \port$2579$25 [18:3];
+  assign reset = \port$2420$25 [2:1];
+  assign v_reset = \port$2420$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$12 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron3 (u_new, theta, \port$2579$25 , total, spike);
+module \npu_core_demo.neuron3 (u_new, theta, \port$2420$25 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -34635,8 +26715,8 @@ module \npu_core_demo.neuron3 (u_new, theta, \port$2579$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2579$25 ;
-  wire [18:0] \port$2579$25 ;
+  input [18:0] \port$2420$25 ;
+  wire [18:0] \port$2420$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34665,26 +26745,26 @@ module \npu_core_demo.neuron3 (u_new, theta, \port$2579$25 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2579$25 [0] & \$11 ;
+  assign spike = \port$2420$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2579$25 [2:1];
-  assign \$17  = \port$2579$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2579$25 [18:3] : v;
+  assign \$16  = ! \port$2420$25 [2:1];
+  assign \$17  = \port$2420$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2420$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$10  = ~ \$12 [15];
-  assign spiking = \port$2579$25 [0];
+  assign spiking = \port$2420$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2579$25 [2:1];
-  assign v_reset = \port$2579$25 [18:3];
+  assign reset = \port$2420$25 [2:1];
+  assign v_reset = \port$2420$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$10 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron4 (u_new, theta, \port$2579$25 , total, spike);
+module \npu_core_demo.neuron4 (u_new, theta, \port$2420$25 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -34708,8 +26788,8 @@ module \npu_core_demo.neuron4 (u_new, theta, \port$2579$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2579$25 ;
-  wire [18:0] \port$2579$25 ;
+  input [18:0] \port$2420$25 ;
+  wire [18:0] \port$2420$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34738,26 +26818,26 @@ module \npu_core_demo.neuron4 (u_new, theta, \port$2579$25 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2579$25 [0] & \$11 ;
+  assign spike = \port$2420$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2579$25 [2:1];
-  assign \$17  = \port$2579$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2579$25 [18:3] : v;
+  assign \$16  = ! \port$2420$25 [2:1];
+  assign \$17  = \port$2420$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2420$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$8  = ~ \$12 [15];
-  assign spiking = \port$2579$25 [0];
+  assign spiking = \port$2420$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2579$25 [2:1];
-  assign v_reset = \port$2579$25 [18:3];
+  assign reset = \port$2420$25 [2:1];
+  assign v_reset = \port$2420$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$8 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron5 (u_new, theta, \port$2579$25 , total, spike);
+module \npu_core_demo.neuron5 (u_new, theta, \port$2420$25 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -34781,8 +26861,8 @@ module \npu_core_demo.neuron5 (u_new, theta, \port$2579$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2579$25 ;
-  wire [18:0] \port$2579$25 ;
+  input [18:0] \port$2420$25 ;
+  wire [18:0] \port$2420$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34811,26 +26891,26 @@ module \npu_core_demo.neuron5 (u_new, theta, \port$2579$25 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2579$25 [0] & \$11 ;
+  assign spike = \port$2420$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2579$25 [2:1];
-  assign \$17  = \port$2579$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2579$25 [18:3] : v;
+  assign \$16  = ! \port$2420$25 [2:1];
+  assign \$17  = \port$2420$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2420$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$6  = ~ \$12 [15];
-  assign spiking = \port$2579$25 [0];
+  assign spiking = \port$2420$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2579$25 [2:1];
-  assign v_reset = \port$2579$25 [18:3];
+  assign reset = \port$2420$25 [2:1];
+  assign v_reset = \port$2420$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$6 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron6 (u_new, theta, \port$2579$25 , total, spike);
+module \npu_core_demo.neuron6 (u_new, theta, \port$2420$25 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -34854,8 +26934,8 @@ module \npu_core_demo.neuron6 (u_new, theta, \port$2579$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2579$25 ;
-  wire [18:0] \port$2579$25 ;
+  input [18:0] \port$2420$25 ;
+  wire [18:0] \port$2420$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34884,26 +26964,26 @@ module \npu_core_demo.neuron6 (u_new, theta, \port$2579$25 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2579$25 [0] & \$11 ;
+  assign spike = \port$2420$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2579$25 [2:1];
-  assign \$17  = \port$2579$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2579$25 [18:3] : v;
+  assign \$16  = ! \port$2420$25 [2:1];
+  assign \$17  = \port$2420$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2420$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$4  = ~ \$12 [15];
-  assign spiking = \port$2579$25 [0];
+  assign spiking = \port$2420$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2579$25 [2:1];
-  assign v_reset = \port$2579$25 [18:3];
+  assign reset = \port$2420$25 [2:1];
+  assign v_reset = \port$2420$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neuron7 (u_new, theta, \port$2579$25 , total, spike);
+module \npu_core_demo.neuron7 (u_new, theta, \port$2420$25 , total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -34927,8 +27007,8 @@ module \npu_core_demo.neuron7 (u_new, theta, \port$2579$25 , total, spike);
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2579$25 ;
-  wire [18:0] \port$2579$25 ;
+  input [18:0] \port$2420$25 ;
+  wire [18:0] \port$2420$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -34957,20 +27037,20 @@ module \npu_core_demo.neuron7 (u_new, theta, \port$2579$25 , total, spike);
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2579$25 [0] & \$11 ;
+  assign spike = \port$2420$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2579$25 [2:1];
-  assign \$17  = \port$2579$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2579$25 [18:3] : v;
+  assign \$16  = ! \port$2420$25 [2:1];
+  assign \$17  = \port$2420$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2420$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$2  = ~ \$12 [15];
-  assign spiking = \port$2579$25 [0];
+  assign spiking = \port$2420$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2579$25 [2:1];
-  assign v_reset = \port$2579$25 [18:3];
+  assign reset = \port$2420$25 [2:1];
+  assign v_reset = \port$2420$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$2 ;
 endmodule
@@ -35836,4 +27916,6314 @@ module \npu_core_demo.router (rst, records__ready, free, can_load, \event , load
   assign \$2  = 1'h1;
   assign \$3  = pending[0];
   assign \$4  = pending[0];
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.ssm (host_wdata, clk, rst, pm_wr__en, ev_index, ev_value, entry, list_count, row_send, row_base, param_rdata, can_load, \port$2420$0 , emit_values, n, cnt, cur, state_word, state_wdata, state_we, busy
+, start, state_rdata, ssm_ynz, row_values, inc_syn, ev_load, ev_src, ev_list_bank, ev_from_input, ev_cnt, ev_step, inc_events, inc_neuron, row_load, done, host_word);
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  wire [7:0] \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire [8:0] \$148 ;
+  wire [9:0] \$149 ;
+  wire \$15 ;
+  wire [10:0] \$150 ;
+  wire [8:0] \$151 ;
+  wire [9:0] \$152 ;
+  wire \$153 ;
+  wire [8:0] \$154 ;
+  wire [9:0] \$155 ;
+  wire [24:0] \$156 ;
+  wire [24:0] \$157 ;
+  reg [7:0] \$158 ;
+  wire [15:0] \$159 ;
+  wire \$16 ;
+  wire [25:0] \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire [33:0] \$163 ;
+  wire [33:0] \$164 ;
+  wire [10:0] \$165 ;
+  wire [10:0] \$166 ;
+  wire [47:0] \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire [27:0] \$171 ;
+  wire [27:0] \$172 ;
+  wire \$173 ;
+  wire [8:0] \$174 ;
+  wire [9:0] \$175 ;
+  wire \$176 ;
+  wire [8:0] \$177 ;
+  wire [9:0] \$178 ;
+  wire [24:0] \$179 ;
+  wire \$18 ;
+  wire [24:0] \$180 ;
+  reg [7:0] \$181 ;
+  wire [15:0] \$182 ;
+  wire [25:0] \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire [33:0] \$186 ;
+  wire [33:0] \$187 ;
+  wire [10:0] \$188 ;
+  wire [10:0] \$189 ;
+  wire \$19 ;
+  wire [47:0] \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire [27:0] \$194 ;
+  wire [27:0] \$195 ;
+  wire \$196 ;
+  wire [8:0] \$197 ;
+  wire [9:0] \$198 ;
+  wire \$199 ;
+  wire [11:0] \$2 ;
+  wire \$20 ;
+  wire [8:0] \$200 ;
+  wire [9:0] \$201 ;
+  wire [24:0] \$202 ;
+  wire [24:0] \$203 ;
+  reg [7:0] \$204 ;
+  wire [15:0] \$205 ;
+  wire [25:0] \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire [33:0] \$209 ;
+  wire \$21 ;
+  wire [33:0] \$210 ;
+  wire [10:0] \$211 ;
+  wire [10:0] \$212 ;
+  wire [47:0] \$213 ;
+  wire \$214 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire [27:0] \$217 ;
+  wire [27:0] \$218 ;
+  wire \$219 ;
+  wire \$22 ;
+  wire [8:0] \$220 ;
+  wire [9:0] \$221 ;
+  wire \$222 ;
+  wire [8:0] \$223 ;
+  wire [9:0] \$224 ;
+  wire [24:0] \$225 ;
+  wire [24:0] \$226 ;
+  reg [7:0] \$227 ;
+  wire [15:0] \$228 ;
+  wire [25:0] \$229 ;
+  wire \$23 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire [33:0] \$232 ;
+  wire [33:0] \$233 ;
+  wire [10:0] \$234 ;
+  wire [10:0] \$235 ;
+  wire [47:0] \$236 ;
+  wire \$237 ;
+  wire \$238 ;
+  wire \$239 ;
+  wire \$24 ;
+  wire [27:0] \$240 ;
+  wire [27:0] \$241 ;
+  wire \$242 ;
+  wire [8:0] \$243 ;
+  wire [9:0] \$244 ;
+  wire \$245 ;
+  wire [8:0] \$246 ;
+  wire [9:0] \$247 ;
+  wire [24:0] \$248 ;
+  wire [24:0] \$249 ;
+  wire \$25 ;
+  reg [7:0] \$250 ;
+  wire [15:0] \$251 ;
+  wire [25:0] \$252 ;
+  wire \$253 ;
+  wire \$254 ;
+  wire [33:0] \$255 ;
+  wire [33:0] \$256 ;
+  wire [10:0] \$257 ;
+  wire [10:0] \$258 ;
+  wire [47:0] \$259 ;
+  wire \$26 ;
+  wire \$260 ;
+  wire \$261 ;
+  wire \$262 ;
+  wire [27:0] \$263 ;
+  wire [27:0] \$264 ;
+  wire \$265 ;
+  wire [8:0] \$266 ;
+  wire [9:0] \$267 ;
+  wire \$268 ;
+  wire [8:0] \$269 ;
+  wire \$27 ;
+  wire [9:0] \$270 ;
+  wire [24:0] \$271 ;
+  wire [24:0] \$272 ;
+  reg [7:0] \$273 ;
+  wire [15:0] \$274 ;
+  wire [25:0] \$275 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire [33:0] \$278 ;
+  wire [33:0] \$279 ;
+  wire \$28 ;
+  wire [10:0] \$280 ;
+  wire [10:0] \$281 ;
+  wire [47:0] \$282 ;
+  wire \$283 ;
+  wire \$284 ;
+  wire \$285 ;
+  wire [27:0] \$286 ;
+  wire [27:0] \$287 ;
+  wire \$288 ;
+  wire [8:0] \$289 ;
+  wire \$29 ;
+  wire [9:0] \$290 ;
+  wire \$291 ;
+  wire [8:0] \$292 ;
+  wire [9:0] \$293 ;
+  wire [24:0] \$294 ;
+  wire [24:0] \$295 ;
+  reg [7:0] \$296 ;
+  wire [15:0] \$297 ;
+  wire [25:0] \$298 ;
+  wire \$299 ;
+  wire [11:0] \$3 ;
+  wire \$30 ;
+  wire \$300 ;
+  wire [33:0] \$301 ;
+  wire [33:0] \$302 ;
+  wire [10:0] \$303 ;
+  wire [10:0] \$304 ;
+  wire [47:0] \$305 ;
+  wire \$306 ;
+  wire \$307 ;
+  wire \$308 ;
+  wire [27:0] \$309 ;
+  wire \$31 ;
+  wire [27:0] \$310 ;
+  wire \$311 ;
+  wire [8:0] \$312 ;
+  wire [9:0] \$313 ;
+  wire \$314 ;
+  wire [8:0] \$315 ;
+  wire [9:0] \$316 ;
+  wire [24:0] \$317 ;
+  wire [24:0] \$318 ;
+  reg [7:0] \$319 ;
+  wire \$32 ;
+  wire [15:0] \$320 ;
+  wire [25:0] \$321 ;
+  wire \$322 ;
+  wire \$323 ;
+  wire [33:0] \$324 ;
+  wire [33:0] \$325 ;
+  wire [10:0] \$326 ;
+  wire [10:0] \$327 ;
+  wire [47:0] \$328 ;
+  wire \$329 ;
+  wire \$33 ;
+  wire \$330 ;
+  wire \$331 ;
+  wire [27:0] \$332 ;
+  wire [27:0] \$333 ;
+  wire \$334 ;
+  wire [7:0] \$335 ;
+  wire [8:0] \$336 ;
+  wire \$337 ;
+  wire [9:0] \$338 ;
+  wire [9:0] \$339 ;
+  wire \$34 ;
+  wire [8:0] \$340 ;
+  wire [9:0] \$341 ;
+  wire \$342 ;
+  wire \$343 ;
+  wire [7:0] \$344 ;
+  wire [7:0] \$345 ;
+  wire \$346 ;
+  wire \$347 ;
+  wire [11:0] \$348 ;
+  wire [5:0] \$349 ;
+  wire \$35 ;
+  wire \$350 ;
+  wire \$351 ;
+  wire \$352 ;
+  wire \$353 ;
+  wire \$354 ;
+  wire \$355 ;
+  wire \$356 ;
+  wire \$357 ;
+  wire \$358 ;
+  wire \$359 ;
+  wire \$36 ;
+  wire \$360 ;
+  wire \$361 ;
+  wire \$362 ;
+  wire \$363 ;
+  wire \$364 ;
+  wire \$365 ;
+  wire \$366 ;
+  reg [7:0] \$367 ;
+  wire [23:0] \$368 ;
+  wire [28:0] \$369 ;
+  wire \$37 ;
+  reg [7:0] \$370 ;
+  wire [23:0] \$371 ;
+  wire [28:0] \$372 ;
+  reg [7:0] \$373 ;
+  wire [23:0] \$374 ;
+  wire [28:0] \$375 ;
+  reg [7:0] \$376 ;
+  wire [23:0] \$377 ;
+  wire [28:0] \$378 ;
+  reg [7:0] \$379 ;
+  wire \$38 ;
+  wire [23:0] \$380 ;
+  wire [28:0] \$381 ;
+  reg [7:0] \$382 ;
+  wire [23:0] \$383 ;
+  wire [28:0] \$384 ;
+  reg [7:0] \$385 ;
+  wire [23:0] \$386 ;
+  wire [28:0] \$387 ;
+  reg [7:0] \$388 ;
+  wire [23:0] \$389 ;
+  wire \$39 ;
+  wire [28:0] \$390 ;
+  wire \$391 ;
+  wire \$392 ;
+  wire [3:0] \$393 ;
+  wire [6:0] \$394 ;
+  wire [9:0] \$395 ;
+  wire [10:0] \$396 ;
+  wire [12:0] \$397 ;
+  wire [13:0] \$398 ;
+  wire [4:0] \$399 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire [5:0] \$400 ;
+  wire \$401 ;
+  wire [5:0] \$402 ;
+  reg \$403 ;
+  reg [2:0] \$404 ;
+  reg \$405 ;
+  reg [7:0] \$406 ;
+  reg [7:0] \$407 ;
+  reg [7:0] \$408 ;
+  reg [7:0] \$409 ;
+  wire \$41 ;
+  reg [7:0] \$410 ;
+  reg [7:0] \$411 ;
+  reg [7:0] \$412 ;
+  reg [7:0] \$413 ;
+  reg [7:0] \$414 ;
+  reg [7:0] \$415 ;
+  reg [7:0] \$416 ;
+  reg [7:0] \$417 ;
+  reg [7:0] \$418 ;
+  reg [7:0] \$419 ;
+  wire \$42 ;
+  reg [7:0] \$420 ;
+  reg [7:0] \$421 ;
+  reg [7:0] \$422 ;
+  reg [7:0] \$423 ;
+  reg [7:0] \$424 ;
+  reg [7:0] \$425 ;
+  reg [7:0] \$426 ;
+  reg [7:0] \$427 ;
+  reg [7:0] \$428 ;
+  reg [7:0] \$429 ;
+  wire \$43 ;
+  reg [7:0] \$430 ;
+  reg [7:0] \$431 ;
+  reg [7:0] \$432 ;
+  reg [7:0] \$433 ;
+  reg [7:0] \$434 ;
+  reg [7:0] \$435 ;
+  reg [7:0] \$436 ;
+  reg [7:0] \$437 ;
+  reg [7:0] \$438 ;
+  reg [7:0] \$439 ;
+  wire \$44 ;
+  reg [7:0] \$440 ;
+  reg [7:0] \$441 ;
+  reg [7:0] \$442 ;
+  reg [7:0] \$443 ;
+  reg [7:0] \$444 ;
+  reg [7:0] \$445 ;
+  reg [7:0] \$446 ;
+  reg [7:0] \$447 ;
+  reg [7:0] \$448 ;
+  reg [7:0] \$449 ;
+  wire \$45 ;
+  reg [7:0] \$450 ;
+  reg [7:0] \$451 ;
+  reg [7:0] \$452 ;
+  reg [7:0] \$453 ;
+  reg [7:0] \$454 ;
+  reg [7:0] \$455 ;
+  reg \$456 ;
+  reg [3:0] \$457 ;
+  reg [7:0] \$458 ;
+  reg [27:0] \$459 ;
+  wire \$46 ;
+  reg [27:0] \$460 ;
+  reg [27:0] \$461 ;
+  reg [27:0] \$462 ;
+  reg [27:0] \$463 ;
+  reg [27:0] \$464 ;
+  reg [27:0] \$465 ;
+  reg [27:0] \$466 ;
+  reg [4:0] \$467 ;
+  reg [2:0] \$468 ;
+  reg [2:0] \$469 ;
+  wire \$47 ;
+  reg \$470 ;
+  reg [10:0] \$471 ;
+  reg [4:0] \$472 ;
+  reg [10:0] \$473 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  reg [8:0] \$signature__addr ;
+  wire [5:0] \$signature__addr$110 ;
+  wire [5:0] \$signature__addr$121 ;
+  wire [5:0] \$signature__addr$132 ;
+  wire [5:0] \$signature__addr$143 ;
+  wire [5:0] \$signature__addr$154 ;
+  wire [5:0] \$signature__addr$165 ;
+  wire [5:0] \$signature__addr$81 ;
+  wire [5:0] \$signature__addr$99 ;
+  wire [8:0] \$signature__data ;
+  wire [15:0] \$signature__data$108 ;
+  wire [15:0] \$signature__data$119 ;
+  wire [15:0] \$signature__data$130 ;
+  wire [15:0] \$signature__data$141 ;
+  wire [15:0] \$signature__data$152 ;
+  wire [15:0] \$signature__data$163 ;
+  wire [15:0] \$signature__data$78 ;
+  wire [15:0] \$signature__data$97 ;
+  reg active;
+  reg [10:0] arow = 11'h000;
+  input busy;
+  wire busy;
+  input can_load;
+  wire can_load;
+  reg [4:0] chunk = 5'h00;
+  wire [4:0] chunks;
+  input clk;
+  wire clk;
+  input [7:0] cnt;
+  wire [7:0] cnt;
+  input cur;
+  wire cur;
+  output done;
+  reg done;
+  input emit_values;
+  wire emit_values;
+  input [46:0] entry;
+  wire [46:0] entry;
+  wire \entry.g_rec ;
+  wire [2:0] \entry.g_src ;
+  wire \entry.k_const ;
+  wire \entry.k_rec ;
+  wire [2:0] \entry.k_src ;
+  wire [4:0] \entry.n ;
+  wire [8:0] \entry.pbase ;
+  wire \entry.q_const ;
+  wire \entry.q_rec ;
+  wire [2:0] \entry.q_src ;
+  wire \entry.selective ;
+  wire \entry.skip ;
+  wire [5:0] \entry.ssbase ;
+  wire \entry.v_const ;
+  wire \entry.v_rec ;
+  wire [2:0] \entry.v_src ;
+  wire [5:0] \entry.y_shift ;
+  output [7:0] ev_cnt;
+  reg [7:0] ev_cnt;
+  output ev_from_input;
+  reg ev_from_input;
+  input [6:0] ev_index;
+  wire [6:0] ev_index;
+  output ev_list_bank;
+  reg ev_list_bank;
+  output ev_load;
+  reg ev_load;
+  output [2:0] ev_src;
+  reg [2:0] ev_src;
+  output ev_step;
+  reg ev_step;
+  input [7:0] ev_value;
+  wire [7:0] ev_value;
+  wire found;
+  reg [2:0] fsm_state = 3'h0;
+  reg g1_const = 1'h0;
+  reg [7:0] g1_n = 8'h00;
+  reg [2:0] g1_op = 3'h0;
+  reg g1_valid = 1'h0;
+  reg g_const = 1'h0;
+  wire [6:0] g_index;
+  wire [7:0] g_value;
+  reg [10:0] gbase = 11'h000;
+  reg [2:0] gop = 3'h0;
+  wire host_param_we;
+  input [46:0] host_wdata;
+  wire [46:0] host_wdata;
+  input [10:0] host_word;
+  wire [10:0] host_word;
+  output inc_events;
+  reg inc_events;
+  output inc_neuron;
+  reg inc_neuron;
+  output inc_syn;
+  reg inc_syn;
+  input [7:0] list_count;
+  wire [7:0] list_count;
+  wire [7:0] m_len;
+  input [7:0] n;
+  wire [7:0] n;
+  reg [3:0] next_row;
+  reg [10:0] op_base;
+  reg op_const;
+  reg [7:0] op_length;
+  reg op_rec;
+  reg [2:0] op_src;
+  reg [7:0] p1_addr = 8'h00;
+  reg [3:0] p1_row = 4'h0;
+  reg p1_valid = 1'h0;
+  reg p_issue;
+  output [8:0] param_rdata;
+  wire [8:0] param_rdata;
+  reg [4:0] pass_row = 5'h00;
+  wire [8:0] pm_wr__addr;
+  wire [8:0] pm_wr__data;
+  input pm_wr__en;
+  wire pm_wr__en;
+  input [12:0] \port$2420$0 ;
+  wire [12:0] \port$2420$0 ;
+  reg present;
+  output [7:0] row_base;
+  wire [7:0] row_base;
+  output row_load;
+  reg row_load;
+  output [7:0] row_send;
+  wire [7:0] row_send;
+  wire [7:0] row_spikes;
+  output [127:0] row_values;
+  wire [127:0] row_values;
+  wire [15:0] \row_values[0] ;
+  wire [15:0] \row_values[1] ;
+  wire [15:0] \row_values[2] ;
+  wire [15:0] \row_values[3] ;
+  wire [15:0] \row_values[4] ;
+  wire [15:0] \row_values[5] ;
+  wire [15:0] \row_values[6] ;
+  wire [15:0] \row_values[7] ;
+  wire [15:0] rows_left;
+  input rst;
+  wire rst;
+  wire [7:0] saddr;
+  reg [7:0] ssm_gate = 8'h00;
+  reg [7:0] ssm_k0 = 8'h00;
+  reg [7:0] ssm_k1 = 8'h00;
+  reg [7:0] ssm_k10 = 8'h00;
+  reg [7:0] ssm_k11 = 8'h00;
+  reg [7:0] ssm_k12 = 8'h00;
+  reg [7:0] ssm_k13 = 8'h00;
+  reg [7:0] ssm_k14 = 8'h00;
+  reg [7:0] ssm_k15 = 8'h00;
+  reg [7:0] ssm_k2 = 8'h00;
+  reg [7:0] ssm_k3 = 8'h00;
+  reg [7:0] ssm_k4 = 8'h00;
+  reg [7:0] ssm_k5 = 8'h00;
+  reg [7:0] ssm_k6 = 8'h00;
+  reg [7:0] ssm_k7 = 8'h00;
+  reg [7:0] ssm_k8 = 8'h00;
+  reg [7:0] ssm_k9 = 8'h00;
+  wire [15:0] ssm_new0;
+  wire [15:0] ssm_new1;
+  wire [15:0] ssm_new2;
+  wire [15:0] ssm_new3;
+  wire [15:0] ssm_new4;
+  wire [15:0] ssm_new5;
+  wire [15:0] ssm_new6;
+  wire [15:0] ssm_new7;
+  reg [7:0] ssm_q0 = 8'h00;
+  reg [7:0] ssm_q1 = 8'h00;
+  reg [7:0] ssm_q10 = 8'h00;
+  reg [7:0] ssm_q11 = 8'h00;
+  reg [7:0] ssm_q12 = 8'h00;
+  reg [7:0] ssm_q13 = 8'h00;
+  reg [7:0] ssm_q14 = 8'h00;
+  reg [7:0] ssm_q15 = 8'h00;
+  reg [7:0] ssm_q2 = 8'h00;
+  reg [7:0] ssm_q3 = 8'h00;
+  reg [7:0] ssm_q4 = 8'h00;
+  reg [7:0] ssm_q5 = 8'h00;
+  reg [7:0] ssm_q6 = 8'h00;
+  reg [7:0] ssm_q7 = 8'h00;
+  reg [7:0] ssm_q8 = 8'h00;
+  reg [7:0] ssm_q9 = 8'h00;
+  wire [27:0] ssm_shifted0;
+  wire [27:0] ssm_shifted1;
+  wire [27:0] ssm_shifted2;
+  wire [27:0] ssm_shifted3;
+  wire [27:0] ssm_shifted4;
+  wire [27:0] ssm_shifted5;
+  wire [27:0] ssm_shifted6;
+  wire [27:0] ssm_shifted7;
+  reg [7:0] ssm_v0 = 8'h00;
+  reg [7:0] ssm_v1 = 8'h00;
+  reg [7:0] ssm_v10 = 8'h00;
+  reg [7:0] ssm_v11 = 8'h00;
+  reg [7:0] ssm_v12 = 8'h00;
+  reg [7:0] ssm_v13 = 8'h00;
+  reg [7:0] ssm_v14 = 8'h00;
+  reg [7:0] ssm_v15 = 8'h00;
+  reg [7:0] ssm_v2 = 8'h00;
+  reg [7:0] ssm_v3 = 8'h00;
+  reg [7:0] ssm_v4 = 8'h00;
+  reg [7:0] ssm_v5 = 8'h00;
+  reg [7:0] ssm_v6 = 8'h00;
+  reg [7:0] ssm_v7 = 8'h00;
+  reg [7:0] ssm_v8 = 8'h00;
+  reg [7:0] ssm_v9 = 8'h00;
+  reg [7:0] ssm_vsel0;
+  reg [7:0] ssm_vsel1;
+  reg [7:0] ssm_vsel2;
+  reg [7:0] ssm_vsel3;
+  reg [7:0] ssm_vsel4;
+  reg [7:0] ssm_vsel5;
+  reg [7:0] ssm_vsel6;
+  reg [7:0] ssm_vsel7;
+  wire [33:0] ssm_wide0;
+  wire [33:0] ssm_wide1;
+  wire [33:0] ssm_wide2;
+  wire [33:0] ssm_wide3;
+  wire [33:0] ssm_wide4;
+  wire [33:0] ssm_wide5;
+  wire [33:0] ssm_wide6;
+  wire [33:0] ssm_wide7;
+  wire [7:0] ssm_y0;
+  wire [7:0] ssm_y1;
+  wire [7:0] ssm_y2;
+  wire [7:0] ssm_y3;
+  wire [7:0] ssm_y4;
+  wire [7:0] ssm_y5;
+  wire [7:0] ssm_y6;
+  wire [7:0] ssm_y7;
+  reg [27:0] ssm_yacc0 = 28'h0000000;
+  reg [27:0] ssm_yacc1 = 28'h0000000;
+  reg [27:0] ssm_yacc2 = 28'h0000000;
+  reg [27:0] ssm_yacc3 = 28'h0000000;
+  reg [27:0] ssm_yacc4 = 28'h0000000;
+  reg [27:0] ssm_yacc5 = 28'h0000000;
+  reg [27:0] ssm_yacc6 = 28'h0000000;
+  reg [27:0] ssm_yacc7 = 28'h0000000;
+  output [7:0] ssm_ynz;
+  wire [7:0] ssm_ynz;
+  input start;
+  wire start;
+  output [127:0] state_rdata;
+  wire [127:0] state_rdata;
+  wire [15:0] \state_rdata[0] ;
+  wire [15:0] \state_rdata[1] ;
+  wire [15:0] \state_rdata[2] ;
+  wire [15:0] \state_rdata[3] ;
+  wire [15:0] \state_rdata[4] ;
+  wire [15:0] \state_rdata[5] ;
+  wire [15:0] \state_rdata[6] ;
+  wire [15:0] \state_rdata[7] ;
+  input [375:0] state_wdata;
+  wire [375:0] state_wdata;
+  wire [46:0] \state_wdata[0] ;
+  wire [46:0] \state_wdata[1] ;
+  wire [46:0] \state_wdata[2] ;
+  wire [46:0] \state_wdata[3] ;
+  wire [46:0] \state_wdata[4] ;
+  wire [46:0] \state_wdata[5] ;
+  wire [46:0] \state_wdata[6] ;
+  wire [46:0] \state_wdata[7] ;
+  input [7:0] state_we;
+  wire [7:0] state_we;
+  input [87:0] state_word;
+  wire [87:0] state_word;
+  wire [10:0] \state_word[0] ;
+  wire [10:0] \state_word[1] ;
+  wire [10:0] \state_word[2] ;
+  wire [10:0] \state_word[3] ;
+  wire [10:0] \state_word[4] ;
+  wire [10:0] \state_word[5] ;
+  wire [10:0] \state_word[6] ;
+  wire [10:0] \state_word[7] ;
+  wire [7:0] valid_lanes;
+  wire [5:0] wr__addr;
+  wire [5:0] \wr__addr$100 ;
+  wire [5:0] \wr__addr$111 ;
+  wire [5:0] \wr__addr$122 ;
+  wire [5:0] \wr__addr$133 ;
+  wire [5:0] \wr__addr$144 ;
+  wire [5:0] \wr__addr$155 ;
+  wire [5:0] \wr__addr$166 ;
+  wire [15:0] wr__data;
+  wire [15:0] \wr__data$101 ;
+  wire [15:0] \wr__data$112 ;
+  wire [15:0] \wr__data$123 ;
+  wire [15:0] \wr__data$134 ;
+  wire [15:0] \wr__data$145 ;
+  wire [15:0] \wr__data$156 ;
+  wire [15:0] \wr__data$167 ;
+  wire wr__en;
+  wire \wr__en$102 ;
+  wire \wr__en$113 ;
+  wire \wr__en$124 ;
+  wire \wr__en$135 ;
+  wire \wr__en$146 ;
+  wire \wr__en$157 ;
+  wire \wr__en$168 ;
+  reg [8:0] params [511:0];
+  initial begin
+    params[0] = 9'h000;
+    params[1] = 9'h000;
+    params[2] = 9'h000;
+    params[3] = 9'h000;
+    params[4] = 9'h000;
+    params[5] = 9'h000;
+    params[6] = 9'h000;
+    params[7] = 9'h000;
+    params[8] = 9'h000;
+    params[9] = 9'h000;
+    params[10] = 9'h000;
+    params[11] = 9'h000;
+    params[12] = 9'h000;
+    params[13] = 9'h000;
+    params[14] = 9'h000;
+    params[15] = 9'h000;
+    params[16] = 9'h000;
+    params[17] = 9'h000;
+    params[18] = 9'h000;
+    params[19] = 9'h000;
+    params[20] = 9'h000;
+    params[21] = 9'h000;
+    params[22] = 9'h000;
+    params[23] = 9'h000;
+    params[24] = 9'h000;
+    params[25] = 9'h000;
+    params[26] = 9'h000;
+    params[27] = 9'h000;
+    params[28] = 9'h000;
+    params[29] = 9'h000;
+    params[30] = 9'h000;
+    params[31] = 9'h000;
+    params[32] = 9'h000;
+    params[33] = 9'h000;
+    params[34] = 9'h000;
+    params[35] = 9'h000;
+    params[36] = 9'h000;
+    params[37] = 9'h000;
+    params[38] = 9'h000;
+    params[39] = 9'h000;
+    params[40] = 9'h000;
+    params[41] = 9'h000;
+    params[42] = 9'h000;
+    params[43] = 9'h000;
+    params[44] = 9'h000;
+    params[45] = 9'h000;
+    params[46] = 9'h000;
+    params[47] = 9'h000;
+    params[48] = 9'h000;
+    params[49] = 9'h000;
+    params[50] = 9'h000;
+    params[51] = 9'h000;
+    params[52] = 9'h000;
+    params[53] = 9'h000;
+    params[54] = 9'h000;
+    params[55] = 9'h000;
+    params[56] = 9'h000;
+    params[57] = 9'h000;
+    params[58] = 9'h000;
+    params[59] = 9'h000;
+    params[60] = 9'h000;
+    params[61] = 9'h000;
+    params[62] = 9'h000;
+    params[63] = 9'h000;
+    params[64] = 9'h000;
+    params[65] = 9'h000;
+    params[66] = 9'h000;
+    params[67] = 9'h000;
+    params[68] = 9'h000;
+    params[69] = 9'h000;
+    params[70] = 9'h000;
+    params[71] = 9'h000;
+    params[72] = 9'h000;
+    params[73] = 9'h000;
+    params[74] = 9'h000;
+    params[75] = 9'h000;
+    params[76] = 9'h000;
+    params[77] = 9'h000;
+    params[78] = 9'h000;
+    params[79] = 9'h000;
+    params[80] = 9'h000;
+    params[81] = 9'h000;
+    params[82] = 9'h000;
+    params[83] = 9'h000;
+    params[84] = 9'h000;
+    params[85] = 9'h000;
+    params[86] = 9'h000;
+    params[87] = 9'h000;
+    params[88] = 9'h000;
+    params[89] = 9'h000;
+    params[90] = 9'h000;
+    params[91] = 9'h000;
+    params[92] = 9'h000;
+    params[93] = 9'h000;
+    params[94] = 9'h000;
+    params[95] = 9'h000;
+    params[96] = 9'h000;
+    params[97] = 9'h000;
+    params[98] = 9'h000;
+    params[99] = 9'h000;
+    params[100] = 9'h000;
+    params[101] = 9'h000;
+    params[102] = 9'h000;
+    params[103] = 9'h000;
+    params[104] = 9'h000;
+    params[105] = 9'h000;
+    params[106] = 9'h000;
+    params[107] = 9'h000;
+    params[108] = 9'h000;
+    params[109] = 9'h000;
+    params[110] = 9'h000;
+    params[111] = 9'h000;
+    params[112] = 9'h000;
+    params[113] = 9'h000;
+    params[114] = 9'h000;
+    params[115] = 9'h000;
+    params[116] = 9'h000;
+    params[117] = 9'h000;
+    params[118] = 9'h000;
+    params[119] = 9'h000;
+    params[120] = 9'h000;
+    params[121] = 9'h000;
+    params[122] = 9'h000;
+    params[123] = 9'h000;
+    params[124] = 9'h000;
+    params[125] = 9'h000;
+    params[126] = 9'h000;
+    params[127] = 9'h000;
+    params[128] = 9'h000;
+    params[129] = 9'h000;
+    params[130] = 9'h000;
+    params[131] = 9'h000;
+    params[132] = 9'h000;
+    params[133] = 9'h000;
+    params[134] = 9'h000;
+    params[135] = 9'h000;
+    params[136] = 9'h000;
+    params[137] = 9'h000;
+    params[138] = 9'h000;
+    params[139] = 9'h000;
+    params[140] = 9'h000;
+    params[141] = 9'h000;
+    params[142] = 9'h000;
+    params[143] = 9'h000;
+    params[144] = 9'h000;
+    params[145] = 9'h000;
+    params[146] = 9'h000;
+    params[147] = 9'h000;
+    params[148] = 9'h000;
+    params[149] = 9'h000;
+    params[150] = 9'h000;
+    params[151] = 9'h000;
+    params[152] = 9'h000;
+    params[153] = 9'h000;
+    params[154] = 9'h000;
+    params[155] = 9'h000;
+    params[156] = 9'h000;
+    params[157] = 9'h000;
+    params[158] = 9'h000;
+    params[159] = 9'h000;
+    params[160] = 9'h000;
+    params[161] = 9'h000;
+    params[162] = 9'h000;
+    params[163] = 9'h000;
+    params[164] = 9'h000;
+    params[165] = 9'h000;
+    params[166] = 9'h000;
+    params[167] = 9'h000;
+    params[168] = 9'h000;
+    params[169] = 9'h000;
+    params[170] = 9'h000;
+    params[171] = 9'h000;
+    params[172] = 9'h000;
+    params[173] = 9'h000;
+    params[174] = 9'h000;
+    params[175] = 9'h000;
+    params[176] = 9'h000;
+    params[177] = 9'h000;
+    params[178] = 9'h000;
+    params[179] = 9'h000;
+    params[180] = 9'h000;
+    params[181] = 9'h000;
+    params[182] = 9'h000;
+    params[183] = 9'h000;
+    params[184] = 9'h000;
+    params[185] = 9'h000;
+    params[186] = 9'h000;
+    params[187] = 9'h000;
+    params[188] = 9'h000;
+    params[189] = 9'h000;
+    params[190] = 9'h000;
+    params[191] = 9'h000;
+    params[192] = 9'h000;
+    params[193] = 9'h000;
+    params[194] = 9'h000;
+    params[195] = 9'h000;
+    params[196] = 9'h000;
+    params[197] = 9'h000;
+    params[198] = 9'h000;
+    params[199] = 9'h000;
+    params[200] = 9'h000;
+    params[201] = 9'h000;
+    params[202] = 9'h000;
+    params[203] = 9'h000;
+    params[204] = 9'h000;
+    params[205] = 9'h000;
+    params[206] = 9'h000;
+    params[207] = 9'h000;
+    params[208] = 9'h000;
+    params[209] = 9'h000;
+    params[210] = 9'h000;
+    params[211] = 9'h000;
+    params[212] = 9'h000;
+    params[213] = 9'h000;
+    params[214] = 9'h000;
+    params[215] = 9'h000;
+    params[216] = 9'h000;
+    params[217] = 9'h000;
+    params[218] = 9'h000;
+    params[219] = 9'h000;
+    params[220] = 9'h000;
+    params[221] = 9'h000;
+    params[222] = 9'h000;
+    params[223] = 9'h000;
+    params[224] = 9'h000;
+    params[225] = 9'h000;
+    params[226] = 9'h000;
+    params[227] = 9'h000;
+    params[228] = 9'h000;
+    params[229] = 9'h000;
+    params[230] = 9'h000;
+    params[231] = 9'h000;
+    params[232] = 9'h000;
+    params[233] = 9'h000;
+    params[234] = 9'h000;
+    params[235] = 9'h000;
+    params[236] = 9'h000;
+    params[237] = 9'h000;
+    params[238] = 9'h000;
+    params[239] = 9'h000;
+    params[240] = 9'h000;
+    params[241] = 9'h000;
+    params[242] = 9'h000;
+    params[243] = 9'h000;
+    params[244] = 9'h000;
+    params[245] = 9'h000;
+    params[246] = 9'h000;
+    params[247] = 9'h000;
+    params[248] = 9'h000;
+    params[249] = 9'h000;
+    params[250] = 9'h000;
+    params[251] = 9'h000;
+    params[252] = 9'h000;
+    params[253] = 9'h000;
+    params[254] = 9'h000;
+    params[255] = 9'h000;
+    params[256] = 9'h000;
+    params[257] = 9'h000;
+    params[258] = 9'h000;
+    params[259] = 9'h000;
+    params[260] = 9'h000;
+    params[261] = 9'h000;
+    params[262] = 9'h000;
+    params[263] = 9'h000;
+    params[264] = 9'h000;
+    params[265] = 9'h000;
+    params[266] = 9'h000;
+    params[267] = 9'h000;
+    params[268] = 9'h000;
+    params[269] = 9'h000;
+    params[270] = 9'h000;
+    params[271] = 9'h000;
+    params[272] = 9'h000;
+    params[273] = 9'h000;
+    params[274] = 9'h000;
+    params[275] = 9'h000;
+    params[276] = 9'h000;
+    params[277] = 9'h000;
+    params[278] = 9'h000;
+    params[279] = 9'h000;
+    params[280] = 9'h000;
+    params[281] = 9'h000;
+    params[282] = 9'h000;
+    params[283] = 9'h000;
+    params[284] = 9'h000;
+    params[285] = 9'h000;
+    params[286] = 9'h000;
+    params[287] = 9'h000;
+    params[288] = 9'h000;
+    params[289] = 9'h000;
+    params[290] = 9'h000;
+    params[291] = 9'h000;
+    params[292] = 9'h000;
+    params[293] = 9'h000;
+    params[294] = 9'h000;
+    params[295] = 9'h000;
+    params[296] = 9'h000;
+    params[297] = 9'h000;
+    params[298] = 9'h000;
+    params[299] = 9'h000;
+    params[300] = 9'h000;
+    params[301] = 9'h000;
+    params[302] = 9'h000;
+    params[303] = 9'h000;
+    params[304] = 9'h000;
+    params[305] = 9'h000;
+    params[306] = 9'h000;
+    params[307] = 9'h000;
+    params[308] = 9'h000;
+    params[309] = 9'h000;
+    params[310] = 9'h000;
+    params[311] = 9'h000;
+    params[312] = 9'h000;
+    params[313] = 9'h000;
+    params[314] = 9'h000;
+    params[315] = 9'h000;
+    params[316] = 9'h000;
+    params[317] = 9'h000;
+    params[318] = 9'h000;
+    params[319] = 9'h000;
+    params[320] = 9'h000;
+    params[321] = 9'h000;
+    params[322] = 9'h000;
+    params[323] = 9'h000;
+    params[324] = 9'h000;
+    params[325] = 9'h000;
+    params[326] = 9'h000;
+    params[327] = 9'h000;
+    params[328] = 9'h000;
+    params[329] = 9'h000;
+    params[330] = 9'h000;
+    params[331] = 9'h000;
+    params[332] = 9'h000;
+    params[333] = 9'h000;
+    params[334] = 9'h000;
+    params[335] = 9'h000;
+    params[336] = 9'h000;
+    params[337] = 9'h000;
+    params[338] = 9'h000;
+    params[339] = 9'h000;
+    params[340] = 9'h000;
+    params[341] = 9'h000;
+    params[342] = 9'h000;
+    params[343] = 9'h000;
+    params[344] = 9'h000;
+    params[345] = 9'h000;
+    params[346] = 9'h000;
+    params[347] = 9'h000;
+    params[348] = 9'h000;
+    params[349] = 9'h000;
+    params[350] = 9'h000;
+    params[351] = 9'h000;
+    params[352] = 9'h000;
+    params[353] = 9'h000;
+    params[354] = 9'h000;
+    params[355] = 9'h000;
+    params[356] = 9'h000;
+    params[357] = 9'h000;
+    params[358] = 9'h000;
+    params[359] = 9'h000;
+    params[360] = 9'h000;
+    params[361] = 9'h000;
+    params[362] = 9'h000;
+    params[363] = 9'h000;
+    params[364] = 9'h000;
+    params[365] = 9'h000;
+    params[366] = 9'h000;
+    params[367] = 9'h000;
+    params[368] = 9'h000;
+    params[369] = 9'h000;
+    params[370] = 9'h000;
+    params[371] = 9'h000;
+    params[372] = 9'h000;
+    params[373] = 9'h000;
+    params[374] = 9'h000;
+    params[375] = 9'h000;
+    params[376] = 9'h000;
+    params[377] = 9'h000;
+    params[378] = 9'h000;
+    params[379] = 9'h000;
+    params[380] = 9'h000;
+    params[381] = 9'h000;
+    params[382] = 9'h000;
+    params[383] = 9'h000;
+    params[384] = 9'h000;
+    params[385] = 9'h000;
+    params[386] = 9'h000;
+    params[387] = 9'h000;
+    params[388] = 9'h000;
+    params[389] = 9'h000;
+    params[390] = 9'h000;
+    params[391] = 9'h000;
+    params[392] = 9'h000;
+    params[393] = 9'h000;
+    params[394] = 9'h000;
+    params[395] = 9'h000;
+    params[396] = 9'h000;
+    params[397] = 9'h000;
+    params[398] = 9'h000;
+    params[399] = 9'h000;
+    params[400] = 9'h000;
+    params[401] = 9'h000;
+    params[402] = 9'h000;
+    params[403] = 9'h000;
+    params[404] = 9'h000;
+    params[405] = 9'h000;
+    params[406] = 9'h000;
+    params[407] = 9'h000;
+    params[408] = 9'h000;
+    params[409] = 9'h000;
+    params[410] = 9'h000;
+    params[411] = 9'h000;
+    params[412] = 9'h000;
+    params[413] = 9'h000;
+    params[414] = 9'h000;
+    params[415] = 9'h000;
+    params[416] = 9'h000;
+    params[417] = 9'h000;
+    params[418] = 9'h000;
+    params[419] = 9'h000;
+    params[420] = 9'h000;
+    params[421] = 9'h000;
+    params[422] = 9'h000;
+    params[423] = 9'h000;
+    params[424] = 9'h000;
+    params[425] = 9'h000;
+    params[426] = 9'h000;
+    params[427] = 9'h000;
+    params[428] = 9'h000;
+    params[429] = 9'h000;
+    params[430] = 9'h000;
+    params[431] = 9'h000;
+    params[432] = 9'h000;
+    params[433] = 9'h000;
+    params[434] = 9'h000;
+    params[435] = 9'h000;
+    params[436] = 9'h000;
+    params[437] = 9'h000;
+    params[438] = 9'h000;
+    params[439] = 9'h000;
+    params[440] = 9'h000;
+    params[441] = 9'h000;
+    params[442] = 9'h000;
+    params[443] = 9'h000;
+    params[444] = 9'h000;
+    params[445] = 9'h000;
+    params[446] = 9'h000;
+    params[447] = 9'h000;
+    params[448] = 9'h000;
+    params[449] = 9'h000;
+    params[450] = 9'h000;
+    params[451] = 9'h000;
+    params[452] = 9'h000;
+    params[453] = 9'h000;
+    params[454] = 9'h000;
+    params[455] = 9'h000;
+    params[456] = 9'h000;
+    params[457] = 9'h000;
+    params[458] = 9'h000;
+    params[459] = 9'h000;
+    params[460] = 9'h000;
+    params[461] = 9'h000;
+    params[462] = 9'h000;
+    params[463] = 9'h000;
+    params[464] = 9'h000;
+    params[465] = 9'h000;
+    params[466] = 9'h000;
+    params[467] = 9'h000;
+    params[468] = 9'h000;
+    params[469] = 9'h000;
+    params[470] = 9'h000;
+    params[471] = 9'h000;
+    params[472] = 9'h000;
+    params[473] = 9'h000;
+    params[474] = 9'h000;
+    params[475] = 9'h000;
+    params[476] = 9'h000;
+    params[477] = 9'h000;
+    params[478] = 9'h000;
+    params[479] = 9'h000;
+    params[480] = 9'h000;
+    params[481] = 9'h000;
+    params[482] = 9'h000;
+    params[483] = 9'h000;
+    params[484] = 9'h000;
+    params[485] = 9'h000;
+    params[486] = 9'h000;
+    params[487] = 9'h000;
+    params[488] = 9'h000;
+    params[489] = 9'h000;
+    params[490] = 9'h000;
+    params[491] = 9'h000;
+    params[492] = 9'h000;
+    params[493] = 9'h000;
+    params[494] = 9'h000;
+    params[495] = 9'h000;
+    params[496] = 9'h000;
+    params[497] = 9'h000;
+    params[498] = 9'h000;
+    params[499] = 9'h000;
+    params[500] = 9'h000;
+    params[501] = 9'h000;
+    params[502] = 9'h000;
+    params[503] = 9'h000;
+    params[504] = 9'h000;
+    params[505] = 9'h000;
+    params[506] = 9'h000;
+    params[507] = 9'h000;
+    params[508] = 9'h000;
+    params[509] = 9'h000;
+    params[510] = 9'h000;
+    params[511] = 9'h000;
+  end
+  always @(posedge clk) begin
+    if (pm_wr__en)
+      params[host_word[8:0]] <= host_wdata[8:0];
+  end
+  reg [8:0] _0_;
+  always @(posedge clk) begin
+    _0_ <= params[\$signature__addr ];
+  end
+  assign param_rdata = _0_;
+  reg [15:0] state0 [63:0];
+  initial begin
+    state0[0] = 16'h0000;
+    state0[1] = 16'h0000;
+    state0[2] = 16'h0000;
+    state0[3] = 16'h0000;
+    state0[4] = 16'h0000;
+    state0[5] = 16'h0000;
+    state0[6] = 16'h0000;
+    state0[7] = 16'h0000;
+    state0[8] = 16'h0000;
+    state0[9] = 16'h0000;
+    state0[10] = 16'h0000;
+    state0[11] = 16'h0000;
+    state0[12] = 16'h0000;
+    state0[13] = 16'h0000;
+    state0[14] = 16'h0000;
+    state0[15] = 16'h0000;
+    state0[16] = 16'h0000;
+    state0[17] = 16'h0000;
+    state0[18] = 16'h0000;
+    state0[19] = 16'h0000;
+    state0[20] = 16'h0000;
+    state0[21] = 16'h0000;
+    state0[22] = 16'h0000;
+    state0[23] = 16'h0000;
+    state0[24] = 16'h0000;
+    state0[25] = 16'h0000;
+    state0[26] = 16'h0000;
+    state0[27] = 16'h0000;
+    state0[28] = 16'h0000;
+    state0[29] = 16'h0000;
+    state0[30] = 16'h0000;
+    state0[31] = 16'h0000;
+    state0[32] = 16'h0000;
+    state0[33] = 16'h0000;
+    state0[34] = 16'h0000;
+    state0[35] = 16'h0000;
+    state0[36] = 16'h0000;
+    state0[37] = 16'h0000;
+    state0[38] = 16'h0000;
+    state0[39] = 16'h0000;
+    state0[40] = 16'h0000;
+    state0[41] = 16'h0000;
+    state0[42] = 16'h0000;
+    state0[43] = 16'h0000;
+    state0[44] = 16'h0000;
+    state0[45] = 16'h0000;
+    state0[46] = 16'h0000;
+    state0[47] = 16'h0000;
+    state0[48] = 16'h0000;
+    state0[49] = 16'h0000;
+    state0[50] = 16'h0000;
+    state0[51] = 16'h0000;
+    state0[52] = 16'h0000;
+    state0[53] = 16'h0000;
+    state0[54] = 16'h0000;
+    state0[55] = 16'h0000;
+    state0[56] = 16'h0000;
+    state0[57] = 16'h0000;
+    state0[58] = 16'h0000;
+    state0[59] = 16'h0000;
+    state0[60] = 16'h0000;
+    state0[61] = 16'h0000;
+    state0[62] = 16'h0000;
+    state0[63] = 16'h0000;
+  end
+  always @(posedge clk) begin
+    if (wr__en)
+      state0[\$166 [5:0]] <= \$167 [15:0];
+  end
+  reg [15:0] _1_;
+  always @(posedge clk) begin
+    _1_ <= state0[\$165 [5:0]];
+  end
+  assign \$signature__data$78  = _1_;
+  reg [15:0] state1 [63:0];
+  initial begin
+    state1[0] = 16'h0000;
+    state1[1] = 16'h0000;
+    state1[2] = 16'h0000;
+    state1[3] = 16'h0000;
+    state1[4] = 16'h0000;
+    state1[5] = 16'h0000;
+    state1[6] = 16'h0000;
+    state1[7] = 16'h0000;
+    state1[8] = 16'h0000;
+    state1[9] = 16'h0000;
+    state1[10] = 16'h0000;
+    state1[11] = 16'h0000;
+    state1[12] = 16'h0000;
+    state1[13] = 16'h0000;
+    state1[14] = 16'h0000;
+    state1[15] = 16'h0000;
+    state1[16] = 16'h0000;
+    state1[17] = 16'h0000;
+    state1[18] = 16'h0000;
+    state1[19] = 16'h0000;
+    state1[20] = 16'h0000;
+    state1[21] = 16'h0000;
+    state1[22] = 16'h0000;
+    state1[23] = 16'h0000;
+    state1[24] = 16'h0000;
+    state1[25] = 16'h0000;
+    state1[26] = 16'h0000;
+    state1[27] = 16'h0000;
+    state1[28] = 16'h0000;
+    state1[29] = 16'h0000;
+    state1[30] = 16'h0000;
+    state1[31] = 16'h0000;
+    state1[32] = 16'h0000;
+    state1[33] = 16'h0000;
+    state1[34] = 16'h0000;
+    state1[35] = 16'h0000;
+    state1[36] = 16'h0000;
+    state1[37] = 16'h0000;
+    state1[38] = 16'h0000;
+    state1[39] = 16'h0000;
+    state1[40] = 16'h0000;
+    state1[41] = 16'h0000;
+    state1[42] = 16'h0000;
+    state1[43] = 16'h0000;
+    state1[44] = 16'h0000;
+    state1[45] = 16'h0000;
+    state1[46] = 16'h0000;
+    state1[47] = 16'h0000;
+    state1[48] = 16'h0000;
+    state1[49] = 16'h0000;
+    state1[50] = 16'h0000;
+    state1[51] = 16'h0000;
+    state1[52] = 16'h0000;
+    state1[53] = 16'h0000;
+    state1[54] = 16'h0000;
+    state1[55] = 16'h0000;
+    state1[56] = 16'h0000;
+    state1[57] = 16'h0000;
+    state1[58] = 16'h0000;
+    state1[59] = 16'h0000;
+    state1[60] = 16'h0000;
+    state1[61] = 16'h0000;
+    state1[62] = 16'h0000;
+    state1[63] = 16'h0000;
+  end
+  always @(posedge clk) begin
+    if (\wr__en$102 )
+      state1[\$189 [5:0]] <= \$190 [15:0];
+  end
+  reg [15:0] _2_;
+  always @(posedge clk) begin
+    _2_ <= state1[\$188 [5:0]];
+  end
+  assign \$signature__data$97  = _2_;
+  reg [15:0] state2 [63:0];
+  initial begin
+    state2[0] = 16'h0000;
+    state2[1] = 16'h0000;
+    state2[2] = 16'h0000;
+    state2[3] = 16'h0000;
+    state2[4] = 16'h0000;
+    state2[5] = 16'h0000;
+    state2[6] = 16'h0000;
+    state2[7] = 16'h0000;
+    state2[8] = 16'h0000;
+    state2[9] = 16'h0000;
+    state2[10] = 16'h0000;
+    state2[11] = 16'h0000;
+    state2[12] = 16'h0000;
+    state2[13] = 16'h0000;
+    state2[14] = 16'h0000;
+    state2[15] = 16'h0000;
+    state2[16] = 16'h0000;
+    state2[17] = 16'h0000;
+    state2[18] = 16'h0000;
+    state2[19] = 16'h0000;
+    state2[20] = 16'h0000;
+    state2[21] = 16'h0000;
+    state2[22] = 16'h0000;
+    state2[23] = 16'h0000;
+    state2[24] = 16'h0000;
+    state2[25] = 16'h0000;
+    state2[26] = 16'h0000;
+    state2[27] = 16'h0000;
+    state2[28] = 16'h0000;
+    state2[29] = 16'h0000;
+    state2[30] = 16'h0000;
+    state2[31] = 16'h0000;
+    state2[32] = 16'h0000;
+    state2[33] = 16'h0000;
+    state2[34] = 16'h0000;
+    state2[35] = 16'h0000;
+    state2[36] = 16'h0000;
+    state2[37] = 16'h0000;
+    state2[38] = 16'h0000;
+    state2[39] = 16'h0000;
+    state2[40] = 16'h0000;
+    state2[41] = 16'h0000;
+    state2[42] = 16'h0000;
+    state2[43] = 16'h0000;
+    state2[44] = 16'h0000;
+    state2[45] = 16'h0000;
+    state2[46] = 16'h0000;
+    state2[47] = 16'h0000;
+    state2[48] = 16'h0000;
+    state2[49] = 16'h0000;
+    state2[50] = 16'h0000;
+    state2[51] = 16'h0000;
+    state2[52] = 16'h0000;
+    state2[53] = 16'h0000;
+    state2[54] = 16'h0000;
+    state2[55] = 16'h0000;
+    state2[56] = 16'h0000;
+    state2[57] = 16'h0000;
+    state2[58] = 16'h0000;
+    state2[59] = 16'h0000;
+    state2[60] = 16'h0000;
+    state2[61] = 16'h0000;
+    state2[62] = 16'h0000;
+    state2[63] = 16'h0000;
+  end
+  always @(posedge clk) begin
+    if (\wr__en$113 )
+      state2[\$212 [5:0]] <= \$213 [15:0];
+  end
+  reg [15:0] _3_;
+  always @(posedge clk) begin
+    _3_ <= state2[\$211 [5:0]];
+  end
+  assign \$signature__data$108  = _3_;
+  reg [15:0] state3 [63:0];
+  initial begin
+    state3[0] = 16'h0000;
+    state3[1] = 16'h0000;
+    state3[2] = 16'h0000;
+    state3[3] = 16'h0000;
+    state3[4] = 16'h0000;
+    state3[5] = 16'h0000;
+    state3[6] = 16'h0000;
+    state3[7] = 16'h0000;
+    state3[8] = 16'h0000;
+    state3[9] = 16'h0000;
+    state3[10] = 16'h0000;
+    state3[11] = 16'h0000;
+    state3[12] = 16'h0000;
+    state3[13] = 16'h0000;
+    state3[14] = 16'h0000;
+    state3[15] = 16'h0000;
+    state3[16] = 16'h0000;
+    state3[17] = 16'h0000;
+    state3[18] = 16'h0000;
+    state3[19] = 16'h0000;
+    state3[20] = 16'h0000;
+    state3[21] = 16'h0000;
+    state3[22] = 16'h0000;
+    state3[23] = 16'h0000;
+    state3[24] = 16'h0000;
+    state3[25] = 16'h0000;
+    state3[26] = 16'h0000;
+    state3[27] = 16'h0000;
+    state3[28] = 16'h0000;
+    state3[29] = 16'h0000;
+    state3[30] = 16'h0000;
+    state3[31] = 16'h0000;
+    state3[32] = 16'h0000;
+    state3[33] = 16'h0000;
+    state3[34] = 16'h0000;
+    state3[35] = 16'h0000;
+    state3[36] = 16'h0000;
+    state3[37] = 16'h0000;
+    state3[38] = 16'h0000;
+    state3[39] = 16'h0000;
+    state3[40] = 16'h0000;
+    state3[41] = 16'h0000;
+    state3[42] = 16'h0000;
+    state3[43] = 16'h0000;
+    state3[44] = 16'h0000;
+    state3[45] = 16'h0000;
+    state3[46] = 16'h0000;
+    state3[47] = 16'h0000;
+    state3[48] = 16'h0000;
+    state3[49] = 16'h0000;
+    state3[50] = 16'h0000;
+    state3[51] = 16'h0000;
+    state3[52] = 16'h0000;
+    state3[53] = 16'h0000;
+    state3[54] = 16'h0000;
+    state3[55] = 16'h0000;
+    state3[56] = 16'h0000;
+    state3[57] = 16'h0000;
+    state3[58] = 16'h0000;
+    state3[59] = 16'h0000;
+    state3[60] = 16'h0000;
+    state3[61] = 16'h0000;
+    state3[62] = 16'h0000;
+    state3[63] = 16'h0000;
+  end
+  always @(posedge clk) begin
+    if (\wr__en$124 )
+      state3[\$235 [5:0]] <= \$236 [15:0];
+  end
+  reg [15:0] _4_;
+  always @(posedge clk) begin
+    _4_ <= state3[\$234 [5:0]];
+  end
+  assign \$signature__data$119  = _4_;
+  reg [15:0] state4 [63:0];
+  initial begin
+    state4[0] = 16'h0000;
+    state4[1] = 16'h0000;
+    state4[2] = 16'h0000;
+    state4[3] = 16'h0000;
+    state4[4] = 16'h0000;
+    state4[5] = 16'h0000;
+    state4[6] = 16'h0000;
+    state4[7] = 16'h0000;
+    state4[8] = 16'h0000;
+    state4[9] = 16'h0000;
+    state4[10] = 16'h0000;
+    state4[11] = 16'h0000;
+    state4[12] = 16'h0000;
+    state4[13] = 16'h0000;
+    state4[14] = 16'h0000;
+    state4[15] = 16'h0000;
+    state4[16] = 16'h0000;
+    state4[17] = 16'h0000;
+    state4[18] = 16'h0000;
+    state4[19] = 16'h0000;
+    state4[20] = 16'h0000;
+    state4[21] = 16'h0000;
+    state4[22] = 16'h0000;
+    state4[23] = 16'h0000;
+    state4[24] = 16'h0000;
+    state4[25] = 16'h0000;
+    state4[26] = 16'h0000;
+    state4[27] = 16'h0000;
+    state4[28] = 16'h0000;
+    state4[29] = 16'h0000;
+    state4[30] = 16'h0000;
+    state4[31] = 16'h0000;
+    state4[32] = 16'h0000;
+    state4[33] = 16'h0000;
+    state4[34] = 16'h0000;
+    state4[35] = 16'h0000;
+    state4[36] = 16'h0000;
+    state4[37] = 16'h0000;
+    state4[38] = 16'h0000;
+    state4[39] = 16'h0000;
+    state4[40] = 16'h0000;
+    state4[41] = 16'h0000;
+    state4[42] = 16'h0000;
+    state4[43] = 16'h0000;
+    state4[44] = 16'h0000;
+    state4[45] = 16'h0000;
+    state4[46] = 16'h0000;
+    state4[47] = 16'h0000;
+    state4[48] = 16'h0000;
+    state4[49] = 16'h0000;
+    state4[50] = 16'h0000;
+    state4[51] = 16'h0000;
+    state4[52] = 16'h0000;
+    state4[53] = 16'h0000;
+    state4[54] = 16'h0000;
+    state4[55] = 16'h0000;
+    state4[56] = 16'h0000;
+    state4[57] = 16'h0000;
+    state4[58] = 16'h0000;
+    state4[59] = 16'h0000;
+    state4[60] = 16'h0000;
+    state4[61] = 16'h0000;
+    state4[62] = 16'h0000;
+    state4[63] = 16'h0000;
+  end
+  always @(posedge clk) begin
+    if (\wr__en$135 )
+      state4[\$258 [5:0]] <= \$259 [15:0];
+  end
+  reg [15:0] _5_;
+  always @(posedge clk) begin
+    _5_ <= state4[\$257 [5:0]];
+  end
+  assign \$signature__data$130  = _5_;
+  reg [15:0] state5 [63:0];
+  initial begin
+    state5[0] = 16'h0000;
+    state5[1] = 16'h0000;
+    state5[2] = 16'h0000;
+    state5[3] = 16'h0000;
+    state5[4] = 16'h0000;
+    state5[5] = 16'h0000;
+    state5[6] = 16'h0000;
+    state5[7] = 16'h0000;
+    state5[8] = 16'h0000;
+    state5[9] = 16'h0000;
+    state5[10] = 16'h0000;
+    state5[11] = 16'h0000;
+    state5[12] = 16'h0000;
+    state5[13] = 16'h0000;
+    state5[14] = 16'h0000;
+    state5[15] = 16'h0000;
+    state5[16] = 16'h0000;
+    state5[17] = 16'h0000;
+    state5[18] = 16'h0000;
+    state5[19] = 16'h0000;
+    state5[20] = 16'h0000;
+    state5[21] = 16'h0000;
+    state5[22] = 16'h0000;
+    state5[23] = 16'h0000;
+    state5[24] = 16'h0000;
+    state5[25] = 16'h0000;
+    state5[26] = 16'h0000;
+    state5[27] = 16'h0000;
+    state5[28] = 16'h0000;
+    state5[29] = 16'h0000;
+    state5[30] = 16'h0000;
+    state5[31] = 16'h0000;
+    state5[32] = 16'h0000;
+    state5[33] = 16'h0000;
+    state5[34] = 16'h0000;
+    state5[35] = 16'h0000;
+    state5[36] = 16'h0000;
+    state5[37] = 16'h0000;
+    state5[38] = 16'h0000;
+    state5[39] = 16'h0000;
+    state5[40] = 16'h0000;
+    state5[41] = 16'h0000;
+    state5[42] = 16'h0000;
+    state5[43] = 16'h0000;
+    state5[44] = 16'h0000;
+    state5[45] = 16'h0000;
+    state5[46] = 16'h0000;
+    state5[47] = 16'h0000;
+    state5[48] = 16'h0000;
+    state5[49] = 16'h0000;
+    state5[50] = 16'h0000;
+    state5[51] = 16'h0000;
+    state5[52] = 16'h0000;
+    state5[53] = 16'h0000;
+    state5[54] = 16'h0000;
+    state5[55] = 16'h0000;
+    state5[56] = 16'h0000;
+    state5[57] = 16'h0000;
+    state5[58] = 16'h0000;
+    state5[59] = 16'h0000;
+    state5[60] = 16'h0000;
+    state5[61] = 16'h0000;
+    state5[62] = 16'h0000;
+    state5[63] = 16'h0000;
+  end
+  always @(posedge clk) begin
+    if (\wr__en$146 )
+      state5[\$281 [5:0]] <= \$282 [15:0];
+  end
+  reg [15:0] _6_;
+  always @(posedge clk) begin
+    _6_ <= state5[\$280 [5:0]];
+  end
+  assign \$signature__data$141  = _6_;
+  reg [15:0] state6 [63:0];
+  initial begin
+    state6[0] = 16'h0000;
+    state6[1] = 16'h0000;
+    state6[2] = 16'h0000;
+    state6[3] = 16'h0000;
+    state6[4] = 16'h0000;
+    state6[5] = 16'h0000;
+    state6[6] = 16'h0000;
+    state6[7] = 16'h0000;
+    state6[8] = 16'h0000;
+    state6[9] = 16'h0000;
+    state6[10] = 16'h0000;
+    state6[11] = 16'h0000;
+    state6[12] = 16'h0000;
+    state6[13] = 16'h0000;
+    state6[14] = 16'h0000;
+    state6[15] = 16'h0000;
+    state6[16] = 16'h0000;
+    state6[17] = 16'h0000;
+    state6[18] = 16'h0000;
+    state6[19] = 16'h0000;
+    state6[20] = 16'h0000;
+    state6[21] = 16'h0000;
+    state6[22] = 16'h0000;
+    state6[23] = 16'h0000;
+    state6[24] = 16'h0000;
+    state6[25] = 16'h0000;
+    state6[26] = 16'h0000;
+    state6[27] = 16'h0000;
+    state6[28] = 16'h0000;
+    state6[29] = 16'h0000;
+    state6[30] = 16'h0000;
+    state6[31] = 16'h0000;
+    state6[32] = 16'h0000;
+    state6[33] = 16'h0000;
+    state6[34] = 16'h0000;
+    state6[35] = 16'h0000;
+    state6[36] = 16'h0000;
+    state6[37] = 16'h0000;
+    state6[38] = 16'h0000;
+    state6[39] = 16'h0000;
+    state6[40] = 16'h0000;
+    state6[41] = 16'h0000;
+    state6[42] = 16'h0000;
+    state6[43] = 16'h0000;
+    state6[44] = 16'h0000;
+    state6[45] = 16'h0000;
+    state6[46] = 16'h0000;
+    state6[47] = 16'h0000;
+    state6[48] = 16'h0000;
+    state6[49] = 16'h0000;
+    state6[50] = 16'h0000;
+    state6[51] = 16'h0000;
+    state6[52] = 16'h0000;
+    state6[53] = 16'h0000;
+    state6[54] = 16'h0000;
+    state6[55] = 16'h0000;
+    state6[56] = 16'h0000;
+    state6[57] = 16'h0000;
+    state6[58] = 16'h0000;
+    state6[59] = 16'h0000;
+    state6[60] = 16'h0000;
+    state6[61] = 16'h0000;
+    state6[62] = 16'h0000;
+    state6[63] = 16'h0000;
+  end
+  always @(posedge clk) begin
+    if (\wr__en$157 )
+      state6[\$304 [5:0]] <= \$305 [15:0];
+  end
+  reg [15:0] _7_;
+  always @(posedge clk) begin
+    _7_ <= state6[\$303 [5:0]];
+  end
+  assign \$signature__data$152  = _7_;
+  reg [15:0] state7 [63:0];
+  initial begin
+    state7[0] = 16'h0000;
+    state7[1] = 16'h0000;
+    state7[2] = 16'h0000;
+    state7[3] = 16'h0000;
+    state7[4] = 16'h0000;
+    state7[5] = 16'h0000;
+    state7[6] = 16'h0000;
+    state7[7] = 16'h0000;
+    state7[8] = 16'h0000;
+    state7[9] = 16'h0000;
+    state7[10] = 16'h0000;
+    state7[11] = 16'h0000;
+    state7[12] = 16'h0000;
+    state7[13] = 16'h0000;
+    state7[14] = 16'h0000;
+    state7[15] = 16'h0000;
+    state7[16] = 16'h0000;
+    state7[17] = 16'h0000;
+    state7[18] = 16'h0000;
+    state7[19] = 16'h0000;
+    state7[20] = 16'h0000;
+    state7[21] = 16'h0000;
+    state7[22] = 16'h0000;
+    state7[23] = 16'h0000;
+    state7[24] = 16'h0000;
+    state7[25] = 16'h0000;
+    state7[26] = 16'h0000;
+    state7[27] = 16'h0000;
+    state7[28] = 16'h0000;
+    state7[29] = 16'h0000;
+    state7[30] = 16'h0000;
+    state7[31] = 16'h0000;
+    state7[32] = 16'h0000;
+    state7[33] = 16'h0000;
+    state7[34] = 16'h0000;
+    state7[35] = 16'h0000;
+    state7[36] = 16'h0000;
+    state7[37] = 16'h0000;
+    state7[38] = 16'h0000;
+    state7[39] = 16'h0000;
+    state7[40] = 16'h0000;
+    state7[41] = 16'h0000;
+    state7[42] = 16'h0000;
+    state7[43] = 16'h0000;
+    state7[44] = 16'h0000;
+    state7[45] = 16'h0000;
+    state7[46] = 16'h0000;
+    state7[47] = 16'h0000;
+    state7[48] = 16'h0000;
+    state7[49] = 16'h0000;
+    state7[50] = 16'h0000;
+    state7[51] = 16'h0000;
+    state7[52] = 16'h0000;
+    state7[53] = 16'h0000;
+    state7[54] = 16'h0000;
+    state7[55] = 16'h0000;
+    state7[56] = 16'h0000;
+    state7[57] = 16'h0000;
+    state7[58] = 16'h0000;
+    state7[59] = 16'h0000;
+    state7[60] = 16'h0000;
+    state7[61] = 16'h0000;
+    state7[62] = 16'h0000;
+    state7[63] = 16'h0000;
+  end
+  always @(posedge clk) begin
+    if (\wr__en$168 )
+      state7[\$327 [5:0]] <= \$328 [15:0];
+  end
+  reg [15:0] _8_;
+  always @(posedge clk) begin
+    _8_ <= state7[\$326 [5:0]];
+  end
+  assign \$signature__data$163  = _8_;
+  always @(posedge clk)
+    ssm_v2 <= \$425 ;
+  always @(posedge clk)
+    ssm_v3 <= \$426 ;
+  always @(posedge clk)
+    ssm_v4 <= \$427 ;
+  always @(posedge clk)
+    ssm_v5 <= \$428 ;
+  always @(posedge clk)
+    ssm_v6 <= \$429 ;
+  always @(posedge clk)
+    ssm_v7 <= \$430 ;
+  always @(posedge clk)
+    ssm_v8 <= \$431 ;
+  always @(posedge clk)
+    ssm_v9 <= \$432 ;
+  always @(posedge clk)
+    ssm_v10 <= \$433 ;
+  always @(posedge clk)
+    ssm_v11 <= \$434 ;
+  always @(posedge clk)
+    ssm_v12 <= \$435 ;
+  always @(posedge clk)
+    ssm_v13 <= \$436 ;
+  always @(posedge clk)
+    ssm_v14 <= \$437 ;
+  always @(posedge clk)
+    ssm_v15 <= \$438 ;
+  always @(posedge clk)
+    ssm_q0 <= \$439 ;
+  always @(posedge clk)
+    ssm_q1 <= \$440 ;
+  always @(posedge clk)
+    ssm_q2 <= \$441 ;
+  always @(posedge clk)
+    ssm_q3 <= \$442 ;
+  always @(posedge clk)
+    ssm_q4 <= \$443 ;
+  always @(posedge clk)
+    ssm_q5 <= \$444 ;
+  always @(posedge clk)
+    ssm_q6 <= \$445 ;
+  always @(posedge clk)
+    ssm_q7 <= \$446 ;
+  always @(posedge clk)
+    ssm_q8 <= \$447 ;
+  always @(posedge clk)
+    ssm_q9 <= \$448 ;
+  always @(posedge clk)
+    ssm_q10 <= \$449 ;
+  always @(posedge clk)
+    ssm_q11 <= \$450 ;
+  always @(posedge clk)
+    ssm_q12 <= \$451 ;
+  always @(posedge clk)
+    ssm_q13 <= \$452 ;
+  always @(posedge clk)
+    ssm_q14 <= \$453 ;
+  always @(posedge clk)
+    ssm_q15 <= \$454 ;
+  always @(posedge clk)
+    ssm_gate <= \$455 ;
+  always @(posedge clk)
+    p1_valid <= \$456 ;
+  always @(posedge clk)
+    p1_row <= \$457 ;
+  always @(posedge clk)
+    p1_addr <= \$458 ;
+  always @(posedge clk)
+    ssm_yacc0 <= \$459 ;
+  always @(posedge clk)
+    ssm_yacc1 <= \$460 ;
+  always @(posedge clk)
+    ssm_yacc2 <= \$461 ;
+  always @(posedge clk)
+    ssm_yacc3 <= \$462 ;
+  always @(posedge clk)
+    ssm_yacc4 <= \$463 ;
+  always @(posedge clk)
+    ssm_yacc5 <= \$464 ;
+  always @(posedge clk)
+    ssm_yacc6 <= \$465 ;
+  always @(posedge clk)
+    ssm_yacc7 <= \$466 ;
+  always @(posedge clk)
+    chunk <= \$467 ;
+  always @(posedge clk)
+    fsm_state <= \$468 ;
+  always @(posedge clk)
+    gop <= \$469 ;
+  always @(posedge clk)
+    g_const <= \$470 ;
+  always @(posedge clk)
+    gbase <= \$471 ;
+  always @(posedge clk)
+    pass_row <= \$472 ;
+  always @(posedge clk)
+    arow <= \$473 ;
+  assign \$1  = g1_const ? g1_n : { 1'h0, ev_index };
+  assign g_value = g1_const ? param_rdata[7:0] : ev_value;
+  assign \$2  = gbase + n;
+  assign \$3  = busy ? \$2  : { 1'h0, host_word };
+  assign \$4  = pass_row <= 1'h0;
+  assign \$5  = entry[4:0] > 1'h0;
+  assign \$6  = \$4  & \$5 ;
+  assign \$7  = ~ entry[46];
+  assign \$8  = | ssm_k0;
+  assign \$9  = \$7  | \$8 ;
+  assign \$10  = | ssm_q0;
+  assign \$11  = \$9  | \$10 ;
+  assign \$12  = \$6  & \$11 ;
+  assign \$13  = pass_row <= 1'h1;
+  assign \$14  = entry[4:0] > 1'h1;
+  assign \$15  = \$13  & \$14 ;
+  assign \$16  = ~ entry[46];
+  assign \$17  = | ssm_k1;
+  assign \$18  = \$16  | \$17 ;
+  assign \$19  = | ssm_q1;
+  assign \$20  = \$18  | \$19 ;
+  assign \$21  = \$15  & \$20 ;
+  assign \$22  = pass_row <= 2'h2;
+  assign \$23  = entry[4:0] > 2'h2;
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = ~ entry[46];
+  assign \$26  = | ssm_k2;
+  assign \$27  = \$25  | \$26 ;
+  assign \$28  = | ssm_q2;
+  assign \$29  = \$27  | \$28 ;
+  assign \$30  = \$24  & \$29 ;
+  assign \$31  = pass_row <= 2'h3;
+  assign \$32  = entry[4:0] > 2'h3;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = ~ entry[46];
+  assign \$35  = | ssm_k3;
+  assign \$36  = \$34  | \$35 ;
+  assign \$37  = | ssm_q3;
+  assign \$38  = \$36  | \$37 ;
+  assign \$39  = \$33  & \$38 ;
+  assign \$40  = pass_row <= 3'h4;
+  assign \$41  = entry[4:0] > 3'h4;
+  assign \$42  = \$40  & \$41 ;
+  assign \$43  = ~ entry[46];
+  assign \$44  = | ssm_k4;
+  assign \$45  = \$43  | \$44 ;
+  assign \$46  = | ssm_q4;
+  assign \$47  = \$45  | \$46 ;
+  assign \$48  = \$42  & \$47 ;
+  assign \$49  = pass_row <= 3'h5;
+  assign \$50  = entry[4:0] > 3'h5;
+  assign \$51  = \$49  & \$50 ;
+  assign \$52  = ~ entry[46];
+  assign \$53  = | ssm_k5;
+  assign \$54  = \$52  | \$53 ;
+  assign \$55  = | ssm_q5;
+  assign \$56  = \$54  | \$55 ;
+  assign \$57  = \$51  & \$56 ;
+  assign \$58  = pass_row <= 3'h6;
+  assign \$59  = entry[4:0] > 3'h6;
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = ~ entry[46];
+  assign \$62  = | ssm_k6;
+  assign \$63  = \$61  | \$62 ;
+  assign \$64  = | ssm_q6;
+  assign \$65  = \$63  | \$64 ;
+  assign \$66  = \$60  & \$65 ;
+  assign \$67  = pass_row <= 3'h7;
+  assign \$68  = entry[4:0] > 3'h7;
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = ~ entry[46];
+  assign \$71  = | ssm_k7;
+  assign \$72  = \$70  | \$71 ;
+  assign \$73  = | ssm_q7;
+  assign \$74  = \$72  | \$73 ;
+  assign \$75  = \$69  & \$74 ;
+  assign \$76  = pass_row <= 4'h8;
+  assign \$77  = entry[4:0] > 4'h8;
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ entry[46];
+  assign \$80  = | ssm_k8;
+  assign \$81  = \$79  | \$80 ;
+  assign \$82  = | ssm_q8;
+  assign \$83  = \$81  | \$82 ;
+  assign \$84  = \$78  & \$83 ;
+  assign \$85  = pass_row <= 4'h9;
+  assign \$86  = entry[4:0] > 4'h9;
+  assign \$87  = \$85  & \$86 ;
+  assign \$88  = ~ entry[46];
+  assign \$89  = | ssm_k9;
+  assign \$90  = \$88  | \$89 ;
+  assign \$91  = | ssm_q9;
+  assign \$92  = \$90  | \$91 ;
+  assign \$93  = \$87  & \$92 ;
+  assign \$94  = pass_row <= 4'ha;
+  assign \$95  = entry[4:0] > 4'ha;
+  assign \$96  = \$94  & \$95 ;
+  assign \$97  = ~ entry[46];
+  assign \$98  = | ssm_k10;
+  assign \$99  = \$97  | \$98 ;
+  assign \$100  = | ssm_q10;
+  assign \$101  = \$99  | \$100 ;
+  assign \$102  = \$96  & \$101 ;
+  assign \$103  = pass_row <= 4'hb;
+  assign \$104  = entry[4:0] > 4'hb;
+  assign \$105  = \$103  & \$104 ;
+  assign \$106  = ~ entry[46];
+  assign \$107  = | ssm_k11;
+  assign \$108  = \$106  | \$107 ;
+  assign \$109  = | ssm_q11;
+  assign \$110  = \$108  | \$109 ;
+  assign \$111  = \$105  & \$110 ;
+  assign \$112  = pass_row <= 4'hc;
+  assign \$113  = entry[4:0] > 4'hc;
+  assign \$114  = \$112  & \$113 ;
+  assign \$115  = ~ entry[46];
+  assign \$116  = | ssm_k12;
+  assign \$117  = \$115  | \$116 ;
+  assign \$118  = | ssm_q12;
+  assign \$119  = \$117  | \$118 ;
+  assign \$120  = \$114  & \$119 ;
+  assign \$121  = pass_row <= 4'hd;
+  assign \$122  = entry[4:0] > 4'hd;
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = ~ entry[46];
+  assign \$125  = | ssm_k13;
+  assign \$126  = \$124  | \$125 ;
+  assign \$127  = | ssm_q13;
+  assign \$128  = \$126  | \$127 ;
+  assign \$129  = \$123  & \$128 ;
+  assign \$130  = pass_row <= 4'he;
+  assign \$131  = entry[4:0] > 4'he;
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ~ entry[46];
+  assign \$134  = | ssm_k14;
+  assign \$135  = \$133  | \$134 ;
+  assign \$136  = | ssm_q14;
+  assign \$137  = \$135  | \$136 ;
+  assign \$138  = \$132  & \$137 ;
+  assign \$139  = pass_row <= 4'hf;
+  assign \$140  = entry[4:0] > 4'hf;
+  assign \$141  = \$139  & \$140 ;
+  assign \$142  = ~ entry[46];
+  assign \$143  = | ssm_k15;
+  assign \$144  = \$142  | \$143 ;
+  assign \$145  = | ssm_q15;
+  assign \$146  = \$144  | \$145 ;
+  assign \$147  = \$141  & \$146 ;
+  assign found = | rows_left;
+  assign \$148  = next_row * \port$2420$0 [12:8];
+  assign \$149  = entry[10:5] + \$148 ;
+  assign \$150  = \$149  + chunk;
+  assign \$151  = chunk * 4'h8;
+  assign \$152  = \$151  + 1'h0;
+  assign \$153  = \$152  < \port$2420$0 [7:0];
+  assign \$154  = chunk * 4'h8;
+  assign \$155  = \$154  + 1'h0;
+  assign \$156  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$78 );
+  assign \$159  = $signed(\$158 ) * $signed(ssm_vsel0);
+  assign \$160  = $signed(\$157 ) + $signed(\$159 );
+  assign \$161  = $signed(\$160 ) > $signed(16'h7fff);
+  assign \$162  = $signed(\$160 ) < $signed(16'h8000);
+  assign \$163  = \$162  ? 34'h3ffff8000 : { \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160  };
+  assign \$164  = \$161  ? 34'h000007fff : \$163 ;
+  assign \$165  = busy ? { 3'h0, \$150 [7:0] } : state_word[10:0];
+  assign \$166  = busy ? { 3'h0, p1_addr } : state_word[10:0];
+  assign \$167  = busy ? { \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15:0] } : { 1'h0, state_wdata[46:0] };
+  assign \$168  = p1_valid & valid_lanes[0];
+  assign wr__en = busy ? \$168  : state_we[0];
+  assign ssm_shifted0 = $signed(ssm_yacc0) >>> entry[45:40];
+  assign \$169  = $signed(ssm_shifted0) > $signed(8'h7f);
+  assign \$170  = $signed(ssm_shifted0) < $signed(8'h80);
+  assign \$171  = \$170  ? 28'hfffff80 : ssm_shifted0;
+  assign \$172  = \$169  ? 28'h000007f : \$171 ;
+  assign \$173  = | \$172 [7:0];
+  assign \$174  = chunk * 4'h8;
+  assign \$175  = \$174  + 1'h1;
+  assign \$176  = \$175  < \port$2420$0 [7:0];
+  assign \$177  = chunk * 4'h8;
+  assign \$178  = \$177  + 1'h1;
+  assign \$179  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$97 );
+  assign \$182  = $signed(\$181 ) * $signed(ssm_vsel1);
+  assign \$183  = $signed(\$180 ) + $signed(\$182 );
+  assign \$184  = $signed(\$183 ) > $signed(16'h7fff);
+  assign \$185  = $signed(\$183 ) < $signed(16'h8000);
+  assign \$186  = \$185  ? 34'h3ffff8000 : { \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183  };
+  assign \$187  = \$184  ? 34'h000007fff : \$186 ;
+  assign \$188  = busy ? { 3'h0, \$150 [7:0] } : state_word[21:11];
+  assign \$189  = busy ? { 3'h0, p1_addr } : state_word[21:11];
+  assign \$190  = busy ? { \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15:0] } : { 1'h0, state_wdata[93:47] };
+  assign \$191  = p1_valid & valid_lanes[1];
+  assign \wr__en$102  = busy ? \$191  : state_we[1];
+  assign ssm_shifted1 = $signed(ssm_yacc1) >>> entry[45:40];
+  assign \$192  = $signed(ssm_shifted1) > $signed(8'h7f);
+  assign \$193  = $signed(ssm_shifted1) < $signed(8'h80);
+  assign \$194  = \$193  ? 28'hfffff80 : ssm_shifted1;
+  assign \$195  = \$192  ? 28'h000007f : \$194 ;
+  assign \$196  = | \$195 [7:0];
+  assign \$197  = chunk * 4'h8;
+  assign \$198  = \$197  + 2'h2;
+  assign \$199  = \$198  < \port$2420$0 [7:0];
+  assign \$200  = chunk * 4'h8;
+  assign \$201  = \$200  + 2'h2;
+  assign \$202  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$108 );
+  assign \$205  = $signed(\$204 ) * $signed(ssm_vsel2);
+  assign \$206  = $signed(\$203 ) + $signed(\$205 );
+  assign \$207  = $signed(\$206 ) > $signed(16'h7fff);
+  assign \$208  = $signed(\$206 ) < $signed(16'h8000);
+  assign \$209  = \$208  ? 34'h3ffff8000 : { \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206  };
+  assign \$210  = \$207  ? 34'h000007fff : \$209 ;
+  assign \$211  = busy ? { 3'h0, \$150 [7:0] } : state_word[32:22];
+  assign \$212  = busy ? { 3'h0, p1_addr } : state_word[32:22];
+  assign \$213  = busy ? { \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15:0] } : { 1'h0, state_wdata[140:94] };
+  assign \$214  = p1_valid & valid_lanes[2];
+  assign \wr__en$113  = busy ? \$214  : state_we[2];
+  assign ssm_shifted2 = $signed(ssm_yacc2) >>> entry[45:40];
+  assign \$215  = $signed(ssm_shifted2) > $signed(8'h7f);
+  assign \$216  = $signed(ssm_shifted2) < $signed(8'h80);
+  assign \$217  = \$216  ? 28'hfffff80 : ssm_shifted2;
+  assign \$218  = \$215  ? 28'h000007f : \$217 ;
+  assign \$219  = | \$218 [7:0];
+  assign \$220  = chunk * 4'h8;
+  assign \$221  = \$220  + 2'h3;
+  assign \$222  = \$221  < \port$2420$0 [7:0];
+  assign \$223  = chunk * 4'h8;
+  assign \$224  = \$223  + 2'h3;
+  assign \$225  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$119 );
+  assign \$228  = $signed(\$227 ) * $signed(ssm_vsel3);
+  assign \$229  = $signed(\$226 ) + $signed(\$228 );
+  assign \$230  = $signed(\$229 ) > $signed(16'h7fff);
+  assign \$231  = $signed(\$229 ) < $signed(16'h8000);
+  assign \$232  = \$231  ? 34'h3ffff8000 : { \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229  };
+  assign \$233  = \$230  ? 34'h000007fff : \$232 ;
+  assign \$234  = busy ? { 3'h0, \$150 [7:0] } : state_word[43:33];
+  assign \$235  = busy ? { 3'h0, p1_addr } : state_word[43:33];
+  assign \$236  = busy ? { \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15:0] } : { 1'h0, state_wdata[187:141] };
+  assign \$237  = p1_valid & valid_lanes[3];
+  assign \wr__en$124  = busy ? \$237  : state_we[3];
+  assign ssm_shifted3 = $signed(ssm_yacc3) >>> entry[45:40];
+  assign \$238  = $signed(ssm_shifted3) > $signed(8'h7f);
+  assign \$239  = $signed(ssm_shifted3) < $signed(8'h80);
+  assign \$240  = \$239  ? 28'hfffff80 : ssm_shifted3;
+  assign \$241  = \$238  ? 28'h000007f : \$240 ;
+  assign \$242  = | \$241 [7:0];
+  assign \$243  = chunk * 4'h8;
+  assign \$244  = \$243  + 3'h4;
+  assign \$245  = \$244  < \port$2420$0 [7:0];
+  assign \$246  = chunk * 4'h8;
+  assign \$247  = \$246  + 3'h4;
+  assign \$248  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$130 );
+  assign \$251  = $signed(\$250 ) * $signed(ssm_vsel4);
+  assign \$252  = $signed(\$249 ) + $signed(\$251 );
+  assign \$253  = $signed(\$252 ) > $signed(16'h7fff);
+  assign \$254  = $signed(\$252 ) < $signed(16'h8000);
+  assign \$255  = \$254  ? 34'h3ffff8000 : { \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252  };
+  assign \$256  = \$253  ? 34'h000007fff : \$255 ;
+  assign \$257  = busy ? { 3'h0, \$150 [7:0] } : state_word[54:44];
+  assign \$258  = busy ? { 3'h0, p1_addr } : state_word[54:44];
+  assign \$259  = busy ? { \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15:0] } : { 1'h0, state_wdata[234:188] };
+  assign \$260  = p1_valid & valid_lanes[4];
+  assign \wr__en$135  = busy ? \$260  : state_we[4];
+  assign ssm_shifted4 = $signed(ssm_yacc4) >>> entry[45:40];
+  assign \$261  = $signed(ssm_shifted4) > $signed(8'h7f);
+  assign \$262  = $signed(ssm_shifted4) < $signed(8'h80);
+  assign \$263  = \$262  ? 28'hfffff80 : ssm_shifted4;
+  assign \$264  = \$261  ? 28'h000007f : \$263 ;
+  assign \$265  = | \$264 [7:0];
+  assign \$266  = chunk * 4'h8;
+  assign \$267  = \$266  + 3'h5;
+  assign \$268  = \$267  < \port$2420$0 [7:0];
+  assign \$269  = chunk * 4'h8;
+  assign \$270  = \$269  + 3'h5;
+  assign \$271  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$141 );
+  assign \$274  = $signed(\$273 ) * $signed(ssm_vsel5);
+  assign \$275  = $signed(\$272 ) + $signed(\$274 );
+  assign \$276  = $signed(\$275 ) > $signed(16'h7fff);
+  assign \$277  = $signed(\$275 ) < $signed(16'h8000);
+  assign \$278  = \$277  ? 34'h3ffff8000 : { \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275  };
+  assign \$279  = \$276  ? 34'h000007fff : \$278 ;
+  assign \$280  = busy ? { 3'h0, \$150 [7:0] } : state_word[65:55];
+  assign \$281  = busy ? { 3'h0, p1_addr } : state_word[65:55];
+  assign \$282  = busy ? { \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15:0] } : { 1'h0, state_wdata[281:235] };
+  assign \$283  = p1_valid & valid_lanes[5];
+  assign \wr__en$146  = busy ? \$283  : state_we[5];
+  assign ssm_shifted5 = $signed(ssm_yacc5) >>> entry[45:40];
+  assign \$284  = $signed(ssm_shifted5) > $signed(8'h7f);
+  assign \$285  = $signed(ssm_shifted5) < $signed(8'h80);
+  assign \$286  = \$285  ? 28'hfffff80 : ssm_shifted5;
+  assign \$287  = \$284  ? 28'h000007f : \$286 ;
+  assign \$288  = | \$287 [7:0];
+  assign \$289  = chunk * 4'h8;
+  assign \$290  = \$289  + 3'h6;
+  assign \$291  = \$290  < \port$2420$0 [7:0];
+  assign \$292  = chunk * 4'h8;
+  assign \$293  = \$292  + 3'h6;
+  assign \$294  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$152 );
+  assign \$297  = $signed(\$296 ) * $signed(ssm_vsel6);
+  assign \$298  = $signed(\$295 ) + $signed(\$297 );
+  assign \$299  = $signed(\$298 ) > $signed(16'h7fff);
+  assign \$300  = $signed(\$298 ) < $signed(16'h8000);
+  assign \$301  = \$300  ? 34'h3ffff8000 : { \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298  };
+  assign \$302  = \$299  ? 34'h000007fff : \$301 ;
+  assign \$303  = busy ? { 3'h0, \$150 [7:0] } : state_word[76:66];
+  assign \$304  = busy ? { 3'h0, p1_addr } : state_word[76:66];
+  assign \$305  = busy ? { \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15:0] } : { 1'h0, state_wdata[328:282] };
+  assign \$306  = p1_valid & valid_lanes[6];
+  assign \wr__en$157  = busy ? \$306  : state_we[6];
+  assign ssm_shifted6 = $signed(ssm_yacc6) >>> entry[45:40];
+  assign \$307  = $signed(ssm_shifted6) > $signed(8'h7f);
+  assign \$308  = $signed(ssm_shifted6) < $signed(8'h80);
+  assign \$309  = \$308  ? 28'hfffff80 : ssm_shifted6;
+  assign \$310  = \$307  ? 28'h000007f : \$309 ;
+  assign \$311  = | \$310 [7:0];
+  assign \$312  = chunk * 4'h8;
+  assign \$313  = \$312  + 3'h7;
+  assign \$314  = \$313  < \port$2420$0 [7:0];
+  assign \$315  = chunk * 4'h8;
+  assign \$316  = \$315  + 3'h7;
+  assign \$317  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$163 );
+  assign \$320  = $signed(\$319 ) * $signed(ssm_vsel7);
+  assign \$321  = $signed(\$318 ) + $signed(\$320 );
+  assign \$322  = $signed(\$321 ) > $signed(16'h7fff);
+  assign \$323  = $signed(\$321 ) < $signed(16'h8000);
+  assign \$324  = \$323  ? 34'h3ffff8000 : { \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321  };
+  assign \$325  = \$322  ? 34'h000007fff : \$324 ;
+  assign \$326  = busy ? { 3'h0, \$150 [7:0] } : state_word[87:77];
+  assign \$327  = busy ? { 3'h0, p1_addr } : state_word[87:77];
+  assign \$328  = busy ? { \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15:0] } : { 1'h0, state_wdata[375:329] };
+  assign \$329  = p1_valid & valid_lanes[7];
+  assign \wr__en$168  = busy ? \$329  : state_we[7];
+  assign ssm_shifted7 = $signed(ssm_yacc7) >>> entry[45:40];
+  assign \$330  = $signed(ssm_shifted7) > $signed(8'h7f);
+  assign \$331  = $signed(ssm_shifted7) < $signed(8'h80);
+  assign \$332  = \$331  ? 28'hfffff80 : ssm_shifted7;
+  assign \$333  = \$330  ? 28'h000007f : \$332 ;
+  assign \$334  = | \$333 [7:0];
+  assign \$335  = ssm_ynz & valid_lanes;
+  assign row_send = emit_values ? valid_lanes : \$335 ;
+  assign \$336  = chunk * 4'h8;
+  assign \$337  = gop == 3'h4;
+  assign \$338  = entry[19:11] + 1'h0;
+  assign \$339  = entry[19:11] + entry[4:0];
+  assign \$340  = entry[4:0] + \port$2420$0 [7:0];
+  assign \$341  = entry[19:11] + \$340 ;
+  assign \$342  = cur ^ op_rec;
+  assign \$343  = ! op_src;
+  assign \$344  = op_const ? op_length : list_count;
+  assign \$345  = present ? \$344  : 8'h00;
+  assign \$346  = n < cnt;
+  assign \$347  = ~ g_const;
+  assign \$348  = arow + next_row;
+  assign \$349  = chunk + 1'h1;
+  assign \$350  = \$349  == \port$2420$0 [12:8];
+  assign \$351  = ! fsm_state;
+  assign \$352  = fsm_state == 1'h1;
+  assign \$353  = fsm_state == 2'h2;
+  assign \$354  = fsm_state == 2'h3;
+  assign \$355  = fsm_state == 3'h4;
+  assign \$356  = fsm_state == 3'h5;
+  assign \$357  = fsm_state == 3'h6;
+  assign \$358  = fsm_state == 3'h7;
+  assign \$359  = ! \$1 [6:0];
+  assign \$360  = \$1 [6:0] == 1'h1;
+  assign \$361  = \$1 [6:0] == 2'h2;
+  assign \$362  = \$1 [6:0] == 2'h3;
+  assign \$363  = \$1 [6:0] == 3'h4;
+  assign \$364  = \$1 [6:0] == 3'h5;
+  assign \$365  = \$1 [6:0] == 3'h6;
+  assign \$366  = \$1 [6:0] == 3'h7;
+  assign \$368  = $signed(\$367 ) * $signed(\$164 [15:0]);
+  assign \$369  = $signed(ssm_yacc0) + $signed(\$368 );
+  assign \$371  = $signed(\$370 ) * $signed(\$187 [15:0]);
+  assign \$372  = $signed(ssm_yacc1) + $signed(\$371 );
+  assign \$374  = $signed(\$373 ) * $signed(\$210 [15:0]);
+  assign \$375  = $signed(ssm_yacc2) + $signed(\$374 );
+  assign \$377  = $signed(\$376 ) * $signed(\$233 [15:0]);
+  assign \$378  = $signed(ssm_yacc3) + $signed(\$377 );
+  assign \$380  = $signed(\$379 ) * $signed(\$256 [15:0]);
+  assign \$381  = $signed(ssm_yacc4) + $signed(\$380 );
+  assign \$383  = $signed(\$382 ) * $signed(\$279 [15:0]);
+  assign \$384  = $signed(ssm_yacc5) + $signed(\$383 );
+  assign \$386  = $signed(\$385 ) * $signed(\$302 [15:0]);
+  assign \$387  = $signed(ssm_yacc6) + $signed(\$386 );
+  assign \$389  = $signed(\$388 ) * $signed(\$325 [15:0]);
+  assign \$390  = $signed(ssm_yacc7) + $signed(\$389 );
+  assign \$391  = gop == 3'h4;
+  assign \$392  = n < cnt;
+  assign \$393  = gop + 1'h1;
+  assign \$394  = 2'h2 * entry[4:0];
+  assign \$395  = entry[19:11] + \$394 ;
+  assign \$396  = \$395  + \port$2420$0 [7:0];
+  assign \$397  = ssm_gate * entry[4:0];
+  assign \$398  = \$396  + \$397 ;
+  assign \$399  = next_row + 1'h1;
+  assign \$400  = chunk + 1'h1;
+  assign \$401  = \$400  == \port$2420$0 [12:8];
+  assign \$402  = chunk + 1'h1;
+  always @(posedge clk)
+    g1_valid <= \$403 ;
+  always @(posedge clk)
+    g1_op <= \$404 ;
+  always @(posedge clk)
+    g1_const <= \$405 ;
+  always @(posedge clk)
+    g1_n <= \$406 ;
+  always @(posedge clk)
+    ssm_k0 <= \$407 ;
+  always @(posedge clk)
+    ssm_k1 <= \$408 ;
+  always @(posedge clk)
+    ssm_k2 <= \$409 ;
+  always @(posedge clk)
+    ssm_k3 <= \$410 ;
+  always @(posedge clk)
+    ssm_k4 <= \$411 ;
+  always @(posedge clk)
+    ssm_k5 <= \$412 ;
+  always @(posedge clk)
+    ssm_k6 <= \$413 ;
+  always @(posedge clk)
+    ssm_k7 <= \$414 ;
+  always @(posedge clk)
+    ssm_k8 <= \$415 ;
+  always @(posedge clk)
+    ssm_k9 <= \$416 ;
+  always @(posedge clk)
+    ssm_k10 <= \$417 ;
+  always @(posedge clk)
+    ssm_k11 <= \$418 ;
+  always @(posedge clk)
+    ssm_k12 <= \$419 ;
+  always @(posedge clk)
+    ssm_k13 <= \$420 ;
+  always @(posedge clk)
+    ssm_k14 <= \$421 ;
+  always @(posedge clk)
+    ssm_k15 <= \$422 ;
+  always @(posedge clk)
+    ssm_v0 <= \$423 ;
+  always @(posedge clk)
+    ssm_v1 <= \$424 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$425  = ssm_v2;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  \$425  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$425  = 8'h00;
+    endcase
+    if (rst) begin
+      \$425  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$426  = ssm_v3;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  \$426  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$426  = 8'h00;
+    endcase
+    if (rst) begin
+      \$426  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$427  = ssm_v4;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  \$427  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$427  = 8'h00;
+    endcase
+    if (rst) begin
+      \$427  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$428  = ssm_v5;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  \$428  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$428  = 8'h00;
+    endcase
+    if (rst) begin
+      \$428  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$429  = ssm_v6;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  \$429  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$429  = 8'h00;
+    endcase
+    if (rst) begin
+      \$429  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$430  = ssm_v7;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  \$430  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$430  = 8'h00;
+    endcase
+    if (rst) begin
+      \$430  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$431  = ssm_v8;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  \$431  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$431  = 8'h00;
+    endcase
+    if (rst) begin
+      \$431  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$432  = ssm_v9;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  \$432  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$432  = 8'h00;
+    endcase
+    if (rst) begin
+      \$432  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$433  = ssm_v10;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  \$433  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$433  = 8'h00;
+    endcase
+    if (rst) begin
+      \$433  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$434  = ssm_v11;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  \$434  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$434  = 8'h00;
+    endcase
+    if (rst) begin
+      \$434  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$435  = ssm_v12;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  \$435  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$435  = 8'h00;
+    endcase
+    if (rst) begin
+      \$435  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$436  = ssm_v13;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  \$436  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$436  = 8'h00;
+    endcase
+    if (rst) begin
+      \$436  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$437  = ssm_v14;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
+                  \$437  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$437  = 8'h00;
+    endcase
+    if (rst) begin
+      \$437  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$438  = ssm_v15;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
+                  /* empty */;
+              7'h0f:
+                  \$438  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$438  = 8'h00;
+    endcase
+    if (rst) begin
+      \$438  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$439  = ssm_q0;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  \$439  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$439  = 8'h00;
+    endcase
+    if (rst) begin
+      \$439  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$440  = ssm_q1;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  \$440  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$440  = 8'h00;
+    endcase
+    if (rst) begin
+      \$440  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$441  = ssm_q2;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  \$441  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$441  = 8'h00;
+    endcase
+    if (rst) begin
+      \$441  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$442  = ssm_q3;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  \$442  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$442  = 8'h00;
+    endcase
+    if (rst) begin
+      \$442  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$443  = ssm_q4;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  \$443  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$443  = 8'h00;
+    endcase
+    if (rst) begin
+      \$443  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$444  = ssm_q5;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  \$444  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$444  = 8'h00;
+    endcase
+    if (rst) begin
+      \$444  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$445  = ssm_q6;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  \$445  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$445  = 8'h00;
+    endcase
+    if (rst) begin
+      \$445  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$446  = ssm_q7;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  \$446  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$446  = 8'h00;
+    endcase
+    if (rst) begin
+      \$446  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$447  = ssm_q8;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  \$447  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$447  = 8'h00;
+    endcase
+    if (rst) begin
+      \$447  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$448  = ssm_q9;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  \$448  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$448  = 8'h00;
+    endcase
+    if (rst) begin
+      \$448  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$449  = ssm_q10;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  \$449  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$449  = 8'h00;
+    endcase
+    if (rst) begin
+      \$449  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$450  = ssm_q11;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  \$450  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$450  = 8'h00;
+    endcase
+    if (rst) begin
+      \$450  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$451  = ssm_q12;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  \$451  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$451  = 8'h00;
+    endcase
+    if (rst) begin
+      \$451  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$452  = ssm_q13;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  \$452  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$452  = 8'h00;
+    endcase
+    if (rst) begin
+      \$452  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$453  = ssm_q14;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
+                  \$453  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$453  = 8'h00;
+    endcase
+    if (rst) begin
+      \$453  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$454  = ssm_q15;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
+                  /* empty */;
+              7'h0f:
+                  \$454  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$454  = 8'h00;
+    endcase
+    if (rst) begin
+      \$454  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$455  = ssm_gate;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            /* empty */;
+        3'h3:
+          begin
+            if (\$359 ) begin
+              \$455 [0] = 1'h1;
+            end
+            if (\$360 ) begin
+              \$455 [1] = 1'h1;
+            end
+            if (\$361 ) begin
+              \$455 [2] = 1'h1;
+            end
+            if (\$362 ) begin
+              \$455 [3] = 1'h1;
+            end
+            if (\$363 ) begin
+              \$455 [4] = 1'h1;
+            end
+            if (\$364 ) begin
+              \$455 [5] = 1'h1;
+            end
+            if (\$365 ) begin
+              \$455 [6] = 1'h1;
+            end
+            if (\$366 ) begin
+              \$455 [7] = 1'h1;
+            end
+          end
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$455  = 8'h00;
+    endcase
+    if (rst) begin
+      \$455  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$456  = p_issue;
+    if (rst) begin
+      \$456  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$457  = next_row;
+    if (rst) begin
+      \$457  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$458  = \$150 [7:0];
+    if (rst) begin
+      \$458  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$459  = ssm_yacc0;
+    if (p1_valid) begin
+      \$459  = \$369 [27:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          \$459  = 28'h0000000;
+    endcase
+    if (rst) begin
+      \$459  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$460  = ssm_yacc1;
+    if (p1_valid) begin
+      \$460  = \$372 [27:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          \$460  = 28'h0000000;
+    endcase
+    if (rst) begin
+      \$460  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$461  = ssm_yacc2;
+    if (p1_valid) begin
+      \$461  = \$375 [27:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          \$461  = 28'h0000000;
+    endcase
+    if (rst) begin
+      \$461  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$462  = ssm_yacc3;
+    if (p1_valid) begin
+      \$462  = \$378 [27:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          \$462  = 28'h0000000;
+    endcase
+    if (rst) begin
+      \$462  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$463  = ssm_yacc4;
+    if (p1_valid) begin
+      \$463  = \$381 [27:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          \$463  = 28'h0000000;
+    endcase
+    if (rst) begin
+      \$463  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$464  = ssm_yacc5;
+    if (p1_valid) begin
+      \$464  = \$384 [27:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          \$464  = 28'h0000000;
+    endcase
+    if (rst) begin
+      \$464  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$465  = ssm_yacc6;
+    if (p1_valid) begin
+      \$465  = \$387 [27:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          \$465  = 28'h0000000;
+    endcase
+    if (rst) begin
+      \$465  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$466  = ssm_yacc7;
+    if (p1_valid) begin
+      \$466  = \$390 [27:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          \$466  = 28'h0000000;
+    endcase
+    if (rst) begin
+      \$466  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$467  = chunk;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      3'h0:
+          if (start) begin
+            \$467  = 5'h00;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          /* empty */;
+      3'h7:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (\$401 ) begin
+            end else begin
+              \$467  = \$402 [4:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$467  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$468  = fsm_state;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      3'h0:
+          if (start) begin
+            \$468  = 3'h1;
+          end
+      3'h1:
+          \$468  = 3'h2;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$391 ) begin
+            \$468  = 3'h3;
+          end else begin
+            \$468  = 3'h4;
+          end
+      3'h4:
+          (* full_case = 32'd1 *)
+          if (\$392 ) begin
+          end else begin
+            \$468  = 3'h2;
+          end
+      3'h3:
+          \$468  = 3'h5;
+      3'h5:
+          (* full_case = 32'd1 *)
+          if (found) begin
+          end else begin
+            \$468  = 3'h6;
+          end
+      3'h6:
+          \$468  = 3'h7;
+      3'h7:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (\$401 ) begin
+              \$468  = 3'h0;
+            end else begin
+              \$468  = 3'h3;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$468  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$469  = gop;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$469  = 3'h0;
+      3'h2:
+          /* empty */;
+      3'h4:
+          (* full_case = 32'd1 *)
+          if (\$392 ) begin
+          end else begin
+            \$469  = \$393 [2:0];
+          end
+    endcase
+    if (rst) begin
+      \$469  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$470  = g_const;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$391 ) begin
+          end else begin
+            \$470  = op_const;
+          end
+    endcase
+    if (rst) begin
+      \$470  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$471  = gbase;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$391 ) begin
+          end else begin
+            \$471  = op_base;
+          end
+    endcase
+    if (rst) begin
+      \$471  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$472  = pass_row;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          \$472  = 5'h00;
+      3'h5:
+          if (found) begin
+            \$472  = \$399 ;
+          end
+    endcase
+    if (rst) begin
+      \$472  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$473  = arow;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          \$473  = \$398 [10:0];
+    endcase
+    if (rst) begin
+      \$473  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    ssm_vsel0 = 8'h00;
+    casez (\$155 )
+      10'h000:
+          ssm_vsel0 = ssm_v0;
+      10'h001:
+          ssm_vsel0 = ssm_v1;
+      10'h002:
+          ssm_vsel0 = ssm_v2;
+      10'h003:
+          ssm_vsel0 = ssm_v3;
+      10'h004:
+          ssm_vsel0 = ssm_v4;
+      10'h005:
+          ssm_vsel0 = ssm_v5;
+      10'h006:
+          ssm_vsel0 = ssm_v6;
+      10'h007:
+          ssm_vsel0 = ssm_v7;
+      10'h008:
+          ssm_vsel0 = ssm_v8;
+      10'h009:
+          ssm_vsel0 = ssm_v9;
+      10'h00a:
+          ssm_vsel0 = ssm_v10;
+      10'h00b:
+          ssm_vsel0 = ssm_v11;
+      10'h00c:
+          ssm_vsel0 = ssm_v12;
+      10'h00d:
+          ssm_vsel0 = ssm_v13;
+      10'h00e:
+          ssm_vsel0 = ssm_v14;
+      10'h00f:
+          ssm_vsel0 = ssm_v15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$158  = ssm_k0;
+      4'h1:
+          \$158  = ssm_k1;
+      4'h2:
+          \$158  = ssm_k2;
+      4'h3:
+          \$158  = ssm_k3;
+      4'h4:
+          \$158  = ssm_k4;
+      4'h5:
+          \$158  = ssm_k5;
+      4'h6:
+          \$158  = ssm_k6;
+      4'h7:
+          \$158  = ssm_k7;
+      4'h8:
+          \$158  = ssm_k8;
+      4'h9:
+          \$158  = ssm_k9;
+      4'ha:
+          \$158  = ssm_k10;
+      4'hb:
+          \$158  = ssm_k11;
+      4'hc:
+          \$158  = ssm_k12;
+      4'hd:
+          \$158  = ssm_k13;
+      4'he:
+          \$158  = ssm_k14;
+      4'hf:
+          \$158  = ssm_k15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    ssm_vsel1 = 8'h00;
+    casez (\$178 )
+      10'h000:
+          ssm_vsel1 = ssm_v0;
+      10'h001:
+          ssm_vsel1 = ssm_v1;
+      10'h002:
+          ssm_vsel1 = ssm_v2;
+      10'h003:
+          ssm_vsel1 = ssm_v3;
+      10'h004:
+          ssm_vsel1 = ssm_v4;
+      10'h005:
+          ssm_vsel1 = ssm_v5;
+      10'h006:
+          ssm_vsel1 = ssm_v6;
+      10'h007:
+          ssm_vsel1 = ssm_v7;
+      10'h008:
+          ssm_vsel1 = ssm_v8;
+      10'h009:
+          ssm_vsel1 = ssm_v9;
+      10'h00a:
+          ssm_vsel1 = ssm_v10;
+      10'h00b:
+          ssm_vsel1 = ssm_v11;
+      10'h00c:
+          ssm_vsel1 = ssm_v12;
+      10'h00d:
+          ssm_vsel1 = ssm_v13;
+      10'h00e:
+          ssm_vsel1 = ssm_v14;
+      10'h00f:
+          ssm_vsel1 = ssm_v15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$181  = ssm_k0;
+      4'h1:
+          \$181  = ssm_k1;
+      4'h2:
+          \$181  = ssm_k2;
+      4'h3:
+          \$181  = ssm_k3;
+      4'h4:
+          \$181  = ssm_k4;
+      4'h5:
+          \$181  = ssm_k5;
+      4'h6:
+          \$181  = ssm_k6;
+      4'h7:
+          \$181  = ssm_k7;
+      4'h8:
+          \$181  = ssm_k8;
+      4'h9:
+          \$181  = ssm_k9;
+      4'ha:
+          \$181  = ssm_k10;
+      4'hb:
+          \$181  = ssm_k11;
+      4'hc:
+          \$181  = ssm_k12;
+      4'hd:
+          \$181  = ssm_k13;
+      4'he:
+          \$181  = ssm_k14;
+      4'hf:
+          \$181  = ssm_k15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    ssm_vsel2 = 8'h00;
+    casez (\$201 )
+      10'h000:
+          ssm_vsel2 = ssm_v0;
+      10'h001:
+          ssm_vsel2 = ssm_v1;
+      10'h002:
+          ssm_vsel2 = ssm_v2;
+      10'h003:
+          ssm_vsel2 = ssm_v3;
+      10'h004:
+          ssm_vsel2 = ssm_v4;
+      10'h005:
+          ssm_vsel2 = ssm_v5;
+      10'h006:
+          ssm_vsel2 = ssm_v6;
+      10'h007:
+          ssm_vsel2 = ssm_v7;
+      10'h008:
+          ssm_vsel2 = ssm_v8;
+      10'h009:
+          ssm_vsel2 = ssm_v9;
+      10'h00a:
+          ssm_vsel2 = ssm_v10;
+      10'h00b:
+          ssm_vsel2 = ssm_v11;
+      10'h00c:
+          ssm_vsel2 = ssm_v12;
+      10'h00d:
+          ssm_vsel2 = ssm_v13;
+      10'h00e:
+          ssm_vsel2 = ssm_v14;
+      10'h00f:
+          ssm_vsel2 = ssm_v15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$204  = ssm_k0;
+      4'h1:
+          \$204  = ssm_k1;
+      4'h2:
+          \$204  = ssm_k2;
+      4'h3:
+          \$204  = ssm_k3;
+      4'h4:
+          \$204  = ssm_k4;
+      4'h5:
+          \$204  = ssm_k5;
+      4'h6:
+          \$204  = ssm_k6;
+      4'h7:
+          \$204  = ssm_k7;
+      4'h8:
+          \$204  = ssm_k8;
+      4'h9:
+          \$204  = ssm_k9;
+      4'ha:
+          \$204  = ssm_k10;
+      4'hb:
+          \$204  = ssm_k11;
+      4'hc:
+          \$204  = ssm_k12;
+      4'hd:
+          \$204  = ssm_k13;
+      4'he:
+          \$204  = ssm_k14;
+      4'hf:
+          \$204  = ssm_k15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    ssm_vsel3 = 8'h00;
+    casez (\$224 )
+      10'h000:
+          ssm_vsel3 = ssm_v0;
+      10'h001:
+          ssm_vsel3 = ssm_v1;
+      10'h002:
+          ssm_vsel3 = ssm_v2;
+      10'h003:
+          ssm_vsel3 = ssm_v3;
+      10'h004:
+          ssm_vsel3 = ssm_v4;
+      10'h005:
+          ssm_vsel3 = ssm_v5;
+      10'h006:
+          ssm_vsel3 = ssm_v6;
+      10'h007:
+          ssm_vsel3 = ssm_v7;
+      10'h008:
+          ssm_vsel3 = ssm_v8;
+      10'h009:
+          ssm_vsel3 = ssm_v9;
+      10'h00a:
+          ssm_vsel3 = ssm_v10;
+      10'h00b:
+          ssm_vsel3 = ssm_v11;
+      10'h00c:
+          ssm_vsel3 = ssm_v12;
+      10'h00d:
+          ssm_vsel3 = ssm_v13;
+      10'h00e:
+          ssm_vsel3 = ssm_v14;
+      10'h00f:
+          ssm_vsel3 = ssm_v15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$227  = ssm_k0;
+      4'h1:
+          \$227  = ssm_k1;
+      4'h2:
+          \$227  = ssm_k2;
+      4'h3:
+          \$227  = ssm_k3;
+      4'h4:
+          \$227  = ssm_k4;
+      4'h5:
+          \$227  = ssm_k5;
+      4'h6:
+          \$227  = ssm_k6;
+      4'h7:
+          \$227  = ssm_k7;
+      4'h8:
+          \$227  = ssm_k8;
+      4'h9:
+          \$227  = ssm_k9;
+      4'ha:
+          \$227  = ssm_k10;
+      4'hb:
+          \$227  = ssm_k11;
+      4'hc:
+          \$227  = ssm_k12;
+      4'hd:
+          \$227  = ssm_k13;
+      4'he:
+          \$227  = ssm_k14;
+      4'hf:
+          \$227  = ssm_k15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    ssm_vsel4 = 8'h00;
+    casez (\$247 )
+      10'h000:
+          ssm_vsel4 = ssm_v0;
+      10'h001:
+          ssm_vsel4 = ssm_v1;
+      10'h002:
+          ssm_vsel4 = ssm_v2;
+      10'h003:
+          ssm_vsel4 = ssm_v3;
+      10'h004:
+          ssm_vsel4 = ssm_v4;
+      10'h005:
+          ssm_vsel4 = ssm_v5;
+      10'h006:
+          ssm_vsel4 = ssm_v6;
+      10'h007:
+          ssm_vsel4 = ssm_v7;
+      10'h008:
+          ssm_vsel4 = ssm_v8;
+      10'h009:
+          ssm_vsel4 = ssm_v9;
+      10'h00a:
+          ssm_vsel4 = ssm_v10;
+      10'h00b:
+          ssm_vsel4 = ssm_v11;
+      10'h00c:
+          ssm_vsel4 = ssm_v12;
+      10'h00d:
+          ssm_vsel4 = ssm_v13;
+      10'h00e:
+          ssm_vsel4 = ssm_v14;
+      10'h00f:
+          ssm_vsel4 = ssm_v15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$250  = ssm_k0;
+      4'h1:
+          \$250  = ssm_k1;
+      4'h2:
+          \$250  = ssm_k2;
+      4'h3:
+          \$250  = ssm_k3;
+      4'h4:
+          \$250  = ssm_k4;
+      4'h5:
+          \$250  = ssm_k5;
+      4'h6:
+          \$250  = ssm_k6;
+      4'h7:
+          \$250  = ssm_k7;
+      4'h8:
+          \$250  = ssm_k8;
+      4'h9:
+          \$250  = ssm_k9;
+      4'ha:
+          \$250  = ssm_k10;
+      4'hb:
+          \$250  = ssm_k11;
+      4'hc:
+          \$250  = ssm_k12;
+      4'hd:
+          \$250  = ssm_k13;
+      4'he:
+          \$250  = ssm_k14;
+      4'hf:
+          \$250  = ssm_k15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    ssm_vsel5 = 8'h00;
+    casez (\$270 )
+      10'h000:
+          ssm_vsel5 = ssm_v0;
+      10'h001:
+          ssm_vsel5 = ssm_v1;
+      10'h002:
+          ssm_vsel5 = ssm_v2;
+      10'h003:
+          ssm_vsel5 = ssm_v3;
+      10'h004:
+          ssm_vsel5 = ssm_v4;
+      10'h005:
+          ssm_vsel5 = ssm_v5;
+      10'h006:
+          ssm_vsel5 = ssm_v6;
+      10'h007:
+          ssm_vsel5 = ssm_v7;
+      10'h008:
+          ssm_vsel5 = ssm_v8;
+      10'h009:
+          ssm_vsel5 = ssm_v9;
+      10'h00a:
+          ssm_vsel5 = ssm_v10;
+      10'h00b:
+          ssm_vsel5 = ssm_v11;
+      10'h00c:
+          ssm_vsel5 = ssm_v12;
+      10'h00d:
+          ssm_vsel5 = ssm_v13;
+      10'h00e:
+          ssm_vsel5 = ssm_v14;
+      10'h00f:
+          ssm_vsel5 = ssm_v15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$273  = ssm_k0;
+      4'h1:
+          \$273  = ssm_k1;
+      4'h2:
+          \$273  = ssm_k2;
+      4'h3:
+          \$273  = ssm_k3;
+      4'h4:
+          \$273  = ssm_k4;
+      4'h5:
+          \$273  = ssm_k5;
+      4'h6:
+          \$273  = ssm_k6;
+      4'h7:
+          \$273  = ssm_k7;
+      4'h8:
+          \$273  = ssm_k8;
+      4'h9:
+          \$273  = ssm_k9;
+      4'ha:
+          \$273  = ssm_k10;
+      4'hb:
+          \$273  = ssm_k11;
+      4'hc:
+          \$273  = ssm_k12;
+      4'hd:
+          \$273  = ssm_k13;
+      4'he:
+          \$273  = ssm_k14;
+      4'hf:
+          \$273  = ssm_k15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    ssm_vsel6 = 8'h00;
+    casez (\$293 )
+      10'h000:
+          ssm_vsel6 = ssm_v0;
+      10'h001:
+          ssm_vsel6 = ssm_v1;
+      10'h002:
+          ssm_vsel6 = ssm_v2;
+      10'h003:
+          ssm_vsel6 = ssm_v3;
+      10'h004:
+          ssm_vsel6 = ssm_v4;
+      10'h005:
+          ssm_vsel6 = ssm_v5;
+      10'h006:
+          ssm_vsel6 = ssm_v6;
+      10'h007:
+          ssm_vsel6 = ssm_v7;
+      10'h008:
+          ssm_vsel6 = ssm_v8;
+      10'h009:
+          ssm_vsel6 = ssm_v9;
+      10'h00a:
+          ssm_vsel6 = ssm_v10;
+      10'h00b:
+          ssm_vsel6 = ssm_v11;
+      10'h00c:
+          ssm_vsel6 = ssm_v12;
+      10'h00d:
+          ssm_vsel6 = ssm_v13;
+      10'h00e:
+          ssm_vsel6 = ssm_v14;
+      10'h00f:
+          ssm_vsel6 = ssm_v15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$296  = ssm_k0;
+      4'h1:
+          \$296  = ssm_k1;
+      4'h2:
+          \$296  = ssm_k2;
+      4'h3:
+          \$296  = ssm_k3;
+      4'h4:
+          \$296  = ssm_k4;
+      4'h5:
+          \$296  = ssm_k5;
+      4'h6:
+          \$296  = ssm_k6;
+      4'h7:
+          \$296  = ssm_k7;
+      4'h8:
+          \$296  = ssm_k8;
+      4'h9:
+          \$296  = ssm_k9;
+      4'ha:
+          \$296  = ssm_k10;
+      4'hb:
+          \$296  = ssm_k11;
+      4'hc:
+          \$296  = ssm_k12;
+      4'hd:
+          \$296  = ssm_k13;
+      4'he:
+          \$296  = ssm_k14;
+      4'hf:
+          \$296  = ssm_k15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    ssm_vsel7 = 8'h00;
+    casez (\$316 )
+      10'h000:
+          ssm_vsel7 = ssm_v0;
+      10'h001:
+          ssm_vsel7 = ssm_v1;
+      10'h002:
+          ssm_vsel7 = ssm_v2;
+      10'h003:
+          ssm_vsel7 = ssm_v3;
+      10'h004:
+          ssm_vsel7 = ssm_v4;
+      10'h005:
+          ssm_vsel7 = ssm_v5;
+      10'h006:
+          ssm_vsel7 = ssm_v6;
+      10'h007:
+          ssm_vsel7 = ssm_v7;
+      10'h008:
+          ssm_vsel7 = ssm_v8;
+      10'h009:
+          ssm_vsel7 = ssm_v9;
+      10'h00a:
+          ssm_vsel7 = ssm_v10;
+      10'h00b:
+          ssm_vsel7 = ssm_v11;
+      10'h00c:
+          ssm_vsel7 = ssm_v12;
+      10'h00d:
+          ssm_vsel7 = ssm_v13;
+      10'h00e:
+          ssm_vsel7 = ssm_v14;
+      10'h00f:
+          ssm_vsel7 = ssm_v15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$319  = ssm_k0;
+      4'h1:
+          \$319  = ssm_k1;
+      4'h2:
+          \$319  = ssm_k2;
+      4'h3:
+          \$319  = ssm_k3;
+      4'h4:
+          \$319  = ssm_k4;
+      4'h5:
+          \$319  = ssm_k5;
+      4'h6:
+          \$319  = ssm_k6;
+      4'h7:
+          \$319  = ssm_k7;
+      4'h8:
+          \$319  = ssm_k8;
+      4'h9:
+          \$319  = ssm_k9;
+      4'ha:
+          \$319  = ssm_k10;
+      4'hb:
+          \$319  = ssm_k11;
+      4'hc:
+          \$319  = ssm_k12;
+      4'hd:
+          \$319  = ssm_k13;
+      4'he:
+          \$319  = ssm_k14;
+      4'hf:
+          \$319  = ssm_k15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$367  = ssm_q0;
+      4'h1:
+          \$367  = ssm_q1;
+      4'h2:
+          \$367  = ssm_q2;
+      4'h3:
+          \$367  = ssm_q3;
+      4'h4:
+          \$367  = ssm_q4;
+      4'h5:
+          \$367  = ssm_q5;
+      4'h6:
+          \$367  = ssm_q6;
+      4'h7:
+          \$367  = ssm_q7;
+      4'h8:
+          \$367  = ssm_q8;
+      4'h9:
+          \$367  = ssm_q9;
+      4'ha:
+          \$367  = ssm_q10;
+      4'hb:
+          \$367  = ssm_q11;
+      4'hc:
+          \$367  = ssm_q12;
+      4'hd:
+          \$367  = ssm_q13;
+      4'he:
+          \$367  = ssm_q14;
+      4'hf:
+          \$367  = ssm_q15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$370  = ssm_q0;
+      4'h1:
+          \$370  = ssm_q1;
+      4'h2:
+          \$370  = ssm_q2;
+      4'h3:
+          \$370  = ssm_q3;
+      4'h4:
+          \$370  = ssm_q4;
+      4'h5:
+          \$370  = ssm_q5;
+      4'h6:
+          \$370  = ssm_q6;
+      4'h7:
+          \$370  = ssm_q7;
+      4'h8:
+          \$370  = ssm_q8;
+      4'h9:
+          \$370  = ssm_q9;
+      4'ha:
+          \$370  = ssm_q10;
+      4'hb:
+          \$370  = ssm_q11;
+      4'hc:
+          \$370  = ssm_q12;
+      4'hd:
+          \$370  = ssm_q13;
+      4'he:
+          \$370  = ssm_q14;
+      4'hf:
+          \$370  = ssm_q15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$373  = ssm_q0;
+      4'h1:
+          \$373  = ssm_q1;
+      4'h2:
+          \$373  = ssm_q2;
+      4'h3:
+          \$373  = ssm_q3;
+      4'h4:
+          \$373  = ssm_q4;
+      4'h5:
+          \$373  = ssm_q5;
+      4'h6:
+          \$373  = ssm_q6;
+      4'h7:
+          \$373  = ssm_q7;
+      4'h8:
+          \$373  = ssm_q8;
+      4'h9:
+          \$373  = ssm_q9;
+      4'ha:
+          \$373  = ssm_q10;
+      4'hb:
+          \$373  = ssm_q11;
+      4'hc:
+          \$373  = ssm_q12;
+      4'hd:
+          \$373  = ssm_q13;
+      4'he:
+          \$373  = ssm_q14;
+      4'hf:
+          \$373  = ssm_q15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$376  = ssm_q0;
+      4'h1:
+          \$376  = ssm_q1;
+      4'h2:
+          \$376  = ssm_q2;
+      4'h3:
+          \$376  = ssm_q3;
+      4'h4:
+          \$376  = ssm_q4;
+      4'h5:
+          \$376  = ssm_q5;
+      4'h6:
+          \$376  = ssm_q6;
+      4'h7:
+          \$376  = ssm_q7;
+      4'h8:
+          \$376  = ssm_q8;
+      4'h9:
+          \$376  = ssm_q9;
+      4'ha:
+          \$376  = ssm_q10;
+      4'hb:
+          \$376  = ssm_q11;
+      4'hc:
+          \$376  = ssm_q12;
+      4'hd:
+          \$376  = ssm_q13;
+      4'he:
+          \$376  = ssm_q14;
+      4'hf:
+          \$376  = ssm_q15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$379  = ssm_q0;
+      4'h1:
+          \$379  = ssm_q1;
+      4'h2:
+          \$379  = ssm_q2;
+      4'h3:
+          \$379  = ssm_q3;
+      4'h4:
+          \$379  = ssm_q4;
+      4'h5:
+          \$379  = ssm_q5;
+      4'h6:
+          \$379  = ssm_q6;
+      4'h7:
+          \$379  = ssm_q7;
+      4'h8:
+          \$379  = ssm_q8;
+      4'h9:
+          \$379  = ssm_q9;
+      4'ha:
+          \$379  = ssm_q10;
+      4'hb:
+          \$379  = ssm_q11;
+      4'hc:
+          \$379  = ssm_q12;
+      4'hd:
+          \$379  = ssm_q13;
+      4'he:
+          \$379  = ssm_q14;
+      4'hf:
+          \$379  = ssm_q15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$382  = ssm_q0;
+      4'h1:
+          \$382  = ssm_q1;
+      4'h2:
+          \$382  = ssm_q2;
+      4'h3:
+          \$382  = ssm_q3;
+      4'h4:
+          \$382  = ssm_q4;
+      4'h5:
+          \$382  = ssm_q5;
+      4'h6:
+          \$382  = ssm_q6;
+      4'h7:
+          \$382  = ssm_q7;
+      4'h8:
+          \$382  = ssm_q8;
+      4'h9:
+          \$382  = ssm_q9;
+      4'ha:
+          \$382  = ssm_q10;
+      4'hb:
+          \$382  = ssm_q11;
+      4'hc:
+          \$382  = ssm_q12;
+      4'hd:
+          \$382  = ssm_q13;
+      4'he:
+          \$382  = ssm_q14;
+      4'hf:
+          \$382  = ssm_q15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$385  = ssm_q0;
+      4'h1:
+          \$385  = ssm_q1;
+      4'h2:
+          \$385  = ssm_q2;
+      4'h3:
+          \$385  = ssm_q3;
+      4'h4:
+          \$385  = ssm_q4;
+      4'h5:
+          \$385  = ssm_q5;
+      4'h6:
+          \$385  = ssm_q6;
+      4'h7:
+          \$385  = ssm_q7;
+      4'h8:
+          \$385  = ssm_q8;
+      4'h9:
+          \$385  = ssm_q9;
+      4'ha:
+          \$385  = ssm_q10;
+      4'hb:
+          \$385  = ssm_q11;
+      4'hc:
+          \$385  = ssm_q12;
+      4'hd:
+          \$385  = ssm_q13;
+      4'he:
+          \$385  = ssm_q14;
+      4'hf:
+          \$385  = ssm_q15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$388  = ssm_q0;
+      4'h1:
+          \$388  = ssm_q1;
+      4'h2:
+          \$388  = ssm_q2;
+      4'h3:
+          \$388  = ssm_q3;
+      4'h4:
+          \$388  = ssm_q4;
+      4'h5:
+          \$388  = ssm_q5;
+      4'h6:
+          \$388  = ssm_q6;
+      4'h7:
+          \$388  = ssm_q7;
+      4'h8:
+          \$388  = ssm_q8;
+      4'h9:
+          \$388  = ssm_q9;
+      4'ha:
+          \$388  = ssm_q10;
+      4'hb:
+          \$388  = ssm_q11;
+      4'hc:
+          \$388  = ssm_q12;
+      4'hd:
+          \$388  = ssm_q13;
+      4'he:
+          \$388  = ssm_q14;
+      4'hf:
+          \$388  = ssm_q15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$signature__addr  = \$3 [8:0];
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          if (found) begin
+            \$signature__addr  = \$348 [8:0];
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    next_row = 4'h0;
+    if (rows_left[15]) begin
+      next_row = 4'hf;
+    end
+    if (rows_left[14]) begin
+      next_row = 4'he;
+    end
+    if (rows_left[13]) begin
+      next_row = 4'hd;
+    end
+    if (rows_left[12]) begin
+      next_row = 4'hc;
+    end
+    if (rows_left[11]) begin
+      next_row = 4'hb;
+    end
+    if (rows_left[10]) begin
+      next_row = 4'ha;
+    end
+    if (rows_left[9]) begin
+      next_row = 4'h9;
+    end
+    if (rows_left[8]) begin
+      next_row = 4'h8;
+    end
+    if (rows_left[7]) begin
+      next_row = 4'h7;
+    end
+    if (rows_left[6]) begin
+      next_row = 4'h6;
+    end
+    if (rows_left[5]) begin
+      next_row = 4'h5;
+    end
+    if (rows_left[4]) begin
+      next_row = 4'h4;
+    end
+    if (rows_left[3]) begin
+      next_row = 4'h3;
+    end
+    if (rows_left[2]) begin
+      next_row = 4'h2;
+    end
+    if (rows_left[1]) begin
+      next_row = 4'h1;
+    end
+    if (rows_left[0]) begin
+      next_row = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    active = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          active = 1'h1;
+      3'h2:
+          active = 1'h1;
+      3'h4:
+          active = 1'h1;
+      3'h3:
+          active = 1'h1;
+      3'h5:
+          active = 1'h1;
+      3'h6:
+          active = 1'h1;
+      3'h7:
+          active = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    inc_syn = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          inc_syn = 1'h1;
+      3'h2:
+          inc_syn = 1'h1;
+      3'h4:
+          inc_syn = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    op_src = 3'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$337 ) begin
+          end else begin
+            casez (gop)
+              3'h0:
+                  op_src = entry[22:20];
+              3'h1:
+                  op_src = entry[27:25];
+              3'h2:
+                  op_src = entry[32:30];
+              3'h3:
+                  op_src = entry[37:35];
+            endcase
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    op_rec = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$337 ) begin
+          end else begin
+            casez (gop)
+              3'h0:
+                  op_rec = entry[23];
+              3'h1:
+                  op_rec = entry[28];
+              3'h2:
+                  op_rec = entry[33];
+              3'h3:
+                  op_rec = entry[38];
+            endcase
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    op_const = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$337 ) begin
+          end else begin
+            casez (gop)
+              3'h0:
+                  op_const = entry[24];
+              3'h1:
+                  op_const = entry[29];
+              3'h2:
+                  op_const = entry[34];
+            endcase
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    present = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$337 ) begin
+          end else begin
+            casez (gop)
+              3'h0:
+                  present = 1'h1;
+              3'h1:
+                  present = 1'h1;
+              3'h2:
+                  present = 1'h1;
+              3'h3:
+                  present = entry[39];
+            endcase
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    op_length = 8'h00;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$337 ) begin
+          end else begin
+            casez (gop)
+              3'h0:
+                  op_length = { 3'h0, entry[4:0] };
+              3'h1:
+                  op_length = \port$2420$0 [7:0];
+              3'h2:
+                  op_length = { 3'h0, entry[4:0] };
+            endcase
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    op_base = 11'h000;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$337 ) begin
+          end else begin
+            casez (gop)
+              3'h0:
+                  op_base = { 1'h0, \$338  };
+              3'h1:
+                  op_base = { 1'h0, \$339  };
+              3'h2:
+                  op_base = { 1'h0, \$341  };
+            endcase
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    ev_load = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$337 ) begin
+          end else begin
+            ev_load = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    ev_src = 3'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$337 ) begin
+          end else begin
+            ev_src = op_src;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    ev_list_bank = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$337 ) begin
+          end else begin
+            ev_list_bank = \$342 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    ev_from_input = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$337 ) begin
+          end else begin
+            ev_from_input = \$343 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    ev_cnt = 8'h00;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$337 ) begin
+          end else begin
+            ev_cnt = \$345 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    ev_step = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          if (\$346 ) begin
+            ev_step = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    inc_events = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          if (\$346 ) begin
+            inc_events = \$347 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    inc_neuron = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          inc_neuron = 1'h1;
+      3'h5:
+          inc_neuron = 1'h1;
+      3'h6:
+          inc_neuron = 1'h1;
+      3'h7:
+          inc_neuron = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    p_issue = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          if (found) begin
+            p_issue = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    row_load = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          /* empty */;
+      3'h7:
+          row_load = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    done = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          /* empty */;
+      3'h7:
+          if (can_load) begin
+            if (\$350 ) begin
+              done = 1'h1;
+            end
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$403  = ev_step;
+    if (rst) begin
+      \$403  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$404  = gop;
+    if (rst) begin
+      \$404  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$405  = g_const;
+    if (rst) begin
+      \$405  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$406  = n;
+    if (rst) begin
+      \$406  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$407  = ssm_k0;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  \$407  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$407  = 8'h00;
+    endcase
+    if (rst) begin
+      \$407  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$408  = ssm_k1;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  \$408  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$408  = 8'h00;
+    endcase
+    if (rst) begin
+      \$408  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$409  = ssm_k2;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  \$409  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$409  = 8'h00;
+    endcase
+    if (rst) begin
+      \$409  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$410  = ssm_k3;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  \$410  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$410  = 8'h00;
+    endcase
+    if (rst) begin
+      \$410  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$411  = ssm_k4;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  \$411  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$411  = 8'h00;
+    endcase
+    if (rst) begin
+      \$411  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$412  = ssm_k5;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  \$412  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$412  = 8'h00;
+    endcase
+    if (rst) begin
+      \$412  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$413  = ssm_k6;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  \$413  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$413  = 8'h00;
+    endcase
+    if (rst) begin
+      \$413  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$414  = ssm_k7;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  \$414  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$414  = 8'h00;
+    endcase
+    if (rst) begin
+      \$414  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$415  = ssm_k8;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  \$415  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$415  = 8'h00;
+    endcase
+    if (rst) begin
+      \$415  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$416  = ssm_k9;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  \$416  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$416  = 8'h00;
+    endcase
+    if (rst) begin
+      \$416  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$417  = ssm_k10;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  \$417  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$417  = 8'h00;
+    endcase
+    if (rst) begin
+      \$417  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$418  = ssm_k11;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  \$418  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$418  = 8'h00;
+    endcase
+    if (rst) begin
+      \$418  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$419  = ssm_k12;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  \$419  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$419  = 8'h00;
+    endcase
+    if (rst) begin
+      \$419  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$420  = ssm_k13;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  \$420  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$420  = 8'h00;
+    endcase
+    if (rst) begin
+      \$420  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$421  = ssm_k14;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
+                  \$421  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$421  = 8'h00;
+    endcase
+    if (rst) begin
+      \$421  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$422  = ssm_k15;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
+                  /* empty */;
+              7'h0f:
+                  \$422  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$422  = 8'h00;
+    endcase
+    if (rst) begin
+      \$422  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$423  = ssm_v0;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  \$423  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$423  = 8'h00;
+    endcase
+    if (rst) begin
+      \$423  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$424  = ssm_v1;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  \$424  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$424  = 8'h00;
+    endcase
+    if (rst) begin
+      \$424  = 8'h00;
+    end
+  end
+  assign pm_wr__addr = host_word[8:0];
+  assign pm_wr__data = host_wdata[8:0];
+  assign host_param_we = pm_wr__en;
+  assign \$signature__data  = param_rdata;
+  assign g_index = \$1 [6:0];
+  assign saddr = \$150 [7:0];
+  assign chunks = \port$2420$0 [12:8];
+  assign m_len = \port$2420$0 [7:0];
+  assign ssm_wide0 = { \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160  };
+  assign ssm_new0 = \$164 [15:0];
+  assign \$signature__addr$81  = \$165 [5:0];
+  assign wr__addr = \$166 [5:0];
+  assign wr__data = \$167 [15:0];
+  assign ssm_y0 = \$172 [7:0];
+  assign ssm_wide1 = { \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183  };
+  assign ssm_new1 = \$187 [15:0];
+  assign \$signature__addr$99  = \$188 [5:0];
+  assign \wr__addr$100  = \$189 [5:0];
+  assign \wr__data$101  = \$190 [15:0];
+  assign ssm_y1 = \$195 [7:0];
+  assign ssm_wide2 = { \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206  };
+  assign ssm_new2 = \$210 [15:0];
+  assign \$signature__addr$110  = \$211 [5:0];
+  assign \wr__addr$111  = \$212 [5:0];
+  assign \wr__data$112  = \$213 [15:0];
+  assign ssm_y2 = \$218 [7:0];
+  assign ssm_wide3 = { \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229  };
+  assign ssm_new3 = \$233 [15:0];
+  assign \$signature__addr$121  = \$234 [5:0];
+  assign \wr__addr$122  = \$235 [5:0];
+  assign \wr__data$123  = \$236 [15:0];
+  assign ssm_y3 = \$241 [7:0];
+  assign ssm_wide4 = { \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252  };
+  assign ssm_new4 = \$256 [15:0];
+  assign \$signature__addr$132  = \$257 [5:0];
+  assign \wr__addr$133  = \$258 [5:0];
+  assign \wr__data$134  = \$259 [15:0];
+  assign ssm_y4 = \$264 [7:0];
+  assign ssm_wide5 = { \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275  };
+  assign ssm_new5 = \$279 [15:0];
+  assign \$signature__addr$143  = \$280 [5:0];
+  assign \wr__addr$144  = \$281 [5:0];
+  assign \wr__data$145  = \$282 [15:0];
+  assign ssm_y5 = \$287 [7:0];
+  assign ssm_wide6 = { \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298  };
+  assign ssm_new6 = \$302 [15:0];
+  assign \$signature__addr$154  = \$303 [5:0];
+  assign \wr__addr$155  = \$304 [5:0];
+  assign \wr__data$156  = \$305 [15:0];
+  assign ssm_y6 = \$310 [7:0];
+  assign ssm_wide7 = { \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321  };
+  assign ssm_new7 = \$325 [15:0];
+  assign \$signature__addr$165  = \$326 [5:0];
+  assign \wr__addr$166  = \$327 [5:0];
+  assign \wr__data$167  = \$328 [15:0];
+  assign ssm_y7 = \$333 [7:0];
+  assign row_spikes = ssm_ynz;
+  assign row_base = \$336 [7:0];
+  assign \entry.n  = entry[4:0];
+  assign \entry.ssbase  = entry[10:5];
+  assign \entry.pbase  = entry[19:11];
+  assign \entry.k_src  = entry[22:20];
+  assign \entry.k_rec  = entry[23];
+  assign \entry.k_const  = entry[24];
+  assign \entry.v_src  = entry[27:25];
+  assign \entry.v_rec  = entry[28];
+  assign \entry.v_const  = entry[29];
+  assign \entry.q_src  = entry[32:30];
+  assign \entry.q_rec  = entry[33];
+  assign \entry.q_const  = entry[34];
+  assign \entry.g_src  = entry[37:35];
+  assign \entry.g_rec  = entry[38];
+  assign \entry.selective  = entry[39];
+  assign \entry.y_shift  = entry[45:40];
+  assign \entry.skip  = entry[46];
+  assign \state_word[0]  = state_word[10:0];
+  assign \state_word[1]  = state_word[21:11];
+  assign \state_word[2]  = state_word[32:22];
+  assign \state_word[3]  = state_word[43:33];
+  assign \state_word[4]  = state_word[54:44];
+  assign \state_word[5]  = state_word[65:55];
+  assign \state_word[6]  = state_word[76:66];
+  assign \state_word[7]  = state_word[87:77];
+  assign \state_wdata[0]  = state_wdata[46:0];
+  assign \state_wdata[1]  = state_wdata[93:47];
+  assign \state_wdata[2]  = state_wdata[140:94];
+  assign \state_wdata[3]  = state_wdata[187:141];
+  assign \state_wdata[4]  = state_wdata[234:188];
+  assign \state_wdata[5]  = state_wdata[281:235];
+  assign \state_wdata[6]  = state_wdata[328:282];
+  assign \state_wdata[7]  = state_wdata[375:329];
+  assign \state_rdata[0]  = state_rdata[15:0];
+  assign \state_rdata[1]  = state_rdata[31:16];
+  assign \state_rdata[2]  = state_rdata[47:32];
+  assign \state_rdata[3]  = state_rdata[63:48];
+  assign \state_rdata[4]  = state_rdata[79:64];
+  assign \state_rdata[5]  = state_rdata[95:80];
+  assign \state_rdata[6]  = state_rdata[111:96];
+  assign \state_rdata[7]  = state_rdata[127:112];
+  assign \row_values[0]  = row_values[15:0];
+  assign \row_values[1]  = row_values[31:16];
+  assign \row_values[2]  = row_values[47:32];
+  assign \row_values[3]  = row_values[63:48];
+  assign \row_values[4]  = row_values[79:64];
+  assign \row_values[5]  = row_values[95:80];
+  assign \row_values[6]  = row_values[111:96];
+  assign \row_values[7]  = row_values[127:112];
+  assign row_values[127:112] = { \$333 [7], \$333 [7], \$333 [7], \$333 [7], \$333 [7], \$333 [7], \$333 [7], \$333 [7], \$333 [7:0] };
+  assign row_values[111:96] = { \$310 [7], \$310 [7], \$310 [7], \$310 [7], \$310 [7], \$310 [7], \$310 [7], \$310 [7], \$310 [7:0] };
+  assign row_values[95:80] = { \$287 [7], \$287 [7], \$287 [7], \$287 [7], \$287 [7], \$287 [7], \$287 [7], \$287 [7], \$287 [7:0] };
+  assign row_values[79:64] = { \$264 [7], \$264 [7], \$264 [7], \$264 [7], \$264 [7], \$264 [7], \$264 [7], \$264 [7], \$264 [7:0] };
+  assign row_values[63:48] = { \$241 [7], \$241 [7], \$241 [7], \$241 [7], \$241 [7], \$241 [7], \$241 [7], \$241 [7], \$241 [7:0] };
+  assign row_values[47:32] = { \$218 [7], \$218 [7], \$218 [7], \$218 [7], \$218 [7], \$218 [7], \$218 [7], \$218 [7], \$218 [7:0] };
+  assign row_values[31:16] = { \$195 [7], \$195 [7], \$195 [7], \$195 [7], \$195 [7], \$195 [7], \$195 [7], \$195 [7], \$195 [7:0] };
+  assign row_values[15:0] = { \$172 [7], \$172 [7], \$172 [7], \$172 [7], \$172 [7], \$172 [7], \$172 [7], \$172 [7], \$172 [7:0] };
+  assign ssm_ynz[7] = \$334 ;
+  assign ssm_ynz[6] = \$311 ;
+  assign ssm_ynz[5] = \$288 ;
+  assign ssm_ynz[4] = \$265 ;
+  assign ssm_ynz[3] = \$242 ;
+  assign ssm_ynz[2] = \$219 ;
+  assign ssm_ynz[1] = \$196 ;
+  assign ssm_ynz[0] = \$173 ;
+  assign state_rdata[127:112] = \$signature__data$163 ;
+  assign state_rdata[111:96] = \$signature__data$152 ;
+  assign state_rdata[95:80] = \$signature__data$141 ;
+  assign state_rdata[79:64] = \$signature__data$130 ;
+  assign state_rdata[63:48] = \$signature__data$119 ;
+  assign state_rdata[47:32] = \$signature__data$108 ;
+  assign state_rdata[31:16] = \$signature__data$97 ;
+  assign state_rdata[15:0] = \$signature__data$78 ;
+  assign valid_lanes[7] = \$314 ;
+  assign valid_lanes[6] = \$291 ;
+  assign valid_lanes[5] = \$268 ;
+  assign valid_lanes[4] = \$245 ;
+  assign valid_lanes[3] = \$222 ;
+  assign valid_lanes[2] = \$199 ;
+  assign valid_lanes[1] = \$176 ;
+  assign valid_lanes[0] = \$153 ;
+  assign rows_left[15] = \$147 ;
+  assign rows_left[14] = \$138 ;
+  assign rows_left[13] = \$129 ;
+  assign rows_left[12] = \$120 ;
+  assign rows_left[11] = \$111 ;
+  assign rows_left[10] = \$102 ;
+  assign rows_left[9] = \$93 ;
+  assign rows_left[8] = \$84 ;
+  assign rows_left[7] = \$75 ;
+  assign rows_left[6] = \$66 ;
+  assign rows_left[5] = \$57 ;
+  assign rows_left[4] = \$48 ;
+  assign rows_left[3] = \$39 ;
+  assign rows_left[2] = \$30 ;
+  assign rows_left[1] = \$21 ;
+  assign rows_left[0] = \$12 ;
+  assign \$157  = { \$156 [24], \$156 [24], \$156 [24], \$156 [24], \$156 [24], \$156 [24], \$156 [24], \$156 [24], \$156 [24:8] };
+  assign \$180  = { \$179 [24], \$179 [24], \$179 [24], \$179 [24], \$179 [24], \$179 [24], \$179 [24], \$179 [24], \$179 [24:8] };
+  assign \$203  = { \$202 [24], \$202 [24], \$202 [24], \$202 [24], \$202 [24], \$202 [24], \$202 [24], \$202 [24], \$202 [24:8] };
+  assign \$226  = { \$225 [24], \$225 [24], \$225 [24], \$225 [24], \$225 [24], \$225 [24], \$225 [24], \$225 [24], \$225 [24:8] };
+  assign \$249  = { \$248 [24], \$248 [24], \$248 [24], \$248 [24], \$248 [24], \$248 [24], \$248 [24], \$248 [24], \$248 [24:8] };
+  assign \$272  = { \$271 [24], \$271 [24], \$271 [24], \$271 [24], \$271 [24], \$271 [24], \$271 [24], \$271 [24], \$271 [24:8] };
+  assign \$295  = { \$294 [24], \$294 [24], \$294 [24], \$294 [24], \$294 [24], \$294 [24], \$294 [24], \$294 [24], \$294 [24:8] };
+  assign \$318  = { \$317 [24], \$317 [24], \$317 [24], \$317 [24], \$317 [24], \$317 [24], \$317 [24], \$317 [24], \$317 [24:8] };
 endmodule

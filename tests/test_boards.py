@@ -17,7 +17,7 @@ from netgen import random_input, random_network
 from spikeforge.boards import build as bbuild
 from spikeforge.boards.defs import BOARDS, board_named, capacity
 from spikeforge.boards.mem import SinglePortWeights, SPRAMWeights
-from spikeforge.boards.pll import ecp5_pll, ice40_pll
+from spikeforge.boards.pll import ecp5_pll, ice40_pll, pll_settings, xilinx_mmcm
 from spikeforge.boards.top import CoreScan, make_soc
 from spikeforge.cli import main
 from spikeforge.contract.compiler import compile_network
@@ -53,6 +53,16 @@ def test_every_board_is_complete():
     assert board_named("icebreaker").spram_weights
     assert board_named("icebreaker").config.lanes >= 4
     assert board_named("ulx3s-85f").config.lanes >= 32
+
+
+def test_capacity_counts_the_ssm_state():
+    from spikeforge.sim.rtl import config_named
+
+    demo = config_named("demo")
+    assert demo.has_ssm
+    got = capacity(board_named("ulx3s-85f"), demo)
+    assert got["ssm_state"] == demo.lanes * demo.ssm_depth == 8 * 64
+    assert got["lanes"] == 8 and got["synapses"] == 8 * 2048
 
 
 def test_unknown_board_names_the_choices():
@@ -110,6 +120,19 @@ def test_pll_errors():
     with pytest.raises(ValueError, match=re.escape(
             "no iCE40 PLL setting reaches 5.000 MHz from 12.000 MHz") + "$"):
         ice40_pll(12e6, 5e6)
+
+
+def test_pll_settings_per_family():
+    assert pll_settings("ice40", 12e6, 36e6) == ice40_pll(12e6, 36e6)
+    assert pll_settings("ecp5", 25e6, 100e6) == ecp5_pll(25e6, 100e6)
+    got = pll_settings("xilinx", 200e6, 125e6)
+    assert got == xilinx_mmcm(200e6, 125e6) and got.family == "xilinx"
+    p = got.params
+    vco = 200e6 * p["M"] / p["D"]
+    assert 600e6 <= vco <= 1440e6 and got.fout == vco / p["O"] == 125e6
+    with pytest.raises(ValueError, match=re.escape(
+            "no clock generator for the 'gowin' family") + "$"):
+        pll_settings("gowin", 27e6, 50e6)
 
 
 # -------------------------------------------------------------- fit check

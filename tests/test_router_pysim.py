@@ -12,7 +12,7 @@ import re
 import pytest
 from amaranth.sim import Simulator
 from spikeforge.contract.config import RECORD_FIELDS, CoreConfig, unpack
-from spikeforge.gateware.core import struct_layout
+from spikeforge.gateware.layouts import struct_layout
 from spikeforge.gateware.router import PipelinedSpikeRouter, SendFlags, SpikeRouter
 
 

@@ -35,7 +35,7 @@ from ...contract.config import RECORD_FIELDS, CoreConfig, address_map
 from ...contract.info import MAX_INFO
 from ...contract.protocol import MAX_PAYLOAD, Command, ErrorCode
 from ...contract.timing import TimingProfile
-from ..core import input_layout, struct_layout
+from ..layouts import input_layout, struct_layout
 from .frame import BODY_ADDR_BITS, COUNTER_BITS, _lt_const
 
 __all__ = ["CommandEngine"]
