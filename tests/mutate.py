@@ -88,6 +88,17 @@ class Scratch:
         for name, folder in PACKAGE.items():
             (package / name).symlink_to(self.root / folder)
 
+    def check(self) -> None:
+        """Raise RuntimeError unless every suite's files collect on the unmutated copy
+        (a copy broken for another reason would make every mutant look killed)."""
+        files = sorted({f for fs in SUITES.values() for f in fs})
+        proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                               "-p", "no:cacheprovider", *files], cwd=self.root,
+                              env=self.env(), capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"the scratch copy in {self.root} does not collect:\n"
+                               f"{(proc.stdout + proc.stderr)[-2000:]}")
+
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
@@ -175,6 +186,7 @@ def main(argv=None) -> int:
         return 0
     args.scratch.mkdir(parents=True, exist_ok=True)
     scratch = Scratch(args.scratch)
+    scratch.check()
     outcomes = []
     for i, mutant in enumerate(chosen, 1):
         outcome = scratch.run(mutant, timeout=args.timeout)

@@ -71,7 +71,9 @@ def _sample() -> list:
 
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory) -> Scratch:
-    return Scratch(Path(tmp_path_factory.mktemp("mutants")))
+    copy = Scratch(Path(tmp_path_factory.mktemp("mutants")))
+    copy.check()  # the unmutated copy collects: a failure below is the mutant's
+    return copy
 
 
 @pytest.mark.parametrize("index", range(len(ALWAYS) + 1))
