@@ -24,9 +24,10 @@ importer pins one (``docs/nir.md`` states it in full):
 Each neuron node becomes one integer LIF layer, each ``Affine`` / ``Linear``
 into it one projection (``Flatten``, ``Identity`` and the ``Input`` / ``Output``
 of nested graphs pass values through).  Every layer gets one scale ``s``
-(``quantize.py``'s rule with per-neuron thresholds)::
+(the quantizer's rule, :func:`.quantize.pick_scale`, with ``v_max`` the largest
+of ``|v_thr|`` and ``|v_reset|`` of a spiking layer, 0 for a non-spiking one)::
 
-    s        = min( (2**(w_bits-1) - 1) / max|g W|,  (2**(u_bits-1) - 1) / (headroom max|v_thr|) )
+    s        = min( (2**(w_bits-1) - 1) / max|g W|,  (2**(u_bits-1) - 1) / (headroom v_max) )
     W_int    = round(s g W)           bias_int = round(s (g b + (1 - beta) v_leak))
     alpha    = round(beta 2**F)       v_reset_int = round(s v_reset)
     theta    = floor(s v_thr) + 1     (so the integer v >= theta  <=>  v > s v_thr)
@@ -44,6 +45,7 @@ import numpy as np
 import torch
 
 from .integer import INPUT, Format, LIFLayer, Network, NetworkError, Projection, signed_range
+from .quantize import pick_scale
 
 __all__ = ["NirError", "DEFAULT_DT", "FloatLayer", "FloatNetwork", "NirImport", "read_graph",
            "from_graph", "import_nir", "fidelity", "random_input", "to_graph", "export_nir"]
@@ -487,16 +489,10 @@ def _quantize_layer(la: FloatLayer, fmt: Format, scale: float | None,
                     headroom: float) -> tuple[LIFLayer, float]:
     w_lo, w_hi = signed_range(fmt.w_bits)
     u_lo, u_hi = signed_range(fmt.u_bits)
-    w_max = max(float(np.abs(w).max()) if w.size else 0.0 for _, w, _ in la.inputs)
     if scale is None:
-        limits = []
-        if w_max > 0:
-            limits.append(w_hi / w_max)
-        if la.spiking:
-            top = max(float(np.abs(la.threshold).max()), abs(la.v_reset))
-            if top > 0:
-                limits.append(u_hi / (headroom * top))
-        scale = min(limits) if limits else 1.0
+        w_max = max(float(np.abs(w).max()) if w.size else 0.0 for _, w, _ in la.inputs)
+        v_max = max(float(np.abs(la.threshold).max()), abs(la.v_reset)) if la.spiking else 0.0
+        scale = pick_scale(w_max, v_max, fmt, headroom)
     weights = [np.round(scale * w) for _, w, _ in la.inputs]
     for (src, _w, _r), w in zip(la.inputs, weights, strict=True):
         if w.size and (w.min() < w_lo or w.max() > w_hi):

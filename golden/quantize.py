@@ -23,20 +23,34 @@ import torch
 from .integer import Format, LIFLayer, Network, Operand, Projection, SSMLayer, signed_range
 from .twin import TwinNetwork
 
-__all__ = ["layer_scale", "enter_integer_mode", "to_integer", "predict", "READOUTS"]
+__all__ = ["pick_scale", "layer_scale", "enter_integer_mode", "to_integer", "predict",
+           "READOUTS"]
 
 READOUTS = ("last", "sum")
 
 
-def layer_scale(layer, fmt: Format, headroom: float = 4.0) -> float:
-    """The scale ``s`` of a float LIF layer (see the module docstring)."""
-    w_max = max(float(w.detach().abs().max()) for w in layer.weights)
+def pick_scale(w_max: float, v_max: float, fmt: Format, headroom: float) -> float:
+    """The scale rule (module docstring): the largest ``s`` that keeps ``s * w_max``
+    within signed ``w_bits`` and ``headroom * s * v_max`` within signed ``u_bits``; a
+    magnitude of 0 sets no limit, and with no limit the scale is 1.
+
+    ``w_max``: the layer's largest weight magnitude; ``v_max``: the largest membrane
+    magnitude it must hold (its threshold).  The quantizer and the NIR import use it.
+    """
     _, w_hi = signed_range(fmt.w_bits)
     _, u_hi = signed_range(fmt.u_bits)
-    limits = [u_hi / (headroom * layer.theta)]
+    limits = []
     if w_max > 0:
         limits.append(w_hi / w_max)
-    return min(limits)
+    if v_max > 0:
+        limits.append(u_hi / (headroom * v_max))
+    return min(limits) if limits else 1.0
+
+
+def layer_scale(layer, fmt: Format, headroom: float = 4.0) -> float:
+    """The scale ``s`` of a float LIF layer (:func:`pick_scale` with its threshold)."""
+    w_max = max(float(w.detach().abs().max()) for w in layer.weights)
+    return pick_scale(w_max, layer.theta, fmt, headroom)
 
 
 def enter_integer_mode(twin: TwinNetwork, headroom: float = 4.0) -> TwinNetwork:
