@@ -21,7 +21,7 @@ from amaranth import Cat, ClockSignal, Const, Instance, Module, Mux, Shape, Sign
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..gateware.checks import check_integers
+from ..gateware.checks import CheckedComponent, check_integers
 
 __all__ = ["SinglePortWeights", "SPRAMWeights", "weight_port_signature"]
 
@@ -41,7 +41,7 @@ def _check(shape, depth, max_depth=None, max_width=None):
         shape = Shape.cast(shape)
     except TypeError:
         raise TypeError(f"shape must be an Amaranth shape, not {shape!r}") from None
-    check_integers(None, depth=(depth, 1))
+    check_integers(depth=(depth, 1))
     if max_depth is not None and depth > max_depth:
         raise ValueError(f"depth {depth!r} exceeds one SPRAM block ({max_depth} words)")
     if max_width is not None and shape.width > max_width:
@@ -49,15 +49,15 @@ def _check(shape, depth, max_depth=None, max_width=None):
     return shape
 
 
-class SinglePortWeights(wiring.Component):
+class SinglePortWeights(CheckedComponent):
     """A single-port weight memory (``depth`` words of ``shape``), see the module docs."""
 
+    @staticmethod
+    def check_arguments(*, shape, depth):
+        _check(shape, depth)
+
     def __init__(self, *, shape, depth: int):
-        try:
-            self.shape = _check(shape, depth)
-        except (TypeError, ValueError):
-            self._MustUse__silence = True
-            raise
+        self.shape = Shape.cast(shape)
         self.depth = depth
         super().__init__(weight_port_signature(depth, self.shape))
 
@@ -74,19 +74,19 @@ class SinglePortWeights(wiring.Component):
         return m
 
 
-class SPRAMWeights(wiring.Component):
+class SPRAMWeights(CheckedComponent):
     """Weights in one iCE40UP SPRAM block (``depth`` <= 16384, width <= 16 bits).
 
     Latency: ``read.data`` one clock after ``read.addr`` (the SPRAM's output
     register).  On a platform other than an iCE40UP (or in simulation) it elaborates to
     :class:`SinglePortWeights`."""
 
+    @staticmethod
+    def check_arguments(*, shape, depth):
+        _check(shape, depth, SPRAM_DEPTH, SPRAM_WIDTH)
+
     def __init__(self, *, shape, depth: int):
-        try:
-            self.shape = _check(shape, depth, SPRAM_DEPTH, SPRAM_WIDTH)
-        except (TypeError, ValueError):
-            self._MustUse__silence = True
-            raise
+        self.shape = Shape.cast(shape)
         self.depth = depth
         super().__init__(weight_port_signature(depth, self.shape))
 

@@ -20,12 +20,13 @@ from __future__ import annotations
 from amaranth import Cat, ClockDomain, Const, Module, Signal
 from amaranth.build import Attrs
 from amaranth.build.res import ResourceError
-from amaranth.lib import io, wiring
+from amaranth.lib import io
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from ..contract.config import CoreConfig
-from ..gateware.core import NPUCore, check_core_arguments
+from ..gateware.checks import CheckedComponent, check_core_arguments
+from ..gateware.core import NPUCore
 from ..gateware.link import AXIStreamLink, SoC
 from .defs import Board
 from .pll import add_pll, pll_settings
@@ -33,7 +34,7 @@ from .pll import add_pll, pll_settings
 __all__ = ["CoreScan", "make_core", "make_soc", "BoardTop", "TOPS", "DEFAULT_TOP"]
 
 
-class CoreScan(wiring.Component):
+class CoreScan(CheckedComponent):
     """The NPU core with every port on a scan chain (``uart_rx`` in, ``uart_tx`` out).
 
     Every clock, ``uart_rx`` shifts into an ``n_in``-bit input chain and the
@@ -46,8 +47,11 @@ class CoreScan(wiring.Component):
     frame.  Ports: ``uart_rx`` In(1), ``uart_tx`` Out(1), ``busy`` Out(1).
     """
 
+    @staticmethod
+    def check_arguments(*, config, weight_memory, timing):
+        check_core_arguments(config=config, weight_memory=weight_memory, timing=timing)
+
     def __init__(self, *, config: CoreConfig, weight_memory=None, timing=None):
-        check_core_arguments(self, config=config, weight_memory=weight_memory, timing=timing)
         self.config = config
         self.weight_memory = weight_memory
         self.timing = timing
@@ -125,7 +129,19 @@ def _request_all(platform, name, count):
     return found
 
 
-class BoardTop(wiring.Component):
+def _board_clock(board: Board):
+    """``(clk_in, pll, clk_freq)``: the board's input clock (Hz), the PLL settings
+    (``None``: no PLL) and the frequency of the ``sync`` clock (Hz)."""
+    clk_in = board.platform_class()().lookup(board.clock, 0).clock.frequency
+    if board.transport == "pcie":
+        return clk_in, None, board.target_mhz * 1e6  # the XDMA IP's user clock
+    if board.target_mhz is None:
+        return clk_in, None, clk_in
+    pll = pll_settings(board.family, clk_in, board.target_mhz * 1e6)
+    return clk_in, pll, pll.fout
+
+
+class BoardTop(CheckedComponent):
     """One board: the PLL makes the ``sync`` clock at ``board.target_mhz`` (the
     input clock when ``None``), reset is held until the PLL locks (and, on
     iCE40, 256 more clocks: its block RAMs read zero for ~3 us after
@@ -134,31 +150,22 @@ class BoardTop(wiring.Component):
     ``idle``, when it has one), LED 2 lights while ``uart_rx`` is low.
 
     ``clk_freq``: the PLL's actual output frequency (Hz), known after
-    construction (the PLL search runs in ``__init__``).
+    construction (the PLL search runs when it is built).
     """
 
-    def __init__(self, *, board: Board, make_top, config: CoreConfig | None = None):
+    @staticmethod
+    def check_arguments(*, board, make_top, config):
         if not isinstance(board, Board):
-            self._MustUse__silence = True
             raise TypeError(f"board must be a Board, not {board!r}")
         if not callable(make_top):
-            self._MustUse__silence = True
             raise TypeError(f"make_top must be a callable, not {make_top!r}")
+        _board_clock(board)  # a family without a clock generator, an unreachable clock
+
+    def __init__(self, *, board: Board, make_top, config: CoreConfig | None = None):
         self.board = board
         self.config = config or board.config
         self.make_top = make_top
-        self.pll = None
-        fin = board.platform_class()().lookup(board.clock, 0).clock.frequency
-        self.clk_in = fin
-        if board.transport == "pcie":
-            fin = board.target_mhz * 1e6  # the XDMA IP's user clock
-        elif board.target_mhz is not None:
-            try:
-                self.pll = pll_settings(board.family, fin, board.target_mhz * 1e6)
-            except ValueError:
-                self._MustUse__silence = True
-                raise
-        self.clk_freq = self.pll.fout if self.pll else fin
+        self.clk_in, self.pll, self.clk_freq = _board_clock(board)
         super().__init__({})
 
     def elaborate(self, platform):

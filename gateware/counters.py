@@ -39,16 +39,16 @@ increment in the clock of ``clear`` is dropped, as without the register.
 from __future__ import annotations
 
 from amaranth import Array, Module, Mux, Signal
-from amaranth.lib import memory, wiring
+from amaranth.lib import memory
 from amaranth.lib.wiring import In, Out
 
-from .checks import check_integers
+from .checks import CheckedComponent, check_integers
 from .memports import NO_RW_CHECK, nrw_read_port
 
 __all__ = ["CounterBank"]
 
 
-class CounterBank(wiring.Component):
+class CounterBank(CheckedComponent):
     """``n`` counters of ``width`` bits in a block RAM (module docs).
 
     Ports: ``inc`` (``n`` bits) in, ``clear`` in, ``raddr``/``re`` in,
@@ -56,11 +56,13 @@ class CounterBank(wiring.Component):
     later.
     """
 
-    def __init__(self, *, n: int, width: int = 32, registered: bool = False):
-        check_integers(self, n=(n, 2), width=(width, 1))
+    @staticmethod
+    def check_arguments(*, n, width, registered):
+        check_integers(n=(n, 2), width=(width, 1))
         if not isinstance(registered, bool):
-            self._MustUse__silence = True
             raise TypeError(f"registered must be a bool, not {registered!r}")
+
+    def __init__(self, *, n: int, width: int = 32, registered: bool = False):
         self.n, self.width, self.registered = n, width, registered
         self.delta_bits = (2 * n + 2).bit_length()
         super().__init__({

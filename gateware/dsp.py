@@ -20,10 +20,9 @@ behavioural model of the block.
 from __future__ import annotations
 
 from amaranth import ClockSignal, Const, Instance, Module, Signal, signed
-from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .checks import check_integers
+from .checks import CheckedComponent, check_integers
 
 __all__ = ["RegisteredProduct", "ECP5_MULT_BITS"]
 
@@ -31,7 +30,7 @@ ECP5_MULT_BITS = 18
 """Operand width of one ECP5 ``MULT18X18D`` (signed operands: 18 bits with sign)."""
 
 
-class RegisteredProduct(wiring.Component):
+class RegisteredProduct(CheckedComponent):
     """``p = a * b`` two clocks later (module docs).
 
     Ports: ``a`` (signed ``a_bits``), ``b`` (signed ``b_bits``) in; ``p`` (signed
@@ -40,8 +39,11 @@ class RegisteredProduct(wiring.Component):
     otherwise.
     """
 
+    @staticmethod
+    def check_arguments(*, a_bits, b_bits):
+        check_integers(a_bits=(a_bits, 1), b_bits=(b_bits, 1))
+
     def __init__(self, *, a_bits: int, b_bits: int):
-        check_integers(self, a_bits=(a_bits, 1), b_bits=(b_bits, 1))
         self.a_bits, self.b_bits = a_bits, b_bits
         super().__init__({
             "a": In(signed(a_bits)),

@@ -24,10 +24,9 @@ Ports of :class:`NeuronUpdate`: ``u`` (signed ``u_bits``), ``acc`` (signed
 from __future__ import annotations
 
 from amaranth import Const, Module, Mux, Signal, Value, signed, unsigned
-from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .checks import check_integers
+from .checks import CheckedComponent, check_integers
 
 __all__ = ["NeuronUpdate", "NeuronLeak", "NeuronFire", "NeuronFireAhead", "total_bits",
            "shift_add_product"]
@@ -38,11 +37,14 @@ def total_bits(u_bits: int, acc_bits: int) -> int:
     return max(acc_bits, u_bits + 2) + 2
 
 
-class NeuronLeak(wiring.Component):
+class NeuronLeak(CheckedComponent):
     """``leak = ((alpha * u) >> F) + bias`` (signed ``u_bits + 2``); combinational."""
 
+    @staticmethod
+    def check_arguments(*, u_bits, frac_bits):
+        check_integers(u_bits=(u_bits, 2), frac_bits=(frac_bits, 0))
+
     def __init__(self, *, u_bits: int, frac_bits: int):
-        check_integers(self, u_bits=(u_bits, 2), frac_bits=(frac_bits, 0))
         self.u_bits, self.frac_bits = u_bits, frac_bits
         super().__init__({
             "u": In(signed(u_bits)),
@@ -57,7 +59,7 @@ class NeuronLeak(wiring.Component):
         return m
 
 
-class NeuronFire(wiring.Component):
+class NeuronFire(CheckedComponent):
     """From ``total`` (signed ``total_bits``): ``v = sat_u(total)``, the spike and the
     reset (module docs); combinational.
 
@@ -65,8 +67,11 @@ class NeuronFire(wiring.Component):
     ``spiking`` in; ``v``, ``spike``, ``u_new`` out.
     """
 
+    @staticmethod
+    def check_arguments(*, u_bits, total_bits):
+        check_integers(u_bits=(u_bits, 2), total_bits=(total_bits, u_bits))
+
     def __init__(self, *, u_bits: int, total_bits: int):
-        check_integers(self, u_bits=(u_bits, 2), total_bits=(total_bits, u_bits))
         self.u_bits = u_bits
         super().__init__({**self._extra_ports(total_bits),
             "total": In(signed(total_bits)),
@@ -146,12 +151,15 @@ class NeuronFireAhead(NeuronFire):
         ]
 
 
-class NeuronUpdate(wiring.Component):
+class NeuronUpdate(CheckedComponent):
     """The whole neuron update (module docs): :class:`NeuronLeak`, ``+ acc``,
     :class:`NeuronFire`; combinational."""
 
+    @staticmethod
+    def check_arguments(*, u_bits, frac_bits, acc_bits):
+        check_integers(u_bits=(u_bits, 2), frac_bits=(frac_bits, 0), acc_bits=(acc_bits, 2))
+
     def __init__(self, *, u_bits: int, frac_bits: int, acc_bits: int):
-        check_integers(self, u_bits=(u_bits, 2), frac_bits=(frac_bits, 0), acc_bits=(acc_bits, 2))
         self.u_bits, self.frac_bits, self.acc_bits = u_bits, frac_bits, acc_bits
         super().__init__({
             "u": In(signed(u_bits)),

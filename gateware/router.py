@@ -40,10 +40,10 @@ import operator
 from types import SimpleNamespace
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 
-from .checks import check_integers
+from .checks import CheckedComponent, check_integers
 
 __all__ = ["SendFlags", "SpikeRouter", "any_many", "lowest_lane", "none_or_one"]
 
@@ -75,7 +75,7 @@ def none_or_one(x):
     return ~any_, any_ & ~many
 
 
-class SendFlags(wiring.Component):
+class SendFlags(CheckedComponent):
     """The flags of a row's ``send``, a clock later, for
     ``SpikeRouter(given_flags=True)``: ``none`` (no lane set), ``one`` (exactly
     one) and ``lowest`` (the lowest lane set, one-hot) of the value ``send`` had
@@ -89,8 +89,11 @@ class SendFlags(wiring.Component):
     whose inputs are spread over the die with the lanes.
     """
 
+    @staticmethod
+    def check_arguments(*, lanes):
+        check_integers(lanes=(lanes, 1))
+
     def __init__(self, *, lanes: int):
-        check_integers(self, lanes=(lanes, 1))
         self.lanes = lanes
         super().__init__({"send": In(lanes), "none": Out(1), "one": Out(1),
                           "lowest": Out(lanes)})
@@ -119,7 +122,7 @@ class SendFlags(wiring.Component):
         return m
 
 
-class SpikeRouter(wiring.Component):
+class SpikeRouter(CheckedComponent):
     """The compact spike router (module docs).
 
     Ports: ``load``, ``send``, ``spikes`` (``lanes`` bits), ``values`` (``lanes``
@@ -131,10 +134,13 @@ class SpikeRouter(wiring.Component):
     and ``records.ready`` only.
     """
 
+    @staticmethod
+    def check_arguments(*, lanes, index_bits, layer_bits, u_bits, record_layout):
+        check_integers(lanes=(lanes, 1), index_bits=(index_bits, 1),
+                       layer_bits=(layer_bits, 1), u_bits=(u_bits, 1))
+
     def __init__(self, *, lanes: int, index_bits: int, layer_bits: int, u_bits: int,
                  record_layout: data.StructLayout):
-        check_integers(self, lanes=(lanes, 1), index_bits=(index_bits, 1),
-                       layer_bits=(layer_bits, 1), u_bits=(u_bits, 1))
         self.lanes, self.u_bits = lanes, u_bits
         self.record_layout = record_layout
         super().__init__({**self._extra_ports(),
@@ -253,11 +259,14 @@ class PipelinedSpikeRouter(SpikeRouter):
     ``send`` follows the row's registers in the clock the row is taken.
     """
 
+    @staticmethod
+    def check_arguments(*, given_flags, **arguments):
+        if not isinstance(given_flags, bool):
+            raise TypeError(f"given_flags must be a bool, not {given_flags!r}")
+        SpikeRouter.check_arguments(**arguments)
+
     def __init__(self, *, lanes: int, index_bits: int, layer_bits: int, u_bits: int,
                  record_layout: data.StructLayout, given_flags: bool = False):
-        if not isinstance(given_flags, bool):
-            self._MustUse__silence = True
-            raise TypeError(f"given_flags must be a bool, not {given_flags!r}")
         self.given_flags = given_flags
         self._port_sizes = lanes, u_bits
         super().__init__(lanes=lanes, index_bits=index_bits, layer_bits=layer_bits,

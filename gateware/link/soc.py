@@ -28,8 +28,8 @@ from ...contract.config import CoreConfig
 from ...contract.info import device_info
 from ...contract.protocol import MAX_BODY, MAX_PAYLOAD
 from ...contract.timing import TimingProfile
-from ..checks import check_integers
-from ..core import NPUCore, check_core_arguments
+from ..checks import CheckedComponent, check_core_arguments, check_integers
+from ..core import NPUCore
 from ..memports import NO_RW_CHECK, nrw_read_port
 from .engine import HEADER, CommandEngine
 from .frame import FrameDecoder, FrameEncoder
@@ -38,7 +38,7 @@ from .uart import UARTRx, UARTTx, uart_divisor
 __all__ = ["SoC", "AXIStreamLink"]
 
 
-class SoC(wiring.Component):
+class SoC(CheckedComponent):
     """The device (see the module docstring and ``docs/device.md``).
 
     ``weight_memory``: passed to :class:`.core.NPUCore` (``None``: Amaranth
@@ -51,39 +51,32 @@ class SoC(wiring.Component):
     later).
     """
 
+    @staticmethod
+    def check_arguments(*, config, link, clk_freq, baud, rx_fifo_depth, weight_memory, timing):
+        check_core_arguments(config=config, weight_memory=weight_memory, timing=timing)
+        if link not in ("stream", "uart"):
+            raise ValueError(f"link must be 'stream' or 'uart', not {link!r}")
+        check_integers(rx_fifo_depth=(rx_fifo_depth, 2))
+        if link == "uart":
+            uart_divisor(clk_freq=clk_freq, baud=baud)
+        elif baud is not None:
+            raise ValueError(f"baud {baud!r} is for link='uart' only")
+        if clk_freq is not None and (not isinstance(clk_freq, int) or clk_freq <= 0):
+            raise ValueError(f"clk_freq must be a positive integer or None, not {clk_freq!r}")
+        device_info(config, link=link, clock_hz=clk_freq, baud=baud)  # INFO over MAX_INFO
+
     def __init__(self, *, config: CoreConfig, link: str = "stream", clk_freq: int | None = None,
                  baud: int | None = None, rx_fifo_depth: int = 2048, weight_memory=None,
                  timing: TimingProfile | None = None):
-        check_core_arguments(self, config=config, weight_memory=weight_memory, timing=timing)
         self.weight_memory = weight_memory
         self.timing = timing or TimingProfile.COMPACT
-        if link not in ("stream", "uart"):
-            self._MustUse__silence = True
-            raise ValueError(f"link must be 'stream' or 'uart', not {link!r}")
-        check_integers(self, rx_fifo_depth=(rx_fifo_depth, 2))
-        self.divisor = None
-        if link == "uart":
-            try:
-                self.divisor = uart_divisor(clk_freq=clk_freq, baud=baud)
-            except ValueError:
-                self._MustUse__silence = True
-                raise
-        elif baud is not None:
-            self._MustUse__silence = True
-            raise ValueError(f"baud {baud!r} is for link='uart' only")
-        if clk_freq is not None and (not isinstance(clk_freq, int) or clk_freq <= 0):
-            self._MustUse__silence = True
-            raise ValueError(f"clk_freq must be a positive integer or None, not {clk_freq!r}")
+        self.divisor = uart_divisor(clk_freq=clk_freq, baud=baud) if link == "uart" else None
         self.config = config
         self.link = link
         self.clk_freq = clk_freq
         self.baud = baud
         self.rx_fifo_depth = rx_fifo_depth
-        try:
-            self.info = device_info(config, link=link, clock_hz=clk_freq, baud=baud)
-        except ValueError:
-            self._MustUse__silence = True
-            raise
+        self.info = device_info(config, link=link, clock_hz=clk_freq, baud=baud)
         if link == "stream":
             ports = {"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8))}
         else:
@@ -175,7 +168,7 @@ class SoC(wiring.Component):
         return m
 
 
-class AXIStreamLink(wiring.Component):
+class AXIStreamLink(CheckedComponent):
     """The byte-stream SoC behind AXI-Stream ports, as an XDMA-style bridge's
     H2C / C2H streams see it (8-bit ``tdata``).
 
@@ -187,8 +180,11 @@ class AXIStreamLink(wiring.Component):
     ``weight_memory``, ``timing``: as for :class:`SoC`.
     """
 
+    @staticmethod
+    def check_arguments(*, config, weight_memory, timing):
+        check_core_arguments(config=config, weight_memory=weight_memory, timing=timing)
+
     def __init__(self, *, config: CoreConfig, weight_memory=None, timing=None):
-        check_core_arguments(self, config=config, weight_memory=weight_memory, timing=timing)
         self.config = config
         self.weight_memory = weight_memory
         self.timing = timing

@@ -25,14 +25,14 @@ from amaranth import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..checks import check_integers
+from ..checks import CheckedComponent, check_integers
 
 __all__ = ["uart_divisor", "UARTRx", "UARTTx", "UARTPHY"]
 
 
 def uart_divisor(*, clk_freq, baud) -> int:
     """Clocks per bit for ``baud`` at ``clk_freq`` Hz (validated, see the module docstring)."""
-    check_integers(None, clk_freq=(clk_freq, 1), baud=(baud, 1))
+    check_integers(clk_freq=(clk_freq, 1), baud=(baud, 1))
     divisor = (clk_freq + baud // 2) // baud
     if divisor < 4:
         raise ValueError(f"baud {baud!r} is too fast for clk_freq {clk_freq!r}: "
@@ -44,19 +44,18 @@ def uart_divisor(*, clk_freq, baud) -> int:
     return divisor
 
 
-def _check_divisor(self, divisor):
-    if not isinstance(divisor, int) or isinstance(divisor, bool) or divisor < 4:
-        self._MustUse__silence = True
-        raise ValueError(f"divisor must be an integer >= 4, not {divisor!r}")
+def _check_divisor(*, divisor):
+    check_integers(divisor=(divisor, 4))
 
 
-class UARTRx(wiring.Component):
+class UARTRx(CheckedComponent):
     """8N1 receiver (see the module docstring).  Ports: ``rx`` (in, idle high),
     ``data`` (8-bit stream out, one-clock ``valid``), ``overruns`` and
     ``frame_errors`` (16-bit counters, wrap)."""
 
+    check_arguments = staticmethod(_check_divisor)
+
     def __init__(self, *, divisor: int):
-        _check_divisor(self, divisor)
         self.divisor = divisor
         super().__init__({
             "rx": In(1, init=1),
@@ -107,12 +106,13 @@ class UARTRx(wiring.Component):
         return m
 
 
-class UARTTx(wiring.Component):
+class UARTTx(CheckedComponent):
     """8N1 transmitter (see the module docstring).  Ports: ``data`` (8-bit stream
     in), ``tx`` (out, idle high), ``idle`` (nothing being sent)."""
 
+    check_arguments = staticmethod(_check_divisor)
+
     def __init__(self, *, divisor: int):
-        _check_divisor(self, divisor)
         self.divisor = divisor
         super().__init__({
             "data": In(stream.Signature(8)),
@@ -148,13 +148,14 @@ class UARTTx(wiring.Component):
         return m
 
 
-class UARTPHY(wiring.Component):
+class UARTPHY(CheckedComponent):
     """Receiver and transmitter at one ``divisor``: ``rx`` / ``tx`` pins, ``rx_data``
     (stream out, no backpressure) and ``tx_data`` (stream in), the receiver's
     counters and ``tx_idle``."""
 
+    check_arguments = staticmethod(_check_divisor)
+
     def __init__(self, *, divisor: int):
-        _check_divisor(self, divisor)
         self.divisor = divisor
         super().__init__({
             "rx": In(1, init=1),
