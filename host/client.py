@@ -19,16 +19,9 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 
-from .contract.protocol import (
-    DELIMITER,
-    ERROR_REPLY,
-    Frame,
-    FrameDecoder,
-    ProtocolError,
-    next_seq,
-    reply_cmd,
-    unpack_error,
-)
+from .contract.framing import DELIMITER, Frame, FrameDecoder
+from .contract.payloads import unpack_error
+from .contract.protocol import ERROR_REPLY, ProtocolError, next_seq, reply_cmd
 from .errors import DeviceReplyError, LinkError, command_name
 from .transport import Transport
 

@@ -9,7 +9,8 @@
         result.outputs                              # [T, B, out], as the golden model's
 
 The same code drives every transport (:mod:`.transport`); the wire protocol is
-:mod:`.protocol`, the device's side of it ``docs/device.md``.
+:mod:`.contract.protocol` (with ``.framing`` and ``.payloads``), the device's side of
+it ``docs/device.md``.
 
 * :meth:`Device.load` compiles the network for the device's configuration
   (from INFO) and refuses a model that does not fit *before anything is
@@ -34,20 +35,19 @@ import torch
 
 from .client import Client
 from .contract.info import ENGINE_BASE, REGISTERS, config_hash
-from .contract.protocol import (
-    MAX_PAYLOAD,
+from .contract.payloads import (
     MAX_READ_WORDS,
     MAX_WRITE_WORDS,
     RUN_COUNT_FORMAT,
     RUN_EVENT_FORMAT,
     RUN_RECORD_FORMAT,
-    Command,
     pack_read,
     pack_run,
     pack_write,
     unpack_read_reply,
     unpack_run_reply,
 )
+from .contract.protocol import MAX_PAYLOAD, Command
 from .errors import DeviceError, VerifyError
 from .transport import Transport, open_transport
 

@@ -5,7 +5,7 @@ Settings (environment ``SPIKEFORGE_AXIS``, JSON): ``config`` (the build's
 CoreConfig fields), ``seed``.  Requests (INFO, WRITE, READ, an unknown command,
 a bad-CRC frame) go in through ``s_axis`` with ``tvalid`` low on a random
 fraction of the clocks; ``m_axis_tready`` is low on another (backpressure).
-Checked: every reply equals what spikeforge.contract.protocol expects, ``tlast`` is high on
+Checked: every reply equals what the spikeforge.contract protocol expects, ``tlast`` is high on
 exactly the delimiter bytes, every byte sent was taken, and nothing else comes
 out afterwards (nothing left over).
 """
@@ -18,20 +18,10 @@ import random
 
 import cocotb
 from spikeforge.contract.config import CoreConfig, Region
+from spikeforge.contract.framing import Frame, FrameDecoder, cobs_encode
 from spikeforge.contract.info import device_info
-from spikeforge.contract.protocol import (
-    ERROR_REPLY,
-    Command,
-    ErrorCode,
-    Frame,
-    FrameDecoder,
-    cobs_encode,
-    pack_error,
-    pack_read,
-    pack_read_reply,
-    pack_write,
-    reply_cmd,
-)
+from spikeforge.contract.payloads import pack_error, pack_read, pack_read_reply, pack_write
+from spikeforge.contract.protocol import ERROR_REPLY, Command, ErrorCode, reply_cmd
 from spikeforge.sim.link_tb import AXISLinkTB
 
 SETTINGS = json.loads(os.environ.get("SPIKEFORGE_AXIS", "{}"))

@@ -10,22 +10,16 @@ from __future__ import annotations
 import json
 import time
 
-from spikeforge.contract.protocol import (
-    ERROR_REPLY,
-    Command,
-    ErrorCode,
-    Frame,
-    FrameDecoder,
-    ProtocolError,
-    crc16,
+from spikeforge.contract.framing import Frame, FrameDecoder, crc16
+from spikeforge.contract.payloads import (
     pack_error,
     pack_read_reply,
     pack_run_reply,
-    reply_cmd,
     unpack_read,
     unpack_run,
     unpack_write,
 )
+from spikeforge.contract.protocol import ERROR_REPLY, Command, ErrorCode, ProtocolError, reply_cmd
 from spikeforge.transport import LinkClosed, Transport
 
 

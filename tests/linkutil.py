@@ -1,6 +1,7 @@
 """Test helpers for the link: drive the byte-stream SoC (or the frame blocks) on
-Amaranth's simulator, build requests / check replies with spikeforge.contract.protocol, and
-talk to a simulated board over a bare socket (:class:`RawClient`)."""
+Amaranth's simulator, build requests / check replies with the wire protocol of
+spikeforge.contract, and talk to a simulated board over a bare socket
+(:class:`RawClient`)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,10 @@ import random
 import socket
 
 from amaranth.sim import Simulator
+from spikeforge.contract.framing import Frame, FrameDecoder
 from spikeforge.contract.info import ENGINE_BASE, REGISTERS
-from spikeforge.contract.protocol import (
-    Command,
-    Frame,
-    FrameDecoder,
-    pack_read,
-    reply_cmd,
-    unpack_read_reply,
-)
+from spikeforge.contract.payloads import pack_read, unpack_read_reply
+from spikeforge.contract.protocol import Command, reply_cmd
 
 
 def run_byte_stream(dut, data: bytes, *, replies: int, idle: float = 0.0,
@@ -87,7 +83,8 @@ def decode_replies(out: bytes) -> list[Frame]:
 def write_requests(writes, *, start_seq: int = 0) -> list[Frame]:
     """WRITE frames for ``(address, word)`` pairs: runs of consecutive addresses,
     at most MAX_WRITE_WORDS words each, sequence numbers from ``start_seq``."""
-    from spikeforge.contract.protocol import MAX_WRITE_WORDS, Command, pack_write
+    from spikeforge.contract.payloads import MAX_WRITE_WORDS, pack_write
+    from spikeforge.contract.protocol import Command
 
     words = dict(writes)
     runs: list[tuple[int, list[int]]] = []
@@ -103,7 +100,8 @@ def write_requests(writes, *, start_seq: int = 0) -> list[Frame]:
 
 def read_requests(addresses, *, start_seq: int = 0) -> list[tuple[Frame, list[int]]]:
     """READ frames covering ``addresses`` (runs of consecutive ones), each with its addresses."""
-    from spikeforge.contract.protocol import MAX_READ_WORDS, Command, pack_read
+    from spikeforge.contract.payloads import MAX_READ_WORDS, pack_read
+    from spikeforge.contract.protocol import Command
 
     runs: list[list[int]] = []
     for addr in sorted(set(addresses)):

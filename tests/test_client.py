@@ -7,15 +7,14 @@ import threading
 import pytest
 from fakedevice import FakeDevice, run_record
 from spikeforge.client import Client
-from spikeforge.contract.protocol import (
-    Command,
-    ErrorCode,
+from spikeforge.contract.payloads import (
     pack_read,
     pack_run,
     pack_write,
     unpack_read_reply,
     unpack_run_reply,
 )
+from spikeforge.contract.protocol import Command, ErrorCode
 from spikeforge.errors import DeviceReplyError, LinkClosed, LinkError
 from spikeforge.transport import FaultyTransport, XdmaTransport, open_transport
 

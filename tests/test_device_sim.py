@@ -28,17 +28,10 @@ from linkutil import RawClient
 from netgen import random_input, random_network
 from spikeforge.contract.compiler import compile_network
 from spikeforge.contract.config import FitError, Region
+from spikeforge.contract.framing import DELIMITER, MAX_ENCODED_FRAME, Frame, cobs_encode
 from spikeforge.contract.harness import expected_from_trace, input_events
-from spikeforge.contract.protocol import (
-    DELIMITER,
-    MAX_ENCODED_FRAME,
-    Command,
-    ErrorCode,
-    Frame,
-    cobs_encode,
-    pack_read,
-    pack_write,
-)
+from spikeforge.contract.payloads import pack_read, pack_write
+from spikeforge.contract.protocol import Command, ErrorCode
 from spikeforge.device import ENGINE_BASE, Device
 from spikeforge.errors import DeviceReplyError, LinkError
 from spikeforge.golden.integer import INPUT, LIFLayer, Network, Projection

@@ -1,6 +1,6 @@
 """The byte-stream SoC (decoder, command engine, encoder, NPU core) on Amaranth's
 simulator: every command and error path of docs/device.md, checked with
-spikeforge.contract.protocol and against the golden model."""
+the wire protocol of spikeforge.contract and against the golden model."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from linkutil import decode_replies, read_requests, run_byte_stream, write_reque
 from netgen import random_input, random_network
 from spikeforge.contract.compiler import compile_network
 from spikeforge.contract.config import CoreConfig, Region, address_map
+from spikeforge.contract.framing import Frame
 from spikeforge.contract.harness import (
     decode_membranes,
     decode_step,
@@ -20,19 +21,15 @@ from spikeforge.contract.harness import (
     membrane_reads,
 )
 from spikeforge.contract.info import ENGINE_BASE, REGISTERS, config_hash, device_info
-from spikeforge.contract.protocol import (
-    ERROR_REPLY,
-    Command,
-    ErrorCode,
-    Frame,
+from spikeforge.contract.payloads import (
     pack_read,
     pack_run,
     pack_write,
-    reply_cmd,
     unpack_error,
     unpack_read_reply,
     unpack_run_reply,
 )
+from spikeforge.contract.protocol import ERROR_REPLY, Command, ErrorCode, reply_cmd
 from spikeforge.contract.timing import COMPACT, PIPELINED
 from spikeforge.gateware.link import SoC
 from spikeforge.golden.integer import Format
@@ -225,7 +222,7 @@ def test_engine_errors(timing):
     stream = b"".join(f.encode() for f in load)
     bad = b"\x13\x37garbage" + b"\0" + Frame(9, 9, b"abc").encode()[:-3] + b"\0"  # 2 BAD_LENGTH
     body = Frame(Command.INFO, 30).to_body()
-    from spikeforge.contract.protocol import cobs_encode
+    from spikeforge.contract.framing import cobs_encode
 
     bad += cobs_encode(body[:-1] + bytes([body[-1] ^ 1])) + b"\0"  # BAD_CRC
     bad += b"\x55" * 1100 + b"\0"  # TOO_LARGE

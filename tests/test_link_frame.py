@@ -1,4 +1,4 @@
-"""The frame decoder and encoder on Amaranth's simulator against spikeforge.contract.protocol:
+"""The frame decoder and encoder on Amaranth's simulator against spikeforge.contract.framing:
 the same frames accepted from the same byte stream (random payloads with zeros
 and 254/255-byte runs, garbage, truncated, oversized and bad-CRC frames), the same
 drop counts; the encoder's output byte-identical to ``Frame.encode``."""
@@ -12,17 +12,16 @@ import pytest
 from amaranth import Module
 from amaranth.lib import memory, wiring
 from amaranth.sim import Simulator
-from spikeforge.contract.protocol import (
+from spikeforge.contract.framing import (
     MAX_BODY,
     MAX_ENCODED_FRAME,
-    MAX_PAYLOAD,
     MIN_BODY,
-    ErrorCode,
     Frame,
     cobs_encode,
     crc16,
 )
-from spikeforge.contract.protocol import FrameDecoder as RefDecoder
+from spikeforge.contract.framing import FrameDecoder as RefDecoder
+from spikeforge.contract.protocol import MAX_PAYLOAD, ErrorCode
 from spikeforge.gateware.link import FrameDecoder, FrameEncoder
 
 

@@ -1,9 +1,9 @@
 """System test of the simulated board (Verilator build of the SoC + the C++
-harness) over a plain TCP socket with spikeforge.contract.protocol: INFO, loading and reading
-back compiled random networks, RUN against the golden model, and the faults of
-issue 6 (garbage, bad CRC, truncated and oversized frames, unknown commands,
-out-of-range addresses, a replayed RUN): the device keeps answering, no RUN is
-applied twice, the weights stay intact."""
+harness) over a plain TCP socket with the wire protocol of spikeforge.contract:
+INFO, loading and reading back compiled random networks, RUN against the golden
+model, and the faults of issue 6 (garbage, bad CRC, truncated and oversized
+frames, unknown commands, out-of-range addresses, a replayed RUN): the device
+keeps answering, no RUN is applied twice, the weights stay intact."""
 
 from __future__ import annotations
 
@@ -16,22 +16,18 @@ from linkutil import RawClient, read_requests, write_requests
 from netgen import random_input, random_network
 from spikeforge.contract.compiler import compile_network
 from spikeforge.contract.config import FitError, Region
+from spikeforge.contract.framing import Frame, cobs_encode
 from spikeforge.contract.harness import decode_step, expected, input_events
 from spikeforge.contract.info import ENGINE_BASE, config_hash
-from spikeforge.contract.protocol import (
-    ERROR_REPLY,
-    Command,
-    ErrorCode,
-    Frame,
-    cobs_encode,
+from spikeforge.contract.payloads import (
     pack_read,
     pack_run,
     pack_write,
-    reply_cmd,
     unpack_error,
     unpack_read_reply,
     unpack_run_reply,
 )
+from spikeforge.contract.protocol import ERROR_REPLY, Command, ErrorCode, reply_cmd
 from spikeforge.golden.integer import Format
 from spikeforge.sim.rtl import config_named
 from spikeforge.sim.simboard import SimBoard

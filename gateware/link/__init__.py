@@ -1,7 +1,8 @@
 """The device's link: UART PHY (:mod:`.uart`), framing (:mod:`.frame`), command
 engine (:mod:`.engine`) and the SoC top with its AXI-Stream wrapper
-(:mod:`.soc`).  The contract is ``docs/device.md``, :mod:`spikeforge.contract.protocol`
-and :mod:`spikeforge.contract.info`."""
+(:mod:`.soc`).  The contract is ``docs/device.md``, the wire protocol
+(:mod:`spikeforge.contract.protocol`, ``.framing``, ``.payloads``) and
+:mod:`spikeforge.contract.info`."""
 
 from .engine import CommandEngine
 from .frame import FrameDecoder, FrameEncoder, crc16_update

@@ -1,9 +1,9 @@
-"""Frame decoder and encoder of the wire protocol (:mod:`spikeforge.contract.protocol`): COBS,
+"""Frame decoder and encoder of the wire protocol (:mod:`spikeforge.contract.framing`): COBS,
 CRC-16/CCITT-FALSE and the receive checks, one byte per clock.
 
 :class:`FrameDecoder` takes the received byte stream, undoes COBS on the fly,
 writes the frame body into a buffer memory (a write port owned by the parent)
-and checks each frame at its 0x00 delimiter in the order of ``protocol.py``::
+and checks each frame at its 0x00 delimiter in the order of ``framing.py``::
 
     1. more than MAX_ENCODED_FRAME bytes before the delimiter   TOO_LARGE
        (counted once, then everything up to the next 0x00 is skipped)
@@ -34,7 +34,7 @@ from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...contract.protocol import MAX_BODY, MAX_ENCODED_FRAME, MIN_BODY
+from ...contract.framing import MAX_BODY, MAX_ENCODED_FRAME, MIN_BODY
 
 __all__ = ["crc16_update", "FrameDecoder", "FrameEncoder", "BODY_ADDR_BITS"]
 

@@ -25,8 +25,9 @@ from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...contract.config import CoreConfig
+from ...contract.framing import MAX_BODY
 from ...contract.info import device_info
-from ...contract.protocol import MAX_BODY, MAX_PAYLOAD
+from ...contract.protocol import MAX_PAYLOAD
 from ...contract.timing import TimingProfile
 from ..checks import CheckedComponent, check_core_arguments, check_integers
 from ..core import NPUCore

@@ -6,15 +6,9 @@ import socket
 import time
 
 from ..contract.config import Region, address_map
-from ..contract.protocol import (
-    MAX_PAYLOAD,
-    MAX_WRITE_WORDS,
-    Command,
-    Frame,
-    FrameDecoder,
-    pack_write,
-    reply_cmd,
-)
+from ..contract.framing import Frame, FrameDecoder
+from ..contract.payloads import MAX_WRITE_WORDS, pack_write
+from ..contract.protocol import MAX_PAYLOAD, Command, reply_cmd
 
 __all__ = ["uart_goodput", "stream_board_speed"]
 
@@ -76,7 +70,7 @@ def stream_board_speed(config="tiny", *, runs: int = 20, build_root=None) -> dic
     import torch
 
     from ..contract.compiler import compile_network
-    from ..contract.protocol import pack_run
+    from ..contract.payloads import pack_run
     from ..golden.integer import INPUT, LIFLayer, Network, Projection
     from .simboard import SimBoard
 
