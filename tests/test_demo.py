@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from spikeforge.cli import EXIT_DEVICE, EXIT_NETWORK, EXIT_OK, main
+from spikeforge.cli import main
+from spikeforge.commands import EXIT_DEVICE, EXIT_NETWORK, EXIT_OK
 from spikeforge.demo import bench, shipped_model
 from spikeforge.sim.verilator import have_verilator
 

@@ -1,0 +1,423 @@
+"""The ``spikeforge`` subcommands: ``cmd_<name>(args)`` runs one with the arguments
+:mod:`.cli` parsed and returns its exit code (``EXIT_*``, described in :mod:`.cli`);
+a bad option value that only shows now raises :class:`UsageError`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_MODEL_FILE, EXIT_NETWORK, EXIT_DEVICE = 0, 1, 2, 3, 4, 5
+EXIT_BUILD = EXIT_DEVICE  # a board build that cannot run or failed
+
+
+class UsageError(Exception):
+    """A bad option value found after argument parsing."""
+
+
+def _emit(result: dict, as_json: bool, lines) -> None:
+    if as_json:
+        print(json.dumps(result))
+    else:
+        for line in lines(result):
+            print(line)
+
+
+def _progress(args) -> bool:
+    return not args.quiet and sys.stderr.isatty() or args.progress
+
+
+# ---------------------------------------------------------------- commands
+def cmd_train(args) -> int:
+    from .golden.modelfile import save_model
+    from .golden.train import config_for, evaluate, train
+
+    # Check the output location before training, not after it (an OSError at save
+    # time would be a traceback and exit code 1, after the whole run).
+    parent = args.out.parent
+    if not parent.is_dir():
+        raise UsageError(f"--out {args.out}: the directory {str(parent)!r} does not exist")
+    cfg = config_for(args.task, timesteps=args.timesteps, surrogate=args.surrogate,
+                     hidden=args.hidden, epochs=args.epochs, seed=args.seed,
+                     w_bits=args.w_bits, encoding=args.encoding, readout=args.readout,
+                     length=args.length, mode=args.mode, qat_epochs=args.qat_epochs)
+    net, meta = train(cfg, progress=_progress(args))
+    save_model(args.out, net, meta)
+    report = evaluate(net, meta)
+    report.update(model=str(args.out), training={k: v for k, v in meta["training"].items()
+                                                 if not k.endswith("loss")})
+    _emit(report, args.json, lambda r: [
+        f"saved {r['model']}",
+        f"integer-model test accuracy {r['accuracy']:.4f} over {r['samples']} samples "
+        f"(T={r['timesteps']}, w_bits={r['w_bits']})",
+        *(f"  {k}: {v:.4f}" for k, v in r["training"].items())])
+    return EXIT_OK
+
+
+def cmd_eval(args) -> int:
+    from .golden.modelfile import ModelFileError
+    from .golden.train import evaluate
+
+    net, meta = _task_model(args.model)
+    try:
+        report = evaluate(net, meta, split=args.split)
+    except KeyError as exc:
+        raise ModelFileError(f"{args.model}: the metadata has no {exc.args[0]!r} entry, "
+                             f"needed to evaluate the {meta['task']!r} task") from exc
+    if args.rtl:
+        from .sim.evaluate import evaluate_on_rtl
+        from .sim.rtl import config_named
+
+        rtl = evaluate_on_rtl(net, meta, config_named(args.rtl), split=args.split,
+                              limit=args.limit)
+        report["rtl"] = {"config": args.rtl, **rtl}
+    _eval_energy_and_plots(args, net, meta, report)
+
+    def lines(r):
+        yield (f"{r['task']}: accuracy {r['accuracy']:.4f} on {r['samples']} {args.split} "
+               f"samples, T={r['timesteps']}, w_bits={r['w_bits']}, "
+               f"{r['synops_per_sample']:.0f} synaptic ops per sample")
+        if "rtl" in r:
+            q = r["rtl"]
+            yield (f"RTL ({q['config']}, Verilator): accuracy {q['accuracy_rtl']:.4f} on "
+                   f"{q['samples']} samples, bit-exact: {q['bit_exact']}, "
+                   f"{q['clocks_per_step']:.0f} clocks per step")
+        if "energy" in r:
+            e = r["energy"]
+            yield (f"energy ESTIMATE ({e['source']['process']}, Horowitz ISSCC 2014): SNN "
+                   f"{e['snn']['total_pj'] / 1000:.4g} nJ/sample, dense ANN "
+                   f"{e['ann']['total_pj'] / 1000:.4g} nJ (SNN/ANN {e['ratio']:.3g}), float32 "
+                   f"ANN {e['ann']['fp32_total_pj'] / 1000:.4g} nJ (SNN/ANN {e['ratio_fp32']:.3g})")
+        if "report" in r:
+            yield f"report: {r['report']}"
+
+    _emit(report, args.json, lines)
+    return EXIT_OK
+
+
+def _task_model(path: Path):
+    """A model file whose metadata names a known task.  A valid model file may carry
+    metadata that does not describe a task (saved by other code): that is a bad
+    model file here (exit 3), not a crash."""
+    from .golden.modelfile import ModelFileError, load_model
+    from .golden.train import TASKS
+
+    net, meta = load_model(path)
+    if meta.get("task") not in TASKS:
+        raise ModelFileError(f"{path}: the metadata names no known task "
+                             f"(task={meta.get('task')!r}; expected one of {TASKS})")
+    return net, meta
+
+
+def _device_lines(r):
+    yield (f"{r['task']} on {r['device']}: accuracy {r['accuracy_device']:.4f} "
+           f"(golden {r['accuracy_golden']:.4f}) over {r['samples']} samples, "
+           f"bit-exact: {r['bit_exact']}, {r['steps_per_second']:.0f} steps/s")
+
+
+def cmd_run(args) -> int:
+    from .device import open as open_device
+    from .evaluate import evaluate_on_device
+
+    net, meta = _task_model(args.model)
+    with open_device(args.device, timeout=args.timeout, progress=_progress(args)) as dev:
+        report = evaluate_on_device(dev, net, meta, split=args.split, limit=args.limit,
+                                    progress=_progress(args))
+        report["device"] = dev.url
+        report["model"] = str(args.model)
+    if args.plot:
+        _run_report(args, net, meta, report)
+    _emit(report, args.json, _device_lines)
+    return EXIT_OK if report["bit_exact"] else EXIT_DEVICE
+
+
+def _run_report(args, net, meta, report) -> None:
+    """``run --plot DIR``: raster and membrane figures of the first sample, the
+    energy estimate from the device's counters, and ``DIR/report.md``."""
+    from .golden import report as rep
+    from .golden.train import task_data
+
+    x, _ = task_data(meta, args.split)
+    trace = net.run(x[:, :1])
+    figures = rep.sample_figures(net, trace, args.plot, sample=0)
+    figures.append(rep.energy_figure(report["energy"], args.plot))
+    summary = {k: report[k] for k in ("model", "device", "task", "samples", "timesteps",
+                                      "accuracy_device", "accuracy_golden", "bit_exact",
+                                      "steps_per_second")}
+    notes = ["The raster and membrane figures show the golden model's run of the first "
+             "test sample, which the device reproduced bit for bit."
+             if report["bit_exact"] else
+             "The device's run was NOT bit-exact; the figures show the golden model's run."]
+    path = rep.write_report(args.plot, title=f"spikeforge run: {args.model.name} on "
+                            f"{report['device']}", summary=summary, energy=report["energy"],
+                            figures=figures, notes=notes)
+    report["report"] = str(path)
+
+
+def cmd_demo(args) -> int:
+    from . import demo
+
+    report = demo.run(args.device, limit=args.limit, retrain=args.retrain,
+                      progress=_progress(args), timeout=args.timeout)
+    _emit(report, args.json, demo.describe)
+    return EXIT_OK if all(t["bit_exact"] for t in report["tasks"].values()) else EXIT_DEVICE
+
+
+def _eval_energy_and_plots(args, net, meta, report) -> None:
+    """``eval``: the energy estimate from the golden counts (and the RTL counters with
+    ``--rtl``); with ``--plot DIR`` the figures and ``DIR/report.md``."""
+    from .golden.energy import counts_from_counters, counts_from_trace, estimate
+    from .golden.train import task_data
+
+    x, _ = task_data(meta, args.split)
+    trace = net.run(x)
+    report["energy"] = estimate(net, counts_from_trace(net, x, trace))
+    if "rtl" in report and "counters" in report["rtl"]:
+        ran = x[:, :report["rtl"]["samples"]]
+        report["rtl"]["energy"] = estimate(net, counts_from_counters(
+            net, report["rtl"]["counters"], ran))
+    if args.plot:
+        from .golden import report as rep
+
+        figures = rep.sample_figures(net, trace, args.plot, sample=0)
+        figures.append(rep.energy_figure(report["energy"], args.plot))
+        summary = {k: v for k, v in report.items() if k not in ("energy", "rtl")}
+        summary["model"] = str(args.model)
+        if "rtl" in report:
+            summary.update({f"rtl_{k}": v for k, v in report["rtl"].items()
+                            if k in ("config", "accuracy_rtl", "bit_exact", "clocks_per_step")})
+        path = rep.write_report(args.plot, title=f"spikeforge eval: {args.model.name}",
+                                summary=summary, energy=report["energy"], figures=figures)
+        report["report"] = str(path)
+
+
+def cmd_import_nir(args) -> int:
+    import numpy as np
+    import torch
+
+    from .golden.integer import Format
+    from .golden.modelfile import save_model
+    from .golden.nir import NirError, fidelity, import_nir, random_input
+
+    parent = args.out.parent
+    if not parent.is_dir():
+        raise UsageError(f"--out {args.out}: the directory {str(parent)!r} does not exist")
+    fmt = Format(w_bits=args.w_bits) if args.w_bits is not None else None
+    imported = import_nir(args.file, fmt=fmt, input_kind=args.input_kind, dt=args.dt)
+    reference = None
+    if args.inputs:
+        try:
+            with np.load(args.inputs, allow_pickle=False) as data:
+                if "input" not in data:
+                    raise NirError(f"--inputs {args.inputs}: no 'input' array (shape [T, B, "
+                                   f"{imported.net.input_size}])")
+                x = torch.from_numpy(np.asarray(data["input"])).to(torch.int64)
+                if "reference" in data:
+                    reference = torch.from_numpy(np.asarray(data["reference"]))
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, NirError):
+                raise
+            raise UsageError(f"--inputs {args.inputs}: cannot read it as .npz ({exc})") from exc
+    else:
+        x = random_input(imported.net, args.steps, args.samples, seed=args.seed)
+    fid = fidelity(imported, x, reference)
+    meta = {"nir": {**imported.meta, "file": str(args.file)}}
+    save_model(args.out, imported.net, meta)
+    result = {"model": str(args.out), "layers": [
+        {"name": la.name, "size": la.size, "spiking": la.spiking, "reset": la.reset,
+         "nir_node": imported.meta["nir_nodes"][la.name], "scale": imported.scales[la.name]}
+        for la in imported.net.layers],
+        "inputs": str(args.inputs) if args.inputs else "random", "fidelity": fid}
+
+    def lines(r):
+        yield f"saved {r['model']} ({len(r['layers'])} layers)"
+        for la in r["layers"]:
+            yield (f"  {la['name']}: {la['nir_node']} x{la['size']}, scale {la['scale']:.4g}, "
+                   f"reset {la['reset']}")
+        f = r["fidelity"]
+        yield (f"integer model vs NIR dynamics on {f['samples']} {r['inputs']} inputs "
+               f"x {f['steps']} steps:")
+        for name, v in f["layers"].items():
+            agree = f"spike agreement {v['spike_agreement']:.4f}, " \
+                if "spike_agreement" in v else ""
+            rel = v["membrane_relative_error"]
+            yield (f"  {name}: {agree}membrane relative error "
+                   f"{'n/a' if rel is None else format(rel, '.4f')}")
+        if "reference_agreement" in f:
+            yield f"  against the reference output: {f['reference_agreement']}"
+
+    _emit(result, args.json, lines)
+    return EXIT_OK
+
+
+def cmd_export_nir(args) -> int:
+    from .golden.modelfile import load_model
+    from .golden.nir import export_nir
+
+    net, _ = load_model(args.model)
+    parent = args.file.parent
+    if not parent.is_dir():
+        raise UsageError(f"{args.file}: the directory {str(parent)!r} does not exist")
+    notes = export_nir(net, args.file, dt=args.dt)
+    result = {"file": str(args.file), "layers": [la.name for la in net.layers], "notes": notes}
+    _emit(result, args.json, lambda r: [f"wrote {r['file']}", *r["notes"]])
+    return EXIT_OK
+
+
+def cmd_experiment(args) -> int:
+    from .golden import experiments
+
+    result = experiments.run(args.name, progress=_progress(args), timesteps=args.timesteps,
+                             lengths=args.lengths, epochs=args.epochs, seed=args.seed)
+    if args.plot and args.plot.suffix.lower() == ".png":
+        experiments.plot(result, args.plot)
+        result["plot"] = str(args.plot)
+    elif args.plot:
+        result["report"] = str(experiments.report(result, args.plot))
+        result["plot"] = str(args.plot)
+    _emit(result, args.json, experiments.describe)
+    return EXIT_OK
+
+
+def cmd_bench(args) -> int:
+    from .golden import bench
+
+    result = bench.run(quick=args.quick)
+    if not args.no_rtl:
+        from .sim import bench as rtl_bench
+        from .sim.verilator import have_verilator, missing_tools
+
+        if have_verilator():
+            result["rtl"] = rtl_bench.run(
+                progress=lambda msg: print(msg, file=sys.stderr) if not args.quiet else None)
+            from .demo import bench as device_bench
+
+            if not args.quiet:
+                print("bench: end-to-end samples/s through the simulated board (TCP)",
+                      file=sys.stderr)
+            result["device"] = device_bench()
+        else:
+            result["rtl"] = {"skipped": "missing: " + ", ".join(missing_tools())}
+    if not args.no_rtl and not args.no_boards and "skipped" not in result["rtl"]:
+        from .boards import bench as boards_bench
+
+        result["boards"] = boards_bench.run(
+            args.boards, progress=lambda msg: print(msg, file=sys.stderr) if not args.quiet
+            else None)
+
+    def lines(r):
+        yield from bench.describe(r)
+        if "rtl" in r and "skipped" not in r["rtl"]:
+            yield "NPU core (RTL counters, Verilator):"
+            yield from rtl_bench.describe(r["rtl"])
+        elif "rtl" in r:
+            yield f"RTL benchmarks skipped ({r['rtl']['skipped']})"
+        if "device" in r:
+            for task in ("digits", "recall"):
+                d = r["device"][task]
+                yield (f"device {r['device']['device']}, {task}: {d['samples_per_second']:.1f} "
+                       f"samples/s, {d['steps_per_second']:.0f} steps/s end to end "
+                       f"({d['clocks_per_step']:.0f} clocks per step), bit-exact: "
+                       f"{d['bit_exact']}")
+        if "boards" in r:
+            yield "Boards (open-toolchain builds; synaptic ops/s = dense ops/clock x fmax):"
+            yield from boards_bench.describe(r["boards"])
+
+    _emit(result, args.json, lines)
+    return EXIT_OK
+
+
+def cmd_rtl(args) -> int:
+    from .sim.rtl import REFERENCE_CONFIGS, write
+
+    names = list(REFERENCE_CONFIGS) if args.config == "all" else [args.config]
+    paths = write(names, args.out)
+    result = {"files": [str(p) for p in paths], "configs": names}
+    _emit(result, args.json, lambda r: [f"wrote {p}" for p in r["files"]])
+    return EXIT_OK
+
+
+def cmd_sim_board(args) -> int:
+    import signal
+
+    from .sim.simboard import SimBoard
+
+    board = SimBoard(args.config, port=args.port, uart=args.uart)
+    if not args.quiet:
+        print(f"sim-board: building / starting the {args.config!r} board "
+              f"({'UART' if args.uart else 'byte stream'})", file=sys.stderr)
+    board.start()
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        print(f"LISTENING {board.port}", flush=True)  # the harness' line, for scripts
+        if not args.quiet:
+            print(f"sim-board: serving {board.url} (Ctrl-C stops)", file=sys.stderr)
+        board.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        board.close()
+    return EXIT_OK
+
+
+def cmd_boards(args) -> int:
+    from .boards.defs import BOARDS, capacity
+
+    result = {"boards": [{**capacity(b), "description": b.description, "baud": b.baud,
+                          "transport": b.transport} for b in BOARDS.values()]}
+
+    def lines(r):
+        yield (f"{'board':<15} {'device':<10} {'P':>3} {'neurons':>8} {'synapses':>9} "
+               f"{'SSM state':>9} {'target':>8}")
+        for b in r["boards"]:
+            yield (f"{b['board']:<15} {b['device']:<10} {b['lanes']:>3} {b['neurons']:>8} "
+                   f"{b['synapses']:>9} {b['ssm_state']:>9} {b['target_mhz']:>5.0f} MHz")
+
+    _emit(result, args.json, lines)
+    return EXIT_OK
+
+
+def cmd_build(args) -> int:
+    import tempfile
+
+    from .boards.build import build, parse_config, program
+    from .boards.defs import board_named
+
+    board = board_named(args.board)
+    config = parse_config(args.config, board)
+    out = args.out or Path(tempfile.mkdtemp(prefix=f"spikeforge-{board.name}-"))
+    quiet = args.quiet and not args.progress
+    report = build(board, top=args.top, config=config, model=args.model, out=out,
+                   seed=args.seed, progress=(lambda msg: None) if quiet else
+                   (lambda msg: print(msg, file=sys.stderr, flush=True)))
+    if args.program:
+        if report["bitstream"] is None:
+            raise UsageError(f"--program: {board.name} builds vendor project files only")
+        program(Path(report["bitstream"]), board)
+        report["programmed"] = True
+    report.pop("bels", None)
+
+    def lines(r):
+        yield f"{r['board']} ({r['top']} top, P={r['config']['P']}): {r['build_dir']}"
+        if r["bitstream"] is None:
+            yield f"  vendor project files: {r['vendor_project']} ({r['note']})"
+            return
+        for name, u in r["utilization"].items():
+            yield f"  {name:<6} {u['used']:>6} / {u['available']}"
+        for clock, f in r["fmax_mhz"].items():
+            yield f"  fmax {clock}: {f:.2f} MHz (target {r['target_mhz']} MHz)"
+        for path in r.get("critical_paths", [])[:1]:
+            yield (f"  critical path: {path['delay_ns']:.2f} ns, {path['logic_levels']} "
+                   f"logic levels, {path['start']} -> {path['end']}")
+            if path["sources"]:
+                yield f"    through {', '.join(path['sources'][:6])}"
+        yield f"  timing met: {r['timing_met']}; bitstream: {r['bitstream']}"
+
+    _emit(report, args.json, lines)
+    return EXIT_OK
