@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train fresh models instead of using the shipped ones")
     common(p)
     p.set_defaults(func=cmd_demo)
-    from .golden.nir import DEFAULT_DT
+    from .golden.nirgraph import DEFAULT_DT
 
     p = sub.add_parser("import-nir", help="import a NIR graph (snnTorch, Norse, ...) into an "
                        "integer model file, with a fidelity report")
@@ -276,7 +276,7 @@ def _error_families():
     from .errors import DeviceError
     from .golden.integer import NetworkError
     from .golden.modelfile import ModelFileError
-    from .golden.nir import NirError
+    from .golden.nirgraph import NirError
 
     return (((NirError, ModelFileError), EXIT_MODEL_FILE, ""),
             ((NetworkError,), EXIT_NETWORK, ""),

@@ -199,7 +199,8 @@ def cmd_import_nir(args) -> int:
 
     from .golden.integer import Format
     from .golden.modelfile import save_model
-    from .golden.nir import NirError, fidelity, import_nir, random_input
+    from .golden.nir import fidelity, import_nir, random_input
+    from .golden.nirgraph import NirError
 
     parent = args.out.parent
     if not parent.is_dir():

@@ -1,6 +1,6 @@
-"""NIR import / export (golden/nir.py, docs/nir.md): the snnTorch file, each
-discretisation convention, the error for every kind of bad graph, the exact round
-trip of an export, and the CLI commands."""
+"""NIR import / export (golden/nirgraph.py, golden/nir.py, docs/nir.md): the
+snnTorch file, each discretisation convention, the error for every kind of bad
+graph, the exact round trip of an export, and the CLI commands."""
 
 from __future__ import annotations
 
@@ -19,15 +19,8 @@ from nir.ir.graph import Identity
 from spikeforge.cli import main
 from spikeforge.golden.integer import Format, LIFLayer, Network, Projection
 from spikeforge.golden.modelfile import load_model, save_model
-from spikeforge.golden.nir import (
-    DEFAULT_DT,
-    NirError,
-    export_nir,
-    fidelity,
-    from_graph,
-    import_nir,
-    to_graph,
-)
+from spikeforge.golden.nir import export_nir, fidelity, import_nir, to_graph
+from spikeforge.golden.nirgraph import DEFAULT_DT, NirError, from_graph
 
 DATA = Path(__file__).parent / "data"
 
