@@ -84,9 +84,6 @@ def bits_for(lo: int, hi: int) -> int:
     return bits
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
 
 def saturate(x: torch.Tensor, bits: int) -> torch.Tensor:
     """Clamp to the signed range of ``bits`` bits."""
@@ -290,174 +287,11 @@ class Network:
         return bits_for(-worst, worst)
 
     def validate(self) -> None:
-        fmt = self.fmt
-        if not isinstance(self.input_size, int) or self.input_size < 1:
-            raise NetworkError(f"input_size must be a positive integer, not {self.input_size!r}")
-        if self.input_kind not in ("spike", "int"):
-            raise NetworkError(f"input_kind must be 'spike' or 'int', not {self.input_kind!r}")
-        if not self.layers:
-            raise NetworkError("a network needs at least one layer")
-        names = [layer.name for layer in self.layers]
-        for i, name in enumerate(names):
-            if not isinstance(name, str) or not name or name == INPUT:
-                raise NetworkError(f"layer name {name!r} is not allowed")
-            if name in names[:i]:
-                raise NetworkError(f"layer name {name!r} is used twice")
-        if self.output not in names:
-            raise NetworkError(f"output {self.output!r} is not a layer (layers: {names})")
-        position = {name: i for i, name in enumerate(names)}
+        """Check the description against the rules of :mod:`.netcheck`; a NetworkError
+        names the first one broken."""
+        from .netcheck import check_network  # (netcheck builds on this module)
 
-        def check_source(owner: str, source: str, recurrent: bool, what: str) -> None:
-            if not isinstance(recurrent, bool):
-                raise NetworkError(f"layer {owner!r}: the recurrent flag of {what} source "
-                                   f"{source!r} must be True or False, not {recurrent!r}")
-            if source != INPUT and source not in position:
-                raise NetworkError(f"layer {owner!r}: {what} source {source!r} does not exist")
-            if source == INPUT:
-                if recurrent:
-                    # The state keeps no previous input, so a delayed input edge cannot run.
-                    raise NetworkError(f"layer {owner!r}: {what} source {source!r} cannot be "
-                                       f"recurrent (the model keeps no previous input)")
-                return
-            src = self.layer(source)
-            if src.kind == "lif" and not src.spiking:
-                raise NetworkError(f"layer {owner!r}: {what} source {source!r} is a non-spiking "
-                                   f"LI layer, which can only be an output")
-            if not recurrent and position[source] >= position[owner]:
-                raise NetworkError(
-                    f"layer {owner!r}: feed-forward {what} source {source!r} does not come "
-                    f"earlier in the layer order; mark the edge recurrent or reorder the layers")
-
-        w_lo, w_hi = signed_range(fmt.w_bits)
-        u_lo, u_hi = signed_range(fmt.u_bits)
-        for layer in self.layers:
-            if layer.kind == "lif":
-                self._validate_lif(layer, check_source, w_lo, w_hi, u_lo, u_hi)
-            elif layer.kind == "ssm":
-                self._validate_ssm(layer, check_source)
-            else:  # pragma: no cover - dataclasses above are the only kinds
-                raise NetworkError(f"layer {layer.name!r}: unknown kind {layer.kind!r}")
-
-    def _vector(self, owner: str, what: str, t: torch.Tensor, size: int) -> None:
-        if not isinstance(t, torch.Tensor) or t.dtype != torch.int64:
-            raise NetworkError(f"layer {owner!r}: {what} must be an int64 tensor")
-        if tuple(t.shape) != (size,):
-            raise NetworkError(f"layer {owner!r}: {what} has shape {tuple(t.shape)}, "
-                               f"expected ({size},)")
-
-    def _in_range(self, owner: str, what: str, t: torch.Tensor, lo: int, hi: int) -> None:
-        if t.numel() and (int(t.min()) < lo or int(t.max()) > hi):
-            raise NetworkError(f"layer {owner!r}: {what} has values in "
-                               f"[{int(t.min())}, {int(t.max())}], outside [{lo}, {hi}]")
-
-    def _validate_lif(self, layer, check_source, w_lo, w_hi, u_lo, u_hi) -> None:
-        fmt = self.fmt
-        if not _is_int(layer.size) or layer.size < 1:
-            raise NetworkError(f"layer {layer.name!r}: size must be a positive integer, "
-                               f"not {layer.size!r}")
-        if not isinstance(layer.spiking, bool):
-            raise NetworkError(f"layer {layer.name!r}: spiking must be True or False, "
-                               f"not {layer.spiking!r}")
-        if not _is_int(layer.v_reset):
-            raise NetworkError(f"layer {layer.name!r}: v_reset must be an integer, "
-                               f"not {layer.v_reset!r}")
-        if layer.reset not in RESET_MODES:
-            raise NetworkError(f"layer {layer.name!r}: reset must be one of {RESET_MODES}, "
-                               f"not {layer.reset!r}")
-        if not layer.spiking and layer.reset != "none":
-            raise NetworkError(f"layer {layer.name!r}: a non-spiking LI layer must use "
-                               f"reset 'none', not {layer.reset!r}")
-        for what in ("alpha", "theta", "bias"):
-            self._vector(layer.name, what, getattr(layer, what), layer.size)
-        self._in_range(layer.name, "alpha", layer.alpha, 0, fmt.one)
-        self._in_range(layer.name, "theta", layer.theta, 1, u_hi)
-        self._in_range(layer.name, "bias", layer.bias, u_lo, u_hi)
-        if not u_lo <= layer.v_reset <= u_hi:
-            raise NetworkError(f"layer {layer.name!r}: v_reset {layer.v_reset!r} is outside "
-                               f"[{u_lo}, {u_hi}]")
-        if not layer.inputs:
-            raise NetworkError(f"layer {layer.name!r} has no inputs")
-        for proj in layer.inputs:
-            check_source(layer.name, proj.source, proj.recurrent, "input")
-            expected = (layer.size, self.source_size(proj.source))
-            w = proj.weight
-            if not isinstance(w, torch.Tensor) or w.dtype != torch.int64:
-                raise NetworkError(f"layer {layer.name!r}: weight from {proj.source!r} must be "
-                                   f"an int64 tensor")
-            if tuple(w.shape) != expected:
-                raise NetworkError(f"layer {layer.name!r}: weight from {proj.source!r} has shape "
-                                   f"{tuple(w.shape)}, expected {expected}")
-            self._in_range(layer.name, f"weight from {proj.source!r}", w, w_lo, w_hi)
-        need = self.required_acc_bits(layer)
-        if need > fmt.acc_bits:
-            raise NetworkError(f"layer {layer.name!r}: the worst-case synaptic sum needs {need} "
-                               f"accumulator bits, more than acc_bits={fmt.acc_bits}")
-
-    def _validate_ssm(self, layer, check_source) -> None:
-        fmt = self.fmt
-        for what in ("n", "m"):
-            value = getattr(layer, what)
-            if not _is_int(value) or value < 1:
-                raise NetworkError(f"layer {layer.name!r}: {what} must be a positive integer, "
-                                   f"not {value!r}")
-        sizes = {"k": layer.n, "v": layer.m, "q": layer.n}
-        for what, op in layer.operands().items():
-            if op.is_const:
-                if op.const is None:
-                    raise NetworkError(f"layer {layer.name!r}: operand {what} has neither a "
-                                       f"source nor a constant")
-                if op.recurrent:
-                    raise NetworkError(f"layer {layer.name!r}: constant operand {what} cannot "
-                                       f"be recurrent")
-                self._vector(layer.name, f"constant {what}", op.const, sizes[what])
-                self._in_range(layer.name, f"constant {what}", op.const,
-                               *signed_range(fmt.in_bits))
-            else:
-                if op.const is not None:
-                    raise NetworkError(f"layer {layer.name!r}: operand {what} has both a source "
-                                       f"and a constant")
-                check_source(layer.name, op.source, op.recurrent, f"operand {what}")
-                if self.source_size(op.source) != sizes[what]:
-                    raise NetworkError(
-                        f"layer {layer.name!r}: operand {what} source {op.source!r} has "
-                        f"{self.source_size(op.source)} outputs, expected {sizes[what]}")
-        if layer.mode not in DECAY_MODES:
-            raise NetworkError(f"layer {layer.name!r}: mode must be one of {DECAY_MODES}, "
-                               f"not {layer.mode!r}")
-        d = layer.decay
-        if not isinstance(d, torch.Tensor) or d.dtype != torch.int64:
-            raise NetworkError(f"layer {layer.name!r}: decay must be an int64 tensor")
-        if layer.mode == "fixed":
-            if layer.gate is not None or layer.gate_recurrent:
-                raise NetworkError(f"layer {layer.name!r}: a gate needs mode 'selective'")
-            self._vector(layer.name, "decay", d, layer.n)
-        else:
-            if layer.gate is None:
-                raise NetworkError(f"layer {layer.name!r}: selective mode needs a gate layer")
-            check_source(layer.name, layer.gate, layer.gate_recurrent, "gate")
-            if layer.gate == INPUT or self.layer(layer.gate).kind != "lif":
-                raise NetworkError(f"layer {layer.name!r}: the gate {layer.gate!r} must be a "
-                                   f"spiking LIF layer")
-            gate_bits = self.layer(layer.gate).size
-            if gate_bits > 8:
-                raise NetworkError(f"layer {layer.name!r}: gate layer {layer.gate!r} has "
-                                   f"{gate_bits} neurons; at most 8 (a 256-entry table)")
-            expected = (1 << gate_bits, layer.n)
-            if tuple(d.shape) != expected:
-                raise NetworkError(f"layer {layer.name!r}: decay table has shape "
-                                   f"{tuple(d.shape)}, expected {expected}")
-        self._in_range(layer.name, "decay", d, 0, fmt.one)
-        if not isinstance(layer.y_shift, int) or not 0 <= layer.y_shift <= 32:
-            raise NetworkError(f"layer {layer.name!r}: y_shift must be an integer in 0..32, "
-                               f"not {layer.y_shift!r}")
-        # The update floor(a*S/2**F) + k*v and the readout S^T q run in int64: reject
-        # formats whose worst case would wrap instead of producing wrong numbers silently.
-        update = self.operand_bound(layer.k) * self.operand_bound(layer.v) \
-            + (1 << (fmt.s_bits - 1))
-        need = max(bits_for(-update, update), self.ssm_acc_bits(layer))
-        if need > 64:
-            raise NetworkError(f"layer {layer.name!r}: the state update or readout needs {need} "
-                               f"bits, more than the 64 of the int64 model")
+        check_network(self)
 
     # -------------------------------------------------------------- execution
     def initial_state(self, batch: int) -> dict[str, torch.Tensor]:
